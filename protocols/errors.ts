@@ -1,0 +1,26 @@
+/**
+ * The root of Veriflow's typed errors.
+ *
+ * Every error that can cross a boundary (the wire, an actor's mailbox, the HTTP API) extends
+ * {@link VeriflowError} and carries a stable `code` string, so logs, the wire and tests all name
+ * the same thing. Codes are lower_snake_case and never change once published.
+ *
+ * @module
+ */
+
+/** Base class of all typed Veriflow errors. */
+export class VeriflowError extends Error {
+  /** Stable, machine-readable error code (for example `frame_too_large`). */
+  readonly code: string;
+
+  /**
+   * @param code Stable machine-readable code.
+   * @param message Human-readable explanation.
+   * @param options Standard error options (`cause`).
+   */
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
