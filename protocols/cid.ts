@@ -1,0 +1,56 @@
+/**
+ * Content identifiers: CIDv1, raw codec (0x55), sha2-256 multihash, base32 string form
+ * ("bafkrei…") — the same ids IPFS gives the same bytes, so they mean something outside
+ * Veriflow. Models, chunks, manifests and inputs are all named this way.
+ *
+ * @module
+ */
+import { CID } from "multiformats/cid";
+import * as Digest from "multiformats/hashes/digest";
+import { sha256 } from "./hash.ts";
+import { VeriflowError } from "./errors.ts";
+
+/** Multicodec code of the raw codec. */
+export const RAW_CODEC = 0x55;
+/** Multihash code of sha2-256. */
+export const SHA2_256_CODE = 0x12;
+
+/** A string that is not a CIDv1 raw sha2-256 id. */
+export class InvalidCidError extends VeriflowError {
+  constructor(input: string, reason: string) {
+    super("invalid_cid", `not a valid Veriflow CID (${reason}): ${input.slice(0, 80)}`);
+  }
+}
+
+/** The CID string of a sha2-256 digest. */
+export function cidFromDigest(digest: Uint8Array): string {
+  return CID.createV1(RAW_CODEC, Digest.create(SHA2_256_CODE, digest)).toString();
+}
+
+/** The CID string of `bytes`. */
+export function cidOf(bytes: Uint8Array): string {
+  return cidFromDigest(sha256(bytes));
+}
+
+/** Parse a CID string; returns its 32-byte sha2-256 digest or throws {@link InvalidCidError}. */
+export function cidDigest(cid: string): Uint8Array {
+  let parsed: CID;
+  try {
+    parsed = CID.parse(cid);
+  } catch (cause) {
+    throw new InvalidCidError(cid, (cause as Error).message);
+  }
+  if (parsed.version !== 1) throw new InvalidCidError(cid, "not CIDv1");
+  if (parsed.multihash.code !== SHA2_256_CODE) throw new InvalidCidError(cid, "not sha2-256");
+  return parsed.multihash.digest;
+}
+
+/** True when `bytes` hash to `cid`. */
+export function matchesCid(cid: string, bytes: Uint8Array): boolean {
+  const expected = cidDigest(cid);
+  const actual = sha256(bytes);
+  if (expected.length !== actual.length) return false;
+  let diff = 0;
+  for (let i = 0; i < actual.length; i++) diff |= expected[i] ^ actual[i];
+  return diff === 0;
+}
