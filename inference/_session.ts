@@ -1,0 +1,93 @@
+/**
+ * Creates onnxruntime sessions with the execution-provider policy of the design: CUDA when it
+ * is asked for and actually loads, else CPU — and always reports which one is running.
+ *
+ * @module
+ */
+import * as ort from "onnxruntime-node";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { ModelLoadError } from "./errors.ts";
+
+/** Where a model runs. */
+export type ExecutionProvider = "cpu" | "cuda";
+
+/** Options shared by every model loader. */
+export interface SessionOptions {
+  /** Preferred execution provider; `"cuda"` falls back to CPU when unavailable. Default `"cpu"`. */
+  executionProvider?: ExecutionProvider;
+  /**
+   * Threads for intra-op parallelism on CPU. Default: onnxruntime's choice (one per core).
+   * Results may differ in the last bits between thread counts; validators allow for that.
+   */
+  intraOpThreads?: number;
+}
+
+/** A created session and the provider it actually runs on. */
+export interface CreatedSession {
+  /** The session. */
+  session: ort.InferenceSession;
+  /** The provider in use. */
+  executionProvider: ExecutionProvider;
+}
+
+/** onnxruntime log level "error": CUDA probing failures are expected and handled here. */
+const LOG_SEVERITY_ERROR = 3;
+
+/**
+ * Whether onnxruntime-node ships the CUDA provider libraries on this machine. Without them a
+ * CUDA session cannot load; checking first avoids onnxruntime printing a load failure on every
+ * CPU-only machine. (Only linux/x64 builds ship CUDA support.)
+ */
+export function cudaProviderInstalled(): boolean {
+  if (Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") return false;
+  try {
+    const entry = fileURLToPath(import.meta.resolve("onnxruntime-node"));
+    const binDir = entry.replace(/dist[\\/]index\.js$/, "bin/napi-v6/linux/x64/");
+    return existsSync(binDir + "libonnxruntime_providers_cuda.so") &&
+      existsSync(binDir + "libonnxruntime_providers_shared.so");
+  } catch {
+    return false;
+  }
+}
+
+/** Create a session over model bytes, trying CUDA first when asked for. */
+export async function createSession(
+  bytes: Uint8Array,
+  options?: SessionOptions,
+): Promise<CreatedSession> {
+  const base: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: "all",
+    logSeverityLevel: LOG_SEVERITY_ERROR,
+  };
+  if (options?.intraOpThreads !== undefined) {
+    if (!Number.isSafeInteger(options.intraOpThreads) || options.intraOpThreads < 0) {
+      throw new RangeError(`intraOpThreads must be a non-negative integer`);
+    }
+    base.intraOpNumThreads = options.intraOpThreads;
+  }
+  if (options?.executionProvider === "cuda" && cudaProviderInstalled()) {
+    try {
+      // CUDA alone (no CPU in the list): if its provider library cannot load, creation fails
+      // and we know to fall back, instead of onnxruntime silently running everything on CPU.
+      const session = await ort.InferenceSession.create(bytes, {
+        ...base,
+        executionProviders: ["cuda"],
+      });
+      return { session, executionProvider: "cuda" };
+    } catch {
+      // Not available here (no GPU, no CUDA provider library): CPU below.
+    }
+  }
+  try {
+    const session = await ort.InferenceSession.create(bytes, {
+      ...base,
+      executionProviders: ["cpu"],
+    });
+    return { session, executionProvider: "cpu" };
+  } catch (cause) {
+    throw new ModelLoadError(`onnxruntime cannot load the model: ${(cause as Error).message}`, {
+      cause,
+    });
+  }
+}

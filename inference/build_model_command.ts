@@ -1,0 +1,76 @@
+/**
+ * The `build-model` command (`cli.ts build-model`, `tools/build_model.ts`): build Veriflow's
+ * built-in model (or the reference one-shot MLP) into a directory.
+ *
+ * ```
+ * deno run -A cli.ts build-model --size tiny|small --seed N --out DIR
+ * deno run -A tools/build_model.ts --kind mlp --seed N --out DIR
+ * ```
+ *
+ * Prints one JSON line: `{ cid, dir, sizeBytes, ms }`. The same size and seed always give the
+ * same bytes, hence the same CID, on every machine.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import {
+  buildGptModel,
+  buildMlpModel,
+  type BuiltModel,
+  DEFAULT_MODEL_SEED,
+  GPT_MODEL_SIZES,
+  type GptModelSize,
+} from "./model_builder.ts";
+
+const USAGE = `usage: build-model [--kind gpt|mlp] [--size tiny|small] [--seed N] --out DIR
+  --kind   gpt (decoder text model, default) or mlp (one-shot tensor model)
+  --size   ${Object.keys(GPT_MODEL_SIZES).join(" | ")} (default tiny; gpt only)
+  --seed   weight seed, an integer (default ${DEFAULT_MODEL_SEED})
+  --out    output directory (created)`;
+
+/**
+ * Parse the command arguments and build; returns the process exit code (0 ok, 2 usage).
+ *
+ * @param args Arguments after the command name.
+ */
+export async function runBuildModel(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        kind: { type: "string", default: "gpt" },
+        size: { type: "string", default: "tiny" },
+        seed: { type: "string", default: String(DEFAULT_MODEL_SEED) },
+        out: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const seed = Number(values.seed);
+  if (
+    !values.out || !Number.isSafeInteger(seed) || !(values.size in GPT_MODEL_SIZES) ||
+    !["gpt", "mlp"].includes(values.kind)
+  ) {
+    console.error(USAGE);
+    return 2;
+  }
+  const started = performance.now();
+  const built: BuiltModel = values.kind === "mlp"
+    ? await buildMlpModel({ outDir: values.out, seed })
+    : await buildGptModel({ size: values.size as GptModelSize, seed, outDir: values.out });
+  console.log(JSON.stringify({
+    cid: built.cid,
+    dir: built.dir,
+    sizeBytes: built.sizeBytes,
+    ms: Math.round(performance.now() - started),
+  }));
+  return 0;
+}

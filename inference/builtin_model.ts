@@ -1,0 +1,87 @@
+/**
+ * The node's built-in model, built on first use and cached by content: the directory is named
+ * by the CID of its `model.onnx`, so two nodes that build the same (size, seed) hold the same
+ * model under the same id, and a corrupted copy is detected (its bytes no longer match the
+ * name) and rebuilt.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { matchesCid } from "../protocols/cid.ts";
+import { buildGptModel, DEFAULT_MODEL_SEED, type GptModelSize } from "./model_builder.ts";
+
+/** Files a built-in model directory must hold. */
+const MODEL_FILES = ["model.onnx", "config.json", "tokenizer.json"] as const;
+
+/** In-process de-duplication of concurrent builds of the same model. */
+const building = new Map<string, Promise<string>>();
+
+/**
+ * The directory of the built-in model `(size, seed)` under `modelsDir`, building it when it is
+ * missing or damaged. Returns `modelsDir/<cid>`.
+ *
+ * @example
+ * ```ts ignore
+ * const dir = await ensureBuiltinModel("./.veriflow/models", "tiny", 0);
+ * const model = await TextModel.load(dir);
+ * ```
+ */
+export function ensureBuiltinModel(
+  modelsDir: string,
+  size: GptModelSize = "tiny",
+  seed: number = DEFAULT_MODEL_SEED,
+): Promise<string> {
+  const key = `${modelsDir}\0${size}\0${seed}`;
+  let pending = building.get(key);
+  if (!pending) {
+    pending = ensure(modelsDir, size, seed).finally(() => building.delete(key));
+    building.set(key, pending);
+  }
+  return pending;
+}
+
+async function ensure(modelsDir: string, size: GptModelSize, seed: number): Promise<string> {
+  await Deno.mkdir(modelsDir, { recursive: true });
+  // Alias from (size, seed) to CID, so a cache hit needs no rebuild to learn the name.
+  const aliasPath = join(modelsDir, `builtin-${size}-seed${seed}.cid`);
+  const cached = await readAlias(aliasPath);
+  if (cached && (await isIntact(join(modelsDir, cached), cached))) return join(modelsDir, cached);
+
+  // Build beside the target and rename, so a crash never leaves a half-written model dir
+  // under a valid-looking CID name.
+  const staging = join(modelsDir, `.staging-${crypto.randomUUID()}`);
+  try {
+    const built = await buildGptModel({ size, seed, outDir: staging });
+    const dir = join(modelsDir, built.cid);
+    if (await isIntact(dir, built.cid)) {
+      await Deno.remove(staging, { recursive: true });
+    } else {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      await Deno.rename(staging, dir);
+    }
+    const aliasTmp = `${aliasPath}.${crypto.randomUUID()}.tmp`;
+    await Deno.writeTextFile(aliasTmp, built.cid + "\n");
+    await Deno.rename(aliasTmp, aliasPath);
+    return dir;
+  } catch (error) {
+    await Deno.remove(staging, { recursive: true }).catch(() => {});
+    throw error;
+  }
+}
+
+async function readAlias(path: string): Promise<string | null> {
+  try {
+    return (await Deno.readTextFile(path)).trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+async function isIntact(dir: string, cid: string): Promise<boolean> {
+  try {
+    for (const f of MODEL_FILES) await Deno.stat(join(dir, f));
+    return matchesCid(cid, await Deno.readFile(join(dir, "model.onnx")));
+  } catch {
+    return false;
+  }
+}

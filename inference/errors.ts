@@ -1,0 +1,115 @@
+/**
+ * Typed errors of the inference engine. Each carries a stable `code` (see
+ * `protocols/errors.ts`) so the server can map them to wire errors and HTTP statuses.
+ *
+ * @module
+ */
+import { VeriflowError } from "../protocols/errors.ts";
+
+/** Base class of inference errors. */
+export class InferenceError extends VeriflowError {}
+
+/** The prompt (plus what must be generated) does not fit the model's context window. */
+export class ContextLengthError extends InferenceError {
+  /** Tokens requested. */
+  readonly tokens: number;
+  /** The model's context length. */
+  readonly contextLength: number;
+  /**
+   * Describe the overflow.
+   *
+   * @param tokens Number of tokens that would have to fit.
+   * @param contextLength The model's context window.
+   */
+  constructor(tokens: number, contextLength: number) {
+    super(
+      "context_length_exceeded",
+      `${tokens} tokens do not fit the model's context window of ${contextLength}`,
+    );
+    this.tokens = tokens;
+    this.contextLength = contextLength;
+  }
+}
+
+/** Generation was asked for with an empty prompt (there is nothing to condition on). */
+export class EmptyPromptError extends InferenceError {
+  constructor() {
+    super("empty_prompt", "the prompt has no tokens");
+  }
+}
+
+/** Sampling parameters out of range (negative temperature, topP outside (0, 1], ...). */
+export class InvalidGenerationParamsError extends InferenceError {
+  /**
+   * Describe the bad parameter.
+   *
+   * @param reason What is wrong.
+   */
+  constructor(reason: string) {
+    super("invalid_generation_params", reason);
+  }
+}
+
+/** A token id outside the model's vocabulary. */
+export class InvalidTokenError extends InferenceError {
+  /**
+   * Name the bad id.
+   *
+   * @param token The offending id.
+   * @param vocabSize The vocabulary size.
+   */
+  constructor(token: number, vocabSize: number) {
+    super("invalid_token", `token id ${token} is outside the vocabulary [0, ${vocabSize})`);
+  }
+}
+
+/** A model directory or file that cannot be loaded (missing file, unsupported layout). */
+export class ModelLoadError extends InferenceError {
+  /**
+   * Describe the load failure.
+   *
+   * @param message What is wrong.
+   * @param options `cause`.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super("model_load_failed", message, options);
+  }
+}
+
+/** A model CID the registry does not know. */
+export class UnknownModelError extends InferenceError {
+  /**
+   * Name the unknown model.
+   *
+   * @param cid The unknown CID.
+   */
+  constructor(cid: string) {
+    super("unknown_model", `no model registered under ${cid}`);
+  }
+}
+
+/** A tensor job whose inputs do not match the model (missing name, bad type or size). */
+export class InvalidTensorInputError extends InferenceError {
+  /**
+   * Describe the bad input.
+   *
+   * @param reason What is wrong.
+   */
+  constructor(reason: string) {
+    super("invalid_tensor_input", reason);
+  }
+}
+
+/** A model used as the wrong kind (a tensor model asked to generate text, or vice versa). */
+export class WrongModelKindError extends InferenceError {
+  /**
+   * Name the mismatch.
+   *
+   * @param cid The model.
+   * @param expected The kind asked for.
+   * @param actual The model's kind.
+   */
+  constructor(cid: string, expected: string, actual: string) {
+    super("wrong_model_kind", `model ${cid} is a ${actual} model, not a ${expected} model`);
+  }
+}

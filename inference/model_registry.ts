@@ -1,0 +1,206 @@
+/**
+ * The node's models, known by CID (the CID of `model.onnx`). Registering a model reads only
+ * its metadata and hashes its file; the onnxruntime session is created on first use and shared
+ * by every later user (concurrent first uses share one load). A model whose file changed since
+ * registration refuses to load, because its CID would no longer name it.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { cidOf } from "../protocols/cid.ts";
+import type { SessionOptions } from "./_session.ts";
+import { ModelLoadError, UnknownModelError, WrongModelKindError } from "./errors.ts";
+import { TensorModel } from "./tensor_model.ts";
+import { type ExecutionProvider, TextModel } from "./text_model.ts";
+
+/** Metadata of a registered model. */
+export interface RegisteredModel {
+  /** CID of `model.onnx`. */
+  cid: string;
+  /** Human-readable name. */
+  name: string;
+  /** Text (decoder with tokenizer) or tensor (one-shot). */
+  kind: "text" | "tensor";
+  /** Model directory (text) or `.onnx` file / directory (tensor). */
+  path: string;
+  /** Size of `model.onnx` in bytes. */
+  sizeBytes: number;
+  /** Vocabulary size (text models). */
+  vocabSize?: number;
+  /** Context window (text models). */
+  contextLength?: number;
+  /** Execution provider in use; set once the model is loaded. */
+  executionProvider?: ExecutionProvider;
+  /** Whether a session has been created. */
+  loaded: boolean;
+}
+
+/** Options of {@link ModelRegistry}: the session options every model is loaded with. */
+export interface ModelRegistryOptions extends SessionOptions {}
+
+/** Either kind of loaded model. */
+export type LoadedModel = TextModel | TensorModel;
+
+interface Entry {
+  meta: RegisteredModel;
+  loading?: Promise<LoadedModel>;
+}
+
+/**
+ * Registry of models by CID with lazily created, shared sessions.
+ *
+ * @example
+ * ```ts ignore
+ * const registry = new ModelRegistry({ executionProvider: "cuda" });
+ * const { cid } = await registry.register(await ensureBuiltinModel("./.veriflow/models"));
+ * const model = await registry.getText(cid); // session created here, once
+ * ```
+ */
+export class ModelRegistry {
+  #options: ModelRegistryOptions;
+  #entries = new Map<string, Entry>();
+
+  /**
+   * An empty registry.
+   *
+   * @param options Session options for every model (execution provider, threads).
+   */
+  constructor(options: ModelRegistryOptions = {}) {
+    this.#options = options;
+  }
+
+  /**
+   * Register a model directory (`model.onnx` + `config.json`, plus `tokenizer.json` for a text
+   * model) or a bare `.onnx` file (a tensor model). Idempotent: registering the same bytes
+   * again returns the existing entry.
+   */
+  async register(path: string): Promise<RegisteredModel> {
+    let stat: Deno.FileInfo;
+    try {
+      stat = await Deno.stat(path);
+    } catch (cause) {
+      throw new ModelLoadError(`no model at ${path}`, { cause });
+    }
+    const dir = stat.isDirectory ? path : null;
+    const file = dir ? join(dir, "model.onnx") : path;
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(file);
+    } catch (cause) {
+      throw new ModelLoadError(`cannot read ${file}`, { cause });
+    }
+    const cid = cidOf(bytes);
+    const existing = this.#entries.get(cid);
+    if (existing) return { ...existing.meta };
+
+    const config = dir ? await readJson(join(dir, "config.json")) : null;
+    const hasTokenizer = dir ? await exists(join(dir, "tokenizer.json")) : false;
+    const veriflow = config?.veriflow as { name?: string; kind?: string } | undefined;
+    const kind = hasTokenizer && veriflow?.kind !== "tensor" ? "text" : "tensor";
+    const number = (...keys: string[]) => {
+      for (const k of keys) if (typeof config?.[k] === "number") return config[k] as number;
+      return undefined;
+    };
+    const meta: RegisteredModel = {
+      cid,
+      name: veriflow?.name ?? (config?._name_or_path as string | undefined) ??
+        path.split(/[\\/]/).filter(Boolean).pop() ?? path,
+      kind,
+      path,
+      sizeBytes: bytes.byteLength,
+      loaded: false,
+    };
+    if (kind === "text") {
+      meta.vocabSize = number("vocab_size");
+      meta.contextLength = number("n_positions", "max_position_embeddings", "n_ctx");
+    }
+    this.#entries.set(cid, { meta });
+    return { ...meta };
+  }
+
+  /** Whether `cid` is registered. */
+  has(cid: string): boolean {
+    return this.#entries.has(cid);
+  }
+
+  /** Metadata of `cid`, or `undefined`. */
+  info(cid: string): RegisteredModel | undefined {
+    const entry = this.#entries.get(cid);
+    return entry ? { ...entry.meta } : undefined;
+  }
+
+  /** Metadata of every registered model, in registration order. */
+  list(): RegisteredModel[] {
+    return [...this.#entries.values()].map((e) => ({ ...e.meta }));
+  }
+
+  /** The loaded model `cid` (creating its session on first use). */
+  get(cid: string): Promise<LoadedModel> {
+    const entry = this.#entries.get(cid);
+    if (!entry) return Promise.reject(new UnknownModelError(cid));
+    if (!entry.loading) {
+      entry.loading = this.#load(entry);
+      // A failed load is not cached: the next get() tries again.
+      entry.loading.catch(() => (entry.loading = undefined));
+    }
+    return entry.loading;
+  }
+
+  /** The text model `cid`; {@link WrongModelKindError} if it is a tensor model. */
+  async getText(cid: string): Promise<TextModel> {
+    const model = await this.get(cid);
+    if (!(model instanceof TextModel)) throw new WrongModelKindError(cid, "text", "tensor");
+    return model;
+  }
+
+  /** The tensor model `cid`; {@link WrongModelKindError} if it is a text model. */
+  async getTensor(cid: string): Promise<TensorModel> {
+    const model = await this.get(cid);
+    if (!(model instanceof TensorModel)) throw new WrongModelKindError(cid, "tensor", "text");
+    return model;
+  }
+
+  /** Release every loaded session and forget all models. */
+  async close(): Promise<void> {
+    const loads = [...this.#entries.values()].flatMap((e) => (e.loading ? [e.loading] : []));
+    this.#entries.clear();
+    for (const settled of await Promise.allSettled(loads)) {
+      if (settled.status === "fulfilled") await settled.value.dispose();
+    }
+  }
+
+  async #load(entry: Entry): Promise<LoadedModel> {
+    const { meta } = entry;
+    const options = { ...this.#options, name: meta.name };
+    const model = meta.kind === "text"
+      ? await TextModel.load(meta.path, options)
+      : await TensorModel.load(meta.path, options);
+    if (model.info.cid !== meta.cid) {
+      await model.dispose();
+      throw new ModelLoadError(
+        `model file at ${meta.path} changed since registration (now ${model.info.cid})`,
+      );
+    }
+    meta.loaded = true;
+    meta.executionProvider = model.info.executionProvider;
+    return model;
+  }
+}
+
+async function readJson(path: string): Promise<Record<string, unknown> | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return null;
+    throw new ModelLoadError(`bad JSON in ${path}`, { cause: error });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,27 @@
+import assert from "node:assert/strict";
+import { runBuildModel } from "../../inference/build_model_command.ts";
+import { matchesCid } from "../../protocols/cid.ts";
+
+Deno.test("build-model writes a loadable model directory and prints its CID; bad arguments exit 2", async () => {
+  const out = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const log = console.log;
+  const error = console.error;
+  console.log = (...a: unknown[]) => lines.push(a.join(" "));
+  console.error = () => {};
+  try {
+    assert.equal(await runBuildModel(["--size", "tiny", "--seed", "2", "--out", out]), 0);
+    const { cid } = JSON.parse(lines[0]);
+    assert.ok(matchesCid(cid, await Deno.readFile(`${out}/model.onnx`)));
+    assert.equal(await runBuildModel(["--kind", "mlp", "--out", `${out}/mlp`]), 0);
+    await Deno.stat(`${out}/mlp/model.onnx`);
+    assert.equal(await runBuildModel(["--size", "huge", "--out", out]), 2);
+    assert.equal(await runBuildModel(["--seed", "x", "--out", out]), 2);
+    assert.equal(await runBuildModel([]), 2);
+    assert.equal(await runBuildModel(["--bogus"]), 2);
+  } finally {
+    console.log = log;
+    console.error = error;
+    await Deno.remove(out, { recursive: true });
+  }
+});

@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import {
+  argmax,
+  sampleToken,
+  samplingDistribution,
+  samplingInterval,
+  type SamplingParams,
+} from "../../inference/sampler.ts";
+import { counterUniform } from "../../inference/counter_rng.ts";
+import { InvalidGenerationParamsError } from "../../inference/errors.ts";
+import { sha256 } from "../../protocols/hash.ts";
+
+const P = (p: Partial<SamplingParams> = {}): SamplingParams => ({
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  seed: 7,
+  ...p,
+});
+
+Deno.test("counterUniform is a pure function of (seed, position) in [0, 1)", () => {
+  const seen = new Set<number>();
+  for (let t = 0; t < 1000; t++) {
+    const u = counterUniform(123, t);
+    assert.ok(u >= 0 && u < 1);
+    assert.equal(u, counterUniform(123, t));
+    seen.add(u);
+  }
+  assert.equal(seen.size, 1000);
+  assert.notEqual(counterUniform(1, 0), counterUniform(2, 0));
+});
+
+Deno.test("counterUniform matches its documented SHA-256 definition", () => {
+  const msg = new Uint8Array([
+    ...new TextEncoder().encode("veriflow/counter-rng/v1"),
+    ...[0, 0, 0, 0, 0, 0, 0, 42],
+    ...[0, 0, 0, 0, 0, 0, 0, 5],
+  ]);
+  const d = sha256(msg);
+  let bits = 0n;
+  for (let i = 0; i < 8; i++) bits = (bits << 8n) | BigInt(d[i]);
+  const expected = Number(bits >> 11n) / 2 ** 53;
+  assert.equal(counterUniform(42, 5), expected);
+  // Negative seeds are their 64-bit two's complement, distinct from the positive ones.
+  assert.notEqual(counterUniform(-1, 0), counterUniform(1, 0));
+});
+
+Deno.test("counterUniform draws are roughly uniform (mean and decile counts)", () => {
+  const n = 20_000;
+  const bins = new Array(10).fill(0);
+  let sum = 0;
+  for (let t = 0; t < n; t++) {
+    const u = counterUniform(99, t);
+    sum += u;
+    bins[Math.floor(u * 10)]++;
+  }
+  assert.ok(Math.abs(sum / n - 0.5) < 0.01);
+  for (const b of bins) assert.ok(Math.abs(b - n / 10) < 0.1 * (n / 10), `bin ${b}`);
+});
+
+Deno.test("counterUniform rejects non-integer seeds and negative positions with a typed error", () => {
+  assert.throws(() => counterUniform(1.5, 0), InvalidGenerationParamsError);
+  assert.throws(() => counterUniform(1, -1), InvalidGenerationParamsError);
+});
+
+Deno.test("greedy picks the largest logit and breaks ties toward the smallest id", () => {
+  const logits = new Float32Array([1, 3, 3, 2]);
+  assert.equal(argmax(logits), 1);
+  assert.equal(sampleToken(logits, P({ temperature: 0 }), 0).token, 1);
+  assert.deepEqual(samplingInterval(logits, P({ temperature: 0 }), 1), [0, 1]);
+  assert.equal(samplingInterval(logits, P({ temperature: 0 }), 2), null);
+});
+
+Deno.test("sampling order is by logit descending with ties by id ascending, -Infinity dropped", () => {
+  const logits = new Float32Array([0, 5, -Infinity, 5, 1]);
+  const { ids, cdf } = samplingDistribution(logits, P());
+  assert.deepEqual([...ids], [1, 3, 4, 0]);
+  assert.equal(cdf[cdf.length - 1], 1);
+  for (let j = 1; j < cdf.length; j++) assert.ok(cdf[j] >= cdf[j - 1]);
+});
+
+Deno.test("top-k keeps exactly the k most likely tokens", () => {
+  const logits = new Float32Array([0.5, 2, 1, 3, -1]);
+  const { ids } = samplingDistribution(logits, P({ topK: 2 }));
+  assert.deepEqual([...ids], [3, 1]);
+  for (let t = 0; t < 200; t++) {
+    assert.ok([3, 1].includes(sampleToken(logits, P({ topK: 2 }), t).token));
+  }
+  assert.equal(samplingInterval(logits, P({ topK: 2 }), 2), null);
+});
+
+Deno.test("top-p keeps the smallest prefix whose mass reaches p, including the crossing token", () => {
+  // Probabilities 0.5, 0.3, 0.2 (temperature 1 on log-probabilities).
+  const logits = new Float32Array([Math.log(0.2), Math.log(0.5), Math.log(0.3)]);
+  assert.deepEqual([...samplingDistribution(logits, P({ topP: 0.5 })).ids], [1]);
+  assert.deepEqual([...samplingDistribution(logits, P({ topP: 0.6 })).ids], [1, 2]);
+  assert.deepEqual([...samplingDistribution(logits, P({ topP: 0.81 })).ids], [1, 2, 0]);
+  const { cdf } = samplingDistribution(logits, P({ topP: 0.6 }));
+  // The logits are float32, so the probabilities are exact only to ~1e-7.
+  assert.ok(Math.abs(cdf[0] - 0.5 / 0.8) < 1e-6);
+});
+
+Deno.test("temperature sharpens and flattens the distribution", () => {
+  const logits = new Float32Array([2, 1, 0]);
+  const mass = (temperature: number) => samplingDistribution(logits, P({ temperature })).cdf[0];
+  assert.ok(mass(0.5) > mass(1));
+  assert.ok(mass(1) > mass(2));
+  assert.ok(Math.abs(mass(1) - Math.exp(2) / (Math.exp(2) + Math.exp(1) + 1)) < 1e-12);
+});
+
+Deno.test("sampled token is the first whose cumulative mass exceeds u, and u lies in its interval", () => {
+  const logits = new Float32Array([0.3, 1.2, -0.4, 0.9, 0.0, 2.1]);
+  const params = P({ topK: 4, topP: 0.95, temperature: 0.8 });
+  for (let t = 0; t < 300; t++) {
+    const { token, u } = sampleToken(logits, params, t);
+    assert.equal(u, counterUniform(params.seed, t));
+    const interval = samplingInterval(logits, params, token);
+    assert.ok(interval, `token ${token} must be selectable`);
+    assert.ok(interval[0] <= u && u < interval[1], `u ${u} outside ${interval}`);
+  }
+});
+
+Deno.test("sampling frequencies follow the kept distribution", () => {
+  const logits = new Float32Array([Math.log(0.6), Math.log(0.3), Math.log(0.1)]);
+  const counts = [0, 0, 0];
+  const n = 5000;
+  for (let t = 0; t < n; t++) counts[sampleToken(logits, P({ seed: 3 }), t).token]++;
+  assert.ok(Math.abs(counts[0] / n - 0.6) < 0.03);
+  assert.ok(Math.abs(counts[2] / n - 0.1) < 0.03);
+});
+
+Deno.test("invalid sampling params are rejected with invalid_generation_params", () => {
+  const logits = new Float32Array([1, 2]);
+  for (
+    const bad of [{ temperature: -0.1 }, { topK: 1.5 }, { topP: 1.2 }, { topP: 0 }, {
+      seed: 0.5,
+    }]
+  ) {
+    assert.throws(
+      () => sampleToken(logits, P(bad), 0),
+      (e: unknown) => (e as { code?: string }).code === "invalid_generation_params",
+    );
+  }
+});
