@@ -1,0 +1,566 @@
+/**
+ * The actor cell: everything the runtime keeps for one named actor across its incarnations
+ * (mailbox, current instance, lifecycle), and {@link LocalActorRef}, the handle given out.
+ *
+ * Life of a cell: `start` builds an instance from the factory and runs `preStart`; the drain
+ * loop then feeds it messages one at a time. An incarnation ends by crash (the handler threw),
+ * normal exit (`ctx.stop()`), halt (the supervisor restarts it with siblings) or final stop.
+ * Messages queued when an incarnation ends end with it: asks are rejected (crashed or stopped),
+ * tells are discarded, because they were addressed to state that no longer exists. Messages sent
+ * while no incarnation runs wait in the mailbox for the next one. Lifecycle operations are
+ * serialized on one promise chain so a stop can never interleave with a half-done start.
+ *
+ * @module
+ */
+
+import type { Actor, ActorContext, ChildSpec, RestartPolicy } from "./actor.ts";
+import type { ActorRef, AskOptions } from "./actor_ref.ts";
+import type { ActorSystem, ActorTreeNode } from "./actor_system.ts";
+import type { StopReason } from "./events.ts";
+import {
+  type ChildParent,
+  type RuntimeEnv,
+  settleWithin,
+  type StartInfo,
+  type SupervisedChild,
+} from "./_common.ts";
+import {
+  ActorCrashedError,
+  ActorStoppedError,
+  AskAbortedError,
+  AskTimeoutError,
+} from "./errors.ts";
+import { isAdmitted, Mailbox } from "./mailbox.ts";
+import type { DeadlineQueue, Expirable } from "./_ask_deadlines.ts";
+import { SupervisorCore } from "./_supervisor_core.ts";
+import { setImmediate } from "node:timers";
+
+/** No incarnation runs: before the first start, or between incarnations. */
+const IDLE = 0;
+/** Factory and `preStart` are running; messages queue. */
+const STARTING = 1;
+/** Messages are being handled. */
+const RUNNING = 2;
+/** Finally stopped; the mailbox is closed. */
+const STOPPED = 3;
+
+/** The answer channel of one ask; settles once, then releases its deadline and abort listener. */
+export class PendingReply implements Expirable {
+  #resolve: (value: unknown) => void;
+  #reject: (error: unknown) => void;
+  settled = false;
+  deadlines: DeadlineQueue | undefined = undefined;
+  signal: AbortSignal | undefined = undefined;
+  onAbort: (() => void) | undefined = undefined;
+  readonly #actor: string;
+  readonly #timeoutMs: number;
+
+  constructor(
+    actor: string,
+    timeoutMs: number,
+    resolve: (value: unknown) => void,
+    reject: (error: unknown) => void,
+  ) {
+    this.#actor = actor;
+    this.#timeoutMs = timeoutMs;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  resolve(value: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.#cleanup();
+    this.#resolve(value);
+  }
+
+  reject(error: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.#cleanup();
+    this.#reject(error);
+  }
+
+  expire(): void {
+    this.reject(new AskTimeoutError(this.#actor, this.#timeoutMs));
+  }
+
+  #cleanup(): void {
+    this.deadlines?.release();
+    if (this.onAbort !== undefined) this.signal!.removeEventListener("abort", this.onAbort);
+  }
+}
+
+/** The {@link ActorRef} implementation for actors of this process. */
+export class LocalActorRef<M> implements ActorRef<M> {
+  readonly #cell: ActorCell<M>;
+
+  constructor(cell: ActorCell<M>) {
+    this.#cell = cell;
+  }
+
+  get name(): string {
+    return this.#cell.name;
+  }
+
+  tell(message: M): Promise<void> {
+    return this.#cell.post(message, undefined);
+  }
+
+  ask<R = unknown>(message: M, options?: AskOptions): Promise<R> {
+    return this.#cell.ask<R>(message, options);
+  }
+
+  toString(): string {
+    return `ActorRef(${this.#cell.name})`;
+  }
+}
+
+/** One named actor under a parent; see the module docs. */
+export class ActorCell<M> implements SupervisedChild, ChildParent {
+  readonly name: string;
+  readonly kind = "actor" as const;
+  readonly restart: RestartPolicy;
+  readonly ref: LocalActorRef<M>;
+  readonly #spec: ChildSpec<M>;
+  readonly #env: RuntimeEnv;
+  readonly #parent: ChildParent;
+  readonly #mailbox: Mailbox<M, PendingReply>;
+  #state = IDLE;
+  #incarnation = 0;
+  /** Bumped whenever an incarnation starts or ends; async callbacks from an older epoch are stale. */
+  #epoch = 0;
+  #instance: Actor<M> | undefined = undefined;
+  #ctx: ActorContext<M> | undefined = undefined;
+  #controller: AbortController | undefined = undefined;
+  #linked: SupervisorCore | undefined = undefined;
+  #scheduled = false;
+  #busy = false;
+  #current: Promise<void> | undefined = undefined;
+  #currentReply: PendingReply | undefined = undefined;
+  #exitRequested = false;
+  #final = false;
+  #ops: Promise<void> = Promise.resolve();
+  #restarts = 0;
+  readonly #drainBound = () => this.#drain();
+
+  constructor(
+    env: RuntimeEnv,
+    spec: ChildSpec<M>,
+    parent: ChildParent,
+    defaultRestart: RestartPolicy,
+  ) {
+    if (typeof spec?.factory !== "function") {
+      throw new TypeError(`child spec "${spec?.name}" needs a factory function`);
+    }
+    this.name = spec.name;
+    this.restart = spec.restart ?? defaultRestart;
+    this.#spec = spec;
+    this.#env = env;
+    this.#parent = parent;
+    this.#mailbox = new Mailbox<M, PendingReply>(spec.name, spec.mailbox);
+    this.ref = new LocalActorRef(this);
+  }
+
+  get incarnation(): number {
+    return this.#incarnation;
+  }
+
+  // ---- message path (hot) -------------------------------------------------------------------
+
+  post(message: M, reply: PendingReply | undefined): Promise<void> {
+    const pushed = this.#mailbox.push(message, reply);
+    if (this.#state === RUNNING && !this.#scheduled && !this.#busy) {
+      this.#scheduled = true;
+      // A microtask, not a macrotask: a lone ask is answered without a trip through the event
+      // loop. Long runs still yield every `drainBatch` messages (see #drain).
+      queueMicrotask(this.#drainBound);
+    }
+    return pushed;
+  }
+
+  ask<R>(message: M, options: AskOptions | undefined): Promise<R> {
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(new AskAbortedError(this.name, signal.reason));
+    const timeoutMs = options?.timeoutMs ?? this.#env.askTimeoutMs;
+    if (!(timeoutMs >= 0)) {
+      return Promise.reject(new RangeError(`ask timeoutMs must be >= 0, got ${timeoutMs}`));
+    }
+    let resolve!: (value: unknown) => void;
+    let reject!: (error: unknown) => void;
+    const promise = new Promise<R>((res, rej) => {
+      resolve = res as (value: unknown) => void;
+      reject = rej;
+    });
+    const reply = new PendingReply(this.name, timeoutMs, resolve, reject);
+    if (timeoutMs !== Infinity) {
+      const deadlines = this.#env.deadlines.queueFor(timeoutMs);
+      reply.deadlines = deadlines;
+      deadlines.add(reply);
+    }
+    if (signal !== undefined) {
+      reply.signal = signal;
+      reply.onAbort = () => reply.reject(new AskAbortedError(this.name, signal.reason));
+      signal.addEventListener("abort", reply.onAbort, { once: true });
+    }
+    const pushed = this.post(message, reply);
+    if (!isAdmitted(pushed)) pushed.then(undefined, (error) => reply.reject(error));
+    return promise;
+  }
+
+  #drain(): void {
+    // `#scheduled` stays true while draining so that messages the handler sends to itself do
+    // not schedule a second, redundant drain; every exit below clears it.
+    if (this.#state !== RUNNING || this.#busy) {
+      this.#scheduled = false;
+      return;
+    }
+    const mailbox = this.#mailbox;
+    const instance = this.#instance!;
+    const ctx = this.#ctx!;
+    let budget = this.#env.drainBatch;
+    while (mailbox.size > 0) {
+      if (budget-- === 0) {
+        // Yield to the event loop (timers, I/O, other actors) between batches.
+        setImmediate(this.#drainBound);
+        return;
+      }
+      const message = mailbox.shift();
+      const reply = mailbox.lastReply;
+      let result: unknown;
+      try {
+        result = instance.receive(message, ctx);
+      } catch (error) {
+        this.#scheduled = false;
+        this.#crash(error, reply);
+        return;
+      }
+      if (
+        result !== null && typeof result === "object" &&
+        typeof (result as PromiseLike<unknown>).then === "function"
+      ) {
+        this.#scheduled = false;
+        this.#awaitHandler(result as PromiseLike<unknown>, reply);
+        return;
+      }
+      if (reply !== undefined) reply.resolve(result);
+      if (this.#exitRequested) {
+        this.#scheduled = false;
+        this.#exitNormally();
+        return;
+      }
+    }
+    this.#scheduled = false;
+  }
+
+  #awaitHandler(pending: PromiseLike<unknown>, reply: PendingReply | undefined): void {
+    this.#busy = true;
+    this.#currentReply = reply;
+    const epoch = this.#epoch;
+    this.#current = Promise.resolve(pending).then(
+      (value) => {
+        reply?.resolve(value);
+        if (epoch !== this.#epoch) return;
+        this.#busy = false;
+        if (this.#exitRequested) this.#exitNormally();
+        else if (this.#mailbox.size > 0 && !this.#scheduled) {
+          this.#scheduled = true;
+          this.#drain();
+        }
+      },
+      (error) => {
+        if (epoch !== this.#epoch) {
+          // The incarnation already ended (halted while this ran): answer, but nothing to crash.
+          reply?.reject(new ActorCrashedError(this.name, error));
+          return;
+        }
+        this.#busy = false;
+        this.#crash(error, reply);
+      },
+    );
+    // The callbacks above do not throw; this only keeps a future bug from becoming an
+    // unhandled rejection that would take the whole process down.
+    this.#current.catch((error) => console.error(`actor "${this.name}" internal error:`, error));
+  }
+
+  // ---- incarnation endings --------------------------------------------------------------------
+
+  #crash(reason: unknown, reply: PendingReply | undefined): void {
+    const incarnation = this.#incarnation;
+    const crashed = new ActorCrashedError(this.name, reason);
+    reply?.reject(crashed);
+    this.#epoch++;
+    this.#state = IDLE;
+    this.#controller?.abort(crashed);
+    const discarded = this.#mailbox.clear((_m, r) => r?.reject(crashed));
+    this.#env.emit({
+      type: "crashed",
+      kind: "actor",
+      name: this.name,
+      time: Date.now(),
+      reason,
+      discarded,
+    });
+    const notify = () => this.#parent.childExited(this, incarnation, reason, true);
+    this.#enqueue(() => this.#finishIncarnation()).then(notify, notify);
+  }
+
+  #exitNormally(): void {
+    const incarnation = this.#incarnation;
+    this.#epoch++;
+    this.#state = IDLE;
+    const stopped = new ActorStoppedError(this.name, "normal");
+    this.#controller?.abort(stopped);
+    this.#mailbox.clear((_m, r) => r?.reject(stopped));
+    this.#env.emit({
+      type: "stopped",
+      kind: "actor",
+      name: this.name,
+      time: Date.now(),
+      reason: "normal",
+    });
+    const notify = () => this.#parent.childExited(this, incarnation, undefined, false);
+    this.#enqueue(() => this.#finishIncarnation()).then(notify, notify);
+  }
+
+  /** Stops linked children, then runs `postStop` on the ended instance. */
+  async #finishIncarnation(): Promise<void> {
+    const instance = this.#instance;
+    const ctx = this.#ctx;
+    const linked = this.#linked;
+    this.#instance = undefined;
+    this.#linked = undefined;
+    this.#busy = false;
+    this.#current = undefined;
+    this.#currentReply = undefined;
+    if (linked !== undefined) await linked.stop("shutdown");
+    if (instance?.postStop !== undefined && ctx !== undefined) {
+      try {
+        await instance.postStop(ctx);
+      } catch (reason) {
+        this.#env.emit({
+          type: "hook_failed",
+          hook: "postStop",
+          name: this.name,
+          time: Date.now(),
+          reason,
+        });
+      }
+    }
+  }
+
+  /** Ends a running incarnation from outside (halt or stop); waits for an in-flight handler. */
+  async #endFromOutside(reason: StopReason, error: ActorStoppedError): Promise<boolean> {
+    if (this.#state === IDLE || this.#state === STOPPED) return false;
+    this.#epoch++;
+    this.#state = IDLE;
+    this.#controller?.abort(error);
+    this.#mailbox.clear((_m, r) => r?.reject(error));
+    const current = this.#busy ? this.#current : undefined;
+    if (current !== undefined) {
+      // Let the message in hand finish (its ask gets its real answer) but never wait forever.
+      const finished = await settleWithin(current, this.#env.stopTimeoutMs);
+      if (!finished) this.#currentReply?.reject(error);
+    }
+    await this.#finishIncarnation();
+    this.#env.emit({ type: "stopped", kind: "actor", name: this.name, time: Date.now(), reason });
+    return true;
+  }
+
+  // ---- SupervisedChild ------------------------------------------------------------------------
+
+  start(info: StartInfo): Promise<void> {
+    return this.#enqueue(() => this.#start(info));
+  }
+
+  async #start(info: StartInfo): Promise<void> {
+    if (this.#final || this.#state !== IDLE) return;
+    const incarnation = ++this.#incarnation;
+    const epoch = ++this.#epoch;
+    this.#exitRequested = false;
+    this.#state = STARTING;
+    const controller = new AbortController();
+    this.#controller = controller;
+    const ctx = this.#makeContext(controller.signal, epoch);
+    this.#ctx = ctx;
+    try {
+      const instance = this.#spec.factory();
+      this.#instance = instance;
+      if (instance.preStart !== undefined) await instance.preStart(ctx);
+    } catch (reason) {
+      if (epoch !== this.#epoch) return;
+      if (this.#final) {
+        // Stopped while starting: the queued stop reports it; this is no crash.
+        this.#epoch++;
+        this.#state = IDLE;
+        await this.#finishIncarnation();
+        if (info.initial) throw new ActorStoppedError(this.name, "stopped while starting");
+        return;
+      }
+      this.#epoch++;
+      this.#state = IDLE;
+      const crashed = new ActorCrashedError(this.name, reason);
+      controller.abort(crashed);
+      this.#env.emit({
+        type: "crashed",
+        kind: "actor",
+        name: this.name,
+        time: Date.now(),
+        reason,
+        discarded: 0,
+      });
+      await this.#finishIncarnation();
+      if (info.initial) throw crashed;
+      this.#parent.childExited(this, incarnation, reason, true);
+      return;
+    }
+    if (epoch !== this.#epoch) return;
+    this.#state = RUNNING;
+    if (incarnation === 1) {
+      this.#env.emit({ type: "started", kind: "actor", name: this.name, time: Date.now() });
+    } else {
+      this.#restarts++;
+      this.#env.emit({
+        type: "restarted",
+        kind: "actor",
+        name: this.name,
+        time: Date.now(),
+        incarnation,
+        delayMs: info.delayMs,
+      });
+    }
+    if (this.#exitRequested) this.#exitNormally();
+    else if (this.#mailbox.size > 0 && !this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(this.#drainBound);
+    }
+  }
+
+  halt(reason: StopReason): Promise<void> {
+    return this.#enqueue(async () => {
+      await this.#endFromOutside(reason, new ActorStoppedError(this.name, reason));
+    });
+  }
+
+  stop(reason: StopReason): Promise<void> {
+    const error = new ActorStoppedError(this.name, reason);
+    if (!this.#final) {
+      this.#final = true;
+      // Close at once (not after queued lifecycle work) so no new message slips in, and abort
+      // the running incarnation so a signal-aware preStart or handler can finish quickly.
+      this.#mailbox.close(error);
+      this.#controller?.abort(error);
+    }
+    return this.#enqueue(async () => {
+      if (this.#state === STOPPED) return;
+      const wasRunning = await this.#endFromOutside(reason, error);
+      this.#mailbox.clear((_m, r) => r?.reject(error));
+      this.#state = STOPPED;
+      this.#env.registry.unregister(this.name, this.ref);
+      if (!wasRunning) {
+        this.#env.emit({
+          type: "stopped",
+          kind: "actor",
+          name: this.name,
+          time: Date.now(),
+          reason,
+        });
+      }
+    });
+  }
+
+  tree(): ActorTreeNode {
+    const state = this.#state;
+    return {
+      kind: "actor",
+      name: this.name,
+      status: state === RUNNING
+        ? "running"
+        : state === STARTING
+        ? "starting"
+        : state === STOPPED
+        ? "stopped"
+        : this.#incarnation === 0
+        ? "new"
+        : "down",
+      restart: this.restart,
+      restarts: this.#restarts,
+      mailbox: {
+        size: this.#mailbox.size,
+        capacity: this.#mailbox.capacity,
+        overflow: this.#mailbox.overflow,
+        waiting: this.#mailbox.waiting,
+        dropped: this.#mailbox.dropped,
+      },
+      children: this.#linked?.childTrees() ?? [],
+    };
+  }
+
+  // ---- linked children (ctx.spawn) ------------------------------------------------------------
+
+  owns(name: string): boolean {
+    return this.#linked?.owns(name) ?? false;
+  }
+
+  stopDescendant(name: string): Promise<boolean> {
+    return this.#linked?.stopDescendant(name) ?? Promise.resolve(false);
+  }
+
+  childExited(
+    child: SupervisedChild,
+    _incarnation: number,
+    reason: unknown,
+    crashed: boolean,
+  ): void {
+    // Only the linked-children supervisor reports here, and only when it gave up.
+    if (child !== this.#linked || !crashed) return;
+    if (this.#state !== RUNNING) return;
+    let inFlight: PendingReply | undefined = undefined;
+    if (this.#busy) {
+      // The message in hand belongs to the crashing incarnation: its ask fails now, and the
+      // handler's eventual result is ignored (its epoch is stale after #crash).
+      inFlight = this.#currentReply;
+      this.#busy = false;
+    }
+    this.#crash(reason, inFlight);
+  }
+
+  #spawnLinked<C>(spec: ChildSpec<C>, epoch: number): Promise<ActorRef<C>> {
+    if (epoch !== this.#epoch || this.#final) {
+      return Promise.reject(new ActorStoppedError(this.name, "incarnation ended"));
+    }
+    if (this.#linked === undefined) {
+      this.#linked = new SupervisorCore(
+        this.#env,
+        {
+          name: `${this.name}#linked`,
+          strategy: "one_for_one",
+        },
+        this,
+        { registered: false, defaultRestart: "temporary", announce: false },
+      );
+      this.#linked.startEmpty();
+    }
+    return this.#linked.spawn(spec);
+  }
+
+  #makeContext(signal: AbortSignal, epoch: number): ActorContext<M> {
+    const system: ActorSystem = this.#env.system;
+    return {
+      self: this.ref,
+      name: this.name,
+      system,
+      signal,
+      spawn: <C>(spec: ChildSpec<C>) => this.#spawnLinked(spec, epoch),
+      stop: () => {
+        if (epoch === this.#epoch) this.#exitRequested = true;
+      },
+    };
+  }
+
+  #enqueue(op: () => Promise<void>): Promise<void> {
+    const next = this.#ops.then(op);
+    this.#ops = next.then(undefined, () => {});
+    return next;
+  }
+}

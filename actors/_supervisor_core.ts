@@ -1,0 +1,414 @@
+/**
+ * The supervisor's machinery behind the {@link Supervisor} handle: child list, restart
+ * decisions, intensity, backoff and escalation. See `supervisor.ts` for the semantics.
+ *
+ * Exit reports, starts, halts and stops are serialized on one promise chain per supervisor, so a
+ * restart never interleaves with another restart or a shutdown. Adding a child does not wait on
+ * that chain: an actor's `preStart` may spawn siblings without deadlocking its own start.
+ *
+ * @module
+ */
+
+import type { ChildSpec, RestartPolicy } from "./actor.ts";
+import type { ActorRef } from "./actor_ref.ts";
+import type { ActorTreeNode } from "./actor_system.ts";
+import type { StopReason } from "./events.ts";
+import {
+  type ChildParent,
+  type RuntimeEnv,
+  sleep,
+  type StartInfo,
+  type SupervisedChild,
+} from "./_common.ts";
+import { ActorCell } from "./_actor_cell.ts";
+import { ActorStoppedError, EscalatedError } from "./errors.ts";
+import {
+  type BackoffOptions,
+  DEFAULT_BACKOFF_MAX_MS,
+  DEFAULT_MAX_RESTARTS,
+  DEFAULT_RESTART_WINDOW_MS,
+  isSupervisorSpec,
+  type SupervisionStrategy,
+  Supervisor,
+  type SupervisorSpec,
+} from "./supervisor.ts";
+
+/** Construction flags not exposed in the public spec. */
+export interface SupervisorCoreOptions {
+  /** Register the name (false for the root and for an actor's linked-children group). */
+  registered: boolean;
+  /** Restart policy for children whose spec has none. */
+  defaultRestart: RestartPolicy;
+  /**
+   * Emit this supervisor's own started/stopped events. Default true; off for an actor's
+   * linked-children group, which is bookkeeping rather than a node of the tree.
+   */
+  announce?: boolean;
+}
+
+const BACKOFF_DEFAULT_FACTOR = 2;
+
+/** See the module docs. */
+export class SupervisorCore implements SupervisedChild, ChildParent {
+  readonly name: string;
+  readonly kind = "supervisor" as const;
+  readonly restart: RestartPolicy;
+  readonly strategy: SupervisionStrategy;
+  readonly handle: Supervisor;
+  readonly #env: RuntimeEnv;
+  readonly #parent: ChildParent;
+  readonly #options: SupervisorCoreOptions;
+  readonly #maxRestarts: number;
+  readonly #withinMs: number;
+  readonly #backoff: BackoffOptions | undefined;
+  #children: SupervisedChild[] = [];
+  #restartTimes: number[] = [];
+  #incarnation = 0;
+  #running = false;
+  #final = false;
+  #stopped = false;
+  #restarts = 0;
+  #controller = new AbortController();
+  #chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    env: RuntimeEnv,
+    spec: SupervisorSpec,
+    parent: ChildParent,
+    options: SupervisorCoreOptions,
+  ) {
+    const maxRestarts = spec.maxRestarts ?? DEFAULT_MAX_RESTARTS;
+    const withinMs = spec.withinMs ?? DEFAULT_RESTART_WINDOW_MS;
+    if (!Number.isInteger(maxRestarts) || maxRestarts < 0) {
+      throw new RangeError(`maxRestarts must be a non-negative integer, got ${maxRestarts}`);
+    }
+    if (!(withinMs > 0)) throw new RangeError(`withinMs must be positive, got ${withinMs}`);
+    if (spec.backoff !== undefined && !(spec.backoff.initialMs >= 0)) {
+      throw new RangeError(`backoff.initialMs must be >= 0, got ${spec.backoff.initialMs}`);
+    }
+    const strategy = spec.strategy ?? "one_for_one";
+    if (strategy !== "one_for_one" && strategy !== "one_for_all" && strategy !== "rest_for_one") {
+      throw new RangeError(`unknown supervision strategy: ${strategy}`);
+    }
+    this.name = spec.name;
+    this.restart = spec.restart ?? "permanent";
+    this.strategy = strategy;
+    this.#env = env;
+    this.#parent = parent;
+    this.#options = options;
+    this.#maxRestarts = maxRestarts;
+    this.#withinMs = withinMs;
+    this.#backoff = spec.backoff;
+    this.handle = new Supervisor(this);
+    if (options.registered) env.registry.register(this.name, this.handle);
+    try {
+      for (const child of spec.children ?? []) this.#children.push(this.#create(child));
+    } catch (error) {
+      // A name collision deep in the spec: release every name claimed so far.
+      this.#releaseNames();
+      throw error;
+    }
+  }
+
+  get incarnation(): number {
+    return this.#incarnation;
+  }
+
+  // deno-lint-ignore no-explicit-any
+  #create(spec: ChildSpec<any> | SupervisorSpec): SupervisedChild {
+    if (isSupervisorSpec(spec)) {
+      return new SupervisorCore(this.#env, spec, this, {
+        registered: true,
+        defaultRestart: "permanent",
+      });
+    }
+    const cell = new ActorCell(this.#env, spec, this, this.#options.defaultRestart);
+    this.#env.registry.register(cell.name, cell.ref);
+    return cell;
+  }
+
+  #releaseNames(): void {
+    for (const child of this.#children) {
+      if (child instanceof SupervisorCore) child.#releaseNames();
+      else if (child instanceof ActorCell) this.#env.registry.unregister(child.name, child.ref);
+    }
+    if (this.#options.registered) this.#env.registry.unregister(this.name, this.handle);
+  }
+
+  // ---- public operations (via Supervisor) ---------------------------------------------------
+
+  async spawn<M>(spec: ChildSpec<M>): Promise<ActorRef<M>> {
+    const cell = await this.#add(spec) as ActorCell<M>;
+    return cell.ref;
+  }
+
+  async supervise(spec: SupervisorSpec): Promise<Supervisor> {
+    const core = await this.#add(spec) as SupervisorCore;
+    return core.handle;
+  }
+
+  // deno-lint-ignore no-explicit-any
+  async #add(spec: ChildSpec<any> | SupervisorSpec): Promise<SupervisedChild> {
+    if (this.#final) throw new ActorStoppedError(this.name, "supervisor stopped");
+    const child = this.#create(spec);
+    this.#children.push(child);
+    try {
+      await child.start({ initial: true, delayMs: 0 });
+    } catch (error) {
+      this.#children = this.#children.filter((c) => c !== child);
+      await child.stop("removed");
+      throw error;
+    }
+    return child;
+  }
+
+  async stopChild(name: string): Promise<boolean> {
+    // Not on the chain: a restart waiting out a long backoff must not delay an explicit stop.
+    // Removing the child first is enough to keep a concurrent restart from starting it again.
+    const child = this.#children.find((c) => c.name === name);
+    if (child === undefined) return false;
+    this.#children = this.#children.filter((c) => c !== child);
+    await child.stop("removed");
+    return true;
+  }
+
+  childNames(): string[] {
+    return this.#children.map((c) => c.name);
+  }
+
+  childTrees(): ActorTreeNode[] {
+    return this.#children.map((c) => c.tree());
+  }
+
+  /** Whether `name` is this supervisor's child or a descendant (linked children included). */
+  owns(name: string): boolean {
+    return this.#children.some((c) => c.name === name || c.owns(name));
+  }
+
+  /** Stops the descendant `name` for good, through whoever supervises it. */
+  async stopDescendant(name: string): Promise<boolean> {
+    if (this.#children.some((c) => c.name === name)) return await this.stopChild(name);
+    const owner = this.#children.find((c) => c.owns(name));
+    return owner === undefined ? false : await owner.stopDescendant(name);
+  }
+
+  /**
+   * Marks a supervisor created without initial children as started, synchronously, so its
+   * `started` event precedes those of children spawned right after construction.
+   */
+  startEmpty(): void {
+    if (this.#incarnation > 0 || this.#children.length > 0) {
+      throw new Error("startEmpty is only for a fresh, childless supervisor");
+    }
+    this.#incarnation = 1;
+    this.#running = true;
+    if (this.#options.announce === false) return;
+    this.#env.emit({ type: "started", kind: "supervisor", name: this.name, time: Date.now() });
+  }
+
+  // ---- SupervisedChild ------------------------------------------------------------------------
+
+  start(info: StartInfo): Promise<void> {
+    return this.#enqueue(async () => {
+      if (this.#final || this.#running) return;
+      const incarnation = ++this.#incarnation;
+      this.#running = true;
+      this.#restartTimes = [];
+      this.#controller = new AbortController();
+      const started: SupervisedChild[] = [];
+      for (const child of [...this.#children]) {
+        if (!info.initial) {
+          // Failures are reported back to this supervisor as exits and handled on the chain.
+          await child.start({ initial: false, delayMs: info.delayMs });
+          continue;
+        }
+        try {
+          await child.start({ initial: true, delayMs: 0 });
+          started.push(child);
+        } catch (error) {
+          for (const done of started.reverse()) await done.halt("shutdown");
+          this.#running = false;
+          throw error;
+        }
+      }
+      if (this.#options.announce === false) return;
+      if (incarnation === 1) {
+        this.#env.emit({ type: "started", kind: "supervisor", name: this.name, time: Date.now() });
+      } else {
+        this.#restarts++;
+        this.#env.emit({
+          type: "restarted",
+          kind: "supervisor",
+          name: this.name,
+          time: Date.now(),
+          incarnation,
+          delayMs: info.delayMs,
+        });
+      }
+    });
+  }
+
+  halt(reason: StopReason): Promise<void> {
+    this.#controller.abort();
+    return this.#enqueue(async () => {
+      if (!this.#running) return;
+      await this.#haltChildren(reason);
+      if (this.#options.announce === false) return;
+      this.#env.emit({
+        type: "stopped",
+        kind: "supervisor",
+        name: this.name,
+        time: Date.now(),
+        reason,
+      });
+    });
+  }
+
+  stop(reason: StopReason): Promise<void> {
+    this.#final = true;
+    this.#controller.abort();
+    return this.#enqueue(async () => {
+      if (this.#stopped) return;
+      this.#stopped = true;
+      this.#running = false;
+      const children = this.#children;
+      for (let i = children.length - 1; i >= 0; i--) await children[i].stop(reason);
+      this.#children = [];
+      if (this.#options.registered) this.#env.registry.unregister(this.name, this.handle);
+      if (this.#options.announce === false) return;
+      this.#env.emit({
+        type: "stopped",
+        kind: "supervisor",
+        name: this.name,
+        time: Date.now(),
+        reason,
+      });
+    });
+  }
+
+  tree(): ActorTreeNode {
+    return {
+      kind: "supervisor",
+      name: this.name,
+      status: this.#stopped
+        ? "stopped"
+        : this.#running
+        ? "running"
+        : this.#incarnation === 0
+        ? "new"
+        : "down",
+      strategy: this.strategy,
+      restart: this.restart,
+      restarts: this.#restarts,
+      children: this.childTrees(),
+    };
+  }
+
+  /** Ends this incarnation: children stopped in reverse start order; temporary ones removed. */
+  async #haltChildren(reason: StopReason): Promise<void> {
+    this.#running = false;
+    this.#controller.abort();
+    const children = this.#children;
+    for (let i = children.length - 1; i >= 0; i--) {
+      const child = children[i];
+      if (child.restart === "temporary") {
+        await child.stop(reason);
+        this.#children = this.#children.filter((c) => c !== child);
+      } else {
+        await child.halt(reason);
+      }
+    }
+  }
+
+  // ---- ChildParent ----------------------------------------------------------------------------
+
+  childExited(
+    child: SupervisedChild,
+    incarnation: number,
+    reason: unknown,
+    crashed: boolean,
+  ): void {
+    this.#enqueue(() => this.#handleExit(child, incarnation, reason, crashed)).catch((error) => {
+      console.error(`supervisor "${this.name}" failed handling an exit:`, error);
+    });
+  }
+
+  async #handleExit(
+    child: SupervisedChild,
+    incarnation: number,
+    reason: unknown,
+    crashed: boolean,
+  ): Promise<void> {
+    if (this.#final || !this.#running) return;
+    // A stale report: the child was restarted (or removed) since that incarnation ended.
+    if (!this.#children.includes(child) || child.incarnation !== incarnation) return;
+    const restartIt = child.restart === "permanent" || (child.restart === "transient" && crashed);
+    if (!restartIt) {
+      this.#children = this.#children.filter((c) => c !== child);
+      await child.stop("removed");
+      return;
+    }
+    const now = performance.now();
+    const windowStart = now - this.#withinMs;
+    this.#restartTimes = this.#restartTimes.filter((t) => t > windowStart);
+    this.#restartTimes.push(now);
+    const restartsInWindow = this.#restartTimes.length;
+    if (restartsInWindow > this.#maxRestarts) {
+      await this.#giveUp(reason, restartsInWindow - 1);
+      return;
+    }
+    const delayMs = this.#backoffDelay(restartsInWindow);
+    const signal = this.#controller.signal;
+    await sleep(delayMs, signal);
+    if (this.#final || !this.#running || signal.aborted) return;
+    const info: StartInfo = { initial: false, delayMs };
+    const index = this.#children.indexOf(child);
+    if (index < 0) return;
+    let group: SupervisedChild[];
+    if (this.strategy === "one_for_one") group = [child];
+    else if (this.strategy === "one_for_all") group = [...this.#children];
+    else group = this.#children.slice(index);
+    // Siblings go down in reverse start order, then the group comes back in start order.
+    for (let i = group.length - 1; i >= 0; i--) {
+      const sibling = group[i];
+      if (sibling === child) continue;
+      if (sibling.restart === "temporary") {
+        await sibling.stop("restart");
+        this.#children = this.#children.filter((c) => c !== sibling);
+      } else {
+        await sibling.halt("restart");
+      }
+    }
+    for (const member of group) {
+      if (this.#final || !this.#running) return;
+      if (this.#children.includes(member)) await member.start(info);
+    }
+  }
+
+  async #giveUp(reason: unknown, restarts: number): Promise<void> {
+    this.#env.emit({
+      type: "escalated",
+      kind: "supervisor",
+      name: this.name,
+      time: Date.now(),
+      reason,
+      restarts,
+    });
+    await this.#haltChildren("gave_up");
+    this.#parent.childExited(this, this.#incarnation, new EscalatedError(this.name, reason), true);
+  }
+
+  #backoffDelay(restartsInWindow: number): number {
+    const backoff = this.#backoff;
+    if (backoff === undefined) return 0;
+    const factor = backoff.factor ?? BACKOFF_DEFAULT_FACTOR;
+    const maxMs = backoff.maxMs ?? DEFAULT_BACKOFF_MAX_MS;
+    return Math.min(maxMs, backoff.initialMs * factor ** (restartsInWindow - 1));
+  }
+
+  #enqueue<T>(op: () => Promise<T>): Promise<T> {
+    const next = this.#chain.then(op);
+    this.#chain = next.then(() => {}, () => {});
+    return next;
+  }
+}

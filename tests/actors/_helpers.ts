@@ -1,0 +1,54 @@
+/**
+ * Small helpers shared by the actor runtime tests.
+ *
+ * @module
+ */
+
+import type { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorEvent } from "../../actors/events.ts";
+
+/** A promise with its resolve function exposed. */
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+}
+
+/** Creates a {@link Deferred}. */
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** Resolves after `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `predicate` every few ms until it holds; throws after `timeoutMs`. */
+export async function waitFor(predicate: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!predicate()) {
+    if (performance.now() > deadline) throw new Error("waitFor: condition not met in time");
+    await delay(2);
+  }
+}
+
+/** Records every event of `system` as compact `type:name` strings (and the raw events). */
+export function recordEvents(system: ActorSystem): { log: string[]; events: ActorEvent[] } {
+  const log: string[] = [];
+  const events: ActorEvent[] = [];
+  system.events.subscribe((event) => {
+    events.push(event);
+    log.push(`${event.type}:${event.name}`);
+  });
+  return { log, events };
+}
+
+/** Resolves whether `promise` is still pending after the microtask queue and one macrotask ran. */
+export async function isPending(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(() => (settled = true), () => (settled = true));
+  await delay(0);
+  return !settled;
+}

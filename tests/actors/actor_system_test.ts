@@ -1,0 +1,347 @@
+import assert from "node:assert/strict";
+import type { Actor, ActorContext } from "../../actors/actor.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import { ActorSystem, formatTree } from "../../actors/actor_system.ts";
+import {
+  ActorCrashedError,
+  ActorStoppedError,
+  EscalatedError,
+  InvalidNameError,
+  NameTakenError,
+} from "../../actors/errors.ts";
+import type { CrashedEvent } from "../../actors/events.ts";
+import { deferred, delay, recordEvents, waitFor } from "./_helpers.ts";
+
+function recorder(name: string, stops: string[]): { name: string; factory: () => Actor<string> } {
+  return {
+    name,
+    factory: () => ({
+      receive: (m: string) => m,
+      postStop: () => void stops.push(name),
+    }),
+  };
+}
+
+Deno.test("shutdown stops children in reverse start order, depth first", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const stops: string[] = [];
+  await system.spawn(recorder("first", stops));
+  await system.supervise({
+    name: "group",
+    children: [recorder("g1", stops), recorder("g2", stops)],
+  });
+  await system.spawn(recorder("last", stops));
+  await system.shutdown();
+  assert.deepEqual(stops, ["last", "g2", "g1", "first"]);
+  assert.deepEqual(await system.terminated, { reason: "shutdown" });
+  assert.deepEqual(system.names(), []);
+});
+
+Deno.test("shutdown rejects queued asks with ActorStoppedError and lets the in-flight one finish", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const gate = deferred();
+  const ref = await system.spawn<string>({
+    name: "busy",
+    factory: () => ({
+      async receive(m: string) {
+        if (m === "slow") await gate.promise;
+        return m;
+      },
+    }),
+  });
+  const inFlight = ref.ask("slow");
+  await delay(0);
+  const queued = [ref.ask("q1"), ref.ask("q2")];
+  const done = system.shutdown();
+  for (const q of queued) await assert.rejects(q, ActorStoppedError);
+  gate.resolve();
+  assert.equal(await inFlight, "slow");
+  await done;
+});
+
+Deno.test("a handler that ignores shutdown is abandoned after stopTimeoutMs and its ask rejected", async () => {
+  const system = new ActorSystem({ name: "t", stopTimeoutMs: 30 });
+  const ref = await system.spawn<string>({
+    name: "stuck",
+    factory: () => ({ receive: () => new Promise(() => {}) }),
+  });
+  const stuck = ref.ask("x", { timeoutMs: Infinity });
+  await delay(0);
+  const started = performance.now();
+  await system.shutdown();
+  assert.ok(performance.now() - started >= 25);
+  await assert.rejects(stuck, ActorStoppedError);
+});
+
+Deno.test("ctx.signal is aborted when the incarnation stops", async () => {
+  const system = new ActorSystem({ name: "t" });
+  let signal: AbortSignal | undefined;
+  await system.spawn<string>({
+    name: "sig",
+    factory: () => ({
+      preStart: (ctx) => void (signal = ctx.signal),
+      receive: () => {},
+    }),
+  });
+  assert.equal(signal?.aborted, false);
+  await system.shutdown();
+  assert.equal(signal?.aborted, true);
+  assert.ok(signal?.reason instanceof ActorStoppedError);
+});
+
+Deno.test("registry: lookup by name, duplicate names rejected with NameTakenError, bad names rejected", async () => {
+  const system = new ActorSystem({ name: "node" });
+  const ref = await system.spawn<string>({
+    name: "node/storage",
+    factory: () => ({ receive: (m) => m }),
+  });
+  assert.equal(system.lookup("node/storage"), ref);
+  assert.equal(system.lookup("node/nothing"), undefined);
+  const error = await system.spawn<string>({
+    name: "node/storage",
+    factory: () => ({ receive: () => {} }),
+  })
+    .catch((e) => e);
+  assert.ok(error instanceof NameTakenError);
+  assert.equal(error.code, "name_taken");
+  // A supervisor spec whose child collides claims nothing.
+  await assert.rejects(
+    system.supervise({
+      name: "node/group",
+      children: [{ name: "node/fresh", factory: () => ({ receive: () => {} }) }, {
+        name: "node/storage",
+        factory: () => ({ receive: () => {} }),
+      }],
+    }),
+    NameTakenError,
+  );
+  assert.equal(system.lookupSupervisor("node/group"), undefined);
+  assert.equal(system.lookup("node/fresh"), undefined);
+  await assert.rejects(
+    system.spawn({ name: "", factory: () => ({ receive: () => {} }) }),
+    InvalidNameError,
+  );
+  const sup = await system.supervise({ name: "node/group", children: [] });
+  assert.equal(system.lookupSupervisor("node/group"), sup);
+  assert.equal(system.lookup("node/group"), undefined, "lookup only returns actors");
+  assert.deepEqual(system.names(), ["node/storage", "node/group"]);
+  await system.shutdown();
+});
+
+Deno.test("events feed: started, crashed (with reason), restarted, stopped in order", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { log, events } = recordEvents(system);
+  const ref = await system.spawn<string>({
+    name: "w",
+    factory: () => ({
+      receive: (m) => {
+        if (m === "crash") throw new Error("bad input");
+      },
+    }),
+  });
+  await assert.rejects(ref.ask("crash"), ActorCrashedError);
+  await waitFor(() => log.includes("restarted:w"));
+  await system.shutdown();
+  assert.deepEqual(log, [
+    "started:w",
+    "crashed:w",
+    "restarted:w",
+    "stopped:w",
+    "stopped:t",
+  ]);
+  const crashed = events[1] as CrashedEvent;
+  assert.equal((crashed.reason as Error).message, "bad input");
+  assert.equal(crashed.kind, "actor");
+  assert.ok(events.every((e) => typeof e.time === "number"));
+});
+
+Deno.test("a throwing event listener does not break supervision", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const originalError = console.error;
+  console.error = () => {};
+  try {
+    system.events.subscribe(() => {
+      throw new Error("listener bug");
+    });
+    const ref = await system.spawn<string>({
+      name: "w",
+      factory: () => ({
+        receive: (m) => {
+          if (m === "crash") throw new Error("x");
+          return m;
+        },
+      }),
+    });
+    await assert.rejects(ref.ask("crash"), ActorCrashedError);
+    assert.equal(await ref.ask("ok"), "ok");
+    await system.shutdown();
+  } finally {
+    console.error = originalError;
+  }
+});
+
+Deno.test("a throwing postStop is reported as hook_failed and shutdown continues", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { events } = recordEvents(system);
+  const stops: string[] = [];
+  await system.spawn(recorder("a", stops));
+  await system.spawn<string>({
+    name: "b",
+    factory: () => ({
+      receive: () => {},
+      postStop: () => {
+        throw new Error("cleanup failed");
+      },
+    }),
+  });
+  await system.shutdown();
+  assert.deepEqual(stops, ["a"]);
+  const failed = events.find((e) => e.type === "hook_failed");
+  assert.ok(failed !== undefined && failed.name === "b");
+});
+
+type ParentMsg = { type: "start-job"; id: string } | { type: "crash" };
+
+Deno.test("ctx.spawn children are linked: listed in the tree and stopped before the parent", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const stops: string[] = [];
+  const jobRefs: ActorRef<string>[] = [];
+  const parent = await system.spawn<ParentMsg>({
+    name: "inference",
+    factory: () => ({
+      async receive(m: ParentMsg, ctx: ActorContext<ParentMsg>) {
+        if (m.type === "crash") throw new Error("parent crash");
+        const ref = await ctx.spawn<string>(recorder(`inference/job-${m.id}`, stops));
+        jobRefs.push(ref);
+        return ref.name;
+      },
+      postStop: () => void stops.push("inference"),
+    }),
+  });
+  assert.equal(await parent.ask({ type: "start-job", id: "1" }), "inference/job-1");
+  await parent.ask({ type: "start-job", id: "2" });
+  assert.equal(await system.lookup<string>("inference/job-1")!.ask("ping"), "ping");
+  const tree = system.tree();
+  assert.deepEqual(tree.children[0].children.map((c) => c.name), [
+    "inference/job-1",
+    "inference/job-2",
+  ]);
+  assert.match(formatTree(tree), /└── inference\/job-2 \[actor temporary, running/);
+  // system.stop reaches linked children too (e.g. to cancel one job).
+  assert.equal(await system.stop("inference/job-2"), true);
+  assert.deepEqual(stops, ["inference/job-2"]);
+  await parent.ask({ type: "start-job", id: "2" });
+  stops.length = 0;
+
+  // A crash of the parent takes its linked children down first, then restarts the parent alone.
+  await assert.rejects(parent.ask({ type: "crash" }), ActorCrashedError);
+  await waitFor(() => stops.length === 3);
+  assert.deepEqual(stops, ["inference/job-2", "inference/job-1", "inference"]);
+  assert.equal(system.lookup("inference/job-1"), undefined);
+  await assert.rejects(jobRefs[0].tell("x"), ActorStoppedError);
+  await parent.ask({ type: "start-job", id: "3" });
+  stops.length = 0;
+  await system.shutdown();
+  assert.deepEqual(stops, ["inference/job-3", "inference"]);
+});
+
+Deno.test("a crashing linked child is removed without crashing its parent", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { log } = recordEvents(system);
+  const parent = await system.spawn<string>({
+    name: "p",
+    factory: () => ({
+      async receive(m: string, ctx: ActorContext<string>) {
+        if (m !== "spawn") return "alive";
+        const child = await ctx.spawn<string>({
+          name: "p/child",
+          factory: () => ({
+            receive: () => {
+              throw new Error("child bug");
+            },
+          }),
+        });
+        await child.tell("boom");
+      },
+    }),
+  });
+  await parent.ask("spawn");
+  await waitFor(() => system.lookup("p/child") === undefined);
+  assert.equal(await parent.ask("ping"), "alive");
+  assert.ok(log.includes("crashed:p/child"));
+  assert.ok(!log.includes("crashed:p"));
+  await system.shutdown();
+});
+
+Deno.test("tree() describes the supervision tree and formatTree renders it", async () => {
+  const system = new ActorSystem({ name: "node" });
+  await system.supervise({
+    name: "node/core",
+    strategy: "rest_for_one",
+    children: [
+      { name: "node/storage", factory: () => ({ receive: () => {} }), mailbox: { capacity: 64 } },
+      { name: "node/inference", factory: () => ({ receive: () => {} }) },
+    ],
+  });
+  const tree = system.tree();
+  assert.equal(tree.kind, "system");
+  assert.equal(tree.children[0].strategy, "rest_for_one");
+  assert.equal(tree.children[0].children[0].mailbox?.capacity, 64);
+  assert.equal(
+    formatTree(tree),
+    [
+      "node [system one_for_one, running]",
+      "└── node/core [supervisor rest_for_one, running]",
+      "    ├── node/storage [actor permanent, running, mailbox 0/64]",
+      "    └── node/inference [actor permanent, running, mailbox 0/1024]",
+    ].join("\n"),
+  );
+  await system.shutdown();
+});
+
+Deno.test("system.stop removes an actor for good; its supervisor does not restart it", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { log } = recordEvents(system);
+  await system.supervise({
+    name: "sup",
+    children: [{ name: "a", factory: () => ({ receive: () => {} }) }],
+  });
+  assert.equal(await system.stop("a"), true);
+  assert.equal(await system.stop("a"), false);
+  await delay(5);
+  assert.equal(system.lookup("a"), undefined);
+  assert.ok(!log.includes("restarted:a"));
+  assert.deepEqual(system.lookupSupervisor("sup")!.childNames(), []);
+  await system.shutdown();
+});
+
+Deno.test("a restartable linked child that keeps crashing escalates into its parent's crash", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { events } = recordEvents(system);
+  const parent = await system.spawn<string>({
+    name: "p",
+    factory: () => ({
+      async receive(m: string, ctx: ActorContext<string>) {
+        if (m !== "spawn") return "alive";
+        await ctx.spawn<string>({
+          name: "p/worker",
+          restart: "permanent",
+          factory: () => ({
+            preStart: (c) => void c.self.tell("go"),
+            receive: () => {
+              throw new Error("worker bug");
+            },
+          }),
+        });
+      },
+    }),
+  });
+  await parent.ask("spawn");
+  await waitFor(() => events.some((e) => e.type === "crashed" && e.name === "p"));
+  const parentCrash = events.find((e) => e.type === "crashed" && e.name === "p") as CrashedEvent;
+  assert.ok(parentCrash.reason instanceof EscalatedError);
+  await waitFor(() => events.some((e) => e.type === "restarted" && e.name === "p"));
+  assert.equal(await parent.ask("ping"), "alive");
+  assert.equal(system.lookup("p/worker"), undefined);
+  await system.shutdown();
+});

@@ -1,0 +1,283 @@
+import assert from "node:assert/strict";
+import type { Actor, ChildSpec, RestartPolicy } from "../../actors/actor.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { ActorCrashedError, ActorStoppedError, EscalatedError } from "../../actors/errors.ts";
+import type { EscalatedEvent, RestartedEvent } from "../../actors/events.ts";
+import type { SupervisionStrategy } from "../../actors/supervisor.ts";
+import { recordEvents, waitFor } from "./_helpers.ts";
+
+type Msg = "inc" | "get" | "crash" | "exit";
+
+/** A counter that logs its lifecycle into `log` as `start:name`, `stop:name`. */
+function counter(name: string, log: string[], restart?: RestartPolicy): ChildSpec<Msg> {
+  return {
+    name,
+    restart,
+    factory: (): Actor<Msg> => {
+      let n = 0;
+      return {
+        preStart: () => void log.push(`start:${name}`),
+        postStop: () => void log.push(`stop:${name}`),
+        receive(m, ctx) {
+          if (m === "crash") throw new Error(`${name} crashed`);
+          if (m === "exit") return ctx.stop();
+          if (m === "inc") n++;
+          return n;
+        },
+      };
+    },
+  };
+}
+
+async function threeCounters(strategy: SupervisionStrategy) {
+  const system = new ActorSystem({ name: "t" });
+  const log: string[] = [];
+  const sup = await system.supervise({
+    name: "t/sup",
+    strategy,
+    children: [counter("a", log), counter("b", log), counter("c", log)],
+  });
+  const refs = ["a", "b", "c"].map((n) => system.lookup<Msg>(n)!);
+  for (const ref of refs) await ref.tell("inc");
+  log.length = 0;
+  await assert.rejects(refs[1].ask("crash"), ActorCrashedError);
+  await waitFor(() => log.filter((l) => l.startsWith("start:")).length >= 1);
+  // Give a wrong implementation the chance to restart more than it should.
+  await new Promise((r) => setTimeout(r, 10));
+  const counts = await Promise.all(refs.map((r) => r.ask<number>("get")));
+  return { system, sup, log, counts };
+}
+
+Deno.test("one_for_one restarts only the crashed child, with fresh state", async () => {
+  const { system, log, counts } = await threeCounters("one_for_one");
+  assert.deepEqual(counts, [1, 0, 1]);
+  assert.deepEqual(log, ["stop:b", "start:b"]);
+  await system.shutdown();
+});
+
+Deno.test("one_for_all restarts every child: others stopped in reverse order, all started in order", async () => {
+  const { system, log, counts } = await threeCounters("one_for_all");
+  assert.deepEqual(counts, [0, 0, 0]);
+  assert.deepEqual(log, ["stop:b", "stop:c", "stop:a", "start:a", "start:b", "start:c"]);
+  await system.shutdown();
+});
+
+Deno.test("rest_for_one restarts the crashed child and those started after it", async () => {
+  const { system, log, counts } = await threeCounters("rest_for_one");
+  assert.deepEqual(counts, [1, 0, 0]);
+  assert.deepEqual(log, ["stop:b", "stop:c", "start:b", "start:c"]);
+  await system.shutdown();
+});
+
+Deno.test("exceeding the restart intensity escalates to the parent, which restarts the subtree", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { events } = recordEvents(system);
+  const log: string[] = [];
+  await system.supervise({
+    name: "t/sup",
+    maxRestarts: 2,
+    withinMs: 10_000,
+    children: [counter("a", log), counter("b", log)],
+  });
+  const a = system.lookup<Msg>("a")!;
+  const b = system.lookup<Msg>("b")!;
+  await b.tell("inc");
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(a.ask("crash"), ActorCrashedError);
+    if (i < 2) await waitFor(() => events.filter((e) => e.type === "restarted").length === i + 1);
+  }
+  await waitFor(() => events.some((e) => e.type === "restarted" && e.name === "t/sup"));
+  const escalated = events.find((e) => e.type === "escalated") as EscalatedEvent;
+  assert.equal(escalated.name, "t/sup");
+  assert.equal((escalated.reason as Error).message, "a crashed");
+  assert.equal(escalated.restarts, 2);
+  // The root (one_for_one) restarted the whole supervisor: b lost its state too.
+  assert.equal(await b.ask("get"), 0);
+  assert.equal(await a.ask("get"), 0);
+  assert.equal(system.tree().status, "running");
+  await system.shutdown();
+});
+
+Deno.test("escalation past the root is fatal: the system reports it and shuts down", async () => {
+  const system = new ActorSystem({ name: "t", maxRestarts: 1, withinMs: 10_000 });
+  const { log: eventLog, events } = recordEvents(system);
+  const log: string[] = [];
+  const a = await system.spawn(counter("a", log));
+  await assert.rejects(a.ask("crash"), ActorCrashedError);
+  await waitFor(() => eventLog.includes("restarted:a"));
+  await assert.rejects(a.ask("crash"), ActorCrashedError);
+  const termination = await system.terminated;
+  assert.equal(termination.reason, "fatal");
+  assert.ok(termination.error instanceof Error);
+  const fatal = events.find((e) => e.type === "fatal");
+  assert.ok(fatal !== undefined && fatal.name === "t");
+  assert.ok(eventLog.indexOf("escalated:t") < eventLog.indexOf("fatal:t"));
+  await assert.rejects(a.tell("inc"), ActorStoppedError);
+  await assert.rejects(system.spawn(counter("late", log)), ActorStoppedError);
+});
+
+Deno.test("backoff delays each restart by at least the backoff delay, growing exponentially", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const starts: number[] = [];
+  const crashes: number[] = [];
+  await system.supervise({
+    name: "t/sup",
+    maxRestarts: 5,
+    withinMs: 10_000,
+    backoff: { initialMs: 40, factor: 2, maxMs: 1_000 },
+    children: [{
+      name: "flaky",
+      factory: (): Actor<string> => ({
+        preStart: () => void starts.push(performance.now()),
+        receive: () => {
+          crashes.push(performance.now());
+          throw new Error("flaky");
+        },
+      }),
+    }],
+  });
+  const { events } = recordEvents(system);
+  const ref = system.lookup<string>("flaky")!;
+  await assert.rejects(ref.ask("x"), ActorCrashedError);
+  await waitFor(() => starts.length === 2);
+  await assert.rejects(ref.ask("x"), ActorCrashedError);
+  await waitFor(() => starts.length === 3);
+  assert.ok(starts[1] - crashes[0] >= 40 - 1, `first restart after ${starts[1] - crashes[0]} ms`);
+  assert.ok(starts[2] - crashes[1] >= 80 - 1, `second restart after ${starts[2] - crashes[1]} ms`);
+  const delays = events.filter((e) => e.type === "restarted").map((e) =>
+    (e as RestartedEvent).delayMs
+  );
+  assert.deepEqual(delays, [40, 80]);
+  await system.shutdown();
+});
+
+Deno.test("shutdown during a backoff wait does not restart the child and does not hang", async () => {
+  const system = new ActorSystem({ name: "t", backoff: { initialMs: 10_000 } });
+  const log: string[] = [];
+  const a = await system.spawn(counter("a", log));
+  await assert.rejects(a.ask("crash"), ActorCrashedError);
+  const started = performance.now();
+  await system.shutdown();
+  assert.ok(performance.now() - started < 1_000);
+  assert.deepEqual(log, ["start:a", "stop:a"]);
+});
+
+Deno.test("restart policies: permanent comes back after a normal exit, transient only after a crash, temporary never", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { log: eventLog } = recordEvents(system);
+  const log: string[] = [];
+  const perm = await system.spawn(counter("perm", log, "permanent"));
+  const trans = await system.spawn(counter("trans", log, "transient"));
+  const temp = await system.spawn(counter("temp", log, "temporary"));
+
+  await perm.ask("exit");
+  await waitFor(() => eventLog.includes("restarted:perm"));
+
+  await assert.rejects(trans.ask("crash"), ActorCrashedError);
+  await waitFor(() => eventLog.includes("restarted:trans"));
+  await trans.ask("exit");
+  await waitFor(() => system.lookup("trans") === undefined);
+  await assert.rejects(trans.tell("inc"), ActorStoppedError);
+
+  await assert.rejects(temp.ask("crash"), ActorCrashedError);
+  await waitFor(() => system.lookup("temp") === undefined);
+  assert.ok(!eventLog.includes("restarted:temp"));
+  assert.deepEqual(system.tree().children.map((c) => c.name), ["perm"]);
+  await system.shutdown();
+});
+
+Deno.test("a preStart that fails on restart counts as a crash and eventually escalates", async () => {
+  const system = new ActorSystem({ name: "t", maxRestarts: 10, withinMs: 10_000 });
+  const { events } = recordEvents(system);
+  let incarnations = 0;
+  await system.supervise({
+    name: "t/sup",
+    maxRestarts: 2,
+    withinMs: 10_000,
+    restart: "temporary",
+    children: [{
+      name: "fragile",
+      factory: (): Actor<string> => ({
+        preStart: () => {
+          if (++incarnations > 1) throw new Error("cannot restart");
+        },
+        receive: () => {
+          throw new Error("first crash");
+        },
+      }),
+    }],
+  });
+  await assert.rejects(system.lookup<string>("fragile")!.ask("x"), ActorCrashedError);
+  await waitFor(() => events.some((e) => e.type === "escalated"));
+  // The supervisor is temporary under the root: it is removed, not restarted.
+  await waitFor(() => system.lookupSupervisor("t/sup") === undefined);
+  assert.equal(incarnations, 3, "first start + 2 failed restarts");
+  assert.equal(system.lookup("fragile"), undefined);
+  await system.shutdown();
+});
+
+Deno.test("a failing preStart at spawn rejects with ActorCrashedError and frees the name", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const error = await system.spawn<string>({
+    name: "bad",
+    factory: () => ({
+      preStart: () => {
+        throw new Error("no disk");
+      },
+      receive: () => {},
+    }),
+  }).catch((e) => e);
+  assert.ok(error instanceof ActorCrashedError);
+  assert.equal((error.reason as Error).message, "no disk");
+  assert.equal(system.lookup("bad"), undefined);
+  const ok = await system.spawn<string>({ name: "bad", factory: () => ({ receive: (m) => m }) });
+  assert.equal(await ok.ask("hi"), "hi");
+  await system.shutdown();
+});
+
+Deno.test("nested supervisors: a child spec list can hold supervisors; escalation carries EscalatedError", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const log: string[] = [];
+  const seen: unknown[] = [];
+  system.events.subscribe((e) => {
+    if (e.type === "escalated") seen.push(e.reason);
+  });
+  const outer = await system.supervise({
+    name: "outer",
+    strategy: "one_for_all",
+    children: [
+      counter("x", log),
+      { name: "inner", maxRestarts: 0, children: [counter("y", log)] },
+    ],
+  });
+  assert.deepEqual(outer.childNames(), ["x", "inner"]);
+  const x = system.lookup<Msg>("x")!;
+  await x.tell("inc");
+  log.length = 0;
+  await assert.rejects(system.lookup<Msg>("y")!.ask("crash"), ActorCrashedError);
+  await waitFor(() => log.includes("start:x"));
+  // inner gave up at once (maxRestarts 0); outer (one_for_all) restarted x and inner.
+  assert.equal(seen.length, 1);
+  assert.equal(await x.ask("get"), 0);
+  const innerNode = system.tree().children[0].children[1];
+  assert.equal(innerNode.name, "inner");
+  assert.equal(innerNode.restarts, 1);
+  assert.ok(new EscalatedError("inner", "r").code === "escalated");
+  await system.shutdown();
+});
+
+Deno.test("system.stop of a child waiting out its backoff is immediate and final", async () => {
+  const system = new ActorSystem({ name: "t", backoff: { initialMs: 10_000 } });
+  const { log: eventLog } = recordEvents(system);
+  const log: string[] = [];
+  const a = await system.spawn(counter("a", log));
+  await assert.rejects(a.ask("crash"), ActorCrashedError);
+  await waitFor(() => log.includes("stop:a"));
+  assert.equal(system.tree().children[0].status, "down");
+  const started = performance.now();
+  assert.equal(await system.stop("a"), true);
+  assert.ok(performance.now() - started < 1_000);
+  assert.ok(eventLog.includes("stopped:a"));
+  await system.shutdown();
+  assert.ok(!eventLog.includes("restarted:a"));
+});
