@@ -1,0 +1,149 @@
+/**
+ * Shared internals of the validator and the fraud checker: the model surface they need, the
+ * recomputation of chosen positions from one teacher-forced pass, and the token-only rules
+ * (output text, termination) that mirror `TextModel.generate`.
+ *
+ * The validator and the checker must apply *identical* rules, or an honest validator's proof
+ * could fail to check (and cost it) — so both call these functions and nothing else.
+ *
+ * @module
+ */
+import type { GenerationParams, TensorData } from "../protocols/job.ts";
+import { type Fingerprint, fingerprintOf } from "./fingerprint.ts";
+import {
+  checkSampledToken,
+  DEFAULT_SAMPLING_TOLERANCE,
+  type SamplingCheck,
+  type SamplingTolerance,
+} from "./sampling_check.ts";
+
+/** The part of a text model (`inference/text_model.ts` `TextModel`) proofs need. */
+export interface ProofModel {
+  /** Identity and shape. */
+  readonly info: {
+    readonly cid: string;
+    readonly vocabSize: number;
+    readonly contextLength: number;
+    readonly eosTokenId: number | undefined;
+  };
+  /** Prompt encoding and streaming decoding exactly as generation does it. */
+  readonly tokenizer: {
+    encode(text: string): number[];
+    streamDecoder(): { push(id: number): string; flush(): string };
+  };
+  /** Teacher-forced pass: logits `[tokens.length × vocabSize]`. */
+  forward(tokens: readonly number[], options?: { signal?: AbortSignal }): Promise<Float32Array>;
+}
+
+/** The part of a one-shot model (`inference/tensor_model.ts`) tensor checks need. */
+export interface ProofTensorModel {
+  /** Identity. */
+  readonly info: { readonly cid: string };
+  /** Run once. */
+  run(inputs: Record<string, TensorData>): Promise<Record<string, TensorData>>;
+}
+
+/** What one recomputed position shows. */
+export interface RecomputedPosition {
+  /** Output position. */
+  position: number;
+  /** Recomputed fingerprint. */
+  fingerprint: Fingerprint;
+  /** Sampling-rule check of the committed token. */
+  sampling: SamplingCheck;
+}
+
+/**
+ * Run one forward pass over `prompt ‖ tokens[0 .. upTo)` and recompute the fingerprint and the
+ * sampling check of each position in `positions` (all `< upTo + 1`). The logits row for output
+ * position t sits at input position `prompt.length − 1 + t`.
+ */
+export async function recomputePositions(
+  model: ProofModel,
+  promptIds: readonly number[],
+  tokens: readonly number[],
+  positions: readonly number[],
+  params: Pick<GenerationParams, "temperature" | "topK" | "topP" | "seed">,
+  tolerance: SamplingTolerance = DEFAULT_SAMPLING_TOLERANCE,
+  signal?: AbortSignal,
+): Promise<{ results: RecomputedPosition[]; forwardTokens: number }> {
+  if (positions.length === 0) return { results: [], forwardTokens: 0 };
+  const last = Math.max(...positions);
+  const input = [...promptIds, ...tokens.slice(0, last)];
+  const logits = await model.forward(input, { signal });
+  const vocab = model.info.vocabSize;
+  const results = positions.map((t) => {
+    const offset = (promptIds.length - 1 + t) * vocab;
+    return {
+      position: t,
+      fingerprint: fingerprintOf(logits, tokens[t], offset, vocab),
+      sampling: checkSampledToken(logits, tokens[t], t, params, tolerance, offset, vocab),
+    };
+  });
+  return { results, forwardTokens: input.length };
+}
+
+/** The output text `generate` would have streamed for `tokens` (EOS renders as ""). */
+export function reconstructOutput(model: ProofModel, tokens: readonly number[]): string {
+  const decoder = model.tokenizer.streamDecoder();
+  const eos = model.info.eosTokenId;
+  let out = "";
+  for (const t of tokens) if (t !== eos) out += decoder.push(t);
+  return out + decoder.flush();
+}
+
+/**
+ * Why the output's end breaks `generate`'s stopping rule, or null when it ends exactly where
+ * generation would have: at the first position that emits EOS, completes a stop string,
+ * reaches `maxTokens`, or fills the context window.
+ */
+export function terminationViolation(
+  model: ProofModel,
+  promptLength: number,
+  tokens: readonly number[],
+  params: Pick<GenerationParams, "maxTokens" | "stop">,
+): { reason: "truncated" | "overrun"; position: number } | null {
+  const eos = model.info.eosTokenId;
+  const stops = params.stop.filter((s) => s.length > 0);
+  const decoder = model.tokenizer.streamDecoder();
+  let output = "";
+  for (let t = 0; t < tokens.length; t++) {
+    let finished = false;
+    if (tokens[t] === eos) finished = true;
+    else {
+      output += decoder.push(tokens[t]);
+      if (stops.some((s) => output.includes(s))) finished = true;
+    }
+    if (t + 1 >= params.maxTokens) finished = true;
+    if (promptLength + t + 1 >= model.info.contextLength) finished = true;
+    if (finished) return t === tokens.length - 1 ? null : { reason: "overrun", position: t };
+  }
+  if (tokens.length === 0 && params.maxTokens === 0) return null;
+  return { reason: "truncated", position: tokens.length };
+}
+
+/** Largest element-wise difference of two float32 tensors relative to `atol + rtol·|b|`. */
+export function tensorExcess(
+  a: TensorData,
+  b: TensorData,
+  rtol: number,
+  atol: number,
+): number {
+  if (a.type !== b.type || a.dims.join(",") !== b.dims.join(",")) return Infinity;
+  if (a.type !== "float32") {
+    if (a.data.length !== b.data.length) return Infinity;
+    for (let i = 0; i < a.data.length; i++) if (a.data[i] !== b.data[i]) return Infinity;
+    return 0;
+  }
+  if (a.data.length !== b.data.length || a.data.length % 4 !== 0) return Infinity;
+  const fa = new DataView(a.data.buffer, a.data.byteOffset, a.data.byteLength);
+  const fb = new DataView(b.data.buffer, b.data.byteOffset, b.data.byteLength);
+  let worst = 0;
+  for (let i = 0; i < a.data.length; i += 4) {
+    const x = fa.getFloat32(i, true);
+    const y = fb.getFloat32(i, true);
+    const excess = Math.abs(x - y) / (atol + rtol * Math.abs(y));
+    if (!(excess <= worst)) worst = Number.isNaN(excess) ? Infinity : Math.max(worst, excess);
+  }
+  return worst;
+}

@@ -1,0 +1,79 @@
+/**
+ * The economics of optimistic verification: the parameters the ledger applies and the formula
+ * that says cheating does not pay.
+ *
+ * A worker is paid `R` (tokens × the model's price) for a job whose honest computation costs it
+ * `C ≤ R`. A cheat skips some or all of the work, saving up to `C`. Each receipt is challenged
+ * with probability `p`, and a challenged cheat is caught with probability `d` (1 for every cheat
+ * in the adversarial suite); call `q = p·d`. A caught cheat is not paid and loses the slash
+ * `S = m·R`. So, against honest work,
+ *
+ * ```
+ * E[cheat] − E[honest] = (1 − q)·R − q·S − (R − C) = C − q·(R + S) = C − q·R·(1 + m)
+ * ```
+ *
+ * which is negative for every `C ≤ R` exactly when `q·(1 + m) > 1`. The defaults
+ * (`p = 0.1`, `m = 20`) give `q·(1 + m) = 2.1` for `d = 1`, and stay safe down to `d ≈ 0.48`.
+ *
+ * @module
+ */
+
+/** Parameters of the ledger's economics. */
+export interface EconomicParams {
+  /** Probability that a validator challenges a receipt (default 0.1). */
+  challengeProbability: number;
+  /** Probability that a challenge catches a cheat (default 1, the suite's measured rate). */
+  detectionRate: number;
+  /** Slash as a multiple of the job's reward; a worker must have this much stake free (default 20). */
+  slashMultiplier: number;
+  /** Share of a slash paid to the validator who proved the fraud (default 0.5; the rest is burned). */
+  validatorRewardShare: number;
+  /** Stake a validator loses for a fraud proof that does not check (default 100 credits). */
+  falseAccusationPenalty: number;
+  /** Credits per output token when a model has no price of its own (default 1). */
+  defaultTokenPrice: number;
+  /** How long a receipt stays pending before it is final, in ms (default 10 minutes). */
+  challengeWindowMs: number;
+}
+
+/** The parameters a node uses unless configured otherwise. */
+export const DEFAULT_ECONOMICS: Readonly<EconomicParams> = Object.freeze({
+  challengeProbability: 0.1,
+  detectionRate: 1,
+  slashMultiplier: 20,
+  validatorRewardShare: 0.5,
+  falseAccusationPenalty: 100,
+  defaultTokenPrice: 1,
+  challengeWindowMs: 10 * 60 * 1000,
+});
+
+/**
+ * Expected profit of cheating minus that of honest work, for one job paying `reward` where
+ * cheating saves `costSaved` (`C − q·R·(1 + m)`; negative means cheating loses).
+ *
+ * @example
+ * ```ts
+ * import { cheatingAdvantage, DEFAULT_ECONOMICS } from "./economics.ts";
+ * cheatingAdvantage(DEFAULT_ECONOMICS, { reward: 100, costSaved: 100 }) < 0; // true
+ * ```
+ */
+export function cheatingAdvantage(
+  params: Readonly<EconomicParams>,
+  job: { reward: number; costSaved: number },
+): number {
+  const q = params.challengeProbability * params.detectionRate;
+  return job.costSaved - q * job.reward * (1 + params.slashMultiplier);
+}
+
+/**
+ * True when cheating loses in expectation for every job, even one whose whole reward is
+ * saved cost (`q·(1 + m) > 1`).
+ */
+export function cheatingNeverPays(params: Readonly<EconomicParams>): boolean {
+  return params.challengeProbability * params.detectionRate * (1 + params.slashMultiplier) > 1;
+}
+
+/** The smallest slash multiplier that makes cheating lose for challenge probability `p`. */
+export function minimumSlashMultiplier(p: number, detectionRate = 1): number {
+  return 1 / (p * detectionRate) - 1;
+}

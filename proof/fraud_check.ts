@@ -1,0 +1,174 @@
+/**
+ * The independent fraud-proof checker: any node with the model confirms or refutes a fraud
+ * proof by recomputing only the cited positions — one forward pass over the prompt and the
+ * output prefix up to the last cited position — under exactly the rules the validator used.
+ *
+ * A proof is *confirmed* only when everything holds: the validator's signature, the worker's
+ * signature on a receipt for this very job, every chunk opening against the signed commitment,
+ * and the claimed violation on recomputation. Anything else refutes it, which in the ledger
+ * makes it a false accusation. `inconclusive` (the checker lacks the model) decides nothing.
+ *
+ * @module
+ */
+import { verifyReceipt } from "../protocols/receipt.ts";
+import {
+  type FraudProof,
+  fraudProofHash,
+  FraudProofSchema,
+  fraudProofSigningBytes,
+} from "../protocols/fraud_proof.ts";
+import { verifySignature } from "../protocols/identity.ts";
+import type { TextJob } from "../protocols/job.ts";
+import { tensorOutputHash, textOutputHash } from "../protocols/receipt.ts";
+import { chunkCount, unpackTokens, verifyOpenings } from "./commitment.ts";
+import {
+  citedDistancesViolate,
+  DEFAULT_FINGERPRINT_TOLERANCE,
+  FINGERPRINT_BYTES,
+  fingerprintDistance,
+  readFingerprint,
+} from "./fingerprint.ts";
+import { DEFAULT_SAMPLING_TOLERANCE } from "./sampling_check.ts";
+import {
+  type ProofModel,
+  type ProofTensorModel,
+  recomputePositions,
+  reconstructOutput,
+  terminationViolation,
+} from "./_common.ts";
+import { DEFAULT_TENSOR_TOLERANCE, tensorsDiffer, type ValidationOptions } from "./validation.ts";
+
+/** The checker's answer. */
+export interface FraudCheckResult {
+  /** True when the proof holds: the worker cheated. */
+  confirmed: boolean;
+  /** True when the checker could not decide (it lacks the model); `confirmed` is then false. */
+  inconclusive: boolean;
+  /** Stable reason code (`confirmed`, `bad_signature`, `not_reproduced`, ...). */
+  reason: string;
+  /** Hex hash of the proof (what the ledger records). */
+  proofHash: string;
+  /** Tokens in the checker's forward pass (0 for token-only kinds). */
+  forwardTokens: number;
+  /** Time spent (ms). */
+  ms: number;
+}
+
+/**
+ * Check a fraud proof with `model` (the text or one-shot model the receipt names).
+ *
+ * @example
+ * ```ts ignore
+ * const result = await checkFraudProof(proof, model);
+ * if (result.confirmed) await ledger.settleFraud({ ...from(result) });
+ * ```
+ */
+export async function checkFraudProof(
+  value: unknown,
+  model: ProofModel | ProofTensorModel | undefined,
+  options: ValidationOptions = {},
+): Promise<FraudCheckResult> {
+  const started = performance.now();
+  let proofHash = "";
+  let forwardTokens = 0;
+  const done = (confirmed: boolean, reason: string, inconclusive = false): FraudCheckResult => ({
+    confirmed,
+    inconclusive,
+    reason,
+    proofHash,
+    forwardTokens,
+    ms: performance.now() - started,
+  });
+  const parsed = FraudProofSchema.safeParse(value);
+  if (!parsed.success) return done(false, "malformed");
+  const proof: FraudProof = parsed.data;
+  proofHash = fraudProofHash(proof);
+  if (!verifySignature(proof.validator, fraudProofSigningBytes(proof), proof.sig)) {
+    return done(false, "bad_signature");
+  }
+  const { receipt, job } = proof;
+  const rc = verifyReceipt(receipt, { job });
+  if (!rc.ok) return done(false, `receipt_${rc.reason}`);
+
+  if (proof.kind === "tensor") {
+    if (job.kind !== "tensor" || !proof.tensorOutputs) return done(false, "malformed");
+    if (tensorOutputHash(proof.tensorOutputs) !== receipt.outputHash) {
+      return done(false, "outputs_not_signed");
+    }
+    if (!model || model.info.cid !== receipt.model) return done(false, "model_unavailable", true);
+    const actual = await (model as ProofTensorModel).run(job.inputs);
+    const differ = tensorsDiffer(
+      proof.tensorOutputs,
+      actual,
+      options.tensor ?? DEFAULT_TENSOR_TOLERANCE,
+    );
+    return done(differ, differ ? "confirmed" : "not_reproduced");
+  }
+  if (job.kind !== "text") return done(false, "malformed");
+  const { chunkSize, tokenBytes, root } = receipt.commitment;
+  // Openings must be the contiguous chunks 0..c, each proven against the signed root.
+  if (proof.chunks.some((c, i) => c.index !== i)) return done(false, "chunks_not_contiguous");
+  if (!verifyOpenings(proof.chunks, root, receipt.tokenCount, chunkSize, tokenBytes)) {
+    return done(false, "opening_invalid");
+  }
+  const prefix: number[] = [];
+  for (const c of proof.chunks) prefix.push(...unpackTokens(c.tokens, tokenBytes));
+  const allOpened = proof.chunks.length === chunkCount(receipt.tokenCount, chunkSize);
+  if (!model || model.info.cid !== receipt.model) return done(false, "model_unavailable", true);
+  const textModel = model as ProofModel;
+
+  if (proof.kind === "output") {
+    if (!allOpened) return done(false, "needs_all_chunks");
+    const differs = textOutputHash(reconstructOutput(textModel, prefix)) !== receipt.outputHash;
+    return done(differs, differs ? "confirmed" : "not_reproduced");
+  }
+  const promptIds = textModel.tokenizer.encode((job as TextJob).prompt);
+  if (proof.kind === "termination") {
+    if (!allOpened) return done(false, "needs_all_chunks");
+    const v = terminationViolation(textModel, promptIds.length, prefix, (job as TextJob).params);
+    return done(v !== null, v ? "confirmed" : "not_reproduced");
+  }
+
+  const positions = proof.cited.map((c) => c.position);
+  if (positions.length === 0) return done(false, "nothing_cited");
+  if (new Set(positions).size !== positions.length) return done(false, "duplicate_positions");
+  if (positions.some((p) => p >= prefix.length)) return done(false, "cited_outside_openings");
+  const vocab = textModel.info.vocabSize;
+  // Tokens before the last cited one feed the forward pass and must be valid ids.
+  const last = Math.max(...positions);
+  if (prefix.slice(0, last).some((t) => t >= vocab)) return done(false, "invalid_prefix");
+  if (proof.kind === "sampling" && prefix[last] >= vocab && positions.length === 1) {
+    return done(true, "confirmed"); // an id outside the vocabulary is never a legal sample
+  }
+  if (positions.some((p) => prefix[p] >= vocab)) return done(false, "malformed");
+  const r = await recomputePositions(
+    textModel,
+    promptIds,
+    prefix,
+    positions,
+    (job as TextJob).params,
+    options.sampling ?? DEFAULT_SAMPLING_TOLERANCE,
+    options.signal,
+  );
+  forwardTokens = r.forwardTokens;
+  if (proof.kind === "sampling") {
+    const allFail = r.results.every((x) => !x.sampling.ok);
+    return done(allFail, allFail ? "confirmed" : "not_reproduced");
+  }
+  // fingerprint: the cited chunks must carry their fingerprints.
+  const distances: number[] = [];
+  for (const x of r.results) {
+    const chunk = proof.chunks[Math.floor(x.position / chunkSize)];
+    if (!chunk.fingerprints) return done(false, "fingerprints_not_opened");
+    const within = x.position - chunk.index * chunkSize;
+    if ((within + 1) * FINGERPRINT_BYTES > chunk.fingerprints.length) {
+      return done(false, "malformed");
+    }
+    distances.push(fingerprintDistance(readFingerprint(chunk.fingerprints, within), x.fingerprint));
+  }
+  const violates = citedDistancesViolate(
+    distances,
+    options.fingerprint ?? DEFAULT_FINGERPRINT_TOLERANCE,
+  );
+  return done(violates, violates ? "confirmed" : "not_reproduced");
+}

@@ -1,0 +1,548 @@
+/**
+ * The ledger: an append-only, hash-chained, signed log of useful work on disk.
+ *
+ * Every change is an entry `{ seq, prev, at, kind, body, signer, sig }`: `prev` is the hash of
+ * the previous entry (so editing, dropping or reordering any entry breaks every later link),
+ * `sig` is the ledger owner's ed25519 signature over the rest. Entries are CBOR, each framed by
+ * a 4-byte big-endian length, appended and `fsync`'d before the call returns, so an
+ * acknowledged entry survives a crash. Balances are never stored: they are derived by
+ * replaying the log, so the log is the only truth.
+ *
+ * On open the whole chain is checked; the first entry that fails (bad CBOR, wrong sequence,
+ * broken link, bad signature, foreign signer) raises {@link LedgerTamperedError} naming it. A
+ * frame cut short at the very end is a torn write from a crash (the append was never
+ * acknowledged) and is cut off, not reported as tampering.
+ *
+ * Flow of a receipt: `recordReceipt` (pending; the worker's potential slash is locked from its
+ * stake) → after the challenge window `finalizeDue` credits `tokens × price` → or, within the
+ * window, `settleFraud` with a checked fraud proof: confirmed slashes the worker and rewards the
+ * validator, refuted charges the validator for a false accusation. Storage audits and any other
+ * signed verdicts go through `recordVerdict`. There is no token and no chain here: the log is a
+ * local signed record that a chain could anchor later.
+ *
+ * @module
+ */
+import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
+import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { type Identity, verifySignature } from "../protocols/identity.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
+import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
+import { DEFAULT_ECONOMICS, type EconomicParams } from "./economics.ts";
+
+const ENTRY_DOMAIN = "veriflow/ledger/v1";
+const LENGTH_BYTES = 4;
+/** Largest entry accepted when reading (a length beyond this is corruption, not data). */
+const MAX_ENTRY_BYTES = 1 << 20;
+const GENESIS_PREV = "0".repeat(64);
+const LOG_FILE = "ledger.log";
+
+/** Kinds of ledger entries. */
+export type LedgerEntryKind =
+  | "genesis"
+  | "stake"
+  | "receipt"
+  | "final"
+  | "fraud"
+  | "false_accusation"
+  | "verdict";
+
+/** One signed ledger entry. */
+export interface LedgerEntry {
+  /** 0-based position in the log. */
+  seq: number;
+  /** Hex hash of the previous entry (64 zeros for the first). */
+  prev: string;
+  /** Unix ms when appended. */
+  at: number;
+  /** What happened. */
+  kind: LedgerEntryKind;
+  /** Kind-specific data (CBOR-able). */
+  body: Record<string, unknown>;
+  /** The ledger owner's public key. */
+  signer: Uint8Array;
+  /** Signature over the entry without `sig`. */
+  sig: Uint8Array;
+}
+
+/** The state of one receipt in the ledger. */
+export type ReceiptStatus = "pending" | "final" | "fraud";
+
+/** What the ledger knows about one receipt. */
+export interface ReceiptRecord {
+  /** Receipt id. */
+  receiptId: string;
+  /** Hex worker key. */
+  worker: string;
+  /** Pending, final, or proven fraud. */
+  status: ReceiptStatus;
+  /** Credit due when final (tokens × price). */
+  credit: number;
+  /** Stake locked against it (the slash if fraud is proven). */
+  locked: number;
+  /** Unix ms when the challenge window closes. */
+  pendingUntil: number;
+}
+
+/** Balances of one key. */
+export interface Account {
+  /** Credits earned (final work, validator rewards). */
+  balance: number;
+  /** Stake deposited minus slashes. */
+  stake: number;
+  /** Stake locked against pending receipts. */
+  locked: number;
+}
+
+/** Options of {@link Ledger.open}. */
+export interface LedgerOptions {
+  /** Economics; default {@link DEFAULT_ECONOMICS}. */
+  economics?: Partial<EconomicParams>;
+  /**
+   * Price per output token (per run for one-shot models) of a model CID; default
+   * `economics.defaultTokenPrice` for all.
+   */
+  tokenPrice?: (model: string) => number;
+  /** Clock in unix ms; default `Date.now`. Injected by tests. */
+  now?: () => number;
+}
+
+/** Base class of ledger errors. */
+export class LedgerError extends VeriflowError {}
+
+/** The log on disk fails verification at entry `seq`. */
+export class LedgerTamperedError extends LedgerError {
+  /** Sequence number (position) of the first bad entry. */
+  readonly seq: number;
+  /**
+   * Create the error.
+   * @param seq Position of the bad entry.
+   * @param reason What failed.
+   */
+  constructor(seq: number, reason: string) {
+    super("ledger_tampered", `ledger entry ${seq} fails verification: ${reason}`);
+    this.seq = seq;
+  }
+}
+
+/** The ledger on disk belongs to another identity. */
+export class LedgerOwnerMismatchError extends LedgerError {
+  /** Create the error. */
+  constructor() {
+    super("ledger_owner_mismatch", "ledger was created by another identity");
+  }
+}
+
+/** The worker has not enough free stake to back a receipt's potential slash. */
+export class InsufficientStakeError extends LedgerError {
+  /**
+   * Create the error.
+   * @param needed Stake the receipt needs.
+   * @param free Stake the worker has free.
+   */
+  constructor(needed: number, free: number) {
+    super("insufficient_stake", `receipt needs ${needed} free stake, worker has ${free}`);
+  }
+}
+
+/** A receipt or verdict refused by the ledger (bad signature, unknown, duplicate, late). */
+export class LedgerRejectedError extends LedgerError {
+  /**
+   * Create the error.
+   * @param code Stable error code.
+   * @param message Human-readable explanation.
+   */
+  constructor(code: string, message: string) {
+    super(code, message);
+  }
+}
+
+/** What a caller proves when settling a fraud proof (see `proof/fraud_check.ts`). */
+export interface FraudSettlement {
+  /** The receipt the proof is about. */
+  receiptId: string;
+  /** Hex hash of the fraud proof. */
+  fraudProofHash: string;
+  /** The validator who submitted it. */
+  validator: Uint8Array;
+  /** Whether the independent check confirmed it. */
+  confirmed: boolean;
+  /** Reason code of the check (kept for the record). */
+  reason: string;
+}
+
+/** The append-only ledger. Open with {@link Ledger.open}; one writer per directory. */
+export class Ledger {
+  readonly #file: Deno.FsFile;
+  readonly #identity: Identity;
+  readonly #economics: EconomicParams;
+  readonly #tokenPrice: (model: string) => number;
+  readonly #now: () => number;
+  #head = GENESIS_PREV;
+  #seq = 0;
+  #entries: LedgerEntry[] = [];
+  readonly #accounts = new Map<string, Account>();
+  readonly #receipts = new Map<string, ReceiptRecord>();
+  readonly #verdicts = new Map<string, Verdict>();
+  #closed = false;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(file: Deno.FsFile, identity: Identity, options: LedgerOptions) {
+    this.#file = file;
+    this.#identity = identity;
+    this.#economics = { ...DEFAULT_ECONOMICS, ...options.economics };
+    this.#tokenPrice = options.tokenPrice ?? (() => this.#economics.defaultTokenPrice);
+    this.#now = options.now ?? Date.now;
+  }
+
+  /**
+   * Open (or create) the ledger in `dir`, verifying the whole chain.
+   *
+   * @example
+   * ```ts
+   * import { Ledger } from "./ledger.ts";
+   * import { Identity } from "../protocols/identity.ts";
+   * const dir = await Deno.makeTempDir();
+   * const ledger = await Ledger.open(dir, Identity.generate());
+   * await ledger.close();
+   * ```
+   * @throws {LedgerTamperedError} naming the first entry that fails verification.
+   */
+  static async open(dir: string, identity: Identity, options: LedgerOptions = {}): Promise<Ledger> {
+    await Deno.mkdir(dir, { recursive: true });
+    const path = `${dir}/${LOG_FILE}`;
+    const file = await Deno.open(path, { read: true, write: true, create: true });
+    const ledger = new Ledger(file, identity, options);
+    try {
+      await ledger.#load();
+      if (ledger.#seq === 0) {
+        await ledger.#append("genesis", { owner: toHex(identity.publicKey), version: 1 });
+      }
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+    return ledger;
+  }
+
+  async #load(): Promise<void> {
+    const stat = await this.#file.stat();
+    const bytes = new Uint8Array(stat.size);
+    let read = 0;
+    await this.#file.seek(0, Deno.SeekMode.Start);
+    while (read < bytes.length) {
+      const n = await this.#file.read(bytes.subarray(read));
+      if (n === null) break;
+      read += n;
+    }
+    const view = new DataView(bytes.buffer);
+    let offset = 0;
+    while (offset < bytes.length) {
+      if (offset + LENGTH_BYTES > bytes.length) break; // torn header
+      const len = view.getUint32(offset);
+      if (len === 0 || len > MAX_ENTRY_BYTES) {
+        throw new LedgerTamperedError(this.#seq, `impossible frame length ${len}`);
+      }
+      if (offset + LENGTH_BYTES + len > bytes.length) break; // torn body
+      const frame = bytes.subarray(offset + LENGTH_BYTES, offset + LENGTH_BYTES + len);
+      this.#accept(this.#verifyEntry(frame));
+      offset += LENGTH_BYTES + len;
+    }
+    if (offset < bytes.length) {
+      // A torn tail: the append that wrote it never returned, so nobody relied on it.
+      await this.#file.truncate(offset);
+      await this.#file.syncData();
+    }
+    await this.#file.seek(offset, Deno.SeekMode.Start);
+  }
+
+  #verifyEntry(frame: Uint8Array): LedgerEntry {
+    const seq = this.#seq;
+    let entry: LedgerEntry;
+    try {
+      entry = decodeCbor(frame) as LedgerEntry;
+    } catch {
+      throw new LedgerTamperedError(seq, "not valid CBOR");
+    }
+    if (typeof entry !== "object" || entry === null) {
+      throw new LedgerTamperedError(seq, "not an entry");
+    }
+    if (entry.seq !== seq) throw new LedgerTamperedError(seq, `sequence ${entry.seq} out of order`);
+    if (entry.prev !== this.#head) {
+      throw new LedgerTamperedError(seq, "hash link to the previous entry is broken");
+    }
+    if (!(entry.signer instanceof Uint8Array) || !(entry.sig instanceof Uint8Array)) {
+      throw new LedgerTamperedError(seq, "missing signer or signature");
+    }
+    if (!verifySignature(entry.signer, entrySigningBytes(entry), entry.sig)) {
+      throw new LedgerTamperedError(seq, "signature does not verify");
+    }
+    if (seq === 0) {
+      if (entry.kind !== "genesis") throw new LedgerTamperedError(seq, "first entry not genesis");
+      if (toHex(entry.signer) !== toHex(this.#identity.publicKey)) {
+        throw new LedgerOwnerMismatchError();
+      }
+    } else if (toHex(entry.signer) !== toHex(this.#identity.publicKey)) {
+      throw new LedgerTamperedError(seq, "signed by a key other than the ledger owner");
+    }
+    return entry;
+  }
+
+  /** Apply a verified entry to the derived state. */
+  #accept(entry: LedgerEntry): void {
+    this.#apply(entry);
+    this.#entries.push(entry);
+    this.#head = entryHash(entry);
+    this.#seq = entry.seq + 1;
+  }
+
+  #account(key: string): Account {
+    let a = this.#accounts.get(key);
+    if (!a) {
+      a = { balance: 0, stake: 0, locked: 0 };
+      this.#accounts.set(key, a);
+    }
+    return a;
+  }
+
+  #apply(entry: LedgerEntry): void {
+    const b = entry.body as Record<string, never>;
+    switch (entry.kind) {
+      case "genesis":
+        return;
+      case "stake":
+        this.#account(b.key).stake += b.amount as number;
+        return;
+      case "receipt": {
+        const rec: ReceiptRecord = {
+          receiptId: b.receiptId,
+          worker: b.worker,
+          status: "pending",
+          credit: b.credit,
+          locked: b.locked,
+          pendingUntil: b.pendingUntil,
+        };
+        this.#receipts.set(rec.receiptId, rec);
+        this.#account(rec.worker).locked += rec.locked;
+        return;
+      }
+      case "final": {
+        const rec = this.#receipts.get(b.receiptId);
+        if (!rec) return;
+        rec.status = "final";
+        const acc = this.#account(rec.worker);
+        acc.locked -= rec.locked;
+        acc.balance += rec.credit;
+        return;
+      }
+      case "fraud": {
+        const rec = this.#receipts.get(b.receiptId);
+        if (!rec) return;
+        rec.status = "fraud";
+        const worker = this.#account(rec.worker);
+        worker.locked -= rec.locked;
+        worker.stake -= b.slashed as number;
+        this.#account(b.validator).balance += b.reward as number;
+        return;
+      }
+      case "false_accusation":
+        this.#account(b.validator).stake -= b.penalty as number;
+        return;
+      case "verdict": {
+        const v = b.verdict as unknown as Verdict;
+        this.#verdicts.set(verdictId(v), v);
+        return;
+      }
+    }
+  }
+
+  /** Serialize appends: one writer, entries in call order. */
+  #append(kind: LedgerEntryKind, body: Record<string, unknown>): Promise<LedgerEntry> {
+    const run = this.#queue.then(async () => {
+      if (this.#closed) throw new LedgerError("ledger_closed", "ledger is closed");
+      const unsigned = {
+        seq: this.#seq,
+        prev: this.#head,
+        at: this.#now(),
+        kind,
+        body,
+        signer: this.#identity.publicKey,
+      };
+      const entry: LedgerEntry = {
+        ...unsigned,
+        sig: this.#identity.sign(entrySigningBytes(unsigned)),
+      };
+      const payload = encodeCanonical(entry);
+      const frame = new Uint8Array(LENGTH_BYTES + payload.length);
+      new DataView(frame.buffer).setUint32(0, payload.length);
+      frame.set(payload, LENGTH_BYTES);
+      let written = 0;
+      while (written < frame.length) written += await this.#file.write(frame.subarray(written));
+      // Durable before acknowledged: an entry the caller saw succeed survives a crash.
+      await this.#file.syncData();
+      this.#accept(entry);
+      return entry;
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Economics in force. */
+  get economics(): Readonly<EconomicParams> {
+    return this.#economics;
+  }
+
+  /** Number of entries (including genesis). */
+  get length(): number {
+    return this.#seq;
+  }
+
+  /** Hex hash of the last entry: commits to the whole log (what a chain would anchor). */
+  get head(): string {
+    return this.#head;
+  }
+
+  /** All entries, oldest first (copies of the array, not of the entries). */
+  entries(): readonly LedgerEntry[] {
+    return this.#entries.slice();
+  }
+
+  /** Balances of a key (zeros when unknown). */
+  account(key: Uint8Array): Account {
+    return { ...(this.#accounts.get(toHex(key)) ?? { balance: 0, stake: 0, locked: 0 }) };
+  }
+
+  /** The ledger's record of a receipt, if any. */
+  receipt(receiptId: string): ReceiptRecord | undefined {
+    const r = this.#receipts.get(receiptId);
+    return r && { ...r };
+  }
+
+  /** Verdicts recorded, by id. */
+  verdicts(): Verdict[] {
+    return [...this.#verdicts.values()];
+  }
+
+  /** Credit `amount` of stake to `key` (a deposit; there is no token, this is bookkeeping). */
+  async deposit(key: Uint8Array, amount: number): Promise<void> {
+    if (!(amount > 0) || !Number.isFinite(amount)) throw new RangeError("amount must be > 0");
+    await this.#append("stake", { key: toHex(key), amount });
+  }
+
+  /**
+   * Record a signed receipt as pending. Its reward is `tokenCount × price(model)`; the slash
+   * `slashMultiplier × reward` is locked from the worker's free stake until it is final.
+   *
+   * @throws {LedgerRejectedError} for a receipt that does not verify or is already recorded.
+   * @throws {InsufficientStakeError} when the worker cannot back the slash.
+   */
+  async recordReceipt(receipt: Receipt): Promise<ReceiptRecord> {
+    const check = verifyReceipt(receipt);
+    if (!check.ok) throw new LedgerRejectedError("receipt_rejected", check.message);
+    if (this.#receipts.has(check.receiptId)) {
+      throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
+    }
+    const worker = toHex(receipt.worker);
+    // Useful work: tokens × the model's price; a one-shot (tensor) job counts as one unit.
+    const units = receipt.kind === "tensor" ? 1 : receipt.tokenCount;
+    const credit = units * this.#tokenPrice(receipt.model);
+    const locked = credit * this.#economics.slashMultiplier;
+    const acc = this.#account(worker);
+    const free = acc.stake - acc.locked;
+    if (locked > free) throw new InsufficientStakeError(locked, free);
+    await this.#append("receipt", {
+      receiptId: check.receiptId,
+      jobId: receipt.jobId,
+      model: receipt.model,
+      worker,
+      tokens: receipt.tokenCount,
+      credit,
+      locked,
+      pendingUntil: this.#now() + this.#economics.challengeWindowMs,
+    });
+    return this.receipt(check.receiptId)!;
+  }
+
+  /** Make every pending receipt whose window has closed final, crediting it. Returns their ids. */
+  async finalizeDue(): Promise<string[]> {
+    const now = this.#now();
+    const due = [...this.#receipts.values()].filter(
+      (r) => r.status === "pending" && r.pendingUntil <= now,
+    );
+    for (const r of due) await this.#append("final", { receiptId: r.receiptId });
+    return due.map((r) => r.receiptId);
+  }
+
+  /**
+   * Settle a fraud proof that has been independently checked. Confirmed: the worker loses the
+   * locked slash and is not paid, the validator earns `validatorRewardShare` of it. Refuted: the
+   * validator loses `falseAccusationPenalty` of stake and the receipt stays pending.
+   *
+   * @throws {LedgerRejectedError} when the receipt is unknown or no longer pending.
+   */
+  async settleFraud(settlement: FraudSettlement): Promise<LedgerEntry> {
+    const rec = this.#receipts.get(settlement.receiptId);
+    if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
+    if (rec.status !== "pending") {
+      throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
+    }
+    if (this.#now() > rec.pendingUntil) {
+      throw new LedgerRejectedError("challenge_window_closed", "the challenge window has closed");
+    }
+    const validator = toHex(settlement.validator);
+    if (settlement.confirmed) {
+      const slashed = rec.locked;
+      return await this.#append("fraud", {
+        receiptId: rec.receiptId,
+        fraudProof: settlement.fraudProofHash,
+        validator,
+        slashed,
+        reward: slashed * this.#economics.validatorRewardShare,
+        reason: settlement.reason,
+      });
+    }
+    return await this.#append("false_accusation", {
+      receiptId: rec.receiptId,
+      fraudProof: settlement.fraudProofHash,
+      validator,
+      penalty: this.#economics.falseAccusationPenalty,
+      reason: settlement.reason,
+    });
+  }
+
+  /**
+   * Record any signed verdict (inference challenges, storage audits). The verdict is stored
+   * whole; it moves no balance by itself (fraud moves balances only through
+   * {@link Ledger.settleFraud}, which needs a checked proof).
+   *
+   * @throws {LedgerRejectedError} when the verdict's signature does not verify.
+   */
+  async recordVerdict(verdict: Verdict): Promise<string> {
+    if (!verifyVerdict(verdict)) {
+      throw new LedgerRejectedError("verdict_rejected", "verdict signature does not verify");
+    }
+    const id = verdictId(verdict);
+    if (this.#verdicts.has(id)) return id;
+    await this.#append("verdict", { verdict: verdict as unknown as Record<string, unknown> });
+    return id;
+  }
+
+  /** Wait for pending appends and close the file. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#queue;
+    this.#closed = true;
+    this.#file.close();
+  }
+}
+
+/** The bytes an entry's signature covers. */
+export function entrySigningBytes(entry: Omit<LedgerEntry, "sig">): Uint8Array {
+  const { sig: _sig, ...unsigned } = entry as LedgerEntry;
+  return encodeCanonical({ domain: ENTRY_DOMAIN, entry: unsigned });
+}
+
+/** Hex hash of a whole entry (signature included): what the next entry's `prev` names. */
+export function entryHash(entry: LedgerEntry): string {
+  return sha256Hex(encodeCanonical(entry));
+}

@@ -1,0 +1,373 @@
+/**
+ * Validating a challenged receipt: one teacher-forced forward pass, every position checked,
+ * a signed verdict, and a fraud proof when a computation check fails.
+ *
+ * Order of checks (cheapest first; each failure ends the validation):
+ * 1. the receipt itself — shape, signature, that it is for this job, and that it matches the
+ *    output the requester got (`invalid`: no recomputation needed to see it);
+ * 2. the proof data opens the signed commitment (`invalid`, reason `commitment_mismatch`);
+ * 3. the committed tokens decode to the signed output, and end where generation would have
+ *    stopped (`fraud` of kind `output` / `termination`, checkable from tokens alone);
+ * 4. one forward pass over prompt ‖ output: each position's fingerprint within tolerance and
+ *    each token consistent with the job's sampling rule (`fraud` of kind `fingerprint` /
+ *    `sampling`).
+ *
+ * Among the failures found in step 4 the validator cites the cheapest to check: the set whose
+ * last position is earliest, since the checker's forward pass runs up to it.
+ *
+ * Tensor jobs are re-executed once and compared element-wise within `rtol`/`atol`.
+ *
+ * @module
+ */
+import type { Identity } from "../protocols/identity.ts";
+import type { Job, TensorData, TextJob } from "../protocols/job.ts";
+import {
+  parseReceipt,
+  type Receipt,
+  type ReceiptCheck,
+  receiptId,
+  textOutputHash,
+  verifyReceipt,
+} from "../protocols/receipt.ts";
+import { signVerdict, type Verdict, type VerdictOutcome } from "../protocols/verdict.ts";
+import {
+  type CitedPosition,
+  type FraudKind,
+  type FraudProof,
+  signFraudProof,
+} from "../protocols/fraud_proof.ts";
+import { fraudProofHash } from "../protocols/fraud_proof.ts";
+import {
+  assertOpens,
+  chunkCount,
+  CommitmentMismatchError,
+  openChunks,
+  type ProofData,
+  ProofDataSchema,
+  unpackTokens,
+} from "./commitment.ts";
+import {
+  DEFAULT_FINGERPRINT_TOLERANCE,
+  fingerprintDistance,
+  type FingerprintTolerance,
+  fingerprintViolation,
+  readFingerprint,
+} from "./fingerprint.ts";
+import { DEFAULT_SAMPLING_TOLERANCE, type SamplingTolerance } from "./sampling_check.ts";
+import {
+  type ProofModel,
+  type ProofTensorModel,
+  recomputePositions,
+  reconstructOutput,
+  tensorExcess,
+  terminationViolation,
+} from "./_common.ts";
+
+/** Element-wise tolerance of tensor re-execution: |a − b| ≤ atol + rtol·|b|. */
+export interface TensorTolerance {
+  /** Relative tolerance (default 1e-3: far above CPU thread-order noise in float32). */
+  rtol: number;
+  /** Absolute tolerance (default 1e-4, for values near zero). */
+  atol: number;
+}
+
+/** Default {@link TensorTolerance}. */
+export const DEFAULT_TENSOR_TOLERANCE: Readonly<TensorTolerance> = Object.freeze({
+  rtol: 1e-3,
+  atol: 1e-4,
+});
+
+/** Tolerances and hooks of a validation (the fraud checker takes the same). */
+export interface ValidationOptions {
+  /** Fingerprint tolerances; default {@link DEFAULT_FINGERPRINT_TOLERANCE}. */
+  fingerprint?: FingerprintTolerance;
+  /** Sampling tolerances; default {@link DEFAULT_SAMPLING_TOLERANCE}. */
+  sampling?: SamplingTolerance;
+  /** Tensor tolerances; default {@link DEFAULT_TENSOR_TOLERANCE}. */
+  tensor?: TensorTolerance;
+  /** Clock in unix ms; default `Date.now`. */
+  now?: () => number;
+  /** Abort the forward pass. */
+  signal?: AbortSignal;
+}
+
+/** What the validator gathered for one challenge. */
+export interface ChallengeMaterial {
+  /** The job (for private jobs: after opening the sealed input). */
+  job: Job;
+  /** The worker's receipt (untrusted). */
+  receipt: unknown;
+  /** The worker's proof data (text jobs), as served on challenge. */
+  proof?: ProofData;
+  /** The output the requester received, when known (required for tensor jobs). */
+  output?: string | Record<string, TensorData>;
+}
+
+/** Numbers of one validation. */
+export interface ValidationStats {
+  /** Positions checked. */
+  positions: number;
+  /** Largest fingerprint distance seen (nats). */
+  maxDistance: number;
+  /** Mean fingerprint distance. */
+  meanDistance: number;
+  /** Positions failing the sampling check. */
+  samplingFailures: number;
+  /** Tokens in the forward pass. */
+  forwardTokens: number;
+  /** Time in the forward pass (ms). */
+  forwardMs: number;
+  /** Whole validation (ms). */
+  totalMs: number;
+}
+
+/** The outcome: a signed verdict, and a signed fraud proof when the verdict is `fraud`. */
+export interface ValidationResult {
+  /** Signed verdict. */
+  verdict: Verdict;
+  /** Signed fraud proof, for outcome `fraud`. */
+  fraudProof?: FraudProof;
+  /** Measurements. */
+  stats: ValidationStats;
+}
+
+const emptyStats = (): ValidationStats => ({
+  positions: 0,
+  maxDistance: 0,
+  meanDistance: 0,
+  samplingFailures: 0,
+  forwardTokens: 0,
+  forwardMs: 0,
+  totalMs: 0,
+});
+
+/**
+ * Validate one challenged receipt with `model` (a text model for text jobs, a one-shot model
+ * for tensor jobs) and sign the verdict as `validator`.
+ *
+ * @example
+ * ```ts ignore
+ * const { verdict, fraudProof } = await validateReceipt(
+ *   { job, receipt, proof }, model, validatorIdentity,
+ * );
+ * ```
+ */
+export async function validateReceipt(
+  material: ChallengeMaterial,
+  model: ProofModel | ProofTensorModel,
+  validator: Identity,
+  options: ValidationOptions = {},
+): Promise<ValidationResult> {
+  const now = options.now ?? Date.now;
+  const started = performance.now();
+  const stats = emptyStats();
+  let target: Uint8Array = new Uint8Array(32);
+  let subjectId = "unknown";
+  try {
+    const r = parseReceipt(material.receipt);
+    target = r.worker;
+    subjectId = receiptId(r);
+  } catch {
+    // reported below by verifyReceipt as `malformed`
+  }
+  const finish = (
+    outcome: VerdictOutcome,
+    reason: string,
+    fraud?: Omit<FraudProof, "sig" | "validator" | "issuedAt" | "v">,
+    details: Record<string, string | number | boolean> = {},
+  ): ValidationResult => {
+    stats.totalMs = performance.now() - started;
+    const issuedAt = now();
+    const fraudProof = fraud ? signFraudProof({ v: 1, ...fraud, issuedAt }, validator) : undefined;
+    const verdict = signVerdict({
+      v: 1,
+      subject: "inference",
+      subjectId,
+      target,
+      outcome,
+      reason,
+      ...(fraudProof ? { fraudProof: fraudProofHash(fraudProof) } : {}),
+      details: {
+        ...details,
+        positions: stats.positions,
+        maxDistance: round6(stats.maxDistance),
+        samplingFailures: stats.samplingFailures,
+      },
+      issuedAt,
+    }, validator);
+    return { verdict, fraudProof, stats };
+  };
+
+  const check: ReceiptCheck = verifyReceipt(material.receipt, {
+    job: material.job,
+    output: material.output,
+  });
+  if (!check.ok) return finish("invalid", check.reason, undefined, { message: check.message });
+  const receipt = material.receipt as Receipt;
+  if (model.info.cid !== receipt.model) return finish("inconclusive", "model_unavailable");
+
+  if (material.job.kind === "tensor") {
+    return await validateTensor(material, receipt, model as ProofTensorModel, options, finish);
+  }
+  const job = material.job as TextJob;
+  const textModel = model as ProofModel;
+  if (!material.proof) return finish("invalid", "proof_unavailable");
+  const parsedProof = ProofDataSchema.safeParse(material.proof);
+  if (!parsedProof.success) return finish("invalid", "commitment_mismatch");
+  const proof = parsedProof.data;
+  try {
+    assertOpens(proof, receipt.commitment.root, receipt.tokenCount);
+  } catch (e) {
+    if (e instanceof CommitmentMismatchError) {
+      return finish("invalid", "commitment_mismatch", undefined, { message: e.message });
+    }
+    throw e;
+  }
+  const tokens = unpackTokens(proof.tokens, proof.tokenBytes);
+  const promptIds = textModel.tokenizer.encode(job.prompt);
+  // Generation refuses an empty prompt, so no honest receipt can exist for one.
+  if (promptIds.length === 0) return finish("invalid", "empty_prompt");
+  const allChunks = chunkCount(tokens.length, proof.chunkSize) - 1;
+  const base = { job, receipt };
+
+  if (textOutputHash(reconstructOutput(textModel, tokens)) !== receipt.outputHash) {
+    return finish("fraud", "output_mismatch", {
+      ...base,
+      kind: "output",
+      chunks: openChunks(proof, allChunks, new Set()),
+      cited: [],
+    });
+  }
+  const term = terminationViolation(textModel, promptIds.length, tokens, job.params);
+  if (term) {
+    return finish("fraud", term.reason, {
+      ...base,
+      kind: "termination",
+      chunks: openChunks(proof, allChunks, new Set()),
+      cited: [{ position: term.position }],
+    });
+  }
+  const vocab = textModel.info.vocabSize;
+  const badToken = tokens.findIndex((t) => t >= vocab);
+  const checkable = badToken < 0 ? tokens.length : badToken;
+  const positions = Array.from({ length: checkable }, (_, t) => t);
+  const f0 = performance.now();
+  const { results, forwardTokens } = await recomputePositions(
+    textModel,
+    promptIds,
+    tokens,
+    positions,
+    job.params,
+    options.sampling ?? DEFAULT_SAMPLING_TOLERANCE,
+    options.signal,
+  );
+  stats.forwardMs = performance.now() - f0;
+  stats.forwardTokens = forwardTokens;
+  stats.positions = results.length;
+
+  const tol = options.fingerprint ?? DEFAULT_FINGERPRINT_TOLERANCE;
+  const distances = results.map((r) => ({
+    position: r.position,
+    distance: fingerprintDistance(readFingerprint(proof.fingerprints, r.position), r.fingerprint),
+  }));
+  let sum = 0;
+  for (const d of distances) {
+    sum += d.distance;
+    stats.maxDistance = Math.max(stats.maxDistance, d.distance);
+  }
+  stats.meanDistance = distances.length ? sum / distances.length : 0;
+  const samplingFails = results.filter((r) => !r.sampling.ok).map((r) => r.position);
+  if (badToken >= 0) samplingFails.push(badToken);
+  stats.samplingFailures = samplingFails.length;
+
+  // Candidate citations; the cheapest to check is the one whose last position is earliest.
+  const candidates: { kind: FraudKind; reason: string; cited: number[] }[] = [];
+  const firstHard = distances.find((d) => d.distance > tol.hard);
+  if (firstHard) {
+    candidates.push({
+      kind: "fingerprint",
+      reason: "fingerprint_mismatch",
+      cited: [firstHard.position],
+    });
+  } else {
+    const soft = fingerprintViolation(distances, tol);
+    if (soft) candidates.push({ kind: "fingerprint", reason: "fingerprint_mismatch", cited: soft });
+  }
+  if (samplingFails.length > 0) {
+    candidates.push({ kind: "sampling", reason: "sampling_rule", cited: [samplingFails[0]] });
+  }
+  if (candidates.length === 0) return finish("valid", "ok");
+  candidates.sort((a, b) => Math.max(...a.cited) - Math.max(...b.cited));
+  const pick = candidates[0];
+  const byPos = new Map(results.map((r) => [r.position, r]));
+  const cited: CitedPosition[] = pick.cited.map((position) => {
+    const r = byPos.get(position);
+    return r
+      ? {
+        position,
+        logProb: r.fingerprint.logProb,
+        projection: r.fingerprint.projection,
+        lo: finiteOr(r.sampling.lo),
+        hi: finiteOr(r.sampling.hi),
+      }
+      : { position };
+  });
+  const last = Math.max(...pick.cited);
+  const citedChunks = pick.kind === "fingerprint"
+    ? new Set(pick.cited.map((p) => Math.floor(p / proof.chunkSize)))
+    : new Set<number>();
+  return finish("fraud", pick.reason, {
+    ...base,
+    kind: pick.kind,
+    chunks: openChunks(proof, Math.floor(last / proof.chunkSize), citedChunks),
+    cited,
+  });
+}
+
+async function validateTensor(
+  material: ChallengeMaterial,
+  receipt: Receipt,
+  model: ProofTensorModel,
+  options: ValidationOptions,
+  finish: (
+    o: VerdictOutcome,
+    r: string,
+    f?: Omit<FraudProof, "sig" | "validator" | "issuedAt" | "v">,
+  ) => ValidationResult,
+): Promise<ValidationResult> {
+  const claimed = material.output;
+  if (!claimed || typeof claimed === "string") return finish("invalid", "proof_unavailable");
+  const tol = options.tensor ?? DEFAULT_TENSOR_TOLERANCE;
+  const job = material.job as Extract<Job, { kind: "tensor" }>;
+  const actual = await model.run(job.inputs);
+  if (tensorsDiffer(claimed, actual, tol)) {
+    return finish("fraud", "tensor_mismatch", {
+      job,
+      receipt,
+      kind: "tensor",
+      chunks: [],
+      cited: [],
+      tensorOutputs: claimed,
+    });
+  }
+  return finish("valid", "ok");
+}
+
+/** True when two sets of named tensors differ beyond tolerance (or in names). */
+export function tensorsDiffer(
+  claimed: Record<string, TensorData>,
+  actual: Record<string, TensorData>,
+  tol: TensorTolerance,
+): boolean {
+  const names = Object.keys(actual).sort();
+  if (names.join("\0") !== Object.keys(claimed).sort().join("\0")) return true;
+  return names.some((n) => tensorExcess(claimed[n], actual[n], tol.rtol, tol.atol) > 1);
+}
+
+function finiteOr(x: number): number | undefined {
+  return Number.isFinite(x) ? x : undefined;
+}
+
+function round6(x: number): number {
+  return Math.round(x * 1e6) / 1e6;
+}

@@ -1,0 +1,272 @@
+/**
+ * Receipts: what a worker signs at the end of a job.
+ *
+ * A receipt binds the job (its id, model CID, a hash of its input and its parameters) to what
+ * came out (a hash of the output, the number of tokens) and to the commitment root over the
+ * per-position fingerprints that a validator can later open. It carries hashes only, never
+ * the prompt or the output, so it can be stored and gossiped without leaking a private job.
+ *
+ * The signature covers the canonical CBOR of every field except `sig`, prefixed with a domain
+ * string so a receipt signature can never be replayed as a verdict, ledger entry or envelope.
+ * The requester can check a receipt alone with {@link verifyReceipt}: signature, that it is for
+ * *its* job, and that it matches the output it received.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { encodeCanonical } from "./cbor.ts";
+import { sha256Hex } from "./hash.ts";
+import { type Identity, verifySignature } from "./identity.ts";
+import { type GenerationParams, type Job, jobId } from "./job.ts";
+import type { TensorData } from "./job.ts";
+import { VeriflowError } from "./errors.ts";
+
+/** Version of the receipt format. */
+export const RECEIPT_VERSION = 1;
+const RECEIPT_DOMAIN = "veriflow/receipt/v1";
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** The commitment a text receipt signs (see `proof/commitment.ts`). */
+export interface ReceiptCommitment {
+  /** Fingerprint scheme (`vf-fp1`); `none` for tensor jobs, which are re-executed whole. */
+  scheme: string;
+  /** Hex commitment root. */
+  root: string;
+  /** Positions per Merkle leaf. */
+  chunkSize: number;
+  /** Bytes per packed token id. */
+  tokenBytes: number;
+}
+
+/** Wall-clock facts the worker reports (informational; not checked). */
+export interface ReceiptTimings {
+  /** Unix ms when the job started. */
+  startedAt: number;
+  /** ms from start to the first token (0 for tensor jobs). */
+  firstTokenMs: number;
+  /** ms from start to the end. */
+  totalMs: number;
+}
+
+/** A signed receipt. */
+export interface Receipt {
+  /** Format version. */
+  v: number;
+  /** Job kind. */
+  kind: "text" | "tensor";
+  /** Hex job id. */
+  jobId: string;
+  /** Model CID. */
+  model: string;
+  /** Hex SHA-256 of the input ({@link inputHashOf}). */
+  inputHash: string;
+  /** Generation parameters (text jobs), null for tensor jobs. */
+  params: GenerationParams | null;
+  /** Hex SHA-256 of the output ({@link textOutputHash} / {@link tensorOutputHash}). */
+  outputHash: string;
+  /** Commitment to tokens and fingerprints. */
+  commitment: ReceiptCommitment;
+  /** Number of output tokens (0 for tensor jobs). */
+  tokenCount: number;
+  /** The worker's ed25519 public key. */
+  worker: Uint8Array;
+  /** Timings. */
+  timings: ReceiptTimings;
+  /** ed25519 signature over {@link receiptSigningBytes}. */
+  sig: Uint8Array;
+}
+
+/** A receipt before signing. */
+export type UnsignedReceipt = Omit<Receipt, "sig">;
+
+const bytes = (len?: number) =>
+  z.instanceof(Uint8Array).refine((b) => len === undefined || b.length === len, {
+    message: `expected ${len} bytes`,
+  });
+
+const paramsSchema = z.object({
+  maxTokens: z.number().int().nonnegative(),
+  temperature: z.number().nonnegative(),
+  topK: z.number().int().nonnegative(),
+  topP: z.number().gt(0).lte(1),
+  seed: z.number().int(),
+  stop: z.array(z.string()),
+});
+
+/** Zod schema of a receipt on the wire. */
+export const ReceiptSchema: z.ZodType<Receipt> = z.object({
+  v: z.literal(RECEIPT_VERSION),
+  kind: z.enum(["text", "tensor"]),
+  jobId: z.string().regex(HEX64),
+  model: z.string().min(1).max(128),
+  inputHash: z.string().regex(HEX64),
+  params: paramsSchema.nullable(),
+  outputHash: z.string().regex(HEX64),
+  commitment: z.object({
+    scheme: z.string().max(32),
+    root: z.string().regex(HEX64),
+    chunkSize: z.number().int().min(1).max(255),
+    tokenBytes: z.number().int().min(0).max(4),
+  }),
+  tokenCount: z.number().int().nonnegative(),
+  worker: bytes(32),
+  timings: z.object({
+    startedAt: z.number().nonnegative(),
+    firstTokenMs: z.number().nonnegative(),
+    totalMs: z.number().nonnegative(),
+  }),
+  sig: bytes(64),
+}) as unknown as z.ZodType<Receipt>;
+
+/** A value that is not a well-formed receipt. */
+export class MalformedReceiptError extends VeriflowError {
+  /**
+   * Create the error.
+   * @param message Human-readable explanation.
+   */
+  constructor(message: string) {
+    super("malformed_receipt", message);
+  }
+}
+
+/** Parse and validate an untrusted value as a receipt (throws {@link MalformedReceiptError}). */
+export function parseReceipt(value: unknown): Receipt {
+  const r = ReceiptSchema.safeParse(value);
+  if (!r.success) throw new MalformedReceiptError(r.error.message);
+  return r.data;
+}
+
+/** The bytes a receipt's signature covers. */
+export function receiptSigningBytes(receipt: UnsignedReceipt | Receipt): Uint8Array {
+  const { sig: _sig, ...unsigned } = receipt as Receipt;
+  return encodeCanonical({ domain: RECEIPT_DOMAIN, receipt: unsigned });
+}
+
+/** The receipt id: hex SHA-256 of its signing bytes (stable, independent of the signature). */
+export function receiptId(receipt: UnsignedReceipt | Receipt): string {
+  return sha256Hex(receiptSigningBytes(receipt));
+}
+
+/**
+ * Sign a receipt with the worker's identity (its `worker` field is set to the identity's key).
+ *
+ * @example
+ * ```ts
+ * import { Identity } from "./identity.ts";
+ * import { signReceipt } from "./receipt.ts";
+ * // const receipt = signReceipt({ ...unsigned }, Identity.generate());
+ * ```
+ */
+export function signReceipt(
+  unsigned: Omit<UnsignedReceipt, "worker">,
+  identity: Identity,
+): Receipt {
+  const body: UnsignedReceipt = { ...unsigned, worker: identity.publicKey };
+  return { ...body, sig: identity.sign(receiptSigningBytes(body)) };
+}
+
+const encoder = new TextEncoder();
+
+/** Hex SHA-256 of a job's input: the prompt's UTF-8 bytes, or the canonical CBOR of tensors. */
+export function inputHashOf(job: Job): string {
+  return job.kind === "text"
+    ? sha256Hex(encoder.encode(job.prompt))
+    : sha256Hex(encodeCanonical(job.inputs));
+}
+
+/** Hex SHA-256 of a text output's UTF-8 bytes. */
+export function textOutputHash(output: string): string {
+  return sha256Hex(encoder.encode(output));
+}
+
+/** Hex SHA-256 of tensor outputs' canonical CBOR. */
+export function tensorOutputHash(outputs: Record<string, TensorData>): string {
+  return sha256Hex(encodeCanonical(outputs));
+}
+
+/** Why a receipt failed {@link verifyReceipt}. */
+export type ReceiptFailure =
+  | "malformed"
+  | "bad_signature"
+  | "job_mismatch"
+  | "model_mismatch"
+  | "input_mismatch"
+  | "params_mismatch"
+  | "output_mismatch"
+  | "token_count";
+
+/** Result of {@link verifyReceipt}. */
+export type ReceiptCheck =
+  | { ok: true; receiptId: string }
+  | { ok: false; reason: ReceiptFailure; message: string };
+
+/** What the caller knows to check a receipt against. */
+export interface VerifyReceiptOptions {
+  /** The job the receipt should be for. */
+  job?: Job;
+  /** The text output (string) or tensor outputs the requester received. */
+  output?: string | Record<string, TensorData>;
+  /** Accept only receipts signed by this worker key. */
+  worker?: Uint8Array;
+}
+
+/**
+ * Check what a requester can check without a model: shape, signature, that the receipt is for
+ * `job` (id, model, input hash, params) and that `output` hashes to the signed output hash.
+ * Never throws.
+ *
+ * @example
+ * ```ts
+ * import { verifyReceipt } from "./receipt.ts";
+ * verifyReceipt({}).ok; // false (malformed)
+ * ```
+ */
+export function verifyReceipt(value: unknown, options: VerifyReceiptOptions = {}): ReceiptCheck {
+  const fail = (reason: ReceiptFailure, message: string): ReceiptCheck => ({
+    ok: false,
+    reason,
+    message,
+  });
+  const parsed = ReceiptSchema.safeParse(value);
+  if (!parsed.success) return fail("malformed", parsed.error.message);
+  const receipt = parsed.data;
+  if (options.worker && !sameBytes(options.worker, receipt.worker)) {
+    return fail("bad_signature", "receipt is not from the expected worker");
+  }
+  if (!verifySignature(receipt.worker, receiptSigningBytes(receipt), receipt.sig)) {
+    return fail("bad_signature", "receipt signature does not verify");
+  }
+  const { job, output } = options;
+  if (job) {
+    if (jobId(job) !== receipt.jobId) return fail("job_mismatch", "receipt is for another job");
+    if (job.kind !== receipt.kind) return fail("job_mismatch", "receipt kind differs from job");
+    if (job.model !== receipt.model) return fail("model_mismatch", "receipt names another model");
+    if (inputHashOf(job) !== receipt.inputHash) {
+      return fail("input_mismatch", "receipt input hash differs from the job's input");
+    }
+    if (job.kind === "text") {
+      if (encodeKey(job.params) !== encodeKey(receipt.params)) {
+        return fail("params_mismatch", "receipt params differ from the job's");
+      }
+      if (receipt.tokenCount > job.params.maxTokens) {
+        return fail("token_count", "receipt claims more tokens than maxTokens");
+      }
+    }
+  }
+  if (output !== undefined) {
+    const h = typeof output === "string" ? textOutputHash(output) : tensorOutputHash(output);
+    if (h !== receipt.outputHash) return fail("output_mismatch", "output does not match receipt");
+  }
+  return { ok: true, receiptId: receiptId(receipt) };
+}
+
+function encodeKey(v: unknown): string {
+  return sha256Hex(encodeCanonical(v));
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
+  return d === 0;
+}

@@ -1,0 +1,386 @@
+/**
+ * The adversarial suite on the tiny model: honest work is never flagged (500+ receipts,
+ * validated on another thread count and under fp16-scale logit noise), and every cheat is
+ * caught on every challenged receipt, with a fraud proof an independent checker confirms
+ * wherever the failure is a computation mismatch.
+ */
+import assert from "node:assert/strict";
+import { Identity } from "../../protocols/identity.ts";
+import { type GenerationParams, jobId, type TextJob } from "../../protocols/job.ts";
+import { type Receipt, signReceipt } from "../../protocols/receipt.ts";
+import { verifyVerdict } from "../../protocols/verdict.ts";
+import { type ProvedJob, proveJob } from "../../proof/prover.ts";
+import { validateReceipt, type ValidationResult } from "../../proof/validation.ts";
+import { checkFraudProof } from "../../proof/fraud_check.ts";
+import { commitmentRoot, packTokens, unpackTokens } from "../../proof/commitment.ts";
+import { signFraudProof } from "../../protocols/fraud_proof.ts";
+import { openChunks } from "../../proof/commitment.ts";
+import { loadFixture, manualStream, noisyModel } from "./_models.ts";
+import type { TextModel } from "../../inference/text_model.ts";
+
+const worker = Identity.generate();
+const validator = Identity.generate();
+
+const PROMPTS = [
+  "Hello world",
+  "The quick brown fox jumps over the lazy dog",
+  "a",
+  "Veriflow proves inference without trusting the worker. ",
+  "1 2 3 4 5 6 7",
+  "Ünïcödé prompts ✓ work too",
+  "def main():\n    return 42\n",
+  "Once upon a time, in a land far away, there lived",
+];
+
+function params(i: number, maxTokens: number): GenerationParams {
+  const mode = i % 4;
+  return {
+    maxTokens,
+    temperature: mode === 0 ? 0 : mode === 1 ? 0.7 : mode === 2 ? 1 : 1.4,
+    topK: mode === 3 ? 24 : 0,
+    topP: mode === 2 ? 0.92 : 1,
+    seed: 1000 + i,
+    stop: [],
+  };
+}
+
+function textJob(model: TextModel, i: number, maxTokens = 32): TextJob {
+  return {
+    kind: "text",
+    model: model.info.cid,
+    prompt: PROMPTS[i % PROMPTS.length],
+    params: params(i, maxTokens),
+    nonce: `n${i}`,
+  };
+}
+
+async function honestRun(model: TextModel, job: TextJob): Promise<ProvedJob> {
+  const ids = model.tokenizer.encode(job.prompt);
+  return await proveJob(job, model.generate(ids, job.params), worker);
+}
+
+/** Validate as the challenged validator would, then have a third party check any proof. */
+async function challenge(
+  model: TextModel,
+  job: TextJob,
+  run: { receipt: unknown; proof: ProvedJob["proof"]; output?: string },
+): Promise<ValidationResult & { confirmed?: boolean }> {
+  const result = await validateReceipt(
+    { job, receipt: run.receipt, proof: run.proof, output: run.output },
+    model,
+    validator,
+  );
+  assert.ok(verifyVerdict(result.verdict), "verdicts are signed");
+  if (result.fraudProof) {
+    const check = await checkFraudProof(result.fraudProof, model);
+    return { ...result, confirmed: check.confirmed };
+  }
+  return result;
+}
+
+Deno.test("honest work: zero false positives over 520 receipts across threads and fp16 noise", async () => {
+  const f = await loadFixture();
+  const validators = [f.honestThreads, noisyModel(f.honest, 11), noisyModel(f.honestThreads, 12)];
+  let checked = 0;
+  for (let i = 0; i < 520; i++) {
+    const job = textJob(f.honest, i, 4 + (i * 7) % 21);
+    const run = await honestRun(f.honest, job);
+    const result = await challenge(validators[i % validators.length], job, run);
+    assert.equal(
+      result.verdict.outcome,
+      "valid",
+      `receipt ${i} (${JSON.stringify(job.params)}) flagged: ${result.verdict.reason} ${
+        JSON.stringify(result.verdict.details)
+      }`,
+    );
+    assert.equal(result.fraudProof, undefined);
+    checked++;
+  }
+  assert.equal(checked, 520);
+});
+
+Deno.test("honest long outputs stay valid and their verdicts carry small distances", async () => {
+  const f = await loadFixture();
+  for (let i = 0; i < 8; i++) {
+    const job = textJob(f.honest, i, 120);
+    const run = await honestRun(f.honest, job);
+    const result = await challenge(noisyModel(f.honestThreads, i), job, run);
+    assert.equal(result.verdict.outcome, "valid", result.verdict.reason);
+    assert.ok(result.stats.maxDistance < 0.05, `max distance ${result.stats.maxDistance}`);
+  }
+});
+
+/** Run a cheat over several jobs; every one must be a confirmed fraud (or invalid, if told). */
+async function expectCaught(
+  name: string,
+  cheat: (
+    job: TextJob,
+    i: number,
+  ) => Promise<{ receipt: unknown; proof: ProvedJob["proof"]; output?: string }>,
+  expected: { outcome: "fraud" | "invalid"; reasons?: string[] },
+  jobs = 8,
+) {
+  const f = await loadFixture();
+  for (let i = 0; i < jobs; i++) {
+    const job = textJob(f.honest, i, 24);
+    const run = await cheat(job, i);
+    const result = await challenge(f.honestThreads, job, run);
+    assert.equal(
+      result.verdict.outcome,
+      expected.outcome,
+      `${name} job ${i}: ${result.verdict.reason}`,
+    );
+    if (expected.reasons) {
+      assert.ok(expected.reasons.includes(result.verdict.reason), result.verdict.reason);
+    }
+    if (expected.outcome === "fraud") {
+      assert.ok(result.fraudProof, `${name}: a fraud verdict comes with a proof`);
+      assert.equal(result.confirmed, true, `${name} job ${i}: independent checker confirms`);
+    }
+  }
+}
+
+Deno.test("cheat: a different model (other weight seed) is caught with a confirmed fraud proof", async () => {
+  const f = await loadFixture();
+  await expectCaught(
+    "other model",
+    (job) =>
+      proveJob(
+        job,
+        manualStream(() => f.otherSeed, f.honest.tokenizer.encode(job.prompt), job.params),
+        worker,
+      ),
+    {
+      outcome: "fraud",
+    },
+  );
+});
+
+Deno.test("cheat: the same model with weights perturbed by 1% is caught", async () => {
+  const f = await loadFixture();
+  await expectCaught(
+    "perturbed",
+    (job) =>
+      proveJob(
+        job,
+        manualStream(() => f.perturbed, f.honest.tokenizer.encode(job.prompt), job.params),
+        worker,
+      ),
+    {
+      outcome: "fraud",
+      reasons: ["fingerprint_mismatch", "sampling_rule"],
+    },
+  );
+});
+
+Deno.test("cheat: a smaller model for some positions is caught", async () => {
+  const f = await loadFixture();
+  await expectCaught("smaller for some", (job, i) =>
+    proveJob(
+      job,
+      manualStream(
+        (t) => (t >= 6 + (i % 5) && t < 12 + (i % 5) ? f.smaller : f.honest),
+        f.honest.tokenizer.encode(job.prompt),
+        job.params,
+      ),
+      worker,
+    ), { outcome: "fraud" });
+});
+
+Deno.test("cheat: tampered tokens (re-committed and re-signed) are caught", async () => {
+  const f = await loadFixture();
+  await expectCaught("tampered tokens", async (job, i) => {
+    const run = await honestRun(f.honest, job);
+    const tokens = unpackTokens(run.proof.tokens, run.proof.tokenBytes);
+    const at = 3 + (i % 10);
+    tokens[at] = (tokens[at] + 1 + i) % 256; // another byte
+    const proof = { ...run.proof, tokens: packTokens(tokens, run.proof.tokenBytes) };
+    const output = new TextDecoder().decode(new Uint8Array(tokens.filter((t) => t < 256)));
+    const { sig: _s, worker: _w, ...unsigned } = run.receipt;
+    const receipt = signReceipt({
+      ...unsigned,
+      outputHash: (await import("../../protocols/receipt.ts")).textOutputHash(output),
+      commitment: { ...run.receipt.commitment, root: commitmentRoot(proof) },
+    }, worker);
+    return { receipt, proof };
+  }, { outcome: "fraud" });
+});
+
+Deno.test("cheat: truncated output is caught (termination proof, no forward pass needed)", async () => {
+  const f = await loadFixture();
+  await expectCaught(
+    "truncated",
+    (job) =>
+      proveJob(
+        job,
+        manualStream(() => f.honest, f.honest.tokenizer.encode(job.prompt), job.params, {
+          stopAfter: 10,
+        }),
+        worker,
+      ),
+    {
+      outcome: "fraud",
+      reasons: ["truncated"],
+    },
+  );
+});
+
+Deno.test("cheat: output computed for a different prompt is caught", async () => {
+  const f = await loadFixture();
+  await expectCaught(
+    "other prompt",
+    (job) =>
+      proveJob(
+        job,
+        manualStream(
+          () => f.honest,
+          f.honest.tokenizer.encode(job.prompt + " (cached)"),
+          job.params,
+        ),
+        worker,
+      ),
+    {
+      outcome: "fraud",
+    },
+  );
+});
+
+Deno.test("cheat: fabricated fingerprints under a consistent commitment are caught", async () => {
+  const f = await loadFixture();
+  await expectCaught("fabricated", async (job, i) => {
+    const run = await honestRun(f.honest, job);
+    const fingerprints = run.proof.fingerprints.slice();
+    // A worker that skipped the model invents plausible fingerprints.
+    for (let b = 0; b < fingerprints.length; b++) fingerprints[b] = (b * 37 + i * 11) & 0xff;
+    const proof = { ...run.proof, fingerprints };
+    const { sig: _s, worker: _w, ...unsigned } = run.receipt;
+    const receipt = signReceipt({
+      ...unsigned,
+      commitment: { ...run.receipt.commitment, root: commitmentRoot(proof) },
+    }, worker);
+    return { receipt, proof, output: run.output };
+  }, { outcome: "fraud", reasons: ["fingerprint_mismatch"] });
+});
+
+Deno.test("cheat: proof data that does not open the signed commitment is invalid", async () => {
+  const f = await loadFixture();
+  await expectCaught(
+    "unopenable",
+    async (job) => {
+      const run = await honestRun(f.honest, job);
+      const fingerprints = run.proof.fingerprints.slice();
+      fingerprints[0] ^= 1;
+      return { receipt: run.receipt, proof: { ...run.proof, fingerprints } };
+    },
+    { outcome: "invalid", reasons: ["commitment_mismatch"] },
+    3,
+  );
+});
+
+Deno.test("cheat: a receipt replayed from another job is invalid", async () => {
+  const f = await loadFixture();
+  await expectCaught(
+    "replayed",
+    async (job) => {
+      const other = { ...job, nonce: job.nonce + "-other" };
+      const run = await honestRun(f.honest, other);
+      return { receipt: run.receipt, proof: run.proof };
+    },
+    { outcome: "invalid", reasons: ["job_mismatch"] },
+    3,
+  );
+});
+
+Deno.test("cheat: a forged worker signature is invalid", async () => {
+  const f = await loadFixture();
+  const forger = Identity.generate();
+  await expectCaught(
+    "forged",
+    async (job) => {
+      const run = await honestRun(f.honest, job);
+      const { sig: _s, worker: _w, ...unsigned } = run.receipt;
+      const forged: Receipt = { ...signReceipt(unsigned, forger), worker: worker.publicKey };
+      return { receipt: forged, proof: run.proof };
+    },
+    { outcome: "invalid", reasons: ["bad_signature"] },
+    3,
+  );
+});
+
+Deno.test("cheat: sampling with a seed other than the job's is caught", async () => {
+  const f = await loadFixture();
+  const f2 = await loadFixture();
+  for (let i = 0; i < 8; i++) {
+    const job = {
+      ...textJob(f.honest, i, 24),
+      params: { ...params(1 + (i % 3), 24), seed: 50 + i },
+    };
+    const run = await proveJob(
+      job,
+      manualStream(() => f2.honest, f.honest.tokenizer.encode(job.prompt), job.params, {
+        seed: 999 + i,
+      }),
+      worker,
+    );
+    const result = await challenge(f.honestThreads, job, run);
+    assert.equal(result.verdict.outcome, "fraud", `job ${i}`);
+    assert.equal(result.verdict.reason, "sampling_rule");
+    assert.equal(result.confirmed, true);
+  }
+});
+
+Deno.test("an honest receipt yields no fraud proof, and a forged accusation against it is refuted", async () => {
+  const f = await loadFixture();
+  const job = textJob(f.honest, 1, 40);
+  const run = await honestRun(f.honest, job);
+  const result = await challenge(f.honestThreads, job, run);
+  assert.equal(result.verdict.outcome, "valid");
+  assert.equal(result.fraudProof, undefined);
+  for (const kind of ["fingerprint", "sampling", "termination", "output"] as const) {
+    const accusation = signFraudProof({
+      v: 1,
+      kind,
+      job,
+      receipt: run.receipt,
+      chunks: openChunks(run.proof, 1, new Set([0, 1])),
+      cited: [
+        { position: 5 },
+        { position: 6 },
+        { position: 7 },
+        { position: 8 },
+        { position: 9 },
+        {
+          position: 10,
+        },
+        { position: 11 },
+        { position: 12 },
+      ],
+      issuedAt: Date.now(),
+    }, validator);
+    const check = await checkFraudProof(accusation, f.honest);
+    assert.equal(check.confirmed, false, `${kind} accusation must not check`);
+  }
+  assert.equal(jobId(job), run.receipt.jobId);
+});
+
+Deno.test("stop strings: honest early stops are valid; running on past a stop is caught", async () => {
+  const f = await loadFixture();
+  let overruns = 0;
+  for (let i = 0; i < 8; i++) {
+    const base = textJob(f.honest, i, 40);
+    const job = { ...base, params: { ...base.params, stop: [" ", "e"] } };
+    const run = await honestRun(f.honest, job);
+    const ok = await challenge(f.honestThreads, job, run);
+    assert.equal(ok.verdict.outcome, "valid", `job ${i}: ${ok.verdict.reason}`);
+    // The cheat ignores the stop list and bills for more tokens.
+    const ids = f.honest.tokenizer.encode(job.prompt);
+    const cheat = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+    if (cheat.receipt.tokenCount === run.receipt.tokenCount) continue; // never reached a stop
+    const caught = await challenge(f.honestThreads, job, cheat);
+    assert.equal(caught.verdict.outcome, "fraud");
+    assert.equal(caught.verdict.reason, "overrun");
+    assert.equal(caught.confirmed, true);
+    overruns++;
+  }
+  assert.ok(overruns >= 4, `only ${overruns} jobs hit a stop string`);
+});

@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import {
+  assertOpens,
+  CommitmentMismatchError,
+  commitmentRoot,
+  openChunks,
+  packTokens,
+  type ProofData,
+  unpackTokens,
+  verifyOpenings,
+} from "../../proof/commitment.ts";
+import { FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
+
+function data(n: number): ProofData {
+  const tokens = Array.from({ length: n }, (_, i) => (i * 31) % 260);
+  return {
+    scheme: FINGERPRINT_SCHEME,
+    chunkSize: 32,
+    tokenBytes: 2,
+    tokens: packTokens(tokens, 2),
+    fingerprints: Uint8Array.from({ length: n * 4 }, (_, i) => (i * 7) & 0xff),
+  };
+}
+
+Deno.test("commitment: tokens pack and unpack at 2 and 4 bytes", () => {
+  const t = [0, 1, 255, 256, 65535];
+  assert.deepEqual(unpackTokens(packTokens(t, 2), 2), t);
+  assert.deepEqual(unpackTokens(packTokens([70000, 3], 4), 4), [70000, 3]);
+});
+
+Deno.test("commitment: proof data opens its root; any changed byte or count does not", () => {
+  const d = data(100);
+  const root = commitmentRoot(d);
+  assertOpens(d, root, 100);
+  assert.throws(() => assertOpens(d, root, 99), CommitmentMismatchError);
+  const f = d.fingerprints.slice();
+  f[77] ^= 1;
+  assert.throws(() => assertOpens({ ...d, fingerprints: f }, root, 100), CommitmentMismatchError);
+  const t = d.tokens.slice();
+  t[3] ^= 1;
+  assert.throws(() => assertOpens({ ...d, tokens: t }, root, 100), CommitmentMismatchError);
+});
+
+Deno.test("commitment: chunk openings verify, with fingerprints or only their hash", () => {
+  const d = data(100);
+  const root = commitmentRoot(d);
+  const openings = openChunks(d, 3, new Set([1, 3]));
+  assert.equal(openings.length, 4);
+  assert.ok(openings[1].fingerprints && !openings[0].fingerprints && openings[0].fingerprintsHash);
+  assert.equal(openings[3].tokens.length, 4 * 2, "last chunk is short");
+  assert.ok(verifyOpenings(openings, root, 100, 32, 2));
+  const bad = openings.map((o) => ({ ...o }));
+  bad[1] = { ...bad[1], fingerprints: bad[1].fingerprints!.slice() };
+  bad[1].fingerprints![0] ^= 1;
+  assert.equal(verifyOpenings(bad, root, 100, 32, 2), false);
+  assert.equal(verifyOpenings(openings, root, 101, 32, 2), false);
+});

@@ -1,0 +1,202 @@
+import assert from "node:assert/strict";
+import { Identity } from "../../protocols/identity.ts";
+import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
+import { signVerdict } from "../../protocols/verdict.ts";
+import {
+  InsufficientStakeError,
+  Ledger,
+  LedgerOwnerMismatchError,
+  LedgerRejectedError,
+  LedgerTamperedError,
+} from "../../proof/ledger.ts";
+
+const owner = Identity.generate();
+const worker = Identity.generate();
+const validator = Identity.generate();
+
+function receipt(n: number, tokens = 10): Receipt {
+  return signReceipt({
+    v: 1,
+    kind: "text",
+    jobId: n.toString(16).padStart(64, "0"),
+    model: "bafkreimodel",
+    inputHash: "11".repeat(32),
+    params: { maxTokens: 64, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
+    outputHash: "22".repeat(32),
+    commitment: { scheme: "vf-fp1", root: "33".repeat(32), chunkSize: 32, tokenBytes: 2 },
+    tokenCount: tokens,
+    timings: { startedAt: 0, firstTokenMs: 1, totalMs: 2 },
+  }, worker);
+}
+
+async function withLedger(fn: (dir: string, clock: { t: number }) => Promise<void>) {
+  const dir = await Deno.makeTempDir();
+  try {
+    await fn(dir, { t: 1_000 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("ledger: pending receipt becomes final after the window and is credited tokens × price", () =>
+  withLedger(async (dir, clock) => {
+    const ledger = await Ledger.open(dir, owner, {
+      now: () => clock.t,
+      tokenPrice: () => 3,
+      economics: { challengeWindowMs: 100 },
+    });
+    await ledger.deposit(worker.publicKey, 1000);
+    const r = receipt(1, 10);
+    const rec = await ledger.recordReceipt(r);
+    assert.equal(rec.status, "pending");
+    assert.equal(rec.locked, 10 * 3 * 20);
+    assert.deepEqual(await ledger.finalizeDue(), [], "not before the window closes");
+    clock.t += 100;
+    assert.deepEqual(await ledger.finalizeDue(), [receiptId(r)]);
+    assert.deepEqual(ledger.account(worker.publicKey), { balance: 30, stake: 1000, locked: 0 });
+    await assert.rejects(() => ledger.recordReceipt(r), LedgerRejectedError);
+    await ledger.close();
+  }));
+
+Deno.test("ledger: a confirmed fraud slashes and rewards; a refuted one costs the validator", () =>
+  withLedger(async (dir, clock) => {
+    const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+    await ledger.deposit(worker.publicKey, 1000);
+    await ledger.deposit(validator.publicKey, 500);
+    const a = receipt(1, 10), b = receipt(2, 10);
+    await ledger.recordReceipt(a);
+    await ledger.recordReceipt(b);
+    await ledger.settleFraud({
+      receiptId: receiptId(b),
+      fraudProofHash: "44".repeat(32),
+      validator: validator.publicKey,
+      confirmed: false,
+      reason: "not_reproduced",
+    });
+    assert.equal(ledger.account(validator.publicKey).stake, 400);
+    await ledger.settleFraud({
+      receiptId: receiptId(a),
+      fraudProofHash: "55".repeat(32),
+      validator: validator.publicKey,
+      confirmed: true,
+      reason: "confirmed",
+    });
+    assert.equal(ledger.receipt(receiptId(a))!.status, "fraud");
+    assert.deepEqual(ledger.account(worker.publicKey), { balance: 0, stake: 800, locked: 200 });
+    assert.equal(ledger.account(validator.publicKey).balance, 100);
+    await assert.rejects(
+      () =>
+        ledger.settleFraud({
+          receiptId: receiptId(a),
+          fraudProofHash: "55".repeat(32),
+          validator: validator.publicKey,
+          confirmed: true,
+          reason: "confirmed",
+        }),
+      LedgerRejectedError,
+      "no double slash",
+    );
+    clock.t += 10 * 60 * 1000 + 1;
+    await assert.rejects(
+      () =>
+        ledger.settleFraud({
+          receiptId: receiptId(b),
+          fraudProofHash: "66".repeat(32),
+          validator: validator.publicKey,
+          confirmed: true,
+          reason: "confirmed",
+        }),
+      LedgerRejectedError,
+      "too late after the window",
+    );
+    await ledger.close();
+  }));
+
+Deno.test("ledger: a receipt its worker cannot back with free stake is refused", () =>
+  withLedger(async (dir) => {
+    const ledger = await Ledger.open(dir, owner);
+    await ledger.deposit(worker.publicKey, 250);
+    await ledger.recordReceipt(receipt(1, 10)); // locks 200
+    await assert.rejects(() => ledger.recordReceipt(receipt(2, 10)), InsufficientStakeError);
+    await ledger.close();
+  }));
+
+Deno.test("ledger: state survives a restart, replayed from the signed log", () =>
+  withLedger(async (dir, clock) => {
+    let ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+    await ledger.deposit(worker.publicKey, 1000);
+    await ledger.recordReceipt(receipt(1, 7));
+    const verdict = signVerdict({
+      v: 1,
+      subject: "storage",
+      subjectId: "round-1",
+      target: worker.publicKey,
+      outcome: "invalid",
+      reason: "missing_chunk",
+      issuedAt: 5,
+    }, validator);
+    await ledger.recordVerdict(verdict);
+    const head = ledger.head;
+    await ledger.close();
+    ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+    assert.equal(ledger.head, head);
+    assert.equal(ledger.length, 4);
+    assert.equal(ledger.account(worker.publicKey).locked, 140);
+    assert.equal(ledger.verdicts().length, 1);
+    assert.equal(ledger.verdicts()[0].reason, "missing_chunk");
+    await ledger.close();
+    await assert.rejects(() => Ledger.open(dir, Identity.generate()), LedgerOwnerMismatchError);
+  }));
+
+Deno.test("ledger: an edited entry is refused on open with an error naming it", () =>
+  withLedger(async (dir) => {
+    const ledger = await Ledger.open(dir, owner);
+    await ledger.deposit(worker.publicKey, 1000);
+    await ledger.deposit(worker.publicKey, 2000);
+    await ledger.close();
+    const bytes = await Deno.readFile(`${dir}/ledger.log`);
+    // Change the last deposit's amount (2000 = 0x07d0 in CBOR) in place.
+    let at = -1;
+    for (let i = bytes.length - 1; i > 0; i--) {
+      if (bytes[i - 1] === 0x07 && bytes[i] === 0xd0) {
+        at = i;
+        break;
+      }
+    }
+    assert.ok(at > 0);
+    bytes[at] = 0xd1;
+    await Deno.writeFile(`${dir}/ledger.log`, bytes);
+    const err = await Ledger.open(dir, owner).then(() => null, (e) => e);
+    assert.ok(err instanceof LedgerTamperedError);
+    assert.equal(err.seq, 2);
+    assert.equal(err.code, "ledger_tampered");
+  }));
+
+Deno.test("ledger: a dropped entry breaks the chain; a torn tail from a crash is cut off", () =>
+  withLedger(async (dir) => {
+    const ledger = await Ledger.open(dir, owner);
+    for (let i = 1; i <= 3; i++) await ledger.deposit(worker.publicKey, i);
+    await ledger.close();
+    const bytes = await Deno.readFile(`${dir}/ledger.log`);
+    const frames: Uint8Array[] = [];
+    for (let o = 0; o < bytes.length;) {
+      const len = new DataView(bytes.buffer, o).getUint32(0);
+      frames.push(bytes.subarray(o, o + 4 + len));
+      o += 4 + len;
+    }
+    assert.equal(frames.length, 4);
+    // Torn tail: half of an extra frame.
+    const torn = new Uint8Array([...bytes, ...frames[3].subarray(0, 9)]);
+    await Deno.writeFile(`${dir}/ledger.log`, torn);
+    const reopened = await Ledger.open(dir, owner);
+    assert.equal(reopened.length, 4);
+    assert.equal(reopened.account(worker.publicKey).stake, 6);
+    await reopened.close();
+    assert.equal((await Deno.stat(`${dir}/ledger.log`)).size, bytes.length);
+    // Dropped entry 2.
+    const dropped = new Uint8Array([...frames[0], ...frames[1], ...frames[3]]);
+    await Deno.writeFile(`${dir}/ledger.log`, dropped);
+    const err = await Ledger.open(dir, owner).then(() => null, (e) => e);
+    assert.ok(err instanceof LedgerTamperedError);
+    assert.equal(err.seq, 2);
+  }));

@@ -1,0 +1,65 @@
+import assert from "node:assert/strict";
+import { Identity } from "../../protocols/identity.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
+import {
+  inputHashOf,
+  MalformedReceiptError,
+  parseReceipt,
+  type Receipt,
+  signReceipt,
+  textOutputHash,
+  verifyReceipt,
+} from "../../protocols/receipt.ts";
+import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
+
+const worker = Identity.generate();
+const job: TextJob = {
+  kind: "text",
+  model: "bafkreiaic6elys7yxdtflkrp554tnfpwwr5es7rueyujkdigjkxakzqc2u",
+  prompt: "hi",
+  params: { maxTokens: 8, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
+  nonce: "x",
+};
+const output = "hello";
+
+function make(overrides: Partial<Receipt> = {}): Receipt {
+  return signReceipt({
+    v: 1,
+    kind: "text",
+    jobId: jobId(job),
+    model: job.model,
+    inputHash: inputHashOf(job),
+    params: job.params,
+    outputHash: textOutputHash(output),
+    commitment: { scheme: "vf-fp1", root: "ab".repeat(32), chunkSize: 32, tokenBytes: 2 },
+    tokenCount: 5,
+    timings: { startedAt: 1, firstTokenMs: 2, totalMs: 3 },
+    ...overrides,
+  }, worker);
+}
+
+Deno.test("receipt: a signed receipt verifies against its job and output, also after a CBOR round trip", () => {
+  const r = make();
+  assert.ok(verifyReceipt(r, { job, output }).ok);
+  const wire = decodeCbor(encodeCbor(r));
+  assert.ok(verifyReceipt(wire, { job, output, worker: worker.publicKey }).ok);
+  assert.deepEqual(parseReceipt(wire).jobId, r.jobId);
+});
+
+Deno.test("receipt: each mismatch is named", () => {
+  const r = make();
+  const check = (value: unknown, o = {}) => {
+    const c = verifyReceipt(value, { job, output, ...o });
+    return c.ok ? "ok" : c.reason;
+  };
+  assert.equal(check({ ...r, tokenCount: 6 }), "bad_signature");
+  assert.equal(check(r, { worker: Identity.generate().publicKey }), "bad_signature");
+  assert.equal(check(r, { job: { ...job, nonce: "y" } }), "job_mismatch");
+  assert.equal(check(r, { output: "hellO" }), "output_mismatch");
+  assert.equal(check(make({ model: "bafkreiother" })), "model_mismatch");
+  assert.equal(check(make({ inputHash: "00".repeat(32) })), "input_mismatch");
+  assert.equal(check(make({ params: { ...job.params, seed: 1 } })), "params_mismatch");
+  assert.equal(check(make({ tokenCount: 9 })), "token_count");
+  assert.equal(check({ ...r, sig: "nope" }), "malformed");
+  assert.throws(() => parseReceipt({}), MalformedReceiptError);
+});
