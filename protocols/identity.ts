@@ -58,7 +58,10 @@ export function verifySignature(
     return false;
   }
   try {
-    return ed.verify(signature, message, publicKey);
+    // Strict RFC 8032 verification. noble's default (ZIP-215) accepts an all-zero signature
+    // under a small-order key such as all zeros for *any* message, which would let anyone
+    // "sign" receipts and verdicts as that key.
+    return ed.verify(signature, message, publicKey, { zip215: false });
   } catch {
     return false;
   }

@@ -1,0 +1,141 @@
+/**
+ * The envelope: the one shape every Veriflow message has on the wire.
+ *
+ * ```
+ * { v, type, id, from?, re?, body, sig? }
+ * ```
+ * - `v`: protocol version ({@link PROTOCOL_VERSION}); anything else is refused.
+ * - `type`: selects the body schema in the message registry.
+ * - `id`: unique per sender and connection (a counter); requests are answered by id.
+ * - `re`: present on every message that belongs to an exchange (replies, stream chunks,
+ *   credits, cancels, errors): the `id` of the request that opened it.
+ * - `from` / `sig`: the signer's ed25519 public key and its signature over the canonical
+ *   CBOR of the envelope without `sig` (see `envelope_signing.ts`).
+ * - `body`: the message itself, validated against its type's schema before any handler sees it.
+ *
+ * Decoding is staged so every failure has its own typed error and, where the envelope could
+ * be read far enough, the coordinates (`id`, `re`, `type`) needed to send an error back.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { decodeCbor, encodeCbor } from "./cbor.ts";
+import { checkCborStructure, DEFAULT_MAX_CBOR_DEPTH } from "./cbor_guard.ts";
+import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "./identity.ts";
+import type { BodySchema } from "./message_registry.ts";
+import {
+  InvalidEnvelopeError,
+  MalformedCborError,
+  ProtocolError,
+  type ProtocolErrorOptions,
+  UnknownVersionError,
+} from "./protocol_errors.ts";
+
+/** The protocol version this code speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** Longest accepted `type` string: types are short dotted names, not payload. */
+export const MAX_TYPE_LENGTH = 128;
+
+/** A wire message. `B` is the body type once validated. */
+export interface Envelope<B = unknown> {
+  /** Protocol version. */
+  v: number;
+  /** Message type (registry key). */
+  type: string;
+  /** Sender-unique message id. */
+  id: number;
+  /** Signer's 32-byte ed25519 public key (present when signed). */
+  from?: Uint8Array;
+  /** Id of the request this message belongs to. */
+  re?: number;
+  /** The message body. */
+  body: B;
+  /** 64-byte ed25519 signature over the canonical CBOR of the envelope without `sig`. */
+  sig?: Uint8Array;
+}
+
+const messageId = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Zod schema of the envelope itself (the body is checked separately, against its type's
+ * schema). `v` is any integer here so an unknown version gets its own error code.
+ */
+export const envelopeSchema: BodySchema<Envelope<unknown>> = z.object({
+  v: z.number().int(),
+  type: z.string().min(1).max(MAX_TYPE_LENGTH),
+  id: messageId,
+  from: z.instanceof(Uint8Array).refine((k) => k.byteLength === PUBLIC_KEY_BYTES, {
+    message: `from must be ${PUBLIC_KEY_BYTES} bytes`,
+  }).optional(),
+  re: messageId.optional(),
+  body: z.unknown(),
+  sig: z.instanceof(Uint8Array).refine((s) => s.byteLength === SIGNATURE_BYTES, {
+    message: `sig must be ${SIGNATURE_BYTES} bytes`,
+  }).optional(),
+}).strict() as unknown as BodySchema<Envelope<unknown>>;
+
+/** Options of {@link decodeEnvelope}. */
+export interface DecodeEnvelopeOptions {
+  /** Maximum CBOR nesting depth (default {@link DEFAULT_MAX_CBOR_DEPTH}). */
+  maxDepth?: number;
+}
+
+/** Encode an envelope as CBOR. Optional fields that are `undefined` are left out. */
+export function encodeEnvelope(envelope: Envelope): Uint8Array {
+  // Build a fresh object so absent optionals are absent on the wire, not CBOR null.
+  const out: Record<string, unknown> = {
+    v: envelope.v,
+    type: envelope.type,
+    id: envelope.id,
+  };
+  if (envelope.from !== undefined) out.from = envelope.from;
+  if (envelope.re !== undefined) out.re = envelope.re;
+  out.body = envelope.body;
+  if (envelope.sig !== undefined) out.sig = envelope.sig;
+  return encodeCbor(out);
+}
+
+/** What could be read of a rejected envelope, to address an error reply. */
+function coordinates(raw: unknown): ProtocolErrorOptions {
+  if (raw === null || typeof raw !== "object") return {};
+  const r = raw as Record<string, unknown>;
+  const ok = (x: unknown): x is number => messageId.safeParse(x).success;
+  return {
+    envelopeId: ok(r.id) ? r.id : undefined,
+    envelopeRe: ok(r.re) ? r.re : undefined,
+    envelopeType: typeof r.type === "string" && r.type.length <= MAX_TYPE_LENGTH
+      ? r.type
+      : undefined,
+  };
+}
+
+/**
+ * Decode and check an envelope (not its body): well-formed CBOR within the depth limit, the
+ * envelope shape, and the protocol version. Throws a {@link ProtocolError} subclass
+ * (`malformed_cbor`, `nesting_too_deep`, `invalid_envelope`, `unknown_version`).
+ */
+export function decodeEnvelope(bytes: Uint8Array, options?: DecodeEnvelopeOptions): Envelope {
+  checkCborStructure(bytes, options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH);
+  let raw: unknown;
+  try {
+    raw = decodeCbor(bytes);
+  } catch (cause) {
+    // The structural check passed, so this is a value cbor-x itself refuses.
+    if (cause instanceof ProtocolError) throw cause;
+    throw new MalformedCborError("CBOR decoder refused the frame", { cause });
+  }
+  const parsed = envelopeSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new InvalidEnvelopeError(
+      `not an envelope: ${issue.path.map(String).join(".") || "(root)"}: ${issue.message}`,
+      coordinates(raw),
+    );
+  }
+  const envelope = parsed.data;
+  if (envelope.v !== PROTOCOL_VERSION) {
+    throw new UnknownVersionError(envelope.v, coordinates(envelope));
+  }
+  return envelope;
+}

@@ -1,0 +1,181 @@
+/**
+ * Message types and their schemas: one definition per type, one place.
+ *
+ * A {@link MessageDefinition} ties a `type` string to a zod schema for its body and, for
+ * requests, to the definition of its reply or of the chunks of its streamed reply. Other
+ * areas define their own types next to the code that handles them and register them on the
+ * registry a connection uses; handlers and requesters then get the inferred body types.
+ *
+ * @example
+ * ```ts
+ * import { z } from "zod";
+ * import { defineMessage, MessageRegistry } from "./message_registry.ts";
+ * const Echoed = defineMessage("example.echoed", z.object({ text: z.string() }));
+ * const Echo = defineMessage("example.echo", z.object({ text: z.string() }), { reply: Echoed });
+ * const registry = new MessageRegistry().register(Echo);   // registers Echoed too
+ * registry.parseBody("example.echo", { text: "hi" });      // { text: "hi" }
+ * ```
+ *
+ * @module
+ */
+/**
+ * What the registry needs of a body schema: zod's `safeParse`. Every zod schema fits
+ * (`z.object({...})`, `z.null()`, ...); the body type is inferred from it.
+ */
+export interface BodySchema<T> {
+  /** Validate `input`; on success `data` is the parsed (typed, unknown keys stripped) value. */
+  safeParse(input: unknown): SafeParseResult<T>;
+}
+
+/** The result shape of {@link BodySchema.safeParse}. */
+export type SafeParseResult<T> =
+  | { success: true; data: T }
+  | { success: false; error: { issues: readonly SchemaIssue[] } };
+
+/** One validation issue: where, and what is wrong. */
+export interface SchemaIssue {
+  /** Path of the offending value inside the body. */
+  readonly path: readonly PropertyKey[];
+  /** Human-readable description. */
+  readonly message: string;
+}
+import {
+  InvalidBodyError,
+  type ProtocolErrorOptions,
+  UnknownTypeError,
+} from "./protocol_errors.ts";
+
+/**
+ * A message type: its name, its body schema, and (for requests) what answers it.
+ * `B` = body, `R` = reply body, `C` = streamed chunk body.
+ */
+export interface MessageDefinition<B = unknown, R = unknown, C = unknown> {
+  /** Wire `type`; dotted lower-case by convention (`inference.generate`). */
+  readonly type: string;
+  /** Schema every inbound body of this type must satisfy. */
+  readonly schema: BodySchema<B>;
+  /** Definition of the single reply, for request/response types. */
+  readonly reply?: MessageDefinition<R, unknown, unknown>;
+  /** Definition of each chunk, for types answered with a stream. */
+  readonly chunk?: MessageDefinition<C, unknown, unknown>;
+}
+
+/** Any message definition, whatever its body types (for collections and registries). */
+// deno-lint-ignore no-explicit-any
+export type AnyMessageDefinition = MessageDefinition<any, any, any>;
+
+/** Body type of a definition. */
+export type BodyOf<D> = D extends MessageDefinition<infer B, unknown, unknown> ? B : never;
+/** Reply body type of a definition. */
+export type ReplyOf<D> = D extends MessageDefinition<unknown, infer R, unknown> ? R : never;
+/** Chunk body type of a definition. */
+export type ChunkOf<D> = D extends MessageDefinition<unknown, unknown, infer C> ? C : never;
+
+/** Options of {@link defineMessage}: what answers this message, if anything. */
+export interface DefineMessageOptions<R, C> {
+  /** The reply's definition (request/response). */
+  reply?: MessageDefinition<R, unknown, unknown>;
+  /** The chunk definition (streamed reply). Exclusive with `reply`. */
+  chunk?: MessageDefinition<C, unknown, unknown>;
+}
+
+/** Longest accepted type name (mirrors the envelope's limit). */
+const MAX_TYPE_NAME = 128;
+const TYPE_NAME = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/;
+
+/**
+ * Define a message type. Pure: register it on a {@link MessageRegistry} (or pass it to a
+ * connection's `handle`/`request`, which registers it) to make it known on the wire.
+ *
+ * @param type Dotted lower-case name, unique across the project.
+ * @param schema Zod schema of the body.
+ * @param options The reply or chunk definition for requests.
+ * @returns The definition, typed by the schema's output.
+ */
+export function defineMessage<B, R = never, C = never>(
+  type: string,
+  schema: BodySchema<B>,
+  options?: DefineMessageOptions<R, C>,
+): MessageDefinition<B, R, C> {
+  if (type.length > MAX_TYPE_NAME || !TYPE_NAME.test(type)) {
+    throw new TypeError(`invalid message type name ${JSON.stringify(type)}`);
+  }
+  if (options?.reply && options?.chunk) {
+    throw new TypeError(`${type}: a message is answered by a reply or by a stream, not both`);
+  }
+  return Object.freeze({ type, schema, reply: options?.reply, chunk: options?.chunk });
+}
+
+/** Summarise the first zod issue (bounded length: it goes back over the wire). */
+function describeIssue(error: { issues: readonly SchemaIssue[] }): string {
+  const issue = error.issues[0];
+  const where = issue?.path.length ? issue.path.map(String).join(".") : "(root)";
+  return `${where}: ${issue?.message ?? "invalid"}`.slice(0, 200);
+}
+
+/** The set of message types a connection understands. */
+export class MessageRegistry {
+  readonly #types = new Map<string, MessageDefinition>();
+
+  /**
+   * Creates a registry.
+   * @param definitions Definitions to register right away.
+   */
+  constructor(definitions: Iterable<AnyMessageDefinition> = []) {
+    for (const d of definitions) this.register(d);
+  }
+
+  /**
+   * Register definitions (and their reply/chunk definitions). Registering the same definition
+   * twice is a no-op; a different definition under a taken type name throws, so two areas
+   * cannot silently claim one name.
+   * @returns this registry, for chaining.
+   */
+  register(...definitions: AnyMessageDefinition[]): this {
+    for (const d of definitions) {
+      const existing = this.#types.get(d.type);
+      if (existing === d) continue;
+      if (existing) {
+        throw new TypeError(`message type ${JSON.stringify(d.type)} already registered`);
+      }
+      this.#types.set(d.type, d as MessageDefinition);
+      if (d.reply) this.register(d.reply);
+      if (d.chunk) this.register(d.chunk);
+    }
+    return this;
+  }
+
+  /** Whether `type` is registered. */
+  has(type: string): boolean {
+    return this.#types.has(type);
+  }
+
+  /** The definition of `type`, or undefined. */
+  get(type: string): MessageDefinition | undefined {
+    return this.#types.get(type);
+  }
+
+  /** All registered type names. */
+  types(): string[] {
+    return [...this.#types.keys()];
+  }
+
+  /** A new registry with the same definitions (to extend without touching this one). */
+  clone(): MessageRegistry {
+    return new MessageRegistry(this.#types.values());
+  }
+
+  /**
+   * Validate `body` against the schema of `type`.
+   * @throws {UnknownTypeError} if the type is not registered.
+   * @throws {InvalidBodyError} if the body fails the schema.
+   * @returns The parsed (typed, unknown keys stripped) body.
+   */
+  parseBody(type: string, body: unknown, where?: ProtocolErrorOptions): unknown {
+    const definition = this.#types.get(type);
+    if (!definition) throw new UnknownTypeError(type, where);
+    const result = definition.schema.safeParse(body);
+    if (!result.success) throw new InvalidBodyError(type, describeIssue(result.error), where);
+    return result.data;
+  }
+}

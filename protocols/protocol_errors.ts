@@ -1,0 +1,288 @@
+/**
+ * Typed errors of the wire protocol.
+ *
+ * Every failure the protocol can name has its own class and a stable `code` (the table in
+ * `docs/PROTOCOL.md`). The same code travels in `error` envelopes, so a requester that gets a
+ * failure from its peer sees a {@link RemoteError} whose `code` is the one the peer raised, and
+ * tests can assert on codes instead of messages.
+ *
+ * @module
+ */
+import { VeriflowError } from "./errors.ts";
+
+/** Stable error codes of the wire protocol. Never renamed once published. */
+export const PROTOCOL_ERROR_CODES = [
+  "frame_too_large",
+  "truncated_frame",
+  "malformed_cbor",
+  "nesting_too_deep",
+  "invalid_envelope",
+  "unknown_version",
+  "unknown_type",
+  "invalid_body",
+  "bad_signature",
+  "no_handler",
+  "unexpected_message",
+  "flow_control_violation",
+  "busy",
+  "handler_error",
+  "request_timeout",
+  "request_cancelled",
+  "stream_cancelled",
+  "connection_closed",
+] as const;
+
+/** One of {@link PROTOCOL_ERROR_CODES}. */
+export type ProtocolErrorCode = typeof PROTOCOL_ERROR_CODES[number];
+
+/** Where a protocol error is about: the id (and `re`) of the offending envelope, when known. */
+export interface ProtocolErrorOptions extends ErrorOptions {
+  /** `id` of the envelope the error is about, if it could be read. */
+  envelopeId?: number;
+  /** `re` of the envelope the error is about, if it had one. */
+  envelopeRe?: number;
+  /** `type` of the envelope the error is about, if it could be read. */
+  envelopeType?: string;
+}
+
+/** Base class of every wire-protocol error. */
+export class ProtocolError extends VeriflowError {
+  /** `id` of the offending envelope, when it could be read (used to address the error reply). */
+  readonly envelopeId?: number;
+  /** `re` of the offending envelope, when it had one. */
+  readonly envelopeRe?: number;
+  /** `type` of the offending envelope, when it could be read. */
+  readonly envelopeType?: string;
+
+  /**
+   * Creates the error.
+   * @param code Stable code (see {@link PROTOCOL_ERROR_CODES}; remote errors may carry others).
+   * @param message Human-readable explanation.
+   * @param options Cause and the offending envelope's coordinates.
+   */
+  constructor(code: string, message: string, options?: ProtocolErrorOptions) {
+    super(code, message, options);
+    this.envelopeId = options?.envelopeId;
+    this.envelopeRe = options?.envelopeRe;
+    this.envelopeType = options?.envelopeType;
+  }
+}
+
+/** A frame's length prefix exceeds `maxFrameBytes` (framing is broken: the connection closes). */
+export class FrameTooLargeError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param length Announced length.
+   * @param max Allowed maximum.
+   */
+  constructor(length: number, max: number) {
+    super("frame_too_large", `frame of ${length} bytes exceeds the maximum of ${max} bytes`);
+  }
+}
+
+/** The byte stream ended in the middle of a frame (a lying or cut length prefix). */
+export class TruncatedFrameError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param missing Bytes still expected when the stream ended.
+   */
+  constructor(missing: number) {
+    super("truncated_frame", `stream ended ${missing} bytes short of a complete frame`);
+  }
+}
+
+/** A frame is not well-formed CBOR in Veriflow's profile (no tags but typed arrays, no indefinite lengths). */
+export class MalformedCborError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message What was wrong.
+   * @param options Cause.
+   */
+  constructor(message: string, options?: ProtocolErrorOptions) {
+    super("malformed_cbor", message, options);
+  }
+}
+
+/** A frame nests arrays/maps deeper than allowed (guards the recursive CBOR decoder). */
+export class NestingTooDeepError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param max Allowed depth.
+   */
+  constructor(max: number) {
+    super("nesting_too_deep", `CBOR nesting deeper than ${max} levels`);
+  }
+}
+
+/** The decoded value is not an envelope `{ v, type, id, from?, re?, body, sig? }`. */
+export class InvalidEnvelopeError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message What was wrong.
+   * @param options The envelope's coordinates.
+   */
+  constructor(message: string, options?: ProtocolErrorOptions) {
+    super("invalid_envelope", message, options);
+  }
+}
+
+/** The envelope's `v` is not a protocol version this node speaks. */
+export class UnknownVersionError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param version The version received.
+   * @param options The envelope's coordinates.
+   */
+  constructor(version: unknown, options?: ProtocolErrorOptions) {
+    super("unknown_version", `unknown protocol version ${String(version)}`, options);
+  }
+}
+
+/** The envelope's `type` is not in the message registry. */
+export class UnknownTypeError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param type The type received.
+   * @param options The envelope's coordinates.
+   */
+  constructor(type: string, options?: ProtocolErrorOptions) {
+    super("unknown_type", `unknown message type ${JSON.stringify(type)}`, options);
+  }
+}
+
+/** The envelope's body fails its message schema. */
+export class InvalidBodyError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param type The message type.
+   * @param detail Schema failure summary.
+   * @param options Coordinates and cause.
+   */
+  constructor(type: string, detail: string, options?: ProtocolErrorOptions) {
+    super("invalid_body", `invalid body for ${JSON.stringify(type)}: ${detail}`, options);
+  }
+}
+
+/** A signature is missing where required, malformed, or does not verify. */
+export class BadSignatureError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message What was wrong.
+   * @param options The envelope's coordinates.
+   */
+  constructor(message: string, options?: ProtocolErrorOptions) {
+    super("bad_signature", message, options);
+  }
+}
+
+/** The message type is known but this side has no handler for it. */
+export class NoHandlerError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param type The message type.
+   * @param options The envelope's coordinates.
+   */
+  constructor(type: string, options?: ProtocolErrorOptions) {
+    super("no_handler", `no handler for ${JSON.stringify(type)}`, options);
+  }
+}
+
+/** A message arrived that does not fit the exchange it claims to belong to. */
+export class UnexpectedMessageError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message What was wrong.
+   * @param options The envelope's coordinates.
+   */
+  constructor(message: string, options?: ProtocolErrorOptions) {
+    super("unexpected_message", message, options);
+  }
+}
+
+/** A stream sender sent more chunks than it was granted credits for. */
+export class FlowControlError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message What was wrong.
+   * @param options The envelope's coordinates.
+   */
+  constructor(message: string, options?: ProtocolErrorOptions) {
+    super("flow_control_violation", message, options);
+  }
+}
+
+/** The peer has too many requests in progress on this connection. */
+export class BusyError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param max The concurrency limit.
+   * @param options The envelope's coordinates.
+   */
+  constructor(max: number, options?: ProtocolErrorOptions) {
+    super("busy", `more than ${max} concurrent inbound requests`, options);
+  }
+}
+
+/** A request got no reply within its timeout. */
+export class RequestTimeoutError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param type The request type.
+   * @param timeoutMs The timeout that expired.
+   */
+  constructor(type: string, timeoutMs: number) {
+    super("request_timeout", `${JSON.stringify(type)} got no reply within ${timeoutMs} ms`);
+  }
+}
+
+/** The requester gave up on a request (its signal aborted). */
+export class RequestCancelledError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message Why.
+   * @param options Cause (the abort reason).
+   */
+  constructor(message: string, options?: ProtocolErrorOptions) {
+    super("request_cancelled", message, options);
+  }
+}
+
+/** A stream was cancelled by the other side (or by the local reader). */
+export class StreamCancelledError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message Why.
+   * @param options Cause.
+   */
+  constructor(message: string, options?: ProtocolErrorOptions) {
+    super("stream_cancelled", message, options);
+  }
+}
+
+/** The connection is closed (locally, by the peer, or because its framing broke). */
+export class ConnectionClosedError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message Why.
+   * @param options Cause (for example the framing error).
+   */
+  constructor(message: string, options?: ProtocolErrorOptions) {
+    super("connection_closed", message, options);
+  }
+}
+
+/**
+ * A failure reported by the peer in an `error` envelope. `code` is the peer's code (one of
+ * {@link PROTOCOL_ERROR_CODES} for protocol failures, or the code of the handler's own
+ * {@link VeriflowError}, or `handler_error`).
+ */
+export class RemoteError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param code The peer's code.
+   * @param message The peer's message.
+   */
+  constructor(code: string, message: string) {
+    super(code, message);
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The storage wire messages: the {@link StoragePeer} interface (`storage/storage_peer.ts`)
+ * spoken over a `Connection`. One request/reply pair per peer operation:
+ *
+ * ```
+ * storage.put_chunk { cid, bytes, repair? }  → storage.put_chunk_ok {}
+ * storage.get_chunk { cid }                  → storage.chunk { bytes }
+ * storage.has_chunk { cid }                  → storage.has { present }
+ * storage.prove     { nonce, cids }          → storage.proofs { proofs: (bytes | null)[] }
+ * ```
+ *
+ * Failures travel as the connection's `error` with the storage error's `code`
+ * (`chunk_not_found`, `corrupt_chunk`, `quota_exceeded`, `disk_full`, ...). Chunks are at most
+ * one default chunk (256 KiB) plus AEAD overhead, well inside the connection's 1 MiB frame
+ * limit; the schema bounds them so a peer cannot make us parse more.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { cidDigest } from "./cid.ts";
+import { defineMessage, type MessageDefinition, MessageRegistry } from "./message_registry.ts";
+
+/**
+ * Largest chunk accepted on the wire: 512 KiB, twice the default chunk size, leaving room for
+ * the private tier's tag and a non-default chunk size while staying under the 1 MiB frame.
+ */
+export const MAX_WIRE_CHUNK_BYTES = 512 * 1024;
+/** Most chunks one audit challenge may name (bounds the holder's work per request). */
+export const MAX_PROVE_CIDS = 64;
+/** Bytes of an audit nonce. */
+export const AUDIT_NONCE_BYTES = 32;
+
+const cid = z.string().max(128).refine((s) => {
+  try {
+    cidDigest(s);
+    return true;
+  } catch {
+    return false;
+  }
+}, "not a CIDv1 raw sha2-256");
+const chunkBytes = z.instanceof(Uint8Array).refine((b) => b.length <= MAX_WIRE_CHUNK_BYTES, {
+  message: `chunk larger than ${MAX_WIRE_CHUNK_BYTES} bytes`,
+});
+const digest = z.instanceof(Uint8Array).refine((b) => b.length === 32, "expected 32 bytes");
+
+/** Reply to `storage.put_chunk`. */
+export const PutChunkOkMessage: MessageDefinition<Record<string, never>> = defineMessage(
+  "storage.put_chunk_ok",
+  z.object({}) as unknown as z.ZodType<Record<string, never>>,
+);
+
+/** Body of `storage.put_chunk`. */
+export interface PutChunkBody {
+  /** Claimed CID; the holder verifies the bytes against it. */
+  cid: string;
+  /** The chunk. */
+  bytes: Uint8Array;
+  /** Re-verify an existing copy and replace it if bad. */
+  repair?: boolean;
+}
+/** Store a chunk on the peer. */
+export const PutChunkMessage: MessageDefinition<PutChunkBody, Record<string, never>> =
+  defineMessage(
+    "storage.put_chunk",
+    z.object({ cid, bytes: chunkBytes, repair: z.boolean().optional() }),
+    { reply: PutChunkOkMessage },
+  );
+
+/** Body of `storage.chunk`. */
+export interface ChunkBody {
+  /** The chunk's bytes (the requester verifies them against the CID). */
+  bytes: Uint8Array;
+}
+/** Reply to `storage.get_chunk`. */
+export const ChunkMessage: MessageDefinition<ChunkBody> = defineMessage(
+  "storage.chunk",
+  z.object({ bytes: chunkBytes }),
+);
+
+/** Body of `storage.get_chunk` and `storage.has_chunk`. */
+export interface ChunkRefBody {
+  /** The chunk's CID. */
+  cid: string;
+}
+/** Read a chunk from the peer. */
+export const GetChunkMessage: MessageDefinition<ChunkRefBody, ChunkBody> = defineMessage(
+  "storage.get_chunk",
+  z.object({ cid }),
+  { reply: ChunkMessage },
+);
+
+/** Body of `storage.has`. */
+export interface HasBody {
+  /** Whether the peer holds the chunk. */
+  present: boolean;
+}
+/** Reply to `storage.has_chunk`. */
+export const HasMessage: MessageDefinition<HasBody> = defineMessage(
+  "storage.has",
+  z.object({ present: z.boolean() }),
+);
+/** Ask whether the peer holds a chunk. */
+export const HasChunkMessage: MessageDefinition<ChunkRefBody, HasBody> = defineMessage(
+  "storage.has_chunk",
+  z.object({ cid }),
+  { reply: HasMessage },
+);
+
+/** Body of `storage.proofs`. */
+export interface ProofsBody {
+  /** SHA-256(nonce ‖ chunk) per challenged CID, `null` for a chunk the peer lacks. */
+  proofs: (Uint8Array | null)[];
+}
+/** Reply to `storage.prove`. */
+export const ProofsMessage: MessageDefinition<ProofsBody> = defineMessage(
+  "storage.proofs",
+  z.object({ proofs: z.array(digest.nullable()).max(MAX_PROVE_CIDS) }),
+);
+
+/** Body of `storage.prove`. */
+export interface ProveBody {
+  /** Fresh validator nonce. */
+  nonce: Uint8Array;
+  /** Challenged chunks. */
+  cids: string[];
+}
+/** An audit challenge: prove possession of `cids` under `nonce`. */
+export const ProveMessage: MessageDefinition<ProveBody, ProofsBody> = defineMessage(
+  "storage.prove",
+  z.object({
+    nonce: z.instanceof(Uint8Array).refine((b) => b.length === AUDIT_NONCE_BYTES),
+    cids: z.array(cid).min(1).max(MAX_PROVE_CIDS),
+  }),
+  { reply: ProofsMessage },
+);
+
+/** Every storage request type (their replies register with them). */
+// deno-lint-ignore no-explicit-any
+export const STORAGE_MESSAGES: readonly MessageDefinition<any, any, any>[] = [
+  PutChunkMessage,
+  GetChunkMessage,
+  HasChunkMessage,
+  ProveMessage,
+];
+
+/** Register the storage messages on `registry` (returns it). */
+export function registerStorageMessages(registry: MessageRegistry): MessageRegistry {
+  return registry.register(...STORAGE_MESSAGES);
+}
+
+/** A registry holding only the storage messages (tests; merge into the node's registry). */
+export function storageRegistry(): MessageRegistry {
+  return registerStorageMessages(new MessageRegistry());
+}
