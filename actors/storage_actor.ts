@@ -1,0 +1,588 @@
+/**
+ * The StorageActor: the node's storage role behind one mailbox, and its protocol.
+ *
+ * It owns the local {@link ChunkStore} (and, when storage peers are configured, a
+ * {@link ReplicatedStore} over them), the pins, and the capacity accounting. Other actors and
+ * the peer connection ask it; nobody touches the store directly.
+ *
+ * Long transfers never hold the mailbox: `put` answers at once with a {@link PutHandle} whose
+ * `done` settles when the file is stored, and `get` answers with the file's `ReadableStream` as
+ * soon as the manifest is read. The chunk store is safe under concurrent transfers (per-CID
+ * write joining, atomic renames), so the actor stays responsive while gigabytes move.
+ *
+ * Expected failures — an unknown CID, a corrupt chunk, a full quota, a wrong key: anything typed
+ * as a {@link VeriflowError} — are normal outcomes for a store, so they are answered as
+ * `{ ok: false, error }` ({@link StorageReply}) and the actor carries on. Anything else (an I/O
+ * error the store does not understand) crashes the actor and its supervisor restarts it from a
+ * fresh, re-opened store ("let it crash"). {@link unwrapReply} turns a reply back into a value
+ * or a thrown typed error.
+ *
+ * Messages that serve other nodes (`put_chunk`, `get_chunk`, `has_chunk`, `prove`) mirror the
+ * {@link StoragePeer} interface one to one; `protocols/storage_messages.ts` carries them over
+ * the wire.
+ *
+ * @module
+ */
+import { VeriflowError } from "../protocols/errors.ts";
+import type { Identity } from "../protocols/identity.ts";
+import type { Manifest } from "../protocols/manifest.ts";
+import type { Verdict } from "../protocols/verdict.ts";
+import { type AuditResult, StorageAuditor } from "../storage/audit.ts";
+import type { BlockStore } from "../storage/block_store.ts";
+import {
+  ChunkStore,
+  type ChunkStoreOptions,
+  type ChunkStoreStats,
+  type GcResult,
+} from "../storage/chunk_store.ts";
+import { StorageError } from "../storage/errors.ts";
+import { type FileInfo, FileStore, type PutFileResult } from "../storage/file_store.ts";
+import type { OwnerKey } from "../storage/private_tier.ts";
+import {
+  type RepairReport,
+  ReplicatedStore,
+  type ReplicatedStoreOptions,
+} from "../storage/replicated_store.ts";
+import { type PeerCallOptions, proveFromStore, type StoragePeer } from "../storage/storage_peer.ts";
+import { toHex } from "../protocols/hash.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------------
+
+/** Store a file. Answered at once with a {@link PutHandle}. */
+export interface StoragePutMessage {
+  /** Message tag. */
+  type: "put";
+  /** The file's bytes. */
+  source: ReadableStream<Uint8Array>;
+  /** Optional name for the manifest. */
+  name?: string;
+  /** Optional MIME type for the manifest. */
+  mime?: string;
+  /** Encrypt with the actor's owner key (private tier). Default `false`. */
+  private?: boolean;
+  /** Pin the file so GC keeps it. Default `true`. */
+  pin?: boolean;
+  /** Aborts the put. */
+  signal?: AbortSignal;
+}
+/** Stream a file (or a byte range). Answered with a `ReadableStream<Uint8Array>`. */
+export interface StorageGetMessage {
+  /** Message tag. */
+  type: "get";
+  /** File id. */
+  cid: string;
+  /** First byte. Default 0. */
+  start?: number;
+  /** One past the last byte. Default: the file size. */
+  end?: number;
+  /** Aborts the transfer. */
+  signal?: AbortSignal;
+}
+/**
+ * The whole content named by a CID, as bytes (a file id or a raw object CID). This is what
+ * inference uses to resolve model and prompt CIDs. Answered with a `Uint8Array`.
+ */
+export interface StorageGetBytesMessage {
+  /** Message tag. */
+  type: "get_bytes";
+  /** File id or raw object CID. */
+  cid: string;
+}
+/** Store small bytes as a file. Answered with the {@link PutFileResult}. */
+export interface StoragePutBytesMessage {
+  /** Message tag. */
+  type: "put_bytes";
+  /** The bytes. */
+  bytes: Uint8Array;
+  /** Optional name. */
+  name?: string;
+  /** Optional MIME type. */
+  mime?: string;
+  /** Pin it. Default `true`. */
+  pin?: boolean;
+}
+/** A file's metadata. Answered with {@link FileInfo}. */
+export interface StorageStatMessage {
+  /** Message tag. */
+  type: "stat";
+  /** File id. */
+  cid: string;
+}
+/** Pin or unpin a root. Answered with `true` when the pin set changed (pin: always `true`). */
+export interface StoragePinMessage {
+  /** Message tag. */
+  type: "pin" | "unpin";
+  /** File id. */
+  cid: string;
+}
+/** Collect unreferenced objects. Answered with {@link GcResult}. */
+export interface StorageGcMessage {
+  /** Message tag. */
+  type: "gc";
+  /** Override the grace period (ms). */
+  graceMs?: number;
+}
+/** Capacity and usage. Answered with {@link ChunkStoreStats}. */
+export interface StorageCapacityMessage {
+  /** Message tag. */
+  type: "capacity";
+}
+/** The pinned files. Answered with {@link FileInfo}[]. */
+export interface StorageListMessage {
+  /** Message tag. */
+  type: "list";
+}
+/** A peer stores a chunk here. Answered with `undefined`. */
+export interface StoragePutChunkMessage {
+  /** Message tag. */
+  type: "put_chunk";
+  /** Claimed CID (verified). */
+  cid: string;
+  /** The chunk. */
+  bytes: Uint8Array;
+  /** Re-verify an existing copy and replace it if bad. */
+  repair?: boolean;
+}
+/** A peer reads a chunk. Answered with `Uint8Array`. */
+export interface StorageGetChunkMessage {
+  /** Message tag. */
+  type: "get_chunk";
+  /** The chunk's CID. */
+  cid: string;
+}
+/** A peer asks whether a chunk is here. Answered with `boolean`. */
+export interface StorageHasChunkMessage {
+  /** Message tag. */
+  type: "has_chunk";
+  /** The chunk's CID. */
+  cid: string;
+}
+/** An audit challenge. Answered with one proof (or `null`) per CID. */
+export interface StorageProveMessage {
+  /** Message tag. */
+  type: "prove";
+  /** Fresh validator nonce. */
+  nonce: Uint8Array;
+  /** Sampled chunk CIDs. */
+  cids: string[];
+}
+/** Restore replication of `cids` (default: every chunk of every pinned file). */
+export interface StorageRepairMessage {
+  /** Message tag. */
+  type: "repair";
+  /** CIDs to check. */
+  cids?: string[];
+}
+/** Audit a holder on `cids`. Answered with {@link AuditResult}. */
+export interface StorageAuditMessage {
+  /** Message tag. */
+  type: "audit";
+  /** The holder. */
+  holder: StoragePeer;
+  /** Chunks it should hold. */
+  cids: string[];
+}
+
+/** Replace the storage peers files are replicated over (a peer joined or was lost). */
+export interface StorageSetPeersMessage {
+  /** Message tag. */
+  type: "set_peers";
+  /** The new peer set; empty turns replication off (files stay local). */
+  peers: readonly StoragePeer[];
+}
+
+/** Every message the StorageActor accepts. */
+export type StorageMessage =
+  | StoragePutMessage
+  | StorageGetMessage
+  | StorageGetBytesMessage
+  | StoragePutBytesMessage
+  | StorageStatMessage
+  | StoragePinMessage
+  | StorageGcMessage
+  | StorageCapacityMessage
+  | StorageListMessage
+  | StoragePutChunkMessage
+  | StorageGetChunkMessage
+  | StorageHasChunkMessage
+  | StorageProveMessage
+  | StorageRepairMessage
+  | StorageAuditMessage
+  | StorageSetPeersMessage;
+
+/** The answer to every message but `put`: a value, or the typed error that prevented it. */
+export type StorageReply<T> = { ok: true; value: T } | { ok: false; error: VeriflowError };
+
+/**
+ * The value of a reply, or its error thrown.
+ *
+ * @example
+ * ```ts
+ * import { StorageActor, unwrapReply } from "./storage_actor.ts";
+ * const actor = new StorageActor({ dir: await Deno.makeTempDir() });
+ * const stats = unwrapReply(await actor.receive({ type: "capacity" }));
+ * ```
+ */
+export function unwrapReply<T>(reply: StorageReply<T> | unknown): T {
+  const r = reply as StorageReply<T>;
+  if (r.ok) return r.value;
+  throw r.error;
+}
+
+/**
+ * What each message type is answered with: `put` directly, every other one inside a
+ * {@link StorageReply}. Lets callers type their asks:
+ * `unwrapReply<StorageAnswers["capacity"]>(await ref.ask({ type: "capacity" }))`.
+ */
+export interface StorageAnswers {
+  /** A handle whose `done` settles when stored. */
+  put: PutHandle;
+  /** The file's (or range's) verified bytes. */
+  get: ReadableStream<Uint8Array>;
+  /** The whole content. */
+  get_bytes: Uint8Array;
+  /** What was stored. */
+  put_bytes: PutFileResult;
+  /** File metadata. */
+  stat: FileInfo;
+  /** Always `true`. */
+  pin: boolean;
+  /** Whether it was pinned. */
+  unpin: boolean;
+  /** What GC did. */
+  gc: GcResult;
+  /** Usage and quota. */
+  capacity: ChunkStoreStats;
+  /** Pinned files. */
+  list: FileInfo[];
+  /** Nothing. */
+  put_chunk: undefined;
+  /** The chunk. */
+  get_chunk: Uint8Array;
+  /** Whether it is here. */
+  has_chunk: boolean;
+  /** One proof (or `null`) per CID. */
+  prove: (Uint8Array | null)[];
+  /** What repair did. */
+  repair: RepairReport;
+  /** The audit outcome. */
+  audit: AuditResult;
+  /** Nothing. */
+  set_peers: undefined;
+}
+
+/** Answer to `put`: the put runs without holding the actor's mailbox. */
+export interface PutHandle {
+  /** Settles when the file (all chunks and the manifest) is stored and pinned. */
+  done: Promise<PutFileResult>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The actor
+// ---------------------------------------------------------------------------------------------
+
+/** Options of {@link StorageActor}. */
+export interface StorageActorOptions {
+  /** The store directory (`<data dir>/store`). */
+  dir: string;
+  /** Chunk store options (quota, durability, GC grace). */
+  store?: ChunkStoreOptions;
+  /** Chunk size of new files. Default 256 KiB. */
+  chunkSize?: number;
+  /** Owner key for private files. Without it, private puts fail with `key_required`. */
+  ownerKey?: OwnerKey;
+  /**
+   * Storage peers to replicate files over. Default: none — files stay in the local store only.
+   * Include a peer for this node itself if it should hold copies too.
+   */
+  peers?: readonly StoragePeer[];
+  /** Replication options (r, w, timeouts). */
+  replication?: ReplicatedStoreOptions;
+  /** The node identity; needed for `audit` (it signs verdicts). */
+  identity?: Identity;
+  /** Sink for audit verdicts (the ledger). */
+  onVerdict?(verdict: Verdict): void | Promise<void>;
+}
+
+/** The part of the runtime's `ActorContext` the actor uses (declared structurally). */
+export interface StorageActorContext {
+  /** Aborted when this actor instance stops. */
+  signal?: AbortSignal;
+}
+
+/** The node's storage actor. */
+export class StorageActor {
+  readonly #options: StorageActorOptions;
+  #store: ChunkStore | null = null;
+  #local: FileStore | null = null;
+  #files: FileStore | null = null;
+  #replicated: ReplicatedStore | null = null;
+  #opening: Promise<void> | null = null;
+
+  /**
+   * An actor over the store in `options.dir` (opened in `preStart`).
+   *
+   * @param options Where the store lives and how files are replicated.
+   *
+   * @example
+   * ```ts
+   * import { type PutHandle, StorageActor, unwrapReply } from "./storage_actor.ts";
+   * const actor = new StorageActor({ dir: await Deno.makeTempDir() });
+   * await actor.preStart();
+   * const { done } = await actor.receive({
+   *   type: "put",
+   *   source: ReadableStream.from([new TextEncoder().encode("hello")]),
+   * }) as PutHandle;
+   * const { cid } = await done;
+   * const bytes = unwrapReply<Uint8Array>(await actor.receive({ type: "get_bytes", cid }));
+   * ```
+   */
+  constructor(options: StorageActorOptions) {
+    this.#options = options;
+  }
+
+  /** Open the store (the runtime calls this before the first message). */
+  preStart(): Promise<void> {
+    this.#opening ??= this.#open();
+    return this.#opening;
+  }
+
+  async #open(): Promise<void> {
+    const store = await ChunkStore.open(this.#options.dir, this.#options.store);
+    this.#store = store;
+    this.#local = new FileStore(store, { chunkSize: this.#options.chunkSize });
+    this.#setPeers(this.#options.peers ?? []);
+  }
+
+  /** Files go to the peers when there are any, else to the local store. */
+  #setPeers(peers: readonly StoragePeer[]): void {
+    if (peers.length === 0) {
+      this.#replicated = null;
+    } else if (this.#replicated) {
+      this.#replicated.setPeers(peers);
+    } else {
+      this.#replicated = new ReplicatedStore(peers, this.#options.replication);
+    }
+    const blocks: BlockStore = this.#replicated ?? this.#store!;
+    this.#files = new FileStore(blocks, { chunkSize: this.#options.chunkSize });
+  }
+
+  /** Let in-flight background replication finish (the runtime calls this on stop). */
+  async postStop(): Promise<void> {
+    await this.#replicated?.flush();
+  }
+
+  /**
+   * Handle one message. `put` is answered with a {@link PutHandle}; every other message with a
+   * {@link StorageReply} of the value named in its message type's documentation.
+   */
+  async receive(
+    message: StorageMessage,
+    ctx?: StorageActorContext,
+  ): Promise<StorageReply<unknown> | PutHandle> {
+    await this.preStart();
+    if (message.type === "put") return this.#put(message, ctx);
+    try {
+      return { ok: true, value: await this.#handle(message, ctx) };
+    } catch (error) {
+      if (error instanceof VeriflowError) return { ok: false, error };
+      throw error; // not a failure we understand: crash, and let the supervisor restart us
+    }
+  }
+
+  async #handle(message: StorageMessage, ctx?: StorageActorContext): Promise<unknown> {
+    const store = this.#store!;
+    const files = this.#files!;
+    switch (message.type) {
+      case "put":
+        return this.#put(message, ctx);
+      case "put_bytes": {
+        const { done } = this.#put({
+          type: "put",
+          source: ReadableStream.from([message.bytes]),
+          name: message.name,
+          mime: message.mime,
+          pin: message.pin,
+        }, ctx);
+        return await done;
+      }
+      case "get":
+        return await files.get(message.cid, {
+          key: this.#options.ownerKey,
+          start: message.start,
+          end: message.end,
+          signal: message.signal,
+        });
+      case "get_bytes":
+        return await files.content(message.cid, { key: this.#options.ownerKey });
+      case "stat":
+        return await files.stat(message.cid, { key: this.#options.ownerKey });
+      case "pin":
+        await store.pin(message.cid);
+        return true;
+      case "unpin":
+        return await store.unpin(message.cid);
+      case "gc":
+        return await store.gc({ graceMs: message.graceMs });
+      case "capacity":
+        return await store.stats();
+      case "list":
+        return await this.#list();
+      case "put_chunk":
+        await store.put(message.bytes, { cid: message.cid, verifyExisting: message.repair });
+        return undefined;
+      case "get_chunk":
+        return await store.get(message.cid);
+      case "has_chunk":
+        return await store.has(message.cid);
+      case "prove":
+        return await proveFromStore(store, message.nonce, message.cids);
+      case "repair":
+        return await this.#repair(message.cids);
+      case "audit":
+        return await this.#audit(message.holder, message.cids);
+      case "set_peers":
+        this.#setPeers(message.peers);
+        return undefined;
+      default: {
+        const unknown: never = message;
+        throw new StorageError(
+          "unknown_message",
+          `StorageActor does not handle ${(unknown as { type: string }).type}`,
+        );
+      }
+    }
+  }
+
+  #put(message: StoragePutMessage, ctx: StorageActorContext | undefined): PutHandle {
+    const files = this.#files!;
+    const store = this.#store!;
+    const signals = [message.signal, ctx?.signal].filter((s): s is AbortSignal => !!s);
+    const done = (async () => {
+      if (message.private && !this.#options.ownerKey) {
+        throw new StorageError("key_required", "private put needs an owner key on this node");
+      }
+      const result = await files.put(message.source, {
+        name: message.name,
+        mime: message.mime,
+        key: message.private ? this.#options.ownerKey : undefined,
+        signal: signals.length ? AbortSignal.any(signals) : undefined,
+      });
+      if (message.pin ?? true) await store.pin(result.cid);
+      return result;
+    })();
+    done.catch(() => {}); // the caller observes it through the handle
+    return { done };
+  }
+
+  async #list(): Promise<FileInfo[]> {
+    const out: FileInfo[] = [];
+    for (const cid of await this.#store!.pins()) {
+      try {
+        out.push(await this.#local!.stat(cid, { key: this.#options.ownerKey }));
+      } catch {
+        // A pin of a raw object or an unreadable manifest: list it without metadata.
+        out.push({ cid, tier: "public", size: null, chunkSize: null, chunks: [] });
+      }
+    }
+    return out;
+  }
+
+  async #repair(cids: string[] | undefined): Promise<RepairReport> {
+    const replicated = this.#replicated;
+    if (!replicated) {
+      throw new StorageError("not_replicated", "this node has no storage peers to repair across");
+    }
+    let targets = cids;
+    if (!targets) {
+      targets = [];
+      for (const root of await this.#store!.pins()) {
+        targets.push(root);
+        const manifest: Manifest = await this.#files!.manifest(root);
+        targets.push(...manifest.chunks);
+      }
+    }
+    return await replicated.repair(targets);
+  }
+
+  async #audit(holder: StoragePeer, cids: string[]): Promise<AuditResult> {
+    const identity = this.#options.identity;
+    if (!identity) throw new StorageError("no_identity", "audits need the node identity");
+    const blocks: BlockStore = this.#replicated ?? this.#store!;
+    const auditor = new StorageAuditor({
+      identity,
+      reference: (cid, signal) => blocks.get(cid, { signal }),
+      onVerdict: this.#options.onVerdict,
+    });
+    return await auditor.audit(holder, cids);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Serving other nodes through the actor
+// ---------------------------------------------------------------------------------------------
+
+/** The part of an `ActorRef<StorageMessage>` {@link StorageActorPeer} needs. */
+export interface StorageAsker {
+  /** Ask the StorageActor. */
+  ask<R>(message: StorageMessage, options?: { signal?: AbortSignal }): Promise<R>;
+}
+
+/**
+ * This node's StorageActor seen as a {@link StoragePeer}, so the peer-facing side of the
+ * protocol goes through the actor that owns the store:
+ * `serveStoragePeer(connection, new StorageActorPeer(storageRef, identity.publicKey))`.
+ */
+export class StorageActorPeer implements StoragePeer {
+  /** Hex of the node's public key. */
+  readonly id: string;
+  /** The node's public key. */
+  readonly publicKey: Uint8Array;
+  readonly #ref: StorageAsker;
+
+  /**
+   * A peer backed by the StorageActor behind `ref`.
+   *
+   * @param ref The StorageActor's ref (anything with its `ask`).
+   * @param publicKey This node's public key.
+   */
+  constructor(ref: StorageAsker, publicKey: Uint8Array) {
+    this.#ref = ref;
+    this.publicKey = publicKey;
+    this.id = toHex(publicKey);
+  }
+
+  /** Store a chunk (verified against `cid` by the store). */
+  async putChunk(
+    cid: string,
+    bytes: Uint8Array,
+    options?: PeerCallOptions & { repair?: boolean },
+  ): Promise<void> {
+    unwrapReply(
+      await this.#ref.ask({ type: "put_chunk", cid, bytes, repair: options?.repair }, options),
+    );
+  }
+
+  /** Read a verified chunk. */
+  async getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
+    return unwrapReply<Uint8Array>(await this.#ref.ask({ type: "get_chunk", cid }, options));
+  }
+
+  /** Whether the chunk is stored. */
+  async hasChunk(cid: string, options?: PeerCallOptions): Promise<boolean> {
+    return unwrapReply<boolean>(await this.#ref.ask({ type: "has_chunk", cid }, options));
+  }
+
+  /** Answer an audit challenge. */
+  async proveChunks(
+    nonce: Uint8Array,
+    cids: readonly string[],
+    options?: PeerCallOptions,
+  ): Promise<(Uint8Array | null)[]> {
+    return unwrapReply<(Uint8Array | null)[]>(
+      await this.#ref.ask({ type: "prove", nonce, cids: [...cids] }, options),
+    );
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * The one interface the file layer needs from whatever holds chunks: put bytes under their CID,
+ * get them back verified. The local {@link ChunkStore} implements it, and so does the
+ * replicated store that spreads chunks over storage peers, so the file logic (chunking,
+ * manifests, encryption, ranges) is written once.
+ *
+ * @module
+ */
+
+/** Options accepted by every {@link BlockStore} call. */
+export interface BlockStoreCallOptions {
+  /** Aborts the call. */
+  signal?: AbortSignal;
+}
+
+/** A content-addressed store of immutable blobs. */
+export interface BlockStore {
+  /**
+   * Store `bytes`; resolves with their CID once they are durable (for a replicated store: once
+   * the write quorum acknowledged).
+   */
+  put(bytes: Uint8Array, options?: BlockStoreCallOptions): Promise<string>;
+  /**
+   * The bytes of `cid`, verified against it. Rejects with `chunk_not_found` when nobody has it
+   * and `corrupt_chunk` when only bad copies were found; never resolves with wrong bytes.
+   */
+  get(cid: string, options?: BlockStoreCallOptions): Promise<Uint8Array>;
+  /** True when the store holds `cid` (without verifying it). */
+  has(cid: string, options?: BlockStoreCallOptions): Promise<boolean>;
+}

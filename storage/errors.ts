@@ -1,0 +1,131 @@
+/**
+ * Typed errors of the storage layer. Each carries a stable `code` so the wire, the CLI and the
+ * tests name the same failure: a reader of a log line `corrupt_chunk` knows that bytes on disk
+ * (or from a peer) did not hash to their CID and were refused, not served.
+ *
+ * @module
+ */
+import { VeriflowError } from "../protocols/errors.ts";
+
+/** Base class of all storage errors. */
+export class StorageError extends VeriflowError {}
+
+/** Bytes read for a CID did not hash to it. They were never returned to the caller. */
+export class CorruptChunkError extends StorageError {
+  /** The CID whose bytes failed verification. */
+  readonly cid: string;
+  /**
+   * Build the error.
+   *
+   * @param cid The CID whose bytes failed verification.
+   * @param where Where the bad bytes came from (a path or a peer id), for the log.
+   */
+  constructor(cid: string, where: string) {
+    super("corrupt_chunk", `bytes for ${cid} from ${where} do not match the CID; refused`);
+    this.cid = cid;
+  }
+}
+
+/** No stored object (chunk or manifest) has this CID. */
+export class ChunkNotFoundError extends StorageError {
+  /** The CID that was asked for. */
+  readonly cid: string;
+  /**
+   * Build the error.
+   * @param cid The CID that was asked for.
+   */
+  constructor(cid: string, where = "the local store") {
+    super("chunk_not_found", `no object ${cid} in ${where}`);
+    this.cid = cid;
+  }
+}
+
+/** A write would take the store past its configured quota. Nothing was written. */
+export class QuotaExceededError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param needed Bytes the write needed.
+   * @param available Bytes left under the quota.
+   */
+  constructor(needed: number, available: number) {
+    super(
+      "quota_exceeded",
+      `storage quota exceeded: need ${needed} bytes, ${Math.max(0, available)} available`,
+    );
+  }
+}
+
+/** The disk ran out of space (ENOSPC) during a write. The partial chunk was removed. */
+export class DiskFullError extends StorageError {
+  /**
+   * Build the error.
+   * @param cause The underlying OS error.
+   */
+  constructor(cause?: unknown) {
+    super("disk_full", "no space left on the storage device; the write was rolled back", {
+      cause,
+    });
+  }
+}
+
+/** Decryption of a private object failed: wrong key, or the ciphertext was tampered with. */
+export class AuthenticationError extends StorageError {
+  /**
+   * Build the error.
+   * @param what What failed to authenticate (manifest or chunk n of a file).
+   */
+  constructor(what: string, cause?: unknown) {
+    super(
+      "authentication_failed",
+      `cannot decrypt ${what}: wrong key or tampered ciphertext`,
+      { cause },
+    );
+  }
+}
+
+/** Bytes that should be a manifest are not a valid one (defined with the manifest format). */
+export { InvalidManifestError } from "../protocols/manifest.ts";
+
+/** A private file was opened without a key, or a key was given for a public file. */
+export class KeyRequiredError extends StorageError {
+  /**
+   * Build the error.
+   * @param cid The private file's id.
+   */
+  constructor(cid: string) {
+    super("key_required", `file ${cid} is private: an owner key is needed to read it`);
+  }
+}
+
+/** Fewer storage peers acknowledged a write than the write quorum needs. */
+export class ReplicationError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param message What failed.
+   */
+  constructor(message: string, cause?: unknown) {
+    super("replication_failed", message, { cause });
+  }
+}
+
+/** A byte range outside the file was asked for. */
+export class RangeNotSatisfiableError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param start First byte asked for.
+   * @param end One past the last byte asked for.
+   * @param size Size of the file.
+   */
+  constructor(start: number, end: number, size: number) {
+    super("range_not_satisfiable", `range [${start}, ${end}) is outside a ${size}-byte file`);
+  }
+}
+
+/** True when `error` is the OS's "no space left on device". */
+export function isDiskFullOsError(error: unknown): boolean {
+  const e = error as { code?: string; message?: string } | null;
+  return e?.code === "ENOSPC" || /os error 28\b|No space left/i.test(e?.message ?? "");
+}

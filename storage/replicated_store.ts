@@ -1,0 +1,338 @@
+/**
+ * A {@link BlockStore} spread over storage peers.
+ *
+ * - **Placement**: rendezvous hashing ranks the peers for each CID; the first r hold it.
+ * - **Writes**: sent to the r holders at once; `put` resolves as soon as w of them acknowledged
+ *   (the rest finish in the background — {@link ReplicatedStore.flush} waits for them). A
+ *   holder that fails is replaced by the next peer in rank order, so one dead peer does not
+ *   fail writes while enough others live.
+ * - **Reads**: `readParallelism` replicas are asked at once; the first copy that verifies
+ *   against the CID wins and the others are cancelled. A failed or corrupt replica makes the
+ *   read fall back to the next one, and (read repair) the good bytes are written back to it.
+ * - **Repair**: {@link ReplicatedStore.repair} checks every holder of the given CIDs with a
+ *   possession proof (cheap: 32 bytes per chunk back, not the chunk) and re-sends the chunk to
+ *   any holder that is missing it or holds a bad copy, restoring r copies after a peer was
+ *   lost (remove it from the peer set: the next-ranked peer becomes a holder) or a copy rotted.
+ *
+ * @module
+ */
+import { toHex } from "../protocols/hash.ts";
+import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
+import { cidOfAsync, equalBytes, verifyCid } from "./_hash.ts";
+import { ChunkNotFoundError, CorruptChunkError, ReplicationError } from "./errors.ts";
+import { rankPeers } from "./rendezvous.ts";
+import { possessionProof, type StoragePeer } from "./storage_peer.ts";
+
+/** Options of {@link ReplicatedStore}. */
+export interface ReplicatedStoreOptions {
+  /** Copies of each chunk (r). Default 3: survives two lost holders. */
+  replicas?: number;
+  /** Acknowledgements a put waits for (w). Default 2: a majority of the default r. */
+  writeQuorum?: number;
+  /** Replicas asked at once on a read. Default 2: hides one slow or dead peer. */
+  readParallelism?: number;
+  /** Per-peer-call timeout in ms. Default 10 000: several 256 KiB transfers on a slow link. */
+  peerTimeoutMs?: number;
+  /** Write good bytes back to a replica that failed a read. Default `true`. */
+  readRepair?: boolean;
+  /** Observer of replica failures (for logs and metrics). */
+  onReplicaFailure?(event: ReplicaFailure): void;
+}
+
+/** A replica that failed an operation. */
+export interface ReplicaFailure {
+  /** Which operation. */
+  op: "put" | "get" | "prove" | "repair";
+  /** The peer. */
+  peerId: string;
+  /** The chunk. */
+  cid: string;
+  /** What went wrong. */
+  error: unknown;
+}
+
+/** What a repair pass did. */
+export interface RepairReport {
+  /** CIDs checked. */
+  checked: number;
+  /** Copies written to holders that lacked a valid one. */
+  repaired: number;
+  /** CIDs of which no valid copy was found anywhere: lost. */
+  lost: string[];
+  /** Holder checks that failed for another reason (peer unreachable); retry later. */
+  failedChecks: number;
+}
+
+/** Chunks replicated over storage peers by rendezvous hashing. */
+export class ReplicatedStore implements BlockStore {
+  #peers: StoragePeer[];
+  readonly #r: number;
+  readonly #w: number;
+  readonly #readParallelism: number;
+  readonly #timeoutMs: number;
+  readonly #readRepair: boolean;
+  readonly #onFailure: ((event: ReplicaFailure) => void) | undefined;
+  readonly #background = new Set<Promise<unknown>>();
+
+  /**
+   * A store replicating over `peers`.
+   *
+   * @param peers The storage peers.
+   * @param options Replication factor, quorum, timeouts.
+   *
+   * @example
+   * ```ts
+   * import { ChunkStore } from "./chunk_store.ts";
+   * import { LocalStoragePeer } from "./storage_peer.ts";
+   * import { ReplicatedStore } from "./replicated_store.ts";
+   * import { Identity } from "../protocols/identity.ts";
+   * const peers = await Promise.all([1, 2, 3].map(async () =>
+   *   new LocalStoragePeer(
+   *     await ChunkStore.open(await Deno.makeTempDir()),
+   *     Identity.generate().publicKey,
+   *   )
+   * ));
+   * const store = new ReplicatedStore(peers, { replicas: 2, writeQuorum: 1 });
+   * const cid = await store.put(new Uint8Array([1, 2, 3]));
+   * ```
+   */
+  constructor(peers: readonly StoragePeer[], options?: ReplicatedStoreOptions) {
+    this.#peers = [...peers];
+    this.#r = options?.replicas ?? 3;
+    this.#w = options?.writeQuorum ?? Math.min(2, this.#r);
+    if (this.#w < 1 || this.#w > this.#r) {
+      throw new RangeError(`writeQuorum must be in [1, replicas], got ${this.#w}`);
+    }
+    this.#readParallelism = Math.max(1, options?.readParallelism ?? 2);
+    this.#timeoutMs = options?.peerTimeoutMs ?? 10_000;
+    this.#readRepair = options?.readRepair ?? true;
+    this.#onFailure = options?.onReplicaFailure;
+  }
+
+  /** The current peer set. */
+  get peers(): readonly StoragePeer[] {
+    return this.#peers;
+  }
+
+  /** Replace the peer set (a peer joined or was declared lost); run {@link repair} after. */
+  setPeers(peers: readonly StoragePeer[]): void {
+    this.#peers = [...peers];
+  }
+
+  /** The r peers that should hold `cid`, best first. */
+  holders(cid: string): StoragePeer[] {
+    return rankPeers(cid, this.#peers).slice(0, this.#r);
+  }
+
+  /** Resolves when background writes (beyond the quorum) and read repairs have finished. */
+  async flush(): Promise<void> {
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+  }
+
+  /**
+   * Store `bytes` on its holders; resolves with the CID once w holders acknowledged.
+   * @throws {ReplicationError} fewer than w peers could store it.
+   */
+  async put(bytes: Uint8Array, options?: BlockStoreCallOptions): Promise<string> {
+    const cid = await cidOfAsync(bytes);
+    const ranked = rankPeers(cid, this.#peers);
+    if (ranked.length < this.#w) {
+      throw new ReplicationError(`need ${this.#w} storage peers, have ${ranked.length}`);
+    }
+    const errors: unknown[] = [];
+    let next = 0;
+    let acks = 0;
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    let pending = 0;
+    const launch = () => {
+      const peer = ranked[next++];
+      pending++;
+      const write = this.#call(options?.signal, (signal) => peer.putChunk(cid, bytes, { signal }))
+        .then(() => {
+          if (++acks === this.#w) resolve();
+        }, (error) => {
+          errors.push(error);
+          this.#report("put", peer, cid, error);
+          // Keep r writes going: hand this one's place to the next peer in rank order (unless
+          // the caller gave up, in which case every peer would fail the same way).
+          if (next < ranked.length && !options?.signal?.aborted) launch();
+        })
+        .finally(() => {
+          if (--pending === 0 && acks < this.#w) {
+            reject(
+              new ReplicationError(
+                `only ${acks} of the ${this.#w} required peers stored ${cid}`,
+                new AggregateError(errors),
+              ),
+            );
+          }
+        });
+      this.#track(write);
+    };
+    for (let i = 0; i < Math.min(this.#r, ranked.length); i++) launch();
+    try {
+      await promise;
+    } catch (error) {
+      options?.signal?.throwIfAborted(); // report the abort, not its consequence
+      throw error;
+    }
+    return cid;
+  }
+
+  /**
+   * The verified bytes of `cid` from the first replica that has a good copy.
+   * @throws {ChunkNotFoundError} no peer has it.
+   * @throws {CorruptChunkError} only bad copies exist.
+   */
+  async get(cid: string, options?: BlockStoreCallOptions): Promise<Uint8Array> {
+    const ranked = rankPeers(cid, this.#peers);
+    const done = new AbortController();
+    const signal = options?.signal ? AbortSignal.any([done.signal, options.signal]) : done.signal;
+    const failed: StoragePeer[] = [];
+    let sawCorrupt = false;
+    let next = 0;
+    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
+    let pending = 0;
+    let settled = false;
+    const launch = () => {
+      const peer = ranked[next++];
+      pending++;
+      this.#call(signal, (s) => peer.getChunk(cid, { signal: s }))
+        .then(async (bytes) => {
+          if (!(await verifyCid(cid, bytes))) throw new CorruptChunkError(cid, `peer ${peer.id}`);
+          if (settled) return;
+          settled = true;
+          resolve(bytes);
+        })
+        .catch((error) => {
+          if (settled) return;
+          if (error instanceof CorruptChunkError) sawCorrupt = true;
+          failed.push(peer);
+          this.#report("get", peer, cid, error);
+          if (next < ranked.length) launch();
+        })
+        .finally(() => {
+          if (--pending === 0 && !settled) {
+            settled = true;
+            reject(
+              sawCorrupt
+                ? new CorruptChunkError(cid, "every replica")
+                : new ChunkNotFoundError(cid, "any storage peer"),
+            );
+          }
+        });
+    };
+    if (ranked.length === 0) throw new ChunkNotFoundError(cid, "any storage peer (none known)");
+    for (let i = 0; i < Math.min(this.#readParallelism, ranked.length); i++) launch();
+    try {
+      const bytes = await promise;
+      if (this.#readRepair) {
+        const holders = new Set(ranked.slice(0, this.#r));
+        for (const peer of failed) {
+          if (!holders.has(peer)) continue;
+          this.#track(
+            this.#call(undefined, (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }))
+              .catch((error) => this.#report("repair", peer, cid, error)),
+          );
+        }
+      }
+      return bytes;
+    } finally {
+      done.abort(); // cancel the slower replicas
+    }
+  }
+
+  /** True when any holder claims `cid`. */
+  async has(cid: string, options?: BlockStoreCallOptions): Promise<boolean> {
+    const answers = await Promise.allSettled(
+      this.holders(cid).map((p) =>
+        this.#call(options?.signal, (s) => p.hasChunk(cid, { signal: s }))
+      ),
+    );
+    return answers.some((a) => a.status === "fulfilled" && a.value);
+  }
+
+  /**
+   * Restore r valid copies of each CID: every holder proves possession under a fresh nonce;
+   * one that cannot (missing, corrupt, or a wrong proof) gets the chunk again.
+   */
+  async repair(cids: Iterable<string>, options?: BlockStoreCallOptions): Promise<RepairReport> {
+    const report: RepairReport = { checked: 0, repaired: 0, lost: [], failedChecks: 0 };
+    for (const cid of cids) {
+      options?.signal?.throwIfAborted();
+      report.checked++;
+      let bytes: Uint8Array;
+      try {
+        bytes = await this.get(cid, options);
+      } catch (error) {
+        if (error instanceof ChunkNotFoundError || error instanceof CorruptChunkError) {
+          report.lost.push(cid);
+          continue;
+        }
+        throw error;
+      }
+      await this.flush(); // let read repair of that get land before we judge the holders
+      const nonce = crypto.getRandomValues(new Uint8Array(32));
+      const expected = await possessionProof(nonce, bytes);
+      await Promise.all(
+        this.holders(cid).map(async (peer) => {
+          let proof: Uint8Array | null;
+          try {
+            [proof] = await this.#call(
+              options?.signal,
+              (s) => peer.proveChunks(nonce, [cid], { signal: s }),
+            );
+          } catch (error) {
+            this.#report("prove", peer, cid, error);
+            report.failedChecks++;
+            return;
+          }
+          if (proof && equalBytes(proof, expected)) {
+            return;
+          }
+          try {
+            await this.#call(
+              options?.signal,
+              (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
+            );
+            report.repaired++;
+          } catch (error) {
+            this.#report("repair", peer, cid, error);
+            report.failedChecks++;
+          }
+        }),
+      );
+    }
+    return report;
+  }
+
+  #call<T>(outer: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const signal = outer ? AbortSignal.any([outer, timeout]) : timeout;
+    try {
+      signal.throwIfAborted();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // A peer that ignores its signal still cannot hold us past the timeout.
+    const aborted = new Promise<never>((_, reject) => {
+      signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+    });
+    aborted.catch(() => {});
+    return Promise.race([fn(signal), aborted]);
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#background.add(p);
+    p.finally(() => this.#background.delete(p)).catch(() => {});
+  }
+
+  #report(op: ReplicaFailure["op"], peer: StoragePeer, cid: string, error: unknown): void {
+    this.#onFailure?.({ op, peerId: peer.id, cid, error });
+  }
+}
+
+/** Hex id of a public key, the form {@link StoragePeer.id} uses. */
+export function peerIdOf(publicKey: Uint8Array): string {
+  return toHex(publicKey);
+}

@@ -1,0 +1,268 @@
+/**
+ * The storage commands of the `veriflow` CLI: `put`, `get`, `ls`. They work on a node's data
+ * directory directly (`--data DIR`, default `./.veriflow`; the store is `DIR/store`), so they
+ * need no running node. Each returns a process exit code: 0 success, 1 a storage failure
+ * (printed as `error [code]: message`), 2 a usage error.
+ *
+ * Private files are encrypted with a key derived from the owner secret: `--key-file FILE` (any
+ * file of at least 32 bytes of secret material), else the node's `DIR/identity.key` (created on
+ * first use, as the node does).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { VeriflowError } from "../protocols/errors.ts";
+import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
+import { KeyRequiredError } from "./errors.ts";
+import { ChunkStore } from "./chunk_store.ts";
+import { type FileInfo, FileStore } from "./file_store.ts";
+import { OwnerKey } from "./private_tier.ts";
+import { formatBytes, ProgressBar } from "./progress_bar.ts";
+
+/** Default data directory of a node. */
+export const DEFAULT_DATA_DIR = "./.veriflow";
+
+const PUT_USAGE = `usage: put [--private] [--key-file FILE] [--name NAME] [--mime TYPE] [--data DIR]
+           [--quota BYTES] [--progress] FILE
+  Store FILE (use - for stdin) and print its CID.`;
+const GET_USAGE =
+  `usage: get CID [-o FILE] [--range START-END] [--key-file FILE] [--data DIR] [--progress]
+  Write the file (or bytes START..END-1) to FILE or stdout; every chunk is verified.`;
+const LS_USAGE = `usage: ls [--data DIR] [--json]
+  List the pinned files and the store's capacity.`;
+
+/** `put [--private] FILE`: store a file, print its CID. */
+export async function runPut(args: string[]): Promise<number> {
+  const parsed = parse(args, {
+    private: { type: "boolean" },
+    "key-file": { type: "string" },
+    name: { type: "string" },
+    mime: { type: "string" },
+    data: { type: "string" },
+    quota: { type: "string" },
+    progress: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  }, PUT_USAGE);
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
+  if (values.help) return usage(PUT_USAGE, 0);
+  if (positionals.length !== 1) return usage(PUT_USAGE, 2);
+  const [path] = positionals;
+  const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
+  return await reportErrors(async () => {
+    const quota = values.quota === undefined ? undefined : Number(values.quota);
+    if (quota !== undefined && !(quota >= 0)) throw new UsageError("--quota must be a byte count");
+    const store = await ChunkStore.open(join(dataDir, "store"), { quotaBytes: quota });
+    const key = values.private ? await ownerKey(dataDir, values["key-file"] as string) : undefined;
+    let source: ReadableStream<Uint8Array>;
+    let total: number | null = null;
+    if (path === "-") source = Deno.stdin.readable;
+    else {
+      const file = await Deno.open(path, { read: true });
+      total = (await file.stat()).size;
+      source = file.readable;
+    }
+    const bar = ProgressBar.maybe(values.progress as boolean | undefined, total, "put");
+    const result = await new FileStore(store).put(source, {
+      key,
+      name: (values.name as string | undefined) ?? (path === "-" ? undefined : basename(path)),
+      mime: values.mime as string | undefined,
+      onProgress: (n) => bar?.update(n),
+    });
+    await store.pin(result.cid);
+    bar?.finish(result.size);
+    console.log(result.cid);
+  });
+}
+
+/** `get CID [-o FILE]`: write a stored file out, verified. */
+export async function runGet(args: string[]): Promise<number> {
+  const parsed = parse(args, {
+    output: { type: "string", short: "o" },
+    range: { type: "string" },
+    "key-file": { type: "string" },
+    data: { type: "string" },
+    progress: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  }, GET_USAGE);
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
+  if (values.help) return usage(GET_USAGE, 0);
+  if (positionals.length !== 1) return usage(GET_USAGE, 2);
+  const [cid] = positionals;
+  const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
+  const output = values.output as string | undefined;
+  return await reportErrors(async () => {
+    const store = await ChunkStore.open(join(dataDir, "store"));
+    const files = new FileStore(store);
+    const manifest = await files.manifest(cid);
+    const key = manifest.tier === "private"
+      ? await ownerKey(dataDir, values["key-file"] as string | undefined, cid)
+      : undefined;
+    let start: number | undefined;
+    let end: number | undefined;
+    if (values.range !== undefined) {
+      const m = /^(\d+)-(\d+)$/.exec(String(values.range));
+      if (!m) throw new UsageError("--range must be START-END (END exclusive)");
+      start = Number(m[1]);
+      end = Number(m[2]);
+    }
+    const info = await files.stat(cid, { key });
+    const stream = await files.get(cid, { key, start, end });
+    const total = (end ?? info.size ?? 0) - (start ?? 0);
+    const bar = ProgressBar.maybe(values.progress as boolean | undefined, total, "get");
+    let done = 0;
+    const counted = stream.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          done += chunk.length;
+          bar?.update(done);
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    if (output === undefined || output === "-") {
+      await counted.pipeTo(Deno.stdout.writable, { preventClose: true });
+    } else {
+      // Write beside the target and rename at the end: a failed get (corrupt chunk, wrong key)
+      // never leaves a half-written output file that looks complete.
+      const temp = `${output}.${crypto.randomUUID()}.part`;
+      try {
+        const file = await Deno.open(temp, { write: true, createNew: true });
+        await counted.pipeTo(file.writable);
+        await Deno.rename(temp, output);
+      } catch (error) {
+        await Deno.remove(temp).catch(() => {});
+        throw error;
+      }
+    }
+    bar?.finish(done);
+  });
+}
+
+/** `ls`: what the store holds and its capacity. */
+export async function runLs(args: string[]): Promise<number> {
+  const parsed = parse(args, {
+    data: { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  }, LS_USAGE);
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
+  if (values.help) return usage(LS_USAGE, 0);
+  if (positionals.length !== 0) return usage(LS_USAGE, 2);
+  const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
+  return await reportErrors(async () => {
+    const store = await ChunkStore.open(join(dataDir, "store"));
+    const files = new FileStore(store);
+    const listed: (FileInfo | { cid: string; error: string })[] = [];
+    for (const cid of await store.pins()) {
+      try {
+        listed.push(await files.stat(cid));
+      } catch (error) {
+        listed.push({ cid, error: error instanceof VeriflowError ? error.code : String(error) });
+      }
+    }
+    const stats = await store.stats();
+    if (values.json) {
+      console.log(JSON.stringify({ files: listed, capacity: stats }, null, 2));
+      return;
+    }
+    for (const f of listed) {
+      if ("error" in f) {
+        console.log(`${f.cid}  ERROR ${f.error}`);
+        continue;
+      }
+      const size = f.size === null ? "?" : formatBytes(f.size);
+      const name = f.tier === "private" ? "(private)" : (f.name ?? "");
+      console.log(`${f.cid}  ${f.tier.padEnd(7)}  ${size.padStart(10)}  ${name}`);
+    }
+    const quota = stats.quotaBytes === null ? "no quota" : `quota ${formatBytes(stats.quotaBytes)}`;
+    console.log(
+      `${listed.length} files, ${stats.objectCount} objects, ${
+        formatBytes(stats.usedBytes)
+      } used, ${quota}`,
+    );
+  });
+}
+
+class UsageError extends VeriflowError {
+  constructor(message: string) {
+    super("usage", message);
+  }
+}
+
+type ParsedArgs = { values: Record<string, unknown>; positionals: string[] };
+
+function parse(
+  args: string[],
+  options: Record<string, { type: "string" | "boolean"; short?: string }>,
+  text: string,
+): ParsedArgs | number {
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true }) as ParsedArgs;
+  } catch (error) {
+    console.error((error as Error).message);
+    return usage(text, 2);
+  }
+}
+
+function usage(text: string, code: number): number {
+  (code === 0 ? console.log : console.error)(text);
+  return code;
+}
+
+async function reportErrors(body: () => Promise<void>): Promise<number> {
+  try {
+    await body();
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(error.message);
+      return 2;
+    }
+    if (error instanceof VeriflowError) {
+      console.error(`error [${error.code}]: ${error.message}`);
+      return 1;
+    }
+    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
+      console.error(`error: ${(error as Error).message}`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+/**
+ * The owner key from `--key-file`, else from the node identity. A put creates the identity if
+ * the data directory has none; a get (`readingCid` set) never does, since a fresh key could
+ * not open anything.
+ */
+async function ownerKey(
+  dataDir: string,
+  keyFile: string | undefined,
+  readingCid?: string,
+): Promise<OwnerKey> {
+  if (keyFile !== undefined) {
+    const secret = await Deno.readFile(keyFile);
+    if (secret.length < 32) {
+      throw new UsageError(`--key-file ${keyFile} must hold at least 32 bytes of secret material`);
+    }
+    return await OwnerKey.fromSecret(secret);
+  }
+  if (readingCid !== undefined) {
+    try {
+      await Deno.stat(join(dataDir, IDENTITY_FILE));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) throw new KeyRequiredError(readingCid);
+      throw error;
+    }
+  }
+  const identity = await loadOrCreateIdentity(dataDir);
+  return await OwnerKey.fromSecret(identity.exportSecretKey());
+}
+
+function basename(path: string): string {
+  return path.split(/[\\/]/).pop() ?? path;
+}

@@ -1,0 +1,140 @@
+/**
+ * What replication and audits need from a storage peer, and the in-process implementation.
+ *
+ * {@link StoragePeer} is deliberately small — put, get, has, prove — so the replicated store and
+ * the auditor do not care whether a peer is a {@link ChunkStore} in this process
+ * ({@link LocalStoragePeer}) or a node on the other end of a `Connection`
+ * (`storage/connection_storage_peer.ts`).
+ *
+ * @module
+ */
+import { toHex } from "../protocols/hash.ts";
+import type { ChunkStore } from "./chunk_store.ts";
+import { digestOf } from "./_hash.ts";
+import { ChunkNotFoundError, CorruptChunkError } from "./errors.ts";
+
+/** Options accepted by every peer call. */
+export interface PeerCallOptions {
+  /** Aborts the call. */
+  signal?: AbortSignal;
+}
+
+/** A node that holds chunks for others. */
+export interface StoragePeer {
+  /** Stable id of the peer (hex of its public key); rendezvous hashing ranks peers by it. */
+  readonly id: string;
+  /** The peer's ed25519 public key; audit verdicts name it as their target. */
+  readonly publicKey: Uint8Array;
+  /**
+   * Store `bytes` as `cid`. The peer verifies the bytes against the CID. `repair` asks it to
+   * re-verify an existing copy and replace it when bad.
+   */
+  putChunk(
+    cid: string,
+    bytes: Uint8Array,
+    options?: PeerCallOptions & { repair?: boolean },
+  ): Promise<void>;
+  /** The bytes of `cid`; callers verify them again (a peer may lie). */
+  getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array>;
+  /** Whether the peer claims to hold `cid`. */
+  hasChunk(cid: string, options?: PeerCallOptions): Promise<boolean>;
+  /**
+   * Proof of possession: for each CID, SHA-256(nonce ‖ chunk bytes), or `null` when the peer
+   * does not hold a valid copy.
+   */
+  proveChunks(
+    nonce: Uint8Array,
+    cids: readonly string[],
+    options?: PeerCallOptions,
+  ): Promise<(Uint8Array | null)[]>;
+}
+
+/** SHA-256(nonce ‖ bytes): the possession proof for one chunk. */
+export async function possessionProof(nonce: Uint8Array, bytes: Uint8Array): Promise<Uint8Array> {
+  const input = new Uint8Array(nonce.length + bytes.length);
+  input.set(nonce);
+  input.set(bytes, nonce.length);
+  return await digestOf(input);
+}
+
+/**
+ * Answer a proof-of-possession challenge from a local chunk store. A chunk that is missing or
+ * fails verification (it is quarantined by the read) yields `null`: an honest holder admits a
+ * lost chunk rather than hashing bad bytes.
+ */
+export async function proveFromStore(
+  store: ChunkStore,
+  nonce: Uint8Array,
+  cids: readonly string[],
+): Promise<(Uint8Array | null)[]> {
+  const out: (Uint8Array | null)[] = [];
+  for (const cid of cids) {
+    try {
+      out.push(await possessionProof(nonce, await store.get(cid)));
+    } catch (error) {
+      if (error instanceof ChunkNotFoundError || error instanceof CorruptChunkError) {
+        out.push(null);
+      } else throw error;
+    }
+  }
+  return out;
+}
+
+/** A storage peer backed by a {@link ChunkStore} in this process (tests, simulations). */
+export class LocalStoragePeer implements StoragePeer {
+  readonly id: string;
+  readonly publicKey: Uint8Array;
+  readonly #store: ChunkStore;
+
+  /**
+   * A peer serving `store`.
+   *
+   * @param store The chunk store this peer serves.
+   * @param publicKey The peer's public key (its id is the hex of it).
+   *
+   * @example
+   * ```ts
+   * import { ChunkStore } from "./chunk_store.ts";
+   * import { LocalStoragePeer } from "./storage_peer.ts";
+   * import { Identity } from "../protocols/identity.ts";
+   * const peer = new LocalStoragePeer(
+   *   await ChunkStore.open(await Deno.makeTempDir()),
+   *   Identity.generate().publicKey,
+   * );
+   * ```
+   */
+  constructor(store: ChunkStore, publicKey: Uint8Array) {
+    this.#store = store;
+    this.publicKey = publicKey;
+    this.id = toHex(publicKey);
+  }
+
+  /** The underlying store. */
+  get store(): ChunkStore {
+    return this.#store;
+  }
+
+  /** Store a chunk after checking it hashes to `cid`. */
+  async putChunk(
+    cid: string,
+    bytes: Uint8Array,
+    options?: PeerCallOptions & { repair?: boolean },
+  ): Promise<void> {
+    await this.#store.put(bytes, { cid, verifyExisting: options?.repair, signal: options?.signal });
+  }
+
+  /** Read a verified chunk. */
+  getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
+    return this.#store.get(cid, options);
+  }
+
+  /** Whether the chunk file exists. */
+  hasChunk(cid: string): Promise<boolean> {
+    return this.#store.has(cid);
+  }
+
+  /** Prove possession of `cids` under `nonce`. */
+  proveChunks(nonce: Uint8Array, cids: readonly string[]): Promise<(Uint8Array | null)[]> {
+    return proveFromStore(this.#store, nonce, cids);
+  }
+}

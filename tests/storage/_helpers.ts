@@ -1,0 +1,72 @@
+/** Shared helpers of the storage tests. */
+
+/** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
+export function pseudoRandomBytes(length: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** A stream of `bytes` in pieces of `pieceSize` (odd sizes exercise the chunker). */
+export function streamOf(bytes: Uint8Array, pieceSize = 10_007): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (offset >= bytes.length) return controller.close();
+      controller.enqueue(bytes.slice(offset, offset + pieceSize));
+      offset += pieceSize;
+    },
+  });
+}
+
+/** Read a whole stream. */
+export async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const p of stream) parts.push(p);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Every regular file under `dir`, recursively. */
+export async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) out.push(...await filesUnder(path));
+    else if (entry.isFile) out.push(path);
+  }
+  return out;
+}
+
+/** Path of the stored file of `cid` in a chunk store at `dir`. */
+export function chunkPath(dir: string, cid: string): string {
+  return `${dir}/chunks/${cid.slice(-2)}/${cid}`;
+}
+
+/** Flip one bit of a file in place. */
+export async function flipBit(path: string, byteIndex = 0): Promise<void> {
+  const bytes = await Deno.readFile(path);
+  bytes[byteIndex] ^= 0x01;
+  await Deno.writeFile(path, bytes);
+}
+
+/** In-progress (temp) write files of a chunk store at `dir`. */
+export async function tempFilesUnder(dir: string): Promise<string[]> {
+  return (await filesUnder(`${dir}/chunks`)).filter((p) => {
+    const name = p.slice(p.lastIndexOf("/") + 1);
+    return name.startsWith(".") && name.endsWith(".tmp");
+  });
+}

@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { Identity } from "../../protocols/identity.ts";
+import { type Verdict, verifyVerdict } from "../../protocols/verdict.ts";
+import { StorageAuditor } from "../../storage/audit.ts";
+import { ChunkStore } from "../../storage/chunk_store.ts";
+import { FileStore } from "../../storage/file_store.ts";
+import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
+import { chunkPath, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+
+async function setup() {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir, { durable: false });
+  const holder = new LocalStoragePeer(store, Identity.generate().publicKey);
+  const files = new FileStore(store, { chunkSize: 1024 });
+  const { cid } = await files.put(streamOf(pseudoRandomBytes(16 * 1024)));
+  const chunks = (await files.manifest(cid)).chunks;
+  // The validator's reference copies (in a real node: fetched from other replicas, verified).
+  const reference = new Map<string, Uint8Array>();
+  for (const c of chunks) reference.set(c, await store.get(c));
+  const verdicts: Verdict[] = [];
+  const validator = Identity.generate();
+  const auditor = new StorageAuditor({
+    identity: validator,
+    reference: (c) => Promise.resolve(reference.get(c)!),
+    sampleSize: chunks.length, // sample everything so the test is deterministic
+    onVerdict: (v) => {
+      verdicts.push(v);
+    },
+  });
+  return { dir, holder, chunks, auditor, verdicts, validator };
+}
+
+Deno.test("an honest holder passes an audit and no verdict is issued", async () => {
+  const { dir, holder, chunks, auditor, verdicts } = await setup();
+  const result = await auditor.audit(holder, chunks);
+  assert.equal(result.passed, true);
+  assert.equal(result.sampled.length, chunks.length);
+  assert.equal(result.verdict, undefined);
+  assert.equal(verdicts.length, 0);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a holder that dropped a chunk fails with a signed storage verdict", async () => {
+  const { dir, holder, chunks, auditor, verdicts, validator } = await setup();
+  await Deno.remove(chunkPath(dir, chunks[5]));
+  const result = await auditor.audit(holder, chunks);
+  assert.equal(result.passed, false);
+  assert.deepEqual(result.failures, [{ cid: chunks[5], reason: "missing_chunk" }]);
+  assert.equal(verdicts.length, 1);
+  const v = verdicts[0];
+  assert.equal(v, result.verdict);
+  assert.equal(v.subject, "storage");
+  assert.equal(v.outcome, "invalid");
+  assert.equal(v.reason, "missing_chunk");
+  assert.deepEqual(v.target, holder.publicKey);
+  assert.deepEqual(v.validator, validator.publicKey);
+  assert.equal(v.details?.firstFailedCid, chunks[5]);
+  assert.equal(verifyVerdict(v), true);
+  assert.equal(verifyVerdict({ ...v, reason: "ok" }), false, "the signature covers the verdict");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a holder that answers without the bytes (replayed or guessed proofs) fails", async () => {
+  const { dir, holder, chunks, auditor } = await setup();
+  // A cheat that kept proofs from an earlier round instead of the data.
+  const oldNonce = new Uint8Array(32);
+  const stale = await holder.proveChunks(oldNonce, chunks);
+  const cheat: StoragePeer = {
+    id: holder.id,
+    publicKey: holder.publicKey,
+    putChunk: () => Promise.resolve(),
+    getChunk: () => Promise.reject(new Error("dropped")),
+    hasChunk: () => Promise.resolve(true),
+    proveChunks: (_nonce, cids) => Promise.resolve(cids.map((c) => stale[chunks.indexOf(c)])),
+  };
+  const result = await auditor.audit(cheat, chunks);
+  assert.equal(result.passed, false);
+  assert.ok(result.failures.every((f) => f.reason === "wrong_proof"));
+  assert.equal(verifyVerdict(result.verdict), true);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a holder that does not answer fails with reason no_response", async () => {
+  const { dir, holder, chunks } = await setup();
+  const silent: StoragePeer = {
+    ...holder,
+    id: holder.id,
+    publicKey: holder.publicKey,
+    putChunk: () => Promise.resolve(),
+    getChunk: () => Promise.reject(new Error("x")),
+    hasChunk: () => Promise.resolve(true),
+    proveChunks: (_n, _c, o) =>
+      new Promise((_, reject) =>
+        o?.signal?.addEventListener("abort", () => reject(o.signal!.reason))
+      ),
+  };
+  const auditor = new StorageAuditor({
+    identity: Identity.generate(),
+    reference: () => Promise.reject(new Error("unused")),
+    timeoutMs: 50,
+  });
+  const result = await auditor.audit(silent, chunks);
+  assert.equal(result.passed, false);
+  assert.equal(result.verdict?.reason, "no_response");
+  await Deno.remove(dir, { recursive: true });
+});

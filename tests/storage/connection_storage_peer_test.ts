@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { cidOf } from "../../protocols/cid.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { verifyVerdict } from "../../protocols/verdict.ts";
+import { StorageAuditor } from "../../storage/audit.ts";
+import { ChunkStore } from "../../storage/chunk_store.ts";
+import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
+import { ChunkNotFoundError, CorruptChunkError } from "../../storage/errors.ts";
+import { FileStore } from "../../storage/file_store.ts";
+import { ReplicatedStore } from "../../storage/replicated_store.ts";
+import { LocalStoragePeer } from "../../storage/storage_peer.ts";
+import { chunkPath, flipBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+
+interface RemoteNode {
+  dir: string;
+  local: LocalStoragePeer;
+  remote: ConnectionStoragePeer;
+  connections: Connection[];
+}
+
+async function remoteNode(): Promise<RemoteNode> {
+  const dir = await Deno.makeTempDir();
+  const local = new LocalStoragePeer(
+    await ChunkStore.open(dir, { durable: false }),
+    Identity.generate().publicKey,
+  );
+  const [a, b] = memoryDuplexPair();
+  const server = serveStoragePeer(new Connection(b), local);
+  const client = new Connection(a);
+  return {
+    dir,
+    local,
+    remote: new ConnectionStoragePeer(client, local.publicKey),
+    connections: [client, server],
+  };
+}
+
+async function shutdown(nodes: RemoteNode[]) {
+  for (const n of nodes) {
+    await n.connections[0].close();
+    await n.connections[1].close();
+    await Deno.remove(n.dir, { recursive: true });
+  }
+}
+
+Deno.test("chunks cross a Connection verified; remote failures keep their storage codes", async () => {
+  const node = await remoteNode();
+  const bytes = pseudoRandomBytes(100_000);
+  const cid = cidOf(bytes);
+  await node.remote.putChunk(cid, bytes);
+  assert.deepEqual(await node.remote.getChunk(cid), bytes);
+  assert.equal(await node.remote.hasChunk(cid), true);
+  await assert.rejects(node.remote.getChunk(cidOf(new Uint8Array([1]))), ChunkNotFoundError);
+  await assert.rejects(
+    node.remote.putChunk(cidOf(new Uint8Array([1])), new Uint8Array([2])),
+    CorruptChunkError,
+  );
+  await assert.rejects(
+    node.remote.proveChunks(new Uint8Array(5), [cid]),
+    (e: { code: string }) => e.code === "invalid_body",
+  );
+  await shutdown([node]);
+});
+
+Deno.test("a file replicated over connections survives a bit flip and audits fail a dropper", async () => {
+  const nodes = await Promise.all([remoteNode(), remoteNode(), remoteNode()]);
+  const store = new ReplicatedStore(nodes.map((n) => n.remote), {
+    replicas: 2,
+    writeQuorum: 2,
+    readParallelism: 1,
+  });
+  const files = new FileStore(store, { chunkSize: 64 * 1024 });
+  const data = pseudoRandomBytes(600_000, 11);
+  const { cid } = await files.put(streamOf(data, 50_000));
+  const chunks = (await files.manifest(cid)).chunks;
+  // Rot the first holder's copy of chunk 3.
+  const holder = store.holders(chunks[3])[0];
+  const node = nodes.find((n) => n.remote.id === holder.id)!;
+  await flipBit(chunkPath(node.dir, chunks[3]), 7);
+  assert.deepEqual(await files.bytes(cid), data);
+  await store.flush();
+  assert.deepEqual(await node.local.getChunk(chunks[3]), await store.get(chunks[3]));
+
+  // Audit every node on what it should hold; one of them dropped a chunk.
+  const victim = nodes[0];
+  const held = chunks.filter((c) => store.holders(c).some((p) => p.id === victim.remote.id));
+  assert.ok(held.length > 0);
+  await Deno.remove(chunkPath(victim.dir, held[0]));
+  const auditor = new StorageAuditor({
+    identity: Identity.generate(),
+    reference: (c, signal) => store.get(c, { signal }),
+    sampleSize: 64,
+  });
+  const result = await auditor.audit(victim.remote, held);
+  assert.equal(result.passed, false);
+  assert.equal(result.failures[0].reason, "missing_chunk");
+  assert.equal(verifyVerdict(result.verdict), true);
+  for (const other of nodes.slice(1)) {
+    const mine = chunks.filter((c) => store.holders(c).some((p) => p.id === other.remote.id));
+    assert.equal((await auditor.audit(other.remote, mine)).passed, true);
+  }
+  await shutdown(nodes);
+});

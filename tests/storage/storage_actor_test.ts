@@ -1,0 +1,221 @@
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { Verdict } from "../../protocols/verdict.ts";
+import {
+  type PutHandle,
+  StorageActor,
+  StorageActorPeer,
+  type StorageAnswers,
+  type StorageMessage,
+  type StorageReply,
+  unwrapReply,
+} from "../../actors/storage_actor.ts";
+import { type AuditResult, StorageAuditor } from "../../storage/audit.ts";
+import { ReplicatedStore } from "../../storage/replicated_store.ts";
+import { ChunkStore, type ChunkStoreStats } from "../../storage/chunk_store.ts";
+import type { FileInfo } from "../../storage/file_store.ts";
+import { OwnerKey } from "../../storage/private_tier.ts";
+import { LocalStoragePeer } from "../../storage/storage_peer.ts";
+import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+
+Deno.test("StorageActor answers put with a handle at once and serves get, get_bytes and ranges", async () => {
+  const dir = await Deno.makeTempDir();
+  const actor = new StorageActor({ dir, chunkSize: 4096 });
+  await actor.preStart();
+  const data = pseudoRandomBytes(30_000);
+  // A source that has not produced anything yet: the answer must not wait for the transfer.
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  const source = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      await gate;
+      for (let o = 0; o < data.length; o += 5000) controller.enqueue(data.slice(o, o + 5000));
+      controller.close();
+    },
+  });
+  const handle = await actor.receive({ type: "put", source, name: "d.bin" }) as PutHandle;
+  // The actor is free while the put waits on its source.
+  const cap = unwrapReply<ChunkStoreStats>(await actor.receive({ type: "capacity" }));
+  assert.equal(cap.pinCount, 0);
+  release();
+  const { cid, size } = await handle.done;
+  assert.equal(size, data.length);
+  const stream = unwrapReply<ReadableStream<Uint8Array>>(
+    await actor.receive({ type: "get", cid, start: 100, end: 9000 }),
+  );
+  assert.deepEqual(await collect(stream), data.slice(100, 9000));
+  assert.deepEqual(unwrapReply(await actor.receive({ type: "get_bytes", cid })), data);
+  const list = unwrapReply<FileInfo[]>(await actor.receive({ type: "list" }));
+  assert.deepEqual(list.map((f) => [f.cid, f.name]), [[cid, "d.bin"]]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("StorageActor answers expected failures as typed error replies instead of crashing", async () => {
+  const dir = await Deno.makeTempDir();
+  const actor = new StorageActor({ dir, store: { quotaBytes: 1000 } });
+  const missing = await actor.receive({
+    type: "get_bytes",
+    cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+  }) as StorageReply<Uint8Array>;
+  assert.equal(missing.ok, false);
+  assert.equal(!missing.ok && missing.error.code, "chunk_not_found");
+  const bad = await actor.receive({ type: "stat", cid: "garbage" }) as StorageReply<unknown>;
+  assert.equal(!bad.ok && bad.error.code, "invalid_cid");
+  const tooBig = await actor.receive({ type: "put", source: streamOf(pseudoRandomBytes(5000)) });
+  await assert.rejects(
+    (tooBig as PutHandle).done,
+    (e: { code: string }) => e.code === "quota_exceeded",
+  );
+  const noKey = await actor.receive({
+    type: "put",
+    source: streamOf(new Uint8Array(10)),
+    private: true,
+  }) as PutHandle;
+  await assert.rejects(noKey.done, (e: { code: string }) => e.code === "key_required");
+  assert.throws(() => unwrapReply(missing), (e: { code: string }) => e.code === "chunk_not_found");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("StorageActor stores private files, pins, collects garbage and audits holders", async () => {
+  const dir = await Deno.makeTempDir();
+  const verdicts: Verdict[] = [];
+  const ownerKey = await OwnerKey.fromSecret(new Uint8Array(32).fill(9));
+  const actor = new StorageActor({
+    dir,
+    chunkSize: 1024,
+    ownerKey,
+    identity: Identity.generate(),
+    onVerdict: (v) => {
+      verdicts.push(v);
+    },
+  });
+  const secret = new TextEncoder().encode("top secret ".repeat(300));
+  const { cid } = await (await actor.receive({
+    type: "put",
+    source: streamOf(secret),
+    private: true,
+  }) as PutHandle).done;
+  assert.deepEqual(unwrapReply(await actor.receive({ type: "get_bytes", cid })), secret);
+  const info = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid }));
+  assert.equal(info.tier, "private");
+  assert.equal(info.size, secret.length);
+
+  const temp = unwrapReply<{ cid: string }>(
+    await actor.receive({ type: "put_bytes", bytes: new Uint8Array([1, 2, 3]), pin: false }),
+  );
+  const gc = unwrapReply<{ removed: number }>(await actor.receive({ type: "gc", graceMs: -1 }));
+  assert.equal(gc.removed, 2); // the unpinned file: its chunk and its manifest
+  assert.equal(
+    (await actor.receive({ type: "get_bytes", cid: temp.cid }) as StorageReply<unknown>).ok,
+    false,
+  );
+
+  // This node audits another holder that kept only half of what it was given.
+  const holderStore = await ChunkStore.open(await Deno.makeTempDir(), { durable: false });
+  const holder = new LocalStoragePeer(holderStore, Identity.generate().publicKey);
+  const chunks = info.chunks;
+  for (const c of chunks.slice(0, 2)) {
+    const bytes = unwrapReply<Uint8Array>(await actor.receive({ type: "get_chunk", cid: c }));
+    await holder.putChunk(c, bytes);
+  }
+  const ok = unwrapReply<AuditResult>(
+    await actor.receive({ type: "audit", holder, cids: chunks.slice(0, 2) }),
+  );
+  assert.equal(ok.passed, true);
+  const failed = unwrapReply<AuditResult>(
+    await actor.receive({ type: "audit", holder, cids: chunks }),
+  );
+  assert.equal(failed.passed, false);
+  assert.equal(verdicts.length, 1);
+  assert.equal(verdicts[0].reason, "missing_chunk");
+  await Deno.remove(holderStore.dir, { recursive: true });
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("StorageActor runs under the actor system: asks are answered and it stays up after errors", async () => {
+  const dir = await Deno.makeTempDir();
+  const system = new ActorSystem({ name: "storage-test" });
+  try {
+    const ref = await system.spawn<StorageMessage>({
+      name: "node/storage",
+      factory: () => new StorageActor({ dir, chunkSize: 4096 }),
+    });
+    const data = pseudoRandomBytes(20_000, 5);
+    const handle = await ref.ask<PutHandle>({ type: "put", source: streamOf(data) });
+    const { cid } = await handle.done;
+    const missing = await ref.ask<StorageReply<Uint8Array>>({
+      type: "get_bytes",
+      cid: "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+    });
+    assert.equal(!missing.ok && missing.error.code, "chunk_not_found");
+    const bytes = unwrapReply<StorageAnswers["get_bytes"]>(
+      await ref.ask({ type: "get_bytes", cid }),
+    );
+    assert.deepEqual(bytes, data);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("StorageActorPeer lets a replicated store and an auditor use a node through its actor", async () => {
+  const dir = await Deno.makeTempDir();
+  const system = new ActorSystem({ name: "storage-peer-test" });
+  try {
+    const ref = await system.spawn<StorageMessage>({
+      name: "node/storage",
+      factory: () => new StorageActor({ dir }),
+    });
+    const peer = new StorageActorPeer(ref, Identity.generate().publicKey);
+    const bytes = pseudoRandomBytes(1000, 3);
+    const store = new ReplicatedStore([peer], { replicas: 1, writeQuorum: 1 });
+    const cid = await store.put(bytes);
+    assert.deepEqual(await store.get(cid), bytes);
+    assert.equal(await peer.hasChunk(cid), true);
+    await assert.rejects(
+      peer.getChunk("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"),
+      (e: { code: string }) => e.code === "chunk_not_found",
+    );
+    const auditor = new StorageAuditor({
+      identity: Identity.generate(),
+      reference: () => Promise.resolve(bytes),
+    });
+    assert.equal((await auditor.audit(peer, [cid])).passed, true);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("set_peers switches the actor's files to replicated storage and repair restores copies", async () => {
+  const dir = await Deno.makeTempDir();
+  const peerDirs = [await Deno.makeTempDir(), await Deno.makeTempDir()];
+  const peers = await Promise.all(
+    peerDirs.map(async (d) =>
+      new LocalStoragePeer(
+        await ChunkStore.open(d, { durable: false }),
+        Identity.generate().publicKey,
+      )
+    ),
+  );
+  const actor = new StorageActor({
+    dir,
+    chunkSize: 1024,
+    replication: { replicas: 2, writeQuorum: 2 },
+  });
+  unwrapReply(await actor.receive({ type: "set_peers", peers }));
+  const data = pseudoRandomBytes(5000, 8);
+  const { cid } = await (await actor.receive({ type: "put", source: streamOf(data) }) as PutHandle)
+    .done;
+  assert.equal(await peers[0].hasChunk(cid), true);
+  assert.equal(await peers[1].hasChunk(cid), true);
+  await peers[1].store.delete(cid);
+  const report = unwrapReply<StorageAnswers["repair"]>(await actor.receive({ type: "repair" }));
+  assert.deepEqual(report.lost, []);
+  assert.ok(report.checked >= 2, "the pinned file's manifest and chunks were checked");
+  // Restored by the pass itself or by the read repair of its verified read.
+  assert.equal(await peers[1].hasChunk(cid), true);
+  assert.deepEqual(unwrapReply(await actor.receive({ type: "get_bytes", cid })), data);
+  for (const d of [dir, ...peerDirs]) await Deno.remove(d, { recursive: true });
+});

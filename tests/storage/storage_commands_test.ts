@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { runGet, runLs, runPut } from "../../storage/storage_commands.ts";
+import { pseudoRandomBytes } from "./_helpers.ts";
+
+/** Run a command with console.log/error captured. */
+async function capture(fn: () => Promise<number>) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = console.log;
+  const error = console.error;
+  console.log = (...a: unknown[]) => out.push(a.join(" "));
+  console.error = (...a: unknown[]) => err.push(a.join(" "));
+  try {
+    const code = await fn();
+    return { code, out: out.join("\n"), err: err.join("\n") };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+Deno.test("cli put prints a CID that cli get writes back byte for byte; ls lists it", async () => {
+  const dir = await Deno.makeTempDir();
+  const input = `${dir}/in.bin`;
+  const data = pseudoRandomBytes(700_000);
+  await Deno.writeFile(input, data);
+  const put = await capture(() => runPut(["--data", `${dir}/node`, input]));
+  assert.equal(put.code, 0, put.err);
+  const cid = put.out.trim();
+  assert.match(cid, /^bafkrei[a-z2-7]+$/);
+  const get = await capture(() => runGet([cid, "-o", `${dir}/out.bin`, "--data", `${dir}/node`]));
+  assert.equal(get.code, 0, get.err);
+  assert.deepEqual(await Deno.readFile(`${dir}/out.bin`), data);
+  const range = await capture(() =>
+    runGet([cid, "-o", `${dir}/part.bin`, "--range", "1000-300000", "--data", `${dir}/node`])
+  );
+  assert.equal(range.code, 0, range.err);
+  assert.deepEqual(await Deno.readFile(`${dir}/part.bin`), data.slice(1000, 300_000));
+  const ls = await capture(() => runLs(["--data", `${dir}/node`]));
+  assert.equal(ls.code, 0);
+  assert.match(ls.out, new RegExp(`${cid}\\s+public\\s+683\\.6 KiB\\s+in\\.bin`));
+  assert.match(ls.out, /1 files, 4 objects/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli private put needs the same key to get; a wrong key file is authentication_failed", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeFile(`${dir}/in.txt`, new TextEncoder().encode("private words"));
+  await Deno.writeFile(`${dir}/k1`, new Uint8Array(32).fill(1));
+  await Deno.writeFile(`${dir}/k2`, new Uint8Array(32).fill(2));
+  const node = `${dir}/node`;
+  const put = await capture(() =>
+    runPut(["--private", "--key-file", `${dir}/k1`, "--data", node, `${dir}/in.txt`])
+  );
+  assert.equal(put.code, 0, put.err);
+  const cid = put.out.trim();
+  const bad = await capture(() =>
+    runGet([cid, "--key-file", `${dir}/k2`, "-o", `${dir}/o.txt`, "--data", node])
+  );
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /error \[authentication_failed\]/);
+  await assert.rejects(Deno.stat(`${dir}/o.txt`), Deno.errors.NotFound);
+  const good = await capture(() =>
+    runGet([cid, "--key-file", `${dir}/k1`, "-o", `${dir}/o.txt`, "--data", node])
+  );
+  assert.equal(good.code, 0, good.err);
+  assert.equal(await Deno.readTextFile(`${dir}/o.txt`), "private words");
+  // With no --key-file the node identity is the key, created on first use.
+  const idPut = await capture(() => runPut(["--private", "--data", node, `${dir}/in.txt`]));
+  assert.equal(idPut.code, 0, idPut.err);
+  assert.equal((await Deno.stat(`${node}/identity.key`)).size, 32);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli reports unknown CIDs, quota and usage errors with codes and exit status", async () => {
+  const dir = await Deno.makeTempDir();
+  const node = `${dir}/node`;
+  const unknown = await capture(() =>
+    runGet(["bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", "--data", node])
+  );
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.err, /chunk_not_found/);
+  const invalid = await capture(() => runGet(["nope", "--data", node]));
+  assert.equal(invalid.code, 1);
+  assert.match(invalid.err, /invalid_cid/);
+  await Deno.writeFile(`${dir}/big`, pseudoRandomBytes(100_000));
+  const quota = await capture(() => runPut(["--quota", "50000", "--data", node, `${dir}/big`]));
+  assert.equal(quota.code, 1);
+  assert.match(quota.err, /quota_exceeded/);
+  assert.equal((await capture(() => runPut(["--data", node]))).code, 2);
+  assert.equal((await capture(() => runGet(["--bogus"]))).code, 2);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli get of a private file without any key is key_required and creates no identity", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeFile(`${dir}/in.txt`, new TextEncoder().encode("x"));
+  await Deno.writeFile(`${dir}/k`, new Uint8Array(32).fill(7));
+  const put = await capture(() =>
+    runPut(["--private", "--key-file", `${dir}/k`, "--data", `${dir}/node`, `${dir}/in.txt`])
+  );
+  const get = await capture(() => runGet([put.out.trim(), "--data", `${dir}/node`]));
+  assert.equal(get.code, 1);
+  assert.match(get.err, /key_required/);
+  await assert.rejects(Deno.stat(`${dir}/node/identity.key`), Deno.errors.NotFound);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli --progress draws a progress bar on stderr and keeps stdout to the CID", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeFile(`${dir}/in.bin`, pseudoRandomBytes(3_000_000));
+  const script = new URL("./_run_storage_command.ts", import.meta.url).pathname;
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, "put", "--progress", "--data", `${dir}/node`, `${dir}/in.bin`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
+  assert.match(new TextDecoder().decode(stdout), /^bafkrei[a-z2-7]+\n$/);
+  assert.match(new TextDecoder().decode(stderr), /put \[#{30}\] 100% 2\.9 MiB \/ 2\.9 MiB/);
+  await Deno.remove(dir, { recursive: true });
+});
