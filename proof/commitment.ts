@@ -1,7 +1,7 @@
 /**
  * The commitment to a text job's tokens and fingerprints, and the proof data behind it.
  *
- * Positions are grouped into chunks of {@link DEFAULT_CHUNK_SIZE}; chunk c is one Merkle leaf
+ * Positions are grouped into chunks of {@link DEFAULT_COMMITMENT_CHUNK_SIZE}; chunk c is one Merkle leaf
  * `H(0x00 ‖ u32 c ‖ H(tokens of c) ‖ H(fingerprints of c))`. Hashing the two halves separately
  * lets a fraud proof include a chunk's tokens (needed to rebuild the prefix) while replacing
  * its fingerprints by their hash when none of them is cited. The commitment root signed in the
@@ -24,7 +24,7 @@ import { bytesEqual, merklePath, merkleRoot, rootFromPath } from "./merkle.ts";
  * Positions per Merkle leaf. 32 balances fraud-proof size (a cited position drags in its
  * chunk: 32 × 6 bytes) against path length (one 32-byte hash per doubling of chunks).
  */
-export const DEFAULT_CHUNK_SIZE = 32;
+export const DEFAULT_COMMITMENT_CHUNK_SIZE = 32;
 const LEAF_DOMAIN = 0x00;
 const ROOT_DOMAIN = 0x02;
 /** Largest vocabulary whose token ids fit the 2-byte encoding. */

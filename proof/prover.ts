@@ -21,7 +21,7 @@ import {
 } from "./fingerprint.ts";
 import {
   commitmentRoot,
-  DEFAULT_CHUNK_SIZE,
+  DEFAULT_COMMITMENT_CHUNK_SIZE,
   packTokens,
   type ProofData,
   tokenBytesFor,
@@ -29,7 +29,7 @@ import {
 
 /** Options of {@link proveJob}. */
 export interface ProveOptions {
-  /** Positions per Merkle leaf; default {@link DEFAULT_CHUNK_SIZE}. */
+  /** Positions per Merkle leaf; default {@link DEFAULT_COMMITMENT_CHUNK_SIZE}. */
   chunkSize?: number;
   /** Clock in unix ms; default `Date.now`. */
   now?: () => number;
@@ -106,7 +106,7 @@ export async function proveJob(
     output += chunk.text;
   }
   const end = now();
-  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const chunkSize = options.chunkSize ?? DEFAULT_COMMITMENT_CHUNK_SIZE;
   const proof: ProofData = {
     scheme: FINGERPRINT_SCHEME,
     chunkSize,

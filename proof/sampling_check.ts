@@ -55,7 +55,8 @@ export interface SamplingCheck {
   hi: number;
 }
 
-type Rule = Pick<GenerationParams, "temperature" | "topK" | "topP" | "seed">;
+/** The part of a job's parameters that decides which token is sampled at a position. */
+export type SamplingRule = Pick<GenerationParams, "temperature" | "topK" | "topP" | "seed">;
 
 /**
  * Check that `token` at output position `position` follows the rule from the logits row
@@ -72,7 +73,7 @@ export function checkSampledToken(
   logits: Float32Array,
   token: number,
   position: number,
-  params: Rule,
+  params: SamplingRule,
   tolerance: SamplingTolerance = DEFAULT_SAMPLING_TOLERANCE,
   offset = 0,
   vocabSize: number = logits.length - offset,

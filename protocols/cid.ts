@@ -17,6 +17,11 @@ export const SHA2_256_CODE = 0x12;
 
 /** A string that is not a CIDv1 raw sha2-256 id. */
 export class InvalidCidError extends VeriflowError {
+  /**
+   * Create the error.
+   * @param input The rejected string.
+   * @param reason Why it was rejected.
+   */
   constructor(input: string, reason: string) {
     super("invalid_cid", `not a valid Veriflow CID (${reason}): ${input.slice(0, 80)}`);
   }

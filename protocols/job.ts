@@ -38,6 +38,7 @@ export const DEFAULT_GENERATION_PARAMS: Readonly<GenerationParams> = Object.free
 
 /** A text-generation job. */
 export interface TextJob {
+  /** Discriminant. */
   kind: "text";
   /** CID of the model file. */
   model: string;
@@ -61,6 +62,7 @@ export interface TensorData {
 
 /** A one-shot job: named input tensors in, output tensors out. */
 export interface TensorJob {
+  /** Discriminant. */
   kind: "tensor";
   /** CID of the model file. */
   model: string;

@@ -1,0 +1,173 @@
+/**
+ * Veriflow: a node for a decentralized AI network that stores data across peers, streams model
+ * inference token by token, and proves to sampling validators that the work was really done.
+ *
+ * This module re-exports the public API; it holds no logic.
+ *
+ * @example Run a node in-process
+ * ```ts ignore
+ * import { parseNodeConfig, startNode } from "./mod.ts";
+ *
+ * const node = await startNode(parseNodeConfig({ http: { port: 0 } }), { log: console.log });
+ * console.log(node.url, node.tree());
+ * await node.shutdown();
+ * ```
+ *
+ * @example Check a receipt you were given
+ * ```ts ignore
+ * import { verifyReceipt } from "./mod.ts";
+ *
+ * const check = verifyReceipt(receipt, { job, output: text });
+ * if (!check.ok) throw new Error(check.reason);
+ * ```
+ *
+ * @module
+ */
+
+// Shared foundations
+export * from "./protocols/errors.ts";
+export * from "./protocols/cbor.ts";
+export * from "./protocols/hash.ts";
+export * from "./protocols/identity.ts";
+export * from "./protocols/job.ts";
+export * from "./protocols/cid.ts";
+
+// Actor runtime
+export * from "./actors/actor.ts";
+export * from "./actors/actor_ref.ts";
+export * from "./actors/actor_system.ts";
+export * from "./actors/supervisor.ts";
+export * from "./actors/mailbox.ts";
+export * from "./actors/events.ts";
+export * from "./actors/errors.ts";
+export * from "./actors/registry.ts";
+
+// Wire protocol
+export * from "./protocols/envelope.ts";
+export * from "./protocols/envelope_signing.ts";
+export * from "./protocols/message_registry.ts";
+export * from "./protocols/messages.ts";
+export * from "./protocols/protocol_errors.ts";
+export * from "./protocols/cbor_guard.ts";
+export * from "./protocols/connection.ts";
+export * from "./protocols/memory_duplex.ts";
+export * from "./streams/length_prefixed_stream.ts";
+export * from "./streams/cbor_stream.ts";
+
+// Inference
+export * from "./inference/text_model.ts";
+export type { SessionOptions } from "./inference/_session.ts";
+export * from "./inference/tensor_model.ts";
+export * from "./inference/model_registry.ts";
+export * from "./inference/model_builder.ts";
+export * from "./inference/builtin_model.ts";
+export * from "./inference/sampler.ts";
+export * from "./inference/counter_rng.ts";
+export * from "./inference/text_tokenizer.ts";
+export * from "./inference/byte_tokenizer.ts";
+export * from "./inference/errors.ts";
+
+// Proof of Inference
+export {
+  inputHashOf,
+  MalformedReceiptError,
+  parseReceipt,
+  type Receipt,
+  RECEIPT_VERSION,
+  type ReceiptCheck,
+  type ReceiptCommitment,
+  type ReceiptFailure,
+  receiptId,
+  receiptSigningBytes,
+  type ReceiptTimings,
+  signReceipt,
+  tensorOutputHash,
+  textOutputHash,
+  type UnsignedReceipt,
+  verifyReceipt,
+  type VerifyReceiptOptions,
+} from "./protocols/receipt.ts";
+export {
+  MalformedVerdictError,
+  parseVerdict,
+  signVerdict,
+  type UnsignedVerdict,
+  type Verdict,
+  VERDICT_VERSION,
+  verdictId,
+  type VerdictOutcome,
+  verdictSigningBytes,
+  verifyVerdict,
+} from "./protocols/verdict.ts";
+export {
+  type CitedPosition,
+  FRAUD_PROOF_VERSION,
+  type FraudChunk,
+  type FraudKind,
+  type FraudProof,
+  fraudProofHash,
+  fraudProofSigningBytes,
+  fraudProofSize,
+  MalformedFraudProofError,
+  parseFraudProof,
+  signFraudProof,
+  type UnsignedFraudProof,
+  verifyFraudProofSignature,
+} from "./protocols/fraud_proof.ts";
+export * from "./proof/prover.ts";
+export * from "./proof/validation.ts";
+export * from "./proof/fraud_check.ts";
+export {
+  type ChunkOpening,
+  CommitmentMismatchError,
+  commitmentRoot,
+  DEFAULT_COMMITMENT_CHUNK_SIZE,
+  openChunks,
+  type ProofData,
+  verifyOpenings,
+} from "./proof/commitment.ts";
+export type { ProofModel, ProofTensorModel } from "./proof/_common.ts";
+export * from "./proof/fingerprint.ts";
+export * from "./proof/sampling_check.ts";
+export * from "./proof/challenge.ts";
+export * from "./proof/ledger.ts";
+export * from "./proof/economics.ts";
+export * from "./proof/private_input.ts";
+export * from "./actors/prover_actor.ts";
+export * from "./actors/validator_actor.ts";
+
+// Storage
+export * from "./storage/chunk_store.ts";
+export * from "./storage/file_store.ts";
+export * from "./storage/block_store.ts";
+export * from "./storage/private_tier.ts";
+export * from "./storage/replicated_store.ts";
+export * from "./storage/rendezvous.ts";
+export * from "./storage/storage_peer.ts";
+export * from "./storage/connection_storage_peer.ts";
+export * from "./storage/audit.ts";
+export * from "./storage/errors.ts";
+export {
+  decodeManifest,
+  encodeManifest,
+  type Manifest,
+  MANIFEST_TYPE,
+  MANIFEST_VERSION,
+  manifestCid,
+  type PrivateManifest,
+  type PublicManifest,
+  type SealedFileInfo,
+  type StorageTier,
+} from "./protocols/manifest.ts";
+export {
+  registerStorageMessages,
+  STORAGE_MESSAGES,
+  storageRegistry,
+} from "./protocols/storage_messages.ts";
+export * from "./streams/chunker_stream.ts";
+export * from "./actors/storage_actor.ts";
+
+// The node
+export * from "./node/config.ts";
+export * from "./node/node.ts";
+export * from "./node/node_identity.ts";

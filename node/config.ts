@@ -1,0 +1,109 @@
+/**
+ * The node's configuration: one zod schema, validated once at the edge (config file + flags),
+ * trusted everywhere behind it. Every field has a default, so an empty file is a working node.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { VeriflowError } from "../protocols/errors.ts";
+
+/** The configuration file failed to parse or validate. */
+export class ConfigError extends VeriflowError {
+  /**
+   * Create the error.
+   * @param message What is wrong, field by field.
+   * @param options Standard error options.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super("invalid_config", message, options);
+  }
+}
+
+/** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
+const nodeConfigSchema = z.object({
+  /** Where the node keeps its identity, models, chunks and ledger. */
+  dataDir: z.string().min(1).default(".veriflow"),
+  /** Which actors this node runs. */
+  roles: z.object({
+    storage: z.boolean().default(true),
+    inference: z.boolean().default(true),
+    prover: z.boolean().default(true),
+    validator: z.boolean().default(true),
+  }).prefault({}),
+  http: z.object({
+    /** Loopback by default: exposing the API to a network is an explicit choice. */
+    hostname: z.string().default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535).default(8080),
+  }).prefault({}),
+  model: z.object({
+    /** Directory of an exported model (model.onnx, tokenizer.json, config.json); built-in when absent. */
+    dir: z.string().optional(),
+    /** Size of the built-in model. */
+    size: z.enum(["tiny", "small"]).default("tiny"),
+    /** Seed of the built-in model's weights. */
+    seed: z.number().int().min(0).default(0),
+    /** Execution provider to ask for; falls back to CPU when CUDA is not present. */
+    executionProvider: z.enum(["cpu", "cuda"]).default("cpu"),
+  }).prefault({}),
+  inference: z.object({
+    /** Jobs computed at once per model; more wait in the queue. */
+    concurrency: z.number().int().min(1).max(256).default(4),
+    /** Jobs allowed to wait; beyond that requests get 429. */
+    queueLimit: z.number().int().min(0).max(100_000).default(64),
+  }).prefault({}),
+  /** Milliseconds between heartbeat lines; 0 turns them off. */
+  heartbeatMs: z.number().int().min(0).default(10_000),
+});
+
+/** A validated node configuration with every default filled in (see README, "Configuration"). */
+export interface NodeConfig {
+  /** Where the node keeps its identity, models, chunks, proofs and ledger. Default `.veriflow`. */
+  dataDir: string;
+  /** Which actors this node runs; all on by default. */
+  roles: { storage: boolean; inference: boolean; prover: boolean; validator: boolean };
+  /** Where the HTTP/WebSocket API listens. Default 127.0.0.1:8080. */
+  http: { hostname: string; port: number };
+  /** The served model: an exported model directory, or the built-in model of `size` and `seed`. */
+  model: {
+    dir?: string;
+    size: "tiny" | "small";
+    seed: number;
+    executionProvider: "cpu" | "cuda";
+  };
+  /** Jobs computed at once per model, and jobs allowed to wait. Default 4 and 64. */
+  inference: { concurrency: number; queueLimit: number };
+  /** Milliseconds between heartbeat lines; 0 turns them off. Default 10 000. */
+  heartbeatMs: number;
+}
+
+// Compile-time proof that the schema produces exactly a NodeConfig.
+const _schemaMatches: (c: z.infer<typeof nodeConfigSchema>) => NodeConfig = (c) => c;
+
+/** Validate a raw configuration value (from JSON); throws {@link ConfigError} with every issue. */
+export function parseNodeConfig(raw: unknown): NodeConfig {
+  const result = nodeConfigSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    const issues = result.error.issues.map((i) =>
+      `  ${i.path.join(".") || "(root)"}: ${i.message}`
+    );
+    throw new ConfigError(`invalid configuration:\n${issues.join("\n")}`);
+  }
+  return result.data;
+}
+
+/** Read and validate a JSON configuration file. */
+export async function loadNodeConfig(path: string): Promise<NodeConfig> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (cause) {
+    throw new ConfigError(`cannot read configuration file ${path}`, { cause });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (cause) {
+    throw new ConfigError(`${path} is not valid JSON: ${(cause as Error).message}`, { cause });
+  }
+  return parseNodeConfig(raw);
+}

@@ -1,0 +1,91 @@
+/**
+ * `cli.ts start`: read the configuration (file, then flags on top), start the node, print its
+ * supervision tree and URLs, and run until SIGINT/SIGTERM, then shut down gracefully.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { ConfigError, loadNodeConfig, type NodeConfig, parseNodeConfig } from "./config.ts";
+import { startNode } from "./node.ts";
+
+const HELP = `Usage: cli.ts start [options]
+
+  --config FILE     JSON configuration (see README, "Configuration")
+  --port N          HTTP/WebSocket port (default 8080; 0 picks a free one)
+  --host H          address to listen on (default 127.0.0.1)
+  --data DIR        data directory (default .veriflow)
+  --model DIR       serve an exported model directory instead of the built-in model
+  --model-size S    built-in model size: tiny (default) or small
+  --cuda            ask for the CUDA execution provider (falls back to CPU)
+  --no-storage, --no-inference, --no-prover, --no-validator
+                    switch a role off
+  --heartbeat MS    milliseconds between heartbeat lines (0: off)`;
+
+/** Parse `start` flags into a validated configuration. */
+export async function configFromArgs(args: string[]): Promise<NodeConfig> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      config: { type: "string" },
+      port: { type: "string" },
+      host: { type: "string" },
+      data: { type: "string" },
+      model: { type: "string" },
+      "model-size": { type: "string" },
+      cuda: { type: "boolean" },
+      "no-storage": { type: "boolean" },
+      "no-inference": { type: "boolean" },
+      "no-prover": { type: "boolean" },
+      "no-validator": { type: "boolean" },
+      heartbeat: { type: "string" },
+    },
+  });
+  const base: Record<string, unknown> = values.config
+    ? structuredClone(await loadNodeConfig(values.config))
+    : {};
+  const section = (key: string) => (base[key] ??= {}) as Record<string, unknown>;
+  const num = (flag: string, text: string) => {
+    const n = Number(text);
+    if (!Number.isFinite(n)) throw new ConfigError(`--${flag} expects a number, got "${text}"`);
+    return n;
+  };
+  if (values.port !== undefined) section("http").port = num("port", values.port);
+  if (values.host !== undefined) section("http").hostname = values.host;
+  if (values.data !== undefined) base.dataDir = values.data;
+  if (values.model !== undefined) section("model").dir = values.model;
+  if (values["model-size"] !== undefined) section("model").size = values["model-size"];
+  if (values.cuda) section("model").executionProvider = "cuda";
+  for (const role of ["storage", "inference", "prover", "validator"]) {
+    if (values[`no-${role}` as "no-storage"]) section("roles")[role] = false;
+  }
+  if (values.heartbeat !== undefined) base.heartbeatMs = num("heartbeat", values.heartbeat);
+  return parseNodeConfig(base);
+}
+
+/** Run the `start` command; resolves with the process exit code once the node has stopped. */
+export async function runStart(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(HELP);
+    return 0;
+  }
+  let config: NodeConfig;
+  try {
+    config = await configFromArgs(args);
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const node = await startNode(config, { log: (line) => console.log(line) });
+  const stop = () => {
+    console.log("\nshutting down (stopping children in reverse start order)…");
+    node.shutdown();
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await node.finished;
+  Deno.removeSignalListener("SIGINT", stop);
+  Deno.removeSignalListener("SIGTERM", stop);
+  console.log("stopped.");
+  return 0;
+}
