@@ -53,6 +53,12 @@ const nodeConfigSchema = z.object({
   }).prefault({}),
   /** Milliseconds between heartbeat lines; 0 turns them off. */
   heartbeatMs: z.number().int().min(0).default(10_000),
+  /**
+   * Stake recorded for the node's own key on first start (bookkeeping: there is no token). A
+   * receipt locks `slashMultiplier × tokens × price` of it during its challenge window, so the
+   * default backs about two hundred 256-token jobs per window at the default price.
+   */
+  selfStake: z.number().min(0).default(1_000_000),
 });
 
 /** A validated node configuration with every default filled in (see README, "Configuration"). */
@@ -74,6 +80,8 @@ export interface NodeConfig {
   inference: { concurrency: number; queueLimit: number };
   /** Milliseconds between heartbeat lines; 0 turns them off. Default 10 000. */
   heartbeatMs: number;
+  /** Stake recorded for the node's own key on first start. Default 1 000 000. */
+  selfStake: number;
 }
 
 // Compile-time proof that the schema produces exactly a NodeConfig.

@@ -32,6 +32,7 @@ import {
 import { ProverActor, proverHook, type ProverMessage } from "../actors/prover_actor.ts";
 import { StorageActor, type StorageMessage } from "../actors/storage_actor.ts";
 import {
+  type Account,
   type ReceiptHandled,
   ValidatorActor,
   type ValidatorMessage,
@@ -246,6 +247,15 @@ export async function startNode(
     backoff: { initialMs: NODE_BACKOFF_INITIAL_MS },
     children,
   });
+
+  const validator = lookup<ValidatorMessage>(NODE_ACTORS.validator);
+  if (validator !== undefined && config.selfStake > 0) {
+    const account = await validator.ask<Account>({ type: "account", key: identity.publicKey });
+    if (account.stake === 0) {
+      await validator.ask({ type: "deposit", key: identity.publicKey, amount: config.selfStake });
+      log(`ledger: recorded a stake of ${config.selfStake} for this node's key (first start)`);
+    }
+  }
 
   let server: ReturnType<typeof serve> | undefined;
   const inference = lookup<InferenceMessage>(NODE_ACTORS.inference);

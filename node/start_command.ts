@@ -42,7 +42,7 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
     },
   });
   const base: Record<string, unknown> = values.config
-    ? structuredClone(await loadNodeConfig(values.config))
+    ? structuredClone(await loadNodeConfig(values.config)) as unknown as Record<string, unknown>
     : {};
   const section = (key: string) => (base[key] ??= {}) as Record<string, unknown>;
   const num = (flag: string, text: string) => {

@@ -15,7 +15,7 @@
  */
 import { z } from "zod";
 import { encodeCanonical } from "./cbor.ts";
-import { sha256Hex } from "./hash.ts";
+import { fromHex, sha256Hex } from "./hash.ts";
 import { type Identity, verifySignature } from "./identity.ts";
 import { type GenerationParams, type Job, jobId } from "./job.ts";
 import type { TensorData } from "./job.ts";
@@ -131,9 +131,28 @@ export class MalformedReceiptError extends VeriflowError {
 
 /** Parse and validate an untrusted value as a receipt (throws {@link MalformedReceiptError}). */
 export function parseReceipt(value: unknown): Receipt {
-  const r = ReceiptSchema.safeParse(value);
+  const r = ReceiptSchema.safeParse(fromJsonForm(value));
   if (!r.success) throw new MalformedReceiptError(r.error.message);
   return r.data;
+}
+
+/**
+ * The client APIs deliver receipts as JSON, with `worker` and `sig` as lower-case hex; accept
+ * that form wherever a receipt is parsed, so a requester can check what it was handed as is.
+ */
+function fromJsonForm(value: unknown): unknown {
+  if (value === null || typeof value !== "object") return value;
+  const r = value as Record<string, unknown>;
+  const hexBytes = (v: unknown) => {
+    if (typeof v !== "string") return v;
+    try {
+      return fromHex(v);
+    } catch {
+      return v;
+    }
+  };
+  if (typeof r.worker !== "string" && typeof r.sig !== "string") return value;
+  return { ...r, worker: hexBytes(r.worker), sig: hexBytes(r.sig) };
 }
 
 /** The bytes a receipt's signature covers. */
@@ -227,7 +246,7 @@ export function verifyReceipt(value: unknown, options: VerifyReceiptOptions = {}
     reason,
     message,
   });
-  const parsed = ReceiptSchema.safeParse(value);
+  const parsed = ReceiptSchema.safeParse(fromJsonForm(value));
   if (!parsed.success) return fail("malformed", parsed.error.message);
   const receipt = parsed.data;
   if (options.worker && !sameBytes(options.worker, receipt.worker)) {

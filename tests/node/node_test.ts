@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import { parseNodeConfig } from "../../node/config.ts";
+import { NODE_ACTORS, startNode, type VeriflowNode } from "../../node/node.ts";
+import type { ValidatorMessage } from "../../actors/validator_actor.ts";
+import type { ReceiptRecord } from "../../proof/ledger.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { verifyReceipt } from "../../protocols/receipt.ts";
+
+async function start(dataDir: string, extra: Record<string, unknown> = {}): Promise<VeriflowNode> {
+  const config = parseNodeConfig({ dataDir, http: { port: 0 }, heartbeatMs: 0, ...extra });
+  return await startNode(config);
+}
+
+async function waitFor<T>(probe: () => Promise<T | undefined>, what: string): Promise<T> {
+  for (let i = 0; i < 200; i++) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+Deno.test("a node starts its supervision tree, serves a completion with a verifiable receipt, and its validator records it across a restart", async () => {
+  const dataDir = await Deno.makeTempDir();
+  let node = await start(dataDir);
+  let receiptId: string;
+  const publicKey = toHex(node.identity.publicKey);
+  try {
+    const tree = node.tree();
+    for (const name of Object.values(NODE_ACTORS)) assert.match(tree, new RegExp(name));
+    assert.ok(node.url);
+
+    const health = await fetch(`${node.url}/healthz`);
+    assert.equal(health.status, 200);
+    await health.body?.cancel();
+
+    const response = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "Veriflow", max_tokens: 12 }),
+    });
+    assert.equal(response.status, 200);
+    const body = await response.json();
+    const text: string = body.choices[0].text;
+    assert.equal(body.usage.completion_tokens, 12);
+
+    // The requester checks the receipt it was handed, as JSON, against the text it received.
+    const check = verifyReceipt(body.veriflow_receipt, { output: text });
+    assert.equal(check.ok, true, JSON.stringify(check));
+    assert.equal(body.veriflow_receipt.worker, publicKey);
+    const forged = verifyReceipt(body.veriflow_receipt, { output: `${text}!` });
+    assert.equal(forged.ok, false);
+    receiptId = (check as { receiptId: string }).receiptId;
+
+    const validator = node.system.lookup<ValidatorMessage>(NODE_ACTORS.validator)!;
+    const record = await waitFor(
+      () => validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId }),
+      "the validator to record the receipt",
+    );
+    assert.equal(record.worker, publicKey);
+  } finally {
+    await node.shutdown();
+    await node.finished;
+  }
+
+  // Same data directory: same identity, and the ledger still knows the receipt.
+  node = await start(dataDir);
+  try {
+    assert.equal(toHex(node.identity.publicKey), publicKey);
+    const validator = node.system.lookup<ValidatorMessage>(NODE_ACTORS.validator)!;
+    const record = await validator.ask<ReceiptRecord | undefined>({
+      type: "receipt_status",
+      receiptId,
+    });
+    assert.ok(record, "ledger entry survives the restart");
+  } finally {
+    await node.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("roles switched off are not started and no API is served without inference", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const node = await start(dataDir, {
+    roles: { inference: false, prover: false, validator: false },
+  });
+  try {
+    assert.equal(node.url, undefined);
+    assert.ok(node.system.lookup(NODE_ACTORS.storage));
+    assert.equal(node.system.lookup(NODE_ACTORS.inference), undefined);
+    assert.doesNotMatch(node.tree(), /node\/inference/);
+  } finally {
+    await node.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
