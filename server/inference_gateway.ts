@@ -1,0 +1,116 @@
+/**
+ * The one path from a client request to the InferenceActor, shared by the WebSocket API and
+ * the OpenAI-compatible routes: resolve the model a request names, build the `TextJob`, submit
+ * it, and hand back the job's handle. Routes only translate wire shapes; they never decide
+ * which model serves or how a job is formed.
+ *
+ * @module
+ */
+import type { ActorRef } from "../actors/actor_ref.ts";
+import {
+  type InferenceMessage,
+  type InferenceStats,
+  type ServedModelInfo,
+  submitJob,
+  type TextJobHandle,
+} from "../actors/inference_actor.ts";
+import { UnknownModelError } from "../inference/errors.ts";
+import type { GenerationParams, TextJob } from "../protocols/job.ts";
+
+/** The models the node serves, as the client APIs list them. A model registry satisfies it. */
+export interface ModelCatalog {
+  /** Every served model. */
+  list(): readonly ServedModelInfo[] | Promise<readonly ServedModelInfo[]>;
+}
+
+/** A text generation request, after edge validation. */
+export interface TextRequest {
+  /** Model CID or name; the default model when absent or `"default"`. */
+  model?: string;
+  /** Prompt text. */
+  prompt: string;
+  /** Decoding parameters. */
+  params: GenerationParams;
+  /** Job nonce; random when absent, so identical requests are distinct jobs. */
+  nonce?: string;
+}
+
+/** Options of {@link InferenceGateway}. */
+export interface InferenceGatewayOptions {
+  /** The InferenceActor. */
+  inference: ActorRef<InferenceMessage>;
+  /** The served models. */
+  models: ModelCatalog;
+  /** CID or name of the model used when a request names none; default: the first text model. */
+  defaultModel?: string;
+}
+
+/** The name clients may use for "whichever model the node serves by default". */
+export const DEFAULT_MODEL_ALIAS = "default";
+
+/** Resolves models and submits text jobs on behalf of the client APIs. */
+export class InferenceGateway {
+  #inference: ActorRef<InferenceMessage>;
+  #models: ModelCatalog;
+  #defaultModel?: string;
+
+  /**
+   * Create it.
+   *
+   * @param options See {@link InferenceGatewayOptions}.
+   */
+  constructor(options: InferenceGatewayOptions) {
+    this.#inference = options.inference;
+    this.#models = options.models;
+    this.#defaultModel = options.defaultModel;
+  }
+
+  /** Every served model. */
+  async listModels(): Promise<readonly ServedModelInfo[]> {
+    return await this.#models.list();
+  }
+
+  /**
+   * The model a request names: by CID or by name; the default model for `undefined` or
+   * `"default"`. Throws `UnknownModelError` (404 at the edge).
+   */
+  async resolveModel(name?: string): Promise<ServedModelInfo> {
+    const models = await this.#models.list();
+    const wanted = name === undefined || name === DEFAULT_MODEL_ALIAS ? this.#defaultModel : name;
+    const found = wanted === undefined
+      ? models.find((model) => model.kind === "text")
+      : models.find((model) => model.cid === wanted || model.name === wanted);
+    if (!found) throw new UnknownModelError(name ?? DEFAULT_MODEL_ALIAS);
+    return found;
+  }
+
+  /** The job a request describes (exported for clients that want to predict the job id). */
+  async jobFor(request: TextRequest): Promise<TextJob> {
+    const model = await this.resolveModel(request.model);
+    return {
+      kind: "text",
+      model: model.cid,
+      prompt: request.prompt,
+      params: request.params,
+      nonce: request.nonce ?? crypto.randomUUID(),
+    };
+  }
+
+  /**
+   * Submit a text job. Rejects with the actor's typed refusal (`too_many_jobs`,
+   * `context_length_exceeded`, ...). Aborting `signal` cancels the job.
+   */
+  async startText(request: TextRequest, signal?: AbortSignal): Promise<TextJobHandle> {
+    return await submitJob(this.#inference, await this.jobFor(request), { signal });
+  }
+
+  /** The actor's counters and gauges. */
+  async stats(): Promise<InferenceStats> {
+    return await this.#inference.ask<InferenceStats>({ type: "stats" }, {
+      timeoutMs: STATS_TIMEOUT_MS,
+    });
+  }
+}
+
+/** A stats ask is answered from memory; waiting longer means the actor is wedged. */
+const STATS_TIMEOUT_MS = 5_000;

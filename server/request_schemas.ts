@@ -1,0 +1,201 @@
+/**
+ * The client-facing request schemas, in one place: the OpenAI-compatible HTTP bodies and the
+ * WebSocket API's client messages. Bodies are parsed here once, at the edge; everything behind
+ * takes the typed values. Field names follow OpenAI (`max_tokens`, `top_p`) so the official
+ * clients and curl users need nothing new; `top_k` is our one extension.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { DEFAULT_GENERATION_PARAMS, type GenerationParams } from "../protocols/job.ts";
+import { RequestValidationError } from "./http_errors.ts";
+import type { WsClientMessage } from "./stream_protocol.ts";
+
+/**
+ * Upper bound of `max_tokens` accepted at the edge. The model's context caps a job anyway; this
+ * bound keeps a request from reserving an absurd prover buffer before the model says so.
+ */
+export const MAX_TOKENS_LIMIT = 8192;
+/** OpenAI's temperature range. */
+export const MAX_TEMPERATURE = 2;
+/** Most stop sequences per request (OpenAI allows 4; more only slows the stop check). */
+export const MAX_STOP_SEQUENCES = 4;
+/** Longest stop sequence, in characters. */
+export const MAX_STOP_CHARS = 64;
+/** Longest prompt accepted before tokenizing; the context limit is checked after. */
+export const MAX_PROMPT_CHARS = 1 << 20;
+/** Longest WebSocket request id, in characters. */
+export const MAX_REQUEST_ID_CHARS = 128;
+
+const stopSchema = z.union([
+  z.string().min(1).max(MAX_STOP_CHARS),
+  z.array(z.string().min(1).max(MAX_STOP_CHARS)).max(MAX_STOP_SEQUENCES),
+]);
+
+/** The sampling fields shared by every text request (OpenAI names). */
+const samplingFields = {
+  model: z.string().min(1).max(256).optional(),
+  max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
+  temperature: z.number().min(0).max(MAX_TEMPERATURE).nullish(),
+  top_p: z.number().gt(0).max(1).nullish(),
+  top_k: z.number().int().min(0).max(1 << 20).nullish(),
+  seed: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
+  stop: stopSchema.nullish(),
+};
+
+/** Sampling fields as they come in (OpenAI names; `null` means "default"). */
+export interface SamplingRequest {
+  /** Model CID or name; default model when absent. */
+  model?: string;
+  /** Maximum new tokens. */
+  max_tokens?: number | null;
+  /** Softmax temperature; 0 is greedy. */
+  temperature?: number | null;
+  /** Nucleus mass. */
+  top_p?: number | null;
+  /** Top-k cut; 0 disables. */
+  top_k?: number | null;
+  /** Seed of the counter-based RNG. */
+  seed?: number | null;
+  /** Stop sequence(s). */
+  stop?: string | string[] | null;
+}
+
+/** OpenAI's `stream_options`. */
+export interface StreamOptions {
+  /** Send a last chunk with `usage` (and empty `choices`). */
+  include_usage?: boolean | null;
+}
+
+/** A validated `POST /v1/completions` body (unknown fields are kept but ignored). */
+export interface CompletionRequest extends SamplingRequest {
+  /** The prompt (a batch must hold exactly one). */
+  prompt: string | string[];
+  /** Stream server-sent events. */
+  stream?: boolean | null;
+  /** Streaming options. */
+  stream_options?: StreamOptions | null;
+  /** Choices per prompt; only 1. */
+  n?: 1 | null;
+  /** Echo the prompt; not supported. */
+  echo?: false | null;
+}
+
+/** One chat message of a request. */
+export interface ChatRequestMessage {
+  /** Who speaks. */
+  role: "system" | "developer" | "user" | "assistant";
+  /** Text, or text parts. */
+  content: string | { type: "text"; text: string }[];
+}
+
+/** A validated `POST /v1/chat/completions` body. */
+export interface ChatCompletionRequest extends SamplingRequest {
+  /** OpenAI's newer name for `max_tokens`. */
+  max_completion_tokens?: number | null;
+  /** The conversation. */
+  messages: ChatRequestMessage[];
+  /** Stream server-sent events. */
+  stream?: boolean | null;
+  /** Streaming options. */
+  stream_options?: StreamOptions | null;
+  /** Choices; only 1. */
+  n?: 1 | null;
+}
+
+/** `POST /v1/completions` body. Unknown fields are ignored, as OpenAI clients send many. */
+export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObject({
+  ...samplingFields,
+  prompt: z.union([
+    z.string().max(MAX_PROMPT_CHARS),
+    // OpenAI accepts a batch of prompts; one job per request here, so a batch must hold one.
+    z.array(z.string().max(MAX_PROMPT_CHARS)).length(1),
+  ]),
+  stream: z.boolean().nullish(),
+  stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
+  n: z.literal(1).nullish(),
+  echo: z.literal(false).nullish(),
+});
+
+const chatContentSchema = z.union([
+  z.string().max(MAX_PROMPT_CHARS),
+  z.array(z.looseObject({ type: z.literal("text"), text: z.string().max(MAX_PROMPT_CHARS) })),
+]);
+
+/** `POST /v1/chat/completions` body. */
+export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.looseObject({
+  ...samplingFields,
+  /** OpenAI's newer name for `max_tokens`. */
+  max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
+  messages: z.array(z.looseObject({
+    role: z.enum(["system", "developer", "user", "assistant"]),
+    content: chatContentSchema,
+  })).min(1),
+  stream: z.boolean().nullish(),
+  stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
+  n: z.literal(1).nullish(),
+});
+
+/** WebSocket `infer`: start a job on this socket under the client's `id`. */
+const wsInferSchema = z.object({
+  type: z.literal("infer"),
+  id: z.string().min(1).max(MAX_REQUEST_ID_CHARS),
+  prompt: z.string().max(MAX_PROMPT_CHARS),
+  /** Requester-chosen job nonce; random when absent. */
+  nonce: z.string().max(MAX_REQUEST_ID_CHARS).optional(),
+  ...samplingFields,
+});
+
+/** WebSocket `cancel`: stop the job started under `id`. */
+const wsCancelSchema = z.object({
+  type: z.literal("cancel"),
+  id: z.string().min(1).max(MAX_REQUEST_ID_CHARS),
+});
+
+/** Any client → server WebSocket message. */
+export const WsClientMessageSchema: z.ZodType<WsClientMessage> = z.discriminatedUnion("type", [
+  wsInferSchema,
+  wsCancelSchema,
+]);
+
+/**
+ * Parse `value` with `schema`, or throw a {@link RequestValidationError} naming the first field
+ * at fault (what OpenAI's `param` carries).
+ */
+export function parseRequest<T>(schema: z.ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const param = issue.path.map(String).join(".");
+  const where = param === "" ? "request" : `'${param}'`;
+  throw new RequestValidationError(
+    "invalid_request",
+    `${where}: ${issue.message}`,
+    param || undefined,
+  );
+}
+
+/** Parse a JSON text, or throw a {@link RequestValidationError} with code `invalid_json`. */
+export function parseJsonText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new RequestValidationError("invalid_json", `malformed JSON: ${(error as Error).message}`);
+  }
+}
+
+/** Generation parameters from request fields, defaults filled in. */
+export function toGenerationParams(
+  request: SamplingRequest,
+  maxTokens?: number | null,
+): GenerationParams {
+  const stop = request.stop ?? [];
+  return {
+    maxTokens: maxTokens ?? request.max_tokens ?? DEFAULT_GENERATION_PARAMS.maxTokens,
+    temperature: request.temperature ?? DEFAULT_GENERATION_PARAMS.temperature,
+    topK: request.top_k ?? DEFAULT_GENERATION_PARAMS.topK,
+    topP: request.top_p ?? DEFAULT_GENERATION_PARAMS.topP,
+    seed: request.seed ?? DEFAULT_GENERATION_PARAMS.seed,
+    stop: typeof stop === "string" ? [stop] : [...stop],
+  };
+}

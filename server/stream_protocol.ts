@@ -1,0 +1,198 @@
+/**
+ * The WebSocket streaming API's messages (`/v1/stream`), both directions; the zod schema that
+ * validates client messages is in `request_schemas.ts`. All messages are
+ * JSON text frames. Every `infer` ends with exactly one `done` or one `error` carrying its `id`;
+ * an `error` without `id` is about a frame that could not be attributed to a request.
+ *
+ * ```
+ * client: {"type":"infer","id":"a","prompt":"Hello","max_tokens":16}
+ * server: {"type":"start","id":"a","job_id":"9f…","model":"bafkrei…","model_name":"veriflow-tiny",
+ *          "execution_provider":"cpu","prompt_tokens":5}
+ * server: {"type":"token","id":"a","index":0,"token_id":44,"text":","}
+ * …
+ * server: {"type":"done","id":"a","finish_reason":"length","usage":{…},"timings":{…},"receipt":{…}}
+ * ```
+ *
+ * @module
+ */
+import type { FinishReason, JobSummary, TextJobHandle } from "../actors/inference_actor.ts";
+import { toJsonValue } from "./json_value.ts";
+
+/** Client → server: start a job on this socket under the client's `id`. */
+export interface WsInferMessage {
+  /** Message tag. */
+  type: "infer";
+  /** Request id, unique among this socket's running jobs. */
+  id: string;
+  /** Prompt text. */
+  prompt: string;
+  /** Job nonce; random when absent. */
+  nonce?: string;
+  /** Model CID or name; the default model when absent. */
+  model?: string;
+  /** Maximum new tokens. */
+  max_tokens?: number | null;
+  /** Softmax temperature; 0 is greedy. */
+  temperature?: number | null;
+  /** Nucleus mass in (0, 1]. */
+  top_p?: number | null;
+  /** Top-k cut; 0 disables. */
+  top_k?: number | null;
+  /** Seed of the counter-based RNG. */
+  seed?: number | null;
+  /** Stop sequence(s). */
+  stop?: string | string[] | null;
+}
+
+/** Client → server: cancel the job started under `id`. */
+export interface WsCancelMessage {
+  /** Message tag. */
+  type: "cancel";
+  /** Request id. */
+  id: string;
+}
+
+/** Any client → server message. */
+export type WsClientMessage = WsInferMessage | WsCancelMessage;
+
+/** The job was accepted and is queued or running. */
+export interface WsStartMessage {
+  /** Message tag. */
+  type: "start";
+  /** The client's request id. */
+  id: string;
+  /** The job id (hex SHA-256 of the job's canonical CBOR). */
+  job_id: string;
+  /** CID of the model. */
+  model: string;
+  /** Name of the model. */
+  model_name: string;
+  /** Where the model runs (`cpu`, `cuda`). */
+  execution_provider: string;
+  /** Tokens in the prompt. */
+  prompt_tokens: number;
+}
+
+/** One generated token. */
+export interface WsTokenMessage {
+  /** Message tag. */
+  type: "token";
+  /** The client's request id. */
+  id: string;
+  /** Position in the output, from 0. */
+  index: number;
+  /** The token id. */
+  token_id: number;
+  /** Text this token completes; "" while a multi-byte character is still incomplete. */
+  text: string;
+}
+
+/** Token counts, OpenAI names. */
+export interface WireUsage {
+  /** Tokens in the prompt. */
+  prompt_tokens: number;
+  /** Tokens generated. */
+  completion_tokens: number;
+  /** Sum of both. */
+  total_tokens: number;
+}
+
+/** Timings of a job, milliseconds from its submission. */
+export interface WireTimings {
+  /** Waiting for a slot. */
+  queue_ms: number;
+  /** To the first token (`null` when no token came). */
+  ttft_ms: number | null;
+  /** Generated tokens per second after the job started. */
+  tokens_per_s: number;
+  /** To the end of the stream. */
+  total_ms: number;
+}
+
+/** The job ended (normally or cancelled). */
+export interface WsDoneMessage {
+  /** Message tag. */
+  type: "done";
+  /** The client's request id. */
+  id: string;
+  /** The job id. */
+  job_id: string;
+  /** `stop` (end of text or stop sequence), `length` (max tokens or context) or `cancelled`. */
+  finish_reason: FinishReason;
+  /** Token counts. */
+  usage: WireUsage;
+  /** Timings. */
+  timings: WireTimings;
+  /** The signed receipt, when the node runs a prover (byte strings as lower-case hex). */
+  receipt?: unknown;
+}
+
+/** A request failed, or a frame was refused. */
+export interface WsErrorMessage {
+  /** Message tag. */
+  type: "error";
+  /** The request id, when the error belongs to one. */
+  id?: string;
+  /** Stable error code (`too_many_jobs`, `unknown_model`, `invalid_request`, ...). */
+  code: string;
+  /** Human-readable explanation. */
+  message: string;
+}
+
+/** Any server → client WebSocket message. */
+export type WsServerMessage = WsStartMessage | WsTokenMessage | WsDoneMessage | WsErrorMessage;
+
+/** The `start` message for a handle. */
+export function startMessage(id: string, handle: TextJobHandle): WsStartMessage {
+  return {
+    type: "start",
+    id,
+    job_id: handle.jobId,
+    model: handle.model.cid,
+    model_name: handle.model.name,
+    execution_provider: handle.model.executionProvider ?? "cpu",
+    prompt_tokens: handle.promptTokens,
+  };
+}
+
+/** OpenAI-style usage from a summary. */
+export function wireUsage(summary: JobSummary): WireUsage {
+  const { promptTokens, completionTokens } = summary.usage;
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
+}
+
+/** Wire timings from a summary, rounded to microseconds (finer is noise). */
+export function wireTimings(summary: JobSummary): WireTimings {
+  const { queueMs, ttftMs, totalMs, tokensPerS } = summary.timings;
+  return {
+    queue_ms: roundMicros(queueMs),
+    ttft_ms: Number.isFinite(ttftMs) ? roundMicros(ttftMs) : null,
+    tokens_per_s: Math.round(tokensPerS * TOKENS_PER_S_DECIMALS) / TOKENS_PER_S_DECIMALS,
+    total_ms: roundMicros(totalMs),
+  };
+}
+
+/** The `done` message for a summary. */
+export function doneMessage(id: string, summary: JobSummary): WsDoneMessage {
+  const message: WsDoneMessage = {
+    type: "done",
+    id,
+    job_id: summary.jobId,
+    finish_reason: summary.finishReason,
+    usage: wireUsage(summary),
+    timings: wireTimings(summary),
+  };
+  if (summary.receipt !== undefined) message.receipt = toJsonValue(summary.receipt);
+  return message;
+}
+
+const MICROS_PER_MS = 1000;
+const TOKENS_PER_S_DECIMALS = 100;
+
+function roundMicros(ms: number): number {
+  return Math.round(ms * MICROS_PER_MS) / MICROS_PER_MS;
+}

@@ -1,0 +1,294 @@
+import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import {
+  InferenceActor,
+  type InferenceActorOptions,
+  type InferenceMessage,
+  type InferenceStats,
+  type OneShotModel,
+  submitJob,
+  type TextJobHandle,
+  TooManyJobsError,
+} from "../../actors/inference_actor.ts";
+import type { TokenChunk } from "../../inference/text_model.ts";
+import type { TensorData, TextJob } from "../../protocols/job.ts";
+import { jobId } from "../../protocols/job.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
+import {
+  eventually,
+  loadTinyModel,
+  params,
+  ScriptedModel,
+  scriptedText,
+  StaticModels,
+} from "../server/_fixtures.ts";
+
+let nonce = 0;
+function textJob(model: string, prompt: string, maxTokens: number): TextJob {
+  return { kind: "text", model, prompt, params: params({ maxTokens }), nonce: `n${++nonce}` };
+}
+
+async function readAll(handle: TextJobHandle): Promise<string> {
+  let text = "";
+  for await (const chunk of handle.tokens) text += chunk.text;
+  return text;
+}
+
+async function withActor(
+  options: Omit<InferenceActorOptions, "models"> & { models: (ScriptedModel | OneShotModel)[] },
+  body: (ref: ActorRef<InferenceMessage>, system: ActorSystem) => Promise<void>,
+): Promise<void> {
+  const system = new ActorSystem({ name: "inference-test" });
+  const models = new StaticModels(options.models);
+  const ref = await system.spawn<InferenceMessage>({
+    name: "inference",
+    factory: () => new InferenceActor({ ...options, models }),
+  });
+  try {
+    await body(ref, system);
+  } finally {
+    for (const model of options.models) if (model instanceof ScriptedModel) model.release(1e6);
+    await system.shutdown();
+  }
+}
+
+const stats = (ref: ActorRef<InferenceMessage>) => ref.ask<InferenceStats>({ type: "stats" });
+
+Deno.test("InferenceActor runs at most `concurrency` jobs per model, queues the next ones FIFO, and refuses beyond the queue with too_many_jobs", async () => {
+  const model = new ScriptedModel({ gated: true });
+  await withActor({ models: [model], concurrency: 1, queueLimit: 1 }, async (ref) => {
+    const first = await submitJob(ref, textJob(model.info.cid, "x", 2));
+    const second = await submitJob(ref, textJob(model.info.cid, "y", 2));
+    const error = await assertRejects(
+      () => submitJob(ref, textJob(model.info.cid, "z", 2)),
+      TooManyJobsError,
+    );
+    assertEquals(error.code, "too_many_jobs");
+    assertEquals(
+      { ...(await stats(ref)) },
+      {
+        jobsStarted: 1,
+        jobsFinished: 0,
+        jobsCancelled: 0,
+        jobsFailed: 0,
+        jobsRejected: 1,
+        tokensGenerated: 0,
+        activeJobs: 1,
+        queuedJobs: 1,
+      },
+    );
+    // The queued job must not compute before the running one ends.
+    const firstText = readAll(first);
+    const secondText = readAll(second);
+    model.release(2);
+    assertEquals(await firstText, "ab");
+    await eventually(async () => (await stats(ref)).activeJobs === 1 && model.waiting === 1);
+    assertEquals((await stats(ref)).queuedJobs, 0);
+    model.release(2);
+    assertEquals(await secondText, "ab");
+    const after = await stats(ref);
+    assertEquals([after.jobsFinished, after.tokensGenerated, after.activeJobs], [2, 4, 0]);
+  });
+});
+
+Deno.test("InferenceActor: cancelling the requester's stream stops compute within one step and frees the slot", async () => {
+  const model = new ScriptedModel({ gated: true });
+  await withActor({ models: [model], concurrency: 1, queueLimit: 4 }, async (ref) => {
+    const handle = await submitJob(ref, textJob(model.info.cid, "x", 50));
+    const reader = handle.tokens.getReader();
+    model.release(3);
+    for (let i = 0; i < 3; i++) assert(!(await reader.read()).done);
+    await reader.cancel();
+    model.release(100);
+    const summary = await handle.done;
+    assertEquals(summary.finishReason, "cancelled");
+    assertEquals(summary.usage.completionTokens, 3);
+    // At most one step beyond what the requester read.
+    await new Promise((r) => setTimeout(r, 20));
+    assert(model.steps <= 4, `model computed ${model.steps} steps after cancel at 3`);
+    await eventually(async () => (await stats(ref)).jobsCancelled === 1);
+    // The slot is free: the next job runs to its end.
+    const next = await submitJob(ref, textJob(model.info.cid, "y", 3));
+    assertEquals(await readAll(next), "abc");
+  });
+});
+
+Deno.test("InferenceActor: a job cancelled while queued never computes and never takes a slot", async () => {
+  const model = new ScriptedModel({ gated: true });
+  await withActor({ models: [model], concurrency: 1, queueLimit: 4 }, async (ref) => {
+    const running = await submitJob(ref, textJob(model.info.cid, "x", 2));
+    const abort = new AbortController();
+    const queued = await submitJob(ref, textJob(model.info.cid, "y", 2), { signal: abort.signal });
+    abort.abort();
+    assertEquals((await queued.done).finishReason, "cancelled");
+    await assertRejects(() => readAll(queued));
+    await eventually(async () => (await stats(ref)).queuedJobs === 0);
+    model.release(2);
+    assertEquals(await readAll(running), "ab");
+    assertEquals(model.steps, 2);
+    const s = await stats(ref);
+    assertEquals([s.jobsStarted, s.jobsFinished, s.jobsCancelled, s.activeJobs], [1, 1, 1, 0]);
+  });
+});
+
+Deno.test("InferenceActor tees every chunk to the prover and delivers its result with the job's end", async () => {
+  const model = new ScriptedModel();
+  const seen: { jobId: string; tokens: number[]; logits: boolean }[] = [];
+  const prover = async (job: TextJob, id: string, chunks: ReadableStream<TokenChunk>) => {
+    const tokens: number[] = [];
+    let logits = true;
+    for await (const chunk of chunks) {
+      tokens.push(chunk.tokenId);
+      logits &&= chunk.logits instanceof Float32Array;
+    }
+    seen.push({ jobId: id, tokens, logits });
+    return { signedFor: jobId(job), count: tokens.length };
+  };
+  await withActor({ models: [model], prover }, async (ref) => {
+    const job = textJob(model.info.cid, "x", 5);
+    const handle = await submitJob(ref, job);
+    assertEquals(handle.jobId, jobId(job));
+    assertEquals(await readAll(handle), "abcde");
+    const summary = await handle.done;
+    assertEquals(summary.finishReason, "length");
+    assertEquals(summary.receipt, { signedFor: jobId(job), count: 5 });
+    assertEquals(seen, [{ jobId: jobId(job), tokens: [97, 98, 99, 100, 101], logits: true }]);
+  });
+});
+
+Deno.test("InferenceActor: a prover that lags does not hold back the requester's tokens", async () => {
+  const model = new ScriptedModel();
+  const gate = Promise.withResolvers<void>();
+  let proverRead = 0;
+  const prover = async (_job: TextJob, _id: string, chunks: ReadableStream<TokenChunk>) => {
+    await gate.promise; // the prover is stuck until the requester has everything
+    for await (const _ of chunks) proverRead++;
+    return "receipt";
+  };
+  await withActor({ models: [model], prover }, async (ref) => {
+    const handle = await submitJob(ref, textJob(model.info.cid, "x", 20));
+    assertEquals(await readAll(handle), scriptedText(20));
+    assertEquals(proverRead, 0);
+    gate.resolve();
+    const summary = await handle.done;
+    assertEquals([summary.receipt, proverRead], ["receipt", 20]);
+  });
+});
+
+Deno.test("InferenceActor refuses unknown models, prompts that fill the context, and bad params with typed errors", async () => {
+  const model = new ScriptedModel({ contextLength: 8 });
+  await withActor({ models: [model] }, async (ref) => {
+    const unknown = await assertRejects(
+      () => submitJob(ref, textJob("bafkreinope", "x", 2)),
+      VeriflowError,
+    );
+    assertEquals(unknown.code, "unknown_model");
+    const long = await assertRejects(
+      () => submitJob(ref, textJob(model.info.cid, "12345678", 2)),
+      VeriflowError,
+    );
+    assertEquals(long.code, "context_length_exceeded");
+    const empty = await assertRejects(
+      () => submitJob(ref, textJob(model.info.cid, "", 2)),
+      VeriflowError,
+    );
+    assertEquals(empty.code, "empty_prompt");
+    const bad = textJob(model.info.cid, "x", 2);
+    bad.params.topP = 0;
+    const badParams = await assertRejects(() => submitJob(ref, bad), VeriflowError);
+    assertEquals(badParams.code, "invalid_generation_params");
+    // A refusal is an answer, not a crash: the actor keeps serving.
+    assertEquals(await readAll(await submitJob(ref, textJob(model.info.cid, "x", 2))), "ab");
+    assertEquals((await stats(ref)).jobsStarted, 1);
+  });
+});
+
+Deno.test("InferenceActor runs each text job in its own temporary child actor, gone after the job", async () => {
+  const model = new ScriptedModel({ gated: true });
+  await withActor({ models: [model] }, async (ref, system) => {
+    const handle = await submitJob(ref, textJob(model.info.cid, "x", 1));
+    const runner = `inference/job-${handle.jobId.slice(0, 12)}-1`;
+    assert(system.lookup(runner) !== undefined, "runner child exists while the job runs");
+    model.release(1);
+    await readAll(handle);
+    await eventually(() => system.lookup(runner) === undefined);
+  });
+});
+
+Deno.test("InferenceActor: stopping the actor system cancels running jobs", async () => {
+  const model = new ScriptedModel({ gated: true });
+  const system = new ActorSystem({ name: "inference-stop-test" });
+  const models = new StaticModels([model]);
+  const ref = await system.spawn<InferenceMessage>({
+    name: "inference",
+    factory: () => new InferenceActor({ models }),
+  });
+  const handle = await submitJob(ref, textJob(model.info.cid, "x", 100));
+  const reading = readAll(handle).catch((error) => error);
+  model.release(2);
+  await model.stepsReached(2);
+  await system.shutdown();
+  model.release(1000);
+  assertEquals((await handle.done).finishReason, "cancelled");
+  assert((await reading) instanceof Error);
+  assert(model.steps <= 3, `computed ${model.steps} steps`);
+});
+
+Deno.test("InferenceActor runs one-shot tensor jobs through the same queue", async () => {
+  const doubler: OneShotModel = {
+    info: { cid: "bafktensor", name: "doubler", kind: "tensor", executionProvider: "cpu" },
+    run(inputs: Record<string, TensorData>) {
+      const x = new Float32Array(inputs.x.data.slice().buffer);
+      const y = x.map((v) => v * 2);
+      return Promise.resolve({
+        y: { type: "float32", dims: inputs.x.dims, data: new Uint8Array(y.buffer) },
+      });
+    },
+  };
+  await withActor({ models: [doubler] }, async (ref) => {
+    const x = new Float32Array([1, 2, 3]);
+    const handle = await submitJob(ref, {
+      kind: "tensor",
+      model: "bafktensor",
+      inputs: { x: { type: "float32", dims: [3], data: new Uint8Array(x.buffer) } },
+      nonce: "t1",
+    });
+    const outputs = await handle.outputs;
+    assertEquals([...new Float32Array(outputs.y.data.slice().buffer)], [2, 4, 6]);
+    await eventually(async () => (await stats(ref)).jobsFinished === 1);
+  });
+});
+
+Deno.test("InferenceActor streams exactly what TextModel.generate gives for the same job (tiny model, greedy)", async () => {
+  const model = await loadTinyModel();
+  const system = new ActorSystem({ name: "inference-real-test" });
+  const models = new StaticModels([model]);
+  const ref = await system.spawn<InferenceMessage>({
+    name: "inference",
+    factory: () => new InferenceActor({ models }),
+  });
+  try {
+    const job = textJob(model.info.cid, "The quick brown fox", 40);
+    let direct = "";
+    const ids: number[] = [];
+    for await (const chunk of model.generate(model.tokenizer.encode(job.prompt), job.params)) {
+      direct += chunk.text;
+      ids.push(chunk.tokenId);
+    }
+    const handle = await submitJob(ref, job);
+    const viaActor: number[] = [];
+    let text = "";
+    for await (const chunk of handle.tokens) {
+      viaActor.push(chunk.tokenId);
+      text += chunk.text;
+    }
+    assertEquals(viaActor, ids);
+    assertEquals(text, direct);
+    const summary = await handle.done;
+    assertEquals(summary.usage.completionTokens, ids.length);
+    assert(summary.timings.ttftMs >= 0 && summary.timings.totalMs >= summary.timings.ttftMs);
+  } finally {
+    await system.shutdown();
+  }
+});

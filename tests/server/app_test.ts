@@ -1,0 +1,98 @@
+import { assert, assertEquals } from "./_assert.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
+import { buildGptModel } from "../../inference/model_builder.ts";
+import { ModelRegistry } from "../../inference/model_registry.ts";
+import { createApp } from "../../server/app.ts";
+import { MetricsRegistry } from "../../server/metrics_registry.ts";
+import { serve } from "../../server/serve.ts";
+import { Hono } from "hono";
+import { loadTinyModel, StaticModels } from "./_fixtures.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { fromHex, toHex } from "../../protocols/hash.ts";
+import { verifyReceipt } from "../../protocols/receipt.ts";
+import { ProverActor, proverHook, type ProverMessage } from "../../actors/prover_actor.ts";
+
+Deno.test("createApp works with the node's ModelRegistry as model source and catalog, and mounts extra routes and metrics", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-app-test-" });
+  const system = new ActorSystem({ name: "app-test" });
+  const abort = new AbortController();
+  try {
+    await buildGptModel({ size: "tiny", seed: 0, outDir: dir });
+    const registry = new ModelRegistry({ intraOpThreads: 1 });
+    const { cid, name } = await registry.register(dir);
+    const inference = await system.spawn<InferenceMessage>({
+      name: "node/inference",
+      factory: () => new InferenceActor({ models: registry }),
+    });
+    const metrics = new MetricsRegistry();
+    metrics.register(
+      () => [{ name: "veriflow_extra", help: "An extra series.", type: "gauge", value: 7 }],
+    );
+    const app = createApp({ inference, models: registry, metrics });
+    // Later areas mount their own modules on the same app.
+    app.route("/dashboard", new Hono().get("/", (c) => c.text("dashboard")));
+    const server = serve({ app, signal: abort.signal });
+    assert(server.url.startsWith("http://127.0.0.1:"));
+
+    const models = await (await fetch(`${server.url}/v1/models`)).json();
+    assertEquals(models.data.map((m: { id: string }) => m.id), [cid]);
+    assertEquals(models.data[0].veriflow.name, name);
+    const completion = await (await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: name, prompt: "Hello", max_tokens: 6 }),
+    })).json();
+    assertEquals(completion.model, cid);
+    assert(completion.usage.completion_tokens >= 1);
+    assertEquals(await (await fetch(`${server.url}/dashboard`)).text(), "dashboard");
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    assert(text.includes("# TYPE veriflow_extra gauge\nveriflow_extra 7\n"), text);
+    assert(text.includes("veriflow_inference_jobs_finished_total 1\n"), text);
+    abort.abort();
+    await server.finished;
+  } finally {
+    abort.abort();
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("With the real ProverActor, the streamed text's signed receipt comes back in the final SSE chunk and verifies against that text", async () => {
+  const system = new ActorSystem({ name: "app-prover-test" });
+  const abort = new AbortController();
+  try {
+    const model = await loadTinyModel();
+    const models = new StaticModels([model]);
+    const identity = Identity.generate();
+    const prover = await system.spawn<ProverMessage>({
+      name: "node/prover",
+      factory: () => new ProverActor({ identity }),
+    });
+    const inference = await system.spawn<InferenceMessage>({
+      name: "node/inference",
+      factory: () => new InferenceActor({ models, prover: proverHook(prover) }),
+    });
+    const server = serve({ app: createApp({ inference, models }), signal: abort.signal });
+    const sse = await (await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ prompt: "Prove it", max_tokens: 20, stream: true }),
+    })).text();
+    const chunks = sse.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) =>
+      JSON.parse(e.slice("data: ".length))
+    );
+    const text = chunks.map((c) => c.choices[0]?.text ?? "").join("");
+    const receipt = chunks.at(-1).veriflow_receipt;
+    assertEquals(receipt.jobId, chunks.at(-1).veriflow_job_id);
+    assertEquals(receipt.worker, toHex(identity.publicKey));
+    // Hex back to bytes: the JSON receipt is the signed receipt.
+    const signed = { ...receipt, worker: fromHex(receipt.worker), sig: fromHex(receipt.sig) };
+    const check = verifyReceipt(signed, { output: text, worker: identity.publicKey });
+    assert(check.ok, JSON.stringify(check));
+    assert(!verifyReceipt(signed, { output: text + "x" }).ok, "a different output must not verify");
+    abort.abort();
+    await server.finished;
+  } finally {
+    abort.abort();
+    await system.shutdown();
+  }
+});

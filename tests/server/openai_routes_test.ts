@@ -1,0 +1,296 @@
+import OpenAI from "openai";
+import { assert, assertEquals, assertRejects } from "./_assert.ts";
+import { directText, eventually, startTestNode, type TestNode } from "./_fixtures.ts";
+import { CHAT_TURN_STOP, renderChatPrompt } from "../../server/chat_template.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import type { TokenChunk } from "../../inference/text_model.ts";
+
+const prover = async (job: TextJob, jobId: string, chunks: ReadableStream<TokenChunk>) => {
+  let count = 0;
+  for await (const _ of chunks) count++;
+  return { jobId, model: job.model, count, signature: new Uint8Array([1, 2, 254]) };
+};
+
+async function withNode(
+  options: Parameters<typeof startTestNode>[0],
+  body: (node: TestNode, client: OpenAI) => Promise<void>,
+): Promise<void> {
+  const node = await startTestNode(options);
+  const client = new OpenAI({ baseURL: `${node.url}/v1`, apiKey: "dummy", maxRetries: 0 });
+  try {
+    await body(node, client);
+  } finally {
+    await node.close();
+  }
+}
+
+Deno.test("POST /v1/completions with the openai client (stream: true): SSE text equals a direct generate, receipt on the last chunk", async () => {
+  await withNode({ prover }, async (node, client) => {
+    const stream = await client.completions.create({
+      model: node.model.info.cid,
+      prompt: "Once upon a time",
+      max_tokens: 40,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    const finishReasons: (string | null)[] = [];
+    // deno-lint-ignore no-explicit-any
+    let last: any;
+    let usage;
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      for (const choice of chunk.choices) {
+        text += choice.text;
+        finishReasons.push(choice.finish_reason);
+        last = chunk;
+      }
+    }
+    assertEquals(text, await directText(node.model, "Once upon a time", { maxTokens: 40 }));
+    assert(["stop", "length"].includes(finishReasons.at(-1)!));
+    assert(finishReasons.slice(0, -1).every((r) => r === null));
+    assertEquals(last.veriflow_receipt.signature, "0102fe");
+    assertEquals(last.veriflow_receipt.jobId, last.veriflow_job_id);
+    assertEquals(usage?.completion_tokens, last.veriflow_receipt.count);
+  });
+});
+
+Deno.test("POST /v1/chat/completions with the openai client (stream: true): deltas equal a direct generate of the chat template", async () => {
+  await withNode({}, async (node, client) => {
+    const messages = [
+      { role: "system" as const, content: "You are terse." },
+      { role: "user" as const, content: "Say hi." },
+    ];
+    const stream = await client.chat.completions.create({
+      model: "default",
+      messages,
+      max_tokens: 32,
+      stream: true,
+    });
+    let text = "";
+    let role: string | undefined;
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      role ??= choice.delta.role;
+      text += choice.delta.content ?? "";
+      finish = choice.finish_reason ?? finish;
+    }
+    assertEquals(role, "assistant");
+    const expected = await directText(node.model, renderChatPrompt(messages), {
+      maxTokens: 32,
+      stop: [CHAT_TURN_STOP],
+    });
+    assertEquals(text, expected);
+    assert(finish === "stop" || finish === "length");
+  });
+});
+
+Deno.test("Non-streamed completions and chat completions return one OpenAI body with usage and the receipt", async () => {
+  await withNode({ prover }, async (node, client) => {
+    const completion = await client.completions.create({
+      model: node.model.info.name,
+      prompt: "Hello",
+      max_tokens: 20,
+    });
+    const expected = await directText(node.model, "Hello", { maxTokens: 20 });
+    assertEquals(completion.object, "text_completion");
+    assertEquals(completion.choices[0].text, expected);
+    assertEquals(completion.usage?.prompt_tokens, 5);
+    // deno-lint-ignore no-explicit-any
+    const receipt = (completion as any).veriflow_receipt;
+    assertEquals(receipt.count, completion.usage?.completion_tokens);
+    const chat = await client.chat.completions.create({
+      model: node.model.info.cid,
+      messages: [{ role: "user", content: "Hi" }],
+      max_completion_tokens: 16,
+    });
+    assertEquals(chat.object, "chat.completion");
+    assertEquals(chat.choices[0].message.role, "assistant");
+    assertEquals(
+      chat.choices[0].message.content,
+      await directText(node.model, "User: Hi\nAssistant:", {
+        maxTokens: 16,
+        stop: [CHAT_TURN_STOP],
+      }),
+    );
+    // deno-lint-ignore no-explicit-any
+    assertEquals((chat as any).veriflow_receipt.signature, "0102fe");
+  });
+});
+
+async function postError(node: TestNode, path: string, body: string) {
+  const response = await fetch(`${node.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  const json = await response.json();
+  assertEquals(Object.keys(json), ["error"]);
+  assertEquals(Object.keys(json.error).sort(), ["code", "message", "param", "type"]);
+  assertEquals(typeof json.error.message, "string");
+  return { status: response.status, ...json.error };
+}
+
+Deno.test("Bad requests get the right 4xx and the OpenAI error shape", async () => {
+  await withNode({}, async (node) => {
+    const completions = (body: unknown) => postError(node, "/v1/completions", JSON.stringify(body));
+    let e = await completions({ model: "no-such-model", prompt: "x" });
+    assertEquals([e.status, e.code, e.type], [404, "unknown_model", "invalid_request_error"]);
+    e = await postError(node, "/v1/completions", '{"prompt": "x",');
+    assertEquals([e.status, e.code], [400, "invalid_json"]);
+    e = await completions({ prompt: "z".repeat(400) });
+    assertEquals([e.status, e.code], [400, "context_length_exceeded"]);
+    for (
+      const [field, value] of [
+        ["temperature", 3],
+        ["temperature", -1],
+        ["max_tokens", 0],
+        ["max_tokens", 1.5],
+        ["top_p", 0],
+        ["top_p", 1.5],
+        ["top_k", -2],
+        ["seed", 0.5],
+        ["n", 2],
+      ] as const
+    ) {
+      e = await completions({ prompt: "x", [field]: value });
+      assertEquals(
+        [e.status, e.code, e.param],
+        [400, "invalid_request", field],
+        `${field}=${value}`,
+      );
+    }
+    e = await completions({ model: 7, prompt: "x" });
+    assertEquals([e.status, e.param], [400, "model"]);
+    e = await completions({ max_tokens: 3 });
+    assertEquals([e.status, e.param], [400, "prompt"]);
+    e = await postError(node, "/v1/chat/completions", JSON.stringify({ messages: [] }));
+    assertEquals([e.status, e.param], [400, "messages"]);
+    e = await postError(
+      node,
+      "/v1/chat/completions",
+      JSON.stringify({ messages: [{ role: "wizard", content: "x" }] }),
+    );
+    assertEquals([e.status, e.param], [400, "messages.0.role"]);
+    const missing = await fetch(`${node.url}/v2/nothing`);
+    assertEquals([missing.status, (await missing.json()).error.code], [404, "not_found"]);
+  });
+});
+
+Deno.test("Too many concurrent jobs gives 429 (openai client: RateLimitError); the running job is unaffected", async () => {
+  await withNode({ concurrency: 1, queueLimit: 0 }, async (node, client) => {
+    const first = await client.completions.create({
+      model: "gated",
+      prompt: "x",
+      max_tokens: 3,
+      stream: true,
+    });
+    await eventually(() => node.gated.waiting === 1);
+    const e = await postError(
+      node,
+      "/v1/completions",
+      JSON.stringify({ model: "gated", prompt: "y" }),
+    );
+    assertEquals([e.status, e.code, e.type], [429, "too_many_jobs", "rate_limit_error"]);
+    await assertRejects(
+      () =>
+        client.chat.completions.create({
+          model: "gated",
+          messages: [{ role: "user", content: "y" }],
+        }),
+      OpenAI.RateLimitError,
+    );
+    node.gated.release(3);
+    let text = "";
+    for await (const chunk of first) text += chunk.choices[0]?.text ?? "";
+    assertEquals(text, "abc");
+  });
+});
+
+Deno.test("An SSE client that disconnects mid-stream cancels its job (compute stops) while another stream continues", async () => {
+  await withNode({}, async (node) => {
+    const abort = new AbortController();
+    const response = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gated", prompt: "x", max_tokens: 50, stream: true }),
+      signal: abort.signal,
+    });
+    assertEquals(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+    const reader = response.body!.getReader();
+    node.gated.release(2);
+    let received = "";
+    while (!received.includes('"text":"b"')) {
+      received += new TextDecoder().decode((await reader.read()).value);
+    }
+    abort.abort();
+    await reader.cancel().catch(() => {});
+    await eventually(async () => (await node.stats()).jobsCancelled === 1);
+    // Another stream on the same node runs to its end.
+    const other = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ prompt: "Still serving", max_tokens: 24, stream: true }),
+    });
+    const sse = await other.text();
+    assert(sse.endsWith("data: [DONE]\n\n"));
+    const text = sse.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) =>
+      JSON.parse(e.slice("data: ".length)).choices[0]?.text ?? ""
+    ).join("");
+    assertEquals(text, await directText(node.model, "Still serving", { maxTokens: 24 }));
+    node.gated.release(100);
+    await new Promise((r) => setTimeout(r, 20));
+    assert(node.gated.steps <= 3, `computed ${node.gated.steps} steps after a disconnect at 2`);
+    const stats = await node.stats();
+    assertEquals([stats.activeJobs, stats.jobsCancelled], [0, 1]);
+  });
+});
+
+Deno.test("A non-streamed request whose client disconnects cancels its job too", async () => {
+  await withNode({}, async (node) => {
+    const abort = new AbortController();
+    const pending = fetch(`${node.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gated", messages: [{ role: "user", content: "x" }] }),
+      signal: abort.signal,
+    }).then((r) => r.text()).catch((error) => error);
+    node.gated.release(2);
+    await node.gated.stepsReached(2);
+    abort.abort();
+    assert((await pending) instanceof Error);
+    await eventually(async () => (await node.stats()).jobsCancelled === 1);
+    node.gated.release(100);
+    await new Promise((r) => setTimeout(r, 20));
+    assert(node.gated.steps <= 3, `computed ${node.gated.steps} steps after a disconnect at 2`);
+  });
+});
+
+Deno.test("GET /v1/models, /healthz and /metrics describe the node", async () => {
+  await withNode({}, async (node, client) => {
+    const models = [];
+    for await (const model of client.models.list()) models.push(model);
+    assertEquals(models.map((m) => m.id), [node.model.info.cid, node.gated.info.cid]);
+    // deno-lint-ignore no-explicit-any
+    assertEquals((models[0] as any).veriflow.context_length, node.model.info.contextLength);
+    const counted = await client.completions.create({
+      model: "default",
+      prompt: "count me",
+      max_tokens: 5,
+    });
+    const tokens = counted.usage!.completion_tokens;
+    const health = await (await fetch(`${node.url}/healthz`)).json();
+    assertEquals(health, { status: "ok", models: 2, active_jobs: 0, queued_jobs: 0 });
+    const metrics = await fetch(`${node.url}/metrics`);
+    assertEquals(metrics.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    const text = await metrics.text();
+    assert(text.includes("# TYPE veriflow_inference_jobs_started_total counter\n"));
+    assert(text.includes("veriflow_inference_jobs_finished_total 1\n"));
+    assert(text.includes(`veriflow_inference_tokens_generated_total ${tokens}\n`), text);
+    assert(text.includes("veriflow_inference_active_jobs 0\n"));
+    assert(text.includes("veriflow_inference_queued_jobs 0\n"));
+    assert(text.includes("veriflow_inference_jobs_cancelled_total 0\n"));
+  });
+});

@@ -1,0 +1,178 @@
+import { assert, assertEquals } from "./_assert.ts";
+import { directText, eventually, startTestNode, type TestNode } from "./_fixtures.ts";
+import { WsProbe } from "./_ws_probe.ts";
+import type {
+  WsDoneMessage,
+  WsErrorMessage,
+  WsStartMessage,
+} from "../../server/stream_protocol.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import type { TokenChunk } from "../../inference/text_model.ts";
+
+async function withNode(
+  options: Parameters<typeof startTestNode>[0],
+  body: (node: TestNode) => Promise<void>,
+): Promise<void> {
+  const node = await startTestNode(options);
+  try {
+    await body(node);
+  } finally {
+    await node.close();
+  }
+}
+
+Deno.test("WS /v1/stream: start, tokens and done; the streamed text equals a direct generate (greedy)", async () => {
+  await withNode({}, async (node) => {
+    const probe = await WsProbe.open(node.wsUrl);
+    probe.send({ type: "infer", id: "a", prompt: "Once upon a time", max_tokens: 48 });
+    const done = await probe.end("a") as WsDoneMessage;
+    assertEquals(done.type, "done");
+    const start = probe.messages[0] as WsStartMessage;
+    assertEquals(start.type, "start");
+    assertEquals(start.id, "a");
+    assertEquals(start.model, node.model.info.cid);
+    assertEquals(start.execution_provider, "cpu");
+    assertEquals(start.prompt_tokens, node.model.tokenizer.encode("Once upon a time").length);
+    assertEquals(start.job_id, done.job_id);
+    assertEquals(
+      probe.text("a"),
+      await directText(node.model, "Once upon a time", { maxTokens: 48 }),
+    );
+    const indexes = probe.messages.filter((m) => m.type === "token").map((m) =>
+      (m as { index: number }).index
+    );
+    assertEquals(indexes, [...indexes.keys()]);
+    assertEquals(done.usage.completion_tokens, indexes.length);
+    assertEquals(done.usage.total_tokens, done.usage.prompt_tokens + indexes.length);
+    assert(["stop", "length"].includes(done.finish_reason));
+    assert(done.timings.ttft_ms !== null && done.timings.ttft_ms <= done.timings.total_ms);
+    assert(done.timings.tokens_per_s > 0);
+    await probe.close();
+  });
+});
+
+Deno.test("WS /v1/stream: several concurrent jobs on one socket each get their own correct stream", async () => {
+  await withNode({}, async (node) => {
+    const probe = await WsProbe.open(node.wsUrl);
+    const prompts = { p1: "Hello", p2: "The sea", p3: "Zebra 42", p4: "héllo 世界 🚀" };
+    for (const [id, prompt] of Object.entries(prompts)) {
+      probe.send({ type: "infer", id, prompt, max_tokens: 40 });
+    }
+    for (const [id, prompt] of Object.entries(prompts)) {
+      assertEquals((await probe.end(id)).type, "done");
+      assertEquals(probe.text(id), await directText(node.model, prompt, { maxTokens: 40 }));
+    }
+    await probe.close();
+  });
+});
+
+Deno.test("WS /v1/stream: a cancel message stops the job within one step and ends it with finish_reason cancelled", async () => {
+  await withNode({}, async (node) => {
+    const probe = await WsProbe.open(node.wsUrl);
+    probe.send({ type: "infer", id: "c", model: "gated", prompt: "x", max_tokens: 50 });
+    node.gated.release(3);
+    await probe.next((m) => m.type === "token" && m.id === "c" && m.index === 2);
+    probe.send({ type: "cancel", id: "c" });
+    const done = await probe.end("c") as WsDoneMessage;
+    assertEquals(done.finish_reason, "cancelled");
+    node.gated.release(100);
+    await new Promise((r) => setTimeout(r, 20));
+    assert(node.gated.steps <= 4, `computed ${node.gated.steps} steps after a cancel at 3`);
+    assertEquals((await node.stats()).jobsCancelled, 1);
+    await probe.close();
+  });
+});
+
+Deno.test("WS /v1/stream: closing the socket cancels its jobs while another socket's job continues", async () => {
+  await withNode({}, async (node) => {
+    const leaver = await WsProbe.open(node.wsUrl);
+    const stayer = await WsProbe.open(node.wsUrl);
+    leaver.send({ type: "infer", id: "l", model: "gated", prompt: "x", max_tokens: 50 });
+    node.gated.release(2);
+    await leaver.next((m) => m.type === "token" && m.index === 1);
+    await leaver.close();
+    await eventually(async () => (await node.stats()).jobsCancelled === 1);
+    stayer.send({ type: "infer", id: "s", prompt: "Still here", max_tokens: 30 });
+    assertEquals((await stayer.end("s")).type, "done");
+    assertEquals(stayer.text("s"), await directText(node.model, "Still here", { maxTokens: 30 }));
+    node.gated.release(100);
+    await new Promise((r) => setTimeout(r, 20));
+    assert(
+      node.gated.steps <= 3,
+      `computed ${node.gated.steps} steps after the socket closed at 2`,
+    );
+    const stats = await node.stats();
+    assertEquals([stats.activeJobs, stats.jobsCancelled, stats.jobsFinished], [0, 1, 1]);
+    await stayer.close();
+  });
+});
+
+Deno.test("WS /v1/stream: bad frames and refused jobs give typed error messages and the socket stays usable", async () => {
+  await withNode({ concurrency: 1, queueLimit: 0 }, async (node) => {
+    const probe = await WsProbe.open(node.wsUrl);
+    const errorFor = async (message: unknown, id?: string) => {
+      const before = probe.messages.length;
+      probe.send(message);
+      const error = await probe.next((m) =>
+        probe.messages.indexOf(m) >= before && m.type === "error"
+      ) as WsErrorMessage;
+      assertEquals(error.id, id);
+      return error.code;
+    };
+    assertEquals(await errorFor("{not json"), "invalid_json");
+    assertEquals(await errorFor({ type: "dance", id: "d" }, "d"), "invalid_request");
+    assertEquals(
+      await errorFor({ type: "infer", id: "t", prompt: "x", temperature: 9 }, "t"),
+      "invalid_request",
+    );
+    assertEquals(
+      await errorFor({ type: "infer", id: "m", prompt: "x", model: "nope" }, "m"),
+      "unknown_model",
+    );
+    assertEquals(
+      await errorFor({ type: "infer", id: "L", prompt: "y".repeat(300) }, "L"),
+      "context_length_exceeded",
+    );
+    probe.send({ type: "infer", id: "g", model: "gated", prompt: "x", max_tokens: 5 });
+    await probe.next((m) => m.type === "start" && m.id === "g");
+    assertEquals(await errorFor({ type: "infer", id: "g", prompt: "x" }, "g"), "duplicate_id");
+    assertEquals(
+      await errorFor({ type: "infer", id: "busy", model: "gated", prompt: "x" }, "busy"),
+      "too_many_jobs",
+    );
+    node.gated.release(5);
+    await probe.next((m) => m.type === "done" && m.id === "g");
+    // Still usable after all of that.
+    probe.send({ type: "infer", id: "ok", prompt: "fine", max_tokens: 8 });
+    assertEquals((await probe.end("ok")).type, "done");
+    await probe.close();
+  });
+});
+
+Deno.test("WS /v1/stream: done carries the prover's receipt, byte strings as hex", async () => {
+  const prover = async (job: TextJob, jobId: string, chunks: ReadableStream<TokenChunk>) => {
+    let count = 0;
+    for await (const _ of chunks) count++;
+    return { jobId, model: job.model, count, signature: new Uint8Array([0xde, 0xad, 0xbe, 0xef]) };
+  };
+  await withNode({ prover }, async (node) => {
+    const probe = await WsProbe.open(node.wsUrl);
+    probe.send({ type: "infer", id: "r", prompt: "receipt please", max_tokens: 12 });
+    const done = await probe.end("r") as WsDoneMessage;
+    assertEquals(done.receipt, {
+      jobId: done.job_id,
+      model: node.model.info.cid,
+      count: done.usage.completion_tokens,
+      signature: "deadbeef",
+    });
+    await probe.close();
+  });
+});
+
+Deno.test("GET /v1/stream without an Upgrade header answers 426 in the OpenAI error shape", async () => {
+  await withNode({}, async (node) => {
+    const response = await fetch(`${node.url}/v1/stream`);
+    assertEquals(response.status, 426);
+    assertEquals((await response.json()).error.code, "upgrade_required");
+  });
+});
