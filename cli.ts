@@ -1,0 +1,65 @@
+/**
+ * The `veriflow` command line: run a node, talk to one, move files in and out of its store.
+ *
+ * ```sh
+ * deno task start                       # run a node (cli.ts start)
+ * deno run -A cli.ts infer "Hello"      # stream a completion from a running node
+ * deno run -A cli.ts put FILE           # store a file, print its CID
+ * ```
+ *
+ * @module
+ */
+import { runStart } from "./node/start_command.ts";
+import { runInfer } from "./client/infer_command.ts";
+import { runGet, runLs, runPut } from "./storage/storage_commands.ts";
+import { runBuildModel } from "./inference/build_model_command.ts";
+
+/** Deno version this project is built and tested with. */
+const DENO_VERSION = "2.9.6";
+
+const USAGE = `veriflow — a node for a decentralized AI network (storage, streaming inference, proof of inference)
+
+Usage: deno run [permissions] cli.ts <command> [options]
+
+Commands:
+  start [--config FILE] [--port N] [--host H] [--data DIR] [--model DIR] [--no-ROLE]
+                          run a node (roles: storage, inference, prover, validator)
+  infer [--url URL] [options] PROMPT
+                          stream a completion from a running node, token by token
+  put [--private] [--data DIR] FILE
+                          store a file in the node's store; prints its CID
+  get CID [-o FILE] [--data DIR]
+                          read a file back (verified against its CID)
+  ls [--data DIR]         what the store holds and its capacity
+  build-model [--size tiny|small] [--seed N] --out DIR
+                          write the built-in GPT-style ONNX model, tokenizer and config
+  help                    this text
+
+Each command takes --help. Built and tested with Deno ${DENO_VERSION}.`;
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  start: runStart,
+  infer: runInfer,
+  put: runPut,
+  get: runGet,
+  ls: runLs,
+  "build-model": runBuildModel,
+};
+
+async function main(args: string[]): Promise<number> {
+  const [command, ...rest] = args;
+  if (command === undefined || command === "help" || command === "--help" || command === "-h") {
+    console.log(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  const run = COMMANDS[command];
+  if (run === undefined) {
+    console.error(`unknown command: ${command}\n\n${USAGE}`);
+    return 2;
+  }
+  return await run(rest);
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}
