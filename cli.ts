@@ -17,7 +17,8 @@ import { runBuildModel } from "./inference/build_model_command.ts";
 /** Deno version this project is built and tested with. */
 const DENO_VERSION = "2.9.6";
 
-const USAGE = `veriflow — a node for a decentralized AI network (storage, streaming inference, proof of inference)
+const USAGE =
+  `veriflow — a node for a decentralized AI network (storage, streaming inference, proof of inference)
 
 Usage: deno run [permissions] cli.ts <command> [options]
 
@@ -26,11 +27,12 @@ Commands:
                           run a node (roles: storage, inference, prover, validator)
   infer [--url URL] [options] PROMPT
                           stream a completion from a running node, token by token
-  put [--private] [--data DIR] FILE
+  put [--private] [--key-file F] [--name N] [--mime T] [--progress] [--data DIR] FILE|-
                           store a file in the node's store; prints its CID
-  get CID [-o FILE] [--data DIR]
+  get CID [-o FILE] [--range START-END] [--key-file F] [--progress] [--data DIR]
                           read a file back (verified against its CID)
-  ls [--data DIR]         what the store holds and its capacity
+  ls [--json] [--data DIR]
+                          what the store holds and its capacity
   build-model [--size tiny|small] [--seed N] --out DIR
                           write the built-in GPT-style ONNX model, tokenizer and config
   help                    this text

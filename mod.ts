@@ -66,6 +66,45 @@ export * from "./inference/counter_rng.ts";
 export * from "./inference/text_tokenizer.ts";
 export * from "./inference/byte_tokenizer.ts";
 export * from "./inference/errors.ts";
+export {
+  type CancelJob,
+  DEFAULT_CONCURRENCY,
+  DEFAULT_QUEUE_LIMIT,
+  DuplicateJobError,
+  type FinishReason as JobFinishReason,
+  type GenerativeModel,
+  type GetInferenceStats,
+  InferenceActor,
+  type InferenceActorOptions,
+  type InferenceMessage,
+  type InferenceStats,
+  JobCancelledError,
+  type JobEnded,
+  type JobRunnerMessage,
+  type JobSummary,
+  type JobTimings,
+  type JobUsage,
+  type ModelSource,
+  type OneShotModel,
+  type ProverHook,
+  type ServedModelInfo,
+  type SubmitJob,
+  submitJob,
+  type SubmitOptions,
+  type SubmitReply,
+  type TensorJobHandle,
+  type TextJobHandle,
+  TooManyJobsError,
+} from "./actors/inference_actor.ts";
+
+// Client APIs
+export * from "./server/serve.ts";
+export * from "./server/metrics_registry.ts";
+export * from "./server/http_errors.ts";
+export type * from "./server/stream_protocol.ts";
+export * from "./server/chat_template.ts";
+export type { ModelCatalog } from "./server/inference_gateway.ts";
+export * from "./client/stream_client.ts";
 
 // Proof of Inference
 export {
