@@ -253,14 +253,7 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
     return this.#enqueue(async () => {
       if (!this.#running) return;
       await this.#haltChildren(reason);
-      if (this.#options.announce === false) return;
-      this.#env.emit({
-        type: "stopped",
-        kind: "supervisor",
-        name: this.name,
-        time: Date.now(),
-        reason,
-      });
+      this.#announceStopped(reason);
     });
   }
 
@@ -275,14 +268,19 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       for (let i = children.length - 1; i >= 0; i--) await children[i].stop(reason);
       this.#children = [];
       if (this.#options.registered) this.#env.registry.unregister(this.name, this.handle);
-      if (this.#options.announce === false) return;
-      this.#env.emit({
-        type: "stopped",
-        kind: "supervisor",
-        name: this.name,
-        time: Date.now(),
-        reason,
-      });
+      this.#announceStopped(reason);
+    });
+  }
+
+  /** Emits `stopped` for this supervisor unless it was created with `announce: false`. */
+  #announceStopped(reason: StopReason): void {
+    if (this.#options.announce === false) return;
+    this.#env.emit({
+      type: "stopped",
+      kind: "supervisor",
+      name: this.name,
+      time: Date.now(),
+      reason,
     });
   }
 

@@ -25,6 +25,7 @@ import type { FraudProof } from "../protocols/fraud_proof.ts";
 import type { ProofData } from "../proof/commitment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
 import {
+  emptyValidationStats,
   validateReceipt,
   type ValidationOptions,
   type ValidationResult,
@@ -270,7 +271,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         reason: job ? "model_unavailable" : "job_unavailable",
         issuedAt: Date.now(),
       }, identity);
-      return { verdict, stats: emptyStats() };
+      return { verdict, stats: emptyValidationStats() };
     }
     const proof = receipt.kind === "text" ? await source.proof(receipt) : undefined;
     const output = await source.output?.(receipt);
@@ -307,18 +308,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     return check;
   }
-}
-
-function emptyStats(): ValidationResult["stats"] {
-  return {
-    positions: 0,
-    maxDistance: 0,
-    meanDistance: 0,
-    samplingFailures: 0,
-    forwardTokens: 0,
-    forwardMs: 0,
-    totalMs: 0,
-  };
 }
 
 export type { Account, ReceiptRecord };

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type { GenerationParams, TensorData } from "../protocols/job.ts";
 import { type Fingerprint, fingerprintOf } from "./fingerprint.ts";
 import {
@@ -130,11 +131,7 @@ export function tensorExcess(
   atol: number,
 ): number {
   if (a.type !== b.type || a.dims.join(",") !== b.dims.join(",")) return Infinity;
-  if (a.type !== "float32") {
-    if (a.data.length !== b.data.length) return Infinity;
-    for (let i = 0; i < a.data.length; i++) if (a.data[i] !== b.data[i]) return Infinity;
-    return 0;
-  }
+  if (a.type !== "float32") return bytesEqual(a.data, b.data) ? 0 : Infinity;
   if (a.data.length !== b.data.length || a.data.length % 4 !== 0) return Infinity;
   const fa = new DataView(a.data.buffer, a.data.byteOffset, a.data.byteLength);
   const fb = new DataView(b.data.buffer, b.data.byteOffset, b.data.byteLength);

@@ -15,10 +15,11 @@
  * @module
  */
 import { z } from "zod";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { fromHex, sha256, toHex } from "../protocols/hash.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { FINGERPRINT_BYTES, FINGERPRINT_SCHEME } from "./fingerprint.ts";
-import { bytesEqual, merklePath, merkleRoot, rootFromPath } from "./merkle.ts";
+import { merklePath, merkleRoot, rootFromPath } from "./merkle.ts";
 
 /**
  * Positions per Merkle leaf. 32 balances fraud-proof size (a cited position drags in its

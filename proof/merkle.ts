@@ -105,11 +105,3 @@ export function rootFromPath(
   }
   return used === path.length ? node : null;
 }
-
-/** Constant-time-ish equality of two byte strings (lengths compared first). */
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
-  return diff === 0;
-}

@@ -131,15 +131,28 @@ export interface ValidationResult {
   stats: ValidationStats;
 }
 
-const emptyStats = (): ValidationStats => ({
-  positions: 0,
-  maxDistance: 0,
-  meanDistance: 0,
-  samplingFailures: 0,
-  forwardTokens: 0,
-  forwardMs: 0,
-  totalMs: 0,
-});
+/**
+ * Fresh all-zero {@link ValidationStats}, for a validation that is filled in as it runs or
+ * that ended before any recomputation (for example an inconclusive verdict).
+ *
+ * @example
+ * ```ts
+ * import { emptyValidationStats } from "./validation.ts";
+ * const stats = emptyValidationStats();
+ * stats.positions += 1;
+ * ```
+ */
+export function emptyValidationStats(): ValidationStats {
+  return {
+    positions: 0,
+    maxDistance: 0,
+    meanDistance: 0,
+    samplingFailures: 0,
+    forwardTokens: 0,
+    forwardMs: 0,
+    totalMs: 0,
+  };
+}
 
 /**
  * Validate one challenged receipt with `model` (a text model for text jobs, a one-shot model
@@ -160,7 +173,7 @@ export async function validateReceipt(
 ): Promise<ValidationResult> {
   const now = options.now ?? Date.now;
   const started = performance.now();
-  const stats = emptyStats();
+  const stats = emptyValidationStats();
   let target: Uint8Array = new Uint8Array(32);
   let subjectId = "unknown";
   try {

@@ -7,6 +7,7 @@
  */
 import { CID } from "multiformats/cid";
 import * as Digest from "multiformats/hashes/digest";
+import { bytesEqual } from "./bytes_equal.ts";
 import { sha256 } from "./hash.ts";
 import { VeriflowError } from "./errors.ts";
 
@@ -50,12 +51,27 @@ export function cidDigest(cid: string): Uint8Array {
   return parsed.multihash.digest;
 }
 
+/**
+ * True when `value` is a CID string {@link cidDigest} accepts (CIDv1, sha2-256); never throws,
+ * for schemas and other checks that only need a yes or no.
+ *
+ * @example
+ * ```ts
+ * import { cidOf, isCid } from "./cid.ts";
+ * isCid(cidOf(new Uint8Array([1, 2, 3]))); // true
+ * isCid("not a cid"); // false
+ * ```
+ */
+export function isCid(value: string): boolean {
+  try {
+    cidDigest(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** True when `bytes` hash to `cid`. */
 export function matchesCid(cid: string, bytes: Uint8Array): boolean {
-  const expected = cidDigest(cid);
-  const actual = sha256(bytes);
-  if (expected.length !== actual.length) return false;
-  let diff = 0;
-  for (let i = 0; i < actual.length; i++) diff |= expected[i] ^ actual[i];
-  return diff === 0;
+  return bytesEqual(cidDigest(cid), sha256(bytes));
 }

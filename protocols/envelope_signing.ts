@@ -19,6 +19,7 @@
  * @module
  */
 import * as ed from "@noble/ed25519";
+import { bytesEqual } from "./bytes_equal.ts";
 import { encodeCanonical } from "./cbor.ts";
 import type { Envelope } from "./envelope.ts";
 import { type Identity, verifySignature } from "./identity.ts";
@@ -70,9 +71,10 @@ export function signEnvelope<B>(envelope: Envelope<B>, identity: Identity): Enve
 }
 
 /**
- * Whether `publicKey` is a small-order (or undecodable) ed25519 point. ZIP-215 verification,
- * the noble default behind `verifySignature`, accepts a crafted signature under such a key
- * for *every* message, so a `from` of small order proves nothing and is refused.
+ * Whether `publicKey` is a small-order (or undecodable) ed25519 point. Under ZIP-215 rules a
+ * crafted signature verifies for such a key on *every* message; `verifySignature` uses strict
+ * RFC 8032 checks and refuses those signatures, and envelopes refuse the keys themselves as a
+ * second line, since a `from` of small order can never identify a signer.
  */
 export function isWeakPublicKey(publicKey: Uint8Array): boolean {
   try {
@@ -101,14 +103,8 @@ export function assertEnvelopeSignature(envelope: Envelope, expectedSigner?: Uin
   if (!envelope.sig || !envelope.from) {
     throw new BadSignatureError("envelope is not signed", where);
   }
-  if (expectedSigner && !sameBytes(expectedSigner, envelope.from)) {
+  if (expectedSigner && !bytesEqual(expectedSigner, envelope.from)) {
     throw new BadSignatureError("envelope signed by an unexpected key", where);
   }
   if (!verifyEnvelope(envelope)) throw new BadSignatureError("signature does not verify", where);
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false;
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -15,7 +15,7 @@
  */
 import { z } from "zod";
 import { decodeCbor, encodeCanonical } from "./cbor.ts";
-import { cidDigest, cidOf } from "./cid.ts";
+import { cidOf, isCid } from "./cid.ts";
 import { VeriflowError } from "./errors.ts";
 
 /** The `type` tag every manifest carries. */
@@ -90,14 +90,7 @@ export interface SealedFileInfo {
   mime?: string;
 }
 
-const cidString = z.string().refine((s) => {
-  try {
-    cidDigest(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, "not a CIDv1 raw sha2-256");
+const cidString = z.string().refine(isCid, "not a CIDv1 raw sha2-256");
 const byteString = z.instanceof(Uint8Array);
 const count = z.number().int().nonnegative();
 

@@ -14,6 +14,7 @@
  * @module
  */
 import { z } from "zod";
+import { bytesEqual } from "./bytes_equal.ts";
 import { encodeCanonical } from "./cbor.ts";
 import { fromHex, sha256Hex } from "./hash.ts";
 import { type Identity, verifySignature } from "./identity.ts";
@@ -249,7 +250,7 @@ export function verifyReceipt(value: unknown, options: VerifyReceiptOptions = {}
   const parsed = ReceiptSchema.safeParse(fromJsonForm(value));
   if (!parsed.success) return fail("malformed", parsed.error.message);
   const receipt = parsed.data;
-  if (options.worker && !sameBytes(options.worker, receipt.worker)) {
+  if (options.worker && !bytesEqual(options.worker, receipt.worker)) {
     return fail("bad_signature", "receipt is not from the expected worker");
   }
   if (!verifySignature(receipt.worker, receiptSigningBytes(receipt), receipt.sig)) {
@@ -281,11 +282,4 @@ export function verifyReceipt(value: unknown, options: VerifyReceiptOptions = {}
 
 function encodeKey(v: unknown): string {
   return sha256Hex(encodeCanonical(v));
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i] ^ b[i];
-  return d === 0;
 }

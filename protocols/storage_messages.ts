@@ -17,7 +17,7 @@
  * @module
  */
 import { z } from "zod";
-import { cidDigest } from "./cid.ts";
+import { isCid } from "./cid.ts";
 import { defineMessage, type MessageDefinition, MessageRegistry } from "./message_registry.ts";
 
 /**
@@ -30,14 +30,7 @@ export const MAX_PROVE_CIDS = 64;
 /** Bytes of an audit nonce. */
 export const AUDIT_NONCE_BYTES = 32;
 
-const cid = z.string().max(128).refine((s) => {
-  try {
-    cidDigest(s);
-    return true;
-  } catch {
-    return false;
-  }
-}, "not a CIDv1 raw sha2-256");
+const cid = z.string().max(128).refine(isCid, "not a CIDv1 raw sha2-256");
 const chunkBytes = z.instanceof(Uint8Array).refine((b) => b.length <= MAX_WIRE_CHUNK_BYTES, {
   message: `chunk larger than ${MAX_WIRE_CHUNK_BYTES} bytes`,
 });

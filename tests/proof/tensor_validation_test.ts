@@ -6,7 +6,11 @@ import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { jobId, type TensorData, type TensorJob } from "../../protocols/job.ts";
 import { inputHashOf, signReceipt, tensorOutputHash } from "../../protocols/receipt.ts";
-import { validateReceipt } from "../../proof/validation.ts";
+import {
+  DEFAULT_TENSOR_TOLERANCE,
+  tensorsDiffer,
+  validateReceipt,
+} from "../../proof/validation.ts";
 import { checkFraudProof } from "../../proof/fraud_check.ts";
 import type { ProofTensorModel } from "../../proof/_common.ts";
 
@@ -84,4 +88,18 @@ Deno.test("tensor job: without the worker's output the validator cannot proceed 
   const r = await validateReceipt({ job, receipt }, model(), validator);
   assert.equal(r.verdict.outcome, "invalid");
   assert.equal(r.verdict.reason, "proof_unavailable");
+});
+
+Deno.test("non-float tensors must match byte for byte: tolerance does not apply to them", () => {
+  const int32 = (bytes: number[]): TensorData => ({
+    type: "int32",
+    dims: [bytes.length / 4],
+    data: new Uint8Array(bytes),
+  });
+  const a = int32([1, 0, 0, 0, 2, 0, 0, 0]);
+  const tol = DEFAULT_TENSOR_TOLERANCE;
+  assert.equal(tensorsDiffer({ y: a }, { y: int32([1, 0, 0, 0, 2, 0, 0, 0]) }, tol), false);
+  assert.equal(tensorsDiffer({ y: a }, { y: int32([1, 0, 0, 0, 3, 0, 0, 0]) }, tol), true);
+  const longer = { ...int32([1, 0, 0, 0, 2, 0, 0, 0, 0]), dims: [2] };
+  assert.equal(tensorsDiffer({ y: a }, { y: longer }, tol), true);
 });

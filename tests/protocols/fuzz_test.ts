@@ -10,6 +10,7 @@ import { decodeEnvelope, type Envelope } from "../../protocols/envelope.ts";
 import { createCoreRegistry } from "../../protocols/messages.ts";
 import { ProtocolError } from "../../protocols/protocol_errors.ts";
 import { LengthPrefixedDecoderStream } from "../../streams/length_prefixed_stream.ts";
+import { prng } from "../_prng.ts";
 import { connectionWithRawPeer, Echo } from "./_helpers.ts";
 
 const FRAMES = 20_000;
@@ -51,17 +52,6 @@ class HeapProbe {
       (liveGrowth / 1e6).toFixed(2)
     } MB`;
   }
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 class FrameFuzzer {

@@ -5,18 +5,7 @@ import {
   LengthPrefixedEncoderStream,
 } from "../../streams/length_prefixed_stream.ts";
 import { FrameTooLargeError, TruncatedFrameError } from "../../protocols/protocol_errors.ts";
-
-/** Small deterministic PRNG (mulberry32) so a failing split can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../_prng.ts";
 
 async function encodeAll(payloads: Uint8Array[]): Promise<Uint8Array> {
   const frames = await Array.fromAsync(
