@@ -47,6 +47,8 @@ import { toHex } from "../protocols/hash.ts";
 import type { ProofData } from "../proof/commitment.ts";
 import { createApp } from "../server/app.ts";
 import { serve } from "../server/serve.ts";
+import { MetricsRegistry } from "../server/metrics_registry.ts";
+import { nodeCollector, ValidatorTally } from "./node_metrics.ts";
 import type { NodeConfig } from "./config.ts";
 import { loadOrCreateIdentity } from "./node_identity.ts";
 import { RecentJobs } from "./recent_jobs.ts";
@@ -142,6 +144,7 @@ export async function startNode(
   });
 
   const recentJobs = new RecentJobs(RECENT_JOBS);
+  const tally = new ValidatorTally();
   const lookup = <M>(name: string): ActorRef<M> | undefined => system.lookup<M>(name);
   const children: ChildSpec<never>[] = [];
   const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
@@ -209,12 +212,16 @@ export async function startNode(
       if (validator === undefined) return;
       const short = receipt.jobId.slice(0, 12);
       try {
+        tally.received++;
         const handled = await validator.ask<ReceiptHandled>({ type: "receipt", receipt });
         if (!handled.recorded) {
+          tally.refused++;
           log(`validator: receipt of job ${short} refused (${handled.refusal})`);
         }
         if (!handled.challenged || handled.result === undefined) return;
+        tally.challenged++;
         const { verdict, stats } = await handled.result;
+        tally.verdicts[verdict.outcome]++;
         log(
           `validator: challenged job ${short} (draw ${
             handled.draw.toFixed(3)
@@ -260,7 +267,14 @@ export async function startNode(
   let server: ReturnType<typeof serve> | undefined;
   const inference = lookup<InferenceMessage>(NODE_ACTORS.inference);
   if (inference !== undefined) {
-    const app = createApp({ inference, models });
+    const metrics = new MetricsRegistry();
+    metrics.register(nodeCollector({
+      publicKey: identity.publicKey,
+      prover: () => lookup<ProverMessage>(NODE_ACTORS.prover),
+      validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
+      tally,
+    }));
+    const app = createApp({ inference, models, metrics });
     server = serve({ app, port: config.http.port, hostname: config.http.hostname });
   }
 
@@ -295,6 +309,19 @@ export async function startNode(
         );
       } catch (error) {
         parts.push(`inference: ${(error as Error).message}`);
+      }
+    }
+    if (validator !== undefined) {
+      parts.push(
+        `receipts ${tally.received} challenged ${tally.challenged} fraud ${tally.verdicts.fraud}`,
+      );
+      try {
+        const a = await validator.ask<Account>({ type: "account", key: identity.publicKey }, {
+          timeoutMs: 1000,
+        });
+        parts.push(`credit ${a.balance} stake ${a.stake} (locked ${a.locked})`);
+      } catch (error) {
+        parts.push(`ledger: ${(error as Error).message}`);
       }
     }
     log(parts.join(" · "));

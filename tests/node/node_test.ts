@@ -58,6 +58,12 @@ Deno.test("a node starts its supervision tree, serves a completion with a verifi
       "the validator to record the receipt",
     );
     assert.equal(record.worker, publicKey);
+
+    const metrics = await (await fetch(`${node.url}/metrics`)).text();
+    assert.match(metrics, /^veriflow_prover_receipts_signed_total 1$/m);
+    assert.match(metrics, /^veriflow_validator_receipts_total 1$/m);
+    assert.match(metrics, /^veriflow_ledger_stake 1000000$/m);
+    assert.match(metrics, /^veriflow_inference_tokens_generated_total 12$/m);
   } finally {
     await node.shutdown();
     await node.finished;
