@@ -13,7 +13,9 @@
  *
  * Fairness: the source is written and fsynced first, so every transfer reads it hot from the
  * page cache; a get reads chunks its put has just written, also hot. So all rows are measured
- * hot, none cold. Each run interleaves the baselines with the transfers — a stream copy before
+ * hot, none cold. Every row writes a new file and nothing is deleted before the end, so no row
+ * writes into page-cache pages another row just freed (needs free memory for
+ * `runs × (4 + 4) × size`, here 12 GiB at 512 MiB × 3 runs; the page cache gives it back). Each run interleaves the baselines with the transfers — a stream copy before
  * and after that run's puts and gets — and the tables report medians, since the machine is
  * shared and a single figure can be off by 2×.
  *
@@ -142,8 +144,12 @@ async function main(): Promise<void> {
     const rssPrivate: number[] = [];
     for (let run = 0; run < RUNS; run++) {
       for (const tier of ["public", "private"] as const) {
-        // Stores are kept until the end: deleting thousands of chunk files between runs makes
-        // ext4's inode allocator slow for the next run and would measure our own cleanup.
+        // Nothing is deleted until the end — stores, get outputs and copies alike. Deleting
+        // thousands of chunk files makes ext4's inode allocator slow for the next run, and
+        // deleting a 512 MiB output frees page-cache pages that the very next write reuses
+        // cheaply, while writes into never-used pages fault them in from the VM host (measured:
+        // a copy right after a delete ran ~2x faster). With no deletions, every row writes into
+        // new pages, so baseline and transfers start from the same page-cache state.
         const dir = `${root}/store-${tier}-${run}`;
         const files = new FileStore(await ChunkStore.open(dir), { concurrency: CONCURRENCY });
         const k = tier === "private" ? key : undefined;
@@ -157,16 +163,14 @@ async function main(): Promise<void> {
           cid = (await files.put(file.readable, { key: k })).cid;
         });
         const peak = sampler.stop();
+        const outPath = `${root}/get-${tier}-${run}.bin`;
         const getSeconds = await timed(async () => {
-          const out = await Deno.open(`${root}/out.bin`, {
-            write: true,
-            create: true,
-            truncate: true,
-          });
+          const out = await Deno.open(outPath, { write: true, createNew: true });
           await (await files.get(cid, { key: k })).pipeTo(out.writable);
         });
-        if ((await Deno.stat(`${root}/out.bin`)).size !== SIZE) throw new Error("get lost bytes");
-        await Deno.remove(`${root}/out.bin`);
+        if ((await Deno.stat(outPath).then((i) => i.size)) !== SIZE) {
+          throw new Error("get lost bytes");
+        }
         if (tier === "public") {
           put.push(putSeconds);
           get.push(getSeconds);
@@ -180,12 +184,13 @@ async function main(): Promise<void> {
       // The baselines run after the puts so their buffers do not inflate the first put's RSS;
       // with several runs they still interleave with the transfers (run 1's puts follow run 0's
       // copies), so a slow or fast patch of the shared machine hits both sides.
-      copy.push(await timed(() => Deno.copyFile(source, `${root}/copy.bin`)));
-      await Deno.remove(`${root}/copy.bin`);
-      streamCopy.push(await timed(() => streamCopyFile(source, `${root}/copy.bin`, false)));
-      await Deno.remove(`${root}/copy.bin`);
-      durableCopy.push(await timed(() => streamCopyFile(source, `${root}/copy.bin`, true)));
-      await Deno.remove(`${root}/copy.bin`);
+      copy.push(await timed(() => Deno.copyFile(source, `${root}/copyfile-${run}.bin`)));
+      streamCopy.push(
+        await timed(() => streamCopyFile(source, `${root}/stream-${run}.bin`, false)),
+      );
+      durableCopy.push(
+        await timed(() => streamCopyFile(source, `${root}/durable-${run}.bin`, true)),
+      );
     }
 
     const mbps = (seconds: number[]) => SIZE / MB / median(seconds);
