@@ -113,3 +113,26 @@ export class WrongModelKindError extends InferenceError {
     super("wrong_model_kind", `model ${cid} is a ${actual} model, not a ${expected} model`);
   }
 }
+
+/**
+ * A model worker (worker execution mode) died or could not be started, so the request it was
+ * serving cannot complete.
+ */
+export class ModelWorkerError extends InferenceError {
+  /**
+   * Describe the failure.
+   *
+   * @param message What happened.
+   * @param options `cause`.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super("model_worker_failed", message, options);
+  }
+}
+
+/** A model used after `dispose()`. */
+export class ModelDisposedError extends InferenceError {
+  constructor() {
+    super("model_disposed", "the model has been disposed");
+  }
+}

@@ -11,7 +11,7 @@ import { cidOf } from "../protocols/cid.ts";
 import type { SessionOptions } from "./_session.ts";
 import { ModelLoadError, UnknownModelError, WrongModelKindError } from "./errors.ts";
 import { TensorModel } from "./tensor_model.ts";
-import { type ExecutionProvider, TextModel } from "./text_model.ts";
+import { type ExecutionProvider, type ModelWorkerOptions, TextModel } from "./text_model.ts";
 
 /** Metadata of a registered model. */
 export interface RegisteredModel {
@@ -35,8 +35,11 @@ export interface RegisteredModel {
   loaded: boolean;
 }
 
-/** Options of {@link ModelRegistry}: the session options every model is loaded with. */
-export interface ModelRegistryOptions extends SessionOptions {}
+/**
+ * Options of {@link ModelRegistry}: the session options every model is loaded with, and
+ * whether models run in workers (`worker: true`) or on the calling thread (the default).
+ */
+export interface ModelRegistryOptions extends SessionOptions, ModelWorkerOptions {}
 
 /** Either kind of loaded model. */
 export type LoadedModel = TextModel | TensorModel;

@@ -4,15 +4,20 @@
  * both sides, so a tensor job's inputs go straight from the wire to the model and its outputs
  * straight back.
  *
+ * With `worker: true` the session runs in a pool of workers (see `text_model.ts`): the inputs
+ * are validated here and their buffers moved to the worker, the outputs moved back.
+ *
  * @module
  */
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-node";
 import { join } from "node:path";
 import { cidOf } from "../protocols/cid.ts";
 import type { TensorData } from "../protocols/job.ts";
+import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
 import { createSession, type SessionOptions } from "./_session.ts";
-import { InvalidTensorInputError, ModelLoadError } from "./errors.ts";
-import type { BaseModelInfo } from "./text_model.ts";
+import { fromOrtTensor, type PreparedTensor, prepareTensor, toOrtTensor } from "./_tensor_data.ts";
+import { InvalidTensorInputError, ModelDisposedError, ModelLoadError } from "./errors.ts";
+import type { BaseModelInfo, ModelWorkerOptions } from "./text_model.ts";
 
 /** Name, element type and shape (numbers or symbolic names) of a model input or output. */
 export interface TensorSpec {
@@ -35,7 +40,7 @@ export interface TensorModelInfo extends BaseModelInfo {
 }
 
 /** Options of {@link TensorModel.load}. */
-export interface TensorModelOptions extends SessionOptions {
+export interface TensorModelOptions extends SessionOptions, ModelWorkerOptions {
   /** Override the model name. */
   name?: string;
 }
@@ -46,62 +51,30 @@ export interface TensorRunOptions {
   signal?: AbortSignal;
 }
 
-type NumericArrayCtor =
-  | Float32ArrayConstructor
-  | Float64ArrayConstructor
-  | Int8ArrayConstructor
-  | Uint8ArrayConstructor
-  | Int16ArrayConstructor
-  | Uint16ArrayConstructor
-  | Int32ArrayConstructor
-  | Uint32ArrayConstructor
-  | BigInt64ArrayConstructor
-  | BigUint64ArrayConstructor;
-
-/** Element types a tensor job may carry, with their typed-array views. */
-const ELEMENT_TYPES: Record<string, NumericArrayCtor> = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  int64: BigInt64Array,
-  uint64: BigUint64Array,
-  bool: Uint8Array,
-};
-
-/** Convert job tensor bytes to an onnxruntime tensor (copying into an aligned buffer). */
-function toOrtTensor(name: string, tensor: TensorData): ort.Tensor {
-  const ctor = ELEMENT_TYPES[tensor.type];
-  if (!ctor) throw new InvalidTensorInputError(`${name}: unsupported element type ${tensor.type}`);
-  if (!tensor.dims.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw new InvalidTensorInputError(`${name}: dims must be non-negative integers`);
-  }
-  const count = tensor.dims.reduce((a, b) => a * b, 1);
-  if (tensor.data.byteLength !== count * ctor.BYTES_PER_ELEMENT) {
-    throw new InvalidTensorInputError(
-      `${name}: ${tensor.data.byteLength} bytes do not hold ${count} ${tensor.type} values`,
-    );
-  }
-  // Host order is little-endian on every platform onnxruntime-node ships for.
-  const aligned = new Uint8Array(tensor.data); // copy: the source may be unaligned
-  const values = new ctor(aligned.buffer, 0, count);
-  if (tensor.type === "bool") {
-    return new ort.Tensor("bool", values as Uint8Array, tensor.dims);
-  }
-  return new ort.Tensor(tensor.type as "float32", values as Float32Array, tensor.dims);
+/** Where the model runs: this thread's session, or a pool of workers. */
+interface TensorEngine {
+  run(feeds: Record<string, PreparedTensor>): Promise<Record<string, TensorData>>;
+  dispose(): Promise<void>;
 }
 
-/** Convert an onnxruntime tensor to job tensor bytes. */
-function fromOrtTensor(tensor: ort.Tensor): TensorData {
-  const data = tensor.data as ArrayBufferView;
+/** The in-thread engine: runs the session on the calling thread. */
+function inThreadEngine(session: ort.InferenceSession): TensorEngine {
   return {
-    type: tensor.type,
-    dims: [...tensor.dims],
-    data: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)),
+    async run(feeds) {
+      const ortFeeds: Record<string, ort.Tensor> = {};
+      for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(tensor);
+      let out: ort.InferenceSession.ReturnType;
+      try {
+        out = await session.run(ortFeeds);
+      } catch (cause) {
+        // Shape mismatches surface from onnxruntime at run time.
+        throw new InvalidTensorInputError(`model rejected inputs: ${(cause as Error).message}`);
+      }
+      const result: Record<string, TensorData> = {};
+      for (const name of session.outputNames) result[name] = fromOrtTensor(out[name]);
+      return result;
+    },
+    dispose: () => session.release(),
   };
 }
 
@@ -120,10 +93,11 @@ function fromOrtTensor(tensor: ort.Tensor): TensorData {
 export class TensorModel {
   /** Model metadata. */
   readonly info: TensorModelInfo;
-  #session: ort.InferenceSession;
+  #engine: TensorEngine;
+  #disposing: Promise<void> | undefined;
 
-  private constructor(session: ort.InferenceSession, info: TensorModelInfo) {
-    this.#session = session;
+  private constructor(engine: TensorEngine, info: TensorModelInfo) {
+    this.#engine = engine;
     this.info = info;
   }
 
@@ -137,7 +111,22 @@ export class TensorModel {
     } catch (cause) {
       throw new ModelLoadError(`cannot read model at ${path}`, { cause });
     }
-    const { session, executionProvider } = await createSession(bytes, options);
+    let engine: TensorEngine;
+    let executionProvider: TensorModelInfo["executionProvider"];
+    let inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+    let outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+    if (options?.worker) {
+      const { workerCount, session } = poolSizing(options);
+      const { pool, loaded } = await ModelWorkerPool.start(bytes, { workerCount, session });
+      engine = { run: (feeds) => pool.run(feeds), dispose: () => pool.dispose() };
+      ({ executionProvider, inputMetadata, outputMetadata } = loaded);
+    } else {
+      const created = await createSession(bytes, options);
+      engine = inThreadEngine(created.session);
+      executionProvider = created.executionProvider;
+      inputMetadata = created.session.inputMetadata;
+      outputMetadata = created.session.outputMetadata;
+    }
     const specs = (meta: readonly ort.InferenceSession.ValueMetadata[]): TensorSpec[] =>
       meta.map((m) => ({
         name: m.name,
@@ -151,10 +140,10 @@ export class TensorModel {
       sizeBytes: bytes.byteLength,
       executionProvider,
       path,
-      inputs: specs(session.inputMetadata),
-      outputs: specs(session.outputMetadata),
+      inputs: specs(inputMetadata),
+      outputs: specs(outputMetadata),
     };
-    return new TensorModel(session, info);
+    return new TensorModel(engine, info);
   }
 
   /**
@@ -165,11 +154,12 @@ export class TensorModel {
     inputs: Record<string, TensorData>,
     options?: TensorRunOptions,
   ): Promise<Record<string, TensorData>> {
-    const expected = new Set(this.#session.inputNames);
+    if (this.#disposing) throw new ModelDisposedError();
+    const expected = new Set(this.info.inputs.map((spec) => spec.name));
     for (const name of Object.keys(inputs)) {
       if (!expected.has(name)) throw new InvalidTensorInputError(`unknown input ${name}`);
     }
-    const feeds: Record<string, ort.Tensor> = {};
+    const feeds: Record<string, PreparedTensor> = {};
     for (const spec of this.info.inputs) {
       const tensor = inputs[spec.name];
       if (!tensor) throw new InvalidTensorInputError(`missing input ${spec.name}`);
@@ -178,23 +168,18 @@ export class TensorModel {
           `${spec.name}: expected ${spec.type}, got ${tensor.type}`,
         );
       }
-      feeds[spec.name] = toOrtTensor(spec.name, tensor);
+      feeds[spec.name] = prepareTensor(spec.name, tensor);
     }
     options?.signal?.throwIfAborted();
-    let out: ort.InferenceSession.ReturnType;
-    try {
-      out = await this.#session.run(feeds);
-    } catch (cause) {
-      // Shape mismatches surface from onnxruntime at run time.
-      throw new InvalidTensorInputError(`model rejected inputs: ${(cause as Error).message}`);
-    }
-    const result: Record<string, TensorData> = {};
-    for (const name of this.#session.outputNames) result[name] = fromOrtTensor(out[name]);
-    return result;
+    return await this.#engine.run(feeds);
   }
 
-  /** Release the onnxruntime session. */
-  async dispose(): Promise<void> {
-    await this.#session.release();
+  /**
+   * Release the onnxruntime session (in worker mode: terminate the workers too). The model is
+   * unusable afterwards: `run` throws {@link ModelDisposedError}. Idempotent.
+   */
+  dispose(): Promise<void> {
+    this.#disposing ??= this.#engine.dispose();
+    return this.#disposing;
   }
 }

@@ -10,18 +10,30 @@
  * `forward` is what validators use: one pass over prompt+output with no past, all positions'
  * logits at once. Both paths run the same graph, so their logits agree to float rounding.
  *
+ * Two execution modes, with the same API and the same results:
+ * - **in-thread** (default): the session runs on the calling thread. onnxruntime-node computes
+ *   synchronously, so each step blocks this thread's event loop for its duration, and
+ *   concurrent generations take turns on one core.
+ * - **worker** (`worker: true`): sessions and KV caches live in a pool of dedicated workers
+ *   (`_model_worker_pool.ts`); this thread only samples, decodes and streams. Its event loop
+ *   stays free during compute, and concurrent generations run on several cores. Each pull is
+ *   one request to the worker holding the generation's cache, so the stream stays pull-based
+ *   and stops within one step as in-thread.
+ *
  * @module
  */
-import * as ort from "onnxruntime-node";
 import { join } from "node:path";
 import { cidOf } from "../protocols/cid.ts";
 import type { GenerationParams } from "../protocols/job.ts";
+import { DecoderSession, type DecoderShape } from "./_decoder_session.ts";
+import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
 import { createSession, type ExecutionProvider, type SessionOptions } from "./_session.ts";
 import {
   ContextLengthError,
   EmptyPromptError,
   InvalidGenerationParamsError,
   InvalidTokenError,
+  ModelDisposedError,
   ModelLoadError,
 } from "./errors.ts";
 import { sampleToken, validateSamplingParams } from "./sampler.ts";
@@ -65,10 +77,35 @@ export interface ModelInfo extends BaseModelInfo {
   eosTokenId: number | undefined;
 }
 
+/** Worker execution mode: options shared by text models, tensor models and the registry. */
+export interface ModelWorkerOptions {
+  /**
+   * Run the model in a pool of dedicated workers instead of on the calling thread: the calling
+   * thread's event loop stays responsive while the model computes, and concurrent generations
+   * use several cores. Same API, same results (bit-identical for the same `intraOpThreads`).
+   * Default `false` (in-thread).
+   */
+  worker?: boolean;
+  /**
+   * Workers in worker mode, each holding its own session (one more copy of the model in
+   * memory). Default: one per core, at most 4; 1 when running on CUDA. Each worker's
+   * `intraOpThreads` then defaults to cores / workers.
+   */
+  workerCount?: number;
+}
+
 /** Options of {@link TextModel.load}. */
-export interface TextModelOptions extends SessionOptions {
+export interface TextModelOptions extends SessionOptions, ModelWorkerOptions {
   /** Override the model name in {@link ModelInfo}. */
   name?: string;
+}
+
+/** Counters of one model worker (worker mode), from {@link TextModel.workerStats}. */
+export interface ModelWorkerStats {
+  /** Model executions it ran (steps, forward passes, tensor runs). */
+  runs: number;
+  /** Generations whose KV cache it holds now. */
+  sequences: number;
 }
 
 /** Why a generation ended (on the last chunk only). */
@@ -154,7 +191,75 @@ function parseConfig(config: Record<string, unknown>, dir: string): ModelConfig 
   };
 }
 
-type PastCache = Record<string, ort.Tensor>;
+/** A generation's KV cache, wherever the session runs. */
+interface TextSequence {
+  /** Feed `tokens` after the cached ones; the logits row of the last of them. */
+  step(tokens: readonly number[]): Promise<Float32Array>;
+  /** Free the cache (after any step already running). */
+  close(): void;
+}
+
+/** Where the model computes: this thread's session, or a pool of workers. */
+interface TextEngine {
+  sequence(): TextSequence;
+  forward(tokens: readonly number[]): Promise<Float32Array>;
+  stats(): Promise<ModelWorkerStats[]>;
+  dispose(): Promise<void>;
+}
+
+/** What an engine reports once its session exists. */
+interface LoadedEngine {
+  engine: TextEngine;
+  executionProvider: ExecutionProvider;
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+}
+
+async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: SessionOptions) {
+  const { session, executionProvider } = await createSession(bytes, options);
+  const decoder = new DecoderSession(session, shape);
+  const engine: TextEngine = {
+    sequence: () => decoder.sequence(),
+    forward: (tokens) => decoder.forward(tokens),
+    stats: () => Promise.resolve([]),
+    dispose: () => session.release(),
+  };
+  return {
+    engine,
+    executionProvider,
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+  } satisfies LoadedEngine;
+}
+
+async function workerEngine(bytes: Uint8Array, shape: DecoderShape, options: TextModelOptions) {
+  const { workerCount, session } = poolSizing(options);
+  const { pool, loaded } = await ModelWorkerPool.start(bytes, {
+    workerCount,
+    session,
+    decoder: shape,
+  });
+  const engine: TextEngine = {
+    sequence: () => pool.openSequence(),
+    forward: (tokens) => pool.forward(tokens),
+    stats: () => pool.stats(),
+    dispose: () => pool.dispose(),
+  };
+  return {
+    engine,
+    executionProvider: loaded.executionProvider,
+    inputNames: loaded.inputNames,
+    outputNames: loaded.outputNames,
+  } satisfies LoadedEngine;
+}
+
+/**
+ * Closes the KV cache of a stream dropped without being cancelled or read to the end: in
+ * worker mode the cache lives in the worker, which cannot see the stream being collected.
+ */
+const abandonedStreams = new FinalizationRegistry<{ sequence?: TextSequence }>((state) =>
+  state.sequence?.close()
+);
 
 /**
  * A loaded decoder-only text model.
@@ -174,30 +279,31 @@ export class TextModel {
   readonly info: ModelInfo;
   /** The model's tokenizer. */
   readonly tokenizer: TextTokenizer;
-  #session: ort.InferenceSession;
+  #engine: TextEngine;
+  #workerCount: number;
   #config: ModelConfig;
-  #hasPositionIds: boolean;
-  #hasAttentionMask: boolean;
   #runs = 0;
+  #disposing: Promise<void> | undefined;
 
   private constructor(
-    session: ort.InferenceSession,
+    engine: TextEngine,
+    workerCount: number,
     config: ModelConfig,
     info: ModelInfo,
     tokenizer: TextTokenizer,
   ) {
-    this.#session = session;
+    this.#engine = engine;
+    this.#workerCount = workerCount;
     this.#config = config;
     this.info = info;
     this.tokenizer = tokenizer;
-    this.#hasPositionIds = session.inputNames.includes("position_ids");
-    this.#hasAttentionMask = session.inputNames.includes("attention_mask");
   }
 
   /**
    * Load a model directory: `model.onnx`, `config.json`, `tokenizer.json` (and optionally
    * `tokenizer_config.json`). Throws {@link ModelLoadError} on a missing file or a graph that
-   * does not follow the decoder convention.
+   * does not follow the decoder convention. With `worker: true` the sessions are created in
+   * the workers (in parallel), not on this thread.
    */
   static async load(dir: string, options?: TextModelOptions): Promise<TextModel> {
     let bytes: Uint8Array;
@@ -210,20 +316,20 @@ export class TextModel {
     }
     const config = parseConfig(rawConfig, dir);
     const tokenizer = await loadTokenizer(dir, config.eosTokenId);
-    const { session, executionProvider } = await createSession(bytes, options);
-    const required = ["input_ids", "logits"];
-    for (const name of required) {
-      if (!session.inputNames.includes(name) && !session.outputNames.includes(name)) {
-        throw new ModelLoadError(`model in ${dir} has no "${name}" input/output`);
-      }
-    }
-    const pastInputs = session.inputNames.filter((n) => n.startsWith("past_key_values."));
-    if (pastInputs.length !== 2 * config.numLayers) {
-      throw new ModelLoadError(
-        `model in ${dir} has ${pastInputs.length} past_key_values inputs, expected ${
-          2 * config.numLayers
-        } (use an export "with past")`,
-      );
+    const shape: DecoderShape = {
+      numLayers: config.numLayers,
+      numKeyValueHeads: config.numKeyValueHeads,
+      headDim: config.headDim,
+      vocabSize: config.vocabSize,
+    };
+    const { engine, executionProvider, inputNames, outputNames } = options?.worker
+      ? await workerEngine(bytes, shape, options)
+      : await inThreadEngine(bytes, shape, options);
+    try {
+      checkDecoderGraph(inputNames, outputNames, config, dir);
+    } catch (error) {
+      await engine.dispose();
+      throw error;
     }
     const info: ModelInfo = {
       cid: cidOf(bytes),
@@ -240,7 +346,8 @@ export class TextModel {
       headDim: config.headDim,
       eosTokenId: config.eosTokenId,
     };
-    return new TextModel(session, config, info, tokenizer);
+    const workerCount = options?.worker ? poolSizing(options).workerCount : 0;
+    return new TextModel(engine, workerCount, config, info, tokenizer);
   }
 
   /** Number of model executions so far (one per prompt pass, one per generated token). */
@@ -248,18 +355,33 @@ export class TextModel {
     return this.#runs;
   }
 
+  /** Workers computing for this model: 0 in-thread, the pool size in worker mode. */
+  get workerCount(): number {
+    return this.#workerCount;
+  }
+
+  /**
+   * Each worker's counters (worker mode; `[]` in-thread), for diagnostics and tests: what the
+   * workers actually computed, and how many KV caches they hold.
+   */
+  workerStats(): Promise<ModelWorkerStats[]> {
+    if (this.#disposing) return Promise.reject(new ModelDisposedError());
+    return this.#engine.stats();
+  }
+
   /**
    * Teacher-forced full pass: logits of every position of `tokens`, row-major
    * `[tokens.length × vocabSize]` (row i predicts token i+1). No cache is used.
    */
   async forward(tokens: readonly number[], options?: ForwardOptions): Promise<Float32Array> {
+    this.#checkUsable();
     this.#checkTokens(tokens);
     if (tokens.length > this.#config.contextLength) {
       throw new ContextLengthError(tokens.length, this.#config.contextLength);
     }
     options?.signal?.throwIfAborted();
-    const { logits } = await this.#run(tokens, 0, this.#emptyPast());
-    return logits;
+    this.#runs++;
+    return await this.#engine.forward(tokens);
   }
 
   /**
@@ -277,6 +399,7 @@ export class TextModel {
     params: GenerationParams,
     options?: GenerateOptions,
   ): ReadableStream<TokenChunk> {
+    this.#checkUsable();
     validateSamplingParams(params);
     if (!Number.isSafeInteger(params.maxTokens) || params.maxTokens < 0) {
       throw new InvalidGenerationParamsError(`maxTokens must be an integer ≥ 0`);
@@ -298,26 +421,31 @@ export class TextModel {
     const decoder = this.tokenizer.streamDecoder();
     const eos = this.#config.eosTokenId;
     const sequence = [...promptIds];
-    let past: PastCache | null = this.#emptyPast();
+    // The KV cache, opened at the first pull (in worker mode: placed on a worker then).
+    const cache: { sequence?: TextSequence } = {};
     let fed = 0; // tokens of `sequence` already in the cache
     let index = startIndex;
     let output = "";
     let finished = false;
     let controllerRef: ReadableStreamDefaultController<TokenChunk> | undefined;
+    const release = () => {
+      cache.sequence?.close();
+      abandonedStreams.unregister(cache);
+    };
     const onAbort = () => {
       if (finished) return;
       finished = true;
-      past = null;
+      release();
       controllerRef?.error(signal?.reason);
     };
 
     const finish = () => {
       finished = true;
-      past = null;
+      release();
       signal?.removeEventListener("abort", onAbort);
     };
 
-    return new ReadableStream<TokenChunk>({
+    const stream = new ReadableStream<TokenChunk>({
       start: (controller) => {
         controllerRef = controller;
         signal?.addEventListener("abort", onAbort, { once: true });
@@ -329,15 +457,19 @@ export class TextModel {
       pull: async (controller) => {
         if (finished) return;
         const newTokens = sequence.slice(fed);
-        const step = await this.#run(newTokens, fed, past!);
+        let row: Float32Array;
+        try {
+          this.#checkUsable();
+          cache.sequence ??= this.#engine.sequence();
+          this.#runs++;
+          row = await cache.sequence.step(newTokens);
+        } catch (error) {
+          finish();
+          throw error;
+        }
         // Aborted or cancelled while the step ran: drop its result, compute nothing more.
         if (finished) return;
-        past = step.present;
         fed = sequence.length;
-        const row = step.logits.slice(
-          (newTokens.length - 1) * this.#config.vocabSize,
-          newTokens.length * this.#config.vocabSize,
-        );
         const { token } = sampleToken(row, params, index);
         sequence.push(token);
         let finishReason: FinishReason | undefined;
@@ -364,11 +496,22 @@ export class TextModel {
         finish();
       },
     }, { highWaterMark: 0 });
+    abandonedStreams.register(stream, cache, cache);
+    return stream;
   }
 
-  /** Release the onnxruntime session. The model is unusable afterwards. */
-  async dispose(): Promise<void> {
-    await this.#session.release();
+  /**
+   * Release the onnxruntime session (in worker mode: every worker's, then terminate the
+   * workers; a step already running finishes first). The model is unusable afterwards: its
+   * methods throw {@link ModelDisposedError}. Idempotent.
+   */
+  dispose(): Promise<void> {
+    this.#disposing ??= this.#engine.dispose();
+    return this.#disposing;
+  }
+
+  #checkUsable(): void {
+    if (this.#disposing) throw new ModelDisposedError();
   }
 
   #checkTokens(tokens: readonly number[]): void {
@@ -377,50 +520,27 @@ export class TextModel {
       if (!Number.isSafeInteger(t) || t < 0 || t >= vocab) throw new InvalidTokenError(t, vocab);
     }
   }
+}
 
-  #emptyPast(): PastCache {
-    const past: PastCache = {};
-    const { numLayers, numKeyValueHeads, headDim } = this.#config;
-    for (let l = 0; l < numLayers; l++) {
-      for (const kv of ["key", "value"]) {
-        past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [
-          1,
-          numKeyValueHeads,
-          0,
-          headDim,
-        ]);
-      }
+/** Throws {@link ModelLoadError} unless the graph follows the decoder-with-past convention. */
+function checkDecoderGraph(
+  inputNames: readonly string[],
+  outputNames: readonly string[],
+  config: ModelConfig,
+  dir: string,
+): void {
+  for (const name of ["input_ids", "logits"]) {
+    if (!inputNames.includes(name) && !outputNames.includes(name)) {
+      throw new ModelLoadError(`model in ${dir} has no "${name}" input/output`);
     }
-    return past;
   }
-
-  /** One model execution over `tokens` placed after `pastLength` cached positions. */
-  async #run(
-    tokens: readonly number[],
-    pastLength: number,
-    past: PastCache,
-  ): Promise<{ logits: Float32Array; present: PastCache }> {
-    const n = tokens.length;
-    const feeds: Record<string, ort.Tensor> = { ...past };
-    feeds.input_ids = new ort.Tensor("int64", BigInt64Array.from(tokens, BigInt), [1, n]);
-    if (this.#hasAttentionMask) {
-      const mask = new BigInt64Array(pastLength + n).fill(1n);
-      feeds.attention_mask = new ort.Tensor("int64", mask, [1, pastLength + n]);
-    }
-    if (this.#hasPositionIds) {
-      const positions = new BigInt64Array(n);
-      for (let i = 0; i < n; i++) positions[i] = BigInt(pastLength + i);
-      feeds.position_ids = new ort.Tensor("int64", positions, [1, n]);
-    }
-    this.#runs++;
-    const out = await this.#session.run(feeds);
-    const present: PastCache = {};
-    for (let l = 0; l < this.#config.numLayers; l++) {
-      for (const kv of ["key", "value"]) {
-        present[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`];
-      }
-    }
-    return { logits: out.logits.data as Float32Array, present };
+  const pastInputs = inputNames.filter((n) => n.startsWith("past_key_values."));
+  if (pastInputs.length !== 2 * config.numLayers) {
+    throw new ModelLoadError(
+      `model in ${dir} has ${pastInputs.length} past_key_values inputs, expected ${
+        2 * config.numLayers
+      } (use an export "with past")`,
+    );
   }
 }
 

@@ -1,0 +1,157 @@
+/**
+ * The decoder convention on one onnxruntime session: building the feeds of a step
+ * (`input_ids`, `attention_mask`, `position_ids`, `past_key_values.N.*`) and carrying
+ * `present.N.*` back as the next step's past.
+ *
+ * Both execution modes of `TextModel` run exactly this code — on the calling thread, or inside
+ * a model worker (`_model_worker.ts`) — so the two modes feed onnxruntime identical tensors and
+ * get bit-identical logits for the same session options.
+ *
+ * @module
+ */
+import * as ort from "onnxruntime-node";
+
+/** The dimensions of a decoder's KV cache and logits, from its `config.json`. */
+export interface DecoderShape {
+  /** Transformer blocks (one key and one value cache tensor each). */
+  numLayers: number;
+  /** Key/value heads of the cache. */
+  numKeyValueHeads: number;
+  /** Per-head width of the cache. */
+  headDim: number;
+  /** Length of a logits row. */
+  vocabSize: number;
+}
+
+/** `past_key_values.N.key|value` → cached tensor. */
+type PastCache = Record<string, ort.Tensor>;
+
+/** One execution's results: all rows of logits, and the cache to feed next time. */
+interface StepResult {
+  logits: Float32Array;
+  present: PastCache;
+}
+
+/** A decoder-only session: runs steps over a KV cache. */
+export class DecoderSession {
+  /** The underlying onnxruntime session. */
+  readonly session: ort.InferenceSession;
+  /** Cache and logits dimensions. */
+  readonly shape: DecoderShape;
+  #hasPositionIds: boolean;
+  #hasAttentionMask: boolean;
+
+  /**
+   * Wrap a session that follows the decoder convention.
+   *
+   * @param session The onnxruntime session.
+   * @param shape Its cache and logits dimensions.
+   */
+  constructor(session: ort.InferenceSession, shape: DecoderShape) {
+    this.session = session;
+    this.shape = shape;
+    this.#hasPositionIds = session.inputNames.includes("position_ids");
+    this.#hasAttentionMask = session.inputNames.includes("attention_mask");
+  }
+
+  /** A fresh sequence with an empty KV cache. */
+  sequence(): DecoderSequence {
+    return new DecoderSequence(this);
+  }
+
+  /**
+   * Teacher-forced full pass without cache: all rows of logits, `[tokens.length × vocabSize]`.
+   */
+  async forward(tokens: readonly number[]): Promise<Float32Array> {
+    return (await this.run(tokens, 0, this.emptyPast())).logits;
+  }
+
+  /** The cache of a sequence with no tokens yet. */
+  emptyPast(): PastCache {
+    const past: PastCache = {};
+    const { numLayers, numKeyValueHeads, headDim } = this.shape;
+    for (let l = 0; l < numLayers; l++) {
+      for (const kv of ["key", "value"]) {
+        past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [
+          1,
+          numKeyValueHeads,
+          0,
+          headDim,
+        ]);
+      }
+    }
+    return past;
+  }
+
+  /** One model execution over `tokens` placed after `pastLength` cached positions. */
+  async run(
+    tokens: readonly number[],
+    pastLength: number,
+    past: PastCache,
+  ): Promise<StepResult> {
+    const n = tokens.length;
+    const feeds: Record<string, ort.Tensor> = { ...past };
+    feeds.input_ids = new ort.Tensor("int64", BigInt64Array.from(tokens, BigInt), [1, n]);
+    if (this.#hasAttentionMask) {
+      const mask = new BigInt64Array(pastLength + n).fill(1n);
+      feeds.attention_mask = new ort.Tensor("int64", mask, [1, pastLength + n]);
+    }
+    if (this.#hasPositionIds) {
+      const positions = new BigInt64Array(n);
+      for (let i = 0; i < n; i++) positions[i] = BigInt(pastLength + i);
+      feeds.position_ids = new ort.Tensor("int64", positions, [1, n]);
+    }
+    const out = await this.session.run(feeds);
+    const present: PastCache = {};
+    for (let l = 0; l < this.shape.numLayers; l++) {
+      for (const kv of ["key", "value"]) {
+        present[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`];
+      }
+    }
+    return { logits: out.logits.data as Float32Array, present };
+  }
+}
+
+/** One generation's KV cache on a {@link DecoderSession}. */
+export class DecoderSequence {
+  #decoder: DecoderSession;
+  #past: PastCache | null;
+  #length = 0;
+
+  /**
+   * An empty sequence.
+   *
+   * @param decoder The session it runs on.
+   */
+  constructor(decoder: DecoderSession) {
+    this.#decoder = decoder;
+    this.#past = decoder.emptyPast();
+  }
+
+  /** Tokens in the cache. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /**
+   * Feed `tokens` after the cached ones and return the logits row of the last of them (a copy
+   * with its own buffer, so it can be kept or transferred without pinning the whole output).
+   */
+  async step(tokens: readonly number[]): Promise<Float32Array<ArrayBuffer>> {
+    if (!this.#past) throw new Error("the sequence is closed");
+    if (tokens.length === 0) throw new RangeError("a step needs at least one token");
+    const { logits, present } = await this.#decoder.run(tokens, this.#length, this.#past);
+    // Closed while the step ran: keep nothing.
+    if (this.#past) {
+      this.#past = present;
+      this.#length += tokens.length;
+    }
+    const vocab = this.#decoder.shape.vocabSize;
+    return logits.slice((tokens.length - 1) * vocab, tokens.length * vocab);
+  }
+
+  /** Drop the cache. */
+  close(): void {
+    this.#past = null;
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * The entry point of a model worker (worker execution mode): a dedicated `Worker` that owns one
+ * onnxruntime session and the KV caches of the sequences placed on it, and answers the requests
+ * of `_worker_protocol.ts` one at a time.
+ *
+ * onnxruntime-node computes synchronously on the thread that calls `session.run`; here that is
+ * this worker's thread, so the main thread's event loop (HTTP, WebSocket writes, actors) keeps
+ * running while the model computes, and workers of one pool compute on different cores.
+ *
+ * Not imported by anything: started by `_model_worker_pool.ts` with
+ * `new Worker(new URL("./_model_worker.ts", import.meta.url), { type: "module" })`.
+ *
+ * @module
+ */
+import type * as ort from "onnxruntime-node";
+import { type DecoderSequence, DecoderSession } from "./_decoder_session.ts";
+import { createSession } from "./_session.ts";
+import {
+  type LoadedSession,
+  serializeError,
+  type WorkerOps,
+  type WorkerReply,
+  type WorkerRequest,
+  type WorkerStats,
+} from "./_worker_protocol.ts";
+import { InvalidTensorInputError } from "./errors.ts";
+import { fromOrtTensor, toOrtTensor } from "./_tensor_data.ts";
+import type { TensorData } from "../protocols/job.ts";
+
+/** The worker side of `postMessage`, typed for what this file sends. */
+const port = globalThis as unknown as {
+  postMessage(message: WorkerReply, options?: { transfer?: Transferable[] }): void;
+  onmessage: ((event: MessageEvent<WorkerRequest>) => void) | null;
+};
+
+let session: ort.InferenceSession | undefined;
+let decoder: DecoderSession | undefined;
+const sequences = new Map<number, DecoderSequence>();
+let runs = 0;
+
+/** A result and the buffers to transfer with it. */
+interface Answer<R> {
+  result: R;
+  transfer?: Transferable[];
+}
+
+type Handlers = {
+  [K in keyof WorkerOps]: (args: WorkerOps[K]["args"]) => Promise<Answer<WorkerOps[K]["result"]>>;
+};
+
+const handlers: Handlers = {
+  async load({ bytes, session: options, decoder: shape }) {
+    const created = await createSession(bytes, options);
+    session = created.session;
+    if (shape) decoder = new DecoderSession(session, shape);
+    const result: LoadedSession = {
+      executionProvider: created.executionProvider,
+      inputNames: [...session.inputNames],
+      outputNames: [...session.outputNames],
+      inputMetadata: [...session.inputMetadata],
+      outputMetadata: [...session.outputMetadata],
+    };
+    return { result };
+  },
+
+  async step({ seq, tokens }) {
+    const model = requireDecoder();
+    let sequence = sequences.get(seq);
+    if (!sequence) {
+      sequence = model.sequence();
+      sequences.set(seq, sequence);
+    }
+    runs++;
+    const row = await sequence.step(tokens);
+    // `step` returns a copy with a buffer of its own: transferring it moves, never copies.
+    return { result: row, transfer: [row.buffer] };
+  },
+
+  async forward({ tokens }) {
+    const model = requireDecoder();
+    runs++;
+    const logits = ownedFloat32(await model.forward(tokens));
+    return { result: logits, transfer: [logits.buffer] };
+  },
+
+  async run({ feeds }) {
+    if (!session) throw new Error("the model worker has no session");
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    // Validated and aligned on the main side (`prepareTensor`); wrapped here without a copy.
+    for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(tensor);
+    runs++;
+    let out: ort.InferenceSession.ReturnType;
+    try {
+      out = await session.run(ortFeeds);
+    } catch (cause) {
+      // Shape mismatches surface from onnxruntime at run time (as in-thread `TensorModel.run`).
+      throw new InvalidTensorInputError(`model rejected inputs: ${(cause as Error).message}`);
+    }
+    const result: Record<string, TensorData> = {};
+    const transfer: Transferable[] = [];
+    for (const name of session.outputNames) {
+      result[name] = fromOrtTensor(out[name]);
+      transfer.push(result[name].data.buffer as ArrayBuffer);
+    }
+    return { result, transfer };
+  },
+
+  stats() {
+    const result: WorkerStats = { runs, sequences: sequences.size };
+    return Promise.resolve({ result });
+  },
+
+  async dispose() {
+    sequences.clear();
+    decoder = undefined;
+    const current = session;
+    session = undefined;
+    await current?.release();
+    return { result: undefined };
+  },
+};
+
+function requireDecoder(): DecoderSession {
+  if (!decoder) throw new Error("the model worker has no decoder session");
+  return decoder;
+}
+
+/**
+ * `data` itself when it owns its whole buffer (transferable as is), else a copy that does.
+ * onnxruntime allocates each output in a buffer of its own, so this normally copies nothing.
+ */
+function ownedFloat32(data: Float32Array): Float32Array<ArrayBuffer> {
+  const buffer = data.buffer;
+  if (
+    buffer instanceof ArrayBuffer && data.byteOffset === 0 && data.byteLength === buffer.byteLength
+  ) {
+    return data as Float32Array<ArrayBuffer>;
+  }
+  return data.slice();
+}
+
+/** Requests are handled strictly one after another, in arrival order. */
+let queue: Promise<void> = Promise.resolve();
+
+port.onmessage = (event) => {
+  const request = event.data;
+  queue = queue.then(() => handle(request));
+};
+
+async function handle(request: WorkerRequest): Promise<void> {
+  if (request.op === "drop") {
+    sequences.get(request.seq)?.close();
+    sequences.delete(request.seq);
+    return;
+  }
+  const { id } = request;
+  try {
+    const handler = handlers[request.op] as (args: unknown) => Promise<Answer<unknown>>;
+    const { result, transfer } = await handler(request);
+    port.postMessage({ id, ok: true, result }, { transfer });
+  } catch (error) {
+    port.postMessage({ id, ok: false, error: serializeError(error) });
+  }
+}

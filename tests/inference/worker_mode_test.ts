@@ -1,0 +1,363 @@
+import assert from "node:assert/strict";
+import { collect, params, tinyModel } from "./_fixtures.ts";
+import { buildGptModel, buildMlpModel } from "../../inference/model_builder.ts";
+import { ModelRegistry } from "../../inference/model_registry.ts";
+import { TensorModel } from "../../inference/tensor_model.ts";
+import { type TextModel, TextModel as TextModelClass } from "../../inference/text_model.ts";
+import {
+  ContextLengthError,
+  InvalidTensorInputError,
+  InvalidTokenError,
+  ModelDisposedError,
+  ModelLoadError,
+} from "../../inference/errors.ts";
+import { deserializeError, serializeError } from "../../inference/_worker_protocol.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
+import type { TensorData } from "../../protocols/job.ts";
+
+/** Two workers: enough to see two generations land on different workers. */
+const WORKERS = 2;
+
+const { model: inThread, dir, cleanup } = await tinyModel();
+// The same session options as the in-thread model (one intra-op thread), so logits must be
+// bit-identical: the same onnxruntime, the same graph, the same feeds.
+const worker = await TextModelClass.load(dir, {
+  worker: true,
+  workerCount: WORKERS,
+  intraOpThreads: 1,
+});
+Deno.test.afterAll(async () => {
+  await worker.dispose();
+  await cleanup();
+});
+
+const PROMPTS = ["Once upon a time", "héllo 世界 🚀", "a"].map((p) => inThread.tokenizer.encode(p));
+const SAMPLED = params({ maxTokens: 40, temperature: 0.9, topK: 40, topP: 0.95, seed: 1234 });
+
+function bytesOf(array: Float32Array): Uint8Array {
+  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+}
+
+/** Bitwise equality of two float arrays (NaN payloads and -0 included). */
+function assertBitwiseEqual(actual: Float32Array, expected: Float32Array, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  assert.deepEqual(bytesOf(actual), bytesOf(expected), `${what}: bytes differ`);
+}
+
+/** Poll until `check` passes: worker-side effects (a dropped cache) arrive by message. */
+async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.fail(`never happened: ${what}`);
+}
+
+async function totalRuns(model: TextModel): Promise<number> {
+  return (await model.workerStats()).reduce((sum, s) => sum + s.runs, 0);
+}
+
+async function openSequences(model: TextModel): Promise<number> {
+  return (await model.workerStats()).reduce((sum, s) => sum + s.sequences, 0);
+}
+
+Deno.test("worker mode reports its pool; in-thread mode has no workers", async () => {
+  assert.equal(worker.workerCount, WORKERS);
+  assert.equal(inThread.workerCount, 0);
+  assert.deepEqual(await inThread.workerStats(), []);
+  assert.equal((await worker.workerStats()).length, WORKERS);
+  assert.deepEqual(worker.info, inThread.info);
+});
+
+Deno.test("worker-mode greedy tokens and every logits row are bitwise identical to in-thread mode", async () => {
+  for (const prompt of PROMPTS) {
+    const expected = await collect(inThread.generate(prompt, params({ maxTokens: 32 })));
+    const actual = await collect(worker.generate(prompt, params({ maxTokens: 32 })));
+    assert.deepEqual(
+      actual.map(({ index, tokenId, text, finishReason }) => ({
+        index,
+        tokenId,
+        text,
+        finishReason,
+      })),
+      expected.map(({ index, tokenId, text, finishReason }) => ({
+        index,
+        tokenId,
+        text,
+        finishReason,
+      })),
+    );
+    actual.forEach((chunk, t) => assertBitwiseEqual(chunk.logits, expected[t].logits, `row ${t}`));
+    assert.equal(actual[0].logits.length, inThread.info.vocabSize);
+  }
+});
+
+Deno.test("worker-mode forward returns bitwise the in-thread logits of every position", async () => {
+  const tokens = inThread.tokenizer.encode("teacher forcing over a longer sequence of bytes");
+  assertBitwiseEqual(await worker.forward(tokens), await inThread.forward(tokens), "forward");
+});
+
+Deno.test("worker-mode seeded sampling draws the in-thread tokens, and resumes identically", async () => {
+  const expected = await collect(inThread.generate(PROMPTS[0], SAMPLED));
+  const actual = await collect(worker.generate(PROMPTS[0], SAMPLED));
+  assert.deepEqual(actual.map((c) => c.tokenId), expected.map((c) => c.tokenId));
+  const k = 11;
+  const resumed = await collect(
+    worker.generate([...PROMPTS[0], ...actual.slice(0, k).map((c) => c.tokenId)], SAMPLED, {
+      startIndex: k,
+    }),
+  );
+  assert.deepEqual(resumed.map((c) => c.tokenId), expected.slice(k).map((c) => c.tokenId));
+  assert.deepEqual(resumed.map((c) => c.index), expected.slice(k).map((c) => c.index));
+});
+
+Deno.test("worker mode computes nothing until pulled, and cancelling stops the workers and frees the cache", async () => {
+  const before = await totalRuns(worker);
+  const stream = worker.generate(PROMPTS[0], params({ maxTokens: 100 }));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(await totalRuns(worker), before, "nothing computed before the first pull");
+
+  const reader = stream.getReader();
+  for (let i = 0; i < 3; i++) assert.equal((await reader.read()).done, false);
+  assert.equal(await openSequences(worker), 1, "the KV cache lives in a worker");
+  await reader.cancel();
+  await eventually(async () => (await openSequences(worker)) === 0, "cache dropped");
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(await totalRuns(worker) - before, 3, "one worker run per pulled chunk, none after");
+});
+
+Deno.test("aborting a worker-mode stream mid-step errors it at once and computes at most that step", async () => {
+  const controller = new AbortController();
+  const before = await totalRuns(worker);
+  const reader = worker.generate(PROMPTS[0], params({ maxTokens: 100 }), {
+    signal: controller.signal,
+  }).getReader();
+  await reader.read();
+  await reader.read();
+  const pending = reader.read(); // a step is now in flight in the worker
+  controller.abort(new Error("client went away"));
+  await assert.rejects(pending, /client went away/);
+  await eventually(async () => (await openSequences(worker)) === 0, "cache dropped");
+  await new Promise((r) => setTimeout(r, 20));
+  const ran = await totalRuns(worker) - before;
+  assert.ok(ran >= 2 && ran <= 3, `ran ${ran} steps for 2 delivered chunks`);
+});
+
+Deno.test("concurrent worker-mode generations each equal their solo in-thread run and spread over the workers", async () => {
+  const jobs = PROMPTS.flatMap((prompt, i) => [
+    { prompt, params: params({ maxTokens: 24 }) },
+    { prompt, params: { ...SAMPLED, maxTokens: 24, seed: 100 + i } },
+  ]);
+  const expected = [];
+  for (const job of jobs) {
+    expected.push((await collect(inThread.generate(job.prompt, job.params))).map((c) => c.tokenId));
+  }
+  const runsBefore = (await worker.workerStats()).map((s) => s.runs);
+  const actual = await Promise.all(
+    jobs.map(async (job) =>
+      (await collect(worker.generate(job.prompt, job.params))).map((c) => c.tokenId)
+    ),
+  );
+  assert.deepEqual(actual, expected);
+  const runsAfter = (await worker.workerStats()).map((s) => s.runs);
+  runsAfter.forEach((runs, w) => assert.ok(runs > runsBefore[w], `worker ${w} computed nothing`));
+  assert.equal(await openSequences(worker), 0);
+});
+
+Deno.test("typed errors keep their class, code and fields in worker mode", async () => {
+  const context = worker.info.contextLength;
+  const tooLong = new Array(context + 1).fill(65);
+  assert.throws(
+    () => worker.generate(tooLong.slice(0, context), params()),
+    (e) => e instanceof ContextLengthError && e.code === "context_length_exceeded",
+  );
+  await assert.rejects(
+    worker.forward(tooLong),
+    (e) => e instanceof ContextLengthError && e.tokens === context + 1,
+  );
+  assert.throws(() => worker.generate([worker.info.vocabSize], params()), InvalidTokenError);
+  // Generation that fills the context window ends with "length", as in-thread.
+  const filled = await collect(worker.generate(new Array(context - 3).fill(65), params()));
+  assert.equal(filled.length, 3);
+  assert.equal(filled.at(-1)?.finishReason, "length");
+});
+
+Deno.test("an error raised inside a worker arrives as the same class with the same code (model load)", async () => {
+  const broken = await Deno.makeTempDir({ prefix: "veriflow-worker-test-" });
+  try {
+    await Deno.copyFile(`${dir}/config.json`, `${broken}/config.json`);
+    await Deno.copyFile(`${dir}/tokenizer.json`, `${broken}/tokenizer.json`);
+    await Deno.writeFile(`${broken}/model.onnx`, new TextEncoder().encode("not an onnx model"));
+    await assert.rejects(
+      TextModelClass.load(broken, { worker: true, workerCount: 1 }),
+      (e) =>
+        e instanceof ModelLoadError && e instanceof VeriflowError &&
+        e.code === "model_load_failed" && /onnxruntime cannot load/.test(e.message),
+    );
+  } finally {
+    await Deno.remove(broken, { recursive: true });
+  }
+});
+
+Deno.test("the error codec rebuilds class, fields and cause without running constructors", () => {
+  const original = new ModelLoadError("outer", { cause: new ContextLengthError(300, 256) });
+  const rebuilt = deserializeError(structuredClone(serializeError(original)));
+  assert.ok(rebuilt instanceof ModelLoadError);
+  assert.equal((rebuilt as ModelLoadError).code, "model_load_failed");
+  assert.equal(rebuilt.name, "ModelLoadError");
+  assert.equal(rebuilt.message, "outer");
+  const cause = rebuilt.cause as ContextLengthError;
+  assert.ok(cause instanceof ContextLengthError);
+  assert.deepEqual([cause.tokens, cause.contextLength, cause.code], [
+    300,
+    256,
+    "context_length_exceeded",
+  ]);
+  const plain = deserializeError(serializeError(new RangeError("r")));
+  assert.ok(plain instanceof RangeError && plain.message === "r");
+  const unknown = deserializeError(serializeError(new (class OddError extends Error {})("x")));
+  assert.ok(unknown instanceof Error && unknown.message === "x");
+});
+
+Deno.test("the event loop keeps ticking while a worker-mode model computes, not while an in-thread one does", async () => {
+  // A model wide enough that a full pass over its context takes tens of ms.
+  const wideDir = await Deno.makeTempDir({ prefix: "veriflow-worker-test-" });
+  await buildGptModel({
+    size: "tiny",
+    numLayers: 4,
+    hiddenSize: 256,
+    numHeads: 4,
+    seed: 3,
+    outDir: wideDir,
+  });
+  const local = await TextModelClass.load(wideDir, { intraOpThreads: 1 });
+  const remote = await TextModelClass.load(wideDir, {
+    worker: true,
+    workerCount: 1,
+    intraOpThreads: 1,
+  });
+  const tokens = Array.from({ length: local.info.contextLength }, (_, i) => 65 + (i % 26));
+  const PASSES = 3;
+  /** Timer ticks that fire while a forward pass is in flight. */
+  const ticksDuringCompute = async (model: TextModel): Promise<number> => {
+    let ticks = 0;
+    let inFlight = false;
+    const timer = setInterval(() => inFlight && ticks++, 1);
+    try {
+      for (let i = 0; i < PASSES; i++) {
+        inFlight = true;
+        await model.forward(tokens);
+        inFlight = false;
+      }
+    } finally {
+      clearInterval(timer);
+    }
+    return ticks;
+  };
+  try {
+    await local.forward(tokens); // warm-up
+    await remote.forward(tokens);
+    const inThreadTicks = await ticksDuringCompute(local);
+    const workerTicks = await ticksDuringCompute(remote);
+    // In-thread, the pass runs synchronously on this thread: at most a tick that was already due
+    // when it was scheduled gets in, per pass. In worker mode the timer keeps its pace.
+    assert.ok(inThreadTicks <= PASSES, `in-thread: ${inThreadTicks} ticks during compute`);
+    assert.ok(
+      workerTicks >= 4 * PASSES,
+      `worker: only ${workerTicks} ticks during compute (in-thread ${inThreadTicks})`,
+    );
+  } finally {
+    await local.dispose();
+    await remote.dispose();
+    await Deno.remove(wideDir, { recursive: true });
+  }
+});
+
+Deno.test("dispose ends an open stream with ModelDisposedError and later calls fail typed", async () => {
+  const model = await TextModelClass.load(dir, { worker: true, workerCount: 1, intraOpThreads: 1 });
+  const reader = model.generate(PROMPTS[0], params({ maxTokens: 50 })).getReader();
+  assert.equal((await reader.read()).done, false);
+  await model.dispose();
+  await assert.rejects(reader.read(), ModelDisposedError);
+  assert.throws(() => model.generate(PROMPTS[0], params()), ModelDisposedError);
+  await assert.rejects(model.forward(PROMPTS[0]), ModelDisposedError);
+  await assert.rejects(model.workerStats(), ModelDisposedError);
+  await model.dispose(); // idempotent
+});
+
+Deno.test("dispose terminates the workers: a process that loads a worker-mode model and disposes it exits by itself", async () => {
+  const textModelUrl = new URL("../../inference/text_model.ts", import.meta.url).href;
+  const script = `
+    const { TextModel } = await import(${JSON.stringify(textModelUrl)});
+    const model = await TextModel.load(${JSON.stringify(dir)}, { worker: true, workerCount: 2 });
+    console.log(model.workerCount);
+    if (Deno.args[0] === "dispose") await model.dispose();
+  `;
+  const run = async (mode: string) => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--ext=ts", script, mode],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    // Live workers keep a process running; a hang here means dispose left a worker behind.
+    const HANG_DETECTOR_MS = 30_000;
+    const timer = setTimeout(() => child.kill(), HANG_DETECTOR_MS);
+    const { code, stdout } = await child.output();
+    clearTimeout(timer);
+    return { code, out: new TextDecoder().decode(stdout).trim() };
+  };
+  assert.deepEqual(await run("dispose"), { code: 0, out: String(WORKERS) });
+});
+
+Deno.test("tensor models run in worker mode with bitwise the in-thread outputs and typed input errors", async () => {
+  const mlpDir = await Deno.makeTempDir({ prefix: "veriflow-worker-test-" });
+  await buildMlpModel({ outDir: mlpDir, seed: 2 });
+  const local = await TensorModel.load(mlpDir, { intraOpThreads: 1 });
+  const remote = await TensorModel.load(mlpDir, {
+    worker: true,
+    workerCount: 1,
+    intraOpThreads: 1,
+  });
+  try {
+    assert.deepEqual(remote.info, local.info);
+    const [spec] = local.info.inputs;
+    const dims = spec.shape.map((d) => (typeof d === "number" ? d : 3));
+    const values = Float32Array.from(
+      { length: dims.reduce((a, b) => a * b, 1) },
+      (_, i) => Math.sin(i),
+    );
+    const input: TensorData = { type: "float32", dims, data: new Uint8Array(values.buffer) };
+    const expected = await local.run({ [spec.name]: input });
+    const actual = await remote.run({ [spec.name]: input });
+    assert.deepEqual(actual, expected);
+    assert.equal(values[1], Math.fround(Math.sin(1)), "the caller's input buffer is untouched");
+    // A shape onnxruntime rejects: the error is raised in the worker, typed on this side.
+    const badDims = [...dims.slice(0, -1), dims.at(-1)! + 1];
+    const bad: TensorData = {
+      type: "float32",
+      dims: badDims,
+      data: new Uint8Array(badDims.reduce((a, b) => a * b, 1) * 4),
+    };
+    await assert.rejects(remote.run({ [spec.name]: bad }), InvalidTensorInputError);
+    await assert.rejects(local.run({ [spec.name]: bad }), InvalidTensorInputError);
+  } finally {
+    await local.dispose();
+    await remote.dispose();
+    await Deno.remove(mlpDir, { recursive: true });
+  }
+  await assert.rejects(remote.run({}), ModelDisposedError);
+});
+
+Deno.test("the registry loads models in worker mode when asked", async () => {
+  const registry = new ModelRegistry({ worker: true, workerCount: 1, intraOpThreads: 1 });
+  try {
+    const { cid } = await registry.register(dir);
+    const model = await registry.getText(cid);
+    assert.equal(model.workerCount, 1);
+    const chunks = await collect(model.generate(PROMPTS[0], params({ maxTokens: 8 })));
+    const expected = await collect(inThread.generate(PROMPTS[0], params({ maxTokens: 8 })));
+    assert.deepEqual(chunks.map((c) => c.tokenId), expected.map((c) => c.tokenId));
+  } finally {
+    await registry.close();
+  }
+});
