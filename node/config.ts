@@ -44,6 +44,12 @@ const nodeConfigSchema = z.object({
     seed: z.number().int().min(0).default(0),
     /** Execution provider to ask for; falls back to CPU when CUDA is not present. */
     executionProvider: z.enum(["cpu", "cuda"]).default("cpu"),
+    /**
+     * Workers that run the model off the main thread (0: on the main thread). In-thread is the
+     * default because one stream is fastest with all cores in one session; workers keep the
+     * event loop free and run concurrent jobs on separate cores (docs/MODELS.md has the numbers).
+     */
+    workers: z.number().int().min(0).max(64).default(0),
   }).prefault({}),
   inference: z.object({
     /** Jobs computed at once per model; more wait in the queue. */
@@ -75,6 +81,7 @@ export interface NodeConfig {
     size: "tiny" | "small";
     seed: number;
     executionProvider: "cpu" | "cuda";
+    workers: number;
   };
   /** Jobs computed at once per model, and jobs allowed to wait. Default 4 and 64. */
   inference: { concurrency: number; queueLimit: number };

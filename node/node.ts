@@ -118,7 +118,10 @@ export async function startNode(
   log(`veriflow node ${toHex(identity.publicKey)}`);
   log(`data directory ${config.dataDir}`);
 
-  const models = new ModelRegistry({ executionProvider: config.model.executionProvider });
+  const models = new ModelRegistry({
+    executionProvider: config.model.executionProvider,
+    ...(config.model.workers > 0 ? { worker: true, workerCount: config.model.workers } : {}),
+  });
   if (config.roles.inference || config.roles.validator) {
     const started = performance.now();
     const dir = config.model.dir ??

@@ -17,6 +17,7 @@ const HELP = `Usage: cli.ts start [options]
   --model DIR       serve an exported model directory instead of the built-in model
   --model-size S    built-in model size: tiny (default) or small
   --cuda            ask for the CUDA execution provider (falls back to CPU)
+  --workers N       run the model in N worker threads (default 0: on the main thread)
   --no-storage, --no-inference, --no-prover, --no-validator
                     switch a role off
   --heartbeat MS    milliseconds between heartbeat lines (0: off)`;
@@ -34,6 +35,7 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
       model: { type: "string" },
       "model-size": { type: "string" },
       cuda: { type: "boolean" },
+      workers: { type: "string" },
       "no-storage": { type: "boolean" },
       "no-inference": { type: "boolean" },
       "no-prover": { type: "boolean" },
@@ -56,6 +58,7 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
   if (values.model !== undefined) section("model").dir = values.model;
   if (values["model-size"] !== undefined) section("model").size = values["model-size"];
   if (values.cuda) section("model").executionProvider = "cuda";
+  if (values.workers !== undefined) section("model").workers = num("workers", values.workers);
   for (const role of ["storage", "inference", "prover", "validator"]) {
     if (values[`no-${role}` as "no-storage"]) section("roles")[role] = false;
   }

@@ -28,7 +28,16 @@ Deno.test("flags override the configuration file", async () => {
   const dir = await Deno.makeTempDir();
   const file = `${dir}/veriflow.json`;
   await Deno.writeTextFile(file, JSON.stringify({ http: { port: 9000 }, dataDir: "/from/file" }));
-  const config = await configFromArgs(["--config", file, "--port", "0", "--no-validator"]);
+  const config = await configFromArgs([
+    "--config",
+    file,
+    "--port",
+    "0",
+    "--no-validator",
+    "--workers",
+    "2",
+  ]);
+  assert.equal(config.model.workers, 2);
   assert.equal(config.http.port, 0);
   assert.equal(config.dataDir, "/from/file");
   assert.equal(config.roles.validator, false);
