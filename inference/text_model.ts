@@ -2,9 +2,10 @@
  * A decoder-only text model (the built-in GPT or any export in the common decoder convention)
  * with KV-cached streaming generation and a teacher-forced full pass.
  *
- * `generate` returns a pull-based `ReadableStream`: the model computes token t only when the
- * consumer asks for chunk t (high-water mark 0), so a slow consumer slows the worker rather than
- * filling a buffer, and a cancelled stream or aborted signal stops compute within one step.
+ * `generate` returns a pull-based `ReadableStream`: the model computes token t only once the
+ * consumer asks for chunk t (high-water mark 0; in worker mode, for chunk t − `runAhead`), so a
+ * slow consumer slows the worker rather than filling a buffer, and a cancelled stream or
+ * aborted signal stops compute within one step.
  * Each step feeds only the new token and carries `present.N.*` back as `past_key_values.N.*`.
  *
  * `forward` is what validators use: one pass over prompt+output with no past, all positions'
@@ -16,9 +17,10 @@
  *   concurrent generations take turns on one core.
  * - **worker** (`worker: true`): sessions and KV caches live in a pool of dedicated workers
  *   (`_model_worker_pool.ts`); this thread only samples, decodes and streams. Its event loop
- *   stays free during compute, and concurrent generations run on several cores. Each pull is
- *   one request to the worker holding the generation's cache, so the stream stays pull-based
- *   and stops within one step as in-thread.
+ *   stays free during compute, and concurrent generations run on several cores. A generation
+ *   runs ahead by a credit window (`runAhead`, default one step): the worker computes token t+1
+ *   while this thread delivers token t, each pull granting one more step, so a consumer that
+ *   stops pulling stops the worker after the window and a cancel stops it within one step.
  *
  * @module
  */
@@ -140,7 +142,24 @@ export interface GenerateOptions {
    * `maxTokens - k` tokens remain. Default 0.
    */
   startIndex?: number;
+  /**
+   * Worker mode only: steps the worker may compute beyond the chunks the consumer has pulled.
+   * With 1, the worker computes token t+1 while this thread delivers token t (the consumer's
+   * pull is the credit for one more step), so delivery overlaps compute; a consumer that stops
+   * pulling stops the worker after this many steps, and a cancel or abort stops it after the
+   * step already running. 0 computes strictly on demand (one round trip per token with the
+   * worker idle meanwhile). Ignored in-thread, where compute blocks this thread anyway.
+   * Default {@link DEFAULT_RUN_AHEAD}.
+   */
+  runAhead?: number;
 }
+
+/**
+ * Default {@link GenerateOptions.runAhead}: one step ahead hides the delivery of each token
+ * behind the compute of the next; more only adds wasted steps after a cancel or a stop
+ * sequence, since each step needs the previous token sampled here first.
+ */
+export const DEFAULT_RUN_AHEAD = 1;
 
 /** Options of {@link TextModel.forward}. */
 export interface ForwardOptions {
@@ -408,6 +427,10 @@ export class TextModel {
     if (!Number.isSafeInteger(startIndex) || startIndex < 0) {
       throw new InvalidGenerationParamsError(`startIndex must be an integer ≥ 0`);
     }
+    const requestedRunAhead = options?.runAhead ?? DEFAULT_RUN_AHEAD;
+    if (!Number.isSafeInteger(requestedRunAhead) || requestedRunAhead < 0) {
+      throw new InvalidGenerationParamsError(`runAhead must be an integer ≥ 0`);
+    }
     if (promptIds.length === 0) throw new EmptyPromptError();
     this.#checkTokens(promptIds);
     const contextLength = this.#config.contextLength;
@@ -445,6 +468,63 @@ export class TextModel {
       signal?.removeEventListener("abort", onAbort);
     };
 
+    // Run-ahead (worker mode): the step of chunk t+1 is sent as soon as chunk t is sampled, so
+    // the worker computes it while this thread delivers chunk t. The consumer's pulls are the
+    // credit: a step starts only while fewer than `runAhead` computed chunks wait beyond what
+    // was pulled, so a consumer that stops pulling stops the worker after the window.
+    const runAhead = this.#workerCount > 0 ? requestedRunAhead : 0;
+    const ready: TokenChunk[] = []; // computed, not yet delivered
+    let failure: { error: unknown } | undefined; // a failed step, delivered after `ready`
+    let producing: Promise<void> | undefined; // the step in flight, if any
+    let produced = startIndex; // index of the next chunk to compute
+    let pulled = startIndex; // chunks the consumer has asked for (last asked index + 1)
+    let exhausted = false; // the last chunk has been computed
+
+    /** Compute, sample and decode one chunk. */
+    const produce = async () => {
+      this.#checkUsable();
+      const newTokens = sequence.slice(fed);
+      cache.sequence ??= this.#engine.sequence();
+      this.#runs++;
+      const row = await cache.sequence.step(newTokens);
+      // Aborted or cancelled while the step ran: drop its result, compute nothing more.
+      if (finished) return;
+      fed = sequence.length;
+      const { token } = sampleToken(row, params, index);
+      sequence.push(token);
+      let finishReason: FinishReason | undefined;
+      let text = "";
+      if (token === eos) {
+        finishReason = "stop";
+      } else {
+        text = decoder.push(token);
+        const searchFrom = Math.max(0, output.length - maxLength(stops) + 1);
+        output += text;
+        if (stops.some((s) => output.indexOf(s, searchFrom) >= 0)) finishReason = "stop";
+      }
+      if (!finishReason && index + 1 >= params.maxTokens) finishReason = "length";
+      if (!finishReason && sequence.length >= contextLength) finishReason = "length";
+      if (finishReason) text += decoder.flush();
+      ready.push({ index, tokenId: token, text, logits: row, finishReason });
+      index++;
+      produced++;
+      if (finishReason) exhausted = true;
+    };
+
+    /** Start the next step if none is running and the consumer's credit allows it. */
+    const pump = () => {
+      if (producing || finished || exhausted || failure) return;
+      if (produced >= pulled + runAhead) return;
+      producing = produce().catch((error) => {
+        failure = { error };
+        // The cache is useless after a failed step: free it now, not at the next pull.
+        release();
+      }).finally(() => {
+        producing = undefined;
+        pump();
+      });
+    };
+
     const stream = new ReadableStream<TokenChunk>({
       start: (controller) => {
         controllerRef = controller;
@@ -456,38 +536,24 @@ export class TextModel {
       },
       pull: async (controller) => {
         if (finished) return;
-        const newTokens = sequence.slice(fed);
-        let row: Float32Array;
         try {
+          // A chunk computed ahead must not outlive the model's disposal.
           this.#checkUsable();
-          cache.sequence ??= this.#engine.sequence();
-          this.#runs++;
-          row = await cache.sequence.step(newTokens);
         } catch (error) {
           finish();
           throw error;
         }
-        // Aborted or cancelled while the step ran: drop its result, compute nothing more.
+        pulled++;
+        pump();
+        while (ready.length === 0 && !failure && !finished && producing) await producing;
         if (finished) return;
-        fed = sequence.length;
-        const { token } = sampleToken(row, params, index);
-        sequence.push(token);
-        let finishReason: FinishReason | undefined;
-        let text = "";
-        if (token === eos) {
-          finishReason = "stop";
-        } else {
-          text = decoder.push(token);
-          const searchFrom = Math.max(0, output.length - maxLength(stops) + 1);
-          output += text;
-          if (stops.some((s) => output.indexOf(s, searchFrom) >= 0)) finishReason = "stop";
+        const chunk = ready.shift();
+        if (!chunk) {
+          finish();
+          throw failure?.error ?? new Error("generation stalled without a chunk or an error");
         }
-        if (!finishReason && index + 1 >= params.maxTokens) finishReason = "length";
-        if (!finishReason && sequence.length >= contextLength) finishReason = "length";
-        if (finishReason) text += decoder.flush();
-        controller.enqueue({ index, tokenId: token, text, logits: row, finishReason });
-        index++;
-        if (finishReason) {
+        controller.enqueue(chunk);
+        if (chunk.finishReason) {
           finish();
           controller.close();
         }

@@ -6,6 +6,7 @@ import { TensorModel } from "../../inference/tensor_model.ts";
 import { type TextModel, TextModel as TextModelClass } from "../../inference/text_model.ts";
 import {
   ContextLengthError,
+  InvalidGenerationParamsError,
   InvalidTensorInputError,
   InvalidTokenError,
   ModelDisposedError,
@@ -111,7 +112,7 @@ Deno.test("worker-mode seeded sampling draws the in-thread tokens, and resumes i
   assert.deepEqual(resumed.map((c) => c.index), expected.slice(k).map((c) => c.index));
 });
 
-Deno.test("worker mode computes nothing until pulled, and cancelling stops the workers and frees the cache", async () => {
+Deno.test("worker mode computes nothing until pulled, runs one step ahead, and cancelling stops the workers and frees the cache", async () => {
   const before = await totalRuns(worker);
   const stream = worker.generate(PROMPTS[0], params({ maxTokens: 100 }));
   await new Promise((r) => setTimeout(r, 20));
@@ -120,10 +121,83 @@ Deno.test("worker mode computes nothing until pulled, and cancelling stops the w
   const reader = stream.getReader();
   for (let i = 0; i < 3; i++) assert.equal((await reader.read()).done, false);
   assert.equal(await openSequences(worker), 1, "the KV cache lives in a worker");
+  // Backpressure: with no further pull the worker stops after the one step of credit.
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(await totalRuns(worker) - before, 4, "3 pulled chunks + 1 step ahead, no more");
   await reader.cancel();
   await eventually(async () => (await openSequences(worker)) === 0, "cache dropped");
   await new Promise((r) => setTimeout(r, 20));
-  assert.equal(await totalRuns(worker) - before, 3, "one worker run per pulled chunk, none after");
+  assert.equal(await totalRuns(worker) - before, 4, "nothing computed after the cancel");
+});
+
+Deno.test("worker mode with runAhead 0 computes strictly on demand", async () => {
+  const before = await totalRuns(worker);
+  const reader = worker.generate(PROMPTS[0], params({ maxTokens: 100 }), { runAhead: 0 })
+    .getReader();
+  for (let i = 0; i < 3; i++) assert.equal((await reader.read()).done, false);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(await totalRuns(worker) - before, 3, "one worker run per pulled chunk");
+  await reader.cancel();
+  await eventually(async () => (await openSequences(worker)) === 0, "cache dropped");
+  assert.equal(await totalRuns(worker) - before, 3, "none after the cancel");
+});
+
+Deno.test("a wider runAhead window lets the worker compute that many steps beyond the pulls", async () => {
+  const before = await totalRuns(worker);
+  const reader = worker.generate(PROMPTS[0], params({ maxTokens: 100 }), { runAhead: 3 })
+    .getReader();
+  assert.equal((await reader.read()).done, false);
+  await eventually(async () => (await totalRuns(worker)) - before === 4, "1 pulled + 3 ahead");
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(await totalRuns(worker) - before, 4, "the window caps the run-ahead");
+  await reader.cancel();
+  assert.throws(
+    () => worker.generate(PROMPTS[0], params(), { runAhead: -1 }),
+    InvalidGenerationParamsError,
+  );
+});
+
+Deno.test("run-ahead overlaps compute with delivery: step t+1 is requested before chunk t is delivered", async () => {
+  /** Per chunk: worker runs seen right after receiving it, and whether it was ready at once. */
+  const observe = async (runAhead: number) => {
+    const before = await totalRuns(worker);
+    const reader = worker.generate(PROMPTS[0], params({ maxTokens: 8 }), { runAhead }).getReader();
+    const runsAtDelivery: number[] = [];
+    let immediate = 0;
+    for (let t = 0;; t++) {
+      // A read that the chunk already computed answers in microtasks, before any macrotask;
+      // one that waits for the worker needs a message event, after this timer.
+      let timerFired = false;
+      const timer = new Promise<void>((r) => setTimeout(() => r(void (timerFired = true)), 0));
+      const { done } = await reader.read();
+      if (done) break;
+      if (t > 0 && !timerFired) immediate++;
+      await timer;
+      // Stats are answered after every request sent before them: a step already requested
+      // is counted even if this thread never waited for it.
+      runsAtDelivery.push(await totalRuns(worker) - before);
+      // A slow consumer (a socket write, an actor hop): the worker should compute meanwhile.
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    return { runsAtDelivery, immediate };
+  };
+  const ahead = await observe(1);
+  const onDemand = await observe(0);
+  const chunks = ahead.runsAtDelivery.length;
+  assert.equal(chunks, 8);
+  assert.deepEqual(
+    ahead.runsAtDelivery,
+    Array.from({ length: chunks }, (_, t) => Math.min(t + 2, chunks)),
+    "at delivery of chunk t, step t+1 was already requested",
+  );
+  assert.deepEqual(
+    onDemand.runsAtDelivery,
+    Array.from({ length: chunks }, (_, t) => t + 1),
+    "runAhead 0: step t+1 only after chunk t is pulled",
+  );
+  // The slow consumer's time hid the compute: every chunk after the first was ready when read.
+  assert.equal(ahead.immediate, chunks - 1, "run-ahead: chunks ready when read");
+  assert.ok(onDemand.immediate < ahead.immediate, `on demand: ${onDemand.immediate} ready`);
 });
 
 Deno.test("aborting a worker-mode stream mid-step errors it at once and computes at most that step", async () => {
