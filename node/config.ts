@@ -45,11 +45,13 @@ const nodeConfigSchema = z.object({
     /** Execution provider to ask for; falls back to CPU when CUDA is not present. */
     executionProvider: z.enum(["cpu", "cuda"]).default("cpu"),
     /**
-     * Workers that run the model off the main thread (0: on the main thread). In-thread is the
-     * default because one stream is fastest with all cores in one session; workers keep the
-     * event loop free and run concurrent jobs on separate cores (docs/MODELS.md has the numbers).
+     * Workers that run the model off the main thread (0: on the main thread). One by default:
+     * a single stream is as fast as in-thread (the worker computes the next token while the
+     * last one is sent), and the event loop — HTTP, WebSocket writes, actors, a validator's
+     * challenge — never waits for a compute step. More workers run concurrent jobs on more
+     * cores at one model copy each (docs/MODELS.md has the numbers).
      */
-    workers: z.number().int().min(0).max(64).default(0),
+    workers: z.number().int().min(0).max(64).default(1),
   }).prefault({}),
   inference: z.object({
     /** Jobs computed at once per model; more wait in the queue. */

@@ -131,6 +131,8 @@ export async function startNode(
         config.model.seed,
       );
     const model = await models.register(dir);
+    // Load the session now: a lazy load would land on the first request's time to first token.
+    await models.get(model.cid);
     log(
       `model ${model.cid} (${model.kind}, ${
         config.model.dir ? dir : `built-in ${config.model.size}`

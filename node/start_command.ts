@@ -17,7 +17,7 @@ const HELP = `Usage: cli.ts start [options]
   --model DIR       serve an exported model directory instead of the built-in model
   --model-size S    built-in model size: tiny (default) or small
   --cuda            ask for the CUDA execution provider (falls back to CPU)
-  --workers N       run the model in N worker threads (default 0: on the main thread)
+  --workers N       run the model in N worker threads (default 1; 0: on the main thread)
   --no-storage, --no-inference, --no-prover, --no-validator
                     switch a role off
   --heartbeat MS    milliseconds between heartbeat lines (0: off)`;
