@@ -80,7 +80,11 @@ export async function runStart(args: string[]): Promise<number> {
     return 2;
   }
   const node = await startNode(config, { log: (line) => console.log(line) });
+  let stopping = false;
   const stop = () => {
+    // `deno task` and npx forward the same signal, so a second one is routine: say it once.
+    if (stopping) return;
+    stopping = true;
     console.log("\nshutting down (stopping children in reverse start order)…");
     node.shutdown();
   };
