@@ -23,9 +23,7 @@ import {
   type WorkerRequest,
   type WorkerStats,
 } from "./_worker_protocol.ts";
-import { InvalidTensorInputError } from "./errors.ts";
-import { fromOrtTensor, toOrtTensor } from "./_tensor_data.ts";
-import type { TensorData } from "../protocols/job.ts";
+import { runTensorSession } from "./_tensor_data.ts";
 
 /** The worker side of `postMessage`, typed for what this file sends. */
 const port = globalThis as unknown as {
@@ -85,23 +83,10 @@ const handlers: Handlers = {
 
   async run({ feeds }) {
     if (!session) throw new Error("the model worker has no session");
-    const ortFeeds: Record<string, ort.Tensor> = {};
-    // Validated and aligned on the main side (`prepareTensor`); wrapped here without a copy.
-    for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(tensor);
     runs++;
-    let out: ort.InferenceSession.ReturnType;
-    try {
-      out = await session.run(ortFeeds);
-    } catch (cause) {
-      // Shape mismatches surface from onnxruntime at run time (as in-thread `TensorModel.run`).
-      throw new InvalidTensorInputError(`model rejected inputs: ${(cause as Error).message}`);
-    }
-    const result: Record<string, TensorData> = {};
-    const transfer: Transferable[] = [];
-    for (const name of session.outputNames) {
-      result[name] = fromOrtTensor(out[name]);
-      transfer.push(result[name].data.buffer as ArrayBuffer);
-    }
+    // Feeds were validated and aligned on the main side (`prepareTensor`): no copy here.
+    const result = await runTensorSession(session, feeds);
+    const transfer = Object.values(result).map((t) => t.data.buffer as ArrayBuffer);
     return { result, transfer };
   },
 

@@ -82,3 +82,25 @@ export function fromOrtTensor(tensor: ort.Tensor): TensorData {
     data: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)),
   };
 }
+
+/**
+ * Run a one-shot session on prepared tensors and read every output back, in whichever thread the
+ * session lives. Shape mismatches only surface from onnxruntime at run time; they become
+ * {@link InvalidTensorInputError} like every other bad input.
+ */
+export async function runTensorSession(
+  session: ort.InferenceSession,
+  feeds: Record<string, PreparedTensor>,
+): Promise<Record<string, TensorData>> {
+  const ortFeeds: Record<string, ort.Tensor> = {};
+  for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(tensor);
+  let out: ort.InferenceSession.ReturnType;
+  try {
+    out = await session.run(ortFeeds);
+  } catch (cause) {
+    throw new InvalidTensorInputError(`model rejected inputs: ${(cause as Error).message}`);
+  }
+  const result: Record<string, TensorData> = {};
+  for (const name of session.outputNames) result[name] = fromOrtTensor(out[name]);
+  return result;
+}

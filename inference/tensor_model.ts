@@ -15,7 +15,7 @@ import { cidOf } from "../protocols/cid.ts";
 import type { TensorData } from "../protocols/job.ts";
 import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
 import { createSession, type SessionOptions } from "./_session.ts";
-import { fromOrtTensor, type PreparedTensor, prepareTensor, toOrtTensor } from "./_tensor_data.ts";
+import { type PreparedTensor, prepareTensor, runTensorSession } from "./_tensor_data.ts";
 import { InvalidTensorInputError, ModelDisposedError, ModelLoadError } from "./errors.ts";
 import type { BaseModelInfo, ModelWorkerOptions } from "./text_model.ts";
 
@@ -60,20 +60,7 @@ interface TensorEngine {
 /** The in-thread engine: runs the session on the calling thread. */
 function inThreadEngine(session: ort.InferenceSession): TensorEngine {
   return {
-    async run(feeds) {
-      const ortFeeds: Record<string, ort.Tensor> = {};
-      for (const [name, tensor] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(tensor);
-      let out: ort.InferenceSession.ReturnType;
-      try {
-        out = await session.run(ortFeeds);
-      } catch (cause) {
-        // Shape mismatches surface from onnxruntime at run time.
-        throw new InvalidTensorInputError(`model rejected inputs: ${(cause as Error).message}`);
-      }
-      const result: Record<string, TensorData> = {};
-      for (const name of session.outputNames) result[name] = fromOrtTensor(out[name]);
-      return result;
-    },
+    run: (feeds) => runTensorSession(session, feeds),
     dispose: () => session.release(),
   };
 }
