@@ -26,7 +26,10 @@ import { FINGERPRINT_BYTES } from "../proof/fingerprint.ts";
 
 const PROMPT_TOKENS = 128;
 const OUTPUT_TOKENS = 256;
-const RUNS = Number(Deno.args[0] ?? 3);
+const positional = Deno.args.filter((a) => !a.startsWith("--"));
+const RUNS = Number(positional[0] ?? 3);
+/** `--cuda`: ask for the CUDA execution provider (falls back to CPU; the header says which ran). */
+const EXECUTION_PROVIDER = Deno.args.includes("--cuda") ? "cuda" : "cpu";
 /** Goals from the issue. */
 const GOAL_VALIDATION_RATIO = 0.05;
 const GOAL_BYTES_PER_TOKEN = 8;
@@ -39,7 +42,7 @@ const median = (xs: number[]) => {
 const dir = await Deno.makeTempDir({ prefix: "veriflow-proof-bench-" });
 try {
   const built = await buildGptModel({ size: "small", seed: 0, outDir: `${dir}/small` });
-  const model = await TextModel.load(built.dir);
+  const model = await TextModel.load(built.dir, { executionProvider: EXECUTION_PROVIDER });
   const worker = Identity.generate();
   const validator = Identity.generate();
   // 128 byte-level tokens of text, no EOS: temperature sampling with a stop list that never hits,
@@ -161,7 +164,7 @@ try {
   console.log(
     `\nproof bench — small model (${model.info.numLayers} layers, d=${model.info.hiddenSize}), ` +
       `${PROMPT_TOKENS} prompt + ${OUTPUT_TOKENS} output tokens, median of ${RUNS} runs, ` +
-      `${navigator.hardwareConcurrency} CPU threads\n`,
+      `${navigator.hardwareConcurrency} CPU threads, execution provider ${model.info.executionProvider}\n`,
   );
   console.log(
     `| ${"measure".padEnd(44)} | ${"value".padStart(12)} | ${"ratio".padStart(9)} | goal |`,
