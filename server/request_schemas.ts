@@ -9,7 +9,7 @@
 import { z } from "zod";
 import { DEFAULT_GENERATION_PARAMS, type GenerationParams } from "../protocols/job.ts";
 import { RequestValidationError } from "./http_errors.ts";
-import type { WsClientMessage } from "./stream_protocol.ts";
+import type { SamplingRequest, WsClientMessage } from "./stream_protocol.ts";
 
 /**
  * Upper bound of `max_tokens` accepted at the edge. The model's context caps a job anyway; this
@@ -42,24 +42,6 @@ const samplingFields = {
   seed: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
   stop: stopSchema.nullish(),
 };
-
-/** Sampling fields as they come in (OpenAI names; `null` means "default"). */
-export interface SamplingRequest {
-  /** Model CID or name; default model when absent. */
-  model?: string;
-  /** Maximum new tokens. */
-  max_tokens?: number | null;
-  /** Softmax temperature; 0 is greedy. */
-  temperature?: number | null;
-  /** Nucleus mass. */
-  top_p?: number | null;
-  /** Top-k cut; 0 disables. */
-  top_k?: number | null;
-  /** Seed of the counter-based RNG. */
-  seed?: number | null;
-  /** Stop sequence(s). */
-  stop?: string | string[] | null;
-}
 
 /** OpenAI's `stream_options`. */
 export interface StreamOptions {

@@ -18,17 +18,12 @@
 import type { FinishReason, JobSummary, TextJobHandle } from "../actors/inference_actor.ts";
 import { toJsonValue } from "./json_value.ts";
 
-/** Client → server: start a job on this socket under the client's `id`. */
-export interface WsInferMessage {
-  /** Message tag. */
-  type: "infer";
-  /** Request id, unique among this socket's running jobs. */
-  id: string;
-  /** Prompt text. */
-  prompt: string;
-  /** Job nonce; random when absent. */
-  nonce?: string;
-  /** Model CID or name; the default model when absent. */
+/**
+ * Sampling fields as they come in, in OpenAI's names, shared by the WebSocket API and the `/v1`
+ * routes; `null` means "default".
+ */
+export interface SamplingRequest {
+  /** Model CID or name; default model when absent. */
   model?: string;
   /** Maximum new tokens. */
   max_tokens?: number | null;
@@ -42,6 +37,18 @@ export interface WsInferMessage {
   seed?: number | null;
   /** Stop sequence(s). */
   stop?: string | string[] | null;
+}
+
+/** Client → server: start a job on this socket under the client's `id`. */
+export interface WsInferMessage extends SamplingRequest {
+  /** Message tag. */
+  type: "infer";
+  /** Request id, unique among this socket's running jobs. */
+  id: string;
+  /** Prompt text. */
+  prompt: string;
+  /** Job nonce; random when absent. */
+  nonce?: string;
 }
 
 /** Client → server: cancel the job started under `id`. */
