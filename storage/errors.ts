@@ -129,3 +129,20 @@ export function isDiskFullOsError(error: unknown): boolean {
   const e = error as { code?: string; message?: string } | null;
   return e?.code === "ENOSPC" || /os error 28\b|No space left/i.test(e?.message ?? "");
 }
+
+/**
+ * A pack file's header (its index of objects) is unreadable: bad magic, unknown version, cut
+ * short or failing its checksum. The pack is moved to quarantine; its objects count as missing
+ * here, so replicas repair them.
+ */
+export class DamagedPackError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param path The pack file.
+   * @param reason What is wrong with it.
+   */
+  constructor(readonly path: string, reason: string) {
+    super("damaged_pack", `damaged pack ${path}: ${reason}`);
+  }
+}

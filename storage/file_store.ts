@@ -25,14 +25,19 @@ import type { BlockStore } from "./block_store.ts";
 import { InvalidManifestError, KeyRequiredError, RangeNotSatisfiableError } from "./errors.ts";
 import type { FileCipher, OwnerKey } from "./private_tier.ts";
 
+/** Default of {@link FileStoreOptions.concurrency}. */
+const DEFAULT_CONCURRENCY = 16;
+
 /** Options of {@link FileStore}. */
 export interface FileStoreOptions {
   /** Chunk size of new files. Default {@link DEFAULT_CHUNK_SIZE} (256 KiB). */
   chunkSize?: number;
   /**
-   * Chunks in flight per put or get. Default 4: enough to overlap hashing, encryption and the
-   * fsync latency of the disk (or a peer round trip) on two cores, while keeping memory at a
-   * few MiB per transfer.
+   * Chunks in flight per put or get. Default 16 (4 MiB at the default chunk size): the local
+   * store's group commit puts every chunk waiting at once into one pack, so this sets the pack
+   * size during a put — measured on a 256 MiB put here: 4 → ~2 chunks per pack, ~210 MB/s;
+   * 8 → 265 MB/s; 16 → ~7 chunks per pack, 300–375 MB/s; 32 → 340–370 MB/s. It also overlaps
+   * peer round trips for a replicated store, and keeps memory at a few MiB per transfer.
    */
   concurrency?: number;
 }
@@ -117,7 +122,7 @@ export class FileStore {
   constructor(blocks: BlockStore, options?: FileStoreOptions) {
     this.#blocks = blocks;
     this.#chunkSize = options?.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    this.#concurrency = Math.max(1, options?.concurrency ?? 4);
+    this.#concurrency = Math.max(1, options?.concurrency ?? DEFAULT_CONCURRENCY);
   }
 
   /** Store a stream as a file; resolves once every chunk and the manifest are acknowledged. */

@@ -1,4 +1,5 @@
 /** Shared helpers of the storage tests. */
+import { readPackIndex } from "../../storage/pack_format.ts";
 
 /** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
 export function pseudoRandomBytes(length: number, seed = 1): Uint8Array {
@@ -51,9 +52,24 @@ export async function filesUnder(dir: string): Promise<string[]> {
   return out;
 }
 
-/** Path of the stored file of `cid` in a chunk store at `dir`. */
-export function chunkPath(dir: string, cid: string): string {
-  return `${dir}/chunks/${cid.slice(-2)}/${cid}`;
+/** Where a chunk store at `dir` keeps `cid`: its pack file and byte range (read from the headers). */
+export async function objectLocation(
+  dir: string,
+  cid: string,
+): Promise<{ path: string; offset: number; length: number }> {
+  for (const path of await filesUnder(`${dir}/packs`)) {
+    if (!path.endsWith(".pack")) continue;
+    const entry = (await readPackIndex(path)).find((e) => e.cid === cid);
+    if (entry) return { path, offset: entry.offset, length: entry.length };
+  }
+  throw new Error(`${cid} is in no pack under ${dir}`);
+}
+
+/** Flip one bit of the stored bytes of `cid` in the chunk store at `dir`, in place. */
+export async function flipObjectBit(dir: string, cid: string, byteIndex = 0): Promise<void> {
+  const { path, offset, length } = await objectLocation(dir, cid);
+  if (byteIndex >= length) throw new RangeError(`byte ${byteIndex} is outside the object`);
+  await flipBit(path, offset + byteIndex);
 }
 
 /** Flip one bit of a file in place. */
@@ -63,9 +79,14 @@ export async function flipBit(path: string, byteIndex = 0): Promise<void> {
   await Deno.writeFile(path, bytes);
 }
 
-/** In-progress (temp) write files of a chunk store at `dir`. */
+/** Pack files of a chunk store at `dir`. */
+export async function packFilesUnder(dir: string): Promise<string[]> {
+  return (await filesUnder(`${dir}/packs`)).filter((p) => p.endsWith(".pack"));
+}
+
+/** In-progress (temp) pack files of a chunk store at `dir`. */
 export async function tempFilesUnder(dir: string): Promise<string[]> {
-  return (await filesUnder(`${dir}/chunks`)).filter((p) => {
+  return (await filesUnder(`${dir}/packs`)).filter((p) => {
     const name = p.slice(p.lastIndexOf("/") + 1);
     return name.startsWith(".") && name.endsWith(".tmp");
   });

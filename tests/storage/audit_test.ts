@@ -5,7 +5,7 @@ import { StorageAuditor } from "../../storage/audit.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
-import { chunkPath, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { pseudoRandomBytes, streamOf } from "./_helpers.ts";
 
 async function setup() {
   const dir = await Deno.makeTempDir();
@@ -27,7 +27,7 @@ async function setup() {
       verdicts.push(v);
     },
   });
-  return { dir, holder, chunks, auditor, verdicts, validator };
+  return { dir, store, holder, chunks, auditor, verdicts, validator };
 }
 
 Deno.test("an honest holder passes an audit and no verdict is issued", async () => {
@@ -41,8 +41,8 @@ Deno.test("an honest holder passes an audit and no verdict is issued", async () 
 });
 
 Deno.test("a holder that dropped a chunk fails with a signed storage verdict", async () => {
-  const { dir, holder, chunks, auditor, verdicts, validator } = await setup();
-  await Deno.remove(chunkPath(dir, chunks[5]));
+  const { dir, store, holder, chunks, auditor, verdicts, validator } = await setup();
+  await store.delete(chunks[5]); // the holder lost it
   const result = await auditor.audit(holder, chunks);
   assert.equal(result.passed, false);
   assert.deepEqual(result.failures, [{ cid: chunks[5], reason: "missing_chunk" }]);

@@ -9,9 +9,11 @@ import {
   QuotaExceededError,
 } from "../../storage/errors.ts";
 import {
-  chunkPath,
   filesUnder,
   flipBit,
+  flipObjectBit,
+  objectLocation,
+  packFilesUnder,
   pseudoRandomBytes,
   streamOf,
   tempFilesUnder,
@@ -33,13 +35,18 @@ Deno.test("a bit flip on disk is a typed corrupt_chunk error, never data, and is
   const dir = await Deno.makeTempDir();
   const store = await ChunkStore.open(dir);
   const cid = await store.put(pseudoRandomBytes(5000));
-  await flipBit(chunkPath(dir, cid), 1234);
+  const neighbour = await store.put(pseudoRandomBytes(7000, 2));
+  await flipObjectBit(dir, cid, 1234);
   await assert.rejects(store.get(cid), (e: CorruptChunkError) => e.code === "corrupt_chunk");
   // Moved aside, so the next read says "not found" and a repair can write a good copy.
   await assert.rejects(store.get(cid), ChunkNotFoundError);
   assert.equal((await filesUnder(`${dir}/quarantine`)).length, 1);
+  // The bad copy is gone from the packs too: a reopened store does not find it again.
+  assert.equal(await (await ChunkStore.open(dir)).has(cid), false);
+  assert.deepEqual(await store.get(neighbour), pseudoRandomBytes(7000, 2));
   await store.put(pseudoRandomBytes(5000));
   assert.equal((await store.get(cid)).length, 5000);
+  assert.equal((await (await ChunkStore.open(dir)).get(cid)).length, 5000);
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -47,7 +54,8 @@ Deno.test("a truncated chunk is detected as corrupt", async () => {
   const dir = await Deno.makeTempDir();
   const store = await ChunkStore.open(dir);
   const cid = await store.put(pseudoRandomBytes(5000));
-  await Deno.truncate(chunkPath(dir, cid), 100);
+  const { path, offset } = await objectLocation(dir, cid);
+  await Deno.truncate(path, offset + 100);
   await assert.rejects(store.get(cid), CorruptChunkError);
   await Deno.remove(dir, { recursive: true });
 });
@@ -92,7 +100,7 @@ Deno.test("disk full (ENOSPC injected by the write hook) is disk_full with no pa
   const dir = await Deno.makeTempDir();
   const store = await ChunkStore.open(dir, {
     faults: {
-      async beforeWrite(_cid, tempPath) {
+      async beforeWrite(tempPath) {
         // Write half the bytes, as a real short write before ENOSPC would, then fail.
         await Deno.writeFile(tempPath, new Uint8Array(100));
         throw Object.assign(new Error("No space left on device (os error 28)"), {
@@ -104,7 +112,7 @@ Deno.test("disk full (ENOSPC injected by the write hook) is disk_full with no pa
   const bytes = pseudoRandomBytes(4000);
   await assert.rejects(store.put(bytes), (e: DiskFullError) => e.code === "disk_full");
   assert.equal(await store.has(cidOf(bytes)), false);
-  assert.deepEqual(await filesUnder(`${dir}/chunks`), []);
+  assert.deepEqual(await filesUnder(`${dir}/packs`), []);
   assert.deepEqual(await tempFilesUnder(dir), []);
   assert.equal((await store.stats()).usedBytes, 0);
   await Deno.remove(dir, { recursive: true });
@@ -125,7 +133,10 @@ Deno.test("concurrent writers of the same chunk leave one valid copy, counted on
   assert.equal(new Set(cids).size, 1);
   assert.deepEqual(await a.get(cids[0]), bytes);
   assert.equal((await a.stats()).usedBytes, bytes.length);
-  assert.equal((await filesUnder(`${dir}/chunks`)).length, 1);
+  assert.equal((await b.stats()).usedBytes, bytes.length);
+  // Each store wrote its own pack (one copy per process); every view counts the object once.
+  assert.equal((await packFilesUnder(dir)).length, 2);
+  assert.equal((await (await ChunkStore.open(dir)).stats()).objectCount, 1);
   assert.equal((await tempFilesUnder(dir)).length, 0);
   await Deno.remove(dir, { recursive: true });
 });
@@ -156,7 +167,7 @@ Deno.test("GC deletes nothing while a pinned manifest is unreadable", async () =
   const files = new FileStore(store, { chunkSize: 1024 });
   const { cid } = await files.put(streamOf(pseudoRandomBytes(5000, 1)));
   await store.pin(cid);
-  await flipBit(chunkPath(dir, cid));
+  await flipObjectBit(dir, cid);
   const result = await store.gc({ graceMs: -1 });
   assert.deepEqual(result.unreadableRoots, [cid]);
   assert.equal(result.removed, 0);
@@ -167,8 +178,8 @@ Deno.test("reopening a store recounts its usage and drops leftover temp files", 
   const dir = await Deno.makeTempDir();
   const store = await ChunkStore.open(dir);
   await store.put(pseudoRandomBytes(3000));
-  await Deno.mkdir(`${dir}/chunks/zz`, { recursive: true });
-  await Deno.writeFile(`${dir}/chunks/zz/.leftover.tmp`, new Uint8Array(10));
+  // A crashed writer's leftover: not locked by anyone, holding a partial pack.
+  await Deno.writeFile(`${dir}/packs/.leftover.pack.tmp`, new Uint8Array(10));
   const again = await ChunkStore.open(dir);
   assert.deepEqual(await again.stats(), {
     usedBytes: 3000,
@@ -197,7 +208,7 @@ Deno.test("a read that saw a bad copy does not quarantine the good copy a repair
   });
   const bytes = pseudoRandomBytes(100_000, 21);
   const cid = await store.put(bytes);
-  await flipBit(chunkPath(dir, cid), 5);
+  await flipObjectBit(dir, cid, 5);
   holdNextRead = true;
   const slowReader = store.get(cid); // reads the corrupt bytes, then waits at the gate
   await readerHasBytes.promise;
@@ -217,20 +228,119 @@ Deno.test("an empty object round-trips and is verified like any other", async ()
   const cid = await store.put(new Uint8Array());
   assert.equal(cid, cidOf(new Uint8Array()));
   assert.deepEqual(await store.get(cid), new Uint8Array());
-  // A byte appended to the empty object makes it corrupt, not silently truncated back.
-  await Deno.writeFile(chunkPath(dir, cid), new Uint8Array([0]));
-  await assert.rejects(store.get(cid), CorruptChunkError);
+  assert.equal((await objectLocation(dir, cid)).length, 0);
+  assert.deepEqual(await (await ChunkStore.open(dir)).get(cid), new Uint8Array());
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("bytes appended to a stored chunk are read and rejected as corrupt", async () => {
+Deno.test("a damaged pack header quarantines the pack on open; its objects read as missing", async () => {
   const dir = await Deno.makeTempDir();
   const store = await ChunkStore.open(dir);
-  const bytes = pseudoRandomBytes(300_000, 7);
-  const cid = await store.put(bytes);
-  const file = await Deno.open(chunkPath(dir, cid), { append: true });
-  await file.write(new Uint8Array([1, 2, 3]));
-  file.close();
-  await assert.rejects(store.get(cid), CorruptChunkError);
+  const lost = await store.put(pseudoRandomBytes(3000, 1));
+  const kept = await store.put(pseudoRandomBytes(3000, 2));
+  const { path } = await objectLocation(dir, lost);
+  await flipBit(path, 20); // inside the index, under the header checksum
+  const again = await ChunkStore.open(dir);
+  await assert.rejects(again.get(lost), ChunkNotFoundError);
+  assert.deepEqual(await again.get(kept), pseudoRandomBytes(3000, 2));
+  assert.equal((await filesUnder(`${dir}/quarantine`)).length, 1);
+  assert.equal((await again.stats()).objectCount, 1);
+  // A repair (here: the same bytes put again) restores it.
+  await again.put(pseudoRandomBytes(3000, 1));
+  assert.deepEqual(await again.get(lost), pseudoRandomBytes(3000, 1));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("waiting writes share one pack, and removing one object keeps its pack-mates", async () => {
+  const dir = await Deno.makeTempDir();
+  const gate = Promise.withResolvers<void>();
+  const stalled = Promise.withResolvers<void>();
+  let held = false;
+  const store = await ChunkStore.open(dir, {
+    faults: {
+      async beforeWrite() {
+        if (held) return;
+        held = true;
+        stalled.resolve();
+        await gate.promise; // the first pack stalls; everything put meanwhile queues
+      },
+    },
+  });
+  const first = store.put(pseudoRandomBytes(100, 1));
+  await stalled.promise;
+  const puts = [2, 3, 4, 5].map((seed) => store.put(pseudoRandomBytes(50_000, seed)));
+  await new Promise((resolve) => setTimeout(resolve, 200)); // let the four hash and queue
+  gate.resolve();
+  await first;
+  const cids = await Promise.all(puts);
+  const packs = new Set(
+    await Promise.all(cids.map(async (c) => (await objectLocation(dir, c)).path)),
+  );
+  assert.equal(packs.size, 1, "the four queued objects were written as one pack");
+  assert.equal((await packFilesUnder(dir)).length, 2);
+  // Quarantining one rewrites the pack without it; the others stay readable, here and after reopen.
+  await flipObjectBit(dir, cids[1], 10);
+  await assert.rejects(store.get(cids[1]), CorruptChunkError);
+  const reopened = await ChunkStore.open(dir);
+  for (const [i, c] of cids.entries()) {
+    if (i === 1) await assert.rejects(reopened.get(c), ChunkNotFoundError);
+    else assert.deepEqual(await reopened.get(c), pseudoRandomBytes(50_000, i + 2));
+  }
+  assert.equal((await reopened.stats()).usedBytes, 100 + 3 * 50_000);
+  // Deleting one more leaves two.
+  assert.equal(await reopened.delete(cids[0]), true);
+  assert.equal(await reopened.delete(cids[0]), false);
+  assert.equal((await (await ChunkStore.open(dir)).stats()).objectCount, 3);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a store sees objects another store (process) wrote into the same directory", async () => {
+  const dir = await Deno.makeTempDir();
+  const a = await ChunkStore.open(dir);
+  const b = await ChunkStore.open(dir);
+  const cid = await b.put(pseudoRandomBytes(4000, 8));
+  assert.equal(await a.has(cid), true);
+  assert.deepEqual(await a.get(cid), pseudoRandomBytes(4000, 8));
+  // b deletes it (rewriting its pack away); a's stale index entry is dropped on the next read.
+  await b.delete(cid);
+  await assert.rejects(a.get(cid), ChunkNotFoundError);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a store in the first layout (one file per object) is moved into packs on open", async () => {
+  const dir = await Deno.makeTempDir();
+  const good = pseudoRandomBytes(2000, 1);
+  const goodCid = cidOf(good);
+  const badCid = cidOf(pseudoRandomBytes(2000, 2));
+  await Deno.mkdir(`${dir}/chunks/${goodCid.slice(-2)}`, { recursive: true });
+  await Deno.mkdir(`${dir}/chunks/${badCid.slice(-2)}`, { recursive: true });
+  await Deno.writeFile(`${dir}/chunks/${goodCid.slice(-2)}/${goodCid}`, good);
+  await Deno.writeFile(`${dir}/chunks/${badCid.slice(-2)}/${badCid}`, pseudoRandomBytes(2000, 3));
+  await Deno.writeFile(`${dir}/chunks/${goodCid.slice(-2)}/.${goodCid}.x.tmp`, good);
+  const store = await ChunkStore.open(dir);
+  assert.deepEqual(await store.get(goodCid), good);
+  assert.equal(
+    await store.has(badCid),
+    false,
+    "a file that does not match its name is not imported",
+  );
+  assert.equal((await filesUnder(`${dir}/quarantine`)).length, 1);
+  await assert.rejects(Deno.stat(`${dir}/chunks`), Deno.errors.NotFound);
+  assert.equal((await store.stats()).objectCount, 1);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a live writer's temp file is left alone by a store opening the same directory", async () => {
+  const dir = await Deno.makeTempDir();
+  await ChunkStore.open(dir);
+  const temp = `${dir}/packs/.live.pack.tmp`;
+  const file = await Deno.open(temp, { write: true, createNew: true });
+  await file.lock(true);
+  await file.write(new Uint8Array(64));
+  await ChunkStore.open(dir);
+  assert.deepEqual(await tempFilesUnder(dir), [temp]);
+  file.close(); // the writer dies: its lock goes with it
+  await ChunkStore.open(dir);
+  assert.deepEqual(await tempFilesUnder(dir), []);
   await Deno.remove(dir, { recursive: true });
 });

@@ -11,7 +11,7 @@ import { ChunkNotFoundError, CorruptChunkError } from "../../storage/errors.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { LocalStoragePeer } from "../../storage/storage_peer.ts";
-import { chunkPath, flipBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { flipObjectBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 
 interface RemoteNode {
   dir: string;
@@ -78,7 +78,7 @@ Deno.test("a file replicated over connections survives a bit flip and audits fai
   // Rot the first holder's copy of chunk 3.
   const holder = store.holders(chunks[3])[0];
   const node = nodes.find((n) => n.remote.id === holder.id)!;
-  await flipBit(chunkPath(node.dir, chunks[3]), 7);
+  await flipObjectBit(node.dir, chunks[3], 7);
   assert.deepEqual(await files.bytes(cid), data);
   await store.flush();
   assert.deepEqual(await node.local.getChunk(chunks[3]), await store.get(chunks[3]));
@@ -87,7 +87,7 @@ Deno.test("a file replicated over connections survives a bit flip and audits fai
   const victim = nodes[0];
   const held = chunks.filter((c) => store.holders(c).some((p) => p.id === victim.remote.id));
   assert.ok(held.length > 0);
-  await Deno.remove(chunkPath(victim.dir, held[0]));
+  await victim.local.store.delete(held[0]); // the node lost it
   const auditor = new StorageAuditor({
     identity: Identity.generate(),
     reference: (c, signal) => store.get(c, { signal }),

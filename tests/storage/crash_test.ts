@@ -3,7 +3,8 @@ import { fileURLToPath } from "node:url";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { generatedFile } from "./_generated_file.ts";
-import { filesUnder, tempFilesUnder } from "./_helpers.ts";
+import { readPackIndex } from "../../storage/pack_format.ts";
+import { packFilesUnder, tempFilesUnder } from "./_helpers.ts";
 
 const WORKER = fileURLToPath(new URL("./_crash_put_worker.ts", import.meta.url));
 const SIZE_MIB = 96;
@@ -34,10 +35,14 @@ Deno.test("kill -9 during a put leaves a consistent store and the put can be red
   assert.equal(status.signal, "SIGKILL");
   assert.ok(acknowledged >= KILL_AFTER_BYTES, "the worker made progress before the kill");
 
-  // Before opening: whatever is in chunks/ must be complete objects; temp files may exist.
-  const temps = new Set(await tempFilesUnder(dir));
-  const objectFiles = (await filesUnder(`${dir}/chunks`)).filter((p) => !temps.has(p));
-  assert.ok(objectFiles.length >= KILL_AFTER_BYTES / (256 * 1024), "acknowledged chunks survive");
+  // Before opening: every pack renamed into place must have a whole, valid index (temp files
+  // may exist), and together they hold at least the acknowledged chunks.
+  let packed = 0;
+  for (const pack of await packFilesUnder(dir)) packed += (await readPackIndex(pack)).length;
+  assert.ok(packed >= KILL_AFTER_BYTES / (256 * 1024), "acknowledged chunks survive");
+  // The killed writer's lock died with it; a leftover temp file is swept once it is not brand
+  // new (a writer may sit between creating and locking it for microseconds).
+  await new Promise((resolve) => setTimeout(resolve, 1100));
   const store = await ChunkStore.open(dir);
   assert.deepEqual(await tempFilesUnder(dir), [], "temp files are swept on open");
   let verified = 0;
@@ -47,6 +52,7 @@ Deno.test("kill -9 during a put leaves a consistent store and the put can be red
   }
   const stats = await store.stats();
   assert.equal(stats.objectCount, verified, "only complete objects are counted");
+  assert.ok(verified >= KILL_AFTER_BYTES / (256 * 1024), "every acknowledged chunk reads back");
   assert.equal(stats.pinCount, 0, "the killed put never pinned a file");
 
   // The same put again succeeds (reusing the chunks that made it) and reads back intact.

@@ -3,7 +3,7 @@ import { decodeManifest } from "../../protocols/manifest.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { ChunkNotFoundError, CorruptChunkError } from "../../storage/errors.ts";
-import { chunkPath, collect, flipBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { collect, flipObjectBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 
 async function setup(chunkSize = 4096) {
   const dir = await Deno.makeTempDir();
@@ -73,7 +73,7 @@ Deno.test("a corrupted chunk makes the get stream error with corrupt_chunk inste
   const { dir, store, files } = await setup();
   const { cid } = await files.put(streamOf(pseudoRandomBytes(20_000)));
   const manifest = decodeManifest(await store.get(cid));
-  await flipBit(chunkPath(dir, manifest.chunks[2]), 17);
+  await flipObjectBit(dir, manifest.chunks[2], 17);
   const stream = await files.get(cid);
   const reader = stream.getReader();
   const served: Uint8Array[] = [];

@@ -11,7 +11,7 @@ import {
   type PeerCallOptions,
   type StoragePeer,
 } from "../../storage/storage_peer.ts";
-import { chunkPath, flipBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { flipObjectBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 
 async function makePeers(n: number): Promise<{ peers: LocalStoragePeer[]; dirs: string[] }> {
   const dirs: string[] = [];
@@ -134,7 +134,7 @@ Deno.test("a bit flip in one replica is detected on read, served from another, a
   const bytes = pseudoRandomBytes(10_000, 3);
   const cid = await store.put(bytes);
   const first = store.holders(cid)[0] as LocalStoragePeer;
-  await flipBit(chunkPath(first.store.dir, cid), 99);
+  await flipObjectBit(first.store.dir, cid, 99);
   const failures: string[] = [];
   const watched = new ReplicatedStore(peers, {
     replicas: 3,
@@ -162,7 +162,7 @@ Deno.test("a repair pass restores r copies after a holder is lost and a copy rot
   store.setPeers(survivors);
   // And rot one copy on a surviving holder.
   const rotten = store.holders(all[2])[1] as LocalStoragePeer;
-  await flipBit(chunkPath(rotten.store.dir, all[2]), 0);
+  await flipObjectBit(rotten.store.dir, all[2], 0);
 
   const report = await store.repair(all);
   assert.equal(report.checked, all.length);
