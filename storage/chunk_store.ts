@@ -38,7 +38,14 @@ import {
 } from "./errors.ts";
 import { migrateLegacyChunks } from "./legacy_chunks.ts";
 import { type PackEntry, readExactly, readPackIndex } from "./pack_format.ts";
-import { isTempName, PACK_SUFFIX, PackWriter, syncDir, type WrittenObject } from "./pack_writer.ts";
+import {
+  isTempName,
+  PACK_SUFFIX,
+  packTimeOf,
+  PackWriter,
+  syncDir,
+  type WrittenObject,
+} from "./pack_writer.ts";
 
 /** Test hooks that inject faults into the write path. */
 export interface ChunkStoreFaults {
@@ -138,6 +145,8 @@ const DEFAULT_GC_GRACE_MS = 10 * 60 * 1000;
 const TEMP_SWEEP_MIN_AGE_MS = 1000;
 /** How old the packs directory's mtime must be before an unchanged one proves nothing changed. */
 const STAMP_TRUST_MS = 1000;
+/** Pack headers read at once when (re)loading the index. */
+const RELOAD_CONCURRENCY = 32;
 /** Attempts of a read whose pack vanished (rewritten by GC here or in another process). */
 const READ_ATTEMPTS = 3;
 
@@ -500,22 +509,26 @@ export class ChunkStore implements BlockStore {
         present.add(entry.name);
       }
     }
-    for (const name of present) {
-      if (this.#packs.has(name)) continue;
+    const unseen = [...present].filter((name) => !this.#packs.has(name));
+    // Header reads in parallel: a store of many small packs opens in a fraction of the time.
+    const read = await mapConcurrently(unseen, RELOAD_CONCURRENCY, async (name) => {
       const path = this.#packPath(name);
-      let entries: PackEntry[];
-      let info: Deno.FileInfo;
       try {
-        [entries, info] = await Promise.all([readPackIndex(path), Deno.stat(path)]);
+        const entries = await readPackIndex(path);
+        const mtime = packTimeOf(name) ?? (await Deno.stat(path)).mtime?.getTime() ?? Date.now();
+        return { name, entries, mtime };
       } catch (error) {
-        if (error instanceof Deno.errors.NotFound) continue;
+        if (error instanceof Deno.errors.NotFound) return null;
         if (!(error instanceof DamagedPackError)) throw error;
         await Deno.rename(path, join(this.#dir, "quarantine", name)).catch(() => {});
-        continue;
+        return null;
       }
-      this.#packs.set(name, { entries, mtime: info.mtime?.getTime() ?? Date.now() });
-      for (const entry of entries) {
-        if (!this.#index.has(entry.cid)) this.#setLocation({ ...entry, pack: name });
+    });
+    for (const pack of read) {
+      if (!pack) continue;
+      this.#packs.set(pack.name, { entries: pack.entries, mtime: pack.mtime });
+      for (const entry of pack.entries) {
+        if (!this.#index.has(entry.cid)) this.#setLocation({ ...entry, pack: pack.name });
       }
     }
     let orphaned = false;
@@ -592,6 +605,24 @@ export class ChunkStore implements BlockStore {
   #packPath(name: string): string {
     return join(this.#packsDir, name);
   }
+}
+
+/** `fn` over `items` with at most `limit` calls in flight; results in input order. */
+async function mapConcurrently<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
 }
 
 /** `length` bytes at `offset` of the file at `path` (fewer if the file is shorter). */

@@ -150,12 +150,22 @@ export class PackWriter {
   }
 }
 
-/** A fresh pack file name: creation time first, so names sort roughly by age. */
+const TIME_CHARS = 9;
+
+/** A fresh pack file name: creation time first, so names sort by age and tell it without a stat. */
 function newPackName(): string {
-  const time = Date.now().toString(36).padStart(9, "0");
+  const time = Date.now().toString(36).padStart(TIME_CHARS, "0");
   const random = crypto.getRandomValues(new Uint8Array(8));
   const suffix = Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
   return `${time}-${suffix}${PACK_SUFFIX}`;
+}
+
+/** The creation time (ms) a pack's name records, or `null` for a name not made by this writer. */
+export function packTimeOf(name: string): number | null {
+  const time = name.length > TIME_CHARS && name[TIME_CHARS] === "-"
+    ? parseInt(name.slice(0, TIME_CHARS), 36)
+    : NaN;
+  return Number.isFinite(time) ? time : null;
 }
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
