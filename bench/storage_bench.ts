@@ -22,14 +22,14 @@
  * Baselines:
  * - **stream copy** (the goal baseline): the source file's `readable` piped into a new file's
  *   `writable` — the same bytes through the same Web Streams path a put and a get use, without
- *   chunking, hashing, one-file-per-chunk or fsync. The ratios the goals are judged on.
+ *   chunking, hashing, packs or fsync. The ratios the goals are judged on.
  * - stream copy + fsync (reference): the same, plus one fsync of the copy at the end — the
  *   durable counterpart, since a put fsyncs everything before it returns.
  * - `Deno.copyFile` (reference): the kernel copies in place (copy_file_range; no user-space
  *   bytes, no fsync).
  *
- * Measured: put = the source file's `ReadableStream` into a durable `ChunkStore` (fsync per
- * chunk and directory) through `FileStore`; get = the stored file's stream piped into a new
+ * Measured: put = the source file's `ReadableStream` into a durable `ChunkStore` (an fsync of
+ * every pack and its directory before the chunks in it are acknowledged) through `FileStore`; get = the stored file's stream piped into a new
  * file; private = the same with AES-256-GCM per chunk. Peak RSS is sampled every 10 ms during
  * the puts.
  *
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
     for (let run = 0; run < RUNS; run++) {
       for (const tier of ["public", "private"] as const) {
         // Nothing is deleted until the end — stores, get outputs and copies alike. Deleting
-        // thousands of chunk files makes ext4's inode allocator slow for the next run, and
+        // many files makes ext4's inode allocator slow for the next run, and
         // deleting a 512 MiB output frees page-cache pages that the very next write reuses
         // cheaply, while writes into never-used pages fault them in from the VM host (measured:
         // a copy right after a delete ran ~2x faster). With no deletions, every row writes into
