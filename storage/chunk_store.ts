@@ -125,10 +125,7 @@ export interface ChunkPutOptions extends BlockStoreCallOptions {
 }
 
 /** Where an object is: its pack and byte range. */
-interface Location extends WrittenObject {
-  /** When this process last deduplicated a put against it (GC treats it as young then). */
-  touched?: number;
-}
+type Location = WrittenObject;
 
 /** What the store knows of one pack. */
 interface PackInfo {
@@ -145,6 +142,8 @@ const DEFAULT_GC_GRACE_MS = 10 * 60 * 1000;
 const TEMP_SWEEP_MIN_AGE_MS = 1000;
 /** How old the packs directory's mtime must be before an unchanged one proves nothing changed. */
 const STAMP_TRUST_MS = 1000;
+/** Lock file (in the packs directory) held while any process rewrites packs. */
+const REWRITE_LOCK = ".rewrite.lock";
 /** Pack headers read at once when (re)loading the index. */
 const RELOAD_CONCURRENCY = 32;
 /** Attempts of a read whose pack vanished (rewritten by GC here or in another process). */
@@ -247,9 +246,12 @@ export class ChunkStore implements BlockStore {
 
   async #writeIfAbsent(cid: string, bytes: Uint8Array, verifyExisting?: boolean): Promise<void> {
     const existing = this.#index.get(cid);
-    if (existing) {
-      // Deduplicated: mark it young so a GC running now does not take it from under this put.
-      existing.touched = Date.now();
+    // Deduplicate only against a copy well inside the GC grace period: an older unpinned copy may
+    // be collected by a GC (here or in another process) before this put's caller pins it, so the
+    // put writes a fresh copy instead, and the old one goes at the next GC.
+    const young = existing !== undefined &&
+      Date.now() - (this.#packs.get(existing.pack)?.mtime ?? 0) < this.#gcGraceMs / 2;
+    if (existing && young) {
       if (!verifyExisting) return;
       // We hold this CID's slot: check in place; a bad copy is quarantined, making room.
       if (await this.#quarantineLocked(cid)) return;
@@ -259,7 +261,7 @@ export class ChunkStore implements BlockStore {
     }
     this.#reserved += bytes.length;
     try {
-      await this.#writer.write(cid, bytes);
+      this.#setLocation(await this.#writer.write(cid, bytes)); // the fresh copy is the one read
     } finally {
       this.#reserved -= bytes.length;
     }
@@ -292,6 +294,7 @@ export class ChunkStore implements BlockStore {
       // re-check under the CID's slot, and only quarantine the copy we proved bad.
       const good = await this.#withSlot(cid, () => this.#quarantineLocked(cid, location));
       if (good) return good;
+      if (this.#index.has(cid)) continue; // another copy (here or from another process) stands in
       throw new CorruptChunkError(cid, `${this.#packPath(location.pack)}@${location.offset}`);
     }
     throw new ChunkNotFoundError(cid);
@@ -307,7 +310,7 @@ export class ChunkStore implements BlockStore {
   async delete(cid: string): Promise<boolean> {
     cidDigest(cid);
     if (!await this.#locate(cid)) return false;
-    return await this.#exclusive(async () => {
+    return await this.#rewriting(async () => {
       const location = this.#index.get(cid); // where it is now, after any rewrite before us
       if (!location) return false;
       await this.#removeFromPack(location.pack, new Set([cid]));
@@ -371,23 +374,35 @@ export class ChunkStore implements BlockStore {
       for (const chunk of decodeManifest(bytes).chunks) live.add(chunk);
     }
     if (result.unreadableRoots.length > 0) return result;
-    await this.#reloadIfChanged();
     const cutoff = Date.now() - graceMs;
-    await this.#exclusive(async () => {
+    await this.#rewriting(async () => {
       const dead = new Map<string, Set<string>>();
+      const mark = (pack: string, cid: string) => {
+        const set = dead.get(pack) ?? new Set<string>();
+        set.add(cid);
+        dead.set(pack, set);
+      };
       for (const [cid, location] of this.#index) {
         if (live.has(cid)) {
           result.kept++;
           continue;
         }
-        const age = Math.max(this.#packs.get(location.pack)?.mtime ?? 0, location.touched ?? 0);
+        const age = this.#packs.get(location.pack)?.mtime ?? 0;
         // A CID with a write in flight is being put again right now: not garbage.
         if (age > cutoff || this.#inflight.has(cid)) continue;
-        const set = dead.get(location.pack) ?? new Set<string>();
-        set.add(cid);
-        dead.set(location.pack, set);
+        mark(location.pack, cid);
         result.removed++;
         result.freedBytes += location.length;
+      }
+      // Extra copies (two processes wrote the same object, a crash mid-rewrite, a fresh copy
+      // written over an old one): under the rewrite lock, with the index just reloaded, the
+      // indexed copy exists on disk and nobody else can remove it, so the others can go.
+      for (const [name, info] of this.#packs) {
+        for (const entry of info.entries) {
+          if (this.#index.get(entry.cid)?.pack === name) continue;
+          mark(name, entry.cid);
+          result.freedBytes += entry.length;
+        }
       }
       for (const [pack, cids] of dead) await this.#removeFromPack(pack, cids);
     });
@@ -420,17 +435,17 @@ export class ChunkStore implements BlockStore {
     }
     if (await verifyCid(cid, bytes)) return bytes;
     if (seen && (seen.pack !== location.pack || seen.offset !== location.offset)) return null;
-    await this.#exclusive(async () => {
-      await this.#keepForensics(cid, bytes);
-      await this.#removeFromPack(location.pack, new Set([cid]));
-    });
+    await this.#keepForensics(cid, bytes);
+    await this.#rewriting(() => this.#removeFromPack(location.pack, new Set([cid])));
     return null;
   }
 
   /**
    * Rewrite pack `name` without `drop` (and without objects whose indexed copy is in another
    * pack): the survivors, verified, go into a new pack, then the old pack is deleted. Survivors
-   * that fail verification go to quarantine instead. Runs under {@link #exclusive}.
+   * that fail verification go to quarantine instead. Objects left unindexed are looked up again
+   * in the other packs (a good copy elsewhere replaces a quarantined one). Runs under
+   * {@link #rewriting}.
    */
   async #removeFromPack(name: string, drop: Set<string>): Promise<void> {
     const info = this.#packs.get(name);
@@ -463,6 +478,20 @@ export class ChunkStore implements BlockStore {
     if (this.#durable) await syncDir(this.#packsDir);
     this.#packs.delete(name);
     for (const entry of info.entries) this.#unindex(entry.cid, name);
+    this.#indexOtherCopies(new Set(info.entries.map((e) => e.cid)));
+  }
+
+  /** Index a copy from any known pack for each of `cids` that has none indexed. */
+  #indexOtherCopies(cids: Set<string>): void {
+    for (const cid of cids) if (this.#index.has(cid)) cids.delete(cid);
+    if (cids.size === 0) return;
+    for (const [name, info] of this.#packs) {
+      for (const entry of info.entries) {
+        if (cids.has(entry.cid) && !this.#index.has(entry.cid)) {
+          this.#setLocation({ ...entry, pack: name });
+        }
+      }
+    }
   }
 
   /** Copy bad bytes to quarantine/ for forensics (the pack itself is about to be rewritten). */
@@ -479,7 +508,7 @@ export class ChunkStore implements BlockStore {
   #setLocation(location: WrittenObject): void {
     const previous = this.#index.get(location.cid);
     this.#used += location.length - (previous?.length ?? 0);
-    this.#index.set(location.cid, { ...location, touched: previous?.touched });
+    this.#index.set(location.cid, { ...location });
   }
 
   /** Forget `cid` if its indexed copy is in pack `name`. */
@@ -502,7 +531,10 @@ export class ChunkStore implements BlockStore {
    * Runs under {@link #exclusive}.
    */
   async #reload(): Promise<void> {
+    const readAt = Date.now();
     const stamp = await this.#packsDirStamp();
+    // Packs the writer registers while this reload runs were not in the listing; keep them.
+    const known = new Set(this.#packs.keys());
     const present = new Set<string>();
     for await (const entry of Deno.readDir(this.#packsDir)) {
       if (entry.isFile && entry.name.endsWith(PACK_SUFFIX) && !isTempName(entry.name)) {
@@ -533,7 +565,7 @@ export class ChunkStore implements BlockStore {
     }
     let orphaned = false;
     for (const [name, info] of this.#packs) {
-      if (present.has(name)) continue;
+      if (present.has(name) || !known.has(name)) continue;
       this.#packs.delete(name);
       for (const entry of info.entries) {
         if (this.#index.get(entry.cid)?.pack === name) {
@@ -551,7 +583,7 @@ export class ChunkStore implements BlockStore {
     }
     // A stamp from the last second cannot tell a change made later in the same tick (mtimes
     // have millisecond resolution here): distrust it, so the next miss looks again.
-    this.#dirStamp = Date.now() - stamp < STAMP_TRUST_MS ? -1 : stamp;
+    this.#dirStamp = readAt - stamp < STAMP_TRUST_MS ? -1 : stamp;
   }
 
   async #packsDirStamp(): Promise<number> {
@@ -574,7 +606,9 @@ export class ChunkStore implements BlockStore {
         if (!await file.tryLock(true)) continue; // a live writer holds it
         const info = await file.stat();
         const age = Date.now() - (info.mtime?.getTime() ?? 0);
-        if (info.size > 0 || age >= TEMP_SWEEP_MIN_AGE_MS) await Deno.remove(path);
+        if (info.size > 0 || age >= TEMP_SWEEP_MIN_AGE_MS) {
+          await Deno.remove(path).catch(() => {}); // its writer may have renamed it meanwhile
+        }
       } finally {
         file.close();
       }
@@ -600,6 +634,29 @@ export class ChunkStore implements BlockStore {
     const run = this.#maintenance.then(fn);
     this.#maintenance = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * Run `fn` (which removes objects from packs) under {@link #exclusive} and an exclusive lock
+   * on `packs/.rewrite.lock` shared by every process using this directory, after reloading the
+   * index: so two processes never rewrite at once, and each sees the other's packs before it
+   * decides which copies are extra.
+   */
+  #rewriting<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#exclusive(async () => {
+      const lock = await Deno.open(join(this.#packsDir, REWRITE_LOCK), {
+        read: true,
+        write: true,
+        create: true,
+      });
+      try {
+        await lock.lock(true);
+        await this.#reload();
+        return await fn();
+      } finally {
+        lock.close(); // releases the lock
+      }
+    });
   }
 
   #packPath(name: string): string {

@@ -101,6 +101,10 @@ export async function readPackIndex(path: string): Promise<PackEntry[]> {
     if (headerLength !== packHeaderLength(count)) {
       throw new DamagedPackError(path, "header length does not match the object count");
     }
+    // Check against the file before allocating: a damaged count must not cost gigabytes.
+    if (headerLength > (await file.stat()).size) {
+      throw new DamagedPackError(path, "header longer than the file");
+    }
     const rest = await readExactly(file, headerLength - PREFIX_BYTES);
     if (rest.length !== headerLength - PREFIX_BYTES) {
       throw new DamagedPackError(path, "header cut short");

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { cidOf } from "../../protocols/cid.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
+import { readPackIndex } from "../../storage/pack_format.ts";
 import {
   ChunkNotFoundError,
   CorruptChunkError,
@@ -342,5 +343,48 @@ Deno.test("a live writer's temp file is left alone by a store opening the same d
   file.close(); // the writer dies: its lock goes with it
   await ChunkStore.open(dir);
   assert.deepEqual(await tempFilesUnder(dir), []);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("two stores' copies of one object: a bad copy falls back to the other, GC keeps one", async () => {
+  const dir = await Deno.makeTempDir();
+  const bytes = pseudoRandomBytes(6000, 11);
+  const a = await ChunkStore.open(dir);
+  const b = await ChunkStore.open(dir); // opened before a's write: writes its own copy
+  const cid = await a.put(bytes);
+  await b.put(bytes);
+  const packs = await packFilesUnder(dir);
+  assert.equal(packs.length, 2);
+  await flipBit(packs[0], (await readPackIndex(packs[0]))[0].offset + 3); // rot one copy
+  for (const store of [a, b, await ChunkStore.open(dir)]) {
+    assert.deepEqual(await store.get(cid), bytes, "served from the good copy, never the bad one");
+  }
+  await a.pin(cid);
+  await Promise.all([a.gc({ graceMs: -1 }), b.gc({ graceMs: -1 })]); // both at once
+  assert.deepEqual(
+    await (await ChunkStore.open(dir)).get(cid),
+    bytes,
+    "the pinned object survives",
+  );
+  assert.equal((await packFilesUnder(dir)).length, 1, "one copy left");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a put does not dedupe against a copy old enough for GC: it writes a fresh one", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir, { gcGraceMs: 400 });
+  const bytes = pseudoRandomBytes(3000, 12);
+  const cid = await store.put(bytes);
+  await store.put(bytes); // young: deduplicated
+  assert.equal((await packFilesUnder(dir)).length, 1);
+  await new Promise((resolve) => setTimeout(resolve, 250)); // past half the grace period
+  await store.put(bytes);
+  assert.equal((await packFilesUnder(dir)).length, 2, "a fresh copy was written");
+  await new Promise((resolve) => setTimeout(resolve, 200)); // the first copy is now past grace
+  const result = await store.gc();
+  assert.equal(result.removed, 0, "the fresh copy is young, so the object stays");
+  assert.deepEqual(await store.get(cid), bytes);
+  assert.equal((await packFilesUnder(dir)).length, 1, "the old copy went");
+  assert.equal((await store.stats()).usedBytes, 3000);
   await Deno.remove(dir, { recursive: true });
 });
