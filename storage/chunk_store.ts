@@ -124,9 +124,6 @@ export interface ChunkPutOptions extends BlockStoreCallOptions {
   verifyExisting?: boolean;
 }
 
-/** Where an object is: its pack and byte range. */
-type Location = WrittenObject;
-
 /** What the store knows of one pack. */
 interface PackInfo {
   entries: PackEntry[];
@@ -158,7 +155,7 @@ export class ChunkStore implements BlockStore {
   readonly #gcGraceMs: number;
   readonly #faults: ChunkStoreFaults | undefined;
   readonly #writer: PackWriter;
-  readonly #index = new Map<string, Location>();
+  readonly #index = new Map<string, WrittenObject>();
   readonly #packs = new Map<string, PackInfo>();
   #used = 0;
   #reserved = 0;
@@ -261,7 +258,8 @@ export class ChunkStore implements BlockStore {
     }
     this.#reserved += bytes.length;
     try {
-      this.#setLocation(await this.#writer.write(cid, bytes)); // the fresh copy is the one read
+      const written = await this.#writer.write(cid, bytes); // a new object is indexed by onPack
+      if (existing) this.#setLocation(written); // a fresh copy over an old one: read the fresh one
     } finally {
       this.#reserved -= bytes.length;
     }
@@ -410,7 +408,7 @@ export class ChunkStore implements BlockStore {
   }
 
   /** The location of `cid`, re-reading the packs directory once if it changed and `cid` is unknown. */
-  async #locate(cid: string): Promise<Location | undefined> {
+  async #locate(cid: string): Promise<WrittenObject | undefined> {
     const location = this.#index.get(cid);
     if (location) return location;
     await this.#reloadIfChanged();
@@ -423,7 +421,7 @@ export class ChunkStore implements BlockStore {
    * bad one meanwhile). The caller holds the CID's slot, so no write of this CID in this process
    * lands between the check and the removal.
    */
-  async #quarantineLocked(cid: string, seen?: Location): Promise<Uint8Array | null> {
+  async #quarantineLocked(cid: string, seen?: WrittenObject): Promise<Uint8Array | null> {
     const location = this.#index.get(cid);
     if (!location) return null; // another reader already moved it
     let bytes: Uint8Array;
@@ -499,10 +497,15 @@ export class ChunkStore implements BlockStore {
     await Deno.writeFile(join(this.#dir, "quarantine", `${cid}.${Date.now()}`), bytes);
   }
 
-  /** Register a pack the writer just made durable: its objects become readable. */
-  #addPack(name: string, entries: readonly WrittenObject[]): void {
-    this.#packs.set(name, { entries: [...entries], mtime: Date.now() });
-    for (const entry of entries) if (!this.#index.has(entry.cid)) this.#setLocation(entry);
+  /**
+   * Register a durable pack (one the writer just made, or one found on disk): its objects that
+   * have no indexed copy yet become readable from it.
+   */
+  #addPack(name: string, entries: readonly PackEntry[], mtime = Date.now()): void {
+    this.#packs.set(name, { entries: [...entries], mtime });
+    for (const entry of entries) {
+      if (!this.#index.has(entry.cid)) this.#setLocation({ ...entry, pack: name });
+    }
   }
 
   #setLocation(location: WrittenObject): void {
@@ -556,31 +559,17 @@ export class ChunkStore implements BlockStore {
         return null;
       }
     });
-    for (const pack of read) {
-      if (!pack) continue;
-      this.#packs.set(pack.name, { entries: pack.entries, mtime: pack.mtime });
-      for (const entry of pack.entries) {
-        if (!this.#index.has(entry.cid)) this.#setLocation({ ...entry, pack: pack.name });
-      }
-    }
-    let orphaned = false;
+    for (const pack of read) if (pack) this.#addPack(pack.name, pack.entries, pack.mtime);
+    const orphans = new Set<string>();
     for (const [name, info] of this.#packs) {
       if (present.has(name) || !known.has(name)) continue;
       this.#packs.delete(name);
       for (const entry of info.entries) {
-        if (this.#index.get(entry.cid)?.pack === name) {
-          this.#unindex(entry.cid, name);
-          orphaned = true;
-        }
+        this.#unindex(entry.cid, name);
+        orphans.add(entry.cid);
       }
     }
-    if (orphaned) {
-      for (const [name, info] of this.#packs) {
-        for (const entry of info.entries) {
-          if (!this.#index.has(entry.cid)) this.#setLocation({ ...entry, pack: name });
-        }
-      }
-    }
+    this.#indexOtherCopies(orphans);
     // A stamp from the last second cannot tell a change made later in the same tick (mtimes
     // have millisecond resolution here): distrust it, so the next miss looks again.
     this.#dirStamp = readAt - stamp < STAMP_TRUST_MS ? -1 : stamp;
