@@ -1,0 +1,143 @@
+/**
+ * The inference port: the one interface through which anything asks for inference.
+ *
+ * The HTTP and WebSocket edge, the relay that forwards a client's job to another node, and
+ * library users all talk to an {@link InferencePort}; whether the model runs in this process
+ * (`LocalInferencePort`, over the InferenceActor) or on a peer (`RemoteInferencePort`, over a
+ * `Connection`) is the port's business. Everything a port hands back is plain data plus one
+ * token stream, so the same handle shape works on both sides of a wire:
+ *
+ * ```
+ * submit(job, { signal }) → InferenceHandle { jobId, model, promptTokens, tokens, done, cancel }
+ * ```
+ *
+ * `tokens` is pull-driven (a slow reader slows only its own job) and cancelling it — or aborting
+ * `signal`, or calling `cancel()` — stops the computation wherever it runs. `done` never rejects:
+ * it resolves with the {@link JobSummary}, which carries the worker's signed receipt.
+ *
+ * @module
+ */
+import type { TextJob } from "../protocols/job.ts";
+
+/**
+ * What the edge and the client APIs need to know about a served model; the engine's
+ * `ModelInfo` has these fields (and more).
+ */
+export interface ServedModelInfo {
+  /** CID of the model file: the model's identity. */
+  readonly cid: string;
+  /** Human-readable name (also accepted where a model is named in a request). */
+  readonly name: string;
+  /** Text generation or one-shot tensor model. */
+  readonly kind: "text" | "tensor";
+  /** Context window in tokens (text models). */
+  readonly contextLength?: number;
+  /** The execution provider sessions run on (`cpu`, `cuda`); unset until a model loads. */
+  readonly executionProvider?: string;
+}
+
+/** One generated token as a port delivers it (no logits: those stay next to the model). */
+export interface StreamedToken {
+  /** Output position t (0-based among generated tokens). */
+  index: number;
+  /** The token id. */
+  tokenId: number;
+  /** Newly complete text; "" while a UTF-8 character is incomplete, and for the EOS token. */
+  text: string;
+  /** Set on the last token of the stream. */
+  finishReason?: "stop" | "length";
+}
+
+/** Why a text job ended. */
+export type FinishReason = "stop" | "length" | "cancelled" | "error";
+
+/** Token counts of a finished text job. */
+export interface JobUsage {
+  /** Tokens in the prompt. */
+  promptTokens: number;
+  /** Tokens generated. */
+  completionTokens: number;
+}
+
+/** Timings of a finished job, in milliseconds from its submission. */
+export interface JobTimings {
+  /** Time spent waiting for a slot. */
+  queueMs: number;
+  /** Submission to first token (`NaN` when no token came). */
+  ttftMs: number;
+  /** Submission to the end of the stream. */
+  totalMs: number;
+  /** Generated tokens per second, measured from the job's start (after the queue). */
+  tokensPerS: number;
+}
+
+/** How a text job ended; `done` of an {@link InferenceHandle} resolves to this, never rejects. */
+export interface JobSummary {
+  /** The job id. */
+  jobId: string;
+  /** Why it ended. */
+  finishReason: FinishReason;
+  /** Token counts. */
+  usage: JobUsage;
+  /** Timings. */
+  timings: JobTimings;
+  /** The worker's signed receipt, when a prover ran and succeeded. */
+  receipt?: unknown;
+  /** The error that ended the job (`finishReason: "error"`) or the prover's failure. */
+  error?: { code: string; message: string };
+}
+
+/** What a requester gets back for an accepted text job. */
+export interface InferenceHandle {
+  /** The job id (`jobId(job)`). */
+  jobId: string;
+  /** Information about the model that runs it. */
+  model: ServedModelInfo;
+  /** Tokens in the prompt. */
+  promptTokens: number;
+  /** The token stream. Cancelling it cancels the job. */
+  tokens: ReadableStream<StreamedToken>;
+  /** Resolves when the job has ended and its receipt (if any) is signed. Never rejects. */
+  done: Promise<JobSummary>;
+  /** Cancel the job whether queued or running (same as cancelling `tokens`). */
+  cancel(): void;
+}
+
+/** Counters and gauges of whatever runs the jobs (served on `/metrics`). */
+export interface InferenceStats {
+  /** Jobs that got a slot and started. */
+  jobsStarted: number;
+  /** Jobs that ended normally (stop or length, or a tensor job that returned). */
+  jobsFinished: number;
+  /** Jobs cancelled (queued or running). */
+  jobsCancelled: number;
+  /** Jobs that ended with an error. */
+  jobsFailed: number;
+  /** Jobs refused because the queue was full. */
+  jobsRejected: number;
+  /** Tokens generated over all jobs. */
+  tokensGenerated: number;
+  /** Jobs running now. */
+  activeJobs: number;
+  /** Jobs waiting for a slot now. */
+  queuedJobs: number;
+}
+
+/** Options of {@link InferencePort.submit}. */
+export interface SubmitOptions {
+  /** Aborting it cancels the job (queued or running). */
+  signal?: AbortSignal;
+}
+
+/** Submits text jobs somewhere and hands back their streams. */
+export interface InferencePort {
+  /**
+   * Submit a text job. Rejects with a typed refusal (`too_many_jobs`, `unknown_model`,
+   * `context_length_exceeded`, `invalid_params`, `connection_closed`, ...) before any token.
+   */
+  submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle>;
+  /** The models jobs may name. */
+  models(): Promise<readonly ServedModelInfo[]>;
+  /** Counters of the jobs this port has run or relayed. */
+  stats(): Promise<InferenceStats>;
+}
