@@ -28,6 +28,7 @@ import { type Identity, verifySignature } from "../protocols/identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
 import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
+import { type StakePledge, verifyStakePledge } from "../protocols/stake_pledge.ts";
 import { DEFAULT_ECONOMICS, type EconomicParams } from "./economics.ts";
 
 const ENTRY_DOMAIN = "veriflow/ledger/v1";
@@ -184,6 +185,8 @@ export class Ledger {
   readonly #accounts = new Map<string, Account>();
   readonly #receipts = new Map<string, ReceiptRecord>();
   readonly #verdicts = new Map<string, Verdict>();
+  /** Keys that have any stake entry: a pledge is recorded once per key. */
+  readonly #staked = new Set<string>();
   #closed = false;
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -312,6 +315,7 @@ export class Ledger {
         return;
       case "stake":
         this.#account(b.key).stake += b.amount as number;
+        this.#staked.add(b.key);
         return;
       case "receipt": {
         const rec: ReceiptRecord = {
@@ -412,6 +416,11 @@ export class Ledger {
     return { ...(this.#accounts.get(toHex(key)) ?? { balance: 0, stake: 0, locked: 0 }) };
   }
 
+  /** Whether `key` has ever had stake recorded here (deposit or pledge). */
+  hasStaked(key: Uint8Array): boolean {
+    return this.#staked.has(toHex(key));
+  }
+
   /** The ledger's record of a receipt, if any. */
   receipt(receiptId: string): ReceiptRecord | undefined {
     const r = this.#receipts.get(receiptId);
@@ -427,6 +436,27 @@ export class Ledger {
   async deposit(key: Uint8Array, amount: number): Promise<void> {
     if (!(amount > 0) || !Number.isFinite(amount)) throw new RangeError("amount must be > 0");
     await this.#append("stake", { key: toHex(key), amount });
+  }
+
+  /**
+   * Record another key's signed stake pledge, once per key: a key that already has stake here
+   * (pledged, deposited, or slashed down to nothing) cannot add more by pledging again.
+   *
+   * @returns whether the pledge was recorded (false: the key already has stake here).
+   * @throws {LedgerRejectedError} for a pledge whose signature does not verify.
+   */
+  async recordPledge(pledge: StakePledge): Promise<boolean> {
+    if (!verifyStakePledge(pledge)) {
+      throw new LedgerRejectedError("pledge_rejected", "stake pledge signature does not verify");
+    }
+    const key = toHex(pledge.key);
+    if (this.#staked.has(key)) return false;
+    await this.#append("stake", {
+      key,
+      amount: pledge.amount,
+      pledge: { issuedAt: pledge.issuedAt, sig: pledge.sig },
+    });
+    return true;
   }
 
   /**
