@@ -1,6 +1,11 @@
 /**
- * ProverActor: fingerprints token streams while they flow, signs receipts, and keeps the proof
- * data to serve validators on challenge.
+ * ProverActor: packs the fingerprints of token streams while they flow, signs receipts, and
+ * keeps the proof data to serve validators on challenge.
+ *
+ * Each chunk arrives with its position's fingerprint already computed next to the logits (in the
+ * model worker in worker mode) and no logits row, so what waits in a prover's queue is bounded by
+ * the job's tokens, not tokens × vocabulary: per position a token id and a fingerprint (4 bytes
+ * once quantized) plus the chunk's text.
  *
  * `prove` returns a handle at once (the mailbox is not held for the length of a job); the
  * proving runs beside generation and, when it ends, the actor stores the proof data by tells to
@@ -31,7 +36,7 @@ export interface ProveMessage {
   job: TextJob;
   /** Its id (as the InferenceActor computed it). */
   jobId: string;
-  /** The prover's branch; chunks carry logits. */
+  /** The prover's branch; chunks carry their fingerprint (no logits row). */
   chunks: ReadableStream<TokenChunk>;
 }
 

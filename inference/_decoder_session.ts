@@ -3,13 +3,20 @@
  * (`input_ids`, `attention_mask`, `position_ids`, `past_key_values.N.*`) and carrying
  * `present.N.*` back as the next step's past.
  *
+ * A generation step also samples its token and fingerprints the logits row right here, next to
+ * the logits: a step's result is `(token, fingerprint)`, and the row (`vocabSize × 4` bytes) never
+ * leaves the thread that computed it.
+ *
  * Both execution modes of `TextModel` run exactly this code — on the calling thread, or inside
- * a model worker (`_model_worker.ts`) — so the two modes feed onnxruntime identical tensors and
- * get bit-identical logits for the same session options.
+ * a model worker (`_model_worker.ts`) — so the two modes feed onnxruntime identical tensors, get
+ * bit-identical logits for the same session options, and so draw the same tokens and compute the
+ * same fingerprints bit for bit.
  *
  * @module
  */
 import * as ort from "onnxruntime-node";
+import { type Fingerprint, fingerprintOf } from "../proof/fingerprint.ts";
+import { sampleToken, type SamplingParams } from "./sampler.ts";
 
 /** The dimensions of a decoder's KV cache and logits, from its `config.json`. */
 export interface DecoderShape {
@@ -21,6 +28,22 @@ export interface DecoderShape {
   headDim: number;
   /** Length of a logits row. */
   vocabSize: number;
+}
+
+/** How a step picks its token: the job's sampling rule at one output position. */
+export interface StepSampling {
+  /** The sampling parameters (already validated by the caller). */
+  params: SamplingParams;
+  /** Output position t of the token being sampled: the draw is `counterUniform(seed, t)`. */
+  position: number;
+}
+
+/** What a generation step yields: the sampled token and the fingerprint of its logits row. */
+export interface SampledStep {
+  /** The token the sampling rule selected from the row. */
+  tokenId: number;
+  /** `fingerprintOf(row, tokenId)`: what the prover commits to for this position. */
+  fingerprint: Fingerprint;
 }
 
 /** `past_key_values.N.key|value` → cached tensor. */
@@ -134,10 +157,10 @@ export class DecoderSequence {
   }
 
   /**
-   * Feed `tokens` after the cached ones and return the logits row of the last of them (a copy
-   * with its own buffer, so it can be kept or transferred without pinning the whole output).
+   * Feed `tokens` after the cached ones, sample the next token from the logits row of the last
+   * of them under `sampling`, and fingerprint that row. The row itself is dropped here.
    */
-  async step(tokens: readonly number[]): Promise<Float32Array<ArrayBuffer>> {
+  async step(tokens: readonly number[], sampling: StepSampling): Promise<SampledStep> {
     if (!this.#past) throw new Error("the sequence is closed");
     if (tokens.length === 0) throw new RangeError("a step needs at least one token");
     const { logits, present } = await this.#decoder.run(tokens, this.#length, this.#past);
@@ -147,7 +170,10 @@ export class DecoderSequence {
       this.#length += tokens.length;
     }
     const vocab = this.#decoder.shape.vocabSize;
-    return logits.slice((tokens.length - 1) * vocab, tokens.length * vocab);
+    // A view, not a copy: the row is read twice here and then released with the output.
+    const row = logits.subarray((tokens.length - 1) * vocab, tokens.length * vocab);
+    const { token } = sampleToken(row, sampling.params, sampling.position);
+    return { tokenId: token, fingerprint: fingerprintOf(row, token) };
   }
 
   /** Drop the cache. */

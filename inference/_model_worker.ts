@@ -5,7 +5,9 @@
  *
  * onnxruntime-node computes synchronously on the thread that calls `session.run`; here that is
  * this worker's thread, so the main thread's event loop (HTTP, WebSocket writes, actors) keeps
- * running while the model computes, and workers of one pool compute on different cores.
+ * running while the model computes, and workers of one pool compute on different cores. A
+ * generation step's sampling and fingerprint run here too, next to the logits (the O(V) passes
+ * over the row), and only `(token, fingerprint)` is posted back.
  *
  * Not imported by anything: started by `_model_worker_pool.ts` with
  * `new Worker(new URL("./_model_worker.ts", import.meta.url), { type: "module" })`.
@@ -61,7 +63,7 @@ const handlers: Handlers = {
     return { result };
   },
 
-  async step({ seq, tokens }) {
+  async step({ seq, tokens, sampling }) {
     const model = requireDecoder();
     let sequence = sequences.get(seq);
     if (!sequence) {
@@ -69,9 +71,7 @@ const handlers: Handlers = {
       sequences.set(seq, sequence);
     }
     runs++;
-    const row = await sequence.step(tokens);
-    // `step` returns a copy with a buffer of its own: transferring it moves, never copies.
-    return { result: row, transfer: [row.buffer] };
+    return { result: await sequence.step(tokens, sampling) };
   },
 
   async forward({ tokens }) {

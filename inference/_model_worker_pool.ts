@@ -19,7 +19,7 @@
  * @module
  */
 import type { TensorData } from "../protocols/job.ts";
-import type { DecoderShape } from "./_decoder_session.ts";
+import type { DecoderShape, SampledStep, StepSampling } from "./_decoder_session.ts";
 import { cudaProviderInstalled, type SessionOptions } from "./_session.ts";
 import type { PreparedTensor } from "./_tensor_data.ts";
 import {
@@ -141,10 +141,14 @@ export class RemoteSequence {
     return this.#slot.index;
   }
 
-  /** Feed `tokens` after the cached ones; the logits row of the last (transferred, not copied). */
-  step(tokens: readonly number[]): Promise<Float32Array> {
+  /**
+   * Feed `tokens` after the cached ones; the token the worker sampled from the last logits row
+   * under `sampling`, and that row's fingerprint (the row stays in the worker).
+   */
+  step(tokens: readonly number[], sampling: StepSampling): Promise<SampledStep> {
     if (!this.#open) return Promise.reject(new Error("the sequence is closed"));
-    return this.#pool.call(this.#slot, "step", { seq: this.#seq, tokens: [...tokens] }, []);
+    const args = { seq: this.#seq, tokens: [...tokens], sampling };
+    return this.#pool.call(this.#slot, "step", args, []);
   }
 
   /** Free the cache in the worker (after any step already sent). Idempotent. */

@@ -8,15 +8,18 @@
  * a time, in arrival order, so a `drop` sent after a `step` of the same sequence is applied after
  * that step.
  *
- * Large payloads travel as transferred buffers, never copied by the structured clone: the model
- * bytes once at load, logits rows and full logits on the way back, tensor inputs and outputs.
+ * A generation `step` answers only the sampled token and its fingerprint (a few numbers): the
+ * worker samples and fingerprints the logits row itself, so no row crosses the boundary per
+ * token. Large payloads travel as transferred buffers, never copied by the structured clone: the
+ * model bytes once at load, a `forward` pass's full logits on the way back, tensor inputs and
+ * outputs.
  *
  * @module
  */
 import type * as ort from "onnxruntime-node";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { TensorData } from "../protocols/job.ts";
-import type { DecoderShape } from "./_decoder_session.ts";
+import type { DecoderShape, SampledStep, StepSampling } from "./_decoder_session.ts";
 import type { ExecutionProvider, SessionOptions } from "./_session.ts";
 import type { PreparedTensor } from "./_tensor_data.ts";
 import * as inferenceErrors from "./errors.ts";
@@ -54,8 +57,12 @@ export interface WorkerOps {
     args: { bytes: Uint8Array; session: SessionOptions; decoder?: DecoderShape };
     result: LoadedSession;
   };
-  /** Feed tokens to sequence `seq` (created on its first step); the last logits row. */
-  step: { args: { seq: number; tokens: number[] }; result: Float32Array };
+  /**
+   * Feed tokens to sequence `seq` (created on its first step) and sample position
+   * `sampling.position` from the last logits row: the token and the row's fingerprint, not the
+   * row.
+   */
+  step: { args: { seq: number; tokens: number[]; sampling: StepSampling }; result: SampledStep };
   /** Teacher-forced full pass: all rows of logits. */
   forward: { args: { tokens: number[] }; result: Float32Array };
   /** One-shot run of a tensor model. */

@@ -8,6 +8,12 @@
  * aborted signal stops compute within one step.
  * Each step feeds only the new token and carries `present.N.*` back as `past_key_values.N.*`.
  *
+ * Sampling and the proof fingerprint are computed next to the logits, by the code that ran the
+ * step (`_decoder_session.ts`): a chunk carries its token and the 4-byte fingerprint's two
+ * values, never the `vocabSize × 4`-byte logits row. So the consumers of a stream — the
+ * requester and the prover — hold O(1) per token, and in worker mode no row crosses the thread
+ * boundary.
+ *
  * `forward` is what validators use: one pass over prompt+output with no past, all positions'
  * logits at once. Both paths run the same graph, so their logits agree to float rounding.
  *
@@ -16,7 +22,8 @@
  *   synchronously, so each step blocks this thread's event loop for its duration, and
  *   concurrent generations take turns on one core.
  * - **worker** (`worker: true`): sessions and KV caches live in a pool of dedicated workers
- *   (`_model_worker_pool.ts`); this thread only samples, decodes and streams. Its event loop
+ *   (`_model_worker_pool.ts`), which also sample and fingerprint; this thread only decodes,
+ *   checks stop conditions and streams. Its event loop
  *   stays free during compute, and concurrent generations run on several cores. A generation
  *   runs ahead by a credit window (`runAhead`, default one step): the worker computes token t+1
  *   while this thread delivers token t, each pull granting one more step, so a consumer that
@@ -27,7 +34,13 @@
 import { join } from "node:path";
 import { cidOf } from "../protocols/cid.ts";
 import type { GenerationParams } from "../protocols/job.ts";
-import { DecoderSession, type DecoderShape } from "./_decoder_session.ts";
+import type { Fingerprint } from "../proof/fingerprint.ts";
+import {
+  DecoderSession,
+  type DecoderShape,
+  type SampledStep,
+  type StepSampling,
+} from "./_decoder_session.ts";
 import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
 import { createSession, type ExecutionProvider, type SessionOptions } from "./_session.ts";
 import {
@@ -38,7 +51,7 @@ import {
   ModelDisposedError,
   ModelLoadError,
 } from "./errors.ts";
-import { sampleToken, validateSamplingParams } from "./sampler.ts";
+import { type SamplingParams, validateSamplingParams } from "./sampler.ts";
 import { loadTokenizer, type TextTokenizer } from "./text_tokenizer.ts";
 
 export type { ExecutionProvider } from "./_session.ts";
@@ -125,8 +138,19 @@ export interface TokenChunk {
   tokenId: number;
   /** Newly complete text; "" while a UTF-8 character is incomplete, and for the EOS token. */
   text: string;
-  /** The logits row this token was sampled from (in-process only, never serialized). */
-  logits: Float32Array;
+  /**
+   * `fingerprintOf(row, tokenId)` (`proof/fingerprint.ts`) of the logits row this token was
+   * sampled from, computed where the row was (in the model worker in worker mode): what the
+   * prover quantizes to 4 bytes and commits to for this position.
+   */
+  fingerprint: Fingerprint;
+  /** The model's vocabulary size (length of the row), which sizes the prover's token packing. */
+  vocabSize: number;
+  /**
+   * The logits row itself. Never set by {@link TextModel.generate}, which drops the row where it
+   * was computed; scripted stand-ins for a model may set it instead of `fingerprint`.
+   */
+  logits?: Float32Array;
   /** Set on the last chunk of the stream. */
   finishReason?: FinishReason;
 }
@@ -157,7 +181,8 @@ export interface GenerateOptions {
 /**
  * Default {@link GenerateOptions.runAhead}: one step ahead hides the delivery of each token
  * behind the compute of the next; more only adds wasted steps after a cancel or a stop
- * sequence, since each step needs the previous token sampled here first.
+ * sequence, since each step needs the previous token back here first (decoded and checked
+ * against the stop conditions before it is fed).
  */
 export const DEFAULT_RUN_AHEAD = 1;
 
@@ -212,8 +237,11 @@ function parseConfig(config: Record<string, unknown>, dir: string): ModelConfig 
 
 /** A generation's KV cache, wherever the session runs. */
 interface TextSequence {
-  /** Feed `tokens` after the cached ones; the logits row of the last of them. */
-  step(tokens: readonly number[]): Promise<Float32Array>;
+  /**
+   * Feed `tokens` after the cached ones; the token sampled under `sampling` from the logits row
+   * of the last of them, and that row's fingerprint (the row stays where it was computed).
+   */
+  step(tokens: readonly number[], sampling: StepSampling): Promise<SampledStep>;
   /** Free the cache (after any step already running). */
   close(): void;
 }
@@ -406,7 +434,8 @@ export class TextModel {
   /**
    * Stream generated tokens after `promptIds` under `params` (greedy when
    * `temperature === 0`, else the sampling rule of `sampler.ts` with draw
-   * `counterUniform(seed, index)`).
+   * `counterUniform(seed, index)`). Each chunk carries its token's fingerprint and the
+   * vocabulary size, not the logits row (see {@link TokenChunk}).
    *
    * Throws synchronously (typed) on bad params, an empty prompt, an out-of-vocabulary id, or a
    * prompt that leaves no room in the context window. Generation ends after `maxTokens`
@@ -441,6 +470,10 @@ export class TextModel {
     signal?.throwIfAborted();
 
     const stops = (params.stop ?? []).filter((s) => s.length > 0);
+    // Only what the rule reads travels with each step (not the stop list, not maxTokens).
+    const { temperature, topK, topP, seed } = params;
+    const rule: SamplingParams = { temperature, topK, topP, seed };
+    const vocabSize = this.#config.vocabSize;
     const decoder = this.tokenizer.streamDecoder();
     const eos = this.#config.eosTokenId;
     const sequence = [...promptIds];
@@ -468,7 +501,7 @@ export class TextModel {
       signal?.removeEventListener("abort", onAbort);
     };
 
-    // Run-ahead (worker mode): the step of chunk t+1 is sent as soon as chunk t is sampled, so
+    // Run-ahead (worker mode): the step of chunk t+1 is sent as soon as chunk t is back, so
     // the worker computes it while this thread delivers chunk t. The consumer's pulls are the
     // credit: a step starts only while fewer than `runAhead` computed chunks wait beyond what
     // was pulled, so a consumer that stops pulling stops the worker after the window.
@@ -480,17 +513,19 @@ export class TextModel {
     let pulled = startIndex; // chunks the consumer has asked for (last asked index + 1)
     let exhausted = false; // the last chunk has been computed
 
-    /** Compute, sample and decode one chunk. */
+    /** Compute and sample one chunk (where the model runs), then decode it here. */
     const produce = async () => {
       this.#checkUsable();
       const newTokens = sequence.slice(fed);
       cache.sequence ??= this.#engine.sequence();
       this.#runs++;
-      const row = await cache.sequence.step(newTokens);
+      const { tokenId: token, fingerprint } = await cache.sequence.step(newTokens, {
+        params: rule,
+        position: index,
+      });
       // Aborted or cancelled while the step ran: drop its result, compute nothing more.
       if (finished) return;
       fed = sequence.length;
-      const { token } = sampleToken(row, params, index);
       sequence.push(token);
       let finishReason: FinishReason | undefined;
       let text = "";
@@ -505,7 +540,7 @@ export class TextModel {
       if (!finishReason && index + 1 >= params.maxTokens) finishReason = "length";
       if (!finishReason && sequence.length >= contextLength) finishReason = "length";
       if (finishReason) text += decoder.flush();
-      ready.push({ index, tokenId: token, text, logits: row, finishReason });
+      ready.push({ index, tokenId: token, text, fingerprint, vocabSize, finishReason });
       index++;
       produced++;
       if (finishReason) exhausted = true;

@@ -2,9 +2,12 @@
  * The prover: turns the prover's branch of a token stream into proof data and a signed
  * receipt, without holding more than the fingerprints (4 bytes per token) and token ids.
  *
- * Each chunk's logits are reduced to a fingerprint as soon as it arrives and then dropped, so
- * the prover's memory is O(tokens), not O(tokens × vocabulary), and it keeps pace with
- * generation (one O(V) pass per token, negligible beside a forward step).
+ * The fingerprint of each position is computed next to the logits, where the token is sampled
+ * (`TextModel.generate`, in the model worker in worker mode), and arrives on the chunk with the
+ * token; the prover only quantizes and packs it. So neither the prover nor the queue in front of
+ * it ever holds a logits row: both are O(tokens), not O(tokens × vocabulary), and the prover's
+ * per-token work is O(1). A chunk that carries a logits row but no fingerprint (a scripted
+ * stand-in for a model) is fingerprinted here, with the same function.
  *
  * @module
  */
@@ -14,6 +17,7 @@ import { inputHashOf, type Receipt, signReceipt, textOutputHash } from "../proto
 import { VeriflowError } from "../protocols/errors.ts";
 import type { TokenChunk } from "../inference/text_model.ts";
 import {
+  type Fingerprint,
   FINGERPRINT_BYTES,
   FINGERPRINT_SCHEME,
   fingerprintOf,
@@ -47,7 +51,19 @@ export interface ProvedJob {
   output: string;
 }
 
-/** The token stream broke its contract (positions out of order, logits missing). */
+/**
+ * What the prover reads of a chunk: a {@link TokenChunk} as `TextModel.generate` produces it
+ * (`fingerprint` and `vocabSize` set), or one that carries its `logits` row instead (the
+ * fingerprint is then computed here and the vocabulary size is the row's length).
+ */
+export type ProverChunk =
+  & Pick<TokenChunk, "index" | "tokenId" | "text">
+  & Partial<Pick<TokenChunk, "fingerprint" | "vocabSize" | "logits">>;
+
+/**
+ * The token stream broke its contract (positions out of order, neither a fingerprint nor
+ * logits, another vocabulary size, a token outside the vocabulary).
+ */
 export class ProverStreamError extends VeriflowError {
   /**
    * Create the error.
@@ -62,7 +78,8 @@ export class ProverStreamError extends VeriflowError {
 const INITIAL_POSITIONS = 64;
 
 /**
- * Consume a job's token chunks (with logits), fingerprint every position and sign a receipt.
+ * Consume a job's token chunks (each with its fingerprint), pack the fingerprints and tokens
+ * into proof data, commit to them and sign a receipt.
  *
  * @example
  * ```ts ignore
@@ -71,7 +88,7 @@ const INITIAL_POSITIONS = 64;
  */
 export async function proveJob(
   job: TextJob,
-  chunks: ReadableStream<TokenChunk> | AsyncIterable<TokenChunk>,
+  chunks: ReadableStream<ProverChunk> | AsyncIterable<ProverChunk>,
   identity: Identity,
   options: ProveOptions = {},
 ): Promise<ProvedJob> {
@@ -87,21 +104,26 @@ export async function proveJob(
     if (chunk.index !== tokens.length) {
       throw new ProverStreamError(`expected position ${tokens.length}, got ${chunk.index}`);
     }
-    if (!(chunk.logits instanceof Float32Array) || chunk.logits.length === 0) {
-      throw new ProverStreamError(`position ${chunk.index} carries no logits`);
-    }
+    const chunkVocab = vocabSizeOf(chunk);
     if (tokens.length === 0) {
-      vocabSize = chunk.logits.length;
+      vocabSize = chunkVocab;
       firstTokenAt = now();
-    } else if (chunk.logits.length !== vocabSize) {
-      throw new ProverStreamError(`position ${chunk.index} has a logits row of another size`);
+    } else if (chunkVocab !== vocabSize) {
+      throw new ProverStreamError(
+        `position ${chunk.index} has a vocabulary of ${chunkVocab}, not ${vocabSize}`,
+      );
+    }
+    if (!Number.isSafeInteger(chunk.tokenId) || chunk.tokenId < 0 || chunk.tokenId >= vocabSize) {
+      throw new ProverStreamError(
+        `position ${chunk.index}: token ${chunk.tokenId} outside the vocabulary of ${vocabSize}`,
+      );
     }
     if ((tokens.length + 1) * FINGERPRINT_BYTES > fingerprints.length) {
       const grown = new Uint8Array(fingerprints.length * 2);
       grown.set(fingerprints);
       fingerprints = grown;
     }
-    writeFingerprint(fingerprints, tokens.length, fingerprintOf(chunk.logits, chunk.tokenId));
+    writeFingerprint(fingerprints, tokens.length, fingerprintOfChunk(chunk, vocabSize));
     tokens.push(chunk.tokenId);
     output += chunk.text;
   }
@@ -136,4 +158,33 @@ export async function proveJob(
     },
   }, identity);
   return { receipt, proof, output };
+}
+
+/** The chunk's `vocabSize`, else the length of its logits row. */
+function vocabSizeOf(chunk: ProverChunk): number {
+  const size = chunk.vocabSize ?? chunk.logits?.length;
+  if (size === undefined || !Number.isSafeInteger(size) || size <= 0) {
+    throw new ProverStreamError(
+      `position ${chunk.index} declares no vocabulary size (neither vocabSize nor logits)`,
+    );
+  }
+  return size;
+}
+
+/** The chunk's own fingerprint, else the one of its logits row. */
+function fingerprintOfChunk(chunk: ProverChunk, vocabSize: number): Fingerprint {
+  const fp = chunk.fingerprint;
+  if (fp !== undefined) {
+    if (typeof fp?.logProb !== "number" || typeof fp.projection !== "number") {
+      throw new ProverStreamError(`position ${chunk.index} carries a malformed fingerprint`);
+    }
+    return fp;
+  }
+  if (!(chunk.logits instanceof Float32Array)) {
+    throw new ProverStreamError(`position ${chunk.index} carries neither a fingerprint nor logits`);
+  }
+  if (chunk.logits.length !== vocabSize) {
+    throw new ProverStreamError(`position ${chunk.index} has a logits row of another size`);
+  }
+  return fingerprintOf(chunk.logits, chunk.tokenId);
 }

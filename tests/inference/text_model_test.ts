@@ -9,11 +9,18 @@ import {
   ModelLoadError,
 } from "../../inference/errors.ts";
 import { TextModel } from "../../inference/text_model.ts";
+import { fingerprintDistance, fingerprintOf } from "../../proof/fingerprint.ts";
 
 const { model, dir, cleanup } = await tinyModel();
 const V = model.info.vocabSize;
 /** Float32 logits of the cached and the full pass differ only by summation order. */
 const LOGIT_TOLERANCE = 1e-4;
+/**
+ * Fingerprints of rows that differ by < LOGIT_TOLERANCE per logit: `logProb` moves by at most
+ * 2× that, and the projection (Σ ±Δᵢ / √V) by at most √V× that (≈ 1.6e-3 for V = 260) — far
+ * below the 0.1-nat proof tolerance, and far above what a wrong cache would leave.
+ */
+const FINGERPRINT_TOLERANCE = 2e-3;
 
 const PROMPTS = ["Hello", "The quick brown fox", "héllo 世界 🚀", "a"];
 
@@ -30,20 +37,23 @@ Deno.test("model info reports the built architecture and the CPU provider", () =
   assert(model.info.cid.startsWith("bafkrei"));
 });
 
-Deno.test("greedy KV-cache generation equals argmax of a teacher-forced forward pass, position by position", async () => {
+Deno.test("greedy KV-cache generation equals argmax of a teacher-forced forward pass, and each chunk's fingerprint is that row's, position by position", async () => {
   for (const prompt of PROMPTS) {
     const promptIds = model.tokenizer.encode(prompt);
     const chunks = await collect(model.generate(promptIds, params({ maxTokens: 24 })));
     assert.deepEqual(chunks.length, 24);
     const all = [...promptIds, ...chunks.map((c) => c.tokenId)];
     const full = await model.forward(all);
-    let maxDiff = 0;
+    let maxDistance = 0;
     chunks.forEach((chunk, t) => {
       const row = full.subarray((promptIds.length + t - 1) * V, (promptIds.length + t) * V);
       assert.deepEqual(argmax(row), chunk.tokenId, `prompt ${prompt}, token ${t}`);
-      for (let i = 0; i < V; i++) maxDiff = Math.max(maxDiff, Math.abs(row[i] - chunk.logits[i]));
+      assert.equal(chunk.vocabSize, V);
+      assert.equal(chunk.logits, undefined, "generate drops the logits row");
+      const distance = fingerprintDistance(chunk.fingerprint, fingerprintOf(row, chunk.tokenId));
+      maxDistance = Math.max(maxDistance, distance);
     });
-    assert(maxDiff < LOGIT_TOLERANCE, `max |Δlogit| ${maxDiff} for ${prompt}`);
+    assert(maxDistance < FINGERPRINT_TOLERANCE, `max fingerprint Δ ${maxDistance} for ${prompt}`);
   }
 });
 

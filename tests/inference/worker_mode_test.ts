@@ -3,7 +3,11 @@ import { collect, params, tinyModel } from "./_fixtures.ts";
 import { buildGptModel, buildMlpModel } from "../../inference/model_builder.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";
 import { TensorModel } from "../../inference/tensor_model.ts";
-import { type TextModel, TextModel as TextModelClass } from "../../inference/text_model.ts";
+import {
+  type TextModel,
+  TextModel as TextModelClass,
+  type TokenChunk,
+} from "../../inference/text_model.ts";
 import {
   ContextLengthError,
   InvalidGenerationParamsError,
@@ -21,7 +25,8 @@ const WORKERS = 2;
 
 const { model: inThread, dir, cleanup } = await tinyModel();
 // The same session options as the in-thread model (one intra-op thread), so logits must be
-// bit-identical: the same onnxruntime, the same graph, the same feeds.
+// bit-identical: the same onnxruntime, the same graph, the same feeds — and so must the tokens
+// and fingerprints sampled and computed from them, in the worker or on this thread.
 const worker = await TextModelClass.load(dir, {
   worker: true,
   workerCount: WORKERS,
@@ -35,14 +40,30 @@ Deno.test.afterAll(async () => {
 const PROMPTS = ["Once upon a time", "héllo 世界 🚀", "a"].map((p) => inThread.tokenizer.encode(p));
 const SAMPLED = params({ maxTokens: 40, temperature: 0.9, topK: 40, topP: 0.95, seed: 1234 });
 
-function bytesOf(array: Float32Array): Uint8Array {
+function bytesOf(array: Float32Array | Float64Array): Uint8Array {
   return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
 }
 
 /** Bitwise equality of two float arrays (NaN payloads and -0 included). */
-function assertBitwiseEqual(actual: Float32Array, expected: Float32Array, what: string): void {
+function assertBitwiseEqual<T extends Float32Array | Float64Array>(
+  actual: T,
+  expected: T,
+  what: string,
+): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
   assert.deepEqual(bytesOf(actual), bytesOf(expected), `${what}: bytes differ`);
+}
+
+/** Every chunk's fingerprint as float64s, `[logProb₀, projection₀, logProb₁, …]`. */
+function fingerprintValues(chunks: TokenChunk[]): Float64Array {
+  return Float64Array.from(
+    chunks.flatMap(({ fingerprint }) => [fingerprint.logProb, fingerprint.projection]),
+  );
+}
+
+/** A chunk without its fingerprint, for structural comparison. */
+function visible({ index, tokenId, text, vocabSize, logits, finishReason }: TokenChunk) {
+  return { index, tokenId, text, vocabSize, logits, finishReason };
 }
 
 /** Poll until `check` passes: worker-side effects (a dropped cache) arrive by message. */
@@ -70,32 +91,88 @@ Deno.test("worker mode reports its pool; in-thread mode has no workers", async (
   assert.deepEqual(worker.info, inThread.info);
 });
 
-Deno.test("worker-mode greedy tokens and every logits row are bitwise identical to in-thread mode", async () => {
+Deno.test("worker-mode tokens and fingerprints are bitwise identical to in-thread mode, greedy and sampled", async () => {
   for (const prompt of PROMPTS) {
-    const expected = await collect(inThread.generate(prompt, params({ maxTokens: 32 })));
-    const actual = await collect(worker.generate(prompt, params({ maxTokens: 32 })));
-    assert.deepEqual(
-      actual.map(({ index, tokenId, text, finishReason }) => ({
-        index,
-        tokenId,
-        text,
-        finishReason,
-      })),
-      expected.map(({ index, tokenId, text, finishReason }) => ({
-        index,
-        tokenId,
-        text,
-        finishReason,
-      })),
-    );
-    actual.forEach((chunk, t) => assertBitwiseEqual(chunk.logits, expected[t].logits, `row ${t}`));
-    assert.equal(actual[0].logits.length, inThread.info.vocabSize);
+    for (const p of [params({ maxTokens: 32 }), SAMPLED]) {
+      const expected = await collect(inThread.generate(prompt, p));
+      const actual = await collect(worker.generate(prompt, p));
+      assert.deepEqual(actual.map(visible), expected.map(visible));
+      assertBitwiseEqual(fingerprintValues(actual), fingerprintValues(expected), "fingerprints");
+      for (const chunk of actual) {
+        assert.equal(chunk.vocabSize, inThread.info.vocabSize);
+        assert.equal(chunk.logits, undefined, "no logits row on a generated chunk");
+        assert.ok(chunk.fingerprint.logProb <= 0 && Number.isFinite(chunk.fingerprint.projection));
+      }
+    }
   }
 });
 
 Deno.test("worker-mode forward returns bitwise the in-thread logits of every position", async () => {
   const tokens = inThread.tokenizer.encode("teacher forcing over a longer sequence of bytes");
   assertBitwiseEqual(await worker.forward(tokens), await inThread.forward(tokens), "forward");
+});
+
+/**
+ * Rough structured-clone payload of a message: 8 bytes a number, the UTF-8 length of strings
+ * and keys, a binary buffer's byte length. Comparable between messages, not exact.
+ */
+function payloadBytes(value: unknown): number {
+  if (typeof value === "number") return 8;
+  if (typeof value === "boolean" || value === null || value === undefined) return 1;
+  if (typeof value === "string") return new TextEncoder().encode(value).length;
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return value.byteLength;
+  let bytes = 0;
+  for (const [key, v] of Object.entries(value as object)) bytes += key.length + payloadBytes(v);
+  return bytes;
+}
+
+/** Whether a message holds binary data anywhere (a logits row travels as a Float32Array). */
+function holdsBinary(value: unknown): boolean {
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return true;
+  if (typeof value !== "object" || value === null) return false;
+  return Object.values(value).some(holdsBinary);
+}
+
+Deno.test("a model worker posts each generated token as (token, fingerprint): no logits row crosses to this thread", async () => {
+  // Every message the pool's worker sends this thread, seen beside the pool's own handler.
+  const received: unknown[] = [];
+  const NativeWorker = globalThis.Worker;
+  class RecordingWorker extends NativeWorker {
+    constructor(...args: ConstructorParameters<typeof Worker>) {
+      super(...args);
+      this.addEventListener("message", (event) => received.push((event as MessageEvent).data));
+    }
+  }
+  globalThis.Worker = RecordingWorker;
+  let model: TextModel;
+  try {
+    model = await TextModelClass.load(dir, { worker: true, workerCount: 1, intraOpThreads: 1 });
+  } finally {
+    globalThis.Worker = NativeWorker;
+  }
+  try {
+    const V = model.info.vocabSize;
+    received.length = 0;
+    const chunks = await collect(model.generate(PROMPTS[0], params({ maxTokens: 16 })));
+    const steps = received.splice(0);
+    assert.equal(steps.length, chunks.length, "one reply per generated token");
+    assert.ok(!steps.some(holdsBinary), "a step reply holds no buffer");
+    const stepBytes = steps.reduce((sum: number, m) => sum + payloadBytes(m), 0) / chunks.length;
+    // The reference in the same run: a forward pass still answers its rows, V × 4 bytes each.
+    const tokens = [...PROMPTS[0], ...chunks.map((c) => c.tokenId)];
+    await model.forward(tokens);
+    const [forward] = received.splice(0);
+    const rowBytes = payloadBytes(forward) / tokens.length;
+    assert.ok(rowBytes >= V * Float32Array.BYTES_PER_ELEMENT, `forward: ${rowBytes} B/position`);
+    // id, ok, tokenId and the fingerprint's two numbers, with their keys: ~80 bytes, not ~1 KiB.
+    const MAX_STEP_REPLY_BYTES = 128;
+    assert.ok(
+      stepBytes <= MAX_STEP_REPLY_BYTES,
+      `step replies: ${stepBytes} B/token (a logits row: ${rowBytes} B)`,
+    );
+  } finally {
+    await model.dispose();
+  }
 });
 
 Deno.test("worker-mode seeded sampling draws the in-thread tokens, and resumes identically", async () => {
@@ -222,17 +299,17 @@ Deno.test("concurrent worker-mode generations each equal their solo in-thread ru
     { prompt, params: params({ maxTokens: 24 }) },
     { prompt, params: { ...SAMPLED, maxTokens: 24, seed: 100 + i } },
   ]);
-  const expected = [];
-  for (const job of jobs) {
-    expected.push((await collect(inThread.generate(job.prompt, job.params))).map((c) => c.tokenId));
-  }
+  const expected: TokenChunk[][] = [];
+  for (const job of jobs) expected.push(await collect(inThread.generate(job.prompt, job.params)));
   const runsBefore = (await worker.workerStats()).map((s) => s.runs);
   const actual = await Promise.all(
-    jobs.map(async (job) =>
-      (await collect(worker.generate(job.prompt, job.params))).map((c) => c.tokenId)
-    ),
+    jobs.map((job) => collect(worker.generate(job.prompt, job.params))),
   );
-  assert.deepEqual(actual, expected);
+  const ids = (chunks: TokenChunk[]) => chunks.map((c) => c.tokenId);
+  assert.deepEqual(actual.map(ids), expected.map(ids));
+  actual.forEach((chunks, j) =>
+    assertBitwiseEqual(fingerprintValues(chunks), fingerprintValues(expected[j]), `job ${j}`)
+  );
   const runsAfter = (await worker.workerStats()).map((s) => s.runs);
   runsAfter.forEach((runs, w) => assert.ok(runs > runsBefore[w], `worker ${w} computed nothing`));
   assert.equal(await openSequences(worker), 0);

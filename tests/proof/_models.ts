@@ -96,11 +96,14 @@ export function loadFixture(): Promise<Fixture> {
 
 import type { TokenChunk } from "../../inference/text_model.ts";
 import { sampleToken } from "../../inference/sampler.ts";
+import { fingerprintOf } from "../../proof/fingerprint.ts";
 import type { GenerationParams } from "../../protocols/job.ts";
 
 /**
  * A token stream produced by teacher-forced passes, with the model chosen per position and
- * optional logits/seed tampering: how the cheats of the adversarial suite "generate".
+ * optional logits/seed tampering: how the cheats of the adversarial suite "generate". Like
+ * `TextModel.generate`, each chunk carries the fingerprint of the row its token was sampled from,
+ * not the row.
  */
 export async function* manualStream(
   modelAt: (t: number) => TextModel,
@@ -122,7 +125,7 @@ export async function* manualStream(
     const last = token === eos || t + 1 >= limit ||
       seq.length >= first.info.contextLength;
     const text = (token === eos ? "" : decoder.push(token)) + (last ? decoder.flush() : "");
-    yield { index: t, tokenId: token, text, logits: row };
+    yield { index: t, tokenId: token, text, fingerprint: fingerprintOf(row, token), vocabSize: V };
     if (token === eos || seq.length >= first.info.contextLength) return;
   }
 }
