@@ -19,7 +19,7 @@
  *
  * @module
  */
-import type { GenerationParams } from "../protocols/job.ts";
+import { GENERATION_LIMITS, type GenerationParams } from "../protocols/job.ts";
 import { counterUniform } from "./counter_rng.ts";
 import { InvalidGenerationParamsError } from "./errors.ts";
 
@@ -43,21 +43,30 @@ export interface SamplingDistribution {
 }
 
 /**
- * Check sampling parameters; throws {@link InvalidGenerationParamsError} on the first bad one.
+ * Check sampling parameters against {@link GENERATION_LIMITS}; throws
+ * {@link InvalidGenerationParamsError} on the first bad one. Hand-written rather than the zod
+ * `generationParamsSchema` because it runs on every draw; the bounds are the same.
  */
 export function validateSamplingParams(params: SamplingParams): void {
   const { temperature, topK, topP, seed } = params;
-  if (!Number.isFinite(temperature) || temperature < 0) {
-    throw new InvalidGenerationParamsError(`temperature must be ≥ 0, got ${temperature}`);
+  const { maxTemperature, maxTopK, minSeed, maxSeed } = GENERATION_LIMITS;
+  if (!(temperature >= 0 && temperature <= maxTemperature)) {
+    throw new InvalidGenerationParamsError(
+      `temperature must be in [0, ${maxTemperature}], got ${temperature}`,
+    );
   }
-  if (!Number.isSafeInteger(topK) || topK < 0) {
-    throw new InvalidGenerationParamsError(`topK must be an integer ≥ 0, got ${topK}`);
+  if (!Number.isSafeInteger(topK) || topK < 0 || topK > maxTopK) {
+    throw new InvalidGenerationParamsError(
+      `topK must be an integer in [0, ${maxTopK}], got ${topK}`,
+    );
   }
   if (!(topP > 0 && topP <= 1)) {
     throw new InvalidGenerationParamsError(`topP must be in (0, 1], got ${topP}`);
   }
-  if (!Number.isSafeInteger(seed)) {
-    throw new InvalidGenerationParamsError(`seed must be a safe integer, got ${seed}`);
+  if (!Number.isSafeInteger(seed) || seed < minSeed || seed > maxSeed) {
+    throw new InvalidGenerationParamsError(
+      `seed must be an integer in [${minSeed}, ${maxSeed}], got ${seed}`,
+    );
   }
 }
 

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { z } from "zod";
 import { encodeCanonical } from "./cbor.ts";
 import { sha256Hex } from "./hash.ts";
 
@@ -49,6 +50,93 @@ export interface TextJob {
   /** Requester-chosen nonce so identical requests are distinct jobs. */
   nonce: string;
 }
+
+/** The bounds a text job must stay within; the values are {@link GENERATION_LIMITS}. */
+export interface GenerationLimits {
+  /** Largest `params.maxTokens` (the smallest is 1). */
+  readonly maxTokens: number;
+  /** Largest `params.temperature` (the smallest is 0, greedy). */
+  readonly maxTemperature: number;
+  /** Largest `params.topK` (0 disables the cut). */
+  readonly maxTopK: number;
+  /** Smallest `params.seed` (an integer). */
+  readonly minSeed: number;
+  /** Largest `params.seed`. */
+  readonly maxSeed: number;
+  /** Most entries of `params.stop`. */
+  readonly maxStopSequences: number;
+  /** Longest entry of `params.stop`, in UTF-16 code units (each is at least 1). */
+  readonly maxStopChars: number;
+  /** Longest `prompt`, in UTF-16 code units. */
+  readonly maxPromptChars: number;
+  /** Longest `model` (a CID; at the edge, a CID or a name). */
+  readonly maxModelChars: number;
+  /** Longest `nonce`. */
+  readonly maxNonceChars: number;
+}
+
+/**
+ * The bounds of a text job, in one place: the HTTP and WebSocket edge, the wire schemas, the
+ * InferenceActor, the sampler and the receipt check all take theirs from here, so a job one of
+ * them accepts is never refused by another.
+ */
+export const GENERATION_LIMITS: GenerationLimits = Object.freeze({
+  /**
+   * Most new tokens per job. Above every context window the node builds (256 and 512 tokens) and
+   * common small models' (2k–4k), so only the model's context cuts a job short; it also bounds
+   * what a lagging prover may have to buffer (one logits row per token) before the model does.
+   */
+  maxTokens: 4096,
+  /** OpenAI's range, which clients expect; beyond it the output is noise anyway. */
+  maxTemperature: 2,
+  /**
+   * Largest top-k. Vocabularies stay under 2^18 (262,144 ids); a larger k only means "keep all",
+   * so the bound is generous rather than tight, and keeps the value a small integer.
+   */
+  maxTopK: 1 << 20,
+  /**
+   * The counter RNG takes any safe integer (written as int64), and OpenAI clients send seeds in
+   * the full int64-as-double range: narrowing it would refuse seeds that reproduce today.
+   */
+  minSeed: Number.MIN_SAFE_INTEGER,
+  /** See `minSeed`. */
+  maxSeed: Number.MAX_SAFE_INTEGER,
+  /** Most stop sequences (OpenAI allows 4); each is checked after every token. */
+  maxStopSequences: 4,
+  /** Longest stop sequence in characters: the stop check keeps that much tail text per job. */
+  maxStopChars: 64,
+  /** Longest prompt in characters, checked before tokenizing; the context limit is checked after. */
+  maxPromptChars: 1 << 20,
+  /** Longest model CID (or name, at the edge): a CIDv1 of a SHA-256 is 59 characters. */
+  maxModelChars: 128,
+  /** Longest job nonce: a UUID is 36 characters; room for any requester's own scheme. */
+  maxNonceChars: 128,
+});
+
+/**
+ * Zod schema of {@link GenerationParams} within {@link GENERATION_LIMITS}. Parse once where
+ * parameters enter (the edge, the wire, the InferenceActor); the sampler re-checks its subset
+ * with the same limits on every draw without zod.
+ */
+export const generationParamsSchema: z.ZodType<GenerationParams> = z.object({
+  maxTokens: z.number().int().min(1).max(GENERATION_LIMITS.maxTokens),
+  temperature: z.number().min(0).max(GENERATION_LIMITS.maxTemperature),
+  topK: z.number().int().min(0).max(GENERATION_LIMITS.maxTopK),
+  topP: z.number().gt(0).max(1),
+  seed: z.number().int().min(GENERATION_LIMITS.minSeed).max(GENERATION_LIMITS.maxSeed),
+  // An empty stop sequence would end every job at its first token: refused, not honoured.
+  stop: z.array(z.string().min(1).max(GENERATION_LIMITS.maxStopChars))
+    .max(GENERATION_LIMITS.maxStopSequences),
+});
+
+/** Zod schema of a {@link TextJob} within {@link GENERATION_LIMITS}; unknown fields are dropped. */
+export const textJobSchema: z.ZodType<TextJob> = z.object({
+  kind: z.literal("text"),
+  model: z.string().min(1).max(GENERATION_LIMITS.maxModelChars),
+  prompt: z.string().max(GENERATION_LIMITS.maxPromptChars),
+  params: generationParamsSchema,
+  nonce: z.string().max(GENERATION_LIMITS.maxNonceChars),
+});
 
 /** A tensor in a one-shot job, raw little-endian bytes. */
 export interface TensorData {

@@ -18,7 +18,13 @@ import { bytesEqual } from "./bytes_equal.ts";
 import { encodeCanonical } from "./cbor.ts";
 import { fromHex, sha256Hex } from "./hash.ts";
 import { type Identity, verifySignature } from "./identity.ts";
-import { type GenerationParams, type Job, jobId } from "./job.ts";
+import {
+  GENERATION_LIMITS,
+  type GenerationParams,
+  generationParamsSchema,
+  type Job,
+  jobId,
+} from "./job.ts";
 import type { TensorData } from "./job.ts";
 import { VeriflowError } from "./errors.ts";
 
@@ -85,23 +91,15 @@ const bytes = (len?: number) =>
     message: `expected ${len} bytes`,
   });
 
-const paramsSchema = z.object({
-  maxTokens: z.number().int().nonnegative(),
-  temperature: z.number().nonnegative(),
-  topK: z.number().int().nonnegative(),
-  topP: z.number().gt(0).lte(1),
-  seed: z.number().int(),
-  stop: z.array(z.string()),
-});
-
 /** Zod schema of a receipt on the wire. */
 export const ReceiptSchema: z.ZodType<Receipt> = z.object({
   v: z.literal(RECEIPT_VERSION),
   kind: z.enum(["text", "tensor"]),
   jobId: z.string().regex(HEX64),
-  model: z.string().min(1).max(128),
+  model: z.string().min(1).max(GENERATION_LIMITS.maxModelChars),
   inputHash: z.string().regex(HEX64),
-  params: paramsSchema.nullable(),
+  // The same bounds a job is accepted under: a receipt for a job no node would run is malformed.
+  params: generationParamsSchema.nullable(),
   outputHash: z.string().regex(HEX64),
   commitment: z.object({
     scheme: z.string().max(32),

@@ -7,39 +7,47 @@
  * @module
  */
 import { z } from "zod";
-import { DEFAULT_GENERATION_PARAMS, type GenerationParams } from "../protocols/job.ts";
+import {
+  DEFAULT_GENERATION_PARAMS,
+  GENERATION_LIMITS,
+  type GenerationParams,
+} from "../protocols/job.ts";
 import { RequestValidationError } from "./http_errors.ts";
 import type { SamplingRequest, WsClientMessage } from "./stream_protocol.ts";
 
-/**
- * Upper bound of `max_tokens` accepted at the edge. The model's context caps a job anyway; this
- * bound keeps a request from reserving an absurd prover buffer before the model says so.
- */
-export const MAX_TOKENS_LIMIT = 8192;
-/** OpenAI's temperature range. */
-export const MAX_TEMPERATURE = 2;
-/** Most stop sequences per request (OpenAI allows 4; more only slows the stop check). */
-export const MAX_STOP_SEQUENCES = 4;
-/** Longest stop sequence, in characters. */
-export const MAX_STOP_CHARS = 64;
-/** Longest prompt accepted before tokenizing; the context limit is checked after. */
-export const MAX_PROMPT_CHARS = 1 << 20;
 /** Longest WebSocket request id, in characters. */
 export const MAX_REQUEST_ID_CHARS = 128;
 
+// Every bound on what a job may ask is GENERATION_LIMITS (protocols/job.ts): the edge refuses
+// exactly what the InferenceActor, the sampler and the receipt check would refuse behind it.
+const {
+  maxTokens,
+  maxTemperature,
+  maxTopK,
+  minSeed,
+  maxSeed,
+  maxStopSequences,
+  maxStopChars,
+  maxPromptChars,
+  maxModelChars,
+  maxNonceChars,
+} = GENERATION_LIMITS;
+
 const stopSchema = z.union([
-  z.string().min(1).max(MAX_STOP_CHARS),
-  z.array(z.string().min(1).max(MAX_STOP_CHARS)).max(MAX_STOP_SEQUENCES),
+  z.string().min(1).max(maxStopChars),
+  z.array(z.string().min(1).max(maxStopChars)).max(maxStopSequences),
 ]);
+
+const maxTokensSchema = z.number().int().min(1).max(maxTokens);
 
 /** The sampling fields shared by every text request (OpenAI names). */
 const samplingFields = {
-  model: z.string().min(1).max(256).optional(),
-  max_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
-  temperature: z.number().min(0).max(MAX_TEMPERATURE).nullish(),
+  model: z.string().min(1).max(maxModelChars).optional(),
+  max_tokens: maxTokensSchema.nullish(),
+  temperature: z.number().min(0).max(maxTemperature).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
-  top_k: z.number().int().min(0).max(1 << 20).nullish(),
-  seed: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER).nullish(),
+  top_k: z.number().int().min(0).max(maxTopK).nullish(),
+  seed: z.number().int().min(minSeed).max(maxSeed).nullish(),
   stop: stopSchema.nullish(),
 };
 
@@ -89,9 +97,9 @@ export interface ChatCompletionRequest extends SamplingRequest {
 export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObject({
   ...samplingFields,
   prompt: z.union([
-    z.string().max(MAX_PROMPT_CHARS),
+    z.string().max(maxPromptChars),
     // OpenAI accepts a batch of prompts; one job per request here, so a batch must hold one.
-    z.array(z.string().max(MAX_PROMPT_CHARS)).length(1),
+    z.array(z.string().max(maxPromptChars)).length(1),
   ]),
   stream: z.boolean().nullish(),
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
@@ -100,15 +108,15 @@ export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObje
 });
 
 const chatContentSchema = z.union([
-  z.string().max(MAX_PROMPT_CHARS),
-  z.array(z.looseObject({ type: z.literal("text"), text: z.string().max(MAX_PROMPT_CHARS) })),
+  z.string().max(maxPromptChars),
+  z.array(z.looseObject({ type: z.literal("text"), text: z.string().max(maxPromptChars) })),
 ]);
 
 /** `POST /v1/chat/completions` body. */
 export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.looseObject({
   ...samplingFields,
   /** OpenAI's newer name for `max_tokens`. */
-  max_completion_tokens: z.number().int().min(1).max(MAX_TOKENS_LIMIT).nullish(),
+  max_completion_tokens: maxTokensSchema.nullish(),
   messages: z.array(z.looseObject({
     role: z.enum(["system", "developer", "user", "assistant"]),
     content: chatContentSchema,
@@ -122,9 +130,9 @@ export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.l
 const wsInferSchema = z.object({
   type: z.literal("infer"),
   id: z.string().min(1).max(MAX_REQUEST_ID_CHARS),
-  prompt: z.string().max(MAX_PROMPT_CHARS),
+  prompt: z.string().max(maxPromptChars),
   /** Requester-chosen job nonce; random when absent. */
-  nonce: z.string().max(MAX_REQUEST_ID_CHARS).optional(),
+  nonce: z.string().max(maxNonceChars).optional(),
   ...samplingFields,
 });
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { collect, params, tinyModel } from "./_fixtures.ts";
+import { GENERATION_LIMITS } from "../../protocols/job.ts";
 
 const { model, cleanup } = await tinyModel();
 Deno.test.afterAll(cleanup);
@@ -30,8 +31,9 @@ Deno.test("sampling is resumable: restarting at token k with prompt+first k toke
 });
 
 Deno.test("multi-byte UTF-8 streams intact: chunk texts concatenate to the whole decode, none broken", async () => {
-  // A high temperature makes the model emit many bytes >= 0x80, i.e. partial characters.
-  const hot = params({ maxTokens: 200, temperature: 4, seed: 5 });
+  // The highest temperature allowed makes the model emit many bytes >= 0x80, i.e. partial
+  // characters.
+  const hot = params({ maxTokens: 200, temperature: GENERATION_LIMITS.maxTemperature, seed: 5 });
   const chunks = await collect(model.generate(model.tokenizer.encode("héllo 世界 🚀"), hot));
   const ids = chunks.map((c) => c.tokenId);
   assert.ok(ids.some((t) => t >= 0x80 && t < 0x100), "the test needs some non-ASCII bytes");

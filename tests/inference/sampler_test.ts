@@ -5,10 +5,12 @@ import {
   samplingDistribution,
   samplingInterval,
   type SamplingParams,
+  validateSamplingParams,
 } from "../../inference/sampler.ts";
 import { counterUniform } from "../../inference/counter_rng.ts";
 import { InvalidGenerationParamsError } from "../../inference/errors.ts";
 import { sha256 } from "../../protocols/hash.ts";
+import { GENERATION_LIMITS } from "../../protocols/job.ts";
 
 const P = (p: Partial<SamplingParams> = {}): SamplingParams => ({
   temperature: 1,
@@ -140,5 +142,29 @@ Deno.test("invalid sampling params are rejected with invalid_generation_params",
       () => sampleToken(logits, P(bad), 0),
       (e: unknown) => (e as { code?: string }).code === "invalid_generation_params",
     );
+  }
+});
+
+Deno.test("validateSamplingParams takes its bounds from GENERATION_LIMITS: the limits pass, one past them fails", () => {
+  const { maxTemperature, maxTopK, minSeed, maxSeed } = GENERATION_LIMITS;
+  for (
+    const ok of [
+      { temperature: maxTemperature },
+      { topK: maxTopK },
+      { seed: minSeed },
+      { seed: maxSeed },
+    ]
+  ) {
+    validateSamplingParams(P(ok));
+  }
+  for (
+    const bad of [
+      { temperature: maxTemperature * 1.01 },
+      { temperature: Infinity },
+      { topK: maxTopK + 1 },
+      { seed: maxSeed + 2 },
+    ]
+  ) {
+    assert.throws(() => validateSamplingParams(P(bad)), InvalidGenerationParamsError);
   }
 });

@@ -2,7 +2,7 @@ import OpenAI from "openai";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { directText, eventually, startTestNode, type TestNode } from "./_fixtures.ts";
 import { CHAT_TURN_STOP, renderChatPrompt } from "../../server/chat_template.ts";
-import type { TextJob } from "../../protocols/job.ts";
+import { GENERATION_LIMITS, type TextJob } from "../../protocols/job.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
 
 const prover = async (job: TextJob, jobId: string, chunks: ReadableStream<TokenChunk>) => {
@@ -148,6 +148,11 @@ Deno.test("Bad requests get the right 4xx and the OpenAI error shape", async () 
         ["temperature", -1],
         ["max_tokens", 0],
         ["max_tokens", 1.5],
+        // The edge's bounds are GENERATION_LIMITS: one past each is refused here, before a job.
+        ["max_tokens", GENERATION_LIMITS.maxTokens + 1],
+        ["temperature", GENERATION_LIMITS.maxTemperature + 0.5],
+        ["top_k", GENERATION_LIMITS.maxTopK + 1],
+        ["stop", Array(GENERATION_LIMITS.maxStopSequences + 1).fill("x")],
         ["top_p", 0],
         ["top_p", 1.5],
         ["top_k", -2],

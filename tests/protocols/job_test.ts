@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import {
+  DEFAULT_GENERATION_PARAMS,
+  GENERATION_LIMITS,
+  type GenerationParams,
+  generationParamsSchema,
+  jobId,
+  type TextJob,
+  textJobSchema,
+} from "../../protocols/job.ts";
+
+const L = GENERATION_LIMITS;
+const params = (p: Partial<GenerationParams> = {}): GenerationParams => ({
+  ...DEFAULT_GENERATION_PARAMS,
+  ...p,
+});
+const job = (j: Partial<TextJob> = {}): TextJob => ({
+  kind: "text",
+  model: "bafkreimodel",
+  prompt: "Hello",
+  params: params(),
+  nonce: "n1",
+  ...j,
+});
+
+Deno.test("generationParamsSchema accepts every bound of GENERATION_LIMITS exactly and the defaults", () => {
+  for (
+    const ok of [
+      params(),
+      params({ maxTokens: 1 }),
+      params({ maxTokens: L.maxTokens }),
+      params({ temperature: L.maxTemperature, topK: L.maxTopK, topP: 1 }),
+      params({ seed: L.minSeed }),
+      params({ seed: L.maxSeed }),
+      params({ stop: Array(L.maxStopSequences).fill("x".repeat(L.maxStopChars)) }),
+    ]
+  ) {
+    assert.ok(generationParamsSchema.safeParse(ok).success, JSON.stringify(ok));
+  }
+});
+
+Deno.test("generationParamsSchema refuses each value just past a GENERATION_LIMITS bound", () => {
+  for (
+    const bad of [
+      params({ maxTokens: 0 }),
+      params({ maxTokens: L.maxTokens + 1 }),
+      params({ maxTokens: 1.5 }),
+      params({ temperature: -0.01 }),
+      params({ temperature: L.maxTemperature + 0.01 }),
+      params({ temperature: NaN }),
+      params({ topK: -1 }),
+      params({ topK: L.maxTopK + 1 }),
+      params({ topP: 0 }),
+      params({ topP: 1.01 }),
+      params({ seed: 0.5 }),
+      params({ seed: L.maxSeed + 2 }),
+      params({ stop: [""] }),
+      params({ stop: ["x".repeat(L.maxStopChars + 1)] }),
+      params({ stop: Array(L.maxStopSequences + 1).fill("x") }),
+    ]
+  ) {
+    assert.ok(!generationParamsSchema.safeParse(bad).success, JSON.stringify(bad));
+  }
+});
+
+Deno.test("textJobSchema bounds model, prompt and nonce, and drops unknown fields so the job id is the job's", () => {
+  assert.ok(textJobSchema.safeParse(job()).success);
+  assert.ok(textJobSchema.safeParse(job({ prompt: "x".repeat(L.maxPromptChars) })).success);
+  for (
+    const bad of [
+      job({ model: "" }),
+      job({ model: "b".repeat(L.maxModelChars + 1) }),
+      job({ prompt: "x".repeat(L.maxPromptChars + 1) }),
+      job({ nonce: "n".repeat(L.maxNonceChars + 1) }),
+      job({ params: params({ topP: 0 }) }),
+      { ...job(), kind: "tensor" },
+    ]
+  ) {
+    assert.ok(!textJobSchema.safeParse(bad).success);
+  }
+  const parsed = textJobSchema.parse({ ...job(), extra: "smuggled" });
+  assert.equal(jobId(parsed), jobId(job()));
+});
