@@ -29,7 +29,17 @@ export * from "./protocols/errors.ts";
 export * from "./protocols/cbor.ts";
 export * from "./protocols/hash.ts";
 export * from "./protocols/identity.ts";
-export * from "./protocols/job.ts";
+export {
+  DEFAULT_GENERATION_PARAMS,
+  GENERATION_LIMITS,
+  type GenerationLimits,
+  type GenerationParams,
+  type Job,
+  jobId,
+  type TensorData,
+  type TensorJob,
+  type TextJob,
+} from "./protocols/job.ts";
 export * from "./protocols/cid.ts";
 
 // Actor runtime
@@ -67,35 +77,35 @@ export * from "./inference/text_tokenizer.ts";
 export * from "./inference/byte_tokenizer.ts";
 export * from "./inference/errors.ts";
 export {
+  type FinishReason as JobFinishReason,
+  type InferenceHandle,
+  type InferencePort,
+  type InferenceStats,
+  type JobSummary,
+  type JobTimings,
+  type JobUsage,
+  type ServedModelInfo,
+  type StreamedToken,
+  type SubmitOptions,
+} from "./inference/inference_port.ts";
+export {
   type CancelJob,
   DEFAULT_CONCURRENCY,
   DEFAULT_QUEUE_LIMIT,
-  DuplicateJobError,
-  type FinishReason as JobFinishReason,
-  type GenerativeModel,
   type GetInferenceStats,
   InferenceActor,
   type InferenceActorOptions,
   type InferenceMessage,
-  type InferenceStats,
-  JobCancelledError,
   type JobEnded,
-  type JobRunnerMessage,
-  type JobSummary,
-  type JobTimings,
-  type JobUsage,
-  type ModelSource,
-  type OneShotModel,
-  type ProverHook,
-  type ServedModelInfo,
   type SubmitJob,
   submitJob,
-  type SubmitOptions,
+  type SubmitJobOptions,
   type SubmitReply,
   type TensorJobHandle,
-  type TextJobHandle,
-  TooManyJobsError,
 } from "./actors/inference_actor.ts";
+export * from "./actors/inference_errors.ts";
+export type { JobOutcome, JobRunnerMessage, TextJobHandle } from "./actors/inference_job.ts";
+export type * from "./actors/inference_models.ts";
 
 // Client APIs
 export * from "./server/serve.ts";

@@ -2,18 +2,16 @@
  * The InferenceActor: the node's job queue for inference, and its protocol.
  *
  * It owns, per model, a concurrency limit and a bounded FIFO of waiting jobs. A submission is
- * answered at once with a {@link JobHandle} (the actor never holds its mailbox for the length of
- * a job); the job starts when its model has a free slot, each running job in its own temporary
- * child actor ({@link JobRunner}) that drives `TextModel.generate`. Stopping that child (its
- * `ctx.signal`) or cancelling the requester's stream stops the computation within one step.
+ * answered at once with a handle (the actor never holds its mailbox for the length of a job);
+ * the job starts when its model has a free slot, each running text job in its own temporary
+ * child actor (`JobRunner`, actors/inference_job.ts) that drives `TextModel.generate`. Stopping
+ * that child, a `cancel` message, `handle.cancel()` or cancelling the requester's stream stops
+ * the computation within one step.
  *
- * The token stream is tee'd by the runner: the requester's branch is pull-driven (the model
- * computes the next token only when the requester asks for it, so a slow client slows only its
- * own job), and every chunk produced is also handed to the optional prover hook without waiting
- * for it. The prover branch therefore never slows the requester; its queue is bounded by the
- * job itself: at most `params.maxTokens` chunks, each one logits row (`vocabSize × 4` bytes —
- * about 1 KiB per token for the built-in byte-level model). The prover's result (a signed
- * receipt) is delivered with the job's end in {@link JobSummary.receipt}.
+ * Messages carry plain data only (a job, a job id): cancellation is a `cancel` message, never a
+ * signal inside a submission, so the same protocol works however the requester reaches the
+ * actor. The reply to a submission holds the handle with the in-process token stream; callers
+ * outside the process go through an `InferencePort` (`LocalInferencePort` wraps this actor).
  *
  * Submissions that find the queue full are answered with a typed {@link TooManyJobsError}
  * (HTTP 429 at the edge) instead of crashing the actor: a refused job is a normal outcome.
@@ -22,8 +20,24 @@
  */
 import type { Actor, ActorContext } from "./actor.ts";
 import type { ActorRef } from "./actor_ref.ts";
-import type { GenerationParams, Job, TensorData, TensorJob, TextJob } from "../protocols/job.ts";
-import { jobId as computeJobId } from "../protocols/job.ts";
+import { DuplicateJobError, JobCancelledError, TooManyJobsError } from "./inference_errors.ts";
+import {
+  type JobOutcome,
+  JobRunner,
+  type JobRunnerMessage,
+  type TextJobHandle,
+  TextJobRun,
+} from "./inference_job.ts";
+import type { GenerativeModel, ModelSource, OneShotModel, ProverHook } from "./inference_models.ts";
+import type { InferenceStats, ServedModelInfo } from "../inference/inference_port.ts";
+import {
+  generationParamsSchema,
+  type Job,
+  jobId as computeJobId,
+  type TensorData,
+  type TensorJob,
+  type TextJob,
+} from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
   ContextLengthError,
@@ -32,185 +46,25 @@ import {
   UnknownModelError,
   WrongModelKindError,
 } from "../inference/errors.ts";
-import { validateSamplingParams } from "../inference/sampler.ts";
-import type { TokenChunk } from "../inference/text_model.ts";
+
+// The result types live with the port; re-exported so existing importers of this module keep
+// working. Each is defined once, in inference/inference_port.ts.
+export type {
+  FinishReason,
+  InferenceStats,
+  JobSummary,
+  JobTimings,
+  JobUsage,
+  ServedModelInfo,
+  StreamedToken,
+} from "../inference/inference_port.ts";
+export { DuplicateJobError, JobCancelledError, TooManyJobsError } from "./inference_errors.ts";
+export type { JobOutcome, JobRunnerMessage, TextJobHandle } from "./inference_job.ts";
+export type { GenerativeModel, ModelSource, OneShotModel, ProverHook } from "./inference_models.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Models as the actor sees them
+// Handles and replies
 // ---------------------------------------------------------------------------------------------
-
-/**
- * What the actor and the client APIs need to know about a served model; the engine's
- * `ModelInfo` has these fields (and more).
- */
-export interface ServedModelInfo {
-  /** CID of the model file: the model's identity. */
-  readonly cid: string;
-  /** Human-readable name (also accepted where a model is named in a request). */
-  readonly name: string;
-  /** Text generation or one-shot tensor model. */
-  readonly kind: "text" | "tensor";
-  /** Context window in tokens (text models). */
-  readonly contextLength?: number;
-  /** The execution provider sessions run on (`cpu`, `cuda`); unset until a model loads. */
-  readonly executionProvider?: string;
-}
-
-/**
- * The part of `TextModel` (inference/text_model.ts) the actor uses. Declared structurally so
- * tests can drive the actor with a scripted model and so any model with this shape can serve.
- */
-export interface GenerativeModel {
-  /** Identity and shape of the model (`cid`, `name`, `contextLength`, `executionProvider`). */
-  readonly info: ServedModelInfo;
-  /** Text ↔ token ids. */
-  readonly tokenizer: { encode(text: string): number[] };
-  /** Pull-based token stream; stops within one step when `signal` aborts or it is cancelled. */
-  generate(
-    promptIds: number[],
-    params: GenerationParams,
-    options?: { signal?: AbortSignal },
-  ): ReadableStream<TokenChunk>;
-}
-
-/** The part of a one-shot `TensorModel` the actor uses: named tensors in, named tensors out. */
-export interface OneShotModel {
-  /** Identity of the model. */
-  readonly info: ServedModelInfo;
-  /** Run the model once. */
-  run(inputs: Record<string, TensorData>): Promise<Record<string, TensorData>>;
-}
-
-/** Where the actor finds a model by CID. `ModelRegistry` (inference/model_registry.ts) is one. */
-export interface ModelSource {
-  /**
-   * The loaded model with this CID; `undefined` or a rejection with `UnknownModelError` when
-   * the node does not serve it (any typed rejection refuses the job with that error).
-   */
-  get(cid: string): Promise<GenerativeModel | OneShotModel | undefined>;
-}
-
-/**
- * The prover hook: receives the job, its id and the prover's branch of the token stream (the
- * chunks carry `logits`), and resolves to the job's receipt when the stream ends.
- */
-export type ProverHook = (
-  job: TextJob,
-  jobId: string,
-  chunks: ReadableStream<TokenChunk>,
-) => Promise<unknown>;
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------------------------
-
-/** The model's queue is full: the job was refused (HTTP 429). */
-export class TooManyJobsError extends VeriflowError {
-  /**
-   * Create it.
-   *
-   * @param message Human-readable explanation.
-   */
-  constructor(message: string) {
-    super("too_many_jobs", message);
-  }
-}
-
-/** The same job (same job id) is already queued or running on this actor. */
-export class DuplicateJobError extends VeriflowError {
-  /** The job id. */
-  readonly jobId: string;
-
-  /**
-   * Create it.
-   *
-   * @param jobId The job id.
-   */
-  constructor(jobId: string) {
-    super("duplicate_job", `job ${jobId} is already queued or running`);
-    this.jobId = jobId;
-  }
-}
-
-/** The job was cancelled before it finished (by its requester or by the node stopping). */
-export class JobCancelledError extends VeriflowError {
-  /** The job id. */
-  readonly jobId: string;
-
-  /**
-   * Create it.
-   *
-   * @param jobId The job id.
-   */
-  constructor(jobId: string) {
-    super("job_cancelled", `job ${jobId} was cancelled`);
-    this.jobId = jobId;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Results
-// ---------------------------------------------------------------------------------------------
-
-/** Why a text job ended. */
-export type FinishReason = "stop" | "length" | "cancelled" | "error";
-
-/** Token counts of a finished text job. */
-export interface JobUsage {
-  /** Tokens in the prompt. */
-  promptTokens: number;
-  /** Tokens generated. */
-  completionTokens: number;
-}
-
-/** Timings of a finished job, in milliseconds from its submission. */
-export interface JobTimings {
-  /** Time spent waiting for a slot. */
-  queueMs: number;
-  /** Submission to first token (`NaN` when no token came). */
-  ttftMs: number;
-  /** Submission to the end of the stream. */
-  totalMs: number;
-  /** Generated tokens per second, measured from the job's start (after the queue). */
-  tokensPerS: number;
-}
-
-/** How a text job ended; `done` of a {@link TextJobHandle} resolves to this, never rejects. */
-export interface JobSummary {
-  /** The job id. */
-  jobId: string;
-  /** Why it ended. */
-  finishReason: FinishReason;
-  /** Token counts. */
-  usage: JobUsage;
-  /** Timings. */
-  timings: JobTimings;
-  /** The prover's result (a signed receipt) when a prover is configured and succeeded. */
-  receipt?: unknown;
-  /** The error that ended the job (`finishReason: "error"`) or the prover's failure. */
-  error?: { code: string; message: string };
-}
-
-/** What a requester gets back for an accepted text job. */
-export interface TextJobHandle {
-  /** Kind of the job. */
-  kind: "text";
-  /** The job id (`jobId(job)`). */
-  jobId: string;
-  /** Information about the model that runs it. */
-  model: ServedModelInfo;
-  /** Tokens in the prompt. */
-  promptTokens: number;
-  /**
-   * The requester's branch of the token stream. Cancelling it cancels the job; it starts
-   * producing when the job gets a slot.
-   */
-  tokens: ReadableStream<TokenChunk>;
-  /** Resolves when the job has ended and the prover (if any) has answered. */
-  done: Promise<JobSummary>;
-  /** Cancel the job whether queued or running (same as cancelling `tokens`). */
-  cancel(): void;
-}
 
 /** What a requester gets back for an accepted one-shot tensor job. */
 export interface TensorJobHandle {
@@ -231,26 +85,6 @@ export type SubmitReply =
   | { accepted: true; handle: TextJobHandle | TensorJobHandle }
   | { accepted: false; error: VeriflowError };
 
-/** Counters and gauges of the actor (served on `/metrics`). */
-export interface InferenceStats {
-  /** Jobs that got a slot and started. */
-  jobsStarted: number;
-  /** Jobs that ended normally (stop or length, or a tensor job that returned). */
-  jobsFinished: number;
-  /** Jobs cancelled (queued or running). */
-  jobsCancelled: number;
-  /** Jobs that ended with an error. */
-  jobsFailed: number;
-  /** Jobs refused because the queue was full. */
-  jobsRejected: number;
-  /** Tokens generated over all jobs. */
-  tokensGenerated: number;
-  /** Jobs running now. */
-  activeJobs: number;
-  /** Jobs waiting for a slot now. */
-  queuedJobs: number;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Messages
 // ---------------------------------------------------------------------------------------------
@@ -261,8 +95,6 @@ export interface SubmitJob {
   type: "submit";
   /** The job. */
   job: Job;
-  /** Aborting it cancels the job (same as `handle.cancel()`). */
-  signal?: AbortSignal;
 }
 
 /** Ask for the actor's {@link InferenceStats}. */
@@ -286,16 +118,13 @@ export interface JobEnded {
   /** The job id. */
   jobId: string;
   /** How it ended. */
-  outcome: "finished" | "cancelled" | "failed";
+  outcome: JobOutcome;
   /** Tokens it produced. */
   tokens: number;
 }
 
 /** Messages the InferenceActor accepts. */
 export type InferenceMessage = SubmitJob | GetInferenceStats | CancelJob | JobEnded;
-
-/** Messages a job's runner child accepts: cancel the job, or (internal) the job has ended. */
-export type JobRunnerMessage = { type: "cancel" } | { type: "ended" };
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -459,10 +288,6 @@ export class InferenceActor implements Actor<InferenceMessage> {
     }
     const { entry, handle } = prepared;
     this.#jobs.set(id, entry);
-    if (message.signal) {
-      if (message.signal.aborted) entry.cancel();
-      else message.signal.addEventListener("abort", () => entry.cancel(), { once: true });
-    }
     if (lane.running < this.#concurrency) await this.#startEntry(entry, lane, ctx);
     else {
       lane.queue.push(entry);
@@ -482,9 +307,11 @@ export class InferenceActor implements Actor<InferenceMessage> {
     }
     // Parameters are checked here, not when the job starts, so a bad request is refused with a
     // typed error before it takes a queue slot.
-    validateSamplingParams(job.params);
-    if (!Number.isSafeInteger(job.params.maxTokens) || job.params.maxTokens < 1) {
-      throw new InvalidGenerationParamsError(`maxTokens must be an integer ≥ 1`);
+    const checked = generationParamsSchema.safeParse(job.params);
+    if (!checked.success) {
+      const issue = checked.error.issues[0];
+      const field = ["params", ...issue.path.map(String)].join(".");
+      throw new InvalidGenerationParamsError(`${field}: ${issue.message}`);
     }
     const promptIds = model.tokenizer.encode(job.prompt);
     const contextLength = model.info.contextLength ?? Infinity;
@@ -503,6 +330,10 @@ export class InferenceActor implements Actor<InferenceMessage> {
       prover: this.#prover,
       submittedAt,
       now: this.#now,
+      // The run reports its end through the mailbox: the actor's state is only ever touched
+      // from receive().
+      onEnd: (outcome, tokens) =>
+        tellQuietly(this.#selfRef, { type: "job_ended", jobId: id, outcome, tokens }),
     });
     const entry: JobEntry = {
       jobId: id,
@@ -514,11 +345,6 @@ export class InferenceActor implements Actor<InferenceMessage> {
       start: async (ctx) => {
         await this.#spawnRunner(ctx, id, run);
       },
-    };
-    run.onEnd = (outcome, tokens) => {
-      // The runner reports to the actor through its mailbox: the actor's state is only ever
-      // touched from receive().
-      tellQuietly(this.#selfRef, { type: "job_ended", jobId: id, outcome, tokens });
     };
     return { entry, handle: run.handle(model.info, promptIds.length) };
   }
@@ -670,8 +496,11 @@ function tellQuietly(ref: ActorRef<InferenceMessage> | undefined, message: Infer
 }
 
 /** Options of {@link submitJob}. */
-export interface SubmitOptions {
-  /** Aborting it cancels the job (queued or running). */
+export interface SubmitJobOptions {
+  /**
+   * Aborting it cancels the job (queued or running): by `handle.cancel()` once the job is
+   * accepted, by a `cancel` message while the submission is still unanswered.
+   */
   signal?: AbortSignal;
   /** How long to wait for the actor's answer; default two minutes (covers a model load). */
   timeoutMs?: number;
@@ -689,26 +518,52 @@ export interface SubmitOptions {
 export function submitJob(
   ref: ActorRef<InferenceMessage>,
   job: TextJob,
-  options?: SubmitOptions,
+  options?: SubmitJobOptions,
 ): Promise<TextJobHandle>;
 /** Submit a one-shot tensor job; resolves to its handle (outputs arrive on `handle.outputs`). */
 export function submitJob(
   ref: ActorRef<InferenceMessage>,
   job: TensorJob,
-  options?: SubmitOptions,
+  options?: SubmitJobOptions,
 ): Promise<TensorJobHandle>;
 /** Submit any job. */
 export async function submitJob(
   ref: ActorRef<InferenceMessage>,
   job: Job,
-  options?: SubmitOptions,
+  options?: SubmitJobOptions,
 ): Promise<TextJobHandle | TensorJobHandle> {
-  const reply = await ref.ask<SubmitReply>(
-    { type: "submit", job, signal: options?.signal },
-    { timeoutMs: options?.timeoutMs ?? SUBMIT_TIMEOUT_MS, signal: options?.signal },
-  );
+  const signal = options?.signal;
+  const sent = !signal?.aborted; // an ask with an aborted signal is refused before it is sent
+  let reply: SubmitReply;
+  try {
+    reply = await ref.ask<SubmitReply>(
+      { type: "submit", job },
+      { timeoutMs: options?.timeoutMs ?? SUBMIT_TIMEOUT_MS, signal },
+    );
+  } catch (error) {
+    // Gave up waiting (aborted, timed out): the actor still handles the submission, and may
+    // accept the job with nobody left to read it. The cancel queues behind the submission, so
+    // it reaches the job once it exists.
+    if (sent) tellQuietly(ref, { type: "cancel", jobId: computeJobId(job) });
+    throw error;
+  }
   if (!reply.accepted) throw reply.error;
-  return reply.handle;
+  const { handle } = reply;
+  if (signal !== undefined) cancelOnAbort(signal, handle);
+  return handle;
+}
+
+/** Cancel `handle` when `signal` aborts, and forget the signal once a text job has ended. */
+function cancelOnAbort(signal: AbortSignal, handle: TextJobHandle | TensorJobHandle): void {
+  if (signal.aborted) {
+    handle.cancel();
+    return;
+  }
+  const onAbort = () => handle.cancel();
+  signal.addEventListener("abort", onAbort, { once: true });
+  // A long-lived signal must not keep every finished job's handle reachable.
+  const ended = handle.kind === "text" ? handle.done : handle.outputs;
+  ended.finally(() => signal.removeEventListener("abort", onAbort)).catch(() => {});
 }
 
 /**
@@ -716,230 +571,3 @@ export async function submitJob(
  * for a large ONNX file); after that, answers take microseconds.
  */
 const SUBMIT_TIMEOUT_MS = 120_000;
-
-// ---------------------------------------------------------------------------------------------
-// One text job: the tee and its bookkeeping
-// ---------------------------------------------------------------------------------------------
-
-interface TextJobRunOptions {
-  job: TextJob;
-  jobId: string;
-  model: GenerativeModel;
-  promptIds: number[];
-  prover?: ProverHook;
-  submittedAt: number;
-  now: () => number;
-}
-
-/**
- * The state of one text job: the requester's stream (created at submission, producing once the
- * job starts), the prover's branch, and the summary. Driven by its {@link JobRunner}.
- */
-class TextJobRun {
-  #o: TextJobRunOptions;
-  #abort = new AbortController();
-  #started = Promise.withResolvers<ReadableStreamDefaultReader<TokenChunk> | undefined>();
-  #done = Promise.withResolvers<JobSummary>();
-  #proverController?: ReadableStreamDefaultController<TokenChunk>;
-  #proverResult?: Promise<unknown>;
-  #tokens = 0;
-  #startedAt = NaN;
-  #firstTokenAt = NaN;
-  #ended = false;
-  #startError?: unknown;
-  #runner?: ActorRef<JobRunnerMessage>;
-  /** Set by the actor: called once when the job ends, to free its slot. */
-  onEnd?: (outcome: "finished" | "cancelled" | "failed", tokens: number) => void;
-
-  constructor(options: TextJobRunOptions) {
-    this.#o = options;
-  }
-
-  /** The requester's view of this job. */
-  handle(model: ServedModelInfo, promptTokens: number): TextJobHandle {
-    let reader: ReadableStreamDefaultReader<TokenChunk> | undefined;
-    const tokens = new ReadableStream<TokenChunk>({
-      pull: async (controller) => {
-        reader ??= await this.#started.promise;
-        if (!reader) { // failed to start, or cancelled before it started
-          const error = this.#startError ?? new JobCancelledError(this.#o.jobId);
-          if (this.#startError !== undefined) this.#finish("error", error);
-          controller.error(error);
-          return;
-        }
-        let result: ReadableStreamReadResult<TokenChunk>;
-        try {
-          result = await reader.read();
-        } catch (error) {
-          this.#finish(this.#abort.signal.aborted ? "cancelled" : "error", error);
-          controller.error(error);
-          return;
-        }
-        if (this.#abort.signal.aborted) {
-          // Cancelled while the step ran (by handle.cancel, the runner stopping, or this stream's
-          // own cancel, where erroring is a no-op): drop the step's token.
-          controller.error(new JobCancelledError(this.#o.jobId));
-          return;
-        }
-        if (result.done) {
-          // Reached only when the model ended without marking a last chunk (maxTokens 0).
-          this.#finish("length");
-          controller.close();
-          return;
-        }
-        this.#onChunk(result.value);
-        controller.enqueue(result.value);
-        if (result.value.finishReason !== undefined) {
-          // The last chunk: end now rather than on the next pull, so `done` does not wait for
-          // a requester that stops reading once it has seen the final token.
-          this.#finish(result.value.finishReason);
-          controller.close();
-        }
-      },
-      cancel: (reason) => {
-        this.cancel(reason);
-      },
-      // Zero: the model computes the next token only when the requester asks for it.
-    }, { highWaterMark: 0 });
-    return {
-      kind: "text",
-      jobId: this.#o.jobId,
-      model,
-      promptTokens,
-      tokens,
-      done: this.#done.promise,
-      cancel: () => this.cancel(),
-    };
-  }
-
-  /** Start computing; called by the runner child, which is told `ended` when the job ends. */
-  start(signal: AbortSignal, runner: ActorRef<JobRunnerMessage>): void {
-    this.#runner = runner;
-    if (this.#ended) {
-      this.#tellRunnerEnded();
-      return;
-    }
-    this.#startedAt = this.#o.now();
-    signal.addEventListener("abort", () => this.cancel(signal.reason), { once: true });
-    if (this.#o.prover) {
-      const branch = new ReadableStream<TokenChunk>({
-        start: (controller) => {
-          this.#proverController = controller;
-        },
-        // The prover never pushes back on generation (see the module comment for the bound).
-      }, { highWaterMark: Infinity });
-      this.#proverResult = this.#o.prover(this.#o.job, this.#o.jobId, branch);
-      this.#proverResult.catch(() => {}); // awaited in #finish; avoid an unhandled rejection
-    }
-    let source: ReadableStream<TokenChunk>;
-    try {
-      source = this.#o.model.generate(this.#o.promptIds, this.#o.job.params, {
-        signal: this.#abort.signal,
-      });
-    } catch (error) {
-      // Refused synchronously (bad params the edge let through): the job fails, not the runner.
-      this.#startError = error;
-      this.#started.resolve(undefined);
-      return;
-    }
-    this.#started.resolve(source.getReader());
-  }
-
-  /** Cancel the job (queued or running). Idempotent. */
-  cancel(reason?: unknown): void {
-    if (this.#ended) return;
-    this.#abort.abort(reason ?? new JobCancelledError(this.#o.jobId));
-    this.#started.promise.then((reader) => reader?.cancel(reason).catch(() => {}));
-    this.#started.resolve(undefined);
-    this.#finish("cancelled");
-  }
-
-  #tellRunnerEnded(): void {
-    // The runner may already be gone (its stop is what cancelled us); nothing then to end.
-    this.#runner?.tell({ type: "ended" }).catch(() => {});
-  }
-
-  #onChunk(chunk: TokenChunk): void {
-    if (this.#tokens === 0) this.#firstTokenAt = this.#o.now();
-    this.#tokens++;
-    this.#proverController?.enqueue(chunk);
-  }
-
-  #finish(reason: FinishReason, error?: unknown): void {
-    if (this.#ended) return;
-    this.#ended = true;
-    const end = this.#o.now();
-    if (this.#proverController) {
-      if (reason === "stop" || reason === "length") this.#proverController.close();
-      else this.#proverController.error(error ?? new JobCancelledError(this.#o.jobId));
-    }
-    this.onEnd?.(
-      reason === "cancelled" ? "cancelled" : reason === "error" ? "failed" : "finished",
-      this.#tokens,
-    );
-    this.#tellRunnerEnded();
-    const { submittedAt } = this.#o;
-    const started = Number.isNaN(this.#startedAt) ? end : this.#startedAt;
-    const genSeconds = (end - started) / MS_PER_S;
-    const summary: JobSummary = {
-      jobId: this.#o.jobId,
-      finishReason: reason,
-      usage: { promptTokens: this.#o.promptIds.length, completionTokens: this.#tokens },
-      timings: {
-        queueMs: started - submittedAt,
-        ttftMs: this.#firstTokenAt - submittedAt,
-        totalMs: end - submittedAt,
-        tokensPerS: genSeconds > 0 ? this.#tokens / genSeconds : 0,
-      },
-    };
-    if (error !== undefined) summary.error = errorInfo(error);
-    if (!this.#proverResult || reason === "cancelled") {
-      this.#done.resolve(summary);
-      return;
-    }
-    this.#proverResult.then(
-      (receipt) => this.#done.resolve({ ...summary, receipt }),
-      (proverError) =>
-        this.#done.resolve({ ...summary, error: summary.error ?? errorInfo(proverError) }),
-    );
-  }
-}
-
-const MS_PER_S = 1000;
-
-function errorInfo(error: unknown): { code: string; message: string } {
-  if (error instanceof VeriflowError) return { code: error.code, message: error.message };
-  return {
-    code: "internal_error",
-    message: error instanceof Error ? error.message : String(error),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// The per-job child actor
-// ---------------------------------------------------------------------------------------------
-
-/**
- * The temporary child that runs one text job. Its lifetime is the job's: it starts the model on
- * `preStart`, and its `ctx.signal` (aborted when it stops or its parent stops) cancels the
- * computation, so a job never outlives the actor that owns it.
- */
-class JobRunner implements Actor<JobRunnerMessage> {
-  #run: TextJobRun;
-
-  /** @param run The job to run. */
-  constructor(run: TextJobRun) {
-    this.#run = run;
-  }
-
-  /** Start the job. */
-  preStart(ctx: ActorContext<JobRunnerMessage>): void {
-    this.#run.start(ctx.signal, ctx.self);
-  }
-
-  /** `cancel` stops the job; `ended` (from the job itself) ends this runner. */
-  receive(message: JobRunnerMessage, ctx: ActorContext<JobRunnerMessage>): void {
-    if (message.type === "cancel") this.#run.cancel();
-    else ctx.stop();
-  }
-}

@@ -13,7 +13,7 @@ import {
 } from "../../actors/inference_actor.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
 import type { TensorData, TextJob } from "../../protocols/job.ts";
-import { jobId } from "../../protocols/job.ts";
+import { GENERATION_LIMITS, jobId } from "../../protocols/job.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import {
   eventually,
@@ -132,28 +132,55 @@ Deno.test("InferenceActor: a job cancelled while queued never computes and never
   });
 });
 
-Deno.test("InferenceActor tees every chunk to the prover and delivers its result with the job's end", async () => {
+Deno.test("InferenceActor tees the model's whole chunks to the prover, plain tokens to the requester, and delivers the prover's result with the job's end", async () => {
   const model = new ScriptedModel();
-  const seen: { jobId: string; tokens: number[]; logits: boolean }[] = [];
+  const seen: { jobId: string; tokens: number[]; evidence: boolean }[] = [];
   const prover = async (job: TextJob, id: string, chunks: ReadableStream<TokenChunk>) => {
     const tokens: number[] = [];
-    let logits = true;
+    let evidence = true;
     for await (const chunk of chunks) {
       tokens.push(chunk.tokenId);
-      logits &&= chunk.logits instanceof Float32Array;
+      evidence &&= chunk.fingerprint !== undefined && chunk.vocabSize > 0;
     }
-    seen.push({ jobId: id, tokens, logits });
+    seen.push({ jobId: id, tokens, evidence });
     return { signedFor: jobId(job), count: tokens.length };
   };
   await withActor({ models: [model], prover }, async (ref) => {
     const job = textJob(model.info.cid, "x", 5);
     const handle = await submitJob(ref, job);
     assertEquals(handle.jobId, jobId(job));
-    assertEquals(await readAll(handle), "abcde");
+    const tokens = [];
+    for await (const token of handle.tokens) tokens.push(token);
+    // The requester's copy holds the four plain fields only: the evidence stays with the prover.
+    assertEquals(tokens.map((t) => Object.keys(t).sort().join()), [
+      ...Array(4).fill("index,text,tokenId"),
+      "finishReason,index,text,tokenId",
+    ]);
+    assertEquals(tokens.map((t) => t.text).join(""), "abcde");
     const summary = await handle.done;
     assertEquals(summary.finishReason, "length");
     assertEquals(summary.receipt, { signedFor: jobId(job), count: 5 });
-    assertEquals(seen, [{ jobId: jobId(job), tokens: [97, 98, 99, 100, 101], logits: true }]);
+    assertEquals(seen, [{ jobId: jobId(job), tokens: [97, 98, 99, 100, 101], evidence: true }]);
+  });
+});
+
+Deno.test("InferenceActor: a cancel message by job id cancels a queued or a running job and answers whether one existed", async () => {
+  const model = new ScriptedModel({ gated: true });
+  await withActor({ models: [model], concurrency: 1, queueLimit: 4 }, async (ref) => {
+    const running = await submitJob(ref, textJob(model.info.cid, "x", 50));
+    const queued = await submitJob(ref, textJob(model.info.cid, "y", 50));
+    const reader = running.tokens.getReader();
+    model.release(1);
+    assert(!(await reader.read()).done);
+    assertEquals(await ref.ask({ type: "cancel", jobId: queued.jobId }), true);
+    assertEquals(await ref.ask({ type: "cancel", jobId: running.jobId }), true);
+    assertEquals((await queued.done).finishReason, "cancelled");
+    assertEquals((await running.done).finishReason, "cancelled");
+    await assertRejects(() => reader.read());
+    await eventually(async () => (await stats(ref)).jobsCancelled === 2);
+    assertEquals(await ref.ask({ type: "cancel", jobId: running.jobId }), false);
+    const s = await stats(ref);
+    assertEquals([s.activeJobs, s.queuedJobs, s.jobsStarted], [0, 0, 1]);
   });
 });
 
@@ -194,10 +221,20 @@ Deno.test("InferenceActor refuses unknown models, prompts that fill the context,
       VeriflowError,
     );
     assertEquals(empty.code, "empty_prompt");
-    const bad = textJob(model.info.cid, "x", 2);
-    bad.params.topP = 0;
-    const badParams = await assertRejects(() => submitJob(ref, bad), VeriflowError);
-    assertEquals(badParams.code, "invalid_generation_params");
+    // Parameters are checked against GENERATION_LIMITS before the job takes a slot.
+    for (
+      const bad of [
+        { topP: 0 },
+        { maxTokens: GENERATION_LIMITS.maxTokens + 1 },
+        { temperature: GENERATION_LIMITS.maxTemperature + 1 },
+        { stop: Array(GENERATION_LIMITS.maxStopSequences + 1).fill("x") },
+      ]
+    ) {
+      const job = textJob(model.info.cid, "x", 2);
+      job.params = { ...job.params, ...bad };
+      const refused = await assertRejects(() => submitJob(ref, job), VeriflowError);
+      assertEquals(refused.code, "invalid_generation_params", JSON.stringify(bad));
+    }
     // A refusal is an answer, not a crash: the actor keeps serving.
     assertEquals(await readAll(await submitJob(ref, textJob(model.info.cid, "x", 2))), "ab");
     assertEquals((await stats(ref)).jobsStarted, 1);

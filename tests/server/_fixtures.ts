@@ -20,6 +20,7 @@ import {
 } from "../../actors/inference_actor.ts";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import { TextModel, type TokenChunk } from "../../inference/text_model.ts";
+import { fingerprintOf } from "../../proof/fingerprint.ts";
 import { DEFAULT_GENERATION_PARAMS, type GenerationParams } from "../../protocols/job.ts";
 import { createApp } from "../../server/app.ts";
 import type { ModelCatalog } from "../../server/inference_gateway.ts";
@@ -108,11 +109,16 @@ export class ScriptedModel implements GenerativeModel {
         for (const wake of this.#stepWaiters.splice(0)) wake();
         const text = ALPHABET[index % ALPHABET.length];
         const last = index + 1 >= Math.min(params.maxTokens, room);
+        const tokenId = text.charCodeAt(0);
+        const logits = new Float32Array(SCRIPTED_VOCAB);
         controller.enqueue({
           index,
-          tokenId: text.charCodeAt(0),
+          tokenId,
           text,
-          logits: new Float32Array(SCRIPTED_VOCAB),
+          // Evidence the way a real model's chunks carry it, so tests can see where it goes.
+          fingerprint: fingerprintOf(logits, tokenId),
+          vocabSize: SCRIPTED_VOCAB,
+          logits,
           finishReason: last ? "length" : undefined,
         });
         index++;

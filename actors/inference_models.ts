@@ -1,0 +1,53 @@
+/**
+ * The models as the InferenceActor sees them: the few members of `TextModel` and `TensorModel`
+ * it calls, where it finds them by CID, and the prover hook it hands every text job's chunks
+ * to. Declared structurally so tests drive the actor with scripted models and any model with
+ * these shapes can serve.
+ *
+ * @module
+ */
+import type { ServedModelInfo } from "../inference/inference_port.ts";
+import type { TokenChunk } from "../inference/text_model.ts";
+import type { GenerationParams, TensorData, TextJob } from "../protocols/job.ts";
+
+/** The part of `TextModel` (inference/text_model.ts) the actor uses. */
+export interface GenerativeModel {
+  /** Identity and shape of the model (`cid`, `name`, `contextLength`, `executionProvider`). */
+  readonly info: ServedModelInfo;
+  /** Text ↔ token ids. */
+  readonly tokenizer: { encode(text: string): number[] };
+  /** Pull-based token stream; stops within one step when `signal` aborts or it is cancelled. */
+  generate(
+    promptIds: number[],
+    params: GenerationParams,
+    options?: { signal?: AbortSignal },
+  ): ReadableStream<TokenChunk>;
+}
+
+/** The part of a one-shot `TensorModel` the actor uses: named tensors in, named tensors out. */
+export interface OneShotModel {
+  /** Identity of the model. */
+  readonly info: ServedModelInfo;
+  /** Run the model once. */
+  run(inputs: Record<string, TensorData>): Promise<Record<string, TensorData>>;
+}
+
+/** Where the actor finds a model by CID. `ModelRegistry` (inference/model_registry.ts) is one. */
+export interface ModelSource {
+  /**
+   * The loaded model with this CID; `undefined` or a rejection with `UnknownModelError` when
+   * the node does not serve it (any typed rejection refuses the job with that error).
+   */
+  get(cid: string): Promise<GenerativeModel | OneShotModel | undefined>;
+}
+
+/**
+ * The prover hook: receives the job, its id and the prover's branch of the token stream (the
+ * model's own chunks, with whatever evidence they carry), and resolves to the job's receipt
+ * when the stream ends.
+ */
+export type ProverHook = (
+  job: TextJob,
+  jobId: string,
+  chunks: ReadableStream<TokenChunk>,
+) => Promise<unknown>;
