@@ -84,10 +84,12 @@ export {
   type JobSummary,
   type JobTimings,
   type JobUsage,
+  type ModelCatalog,
   type ServedModelInfo,
   type StreamedToken,
   type SubmitOptions,
 } from "./inference/inference_port.ts";
+export * from "./inference/local_port.ts";
 export {
   type CancelJob,
   DEFAULT_CONCURRENCY,
@@ -113,7 +115,6 @@ export * from "./server/metrics_registry.ts";
 export * from "./server/http_errors.ts";
 export type * from "./server/stream_protocol.ts";
 export * from "./server/chat_template.ts";
-export type { ModelCatalog } from "./server/inference_gateway.ts";
 export * from "./client/stream_client.ts";
 
 // Proof of Inference

@@ -39,6 +39,7 @@ import {
 } from "../actors/inference_actor.ts";
 import { StreamClient } from "../client/stream_client.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
+import { LocalInferencePort } from "../inference/local_port.ts";
 import { ModelRegistry } from "../inference/model_registry.ts";
 import { TextModel } from "../inference/text_model.ts";
 import { createApp } from "../server/app.ts";
@@ -121,7 +122,7 @@ if (flags.node) {
     name: "node/inference",
     factory: () => new InferenceActor({ models, concurrency: 4, queueLimit: 64 }),
   });
-  const app = createApp({ inference, models });
+  const app = createApp({ inference: new LocalInferencePort({ inference, models }) });
   let peak = Deno.memoryUsage().rss;
   setInterval(() => {
     peak = Math.max(peak, Deno.memoryUsage().rss);

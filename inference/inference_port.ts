@@ -36,6 +36,15 @@ export interface ServedModelInfo {
   readonly executionProvider?: string;
 }
 
+/**
+ * A list of served models: what a port's `models()` reads from (a `ModelRegistry` is one), and
+ * what the edge may be given to list something else.
+ */
+export interface ModelCatalog {
+  /** Every served model. */
+  list(): readonly ServedModelInfo[] | Promise<readonly ServedModelInfo[]>;
+}
+
 /** One generated token as a port delivers it (no logits: those stay next to the model). */
 export interface StreamedToken {
   /** Output position t (0-based among generated tokens). */

@@ -38,6 +38,7 @@ import {
   type ValidatorMessage,
 } from "../actors/validator_actor.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
+import { LocalInferencePort } from "../inference/local_port.ts";
 import { ModelRegistry } from "../inference/model_registry.ts";
 import type { TokenChunk } from "../inference/text_model.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -279,7 +280,10 @@ export async function startNode(
       validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
       tally,
     }));
-    const app = createApp({ inference, models, metrics });
+    const app = createApp({
+      inference: new LocalInferencePort({ inference, models }),
+      metrics,
+    });
     server = serve({ app, port: config.http.port, hostname: config.http.hostname });
   }
 

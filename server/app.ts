@@ -14,22 +14,24 @@
  * @module
  */
 import { Hono } from "hono";
-import type { ActorRef } from "../actors/actor_ref.ts";
-import type { InferenceMessage } from "../actors/inference_actor.ts";
+import type { InferencePort, ModelCatalog } from "../inference/inference_port.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { healthRoutes, inferenceCollector } from "./health_routes.ts";
 import { errorResponse } from "./http_errors.ts";
-import { InferenceGateway, type ModelCatalog } from "./inference_gateway.ts";
+import { InferenceGateway } from "./inference_gateway.ts";
 import { MetricsRegistry } from "./metrics_registry.ts";
 import { openAiRoutes } from "./openai_routes.ts";
 import { streamRoutes } from "./stream_routes.ts";
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
-  /** The InferenceActor's ref. */
-  inference: ActorRef<InferenceMessage>;
-  /** The served models (a model registry). */
-  models: ModelCatalog;
+  /** Where jobs go: a `LocalInferencePort` over this node's InferenceActor, or any port. */
+  inference: InferencePort;
+  /**
+   * The models `/v1/models` lists and requests may name. Default: the port's `models()`, which
+   * is what a node serves; give one only to list something else.
+   */
+  models?: ModelCatalog;
   /**
    * The registry `/metrics` renders; the app registers the inference series on it. Default: a
    * fresh registry, so `/metrics` works without one.
@@ -44,7 +46,8 @@ export interface AppOptions {
  *
  * @example
  * ```ts ignore
- * const app = createApp({ inference: inferenceRef, models: registry });
+ * const inference = new LocalInferencePort({ inference: inferenceRef, models: registry });
+ * const app = createApp({ inference });
  * app.route("/dashboard", dashboardRoutes); // mount more modules
  * const server = serve({ app, port: 8080 });
  * ```

@@ -1,12 +1,12 @@
 /**
  * Operational routes: `GET /healthz` (liveness plus a glance at the queue) and `GET /metrics`
- * (Prometheus text). The inference collector turns the InferenceActor's stats into metrics at
+ * (Prometheus text). The inference collector turns the inference port's stats into metrics at
  * scrape time, so counting costs the hot path nothing.
  *
  * @module
  */
 import { Hono } from "hono";
-import type { InferenceStats } from "../actors/inference_actor.ts";
+import type { InferenceStats } from "../inference/inference_port.ts";
 import type { InferenceGateway } from "./inference_gateway.ts";
 import {
   type MetricSample,
@@ -35,7 +35,7 @@ export function healthRoutes(gateway: InferenceGateway, metrics: MetricsRegistry
   return routes;
 }
 
-/** The Prometheus series of the InferenceActor, by stats field. */
+/** The Prometheus series of the inference port, by stats field. */
 const INFERENCE_SERIES: ReadonlyArray<
   [keyof InferenceStats, string, MetricSample["type"], string]
 > = [
@@ -64,7 +64,7 @@ const INFERENCE_SERIES: ReadonlyArray<
   ["queuedJobs", "veriflow_inference_queued_jobs", "gauge", "Jobs waiting for a slot now."],
 ];
 
-/** A metrics collector reporting the InferenceActor's stats. */
+/** A metrics collector reporting the inference port's stats. */
 export function inferenceCollector(gateway: InferenceGateway): MetricsCollector {
   return async () => {
     const stats = await gateway.stats();

@@ -1,27 +1,21 @@
 /**
- * The one path from a client request to the InferenceActor, shared by the WebSocket API and
- * the OpenAI-compatible routes: resolve the model a request names, build the `TextJob`, submit
- * it, and hand back the job's handle. Routes only translate wire shapes; they never decide
+ * The one path from a client request to an {@link InferencePort}, shared by the WebSocket API
+ * and the OpenAI-compatible routes: resolve the model a request names, build the `TextJob`,
+ * submit it, and hand back the job's handle. Whether the port runs the job here or relays it
+ * to a peer is the port's business. Routes only translate wire shapes; they never decide
  * which model serves or how a job is formed.
  *
  * @module
  */
-import type { ActorRef } from "../actors/actor_ref.ts";
-import {
-  type InferenceMessage,
-  type InferenceStats,
-  type ServedModelInfo,
-  submitJob,
-  type TextJobHandle,
-} from "../actors/inference_actor.ts";
 import { UnknownModelError } from "../inference/errors.ts";
+import type {
+  InferenceHandle,
+  InferencePort,
+  InferenceStats,
+  ModelCatalog,
+  ServedModelInfo,
+} from "../inference/inference_port.ts";
 import type { GenerationParams, TextJob } from "../protocols/job.ts";
-
-/** The models the node serves, as the client APIs list them. A model registry satisfies it. */
-export interface ModelCatalog {
-  /** Every served model. */
-  list(): readonly ServedModelInfo[] | Promise<readonly ServedModelInfo[]>;
-}
 
 /** A text generation request, after edge validation. */
 export interface TextRequest {
@@ -37,10 +31,10 @@ export interface TextRequest {
 
 /** Options of {@link InferenceGateway}. */
 export interface InferenceGatewayOptions {
-  /** The InferenceActor. */
-  inference: ActorRef<InferenceMessage>;
-  /** The served models. */
-  models: ModelCatalog;
+  /** Where jobs are submitted. */
+  inference: InferencePort;
+  /** The models requests may name; default: the port's `models()`. */
+  models?: ModelCatalog;
   /** CID or name of the model used when a request names none; default: the first text model. */
   defaultModel?: string;
 }
@@ -50,8 +44,8 @@ export const DEFAULT_MODEL_ALIAS = "default";
 
 /** Resolves models and submits text jobs on behalf of the client APIs. */
 export class InferenceGateway {
-  #inference: ActorRef<InferenceMessage>;
-  #models: ModelCatalog;
+  #inference: InferencePort;
+  #models?: ModelCatalog;
   #defaultModel?: string;
 
   /**
@@ -67,7 +61,7 @@ export class InferenceGateway {
 
   /** Every served model. */
   async listModels(): Promise<readonly ServedModelInfo[]> {
-    return await this.#models.list();
+    return await (this.#models?.list() ?? this.#inference.models());
   }
 
   /**
@@ -75,7 +69,7 @@ export class InferenceGateway {
    * `"default"`. Throws `UnknownModelError` (404 at the edge).
    */
   async resolveModel(name?: string): Promise<ServedModelInfo> {
-    const models = await this.#models.list();
+    const models = await this.listModels();
     const wanted = name === undefined || name === DEFAULT_MODEL_ALIAS ? this.#defaultModel : name;
     const found = wanted === undefined
       ? models.find((model) => model.kind === "text")
@@ -97,20 +91,15 @@ export class InferenceGateway {
   }
 
   /**
-   * Submit a text job. Rejects with the actor's typed refusal (`too_many_jobs`,
+   * Submit a text job. Rejects with the port's typed refusal (`too_many_jobs`,
    * `context_length_exceeded`, ...). Aborting `signal` cancels the job.
    */
-  async startText(request: TextRequest, signal?: AbortSignal): Promise<TextJobHandle> {
-    return await submitJob(this.#inference, await this.jobFor(request), { signal });
+  async startText(request: TextRequest, signal?: AbortSignal): Promise<InferenceHandle> {
+    return await this.#inference.submit(await this.jobFor(request), { signal });
   }
 
-  /** The actor's counters and gauges. */
+  /** The port's counters and gauges. */
   async stats(): Promise<InferenceStats> {
-    return await this.#inference.ask<InferenceStats>({ type: "stats" }, {
-      timeoutMs: STATS_TIMEOUT_MS,
-    });
+    return await this.#inference.stats();
   }
 }
-
-/** A stats ask is answered from memory; waiting longer means the actor is wedged. */
-const STATS_TIMEOUT_MS = 5_000;

@@ -11,7 +11,7 @@
  * @module
  */
 import { Hono } from "hono";
-import type { FinishReason, JobSummary, TextJobHandle } from "../actors/inference_actor.ts";
+import type { FinishReason, InferenceHandle, JobSummary } from "../inference/inference_port.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { CHAT_TURN_STOP, flattenChatContent, renderChatPrompt } from "./chat_template.ts";
 import type { InferenceGateway, TextRequest } from "./inference_gateway.ts";
@@ -167,7 +167,7 @@ async function respond(
  * Deno's legacy abort semantics). The cost: the 200 is committed when the job starts, so a job
  * that fails midway answers 200 with an OpenAI error body.
  */
-function fullResponse(handle: TextJobHandle, shape: ResponseShape): Response {
+function fullResponse(handle: InferenceHandle, shape: ResponseShape): Response {
   const collected = (async () => {
     let text = "";
     try {
@@ -224,7 +224,11 @@ const SSE_HEADERS = {
 };
 
 /** The SSE response for a streamed job: one `data:` event per non-empty text piece. */
-function sseResponse(handle: TextJobHandle, shape: ResponseShape, includeUsage: boolean): Response {
+function sseResponse(
+  handle: InferenceHandle,
+  shape: ResponseShape,
+  includeUsage: boolean,
+): Response {
   const encoder = new TextEncoder();
   const reader = handle.tokens.getReader();
   const id = `${shape.idPrefix}-${handle.jobId.slice(0, RESPONSE_ID_CHARS)}`;

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import type { FinishReason, JobSummary, TextJobHandle } from "../actors/inference_actor.ts";
+import type { FinishReason, InferenceHandle, JobSummary } from "../inference/inference_port.ts";
 import { toJsonValue } from "./json_value.ts";
 
 /**
@@ -150,7 +150,7 @@ export interface WsErrorMessage {
 export type WsServerMessage = WsStartMessage | WsTokenMessage | WsDoneMessage | WsErrorMessage;
 
 /** The `start` message for a handle. */
-export function startMessage(id: string, handle: TextJobHandle): WsStartMessage {
+export function startMessage(id: string, handle: InferenceHandle): WsStartMessage {
   return {
     type: "start",
     id,

@@ -1,8 +1,8 @@
 /**
  * Shared fixtures of the server and InferenceActor tests: a scripted model whose every step is
  * counted (and can be held at a gate, so tests decide exactly when tokens are produced), and a
- * whole node (real tiny model + scripted model, ActorSystem, InferenceActor, Hono app, Deno.serve
- * on 127.0.0.1 port 0).
+ * whole node (real tiny model + scripted model, ActorSystem, InferenceActor, LocalInferencePort,
+ * Hono app, Deno.serve on 127.0.0.1 port 0).
  *
  * @module
  */
@@ -12,18 +12,21 @@ import {
   type GenerativeModel,
   InferenceActor,
   type InferenceMessage,
-  type InferenceStats,
   type ModelSource,
   type OneShotModel,
   type ProverHook,
-  type ServedModelInfo,
 } from "../../actors/inference_actor.ts";
+import type {
+  InferenceStats,
+  ModelCatalog,
+  ServedModelInfo,
+} from "../../inference/inference_port.ts";
+import { LocalInferencePort } from "../../inference/local_port.ts";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import { TextModel, type TokenChunk } from "../../inference/text_model.ts";
 import { fingerprintOf } from "../../proof/fingerprint.ts";
 import { DEFAULT_GENERATION_PARAMS, type GenerationParams } from "../../protocols/job.ts";
 import { createApp } from "../../server/app.ts";
-import type { ModelCatalog } from "../../server/inference_gateway.ts";
 import { serve } from "../../server/serve.ts";
 
 /** Letters the scripted model cycles through. */
@@ -211,6 +214,8 @@ export interface TestNode {
   gated: ScriptedModel;
   /** The InferenceActor. */
   inference: ActorRef<InferenceMessage>;
+  /** The port the app submits through. */
+  port: LocalInferencePort;
   /** The actor system. */
   system: ActorSystem;
   /** The actor's stats. */
@@ -235,7 +240,8 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
         prover: options.prover,
       }),
   });
-  const app = createApp({ inference, models, defaultModel: model.info.cid });
+  const port = new LocalInferencePort({ inference, models });
+  const app = createApp({ inference: port, defaultModel: model.info.cid });
   const abort = new AbortController();
   const server = serve({ app, port: 0, signal: abort.signal });
   return {
@@ -244,8 +250,9 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     model,
     gated,
     inference,
+    port,
     system,
-    stats: () => inference.ask<InferenceStats>({ type: "stats" }),
+    stats: () => port.stats(),
     close: async () => {
       gated.release(1_000_000); // let any held step finish so nothing waits forever
       abort.abort();

@@ -3,6 +3,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";
+import { LocalInferencePort } from "../../inference/local_port.ts";
 import { createApp } from "../../server/app.ts";
 import { MetricsRegistry } from "../../server/metrics_registry.ts";
 import { serve } from "../../server/serve.ts";
@@ -29,7 +30,10 @@ Deno.test("createApp works with the node's ModelRegistry as model source and cat
     metrics.register(
       () => [{ name: "veriflow_extra", help: "An extra series.", type: "gauge", value: 7 }],
     );
-    const app = createApp({ inference, models: registry, metrics });
+    const app = createApp({
+      inference: new LocalInferencePort({ inference, models: registry }),
+      metrics,
+    });
     // Later areas mount their own modules on the same app.
     app.route("/dashboard", new Hono().get("/", (c) => c.text("dashboard")));
     const server = serve({ app, signal: abort.signal });
@@ -72,7 +76,8 @@ Deno.test("With the real ProverActor, the streamed text's signed receipt comes b
       name: "node/inference",
       factory: () => new InferenceActor({ models, prover: proverHook(prover) }),
     });
-    const server = serve({ app: createApp({ inference, models }), signal: abort.signal });
+    const port = new LocalInferencePort({ inference, models });
+    const server = serve({ app: createApp({ inference: port }), signal: abort.signal });
     const sse = await (await fetch(`${server.url}/v1/completions`, {
       method: "POST",
       body: JSON.stringify({ prompt: "Prove it", max_tokens: 20, stream: true }),
@@ -95,4 +100,15 @@ Deno.test("With the real ProverActor, the streamed text's signed receipt comes b
     abort.abort();
     await system.shutdown();
   }
+});
+
+Deno.test("The HTTP and WebSocket edge depends on the inference port only: no server/ module imports from actors/", async () => {
+  const serverDir = new URL("../../server/", import.meta.url);
+  const offenders: string[] = [];
+  for await (const entry of Deno.readDir(serverDir)) {
+    if (!entry.isFile || !entry.name.endsWith(".ts")) continue;
+    const source = await Deno.readTextFile(new URL(entry.name, serverDir));
+    if (/from\s+["']\.\.\/actors\//.test(source)) offenders.push(entry.name);
+  }
+  assertEquals(offenders, []);
 });

@@ -1,0 +1,114 @@
+/**
+ * {@link LocalInferencePort}: the {@link InferencePort} of models that run in this process, over
+ * the InferenceActor. It is the only piece between the edge and the actor: it turns a port
+ * submission into the actor's plain-data messages (`submit`, and `cancel` when the caller's
+ * signal aborts before the answer), and hands back the handle as plain data: served-model
+ * fields only, and tokens as `StreamedToken`s, which the actor's job run already strips of
+ * whatever the model attached to its chunks (logits, fingerprints stay with the prover).
+ *
+ * @example
+ * ```ts ignore
+ * const port = new LocalInferencePort({ inference: inferenceRef, models: registry });
+ * const handle = await port.submit(job, { signal });
+ * for await (const token of handle.tokens) console.log(token.text);
+ * console.log(await handle.done);
+ * ```
+ *
+ * @module
+ */
+import type { ActorRef } from "../actors/actor_ref.ts";
+import { type InferenceMessage, submitJob } from "../actors/inference_actor.ts";
+import type { TextJob } from "../protocols/job.ts";
+import type {
+  InferenceHandle,
+  InferencePort,
+  InferenceStats,
+  ModelCatalog,
+  ServedModelInfo,
+  SubmitOptions,
+} from "./inference_port.ts";
+
+/** Options of {@link LocalInferencePort}. */
+export interface LocalInferencePortOptions {
+  /** The InferenceActor's ref. */
+  inference: ActorRef<InferenceMessage>;
+  /** The models the actor's source serves (a `ModelRegistry`), listed by `models()`. */
+  models: ModelCatalog;
+  /**
+   * How long a submission may wait for the actor's answer. Default two minutes: it covers a
+   * first-time model load (seconds for a large ONNX file); after that answers take microseconds.
+   */
+  submitTimeoutMs?: number;
+  /** How long a stats ask may take. Default 5 s: it is answered from memory. */
+  statsTimeoutMs?: number;
+}
+
+/** Default of {@link LocalInferencePortOptions.submitTimeoutMs}. */
+export const LOCAL_SUBMIT_TIMEOUT_MS = 120_000;
+/** Default of {@link LocalInferencePortOptions.statsTimeoutMs}; longer means a wedged actor. */
+export const LOCAL_STATS_TIMEOUT_MS = 5_000;
+
+/** Submits text jobs to this process's InferenceActor. */
+export class LocalInferencePort implements InferencePort {
+  #inference: ActorRef<InferenceMessage>;
+  #models: ModelCatalog;
+  #submitTimeoutMs: number;
+  #statsTimeoutMs: number;
+
+  /**
+   * Create it.
+   *
+   * @param options See {@link LocalInferencePortOptions}.
+   */
+  constructor(options: LocalInferencePortOptions) {
+    this.#inference = options.inference;
+    this.#models = options.models;
+    this.#submitTimeoutMs = options.submitTimeoutMs ?? LOCAL_SUBMIT_TIMEOUT_MS;
+    this.#statsTimeoutMs = options.statsTimeoutMs ?? LOCAL_STATS_TIMEOUT_MS;
+  }
+
+  /**
+   * Submit a text job. Rejects with the actor's typed refusal (`too_many_jobs`,
+   * `unknown_model`, `context_length_exceeded`, `invalid_generation_params`, ...); aborting
+   * `options.signal` cancels the job, queued or running.
+   */
+  async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
+    const handle = await submitJob(this.#inference, job, {
+      signal: options?.signal,
+      timeoutMs: this.#submitTimeoutMs,
+    });
+    return {
+      jobId: handle.jobId,
+      model: servedModelInfo(handle.model),
+      promptTokens: handle.promptTokens,
+      tokens: handle.tokens,
+      done: handle.done,
+      cancel: () => handle.cancel(),
+    };
+  }
+
+  /** The models the catalog lists, as plain {@link ServedModelInfo}s. */
+  async models(): Promise<readonly ServedModelInfo[]> {
+    return (await this.#models.list()).map(servedModelInfo);
+  }
+
+  /** The actor's counters and gauges. */
+  async stats(): Promise<InferenceStats> {
+    return await this.#inference.ask<InferenceStats>({ type: "stats" }, {
+      timeoutMs: this.#statsTimeoutMs,
+    });
+  }
+}
+
+/**
+ * The served-model fields of a model's info, and nothing else: an engine's `ModelInfo` carries
+ * more (paths, architecture) that has no business leaving the node.
+ */
+function servedModelInfo(info: ServedModelInfo): ServedModelInfo {
+  const served: {
+    -readonly [K in keyof ServedModelInfo]: ServedModelInfo[K];
+  } = { cid: info.cid, name: info.name, kind: info.kind };
+  if (info.contextLength !== undefined) served.contextLength = info.contextLength;
+  if (info.executionProvider !== undefined) served.executionProvider = info.executionProvider;
+  return served;
+}

@@ -1,0 +1,134 @@
+import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import {
+  type GenerativeModel,
+  InferenceActor,
+  type InferenceActorOptions,
+  type InferenceMessage,
+  type ModelSource,
+  TooManyJobsError,
+} from "../../actors/inference_actor.ts";
+import type { InferenceHandle } from "../../inference/inference_port.ts";
+import { LocalInferencePort } from "../../inference/local_port.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { eventually, params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
+
+let nonce = 0;
+function textJob(model: string, maxTokens: number): TextJob {
+  return { kind: "text", model, prompt: "x", params: params({ maxTokens }), nonce: `p${++nonce}` };
+}
+
+async function withPort(
+  models: ModelSource & { list(): GenerativeModel["info"][] },
+  options: Omit<InferenceActorOptions, "models">,
+  body: (port: LocalInferencePort) => Promise<void>,
+): Promise<void> {
+  const system = new ActorSystem({ name: "local-port-test" });
+  const inference = await system.spawn<InferenceMessage>({
+    name: "inference",
+    factory: () => new InferenceActor({ ...options, models }),
+  });
+  try {
+    await body(new LocalInferencePort({ inference, models }));
+  } finally {
+    await system.shutdown();
+  }
+}
+
+async function readTokens(handle: InferenceHandle): Promise<Record<string, unknown>[]> {
+  const tokens: Record<string, unknown>[] = [];
+  for await (const token of handle.tokens) tokens.push({ ...token });
+  return tokens;
+}
+
+Deno.test("LocalInferencePort hands back plain data: tokens without the model's fingerprint or logits, model info without engine fields", async () => {
+  const scripted = new ScriptedModel();
+  // An engine's info carries more than a port may hand out.
+  const info = { ...scripted.info, weightsPath: "/var/models/secret.onnx" };
+  const model: GenerativeModel = {
+    info,
+    tokenizer: scripted.tokenizer,
+    generate: (ids, p, o) => scripted.generate(ids, p, o),
+  };
+  await withPort(new StaticModels([model]), {}, async (port) => {
+    const handle = await port.submit(textJob(info.cid, 3));
+    assertEquals(handle.model, {
+      cid: info.cid,
+      name: info.name,
+      kind: "text",
+      contextLength: info.contextLength,
+      executionProvider: "cpu",
+    });
+    assertEquals(handle.promptTokens, 1);
+    assertEquals(await readTokens(handle), [
+      { index: 0, tokenId: 97, text: "a" },
+      { index: 1, tokenId: 98, text: "b" },
+      { index: 2, tokenId: 99, text: "c", finishReason: "length" },
+    ]);
+    assertEquals((await handle.done).finishReason, "length");
+    const listed = await port.models();
+    assertEquals(listed, [handle.model]);
+  });
+});
+
+Deno.test("LocalInferencePort: aborting the submit signal cancels a running job within one step and frees its slot", async () => {
+  const model = new ScriptedModel({ gated: true });
+  await withPort(new StaticModels([model]), { concurrency: 1 }, async (port) => {
+    const abort = new AbortController();
+    const handle = await port.submit(textJob(model.info.cid, 50), { signal: abort.signal });
+    const reader = handle.tokens.getReader();
+    model.release(2);
+    for (let i = 0; i < 2; i++) assert(!(await reader.read()).done);
+    abort.abort();
+    model.release(100);
+    const summary = await handle.done;
+    assertEquals([summary.finishReason, summary.usage.completionTokens], ["cancelled", 2]);
+    await new Promise((r) => setTimeout(r, 20));
+    assert(model.steps <= 3, `model computed ${model.steps} steps after cancel at 2`);
+    await eventually(async () => (await port.stats()).jobsCancelled === 1);
+    const next = await port.submit(textJob(model.info.cid, 2));
+    assertEquals((await readTokens(next)).length, 2);
+  });
+});
+
+Deno.test("LocalInferencePort: a signal aborted while the actor is still answering cancels the job once it is accepted; it never computes", async () => {
+  const model = new ScriptedModel();
+  const loaded = Promise.withResolvers<void>();
+  const slowLoad = new StaticModels([model]);
+  const models = {
+    get: async (cid: string) => {
+      await loaded.promise; // a model load in progress
+      return slowLoad.get(cid);
+    },
+    list: () => slowLoad.list(),
+  };
+  await withPort(models, {}, async (port) => {
+    const abort = new AbortController();
+    const submitted = port.submit(textJob(model.info.cid, 5), { signal: abort.signal });
+    abort.abort();
+    await assertRejects(() => submitted);
+    loaded.resolve();
+    await eventually(async () => (await port.stats()).jobsCancelled === 1, "job cancelled");
+    const stats = await port.stats();
+    assertEquals([stats.activeJobs, stats.queuedJobs, stats.jobsFinished], [0, 0, 0]);
+    assertEquals(model.steps, 0);
+  });
+});
+
+Deno.test("LocalInferencePort passes the actor's typed refusals through and reports its stats", async () => {
+  const model = new ScriptedModel({ gated: true });
+  await withPort(new StaticModels([model]), { concurrency: 1, queueLimit: 0 }, async (port) => {
+    const running = await port.submit(textJob(model.info.cid, 1));
+    const refused = await assertRejects(
+      () => port.submit(textJob(model.info.cid, 1)),
+      TooManyJobsError,
+    );
+    assertEquals(refused.code, "too_many_jobs");
+    const unknown = await assertRejects(() => port.submit(textJob("bafkreinope", 1)));
+    assertEquals((unknown as { code?: string }).code, "unknown_model");
+    const stats = await port.stats();
+    assertEquals([stats.activeJobs, stats.jobsRejected], [1, 1]);
+    running.cancel();
+    assertEquals((await running.done).finishReason, "cancelled");
+  });
+});
