@@ -34,17 +34,12 @@ export interface LocalInferencePortOptions {
   inference: ActorRef<InferenceMessage>;
   /** The models the actor's source serves (a `ModelRegistry`), listed by `models()`. */
   models: ModelCatalog;
-  /**
-   * How long a submission may wait for the actor's answer. Default two minutes: it covers a
-   * first-time model load (seconds for a large ONNX file); after that answers take microseconds.
-   */
+  /** How long a submission may wait for the actor's answer; default `submitJob`'s (two minutes). */
   submitTimeoutMs?: number;
   /** How long a stats ask may take. Default 5 s: it is answered from memory. */
   statsTimeoutMs?: number;
 }
 
-/** Default of {@link LocalInferencePortOptions.submitTimeoutMs}. */
-export const LOCAL_SUBMIT_TIMEOUT_MS = 120_000;
 /** Default of {@link LocalInferencePortOptions.statsTimeoutMs}; longer means a wedged actor. */
 export const LOCAL_STATS_TIMEOUT_MS = 5_000;
 
@@ -52,7 +47,7 @@ export const LOCAL_STATS_TIMEOUT_MS = 5_000;
 export class LocalInferencePort implements InferencePort {
   #inference: ActorRef<InferenceMessage>;
   #models: ModelCatalog;
-  #submitTimeoutMs: number;
+  #submitTimeoutMs?: number;
   #statsTimeoutMs: number;
 
   /**
@@ -63,7 +58,7 @@ export class LocalInferencePort implements InferencePort {
   constructor(options: LocalInferencePortOptions) {
     this.#inference = options.inference;
     this.#models = options.models;
-    this.#submitTimeoutMs = options.submitTimeoutMs ?? LOCAL_SUBMIT_TIMEOUT_MS;
+    this.#submitTimeoutMs = options.submitTimeoutMs;
     this.#statsTimeoutMs = options.statsTimeoutMs ?? LOCAL_STATS_TIMEOUT_MS;
   }
 
