@@ -80,22 +80,26 @@ const messages: { name: string; envelope: Envelope }[] = [
   },
   {
     name: "signed receipt",
-    envelope: signEnvelope({
-      v: 1,
-      type: "proof.receipt",
-      id: 9001,
-      body: {
-        jobId: hex64,
-        model: cid,
-        inputHash: hex64,
-        outputHash: hex64,
-        commitmentRoot: hex64,
-        tokenCount: 64,
-        params: { maxTokens: 64, temperature: 0.7, topK: 40, topP: 0.95, seed: 1234, stop: [] },
-        worker: identity.publicKey,
-        timings: { startedAt: 1764070000000, finishedAt: 1764070001234 },
+    envelope: signEnvelope(
+      {
+        v: 1,
+        type: "proof.receipt",
+        id: 9001,
+        body: {
+          jobId: hex64,
+          model: cid,
+          inputHash: hex64,
+          outputHash: hex64,
+          commitmentRoot: hex64,
+          tokenCount: 64,
+          params: { maxTokens: 64, temperature: 0.7, topK: 40, topP: 0.95, seed: 1234, stop: [] },
+          worker: identity.publicKey,
+          timings: { startedAt: 1764070000000, finishedAt: 1764070001234 },
+        },
       },
-    }, identity),
+      identity,
+      new Uint8Array(32),
+    ), // any session id: only the size matters here
   },
 ];
 

@@ -14,16 +14,21 @@
  * error     B→A  { type: "error", re: n, body: { code, message } }
  * ```
  *
- * Flow control is credit-based per stream: the requester grants `window` chunks up front and
- * more as its reader consumes them, and the responder pulls from the handler's stream only
- * while it holds credit. So a slow reader stalls only its own stream, its sender never has
- * more than `window` chunks in flight, and nothing buffers without bound. The read loop never
- * waits on a consumer or on a write, so it cannot deadlock against the peer's.
+ * The parts, one file each: the requester side (`_connection_requester.ts`: pending replies,
+ * the receive side of streams, in-flight slots), the responder side
+ * (`_connection_responder.ts`: admission, handlers, the credit-driven stream pump), the write
+ * queue with its one byte budget (`_connection_write_queue.ts`) and liveness
+ * (`_connection_keepalive.ts`). This file wires them: the read loop, refusals, and closing.
  *
- * Every inbound envelope is decoded, checked (shape, version, signature) and its body
- * validated against the registry before any handler sees it. A bad message gets a typed
- * `error` back and the connection goes on; only broken framing (a frame over
- * `maxFrameBytes`, a stream cut inside a frame) closes it, with a typed error.
+ * {@link Connection.open} first runs the session handshake (`session_handshake.ts`): the peer
+ * proves its key, both sides exchange their protocols (`connection_protocols.ts`), and the
+ * connection then knows {@link Connection.peerKey} without any per-frame signature.
+ *
+ * The read loop never waits on a consumer or on a write, so it cannot deadlock against the
+ * peer's. Every inbound envelope is decoded, checked and its body validated before any
+ * handler sees it; a bad message gets a typed `error` back and the connection goes on, until
+ * the peer has been refused `maxRefusals` times in a window. Broken framing, a silent peer
+ * and too many refusals close it, with a typed error.
  *
  * @example
  * ```ts
@@ -44,43 +49,43 @@
  *
  * @module
  */
-import { VeriflowError } from "./errors.ts";
-import { encodeEnvelope, type Envelope, PROTOCOL_VERSION } from "./envelope.ts";
-import { assertEnvelopeSignature, signEnvelope } from "./envelope_signing.ts";
-import type { Identity } from "./identity.ts";
+import { type Envelope, PROTOCOL_VERSION } from "./envelope.ts";
 import type { ByteDuplex } from "./memory_duplex.ts";
 import type {
   AnyMessageDefinition,
   MessageDefinition,
   MessageRegistry,
 } from "./message_registry.ts";
+import { CORE_MESSAGES, createCoreRegistry, ErrorMessage, PingMessage } from "./messages.ts";
 import {
-  CancelMessage,
-  CORE_MESSAGES,
-  createCoreRegistry,
-  CreditMessage,
-  EndMessage,
-  ErrorMessage,
-  MAX_ERROR_MESSAGE_LENGTH,
-  PingMessage,
-  PongMessage,
-} from "./messages.ts";
-import {
-  BadSignatureError,
-  BusyError,
   ConnectionClosedError,
-  FlowControlError,
-  FrameTooLargeError,
-  NoHandlerError,
   ProtocolError,
-  RemoteError,
-  RequestCancelledError,
-  RequestTimeoutError,
-  StreamCancelledError,
   UnexpectedMessageError,
   UnknownTypeError,
 } from "./protocol_errors.ts";
 import { DEFAULT_MAX_CBOR_DEPTH } from "./cbor_guard.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "./connection_timers.ts";
+import { NegotiatedProtocols, type Protocol, type ProtocolOffer } from "./connection_protocols.ts";
+import type {
+  ConnectionOptions,
+  ConnectionStats,
+  Handler,
+  HandlerContext,
+  OpenConnectionOptions,
+  OpenStreamOptions,
+  RequestOptions,
+} from "./connection_options.ts";
+import { runSessionHandshake, type Session } from "./session_handshake.ts";
+import type { ConnectionCore, ControlFrame } from "./_connection_common.ts";
+import { Requester } from "./_connection_requester.ts";
+import { type AnyHandler, Responder } from "./_connection_responder.ts";
+import { WriteQueue } from "./_connection_write_queue.ts";
+import {
+  DEFAULT_MAX_REFUSALS,
+  DEFAULT_REFUSAL_WINDOW_MS,
+  InboundRouter,
+} from "./_connection_inbound.ts";
+import { Keepalive } from "./_connection_keepalive.ts";
 import { type DecodedFrame, EnvelopeDecoderStream } from "../streams/cbor_stream.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
@@ -88,246 +93,162 @@ import {
   LengthPrefixedEncoderStream,
 } from "../streams/length_prefixed_stream.ts";
 
-// ---------------------------------------------------------------------------------------------
-// Types
-
-/** Options of a {@link Connection}. */
-export interface ConnectionOptions {
-  /** Message types this side understands (default: a fresh registry of the core messages). */
-  registry?: MessageRegistry;
-  /** Largest frame payload sent or accepted (default 1 MiB, see `DEFAULT_MAX_FRAME_BYTES`). */
-  maxFrameBytes?: number;
-  /** Deepest CBOR nesting accepted (default {@link DEFAULT_MAX_CBOR_DEPTH}). */
-  maxDepth?: number;
-  /**
-   * Default timeout of {@link Connection.request} (default 30 s: long enough for a slow peer
-   * under load, short enough that a lost reply frees its caller).
-   */
-  requestTimeoutMs?: number;
-  /**
-   * Credit window of streams this side reads, in chunks (default 16): the most chunks a
-   * sender may have in flight per stream, hence the receive buffer per stream
-   * (window × maxFrameBytes at worst). 16 keeps a token stream flowing across a round trip
-   * without letting a stalled reader pin much memory.
-   */
-  streamWindow?: number;
-  /**
-   * Most peer requests handled at once (default 1024). Beyond it, requests are refused with
-   * `busy` rather than queued, so a flood costs the peer, not our memory; refusing instead of
-   * pausing the read loop also avoids deadlock when handlers wait on the peer.
-   */
-  maxInboundRequests?: number;
-  /**
-   * Bytes queued for the transport beyond which best-effort error replies are dropped
-   * (default 4 MiB): a peer that sends garbage and never reads cannot grow our write queue.
-   */
-  maxQueuedBytes?: number;
-  /**
-   * After close(), how long to wait for the peer to end its side before cutting the read side
-   * (default 2 s: a live peer answers in a round trip; a dead one must not hold us open).
-   */
-  closeGraceMs?: number;
-  /** Sign every outbound envelope with this identity. */
-  identity?: Identity;
-  /** Refuse unsigned inbound envelopes with `bad_signature` (default false). */
-  requireSignatures?: boolean;
-  /** Require every inbound envelope to be signed by this public key (implies requireSignatures). */
-  expectedPeer?: Uint8Array;
-  /** Called for each inbound message this side refuses (for logs and metrics). */
-  onProtocolError?: (error: ProtocolError) => void;
-  /** Called for each `error` the peer reports that is not about one of our requests. */
-  onRemoteError?: (error: RemoteError) => void;
-}
-
-/** Options of {@link Connection.request}. */
-export interface RequestOptions {
-  /** Overrides {@link ConnectionOptions.requestTimeoutMs}. */
-  timeoutMs?: number;
-  /** Abort to give up on the request (the peer is told with `cancel`). */
-  signal?: AbortSignal;
-}
-
-/** Options of {@link Connection.openStream}. */
-export interface OpenStreamOptions {
-  /** Abort to cancel the stream (the peer's handler is cancelled). */
-  signal?: AbortSignal;
-  /** Overrides {@link ConnectionOptions.streamWindow} for this stream. */
-  window?: number;
-}
-
-/** What a handler gets besides the body. */
-export interface HandlerContext {
-  /** The validated envelope (body already parsed). */
-  envelope: Envelope;
-  /** The verified signer, if the envelope was signed. */
-  from?: Uint8Array;
-  /** Aborted when the requester cancels, times out, or the connection closes. */
-  signal: AbortSignal;
-  /** The connection the request came in on. */
-  connection: Connection;
-}
-
-/**
- * A request handler: returns the reply body (request/response types) or a `ReadableStream`
- * of chunk bodies (streamed types), or a promise of either. Throwing a `VeriflowError` sends
- * its `code` back; any other throw is sent as `handler_error`.
- */
-export type Handler<B, R, C> = (
-  body: B,
-  ctx: HandlerContext,
-) => R | ReadableStream<C> | Promise<R | ReadableStream<C>>;
-
-/** Counters and gauges of a connection, for tests, metrics and the dashboard. */
-export interface ConnectionStats {
-  /** Our requests awaiting a reply or still streaming. */
-  pendingRequests: number;
-  /** Peer requests being handled (including streams we are sending). */
-  inboundRequests: number;
-  /** Bytes handed to the writer and not yet taken by the transport. */
-  queuedBytes: number;
-  /** Chunks received on our streams and not yet read by their consumers. */
-  bufferedChunks: number;
-  /** Chunks we sent on peer streams and that the peer has not yet re-credited. */
-  inFlightChunks: number;
-  /** Frames sent. */
-  framesSent: number;
-  /** Frames received (including refused ones). */
-  framesReceived: number;
-  /** Inbound messages refused with a protocol error. */
-  refused: number;
-  /** Error replies dropped because the write queue was over `maxQueuedBytes`. */
-  droppedErrorReplies: number;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Internal exchange state
+export type * from "./connection_options.ts";
+export { defineProtocol, type Protocol, type ProtocolOffer } from "./connection_protocols.ts";
+export { type ConnectionTimers, SYSTEM_TIMERS } from "./connection_timers.ts";
+export { DEFAULT_MAX_REFUSALS, DEFAULT_REFUSAL_WINDOW_MS } from "./_connection_inbound.ts";
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_STREAM_WINDOW = 16;
 const DEFAULT_MAX_INBOUND_REQUESTS = 1024;
+const DEFAULT_MAX_PENDING_REQUESTS = 1024;
 const DEFAULT_MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 const DEFAULT_CLOSE_GRACE_MS = 2_000;
-
-/** Our request awaiting one reply. */
-interface PendingReply {
-  kind: "reply";
-  definition: MessageDefinition;
-  resolve(body: unknown): void;
-  fail(error: Error): void;
-}
-
-/** Our stream request: the receive side of a flow-controlled stream. */
-interface PendingStream {
-  kind: "stream";
-  definition: MessageDefinition;
-  /** Received chunks not yet read (at most `window`). */
-  queue: unknown[];
-  /** Credits granted so far, in total. */
-  granted: number;
-  /** Chunks received so far, in total. */
-  received: number;
-  /** Consumed chunks not yet re-granted. */
-  ungranted: number;
-  window: number;
-  done: boolean;
-  error: Error | null;
-  /** Wakes a pull() waiting for a chunk, the end, or an error. */
-  wake: (() => void) | null;
-  /** The stream failed: the reader sees `error` after the chunks already queued. */
-  fail(error: Error): void;
-  /** The sender finished: the reader sees the end after the chunks already queued. */
-  end(): void;
-}
-
-type Pending = PendingReply | PendingStream;
-
-/** A peer request we are handling. */
-interface InboundExchange {
-  abort: AbortController;
-  /** Credits the peer granted us and we have not used (streams only). */
-  credits: number;
-  /** Chunks sent and not yet re-credited, for stats. */
-  inFlight: number;
-  /** Wakes the stream pump waiting for credit. */
-  wake: (() => void) | null;
-}
-
-function errorText(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.slice(0, MAX_ERROR_MESSAGE_LENGTH);
-}
-
-function errorCode(error: unknown): string {
-  return error instanceof VeriflowError ? error.code : "handler_error";
-}
-
-// ---------------------------------------------------------------------------------------------
+/** See {@link ConnectionOptions.keepaliveMs}. */
+export const DEFAULT_KEEPALIVE_MS = 1_500;
+/** See {@link ConnectionOptions.idleTimeoutMs}. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
+/** Private constructor flag of {@link Connection.open}. */
+const START_AFTER_MACROTASK = Symbol("startAfterMacrotask");
 
 /** A multiplexed message connection over a byte duplex. See the module doc. */
 export class Connection {
   readonly #registry: MessageRegistry;
-  readonly #handlers = new Map<string, Handler<unknown, unknown, unknown>>();
-  readonly #pending = new Map<number, Pending>();
-  readonly #inbound = new Map<number, InboundExchange>();
+  readonly #timers: ConnectionTimers;
+  readonly #queue: WriteQueue;
+  readonly #requester: Requester;
+  readonly #responder: Responder;
+  readonly #keepalive: Keepalive;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #reader: ReadableStreamDefaultReader<DecodedFrame>;
-  readonly #maxFrameBytes: number;
   readonly #requestTimeoutMs: number;
   readonly #streamWindow: number;
-  readonly #maxInbound: number;
-  readonly #maxQueuedBytes: number;
   readonly #closeGraceMs: number;
-  readonly #identity?: Identity;
-  readonly #requireSignatures: boolean;
-  readonly #expectedPeer?: Uint8Array;
-  readonly #onProtocolError?: (error: ProtocolError) => void;
-  readonly #onRemoteError?: (error: RemoteError) => void;
+  readonly #router: InboundRouter;
   readonly #closed: Promise<void>;
   #resolveClosed!: () => void;
   #closeReason: Error | null = null;
+  #closing = false;
+  #readEnded = false;
+  #graceTimer: unknown;
+  #session: Session | undefined;
+  #protocols: NegotiatedProtocols | undefined;
   #nextId = 1;
-  #queuedBytes = 0;
-  #framesSent = 0;
   #framesReceived = 0;
-  #refused = 0;
   #droppedErrorReplies = 0;
 
   /**
-   * Start a connection over `duplex` (reading starts at once; register handlers right after
-   * construction, before the peer can have sent anything that needs them).
+   * Start a connection over `duplex`, without a handshake (reading starts at once: register
+   * handlers right after construction, before the peer can have sent anything that needs them).
    * @param duplex The byte streams to and from the peer.
-   * @param options Limits, signing, hooks.
+   * @param options Limits, timers, hooks.
    */
   constructor(duplex: ByteDuplex, options?: ConnectionOptions) {
     this.#registry = options?.registry ?? createCoreRegistry();
     this.#registry.register(...CORE_MESSAGES);
-    this.#maxFrameBytes = options?.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.#timers = options?.timers ?? SYSTEM_TIMERS;
+    const maxFrameBytes = options?.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     this.#requestTimeoutMs = options?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#streamWindow = options?.streamWindow ?? DEFAULT_STREAM_WINDOW;
-    this.#maxInbound = options?.maxInboundRequests ?? DEFAULT_MAX_INBOUND_REQUESTS;
-    this.#maxQueuedBytes = options?.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     this.#closeGraceMs = options?.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS;
-    this.#identity = options?.identity;
-    this.#expectedPeer = options?.expectedPeer;
-    this.#requireSignatures = (options?.requireSignatures ?? false) || !!options?.expectedPeer;
-    this.#onProtocolError = options?.onProtocolError;
-    this.#onRemoteError = options?.onRemoteError;
     if (!(this.#streamWindow >= 1)) throw new RangeError("streamWindow must be >= 1");
     this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
 
-    const framing = { maxFrameBytes: this.#maxFrameBytes };
+    const framing = { maxFrameBytes };
     const encoder = new LengthPrefixedEncoderStream(framing);
     this.#writer = encoder.writable.getWriter();
     encoder.readable.pipeTo(duplex.writable).catch((error) =>
       this.#shutdown(new ConnectionClosedError("transport write failed", { cause: error }))
     );
+    this.#queue = new WriteQueue(this.#writer, {
+      maxQueuedBytes: options?.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+      maxFrameBytes,
+      timers: this.#timers,
+      onWrite: () => this.#keepalive?.sent(),
+    });
+    const core = this.#core();
+    this.#requester = new Requester(core, {
+      maxPendingRequests: options?.maxPendingRequests ?? DEFAULT_MAX_PENDING_REQUESTS,
+      requestTimeoutMs: this.#requestTimeoutMs,
+      streamWindow: this.#streamWindow,
+    });
+    this.#responder = new Responder(
+      core,
+      options?.maxInboundRequests ?? DEFAULT_MAX_INBOUND_REQUESTS,
+      (base): HandlerContext => ({ ...base, connection: this }),
+    );
+    this.#router = new InboundRouter({
+      core,
+      requester: this.#requester,
+      responder: this.#responder,
+      session: () => this.#session,
+      protocols: () => this.#protocols,
+      issuedBelow: () => this.#nextId,
+      close: (error) => this.#shutdown(error),
+      maxRefusals: options?.maxRefusals ?? DEFAULT_MAX_REFUSALS,
+      refusalWindowMs: options?.refusalWindowMs ?? DEFAULT_REFUSAL_WINDOW_MS,
+      onProtocolError: options?.onProtocolError,
+      onRemoteError: options?.onRemoteError,
+    });
+    this.#keepalive = new Keepalive({
+      timers: this.#timers,
+      keepaliveMs: options?.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
+      idleTimeoutMs: options?.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+      stalledFor: (now) => this.#queue.stalledFor(now),
+      ping: () => this.#offer({ type: PingMessage.type, body: { nonce: this.#nextId } }),
+      onTimeout: (error) => this.#shutdown(error),
+    });
+    const received = new TransformStream<Uint8Array, Uint8Array>({
+      transform: (chunk, controller) => {
+        this.#keepalive.received();
+        controller.enqueue(chunk);
+      },
+    });
     this.#reader = duplex.readable
+      .pipeThrough(received)
       .pipeThrough(new LengthPrefixedDecoderStream(framing))
       .pipeThrough(
         new EnvelopeDecoderStream({ maxDepth: options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH }),
       )
       .getReader();
-    this.#readLoop();
+    if ((options as { [START_AFTER_MACROTASK]?: boolean })?.[START_AFTER_MACROTASK]) {
+      // From open(): the peer may have sent requests right behind its proof; reading a
+      // macrotask later lets handlers registered right after `await Connection.open` see them.
+      setTimeout(() => this.#readLoop(), 0);
+    } else {
+      this.#readLoop();
+    }
+  }
+
+  /**
+   * Run the session handshake on `duplex` (the peer proves its key, both sides exchange the
+   * protocols they offer), then start a connection on it.
+   * @param duplex A fresh transport to the peer (nothing sent on it yet).
+   * @param options This side's identity and protocols, and the connection's options.
+   * @returns The connection, with {@link peerKey}, {@link sessionId} and
+   *   {@link peerProtocols} set.
+   * @throws {HandshakeError} the peer failed its proof, or refused ours (code `handshake_failed`).
+   * @throws {PeerTimeoutError} the peer did not finish the handshake in time.
+   */
+  static async open(duplex: ByteDuplex, options: OpenConnectionOptions): Promise<Connection> {
+    const protocols = options.protocols ?? [];
+    new NegotiatedProtocols(protocols, []); // throws on overlapping protocols, before any I/O
+    const { session, duplex: rest } = await runSessionHandshake(duplex, {
+      identity: options.identity,
+      protocols,
+      timeoutMs: options.handshakeTimeoutMs ?? (options.idleTimeoutMs || undefined),
+      timers: options.timers,
+    });
+    const startLater = { ...options, [START_AFTER_MACROTASK]: true };
+    const connection = new Connection(rest, startLater);
+    connection.#adopt(session, protocols);
+    return connection;
+  }
+
+  #adopt(session: Session, protocols: readonly Protocol[]): void {
+    this.#session = session;
+    this.#protocols = new NegotiatedProtocols(protocols, session.peerProtocols);
+    for (const p of protocols) this.#registry.register(...p.messages);
   }
 
   /**
@@ -353,24 +274,41 @@ export class Connection {
     return this.#registry;
   }
 
+  /** The peer's public key, proven in the handshake (undefined without {@link open}). */
+  get peerKey(): Uint8Array | undefined {
+    return this.#session?.peerKey;
+  }
+
+  /** The session id of the handshake (undefined without {@link open}). */
+  get sessionId(): Uint8Array | undefined {
+    return this.#session?.sessionId;
+  }
+
+  /** The protocols the peer offered in the handshake (empty without {@link open}). */
+  get peerProtocols(): readonly ProtocolOffer[] {
+    return this.#protocols?.peerProtocols ?? [];
+  }
+
+  /** Whether both sides offered protocol `name` at the same version in the handshake. */
+  supports(name: string): boolean {
+    return this.#protocols?.supports(name) ?? false;
+  }
+
   /** A snapshot of counters and gauges. */
   stats(): ConnectionStats {
-    let bufferedChunks = 0;
-    for (const p of this.#pending.values()) {
-      if (p.kind === "stream") bufferedChunks += p.queue.length;
-    }
-    let inFlightChunks = 0;
-    for (const ex of this.#inbound.values()) inFlightChunks += ex.inFlight;
     return {
-      pendingRequests: this.#pending.size,
-      inboundRequests: this.#inbound.size,
-      queuedBytes: this.#queuedBytes,
-      bufferedChunks,
-      inFlightChunks,
-      framesSent: this.#framesSent,
+      pendingRequests: this.#requester.size,
+      waitingRequests: this.#requester.waiting,
+      inboundRequests: this.#responder.size,
+      queuedBytes: this.#queue.queuedBytes,
+      waitingSends: this.#queue.waiting,
+      bufferedChunks: this.#requester.bufferedChunks(),
+      inFlightChunks: this.#responder.inFlightChunks(),
+      framesSent: this.#queue.framesSent,
       framesReceived: this.#framesReceived,
-      refused: this.#refused,
+      refused: this.#router.refused,
       droppedErrorReplies: this.#droppedErrorReplies,
+      droppedFrames: this.#queue.dropped,
     };
   }
 
@@ -392,19 +330,19 @@ export class Connection {
     if (CORE_MESSAGES.includes(definition)) {
       throw new TypeError(`${definition.type} is a core message handled by the connection`);
     }
-    if (this.#handlers.has(definition.type)) {
-      throw new TypeError(`a handler for ${definition.type} is already registered`);
-    }
-    this.#handlers.set(definition.type, handler as Handler<unknown, unknown, unknown>);
+    this.#responder.handle(definition.type, handler as AnyHandler);
     return this;
   }
 
   /**
-   * Send a request and await its reply (validated against the reply schema).
-   * @throws {RequestTimeoutError} no reply within the timeout.
+   * Send a request and await its reply (validated against the reply schema). Waits for a
+   * slot when `maxPendingRequests` are in flight, and for room in the byte budget.
+   * @throws {RequestTimeoutError} no reply within the timeout (waiting included).
    * @throws {RequestCancelledError} the signal aborted.
    * @throws {RemoteError} the peer answered with an error (its `code`).
-   * @throws {ConnectionClosedError} the connection closed first.
+   * @throws {UnsupportedProtocolError} the type's protocol was not negotiated.
+   * @throws {ConnectionClosedError} the connection closed first (`peer_timeout` if the peer
+   *   went silent).
    */
   request<B, R>(
     definition: MessageDefinition<B, R, unknown>,
@@ -420,63 +358,23 @@ export class Connection {
   ): Promise<unknown> {
     let definition: MessageDefinition;
     try {
-      definition = this.#definition(definitionOrType);
+      definition = this.#outbound(definitionOrType);
       if (!definition.reply) {
         throw new TypeError(`${definition.type} has no reply definition (use openStream/notify)`);
       }
-      this.#assertOpen();
       options?.signal?.throwIfAborted();
     } catch (error) {
       return Promise.reject(error);
     }
-    const id = this.#nextId++;
     const timeoutMs = options?.timeoutMs ?? this.#requestTimeoutMs;
-    const signal = options?.signal;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const finish = () => {
-        settled = true;
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        this.#pending.delete(id);
-      };
-      const giveUp = (error: ProtocolError) => {
-        if (settled) return;
-        finish();
-        this.#sendCancel(id, error);
-        reject(error);
-      };
-      const onAbort = () =>
-        giveUp(new RequestCancelledError("request aborted", { cause: signal?.reason }));
-      const timer = setTimeout(
-        () => giveUp(new RequestTimeoutError(definition.type, timeoutMs)),
-        timeoutMs,
-      );
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#pending.set(id, {
-        kind: "reply",
-        definition,
-        resolve: (reply) => {
-          if (settled) return;
-          finish();
-          resolve(reply);
-        },
-        fail: (error) => {
-          if (settled) return;
-          finish();
-          reject(error);
-        },
-      });
-      this.#send({ v: PROTOCOL_VERSION, type: definition.type, id, body }).catch((error) =>
-        this.#pending.get(id)?.fail(error)
-      );
-    });
+    return this.#requester.request(definition, body, timeoutMs, options?.signal);
   }
 
   /**
    * Open a streamed request: returns the stream of chunk bodies (validated against the chunk
    * schema). Cancelling the stream cancels the peer's handler; a handler failure errors the
-   * stream with a {@link RemoteError}.
+   * stream with a {@link RemoteError}. The request waits for a slot and for room like
+   * {@link request}.
    */
   openStream<B, C>(
     definition: MessageDefinition<B, unknown, C>,
@@ -496,88 +394,11 @@ export class Connection {
     }
     const window = options?.window ?? this.#streamWindow;
     if (!(Number.isInteger(window) && window >= 1)) throw new RangeError("window must be >= 1");
-    const signal = options?.signal;
-    const id = this.#nextId++;
-    // Re-grant in batches of half the window: far fewer credit frames than one per chunk,
-    // while the sender still never runs dry as long as the reader keeps up.
-    const grantBatch = Math.max(1, Math.floor(window / 2));
-    const state: PendingStream = {
-      kind: "stream",
-      definition,
-      queue: [],
-      granted: window,
-      received: 0,
-      ungranted: 0,
-      window,
-      done: false,
-      error: null,
-      wake: null,
-      fail: (error) => {
-        if (state.done || state.error) return;
-        state.error = error;
-        this.#pending.delete(id);
-        signal?.removeEventListener("abort", onAbort);
-        state.wake?.();
-      },
-      end: () => {
-        if (state.done || state.error) return;
-        state.done = true;
-        this.#pending.delete(id);
-        signal?.removeEventListener("abort", onAbort);
-        state.wake?.();
-      },
-    };
-    const onAbort = () => {
-      const error = new StreamCancelledError("stream aborted", { cause: signal?.reason });
-      if (this.#pending.get(id) === state) this.#sendCancel(id, error);
-      state.queue.length = 0; // an abort is immediate: queued chunks are not delivered
-      state.fail(error);
-    };
-    const stream = new ReadableStream<unknown>({
-      pull: async (controller) => {
-        while (state.queue.length === 0 && !state.done && !state.error) {
-          await new Promise<void>((resolve) => (state.wake = resolve));
-          state.wake = null;
-        }
-        if (state.queue.length > 0) {
-          controller.enqueue(state.queue.shift());
-          if (state.done || state.error) return;
-          if (++state.ungranted >= grantBatch) {
-            const chunks = state.ungranted;
-            state.ungranted = 0;
-            state.granted += chunks;
-            this.#sendControl({ type: CreditMessage.type, re: id, body: { chunks } });
-          }
-          return;
-        }
-        if (state.error) controller.error(state.error);
-        else controller.close();
-      },
-      cancel: (reason) => {
-        if (this.#pending.get(id) === state) {
-          this.#sendCancel(id, new StreamCancelledError(`reader cancelled: ${errorText(reason)}`));
-        }
-        state.fail(new StreamCancelledError("reader cancelled"));
-        state.queue.length = 0;
-      },
-    }, { highWaterMark: 0 });
-
-    if (this.#closing) {
-      state.fail(new ConnectionClosedError("connection is closed", { cause: this.#closeReason }));
-      return stream;
+    const unsupported = this.#unsupported(definition);
+    if (unsupported) {
+      return new ReadableStream({ start: (controller) => controller.error(unsupported) });
     }
-    if (signal?.aborted) {
-      state.fail(new StreamCancelledError("stream aborted", { cause: signal.reason }));
-      return stream;
-    }
-    signal?.addEventListener("abort", onAbort, { once: true });
-    this.#pending.set(id, state);
-    // The request, then the initial window: the peer sees them in this order.
-    this.#send({ v: PROTOCOL_VERSION, type: definition.type, id, body }).catch((error) =>
-      state.fail(error)
-    );
-    this.#sendControl({ type: CreditMessage.type, re: id, body: { chunks: window } });
-    return stream;
+    return this.#requester.openStream(definition, body, window, options?.signal);
   }
 
   /** Send a one-way message (a type with neither reply nor chunk); resolves once written. */
@@ -588,18 +409,17 @@ export class Connection {
     definitionOrType: AnyMessageDefinition | string,
     body: unknown,
   ): Promise<void> {
-    const definition = this.#definition(definitionOrType);
-    this.#assertOpen();
-    await this.#send({ v: PROTOCOL_VERSION, type: definition.type, id: this.#nextId++, body });
+    const definition = this.#outbound(definitionOrType);
+    await this.#send([{ v: PROTOCOL_VERSION, type: definition.type, id: this.#nextId++, body }]);
   }
 
   /** Round-trip a `ping`; resolves with the round-trip time in milliseconds. */
   async ping(options?: RequestOptions): Promise<number> {
-    const started = performance.now();
+    const started = this.#timers.now();
     const nonce = this.#nextId;
     const pong = await this.request(PingMessage, { nonce }, options);
     if (pong.nonce !== nonce) throw new UnexpectedMessageError("pong nonce mismatch");
-    return performance.now() - started;
+    return this.#timers.now() - started;
   }
 
   /**
@@ -615,14 +435,33 @@ export class Connection {
   // -------------------------------------------------------------------------------------------
   // Sending
 
-  #closing = false;
-  #readEnded = false;
-  #graceTimer: ReturnType<typeof setTimeout> | undefined;
+  #core(): ConnectionCore {
+    // deno-lint-ignore no-this-alias
+    const self = this;
+    return {
+      get registry() {
+        return self.#registry;
+      },
+      get timers() {
+        return self.#timers;
+      },
+      get isClosing() {
+        return self.#closing;
+      },
+      get hasRoom() {
+        return self.#queue.hasRoom;
+      },
+      nextId: () => this.#nextId++,
+      send: (envelopes) => this.#send(envelopes),
+      post: (frame) => this.#post(frame),
+      offer: (frame) => this.#offer(frame),
+      closedError: () => this.#closedError(),
+      refuse: (error) => this.#router.refuse(error),
+    };
+  }
 
-  #assertOpen(): void {
-    if (this.#closing) {
-      throw new ConnectionClosedError("connection is closed", { cause: this.#closeReason });
-    }
+  #closedError(): ConnectionClosedError {
+    return new ConnectionClosedError("connection is closed", { cause: this.#closeReason });
   }
 
   #definition(definitionOrType: AnyMessageDefinition | string): MessageDefinition {
@@ -635,63 +474,41 @@ export class Connection {
     return definition;
   }
 
-  /** Encode, sign, size-check and queue one envelope. Resolves when the transport took it. */
-  #send(envelope: Envelope): Promise<void> {
-    if (this.#closing) {
-      return Promise.reject(
-        new ConnectionClosedError("connection is closed", { cause: this.#closeReason }),
-      );
-    }
-    let payload: Uint8Array;
+  /** A definition we may send a request of now; throws why not. */
+  #outbound(definitionOrType: AnyMessageDefinition | string): MessageDefinition {
+    const definition = this.#definition(definitionOrType);
+    if (this.#closing) throw this.#closedError();
+    const unsupported = this.#unsupported(definition);
+    if (unsupported) throw unsupported;
+    return definition;
+  }
+
+  #unsupported(definition: MessageDefinition): ProtocolError | undefined {
+    if (!this.#protocols || CORE_MESSAGES.includes(definition)) return undefined;
     try {
-      payload = encodeEnvelope(this.#identity ? signEnvelope(envelope, this.#identity) : envelope);
+      this.#protocols.check(definition.type);
     } catch (error) {
-      return Promise.reject(error);
+      return error as ProtocolError;
     }
-    if (payload.byteLength > this.#maxFrameBytes) {
-      // Refused locally: sending it would make the peer close the whole connection.
-      return Promise.reject(new FrameTooLargeError(payload.byteLength, this.#maxFrameBytes));
-    }
-    const size = payload.byteLength;
-    this.#queuedBytes += size;
-    this.#framesSent++;
-    return this.#writer.write(payload).then(
-      () => void (this.#queuedBytes -= size),
-      (error) => {
-        this.#queuedBytes -= size;
-        throw new ConnectionClosedError("transport write failed", { cause: error });
-      },
-    );
   }
 
-  /** Fire-and-forget send of a control message (never awaited by the read loop). */
-  #sendControl(partial: Omit<Envelope, "v" | "id">): void {
+  #send(envelopes: readonly Envelope[]): Promise<void> {
+    return this.#queue.send(envelopes);
+  }
+
+  /** A control frame that must arrive (credit, cancel): waits for room in the background. */
+  #post(frame: ControlFrame): void {
     if (this.#closing) return;
-    this.#send({ v: PROTOCOL_VERSION, id: this.#nextId++, ...partial } as Envelope).catch(() => {
-      // A failed write closes the connection through the pipe; nothing else to do here.
+    this.#send([{ v: PROTOCOL_VERSION, id: this.#nextId++, ...frame } as Envelope]).catch(() => {
+      // Fails only when the connection closes; nothing left to tell.
     });
   }
 
-  #sendCancel(id: number, error: ProtocolError): void {
-    this.#sendControl({
-      type: CancelMessage.type,
-      re: id,
-      body: { code: error.code, message: errorText(error) },
-    });
-  }
-
-  /** Best-effort error reply; dropped when the peer is not reading what we already queued. */
-  #sendError(code: string, message: string, coords: { re?: number; about?: number }): void {
-    if (this.#queuedBytes > this.#maxQueuedBytes) {
-      this.#droppedErrorReplies++;
-      return;
-    }
-    const body: Record<string, unknown> = {
-      code,
-      message: message.slice(0, MAX_ERROR_MESSAGE_LENGTH),
-    };
-    if (coords.about !== undefined) body.about = coords.about;
-    this.#sendControl({ type: ErrorMessage.type, re: coords.re, body });
+  /** A best-effort frame (pong, ping, error reply): dropped when the budget is full. */
+  #offer(frame: ControlFrame): void {
+    if (this.#closing) return;
+    const queued = this.#queue.offer({ v: PROTOCOL_VERSION, id: this.#nextId++, ...frame });
+    if (!queued && frame.type === ErrorMessage.type) this.#droppedErrorReplies++;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -706,8 +523,8 @@ export class Connection {
         // After close() we only drain until the peer ends its side: its last frames are moot.
         if (this.#closing) continue;
         this.#framesReceived++;
-        if (value.ok) this.#dispatch(value.envelope);
-        else this.#refuse(value.error);
+        if (value.ok) this.#router.dispatch(value.envelope);
+        else this.#router.refuse(value.error);
       }
     } catch (error) {
       if (!this.#closing) {
@@ -715,289 +532,14 @@ export class Connection {
         const typed = error instanceof ProtocolError
           ? error
           : new ConnectionClosedError("transport read failed", { cause: error });
-        this.#onProtocolError?.(typed);
-        this.#sendError(typed.code, errorText(typed), {});
+        this.#router.reportFatal(typed);
         failure = typed;
       }
     }
     this.#readEnded = true;
-    clearTimeout(this.#graceTimer);
+    this.#timers.clearTimeout(this.#graceTimer);
     this.#shutdown(failure);
     this.#resolveClosed();
-  }
-
-  /** Report a refused inbound message to the peer, addressed as precisely as we can. */
-  #refuse(error: ProtocolError): void {
-    this.#refused++;
-    this.#onProtocolError?.(error);
-    const re = error.envelopeRe;
-    const pending = re === undefined ? undefined : this.#pending.get(re);
-    if (
-      pending && error.envelopeType !== CreditMessage.type &&
-      error.envelopeType !== CancelMessage.type
-    ) {
-      // A bad reply, chunk or error for one of our requests (ids are per sender, so only
-      // response types can name one): that request fails here, and the peer is told to stop.
-      pending.fail(error);
-      this.#sendCancel(re!, error);
-      return;
-    }
-    // Never answer an error with an error: two confused peers would ping-pong forever.
-    if (error.envelopeType === ErrorMessage.type) return;
-    const type = error.envelopeType;
-    if (re !== undefined && (type === CreditMessage.type || type === CancelMessage.type)) {
-      // A bad control message about a stream we serve: that exchange cannot be trusted.
-      const exchange = this.#inbound.get(re);
-      if (exchange && !exchange.abort.signal.aborted) {
-        exchange.abort.abort(error);
-        this.#sendError(error.code, errorText(error), { re });
-      } else {
-        this.#sendError(error.code, errorText(error), { about: error.envelopeId });
-      }
-      return;
-    }
-    if (re !== undefined) {
-      this.#sendError(error.code, errorText(error), { about: error.envelopeId });
-      return;
-    }
-    if (error.envelopeId !== undefined) {
-      // Possibly a request: answering with re = its id fails it on the peer's side.
-      this.#sendError(error.code, errorText(error), { re: error.envelopeId });
-      return;
-    }
-    this.#sendError(error.code, errorText(error), {});
-  }
-
-  #dispatch(raw: Envelope): void {
-    const where = { envelopeId: raw.id, envelopeRe: raw.re, envelopeType: raw.type };
-    let body: unknown;
-    try {
-      if (raw.sig !== undefined || raw.from !== undefined || this.#requireSignatures) {
-        assertEnvelopeSignature(raw, this.#expectedPeer);
-      }
-      body = this.#registry.parseBody(raw.type, raw.body, where);
-    } catch (error) {
-      this.#refuse(
-        error instanceof ProtocolError
-          ? error
-          : new BadSignatureError("signature check failed", { ...where, cause: error }),
-      );
-      return;
-    }
-    const envelope: Envelope = { ...raw, body };
-    if (raw.re === undefined) {
-      this.#onRequest(envelope);
-      return;
-    }
-    switch (raw.type) {
-      case CreditMessage.type: {
-        const exchange = this.#inbound.get(raw.re);
-        if (!exchange) return; // the stream already ended: late credit, harmless
-        const chunks = (body as { chunks: number }).chunks;
-        exchange.credits += chunks;
-        exchange.inFlight = Math.max(0, exchange.inFlight - chunks);
-        exchange.wake?.();
-        return;
-      }
-      case CancelMessage.type: {
-        const exchange = this.#inbound.get(raw.re);
-        if (!exchange) return; // already finished
-        const { code, message } = body as { code: string; message: string };
-        exchange.abort.abort(
-          new StreamCancelledError(`cancelled by the requester (${code}): ${message}`),
-        );
-        return;
-      }
-    }
-    this.#onResponse(envelope, raw.re);
-  }
-
-  /** A reply, chunk, end or error for one of our requests. */
-  #onResponse(envelope: Envelope, re: number): void {
-    const pending = this.#pending.get(re);
-    const where = { envelopeId: envelope.id, envelopeRe: re, envelopeType: envelope.type };
-    if (!pending) {
-      // Ids we issued may get late answers (after a timeout or cancel): drop those quietly.
-      if (re < this.#nextId || envelope.type === ErrorMessage.type) return;
-      this.#refuse(new UnexpectedMessageError(`no request with id ${re}`, where));
-      return;
-    }
-    if (envelope.type === ErrorMessage.type) {
-      const { code, message } = envelope.body as { code: string; message: string };
-      const remote = new RemoteError(code, message);
-      if (pending.kind === "stream") {
-        pending.fail(remote);
-      } else pending.fail(remote);
-      return;
-    }
-    if (pending.kind === "reply") {
-      if (envelope.type === pending.definition.reply?.type) {
-        pending.resolve(envelope.body);
-        return;
-      }
-      this.#refuse(
-        new UnexpectedMessageError(
-          `${envelope.type} is not a reply to ${pending.definition.type}`,
-          where,
-        ),
-      );
-      return;
-    }
-    // Streamed reply.
-    if (envelope.type === EndMessage.type) {
-      pending.end();
-      return;
-    }
-    if (envelope.type !== pending.definition.chunk?.type) {
-      this.#refuse(
-        new UnexpectedMessageError(
-          `${envelope.type} is not a chunk of ${pending.definition.type}`,
-          where,
-        ),
-      );
-      return;
-    }
-    if (++pending.received > pending.granted) {
-      this.#refuse(
-        new FlowControlError(`chunk ${pending.received} exceeds ${pending.granted} credits`, where),
-      );
-      return;
-    }
-    pending.queue.push(envelope.body);
-    pending.wake?.();
-  }
-
-  /** A request (or one-way message) from the peer. */
-  #onRequest(envelope: Envelope): void {
-    const where = { envelopeId: envelope.id, envelopeType: envelope.type };
-    const type = envelope.type;
-    if (type === PingMessage.type) {
-      this.#sendControl({ type: PongMessage.type, re: envelope.id, body: envelope.body });
-      return;
-    }
-    if (type === ErrorMessage.type) {
-      const { code, message } = envelope.body as { code: string; message: string };
-      this.#onRemoteError?.(new RemoteError(code, message));
-      return;
-    }
-    const handler = this.#handlers.get(type);
-    if (!handler) {
-      this.#refuse(new NoHandlerError(type, where));
-      return;
-    }
-    if (this.#inbound.has(envelope.id)) {
-      this.#refuse(new UnexpectedMessageError(`id ${envelope.id} is already in use`, where));
-      return;
-    }
-    if (this.#inbound.size >= this.#maxInbound) {
-      this.#refuse(new BusyError(this.#maxInbound, where));
-      return;
-    }
-    const exchange: InboundExchange = {
-      abort: new AbortController(),
-      credits: 0,
-      inFlight: 0,
-      wake: null,
-    };
-    this.#inbound.set(envelope.id, exchange);
-    this.#runHandler(envelope, handler, exchange).finally(() => {
-      this.#inbound.delete(envelope.id);
-      exchange.wake?.();
-    });
-  }
-
-  async #runHandler(
-    envelope: Envelope,
-    handler: Handler<unknown, unknown, unknown>,
-    exchange: InboundExchange,
-  ): Promise<void> {
-    const definition = this.#registry.get(envelope.type)!;
-    const signal = exchange.abort.signal;
-    const oneWay = !definition.reply && !definition.chunk;
-    const coords = oneWay ? { about: envelope.id } : { re: envelope.id };
-    try {
-      const result = await handler(envelope.body, {
-        envelope,
-        from: envelope.sig ? envelope.from : undefined,
-        signal,
-        connection: this,
-      });
-      if (signal.aborted) {
-        if (result instanceof ReadableStream) await result.cancel(signal.reason).catch(() => {});
-        return;
-      }
-      if (definition.chunk) {
-        if (!(result instanceof ReadableStream)) {
-          throw new TypeError(`handler for ${envelope.type} must return a ReadableStream`);
-        }
-        await this.#pump(envelope.id, definition.chunk.type, result, exchange);
-        return;
-      }
-      if (definition.reply) {
-        await this.#send({
-          v: PROTOCOL_VERSION,
-          type: definition.reply.type,
-          id: this.#nextId++,
-          re: envelope.id,
-          body: result,
-        });
-      }
-    } catch (error) {
-      if (signal.aborted || this.#closing) return; // the requester is gone: nobody to tell
-      this.#sendError(errorCode(error), errorText(error), coords);
-    }
-  }
-
-  /** Send a handler's stream as chunks, only while the requester has granted credit. */
-  async #pump(
-    re: number,
-    chunkType: string,
-    source: ReadableStream<unknown>,
-    exchange: InboundExchange,
-  ): Promise<void> {
-    const reader = source.getReader();
-    const signal = exchange.abort.signal;
-    const onAbort = () => {
-      reader.cancel(signal.reason).catch(() => {});
-      exchange.wake?.();
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      for (;;) {
-        while (exchange.credits === 0 && !signal.aborted) {
-          await new Promise<void>((resolve) => (exchange.wake = resolve));
-          exchange.wake = null;
-        }
-        if (signal.aborted) return;
-        const { done, value } = await reader.read();
-        if (signal.aborted) return;
-        if (done) {
-          await this.#send({
-            v: PROTOCOL_VERSION,
-            type: EndMessage.type,
-            id: this.#nextId++,
-            re,
-            body: null,
-          });
-          return;
-        }
-        exchange.credits--;
-        exchange.inFlight++;
-        await this.#send({
-          v: PROTOCOL_VERSION,
-          type: chunkType,
-          id: this.#nextId++,
-          re,
-          body: value,
-        });
-      }
-    } catch (error) {
-      if (!signal.aborted) reader.cancel(error).catch(() => {});
-      throw error;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-      reader.releaseLock();
-    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -1007,19 +549,24 @@ export class Connection {
     if (this.#closing) return;
     this.#closing = true;
     this.#closeReason = reason;
-    const closedError = new ConnectionClosedError(
-      reason ? `connection closed: ${reason.message}` : "connection closed",
-      { cause: reason ?? undefined },
-    );
-    for (const pending of [...this.#pending.values()]) pending.fail(closedError);
-    this.#pending.clear();
-    for (const exchange of this.#inbound.values()) exchange.abort.abort(closedError);
+    this.#keepalive.stop();
+    // A peer timeout or refusal limit is itself a ConnectionClosedError with its own code:
+    // everything pending fails with it, so callers see why (`peer_timeout`), not just that.
+    const closedError = reason instanceof ConnectionClosedError
+      ? reason
+      : new ConnectionClosedError(
+        reason ? `connection closed: ${reason.message}` : "connection closed",
+        { cause: reason ?? undefined },
+      );
+    this.#queue.close(closedError);
+    this.#requester.failAll(closedError);
+    this.#responder.abortAll(closedError);
     // Flush what is queued (the error frame of a framing failure included) and end our side;
     // keep reading until the peer ends its side too, so neither end sees a torn transport,
     // but give up after the grace period: a peer that never closes must not hold us open.
     this.#writer.close().catch(() => {});
     if (!this.#readEnded) {
-      this.#graceTimer = setTimeout(
+      this.#graceTimer = this.#timers.setTimeout(
         () => this.#reader.cancel(closedError).catch(() => {}),
         this.#closeGraceMs,
       );

@@ -1,19 +1,28 @@
 /**
- * Envelope signatures (ed25519).
+ * Envelope signatures (ed25519), bound to a session.
  *
  * The signature covers the canonical CBOR (sorted keys) of the envelope without `sig`, with
- * `from` set to the signer's public key, so neither the body nor the addressing (`type`,
- * `id`, `re`) can be changed or replayed into another exchange without breaking it.
- * Verification runs on the body as decoded, before schema parsing, because parsing strips
- * unknown keys and would change the signed bytes.
+ * `from` set to the signer's public key, plus a domain string and a *session id* that is not
+ * on the wire: the id of the authenticated session the envelope travels in (see
+ * `session_handshake.ts`), or any receiver-chosen nonce. So neither the body nor the
+ * addressing (`type`, `id`, `re`) can be changed or replayed into another exchange, and an
+ * envelope captured in one session is refused in any other — on another connection, by
+ * another node, or as a stale reply after a reconnect. Verification runs on the body as
+ * decoded, before schema parsing, because parsing strips unknown keys and would change the
+ * signed bytes.
+ *
+ * Frames between two nodes need no signature at all: the session handshake already proved
+ * who the peer is. Sign envelopes only when a third party must check them later.
  *
  * @example
  * ```ts
  * import { Identity } from "./identity.ts";
  * import { signEnvelope, verifyEnvelope } from "./envelope_signing.ts";
  * const me = Identity.generate();
- * const signed = signEnvelope({ v: 1, type: "ping", id: 1, body: { nonce: 7 } }, me);
- * verifyEnvelope(signed); // true
+ * const session = crypto.getRandomValues(new Uint8Array(32));
+ * const signed = signEnvelope({ v: 1, type: "ping", id: 1, body: { nonce: 7 } }, me, session);
+ * verifyEnvelope(signed, session); // true
+ * verifyEnvelope(signed, new Uint8Array(32)); // false: another session
  * ```
  *
  * @module
@@ -40,9 +49,17 @@ function withoutUndefined(value: unknown): unknown {
   return out;
 }
 
-/** The bytes a signature covers: canonical CBOR of the envelope minus `sig`. */
-export function envelopeSigningBytes(envelope: Envelope): Uint8Array {
+/** Separates envelope signatures from every other thing an identity signs. */
+const ENVELOPE_SIGNING_DOMAIN = "veriflow/envelope/v1";
+
+/**
+ * The bytes a signature covers: canonical CBOR of the envelope minus `sig`, with the domain
+ * and the session id it is bound to.
+ */
+export function envelopeSigningBytes(envelope: Envelope, sessionId: Uint8Array): Uint8Array {
   const unsigned: Record<string, unknown> = {
+    domain: ENVELOPE_SIGNING_DOMAIN,
+    session: sessionId,
     v: envelope.v,
     type: envelope.type,
     id: envelope.id,
@@ -54,10 +71,17 @@ export function envelopeSigningBytes(envelope: Envelope): Uint8Array {
 }
 
 /**
- * Sign an envelope: returns a copy with `from` = the identity's public key and `sig` set.
- * `undefined` fields in the body are dropped so the signature survives the wire.
+ * Sign an envelope for one session: returns a copy with `from` = the identity's public key
+ * and `sig` set. `undefined` fields in the body are dropped so the signature survives the wire.
+ * @param envelope What to sign.
+ * @param identity The signer.
+ * @param sessionId The session it is for (`Connection.sessionId`, or a receiver's nonce).
  */
-export function signEnvelope<B>(envelope: Envelope<B>, identity: Identity): Envelope<B> {
+export function signEnvelope<B>(
+  envelope: Envelope<B>,
+  identity: Identity,
+  sessionId: Uint8Array,
+): Envelope<B> {
   const signed: Envelope<B> = {
     v: envelope.v,
     type: envelope.type,
@@ -66,7 +90,7 @@ export function signEnvelope<B>(envelope: Envelope<B>, identity: Identity): Enve
     body: withoutUndefined(envelope.body) as B,
   };
   if (envelope.re !== undefined) signed.re = envelope.re;
-  signed.sig = identity.sign(envelopeSigningBytes(signed));
+  signed.sig = identity.sign(envelopeSigningBytes(signed, sessionId));
   return signed;
 }
 
@@ -85,20 +109,24 @@ export function isWeakPublicKey(publicKey: Uint8Array): boolean {
 }
 
 /**
- * Whether `envelope` carries a valid signature by `from` (false if unsigned, tampered, or
- * `from` is a weak key).
+ * Whether `envelope` carries a valid signature by `from` for session `sessionId` (false if
+ * unsigned, tampered, signed for another session, or `from` is a weak key).
  */
-export function verifyEnvelope(envelope: Envelope): boolean {
+export function verifyEnvelope(envelope: Envelope, sessionId: Uint8Array): boolean {
   if (!envelope.from || !envelope.sig) return false;
   if (isWeakPublicKey(envelope.from)) return false;
-  return verifySignature(envelope.from, envelopeSigningBytes(envelope), envelope.sig);
+  return verifySignature(envelope.from, envelopeSigningBytes(envelope, sessionId), envelope.sig);
 }
 
 /**
- * Throw {@link BadSignatureError} unless `envelope` is validly signed (and, if given, by
- * `expectedSigner`).
+ * Throw {@link BadSignatureError} unless `envelope` is validly signed for `sessionId` (and, if
+ * given, by `expectedSigner`).
  */
-export function assertEnvelopeSignature(envelope: Envelope, expectedSigner?: Uint8Array): void {
+export function assertEnvelopeSignature(
+  envelope: Envelope,
+  sessionId: Uint8Array,
+  expectedSigner?: Uint8Array,
+): void {
   const where = { envelopeId: envelope.id, envelopeRe: envelope.re, envelopeType: envelope.type };
   if (!envelope.sig || !envelope.from) {
     throw new BadSignatureError("envelope is not signed", where);
@@ -106,5 +134,7 @@ export function assertEnvelopeSignature(envelope: Envelope, expectedSigner?: Uin
   if (expectedSigner && !bytesEqual(expectedSigner, envelope.from)) {
     throw new BadSignatureError("envelope signed by an unexpected key", where);
   }
-  if (!verifyEnvelope(envelope)) throw new BadSignatureError("signature does not verify", where);
+  if (!verifyEnvelope(envelope, sessionId)) {
+    throw new BadSignatureError("signature does not verify", where);
+  }
 }

@@ -30,6 +30,10 @@ export const PROTOCOL_ERROR_CODES = [
   "request_cancelled",
   "stream_cancelled",
   "connection_closed",
+  "peer_timeout",
+  "too_many_refusals",
+  "handshake_failed",
+  "protocol_not_supported",
 ] as const;
 
 /** One of {@link PROTOCOL_ERROR_CODES}. */
@@ -211,15 +215,19 @@ export class FlowControlError extends ProtocolError {
   }
 }
 
-/** The peer has too many requests in progress on this connection. */
+/** The peer has too many requests in progress on this connection, or is not reading replies. */
 export class BusyError extends ProtocolError {
   /**
    * Creates the error.
-   * @param max The concurrency limit.
+   * @param reason The concurrency limit that was hit, or a sentence saying what is full.
    * @param options The envelope's coordinates.
    */
-  constructor(max: number, options?: ProtocolErrorOptions) {
-    super("busy", `more than ${max} concurrent inbound requests`, options);
+  constructor(reason: number | string, options?: ProtocolErrorOptions) {
+    super(
+      "busy",
+      typeof reason === "number" ? `more than ${reason} concurrent inbound requests` : reason,
+      options,
+    );
   }
 }
 
@@ -265,9 +273,74 @@ export class ConnectionClosedError extends ProtocolError {
    * Creates the error.
    * @param message Why.
    * @param options Cause (for example the framing error).
+   * @param code For subclasses that name why the connection closed (default `connection_closed`).
+   */
+  constructor(message: string, options?: ProtocolErrorOptions, code = "connection_closed") {
+    super(code, message, options);
+  }
+}
+
+/**
+ * The peer went silent: nothing arrived for `idleTimeoutMs`, or it stopped reading what we
+ * queued for that long. The connection closes and everything pending on it fails with this
+ * error (it is a {@link ConnectionClosedError}, so code that retries on closure still does).
+ */
+export class PeerTimeoutError extends ConnectionClosedError {
+  /**
+   * Creates the error.
+   * @param message What went silent (receiving, reading, the handshake).
+   */
+  constructor(message: string) {
+    super(message, undefined, "peer_timeout");
+  }
+}
+
+/**
+ * The peer sent too many messages this side had to refuse within a short window; the
+ * connection is closed rather than made to answer garbage forever.
+ */
+export class TooManyRefusalsError extends ConnectionClosedError {
+  /**
+   * Creates the error.
+   * @param count Refusals counted in the window.
+   * @param windowMs The window.
+   */
+  constructor(count: number, windowMs: number) {
+    super(
+      `peer sent ${count} refused messages within ${windowMs} ms`,
+      undefined,
+      "too_many_refusals",
+    );
+  }
+}
+
+/**
+ * The session handshake failed: the peer's hello was malformed, its proof of key did not
+ * verify, or it refused ours. The connection is closed.
+ */
+export class HandshakeError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message What failed.
+   * @param options Cause.
    */
   constructor(message: string, options?: ProtocolErrorOptions) {
-    super("connection_closed", message, options);
+    super("handshake_failed", message, options);
+  }
+}
+
+/**
+ * A message belongs to a protocol the two sides did not both offer in the handshake (or to no
+ * protocol at all on a connection that negotiated protocols).
+ */
+export class UnsupportedProtocolError extends ProtocolError {
+  /**
+   * Creates the error.
+   * @param message Which type and protocol.
+   * @param options The envelope's coordinates.
+   */
+  constructor(message: string, options?: ProtocolErrorOptions) {
+    super("protocol_not_supported", message, options);
   }
 }
 

@@ -1,7 +1,22 @@
 /** Shared fixtures of the protocol tests: a connected pair and a few message types. */
 import { z } from "zod";
-import { Connection, type ConnectionOptions } from "../../protocols/connection.ts";
-import { type MemoryDuplexOptions, memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import {
+  Connection,
+  type ConnectionOptions,
+  type OpenConnectionOptions,
+} from "../../protocols/connection.ts";
+import type { ConnectionTimers } from "../../protocols/connection_timers.ts";
+import { Identity } from "../../protocols/identity.ts";
+import {
+  type ByteDuplex,
+  type MemoryDuplexOptions,
+  memoryDuplexPair,
+} from "../../protocols/memory_duplex.ts";
+import {
+  runSessionHandshake,
+  type Session,
+  type SessionHandshakeOptions,
+} from "../../protocols/session_handshake.ts";
 import { defineMessage } from "../../protocols/message_registry.ts";
 import { encodeCbor } from "../../protocols/cbor.ts";
 import type { Envelope } from "../../protocols/envelope.ts";
@@ -58,13 +73,115 @@ export interface RawPeer {
   close(): Promise<void>;
 }
 
+/**
+ * Liveness off unless a test asks: a raw peer sends no pings, and a ping from the connection
+ * would land among the frames a test reads.
+ */
+const RAW_PEER_DEFAULTS: ConnectionOptions = { keepaliveMs: 0, idleTimeoutMs: 0 };
+
 /** A Connection on one end of a duplex and a {@link RawPeer} on the other. */
 export function connectionWithRawPeer(
   options?: ConnectionOptions,
   duplexOptions?: MemoryDuplexOptions,
 ): { connection: Connection; peer: RawPeer } {
   const [a, b] = memoryDuplexPair(duplexOptions);
-  const connection = new Connection(a, options);
+  const connection = new Connection(a, { ...RAW_PEER_DEFAULTS, ...options });
+  return { connection, peer: rawPeer(b) };
+}
+
+/**
+ * A Connection opened with the session handshake, and on the other end a {@link RawPeer}
+ * that ran the handshake itself (so it can send what an honest Connection never would).
+ */
+export async function openWithRawPeer(
+  options: OpenConnectionOptions,
+  peerOptions: SessionHandshakeOptions,
+  duplexOptions?: MemoryDuplexOptions,
+): Promise<{ connection: Connection; peer: RawPeer; session: Session }> {
+  const [a, b] = memoryDuplexPair(duplexOptions);
+  const [connection, raw] = await Promise.all([
+    Connection.open(a, { ...RAW_PEER_DEFAULTS, ...options }),
+    runSessionHandshake(b, peerOptions),
+  ]);
+  return { connection, peer: rawPeer(raw.duplex), session: raw.session };
+}
+
+/** Two connections opened with the handshake over an in-memory duplex. */
+export async function openPair(
+  clientOptions?: Partial<OpenConnectionOptions>,
+  serverOptions?: Partial<OpenConnectionOptions>,
+  duplexOptions?: MemoryDuplexOptions,
+): Promise<{ client: Connection; server: Connection; close(): Promise<void> }> {
+  const [a, b] = memoryDuplexPair(duplexOptions);
+  const [client, server] = await Promise.all([
+    Connection.open(a, { identity: Identity.generate(), ...clientOptions }),
+    Connection.open(b, { identity: Identity.generate(), ...serverOptions }),
+  ]);
+  return {
+    client,
+    server,
+    async close() {
+      await client.close();
+      await server.close();
+    },
+  };
+}
+
+/**
+ * A fake clock: time moves only in {@link advance}, which fires due timers in order and lets
+ * the streams run between them (real macrotasks, but no real time is waited on).
+ */
+export class ManualTimers implements ConnectionTimers {
+  #now = 0;
+  #nextHandle = 1;
+  readonly #timers = new Map<number, { at: number; callback: () => void }>();
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(callback: () => void, ms: number): unknown {
+    const handle = this.#nextHandle++;
+    this.#timers.set(handle, { at: this.#now + Math.max(0, ms), callback });
+    return handle;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+
+  /** Timers still armed. */
+  get pending(): number {
+    return this.#timers.size;
+  }
+
+  /** Move the clock forward by `ms`, firing every timer that falls due, in order. */
+  async advance(ms: number): Promise<void> {
+    const end = this.#now + ms;
+    await settle();
+    for (;;) {
+      let due: [number, { at: number; callback: () => void }] | undefined;
+      for (const entry of this.#timers) {
+        if (entry[1].at <= end && (!due || entry[1].at < due[1].at)) due = entry;
+      }
+      if (!due) break;
+      this.#timers.delete(due[0]);
+      this.#now = due[1].at;
+      due[1].callback();
+      await settle();
+    }
+    this.#now = end;
+    await settle();
+  }
+}
+
+/** Let every pending stream hop and the connections' read loops run (a few macrotasks). */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** A {@link RawPeer} on one end of a duplex. */
+export function rawPeer(b: ByteDuplex): RawPeer {
   const writer = b.writable.getWriter();
   const framer = (payload: Uint8Array) => {
     const frame = new Uint8Array(4 + payload.byteLength);
@@ -77,18 +194,15 @@ export function connectionWithRawPeer(
     .pipeThrough(new EnvelopeDecoderStream())
     .getReader();
   return {
-    connection,
-    peer: {
-      send: (payload) =>
-        writer.write(framer(payload instanceof Uint8Array ? payload : encodeCbor(payload))),
-      sendBytes: (bytes) => writer.write(bytes),
-      async next() {
-        const { done, value } = await reader.read();
-        if (done) throw new Error("connection closed its end");
-        if (!value.ok) throw value.error;
-        return value.envelope;
-      },
-      close: () => writer.close(),
+    send: (payload) =>
+      writer.write(framer(payload instanceof Uint8Array ? payload : encodeCbor(payload))),
+    sendBytes: (bytes) => writer.write(bytes),
+    async next() {
+      const { done, value } = await reader.read();
+      if (done) throw new Error("connection closed its end");
+      if (!value.ok) throw value.error;
+      return value.envelope;
     },
+    close: () => writer.close(),
   };
 }

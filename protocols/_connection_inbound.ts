@@ -1,0 +1,192 @@
+/**
+ * The inbound side of a `Connection`: where each decoded envelope goes, and what happens to
+ * the ones we refuse.
+ *
+ * An envelope is checked once, here, at the edge: its signature if it carries one (bound to
+ * the session; unsigned frames need none, the handshake proved the peer), its body against
+ * the registry, and for a request, that its protocol was negotiated. Then it is routed: a
+ * request to the responder, a reply/chunk/end/error to the requester, credit and cancel to
+ * the exchange they name. A refusal is answered with a typed `error`, addressed as precisely
+ * as the envelope allows, and counted: a peer refused more than `maxRefusals` times within
+ * `refusalWindowMs` is cut off with `too_many_refusals`.
+ *
+ * @module
+ */
+import type { Envelope } from "./envelope.ts";
+import { assertEnvelopeSignature } from "./envelope_signing.ts";
+import {
+  CancelMessage,
+  CORE_MESSAGES,
+  CreditMessage,
+  ErrorMessage,
+  PingMessage,
+  PongMessage,
+} from "./messages.ts";
+import {
+  BadSignatureError,
+  BusyError,
+  ProtocolError,
+  RemoteError,
+  TooManyRefusalsError,
+} from "./protocol_errors.ts";
+import type { NegotiatedProtocols } from "./connection_protocols.ts";
+import type { Session } from "./session_handshake.ts";
+import { type ConnectionCore, errorText } from "./_connection_common.ts";
+import type { Requester } from "./_connection_requester.ts";
+import type { Responder } from "./_connection_responder.ts";
+
+/**
+ * Refusals tolerated per window before the peer is cut off. An honest peer is refused only
+ * through a bug or version skew: a few messages, each once. 100 in 10 s is far above that,
+ * yet ends a garbage flood after 100 frames instead of answering it forever (each refusal
+ * costs us a decode, a schema check, maybe a signature check, and an error frame). `busy` is
+ * not counted: it is our load, not the peer's fault.
+ */
+export const DEFAULT_MAX_REFUSALS = 100;
+/** The window of {@link DEFAULT_MAX_REFUSALS}. */
+export const DEFAULT_REFUSAL_WINDOW_MS = 10_000;
+
+const CORE_TYPES: ReadonlySet<string> = new Set(CORE_MESSAGES.map((m) => m.type));
+
+/** What the router is wired to. */
+export interface InboundRouterOptions {
+  core: ConnectionCore;
+  requester: Requester;
+  responder: Responder;
+  /** The session, once the handshake set it. */
+  session(): Session | undefined;
+  /** The negotiated protocols, once the handshake set them. */
+  protocols(): NegotiatedProtocols | undefined;
+  /** Every id this side issued is below this. */
+  issuedBelow(): number;
+  /** Close the connection. */
+  close(error: Error): void;
+  maxRefusals: number;
+  refusalWindowMs: number;
+  onProtocolError?: (error: ProtocolError) => void;
+  onRemoteError?: (error: RemoteError) => void;
+}
+
+/** See the module doc. */
+export class InboundRouter {
+  readonly #o: InboundRouterOptions;
+  #windowStart: number;
+  #windowRefusals = 0;
+  /** Inbound messages refused, in total. */
+  refused = 0;
+
+  /** @param options Wiring and limits. */
+  constructor(options: InboundRouterOptions) {
+    this.#o = options;
+    this.#windowStart = options.core.timers.now();
+  }
+
+  /** Check and route one decoded envelope. */
+  dispatch(raw: Envelope): void {
+    const where = { envelopeId: raw.id, envelopeRe: raw.re, envelopeType: raw.type };
+    const session = this.#o.session();
+    let body: unknown;
+    try {
+      if (raw.sig !== undefined || raw.from !== undefined) {
+        if (!session) {
+          throw new BadSignatureError("a signed envelope needs a session (Connection.open)", where);
+        }
+        assertEnvelopeSignature(raw, session.sessionId);
+      }
+      body = this.#o.core.registry.parseBody(raw.type, raw.body, where);
+      const protocols = this.#o.protocols();
+      if (raw.re === undefined && protocols && !CORE_TYPES.has(raw.type)) {
+        protocols.check(raw.type, where);
+      }
+    } catch (error) {
+      this.refuse(
+        error instanceof ProtocolError
+          ? error
+          : new BadSignatureError("signature check failed", { ...where, cause: error }),
+      );
+      return;
+    }
+    const envelope: Envelope = { ...raw, body };
+    if (raw.re === undefined) return this.#onRequest(envelope, session);
+    switch (raw.type) {
+      case CreditMessage.type:
+        return this.#o.responder.onCredit(raw.re, (body as { chunks: number }).chunks);
+      case CancelMessage.type: {
+        const { code, message } = body as { code: string; message: string };
+        return this.#o.responder.onCancel(raw.re, code, message);
+      }
+    }
+    this.#o.requester.onResponse(envelope, raw.re, this.#o.issuedBelow());
+  }
+
+  /** Report a refused inbound message to the peer, addressed as precisely as we can. */
+  refuse(error: ProtocolError): void {
+    this.refused++;
+    this.#o.onProtocolError?.(error);
+    if (!(error instanceof BusyError) && this.#overLimit()) return;
+    const re = error.envelopeRe;
+    const type = error.envelopeType;
+    const control = type === CreditMessage.type || type === CancelMessage.type;
+    if (re !== undefined && !control && this.#o.requester.has(re)) {
+      // A bad reply, chunk or error for one of our requests (ids are per sender, so only
+      // response types can name one): that request fails here, and the peer is told to stop.
+      this.#o.requester.failRefused(re, error);
+      return;
+    }
+    // Never answer an error with an error: two confused peers would ping-pong forever.
+    if (type === ErrorMessage.type) return;
+    if (re !== undefined && control && this.#o.responder.abortRefused(re, error)) {
+      // A bad control message about a stream we serve: that exchange cannot be trusted.
+      this.#sendError(error, { re });
+    } else if (re !== undefined) {
+      this.#sendError(error, { about: error.envelopeId });
+    } else if (error.envelopeId !== undefined) {
+      // Possibly a request: answering with re = its id fails it on the peer's side.
+      this.#sendError(error, { re: error.envelopeId });
+    } else {
+      this.#sendError(error, {});
+    }
+  }
+
+  /** The framing broke and the connection will close: tell the hook and the peer why. */
+  reportFatal(error: ProtocolError): void {
+    this.#o.onProtocolError?.(error);
+    this.#sendError(error, {});
+  }
+
+  /** Count a refusal in the current window; close and return true when over the limit. */
+  #overLimit(): boolean {
+    const now = this.#o.core.timers.now();
+    if (now - this.#windowStart >= this.#o.refusalWindowMs) {
+      this.#windowStart = now;
+      this.#windowRefusals = 0;
+    }
+    if (++this.#windowRefusals <= this.#o.maxRefusals) return false;
+    const error = new TooManyRefusalsError(this.#windowRefusals, this.#o.refusalWindowMs);
+    this.#sendError(error, {});
+    this.#o.close(error);
+    return true;
+  }
+
+  /** Best-effort error reply (dropped when the byte budget is full). */
+  #sendError(error: ProtocolError, coords: { re?: number; about?: number }): void {
+    const body: Record<string, unknown> = { code: error.code, message: errorText(error) };
+    if (coords.about !== undefined) body.about = coords.about;
+    this.#o.core.offer({ type: ErrorMessage.type, re: coords.re, body });
+  }
+
+  /** A request (or one-way message) from the peer. */
+  #onRequest(envelope: Envelope, session: Session | undefined): void {
+    if (envelope.type === PingMessage.type) {
+      this.#o.core.offer({ type: PongMessage.type, re: envelope.id, body: envelope.body });
+      return;
+    }
+    if (envelope.type === ErrorMessage.type) {
+      const { code, message } = envelope.body as { code: string; message: string };
+      this.#o.onRemoteError?.(new RemoteError(code, message));
+      return;
+    }
+    const from = envelope.sig ? envelope.from : undefined;
+    this.#o.responder.onRequest(envelope, { from, peer: session?.peerKey });
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * The responder side of a `Connection`: peer requests we are handling, the handler runner,
+ * and the pump that sends a handler's stream only while the requester has granted credit.
+ *
+ * Admission is where a flood is stopped: a peer request is refused with `busy` when
+ * `maxInboundRequests` are running or when the write queue has no room (the peer is not
+ * reading what we already owe it), so neither handlers nor their replies pile up. Replies and
+ * chunks wait for room in the byte budget; the read loop never waits for them.
+ *
+ * @module
+ */
+import { type Envelope, PROTOCOL_VERSION } from "./envelope.ts";
+import type { MessageDefinition } from "./message_registry.ts";
+import { EndMessage, ErrorMessage } from "./messages.ts";
+import {
+  BusyError,
+  NoHandlerError,
+  type ProtocolError,
+  StreamCancelledError,
+  UnexpectedMessageError,
+} from "./protocol_errors.ts";
+import { type ConnectionCore, errorCode, errorText } from "./_connection_common.ts";
+
+/** A handler as the responder stores it (see `Handler` in `connection_types.ts`). */
+export type AnyHandler = (
+  body: unknown,
+  ctx: HandlerContextBase,
+) => unknown;
+
+/** What the responder puts in every handler context; the connection adds itself. */
+export interface HandlerContextBase {
+  /** The validated envelope (body already parsed). */
+  envelope: Envelope;
+  /** The verified signer, if the envelope was signed. */
+  from?: Uint8Array;
+  /** The peer's key, authenticated by the session handshake. */
+  peer?: Uint8Array;
+  /** Aborted when the requester cancels, times out, or the connection closes. */
+  signal: AbortSignal;
+}
+
+/** A peer request we are handling. */
+interface InboundExchange {
+  abort: AbortController;
+  /** Credits the peer granted us and we have not used (streams only). */
+  credits: number;
+  /** Chunks sent and not yet re-credited, for stats. */
+  inFlight: number;
+  /** Wakes the stream pump waiting for credit. */
+  wake: (() => void) | null;
+}
+
+/** See the module doc. */
+export class Responder {
+  readonly #core: ConnectionCore;
+  readonly #maxInbound: number;
+  readonly #handlers = new Map<string, AnyHandler>();
+  readonly #inbound = new Map<number, InboundExchange>();
+  readonly #context: (base: HandlerContextBase) => unknown;
+
+  /**
+   * @param core The connection.
+   * @param maxInbound Most peer requests handled at once.
+   * @param context Completes a handler context (adds the connection).
+   */
+  constructor(
+    core: ConnectionCore,
+    maxInbound: number,
+    context: (base: HandlerContextBase) => unknown,
+  ) {
+    this.#core = core;
+    this.#maxInbound = maxInbound;
+    this.#context = context;
+  }
+
+  /** Peer requests being handled. */
+  get size(): number {
+    return this.#inbound.size;
+  }
+
+  /** Chunks sent on peer streams and not yet re-credited. */
+  inFlightChunks(): number {
+    let n = 0;
+    for (const exchange of this.#inbound.values()) n += exchange.inFlight;
+    return n;
+  }
+
+  /** Register a handler; throws if the type already has one. */
+  handle(type: string, handler: AnyHandler): void {
+    if (this.#handlers.has(type)) {
+      throw new TypeError(`a handler for ${type} is already registered`);
+    }
+    this.#handlers.set(type, handler);
+  }
+
+  /** Abort every running handler (the connection is closing). */
+  abortAll(error: Error): void {
+    for (const exchange of this.#inbound.values()) exchange.abort.abort(error);
+  }
+
+  /** The peer granted credit on a stream we serve. */
+  onCredit(re: number, chunks: number): void {
+    const exchange = this.#inbound.get(re);
+    if (!exchange) return; // the stream already ended: late credit, harmless
+    exchange.credits += chunks;
+    exchange.inFlight = Math.max(0, exchange.inFlight - chunks);
+    exchange.wake?.();
+  }
+
+  /** The peer gave up on a request we serve. */
+  onCancel(re: number, code: string, message: string): void {
+    this.#inbound.get(re)?.abort.abort(
+      new StreamCancelledError(`cancelled by the requester (${code}): ${message}`),
+    );
+  }
+
+  /** A bad credit or cancel about exchange `re`: abort it. Returns whether one was running. */
+  abortRefused(re: number, error: ProtocolError): boolean {
+    const exchange = this.#inbound.get(re);
+    if (!exchange || exchange.abort.signal.aborted) return false;
+    exchange.abort.abort(error);
+    return true;
+  }
+
+  /** A request (or one-way message) from the peer. */
+  onRequest(envelope: Envelope, extra: { from?: Uint8Array; peer?: Uint8Array }): void {
+    const where = { envelopeId: envelope.id, envelopeType: envelope.type };
+    const handler = this.#handlers.get(envelope.type);
+    if (!handler) return this.#core.refuse(new NoHandlerError(envelope.type, where));
+    if (this.#inbound.has(envelope.id)) {
+      return this.#core.refuse(
+        new UnexpectedMessageError(`id ${envelope.id} is already in use`, where),
+      );
+    }
+    if (this.#inbound.size >= this.#maxInbound) {
+      return this.#core.refuse(new BusyError(this.#maxInbound, where));
+    }
+    if (!this.#core.hasRoom) {
+      return this.#core.refuse(new BusyError("the peer is not reading our replies", where));
+    }
+    const exchange: InboundExchange = {
+      abort: new AbortController(),
+      credits: 0,
+      inFlight: 0,
+      wake: null,
+    };
+    this.#inbound.set(envelope.id, exchange);
+    this.#run(envelope, handler, exchange, extra).finally(() => {
+      this.#inbound.delete(envelope.id);
+      exchange.wake?.();
+    });
+  }
+
+  async #run(
+    envelope: Envelope,
+    handler: AnyHandler,
+    exchange: InboundExchange,
+    extra: { from?: Uint8Array; peer?: Uint8Array },
+  ): Promise<void> {
+    const definition = this.#core.registry.get(envelope.type) as MessageDefinition;
+    const signal = exchange.abort.signal;
+    const oneWay = !definition.reply && !definition.chunk;
+    try {
+      const result = await handler(
+        envelope.body,
+        this.#context({ envelope, from: extra.from, peer: extra.peer, signal }) as never,
+      );
+      if (signal.aborted) {
+        if (result instanceof ReadableStream) await result.cancel(signal.reason).catch(() => {});
+        return;
+      }
+      if (definition.chunk) {
+        if (!(result instanceof ReadableStream)) {
+          throw new TypeError(`handler for ${envelope.type} must return a ReadableStream`);
+        }
+        await this.#pump(envelope.id, definition.chunk.type, result, exchange);
+        return;
+      }
+      if (definition.reply) {
+        const id = this.#core.nextId();
+        const reply = { v: PROTOCOL_VERSION, type: definition.reply.type, id, re: envelope.id };
+        await this.#core.send([{ ...reply, body: result }]);
+      }
+    } catch (error) {
+      if (signal.aborted || this.#core.isClosing) return; // the requester is gone: nobody to tell
+      const body = { code: errorCode(error), message: errorText(error) };
+      if (oneWay) {
+        // Nobody waits on a one-way message: its failure is best effort, like any refusal.
+        this.#core.offer({ type: ErrorMessage.type, body: { ...body, about: envelope.id } });
+        return;
+      }
+      // The requester waits on this: it is its reply, so it waits for room like one.
+      const id = this.#core.nextId();
+      await this.#core.send([{
+        v: PROTOCOL_VERSION,
+        type: ErrorMessage.type,
+        id,
+        re: envelope.id,
+        body,
+      }])
+        .catch(() => {}); // only fails when the connection closes: nobody left to tell
+    }
+  }
+
+  /** Send a handler's stream as chunks, only while the requester has granted credit. */
+  async #pump(
+    re: number,
+    chunkType: string,
+    source: ReadableStream<unknown>,
+    exchange: InboundExchange,
+  ): Promise<void> {
+    const reader = source.getReader();
+    const signal = exchange.abort.signal;
+    const onAbort = () => {
+      reader.cancel(signal.reason).catch(() => {});
+      exchange.wake?.();
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (;;) {
+        while (exchange.credits === 0 && !signal.aborted) {
+          await new Promise<void>((resolve) => (exchange.wake = resolve));
+          exchange.wake = null;
+        }
+        if (signal.aborted) return;
+        const { done, value } = await reader.read();
+        if (signal.aborted) return;
+        const id = this.#core.nextId();
+        if (done) {
+          await this.#core.send([{
+            v: PROTOCOL_VERSION,
+            type: EndMessage.type,
+            id,
+            re,
+            body: null,
+          }]);
+          return;
+        }
+        exchange.credits--;
+        exchange.inFlight++;
+        await this.#core.send([{ v: PROTOCOL_VERSION, type: chunkType, id, re, body: value }]);
+      }
+    } catch (error) {
+      if (!signal.aborted) reader.cancel(error).catch(() => {});
+      throw error;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      reader.releaseLock();
+    }
+  }
+}

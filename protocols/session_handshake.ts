@@ -1,0 +1,302 @@
+/**
+ * The session handshake: mutual proof of ed25519 keys before any other traffic, so the frames
+ * that follow need no per-frame signature.
+ *
+ * ```
+ * A→B  session.hello { key: A's public key, nonce: 32 fresh random bytes, protocols }
+ * B→A  session.hello { key, nonce, protocols }                      (both sent at once)
+ *      transcript = canonical CBOR { domain: "veriflow/session/v1", hellos: [h1, h2] }
+ *                   (the two hellos ordered by nonce, so both sides build the same bytes)
+ *      sessionId  = sha256(transcript)
+ * A→B  session.proof { sig: A signs "veriflow/session-proof/v1" ‖ sessionId ‖ A's key }
+ * B→A  session.proof { sig: B signs "veriflow/session-proof/v1" ‖ sessionId ‖ B's key }
+ * ```
+ *
+ * Each proof covers both nonces and both keys (through the session id), so it cannot be
+ * replayed into another session (the other side's nonce is fresh), and it names its signer,
+ * so one side's proof cannot be reflected back as the other's. A hello that echoes our own
+ * nonce, a weak (small-order) key, or a proof that does not verify is refused with
+ * `handshake_failed`: a last `error` frame, then the transport is closed. The roles are
+ * symmetric: neither side has to know whether it dialled or accepted.
+ *
+ * What it does not do: encrypt, or authenticate each later frame. On a transport an attacker
+ * can write into (plain TCP across a hostile network), run it over an encrypted channel such
+ * as Hyperswarm's Noise stream; on 127.0.0.1 or inside that channel it is what lets a node
+ * know which key it is talking to.
+ *
+ * @example
+ * ```ts
+ * import { Identity } from "./identity.ts";
+ * import { memoryDuplexPair } from "./memory_duplex.ts";
+ * import { runSessionHandshake } from "./session_handshake.ts";
+ * const [a, b] = memoryDuplexPair();
+ * const alice = Identity.generate();
+ * const bob = Identity.generate();
+ * const [ea, eb] = await Promise.all([
+ *   runSessionHandshake(a, { identity: alice }),
+ *   runSessionHandshake(b, { identity: bob }),
+ * ]);
+ * console.log(ea.session.peerKey.every((x, i) => x === bob.publicKey[i])); // true
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import { bytesEqual } from "./bytes_equal.ts";
+import { encodeCanonical } from "./cbor.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "./connection_timers.ts";
+import { isProtocolOffer, MAX_PROTOCOLS, type ProtocolOffer } from "./connection_protocols.ts";
+import { decodeEnvelope, encodeEnvelope, type Envelope, PROTOCOL_VERSION } from "./envelope.ts";
+import { isWeakPublicKey } from "./envelope_signing.ts";
+import { sha256 } from "./hash.ts";
+import { type Identity, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, verifySignature } from "./identity.ts";
+import type { ByteDuplex } from "./memory_duplex.ts";
+import { ErrorMessage, MAX_ERROR_MESSAGE_LENGTH } from "./messages.ts";
+import {
+  FrameTooLargeError,
+  HandshakeError,
+  PeerTimeoutError,
+  ProtocolError,
+  TruncatedFrameError,
+} from "./protocol_errors.ts";
+import { LENGTH_PREFIX_BYTES } from "../streams/length_prefixed_stream.ts";
+
+/** Bytes of a handshake nonce: 256 bits, never repeated by chance. */
+export const HANDSHAKE_NONCE_BYTES = 32;
+/** Largest handshake frame: a hello with {@link MAX_PROTOCOLS} offers fits with room. */
+export const MAX_HANDSHAKE_FRAME_BYTES = 16 * 1024;
+/** Default handshake deadline: as long as the connection's default idle timeout. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
+
+const TRANSCRIPT_DOMAIN = "veriflow/session/v1";
+const PROOF_DOMAIN = new TextEncoder().encode("veriflow/session-proof/v1");
+const HELLO_TYPE = "session.hello";
+const PROOF_TYPE = "session.proof";
+
+/** What the handshake established. */
+export interface Session {
+  /** The peer's ed25519 public key, proven by its signature. */
+  readonly peerKey: Uint8Array;
+  /** sha256 of the transcript: names this session; signatures bound to it die with it. */
+  readonly sessionId: Uint8Array;
+  /** The protocols the peer offered. */
+  readonly peerProtocols: readonly ProtocolOffer[];
+}
+
+/** Options of {@link runSessionHandshake}. */
+export interface SessionHandshakeOptions {
+  /** This side's key pair. */
+  identity: Identity;
+  /** Protocols this side offers (default none). */
+  protocols?: readonly ProtocolOffer[];
+  /** Give up when the peer has not finished within this (default 5 s). */
+  timeoutMs?: number;
+  /** The clock of the deadline (default the real one). */
+  timers?: ConnectionTimers;
+}
+
+/** The handshake's outcome: the session, and the duplex to run the connection on. */
+export interface AuthenticatedDuplex {
+  /** Who the peer is. */
+  session: Session;
+  /** The transport after the handshake (bytes the peer sent after its proof included). */
+  duplex: ByteDuplex;
+}
+
+interface Hello {
+  key: Uint8Array;
+  nonce: Uint8Array;
+  protocols: ProtocolOffer[];
+}
+
+const bytesOf = (n: number) => z.instanceof(Uint8Array).refine((b) => b.byteLength === n);
+const helloSchema = z.object({
+  key: bytesOf(PUBLIC_KEY_BYTES),
+  nonce: bytesOf(HANDSHAKE_NONCE_BYTES),
+  protocols: z.array(
+    z.object({ name: z.string(), version: z.number() }).strict()
+      .refine((p) => isProtocolOffer(p.name, p.version)),
+  ).max(MAX_PROTOCOLS),
+}).strict();
+const proofSchema = z.object({ sig: bytesOf(SIGNATURE_BYTES) }).strict();
+
+/** The bytes a side signs to prove its key in session `sessionId`. */
+export function sessionProofBytes(sessionId: Uint8Array, signer: Uint8Array): Uint8Array {
+  const out = new Uint8Array(PROOF_DOMAIN.byteLength + sessionId.byteLength + signer.byteLength);
+  out.set(PROOF_DOMAIN);
+  out.set(sessionId, PROOF_DOMAIN.byteLength);
+  out.set(signer, PROOF_DOMAIN.byteLength + sessionId.byteLength);
+  return out;
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+}
+
+/** Session id of two hellos (order-independent). */
+export function sessionIdOf(a: Hello, b: Hello): Uint8Array {
+  const hellos = compareBytes(a.nonce, b.nonce) < 0 ? [a, b] : [b, a];
+  return sha256(encodeCanonical({ domain: TRANSCRIPT_DOMAIN, hellos }));
+}
+
+function frame(envelope: Envelope): Uint8Array {
+  const payload = encodeEnvelope(envelope);
+  const out = new Uint8Array(LENGTH_PREFIX_BYTES + payload.byteLength);
+  new DataView(out.buffer).setUint32(0, payload.byteLength);
+  out.set(payload, LENGTH_PREFIX_BYTES);
+  return out;
+}
+
+/** Reads whole frames off a byte reader, keeping what arrives after them. */
+class FrameReader {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #buffered = new Uint8Array(0);
+
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>) {
+    this.#reader = reader;
+  }
+
+  /** Bytes read past the last frame. */
+  get leftover(): Uint8Array {
+    return this.#buffered;
+  }
+
+  async next(): Promise<Uint8Array> {
+    await this.#fill(LENGTH_PREFIX_BYTES);
+    const length = new DataView(this.#buffered.buffer, this.#buffered.byteOffset).getUint32(0);
+    if (length > MAX_HANDSHAKE_FRAME_BYTES) {
+      throw new FrameTooLargeError(length, MAX_HANDSHAKE_FRAME_BYTES);
+    }
+    await this.#fill(LENGTH_PREFIX_BYTES + length);
+    const payload = this.#buffered.slice(LENGTH_PREFIX_BYTES, LENGTH_PREFIX_BYTES + length);
+    this.#buffered = this.#buffered.subarray(LENGTH_PREFIX_BYTES + length);
+    return payload;
+  }
+
+  async #fill(n: number): Promise<void> {
+    while (this.#buffered.byteLength < n) {
+      const { done, value } = await this.#reader.read();
+      if (done) throw new TruncatedFrameError(n - this.#buffered.byteLength);
+      const joined = new Uint8Array(this.#buffered.byteLength + value.byteLength);
+      joined.set(this.#buffered);
+      joined.set(value, this.#buffered.byteLength);
+      this.#buffered = joined;
+    }
+  }
+}
+
+/** Parse a handshake frame of `type`, or throw why not (the peer's `error` included). */
+function parse<T>(payload: Uint8Array, type: string, schema: z.ZodType<T>): T {
+  const envelope = decodeEnvelope(payload);
+  if (envelope.type === ErrorMessage.type) {
+    const body = envelope.body as { code?: unknown; message?: unknown };
+    throw new HandshakeError(
+      `the peer refused the handshake: ${String(body?.code)}: ${String(body?.message)}`
+        .slice(0, MAX_ERROR_MESSAGE_LENGTH),
+    );
+  }
+  if (envelope.type !== type) {
+    throw new HandshakeError(`expected ${type}, got ${JSON.stringify(envelope.type)}`);
+  }
+  const parsed = schema.safeParse(envelope.body);
+  if (!parsed.success) throw new HandshakeError(`malformed ${type}`);
+  return parsed.data;
+}
+
+/** The rest of the byte stream: what was read past the handshake, then the reader's bytes. */
+function remainder(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  leftover: Uint8Array,
+): ReadableStream<Uint8Array> {
+  let pending: Uint8Array | null = leftover.byteLength > 0 ? leftover : null;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (pending) {
+        controller.enqueue(pending);
+        pending = null;
+        return;
+      }
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * Run the handshake on a fresh duplex (both sides call it; roles are symmetric).
+ * @param duplex The transport, before any other byte was sent on it.
+ * @param options This side's identity, offered protocols and deadline.
+ * @returns The session and the duplex to run a `Connection` on.
+ * @throws {HandshakeError} the peer's hello or proof was refused, or it refused ours; the
+ *   transport is closed.
+ * @throws {PeerTimeoutError} the peer did not finish within the deadline; the transport is closed.
+ */
+export async function runSessionHandshake(
+  duplex: ByteDuplex,
+  options: SessionHandshakeOptions,
+): Promise<AuthenticatedDuplex> {
+  const { identity } = options;
+  const timers = options.timers ?? SYSTEM_TIMERS;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const reader = duplex.readable.getReader();
+  const writer = duplex.writable.getWriter();
+  const frames = new FrameReader(reader);
+  let timer: unknown;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = timers.setTimeout(
+      () => reject(new PeerTimeoutError(`no handshake from the peer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  });
+  deadline.catch(() => {}); // raced below; never left unhandled
+  const within = <T>(work: Promise<T>): Promise<T> => Promise.race([work, deadline]);
+  const ours: Hello = {
+    key: identity.publicKey,
+    nonce: crypto.getRandomValues(new Uint8Array(HANDSHAKE_NONCE_BYTES)),
+    protocols: (options.protocols ?? []).map(({ name, version }) => ({ name, version })),
+  };
+  try {
+    const sentHello = writer.write(
+      frame({ v: PROTOCOL_VERSION, type: HELLO_TYPE, id: 0, body: ours }),
+    );
+    const theirs = parse(await within(frames.next()), HELLO_TYPE, helloSchema);
+    if (bytesEqual(theirs.nonce, ours.nonce)) throw new HandshakeError("the peer echoed our nonce");
+    if (isWeakPublicKey(theirs.key)) throw new HandshakeError("the peer's key is a weak point");
+    const sessionId = sessionIdOf(ours, theirs);
+    const sig = identity.sign(sessionProofBytes(sessionId, ours.key));
+    const sentProof = writer.write(
+      frame({ v: PROTOCOL_VERSION, type: PROOF_TYPE, id: 1, body: { sig } }),
+    );
+    const proof = parse(await within(frames.next()), PROOF_TYPE, proofSchema);
+    if (!verifySignature(theirs.key, sessionProofBytes(sessionId, theirs.key), proof.sig)) {
+      throw new HandshakeError("the peer's proof of key does not verify");
+    }
+    await within(Promise.all([sentHello, sentProof]));
+    timers.clearTimeout(timer);
+    writer.releaseLock();
+    return {
+      session: { peerKey: theirs.key, sessionId, peerProtocols: theirs.protocols },
+      duplex: { readable: remainder(reader, frames.leftover), writable: duplex.writable },
+    };
+  } catch (cause) {
+    timers.clearTimeout(timer);
+    const error = cause instanceof HandshakeError || cause instanceof PeerTimeoutError
+      ? cause
+      : new HandshakeError(
+        cause instanceof ProtocolError ? `${cause.code}: ${cause.message}` : "transport failed",
+        { cause },
+      );
+    // Tell the peer why (best effort), end our side, and stop reading; never wait on a peer
+    // that is not reading.
+    const body = { code: error.code, message: error.message.slice(0, MAX_ERROR_MESSAGE_LENGTH) };
+    writer.write(frame({ v: PROTOCOL_VERSION, type: ErrorMessage.type, id: 2, body })).catch(
+      () => {},
+    );
+    writer.close().catch(() => {});
+    reader.cancel(error).catch(() => {});
+    throw error;
+  }
+}
