@@ -4,8 +4,9 @@
  * Each frame is a 4-byte big-endian unsigned length followed by that many payload bytes.
  * The decoder reassembles frames from arbitrary chunk boundaries (a prefix split across
  * chunks, many frames in one chunk, a frame spread over many chunks) and refuses, before
- * buffering anything, a prefix that announces more than `maxFrameBytes`: a peer must not be
- * able to make us allocate memory by lying about a length.
+ * buffering anything, a prefix that announces more than `maxFrameBytes`; below that limit it
+ * still holds only the bytes that arrived: a peer must not be able to make us allocate memory
+ * by lying about a length.
  *
  * @example
  * ```ts
@@ -78,6 +79,11 @@ export class LengthPrefixedEncoderStream extends TransformStream<Uint8Array, Uin
  * a prefix announces more than `maxFrameBytes`, and with {@link TruncatedFrameError} if the
  * input ends inside a frame. Payloads that arrive whole inside one input chunk are passed on
  * as views of that chunk (no copy).
+ *
+ * A partial frame holds only the bytes that actually arrived (the pieces, joined once the
+ * frame is complete), never its declared length: a prefix is a claim, not a reason to
+ * allocate. So a thousand connections that each announce 1 MiB and send ten bytes cost ten
+ * bytes each, not a gigabyte.
  */
 export class LengthPrefixedDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   /**
@@ -89,58 +95,65 @@ export class LengthPrefixedDecoderStream extends TransformStream<Uint8Array, Uin
     const header = new Uint8Array(LENGTH_PREFIX_BYTES);
     const headerView = new DataView(header.buffer);
     let headerFilled = 0;
-    let body: Uint8Array | null = null;
-    let bodyFilled = 0;
+    /** Declared length of the frame being read; -1 while reading a prefix. */
+    let length = -1;
+    /** Pieces of the frame being read (views of input chunks) and their total size. */
+    let pieces: Uint8Array[] = [];
+    let filled = 0;
+
+    const join = (): Uint8Array => {
+      if (pieces.length === 1) return pieces[0];
+      const out = new Uint8Array(filled);
+      let offset = 0;
+      for (const piece of pieces) {
+        out.set(piece, offset);
+        offset += piece.byteLength;
+      }
+      return out;
+    };
 
     super({
       transform(chunk, controller) {
         let offset = 0;
         while (offset < chunk.byteLength) {
-          if (body === null) {
+          if (length < 0) {
             if (headerFilled === 0 && chunk.byteLength - offset >= LENGTH_PREFIX_BYTES) {
               // Fast path: the whole prefix is in this chunk.
-              const length = new DataView(chunk.buffer, chunk.byteOffset + offset)
-                .getUint32(0);
+              length = new DataView(chunk.buffer, chunk.byteOffset + offset).getUint32(0);
               offset += LENGTH_PREFIX_BYTES;
-              if (length > max) throw new FrameTooLargeError(length, max);
-              if (chunk.byteLength - offset >= length) {
-                controller.enqueue(chunk.subarray(offset, offset + length));
-                offset += length;
-                continue;
-              }
-              body = new Uint8Array(length);
-              bodyFilled = 0;
-              continue;
+            } else {
+              const take = Math.min(LENGTH_PREFIX_BYTES - headerFilled, chunk.byteLength - offset);
+              header.set(chunk.subarray(offset, offset + take), headerFilled);
+              headerFilled += take;
+              offset += take;
+              if (headerFilled < LENGTH_PREFIX_BYTES) return;
+              headerFilled = 0;
+              length = headerView.getUint32(0);
             }
-            const take = Math.min(LENGTH_PREFIX_BYTES - headerFilled, chunk.byteLength - offset);
-            header.set(chunk.subarray(offset, offset + take), headerFilled);
-            headerFilled += take;
-            offset += take;
-            if (headerFilled < LENGTH_PREFIX_BYTES) return;
-            headerFilled = 0;
-            const length = headerView.getUint32(0);
             if (length > max) throw new FrameTooLargeError(length, max);
-            body = new Uint8Array(length);
-            bodyFilled = 0;
-            if (length === 0) {
-              controller.enqueue(body);
-              body = null;
+            if (chunk.byteLength - offset >= length) {
+              // The whole payload is in this chunk: pass a view on.
+              controller.enqueue(chunk.subarray(offset, offset + length));
+              offset += length;
+              length = -1;
             }
             continue;
           }
-          const take = Math.min(body.byteLength - bodyFilled, chunk.byteLength - offset);
-          body.set(chunk.subarray(offset, offset + take), bodyFilled);
-          bodyFilled += take;
+          const take = Math.min(length - filled, chunk.byteLength - offset);
+          pieces.push(chunk.subarray(offset, offset + take));
+          filled += take;
           offset += take;
-          if (bodyFilled === body.byteLength) {
-            controller.enqueue(body);
-            body = null;
+          if (filled === length) {
+            controller.enqueue(join());
+            pieces = [];
+            filled = 0;
+            length = -1;
           }
         }
       },
       flush() {
         if (headerFilled > 0) throw new TruncatedFrameError(LENGTH_PREFIX_BYTES - headerFilled);
-        if (body !== null) throw new TruncatedFrameError(body.byteLength - bodyFilled);
+        if (length >= 0) throw new TruncatedFrameError(length - filled);
       },
     });
   }

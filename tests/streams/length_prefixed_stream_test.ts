@@ -113,3 +113,35 @@ Deno.test("maxFrameBytes must be a valid uint32", () => {
   assert.throws(() => new LengthPrefixedDecoderStream({ maxFrameBytes: -1 }), RangeError);
   assert.throws(() => new LengthPrefixedEncoderStream({ maxFrameBytes: 2 ** 32 }), RangeError);
 });
+
+Deno.test("a partial frame holds the bytes that arrived, not its declared length", async () => {
+  // 1,000 streams (as if 1,000 peers) each announce a 1 MiB frame and send 10 bytes of it.
+  // Allocating the declared length up front would hold 1,000 MiB; growing holds ~10 KB.
+  const streams = 1_000;
+  const declared = 1 << 20;
+  const before = Deno.memoryUsage();
+  const open: WritableStreamDefaultWriter<Uint8Array>[] = [];
+  for (let i = 0; i < streams; i++) {
+    const decoder = new LengthPrefixedDecoderStream({ maxFrameBytes: declared });
+    const writer = decoder.writable.getWriter();
+    decoder.readable.getReader().read(); // a reader waiting, as a connection's read loop does
+    const chunk = new Uint8Array(4 + 10);
+    new DataView(chunk.buffer).setUint32(0, declared);
+    await writer.write(chunk);
+    open.push(writer);
+  }
+  const after = Deno.memoryUsage();
+  const grown = after.heapUsed + after.external - before.heapUsed - before.external;
+  console.log(`${streams} partial 1 MiB frames hold ${(grown / 1024).toFixed(0)} KiB`);
+  assert.ok(grown < 64 * 1024 * 1024, `held ${grown} bytes for ${streams} partial frames`);
+  assert.equal(open.length, streams); // keep every decoder alive until measured
+  // The frame still completes when the rest arrives.
+  const decoder = new LengthPrefixedDecoderStream();
+  const writer = decoder.writable.getWriter();
+  const out = decoder.readable.getReader();
+  const prefix = new Uint8Array(4);
+  new DataView(prefix.buffer).setUint32(0, 6);
+  writer.write(prefix);
+  for (const part of [[1, 2], [3], [4, 5, 6]]) writer.write(new Uint8Array(part));
+  assert.deepEqual((await out.read()).value, new Uint8Array([1, 2, 3, 4, 5, 6]));
+});
