@@ -57,8 +57,6 @@ type Pending = PendingReply | PendingStream;
 
 /** A request or stream waiting for an in-flight slot. */
 interface SlotWaiter {
-  /** It already gave up (timeout, abort): pass the slot on. */
-  gaveUp(): boolean;
   /** Holding a slot now: send. */
   start(): void;
   /** The connection closed first. */
@@ -97,7 +95,7 @@ export class Requester {
     return this.#pending.size;
   }
 
-  /** Requests and streams waiting for a slot (including some that already gave up). */
+  /** Requests and streams waiting for a slot. */
   get waiting(): number {
     return this.#slotWaiters.length;
   }
@@ -149,8 +147,10 @@ export class Requester {
     return new Promise((resolve, reject) => {
       let settled = false;
       let id: number | undefined;
+      let withdraw = () => {};
       const finish = () => {
         settled = true;
+        withdraw();
         timers.clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
         if (id !== undefined && this.#pending.delete(id)) this.#releaseSlot();
@@ -183,8 +183,7 @@ export class Requester {
           reject(error);
         },
       };
-      this.#acquireSlot({
-        gaveUp: () => settled,
+      withdraw = this.#acquireSlot({
         abandon: () => entry.fail(this.#core.closedError()),
         start: () => {
           id = this.#core.nextId();
@@ -204,10 +203,12 @@ export class Requester {
     signal?: AbortSignal,
   ): ReadableStream<unknown> {
     let id: number | undefined;
+    let withdraw = () => {};
     // Re-grant in batches of half the window: far fewer credit frames than one per chunk,
     // while the sender still never runs dry as long as the reader keeps up.
     const grantBatch = Math.max(1, Math.floor(window / 2));
     const settle = () => {
+      withdraw();
       signal?.removeEventListener("abort", onAbort);
       if (id !== undefined && this.#pending.get(id) === state) {
         this.#pending.delete(id);
@@ -282,8 +283,7 @@ export class Requester {
       return stream;
     }
     signal?.addEventListener("abort", onAbort, { once: true });
-    this.#acquireSlot({
-      gaveUp: () => state.done || state.error !== null,
+    withdraw = this.#acquireSlot({
       abandon: () => state.fail(this.#core.closedError()),
       start: () => {
         id = this.#core.nextId();
@@ -344,15 +344,26 @@ export class Requester {
     pending.wake?.();
   }
 
-  /** Start `waiter` once fewer than `maxPendingRequests` are in flight (FIFO). */
-  #acquireSlot(waiter: SlotWaiter): void {
-    if (this.#core.isClosing) return waiter.abandon();
+  /**
+   * Start `waiter` once fewer than `maxPendingRequests` are in flight (FIFO).
+   * @returns A function that takes the waiter out of the line (it gave up while waiting).
+   */
+  #acquireSlot(waiter: SlotWaiter): () => void {
+    const none = () => {};
+    if (this.#core.isClosing) {
+      waiter.abandon();
+      return none;
+    }
     if (this.#inFlight < this.#options.maxPendingRequests && this.#slotWaiters.length === 0) {
       this.#inFlight++;
       waiter.start();
-      return;
+      return none;
     }
     this.#slotWaiters.push(waiter);
+    return () => {
+      const at = this.#slotWaiters.indexOf(waiter);
+      if (at >= 0) this.#slotWaiters.splice(at, 1);
+    };
   }
 
   /** A request or stream left `#pending`: its slot goes to the next waiter still waiting. */
@@ -361,7 +372,6 @@ export class Requester {
     if (this.#core.isClosing) return; // failAll abandons the waiters
     while (this.#slotWaiters.length > 0 && this.#inFlight < this.#options.maxPendingRequests) {
       const waiter = this.#slotWaiters.shift()!;
-      if (waiter.gaveUp()) continue;
       this.#inFlight++;
       waiter.start();
     }

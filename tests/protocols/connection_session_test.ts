@@ -1,0 +1,272 @@
+import assert from "node:assert/strict";
+import { z } from "zod";
+import { Connection, defineProtocol } from "../../protocols/connection.ts";
+import { encodeCbor } from "../../protocols/cbor.ts";
+import type { Envelope } from "../../protocols/envelope.ts";
+import { signEnvelope } from "../../protocols/envelope_signing.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { defineMessage } from "../../protocols/message_registry.ts";
+import {
+  HandshakeError,
+  PeerTimeoutError,
+  TooManyRefusalsError,
+  UnsupportedProtocolError,
+} from "../../protocols/protocol_errors.ts";
+import { sessionIdOf, sessionProofBytes } from "../../protocols/session_handshake.ts";
+import { EnvelopeDecoderStream } from "../../streams/cbor_stream.ts";
+import { LengthPrefixedDecoderStream } from "../../streams/length_prefixed_stream.ts";
+import {
+  connectionWithRawPeer,
+  Echo,
+  ManualTimers,
+  openPair,
+  openWithRawPeer,
+  settle,
+} from "./_helpers.ts";
+
+const EchoProtocol = defineProtocol("test.echo", 1, [Echo]);
+const Said = defineMessage("test.said", z.object({ text: z.string() }));
+const Say = defineMessage("test.say", z.object({ text: z.string() }), { reply: Said });
+const SayV1 = defineProtocol("test.talk", 1, [Say]);
+const SayV2 = defineProtocol("test.talk", 2, [Say]);
+
+Deno.test("open() proves both keys: peerKey, one shared sessionId, and ctx.peer in handlers", async () => {
+  const alice = Identity.generate();
+  const bob = Identity.generate();
+  const { client, server, close } = await openPair(
+    { identity: alice, protocols: [EchoProtocol] },
+    { identity: bob, protocols: [EchoProtocol] },
+  );
+  let seenPeer: Uint8Array | undefined;
+  server.handle(Echo, (body, ctx) => {
+    seenPeer = ctx.peer;
+    return body;
+  });
+  assert.deepEqual(client.peerKey, bob.publicKey);
+  assert.deepEqual(server.peerKey, alice.publicKey);
+  assert.equal(client.sessionId?.byteLength, 32);
+  assert.deepEqual(client.sessionId, server.sessionId);
+  assert.deepEqual(client.peerProtocols, [{ name: "test.echo", version: 1 }]);
+  assert.deepEqual(await client.request(Echo, { text: "hi", n: 1 }), { text: "hi", n: 1 });
+  assert.deepEqual(seenPeer, alice.publicKey);
+  // A plain connection has no session.
+  const [a, b] = memoryDuplexPair();
+  const plain = new Connection(a, { keepaliveMs: 0, idleTimeoutMs: 0 });
+  assert.equal(plain.peerKey, undefined);
+  assert.equal(plain.sessionId, undefined);
+  assert.equal(plain.supports("test.echo"), false);
+  await b.writable.close();
+  await plain.close();
+  await close();
+});
+
+Deno.test("two sessions between the same keys get different session ids", async () => {
+  const alice = Identity.generate();
+  const bob = Identity.generate();
+  const one = await openPair({ identity: alice }, { identity: bob });
+  const two = await openPair({ identity: alice }, { identity: bob });
+  assert.notDeepEqual(one.client.sessionId, two.client.sessionId);
+  await one.close();
+  await two.close();
+});
+
+/** A hand-driven handshake peer: writes hello/proof frames of its choosing. */
+function handshakePeer(
+  duplex: { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> },
+) {
+  const writer = duplex.writable.getWriter();
+  const reader = duplex.readable
+    .pipeThrough(new LengthPrefixedDecoderStream())
+    .pipeThrough(new EnvelopeDecoderStream())
+    .getReader();
+  return {
+    send(envelope: Envelope) {
+      const payload = encodeCbor(envelope);
+      const frame = new Uint8Array(4 + payload.byteLength);
+      new DataView(frame.buffer).setUint32(0, payload.byteLength);
+      frame.set(payload, 4);
+      return writer.write(frame);
+    },
+    async next(): Promise<Envelope | null> {
+      const { done, value } = await reader.read();
+      if (done) return null;
+      if (!value.ok) throw value.error;
+      return value.envelope;
+    },
+  };
+}
+
+Deno.test("a peer whose proof does not verify is refused with handshake_failed, and told so", async () => {
+  const alice = Identity.generate();
+  const mallory = Identity.generate();
+  const claimed = Identity.generate(); // mallory claims this key but cannot sign for it
+  const [a, b] = memoryDuplexPair();
+  const opening = Connection.open(a, { identity: alice });
+  const peer = handshakePeer(b);
+  const hello = {
+    key: claimed.publicKey,
+    nonce: crypto.getRandomValues(new Uint8Array(32)),
+    protocols: [],
+  };
+  await peer.send({ v: 1, type: "session.hello", id: 0, body: hello });
+  const theirs = (await peer.next())!;
+  assert.equal(theirs.type, "session.hello");
+  const sessionId = sessionIdOf(hello, theirs.body as typeof hello);
+  // Alice's own proof verifies (sanity: the test builds the transcript right)...
+  const aliceProof = (await peer.next())!;
+  assert.equal(aliceProof.type, "session.proof");
+  const { verifySignature } = await import("../../protocols/identity.ts");
+  assert.ok(
+    verifySignature(
+      alice.publicKey,
+      sessionProofBytes(sessionId, alice.publicKey),
+      (aliceProof.body as { sig: Uint8Array }).sig,
+    ),
+  );
+  // ...but a proof by the wrong key is refused.
+  const sig = mallory.sign(sessionProofBytes(sessionId, claimed.publicKey));
+  await peer.send({ v: 1, type: "session.proof", id: 1, body: { sig } });
+  await assert.rejects(
+    opening,
+    (e: unknown) => e instanceof HandshakeError && e.code === "handshake_failed",
+  );
+  const farewell = (await peer.next())!;
+  assert.deepEqual([farewell.type, (farewell.body as { code: string }).code], [
+    "error",
+    "handshake_failed",
+  ]);
+  assert.equal(await peer.next(), null, "the transport is closed after the refusal");
+});
+
+Deno.test("a hello with a weak key, or echoing our nonce, is refused", async () => {
+  const why = { "weak key": /weak/, "echoed nonce": /echoed/, "not a hello": /expected/ };
+  for (const variant of ["weak key", "echoed nonce", "not a hello"] as const) {
+    const [a, b] = memoryDuplexPair();
+    const opening = Connection.open(a, { identity: Identity.generate() });
+    const peer = handshakePeer(b);
+    const ours = (await peer.next())!;
+    const theirs = ours.body as { key: Uint8Array; nonce: Uint8Array };
+    const body = variant === "weak key"
+      ? { key: new Uint8Array(32), nonce: new Uint8Array(32).fill(1), protocols: [] }
+      : { key: Identity.generate().publicKey, nonce: theirs.nonce, protocols: [] };
+    const type = variant === "not a hello" ? "session.proof" : "session.hello";
+    await peer.send({ v: 1, type, id: 0, body });
+    await assert.rejects(
+      opening,
+      (e: unknown) => e instanceof HandshakeError && why[variant].test(e.message),
+      variant,
+    );
+  }
+});
+
+Deno.test("a peer that never finishes the handshake times out with peer_timeout (fake clock)", async () => {
+  const timers = new ManualTimers();
+  const [a] = memoryDuplexPair();
+  const opening = Connection.open(a, { identity: Identity.generate(), timers });
+  let settled = false;
+  opening.catch(() => (settled = true));
+  await timers.advance(4_999);
+  assert.equal(settled, false, "still waiting before the deadline");
+  await timers.advance(1);
+  await assert.rejects(
+    opening,
+    (e: unknown) => e instanceof PeerTimeoutError && e.code === "peer_timeout",
+  );
+});
+
+Deno.test("protocols: supports() names what both offered; other requests fail at once, typed", async () => {
+  const { client, server, close } = await openPair(
+    { protocols: [EchoProtocol, SayV1] },
+    { protocols: [EchoProtocol, SayV2] }, // same name, another version: not shared
+  );
+  server.handle(Echo, (b) => b);
+  server.handle(Say, (b) => b);
+  assert.equal(client.supports("test.echo"), true);
+  assert.equal(client.supports("test.talk"), false);
+  assert.equal(client.supports("nope"), false);
+  const sent = client.stats().framesSent;
+  await assert.rejects(
+    client.request(Say, { text: "x" }),
+    (e: unknown) => e instanceof UnsupportedProtocolError && e.code === "protocol_not_supported",
+  );
+  assert.equal(client.stats().framesSent, sent, "refused locally: nothing was sent");
+  assert.deepEqual(await client.request(Echo, { text: "ok", n: 1 }), { text: "ok", n: 1 });
+  await close();
+});
+
+Deno.test("an inbound request for a protocol we did not offer is refused with protocol_not_supported", async () => {
+  const { connection, peer } = await openWithRawPeer(
+    { identity: Identity.generate(), protocols: [EchoProtocol] },
+    { identity: Identity.generate(), protocols: [{ name: "test.talk", version: 1 }] },
+  );
+  connection.handle(Echo, (b) => b);
+  connection.registry.register(Say);
+  // Echo: we offered it, the peer did not → not negotiated.
+  await peer.send({ v: 1, type: Echo.type, id: 1, body: { text: "a", n: 1 } });
+  let reply = await peer.next();
+  assert.deepEqual([reply.type, reply.re, (reply.body as { code: string }).code], [
+    "error",
+    1,
+    "protocol_not_supported",
+  ]);
+  // Say: the peer offered test.talk, we did not.
+  await peer.send({ v: 1, type: Say.type, id: 2, body: { text: "a" } });
+  reply = await peer.next();
+  assert.equal((reply.body as { code: string }).code, "protocol_not_supported");
+  await peer.close();
+  await connection.close();
+});
+
+Deno.test("signed envelopes are checked against this session: another session's are refused", async () => {
+  const signer = Identity.generate();
+  const { connection, peer, session } = await openWithRawPeer(
+    { identity: Identity.generate(), protocols: [EchoProtocol] },
+    { identity: signer, protocols: [EchoProtocol] },
+  );
+  let from: Uint8Array | undefined;
+  connection.handle(Echo, (b, ctx) => {
+    from = ctx.from;
+    return b;
+  });
+  const request = { v: 1, type: Echo.type, id: 1, body: { text: "a", n: 1 } };
+  await peer.send(signEnvelope(request, signer, session.sessionId));
+  assert.equal((await peer.next()).type, "test.echoed");
+  assert.deepEqual(from, signer.publicKey);
+  // The same request signed for another session (a replay from elsewhere) is refused.
+  const elsewhere = crypto.getRandomValues(new Uint8Array(32));
+  await peer.send(signEnvelope({ ...request, id: 2 }, signer, elsewhere));
+  const refusal = await peer.next();
+  assert.deepEqual([refusal.re, (refusal.body as { code: string }).code], [2, "bad_signature"]);
+  // Unsigned frames need no signature: the handshake proved the peer.
+  await peer.send({ ...request, id: 3 });
+  assert.equal((await peer.next()).type, "test.echoed");
+  await peer.close();
+  await connection.close();
+});
+
+Deno.test("a peer refused more than maxRefusals times within the window is cut off", async () => {
+  const timers = new ManualTimers();
+  const { connection, peer } = connectionWithRawPeer({
+    timers,
+    maxRefusals: 5,
+    refusalWindowMs: 1_000,
+  });
+  const garbage = new Uint8Array([0xff, 0x00]);
+  // 5 per window is tolerated, window after window.
+  for (let window = 0; window < 3; window++) {
+    for (let i = 0; i < 5; i++) await peer.send(garbage);
+    await settle();
+    assert.equal(connection.isClosed, false, `window ${window}`);
+    await timers.advance(1_000);
+  }
+  // The 6th within one window closes the connection with a typed reason.
+  for (let i = 0; i < 6; i++) await peer.send(garbage);
+  await settle();
+  assert.equal(connection.isClosed, true);
+  assert.ok(connection.closeReason instanceof TooManyRefusalsError);
+  assert.equal(connection.closeReason?.code, "too_many_refusals");
+  await peer.close().catch(() => {});
+  await timers.advance(10_000);
+  await connection.closed;
+});
