@@ -90,6 +90,7 @@ export class NegotiatedProtocols {
   readonly #owner = new Map<string, string>();
 
   /**
+   * Match our protocols against the peer's offer (throws if two of ours claim one type).
    * @param ours The protocols this side offered.
    * @param theirs What the peer offered.
    */

@@ -103,9 +103,13 @@ export interface AuthenticatedDuplex {
   duplex: ByteDuplex;
 }
 
-interface Hello {
+/** Body of `session.hello`: who this side is and what it speaks. */
+export interface SessionHello {
+  /** Its ed25519 public key. */
   key: Uint8Array;
+  /** {@link HANDSHAKE_NONCE_BYTES} fresh random bytes. */
   nonce: Uint8Array;
+  /** The protocols it offers. */
   protocols: ProtocolOffer[];
 }
 
@@ -135,7 +139,7 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
 }
 
 /** Session id of two hellos (order-independent). */
-export function sessionIdOf(a: Hello, b: Hello): Uint8Array {
+export function sessionIdOf(a: SessionHello, b: SessionHello): Uint8Array {
   const hellos = compareBytes(a.nonce, b.nonce) < 0 ? [a, b] : [b, a];
   return sha256(encodeCanonical({ domain: TRANSCRIPT_DOMAIN, hellos }));
 }
@@ -253,7 +257,7 @@ export async function runSessionHandshake(
   });
   deadline.catch(() => {}); // raced below; never left unhandled
   const within = <T>(work: Promise<T>): Promise<T> => Promise.race([work, deadline]);
-  const ours: Hello = {
+  const ours: SessionHello = {
     key: identity.publicKey,
     nonce: crypto.getRandomValues(new Uint8Array(HANDSHAKE_NONCE_BYTES)),
     protocols: (options.protocols ?? []).map(({ name, version }) => ({ name, version })),
