@@ -67,10 +67,6 @@ interface SlotWaiter {
 export interface RequesterOptions {
   /** Most requests and streams in flight at once. */
   maxPendingRequests: number;
-  /** Default request timeout. */
-  requestTimeoutMs: number;
-  /** Default stream credit window. */
-  streamWindow: number;
 }
 
 /** See the module doc. */

@@ -169,8 +169,6 @@ export class Connection {
     const core = this.#core();
     this.#requester = new Requester(core, {
       maxPendingRequests: options?.maxPendingRequests ?? DEFAULT_MAX_PENDING_REQUESTS,
-      requestTimeoutMs: this.#requestTimeoutMs,
-      streamWindow: this.#streamWindow,
     });
     this.#responder = new Responder(
       core,
