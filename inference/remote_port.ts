@@ -1,0 +1,367 @@
+/**
+ * The inference port over the wire: {@link RemoteInferencePort} submits jobs to a peer over a
+ * `Connection`, and {@link serveInference} answers a peer's submissions from a local port.
+ *
+ * A job is one flow-controlled stream (`inference.submit` ⇒ `inference.event`…): a `start`
+ * event, one `token` event per token, and an `end` event carrying the summary and the worker's
+ * signed receipt. The stream's credit window bounds what is in flight, and the worker's model
+ * computes a token only when the stream pulls one, so a slow client slows its own job on the
+ * worker, end to end. Cancelling the requester's token stream sends the connection's `cancel`,
+ * which aborts the worker's handler and with it the job; a worker that cancels (or dies) fails
+ * the requester's stream with a typed error (`job_cancelled`, `connection_closed`,
+ * `peer_timeout`) and `done` resolves with `finishReason: "error"` or `"cancelled"`.
+ *
+ * @module
+ */
+import type { Connection } from "../protocols/connection.ts";
+import type { TextJob } from "../protocols/job.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import type { Receipt } from "../protocols/receipt.ts";
+import {
+  type InferenceEvent,
+  ListModelsMessage,
+  type StartEvent,
+  SubmitMessage,
+  type WireJobSummary,
+} from "../protocols/inference_messages.ts";
+import type {
+  FinishReason,
+  InferenceHandle,
+  InferencePort,
+  InferenceStats,
+  JobSummary,
+  ServedModelInfo,
+  StreamedToken,
+  SubmitOptions,
+} from "./inference_port.ts";
+
+/** The peer's stream broke the protocol (no `start` first, events out of order). */
+export class InferenceStreamError extends VeriflowError {
+  /**
+   * Create it.
+   * @param message What was wrong.
+   */
+  constructor(message: string) {
+    super("inference_stream_invalid", message);
+  }
+}
+
+/** The requester stopped reading; what `done` reports for a job cancelled this side. */
+const CANCELLED = "job_cancelled";
+
+function emptyStats(): InferenceStats {
+  return {
+    jobsStarted: 0,
+    jobsFinished: 0,
+    jobsCancelled: 0,
+    jobsFailed: 0,
+    jobsRejected: 0,
+    tokensGenerated: 0,
+    activeJobs: 0,
+    queuedJobs: 0,
+  };
+}
+
+function errorInfo(error: unknown): { code: string; message: string } {
+  if (error instanceof VeriflowError) return { code: error.code, message: error.message };
+  return {
+    code: "internal_error",
+    message: error instanceof Error ? error.message : String(error),
+  };
+}
+
+/** An {@link InferencePort} whose jobs run on the peer at the other end of a connection. */
+export class RemoteInferencePort implements InferencePort {
+  readonly #connection: Connection;
+  readonly #now: () => number;
+  readonly #stats = emptyStats();
+
+  /**
+   * Create a port over `connection`.
+   * @param connection A connection to a peer that serves the inference protocol.
+   * @param options `now`: clock in ms for the locally measured timings (default performance.now).
+   */
+  constructor(connection: Connection, options: { now?: () => number } = {}) {
+    this.#connection = connection;
+    this.#now = options.now ?? (() => performance.now());
+  }
+
+  /** The connection jobs go over. */
+  get connection(): Connection {
+    return this.#connection;
+  }
+
+  /** The models the peer runs. */
+  async models(): Promise<readonly ServedModelInfo[]> {
+    const reply = await this.#connection.request(ListModelsMessage, {});
+    return reply.models;
+  }
+
+  /** Jobs relayed through this port (counted here, not on the peer). */
+  stats(): Promise<InferenceStats> {
+    return Promise.resolve({ ...this.#stats });
+  }
+
+  /** Submit `job` to the peer; resolves once the peer has accepted it (its `start` event). */
+  async submit(job: TextJob, options: SubmitOptions = {}): Promise<InferenceHandle> {
+    const submittedAt = this.#now();
+    const events = this.#connection.openStream(SubmitMessage, { job }, { signal: options.signal });
+    const reader = events.getReader();
+    let first: ReadableStreamReadResult<InferenceEvent>;
+    try {
+      first = await reader.read();
+    } catch (error) {
+      // Refused before it started (too_many_jobs, unknown_model, ...): the peer's typed code.
+      this.#stats.jobsRejected++;
+      throw error;
+    }
+    if (first.done || first.value.kind !== "start") {
+      reader.cancel().catch(() => {});
+      throw new InferenceStreamError("the worker's stream did not begin with a start event");
+    }
+    this.#stats.jobsStarted++;
+    this.#stats.activeJobs++;
+    return new RemoteJob(first.value, reader, submittedAt, this.#now, (summary) => {
+      this.#stats.activeJobs--;
+      this.#stats.tokensGenerated += summary.usage.completionTokens;
+      if (summary.finishReason === "cancelled") this.#stats.jobsCancelled++;
+      else if (summary.finishReason === "error") this.#stats.jobsFailed++;
+      else this.#stats.jobsFinished++;
+    }).handle();
+  }
+}
+
+/** The requester's side of one relayed job. */
+class RemoteJob {
+  readonly #start: StartEvent;
+  readonly #reader: ReadableStreamDefaultReader<InferenceEvent>;
+  readonly #submittedAt: number;
+  readonly #now: () => number;
+  readonly #onEnd: (summary: JobSummary) => void;
+  readonly #done = Promise.withResolvers<JobSummary>();
+  #tokens = 0;
+  #firstTokenAt = NaN;
+  #ended = false;
+
+  constructor(
+    start: StartEvent,
+    reader: ReadableStreamDefaultReader<InferenceEvent>,
+    submittedAt: number,
+    now: () => number,
+    onEnd: (summary: JobSummary) => void,
+  ) {
+    this.#start = start;
+    this.#reader = reader;
+    this.#submittedAt = submittedAt;
+    this.#now = now;
+    this.#onEnd = onEnd;
+  }
+
+  handle(): InferenceHandle {
+    const tokens = new ReadableStream<StreamedToken>({
+      pull: async (controller) => {
+        let result: ReadableStreamReadResult<InferenceEvent>;
+        try {
+          result = await this.#reader.read();
+        } catch (error) {
+          this.#end("error", error);
+          controller.error(error);
+          return;
+        }
+        if (result.done) {
+          const error = new InferenceStreamError("the worker's stream ended without an end event");
+          this.#end("error", error);
+          controller.error(error);
+          return;
+        }
+        const event = result.value;
+        if (event.kind === "end") {
+          // Reached only when the last token carried no finish reason (an early end).
+          this.#resolve(event.summary as JobSummary);
+          controller.close();
+          return;
+        }
+        if (event.kind !== "token" || event.index !== this.#tokens) {
+          const error = new InferenceStreamError(`unexpected ${event.kind} event`);
+          this.#reader.cancel(error).catch(() => {});
+          this.#end("error", error);
+          controller.error(error);
+          return;
+        }
+        if (this.#tokens === 0) this.#firstTokenAt = this.#now();
+        this.#tokens++;
+        const token: StreamedToken = {
+          index: event.index,
+          tokenId: event.tokenId,
+          text: event.text,
+        };
+        if (event.finishReason !== undefined) token.finishReason = event.finishReason;
+        controller.enqueue(token);
+        if (event.finishReason !== undefined) {
+          // The last token: close now, and take the end event (summary, receipt) behind it.
+          controller.close();
+          this.#awaitEnd();
+        }
+      },
+      cancel: (reason) => this.#cancel(reason),
+    }, { highWaterMark: 0 });
+    return {
+      jobId: this.#start.jobId,
+      model: this.#start.model,
+      promptTokens: this.#start.promptTokens,
+      tokens,
+      done: this.#done.promise,
+      cancel: () => {
+        tokens.cancel().catch(() => {});
+        this.#cancel();
+      },
+    };
+  }
+
+  async #awaitEnd(): Promise<void> {
+    try {
+      const { done, value } = await this.#reader.read();
+      if (done || value.kind !== "end") {
+        throw new InferenceStreamError("expected the end event after the last token");
+      }
+      this.#resolve(value.summary as JobSummary);
+    } catch (error) {
+      this.#end("error", error);
+    }
+  }
+
+  #cancel(reason?: unknown): void {
+    if (this.#ended) return;
+    this.#reader.cancel(reason ?? new VeriflowError(CANCELLED, "cancelled by the requester"))
+      .catch(() => {});
+    this.#end("cancelled");
+  }
+
+  #resolve(summary: JobSummary): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#reader.releaseLock();
+    this.#onEnd(summary);
+    this.#done.resolve(summary);
+  }
+
+  /** A summary measured on this side, for a job that ended without the worker's end event. */
+  #end(reason: FinishReason, error?: unknown): void {
+    if (this.#ended) return;
+    const end = this.#now();
+    const summary: JobSummary = {
+      jobId: this.#start.jobId,
+      finishReason: reason,
+      usage: { promptTokens: this.#start.promptTokens, completionTokens: this.#tokens },
+      timings: {
+        queueMs: NaN,
+        ttftMs: this.#firstTokenAt - this.#submittedAt,
+        totalMs: end - this.#submittedAt,
+        tokensPerS: NaN,
+      },
+    };
+    if (error !== undefined) summary.error = errorInfo(error);
+    this.#ended = true;
+    this.#onEnd(summary);
+    this.#done.resolve(summary);
+  }
+}
+
+/** Options of {@link serveInference}. */
+export interface ServeInferenceOptions {
+  /** Called with each job this connection submitted, as it starts (for logs and metrics). */
+  onJob?: (jobId: string) => void;
+}
+
+/**
+ * Answer the peer's `inference.submit` and `inference.list_models` requests from `port`.
+ * Register it right after the connection is opened.
+ */
+export function serveInference(
+  connection: Connection,
+  port: InferencePort,
+  options: ServeInferenceOptions = {},
+): void {
+  connection.handle(ListModelsMessage, async () => ({ models: [...await port.models()] }));
+  connection.handle(SubmitMessage, async ({ job }, ctx) => {
+    // A refusal (too_many_jobs, unknown_model, ...) rejects here and goes back as the
+    // connection's `error` with its code, before any event.
+    const handle = await port.submit(job, { signal: ctx.signal });
+    options.onJob?.(handle.jobId);
+    return jobEvents(handle);
+  });
+}
+
+/** A local job's handle as the stream of events the requester reads. */
+function jobEvents(handle: InferenceHandle): ReadableStream<InferenceEvent> {
+  const reader = handle.tokens.getReader();
+  let started = false;
+  let ended = false;
+  return new ReadableStream<InferenceEvent>({
+    pull: async (controller) => {
+      if (!started) {
+        started = true;
+        const { cid, name, kind, contextLength, executionProvider } = handle.model;
+        const model: StartEvent["model"] = { cid, name, kind };
+        if (contextLength !== undefined) model.contextLength = contextLength;
+        if (executionProvider !== undefined) model.executionProvider = executionProvider;
+        controller.enqueue({
+          kind: "start",
+          jobId: handle.jobId,
+          model,
+          promptTokens: handle.promptTokens,
+        });
+        return;
+      }
+      if (ended) {
+        controller.close();
+        return;
+      }
+      let result: ReadableStreamReadResult<StreamedToken>;
+      try {
+        result = await reader.read();
+      } catch {
+        // The job failed or was cancelled here: the summary says which, then the stream ends.
+        result = { done: true, value: undefined };
+      }
+      if (result.done) {
+        ended = true;
+        const summary = await handle.done;
+        if (summary.finishReason === "cancelled" || summary.finishReason === "error") {
+          controller.error(
+            new VeriflowError(
+              summary.error?.code ?? CANCELLED,
+              summary.error?.message ?? "the job was cancelled by the worker",
+            ),
+          );
+          return;
+        }
+        controller.enqueue({ kind: "end", summary: wireSummary(summary) });
+        return;
+      }
+      const { index, tokenId, text, finishReason } = result.value;
+      const event: InferenceEvent = { kind: "token", index, tokenId, text };
+      if (finishReason !== undefined) event.finishReason = finishReason;
+      controller.enqueue(event);
+    },
+    cancel: (reason) => {
+      reader.cancel(reason).catch(() => {});
+      handle.cancel();
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** The summary as it goes on the wire: only the fields the schema knows. */
+function wireSummary(summary: JobSummary): WireJobSummary {
+  const out: WireJobSummary = {
+    jobId: summary.jobId,
+    finishReason: summary.finishReason,
+    usage: summary.usage,
+    timings: summary.timings,
+  };
+  if (summary.receipt !== undefined) {
+    out.receipt = summary.receipt as Receipt;
+  }
+  if (summary.error !== undefined) out.error = summary.error;
+  return out;
+}

@@ -1,0 +1,336 @@
+/**
+ * The inference wire messages: every step of an inference job as a message between nodes.
+ * Each type has one schema, here; handlers and requesters get the inferred body types.
+ *
+ * Two protocols, so a peer states what it does in the connection handshake:
+ *
+ * ```
+ * inference (a worker serves it)
+ *   inference.submit    { job }            ⇒ stream of inference.event:
+ *                                             { start } { token }… { end: summary + receipt }
+ *   (cancel: the connection's `cancel` from the requester, its `error` from the worker)
+ *   inference.list_models {}               → inference.models { models }
+ *   inference.get_proof { receiptId }      → inference.proof { proof | null }
+ *
+ * validation (a node that keeps a ledger serves it)
+ *   validation.receipt  { receipt, job }   → validation.receipt_ack { recorded, refusal? }
+ *   validation.verdict  { verdict }          one-way
+ *   validation.fraud_proof { proof }         one-way
+ *   validation.stake    { pledge }           one-way
+ * ```
+ *
+ * Nothing here carries a per-message signature: the connection's handshake authenticates the
+ * peer. What a third party must check is signed inside the body (receipts, verdicts, fraud
+ * proofs, stake pledges) and is checked by whoever acts on it, whoever relayed it.
+ *
+ * The `validation.receipt_ack` says only whether the receipt entered the ledger — never
+ * whether it will be challenged, so a worker cannot learn its odds before it is too late.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { type TextJob, textJobSchema } from "./job.ts";
+import { type Receipt, ReceiptSchema } from "./receipt.ts";
+import { type Verdict, VerdictSchema } from "./verdict.ts";
+import { type FraudProof, FraudProofSchema } from "./fraud_proof.ts";
+import { type ProofData, ProofDataSchema } from "../proof/commitment.ts";
+import { defineMessage, type MessageDefinition } from "./message_registry.ts";
+import { defineProtocol, type Protocol } from "./connection_protocols.ts";
+import { type StakePledge, StakePledgeSchema } from "./stake_pledge.ts";
+
+const HEX64 = /^[0-9a-f]{64}$/;
+/** Longest model name or error text carried in an event (names are for humans). */
+const MAX_NAME_LENGTH = 256;
+/** Longest token text: one token's newly complete UTF-8 text is a few bytes; be generous. */
+const MAX_TOKEN_TEXT_LENGTH = 1024;
+
+const modelInfoSchema = z.object({
+  cid: z.string().min(1).max(128),
+  name: z.string().max(MAX_NAME_LENGTH),
+  kind: z.enum(["text", "tensor"]),
+  contextLength: z.number().int().positive().optional(),
+  executionProvider: z.string().max(32).optional(),
+});
+
+/** Timings are numbers, or NaN where nothing was measured (no first token). */
+const timing = z.union([z.number(), z.nan()]);
+
+const summarySchema = z.object({
+  jobId: z.string().regex(HEX64),
+  finishReason: z.enum(["stop", "length", "cancelled", "error"]),
+  usage: z.object({
+    promptTokens: z.number().int().nonnegative(),
+    completionTokens: z.number().int().nonnegative(),
+  }),
+  timings: z.object({
+    queueMs: timing,
+    ttftMs: timing,
+    totalMs: timing,
+    tokensPerS: timing,
+  }),
+  receipt: ReceiptSchema.optional(),
+  error: z.object({
+    code: z.string().max(64),
+    message: z.string().max(MAX_NAME_LENGTH * 4),
+  }).optional(),
+});
+
+/** A model as the wire describes it (the port's `ServedModelInfo`, plain data). */
+export interface WireModelInfo {
+  /** CID of the model file. */
+  cid: string;
+  /** Human-readable name. */
+  name: string;
+  /** Text generation or one-shot tensor model. */
+  kind: "text" | "tensor";
+  /** Context window in tokens. */
+  contextLength?: number;
+  /** The execution provider the worker runs it on. */
+  executionProvider?: string;
+}
+
+/** A job's summary as the wire carries it (the port's `JobSummary`, receipt included). */
+export interface WireJobSummary {
+  /** The job id. */
+  jobId: string;
+  /** Why it ended. */
+  finishReason: "stop" | "length" | "cancelled" | "error";
+  /** Token counts. */
+  usage: { promptTokens: number; completionTokens: number };
+  /** The worker's timings, ms (NaN where nothing was measured). */
+  timings: { queueMs: number; ttftMs: number; totalMs: number; tokensPerS: number };
+  /** The worker's signed receipt. */
+  receipt?: Receipt;
+  /** What ended the job, or the prover's failure. */
+  error?: { code: string; message: string };
+}
+
+/** The `start` event: the worker accepted the job. */
+export interface StartEvent {
+  /** Event tag. */
+  kind: "start";
+  /** The job id as the worker computed it. */
+  jobId: string;
+  /** The model that runs it. */
+  model: WireModelInfo;
+  /** Tokens in the prompt. */
+  promptTokens: number;
+}
+
+/** A `token` event. */
+export interface TokenEvent {
+  /** Event tag. */
+  kind: "token";
+  /** Output position, from 0. */
+  index: number;
+  /** The token id. */
+  tokenId: number;
+  /** Newly complete text. */
+  text: string;
+  /** Set on the last token. */
+  finishReason?: "stop" | "length";
+}
+
+/** The `end` event: the summary and the receipt. */
+export interface EndEvent {
+  /** Event tag. */
+  kind: "end";
+  /** How the job ended. */
+  summary: WireJobSummary;
+}
+
+/** One event of a job's stream: its start, one token, or its end. */
+export type InferenceEvent = StartEvent | TokenEvent | EndEvent;
+
+/** A chunk of `inference.submit`'s stream. */
+export const InferenceEventMessage: MessageDefinition<InferenceEvent> = defineMessage(
+  "inference.event",
+  z.discriminatedUnion("kind", [
+    z.object({
+      kind: z.literal("start"),
+      jobId: z.string().regex(HEX64),
+      model: modelInfoSchema,
+      promptTokens: z.number().int().nonnegative(),
+    }),
+    z.object({
+      kind: z.literal("token"),
+      index: z.number().int().nonnegative(),
+      tokenId: z.number().int().nonnegative(),
+      text: z.string().max(MAX_TOKEN_TEXT_LENGTH),
+      finishReason: z.enum(["stop", "length"]).optional(),
+    }),
+    z.object({ kind: z.literal("end"), summary: summarySchema }),
+  ]) as unknown as z.ZodType<InferenceEvent>,
+);
+
+/** Body of `inference.submit`. */
+export interface SubmitBody {
+  /** The job; the worker derives its id as anyone would (`jobId(job)`). */
+  job: TextJob;
+}
+
+/**
+ * Run a job on the peer and stream it back. Refusals before the first event travel as the
+ * connection's `error` with the refusal's code (`too_many_jobs`, `unknown_model`, ...).
+ */
+export const SubmitMessage: MessageDefinition<SubmitBody, never, InferenceEvent> = defineMessage(
+  "inference.submit",
+  z.object({ job: textJobSchema }),
+  {
+    chunk: InferenceEventMessage,
+  },
+);
+
+/** Most models one node lists: a node serves a handful; this bounds a hostile reply. */
+export const MAX_LISTED_MODELS = 256;
+
+/** Body of `inference.models`. */
+export interface ModelListBody {
+  /** The models the peer runs jobs for. */
+  models: WireModelInfo[];
+}
+
+/** Reply to `inference.list_models`. */
+export const ModelListMessage: MessageDefinition<ModelListBody> = defineMessage(
+  "inference.models",
+  z.object({ models: z.array(modelInfoSchema).max(MAX_LISTED_MODELS) }),
+);
+
+/** Ask a worker which models it runs. */
+export const ListModelsMessage: MessageDefinition<Record<string, never>, ModelListBody> =
+  defineMessage(
+    "inference.list_models",
+    z.object({}) as unknown as z.ZodType<Record<string, never>>,
+    {
+      reply: ModelListMessage,
+    },
+  );
+
+/** Body of `inference.proof`. */
+export interface ProofBody {
+  /** The proof data the worker committed to, or null when it holds none for that receipt. */
+  proof: ProofData | null;
+}
+
+/** Reply to `inference.get_proof`. */
+export const ProofMessage: MessageDefinition<ProofBody> = defineMessage(
+  "inference.proof",
+  z.object({ proof: ProofDataSchema.nullable() }),
+);
+
+/** Body of `inference.get_proof`. */
+export interface GetProofBody {
+  /** Hex receipt id. */
+  receiptId: string;
+}
+
+/** A validator's challenge: the worker's proof data for one of its receipts. */
+export const ProofRequestMessage: MessageDefinition<GetProofBody, ProofBody> = defineMessage(
+  "inference.get_proof",
+  z.object({ receiptId: z.string().regex(HEX64) }),
+  { reply: ProofMessage },
+);
+
+/** Body of `validation.receipt_ack`. */
+export interface ReceiptAckBody {
+  /** Whether the receipt entered the ledger as pending (or was already there). */
+  recorded: boolean;
+  /** Why not (an error code), when it did not. */
+  refusal?: string;
+}
+
+/** Reply to `validation.receipt`. Never says whether the receipt will be challenged. */
+export const ReceiptAckMessage: MessageDefinition<ReceiptAckBody> = defineMessage(
+  "validation.receipt_ack",
+  z.object({ recorded: z.boolean(), refusal: z.string().max(64).optional() }),
+);
+
+/** Body of `validation.receipt`. */
+export interface ReceiptAnnouncementBody {
+  /** The worker's signed receipt. */
+  receipt: Receipt;
+  /** The job it is for (checked against `receipt.jobId`); a validator re-runs it. */
+  job: TextJob;
+}
+
+/** A receipt announced to a validator (by its worker or by whoever relayed the job). */
+export const ReceiptAnnouncementMessage: MessageDefinition<
+  ReceiptAnnouncementBody,
+  ReceiptAckBody
+> = defineMessage(
+  "validation.receipt",
+  z.object({ receipt: ReceiptSchema, job: textJobSchema }),
+  { reply: ReceiptAckMessage },
+);
+
+/** Body of `validation.verdict`. */
+export interface VerdictBody {
+  /** A validator's signed verdict. */
+  verdict: Verdict;
+}
+
+/** A verdict, spread to every node that keeps a ledger. */
+export const VerdictAnnouncementMessage: MessageDefinition<VerdictBody> = defineMessage(
+  "validation.verdict",
+  z.object({ verdict: VerdictSchema }),
+);
+
+/** Body of `validation.fraud_proof`. */
+export interface FraudProofBody {
+  /** A validator's signed fraud proof. */
+  proof: FraudProof;
+}
+
+/** A fraud proof, spread to every node that keeps a ledger; each checks it before it slashes. */
+export const FraudProofAnnouncementMessage: MessageDefinition<FraudProofBody> = defineMessage(
+  "validation.fraud_proof",
+  z.object({ proof: FraudProofSchema }),
+);
+
+/** Body of `validation.stake`. */
+export interface StakeBody {
+  /** A key's signed pledge of stake. */
+  pledge: StakePledge;
+}
+
+/** A node's stake pledge, so other ledgers accept (and can slash) its receipts. */
+export const StakeAnnouncementMessage: MessageDefinition<StakeBody> = defineMessage(
+  "validation.stake",
+  z.object({ pledge: StakePledgeSchema }),
+);
+
+/** The messages a worker serves. */
+export const INFERENCE_PROTOCOL_MESSAGES = [
+  SubmitMessage,
+  ListModelsMessage,
+  ProofRequestMessage,
+] as const;
+
+/** The messages a ledger-keeping node serves. */
+export const VALIDATION_PROTOCOL_MESSAGES = [
+  ReceiptAnnouncementMessage,
+  VerdictAnnouncementMessage,
+  FraudProofAnnouncementMessage,
+  StakeAnnouncementMessage,
+] as const;
+
+/**
+ * Jobs, tokens, receipts and proof data. Every node speaks it (a node without a model still
+ * forwards its clients' jobs); a peer that runs no model answers `inference.list_models` with
+ * `no_handler`, so jobs are routed only to peers that listed a model.
+ */
+export const INFERENCE_PROTOCOL: Protocol = defineProtocol(
+  "inference",
+  1,
+  INFERENCE_PROTOCOL_MESSAGES,
+);
+
+/**
+ * Receipts, verdicts, fraud proofs and stake pledges. Spoken by nodes that keep a ledger; a
+ * node without one is never sent a receipt (the request would fail at once, unsent).
+ */
+export const VALIDATION_PROTOCOL: Protocol = defineProtocol(
+  "validation",
+  1,
+  VALIDATION_PROTOCOL_MESSAGES,
+);
