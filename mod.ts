@@ -61,6 +61,16 @@ export * from "./protocols/protocol_errors.ts";
 export * from "./protocols/cbor_guard.ts";
 export * from "./protocols/connection.ts";
 export * from "./protocols/memory_duplex.ts";
+export * from "./protocols/tcp_transport.ts";
+export * from "./protocols/session_handshake.ts";
+export * from "./protocols/inference_messages.ts";
+export {
+  signStakePledge,
+  STAKE_PLEDGE_VERSION,
+  type StakePledge,
+  stakePledgeSigningBytes,
+  verifyStakePledge,
+} from "./protocols/stake_pledge.ts";
 export * from "./streams/length_prefixed_stream.ts";
 export * from "./streams/cbor_stream.ts";
 
@@ -90,6 +100,7 @@ export {
   type SubmitOptions,
 } from "./inference/inference_port.ts";
 export * from "./inference/local_port.ts";
+export * from "./inference/remote_port.ts";
 export {
   type CancelJob,
   DEFAULT_CONCURRENCY,

@@ -19,6 +19,7 @@
  * @module
  */
 import type { Actor, ActorContext } from "./actor.ts";
+import type { ValidatorMessage } from "./validator_actor.ts";
 import type { ActorRef } from "./actor_ref.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { TextJob } from "../protocols/job.ts";
@@ -52,8 +53,10 @@ export interface GetProofMessage {
 export interface ProvedMessage {
   /** Message tag. */
   type: "proved";
-  /** The finished job. */
+  /** The finished job's proof and receipt. */
   proved: ProvedJob;
+  /** The job itself (handed to the validator with the receipt). */
+  job: TextJob;
 }
 
 /** Internal: a proof that failed. */
@@ -104,6 +107,11 @@ export interface ProverActorOptions {
   dir?: string;
   /** Proofs kept in memory, oldest evicted first; default 4096 (~1.5 MB at 64 tokens each). */
   maxProofs?: number;
+  /**
+   * Registry name of the node's ValidatorActor: each signed receipt goes there with its job
+   * (origin `local`), to be recorded and announced to other nodes' validators. Absent: none.
+   */
+  validator?: string;
 }
 
 /** Default bound of proofs held in memory. */
@@ -114,6 +122,7 @@ export class ProverActor implements Actor<ProverMessage> {
   readonly #identity: Identity;
   readonly #dir?: string;
   readonly #maxProofs: number;
+  readonly #validator?: string;
   readonly #proofs = new Map<string, ProofData>();
   #active = 0;
   #proven = 0;
@@ -127,6 +136,7 @@ export class ProverActor implements Actor<ProverMessage> {
     this.#identity = options.identity;
     this.#dir = options.dir;
     this.#maxProofs = options.maxProofs ?? DEFAULT_MAX_PROOFS;
+    this.#validator = options.validator;
   }
 
   /** Handle one message (see {@link ProverMessage}). */
@@ -143,6 +153,15 @@ export class ProverActor implements Actor<ProverMessage> {
         const id = receiptId(message.proved.receipt);
         this.#remember(id, message.proved.proof);
         if (this.#dir) await persist(this.#dir, id, message.proved.proof);
+        if (this.#validator !== undefined) {
+          // Stored first, so a validator's challenge can never outrun the proof it asks for.
+          ctx.system.lookup<ValidatorMessage>(this.#validator)?.tell({
+            type: "receipt",
+            receipt: message.proved.receipt,
+            job: message.job,
+            origin: "local",
+          }).catch(() => {});
+        }
         return undefined;
       }
       case "prove_failed":
@@ -167,7 +186,7 @@ export class ProverActor implements Actor<ProverMessage> {
     const run = proveJob(message.job, message.chunks, this.#identity, { signal: ctx.signal });
     const receipt = run.then(async (proved) => {
       // Store before the receipt is released, so a challenge can never outrun its proof.
-      await ctx.self.ask({ type: "proved", proved });
+      await ctx.self.ask({ type: "proved", proved, job: message.job });
       return proved.receipt;
     }, async (error) => {
       await ctx.self.tell({ type: "prove_failed", jobId: message.jobId }).catch(() => {});

@@ -1,27 +1,36 @@
 /**
- * ValidatorActor: samples receipts, challenges them, signs verdicts, settles fraud proofs and
- * owns the ledger.
+ * ValidatorActor: keeps the node's ledger, samples other nodes' receipts, challenges them,
+ * signs verdicts, settles fraud proofs.
  *
- * Every receipt it hears about is recorded in the ledger as pending (if its worker has stake
- * to back it). The validator's coin (`proof/challenge.ts`) decides whether to challenge it; a
- * challenge gathers the material through {@link ChallengeSource} (the job, the worker's proof
- * data, the output — in-process in tests, over the wire in a node) and the model through
- * {@link ValidatorModelSource}, validates on a serial work queue (one forward pass at a time,
- * so challenges never starve inference of CPU), records the verdict and, for a fraud, checks
- * its own proof and settles it. Fraud proofs from other validators are checked and settled the
- * same way. A timer finalizes receipts whose challenge window has closed.
+ * Every receipt it hears about — its own worker's (origin `local`) or one a peer announced —
+ * is recorded in the ledger as pending (if its worker has stake to back it). **It never
+ * challenges a receipt its own key signed**: a node validating itself proves nothing. Its own
+ * receipts are instead handed to the NetworkActor to announce to other nodes' validators.
+ * For anyone else's receipt the validator's coin (`proof/challenge.ts`) decides; a challenge
+ * gathers the job (from the announcement, or {@link ChallengeSource}), the worker's proof data
+ * (over the wire from the worker, through the NetworkActor) and the model
+ * ({@link ValidatorModelSource}), validates on a serial work queue (one forward pass at a time,
+ * so challenges never starve inference of CPU) and reports back to the actor by a `challenged`
+ * message: the verdict is recorded, a fraud proof is checked and settled, and both are spread
+ * to every peer that keeps a ledger, all inside `receive`. Verdicts and fraud proofs from peers
+ * enter the same way, each checked before it moves a balance. A timer finalizes receipts whose
+ * challenge window has closed.
  *
- * The `receipt` message answers at once with whether it will be challenged and a promise of
- * the result, so the mailbox is never held for a forward pass.
+ * The `receipt` message answers at once (recorded or not, and — in-process only — whether this
+ * validator challenges it and a promise of the result), so the mailbox is never held for a
+ * forward pass.
  *
  * @module
  */
 import type { Actor, ActorContext } from "./actor.ts";
+import type { ActorSystem } from "./actor_system.ts";
 import type { Identity } from "../protocols/identity.ts";
-import type { Job, TensorData } from "../protocols/job.ts";
+import { type Job, jobId as jobIdOf, type TensorData, type TextJob } from "../protocols/job.ts";
 import { parseReceipt, type Receipt, receiptId } from "../protocols/receipt.ts";
 import { signVerdict, type Verdict } from "../protocols/verdict.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
+import type { StakePledge } from "../protocols/stake_pledge.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type { ProofData } from "../proof/commitment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
 import {
@@ -33,13 +42,14 @@ import {
 import { checkFraudProof, type FraudCheckResult } from "../proof/fraud_check.ts";
 import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
 import { type Account, Ledger, type LedgerOptions, type ReceiptRecord } from "../proof/ledger.ts";
+import type { NetworkMessage } from "../network/network_actor.ts";
 
-/** Where a validator gets what a challenge needs. */
+/** Where a validator gets what a challenge needs beyond the announcement. */
 export interface ChallengeSource {
-  /** The job a receipt is for (for private jobs: with the sealed input opened). */
-  job(receipt: Receipt): Promise<Job | undefined>;
-  /** The worker's proof data (text jobs). */
-  proof(receipt: Receipt): Promise<ProofData | undefined>;
+  /** The job a receipt is for, when the announcement did not carry it. */
+  job?(receipt: Receipt): Promise<Job | undefined>;
+  /** The worker's proof data (text jobs); default: fetched from the worker over the network. */
+  proof?(receipt: Receipt): Promise<ProofData | undefined>;
   /** The output as delivered (needed for tensor jobs; optional for text). */
   output?(receipt: Receipt): Promise<string | Record<string, TensorData> | undefined>;
 }
@@ -50,30 +60,45 @@ export interface ValidatorModelSource {
   get(cid: string): Promise<ProofModel | ProofTensorModel | undefined>;
 }
 
+/** Where a receipt, verdict or fraud proof came from: this node, or a peer's hex key. */
+export type Origin = "local" | string;
+
 /** A receipt to record and maybe challenge. Answers {@link ReceiptHandled}. */
 export interface ReceiptMessage {
   /** Message tag. */
   type: "receipt";
   /** The receipt (untrusted). */
   receipt: unknown;
+  /** The job it is for (checked against the receipt's job id). */
+  job?: TextJob;
+  /** `local` for this node's own worker (announced to peers); a peer's key otherwise. */
+  origin?: Origin;
 }
-
 /** A fraud proof from anyone. Answers {@link FraudCheckResult}. */
 export interface FraudProofMessage {
   /** Message tag. */
   type: "fraud_proof";
   /** The proof (untrusted). */
   proof: unknown;
+  /** Who sent it. */
+  origin?: Origin;
 }
-
-/** A verdict from elsewhere (storage audits). Answers the verdict id. */
+/** A signed verdict from elsewhere (a peer's validator, a storage audit). Answers its id. */
 export interface VerdictMessage {
   /** Message tag. */
   type: "verdict";
-  /** The signed verdict. */
+  /** The signed verdict (checked before it is recorded). */
   verdict: Verdict;
+  /** Who sent it. */
+  origin?: Origin;
 }
-
+/** A peer's stake pledge. Answers whether it was recorded. */
+export interface PledgeMessage {
+  /** Message tag. */
+  type: "pledge";
+  /** The pledge (checked before it is recorded). */
+  pledge: StakePledge;
+}
 /** Credit stake (bookkeeping). Answers nothing. */
 export interface DepositMessage {
   /** Message tag. */
@@ -83,13 +108,11 @@ export interface DepositMessage {
   /** Amount. */
   amount: number;
 }
-
 /** Finalize receipts whose window closed. Answers their ids. */
 export interface FinalizeMessage {
   /** Message tag. */
   type: "finalize";
 }
-
 /** Look up an account. Answers {@link Account}. */
 export interface AccountMessage {
   /** Message tag. */
@@ -97,7 +120,6 @@ export interface AccountMessage {
   /** The key. */
   key: Uint8Array;
 }
-
 /** Look up a receipt's ledger record. Answers {@link ReceiptRecord} or undefined. */
 export interface ReceiptStatusMessage {
   /** Message tag. */
@@ -105,31 +127,78 @@ export interface ReceiptStatusMessage {
   /** Receipt id. */
   receiptId: string;
 }
+/** Ask for the validator's {@link ValidatorStats}. */
+export interface ValidatorStatsMessage {
+  /** Message tag. */
+  type: "stats";
+}
+/** Whether `key` has stake recorded here. Answers a boolean. */
+export interface HasStakedMessage {
+  /** Message tag. */
+  type: "has_staked";
+  /** The key. */
+  key: Uint8Array;
+}
+/** Internal: a challenge finished; its verdict is recorded, settled and spread here. */
+export interface ChallengedMessage {
+  /** Message tag. */
+  type: "challenged";
+  /** The challenged receipt. */
+  receipt: Receipt;
+  /** What the validation concluded. */
+  result: ValidationResult;
+}
 
 /** Every message the ValidatorActor accepts. */
 export type ValidatorMessage =
   | ReceiptMessage
   | FraudProofMessage
   | VerdictMessage
+  | PledgeMessage
   | DepositMessage
   | FinalizeMessage
   | AccountMessage
-  | ReceiptStatusMessage;
+  | ReceiptStatusMessage
+  | ValidatorStatsMessage
+  | HasStakedMessage
+  | ChallengedMessage;
 
 /** The answer to a `receipt` message. */
 export interface ReceiptHandled {
   /** Receipt id. */
   receiptId: string;
-  /** Whether it entered the ledger as pending (false: refused, see `refusal`). */
+  /** Whether it is pending in the ledger (false: refused, see `refusal`). */
   recorded: boolean;
   /** Why the ledger refused it (error code). */
   refusal?: string;
-  /** Whether this validator challenges it. */
+  /** Whether this validator challenges it (never sent to the worker). */
   challenged: boolean;
-  /** The validator's coin (for audit by others). */
+  /** The validator's coin (1 for receipts it never draws for: its own, malformed ones). */
   draw: number;
-  /** The validation, for challenged receipts. */
+  /** In-process only: resolves once the challenge's verdict is recorded and settled. */
   result?: Promise<ValidationResult>;
+}
+
+/** Counters of the validator (served on `/metrics` and in the heartbeat). */
+export interface ValidatorStats {
+  /** Receipts handed to the validator (local and from peers). */
+  received: number;
+  /** Receipts from peers among them. */
+  fromPeers: number;
+  /** Receipts the ledger refused (malformed, bad signature, not enough stake). */
+  refused: number;
+  /** Own receipts: recorded and announced, never challenged here. */
+  own: number;
+  /** Receipts this validator challenged. */
+  challenged: number;
+  /** Verdicts this validator signed, by outcome. */
+  verdicts: Record<"valid" | "fraud" | "invalid" | "inconclusive", number>;
+  /** Verdicts received from peers and recorded. */
+  peerVerdicts: number;
+  /** Fraud proofs checked (own and from peers). */
+  fraudProofsChecked: number;
+  /** Fraud proofs that slashed a worker here. */
+  slashes: number;
 }
 
 /** Options of {@link ValidatorActor}. */
@@ -140,8 +209,8 @@ export interface ValidatorActorOptions {
   ledgerDir: string;
   /** Ledger economics and pricing. */
   ledger?: LedgerOptions;
-  /** Challenge material. */
-  source: ChallengeSource;
+  /** Challenge material beyond the announcement; default none (proofs from the network). */
+  source?: ChallengeSource;
   /** Models. */
   models: ValidatorModelSource;
   /** Challenge probability; default the ledger economics' `challengeProbability`. */
@@ -150,16 +219,44 @@ export interface ValidatorActorOptions {
   validation?: ValidationOptions;
   /** How often to finalize due receipts, ms; default 10 s; 0 disables the timer. */
   finalizeIntervalMs?: number;
+  /**
+   * Registry name of the NetworkActor: own receipts are announced, signed verdicts and fraud
+   * proofs spread, and proof data fetched through it. Absent: a validator on its own.
+   */
+  network?: string;
+  /** Where one line per challenge and per settled fraud goes. */
+  log?: (line: string) => void;
 }
 
 /** Default finalize timer period: a fraction of the default 10-minute window. */
 export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
+/** Jobs remembered from announcements until their receipt is challenged or forgotten. */
+const MAX_REMEMBERED_JOBS = 4096;
+/** A proof fetch from a worker: long enough for a loaded peer, short enough to free the queue. */
+const PROOF_FETCH_TIMEOUT_MS = 30_000;
 
 /** The validator actor. */
 export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #options: ValidatorActorOptions;
   #ledger?: Ledger;
+  /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
+  #system?: ActorSystem;
   #work: Promise<unknown> = Promise.resolve();
+  /** Jobs from announcements, by job id, oldest evicted first. */
+  readonly #jobs = new Map<string, Job>();
+  /** Resolvers of in-process `result` promises, by receipt id. */
+  readonly #waiting = new Map<string, PromiseWithResolvers<ValidationResult>>();
+  readonly #stats: ValidatorStats = {
+    received: 0,
+    fromPeers: 0,
+    refused: 0,
+    own: 0,
+    challenged: 0,
+    verdicts: { valid: 0, fraud: 0, invalid: 0, inconclusive: 0 },
+    peerVerdicts: 0,
+    fraudProofsChecked: 0,
+    slashes: 0,
+  };
 
   /**
    * Create the actor (the factory of its ChildSpec calls this).
@@ -171,6 +268,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
 
   /** Opens the ledger (verifying it) and starts the finalize timer. */
   async preStart(ctx: ActorContext<ValidatorMessage>): Promise<void> {
+    this.#system = ctx.system;
     this.#ledger = await Ledger.open(
       this.#options.ledgerDir,
       this.#options.identity,
@@ -196,11 +294,18 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const ledger = this.#ledger!;
     switch (message.type) {
       case "receipt":
-        return await this.#onReceipt(message.receipt, ctx);
+        return await this.#onReceipt(message, ctx);
+      case "challenged":
+        return await this.#onChallenged(message, ctx);
       case "fraud_proof":
-        return await this.#settle(message.proof as FraudProof);
-      case "verdict":
-        return await ledger.recordVerdict(message.verdict);
+        return await this.#settle(message.proof as FraudProof, ctx);
+      case "verdict": {
+        const id = await ledger.recordVerdict(message.verdict);
+        if (message.origin !== undefined && message.origin !== "local") this.#stats.peerVerdicts++;
+        return id;
+      }
+      case "pledge":
+        return await ledger.recordPledge(message.pledge).catch(() => false);
       case "deposit":
         return await ledger.deposit(message.key, message.amount);
       case "finalize":
@@ -209,16 +314,27 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return ledger.account(message.key);
       case "receipt_status":
         return ledger.receipt(message.receiptId);
+      case "has_staked":
+        return ledger.hasStaked(message.key);
+      case "stats":
+        return structuredClone(this.#stats);
     }
   }
 
-  async #onReceipt(value: unknown, ctx: ActorContext<ValidatorMessage>): Promise<ReceiptHandled> {
+  async #onReceipt(
+    message: ReceiptMessage,
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<ReceiptHandled> {
     const ledger = this.#ledger!;
+    const origin = message.origin;
+    this.#stats.received++;
+    if (origin !== undefined && origin !== "local") this.#stats.fromPeers++;
     let receipt: Receipt;
     try {
-      receipt = parseReceipt(value);
+      receipt = parseReceipt(message.receipt);
     } catch {
       // Garbage from a peer is a normal outcome, not a reason to crash the validator.
+      this.#stats.refused++;
       return {
         receiptId: "",
         recorded: false,
@@ -228,6 +344,19 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       };
     }
     const id = receiptId(receipt);
+    if (message.job !== undefined) {
+      if (jobIdOf(message.job) !== receipt.jobId) {
+        this.#stats.refused++;
+        return {
+          receiptId: id,
+          recorded: false,
+          refusal: "job_mismatch",
+          challenged: false,
+          draw: 1,
+        };
+      }
+      this.#remember(receipt.jobId, message.job);
+    }
     let recorded = true;
     let refusal: string | undefined;
     try {
@@ -235,17 +364,81 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     } catch (e) {
       recorded = false;
       refusal = (e as { code?: string }).code ?? "refused";
+      this.#stats.refused++;
+    }
+    if (bytesEqual(receipt.worker, this.#options.identity.publicKey)) {
+      // Our own work: others judge it. Announce it (once, when it is fresh from our prover).
+      this.#stats.own++;
+      if (origin === "local" && recorded && message.job?.kind === "text") {
+        this.#tellNetwork(ctx, { type: "announce_receipt", receipt, job: message.job });
+      }
+      return { receiptId: id, recorded, refusal, challenged: false, draw: 1 };
     }
     const p = this.#options.challengeProbability ?? ledger.economics.challengeProbability;
     const { draw } = challengeTicket(this.#options.identity, receipt.jobId);
-    const challenged = draw < p;
+    const challenged = draw < p && !this.#waiting.has(id);
     const handled: ReceiptHandled = { receiptId: id, recorded, refusal, challenged, draw };
     if (challenged) {
-      const result = this.#enqueue(() => this.#challenge(receipt, ctx.signal));
-      result.catch(() => {});
-      handled.result = result;
+      this.#stats.challenged++;
+      const waiting = Promise.withResolvers<ValidationResult>();
+      waiting.promise.catch(() => {});
+      this.#waiting.set(id, waiting);
+      handled.result = waiting.promise;
+      this.#enqueue(() => this.#challenge(receipt, ctx.signal)).then(
+        (result) => ctx.self.tell({ type: "challenged", receipt, result }),
+        (error) => {
+          this.#waiting.delete(id);
+          waiting.reject(error);
+          this.#log(`validator: challenge of job ${receipt.jobId.slice(0, 12)} failed: ${error}`);
+        },
+      ).catch(() => {});
     }
     return handled;
+  }
+
+  /** A finished challenge: record, settle and spread its outcome. State changes only here. */
+  async #onChallenged(
+    message: ChallengedMessage,
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<void> {
+    const { receipt, result } = message;
+    const id = receiptId(receipt);
+    const ledger = this.#ledger!;
+    try {
+      await ledger.recordVerdict(result.verdict);
+      this.#stats.verdicts[result.verdict.outcome]++;
+      this.#tellNetwork(ctx, { type: "publish_verdict", verdict: result.verdict });
+      if (result.fraudProof) {
+        await this.#settle(result.fraudProof, ctx);
+        this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof: result.fraudProof });
+      }
+      this.#log(
+        `validator: challenged job ${receipt.jobId.slice(0, 12)} → ${result.verdict.outcome}` +
+          ` (${result.verdict.reason}; ${result.stats.positions} positions re-checked in ${
+            Math.round(result.stats.totalMs)
+          } ms)`,
+      );
+      this.#waiting.get(id)?.resolve(result);
+    } catch (error) {
+      this.#waiting.get(id)?.reject(error);
+      throw error;
+    } finally {
+      this.#waiting.delete(id);
+    }
+  }
+
+  #remember(id: string, job: Job): void {
+    this.#jobs.delete(id);
+    this.#jobs.set(id, job);
+    while (this.#jobs.size > MAX_REMEMBERED_JOBS) {
+      this.#jobs.delete(this.#jobs.keys().next().value!);
+    }
+  }
+
+  #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
+    const name = this.#options.network;
+    if (name === undefined) return;
+    ctx.system.lookup<NetworkMessage>(name)?.tell(message).catch(() => {});
   }
 
   /** Serial work queue: one validation (one forward pass) at a time. */
@@ -255,11 +448,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     return run;
   }
 
+  /** Gather the material and validate. Runs outside `receive`; touches no actor state. */
   async #challenge(receipt: Receipt, signal: AbortSignal): Promise<ValidationResult> {
-    const { source, models, identity, validation } = this.#options;
-    const job = await source.job(receipt);
+    const { models, identity, validation } = this.#options;
+    const source = this.#options.source ?? {};
+    const job = this.#jobs.get(receipt.jobId) ?? await source.job?.(receipt);
     const model = await models.get(receipt.model);
-    const ledger = this.#ledger!;
     if (!job || !model) {
       // Without the job or the model nothing can be concluded; nothing is recorded against anyone.
       const verdict = signVerdict({
@@ -273,24 +467,42 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       }, identity);
       return { verdict, stats: emptyValidationStats() };
     }
-    const proof = receipt.kind === "text" ? await source.proof(receipt) : undefined;
+    const proof = receipt.kind === "text" ? await this.#proofOf(receipt, source) : undefined;
     const output = await source.output?.(receipt);
-    const result = await validateReceipt(
+    return await validateReceipt(
       { job, receipt, proof, output },
       model,
       identity,
       { ...validation, signal },
     );
-    await ledger.recordVerdict(result.verdict);
-    if (result.fraudProof) await this.#settle(result.fraudProof);
-    return result;
   }
 
-  async #settle(proof: FraudProof): Promise<FraudCheckResult> {
+  async #proofOf(receipt: Receipt, source: ChallengeSource): Promise<ProofData | undefined> {
+    if (source.proof !== undefined) return await source.proof(receipt);
+    const name = this.#options.network;
+    if (name === undefined) return undefined;
+    const network = this.#system?.lookup<NetworkMessage>(name);
+    if (network === undefined) return undefined;
+    try {
+      return await network.ask<ProofData | undefined>(
+        { type: "fetch_proof", worker: receipt.worker, receiptId: receiptId(receipt) },
+        { timeoutMs: PROOF_FETCH_TIMEOUT_MS },
+      );
+    } catch {
+      // An unreachable worker withholds its proof: validation says so (`invalid`).
+      return undefined;
+    }
+  }
+
+  async #settle(
+    proof: FraudProof,
+    _ctx: ActorContext<ValidatorMessage>,
+  ): Promise<FraudCheckResult> {
     const ledger = this.#ledger!;
     const cid = (proof as { receipt?: { model?: unknown } })?.receipt?.model;
     const model = typeof cid === "string" ? await this.#options.models.get(cid) : undefined;
     const check = await checkFraudProof(proof, model, this.#options.validation);
+    this.#stats.fraudProofsChecked++;
     if (check.inconclusive || check.reason === "malformed" || check.reason === "bad_signature") {
       // Unattributable or undecidable: nothing to settle.
       return check;
@@ -305,9 +517,24 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         confirmed: check.confirmed,
         reason: check.reason,
       });
+      if (check.confirmed) {
+        this.#stats.slashes++;
+        this.#log(
+          `validator: fraud on job ${proof.receipt.jobId.slice(0, 12)} confirmed; worker ` +
+            `${toHexShort(proof.receipt.worker)} slashed ${record.locked}`,
+        );
+      }
     }
     return check;
   }
+
+  #log(line: string): void {
+    this.#options.log?.(line);
+  }
+}
+
+function toHexShort(key: Uint8Array): string {
+  return Array.from(key.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 export type { Account, ReceiptRecord };

@@ -6,6 +6,16 @@
  */
 import { z } from "zod";
 import { VeriflowError } from "../protocols/errors.ts";
+import { parsePeerAddress } from "../network/peer_address.ts";
+
+function isPeerAddress(text: string): boolean {
+  try {
+    parsePeerAddress(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** The configuration file failed to parse or validate. */
 export class ConfigError extends VeriflowError {
@@ -59,6 +69,34 @@ const nodeConfigSchema = z.object({
     /** Jobs allowed to wait; beyond that requests get 429. */
     queueLimit: z.number().int().min(0).max(100_000).default(64),
   }).prefault({}),
+  network: z.object({
+    /**
+     * Where peers connect (TCP). Loopback by default, like the HTTP API: joining a network
+     * beyond this machine is an explicit choice. Port 0 picks a free one (printed at start).
+     */
+    listen: z.object({
+      hostname: z.string().default("127.0.0.1"),
+      port: z.number().int().min(0).max(65535).default(7700),
+    }).prefault({}),
+    /** Accept peer connections at all. */
+    listening: z.boolean().default(true),
+    /** Static peers to dial and keep dialled, `HOST:PORT` or `[IPV6]:PORT`. */
+    peers: z.array(z.string().refine(isPeerAddress, "expected HOST:PORT")).default([]),
+    /**
+     * Send a ping after this long without traffic. A third of the idle timeout: two pings can
+     * be lost before a live peer is taken for dead.
+     */
+    keepaliveMs: z.number().int().min(10).max(600_000).default(1_500),
+    /** A peer silent (or not reading) for this long is dropped and its jobs fail. */
+    idleTimeoutMs: z.number().int().min(50).max(3_600_000).default(5_000),
+  }).prefault({}),
+  validator: z.object({
+    /**
+     * Probability of challenging another node's receipt; default the economics' value. The
+     * worker cannot predict the coin (it is the validator's signature over the job id).
+     */
+    challengeProbability: z.number().min(0).max(1).optional(),
+  }).prefault({}),
   /** Milliseconds between heartbeat lines; 0 turns them off. */
   heartbeatMs: z.number().int().min(0).default(10_000),
   /**
@@ -87,6 +125,19 @@ export interface NodeConfig {
   };
   /** Jobs computed at once per model, and jobs allowed to wait. Default 4 and 64. */
   inference: { concurrency: number; queueLimit: number };
+  /**
+   * Peers: where this node listens (default 127.0.0.1:7700), the static peers it dials, and
+   * how fast a dead peer is noticed (keepalive 1.5 s, idle timeout 5 s).
+   */
+  network: {
+    listen: { hostname: string; port: number };
+    listening: boolean;
+    peers: string[];
+    keepaliveMs: number;
+    idleTimeoutMs: number;
+  };
+  /** Validator settings: the challenge probability (default: the economics' value). */
+  validator: { challengeProbability?: number };
   /** Milliseconds between heartbeat lines; 0 turns them off. Default 10 000. */
   heartbeatMs: number;
   /** Stake recorded for the node's own key on first start. Default 1 000 000. */

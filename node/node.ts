@@ -1,21 +1,27 @@
 /**
  * The Veriflow node: builds the supervision tree from the configuration and serves the client
- * APIs. This is the one place that knows how the node's actors are wired to each other:
+ * APIs. This file only wires; each flow between actors is a message from one to another:
  *
  * ```
  * node                  (system: root supervisor, one_for_one)
  * └── node/sup          NodeSupervisor, one_for_one, backoff
  *     ├── node/storage     StorageActor   — chunk store under <dataDir>/store
- *     ├── node/prover      ProverActor    — follows each job's tee'd token stream, signs receipts
- *     ├── node/validator   ValidatorActor — samples receipts, challenges, ledger
- *     └── node/inference   InferenceActor — job queue, one child per running job
+ *     ├── node/prover      ProverActor    — fingerprints each job's stream, signs receipts
+ *     ├── node/validator   ValidatorActor — ledger; challenges other nodes' receipts
+ *     ├── node/inference   InferenceActor — job queue, one child per running job
+ *     └── node/network     NetworkActor   — peer connections (TCP), what goes to and from peers
  * ```
  *
- * The inference → prover → validator path: the InferenceActor tees every text job's token
- * stream to the prover hook; the signed receipt goes back to the requester (WebSocket `done`,
- * final SSE event) and is handed to the local validator, which decides with its own unpredictable
- * coin whether to challenge it. Children start in that order so they stop in the reverse one:
- * inference first (no new work), storage last (nothing is lost mid-write).
+ * The proof path: the InferenceActor tees each text job's tokens to the prover, which signs
+ * the receipt (returned to the requester with the job's end) and tells the validator (origin
+ * `local`). The validator records it and has the NetworkActor announce it to other nodes'
+ * validators — it never challenges its own. Receipts, verdicts and fraud proofs from peers
+ * arrive through the NetworkActor at the same validator; a challenge fetches the worker's proof
+ * data through it; verdicts and fraud proofs go back out through it.
+ *
+ * The client edge talks to an inference port: the local InferenceActor, or — on a node that
+ * runs no model — the peers that do. Children start in this order and stop in the reverse
+ * one: the network first (no new work from peers), storage last (nothing lost mid-write).
  *
  * @module
  */
@@ -24,35 +30,27 @@ import { ActorSystem, formatTree } from "../actors/actor_system.ts";
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { ChildSpec } from "../actors/actor.ts";
 import { formatEvent } from "../actors/events.ts";
-import {
-  InferenceActor,
-  type InferenceMessage,
-  type InferenceStats,
-} from "../actors/inference_actor.ts";
+import { InferenceActor, type InferenceMessage } from "../actors/inference_actor.ts";
 import { ProverActor, proverHook, type ProverMessage } from "../actors/prover_actor.ts";
 import { StorageActor, type StorageMessage } from "../actors/storage_actor.ts";
-import {
-  type Account,
-  type ReceiptHandled,
-  ValidatorActor,
-  type ValidatorMessage,
-} from "../actors/validator_actor.ts";
+import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
-import { LocalInferencePort } from "../inference/local_port.ts";
 import { ModelRegistry } from "../inference/model_registry.ts";
-import type { TokenChunk } from "../inference/text_model.ts";
+import type { InferencePort } from "../inference/inference_port.ts";
+import { LocalInferencePort } from "../inference/local_port.ts";
+import { NetworkActor, type NetworkMessage } from "../network/network_actor.ts";
+import { NetworkInferencePort } from "../network/network_inference_port.ts";
+import { parsePeerAddress } from "../network/peer_address.ts";
 import type { Identity } from "../protocols/identity.ts";
-import type { TextJob } from "../protocols/job.ts";
-import { type Receipt, receiptId } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
-import type { ProofData } from "../proof/commitment.ts";
+import { signStakePledge } from "../protocols/stake_pledge.ts";
 import { createApp } from "../server/app.ts";
 import { serve } from "../server/serve.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
-import { nodeCollector, ValidatorTally } from "./node_metrics.ts";
+import { nodeCollector } from "./node_metrics.ts";
+import { startHeartbeat } from "./heartbeat.ts";
 import type { NodeConfig } from "./config.ts";
 import { loadOrCreateIdentity } from "./node_identity.ts";
-import { RecentJobs } from "./recent_jobs.ts";
 
 /** Names of the node's actors in the registry. */
 export const NODE_ACTORS = {
@@ -61,6 +59,7 @@ export const NODE_ACTORS = {
   prover: "node/prover",
   validator: "node/validator",
   inference: "node/inference",
+  network: "node/network",
 } as const;
 
 /**
@@ -72,24 +71,27 @@ const NODE_MAX_RESTARTS = 5;
 const NODE_RESTART_WINDOW_MS = 30_000;
 /** First restart delay, doubling: gives a failing dependency (disk, device) time to recover. */
 const NODE_BACKOFF_INITIAL_MS = 100;
-/** Jobs remembered so the local validator can fetch a challenged receipt's job. */
-const RECENT_JOBS = 4096;
 
 /** Options of {@link startNode}. */
 export interface StartNodeOptions {
   /** Where progress and event lines go; default none (silent). */
   log?: (line: string) => void;
+  /**
+   * The models to serve and validate with, already registered. Default: a registry holding
+   * the configured model (`model.dir`, or the built-in model of `model.size`).
+   */
+  models?: ModelRegistry;
 }
 
 /** A running node. */
 export interface VeriflowNode {
-  /** The node's ed25519 identity (signs receipts, verdicts, ledger entries). */
+  /** The node's ed25519 identity (signs receipts, verdicts, ledger entries; proves its peers). */
   readonly identity: Identity;
   /** The actor system holding the supervision tree. */
   readonly system: ActorSystem;
   /** The served models. */
   readonly models: ModelRegistry;
-  /** Base URL of the HTTP API (`ws:` + same host for `/v1/stream`); absent without inference. */
+  /** Base URL of the HTTP API (`ws:` + same host for `/v1/stream`); absent without one. */
   readonly url?: string;
   /** The supervision tree as text. */
   tree(): string;
@@ -118,29 +120,7 @@ export async function startNode(
   const identity = await loadOrCreateIdentity(config.dataDir);
   log(`veriflow node ${toHex(identity.publicKey)}`);
   log(`data directory ${config.dataDir}`);
-
-  const models = new ModelRegistry({
-    executionProvider: config.model.executionProvider,
-    ...(config.model.workers > 0 ? { worker: true, workerCount: config.model.workers } : {}),
-  });
-  if (config.roles.inference || config.roles.validator) {
-    const started = performance.now();
-    const dir = config.model.dir ??
-      await ensureBuiltinModel(
-        join(config.dataDir, "models"),
-        config.model.size,
-        config.model.seed,
-      );
-    const model = await models.register(dir);
-    // Load the session now: a lazy load would land on the first request's time to first token.
-    await models.get(model.cid);
-    log(
-      `model ${model.cid} (${model.kind}, ${
-        config.model.dir ? dir : `built-in ${config.model.size}`
-      }) ` +
-        `ready in ${Math.round(performance.now() - started)} ms`,
-    );
-  }
+  const models = options.models ?? await loadModels(config, log);
 
   const system = new ActorSystem({ name: "node" });
   system.events.subscribe((event) => {
@@ -148,109 +128,11 @@ export async function startNode(
     if (event.name.startsWith(`${NODE_ACTORS.inference}/`) && event.type !== "crashed") return;
     log(formatEvent(event));
   });
-
-  const recentJobs = new RecentJobs(RECENT_JOBS);
-  const tally = new ValidatorTally();
   const lookup = <M>(name: string): ActorRef<M> | undefined => system.lookup<M>(name);
-  const children: ChildSpec<never>[] = [];
-  const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
-
-  if (config.roles.storage) {
-    add<StorageMessage>({
-      name: NODE_ACTORS.storage,
-      factory: () =>
-        new StorageActor({
-          dir: join(config.dataDir, "store"),
-          identity,
-          onVerdict: async (verdict) => {
-            await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.tell({
-              type: "verdict",
-              verdict,
-            });
-          },
-        }),
-    });
-  }
-  if (config.roles.prover) {
-    add<ProverMessage>({
-      name: NODE_ACTORS.prover,
-      factory: () => new ProverActor({ identity, dir: join(config.dataDir, "proofs") }),
-    });
-  }
-  if (config.roles.validator) {
-    add<ValidatorMessage>({
-      name: NODE_ACTORS.validator,
-      factory: () =>
-        new ValidatorActor({
-          identity,
-          ledgerDir: join(config.dataDir, "ledger"),
-          models: { get: async (cid) => models.has(cid) ? await models.get(cid) : undefined },
-          source: {
-            job: (receipt: Receipt) => Promise.resolve(recentJobs.get(receipt.jobId)),
-            proof: async (receipt: Receipt) => {
-              const prover = lookup<ProverMessage>(NODE_ACTORS.prover);
-              return prover === undefined ? undefined : await prover.ask<ProofData | undefined>({
-                type: "get_proof",
-                receiptId: receiptId(receipt),
-              });
-            },
-          },
-        }),
-    });
-  }
-  if (config.roles.inference) {
-    const prover = config.roles.prover
-      ? async (job: TextJob, jobId: string, chunks: ReadableStream<TokenChunk>) => {
-        const ref = lookup<ProverMessage>(NODE_ACTORS.prover);
-        if (ref === undefined) {
-          await chunks.cancel();
-          return undefined;
-        }
-        recentJobs.set(jobId, job);
-        const receipt = await proverHook(ref)(job, jobId, chunks);
-        // The validator samples with its own coin; the requester is not kept waiting for it.
-        void submitToValidator(receipt);
-        return receipt;
-      }
-      : undefined;
-    const submitToValidator = async (receipt: Receipt): Promise<void> => {
-      const validator = lookup<ValidatorMessage>(NODE_ACTORS.validator);
-      if (validator === undefined) return;
-      const short = receipt.jobId.slice(0, 12);
-      try {
-        tally.received++;
-        const handled = await validator.ask<ReceiptHandled>({ type: "receipt", receipt });
-        if (!handled.recorded) {
-          tally.refused++;
-          log(`validator: receipt of job ${short} refused (${handled.refusal})`);
-        }
-        if (!handled.challenged || handled.result === undefined) return;
-        tally.challenged++;
-        const { verdict, stats } = await handled.result;
-        tally.verdicts[verdict.outcome]++;
-        log(
-          `validator: challenged job ${short} (draw ${
-            handled.draw.toFixed(3)
-          }) → ${verdict.outcome}` +
-            ` (${verdict.reason}; ${stats.positions} positions re-checked in ${
-              Math.round(stats.totalMs)
-            } ms)`,
-        );
-      } catch (error) {
-        log(`validator: receipt of job ${short} not validated: ${(error as Error).message}`);
-      }
-    };
-    add<InferenceMessage>({
-      name: NODE_ACTORS.inference,
-      factory: () =>
-        new InferenceActor({
-          models,
-          concurrency: config.inference.concurrency,
-          queueLimit: config.inference.queueLimit,
-          prover,
-        }),
-    });
-  }
+  const localPort = (): LocalInferencePort | undefined => {
+    const inference = lookup<InferenceMessage>(NODE_ACTORS.inference);
+    return inference && new LocalInferencePort({ inference, models });
+  };
 
   await system.supervise({
     name: NODE_ACTORS.supervisor,
@@ -258,32 +140,31 @@ export async function startNode(
     maxRestarts: NODE_MAX_RESTARTS,
     withinMs: NODE_RESTART_WINDOW_MS,
     backoff: { initialMs: NODE_BACKOFF_INITIAL_MS },
-    children,
+    children: nodeChildren(config, identity, models, lookup, localPort, log),
   });
 
   const validator = lookup<ValidatorMessage>(NODE_ACTORS.validator);
   if (validator !== undefined && config.selfStake > 0) {
-    const account = await validator.ask<Account>({ type: "account", key: identity.publicKey });
-    if (account.stake === 0) {
+    // Once per key, ever: a node slashed to nothing does not refill its stake by restarting.
+    if (!await validator.ask<boolean>({ type: "has_staked", key: identity.publicKey })) {
       await validator.ask({ type: "deposit", key: identity.publicKey, amount: config.selfStake });
       log(`ledger: recorded a stake of ${config.selfStake} for this node's key (first start)`);
     }
   }
 
+  const network = lookup<NetworkMessage>(NODE_ACTORS.network);
+  const port: InferencePort | undefined = localPort() ??
+    (network && new NetworkInferencePort(network));
   let server: ReturnType<typeof serve> | undefined;
-  const inference = lookup<InferenceMessage>(NODE_ACTORS.inference);
-  if (inference !== undefined) {
+  if (port !== undefined) {
     const metrics = new MetricsRegistry();
     metrics.register(nodeCollector({
       publicKey: identity.publicKey,
       prover: () => lookup<ProverMessage>(NODE_ACTORS.prover),
       validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
-      tally,
+      network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
     }));
-    const app = createApp({
-      inference: new LocalInferencePort({ inference, models }),
-      metrics,
-    });
+    const app = createApp({ inference: port, metrics });
     server = serve({ app, port: config.http.port, hostname: config.http.hostname });
   }
 
@@ -301,45 +182,19 @@ export async function startNode(
     log(`try: deno run -A cli.ts infer --url ${ws} "Once upon a time"`);
   }
 
-  const heartbeat = config.heartbeatMs > 0
-    ? setInterval(() => void beat(), config.heartbeatMs)
-    : undefined;
-  const startedAt = performance.now();
-  async function beat(): Promise<void> {
-    const parts = [`heartbeat up ${Math.round((performance.now() - startedAt) / 1000)}s`];
-    const rss = Deno.memoryUsage().rss;
-    parts.push(`rss ${(rss / 2 ** 20).toFixed(0)} MiB`);
-    if (inference !== undefined) {
-      try {
-        const s = await inference.ask<InferenceStats>({ type: "stats" }, { timeoutMs: 1000 });
-        parts.push(
-          `jobs ${s.activeJobs} running ${s.queuedJobs} queued ${s.jobsFinished} done`,
-          `tokens ${s.tokensGenerated}`,
-        );
-      } catch (error) {
-        parts.push(`inference: ${(error as Error).message}`);
-      }
-    }
-    if (validator !== undefined) {
-      parts.push(
-        `receipts ${tally.received} challenged ${tally.challenged} fraud ${tally.verdicts.fraud}`,
-      );
-      try {
-        const a = await validator.ask<Account>({ type: "account", key: identity.publicKey }, {
-          timeoutMs: 1000,
-        });
-        parts.push(`credit ${a.balance} stake ${a.stake} (locked ${a.locked})`);
-      } catch (error) {
-        parts.push(`ledger: ${(error as Error).message}`);
-      }
-    }
-    log(parts.join(" · "));
-  }
+  const heartbeat = startHeartbeat({
+    everyMs: config.heartbeatMs,
+    publicKey: identity.publicKey,
+    port,
+    validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
+    network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
+    log,
+  });
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
-      if (heartbeat !== undefined) clearInterval(heartbeat);
+      heartbeat.stop();
       await server?.shutdown();
       await system.shutdown();
       await models.close();
@@ -354,4 +209,115 @@ export async function startNode(
   });
 
   return { identity, system, models, url: server?.url, tree, shutdown, finished };
+}
+
+/** Register and load the configured model (a lazy load would land on the first job's TTFT). */
+async function loadModels(config: NodeConfig, log: (line: string) => void) {
+  const models = new ModelRegistry({
+    executionProvider: config.model.executionProvider,
+    ...(config.model.workers > 0 ? { worker: true, workerCount: config.model.workers } : {}),
+  });
+  if (!config.roles.inference && !config.roles.validator) return models;
+  const started = performance.now();
+  const dir = config.model.dir ??
+    await ensureBuiltinModel(join(config.dataDir, "models"), config.model.size, config.model.seed);
+  const model = await models.register(dir);
+  await models.get(model.cid);
+  const source = config.model.dir ? dir : `built-in ${config.model.size}`;
+  log(
+    `model ${model.cid} (${model.kind}, ${source}) ready in ${
+      Math.round(performance.now() - started)
+    } ms`,
+  );
+  return models;
+}
+
+/** The supervisor's children for `config`, in start order. */
+function nodeChildren(
+  config: NodeConfig,
+  identity: Identity,
+  models: ModelRegistry,
+  lookup: <M>(name: string) => ActorRef<M> | undefined,
+  localPort: () => LocalInferencePort | undefined,
+  log: (line: string) => void,
+): ChildSpec<never>[] {
+  const children: ChildSpec<never>[] = [];
+  const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
+  const { roles } = config;
+  if (roles.storage) {
+    add<StorageMessage>({
+      name: NODE_ACTORS.storage,
+      factory: () =>
+        new StorageActor({
+          dir: join(config.dataDir, "store"),
+          identity,
+          onVerdict: async (verdict) => {
+            await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.tell({
+              type: "verdict",
+              verdict,
+            });
+          },
+        }),
+    });
+  }
+  if (roles.prover) {
+    add<ProverMessage>({
+      name: NODE_ACTORS.prover,
+      factory: () =>
+        new ProverActor({
+          identity,
+          dir: join(config.dataDir, "proofs"),
+          validator: roles.validator ? NODE_ACTORS.validator : undefined,
+        }),
+    });
+  }
+  if (roles.validator) {
+    add<ValidatorMessage>({
+      name: NODE_ACTORS.validator,
+      factory: () =>
+        new ValidatorActor({
+          identity,
+          ledgerDir: join(config.dataDir, "ledger"),
+          models: { get: async (cid) => models.has(cid) ? await models.get(cid) : undefined },
+          challengeProbability: config.validator.challengeProbability,
+          network: NODE_ACTORS.network,
+          log,
+        }),
+    });
+  }
+  if (roles.inference) {
+    add<InferenceMessage>({
+      name: NODE_ACTORS.inference,
+      factory: () => {
+        const prover = roles.prover ? lookup<ProverMessage>(NODE_ACTORS.prover) : undefined;
+        return new InferenceActor({
+          models,
+          concurrency: config.inference.concurrency,
+          queueLimit: config.inference.queueLimit,
+          prover: prover && proverHook(prover),
+        });
+      },
+    });
+  }
+  const { network } = config;
+  add<NetworkMessage>({
+    name: NODE_ACTORS.network,
+    factory: () =>
+      new NetworkActor({
+        identity,
+        listen: network.listening ? network.listen : undefined,
+        peers: network.peers.map(parsePeerAddress),
+        services: {
+          inference: localPort(),
+          prover: roles.prover ? NODE_ACTORS.prover : undefined,
+          validator: roles.validator ? NODE_ACTORS.validator : undefined,
+        },
+        pledge: config.selfStake > 0
+          ? signStakePledge(identity, config.selfStake, Date.now())
+          : undefined,
+        connection: { keepaliveMs: network.keepaliveMs, idleTimeoutMs: network.idleTimeoutMs },
+        log,
+      }),
+  });
+  return children;
 }

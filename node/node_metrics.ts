@@ -8,28 +8,9 @@
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { ProverMessage, ProverStats } from "../actors/prover_actor.ts";
-import type { Account, ValidatorMessage } from "../actors/validator_actor.ts";
+import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
+import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { MetricSample, MetricsCollector } from "../server/metrics_registry.ts";
-
-/** Verdict outcomes the node counts. */
-export type VerdictTallyKey = "valid" | "fraud" | "invalid" | "inconclusive";
-
-/** Counters of what the node's validator did with the receipts handed to it. */
-export class ValidatorTally {
-  /** Receipts handed to the validator. */
-  received = 0;
-  /** Receipts the ledger refused (for example: not enough stake). */
-  refused = 0;
-  /** Receipts the validator chose to challenge. */
-  challenged = 0;
-  /** Verdicts by outcome. */
-  readonly verdicts: Record<VerdictTallyKey, number> = {
-    valid: 0,
-    fraud: 0,
-    invalid: 0,
-    inconclusive: 0,
-  };
-}
 
 /** What {@link nodeCollector} reads. */
 export interface NodeCollectorSources {
@@ -39,8 +20,8 @@ export interface NodeCollectorSources {
   prover: () => ActorRef<ProverMessage> | undefined;
   /** Looks up the validator, if the node runs one. */
   validator: () => ActorRef<ValidatorMessage> | undefined;
-  /** The validator tally kept by the node. */
-  tally: ValidatorTally;
+  /** Looks up the network actor, if the node runs one. */
+  network: () => ActorRef<NetworkMessage> | undefined;
 }
 
 /** A short ask: a metrics scrape must not hang on a busy actor. */
@@ -83,26 +64,48 @@ export function nodeCollector(sources: NodeCollectorSources): MetricsCollector {
     }
     const validator = sources.validator();
     if (validator !== undefined) {
-      const t = sources.tally;
+      const t = await validator.ask<ValidatorStats>({ type: "stats" }, {
+        timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
+      });
+      const counter = (name: string, help: string, value: number): MetricSample => ({
+        name,
+        help,
+        type: "counter",
+        value,
+      });
       samples.push(
-        {
-          name: "veriflow_validator_receipts_total",
-          help: "Receipts handed to the validator.",
-          type: "counter",
-          value: t.received,
-        },
-        {
-          name: "veriflow_validator_refused_total",
-          help: "Receipts the ledger refused.",
-          type: "counter",
-          value: t.refused,
-        },
-        {
-          name: "veriflow_validator_challenges_total",
-          help: "Receipts challenged.",
-          type: "counter",
-          value: t.challenged,
-        },
+        counter(
+          "veriflow_validator_receipts_total",
+          "Receipts handed to the validator.",
+          t.received,
+        ),
+        counter(
+          "veriflow_validator_receipts_from_peers_total",
+          "Receipts announced by peers.",
+          t.fromPeers,
+        ),
+        counter("veriflow_validator_refused_total", "Receipts the ledger refused.", t.refused),
+        counter(
+          "veriflow_validator_own_receipts_total",
+          "This node's own receipts: recorded and announced, never challenged here.",
+          t.own,
+        ),
+        counter("veriflow_validator_challenges_total", "Receipts challenged.", t.challenged),
+        counter(
+          "veriflow_validator_peer_verdicts_total",
+          "Verdicts signed by peers and recorded in this ledger.",
+          t.peerVerdicts,
+        ),
+        counter(
+          "veriflow_validator_fraud_proofs_checked_total",
+          "Fraud proofs checked (own and from peers).",
+          t.fraudProofsChecked,
+        ),
+        counter(
+          "veriflow_validator_slashes_total",
+          "Fraud proofs that slashed a worker in this ledger.",
+          t.slashes,
+        ),
       );
       for (const [outcome, value] of Object.entries(t.verdicts)) {
         samples.push({
@@ -135,6 +138,26 @@ export function nodeCollector(sources: NodeCollectorSources): MetricsCollector {
           help: "Stake locked behind pending receipts.",
           type: "gauge",
           value: account.locked,
+        },
+      );
+    }
+    const network = sources.network();
+    if (network !== undefined) {
+      const peers = await network.ask<PeerInfo[]>({ type: "peers" }, {
+        timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
+      });
+      samples.push(
+        {
+          name: "veriflow_peers",
+          help: "Peer connections open now.",
+          type: "gauge",
+          value: peers.length,
+        },
+        {
+          name: "veriflow_peer_workers",
+          help: "Connected peers that listed a model (jobs can be forwarded to them).",
+          type: "gauge",
+          value: peers.filter((p) => p.models.length > 0).length,
         },
       );
     }

@@ -20,6 +20,12 @@ const HELP = `Usage: cli.ts start [options]
   --workers N       run the model in N worker threads (default 1; 0: on the main thread)
   --no-storage, --no-inference, --no-prover, --no-validator
                     switch a role off
+  --p2p-port N      port peers connect to (default 7700; 0 picks a free one)
+  --p2p-host H      address peers connect to (default 127.0.0.1)
+  --no-listen       accept no peer connections (dial out only)
+  --peer HOST:PORT  dial this peer and keep it dialled (repeatable)
+  --challenge-probability P
+                    chance of challenging another node's receipt (0..1)
   --heartbeat MS    milliseconds between heartbeat lines (0: off)`;
 
 /** Parse `start` flags into a validated configuration. */
@@ -41,6 +47,11 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
       "no-prover": { type: "boolean" },
       "no-validator": { type: "boolean" },
       heartbeat: { type: "string" },
+      "p2p-port": { type: "string" },
+      "p2p-host": { type: "string" },
+      "no-listen": { type: "boolean" },
+      peer: { type: "string", multiple: true },
+      "challenge-probability": { type: "string" },
     },
   });
   const base: Record<string, unknown> = values.config
@@ -63,6 +74,20 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
     if (values[`no-${role}` as "no-storage"]) section("roles")[role] = false;
   }
   if (values.heartbeat !== undefined) base.heartbeatMs = num("heartbeat", values.heartbeat);
+  const network = section("network");
+  const listen = (network.listen ??= {}) as Record<string, unknown>;
+  if (values["p2p-port"] !== undefined) listen.port = num("p2p-port", values["p2p-port"]);
+  if (values["p2p-host"] !== undefined) listen.hostname = values["p2p-host"];
+  if (values["no-listen"]) network.listening = false;
+  if (values.peer !== undefined) {
+    network.peers = [...(network.peers as string[] ?? []), ...values.peer];
+  }
+  if (values["challenge-probability"] !== undefined) {
+    section("validator").challengeProbability = num(
+      "challenge-probability",
+      values["challenge-probability"],
+    );
+  }
   return parseNodeConfig(base);
 }
 

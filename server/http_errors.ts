@@ -58,6 +58,11 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   not_found: 404,
   duplicate_job: 409,
   too_many_jobs: 429,
+  // A forwarded job: no worker peer, or the worker went away before answering.
+  no_worker: 503,
+  service_unavailable: 503,
+  connection_closed: 502,
+  peer_timeout: 504,
 };
 
 /** HTTP status for an error: its code's entry in the table, else 500. */

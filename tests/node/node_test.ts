@@ -7,7 +7,13 @@ import { toHex } from "../../protocols/hash.ts";
 import { verifyReceipt } from "../../protocols/receipt.ts";
 
 async function start(dataDir: string, extra: Record<string, unknown> = {}): Promise<VeriflowNode> {
-  const config = parseNodeConfig({ dataDir, http: { port: 0 }, heartbeatMs: 0, ...extra });
+  const config = parseNodeConfig({
+    dataDir,
+    http: { port: 0 },
+    network: { listen: { port: 0 } },
+    heartbeatMs: 0,
+    ...extra,
+  });
   return await startNode(config);
 }
 
@@ -85,16 +91,26 @@ Deno.test("a node starts its supervision tree, serves a completion with a verifi
   }
 });
 
-Deno.test("roles switched off are not started and no API is served without inference", async () => {
+Deno.test("roles switched off are not started; without a model or a worker peer, jobs get 503 no_worker", async () => {
   const dataDir = await Deno.makeTempDir();
   const node = await start(dataDir, {
     roles: { inference: false, prover: false, validator: false },
   });
   try {
-    assert.equal(node.url, undefined);
     assert.ok(node.system.lookup(NODE_ACTORS.storage));
+    assert.ok(node.system.lookup(NODE_ACTORS.network));
     assert.equal(node.system.lookup(NODE_ACTORS.inference), undefined);
     assert.doesNotMatch(node.tree(), /node\/inference/);
+    const response = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "bafkreibivwo3ds6b7vciwjchdhkbsyfu3nbldwtom7prx36clnar2v5lea",
+        prompt: "x",
+      }),
+    });
+    assert.equal(response.status, 503);
+    assert.equal((await response.json()).error.code, "no_worker");
   } finally {
     await node.shutdown();
     await Deno.remove(dataDir, { recursive: true });

@@ -1,0 +1,345 @@
+/**
+ * NetworkActor: the node's peers. It owns the peer connections — inbound ones from its TCP
+ * listener, outbound ones to the static peers it is told about (`--peer HOST:PORT`), redialled
+ * with backoff when they drop — and everything that goes out to peers goes through it:
+ *
+ * - a local receipt is announced to every peer that keeps a ledger (`validation.receipt`);
+ * - a verdict or fraud proof this node's validator signed is spread to every such peer;
+ * - a validator's challenge fetches proof data from the worker's own connection;
+ * - the edge's jobs go to a peer that serves inference (see `NetworkInferencePort`).
+ *
+ * Each connection is opened with the authenticated handshake (the peer's key is known before
+ * any message) and named protocols (`peer_services.ts`), so a peer that does not keep a ledger
+ * is never sent a receipt and one that does not serve inference is never sent a job. Peer
+ * connections come and go by messages to this actor (`peer_up`, `peer_down`); its table is only
+ * touched in `receive`.
+ *
+ * Transports are TCP for now (static peers on a LAN or loopback); the Hyperswarm host will hand
+ * this actor its byte streams the same way.
+ *
+ * @module
+ */
+import type { Actor, ActorContext } from "../actors/actor.ts";
+import { Connection, type ConnectionOptions } from "../protocols/connection.ts";
+import type { Protocol } from "../protocols/connection_protocols.ts";
+import { connectTcp, listenTcp, type TcpListener } from "../protocols/tcp_transport.ts";
+import type { Identity } from "../protocols/identity.ts";
+import { toHex } from "../protocols/hash.ts";
+import type { ByteDuplex } from "../protocols/memory_duplex.ts";
+import type { TextJob } from "../protocols/job.ts";
+import type { Receipt } from "../protocols/receipt.ts";
+import type { Verdict } from "../protocols/verdict.ts";
+import type { FraudProof } from "../protocols/fraud_proof.ts";
+import type { StakePledge } from "../protocols/stake_pledge.ts";
+import {
+  FraudProofAnnouncementMessage,
+  INFERENCE_PROTOCOL,
+  ListModelsMessage,
+  ProofRequestMessage,
+  ReceiptAnnouncementMessage,
+  StakeAnnouncementMessage,
+  VALIDATION_PROTOCOL,
+  VerdictAnnouncementMessage,
+} from "../protocols/inference_messages.ts";
+import type { ProofData } from "../proof/commitment.ts";
+import { offeredProtocols, type PeerServices, servePeer } from "./peer_services.ts";
+import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
+
+/** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */
+export interface PeerInfo {
+  /** Hex public key, authenticated by the handshake. */
+  key: string;
+  /** `host:port` we dialled, or the remote address of an inbound connection. */
+  address: string;
+  /** Whether we dialled it. */
+  outbound: boolean;
+  /** The protocols it offered (`veriflow/inference/1`, ...). */
+  protocols: string[];
+  /** The models it runs (when it serves inference). */
+  models: string[];
+}
+
+/** Options of {@link NetworkActor}. */
+export interface NetworkActorOptions {
+  /** This node's identity: the key the handshake proves. */
+  identity: Identity;
+  /** Where to accept peer connections; absent: accept none. */
+  listen?: PeerAddress;
+  /** Peers to dial and keep dialled. */
+  peers?: readonly PeerAddress[];
+  /** What this node serves to peers. */
+  services: Omit<PeerServices, "system">;
+  /** Our stake pledge, sent to every ledger-keeping peer on connect. */
+  pledge?: StakePledge;
+  /** Options of every peer connection (keepalive, idle timeout, budgets). */
+  connection?: ConnectionOptions;
+  /** First redial delay, doubling to {@link MAX_REDIAL_MS}; default 250 ms. */
+  redialMs?: number;
+  /** Where connect and disconnect lines go. */
+  log?: (line: string) => void;
+}
+
+/** Messages the NetworkActor accepts. */
+export type NetworkMessage =
+  | { type: "peer_up"; connection: Connection; address: string; outbound: boolean }
+  | { type: "peer_down"; connection: Connection }
+  | { type: "peer_models"; connection: Connection; models: string[] }
+  | { type: "announce_receipt"; receipt: Receipt; job: TextJob }
+  | { type: "publish_verdict"; verdict: Verdict }
+  | { type: "publish_fraud_proof"; proof: FraudProof }
+  | { type: "fetch_proof"; worker: Uint8Array; receiptId: string }
+  | { type: "worker"; model?: string }
+  | { type: "peers" }
+  | { type: "listening" };
+
+/** Most a redial waits: a restarted peer is found again within this. */
+export const MAX_REDIAL_MS = 10_000;
+/** Default first redial delay. */
+const DEFAULT_REDIAL_MS = 250;
+
+interface PeerEntry {
+  connection: Connection;
+  info: PeerInfo;
+}
+
+/** Owns the peer connections; see the module doc. */
+export class NetworkActor implements Actor<NetworkMessage> {
+  readonly #options: NetworkActorOptions;
+  /** Open connections by hex peer key; the oldest first (a key may connect twice). */
+  readonly #peers = new Map<string, PeerEntry[]>();
+  #listener?: TcpListener;
+  #protocols: Protocol[] = [];
+  #services?: PeerServices;
+
+  /** @param options See {@link NetworkActorOptions}. */
+  constructor(options: NetworkActorOptions) {
+    this.#options = options;
+  }
+
+  /** Start listening and dialling. */
+  preStart(ctx: ActorContext<NetworkMessage>): void {
+    this.#services = { ...this.#options.services, system: ctx.system };
+    this.#protocols = offeredProtocols(this.#services);
+    const { listen, peers = [] } = this.#options;
+    if (listen !== undefined) {
+      this.#listener = listenTcp(listen, (duplex, remoteAddr) => {
+        const remote = formatPeerAddress(remoteAddr);
+        this.#open(duplex, ctx).then(
+          (connection) =>
+            tellQuietly(ctx, { type: "peer_up", connection, address: remote, outbound: false }),
+          (error) => this.#log(`peer ${remote}: handshake failed: ${(error as Error).message}`),
+        );
+      });
+      this.#log(`peer listener    ${formatPeerAddress(this.#listener.addr)}`);
+    }
+    for (const address of peers) void this.#dialLoop(address, ctx);
+  }
+
+  /** Close the listener and every connection. */
+  async postStop(): Promise<void> {
+    await this.#listener?.close();
+    const all = [...this.#peers.values()].flat();
+    this.#peers.clear();
+    await Promise.all(all.map((p) => p.connection.close()));
+  }
+
+  /** Handle one message; see {@link NetworkMessage}. */
+  receive(message: NetworkMessage, ctx: ActorContext<NetworkMessage>): unknown {
+    switch (message.type) {
+      case "peer_up":
+        return this.#up(message, ctx);
+      case "peer_down":
+        return this.#down(message.connection);
+      case "peer_models": {
+        const entry = this.#entryOf(message.connection);
+        if (entry) entry.info.models = message.models;
+        return;
+      }
+      case "announce_receipt":
+        return this.#broadcast(
+          VALIDATION_PROTOCOL,
+          (c) =>
+            c.request(ReceiptAnnouncementMessage, { receipt: message.receipt, job: message.job })
+              .then((ack) => {
+                if (!ack.recorded) {
+                  this.#log(`peer ${short(c)}: receipt refused (${ack.refusal})`);
+                }
+              }),
+        );
+      case "publish_verdict":
+        return this.#broadcast(
+          VALIDATION_PROTOCOL,
+          (c) => c.notify(VerdictAnnouncementMessage, { verdict: message.verdict }),
+        );
+      case "publish_fraud_proof":
+        return this.#broadcast(
+          VALIDATION_PROTOCOL,
+          (c) => c.notify(FraudProofAnnouncementMessage, { proof: message.proof }),
+        );
+      case "fetch_proof":
+        return this.#fetchProof(message.worker, message.receiptId);
+      case "worker":
+        return this.#worker(message.model);
+      case "peers":
+        return [...this.#peers.values()].flat().map((p) => ({ ...p.info }));
+      case "listening":
+        return this.#listener?.addr;
+    }
+  }
+
+  async #open(duplex: ByteDuplex, ctx: ActorContext<NetworkMessage>): Promise<Connection> {
+    const connection = await Connection.open(duplex, {
+      ...this.#options.connection,
+      identity: this.#options.identity,
+      protocols: this.#protocols,
+    });
+    if (ctx.signal.aborted) {
+      await connection.close();
+      throw new Error("the network actor stopped");
+    }
+    servePeer(connection, connection.peerKey!, this.#services!);
+    return connection;
+  }
+
+  #up(
+    message: Extract<NetworkMessage, { type: "peer_up" }>,
+    ctx: ActorContext<NetworkMessage>,
+  ): void {
+    const { connection } = message;
+    const key = toHex(connection.peerKey!);
+    const info: PeerInfo = {
+      key,
+      address: message.address,
+      outbound: message.outbound,
+      protocols: connection.peerProtocols.map((p) => `${p.name}/${p.version}`),
+      models: [],
+    };
+    const list = this.#peers.get(key) ?? [];
+    list.push({ connection, info });
+    this.#peers.set(key, list);
+    this.#log(
+      `peer up   ${key.slice(0, 16)} ${message.address} (${
+        info.protocols.join(", ") || "no protocols"
+      })`,
+    );
+    connection.closed.then(() => tellQuietly(ctx, { type: "peer_down", connection }));
+    if (connection.supports(INFERENCE_PROTOCOL.name)) {
+      connection.request(ListModelsMessage, {}).then(
+        ({ models }) =>
+          tellQuietly(ctx, { type: "peer_models", connection, models: models.map((m) => m.cid) }),
+        () => {},
+      );
+    }
+    const pledge = this.#options.pledge;
+    if (pledge !== undefined && connection.supports(VALIDATION_PROTOCOL.name)) {
+      connection.notify(StakeAnnouncementMessage, { pledge }).catch(() => {});
+    }
+  }
+
+  #down(connection: Connection): void {
+    const key = connection.peerKey === undefined ? undefined : toHex(connection.peerKey);
+    if (key === undefined) return;
+    const list = (this.#peers.get(key) ?? []).filter((p) => p.connection !== connection);
+    if (list.length === 0) this.#peers.delete(key);
+    else this.#peers.set(key, list);
+    const why = connection.closeReason ? `: ${connection.closeReason.message}` : "";
+    this.#log(`peer down ${key.slice(0, 16)}${why}`);
+  }
+
+  #entryOf(connection: Connection): PeerEntry | undefined {
+    const key = connection.peerKey === undefined ? undefined : toHex(connection.peerKey);
+    return key === undefined
+      ? undefined
+      : this.#peers.get(key)?.find((p) => p.connection === connection);
+  }
+
+  /** Send to one connection of every peer that offers `protocol`; failures are logged. */
+  #broadcast(
+    protocol: Protocol,
+    send: (connection: Connection) => Promise<unknown>,
+  ): number {
+    let sent = 0;
+    for (const list of this.#peers.values()) {
+      const entry = list.find((p) => !p.connection.isClosed);
+      if (entry === undefined || !entry.connection.supports(protocol.name)) continue;
+      sent++;
+      send(entry.connection).catch((error) =>
+        this.#log(`peer ${entry.info.key.slice(0, 16)}: ${(error as Error).message}`)
+      );
+    }
+    return sent;
+  }
+
+  async #fetchProof(worker: Uint8Array, receiptId: string): Promise<ProofData | undefined> {
+    const entry = this.#peers.get(toHex(worker))?.find((p) =>
+      !p.connection.isClosed && p.connection.supports(INFERENCE_PROTOCOL.name)
+    );
+    if (entry === undefined) return undefined;
+    const { proof } = await entry.connection.request(ProofRequestMessage, { receiptId });
+    return proof ?? undefined;
+  }
+
+  /** A connection to a peer that serves inference (for `model` when given), least busy first. */
+  #worker(model?: string): Connection | undefined {
+    let best: Connection | undefined;
+    let bestLoad = Infinity;
+    for (const list of this.#peers.values()) {
+      for (const { connection, info } of list) {
+        if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
+        // A peer that listed no model runs no jobs (it would only forward them again).
+        if (info.models.length === 0) continue;
+        if (model !== undefined && !info.models.includes(model)) continue;
+        const load = connection.stats().pendingRequests;
+        if (load < bestLoad) {
+          best = connection;
+          bestLoad = load;
+        }
+      }
+    }
+    return best;
+  }
+
+  async #dialLoop(address: PeerAddress, ctx: ActorContext<NetworkMessage>): Promise<void> {
+    const first = this.#options.redialMs ?? DEFAULT_REDIAL_MS;
+    let wait = first;
+    const text = formatPeerAddress(address);
+    while (!ctx.signal.aborted) {
+      try {
+        const connection = await this.#open(await connectTcp(address), ctx);
+        wait = first;
+        await ctx.self.tell({ type: "peer_up", connection, address: text, outbound: true });
+        await connection.closed;
+      } catch (error) {
+        if (ctx.signal.aborted) return;
+        this.#log(`peer ${text}: ${(error as Error).message}; retrying in ${wait} ms`);
+      }
+      await sleep(wait, ctx.signal);
+      wait = Math.min(wait * 2, MAX_REDIAL_MS);
+    }
+  }
+
+  #log(line: string): void {
+    this.#options.log?.(line);
+  }
+}
+
+function short(connection: Connection): string {
+  return connection.peerKey === undefined ? "?" : toHex(connection.peerKey).slice(0, 16);
+}
+
+function tellQuietly(ctx: ActorContext<NetworkMessage>, message: NetworkMessage): void {
+  // The actor may be stopping: a late peer event then has nobody to inform.
+  ctx.self.tell(message).catch(() => {});
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

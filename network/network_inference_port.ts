@@ -1,0 +1,102 @@
+/**
+ * The inference port of a node that forwards its clients' jobs to peers: each job goes to a
+ * connected peer that serves inference and runs the job's model (the least busy such peer),
+ * over a {@link RemoteInferencePort}. The node's HTTP and WebSocket edge cannot tell it from a
+ * local port; tokens stream back with the connection's flow control end to end.
+ *
+ * @module
+ */
+import type { ActorRef } from "../actors/actor_ref.ts";
+import type { Connection } from "../protocols/connection.ts";
+import type { TextJob } from "../protocols/job.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import type {
+  InferenceHandle,
+  InferencePort,
+  InferenceStats,
+  ServedModelInfo,
+  SubmitOptions,
+} from "../inference/inference_port.ts";
+import { RemoteInferencePort } from "../inference/remote_port.ts";
+import type { NetworkMessage } from "./network_actor.ts";
+
+/** No connected peer serves inference for the job's model. */
+export class NoWorkerError extends VeriflowError {
+  /** @param model The model the job named (`any`: no worker at all). */
+  constructor(model: string) {
+    super(
+      "no_worker",
+      model === "any"
+        ? "no connected peer runs a model: jobs cannot be forwarded yet"
+        : `no connected peer serves inference for model ${model}`,
+    );
+  }
+}
+
+/** How long a lookup in the network actor may take (it answers from memory). */
+const LOOKUP_TIMEOUT_MS = 5_000;
+
+/** Forwards jobs to peers chosen by the {@link NetworkMessage} actor. */
+export class NetworkInferencePort implements InferencePort {
+  readonly #network: ActorRef<NetworkMessage>;
+  /** One remote port per connection, so each connection's jobs are counted once. */
+  readonly #ports = new WeakMap<Connection, RemoteInferencePort>();
+  readonly #all = new Set<RemoteInferencePort>();
+
+  /** @param network The node's NetworkActor. */
+  constructor(network: ActorRef<NetworkMessage>) {
+    this.#network = network;
+  }
+
+  async #port(model?: string): Promise<RemoteInferencePort | undefined> {
+    const connection = await this.#network.ask<Connection | undefined>(
+      { type: "worker", model },
+      { timeoutMs: LOOKUP_TIMEOUT_MS },
+    );
+    if (connection === undefined) return undefined;
+    let port = this.#ports.get(connection);
+    if (port === undefined) {
+      port = new RemoteInferencePort(connection);
+      this.#ports.set(connection, port);
+      this.#all.add(port);
+      connection.closed.then(() => this.#all.delete(port!));
+    }
+    return port;
+  }
+
+  /** Forward `job` to a peer that runs its model. Rejects with {@link NoWorkerError} if none. */
+  async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
+    const port = await this.#port(job.model);
+    if (port === undefined) throw new NoWorkerError(job.model);
+    return await port.submit(job, options);
+  }
+
+  /**
+   * The models the least busy connected worker runs. Rejects with {@link NoWorkerError} when no
+   * worker is connected, so a client is told why (503) rather than that its model is unknown.
+   */
+  async models(): Promise<readonly ServedModelInfo[]> {
+    const port = await this.#port();
+    if (port === undefined) throw new NoWorkerError("any");
+    return await port.models();
+  }
+
+  /** Jobs forwarded, over every connection used so far that is still open. */
+  async stats(): Promise<InferenceStats> {
+    const total: InferenceStats = {
+      jobsStarted: 0,
+      jobsFinished: 0,
+      jobsCancelled: 0,
+      jobsFailed: 0,
+      jobsRejected: 0,
+      tokensGenerated: 0,
+      activeJobs: 0,
+      queuedJobs: 0,
+    };
+    for (const port of this.#all) {
+      const s = await port.stats();
+      for (const key of Object.keys(total) as (keyof InferenceStats)[]) total[key] += s[key];
+    }
+    return total;
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * What a node serves to a peer over one connection: the two named protocols and their
+ * handlers. The handlers hold no state of their own; each turns a peer's message into a message
+ * to the actor that owns the state (the prover's proof store, the validator's ledger), so a
+ * receipt or a fraud proof from a peer enters the same path as a local one.
+ *
+ * ```
+ * veriflow/inference/1   inference.submit, inference.list_models → the local InferencePort
+ *                        inference.get_proof                     → ProverActor  get_proof
+ * veriflow/validation/1  validation.receipt                      → ValidatorActor receipt
+ *                        validation.verdict / fraud_proof / stake → ValidatorActor
+ * ```
+ *
+ * @module
+ */
+import type { ActorSystem } from "../actors/actor_system.ts";
+import type { Connection } from "../protocols/connection.ts";
+import type { Protocol } from "../protocols/connection_protocols.ts";
+import {
+  FraudProofAnnouncementMessage,
+  INFERENCE_PROTOCOL,
+  ProofRequestMessage,
+  ReceiptAnnouncementMessage,
+  StakeAnnouncementMessage,
+  VALIDATION_PROTOCOL,
+  VerdictAnnouncementMessage,
+} from "../protocols/inference_messages.ts";
+import { toHex } from "../protocols/hash.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import type { ProofData } from "../proof/commitment.ts";
+import type { InferencePort } from "../inference/inference_port.ts";
+import { serveInference } from "../inference/remote_port.ts";
+import type { ProverMessage } from "../actors/prover_actor.ts";
+import type { ReceiptHandled, ValidatorMessage } from "../actors/validator_actor.ts";
+
+/** Where a peer's messages go on this node. */
+export interface PeerServices {
+  /** The actor system holding the node's actors (looked up by name per message). */
+  system: ActorSystem;
+  /** The local port jobs from peers run on (absent: this node does not serve inference). */
+  inference?: InferencePort;
+  /** Registry name of the ProverActor (absent: no proof data to serve). */
+  prover?: string;
+  /** Registry name of the ValidatorActor (absent: this node keeps no ledger). */
+  validator?: string;
+}
+
+/** The protocols a node with `services` offers, in handshake order. */
+export function offeredProtocols(services: PeerServices): Protocol[] {
+  const offered: Protocol[] = [INFERENCE_PROTOCOL];
+  if (services.validator !== undefined) offered.push(VALIDATION_PROTOCOL);
+  return offered;
+}
+
+/** A role this node does not run: the actor for it is absent or stopped. */
+class ServiceUnavailableError extends VeriflowError {
+  constructor(what: string) {
+    super("service_unavailable", `${what} is not running on this node`);
+  }
+}
+
+/**
+ * Register the handlers of every protocol `services` offers on `connection`. `peerKey` is the
+ * key the connection's handshake authenticated; it tags what the peer sends.
+ */
+export function servePeer(
+  connection: Connection,
+  peerKey: Uint8Array,
+  services: PeerServices,
+): void {
+  const { system } = services;
+  const peer = toHex(peerKey);
+  if (services.inference !== undefined) serveInference(connection, services.inference);
+  if (services.prover !== undefined) {
+    const name = services.prover;
+    connection.handle(ProofRequestMessage, async ({ receiptId }) => {
+      const prover = system.lookup<ProverMessage>(name);
+      if (prover === undefined) throw new ServiceUnavailableError("the prover");
+      const proof = await prover.ask<ProofData | undefined>({ type: "get_proof", receiptId });
+      return { proof: proof ?? null };
+    });
+  }
+  if (services.validator !== undefined) {
+    const name = services.validator;
+    const validator = () => {
+      const ref = system.lookup<ValidatorMessage>(name);
+      if (ref === undefined) throw new ServiceUnavailableError("the validator");
+      return ref;
+    };
+    connection.handle(ReceiptAnnouncementMessage, async ({ receipt, job }) => {
+      const handled = await validator().ask<ReceiptHandled>({
+        type: "receipt",
+        receipt,
+        job,
+        origin: peer,
+      });
+      // Never more than recorded-or-not: the draw stays with the validator.
+      return handled.recorded ? { recorded: true } : {
+        recorded: false,
+        refusal: handled.refusal ?? "refused",
+      };
+    });
+    connection.handle(VerdictAnnouncementMessage, async ({ verdict }) => {
+      await validator().tell({ type: "verdict", verdict, origin: peer });
+    });
+    connection.handle(FraudProofAnnouncementMessage, async ({ proof }) => {
+      await validator().tell({ type: "fraud_proof", proof, origin: peer });
+    });
+    connection.handle(StakeAnnouncementMessage, async ({ pledge }) => {
+      await validator().tell({ type: "pledge", pledge });
+    });
+  }
+}

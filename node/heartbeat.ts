@@ -1,0 +1,75 @@
+/**
+ * The node's heartbeat: one log line every `everyMs` with what an operator checks first —
+ * uptime and memory, jobs and tokens, peers, the validator's receipts and verdicts, and this
+ * node's own ledger account.
+ *
+ * @module
+ */
+import type { ActorRef } from "../actors/actor_ref.ts";
+import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
+import type { InferencePort } from "../inference/inference_port.ts";
+import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
+
+/** Options of {@link startHeartbeat}. */
+export interface HeartbeatOptions {
+  /** Milliseconds between lines; 0 disables the heartbeat. */
+  everyMs: number;
+  /** This node's key (its ledger account). */
+  publicKey: Uint8Array;
+  /** The inference port the edge serves, if any. */
+  port?: InferencePort;
+  /** Looks up the validator. */
+  validator: () => ActorRef<ValidatorMessage> | undefined;
+  /** Looks up the network actor. */
+  network: () => ActorRef<NetworkMessage> | undefined;
+  /** Where the line goes. */
+  log: (line: string) => void;
+}
+
+/** A heartbeat ask is answered from memory; longer means the actor is wedged (and says so). */
+const ASK_TIMEOUT_MS = 1_000;
+
+/** Start the heartbeat; `stop()` ends it. */
+export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
+  if (options.everyMs <= 0) return { stop() {} };
+  const startedAt = performance.now();
+  const timer = setInterval(() => void beat(), options.everyMs);
+  async function part(what: string, read: () => Promise<string | undefined>): Promise<string> {
+    try {
+      return (await read()) ?? "";
+    } catch (error) {
+      return `${what}: ${(error as Error).message}`;
+    }
+  }
+  async function beat(): Promise<void> {
+    const parts = [
+      `heartbeat up ${Math.round((performance.now() - startedAt) / 1000)}s`,
+      `rss ${(Deno.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`,
+      await part("inference", async () => {
+        const s = await options.port?.stats();
+        return s &&
+          `jobs ${s.activeJobs} running ${s.queuedJobs} queued ${s.jobsFinished} done · tokens ${s.tokensGenerated}`;
+      }),
+      await part("network", async () => {
+        const peers = await options.network()?.ask<PeerInfo[]>({ type: "peers" }, {
+          timeoutMs: ASK_TIMEOUT_MS,
+        });
+        return peers && `peers ${peers.length}`;
+      }),
+      await part("validator", async () => {
+        const validator = options.validator();
+        if (validator === undefined) return undefined;
+        const s = await validator.ask<ValidatorStats>({ type: "stats" }, {
+          timeoutMs: ASK_TIMEOUT_MS,
+        });
+        const a = await validator.ask<Account>({ type: "account", key: options.publicKey }, {
+          timeoutMs: ASK_TIMEOUT_MS,
+        });
+        return `receipts ${s.received} (${s.fromPeers} from peers) challenged ${s.challenged} ` +
+          `fraud ${s.verdicts.fraud} slashes ${s.slashes} · credit ${a.balance} stake ${a.stake} (locked ${a.locked})`;
+      }),
+    ];
+    options.log(parts.filter((p) => p !== "").join(" · "));
+  }
+  return { stop: () => clearInterval(timer) };
+}
