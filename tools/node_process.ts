@@ -1,0 +1,159 @@
+/**
+ * A Veriflow node in its own process, for multi-process tests and benchmarks: `cli.ts start`
+ * (or another entry script) with its log collected line by line, the ports it printed, and its
+ * `/metrics`.
+ *
+ * @module
+ */
+
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+/** How long a node may take to print a line we wait for (a model load on a busy 2-core box). */
+const LINE_TIMEOUT_MS = 60_000;
+
+/** A running node process. */
+export class NodeProcess {
+  readonly name: string;
+  readonly lines: string[] = [];
+  readonly #child: Deno.ChildProcess;
+  readonly #waiters = new Set<() => void>();
+  readonly exited: Promise<Deno.CommandStatus>;
+  #ended = false;
+
+  private constructor(name: string, child: Deno.ChildProcess) {
+    this.name = name;
+    this.#child = child;
+    this.exited = child.status;
+    const pump = async (stream: ReadableStream<Uint8Array>) => {
+      for await (
+        const line of stream.pipeThrough(new TextDecoderStream()).pipeThrough(new TextLineStream())
+      ) {
+        this.lines.push(line);
+        if (Deno.env.get("VERIFLOW_TEST_LOG")) console.error(`[${name}] ${line}`);
+        for (const wake of this.#waiters) wake();
+      }
+    };
+    Promise.all([pump(child.stdout), pump(child.stderr)]).finally(() => {
+      this.#ended = true;
+      for (const wake of this.#waiters) wake();
+    });
+  }
+
+  /** Start `cli.ts start ARGS` (or `script ARGS` when given). */
+  static start(name: string, args: string[], script = CLI): NodeProcess {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", script, ...(script === CLI ? ["start"] : []), ...args],
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    return new NodeProcess(name, child);
+  }
+
+  /** The first log line matching `pattern` (waiting for it); its match. */
+  async waitForLine(pattern: RegExp, timeoutMs = LINE_TIMEOUT_MS): Promise<RegExpMatchArray> {
+    const deadline = Date.now() + timeoutMs;
+    let seen = 0;
+    for (;;) {
+      for (; seen < this.lines.length; seen++) {
+        const match = this.lines[seen].match(pattern);
+        if (match) return match;
+      }
+      if (this.#ended) {
+        throw new Error(`${this.name} exited before printing ${pattern}:\n${this.tail()}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`${this.name} did not print ${pattern}:\n${this.tail()}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, left);
+        const wake = () => done();
+        this.#waiters.add(wake);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#waiters.add(() => this.#waiters.delete(wake));
+      });
+    }
+  }
+
+  /** The base URL of its HTTP API. */
+  async httpUrl(): Promise<string> {
+    return (await this.waitForLine(/^HTTP API\s+(http:\/\/\S+)/))[1];
+  }
+
+  /** The port it accepts peers on. */
+  async p2pPort(): Promise<number> {
+    return Number((await this.waitForLine(/^peer listener\s+\S+:(\d+)$/))[1]);
+  }
+
+  /** Its `/metrics` as name{labels} → value. */
+  async metrics(): Promise<Map<string, number>> {
+    const response = await fetch(`${await this.httpUrl()}/metrics`);
+    const text = await response.text();
+    const out = new Map<string, number>();
+    for (const line of text.split("\n")) {
+      if (line.startsWith("#") || line.trim() === "") continue;
+      const at = line.lastIndexOf(" ");
+      out.set(line.slice(0, at), Number(line.slice(at + 1)));
+    }
+    return out;
+  }
+
+  /** Send a signal (SIGKILL: no goodbye at all). */
+  kill(signal: Deno.Signal): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // Already gone.
+    }
+  }
+
+  /** SIGTERM and wait for the exit. */
+  async stop(): Promise<void> {
+    this.kill("SIGTERM");
+    await this.exited;
+  }
+
+  /** The last lines of its log (for failure messages). */
+  tail(n = 40): string {
+    return this.lines.slice(-n).join("\n");
+  }
+}
+
+/** Poll `probe` until it returns a value (not undefined); fail with `what` after `timeoutMs`. */
+export async function eventually<T>(
+  probe: () => Promise<T | undefined>,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last})` : ""}`);
+}
+
+/** Splits a text stream into lines (without their `\n` / `\r\n`). */
+export class TextLineStream extends TransformStream<string, string> {
+  constructor() {
+    let rest = "";
+    super({
+      transform(chunk, controller) {
+        const parts = (rest + chunk).split("\n");
+        rest = parts.pop()!;
+        for (const line of parts) controller.enqueue(line.replace(/\r$/, ""));
+      },
+      flush(controller) {
+        if (rest !== "") controller.enqueue(rest);
+      },
+    });
+  }
+}
