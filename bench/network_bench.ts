@@ -1,0 +1,295 @@
+/**
+ * Network bench: what forwarding a job to another node costs, measured side by side.
+ *
+ * 1. **Relayed vs direct.** Two node processes on 127.0.0.1, both in their default
+ *    configuration (`cli.ts start` with only ports and data directories set): B runs the model,
+ *    A runs none and forwards its clients' jobs to B over TCP. A WebSocket client streams the
+ *    same job through A and directly on B, interleaved, and the table prints the medians of
+ *    tokens/s and time to first token (TTFT) and their ratio and difference.
+ *    Goals: relayed/direct tokens/s ≥ 0.95; TTFT added ≤ 5 ms.
+ * 2. **Relay throughput.** In this process, three connections over loopback TCP: a synthetic
+ *    worker that emits tokens as fast as it can, a relay (a `RemoteInferencePort` to the worker
+ *    served to the client with `serveInference`, exactly what a forwarding node does per job),
+ *    and a client. Many concurrent jobs; the table prints token frames relayed per second and
+ *    per CPU-second of the whole process (worker, relay and client together: a conservative
+ *    bound on what the relay alone costs), beside the same jobs read directly from the worker.
+ *    Goal: ≥ 50,000 relayed token frames per second per core.
+ *
+ * ```
+ * deno run -A bench/network_bench.ts [--runs N] [--tokens N] [--size tiny|small]
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import process from "node:process";
+import { StreamClient } from "../client/stream_client.ts";
+import { NodeProcess } from "../tools/node_process.ts";
+import { Connection } from "../protocols/connection.ts";
+import { connectTcp, listenTcp } from "../protocols/tcp_transport.ts";
+import { Identity } from "../protocols/identity.ts";
+import type { TextJob } from "../protocols/job.ts";
+import { RemoteInferencePort, serveInference } from "../inference/remote_port.ts";
+import type {
+  InferenceHandle,
+  InferencePort,
+  InferenceStats,
+  JobSummary,
+  StreamedToken,
+} from "../inference/inference_port.ts";
+import { INFERENCE_PROTOCOL } from "../protocols/inference_messages.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    runs: { type: "string", default: "7" },
+    tokens: { type: "string", default: "128" },
+    size: { type: "string" },
+    "relay-jobs": { type: "string", default: "64" },
+    "relay-tokens": { type: "string", default: "2000" },
+  },
+});
+const RUNS = Number(flags.runs);
+const TOKENS = Number(flags.tokens);
+const RELAY_JOBS = Number(flags["relay-jobs"]);
+const RELAY_TOKENS = Number(flags["relay-tokens"]);
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Relayed vs direct, two node processes
+
+interface StreamRun {
+  tokensPerS: number;
+  ttftMs: number;
+}
+
+async function streamOnce(url: string, nonce: string): Promise<StreamRun> {
+  const client = await StreamClient.connect(url);
+  try {
+    const sent = performance.now();
+    const job = client.infer({
+      prompt: "The quick brown fox",
+      max_tokens: TOKENS,
+      temperature: 0.8,
+      seed: 5,
+      nonce,
+    });
+    let first = NaN;
+    let last = NaN;
+    let count = 0;
+    for await (const _ of job.tokens) {
+      last = performance.now();
+      if (count === 0) first = last;
+      count++;
+    }
+    await job.done;
+    if (count !== TOKENS) throw new Error(`expected ${TOKENS} tokens, got ${count}`);
+    return { tokensPerS: (count - 1) / ((last - first) / 1000), ttftMs: first - sent };
+  } finally {
+    client.close();
+  }
+}
+
+async function relayedVsDirect(): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "veriflow-netbench-" });
+  const size = flags.size === undefined ? [] : ["--model-size", flags.size];
+  const common = ["--port", "0", "--heartbeat", "0", ...size];
+  const b = NodeProcess.start("B", [...common, "--data", join(root, "b"), "--p2p-port", "0"]);
+  let a: NodeProcess | undefined;
+  try {
+    const bPort = await b.p2pPort();
+    a = NodeProcess.start("A", [
+      ...common,
+      "--data",
+      join(root, "a"),
+      "--p2p-port",
+      "0",
+      "--no-inference",
+      "--no-prover",
+      "--peer",
+      `127.0.0.1:${bPort}`,
+    ]);
+    const [aUrl, bUrl] = await Promise.all([a.httpUrl(), b.httpUrl()]);
+    for (let i = 0; i < 200; i++) {
+      const m = await a.metrics();
+      if ((m.get("veriflow_peer_workers") ?? 0) >= 1) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Warm up both paths (model pages, JIT, connection).
+    await streamOnce(bUrl, "warm-b");
+    await streamOnce(aUrl, "warm-a");
+    const relayed: StreamRun[] = [];
+    const direct: StreamRun[] = [];
+    for (let run = 0; run < RUNS; run++) {
+      // Interleaved, alternating which goes first, so drift hits both alike.
+      const order = run % 2 === 0 ? ["a", "b"] : ["b", "a"];
+      for (const which of order) {
+        if (which === "a") relayed.push(await streamOnce(aUrl, `a${run}`));
+        else direct.push(await streamOnce(bUrl, `b${run}`));
+      }
+    }
+    const rt = median(relayed.map((r) => r.tokensPerS));
+    const dt = median(direct.map((r) => r.tokensPerS));
+    const rf = median(relayed.map((r) => r.ttftMs));
+    const df = median(direct.map((r) => r.ttftMs));
+    console.log(
+      `\nrelayed vs direct: default node config${
+        flags.size ? ` (--model-size ${flags.size})` : " (built-in tiny model)"
+      }, ${TOKENS} tokens, ${RUNS} interleaved runs each, medians`,
+    );
+    console.log("| client | tokens/s | TTFT ms |");
+    console.log("| --- | ---: | ---: |");
+    console.log(`| on B (job on B) | ${dt.toFixed(0)} | ${df.toFixed(1)} |`);
+    console.log(`| on A (job on B, relayed) | ${rt.toFixed(0)} | ${rf.toFixed(1)} |`);
+    const ratio = rt / dt;
+    const added = rf - df;
+    console.log(
+      `tokens/s ratio relayed/direct ${ratio.toFixed(3)} (goal ≥ 0.95: ${
+        ratio >= 0.95 ? "met" : "NOT met"
+      }); TTFT added ${added.toFixed(1)} ms (goal ≤ 5 ms: ${added <= 5 ? "met" : "NOT met"})`,
+    );
+  } finally {
+    await Promise.all([a?.stop(), b.stop()]);
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Relay throughput, in process
+
+/** A worker that emits `RELAY_TOKENS` tokens per job as fast as its reader pulls. */
+class SyntheticPort implements InferencePort {
+  submit(job: TextJob): Promise<InferenceHandle> {
+    let index = 0;
+    const done = Promise.withResolvers<JobSummary>();
+    const tokens = new ReadableStream<StreamedToken>({
+      pull(controller) {
+        const token: StreamedToken = { index, tokenId: index % 256, text: "x" };
+        index++;
+        if (index === RELAY_TOKENS) {
+          token.finishReason = "length";
+          controller.enqueue(token);
+          controller.close();
+          done.resolve({
+            jobId: "0".repeat(64),
+            finishReason: "length",
+            usage: { promptTokens: 1, completionTokens: index },
+            timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+          });
+          return;
+        }
+        controller.enqueue(token);
+      },
+    }, { highWaterMark: 0 });
+    return Promise.resolve({
+      jobId: "0".repeat(64),
+      model: { cid: job.model, name: "synthetic", kind: "text" },
+      promptTokens: 1,
+      tokens,
+      done: done.promise,
+      cancel: () => tokens.cancel().catch(() => {}),
+    });
+  }
+  models() {
+    return Promise.resolve([]);
+  }
+  stats(): Promise<InferenceStats> {
+    throw new Error("unused");
+  }
+}
+
+async function link(port: InferencePort): Promise<{ client: Connection; close(): void }> {
+  const identity = Identity.generate();
+  const accepted = Promise.withResolvers<Connection>();
+  const listener = await listenTcp({ hostname: "127.0.0.1", port: 0 }, (duplex) => {
+    Connection.open(duplex, { identity, protocols: [INFERENCE_PROTOCOL] }).then((server) => {
+      serveInference(server, port);
+      accepted.resolve(server);
+    }, accepted.reject);
+  });
+  const client = await Connection.open(await connectTcp(listener.addr), {
+    identity: Identity.generate(),
+    protocols: [INFERENCE_PROTOCOL],
+  });
+  const server = await accepted.promise;
+  return {
+    client,
+    close() {
+      client.close();
+      server.close();
+      listener.close();
+    },
+  };
+}
+
+async function drive(port: InferencePort): Promise<{ frames: number; ms: number; cpuMs: number }> {
+  const job: TextJob = {
+    kind: "text",
+    model: "synthetic",
+    prompt: "x",
+    params: { maxTokens: RELAY_TOKENS, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
+    nonce: "n",
+  };
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let frames = 0;
+  await Promise.all(Array.from({ length: RELAY_JOBS }, async (_, i) => {
+    const handle = await port.submit({ ...job, nonce: `n${i}` });
+    for await (const _ of handle.tokens) frames++;
+    await handle.done;
+  }));
+  const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { frames, ms, cpuMs: (cpu.user + cpu.system) / 1000 };
+}
+
+async function relayThroughput(): Promise<void> {
+  const worker = new SyntheticPort();
+  const toWorker = await link(worker);
+  const upstream = new RemoteInferencePort(toWorker.client);
+  const toRelay = await link(upstream);
+  const viaRelay = new RemoteInferencePort(toRelay.client);
+  const toWorkerDirect = await link(worker);
+  const direct = new RemoteInferencePort(toWorkerDirect.client);
+  try {
+    await drive(viaRelay); // warm up
+    await drive(direct);
+    const relayed: { perS: number; perCore: number }[] = [];
+    const directRuns: { perS: number; perCore: number }[] = [];
+    for (let run = 0; run < 3; run++) {
+      for (const [port, out] of [[viaRelay, relayed], [direct, directRuns]] as const) {
+        const r = await drive(port);
+        out.push({ perS: r.frames / (r.ms / 1000), perCore: r.frames / (r.cpuMs / 1000) });
+      }
+    }
+    const rp = median(relayed.map((r) => r.perS));
+    const rc = median(relayed.map((r) => r.perCore));
+    const dp = median(directRuns.map((r) => r.perS));
+    const dc = median(directRuns.map((r) => r.perCore));
+    console.log(
+      `\nrelay throughput: ${RELAY_JOBS} concurrent jobs × ${RELAY_TOKENS} tokens over loopback TCP, 3 runs, medians`,
+    );
+    console.log("| path | token frames/s | frames per CPU-second (whole process) |");
+    console.log("| --- | ---: | ---: |");
+    console.log(`| worker → client | ${dp.toFixed(0)} | ${dc.toFixed(0)} |`);
+    console.log(`| worker → relay → client | ${rp.toFixed(0)} | ${rc.toFixed(0)} |`);
+    console.log(
+      `relayed frames per core ${rc.toFixed(0)} (goal ≥ 50,000: ${
+        rc >= 50_000 ? "met" : "NOT met"
+      }); relayed/direct frames/s ${(rp / dp).toFixed(2)}`,
+    );
+  } finally {
+    toWorker.close();
+    toRelay.close();
+    toWorkerDirect.close();
+  }
+}
+
+await relayThroughput();
+await relayedVsDirect();
