@@ -20,7 +20,8 @@
  */
 import { encodeEnvelope, type Envelope } from "./envelope.ts";
 import type { ConnectionTimers } from "./connection_timers.ts";
-import { ConnectionClosedError, FrameTooLargeError } from "./protocol_errors.ts";
+import { ConnectionClosedError } from "./protocol_errors.ts";
+import { encodeFrame } from "../streams/length_prefixed_stream.ts";
 
 /** Options of a {@link WriteQueue}. */
 export interface WriteQueueOptions {
@@ -58,7 +59,7 @@ export class WriteQueue {
   dropped = 0;
 
   /**
-   * @param writer The framing writer (one payload per frame).
+   * @param writer The transport's writer (one frame per chunk).
    * @param options Budget, frame limit, clock.
    */
   constructor(writer: WritableStreamDefaultWriter<Uint8Array>, options: WriteQueueOptions) {
@@ -89,14 +90,13 @@ export class WriteQueue {
     return this.#queuedBytes === 0 ? 0 : now - this.#lastProgress;
   }
 
-  /** Encode and size-check an envelope; throws {@link FrameTooLargeError} (a local refusal). */
+  /**
+   * Encode an envelope as one frame (length prefix and payload); throws
+   * `FrameTooLargeError` (a local refusal: sending it would make the peer close the
+   * whole connection).
+   */
   encode(envelope: Envelope): Uint8Array {
-    const payload = encodeEnvelope(envelope);
-    if (payload.byteLength > this.#maxFrameBytes) {
-      // Refused locally: sending it would make the peer close the whole connection.
-      throw new FrameTooLargeError(payload.byteLength, this.#maxFrameBytes);
-    }
-    return payload;
+    return encodeFrame(encodeEnvelope(envelope), this.#maxFrameBytes);
   }
 
   /**

@@ -86,12 +86,8 @@ import {
   InboundRouter,
 } from "./_connection_inbound.ts";
 import { Keepalive } from "./_connection_keepalive.ts";
-import { type DecodedFrame, EnvelopeDecoderStream } from "../streams/cbor_stream.ts";
-import {
-  DEFAULT_MAX_FRAME_BYTES,
-  LengthPrefixedDecoderStream,
-  LengthPrefixedEncoderStream,
-} from "../streams/length_prefixed_stream.ts";
+import { decodeFrame } from "../streams/cbor_stream.ts";
+import { DEFAULT_MAX_FRAME_BYTES, FrameSplitter } from "../streams/length_prefixed_stream.ts";
 
 export type * from "./connection_options.ts";
 export { defineProtocol, type Protocol, type ProtocolOffer } from "./connection_protocols.ts";
@@ -120,7 +116,9 @@ export class Connection {
   readonly #responder: Responder;
   readonly #keepalive: Keepalive;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #reader: ReadableStreamDefaultReader<DecodedFrame>;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #splitter: FrameSplitter;
+  readonly #maxDepth: number;
   readonly #requestTimeoutMs: number;
   readonly #streamWindow: number;
   readonly #closeGraceMs: number;
@@ -154,10 +152,10 @@ export class Connection {
     if (!(this.#streamWindow >= 1)) throw new RangeError("streamWindow must be >= 1");
     this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
 
-    const framing = { maxFrameBytes };
-    const encoder = new LengthPrefixedEncoderStream(framing);
-    this.#writer = encoder.writable.getWriter();
-    encoder.readable.pipeTo(duplex.writable).catch((error) =>
+    // Framing runs inline on both sides, not as TransformStreams: a stream stage costs more
+    // per frame than the framing itself, and token streams are many small frames.
+    this.#writer = duplex.writable.getWriter();
+    this.#writer.closed.catch((error) =>
       this.#shutdown(new ConnectionClosedError("transport write failed", { cause: error }))
     );
     this.#queue = new WriteQueue(this.#writer, {
@@ -196,19 +194,9 @@ export class Connection {
       ping: () => this.#offer({ type: PingMessage.type, body: { nonce: this.#nextId } }),
       onTimeout: (error) => this.#shutdown(error),
     });
-    const received = new TransformStream<Uint8Array, Uint8Array>({
-      transform: (chunk, controller) => {
-        this.#keepalive.received();
-        controller.enqueue(chunk);
-      },
-    });
-    this.#reader = duplex.readable
-      .pipeThrough(received)
-      .pipeThrough(new LengthPrefixedDecoderStream(framing))
-      .pipeThrough(
-        new EnvelopeDecoderStream({ maxDepth: options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH }),
-      )
-      .getReader();
+    this.#splitter = new FrameSplitter({ maxFrameBytes });
+    this.#maxDepth = options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH;
+    this.#reader = duplex.readable.getReader();
     if ((options as { [START_AFTER_MACROTASK]?: boolean })?.[START_AFTER_MACROTASK]) {
       // From open(): the peer may have sent requests right behind its proof; reading a
       // macrotask later lets handlers registered right after `await Connection.open` see them.
@@ -514,15 +502,24 @@ export class Connection {
 
   async #readLoop(): Promise<void> {
     let failure: Error | null = null;
+    const decode = { maxDepth: this.#maxDepth };
+    const onFrame = (payload: Uint8Array) => {
+      // After close() we only drain until the peer ends its side: its last frames are moot.
+      if (this.#closing) return;
+      this.#framesReceived++;
+      const frame = decodeFrame(payload, decode);
+      if (frame.ok) this.#router.dispatch(frame.envelope);
+      else this.#router.refuse(frame.error);
+    };
     try {
       for (;;) {
         const { done, value } = await this.#reader.read();
-        if (done) break;
-        // After close() we only drain until the peer ends its side: its last frames are moot.
-        if (this.#closing) continue;
-        this.#framesReceived++;
-        if (value.ok) this.#router.dispatch(value.envelope);
-        else this.#router.refuse(value.error);
+        if (done) {
+          this.#splitter.end();
+          break;
+        }
+        this.#keepalive.received();
+        this.#splitter.push(value, onFrame);
       }
     } catch (error) {
       if (!this.#closing) {

@@ -76,6 +76,22 @@ export interface TcpListener {
 /** Bytes read from the socket per read: one socket buffer's worth. */
 const READ_BUFFER_BYTES = 64 * 1024;
 const DEFAULT_LINGER_MS = 2_000;
+/**
+ * Most bytes gathered into one socket write before a writer waits: 64 KiB, one socket
+ * buffer's worth, so a batch goes out in one syscall and this buffer stays small beside the
+ * connection's own budget.
+ */
+const MAX_COALESCED_BYTES = 64 * 1024;
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.byteLength;
+  }
+  return out;
+}
 const DEFAULT_HOSTNAME = "127.0.0.1";
 
 /**
@@ -153,18 +169,48 @@ export function tcpDuplex(conn: Deno.TcpConn, options?: TcpDuplexOptions): TcpDu
     },
   }, { highWaterMark: 0 });
 
+  // Writes coalesce: while one socket write is in flight, later frames gather behind it and go
+  // out together in the next (group commit, not a timer), so a busy connection pays one
+  // syscall per batch instead of one per frame and an idle one still sends a frame at once.
+  let pending: Uint8Array[] = [];
+  let pendingBytes = 0;
+  let flushing: Promise<void> | null = null;
+  let writeFailure: unknown = null;
+  const flushLoop = async () => {
+    while (pending.length > 0) {
+      const batch = pending.length === 1 ? pending[0] : concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      for (let offset = 0; offset < batch.byteLength;) {
+        offset += await conn.write(batch.subarray(offset));
+      }
+    }
+  };
+  const flush = (): Promise<void> => {
+    flushing ??= flushLoop().catch((error) => {
+      writeFailure = error;
+      cut();
+    }).finally(() => {
+      flushing = null;
+      // A frame queued between the loop's last check and this turn must not wait for the
+      // next write (which may be a keepalive seconds away).
+      if (pending.length > 0 && writeFailure === null) flush();
+    });
+    return flushing;
+  };
   const writable = new WritableStream<Uint8Array>({
     async write(chunk) {
-      try {
-        for (let offset = 0; offset < chunk.byteLength;) {
-          offset += await conn.write(chunk.subarray(offset));
-        }
-      } catch (error) {
-        cut();
-        throw error;
-      }
+      if (writeFailure !== null) throw writeFailure;
+      pending.push(chunk);
+      pendingBytes += chunk.byteLength;
+      const done = flush();
+      // Beyond one batch, wait: the connection's budget, not this buffer, is what may grow.
+      if (pendingBytes >= MAX_COALESCED_BYTES) await done;
+      if (writeFailure !== null) throw writeFailure;
     },
     async close() {
+      await flush();
+      if (writeFailure !== null) throw writeFailure;
       try {
         await conn.closeWrite(); // FIN after our last byte; the peer may still send
       } catch {
@@ -174,6 +220,7 @@ export function tcpDuplex(conn: Deno.TcpConn, options?: TcpDuplexOptions): TcpDu
       finish();
     },
     abort() {
+      pending = [];
       cut();
     },
   });

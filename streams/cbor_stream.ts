@@ -37,6 +37,21 @@ export type DecodedFrame =
   | { ok: true; envelope: Envelope }
   | { ok: false; error: ProtocolError };
 
+/**
+ * Decode one frame's payload as an envelope: the envelope, or the typed reason it was refused
+ * (never throws). What {@link EnvelopeDecoderStream} does per chunk.
+ */
+export function decodeFrame(payload: Uint8Array, options?: CborDecoderStreamOptions): DecodedFrame {
+  try {
+    return { ok: true, envelope: decodeEnvelope(payload, options) };
+  } catch (error) {
+    const typed = error instanceof ProtocolError
+      ? error
+      : new MalformedCborError("undecodable frame", { cause: error });
+    return { ok: false, error: typed };
+  }
+}
+
 /** Encodes any value as one CBOR payload per chunk. */
 export class CborEncoderStream<T = unknown> extends TransformStream<T, Uint8Array> {
   /** Creates the stream. */
@@ -89,16 +104,7 @@ export class EnvelopeDecoderStream extends TransformStream<Uint8Array, DecodedFr
   constructor(options?: CborDecoderStreamOptions) {
     const decodeOptions = { maxDepth: options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH };
     super({
-      transform(payload, controller) {
-        try {
-          controller.enqueue({ ok: true, envelope: decodeEnvelope(payload, decodeOptions) });
-        } catch (error) {
-          const typed = error instanceof ProtocolError
-            ? error
-            : new MalformedCborError("undecodable frame", { cause: error });
-          controller.enqueue({ ok: false, error: typed });
-        }
-      },
+      transform: (payload, controller) => controller.enqueue(decodeFrame(payload, decodeOptions)),
     });
   }
 }
