@@ -43,6 +43,8 @@ import { checkFraudProof, type FraudCheckResult } from "../proof/fraud_check.ts"
 import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
 import { type Account, Ledger, type LedgerOptions, type ReceiptRecord } from "../proof/ledger.ts";
 import type { NetworkMessage } from "../network/network_actor.ts";
+import type { Connection } from "../protocols/connection.ts";
+import { INFERENCE_PROTOCOL, ProofRequestMessage } from "../protocols/inference_messages.ts";
 
 /** Where a validator gets what a challenge needs beyond the announcement. */
 export interface ChallengeSource {
@@ -484,10 +486,16 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const network = this.#system?.lookup<NetworkMessage>(name);
     if (network === undefined) return undefined;
     try {
-      return await network.ask<ProofData | undefined>(
-        { type: "fetch_proof", worker: receipt.worker, receiptId: receiptId(receipt) },
+      const connection = await network.ask<Connection | undefined>(
+        { type: "connection_to", key: receipt.worker, protocol: INFERENCE_PROTOCOL.name },
+      );
+      if (connection === undefined) return undefined;
+      const { proof } = await connection.request(
+        ProofRequestMessage,
+        { receiptId: receiptId(receipt) },
         { timeoutMs: PROOF_FETCH_TIMEOUT_MS },
       );
+      return proof ?? undefined;
     } catch {
       // An unreachable worker withholds its proof: validation says so (`invalid`).
       return undefined;

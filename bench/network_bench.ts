@@ -48,6 +48,9 @@ const { values: flags } = parseArgs({
     size: { type: "string" },
     "relay-jobs": { type: "string", default: "64" },
     "relay-tokens": { type: "string", default: "2000" },
+    // Internal: this script as the relay bench's worker or client process.
+    role: { type: "string" },
+    port: { type: "string" },
   },
 });
 const RUNS = Number(flags.runs);
@@ -204,31 +207,27 @@ class SyntheticPort implements InferencePort {
   }
 }
 
-async function link(port: InferencePort): Promise<{ client: Connection; close(): void }> {
-  const identity = Identity.generate();
-  const accepted = Promise.withResolvers<Connection>();
-  const listener = await listenTcp({ hostname: "127.0.0.1", port: 0 }, (duplex) => {
-    Connection.open(duplex, { identity, protocols: [INFERENCE_PROTOCOL] }).then((server) => {
-      serveInference(server, port);
-      accepted.resolve(server);
-    }, accepted.reject);
-  });
-  const client = await Connection.open(await connectTcp(listener.addr), {
+/** A connection to `address` with the handshake and the inference protocol. */
+async function dial(port: number): Promise<Connection> {
+  return await Connection.open(await connectTcp({ hostname: "127.0.0.1", port }), {
     identity: Identity.generate(),
     protocols: [INFERENCE_PROTOCOL],
   });
-  const server = await accepted.promise;
-  return {
-    client,
-    close() {
-      client.close();
-      server.close();
-      listener.close();
-    },
-  };
 }
 
-async function drive(port: InferencePort): Promise<{ frames: number; ms: number; cpuMs: number }> {
+/** Serve `port` to every connection accepted on a free loopback port; returns that port. */
+function listen(port: InferencePort): { port: number; close(): Promise<void> } {
+  const identity = Identity.generate();
+  const listener = listenTcp({ hostname: "127.0.0.1", port: 0 }, (duplex) => {
+    Connection.open(duplex, { identity, protocols: [INFERENCE_PROTOCOL] }).then(
+      (connection) => serveInference(connection, port),
+      () => {},
+    );
+  });
+  return { port: listener.addr.port, close: () => listener.close() };
+}
+
+async function drive(port: InferencePort): Promise<{ frames: number; ms: number }> {
   const job: TextJob = {
     kind: "text",
     model: "synthetic",
@@ -236,7 +235,6 @@ async function drive(port: InferencePort): Promise<{ frames: number; ms: number;
     params: { maxTokens: RELAY_TOKENS, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
     nonce: "n",
   };
-  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let frames = 0;
   await Promise.all(Array.from({ length: RELAY_JOBS }, async (_, i) => {
@@ -244,52 +242,109 @@ async function drive(port: InferencePort): Promise<{ frames: number; ms: number;
     for await (const _ of handle.tokens) frames++;
     await handle.done;
   }));
-  const ms = performance.now() - t0;
-  const cpu = process.cpuUsage(cpu0);
-  return { frames, ms, cpuMs: (cpu.user + cpu.system) / 1000 };
+  return { frames, ms: performance.now() - t0 };
 }
 
+/** A child process of this script in another role; its first stdout line, parsed. */
+async function child(args: string[]): Promise<{ line: string; process: Deno.ChildProcess }> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(import.meta.url).pathname, ...args],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  reader.releaseLock();
+  return { line: text.split("\n")[0], process };
+}
+
+async function clientRun(port: number): Promise<{ frames: number; ms: number }> {
+  const { line, process } = await child([
+    "--role",
+    "client",
+    "--port",
+    String(port),
+    "--relay-jobs",
+    String(RELAY_JOBS),
+    "--relay-tokens",
+    String(RELAY_TOKENS),
+  ]);
+  await process.status;
+  return JSON.parse(line);
+}
+
+/**
+ * The relay in this process, the worker and the client in two others: this process's CPU
+ * time during a run is the relay's alone.
+ */
 async function relayThroughput(): Promise<void> {
-  const worker = new SyntheticPort();
-  const toWorker = await link(worker);
-  const upstream = new RemoteInferencePort(toWorker.client);
-  const toRelay = await link(upstream);
-  const viaRelay = new RemoteInferencePort(toRelay.client);
-  const toWorkerDirect = await link(worker);
-  const direct = new RemoteInferencePort(toWorkerDirect.client);
+  const worker = await child(["--role", "worker"]);
+  const workerPort = Number(worker.line);
+  const upstream = new RemoteInferencePort(await dial(workerPort));
+  const relay = listen(upstream);
   try {
-    await drive(viaRelay); // warm up
-    await drive(direct);
-    const relayed: { perS: number; perCore: number }[] = [];
-    const directRuns: { perS: number; perCore: number }[] = [];
+    await clientRun(relay.port); // warm up both paths
+    await clientRun(workerPort);
+    const relayed: { perS: number; perCore: number; cpuShare: number }[] = [];
+    const direct: number[] = [];
     for (let run = 0; run < 3; run++) {
-      for (const [port, out] of [[viaRelay, relayed], [direct, directRuns]] as const) {
-        const r = await drive(port);
-        out.push({ perS: r.frames / (r.ms / 1000), perCore: r.frames / (r.cpuMs / 1000) });
-      }
+      const cpu0 = process.cpuUsage();
+      const r = await clientRun(relay.port);
+      const cpu = process.cpuUsage(cpu0);
+      const cpuS = (cpu.user + cpu.system) / 1e6;
+      relayed.push({
+        perS: r.frames / (r.ms / 1000),
+        perCore: r.frames / cpuS,
+        cpuShare: cpuS / (r.ms / 1000),
+      });
+      const d = await clientRun(workerPort);
+      direct.push(d.frames / (d.ms / 1000));
     }
     const rp = median(relayed.map((r) => r.perS));
     const rc = median(relayed.map((r) => r.perCore));
-    const dp = median(directRuns.map((r) => r.perS));
-    const dc = median(directRuns.map((r) => r.perCore));
+    const share = median(relayed.map((r) => r.cpuShare));
+    const dp = median(direct);
     console.log(
-      `\nrelay throughput: ${RELAY_JOBS} concurrent jobs × ${RELAY_TOKENS} tokens over loopback TCP, 3 runs, medians`,
+      `\nrelay throughput: ${RELAY_JOBS} concurrent jobs × ${RELAY_TOKENS} tokens, worker, relay ` +
+        `and client in three processes over loopback TCP, 3 runs, medians`,
     );
-    console.log("| path | token frames/s | frames per CPU-second (whole process) |");
-    console.log("| --- | ---: | ---: |");
-    console.log(`| worker → client | ${dp.toFixed(0)} | ${dc.toFixed(0)} |`);
-    console.log(`| worker → relay → client | ${rp.toFixed(0)} | ${rc.toFixed(0)} |`);
+    console.log("| path | token frames/s | relay CPU | relayed frames per relay CPU-second |");
+    console.log("| --- | ---: | ---: | ---: |");
+    console.log(`| worker → client | ${dp.toFixed(0)} | — | — |`);
     console.log(
-      `relayed frames per core ${rc.toFixed(0)} (goal ≥ 50,000: ${
+      `| worker → relay → client | ${rp.toFixed(0)} | ${(share * 100).toFixed(0)} % of a core | ${
+        rc.toFixed(0)
+      } |`,
+    );
+    console.log(
+      `relayed token frames per core ${rc.toFixed(0)} (goal ≥ 50,000: ${
         rc >= 50_000 ? "met" : "NOT met"
       }); relayed/direct frames/s ${(rp / dp).toFixed(2)}`,
     );
   } finally {
-    toWorker.close();
-    toRelay.close();
-    toWorkerDirect.close();
+    await upstream.connection.close();
+    await relay.close();
+    worker.process.kill("SIGTERM");
+    await worker.process.status;
   }
 }
 
-await relayThroughput();
-await relayedVsDirect();
+if (flags.role === "worker") {
+  const served = listen(new SyntheticPort());
+  console.log(served.port);
+  // Runs until the parent stops it.
+} else if (flags.role === "client") {
+  const connection = await dial(Number(flags.port));
+  const result = await drive(new RemoteInferencePort(connection));
+  console.log(JSON.stringify(result));
+  await connection.close();
+  Deno.exit(0);
+} else {
+  await relayThroughput();
+  await relayedVsDirect();
+}

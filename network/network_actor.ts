@@ -5,7 +5,8 @@
  *
  * - a local receipt is announced to every peer that keeps a ledger (`validation.receipt`);
  * - a verdict or fraud proof this node's validator signed is spread to every such peer;
- * - a validator's challenge fetches proof data from the worker's own connection;
+ * - a validator's challenge fetches proof data over the worker's own connection (looked up
+ *   here, requested by the validator's challenge task, so no peer can hold this mailbox);
  * - the edge's jobs go to a peer that serves inference (see `NetworkInferencePort`).
  *
  * Each connection is opened with the authenticated handshake (the peer's key is known before
@@ -35,13 +36,12 @@ import {
   FraudProofAnnouncementMessage,
   INFERENCE_PROTOCOL,
   ListModelsMessage,
-  ProofRequestMessage,
   ReceiptAnnouncementMessage,
   StakeAnnouncementMessage,
   VALIDATION_PROTOCOL,
   VerdictAnnouncementMessage,
+  type WireModelInfo,
 } from "../protocols/inference_messages.ts";
-import type { ProofData } from "../proof/commitment.ts";
 import { offeredProtocols, type PeerServices, servePeer } from "./peer_services.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 
@@ -83,12 +83,13 @@ export interface NetworkActorOptions {
 export type NetworkMessage =
   | { type: "peer_up"; connection: Connection; address: string; outbound: boolean }
   | { type: "peer_down"; connection: Connection }
-  | { type: "peer_models"; connection: Connection; models: string[] }
+  | { type: "peer_models"; connection: Connection; models: WireModelInfo[] }
   | { type: "announce_receipt"; receipt: Receipt; job: TextJob }
   | { type: "publish_verdict"; verdict: Verdict }
   | { type: "publish_fraud_proof"; proof: FraudProof }
-  | { type: "fetch_proof"; worker: Uint8Array; receiptId: string }
+  | { type: "connection_to"; key: Uint8Array; protocol: string }
   | { type: "worker"; model?: string }
+  | { type: "worker_models" }
   | { type: "peers" }
   | { type: "listening" };
 
@@ -100,6 +101,8 @@ const DEFAULT_REDIAL_MS = 250;
 interface PeerEntry {
   connection: Connection;
   info: PeerInfo;
+  /** What it answered to `inference.list_models` on connect (empty: it runs no model). */
+  models: WireModelInfo[];
 }
 
 /** Owns the peer connections; see the module doc. */
@@ -152,7 +155,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#down(message.connection);
       case "peer_models": {
         const entry = this.#entryOf(message.connection);
-        if (entry) entry.info.models = message.models;
+        if (entry) {
+          entry.models = message.models;
+          entry.info.models = message.models.map((m) => m.cid);
+        }
         return;
       }
       case "announce_receipt":
@@ -176,10 +182,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
           VALIDATION_PROTOCOL,
           (c) => c.notify(FraudProofAnnouncementMessage, { proof: message.proof }),
         );
-      case "fetch_proof":
-        return this.#fetchProof(message.worker, message.receiptId);
+      case "connection_to":
+        return this.#connectionTo(message.key, message.protocol);
       case "worker":
         return this.#worker(message.model);
+      case "worker_models":
+        return this.#workerModels();
       case "peers":
         return [...this.#peers.values()].flat().map((p) => ({ ...p.info }));
       case "listening":
@@ -215,7 +223,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       models: [],
     };
     const list = this.#peers.get(key) ?? [];
-    list.push({ connection, info });
+    list.push({ connection, info, models: [] });
     this.#peers.set(key, list);
     this.#log(
       `peer up   ${key.slice(0, 16)} ${message.address} (${
@@ -225,8 +233,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     connection.closed.then(() => tellQuietly(ctx, { type: "peer_down", connection }));
     if (connection.supports(INFERENCE_PROTOCOL.name)) {
       connection.request(ListModelsMessage, {}).then(
-        ({ models }) =>
-          tellQuietly(ctx, { type: "peer_models", connection, models: models.map((m) => m.cid) }),
+        ({ models }) => tellQuietly(ctx, { type: "peer_models", connection, models }),
         () => {},
       );
     }
@@ -270,13 +277,14 @@ export class NetworkActor implements Actor<NetworkMessage> {
     return sent;
   }
 
-  async #fetchProof(worker: Uint8Array, receiptId: string): Promise<ProofData | undefined> {
-    const entry = this.#peers.get(toHex(worker))?.find((p) =>
-      !p.connection.isClosed && p.connection.supports(INFERENCE_PROTOCOL.name)
-    );
-    if (entry === undefined) return undefined;
-    const { proof } = await entry.connection.request(ProofRequestMessage, { receiptId });
-    return proof ?? undefined;
+  /**
+   * An open connection to the peer with `key` that speaks `protocol`. Answered from memory: the
+   * caller makes its request outside this actor, so a slow or dead peer never holds the mailbox.
+   */
+  #connectionTo(key: Uint8Array, protocol: string): Connection | undefined {
+    return this.#peers.get(toHex(key))?.find((p) =>
+      !p.connection.isClosed && p.connection.supports(protocol)
+    )?.connection;
   }
 
   /** A connection to a peer that serves inference (for `model` when given), least busy first. */
@@ -297,6 +305,18 @@ export class NetworkActor implements Actor<NetworkMessage> {
       }
     }
     return best;
+  }
+
+  /** Every model some open worker connection listed, once per CID. */
+  #workerModels(): WireModelInfo[] {
+    const seen = new Map<string, WireModelInfo>();
+    for (const list of this.#peers.values()) {
+      for (const { connection, models } of list) {
+        if (connection.isClosed) continue;
+        for (const m of models) if (!seen.has(m.cid)) seen.set(m.cid, m);
+      }
+    }
+    return [...seen.values()];
   }
 
   async #dialLoop(address: PeerAddress, ctx: ActorContext<NetworkMessage>): Promise<void> {

@@ -72,13 +72,16 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
-   * The models the least busy connected worker runs. Rejects with {@link NoWorkerError} when no
-   * worker is connected, so a client is told why (503) rather than that its model is unknown.
+   * Every model some connected worker runs (as each listed on connect: no round trip per
+   * request). Rejects with {@link NoWorkerError} when no worker is connected, so a client is
+   * told why (503) rather than that its model is unknown.
    */
   async models(): Promise<readonly ServedModelInfo[]> {
-    const port = await this.#port();
-    if (port === undefined) throw new NoWorkerError("any");
-    return await port.models();
+    const models = await this.#network.ask<ServedModelInfo[]>({ type: "worker_models" }, {
+      timeoutMs: LOOKUP_TIMEOUT_MS,
+    });
+    if (models.length === 0) throw new NoWorkerError("any");
+    return models;
   }
 
   /** Jobs forwarded, over every connection used so far that is still open. */

@@ -274,7 +274,8 @@ Deno.test("run-ahead overlaps compute with delivery: step t+1 is requested befor
   );
   // The slow consumer's time hid the compute: every chunk after the first was ready when read.
   assert.equal(ahead.immediate, chunks - 1, "run-ahead: chunks ready when read");
-  assert.ok(onDemand.immediate < ahead.immediate, `on demand: ${onDemand.immediate} ready`);
+  // (On demand, whether a reply beats a 0 ms timer depends on the machine's load: the run
+  // counts above, not that race, show that nothing is computed ahead.)
 });
 
 Deno.test("aborting a worker-mode stream mid-step errors it at once and computes at most that step", async () => {
