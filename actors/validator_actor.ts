@@ -41,7 +41,13 @@ import {
 } from "../proof/validation.ts";
 import { checkFraudProof, type FraudCheckResult } from "../proof/fraud_check.ts";
 import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
-import { type Account, Ledger, type LedgerOptions, type ReceiptRecord } from "../proof/ledger.ts";
+import {
+  type Account,
+  Ledger,
+  type LedgerOptions,
+  LedgerRejectedError,
+  type ReceiptRecord,
+} from "../proof/ledger.ts";
 import type { NetworkMessage } from "../network/network_actor.ts";
 import type { Connection } from "../protocols/connection.ts";
 import { INFERENCE_PROTOCOL, ProofRequestMessage } from "../protocols/inference_messages.ts";
@@ -197,6 +203,8 @@ export interface ValidatorStats {
   verdicts: Record<"valid" | "fraud" | "invalid" | "inconclusive", number>;
   /** Verdicts received from peers and recorded. */
   peerVerdicts: number;
+  /** Verdicts from peers refused (bad signature). */
+  refusedVerdicts: number;
   /** Fraud proofs checked (own and from peers). */
   fraudProofsChecked: number;
   /** Fraud proofs that slashed a worker here. */
@@ -256,6 +264,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     challenged: 0,
     verdicts: { valid: 0, fraud: 0, invalid: 0, inconclusive: 0 },
     peerVerdicts: 0,
+    refusedVerdicts: 0,
     fraudProofsChecked: 0,
     slashes: 0,
   };
@@ -302,9 +311,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "fraud_proof":
         return await this.#settle(message.proof as FraudProof, ctx);
       case "verdict": {
-        const id = await ledger.recordVerdict(message.verdict);
-        if (message.origin !== undefined && message.origin !== "local") this.#stats.peerVerdicts++;
-        return id;
+        const fromPeer = message.origin !== undefined && message.origin !== "local";
+        try {
+          const id = await ledger.recordVerdict(message.verdict);
+          if (fromPeer) this.#stats.peerVerdicts++;
+          return id;
+        } catch (error) {
+          // A peer's forged verdict is refused, not a reason to crash the ledger's owner.
+          if (!fromPeer) throw error;
+          this.#stats.refusedVerdicts++;
+          return undefined;
+        }
       }
       case "pledge":
         return await ledger.recordPledge(message.pledge).catch(() => false);
@@ -361,8 +378,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     let recorded = true;
     let refusal: string | undefined;
+    // Only a receipt new to this ledger is drawn for: the coin is fixed per job, so a copy
+    // announced again (by the worker, a relay, anyone) must not buy another forward pass.
+    const fresh = ledger.receipt(id) === undefined;
     try {
-      if (!ledger.receipt(id)) await ledger.recordReceipt(receipt);
+      if (fresh) await ledger.recordReceipt(receipt);
     } catch (e) {
       recorded = false;
       refusal = (e as { code?: string }).code ?? "refused";
@@ -378,7 +398,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     const p = this.#options.challengeProbability ?? ledger.economics.challengeProbability;
     const { draw } = challengeTicket(this.#options.identity, receipt.jobId);
-    const challenged = draw < p && !this.#waiting.has(id);
+    // A receipt the ledger refused (no stake behind it) is not paid here: nothing to check.
+    const challenged = draw < p && fresh && recorded;
     const handled: ReceiptHandled = { receiptId: id, recorded, refusal, challenged, draw };
     if (challenged) {
       this.#stats.challenged++;
@@ -518,14 +539,18 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const id = receiptId(proof.receipt);
     const record = ledger.receipt(id);
     if (record?.status === "pending") {
-      await ledger.settleFraud({
+      const settled = await ledger.settleFraud({
         receiptId: id,
         fraudProofHash: check.proofHash,
         validator: proof.validator,
         confirmed: check.confirmed,
         reason: check.reason,
+      }).catch((error) => {
+        // After the window (or raced by a copy): it changes nothing, and crashes nothing.
+        if (error instanceof LedgerRejectedError) return undefined;
+        throw error;
       });
-      if (check.confirmed) {
+      if (settled !== undefined && check.confirmed) {
         this.#stats.slashes++;
         this.#log(
           `validator: fraud on job ${proof.receipt.jobId.slice(0, 12)} confirmed; worker ` +

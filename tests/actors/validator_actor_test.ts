@@ -1,0 +1,181 @@
+/**
+ * The ValidatorActor's place in the network: what it does with its own receipts, with peers'
+ * receipts, verdicts and fraud proofs, and what it tells the NetworkActor. A recording actor
+ * stands in for the NetworkActor under its registry name.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { Actor } from "../../actors/actor.ts";
+import {
+  type ReceiptHandled,
+  ValidatorActor,
+  type ValidatorMessage,
+  type ValidatorStats,
+} from "../../actors/validator_actor.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
+import { type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { signVerdict } from "../../protocols/verdict.ts";
+import { signStakePledge } from "../../protocols/stake_pledge.ts";
+import { proveJob } from "../../proof/prover.ts";
+import type { ProofData } from "../../proof/commitment.ts";
+import type { Account } from "../../proof/ledger.ts";
+import { loadFixture, manualStream } from "../proof/_models.ts";
+
+const NETWORK = "test/network";
+
+/** Records what the validator tells the network. */
+class RecordingNetwork implements Actor<NetworkMessage> {
+  constructor(readonly told: NetworkMessage[]) {}
+  receive(message: NetworkMessage): undefined {
+    this.told.push(message);
+    return undefined;
+  }
+}
+
+async function setup(identity: Identity) {
+  const f = await loadFixture();
+  const dir = await Deno.makeTempDir();
+  const system = new ActorSystem({ name: "validator-test" });
+  const told: NetworkMessage[] = [];
+  const proofs = new Map<string, ProofData>();
+  await system.spawn<NetworkMessage>({ name: NETWORK, factory: () => new RecordingNetwork(told) });
+  const validator = await system.spawn<ValidatorMessage>({
+    name: "node/validator",
+    factory: () =>
+      new ValidatorActor({
+        identity,
+        ledgerDir: `${dir}/ledger`,
+        challengeProbability: 1,
+        finalizeIntervalMs: 0,
+        network: NETWORK,
+        models: {
+          get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
+        },
+        source: { proof: (r: Receipt) => Promise.resolve(proofs.get(receiptId(r))) },
+      }),
+  });
+  const prove = async (worker: Identity, nonce: string) => {
+    const job: TextJob = {
+      kind: "text",
+      model: f.honest.info.cid,
+      prompt: "The validator",
+      params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
+      nonce,
+    };
+    const ids = f.honest.tokenizer.encode(job.prompt);
+    const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+    proofs.set(receiptId(proved.receipt), proved.proof);
+    return { job, receipt: proved.receipt };
+  };
+  const stats = () => validator.ask<ValidatorStats>({ type: "stats" });
+  const close = async () => {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  };
+  return { validator, told, prove, stats, close };
+}
+
+Deno.test("a validator never challenges its own key's receipt: it records it and has the network announce it", async () => {
+  const me = Identity.generate();
+  const t = await setup(me);
+  try {
+    await t.validator.ask({ type: "deposit", key: me.publicKey, amount: 10_000 });
+    const { job, receipt } = await t.prove(me, "own");
+    const handled = await t.validator.ask<ReceiptHandled>({
+      type: "receipt",
+      receipt,
+      job,
+      origin: "local",
+    });
+    assert.equal(handled.recorded, true);
+    assert.equal(handled.challenged, false, "even at challenge probability 1");
+    assert.equal((await t.stats()).own, 1);
+    assert.equal((await t.stats()).challenged, 0);
+    assert.deepEqual(t.told.map((m) => m.type), ["announce_receipt"]);
+    assert.equal((t.told[0] as { job: TextJob }).job, job);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a peer's receipt is challenged once, however often it is announced; the verdict is spread", async () => {
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const t = await setup(me);
+  try {
+    // The worker's stake comes from its pledge, as it would from a peer.
+    assert.equal(
+      await t.validator.ask({ type: "pledge", pledge: signStakePledge(worker, 10_000, 1) }),
+      true,
+    );
+    const { job, receipt } = await t.prove(worker, "peer");
+    const peer = "ab".repeat(32);
+    const first = await t.validator.ask<ReceiptHandled>({
+      type: "receipt",
+      receipt,
+      job,
+      origin: peer,
+    });
+    assert.equal(first.challenged, true);
+    assert.equal((await first.result!).verdict.outcome, "valid");
+    for (let i = 0; i < 5; i++) {
+      const again = await t.validator.ask<ReceiptHandled>({
+        type: "receipt",
+        receipt,
+        job,
+        origin: peer,
+      });
+      assert.equal(again.recorded, true);
+      assert.equal(again.challenged, false, `copy ${i} bought another forward pass`);
+    }
+    const stats = await t.stats();
+    assert.equal(stats.challenged, 1);
+    assert.equal(stats.fromPeers, 6);
+    assert.equal(stats.verdicts.valid, 1);
+    assert.deepEqual(t.told.map((m) => m.type), ["publish_verdict"]);
+    // Nothing was announced: a peer's receipt is its worker's to announce.
+    const mismatched = await t.validator.ask<ReceiptHandled>({
+      type: "receipt",
+      receipt,
+      job: { ...job, nonce: "other" },
+      origin: peer,
+    });
+    assert.equal(mismatched.refusal, "job_mismatch");
+    assert.notEqual(jobId({ ...job, nonce: "other" }), receipt.jobId);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a peer's forged verdict is refused without crashing the validator; a valid one is recorded", async () => {
+  const me = Identity.generate();
+  const other = Identity.generate();
+  const t = await setup(me);
+  try {
+    const verdict = signVerdict({
+      v: 1,
+      subject: "inference",
+      subjectId: "cd".repeat(32),
+      target: Identity.generate().publicKey,
+      outcome: "valid",
+      reason: "ok",
+      issuedAt: 1,
+    }, other);
+    const forged = { ...verdict, outcome: "fraud" as const };
+    assert.equal(
+      await t.validator.ask({ type: "verdict", verdict: forged, origin: "ef".repeat(32) }),
+      undefined,
+    );
+    assert.ok(await t.validator.ask({ type: "verdict", verdict, origin: "ef".repeat(32) }));
+    const stats = await t.stats();
+    assert.equal(stats.refusedVerdicts, 1);
+    assert.equal(stats.peerVerdicts, 1);
+    // Still serving: the ledger answers.
+    const account = await t.validator.ask<Account>({ type: "account", key: me.publicKey });
+    assert.equal(account.stake, 0);
+  } finally {
+    await t.close();
+  }
+});
