@@ -153,8 +153,8 @@ export async function startNode(
   }
 
   const network = lookup<NetworkMessage>(NODE_ACTORS.network);
-  const port: InferencePort | undefined = localPort() ??
-    (network && new NetworkInferencePort(network));
+  const local = localPort();
+  const port: InferencePort | undefined = local ?? (network && new NetworkInferencePort(network));
   let server: ReturnType<typeof serve> | undefined;
   if (port !== undefined) {
     const metrics = new MetricsRegistry();
@@ -164,7 +164,9 @@ export async function startNode(
       validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
       network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
     }));
-    const app = createApp({ inference: port, metrics });
+    // Only an in-thread model blocks the event loop between tokens (see computesOnEventLoop).
+    const computesOnEventLoop = local !== undefined && config.model.workers === 0;
+    const app = createApp({ inference: port, metrics, computesOnEventLoop });
     server = serve({ app, port: config.http.port, hostname: config.http.hostname });
   }
 

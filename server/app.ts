@@ -39,6 +39,8 @@ export interface AppOptions {
   metrics?: MetricsRegistry;
   /** CID or name of the model used when a request names none; default: the first text model. */
   defaultModel?: string;
+  /** Whether the model computes on this thread; see `InferenceGatewayOptions`. Default true. */
+  computesOnEventLoop?: boolean;
 }
 
 /**

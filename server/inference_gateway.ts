@@ -37,6 +37,13 @@ export interface InferenceGatewayOptions {
   models?: ModelCatalog;
   /** CID or name of the model used when a request names none; default: the first text model. */
   defaultModel?: string;
+  /**
+   * Whether the model computes on this thread (onnxruntime in-thread: each step blocks the
+   * event loop). Then the routes yield a turn of the loop after each token, so its write
+   * leaves before the next step; with the model in a worker or on a peer that turn is only
+   * cost. Default true (the safe choice for a port of unknown kind).
+   */
+  computesOnEventLoop?: boolean;
 }
 
 /** The name clients may use for "whichever model the node serves by default". */
@@ -57,7 +64,11 @@ export class InferenceGateway {
     this.#inference = options.inference;
     this.#models = options.models;
     this.#defaultModel = options.defaultModel;
+    this.computesOnEventLoop = options.computesOnEventLoop ?? true;
   }
+
+  /** See {@link InferenceGatewayOptions.computesOnEventLoop}. */
+  readonly computesOnEventLoop: boolean;
 
   /** Every served model. */
   async listModels(): Promise<readonly ServedModelInfo[]> {

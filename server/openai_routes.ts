@@ -156,7 +156,7 @@ async function respond(
   // Refusals (404, 400, 429) are thrown here, before any status is committed.
   const handle = await gateway.startText(request);
   return options.stream
-    ? sseResponse(handle, shape, options.includeUsage)
+    ? sseResponse(handle, shape, options.includeUsage, gateway.computesOnEventLoop)
     : fullResponse(handle, shape);
 }
 
@@ -228,6 +228,7 @@ function sseResponse(
   handle: InferenceHandle,
   shape: ResponseShape,
   includeUsage: boolean,
+  computesOnEventLoop: boolean,
 ): Response {
   const encoder = new TextEncoder();
   const reader = handle.tokens.getReader();
@@ -281,7 +282,7 @@ function sseResponse(
       }
       // onnxruntime-node computes on the JS thread: give the last event's write a turn of
       // the event loop before the next (blocking) step, or it would leave one step late.
-      if (sent > 0) await yieldToEventLoop();
+      if (sent > 0 && computesOnEventLoop) await yieldToEventLoop();
       // Skip pieces with no text (a multi-byte character still incomplete): an empty delta
       // tells a client nothing.
       while (true) {

@@ -123,7 +123,7 @@ class StreamSession {
       return;
     }
     this.#send(startMessage(id, handle));
-    await this.#flushed();
+    if (this.#gateway.computesOnEventLoop) await this.#flushed();
     const reader = handle.tokens.getReader();
     const onAbort = () => reader.cancel().catch(() => {});
     signal.addEventListener("abort", onAbort, { once: true });
@@ -139,7 +139,7 @@ class StreamSession {
           text: value.text,
         });
         if (this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES) await this.#drained();
-        else await this.#flushed();
+        else if (this.#gateway.computesOnEventLoop) await this.#flushed();
       }
     } catch {
       // The stream failed or was cancelled; the summary below says which.
