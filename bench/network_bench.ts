@@ -6,7 +6,10 @@
  *    A runs none and forwards its clients' jobs to B over TCP. A WebSocket client streams the
  *    same job through A and directly on B, interleaved, and the table prints the medians of
  *    tokens/s and time to first token (TTFT) and their ratio and difference.
- *    Goals: relayed/direct tokens/s ≥ 0.95; TTFT added ≤ 5 ms.
+ *    Goals: relayed/direct tokens/s ≥ 0.95; TTFT added ≤ 5 ms. Printed twice: with B pinned to
+ *    one core and A and the client to the other (`taskset`; two cores standing in for the two
+ *    machines a relay and a worker are), and unpinned, where on a 2-core box whatever A spends
+ *    is taken from B's compute (onnxruntime's threads use every core they are given).
  * 2. **Relay throughput.** In this process, three connections over loopback TCP: a synthetic
  *    worker that emits tokens as fast as it can, a relay (a `RemoteInferencePort` to the worker
  *    served to the client with `serveInference`, exactly what a forwarding node does per job),
@@ -16,7 +19,7 @@
  *    Goal: ≥ 50,000 relayed token frames per second per core.
  *
  * ```
- * deno run -A bench/network_bench.ts [--runs N] [--tokens N] [--size tiny|small]
+ * deno run -A bench/network_bench.ts [--runs N (15)] [--tokens N (224)] [--size tiny|small]
  * ```
  *
  * @module
@@ -43,8 +46,8 @@ import { INFERENCE_PROTOCOL } from "../protocols/inference_messages.ts";
 const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
-    runs: { type: "string", default: "7" },
-    tokens: { type: "string", default: "128" },
+    runs: { type: "string", default: "15" },
+    tokens: { type: "string", default: "224" },
     size: { type: "string" },
     "relay-jobs": { type: "string", default: "64" },
     "relay-tokens": { type: "string", default: "2000" },
@@ -99,25 +102,52 @@ async function streamOnce(url: string, nonce: string): Promise<StreamRun> {
   }
 }
 
-async function relayedVsDirect(): Promise<void> {
+/** Pin every thread of this process to `cpus` (a taskset list). */
+async function pinSelf(cpus: string): Promise<void> {
+  const { code } = await new Deno.Command("taskset", {
+    args: ["-a", "-p", "-c", cpus, String(Deno.pid)],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  if (code !== 0) throw new Error(`taskset -p ${cpus} failed`);
+}
+
+/**
+ * One relayed-vs-direct comparison. `pinned`: the worker B on core 0, the relay A and the
+ * client on core 1 — two cores standing in for two machines, so that what A and the client
+ * spend is not taken from B's compute. Unpinned, all three share both cores.
+ */
+async function relayedVsDirect(pinned: boolean): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "veriflow-netbench-" });
   const size = flags.size === undefined ? [] : ["--model-size", flags.size];
   const common = ["--port", "0", "--heartbeat", "0", ...size];
-  const b = NodeProcess.start("B", [...common, "--data", join(root, "b"), "--p2p-port", "0"]);
+  const cpus = (core: string) => pinned ? { cpus: core } : {};
+  const b = NodeProcess.start(
+    "B",
+    [...common, "--data", join(root, "b"), "--p2p-port", "0"],
+    undefined,
+    cpus("0"),
+  );
   let a: NodeProcess | undefined;
   try {
+    if (pinned) await pinSelf("1");
     const bPort = await b.p2pPort();
-    a = NodeProcess.start("A", [
-      ...common,
-      "--data",
-      join(root, "a"),
-      "--p2p-port",
-      "0",
-      "--no-inference",
-      "--no-prover",
-      "--peer",
-      `127.0.0.1:${bPort}`,
-    ]);
+    a = NodeProcess.start(
+      "A",
+      [
+        ...common,
+        "--data",
+        join(root, "a"),
+        "--p2p-port",
+        "0",
+        "--no-inference",
+        "--no-prover",
+        "--peer",
+        `127.0.0.1:${bPort}`,
+      ],
+      undefined,
+      cpus("1"),
+    );
     const [aUrl, bUrl] = await Promise.all([a.httpUrl(), b.httpUrl()]);
     for (let i = 0; i < 200; i++) {
       const m = await a.metrics();
@@ -141,10 +171,13 @@ async function relayedVsDirect(): Promise<void> {
     const dt = median(direct.map((r) => r.tokensPerS));
     const rf = median(relayed.map((r) => r.ttftMs));
     const df = median(direct.map((r) => r.ttftMs));
+    const model = flags.size ? `--model-size ${flags.size}` : "built-in tiny model";
+    const placement = pinned
+      ? "B on core 0, A and the client on core 1 (two cores for two machines)"
+      : "all processes on both cores (the relay's CPU comes out of B's)";
     console.log(
-      `\nrelayed vs direct: default node config${
-        flags.size ? ` (--model-size ${flags.size})` : " (built-in tiny model)"
-      }, ${TOKENS} tokens, ${RUNS} interleaved runs each, medians`,
+      `\nrelayed vs direct: default node config (${model}), ${placement}; ` +
+        `${TOKENS} tokens, ${RUNS} interleaved runs each, medians`,
     );
     console.log("| client | tokens/s | TTFT ms |");
     console.log("| --- | ---: | ---: |");
@@ -158,8 +191,20 @@ async function relayedVsDirect(): Promise<void> {
       }); TTFT added ${added.toFixed(1)} ms (goal ≤ 5 ms: ${added <= 5 ? "met" : "NOT met"})`,
     );
   } finally {
+    if (pinned) await pinSelf(`0-${navigator.hardwareConcurrency - 1}`);
     await Promise.all([a?.stop(), b.stop()]);
     await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Whether pinning can stand two cores in for two machines here. */
+async function canPin(): Promise<boolean> {
+  if (navigator.hardwareConcurrency < 2) return false;
+  try {
+    return (await new Deno.Command("taskset", { args: ["-V"], stdout: "null", stderr: "null" })
+      .output()).code === 0;
+  } catch {
+    return false;
   }
 }
 
@@ -346,5 +391,7 @@ if (flags.role === "worker") {
   Deno.exit(0);
 } else {
   await relayThroughput();
-  await relayedVsDirect();
+  if (await canPin()) await relayedVsDirect(true);
+  else console.log("\n(taskset or a second core is missing: no pinned relayed-vs-direct row)");
+  await relayedVsDirect(false);
 }

@@ -38,10 +38,20 @@ export class NodeProcess {
     });
   }
 
-  /** Start `cli.ts start ARGS` (or `script ARGS` when given). */
-  static start(name: string, args: string[], script = CLI): NodeProcess {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", script, ...(script === CLI ? ["start"] : []), ...args],
+  /** Start `cli.ts start ARGS` (or `script ARGS` when given), pinned to `options.cpus` if set. */
+  static start(
+    name: string,
+    args: string[],
+    script = CLI,
+    options: { cpus?: string } = {},
+  ): NodeProcess {
+    const deno = ["run", "-A", script, ...(script === CLI ? ["start"] : []), ...args];
+    // `cpus` (a taskset list, "0" or "0-1") pins the process and all its threads.
+    const [command, commandArgs] = options.cpus === undefined
+      ? [Deno.execPath(), deno]
+      : ["taskset", ["-c", options.cpus, Deno.execPath(), ...deno]];
+    const child = new Deno.Command(command, {
+      args: commandArgs,
       stdout: "piped",
       stderr: "piped",
       stdin: "null",
