@@ -122,7 +122,11 @@ if (flags.node) {
     name: "node/inference",
     factory: () => new InferenceActor({ models, concurrency: 4, queueLimit: 64 }),
   });
-  const app = createApp({ inference: new LocalInferencePort({ inference, models }) });
+  // As the node does: only an in-thread model needs the edge to yield between tokens.
+  const app = createApp({
+    inference: new LocalInferencePort({ inference, models }),
+    computesOnEventLoop: WORKERS === 0,
+  });
   let peak = Deno.memoryUsage().rss;
   setInterval(() => {
     peak = Math.max(peak, Deno.memoryUsage().rss);
