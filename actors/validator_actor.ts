@@ -28,7 +28,7 @@ import type { Identity } from "../protocols/identity.ts";
 import { type Job, jobId as jobIdOf, type TensorData, type TextJob } from "../protocols/job.ts";
 import { parseReceipt, type Receipt, receiptId } from "../protocols/receipt.ts";
 import { signVerdict, type Verdict } from "../protocols/verdict.ts";
-import type { FraudProof } from "../protocols/fraud_proof.ts";
+import { type FraudProof, fraudProofHash, FraudProofSchema } from "../protocols/fraud_proof.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type { ProofData } from "../proof/commitment.ts";
@@ -82,7 +82,7 @@ export interface ReceiptMessage {
   /** `local` for this node's own worker (announced to peers); a peer's key otherwise. */
   origin?: Origin;
 }
-/** A fraud proof from anyone. Answers {@link FraudCheckResult}. */
+/** A fraud proof from anyone. Answers {@link FraudProofHandled}. */
 export interface FraudProofMessage {
   /** Message tag. */
   type: "fraud_proof";
@@ -147,6 +147,15 @@ export interface HasStakedMessage {
   /** The key. */
   key: Uint8Array;
 }
+/** Internal: a fraud proof's check finished; it is settled here. */
+export interface FraudCheckedMessage {
+  /** Message tag. */
+  type: "fraud_checked";
+  /** The checked proof. */
+  proof: FraudProof;
+  /** What the check concluded. */
+  check: FraudCheckResult;
+}
 /** Internal: a challenge finished; its verdict is recorded, settled and spread here. */
 export interface ChallengedMessage {
   /** Message tag. */
@@ -169,7 +178,8 @@ export type ValidatorMessage =
   | ReceiptStatusMessage
   | ValidatorStatsMessage
   | HasStakedMessage
-  | ChallengedMessage;
+  | ChallengedMessage
+  | FraudCheckedMessage;
 
 /** The answer to a `receipt` message. */
 export interface ReceiptHandled {
@@ -185,6 +195,20 @@ export interface ReceiptHandled {
   draw: number;
   /** In-process only: resolves once the challenge's verdict is recorded and settled. */
   result?: Promise<ValidationResult>;
+}
+
+/** The answer to a `fraud_proof` message. */
+export interface FraudProofHandled {
+  /** Whether it was queued to be checked (one forward pass up to the cited positions). */
+  queued: boolean;
+  /**
+   * Why not: `malformed`, `duplicate` (this proof was already taken), `not_pending` (its
+   * receipt is already final or settled here), `unstaked_accuser` (its signer has no stake to
+   * lose here if it is false, so checking it would be free work for anyone).
+   */
+  skipped?: "malformed" | "duplicate" | "not_pending" | "unstaked_accuser";
+  /** In-process only: resolves once the proof is checked and settled. */
+  result?: Promise<FraudCheckResult>;
 }
 
 /** Counters of the validator (served on `/metrics` and in the heartbeat). */
@@ -207,6 +231,8 @@ export interface ValidatorStats {
   refusedVerdicts: number;
   /** Fraud proofs checked (own and from peers). */
   fraudProofsChecked: number;
+  /** Fraud proofs not checked (malformed, a copy, nothing pending, an accuser without stake). */
+  fraudProofsSkipped: number;
   /** Fraud proofs that slashed a worker here. */
   slashes: number;
 }
@@ -242,6 +268,8 @@ export interface ValidatorActorOptions {
 export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
 /** Jobs remembered from announcements until their receipt is challenged or forgotten. */
 const MAX_REMEMBERED_JOBS = 4096;
+/** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
+const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
 /** A proof fetch from a worker: long enough for a loaded peer, short enough to free the queue. */
 const PROOF_FETCH_TIMEOUT_MS = 30_000;
 
@@ -256,6 +284,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #jobs = new Map<string, Job>();
   /** Resolvers of in-process `result` promises, by receipt id. */
   readonly #waiting = new Map<string, PromiseWithResolvers<ValidationResult>>();
+  /** Fraud proofs taken, by hash (oldest evicted first), with their in-process resolvers. */
+  readonly #fraudProofs = new Map<string, PromiseWithResolvers<FraudCheckResult> | null>();
   readonly #stats: ValidatorStats = {
     received: 0,
     fromPeers: 0,
@@ -266,6 +296,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     peerVerdicts: 0,
     refusedVerdicts: 0,
     fraudProofsChecked: 0,
+    fraudProofsSkipped: 0,
     slashes: 0,
   };
 
@@ -309,7 +340,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "challenged":
         return await this.#onChallenged(message, ctx);
       case "fraud_proof":
-        return await this.#settle(message.proof as FraudProof, ctx);
+        return this.#onFraudProof(message.proof, ctx);
+      case "fraud_checked":
+        return await this.#onFraudChecked(message);
       case "verdict": {
         const fromPeer = message.origin !== undefined && message.origin !== "local";
         try {
@@ -431,8 +464,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       await ledger.recordVerdict(result.verdict);
       this.#stats.verdicts[result.verdict.outcome]++;
       this.#tellNetwork(ctx, { type: "publish_verdict", verdict: result.verdict });
+      let settled: Promise<unknown> | undefined;
       if (result.fraudProof) {
-        await this.#settle(result.fraudProof, ctx);
+        // Checked and settled like anyone's, on the work queue: never inside this message.
+        settled = this.#onFraudProof(result.fraudProof, ctx).result;
         this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof: result.fraudProof });
       }
       this.#log(
@@ -441,7 +476,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
             Math.round(result.stats.totalMs)
           } ms)`,
       );
-      this.#waiting.get(id)?.resolve(result);
+      const waiting = this.#waiting.get(id);
+      if (settled === undefined) waiting?.resolve(result);
+      else settled.then(() => waiting?.resolve(result), (error) => waiting?.reject(error));
     } catch (error) {
       this.#waiting.get(id)?.reject(error);
       throw error;
@@ -523,42 +560,90 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
   }
 
-  async #settle(
-    proof: FraudProof,
-    _ctx: ActorContext<ValidatorMessage>,
-  ): Promise<FraudCheckResult> {
+  /** Take a fraud proof: skip what costs nothing to refuse, queue the check otherwise. */
+  #onFraudProof(value: unknown, ctx: ActorContext<ValidatorMessage>): FraudProofHandled {
     const ledger = this.#ledger!;
-    const cid = (proof as { receipt?: { model?: unknown } })?.receipt?.model;
-    const model = typeof cid === "string" ? await this.#options.models.get(cid) : undefined;
-    const check = await checkFraudProof(proof, model, this.#options.validation);
+    const skip = (skipped: NonNullable<FraudProofHandled["skipped"]>): FraudProofHandled => {
+      this.#stats.fraudProofsSkipped++;
+      return { queued: false, skipped };
+    };
+    const parsed = FraudProofSchema.safeParse(value);
+    if (!parsed.success) return skip("malformed");
+    const proof = parsed.data;
+    const hash = fraudProofHash(proof);
+    if (this.#fraudProofs.has(hash)) return skip("duplicate");
+    const record = ledger.receipt(receiptId(proof.receipt));
+    if (record !== undefined && record.status !== "pending") return skip("not_pending");
+    if (ledger.account(proof.validator).stake < ledger.economics.falseAccusationPenalty) {
+      return skip("unstaked_accuser");
+    }
+    const waiting = Promise.withResolvers<FraudCheckResult>();
+    waiting.promise.catch(() => {});
+    this.#fraudProofs.set(hash, waiting);
+    while (this.#fraudProofs.size > MAX_REMEMBERED_FRAUD_PROOFS) {
+      this.#fraudProofs.delete(this.#fraudProofs.keys().next().value!);
+    }
+    this.#enqueue(() => this.#checkFraud(proof)).then(
+      (check) => ctx.self.tell({ type: "fraud_checked", proof, check }),
+      (error) => {
+        waiting.reject(error);
+        this.#fraudProofs.set(hash, null);
+      },
+    ).catch(() => {});
+    return { queued: true, result: waiting.promise };
+  }
+
+  /** Recompute the cited positions. Runs outside `receive`; touches no actor state. */
+  async #checkFraud(proof: FraudProof): Promise<FraudCheckResult> {
+    const model = await this.#options.models.get(proof.receipt.model);
+    return await checkFraudProof(proof, model, this.#options.validation);
+  }
+
+  /** A checked fraud proof: settle it in the ledger. State changes only here. */
+  async #onFraudChecked(message: FraudCheckedMessage): Promise<void> {
+    const { proof, check } = message;
+    const ledger = this.#ledger!;
+    const waiting = this.#fraudProofs.get(check.proofHash || fraudProofHash(proof));
+    this.#fraudProofs.set(fraudProofHash(proof), null);
     this.#stats.fraudProofsChecked++;
-    if (check.inconclusive || check.reason === "malformed" || check.reason === "bad_signature") {
-      // Unattributable or undecidable: nothing to settle.
-      return check;
-    }
-    const id = receiptId(proof.receipt);
-    const record = ledger.receipt(id);
-    if (record?.status === "pending") {
-      const settled = await ledger.settleFraud({
-        receiptId: id,
-        fraudProofHash: check.proofHash,
-        validator: proof.validator,
-        confirmed: check.confirmed,
-        reason: check.reason,
-      }).catch((error) => {
-        // After the window (or raced by a copy): it changes nothing, and crashes nothing.
-        if (error instanceof LedgerRejectedError) return undefined;
-        throw error;
-      });
-      if (settled !== undefined && check.confirmed) {
-        this.#stats.slashes++;
-        this.#log(
-          `validator: fraud on job ${proof.receipt.jobId.slice(0, 12)} confirmed; worker ` +
-            `${toHexShort(proof.receipt.worker)} slashed ${record.locked}`,
-        );
+    try {
+      if (check.inconclusive || check.reason === "malformed" || check.reason === "bad_signature") {
+        // Unattributable or undecidable: nothing to settle.
+        waiting?.resolve(check);
+        return;
       }
+      const id = receiptId(proof.receipt);
+      if (ledger.receipt(id) === undefined) {
+        // The proof outran the worker's announcement: the receipt it carries is signed by the
+        // worker, so it is recorded from here (if the worker has stake to back it).
+        await ledger.recordReceipt(proof.receipt).catch(() => undefined);
+      }
+      const record = ledger.receipt(id);
+      if (record?.status === "pending") {
+        const settled = await ledger.settleFraud({
+          receiptId: id,
+          fraudProofHash: check.proofHash,
+          validator: proof.validator,
+          confirmed: check.confirmed,
+          reason: check.reason,
+        }).catch((error) => {
+          // After the window (or raced by a copy): it changes nothing, and crashes nothing.
+          if (error instanceof LedgerRejectedError) return undefined;
+          throw error;
+        });
+        if (settled !== undefined && check.confirmed) {
+          this.#stats.slashes++;
+          this.#log(
+            `validator: fraud on job ${proof.receipt.jobId.slice(0, 12)} confirmed; worker ` +
+              `${toHexShort(proof.receipt.worker)} slashed ${record.locked}`,
+          );
+        }
+      }
+      waiting?.resolve(check);
+    } catch (error) {
+      waiting?.reject(error);
+      throw error;
     }
-    return check;
   }
 
   #log(line: string): void {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Actor } from "../../actors/actor.ts";
 import {
+  type FraudProofHandled,
   type ReceiptHandled,
   ValidatorActor,
   type ValidatorMessage,
@@ -19,8 +20,9 @@ import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { proveJob } from "../../proof/prover.ts";
+import { validateReceipt } from "../../proof/validation.ts";
 import type { ProofData } from "../../proof/commitment.ts";
-import type { Account } from "../../proof/ledger.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { loadFixture, manualStream } from "../proof/_models.ts";
 
 const NETWORK = "test/network";
@@ -56,7 +58,7 @@ async function setup(identity: Identity) {
         source: { proof: (r: Receipt) => Promise.resolve(proofs.get(receiptId(r))) },
       }),
   });
-  const prove = async (worker: Identity, nonce: string) => {
+  const prove = async (worker: Identity, nonce: string, cheat = false) => {
     const job: TextJob = {
       kind: "text",
       model: f.honest.info.cid,
@@ -65,7 +67,9 @@ async function setup(identity: Identity) {
       nonce,
     };
     const ids = f.honest.tokenizer.encode(job.prompt);
-    const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+    // A cheat runs another model (other weights) under the honest model's CID.
+    const model = cheat ? f.otherSeed : f.honest;
+    const proved = await proveJob(job, manualStream(() => model, ids, job.params), worker);
     proofs.set(receiptId(proved.receipt), proved.proof);
     return { job, receipt: proved.receipt };
   };
@@ -74,7 +78,16 @@ async function setup(identity: Identity) {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
   };
-  return { validator, told, prove, stats, close };
+  const accuse = async (accuser: Identity, job: TextJob, receipt: Receipt) => {
+    const { fraudProof } = await validateReceipt(
+      { job, receipt, proof: proofs.get(receiptId(receipt)) },
+      f.honest,
+      accuser,
+    );
+    assert.ok(fraudProof, "the cheat is caught");
+    return fraudProof;
+  };
+  return { validator, told, prove, accuse, stats, close };
 }
 
 Deno.test("a validator never challenges its own key's receipt: it records it and has the network announce it", async () => {
@@ -175,6 +188,51 @@ Deno.test("a peer's forged verdict is refused without crashing the validator; a 
     // Still serving: the ledger answers.
     const account = await t.validator.ask<Account>({ type: "account", key: me.publicKey });
     assert.equal(account.stake, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a fraud proof from a key with no stake here is not worth a forward pass; a staked one slashes, even when it outran the receipt", async () => {
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const t = await setup(me);
+  try {
+    await t.validator.ask({ type: "pledge", pledge: signStakePledge(worker, 10_000, 1) });
+    const { job, receipt } = await t.prove(worker, "cheat", true);
+    const stranger = Identity.generate();
+    const unstaked = await t.validator.ask<FraudProofHandled>({
+      type: "fraud_proof",
+      proof: await t.accuse(stranger, job, receipt),
+      origin: "ab".repeat(32),
+    });
+    assert.equal(unstaked.queued, false);
+    assert.equal(unstaked.skipped, "unstaked_accuser");
+
+    // A staked validator's proof arrives before anyone announced the receipt here.
+    const validator = Identity.generate();
+    await t.validator.ask({ type: "pledge", pledge: signStakePledge(validator, 1_000, 1) });
+    const proof = await t.accuse(validator, job, receipt);
+    const taken = await t.validator.ask<FraudProofHandled>({
+      type: "fraud_proof",
+      proof,
+      origin: "cd".repeat(32),
+    });
+    assert.equal(taken.queued, true);
+    assert.equal((await taken.result!).confirmed, true);
+    const record = await t.validator.ask<ReceiptRecord>({
+      type: "receipt_status",
+      receiptId: receiptId(receipt),
+    });
+    assert.equal(record.status, "fraud");
+    const account = await t.validator.ask<Account>({ type: "account", key: worker.publicKey });
+    assert.equal(account.stake, 10_000 - record.locked);
+    const stats = await t.stats();
+    assert.equal(stats.slashes, 1);
+    assert.equal(stats.fraudProofsSkipped, 1);
+    // Settled once: the same proof again is a duplicate, and nothing moves.
+    const again = await t.validator.ask<FraudProofHandled>({ type: "fraud_proof", proof });
+    assert.equal(again.skipped, "duplicate");
   } finally {
     await t.close();
   }

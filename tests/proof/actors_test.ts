@@ -11,6 +11,7 @@ import {
   type ProverMessage,
 } from "../../actors/prover_actor.ts";
 import {
+  type FraudProofHandled,
   type ReceiptHandled,
   ValidatorActor,
   type ValidatorMessage,
@@ -102,11 +103,16 @@ Deno.test("actors: honest job is final and credited; a cheat is proven, slashed 
       cited: [{ position: 3 }],
       issuedAt: clock,
     }, mallory);
-    const refuted = await validator.ask<FraudCheckResult>({
+    const taken = await validator.ask<FraudProofHandled>({
       type: "fraud_proof",
       proof: accusation,
     });
+    assert.equal(taken.queued, true);
+    const refuted: FraudCheckResult = await taken.result!;
     assert.equal(refuted.confirmed, false);
+    // The same accusation again costs nothing: it is recognized, not re-checked.
+    const copy = await validator.ask<FraudProofHandled>({ type: "fraud_proof", proof: accusation });
+    assert.equal(copy.skipped, "duplicate");
     assert.equal(
       (await validator.ask<Account>({ type: "account", key: mallory.publicKey })).stake,
       400,
