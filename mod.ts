@@ -87,6 +87,7 @@ export * from "./inference/text_tokenizer.ts";
 export * from "./inference/byte_tokenizer.ts";
 export * from "./inference/errors.ts";
 export {
+  emptyInferenceStats,
   type FinishReason as JobFinishReason,
   type InferenceHandle,
   type InferencePort,

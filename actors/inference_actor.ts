@@ -29,7 +29,11 @@ import {
   TextJobRun,
 } from "./inference_job.ts";
 import type { GenerativeModel, ModelSource, OneShotModel, ProverHook } from "./inference_models.ts";
-import type { InferenceStats, ServedModelInfo } from "../inference/inference_port.ts";
+import {
+  emptyInferenceStats,
+  type InferenceStats,
+  type ServedModelInfo,
+} from "../inference/inference_port.ts";
 import {
   generationParamsSchema,
   type Job,
@@ -200,16 +204,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
   #lanes = new Map<string, ModelLane>();
   #jobs = new Map<string, JobEntry>();
   #runnerSeq = 0;
-  #stats: InferenceStats = {
-    jobsStarted: 0,
-    jobsFinished: 0,
-    jobsCancelled: 0,
-    jobsFailed: 0,
-    jobsRejected: 0,
-    tokensGenerated: 0,
-    activeJobs: 0,
-    queuedJobs: 0,
-  };
+  #stats: InferenceStats = emptyInferenceStats();
 
   /**
    * Create it (the system calls this through the child spec's factory).

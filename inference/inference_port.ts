@@ -132,6 +132,20 @@ export interface InferenceStats {
   queuedJobs: number;
 }
 
+/** All-zero {@link InferenceStats}: where every port's counters start. */
+export function emptyInferenceStats(): InferenceStats {
+  return {
+    jobsStarted: 0,
+    jobsFinished: 0,
+    jobsCancelled: 0,
+    jobsFailed: 0,
+    jobsRejected: 0,
+    tokensGenerated: 0,
+    activeJobs: 0,
+    queuedJobs: 0,
+  };
+}
+
 /** Options of {@link InferencePort.submit}. */
 export interface SubmitOptions {
   /** Aborting it cancels the job (queued or running). */

@@ -24,15 +24,16 @@ import {
   SubmitMessage,
   type WireJobSummary,
 } from "../protocols/inference_messages.ts";
-import type {
-  FinishReason,
-  InferenceHandle,
-  InferencePort,
-  InferenceStats,
-  JobSummary,
-  ServedModelInfo,
-  StreamedToken,
-  SubmitOptions,
+import {
+  emptyInferenceStats,
+  type FinishReason,
+  type InferenceHandle,
+  type InferencePort,
+  type InferenceStats,
+  type JobSummary,
+  type ServedModelInfo,
+  type StreamedToken,
+  type SubmitOptions,
 } from "./inference_port.ts";
 
 /** The peer's stream broke the protocol (no `start` first, events out of order). */
@@ -49,19 +50,6 @@ export class InferenceStreamError extends VeriflowError {
 /** The requester stopped reading; what `done` reports for a job cancelled this side. */
 const CANCELLED = "job_cancelled";
 
-function emptyStats(): InferenceStats {
-  return {
-    jobsStarted: 0,
-    jobsFinished: 0,
-    jobsCancelled: 0,
-    jobsFailed: 0,
-    jobsRejected: 0,
-    tokensGenerated: 0,
-    activeJobs: 0,
-    queuedJobs: 0,
-  };
-}
-
 function errorInfo(error: unknown): { code: string; message: string } {
   if (error instanceof VeriflowError) return { code: error.code, message: error.message };
   return {
@@ -74,7 +62,7 @@ function errorInfo(error: unknown): { code: string; message: string } {
 export class RemoteInferencePort implements InferencePort {
   readonly #connection: Connection;
   readonly #now: () => number;
-  readonly #stats = emptyStats();
+  readonly #stats = emptyInferenceStats();
 
   /**
    * Create a port over `connection`.

@@ -10,12 +10,13 @@ import type { ActorRef } from "../actors/actor_ref.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import type {
-  InferenceHandle,
-  InferencePort,
-  InferenceStats,
-  ServedModelInfo,
-  SubmitOptions,
+import {
+  emptyInferenceStats,
+  type InferenceHandle,
+  type InferencePort,
+  type InferenceStats,
+  type ServedModelInfo,
+  type SubmitOptions,
 } from "../inference/inference_port.ts";
 import { RemoteInferencePort } from "../inference/remote_port.ts";
 import type { NetworkMessage } from "./network_actor.ts";
@@ -86,16 +87,7 @@ export class NetworkInferencePort implements InferencePort {
 
   /** Jobs forwarded, over every connection used so far that is still open. */
   async stats(): Promise<InferenceStats> {
-    const total: InferenceStats = {
-      jobsStarted: 0,
-      jobsFinished: 0,
-      jobsCancelled: 0,
-      jobsFailed: 0,
-      jobsRejected: 0,
-      tokensGenerated: 0,
-      activeJobs: 0,
-      queuedJobs: 0,
-    };
+    const total = emptyInferenceStats();
     for (const port of this.#all) {
       const s = await port.stats();
       for (const key of Object.keys(total) as (keyof InferenceStats)[]) total[key] += s[key];
