@@ -187,6 +187,10 @@ export class Ledger {
   readonly #verdicts = new Map<string, Verdict>();
   /** Keys that have any stake entry: a pledge is recorded once per key. */
   readonly #staked = new Set<string>();
+  /** `validator:receiptId` of every settled accusation: one per accuser and receipt, ever. */
+  readonly #accusations = new Set<string>();
+  /** Hashes of every settled fraud proof: a proof is settled once, even after a restart. */
+  readonly #settledProofs = new Set<string>();
   #closed = false;
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -340,6 +344,8 @@ export class Ledger {
         return;
       }
       case "fraud": {
+        this.#accusations.add(`${b.validator}:${b.receiptId}`);
+        this.#settledProofs.add(b.fraudProof);
         const rec = this.#receipts.get(b.receiptId);
         if (!rec) return;
         rec.status = "fraud";
@@ -350,6 +356,8 @@ export class Ledger {
         return;
       }
       case "false_accusation":
+        this.#accusations.add(`${b.validator}:${b.receiptId}`);
+        this.#settledProofs.add(b.fraudProof);
         this.#account(b.validator).stake -= b.penalty as number;
         return;
       case "verdict": {
@@ -414,6 +422,11 @@ export class Ledger {
   /** Balances of a key (zeros when unknown). */
   account(key: Uint8Array): Account {
     return { ...(this.#accounts.get(toHex(key)) ?? { balance: 0, stake: 0, locked: 0 }) };
+  }
+
+  /** Whether `validator` has already had an accusation against `receiptId` settled here. */
+  hasAccused(validator: Uint8Array, receiptId: string): boolean {
+    return this.#accusations.has(`${toHex(validator)}:${receiptId}`);
   }
 
   /** Whether `key` has ever had stake recorded here (deposit or pledge). */
@@ -508,7 +521,8 @@ export class Ledger {
    * locked slash and is not paid, the validator earns `validatorRewardShare` of it. Refuted: the
    * validator loses `falseAccusationPenalty` of stake and the receipt stays pending.
    *
-   * @throws {LedgerRejectedError} when the receipt is unknown or no longer pending.
+   * @throws {LedgerRejectedError} when the receipt is unknown or no longer pending, the window has
+   *   closed, this proof was settled before, or its validator already accused this receipt.
    */
   async settleFraud(settlement: FraudSettlement): Promise<LedgerEntry> {
     const rec = this.#receipts.get(settlement.receiptId);
@@ -520,6 +534,17 @@ export class Ledger {
       throw new LedgerRejectedError("challenge_window_closed", "the challenge window has closed");
     }
     const validator = toHex(settlement.validator);
+    if (this.#settledProofs.has(settlement.fraudProofHash)) {
+      throw new LedgerRejectedError("already_settled", "this fraud proof was settled before");
+    }
+    if (this.#accusations.has(`${validator}:${rec.receiptId}`)) {
+      // One accusation per accuser and receipt: a refuted accuser cannot re-roll with a fresh
+      // timestamp, making every ledger re-check (and re-book) the same claim.
+      throw new LedgerRejectedError(
+        "repeated_accusation",
+        "this validator has already accused this receipt",
+      );
+    }
     if (settlement.confirmed) {
       const slashed = rec.locked;
       return await this.#append("fraud", {

@@ -96,6 +96,32 @@ Deno.test("ledger: a confirmed fraud slashes and rewards; a refuted one costs th
       LedgerRejectedError,
       "no double slash",
     );
+    // A refuted accuser cannot re-roll the same claim with a fresh proof (a new hash), and a
+    // proof settled once is never settled again, whoever brings it.
+    await assert.rejects(
+      () =>
+        ledger.settleFraud({
+          receiptId: receiptId(b),
+          fraudProofHash: "77".repeat(32),
+          validator: validator.publicKey,
+          confirmed: false,
+          reason: "not_reproduced",
+        }),
+      { code: "repeated_accusation" },
+    );
+    await assert.rejects(
+      () =>
+        ledger.settleFraud({
+          receiptId: receiptId(b),
+          fraudProofHash: "44".repeat(32),
+          validator: worker.publicKey,
+          confirmed: false,
+          reason: "not_reproduced",
+        }),
+      { code: "already_settled" },
+    );
+    assert.equal(ledger.hasAccused(validator.publicKey, receiptId(b)), true);
+    assert.equal(ledger.account(validator.publicKey).stake, 400, "penalized once");
     clock.t += 10 * 60 * 1000 + 1;
     await assert.rejects(
       () =>
