@@ -160,6 +160,7 @@ export class ProverActor implements Actor<ProverMessage> {
             receipt: message.proved.receipt,
             job: message.job,
             origin: "local",
+            announce: true,
           }).catch(() => {});
         }
         return undefined;

@@ -28,7 +28,12 @@ import type { Identity } from "../protocols/identity.ts";
 import { type Job, jobId as jobIdOf, type TensorData, type TextJob } from "../protocols/job.ts";
 import { parseReceipt, type Receipt, receiptId } from "../protocols/receipt.ts";
 import { signVerdict, type Verdict } from "../protocols/verdict.ts";
-import { type FraudProof, fraudProofHash, FraudProofSchema } from "../protocols/fraud_proof.ts";
+import {
+  type FraudProof,
+  fraudProofHash,
+  FraudProofSchema,
+  verifyFraudProofSignature,
+} from "../protocols/fraud_proof.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type { ProofData } from "../proof/commitment.ts";
@@ -79,8 +84,14 @@ export interface ReceiptMessage {
   receipt: unknown;
   /** The job it is for (checked against the receipt's job id). */
   job?: TextJob;
-  /** `local` for this node's own worker (announced to peers); a peer's key otherwise. */
+  /** `local` for this node's own worker; the hex key of the peer that sent it otherwise. */
   origin?: Origin;
+  /**
+   * Have the NetworkActor announce it (with its job) to other nodes' validators when it is new
+   * here: set for this node's own receipts and for receipts of jobs this node relayed, so a
+   * worker that announces nothing is announced all the same.
+   */
+  announce?: boolean;
 }
 /** A fraud proof from anyone. Answers {@link FraudProofHandled}. */
 export interface FraudProofMessage {
@@ -202,11 +213,18 @@ export interface FraudProofHandled {
   /** Whether it was queued to be checked (one forward pass up to the cited positions). */
   queued: boolean;
   /**
-   * Why not: `malformed`, `duplicate` (this proof was already taken), `not_pending` (its
-   * receipt is already final or settled here), `unstaked_accuser` (its signer has no stake to
-   * lose here if it is false, so checking it would be free work for anyone).
+   * Why not: `malformed`, `bad_signature`, `duplicate` (this proof was already taken),
+   * `not_pending` (its receipt is already final or settled here), `unstaked_accuser` (its signer
+   * has no stake to lose here if it is false, so checking it would be free work for anyone),
+   * `repeated_accusation` (its signer already accused this receipt: one accusation each).
    */
-  skipped?: "malformed" | "duplicate" | "not_pending" | "unstaked_accuser";
+  skipped?:
+    | "malformed"
+    | "bad_signature"
+    | "duplicate"
+    | "not_pending"
+    | "unstaked_accuser"
+    | "repeated_accusation";
   /** In-process only: resolves once the proof is checked and settled. */
   result?: Promise<FraudCheckResult>;
 }
@@ -266,8 +284,6 @@ export interface ValidatorActorOptions {
 
 /** Default finalize timer period: a fraction of the default 10-minute window. */
 export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
-/** Jobs remembered from announcements until their receipt is challenged or forgotten. */
-const MAX_REMEMBERED_JOBS = 4096;
 /** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
 const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
 /** A proof fetch from a worker: long enough for a loaded peer, short enough to free the queue. */
@@ -280,8 +296,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
   #system?: ActorSystem;
   #work: Promise<unknown> = Promise.resolve();
-  /** Jobs from announcements, by job id, oldest evicted first. */
-  readonly #jobs = new Map<string, Job>();
   /** Resolvers of in-process `result` promises, by receipt id. */
   readonly #waiting = new Map<string, PromiseWithResolvers<ValidationResult>>();
   /** Fraud proofs taken, by hash (oldest evicted first), with their in-process resolvers. */
@@ -345,6 +359,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return await this.#onFraudChecked(message);
       case "verdict": {
         const fromPeer = message.origin !== undefined && message.origin !== "local";
+        if (fromPeer && !this.#worthRecording(message.verdict)) {
+          this.#stats.refusedVerdicts++;
+          return undefined;
+        }
         try {
           const id = await ledger.recordVerdict(message.verdict);
           if (fromPeer) this.#stats.peerVerdicts++;
@@ -407,7 +425,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           draw: 1,
         };
       }
-      this.#remember(receipt.jobId, message.job);
     }
     let recorded = true;
     let refusal: string | undefined;
@@ -421,12 +438,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       refusal = (e as { code?: string }).code ?? "refused";
       this.#stats.refused++;
     }
+    if (message.announce && fresh && recorded && message.job?.kind === "text") {
+      // Once, when it is new here: our own work, or a job we relayed.
+      this.#tellNetwork(ctx, { type: "announce_receipt", receipt, job: message.job });
+    }
     if (bytesEqual(receipt.worker, this.#options.identity.publicKey)) {
-      // Our own work: others judge it. Announce it (once, when it is fresh from our prover).
+      // Our own work: others judge it.
       this.#stats.own++;
-      if (origin === "local" && recorded && message.job?.kind === "text") {
-        this.#tellNetwork(ctx, { type: "announce_receipt", receipt, job: message.job });
-      }
       return { receiptId: id, recorded, refusal, challenged: false, draw: 1 };
     }
     const p = this.#options.challengeProbability ?? ledger.economics.challengeProbability;
@@ -440,7 +458,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       waiting.promise.catch(() => {});
       this.#waiting.set(id, waiting);
       handled.result = waiting.promise;
-      this.#enqueue(() => this.#challenge(receipt, ctx.signal)).then(
+      const pendingUntil = ledger.receipt(id)!.pendingUntil;
+      this.#challenge(receipt, message.job, pendingUntil, ctx.signal).then(
         (result) => ctx.self.tell({ type: "challenged", receipt, result }),
         (error) => {
           this.#waiting.delete(id);
@@ -487,14 +506,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
   }
 
-  #remember(id: string, job: Job): void {
-    this.#jobs.delete(id);
-    this.#jobs.set(id, job);
-    while (this.#jobs.size > MAX_REMEMBERED_JOBS) {
-      this.#jobs.delete(this.#jobs.keys().next().value!);
-    }
-  }
-
   #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
     const name = this.#options.network;
     if (name === undefined) return;
@@ -508,11 +519,21 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     return run;
   }
 
-  /** Gather the material and validate. Runs outside `receive`; touches no actor state. */
-  async #challenge(receipt: Receipt, signal: AbortSignal): Promise<ValidationResult> {
+  /**
+   * Gather the material (the job, the worker's proof data, the model: network waits, any
+   * number at once), then validate on the serial queue (one forward pass at a time). A task
+   * whose receipt's window closed while it waited is dropped: its verdict could settle nothing.
+   * Runs outside `receive`; touches no actor state.
+   */
+  async #challenge(
+    receipt: Receipt,
+    announced: Job | undefined,
+    pendingUntil: number,
+    signal: AbortSignal,
+  ): Promise<ValidationResult> {
     const { models, identity, validation } = this.#options;
     const source = this.#options.source ?? {};
-    const job = this.#jobs.get(receipt.jobId) ?? await source.job?.(receipt);
+    const job = announced ?? await source.job?.(receipt);
     const model = await models.get(receipt.model);
     if (!job || !model) {
       // Without the job or the model nothing can be concluded; nothing is recorded against anyone.
@@ -527,17 +548,28 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       }, identity);
       return { verdict, stats: emptyValidationStats() };
     }
-    const proof = receipt.kind === "text" ? await this.#proofOf(receipt, source) : undefined;
+    const proof = receipt.kind === "text"
+      ? await this.#proofOf(receipt, source, signal)
+      : undefined;
     const output = await source.output?.(receipt);
-    return await validateReceipt(
-      { job, receipt, proof, output },
-      model,
-      identity,
-      { ...validation, signal },
-    );
+    return await this.#enqueue(() => {
+      signal.throwIfAborted();
+      const now = this.#options.ledger?.now ?? Date.now;
+      if (now() > pendingUntil) {
+        throw new Error("the challenge window closed while the challenge waited its turn");
+      }
+      return validateReceipt({ job, receipt, proof, output }, model, identity, {
+        ...validation,
+        signal,
+      });
+    });
   }
 
-  async #proofOf(receipt: Receipt, source: ChallengeSource): Promise<ProofData | undefined> {
+  async #proofOf(
+    receipt: Receipt,
+    source: ChallengeSource,
+    signal: AbortSignal,
+  ): Promise<ProofData | undefined> {
     if (source.proof !== undefined) return await source.proof(receipt);
     const name = this.#options.network;
     if (name === undefined) return undefined;
@@ -551,13 +583,25 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       const { proof } = await connection.request(
         ProofRequestMessage,
         { receiptId: receiptId(receipt) },
-        { timeoutMs: PROOF_FETCH_TIMEOUT_MS },
+        { timeoutMs: PROOF_FETCH_TIMEOUT_MS, signal },
       );
       return proof ?? undefined;
     } catch {
       // An unreachable worker withholds its proof: validation says so (`invalid`).
       return undefined;
     }
+  }
+
+  /**
+   * Whether a peer's verdict concerns this ledger: an inference verdict about a receipt it
+   * holds, by a validator with stake here. Anything else would be free disk and memory for
+   * anyone with a key.
+   */
+  #worthRecording(verdict: Verdict): boolean {
+    const ledger = this.#ledger!;
+    if (verdict?.subject !== "inference" || typeof verdict.subjectId !== "string") return false;
+    if (ledger.receipt(verdict.subjectId) === undefined) return false;
+    return verdict.validator instanceof Uint8Array && ledger.hasStaked(verdict.validator);
   }
 
   /** Take a fraud proof: skip what costs nothing to refuse, queue the check otherwise. */
@@ -572,11 +616,16 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const proof = parsed.data;
     const hash = fraudProofHash(proof);
     if (this.#fraudProofs.has(hash)) return skip("duplicate");
-    const record = ledger.receipt(receiptId(proof.receipt));
+    const id = receiptId(proof.receipt);
+    const record = ledger.receipt(id);
     if (record !== undefined && record.status !== "pending") return skip("not_pending");
     if (ledger.account(proof.validator).stake < ledger.economics.falseAccusationPenalty) {
       return skip("unstaked_accuser");
     }
+    if (ledger.hasAccused(proof.validator, id)) return skip("repeated_accusation");
+    // Checked before the proof takes its slot: a copy with a broken signature, arriving
+    // first, must not make the genuine one a "duplicate".
+    if (!verifyFraudProofSignature(proof)) return skip("bad_signature");
     const waiting = Promise.withResolvers<FraudCheckResult>();
     waiting.promise.catch(() => {});
     this.#fraudProofs.set(hash, waiting);

@@ -17,7 +17,7 @@ import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { signVerdict } from "../../protocols/verdict.ts";
+import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { validateReceipt } from "../../proof/validation.ts";
@@ -101,6 +101,7 @@ Deno.test("a validator never challenges its own key's receipt: it records it and
       receipt,
       job,
       origin: "local",
+      announce: true,
     });
     assert.equal(handled.recorded, true);
     assert.equal(handled.challenged, false, "even at challenge probability 1");
@@ -162,32 +163,41 @@ Deno.test("a peer's receipt is challenged once, however often it is announced; t
   }
 });
 
-Deno.test("a peer's forged verdict is refused without crashing the validator; a valid one is recorded", async () => {
+Deno.test("a peer's verdict is recorded only when it is signed, about a receipt held here, by a staked validator", async () => {
   const me = Identity.generate();
+  const worker = Identity.generate();
   const other = Identity.generate();
   const t = await setup(me);
   try {
-    const verdict = signVerdict({
-      v: 1,
-      subject: "inference",
-      subjectId: "cd".repeat(32),
-      target: Identity.generate().publicKey,
-      outcome: "valid",
-      reason: "ok",
-      issuedAt: 1,
-    }, other);
-    const forged = { ...verdict, outcome: "fraud" as const };
-    assert.equal(
-      await t.validator.ask({ type: "verdict", verdict: forged, origin: "ef".repeat(32) }),
-      undefined,
-    );
-    assert.ok(await t.validator.ask({ type: "verdict", verdict, origin: "ef".repeat(32) }));
+    await t.validator.ask({ type: "pledge", pledge: signStakePledge(worker, 10_000, 1) });
+    const { job, receipt } = await t.prove(worker, "judged");
+    await t.validator.ask({ type: "receipt", receipt, job, origin: "ab".repeat(32) });
+    const about = (subjectId: string, by: Identity) =>
+      signVerdict({
+        v: 1,
+        subject: "inference",
+        subjectId,
+        target: worker.publicKey,
+        outcome: "valid",
+        reason: "ok",
+        issuedAt: 1,
+      }, by);
+    const peer = "ef".repeat(32);
+    const ask = (verdict: Verdict) => t.validator.ask({ type: "verdict", verdict, origin: peer });
+    const verdict = about(receiptId(receipt), other);
+    // The validator has no stake here yet: its word costs it nothing, so it is not kept.
+    assert.equal(await ask(verdict), undefined);
+    await t.validator.ask({ type: "pledge", pledge: signStakePledge(other, 1_000, 1) });
+    // Forged (the outcome changed after signing), or about a receipt this ledger never saw.
+    assert.equal(await ask({ ...verdict, outcome: "fraud" }), undefined);
+    assert.equal(await ask(about("cd".repeat(32), other)), undefined);
+    assert.ok(await ask(verdict));
     const stats = await t.stats();
-    assert.equal(stats.refusedVerdicts, 1);
+    assert.equal(stats.refusedVerdicts, 3);
     assert.equal(stats.peerVerdicts, 1);
     // Still serving: the ledger answers.
-    const account = await t.validator.ask<Account>({ type: "account", key: me.publicKey });
-    assert.equal(account.stake, 0);
+    const account = await t.validator.ask<Account>({ type: "account", key: worker.publicKey });
+    assert.equal(account.stake, 10_000);
   } finally {
     await t.close();
   }
