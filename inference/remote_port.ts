@@ -47,6 +47,12 @@ export class InferenceStreamError extends VeriflowError {
   }
 }
 
+/**
+ * How long the end event (summary and receipt) may take after the last token: the worker only
+ * has to finish signing, so a long wait means it will never come.
+ */
+const END_EVENT_TIMEOUT_MS = 30_000;
+
 /** The requester stopped reading; what `done` reports for a job cancelled this side. */
 const CANCELLED = "job_cancelled";
 
@@ -130,6 +136,7 @@ class RemoteJob {
   #tokens = 0;
   #firstTokenAt = NaN;
   #ended = false;
+  #lastTokenSeen = false;
 
   constructor(
     start: StartEvent,
@@ -187,6 +194,7 @@ class RemoteJob {
         controller.enqueue(token);
         if (event.finishReason !== undefined) {
           // The last token: close now, and take the end event (summary, receipt) behind it.
+          this.#lastTokenSeen = true;
           controller.close();
           this.#awaitEnd();
         }
@@ -207,8 +215,13 @@ class RemoteJob {
   }
 
   async #awaitEnd(): Promise<void> {
+    // A worker that never sends its end would leave `done` pending forever.
+    const timer = setTimeout(() => {
+      this.#reader.cancel(new InferenceStreamError("no end event after the last token"))
+        .catch(() => {});
+    }, END_EVENT_TIMEOUT_MS);
     try {
-      const { done, value } = await this.#reader.read();
+      const { done, value } = await this.#reader.read().finally(() => clearTimeout(timer));
       if (done || value.kind !== "end") {
         throw new InferenceStreamError("expected the end event after the last token");
       }
@@ -219,7 +232,8 @@ class RemoteJob {
   }
 
   #cancel(reason?: unknown): void {
-    if (this.#ended) return;
+    // After the last token the job is done; only its end (the receipt) is still on its way.
+    if (this.#ended || this.#lastTokenSeen) return;
     this.#reader.cancel(reason ?? new VeriflowError(CANCELLED, "cancelled by the requester"))
       .catch(() => {});
     this.#end("cancelled");

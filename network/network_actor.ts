@@ -23,10 +23,14 @@
 import type { Actor, ActorContext } from "../actors/actor.ts";
 import { Connection, type ConnectionOptions } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
-import { connectTcp, listenTcp, type TcpListener } from "../protocols/tcp_transport.ts";
+import {
+  connectTcp,
+  listenTcp,
+  type TcpDuplex,
+  type TcpListener,
+} from "../protocols/tcp_transport.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
-import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import type { TextJob } from "../protocols/job.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import type { Verdict } from "../protocols/verdict.ts";
@@ -129,7 +133,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         const remote = formatPeerAddress(remoteAddr);
         this.#open(duplex, ctx).then(
           (connection) =>
-            tellQuietly(ctx, { type: "peer_up", connection, address: remote, outbound: false }),
+            ctx.self.tell({ type: "peer_up", connection, address: remote, outbound: false })
+              .catch(() => connection.close()), // stopping: nobody would own it
           (error) => this.#log(`peer ${remote}: handshake failed: ${(error as Error).message}`),
         );
       });
@@ -195,12 +200,21 @@ export class NetworkActor implements Actor<NetworkMessage> {
     }
   }
 
-  async #open(duplex: ByteDuplex, ctx: ActorContext<NetworkMessage>): Promise<Connection> {
-    const connection = await Connection.open(duplex, {
-      ...this.#options.connection,
-      identity: this.#options.identity,
-      protocols: this.#protocols,
-    });
+  async #open(duplex: TcpDuplex, ctx: ActorContext<NetworkMessage>): Promise<Connection> {
+    let connection: Connection;
+    try {
+      connection = await Connection.open(duplex, {
+        ...this.#options.connection,
+        identity: this.#options.identity,
+        protocols: this.#protocols,
+      });
+    } catch (error) {
+      duplex.close(); // a failed handshake leaves nothing worth lingering for
+      throw error;
+    }
+    // Once the connection is done, so is the socket, even if a peer that stopped reading
+    // still holds our last writes (a half-closed peer never ends them).
+    connection.closed.then(() => duplex.close());
     if (ctx.signal.aborted) {
       await connection.close();
       throw new Error("the network actor stopped");
@@ -327,7 +341,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
       try {
         const connection = await this.#open(await connectTcp(address), ctx);
         wait = first;
-        await ctx.self.tell({ type: "peer_up", connection, address: text, outbound: true });
+        try {
+          await ctx.self.tell({ type: "peer_up", connection, address: text, outbound: true });
+        } catch (error) {
+          await connection.close(); // stopping: nobody would own it
+          throw error;
+        }
         await connection.closed;
       } catch (error) {
         if (ctx.signal.aborted) return;

@@ -15,9 +15,14 @@ import {
   type InferenceHandle,
   type InferencePort,
   type InferenceStats,
+  type JobSummary,
   type ServedModelInfo,
+  type StreamedToken,
   type SubmitOptions,
 } from "../inference/inference_port.ts";
+import { verifyReceipt } from "../protocols/receipt.ts";
+import { toHex } from "../protocols/hash.ts";
+import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import { RemoteInferencePort } from "../inference/remote_port.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 
@@ -40,13 +45,19 @@ const LOOKUP_TIMEOUT_MS = 5_000;
 /** Forwards jobs to peers chosen by the {@link NetworkMessage} actor. */
 export class NetworkInferencePort implements InferencePort {
   readonly #network: ActorRef<NetworkMessage>;
+  readonly #validator?: ActorRef<ValidatorMessage>;
   /** One remote port per connection, so each connection's jobs are counted once. */
   readonly #ports = new WeakMap<Connection, RemoteInferencePort>();
   readonly #all = new Set<RemoteInferencePort>();
 
-  /** @param network The node's NetworkActor. */
-  constructor(network: ActorRef<NetworkMessage>) {
+  /**
+   * Create the port.
+   * @param network The node's NetworkActor.
+   * @param validator The node's ValidatorActor, which gets every receipt that checks out.
+   */
+  constructor(network: ActorRef<NetworkMessage>, validator?: ActorRef<ValidatorMessage>) {
     this.#network = network;
+    this.#validator = validator;
   }
 
   async #port(model?: string): Promise<RemoteInferencePort | undefined> {
@@ -65,11 +76,54 @@ export class NetworkInferencePort implements InferencePort {
     return port;
   }
 
-  /** Forward `job` to a peer that runs its model. Rejects with {@link NoWorkerError} if none. */
+  /**
+   * Forward `job` to a peer that runs its model. Rejects with {@link NoWorkerError} if none.
+   * The worker's receipt is checked here before the client gets it — signed by the peer this
+   * job went to, for this job, over the very text relayed — and then handed to this node's
+   * validator (which records it, may challenge it, and announces it to other validators even
+   * if the worker announces nothing). A receipt that fails is withheld, and `done` says why.
+   */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
     const port = await this.#port(job.model);
     if (port === undefined) throw new NoWorkerError(job.model);
-    return await port.submit(job, options);
+    const handle = await port.submit(job, options);
+    const worker = port.connection.peerKey!;
+    let output = "";
+    const tokens = handle.tokens.pipeThrough(
+      new TransformStream<StreamedToken, StreamedToken>({
+        transform(token, controller) {
+          output += token.text;
+          controller.enqueue(token);
+        },
+      }),
+    );
+    const done = handle.done.then((summary) => this.#checked(summary, job, worker, output));
+    return { ...handle, tokens, done };
+  }
+
+  #checked(summary: JobSummary, job: TextJob, worker: Uint8Array, output: string): JobSummary {
+    if (summary.receipt === undefined) return summary;
+    const complete = summary.finishReason === "stop" || summary.finishReason === "length";
+    const check = verifyReceipt(summary.receipt, {
+      job,
+      worker,
+      output: complete ? output : undefined,
+    });
+    if (!check.ok) {
+      const { receipt: _withheld, ...rest } = summary;
+      return {
+        ...rest,
+        error: { code: "receipt_rejected", message: `the worker's receipt: ${check.message}` },
+      };
+    }
+    this.#validator?.tell({
+      type: "receipt",
+      receipt: summary.receipt,
+      job,
+      origin: toHex(worker),
+      announce: true,
+    }).catch(() => {});
+    return summary;
   }
 
   /**

@@ -26,6 +26,7 @@ import {
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
 import { toHex } from "../protocols/hash.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { ProofData } from "../proof/commitment.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
@@ -107,6 +108,9 @@ export function servePeer(
       await validator().tell({ type: "fraud_proof", proof, origin: peer });
     });
     connection.handle(StakeAnnouncementMessage, async ({ pledge }) => {
+      // Only a peer's own pledge: relaying someone's old, smaller pledge to a ledger that has
+      // none yet would pin that key's stake low there (a ledger keeps the first it sees).
+      if (!bytesEqual(pledge.key, peerKey)) return;
       await validator().tell({ type: "pledge", pledge });
     });
   }

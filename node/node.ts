@@ -154,7 +154,8 @@ export async function startNode(
 
   const network = lookup<NetworkMessage>(NODE_ACTORS.network);
   const local = localPort();
-  const port: InferencePort | undefined = local ?? (network && new NetworkInferencePort(network));
+  const port: InferencePort | undefined = local ??
+    (network && new NetworkInferencePort(network, validator));
   let server: ReturnType<typeof serve> | undefined;
   if (port !== undefined) {
     const metrics = new MetricsRegistry();
