@@ -559,7 +559,16 @@ export class Connection {
     // Flush what is queued (the error frame of a framing failure included) and end our side;
     // keep reading until the peer ends its side too, so neither end sees a torn transport,
     // but give up after the grace period: a peer that never closes must not hold us open.
-    this.#writer.close().catch(() => {});
+    // Our writes get the same grace: a peer that stopped reading (even one that ended its
+    // side, so the read loop is done) must not hold the transport open behind a stuck write.
+    let flushed = false;
+    const writesGrace = this.#timers.setTimeout(() => {
+      if (!flushed) this.#writer.abort(closedError).catch(() => {});
+    }, this.#closeGraceMs);
+    this.#writer.close().catch(() => {}).finally(() => {
+      flushed = true;
+      this.#timers.clearTimeout(writesGrace);
+    });
     if (!this.#readEnded) {
       this.#graceTimer = this.#timers.setTimeout(
         () => this.#reader.cancel(closedError).catch(() => {}),

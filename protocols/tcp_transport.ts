@@ -199,6 +199,14 @@ export function tcpDuplex(conn: Deno.TcpConn, options?: TcpDuplexOptions): TcpDu
     return flushing;
   };
   const writable = new WritableStream<Uint8Array>({
+    start(controller) {
+      // An abort must not wait for a write the peer will never take (it stopped reading):
+      // the stream calls `abort` only after the write in flight, so cut on the signal.
+      controller.signal.addEventListener("abort", () => {
+        pending = [];
+        cut();
+      }, { once: true });
+    },
     async write(chunk) {
       if (writeFailure !== null) throw writeFailure;
       pending.push(chunk);

@@ -6,8 +6,13 @@ import type { ByteDuplex } from "../../protocols/memory_duplex.ts";
 import { FrameTooLargeError, TruncatedFrameError } from "../../protocols/protocol_errors.ts";
 import { connectTcp, listenTcp, type TcpDuplex, tcpDuplex } from "../../protocols/tcp_transport.ts";
 import { EnvelopeDecoderStream } from "../../streams/cbor_stream.ts";
-import { LengthPrefixedDecoderStream } from "../../streams/length_prefixed_stream.ts";
-import { Echo } from "./_helpers.ts";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
+  LengthPrefixedDecoderStream,
+} from "../../streams/length_prefixed_stream.ts";
+import { CountTo, Echo } from "./_helpers.ts";
+import { encodeEnvelope } from "../../protocols/envelope.ts";
 
 const LOCALHOST = "127.0.0.1";
 /** Tries of the farewell test: the bug it guards against lost the frame in 80 of 80 tries. */
@@ -140,4 +145,49 @@ for (const scenario of ["truncated", "oversize"] as const) {
     const expected = scenario === "oversize" ? FrameTooLargeError : TruncatedFrameError;
     assert.ok(reasons.every((r) => r instanceof expected), String(reasons[0]));
   });
+}
+
+Deno.test("a peer that half-closes and never reads does not hold the socket: it closes within the grace period", async () => {
+  const accepted = Promise.withResolvers<{ connection: Connection; duplex: TcpDuplex }>();
+  const server = listenTcp({ hostname: LOCALHOST, port: 0 }, (duplex) => {
+    const connection = new Connection(duplex, { closeGraceMs: 200, idleTimeoutMs: 0 });
+    // A stream far larger than the socket buffers: the writes back up once the peer stops.
+    connection.handle(CountTo, () => {
+      let i = 0;
+      return new ReadableStream({ pull: (c) => c.enqueue({ i: i++ }) });
+    });
+    accepted.resolve({ connection, duplex });
+  });
+  const raw = await Deno.connect({ hostname: LOCALHOST, port: server.addr.port });
+  const frame = (envelope: Parameters<typeof encodeEnvelope>[0]) =>
+    encodeFrame(encodeEnvelope(envelope), DEFAULT_MAX_FRAME_BYTES);
+  await raw.write(frame({ v: 1, type: CountTo.type, id: 1, body: { to: 1 } }));
+  await raw.write(frame({ v: 1, type: "credit", id: 2, re: 1, body: { chunks: 1 << 20 } }));
+  const remote = await accepted.promise;
+  // Let the server fill the socket buffers (its frames stop going out), then end our side
+  // without having read a byte.
+  let sent = -1;
+  await waitUntil(() => {
+    const now = remote.connection.stats().framesSent;
+    const stuck = now === sent && now > 0;
+    sent = now;
+    return stuck;
+  }, 50);
+  await raw.closeWrite();
+  await remote.connection.closed;
+  // Liveness, not timing: before the fix this never resolved.
+  const closed = await Promise.race([
+    remote.duplex.closed.then(() => true),
+    new Promise<false>((r) => setTimeout(() => r(false), 10_000)),
+  ]);
+  assert.equal(closed, true, "the server's socket stayed open behind a write nobody reads");
+  raw.close();
+  await server.close();
+});
+
+async function waitUntil(condition: () => boolean, everyMs = 5): Promise<void> {
+  for (let i = 0; i < 10_000 / everyMs && !condition(); i++) {
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  assert.ok(condition(), "the condition never held");
 }
