@@ -97,8 +97,9 @@ Deno.test({
         "0",
         "--peer",
         `127.0.0.1:${cPort}`,
+        // Even drawing for every receipt, B must never challenge its own.
         "--challenge-probability",
-        "0",
+        "1",
       ]);
       const bPort = await b.p2pPort();
       const a = spawn("A", [
@@ -113,8 +114,9 @@ Deno.test({
         `127.0.0.1:${bPort}`,
         "--peer",
         `127.0.0.1:${cPort}`,
+        // Even drawing for every receipt, B must never challenge its own.
         "--challenge-probability",
-        "0",
+        "1",
       ]);
       const [aUrl, bUrl, cUrl] = await Promise.all([a.httpUrl(), b.httpUrl(), c.httpUrl()]);
       await eventually(async () => {
@@ -222,7 +224,7 @@ Deno.test({
         "--peer",
         `127.0.0.1:${cPort}`,
         "--challenge-probability",
-        "0",
+        "1",
       ], TAMPERED_WORKER);
       await b.p2pPort();
       await eventually(async () => {
