@@ -507,7 +507,11 @@ export class Connection {
       // After close() we only drain until the peer ends its side: its last frames are moot.
       if (this.#closing) return;
       this.#framesReceived++;
-      const frame = decodeFrame(payload, decode);
+      // A payload that shares its buffer with other frames (one socket read holds many) is
+      // copied first: decoded byte strings are views of it, and whatever a handler keeps (a
+      // key, a signature) must not pin the whole read buffer.
+      const own = payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength;
+      const frame = decodeFrame(own ? payload : payload.slice(), decode);
       if (frame.ok) this.#router.dispatch(frame.envelope);
       else this.#router.refuse(frame.error);
     };

@@ -4,6 +4,8 @@ import { VeriflowError } from "../../protocols/errors.ts";
 import { defineMessage } from "../../protocols/message_registry.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { encodeEnvelope } from "../../protocols/envelope.ts";
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame } from "../../streams/length_prefixed_stream.ts";
 import {
   ConnectionClosedError,
   FrameTooLargeError,
@@ -401,6 +403,33 @@ Deno.test("errors the peer reports outside any request reach onRemoteError", asy
   await peer.send({ v: 1, type: "error", id: 1, body: { code: "malformed_cbor", message: "x" } });
   await delay(10); // let the read loop take the frame
   assert.deepEqual(remote, ["malformed_cbor"]);
+  await peer.close();
+  await connection.close();
+});
+
+Deno.test("bytes a handler keeps do not pin the socket read they arrived in", async () => {
+  const Blob = defineMessage(
+    "test.blob",
+    z.object({ bytes: z.instanceof(Uint8Array) }),
+  );
+  const { connection, peer } = connectionWithRawPeer();
+  const kept = Promise.withResolvers<Uint8Array>();
+  connection.handle(Blob, ({ bytes }) => void kept.resolve(bytes));
+  // Two frames in one chunk, as one socket read delivers them, the second padded large.
+  const frame = (id: number, size: number) =>
+    encodeFrame(
+      encodeEnvelope({ v: 1, type: Blob.type, id, body: { bytes: new Uint8Array(size) } }),
+      DEFAULT_MAX_FRAME_BYTES,
+    );
+  const one = frame(1, 16);
+  const two = frame(2, 60_000);
+  const read = new Uint8Array(one.byteLength + two.byteLength);
+  read.set(one);
+  read.set(two, one.byteLength);
+  await peer.sendBytes(read);
+  const bytes = await kept.promise;
+  assert.equal(bytes.byteLength, 16);
+  assert.ok(bytes.buffer.byteLength < 1024, `16 bytes pin ${bytes.buffer.byteLength}`);
   await peer.close();
   await connection.close();
 });
