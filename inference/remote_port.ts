@@ -273,6 +273,34 @@ class RemoteJob {
 export interface ServeInferenceOptions {
   /** Called with each job this connection submitted, as it starts (for logs and metrics). */
   onJob?: (jobId: string) => void;
+  /**
+   * Jobs one connection may run at once (default {@link DEFAULT_MAX_JOBS_PER_PEER}); more are
+   * refused with `too_many_jobs`, so one peer cannot take every slot of the model.
+   */
+  maxJobs?: number;
+  /**
+   * A job whose requester takes no event for this long (grants no credit: it stopped reading)
+   * is cancelled, freeing its slot (default {@link DEFAULT_READER_STALL_MS}).
+   */
+  readerStallMs?: number;
+}
+
+/**
+ * Default jobs per peer connection: a relay multiplexes its clients' jobs over one
+ * connection, so this is generous, but a single peer still cannot hold a model's whole queue.
+ */
+export const DEFAULT_MAX_JOBS_PER_PEER = 32;
+/**
+ * Default reader stall before a job is cancelled: a minute without reading one token is a
+ * requester that has gone, not one that is slow.
+ */
+export const DEFAULT_READER_STALL_MS = 60_000;
+
+/** Refusal of a job beyond a peer's share. */
+class PeerJobLimitError extends VeriflowError {
+  constructor(limit: number) {
+    super("too_many_jobs", `this connection already runs ${limit} jobs`);
+  }
 }
 
 /**
@@ -284,73 +312,125 @@ export function serveInference(
   port: InferencePort,
   options: ServeInferenceOptions = {},
 ): void {
+  const maxJobs = options.maxJobs ?? DEFAULT_MAX_JOBS_PER_PEER;
+  const stallMs = options.readerStallMs ?? DEFAULT_READER_STALL_MS;
+  let running = 0;
   connection.handle(ListModelsMessage, async () => ({ models: [...await port.models()] }));
   connection.handle(SubmitMessage, async ({ job }, ctx) => {
-    // A refusal (too_many_jobs, unknown_model, ...) rejects here and goes back as the
-    // connection's `error` with its code, before any event.
-    const handle = await port.submit(job, { signal: ctx.signal });
+    if (running >= maxJobs) throw new PeerJobLimitError(maxJobs);
+    running++;
+    let handle: InferenceHandle;
+    try {
+      // A refusal (too_many_jobs, unknown_model, ...) rejects here and goes back as the
+      // connection's `error` with its code, before any event.
+      handle = await port.submit(job, { signal: ctx.signal });
+    } catch (error) {
+      running--;
+      throw error;
+    }
     options.onJob?.(handle.jobId);
-    return jobEvents(handle);
+    return jobEvents(handle, stallMs, () => running--);
   });
 }
 
 /** A local job's handle as the stream of events the requester reads. */
-function jobEvents(handle: InferenceHandle): ReadableStream<InferenceEvent> {
+function jobEvents(
+  handle: InferenceHandle,
+  stallMs: number,
+  onFinished: () => void,
+): ReadableStream<InferenceEvent> {
   const reader = handle.tokens.getReader();
   let started = false;
   let ended = false;
-  return new ReadableStream<InferenceEvent>({
-    pull: async (controller) => {
-      if (!started) {
-        started = true;
-        const { cid, name, kind, contextLength, executionProvider } = handle.model;
-        const model: StartEvent["model"] = { cid, name, kind };
-        if (contextLength !== undefined) model.contextLength = contextLength;
-        if (executionProvider !== undefined) model.executionProvider = executionProvider;
-        controller.enqueue({
-          kind: "start",
-          jobId: handle.jobId,
-          model,
-          promptTokens: handle.promptTokens,
-        });
-        return;
-      }
-      if (ended) {
-        controller.close();
-        return;
-      }
-      let result: ReadableStreamReadResult<StreamedToken>;
+  let finished = false;
+  let stall: ReturnType<typeof setTimeout> | undefined;
+  const finish = () => {
+    clearTimeout(stall);
+    if (finished) return;
+    finished = true;
+    onFinished();
+  };
+  handle.done.then(finish);
+  let controllerRef: ReadableStreamDefaultController<InferenceEvent> | undefined;
+  const armStall = () => {
+    clearTimeout(stall);
+    if (finished || stallMs <= 0) return;
+    stall = setTimeout(() => {
+      // The requester stopped reading (no credit for stallMs): free the slot.
+      reader.cancel().catch(() => {});
+      handle.cancel();
       try {
-        result = await reader.read();
+        controllerRef?.error(new VeriflowError("reader_stalled", "the requester stopped reading"));
       } catch {
-        // The job failed or was cancelled here: the summary says which, then the stream ends.
-        result = { done: true, value: undefined };
+        // already closed
       }
-      if (result.done) {
-        ended = true;
-        const summary = await handle.done;
-        if (summary.finishReason === "cancelled" || summary.finishReason === "error") {
-          controller.error(
-            new VeriflowError(
-              summary.error?.code ?? CANCELLED,
-              summary.error?.message ?? "the job was cancelled by the worker",
-            ),
-          );
-          return;
-        }
-        controller.enqueue({ kind: "end", summary: wireSummary(summary) });
-        return;
+    }, stallMs);
+  };
+  return new ReadableStream<InferenceEvent>({
+    start: (controller) => {
+      controllerRef = controller;
+    },
+    pull: async (controller) => {
+      clearTimeout(stall);
+      try {
+        await step(controller);
+      } finally {
+        armStall();
       }
-      const { index, tokenId, text, finishReason } = result.value;
-      const event: InferenceEvent = { kind: "token", index, tokenId, text };
-      if (finishReason !== undefined) event.finishReason = finishReason;
-      controller.enqueue(event);
     },
     cancel: (reason) => {
       reader.cancel(reason).catch(() => {});
       handle.cancel();
+      finish();
     },
   }, { highWaterMark: 0 });
+
+  async function step(controller: ReadableStreamDefaultController<InferenceEvent>) {
+    if (!started) {
+      started = true;
+      const { cid, name, kind, contextLength, executionProvider } = handle.model;
+      const model: StartEvent["model"] = { cid, name, kind };
+      if (contextLength !== undefined) model.contextLength = contextLength;
+      if (executionProvider !== undefined) model.executionProvider = executionProvider;
+      controller.enqueue({
+        kind: "start",
+        jobId: handle.jobId,
+        model,
+        promptTokens: handle.promptTokens,
+      });
+      return;
+    }
+    if (ended) {
+      controller.close();
+      return;
+    }
+    let result: ReadableStreamReadResult<StreamedToken>;
+    try {
+      result = await reader.read();
+    } catch {
+      // The job failed or was cancelled here: the summary says which, then the stream ends.
+      result = { done: true, value: undefined };
+    }
+    if (result.done) {
+      ended = true;
+      const summary = await handle.done;
+      if (summary.finishReason === "cancelled" || summary.finishReason === "error") {
+        controller.error(
+          new VeriflowError(
+            summary.error?.code ?? CANCELLED,
+            summary.error?.message ?? "the job was cancelled by the worker",
+          ),
+        );
+        return;
+      }
+      controller.enqueue({ kind: "end", summary: wireSummary(summary) });
+      return;
+    }
+    const { index, tokenId, text, finishReason } = result.value;
+    const event: InferenceEvent = { kind: "token", index, tokenId, text };
+    if (finishReason !== undefined) event.finishReason = finishReason;
+    controller.enqueue(event);
+  }
 }
 
 /** The summary as it goes on the wire: only the fields the schema knows. */

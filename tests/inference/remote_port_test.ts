@@ -2,7 +2,11 @@ import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
-import { RemoteInferencePort, serveInference } from "../../inference/remote_port.ts";
+import {
+  RemoteInferencePort,
+  serveInference,
+  type ServeInferenceOptions,
+} from "../../inference/remote_port.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -24,6 +28,7 @@ async function withRemote(
     local: LocalInferencePort,
   ) => Promise<void>,
   options: { queueLimit?: number; concurrency?: number } = {},
+  serve: ServeInferenceOptions = {},
 ): Promise<void> {
   const system = new ActorSystem({ name: "remote-port-test" });
   const models = new StaticModels([model]);
@@ -38,7 +43,7 @@ async function withRemote(
     Connection.open(a, { identity: Identity.generate(), protocols }),
     Connection.open(b, { identity: Identity.generate(), protocols }),
   ]);
-  serveInference(worker, local);
+  serveInference(worker, local, serve);
   try {
     await body(new RemoteInferencePort(client), worker, local);
   } finally {
@@ -110,4 +115,29 @@ Deno.test("a worker that goes away mid-stream fails the remote tokens with a typ
     assertEquals(summary.finishReason, "error");
     assertEquals(summary.error?.code, "connection_closed");
   });
+});
+
+Deno.test("a requester that stops reading loses its job after the stall time, and one peer cannot take every slot", async () => {
+  const model = new ScriptedModel({ contextLength: 4096 });
+  await withRemote(
+    model,
+    async (remote, _worker, local) => {
+      const idle = await remote.submit(textJob(model.info.cid, 2000));
+      // Never read: the worker sends its credit window's worth, then waits for credit.
+      await eventually(async () => (await local.stats()).jobsCancelled === 1, "the stalled job");
+      assert(model.steps < 64, `the worker went on: ${model.steps} steps`);
+      idle.cancel();
+      const first = await remote.submit(textJob(model.info.cid, 3));
+      const refused = await remote.submit(textJob(model.info.cid, 3)).catch((e) => e);
+      assertEquals((refused as { code: string }).code, "too_many_jobs");
+      for await (const _ of first.tokens) { /* drain */ }
+      await first.done;
+      // Its slot is back once it ended.
+      const again = await remote.submit(textJob(model.info.cid, 3));
+      for await (const _ of again.tokens) { /* drain */ }
+      assertEquals((await again.done).finishReason, "length");
+    },
+    { concurrency: 4 },
+    { readerStallMs: 50, maxJobs: 1 },
+  );
 });
