@@ -200,6 +200,7 @@ function fullResponse(handle: InferenceHandle, shape: ResponseShape): Response {
           veriflow_job_id: summary.jobId,
         };
         if (summary.receipt !== undefined) json.veriflow_receipt = toJsonValue(summary.receipt);
+        else if (summary.error !== undefined) json.veriflow_receipt_error = summary.error;
       }
       controller.enqueue(encoder.encode(JSON.stringify(json)));
       controller.close();
@@ -264,6 +265,7 @@ function sseResponse(
     } else {
       const extra: Record<string, unknown> = { veriflow_job_id: summary.jobId };
       if (summary.receipt !== undefined) extra.veriflow_receipt = toJsonValue(summary.receipt);
+      else if (summary.error !== undefined) extra.veriflow_receipt_error = summary.error;
       controller.enqueue(
         chunk([shape.chunkChoice(null, openAiFinishReason(summary.finishReason))], extra),
       );

@@ -132,6 +132,11 @@ export interface WsDoneMessage {
   timings: WireTimings;
   /** The signed receipt, when the node runs a prover (byte strings as lower-case hex). */
   receipt?: unknown;
+  /**
+   * Why a job that finished carries no receipt: its prover failed, or (on a node that
+   * forwarded the job) the worker's receipt did not check out (`receipt_rejected`).
+   */
+  receipt_error?: { code: string; message: string };
 }
 
 /** A request failed, or a frame was refused. */
@@ -194,6 +199,7 @@ export function doneMessage(id: string, summary: JobSummary): WsDoneMessage {
     timings: wireTimings(summary),
   };
   if (summary.receipt !== undefined) message.receipt = toJsonValue(summary.receipt);
+  else if (summary.error !== undefined) message.receipt_error = summary.error;
   return message;
 }
 
