@@ -265,7 +265,8 @@ function listen(port: InferencePort): { port: number; close(): Promise<void> } {
   const identity = Identity.generate();
   const listener = listenTcp({ hostname: "127.0.0.1", port: 0 }, (duplex) => {
     Connection.open(duplex, { identity, protocols: [INFERENCE_PROTOCOL] }).then(
-      (connection) => serveInference(connection, port),
+      // Every job of the run on one connection, as a relay multiplexes its clients.
+      (connection) => serveInference(connection, port, { maxJobs: RELAY_JOBS }),
       () => {},
     );
   });

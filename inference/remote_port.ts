@@ -296,6 +296,9 @@ export const DEFAULT_MAX_JOBS_PER_PEER = 32;
  */
 export const DEFAULT_READER_STALL_MS = 60_000;
 
+/** Checks per stall period: a stalled reader is noticed within 1 + 1/4 of the stall time. */
+const STALL_CHECKS = 4;
+
 /** Refusal of a job beyond a peer's share. */
 class PeerJobLimitError extends VeriflowError {
   constructor(limit: number) {
@@ -343,20 +346,23 @@ function jobEvents(
   let started = false;
   let ended = false;
   let finished = false;
-  let stall: ReturnType<typeof setTimeout> | undefined;
+  // One check timer per job, not one per token: `waitingSince` is when the stream last
+  // delivered an event and was not pulled again (NaN while a pull is in progress).
+  let waitingSince = NaN;
+  let check: ReturnType<typeof setInterval> | undefined;
   const finish = () => {
-    clearTimeout(stall);
+    clearInterval(check);
     if (finished) return;
     finished = true;
     onFinished();
   };
   handle.done.then(finish);
   let controllerRef: ReadableStreamDefaultController<InferenceEvent> | undefined;
-  const armStall = () => {
-    clearTimeout(stall);
-    if (finished || stallMs <= 0) return;
-    stall = setTimeout(() => {
+  if (stallMs > 0) {
+    check = setInterval(() => {
+      if (!(performance.now() - waitingSince >= stallMs)) return;
       // The requester stopped reading (no credit for stallMs): free the slot.
+      clearInterval(check);
       reader.cancel().catch(() => {});
       handle.cancel();
       try {
@@ -364,18 +370,18 @@ function jobEvents(
       } catch {
         // already closed
       }
-    }, stallMs);
-  };
+    }, Math.max(1, stallMs / STALL_CHECKS));
+  }
   return new ReadableStream<InferenceEvent>({
     start: (controller) => {
       controllerRef = controller;
     },
     pull: async (controller) => {
-      clearTimeout(stall);
+      waitingSince = NaN;
       try {
         await step(controller);
       } finally {
-        armStall();
+        waitingSince = performance.now();
       }
     },
     cancel: (reason) => {
