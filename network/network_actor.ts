@@ -31,6 +31,7 @@ import {
 } from "../protocols/tcp_transport.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 import type { TextJob } from "../protocols/job.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import type { Verdict } from "../protocols/verdict.ts";
@@ -129,7 +130,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     this.#protocols = offeredProtocols(this.#services);
     const { listen, peers = [] } = this.#options;
     if (listen !== undefined) {
-      this.#listener = listenTcp(listen, (duplex, remoteAddr) => {
+      this.#listener = listenOrExplain(listen, (duplex, remoteAddr) => {
         const remote = formatPeerAddress(remoteAddr);
         this.#open(duplex, ctx).then(
           (connection) =>
@@ -364,6 +365,34 @@ export class NetworkActor implements Actor<NetworkMessage> {
 
 function short(connection: Connection): string {
   return connection.peerKey === undefined ? "?" : toHex(connection.peerKey).slice(0, 16);
+}
+
+/** The peer port cannot be opened (taken, or not ours to bind). */
+export class PeerListenError extends VeriflowError {
+  /**
+   * Create it.
+   * @param address Where we tried to listen.
+   * @param cause The system's error.
+   */
+  constructor(address: PeerAddress, cause: unknown) {
+    super(
+      "peer_listen_failed",
+      `cannot accept peers on ${formatPeerAddress(address)}: ${(cause as Error).message} ` +
+        `(another node on this port? choose one with --p2p-port, or --no-listen)`,
+      { cause },
+    );
+  }
+}
+
+function listenOrExplain(
+  address: PeerAddress,
+  onDuplex: Parameters<typeof listenTcp>[1],
+): TcpListener {
+  try {
+    return listenTcp(address, onDuplex);
+  } catch (cause) {
+    throw new PeerListenError(address, cause);
+  }
 }
 
 function tellQuietly(ctx: ActorContext<NetworkMessage>, message: NetworkMessage): void {

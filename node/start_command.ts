@@ -7,6 +7,8 @@
 import { parseArgs } from "node:util";
 import { ConfigError, loadNodeConfig, type NodeConfig, parseNodeConfig } from "./config.ts";
 import { startNode } from "./node.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import { ActorError } from "../actors/errors.ts";
 
 const HELP = `Usage: cli.ts start [options]
 
@@ -91,6 +93,18 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
   return parseNodeConfig(base);
 }
 
+/** The first reason below the supervision wrappers (`actor … crashed: …`) of a failed start. */
+function rootReason(error: unknown): string {
+  let reason = error;
+  while (
+    reason instanceof Error && reason.cause instanceof Error &&
+    !(reason instanceof VeriflowError && !(reason instanceof ActorError))
+  ) {
+    reason = reason.cause;
+  }
+  return reason instanceof Error ? reason.message : String(reason);
+}
+
 /** Run the `start` command; resolves with the process exit code once the node has stopped. */
 export async function runStart(args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
@@ -104,7 +118,14 @@ export async function runStart(args: string[]): Promise<number> {
     console.error(`error: ${(error as Error).message}\n\n${HELP}`);
     return 2;
   }
-  const node = await startNode(config, { log: (line) => console.log(line) });
+  let node: Awaited<ReturnType<typeof startNode>>;
+  try {
+    node = await startNode(config, { log: (line) => console.log(line) });
+  } catch (error) {
+    // A role that cannot start (a taken port, an unreadable model): say why, once, plainly.
+    console.error(`error: the node did not start: ${rootReason(error)}`);
+    return 1;
+  }
   let stopping = false;
   const stop = () => {
     // `deno task` and npx forward the same signal, so a second one is routine: say it once.
