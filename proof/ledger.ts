@@ -192,6 +192,8 @@ export class Ledger {
   /** Hashes of every settled fraud proof: a proof is settled once, even after a restart. */
   readonly #settledProofs = new Set<string>();
   #closed = false;
+  /** Set when a write failed: the file may hold a torn entry; see `#transition`. */
+  #poisoned: Error | null = null;
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(file: Deno.FsFile, identity: Identity, options: LedgerOptions) {
@@ -370,8 +372,30 @@ export class Ledger {
 
   /** Serialize appends: one writer, entries in call order. */
   #append(kind: LedgerEntryKind, body: Record<string, unknown>): Promise<LedgerEntry> {
+    return this.#transition(kind, () => body) as Promise<LedgerEntry>;
+  }
+
+  /**
+   * One state transition, atomic: `decide` runs in the writer's turn, after every earlier
+   * append has been applied, and returns the entry's body (or null: nothing to do); its checks
+   * and the append are one step, so two settlements of one receipt, or a settlement racing
+   * `finalizeDue`, cannot both pass their checks. A write that fails leaves the file in an
+   * unknown state: the ledger is poisoned (every later call fails) and its owner reopens it
+   * from disk, where a torn tail is cut.
+   */
+  #transition(
+    kind: LedgerEntryKind,
+    decide: () => Record<string, unknown> | null,
+  ): Promise<LedgerEntry | null> {
     const run = this.#queue.then(async () => {
       if (this.#closed) throw new LedgerError("ledger_closed", "ledger is closed");
+      if (this.#poisoned) {
+        throw new LedgerError("ledger_poisoned", "a write failed: reopen the ledger", {
+          cause: this.#poisoned,
+        });
+      }
+      const body = decide();
+      if (body === null) return null;
       const unsigned = {
         seq: this.#seq,
         prev: this.#head,
@@ -388,10 +412,15 @@ export class Ledger {
       const frame = new Uint8Array(LENGTH_BYTES + payload.length);
       new DataView(frame.buffer).setUint32(0, payload.length);
       frame.set(payload, LENGTH_BYTES);
-      let written = 0;
-      while (written < frame.length) written += await this.#file.write(frame.subarray(written));
-      // Durable before acknowledged: an entry the caller saw succeed survives a crash.
-      await this.#file.syncData();
+      try {
+        let written = 0;
+        while (written < frame.length) written += await this.#file.write(frame.subarray(written));
+        // Durable before acknowledged: an entry the caller saw succeed survives a crash.
+        await this.#file.syncData();
+      } catch (error) {
+        this.#poisoned = error as Error;
+        throw error;
+      }
       this.#accept(entry);
       return entry;
     });
@@ -463,13 +492,13 @@ export class Ledger {
       throw new LedgerRejectedError("pledge_rejected", "stake pledge signature does not verify");
     }
     const key = toHex(pledge.key);
-    if (this.#staked.has(key)) return false;
-    await this.#append("stake", {
-      key,
-      amount: pledge.amount,
-      pledge: { issuedAt: pledge.issuedAt, sig: pledge.sig },
-    });
-    return true;
+    const entry = await this.#transition("stake", () =>
+      this.#staked.has(key) ? null : {
+        key,
+        amount: pledge.amount,
+        pledge: { issuedAt: pledge.issuedAt, sig: pledge.sig },
+      });
+    return entry !== null;
   }
 
   /**
@@ -482,26 +511,28 @@ export class Ledger {
   async recordReceipt(receipt: Receipt): Promise<ReceiptRecord> {
     const check = verifyReceipt(receipt);
     if (!check.ok) throw new LedgerRejectedError("receipt_rejected", check.message);
-    if (this.#receipts.has(check.receiptId)) {
-      throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
-    }
     const worker = toHex(receipt.worker);
     // Useful work: tokens × the model's price; a one-shot (tensor) job counts as one unit.
     const units = receipt.kind === "tensor" ? 1 : receipt.tokenCount;
     const credit = units * this.#tokenPrice(receipt.model);
     const locked = credit * this.#economics.slashMultiplier;
-    const acc = this.#account(worker);
-    const free = acc.stake - acc.locked;
-    if (locked > free) throw new InsufficientStakeError(locked, free);
-    await this.#append("receipt", {
-      receiptId: check.receiptId,
-      jobId: receipt.jobId,
-      model: receipt.model,
-      worker,
-      tokens: receipt.tokenCount,
-      credit,
-      locked,
-      pendingUntil: this.#now() + this.#economics.challengeWindowMs,
+    await this.#transition("receipt", () => {
+      if (this.#receipts.has(check.receiptId)) {
+        throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
+      }
+      const acc = this.#account(worker);
+      const free = acc.stake - acc.locked;
+      if (locked > free) throw new InsufficientStakeError(locked, free);
+      return {
+        receiptId: check.receiptId,
+        jobId: receipt.jobId,
+        model: receipt.model,
+        worker,
+        tokens: receipt.tokenCount,
+        credit,
+        locked,
+        pendingUntil: this.#now() + this.#economics.challengeWindowMs,
+      };
     });
     return this.receipt(check.receiptId)!;
   }
@@ -512,8 +543,18 @@ export class Ledger {
     const due = [...this.#receipts.values()].filter(
       (r) => r.status === "pending" && r.pendingUntil <= now,
     );
-    for (const r of due) await this.#append("final", { receiptId: r.receiptId });
-    return due.map((r) => r.receiptId);
+    const finalized: string[] = [];
+    for (const r of due) {
+      // Checked again in the writer's turn: a settlement may have come first.
+      const entry = await this.#transition("final", () => {
+        const rec = this.#receipts.get(r.receiptId);
+        return rec?.status === "pending" && rec.pendingUntil <= now
+          ? { receiptId: r.receiptId }
+          : null;
+      });
+      if (entry !== null) finalized.push(r.receiptId);
+    }
+    return finalized;
   }
 
   /**
@@ -525,44 +566,49 @@ export class Ledger {
    *   closed, this proof was settled before, or its validator already accused this receipt.
    */
   async settleFraud(settlement: FraudSettlement): Promise<LedgerEntry> {
-    const rec = this.#receipts.get(settlement.receiptId);
-    if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
-    if (rec.status !== "pending") {
-      throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
-    }
-    if (this.#now() > rec.pendingUntil) {
-      throw new LedgerRejectedError("challenge_window_closed", "the challenge window has closed");
-    }
     const validator = toHex(settlement.validator);
-    if (this.#settledProofs.has(settlement.fraudProofHash)) {
-      throw new LedgerRejectedError("already_settled", "this fraud proof was settled before");
-    }
-    if (this.#accusations.has(`${validator}:${rec.receiptId}`)) {
-      // One accusation per accuser and receipt: a refuted accuser cannot re-roll with a fresh
-      // timestamp, making every ledger re-check (and re-book) the same claim.
-      throw new LedgerRejectedError(
-        "repeated_accusation",
-        "this validator has already accused this receipt",
-      );
-    }
-    if (settlement.confirmed) {
-      const slashed = rec.locked;
-      return await this.#append("fraud", {
-        receiptId: rec.receiptId,
-        fraudProof: settlement.fraudProofHash,
-        validator,
-        slashed,
-        reward: slashed * this.#economics.validatorRewardShare,
-        reason: settlement.reason,
-      });
-    }
-    return await this.#append("false_accusation", {
-      receiptId: rec.receiptId,
-      fraudProof: settlement.fraudProofHash,
-      validator,
-      penalty: this.#economics.falseAccusationPenalty,
-      reason: settlement.reason,
+    const kind = settlement.confirmed ? "fraud" : "false_accusation";
+    const entry = await this.#transition(kind, () => {
+      const rec = this.#receipts.get(settlement.receiptId);
+      if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
+      if (rec.status !== "pending") {
+        throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
+      }
+      if (this.#now() > rec.pendingUntil) {
+        throw new LedgerRejectedError(
+          "challenge_window_closed",
+          "the challenge window has closed",
+        );
+      }
+      if (this.#settledProofs.has(settlement.fraudProofHash)) {
+        throw new LedgerRejectedError("already_settled", "this fraud proof was settled before");
+      }
+      if (this.#accusations.has(`${validator}:${rec.receiptId}`)) {
+        // One accusation per accuser and receipt: a refuted accuser cannot re-roll with a
+        // fresh timestamp, making every ledger re-check (and re-book) the same claim.
+        throw new LedgerRejectedError(
+          "repeated_accusation",
+          "this validator has already accused this receipt",
+        );
+      }
+      return settlement.confirmed
+        ? {
+          receiptId: rec.receiptId,
+          fraudProof: settlement.fraudProofHash,
+          validator,
+          slashed: rec.locked,
+          reward: rec.locked * this.#economics.validatorRewardShare,
+          reason: settlement.reason,
+        }
+        : {
+          receiptId: rec.receiptId,
+          fraudProof: settlement.fraudProofHash,
+          validator,
+          penalty: this.#economics.falseAccusationPenalty,
+          reason: settlement.reason,
+        };
     });
+    return entry!;
   }
 
   /**
@@ -577,8 +623,11 @@ export class Ledger {
       throw new LedgerRejectedError("verdict_rejected", "verdict signature does not verify");
     }
     const id = verdictId(verdict);
-    if (this.#verdicts.has(id)) return id;
-    await this.#append("verdict", { verdict: verdict as unknown as Record<string, unknown> });
+    await this.#transition(
+      "verdict",
+      () =>
+        this.#verdicts.has(id) ? null : { verdict: verdict as unknown as Record<string, unknown> },
+    );
     return id;
   }
 

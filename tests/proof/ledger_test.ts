@@ -226,3 +226,65 @@ Deno.test("ledger: a dropped entry breaks the chain; a torn tail from a crash is
     assert.ok(err instanceof LedgerTamperedError);
     assert.equal(err.seq, 2);
   }));
+
+Deno.test("ledger transitions are atomic: two concurrent settlements of one receipt slash once", () =>
+  withLedger(async (dir, clock) => {
+    const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+    const second = Identity.generate();
+    await ledger.deposit(worker.publicKey, 1000);
+    await ledger.deposit(validator.publicKey, 500);
+    await ledger.deposit(second.publicKey, 500);
+    const r = receipt(7, 10);
+    const rec = await ledger.recordReceipt(r);
+    const settle = (by: Identity, hash: string) =>
+      ledger.settleFraud({
+        receiptId: receiptId(r),
+        fraudProofHash: hash,
+        validator: by.publicKey,
+        confirmed: true,
+        reason: "confirmed",
+      });
+    // Both are called before either is written: the checks must run in the writer's turn.
+    const outcomes = await Promise.allSettled([
+      settle(validator, "aa".repeat(32)),
+      settle(second, "bb".repeat(32)),
+    ]);
+    assert.deepEqual(outcomes.map((o) => o.status).sort(), ["fulfilled", "rejected"]);
+    assert.equal(ledger.entries().filter((e) => e.kind === "fraud").length, 1);
+    assert.equal(ledger.account(worker.publicKey).stake, 1000 - rec.locked, "slashed once");
+    await ledger.close();
+  }));
+
+Deno.test("ledger transitions are atomic: a settlement at the window's edge and finalizeDue end in one outcome", () =>
+  withLedger(async (dir, clock) => {
+    const ledger = await Ledger.open(dir, owner, {
+      now: () => clock.t,
+      economics: { challengeWindowMs: 100 },
+    });
+    await ledger.deposit(worker.publicKey, 1000);
+    await ledger.deposit(validator.publicKey, 500);
+    const r = receipt(8, 10);
+    await ledger.recordReceipt(r);
+    clock.t += 100; // exactly the window's end: still settleable, already due
+    const [finalized, settled] = await Promise.allSettled([
+      ledger.finalizeDue(),
+      ledger.settleFraud({
+        receiptId: receiptId(r),
+        fraudProofHash: "cc".repeat(32),
+        validator: validator.publicKey,
+        confirmed: true,
+        reason: "confirmed",
+      }),
+    ]);
+    const kinds = ledger.entries().map((e) => e.kind).filter((k) => k === "final" || k === "fraud");
+    assert.equal(kinds.length, 1, `both happened: ${kinds.join(", ")}`);
+    const status = ledger.receipt(receiptId(r))!.status;
+    if (kinds[0] === "final") {
+      assert.equal(status, "final");
+      assert.equal(settled.status, "rejected");
+    } else {
+      assert.equal(status, "fraud");
+      assert.deepEqual(finalized.status === "fulfilled" && finalized.value, []);
+    }
+    await ledger.close();
+  }));
