@@ -1,0 +1,214 @@
+/**
+ * The ValidatorActor's messages and answers: what a node's other actors, its network edge and
+ * library users say to its ledger-keeping validator, and what it says back. The actor itself is
+ * in `validator_actor.ts`.
+ *
+ * @module
+ */
+import type { Job, TensorData, TextJob } from "../protocols/job.ts";
+import type { Receipt } from "../protocols/receipt.ts";
+import type { Verdict } from "../protocols/verdict.ts";
+import type { FraudProof } from "../protocols/fraud_proof.ts";
+import type { StakePledge } from "../protocols/stake_pledge.ts";
+import type { ProofData } from "../proof/commitment.ts";
+import type { ValidationResult } from "../proof/validation.ts";
+import type { FraudCheckResult } from "../proof/fraud_check.ts";
+import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
+
+/** Where a validator gets what a challenge needs beyond the announcement. */
+export interface ChallengeSource {
+  /** The job a receipt is for, when the announcement did not carry it. */
+  job?(receipt: Receipt): Promise<Job | undefined>;
+  /** The worker's proof data (text jobs); default: fetched from the worker over the network. */
+  proof?(receipt: Receipt): Promise<ProofData | undefined>;
+  /** The output as delivered (needed for tensor jobs; optional for text). */
+  output?(receipt: Receipt): Promise<string | Record<string, TensorData> | undefined>;
+}
+
+/** Where a validator finds models by CID. */
+export interface ValidatorModelSource {
+  /** The model, or undefined when this node does not hold it. */
+  get(cid: string): Promise<ProofModel | ProofTensorModel | undefined>;
+}
+
+/** Where a receipt, verdict or fraud proof came from: this node, or a peer's hex key. */
+export type Origin = "local" | string;
+
+/** A receipt to record and maybe challenge. Answers {@link ReceiptHandled}. */
+export interface ReceiptMessage {
+  /** Message tag. */
+  type: "receipt";
+  /** The receipt (untrusted). */
+  receipt: unknown;
+  /** The job it is for (checked against the receipt's job id). */
+  job?: TextJob;
+  /** `local` for this node's own worker; the hex key of the peer that sent it otherwise. */
+  origin?: Origin;
+  /**
+   * Have the NetworkActor announce it (with its job) to other nodes' validators when it is new
+   * here: set for this node's own receipts and for receipts of jobs this node relayed, so a
+   * worker that announces nothing is announced all the same.
+   */
+  announce?: boolean;
+}
+/** A fraud proof from anyone. Answers {@link FraudProofHandled}. */
+export interface FraudProofMessage {
+  /** Message tag. */
+  type: "fraud_proof";
+  /** The proof (untrusted). */
+  proof: unknown;
+  /** Who sent it. */
+  origin?: Origin;
+}
+/** A signed verdict from elsewhere (a peer's validator, a storage audit). Answers its id. */
+export interface VerdictMessage {
+  /** Message tag. */
+  type: "verdict";
+  /** The signed verdict (checked before it is recorded). */
+  verdict: Verdict;
+  /** Who sent it. */
+  origin?: Origin;
+}
+/** A peer's stake pledge. Answers whether it was recorded. */
+export interface PledgeMessage {
+  /** Message tag. */
+  type: "pledge";
+  /** The pledge (checked before it is recorded). */
+  pledge: StakePledge;
+}
+/** Credit stake (bookkeeping). Answers nothing. */
+export interface DepositMessage {
+  /** Message tag. */
+  type: "deposit";
+  /** Key to credit. */
+  key: Uint8Array;
+  /** Amount. */
+  amount: number;
+}
+/** Finalize receipts whose window closed. Answers their ids. */
+export interface FinalizeMessage {
+  /** Message tag. */
+  type: "finalize";
+}
+/** Look up an account. Answers `Account` (proof/ledger.ts). */
+export interface AccountMessage {
+  /** Message tag. */
+  type: "account";
+  /** The key. */
+  key: Uint8Array;
+}
+/** Look up a receipt's ledger record. Answers `ReceiptRecord` (proof/ledger.ts) or undefined. */
+export interface ReceiptStatusMessage {
+  /** Message tag. */
+  type: "receipt_status";
+  /** Receipt id. */
+  receiptId: string;
+}
+/** Ask for the validator's {@link ValidatorStats}. */
+export interface ValidatorStatsMessage {
+  /** Message tag. */
+  type: "stats";
+}
+/** Whether `key` has stake recorded here. Answers a boolean. */
+export interface HasStakedMessage {
+  /** Message tag. */
+  type: "has_staked";
+  /** The key. */
+  key: Uint8Array;
+}
+/** Internal: a fraud proof's check finished; it is settled here. */
+export interface FraudCheckedMessage {
+  /** Message tag. */
+  type: "fraud_checked";
+  /** The checked proof. */
+  proof: FraudProof;
+  /** What the check concluded. */
+  check: FraudCheckResult;
+}
+/** Internal: a challenge finished; its verdict is recorded, settled and spread here. */
+export interface ChallengedMessage {
+  /** Message tag. */
+  type: "challenged";
+  /** The challenged receipt. */
+  receipt: Receipt;
+  /** What the validation concluded. */
+  result: ValidationResult;
+}
+
+/** Every message the ValidatorActor accepts. */
+export type ValidatorMessage =
+  | ReceiptMessage
+  | FraudProofMessage
+  | VerdictMessage
+  | PledgeMessage
+  | DepositMessage
+  | FinalizeMessage
+  | AccountMessage
+  | ReceiptStatusMessage
+  | ValidatorStatsMessage
+  | HasStakedMessage
+  | ChallengedMessage
+  | FraudCheckedMessage;
+
+/** The answer to a `receipt` message. */
+export interface ReceiptHandled {
+  /** Receipt id. */
+  receiptId: string;
+  /** Whether it is pending in the ledger (false: refused, see `refusal`). */
+  recorded: boolean;
+  /** Why the ledger refused it (error code). */
+  refusal?: string;
+  /** Whether this validator challenges it (never sent to the worker). */
+  challenged: boolean;
+  /** The validator's coin (1 for receipts it never draws for: its own, malformed ones). */
+  draw: number;
+  /** In-process only: resolves once the challenge's verdict is recorded and settled. */
+  result?: Promise<ValidationResult>;
+}
+
+/** The answer to a `fraud_proof` message. */
+export interface FraudProofHandled {
+  /** Whether it was queued to be checked (one forward pass up to the cited positions). */
+  queued: boolean;
+  /**
+   * Why not: `malformed`, `bad_signature`, `duplicate` (this proof was already taken),
+   * `not_pending` (its receipt is already final or settled here), `unstaked_accuser` (its signer
+   * has no stake to lose here if it is false, so checking it would be free work for anyone),
+   * `repeated_accusation` (its signer already accused this receipt: one accusation each).
+   */
+  skipped?:
+    | "malformed"
+    | "bad_signature"
+    | "duplicate"
+    | "not_pending"
+    | "unstaked_accuser"
+    | "repeated_accusation";
+  /** In-process only: resolves once the proof is checked and settled. */
+  result?: Promise<FraudCheckResult>;
+}
+
+/** Counters of the validator (served on `/metrics` and in the heartbeat). */
+export interface ValidatorStats {
+  /** Receipts handed to the validator (local and from peers). */
+  received: number;
+  /** Receipts from peers among them. */
+  fromPeers: number;
+  /** Receipts the ledger refused (malformed, bad signature, not enough stake). */
+  refused: number;
+  /** Own receipts: recorded and announced, never challenged here. */
+  own: number;
+  /** Receipts this validator challenged. */
+  challenged: number;
+  /** Verdicts this validator signed, by outcome. */
+  verdicts: Record<"valid" | "fraud" | "invalid" | "inconclusive", number>;
+  /** Verdicts received from peers and recorded. */
+  peerVerdicts: number;
+  /** Verdicts from peers refused (bad signature). */
+  refusedVerdicts: number;
+  /** Fraud proofs checked (own and from peers). */
+  fraudProofsChecked: number;
+  /** Fraud proofs not checked (malformed, a copy, nothing pending, an accuser without stake). */
+  fraudProofsSkipped: number;
+  /** Fraud proofs that slashed a worker here. */
+  slashes: number;
+}
