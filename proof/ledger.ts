@@ -189,6 +189,8 @@ export class Ledger {
   readonly #staked = new Set<string>();
   /** `validator:receiptId` of every settled accusation: one per accuser and receipt, ever. */
   readonly #accusations = new Set<string>();
+  /** The receipt recorded for each job id: a unit of work is paid once. */
+  readonly #receiptOfJob = new Map<string, string>();
   /** Hashes of every settled fraud proof: a proof is settled once, even after a restart. */
   readonly #settledProofs = new Set<string>();
   #closed = false;
@@ -333,6 +335,7 @@ export class Ledger {
           pendingUntil: b.pendingUntil,
         };
         this.#receipts.set(rec.receiptId, rec);
+        this.#receiptOfJob.set(b.jobId, rec.receiptId);
         this.#account(rec.worker).locked += rec.locked;
         return;
       }
@@ -505,7 +508,8 @@ export class Ledger {
    * Record a signed receipt as pending. Its reward is `tokenCount × price(model)`; the slash
    * `slashMultiplier × reward` is locked from the worker's free stake until it is final.
    *
-   * @throws {LedgerRejectedError} for a receipt that does not verify or is already recorded.
+   * @throws {LedgerRejectedError} for a receipt that does not verify, is already recorded, or is
+   *   for a job another receipt was recorded for (one payment per job).
    * @throws {InsufficientStakeError} when the worker cannot back the slash.
    */
   async recordReceipt(receipt: Receipt): Promise<ReceiptRecord> {
@@ -519,6 +523,14 @@ export class Ledger {
     await this.#transition("receipt", () => {
       if (this.#receipts.has(check.receiptId)) {
         throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
+      }
+      if (this.#receiptOfJob.has(receipt.jobId)) {
+        // One payment per job: the same work re-signed with other timings, signed again under
+        // another key, or answered again from a cache is not paid twice.
+        throw new LedgerRejectedError(
+          "job_already_recorded",
+          "another receipt for this job is already recorded",
+        );
       }
       const acc = this.#account(worker);
       const free = acc.stake - acc.locked;

@@ -288,3 +288,27 @@ Deno.test("ledger transitions are atomic: a settlement at the window's edge and 
     }
     await ledger.close();
   }));
+
+Deno.test("one payment per job: re-signed with other timings, signed again under another key, or replayed after a restart, a second receipt for a job is refused", () =>
+  withLedger(async (dir, clock) => {
+    const copier = Identity.generate();
+    const first = receipt(9, 10);
+    const resign = (timings: Receipt["timings"], by: Identity): Receipt => {
+      const { sig: _sig, worker: _worker, ...unsigned } = first;
+      return signReceipt({ ...unsigned, timings }, by);
+    };
+    let ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+    await ledger.deposit(worker.publicKey, 10_000);
+    await ledger.deposit(copier.publicKey, 10_000);
+    await ledger.recordReceipt(first);
+    const retimed = resign({ startedAt: 5, firstTokenMs: 1, totalMs: 3 }, worker);
+    assert.notEqual(receiptId(retimed), receiptId(first));
+    await assert.rejects(() => ledger.recordReceipt(retimed), { code: "job_already_recorded" });
+    const copied = resign(first.timings, copier);
+    await assert.rejects(() => ledger.recordReceipt(copied), { code: "job_already_recorded" });
+    assert.equal(ledger.account(copier.publicKey).locked, 0, "nothing locked, nothing to pay");
+    await ledger.close();
+    ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+    await assert.rejects(() => ledger.recordReceipt(retimed), { code: "job_already_recorded" });
+    await ledger.close();
+  }));
