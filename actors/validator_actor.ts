@@ -261,9 +261,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       return { receiptId: id, recorded, refusal, challenged: false, draw: 1 };
     }
     const p = this.#options.challengeProbability ?? ledger.economics.challengeProbability;
-    const { draw } = challengeTicket(this.#options.identity, receipt.jobId);
-    // A receipt the ledger refused (no stake behind it) is not paid here: nothing to check.
-    const challenged = draw < p && fresh && recorded;
+    // The coin is drawn only for a receipt new here and recorded: one the ledger refused is not
+    // paid here, so nothing is computed for it (and nothing about the coin ever leaves).
+    const draw = fresh && recorded ? challengeTicket(this.#options.identity, id).draw : 1;
+    const challenged = draw < p;
     const handled: ReceiptHandled = { receiptId: id, recorded, refusal, challenged, draw };
     if (challenged) {
       this.#stats.challenged++;

@@ -2,10 +2,14 @@
  * Which receipts a validator challenges: a coin with probability p that the worker cannot
  * predict and the validator cannot bias.
  *
- * The coin is derived from the validator's ed25519 signature over the job id (with a domain
- * prefix). Ed25519 signatures are deterministic, so the validator gets exactly one coin per
- * job and cannot re-roll it; without the validator's secret key nobody — the worker least of
- * all — can compute it in advance. Anyone holding the signature can check the draw afterwards
+ * The coin is derived from the validator's ed25519 signature over the receipt id (with a domain
+ * prefix). The receipt id hashes everything the worker signed, its commitment root included,
+ * so the coin exists only once the worker has irrevocably committed to its work: it cannot
+ * learn its odds before it computes (a coin over the job id would be fixed before the work).
+ * Ed25519 signatures are deterministic, so the validator gets exactly one coin per receipt and
+ * cannot re-roll it; without the validator's secret key nobody — the worker least of all — can
+ * compute it, and a worker that re-signs its work to draw again gains nothing (a ledger pays
+ * one receipt per job). Anyone holding the signature can check the draw afterwards
  * ({@link verifyChallengeTicket}), so a validator cannot claim to have "happened" to pick a
  * receipt it wanted to harass.
  *
@@ -14,23 +18,23 @@
 import { sha256 } from "../protocols/hash.ts";
 import { type Identity, verifySignature } from "../protocols/identity.ts";
 
-const CHALLENGE_DOMAIN = new TextEncoder().encode("veriflow/challenge/v1:");
+const CHALLENGE_DOMAIN = new TextEncoder().encode("veriflow/challenge/v2:");
 /** 2^-53, to turn 53 hash bits into a draw in [0, 1). */
 const TWO_POW_MINUS_53 = 2 ** -53;
 const TWO_POW_21 = 2 ** 21;
 
-/** A validator's coin for one job. */
+/** A validator's coin for one receipt. */
 export interface ChallengeTicket {
-  /** Hex job id. */
-  jobId: string;
-  /** The validator's signature over the domain-prefixed job id. */
+  /** Hex receipt id. */
+  receiptId: string;
+  /** The validator's signature over the domain-prefixed receipt id. */
   sig: Uint8Array;
   /** The draw in [0, 1) derived from the signature. */
   draw: number;
 }
 
-function message(jobId: string): Uint8Array {
-  const id = new TextEncoder().encode(jobId);
+function message(receiptId: string): Uint8Array {
+  const id = new TextEncoder().encode(receiptId);
   const out = new Uint8Array(CHALLENGE_DOMAIN.length + id.length);
   out.set(CHALLENGE_DOMAIN, 0);
   out.set(id, CHALLENGE_DOMAIN.length);
@@ -44,7 +48,7 @@ function drawOf(sig: Uint8Array): number {
 }
 
 /**
- * The validator's ticket for `jobId`.
+ * The validator's ticket for `receiptId`.
  *
  * @example
  * ```ts
@@ -54,21 +58,22 @@ function drawOf(sig: Uint8Array): number {
  * t.draw >= 0 && t.draw < 1; // true
  * ```
  */
-export function challengeTicket(validator: Identity, jobId: string): ChallengeTicket {
-  const sig = validator.sign(message(jobId));
-  return { jobId, sig, draw: drawOf(sig) };
+export function challengeTicket(validator: Identity, receiptId: string): ChallengeTicket {
+  const sig = validator.sign(message(receiptId));
+  return { receiptId, sig, draw: drawOf(sig) };
 }
 
-/** True when the validator's coin says to challenge `jobId` at probability `p`. */
-export function shouldChallenge(validator: Identity, jobId: string, p: number): boolean {
-  return challengeTicket(validator, jobId).draw < p;
+/** True when the validator's coin says to challenge `receiptId` at probability `p`. */
+export function shouldChallenge(validator: Identity, receiptId: string, p: number): boolean {
+  return challengeTicket(validator, receiptId).draw < p;
 }
 
 /** Check someone else's ticket: signature valid and draw below `p`. */
 export function verifyChallengeTicket(
   validatorKey: Uint8Array,
-  ticket: { jobId: string; sig: Uint8Array },
+  ticket: { receiptId: string; sig: Uint8Array },
   p: number,
 ): boolean {
-  return verifySignature(validatorKey, message(ticket.jobId), ticket.sig) && drawOf(ticket.sig) < p;
+  return verifySignature(validatorKey, message(ticket.receiptId), ticket.sig) &&
+    drawOf(ticket.sig) < p;
 }

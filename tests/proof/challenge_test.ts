@@ -3,7 +3,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { sha256Hex } from "../../protocols/hash.ts";
 import { challengeTicket, shouldChallenge, verifyChallengeTicket } from "../../proof/challenge.ts";
 
-Deno.test("challenge: the coin is deterministic per (validator, job), verifiable, and ~p often heads", () => {
+Deno.test("challenge: the coin is deterministic per (validator, receipt), verifiable, and ~p often heads", () => {
   const v = Identity.generate();
   const id = sha256Hex(new Uint8Array([1]));
   assert.equal(challengeTicket(v, id).draw, challengeTicket(v, id).draw);
@@ -19,7 +19,7 @@ Deno.test("challenge: the coin is deterministic per (validator, job), verifiable
   assert.equal(verifyChallengeTicket(Identity.generate().publicKey, t, 1), false);
 });
 
-Deno.test("challenge: another validator's coin for the same job is independent", () => {
+Deno.test("challenge: another validator's coin for the same receipt is independent", () => {
   const id = "ab".repeat(32);
   const draws = new Set(
     Array.from({ length: 5 }, () => challengeTicket(Identity.generate(), id).draw),
