@@ -247,3 +247,25 @@ Deno.test("a fraud proof from a key with no stake here is not worth a forward pa
     await t.close();
   }
 });
+
+Deno.test("a receipt the ledger refuses (no stake behind it) gets no coin: not challenged even at probability 1", async () => {
+  const me = Identity.generate();
+  const unstaked = Identity.generate();
+  const t = await setup(me);
+  try {
+    const { job, receipt } = await t.prove(unstaked, "unbacked");
+    const handled = await t.validator.ask<ReceiptHandled>({
+      type: "receipt",
+      receipt,
+      job,
+      origin: "ab".repeat(32),
+    });
+    assert.equal(handled.recorded, false);
+    assert.equal(handled.refusal, "insufficient_stake");
+    assert.equal(handled.challenged, false);
+    assert.equal(handled.draw, 1, "no coin was drawn");
+    assert.equal((await t.stats()).challenged, 0);
+  } finally {
+    await t.close();
+  }
+});
