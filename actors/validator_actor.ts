@@ -35,6 +35,7 @@ import {
   verifyFraudProofSignature,
 } from "../protocols/fraud_proof.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { toHex } from "../protocols/hash.ts";
 import type { ProofData } from "../proof/commitment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
 import {
@@ -97,6 +98,12 @@ export interface ValidatorActorOptions {
 
 /** Default finalize timer period: a fraction of the default 10-minute window. */
 export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
+/**
+ * Most open challenges per worker: beyond it, that worker's new receipts are refused here (not
+ * paid) until its challenges drain. At the default p = 0.1 a worker reaches 16 only with about
+ * 160 receipts in flight at once, far past an honest node's queue.
+ */
+export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
 /** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
 const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
 /** A proof fetch from a worker: long enough for a loaded peer, short enough to free the queue. */
@@ -109,6 +116,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
   #system?: ActorSystem;
   #work: Promise<unknown> = Promise.resolve();
+  /** Receipts with an open challenge here (not to be finalized), and their worker (hex). */
+  readonly #held = new Map<string, string>();
+  /** Open challenges per worker (hex): bounded, so one worker cannot fill the queue. */
+  readonly #openByWorker = new Map<string, number>();
   /** Resolvers of in-process `result` promises, by receipt id. */
   readonly #waiting = new Map<string, PromiseWithResolvers<ValidationResult>>();
   /** Fraud proofs taken, by hash (oldest evicted first), with their in-process resolvers. */
@@ -125,6 +136,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     fraudProofsChecked: 0,
     fraudProofsSkipped: 0,
     slashes: 0,
+    openChallenges: 0,
   };
 
   /**
@@ -170,6 +182,19 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return this.#onFraudProof(message.proof, ctx);
       case "fraud_checked":
         return await this.#onFraudChecked(message);
+      case "challenge_failed": {
+        // Every challenge ends in a message: its hold is released here, in `receive`.
+        this.#release(message.receiptId);
+        const waiting = this.#waiting.get(message.receiptId);
+        this.#waiting.delete(message.receiptId);
+        waiting?.reject(new Error(message.reason));
+        this.#log(
+          `validator: challenge of receipt ${
+            message.receiptId.slice(0, 12)
+          } failed: ${message.reason}`,
+        );
+        return undefined;
+      }
       case "verdict": {
         const fromPeer = message.origin !== undefined && message.origin !== "local";
         if (fromPeer && !this.#worthRecording(message.verdict)) {
@@ -192,7 +217,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "deposit":
         return await ledger.deposit(message.key, message.amount);
       case "finalize":
-        return await ledger.finalizeDue();
+        // A receipt whose challenge (or fraud check) is still open here is not paid yet.
+        return await ledger.finalizeDue({ except: this.#openReceipts() });
       case "account":
         return ledger.account(message.key);
       case "receipt_status":
@@ -200,7 +226,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "has_staked":
         return ledger.hasStaked(message.key);
       case "stats":
-        return structuredClone(this.#stats);
+        return { ...structuredClone(this.#stats), openChallenges: this.#held.size };
     }
   }
 
@@ -239,11 +265,24 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         };
       }
     }
-    let recorded = true;
-    let refusal: string | undefined;
-    // Only a receipt new to this ledger is drawn for: the coin is fixed per job, so a copy
+    const worker = toHex(receipt.worker);
+    // Only a receipt new to this ledger is drawn for: the coin is fixed per receipt, so a copy
     // announced again (by the worker, a relay, anyone) must not buy another forward pass.
     const fresh = ledger.receipt(id) === undefined;
+    if (fresh && (this.#openByWorker.get(worker) ?? 0) >= MAX_OPEN_CHALLENGES_PER_WORKER) {
+      // Not recorded, so not paid here: a worker that floods this validator faster than it can
+      // check gets its excess refused, never waved through unchecked.
+      this.#stats.refused++;
+      return {
+        receiptId: id,
+        recorded: false,
+        refusal: "validator_busy",
+        challenged: false,
+        draw: 1,
+      };
+    }
+    let recorded = true;
+    let refusal: string | undefined;
     try {
       if (fresh) await ledger.recordReceipt(receipt);
     } catch (e) {
@@ -272,14 +311,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       waiting.promise.catch(() => {});
       this.#waiting.set(id, waiting);
       handled.result = waiting.promise;
-      const pendingUntil = ledger.receipt(id)!.pendingUntil;
-      this.#challenge(receipt, message.job, pendingUntil, ctx.signal).then(
+      this.#hold(id, worker);
+      this.#challenge(receipt, message.job, ctx.signal).then(
         (result) => ctx.self.tell({ type: "challenged", receipt, result }),
-        (error) => {
-          this.#waiting.delete(id);
-          waiting.reject(error);
-          this.#log(`validator: challenge of job ${receipt.jobId.slice(0, 12)} failed: ${error}`);
-        },
+        (error) =>
+          ctx.self.tell({ type: "challenge_failed", receiptId: id, reason: String(error) }),
       ).catch(() => {});
     }
     return handled;
@@ -299,9 +335,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#tellNetwork(ctx, { type: "publish_verdict", verdict: result.verdict });
       let settled: Promise<unknown> | undefined;
       if (result.fraudProof) {
-        // Checked and settled like anyone's, on the work queue: never inside this message.
-        settled = this.#onFraudProof(result.fraudProof, ctx).result;
+        // Checked and settled like anyone's, on the work queue: never inside this message. The
+        // receipt stays held (unpaid) until then, and settles even if that is after its window.
+        const taken = this.#onFraudProof(result.fraudProof, ctx, true);
+        settled = taken.result;
+        if (!taken.queued) this.#release(id);
         this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof: result.fraudProof });
+      } else {
+        this.#release(id);
       }
       this.#log(
         `validator: challenged job ${receipt.jobId.slice(0, 12)} → ${result.verdict.outcome}` +
@@ -320,6 +361,27 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
   }
 
+  /** A challenge opened on `id`: its receipt is not paid until the challenge ends. */
+  #hold(id: string, worker: string): void {
+    this.#held.set(id, worker);
+    this.#openByWorker.set(worker, (this.#openByWorker.get(worker) ?? 0) + 1);
+  }
+
+  /** The challenge on `id` ended (and its own fraud proof, if any, was settled). */
+  #release(id: string): void {
+    const worker = this.#held.get(id);
+    if (worker === undefined) return;
+    this.#held.delete(id);
+    const open = (this.#openByWorker.get(worker) ?? 1) - 1;
+    if (open > 0) this.#openByWorker.set(worker, open);
+    else this.#openByWorker.delete(worker);
+  }
+
+  /** Receipts whose challenge is open here: `finalize` leaves them pending. */
+  #openReceipts(): ReadonlySet<string> {
+    return new Set(this.#held.keys());
+  }
+
   #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
     const name = this.#options.network;
     if (name === undefined) return;
@@ -335,14 +397,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
 
   /**
    * Gather the material (the job, the worker's proof data, the model: network waits, any
-   * number at once), then validate on the serial queue (one forward pass at a time). A task
-   * whose receipt's window closed while it waited is dropped: its verdict could settle nothing.
-   * Runs outside `receive`; touches no actor state.
+   * number at once), then validate on the serial queue (one forward pass at a time). Runs
+   * outside `receive`; touches no actor state.
    */
   async #challenge(
     receipt: Receipt,
     announced: Job | undefined,
-    pendingUntil: number,
     signal: AbortSignal,
   ): Promise<ValidationResult> {
     const { models, identity, validation } = this.#options;
@@ -366,12 +426,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       ? await this.#proofOf(receipt, source, signal)
       : undefined;
     const output = await source.output?.(receipt);
+    // The receipt cannot finalize while this challenge is open (see `finalize`), so a challenge
+    // that waited past the window still settles; the queue is bounded per worker instead.
     return await this.#enqueue(() => {
       signal.throwIfAborted();
-      const now = this.#options.ledger?.now ?? Date.now;
-      if (now() > pendingUntil) {
-        throw new Error("the challenge window closed while the challenge waited its turn");
-      }
       return validateReceipt({ job, receipt, proof, output }, model, identity, {
         ...validation,
         signal,
@@ -419,7 +477,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   }
 
   /** Take a fraud proof: skip what costs nothing to refuse, queue the check otherwise. */
-  #onFraudProof(value: unknown, ctx: ActorContext<ValidatorMessage>): FraudProofHandled {
+  #onFraudProof(
+    value: unknown,
+    ctx: ActorContext<ValidatorMessage>,
+    own = false,
+  ): FraudProofHandled {
     const ledger = this.#ledger!;
     const skip = (skipped: NonNullable<FraudProofHandled["skipped"]>): FraudProofHandled => {
       this.#stats.fraudProofsSkipped++;
@@ -447,7 +509,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#fraudProofs.delete(this.#fraudProofs.keys().next().value!);
     }
     this.#enqueue(() => this.#checkFraud(proof)).then(
-      (check) => ctx.self.tell({ type: "fraud_checked", proof, check }),
+      (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own }),
       (error) => {
         waiting.reject(error);
         this.#fraudProofs.set(hash, null);
@@ -466,6 +528,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   async #onFraudChecked(message: FraudCheckedMessage): Promise<void> {
     const { proof, check } = message;
     const ledger = this.#ledger!;
+    const id = receiptId(proof.receipt);
+    const heldOpen = message.own === true && this.#held.has(id);
     const waiting = this.#fraudProofs.get(check.proofHash || fraudProofHash(proof));
     this.#fraudProofs.set(fraudProofHash(proof), null);
     this.#stats.fraudProofsChecked++;
@@ -475,7 +539,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         waiting?.resolve(check);
         return;
       }
-      const id = receiptId(proof.receipt);
       if (ledger.receipt(id) === undefined) {
         // The proof outran the worker's announcement: the receipt it carries is signed by the
         // worker, so it is recorded from here (if the worker has stake to back it).
@@ -489,6 +552,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           validator: proof.validator,
           confirmed: check.confirmed,
           reason: check.reason,
+          heldOpen,
         }).catch((error) => {
           // After the window (or raced by a copy): it changes nothing, and crashes nothing.
           if (error instanceof LedgerRejectedError) return undefined;
@@ -506,6 +570,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     } catch (error) {
       waiting?.reject(error);
       throw error;
+    } finally {
+      if (message.own) this.#release(id);
     }
   }
 

@@ -124,6 +124,17 @@ export interface FraudCheckedMessage {
   proof: FraudProof;
   /** What the check concluded. */
   check: FraudCheckResult;
+  /** Whether the proof is this validator's own, from a challenge it held its receipt open for. */
+  own?: boolean;
+}
+/** Internal: a challenge ended without a result (the actor stopping, an error). */
+export interface ChallengeFailedMessage {
+  /** Message tag. */
+  type: "challenge_failed";
+  /** The challenged receipt. */
+  receiptId: string;
+  /** What went wrong. */
+  reason: string;
 }
 /** Internal: a challenge finished; its verdict is recorded, settled and spread here. */
 export interface ChallengedMessage {
@@ -148,6 +159,7 @@ export type ValidatorMessage =
   | ValidatorStatsMessage
   | HasStakedMessage
   | ChallengedMessage
+  | ChallengeFailedMessage
   | FraudCheckedMessage;
 
 /** The answer to a `receipt` message. */
@@ -211,4 +223,6 @@ export interface ValidatorStats {
   fraudProofsSkipped: number;
   /** Fraud proofs that slashed a worker here. */
   slashes: number;
+  /** Challenges open now (queued or running): the depth of the validation queue. */
+  openChallenges: number;
 }

@@ -107,6 +107,12 @@ export function nodeCollector(sources: NodeCollectorSources): MetricsCollector {
           t.slashes,
         ),
       );
+      samples.push({
+        name: "veriflow_validator_open_challenges",
+        help: "Challenges queued or running: the depth of the validation queue.",
+        type: "gauge",
+        value: t.openChallenges,
+      });
       for (const [outcome, value] of Object.entries(t.verdicts)) {
         samples.push({
           name: "veriflow_validator_verdicts_total",

@@ -170,6 +170,12 @@ export interface FraudSettlement {
   confirmed: boolean;
   /** Reason code of the check (kept for the record). */
   reason: string;
+  /**
+   * The ledger owner's own challenge of this receipt was opened inside its window (and kept the
+   * receipt from finalizing): its outcome settles even after the window. Never set for a
+   * proof that came from elsewhere.
+   */
+  heldOpen?: boolean;
 }
 
 /** The append-only ledger. Open with {@link Ledger.open}; one writer per directory. */
@@ -549,11 +555,15 @@ export class Ledger {
     return this.receipt(check.receiptId)!;
   }
 
-  /** Make every pending receipt whose window has closed final, crediting it. Returns their ids. */
-  async finalizeDue(): Promise<string[]> {
+  /**
+   * Make every pending receipt whose window has closed final, crediting it, except those in
+   * `options.except` (their challenge is still open: they must not be paid before it ends).
+   * Returns their ids.
+   */
+  async finalizeDue(options: { except?: ReadonlySet<string> } = {}): Promise<string[]> {
     const now = this.#now();
     const due = [...this.#receipts.values()].filter(
-      (r) => r.status === "pending" && r.pendingUntil <= now,
+      (r) => r.status === "pending" && r.pendingUntil <= now && !options.except?.has(r.receiptId),
     );
     const finalized: string[] = [];
     for (const r of due) {
@@ -586,7 +596,7 @@ export class Ledger {
       if (rec.status !== "pending") {
         throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
       }
-      if (this.#now() > rec.pendingUntil) {
+      if (this.#now() > rec.pendingUntil && !settlement.heldOpen) {
         throw new LedgerRejectedError(
           "challenge_window_closed",
           "the challenge window has closed",

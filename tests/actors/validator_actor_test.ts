@@ -8,6 +8,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Actor } from "../../actors/actor.ts";
 import {
   type FraudProofHandled,
+  MAX_OPEN_CHALLENGES_PER_WORKER,
   type ReceiptHandled,
   ValidatorActor,
   type ValidatorMessage,
@@ -38,6 +39,16 @@ class RecordingNetwork implements Actor<NetworkMessage> {
 
 async function setup(identity: Identity) {
   const f = await loadFixture();
+  /** The ledger's clock (ms), moved by tests. */
+  const clock = { t: 1_000_000 };
+  /** Proof fetches wait for this gate: a worker that has not answered yet. */
+  let gate: Promise<void> = Promise.resolve();
+  let openGate = () => {};
+  const closeGate = () => {
+    const g = Promise.withResolvers<void>();
+    gate = g.promise;
+    openGate = g.resolve;
+  };
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: "validator-test" });
   const told: NetworkMessage[] = [];
@@ -49,13 +60,14 @@ async function setup(identity: Identity) {
       new ValidatorActor({
         identity,
         ledgerDir: `${dir}/ledger`,
+        ledger: { now: () => clock.t },
         challengeProbability: 1,
         finalizeIntervalMs: 0,
         network: NETWORK,
         models: {
           get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
         },
-        source: { proof: (r: Receipt) => Promise.resolve(proofs.get(receiptId(r))) },
+        source: { proof: (r: Receipt) => gate.then(() => proofs.get(receiptId(r))) },
       }),
   });
   const prove = async (worker: Identity, nonce: string, cheat = false) => {
@@ -87,7 +99,17 @@ async function setup(identity: Identity) {
     assert.ok(fraudProof, "the cheat is caught");
     return fraudProof;
   };
-  return { validator, told, prove, accuse, stats, close };
+  return {
+    validator,
+    told,
+    prove,
+    accuse,
+    stats,
+    close,
+    clock,
+    closeGate,
+    openGate: () => openGate(),
+  };
 }
 
 Deno.test("a validator never challenges its own key's receipt: it records it and has the network announce it", async () => {
@@ -265,6 +287,65 @@ Deno.test("a receipt the ledger refuses (no stake behind it) gets no coin: not c
     assert.equal(handled.challenged, false);
     assert.equal(handled.draw, 1, "no coin was drawn");
     assert.equal((await t.stats()).challenged, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a receipt is not paid while its challenge is open, and that challenge still settles after the window", async () => {
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const t = await setup(me);
+  try {
+    await t.validator.ask({ type: "deposit", key: me.publicKey, amount: 1_000 });
+    await t.validator.ask({ type: "pledge", pledge: signStakePledge(worker, 10_000, 1) });
+    const { job, receipt } = await t.prove(worker, "slow", true);
+    t.closeGate(); // the worker has not served its proof data yet
+    const handled = await t.validator.ask<ReceiptHandled>({
+      type: "receipt",
+      receipt,
+      job,
+      origin: "ab".repeat(32),
+    });
+    assert.equal(handled.challenged, true);
+    t.clock.t += 11 * 60 * 1000; // past the 10-minute window
+    assert.deepEqual(await t.validator.ask({ type: "finalize" }), [], "held while challenged");
+    t.openGate();
+    assert.equal((await handled.result!).verdict.outcome, "fraud");
+    const record = await t.validator.ask<ReceiptRecord>({
+      type: "receipt_status",
+      receiptId: receiptId(receipt),
+    });
+    assert.equal(record.status, "fraud", "slashed, though the window had closed meanwhile");
+    assert.deepEqual(await t.validator.ask({ type: "finalize" }), []);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a worker with too many open challenges here gets its next receipts refused, not waved through", async () => {
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const t = await setup(me);
+  try {
+    await t.validator.ask({ type: "pledge", pledge: signStakePledge(worker, 1_000_000, 1) });
+    t.closeGate();
+    const results: Promise<unknown>[] = [];
+    for (let i = 0; i < MAX_OPEN_CHALLENGES_PER_WORKER; i++) {
+      const { job, receipt } = await t.prove(worker, `flood-${i}`);
+      const handled = await t.validator.ask<ReceiptHandled>({ type: "receipt", receipt, job });
+      assert.equal(handled.challenged, true);
+      results.push(handled.result!);
+    }
+    const { job, receipt } = await t.prove(worker, "one-too-many");
+    const refused = await t.validator.ask<ReceiptHandled>({ type: "receipt", receipt, job });
+    assert.equal(refused.recorded, false);
+    assert.equal(refused.refusal, "validator_busy");
+    t.openGate();
+    await Promise.all(results);
+    // Drained: the worker's next receipt is recorded again.
+    const again = await t.validator.ask<ReceiptHandled>({ type: "receipt", receipt, job });
+    assert.equal(again.recorded, true);
   } finally {
     await t.close();
   }
