@@ -1,14 +1,20 @@
 /**
- * The project's one hash function: SHA-256 (sync, from @noble/hashes), with hex helpers.
- * CIDs, job ids, commitments and the ledger chain all use it.
+ * The project's one hash function: SHA-256 (sync, from @noble/hashes), with hex helpers, and
+ * its keyed form HMAC-SHA256. CIDs, job ids, commitments and the ledger chain all use it.
  *
  * @module
  */
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
+import { hmac } from "@noble/hashes/hmac.js";
 
 /** SHA-256 of `bytes`. */
 export function sha256(bytes: Uint8Array): Uint8Array {
   return nobleSha256(bytes);
+}
+
+/** HMAC-SHA256 of `message` under `key` (a commitment only the key's holders can check). */
+export function hmacSha256(key: Uint8Array, message: Uint8Array): Uint8Array {
+  return hmac(nobleSha256, key, message);
 }
 
 /** Lower-case hex of `bytes`. */

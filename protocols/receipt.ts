@@ -16,7 +16,7 @@
 import { z } from "zod";
 import { bytesEqual } from "./bytes_equal.ts";
 import { encodeCanonical } from "./cbor.ts";
-import { fromHex, sha256Hex } from "./hash.ts";
+import { fromHex, hmacSha256, sha256Hex, toHex } from "./hash.ts";
 import { type Identity, verifySignature } from "./identity.ts";
 import {
   GENERATION_LIMITS,
@@ -65,7 +65,7 @@ export interface Receipt {
   jobId: string;
   /** Model CID. */
   model: string;
-  /** Hex SHA-256 of the input ({@link inputHashOf}). */
+  /** Hex commitment to the input, keyed by the job's nonce ({@link inputHashOf}). */
   inputHash: string;
   /** Generation parameters (text jobs), null for tensor jobs. */
   params: GenerationParams | null;
@@ -185,11 +185,23 @@ export function signReceipt(
 
 const encoder = new TextEncoder();
 
-/** Hex SHA-256 of a job's input: the prompt's UTF-8 bytes, or the canonical CBOR of tensors. */
+/** Domain of the input commitment (v2: keyed by the job's nonce). */
+const INPUT_DOMAIN = encoder.encode("veriflow/input/v2:");
+
+/**
+ * The receipt's commitment to a job's input: HMAC-SHA256 keyed by the job's nonce over the
+ * prompt's UTF-8 bytes (or the canonical CBOR of tensors). Keyed so that only parties holding
+ * the job can check it: a plain hash of a short prompt is recovered from a dictionary in
+ * milliseconds (an audit recovered "What is the capital of France?" from a real receipt), and
+ * a receipt travels to every validator. The nonce is random unless the requester chose one, so
+ * a requester that picks a guessable nonce gives this up.
+ */
 export function inputHashOf(job: Job): string {
-  return job.kind === "text"
-    ? sha256Hex(encoder.encode(job.prompt))
-    : sha256Hex(encodeCanonical(job.inputs));
+  const input = job.kind === "text" ? encoder.encode(job.prompt) : encodeCanonical(job.inputs);
+  const message = new Uint8Array(INPUT_DOMAIN.length + input.length);
+  message.set(INPUT_DOMAIN, 0);
+  message.set(input, INPUT_DOMAIN.length);
+  return toHex(hmacSha256(encoder.encode(job.nonce), message));
 }
 
 /** Hex SHA-256 of a text output's UTF-8 bytes. */

@@ -11,6 +11,7 @@ import {
   verifyReceipt,
 } from "../../protocols/receipt.ts";
 import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
+import { sha256Hex } from "../../protocols/hash.ts";
 
 const worker = Identity.generate();
 const job: TextJob = {
@@ -62,4 +63,22 @@ Deno.test("receipt: each mismatch is named", () => {
   assert.equal(check(make({ tokenCount: 9 })), "token_count");
   assert.equal(check({ ...r, sig: "nope" }), "malformed");
   assert.throws(() => parseReceipt({}), MalformedReceiptError);
+});
+
+Deno.test("a receipt's input commitment is keyed by the job's nonce: a prompt dictionary alone cannot recover it", () => {
+  const job: TextJob = {
+    kind: "text",
+    model: "bafkreimodel",
+    prompt: "What is the capital of France?",
+    params: { maxTokens: 8, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
+    nonce: crypto.randomUUID(),
+  };
+  const committed = inputHashOf(job);
+  const dictionary = ["What is the capital of Spain?", "What is the capital of France?"];
+  // The unkeyed hash a dictionary attack would try, and the same input under another nonce.
+  for (const guess of dictionary) {
+    assert.notEqual(sha256Hex(new TextEncoder().encode(guess)), committed);
+  }
+  assert.notEqual(inputHashOf({ ...job, nonce: "another" }), committed);
+  assert.equal(inputHashOf({ ...job }), committed, "whoever holds the job can check it");
 });
