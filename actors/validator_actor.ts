@@ -218,7 +218,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return await ledger.deposit(message.key, message.amount);
       case "finalize":
         // A receipt whose challenge (or fraud check) is still open here is not paid yet.
-        return await ledger.finalizeDue({ except: this.#openReceipts() });
+        return await ledger.finalizeDue({ except: new Set(this.#held.keys()) });
       case "account":
         return ledger.account(message.key);
       case "receipt_status":
@@ -377,11 +377,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     else this.#openByWorker.delete(worker);
   }
 
-  /** Receipts whose challenge is open here: `finalize` leaves them pending. */
-  #openReceipts(): ReadonlySet<string> {
-    return new Set(this.#held.keys());
-  }
-
   #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
     const name = this.#options.network;
     if (name === undefined) return;
@@ -530,8 +525,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const ledger = this.#ledger!;
     const id = receiptId(proof.receipt);
     const heldOpen = message.own === true && this.#held.has(id);
-    const waiting = this.#fraudProofs.get(check.proofHash || fraudProofHash(proof));
-    this.#fraudProofs.set(fraudProofHash(proof), null);
+    const hash = check.proofHash || fraudProofHash(proof);
+    const waiting = this.#fraudProofs.get(hash);
+    this.#fraudProofs.set(hash, null);
     this.#stats.fraudProofsChecked++;
     try {
       if (check.inconclusive || check.reason === "malformed" || check.reason === "bad_signature") {
