@@ -160,14 +160,22 @@ async function relayedVsDirect(pinned: boolean): Promise<void> {
     await streamOnce(aUrl, "warm-a");
     const relayed: StreamRun[] = [];
     const direct: StreamRun[] = [];
+    // CPU seconds A and B spent during the relayed and the direct runs.
+    const cpu = { relayed: { a: 0, b: 0 }, direct: { a: 0, b: 0 } };
     for (let run = 0; run < RUNS; run++) {
       // Interleaved, alternating which goes first, so drift hits both alike.
       const order = run % 2 === 0 ? ["a", "b"] : ["b", "a"];
       for (const which of order) {
+        const [a0, b0] = await Promise.all([a.cpuSeconds(), b.cpuSeconds()]);
         if (which === "a") relayed.push(await streamOnce(aUrl, `a${run}`));
         else direct.push(await streamOnce(bUrl, `b${run}`));
+        const [a1, b1] = await Promise.all([a.cpuSeconds(), b.cpuSeconds()]);
+        const into = which === "a" ? cpu.relayed : cpu.direct;
+        into.a += a1 - a0;
+        into.b += b1 - b0;
       }
     }
+    const usPerToken = (s: number) => (s / (RUNS * TOKENS) * 1e6).toFixed(0);
     const rt = median(relayed.map((r) => r.tokensPerS));
     const dt = median(direct.map((r) => r.tokensPerS));
     const rf = median(relayed.map((r) => r.ttftMs));
@@ -180,10 +188,16 @@ async function relayedVsDirect(pinned: boolean): Promise<void> {
       `\nrelayed vs direct: default node config (${model}), ${placement}; ` +
         `${TOKENS} tokens, ${RUNS} interleaved runs each, medians`,
     );
-    console.log("| client | tokens/s | TTFT ms |");
-    console.log("| --- | ---: | ---: |");
-    console.log(`| on B (job on B) | ${dt.toFixed(0)} | ${df.toFixed(1)} |`);
-    console.log(`| on A (job on B, relayed) | ${rt.toFixed(0)} | ${rf.toFixed(1)} |`);
+    console.log("| client | tokens/s | TTFT ms | CPU µs/token on A | CPU µs/token on B |");
+    console.log("| --- | ---: | ---: | ---: | ---: |");
+    console.log(
+      `| on B (job on B) | ${dt.toFixed(0)} | ${df.toFixed(1)} | ` +
+        `${usPerToken(cpu.direct.a)} | ${usPerToken(cpu.direct.b)} |`,
+    );
+    console.log(
+      `| on A (job on B, relayed) | ${rt.toFixed(0)} | ${rf.toFixed(1)} | ` +
+        `${usPerToken(cpu.relayed.a)} | ${usPerToken(cpu.relayed.b)} |`,
+    );
     const ratio = rt / dt;
     const added = rf - df;
     console.log(

@@ -67,6 +67,7 @@ export function poolSizing(
     session: {
       executionProvider: options?.executionProvider,
       intraOpThreads: options?.intraOpThreads ?? Math.max(1, Math.floor(cores / workerCount)),
+      spinning: options?.spinning,
     },
   };
 }

@@ -9,6 +9,8 @@
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 /** How long a node may take to print a line we wait for (a model load on a busy 2-core box). */
 const LINE_TIMEOUT_MS = 60_000;
+/** `/proc` reports CPU time in USER_HZ ticks, 100 per second on every Linux ABI Deno runs on. */
+const CLOCK_TICKS_PER_S = 100;
 
 /** A running node process. */
 export class NodeProcess {
@@ -36,6 +38,26 @@ export class NodeProcess {
       this.#ended = true;
       for (const wake of this.#waiters) wake();
     });
+  }
+
+  /** The child's process id (of `taskset`'s exec'd program when pinned: the same process). */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /**
+   * CPU seconds (user + system) this process has used so far, all threads, from
+   * `/proc/PID/stat` (Linux; NaN elsewhere).
+   */
+  async cpuSeconds(): Promise<number> {
+    try {
+      const stat = await Deno.readTextFile(`/proc/${this.pid}/stat`);
+      // Fields after the ")" that closes the command name: utime is 14th, stime 15th overall.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+    } catch {
+      return NaN;
+    }
   }
 
   /** Start `cli.ts start ARGS` (or `script ARGS` when given), pinned to `options.cpus` if set. */
