@@ -193,6 +193,12 @@ export * from "./proof/fingerprint.ts";
 export * from "./proof/sampling_check.ts";
 export * from "./proof/challenge.ts";
 export * from "./proof/ledger.ts";
+export {
+  type ServedProof,
+  servedProofSigningBytes,
+  signServedProof,
+  verifyServedProof,
+} from "./proof/served_proof.ts";
 export * from "./proof/economics.ts";
 export * from "./proof/private_input.ts";
 export * from "./actors/prover_actor.ts";

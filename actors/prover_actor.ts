@@ -22,6 +22,7 @@ import type { Actor, ActorContext } from "./actor.ts";
 import type { ValidatorMessage } from "./validator_actor.ts";
 import type { ActorRef } from "./actor_ref.ts";
 import type { Identity } from "../protocols/identity.ts";
+import { type ServedProof, signServedProof } from "../proof/served_proof.ts";
 import type { TextJob } from "../protocols/job.ts";
 import { type Receipt, receiptId } from "../protocols/receipt.ts";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
@@ -41,7 +42,10 @@ export interface ProveMessage {
   chunks: ReadableStream<TokenChunk>;
 }
 
-/** Fetch the proof data of a receipt (a validator's challenge). Answers `ProofData | undefined`. */
+/**
+ * Fetch the proof data of a receipt (a validator's challenge), signed by this worker as served.
+ * Answers `ServedProof | undefined`.
+ */
 export interface GetProofMessage {
   /** Message tag. */
   type: "get_proof";
@@ -143,7 +147,7 @@ export class ProverActor implements Actor<ProverMessage> {
   async receive(
     message: ProverMessage,
     ctx: ActorContext<ProverMessage>,
-  ): Promise<ProveHandle | ProofData | ProverStats | undefined> {
+  ): Promise<ProveHandle | ServedProof | ProverStats | undefined> {
     switch (message.type) {
       case "prove":
         return this.#prove(message, ctx);
@@ -169,9 +173,12 @@ export class ProverActor implements Actor<ProverMessage> {
         this.#active--;
         this.#failed++;
         return undefined;
-      case "get_proof":
-        return this.#proofs.get(message.receiptId) ??
+      case "get_proof": {
+        const proof = this.#proofs.get(message.receiptId) ??
           (this.#dir ? await load(this.#dir, message.receiptId) : undefined);
+        // Signed as served: what this worker hands a challenger is evidence against it.
+        return proof && signServedProof(message.receiptId, proof, this.#identity);
+      }
       case "stats":
         return {
           active: this.#active,

@@ -3,7 +3,9 @@
  * signs verdicts, settles fraud proofs.
  *
  * Every receipt it hears about — its own worker's (origin `local`) or one a peer announced —
- * is recorded in the ledger as pending (if its worker has stake to back it). **It never
+ * is recorded in the ledger as pending if it is bound to its job and its worker has stake to
+ * back it. A receipt that contradicts its own job (more tokens than `maxTokens`, another
+ * model or parameters) is challenged on arrival, whatever the coin. **It never
  * challenges a receipt its own key signed**: a node validating itself proves nothing. Its own
  * receipts are instead handed to the NetworkActor to announce to other nodes' validators.
  * For anyone else's receipt the validator's coin (`proof/challenge.ts`) decides; a challenge
@@ -16,6 +18,12 @@
  * enter the same way, each checked before it moves a balance. A timer finalizes receipts whose
  * challenge window has closed.
  *
+ * A challenge is opened in the ledger first (`challenged`: unpaid, durably) and ends in one
+ * ledger transition: `valid` clears it (paid when the window closes), a fraud proof slashes
+ * once checked, proof data withheld past the deadline slashes (burned), and anything
+ * undecided — no model, an exception, a restart — leaves the job unpaid. A staked peer's
+ * "proof withheld" verdict makes this validator ask the worker itself.
+ *
  * The `receipt` message answers at once (recorded or not, and — in-process only — whether this
  * validator challenges it and a promise of the result), so the mailbox is never held for a
  * forward pass.
@@ -26,7 +34,12 @@ import type { Actor, ActorContext } from "./actor.ts";
 import type { ActorSystem } from "./actor_system.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { type Job, jobId as jobIdOf } from "../protocols/job.ts";
-import { parseReceipt, type Receipt, receiptId } from "../protocols/receipt.ts";
+import {
+  parseReceipt,
+  type Receipt,
+  receiptContradiction,
+  receiptId,
+} from "../protocols/receipt.ts";
 import { signVerdict, type Verdict } from "../protocols/verdict.ts";
 import {
   type FraudProof,
@@ -36,7 +49,7 @@ import {
 } from "../protocols/fraud_proof.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { toHex } from "../protocols/hash.ts";
-import type { ProofData } from "../proof/commitment.ts";
+import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
 import { challengeTicket } from "../proof/challenge.ts";
 import {
   emptyValidationStats,
@@ -85,6 +98,12 @@ export interface ValidatorActorOptions {
   challengeProbability?: number;
   /** Tolerances for validation and checking. */
   validation?: ValidationOptions;
+  /**
+   * How long a challenged worker has to serve its proof data over the network, ms (default
+   * {@link PROOF_DEADLINE_MS}). Past it the proof counts as withheld: the job is not paid and
+   * the worker's locked stake is slashed.
+   */
+  proofDeadlineMs?: number;
   /** How often to finalize due receipts, ms; default 10 s; 0 disables the timer. */
   finalizeIntervalMs?: number;
   /**
@@ -104,10 +123,34 @@ export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
  * 160 receipts in flight at once, far past an honest node's queue.
  */
 export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
+/** Peers' receipts remembered with their jobs, for taking over a withheld-proof challenge. */
+const MAX_REMEMBERED_RECEIPTS = 4096;
 /** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
 const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
-/** A proof fetch from a worker: long enough for a loaded peer, short enough to free the queue. */
-const PROOF_FETCH_TIMEOUT_MS = 30_000;
+/**
+ * How long a challenged worker has to serve its proof data (default of
+ * {@link ValidatorActorOptions.proofDeadlineMs}): long enough for a loaded peer or a restart,
+ * far inside the 10-minute challenge window.
+ */
+export const PROOF_DEADLINE_MS = 60_000;
+/** First pause before asking an unreachable worker again (doubling up to the maximum). */
+const PROOF_RETRY_MS = 500;
+const PROOF_RETRY_MAX_MS = 8_000;
+
+/** Sleep `ms`, or less if `signal` aborts first (then throw its reason). */
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
 
 /** The validator actor. */
 export class ValidatorActor implements Actor<ValidatorMessage> {
@@ -120,6 +163,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #held = new Map<string, string>();
   /** Open challenges per worker (hex): bounded, so one worker cannot fill the queue. */
   readonly #openByWorker = new Map<string, number>();
+  /** Peers' recent receipts and their jobs, by receipt id (see `#takeOverWithheld`). */
+  readonly #recent = new Map<string, { receipt: Receipt; job: Job }>();
   /** Resolvers of in-process `result` promises, by receipt id. */
   readonly #waiting = new Map<string, PromiseWithResolvers<ValidationResult>>();
   /** Fraud proofs taken, by hash (oldest evicted first), with their in-process resolvers. */
@@ -136,6 +181,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     fraudProofsChecked: 0,
     fraudProofsSkipped: 0,
     slashes: 0,
+    unresolved: 0,
     openChallenges: 0,
   };
 
@@ -155,6 +201,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#options.identity,
       this.#options.ledger,
     );
+    // Challenges open when this validator last stopped (a crash, a restart): their material is
+    // gone, so they end undecided — the job is not paid — rather than slip into payment.
+    for (const id of this.#ledger.challenged()) {
+      await this.#ledger.leaveUnresolved(id, "validator_restarted");
+      this.#stats.unresolved++;
+    }
     const every = this.#options.finalizeIntervalMs ?? DEFAULT_FINALIZE_INTERVAL_MS;
     if (every > 0) {
       const timer = setInterval(() => {
@@ -183,16 +235,26 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "fraud_checked":
         return await this.#onFraudChecked(message);
       case "challenge_failed": {
-        // Every challenge ends in a message: its hold is released here, in `receive`.
-        this.#release(message.receiptId);
-        const waiting = this.#waiting.get(message.receiptId);
-        this.#waiting.delete(message.receiptId);
-        waiting?.reject(new Error(message.reason));
-        this.#log(
-          `validator: challenge of receipt ${
-            message.receiptId.slice(0, 12)
-          } failed: ${message.reason}`,
-        );
+        // Every challenge ends in a message, and every failure in a verdict: this validator's
+        // own gap, so the job is left unpaid (not finalized) and nobody is slashed.
+        const { receipt, reason } = message;
+        const id = receiptId(receipt);
+        this.#log(`validator: challenge of receipt ${id.slice(0, 12)} failed: ${reason}`);
+        const verdict = signVerdict({
+          v: 1,
+          subject: "inference",
+          subjectId: id,
+          target: receipt.worker,
+          outcome: "inconclusive",
+          reason: "validator_error",
+          details: { message: reason.slice(0, 200) },
+          issuedAt: Date.now(),
+        }, this.#options.identity);
+        await this.#onChallenged({
+          type: "challenged",
+          receipt,
+          result: { verdict, stats: emptyValidationStats() },
+        }, ctx);
         return undefined;
       }
       case "verdict": {
@@ -203,7 +265,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
         try {
           const id = await ledger.recordVerdict(message.verdict);
-          if (fromPeer) this.#stats.peerVerdicts++;
+          if (fromPeer) {
+            this.#stats.peerVerdicts++;
+            await this.#takeOverWithheld(message.verdict, ctx);
+          }
           return id;
         } catch (error) {
           // A peer's forged verdict is refused, not a reason to crash the ledger's owner.
@@ -217,8 +282,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "deposit":
         return await ledger.deposit(message.key, message.amount);
       case "finalize":
-        // A receipt whose challenge (or fraud check) is still open here is not paid yet.
-        return await ledger.finalizeDue({ except: new Set(this.#held.keys()) });
+        // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet.
+        return await ledger.finalizeDue();
       case "account":
         return ledger.account(message.key);
       case "receipt_status":
@@ -238,33 +303,32 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const origin = message.origin;
     this.#stats.received++;
     if (origin !== undefined && origin !== "local") this.#stats.fromPeers++;
+    const refuse = (receiptId: string, refusal: string): ReceiptHandled => {
+      this.#stats.refused++;
+      return { receiptId, recorded: false, refusal, challenged: false, draw: 1 };
+    };
     let receipt: Receipt;
     try {
       receipt = parseReceipt(message.receipt);
     } catch {
       // Garbage from a peer is a normal outcome, not a reason to crash the validator.
-      this.#stats.refused++;
-      return {
-        receiptId: "",
-        recorded: false,
-        refusal: "malformed_receipt",
-        challenged: false,
-        draw: 1,
-      };
+      return refuse("", "malformed_receipt");
     }
     const id = receiptId(receipt);
-    if (message.job !== undefined) {
-      if (jobIdOf(message.job) !== receipt.jobId) {
-        this.#stats.refused++;
-        return {
-          receiptId: id,
-          recorded: false,
-          refusal: "job_mismatch",
-          challenged: false,
-          draw: 1,
-        };
-      }
+    // A receipt is recorded only bound to its job: one whose job nobody here can name is never
+    // paid here (and a validator could not check it anyway).
+    const job = message.job ?? await this.#options.source?.job?.(receipt).catch(() => undefined);
+    if (job === undefined) return refuse(id, "job_unbound");
+    let boundJobId: string | undefined;
+    try {
+      boundJobId = jobIdOf(job);
+    } catch {
+      // not a job
     }
+    if (boundJobId !== receipt.jobId) return refuse(id, "job_mismatch");
+    // The worker signed a receipt for this job that the job does not allow (more tokens than
+    // maxTokens, another model or parameters): evidence on its face, checked on every receipt.
+    const contradiction = receiptContradiction(receipt, job);
     const worker = toHex(receipt.worker);
     // Only a receipt new to this ledger is drawn for: the coin is fixed per receipt, so a copy
     // announced again (by the worker, a relay, anyone) must not buy another forward pass.
@@ -272,14 +336,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (fresh && (this.#openByWorker.get(worker) ?? 0) >= MAX_OPEN_CHALLENGES_PER_WORKER) {
       // Not recorded, so not paid here: a worker that floods this validator faster than it can
       // check gets its excess refused, never waved through unchecked.
-      this.#stats.refused++;
-      return {
-        receiptId: id,
-        recorded: false,
-        refusal: "validator_busy",
-        challenged: false,
-        draw: 1,
-      };
+      return refuse(id, "validator_busy");
     }
     let recorded = true;
     let refusal: string | undefined;
@@ -290,35 +347,72 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       refusal = (e as { code?: string }).code ?? "refused";
       this.#stats.refused++;
     }
-    if (message.announce && fresh && recorded && message.job?.kind === "text") {
+    if (message.announce && fresh && recorded && job.kind === "text") {
       // Once, when it is new here: our own work, or a job we relayed.
-      this.#tellNetwork(ctx, { type: "announce_receipt", receipt, job: message.job });
+      this.#tellNetwork(ctx, { type: "announce_receipt", receipt, job });
     }
     if (bytesEqual(receipt.worker, this.#options.identity.publicKey)) {
       // Our own work: others judge it.
       this.#stats.own++;
       return { receiptId: id, recorded, refusal, challenged: false, draw: 1 };
     }
+    if (fresh && recorded) this.#remember(receipt, job);
     const p = this.#options.challengeProbability ?? ledger.economics.challengeProbability;
     // The coin is drawn only for a receipt new here and recorded: one the ledger refused is not
     // paid here, so nothing is computed for it (and nothing about the coin ever leaves).
     const draw = fresh && recorded ? challengeTicket(this.#options.identity, id).draw : 1;
-    const challenged = draw < p;
+    const challenged = fresh && recorded && (contradiction !== null || draw < p);
     const handled: ReceiptHandled = { receiptId: id, recorded, refusal, challenged, draw };
-    if (challenged) {
-      this.#stats.challenged++;
-      const waiting = Promise.withResolvers<ValidationResult>();
-      waiting.promise.catch(() => {});
-      this.#waiting.set(id, waiting);
-      handled.result = waiting.promise;
-      this.#hold(id, worker);
-      this.#challenge(receipt, message.job, ctx.signal).then(
-        (result) => ctx.self.tell({ type: "challenged", receipt, result }),
-        (error) =>
-          ctx.self.tell({ type: "challenge_failed", receiptId: id, reason: String(error) }),
-      ).catch(() => {});
-    }
+    if (challenged) handled.result = (await this.#open(receipt, job, ctx)).result;
     return handled;
+  }
+
+  /**
+   * Open a challenge on a recorded receipt: durably `challenged` in the ledger first (so not
+   * even a crash lets it slip into payment), then the material is gathered and validated off
+   * the mailbox. Resolves once its verdict is recorded and settled.
+   */
+  async #open(
+    receipt: Receipt,
+    job: Job,
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<{ result: Promise<ValidationResult> }> {
+    const id = receiptId(receipt);
+    await this.#ledger!.openChallenge(id);
+    this.#stats.challenged++;
+    const waiting = Promise.withResolvers<ValidationResult>();
+    waiting.promise.catch(() => {});
+    this.#waiting.set(id, waiting);
+    this.#hold(id, toHex(receipt.worker));
+    this.#challenge(receipt, job, ctx.signal).then(
+      (result) => ctx.self.tell({ type: "challenged", receipt, result }),
+      (error) => ctx.self.tell({ type: "challenge_failed", receipt, reason: String(error) }),
+    ).catch(() => {});
+    return { result: waiting.promise };
+  }
+
+  /** Peers' recorded receipts with their jobs, for taking over a challenge (bounded). */
+  #remember(receipt: Receipt, job: Job): void {
+    this.#recent.set(receiptId(receipt), { receipt, job });
+    while (this.#recent.size > MAX_REMEMBERED_RECEIPTS) {
+      this.#recent.delete(this.#recent.keys().next().value!);
+    }
+  }
+
+  /**
+   * A staked peer's verdict says the worker withheld its proof data from it. That cannot be
+   * proven to a third party, so this validator asks for the data itself: a challenge passes on,
+   * and the worker that withholds from this node too is slashed here; one that serves is judged
+   * on what it served.
+   */
+  async #takeOverWithheld(verdict: Verdict, ctx: ActorContext<ValidatorMessage>): Promise<void> {
+    if (verdict.outcome !== "invalid" || verdict.reason !== "proof_unavailable") return;
+    const id = verdict.subjectId;
+    const record = this.#ledger!.receipt(id);
+    const recent = this.#recent.get(id);
+    if (record?.status !== "pending" || recent === undefined || this.#held.has(id)) return;
+    if ((this.#openByWorker.get(record.worker) ?? 0) >= MAX_OPEN_CHALLENGES_PER_WORKER) return;
+    await this.#open(recent.receipt, recent.job, ctx).catch(() => {});
   }
 
   /** A finished challenge: record, settle and spread its outcome. State changes only here. */
@@ -329,24 +423,34 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const { receipt, result } = message;
     const id = receiptId(receipt);
     const ledger = this.#ledger!;
+    const { outcome, reason } = result.verdict;
     try {
       await ledger.recordVerdict(result.verdict);
-      this.#stats.verdicts[result.verdict.outcome]++;
+      this.#stats.verdicts[outcome]++;
       this.#tellNetwork(ctx, { type: "publish_verdict", verdict: result.verdict });
       let settled: Promise<unknown> | undefined;
       if (result.fraudProof) {
         // Checked and settled like anyone's, on the work queue: never inside this message. The
-        // receipt stays held (unpaid) until then, and settles even if that is after its window.
+        // receipt stays `challenged` (unpaid) until then, and settles even after its window.
         const taken = this.#onFraudProof(result.fraudProof, ctx, true);
         settled = taken.result;
-        if (!taken.queued) this.#release(id);
+        if (!taken.queued) await this.#end(id, () => ledger.leaveUnresolved(id, "proof_skipped"));
         this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof: result.fraudProof });
+      } else if (outcome === "valid") {
+        await this.#end(id, () => ledger.clearChallenge(id));
+      } else if (outcome === "invalid" && reason === "proof_unavailable") {
+        // Withheld past the deadline (or served unsigned): the worker's failure, and no fraud
+        // proof can carry it. Not paid; the locked slash is burned.
+        await this.#end(id, () => ledger.settleFault(id, this.#options.identity.publicKey, reason));
+        this.#stats.slashes++;
       } else {
-        this.#release(id);
+        // Undecided here (no model, an error, anything else): not paid, nobody slashed.
+        await this.#end(id, () => ledger.leaveUnresolved(id, reason));
+        this.#stats.unresolved++;
       }
       this.#log(
-        `validator: challenged job ${receipt.jobId.slice(0, 12)} → ${result.verdict.outcome}` +
-          ` (${result.verdict.reason}; ${result.stats.positions} positions re-checked in ${
+        `validator: challenged job ${receipt.jobId.slice(0, 12)} → ${outcome}` +
+          ` (${reason}; ${result.stats.positions} positions re-checked in ${
             Math.round(result.stats.totalMs)
           } ms)`,
       );
@@ -358,6 +462,15 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       throw error;
     } finally {
       this.#waiting.delete(id);
+    }
+  }
+
+  /** End the challenge on `id` with one ledger transition, and release its hold. */
+  async #end(id: string, transition: () => Promise<void>): Promise<void> {
+    try {
+      await transition();
+    } finally {
+      this.#release(id);
     }
   }
 
@@ -395,29 +508,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * number at once), then validate on the serial queue (one forward pass at a time). Runs
    * outside `receive`; touches no actor state.
    */
-  async #challenge(
-    receipt: Receipt,
-    announced: Job | undefined,
-    signal: AbortSignal,
-  ): Promise<ValidationResult> {
+  async #challenge(receipt: Receipt, job: Job, signal: AbortSignal): Promise<ValidationResult> {
     const { models, identity, validation } = this.#options;
     const source = this.#options.source ?? {};
-    const job = announced ?? await source.job?.(receipt);
-    const model = await models.get(receipt.model);
-    if (!job || !model) {
-      // Without the job or the model nothing can be concluded; nothing is recorded against anyone.
-      const verdict = signVerdict({
-        v: 1,
-        subject: "inference",
-        subjectId: receiptId(receipt),
-        target: receipt.worker,
-        outcome: "inconclusive",
-        reason: job ? "model_unavailable" : "job_unavailable",
-        issuedAt: Date.now(),
-      }, identity);
-      return { verdict, stats: emptyValidationStats() };
-    }
-    const proof = receipt.kind === "text"
+    // A receipt that contradicts its own job is judged without a model or proof data (fraud
+    // kind `receipt`); without the model nothing else can be concluded here (`inconclusive`).
+    const contradicts = receiptContradiction(receipt, job) !== null;
+    const model = contradicts ? undefined : await models.get(receipt.model);
+    const served = receipt.kind === "text" && model !== undefined
       ? await this.#proofOf(receipt, source, signal)
       : undefined;
     const output = await source.output?.(receipt);
@@ -425,37 +523,62 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // that waited past the window still settles; the queue is bounded per worker instead.
     return await this.#enqueue(() => {
       signal.throwIfAborted();
-      return validateReceipt({ job, receipt, proof, output }, model, identity, {
+      const material = { job, receipt, proof: served?.proof, proofSig: served?.sig, output };
+      return validateReceipt(material, model, identity, {
         ...validation,
         signal,
       });
     });
   }
 
+  /**
+   * The worker's proof data as it served it, signed by it for this receipt; undefined when it
+   * was not served by the deadline, or not signed by the worker (both: withheld).
+   */
   async #proofOf(
     receipt: Receipt,
     source: ChallengeSource,
     signal: AbortSignal,
-  ): Promise<ProofData | undefined> {
-    if (source.proof !== undefined) return await source.proof(receipt);
+  ): Promise<ServedProof | undefined> {
+    const id = receiptId(receipt);
+    const served = await this.#fetchProof(receipt, source, signal);
+    return verifyServedProof(served, id, receipt.worker) ? served : undefined;
+  }
+
+  async #fetchProof(
+    receipt: Receipt,
+    source: ChallengeSource,
+    signal: AbortSignal,
+  ): Promise<ServedProof | undefined> {
+    if (source.proof !== undefined) return await source.proof(receipt).catch(() => undefined);
+    const id = receiptId(receipt);
+    const worker = receipt.worker;
     const name = this.#options.network;
     if (name === undefined) return undefined;
-    const network = this.#system?.lookup<NetworkMessage>(name);
-    if (network === undefined) return undefined;
-    try {
-      const connection = await network.ask<Connection | undefined>(
-        { type: "connection_to", key: receipt.worker, protocol: INFERENCE_PROTOCOL.name },
-      );
-      if (connection === undefined) return undefined;
-      const { proof } = await connection.request(
-        ProofRequestMessage,
-        { receiptId: receiptId(receipt) },
-        { timeoutMs: PROOF_FETCH_TIMEOUT_MS, signal },
-      );
-      return proof ?? undefined;
-    } catch {
-      // An unreachable worker withholds its proof: validation says so (`invalid`).
-      return undefined;
+    // The worker has until the deadline to answer: a worker that restarts, or whose connection
+    // drops and comes back, is asked again; one that answers "none" has refused.
+    const deadline = performance.now() + (this.#options.proofDeadlineMs ?? PROOF_DEADLINE_MS);
+    for (let wait = PROOF_RETRY_MS;; wait = Math.min(wait * 2, PROOF_RETRY_MAX_MS)) {
+      signal.throwIfAborted();
+      const left = deadline - performance.now();
+      if (left <= 0) return undefined; // withheld (`invalid`, `proof_unavailable`)
+      try {
+        const network = this.#system?.lookup<NetworkMessage>(name);
+        const connection = await network?.ask<Connection | undefined>(
+          { type: "connection_to", key: worker, protocol: INFERENCE_PROTOCOL.name },
+        );
+        if (connection !== undefined) {
+          const { served } = await connection.request(
+            ProofRequestMessage,
+            { receiptId: id },
+            { timeoutMs: left, signal },
+          );
+          return served ?? undefined;
+        }
+      } catch {
+        // Unreachable for now, or the connection dropped: ask again until the deadline.
+      }
+      await abortableDelay(Math.min(wait, Math.max(0, deadline - performance.now())), signal);
     }
   }
 
@@ -489,7 +612,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (this.#fraudProofs.has(hash)) return skip("duplicate");
     const id = receiptId(proof.receipt);
     const record = ledger.receipt(id);
-    if (record !== undefined && record.status !== "pending") return skip("not_pending");
+    if (record !== undefined && record.status !== "pending" && record.status !== "challenged") {
+      return skip("not_pending");
+    }
     if (ledger.account(proof.validator).stake < ledger.economics.falseAccusationPenalty) {
       return skip("unstaked_accuser");
     }
@@ -524,14 +649,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const { proof, check } = message;
     const ledger = this.#ledger!;
     const id = receiptId(proof.receipt);
-    const heldOpen = message.own === true && this.#held.has(id);
     const hash = check.proofHash || fraudProofHash(proof);
     const waiting = this.#fraudProofs.get(hash);
     this.#fraudProofs.set(hash, null);
     this.#stats.fraudProofsChecked++;
+    // This validator's own proof, from a challenge that holds the receipt `challenged`: the
+    // challenge ends here, whatever the check says.
+    const own = message.own === true && ledger.receipt(id)?.status === "challenged";
     try {
       if (check.inconclusive || check.reason === "malformed" || check.reason === "bad_signature") {
-        // Unattributable or undecidable: nothing to settle.
+        // Unattributable or undecidable: nothing to settle (and an own challenge is undecided).
+        if (own) await ledger.leaveUnresolved(id, `fraud_check_${check.reason}`);
         waiting?.resolve(check);
         return;
       }
@@ -541,14 +669,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         await ledger.recordReceipt(proof.receipt).catch(() => undefined);
       }
       const record = ledger.receipt(id);
-      if (record?.status === "pending") {
+      if (record?.status === "pending" || record?.status === "challenged") {
         const settled = await ledger.settleFraud({
           receiptId: id,
           fraudProofHash: check.proofHash,
           validator: proof.validator,
           confirmed: check.confirmed,
           reason: check.reason,
-          heldOpen,
         }).catch((error) => {
           // After the window (or raced by a copy): it changes nothing, and crashes nothing.
           if (error instanceof LedgerRejectedError) return undefined;
@@ -560,6 +687,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
             `validator: fraud on job ${proof.receipt.jobId.slice(0, 12)} confirmed; worker ` +
               `${toHexShort(proof.receipt.worker)} slashed ${record.locked}`,
           );
+        }
+        if (own && ledger.receipt(id)?.status === "challenged") {
+          // Our own accusation did not hold up (its false-accusation charge is booked above):
+          // the work stands, and is paid when its window closes.
+          if (settled !== undefined) await ledger.clearChallenge(id);
+          else await ledger.leaveUnresolved(id, "fraud_unsettled");
         }
       }
       waiting?.resolve(check);

@@ -10,7 +10,7 @@ import type { Receipt } from "../protocols/receipt.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
-import type { ProofData } from "../proof/commitment.ts";
+import type { ServedProof } from "../proof/served_proof.ts";
 import type { ValidationResult } from "../proof/validation.ts";
 import type { FraudCheckResult } from "../proof/fraud_check.ts";
 import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
@@ -19,8 +19,11 @@ import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
 export interface ChallengeSource {
   /** The job a receipt is for, when the announcement did not carry it. */
   job?(receipt: Receipt): Promise<Job | undefined>;
-  /** The worker's proof data (text jobs); default: fetched from the worker over the network. */
-  proof?(receipt: Receipt): Promise<ProofData | undefined>;
+  /**
+   * The worker's proof data (text jobs) as it served it, signed; default: fetched from the
+   * worker over the network. Undefined, or not signed by the worker: withheld.
+   */
+  proof?(receipt: Receipt): Promise<ServedProof | undefined>;
   /** The output as delivered (needed for tensor jobs; optional for text). */
   output?(receipt: Receipt): Promise<string | Record<string, TensorData> | undefined>;
 }
@@ -124,7 +127,7 @@ export interface FraudCheckedMessage {
   proof: FraudProof;
   /** What the check concluded. */
   check: FraudCheckResult;
-  /** Whether the proof is this validator's own, from a challenge it held its receipt open for. */
+  /** Whether the proof is this validator's own, from its own (ledger-held) challenge. */
   own?: boolean;
 }
 /** Internal: a challenge ended without a result (the actor stopping, an error). */
@@ -132,7 +135,7 @@ export interface ChallengeFailedMessage {
   /** Message tag. */
   type: "challenge_failed";
   /** The challenged receipt. */
-  receiptId: string;
+  receipt: Receipt;
   /** What went wrong. */
   reason: string;
 }
@@ -221,8 +224,10 @@ export interface ValidatorStats {
   fraudProofsChecked: number;
   /** Fraud proofs not checked (malformed, a copy, nothing pending, an accuser without stake). */
   fraudProofsSkipped: number;
-  /** Fraud proofs that slashed a worker here. */
+  /** Fraud proofs and faults (proof data withheld) that slashed a worker here. */
   slashes: number;
+  /** Challenges that ended undecided here (the job is not paid). */
+  unresolved: number;
   /** Challenges open now (queued or running): the depth of the validation queue. */
   openChallenges: number;
 }

@@ -28,7 +28,7 @@ import {
 import { toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import type { ProofData } from "../proof/commitment.ts";
+import type { ServedProof } from "../proof/served_proof.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import { serveInference } from "../inference/remote_port.ts";
 import type { ProverMessage } from "../actors/prover_actor.ts";
@@ -77,8 +77,8 @@ export function servePeer(
     connection.handle(ProofRequestMessage, async ({ receiptId }) => {
       const prover = system.lookup<ProverMessage>(name);
       if (prover === undefined) throw new ServiceUnavailableError("the prover");
-      const proof = await prover.ask<ProofData | undefined>({ type: "get_proof", receiptId });
-      return { proof: proof ?? null };
+      const served = await prover.ask<ServedProof | undefined>({ type: "get_proof", receiptId });
+      return { served: served ?? null };
     });
   }
   if (services.validator !== undefined) {

@@ -103,8 +103,13 @@ export function nodeCollector(sources: NodeCollectorSources): MetricsCollector {
         ),
         counter(
           "veriflow_validator_slashes_total",
-          "Fraud proofs that slashed a worker in this ledger.",
+          "Slashes in this ledger: confirmed fraud proofs and withheld proof data.",
           t.slashes,
+        ),
+        counter(
+          "veriflow_validator_unresolved_total",
+          "Challenges this validator could not decide (the job is not paid).",
+          t.unresolved,
         ),
       );
       samples.push({

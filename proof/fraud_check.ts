@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { verifyReceipt } from "../protocols/receipt.ts";
+import { receiptContradiction, verifyReceipt } from "../protocols/receipt.ts";
 import {
   type FraudProof,
   fraudProofHash,
@@ -20,7 +20,14 @@ import {
 import { verifySignature } from "../protocols/identity.ts";
 import type { TextJob } from "../protocols/job.ts";
 import { tensorOutputHash, textOutputHash } from "../protocols/receipt.ts";
-import { chunkCount, unpackTokens, verifyOpenings } from "./commitment.ts";
+import {
+  assertOpens,
+  chunkCount,
+  CommitmentMismatchError,
+  unpackTokens,
+  verifyOpenings,
+} from "./commitment.ts";
+import { verifyServedProof } from "./served_proof.ts";
 import {
   citedDistancesViolate,
   DEFAULT_FINGERPRINT_TOLERANCE,
@@ -87,9 +94,25 @@ export async function checkFraudProof(
     return done(false, "bad_signature");
   }
   const { receipt, job } = proof;
+  if (proof.kind === "receipt") {
+    const contradiction = receiptContradiction(receipt, job);
+    return done(contradiction !== null, contradiction === null ? "not_reproduced" : "confirmed");
+  }
   const rc = verifyReceipt(receipt, { job });
   if (!rc.ok) return done(false, `receipt_${rc.reason}`);
 
+  if (proof.kind === "commitment") {
+    if (!verifyServedProof(proof.served, rc.receiptId, receipt.worker)) {
+      return done(false, "served_not_signed");
+    }
+    try {
+      assertOpens(proof.served.proof, receipt.commitment.root, receipt.tokenCount);
+      return done(false, "not_reproduced");
+    } catch (e) {
+      if (e instanceof CommitmentMismatchError) return done(true, "confirmed");
+      throw e;
+    }
+  }
   if (proof.kind === "tensor") {
     if (job.kind !== "tensor" || !proof.tensorOutputs) return done(false, "malformed");
     if (tensorOutputHash(proof.tensorOutputs) !== receipt.outputHash) {

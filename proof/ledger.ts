@@ -16,8 +16,16 @@
  * Flow of a receipt: `recordReceipt` (pending; the worker's potential slash is locked from its
  * stake) → after the challenge window `finalizeDue` credits `tokens × price` → or, within the
  * window, `settleFraud` with a checked fraud proof: confirmed slashes the worker and rewards the
- * validator, refuted charges the validator for a false accusation. Storage audits and any other
- * signed verdicts go through `recordVerdict`. There is no token and no chain here: the log is a
+ * validator, refuted charges the validator for a false accusation.
+ *
+ * When the ledger's owner challenges a receipt itself, `openChallenge` moves it to `challenged`
+ * (durably: a restart mid-challenge cannot let it slip into payment), and the challenge ends in
+ * exactly one of: `clearChallenge` (verdict `valid`: pending again, paid when its window
+ * closes), `settleFraud` (a checked fraud proof), `settleFault` (a failure that is the worker's
+ * but that no fraud proof can carry, such as proof data never served: the slash is burned, not
+ * paid to anyone) or `leaveUnresolved` (the validator could not decide: the job is not paid and
+ * the worker's stake is released). A challenged receipt is paid only after a `valid` verdict.
+ * Storage audits and any other signed verdicts go through `recordVerdict`. There is no token and no chain here: the log is a
  * local signed record that a chain could anchor later.
  *
  * @module
@@ -46,6 +54,10 @@ export type LedgerEntryKind =
   | "final"
   | "fraud"
   | "false_accusation"
+  | "challenge"
+  | "cleared"
+  | "fault"
+  | "unresolved"
   | "verdict";
 
 /** One signed ledger entry. */
@@ -66,8 +78,12 @@ export interface LedgerEntry {
   sig: Uint8Array;
 }
 
-/** The state of one receipt in the ledger. */
-export type ReceiptStatus = "pending" | "final" | "fraud";
+/**
+ * The state of one receipt in the ledger: `pending` (in its window), `challenged` (this
+ * ledger's owner is checking it), `final` (paid), `fraud` (slashed, unpaid) or `unpaid` (a
+ * challenge that could not be decided: neither paid nor slashed).
+ */
+export type ReceiptStatus = "pending" | "challenged" | "final" | "fraud" | "unpaid";
 
 /** What the ledger knows about one receipt. */
 export interface ReceiptRecord {
@@ -75,7 +91,7 @@ export interface ReceiptRecord {
   receiptId: string;
   /** Hex worker key. */
   worker: string;
-  /** Pending, final, or proven fraud. */
+  /** See {@link ReceiptStatus}. */
   status: ReceiptStatus;
   /** Credit due when final (tokens × price). */
   credit: number;
@@ -170,12 +186,6 @@ export interface FraudSettlement {
   confirmed: boolean;
   /** Reason code of the check (kept for the record). */
   reason: string;
-  /**
-   * The ledger owner's own challenge of this receipt was opened inside its window (and kept the
-   * receipt from finalizing): its outcome settles even after the window. Never set for a
-   * proof that came from elsewhere.
-   */
-  heldOpen?: boolean;
 }
 
 /** The append-only ledger. Open with {@link Ledger.open}; one writer per directory. */
@@ -371,6 +381,28 @@ export class Ledger {
         this.#settledProofs.add(b.fraudProof);
         this.#account(b.validator).stake -= b.penalty as number;
         return;
+      case "challenge":
+      case "cleared": {
+        const rec = this.#receipts.get(b.receiptId);
+        if (rec) rec.status = entry.kind === "challenge" ? "challenged" : "pending";
+        return;
+      }
+      case "fault": {
+        const rec = this.#receipts.get(b.receiptId);
+        if (!rec) return;
+        rec.status = "fraud";
+        const worker = this.#account(rec.worker);
+        worker.locked -= rec.locked;
+        worker.stake -= b.slashed as number;
+        return;
+      }
+      case "unresolved": {
+        const rec = this.#receipts.get(b.receiptId);
+        if (!rec) return;
+        rec.status = "unpaid";
+        this.#account(rec.worker).locked -= rec.locked;
+        return;
+      }
       case "verdict": {
         const v = b.verdict as unknown as Verdict;
         this.#verdicts.set(verdictId(v), v);
@@ -556,14 +588,13 @@ export class Ledger {
   }
 
   /**
-   * Make every pending receipt whose window has closed final, crediting it, except those in
-   * `options.except` (their challenge is still open: they must not be paid before it ends).
-   * Returns their ids.
+   * Make every pending receipt whose window has closed final, crediting it (a `challenged` one
+   * waits for its challenge to end). Returns their ids.
    */
-  async finalizeDue(options: { except?: ReadonlySet<string> } = {}): Promise<string[]> {
+  async finalizeDue(): Promise<string[]> {
     const now = this.#now();
     const due = [...this.#receipts.values()].filter(
-      (r) => r.status === "pending" && r.pendingUntil <= now && !options.except?.has(r.receiptId),
+      (r) => r.status === "pending" && r.pendingUntil <= now,
     );
     const finalized: string[] = [];
     for (const r of due) {
@@ -593,10 +624,11 @@ export class Ledger {
     const entry = await this.#transition(kind, () => {
       const rec = this.#receipts.get(settlement.receiptId);
       if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
-      if (rec.status !== "pending") {
+      if (rec.status !== "pending" && rec.status !== "challenged") {
         throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
       }
-      if (this.#now() > rec.pendingUntil && !settlement.heldOpen) {
+      // A receipt held by this ledger's own open challenge settles even after its window.
+      if (this.#now() > rec.pendingUntil && rec.status === "pending") {
         throw new LedgerRejectedError(
           "challenge_window_closed",
           "the challenge window has closed",
@@ -631,6 +663,75 @@ export class Ledger {
         };
     });
     return entry!;
+  }
+
+  /**
+   * This ledger's owner challenges a pending receipt: it is `challenged`, and is not paid until
+   * the challenge ends (see the module doc for the four ways it can).
+   *
+   * @throws {LedgerRejectedError} when the receipt is unknown, not pending, or past its window.
+   */
+  async openChallenge(receiptId: string): Promise<void> {
+    await this.#transition("challenge", () => {
+      const rec = this.#pendingRecord(receiptId, ["pending"]);
+      if (this.#now() > rec.pendingUntil) {
+        throw new LedgerRejectedError("challenge_window_closed", "the challenge window has closed");
+      }
+      return { receiptId };
+    });
+  }
+
+  /** The challenge ended `valid`: the receipt is pending again and paid when its window closes. */
+  async clearChallenge(receiptId: string): Promise<void> {
+    await this.#transition("cleared", () => {
+      this.#pendingRecord(receiptId, ["challenged"]);
+      return { receiptId };
+    });
+  }
+
+  /**
+   * The challenge ended in a failure that is the worker's own but that no fraud proof carries
+   * (for example proof data never served by the deadline): the job is not paid and the locked
+   * slash is burned (no one is rewarded, so no one gains by claiming it).
+   *
+   * @param validator The challenger (this ledger's owner), kept for the record.
+   * @param reason Stable reason code (`proof_unavailable`, ...).
+   */
+  async settleFault(receiptId: string, validator: Uint8Array, reason: string): Promise<void> {
+    await this.#transition("fault", () => {
+      const rec = this.#pendingRecord(receiptId, ["challenged"]);
+      return { receiptId, validator: toHex(validator), reason, slashed: rec.locked };
+    });
+  }
+
+  /**
+   * The challenge could not be decided (the validator lacks the model, failed, restarted): the
+   * job is not paid, and the worker's locked stake is released.
+   */
+  async leaveUnresolved(receiptId: string, reason: string): Promise<void> {
+    await this.#transition("unresolved", () => {
+      this.#pendingRecord(receiptId, ["pending", "challenged"]);
+      return { receiptId, reason };
+    });
+  }
+
+  /** Ids of receipts whose challenge by this ledger's owner is open. */
+  challenged(): string[] {
+    return [...this.#receipts.values()].filter((r) => r.status === "challenged").map((r) =>
+      r.receiptId
+    );
+  }
+
+  #pendingRecord(receiptId: string, allowed: ReceiptStatus[]): ReceiptRecord {
+    const rec = this.#receipts.get(receiptId);
+    if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
+    if (!allowed.includes(rec.status)) {
+      throw new LedgerRejectedError(
+        "wrong_status",
+        `receipt is ${rec.status}, not ${allowed.join(" or ")}`,
+      );
+    }
+    return rec;
   }
 
   /**

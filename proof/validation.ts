@@ -25,6 +25,7 @@ import {
   parseReceipt,
   type Receipt,
   type ReceiptCheck,
+  receiptContradiction,
   receiptId,
   textOutputHash,
   verifyReceipt,
@@ -62,6 +63,7 @@ import {
   tensorExcess,
   terminationViolation,
 } from "./_common.ts";
+import { verifyServedProof } from "./served_proof.ts";
 
 /** Element-wise tolerance of tensor re-execution: |a − b| ≤ atol + rtol·|b|. */
 export interface TensorTolerance {
@@ -99,6 +101,12 @@ export interface ChallengeMaterial {
   receipt: unknown;
   /** The worker's proof data (text jobs), as served on challenge. */
   proof?: ProofData;
+  /**
+   * The worker's signature on `proof` as served. With it, data that does
+   * not open the commitment is a fraud proof of kind `commitment`; without it, only `invalid`.
+   * (See `ServedProof` in `served_proof.ts`.)
+   */
+  proofSig?: Uint8Array;
   /** The output the requester received, when known (required for tensor jobs). */
   output?: string | Record<string, TensorData>;
 }
@@ -156,7 +164,8 @@ export function emptyValidationStats(): ValidationStats {
 
 /**
  * Validate one challenged receipt with `model` (a text model for text jobs, a one-shot model
- * for tensor jobs) and sign the verdict as `validator`.
+ * for tensor jobs) and sign the verdict as `validator`. Without the model (undefined, or
+ * another CID) only what needs none is decided; the rest is `inconclusive`.
  *
  * @example
  * ```ts ignore
@@ -167,7 +176,7 @@ export function emptyValidationStats(): ValidationStats {
  */
 export async function validateReceipt(
   material: ChallengeMaterial,
-  model: ProofModel | ProofTensorModel,
+  model: ProofModel | ProofTensorModel | undefined,
   validator: Identity,
   options: ValidationOptions = {},
 ): Promise<ValidationResult> {
@@ -215,9 +224,21 @@ export async function validateReceipt(
     job: material.job,
     output: material.output,
   });
-  if (!check.ok) return finish("invalid", check.reason, undefined, { message: check.message });
+  if (!check.ok) {
+    if (receiptContradiction(material.receipt, material.job) !== null) {
+      // The worker signed a receipt for this job that the job does not allow.
+      return finish("fraud", check.reason, {
+        job: material.job,
+        receipt: material.receipt as Receipt,
+        kind: "receipt",
+        chunks: [],
+        cited: [],
+      }, { message: check.message });
+    }
+    return finish("invalid", check.reason, undefined, { message: check.message });
+  }
   const receipt = material.receipt as Receipt;
-  if (model.info.cid !== receipt.model) return finish("inconclusive", "model_unavailable");
+  if (model?.info.cid !== receipt.model) return finish("inconclusive", "model_unavailable");
 
   if (material.job.kind === "tensor") {
     return await validateTensor(material, receipt, model as ProofTensorModel, options, finish);
@@ -232,6 +253,18 @@ export async function validateReceipt(
     assertOpens(proof, receipt.commitment.root, receipt.tokenCount);
   } catch (e) {
     if (e instanceof CommitmentMismatchError) {
+      const served = { proof, sig: material.proofSig };
+      if (verifyServedProof(served, subjectId, receipt.worker)) {
+        // Signed by the worker as what it served: a mismatch anyone can check.
+        return finish("fraud", "commitment_mismatch", {
+          job,
+          receipt,
+          kind: "commitment",
+          chunks: [],
+          cited: [],
+          served,
+        }, { message: e.message });
+      }
       return finish("invalid", "commitment_mismatch", undefined, { message: e.message });
     }
     throw e;

@@ -18,6 +18,11 @@
  *   an EOS / stop string — checkable from the tokens alone;
  * - `output`: the committed tokens do not decode to the output the receipt signs;
  * - `tensor`: a one-shot job's outputs differ from re-execution beyond tolerance.
+ * - `receipt`: the worker's signed receipt names this job (its id) but contradicts it: another
+ *   model, input hash or parameters, or more tokens than `maxTokens` allows. Checked from the
+ *   job and the receipt alone.
+ * - `commitment`: the proof data the worker served on challenge, signed by the worker
+ *   (`served`), does not open the commitment in its own receipt. Checked without a model.
  *
  * @module
  */
@@ -28,13 +33,21 @@ import { type Identity, verifySignature } from "./identity.ts";
 import type { Job, TensorData } from "./job.ts";
 import { type Receipt, ReceiptSchema } from "./receipt.ts";
 import { VeriflowError } from "./errors.ts";
+import { type ServedProof, ServedProofSchema } from "../proof/served_proof.ts";
 
 /** Version of the fraud-proof format. */
 export const FRAUD_PROOF_VERSION = 1;
 const FRAUD_DOMAIN = "veriflow/fraud-proof/v1";
 
 /** What a fraud proof claims. */
-export type FraudKind = "fingerprint" | "sampling" | "termination" | "output" | "tensor";
+export type FraudKind =
+  | "fingerprint"
+  | "sampling"
+  | "termination"
+  | "output"
+  | "tensor"
+  | "receipt"
+  | "commitment";
 
 /** One opened chunk of the commitment (same shape as `proof/commitment.ts` `ChunkOpening`). */
 export interface FraudChunk {
@@ -80,6 +93,8 @@ export interface FraudProof {
   cited: CitedPosition[];
   /** Tensor jobs: the outputs the worker delivered (they hash to the receipt's output hash). */
   tensorOutputs?: Record<string, TensorData>;
+  /** Kind `commitment`: the proof data as the worker served and signed it. */
+  served?: ServedProof;
   /** Unix ms of issue. */
   issuedAt: number;
   /** The validator's public key. */
@@ -97,7 +112,15 @@ const tensorSchema = z.object({ type: z.string(), dims: z.array(z.number().int()
 /** Zod schema of a fraud proof on the wire (the job is checked loosely; the checker re-derives its id). */
 export const FraudProofSchema: z.ZodType<FraudProof> = z.object({
   v: z.literal(FRAUD_PROOF_VERSION),
-  kind: z.enum(["fingerprint", "sampling", "termination", "output", "tensor"]),
+  kind: z.enum([
+    "fingerprint",
+    "sampling",
+    "termination",
+    "output",
+    "tensor",
+    "receipt",
+    "commitment",
+  ]),
   job: z.object({ kind: z.enum(["text", "tensor"]), model: z.string(), nonce: z.string() })
     .passthrough(),
   receipt: ReceiptSchema,
@@ -116,6 +139,7 @@ export const FraudProofSchema: z.ZodType<FraudProof> = z.object({
     hi: z.number().optional(),
   })).max(4096),
   tensorOutputs: z.record(z.string(), tensorSchema).optional(),
+  served: ServedProofSchema.optional(),
   issuedAt: z.number().nonnegative(),
   validator: bytes.refine((b) => b.length === 32),
   sig: bytes.refine((b) => b.length === 64),

@@ -10,7 +10,7 @@
  *                                             { start } { token }… { end: summary + receipt }
  *   (cancel: the connection's `cancel` from the requester, its `error` from the worker)
  *   inference.list_models {}               → inference.models { models }
- *   inference.get_proof { receiptId }      → inference.proof { proof | null }
+ *   inference.get_proof { receiptId }      → inference.proof { served: { proof, sig } | null }
  *
  * validation (a node that keeps a ledger serves it)
  *   validation.receipt  { receipt, job }   → validation.receipt_ack { recorded, refusal? }
@@ -33,7 +33,7 @@ import { type TextJob, textJobSchema } from "./job.ts";
 import { type Receipt, ReceiptSchema } from "./receipt.ts";
 import { type Verdict, VerdictSchema } from "./verdict.ts";
 import { type FraudProof, FraudProofSchema } from "./fraud_proof.ts";
-import { type ProofData, ProofDataSchema } from "../proof/commitment.ts";
+import { type ServedProof, ServedProofSchema } from "../proof/served_proof.ts";
 import { defineMessage, type MessageDefinition } from "./message_registry.ts";
 import { defineProtocol, type Protocol } from "./connection_protocols.ts";
 import { type StakePledge, StakePledgeSchema } from "./stake_pledge.ts";
@@ -208,14 +208,17 @@ export const ListModelsMessage: MessageDefinition<Record<string, never>, ModelLi
 
 /** Body of `inference.proof`. */
 export interface ProofBody {
-  /** The proof data the worker committed to, or null when it holds none for that receipt. */
-  proof: ProofData | null;
+  /**
+   * The proof data the worker committed to, signed by the worker for this receipt, or null
+   * when it holds none.
+   */
+  served: ServedProof | null;
 }
 
 /** Reply to `inference.get_proof`. */
 export const ProofMessage: MessageDefinition<ProofBody> = defineMessage(
   "inference.proof",
-  z.object({ proof: ProofDataSchema.nullable() }),
+  z.object({ served: ServedProofSchema.nullable() }),
 );
 
 /** Body of `inference.get_proof`. */

@@ -293,3 +293,30 @@ export function verifyReceipt(value: unknown, options: VerifyReceiptOptions = {}
 function encodeKey(v: unknown): string {
   return sha256Hex(encodeCanonical(v));
 }
+
+/** Ways a correctly signed receipt can contradict the job it names. */
+const CONTRADICTIONS = new Set([
+  "job_mismatch",
+  "model_mismatch",
+  "input_mismatch",
+  "params_mismatch",
+  "token_count",
+]);
+
+/**
+ * Why the worker's own signed receipt contradicts `job` — another model, input or parameters,
+ * more tokens than the job allows — though it names that job's id; null when it does not (or
+ * is not the worker's signed statement about this job at all). Needs no model: what makes a
+ * fraud proof of kind `receipt`.
+ */
+export function receiptContradiction(receipt: unknown, job: Job): string | null {
+  const signed = verifyReceipt(receipt);
+  if (!signed.ok) return null;
+  try {
+    if (jobId(job) !== (receipt as { jobId: string }).jobId) return null;
+  } catch {
+    return null; // not a job at all
+  }
+  const check = verifyReceipt(receipt, { job });
+  return !check.ok && CONTRADICTIONS.has(check.reason) ? check.reason : null;
+}

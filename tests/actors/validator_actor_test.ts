@@ -22,7 +22,7 @@ import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { validateReceipt } from "../../proof/validation.ts";
-import type { ProofData } from "../../proof/commitment.ts";
+import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { loadFixture, manualStream } from "../proof/_models.ts";
 
@@ -52,7 +52,7 @@ async function setup(identity: Identity) {
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: "validator-test" });
   const told: NetworkMessage[] = [];
-  const proofs = new Map<string, ProofData>();
+  const proofs = new Map<string, ServedProof>();
   await system.spawn<NetworkMessage>({ name: NETWORK, factory: () => new RecordingNetwork(told) });
   const validator = await system.spawn<ValidatorMessage>({
     name: "node/validator",
@@ -82,7 +82,8 @@ async function setup(identity: Identity) {
     // A cheat runs another model (other weights) under the honest model's CID.
     const model = cheat ? f.otherSeed : f.honest;
     const proved = await proveJob(job, manualStream(() => model, ids, job.params), worker);
-    proofs.set(receiptId(proved.receipt), proved.proof);
+    const id = receiptId(proved.receipt);
+    proofs.set(id, signServedProof(id, proved.proof, worker));
     return { job, receipt: proved.receipt };
   };
   const stats = () => validator.ask<ValidatorStats>({ type: "stats" });
@@ -92,7 +93,7 @@ async function setup(identity: Identity) {
   };
   const accuse = async (accuser: Identity, job: TextJob, receipt: Receipt) => {
     const { fraudProof } = await validateReceipt(
-      { job, receipt, proof: proofs.get(receiptId(receipt)) },
+      { job, receipt, proof: proofs.get(receiptId(receipt))?.proof },
       f.honest,
       accuser,
     );

@@ -19,7 +19,8 @@ import {
 import { Identity } from "../../protocols/identity.ts";
 import { type Job, jobId, type TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { openChunks, type ProofData } from "../../proof/commitment.ts";
+import { openChunks } from "../../proof/commitment.ts";
+import { type ServedProof, verifyServedProof } from "../../proof/served_proof.ts";
 import { signFraudProof } from "../../protocols/fraud_proof.ts";
 import type { FraudCheckResult } from "../../proof/fraud_check.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
@@ -53,7 +54,7 @@ Deno.test("actors: honest job is final and credited; a cheat is proven, slashed 
           source: {
             job: (r: Receipt) => Promise.resolve(jobs.get(r.jobId)),
             proof: (r: Receipt) =>
-              prover.ask<ProofData | undefined>({ type: "get_proof", receiptId: receiptId(r) }),
+              prover.ask<ServedProof | undefined>({ type: "get_proof", receiptId: receiptId(r) }),
           },
         }),
     });
@@ -90,7 +91,7 @@ Deno.test("actors: honest job is final and credited; a cheat is proven, slashed 
     // A false accusation against the honest receipt is refuted and costs its signer.
     const mallory = Identity.generate();
     await validator.ask({ type: "deposit", key: mallory.publicKey, amount: 500 });
-    const proofData = await prover.ask<ProofData>({
+    const { proof: proofData } = await prover.ask<ServedProof>({
       type: "get_proof",
       receiptId: receiptId(honestReceipt),
     });
@@ -192,9 +193,12 @@ Deno.test("prover actor persists proof data and serves it after a restart", asyn
       name: "prover",
       factory: () => new ProverActor({ identity, dir }),
     });
-    const proof = await prover.ask<ProofData | undefined>({ type: "get_proof", receiptId: id });
-    assert.ok(proof);
-    assert.equal(proof.tokens.length, 8 * 2);
+    const served = await prover.ask<ServedProof | undefined>({ type: "get_proof", receiptId: id });
+    assert.ok(served);
+    assert.equal(served.proof.tokens.length, 8 * 2);
+    // Signed by the worker for this receipt, so what it served is evidence against it.
+    assert.ok(verifyServedProof(served, id, identity.publicKey));
+    assert.ok(!verifyServedProof(served, "00".repeat(32), identity.publicKey));
     assert.equal(await prover.ask({ type: "get_proof", receiptId: "00".repeat(32) }), undefined);
   } finally {
     await system.shutdown();

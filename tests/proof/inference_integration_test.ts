@@ -14,7 +14,7 @@ import { ProverActor, proverHook, type ProverMessage } from "../../actors/prover
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId, verifyReceipt } from "../../protocols/receipt.ts";
-import type { ProofData } from "../../proof/commitment.ts";
+import type { ServedProof } from "../../proof/served_proof.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import { loadFixture } from "./_models.ts";
 
@@ -53,9 +53,12 @@ Deno.test("inference actor + prover hook: streamed output matches the receipt an
     const receipt = summary.receipt as Receipt;
     assert.ok(receipt, `no receipt: ${JSON.stringify(summary.error)}`);
     assert.ok(verifyReceipt(receipt, { job, output, worker: worker.publicKey }).ok);
-    const proof = await prover.ask<ProofData>({ type: "get_proof", receiptId: receiptId(receipt) });
+    const served = await prover.ask<ServedProof>({
+      type: "get_proof",
+      receiptId: receiptId(receipt),
+    });
     const result = await validateReceipt(
-      { job, receipt, proof, output },
+      { job, receipt, proof: served.proof, proofSig: served.sig, output },
       f.honestThreads,
       Identity.generate(),
     );

@@ -312,3 +312,73 @@ Deno.test("one payment per job: re-signed with other timings, signed again under
     await assert.rejects(() => ledger.recordReceipt(retimed), { code: "job_already_recorded" });
     await ledger.close();
   }));
+
+Deno.test("ledger: a challenged receipt is paid only after it is cleared; fault slashes, unresolved releases, and each survives a restart", () =>
+  withLedger(async (dir, clock) => {
+    const options = { now: () => clock.t, economics: { challengeWindowMs: 100 } };
+    let ledger = await Ledger.open(dir, owner, options);
+    await ledger.deposit(worker.publicKey, 1000);
+    const [valid, withheld, undecided] = [receipt(20, 2), receipt(21, 3), receipt(22, 4)];
+    for (const r of [valid, withheld, undecided]) {
+      await ledger.recordReceipt(r);
+      await ledger.openChallenge(receiptId(r));
+    }
+    assert.deepEqual(
+      ledger.challenged().sort(),
+      [valid, withheld, undecided].map(receiptId).sort(),
+    );
+    // A receipt challenged twice, or cleared without a challenge, is refused.
+    await assert.rejects(() => ledger.openChallenge(receiptId(valid)), LedgerRejectedError);
+    clock.t += 100;
+    assert.deepEqual(await ledger.finalizeDue(), [], "nothing challenged is paid");
+    // The challenge survives a restart: still challenged, still unpaid.
+    await ledger.close();
+    ledger = await Ledger.open(dir, owner, options);
+    assert.equal(ledger.receipt(receiptId(valid))!.status, "challenged");
+    await ledger.clearChallenge(receiptId(valid));
+    await assert.rejects(() => ledger.clearChallenge(receiptId(valid)), LedgerRejectedError);
+    await ledger.settleFault(receiptId(withheld), owner.publicKey, "proof_unavailable");
+    await ledger.leaveUnresolved(receiptId(undecided), "model_unavailable");
+    assert.deepEqual(await ledger.finalizeDue(), [receiptId(valid)]);
+    const check = (l: Ledger) => {
+      assert.equal(l.receipt(receiptId(valid))!.status, "final");
+      assert.equal(l.receipt(receiptId(withheld))!.status, "fraud");
+      assert.equal(l.receipt(receiptId(undecided))!.status, "unpaid");
+      // Paid for the valid one only; the withheld one's slash (3 tokens × 20) is gone.
+      assert.deepEqual(l.account(worker.publicKey), { balance: 2, stake: 1000 - 60, locked: 0 });
+      assert.equal(l.account(owner.publicKey).balance, 0, "a fault rewards nobody");
+    };
+    check(ledger);
+    await ledger.close();
+    ledger = await Ledger.open(dir, owner, options);
+    check(ledger);
+    await ledger.close();
+  }));
+
+Deno.test("ledger: a fraud proof settles a receipt held by an open challenge even after its window, but not a pending one", () =>
+  withLedger(async (dir, clock) => {
+    const ledger = await Ledger.open(dir, owner, {
+      now: () => clock.t,
+      economics: { challengeWindowMs: 100 },
+    });
+    await ledger.deposit(worker.publicKey, 1000);
+    await ledger.deposit(validator.publicKey, 500);
+    const [held, open] = [receipt(30, 5), receipt(31, 5)];
+    await ledger.recordReceipt(held);
+    await ledger.recordReceipt(open);
+    await ledger.openChallenge(receiptId(held));
+    clock.t += 101;
+    const settle = (r: Receipt, hash: string) =>
+      ledger.settleFraud({
+        receiptId: receiptId(r),
+        fraudProofHash: hash,
+        validator: validator.publicKey,
+        confirmed: true,
+        reason: "confirmed",
+      });
+    await settle(held, "aa".repeat(32));
+    await assert.rejects(() => settle(open, "bb".repeat(32)), /challenge window has closed/);
+    assert.equal(ledger.receipt(receiptId(held))!.status, "fraud");
+    await assert.rejects(() => ledger.openChallenge(receiptId(open)), /window has closed/);
+    await ledger.close();
+  }));

@@ -1,0 +1,406 @@
+/**
+ * Settlement: every way a challenge can end has a ledger consequence, and a caught cheater never
+ * keeps its pay. Each test drives a ValidatorActor the way the network does (a peer's receipt
+ * with its job) and asserts the **ledger outcome** — the receipt's status, the worker's stake
+ * and balance after the window closes — not only the verdict.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import {
+  type ReceiptHandled,
+  ValidatorActor,
+  type ValidatorMessage,
+  type ValidatorStats,
+} from "../../actors/validator_actor.ts";
+import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
+import { signVerdict } from "../../protocols/verdict.ts";
+import { proveJob } from "../../proof/prover.ts";
+import { checkFraudProof } from "../../proof/fraud_check.ts";
+import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import type { FraudProof } from "../../protocols/fraud_proof.ts";
+import { loadFixture, manualStream } from "./_models.ts";
+
+const f = await loadFixture();
+const WORKER_STAKE = 10_000;
+const START = 1_000_000;
+const AFTER_WINDOW = START + DEFAULT_ECONOMICS.challengeWindowMs + 1;
+
+/** What the worker answers a challenge with, per receipt id (a promise: answers later). */
+type Answer = ServedProof | undefined | Promise<ServedProof | undefined>;
+
+interface Options {
+  /** Challenge probability (default 1). */
+  p?: number;
+  /** Models (default: the honest model by CID). */
+  models?: ValidatorModelSource;
+}
+
+async function setup(options: Options = {}) {
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const clock = { t: START };
+  const dir = await Deno.makeTempDir();
+  const answers = new Map<string, Answer>();
+  /** Never answers until the test ends: a worker (or a validator) stuck mid-challenge. */
+  const hanging = Promise.withResolvers<undefined>();
+  let system = new ActorSystem({ name: "settlement-test" });
+  const spawn = (s: ActorSystem) =>
+    s.spawn<ValidatorMessage>({
+      name: "node/validator",
+      factory: () =>
+        new ValidatorActor({
+          identity: me,
+          ledgerDir: `${dir}/ledger`,
+          ledger: { now: () => clock.t },
+          challengeProbability: options.p ?? 1,
+          finalizeIntervalMs: 0,
+          models: options.models ?? {
+            get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
+          },
+          source: {
+            proof: (r: Receipt) => Promise.resolve(answers.get(receiptId(r))),
+          },
+        }),
+    });
+  let validator = await spawn(system);
+  await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
+  await validator.ask({ type: "deposit", key: me.publicKey, amount: 1_000 });
+
+  let n = 0;
+  /** An honest receipt of `worker` (the worker answers a challenge with its signed proof). */
+  const prove = async (overrides: Partial<TextJob> = {}) => {
+    const job: TextJob = {
+      kind: "text",
+      model: f.honest.info.cid,
+      prompt: "Settle this",
+      params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
+      nonce: `job-${n++}`,
+      ...overrides,
+    };
+    const ids = f.honest.tokenizer.encode(job.prompt);
+    const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+    const id = receiptId(proved.receipt);
+    answers.set(id, signServedProof(id, proved.proof, worker));
+    return { job, receipt: proved.receipt, proof: proved.proof, id };
+  };
+  const submit = (receipt: unknown, job?: TextJob) =>
+    validator.ask<ReceiptHandled>({ type: "receipt", receipt, job, origin: "ab".repeat(32) });
+  const account = (key: Uint8Array) => validator.ask<Account>({ type: "account", key });
+  const status = async (id: string) =>
+    (await validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
+      ?.status;
+  /** Close the window and finalize: what is paid is paid now. */
+  const closeWindow = async () => {
+    clock.t = AFTER_WINDOW;
+    await validator.ask({ type: "finalize" });
+  };
+  const stats = () => validator.ask<ValidatorStats>({ type: "stats" });
+  const restart = async () => {
+    await system.shutdown();
+    system = new ActorSystem({ name: "settlement-test-2" });
+    validator = await spawn(system);
+  };
+  const close = async () => {
+    hanging.resolve(undefined);
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  };
+  return {
+    me,
+    worker,
+    answers,
+    hang: hanging.promise,
+    prove,
+    submit,
+    account,
+    status,
+    closeWindow,
+    stats,
+    restart,
+    close,
+    get validator() {
+      return validator;
+    },
+  };
+}
+
+/** The credit and the slash of one receipt of `tokens` tokens under the default economics. */
+function priceOf(tokens: number) {
+  const credit = tokens * DEFAULT_ECONOMICS.defaultTokenPrice;
+  return { credit, slash: credit * DEFAULT_ECONOMICS.slashMultiplier };
+}
+
+Deno.test("an honest challenged receipt is paid once its window closes, and nothing is slashed", async () => {
+  const t = await setup();
+  try {
+    const { job, receipt, id } = await t.prove();
+    const handled = await t.submit(receipt, job);
+    assert.equal(handled.challenged, true);
+    assert.equal((await handled.result!).verdict.outcome, "valid");
+    assert.equal(await t.status(id), "pending", "cleared: pending again until the window closes");
+    await t.closeWindow();
+    assert.equal(await t.status(id), "final");
+    const acc = await t.account(t.worker.publicKey);
+    assert.deepEqual(acc, {
+      balance: priceOf(receipt.tokenCount).credit,
+      stake: WORKER_STAKE,
+      locked: 0,
+    });
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("withheld proof data: not paid, and the locked slash is taken", async () => {
+  const t = await setup();
+  try {
+    const { job, receipt, id } = await t.prove();
+    t.answers.set(id, undefined);
+    const result = await (await t.submit(receipt, job)).result!;
+    assert.equal(result.verdict.outcome, "invalid");
+    assert.equal(result.verdict.reason, "proof_unavailable");
+    await t.closeWindow();
+    assert.equal(await t.status(id), "fraud");
+    const acc = await t.account(t.worker.publicKey);
+    const { slash } = priceOf(receipt.tokenCount);
+    assert.deepEqual(acc, { balance: 0, stake: WORKER_STAKE - slash, locked: 0 });
+    // Nobody earns from a withheld proof (no fraud proof backs it): the slash is burned.
+    assert.equal((await t.account(t.me.publicKey)).balance, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("proof data signed by someone else counts as withheld", async () => {
+  const t = await setup();
+  try {
+    const { job, receipt, id, proof } = await t.prove();
+    t.answers.set(id, signServedProof(id, proof, Identity.generate()));
+    const result = await (await t.submit(receipt, job)).result!;
+    assert.equal(result.verdict.reason, "proof_unavailable");
+    await t.closeWindow();
+    assert.equal(await t.status(id), "fraud");
+    assert.equal((await t.account(t.worker.publicKey)).balance, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("served proof data that does not open the worker's own commitment: a fraud proof any node confirms without a model, worker slashed", async () => {
+  const t = await setup();
+  try {
+    const { job, receipt, id, proof } = await t.prove();
+    const tokens = proof.tokens.slice();
+    tokens[tokens.length - 1] ^= 1;
+    // The worker signs what it serves, so serving other data than it committed to convicts it.
+    t.answers.set(id, signServedProof(id, { ...proof, tokens }, t.worker));
+    const result = await (await t.submit(receipt, job)).result!;
+    assert.equal(result.verdict.outcome, "fraud");
+    assert.equal(result.fraudProof?.kind, "commitment");
+    const check = await checkFraudProof(result.fraudProof, undefined);
+    assert.equal(check.confirmed, true, check.reason);
+    await t.closeWindow();
+    assert.equal(await t.status(id), "fraud");
+    const { slash } = priceOf(receipt.tokenCount);
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: 0,
+      stake: WORKER_STAKE - slash,
+      locked: 0,
+    });
+    assert.equal(
+      (await t.account(t.me.publicKey)).balance,
+      slash * DEFAULT_ECONOMICS.validatorRewardShare,
+    );
+    // The same proof with the honest data (what the worker committed to) is refuted.
+    const honest = { ...result.fraudProof!, served: signServedProof(id, proof, t.worker) };
+    assert.equal((await checkFraudProof(honest, undefined)).confirmed, false);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a receipt claiming 10× maxTokens is caught on arrival, without the coin or a model, and slashed", async () => {
+  // Challenge probability 0: the coin never fires; the contradiction is checked on every receipt.
+  const t = await setup({ p: 0 });
+  try {
+    const { job, receipt } = await t.prove();
+    const { sig: _sig, worker: _worker, ...unsigned } = receipt;
+    const inflated = signReceipt({ ...unsigned, tokenCount: job.params.maxTokens * 10 }, t.worker);
+    const id = receiptId(inflated);
+    const handled = await t.submit(inflated, job);
+    assert.equal(handled.recorded, true);
+    assert.equal(handled.challenged, true);
+    const result = await handled.result!;
+    assert.equal(result.verdict.outcome, "fraud");
+    assert.equal(result.fraudProof?.kind, "receipt");
+    assert.equal((await checkFraudProof(result.fraudProof, undefined)).confirmed, true);
+    await t.closeWindow();
+    assert.equal(await t.status(id), "fraud");
+    const { slash } = priceOf(inflated.tokenCount);
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: 0,
+      stake: WORKER_STAKE - slash,
+      locked: 0,
+    });
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a receipt whose job cannot be bound is never recorded, so never paid", async () => {
+  const t = await setup();
+  try {
+    const { job, receipt, id } = await t.prove();
+    const unbound = await t.submit(receipt);
+    assert.deepEqual([unbound.recorded, unbound.refusal], [false, "job_unbound"]);
+    const other = await t.submit(receipt, { ...job, nonce: "another job" });
+    assert.deepEqual([other.recorded, other.refusal], [false, "job_mismatch"]);
+    await t.closeWindow();
+    assert.equal(await t.status(id), undefined);
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: 0,
+      stake: WORKER_STAKE,
+      locked: 0,
+    });
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a model the validator cannot get: inconclusive, and the job is not paid (nobody slashed)", async () => {
+  const t = await setup({ models: { get: () => Promise.resolve(undefined) } });
+  try {
+    const { job, receipt, id } = await t.prove();
+    const result = await (await t.submit(receipt, job)).result!;
+    assert.equal(result.verdict.outcome, "inconclusive");
+    assert.equal(result.verdict.reason, "model_unavailable");
+    await t.closeWindow();
+    assert.equal(await t.status(id), "unpaid");
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: 0,
+      stake: WORKER_STAKE,
+      locked: 0,
+    });
+    assert.equal((await t.stats()).unresolved, 1);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("input that makes the validator throw becomes a signed inconclusive verdict, and the job is not paid", async () => {
+  const t = await setup({
+    models: { get: () => Promise.reject(new Error("the model file is corrupt")) },
+  });
+  try {
+    const { job, receipt, id } = await t.prove();
+    const handled = await t.submit(receipt, job);
+    const result = await handled.result!;
+    assert.equal(result.verdict.outcome, "inconclusive");
+    assert.equal(result.verdict.reason, "validator_error");
+    await t.closeWindow();
+    assert.equal(await t.status(id), "unpaid");
+    assert.equal((await t.account(t.worker.publicKey)).balance, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a validator restarted mid-challenge leaves the receipt unpaid, never final", async () => {
+  const t = await setup();
+  try {
+    const { job, receipt, id } = await t.prove();
+    t.answers.set(id, t.hang);
+    const handled = await t.submit(receipt, job);
+    assert.equal(handled.challenged, true);
+    assert.equal(await t.status(id), "challenged");
+    await t.restart();
+    await t.closeWindow();
+    assert.equal(await t.status(id), "unpaid");
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: 0,
+      stake: WORKER_STAKE,
+      locked: 0,
+    });
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a staked peer's 'proof withheld' verdict passes the challenge on: withheld here too is slashed here, served is judged", async () => {
+  // This validator's own coin never fires (p = 0): only the peer's verdict makes it ask.
+  const t = await setup({ p: 0 });
+  try {
+    const peer = Identity.generate();
+    await t.validator.ask({ type: "deposit", key: peer.publicKey, amount: 1_000 });
+    const withheld = await t.prove();
+    const served = await t.prove();
+    t.answers.set(withheld.id, undefined);
+    for (const r of [withheld, served]) {
+      assert.equal((await t.submit(r.receipt, r.job)).challenged, false);
+      const verdict = signVerdict({
+        v: 1,
+        subject: "inference",
+        subjectId: r.id,
+        target: t.worker.publicKey,
+        outcome: "invalid",
+        reason: "proof_unavailable",
+        issuedAt: START,
+      }, peer);
+      await t.validator.ask({ type: "verdict", verdict, origin: "cd".repeat(32) });
+    }
+    // The taken-over challenges run off the mailbox; wait (polling, up to 30 s) for both to end.
+    for (let i = 0; i < 3000 && (await t.stats()).openChallenges > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal((await t.stats()).challenged, 2);
+    await t.closeWindow();
+    assert.equal(await t.status(withheld.id), "fraud");
+    assert.equal(await t.status(served.id), "final");
+    const { credit, slash } = priceOf(served.receipt.tokenCount);
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: credit,
+      stake: WORKER_STAKE - priceOf(withheld.receipt.tokenCount).slash,
+      locked: 0,
+    });
+    assert.ok(slash > 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a confirmed fraud (tampered model) is never paid, even when its settlement lands after the window", async () => {
+  const t = await setup();
+  try {
+    const job: TextJob = {
+      kind: "text",
+      model: f.honest.info.cid,
+      prompt: "Settle this",
+      params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
+      nonce: "cheat",
+    };
+    const ids = f.honest.tokenizer.encode(job.prompt);
+    const proved = await proveJob(job, manualStream(() => f.otherSeed, ids, job.params), t.worker);
+    const id = receiptId(proved.receipt);
+    // The worker answers only after the window has closed (and a finalize pass has run).
+    const late = Promise.withResolvers<ServedProof>();
+    t.answers.set(id, late.promise);
+    const handled = await t.submit(proved.receipt, job);
+    await t.closeWindow();
+    assert.equal(await t.status(id), "challenged", "not paid while its challenge is open");
+    late.resolve(signServedProof(id, proved.proof, t.worker));
+    const result = await handled.result!;
+    assert.equal(result.verdict.outcome, "fraud");
+    assert.equal((result.fraudProof as FraudProof).kind, "fingerprint");
+    await t.closeWindow();
+    assert.equal(await t.status(id), "fraud");
+    assert.equal((await t.account(t.worker.publicKey)).balance, 0);
+    assert.ok((await t.account(t.worker.publicKey)).stake < WORKER_STAKE);
+  } finally {
+    await t.close();
+  }
+});
