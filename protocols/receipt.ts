@@ -31,6 +31,8 @@ import { VeriflowError } from "./errors.ts";
 /** Version of the receipt format. */
 export const RECEIPT_VERSION = 1;
 const RECEIPT_DOMAIN = "veriflow/receipt/v1";
+/** Domain of the receipt id (v2: timings left out). */
+const RECEIPT_ID_DOMAIN = "veriflow/receipt-id/v2";
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /** The commitment a text receipt signs (see `proof/commitment.ts`). */
@@ -160,9 +162,15 @@ export function receiptSigningBytes(receipt: UnsignedReceipt | Receipt): Uint8Ar
   return encodeCanonical({ domain: RECEIPT_DOMAIN, receipt: unsigned });
 }
 
-/** The receipt id: hex SHA-256 of its signing bytes (stable, independent of the signature). */
+/**
+ * The receipt id: hex SHA-256 of what the receipt claims about the work — everything it signs
+ * except its timings (and the signature). Timings are the worker's own report, not the work:
+ * the same computation re-signed with other timings is the same receipt (one id, one coin, one
+ * payment), while any other difference (tokens, fingerprints, output, worker) is another one.
+ */
 export function receiptId(receipt: UnsignedReceipt | Receipt): string {
-  return sha256Hex(receiptSigningBytes(receipt));
+  const { sig: _sig, timings: _timings, ...work } = receipt as Receipt;
+  return sha256Hex(encodeCanonical({ domain: RECEIPT_ID_DOMAIN, receipt: work }));
 }
 
 /**
