@@ -138,6 +138,7 @@ export {
   RECEIPT_VERSION,
   type ReceiptCheck,
   type ReceiptCommitment,
+  receiptContradiction,
   type ReceiptFailure,
   receiptId,
   receiptSigningBytes,
@@ -149,6 +150,13 @@ export {
   verifyReceipt,
   type VerifyReceiptOptions,
 } from "./protocols/receipt.ts";
+export {
+  ASSIGNMENT_VERSION,
+  assignmentSigningBytes,
+  type JobAssignment,
+  signAssignment,
+  verifyAssignment,
+} from "./protocols/assignment.ts";
 export {
   MalformedVerdictError,
   parseVerdict,

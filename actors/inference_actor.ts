@@ -151,9 +151,19 @@ export interface InferenceActorOptions {
   queueLimit?: number;
   /** The prover hook, called once per text job with the prover's branch of the stream. */
   prover?: ProverHook;
+  /**
+   * Whether this worker has already signed a receipt for a job id (durably: the node asks its
+   * ledger). With a prover, a job id is run once: a second run could yield a receipt that
+   * differs in its last bits, and two different receipts for one job are equivocation, which
+   * is slashed. Jobs finished since this actor started are remembered without asking.
+   */
+  receiptSigned?: (jobId: string) => Promise<boolean> | boolean;
   /** Clock in milliseconds; default `performance.now`. Injected by tests. */
   now?: () => number;
 }
+
+/** Job ids finished here remembered in memory (the durable check is `receiptSigned`). */
+const REMEMBERED_FINISHED_JOBS = 65_536;
 
 /** Default jobs per model computed at once. */
 export const DEFAULT_CONCURRENCY = 4;
@@ -203,6 +213,9 @@ export class InferenceActor implements Actor<InferenceMessage> {
   #now: () => number;
   #lanes = new Map<string, ModelLane>();
   #jobs = new Map<string, JobEntry>();
+  /** Ids of text jobs that finished here with a prover (so with a signed receipt). */
+  #finished = new Set<string>();
+  #receiptSigned?: (jobId: string) => Promise<boolean> | boolean;
   #runnerSeq = 0;
   #stats: InferenceStats = emptyInferenceStats();
 
@@ -216,6 +229,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     this.#concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     this.#queueLimit = options.queueLimit ?? DEFAULT_QUEUE_LIMIT;
     this.#prover = options.prover;
+    this.#receiptSigned = options.receiptSigned;
     this.#now = options.now ?? (() => performance.now());
     if (!(this.#concurrency >= 1)) throw new RangeError("concurrency must be at least 1");
     if (!(this.#queueLimit >= 0)) throw new RangeError("queueLimit must not be negative");
@@ -251,6 +265,12 @@ export class InferenceActor implements Actor<InferenceMessage> {
     const submittedAt = this.#now();
     const id = computeJobId(job);
     if (this.#jobs.has(id)) return { accepted: false, error: new DuplicateJobError(id) };
+    if (job.kind === "text" && this.#prover !== undefined) {
+      // A ledger that cannot answer now (restarting) is not a reason to refuse or to crash.
+      const signed = this.#finished.has(id) ||
+        await Promise.resolve(this.#receiptSigned?.(id)).catch(() => false);
+      if (signed) return { accepted: false, error: new DuplicateJobError(id, "finished") };
+    }
     // Models are loaded lazily by the source; awaiting here is the only wait in the actor and
     // is bounded by a model load (sessions are cached after the first).
     let model: GenerativeModel | OneShotModel | undefined;
@@ -449,6 +469,12 @@ export class InferenceActor implements Actor<InferenceMessage> {
     const entry = this.#jobs.get(message.jobId);
     if (!entry) return;
     this.#jobs.delete(message.jobId);
+    if (message.outcome === "finished" && this.#prover !== undefined) {
+      this.#finished.add(message.jobId);
+      if (this.#finished.size > REMEMBERED_FINISHED_JOBS) {
+        this.#finished.delete(this.#finished.values().next().value!);
+      }
+    }
     this.#stats.tokensGenerated += message.tokens;
     if (message.outcome === "finished") this.#stats.jobsFinished++;
     else if (message.outcome === "cancelled") this.#stats.jobsCancelled++;

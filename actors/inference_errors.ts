@@ -19,7 +19,11 @@ export class TooManyJobsError extends VeriflowError {
   }
 }
 
-/** The same job (same job id) is already queued or running on this actor. */
+/**
+ * The same job (same job id) is already queued or running on this actor, or has already
+ * finished here with a signed receipt (a worker signs one receipt per job: submit the job
+ * again with a new nonce to run it again).
+ */
 export class DuplicateJobError extends VeriflowError {
   /** The job id. */
   readonly jobId: string;
@@ -28,9 +32,15 @@ export class DuplicateJobError extends VeriflowError {
    * Create it.
    *
    * @param jobId The job id.
+   * @param state Where the earlier submission is.
    */
-  constructor(jobId: string) {
-    super("duplicate_job", `job ${jobId} is already queued or running`);
+  constructor(jobId: string, state: "active" | "finished" = "active") {
+    super(
+      "duplicate_job",
+      state === "active"
+        ? `job ${jobId} is already queued or running`
+        : `job ${jobId} already ran here and has a signed receipt; use a new nonce to run it again`,
+    );
     this.jobId = jobId;
   }
 }

@@ -50,6 +50,7 @@ import {
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { toHex } from "../protocols/hash.ts";
 import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
+import { verifyAssignment } from "../protocols/assignment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
 import {
   emptyValidationStats,
@@ -288,6 +289,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return ledger.account(message.key);
       case "receipt_status":
         return ledger.receipt(message.receiptId);
+      case "job_recorded":
+        return ledger.receiptOfJob(message.jobId) !== undefined;
       case "has_staked":
         return ledger.hasStaked(message.key);
       case "stats":
@@ -340,16 +343,27 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     let recorded = true;
     let refusal: string | undefined;
+    const { assignment } = message;
     try {
-      if (fresh) await ledger.recordReceipt(receipt);
+      if (fresh) await ledger.recordReceipt(receipt, { assignment });
     } catch (e) {
       recorded = false;
       refusal = (e as { code?: string }).code ?? "refused";
       this.#stats.refused++;
+      if (refusal === "equivocation") {
+        this.#stats.slashes++;
+        this.#log(`validator: worker ${worker.slice(0, 16)} equivocated on job ${receipt.jobId}`);
+      }
     }
-    if (message.announce && fresh && recorded && job.kind === "text") {
-      // Once, when it is new here: our own work, or a job we relayed.
-      this.#tellNetwork(ctx, { type: "announce_receipt", receipt, job });
+    if (!fresh && assignment !== undefined) {
+      // Already here without its assignment (the worker's announcement came first): attach it.
+      await ledger.recordReceipt(receipt, { assignment }).catch(() => undefined);
+    }
+    const assigned = verifyAssignment(assignment, { jobId: receipt.jobId, worker: receipt.worker });
+    if (message.announce && fresh && recorded && assigned && job.kind === "text") {
+      // Once, when it is new here: a job we relayed, with the assignment we signed. Work nobody
+      // else requested earns nothing anywhere, so it is not announced.
+      this.#tellNetwork(ctx, { type: "announce_receipt", receipt, job, assignment });
     }
     if (bytesEqual(receipt.worker, this.#options.identity.publicKey)) {
       // Our own work: others judge it.

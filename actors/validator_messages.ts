@@ -45,12 +45,17 @@ export interface ReceiptMessage {
   receipt: unknown;
   /** The job it is for (checked against the receipt's job id). */
   job?: TextJob;
+  /**
+   * The requester's signed assignment of the job to the receipt's worker (untrusted): without
+   * a valid one the receipt is recorded but earns nothing (see `protocols/assignment.ts`).
+   */
+  assignment?: unknown;
   /** `local` for this node's own worker; the hex key of the peer that sent it otherwise. */
   origin?: Origin;
   /**
-   * Have the NetworkActor announce it (with its job) to other nodes' validators when it is new
-   * here: set for this node's own receipts and for receipts of jobs this node relayed, so a
-   * worker that announces nothing is announced all the same.
+   * Have the NetworkActor announce it (with its job and assignment) to other nodes' validators
+   * when it is new here and assigned: set for receipts of jobs this node relayed (it signed
+   * their assignment), so a worker that announces nothing is announced all the same.
    */
   announce?: boolean;
 }
@@ -112,6 +117,13 @@ export interface ValidatorStatsMessage {
   /** Message tag. */
   type: "stats";
 }
+/** Whether a receipt for job `jobId` is recorded here. Answers a boolean. */
+export interface JobRecordedMessage {
+  /** Message tag. */
+  type: "job_recorded";
+  /** Hex job id. */
+  jobId: string;
+}
 /** Whether `key` has stake recorded here. Answers a boolean. */
 export interface HasStakedMessage {
   /** Message tag. */
@@ -161,6 +173,7 @@ export type ValidatorMessage =
   | ReceiptStatusMessage
   | ValidatorStatsMessage
   | HasStakedMessage
+  | JobRecordedMessage
   | ChallengedMessage
   | ChallengeFailedMessage
   | FraudCheckedMessage;

@@ -34,6 +34,7 @@ import { toHex } from "../protocols/hash.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { TextJob } from "../protocols/job.ts";
 import type { Receipt } from "../protocols/receipt.ts";
+import type { JobAssignment } from "../protocols/assignment.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
@@ -89,7 +90,7 @@ export type NetworkMessage =
   | { type: "peer_up"; connection: Connection; address: string; outbound: boolean }
   | { type: "peer_down"; connection: Connection }
   | { type: "peer_models"; connection: Connection; models: WireModelInfo[] }
-  | { type: "announce_receipt"; receipt: Receipt; job: TextJob }
+  | { type: "announce_receipt"; receipt: Receipt; job: TextJob; assignment?: JobAssignment }
   | { type: "publish_verdict"; verdict: Verdict }
   | { type: "publish_fraud_proof"; proof: FraudProof }
   | { type: "connection_to"; key: Uint8Array; protocol: string }
@@ -171,7 +172,11 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#broadcast(
           VALIDATION_PROTOCOL,
           (c) =>
-            c.request(ReceiptAnnouncementMessage, { receipt: message.receipt, job: message.job })
+            c.request(ReceiptAnnouncementMessage, {
+              receipt: message.receipt,
+              job: message.job,
+              ...(message.assignment ? { assignment: message.assignment } : {}),
+            })
               .then((ack) => {
                 if (!ack.recorded) {
                   this.#log(`peer ${short(c)}: receipt refused (${ack.refusal})`);

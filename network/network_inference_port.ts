@@ -21,6 +21,9 @@ import {
   type SubmitOptions,
 } from "../inference/inference_port.ts";
 import { verifyReceipt } from "../protocols/receipt.ts";
+import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
+import type { Identity } from "../protocols/identity.ts";
+import { jobId } from "../protocols/job.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import { RemoteInferencePort } from "../inference/remote_port.ts";
@@ -46,6 +49,7 @@ const LOOKUP_TIMEOUT_MS = 5_000;
 export class NetworkInferencePort implements InferencePort {
   readonly #network: ActorRef<NetworkMessage>;
   readonly #validator?: ActorRef<ValidatorMessage>;
+  readonly #requester?: Identity;
   /** One remote port per connection, so each connection's jobs are counted once. */
   readonly #ports = new WeakMap<Connection, RemoteInferencePort>();
   readonly #all = new Set<RemoteInferencePort>();
@@ -54,10 +58,18 @@ export class NetworkInferencePort implements InferencePort {
    * Create the port.
    * @param network The node's NetworkActor.
    * @param validator The node's ValidatorActor, which gets every receipt that checks out.
+   * @param requester This node's identity: it signs each forwarded job's assignment to the
+   *   worker it picked (`protocols/assignment.ts`), which is what lets the worker's receipt be
+   *   credited in any ledger. Absent: no assignment, and the work earns nothing.
    */
-  constructor(network: ActorRef<NetworkMessage>, validator?: ActorRef<ValidatorMessage>) {
+  constructor(
+    network: ActorRef<NetworkMessage>,
+    validator?: ActorRef<ValidatorMessage>,
+    requester?: Identity,
+  ) {
     this.#network = network;
     this.#validator = validator;
+    this.#requester = requester;
   }
 
   async #port(model?: string): Promise<RemoteInferencePort | undefined> {
@@ -79,15 +91,17 @@ export class NetworkInferencePort implements InferencePort {
   /**
    * Forward `job` to a peer that runs its model. Rejects with {@link NoWorkerError} if none.
    * The worker's receipt is checked here before the client gets it — signed by the peer this
-   * job went to, for this job, over the very text relayed — and then handed to this node's
-   * validator (which records it, may challenge it, and announces it to other validators even
-   * if the worker announces nothing). A receipt that fails is withheld, and `done` says why.
+   * job went to, for this job, over the very text relayed — and then handed, with this node's
+   * signed assignment of the job to that worker, to this node's validator (which records it,
+   * may challenge it, and announces both to other validators). A receipt that fails is withheld, and `done` says why.
    */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
     const port = await this.#port(job.model);
     if (port === undefined) throw new NoWorkerError(job.model);
-    const handle = await port.submit(job, options);
     const worker = port.connection.peerKey!;
+    const assignment = this.#requester &&
+      signAssignment({ jobId: jobId(job), worker, issuedAt: Date.now() }, this.#requester);
+    const handle = await port.submit(job, options);
     let output = "";
     const tokens = handle.tokens.pipeThrough(
       new TransformStream<StreamedToken, StreamedToken>({
@@ -97,11 +111,19 @@ export class NetworkInferencePort implements InferencePort {
         },
       }),
     );
-    const done = handle.done.then((summary) => this.#checked(summary, job, worker, output));
+    const done = handle.done.then((summary) =>
+      this.#checked(summary, job, worker, output, assignment)
+    );
     return { ...handle, tokens, done };
   }
 
-  #checked(summary: JobSummary, job: TextJob, worker: Uint8Array, output: string): JobSummary {
+  #checked(
+    summary: JobSummary,
+    job: TextJob,
+    worker: Uint8Array,
+    output: string,
+    assignment: JobAssignment | undefined,
+  ): JobSummary {
     if (summary.receipt === undefined) return summary;
     const complete = summary.finishReason === "stop" || summary.finishReason === "length";
     const check = verifyReceipt(summary.receipt, {
@@ -120,6 +142,7 @@ export class NetworkInferencePort implements InferencePort {
       type: "receipt",
       receipt: summary.receipt,
       job,
+      assignment,
       origin: toHex(worker),
       announce: true,
     }).catch(() => {});

@@ -88,11 +88,12 @@ export function servePeer(
       if (ref === undefined) throw new ServiceUnavailableError("the validator");
       return ref;
     };
-    connection.handle(ReceiptAnnouncementMessage, async ({ receipt, job }) => {
+    connection.handle(ReceiptAnnouncementMessage, async ({ receipt, job, assignment }) => {
       const handled = await validator().ask<ReceiptHandled>({
         type: "receipt",
         receipt,
         job,
+        assignment,
         origin: peer,
       });
       // Never more than recorded-or-not: the draw stays with the validator.

@@ -155,7 +155,7 @@ export async function startNode(
   const network = lookup<NetworkMessage>(NODE_ACTORS.network);
   const local = localPort();
   const port: InferencePort | undefined = local ??
-    (network && new NetworkInferencePort(network, validator));
+    (network && new NetworkInferencePort(network, validator, identity));
   let server: ReturnType<typeof serve> | undefined;
   if (port !== undefined) {
     const metrics = new MetricsRegistry();
@@ -293,11 +293,17 @@ function nodeChildren(
       name: NODE_ACTORS.inference,
       factory: () => {
         const prover = roles.prover ? lookup<ProverMessage>(NODE_ACTORS.prover) : undefined;
+        const validator = roles.validator
+          ? lookup<ValidatorMessage>(NODE_ACTORS.validator)
+          : undefined;
         return new InferenceActor({
           models,
           concurrency: config.inference.concurrency,
           queueLimit: config.inference.queueLimit,
           prover: prover && proverHook(prover),
+          // One receipt per job, across restarts: the ledger remembers every one this node signed.
+          receiptSigned: validator &&
+            ((jobId) => validator.ask<boolean>({ type: "job_recorded", jobId })),
         });
       },
     });

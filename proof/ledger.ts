@@ -14,7 +14,9 @@
  * acknowledged) and is cut off, not reported as tampering.
  *
  * Flow of a receipt: `recordReceipt` (pending; the worker's potential slash is locked from its
- * stake) → after the challenge window `finalizeDue` credits `tokens × price` → or, within the
+ * stake; credited only with its requester's signed assignment, and a second, different receipt
+ * of the same worker for the job is equivocation, slashed on arrival) → after the challenge
+ * window `finalizeDue` credits `tokens × price` → or, within the
  * window, `settleFraud` with a checked fraud proof: confirmed slashes the worker and rewards the
  * validator, refuted charges the validator for a false accusation.
  *
@@ -37,6 +39,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
 import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
 import { type StakePledge, verifyStakePledge } from "../protocols/stake_pledge.ts";
+import { verifyAssignment } from "../protocols/assignment.ts";
 import { DEFAULT_ECONOMICS, type EconomicParams } from "./economics.ts";
 
 const ENTRY_DOMAIN = "veriflow/ledger/v1";
@@ -54,6 +57,8 @@ export type LedgerEntryKind =
   | "final"
   | "fraud"
   | "false_accusation"
+  | "assigned"
+  | "equivocation"
   | "challenge"
   | "cleared"
   | "fault"
@@ -93,8 +98,13 @@ export interface ReceiptRecord {
   worker: string;
   /** See {@link ReceiptStatus}. */
   status: ReceiptStatus;
-  /** Credit due when final (tokens × price). */
+  /**
+   * Credit due when final: tokens × price when a requester other than the worker signed the
+   * job's assignment to it (`requester`), else 0 — unrequested work earns nothing.
+   */
   credit: number;
+  /** Hex key of the requester whose assignment backs the credit, if any. */
+  requester?: string;
   /** Stake locked against it (the slash if fraud is proven). */
   locked: number;
   /** Unix ms when the challenge window closes. */
@@ -207,6 +217,10 @@ export class Ledger {
   readonly #accusations = new Set<string>();
   /** The receipt recorded for each job id: a unit of work is paid once. */
   readonly #receiptOfJob = new Map<string, string>();
+  /** What the recorded receipt of each job claims (entries that carry it), for equivocation. */
+  readonly #claims = new Map<string, { outputHash: string; tokens: number }>();
+  /** Job ids whose worker has been slashed for equivocation (once per job). */
+  readonly #equivocated = new Set<string>();
   /** Hashes of every settled fraud proof: a proof is settled once, even after a restart. */
   readonly #settledProofs = new Set<string>();
   #closed = false;
@@ -350,8 +364,12 @@ export class Ledger {
           locked: b.locked,
           pendingUntil: b.pendingUntil,
         };
+        if (b.requester) rec.requester = b.requester;
         this.#receipts.set(rec.receiptId, rec);
         this.#receiptOfJob.set(b.jobId, rec.receiptId);
+        if (typeof b.outputHash === "string") {
+          this.#claims.set(b.jobId, { outputHash: b.outputHash, tokens: b.tokens });
+        }
         this.#account(rec.worker).locked += rec.locked;
         return;
       }
@@ -381,6 +399,23 @@ export class Ledger {
         this.#settledProofs.add(b.fraudProof);
         this.#account(b.validator).stake -= b.penalty as number;
         return;
+      case "equivocation": {
+        this.#equivocated.add(b.jobId);
+        const rec = this.#receipts.get(b.receiptId);
+        if (!rec) return;
+        const worker = this.#account(rec.worker);
+        if (rec.status === "pending" || rec.status === "challenged") worker.locked -= rec.locked;
+        rec.status = "fraud";
+        worker.stake -= b.slashed as number;
+        return;
+      }
+      case "assigned": {
+        const rec = this.#receipts.get(b.receiptId);
+        if (!rec) return;
+        rec.requester = b.requester;
+        rec.credit = b.credit;
+        return;
+      }
       case "challenge":
       case "cleared": {
         const rec = this.#receipts.get(b.receiptId);
@@ -510,6 +545,11 @@ export class Ledger {
     return r && { ...r };
   }
 
+  /** The id of the receipt recorded for job `jobId`, if any (a job is paid once). */
+  receiptOfJob(jobId: string): string | undefined {
+    return this.#receiptOfJob.get(jobId);
+  }
+
   /** Verdicts recorded, by id. */
   verdicts(): Verdict[] {
     return [...this.#verdicts.values()];
@@ -543,21 +583,69 @@ export class Ledger {
   }
 
   /**
-   * Record a signed receipt as pending. Its reward is `tokenCount × price(model)`; the slash
-   * `slashMultiplier × reward` is locked from the worker's free stake until it is final.
+   * Record a signed receipt as pending. Its reward is `tokenCount × price(model)`, credited when
+   * it is final only if `options.assignment` is its job's assignment to its worker, signed by
+   * another key ({@link verifyAssignment}); unrequested work is recorded (and can be slashed)
+   * but earns 0. The slash `slashMultiplier × reward` is locked from the worker's free stake
+   * until it is final. A receipt recorded without an assignment gets one attached by a later
+   * call that brings it (the requester's announcement may arrive after the worker's).
    *
    * @throws {LedgerRejectedError} for a receipt that does not verify, is already recorded, or is
    *   for a job another receipt was recorded for (one payment per job).
    * @throws {InsufficientStakeError} when the worker cannot back the slash.
    */
-  async recordReceipt(receipt: Receipt): Promise<ReceiptRecord> {
+  async recordReceipt(
+    receipt: Receipt,
+    options: { assignment?: unknown } = {},
+  ): Promise<ReceiptRecord> {
     const check = verifyReceipt(receipt);
     if (!check.ok) throw new LedgerRejectedError("receipt_rejected", check.message);
     const worker = toHex(receipt.worker);
     // Useful work: tokens × the model's price; a one-shot (tensor) job counts as one unit.
     const units = receipt.kind === "tensor" ? 1 : receipt.tokenCount;
-    const credit = units * this.#tokenPrice(receipt.model);
-    const locked = credit * this.#economics.slashMultiplier;
+    const reward = units * this.#tokenPrice(receipt.model);
+    const locked = reward * this.#economics.slashMultiplier;
+    const assignment = options.assignment;
+    const assigned = verifyAssignment(assignment, { jobId: receipt.jobId, worker: receipt.worker });
+    const requester = assigned ? toHex(assignment.requester) : null;
+    const credit = assigned ? reward : 0;
+    // Another receipt of this worker for a job it already has one recorded for, claiming other
+    // work (another output or token count): two signed answers to one job. Its own signatures
+    // convict it; the first receipt is slashed (or, if already paid, its stake is cut as much).
+    const equivocation = await this.#transition("equivocation", () => {
+      const firstId = this.#receiptOfJob.get(receipt.jobId);
+      const first = firstId === undefined ? undefined : this.#receipts.get(firstId);
+      const claim = this.#claims.get(receipt.jobId);
+      if (first === undefined || first.receiptId === check.receiptId) return null;
+      if (first.worker !== worker || claim === undefined || first.status === "fraud") return null;
+      if (this.#equivocated.has(receipt.jobId)) return null;
+      if (claim.outputHash === receipt.outputHash && claim.tokens === receipt.tokenCount) {
+        return null; // the same claim signed twice (fingerprints' last bits): not paid twice
+      }
+      return {
+        jobId: receipt.jobId,
+        receiptId: first.receiptId,
+        second: receipt as unknown as Record<string, unknown>,
+        slashed: first.locked,
+      };
+    });
+    if (equivocation !== null) {
+      throw new LedgerRejectedError(
+        "equivocation",
+        "the worker signed two different receipts for one job: its stake is slashed",
+      );
+    }
+    const existing = this.#receipts.get(check.receiptId);
+    if (existing !== undefined && requester !== null && existing.requester === undefined) {
+      const attached = await this.#transition("assigned", () => {
+        const rec = this.#receipts.get(check.receiptId)!;
+        const open = rec.status === "pending" || rec.status === "challenged";
+        return open && rec.requester === undefined
+          ? { receiptId: check.receiptId, requester, credit }
+          : null;
+      });
+      if (attached !== null) return this.receipt(check.receiptId)!;
+    }
     await this.#transition("receipt", () => {
       if (this.#receipts.has(check.receiptId)) {
         throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
@@ -579,7 +667,9 @@ export class Ledger {
         model: receipt.model,
         worker,
         tokens: receipt.tokenCount,
+        outputHash: receipt.outputHash,
         credit,
+        requester,
         locked,
         pendingUntil: this.#now() + this.#economics.challengeWindowMs,
       };

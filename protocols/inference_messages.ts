@@ -34,6 +34,7 @@ import { type Receipt, ReceiptSchema } from "./receipt.ts";
 import { type Verdict, VerdictSchema } from "./verdict.ts";
 import { type FraudProof, FraudProofSchema } from "./fraud_proof.ts";
 import { type ServedProof, ServedProofSchema } from "../proof/served_proof.ts";
+import { type JobAssignment, JobAssignmentSchema } from "./assignment.ts";
 import { defineMessage, type MessageDefinition } from "./message_registry.ts";
 import { defineProtocol, type Protocol } from "./connection_protocols.ts";
 import { type StakePledge, StakePledgeSchema } from "./stake_pledge.ts";
@@ -254,6 +255,8 @@ export interface ReceiptAnnouncementBody {
   receipt: Receipt;
   /** The job it is for (checked against `receipt.jobId`); a validator re-runs it. */
   job: TextJob;
+  /** The requester's signed assignment of the job to the worker (what gets it credited). */
+  assignment?: JobAssignment;
 }
 
 /** A receipt announced to a validator (by its worker or by whoever relayed the job). */
@@ -262,7 +265,11 @@ export const ReceiptAnnouncementMessage: MessageDefinition<
   ReceiptAckBody
 > = defineMessage(
   "validation.receipt",
-  z.object({ receipt: ReceiptSchema, job: textJobSchema }),
+  z.object({
+    receipt: ReceiptSchema,
+    job: textJobSchema,
+    assignment: JobAssignmentSchema.optional(),
+  }),
   { reply: ReceiptAckMessage },
 );
 

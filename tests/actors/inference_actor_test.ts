@@ -329,3 +329,29 @@ Deno.test("InferenceActor streams exactly what TextModel.generate gives for the 
     await system.shutdown();
   }
 });
+
+Deno.test("InferenceActor with a prover runs a job id once: a finished job, or one the ledger says has a receipt, is refused with duplicate_job", async () => {
+  const model = new ScriptedModel();
+  const prover = async (_job: TextJob, _id: string, chunks: ReadableStream<TokenChunk>) => {
+    for await (const _ of chunks);
+    return "receipt";
+  };
+  const signedBefore = textJob(model.info.cid, "x", 2);
+  const receiptSigned = (id: string) => id === jobId(signedBefore);
+  await withActor({ models: [model], prover, receiptSigned }, async (ref) => {
+    const job = textJob(model.info.cid, "x", 3);
+    const first = await submitJob(ref, job);
+    await readAll(first);
+    assertEquals((await first.done).receipt, "receipt");
+    // Ran here since start: remembered without asking.
+    const again = await assertRejects(() => submitJob(ref, job), VeriflowError);
+    assertEquals(again.code, "duplicate_job");
+    assert(again.message.includes("new nonce"), again.message);
+    // Signed before a restart: the ledger's word.
+    const before = await assertRejects(() => submitJob(ref, signedBefore), VeriflowError);
+    assertEquals(before.code, "duplicate_job");
+    // A new nonce is a new job.
+    const fresh = await submitJob(ref, { ...job, nonce: "another" });
+    assertEquals(await readAll(fresh), "abc");
+  });
+});

@@ -20,6 +20,7 @@ import { jobId, type TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
@@ -113,25 +114,44 @@ async function setup(identity: Identity) {
   };
 }
 
-Deno.test("a validator never challenges its own key's receipt: it records it and has the network announce it", async () => {
+Deno.test("a validator never challenges its own key's receipt; it announces it only when another node requested the job", async () => {
   const me = Identity.generate();
+  const requester = Identity.generate();
   const t = await setup(me);
   try {
     await t.validator.ask({ type: "deposit", key: me.publicKey, amount: 10_000 });
-    const { job, receipt } = await t.prove(me, "own");
+    // Work this node did for its own client: requested by nobody else, so never announced.
+    const own = await t.prove(me, "own");
     const handled = await t.validator.ask<ReceiptHandled>({
       type: "receipt",
-      receipt,
-      job,
+      receipt: own.receipt,
+      job: own.job,
       origin: "local",
       announce: true,
     });
     assert.equal(handled.recorded, true);
     assert.equal(handled.challenged, false, "even at challenge probability 1");
-    assert.equal((await t.stats()).own, 1);
+    assert.equal(t.told.length, 0);
+    // A job another node assigned to this one: announced with its assignment.
+    const assignedJob = await t.prove(me, "assigned");
+    const assignment = signAssignment(
+      { jobId: assignedJob.receipt.jobId, worker: me.publicKey, issuedAt: 1 },
+      requester,
+    );
+    await t.validator.ask<ReceiptHandled>({
+      type: "receipt",
+      receipt: assignedJob.receipt,
+      job: assignedJob.job,
+      assignment,
+      origin: "local",
+      announce: true,
+    });
+    assert.equal((await t.stats()).own, 2);
     assert.equal((await t.stats()).challenged, 0);
     assert.deepEqual(t.told.map((m) => m.type), ["announce_receipt"]);
-    assert.equal((t.told[0] as { job: TextJob }).job, job);
+    const told = t.told[0] as { job: TextJob; assignment: unknown };
+    assert.equal(told.job, assignedJob.job);
+    assert.equal(told.assignment, assignment);
   } finally {
     await t.close();
   }

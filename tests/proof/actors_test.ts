@@ -20,6 +20,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { type Job, jobId, type TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { openChunks } from "../../proof/commitment.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
 import { type ServedProof, verifyServedProof } from "../../proof/served_proof.ts";
 import { signFraudProof } from "../../protocols/fraud_proof.ts";
 import type { FraudCheckResult } from "../../proof/fraud_check.ts";
@@ -76,9 +77,15 @@ Deno.test("actors: honest job is final and credited; a cheat is proven, slashed 
       jobId(honestJob),
       f.honest.generate(ids, honestJob.params),
     );
+    // This node requested the job (it signs the assignment): that is what gets it credited.
+    const assignment = signAssignment(
+      { jobId: jobId(honestJob), worker: workerId.publicKey, issuedAt: clock },
+      validatorId,
+    );
     const handled = await validator.ask<ReceiptHandled>({
       type: "receipt",
       receipt: honestReceipt,
+      assignment,
     });
     assert.equal(handled.recorded, true);
     assert.equal(handled.challenged, true);

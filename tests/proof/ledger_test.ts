@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { toHex } from "../../protocols/hash.ts";
 import {
   InsufficientStakeError,
   Ledger,
@@ -13,6 +15,14 @@ import {
 const owner = Identity.generate();
 const worker = Identity.generate();
 const validator = Identity.generate();
+const requester = Identity.generate();
+
+/** The requester's signed assignment of `r`'s job to its worker: what gets it credited. */
+function assigned(r: Receipt) {
+  return {
+    assignment: signAssignment({ jobId: r.jobId, worker: r.worker, issuedAt: 0 }, requester),
+  };
+}
 
 function receipt(n: number, tokens = 10): Receipt {
   return signReceipt({
@@ -47,7 +57,7 @@ Deno.test("ledger: pending receipt becomes final after the window and is credite
     });
     await ledger.deposit(worker.publicKey, 1000);
     const r = receipt(1, 10);
-    const rec = await ledger.recordReceipt(r);
+    const rec = await ledger.recordReceipt(r, assigned(r));
     assert.equal(rec.status, "pending");
     assert.equal(rec.locked, 10 * 3 * 20);
     assert.deepEqual(await ledger.finalizeDue(), [], "not before the window closes");
@@ -322,7 +332,7 @@ Deno.test("ledger: a challenged receipt is paid only after it is cleared; fault 
     await ledger.deposit(worker.publicKey, 1000);
     const [valid, withheld, undecided] = [receipt(20, 2), receipt(21, 3), receipt(22, 4)];
     for (const r of [valid, withheld, undecided]) {
-      await ledger.recordReceipt(r);
+      await ledger.recordReceipt(r, assigned(r));
       await ledger.openChallenge(receiptId(r));
     }
     assert.deepEqual(
@@ -382,5 +392,91 @@ Deno.test("ledger: a fraud proof settles a receipt held by an open challenge eve
     await assert.rejects(() => settle(open, "bb".repeat(32)), /challenge window has closed/);
     assert.equal(ledger.receipt(receiptId(held))!.status, "fraud");
     await assert.rejects(() => ledger.openChallenge(receiptId(open)), /window has closed/);
+    await ledger.close();
+  }));
+
+Deno.test("ledger: only assigned work is credited — unrequested or self-requested work earns 0, and a late assignment attaches once", () =>
+  withLedger(async (dir, clock) => {
+    const options = { now: () => clock.t, economics: { challengeWindowMs: 100 } };
+    const ledger = await Ledger.open(dir, owner, options);
+    await ledger.deposit(worker.publicKey, 10_000);
+    const [none, self, late, other] = [
+      receipt(40, 5),
+      receipt(41, 6),
+      receipt(42, 7),
+      receipt(43, 8),
+    ];
+    assert.equal((await ledger.recordReceipt(none)).credit, 0);
+    // The worker assigning itself its own job is not a requester.
+    const selfAssigned = signAssignment(
+      { jobId: self.jobId, worker: self.worker, issuedAt: 0 },
+      worker,
+    );
+    assert.equal((await ledger.recordReceipt(self, { assignment: selfAssigned })).credit, 0);
+    // An assignment for another job, or forged, is no assignment.
+    const forOther = assigned(other);
+    assert.equal((await ledger.recordReceipt(late, forOther)).credit, 0);
+    const forged = { ...assigned(other).assignment, sig: new Uint8Array(64) };
+    assert.equal((await ledger.recordReceipt(other, { assignment: forged })).credit, 0);
+    // The requester's announcement arrives after the worker's: its assignment attaches, once.
+    assert.equal((await ledger.recordReceipt(late, assigned(late))).credit, 7);
+    await assert.rejects(() => ledger.recordReceipt(late, assigned(late)), {
+      code: "duplicate_receipt",
+    });
+    clock.t += 100;
+    await ledger.finalizeDue();
+    assert.deepEqual(ledger.account(worker.publicKey), { balance: 7, stake: 10_000, locked: 0 });
+    await ledger.close();
+    // Replayed from the log, the same.
+    const reopened = await Ledger.open(dir, owner, options);
+    assert.equal(reopened.account(worker.publicKey).balance, 7);
+    assert.equal(reopened.receipt(receiptId(late))!.requester, toHex(requester.publicKey));
+    await reopened.close();
+  }));
+
+Deno.test("ledger: two different receipts of one worker for one job are equivocation: slashed once, by its own signatures", () =>
+  withLedger(async (dir, clock) => {
+    const options = { now: () => clock.t, economics: { challengeWindowMs: 100 } };
+    let ledger = await Ledger.open(dir, owner, options);
+    await ledger.deposit(worker.publicKey, 10_000);
+    const first = receipt(50, 10);
+    const { sig: _sig, worker: _w, ...unsigned } = first;
+    const resign = (changes: Partial<Receipt>) => signReceipt({ ...unsigned, ...changes }, worker);
+    await ledger.recordReceipt(first, assigned(first));
+    // The same claim with fingerprints that differ in their last bits (another root): not paid
+    // twice, but not equivocation either.
+    const sameClaim = resign({ commitment: { ...first.commitment, root: "44".repeat(32) } });
+    await assert.rejects(() => ledger.recordReceipt(sameClaim), { code: "job_already_recorded" });
+    assert.equal(ledger.receipt(receiptId(first))!.status, "pending");
+    // Another output for the same job: the worker contradicts itself.
+    const otherOutput = resign({ outputHash: "55".repeat(32) });
+    await assert.rejects(() => ledger.recordReceipt(otherOutput), { code: "equivocation" });
+    assert.equal(ledger.receipt(receiptId(first))!.status, "fraud");
+    assert.deepEqual(ledger.account(worker.publicKey), {
+      balance: 0,
+      stake: 10_000 - 10 * 20,
+      locked: 0,
+    });
+    // A third version is not slashed again, and the entry (with the second receipt) survives.
+    const third = resign({ tokenCount: 9 });
+    await assert.rejects(() => ledger.recordReceipt(third), { code: "job_already_recorded" });
+    await ledger.close();
+    ledger = await Ledger.open(dir, owner, options);
+    assert.equal(ledger.account(worker.publicKey).stake, 10_000 - 200);
+    const entry = ledger.entries().find((e) => e.kind === "equivocation")!;
+    assert.equal(receiptId(entry.body.second as unknown as Receipt), receiptId(otherOutput));
+    // Equivocating after being paid: the pay stays, the stake is cut as much as the slash.
+    const paid = receipt(51, 5);
+    await ledger.recordReceipt(paid, assigned(paid));
+    clock.t += 100;
+    await ledger.finalizeDue();
+    const { sig: _s2, worker: _w2, ...paidUnsigned } = paid;
+    const later = signReceipt({ ...paidUnsigned, outputHash: "66".repeat(32) }, worker);
+    await assert.rejects(() => ledger.recordReceipt(later), { code: "equivocation" });
+    assert.deepEqual(ledger.account(worker.publicKey), {
+      balance: 5,
+      stake: 10_000 - 200 - 100,
+      locked: 0,
+    });
     await ledger.close();
   }));

@@ -17,6 +17,7 @@ import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { checkFraudProof } from "../../proof/fraud_check.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
@@ -43,6 +44,7 @@ interface Options {
 async function setup(options: Options = {}) {
   const me = Identity.generate();
   const worker = Identity.generate();
+  const requester = Identity.generate();
   const clock = { t: START };
   const dir = await Deno.makeTempDir();
   const answers = new Map<string, Answer>();
@@ -88,8 +90,18 @@ async function setup(options: Options = {}) {
     answers.set(id, signServedProof(id, proved.proof, worker));
     return { job, receipt: proved.receipt, proof: proved.proof, id };
   };
-  const submit = (receipt: unknown, job?: TextJob) =>
-    validator.ask<ReceiptHandled>({ type: "receipt", receipt, job, origin: "ab".repeat(32) });
+  /** A peer's receipt with its job, and the requester's assignment of that job to the worker. */
+  const submit = (receipt: Receipt, job?: TextJob) =>
+    validator.ask<ReceiptHandled>({
+      type: "receipt",
+      receipt,
+      job,
+      assignment: signAssignment(
+        { jobId: receipt.jobId, worker: receipt.worker, issuedAt: START },
+        requester,
+      ),
+      origin: "ab".repeat(32),
+    });
   const account = (key: Uint8Array) => validator.ask<Account>({ type: "account", key });
   const status = async (id: string) =>
     (await validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))

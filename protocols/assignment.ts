@@ -1,0 +1,95 @@
+/**
+ * Job assignments: the requester's signed word that it gave job J to worker W.
+ *
+ * A receipt proves that its worker claims to have done a job; it does not prove that anyone
+ * asked that worker for it. Without an assignment, a copier that sees a receipt announced could
+ * re-sign the same work under its own key and race the real worker for the one payment a job
+ * gets, and any node could pay itself for work nobody requested. A ledger therefore credits a
+ * receipt only with an assignment that names the receipt's job and worker and is signed by a
+ * requester other than the worker (`proof/ledger.ts`). The node that takes a client's job and
+ * forwards it to a worker signs one (`network/network_inference_port.ts`) and announces it with
+ * the receipt; work a node does for its own clients carries none and earns nothing.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { encodeCanonical } from "./cbor.ts";
+import { bytesEqual } from "./bytes_equal.ts";
+import { type Identity, verifySignature } from "./identity.ts";
+
+/** Version of the assignment format. */
+export const ASSIGNMENT_VERSION = 1;
+const ASSIGNMENT_DOMAIN = "veriflow/assignment/v1";
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** A requester's signed assignment of one job to one worker. */
+export interface JobAssignment {
+  /** Format version. */
+  v: number;
+  /** Hex id of the job (`jobId(job)`). */
+  jobId: string;
+  /** The worker's public key. */
+  worker: Uint8Array;
+  /** Unix ms when assigned. */
+  issuedAt: number;
+  /** The requester's public key (the signer). */
+  requester: Uint8Array;
+  /** The requester's ed25519 signature over {@link assignmentSigningBytes}. */
+  sig: Uint8Array;
+}
+
+const key = z.instanceof(Uint8Array).refine((b) => b.length === 32);
+
+/** Zod schema of an assignment on the wire. */
+export const JobAssignmentSchema: z.ZodType<JobAssignment> = z.object({
+  v: z.literal(ASSIGNMENT_VERSION),
+  jobId: z.string().regex(HEX64),
+  worker: key,
+  issuedAt: z.number().nonnegative(),
+  requester: key,
+  sig: z.instanceof(Uint8Array).refine((b) => b.length === 64),
+}) as unknown as z.ZodType<JobAssignment>;
+
+/** The bytes an assignment's signature covers. */
+export function assignmentSigningBytes(assignment: Omit<JobAssignment, "sig">): Uint8Array {
+  const { sig: _sig, ...unsigned } = assignment as JobAssignment;
+  return encodeCanonical({ domain: ASSIGNMENT_DOMAIN, assignment: unsigned });
+}
+
+/**
+ * Sign, as `requester`, the assignment of job `jobId` to `worker`.
+ *
+ * @example
+ * ```ts
+ * import { Identity } from "./identity.ts";
+ * import { signAssignment, verifyAssignment } from "./assignment.ts";
+ * const requester = Identity.generate();
+ * const worker = Identity.generate().publicKey;
+ * const a = signAssignment({ jobId: "ab".repeat(32), worker, issuedAt: 0 }, requester);
+ * verifyAssignment(a, { jobId: "ab".repeat(32), worker }); // true
+ * ```
+ */
+export function signAssignment(
+  body: { jobId: string; worker: Uint8Array; issuedAt: number },
+  requester: Identity,
+): JobAssignment {
+  const unsigned = { v: ASSIGNMENT_VERSION, ...body, requester: requester.publicKey };
+  return { ...unsigned, sig: requester.sign(assignmentSigningBytes(unsigned)) };
+}
+
+/**
+ * True when `value` is a well-formed assignment signed by its requester, for job `jobId` and
+ * `worker`, from a requester that is not the worker itself (a node cannot request its own
+ * paid work).
+ */
+export function verifyAssignment(
+  value: unknown,
+  expected: { jobId: string; worker: Uint8Array },
+): value is JobAssignment {
+  const parsed = JobAssignmentSchema.safeParse(value);
+  if (!parsed.success) return false;
+  const a = parsed.data;
+  if (a.jobId !== expected.jobId || !bytesEqual(a.worker, expected.worker)) return false;
+  if (bytesEqual(a.requester, a.worker)) return false;
+  return verifySignature(a.requester, assignmentSigningBytes(a), a.sig);
+}
