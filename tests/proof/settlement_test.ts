@@ -25,6 +25,16 @@ import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import { loadFixture, manualStream } from "./_models.ts";
+import { challengeTicket } from "../../proof/challenge.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import {
+  ReceiptAnnouncementMessage,
+  VALIDATION_PROTOCOL,
+} from "../../protocols/inference_messages.ts";
+import { servePeer } from "../../network/peer_services.ts";
+import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
+import { fromHex, toHex } from "../../protocols/hash.ts";
 
 const f = await loadFixture();
 const WORKER_STAKE = 10_000;
@@ -75,7 +85,8 @@ async function setup(options: Options = {}) {
 
   let n = 0;
   /** An honest receipt of `worker` (the worker answers a challenge with its signed proof). */
-  const prove = async (overrides: Partial<TextJob> = {}) => {
+  /** A receipt of `worker` (honest, or a cheat run on another model); it serves its proof. */
+  const prove = async (overrides: Partial<TextJob> = {}, cheat = false) => {
     const job: TextJob = {
       kind: "text",
       model: f.honest.info.cid,
@@ -85,7 +96,8 @@ async function setup(options: Options = {}) {
       ...overrides,
     };
     const ids = f.honest.tokenizer.encode(job.prompt);
-    const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+    const model = cheat ? f.otherSeed : f.honest;
+    const proved = await proveJob(job, manualStream(() => model, ids, job.params), worker);
     const id = receiptId(proved.receipt);
     answers.set(id, signServedProof(id, proved.proof, worker));
     return { job, receipt: proved.receipt, proof: proved.proof, id };
@@ -125,6 +137,8 @@ async function setup(options: Options = {}) {
   return {
     me,
     worker,
+    requester,
+    system: () => system,
     answers,
     hang: hanging.promise,
     prove,
@@ -412,6 +426,71 @@ Deno.test("a confirmed fraud (tampered model) is never paid, even when its settl
     assert.equal(await t.status(id), "fraud");
     assert.equal((await t.account(t.worker.publicKey)).balance, 0);
     assert.ok((await t.account(t.worker.publicKey)).stake < WORKER_STAKE);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("one receipt announced 300 times buys one validation; its fraud verdict lands after the window and the receipt is never paid", async () => {
+  const t = await setup();
+  try {
+    const { job, receipt, id, proof } = await t.prove({}, true);
+    const late = Promise.withResolvers<ServedProof>();
+    t.answers.set(id, late.promise);
+    const first = await t.submit(receipt, job);
+    for (let i = 0; i < 300; i++) {
+      const copy = await t.submit(receipt, job);
+      assert.equal(copy.challenged, false);
+    }
+    await t.closeWindow();
+    assert.equal(await t.status(id), "challenged", "held, not paid, while the challenge is open");
+    late.resolve(signServedProof(id, proof, t.worker));
+    assert.equal((await first.result!).verdict.outcome, "fraud");
+    await t.closeWindow();
+    assert.equal(await t.status(id), "fraud");
+    assert.equal((await t.stats()).challenged, 1);
+    assert.equal((await t.account(t.worker.publicKey)).balance, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a worker cannot read the coin from the validator's answer: challenged or not, the ack is the same bytes, and its challenged cheats are slashed", async () => {
+  const t = await setup({ p: 0.5 });
+  try {
+    const [a, b] = memoryDuplexPair();
+    const protocols = [VALIDATION_PROTOCOL];
+    const [atWorker, atValidator] = await Promise.all([
+      Connection.open(a, { identity: t.worker, protocols }),
+      Connection.open(b, { identity: t.me, protocols }),
+    ]);
+    servePeer(atValidator, t.worker.publicKey, { system: t.system(), validator: "node/validator" });
+    // Cheats only (another model): receipts on both sides of the validator's coin.
+    const heads: string[] = [];
+    const tails: string[] = [];
+    const acks: string[] = [];
+    while (heads.length < 3 || tails.length < 3) {
+      const { job, receipt, id } = await t.prove({}, true);
+      (challengeTicket(t.me, id).draw < 0.5 ? heads : tails).push(id);
+      const assignment = signAssignment(
+        { jobId: receipt.jobId, worker: receipt.worker, issuedAt: START },
+        t.requester,
+      );
+      const ack = await atWorker.request(ReceiptAnnouncementMessage, { receipt, job, assignment });
+      acks.push(toHex(encodeCbor(ack)));
+    }
+    assert.equal(new Set(acks).size, 1, "every ack is identical");
+    assert.deepEqual(decodeCbor(fromHex(acks[0])), { recorded: true });
+    for (let i = 0; i < 3000 && (await t.stats()).openChallenges > 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await t.closeWindow();
+    for (const id of heads) assert.equal(await t.status(id), "fraud", "challenged cheat slashed");
+    for (const id of tails) {
+      assert.equal(await t.status(id), "final", "unchallenged: p·(1+m) > 1 covers it");
+    }
+    await atWorker.close();
+    await atValidator.close();
   } finally {
     await t.close();
   }
