@@ -1,0 +1,105 @@
+// Veriflow's swarm host: runs Hyperswarm (which cannot load inside Deno) in Node.js and moves
+// each peer connection's bytes to the Deno node over its own loopback TCP connection, with
+// backpressure both ways (stream.pipeline). It makes no protocol decision: it joins and leaves
+// the topics the node asks for and reports what happens. Every protocol decision stays in Deno.
+//
+// Started by network/swarm_host.ts as `node host.mjs`. Protocol, one JSON object per line:
+//   stdin, first line:  { seed, dataPort, token, bootstrap: ["host:port", …] | null, bind? }
+//                       seed: the node's 32-byte ed25519 seed (hex) — its swarm key pair
+//                       dataPort/token: where each peer connection is delivered, and the
+//                       32-byte secret (hex) that proves to the node that the host sent it
+//                       bootstrap null: the public DHT; bind "127.0.0.1": local testnet only
+//   stdin, then:        { op: "join", topic, server, client } | { op: "leave", topic }
+//   stdout:             { ev: "ready", publicKey } | { ev: "joined", topic }
+//                       | { ev: "left", topic } | { ev: "error", message }
+//   per peer:           a TCP connection to 127.0.0.1:dataPort that starts with
+//                       token (32) ‖ remote public key (32) ‖ initiator (1), then the bytes.
+// It exits when stdin closes (the node stopped) or on SIGTERM, leaving the swarm cleanly.
+import { createConnection } from "node:net";
+import { pipeline } from "node:stream";
+import { createInterface } from "node:readline";
+import Hyperswarm from "hyperswarm";
+import DHT from "hyperdht";
+
+const lines = createInterface({ input: process.stdin });
+const send = (event) => process.stdout.write(JSON.stringify(event) + "\n");
+let swarm = null;
+let config = null;
+
+function parseBootstrap(list) {
+  return list.map((entry) => {
+    const at = entry.lastIndexOf(":");
+    return { host: entry.slice(0, at), port: Number(entry.slice(at + 1)) };
+  });
+}
+
+function start(cfg) {
+  config = cfg;
+  const keyPair = DHT.keyPair(Buffer.from(cfg.seed, "hex"));
+  const dhtOptions = cfg.bootstrap ? { bootstrap: parseBootstrap(cfg.bootstrap) } : {};
+  if (cfg.bind) Object.assign(dhtOptions, { host: cfg.bind, ephemeral: true });
+  const dht = new DHT({ ...dhtOptions, keyPair });
+  swarm = new Hyperswarm({ dht, keyPair });
+  swarm.on("connection", deliver);
+  send({ ev: "ready", publicKey: keyPair.publicKey.toString("hex") });
+}
+
+// Hand one authenticated peer connection (a Noise stream) to the node over loopback TCP.
+function deliver(socket, info) {
+  socket.on("error", () => {});
+  const local = createConnection({ host: "127.0.0.1", port: config.dataPort });
+  local.setNoDelay(true);
+  local.on("error", () => socket.destroy());
+  const header = Buffer.alloc(65);
+  Buffer.from(config.token, "hex").copy(header, 0);
+  socket.remotePublicKey.copy(header, 32);
+  header[64] = socket.isInitiator ? 1 : 0;
+  local.write(header);
+  pipeline(socket, local, () => {});
+  pipeline(local, socket, () => {});
+  void info;
+}
+
+async function handle(message) {
+  if (message.op === "join") {
+    const discovery = swarm.join(Buffer.from(message.topic, "hex"), {
+      server: message.server !== false,
+      client: message.client !== false,
+    });
+    await discovery.flushed();
+    send({ ev: "joined", topic: message.topic });
+  } else if (message.op === "leave") {
+    await swarm.leave(Buffer.from(message.topic, "hex"));
+    send({ ev: "left", topic: message.topic });
+  }
+}
+
+lines.on("line", (line) => {
+  let message;
+  try {
+    message = JSON.parse(line);
+  } catch {
+    send({ ev: "error", message: "not JSON: " + line.slice(0, 80) });
+    return;
+  }
+  if (config === null) {
+    try {
+      start(message);
+    } catch (error) {
+      send({ ev: "error", message: String(error && error.message) });
+      process.exit(1);
+    }
+    return;
+  }
+  handle(message).catch((error) => send({ ev: "error", message: String(error && error.message) }));
+});
+
+async function stop() {
+  try {
+    if (swarm) await swarm.destroy();
+  } finally {
+    process.exit(0);
+  }
+}
+lines.on("close", stop);
+process.on("SIGTERM", stop);

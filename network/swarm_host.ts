@@ -1,0 +1,351 @@
+/**
+ * The swarm host, seen from Deno: Hyperswarm cannot load inside Deno (its UDP module needs
+ * libuv symbols Deno does not export, and the process dies on load), so a small Node.js
+ * program (`network/swarm/host.mjs`) runs it, and this class starts and supervises that
+ * program like an actor: restarted with backoff when it dies, the transport reported down and
+ * up, its stderr in the node's log, the topics joined again.
+ *
+ * The host makes no protocol decision. It joins and leaves topics and hands each peer
+ * connection to this process as one loopback TCP connection (backpressure both ways through
+ * the sockets), prefixed by a 32-byte secret token (so no other local process can pose as the
+ * host), the peer's public key as its Noise handshake authenticated it, and whether this side
+ * dialled. The node's ed25519 identity is its swarm key pair (same seed), so the key the
+ * connection layer's own handshake proves must equal the Noise key: the caller checks that.
+ *
+ * The host reads the node's secret seed from its stdin, never from its command line or
+ * environment (both are visible to other local users).
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+import type { ByteDuplex } from "../protocols/memory_duplex.ts";
+import { listenTcp, type TcpDuplex, type TcpListener } from "../protocols/tcp_transport.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
+import type { Identity } from "../protocols/identity.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+
+/** The host program, run by Node.js. */
+export const SWARM_HOST_SCRIPT = fileURLToPath(new URL("./swarm/host.mjs", import.meta.url));
+/** A local DHT testnet program (tests and the demo). */
+export const SWARM_TESTNET_SCRIPT = fileURLToPath(new URL("./swarm/testnet.mjs", import.meta.url));
+
+const HEADER_BYTES = 65;
+const TOKEN_BYTES = 32;
+/** How long the host may take to say it is ready. */
+const READY_TIMEOUT_MS = 30_000;
+/** A peer connection must deliver its header this fast, or it is dropped. */
+const HEADER_TIMEOUT_MS = 5_000;
+const DEFAULT_RESTART = { initialMs: 250, maxMs: 10_000 };
+
+/** One peer connection out of the swarm. */
+export interface SwarmPeer {
+  /** The connection's bytes. */
+  duplex: ByteDuplex;
+  /** The peer's public key, authenticated by the swarm's Noise handshake. */
+  remoteKey: Uint8Array;
+  /** Whether this side dialled. */
+  initiator: boolean;
+  /** Close the underlying loopback socket now. */
+  close(): void;
+}
+
+/** Options of {@link SwarmHost.start}. */
+export interface SwarmHostOptions {
+  /** The node's identity: its seed is the swarm key pair. */
+  identity: Identity;
+  /**
+   * DHT bootstrap nodes (`host:port`); `null` for the public DHT (operators' default). Tests
+   * and the demo use a local testnet (`SWARM_TESTNET_SCRIPT`).
+   */
+  bootstrap: string[] | null;
+  /** Bind the DHT to this address only (`127.0.0.1` for a local testnet). */
+  bind?: string;
+  /** Each authenticated peer connection. */
+  onPeer: (peer: SwarmPeer) => void;
+  /** Transport state changes: `up` once the host is ready (again), `down` when it died. */
+  onState?: (state: "up" | "down") => void;
+  /** Log lines (the host's stderr, restarts). */
+  log?: (line: string) => void;
+  /** The Node.js executable; default `node` on the PATH. */
+  nodePath?: string;
+  /** Restart backoff; default 250 ms doubling to 10 s. */
+  restart?: { initialMs: number; maxMs: number };
+}
+
+/** The swarm host could not be started (no Node.js, a bad configuration). */
+export class SwarmHostError extends VeriflowError {
+  /** @param message What went wrong and what to do. */
+  constructor(message: string) {
+    super("swarm_host_failed", message);
+  }
+}
+
+interface Joined {
+  server: boolean;
+  client: boolean;
+}
+
+/** A supervised swarm host process. */
+export class SwarmHost {
+  readonly #options: SwarmHostOptions;
+  readonly #token = crypto.getRandomValues(new Uint8Array(TOKEN_BYTES));
+  readonly #listener: TcpListener;
+  readonly #topics = new Map<string, Joined>();
+  readonly #waiting = new Map<string, PromiseWithResolvers<void>>();
+  #child: Deno.ChildProcess | undefined;
+  #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #closing = false;
+  #restarts = 0;
+  #ready = Promise.withResolvers<void>();
+  #publicKey: Uint8Array | undefined;
+
+  private constructor(options: SwarmHostOptions) {
+    this.#options = options;
+    this.#listener = listenTcp({ hostname: "127.0.0.1", port: 0 }, (duplex) => {
+      this.#accept(duplex).catch(() => duplex.close());
+    });
+  }
+
+  /**
+   * Start the host and wait until it is ready.
+   * @throws {SwarmHostError} when Node.js cannot be run or the host does not come up.
+   */
+  static async start(options: SwarmHostOptions): Promise<SwarmHost> {
+    const host = new SwarmHost(options);
+    try {
+      host.#spawn();
+      const timeout = setTimeout(
+        () => host.#ready.reject(new SwarmHostError("the swarm host did not come up in time")),
+        READY_TIMEOUT_MS,
+      );
+      await host.#ready.promise.finally(() => clearTimeout(timeout));
+    } catch (error) {
+      await host.close();
+      throw error instanceof SwarmHostError ? error : new SwarmHostError(
+        `cannot start the swarm host with ${options.nodePath ?? "node"}: ${
+          (error as Error).message
+        } (Hyperswarm runs in Node.js: install Node.js 20 or later, or set the path to it)`,
+      );
+    }
+    return host;
+  }
+
+  /** This node's public key as the swarm knows it (equals the identity's). */
+  get publicKey(): Uint8Array {
+    return this.#publicKey!;
+  }
+
+  /** The host process's id (changes when it is restarted). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Restarts so far (each after the host died). */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /**
+   * Join a 32-byte topic (announce as a server, look up as a client, or both); kept across
+   * restarts of the host. Resolves once the host has announced and looked it up.
+   */
+  async join(topic: Uint8Array, options: Partial<Joined> = {}): Promise<void> {
+    const joined = { server: options.server ?? true, client: options.client ?? true };
+    const hex = toHex(topic);
+    this.#topics.set(hex, joined);
+    await this.#request(hex, { op: "join", topic: hex, ...joined });
+  }
+
+  /** Leave a topic. */
+  async leave(topic: Uint8Array): Promise<void> {
+    const hex = toHex(topic);
+    this.#topics.delete(hex);
+    await this.#request(hex, { op: "leave", topic: hex });
+  }
+
+  /** Stop the host (it leaves the swarm) and the loopback listener. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    await this.#stdin?.close().catch(() => {});
+    const child = this.#child;
+    if (child !== undefined) {
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+      }, 5_000);
+      await child.status.catch(() => {});
+      clearTimeout(timer);
+    }
+    await this.#listener.close();
+    for (const waiting of this.#waiting.values()) {
+      waiting.reject(new SwarmHostError("the swarm host stopped"));
+    }
+  }
+
+  #request(topic: string, message: Record<string, unknown>): Promise<void> {
+    const waiting = Promise.withResolvers<void>();
+    this.#waiting.get(topic)?.resolve();
+    this.#waiting.set(topic, waiting);
+    this.#send(message).catch((error) => waiting.reject(error));
+    return waiting.promise;
+  }
+
+  async #send(message: Record<string, unknown>): Promise<void> {
+    if (this.#stdin === undefined) throw new SwarmHostError("the swarm host is not running");
+    await this.#stdin.write(new TextEncoder().encode(JSON.stringify(message) + "\n"));
+  }
+
+  #spawn(): void {
+    const command = new Deno.Command(this.#options.nodePath ?? "node", {
+      args: [SWARM_HOST_SCRIPT],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NODE_NO_WARNINGS: "1" },
+    });
+    const child = command.spawn();
+    this.#child = child;
+    this.#stdin = child.stdin.getWriter();
+    const config = {
+      seed: toHex(this.#options.identity.exportSecretKey()),
+      dataPort: this.#listener.addr.port,
+      token: toHex(this.#token),
+      bootstrap: this.#options.bootstrap,
+      ...(this.#options.bind ? { bind: this.#options.bind } : {}),
+    };
+    this.#send(config).catch(() => {});
+    this.#readLines(child.stdout, (line) => this.#onEvent(line));
+    this.#readLines(child.stderr, (line) => this.#options.log?.(`swarm host: ${line}`));
+    child.status.then((status) => this.#onExit(child, status));
+  }
+
+  async #readLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
+    let buffered = "";
+    try {
+      for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+        buffered += text;
+        let newline;
+        while ((newline = buffered.indexOf("\n")) >= 0) {
+          onLine(buffered.slice(0, newline));
+          buffered = buffered.slice(newline + 1);
+        }
+      }
+    } catch {
+      // the process went away; its exit is handled in #onExit
+    }
+  }
+
+  #onEvent(line: string): void {
+    let event: { ev?: string; publicKey?: string; topic?: string; message?: string };
+    try {
+      event = JSON.parse(line);
+    } catch {
+      this.#options.log?.(`swarm host: ${line}`);
+      return;
+    }
+    switch (event.ev) {
+      case "ready": {
+        const key = fromHex(event.publicKey ?? "");
+        if (!bytesEqual(key, this.#options.identity.publicKey)) {
+          this.#ready.reject(new SwarmHostError("the swarm key pair differs from the identity"));
+          return;
+        }
+        this.#publicKey = key;
+        this.#ready.resolve();
+        this.#options.onState?.("up");
+        // After a restart: join every topic again.
+        for (const [topic, joined] of this.#topics) {
+          this.#send({ op: "join", topic, ...joined }).catch(() => {});
+        }
+        return;
+      }
+      case "joined":
+      case "left": {
+        const waiting = this.#waiting.get(event.topic ?? "");
+        this.#waiting.delete(event.topic ?? "");
+        waiting?.resolve();
+        return;
+      }
+      case "error":
+        this.#options.log?.(`swarm host error: ${event.message}`);
+        return;
+    }
+  }
+
+  #onExit(child: Deno.ChildProcess, status: Deno.CommandStatus): void {
+    if (child !== this.#child) return;
+    this.#stdin = undefined;
+    if (this.#closing) return;
+    const { initialMs, maxMs } = this.#options.restart ?? DEFAULT_RESTART;
+    const delay = Math.min(maxMs, initialMs * 2 ** this.#restarts);
+    this.#restarts++;
+    this.#options.log?.(
+      `swarm host exited (${status.signal ?? `code ${status.code}`}); restarting in ${delay} ms`,
+    );
+    this.#options.onState?.("down");
+    this.#ready = Promise.withResolvers<void>();
+    this.#ready.promise.catch(() => {});
+    setTimeout(() => {
+      if (this.#closing) return;
+      try {
+        this.#spawn();
+      } catch (error) {
+        this.#options.log?.(`swarm host restart failed: ${(error as Error).message}`);
+      }
+    }, delay);
+  }
+
+  /** A loopback connection from the host: check its token, read the peer's key, hand it on. */
+  async #accept(duplex: TcpDuplex): Promise<void> {
+    const reader = duplex.readable.getReader();
+    const timer = setTimeout(() => duplex.close(), HEADER_TIMEOUT_MS);
+    let header = new Uint8Array(0);
+    try {
+      while (header.length < HEADER_BYTES) {
+        const { value, done } = await reader.read();
+        if (done) throw new SwarmHostError("connection ended before its header");
+        const joined = new Uint8Array(header.length + value.length);
+        joined.set(header);
+        joined.set(value, header.length);
+        header = joined;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!constantTimeEqual(header.subarray(0, TOKEN_BYTES), this.#token)) {
+      duplex.close(); // not our host
+      return;
+    }
+    const rest = header.subarray(HEADER_BYTES);
+    const readable = new ReadableStream<Uint8Array>({
+      start(controller) {
+        if (rest.length > 0) controller.enqueue(rest);
+      },
+      async pull(controller) {
+        const { value, done } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+    this.#options.onPeer({
+      duplex: { readable, writable: duplex.writable },
+      remoteKey: header.slice(TOKEN_BYTES, TOKEN_BYTES + 32),
+      initiator: header[HEADER_BYTES - 1] === 1,
+      close: () => duplex.close(),
+    });
+  }
+}
+
+function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
