@@ -25,7 +25,7 @@ import { type ServedProof, verifyServedProof } from "../../proof/served_proof.ts
 import { signFraudProof } from "../../protocols/fraud_proof.ts";
 import type { FraudCheckResult } from "../../proof/fraud_check.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { loadFixture, manualStream } from "./_models.ts";
+import { loadFixture, manualStream } from "../proof/_models.ts";
 
 Deno.test("actors: honest job is final and credited; a cheat is proven, slashed and the validator rewarded", async () => {
   const f = await loadFixture();
