@@ -153,26 +153,6 @@ export class NodeProcess {
   }
 }
 
-/** Poll `probe` until it returns a value (not undefined); fail with `what` after `timeoutMs`. */
-export async function eventually<T>(
-  probe: () => Promise<T | undefined>,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last})` : ""}`);
-}
-
 /** Splits a text stream into lines (without their `\n` / `\r\n`). */
 export class TextLineStream extends TransformStream<string, string> {
   constructor() {

@@ -6,6 +6,7 @@
 
 import type { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorEvent } from "../../actors/events.ts";
+import { delay } from "../_helpers/wait.ts";
 
 /** A promise with its resolve function exposed. */
 export interface Deferred<T> {
@@ -18,20 +19,6 @@ export function deferred<T = void>(): Deferred<T> {
   let resolve!: (value: T) => void;
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, resolve };
-}
-
-/** Resolves after `ms` milliseconds. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `predicate` every few ms until it holds; throws after `timeoutMs`. */
-export async function waitFor(predicate: () => boolean, timeoutMs = 2_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!predicate()) {
-    if (performance.now() > deadline) throw new Error("waitFor: condition not met in time");
-    await delay(2);
-  }
 }
 
 /** Records every event of `system` as compact `type:name` strings (and the raw events). */

@@ -7,7 +7,8 @@ import {
   AskTimeoutError,
   MailboxFullError,
 } from "../../actors/errors.ts";
-import { deferred, delay, isPending } from "./_helpers.ts";
+import { deferred, isPending } from "./_helpers.ts";
+import { delay } from "../_helpers/wait.ts";
 
 type Msg = { type: "echo"; value: number } | { type: "crash" } | { type: "hold" };
 

@@ -10,7 +10,8 @@ import {
   NameTakenError,
 } from "../../actors/errors.ts";
 import type { CrashedEvent } from "../../actors/events.ts";
-import { deferred, delay, recordEvents, waitFor } from "./_helpers.ts";
+import { deferred, recordEvents } from "./_helpers.ts";
+import { delay, eventually } from "../_helpers/wait.ts";
 
 function recorder(name: string, stops: string[]): { name: string; factory: () => Actor<string> } {
   return {
@@ -140,7 +141,7 @@ Deno.test("events feed: started, crashed (with reason), restarted, stopped in or
     }),
   });
   await assert.rejects(ref.ask("crash"), ActorCrashedError);
-  await waitFor(() => log.includes("restarted:w"));
+  await eventually(() => log.includes("restarted:w"));
   await system.shutdown();
   assert.deepEqual(log, [
     "started:w",
@@ -235,7 +236,7 @@ Deno.test("ctx.spawn children are linked: listed in the tree and stopped before 
 
   // A crash of the parent takes its linked children down first, then restarts the parent alone.
   await assert.rejects(parent.ask({ type: "crash" }), ActorCrashedError);
-  await waitFor(() => stops.length === 3);
+  await eventually(() => stops.length === 3);
   assert.deepEqual(stops, ["inference/job-2", "inference/job-1", "inference"]);
   assert.equal(system.lookup("inference/job-1"), undefined);
   await assert.rejects(jobRefs[0].tell("x"), ActorStoppedError);
@@ -266,7 +267,7 @@ Deno.test("a crashing linked child is removed without crashing its parent", asyn
     }),
   });
   await parent.ask("spawn");
-  await waitFor(() => system.lookup("p/child") === undefined);
+  await eventually(() => system.lookup("p/child") === undefined);
   assert.equal(await parent.ask("ping"), "alive");
   assert.ok(log.includes("crashed:p/child"));
   assert.ok(!log.includes("crashed:p"));
@@ -337,10 +338,10 @@ Deno.test("a restartable linked child that keeps crashing escalates into its par
     }),
   });
   await parent.ask("spawn");
-  await waitFor(() => events.some((e) => e.type === "crashed" && e.name === "p"));
+  await eventually(() => events.some((e) => e.type === "crashed" && e.name === "p"));
   const parentCrash = events.find((e) => e.type === "crashed" && e.name === "p") as CrashedEvent;
   assert.ok(parentCrash.reason instanceof EscalatedError);
-  await waitFor(() => events.some((e) => e.type === "restarted" && e.name === "p"));
+  await eventually(() => events.some((e) => e.type === "restarted" && e.name === "p"));
   assert.equal(await parent.ask("ping"), "alive");
   assert.equal(system.lookup("p/worker"), undefined);
   await system.shutdown();

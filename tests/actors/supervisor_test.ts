@@ -4,7 +4,8 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { ActorCrashedError, ActorStoppedError, EscalatedError } from "../../actors/errors.ts";
 import type { EscalatedEvent, RestartedEvent } from "../../actors/events.ts";
 import type { SupervisionStrategy } from "../../actors/supervisor.ts";
-import { recordEvents, waitFor } from "./_helpers.ts";
+import { recordEvents } from "./_helpers.ts";
+import { eventually } from "../_helpers/wait.ts";
 
 type Msg = "inc" | "get" | "crash" | "exit";
 
@@ -41,7 +42,7 @@ async function threeCounters(strategy: SupervisionStrategy) {
   for (const ref of refs) await ref.tell("inc");
   log.length = 0;
   await assert.rejects(refs[1].ask("crash"), ActorCrashedError);
-  await waitFor(() => log.filter((l) => l.startsWith("start:")).length >= 1);
+  await eventually(() => log.filter((l) => l.startsWith("start:")).length >= 1);
   // Give a wrong implementation the chance to restart more than it should.
   await new Promise((r) => setTimeout(r, 10));
   const counts = await Promise.all(refs.map((r) => r.ask<number>("get")));
@@ -84,9 +85,11 @@ Deno.test("exceeding the restart intensity escalates to the parent, which restar
   await b.tell("inc");
   for (let i = 0; i < 3; i++) {
     await assert.rejects(a.ask("crash"), ActorCrashedError);
-    if (i < 2) await waitFor(() => events.filter((e) => e.type === "restarted").length === i + 1);
+    if (i < 2) {
+      await eventually(() => events.filter((e) => e.type === "restarted").length === i + 1);
+    }
   }
-  await waitFor(() => events.some((e) => e.type === "restarted" && e.name === "t/sup"));
+  await eventually(() => events.some((e) => e.type === "restarted" && e.name === "t/sup"));
   const escalated = events.find((e) => e.type === "escalated") as EscalatedEvent;
   assert.equal(escalated.name, "t/sup");
   assert.equal((escalated.reason as Error).message, "a crashed");
@@ -104,7 +107,7 @@ Deno.test("escalation past the root is fatal: the system reports it and shuts do
   const log: string[] = [];
   const a = await system.spawn(counter("a", log));
   await assert.rejects(a.ask("crash"), ActorCrashedError);
-  await waitFor(() => eventLog.includes("restarted:a"));
+  await eventually(() => eventLog.includes("restarted:a"));
   await assert.rejects(a.ask("crash"), ActorCrashedError);
   const termination = await system.terminated;
   assert.equal(termination.reason, "fatal");
@@ -139,9 +142,9 @@ Deno.test("backoff delays each restart by at least the backoff delay, growing ex
   const { events } = recordEvents(system);
   const ref = system.lookup<string>("flaky")!;
   await assert.rejects(ref.ask("x"), ActorCrashedError);
-  await waitFor(() => starts.length === 2);
+  await eventually(() => starts.length === 2);
   await assert.rejects(ref.ask("x"), ActorCrashedError);
-  await waitFor(() => starts.length === 3);
+  await eventually(() => starts.length === 3);
   assert.ok(starts[1] - crashes[0] >= 40 - 1, `first restart after ${starts[1] - crashes[0]} ms`);
   assert.ok(starts[2] - crashes[1] >= 80 - 1, `second restart after ${starts[2] - crashes[1]} ms`);
   const delays = events.filter((e) => e.type === "restarted").map((e) =>
@@ -171,16 +174,16 @@ Deno.test("restart policies: permanent comes back after a normal exit, transient
   const temp = await system.spawn(counter("temp", log, "temporary"));
 
   await perm.ask("exit");
-  await waitFor(() => eventLog.includes("restarted:perm"));
+  await eventually(() => eventLog.includes("restarted:perm"));
 
   await assert.rejects(trans.ask("crash"), ActorCrashedError);
-  await waitFor(() => eventLog.includes("restarted:trans"));
+  await eventually(() => eventLog.includes("restarted:trans"));
   await trans.ask("exit");
-  await waitFor(() => system.lookup("trans") === undefined);
+  await eventually(() => system.lookup("trans") === undefined);
   await assert.rejects(trans.tell("inc"), ActorStoppedError);
 
   await assert.rejects(temp.ask("crash"), ActorCrashedError);
-  await waitFor(() => system.lookup("temp") === undefined);
+  await eventually(() => system.lookup("temp") === undefined);
   assert.ok(!eventLog.includes("restarted:temp"));
   assert.deepEqual(system.tree().children.map((c) => c.name), ["perm"]);
   await system.shutdown();
@@ -208,9 +211,9 @@ Deno.test("a preStart that fails on restart counts as a crash and eventually esc
     }],
   });
   await assert.rejects(system.lookup<string>("fragile")!.ask("x"), ActorCrashedError);
-  await waitFor(() => events.some((e) => e.type === "escalated"));
+  await eventually(() => events.some((e) => e.type === "escalated"));
   // The supervisor is temporary under the root: it is removed, not restarted.
-  await waitFor(() => system.lookupSupervisor("t/sup") === undefined);
+  await eventually(() => system.lookupSupervisor("t/sup") === undefined);
   assert.equal(incarnations, 3, "first start + 2 failed restarts");
   assert.equal(system.lookup("fragile"), undefined);
   await system.shutdown();
@@ -255,7 +258,7 @@ Deno.test("nested supervisors: a child spec list can hold supervisors; escalatio
   await x.tell("inc");
   log.length = 0;
   await assert.rejects(system.lookup<Msg>("y")!.ask("crash"), ActorCrashedError);
-  await waitFor(() => log.includes("start:x"));
+  await eventually(() => log.includes("start:x"));
   // inner gave up at once (maxRestarts 0); outer (one_for_all) restarted x and inner.
   assert.equal(seen.length, 1);
   assert.equal(await x.ask("get"), 0);
@@ -272,7 +275,7 @@ Deno.test("system.stop of a child waiting out its backoff is immediate and final
   const log: string[] = [];
   const a = await system.spawn(counter("a", log));
   await assert.rejects(a.ask("crash"), ActorCrashedError);
-  await waitFor(() => log.includes("stop:a"));
+  await eventually(() => log.includes("stop:a"));
   assert.equal(system.tree().children[0].status, "down");
   const started = performance.now();
   assert.equal(await system.stop("a"), true);

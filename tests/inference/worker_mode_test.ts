@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { collect, params, tinyModel } from "./_fixtures.ts";
+import { eventually } from "../_helpers/wait.ts";
 import { buildGptModel, buildMlpModel } from "../../inference/model_builder.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";
 import { TensorModel } from "../../inference/tensor_model.ts";
@@ -64,15 +65,6 @@ function fingerprintValues(chunks: TokenChunk[]): Float64Array {
 /** A chunk without its fingerprint, for structural comparison. */
 function visible({ index, tokenId, text, vocabSize, logits, finishReason }: TokenChunk) {
   return { index, tokenId, text, vocabSize, logits, finishReason };
-}
-
-/** Poll until `check` passes: worker-side effects (a dropped cache) arrive by message. */
-async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  assert.fail(`never happened: ${what}`);
 }
 
 async function totalRuns(model: TextModel): Promise<number> {

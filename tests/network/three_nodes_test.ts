@@ -20,7 +20,11 @@ import { Ledger } from "../../proof/ledger.ts";
 import { loadOrCreateIdentity } from "../../node/node_identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { parseReceipt, receiptId } from "../../protocols/receipt.ts";
-import { eventually, NodeProcess } from "../../tools/node_process.ts";
+import { NodeProcess } from "../../tools/node_process.ts";
+import { eventually } from "../_helpers/wait.ts";
+
+/** Give-up time of a wait on another process (a redial, a verdict across three nodes). */
+const ACROSS_PROCESSES_MS = 30_000;
 
 const TAMPERED_WORKER = new URL("./_tampered_worker.ts", import.meta.url).pathname;
 
@@ -120,12 +124,16 @@ Deno.test({
         "1",
       ]);
       const [aUrl, bUrl, cUrl] = await Promise.all([a.httpUrl(), b.httpUrl(), c.httpUrl()]);
-      await eventually(async () => {
-        const m = await a.metrics();
-        return (m.get("veriflow_peers") ?? 0) >= 2 && (m.get("veriflow_peer_workers") ?? 0) >= 1
-          ? true
-          : undefined;
-      }, "A to be connected to B and C");
+      await eventually(
+        async () => {
+          const m = await a.metrics();
+          return (m.get("veriflow_peers") ?? 0) >= 2 && (m.get("veriflow_peer_workers") ?? 0) >= 1
+            ? true
+            : undefined;
+        },
+        "A to be connected to B and C",
+        { timeoutMs: ACROSS_PROCESSES_MS },
+      );
       const keyOf = async (dir: string) => toHex((await loadOrCreateIdentity(dir)).publicKey);
       const bKey = await keyOf(dirs.b);
       const aKey = await keyOf(dirs.a);
@@ -160,13 +168,17 @@ Deno.test({
       await reader.read();
       long.cancel();
       await reader.cancel().catch(() => {});
-      const cancelled = await eventually(async () => {
-        const m = await b.metrics();
-        return (m.get("veriflow_inference_jobs_cancelled_total") ?? 0) >= 1 &&
-            m.get("veriflow_inference_active_jobs") === 0
-          ? m
-          : undefined;
-      }, "B to stop the cancelled job");
+      const cancelled = await eventually(
+        async () => {
+          const m = await b.metrics();
+          return (m.get("veriflow_inference_jobs_cancelled_total") ?? 0) >= 1 &&
+              m.get("veriflow_inference_active_jobs") === 0
+            ? m
+            : undefined;
+        },
+        "B to stop the cancelled job",
+        { timeoutMs: ACROSS_PROCESSES_MS },
+      );
       const generated = cancelled.get("veriflow_inference_tokens_generated_total")!;
       assert.ok(generated < 24 * 2 + 200, `B went on computing: ${generated} tokens in total`);
 
@@ -174,17 +186,25 @@ Deno.test({
       //    proof data fetched from B and spreads a verdict that A and B record. B never
       //    validates its own. (The job B ran for its own client was requested by nobody else:
       //    it is not announced and earns nothing anywhere.)
-      await eventually(async () => {
-        const m = await c.metrics();
-        return (m.get('veriflow_validator_verdicts_total{outcome="valid"}') ?? 0) >= 1
-          ? true
-          : undefined;
-      }, "C's valid verdict on B's receipt");
+      await eventually(
+        async () => {
+          const m = await c.metrics();
+          return (m.get('veriflow_validator_verdicts_total{outcome="valid"}') ?? 0) >= 1
+            ? true
+            : undefined;
+        },
+        "C's valid verdict on B's receipt",
+        { timeoutMs: ACROSS_PROCESSES_MS },
+      );
       for (const [name, node] of [["A", a], ["B", b]] as const) {
-        await eventually(async () => {
-          const m = await node.metrics();
-          return (m.get("veriflow_validator_peer_verdicts_total") ?? 0) >= 1 ? true : undefined;
-        }, `${name} to record C's verdict`);
+        await eventually(
+          async () => {
+            const m = await node.metrics();
+            return (m.get("veriflow_validator_peer_verdicts_total") ?? 0) >= 1 ? true : undefined;
+          },
+          `${name} to record C's verdict`,
+          { timeoutMs: ACROSS_PROCESSES_MS },
+        );
       }
       const bMetrics = await b.metrics();
       assert.equal(bMetrics.get("veriflow_validator_challenges_total"), 0);
@@ -201,11 +221,15 @@ Deno.test({
       b.kill("SIGCONT");
       // Thawed, B drops the connections its own clock now calls stale, and A redials: wait
       // until a job through A runs on B again.
-      await eventually(async () => {
-        const probe = viaA.infer({ prompt: "Back?", max_tokens: 2 });
-        await collect(probe.tokens);
-        return (await probe.done) ? true : undefined;
-      }, "A to forward jobs to B again after it thawed");
+      await eventually(
+        async () => {
+          const probe = viaA.infer({ prompt: "Back?", max_tokens: 2 });
+          await collect(probe.tokens);
+          return (await probe.done) ? true : undefined;
+        },
+        "A to forward jobs to B again after it thawed",
+        { timeoutMs: ACROSS_PROCESSES_MS },
+      );
 
       // 5. Killing B mid-stream (kill -9): the client on A gets connection_closed at once.
       const killed = await failureOf(viaA, "Again", () => b.kill("SIGKILL"));
@@ -232,20 +256,28 @@ Deno.test({
         "1",
       ], TAMPERED_WORKER);
       await b.p2pPort();
-      await eventually(async () => {
-        const m = await a.metrics();
-        return (m.get("veriflow_peer_workers") ?? 0) >= 1 ? true : undefined;
-      }, "A to redial B");
+      await eventually(
+        async () => {
+          const m = await a.metrics();
+          return (m.get("veriflow_peer_workers") ?? 0) >= 1 ? true : undefined;
+        },
+        "A to redial B",
+        { timeoutMs: ACROSS_PROCESSES_MS },
+      );
       const cheat = viaA.infer({ prompt: "Trust me", max_tokens: 16, nonce: "cheat" });
       await collect(cheat.tokens);
       const cheatDone = await cheat.done;
       const cheatReceipt = cheatDone.receipt as { worker: string };
       assert.equal(cheatReceipt.worker, bKey);
       for (const [name, node] of [["A", a], ["B", b], ["C", c]] as const) {
-        await eventually(async () => {
-          const m = await node.metrics();
-          return (m.get("veriflow_validator_slashes_total") ?? 0) >= 1 ? true : undefined;
-        }, `${name} to slash the tampered worker`);
+        await eventually(
+          async () => {
+            const m = await node.metrics();
+            return (m.get("veriflow_validator_slashes_total") ?? 0) >= 1 ? true : undefined;
+          },
+          `${name} to slash the tampered worker`,
+          { timeoutMs: ACROSS_PROCESSES_MS },
+        );
       }
       viaA.close();
       direct.close();

@@ -5,6 +5,7 @@ import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import type { ReceiptRecord } from "../../proof/ledger.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { verifyReceipt } from "../../protocols/receipt.ts";
+import { eventually } from "../_helpers/wait.ts";
 
 async function start(dataDir: string, extra: Record<string, unknown> = {}): Promise<VeriflowNode> {
   const config = parseNodeConfig({
@@ -15,15 +16,6 @@ async function start(dataDir: string, extra: Record<string, unknown> = {}): Prom
     ...extra,
   });
   return await startNode(config);
-}
-
-async function waitFor<T>(probe: () => Promise<T | undefined>, what: string): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 Deno.test("a node starts its supervision tree, serves a completion with a verifiable receipt, and its validator records it across a restart", async () => {
@@ -59,7 +51,7 @@ Deno.test("a node starts its supervision tree, serves a completion with a verifi
     receiptId = (check as { receiptId: string }).receiptId;
 
     const validator = node.system.lookup<ValidatorMessage>(NODE_ACTORS.validator)!;
-    const record = await waitFor(
+    const record = await eventually(
       () => validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId }),
       "the validator to record the receipt",
     );

@@ -56,11 +56,6 @@ export function connectedPair(
   };
 }
 
-/** Resolve after `ms` milliseconds. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 /** A hand-driven peer: writes raw frames, reads decoded envelopes. For adversarial tests. */
 export interface RawPeer {
   /** Write a frame whose payload is `payload` (bytes as-is, anything else CBOR-encoded). */

@@ -19,11 +19,11 @@ import {
   connectionWithRawPeer,
   Count,
   CountTo,
-  delay,
   Echo,
   Echoed,
   Note,
 } from "./_helpers.ts";
+import { delay } from "../_helpers/wait.ts";
 
 const Blob = defineMessage("test.blob", z.object({ data: z.instanceof(Uint8Array) }));
 const Blobs = defineMessage("test.blobs", z.object({ size: z.number().int() }), { chunk: Blob });

@@ -262,20 +262,4 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
   };
 }
 
-/**
- * How long {@link eventually} waits before failing. Not a performance bound: a liveness guard
- * generous enough for a loaded machine, so a broken cancel fails the test instead of hanging it.
- */
-const EVENTUALLY_GIVE_UP_MS = 15_000;
-
-/** Poll `condition` until it holds; fail if it never does. */
-export async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  what = "condition",
-): Promise<void> {
-  const deadline = Date.now() + EVENTUALLY_GIVE_UP_MS;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what} never held`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+export { eventually } from "../_helpers/wait.ts";
