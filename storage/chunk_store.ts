@@ -56,6 +56,8 @@ export interface ChunkStoreFaults {
   beforeWrite?(tempPath: string): void | Promise<void>;
   /** Called after a read's bytes are in memory and before they are verified (race tests). */
   afterRead?(cid: string): void | Promise<void>;
+  /** Called when a put's object joins the queue of the next pack (tests wait on it, not on time). */
+  queued?(cid: string): void;
 }
 
 /** Options of {@link ChunkStore.open}. */
@@ -81,6 +83,11 @@ export interface ChunkStoreOptions {
   maxPackBytes?: number;
   /** Fault injection for tests. */
   faults?: ChunkStoreFaults;
+  /**
+   * Milliseconds since the epoch, for the ages of packs (recorded in their names) and so for the
+   * GC grace period. Default `Date.now`; tests pass a clock they move by hand instead of sleeping.
+   */
+  clock?(): number;
 }
 
 /** Capacity figures of a store. */
@@ -154,6 +161,7 @@ export class ChunkStore implements BlockStore {
   readonly #durable: boolean;
   readonly #gcGraceMs: number;
   readonly #faults: ChunkStoreFaults | undefined;
+  readonly #clock: () => number;
   readonly #writer: PackWriter;
   readonly #index = new Map<string, WrittenObject>();
   readonly #packs = new Map<string, PackInfo>();
@@ -173,10 +181,13 @@ export class ChunkStore implements BlockStore {
     this.#quota = options?.quotaBytes ?? Infinity;
     this.#gcGraceMs = options?.gcGraceMs ?? DEFAULT_GC_GRACE_MS;
     this.#faults = options?.faults;
+    this.#clock = options?.clock ?? Date.now;
     this.#writer = new PackWriter(this.#packsDir, {
       durable: this.#durable,
       maxPackBytes: options?.maxPackBytes,
       beforeWrite: options?.faults?.beforeWrite,
+      queued: options?.faults?.queued,
+      clock: this.#clock,
       onPack: (name, entries) => this.#addPack(name, entries),
     });
   }
@@ -247,7 +258,7 @@ export class ChunkStore implements BlockStore {
     // be collected by a GC (here or in another process) before this put's caller pins it, so the
     // put writes a fresh copy instead, and the old one goes at the next GC.
     const young = existing !== undefined &&
-      Date.now() - (this.#packs.get(existing.pack)?.mtime ?? 0) < this.#gcGraceMs / 2;
+      this.#clock() - (this.#packs.get(existing.pack)?.mtime ?? 0) < this.#gcGraceMs / 2;
     if (existing && young) {
       if (!verifyExisting) return;
       // We hold this CID's slot: check in place; a bad copy is quarantined, making room.
@@ -372,7 +383,7 @@ export class ChunkStore implements BlockStore {
       for (const chunk of decodeManifest(bytes).chunks) live.add(chunk);
     }
     if (result.unreadableRoots.length > 0) return result;
-    const cutoff = Date.now() - graceMs;
+    const cutoff = this.#clock() - graceMs;
     await this.#rewriting(async () => {
       const dead = new Map<string, Set<string>>();
       const mark = (pack: string, cid: string) => {
@@ -501,7 +512,11 @@ export class ChunkStore implements BlockStore {
    * Register a durable pack (one the writer just made, or one found on disk): its objects that
    * have no indexed copy yet become readable from it.
    */
-  #addPack(name: string, entries: readonly PackEntry[], mtime = Date.now()): void {
+  #addPack(
+    name: string,
+    entries: readonly PackEntry[],
+    mtime = packTimeOf(name) ?? this.#clock(),
+  ): void {
     this.#packs.set(name, { entries: [...entries], mtime });
     for (const entry of entries) {
       if (!this.#index.has(entry.cid)) this.#setLocation({ ...entry, pack: name });

@@ -44,6 +44,10 @@ export interface PackWriterOptions {
    * simulates a failing write (an ENOSPC from the OS, for instance).
    */
   beforeWrite?(tempPath: string): void | Promise<void>;
+  /** Called when an object joins the queue of the next pack (tests wait on it, not on time). */
+  queued?(cid: string): void;
+  /** Milliseconds since the epoch, recorded in pack names as their age. Default `Date.now`. */
+  clock?(): number;
   /**
    * Called once a pack is durable, with all its objects, before any of their writes resolve:
    * the place to index them, so the pack is never half known.
@@ -66,6 +70,8 @@ export class PackWriter {
   readonly #maxPackBytes: number;
   readonly #beforeWrite: PackWriterOptions["beforeWrite"];
   readonly #onPack: PackWriterOptions["onPack"];
+  readonly #queued: PackWriterOptions["queued"];
+  readonly #clock: () => number;
   #pending: Pending[] = [];
   #flushing = false;
 
@@ -79,6 +85,8 @@ export class PackWriter {
     this.#maxPackBytes = options?.maxPackBytes ?? DEFAULT_MAX_PACK_BYTES;
     this.#beforeWrite = options?.beforeWrite;
     this.#onPack = options?.onPack;
+    this.#queued = options?.queued;
+    this.#clock = options?.clock ?? Date.now;
   }
 
   /**
@@ -90,6 +98,7 @@ export class PackWriter {
   write(cid: string, bytes: Uint8Array): Promise<WrittenObject> {
     const done = Promise.withResolvers<WrittenObject>();
     this.#pending.push({ cid, bytes, done });
+    this.#queued?.(cid);
     if (!this.#flushing) this.#flushLoop();
     return done.promise;
   }
@@ -124,7 +133,7 @@ export class PackWriter {
     const { header, entries } = await encodePackHeader(
       batch.map((p) => ({ cid: p.cid, length: p.bytes.length })),
     );
-    const name = newPackName();
+    const name = newPackName(this.#clock());
     const temp = join(this.#dir, `${TEMP_PREFIX}${name}${TEMP_SUFFIX}`);
     try {
       const file = await Deno.open(temp, { write: true, createNew: true });
@@ -153,8 +162,8 @@ export class PackWriter {
 const TIME_CHARS = 9;
 
 /** A fresh pack file name: creation time first, so names sort by age and tell it without a stat. */
-function newPackName(): string {
-  const time = Date.now().toString(36).padStart(TIME_CHARS, "0");
+function newPackName(now: number): string {
+  const time = now.toString(36).padStart(TIME_CHARS, "0");
   const random = crypto.getRandomValues(new Uint8Array(8));
   const suffix = Array.from(random, (b) => b.toString(16).padStart(2, "0")).join("");
   return `${time}-${suffix}${PACK_SUFFIX}`;

@@ -256,7 +256,9 @@ Deno.test("waiting writes share one pack, and removing one object keeps its pack
   const dir = await Deno.makeTempDir();
   const gate = Promise.withResolvers<void>();
   const stalled = Promise.withResolvers<void>();
+  const fourQueued = Promise.withResolvers<void>();
   let held = false;
+  let queued = 0;
   const store = await ChunkStore.open(dir, {
     faults: {
       async beforeWrite() {
@@ -265,12 +267,15 @@ Deno.test("waiting writes share one pack, and removing one object keeps its pack
         stalled.resolve();
         await gate.promise; // the first pack stalls; everything put meanwhile queues
       },
+      queued() {
+        if (++queued === 5) fourQueued.resolve(); // the first object, then the four behind it
+      },
     },
   });
   const first = store.put(pseudoRandomBytes(100, 1));
   await stalled.promise;
   const puts = [2, 3, 4, 5].map((seed) => store.put(pseudoRandomBytes(50_000, seed)));
-  await new Promise((resolve) => setTimeout(resolve, 200)); // let the four hash and queue
+  await fourQueued.promise;
   gate.resolve();
   await first;
   const cids = await Promise.all(puts);
@@ -372,15 +377,16 @@ Deno.test("two stores' copies of one object: a bad copy falls back to the other,
 
 Deno.test("a put does not dedupe against a copy old enough for GC: it writes a fresh one", async () => {
   const dir = await Deno.makeTempDir();
-  const store = await ChunkStore.open(dir, { gcGraceMs: 400 });
+  let now = 1_700_000_000_000;
+  const store = await ChunkStore.open(dir, { gcGraceMs: 400, clock: () => now });
   const bytes = pseudoRandomBytes(3000, 12);
   const cid = await store.put(bytes);
   await store.put(bytes); // young: deduplicated
   assert.equal((await packFilesUnder(dir)).length, 1);
-  await new Promise((resolve) => setTimeout(resolve, 250)); // past half the grace period
+  now += 250; // past half the grace period
   await store.put(bytes);
   assert.equal((await packFilesUnder(dir)).length, 2, "a fresh copy was written");
-  await new Promise((resolve) => setTimeout(resolve, 200)); // the first copy is now past grace
+  now += 200; // the first copy is now past grace
   const result = await store.gc();
   assert.equal(result.removed, 0, "the fresh copy is young, so the object stays");
   assert.deepEqual(await store.get(cid), bytes);
