@@ -40,6 +40,8 @@ export function cidOf(bytes: Uint8Array): string {
 
 /** Parse a CID string; returns its 32-byte sha2-256 digest or throws {@link InvalidCidError}. */
 export function cidDigest(cid: string): Uint8Array {
+  // Values from the edge may be anything; one object has exactly one accepted name.
+  if (typeof cid !== "string") throw new InvalidCidError(`(a ${typeof cid})`, "not a string");
   let parsed: CID;
   try {
     parsed = CID.parse(cid);
@@ -47,7 +49,10 @@ export function cidDigest(cid: string): Uint8Array {
     throw new InvalidCidError(cid, (cause as Error).message);
   }
   if (parsed.version !== 1) throw new InvalidCidError(cid, "not CIDv1");
+  if (parsed.code !== RAW_CODEC) throw new InvalidCidError(cid, "not the raw codec");
   if (parsed.multihash.code !== SHA2_256_CODE) throw new InvalidCidError(cid, "not sha2-256");
+  if (parsed.multihash.digest.length !== 32) throw new InvalidCidError(cid, "not a 32-byte digest");
+  if (parsed.toString() !== cid) throw new InvalidCidError(cid, "not lower-case base32");
   return parsed.multihash.digest;
 }
 

@@ -1,4 +1,8 @@
 import assert from "node:assert/strict";
+import { CID } from "multiformats/cid";
+import { base58btc } from "multiformats/bases/base58";
+import * as Digest from "multiformats/hashes/digest";
+import { RAW_CODEC, SHA2_256_CODE } from "../../protocols/cid.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
@@ -218,4 +222,34 @@ Deno.test("set_peers switches the actor's files to replicated storage and repair
   assert.equal(await peers[1].hasChunk(cid), true);
   assert.deepEqual(unwrapReply(await actor.receive({ type: "get_bytes", cid })), data);
   for (const d of [dir, ...peerDirs]) await Deno.remove(d, { recursive: true });
+});
+
+Deno.test("CIDs of another codec, base or digest length, and non-strings, are invalid_cid: never pinned, never a crash", async () => {
+  const dir = await Deno.makeTempDir();
+  const actor = new StorageActor({ dir });
+  const digest = await crypto.subtle.digest("SHA-256", new Uint8Array([1, 2, 3]));
+  const raw = CID.createV1(RAW_CODEC, Digest.create(SHA2_256_CODE, new Uint8Array(digest)));
+  const accepted = raw.toString();
+  const dagCbor = CID.createV1(0x71, raw.multihash).toString();
+  const short = CID.createV1(
+    RAW_CODEC,
+    Digest.create(SHA2_256_CODE, new Uint8Array(digest).slice(0, 20)),
+  ).toString();
+  const base58 = raw.toString(base58btc);
+  const upper = accepted.toUpperCase();
+  for (const cid of [dagCbor, short, base58, upper]) {
+    const reply = await actor.receive({ type: "pin", cid }) as StorageReply<boolean>;
+    assert.equal(!reply.ok && reply.error.code, "invalid_cid", cid);
+  }
+  for (const cid of [42, { toString: () => accepted }, null]) {
+    for (const type of ["pin", "get_bytes", "has_chunk"] as const) {
+      const reply = await actor.receive({ type, cid } as unknown as StorageMessage);
+      assert.equal(!(reply as StorageReply<unknown>).ok, true, `${type} ${String(cid)}`);
+      assert.equal((reply as { error: { code: string } }).error.code, "invalid_cid");
+    }
+  }
+  const capacity = unwrapReply<ChunkStoreStats>(await actor.receive({ type: "capacity" }));
+  assert.equal(capacity.pinCount, 0);
+  assert.equal(unwrapReply(await actor.receive({ type: "pin", cid: accepted })), true);
+  await Deno.remove(dir, { recursive: true });
 });
