@@ -247,3 +247,4 @@ export * from "./actors/storage_actor.ts";
 export * from "./node/config.ts";
 export * from "./node/node.ts";
 export * from "./node/node_identity.ts";
+export * from "./node/data_dir_lock.ts";

@@ -51,6 +51,7 @@ import { nodeCollector } from "./node_metrics.ts";
 import { startHeartbeat } from "./heartbeat.ts";
 import type { NodeConfig } from "./config.ts";
 import { loadOrCreateIdentity } from "./node_identity.ts";
+import { DataDirLock } from "./data_dir_lock.ts";
 
 /** Names of the node's actors in the registry. */
 export const NODE_ACTORS = {
@@ -114,6 +115,29 @@ export interface VeriflowNode {
 export async function startNode(
   config: NodeConfig,
   options: StartNodeOptions = {},
+): Promise<VeriflowNode> {
+  // One owner per data directory for the node's whole life: a second node is refused, naming
+  // this process (node/data_dir_lock.ts).
+  const lock = await DataDirLock.acquire(config.dataDir, "node");
+  let node: VeriflowNode;
+  try {
+    node = await startLockedNode(config, options);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+  const finished = node.finished.finally(() => lock.release());
+  const shutdown = async () => {
+    await node.shutdown();
+    await lock.release();
+  };
+  return { ...node, shutdown, finished };
+}
+
+/** {@link startNode} once the data directory is this node's. */
+async function startLockedNode(
+  config: NodeConfig,
+  options: StartNodeOptions,
 ): Promise<VeriflowNode> {
   const log = options.log ?? (() => {});
   await Deno.mkdir(config.dataDir, { recursive: true });

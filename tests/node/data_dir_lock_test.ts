@@ -1,0 +1,92 @@
+import assert from "node:assert/strict";
+import { DataDirLock, DataDirLockedError } from "../../node/data_dir_lock.ts";
+import { parseNodeConfig } from "../../node/config.ts";
+import { startNode } from "../../node/node.ts";
+
+/** A child process holding `dir`'s lock, once it says it holds it. */
+async function holdInChild(dir: string): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./_lock_holder.ts", import.meta.url).pathname, dir],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let said = "";
+  while (!said.includes("locked")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`lock holder exited before locking: ${said}`);
+    said += value;
+  }
+  reader.releaseLock();
+  return child;
+}
+
+Deno.test("data directory lock: a second holder is refused with the holder's pid; released, it is free again", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = await DataDirLock.acquire(dir, "node");
+    const refused = await DataDirLock.acquire(dir, "ledger repair").then(
+      () => assert.fail("a second holder got the lock"),
+      (error) => error,
+    );
+    assert.ok(refused instanceof DataDirLockedError);
+    assert.equal(refused.code, "data_dir_locked");
+    assert.equal(refused.owner?.pid, Deno.pid);
+    assert.equal(refused.owner?.purpose, "node");
+    assert.match(refused.message, new RegExp(`process ${Deno.pid} \\(node`));
+    await first.release();
+    const second = await DataDirLock.acquire(dir, "ledger repair");
+    await second.release();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("data directory lock: another process holding it is named; killed with SIGKILL, its lock does not block", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const child = await holdInChild(dir);
+    const refused = await DataDirLock.acquire(dir, "node").then(
+      () => assert.fail("the lock was taken while another process held it"),
+      (error) => error as DataDirLockedError,
+    );
+    assert.equal(refused.owner?.pid, child.pid);
+    child.kill("SIGKILL");
+    await child.status;
+    await child.stdin.close().catch(() => {});
+    await child.stdout.cancel().catch(() => {});
+    // The lock file still names the dead process; its lock went with it.
+    const lock = await DataDirLock.acquire(dir, "node");
+    await lock.release();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a second node on the same data directory is refused, naming the first; after shutdown the directory is free", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const config = parseNodeConfig({
+    dataDir,
+    roles: { storage: false, inference: false, prover: false, validator: true },
+    http: { port: 0 },
+    network: { listening: false },
+    heartbeatMs: 0,
+  });
+  try {
+    const first = await startNode(config);
+    try {
+      await assert.rejects(() => startNode(config), (error: unknown) => {
+        assert.ok(error instanceof DataDirLockedError);
+        assert.equal(error.owner?.pid, Deno.pid);
+        return true;
+      });
+    } finally {
+      await first.shutdown();
+    }
+    const again = await startNode(config);
+    await again.shutdown();
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
