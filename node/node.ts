@@ -47,7 +47,7 @@ import { signStakePledge } from "../protocols/stake_pledge.ts";
 import { createApp } from "../server/app.ts";
 import { serve } from "../server/serve.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
-import { nodeCollector } from "./node_metrics.ts";
+import { nodeCollectors } from "./node_metrics.ts";
 import { startHeartbeat } from "./heartbeat.ts";
 import type { NodeConfig } from "./config.ts";
 import { loadOrCreateIdentity } from "./node_identity.ts";
@@ -183,12 +183,13 @@ async function startLockedNode(
   let server: ReturnType<typeof serve> | undefined;
   if (port !== undefined) {
     const metrics = new MetricsRegistry();
-    metrics.register(nodeCollector({
+    const collectors = nodeCollectors({
       publicKey: identity.publicKey,
       prover: () => lookup<ProverMessage>(NODE_ACTORS.prover),
       validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
       network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
-    }));
+    });
+    for (const [name, collect] of Object.entries(collectors)) metrics.register(collect, name);
     // Only an in-thread model blocks the event loop between tokens (see computesOnEventLoop).
     const computesOnEventLoop = local !== undefined && config.model.workers === 0;
     const app = createApp({ inference: port, metrics, computesOnEventLoop });

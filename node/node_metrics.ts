@@ -4,6 +4,10 @@
  * ledger account, and process memory. Operators watch the proof pipeline the same way they
  * watch tokens per second.
  *
+ * One collector per source (process, prover, validator, network), each registered under its
+ * name: a source that does not answer in time (a validator with a long mailbox) leaves only its
+ * own series out of that scrape, counted by the registry, and the rest are served.
+ *
  * @module
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
@@ -12,7 +16,7 @@ import type { Account, ValidatorMessage, ValidatorStats } from "../actors/valida
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { MetricSample, MetricsCollector } from "../server/metrics_registry.ts";
 
-/** What {@link nodeCollector} reads. */
+/** What {@link nodeCollectors} reads. */
 export interface NodeCollectorSources {
   /** The node's public key (its ledger account). */
   publicKey: Uint8Array;
@@ -27,21 +31,22 @@ export interface NodeCollectorSources {
 /** A short ask: a metrics scrape must not hang on a busy actor. */
 const SCRAPE_ASK_TIMEOUT_MS = 1_000;
 
-/** Collector of the node's proof, ledger and process series. */
-export function nodeCollector(sources: NodeCollectorSources): MetricsCollector {
-  return async () => {
-    const samples: MetricSample[] = [{
+/** The node's collectors by name (`process`, `prover`, `validator`, `network`). */
+export function nodeCollectors(sources: NodeCollectorSources): Record<string, MetricsCollector> {
+  return {
+    process: () => [{
       name: "veriflow_process_rss_bytes",
       help: "Resident set size of the node process.",
       type: "gauge",
       value: Deno.memoryUsage().rss,
-    }];
-    const prover = sources.prover();
-    if (prover !== undefined) {
+    }],
+    prover: async () => {
+      const prover = sources.prover();
+      if (prover === undefined) return [];
       const s = await prover.ask<ProverStats>({ type: "stats" }, {
         timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
       });
-      samples.push(
+      return [
         {
           name: "veriflow_prover_receipts_signed_total",
           help: "Receipts signed.",
@@ -60,10 +65,12 @@ export function nodeCollector(sources: NodeCollectorSources): MetricsCollector {
           type: "gauge",
           value: s.active,
         },
-      );
-    }
-    const validator = sources.validator();
-    if (validator !== undefined) {
+      ];
+    },
+    validator: async () => {
+      const validator = sources.validator();
+      if (validator === undefined) return [];
+      const samples: MetricSample[] = [];
       const t = await validator.ask<ValidatorStats>({ type: "stats" }, {
         timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
       });
@@ -151,13 +158,15 @@ export function nodeCollector(sources: NodeCollectorSources): MetricsCollector {
           value: account.locked,
         },
       );
-    }
-    const network = sources.network();
-    if (network !== undefined) {
+      return samples;
+    },
+    network: async () => {
+      const network = sources.network();
+      if (network === undefined) return [];
       const peers = await network.ask<PeerInfo[]>({ type: "peers" }, {
         timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
       });
-      samples.push(
+      return [
         {
           name: "veriflow_peers",
           help: "Peer connections open now.",
@@ -170,8 +179,7 @@ export function nodeCollector(sources: NodeCollectorSources): MetricsCollector {
           type: "gauge",
           value: peers.filter((p) => p.models.length > 0).length,
         },
-      );
-    }
-    return samples;
+      ];
+    },
   };
 }

@@ -4,6 +4,12 @@
  * so hot paths such as token generation count in plain fields and pay nothing per scrape.
  * Rendered in the Prometheus text exposition format 0.0.4.
  *
+ * A scrape never fails because one source is slow or broken: each collector runs with a
+ * deadline (`collectorTimeoutMs`), and one that throws or misses it is left out of that scrape
+ * while the others are served; the registry counts it in
+ * `veriflow_metrics_collector_failures_total{collector, reason}` (`reason` `timeout` or
+ * `error`), so a gap in a series comes with its cause.
+ *
  * @example
  * ```ts
  * import { MetricsRegistry } from "./metrics_registry.ts";
@@ -38,23 +44,62 @@ export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
+/**
+ * Default deadline of one collector in a scrape: collectors answer from memory in microseconds,
+ * so 2 s only ever cuts off a wedged source, and keeps a scrape well inside Prometheus' default
+ * 10 s `scrape_timeout` even when several sources are wedged at once (they run concurrently).
+ */
+export const DEFAULT_COLLECTOR_TIMEOUT_MS = 2_000;
+
+/** The registry's own series: collectors left out of a scrape, by collector and reason. */
+export const COLLECTOR_FAILURES_METRIC = "veriflow_metrics_collector_failures_total";
+
+/** Options of {@link MetricsRegistry}. */
+export interface MetricsRegistryOptions {
+  /**
+   * Milliseconds one collector may take in a scrape before it is left out of that scrape and
+   * counted as a `timeout`; default {@link DEFAULT_COLLECTOR_TIMEOUT_MS}.
+   */
+  collectorTimeoutMs?: number;
+}
+
+/** Why a collector was left out of a scrape. */
+type FailureReason = "timeout" | "error";
+
 /** Collects samples from registered collectors and renders them as Prometheus text. */
 export class MetricsRegistry {
-  #collectors: MetricsCollector[] = [];
+  #collectors: { name: string; collect: MetricsCollector }[] = [];
+  #timeoutMs: number;
+  /** Failures by `collector\0reason`. */
+  #failures = new Map<string, number>();
 
-  /** Add a collector; returns a function that removes it. */
-  register(collector: MetricsCollector): () => void {
-    this.#collectors.push(collector);
+  /** An empty registry. */
+  constructor(options: MetricsRegistryOptions = {}) {
+    this.#timeoutMs = options.collectorTimeoutMs ?? DEFAULT_COLLECTOR_TIMEOUT_MS;
+  }
+
+  /**
+   * Add a collector; returns a function that removes it.
+   *
+   * @param collector Reports the current samples.
+   * @param name Names it in the failure counts; default the function's own name.
+   */
+  register(collector: MetricsCollector, name?: string): () => void {
+    const entry = { name: name ?? (collector.name || "anonymous"), collect: collector };
+    this.#collectors.push(entry);
     return () => {
-      const index = this.#collectors.indexOf(collector);
+      const index = this.#collectors.indexOf(entry);
       if (index >= 0) this.#collectors.splice(index, 1);
     };
   }
 
-  /** All current samples, collectors run concurrently. */
+  /**
+   * All current samples, collectors run concurrently; one that throws or misses its deadline
+   * is left out and counted (see the module doc), never failing the rest.
+   */
   async collect(): Promise<MetricSample[]> {
-    const batches = await Promise.all(this.#collectors.map((collect) => collect()));
-    return batches.flat();
+    const batches = await Promise.all(this.#collectors.map((entry) => this.#run(entry)));
+    return [...batches.flat(), ...this.#failureSamples()];
   }
 
   /** The Prometheus text exposition of all current samples, grouped by metric name. */
@@ -74,6 +119,47 @@ export class MetricsRegistry {
       }
     }
     return text;
+  }
+
+  /** One collector's samples, or none (counted) if it throws or misses the deadline. */
+  async #run(entry: { name: string; collect: MetricsCollector }): Promise<MetricSample[]> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), this.#timeoutMs);
+    });
+    try {
+      const result = await Promise.race([Promise.resolve().then(entry.collect), deadline]);
+      if (result !== "timeout") return result;
+      this.#count(entry.name, "timeout");
+    } catch (error) {
+      // An ask that timed out inside the collector is the same story as our own deadline.
+      const code = (error as { code?: unknown })?.code;
+      this.#count(
+        entry.name,
+        typeof code === "string" && code.endsWith("timeout") ? "timeout" : "error",
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+    return [];
+  }
+
+  #count(collector: string, reason: FailureReason): void {
+    const key = `${collector}\0${reason}`;
+    this.#failures.set(key, (this.#failures.get(key) ?? 0) + 1);
+  }
+
+  #failureSamples(): MetricSample[] {
+    return [...this.#failures].map(([key, value]) => {
+      const [collector, reason] = key.split("\0");
+      return {
+        name: COLLECTOR_FAILURES_METRIC,
+        help: "Collectors left out of a scrape (it served the rest), by collector and reason.",
+        type: "counter",
+        value,
+        labels: { collector, reason },
+      };
+    });
   }
 }
 
