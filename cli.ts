@@ -11,7 +11,7 @@
  */
 import { runStart } from "./node/start_command.ts";
 import { runInfer } from "./client/infer_command.ts";
-import { runGet, runLs, runPut } from "./storage/storage_commands.ts";
+import { runGc, runGet, runLs, runPut } from "./storage/storage_commands.ts";
 import { runBuildModel } from "./inference/build_model_command.ts";
 
 /** Deno version this project is built and tested with. */
@@ -31,8 +31,10 @@ Commands:
                           store a file in the node's store; prints its CID
   get CID [-o FILE] [--range START-END] [--key-file F] [--progress] [--data DIR]
                           read a file back (verified against its CID)
-  ls [--json] [--data DIR]
-                          what the store holds and its capacity
+  ls [--json] [--verify] [--data DIR]
+                          what the store holds and its capacity; damaged files flagged
+  gc [--grace-ms MS] [--json] [--data DIR]
+                          remove objects nothing references (e.g. an interrupted put's)
   build-model [--size tiny|small] [--seed N] --out DIR
                           write the built-in GPT-style ONNX model, tokenizer and config
   help                    this text
@@ -45,6 +47,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   put: runPut,
   get: runGet,
   ls: runLs,
+  gc: runGc,
   "build-model": runBuildModel,
 };
 

@@ -214,6 +214,7 @@ export * from "./actors/validator_actor.ts";
 
 // Storage
 export * from "./storage/chunk_store.ts";
+export * from "./storage/pending_put.ts";
 export * from "./storage/file_store.ts";
 export * from "./storage/block_store.ts";
 export * from "./storage/private_tier.ts";

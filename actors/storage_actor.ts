@@ -25,7 +25,6 @@
  */
 import { VeriflowError } from "../protocols/errors.ts";
 import type { Identity } from "../protocols/identity.ts";
-import type { Manifest } from "../protocols/manifest.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import { type AuditResult, StorageAuditor } from "../storage/audit.ts";
 import type { BlockStore } from "../storage/block_store.ts";
@@ -37,6 +36,8 @@ import {
 } from "../storage/chunk_store.ts";
 import { StorageError } from "../storage/errors.ts";
 import { type FileInfo, FileStore, type PutFileResult } from "../storage/file_store.ts";
+import { chunksReferencedBy } from "../storage/gc_roots.ts";
+import { PendingPut } from "../storage/pending_put.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
 import {
   type RepairReport,
@@ -420,18 +421,24 @@ export class StorageActor {
       case "stat":
         return await files.stat(message.cid, { key: this.#options.ownerKey });
       case "pin":
+        await this.#holdLocally(message.cid);
         await store.pin(message.cid);
         return true;
       case "unpin":
         return await store.unpin(message.cid);
       case "gc":
+        for (const root of await store.pins()) await this.#holdLocally(root).catch(() => {});
         return await store.gc({ graceMs: message.graceMs });
       case "capacity":
         return await store.stats();
       case "list":
         return await this.#list();
       case "put_chunk":
-        await store.put(message.bytes, { cid: message.cid, verifyExisting: message.repair });
+        await store.put(message.bytes, {
+          cid: message.cid,
+          verifyExisting: message.repair,
+          replica: true,
+        });
         return undefined;
       case "get_chunk":
         return await store.get(message.cid);
@@ -456,7 +463,13 @@ export class StorageActor {
     }
   }
 
+  /**
+   * A put runs as a {@link PendingPut}, so a GC in any process keeps what it stored until it is
+   * pinned. With peers, the chunks go to them and the manifest is also held here: the pin is a
+   * root GC can read, and `list` can name the file.
+   */
   #put(message: StoragePutMessage, ctx: StorageActorContext | undefined): PutHandle {
+    const replicated = this.#replicated;
     const files = this.#files!;
     const store = this.#store!;
     const signals = [message.signal, ctx?.signal].filter((s): s is AbortSignal => !!s);
@@ -464,17 +477,33 @@ export class StorageActor {
       if (message.private && !this.#options.ownerKey) {
         throw new StorageError("key_required", "private put needs an owner key on this node");
       }
-      const result = await files.put(message.source, {
-        name: message.name,
-        mime: message.mime,
-        key: message.private ? this.#options.ownerKey : undefined,
-        signal: signals.length ? AbortSignal.any(signals) : undefined,
-      });
-      if (message.pin ?? true) await store.pin(result.cid);
-      return result;
+      const pending = await PendingPut.begin(store);
+      try {
+        const target = replicated
+          ? files
+          : new FileStore(pending, { chunkSize: this.#options.chunkSize });
+        const result = await target.put(message.source, {
+          name: message.name,
+          mime: message.mime,
+          key: message.private ? this.#options.ownerKey : undefined,
+          signal: signals.length ? AbortSignal.any(signals) : undefined,
+        });
+        if (replicated) await pending.put(await replicated.get(result.cid));
+        if (message.pin ?? true) await pending.commit(result.cid);
+        return result;
+      } finally {
+        await pending.release();
+      }
     })();
     done.catch(() => {}); // the caller observes it through the handle
     return { done };
+  }
+
+  /** Make sure the local store holds `cid` (with peers, fetched from them), so it can be pinned. */
+  async #holdLocally(cid: string): Promise<void> {
+    const store = this.#store!;
+    if (!this.#replicated || await store.has(cid)) return;
+    await store.put(await this.#replicated.get(cid));
   }
 
   async #list(): Promise<FileInfo[]> {
@@ -500,8 +529,7 @@ export class StorageActor {
       targets = [];
       for (const root of await this.#store!.pins()) {
         targets.push(root);
-        const manifest: Manifest = await this.#files!.manifest(root);
-        targets.push(...manifest.chunks);
+        targets.push(...chunksReferencedBy(await replicated.get(root)));
       }
     }
     return await replicated.repair(targets);

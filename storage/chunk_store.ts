@@ -27,7 +27,6 @@
  */
 import { join } from "node:path";
 import { cidDigest } from "../protocols/cid.ts";
-import { decodeManifest, looksLikeManifest } from "../protocols/manifest.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import { cidOfAsync, verifyCid } from "./_hash.ts";
 import {
@@ -36,6 +35,13 @@ import {
   DamagedPackError,
   QuotaExceededError,
 } from "./errors.ts";
+import {
+  chunksReferencedBy,
+  PENDING_DIR,
+  PINS_DIR,
+  readGcRoots,
+  REPLICAS_DIR,
+} from "./gc_roots.ts";
 import { migrateLegacyChunks } from "./legacy_chunks.ts";
 import { type PackEntry, readExactly, readPackIndex } from "./pack_format.ts";
 import {
@@ -100,6 +106,8 @@ export interface ChunkStoreStats {
   objectCount: number;
   /** Number of pinned roots. */
   pinCount: number;
+  /** Number of chunks held for other nodes. */
+  replicaCount: number;
 }
 
 /** What a garbage collection pass did. */
@@ -108,8 +116,12 @@ export interface GcResult {
   removed: number;
   /** Bytes freed. */
   freedBytes: number;
-  /** Objects kept because a pinned file references them. */
+  /** Objects kept because a root (pin, replica, running put) references them. */
   kept: number;
+  /** Unreferenced objects kept because a copy is younger than the grace period. */
+  young: number;
+  /** Records of puts whose process died (their objects are collected like any garbage). */
+  abandonedPuts: number;
   /**
    * Pinned roots that could not be read (missing or corrupt). While any exist GC removes
    * nothing, since it cannot know which chunks they reference; repair them first.
@@ -129,6 +141,11 @@ export interface ChunkPutOptions extends BlockStoreCallOptions {
    * Default `false`, since deduplicated writes are the common case and reads verify anyway.
    */
   verifyExisting?: boolean;
+  /**
+   * The object is a chunk this node holds for another node (a peer's `put_chunk`): it is
+   * recorded under `replicas/` and GC keeps it. Default `false`.
+   */
+  replica?: boolean;
 }
 
 /** What the store knows of one pack. */
@@ -146,8 +163,11 @@ const DEFAULT_GC_GRACE_MS = 10 * 60 * 1000;
 const TEMP_SWEEP_MIN_AGE_MS = 1000;
 /** How old the packs directory's mtime must be before an unchanged one proves nothing changed. */
 const STAMP_TRUST_MS = 1000;
-/** Lock file (in the packs directory) held while any process rewrites packs. */
-const REWRITE_LOCK = ".rewrite.lock";
+/**
+ * Lock file (in the store directory) held while any process collects garbage or rewrites packs,
+ * so two processes never remove objects at once and each decides on the other's packs.
+ */
+const STORE_LOCK = "store.lock";
 /** Pack headers read at once when (re)loading the index. */
 const RELOAD_CONCURRENCY = 32;
 /** Attempts of a read whose pack vanished (rewritten by GC here or in another process). */
@@ -208,7 +228,7 @@ export class ChunkStore implements BlockStore {
    */
   static async open(dir: string, options?: ChunkStoreOptions): Promise<ChunkStore> {
     const store = new ChunkStore(dir, options);
-    for (const sub of ["packs", "pins", "quarantine"]) {
+    for (const sub of ["packs", PINS_DIR, REPLICAS_DIR, PENDING_DIR, "quarantine"]) {
       await Deno.mkdir(join(dir, sub), { recursive: true });
     }
     await store.#sweepTemp();
@@ -230,6 +250,7 @@ export class ChunkStore implements BlockStore {
       quotaBytes: Number.isFinite(this.#quota) ? this.#quota : null,
       objectCount: this.#index.size,
       pinCount: (await this.pins()).length,
+      replicaCount: await countFiles(join(this.#dir, REPLICAS_DIR)),
     };
   }
 
@@ -249,6 +270,9 @@ export class ChunkStore implements BlockStore {
       throw new CorruptChunkError(options.cid, "the writer");
     }
     await this.#withSlot(cid, () => this.#writeIfAbsent(cid, bytes, options?.verifyExisting));
+    // Recorded after the write: until then the object is inside the grace period, and a record
+    // of an object that failed to store would root nothing.
+    if (options?.replica) await this.#touchRoot(REPLICAS_DIR, cid);
     return cid;
   }
 
@@ -333,17 +357,30 @@ export class ChunkStore implements BlockStore {
     yield* [...this.#index.keys()];
   }
 
-  /** Pin a root (a file id): GC keeps it and, when it is a manifest, every chunk it lists. */
+  /**
+   * Pin a root (a file id): GC keeps it and, when it is a manifest, every chunk it lists.
+   *
+   * @throws {ChunkNotFoundError} the object is not stored here: a pin of nothing would stop
+   * every GC (it cannot know what the missing object references). Put it first.
+   */
   async pin(cid: string): Promise<void> {
-    cidDigest(cid);
-    await Deno.writeFile(join(this.#dir, "pins", cid), new Uint8Array());
+    if (!await this.has(cid)) {
+      throw new ChunkNotFoundError(cid, "the local store; put it before pinning it");
+    }
+    await this.#touchRoot(PINS_DIR, cid);
+  }
+
+  /** Create the empty root file `sub/cid`, durably when the store is durable. */
+  async #touchRoot(sub: string, cid: string): Promise<void> {
+    await Deno.writeFile(join(this.#dir, sub, cid), new Uint8Array());
+    if (this.#durable) await syncDir(join(this.#dir, sub));
   }
 
   /** Unpin a root; true when it was pinned. Its objects go at the next GC. */
   async unpin(cid: string): Promise<boolean> {
     cidDigest(cid);
     try {
-      await Deno.remove(join(this.#dir, "pins", cid));
+      await Deno.remove(join(this.#dir, PINS_DIR, cid));
       return true;
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return false;
@@ -354,68 +391,101 @@ export class ChunkStore implements BlockStore {
   /** The pinned roots. */
   async pins(): Promise<string[]> {
     const out: string[] = [];
-    for await (const entry of Deno.readDir(join(this.#dir, "pins"))) {
+    for await (const entry of Deno.readDir(join(this.#dir, PINS_DIR))) {
       if (entry.isFile) out.push(entry.name);
     }
     return out.sort();
   }
 
   /**
-   * Remove every object that no pin reaches and that is older than the GC grace period. Packs
-   * whose objects are all unreachable are deleted; a pack with survivors is rewritten without
-   * the rest. If a pinned root cannot be read, nothing is removed (see
+   * Remove every object no root reaches and whose every copy is older than the grace period,
+   * and every extra copy of the objects that stay. Roots (`gc_roots.ts`): pinned files with the
+   * chunks they list, replicas held for other nodes, and the objects of puts still running in
+   * any process. Everything is decided under the store lock, from the roots and packs on disk
+   * as they are then, so a put or GC in another process is never judged from a stale index.
+   * Packs whose objects are all unreachable are deleted; a pack with survivors is rewritten
+   * without the rest. If a pinned root cannot be read, nothing is removed (see
    * {@link GcResult.unreadableRoots}): GC never guesses what a lost manifest referenced.
    */
-  async gc(options?: { graceMs?: number }): Promise<GcResult> {
+  gc(options?: { graceMs?: number }): Promise<GcResult> {
     const graceMs = options?.graceMs ?? this.#gcGraceMs;
-    const live = new Set<string>();
-    const result: GcResult = { removed: 0, freedBytes: 0, kept: 0, unreadableRoots: [] };
-    for (const root of await this.pins()) {
-      live.add(root);
-      let bytes: Uint8Array;
-      try {
-        bytes = await this.get(root);
-      } catch {
-        result.unreadableRoots.push(root);
-        continue;
-      }
-      if (!looksLikeManifest(bytes)) continue;
-      for (const chunk of decodeManifest(bytes).chunks) live.add(chunk);
-    }
-    if (result.unreadableRoots.length > 0) return result;
-    const cutoff = this.#clock() - graceMs;
-    await this.#rewriting(async () => {
-      const dead = new Map<string, Set<string>>();
-      const mark = (pack: string, cid: string) => {
-        const set = dead.get(pack) ?? new Set<string>();
-        set.add(cid);
-        dead.set(pack, set);
+    return this.#rewriting(async () => {
+      const cutoff = this.#clock() - graceMs;
+      const result: GcResult = {
+        removed: 0,
+        freedBytes: 0,
+        kept: 0,
+        young: 0,
+        abandonedPuts: 0,
+        unreadableRoots: [],
       };
-      for (const [cid, location] of this.#index) {
-        if (live.has(cid)) {
-          result.kept++;
+      const ageOf = (copy: WrittenObject) => this.#packs.get(copy.pack)?.mtime ?? 0;
+      const copies = new Map<string, WrittenObject[]>();
+      for (const [pack, info] of this.#packs) {
+        for (const entry of info.entries) {
+          const list = copies.get(entry.cid) ?? [];
+          list.push({ ...entry, pack });
+          copies.set(entry.cid, list);
+        }
+      }
+      // Youngest first. An object is as young as its youngest copy: a put that just wrote a
+      // fresh copy over an old one is protected by the grace period whichever copy an index
+      // (here or in another process) points at.
+      for (const list of copies.values()) list.sort((a, b) => ageOf(b) - ageOf(a));
+
+      const roots = await readGcRoots(this.#dir);
+      result.abandonedPuts = roots.abandonedPuts;
+      const live = new Set([...roots.pending, ...roots.replicas, ...roots.pins]);
+      for (const root of roots.pins) {
+        const good = await this.#firstGoodCopy(copies.get(root) ?? []);
+        if (!good) result.unreadableRoots.push(root);
+        else for (const chunk of chunksReferencedBy(good.bytes)) live.add(chunk);
+      }
+      if (result.unreadableRoots.length > 0) return result;
+
+      const dead = new Map<string, Set<string>>();
+      const drop = (copy: WrittenObject) => {
+        const set = dead.get(copy.pack) ?? new Set<string>();
+        set.add(copy.cid);
+        dead.set(copy.pack, set);
+        result.freedBytes += copy.length;
+      };
+      for (const [cid, list] of copies) {
+        const rooted = live.has(cid) || this.#inflight.has(cid);
+        if (!rooted && ageOf(list[0]) <= cutoff) {
+          list.forEach(drop);
+          result.removed++;
           continue;
         }
-        const age = this.#packs.get(location.pack)?.mtime ?? 0;
-        // A CID with a write in flight is being put again right now: not garbage.
-        if (age > cutoff || this.#inflight.has(cid)) continue;
-        mark(location.pack, cid);
-        result.removed++;
-        result.freedBytes += location.length;
-      }
-      // Extra copies (two processes wrote the same object, a crash mid-rewrite, a fresh copy
-      // written over an old one): under the rewrite lock, with the index just reloaded, the
-      // indexed copy exists on disk and nobody else can remove it, so the others can go.
-      for (const [name, info] of this.#packs) {
-        for (const entry of info.entries) {
-          if (this.#index.get(entry.cid)?.pack === name) continue;
-          mark(name, entry.cid);
-          result.freedBytes += entry.length;
-        }
+        if (rooted) result.kept++;
+        else result.young++;
+        if (list.length === 1) continue;
+        // Extra copies (two processes wrote one object, a crash mid-rewrite, a fresh copy over
+        // an old one): keep the youngest copy that verifies, so a rotten copy never outlives a
+        // good one; while none verifies, keep them all for the reads to sort out.
+        const keep = (await this.#firstGoodCopy(list))?.copy;
+        if (!keep) continue;
+        this.#setLocation(keep);
+        for (const copy of list) if (copy !== keep) drop(copy);
       }
       for (const [pack, cids] of dead) await this.#removeFromPack(pack, cids);
+      return result;
     });
-    return result;
+  }
+
+  /**
+   * The first of `copies` whose bytes verify, with its bytes. Runs under the store lock, where
+   * the index was just reloaded and no pack can vanish (a plain {@link get} would wait for the
+   * lock's own maintenance turn).
+   */
+  async #firstGoodCopy(
+    copies: WrittenObject[],
+  ): Promise<{ copy: WrittenObject; bytes: Uint8Array } | undefined> {
+    for (const copy of copies) {
+      const bytes = await readRange(this.#packPath(copy.pack), copy.offset, copy.length);
+      if (await verifyCid(copy.cid, bytes)) return { copy, bytes };
+    }
+    return undefined;
   }
 
   /** The location of `cid`, re-reading the packs directory once if it changed and `cid` is unknown. */
@@ -648,7 +718,7 @@ export class ChunkStore implements BlockStore {
    */
   #rewriting<T>(fn: () => Promise<T>): Promise<T> {
     return this.#exclusive(async () => {
-      const lock = await Deno.open(join(this.#packsDir, REWRITE_LOCK), {
+      const lock = await Deno.open(join(this.#dir, STORE_LOCK), {
         read: true,
         write: true,
         create: true,
@@ -666,6 +736,13 @@ export class ChunkStore implements BlockStore {
   #packPath(name: string): string {
     return join(this.#packsDir, name);
   }
+}
+
+/** Number of files in `dir`. */
+async function countFiles(dir: string): Promise<number> {
+  let n = 0;
+  for await (const entry of Deno.readDir(dir)) if (entry.isFile) n++;
+  return n;
 }
 
 /** `fn` over `items` with at most `limit` calls in flight; results in input order. */

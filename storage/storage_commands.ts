@@ -1,7 +1,9 @@
 /**
- * The storage commands of the `veriflow` CLI: `put`, `get`, `ls`. They work on a node's data
- * directory directly (`--data DIR`, default `./.veriflow`; the store is `DIR/store`), so they
- * need no running node. Each returns a process exit code: 0 success, 1 a storage failure
+ * The storage commands of the `veriflow` CLI: `put`, `get`, `ls`, `gc`. They work on a node's
+ * data directory directly (`--data DIR`, default `./.veriflow`; the store is `DIR/store`), so
+ * they need no running node, and they are safe while one runs on the same directory: the chunk
+ * store is shared across processes (a put is a GC root from its first chunk, see
+ * `pending_put.ts`; GC decides under the store lock from what is on disk). Each returns a process exit code: 0 success, 1 a storage failure
  * (printed as `error [code]: message`), 2 a usage error.
  *
  * Private files are encrypted with a key derived from the owner secret: `--key-file FILE` (any
@@ -14,8 +16,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { VeriflowError } from "../protocols/errors.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
-import { KeyRequiredError } from "./errors.ts";
+import { KeyRequiredError, StorageError } from "./errors.ts";
 import { ChunkStore } from "./chunk_store.ts";
+import { PendingPut } from "./pending_put.ts";
 import { type FileInfo, FileStore } from "./file_store.ts";
 import { OwnerKey } from "./private_tier.ts";
 import { formatBytes, ProgressBar } from "./progress_bar.ts";
@@ -29,8 +32,14 @@ const PUT_USAGE = `usage: put [--private] [--key-file FILE] [--name NAME] [--mim
 const GET_USAGE =
   `usage: get CID [-o FILE] [--range START-END] [--key-file FILE] [--data DIR] [--progress]
   Write the file (or bytes START..END-1) to FILE or stdout; every chunk is verified.`;
-const LS_USAGE = `usage: ls [--data DIR] [--json]
-  List the pinned files and the store's capacity.`;
+const LS_USAGE = `usage: ls [--data DIR] [--json] [--verify]
+  List the pinned files and the store's capacity. A file with chunks missing from the store is
+  flagged DAMAGED; --verify also reads and hashes every chunk (slow: reads the whole store).`;
+const GC_USAGE = `usage: gc [--grace-ms MS] [--data DIR] [--json]
+  Remove the objects that no pinned file, replica held for a peer or running put references
+  (the leftovers of an interrupted put, unpinned files) once they are older than the grace
+  period: --grace-ms, default 600000 (10 min), what a put may take between storing an object
+  and recording it. Safe while a node or other commands use the same directory.`;
 
 /** `put [--private] FILE`: store a file, print its CID. */
 export async function runPut(args: string[]): Promise<number> {
@@ -64,15 +73,20 @@ export async function runPut(args: string[]): Promise<number> {
       source = file.readable;
     }
     const bar = ProgressBar.maybe(values.progress as boolean | undefined, total, "put");
-    const result = await new FileStore(store).put(source, {
-      key,
-      name: (values.name as string | undefined) ?? (path === "-" ? undefined : basename(path)),
-      mime: values.mime as string | undefined,
-      onProgress: (n) => bar?.update(n),
-    });
-    await store.pin(result.cid);
-    bar?.finish(result.size);
-    console.log(result.cid);
+    const pending = await PendingPut.begin(store);
+    try {
+      const result = await new FileStore(pending).put(source, {
+        key,
+        name: (values.name as string | undefined) ?? (path === "-" ? undefined : basename(path)),
+        mime: values.mime as string | undefined,
+        onProgress: (n) => bar?.update(n),
+      });
+      await pending.commit(result.cid);
+      bar?.finish(result.size);
+      console.log(result.cid);
+    } finally {
+      await pending.release();
+    }
   });
 }
 
@@ -141,11 +155,18 @@ export async function runGet(args: string[]): Promise<number> {
   });
 }
 
-/** `ls`: what the store holds and its capacity. */
+/** What `ls` says of one pinned file. */
+type ListedFile = (FileInfo & { damage?: { missing: number; corrupt: number } }) | {
+  cid: string;
+  error: string;
+};
+
+/** `ls`: what the store holds and its capacity; damaged files flagged. */
 export async function runLs(args: string[]): Promise<number> {
   const parsed = parse(args, {
     data: { type: "string" },
     json: { type: "boolean" },
+    verify: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   }, LS_USAGE);
   if (typeof parsed === "number") return parsed;
@@ -156,10 +177,13 @@ export async function runLs(args: string[]): Promise<number> {
   return await reportErrors(async () => {
     const store = await ChunkStore.open(join(dataDir, "store"));
     const files = new FileStore(store);
-    const listed: (FileInfo | { cid: string; error: string })[] = [];
+    const listed: ListedFile[] = [];
     for (const cid of await store.pins()) {
       try {
-        listed.push(await files.stat(cid));
+        const info: ListedFile = await files.stat(cid);
+        const damage = await damageOf(store, info.chunks, values.verify === true);
+        if (damage.missing + damage.corrupt > 0) info.damage = damage;
+        listed.push(info);
       } catch (error) {
         listed.push({ cid, error: error instanceof VeriflowError ? error.code : String(error) });
       }
@@ -176,13 +200,85 @@ export async function runLs(args: string[]): Promise<number> {
       }
       const size = f.size === null ? "?" : formatBytes(f.size);
       const name = f.tier === "private" ? "(private)" : (f.name ?? "");
-      console.log(`${f.cid}  ${f.tier.padEnd(7)}  ${size.padStart(10)}  ${name}`);
+      const damage = f.damage
+        ? `  DAMAGED: ${describeDamage(f.damage)} of ${f.chunks.length} chunks; put the file again`
+        : "";
+      console.log(`${f.cid}  ${f.tier.padEnd(7)}  ${size.padStart(10)}  ${name}${damage}`);
     }
     const quota = stats.quotaBytes === null ? "no quota" : `quota ${formatBytes(stats.quotaBytes)}`;
+    const replicas = stats.replicaCount > 0 ? `, ${stats.replicaCount} chunks held for peers` : "";
     console.log(
-      `${listed.length} files, ${stats.objectCount} objects, ${
+      `${listed.length} files, ${stats.objectCount} objects${replicas}, ${
         formatBytes(stats.usedBytes)
       } used, ${quota}`,
+    );
+  });
+}
+
+/** Chunks of a file that are missing from `store`, or (with `verify`) fail their hash. */
+async function damageOf(
+  store: ChunkStore,
+  chunks: readonly string[],
+  verify: boolean,
+): Promise<{ missing: number; corrupt: number }> {
+  const damage = { missing: 0, corrupt: 0 };
+  for (const cid of new Set(chunks)) {
+    if (!await store.has(cid)) damage.missing++;
+    else if (verify) {
+      await store.get(cid).catch((error) => {
+        if (error instanceof VeriflowError && error.code === "corrupt_chunk") damage.corrupt++;
+        else if (error instanceof VeriflowError && error.code === "chunk_not_found") {
+          damage.missing++;
+        } else throw error;
+      });
+    }
+  }
+  return damage;
+}
+
+function describeDamage(damage: { missing: number; corrupt: number }): string {
+  const parts = [];
+  if (damage.missing > 0) parts.push(`${damage.missing} missing`);
+  if (damage.corrupt > 0) parts.push(`${damage.corrupt} corrupt`);
+  return parts.join(", ");
+}
+
+/** `gc`: remove unreferenced objects older than the grace period. */
+export async function runGc(args: string[]): Promise<number> {
+  const parsed = parse(args, {
+    data: { type: "string" },
+    "grace-ms": { type: "string" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  }, GC_USAGE);
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
+  if (values.help) return usage(GC_USAGE, 0);
+  if (positionals.length !== 0) return usage(GC_USAGE, 2);
+  const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
+  return await reportErrors(async () => {
+    const graceMs = values["grace-ms"] === undefined ? undefined : Number(values["grace-ms"]);
+    if (graceMs !== undefined && !(Number.isSafeInteger(graceMs) && graceMs >= 0)) {
+      throw new UsageError("--grace-ms must be a whole number of milliseconds, 0 or more");
+    }
+    const store = await ChunkStore.open(join(dataDir, "store"), { gcGraceMs: graceMs });
+    const result = await store.gc();
+    if (values.json) console.log(JSON.stringify(result, null, 2));
+    if (result.unreadableRoots.length > 0) {
+      throw new StorageError(
+        "unreadable_root",
+        `nothing removed: pinned ${result.unreadableRoots.join(", ")} cannot be read here ` +
+          `(missing or corrupt), so GC cannot know what it references. Put the file again to ` +
+          `restore it, or unpin it (delete ${join(dataDir, "store", "pins", "<cid>")}).`,
+      );
+    }
+    if (values.json) return;
+    const abandoned = result.abandonedPuts > 0
+      ? `; ${result.abandonedPuts} interrupted puts released`
+      : "";
+    console.log(
+      `removed ${result.removed} objects (${formatBytes(result.freedBytes)}); kept ` +
+        `${result.kept} referenced and ${result.young} younger than the grace period${abandoned}`,
     );
   });
 }

@@ -120,7 +120,12 @@ export class LocalStoragePeer implements StoragePeer {
     bytes: Uint8Array,
     options?: PeerCallOptions & { repair?: boolean },
   ): Promise<void> {
-    await this.#store.put(bytes, { cid, verifyExisting: options?.repair, signal: options?.signal });
+    await this.#store.put(bytes, {
+      cid,
+      verifyExisting: options?.repair,
+      signal: options?.signal,
+      replica: true, // held for another node: GC keeps it
+    });
   }
 
   /** Read a verified chunk. */

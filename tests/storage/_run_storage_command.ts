@@ -1,6 +1,6 @@
-/** Subprocess helper of storage_commands_test.ts: `deno run -A _run_storage_command.ts put|get|ls ARGS...`. */
-import { runGet, runLs, runPut } from "../../storage/storage_commands.ts";
+/** Subprocess helper of the storage tests: `deno run -A _run_storage_command.ts put|get|ls|gc ARGS...`. */
+import { runGc, runGet, runLs, runPut } from "../../storage/storage_commands.ts";
 
 const [command, ...args] = Deno.args;
-const run = { put: runPut, get: runGet, ls: runLs }[command];
+const run = { put: runPut, get: runGet, ls: runLs, gc: runGc }[command];
 Deno.exit(run ? await run(args) : 2);

@@ -187,6 +187,7 @@ Deno.test("reopening a store recounts its usage and drops leftover temp files", 
     quotaBytes: null,
     objectCount: 1,
     pinCount: 0,
+    replicaCount: 0,
   });
   assert.deepEqual(await tempFilesUnder(dir), []);
   await Deno.remove(dir, { recursive: true });

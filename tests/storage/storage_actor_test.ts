@@ -248,8 +248,12 @@ Deno.test("CIDs of another codec, base or digest length, and non-strings, are in
       assert.equal((reply as { error: { code: string } }).error.code, "invalid_cid");
     }
   }
+  // A well-formed CID of nothing is not pinned either: a pin GC cannot read would stop every GC.
+  const absent = await actor.receive({ type: "pin", cid: accepted }) as StorageReply<boolean>;
+  assert.equal(!absent.ok && absent.error.code, "chunk_not_found");
   const capacity = unwrapReply<ChunkStoreStats>(await actor.receive({ type: "capacity" }));
   assert.equal(capacity.pinCount, 0);
+  unwrapReply(await actor.receive({ type: "put_bytes", bytes: new Uint8Array([1, 2, 3]) }));
   assert.equal(unwrapReply(await actor.receive({ type: "pin", cid: accepted })), true);
   await Deno.remove(dir, { recursive: true });
 });

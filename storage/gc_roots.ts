@@ -1,0 +1,121 @@
+/**
+ * What garbage collection must keep: the roots of a chunk store, read from disk each time, so a
+ * collector in one process sees what every other process on the directory has committed.
+ *
+ * ```
+ * pending/<id>      a put in progress: the CIDs it has stored so far, one per line; the putting
+ *                   process holds an exclusive lock on the file while it runs
+ * pins/<cid>        a file the owner keeps: the object, and every chunk it lists if a manifest
+ * replicas/<cid>    a chunk this node holds for another node (received by put_chunk)
+ * ```
+ *
+ * Readers take them in that order — pending puts, then pins — because a put commits by pinning
+ * first and deleting its pending file second: a collector that missed the pending file (deleted
+ * meanwhile) is sure to find the pin. A pending file whose lock is free belongs to a put that
+ * died (kill -9, power loss); it is deleted here, and the objects only it referenced become
+ * garbage.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { isCid } from "../protocols/cid.ts";
+import { decodeCbor } from "../protocols/cbor.ts";
+import { decodeManifest, looksLikeManifest } from "../protocols/manifest.ts";
+
+/** Directory (under the store) of pending puts' root files. */
+export const PENDING_DIR = "pending";
+/** Directory (under the store) of pins. */
+export const PINS_DIR = "pins";
+/** Directory (under the store) of replicas held for other nodes. */
+export const REPLICAS_DIR = "replicas";
+
+/**
+ * A pending file this young is taken as live even if unlocked: its put may sit between creating
+ * it and locking it (microseconds; a second is plenty).
+ */
+const PENDING_MIN_AGE_MS = 1000;
+
+/** The roots of a store at one moment. */
+export interface GcRoots {
+  /** CIDs stored by puts still running (in any process). */
+  pending: Set<string>;
+  /** Pinned roots (file ids), sorted. */
+  pins: string[];
+  /** Chunks held for other nodes. */
+  replicas: Set<string>;
+  /** Pending files of dead puts that were deleted. */
+  abandonedPuts: number;
+}
+
+/** Read every root of the store in `dir` (pending puts first; see the module doc). */
+export async function readGcRoots(dir: string): Promise<GcRoots> {
+  const { pending, abandoned } = await readPending(join(dir, PENDING_DIR));
+  const pins = (await namesIn(join(dir, PINS_DIR))).sort();
+  const replicas = new Set(await namesIn(join(dir, REPLICAS_DIR)));
+  return { pending, pins, replicas, abandonedPuts: abandoned };
+}
+
+/**
+ * The chunks a pinned object keeps alive. A valid manifest keeps its chunks; an object that
+ * carries the manifest tag but not a manifest's shape (a future version, or a hostile blob)
+ * keeps every valid CID in its `chunks` field, so GC never guesses less than the object names
+ * and never throws on it; any other object keeps nothing but itself.
+ */
+export function chunksReferencedBy(bytes: Uint8Array): string[] {
+  if (!looksLikeManifest(bytes)) return [];
+  try {
+    return decodeManifest(bytes).chunks;
+  } catch {
+    const raw = decodeCbor(bytes.slice()) as { chunks?: unknown }; // a copy: see manifest.ts
+
+    if (!Array.isArray(raw.chunks)) return [];
+    return raw.chunks.filter((c): c is string => typeof c === "string" && isCid(c));
+  }
+}
+
+async function namesIn(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isFile && !entry.name.startsWith(".")) out.push(entry.name);
+  }
+  return out;
+}
+
+async function readPending(dir: string): Promise<{ pending: Set<string>; abandoned: number }> {
+  const pending = new Set<string>();
+  let abandoned = 0;
+  for (const name of await namesIn(dir)) {
+    const path = join(dir, name);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(path, { read: true, write: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) continue; // committed meanwhile: its pin is read next
+      throw error;
+    }
+    try {
+      if (await file.tryLock(true)) {
+        const info = await file.stat();
+        const age = Date.now() - (info.mtime?.getTime() ?? 0);
+        if (info.size > 0 || age >= PENDING_MIN_AGE_MS) {
+          await Deno.remove(path).catch(() => {});
+          abandoned++;
+        }
+        continue;
+      }
+      let text: string;
+      try {
+        text = await Deno.readTextFile(path);
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) continue; // committed: its pin is read next
+        throw error;
+      }
+      // The last line may be half written: its object was stored a moment ago, inside the grace
+      // period, so skipping it is safe.
+      for (const line of text.split("\n").slice(0, -1)) if (isCid(line)) pending.add(line);
+    } finally {
+      file.close();
+    }
+  }
+  return { pending, abandoned };
+}

@@ -1,0 +1,117 @@
+/**
+ * A put in progress, visible to garbage collection in every process that shares the store.
+ *
+ * A file put writes its chunks one by one and pins the file only at the end; until then nothing
+ * roots those chunks, and a GC (in this process, a node, or `cli.ts gc`) could take them — the
+ * grace period alone protects them only while the put is younger than it. A `PendingPut` is a
+ * {@link BlockStore} over the {@link ChunkStore} that records each object it stores in
+ * `pending/<id>` under the store, a file its process keeps locked; GC reads those files as roots
+ * (`gc_roots.ts`). {@link PendingPut.commit} pins the file and then deletes the record, so one
+ * of the two roots it at every moment. If the process dies, its lock goes with it, and the next
+ * GC deletes the record: the dead put's chunks become garbage like any other unreferenced
+ * object.
+ *
+ * Every object is stored with `verifyExisting`, so putting a file again repairs a stored copy
+ * that rotted even if nobody has read it yet.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
+import type { ChunkStore } from "./chunk_store.ts";
+import { PENDING_DIR } from "./gc_roots.ts";
+
+const encoder = new TextEncoder();
+
+/** A put in progress whose objects GC keeps until it commits or is released. */
+export class PendingPut implements BlockStore {
+  readonly #store: ChunkStore;
+  readonly #path: string;
+  readonly #file: Deno.FsFile;
+  #open = true;
+
+  private constructor(store: ChunkStore, path: string, file: Deno.FsFile) {
+    this.#store = store;
+    this.#path = path;
+    this.#file = file;
+  }
+
+  /**
+   * Start a put into `store`: creates and locks its record.
+   *
+   * @example
+   * ```ts
+   * import { ChunkStore } from "./chunk_store.ts";
+   * import { FileStore } from "./file_store.ts";
+   * import { PendingPut } from "./pending_put.ts";
+   * const store = await ChunkStore.open(await Deno.makeTempDir());
+   * const pending = await PendingPut.begin(store);
+   * try {
+   *   const { cid } = await new FileStore(pending).put(
+   *     ReadableStream.from([new TextEncoder().encode("kept")]),
+   *   );
+   *   await pending.commit(cid); // pinned: GC keeps it from now on
+   * } finally {
+   *   await pending.release();
+   * }
+   * ```
+   */
+  static async begin(store: ChunkStore): Promise<PendingPut> {
+    const name = `${Date.now().toString(36)}-${crypto.randomUUID()}`;
+    const path = join(store.dir, PENDING_DIR, name);
+    const file = await Deno.open(path, { append: true, createNew: true });
+    try {
+      await file.lock(true);
+    } catch (error) {
+      file.close();
+      await Deno.remove(path).catch(() => {});
+      throw error;
+    }
+    return new PendingPut(store, path, file);
+  }
+
+  /** Store `bytes` (repairing a bad stored copy) and record their CID as a root of this put. */
+  async put(bytes: Uint8Array, options?: BlockStoreCallOptions): Promise<string> {
+    if (!this.#open) throw new Error("PendingPut.put after commit or release");
+    const cid = await this.#store.put(bytes, { signal: options?.signal, verifyExisting: true });
+    // One write per object, appended: concurrent records never interleave within a line.
+    const line = encoder.encode(`${cid}\n`);
+    for (let offset = 0; offset < line.length;) {
+      offset += await this.#file.write(line.subarray(offset));
+    }
+    return cid;
+  }
+
+  /** The verified bytes of `cid` from the store. */
+  get(cid: string, options?: BlockStoreCallOptions): Promise<Uint8Array> {
+    return this.#store.get(cid, options);
+  }
+
+  /** Whether the store holds `cid`. */
+  has(cid: string): Promise<boolean> {
+    return this.#store.has(cid);
+  }
+
+  /** Pin `root` (the file id this put produced), then release the record. */
+  async commit(root: string): Promise<void> {
+    await this.#store.pin(root);
+    await this.release();
+  }
+
+  /**
+   * Drop the record: objects only this put referenced are garbage after the grace period.
+   * Idempotent; call it in a `finally`.
+   */
+  async release(): Promise<void> {
+    if (!this.#open) return;
+    this.#open = false;
+    // Removed while still locked, so no collector ever takes it for a dead put's record.
+    try {
+      await Deno.remove(this.#path).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
+    } finally {
+      this.#file.close();
+    }
+  }
+}
