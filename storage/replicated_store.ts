@@ -186,10 +186,14 @@ export class ReplicatedStore implements BlockStore {
    */
   async get(cid: string, options?: BlockStoreCallOptions): Promise<Uint8Array> {
     const ranked = rankPeers(cid, this.#peers);
+    const holders = new Set(ranked.slice(0, this.#r));
+    // Cancels the slower replicas once a good copy is in; unlike the caller's signal and the
+    // timeout it does not cut their answers off: one that arrives anyway and proves its copy
+    // bad is still reported and repaired.
     const done = new AbortController();
-    const signal = options?.signal ? AbortSignal.any([done.signal, options.signal]) : done.signal;
     const failed: StoragePeer[] = [];
     let sawCorrupt = false;
+    let good: Uint8Array | undefined;
     let next = 0;
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
     let pending = 0;
@@ -197,15 +201,28 @@ export class ReplicatedStore implements BlockStore {
     const launch = () => {
       const peer = ranked[next++];
       pending++;
-      this.#call(signal, (s) => peer.getChunk(cid, { signal: s }))
+      const read = this.#call(
+        options?.signal,
+        (s) => peer.getChunk(cid, { signal: AbortSignal.any([s, done.signal]) }),
+      )
         .then(async (bytes) => {
           if (!(await verifyCid(cid, bytes))) throw new CorruptChunkError(cid, `peer ${peer.id}`);
           if (settled) return;
           settled = true;
+          good = bytes;
           resolve(bytes);
         })
         .catch((error) => {
-          if (settled) return;
+          if (settled) {
+            // A late answer. Only one that proves the copy bad counts: a replica cancelled
+            // because another was faster fails with our own abort, which says nothing.
+            const bad = error instanceof CorruptChunkError || error instanceof ChunkNotFoundError;
+            if (good && bad) {
+              this.#report("get", peer, cid, error);
+              if (this.#readRepair && holders.has(peer)) this.#repairReplica(peer, cid, good);
+            }
+            return;
+          }
           if (error instanceof CorruptChunkError) sawCorrupt = true;
           failed.push(peer);
           this.#report("get", peer, cid, error);
@@ -221,25 +238,27 @@ export class ReplicatedStore implements BlockStore {
             );
           }
         });
+      this.#track(read); // flush() waits for late answers and the repairs they start
     };
     if (ranked.length === 0) throw new ChunkNotFoundError(cid, "any storage peer (none known)");
     for (let i = 0; i < Math.min(this.#readParallelism, ranked.length); i++) launch();
     try {
       const bytes = await promise;
       if (this.#readRepair) {
-        const holders = new Set(ranked.slice(0, this.#r));
-        for (const peer of failed) {
-          if (!holders.has(peer)) continue;
-          this.#track(
-            this.#call(undefined, (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }))
-              .catch((error) => this.#report("repair", peer, cid, error)),
-          );
-        }
+        for (const peer of failed) if (holders.has(peer)) this.#repairReplica(peer, cid, bytes);
       }
       return bytes;
     } finally {
       done.abort(); // cancel the slower replicas
     }
+  }
+
+  /** Write the good `bytes` back to a holder that failed a read (read repair), in the background. */
+  #repairReplica(peer: StoragePeer, cid: string, bytes: Uint8Array): void {
+    this.#track(
+      this.#call(undefined, (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }))
+        .catch((error) => this.#report("repair", peer, cid, error)),
+    );
   }
 
   /** True when any holder claims `cid`. */

@@ -207,3 +207,37 @@ Deno.test("an aborted replicated put rejects with the abort reason, not a replic
   );
   await cleanup(dirs);
 });
+
+Deno.test("read repair also fixes a replica whose bad answer arrives after the first good copy", async () => {
+  const { peers, dirs } = await makePeers(3);
+  const bytes = pseudoRandomBytes(10_000, 13);
+  const cid = await new ReplicatedStore(peers, { replicas: 3, writeQuorum: 3 }).put(bytes);
+  const [fast, slow] = rankPeers(cid, peers);
+  await flipObjectBit(slow.store.dir, cid, 42);
+  // The second replica asked (default read parallelism 2) answers only after the read is over,
+  // and ignores the cancellation, as a remote peer's answer already on the wire would.
+  const answer = Promise.withResolvers<void>();
+  const late: StoragePeer = {
+    id: slow.id,
+    publicKey: slow.publicKey,
+    putChunk: (c, b, o) => slow.putChunk(c, b, o),
+    getChunk: async (c) => {
+      await answer.promise;
+      return await slow.getChunk(c);
+    },
+    hasChunk: (c) => slow.hasChunk(c),
+    proveChunks: (n, c) => slow.proveChunks(n, c),
+  };
+  const failures: string[] = [];
+  const store = new ReplicatedStore(peers.map((p) => p === slow ? late : p), {
+    replicas: 3,
+    onReplicaFailure: (f) => failures.push(`${f.op}:${f.peerId}:${(f.error as Error).name}`),
+  });
+  assert.deepEqual(await store.get(cid), bytes);
+  assert.equal(fast.id, rankPeers(cid, peers)[0].id);
+  answer.resolve();
+  await store.flush();
+  assert.deepEqual(failures, [`get:${slow.id}:CorruptChunkError`]);
+  assert.deepEqual(await slow.store.get(cid), bytes, "the late bad copy was repaired");
+  await cleanup(dirs);
+});
