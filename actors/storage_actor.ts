@@ -538,10 +538,13 @@ export class StorageActor {
   async #audit(holder: StoragePeer, cids: string[]): Promise<AuditResult> {
     const identity = this.#options.identity;
     if (!identity) throw new StorageError("no_identity", "audits need the node identity");
-    const blocks: BlockStore = this.#replicated ?? this.#store!;
+    const replicated = this.#replicated;
+    const blocks: BlockStore = replicated ?? this.#store!;
     const auditor = new StorageAuditor({
       identity,
       reference: (cid, signal) => blocks.get(cid, { signal }),
+      // A holder that was down when we wrote a chunk never got it: not its fault until repaired.
+      wasGiven: (holderId, cid) => !replicated?.missedWrite(holderId, cid),
       onVerdict: this.#options.onVerdict,
     });
     return await auditor.audit(holder, cids);

@@ -18,7 +18,10 @@
  *
  * A failed audit becomes a **signed verdict** in the project's common verdict format
  * (`protocols/verdict.ts`, subject `"storage"`), handed to `onVerdict` so the ledger can record
- * it.
+ * it. Blame needs evidence: a chunk for which no verified reference copy can be fetched (perhaps
+ * nobody ever stored it) is not judged, and neither is one the holder admits not holding when
+ * the caller knows it was never given it (`wasGiven`: it was down when the chunk was written).
+ * The holder's answer is awaited for `timeoutMs` at most, whether or not it honours the abort.
  *
  * @module
  */
@@ -43,6 +46,18 @@ export interface AuditFailure {
   reason: AuditFailureReason;
 }
 
+/** A sampled chunk an audit round did not judge. */
+export interface UnjudgedChunk {
+  /** The chunk. */
+  cid: string;
+  /**
+   * `no_reference`: no verified copy could be fetched to compare with (perhaps nobody ever
+   * stored it); `never_given`: the holder admits not holding a chunk it was never given (it was
+   * offline when the chunk was written, and the next peer took it).
+   */
+  reason: "no_reference" | "never_given";
+}
+
 /** Outcome of one audit round. */
 export interface AuditResult {
   /** True when every sampled chunk was proven. */
@@ -55,6 +70,8 @@ export interface AuditResult {
   sampled: string[];
   /** The chunks that failed. */
   failures: AuditFailure[];
+  /** Sampled chunks the round could not judge, and so blames no one for. */
+  unjudged: UnjudgedChunk[];
   /** The signed verdict (always on failure; on success only with `signPasses`). */
   verdict?: Verdict;
 }
@@ -74,8 +91,17 @@ export interface StorageAuditorOptions {
    * compound it down quickly.
    */
   sampleSize?: number;
-  /** How long the holder has to answer, ms. Default 30 000. */
+  /**
+   * How long the holder has to answer, ms, enforced even if it ignores the abort signal; the
+   * reference copies get as long again. Default 30 000.
+   */
   timeoutMs?: number;
+  /**
+   * Whether `holder` was given `cid` (its write of it succeeded), when the caller knows: a
+   * holder that admits not holding a chunk it was never given is not blamed. Default: every
+   * sampled chunk was given.
+   */
+  wasGiven?(holderId: string, cid: string): boolean;
   /** Also sign a `valid` verdict for passed audits. Default `false`. */
   signPasses?: boolean;
   /** Receives every signed verdict (the ledger's sink). */
@@ -83,6 +109,7 @@ export interface StorageAuditorOptions {
 }
 
 const NONCE_BYTES = 32;
+const DEFAULT_TIMEOUT_MS = 30_000;
 
 /** Runs audit rounds against storage holders. */
 export class StorageAuditor {
@@ -120,38 +147,71 @@ export class StorageAuditor {
     roundInput.set(nonce);
     roundInput.set(holder.publicKey, NONCE_BYTES);
     const roundId = toHex(await digestOf(roundInput));
-    const timeout = AbortSignal.timeout(this.#options.timeoutMs ?? 30_000);
+    const timeout = AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const signal = options?.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
 
-    const failures: AuditFailure[] = [];
     let proofs: (Uint8Array | null)[] | null = null;
     try {
-      proofs = await holder.proveChunks(nonce, sampled, { signal });
+      proofs = await untilAborted(holder.proveChunks(nonce, sampled, { signal }), signal);
     } catch {
       options?.signal?.throwIfAborted(); // our own cancellation is not the holder's fault
     }
-    if (proofs === null) {
-      for (const cid of sampled) failures.push({ cid, reason: "no_response" });
-    } else if (!Array.isArray(proofs) || proofs.length !== sampled.length) {
-      for (const cid of sampled) failures.push({ cid, reason: "malformed_proof" });
-    } else {
-      for (let i = 0; i < sampled.length; i++) {
-        const cid = sampled[i];
-        const proof = proofs[i];
-        if (proof === null) {
-          failures.push({ cid, reason: "missing_chunk" });
-          continue;
-        }
-        const expected = await possessionProof(nonce, await this.#options.reference(cid, signal));
-        if (!(proof instanceof Uint8Array) || !equalBytes(proof, expected)) {
-          failures.push({ cid, reason: "wrong_proof" });
-        }
+    // Blame needs a reference copy: a chunk nobody can produce proves nothing against anyone.
+    const referenceTimeout = AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const referenceSignal = options?.signal
+      ? AbortSignal.any([options.signal, referenceTimeout])
+      : referenceTimeout;
+    const references = await Promise.all(
+      sampled.map((cid) =>
+        untilAborted(this.#options.reference(cid, referenceSignal), referenceSignal)
+          .catch(() => null)
+      ),
+    );
+    options?.signal?.throwIfAborted();
+
+    const failures: AuditFailure[] = [];
+    const unjudged: UnjudgedChunk[] = [];
+    const malformed = proofs !== null &&
+      (!Array.isArray(proofs) || proofs.length !== sampled.length);
+    for (const [i, cid] of sampled.entries()) {
+      const reference = references[i];
+      if (reference === null) {
+        unjudged.push({ cid, reason: "no_reference" });
+        continue;
+      }
+      if (proofs === null) {
+        failures.push({ cid, reason: "no_response" });
+        continue;
+      }
+      if (malformed) {
+        failures.push({ cid, reason: "malformed_proof" });
+        continue;
+      }
+      const proof = proofs[i];
+      if (proof === null) {
+        // An honest answer either way; a fault only if the holder was given the chunk.
+        if (this.#options.wasGiven?.(holder.id, cid) === false) {
+          unjudged.push({ cid, reason: "never_given" });
+        } else failures.push({ cid, reason: "missing_chunk" });
+        continue;
+      }
+      const expected = await possessionProof(nonce, reference);
+      if (!(proof instanceof Uint8Array) || !equalBytes(proof, expected)) {
+        failures.push({ cid, reason: "wrong_proof" });
       }
     }
 
     const passed = failures.length === 0;
-    const result: AuditResult = { passed, holderId: holder.id, roundId, sampled, failures };
-    if (!passed || this.#options.signPasses) {
+    const result: AuditResult = {
+      passed,
+      holderId: holder.id,
+      roundId,
+      sampled,
+      failures,
+      unjudged,
+    };
+    const judged = sampled.length - unjudged.length;
+    if (!passed || (this.#options.signPasses && judged > 0)) {
       result.verdict = signVerdict({
         v: 1,
         subject: "storage",
@@ -171,6 +231,16 @@ export class StorageAuditor {
     }
     return result;
   }
+}
+
+/** `work`, or a rejection with `signal`'s reason as soon as it aborts, whichever comes first. */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** Up to `n` distinct items of `items`, chosen with the crypto RNG. */

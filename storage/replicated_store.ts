@@ -73,6 +73,8 @@ export class ReplicatedStore implements BlockStore {
   readonly #readRepair: boolean;
   readonly #onFailure: ((event: ReplicaFailure) => void) | undefined;
   readonly #background = new Set<Promise<unknown>>();
+  /** Per peer id: chunks whose write it missed as a holder, until a write to it succeeds. */
+  readonly #missed = new Map<string, Set<string>>();
 
   /**
    * A store replicating over `peers`.
@@ -117,6 +119,31 @@ export class ReplicatedStore implements BlockStore {
   /** Replace the peer set (a peer joined or was declared lost); run {@link repair} after. */
   setPeers(peers: readonly StoragePeer[]): void {
     this.#peers = [...peers];
+    const ids = new Set(peers.map((p) => p.id));
+    for (const id of this.#missed.keys()) if (!ids.has(id)) this.#missed.delete(id);
+  }
+
+  /**
+   * True when `peerId` was a holder of `cid` but missed its write (it was down; the next-ranked
+   * peer took the copy) and no write to it has succeeded since — so an auditor does not blame it
+   * for not holding the chunk. Kept in memory until {@link repair} (or a read repair) gives it
+   * the chunk, or the peer leaves the peer set.
+   */
+  missedWrite(peerId: string, cid: string): boolean {
+    return this.#missed.get(peerId)?.has(cid) ?? false;
+  }
+
+  /** Record the outcome of a write of `cid` to `peer` for {@link missedWrite}. */
+  #wrote(peer: StoragePeer, cid: string, ok: boolean): void {
+    if (ok) {
+      const missed = this.#missed.get(peer.id);
+      missed?.delete(cid);
+      if (missed?.size === 0) this.#missed.delete(peer.id);
+    } else if (this.holders(cid).includes(peer)) {
+      const missed = this.#missed.get(peer.id) ?? new Set<string>();
+      missed.add(cid);
+      this.#missed.set(peer.id, missed);
+    }
   }
 
   /** The r peers that should hold `cid`, best first. */
@@ -149,8 +176,10 @@ export class ReplicatedStore implements BlockStore {
       pending++;
       const write = this.#call(options?.signal, (signal) => peer.putChunk(cid, bytes, { signal }))
         .then(() => {
+          this.#wrote(peer, cid, true);
           if (++acks === this.#w) resolve();
         }, (error) => {
+          this.#wrote(peer, cid, false);
           errors.push(error);
           this.#report("put", peer, cid, error);
           // Keep r writes going: hand this one's place to the next peer in rank order (unless
@@ -257,6 +286,7 @@ export class ReplicatedStore implements BlockStore {
   #repairReplica(peer: StoragePeer, cid: string, bytes: Uint8Array): void {
     this.#track(
       this.#call(undefined, (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }))
+        .then(() => this.#wrote(peer, cid, true))
         .catch((error) => this.#report("repair", peer, cid, error)),
     );
   }
@@ -307,6 +337,7 @@ export class ReplicatedStore implements BlockStore {
             return;
           }
           if (proof && equalBytes(proof, expected)) {
+            this.#wrote(peer, cid, true); // it holds a good copy, however it got it
             return;
           }
           try {
@@ -314,6 +345,7 @@ export class ReplicatedStore implements BlockStore {
               options?.signal,
               (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
             );
+            this.#wrote(peer, cid, true);
             report.repaired++;
           } catch (error) {
             this.#report("repair", peer, cid, error);

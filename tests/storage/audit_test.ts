@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { type Verdict, verifyVerdict } from "../../protocols/verdict.ts";
+import { cidOf } from "../../protocols/cid.ts";
 import { StorageAuditor } from "../../storage/audit.ts";
+import { ChunkNotFoundError } from "../../storage/errors.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
@@ -27,7 +29,7 @@ async function setup() {
       verdicts.push(v);
     },
   });
-  return { dir, store, holder, chunks, auditor, verdicts, validator };
+  return { dir, store, holder, chunks, auditor, verdicts, validator, reference };
 }
 
 Deno.test("an honest holder passes an audit and no verdict is issued", async () => {
@@ -81,7 +83,7 @@ Deno.test("a holder that answers without the bytes (replayed or guessed proofs) 
 });
 
 Deno.test("a holder that does not answer fails with reason no_response", async () => {
-  const { dir, holder, chunks } = await setup();
+  const { dir, holder, chunks, reference } = await setup();
   const silent: StoragePeer = {
     ...holder,
     id: holder.id,
@@ -96,11 +98,58 @@ Deno.test("a holder that does not answer fails with reason no_response", async (
   };
   const auditor = new StorageAuditor({
     identity: Identity.generate(),
-    reference: () => Promise.reject(new Error("unused")),
+    reference: (c) => Promise.resolve(reference.get(c)!),
     timeoutMs: 50,
   });
   const result = await auditor.audit(silent, chunks);
   assert.equal(result.passed, false);
   assert.equal(result.verdict?.reason, "no_response");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("the audit timeout holds for a holder that ignores the abort signal", async () => {
+  const { dir, holder, chunks, reference } = await setup();
+  const deaf: StoragePeer = {
+    id: holder.id,
+    publicKey: holder.publicKey,
+    putChunk: () => Promise.resolve(),
+    getChunk: () => Promise.reject(new Error("x")),
+    hasChunk: () => Promise.resolve(true),
+    proveChunks: () => new Promise(() => {}), // never answers, never looks at its signal
+  };
+  const auditor = new StorageAuditor({
+    identity: Identity.generate(),
+    reference: (c) => Promise.resolve(reference.get(c)!),
+    timeoutMs: 20, // the holder never answers: the outcome does not depend on this value
+  });
+  const result = await auditor.audit(deaf, chunks);
+  assert.equal(result.passed, false);
+  assert.equal(result.verdict?.reason, "no_response");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("no verdict without a reference copy: a CID nobody stored blames no holder", async () => {
+  const { dir, holder, chunks, reference } = await setup();
+  const nobodys = cidOf(pseudoRandomBytes(1024, 99));
+  const verdicts: Verdict[] = [];
+  const auditor = new StorageAuditor({
+    identity: Identity.generate(),
+    reference: (c) =>
+      reference.has(c)
+        ? Promise.resolve(reference.get(c)!)
+        : Promise.reject(new ChunkNotFoundError(c, "any storage peer")),
+    sampleSize: chunks.length + 1,
+    onVerdict: (v) => {
+      verdicts.push(v);
+    },
+  });
+  const result = await auditor.audit(holder, [...chunks, nobodys]);
+  assert.equal(result.passed, true);
+  assert.deepEqual(result.unjudged, [{ cid: nobodys, reason: "no_reference" }]);
+  assert.equal(result.sampled.length, chunks.length + 1);
+  const alone = await auditor.audit(holder, [nobodys]);
+  assert.equal(alone.passed, true);
+  assert.equal(alone.verdict, undefined);
+  assert.deepEqual(verdicts, []);
   await Deno.remove(dir, { recursive: true });
 });

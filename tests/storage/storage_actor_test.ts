@@ -20,7 +20,8 @@ import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { ChunkStore, type ChunkStoreStats } from "../../storage/chunk_store.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
-import { LocalStoragePeer } from "../../storage/storage_peer.ts";
+import { rankPeers } from "../../storage/rendezvous.ts";
+import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
 import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 
 Deno.test("StorageActor answers put with a handle at once and serves get, get_bytes and ranges", async () => {
@@ -256,4 +257,64 @@ Deno.test("CIDs of another codec, base or digest length, and non-strings, are in
   unwrapReply(await actor.receive({ type: "put_bytes", bytes: new Uint8Array([1, 2, 3]) }));
   assert.equal(unwrapReply(await actor.receive({ type: "pin", cid: accepted })), true);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("an audit blames no holder for chunks written while it was down, until a repair gives them to it", async () => {
+  const dir = await Deno.makeTempDir();
+  const peerDirs = await Promise.all([1, 2, 3, 4].map(() => Deno.makeTempDir()));
+  let down: string | null = null;
+  const peers = await Promise.all(peerDirs.map(async (d) => {
+    const inner = new LocalStoragePeer(await ChunkStore.open(d), Identity.generate().publicKey);
+    const peer: StoragePeer & { inner: LocalStoragePeer } = {
+      inner,
+      id: inner.id,
+      publicKey: inner.publicKey,
+      putChunk: (c, b, o) =>
+        down === inner.id ? Promise.reject(new Error("peer down")) : inner.putChunk(c, b, o),
+      getChunk: (c, o) => inner.getChunk(c, o),
+      hasChunk: (c) => inner.hasChunk(c),
+      proveChunks: (n, c) => inner.proveChunks(n, c),
+    };
+    return peer;
+  }));
+  const verdicts: Verdict[] = [];
+  const actor = new StorageActor({
+    dir,
+    chunkSize: 1024,
+    peers,
+    replication: { replicas: 3, writeQuorum: 2 },
+    identity: Identity.generate(),
+    onVerdict: (v) => {
+      verdicts.push(v);
+    },
+  });
+  const victim = peers[0];
+  down = victim.id; // offline during the upload: its copies go to the next-ranked peer
+  const put = await actor.receive({ type: "put", source: streamOf(pseudoRandomBytes(16_384, 6)) });
+  const { cid } = await (put as PutHandle).done;
+  down = null;
+  const info = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid }));
+  // Its chunks (the manifest was read since, so read repair has given it that already).
+  const assigned = info.chunks.filter((c) => rankPeers(c, peers).slice(0, 3).includes(victim));
+  assert.ok(assigned.length > 0);
+  const audit = async (cids: string[]) =>
+    unwrapReply<AuditResult>(await actor.receive({ type: "audit", holder: victim, cids }));
+
+  const before = await audit(assigned);
+  assert.equal(before.passed, true);
+  assert.ok(before.unjudged.every((u) => u.reason === "never_given"));
+  assert.equal(before.unjudged.length, before.sampled.length);
+  assert.equal(verdicts.length, 0);
+
+  unwrapReply(await actor.receive({ type: "repair" }));
+  const after = await audit(assigned);
+  assert.equal(after.passed, true);
+  assert.deepEqual(after.unjudged, [], "given to it by the repair, so judged");
+  // Given, then lost: that is its fault.
+  await victim.inner.store.delete(assigned[0]);
+  const lost = await audit([assigned[0]]);
+  assert.equal(lost.passed, false);
+  assert.equal(verdicts.length, 1);
+  assert.equal(verdicts[0].reason, "missing_chunk");
+  for (const d of [dir, ...peerDirs]) await Deno.remove(d, { recursive: true });
 });
