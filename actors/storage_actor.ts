@@ -35,7 +35,12 @@ import {
   type GcResult,
 } from "../storage/chunk_store.ts";
 import { StorageError } from "../storage/errors.ts";
-import { type FileInfo, FileStore, type PutFileResult } from "../storage/file_store.ts";
+import {
+  type FileInfo,
+  FileStore,
+  type FileStoreOptions,
+  type PutFileResult,
+} from "../storage/file_store.ts";
 import { chunksReferencedBy } from "../storage/gc_roots.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
@@ -292,6 +297,11 @@ export interface StorageActorOptions {
   store?: ChunkStoreOptions;
   /** Chunk size of new files. Default 256 KiB. */
   chunkSize?: number;
+  /**
+   * Largest file `get_bytes` assembles in memory; larger ones fail with `file_too_large` (stream
+   * them with `get`). Default 64 MiB (`DEFAULT_MAX_IN_MEMORY_BYTES`).
+   */
+  maxInMemoryBytes?: number;
   /** Owner key for private files. Without it, private puts fail with `key_required`. */
   ownerKey?: OwnerKey;
   /**
@@ -353,7 +363,7 @@ export class StorageActor {
   async #open(): Promise<void> {
     const store = await ChunkStore.open(this.#options.dir, this.#options.store);
     this.#store = store;
-    this.#local = new FileStore(store, { chunkSize: this.#options.chunkSize });
+    this.#local = new FileStore(store, this.#fileOptions());
     this.#setPeers(this.#options.peers ?? []);
   }
 
@@ -367,7 +377,11 @@ export class StorageActor {
       this.#replicated = new ReplicatedStore(peers, this.#options.replication);
     }
     const blocks: BlockStore = this.#replicated ?? this.#store!;
-    this.#files = new FileStore(blocks, { chunkSize: this.#options.chunkSize });
+    this.#files = new FileStore(blocks, this.#fileOptions());
+  }
+
+  #fileOptions(): FileStoreOptions {
+    return { chunkSize: this.#options.chunkSize, maxInMemoryBytes: this.#options.maxInMemoryBytes };
   }
 
   /** Let in-flight background replication finish (the runtime calls this on stop). */
@@ -479,9 +493,7 @@ export class StorageActor {
       }
       const pending = await PendingPut.begin(store);
       try {
-        const target = replicated
-          ? files
-          : new FileStore(pending, { chunkSize: this.#options.chunkSize });
+        const target = replicated ? files : new FileStore(pending, this.#fileOptions());
         const result = await target.put(message.source, {
           name: message.name,
           mime: message.mime,

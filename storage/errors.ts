@@ -124,6 +124,24 @@ export class RangeNotSatisfiableError extends StorageError {
   }
 }
 
+/** A file was to be read whole into memory, and it is larger than the configured limit. */
+export class FileTooLargeError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param cid The file id.
+   * @param size Bytes it would take.
+   * @param limit The limit (`maxInMemoryBytes`).
+   */
+  constructor(cid: string, size: number, limit: number) {
+    super(
+      "file_too_large",
+      `file ${cid} is ${size} bytes; reading a file whole is limited to ${limit} bytes ` +
+        `(storage.maxInMemoryBytes): stream it with get instead, or raise the limit`,
+    );
+  }
+}
+
 /** True when `error` is the OS's "no space left on device". */
 export function isDiskFullOsError(error: unknown): boolean {
   const e = error as { code?: string; message?: string } | null;

@@ -22,11 +22,22 @@ import {
 } from "../protocols/manifest.ts";
 import { ChunkerStream, DEFAULT_CHUNK_SIZE } from "../streams/chunker_stream.ts";
 import type { BlockStore } from "./block_store.ts";
-import { InvalidManifestError, KeyRequiredError, RangeNotSatisfiableError } from "./errors.ts";
+import {
+  FileTooLargeError,
+  InvalidManifestError,
+  KeyRequiredError,
+  RangeNotSatisfiableError,
+} from "./errors.ts";
 import type { FileCipher, OwnerKey } from "./private_tier.ts";
 
 /** Default of {@link FileStoreOptions.concurrency}. */
 const DEFAULT_CONCURRENCY = 16;
+/**
+ * Default of {@link FileStoreOptions.maxInMemoryBytes}: 64 MiB holds any prompt, output or small
+ * model with room to spare, while a manifest that lists one stored chunk hundreds of times (a
+ * few hundred KB stored, 100 MiB claimed) cannot make a node build it in memory.
+ */
+export const DEFAULT_MAX_IN_MEMORY_BYTES = 64 * 1024 * 1024;
 
 /** Options of {@link FileStore}. */
 export interface FileStoreOptions {
@@ -40,6 +51,13 @@ export interface FileStoreOptions {
    * peer round trips for a replicated store, and keeps memory at a few MiB per transfer.
    */
   concurrency?: number;
+  /**
+   * Largest file {@link FileStore.bytes} and {@link FileStore.content} assemble in memory; a
+   * larger one fails with `file_too_large` before any chunk is read (stream it with
+   * {@link FileStore.get}, which holds `concurrency` chunks at most). Default
+   * {@link DEFAULT_MAX_IN_MEMORY_BYTES} (64 MiB).
+   */
+  maxInMemoryBytes?: number;
 }
 
 /** Options of {@link FileStore.put}. */
@@ -103,6 +121,7 @@ export class FileStore {
   readonly #blocks: BlockStore;
   readonly #chunkSize: number;
   readonly #concurrency: number;
+  readonly #maxInMemoryBytes: number;
 
   /**
    * Files over `blocks`.
@@ -123,6 +142,7 @@ export class FileStore {
     this.#blocks = blocks;
     this.#chunkSize = options?.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.#concurrency = Math.max(1, options?.concurrency ?? DEFAULT_CONCURRENCY);
+    this.#maxInMemoryBytes = options?.maxInMemoryBytes ?? DEFAULT_MAX_IN_MEMORY_BYTES;
   }
 
   /** Store a stream as a file; resolves once every chunk and the manifest are acknowledged. */
@@ -249,6 +269,14 @@ export class FileStore {
   async get(cid: string, options?: GetFileOptions): Promise<ReadableStream<Uint8Array>> {
     const manifest = await this.manifest(cid, options);
     const { info, cipher } = await this.#open(cid, manifest, options?.key, true);
+    return this.#stream(info, cipher, options);
+  }
+
+  #stream(
+    info: FileInfo,
+    cipher: FileCipher | undefined,
+    options: GetFileOptions | undefined,
+  ): ReadableStream<Uint8Array> {
     const size = info.size!;
     const chunkSize = info.chunkSize!;
     const start = options?.start ?? 0;
@@ -322,9 +350,19 @@ export class FileStore {
     return await this.bytes(cid, options);
   }
 
-  /** The whole file (or a range) in memory. For small files: models, prompts, outputs. */
+  /**
+   * The whole file (or a range) in memory. For small files: models, prompts, outputs.
+   *
+   * @throws {FileTooLargeError} the file (or range) is larger than `maxInMemoryBytes`.
+   */
   async bytes(cid: string, options?: GetFileOptions): Promise<Uint8Array> {
-    const stream = await this.get(cid, options);
+    const manifest = await this.manifest(cid, options);
+    const { info, cipher } = await this.#open(cid, manifest, options?.key, true);
+    const wanted = (options?.end ?? info.size!) - (options?.start ?? 0);
+    if (wanted > this.#maxInMemoryBytes) {
+      throw new FileTooLargeError(cid, wanted, this.#maxInMemoryBytes);
+    }
+    const stream = this.#stream(info, cipher, options);
     const parts: Uint8Array[] = [];
     let total = 0;
     for await (const part of stream) {

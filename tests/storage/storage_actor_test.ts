@@ -3,6 +3,7 @@ import { CID } from "multiformats/cid";
 import { base58btc } from "multiformats/bases/base58";
 import * as Digest from "multiformats/hashes/digest";
 import { RAW_CODEC, SHA2_256_CODE } from "../../protocols/cid.ts";
+import { encodeManifest, MANIFEST_TYPE, MANIFEST_VERSION } from "../../protocols/manifest.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
@@ -317,4 +318,35 @@ Deno.test("an audit blames no holder for chunks written while it was down, until
   assert.equal(verdicts.length, 1);
   assert.equal(verdicts[0].reason, "missing_chunk");
   for (const d of [dir, ...peerDirs]) await Deno.remove(d, { recursive: true });
+});
+
+Deno.test("a manifest listing one chunk hundreds of times is never built in memory: get_bytes is file_too_large, get streams it", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const chunkSize = 256 * 1024;
+  const chunk = await store.put(pseudoRandomBytes(chunkSize, 7));
+  const repeats = 400; // 100 MiB claimed, one 256 KiB chunk stored
+  const manifest = await store.put(encodeManifest({
+    type: MANIFEST_TYPE,
+    v: MANIFEST_VERSION,
+    tier: "public",
+    size: repeats * chunkSize,
+    chunkSize,
+    chunks: Array(repeats).fill(chunk),
+  }));
+  const actor = new StorageActor({ dir });
+  const whole = await actor.receive({ type: "get_bytes", cid: manifest }) as StorageReply<unknown>;
+  assert.equal(!whole.ok && whole.error.code, "file_too_large");
+  assert.match(!whole.ok ? whole.error.message : "", /storage\.maxInMemoryBytes/);
+  // A lower limit of its own: streaming is not limited by it, reading whole is.
+  const small = new StorageActor({ dir, maxInMemoryBytes: 2 * chunkSize });
+  const range = unwrapReply<ReadableStream<Uint8Array>>(
+    await small.receive({ type: "get", cid: manifest, start: 0, end: 3 * chunkSize }),
+  );
+  assert.equal((await collect(range)).length, 3 * chunkSize, "streaming is not limited");
+  const refused = await small.receive({ type: "get_bytes", cid: manifest });
+  assert.equal(!(refused as StorageReply<unknown>).ok, true);
+  const raw = unwrapReply<Uint8Array>(await small.receive({ type: "get_bytes", cid: chunk }));
+  assert.equal(raw.length, chunkSize);
+  await Deno.remove(dir, { recursive: true });
 });
