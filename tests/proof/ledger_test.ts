@@ -184,9 +184,14 @@ Deno.test("ledger: state survives a restart, replayed from the signed log", () =
     await assert.rejects(() => Ledger.open(dir, Identity.generate()), LedgerOwnerMismatchError);
   }));
 
-Deno.test("ledger: an edited entry is refused on open with an error naming it", () =>
+// These two check the chain itself, so their ledgers write no checkpoint: every open verifies the
+// whole log (with checkpoints, an open verifies the entries after the last one: see
+// ledger_checkpoint_test.ts).
+const noCheckpoints = { checkpointEvery: 0 };
+
+Deno.test("ledger: an edited entry is refused on open with an error naming it and how to recover", () =>
   withLedger(async (dir) => {
-    const ledger = await Ledger.open(dir, owner);
+    const ledger = await Ledger.open(dir, owner, noCheckpoints);
     await ledger.deposit(worker.publicKey, 1000);
     await ledger.deposit(worker.publicKey, 2000);
     await ledger.close();
@@ -206,11 +211,12 @@ Deno.test("ledger: an edited entry is refused on open with an error naming it", 
     assert.ok(err instanceof LedgerTamperedError);
     assert.equal(err.seq, 2);
     assert.equal(err.code, "ledger_tampered");
+    assert.match(err.message, /ledger verify --data .*ledger repair --data .*keeps the 2 entries/);
   }));
 
 Deno.test("ledger: a dropped entry breaks the chain; a torn tail from a crash is cut off", () =>
   withLedger(async (dir) => {
-    const ledger = await Ledger.open(dir, owner);
+    const ledger = await Ledger.open(dir, owner, noCheckpoints);
     for (let i = 1; i <= 3; i++) await ledger.deposit(worker.publicKey, i);
     await ledger.close();
     const bytes = await Deno.readFile(`${dir}/ledger.log`);
@@ -224,7 +230,7 @@ Deno.test("ledger: a dropped entry breaks the chain; a torn tail from a crash is
     // Torn tail: half of an extra frame.
     const torn = new Uint8Array([...bytes, ...frames[3].subarray(0, 9)]);
     await Deno.writeFile(`${dir}/ledger.log`, torn);
-    const reopened = await Ledger.open(dir, owner);
+    const reopened = await Ledger.open(dir, owner, noCheckpoints);
     assert.equal(reopened.length, 4);
     assert.equal(reopened.account(worker.publicKey).stake, 6);
     await reopened.close();

@@ -1,0 +1,101 @@
+/**
+ * Ledger checkpoints: the working state (`ledger_state.ts`) after entry `seq − 1`, signed by the
+ * ledger's owner and hash-linked to the log — `head` is that entry's hash and `last`/`end` its
+ * place in the file — so opening a ledger verifies the checkpoint and the entries after it, not
+ * the whole history. One file, `checkpoint.cbor`, replaced atomically and durably; a checkpoint
+ * that does not verify, or does not match the log, is ignored (the ledger replays from genesis
+ * and writes a new one).
+ *
+ * A checkpoint vouches for the entries before it only because the owner signed it after checking
+ * them: an edit to those entries is found by `ledger verify` (every entry from genesis), not on
+ * open.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
+import { type Identity, verifySignature } from "../protocols/identity.ts";
+import type { LedgerStateSnapshot } from "./ledger_state.ts";
+import { writeFileDurably } from "./_durable_file.ts";
+
+/** File name of the checkpoint inside the ledger directory. */
+export const CHECKPOINT_FILE = "checkpoint.cbor";
+const CHECKPOINT_DOMAIN = "veriflow/ledger-checkpoint/v1";
+
+/** A signed snapshot of the working state after `seq` entries. */
+export interface LedgerCheckpoint {
+  /** Format version. */
+  v: 1;
+  /** Entries it covers (the next entry's `seq`). */
+  seq: number;
+  /** Hash of entry `seq − 1`: the next entry's `prev`. */
+  head: string;
+  /** Byte offset of entry `seq − 1` in the log. */
+  last: number;
+  /** Byte offset just past it, where entry `seq` starts. */
+  end: number;
+  /** Unix ms when written. */
+  at: number;
+  /** The working state. */
+  state: LedgerStateSnapshot;
+  /** The ledger owner's public key. */
+  signer: Uint8Array;
+  /** Owner's signature over the rest. */
+  sig: Uint8Array;
+}
+
+function signingBytes(checkpoint: Omit<LedgerCheckpoint, "sig">): Uint8Array {
+  const { sig: _sig, ...unsigned } = checkpoint as LedgerCheckpoint;
+  return encodeCanonical({ domain: CHECKPOINT_DOMAIN, checkpoint: unsigned });
+}
+
+/** Sign a checkpoint as the ledger owner. */
+export function signCheckpoint(
+  unsigned: Omit<LedgerCheckpoint, "sig" | "signer" | "v">,
+  identity: Identity,
+): LedgerCheckpoint {
+  const body = { v: 1 as const, ...unsigned, signer: identity.publicKey };
+  return { ...body, sig: identity.sign(signingBytes(body)) };
+}
+
+/** Whether `checkpoint` is well formed and signed by `owner`. */
+export function verifyCheckpoint(checkpoint: LedgerCheckpoint, owner: Uint8Array): boolean {
+  const c = checkpoint;
+  if (typeof c !== "object" || c === null || c.v !== 1) return false;
+  if (![c.seq, c.last, c.end, c.at].every(Number.isSafeInteger) || c.seq < 1) return false;
+  if (typeof c.head !== "string" || typeof c.state !== "object" || c.state === null) return false;
+  if (!Array.isArray(c.state.accounts) || !Array.isArray(c.state.open)) return false;
+  if (!(c.signer instanceof Uint8Array) || !(c.sig instanceof Uint8Array)) return false;
+  if (c.signer.length !== owner.length || !c.signer.every((b, i) => b === owner[i])) return false;
+  return verifySignature(owner, signingBytes(c), c.sig);
+}
+
+/** The checkpoint in ledger directory `dir`: absent, unreadable, or as written (unverified). */
+export async function readCheckpoint(
+  dir: string,
+): Promise<LedgerCheckpoint | "unreadable" | undefined> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(join(dir, CHECKPOINT_FILE));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  try {
+    return decodeCbor(bytes) as LedgerCheckpoint;
+  } catch {
+    return "unreadable";
+  }
+}
+
+/** Replace the checkpoint in `dir` atomically and durably. */
+export async function writeCheckpoint(dir: string, checkpoint: LedgerCheckpoint): Promise<void> {
+  await writeFileDurably(join(dir, CHECKPOINT_FILE), encodeCanonical(checkpoint));
+}
+
+/** Remove the checkpoint in `dir`, if any (a repair that cut the log before it). */
+export async function removeCheckpoint(dir: string): Promise<void> {
+  await Deno.remove(join(dir, CHECKPOINT_FILE)).catch((error) => {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  });
+}

@@ -1,0 +1,77 @@
+/**
+ * The ledger's typed errors. A damaged ledger names the first entry that fails and says how to
+ * recover: `ledger verify` shows the damage, `ledger repair` keeps every entry that verifies.
+ *
+ * @module
+ */
+import { basename, dirname } from "node:path";
+import { VeriflowError } from "../protocols/errors.ts";
+
+/** Base class of ledger errors. */
+export class LedgerError extends VeriflowError {}
+
+/** The log on disk fails verification at entry `seq`. */
+export class LedgerTamperedError extends LedgerError {
+  /** Sequence number (position) of the first bad entry. */
+  readonly seq: number;
+  /** What failed, without the recovery hint. */
+  readonly reason: string;
+  /**
+   * Create the error.
+   * @param seq Position of the bad entry.
+   * @param reason What failed.
+   * @param dir The ledger directory, to name the recovery commands with it.
+   */
+  constructor(seq: number, reason: string, dir?: string) {
+    super(
+      "ledger_tampered",
+      `ledger entry ${seq} fails verification: ${reason}. ${recoveryHint(seq, dir)}`,
+    );
+    this.seq = seq;
+    this.reason = reason;
+  }
+}
+
+/** What an operator does about a damaged ledger: the commands, with its data directory. */
+function recoveryHint(seq: number, dir: string | undefined): string {
+  // The node keeps its ledger in <dataDir>/ledger; elsewhere name the directory itself.
+  const data = dir === undefined ? "DIR" : basename(dir) === "ledger" ? dirname(dir) : dir;
+  return `To recover, stop the node, run \`deno run -A cli.ts ledger verify --data ${data}\` ` +
+    `to see the damage, then \`deno run -A cli.ts ledger repair --data ${data}\`: it keeps the ` +
+    `${seq} entries before it and sets the rest aside in a file next to the log`;
+}
+
+/** The ledger on disk belongs to another identity. */
+export class LedgerOwnerMismatchError extends LedgerError {
+  /** Create the error. */
+  constructor() {
+    super(
+      "ledger_owner_mismatch",
+      "ledger was created by another identity (check --data and the identity.key inside it)",
+    );
+  }
+}
+
+/** The worker has not enough free stake to back a receipt's potential slash. */
+export class InsufficientStakeError extends LedgerError {
+  /**
+   * Create the error.
+   * @param needed Stake the receipt needs.
+   * @param free Stake the worker has free.
+   */
+  constructor(needed: number, free: number) {
+    super("insufficient_stake", `receipt needs ${needed} free stake, worker has ${free}`);
+  }
+}
+
+/** A receipt or verdict refused by the ledger (bad signature, unknown, duplicate, late). */
+export class LedgerRejectedError extends LedgerError {
+  /**
+   * Create the error.
+   * @param code Stable error code.
+   * @param message Human-readable explanation.
+   */
+  constructor(code: string, message: string) {
+    super(code, message);
+  }
+}

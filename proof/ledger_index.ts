@@ -1,0 +1,284 @@
+/**
+ * The ledger's history index, `index.sqlite`: what the ledger must remember for ever but never
+ * needs all at once — every receipt and its status, the receipt recorded for each job and what
+ * it claimed (one payment per job, equivocation), settled accusations and fraud proofs (each
+ * settled once), and verdicts. Kept on disk (SQLite, through Deno's built-in `node:sqlite`), so
+ * memory stays a bounded page cache however long the history, and looked up by key in
+ * microseconds.
+ *
+ * It is derived data: {@link LedgerIndex.apply} reads nothing but the index and the entry, and
+ * records with each entry the position it has reached, so after a crash (or if the file is lost)
+ * the ledger brings it up to date from the log. The log and its signed checkpoints stay the only
+ * truth; `ledger verify` checks them from genesis.
+ *
+ * @module
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
+import { type Verdict, verdictId } from "../protocols/verdict.ts";
+import type { LedgerEntry } from "./ledger_entry.ts";
+import type { ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
+
+/** File name of the index inside the ledger directory. */
+export const INDEX_FILE = "index.sqlite";
+
+/**
+ * SQLite's page cache for the index, in KiB: what the index may hold in memory. Lookups touch a
+ * few B-tree pages each; hot pages stay cached, the rest is read back from the OS's file cache.
+ */
+const INDEX_CACHE_KIB = 2048;
+
+/** How far the index has applied the log, and where that point is. */
+export interface IndexPosition {
+  /** Entries applied (the next entry's `seq`). */
+  seq: number;
+  /** Hash of the last entry applied. */
+  head: string;
+  /** Byte offset of the last entry applied. */
+  last: number;
+  /** Byte offset just past it. */
+  end: number;
+}
+
+/** What the recorded receipt of a job claims (for equivocation). */
+export interface JobClaim {
+  /** Output hash of the recorded receipt. */
+  outputHash: string;
+  /** Its token count. */
+  tokens: number;
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v ANY) STRICT;
+  CREATE TABLE IF NOT EXISTS receipts (
+    id TEXT PRIMARY KEY, worker TEXT NOT NULL, status TEXT NOT NULL, credit REAL NOT NULL,
+    requester TEXT, locked REAL NOT NULL, pending_until REAL NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS jobs (
+    job TEXT PRIMARY KEY, receipt TEXT, output_hash TEXT, tokens INTEGER,
+    equivocated INTEGER NOT NULL DEFAULT 0
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS accusations (
+    validator TEXT NOT NULL, receipt TEXT NOT NULL, PRIMARY KEY (validator, receipt)
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS proofs (hash TEXT PRIMARY KEY) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS verdicts (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, verdict BLOB NOT NULL);
+`;
+
+/** The history index; see the module doc. */
+export class LedgerIndex {
+  readonly #db: DatabaseSync;
+  readonly #q: Record<string, StatementSync>;
+  #inBatch = false;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+    const p = (sql: string) => db.prepare(sql);
+    this.#q = {
+      meta: p("SELECT v FROM meta WHERE k = ?"),
+      setMeta: p(
+        "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+      ),
+      receipt: p("SELECT * FROM receipts WHERE id = ?"),
+      insertReceipt: p(
+        "INSERT OR REPLACE INTO receipts (id, worker, status, credit, requester, locked, pending_until) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+      ),
+      status: p("UPDATE receipts SET status = ? WHERE id = ?"),
+      assign: p("UPDATE receipts SET requester = ?, credit = ? WHERE id = ?"),
+      job: p("SELECT * FROM jobs WHERE job = ?"),
+      recordJob: p(
+        "INSERT INTO jobs (job, receipt, output_hash, tokens) VALUES (?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET receipt = excluded.receipt, output_hash = coalesce(excluded.output_hash, output_hash), tokens = coalesce(excluded.tokens, tokens)",
+      ),
+      equivocate: p(
+        "INSERT INTO jobs (job, equivocated) VALUES (?, 1) ON CONFLICT (job) DO UPDATE SET equivocated = 1",
+      ),
+      accused: p("SELECT 1 FROM accusations WHERE validator = ? AND receipt = ?"),
+      accuse: p("INSERT OR IGNORE INTO accusations (validator, receipt) VALUES (?, ?)"),
+      proof: p("SELECT 1 FROM proofs WHERE hash = ?"),
+      settle: p("INSERT OR IGNORE INTO proofs (hash) VALUES (?)"),
+      verdictById: p("SELECT 1 FROM verdicts WHERE id = ?"),
+      verdict: p(
+        "INSERT INTO verdicts (seq, id, verdict) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET verdict = excluded.verdict",
+      ),
+      verdicts: p("SELECT verdict FROM verdicts ORDER BY seq"),
+    };
+  }
+
+  /**
+   * Open (or create) the index at `path`. A file SQLite cannot read is an error: the ledger
+   * then deletes it and rebuilds it from the log.
+   */
+  static open(path: string): LedgerIndex {
+    const db = new DatabaseSync(path);
+    try {
+      // WAL without a sync per commit: the index is derived, and a commit lost to a power cut
+      // is re-applied from the log (the position travels in the same transaction).
+      db.exec(
+        `PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -${INDEX_CACHE_KIB};`,
+      );
+      db.exec(SCHEMA);
+      return new LedgerIndex(db);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+  }
+
+  /** Where the index stands, with the owner it was built for; undefined when empty. */
+  position(): (IndexPosition & { owner: string }) | undefined {
+    const raw = this.#q.meta.get("position") as { v: string } | undefined;
+    return raw === undefined ? undefined : JSON.parse(raw.v);
+  }
+
+  /** Forget everything (the index does not match the log: it is rebuilt from genesis). */
+  reset(): void {
+    this.#db.exec(
+      "DELETE FROM meta; DELETE FROM receipts; DELETE FROM jobs; DELETE FROM accusations; DELETE FROM proofs; DELETE FROM verdicts;",
+    );
+  }
+
+  /**
+   * Start a transaction that many {@link LedgerIndex.apply} calls share until
+   * {@link LedgerIndex.commit} (catching up with the log: one commit per thousands of entries).
+   */
+  begin(): void {
+    this.#db.exec("BEGIN");
+    this.#inBatch = true;
+  }
+
+  /** Commit the transaction {@link LedgerIndex.begin} started. */
+  commit(): void {
+    this.#inBatch = false;
+    this.#db.exec("COMMIT");
+  }
+
+  /**
+   * Apply one verified entry, and record that the index now stands at `at` (atomically: one
+   * transaction, or part of the one {@link LedgerIndex.begin} started).
+   */
+  apply(entry: LedgerEntry, at: IndexPosition & { owner: string }): void {
+    if (!this.#inBatch) this.#db.exec("BEGIN");
+    try {
+      this.#applyEntry(entry);
+      this.#q.setMeta.run("position", JSON.stringify(at));
+      if (!this.#inBatch) this.#db.exec("COMMIT");
+    } catch (error) {
+      if (!this.#inBatch) this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  #applyEntry(entry: LedgerEntry): void {
+    const b = entry.body as Record<string, never>;
+    const q = this.#q;
+    const status = (s: ReceiptStatus) => q.status.run(s, b.receiptId);
+    switch (entry.kind) {
+      case "receipt":
+        q.insertReceipt.run(
+          b.receiptId,
+          b.worker,
+          b.credit,
+          b.requester || null,
+          b.locked,
+          b.pendingUntil,
+        );
+        q.recordJob.run(
+          b.jobId,
+          b.receiptId,
+          typeof b.outputHash === "string" ? b.outputHash : null,
+          typeof b.outputHash === "string" ? b.tokens : null,
+        );
+        return;
+      case "final":
+        return void status("final");
+      case "fraud":
+        q.accuse.run(b.validator, b.receiptId);
+        q.settle.run(b.fraudProof);
+        return void status("fraud");
+      case "false_accusation":
+        q.accuse.run(b.validator, b.receiptId);
+        q.settle.run(b.fraudProof);
+        return;
+      case "equivocation":
+        q.equivocate.run(b.jobId);
+        return void status("fraud");
+      case "assigned":
+        return void q.assign.run(b.requester, b.credit, b.receiptId);
+      case "challenge":
+        return void status("challenged");
+      case "cleared":
+        return void status("pending");
+      case "fault":
+        return void status("fraud");
+      case "unresolved":
+        return void status("unpaid");
+      case "verdict": {
+        const v = b.verdict as unknown as Verdict;
+        return void q.verdict.run(entry.seq, verdictId(v), encodeCbor(v));
+      }
+      case "genesis":
+      case "stake":
+        return; // balances live in the working state (ledger_state.ts)
+    }
+  }
+
+  /** The record of any receipt ever recorded. */
+  receipt(receiptId: string): ReceiptRecord | undefined {
+    const row = this.#q.receipt.get(receiptId) as Record<string, never> | undefined;
+    if (row === undefined) return undefined;
+    const rec: ReceiptRecord = {
+      receiptId: row.id,
+      worker: row.worker,
+      status: row.status,
+      credit: row.credit,
+      locked: row.locked,
+      pendingUntil: row.pending_until,
+    };
+    if (row.requester !== null) rec.requester = row.requester;
+    return rec;
+  }
+
+  /** The receipt recorded for `jobId`, if any. */
+  jobReceipt(jobId: string): string | undefined {
+    return (this.#q.job.get(jobId) as { receipt: string | null } | undefined)?.receipt ?? undefined;
+  }
+
+  /** What the recorded receipt of `jobId` claims, if it carried a claim. */
+  claim(jobId: string): JobClaim | undefined {
+    const row = this.#q.job.get(jobId) as Record<string, never> | undefined;
+    if (row === undefined || row.output_hash === null) return undefined;
+    return { outputHash: row.output_hash, tokens: row.tokens };
+  }
+
+  /** Whether the worker of `jobId` has been slashed for equivocation on it. */
+  equivocated(jobId: string): boolean {
+    return (this.#q.job.get(jobId) as { equivocated: number } | undefined)?.equivocated === 1;
+  }
+
+  /** Whether `validator` (hex) has had an accusation against `receiptId` settled. */
+  hasAccused(validator: string, receiptId: string): boolean {
+    return this.#q.accused.get(validator, receiptId) !== undefined;
+  }
+
+  /** Whether the fraud proof with this hash has been settled. */
+  proofSettled(hash: string): boolean {
+    return this.#q.proof.get(hash) !== undefined;
+  }
+
+  /** Whether a verdict with this id is recorded. */
+  hasVerdict(id: string): boolean {
+    return this.#q.verdictById.get(id) !== undefined;
+  }
+
+  /** Every recorded verdict, in the order recorded (read from disk on each call). */
+  verdicts(): Verdict[] {
+    return (this.#q.verdicts.all() as { verdict: Uint8Array }[]).map((row) =>
+      decodeCbor(row.verdict) as Verdict
+    );
+  }
+
+  /** Close the database. */
+  close(): void {
+    this.#db.close();
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * The ledger's log file, `ledger.log`: length-prefixed frames appended and `fsync`'d before an
+ * append returns, read back as a stream from any offset (memory bounded by one read block and
+ * one frame, however long the log).
+ *
+ * The file knows nothing of entries: {@link ChainVerifier} (`ledger_entry.ts`) judges what is in
+ * the frames. A frame cut short at the end is reported as a torn tail (a crash mid-append, never
+ * acknowledged); a length no frame can have is reported as such.
+ *
+ * @module
+ */
+import { FRAME_HEADER_BYTES, MAX_ENTRY_BYTES } from "./ledger_entry.ts";
+
+/** File name of the log inside the ledger directory. */
+export const LOG_FILE = "ledger.log";
+
+/** Bytes read from disk at once when streaming frames. */
+const READ_BLOCK_BYTES = 1 << 20;
+
+/** One frame read from the log. */
+export interface LogFrame {
+  /** Byte offset of the frame's length prefix. */
+  offset: number;
+  /** Byte offset just past the frame. */
+  end: number;
+  /** The frame's payload (valid until the callback returns). */
+  payload: Uint8Array;
+}
+
+/** How a read of frames ended. */
+export interface LogReadEnd {
+  /** Offset just past the last whole frame read. */
+  end: number;
+  /** Bytes after `end` that do not make a whole frame (a torn tail), 0 if none. */
+  tornBytes: number;
+  /** Set when the frame at `end` declares an impossible length (corruption, not a torn tail). */
+  badLength?: number;
+}
+
+/** The ledger's append-only log file. */
+export class LedgerLog {
+  readonly #file: Deno.FsFile;
+  /** The file's path. */
+  readonly path: string;
+  #size: number;
+
+  private constructor(path: string, file: Deno.FsFile, size: number) {
+    this.path = path;
+    this.#file = file;
+    this.#size = size;
+  }
+
+  /**
+   * Open the log at `path`.
+   * @param path The file.
+   * @param options `write`: open for appending (created if missing); default read-only.
+   */
+  static async open(path: string, options: { write?: boolean } = {}): Promise<LedgerLog> {
+    const write = options.write ?? false;
+    const file = await Deno.open(path, { read: true, write, create: write });
+    try {
+      return new LedgerLog(path, file, (await file.stat()).size);
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+  }
+
+  /** Bytes in the log (whole frames plus any torn tail not yet cut). */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Stream the frames from `from` to `to` (default: the end as it is now), calling `onFrame` for
+   * each in order; stops at the first frame that is torn or has an impossible length.
+   */
+  async readFrames(
+    from: number,
+    onFrame: (frame: LogFrame) => void | Promise<void>,
+    to = this.#size,
+  ): Promise<LogReadEnd> {
+    let buffer = new Uint8Array(0);
+    let bufferAt = from; // file offset of buffer[0]
+    let readAt = from;
+    let offset = from;
+    for (;;) {
+      const at = offset - bufferAt;
+      if (at + FRAME_HEADER_BYTES <= buffer.length) {
+        const length = new DataView(buffer.buffer, buffer.byteOffset + at).getUint32(0);
+        if (length === 0 || length > MAX_ENTRY_BYTES) {
+          return { end: offset, tornBytes: 0, badLength: length };
+        }
+        const frameEnd = at + FRAME_HEADER_BYTES + length;
+        if (frameEnd <= buffer.length) {
+          const payload = buffer.subarray(at + FRAME_HEADER_BYTES, frameEnd);
+          const end = offset + FRAME_HEADER_BYTES + length;
+          await onFrame({ offset, end, payload });
+          offset = end;
+          continue;
+        }
+      }
+      if (readAt >= to) return { end: offset, tornBytes: to - offset };
+      // Keep the unread part of the buffer and read the next block behind it.
+      const want = Math.min(READ_BLOCK_BYTES, to - readAt);
+      const kept = buffer.subarray(offset - bufferAt);
+      const next = new Uint8Array(kept.length + want);
+      next.set(kept);
+      const got = await this.#readAt(readAt, next.subarray(kept.length));
+      buffer = next.subarray(0, kept.length + got);
+      bufferAt = offset;
+      readAt += got;
+      if (got === 0) return { end: offset, tornBytes: readAt - offset };
+    }
+  }
+
+  /** The payload of the frame at `offset`, if a whole frame starts there. */
+  async frameAt(offset: number): Promise<LogFrame | undefined> {
+    if (offset < 0 || offset + FRAME_HEADER_BYTES > this.#size) return undefined;
+    const header = new Uint8Array(FRAME_HEADER_BYTES);
+    if (await this.#readAt(offset, header) < FRAME_HEADER_BYTES) return undefined;
+    const length = new DataView(header.buffer).getUint32(0);
+    const end = offset + FRAME_HEADER_BYTES + length;
+    if (length === 0 || length > MAX_ENTRY_BYTES || end > this.#size) return undefined;
+    const payload = new Uint8Array(length);
+    if (await this.#readAt(offset + FRAME_HEADER_BYTES, payload) < length) return undefined;
+    return { offset, end, payload };
+  }
+
+  /** Append a frame at the end and `fsync` it: durable when this resolves. */
+  async append(frame: Uint8Array): Promise<void> {
+    await this.#file.seek(this.#size, Deno.SeekMode.Start);
+    let written = 0;
+    while (written < frame.length) written += await this.#file.write(frame.subarray(written));
+    await this.#file.syncData();
+    this.#size += frame.length;
+  }
+
+  /** Cut the log to `length` bytes, durably (a torn tail, or what a repair sets aside). */
+  async truncate(length: number): Promise<void> {
+    await this.#file.truncate(length);
+    await this.#file.syncData();
+    this.#size = length;
+  }
+
+  /** Close the file. */
+  close(): void {
+    this.#file.close();
+  }
+
+  async #readAt(offset: number, into: Uint8Array): Promise<number> {
+    await this.#file.seek(offset, Deno.SeekMode.Start);
+    let read = 0;
+    while (read < into.length) {
+      const n = await this.#file.read(into.subarray(read));
+      if (n === null) break;
+      read += n;
+    }
+    return read;
+  }
+}

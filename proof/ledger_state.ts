@@ -1,0 +1,287 @@
+/**
+ * The ledger's working state, the part that lives in memory: balances per key, and the receipts
+ * still open (`pending` or `challenged`) with a queue of when their windows close. Its size
+ * depends on how many keys hold stake and how many receipts are inside their window, never on
+ * how long the log is: a receipt leaves it the moment it is final, slashed or left unpaid, and
+ * from then on lives only in the history index (`ledger_index.ts`).
+ *
+ * {@link LedgerState.apply} is the one place an entry moves balances. It reads nothing but this
+ * state and the entry, so a checkpoint's snapshot plus the entries after it rebuild exactly the
+ * state a replay from genesis does.
+ *
+ * @module
+ */
+import { toHex } from "../protocols/hash.ts";
+import type { LedgerEntry } from "./ledger_entry.ts";
+import { DueQueue } from "./ledger_due_queue.ts";
+
+/**
+ * The state of one receipt in the ledger: `pending` (in its window), `challenged` (this
+ * ledger's owner is checking it), `final` (paid), `fraud` (slashed, unpaid) or `unpaid` (a
+ * challenge that could not be decided: neither paid nor slashed).
+ */
+export type ReceiptStatus = "pending" | "challenged" | "final" | "fraud" | "unpaid";
+
+/** What the ledger knows about one receipt. */
+export interface ReceiptRecord {
+  /** Receipt id. */
+  receiptId: string;
+  /** Hex worker key. */
+  worker: string;
+  /** See {@link ReceiptStatus}. */
+  status: ReceiptStatus;
+  /**
+   * Credit due when final: tokens × price when a requester other than the worker signed the
+   * job's assignment to it (`requester`), else 0 — unrequested work earns nothing.
+   */
+  credit: number;
+  /** Hex key of the requester whose assignment backs the credit, if any. */
+  requester?: string;
+  /** Stake locked against it (the slash if fraud is proven). */
+  locked: number;
+  /** Unix ms when the challenge window closes. */
+  pendingUntil: number;
+}
+
+/** Balances of one key. */
+export interface Account {
+  /** Credits earned (final work, validator rewards). */
+  balance: number;
+  /** Stake deposited minus slashes. */
+  stake: number;
+  /** Stake locked against pending receipts. */
+  locked: number;
+}
+
+/**
+ * The working state as a checkpoint stores it: plain arrays, in a fixed order (accounts as
+ * first seen, open receipts as recorded), so equal states encode to equal bytes.
+ */
+export interface LedgerStateSnapshot {
+  /** `[key, balance, stake, locked, staked]` per account. */
+  accounts: [string, number, number, number, boolean][];
+  /** `[receiptId, worker, status, credit, requester | null, locked, pendingUntil]`. */
+  open: [string, string, ReceiptStatus, number, string | null, number, number][];
+}
+
+const NO_ACCOUNT: Readonly<Account> = { balance: 0, stake: 0, locked: 0 };
+
+/** Balances and open receipts; see the module doc. */
+export class LedgerState {
+  readonly #accounts = new Map<string, Account>();
+  /** Keys that have any stake entry: a pledge is recorded once per key. */
+  readonly #staked = new Set<string>();
+  /** Receipts in their window or under challenge, in the order they were recorded. */
+  readonly #open = new Map<string, ReceiptRecord>();
+  /** Arrival order of each open receipt (ties in the due queue). */
+  readonly #orderOf = new Map<string, number>();
+  readonly #due = new DueQueue();
+  #order = 0;
+
+  /** The state a snapshot describes. */
+  static restore(snapshot: LedgerStateSnapshot): LedgerState {
+    const state = new LedgerState();
+    for (const [key, balance, stake, locked, staked] of snapshot.accounts) {
+      state.#accounts.set(key, { balance, stake, locked });
+      if (staked) state.#staked.add(key);
+    }
+    for (
+      const [receiptId, worker, status, credit, requester, locked, pendingUntil] of snapshot.open
+    ) {
+      const rec: ReceiptRecord = { receiptId, worker, status, credit, locked, pendingUntil };
+      if (requester !== null) rec.requester = requester;
+      state.#admit(rec);
+    }
+    return state;
+  }
+
+  /** This state as a checkpoint stores it. */
+  snapshot(): LedgerStateSnapshot {
+    return {
+      accounts: [...this.#accounts].map(([key, a]) => [
+        key,
+        a.balance,
+        a.stake,
+        a.locked,
+        this.#staked.has(key),
+      ]),
+      open: [...this.#open.values()].map((r) => [
+        r.receiptId,
+        r.worker,
+        r.status,
+        r.credit,
+        r.requester ?? null,
+        r.locked,
+        r.pendingUntil,
+      ]),
+    };
+  }
+
+  /** Keys with an account here. */
+  get accountCount(): number {
+    return this.#accounts.size;
+  }
+
+  /** Receipts open here (pending or challenged). */
+  get openCount(): number {
+    return this.#open.size;
+  }
+
+  /** Balances of `key` (hex); zeros when unknown. Read-only: creates nothing. */
+  account(key: string): Readonly<Account> {
+    return this.#accounts.get(key) ?? NO_ACCOUNT;
+  }
+
+  /** Whether `key` (hex) has ever had stake recorded. */
+  hasStaked(key: string): boolean {
+    return this.#staked.has(key);
+  }
+
+  /** The open receipt `receiptId`, if it is open (the live record: do not hand it out). */
+  open(receiptId: string): ReceiptRecord | undefined {
+    return this.#open.get(receiptId);
+  }
+
+  /** Every open receipt, in the order recorded. */
+  openReceipts(): IterableIterator<ReceiptRecord> {
+    return this.#open.values();
+  }
+
+  /**
+   * Ids of pending receipts whose window has closed at `now`, earliest first. Taken out of the
+   * due queue: the caller finalizes them (a receipt challenged now is queued again when it is
+   * cleared).
+   */
+  takeDue(now: number): string[] {
+    const ids = new Set<string>();
+    for (const item of this.#due.takeDue(now)) {
+      const rec = this.#open.get(item.receiptId);
+      // Lazy deletion: settled or challenged since it was queued → skip (queued twice → once).
+      if (rec?.status === "pending" && rec.pendingUntil === item.pendingUntil) {
+        ids.add(rec.receiptId);
+      }
+    }
+    return [...ids];
+  }
+
+  #account(key: string): Account {
+    let a = this.#accounts.get(key);
+    if (!a) {
+      a = { balance: 0, stake: 0, locked: 0 };
+      this.#accounts.set(key, a);
+    }
+    return a;
+  }
+
+  #admit(rec: ReceiptRecord): void {
+    const order = this.#order++;
+    this.#open.set(rec.receiptId, rec);
+    this.#orderOf.set(rec.receiptId, order);
+    this.#due.push({ pendingUntil: rec.pendingUntil, order, receiptId: rec.receiptId });
+  }
+
+  /** A receipt leaves the working state: it is final, slashed or unpaid for good. */
+  #close(rec: ReceiptRecord): void {
+    this.#open.delete(rec.receiptId);
+    this.#orderOf.delete(rec.receiptId);
+  }
+
+  /** Apply a verified entry: the one place balances move. */
+  apply(entry: LedgerEntry): void {
+    const b = entry.body as Record<string, never>;
+    switch (entry.kind) {
+      case "genesis":
+      case "verdict":
+        return; // verdicts move no balance; the history index keeps them
+      case "false_accusation":
+        this.#account(b.validator).stake -= b.penalty as number;
+        return;
+      case "stake":
+        this.#account(b.key).stake += b.amount as number;
+        this.#staked.add(b.key);
+        return;
+      case "receipt": {
+        const rec: ReceiptRecord = {
+          receiptId: b.receiptId,
+          worker: b.worker,
+          status: "pending",
+          credit: b.credit,
+          locked: b.locked,
+          pendingUntil: b.pendingUntil,
+        };
+        if (b.requester) rec.requester = b.requester;
+        this.#admit(rec);
+        this.#account(rec.worker).locked += rec.locked;
+        return;
+      }
+      case "final": {
+        const rec = this.#open.get(b.receiptId);
+        if (!rec) return;
+        this.#close(rec);
+        const acc = this.#account(rec.worker);
+        acc.locked -= rec.locked;
+        acc.balance += rec.credit;
+        return;
+      }
+      case "fraud": {
+        const rec = this.#open.get(b.receiptId);
+        if (!rec) return;
+        this.#close(rec);
+        const worker = this.#account(rec.worker);
+        worker.locked -= rec.locked;
+        worker.stake -= b.slashed as number;
+        this.#account(b.validator).balance += b.reward as number;
+        return;
+      }
+      case "equivocation": {
+        const rec = this.#open.get(b.receiptId);
+        if (rec) {
+          this.#close(rec);
+          const worker = this.#account(rec.worker);
+          worker.locked -= rec.locked;
+          worker.stake -= b.slashed as number;
+        } else {
+          // The first receipt was already closed (paid or unpaid): its stake is cut as much.
+          // The second receipt is the same worker's (the ledger checked that before writing).
+          const second = b.second as unknown as { worker: Uint8Array };
+          this.#account(toHex(second.worker)).stake -= b.slashed as number;
+        }
+        return;
+      }
+      case "assigned": {
+        const rec = this.#open.get(b.receiptId);
+        if (!rec) return;
+        rec.requester = b.requester;
+        rec.credit = b.credit;
+        return;
+      }
+      case "challenge":
+      case "cleared": {
+        const rec = this.#open.get(b.receiptId);
+        if (!rec) return;
+        rec.status = entry.kind === "challenge" ? "challenged" : "pending";
+        if (entry.kind === "cleared") {
+          const order = this.#orderOf.get(rec.receiptId)!;
+          this.#due.push({ pendingUntil: rec.pendingUntil, order, receiptId: rec.receiptId });
+        }
+        return;
+      }
+      case "fault": {
+        const rec = this.#open.get(b.receiptId);
+        if (!rec) return;
+        this.#close(rec);
+        const worker = this.#account(rec.worker);
+        worker.locked -= rec.locked;
+        worker.stake -= b.slashed as number;
+        return;
+      }
+      case "unresolved": {
+        const rec = this.#open.get(b.receiptId);
+        if (!rec) return;
+        this.#close(rec);
+        this.#account(rec.worker).locked -= rec.locked;
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * Checking a whole ledger from genesis, read-only: every frame, link and signature, the working
+ * state replayed, and the checkpoint compared with the state the log gives at its position. It
+ * writes nothing and takes no lock, so it runs beside the node that owns the ledger (an append in
+ * progress shows as a torn tail, not as damage).
+ *
+ * Opening a ledger checks only the entries after its checkpoint; this is the check of the rest.
+ * It streams the log, so memory stays bounded by the working state however long the log is.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { encodeCanonical } from "../protocols/cbor.ts";
+import { toHex } from "../protocols/hash.ts";
+import { ChainVerifier, GENESIS_PREV } from "./ledger_entry.ts";
+import { LedgerError, LedgerTamperedError } from "./ledger_errors.ts";
+import { LedgerLog, LOG_FILE } from "./ledger_log.ts";
+import { LedgerState } from "./ledger_state.ts";
+import { readCheckpoint, verifyCheckpoint } from "./ledger_checkpoint.ts";
+
+/** How the checkpoint compares with the log. */
+export type CheckpointCheck =
+  | "matches"
+  | "missing"
+  | "unreadable"
+  | "bad_signature"
+  | "beyond_log"
+  | "does_not_match";
+
+/** The first entry that fails, and where. */
+export interface LedgerDamage {
+  /** Its position: the entries before it (`seq` of them) verify. */
+  seq: number;
+  /** Byte offset of its frame. */
+  offset: number;
+  /** What failed. */
+  reason: string;
+  /** The error's code: `ledger_tampered`, or `ledger_owner_mismatch` for another key's genesis. */
+  code: string;
+}
+
+/** What {@link verifyLedger} found. */
+export interface LedgerVerifyReport {
+  /** Whether every entry verifies and the checkpoint (if any) matches the log. */
+  ok: boolean;
+  /** Entries that verify, from genesis. */
+  entries: number;
+  /** Bytes those entries span (where a repair cuts). */
+  validBytes: number;
+  /** Bytes in the log. */
+  totalBytes: number;
+  /** Hex owner key (the genesis entry's signer), if there is a genesis. */
+  owner?: string;
+  /** Hash of the last entry that verifies. */
+  head: string;
+  /** The first entry that fails, if one does. */
+  damage?: LedgerDamage;
+  /** Whole frames after the damage (not checked: they cannot be chained to what verifies). */
+  framesAfterDamage: number;
+  /** Bytes at the end that are not a whole frame (a crash mid-append, or an append running). */
+  tornBytes: number;
+  /** The checkpoint's position (0 if none) and how it compares with the log. */
+  checkpoint: { seq: number; check: CheckpointCheck };
+}
+
+/** Options of {@link verifyLedger}. */
+export interface VerifyLedgerOptions {
+  /** The owner's key, when known (else whoever signed genesis). */
+  owner?: Uint8Array;
+}
+
+/**
+ * Check the ledger in `dir` from genesis (see the module doc).
+ *
+ * @example
+ * ```ts
+ * import { Ledger } from "./ledger.ts";
+ * import { verifyLedger } from "./ledger_verify.ts";
+ * import { Identity } from "../protocols/identity.ts";
+ * const dir = await Deno.makeTempDir();
+ * await (await Ledger.open(dir, Identity.generate())).close();
+ * console.log((await verifyLedger(dir)).ok); // true
+ * ```
+ * @throws {LedgerError} (`ledger_missing`) when `dir` holds no ledger.
+ */
+export async function verifyLedger(
+  dir: string,
+  options: VerifyLedgerOptions = {},
+): Promise<LedgerVerifyReport> {
+  let log: LedgerLog;
+  try {
+    log = await LedgerLog.open(join(dir, LOG_FILE));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new LedgerError("ledger_missing", `no ledger in ${dir} (no ${LOG_FILE}): check --data`);
+  }
+  try {
+    const stored = await readCheckpoint(dir);
+    const checkpoint = typeof stored === "object" ? stored : undefined;
+    const chain = new ChainVerifier({ owner: options.owner, dir });
+    const state = new LedgerState();
+    let validBytes = 0;
+    // Set inside the read callback, which the compiler's narrowing does not follow.
+    let checkpointCheck = (stored === undefined
+      ? "missing"
+      : stored === "unreadable"
+      ? "unreadable"
+      : "beyond_log") as CheckpointCheck;
+    let damage: LedgerDamage | undefined;
+    let read;
+    try {
+      read = await log.readFrames(0, async (frame) => {
+        const entry = await chain.next(frame.payload);
+        state.apply(entry);
+        validBytes = frame.end;
+        if (checkpoint !== undefined && chain.seq === checkpoint.seq) {
+          checkpointCheck = !verifyCheckpoint(checkpoint, chain.owner!)
+            ? "bad_signature"
+            : checkpoint.head !== chain.head || checkpoint.end !== frame.end ||
+                checkpoint.last !== frame.offset ||
+                !sameBytes(encodeCanonical(checkpoint.state), encodeCanonical(state.snapshot()))
+            ? "does_not_match"
+            : "matches";
+        }
+      });
+      if (read.badLength !== undefined) {
+        damage = {
+          seq: chain.seq,
+          offset: read.end,
+          reason: `impossible frame length ${read.badLength}`,
+          code: "ledger_tampered",
+        };
+      }
+    } catch (error) {
+      if (!(error instanceof LedgerError)) {
+        throw error;
+      }
+      const reason = error instanceof LedgerTamperedError ? error.reason : error.message;
+      damage = { seq: chain.seq, offset: validBytes, reason, code: error.code };
+      read = undefined;
+    }
+    let framesAfterDamage = 0;
+    let tornBytes = read?.tornBytes ?? 0;
+    if (damage !== undefined) {
+      // Count what follows, for the operator: it is set aside by a repair, not checked.
+      const rest = await log.readFrames(damage.offset, () => {
+        framesAfterDamage++;
+      });
+      if (read === undefined) {
+        framesAfterDamage--; // the damaged frame itself was whole
+      }
+      tornBytes = rest.badLength === undefined ? rest.tornBytes : 0;
+    }
+    if (checkpoint !== undefined && checkpointCheck === "beyond_log" && stored !== "unreadable") {
+      // The checkpoint was never reached: cut off by damage, or not the owner's to begin with.
+      if (chain.owner !== undefined && !verifyCheckpoint(checkpoint, chain.owner)) {
+        checkpointCheck = "bad_signature";
+      }
+    }
+    const ok = damage === undefined &&
+      (checkpointCheck === "matches" || checkpointCheck === "missing");
+    return {
+      ok,
+      entries: chain.seq,
+      validBytes,
+      totalBytes: log.size,
+      owner: chain.owner && toHex(chain.owner),
+      head: chain.seq === 0 ? GENESIS_PREV : chain.head,
+      damage,
+      framesAfterDamage: Math.max(0, framesAfterDamage),
+      tornBytes,
+      checkpoint: { seq: checkpoint?.seq ?? 0, check: checkpointCheck },
+    };
+  } finally {
+    log.close();
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
