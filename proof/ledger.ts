@@ -49,7 +49,6 @@ import { type StakePledge, verifyStakePledge } from "../protocols/stake_pledge.t
 import { verifyAssignment } from "../protocols/assignment.ts";
 import { DEFAULT_ECONOMICS, type EconomicParams } from "./economics.ts";
 import {
-  ChainVerifier,
   encodeEntryFrame,
   entryHash,
   FRAME_HEADER_BYTES,
@@ -58,12 +57,7 @@ import {
   type LedgerEntryKind,
   signEntry,
 } from "./ledger_entry.ts";
-import {
-  InsufficientStakeError,
-  LedgerError,
-  LedgerRejectedError,
-  LedgerTamperedError,
-} from "./ledger_errors.ts";
+import { InsufficientStakeError, LedgerError, LedgerRejectedError } from "./ledger_errors.ts";
 import { LedgerLog, LOG_FILE } from "./ledger_log.ts";
 import {
   type Account,
@@ -71,14 +65,9 @@ import {
   type ReceiptRecord,
   type ReceiptStatus,
 } from "./ledger_state.ts";
-import { INDEX_FILE, type IndexPosition, LedgerIndex } from "./ledger_index.ts";
-import {
-  type LedgerCheckpoint,
-  readCheckpoint,
-  signCheckpoint,
-  verifyCheckpoint,
-  writeCheckpoint,
-} from "./ledger_checkpoint.ts";
+import { INDEX_FILE, LedgerIndex, positionAfter } from "./ledger_index.ts";
+import { recoverLedger } from "./ledger_recovery.ts";
+import { type LedgerCheckpoint, signCheckpoint, writeCheckpoint } from "./ledger_checkpoint.ts";
 
 export * from "./ledger_errors.ts";
 export { entryHash, entrySigningBytes } from "./ledger_entry.ts";
@@ -91,8 +80,6 @@ export type { Account, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
  * history; each checkpoint is one signed, `fsync`'d write of the working state.
  */
 export const DEFAULT_CHECKPOINT_EVERY = 1024;
-/** Entries applied to the history index per transaction when it catches up with the log. */
-const INDEX_CATCH_UP_BATCH = 4096;
 
 /** Options of {@link Ledger.open}. */
 export interface LedgerOptions {
@@ -200,7 +187,12 @@ export class Ledger {
     try {
       index = await openIndex(join(dir, INDEX_FILE));
       const ledger = new Ledger(dir, log, index, identity, options);
-      await ledger.#load();
+      const recovered = await recoverLedger(dir, log, index, identity.publicKey);
+      ledger.#state = recovered.state;
+      ledger.#seq = recovered.seq;
+      ledger.#head = recovered.head;
+      ledger.#last = recovered.last;
+      ledger.#checkpointSeq = recovered.checkpointSeq;
       if (ledger.#seq === 0) {
         await ledger.#append("genesis", { owner: ledger.#owner, version: 1 });
       }
@@ -216,164 +208,6 @@ export class Ledger {
       log.close();
       throw e;
     }
-  }
-
-  /**
-   * Rebuild the derived state: from the checkpoint (if it verifies) and the entries after it;
-   * the index from wherever it stands.
-   */
-  async #load(): Promise<void> {
-    const start = await this.#startingPoint();
-    let position = this.#indexPosition(await this.#validIndexPosition());
-    if (position.seq < start.seq) {
-      // The index is behind the checkpoint (lost commits, a deleted file): the entries between
-      // are vouched for by the signed checkpoint, so their links are checked, not signatures.
-      const chain = new ChainVerifier({
-        owner: this.#identity.publicKey,
-        from: { seq: position.seq, head: position.head },
-        signatures: false,
-        dir: this.#dir,
-      });
-      position = await this.#catchUpIndex(chain, position, start.end);
-      if (chain.seq !== start.seq || chain.head !== start.head) {
-        throw new LedgerTamperedError(
-          start.seq - 1,
-          "does not match the signed checkpoint",
-          this.#dir,
-        );
-      }
-    }
-    const chain = new ChainVerifier({
-      owner: this.#identity.publicKey,
-      from: { seq: start.seq, head: start.head },
-      dir: this.#dir,
-    });
-    this.#seq = start.seq;
-    this.#head = start.head;
-    this.#last = start.last;
-    const indexFrom = position.seq;
-    let pending = 0;
-    const read = await this.#log.readFrames(start.end, async (frame) => {
-      const entry = await chain.next(frame.payload);
-      this.#state.apply(entry);
-      if (entry.seq >= indexFrom) {
-        if (pending === 0) this.#index.begin();
-        this.#index.apply(entry, this.#positionAfter(entry, frame.offset, frame.end));
-        if (++pending === INDEX_CATCH_UP_BATCH) {
-          this.#index.commit();
-          pending = 0;
-        }
-      }
-      this.#seq = chain.seq;
-      this.#head = chain.head;
-      this.#last = frame.offset;
-    }).finally(() => {
-      if (pending > 0) this.#index.commit();
-    });
-    if (read.badLength !== undefined) {
-      throw new LedgerTamperedError(
-        this.#seq,
-        `impossible frame length ${read.badLength}`,
-        this.#dir,
-      );
-    }
-    if (read.tornBytes > 0) {
-      // A torn tail: the append that wrote it never returned, so nobody relied on it.
-      await this.#log.truncate(read.end);
-    }
-  }
-
-  /** The verified checkpoint to start from, or genesis when there is none that verifies. */
-  async #startingPoint(): Promise<{ seq: number; head: string; last: number; end: number }> {
-    const genesis = { seq: 0, head: GENESIS_PREV, last: 0, end: 0 };
-    const checkpoint = await readCheckpoint(this.#dir);
-    if (typeof checkpoint !== "object" || !verifyCheckpoint(checkpoint, this.#identity.publicKey)) {
-      return genesis; // none, unreadable or not the owner's: replay (and check) from genesis
-    }
-    // Signed by the owner, so the entries it covers were acknowledged: they must still be there.
-    const missing = (reason: string) =>
-      new LedgerTamperedError(checkpoint.seq - 1, reason, this.#dir);
-    if (this.#log.size < checkpoint.end) {
-      throw missing(
-        `the log ends (byte ${this.#log.size}) before the signed checkpoint's last entry ` +
-          `(byte ${checkpoint.end}): acknowledged entries are missing`,
-      );
-    }
-    const frame = await this.#log.frameAt(checkpoint.last);
-    let entry: LedgerEntry | undefined;
-    try {
-      entry = frame && decodeCbor(frame.payload) as LedgerEntry;
-    } catch {
-      // reported below
-    }
-    if (
-      frame?.end !== checkpoint.end || entry?.seq !== checkpoint.seq - 1 ||
-      entryHash(entry) !== checkpoint.head
-    ) {
-      throw missing("does not match the signed checkpoint");
-    }
-    this.#state = LedgerState.restore(checkpoint.state);
-    this.#checkpointSeq = checkpoint.seq;
-    return checkpoint;
-  }
-
-  /** Where the index stands, if that matches the log; else it is reset (rebuilt from genesis). */
-  async #validIndexPosition(): Promise<IndexPosition | undefined> {
-    const at = this.#index.position();
-    if (at === undefined) return undefined;
-    if (at.owner === this.#owner && at.seq > 0) {
-      const frame = await this.#log.frameAt(at.last);
-      try {
-        const entry = frame && decodeCbor(frame.payload) as LedgerEntry;
-        if (frame?.end === at.end && entry?.seq === at.seq - 1 && entryHash(entry) === at.head) {
-          return at;
-        }
-      } catch {
-        // not an entry: the index is not this log's
-      }
-    }
-    this.#index.reset();
-    return undefined;
-  }
-
-  #indexPosition(at: IndexPosition | undefined): IndexPosition {
-    return at ?? { seq: 0, head: GENESIS_PREV, last: 0, end: 0 };
-  }
-
-  #positionAfter(entry: LedgerEntry, last: number, end: number): IndexPosition & { owner: string } {
-    return { seq: entry.seq + 1, head: entryHash(entry), last, end, owner: this.#owner };
-  }
-
-  /** Apply the entries from `from` up to byte `to` to the index only. */
-  async #catchUpIndex(
-    chain: ChainVerifier,
-    from: IndexPosition,
-    to: number,
-  ): Promise<IndexPosition> {
-    let position = from;
-    let pending = 0;
-    try {
-      const read = await this.#log.readFrames(from.end, async (frame) => {
-        const entry = await chain.next(frame.payload);
-        if (pending === 0) this.#index.begin();
-        position = this.#positionAfter(entry, frame.offset, frame.end);
-        this.#index.apply(entry, position as IndexPosition & { owner: string });
-        if (++pending === INDEX_CATCH_UP_BATCH) {
-          this.#index.commit();
-          pending = 0;
-        }
-      }, to);
-      if (read.badLength !== undefined || read.tornBytes > 0) {
-        throw new LedgerTamperedError(
-          chain.seq,
-          "a frame before the checkpoint is cut short",
-          this.#dir,
-        );
-      }
-    } finally {
-      if (pending > 0) this.#index.commit();
-    }
-    return position;
   }
 
   /** Serialize appends: one writer, entries in call order. */
@@ -416,7 +250,7 @@ export class Ledger {
         // Durable before acknowledged: an entry the caller saw succeed survives a crash.
         await this.#log.append(frame);
         this.#state.apply(entry);
-        this.#index.apply(entry, this.#positionAfter(entry, offset, offset + frame.length));
+        this.#index.apply(entry, positionAfter(entry, offset, offset + frame.length, this.#owner));
       } catch (error) {
         this.#poisoned = error as Error;
         throw error;

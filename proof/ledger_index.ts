@@ -16,7 +16,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import { type Verdict, verdictId } from "../protocols/verdict.ts";
-import type { LedgerEntry } from "./ledger_entry.ts";
+import { entryHash, type LedgerEntry } from "./ledger_entry.ts";
 import type { ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
 
 /** File name of the index inside the ledger directory. */
@@ -46,6 +46,16 @@ export interface JobClaim {
   outputHash: string;
   /** Its token count. */
   tokens: number;
+}
+
+/** Where the index stands once it has applied `entry`, framed at bytes `last`..`end`. */
+export function positionAfter(
+  entry: LedgerEntry,
+  last: number,
+  end: number,
+  owner: string,
+): IndexPosition & { owner: string } {
+  return { seq: entry.seq + 1, head: entryHash(entry), last, end, owner };
 }
 
 const SCHEMA = `
@@ -150,6 +160,12 @@ export class LedgerIndex {
   commit(): void {
     this.#inBatch = false;
     this.#db.exec("COMMIT");
+  }
+
+  /** Undo the transaction {@link LedgerIndex.begin} started (an apply in it failed). */
+  rollback(): void {
+    this.#inBatch = false;
+    this.#db.exec("ROLLBACK");
   }
 
   /**
