@@ -21,6 +21,8 @@ export interface InferCommandIo {
   stderr: (text: string) => void | Promise<void>;
   /** Aborting it cancels the job (the CLI wires Ctrl-C here). */
   signal?: AbortSignal;
+  /** Reads an environment variable (`VERIFLOW_API_KEY`); none are read when absent. */
+  env?: (name: string) => string | undefined;
 }
 
 /** The node a bare `infer` talks to: the default local node. */
@@ -35,6 +37,7 @@ const USAGE = `usage: veriflow infer [options] PROMPT...
 
   --url URL           node's API (default ${DEFAULT_INFER_URL}; /v1/stream is added)
   --model ID          model CID or name (default: the node's default model)
+  --api-key KEY       the node's API key (default: $VERIFLOW_API_KEY, if set)
   --max-tokens N      new tokens at most
   --temperature T     0 = greedy (default), up to 2
   --top-k K           keep the K most likely tokens (0 = off)
@@ -54,6 +57,13 @@ function defaultIo(): InferCommandIo {
     },
     stderr: async (text) => {
       await Deno.stderr.write(encoder.encode(text));
+    },
+    env: (name) => {
+      try {
+        return Deno.env.get(name);
+      } catch {
+        return undefined; // run without --allow-env: no key from the environment
+      }
     },
   };
 }
@@ -76,6 +86,7 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
       options: {
         url: { type: "string", default: DEFAULT_INFER_URL },
         model: { type: "string" },
+        "api-key": { type: "string" },
         "max-tokens": { type: "string" },
         temperature: { type: "string" },
         "top-k": { type: "string" },
@@ -113,7 +124,10 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
 
   let client: StreamClient;
   try {
-    client = await StreamClient.connect(values.url, { signal: io.signal });
+    client = await StreamClient.connect(values.url, {
+      signal: io.signal,
+      apiKey: values["api-key"] ?? io.env?.("VERIFLOW_API_KEY"),
+    });
   } catch (error) {
     await io.stderr(`error: ${(error as Error).message}\n`);
     return EXIT_FAILURE;

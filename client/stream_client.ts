@@ -58,6 +58,8 @@ export interface StreamJob {
 export interface StreamClientOptions {
   /** Aborting it closes the socket (and so cancels its jobs on the server). */
   signal?: AbortSignal;
+  /** The node's API key, sent as `Authorization: Bearer` in the handshake (not from browsers). */
+  apiKey?: string;
 }
 
 interface PendingJob {
@@ -96,7 +98,11 @@ export class StreamClient {
 
   /** Open a connection; resolves once the socket is open. */
   static connect(url: string | URL, options?: StreamClientOptions): Promise<StreamClient> {
-    const socket = new WebSocket(streamUrl(url));
+    const socket = options?.apiKey === undefined ? new WebSocket(streamUrl(url)) : new WebSocket(
+      streamUrl(url),
+      // Deno's WebSocket takes handshake headers; the DOM typings do not know the option.
+      { headers: { authorization: `Bearer ${options.apiKey}` } } as unknown as string[],
+    );
     const client = new StreamClient(socket);
     const { promise, resolve, reject } = Promise.withResolvers<StreamClient>();
     socket.onopen = () => resolve(client);

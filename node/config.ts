@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { VeriflowError } from "../protocols/errors.ts";
 import { parsePeerAddress } from "../network/peer_address.ts";
+import { type EdgeConfig, edgeConfigFields } from "../server/edge_config.ts";
 
 function isPeerAddress(text: string): boolean {
   try {
@@ -44,6 +45,8 @@ const nodeConfigSchema = z.object({
     /** Loopback by default: exposing the API to a network is an explicit choice. */
     hostname: z.string().default("127.0.0.1"),
     port: z.number().int().min(0).max(65535).default(8080),
+    /** The edge's limits and access rules (server/edge_config.ts; README, "Limits"). */
+    ...edgeConfigFields,
   }).prefault({}),
   model: z.object({
     /** Directory of an exported model (model.onnx, tokenizer.json, config.json); built-in when absent. */
@@ -113,8 +116,8 @@ export interface NodeConfig {
   dataDir: string;
   /** Which actors this node runs; all on by default. */
   roles: { storage: boolean; inference: boolean; prover: boolean; validator: boolean };
-  /** Where the HTTP/WebSocket API listens. Default 127.0.0.1:8080. */
-  http: { hostname: string; port: number };
+  /** Where the HTTP/WebSocket API listens (default 127.0.0.1:8080), its limits and access rules. */
+  http: { hostname: string; port: number } & EdgeConfig;
   /** The served model: an exported model directory, or the built-in model of `size` and `seed`. */
   model: {
     dir?: string;

@@ -45,6 +45,7 @@ import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import { signStakePledge } from "../protocols/stake_pledge.ts";
 import { createApp } from "../server/app.ts";
+import { describeAccess } from "../server/client_access.ts";
 import { serve } from "../server/serve.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
 import { nodeCollectors } from "./node_metrics.ts";
@@ -192,7 +193,13 @@ async function startLockedNode(
     for (const [name, collect] of Object.entries(collectors)) metrics.register(collect, name);
     // Only an in-thread model blocks the event loop between tokens (see computesOnEventLoop).
     const computesOnEventLoop = local !== undefined && config.model.workers === 0;
-    const app = createApp({ inference: port, metrics, computesOnEventLoop });
+    const app = createApp({
+      inference: port,
+      metrics,
+      computesOnEventLoop,
+      edge: config.http,
+      log,
+    });
     server = serve({ app, port: config.http.port, hostname: config.http.hostname });
   }
 
@@ -207,6 +214,7 @@ async function startLockedNode(
     log(`  health        ${server.url}/healthz`);
     log(`  metrics       ${server.url}/metrics`);
     log(`WebSocket API   ${ws}/v1/stream`);
+    log(describeAccess(config.http));
     log(`try: deno run -A cli.ts infer --url ${ws} "Once upon a time"`);
   }
 

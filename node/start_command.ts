@@ -15,6 +15,11 @@ const HELP = `Usage: cli.ts start [options]
   --config FILE     JSON configuration (see README, "Configuration")
   --port N          HTTP/WebSocket port (default 8080; 0 picks a free one)
   --host H          address to listen on (default 127.0.0.1)
+  --api-key KEY     accept this API key (Authorization: Bearer KEY; repeatable). Without keys
+                    only clients on this machine are served
+  --api-keys-file F accept the API keys in F, one per line
+  --allow-origin O  let browser pages from origin O (https://app.example, or *) use the API
+                    (repeatable)
   --data DIR        data directory (default .veriflow)
   --model DIR       serve an exported model directory instead of the built-in model
   --model-size S    built-in model size: tiny (default) or small
@@ -39,6 +44,9 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
       config: { type: "string" },
       port: { type: "string" },
       host: { type: "string" },
+      "api-key": { type: "string", multiple: true },
+      "api-keys-file": { type: "string" },
+      "allow-origin": { type: "string", multiple: true },
       data: { type: "string" },
       model: { type: "string" },
       "model-size": { type: "string" },
@@ -67,6 +75,12 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
   };
   if (values.port !== undefined) section("http").port = num("port", values.port);
   if (values.host !== undefined) section("http").hostname = values.host;
+  const http = section("http");
+  if (values["api-key"]) http.apiKeys = [...(http.apiKeys as string[] ?? []), ...values["api-key"]];
+  if (values["api-keys-file"] !== undefined) http.apiKeysFile = values["api-keys-file"];
+  if (values["allow-origin"]) {
+    http.allowedOrigins = [...(http.allowedOrigins as string[] ?? []), ...values["allow-origin"]];
+  }
   if (values.data !== undefined) base.dataDir = values.data;
   if (values.model !== undefined) section("model").dir = values.model;
   if (values["model-size"] !== undefined) section("model").size = values["model-size"];

@@ -3,24 +3,32 @@
  *
  * | Module | Routes |
  * | --- | --- |
- * | `openai_routes.ts` | `POST /v1/completions`, `POST /v1/chat/completions`, `GET /v1/models` |
+ * | `openai_routes.ts` | `POST /v1/completions`, `POST /v1/chat/completions`, `GET /v1/models[/{id}]` |
  * | `stream_routes.ts` | `GET /v1/stream` (WebSocket) |
  * | `health_routes.ts` | `GET /healthz`, `GET /metrics` |
  *
- * Other areas mount theirs on the returned app with Hono's `app.route(prefix, subApp)`; errors
- * thrown by any route become OpenAI-shaped error bodies with the right status here, in one
- * place.
+ * In front of every route, `origin_policy.ts` refuses browser pages from origins the operator
+ * did not allow; in front of `/v1/*`, `client_access.ts` decides who may use the API (API keys,
+ * or loopback only). Other areas mount theirs on the returned app with Hono's
+ * `app.route(prefix, subApp)`; errors thrown by any route become OpenAI-shaped error bodies
+ * with the right status here, in one place.
  *
  * @module
  */
 import { Hono } from "hono";
 import type { InferencePort, ModelCatalog } from "../inference/inference_port.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { ApiKeys } from "./api_keys.ts";
+import { clientAccess, type EdgeEnv } from "./client_access.ts";
+import { type EdgeConfig, edgeConfig } from "./edge_config.ts";
+import { edgeCollector, EdgeStats } from "./edge_stats.ts";
 import { healthRoutes, inferenceCollector } from "./health_routes.ts";
 import { errorResponse } from "./http_errors.ts";
 import { InferenceGateway } from "./inference_gateway.ts";
+import { KeyLimits } from "./key_limits.ts";
 import { MetricsRegistry } from "./metrics_registry.ts";
 import { openAiRoutes } from "./openai_routes.ts";
+import { originPolicy } from "./origin_policy.ts";
 import { streamRoutes } from "./stream_routes.ts";
 
 /** Options of {@link createApp}. */
@@ -33,38 +41,62 @@ export interface AppOptions {
    */
   models?: ModelCatalog;
   /**
-   * The registry `/metrics` renders; the app registers the inference series on it. Default: a
-   * fresh registry, so `/metrics` works without one.
+   * The registry `/metrics` renders; the app registers the inference and edge series on it.
+   * Default: a fresh registry, so `/metrics` works without one.
    */
   metrics?: MetricsRegistry;
   /** CID or name of the model used when a request names none; default: the first text model. */
   defaultModel?: string;
   /** Whether the model computes on this thread; see `InferenceGatewayOptions`. Default true. */
   computesOnEventLoop?: boolean;
+  /**
+   * Limits and access rules of the edge (`http` in the node's configuration); `EDGE_DEFAULTS`
+   * for what is left out. An unreadable `apiKeysFile` throws here.
+   */
+  edge?: Partial<EdgeConfig>;
+  /** Where a line per job start, end and cancel goes; nowhere by default. */
+  log?: (line: string) => void;
 }
 
 /**
- * Build the app. Serve it with `serve({ app })` (server/serve.ts) or `Deno.serve(app.fetch)`.
+ * Build the app. Serve it with `serve({ app })` (server/serve.ts), which passes the peer's
+ * address the loopback rule needs; called without it, a request counts as remote.
  *
  * @example
  * ```ts ignore
  * const inference = new LocalInferencePort({ inference: inferenceRef, models: registry });
- * const app = createApp({ inference });
+ * const app = createApp({ inference, edge: { apiKeys: ["a-long-random-key-1234"] } });
  * app.route("/dashboard", dashboardRoutes); // mount more modules
  * const server = serve({ app, port: 8080 });
  * ```
  */
-export function createApp(options: AppOptions): Hono {
-  const gateway = new InferenceGateway(options);
+export function createApp(options: AppOptions): Hono<EdgeEnv> {
+  const edge = edgeConfig(options.edge);
+  const keys = ApiKeys.fromConfig(edge);
+  const stats = new EdgeStats();
+  const gateway = new InferenceGateway({
+    ...options,
+    maxPromptChars: edge.maxPromptChars,
+    keyLimits: new KeyLimits({
+      concurrency: edge.perKeyConcurrency,
+      requestsPerMinute: edge.perKeyRequestsPerMinute,
+    }),
+  });
   const metrics = options.metrics ?? new MetricsRegistry();
   metrics.register(inferenceCollector(gateway));
-  const app = new Hono();
-  app.onError((error) => errorResponse(error));
+  metrics.register(edgeCollector(stats));
+  const app = new Hono<EdgeEnv>();
+  app.onError((error) => {
+    stats.countRefusal(error);
+    return errorResponse(error);
+  });
   app.notFound((c) =>
     errorResponse(new VeriflowError("not_found", `no route for ${c.req.method} ${c.req.path}`))
   );
+  app.use("*", originPolicy(edge.allowedOrigins));
+  app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote));
   app.route("/", healthRoutes(gateway, metrics));
-  app.route("/v1", openAiRoutes(gateway));
-  app.route("/v1", streamRoutes(gateway));
+  app.route("/v1", openAiRoutes(gateway, edge, stats));
+  app.route("/v1", streamRoutes(gateway, edge, stats));
   return app;
 }

@@ -7,11 +7,40 @@
  */
 import { VeriflowError } from "../protocols/errors.ts";
 
-/** A request the edge refuses before it reaches an actor (bad JSON, bad shape, bad value). */
-export class RequestValidationError extends VeriflowError {
+/** Options of {@link EdgeError}. */
+export interface EdgeErrorOptions extends ErrorOptions {
+  /** The request field at fault. */
+  param?: string;
+  /** Seconds after which a refused request may succeed (sent as `Retry-After` with a 429). */
+  retryAfterS?: number;
+}
+
+/**
+ * A request the edge refuses before it reaches an actor: too large, from a refused origin,
+ * without a valid key, over a limit. Its message says which option or field is at fault.
+ */
+export class EdgeError extends VeriflowError {
   /** The request field at fault (`max_tokens`, `messages.0.content`), when there is one. */
   readonly param: string | null;
+  /** Seconds after which the request may succeed, for a rate limit. */
+  readonly retryAfterS?: number;
 
+  /**
+   * Create it.
+   *
+   * @param code Stable code; its HTTP status is in this module's table.
+   * @param message What is wrong and what to do about it.
+   * @param options The field at fault, a retry delay, a cause.
+   */
+  constructor(code: string, message: string, options: EdgeErrorOptions = {}) {
+    super(code, message, options);
+    this.param = options.param ?? null;
+    if (options.retryAfterS !== undefined) this.retryAfterS = options.retryAfterS;
+  }
+}
+
+/** A request body or message that does not parse or validate (bad JSON, bad shape, bad value). */
+export class RequestValidationError extends EdgeError {
   /**
    * Create it.
    *
@@ -20,8 +49,7 @@ export class RequestValidationError extends VeriflowError {
    * @param param The field at fault.
    */
   constructor(code: "invalid_json" | "invalid_request", message: string, param?: string) {
-    super(code, message);
-    this.param = param ?? null;
+    super(code, message, { param });
   }
 }
 
@@ -47,6 +75,13 @@ export interface OpenAiErrorBody {
 const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   invalid_json: 400,
   invalid_request: 400,
+  unsupported_field: 400,
+  prompt_too_long: 400,
+  missing_api_key: 401,
+  invalid_api_key: 401,
+  api_key_required: 403,
+  origin_not_allowed: 403,
+  request_too_large: 413,
   context_length_exceeded: 400,
   empty_prompt: 400,
   invalid_generation_params: 400,
@@ -58,6 +93,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   not_found: 404,
   duplicate_job: 409,
   too_many_jobs: 429,
+  rate_limited: 429,
+  key_concurrency_exceeded: 429,
   // A forwarded job: no worker peer, or the worker went away before answering.
   no_worker: 503,
   service_unavailable: 503,
@@ -87,11 +124,32 @@ export function openAiErrorBody(error: unknown): OpenAiErrorBody {
   const message = status >= 500 && !(error instanceof VeriflowError)
     ? "internal server error"
     : (error as Error).message;
-  const param = error instanceof RequestValidationError ? error.param : null;
+  const param = error instanceof EdgeError ? error.param : null;
   return { error: { message, type: errorTypeOf(status), param, code } };
 }
 
-/** A JSON response in the OpenAI error shape with the right status. */
+/**
+ * `Retry-After` of a 429 when the refusal does not know better (a full job queue): one second,
+ * about one token's worth of work on a busy node, so a client backs off without giving up.
+ */
+export const DEFAULT_RETRY_AFTER_S = 1;
+
+/** Seconds a client should wait before retrying a refused request (429s only). */
+export function retryAfterOf(error: unknown): number | undefined {
+  if (httpStatusOf(error) !== 429) return undefined;
+  const seconds = error instanceof EdgeError ? error.retryAfterS : undefined;
+  return Math.max(1, Math.ceil(seconds ?? DEFAULT_RETRY_AFTER_S));
+}
+
+/**
+ * A JSON response in the OpenAI error shape with the right status; a 429 carries
+ * `Retry-After`, a 401 `WWW-Authenticate: Bearer` (what OpenAI clients expect).
+ */
 export function errorResponse(error: unknown): Response {
-  return Response.json(openAiErrorBody(error), { status: httpStatusOf(error) });
+  const status = httpStatusOf(error);
+  const headers = new Headers();
+  const retryAfter = retryAfterOf(error);
+  if (retryAfter !== undefined) headers.set("retry-after", String(retryAfter));
+  if (status === 401) headers.set("www-authenticate", 'Bearer realm="veriflow"');
+  return Response.json(openAiErrorBody(error), { status, headers });
 }

@@ -16,6 +16,10 @@ import type {
   ServedModelInfo,
 } from "../inference/inference_port.ts";
 import type { GenerationParams, TextJob } from "../protocols/job.ts";
+import type { ClientIdentity } from "./client_identity.ts";
+import { EDGE_DEFAULTS } from "./edge_config.ts";
+import { EdgeError } from "./http_errors.ts";
+import type { KeyLimits } from "./key_limits.ts";
 
 /** A text generation request, after edge validation. */
 export interface TextRequest {
@@ -27,6 +31,28 @@ export interface TextRequest {
   params: GenerationParams;
   /** Job nonce; random when absent, so identical requests are distinct jobs. */
   nonce?: string;
+  /** The request field the prompt came from, named in a refusal; default `prompt`. */
+  promptParam?: string;
+}
+
+/** A prompt over `http.maxPromptChars`, refused before it is tokenised (400). */
+export class PromptTooLongError extends EdgeError {
+  /**
+   * Create it.
+   *
+   * @param chars The prompt's length in characters.
+   * @param limit The limit.
+   * @param param The request field it came from.
+   */
+  constructor(chars: number, limit: number, param: string) {
+    super(
+      "prompt_too_long",
+      `the prompt${param === "messages" ? " rendered from the messages" : ""} is ${chars} ` +
+        `characters, over this node's limit of ${limit} (http.maxPromptChars); shorten it, or ` +
+        `ask the operator to raise the limit`,
+      { param },
+    );
+  }
 }
 
 /** Options of {@link InferenceGateway}. */
@@ -44,7 +70,29 @@ export interface InferenceGatewayOptions {
    * cost. Default true (the safe choice for a port of unknown kind).
    */
   computesOnEventLoop?: boolean;
+  /**
+   * Longest prompt in characters, checked before the port tokenises it; default
+   * `EDGE_DEFAULTS.maxPromptChars`.
+   */
+  maxPromptChars?: number;
+  /** Per-API-key limits; none when absent. */
+  keyLimits?: KeyLimits;
+  /** Where a line per job start, end and cancel goes; nowhere when absent. */
+  log?: (line: string) => void;
 }
+
+/** Options of {@link InferenceGateway.startText}. */
+export interface StartTextOptions {
+  /** Who asks: a client with an API key is held to its key's limits. */
+  client?: ClientIdentity;
+  /** Which API the request came through, for the log (`ws`, `completions`, `chat`). */
+  via?: string;
+  /** Aborting it cancels the job. */
+  signal?: AbortSignal;
+}
+
+/** Hex characters of a job id in log lines: enough to find it, short enough to read. */
+const JOB_LOG_CHARS = 12;
 
 /** The name clients may use for "whichever model the node serves by default". */
 export const DEFAULT_MODEL_ALIAS = "default";
@@ -54,6 +102,9 @@ export class InferenceGateway {
   #inference: InferencePort;
   #models?: ModelCatalog;
   #defaultModel?: string;
+  #maxPromptChars: number;
+  #keyLimits?: KeyLimits;
+  #log?: (line: string) => void;
 
   /**
    * Create it.
@@ -65,6 +116,9 @@ export class InferenceGateway {
     this.#models = options.models;
     this.#defaultModel = options.defaultModel;
     this.computesOnEventLoop = options.computesOnEventLoop ?? true;
+    this.#maxPromptChars = options.maxPromptChars ?? EDGE_DEFAULTS.maxPromptChars;
+    this.#keyLimits = options.keyLimits;
+    this.#log = options.log;
   }
 
   /** See {@link InferenceGatewayOptions.computesOnEventLoop}. */
@@ -91,6 +145,15 @@ export class InferenceGateway {
 
   /** The job a request describes (exported for clients that want to predict the job id). */
   async jobFor(request: TextRequest): Promise<TextJob> {
+    // Tokenising runs synchronously wherever the model is: an unbounded prompt would hold the
+    // event loop for as long as it takes. Refused here, before any port sees it.
+    if (request.prompt.length > this.#maxPromptChars) {
+      throw new PromptTooLongError(
+        request.prompt.length,
+        this.#maxPromptChars,
+        request.promptParam ?? "prompt",
+      );
+    }
     const model = await this.resolveModel(request.model);
     return {
       kind: "text",
@@ -102,11 +165,37 @@ export class InferenceGateway {
   }
 
   /**
-   * Submit a text job. Rejects with the port's typed refusal (`too_many_jobs`,
-   * `context_length_exceeded`, ...). Aborting `signal` cancels the job.
+   * Submit a text job. Rejects with the edge's refusal (`prompt_too_long`, a key's limits) or
+   * the port's (`too_many_jobs`, `context_length_exceeded`, ...). Aborting `options.signal`
+   * cancels the job. Each job's start, end or cancel is one line of the log.
    */
-  async startText(request: TextRequest, signal?: AbortSignal): Promise<InferenceHandle> {
-    return await this.#inference.submit(await this.jobFor(request), { signal });
+  async startText(request: TextRequest, options: StartTextOptions = {}): Promise<InferenceHandle> {
+    const job = await this.jobFor(request);
+    const keyId = options.client?.keyId;
+    const release = keyId === undefined ? undefined : this.#keyLimits?.admit(keyId);
+    let handle: InferenceHandle;
+    try {
+      handle = await this.#inference.submit(job, { signal: options.signal });
+    } catch (error) {
+      release?.();
+      throw error;
+    }
+    const who = [options.via, options.client?.label].filter((part) => part !== undefined);
+    const tag = `job ${handle.jobId.slice(0, JOB_LOG_CHARS)}`;
+    const log = this.#log;
+    log?.(`${tag} started (${[...who, `${handle.promptTokens} prompt tokens`].join(", ")})`);
+    handle.done.then((summary) => {
+      release?.();
+      if (log === undefined) return;
+      const tokens = `${summary.usage.completionTokens} tokens in ${
+        Math.round(summary.timings.totalMs)
+      } ms`;
+      if (summary.finishReason === "cancelled") log(`${tag} cancelled after ${tokens}`);
+      else if (summary.finishReason === "error") {
+        log(`${tag} failed after ${tokens}: ${summary.error?.code ?? "internal_error"}`);
+      } else log(`${tag} ended (${summary.finishReason}) after ${tokens}`);
+    });
+    return handle;
   }
 
   /** The port's counters and gauges. */

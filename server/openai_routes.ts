@@ -14,6 +14,7 @@ import { Hono } from "hono";
 import type { FinishReason, InferenceHandle, JobSummary } from "../inference/inference_port.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { CHAT_TURN_STOP, flattenChatContent, renderChatPrompt } from "./chat_template.ts";
+import type { ClientIdentity } from "./client_identity.ts";
 import type { InferenceGateway, TextRequest } from "./inference_gateway.ts";
 import { toJsonValue } from "./json_value.ts";
 import {
@@ -26,6 +27,10 @@ import {
 import { wireUsage } from "./stream_protocol.ts";
 import { openAiErrorBody } from "./http_errors.ts";
 import { yieldToEventLoop } from "./_event_loop.ts";
+import { readBodyText } from "./body_limit.ts";
+import type { EdgeEnv } from "./client_access.ts";
+import type { EdgeConfig } from "./edge_config.ts";
+import type { EdgeStats } from "./edge_stats.ts";
 
 /** How a response family (completions, chat) shapes its choices. */
 interface ResponseShape {
@@ -90,11 +95,17 @@ const RESPONSE_ID_CHARS = 24;
 const MS_PER_S = 1000;
 
 /** Routes of the OpenAI-compatible API; mount under `/v1`. */
-export function openAiRoutes(gateway: InferenceGateway): Hono {
-  const routes = new Hono();
+export function openAiRoutes(
+  gateway: InferenceGateway,
+  edge: EdgeConfig,
+  stats: EdgeStats,
+): Hono<EdgeEnv> {
+  const routes = new Hono<EdgeEnv>();
+  const bodyOf = async (request: Request) =>
+    parseJsonText(await readBodyText(request, edge.maxRequestBytes));
 
   routes.post("/completions", async (c) => {
-    const body = parseRequest(CompletionRequestSchema, parseJsonText(await c.req.text()));
+    const body = parseRequest(CompletionRequestSchema, await bodyOf(c.req.raw));
     const prompt = typeof body.prompt === "string" ? body.prompt : body.prompt[0];
     const request: TextRequest = {
       model: body.model,
@@ -104,11 +115,13 @@ export function openAiRoutes(gateway: InferenceGateway): Hono {
     return await respond(gateway, request, COMPLETION_SHAPE, {
       stream: body.stream ?? false,
       includeUsage: body.stream_options?.include_usage ?? false,
+      client: c.get("client"),
+      idle: { timeoutMs: edge.clientIdleTimeoutMs, stats },
     });
   });
 
   routes.post("/chat/completions", async (c) => {
-    const body = parseRequest(ChatCompletionRequestSchema, parseJsonText(await c.req.text()));
+    const body = parseRequest(ChatCompletionRequestSchema, await bodyOf(c.req.raw));
     const prompt = renderChatPrompt(
       body.messages.map((m) => ({ role: m.role, content: flattenChatContent(m.content) })),
     );
@@ -116,11 +129,13 @@ export function openAiRoutes(gateway: InferenceGateway): Hono {
     if (body.stop == null) params.stop = [CHAT_TURN_STOP];
     return await respond(
       gateway,
-      { model: body.model, prompt, params },
+      { model: body.model, prompt, params, promptParam: "messages" },
       CHAT_SHAPE,
       {
         stream: body.stream ?? false,
         includeUsage: body.stream_options?.include_usage ?? false,
+        client: c.get("client"),
+        idle: { timeoutMs: edge.clientIdleTimeoutMs, stats },
       },
     );
   });
@@ -147,16 +162,39 @@ export function openAiRoutes(gateway: InferenceGateway): Hono {
   return routes;
 }
 
+/** How a response is given. */
+interface RespondOptions {
+  /** Server-sent events, or one body. */
+  stream: boolean;
+  /** Send a last chunk with usage (streams). */
+  includeUsage: boolean;
+  /** Who asks. */
+  client: ClientIdentity;
+  /** How long a streaming client may read nothing, and where a cut-off is counted. */
+  idle: IdleRule;
+}
+
+/** A streaming client that reads nothing for `timeoutMs` is cut off and its job cancelled. */
+interface IdleRule {
+  /** `http.clientIdleTimeoutMs`. */
+  timeoutMs: number;
+  /** Counts the cut-offs. */
+  stats: EdgeStats;
+}
+
 async function respond(
   gateway: InferenceGateway,
   request: TextRequest,
   shape: ResponseShape,
-  options: { stream: boolean; includeUsage: boolean },
+  options: RespondOptions,
 ): Promise<Response> {
   // Refusals (404, 400, 429) are thrown here, before any status is committed.
-  const handle = await gateway.startText(request);
+  const handle = await gateway.startText(request, {
+    client: options.client,
+    via: shape.idPrefix === "chatcmpl" ? "chat" : "completions",
+  });
   return options.stream
-    ? sseResponse(handle, shape, options.includeUsage, gateway.computesOnEventLoop)
+    ? sseResponse(handle, shape, options, gateway.computesOnEventLoop)
     : fullResponse(handle, shape);
 }
 
@@ -228,9 +266,10 @@ const SSE_HEADERS = {
 function sseResponse(
   handle: InferenceHandle,
   shape: ResponseShape,
-  includeUsage: boolean,
+  options: RespondOptions,
   computesOnEventLoop: boolean,
 ): Response {
+  const { includeUsage, idle } = options;
   const encoder = new TextEncoder();
   const reader = handle.tokens.getReader();
   const id = `${shape.idPrefix}-${handle.jobId.slice(0, RESPONSE_ID_CHARS)}`;
@@ -275,40 +314,60 @@ function sseResponse(
     controller.close();
   };
 
+  // Armed while an event waits for the client to read it (the body is pulled only as the
+  // connection takes bytes): a client that stops reading would otherwise hold its job's slot
+  // for as long as it keeps the connection open.
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  const awaitReader = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    idleTimer = setTimeout(() => {
+      idle.stats.idleTimeouts++;
+      handle.cancel();
+      controller.error(
+        new Error(`the client read nothing for ${idle.timeoutMs} ms (http.clientIdleTimeoutMs)`),
+      );
+    }, idle.timeoutMs);
+  };
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      if (!opened) {
-        opened = true;
-        controller.enqueue(chunk([shape.openingChoice!()]));
-        return;
-      }
-      // onnxruntime-node computes on the JS thread: give the last event's write a turn of
-      // the event loop before the next (blocking) step, or it would leave one step late.
-      if (sent > 0 && computesOnEventLoop) await yieldToEventLoop();
-      // Skip pieces with no text (a multi-byte character still incomplete): an empty delta
-      // tells a client nothing.
-      while (true) {
-        let result: ReadableStreamReadResult<{ text: string }>;
-        try {
-          result = await reader.read();
-        } catch {
-          finish(controller, await handle.done);
-          return;
-        }
-        if (result.done) {
-          finish(controller, await handle.done);
-          return;
-        }
-        if (result.value.text !== "") {
-          controller.enqueue(chunk([shape.chunkChoice(result.value.text, null)]));
-          sent++;
-          return;
-        }
-      }
+      clearTimeout(idleTimer);
+      await next(controller);
+      awaitReader(controller);
     },
     cancel() {
+      clearTimeout(idleTimer);
       handle.cancel();
     },
   }, { highWaterMark: 0 });
   return new Response(body, { headers: SSE_HEADERS });
+
+  async function next(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    if (!opened) {
+      opened = true;
+      controller.enqueue(chunk([shape.openingChoice!()]));
+      return;
+    }
+    // onnxruntime-node computes on the JS thread: give the last event's write a turn of
+    // the event loop before the next (blocking) step, or it would leave one step late.
+    if (sent > 0 && computesOnEventLoop) await yieldToEventLoop();
+    // Skip pieces with no text (a multi-byte character still incomplete): an empty delta
+    // tells a client nothing.
+    while (true) {
+      let result: ReadableStreamReadResult<{ text: string }>;
+      try {
+        result = await reader.read();
+      } catch {
+        finish(controller, await handle.done);
+        return;
+      }
+      if (result.done) {
+        finish(controller, await handle.done);
+        return;
+      }
+      if (result.value.text !== "") {
+        controller.enqueue(chunk([shape.chunkChoice(result.value.text, null)]));
+        sent++;
+        return;
+      }
+    }
+  }
 }

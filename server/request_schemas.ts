@@ -126,8 +126,11 @@ export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.l
   n: z.literal(1).nullish(),
 });
 
+// The WebSocket messages are our own protocol: an unknown field is a mistake (a typo like
+// `max_token` would otherwise run with the default), so it is refused, naming the field.
+
 /** WebSocket `infer`: start a job on this socket under the client's `id`. */
-const wsInferSchema = z.object({
+const wsInferSchema = z.strictObject({
   type: z.literal("infer"),
   id: z.string().min(1).max(MAX_REQUEST_ID_CHARS),
   prompt: z.string().max(maxPromptChars),
@@ -137,7 +140,7 @@ const wsInferSchema = z.object({
 });
 
 /** WebSocket `cancel`: stop the job started under `id`. */
-const wsCancelSchema = z.object({
+const wsCancelSchema = z.strictObject({
   type: z.literal("cancel"),
   id: z.string().min(1).max(MAX_REQUEST_ID_CHARS),
 });
@@ -156,13 +159,15 @@ export function parseRequest<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
-  const param = issue.path.map(String).join(".");
+  const path = issue.path.map(String);
+  // An unknown field is named as the field at fault, not as its parent object.
+  if (issue.code === "unrecognized_keys") path.push(issue.keys[0]);
+  const param = path.join(".");
   const where = param === "" ? "request" : `'${param}'`;
-  throw new RequestValidationError(
-    "invalid_request",
-    `${where}: ${issue.message}`,
-    param || undefined,
-  );
+  const message = issue.code === "unrecognized_keys"
+    ? "unknown field (check its spelling; docs/API.md lists the fields)"
+    : issue.message;
+  throw new RequestValidationError("invalid_request", `${where}: ${message}`, param || undefined);
 }
 
 /** Parse a JSON text, or throw a {@link RequestValidationError} with code `invalid_json`. */

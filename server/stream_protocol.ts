@@ -149,6 +149,8 @@ export interface WsErrorMessage {
   code: string;
   /** Human-readable explanation. */
   message: string;
+  /** For a refusal over a limit (`too_many_jobs`, `rate_limited`): seconds to wait first. */
+  retry_after_s?: number;
 }
 
 /** Any server → client WebSocket message. */

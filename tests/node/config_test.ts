@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { ConfigError, loadNodeConfig, parseNodeConfig } from "../../node/config.ts";
 import { configFromArgs } from "../../node/start_command.ts";
+import { EDGE_DEFAULTS } from "../../server/edge_config.ts";
 
 Deno.test("an empty configuration is a complete node with loopback defaults", () => {
   const config = parseNodeConfig({});
   assert.equal(config.dataDir, ".veriflow");
-  assert.deepEqual(config.http, { hostname: "127.0.0.1", port: 8080 });
+  assert.deepEqual(config.http, { hostname: "127.0.0.1", port: 8080, ...EDGE_DEFAULTS });
   assert.deepEqual(config.roles, { storage: true, inference: true, prover: true, validator: true });
   assert.equal(config.model.size, "tiny");
   assert.equal(config.model.executionProvider, "cpu");
@@ -52,4 +53,22 @@ Deno.test("a configuration file that is not JSON is a ConfigError, not a crash",
   await assert.rejects(() => loadNodeConfig(`${dir}/missing.json`), ConfigError);
   await assert.rejects(() => configFromArgs(["--port", "eighty"]), ConfigError);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("the API flags: --api-key and --allow-origin repeat, --api-keys-file names a file; a bad origin is refused", async () => {
+  const config = await configFromArgs([
+    "--api-key",
+    "key-one-0123456789abcdef",
+    "--api-key",
+    "key-two-0123456789abcdef",
+    "--api-keys-file",
+    "/etc/veriflow/keys",
+    "--allow-origin",
+    "https://app.example",
+  ]);
+  assert.deepEqual(config.http.apiKeys, ["key-one-0123456789abcdef", "key-two-0123456789abcdef"]);
+  assert.equal(config.http.apiKeysFile, "/etc/veriflow/keys");
+  assert.deepEqual(config.http.allowedOrigins, ["https://app.example"]);
+  await assert.rejects(configFromArgs(["--allow-origin", "app.example/x"]), ConfigError);
+  await assert.rejects(configFromArgs(["--api-key", "short"]), /16 characters/);
 });

@@ -27,6 +27,7 @@ import { TextModel, type TokenChunk } from "../../inference/text_model.ts";
 import { fingerprintOf } from "../../proof/fingerprint.ts";
 import { DEFAULT_GENERATION_PARAMS, type GenerationParams } from "../../protocols/job.ts";
 import { createApp } from "../../server/app.ts";
+import type { EdgeConfig } from "../../server/edge_config.ts";
 import { serve } from "../../server/serve.ts";
 
 /** Letters the scripted model cycles through. */
@@ -51,8 +52,13 @@ export interface ScriptedModelOptions {
  */
 export class ScriptedModel implements GenerativeModel {
   readonly info: ServedModelInfo;
+  /** Prompts tokenised so far (a prompt refused at the edge never gets here). */
+  encoded = 0;
   readonly tokenizer = {
-    encode: (text: string): number[] => [...new TextEncoder().encode(text)],
+    encode: (text: string): number[] => {
+      this.encoded++;
+      return [...new TextEncoder().encode(text)];
+    },
   };
   /** Steps computed so far (over all jobs). */
   steps = 0;
@@ -200,6 +206,10 @@ export interface TestNodeOptions {
   queueLimit?: number;
   /** Prover hook. */
   prover?: ProverHook;
+  /** The edge's limits and access rules. */
+  edge?: Partial<EdgeConfig>;
+  /** Where the edge logs job starts, ends and cancels. */
+  log?: (line: string) => void;
 }
 
 /** A running test node. */
@@ -218,6 +228,8 @@ export interface TestNode {
   port: LocalInferencePort;
   /** The actor system. */
   system: ActorSystem;
+  /** The app (call `app.fetch` to reach it without a socket). */
+  app: ReturnType<typeof createApp>;
   /** The actor's stats. */
   stats(): Promise<InferenceStats>;
   /** Stop the server and the actor system. */
@@ -241,7 +253,12 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
       }),
   });
   const port = new LocalInferencePort({ inference, models });
-  const app = createApp({ inference: port, defaultModel: model.info.cid });
+  const app = createApp({
+    inference: port,
+    defaultModel: model.info.cid,
+    edge: options.edge,
+    log: options.log,
+  });
   const abort = new AbortController();
   const server = serve({ app, port: 0, signal: abort.signal });
   return {
@@ -252,6 +269,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
     inference,
     port,
     system,
+    app,
     stats: () => port.stats(),
     close: async () => {
       gated.release(1_000_000); // let any held step finish so nothing waits forever

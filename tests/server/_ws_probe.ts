@@ -12,6 +12,8 @@ export class WsProbe {
   readonly messages: WsServerMessage[] = [];
   #waiters: (() => void)[] = [];
   readonly closed: Promise<void>;
+  /** The close frame's code and reason, once closed. */
+  closeEvent?: { code: number; reason: string };
 
   private constructor(socket: WebSocket) {
     this.socket = socket;
@@ -19,12 +21,20 @@ export class WsProbe {
       this.messages.push(JSON.parse(event.data as string));
       for (const wake of this.#waiters.splice(0)) wake();
     };
-    this.closed = new Promise((resolve) => socket.addEventListener("close", () => resolve()));
+    this.closed = new Promise((resolve) =>
+      socket.addEventListener("close", (event) => {
+        this.closeEvent = { code: event.code, reason: event.reason };
+        resolve();
+      })
+    );
   }
 
-  /** Open a socket to `url`. */
-  static async open(url: string): Promise<WsProbe> {
-    const socket = new WebSocket(url);
+  /** Open a socket to `url`, with extra handshake headers (Deno's WebSocket takes them). */
+  static async open(url: string, headers?: Record<string, string>): Promise<WsProbe> {
+    const socket = headers === undefined
+      ? new WebSocket(url)
+      // deno-lint-ignore no-explicit-any
+      : new WebSocket(url, { headers } as any);
     const probe = new WsProbe(socket);
     await new Promise<void>((resolve, reject) => {
       socket.onopen = () => resolve();

@@ -62,3 +62,25 @@ Deno.test("runInfer exits 2 on usage errors and 1 when the node is unreachable",
   // Port 9 (discard) on loopback: nothing listens there in the test environment.
   assertEquals(await runInfer(["--url", "ws://127.0.0.1:9", "hi"], captured.io), 1);
 });
+
+Deno.test("runInfer sends the node's API key (--api-key, or VERIFLOW_API_KEY)", async () => {
+  const key = "infer-key-0123456789abcdef";
+  const node = await startTestNode({ edge: { apiKeys: [key] } });
+  try {
+    let captured = captureIo();
+    assertEquals(await runInfer(["--url", node.url, "--max-tokens", "3", "hi"], captured.io), 1);
+    captured = captureIo();
+    assertEquals(
+      await runInfer(["--url", node.url, "--api-key", key, "--max-tokens", "3", "hi"], captured.io),
+      0,
+    );
+    captured = captureIo();
+    const env = (name: string) => name === "VERIFLOW_API_KEY" ? key : undefined;
+    assertEquals(
+      await runInfer(["--url", node.url, "--max-tokens", "3", "hi"], { ...captured.io, env }),
+      0,
+    );
+  } finally {
+    await node.close();
+  }
+});

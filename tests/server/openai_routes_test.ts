@@ -199,6 +199,13 @@ Deno.test("Too many concurrent jobs gives 429 (openai client: RateLimitError); t
       JSON.stringify({ model: "gated", prompt: "y" }),
     );
     assertEquals([e.status, e.code, e.type], [429, "too_many_jobs", "rate_limit_error"]);
+    // A 429 says when to come back, as OpenAI clients expect (they honour Retry-After).
+    const refused = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ model: "gated", prompt: "y" }),
+    });
+    assertEquals([refused.status, refused.headers.get("retry-after")], [429, "1"]);
+    await refused.body?.cancel();
     await assertRejects(
       () =>
         client.chat.completions.create({

@@ -8,6 +8,9 @@ import type {
 } from "../../server/stream_protocol.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
+import { createApp } from "../../server/app.ts";
+import { serve } from "../../server/serve.ts";
 
 async function withNode(
   options: Parameters<typeof startTestNode>[0],
@@ -174,5 +177,64 @@ Deno.test("GET /v1/stream without an Upgrade header answers 426 in the OpenAI er
     const response = await fetch(`${node.url}/v1/stream`);
     assertEquals(response.status, 426);
     assertEquals((await response.json()).error.code, "upgrade_required");
+  });
+});
+
+Deno.test("WS /v1/stream: a cancel right after the infer (before the job is accepted) ends in done/cancelled, and the job's start and cancel are logged", async () => {
+  const log: string[] = [];
+  const node = await startTestNode({ log: (line) => log.push(line) });
+  // A port that holds the submission until the test lets it through, so the cancel is sure to
+  // arrive while the job is being submitted.
+  const submitted = Promise.withResolvers<void>();
+  const proceed = Promise.withResolvers<void>();
+  const port: InferencePort = {
+    submit: async (job, options) => {
+      submitted.resolve();
+      await proceed.promise;
+      return await node.port.submit(job, options);
+    },
+    models: () => node.port.models(),
+    stats: () => node.port.stats(),
+  };
+  const app = createApp({ inference: port, log: (line) => log.push(line) });
+  const abort = new AbortController();
+  const server = serve({ app, signal: abort.signal });
+  try {
+    const probe = await WsProbe.open(`${server.url.replace("http:", "ws:")}/v1/stream`);
+    probe.send({ type: "infer", id: "c", model: "gated", prompt: "x", max_tokens: 5 });
+    await submitted.promise;
+    probe.send({ type: "cancel", id: "c" });
+    // Frames are handled in order: once this one is answered, the cancel has been handled.
+    probe.send("{not json");
+    await probe.next((m) => m.type === "error" && m.code === "invalid_json");
+    proceed.resolve();
+    const end = await probe.end("c");
+    assertEquals(end.type, "done", JSON.stringify(end));
+    assertEquals((end as WsDoneMessage).finish_reason, "cancelled");
+    await eventually(async () => (await node.stats()).jobsCancelled === 1);
+    const jobId = (end as WsDoneMessage).job_id.slice(0, 12);
+    await eventually(() => log.some((line) => line.startsWith(`job ${jobId} cancelled`)));
+    assert(
+      log.some((line) => line.startsWith(`job ${jobId} started (ws, loopback`)),
+      log.join("\n"),
+    );
+    await probe.close();
+  } finally {
+    abort.abort();
+    await server.finished;
+    await node.close();
+  }
+});
+
+Deno.test("Each job's start and end are logged with how it came in", async () => {
+  const log: string[] = [];
+  await withNode({ log: (line) => log.push(line) }, async (node) => {
+    const response = await fetch(`${node.url}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ messages: [{ role: "user", content: "Hi" }], max_tokens: 3 }),
+    });
+    const { veriflow_job_id: id } = await response.json();
+    await eventually(() => log.some((line) => line.startsWith(`job ${id.slice(0, 12)} ended`)));
+    assert(log.some((line) => line.startsWith(`job ${id.slice(0, 12)} started (chat, loopback`)));
   });
 });

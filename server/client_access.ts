@@ -1,0 +1,71 @@
+/**
+ * Who may use the inference API (`/v1/*`). With API keys configured every client needs one
+ * (`Authorization: Bearer KEY`, as OpenAI clients send it). Without keys the node serves only
+ * clients on its own machine (a loopback peer address), whatever interface it listens on,
+ * unless the operator sets `http.allowUnauthenticatedRemote`. The identity found here is on
+ * the request context as `client`, for per-key limits and the job log.
+ *
+ * @module
+ */
+import type { MiddlewareHandler } from "hono";
+import { ApiKeys } from "./api_keys.ts";
+import { ANONYMOUS_CLIENT, type ClientIdentity, LOOPBACK_CLIENT } from "./client_identity.ts";
+import { EdgeError } from "./http_errors.ts";
+
+/** Hono environment of the edge's routes: the serve info as bindings, the client as a variable. */
+export interface EdgeEnv {
+  /** What `Deno.serve` passes with a request (absent when the app is called directly). */
+  Bindings: { remoteAddr?: Deno.Addr };
+  /** Set by {@link clientAccess}. */
+  Variables: { client: ClientIdentity };
+}
+
+/** Whether `addr` is this machine: 127.0.0.0/8, ::1, or IPv4 loopback mapped into IPv6. */
+export function isLoopback(addr: Deno.Addr | undefined): boolean {
+  if (addr === undefined || (addr.transport !== "tcp" && addr.transport !== "udp")) return false;
+  const host = addr.hostname.toLowerCase();
+  return host === "::1" || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** The middleware: identify the client or refuse it (401 without a valid key, 403 remote). */
+export function clientAccess(
+  keys: ApiKeys,
+  allowUnauthenticatedRemote: boolean,
+): MiddlewareHandler<EdgeEnv> {
+  return async (c, next) => {
+    let client: ClientIdentity;
+    if (keys.size > 0) client = keys.identify(c.req.header("authorization"));
+    else if (isLoopback(c.env?.remoteAddr)) client = LOOPBACK_CLIENT;
+    else if (allowUnauthenticatedRemote) client = ANONYMOUS_CLIENT;
+    else {
+      throw new EdgeError(
+        "api_key_required",
+        "this node has no API keys and serves clients on its own machine only; its operator " +
+          "can add keys (--api-key, http.apiKeysFile) or serve anyone without one " +
+          "(http.allowUnauthenticatedRemote)",
+      );
+    }
+    c.set("client", client);
+    await next();
+  };
+}
+
+/** A one-line description of who may use the API, for the node's start-up output. */
+export function describeAccess(config: {
+  apiKeys: readonly string[];
+  apiKeysFile?: string;
+  allowUnauthenticatedRemote: boolean;
+  allowedOrigins: readonly string[];
+}): string {
+  const keys = ApiKeys.fromConfig(config);
+  const who = keys.size > 0
+    ? `${keys.size} API key${keys.size === 1 ? "" : "s"}: every client needs one`
+    : config.allowUnauthenticatedRemote
+    ? "no API keys, open to anyone who can reach it (http.allowUnauthenticatedRemote)"
+    : "no API keys: serving clients on this machine only (add --api-key or http.apiKeysFile " +
+      "to serve others)";
+  const origins = config.allowedOrigins.length === 0
+    ? "no browser origins allowed (--allow-origin)"
+    : `browser origins ${config.allowedOrigins.join(" ")}`;
+  return `API access    ${who}; ${origins}`;
+}

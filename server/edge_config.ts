@@ -1,0 +1,102 @@
+/**
+ * The limits and access rules of the HTTP/WebSocket edge, in one place: what `createApp` takes
+ * (`edge`), what the node's configuration holds under `http` (the zod fields below are spread
+ * into `node/config.ts`'s `http` object), and the defaults of both. README, "Limits", says what
+ * each one is for and how to change it; every refusal names the option that caused it.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { GENERATION_LIMITS } from "../protocols/job.ts";
+
+/** The edge's limits and access rules (all fields of the node configuration's `http`). */
+export interface EdgeConfig {
+  /**
+   * Largest HTTP request body and largest WebSocket message, in bytes; checked before a byte is
+   * parsed (HTTP 413 `request_too_large`; WebSocket close 1009).
+   */
+  maxRequestBytes: number;
+  /**
+   * Longest prompt in characters (a chat's prompt as rendered from its messages), checked
+   * before tokenisation (400 `prompt_too_long`). Tokenising is synchronous: this bounds how
+   * long one request can hold the event loop.
+   */
+  maxPromptChars: number;
+  /**
+   * A client that has read nothing for this long while its job waits to send is cut off and
+   * its job cancelled, freeing its slot.
+   */
+  clientIdleTimeoutMs: number;
+  /**
+   * Browser origins (`https://app.example`) allowed to call the API; `"*"` allows any. A
+   * request with another `Origin` is refused (403 `origin_not_allowed`).
+   */
+  allowedOrigins: string[];
+  /** API keys clients send as `Authorization: Bearer KEY`. */
+  apiKeys: string[];
+  /** A file with more API keys, one per line (`#` starts a comment). */
+  apiKeysFile?: string;
+  /** Jobs one API key may have running or queued at once (429 `key_concurrency_exceeded`). */
+  perKeyConcurrency: number;
+  /** Jobs one API key may start per minute, bursts included (429 `rate_limited`). */
+  perKeyRequestsPerMinute: number;
+  /**
+   * Without API keys the node serves loopback clients only; true serves anyone without a key.
+   * Ignored when keys are configured (then every client needs one).
+   */
+  allowUnauthenticatedRemote: boolean;
+}
+
+/**
+ * The defaults. Why these values:
+ * - 1 MiB of body holds the longest default prompt four times over (UTF-8, JSON escapes) and
+ *   parses in a few milliseconds.
+ * - 65,536 prompt characters are about 16k tokens of English, above the context of every model
+ *   the node builds and of most small models; tokenising them takes ~25 ms with the
+ *   `@huggingface/tokenizers` path and ~7 ms with the byte-level one, inside the 50 ms a
+ *   request may hold the event loop.
+ * - 30 s of no reading is far beyond any live client's pause and short against a job slot's
+ *   worth (minutes of other clients' work).
+ * - 4 concurrent jobs and 120 starts a minute per key: a key gets the node's default
+ *   concurrency, but cannot fill its queue alone.
+ */
+export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
+  maxRequestBytes: 1 << 20,
+  maxPromptChars: 1 << 16,
+  clientIdleTimeoutMs: 30_000,
+  allowedOrigins: [],
+  apiKeys: [],
+  perKeyConcurrency: 4,
+  perKeyRequestsPerMinute: 120,
+  allowUnauthenticatedRemote: false,
+});
+
+/** An origin as browsers send it: scheme, host and optional port, nothing else. */
+const ORIGIN = /^https?:\/\/[^/\s?#]+$/;
+
+/** The zod fields of {@link EdgeConfig}, with defaults; `node/config.ts` spreads them into `http`. */
+export const edgeConfigFields = {
+  maxRequestBytes: z.number().int().min(1024).max(1 << 30).default(EDGE_DEFAULTS.maxRequestBytes),
+  maxPromptChars: z.number().int().min(1).max(GENERATION_LIMITS.maxPromptChars)
+    .default(EDGE_DEFAULTS.maxPromptChars),
+  clientIdleTimeoutMs: z.number().int().min(10).max(86_400_000)
+    .default(EDGE_DEFAULTS.clientIdleTimeoutMs),
+  allowedOrigins: z.array(
+    z.string().refine((o) => o === "*" || ORIGIN.test(o), 'expected "*" or SCHEME://HOST[:PORT]'),
+  ).default([]),
+  apiKeys: z.array(z.string().min(16, "an API key needs at least 16 characters")).default([]),
+  apiKeysFile: z.string().min(1).optional(),
+  perKeyConcurrency: z.number().int().min(1).max(100_000).default(EDGE_DEFAULTS.perKeyConcurrency),
+  perKeyRequestsPerMinute: z.number().int().min(1).max(1_000_000)
+    .default(EDGE_DEFAULTS.perKeyRequestsPerMinute),
+  allowUnauthenticatedRemote: z.boolean().default(false),
+};
+
+/** {@link EdgeConfig} with the defaults filled in for the fields `partial` leaves out. */
+export function edgeConfig(partial: Partial<EdgeConfig> = {}): EdgeConfig {
+  const config: EdgeConfig = { ...EDGE_DEFAULTS, allowedOrigins: [], apiKeys: [] };
+  for (const [key, value] of Object.entries(partial)) {
+    if (value !== undefined) (config as unknown as Record<string, unknown>)[key] = value;
+  }
+  return config;
+}

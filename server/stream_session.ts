@@ -1,0 +1,280 @@
+/**
+ * One WebSocket connection of the streaming API (`/v1/stream`) and the jobs it started.
+ *
+ * One socket carries any number of concurrent jobs, each under the client's own `id`. A
+ * `cancel` or the socket closing cancels the socket's jobs, which stops their computation
+ * within one step. Tokens are sent as they are produced; when the client reads slower than the
+ * model writes, the socket's send buffer is allowed to hold {@link WS_HIGH_WATER_BYTES} before
+ * the job stops pulling tokens, so a slow client slows its own jobs instead of growing the
+ * node's memory. A client that reads nothing for `clientIdleTimeoutMs` while its jobs wait is
+ * cut off (close 1008) and its jobs are cancelled, so it cannot hold job slots forever.
+ *
+ * A message over `maxRequestBytes` closes the socket with 1009 and a reason naming the limit:
+ * the client learns why, where a dropped connection would tell it nothing.
+ *
+ * @module
+ */
+import { VeriflowError } from "../protocols/errors.ts";
+import type { InferenceGateway } from "./inference_gateway.ts";
+import type { ClientIdentity } from "./client_identity.ts";
+import type { EdgeStats } from "./edge_stats.ts";
+import { yieldToEventLoop } from "./_event_loop.ts";
+import { RequestValidationError, retryAfterOf } from "./http_errors.ts";
+import {
+  parseJsonText,
+  parseRequest,
+  toGenerationParams,
+  WsClientMessageSchema,
+} from "./request_schemas.ts";
+import {
+  doneMessage,
+  startMessage,
+  type WsClientMessage,
+  type WsInferMessage,
+  type WsServerMessage,
+} from "./stream_protocol.ts";
+
+/**
+ * Bytes a socket may have queued for sending before its jobs pause. 1 MiB holds thousands of
+ * token messages: never reached by a client that keeps up, small enough that hundreds of stuck
+ * clients cost little.
+ */
+export const WS_HIGH_WATER_BYTES = 1 << 20;
+/** Event-loop turns a job waits for its last message to be written (about 20 µs each). */
+const MAX_FLUSH_TURNS = 8;
+/** How often a paused job looks at the send buffer again. */
+const DRAIN_POLL_MS = 5;
+
+/** WebSocket close codes the session uses (RFC 6455, 7.4.1). */
+export const WS_CLOSE = {
+  /** The client broke a rule of the API: here, it stopped reading. */
+  policyViolation: 1008,
+  /** A message too big to process. */
+  messageTooBig: 1009,
+} as const;
+
+/** What the session needs of a socket (a `WebSocket`; tests pass a stand-in). */
+export interface SessionSocket {
+  /** `WebSocket.OPEN` while messages may be sent. */
+  readonly readyState: number;
+  /** Bytes queued for sending. */
+  readonly bufferedAmount: number;
+  /** Send a text frame. */
+  send(data: string): void;
+  /** Close with a code and reason. */
+  close(code?: number, reason?: string): void;
+  /** Set by the session: a message arrived. */
+  onmessage: ((event: MessageEvent) => void) | null;
+  /** Set by the session: the socket closed. */
+  onclose: ((event: CloseEvent) => void) | null;
+  /** Set by the session: the socket failed. */
+  onerror: ((event: Event) => void) | null;
+}
+
+/** Options of {@link StreamSession}. */
+export interface StreamSessionOptions {
+  /** Largest message in bytes (`http.maxRequestBytes`). */
+  maxMessageBytes: number;
+  /** How long the client may read nothing while a job waits to send (`http.clientIdleTimeoutMs`). */
+  idleTimeoutMs: number;
+  /** Who is on the other end (for per-key limits and logs). */
+  client: ClientIdentity;
+  /** Where refusals and idle cut-offs are counted. */
+  stats: EdgeStats;
+}
+
+/** One WebSocket connection and the jobs it started. */
+export class StreamSession {
+  #socket: SessionSocket;
+  #gateway: InferenceGateway;
+  #options: StreamSessionOptions;
+  /** Running jobs by client id; aborting one cancels it. */
+  #jobs = new Map<string, AbortController>();
+  #encoder = new TextEncoder();
+
+  /**
+   * Serve `socket`.
+   *
+   * @param socket The upgraded socket.
+   * @param gateway Where jobs go.
+   * @param options Limits and the client's identity.
+   */
+  constructor(socket: SessionSocket, gateway: InferenceGateway, options: StreamSessionOptions) {
+    this.#socket = socket;
+    this.#gateway = gateway;
+    this.#options = options;
+    socket.onmessage = (event) => this.#onMessage(event.data);
+    socket.onclose = () => this.#cancelAll();
+    socket.onerror = () => this.#cancelAll();
+  }
+
+  #onMessage(data: unknown): void {
+    if (this.#tooLarge(data)) {
+      this.#cancelAll();
+      this.#socket.close(
+        WS_CLOSE.messageTooBig,
+        `message over ${this.#options.maxMessageBytes} bytes (http.maxRequestBytes)`,
+      );
+      return;
+    }
+    let message: WsClientMessage;
+    let raw: unknown;
+    try {
+      if (typeof data !== "string") {
+        throw new RequestValidationError("invalid_request", "messages must be JSON text frames");
+      }
+      raw = parseJsonText(data);
+      message = parseRequest(WsClientMessageSchema, raw);
+    } catch (error) {
+      // Attribute the refusal to its request when the frame has a readable id.
+      const id = (raw as { id?: unknown } | null | undefined)?.id;
+      this.#sendError(typeof id === "string" ? id : undefined, error);
+      return;
+    }
+    if (message.type === "cancel") {
+      // Unknown or finished ids are ignored: a cancel may cross the job's `done` in flight.
+      this.#jobs.get(message.id)?.abort();
+      return;
+    }
+    if (this.#jobs.has(message.id)) {
+      this.#sendError(
+        message.id,
+        new VeriflowError("duplicate_id", `request id ${message.id} is already running`),
+      );
+      return;
+    }
+    const abort = new AbortController();
+    this.#jobs.set(message.id, abort);
+    this.#run(message, abort.signal).finally(() => this.#jobs.delete(message.id));
+  }
+
+  /** Whether a message is over the limit: by its length first, UTF-8 size only when close. */
+  #tooLarge(data: unknown): boolean {
+    const limit = this.#options.maxMessageBytes;
+    if (typeof data === "string") {
+      // A UTF-16 code unit is 1 to 3 UTF-8 bytes: only in between is encoding needed.
+      if (data.length > limit) return true;
+      return data.length * 3 > limit && this.#encoder.encode(data).byteLength > limit;
+    }
+    if (data instanceof ArrayBuffer) return data.byteLength > limit;
+    if (data instanceof Blob) return data.size > limit;
+    return false;
+  }
+
+  async #run(request: WsInferMessage, signal: AbortSignal): Promise<void> {
+    const { id } = request;
+    let handle;
+    try {
+      // No signal here: a cancel that arrives while the submission is answered cancels the
+      // accepted job below, so it ends like any cancelled job (`done`, `cancelled`), not with
+      // the submission's abort.
+      handle = await this.#gateway.startText({
+        model: request.model,
+        prompt: request.prompt,
+        params: toGenerationParams(request),
+        nonce: request.nonce,
+      }, { client: this.#options.client, via: "ws" });
+    } catch (error) {
+      this.#sendError(id, error);
+      return;
+    }
+    const reader = handle.tokens.getReader();
+    const onAbort = () => reader.cancel().catch(() => {});
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    this.#send(startMessage(id, handle));
+    if (this.#gateway.computesOnEventLoop) await this.#flushed();
+    try {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        this.#send({
+          type: "token",
+          id,
+          index: value.index,
+          token_id: value.tokenId,
+          text: value.text,
+        });
+        if (this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES) await this.#drained();
+        else if (this.#gateway.computesOnEventLoop) await this.#flushed();
+      }
+    } catch {
+      // The stream failed or was cancelled; the summary below says which.
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+    const summary = await handle.done;
+    if (summary.finishReason === "error") {
+      this.#send({
+        type: "error",
+        id,
+        code: summary.error?.code ?? "internal_error",
+        message: summary.error?.message ?? "generation failed",
+      });
+    } else {
+      this.#send(doneMessage(id, summary));
+    }
+  }
+
+  /**
+   * Give the socket a few turns of the event loop to write what was just sent, before the next
+   * (blocking) compute step: otherwise a token reaches the client one step late. Bounded, so a
+   * client with a full TCP window costs little here; the high-water mark deals with those.
+   */
+  async #flushed(): Promise<void> {
+    // At least one turn: `bufferedAmount` may read 0 before the write has been attempted.
+    await yieldToEventLoop();
+    for (let i = 1; i < MAX_FLUSH_TURNS && this.#socket.bufferedAmount > 0; i++) {
+      await yieldToEventLoop();
+    }
+  }
+
+  /**
+   * Wait until the send buffer is back under the high-water mark; a client that reads nothing
+   * for the idle timeout is cut off instead, which cancels every job of the socket.
+   */
+  async #drained(): Promise<void> {
+    let buffered = this.#socket.bufferedAmount;
+    let idleSince = performance.now();
+    while (
+      this.#socket.readyState === WebSocket.OPEN &&
+      this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES
+    ) {
+      if (this.#socket.bufferedAmount < buffered) {
+        buffered = this.#socket.bufferedAmount;
+        idleSince = performance.now();
+      } else if (performance.now() - idleSince >= this.#options.idleTimeoutMs) {
+        this.#options.stats.idleTimeouts++;
+        this.#cancelAll();
+        this.#socket.close(
+          WS_CLOSE.policyViolation,
+          `read nothing for ${this.#options.idleTimeoutMs} ms (http.clientIdleTimeoutMs)`,
+        );
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, DRAIN_POLL_MS));
+    }
+  }
+
+  #send(message: WsServerMessage): void {
+    if (this.#socket.readyState === WebSocket.OPEN) this.#socket.send(JSON.stringify(message));
+  }
+
+  #sendError(id: string | undefined, error: unknown): void {
+    this.#options.stats.countRefusal(error);
+    const code = error instanceof VeriflowError ? error.code : "internal_error";
+    const message = error instanceof VeriflowError ? error.message : "internal error";
+    const retryAfterS = retryAfterOf(error);
+    this.#send({
+      type: "error",
+      ...(id === undefined ? {} : { id }),
+      code,
+      message,
+      ...(retryAfterS === undefined ? {} : { retry_after_s: retryAfterS }),
+    });
+  }
+
+  #cancelAll(): void {
+    for (const abort of this.#jobs.values()) abort.abort();
+  }
+}
