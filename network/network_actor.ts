@@ -15,22 +15,21 @@
  * connections come and go by messages to this actor (`peer_up`, `peer_down`); its table is only
  * touched in `receive`.
  *
- * Transports are TCP for now (static peers on a LAN or loopback); the Hyperswarm host will hand
- * this actor its byte streams the same way.
+ * Transports: TCP (static peers on a LAN or loopback) and, when configured, Hyperswarm through
+ * the swarm host (`swarm_host.ts`), which hands this actor each peer's byte stream with the key
+ * its Noise handshake authenticated: the connection's own handshake must prove the same key.
  *
  * @module
  */
 import type { Actor, ActorContext } from "../actors/actor.ts";
 import { Connection, type ConnectionOptions } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
-import {
-  connectTcp,
-  listenTcp,
-  type TcpDuplex,
-  type TcpListener,
-} from "../protocols/tcp_transport.ts";
+import { connectTcp, listenTcp, type TcpListener } from "../protocols/tcp_transport.ts";
+import type { ByteDuplex } from "../protocols/memory_duplex.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { SwarmHost } from "./swarm_host.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { toHex } from "../protocols/hash.ts";
+import { sha256, toHex } from "../protocols/hash.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { TextJob } from "../protocols/job.ts";
 import type { Receipt } from "../protocols/receipt.ts";
@@ -83,7 +82,24 @@ export interface NetworkActorOptions {
   redialMs?: number;
   /** Where connect and disconnect lines go. */
   log?: (line: string) => void;
+  /** Find peers on Hyperswarm (through the swarm host); absent: TCP only. */
+  swarm?: SwarmOptions;
 }
+
+/** How the node joins Hyperswarm. */
+export interface SwarmOptions {
+  /** DHT bootstrap nodes (`host:port`); `null` for the public DHT. */
+  bootstrap: string[] | null;
+  /** Bind the DHT to this address only (`127.0.0.1` for a local testnet). */
+  bind?: string;
+  /** The 32-byte topic every Veriflow node joins (default {@link NETWORK_TOPIC}). */
+  topic?: Uint8Array;
+  /** The Node.js executable (default `node`). */
+  nodePath?: string;
+}
+
+/** The topic every Veriflow node announces itself on and looks peers up under. */
+export const NETWORK_TOPIC: Uint8Array = sha256(new TextEncoder().encode("veriflow/network/v1"));
 
 /** Messages the NetworkActor accepts. */
 export type NetworkMessage =
@@ -117,6 +133,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /** Open connections by hex peer key; the oldest first (a key may connect twice). */
   readonly #peers = new Map<string, PeerEntry[]>();
   #listener?: TcpListener;
+  #swarm?: SwarmHost;
   #protocols: Protocol[] = [];
   #services?: PeerServices;
 
@@ -125,7 +142,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     this.#options = options;
   }
 
-  /** Start listening and dialling. */
+  /** Start listening and dialling, and join the swarm when configured. */
   preStart(ctx: ActorContext<NetworkMessage>): void {
     this.#services = { ...this.#options.services, system: ctx.system };
     this.#protocols = offeredProtocols(this.#services);
@@ -133,7 +150,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (listen !== undefined) {
       this.#listener = listenOrExplain(listen, (duplex, remoteAddr) => {
         const remote = formatPeerAddress(remoteAddr);
-        this.#open(duplex, ctx).then(
+        this.#open(duplex, () => duplex.close(), ctx).then(
           (connection) =>
             ctx.self.tell({ type: "peer_up", connection, address: remote, outbound: false })
               .catch(() => connection.close()), // stopping: nobody would own it
@@ -143,11 +160,50 @@ export class NetworkActor implements Actor<NetworkMessage> {
       this.#log(`peer listener    ${formatPeerAddress(this.#listener.addr)}`);
     }
     for (const address of peers) void this.#dialLoop(address, ctx);
+    if (this.#options.swarm !== undefined) {
+      // In the background: start-up does not wait for the DHT, and a swarm that cannot start
+      // (no Node.js) leaves the node on its TCP peers, saying why.
+      this.#joinSwarm(this.#options.swarm, ctx).catch((error) =>
+        this.#log(`swarm unavailable: ${(error as Error).message}`)
+      );
+    }
+  }
+
+  async #joinSwarm(options: SwarmOptions, ctx: ActorContext<NetworkMessage>): Promise<void> {
+    const swarm = await SwarmHost.start({
+      identity: this.#options.identity,
+      bootstrap: options.bootstrap,
+      bind: options.bind,
+      nodePath: options.nodePath,
+      log: (line) => this.#log(line),
+      onState: (state) => this.#log(`swarm ${state}`),
+      onPeer: (peer) => {
+        const address = `swarm:${toHex(peer.remoteKey).slice(0, 16)}`;
+        this.#open(peer.duplex, peer.close, ctx, peer.remoteKey).then(
+          (connection) =>
+            ctx.self.tell({ type: "peer_up", connection, address, outbound: peer.initiator })
+              .catch(() => connection.close()),
+          (error) => this.#log(`peer ${address}: handshake failed: ${(error as Error).message}`),
+        );
+      },
+    });
+    if (ctx.signal.aborted) {
+      await swarm.close(); // stopped while the host was starting
+      return;
+    }
+    this.#swarm = swarm;
+    await swarm.join(options.topic ?? NETWORK_TOPIC);
+    this.#log(
+      `swarm joined     ${
+        options.bootstrap === null ? "the public DHT" : `bootstrap ${options.bootstrap.join(", ")}`
+      }`,
+    );
   }
 
   /** Close the listener and every connection. */
   async postStop(): Promise<void> {
     await this.#listener?.close();
+    await this.#swarm?.close();
     const all = [...this.#peers.values()].flat();
     this.#peers.clear();
     await Promise.all(all.map((p) => p.connection.close()));
@@ -206,7 +262,16 @@ export class NetworkActor implements Actor<NetworkMessage> {
     }
   }
 
-  async #open(duplex: TcpDuplex, ctx: ActorContext<NetworkMessage>): Promise<Connection> {
+  /**
+   * Open a connection over `duplex`; `close` cuts the transport. `expectedKey`: the key the
+   * transport already authenticated (the swarm's Noise handshake) — the peer must prove it.
+   */
+  async #open(
+    duplex: ByteDuplex,
+    close: () => void,
+    ctx: ActorContext<NetworkMessage>,
+    expectedKey?: Uint8Array,
+  ): Promise<Connection> {
     let connection: Connection;
     try {
       connection = await Connection.open(duplex, {
@@ -215,12 +280,17 @@ export class NetworkActor implements Actor<NetworkMessage> {
         protocols: this.#protocols,
       });
     } catch (error) {
-      duplex.close(); // a failed handshake leaves nothing worth lingering for
+      close(); // a failed handshake leaves nothing worth lingering for
       throw error;
+    }
+    if (expectedKey !== undefined && !bytesEqual(connection.peerKey!, expectedKey)) {
+      await connection.close();
+      close();
+      throw new Error("the peer proved another key than the one its swarm connection has");
     }
     // Once the connection is done, so is the socket, even if a peer that stopped reading
     // still holds our last writes (a half-closed peer never ends them).
-    connection.closed.then(() => duplex.close());
+    connection.closed.then(() => close());
     if (ctx.signal.aborted) {
       await connection.close();
       throw new Error("the network actor stopped");
@@ -345,7 +415,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const text = formatPeerAddress(address);
     while (!ctx.signal.aborted) {
       try {
-        const connection = await this.#open(await connectTcp(address), ctx);
+        const duplex = await connectTcp(address);
+        const connection = await this.#open(duplex, () => duplex.close(), ctx);
         wait = first;
         try {
           await ctx.self.tell({ type: "peer_up", connection, address: text, outbound: true });

@@ -92,6 +92,18 @@ const nodeConfigSchema = z.object({
     keepaliveMs: z.number().int().min(10).max(600_000).default(1_500),
     /** A peer silent (or not reading) for this long is dropped and its jobs fail. */
     idleTimeoutMs: z.number().int().min(50).max(3_600_000).default(5_000),
+    /**
+     * Find peers on Hyperswarm, through the swarm host (a Node.js child process: Node.js 20+
+     * must be installed). Off by default for now. `bootstrap`: DHT bootstrap nodes
+     * (`HOST:PORT`), or null for the public DHT; `bind`: the address the DHT binds
+     * (`127.0.0.1` for a local testnet).
+     */
+    swarm: z.object({
+      enabled: z.boolean().default(false),
+      bootstrap: z.array(z.string().refine(isPeerAddress, "expected HOST:PORT")).nullable()
+        .default(null),
+      bind: z.string().optional(),
+    }).prefault({}),
   }).prefault({}),
   validator: z.object({
     /**
@@ -138,6 +150,7 @@ export interface NodeConfig {
     peers: string[];
     keepaliveMs: number;
     idleTimeoutMs: number;
+    swarm: { enabled: boolean; bootstrap: string[] | null; bind?: string };
   };
   /** Validator settings: the challenge probability (default: the economics' value). */
   validator: { challengeProbability?: number };

@@ -358,6 +358,9 @@ function nodeChildren(
           ? signStakePledge(identity, config.selfStake, Date.now())
           : undefined,
         connection: { keepaliveMs: network.keepaliveMs, idleTimeoutMs: network.idleTimeoutMs },
+        swarm: network.swarm.enabled
+          ? { bootstrap: network.swarm.bootstrap, bind: network.swarm.bind }
+          : undefined,
         log,
       }),
   });

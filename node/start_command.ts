@@ -31,6 +31,10 @@ const HELP = `Usage: cli.ts start [options]
   --p2p-host H      address peers connect to (default 127.0.0.1)
   --no-listen       accept no peer connections (dial out only)
   --peer HOST:PORT  dial this peer and keep it dialled (repeatable)
+  --swarm           find peers on Hyperswarm's public DHT (needs Node.js 20+ installed)
+  --swarm-bootstrap HOST:PORT
+                    find peers on Hyperswarm through these DHT bootstrap nodes (repeatable)
+  --swarm-bind ADDR bind the DHT to ADDR (127.0.0.1 for a local testnet)
   --challenge-probability P
                     chance of challenging another node's receipt (0..1)
   --heartbeat MS    milliseconds between heartbeat lines (0: off)`;
@@ -61,6 +65,9 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
       "p2p-host": { type: "string" },
       "no-listen": { type: "boolean" },
       peer: { type: "string", multiple: true },
+      swarm: { type: "boolean" },
+      "swarm-bootstrap": { type: "string", multiple: true },
+      "swarm-bind": { type: "string" },
       "challenge-probability": { type: "string" },
     },
   });
@@ -95,6 +102,12 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
   if (values["p2p-port"] !== undefined) listen.port = num("p2p-port", values["p2p-port"]);
   if (values["p2p-host"] !== undefined) listen.hostname = values["p2p-host"];
   if (values["no-listen"]) network.listening = false;
+  if (values.swarm || values["swarm-bootstrap"] !== undefined) {
+    const swarm = (network.swarm ??= {}) as Record<string, unknown>;
+    swarm.enabled = true;
+    if (values["swarm-bootstrap"] !== undefined) swarm.bootstrap = values["swarm-bootstrap"];
+    if (values["swarm-bind"] !== undefined) swarm.bind = values["swarm-bind"];
+  }
   if (values.peer !== undefined) {
     network.peers = [...(network.peers as string[] ?? []), ...values.peer];
   }

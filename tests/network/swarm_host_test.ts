@@ -4,38 +4,12 @@
  * Runs a local DHT testnet on 127.0.0.1 (no traffic leaves the machine).
  */
 import assert from "node:assert/strict";
-import { SWARM_TESTNET_SCRIPT, SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
+import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
+import { startTestnet } from "./_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import { toHex } from "../../protocols/hash.ts";
-
-/** A local DHT testnet in a Node.js child; resolves with its bootstrap list. */
-async function startTestnet() {
-  const child = new Deno.Command("node", {
-    args: [SWARM_TESTNET_SCRIPT, "3"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("testnet exited before it was up");
-    text += value;
-  }
-  reader.releaseLock();
-  child.stdout.cancel().catch(() => {});
-  const { bootstrap } = JSON.parse(text.slice(0, text.indexOf("\n"))) as { bootstrap: string[] };
-  return {
-    bootstrap,
-    stop: async () => {
-      await child.stdin.close();
-      await child.status;
-    },
-  };
-}
 
 /** A queue of the peers a host delivers. */
 function peerQueue() {
