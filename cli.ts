@@ -13,6 +13,7 @@ import { runStart } from "./node/start_command.ts";
 import { runInfer } from "./client/infer_command.ts";
 import { runGc, runGet, runLs, runPut } from "./storage/storage_commands.ts";
 import { runBuildModel } from "./inference/build_model_command.ts";
+import { runLedger } from "./node/ledger_command.ts";
 
 /** Deno version this project is built and tested with. */
 const DENO_VERSION = "2.9.6";
@@ -35,6 +36,8 @@ Commands:
                           what the store holds and its capacity; damaged files flagged
   gc [--grace-ms MS] [--json] [--data DIR]
                           remove objects nothing references (e.g. an interrupted put's)
+  ledger verify|repair [--data DIR]
+                          check the ledger from genesis; repair keeps what verifies
   build-model [--size tiny|small] [--seed N] --out DIR
                           write the built-in GPT-style ONNX model, tokenizer and config
   help                    this text
@@ -49,6 +52,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   ls: runLs,
   gc: runGc,
   "build-model": runBuildModel,
+  ledger: runLedger,
 };
 
 async function main(args: string[]): Promise<number> {

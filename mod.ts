@@ -201,6 +201,8 @@ export * from "./proof/fingerprint.ts";
 export * from "./proof/sampling_check.ts";
 export * from "./proof/challenge.ts";
 export * from "./proof/ledger.ts";
+export * from "./proof/ledger_verify.ts";
+export * from "./proof/ledger_repair.ts";
 export {
   type ServedProof,
   servedProofSigningBytes,

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { DataDirLock, DataDirLockedError } from "../../node/data_dir_lock.ts";
 import { parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
+import { ModelRegistry } from "../../inference/model_registry.ts";
 
 /** A child process holding `dir`'s lock, once it says it holds it. */
 async function holdInChild(dir: string): Promise<Deno.ChildProcess> {
@@ -74,9 +75,10 @@ Deno.test("a second node on the same data directory is refused, naming the first
     heartbeatMs: 0,
   });
   try {
-    const first = await startNode(config);
+    const models = new ModelRegistry(); // no model to load: the lock is what is tested
+    const first = await startNode(config, { models });
     try {
-      await assert.rejects(() => startNode(config), (error: unknown) => {
+      await assert.rejects(() => startNode(config, { models }), (error: unknown) => {
         assert.ok(error instanceof DataDirLockedError);
         assert.equal(error.owner?.pid, Deno.pid);
         return true;
@@ -84,7 +86,7 @@ Deno.test("a second node on the same data directory is refused, naming the first
     } finally {
       await first.shutdown();
     }
-    const again = await startNode(config);
+    const again = await startNode(config, { models });
     await again.shutdown();
   } finally {
     await Deno.remove(dataDir, { recursive: true });

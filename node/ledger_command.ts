@@ -1,0 +1,165 @@
+/**
+ * `cli.ts ledger verify|repair`: check a node's ledger from genesis, and recover one that a
+ * crash, a bad disk or two writers damaged.
+ *
+ * `verify` only reads, so it runs beside the node that owns the directory. `repair` rewrites the
+ * log, so it takes the data directory's lock first and is refused while a node runs there. Exit
+ * codes: 0 the ledger verifies (or was repaired), 1 it does not (or the directory is in use, or
+ * has no ledger), 2 a usage error.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { Identity } from "../protocols/identity.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import { type LedgerVerifyReport, verifyLedger } from "../proof/ledger_verify.ts";
+import { repairLedger } from "../proof/ledger_repair.ts";
+import { DataDirLock } from "./data_dir_lock.ts";
+import { IDENTITY_FILE } from "./node_identity.ts";
+
+const USAGE = `Usage: cli.ts ledger verify [--data DIR] [--json]
+       cli.ts ledger repair [--data DIR]
+
+  verify   check every entry of DIR/ledger from genesis (links, signatures) and the
+           checkpoint against the state the log gives; read-only, works while a node runs
+  repair   keep every entry that verifies, move the rest to ledger.log.rejected-<time> next
+           to the log, rebuild the checkpoint and index; refused while a node runs on DIR
+
+  --data DIR   the node's data directory (default .veriflow)
+  --json       print the report as JSON`;
+
+/** Where the command's lines go (the console by default; tests capture them). */
+export interface CommandOutput {
+  /** A line of results. */
+  out(line: string): void;
+  /** A line of errors. */
+  err(line: string): void;
+}
+
+const CONSOLE: CommandOutput = {
+  out: (line) => console.log(line),
+  err: (line) => console.error(line),
+};
+
+/** Run `ledger verify|repair`; resolves with the process exit code. */
+export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        data: { type: "string", default: ".veriflow" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (error) {
+    io.err(`error: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  const [action, ...extra] = positionals;
+  if ((action !== "verify" && action !== "repair") || extra.length > 0) {
+    io.err(`${action === undefined ? "" : `unknown: ${positionals.join(" ")}\n\n`}${USAGE}`);
+    return 2;
+  }
+  const dataDir = values.data;
+  try {
+    return action === "verify"
+      ? await verify(dataDir, values.json === true, io)
+      : await repair(dataDir, io);
+  } catch (error) {
+    if (!(error instanceof VeriflowError)) throw error;
+    io.err(`error [${error.code}]: ${error.message}`);
+    return 1;
+  }
+}
+
+async function verify(dataDir: string, json: boolean, io: CommandOutput): Promise<number> {
+  const owner = await readIdentity(dataDir);
+  const report = await verifyLedger(join(dataDir, "ledger"), { owner: owner?.publicKey });
+  if (json) io.out(JSON.stringify(report, null, 2));
+  else for (const line of describe(report, dataDir)) io.out(line);
+  return report.ok ? 0 : 1;
+}
+
+async function repair(dataDir: string, io: CommandOutput): Promise<number> {
+  const lock = await DataDirLock.acquire(dataDir, "ledger repair");
+  try {
+    const identity = await readIdentity(dataDir);
+    if (identity === undefined) {
+      io.err(
+        `error: ${join(dataDir, IDENTITY_FILE)} not found: the ledger is signed with the node's ` +
+          `key, so repair needs it (is --data the node's data directory?)`,
+      );
+      return 1;
+    }
+    const report = await repairLedger(join(dataDir, "ledger"), identity);
+    for (const line of describe(report.before, dataDir)) io.out(`before: ${line}`);
+    if (report.setAsidePath !== undefined) {
+      io.out(
+        `set aside ${report.setAsideBytes} bytes after entry ${report.kept - 1} in ` +
+          report.setAsidePath,
+      );
+    }
+    if (report.checkpointRemoved) io.out("removed the checkpoint that did not match the log");
+    io.out(
+      `repaired: ${report.length} entries, all verified; head ${report.head.slice(0, 16)}…` +
+        (report.kept === 0 ? " (nothing verified: a new genesis was written)" : ""),
+    );
+    return 0;
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The report in lines an operator reads. */
+function describe(report: LedgerVerifyReport, dataDir: string): string[] {
+  const lines = [
+    `${report.entries} entries verify (${report.validBytes} of ${report.totalBytes} bytes), ` +
+    `head ${report.head.slice(0, 16)}…, owner ${report.owner?.slice(0, 16) ?? "unknown"}…`,
+  ];
+  const cp = report.checkpoint;
+  lines.push(
+    cp.check === "missing"
+      ? "checkpoint: none (the next open replays the log from genesis and writes one)"
+      : `checkpoint at entry ${cp.seq}: ${cp.check.replaceAll("_", " ")}`,
+  );
+  if (report.tornBytes > 0 && report.damage === undefined) {
+    lines.push(
+      `${report.tornBytes} bytes at the end are not a whole entry: an append in progress, or ` +
+        `one a crash cut (never acknowledged; the next open cuts it)`,
+    );
+  }
+  if (report.damage !== undefined) {
+    lines.push(
+      `damaged: entry ${report.damage.seq} (byte ${report.damage.offset}): ${report.damage.reason}`,
+      `${report.framesAfterDamage} whole entries follow it; they cannot be linked to the ones ` +
+        `that verify`,
+    );
+  }
+  if (!report.ok) {
+    lines.push(
+      `to keep the ${report.entries} entries that verify and set the rest aside, stop the node ` +
+        `and run: deno run -A cli.ts ledger repair --data ${dataDir}`,
+    );
+  } else lines.push("ok: the ledger verifies");
+  return lines;
+}
+
+/** The node's identity, if the data directory has one (never created here). */
+async function readIdentity(dataDir: string): Promise<Identity | undefined> {
+  try {
+    const seed = await Deno.readFile(join(dataDir, IDENTITY_FILE));
+    return seed.length === 32 ? Identity.fromSecretKey(seed) : undefined;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}

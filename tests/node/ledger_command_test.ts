@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { runLedger } from "../../node/ledger_command.ts";
+import { parseNodeConfig } from "../../node/config.ts";
+import { startNode } from "../../node/node.ts";
+import { ModelRegistry } from "../../inference/model_registry.ts";
+import { frameOffsets } from "../proof/_ledger_fixtures.ts";
+
+/** A node with only its validator (and ledger): nothing to load, quick to start and stop. */
+function ledgerOnly(dataDir: string) {
+  return parseNodeConfig({
+    dataDir,
+    roles: { storage: false, inference: false, prover: false, validator: true },
+    http: { port: 0 },
+    network: { listening: false },
+    heartbeatMs: 0,
+  });
+}
+
+/** Start a node on `dataDir` with no model to load (its ledger is what these tests are about). */
+function start(dataDir: string) {
+  return startNode(ledgerOnly(dataDir), { models: new ModelRegistry() });
+}
+
+/** Run `ledger ARGS`, capturing what it prints. */
+async function ledger(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runLedger(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+Deno.test("ledger verify works beside a running node; ledger repair is refused while it runs, naming its pid", async () => {
+  const dataDir = await Deno.makeTempDir();
+  try {
+    const node = await start(dataDir);
+    try {
+      const verified = await ledger("verify", "--data", dataDir);
+      assert.equal(verified.code, 0, verified.err);
+      assert.match(verified.out, /ok: the ledger verifies/);
+      const refused = await ledger("repair", "--data", dataDir);
+      assert.equal(refused.code, 1);
+      assert.match(refused.err, new RegExp(`data_dir_locked.*process ${Deno.pid} \\(node`));
+    } finally {
+      await node.shutdown();
+    }
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("a node refused on a damaged ledger names the commands that recover; after ledger repair it starts, keeping every entry that verifies", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const log = `${dataDir}/ledger/ledger.log`;
+  try {
+    await (await start(dataDir)).shutdown(); // genesis and this node's stake
+    const intact = await Deno.readFile(log);
+    assert.equal(frameOffsets(intact).length, 2);
+    // A second writer's entry appended behind the checkpoint: same position, another history.
+    const [, stake] = frameOffsets(intact);
+    const foreign = intact.slice(stake);
+    foreign[foreign.length - 1] ^= 0xff;
+    await Deno.writeFile(log, new Uint8Array([...intact, ...foreign]));
+
+    const refused = await start(dataDir).then(() => null, (e) => e as Error);
+    assert.ok(refused instanceof Error, "the node started on a damaged ledger");
+    const chain = [];
+    for (let e: unknown = refused; e instanceof Error; e = e.cause) chain.push(e.message);
+    assert.match(chain.join(" | "), new RegExp(`ledger repair --data ${dataDir}`));
+
+    const verified = await ledger("verify", "--data", dataDir);
+    assert.equal(verified.code, 1);
+    assert.match(verified.out, /damaged: entry 2 \(byte \d+\): sequence 1 out of order/);
+    const repaired = await ledger("repair", "--data", dataDir);
+    assert.equal(repaired.code, 0, repaired.err);
+    assert.match(repaired.out, /set aside \d+ bytes after entry 1/);
+    assert.deepEqual(await Deno.readFile(log), intact, "every entry that verified is kept");
+    assert.equal((await ledger("verify", "--data", dataDir)).code, 0);
+    const node = await start(dataDir);
+    await node.shutdown();
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
