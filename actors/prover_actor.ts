@@ -9,10 +9,13 @@
  *
  * `prove` returns a handle at once (the mailbox is not held for the length of a job); the
  * proving runs beside generation and, when it ends, the actor stores the proof data by tells to
- * itself, so its state is only ever touched inside `receive`. Proof data is kept in memory
- * (bounded, oldest evicted first) and, when `dir` is set, written atomically to disk as CBOR
- * (`<dir>/<receiptId>.cbor`), so a challenge that arrives after a restart can still be
- * answered until the challenge window has passed.
+ * itself, so its state is only ever touched inside `receive`. With `dir` set (a node), each job
+ * and its proof data are written durably to a {@link ProofStore} before the receipt leaves, and
+ * kept for as long as a challenge can come ({@link DEFAULT_PROOF_RETENTION_MS}: the challenge
+ * window, the proof deadline and a margin), then deleted by a periodic sweep: nothing a
+ * challenge may ask for lives only in memory, so a burst or a restart never loses one, and the
+ * directory does not grow with history. Without `dir` (tests, embedding) proof data is kept in
+ * memory only, bounded by `maxProofs` (oldest evicted first).
  *
  * Wire it into the InferenceActor with {@link proverHook}.
  *
@@ -25,10 +28,12 @@ import type { Identity } from "../protocols/identity.ts";
 import { type ServedProof, signServedProof } from "../proof/served_proof.ts";
 import type { TextJob } from "../protocols/job.ts";
 import { type Receipt, receiptId } from "../protocols/receipt.ts";
-import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import type { TokenChunk } from "../inference/text_model.ts";
 import type { ProofData } from "../proof/commitment.ts";
 import { type ProvedJob, proveJob } from "../proof/prover.ts";
+import { DEFAULT_PROOF_BUCKET_MS, ProofStore } from "../proof/proof_store.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import { PROOF_DEADLINE_MS } from "./validator_actor.ts";
 
 /** Start proving a job from the prover's branch of its token stream. */
 export interface ProveMessage {
@@ -71,6 +76,12 @@ export interface ProveFailedMessage {
   jobId: string;
 }
 
+/** Internal (timer): delete proof data no challenge can ask for any more. */
+export interface SweepProofsMessage {
+  /** Message tag. */
+  type: "sweep";
+}
+
 /** Counters. Answers {@link ProverStats}. */
 export interface GetProverStatsMessage {
   /** Message tag. */
@@ -83,6 +94,7 @@ export type ProverMessage =
   | GetProofMessage
   | ProvedMessage
   | ProveFailedMessage
+  | SweepProofsMessage
   | GetProverStatsMessage;
 
 /** What `prove` answers: the receipt arrives when the stream ends. */
@@ -99,18 +111,35 @@ export interface ProverStats {
   proven: number;
   /** Streams that failed (cancelled jobs among them). */
   failed: number;
-  /** Proofs held in memory. */
+  /** Proofs held: on disk with a `dir` (within the retention), else in memory. */
   stored: number;
+  /** Proofs deleted once no challenge could ask for them. */
+  swept: number;
 }
 
 /** Options of {@link ProverActor}. */
 export interface ProverActorOptions {
   /** The worker identity that signs receipts. */
   identity: Identity;
-  /** Directory to persist proof data into; default none (memory only). */
+  /**
+   * Directory to keep jobs and proof data in, durably, for `proofRetentionMs`; default none
+   * (memory only, bounded by `maxProofs`: not for a node).
+   */
   dir?: string;
-  /** Proofs kept in memory, oldest evicted first; default 4096 (~1.5 MB at 64 tokens each). */
+  /**
+   * Without `dir` only: proofs kept in memory, oldest evicted first; default 4096 (~1.5 MB at
+   * 64 tokens each).
+   */
   maxProofs?: number;
+  /**
+   * How long after proving a job its proof data is kept for challenges (with `dir`); default
+   * {@link DEFAULT_PROOF_RETENTION_MS}.
+   */
+  proofRetentionMs?: number;
+  /** How often proof data past its retention is deleted, ms; default 60 s; 0: never. */
+  sweepEveryMs?: number;
+  /** Clock in unix ms; default `Date.now`. Injected by tests. */
+  now?: () => number;
   /**
    * Registry name of the node's ValidatorActor: each signed receipt goes there with its job
    * (origin `local`), to be recorded and announced to other nodes' validators. Absent: none.
@@ -118,19 +147,39 @@ export interface ProverActorOptions {
   validator?: string;
 }
 
-/** Default bound of proofs held in memory. */
+/** Default bound of proofs held in memory (without a directory). */
 export const DEFAULT_MAX_PROOFS = 4096;
+
+/**
+ * Margin on top of the challenge window and the proof deadline: a receipt's window opens when a
+ * validator records it, which can be a while after the worker proved the job (a relay, a slow
+ * announcement), and nodes' clocks differ.
+ */
+const PROOF_RETENTION_MARGIN_MS = 10 * 60_000;
+
+/**
+ * How long proof data is kept by default: the last challenge of a receipt opens before its
+ * window closes (10 min by default) and asks for the proof within the proof deadline (60 s,
+ * retried while the worker is unreachable); plus a 10-minute margin. 21 minutes.
+ */
+export const DEFAULT_PROOF_RETENTION_MS = DEFAULT_ECONOMICS.challengeWindowMs + PROOF_DEADLINE_MS +
+  PROOF_RETENTION_MARGIN_MS;
 
 /** The prover actor. */
 export class ProverActor implements Actor<ProverMessage> {
   readonly #identity: Identity;
-  readonly #dir?: string;
+  readonly #store?: ProofStore;
   readonly #maxProofs: number;
   readonly #validator?: string;
+  readonly #now: () => number;
+  readonly #sweepEveryMs: number;
+  /** Without a store only: the proofs, in memory. */
   readonly #proofs = new Map<string, ProofData>();
   #active = 0;
   #proven = 0;
   #failed = 0;
+  #stored = 0;
+  #swept = 0;
 
   /**
    * Create the actor (the factory of its ChildSpec calls this).
@@ -138,9 +187,27 @@ export class ProverActor implements Actor<ProverMessage> {
    */
   constructor(options: ProverActorOptions) {
     this.#identity = options.identity;
-    this.#dir = options.dir;
+    this.#now = options.now ?? Date.now;
+    this.#store = options.dir === undefined ? undefined : new ProofStore(options.dir, {
+      retentionMs: options.proofRetentionMs ?? DEFAULT_PROOF_RETENTION_MS,
+      now: this.#now,
+    });
     this.#maxProofs = options.maxProofs ?? DEFAULT_MAX_PROOFS;
     this.#validator = options.validator;
+    this.#sweepEveryMs = options.sweepEveryMs ?? DEFAULT_PROOF_BUCKET_MS;
+  }
+
+  /** Forgets what has expired since the last run, and starts the sweep timer. */
+  async preStart(ctx: ActorContext<ProverMessage>): Promise<void> {
+    if (this.#store === undefined) return;
+    this.#swept += await this.#store.sweep();
+    this.#stored = await this.#store.count();
+    if (this.#sweepEveryMs > 0) {
+      const timer = setInterval(() => {
+        ctx.self.tell({ type: "sweep" }).catch(() => {});
+      }, this.#sweepEveryMs);
+      ctx.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+    }
   }
 
   /** Handle one message (see {@link ProverMessage}). */
@@ -155,8 +222,13 @@ export class ProverActor implements Actor<ProverMessage> {
         this.#active--;
         this.#proven++;
         const id = receiptId(message.proved.receipt);
-        this.#remember(id, message.proved.proof);
-        if (this.#dir) await persist(this.#dir, id, message.proved.proof);
+        const { proof } = message.proved;
+        if (this.#store === undefined) this.#remember(id, proof);
+        else {
+          // Durable before the receipt is released: a crash cannot lose what a challenge asks.
+          await this.#store.put({ receiptId: id, provedAt: this.#now(), job: message.job, proof });
+          this.#stored++;
+        }
         if (this.#validator !== undefined) {
           // Stored first, so a validator's challenge can never outrun the proof it asks for.
           ctx.system.lookup<ValidatorMessage>(this.#validator)?.tell({
@@ -174,17 +246,26 @@ export class ProverActor implements Actor<ProverMessage> {
         this.#failed++;
         return undefined;
       case "get_proof": {
-        const proof = this.#proofs.get(message.receiptId) ??
-          (this.#dir ? await load(this.#dir, message.receiptId) : undefined);
+        const proof = this.#store === undefined
+          ? this.#proofs.get(message.receiptId)
+          : (await this.#store.get(message.receiptId))?.proof;
         // Signed as served: what this worker hands a challenger is evidence against it.
         return proof && signServedProof(message.receiptId, proof, this.#identity);
+      }
+      case "sweep": {
+        if (this.#store === undefined) return undefined;
+        const removed = await this.#store.sweep();
+        this.#swept += removed;
+        this.#stored = Math.max(0, this.#stored - removed);
+        return undefined;
       }
       case "stats":
         return {
           active: this.#active,
           proven: this.#proven,
           failed: this.#failed,
-          stored: this.#proofs.size,
+          stored: this.#store === undefined ? this.#proofs.size : this.#stored,
+          swept: this.#swept,
         };
     }
   }
@@ -210,29 +291,6 @@ export class ProverActor implements Actor<ProverMessage> {
     while (this.#proofs.size > this.#maxProofs) {
       this.#proofs.delete(this.#proofs.keys().next().value!);
     }
-  }
-}
-
-async function persist(dir: string, id: string, proof: ProofData): Promise<void> {
-  await Deno.mkdir(dir, { recursive: true });
-  const tmp = `${dir}/.${id}.${crypto.randomUUID()}.tmp`;
-  await Deno.writeFile(tmp, encodeCbor(proof));
-  // Write-then-rename: a crash never leaves a half-written proof under its final name.
-  await Deno.rename(tmp, `${dir}/${id}.cbor`);
-}
-
-async function load(dir: string, id: string): Promise<ProofData | undefined> {
-  if (!/^[0-9a-f]{64}$/.test(id)) return undefined;
-  try {
-    const p = decodeCbor(await Deno.readFile(`${dir}/${id}.cbor`)) as ProofData;
-    return {
-      ...p,
-      tokens: new Uint8Array(p.tokens),
-      fingerprints: new Uint8Array(p.fingerprints),
-    };
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
   }
 }
 

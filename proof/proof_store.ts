@@ -1,0 +1,177 @@
+/**
+ * Where a worker keeps what it must be able to show a challenger: for each receipt it signed,
+ * the job and its proof data, on disk, for as long as a challenge can still come — and then not
+ * at all.
+ *
+ * Records are filed by when they were proven, one directory per minute
+ * (`<dir>/<bucketStartMs>/<receiptId>.cbor`), so forgetting is removing whole directories whose
+ * newest record is past the retention, never a scan of files. Each record is written durably
+ * before the receipt leaves the worker: a temporary file, `fsync`, rename, `fsync` of the
+ * directory. A node that crashed or restarted still answers every challenge it can be asked.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
+import type { TextJob } from "../protocols/job.ts";
+import type { ProofData } from "./commitment.ts";
+import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
+
+/** Records proven within this span share one directory (and are forgotten together). */
+export const DEFAULT_PROOF_BUCKET_MS = 60_000;
+
+/** One proven job, as kept for challenges. */
+export interface StoredProof {
+  /** The receipt's id. */
+  receiptId: string;
+  /** Unix ms when it was proven (filed by this). */
+  provedAt: number;
+  /** The job the receipt is for (absent in records of the old layout, which kept proofs only). */
+  job?: TextJob;
+  /** Its proof data (what a challenger is served). */
+  proof: ProofData;
+}
+
+/** Options of {@link ProofStore}. */
+export interface ProofStoreOptions {
+  /** How long after it was proven a record is kept, at least. */
+  retentionMs: number;
+  /** Width of a directory, ms; default {@link DEFAULT_PROOF_BUCKET_MS}. */
+  bucketMs?: number;
+  /** Clock in unix ms; default `Date.now`. */
+  now?: () => number;
+}
+
+const RECEIPT_ID = /^[0-9a-f]{64}$/;
+const BUCKET = /^\d+$/;
+
+/** The proof store; see the module doc. */
+export class ProofStore {
+  readonly #dir: string;
+  readonly #retentionMs: number;
+  readonly #bucketMs: number;
+  readonly #now: () => number;
+  /** Bucket directories known to exist durably (created and their parent synced). */
+  readonly #buckets = new Set<number>();
+
+  /**
+   * A store in `dir` (created on the first write).
+   * @param dir Its directory (for example `<dataDir>/proofs`).
+   * @param options Retention, directory width, clock.
+   */
+  constructor(dir: string, options: ProofStoreOptions) {
+    this.#dir = dir;
+    this.#retentionMs = options.retentionMs;
+    this.#bucketMs = options.bucketMs ?? DEFAULT_PROOF_BUCKET_MS;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Keep `record` durably (see the module doc); resolves once it survives a crash. */
+  async put(record: StoredProof): Promise<void> {
+    if (!RECEIPT_ID.test(record.receiptId)) throw new RangeError("receipt id must be 64 hex");
+    const bucket = record.provedAt - (record.provedAt % this.#bucketMs);
+    const bucketDir = join(this.#dir, String(bucket));
+    if (!this.#buckets.has(bucket)) {
+      await Deno.mkdir(bucketDir, { recursive: true });
+      await syncDirectory(this.#dir); // the new directory's own entry
+      this.#buckets.add(bucket);
+    }
+    await writeFileDurably(
+      join(bucketDir, `${record.receiptId}.cbor`),
+      encodeCbor({ v: 1, ...record }),
+    );
+  }
+
+  /** The record of `receiptId`, if it is still kept. */
+  async get(receiptId: string): Promise<StoredProof | undefined> {
+    if (!RECEIPT_ID.test(receiptId)) return undefined;
+    for (const bucket of (await this.#bucketsOnDisk()).reverse()) {
+      const record = await readRecord(join(this.#dir, String(bucket), `${receiptId}.cbor`));
+      if (record !== undefined) return record;
+    }
+    return await readLegacy(join(this.#dir, `${receiptId}.cbor`), receiptId);
+  }
+
+  /**
+   * Forget what no challenge can ask for any more: every directory whose newest possible record
+   * is older than the retention, and files of the old one-directory layout (and temporary files
+   * a crash left) older than it. Returns how many records were removed.
+   */
+  async sweep(): Promise<number> {
+    const now = this.#now();
+    let removed = 0;
+    for (const bucket of await this.#bucketsOnDisk()) {
+      if (bucket + this.#bucketMs + this.#retentionMs > now) continue;
+      const path = join(this.#dir, String(bucket));
+      for await (const entry of Deno.readDir(path)) if (entry.name.endsWith(".cbor")) removed++;
+      await Deno.remove(path, { recursive: true });
+      this.#buckets.delete(bucket);
+    }
+    for await (const entry of readDirIfAny(this.#dir)) {
+      if (!entry.isFile) continue;
+      const path = join(this.#dir, entry.name);
+      const mtime = (await Deno.stat(path)).mtime?.getTime() ?? 0;
+      if (mtime + this.#retentionMs > now) continue;
+      await Deno.remove(path);
+      if (entry.name.endsWith(".cbor")) removed++;
+    }
+    return removed;
+  }
+
+  /** Records kept now (a listing: for stats, not for every message). */
+  async count(): Promise<number> {
+    let n = 0;
+    for (const bucket of await this.#bucketsOnDisk()) {
+      for await (const entry of Deno.readDir(join(this.#dir, String(bucket)))) {
+        if (entry.isFile && entry.name.endsWith(".cbor")) n++;
+      }
+    }
+    return n;
+  }
+
+  /** Bucket directories on disk, oldest first. */
+  async #bucketsOnDisk(): Promise<number[]> {
+    const buckets: number[] = [];
+    for await (const entry of readDirIfAny(this.#dir)) {
+      if (entry.isDirectory && BUCKET.test(entry.name)) buckets.push(Number(entry.name));
+    }
+    return buckets.sort((a, b) => a - b);
+  }
+}
+
+async function* readDirIfAny(path: string): AsyncIterable<Deno.DirEntry> {
+  try {
+    yield* Deno.readDir(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+async function readRecord(path: string): Promise<StoredProof | undefined> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  const { v: _v, ...record } = decodeCbor(bytes) as StoredProof & { v: number };
+  return { ...record, proof: plainProof(record.proof) };
+}
+
+/** A record of the old layout (`<dir>/<receiptId>.cbor`, proof data only), kept until swept. */
+async function readLegacy(path: string, receiptId: string): Promise<StoredProof | undefined> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  const proof = plainProof(decodeCbor(bytes) as ProofData);
+  return { receiptId, provedAt: 0, proof };
+}
+
+function plainProof(p: ProofData): ProofData {
+  return { ...p, tokens: new Uint8Array(p.tokens), fingerprints: new Uint8Array(p.fingerprints) };
+}
