@@ -234,9 +234,10 @@ export class TextJobRun {
 
 const MS_PER_S = 1000;
 
-/** The requester's copy of a chunk: the four plain fields, nothing the model attached. */
+/** The requester's copy of a chunk: plain fields and the token's logprob, no logits. */
 function streamedToken(chunk: TokenChunk): StreamedToken {
   const token: StreamedToken = { index: chunk.index, tokenId: chunk.tokenId, text: chunk.text };
+  if (chunk.fingerprint !== undefined) token.logprob = chunk.fingerprint.logProb;
   if (chunk.finishReason !== undefined) token.finishReason = chunk.finishReason;
   return token;
 }

@@ -53,6 +53,12 @@ export interface StreamedToken {
   tokenId: number;
   /** Newly complete text; "" while a UTF-8 character is incomplete, and for the EOS token. */
   text: string;
+  /**
+   * Natural log of the token's probability under the model (log-softmax of its logits row,
+   * before temperature and cuts): the `logProb` of the token's fingerprint. Absent when the
+   * port does not know it.
+   */
+  logprob?: number;
   /** Set on the last token of the stream. */
   finishReason?: "stop" | "length";
 }

@@ -190,6 +190,7 @@ class RemoteJob {
           tokenId: event.tokenId,
           text: event.text,
         };
+        if (event.logprob !== undefined) token.logprob = event.logprob;
         if (event.finishReason !== undefined) token.finishReason = event.finishReason;
         controller.enqueue(token);
         if (event.finishReason !== undefined) {
@@ -432,8 +433,9 @@ function jobEvents(
       controller.enqueue({ kind: "end", summary: wireSummary(summary) });
       return;
     }
-    const { index, tokenId, text, finishReason } = result.value;
+    const { index, tokenId, text, logprob, finishReason } = result.value;
     const event: InferenceEvent = { kind: "token", index, tokenId, text };
+    if (logprob !== undefined) event.logprob = logprob;
     if (finishReason !== undefined) event.finishReason = finishReason;
     controller.enqueue(event);
   }

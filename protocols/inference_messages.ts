@@ -128,6 +128,8 @@ export interface TokenEvent {
   tokenId: number;
   /** Newly complete text. */
   text: string;
+  /** The token's log-probability under the model (`StreamedToken.logprob`), when known. */
+  logprob?: number;
   /** Set on the last token. */
   finishReason?: "stop" | "length";
 }
@@ -158,6 +160,7 @@ export const InferenceEventMessage: MessageDefinition<InferenceEvent> = defineMe
       index: z.number().int().nonnegative(),
       tokenId: z.number().int().nonnegative(),
       text: z.string().max(MAX_TOKEN_TEXT_LENGTH),
+      logprob: z.number().optional(),
       finishReason: z.enum(["stop", "length"]).optional(),
     }),
     z.object({ kind: z.literal("end"), summary: summarySchema }),

@@ -12,7 +12,7 @@ import {
   GENERATION_LIMITS,
   type GenerationParams,
 } from "../protocols/job.ts";
-import { RequestValidationError } from "./http_errors.ts";
+import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import type { SamplingRequest, WsClientMessage } from "./stream_protocol.ts";
 
 /** Longest WebSocket request id, in characters. */
@@ -57,7 +57,10 @@ export interface StreamOptions {
   include_usage?: boolean | null;
 }
 
-/** A validated `POST /v1/completions` body (unknown fields are kept but ignored). */
+/**
+ * A validated `POST /v1/completions` body. Unknown fields are kept but ignored, except the
+ * OpenAI fields this node cannot honour ({@link refuseUnsupportedFields}).
+ */
 export interface CompletionRequest extends SamplingRequest {
   /** The prompt (a batch must hold exactly one). */
   prompt: string | string[];
@@ -69,6 +72,8 @@ export interface CompletionRequest extends SamplingRequest {
   n?: 1 | null;
   /** Echo the prompt; not supported. */
   echo?: false | null;
+  /** Logprobs of the chosen tokens with 0; more (top alternatives) is refused. */
+  logprobs?: number | null;
 }
 
 /** One chat message of a request. */
@@ -91,6 +96,10 @@ export interface ChatCompletionRequest extends SamplingRequest {
   stream_options?: StreamOptions | null;
   /** Choices; only 1. */
   n?: 1 | null;
+  /** Return the chosen tokens' logprobs. */
+  logprobs?: boolean | null;
+  /** Top alternatives per token: only 0 (refused otherwise). */
+  top_logprobs?: number | null;
 }
 
 /** `POST /v1/completions` body. Unknown fields are ignored, as OpenAI clients send many. */
@@ -105,6 +114,7 @@ export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObje
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
   n: z.literal(1).nullish(),
   echo: z.literal(false).nullish(),
+  logprobs: z.number().int().min(0).max(5).nullish(),
 });
 
 const chatContentSchema = z.union([
@@ -124,7 +134,80 @@ export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.l
   stream: z.boolean().nullish(),
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
   n: z.literal(1).nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: z.number().int().min(0).max(20).nullish(),
 });
+
+/** An OpenAI request field this node cannot honour, and the values that ask for nothing. */
+interface UnsupportedField {
+  /** Whether `value` asks for nothing this node lacks (an empty list, a zero penalty). */
+  harmless(value: unknown): boolean;
+  /** Why it is refused. */
+  why: string;
+}
+
+const isEmptyArray = (value: unknown) => Array.isArray(value) && value.length === 0;
+const isEmptyObject = (value: unknown) =>
+  typeof value === "object" && value !== null && Object.keys(value).length === 0;
+const TOOLS = "the node runs plain text generation, without tool calling";
+const TOP_LOGPROBS = "only the chosen tokens' logprobs are computed, not the top alternatives";
+
+/**
+ * The OpenAI fields the node refuses rather than ignores: ignoring them would return an answer
+ * that silently differs from what was asked. Fields that change nothing in the output (`user`,
+ * `metadata`, `store`, `parallel_tool_calls` without tools) are ignored.
+ */
+const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
+  tools: { harmless: isEmptyArray, why: TOOLS },
+  tool_choice: { harmless: (value) => value === "none", why: TOOLS },
+  functions: { harmless: isEmptyArray, why: TOOLS },
+  function_call: { harmless: (value) => value === "none", why: TOOLS },
+  response_format: {
+    harmless: (value) => (value as { type?: unknown })?.type === "text",
+    why: "output is not constrained to a format (JSON mode, schemas)",
+  },
+  logit_bias: { harmless: isEmptyObject, why: "the sampling rule has no logit bias" },
+  presence_penalty: { harmless: (value) => value === 0, why: "the sampling rule has no penalties" },
+  frequency_penalty: {
+    harmless: (value) => value === 0,
+    why: "the sampling rule has no penalties",
+  },
+  best_of: { harmless: (value) => value === 1, why: "one completion is generated per request" },
+  suffix: { harmless: (value) => value === "", why: "there is no insertion mode" },
+  top_logprobs: { harmless: (value) => value === 0, why: TOP_LOGPROBS },
+  audio: { harmless: () => false, why: "the node generates text only" },
+  modalities: {
+    harmless: (value) => Array.isArray(value) && value.every((m) => m === "text"),
+    why: "the node generates text only",
+  },
+  prediction: { harmless: () => false, why: "there are no predicted outputs" },
+};
+
+/** `logprobs` of `/v1/completions` asks for top alternatives above 0. */
+const COMPLETION_UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
+  ...UNSUPPORTED_FIELDS,
+  logprobs: { harmless: (value) => value === 0, why: `${TOP_LOGPROBS} (use logprobs: 0)` },
+};
+
+/**
+ * Throw a 400 `unsupported_field` naming the first field of `body` the node cannot honour
+ * (`tools`, `response_format`, `logit_bias`, ...). `null` counts as absent.
+ */
+export function refuseUnsupportedFields(
+  body: Record<string, unknown>,
+  endpoint: "completions" | "chat",
+): void {
+  const table = endpoint === "completions" ? COMPLETION_UNSUPPORTED_FIELDS : UNSUPPORTED_FIELDS;
+  for (const [field, rule] of Object.entries(table)) {
+    const value = body[field];
+    if (value === undefined || value === null || rule.harmless(value)) continue;
+    throw new EdgeError(
+      "unsupported_field",
+      `'${field}' is not supported by this node: ${rule.why}; remove it from the request`,
+      { param: field },
+    );
+  }
+}
 
 // The WebSocket messages are our own protocol: an unknown field is a mistake (a typo like
 // `max_token` would otherwise run with the default), so it is refused, naming the field.

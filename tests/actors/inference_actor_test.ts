@@ -151,10 +151,11 @@ Deno.test("InferenceActor tees the model's whole chunks to the prover, plain tok
     assertEquals(handle.jobId, jobId(job));
     const tokens = [];
     for await (const token of handle.tokens) tokens.push(token);
-    // The requester's copy holds the four plain fields only: the evidence stays with the prover.
+    // The requester's copy holds the plain fields and the token's logprob only: the evidence
+    // (fingerprint, logits) stays with the prover.
     assertEquals(tokens.map((t) => Object.keys(t).sort().join()), [
-      ...Array(4).fill("index,text,tokenId"),
-      "finishReason,index,text,tokenId",
+      ...Array(4).fill("index,logprob,text,tokenId"),
+      "finishReason,index,logprob,text,tokenId",
     ]);
     assertEquals(tokens.map((t) => t.text).join(""), "abcde");
     const summary = await handle.done;

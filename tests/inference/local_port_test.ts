@@ -11,7 +11,13 @@ import {
 import type { InferenceHandle } from "../../inference/inference_port.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import { eventually, params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
+import {
+  eventually,
+  params,
+  SCRIPTED_LOGPROB,
+  ScriptedModel,
+  StaticModels,
+} from "../server/_fixtures.ts";
 
 let nonce = 0;
 function textJob(model: string, maxTokens: number): TextJob {
@@ -61,9 +67,9 @@ Deno.test("LocalInferencePort hands back plain data: tokens without the model's 
     });
     assertEquals(handle.promptTokens, 1);
     assertEquals(await readTokens(handle), [
-      { index: 0, tokenId: 97, text: "a" },
-      { index: 1, tokenId: 98, text: "b" },
-      { index: 2, tokenId: 99, text: "c", finishReason: "length" },
+      { index: 0, tokenId: 97, text: "a", logprob: SCRIPTED_LOGPROB },
+      { index: 1, tokenId: 98, text: "b", logprob: SCRIPTED_LOGPROB },
+      { index: 2, tokenId: 99, text: "c", logprob: SCRIPTED_LOGPROB, finishReason: "length" },
     ]);
     assertEquals((await handle.done).finishReason, "length");
     const listed = await port.models();

@@ -104,6 +104,7 @@ export class ScriptedModel implements GenerativeModel {
     options?: { signal?: AbortSignal },
   ): ReadableStream<TokenChunk> {
     let index = 0;
+    let output = "";
     let stopped = false;
     const room = (this.info.contextLength ?? Infinity) - promptIds.length;
     return new ReadableStream<TokenChunk>({
@@ -117,7 +118,10 @@ export class ScriptedModel implements GenerativeModel {
         this.steps++;
         for (const wake of this.#stepWaiters.splice(0)) wake();
         const text = ALPHABET[index % ALPHABET.length];
-        const last = index + 1 >= Math.min(params.maxTokens, room);
+        output += text;
+        // Stop sequences as a real model honours them: after the output ends with one.
+        const matched = params.stop.some((stop) => output.endsWith(stop));
+        const last = matched || index + 1 >= Math.min(params.maxTokens, room);
         const tokenId = text.charCodeAt(0);
         const logits = new Float32Array(SCRIPTED_VOCAB);
         controller.enqueue({
@@ -128,7 +132,7 @@ export class ScriptedModel implements GenerativeModel {
           fingerprint: fingerprintOf(logits, tokenId),
           vocabSize: SCRIPTED_VOCAB,
           logits,
-          finishReason: last ? "length" : undefined,
+          finishReason: matched ? "stop" : last ? "length" : undefined,
         });
         index++;
         if (last) controller.close();
@@ -139,6 +143,9 @@ export class ScriptedModel implements GenerativeModel {
     }, { highWaterMark: 0 });
   }
 }
+
+/** The logprob of every scripted token: its logits row is flat, so log(1/256). */
+export const SCRIPTED_LOGPROB: number = fingerprintOf(new Float32Array(SCRIPTED_VOCAB), 0).logProb;
 
 /** The text the scripted model produces for `n` tokens. */
 export function scriptedText(n: number): string {

@@ -102,6 +102,51 @@ Deno.test("With the real ProverActor, the streamed text's signed receipt comes b
   }
 });
 
+Deno.test("With a stop sequence, the returned text leaves it out and the receipt verifies against text + veriflow_stop", async () => {
+  const system = new ActorSystem({ name: "app-stop-test" });
+  const abort = new AbortController();
+  try {
+    const model = await loadTinyModel();
+    const identity = Identity.generate();
+    const prover = await system.spawn<ProverMessage>({
+      name: "node/prover",
+      factory: () => new ProverActor({ identity }),
+    });
+    const models = new StaticModels([model]);
+    const inference = await system.spawn<InferenceMessage>({
+      name: "node/inference",
+      factory: () => new InferenceActor({ models, prover: proverHook(prover) }),
+    });
+    const port = new LocalInferencePort({ inference, models });
+    const server = serve({ app: createApp({ inference: port }), signal: abort.signal });
+    // A stop the greedy output is known to reach: three characters from its middle.
+    const ids = model.tokenizer.encode("Prove it");
+    const greedy = { maxTokens: 30, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] };
+    let full = "";
+    for await (const chunk of model.generate(ids, greedy)) full += chunk.text;
+    const stop = full.slice(10, 13);
+    const body = await (await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ prompt: "Prove it", max_tokens: 30, stop }),
+    })).json();
+    const text = body.choices[0].text;
+    assertEquals([text, body.veriflow_stop, body.choices[0].finish_reason], [
+      full.slice(0, full.indexOf(stop)),
+      stop,
+      "stop",
+    ]);
+    const receipt = body.veriflow_receipt;
+    const signed = { ...receipt, worker: fromHex(receipt.worker), sig: fromHex(receipt.sig) };
+    assert(verifyReceipt(signed, { output: text + body.veriflow_stop }).ok);
+    assert(!verifyReceipt(signed, { output: text }).ok, "the receipt covers the stop too");
+    abort.abort();
+    await server.finished;
+  } finally {
+    abort.abort();
+    await system.shutdown();
+  }
+});
+
 Deno.test("The HTTP and WebSocket edge depends on the inference port only: no server/ module imports from actors/", async () => {
   const serverDir = new URL("../../server/", import.meta.url);
   const offenders: string[] = [];

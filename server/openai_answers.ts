@@ -1,0 +1,265 @@
+/**
+ * The two ways a `/v1` route answers an accepted job: server-sent events (`stream: true`:
+ * `data: {chunk}` lines ending with `data: [DONE]`) or one JSON body once the job has ended.
+ * Both run the tokens through a {@link StopTrimmer} (a matched stop sequence is not returned;
+ * it is named in `veriflow_stop`, so `text + veriflow_stop` is the output the receipt commits
+ * to), and both end with `veriflow_job_id` and, when the node runs a prover,
+ * `veriflow_receipt` (byte strings as hex).
+ *
+ * A client that disconnects cancels its job: both answers are response-body streams whose
+ * `cancel` (the client went away) cancels the token stream, which stops the model. A streaming
+ * client that stops reading is cut off after `http.clientIdleTimeoutMs` and its job cancelled.
+ *
+ * @module
+ */
+import type { FinishReason, InferenceHandle, JobSummary } from "../inference/inference_port.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import { yieldToEventLoop } from "./_event_loop.ts";
+import type { EdgeStats } from "./edge_stats.ts";
+import { openAiErrorBody } from "./http_errors.ts";
+import { toJsonValue } from "./json_value.ts";
+import type { ResponseShape } from "./openai_shapes.ts";
+import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
+import { wireUsage } from "./stream_protocol.ts";
+
+/** How an answer is given. */
+export interface AnswerOptions {
+  /** The request's stop sequences, trimmed from the text. */
+  stops: readonly string[];
+  /** Write the chosen tokens' logprobs. */
+  logprobs: boolean;
+  /** Streams: send `usage: null` on every chunk and a last chunk with the usage. */
+  includeUsage: boolean;
+  /** Streams: how long the client may read nothing (`http.clientIdleTimeoutMs`). */
+  idleTimeoutMs: number;
+  /** Where an idle cut-off is counted. */
+  stats: EdgeStats;
+  /** Whether the model computes on this thread (yield a turn after each event). */
+  computesOnEventLoop: boolean;
+}
+
+/** Hex characters of the job id used in OpenAI-style response ids. */
+const RESPONSE_ID_CHARS = 24;
+const MS_PER_S = 1000;
+
+/** OpenAI has only `stop` and `length` for a job that ran to its end. */
+function openAiFinishReason(reason: FinishReason): string | null {
+  return reason === "stop" || reason === "length" ? reason : null;
+}
+
+/** The Veriflow fields of a finished job's last chunk or body. */
+function veriflowFields(summary: JobSummary, stop: string | undefined): Record<string, unknown> {
+  const fields: Record<string, unknown> = { veriflow_job_id: summary.jobId };
+  if (stop !== undefined) fields.veriflow_stop = stop;
+  if (summary.receipt !== undefined) fields.veriflow_receipt = toJsonValue(summary.receipt);
+  else if (summary.error !== undefined) fields.veriflow_receipt_error = summary.error;
+  return fields;
+}
+
+/**
+ * The non-streamed answer: one JSON body once the job has ended. The body is still a stream,
+ * so that a client that goes away cancels the job through the body's `cancel`, as with SSE
+ * (watching `request.signal` instead would also fire after every successful response under
+ * Deno's legacy abort semantics). The cost: the 200 is committed when the job starts, so a job
+ * that fails midway answers 200 with an OpenAI error body.
+ */
+export function fullAnswer(
+  handle: InferenceHandle,
+  shape: ResponseShape,
+  options: AnswerOptions,
+): Response {
+  const collected = (async () => {
+    const trimmer = new StopTrimmer(options.stops);
+    const pieces: TextPiece[] = [];
+    try {
+      for await (const token of handle.tokens) {
+        const piece = trimmer.push(token);
+        if (piece !== undefined) pieces.push(piece);
+      }
+    } catch {
+      // Cancelled or failed: the summary says which.
+    }
+    const summary = await handle.done;
+    const end = trimmer.finish(summary.finishReason);
+    pieces.push(end.piece);
+    return { pieces, stop: end.stop, summary };
+  })();
+  const encoder = new TextEncoder();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { pieces, stop, summary } = await collected;
+      let json: Record<string, unknown>;
+      if (summary.finishReason === "error" || summary.finishReason === "cancelled") {
+        json = openAiErrorBody(
+          new VeriflowError(
+            summary.error?.code ?? "job_cancelled",
+            summary.error?.message ?? "the job was cancelled",
+          ),
+        ) as unknown as Record<string, unknown>;
+      } else {
+        const text = pieces.map((piece) => piece.text).join("");
+        const logprobs = options.logprobs
+          ? shape.logprobs(pieces.flatMap((piece) => piece.tokens), 0)
+          : null;
+        json = {
+          id: `${shape.idPrefix}-${summary.jobId.slice(0, RESPONSE_ID_CHARS)}`,
+          object: shape.object,
+          created: Math.floor(Date.now() / MS_PER_S),
+          model: handle.model.cid,
+          choices: [shape.fullChoice(text, logprobs, openAiFinishReason(summary.finishReason))],
+          usage: wireUsage(summary),
+          ...veriflowFields(summary, stop),
+        };
+      }
+      controller.enqueue(encoder.encode(JSON.stringify(json)));
+      controller.close();
+    },
+    cancel() {
+      handle.cancel();
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, { headers: { "content-type": "application/json" } });
+}
+
+const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  // Reverse proxies (nginx) buffer responses unless told not to; tokens must flow as made.
+  "x-accel-buffering": "no",
+};
+
+/** The SSE answer: one `data:` event per released piece of text. */
+export function sseAnswer(
+  handle: InferenceHandle,
+  shape: ResponseShape,
+  options: AnswerOptions,
+): Response {
+  const encoder = new TextEncoder();
+  const reader = handle.tokens.getReader();
+  const trimmer = new StopTrimmer(options.stops);
+  const id = `${shape.idPrefix}-${handle.jobId.slice(0, RESPONSE_ID_CHARS)}`;
+  const created = Math.floor(Date.now() / MS_PER_S);
+  // OpenAI's convention when usage is asked for: `usage: null` on every chunk but the last.
+  const usageField = options.includeUsage ? { usage: null } : {};
+  const chunk = (choices: Record<string, unknown>[], extra?: Record<string, unknown>) =>
+    encoder.encode(
+      `data: ${
+        JSON.stringify({
+          id,
+          object: shape.chunkObject,
+          created,
+          model: handle.model.cid,
+          choices,
+          ...usageField,
+          ...extra,
+        })
+      }\n\n`,
+    );
+  let opened = shape.openingChoice === undefined;
+  let closed = false;
+  let sent = 0;
+  /** Characters of text sent so far (logprobs' text offsets). */
+  let offset = 0;
+  /** Tokens released with no text yet (an incomplete character): sent with the next text. */
+  let pending: TextPiece["tokens"] = [];
+
+  const piece = (text: string, tokens: TextPiece["tokens"]) => {
+    const all = [...pending, ...tokens];
+    pending = [];
+    const logprobs = options.logprobs ? shape.logprobs(all, offset) : null;
+    offset += text.length;
+    return chunk([shape.chunkChoice(text, logprobs, null)]);
+  };
+
+  const finish = (controller: ReadableStreamDefaultController<Uint8Array>, summary: JobSummary) => {
+    closed = true;
+    if (summary.finishReason === "error" || summary.finishReason === "cancelled") {
+      // Mid-stream failures cannot change the status any more; OpenAI clients raise on an
+      // `error` member in an event.
+      const error = {
+        message: summary.error?.message ?? "the job was cancelled",
+        type: "server_error",
+        param: null,
+        code: summary.error?.code ?? "job_cancelled",
+      };
+      controller.enqueue(encoder.encode(`data: ${JSON.stringify({ error })}\n\n`));
+    } else {
+      const end = trimmer.finish(summary.finishReason);
+      if (end.piece.text !== "" || (options.logprobs && pending.length + end.piece.tokens.length)) {
+        controller.enqueue(piece(end.piece.text, end.piece.tokens));
+      }
+      controller.enqueue(
+        chunk(
+          [shape.chunkChoice(null, null, openAiFinishReason(summary.finishReason))],
+          veriflowFields(summary, end.stop),
+        ),
+      );
+      if (options.includeUsage) controller.enqueue(chunk([], { usage: wireUsage(summary) }));
+    }
+    controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+    controller.close();
+  };
+
+  const next = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    if (!opened) {
+      opened = true;
+      controller.enqueue(chunk([shape.openingChoice!()]));
+      return;
+    }
+    // onnxruntime-node computes on the JS thread: give the last event's write a turn of
+    // the event loop before the next (blocking) step, or it would leave one step late.
+    if (sent > 0 && options.computesOnEventLoop) await yieldToEventLoop();
+    // Read until some text is released: an empty delta (a character still incomplete, a
+    // possible stop sequence held back) tells a client nothing.
+    while (true) {
+      let result;
+      try {
+        result = await reader.read();
+      } catch {
+        finish(controller, await handle.done);
+        return;
+      }
+      if (result.done) {
+        finish(controller, await handle.done);
+        return;
+      }
+      const released = trimmer.push(result.value);
+      if (released === undefined) continue;
+      if (released.text === "") {
+        pending.push(...released.tokens);
+        continue;
+      }
+      controller.enqueue(piece(released.text, released.tokens));
+      sent++;
+      return;
+    }
+  };
+
+  // Armed while an event waits for the client to read it (the body is pulled only as the
+  // connection takes bytes): a client that stops reading would otherwise hold its job's slot
+  // for as long as it keeps the connection open.
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  const awaitReader = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    idleTimer = setTimeout(() => {
+      options.stats.idleTimeouts++;
+      handle.cancel();
+      controller.error(
+        new Error(
+          `the client read nothing for ${options.idleTimeoutMs} ms (http.clientIdleTimeoutMs)`,
+        ),
+      );
+    }, options.idleTimeoutMs);
+  };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      clearTimeout(idleTimer);
+      await next(controller);
+      if (!closed) awaitReader(controller);
+    },
+    cancel() {
+      clearTimeout(idleTimer);
+      handle.cancel();
+    },
+  }, { highWaterMark: 0 });
+  return new Response(body, { headers: SSE_HEADERS });
+}

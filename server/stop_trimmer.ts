@@ -1,0 +1,113 @@
+/**
+ * OpenAI's `stop` convention for the `/v1` routes: a matched stop sequence is not part of the
+ * returned text. The model stops *after* its output ends with a stop sequence (the receipt
+ * commits to that output, stop included), so the edge holds back the tokens whose text could
+ * be the start of a stop sequence until the next token shows it is not, and drops the matched
+ * sequence at the end. Whole tokens are held, so each released piece carries the tokens (and
+ * logprobs) it came from.
+ *
+ * ```
+ * stop ["\nUser:"]   tokens "Hi" "\n" "Us" "er" ":"
+ * push "Hi"   → "Hi"        push "\n" → (held)   push "Us" → (held)   …
+ * finish(stop) → text "", stop "\nUser:"         (the client saw "Hi")
+ * ```
+ *
+ * @module
+ */
+import type { FinishReason, StreamedToken } from "../inference/inference_port.ts";
+
+/** Text released to the client, with the tokens it came from. */
+export interface TextPiece {
+  /** The text. */
+  text: string;
+  /** The tokens whose text this piece starts (for logprobs). */
+  tokens: StreamedToken[];
+}
+
+/** The rest of the output at the end of a job. */
+export interface TrimmedEnd {
+  /** What was still held, minus the matched stop sequence. */
+  piece: TextPiece;
+  /** The stop sequence the output ended with, when it ended on one. */
+  stop?: string;
+}
+
+/** Holds back possible stop-sequence starts and drops a matched stop sequence. */
+export class StopTrimmer {
+  #stops: readonly string[];
+  #held: StreamedToken[] = [];
+  #heldText = "";
+
+  /**
+   * Create it.
+   *
+   * @param stops The request's stop sequences (none: every token passes at once).
+   */
+  constructor(stops: readonly string[]) {
+    this.#stops = stops.filter((stop) => stop.length > 0);
+  }
+
+  /** Take the next token; returns what can be released now, if anything. */
+  push(token: StreamedToken): TextPiece | undefined {
+    this.#held.push(token);
+    this.#heldText += token.text;
+    // The last token: the end decides what is a stop sequence.
+    if (token.finishReason !== undefined) return undefined;
+    const keep = this.#possibleStopStart();
+    // Release whole tokens from the front while the rest still covers the `keep` tail.
+    let releasedChars = 0;
+    let count = 0;
+    while (count < this.#held.length) {
+      const next = this.#held[count].text.length;
+      if (this.#heldText.length - releasedChars - next < keep) break;
+      releasedChars += next;
+      count++;
+    }
+    if (count === 0) return undefined;
+    const tokens = this.#held.splice(0, count);
+    const text = this.#heldText.slice(0, releasedChars);
+    this.#heldText = this.#heldText.slice(releasedChars);
+    return { text, tokens };
+  }
+
+  /** Release the rest at the end of the job; a job that ended on a stop loses the sequence. */
+  finish(reason: FinishReason): TrimmedEnd {
+    const stop = reason === "stop"
+      ? this.#stops
+        .filter((s) => this.#heldText.endsWith(s))
+        .reduce<string | undefined>(
+          (a, b) => (a === undefined || b.length > a.length ? b : a),
+          undefined,
+        )
+      : undefined;
+    const cut = this.#heldText.length - (stop?.length ?? 0);
+    const tokens: StreamedToken[] = [];
+    let offset = 0;
+    for (const token of this.#held) {
+      // A token counts when some of its text is kept (an empty one, when it comes before the cut).
+      if (offset < cut || (offset === cut && token.text === "" && stop === undefined)) {
+        tokens.push(token);
+      }
+      offset += token.text.length;
+    }
+    const piece = { text: this.#heldText.slice(0, cut), tokens };
+    this.#held = [];
+    this.#heldText = "";
+    return stop === undefined ? { piece } : { piece, stop };
+  }
+
+  /** Length of the longest tail of the held text that is a proper prefix of a stop sequence. */
+  #possibleStopStart(): number {
+    let longest = 0;
+    for (const stop of this.#stops) {
+      const max = Math.min(stop.length - 1, this.#heldText.length);
+      for (let n = max; n > longest; n--) {
+        if (this.#heldText.endsWith(stop.slice(0, n))) {
+          longest = n;
+          break;
+        }
+      }
+    }
+    return longest;
+  }
+}

@@ -1,0 +1,275 @@
+/**
+ * The OpenAI conventions real clients rely on: stop sequences left out of the text, `usage:
+ * null` on non-final chunks, `GET /v1/models/{id}`, `max_tokens` past the context, logprobs,
+ * and refused (not ignored) fields the node cannot honour.
+ */
+import OpenAI from "openai";
+import { assert, assertEquals, assertRejects } from "./_assert.ts";
+import { SCRIPTED_LOGPROB, startTestNode, type TestNode } from "./_fixtures.ts";
+import { StopTrimmer } from "../../server/stop_trimmer.ts";
+import type { StreamedToken } from "../../inference/inference_port.ts";
+
+async function withNode(body: (node: TestNode, client: OpenAI) => Promise<void>): Promise<void> {
+  const node = await startTestNode();
+  node.gated.release(1_000_000); // these tests are about shapes, not timing
+  const client = new OpenAI({ baseURL: `${node.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  try {
+    await body(node, client);
+  } finally {
+    await node.close();
+  }
+}
+
+/** The `data:` events of an SSE body, parsed (without `[DONE]`). */
+async function sseEvents(response: Response): Promise<Record<string, unknown>[]> {
+  const text = await response.text();
+  assert(text.endsWith("data: [DONE]\n\n"), text);
+  return text.split("\n\n").filter((e) => e.startsWith("data: {")).map((e) =>
+    JSON.parse(e.slice("data: ".length))
+  );
+}
+
+function post(node: TestNode, path: string, body: unknown): Promise<Response> {
+  return fetch(`${node.url}${path}`, { method: "POST", body: JSON.stringify(body) });
+}
+
+Deno.test("A matched stop sequence is not part of the returned text (full and streamed); veriflow_stop names it", async () => {
+  await withNode(async (node, client) => {
+    // The gated model writes "abcdef…"; it stops after "cd", which the client must not see.
+    const full = await client.completions.create({
+      model: "gated",
+      prompt: "x",
+      max_tokens: 10,
+      stop: ["cd", "zz"],
+    });
+    assertEquals(full.choices[0].text, "ab");
+    assertEquals(full.choices[0].finish_reason, "stop");
+    // deno-lint-ignore no-explicit-any
+    assertEquals((full as any).veriflow_stop, "cd");
+    assertEquals(full.usage?.completion_tokens, 4); // the work done includes the stop
+    const stream = await client.chat.completions.create({
+      model: "gated",
+      messages: [{ role: "user", content: "x" }],
+      max_tokens: 10,
+      stop: "def",
+      stream: true,
+    });
+    let text = "";
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
+    assertEquals([text, finish], ["abc", "stop"]);
+    // A false start is held back only until it is known not to be a stop: "ce" never comes.
+    const events = await sseEvents(
+      await post(node, "/v1/completions", {
+        model: "gated",
+        prompt: "x",
+        max_tokens: 6,
+        stop: "ce",
+        stream: true,
+      }),
+    );
+    const pieces = events.map((e) => (e.choices as { text: string }[])[0]?.text ?? "");
+    assertEquals(pieces.join(""), "abcdef");
+    assert(pieces.includes("cd"), `"c" is held with "d": ${JSON.stringify(pieces)}`);
+    assertEquals(events.at(-1)!.veriflow_stop, undefined);
+  });
+});
+
+Deno.test("StopTrimmer: holds whole tokens that may start a stop, drops the matched stop across tokens, keeps logprob tokens aligned", () => {
+  const token = (text: string, index: number, finishReason?: "stop"): StreamedToken => ({
+    index,
+    tokenId: index,
+    text,
+    logprob: -index,
+    ...(finishReason ? { finishReason } : {}),
+  });
+  const trimmer = new StopTrimmer(["\nUser:"]);
+  assertEquals(trimmer.push(token("Hi", 0))?.text, "Hi");
+  // " there\n" ends with "\n", which may start the stop: the whole token is held.
+  assertEquals(trimmer.push(token(" there\n", 1)), undefined);
+  assertEquals(trimmer.push(token("Us", 2)), undefined);
+  // The last token completes the stop across three tokens: it is dropped, " there" is kept
+  // with the one token it came from.
+  assertEquals(trimmer.push(token("er:", 3, "stop")), undefined);
+  const ended = trimmer.finish("stop");
+  assertEquals([ended.piece.text, ended.stop], [" there", "\nUser:"]);
+  assertEquals(ended.piece.tokens.map((t) => t.index), [1]);
+  // A job that ends another way (length) gets back everything held, as is.
+  const cut = new StopTrimmer(["\nUser:"]);
+  cut.push(token("Hi\n", 0));
+  assertEquals(cut.finish("length"), {
+    piece: { text: "Hi\n", tokens: [token("Hi\n", 0)] },
+  });
+  // Once the held text cannot start a stop any more, it is released with the next token.
+  const released = new StopTrimmer(["\nUser:"]);
+  released.push(token("a\n", 0));
+  assertEquals(released.push(token("b", 1))?.text, "a\nb");
+});
+
+Deno.test("With stream_options.include_usage, every chunk but the last carries usage: null; the last carries the usage", async () => {
+  await withNode(async (node) => {
+    for (const path of ["/v1/completions", "/v1/chat/completions"]) {
+      const events = await sseEvents(
+        await post(node, path, {
+          model: "gated",
+          prompt: "x",
+          messages: [{ role: "user", content: "x" }],
+          max_tokens: 3,
+          stream: true,
+          stream_options: { include_usage: true },
+        }),
+      );
+      const usage = events.at(-1)!.usage as { completion_tokens: number };
+      assertEquals(usage.completion_tokens, 3);
+      assertEquals(events.at(-1)!.choices, []);
+      assert(events.length > 2);
+      for (const event of events.slice(0, -1)) assertEquals(event.usage, null, path);
+      // Without include_usage, no usage member at all (as OpenAI).
+      const plain = await sseEvents(
+        await post(node, path, {
+          model: "gated",
+          prompt: "x",
+          messages: [{ role: "user", content: "x" }],
+          max_tokens: 2,
+          stream: true,
+        }),
+      );
+      assert(plain.every((event) => !("usage" in event)), path);
+    }
+  });
+});
+
+Deno.test("GET /v1/models/{id} by CID or name; an unknown id is a 404 (openai client: NotFoundError)", async () => {
+  await withNode(async (node, client) => {
+    const byCid = await client.models.retrieve(node.model.info.cid);
+    assertEquals([byCid.id, byCid.object], [node.model.info.cid, "model"]);
+    const byName = await client.models.retrieve("gated");
+    assertEquals(byName.id, node.gated.info.cid);
+    // deno-lint-ignore no-explicit-any
+    assertEquals((byName as any).veriflow.context_length, node.gated.info.contextLength);
+    await assertRejects(() => client.models.retrieve("no-such-model"), OpenAI.NotFoundError);
+  });
+});
+
+Deno.test("max_tokens beyond the context is truncated (documented): the job ends at the context with finish_reason length", async () => {
+  await withNode(async (node, client) => {
+    const context = node.model.info.contextLength!;
+    const completion = await client.completions.create({
+      model: "default",
+      prompt: "Hello",
+      max_tokens: 4096,
+    });
+    assertEquals(completion.choices[0].finish_reason, "length");
+    assertEquals(completion.usage!.prompt_tokens + completion.usage!.completion_tokens, context);
+  });
+});
+
+Deno.test("logprobs: the chosen tokens' log-probabilities, completions (logprobs: 0) and chat (logprobs: true), full and streamed", async () => {
+  await withNode(async (_node, client) => {
+    const completion = await client.completions.create({
+      model: "gated",
+      prompt: "x",
+      max_tokens: 3,
+      logprobs: 0,
+    });
+    assertEquals(completion.choices[0].logprobs, {
+      tokens: ["a", "b", "c"],
+      token_logprobs: [SCRIPTED_LOGPROB, SCRIPTED_LOGPROB, SCRIPTED_LOGPROB],
+      top_logprobs: null,
+      text_offset: [0, 1, 2],
+    });
+    const chat = await client.chat.completions.create({
+      model: "gated",
+      messages: [{ role: "user", content: "x" }],
+      max_tokens: 2,
+      logprobs: true,
+    });
+    assertEquals(chat.choices[0].logprobs?.content, [
+      { token: "a", logprob: SCRIPTED_LOGPROB, bytes: [97], top_logprobs: [] },
+      { token: "b", logprob: SCRIPTED_LOGPROB, bytes: [98], top_logprobs: [] },
+    ]);
+    const stream = await client.chat.completions.create({
+      model: "gated",
+      messages: [{ role: "user", content: "x" }],
+      max_tokens: 3,
+      logprobs: true,
+      stream: true,
+    });
+    const streamed = [];
+    for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    assertEquals(streamed.map((entry) => entry.token), ["a", "b", "c"]);
+    // Without logprobs asked: null, as before.
+    const plain = await client.completions.create({ model: "gated", prompt: "x", max_tokens: 2 });
+    assertEquals(plain.choices[0].logprobs, null);
+  });
+});
+
+Deno.test("logprobs of the real model are its fingerprints' logProb, token by token", async () => {
+  await withNode(async (node) => {
+    const response = await post(node, "/v1/completions", {
+      prompt: "Once upon a time",
+      max_tokens: 12,
+      logprobs: 0,
+    });
+    const { choices } = await response.json();
+    const expected: number[] = [];
+    const ids = node.model.tokenizer.encode("Once upon a time");
+    for await (
+      const chunk of node.model.generate(ids, {
+        maxTokens: 12,
+        temperature: 0,
+        topK: 0,
+        topP: 1,
+        seed: 0,
+        stop: [],
+      })
+    ) expected.push(chunk.fingerprint.logProb);
+    assertEquals(choices[0].logprobs.token_logprobs, expected);
+    assert(expected.every((lp) => lp <= 0 && Number.isFinite(lp)));
+  });
+});
+
+Deno.test("Fields the node cannot honour are refused with 400 unsupported_field naming the field; values that ask for nothing pass", async () => {
+  await withNode(async (node) => {
+    const refused: [string, string, unknown][] = [
+      ["/v1/chat/completions", "tools", [{ type: "function", function: { name: "f" } }]],
+      ["/v1/chat/completions", "response_format", { type: "json_object" }],
+      ["/v1/chat/completions", "logit_bias", { "97": 10 }],
+      ["/v1/chat/completions", "top_logprobs", 2],
+      ["/v1/chat/completions", "presence_penalty", 0.5],
+      ["/v1/completions", "logprobs", 2],
+      ["/v1/completions", "frequency_penalty", 1],
+      ["/v1/completions", "suffix", "end"],
+      ["/v1/completions", "best_of", 3],
+    ];
+    for (const [path, field, value] of refused) {
+      const response = await post(node, path, {
+        model: "gated",
+        prompt: "x",
+        messages: [{ role: "user", content: "x" }],
+        [field]: value,
+      });
+      const { error } = await response.json();
+      assertEquals([response.status, error.code, error.param], [400, "unsupported_field", field]);
+      assert(error.message.includes(`'${field}'`), error.message);
+    }
+    const harmless = await post(node, "/v1/chat/completions", {
+      model: "gated",
+      messages: [{ role: "user", content: "x" }],
+      max_tokens: 2,
+      tools: [],
+      logit_bias: {},
+      presence_penalty: 0,
+      frequency_penalty: 0,
+      response_format: { type: "text" },
+      top_logprobs: 0,
+      user: "someone",
+    });
+    assertEquals(harmless.status, 200);
+    await harmless.text();
+    assertEquals((await node.stats()).jobsStarted, 1);
+  });
+});
