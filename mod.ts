@@ -125,6 +125,7 @@ export type * from "./actors/inference_models.ts";
 export * from "./server/serve.ts";
 export * from "./server/metrics_registry.ts";
 export * from "./server/http_errors.ts";
+export { EDGE_DEFAULTS, type EdgeConfig } from "./server/edge_config.ts";
 export type * from "./server/stream_protocol.ts";
 export * from "./server/chat_template.ts";
 export * from "./client/stream_client.ts";
