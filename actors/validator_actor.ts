@@ -455,12 +455,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       } else if (outcome === "invalid" && reason === "proof_unavailable") {
         // Withheld past the deadline (or served unsigned): the worker's failure, and no fraud
         // proof can carry it. Not paid; the locked slash is burned.
-        await this.#end(id, () => ledger.settleFault(id, this.#options.identity.publicKey, reason));
-        this.#stats.slashes++;
+        const me = this.#options.identity.publicKey;
+        if (await this.#end(id, () => ledger.settleFault(id, me, reason))) this.#stats.slashes++;
       } else {
         // Undecided here (no model, an error, anything else): not paid, nobody slashed.
-        await this.#end(id, () => ledger.leaveUnresolved(id, reason));
-        this.#stats.unresolved++;
+        if (await this.#end(id, () => ledger.leaveUnresolved(id, reason))) {
+          this.#stats.unresolved++;
+        }
       }
       this.#log(
         `validator: challenged job ${receipt.jobId.slice(0, 12)} → ${outcome}` +
@@ -480,9 +481,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   }
 
   /** End the challenge on `id` with one ledger transition, and release its hold. */
-  async #end(id: string, transition: () => Promise<void>): Promise<void> {
+  async #end(id: string, transition: () => Promise<void>): Promise<boolean> {
     try {
       await transition();
+      return true;
+    } catch (error) {
+      // Settled meanwhile by someone else's checked fraud proof: that outcome stands.
+      if (!(error instanceof LedgerRejectedError && error.code === "wrong_status")) throw error;
+      return false;
     } finally {
       this.#release(id);
     }

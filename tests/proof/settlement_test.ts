@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import {
+  type FraudProofHandled,
   type ReceiptHandled,
   ValidatorActor,
   type ValidatorMessage,
@@ -20,6 +21,7 @@ import { signVerdict } from "../../protocols/verdict.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { checkFraudProof } from "../../proof/fraud_check.ts";
+import { validateReceipt } from "../../proof/validation.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
@@ -491,6 +493,37 @@ Deno.test("a worker cannot read the coin from the validator's answer: challenged
     }
     await atWorker.close();
     await atValidator.close();
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a peer's fraud proof that settles a receipt while this validator's own challenge is open: the late end changes nothing and crashes nothing", async () => {
+  const t = await setup();
+  try {
+    const { job, receipt, id, proof } = await t.prove({}, true);
+    const late = Promise.withResolvers<ServedProof | undefined>();
+    t.answers.set(id, late.promise);
+    const handled = await t.submit(receipt, job);
+    assert.equal(await t.status(id), "challenged");
+    // Another validator, staked here, caught the same cheat first.
+    const peer = Identity.generate();
+    await t.validator.ask({ type: "deposit", key: peer.publicKey, amount: 1_000 });
+    const { fraudProof } = await validateReceipt({ job, receipt, proof }, f.honest, peer);
+    const taken = await t.validator.ask<FraudProofHandled>({
+      type: "fraud_proof",
+      proof: fraudProof,
+      origin: "cd".repeat(32),
+    });
+    assert.equal((await taken.result!).confirmed, true);
+    assert.equal(await t.status(id), "fraud");
+    // Our own challenge then ends: the worker never answered us.
+    late.resolve(undefined);
+    assert.equal((await handled.result!).verdict.reason, "proof_unavailable");
+    assert.equal(await t.status(id), "fraud");
+    const { slash } = priceOf(receipt.tokenCount);
+    assert.equal((await t.account(t.worker.publicKey)).stake, WORKER_STAKE - slash, "slashed once");
+    assert.equal((await t.stats()).openChallenges, 0, "the actor is alive and the hold released");
   } finally {
     await t.close();
   }
