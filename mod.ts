@@ -79,6 +79,7 @@ export * from "./inference/text_model.ts";
 export type { SessionOptions } from "./inference/_session.ts";
 export * from "./inference/tensor_model.ts";
 export * from "./inference/model_registry.ts";
+export * from "./inference/model_health.ts";
 export * from "./inference/model_builder.ts";
 export * from "./inference/builtin_model.ts";
 export * from "./inference/sampler.ts";

@@ -1,7 +1,7 @@
 /**
  * The entry point of a model worker (worker execution mode): a dedicated `Worker` that owns one
  * onnxruntime session and the KV caches of the sequences placed on it, and answers the requests
- * of `_worker_protocol.ts` one at a time.
+ * of `_worker_protocol.ts` one at a time, generation steps before forward passes.
  *
  * onnxruntime-node computes synchronously on the thread that calls `session.run`; here that is
  * this worker's thread, so the main thread's event loop (HTTP, WebSocket writes, actors) keeps
@@ -124,13 +124,35 @@ function ownedFloat32(data: Float32Array): Float32Array<ArrayBuffer> {
   return data.slice();
 }
 
-/** Requests are handled strictly one after another, in arrival order. */
-let queue: Promise<void> = Promise.resolve();
+/**
+ * Requests are handled one after another: first every queued request but forward passes (the
+ * generation steps clients wait on, each a few milliseconds), in arrival order, so a `drop`
+ * still follows the steps of its sequence; then forward passes (a validator's, one costing as
+ * much as dozens of steps) and `dispose`, which goes last.
+ */
+const urgent: WorkerRequest[] = [];
+const background: WorkerRequest[] = [];
+const BACKGROUND_OPS: ReadonlySet<WorkerRequest["op"]> = new Set(["forward", "dispose"]);
+let draining = false;
 
 port.onmessage = (event) => {
   const request = event.data;
-  queue = queue.then(() => handle(request));
+  (BACKGROUND_OPS.has(request.op) ? background : urgent).push(request);
+  if (!draining) void drain();
 };
+
+async function drain(): Promise<void> {
+  draining = true;
+  while (urgent.length > 0 || background.length > 0) {
+    if (urgent.length === 0) {
+      // About to start a long pass: let a step already posted to this worker arrive first.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      if (urgent.length > 0) continue;
+    }
+    await handle(urgent.shift() ?? background.shift()!);
+  }
+  draining = false;
+}
 
 async function handle(request: WorkerRequest): Promise<void> {
   if (request.op === "drop") {

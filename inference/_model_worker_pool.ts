@@ -9,12 +9,23 @@
  * on N cores at once; more jobs than workers share them step by step.
  *
  * A generation is pinned to one worker for its whole life (its KV cache lives there), placed on
- * the worker with the fewest open sequences. One-shot requests (`forward`, tensor `run`) go to
- * the worker with the least work queued.
+ * the worker with the fewest open sequences. Tensor `run`s go to the worker with the least work
+ * queued.
  *
- * A worker that dies fails its pending requests and every later one with `ModelWorkerError`
- * (the model's owner decides what to do — typically reload it); after `dispose()` requests fail
- * with `ModelDisposedError`.
+ * **Lanes.** A validator's teacher-forced `forward` pass over a whole job costs as much as
+ * dozens of generation steps; queued in a generation worker, it would hold up every step behind
+ * it. With `validationWorkers` ≥ 1 forward passes run on workers of their own (the validation
+ * lane: one more session in memory, its threads competing for cores but never queueing ahead
+ * of a step); without, they share the generation workers, and each worker serves every queued
+ * step before a forward pass (`_model_worker.ts`).
+ *
+ * **Supervision.** The pool supervises its workers, one for one: a worker that dies (an uncaught
+ * error, an unreadable message) fails the requests it held — its generations lose their KV
+ * cache, so they end with `ModelWorkerError` — and is replaced by a fresh worker that loads the
+ * same model, after a backoff. Requests for it wait for the replacement. Past `maxRestarts`
+ * within `withinMs` (a model that crashes every worker it loads into) the pool gives up on it:
+ * its requests fail with a `ModelWorkerError` that says so, and {@link ModelWorkerPool.health}
+ * reports it, as `/healthz` does. After `dispose()` requests fail with `ModelDisposedError`.
  *
  * @module
  */
@@ -32,6 +43,13 @@ import {
   type WorkerStats,
 } from "./_worker_protocol.ts";
 import { ModelDisposedError, ModelWorkerError } from "./errors.ts";
+import type {
+  ModelHealth,
+  ModelWorkerEvent,
+  ModelWorkerHealth,
+  ModelWorkerLane,
+  ModelWorkerRestartPolicy,
+} from "./model_health.ts";
 
 /**
  * Most workers a pool starts by default. Every worker holds a whole session (the model's weights
@@ -42,19 +60,40 @@ export const DEFAULT_MAX_MODEL_WORKERS = 4;
 
 /** Worker-mode options as the pool reads them (declared publicly in `text_model.ts`). */
 export interface PoolSizing extends SessionOptions {
-  /** Workers in the pool. */
+  /** Generation workers in the pool. */
   workerCount?: number;
+  /** Validation workers (forward passes only); default 0. */
+  validationWorkers?: number;
 }
+
+/**
+ * Five restarts in a minute: an isolated crash (a worker hit by a bad input, memory pressure)
+ * is absorbed, while a model that kills every worker it loads into stops being retried within
+ * seconds and says so on `/healthz`, instead of spinning. The first restart waits 100 ms (the
+ * condition that killed it may pass), doubling up to 5 s.
+ */
+export const DEFAULT_WORKER_RESTART: Readonly<ModelWorkerRestartPolicy> = {
+  maxRestarts: 5,
+  withinMs: 60_000,
+  backoffInitialMs: 100,
+  backoffMaxMs: 5_000,
+};
 
 /**
  * The pool size and per-worker session options for `options`: `workerCount` (default one per
  * core up to {@link DEFAULT_MAX_MODEL_WORKERS}; one on CUDA, where sessions would share a single
- * device and each would hold its own copy of the weights in GPU memory) and `intraOpThreads`
- * (default cores / workers, so a busy pool does not oversubscribe the CPU).
+ * device and each would hold its own copy of the weights in GPU memory), `intraOpThreads`
+ * (default cores / workers, so a busy pool does not oversubscribe the CPU), and the validation
+ * lane's workers and threads.
  */
 export function poolSizing(
   options: PoolSizing | undefined,
-): { workerCount: number; session: SessionOptions } {
+): {
+  workerCount: number;
+  session: SessionOptions;
+  validationWorkers: number;
+  validationSession: SessionOptions;
+} {
   const cores = Math.max(1, navigator.hardwareConcurrency || 1);
   const cuda = options?.executionProvider === "cuda" && cudaProviderInstalled();
   const workerCount = options?.workerCount ??
@@ -62,24 +101,43 @@ export function poolSizing(
   if (!Number.isSafeInteger(workerCount) || workerCount < 1) {
     throw new RangeError(`workerCount must be a positive integer`);
   }
-  return {
-    workerCount,
-    session: {
-      executionProvider: options?.executionProvider,
-      intraOpThreads: options?.intraOpThreads ?? Math.max(1, Math.floor(cores / workerCount)),
-      spinning: options?.spinning,
-    },
+  const validationWorkers = options?.validationWorkers ?? 0;
+  if (!Number.isSafeInteger(validationWorkers) || validationWorkers < 0) {
+    throw new RangeError(`validationWorkers must be an integer ≥ 0`);
+  }
+  const session = {
+    executionProvider: options?.executionProvider,
+    intraOpThreads: options?.intraOpThreads ?? Math.max(1, Math.floor(cores / workerCount)),
+    spinning: options?.spinning,
   };
+  // Validation threads come on top of generation's, which keep every core they had: an idle
+  // validation worker costs nothing (its threads do not spin), a busy one shares the cores.
+  const validationSession = {
+    ...session,
+    intraOpThreads: options?.intraOpThreads ??
+      Math.max(1, Math.floor(cores / (workerCount + validationWorkers))),
+  };
+  return { workerCount, session, validationWorkers, validationSession };
 }
 
 /** Options of {@link ModelWorkerPool.start}. */
 export interface ModelWorkerPoolOptions {
-  /** Workers (sessions) to start. */
+  /** Generation workers (sessions) to start. */
   workerCount: number;
+  /** Workers dedicated to `forward` passes (the validation lane); default 0. */
+  validationWorkers?: number;
   /** Session options of every worker. */
   session: SessionOptions;
+  /** Session options of validation workers; default `session`. */
+  validationSession?: SessionOptions;
   /** Set for decoder (text) models: enables `step` and `forward`. */
   decoder?: DecoderShape;
+  /** Restart policy; default {@link DEFAULT_WORKER_RESTART}. */
+  restart?: Partial<ModelWorkerRestartPolicy>;
+  /** Called on each supervision event (a crash, a restart, giving up). */
+  onEvent?: (event: ModelWorkerEvent) => void;
+  /** The worker's entry module; default `_model_worker.ts` (a test may wrap it to inject faults). */
+  workerUrl?: string | URL;
 }
 
 interface PendingCall {
@@ -87,28 +145,33 @@ interface PendingCall {
   reject(error: unknown): void;
 }
 
-/** One worker and what the pool knows about its load. */
+/** One worker (across its restarts) and what the pool knows about its load. */
 class WorkerSlot {
-  readonly worker: Worker;
   readonly index: number;
+  readonly lane: ModelWorkerLane;
+  worker!: Worker;
+  /** Bumped at each death: a sequence opened in an earlier incarnation has lost its cache. */
+  incarnation = 0;
+  state: ModelWorkerHealth["state"] = "running";
+  /** Resolves when a restarting worker runs again; rejects if the pool gives up on it. */
+  ready: Promise<void> = Promise.resolve();
   readonly pending = new Map<number, PendingCall>();
-  /** Sequences placed here and not yet dropped. */
+  /** Sequences placed here (in this incarnation) and not yet closed. */
   sequences = 0;
-  /** Set once the worker died or was terminated: the error every later request gets. */
+  /** Restarts after crashes. */
+  restarts = 0;
+  lastError: string | undefined;
+  /** Set once the pool gave up on it or was disposed: the error every later request gets. */
   failure: Error | undefined;
 
-  constructor(index: number) {
+  constructor(index: number, lane: ModelWorkerLane) {
     this.index = index;
-    this.worker = new Worker(new URL("./_model_worker.ts", import.meta.url).href, {
-      type: "module",
-      name: `veriflow-model-worker-${index}`,
-    });
+    this.lane = lane;
   }
 
-  /** Fail every pending request and every later one with `error`. */
-  fail(error: Error): void {
-    this.failure ??= error;
-    for (const call of this.pending.values()) call.reject(this.failure);
+  /** Fail every pending request with `error`. */
+  failPending(error: Error): void {
+    for (const call of this.pending.values()) call.reject(error);
     this.pending.clear();
   }
 
@@ -122,6 +185,7 @@ class WorkerSlot {
 export class RemoteSequence {
   #pool: ModelWorkerPool;
   #slot: WorkerSlot;
+  #incarnation: number;
   #seq: number;
   #open = true;
 
@@ -133,6 +197,7 @@ export class RemoteSequence {
   constructor(pool: ModelWorkerPool, slot: WorkerSlot, seq: number) {
     this.#pool = pool;
     this.#slot = slot;
+    this.#incarnation = slot.incarnation;
     this.#seq = seq;
     slot.sequences++;
   }
@@ -148,6 +213,14 @@ export class RemoteSequence {
    */
   step(tokens: readonly number[], sampling: StepSampling): Promise<SampledStep> {
     if (!this.#open) return Promise.reject(new Error("the sequence is closed"));
+    if (this.#incarnation !== this.#slot.incarnation) {
+      return Promise.reject(
+        new ModelWorkerError(
+          `model worker ${this.#slot.index} died during this generation and its KV cache with ` +
+            `it; submit the job again`,
+        ),
+      );
+    }
     const args = { seq: this.#seq, tokens: [...tokens], sampling };
     return this.#pool.call(this.#slot, "step", args, []);
   }
@@ -156,58 +229,58 @@ export class RemoteSequence {
   close(): void {
     if (!this.#open) return;
     this.#open = false;
+    if (this.#incarnation !== this.#slot.incarnation) return; // died with its worker
     this.#slot.sequences--;
-    if (!this.#slot.failure) this.#slot.worker.postMessage({ op: "drop", seq: this.#seq });
+    if (this.#slot.state === "running" && !this.#slot.failure) {
+      this.#slot.worker.postMessage({ op: "drop", seq: this.#seq });
+    }
   }
 }
 
-/** A fixed pool of model workers sharing one model (see the module doc). */
+/** A fixed, supervised pool of model workers sharing one model (see the module doc). */
 export class ModelWorkerPool {
   #slots: WorkerSlot[];
+  #options: ModelWorkerPoolOptions;
+  #bytes: Uint8Array;
+  #restart: ModelWorkerRestartPolicy;
+  #restartTimes: number[] = [];
+  /** How to release the requests waiting for each restarting worker. */
+  #readyHandlers = new Map<WorkerSlot, { resolve(): void; reject(error: Error): void }>();
   #nextId = 1;
   #nextSeq = 1;
   #disposed = false;
   #disposing: Promise<void> | undefined;
 
-  private constructor(slots: WorkerSlot[]) {
-    this.#slots = slots;
-    for (const slot of slots) {
-      slot.worker.onmessage = (event: MessageEvent<WorkerReply>) => this.#onReply(slot, event.data);
-      slot.worker.onerror = (event: ErrorEvent) => {
-        // A worker's uncaught error would otherwise take down the whole process.
-        event.preventDefault();
-        slot.fail(new ModelWorkerError(`model worker ${slot.index} failed: ${event.message}`));
-        slot.worker.terminate();
-      };
-      slot.worker.onmessageerror = () => {
-        slot.fail(new ModelWorkerError(`model worker ${slot.index} sent an unreadable message`));
-        slot.worker.terminate();
-      };
+  private constructor(bytes: Uint8Array, options: ModelWorkerPoolOptions) {
+    this.#bytes = bytes;
+    this.#options = options;
+    this.#restart = { ...DEFAULT_WORKER_RESTART, ...options.restart };
+    const validation = options.validationWorkers ?? 0;
+    if (!Number.isSafeInteger(validation) || validation < 0) {
+      throw new RangeError("validationWorkers must be an integer ≥ 0");
     }
+    this.#slots = [
+      ...Array.from({ length: options.workerCount }, () => "generation" as const),
+      ...Array.from({ length: validation }, () => "validation" as const),
+    ].map((lane, index) => new WorkerSlot(index, lane));
+    for (const slot of this.#slots) this.#spawn(slot);
   }
 
   /**
-   * Start `workerCount` workers and create a session in each (in parallel). Rejects with the
-   * worker's own error (`ModelLoadError`, …) after terminating every worker if any load fails.
+   * Start the workers and create a session in each (in parallel). Rejects with the worker's own
+   * error (`ModelLoadError`, …) after terminating every worker if any load fails.
    *
    * @param bytes The model file (copied to each worker; `start` never detaches it).
-   * @param options Pool size, session options, decoder shape.
+   * @param options Pool size, lanes, session options, decoder shape, restart policy.
    * @returns The pool and the session's description (the same in every worker).
    */
   static async start(
     bytes: Uint8Array,
     options: ModelWorkerPoolOptions,
   ): Promise<{ pool: ModelWorkerPool; loaded: LoadedSession }> {
-    const slots = Array.from({ length: options.workerCount }, (_, i) => new WorkerSlot(i));
-    const pool = new ModelWorkerPool(slots);
+    const pool = new ModelWorkerPool(bytes, options);
     try {
-      const loads = await Promise.all(slots.map((slot) =>
-        pool.call(slot, "load", {
-          bytes,
-          session: options.session,
-          decoder: options.decoder,
-        }, [])
-      ));
+      const loads = await Promise.all(pool.#slots.map((slot) => pool.#load(slot)));
       return { pool, loaded: loads[0] };
     } catch (error) {
       await pool.dispose();
@@ -215,35 +288,63 @@ export class ModelWorkerPool {
     }
   }
 
-  /** Number of workers. */
+  /** Number of workers, both lanes. */
   get size(): number {
     return this.#slots.length;
   }
 
-  /** A new sequence on the worker with the fewest open sequences (ties: the first). */
+  /** A new sequence on the generation worker with the fewest open sequences (ties: the first). */
   openSequence(): RemoteSequence {
     this.#checkUsable();
-    const slot = this.#pick((s) => s.sequences * (1 + this.#slots.length) + s.pending.size);
+    const slot = this.#pick(
+      "generation",
+      (s) => s.sequences * (1 + this.#slots.length) + s.pending.size,
+    );
     return new RemoteSequence(this, slot, this.#nextSeq++);
   }
 
-  /** Teacher-forced full pass on the least-loaded worker: all rows of logits. */
+  /**
+   * Teacher-forced full pass: all rows of logits. On the validation lane when the pool has one
+   * (never queued behind or ahead of generation steps), else on the least-loaded generation
+   * worker, after the steps queued there.
+   */
   forward(tokens: readonly number[]): Promise<Float32Array> {
     this.#checkUsable();
-    return this.call(this.#pick((s) => s.load), "forward", { tokens: [...tokens] }, []);
+    const lane = this.#slots.some((s) => s.lane === "validation" && !s.failure)
+      ? "validation"
+      : "generation";
+    return this.call(this.#pick(lane, (s) => s.load), "forward", { tokens: [...tokens] }, []);
   }
 
   /** One-shot tensor run on the least-loaded worker; the inputs' buffers are transferred. */
   run(feeds: Record<string, PreparedTensor>): Promise<Record<string, TensorData>> {
     this.#checkUsable();
     const transfer = Object.values(feeds).map((t) => t.values.buffer);
-    return this.call(this.#pick((s) => s.load), "run", { feeds }, transfer);
+    return this.call(this.#pick("generation", (s) => s.load), "run", { feeds }, transfer);
   }
 
-  /** Every worker's counters, in pool order. */
+  /** Every worker's counters, in pool order (generation lane first). */
   stats(): Promise<WorkerStats[]> {
     this.#checkUsable();
     return Promise.all(this.#slots.map((slot) => this.call(slot, "stats", {}, [])));
+  }
+
+  /** Each worker's state, and the runtime's as a whole (see {@link ModelHealth}). */
+  health(): ModelHealth {
+    const workers = this.#slots.map((slot): ModelWorkerHealth => ({
+      index: slot.index,
+      lane: slot.lane,
+      state: slot.state,
+      restarts: slot.restarts,
+      ...(slot.lastError === undefined ? {} : { lastError: slot.lastError }),
+    }));
+    const serving = workers.some((w) => w.lane === "generation" && w.state !== "failed");
+    const status = !serving
+      ? "failed"
+      : workers.every((w) => w.state === "running")
+      ? "ok"
+      : "degraded";
+    return { status, restarts: workers.reduce((sum, w) => sum + w.restarts, 0), workers };
   }
 
   /**
@@ -259,23 +360,25 @@ export class ModelWorkerPool {
   async #dispose(): Promise<void> {
     this.#disposed = true;
     await Promise.all(this.#slots.map(async (slot) => {
-      if (!slot.failure) {
+      if (!slot.failure && slot.state === "running") {
         // The worker is about to go: a release failure changes nothing for the caller.
         await this.call(slot, "dispose", {}, [], true).catch(() => {});
       }
       slot.worker.terminate();
-      slot.fail(new ModelDisposedError());
+      slot.failure ??= new ModelDisposedError();
+      slot.failPending(slot.failure);
     }));
   }
 
   /**
-   * Send request `op` to `slot` and await its reply.
+   * Send request `op` to `slot` and await its reply; while the slot's worker is being
+   * restarted, once the new one runs.
    *
    * @param slot The worker.
    * @param op The operation.
    * @param args Its arguments.
    * @param transfer Buffers to move (not copy) to the worker.
-   * @param internal Whether the pool itself sends it (allowed while disposing).
+   * @param internal Whether the pool itself sends it (allowed while disposing or restarting).
    */
   call<K extends WorkerOp>(
     slot: WorkerSlot,
@@ -286,12 +389,133 @@ export class ModelWorkerPool {
   ): Promise<WorkerOps[K]["result"]> {
     if (slot.failure) return Promise.reject(slot.failure);
     if (this.#disposed && !internal) return Promise.reject(new ModelDisposedError());
+    if (slot.state === "restarting" && !internal) {
+      return slot.ready.then(() => this.call(slot, op, args, transfer));
+    }
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
       const request = { op, id, ...args } as WorkerRequest;
       slot.worker.postMessage(request, { transfer });
     });
+  }
+
+  /** Start `slot`'s worker (a new incarnation) and watch it. */
+  #spawn(slot: WorkerSlot): void {
+    const worker = new Worker(
+      new URL(this.#options.workerUrl ?? "./_model_worker.ts", import.meta.url).href,
+      { type: "module", name: `veriflow-model-worker-${slot.index}` },
+    );
+    slot.worker = worker;
+    const incarnation = slot.incarnation;
+    const died = (reason: string) => {
+      // A report from a worker already replaced (or terminated on purpose) is stale.
+      if (slot.incarnation === incarnation && slot.worker === worker) this.#onDeath(slot, reason);
+    };
+    worker.onmessage = (event: MessageEvent<WorkerReply>) => {
+      if (slot.worker === worker) this.#onReply(slot, event.data);
+    };
+    worker.onerror = (event: ErrorEvent) => {
+      // A worker's uncaught error would otherwise take down the whole process.
+      event.preventDefault();
+      died(event.message);
+    };
+    worker.onmessageerror = () => died("it sent an unreadable message");
+  }
+
+  /** Create the session in `slot`'s current worker. */
+  #load(slot: WorkerSlot): Promise<LoadedSession> {
+    const session = slot.lane === "validation"
+      ? this.#options.validationSession ?? this.#options.session
+      : this.#options.session;
+    const args = { bytes: this.#bytes, session, decoder: this.#options.decoder };
+    return this.call(slot, "load", args, [], true);
+  }
+
+  /** A worker died: fail what it held, then restart it after a backoff, or give up on it. */
+  #onDeath(slot: WorkerSlot, reason: string): void {
+    slot.worker.terminate();
+    slot.incarnation++;
+    slot.sequences = 0;
+    slot.lastError = reason;
+    const error = new ModelWorkerError(`model worker ${slot.index} died: ${reason}`);
+    slot.failPending(error);
+    if (this.#disposed || slot.failure) return;
+    const now = performance.now();
+    this.#restartTimes = this.#restartTimes.filter((t) => now - t < this.#restart.withinMs);
+    const event = { worker: slot.index, lane: slot.lane };
+    if (this.#restartTimes.length >= this.#restart.maxRestarts) {
+      const { maxRestarts, withinMs } = this.#restart;
+      slot.state = "failed";
+      slot.failure = new ModelWorkerError(
+        `model worker ${slot.index} crashed more than ${maxRestarts} times in ${
+          withinMs / 1000
+        } s ` +
+          `and is no longer restarted (last: ${reason}); check the node's memory and the model, ` +
+          `then restart the node`,
+      );
+      this.#notify({ type: "gave_up", ...event, message: slot.failure.message });
+      this.#settleReady(slot);
+      return;
+    }
+    this.#restartTimes.push(now);
+    const { backoffInitialMs, backoffMaxMs } = this.#restart;
+    const waitMs = Math.min(backoffMaxMs, backoffInitialMs * 2 ** (this.#restartTimes.length - 1));
+    if (slot.state === "running") {
+      slot.state = "restarting";
+      slot.ready = new Promise<void>((resolve, reject) => {
+        this.#readyHandlers.set(slot, { resolve, reject });
+      });
+      slot.ready.catch(() => {});
+    }
+    this.#notify({
+      type: "crashed",
+      ...event,
+      message: `model worker ${slot.index} (${slot.lane}) died: ${reason}; its requests failed, ` +
+        `restarting it in ${waitMs} ms`,
+    });
+    setTimeout(() => this.#restartSlot(slot), waitMs);
+  }
+
+  async #restartSlot(slot: WorkerSlot): Promise<void> {
+    if (this.#disposed || slot.failure) return this.#settleReady(slot);
+    this.#spawn(slot);
+    const incarnation = slot.incarnation;
+    try {
+      await this.#load(slot);
+    } catch (error) {
+      // A failed load counts as another crash (unless a crash report already did).
+      if (slot.incarnation === incarnation) this.#onDeath(slot, (error as Error).message);
+      return;
+    }
+    if (this.#disposed) return this.#settleReady(slot);
+    slot.state = "running";
+    slot.restarts++;
+    this.#notify({
+      type: "restarted",
+      worker: slot.index,
+      lane: slot.lane,
+      message: `model worker ${slot.index} (${slot.lane}) restarted (restart ${slot.restarts})`,
+    });
+    this.#settleReady(slot);
+  }
+
+  /** Release the requests waiting for `slot`: to its new worker, or to its failure. */
+  #settleReady(slot: WorkerSlot): void {
+    const handlers = this.#readyHandlers.get(slot);
+    if (handlers === undefined) return;
+    this.#readyHandlers.delete(slot);
+    if (slot.failure) handlers.reject(slot.failure);
+    else if (this.#disposed) handlers.reject(new ModelDisposedError());
+    else handlers.resolve();
+  }
+
+  #notify(event: ModelWorkerEvent): void {
+    try {
+      this.#options.onEvent?.(event);
+    } catch {
+      // A listener's failure must not stop supervision.
+    }
   }
 
   #onReply(slot: WorkerSlot, reply: WorkerReply): void {
@@ -304,17 +528,29 @@ export class ModelWorkerPool {
 
   #checkUsable(): void {
     if (this.#disposed) throw new ModelDisposedError();
-    if (this.#slots.every((s) => s.failure)) throw this.#slots[0].failure;
+    const serving = this.#slots.filter((s) => s.lane === "generation");
+    if (serving.every((s) => s.failure)) throw serving[0].failure;
   }
 
-  /** The live worker with the lowest `cost` (ties: the first). */
-  #pick(cost: (slot: WorkerSlot) => number): WorkerSlot {
+  /**
+   * The worker of `lane` with the lowest `cost` (ties: the first), preferring running workers
+   * to restarting ones (whose requests wait for the restart).
+   */
+  #pick(lane: ModelWorkerLane, cost: (slot: WorkerSlot) => number): WorkerSlot {
     let best: WorkerSlot | undefined;
+    const rank = (slot: WorkerSlot) => slot.state === "running" ? 0 : 1;
     for (const slot of this.#slots) {
-      if (slot.failure) continue;
-      if (!best || cost(slot) < cost(best)) best = slot;
+      if (slot.lane !== lane || slot.failure) continue;
+      if (
+        !best || rank(slot) < rank(best) || (rank(slot) === rank(best) && cost(slot) < cost(best))
+      ) {
+        best = slot;
+      }
     }
-    if (!best) throw this.#slots[0].failure ?? new ModelWorkerError("no model worker is running");
+    if (!best) {
+      throw this.#slots.find((s) => s.lane === lane)?.failure ??
+        new ModelWorkerError(`no ${lane} model worker is running`);
+    }
     return best;
   }
 }

@@ -5,7 +5,8 @@
  * Every request but `drop` carries an `id` and gets exactly one reply with that `id`: its result,
  * or a serialized error that the main side turns back into an instance of the same class with
  * the same `code` and fields (`ContextLengthError.tokens`, …). A worker handles one request at
- * a time, in arrival order, so a `drop` sent after a `step` of the same sequence is applied after
+ * a time, in arrival order except that queued `forward` passes wait for the other requests
+ * (`_model_worker.ts`), so a `drop` sent after a `step` of the same sequence is applied after
  * that step.
  *
  * A generation `step` answers only the sampled token and its fingerprint (a few numbers): the

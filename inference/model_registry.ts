@@ -12,6 +12,7 @@ import type { SessionOptions } from "./_session.ts";
 import { ModelLoadError, UnknownModelError, WrongModelKindError } from "./errors.ts";
 import { TensorModel } from "./tensor_model.ts";
 import { type ExecutionProvider, type ModelWorkerOptions, TextModel } from "./text_model.ts";
+import type { ModelHealth, ModelWorkerEvent } from "./model_health.ts";
 
 /** Metadata of a registered model. */
 export interface RegisteredModel {
@@ -47,6 +48,16 @@ export type LoadedModel = TextModel | TensorModel;
 interface Entry {
   meta: RegisteredModel;
   loading?: Promise<LoadedModel>;
+  /** Set once loaded: whose health {@link ModelRegistry.health} reports. */
+  loaded?: LoadedModel;
+}
+
+/** A loaded model's runtime health, from {@link ModelRegistry.health}. */
+export interface RegisteredModelHealth extends ModelHealth {
+  /** The model's CID. */
+  cid: string;
+  /** Its name. */
+  name: string;
 }
 
 /**
@@ -137,6 +148,16 @@ export class ModelRegistry {
     return [...this.#entries.values()].map((e) => ({ ...e.meta }));
   }
 
+  /**
+   * The runtime health of every loaded model (see {@link ModelHealth}): what `/healthz`
+   * reports. Synchronous and cheap: read from the supervisors' state, never from the workers.
+   */
+  health(): RegisteredModelHealth[] {
+    return [...this.#entries.values()].flatMap(({ meta, loaded }) =>
+      loaded ? [{ cid: meta.cid, name: meta.name, ...loaded.health() }] : []
+    );
+  }
+
   /** The loaded model `cid` (creating its session on first use). */
   get(cid: string): Promise<LoadedModel> {
     const entry = this.#entries.get(cid);
@@ -174,7 +195,14 @@ export class ModelRegistry {
 
   async #load(entry: Entry): Promise<LoadedModel> {
     const { meta } = entry;
-    const options = { ...this.#options, name: meta.name };
+    const onWorkerEvent = this.#options.onWorkerEvent;
+    const options = {
+      ...this.#options,
+      name: meta.name,
+      onWorkerEvent: onWorkerEvent &&
+        ((event: ModelWorkerEvent) =>
+          onWorkerEvent({ ...event, message: `model ${meta.name}: ${event.message}` })),
+    };
     const model = meta.kind === "text"
       ? await TextModel.load(meta.path, options)
       : await TensorModel.load(meta.path, options);
@@ -186,6 +214,7 @@ export class ModelRegistry {
     }
     meta.loaded = true;
     meta.executionProvider = model.info.executionProvider;
+    entry.loaded = model;
     return model;
   }
 }

@@ -18,6 +18,7 @@ import { createSession, type SessionOptions } from "./_session.ts";
 import { type PreparedTensor, prepareTensor, runTensorSession } from "./_tensor_data.ts";
 import { InvalidTensorInputError, ModelDisposedError, ModelLoadError } from "./errors.ts";
 import type { BaseModelInfo, ModelWorkerOptions } from "./text_model.ts";
+import { IN_THREAD_HEALTH, type ModelHealth } from "./model_health.ts";
 
 /** Name, element type and shape (numbers or symbolic names) of a model input or output. */
 export interface TensorSpec {
@@ -54,6 +55,7 @@ export interface TensorRunOptions {
 /** Where the model runs: this thread's session, or a pool of workers. */
 interface TensorEngine {
   run(feeds: Record<string, PreparedTensor>): Promise<Record<string, TensorData>>;
+  health(): ModelHealth;
   dispose(): Promise<void>;
 }
 
@@ -61,6 +63,7 @@ interface TensorEngine {
 function inThreadEngine(session: ort.InferenceSession): TensorEngine {
   return {
     run: (feeds) => runTensorSession(session, feeds),
+    health: () => structuredClone(IN_THREAD_HEALTH),
     dispose: () => session.release(),
   };
 }
@@ -103,9 +106,20 @@ export class TensorModel {
     let inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
     let outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
     if (options?.worker) {
+      // A tensor model has no forward passes, so no validation lane.
       const { workerCount, session } = poolSizing(options);
-      const { pool, loaded } = await ModelWorkerPool.start(bytes, { workerCount, session });
-      engine = { run: (feeds) => pool.run(feeds), dispose: () => pool.dispose() };
+      const { pool, loaded } = await ModelWorkerPool.start(bytes, {
+        workerCount,
+        session,
+        restart: options.restart,
+        onEvent: options.onWorkerEvent,
+        workerUrl: options.workerUrl,
+      });
+      engine = {
+        run: (feeds) => pool.run(feeds),
+        health: () => pool.health(),
+        dispose: () => pool.dispose(),
+      };
       ({ executionProvider, inputMetadata, outputMetadata } = loaded);
     } else {
       const created = await createSession(bytes, options);
@@ -159,6 +173,11 @@ export class TensorModel {
     }
     options?.signal?.throwIfAborted();
     return await this.#engine.run(feeds);
+  }
+
+  /** The model runtime's health (see `TextModel.health`). */
+  health(): ModelHealth {
+    return this.#engine.health();
   }
 
   /**

@@ -42,6 +42,12 @@ import {
   type StepSampling,
 } from "./_decoder_session.ts";
 import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
+import {
+  IN_THREAD_HEALTH,
+  type ModelHealth,
+  type ModelWorkerEvent,
+  type ModelWorkerRestartPolicy,
+} from "./model_health.ts";
 import { createSession, type ExecutionProvider, type SessionOptions } from "./_session.ts";
 import {
   ContextLengthError,
@@ -107,6 +113,23 @@ export interface ModelWorkerOptions {
    * `intraOpThreads` then defaults to cores / workers.
    */
   workerCount?: number;
+  /**
+   * Workers of their own for `forward` passes (a validator's), so that a pass never queues
+   * ahead of a generation step: each holds one more session (one more copy of the model in
+   * memory) and competes for cores only while it computes. Default 0: forward passes share the
+   * generation workers, each of which serves its queued steps first.
+   */
+  validationWorkers?: number;
+  /** When a dead model worker is restarted, and when it is given up on; see the defaults. */
+  restart?: Partial<ModelWorkerRestartPolicy>;
+  /** Called on each crash, restart and give-up of a model worker (for the log). */
+  onWorkerEvent?: (event: ModelWorkerEvent) => void;
+  /**
+   * The model worker's entry module; default the built-in one. For fault-injection tests and
+   * instrumented workers: a replacement must import the built-in module (which installs the
+   * request handler) and may add to it.
+   */
+  workerUrl?: string | URL;
 }
 
 /** Options of {@link TextModel.load}. */
@@ -251,6 +274,7 @@ interface TextEngine {
   sequence(): TextSequence;
   forward(tokens: readonly number[]): Promise<Float32Array>;
   stats(): Promise<ModelWorkerStats[]>;
+  health(): ModelHealth;
   dispose(): Promise<void>;
 }
 
@@ -269,6 +293,7 @@ async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: 
     sequence: () => decoder.sequence(),
     forward: (tokens) => decoder.forward(tokens),
     stats: () => Promise.resolve([]),
+    health: () => structuredClone(IN_THREAD_HEALTH),
     dispose: () => session.release(),
   };
   return {
@@ -280,16 +305,18 @@ async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: 
 }
 
 async function workerEngine(bytes: Uint8Array, shape: DecoderShape, options: TextModelOptions) {
-  const { workerCount, session } = poolSizing(options);
   const { pool, loaded } = await ModelWorkerPool.start(bytes, {
-    workerCount,
-    session,
+    ...poolSizing(options),
     decoder: shape,
+    restart: options.restart,
+    onEvent: options.onWorkerEvent,
+    workerUrl: options.workerUrl,
   });
   const engine: TextEngine = {
     sequence: () => pool.openSequence(),
     forward: (tokens) => pool.forward(tokens),
     stats: () => pool.stats(),
+    health: () => pool.health(),
     dispose: () => pool.dispose(),
   };
   return {
@@ -405,6 +432,14 @@ export class TextModel {
   /** Workers computing for this model: 0 in-thread, the pool size in worker mode. */
   get workerCount(): number {
     return this.#workerCount;
+  }
+
+  /**
+   * The model runtime's health: each worker running, being restarted after a crash, or given
+   * up on (worker mode); always `ok` with no workers in-thread.
+   */
+  health(): ModelHealth {
+    return this.#engine.health();
   }
 
   /**

@@ -1,0 +1,77 @@
+/**
+ * The supervision of a model's workers, as seen from outside: when a dead worker is restarted
+ * and when it is given up on ({@link ModelWorkerRestartPolicy}), what the runtime reports about
+ * itself ({@link ModelHealth}: running, being restarted, given up), and the events of that
+ * supervision. Read by `/healthz`, `/metrics` and the node's log; the worker pool
+ * (`_model_worker_pool.ts`) supervises its workers.
+ *
+ * @module
+ */
+
+/** When a dead model worker is restarted, and when the pool gives up on it. */
+export interface ModelWorkerRestartPolicy {
+  /** Restarts allowed within `withinMs`, all workers of a model together; default 5. */
+  maxRestarts: number;
+  /** The window of `maxRestarts`, in milliseconds; default 60 000. */
+  withinMs: number;
+  /** Delay before the first restart in the window, doubling for each next one; default 100. */
+  backoffInitialMs: number;
+  /** Longest delay before a restart; default 5 000. */
+  backoffMaxMs: number;
+}
+
+/**
+ * The lane a model worker serves: `generation` (token steps and one-shot tensor runs, the
+ * latency-bound work clients wait on) or `validation` (a validator's teacher-forced forward
+ * passes, which must not hold up a generation step).
+ */
+export type ModelWorkerLane = "generation" | "validation";
+
+/** One model worker's state. */
+export interface ModelWorkerHealth {
+  /** Its index in the pool. */
+  index: number;
+  /** What it serves. */
+  lane: ModelWorkerLane;
+  /**
+   * `running`; `restarting` after a crash (its requests wait for it); `failed` once the pool
+   * gave up restarting it (past the restart limit).
+   */
+  state: "running" | "restarting" | "failed";
+  /** Times it was restarted after a crash. */
+  restarts: number;
+  /** The last crash, if any. */
+  lastError?: string;
+}
+
+/** A loaded model's runtime. */
+export interface ModelHealth {
+  /**
+   * `ok`: every worker runs (or the model runs on the calling thread). `degraded`: a worker is
+   * being restarted or was given up, and the rest still serve. `failed`: no generation worker
+   * can serve; jobs fail until the node is restarted.
+   */
+  status: "ok" | "degraded" | "failed";
+  /** Restarts after crashes, all workers together. */
+  restarts: number;
+  /** Each worker (empty in-thread). */
+  workers: ModelWorkerHealth[];
+}
+
+/** A supervision event of a model worker, for the log. */
+export interface ModelWorkerEvent {
+  /**
+   * `crashed`: it died (its requests failed) and a restart is scheduled; `restarted`: it runs
+   * again; `gave_up`: it crashed past the restart limit and stays down.
+   */
+  type: "crashed" | "restarted" | "gave_up";
+  /** The worker's index in its pool. */
+  worker: number;
+  /** Its lane. */
+  lane: ModelWorkerLane;
+  /** What happened, in one line. */
+  message: string;
+}
+
+/** The health of a model that computes on the calling thread: no workers to supervise. */
+export const IN_THREAD_HEALTH: Readonly<ModelHealth> = { status: "ok", restarts: 0, workers: [] };
