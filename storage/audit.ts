@@ -150,6 +150,9 @@ export class StorageAuditor {
     const timeout = AbortSignal.timeout(this.#options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     const signal = options?.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
 
+    // Taken before the challenge: a chunk given to the holder while the round runs (a read
+    // repair, perhaps set off by fetching the reference copies below) is not one it lost.
+    const given = sampled.map((cid) => this.#options.wasGiven?.(holder.id, cid) ?? true);
     let proofs: (Uint8Array | null)[] | null = null;
     try {
       proofs = await untilAborted(holder.proveChunks(nonce, sampled, { signal }), signal);
@@ -190,7 +193,7 @@ export class StorageAuditor {
       const proof = proofs[i];
       if (proof === null) {
         // An honest answer either way; a fault only if the holder was given the chunk.
-        if (this.#options.wasGiven?.(holder.id, cid) === false) {
+        if (!given[i]) {
           unjudged.push({ cid, reason: "never_given" });
         } else failures.push({ cid, reason: "missing_chunk" });
         continue;

@@ -145,6 +145,7 @@ Deno.test("a node whose files live on peers holds their manifests: GC in another
   const list = unwrapReply<StorageAnswers["list"]>(await actor.receive({ type: "list" }));
   assert.deepEqual(list.map((f) => [f.cid, f.name, f.size]), [[cid, "kept.bin", bytes.length]]);
   assert.deepEqual(unwrapReply(await actor.receive({ type: "get_bytes", cid })), bytes);
+  await actor.postStop(); // background replication and read repairs end before cleanup
   for (const d of [data, ...peerDirs]) await Deno.remove(d, { recursive: true });
 });
 

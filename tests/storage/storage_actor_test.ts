@@ -317,6 +317,7 @@ Deno.test("an audit blames no holder for chunks written while it was down, until
   assert.equal(lost.passed, false);
   assert.equal(verdicts.length, 1);
   assert.equal(verdicts[0].reason, "missing_chunk");
+  await actor.postStop(); // background replication and read repairs end before cleanup
   for (const d of [dir, ...peerDirs]) await Deno.remove(d, { recursive: true });
 });
 
