@@ -105,6 +105,15 @@ const nodeConfigSchema = z.object({
       bind: z.string().optional(),
     }).prefault({}),
   }).prefault({}),
+  /** The chunk store's limits (README, "Storage limits"). */
+  storage: z.object({
+    /** Bytes of stored objects; a put past it fails with `quota_exceeded`. Unset: no quota. */
+    quotaBytes: z.number().int().min(0).optional(),
+    /** Unreferenced objects younger than this are never collected (a put's objects in flight). */
+    gcGraceMs: z.number().int().min(0).default(600_000),
+    /** Largest file read whole into memory (`get_bytes`); larger ones must be streamed. */
+    maxInMemoryBytes: z.number().int().min(0).default(64 * 1024 * 1024),
+  }).prefault({}),
   validator: z.object({
     /**
      * Probability of challenging another node's receipt; default the economics' value. The
@@ -152,6 +161,8 @@ export interface NodeConfig {
     idleTimeoutMs: number;
     swarm: { enabled: boolean; bootstrap: string[] | null; bind?: string };
   };
+  /** Chunk store limits: quota (none), GC grace period (10 min), largest in-memory read (64 MiB). */
+  storage: { quotaBytes?: number; gcGraceMs: number; maxInMemoryBytes: number };
   /** Validator settings: the challenge probability (default: the economics' value). */
   validator: { challengeProbability?: number };
   /** Milliseconds between heartbeat lines; 0 turns them off. Default 10 000. */

@@ -286,6 +286,8 @@ function nodeChildren(
       factory: () =>
         new StorageActor({
           dir: join(config.dataDir, "store"),
+          store: { quotaBytes: config.storage.quotaBytes, gcGraceMs: config.storage.gcGraceMs },
+          maxInMemoryBytes: config.storage.maxInMemoryBytes,
           identity,
           onVerdict: async (verdict) => {
             await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.tell({
