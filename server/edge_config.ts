@@ -23,6 +23,12 @@ export interface EdgeConfig {
    */
   maxPromptChars: number;
   /**
+   * Most chat messages, content parts included, in one `/v1/chat/completions` request (400
+   * `too_many_messages`), counted before the body is validated: validating costs about a
+   * microsecond per item, on the event loop.
+   */
+  maxChatMessages: number;
+  /**
    * A client that has read nothing for this long while its job waits to send is cut off and
    * its job cancelled, freeing its slot.
    */
@@ -55,6 +61,8 @@ export interface EdgeConfig {
  *   the node builds and of most small models; tokenising them takes ~25 ms with the
  *   `@huggingface/tokenizers` path and ~7 ms with the byte-level one, inside the 50 ms a
  *   request may hold the event loop.
+ * - 1,024 chat messages (parts included) are far more turns than a context holds, and validate
+ *   in a millisecond or two; a 1 MiB body of one-character messages holds 35,000 (~50 ms).
  * - 30 s of no reading is far beyond any live client's pause and short against a job slot's
  *   worth (minutes of other clients' work).
  * - 4 concurrent jobs and 120 starts a minute per key: a key gets the node's default
@@ -63,6 +71,7 @@ export interface EdgeConfig {
 export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   maxRequestBytes: 1 << 20,
   maxPromptChars: 1 << 16,
+  maxChatMessages: 1024,
   clientIdleTimeoutMs: 30_000,
   allowedOrigins: [],
   apiKeys: [],
@@ -79,6 +88,7 @@ export const edgeConfigFields = {
   maxRequestBytes: z.number().int().min(1024).max(1 << 30).default(EDGE_DEFAULTS.maxRequestBytes),
   maxPromptChars: z.number().int().min(1).max(GENERATION_LIMITS.maxPromptChars)
     .default(EDGE_DEFAULTS.maxPromptChars),
+  maxChatMessages: z.number().int().min(1).max(1_000_000).default(EDGE_DEFAULTS.maxChatMessages),
   clientIdleTimeoutMs: z.number().int().min(10).max(86_400_000)
     .default(EDGE_DEFAULTS.clientIdleTimeoutMs),
   allowedOrigins: z.array(

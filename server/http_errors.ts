@@ -77,6 +77,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   invalid_request: 400,
   unsupported_field: 400,
   prompt_too_long: 400,
+  too_many_messages: 400,
   missing_api_key: 401,
   invalid_api_key: 401,
   api_key_required: 403,

@@ -26,6 +26,7 @@ import {
   CompletionRequestSchema,
   parseJsonText,
   parseRequest,
+  refuseTooManyMessages,
   refuseUnsupportedFields,
   toGenerationParams,
 } from "./request_schemas.ts";
@@ -70,7 +71,9 @@ export function openAiRoutes(
   });
 
   routes.post("/chat/completions", async (c) => {
-    const body = parseRequest(ChatCompletionRequestSchema, await bodyOf(c.req.raw));
+    const raw = await bodyOf(c.req.raw);
+    refuseTooManyMessages(raw, edge.maxChatMessages);
+    const body = parseRequest(ChatCompletionRequestSchema, raw);
     refuseUnsupportedFields(body as unknown as Record<string, unknown>, "chat");
     const prompt = renderChatPrompt(
       body.messages.map((m) => ({ role: m.role, content: flattenChatContent(m.content) })),

@@ -209,6 +209,28 @@ export function refuseUnsupportedFields(
   }
 }
 
+/**
+ * Refuse a chat body with more than `max` messages and content parts (400 `too_many_messages`,
+ * `http.maxChatMessages`), counting them in the parsed JSON before the schema walks them.
+ */
+export function refuseTooManyMessages(raw: unknown, max: number): void {
+  const messages = (raw as { messages?: unknown } | null)?.messages;
+  if (!Array.isArray(messages)) return; // the schema says what is wrong
+  let items = messages.length;
+  for (const message of messages) {
+    const content = (message as { content?: unknown } | null)?.content;
+    if (Array.isArray(content)) items += content.length;
+    if (items > max) {
+      throw new EdgeError(
+        "too_many_messages",
+        `'messages': over ${max} messages and content parts, this node's limit ` +
+          `(http.maxChatMessages); send fewer, or ask the operator to raise it`,
+        { param: "messages" },
+      );
+    }
+  }
+}
+
 // The WebSocket messages are our own protocol: an unknown field is a mistake (a typo like
 // `max_token` would otherwise run with the default), so it is refused, naming the field.
 

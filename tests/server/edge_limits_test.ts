@@ -197,3 +197,27 @@ Deno.test("A WebSocket client that stops reading is cut off after http.clientIdl
     assert(node.gated.steps <= 2, `computed ${node.gated.steps} steps for an idle client`);
   });
 });
+
+Deno.test("A chat with more messages and content parts than http.maxChatMessages is refused (400 too_many_messages) before validation", async () => {
+  await withNode({ maxChatMessages: 4 }, async (node) => {
+    const chat = (messages: unknown[]) =>
+      fetch(`${node.url}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ messages, max_tokens: 1 }),
+      });
+    const message = { role: "user", content: "hi" };
+    let e = await errorOf(await chat(Array(5).fill(message)));
+    assertEquals([e.status, e.code, e.param], [400, "too_many_messages", "messages"]);
+    assert(e.message.includes("http.maxChatMessages"), e.message);
+    // Parts count too: one message of four parts is five items.
+    const parts = Array(4).fill({ type: "text", text: "hi" });
+    e = await errorOf(await chat([{ role: "user", content: parts }]));
+    assertEquals(e.code, "too_many_messages");
+    // Even when an item is malformed: the count comes first, the schema after.
+    e = await errorOf(await chat([...Array(4).fill(message), { role: "wizard" }]));
+    assertEquals(e.code, "too_many_messages");
+    const ok = await chat(Array(4).fill(message));
+    assertEquals(ok.status, 200);
+    await ok.text();
+  });
+});
