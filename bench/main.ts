@@ -3,13 +3,22 @@
  * bench's heap and threads do not colour the next) and lets each print its own table of
  * measurements and ratios against a baseline measured in the same run.
  *
- * Names: actors, codec, model, inference, proof, storage, network. No name runs them all.
+ * Names: actors, codec, model, inference, proof, storage, network, edge. No name runs them all.
  * Arguments after `--` are passed to every script (e.g. `-- --size-mib 64`).
  *
  * @module
  */
 
-const BENCHES = ["actors", "codec", "model", "inference", "proof", "storage", "network"] as const;
+const BENCHES = [
+  "actors",
+  "codec",
+  "model",
+  "inference",
+  "proof",
+  "storage",
+  "network",
+  "edge",
+] as const;
 
 const dash = Deno.args.indexOf("--");
 const names = dash === -1 ? Deno.args : Deno.args.slice(0, dash);
