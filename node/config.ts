@@ -65,6 +65,12 @@ const nodeConfigSchema = z.object({
      * cores at one model copy each (docs/MODELS.md has the numbers).
      */
     workers: z.number().int().min(0).max(64).default(1),
+    /**
+     * Workers of their own for the validator's forward passes, beside `workers` (on a node
+     * that validates, with `workers` ≥ 1): a challenge never queues ahead of a token step, at
+     * one more model copy each. 0 shares the generation workers, which serve steps first.
+     */
+    validationWorkers: z.number().int().min(0).max(16).default(1),
   }).prefault({}),
   inference: z.object({
     /** Jobs computed at once per model; more wait in the queue. */
@@ -146,6 +152,7 @@ export interface NodeConfig {
     seed: number;
     executionProvider: "cpu" | "cuda";
     workers: number;
+    validationWorkers: number;
   };
   /** Jobs computed at once per model, and jobs allowed to wait. Default 4 and 64. */
   inference: { concurrency: number; queueLimit: number };

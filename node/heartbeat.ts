@@ -9,6 +9,7 @@ import type { ActorRef } from "../actors/actor_ref.ts";
 import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
+import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 
 /** Options of {@link startHeartbeat}. */
 export interface HeartbeatOptions {
@@ -22,6 +23,8 @@ export interface HeartbeatOptions {
   validator: () => ActorRef<ValidatorMessage> | undefined;
   /** Looks up the network actor. */
   network: () => ActorRef<NetworkMessage> | undefined;
+  /** The loaded models' runtime health; a model whose workers are not all running is named. */
+  models?: () => RegisteredModelHealth[];
   /** Where the line goes. */
   log: (line: string) => void;
 }
@@ -50,6 +53,10 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
         return s &&
           `jobs ${s.activeJobs} running ${s.queuedJobs} queued ${s.jobsFinished} done · tokens ${s.tokensGenerated}`;
       }),
+      await part("models", () => {
+        const troubled = (options.models?.() ?? []).filter((m) => m.status !== "ok");
+        return Promise.resolve(troubled.map(describeModelHealth).join(" · ") || undefined);
+      }),
       await part("network", async () => {
         const peers = await options.network()?.ask<PeerInfo[]>({ type: "peers" }, {
           timeoutMs: ASK_TIMEOUT_MS,
@@ -72,4 +79,11 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
     options.log(parts.filter((p) => p !== "").join(" · "));
   }
   return { stop: () => clearInterval(timer) };
+}
+
+/** `model NAME degraded: 0/1 workers running, 3 restarts`, for a model that is not `ok`. */
+export function describeModelHealth(model: RegisteredModelHealth): string {
+  const running = model.workers.filter((w) => w.state === "running").length;
+  return `model ${model.name} ${model.status}: ${running}/${model.workers.length} workers ` +
+    `running, ${model.restarts} restarts`;
 }

@@ -46,13 +46,13 @@ import { toHex } from "../protocols/hash.ts";
 import { signStakePledge } from "../protocols/stake_pledge.ts";
 import { createApp } from "../server/app.ts";
 import { describeAccess } from "../server/client_access.ts";
-import { serve } from "../server/serve.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
 import { nodeCollectors } from "./node_metrics.ts";
 import { startHeartbeat } from "./heartbeat.ts";
 import type { NodeConfig } from "./config.ts";
 import { loadOrCreateIdentity } from "./node_identity.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
+import { HttpListener } from "./http_listener.ts";
 
 /** Names of the node's actors in the registry. */
 export const NODE_ACTORS = {
@@ -83,6 +83,21 @@ export interface StartNodeOptions {
    * the configured model (`model.dir`, or the built-in model of `model.size`).
    */
   models?: ModelRegistry;
+  /**
+   * Aborting it stops start-up at the next step (a step already running — a model load, the
+   * ledger's verification — finishes first): what was started is stopped again, the port and
+   * the data directory released, and `startNode` rejects with the signal's reason. Once the
+   * node is up, stop it with `shutdown()`.
+   */
+  signal?: AbortSignal;
+}
+
+/** Jobs on a node now, from {@link VeriflowNode.jobs}. */
+export interface NodeJobs {
+  /** Jobs computing (or being relayed to a peer). */
+  running: number;
+  /** Jobs waiting for a slot. */
+  queued: number;
 }
 
 /** A running node. */
@@ -97,6 +112,8 @@ export interface VeriflowNode {
   readonly url?: string;
   /** The supervision tree as text. */
   tree(): string;
+  /** Jobs running and queued now (none when the node serves no jobs). */
+  jobs(): Promise<NodeJobs>;
   /** Stop serving, stop every actor in reverse start order, release models. Idempotent. */
   shutdown(): Promise<void>;
   /** Resolves once the node has fully stopped (by `shutdown` or a fatal escalation). */
@@ -117,13 +134,24 @@ export async function startNode(
   config: NodeConfig,
   options: StartNodeOptions = {},
 ): Promise<VeriflowNode> {
+  options.signal?.throwIfAborted();
+  // The HTTP port first: one another process holds is refused before anything touches the data
+  // directory (node/http_listener.ts).
+  const http = HttpListener.open(config.http);
   // One owner per data directory for the node's whole life: a second node is refused, naming
   // this process (node/data_dir_lock.ts).
-  const lock = await DataDirLock.acquire(config.dataDir, "node");
+  let lock: DataDirLock;
+  try {
+    lock = await DataDirLock.acquire(config.dataDir, "node");
+  } catch (error) {
+    await http.close();
+    throw error;
+  }
   let node: VeriflowNode;
   try {
-    node = await startLockedNode(config, options);
+    node = await startLockedNode(config, options, http);
   } catch (error) {
+    await http.close();
     await lock.release();
     throw error;
   }
@@ -135,19 +163,48 @@ export async function startNode(
   return { ...node, shutdown, finished };
 }
 
-/** {@link startNode} once the data directory is this node's. */
+/**
+ * {@link startNode} once the port is bound and the data directory is this node's. On a failure
+ * or an abort, stops what it started (the caller releases the port and the directory).
+ */
 async function startLockedNode(
   config: NodeConfig,
   options: StartNodeOptions,
+  http: HttpListener,
 ): Promise<VeriflowNode> {
   const log = options.log ?? (() => {});
+  const signal = options.signal;
+  /** What to stop if start-up goes no further, in start order. */
+  const started: (() => Promise<void>)[] = [];
+  try {
+    return await startSteps(config, options, http, log, started);
+  } catch (error) {
+    if (signal?.aborted) log("start-up interrupted: stopping what was started…");
+    for (const stop of started.reverse()) await stop().catch(() => {});
+    throw error;
+  }
+}
+
+/** The steps of start-up, each pushing its undo onto `started`; checks the signal between them. */
+async function startSteps(
+  config: NodeConfig,
+  options: StartNodeOptions,
+  http: HttpListener,
+  log: (line: string) => void,
+  started: (() => Promise<void>)[],
+): Promise<VeriflowNode> {
+  const step = () => options.signal?.throwIfAborted();
   await Deno.mkdir(config.dataDir, { recursive: true });
   const identity = await loadOrCreateIdentity(config.dataDir);
   log(`veriflow node ${toHex(identity.publicKey)}`);
   log(`data directory ${config.dataDir}`);
+  step();
   const models = options.models ?? await loadModels(config, log);
+  if (options.models === undefined) started.push(() => models.close());
+  step();
 
   const system = new ActorSystem({ name: "node" });
+  started.push(() => system.shutdown());
   system.events.subscribe((event) => {
     // Per-job children start and stop all the time; their crashes still show.
     if (event.name.startsWith(`${NODE_ACTORS.inference}/`) && event.type !== "crashed") return;
@@ -167,6 +224,7 @@ async function startLockedNode(
     backoff: { initialMs: NODE_BACKOFF_INITIAL_MS },
     children: nodeChildren(config, identity, models, lookup, localPort, log),
   });
+  step();
 
   const validator = lookup<ValidatorMessage>(NODE_ACTORS.validator);
   if (validator !== undefined && config.selfStake > 0) {
@@ -176,12 +234,13 @@ async function startLockedNode(
       log(`ledger: recorded a stake of ${config.selfStake} for this node's key (first start)`);
     }
   }
+  step();
 
   const network = lookup<NetworkMessage>(NODE_ACTORS.network);
   const local = localPort();
   const port: InferencePort | undefined = local ??
     (network && new NetworkInferencePort(network, validator, identity));
-  let server: ReturnType<typeof serve> | undefined;
+  let url: string | undefined;
   if (port !== undefined) {
     const metrics = new MetricsRegistry();
     const collectors = nodeCollectors({
@@ -189,6 +248,7 @@ async function startLockedNode(
       prover: () => lookup<ProverMessage>(NODE_ACTORS.prover),
       validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
       network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
+      models: () => models.health(),
     });
     for (const [name, collect] of Object.entries(collectors)) metrics.register(collect, name);
     // Only an in-thread model blocks the event loop between tokens (see computesOnEventLoop).
@@ -199,24 +259,17 @@ async function startLockedNode(
       computesOnEventLoop,
       edge: config.http,
       log,
+      modelHealth: () => models.health(),
     });
-    server = serve({ app, port: config.http.port, hostname: config.http.hostname });
+    http.mount(app);
+    url = http.url;
+  } else {
+    await http.close();
   }
 
   const tree = () => formatTree(system.tree());
   log(`\nsupervision tree:\n${tree()}\n`);
-  if (server !== undefined) {
-    const ws = server.url.replace(/^http/, "ws");
-    log(`HTTP API        ${server.url}`);
-    log(`  completions   ${server.url}/v1/completions   (OpenAI-compatible, stream: true → SSE)`);
-    log(`  chat          ${server.url}/v1/chat/completions`);
-    log(`  models        ${server.url}/v1/models`);
-    log(`  health        ${server.url}/healthz`);
-    log(`  metrics       ${server.url}/metrics`);
-    log(`WebSocket API   ${ws}/v1/stream`);
-    log(describeAccess(config.http));
-    log(`try: deno run -A cli.ts infer --url ${ws} "Once upon a time"`);
-  }
+  for (const line of apiLines(url, config, local !== undefined)) log(line);
 
   const heartbeat = startHeartbeat({
     everyMs: config.heartbeatMs,
@@ -224,6 +277,7 @@ async function startLockedNode(
     port,
     validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
     network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
+    models: () => models.health(),
     log,
   });
 
@@ -231,7 +285,7 @@ async function startLockedNode(
   const shutdown = (): Promise<void> => {
     stopping ??= (async () => {
       heartbeat.stop();
-      await server?.shutdown();
+      await http.close();
       await system.shutdown();
       await models.close();
     })();
@@ -244,14 +298,52 @@ async function startLockedNode(
     await shutdown();
   });
 
-  return { identity, system, models, url: server?.url, tree, shutdown, finished };
+  const jobs = async (): Promise<NodeJobs> => {
+    const stats = await port?.stats();
+    return { running: stats?.activeJobs ?? 0, queued: stats?.queuedJobs ?? 0 };
+  };
+  return { identity, system, models, url, tree, jobs, shutdown, finished };
+}
+
+/**
+ * What the node serves over HTTP, for the start-up summary: the endpoints, and — on a node
+ * without a model of its own (`--no-inference`) — that its jobs go to peers; without any
+ * inference port, that no HTTP API is served.
+ */
+function apiLines(url: string | undefined, config: NodeConfig, localModel: boolean): string[] {
+  if (url === undefined) {
+    return [
+      "HTTP API        none: this node runs no model (--no-inference) and has no peers to " +
+      "forward jobs to",
+    ];
+  }
+  const ws = url.replace(/^http/, "ws");
+  return [
+    localModel ? `HTTP API        ${url}` : `HTTP API        ${url}   (this node runs no jobs ` +
+      `itself, --no-inference: each job is forwarded to a connected peer that serves its ` +
+      `model, and gets 503 no_worker while none is connected)`,
+    `  completions   ${url}/v1/completions   (OpenAI-compatible, stream: true → SSE)`,
+    `  chat          ${url}/v1/chat/completions`,
+    `  models        ${url}/v1/models`,
+    `  health        ${url}/healthz`,
+    `  metrics       ${url}/metrics`,
+    `WebSocket API   ${ws}/v1/stream`,
+    describeAccess(config.http),
+    `try: deno run -A cli.ts infer --url ${ws} "Once upon a time"`,
+  ];
 }
 
 /** Register and load the configured model (a lazy load would land on the first job's TTFT). */
 async function loadModels(config: NodeConfig, log: (line: string) => void) {
+  const inWorkers = config.model.workers > 0;
   const models = new ModelRegistry({
     executionProvider: config.model.executionProvider,
-    ...(config.model.workers > 0 ? { worker: true, workerCount: config.model.workers } : {}),
+    ...(inWorkers ? { worker: true, workerCount: config.model.workers } : {}),
+    // The validator's forward passes on a worker of their own, never ahead of a token step.
+    ...(inWorkers && config.roles.validator
+      ? { validationWorkers: config.model.validationWorkers }
+      : {}),
+    onWorkerEvent: (event) => log(event.message),
   });
   if (!config.roles.inference && !config.roles.validator) return models;
   const started = performance.now();

@@ -15,6 +15,7 @@ import type { ProverMessage, ProverStats } from "../actors/prover_actor.ts";
 import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { MetricSample, MetricsCollector } from "../server/metrics_registry.ts";
+import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 
 /** What {@link nodeCollectors} reads. */
 export interface NodeCollectorSources {
@@ -26,14 +27,41 @@ export interface NodeCollectorSources {
   validator: () => ActorRef<ValidatorMessage> | undefined;
   /** Looks up the network actor, if the node runs one. */
   network: () => ActorRef<NetworkMessage> | undefined;
+  /** The loaded models' runtime health. */
+  models?: () => RegisteredModelHealth[];
 }
 
 /** A short ask: a metrics scrape must not hang on a busy actor. */
 const SCRAPE_ASK_TIMEOUT_MS = 1_000;
 
-/** The node's collectors by name (`process`, `prover`, `validator`, `network`). */
+/** The node's collectors by name (`process`, `models`, `prover`, `validator`, `network`). */
 export function nodeCollectors(sources: NodeCollectorSources): Record<string, MetricsCollector> {
   return {
+    models: () =>
+      (sources.models?.() ?? []).flatMap((model) => {
+        const labels = { model: model.cid };
+        const workers = (lane: string, state: string) =>
+          model.workers.filter((w) => w.lane === lane && w.state === state).length;
+        const lanes = [...new Set(model.workers.map((w) => w.lane))];
+        return [
+          {
+            name: "veriflow_model_worker_restarts_total",
+            help: "Model workers restarted after a crash.",
+            type: "counter" as const,
+            value: model.restarts,
+            labels,
+          },
+          ...lanes.flatMap((lane) =>
+            (["running", "restarting", "failed"] as const).map((state) => ({
+              name: "veriflow_model_workers",
+              help: "Model workers by lane and state (failed: given up after too many crashes).",
+              type: "gauge" as const,
+              value: workers(lane, state),
+              labels: { ...labels, lane, state },
+            }))
+          ),
+        ];
+      }),
     process: () => [{
       name: "veriflow_process_rss_bytes",
       help: "Resident set size of the node process.",

@@ -2,11 +2,17 @@
  * `cli.ts start`: read the configuration (file, then flags on top), start the node, print its
  * supervision tree and URLs, and run until SIGINT/SIGTERM, then shut down gracefully.
  *
+ * Ctrl-C (or SIGTERM) during start-up stops start-up after the step under way and exits 130;
+ * once the node is up it drains (open requests finish, then the actors stop in reverse start
+ * order) and exits 0. A second Ctrl-C exits at once (130), saying how many jobs it abandoned
+ * (`stop_signals.ts` tells a second Ctrl-C from a forwarded copy of the first).
+ *
  * @module
  */
 import { parseArgs } from "node:util";
 import { ConfigError, loadNodeConfig, type NodeConfig, parseNodeConfig } from "./config.ts";
-import { startNode } from "./node.ts";
+import { startNode, type VeriflowNode } from "./node.ts";
+import { StopSignals } from "./stop_signals.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { ActorError } from "../actors/errors.ts";
 
@@ -25,6 +31,9 @@ const HELP = `Usage: cli.ts start [options]
   --model-size S    built-in model size: tiny (default) or small
   --cuda            ask for the CUDA execution provider (falls back to CPU)
   --workers N       run the model in N worker threads (default 1; 0: on the main thread)
+  --validation-workers N
+                    model workers of their own for the validator's forward passes (default 1;
+                    0: share the generation workers, which serve token steps first)
   --no-storage, --no-inference, --no-prover, --no-validator
                     switch a role off
   --p2p-port N      port peers connect to (default 7700; 0 picks a free one)
@@ -56,6 +65,7 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
       "model-size": { type: "string" },
       cuda: { type: "boolean" },
       workers: { type: "string" },
+      "validation-workers": { type: "string" },
       "no-storage": { type: "boolean" },
       "no-inference": { type: "boolean" },
       "no-prover": { type: "boolean" },
@@ -93,6 +103,9 @@ export async function configFromArgs(args: string[]): Promise<NodeConfig> {
   if (values["model-size"] !== undefined) section("model").size = values["model-size"];
   if (values.cuda) section("model").executionProvider = "cuda";
   if (values.workers !== undefined) section("model").workers = num("workers", values.workers);
+  if (values["validation-workers"] !== undefined) {
+    section("model").validationWorkers = num("validation-workers", values["validation-workers"]);
+  }
   for (const role of ["storage", "inference", "prover", "validator"]) {
     if (values[`no-${role}` as "no-storage"]) section("roles")[role] = false;
   }
@@ -132,40 +145,137 @@ function rootReason(error: unknown): string {
   return reason instanceof Error ? reason.message : String(reason);
 }
 
-/** Run the `start` command; resolves with the process exit code once the node has stopped. */
-export async function runStart(args: string[]): Promise<number> {
+/** What {@link runStart} needs from the process; tests substitute their own. */
+export interface StartCommandIo {
+  /** Calls `listener` on each SIGINT and SIGTERM; returns a function that stops listening. */
+  onStopSignal(listener: () => void): () => void;
+  /** Writes a line to stdout. */
+  out(line: string): void;
+  /** Writes a line to stderr. */
+  err(line: string): void;
+  /** A monotonic clock in milliseconds. */
+  now(): number;
+}
+
+/** The real process: its signals, stdout and stderr, `performance.now`. */
+export const PROCESS_IO: StartCommandIo = {
+  onStopSignal(listener) {
+    Deno.addSignalListener("SIGINT", listener);
+    Deno.addSignalListener("SIGTERM", listener);
+    return () => {
+      Deno.removeSignalListener("SIGINT", listener);
+      Deno.removeSignalListener("SIGTERM", listener);
+    };
+  },
+  out: (line) => console.log(line),
+  err: (line) => console.error(line),
+  now: () => performance.now(),
+};
+
+/** Exit code after an interrupted start-up or a forced exit: 128 + SIGINT, as shells report. */
+const INTERRUPTED_EXIT_CODE = 130;
+
+/** How long a forced exit waits to count the jobs it abandons: they are counted from memory. */
+const COUNT_JOBS_TIMEOUT_MS = 1_000;
+
+/**
+ * Run the `start` command; resolves with the process exit code once the node has stopped, or
+ * at once on a second Ctrl-C (see the module doc).
+ */
+export async function runStart(args: string[], io: StartCommandIo = PROCESS_IO): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
-    console.log(HELP);
+    io.out(HELP);
     return 0;
   }
   let config: NodeConfig;
   try {
     config = await configFromArgs(args);
   } catch (error) {
-    console.error(`error: ${(error as Error).message}\n\n${HELP}`);
+    io.err(`error: ${(error as Error).message}\n\n${HELP}`);
     return 2;
   }
-  let node: Awaited<ReturnType<typeof startNode>>;
-  try {
-    node = await startNode(config, { log: (line) => console.log(line) });
-  } catch (error) {
-    // A role that cannot start (a taken port, an unreadable model): say why, once, plainly.
-    console.error(`error: the node did not start: ${rootReason(error)}`);
-    return 1;
-  }
-  let stopping = false;
-  const stop = () => {
-    // `deno task` and npx forward the same signal, so a second one is routine: say it once.
-    if (stopping) return;
-    stopping = true;
-    console.log("\nshutting down (stopping children in reverse start order)…");
-    node.shutdown();
+  return await runUntilStopped((signal) => startNode(config, { log: io.out, signal }), io);
+}
+
+/**
+ * Start a node with `start` and run it until stop signals end it (see the module doc): the
+ * life cycle of `runStart`, whatever starts the node.
+ *
+ * @param start Starts the node; aborting its signal must stop start-up.
+ * @param io Signals, output, clock.
+ * @returns The exit code: 0 after a graceful stop, 1 if the node did not start, 130 after an
+ * interrupted start-up or a forced exit.
+ */
+export async function runUntilStopped(
+  start: (signal: AbortSignal) => Promise<VeriflowNode>,
+  io: StartCommandIo = PROCESS_IO,
+): Promise<number> {
+  const signals = new StopSignals(io.now);
+  const startup = new AbortController();
+  const forced = Promise.withResolvers<number>();
+  let node: VeriflowNode | undefined;
+  const onSignal = () => {
+    const action = signals.next();
+    if (action === "ignore") return;
+    if (action === "force") {
+      void forceExit(node, io).then(forced.resolve);
+    } else if (node === undefined) {
+      io.out("\ninterrupted: stopping start-up after the current step (Ctrl-C again to exit now)…");
+      startup.abort(new DOMException("start-up interrupted", "AbortError"));
+    } else {
+      io.out(
+        "\nshutting down: open requests finish, then the actors stop in reverse start order " +
+          "(Ctrl-C again to exit now, abandoning running jobs)…",
+      );
+      void node.shutdown();
+    }
   };
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  await node.finished;
-  Deno.removeSignalListener("SIGINT", stop);
-  Deno.removeSignalListener("SIGTERM", stop);
-  console.log("stopped.");
-  return 0;
+  // Listening from the very start: a Ctrl-C during start-up stops start-up.
+  const stopListening = io.onStopSignal(onSignal);
+  try {
+    return await Promise.race([forced.promise, run()]);
+  } finally {
+    stopListening();
+  }
+
+  async function run(): Promise<number> {
+    try {
+      node = await start(startup.signal);
+    } catch (error) {
+      if (startup.signal.aborted) {
+        io.err("start-up interrupted: the node was stopped before it came up");
+        return INTERRUPTED_EXIT_CODE;
+      }
+      // A role that cannot start (a taken port, an unreadable model): say why, once, plainly.
+      io.err(`error: the node did not start: ${rootReason(error)}`);
+      return 1;
+    }
+    // A Ctrl-C that raced the last step of start-up still stops the node.
+    if (signals.stopping) void node.shutdown();
+    await node.finished;
+    io.out("stopped.");
+    return 0;
+  }
+}
+
+/** A second Ctrl-C: say what is abandoned, and exit without waiting for the drain. */
+async function forceExit(node: VeriflowNode | undefined, io: StartCommandIo): Promise<number> {
+  if (node === undefined) {
+    io.err("forced exit during start-up");
+    return INTERRUPTED_EXIT_CODE;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const jobs = await Promise.race([
+    node.jobs().catch(() => undefined),
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), COUNT_JOBS_TIMEOUT_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  const abandoned = jobs === undefined
+    ? "the jobs still running (their number did not come in time)"
+    : `${jobs.running + jobs.queued} job${jobs.running + jobs.queued === 1 ? "" : "s"} ` +
+      `(${jobs.running} running, ${jobs.queued} queued)`;
+  io.err(`forced exit: abandoned ${abandoned}`);
+  return INTERRUPTED_EXIT_CODE;
 }

@@ -17,6 +17,7 @@
  */
 import { Hono } from "hono";
 import type { InferencePort, ModelCatalog } from "../inference/inference_port.ts";
+import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { ApiKeys } from "./api_keys.ts";
 import { clientAccess, type EdgeEnv } from "./client_access.ts";
@@ -56,6 +57,8 @@ export interface AppOptions {
   edge?: Partial<EdgeConfig>;
   /** Where a line per job start, end and cancel goes; nowhere by default. */
   log?: (line: string) => void;
+  /** The loaded models' runtime health, reported by `/healthz` (see `health_routes.ts`). */
+  modelHealth?: () => RegisteredModelHealth[];
 }
 
 /**
@@ -95,7 +98,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   );
   app.use("*", originPolicy(edge.allowedOrigins));
   app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote));
-  app.route("/", healthRoutes(gateway, metrics));
+  app.route("/", healthRoutes(gateway, metrics, options.modelHealth));
   app.route("/v1", openAiRoutes(gateway, edge, stats));
   app.route("/v1", streamRoutes(gateway, edge, stats));
   return app;

@@ -3,10 +3,17 @@
  * (Prometheus text). The inference collector turns the inference port's stats into metrics at
  * scrape time, so counting costs the hot path nothing.
  *
+ * Given the models' runtime health, `/healthz` reports it under `model_runtime` and its
+ * `status` follows it: `ok`; `degraded` while a model worker is being restarted or was given
+ * up on and others still serve (HTTP 200); `failed` when a model has no worker left that can
+ * serve (HTTP 503: take the node out of rotation and restart it).
+ *
  * @module
  */
 import { Hono } from "hono";
 import type { InferenceStats } from "../inference/inference_port.ts";
+import type { ModelHealth } from "../inference/model_health.ts";
+import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import type { InferenceGateway } from "./inference_gateway.ts";
 import {
   type MetricSample,
@@ -15,17 +22,44 @@ import {
   PROMETHEUS_CONTENT_TYPE,
 } from "./metrics_registry.ts";
 
-/** Routes `/healthz` and `/metrics`; mount at the root. */
-export function healthRoutes(gateway: InferenceGateway, metrics: MetricsRegistry): Hono {
+/**
+ * Routes `/healthz` and `/metrics`; mount at the root.
+ *
+ * @param gateway Jobs and models, for the queue and the model count.
+ * @param metrics What `/metrics` renders.
+ * @param modelHealth The loaded models' runtime health (see the module doc); none by default.
+ */
+export function healthRoutes(
+  gateway: InferenceGateway,
+  metrics: MetricsRegistry,
+  modelHealth?: () => RegisteredModelHealth[],
+): Hono {
   const routes = new Hono();
   routes.get("/healthz", async (c) => {
     const [stats, models] = await Promise.all([gateway.stats(), gateway.listModels()]);
-    return c.json({
-      status: "ok",
+    const body = {
+      status: "ok" as ModelHealth["status"],
       models: models.length,
       active_jobs: stats.activeJobs,
       queued_jobs: stats.queuedJobs,
-    });
+    };
+    if (modelHealth === undefined) return c.json(body);
+    const runtime = modelHealth();
+    const worst = (status: ModelHealth["status"]) => runtime.some((m) => m.status === status);
+    body.status = worst("failed") ? "failed" : worst("degraded") ? "degraded" : "ok";
+    const model_runtime = runtime.map((m) => ({
+      model: m.cid,
+      name: m.name,
+      status: m.status,
+      restarts: m.restarts,
+      workers: m.workers.map((w) => ({
+        lane: w.lane,
+        state: w.state,
+        restarts: w.restarts,
+        ...(w.lastError === undefined ? {} : { last_error: w.lastError }),
+      })),
+    }));
+    return c.json({ ...body, model_runtime }, body.status === "failed" ? 503 : 200);
   });
   routes.get("/metrics", async () => {
     return new Response(await metrics.render(), {

@@ -1,17 +1,37 @@
 /**
- * A model worker entry for supervision tests: the real worker, plus a hook that throws an
- * uncaught error when {@link CRASH_CHANNEL} names this worker (see `_worker_faults.ts`).
+ * A model worker entry for supervision and life-cycle tests: the real worker, plus hooks driven
+ * over {@link FAULTS_CHANNEL} (see `_worker_faults.ts`): `crash` makes the named worker throw an
+ * uncaught error; `hold` makes every worker keep the generation steps it receives until
+ * `release`, so jobs stay running for as long as a test needs.
  *
  * @module
  */
 import "../../inference/_model_worker.ts";
-import { CRASH_CHANNEL } from "./_worker_faults.ts";
+import { FAULTS_CHANNEL, type WorkerFault } from "./_worker_faults.ts";
 
-const channel = new BroadcastChannel(CRASH_CHANNEL);
-channel.onmessage = (event: MessageEvent<string>) => {
-  if (event.data !== (globalThis as unknown as { name: string }).name) return;
-  // Thrown from a timer, outside any request: an uncaught error, not an error reply.
-  setTimeout(() => {
-    throw new Error("injected crash");
-  });
+const scope = globalThis as unknown as {
+  name: string;
+  onmessage: ((event: MessageEvent<{ op: string }>) => void) | null;
+};
+const handle = scope.onmessage!;
+let held: MessageEvent<{ op: string }>[] | undefined;
+scope.onmessage = (event) => {
+  if (held !== undefined && event.data.op === "step") held.push(event);
+  else handle(event);
+};
+
+const channel = new BroadcastChannel(FAULTS_CHANNEL);
+channel.onmessage = ({ data: fault }: MessageEvent<WorkerFault>) => {
+  if (fault.type === "crash" && fault.worker === scope.name) {
+    // Thrown from a timer, outside any request: an uncaught error, not an error reply.
+    setTimeout(() => {
+      throw new Error("injected crash");
+    });
+  } else if (fault.type === "hold") {
+    held ??= [];
+  } else if (fault.type === "release") {
+    const steps = held ?? [];
+    held = undefined;
+    for (const step of steps) handle(step);
+  }
 };

@@ -1,22 +1,43 @@
 /**
- * Fault injection into model workers, for supervision tests: load a model with
- * `workerUrl: CRASHING_WORKER_URL` (the real worker plus a hook, `_crashing_model_worker.ts`),
- * then {@link crashModelWorker} makes one of its workers die of an uncaught error, as a crash in
- * onnxruntime or an out-of-memory would.
+ * Fault injection into model workers, for supervision and life-cycle tests: load a model with
+ * `workerUrl: FAULTY_WORKER_URL` (the real worker plus hooks, `_faulty_model_worker.ts`), then
+ * {@link crashModelWorker} makes one of its workers die of an uncaught error, as a crash in
+ * onnxruntime or an out-of-memory would, and {@link holdModelSteps} keeps generation steps
+ * waiting (jobs stay running) until {@link releaseModelSteps}.
  *
  * @module
  */
 
-/** The broadcast channel the hook listens on. */
-export const CRASH_CHANNEL = "veriflow-test-model-worker-crash";
+/** The broadcast channel the hooks listen on. */
+export const FAULTS_CHANNEL = "veriflow-test-model-worker-faults";
 
-/** The worker entry with the hook, as a `workerUrl`. */
-export const CRASHING_WORKER_URL: string = new URL("./_crashing_model_worker.ts", import.meta.url)
+/** A fault, as broadcast to the workers. */
+export type WorkerFault =
+  | { type: "crash"; worker: string }
+  | { type: "hold" }
+  | { type: "release" };
+
+/** The worker entry with the hooks, as a `workerUrl`. */
+export const FAULTY_WORKER_URL: string = new URL("./_faulty_model_worker.ts", import.meta.url)
   .href;
 
-/** Crash worker `index` of every pool started with {@link CRASHING_WORKER_URL}. */
-export function crashModelWorker(index: number): void {
-  const channel = new BroadcastChannel(CRASH_CHANNEL);
-  channel.postMessage(`veriflow-model-worker-${index}`);
+function broadcast(fault: WorkerFault): void {
+  const channel = new BroadcastChannel(FAULTS_CHANNEL);
+  channel.postMessage(fault);
   channel.close();
+}
+
+/** Crash worker `index` of every pool started with {@link FAULTY_WORKER_URL}. */
+export function crashModelWorker(index: number): void {
+  broadcast({ type: "crash", worker: `veriflow-model-worker-${index}` });
+}
+
+/** From now on, every faulty worker keeps the generation steps it receives. */
+export function holdModelSteps(): void {
+  broadcast({ type: "hold" });
+}
+
+/** Let the held steps (and later ones) run. */
+export function releaseModelSteps(): void {
+  broadcast({ type: "release" });
 }

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { collect, params, tinyModel } from "./_fixtures.ts";
-import { CRASHING_WORKER_URL, crashModelWorker } from "./_worker_faults.ts";
+import { crashModelWorker, FAULTY_WORKER_URL } from "./_worker_faults.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TextModel, type TextModelOptions } from "../../inference/text_model.ts";
 import type { ModelHealth, ModelWorkerEvent } from "../../inference/model_health.ts";
@@ -25,7 +25,7 @@ async function crashable(options: TextModelOptions = {}) {
     worker: true,
     workerCount: 1,
     intraOpThreads: 1,
-    workerUrl: CRASHING_WORKER_URL,
+    workerUrl: FAULTY_WORKER_URL,
     restart: { backoffInitialMs: 0 },
     onWorkerEvent: (event) => events.push(event),
     ...options,

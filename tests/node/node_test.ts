@@ -6,6 +6,11 @@ import type { ReceiptRecord } from "../../proof/ledger.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { verifyReceipt } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { join } from "node:path";
+import { buildGptModel } from "../../inference/model_builder.ts";
+import { ModelRegistry } from "../../inference/model_registry.ts";
+import type { ModelWorkerRestartPolicy } from "../../inference/model_health.ts";
+import { crashModelWorker, FAULTY_WORKER_URL } from "../inference/_worker_faults.ts";
 
 async function start(dataDir: string, extra: Record<string, unknown> = {}): Promise<VeriflowNode> {
   const config = parseNodeConfig({
@@ -107,4 +112,99 @@ Deno.test("roles switched off are not started; without a model or a worker peer,
     await node.shutdown();
     await Deno.remove(dataDir, { recursive: true });
   }
+});
+
+/** A node serving the tiny model from workers that tests can crash. */
+async function startWithFaultyWorkers(restart: Partial<ModelWorkerRestartPolicy>) {
+  const dir = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const models = new ModelRegistry({
+    worker: true,
+    workerCount: 1,
+    intraOpThreads: 1,
+    workerUrl: FAULTY_WORKER_URL,
+    restart,
+    onWorkerEvent: (event) => lines.push(event.message),
+  });
+  await buildGptModel({ size: "tiny", seed: 0, outDir: join(dir, "model") });
+  const { cid } = await models.register(join(dir, "model"));
+  await models.get(cid);
+  const node = await startNode(
+    parseNodeConfig({
+      dataDir: join(dir, "data"),
+      http: { port: 0 },
+      network: { listen: { port: 0 } },
+      heartbeatMs: 0,
+    }),
+    { models },
+  );
+  return {
+    node,
+    cid,
+    lines,
+    health: async () => {
+      const response = await fetch(`${node.url}/healthz`);
+      return { status: response.status, body: await response.json() };
+    },
+    async [Symbol.asyncDispose]() {
+      await node.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("a node whose model worker dies says so on /healthz and /metrics, restarts it and serves again", async () => {
+  await using running = await startWithFaultyWorkers({ backoffInitialMs: 0 });
+  const { node, cid } = running;
+  const before = await running.health();
+  assert.equal(before.status, 200);
+  assert.equal(before.body.status, "ok");
+  assert.deepEqual(before.body.model_runtime[0].workers, [
+    { lane: "generation", state: "running", restarts: 0 },
+  ]);
+
+  crashModelWorker(0);
+  const after = await eventually(async () => {
+    const health = await running.health();
+    return health.body.model_runtime[0].restarts === 1 ? health : undefined;
+  }, "the restart to show on /healthz");
+  assert.equal(after.status, 200);
+  assert.equal(after.body.status, "ok");
+  assert.match(after.body.model_runtime[0].workers[0].last_error, /injected crash/);
+  assert.ok(
+    running.lines.some((l) => /died: .*injected crash.*restarting/.test(l)),
+    running.lines.join("\n"),
+  );
+  assert.ok(running.lines.some((l) => /restarted/.test(l)));
+  const metrics = await (await fetch(`${node.url}/metrics`)).text();
+  assert.match(
+    metrics,
+    new RegExp(`^veriflow_model_worker_restarts_total\\{model="${cid}"\\} 1$`, "m"),
+  );
+  assert.match(
+    metrics,
+    new RegExp(
+      `^veriflow_model_workers\\{model="${cid}",lane="generation",state="running"\\} 1$`,
+      "m",
+    ),
+  );
+
+  const response = await fetch(`${node.url}/v1/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ prompt: "again", max_tokens: 4 }),
+  });
+  assert.equal(response.status, 200);
+  assert.equal((await response.json()).usage.completion_tokens, 4);
+});
+
+Deno.test("a node whose model worker is given up on answers /healthz 503 failed", async () => {
+  await using running = await startWithFaultyWorkers({ maxRestarts: 0 });
+  crashModelWorker(0);
+  const health = await eventually(async () => {
+    const h = await running.health();
+    return h.status === 503 ? h : undefined;
+  }, "/healthz to fail");
+  assert.equal(health.body.status, "failed");
+  assert.equal(health.body.model_runtime[0].workers[0].state, "failed");
 });

@@ -1,0 +1,88 @@
+/**
+ * The node's HTTP port, bound first thing at start-up: a port another process holds is refused
+ * with one line naming it and `--port` before the node touches its data directory, and the
+ * port is the node's from then on. Until the app is mounted (the node is up) every request is
+ * answered `503 starting`, so a load balancer or a client polling `/healthz` sees a node that
+ * is coming up rather than a refused connection.
+ *
+ * @module
+ */
+import { VeriflowError } from "../protocols/errors.ts";
+import { type FetchApp, serve } from "../server/serve.ts";
+
+/** Seconds a client is told to wait (`Retry-After`) while the node starts. */
+const STARTING_RETRY_AFTER_S = 1;
+
+/** The HTTP API's address cannot be bound (taken, not this machine's, or privileged). */
+export class HttpListenError extends VeriflowError {
+  /**
+   * Create it.
+   *
+   * @param hostname The interface asked for.
+   * @param port The port asked for.
+   * @param cause The system's error.
+   */
+  constructor(hostname: string, port: number, cause: unknown) {
+    const address = `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
+    const reason = cause instanceof Deno.errors.AddrInUse
+      ? `port ${port} is already in use (another node, or another program?)`
+      : (cause as Error).message;
+    super(
+      "http_listen_failed",
+      `cannot serve the HTTP API on ${address}: ${reason}; choose another port with --port N ` +
+        `(0 picks a free one) or http.port in the configuration`,
+      { cause },
+    );
+  }
+}
+
+/** The node's HTTP port: bound by {@link HttpListener.open}, serving an app once mounted. */
+export class HttpListener {
+  /** Base URL, e.g. `http://127.0.0.1:8080`. */
+  readonly url: string;
+  #server: ReturnType<typeof serve>;
+  #app: FetchApp | undefined;
+
+  private constructor(open: (app: FetchApp) => ReturnType<typeof serve>) {
+    this.#server = open({
+      fetch: (request, info) => this.#app?.fetch(request, info) ?? starting(),
+    });
+    this.url = this.#server.url;
+  }
+
+  /**
+   * Bind `hostname:port` now; throws {@link HttpListenError} when that is not possible.
+   *
+   * @param address Where to listen (`port` 0 picks a free port, which `url` reports).
+   */
+  static open(address: { hostname: string; port: number }): HttpListener {
+    try {
+      return new HttpListener((app) => serve({ app, ...address }));
+    } catch (cause) {
+      throw new HttpListenError(address.hostname, address.port, cause);
+    }
+  }
+
+  /** Serve `app` from now on (requests so far got `503 starting`). */
+  mount(app: FetchApp): void {
+    this.#app = app;
+  }
+
+  /** Stop serving, closing open connections (WebSockets, streams) too. */
+  close(): Promise<void> {
+    return this.#server.shutdown();
+  }
+}
+
+function starting(): Response {
+  const error = {
+    message: "the node is starting; retry in a moment",
+    type: "service_unavailable",
+    param: null,
+    code: "starting",
+  };
+  return Response.json({ error }, {
+    status: 503,
+    headers: { "retry-after": String(STARTING_RETRY_AFTER_S) },
+  });
+}

@@ -1,0 +1,48 @@
+/**
+ * What a stop signal (Ctrl-C's SIGINT, or SIGTERM) means to a running `cli.ts start`: the first
+ * asks for a graceful stop (start-up interrupted, or the node drained), a second one forces the
+ * exit. A copy of the first that arrives within {@link DUPLICATE_SIGNAL_MS} is not a second
+ * one: `deno task` and `npx` forward the terminal's SIGINT to the node, which also gets it from
+ * the terminal itself, so one Ctrl-C routinely arrives twice.
+ *
+ * @module
+ */
+
+/**
+ * Signals closer together than this are one. A forwarded copy arrives within milliseconds of
+ * the original; a person pressing Ctrl-C again takes longer than this to mean it.
+ */
+export const DUPLICATE_SIGNAL_MS = 300;
+
+/** What to do about a signal: nothing (a copy), stop gracefully, or exit now. */
+export type StopAction = "ignore" | "stop" | "force";
+
+/** Reads successive stop signals (see the module doc). */
+export class StopSignals {
+  #now: () => number;
+  #lastAt: number | undefined;
+  #count = 0;
+
+  /**
+   * Create it.
+   *
+   * @param now A monotonic clock in milliseconds (`performance.now` in the CLI).
+   */
+  constructor(now: () => number) {
+    this.#now = now;
+  }
+
+  /** Whether a graceful stop was asked for. */
+  get stopping(): boolean {
+    return this.#count > 0;
+  }
+
+  /** What the signal arriving now means. */
+  next(): StopAction {
+    const now = this.#now();
+    if (this.#lastAt !== undefined && now - this.#lastAt < DUPLICATE_SIGNAL_MS) return "ignore";
+    this.#lastAt = now;
+    this.#count++;
+    return this.#count === 1 ? "stop" : "force";
+  }
+}
