@@ -87,6 +87,9 @@ export async function verifyLedger(
   dir: string,
   options: VerifyLedgerOptions = {},
 ): Promise<LedgerVerifyReport> {
+  // The checkpoint before the log's size: a node running beside this writes its entries before
+  // the checkpoint that covers them, so this order never sees a checkpoint beyond the log.
+  const stored = await readCheckpoint(dir);
   let log: LedgerLog;
   try {
     log = await LedgerLog.open(join(dir, LOG_FILE));
@@ -95,7 +98,6 @@ export async function verifyLedger(
     throw new LedgerError("ledger_missing", `no ledger in ${dir} (no ${LOG_FILE}): check --data`);
   }
   try {
-    const stored = await readCheckpoint(dir);
     const checkpoint = typeof stored === "object" ? stored : undefined;
     const chain = new ChainVerifier({ owner: options.owner, dir });
     const state = new LedgerState();
