@@ -76,7 +76,7 @@ export * from "./streams/cbor_stream.ts";
 
 // Inference
 export * from "./inference/text_model.ts";
-export type { SessionOptions } from "./inference/_session.ts";
+export type { GraphOptimizationLevel, SessionOptions } from "./inference/_session.ts";
 export * from "./inference/tensor_model.ts";
 export * from "./inference/model_registry.ts";
 export * from "./inference/model_health.ts";

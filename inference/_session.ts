@@ -12,6 +12,14 @@ import { ModelLoadError } from "./errors.ts";
 /** Where a model runs. */
 export type ExecutionProvider = "cpu" | "cuda";
 
+/**
+ * How far onnxruntime rewrites the graph before running it (its `GraphOptimizationLevel`):
+ * `"disabled"` runs the graph as written, `"all"` fuses operators (MatMul with its transposes and
+ * scale, …). Fused kernels may round differently, so logits may differ in the last bits between
+ * levels: one of the execution variants a calibration measures (`proof/calibrate_model.ts`).
+ */
+export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all";
+
 /** Options shared by every model loader. */
 export interface SessionOptions {
   /** Preferred execution provider; `"cuda"` falls back to CPU when unavailable. Default `"cpu"`. */
@@ -31,6 +39,11 @@ export interface SessionOptions {
    * that does nothing but compute.
    */
   spinning?: boolean;
+  /**
+   * onnxruntime's graph optimization level. Default `"all"`. Honoured in-thread; the worker
+   * pool (`_model_worker_pool.ts`) passes only the provider, threads and spinning on.
+   */
+  graphOptimizationLevel?: GraphOptimizationLevel;
 }
 
 /** A created session and the provider it actually runs on. */
@@ -68,7 +81,7 @@ export async function createSession(
 ): Promise<CreatedSession> {
   const spin = options?.spinning === true ? "1" : "0";
   const base: ort.InferenceSession.SessionOptions = {
-    graphOptimizationLevel: "all",
+    graphOptimizationLevel: options?.graphOptimizationLevel ?? "all",
     logSeverityLevel: LOG_SEVERITY_ERROR,
     // Session config entries "session.intra_op.allow_spinning" / "session.inter_op.…".
     extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
