@@ -231,9 +231,15 @@ export class RemoteSequence {
     this.#open = false;
     if (this.#incarnation !== this.#slot.incarnation) return; // died with its worker
     this.#slot.sequences--;
-    if (this.#slot.state === "running" && !this.#slot.failure) {
-      this.#slot.worker.postMessage({ op: "drop", seq: this.#seq });
-    }
+    const slot = this.#slot;
+    const drop = () => {
+      if (slot.incarnation === this.#incarnation && slot.state === "running") {
+        slot.worker.postMessage({ op: "drop", seq: this.#seq });
+      }
+    };
+    // While its worker restarts, after the replacement runs (and after any step waiting for it).
+    if (slot.state === "restarting") slot.ready.then(drop, () => {});
+    else if (!slot.failure) drop();
   }
 }
 

@@ -71,6 +71,15 @@ const nodeConfigSchema = z.object({
      * one more model copy each. 0 shares the generation workers, which serve steps first.
      */
     validationWorkers: z.number().int().min(0).max(16).default(1),
+    /**
+     * A model worker that dies is restarted (its jobs fail), up to `maxRestarts` times in
+     * `withinMs` (all the model's workers together); past that it is given up and `/healthz`
+     * answers 503 until the node is restarted.
+     */
+    restart: z.object({
+      maxRestarts: z.number().int().min(0).max(1_000).default(5),
+      withinMs: z.number().int().min(1).default(60_000),
+    }).prefault({}),
   }).prefault({}),
   inference: z.object({
     /** Jobs computed at once per model; more wait in the queue. */
@@ -153,6 +162,7 @@ export interface NodeConfig {
     executionProvider: "cpu" | "cuda";
     workers: number;
     validationWorkers: number;
+    restart: { maxRestarts: number; withinMs: number };
   };
   /** Jobs computed at once per model, and jobs allowed to wait. Default 4 and 64. */
   inference: { concurrency: number; queueLimit: number };

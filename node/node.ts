@@ -343,6 +343,7 @@ async function loadModels(config: NodeConfig, log: (line: string) => void) {
     ...(inWorkers && config.roles.validator
       ? { validationWorkers: config.model.validationWorkers }
       : {}),
+    restart: config.model.restart,
     onWorkerEvent: (event) => log(event.message),
   });
   if (!config.roles.inference && !config.roles.validator) return models;

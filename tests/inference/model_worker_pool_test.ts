@@ -91,6 +91,31 @@ Deno.test("a job submitted while its worker restarts waits for the replacement i
   assert.deepEqual(events.map((e) => e.type), ["crashed", "restarted"]);
 });
 
+Deno.test("a generation cancelled while its worker restarts leaves no KV cache in the replacement", async () => {
+  let cancelled: Promise<void> | undefined;
+  await using pool = await crashable({
+    onWorkerEvent: (event) => {
+      if (event.type !== "crashed") return;
+      const model = pool.model;
+      const before = model.runCount;
+      const reader = model.generate(PROMPT, GREEDY).getReader();
+      reader.read().catch(() => {}); // its first step waits for the replacement
+      cancelled = (async () => {
+        // Microtasks only (the restart is a timer away): once the step is sent, cancel.
+        for (let i = 0; i < 100 && model.runCount === before; i++) await Promise.resolve();
+        assert.equal(model.runCount, before + 1, "the first step was sent");
+        await reader.cancel();
+      })();
+    },
+  });
+  crashModelWorker(0);
+  await eventually(() => cancelled !== undefined, "the crash");
+  await cancelled;
+  await eventually(async () => (await pool.model.workerStats())[0].sequences === 0, "no cache");
+  // The step that waited did reach the replacement (so the check above saw it dropped).
+  assert.ok((await pool.model.workerStats())[0].runs >= 1);
+});
+
 Deno.test("a worker that keeps dying is given up past the restart limit: health says failed and jobs fail saying what to do", async () => {
   await using pool = await crashable({ restart: { maxRestarts: 1, backoffInitialMs: 0 } });
   const { model, events } = pool;
