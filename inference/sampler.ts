@@ -12,10 +12,24 @@
  *    `p_i = w_i / Σ w` summed in order over the ids kept so far.
  * 5. **Top-p** (`topP < 1`): walking the order, keep ids up to and including the first at
  *    which the running sum of `p_i` reaches `topP` (≥); at least one id is kept.
- * 6. **CDF**: over the kept ids, in order, `c_j = (Σ_{i ≤ j} w_i) / (Σ_kept w)`.
- * 7. **Draw**: `u = counterUniform(seed, t)`; the token is the first kept id with `c_j > u`
- *    (the last kept id if rounding leaves none). So id `j` owns the interval
- *    `[c_{j−1}, c_j)` (`c_{−1} = 0`, the last kept id's interval ends at 1).
+ * 6. **Race noise**: `u = counterUniform(seed, t)` keys the position; each kept id i gets the
+ *    uniform `U_i = raceUniform(u, i)` in (0, 1) and the Gumbel draw `g_i = −ln(−ln U_i)`
+ *    (float64, `Math.log`).
+ * 7. **Pick** the kept id with the largest score `s_i = l_i / temperature + g_i` (float64);
+ *    ties go to the smallest id.
+ *
+ * Steps 6–7 are the Gumbel-max race: id i wins with probability `w_i / Σ_kept w`, the same
+ * distribution an inverse-CDF draw gives, but the outcome depends on the logits only through
+ * the comparison of the two best scores. Another machine's rounding of the logits (a few
+ * thousandths of a nat) changes the winner only when those two are that close — a genuine
+ * near-tie, at about 1 % of positions. An inverse-CDF draw moves every interval boundary with
+ * the masses before it (and, in logit order, by a whole token's mass when two near-equal logits
+ * swap), so a validator had to accept two or more tokens at 40–75 % of sampled positions: room
+ * for a worker to steer the output (`proof/sampling_check.ts`, docs/PROOF.md "Sampling check").
+ *
+ * `raceUniform(u, i)`: with `K = u·2^53` (an integer), `kh = ⌊K / 2^21⌋`, `kl = K mod 2^21`,
+ * `h(s) = fmix32(fmix32(fmix32(s ⊕ kh) ⊕ kl) ⊕ i)` (murmur3's 32-bit finaliser), it is
+ * `(h(0x243f6a88)·2^21 + ⌊h(0x85a308d3) / 2^11⌋ + 0.5) / 2^53`.
  *
  * @module
  */
@@ -30,16 +44,14 @@ export type SamplingParams = Pick<GenerationParams, "temperature" | "topK" | "to
 export interface SampledToken {
   /** The selected token id. */
   token: number;
-  /** The draw `counterUniform(seed, position)` (computed for greedy too, where it is unused). */
-  u: number;
 }
 
-/** The kept ids of a sampled position in rule order, with their cumulative distribution. */
+/** The ids a sampled position keeps (steps 2–5), with their probabilities. */
 export interface SamplingDistribution {
-  /** Kept token ids, most likely first. */
+  /** Kept token ids in rule order (most likely first). */
   ids: Int32Array;
-  /** `cdf[j]` = probability mass of `ids[0..j]`; the last entry is forced to 1. */
-  cdf: Float64Array;
+  /** `probs[j]`: probability of `ids[j]`, `w / Σ_kept w`. */
+  probs: Float64Array;
 }
 
 /**
@@ -85,20 +97,42 @@ export function argmax(logits: ArrayLike<number>): number {
 }
 
 /**
- * Steps 2–6 of the rule: the ids a sampled (temperature > 0) position can produce and their
- * CDF. Throws {@link InvalidGenerationParamsError} when every logit is −∞/NaN.
+ * Steps 2–5 of the rule: the ids a sampled (temperature > 0) position can produce and their
+ * probabilities. Throws {@link InvalidGenerationParamsError} when every logit is −∞/NaN.
  */
 export function samplingDistribution(
   logits: ArrayLike<number>,
   params: SamplingParams,
 ): SamplingDistribution {
-  let order: number[] = [];
-  for (let i = 0; i < logits.length; i++) if (logits[i] > -Infinity) order.push(i);
-  if (order.length === 0) throw new InvalidGenerationParamsError("no token has finite logit");
-  order.sort((a, b) => (logits[b] - logits[a]) || (a - b));
-  if (params.topK > 0 && order.length > params.topK) order = order.slice(0, params.topK);
+  const { ids, weights } = keptIds(logits, params, true);
+  let total = 0;
+  for (const w of weights) total += w;
+  return { ids, probs: weights.map((w) => w / total) };
+}
 
-  const max = logits[order[0]];
+/**
+ * The kept ids and their weights. Rule order is needed only for a cut: without one (`topK` 0 or
+ * ≥ the ids, `topP` 1) every finite id is kept and, unless `sorted`, they come in id order.
+ */
+function keptIds(
+  logits: ArrayLike<number>,
+  params: SamplingParams,
+  sorted: boolean,
+): { ids: Int32Array; weights: Float64Array } {
+  let order: number[] = [];
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) {
+    if (logits[i] > -Infinity) {
+      order.push(i);
+      if (logits[i] > max) max = logits[i];
+    }
+  }
+  if (order.length === 0) throw new InvalidGenerationParamsError("no token has finite logit");
+  const cutK = params.topK > 0 && order.length > params.topK;
+  if (sorted || cutK || params.topP < 1) {
+    order.sort((a, b) => (logits[b] - logits[a]) || (a - b));
+  }
+  if (cutK) order = order.slice(0, params.topK);
   const weights = new Float64Array(order.length);
   let total = 0;
   for (let j = 0; j < order.length; j++) {
@@ -116,18 +150,48 @@ export function samplingDistribution(
       }
     }
   }
-  let keptTotal = 0;
-  for (let j = 0; j < kept; j++) keptTotal += weights[j];
-  const ids = new Int32Array(kept);
-  const cdf = new Float64Array(kept);
-  let cumulative = 0;
-  for (let j = 0; j < kept; j++) {
-    ids[j] = order[j];
-    cumulative += weights[j];
-    cdf[j] = cumulative / keptTotal;
-  }
-  cdf[kept - 1] = 1;
-  return { ids, cdf };
+  return { ids: Int32Array.from(order.slice(0, kept)), weights: weights.subarray(0, kept) };
+}
+
+/** murmur3's 32-bit finaliser: a bijection on 32-bit words with full avalanche. */
+function fmix32(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+/** 2^21 and 2^-53, for splitting and scaling 53-bit integers. */
+const TWO_POW_21 = 2 ** 21;
+const TWO_POW_MINUS_53 = 2 ** -53;
+/** The two finaliser seeds of `raceUniform` (digits of π, as in many hash constants). */
+const RACE_SEED_HIGH = 0x243f6a88;
+const RACE_SEED_LOW = 0x85a308d3;
+
+/**
+ * Step 6: the race noise of output position `position` under `seed`, as a function of the
+ * token id: `g(i) = −ln(−ln raceUniform(counterUniform(seed, position), i))`, a standard Gumbel
+ * draw. Validators use it to recompute the scores of step 7.
+ *
+ * @example
+ * ```ts
+ * import { raceNoise } from "./sampler.ts";
+ * const g = raceNoise(42, 0);
+ * g(7) === raceNoise(42, 0)(7); // true: a pure function of (seed, position, id)
+ * ```
+ */
+export function raceNoise(seed: number, position: number): (id: number) => number {
+  const key = counterUniform(seed, position) / TWO_POW_MINUS_53;
+  const kh = Math.floor(key / TWO_POW_21) >>> 0;
+  const kl = key % TWO_POW_21;
+  const h = (s: number, id: number) => fmix32(fmix32(fmix32(s ^ kh) ^ kl) ^ id);
+  return (id) => {
+    const u = (h(RACE_SEED_HIGH, id) * TWO_POW_21 + (h(RACE_SEED_LOW, id) >>> 11) + 0.5) *
+      TWO_POW_MINUS_53;
+    return -Math.log(-Math.log(u));
+  };
 }
 
 /**
@@ -147,28 +211,17 @@ export function sampleToken(
   position: number,
 ): SampledToken {
   validateSamplingParams(params);
-  const u = counterUniform(params.seed, position);
-  if (params.temperature === 0) return { token: argmax(logits), u };
-  const { ids, cdf } = samplingDistribution(logits, params);
-  for (let j = 0; j < ids.length; j++) if (cdf[j] > u) return { token: ids[j], u };
-  return { token: ids[ids.length - 1], u };
-}
-
-/**
- * The `[lo, hi)` interval of the draw `u` that selects `token` under the rule, or `null` when
- * the rule can never select it (cut by top-k/top-p, or not the argmax under greedy, where the
- * argmax owns `[0, 1)`). A validator checks `lo - margin ≤ u < hi + margin` to tolerate
- * floating-point differences between its logits and the worker's.
- */
-export function samplingInterval(
-  logits: ArrayLike<number>,
-  params: SamplingParams,
-  token: number,
-): [number, number] | null {
-  validateSamplingParams(params);
-  if (params.temperature === 0) return argmax(logits) === token ? [0, 1] : null;
-  const { ids, cdf } = samplingDistribution(logits, params);
-  const j = ids.indexOf(token);
-  if (j < 0) return null;
-  return [j === 0 ? 0 : cdf[j - 1], cdf[j]];
+  if (params.temperature === 0) return { token: argmax(logits) };
+  const { ids } = keptIds(logits, params, false);
+  const noise = raceNoise(params.seed, position);
+  let token = -1;
+  let best = -Infinity;
+  for (const id of ids) {
+    const score = logits[id] / params.temperature + noise(id);
+    if (score > best || (score === best && id < token)) {
+      best = score;
+      token = id;
+    }
+  }
+  return { token };
 }

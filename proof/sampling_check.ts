@@ -1,57 +1,77 @@
 /**
  * The tolerant sampling check: could the job's sampling rule (`inference/sampler.ts`) have
- * produced this token from logits that differ from the validator's by at most
- * {@link SamplingTolerance.logitEps} each?
+ * produced this token from an honest worker's logits, which differ from the validator's by
+ * honest noise only?
  *
- * The rule itself has discontinuities (argmax at near-ties, the CDF order of near-equal
- * logits, the top-k and top-p cut-offs), so checking "does `sampleToken` on my logits give the
- * same token" would flag honest workers whose floating point differs slightly. Instead the
- * check computes, from the validator's logits, the *widest* set of outcomes that any
- * perturbation within ±ε could produce, and rejects only tokens outside it:
+ * The rule has discontinuities (argmax and the Gumbel race at near-ties, the top-k and top-p
+ * cut-offs), so checking "does `sampleToken` on my logits give the same token" would flag
+ * honest workers whose floating point differs slightly. Instead the check computes, from the
+ * validator's logits, the tokens honest noise could make the rule pick, and rejects the rest.
+ * Honest noise is described by two calibrated numbers (`proof/calibration.ts`):
  *
+ * - a **bound** ε on each logit's difference. Two scores `l/T + g` can then swap only when they
+ *   are within 2ε/T; an id is possibly kept by top-k when fewer than k ids beat it by more than
+ *   2ε, definitely kept when fewer than k ids come within 2ε of it;
+ * - an **RMS** σ per logit, for top-p: the mass before an id is a sum over many logits, so its
+ *   honest shift is about `(σ/T)·√(Σ pⱼ²(1[j before] − c)²)`, far below the worst case (every
+ *   log-weight moved by ε/T the wrong way). The mass bound is the tighter of the two, with
+ *   `sigmas` standard deviations; σ = ∞ (the defaults) leaves only the worst case.
+ *
+ * Rules:
  * - greedy: the token's logit must be within 2ε of the largest logit;
- * - sampled: with `r = 2ε / temperature` (the largest change of a log-weight ratio), the token
- *   must be possibly kept by top-k (fewer than k ids beat it by more than 2ε) and by top-p
- *   (the smallest possible mass strictly before it is below `topP`), and the draw
- *   `u = counterUniform(seed, t)` must fall in `[loMin − δ, hiMax + δ]`, where `loMin` puts
- *   near-ties after the token and scales the mass before it down by `e^{−r}` (the rest up by
- *   `e^{r}`), and `hiMax` does the opposite.
+ * - sampled: the token must be possibly kept by top-k and top-p, and its score
+ *   `l/T + g` (the race noise g of `raceNoise(seed, t)`) within 2ε/T of the best score among the
+ *   other ids that are definitely kept. An honest worker's token beat all of those on its own
+ *   logits, and no score moves by more than ε/T.
  *
- * The bounds are monotone in the perturbation, so an honest token always passes; a token drawn
- * with a different seed or from a different distribution fails at most positions.
+ * So the accepted set is one token except at genuine near-ties of the rule: two scores within
+ * 2ε/T, or an id at a cut-off.
  *
  * @module
  */
 import type { GenerationParams } from "../protocols/job.ts";
-import { counterUniform } from "../inference/counter_rng.ts";
+import { raceNoise } from "../inference/sampler.ts";
 
-/** Tolerances of the sampling check. */
+/** Tolerances of the sampling check: how far an honest worker's logits may be from ours. */
 export interface SamplingTolerance {
   /** Largest per-logit difference between worker and validator that honest work can show (nats). */
   logitEps: number;
-  /** Additive slack on the CDF interval (absorbs float64 summation-order differences). */
+  /**
+   * RMS of the honest per-logit difference as it moves sums of probabilities (nats): scales the
+   * statistical bound on the top-p mass. `Infinity`: worst case only.
+   */
+  logitSigma: number;
+  /** How many σ the top-p mass may move (the statistical bound's z-level). */
+  sigmas: number;
+  /** Additive slack on the top-p comparison (float64 summation order). */
   cdfMargin: number;
 }
 
 /**
- * Defaults: ε = 0.05 logits is an order of magnitude above the largest cross-thread and
- * fp16-scale logit difference measured on the built-in models (docs/PROOF.md); δ = 1e-6 covers
- * float64 summation order only.
+ * Defaults, for a model without a calibration profile: ε = 0.05 logits, worst case only. ε is an
+ * order of magnitude above the largest cross-thread and fp16-logit difference measured on the
+ * built-in models (docs/PROOF.md), so it holds for hardware nobody measured; the price is a
+ * wider accepted set (more near-ties). A calibrated profile replaces ε and σ
+ * (`samplingToleranceOf` in `calibration.ts`). δ = 1e-6 covers float64 summation order only.
  */
 export const DEFAULT_SAMPLING_TOLERANCE: Readonly<SamplingTolerance> = Object.freeze({
   logitEps: 0.05,
+  logitSigma: Infinity,
+  sigmas: 8,
   cdfMargin: 1e-6,
 });
 
 /** The outcome of checking one position. */
 export interface SamplingCheck {
-  /** True when the token is consistent with the rule within tolerance. */
+  /** True when the token is consistent with the rule within tolerance (`lo ≤ hi`). */
   ok: boolean;
-  /** The draw for this position (sampled jobs), NaN for greedy. */
-  u: number;
-  /** Lower end of the accepted draw interval (sampled), or the logit gap to the max (greedy). */
+  /**
+   * How far the token is behind: greedy, the largest logit minus its logit; sampled, the best
+   * score of another definitely kept id minus its score (negative when it wins), Infinity when
+   * no honest noise could keep it.
+   */
   lo: number;
-  /** Upper end of the accepted draw interval (sampled), or the allowed gap (greedy). */
+  /** How far behind honest noise allows: 2ε greedy, 2ε/T sampled. */
   hi: number;
 }
 
@@ -80,130 +100,215 @@ export function checkSampledToken(
 ): SamplingCheck {
   const eps2 = 2 * tolerance.logitEps;
   if (!Number.isInteger(token) || token < 0 || token >= vocabSize) {
-    return { ok: false, u: NaN, lo: Infinity, hi: eps2 };
+    return { ok: false, lo: Infinity, hi: eps2 };
   }
-  const lt = logits[offset + token];
-  if (!(lt > -Infinity)) return { ok: false, u: NaN, lo: Infinity, hi: eps2 };
+  if (!(logits[offset + token] > -Infinity)) return { ok: false, lo: Infinity, hi: eps2 };
   if (params.temperature === 0) {
     let max = -Infinity;
     for (let i = 0; i < vocabSize; i++) {
       const v = logits[offset + i];
       if (v > max) max = v;
     }
-    const gap = max - lt;
-    return { ok: gap <= eps2, u: NaN, lo: gap, hi: eps2 };
+    const gap = max - logits[offset + token];
+    return { ok: gap <= eps2, lo: gap, hi: eps2 };
   }
-
-  const u = counterUniform(params.seed, position);
-  const t = params.temperature;
-  const r = eps2 / t;
-  // Candidate ids (finite logits), descending. Weights relative to the max, in float64.
-  const order: number[] = [];
-  for (let i = 0; i < vocabSize; i++) if (logits[offset + i] > -Infinity) order.push(i);
-  order.sort((a, b) => logits[offset + b] - logits[offset + a] || a - b);
-  const max = logits[offset + order[0]];
-  const weight = (i: number) => Math.exp((logits[offset + i] - max) / t);
-
-  // Top-k: possibly kept ids are those with fewer than k ids beating them by more than 2ε.
-  let pool = order;
-  if (params.topK > 0 && order.length > params.topK) {
-    const kth = logits[offset + order[params.topK - 1]];
-    const possibly = order.filter((i) => logits[offset + i] >= kth - eps2);
-    const definitely = order.filter((_, j) => j < params.topK).filter((i) =>
-      countAbove(logits, offset, order, logits[offset + i] - eps2, i) < params.topK
-    );
-    if (!possibly.includes(token)) return { ok: false, u, lo: Infinity, hi: -Infinity };
-    pool = possibly;
-    return intervalCheck(pool, new Set(definitely), token, u, r, weight, logits, offset, eps2, {
-      topP: params.topP,
-      margin: tolerance.cdfMargin,
-    });
-  }
-  return intervalCheck(pool, new Set(pool), token, u, r, weight, logits, offset, eps2, {
-    topP: params.topP,
-    margin: tolerance.cdfMargin,
-  });
+  const race = new ToleratedRace(logits, offset, vocabSize, position, params, tolerance);
+  const lo = race.deficit(token);
+  return { ok: lo <= race.allowed, lo, hi: race.allowed };
 }
 
-/** Number of ids in `order` other than `self` whose logit is ≥ `threshold`. */
-function countAbove(
+/**
+ * The ids a validator's check accepts at one position: every token whose check passes. One id
+ * except at genuine near-ties; more is room for a worker to steer. For measurements
+ * (`bench/detection_bench.ts`) and tests.
+ *
+ * @example
+ * ```ts
+ * import { admissibleTokens } from "./sampling_check.ts";
+ * const logits = new Float32Array([0, 5, 1]);
+ * admissibleTokens(logits, 0, { temperature: 0, topK: 0, topP: 1, seed: 0 }); // [1]
+ * ```
+ */
+export function admissibleTokens(
   logits: Float32Array,
-  offset: number,
-  order: readonly number[],
-  threshold: number,
-  self: number,
-): number {
-  let n = 0;
-  for (const i of order) {
-    if (logits[offset + i] < threshold) break;
-    if (i !== self) n++;
+  position: number,
+  params: SamplingRule,
+  tolerance: SamplingTolerance = DEFAULT_SAMPLING_TOLERANCE,
+  offset = 0,
+  vocabSize: number = logits.length - offset,
+): number[] {
+  const ids: number[] = [];
+  if (params.temperature === 0) {
+    for (let id = 0; id < vocabSize; id++) {
+      if (checkSampledToken(logits, id, position, params, tolerance, offset, vocabSize).ok) {
+        ids.push(id);
+      }
+    }
+    return ids;
   }
-  return n;
+  const race = new ToleratedRace(logits, offset, vocabSize, position, params, tolerance);
+  for (let id = 0; id < vocabSize; id++) if (race.deficit(id) <= race.allowed) ids.push(id);
+  return ids;
 }
 
-function intervalCheck(
-  pool: readonly number[],
-  definitelyInPool: ReadonlySet<number>,
-  token: number,
-  u: number,
-  r: number,
-  weight: (i: number) => number,
-  logits: Float32Array,
-  offset: number,
-  eps2: number,
-  opts: { topP: number; margin: number },
-): SamplingCheck {
-  const lt = logits[offset + token];
-  const er = Math.exp(r);
-  const enr = Math.exp(-r);
-  // Split the pool around the token: strictly above (by > 2ε), near-ties, strictly below.
-  let above = 0;
-  let ties = 0;
-  let below = 0;
-  let definiteBelow = 0;
-  const wt = weight(token);
-  // The top-k set itself is ambiguous at its boundary: normalise with the largest possible set
-  // for lower bounds and the smallest (definite) set for upper bounds.
-  let totalMax = 0;
-  let totalMin = 0;
-  for (const i of pool) {
-    const w = weight(i);
-    totalMax += w;
-    if (definitelyInPool.has(i)) totalMin += w;
-    if (i === token) continue;
-    const l = logits[offset + i];
-    if (l > lt + eps2) above += w;
-    else if (l >= lt - eps2) ties += w;
-    else {
-      below += w;
-      if (definitelyInPool.has(i)) definiteBelow += w;
+/** A weight sum and its sum of squares. */
+interface Mass {
+  w: number;
+  q: number;
+}
+
+/**
+ * One sampled row as the check sees it: the ids honest noise may keep (possibly) and must keep
+ * (definitely) under top-k and top-p, their race scores, and the two best scores among the
+ * definitely kept. Built once per row; {@link ToleratedRace.deficit} is then O(1) per token.
+ */
+class ToleratedRace {
+  /** Largest deficit honest noise explains: 2ε/T. */
+  readonly allowed: number;
+  readonly #possible: Uint8Array; // by id
+  readonly #score: Float64Array; // by id, −Infinity where not possibly kept
+  readonly #best: { id: number; score: number }[]; // two best definitely kept
+  readonly #t: number;
+  readonly #tol: SamplingTolerance;
+
+  constructor(
+    logits: Float32Array,
+    offset: number,
+    vocabSize: number,
+    position: number,
+    params: SamplingRule,
+    tol: SamplingTolerance,
+  ) {
+    this.#t = params.temperature;
+    this.#tol = tol;
+    this.allowed = (2 * tol.logitEps) / params.temperature;
+    // Rule order (step 2), for the cut-offs.
+    const order: number[] = [];
+    for (let i = 0; i < vocabSize; i++) if (logits[offset + i] > -Infinity) order.push(i);
+    order.sort((a, b) => logits[offset + b] - logits[offset + a] || a - b);
+    const n = order.length;
+    const l = Float64Array.from(order, (i) => logits[offset + i]);
+    // aboveEnd[j]: ranks [0, aboveEnd) beat rank j by more than 2ε (surely before it);
+    // tieEnd[j]: ranks [0, tieEnd) are not surely after it (beat it, or within 2ε of it).
+    const eps2 = 2 * tol.logitEps;
+    const aboveEnd = new Int32Array(n);
+    const tieEnd = new Int32Array(n);
+    for (let j = 0, a = 0, b = 0; j < n; j++) {
+      while (a < n && l[a] > l[j] + eps2) a++;
+      while (b < n && l[b] >= l[j] - eps2) b++;
+      aboveEnd[j] = a;
+      tieEnd[j] = b;
     }
+    // Top-k: possibly kept when fewer than k ids surely beat it; definitely when fewer than k
+    // ids can beat it at all.
+    const possible = new Uint8Array(n).fill(1);
+    const definite = new Uint8Array(n).fill(1);
+    if (params.topK > 0 && n > params.topK) {
+      for (let j = 0; j < n; j++) {
+        possible[j] = aboveEnd[j] < params.topK ? 1 : 0;
+        definite[j] = tieEnd[j] - 1 < params.topK ? 1 : 0;
+      }
+    }
+    if (params.topP < 1 && n > 0) {
+      const w = l.map((v) => Math.exp((v - l[0]) / params.temperature));
+      this.#cutTopP(params.topP, w, aboveEnd, tieEnd, possible, definite);
+    }
+    // Race scores (steps 6–7) of the ids possibly kept; the two best definitely kept.
+    const noise = raceNoise(params.seed, position);
+    this.#possible = new Uint8Array(vocabSize);
+    this.#score = new Float64Array(vocabSize).fill(-Infinity);
+    const best = [{ id: -1, score: -Infinity }, { id: -1, score: -Infinity }];
+    for (let j = 0; j < n; j++) {
+      if (!possible[j]) continue;
+      const id = order[j];
+      const score = l[j] / params.temperature + noise(id);
+      this.#possible[id] = 1;
+      this.#score[id] = score;
+      if (!definite[j]) continue;
+      if (score > best[0].score) best.unshift({ id, score });
+      else if (score > best[1].score) best.splice(1, 0, { id, score });
+    }
+    this.#best = best.slice(0, 2);
   }
-  // Top-p: the token is possibly kept when the smallest possible mass before it is < topP.
-  if (opts.topP < 1) {
-    const beforeMin = (above * enr) / (above * enr + (totalMax - above) * er);
-    if (beforeMin >= opts.topP + opts.margin) {
-      return { ok: false, u, lo: Infinity, hi: -Infinity };
-    }
-    // Ids after the token may be cut: hiMax may only count those surely kept, i.e. whose
-    // largest possible mass before them is still below topP.
-    definiteBelow = 0;
-    let running = above + ties + wt;
-    for (const i of pool) {
-      const l = logits[offset + i];
-      if (i === token || l >= lt - eps2) continue;
-      const rest = totalMin - running;
-      const beforeMax = rest > 0 ? (running * er) / (running * er + rest * enr) : 1;
-      if (beforeMax < opts.topP - opts.margin && definitelyInPool.has(i)) {
-        definiteBelow += weight(i);
-      } else break;
-      running += weight(i);
-    }
+
+  /**
+   * How far `token`'s score is behind the best score of another definitely kept id (negative
+   * when ahead); Infinity when honest noise cannot keep it.
+   */
+  deficit(token: number): number {
+    if (!this.#possible[token]) return Infinity;
+    const rival = this.#best[0].id === token ? this.#best[1] : this.#best[0];
+    return rival.score - this.#score[token];
   }
-  const loMin = (above * enr) / (above * enr + (wt + ties + below) * er);
-  const hiNum = (above + ties + wt) * er;
-  const hiMax = definiteBelow > 0 ? hiNum / (hiNum + definiteBelow * enr) : 1;
-  const lo = loMin - opts.margin;
-  const hi = hiMax + opts.margin;
-  return { ok: u >= lo && u < hi, u, lo, hi };
+
+  /**
+   * Narrow `possible`/`definite` (by rank) by the top-p cut: an id is kept when the mass
+   * strictly before it in rule order is below topP.
+   */
+  #cutTopP(
+    topP: number,
+    w: Float64Array,
+    aboveEnd: Int32Array,
+    tieEnd: Int32Array,
+    possible: Uint8Array,
+    definite: Uint8Array,
+  ): void {
+    const n = w.length;
+    const margin = this.#tol.cdfMargin;
+    const { wPos, qPos, wDef, qDef } = prefixSums(w, possible, definite);
+    const keepP = new Uint8Array(n);
+    const keepD = new Uint8Array(n);
+    for (let j = 0; j < n; j++) {
+      if (!possible[j]) continue;
+      // Least mass before j: the ids surely before and surely kept, over all possibly kept.
+      const a = aboveEnd[j];
+      const minS = { w: wDef[a], q: qDef[a] };
+      const minBefore = this.#shifted(minS, { w: wPos[n] - minS.w, q: qPos[n] - minS.q }, -1);
+      // Most mass before j: every id possibly before, over those surely kept after, and j.
+      const b = tieEnd[j];
+      const maxS = { w: wPos[b] - w[j], q: qPos[b] - w[j] * w[j] };
+      const maxR = { w: wDef[n] - wDef[b] + w[j], q: qDef[n] - qDef[b] + w[j] * w[j] };
+      const maxBefore = this.#shifted(maxS, maxR, 1);
+      keepP[j] = minBefore < topP + margin ? 1 : 0;
+      keepD[j] = definite[j] && maxBefore < topP - margin ? 1 : 0;
+    }
+    possible.set(keepP);
+    definite.set(keepD);
+  }
+
+  /**
+   * The share `c = S/(S + R)` of weight set S, moved by honest noise in direction `dir` (−1
+   * down, +1 up): the tighter of the worst case (S's log-weights all move by ε/T one way, R's
+   * the other) and `sigmas` standard deviations of its linearised shift,
+   * `(σ/T)·√((1 − c)²·Σ_S p² + c²·Σ_R p²)`.
+   */
+  #shifted(s: Mass, r: Mass, dir: -1 | 1): number {
+    const total = s.w + r.w;
+    if (!(total > 0)) return dir < 0 ? 0 : 1;
+    const tol = this.#tol;
+    const up = Math.exp((dir * tol.logitEps) / this.#t);
+    const worst = (s.w * up) / (s.w * up + r.w / up);
+    if (!Number.isFinite(tol.logitSigma)) return worst;
+    const c = s.w / total;
+    const sd = (tol.logitSigma / this.#t) * Math.sqrt((1 - c) ** 2 * s.q + c * c * r.q) / total;
+    const stat = c + dir * tol.sigmas * sd;
+    return dir < 0 ? Math.max(worst, stat) : Math.min(worst, stat);
+  }
+}
+
+/** Prefix sums of `w` and `w²` over the entries flagged in `possible` and in `definite`. */
+function prefixSums(w: Float64Array, possible: Uint8Array, definite: Uint8Array) {
+  const n = w.length;
+  const wPos = new Float64Array(n + 1);
+  const qPos = new Float64Array(n + 1);
+  const wDef = new Float64Array(n + 1);
+  const qDef = new Float64Array(n + 1);
+  for (let j = 0; j < n; j++) {
+    const x = w[j];
+    wPos[j + 1] = wPos[j] + (possible[j] ? x : 0);
+    qPos[j + 1] = qPos[j] + (possible[j] ? x * x : 0);
+    wDef[j + 1] = wDef[j] + (definite[j] ? x : 0);
+    qDef[j + 1] = qDef[j] + (definite[j] ? x * x : 0);
+  }
+  return { wPos, qPos, wDef, qDef };
 }

@@ -67,5 +67,5 @@ export function describeAccess(config: {
   const origins = config.allowedOrigins.length === 0
     ? "no browser origins allowed (--allow-origin)"
     : `browser origins ${config.allowedOrigins.join(" ")}`;
-  return `API access    ${who}; ${origins}`;
+  return `API access      ${who}; ${origins}`;
 }

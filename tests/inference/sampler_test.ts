@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import {
   argmax,
+  raceNoise,
   sampleToken,
   samplingDistribution,
-  samplingInterval,
   type SamplingParams,
   validateSamplingParams,
 } from "../../inference/sampler.ts";
@@ -69,16 +69,15 @@ Deno.test("greedy picks the largest logit and breaks ties toward the smallest id
   const logits = new Float32Array([1, 3, 3, 2]);
   assert.equal(argmax(logits), 1);
   assert.equal(sampleToken(logits, P({ temperature: 0 }), 0).token, 1);
-  assert.deepEqual(samplingInterval(logits, P({ temperature: 0 }), 1), [0, 1]);
-  assert.equal(samplingInterval(logits, P({ temperature: 0 }), 2), null);
+  for (let t = 0; t < 20; t++) assert.equal(sampleToken(logits, P({ temperature: 0 }), t).token, 1);
 });
 
 Deno.test("sampling order is by logit descending with ties by id ascending, -Infinity dropped", () => {
   const logits = new Float32Array([0, 5, -Infinity, 5, 1]);
-  const { ids, cdf } = samplingDistribution(logits, P());
+  const { ids, probs } = samplingDistribution(logits, P());
   assert.deepEqual([...ids], [1, 3, 4, 0]);
-  assert.equal(cdf[cdf.length - 1], 1);
-  for (let j = 1; j < cdf.length; j++) assert.ok(cdf[j] >= cdf[j - 1]);
+  assert.ok(Math.abs(probs.reduce((a, b) => a + b, 0) - 1) < 1e-12);
+  for (let j = 1; j < probs.length; j++) assert.ok(probs[j] <= probs[j - 1]);
 });
 
 Deno.test("top-k keeps exactly the k most likely tokens", () => {
@@ -88,7 +87,6 @@ Deno.test("top-k keeps exactly the k most likely tokens", () => {
   for (let t = 0; t < 200; t++) {
     assert.ok([3, 1].includes(sampleToken(logits, P({ topK: 2 }), t).token));
   }
-  assert.equal(samplingInterval(logits, P({ topK: 2 }), 2), null);
 });
 
 Deno.test("top-p keeps the smallest prefix whose mass reaches p, including the crossing token", () => {
@@ -97,29 +95,49 @@ Deno.test("top-p keeps the smallest prefix whose mass reaches p, including the c
   assert.deepEqual([...samplingDistribution(logits, P({ topP: 0.5 })).ids], [1]);
   assert.deepEqual([...samplingDistribution(logits, P({ topP: 0.6 })).ids], [1, 2]);
   assert.deepEqual([...samplingDistribution(logits, P({ topP: 0.81 })).ids], [1, 2, 0]);
-  const { cdf } = samplingDistribution(logits, P({ topP: 0.6 }));
+  const { probs } = samplingDistribution(logits, P({ topP: 0.6 }));
   // The logits are float32, so the probabilities are exact only to ~1e-7.
-  assert.ok(Math.abs(cdf[0] - 0.5 / 0.8) < 1e-6);
+  assert.ok(Math.abs(probs[0] - 0.5 / 0.8) < 1e-6);
 });
 
 Deno.test("temperature sharpens and flattens the distribution", () => {
   const logits = new Float32Array([2, 1, 0]);
-  const mass = (temperature: number) => samplingDistribution(logits, P({ temperature })).cdf[0];
+  const mass = (temperature: number) => samplingDistribution(logits, P({ temperature })).probs[0];
   assert.ok(mass(0.5) > mass(1));
   assert.ok(mass(1) > mass(2));
   assert.ok(Math.abs(mass(1) - Math.exp(2) / (Math.exp(2) + Math.exp(1) + 1)) < 1e-12);
 });
 
-Deno.test("sampled token is the first whose cumulative mass exceeds u, and u lies in its interval", () => {
+Deno.test("sampled token is the kept id with the largest l/T + race noise", () => {
   const logits = new Float32Array([0.3, 1.2, -0.4, 0.9, 0.0, 2.1]);
   const params = P({ topK: 4, topP: 0.95, temperature: 0.8 });
+  const kept = [...samplingDistribution(logits, params).ids];
   for (let t = 0; t < 300; t++) {
-    const { token, u } = sampleToken(logits, params, t);
-    assert.equal(u, counterUniform(params.seed, t));
-    const interval = samplingInterval(logits, params, token);
-    assert.ok(interval, `token ${token} must be selectable`);
-    assert.ok(interval[0] <= u && u < interval[1], `u ${u} outside ${interval}`);
+    const { token } = sampleToken(logits, params, t);
+    const g = raceNoise(params.seed, t);
+    const score = (id: number) => logits[id] / params.temperature + g(id);
+    assert.ok(kept.includes(token), `token ${token} is kept`);
+    for (const id of kept) assert.ok(score(token) >= score(id), `t=${t}: ${id} beats ${token}`);
   }
+});
+
+Deno.test("race noise matches its documented definition (murmur3 fmix32 over the position's draw)", () => {
+  const fmix = (x: number) => {
+    x ^= x >>> 16;
+    x = Math.imul(x, 0x85ebca6b);
+    x ^= x >>> 13;
+    x = Math.imul(x, 0xc2b2ae35);
+    return (x ^ (x >>> 16)) >>> 0;
+  };
+  const K = BigInt(counterUniform(42, 5) * 2 ** 53);
+  const kh = Number(K >> 21n), kl = Number(K & 0x1fffffn);
+  const h = (s: number, i: number) => fmix(fmix(fmix(s ^ kh) ^ kl) ^ i);
+  for (const id of [0, 1, 257, 150_000]) {
+    const u = (h(0x243f6a88, id) * 2 ** 21 + (h(0x85a308d3, id) >>> 11) + 0.5) / 2 ** 53;
+    assert.equal(raceNoise(42, 5)(id), -Math.log(-Math.log(u)));
+  }
+  assert.notEqual(raceNoise(42, 5)(3), raceNoise(42, 6)(3), "positions draw anew");
+  assert.notEqual(raceNoise(42, 5)(3), raceNoise(43, 5)(3), "seeds draw anew");
 });
 
 Deno.test("sampling frequencies follow the kept distribution", () => {

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { checkSampledToken } from "../../proof/sampling_check.ts";
+import {
+  admissibleTokens,
+  checkSampledToken,
+  DEFAULT_SAMPLING_TOLERANCE,
+  type SamplingTolerance,
+} from "../../proof/sampling_check.ts";
 import { sampleToken } from "../../inference/sampler.ts";
 import { gaussian } from "./_models.ts";
 
@@ -8,31 +13,47 @@ const rows = (n: number, seed: number) => {
   return Array.from({ length: n }, () => Float32Array.from({ length: 260 }, () => 2.5 * g()));
 };
 
+/** A calibrated-looking tolerance: honest logits within 0.006 nats, RMS 0.002. */
+const CALIBRATED: SamplingTolerance = {
+  ...DEFAULT_SAMPLING_TOLERANCE,
+  logitEps: 0.006,
+  logitSigma: 0.002,
+};
+
+const SETTINGS = [
+  { temperature: 0.7, topK: 0, topP: 1 },
+  { temperature: 1, topK: 10, topP: 1 },
+  { temperature: 1.2, topK: 0, topP: 0.8 },
+  { temperature: 0.3, topK: 5, topP: 0.9 },
+];
+
 Deno.test("sampling check: greedy accepts the argmax and near-ties, rejects a clear loser", () => {
   const p = { temperature: 0, topK: 0, topP: 1, seed: 0 };
   const l = new Float32Array([1, 3, 2.95, -1]);
   assert.ok(checkSampledToken(l, 1, 0, p).ok);
   assert.ok(checkSampledToken(l, 2, 0, p).ok, "within 2ε of the max");
+  assert.equal(checkSampledToken(l, 2, 0, p, CALIBRATED).ok, false, "not within a calibrated 2ε");
   assert.equal(checkSampledToken(l, 0, 0, p).ok, false);
   assert.equal(checkSampledToken(l, 9, 0, p).ok, false, "outside the vocabulary");
 });
 
-Deno.test("sampling check: every token the sampler draws passes, also with perturbed logits", () => {
+Deno.test("sampling check: a token drawn from logits within the tolerance of the validator's always passes", () => {
   const g = gaussian(5);
-  const settings = [
-    { temperature: 0.7, topK: 0, topP: 1 },
-    { temperature: 1, topK: 10, topP: 1 },
-    { temperature: 1.2, topK: 0, topP: 0.8 },
-    { temperature: 0.3, topK: 5, topP: 0.9 },
-  ];
   let t = 0;
-  for (const s of settings) {
-    for (const row of rows(150, t + 1)) {
-      const params = { ...s, seed: 77 };
-      const { token } = sampleToken(row, params, t);
-      const noisy = row.map((v) => v + 0.01 * Math.max(-1, Math.min(1, g())));
-      assert.ok(checkSampledToken(noisy, token, t, params).ok, `t=${t} ${JSON.stringify(s)}`);
-      t++;
+  for (const tol of [DEFAULT_SAMPLING_TOLERANCE, CALIBRATED]) {
+    // The worker's logits: each moved independently, by at most ε, with RMS at most σ.
+    const sigma = Math.min(tol.logitSigma, tol.logitEps);
+    for (const s of SETTINGS) {
+      for (const row of rows(150, t + 1)) {
+        const params = { ...s, seed: 77 };
+        const worker = row.map((v) =>
+          v + Math.max(-tol.logitEps, Math.min(tol.logitEps, 1.2 * sigma * g()))
+        );
+        const { token } = sampleToken(worker, params, t);
+        const check = checkSampledToken(row, token, t, params, tol);
+        assert.ok(check.ok, `t=${t} ${JSON.stringify(s)}: ${check.lo} > ${check.hi}`);
+        t++;
+      }
     }
   }
 });
@@ -46,4 +67,41 @@ Deno.test("sampling check: tokens drawn with another seed fail at most positions
     if (!checkSampledToken(row, token, t, params).ok) failed++;
   });
   assert.ok(failed > 100, `only ${failed}/200 caught`);
+});
+
+Deno.test("sampling check: with calibrated ε the accepted set is one token except at near-ties", () => {
+  let positions = 0, multiCalibrated = 0, multiDefault = 0;
+  for (const s of SETTINGS) {
+    rows(100, 900 + positions).forEach((row, t) => {
+      const params = { ...s, seed: 3 };
+      const honest = sampleToken(row, params, t).token;
+      const calibrated = admissibleTokens(row, t, params, CALIBRATED);
+      assert.ok(calibrated.includes(honest), "the honest token is always admissible");
+      if (calibrated.length > 1) multiCalibrated++;
+      if (admissibleTokens(row, t, params).length > 1) multiDefault++;
+      positions++;
+    });
+  }
+  assert.ok(multiCalibrated <= 0.03 * positions, `${multiCalibrated}/${positions} ambiguous`);
+  assert.ok(multiDefault > multiCalibrated, `defaults ${multiDefault} vs ${multiCalibrated}`);
+});
+
+Deno.test("sampling check: an id at the top-k cut is possibly kept only within 2ε of the k-th", () => {
+  // Ids 0..3 at 3, 2, 1, 1 − δ: with top-2, id 2 or 3 is never kept; with top-3, id 3 only
+  // when δ ≤ 2ε.
+  const near = new Float32Array([3, 2, 1, 1 - 0.004]);
+  const far = new Float32Array([3, 2, 1, 1 - 0.05]);
+  let nearOk = 0, farOk = 0;
+  for (let t = 0; t < 400; t++) {
+    const p = { temperature: 1, topK: 3, topP: 1, seed: 9 };
+    if (checkSampledToken(near, 3, t, p, CALIBRATED).ok) nearOk++;
+    if (checkSampledToken(far, 3, t, p, CALIBRATED).ok) farOk++;
+    assert.equal(
+      checkSampledToken(near, 3, t, { ...p, topK: 2 }, CALIBRATED).ok,
+      false,
+      "two ids beat it by more than 2ε",
+    );
+  }
+  assert.ok(nearOk > 0, "a near-tie at the cut can win the race");
+  assert.equal(farOk, 0, "an id surely cut never passes");
 });
