@@ -191,6 +191,8 @@ export class ChunkStore implements BlockStore {
   #dirStamp = -1;
   /** Writes in flight per CID, so two writers of one chunk in this process share one write. */
   readonly #inflight = new Map<string, Promise<unknown>>();
+  /** The latest directory sync per root directory (see {@link #syncRootDir}). */
+  readonly #dirSyncs = new Map<string, { started: boolean; done: Promise<void> }>();
   /** Serializes index rebuilds and pack rewrites. */
   #maintenance: Promise<unknown> = Promise.resolve();
 
@@ -373,7 +375,24 @@ export class ChunkStore implements BlockStore {
   /** Create the empty root file `sub/cid`, durably when the store is durable. */
   async #touchRoot(sub: string, cid: string): Promise<void> {
     await Deno.writeFile(join(this.#dir, sub, cid), new Uint8Array());
-    if (this.#durable) await syncDir(join(this.#dir, sub));
+    if (this.#durable) await this.#syncRootDir(join(this.#dir, sub));
+  }
+
+  /**
+   * fsync a root directory for every file created in it so far. Group commit: callers that
+   * arrive while a sync runs share the next one (a peer's put_chunks, 16 at a time, pay a few
+   * directory syncs rather than one each).
+   */
+  #syncRootDir(path: string): Promise<void> {
+    const queued = this.#dirSyncs.get(path);
+    if (queued?.started === false) return queued.done;
+    const done = (queued?.done ?? Promise.resolve()).catch(() => {}).then(() => {
+      sync.started = true;
+      return syncDir(path);
+    });
+    const sync = { started: false, done };
+    this.#dirSyncs.set(path, sync);
+    return done;
   }
 
   /** Unpin a root; true when it was pinned. Its objects go at the next GC. */
