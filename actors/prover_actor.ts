@@ -162,7 +162,8 @@ const PROOF_RETENTION_MARGIN_MS = 10 * 60_000;
  * window closes (10 min by default) and asks for the proof within the proof deadline (60 s,
  * retried while the worker is unreachable); plus a 10-minute margin. 21 minutes.
  */
-export const DEFAULT_PROOF_RETENTION_MS = DEFAULT_ECONOMICS.challengeWindowMs + PROOF_DEADLINE_MS +
+export const DEFAULT_PROOF_RETENTION_MS: number = DEFAULT_ECONOMICS.challengeWindowMs +
+  PROOF_DEADLINE_MS +
   PROOF_RETENTION_MARGIN_MS;
 
 /** The prover actor. */
