@@ -50,8 +50,9 @@ export interface GcRoots {
 /** Read every root of the store in `dir` (pending puts first; see the module doc). */
 export async function readGcRoots(dir: string): Promise<GcRoots> {
   const { pending, abandoned } = await readPending(join(dir, PENDING_DIR));
-  const pins = (await namesIn(join(dir, PINS_DIR))).sort();
-  const replicas = new Set(await namesIn(join(dir, REPLICAS_DIR)));
+  // Only CID-named files are roots: a stray file (an editor's backup) must not stop every GC.
+  const pins = (await namesIn(join(dir, PINS_DIR))).filter(isCid).sort();
+  const replicas = new Set((await namesIn(join(dir, REPLICAS_DIR))).filter(isCid));
   return { pending, pins, replicas, abandonedPuts: abandoned };
 }
 
