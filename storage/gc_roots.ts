@@ -99,8 +99,8 @@ async function readPending(dir: string): Promise<{ pending: Set<string>; abandon
         const info = await file.stat();
         const age = Date.now() - (info.mtime?.getTime() ?? 0);
         if (info.size > 0 || age >= PENDING_MIN_AGE_MS) {
-          await Deno.remove(path).catch(() => {});
-          abandoned++;
+          // Gone already: its put committed (and closed it) just now; the pin is read next.
+          if (await Deno.remove(path).then(() => true, () => false)) abandoned++;
         }
         continue;
       }
