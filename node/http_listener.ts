@@ -42,6 +42,7 @@ export class HttpListener {
   readonly url: string;
   #server: ReturnType<typeof serve>;
   #app: FetchApp | undefined;
+  #closing: Promise<void> | undefined;
 
   private constructor(open: (app: FetchApp) => ReturnType<typeof serve>) {
     this.#server = open({
@@ -68,9 +69,10 @@ export class HttpListener {
     this.#app = app;
   }
 
-  /** Stop serving, closing open connections (WebSockets, streams) too. */
+  /** Stop serving once open requests finish (new connections are refused). Idempotent. */
   close(): Promise<void> {
-    return this.#server.shutdown();
+    this.#closing ??= this.#server.shutdown();
+    return this.#closing;
   }
 }
 
