@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { collect, params, tinyModel } from "./_fixtures.ts";
-import { eventually } from "../_helpers/wait.ts";
+import { delay, eventually } from "../_helpers/wait.ts";
 import { buildGptModel, buildMlpModel } from "../../inference/model_builder.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";
 import { TensorModel } from "../../inference/tensor_model.ts";
@@ -184,18 +184,18 @@ Deno.test("worker-mode seeded sampling draws the in-thread tokens, and resumes i
 Deno.test("worker mode computes nothing until pulled, runs one step ahead, and cancelling stops the workers and frees the cache", async () => {
   const before = await totalRuns(worker);
   const stream = worker.generate(PROMPTS[0], params({ maxTokens: 100 }));
-  await new Promise((r) => setTimeout(r, 20));
+  await delay(20);
   assert.equal(await totalRuns(worker), before, "nothing computed before the first pull");
 
   const reader = stream.getReader();
   for (let i = 0; i < 3; i++) assert.equal((await reader.read()).done, false);
   assert.equal(await openSequences(worker), 1, "the KV cache lives in a worker");
   // Backpressure: with no further pull the worker stops after the one step of credit.
-  await new Promise((r) => setTimeout(r, 30));
+  await delay(30);
   assert.equal(await totalRuns(worker) - before, 4, "3 pulled chunks + 1 step ahead, no more");
   await reader.cancel();
   await eventually(async () => (await openSequences(worker)) === 0, "cache dropped");
-  await new Promise((r) => setTimeout(r, 20));
+  await delay(20);
   assert.equal(await totalRuns(worker) - before, 4, "nothing computed after the cancel");
 });
 
@@ -204,7 +204,7 @@ Deno.test("worker mode with runAhead 0 computes strictly on demand", async () =>
   const reader = worker.generate(PROMPTS[0], params({ maxTokens: 100 }), { runAhead: 0 })
     .getReader();
   for (let i = 0; i < 3; i++) assert.equal((await reader.read()).done, false);
-  await new Promise((r) => setTimeout(r, 30));
+  await delay(30);
   assert.equal(await totalRuns(worker) - before, 3, "one worker run per pulled chunk");
   await reader.cancel();
   await eventually(async () => (await openSequences(worker)) === 0, "cache dropped");
@@ -217,7 +217,7 @@ Deno.test("a wider runAhead window lets the worker compute that many steps beyon
     .getReader();
   assert.equal((await reader.read()).done, false);
   await eventually(async () => (await totalRuns(worker)) - before === 4, "1 pulled + 3 ahead");
-  await new Promise((r) => setTimeout(r, 30));
+  await delay(30);
   assert.equal(await totalRuns(worker) - before, 4, "the window caps the run-ahead");
   await reader.cancel();
   assert.throws(
@@ -246,7 +246,7 @@ Deno.test("run-ahead overlaps compute with delivery: step t+1 is requested befor
       // is counted even if this thread never waited for it.
       runsAtDelivery.push(await totalRuns(worker) - before);
       // A slow consumer (a socket write, an actor hop): the worker should compute meanwhile.
-      await new Promise((r) => setTimeout(r, 15));
+      await delay(15);
     }
     return { runsAtDelivery, immediate };
   };
@@ -282,7 +282,7 @@ Deno.test("aborting a worker-mode stream mid-step errors it at once and computes
   controller.abort(new Error("client went away"));
   await assert.rejects(pending, /client went away/);
   await eventually(async () => (await openSequences(worker)) === 0, "cache dropped");
-  await new Promise((r) => setTimeout(r, 20));
+  await delay(20);
   const ran = await totalRuns(worker) - before;
   assert.ok(ran >= 2 && ran <= 3, `ran ${ran} steps for 2 delivered chunks`);
 });
