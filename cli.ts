@@ -13,6 +13,7 @@ import { runStart } from "./node/start_command.ts";
 import { runInfer } from "./client/infer_command.ts";
 import { runGc, runGet, runLs, runPut } from "./storage/storage_commands.ts";
 import { runBuildModel } from "./inference/build_model_command.ts";
+import { runCalibrate } from "./node/calibrate_command.ts";
 import { runLedger } from "./node/ledger_command.ts";
 
 /** Deno version this project is built and tested with. */
@@ -40,6 +41,9 @@ Commands:
                           check the ledger from genesis; repair keeps what verifies
   build-model [--size tiny|small] [--seed N] --out DIR
                           write the built-in GPT-style ONNX model, tokenizer and config
+  calibrate [--model DIR | --model-size S] [--data DIR] [--jobs N]
+                          measure a model's honest noise on this machine; validators derive
+                          their tolerances from the profile (DIR/calibration/<cid>.json)
   help                    this text
 
 Each command takes --help. Built and tested with Deno ${DENO_VERSION}.`;
@@ -52,6 +56,7 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   ls: runLs,
   gc: runGc,
   "build-model": runBuildModel,
+  calibrate: runCalibrate,
   ledger: runLedger,
 };
 

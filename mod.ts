@@ -35,7 +35,9 @@ export {
   type GenerationLimits,
   type GenerationParams,
   type Job,
+  JOB_PRECISIONS,
   jobId,
+  type JobPrecision,
   type TensorData,
   type TensorJob,
   type TextJob,
@@ -201,6 +203,8 @@ export {
 export type { ProofModel, ProofTensorModel } from "./proof/_common.ts";
 export * from "./proof/fingerprint.ts";
 export * from "./proof/sampling_check.ts";
+export * from "./proof/calibration.ts";
+export * from "./proof/calibrate_model.ts";
 export * from "./proof/challenge.ts";
 export * from "./proof/ledger.ts";
 export * from "./proof/ledger_verify.ts";

@@ -9,14 +9,16 @@
  * @module
  */
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import type { GenerationParams, TensorData } from "../protocols/job.ts";
-import { type Fingerprint, fingerprintOf } from "./fingerprint.ts";
+import type { GenerationParams, TensorData, TextJob } from "../protocols/job.ts";
+import { type Fingerprint, fingerprintOf, type FingerprintTolerance } from "./fingerprint.ts";
 import {
   checkSampledToken,
   DEFAULT_SAMPLING_TOLERANCE,
   type SamplingCheck,
   type SamplingTolerance,
 } from "./sampling_check.ts";
+import { type CalibrationLookup, type Tolerances, tolerancesFor } from "./calibration.ts";
+import { fp16Logits } from "./_precision.ts";
 
 /** The part of a text model (`inference/text_model.ts` `TextModel`) proofs need. */
 export interface ProofModel {
@@ -44,14 +46,56 @@ export interface ProofTensorModel {
   run(inputs: Record<string, TensorData>): Promise<Record<string, TensorData>>;
 }
 
+/**
+ * The logits an honest worker may have sampled from, relative to the validator's: as computed,
+ * or returned by its runtime rounded to fp16. Both are deterministic functions of the logits,
+ * so the validator recomputes the fingerprint both ways and the worker's must match one of them
+ * within the (small) noise of the computation itself: a calibrated profile measures each variant
+ * against its own hypothesis.
+ */
+export const LOGITS_PRECISIONS = ["fp32", "fp16"] as const;
+
+/** The fingerprint of a row under each of {@link LOGITS_PRECISIONS}, in that order. */
+export function fingerprintsOf(
+  logits: Float32Array,
+  token: number,
+  offset = 0,
+  vocabSize: number = logits.length - offset,
+): Fingerprint[] {
+  const row = logits.subarray(offset, offset + vocabSize);
+  return [fingerprintOf(row, token), fingerprintOf(fp16Logits(row), token)];
+}
+
 /** What one recomputed position shows. */
 export interface RecomputedPosition {
   /** Output position. */
   position: number;
-  /** Recomputed fingerprint. */
+  /** Recomputed fingerprint (logits as computed). */
   fingerprint: Fingerprint;
+  /** Recomputed fingerprints under each of {@link LOGITS_PRECISIONS}. */
+  fingerprints: Fingerprint[];
   /** Sampling-rule check of the committed token. */
   sampling: SamplingCheck;
+}
+
+/**
+ * The tolerances for `job`: its model's calibration profile (if the lookup has one) for the
+ * precision the job declares, then any explicit override.
+ */
+export function tolerancesOf(
+  job: TextJob,
+  options: {
+    calibration?: CalibrationLookup;
+    fingerprint?: FingerprintTolerance;
+    sampling?: SamplingTolerance;
+  },
+): Tolerances {
+  const profiled = tolerancesFor(options.calibration?.(job.model), job.precision ?? "fp32");
+  return {
+    fingerprint: options.fingerprint ?? profiled.fingerprint,
+    sampling: options.sampling ?? profiled.sampling,
+    calibrated: profiled.calibrated,
+  };
 }
 
 /**
@@ -75,9 +119,11 @@ export async function recomputePositions(
   const vocab = model.info.vocabSize;
   const results = positions.map((t) => {
     const offset = (promptIds.length - 1 + t) * vocab;
+    const fingerprints = fingerprintsOf(logits, tokens[t], offset, vocab);
     return {
       position: t,
-      fingerprint: fingerprintOf(logits, tokens[t], offset, vocab),
+      fingerprint: fingerprints[0],
+      fingerprints,
       sampling: checkSampledToken(logits, tokens[t], t, params, tolerance, offset, vocab),
     };
   });

@@ -33,7 +33,7 @@ const U16_VOCAB_LIMIT = 0x10000;
 
 /** The data a worker keeps for each text receipt and serves when challenged. */
 export interface ProofData {
-  /** Fingerprint scheme (`vf-fp1`). */
+  /** Fingerprint scheme (`FINGERPRINT_SCHEME`: `vf-fp2`). */
   scheme: string;
   /** Positions per Merkle leaf. */
   chunkSize: number;

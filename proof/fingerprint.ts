@@ -1,5 +1,6 @@
 /**
- * Per-position fingerprints of a model's computation (scheme `vf-fp1`).
+ * Per-position fingerprints of a model's computation (scheme `vf-fp2`), and the statistical
+ * test that compares a worker's fingerprints with a validator's recomputation.
  *
  * At every output position the worker has the full logit vector it sampled from. The
  * fingerprint keeps two numbers that depend on all of it and are cheap to recompute from a
@@ -15,25 +16,42 @@
  * Both are continuous functions of the logits. That is the main design choice: a scheme built
  * on top-k *indices* (or argmax) has discontinuities at near-ties, where a harmless rounding
  * difference flips an index and an honest worker is flagged. Here a perturbation of size ε in
- * the logits moves each number by O(ε), so a tolerance a few times the measured noise can never
- * be crossed by honest work, while a changed model moves them by orders of magnitude more.
+ * the logits moves each number by O(ε).
  *
- * Each value is quantized to 16 bits (step {@link FINGERPRINT_STEP} nats), so a fingerprint is
- * {@link FINGERPRINT_BYTES} = 4 bytes per token.
+ * Each value is quantized to 16 bits (step {@link FINGERPRINT_STEP} = 1/1024 nat), so a
+ * fingerprint is {@link FINGERPRINT_BYTES} = 4 bytes per token. (`vf-fp1` used 1/256: its
+ * rounding error alone was as large as the honest noise of fp16 logits, and hid cheats of that
+ * size.)
+ *
+ * **The test** ({@link fingerprintViolation}) normalises each difference by the honest noise
+ * of that component, calibrated for the model on the validator's execution variants
+ * (`calibration.ts`): `z = Δ/σ`, and per position `q = (z_logProb² + z_projection²)/2`. Honest
+ * work has `q` about 1 on average; a changed model has `q` in the tens or thousands. The
+ * validator does not know whether the worker's runtime returned its logits in fp32 or rounded
+ * to fp16, so it scores both ways and a set must violate under both. A set of
+ * n positions violates when its mean `q` exceeds `headroom × χ²₂ₙ(1 − α)/2n`: the level a
+ * Gaussian noise `headroom` times the calibrated variance exceeds with probability α. Two kinds
+ * of sets are tested: each single position (the tail) and each prefix `0..m−1` (the mean over
+ * all positions, so a small change in every position adds up). A prefix, not any subset: a
+ * validator cannot pick the worst honest positions out of a receipt to manufacture a violation.
  *
  * @module
  */
 
 /** Name of this fingerprint scheme, written into commitments so verifiers pick the right rules. */
-export const FINGERPRINT_SCHEME = "vf-fp1";
+export const FINGERPRINT_SCHEME = "vf-fp2";
 /** Bytes per position of a quantized fingerprint (u16 −logProb, i16 projection). */
 export const FINGERPRINT_BYTES = 4;
 /**
- * Quantization step in nats (1/256). Chosen so that the rounding error (≤ half a step, 0.002)
- * sits below measured cross-thread / fp16-scale noise and well below the tolerances, while a
- * 16-bit field still covers log-probabilities down to −256 nats and projections of ±128.
+ * Quantization step in nats (1/1024). Its rounding error (RMS step/√12 = 0.00028) is a third of
+ * the honest noise of fp16-rounded logits (≈ 0.001 on the built-in models), so it barely adds to
+ * the noise a cheat must hide in, while a 16-bit field still covers log-probabilities down to
+ * −64 nats and projections of ±32 (a clamped value is compared clamped, see
+ * {@link fingerprintDifference}).
  */
-export const FINGERPRINT_STEP = 1 / 256;
+export const FINGERPRINT_STEP = 1 / 1024;
+/** RMS of the quantization error (uniform over one step): the floor of any noise scale. */
+export const FINGERPRINT_QUANTIZATION_RMS: number = FINGERPRINT_STEP / Math.sqrt(12);
 const SCALE = 1 / FINGERPRINT_STEP;
 const U16_MAX = 0xffff;
 const I16_MIN = -0x8000;
@@ -141,60 +159,214 @@ export function readFingerprint(bytes: Uint8Array, index: number): Fingerprint {
   ]);
 }
 
+/** The value a fingerprint takes after a quantize/dequantize round trip clamps it to range. */
+function clampToCodes(fp: Fingerprint): Fingerprint {
+  return {
+    logProb: Math.max(-U16_MAX / SCALE, Math.min(0, fp.logProb)),
+    projection: Math.max(I16_MIN / SCALE, Math.min(I16_MAX / SCALE, fp.projection)),
+  };
+}
+
 /**
- * Tolerances of the fingerprint comparison, in nats. Defaults come from measured noise (see
- * docs/PROOF.md): the largest honest deviation seen across thread counts and fp16-scale logit
- * perturbation, times a safety factor, plus the quantization half-step.
+ * The component differences between a claimed (dequantized) fingerprint and a recomputed one,
+ * with the recomputed one clamped to the range the codes cover (so a value beyond the 16-bit
+ * range, honestly clamped by the worker, is not a difference).
+ */
+export function fingerprintDifference(
+  claimed: Fingerprint,
+  recomputed: Fingerprint,
+): { logProb: number; projection: number } {
+  const r = clampToCodes(recomputed);
+  return { logProb: claimed.logProb - r.logProb, projection: claimed.projection - r.projection };
+}
+
+/** The larger of the two absolute component differences (nats), for reports. */
+export function fingerprintDistance(claimed: Fingerprint, recomputed: Fingerprint): number {
+  const d = fingerprintDifference(claimed, recomputed);
+  return Math.max(Math.abs(d.logProb), Math.abs(d.projection));
+}
+
+/**
+ * Tolerances of the fingerprint test: the honest noise of each component (from a calibration
+ * profile, `calibration.ts`) and how far beyond it a test set may go.
  */
 export interface FingerprintTolerance {
-  /** A single position whose |Δ| exceeds this is a mismatch on its own. */
-  hard: number;
-  /** The mean |Δ| over at least {@link FingerprintTolerance.minPositions} positions above this is a mismatch. */
-  soft: number;
-  /** How many positions the soft (aggregate) rule needs. */
-  minPositions: number;
-}
-
-/** Default tolerances of `vf-fp1` (see docs/PROOF.md for the measurements behind them). */
-export const DEFAULT_FINGERPRINT_TOLERANCE: Readonly<FingerprintTolerance> = Object.freeze({
-  hard: 0.1,
-  soft: 0.04,
-  minPositions: 8,
-});
-
-/** The larger of the two component differences between a claimed and a recomputed fingerprint. */
-export function fingerprintDistance(claimed: Fingerprint, recomputed: Fingerprint): number {
-  return Math.max(
-    Math.abs(claimed.logProb - recomputed.logProb),
-    Math.abs(claimed.projection - recomputed.projection),
-  );
+  /** Honest RMS difference of `logProb` (nats), quantization included. */
+  logProbSigma: number;
+  /** Honest RMS difference of `projection` (nats), quantization included. */
+  projectionSigma: number;
+  /**
+   * How much larger than calibrated the honest noise variance may be (the mean `q` a machine
+   * may show on average without being flagged): room for hardware nobody calibrated.
+   */
+  headroom: number;
+  /** Probability that a test set of honest Gaussian noise at `headroom` trips (per set). */
+  falseAlarm: number;
 }
 
 /**
- * Pick the smallest set of positions that violates the tolerance rules, or null when none
- * does: one position over `hard`, else the `minPositions` largest distances if their mean is
- * over `soft`. Positions are returned in ascending order.
+ * Headroom 4: an honest machine may have twice the calibrated RMS noise. False alarm 1e-12 per
+ * test set: a receipt has at most 2 × 4096 of them. The noise scales are for a model nobody
+ * calibrated: 0.01 nats, ten times the fp16-logit noise measured on the built-in models, so a
+ * single position is a violation beyond about 0.1 nats (the old fixed `hard` tolerance).
+ * Calibrated profiles replace them (`fingerprintToleranceOf` in `calibration.ts`).
  */
-export function fingerprintViolation(
-  distances: readonly { position: number; distance: number }[],
+export const DEFAULT_FINGERPRINT_TOLERANCE: Readonly<FingerprintTolerance> = Object.freeze({
+  logProbSigma: 0.01,
+  projectionSigma: 0.01,
+  headroom: 4,
+  falseAlarm: 1e-12,
+});
+
+/**
+ * The normalised squared difference of one position: `(z_logProb² + z_projection²)/2` with
+ * `z = Δ/σ`. About 1 on average for honest work at the calibrated noise.
+ */
+export function fingerprintScore(
+  claimed: Fingerprint,
+  recomputed: Fingerprint,
   tolerance: FingerprintTolerance = DEFAULT_FINGERPRINT_TOLERANCE,
-): number[] | null {
-  if (distances.length === 0) return null;
-  const sorted = distances.slice().sort((x, y) => y.distance - x.distance);
-  if (sorted[0].distance > tolerance.hard) return [sorted[0].position];
-  if (sorted.length < tolerance.minPositions) return null;
-  const top = sorted.slice(0, tolerance.minPositions);
-  const mean = top.reduce((s, d) => s + d.distance, 0) / top.length;
-  return mean > tolerance.soft ? top.map((d) => d.position).sort((a, b) => a - b) : null;
+): number {
+  const d = fingerprintDifference(claimed, recomputed);
+  const a = d.logProb / tolerance.logProbSigma;
+  const b = d.projection / tolerance.projectionSigma;
+  const q = (a * a + b * b) / 2;
+  return Number.isNaN(q) ? Infinity : q;
 }
 
-/** True when the cited distances (all of them) violate the rules by themselves. */
-export function citedDistancesViolate(
-  distances: readonly number[],
+/**
+ * The largest mean score `n` positions may have: `headroom × χ²₂ₙ(1 − falseAlarm) / 2n`. Each
+ * score is half a sum of two squared z-values, so for Gaussian noise at the calibrated level
+ * `2n × mean` is χ² with 2n degrees of freedom.
+ */
+export function meanScoreLimit(
+  n: number,
+  tolerance: FingerprintTolerance = DEFAULT_FINGERPRINT_TOLERANCE,
+): number {
+  return tolerance.headroom * chiSquareUpper(2 * n, tolerance.falseAlarm) / (2 * n);
+}
+
+/**
+ * Which positions violate the test, as the set to cite, or null when none does: the single
+ * position or prefix `0..m−1` whose last position is earliest among those that violate under
+ * every hypothesis. `scores[h][t]` is the {@link fingerprintScore} of position t under
+ * hypothesis h — one per logits precision an honest worker may have sampled from (the validator
+ * recomputes the fingerprint from its logits as computed and rounded to fp16; see
+ * `LOGITS_PRECISIONS` in `_common.ts`): honest work matches one of them.
+ */
+export function fingerprintViolation(
+  scores: readonly (readonly number[])[],
+  tolerance: FingerprintTolerance = DEFAULT_FINGERPRINT_TOLERANCE,
+): number[] | null {
+  if (scores.length === 0) return null;
+  const n = Math.min(...scores.map((s) => s.length));
+  const single = meanScoreLimit(1, tolerance);
+  const sums = new Float64Array(scores.length);
+  for (let t = 0; t < n; t++) {
+    if (scores.every((s) => !(s[t] <= single))) return [t];
+    scores.forEach((s, h) => sums[h] += s[t]);
+    const limit = meanScoreLimit(t + 1, tolerance);
+    if (t > 0 && sums.every((sum) => sum / (t + 1) > limit)) {
+      return Array.from({ length: t + 1 }, (_, i) => i);
+    }
+  }
+  return null;
+}
+
+/**
+ * True when cited positions violate the test by themselves under every hypothesis (see
+ * {@link fingerprintViolation}). A citation is one position (the tail test) or a whole prefix
+ * `0..m−1` (the mean test); anything else proves nothing. `scores[h]` are in the order of
+ * `positions`.
+ */
+export function citedScoresViolate(
+  positions: readonly number[],
+  scores: readonly (readonly number[])[],
   tolerance: FingerprintTolerance = DEFAULT_FINGERPRINT_TOLERANCE,
 ): boolean {
-  if (distances.length === 0) return false;
-  if (distances.some((d) => d > tolerance.hard)) return true;
-  if (distances.length < tolerance.minPositions) return false;
-  return distances.reduce((s, d) => s + d, 0) / distances.length > tolerance.soft;
+  const n = positions.length;
+  if (n === 0 || scores.length === 0 || scores.some((s) => s.length !== n)) return false;
+  if (n > 1 && !positions.every((p, i) => p === i)) return false;
+  const limit = meanScoreLimit(n, tolerance);
+  return scores.every((s) => !(s.reduce((a, q) => a + q, 0) / n <= limit));
+}
+
+/**
+ * Upper quantile of the χ² distribution with `k` (even) degrees of freedom: the x with
+ * `P(χ²ₖ > x) = alpha`. Exact for small k (bisection on the Poisson form of the survival
+ * function); Wilson–Hilferty above, where it is within a percent.
+ */
+export function chiSquareUpper(k: number, alpha: number): number {
+  const key = `${k}:${alpha}`;
+  const cached = chiCache.get(key);
+  if (cached !== undefined) return cached;
+  let x: number;
+  if (k <= CHI_EXACT_MAX_DF) {
+    const logAlpha = Math.log(alpha);
+    let lo = 0;
+    let hi = k + 20 * Math.sqrt(2 * k) - 2 * logAlpha;
+    for (let i = 0; i < 100; i++) {
+      const mid = (lo + hi) / 2;
+      if (logChiSquareSurvival(k, mid) > logAlpha) lo = mid;
+      else hi = mid;
+    }
+    x = hi;
+  } else {
+    const z = normalUpper(alpha);
+    const c = 2 / (9 * k);
+    x = k * (1 - c + z * Math.sqrt(c)) ** 3;
+  }
+  chiCache.set(key, x);
+  return x;
+}
+
+const CHI_EXACT_MAX_DF = 256;
+const chiCache = new Map<string, number>();
+
+/** ln P(χ²ₖ > x) for even k: ln(e^{−x/2} Σ_{i<k/2} (x/2)^i / i!), summed in log space. */
+function logChiSquareSurvival(k: number, x: number): number {
+  const h = x / 2;
+  let logTerm = -h; // i = 0
+  let max = logTerm;
+  const terms = [logTerm];
+  for (let i = 1; i < k / 2; i++) {
+    logTerm += Math.log(h) - Math.log(i);
+    terms.push(logTerm);
+    if (logTerm > max) max = logTerm;
+  }
+  let sum = 0;
+  for (const t of terms) sum += Math.exp(t - max);
+  return max + Math.log(sum);
+}
+
+/** Upper quantile of the standard normal (bisection on erfc). */
+function normalUpper(alpha: number): number {
+  let lo = 0;
+  let hi = 40;
+  for (let i = 0; i < 100; i++) {
+    const mid = (lo + hi) / 2;
+    if (normalSurvival(mid) > alpha) lo = mid;
+    else hi = mid;
+  }
+  return hi;
+}
+
+/** P(Z > z) for z ≥ 0, from a continued fraction of erfc (accurate to ~1e-15 relative). */
+function normalSurvival(z: number): number {
+  // Lentz's continued fraction for the Mills ratio.
+  const x = z;
+  let f = x;
+  let c = x;
+  let d = 0;
+  for (let i = 1; i < 300; i++) {
+    const a = i;
+    d = x + a * d;
+    d = d === 0 ? 1e-300 : 1 / d;
+    c = x + a / c;
+    if (c === 0) c = 1e-300;
+    const delta = c * d;
+    f *= delta;
+    if (Math.abs(delta - 1) < 1e-16) break;
+  }
+  return Math.exp(-x * x / 2) / Math.sqrt(2 * Math.PI) / f;
 }

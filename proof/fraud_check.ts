@@ -8,6 +8,13 @@
  * and the claimed violation on recomputation. Anything else refutes it, which in the ledger
  * makes it a false accusation. `inconclusive` (the checker lacks the model) decides nothing.
  *
+ * Tolerances come from the checker's own calibration profile for the model and the job's
+ * precision (`calibration.ts`), as the validator's did. A fingerprint citation is confirmed a
+ * little below the validator's limit ({@link CHECKER_SLACK}), so a checker whose profile
+ * differs slightly from the validator's confirms an honest validator's proof. A checker without
+ * a profile applies the loose defaults: a proof that violates only tighter, calibrated
+ * tolerances is `inconclusive` there (reason `uncalibrated`), neither confirmed nor refuted.
+ *
  * @module
  */
 import { receiptContradiction, verifyReceipt } from "../protocols/receipt.ts";
@@ -29,21 +36,33 @@ import {
 } from "./commitment.ts";
 import { verifyServedProof } from "./served_proof.ts";
 import {
-  citedDistancesViolate,
-  DEFAULT_FINGERPRINT_TOLERANCE,
+  citedScoresViolate,
+  type Fingerprint,
   FINGERPRINT_BYTES,
-  fingerprintDistance,
+  FINGERPRINT_QUANTIZATION_RMS,
+  fingerprintScore,
+  type FingerprintTolerance,
   readFingerprint,
 } from "./fingerprint.ts";
-import { DEFAULT_SAMPLING_TOLERANCE } from "./sampling_check.ts";
+import { MIN_LOGIT_EPS } from "./calibration.ts";
 import {
+  LOGITS_PRECISIONS,
   type ProofModel,
   type ProofTensorModel,
   recomputePositions,
   reconstructOutput,
   terminationViolation,
+  tolerancesOf,
 } from "./_common.ts";
 import { DEFAULT_TENSOR_TOLERANCE, tensorsDiffer, type ValidationOptions } from "./validation.ts";
+
+/**
+ * A checker confirms a fingerprint citation whose mean score exceeds 0.8 of the validator's
+ * limit: room for two nodes' profiles of one model to differ (they measure the same rounding,
+ * so by a few percent), far above honest noise (the limit allows four times the calibrated
+ * variance).
+ */
+export const CHECKER_SLACK = 0.8;
 
 /** The checker's answer. */
 export interface FraudCheckResult {
@@ -164,22 +183,37 @@ export async function checkFraudProof(
     return done(true, "confirmed"); // an id outside the vocabulary is never a legal sample
   }
   if (positions.some((p) => prefix[p] >= vocab)) return done(false, "malformed");
+  const tol = tolerancesOf(job as TextJob, options);
   const r = await recomputePositions(
     textModel,
     promptIds,
     prefix,
     positions,
     (job as TextJob).params,
-    options.sampling ?? DEFAULT_SAMPLING_TOLERANCE,
+    tol.sampling,
     options.signal,
   );
   forwardTokens = r.forwardTokens;
   if (proof.kind === "sampling") {
-    const allFail = r.results.every((x) => !x.sampling.ok);
-    return done(allFail, allFail ? "confirmed" : "not_reproduced");
+    if (r.results.every((x) => !x.sampling.ok)) return done(true, "confirmed");
+    if (tol.calibrated) return done(false, "not_reproduced");
+    // Uncalibrated here: the defaults admit near-ties a calibrated validator rightly refuses.
+    // A second pass under the tightest tolerance a profile gives tells the two cases apart.
+    const tight = await recomputePositions(
+      textModel,
+      promptIds,
+      prefix,
+      positions,
+      (job as TextJob).params,
+      { ...tol.sampling, logitEps: MIN_LOGIT_EPS, logitSigma: MIN_LOGIT_EPS },
+      options.signal,
+    );
+    forwardTokens += tight.forwardTokens;
+    const failsTightly = tight.results.every((x) => !x.sampling.ok);
+    return failsTightly ? done(false, "uncalibrated", true) : done(false, "not_reproduced");
   }
   // fingerprint: the cited chunks must carry their fingerprints.
-  const distances: number[] = [];
+  const claimed: Fingerprint[] = [];
   for (const x of r.results) {
     const chunk = proof.chunks[Math.floor(x.position / chunkSize)];
     if (!chunk.fingerprints) return done(false, "fingerprints_not_opened");
@@ -187,11 +221,33 @@ export async function checkFraudProof(
     if ((within + 1) * FINGERPRINT_BYTES > chunk.fingerprints.length) {
       return done(false, "malformed");
     }
-    distances.push(fingerprintDistance(readFingerprint(chunk.fingerprints, within), x.fingerprint));
+    claimed.push(readFingerprint(chunk.fingerprints, within));
   }
-  const violates = citedDistancesViolate(
-    distances,
-    options.fingerprint ?? DEFAULT_FINGERPRINT_TOLERANCE,
-  );
-  return done(violates, violates ? "confirmed" : "not_reproduced");
+  const violates = (t: FingerprintTolerance) =>
+    citedScoresViolate(
+      positions,
+      LOGITS_PRECISIONS.map((_, h) =>
+        r.results.map((x, i) => fingerprintScore(claimed[i], x.fingerprints[h], t))
+      ),
+      t,
+    );
+  const checking = { ...tol.fingerprint, headroom: tol.fingerprint.headroom * CHECKER_SLACK };
+  if (violates(checking)) return done(true, "confirmed");
+  if (!tol.calibrated && violates(tightestFingerprintTolerance(checking))) {
+    return done(false, "uncalibrated", true);
+  }
+  return done(false, "not_reproduced");
+}
+
+/**
+ * The tightest fingerprint tolerance any calibration could give: noise no larger than the
+ * quantization's. A proof that violates only this far is one an uncalibrated checker can
+ * neither confirm nor refute.
+ */
+function tightestFingerprintTolerance(t: FingerprintTolerance): FingerprintTolerance {
+  return {
+    ...t,
+    logProbSigma: FINGERPRINT_QUANTIZATION_RMS,
+    projectionSigma: FINGERPRINT_QUANTIZATION_RMS,
+  };
 }

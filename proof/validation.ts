@@ -8,9 +8,14 @@
  * 2. the proof data opens the signed commitment (`invalid`, reason `commitment_mismatch`);
  * 3. the committed tokens decode to the signed output, and end where generation would have
  *    stopped (`fraud` of kind `output` / `termination`, checkable from tokens alone);
- * 4. one forward pass over prompt ‖ output: each position's fingerprint within tolerance and
- *    each token consistent with the job's sampling rule (`fraud` of kind `fingerprint` /
- *    `sampling`).
+ * 4. one forward pass over prompt ‖ output: the fingerprints pass the statistical test (no
+ *    single position and no prefix beyond the honest noise calibrated for the model and the
+ *    job's precision, `fingerprint.ts`) and each token is consistent with the job's sampling
+ *    rule (`fraud` of kind `fingerprint` / `sampling`).
+ *
+ * Tolerances come from the model's calibration profile (`calibration.ts`), found by CID through
+ * {@link ValidationOptions.calibration}, for the precision the job declares; without one, the
+ * defaults (loose: they catch another model, not a quantized copy).
  *
  * Among the failures found in step 4 the validator cites the cheapest to check: the set whose
  * last position is earliest, since the checker's forward pass runs up to it.
@@ -48,20 +53,23 @@ import {
   unpackTokens,
 } from "./commitment.ts";
 import {
-  DEFAULT_FINGERPRINT_TOLERANCE,
   fingerprintDistance,
+  fingerprintScore,
   type FingerprintTolerance,
   fingerprintViolation,
   readFingerprint,
 } from "./fingerprint.ts";
-import { DEFAULT_SAMPLING_TOLERANCE, type SamplingTolerance } from "./sampling_check.ts";
+import type { SamplingTolerance } from "./sampling_check.ts";
+import type { CalibrationLookup } from "./calibration.ts";
 import {
+  LOGITS_PRECISIONS,
   type ProofModel,
   type ProofTensorModel,
   recomputePositions,
   reconstructOutput,
   tensorExcess,
   terminationViolation,
+  tolerancesOf,
 } from "./_common.ts";
 import { verifyServedProof } from "./served_proof.ts";
 
@@ -81,9 +89,14 @@ export const DEFAULT_TENSOR_TOLERANCE: Readonly<TensorTolerance> = Object.freeze
 
 /** Tolerances and hooks of a validation (the fraud checker takes the same). */
 export interface ValidationOptions {
-  /** Fingerprint tolerances; default {@link DEFAULT_FINGERPRINT_TOLERANCE}. */
+  /**
+   * Calibration profiles by model CID (`CalibrationStore.lookup`): the fingerprint and sampling
+   * tolerances for the job's model and precision. Default: none, so the defaults below apply.
+   */
+  calibration?: CalibrationLookup;
+  /** Fingerprint tolerances, overriding the profile's; default `DEFAULT_FINGERPRINT_TOLERANCE`. */
   fingerprint?: FingerprintTolerance;
-  /** Sampling tolerances; default {@link DEFAULT_SAMPLING_TOLERANCE}. */
+  /** Sampling tolerances, overriding the profile's; default `DEFAULT_SAMPLING_TOLERANCE`. */
   sampling?: SamplingTolerance;
   /** Tensor tolerances; default {@link DEFAULT_TENSOR_TOLERANCE}. */
   tensor?: TensorTolerance;
@@ -115,10 +128,19 @@ export interface ChallengeMaterial {
 export interface ValidationStats {
   /** Positions checked. */
   positions: number;
-  /** Largest fingerprint distance seen (nats). */
+  /** Largest fingerprint distance seen (nats; each position's smaller over logits precisions). */
   maxDistance: number;
   /** Mean fingerprint distance. */
   meanDistance: number;
+  /**
+   * Largest per-position fingerprint score (`fingerprint.ts`: about 1 for honest noise), each
+   * position under the logits precision it matches best.
+   */
+  maxScore: number;
+  /** Mean of those scores over all positions. */
+  meanScore: number;
+  /** Whether the tolerances came from a calibration profile. */
+  calibrated: boolean;
   /** Positions failing the sampling check. */
   samplingFailures: number;
   /** Tokens in the forward pass. */
@@ -155,6 +177,9 @@ export function emptyValidationStats(): ValidationStats {
     positions: 0,
     maxDistance: 0,
     meanDistance: 0,
+    maxScore: 0,
+    meanScore: 0,
+    calibrated: false,
     samplingFailures: 0,
     forwardTokens: 0,
     forwardMs: 0,
@@ -213,6 +238,8 @@ export async function validateReceipt(
         ...details,
         positions: stats.positions,
         maxDistance: round6(stats.maxDistance),
+        meanScore: round6(stats.meanScore),
+        calibrated: stats.calibrated,
         samplingFailures: stats.samplingFailures,
       },
       issuedAt,
@@ -297,6 +324,8 @@ export async function validateReceipt(
   const badToken = tokens.findIndex((t) => t >= vocab);
   const checkable = badToken < 0 ? tokens.length : badToken;
   const positions = Array.from({ length: checkable }, (_, t) => t);
+  const tol = tolerancesOf(job, options);
+  stats.calibrated = tol.calibrated;
   const f0 = performance.now();
   const { results, forwardTokens } = await recomputePositions(
     textModel,
@@ -304,40 +333,43 @@ export async function validateReceipt(
     tokens,
     positions,
     job.params,
-    options.sampling ?? DEFAULT_SAMPLING_TOLERANCE,
+    tol.sampling,
     options.signal,
   );
   stats.forwardMs = performance.now() - f0;
   stats.forwardTokens = forwardTokens;
   stats.positions = results.length;
 
-  const tol = options.fingerprint ?? DEFAULT_FINGERPRINT_TOLERANCE;
-  const distances = results.map((r) => ({
-    position: r.position,
-    distance: fingerprintDistance(readFingerprint(proof.fingerprints, r.position), r.fingerprint),
-  }));
-  let sum = 0;
-  for (const d of distances) {
-    sum += d.distance;
-    stats.maxDistance = Math.max(stats.maxDistance, d.distance);
+  // Scores under each logits precision an honest worker may have sampled from.
+  const scores: number[][] = LOGITS_PRECISIONS.map(() => []);
+  let distanceSum = 0;
+  let scoreSum = 0;
+  for (const r of results) {
+    const claimed = readFingerprint(proof.fingerprints, r.position);
+    let distance = Infinity;
+    let score = Infinity;
+    r.fingerprints.forEach((fp, h) => {
+      const q = fingerprintScore(claimed, fp, tol.fingerprint);
+      scores[h].push(q);
+      distance = Math.min(distance, fingerprintDistance(claimed, fp));
+      score = Math.min(score, q);
+    });
+    distanceSum += distance;
+    scoreSum += score;
+    stats.maxDistance = Math.max(stats.maxDistance, distance);
+    stats.maxScore = Math.max(stats.maxScore, score);
   }
-  stats.meanDistance = distances.length ? sum / distances.length : 0;
+  stats.meanDistance = results.length ? distanceSum / results.length : 0;
+  stats.meanScore = results.length ? scoreSum / results.length : 0;
   const samplingFails = results.filter((r) => !r.sampling.ok).map((r) => r.position);
   if (badToken >= 0) samplingFails.push(badToken);
   stats.samplingFailures = samplingFails.length;
 
   // Candidate citations; the cheapest to check is the one whose last position is earliest.
   const candidates: { kind: FraudKind; reason: string; cited: number[] }[] = [];
-  const firstHard = distances.find((d) => d.distance > tol.hard);
-  if (firstHard) {
-    candidates.push({
-      kind: "fingerprint",
-      reason: "fingerprint_mismatch",
-      cited: [firstHard.position],
-    });
-  } else {
-    const soft = fingerprintViolation(distances, tol);
-    if (soft) candidates.push({ kind: "fingerprint", reason: "fingerprint_mismatch", cited: soft });
+  const violation = fingerprintViolation(scores, tol.fingerprint);
+  if (violation) {
+    candidates.push({ kind: "fingerprint", reason: "fingerprint_mismatch", cited: violation });
   }
   if (samplingFails.length > 0) {
     candidates.push({ kind: "sampling", reason: "sampling_rule", cited: [samplingFails[0]] });
@@ -346,9 +378,11 @@ export async function validateReceipt(
   candidates.sort((a, b) => Math.max(...a.cited) - Math.max(...b.cited));
   const pick = candidates[0];
   const byPos = new Map(results.map((r) => [r.position, r]));
+  // A prefix citation names its positions only: the checker recomputes them all anyway.
+  const withValues = pick.cited.length <= CITED_VALUES_MAX;
   const cited: CitedPosition[] = pick.cited.map((position) => {
     const r = byPos.get(position);
-    return r
+    return r && withValues
       ? {
         position,
         logProb: r.fingerprint.logProb,
@@ -409,6 +443,9 @@ export function tensorsDiffer(
   if (names.join("\0") !== Object.keys(claimed).sort().join("\0")) return true;
   return names.some((n) => tensorExcess(claimed[n], actual[n], tol.rtol, tol.atol) > 1);
 }
+
+/** Cited positions beyond this many carry no recomputed values (a prefix of the mean test). */
+const CITED_VALUES_MAX = 8;
 
 function finiteOr(x: number): number | undefined {
   return Number.isFinite(x) ? x : undefined;

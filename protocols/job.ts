@@ -37,6 +37,19 @@ export const DEFAULT_GENERATION_PARAMS: Readonly<GenerationParams> = Object.free
   stop: [],
 });
 
+/**
+ * The numeric precision a text job pays for: the worker may run the model at this precision or
+ * a finer one. `fp32` (the default when a job names none) allows only the noise of fp32
+ * execution (thread counts, fused kernels, logits returned in fp16); `fp16` and `bf16` also
+ * allow weights rounded to that format. Validators compare fingerprints against the noise
+ * calibrated for the declared precision (`proof/calibration.ts`), so a worker that runs a
+ * cheaper precision than the job pays for is caught.
+ */
+export type JobPrecision = "fp32" | "fp16" | "bf16";
+
+/** Every {@link JobPrecision}, finest first. */
+export const JOB_PRECISIONS: readonly JobPrecision[] = Object.freeze(["fp32", "fp16", "bf16"]);
+
 /** A text-generation job. */
 export interface TextJob {
   /** Discriminant. */
@@ -49,6 +62,11 @@ export interface TextJob {
   params: GenerationParams;
   /** Requester-chosen nonce so identical requests are distinct jobs. */
   nonce: string;
+  /**
+   * The precision the job pays for; absent means `fp32`. Absent, it is not encoded, so the id
+   * of a job without it is what it always was.
+   */
+  precision?: JobPrecision;
 }
 
 /** The bounds a text job must stay within; the values are {@link GENERATION_LIMITS}. */
@@ -136,6 +154,7 @@ export const textJobSchema: z.ZodType<TextJob> = z.object({
   prompt: z.string().max(GENERATION_LIMITS.maxPromptChars),
   params: generationParamsSchema,
   nonce: z.string().max(GENERATION_LIMITS.maxNonceChars),
+  precision: z.enum(["fp32", "fp16", "bf16"]).optional(),
 });
 
 /** A tensor in a one-shot job, raw little-endian bytes. */

@@ -1,12 +1,16 @@
 /**
  * Test fixtures of the proof suite: the honest tiny model and the cheats' models (another seed,
- * 1 %-perturbed weights, a smaller model), built once per test process into a temp directory,
- * plus a logits perturbation at fp16 rounding scale.
+ * 1 %-perturbed weights, a smaller model), built once per test process into a temp directory;
+ * the cheaper copies of a model a worker might run instead (weights rounded to bf16/fp16,
+ * quantized to int8 per tensor or per channel, relative noise, an int8 KV cache), built by
+ * rewriting the ONNX file; and a view of a model whose logits come back rounded to fp16.
+ * `bench/detection_bench.ts` uses the same builders.
  */
 import onnxProto from "onnx-proto";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import { TextModel } from "../../inference/text_model.ts";
 import { cidOf } from "../../protocols/cid.ts";
+import { fp16Logits, mapModelWeights, roundToBf16, roundToFp16 } from "../../proof/_precision.ts";
 
 const { onnx } = onnxProto;
 const FLOAT = 1;
@@ -34,36 +38,172 @@ export function gaussian(seed: number): () => number {
   return () => Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
 }
 
-/** Copy a model directory with every float weight multiplied by (1 + rel·N(0,1)). */
-export async function perturbModel(src: string, dst: string, rel: number, seed = 1) {
+/** Files of a model directory besides `model.onnx`. */
+const MODEL_SIDE_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json"];
+
+/** Write `bytes` as the model of a copy of `src` at `dst`; returns the copy's CID. */
+async function writeCopy(src: string, dst: string, bytes: Uint8Array): Promise<string> {
   await Deno.mkdir(dst, { recursive: true });
-  const model = onnx.ModelProto.decode(await Deno.readFile(`${src}/model.onnx`));
-  const rand = gaussian(seed);
-  for (const init of model.graph!.initializer!) {
-    if (init.dataType !== FLOAT || !init.rawData || init.rawData.length === 0) continue;
-    const raw = new Uint8Array(init.rawData);
-    const f = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
-    for (let i = 0; i < f.length; i++) f[i] *= 1 + rel * rand();
-    init.rawData = raw;
-  }
-  const bytes = onnx.ModelProto.encode(model).finish();
   await Deno.writeFile(`${dst}/model.onnx`, bytes);
-  for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) {
+  for (const f of MODEL_SIDE_FILES) {
     await Deno.copyFile(`${src}/${f}`, `${dst}/${f}`).catch(() => {});
   }
   return cidOf(bytes);
 }
 
-/** Round every logit to the nearest fp16 value and add up to one more fp16 ulp of noise. */
-export function fp16Noise(logits: Float32Array, seed: number): Float32Array {
+/** Copy a model directory with every float weight multiplied by (1 + rel·N(0,1)). */
+export async function perturbModel(src: string, dst: string, rel: number, seed = 1) {
   const rand = gaussian(seed);
-  const out = new Float32Array(logits.length);
-  for (let i = 0; i < logits.length; i++) {
-    const v = logits[i];
-    const ulp = 2 ** (Math.floor(Math.log2(Math.max(Math.abs(v), 2 ** -14))) - 10);
-    out[i] = Math.round(v / ulp) * ulp + ulp * Math.max(-1, Math.min(1, rand()));
+  const bytes = mapModelWeights(
+    await Deno.readFile(`${src}/model.onnx`),
+    (w) => w * (1 + rel * rand()),
+  );
+  return await writeCopy(src, dst, bytes);
+}
+
+/** The cheaper copies of a model a worker might run in place of the one it is paid for. */
+export type ModelVariant =
+  | "bf16"
+  | "fp16"
+  | "int8-tensor"
+  | "int8-channel"
+  | "kv-int8"
+  | "logits-fp16"
+  | { noise: number; seed?: number };
+
+/** A short name of a variant, for messages and tables. */
+export function variantName(v: ModelVariant): string {
+  return typeof v === "string" ? v : `noise ${(v.noise * 100).toFixed(1)} %`;
+}
+
+/**
+ * Build a variant of the model in `src` at `dst` (see {@link ModelVariant}); returns its CID.
+ *
+ * - `bf16` / `fp16`: every weight rounded to that format (stored as float32 again);
+ * - `int8-tensor` / `int8-channel`: every matrix (MatMul weights, embedding tables) quantized
+ *   symmetrically to int8 and back, with one scale per tensor or per output channel (per
+ *   column of a `[in, out]` MatMul weight, per row of an embedding table); vectors stay float;
+ * - `noise`: every weight times (1 + noise·N(0,1));
+ * - `kv-int8`: the keys and values each step adds to the cache pass through int8 and back
+ *   (one scale per token and head, the largest |x| / 127), inserted into the graph before the
+ *   cache concatenation — so generation and a teacher-forced pass see the same quantized cache;
+ * - `logits-fp16`: not a cheat — the same model whose runtime returns its logits in fp16 (a
+ *   Cast to float16 and back on the output), an honest execution variant.
+ */
+export async function buildVariant(src: string, dst: string, v: ModelVariant): Promise<string> {
+  const bytes = await Deno.readFile(`${src}/model.onnx`);
+  if (typeof v === "object") return await perturbModel(src, dst, v.noise, v.seed ?? 1);
+  if (v === "bf16") return await writeCopy(src, dst, mapModelWeights(bytes, roundToBf16));
+  if (v === "fp16") return await writeCopy(src, dst, mapModelWeights(bytes, roundToFp16));
+  if (v === "kv-int8") return await writeCopy(src, dst, kvInt8Graph(bytes));
+  if (v === "logits-fp16") return await writeCopy(src, dst, fp16OutputGraph(bytes));
+  return await writeCopy(src, dst, int8Weights(bytes, v === "int8-channel"));
+}
+
+/** Symmetric int8 quantization (and back) of every 2-D float initializer. */
+function int8Weights(bytes: Uint8Array, perChannel: boolean): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes);
+  for (const init of model.graph!.initializer!) {
+    const dims = (init.dims ?? []).map(Number);
+    if (init.dataType !== FLOAT || dims.length !== 2 || !init.rawData?.length) continue;
+    const raw = new Uint8Array(init.rawData);
+    const f = new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+    const [rows, cols] = dims;
+    // Embedding tables are read by row (one token); MatMul weights [in, out] by output column.
+    const byRow = /\.(wte|wpe)\./.test(init.name ?? "");
+    const group = (i: number) => !perChannel ? 0 : byRow ? Math.floor(i / cols) : i % cols;
+    const max = new Float64Array(perChannel ? (byRow ? rows : cols) : 1);
+    for (let i = 0; i < f.length; i++) max[group(i)] = Math.max(max[group(i)], Math.abs(f[i]));
+    for (let i = 0; i < f.length; i++) {
+      const scale = max[group(i)] / 127 || 1;
+      f[i] = Math.round(f[i] / scale) * scale;
+    }
+    init.rawData = raw;
   }
-  return out;
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** The graph with new keys and values fake-quantized to int8 before they enter the cache. */
+function kvInt8Graph(bytes: Uint8Array): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes);
+  const g = model.graph!;
+  const scalar = (name: string, v: number) =>
+    onnx.TensorProto.create({
+      name,
+      dataType: FLOAT,
+      dims: [],
+      rawData: new Uint8Array(new Float32Array([v]).buffer),
+    });
+  g.initializer!.push(scalar("kv_int8_max", 127), scalar("kv_int8_tiny", 1e-30));
+  const attr = (name: string, fields: onnxProto.onnx.IAttributeProto) =>
+    onnx.AttributeProto.create({ name, ...fields });
+  const nodes: onnxProto.onnx.INodeProto[] = [];
+  let n = 0;
+  for (const node of g.node!) {
+    if (node.opType === "Concat" && node.input![0].startsWith("past_key_values.")) {
+      const x = node.input![1];
+      const p = `kv_int8_${n++}`;
+      const op = (
+        opType: string,
+        input: string[],
+        out: string,
+        attribute: onnxProto.onnx.IAttributeProto[] = [],
+      ) => nodes.push(onnx.NodeProto.create({ opType, input, output: [out], attribute }));
+      op("Abs", [x], `${p}_abs`);
+      op("ReduceMax", [`${p}_abs`], `${p}_max`, [
+        attr("axes", { type: onnx.AttributeProto.AttributeType.INTS, ints: [-1] }),
+        attr("keepdims", { type: onnx.AttributeProto.AttributeType.INT, i: 1 }),
+      ]);
+      op("Div", [`${p}_max`, "kv_int8_max"], `${p}_s0`);
+      op("Max", [`${p}_s0`, "kv_int8_tiny"], `${p}_scale`);
+      op("Div", [x, `${p}_scale`], `${p}_d`);
+      op("Round", [`${p}_d`], `${p}_r`);
+      op("Mul", [`${p}_r`, `${p}_scale`], `${p}_q`);
+      node.input![1] = `${p}_q`;
+    }
+    nodes.push(node);
+  }
+  g.node = nodes;
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** The graph with its `logits` output cast to float16 and back. */
+function fp16OutputGraph(bytes: Uint8Array): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes);
+  const g = model.graph!;
+  const producer = g.node!.find((n) => n.output!.includes("logits"))!;
+  producer.output = producer.output!.map((o) => o === "logits" ? "logits_fp32" : o);
+  const cast = (input: string, output: string, to: number) =>
+    onnx.NodeProto.create({
+      opType: "Cast",
+      input: [input],
+      output: [output],
+      attribute: [
+        onnx.AttributeProto.create({
+          name: "to",
+          type: onnx.AttributeProto.AttributeType.INT,
+          i: to,
+        }),
+      ],
+    });
+  g.node!.push(
+    cast("logits_fp32", "logits_fp16", onnx.TensorProto.DataType.FLOAT16),
+    cast("logits_fp16", "logits", FLOAT),
+  );
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/** A view of `model` whose forward pass returns logits rounded to fp16 (another runtime's output). */
+export function fp16LogitsModel(model: TextModel): TextModel {
+  return new Proxy(model, {
+    get(target, prop) {
+      if (prop === "forward") {
+        return async (tokens: number[]) => fp16Logits(await target.forward(tokens));
+      }
+      const v = Reflect.get(target, prop, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
 }
 
 /** The shared fixture (built on first use). */
@@ -94,10 +234,67 @@ export function loadFixture(): Promise<Fixture> {
   return fixture;
 }
 
+/** The fixture's honest model calibrated, with workers under each honest execution variant. */
+export interface CalibratedFixture {
+  /** The profile of the honest tiny model (classes fp32 and bf16). */
+  profile: CalibrationProfile;
+  /** Lookup for validation options: the profile for the honest model's CID. */
+  calibration: CalibrationLookup;
+  /** The validator: the honest model as the calibration's reference runs it (2 threads). */
+  validator: TextModel;
+  /** Honest workers: 1 and 2 threads, graph optimization off, logits returned in fp16. */
+  workers: { name: string; model: TextModel }[];
+  /** Directory of the honest model (to build variants of it). */
+  honestDir: string;
+}
+
+let calibrated: Promise<CalibratedFixture> | undefined;
+
+/**
+ * The shared fixture's honest model, calibrated on this machine (a small calibration: 8
+ * generations per variant; built on first use).
+ */
+export function loadCalibratedFixture(): Promise<CalibratedFixture> {
+  calibrated ??= (async () => {
+    const f = await loadFixture();
+    const honestDir = `${f.dir}/honest`;
+    const profile = await calibrateModel(honestDir, {
+      jobs: 8,
+      precisions: ["fp32", "bf16"],
+      reference: { threads: 2 },
+    });
+    await buildVariant(honestDir, `${f.dir}/logits-fp16`, "logits-fp16");
+    return {
+      profile,
+      calibration: (cid) => (cid === profile.model ? profile : undefined),
+      validator: f.honestThreads,
+      workers: [
+        { name: "1 thread", model: f.honest },
+        { name: "2 threads", model: f.honestThreads },
+        {
+          name: "graph optimization off",
+          model: await TextModel.load(honestDir, {
+            intraOpThreads: 1,
+            graphOptimizationLevel: "disabled",
+          }),
+        },
+        {
+          name: "logits in fp16",
+          model: await TextModel.load(`${f.dir}/logits-fp16`, { intraOpThreads: 2 }),
+        },
+      ],
+      honestDir,
+    };
+  })();
+  return calibrated;
+}
+
 import type { TokenChunk } from "../../inference/text_model.ts";
 import { sampleToken } from "../../inference/sampler.ts";
 import { fingerprintOf } from "../../proof/fingerprint.ts";
 import type { GenerationParams } from "../../protocols/job.ts";
+import { calibrateModel } from "../../proof/calibrate_model.ts";
+import type { CalibrationLookup, CalibrationProfile } from "../../proof/calibration.ts";
 
 /**
  * A token stream produced by teacher-forced passes, with the model chosen per position and
@@ -128,17 +325,4 @@ export async function* manualStream(
     yield { index: t, tokenId: token, text, fingerprint: fingerprintOf(row, token), vocabSize: V };
     if (token === eos || seq.length >= first.info.contextLength) return;
   }
-}
-
-/** A view of `model` whose forward pass adds fp16-scale noise (another GPU / kernel). */
-export function noisyModel(model: TextModel, seed: number): TextModel {
-  return new Proxy(model, {
-    get(target, prop) {
-      if (prop === "forward") {
-        return async (tokens: number[]) => fp16Noise(await target.forward(tokens), seed);
-      }
-      const v = Reflect.get(target, prop, target);
-      return typeof v === "function" ? v.bind(target) : v;
-    },
-  });
 }

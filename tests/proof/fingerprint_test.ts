@@ -1,11 +1,17 @@
 import assert from "node:assert/strict";
 import {
-  citedDistancesViolate,
+  chiSquareUpper,
+  citedScoresViolate,
   DEFAULT_FINGERPRINT_TOLERANCE,
   FINGERPRINT_BYTES,
+  FINGERPRINT_QUANTIZATION_RMS,
   FINGERPRINT_STEP,
+  fingerprintDistance,
   fingerprintOf,
+  fingerprintScore,
+  type FingerprintTolerance,
   fingerprintViolation,
+  meanScoreLimit,
   readFingerprint,
   writeFingerprint,
 } from "../../proof/fingerprint.ts";
@@ -15,6 +21,13 @@ function logits(seed: number, n = 260): Float32Array {
   const g = gaussian(seed);
   return Float32Array.from({ length: n }, () => 2 * g());
 }
+
+/** A calibrated-looking tolerance: 1e-3 nats of honest noise per component. */
+const TOL: FingerprintTolerance = {
+  ...DEFAULT_FINGERPRINT_TOLERANCE,
+  logProbSigma: 1e-3,
+  projectionSigma: 1e-3,
+};
 
 Deno.test("fingerprint: logProb is the token's log-softmax and is shift invariant", () => {
   const l = new Float32Array([1, 2, 3, 4]);
@@ -26,6 +39,7 @@ Deno.test("fingerprint: logProb is the token's log-softmax and is shift invarian
 });
 
 Deno.test("fingerprint: quantized round trip stays within half a step; 4 bytes per position", () => {
+  assert.equal(FINGERPRINT_BYTES, 4);
   const out = new Uint8Array(50 * FINGERPRINT_BYTES);
   for (let t = 0; t < 50; t++) {
     const l = logits(t);
@@ -37,6 +51,16 @@ Deno.test("fingerprint: quantized round trip stays within half a step; 4 bytes p
   }
 });
 
+Deno.test("fingerprint: values beyond the 16-bit range are compared clamped, not flagged", () => {
+  const out = new Uint8Array(FINGERPRINT_BYTES);
+  const far = { logProb: -100, projection: 50 };
+  writeFingerprint(out, 0, far);
+  const back = readFingerprint(out, 0);
+  assert.ok(back.logProb > -70 && back.projection < 40, "the codes clamp");
+  assert.ok(fingerprintDistance(back, far) <= FINGERPRINT_STEP, "and so does the comparison");
+  assert.ok(fingerprintScore(back, far, TOL) < 1);
+});
+
 Deno.test("fingerprint: small independent noise moves it far less than a different distribution", () => {
   const g = gaussian(99);
   let noiseMax = 0, otherMin = Infinity;
@@ -45,34 +69,75 @@ Deno.test("fingerprint: small independent noise moves it far less than a differe
     const noisy = l.map((v) => v + 1e-3 * g());
     const other = logits(t + 1000);
     const a = fingerprintOf(l, 7), b = fingerprintOf(noisy, 7), c = fingerprintOf(other, 7);
-    noiseMax = Math.max(
-      noiseMax,
-      Math.abs(a.logProb - b.logProb),
-      Math.abs(a.projection - b.projection),
-    );
-    otherMin = Math.min(
-      otherMin,
-      Math.max(Math.abs(a.logProb - c.logProb), Math.abs(a.projection - c.projection)),
-    );
+    noiseMax = Math.max(noiseMax, fingerprintDistance(a, b));
+    otherMin = Math.min(otherMin, fingerprintDistance(a, c));
   }
   assert.ok(noiseMax < 0.01, `noise ${noiseMax}`);
-  assert.ok(otherMin > DEFAULT_FINGERPRINT_TOLERANCE.hard, `other ${otherMin}`);
+  assert.ok(otherMin > 0.1, `other ${otherMin}`);
 });
 
-Deno.test("fingerprint: violation rules — one hard outlier, or 8 positions averaging over soft", () => {
-  const tol = DEFAULT_FINGERPRINT_TOLERANCE;
-  const small = Array.from({ length: 20 }, (_, i) => ({ position: i, distance: 0.01 }));
-  assert.equal(fingerprintViolation(small), null);
-  const hard = small.map((d) => d.position === 13 ? { ...d, distance: tol.hard * 2 } : d);
-  assert.deepEqual(fingerprintViolation(hard), [13]);
-  const soft = small.map((d) => d.position % 2 === 0 ? { ...d, distance: tol.soft * 1.5 } : d);
-  assert.deepEqual(fingerprintViolation(soft), [0, 2, 4, 6, 8, 10, 12, 14]);
-  assert.equal(
-    citedDistancesViolate(Array(7).fill(tol.soft * 1.5)),
-    false,
-    "too few for the soft rule",
-  );
-  assert.equal(citedDistancesViolate(Array(8).fill(tol.soft * 1.5)), true);
-  assert.equal(citedDistancesViolate([tol.hard * 1.01]), true);
-  assert.equal(citedDistancesViolate([]), false);
+Deno.test("χ² quantiles: exact for 2 degrees of freedom, continuous where the approximation takes over", () => {
+  assert.ok(Math.abs(chiSquareUpper(2, 1e-12) - -2 * Math.log(1e-12)) < 1e-9);
+  assert.ok(Math.abs(chiSquareUpper(8, 0.05) - 15.507) < 1e-3, "table value");
+  const below = chiSquareUpper(256, 1e-12), above = chiSquareUpper(258, 1e-12);
+  assert.ok(above > below && above - below < 5, `${below} → ${above}`);
+  // Limits fall with n towards the headroom (a mean of many honest scores is close to its mean).
+  assert.ok(meanScoreLimit(1) > meanScoreLimit(8) && meanScoreLimit(8) > meanScoreLimit(128));
+  assert.ok(meanScoreLimit(4096) > DEFAULT_FINGERPRINT_TOLERANCE.headroom);
+});
+
+Deno.test("fingerprint test: honest Gaussian noise at the calibrated level is never flagged", () => {
+  const g = gaussian(7);
+  let flagged = 0;
+  for (let receipt = 0; receipt < 400; receipt++) {
+    const scores = Array.from({ length: 4 + (receipt % 200) }, () => {
+      const a = g(), b = g();
+      return (a * a + b * b) / 2;
+    });
+    if (fingerprintViolation([scores], TOL) !== null) flagged++;
+  }
+  assert.equal(flagged, 0);
+});
+
+Deno.test("fingerprint test: a single outlier is cited alone; a small shift everywhere, by a prefix", () => {
+  const honest = Array(64).fill(1);
+  assert.equal(fingerprintViolation([honest], TOL), null);
+  const outlier = honest.map((q, t) => t === 13 ? meanScoreLimit(1, TOL) * 1.01 : q);
+  assert.deepEqual(fingerprintViolation([outlier], TOL), [13]);
+  // Every position 3σ off: q = 9, under the single-position limit, over the mean limit soon.
+  const shifted = Array(64).fill(9);
+  const cited = fingerprintViolation([shifted], TOL);
+  assert.ok(cited && cited.length > 1, "a prefix");
+  assert.deepEqual(cited, Array.from({ length: cited.length }, (_, i) => i));
+  assert.ok(9 > meanScoreLimit(cited.length, TOL) && 9 <= meanScoreLimit(cited.length - 1, TOL));
+});
+
+Deno.test("fingerprint test: a citation is one position or a whole prefix; cherry-picked sets prove nothing", () => {
+  const high = meanScoreLimit(8, TOL) * 2;
+  const prefix = Array.from({ length: 8 }, (_, i) => i);
+  assert.equal(citedScoresViolate(prefix, [Array(8).fill(high)], TOL), true);
+  const picked = [0, 2, 4, 6, 8, 10, 12, 14];
+  assert.equal(citedScoresViolate(picked, [Array(8).fill(high)], TOL), false, "not a prefix");
+  assert.equal(citedScoresViolate([5], [[meanScoreLimit(1, TOL) * 1.01]], TOL), true);
+  assert.equal(citedScoresViolate([5], [[meanScoreLimit(1, TOL) * 0.99]], TOL), false);
+  assert.equal(citedScoresViolate([], [[]], TOL), false);
+});
+
+Deno.test("fingerprint test: a set violates only if it does under every logits precision", () => {
+  const high = Array(32).fill(meanScoreLimit(1, TOL) * 2);
+  const low = Array(32).fill(1);
+  assert.deepEqual(fingerprintViolation([high, high], TOL), [0]);
+  assert.equal(fingerprintViolation([high, low], TOL), null, "honest under fp16 logits");
+  assert.equal(fingerprintViolation([low, high], TOL), null, "honest under fp32 logits");
+  assert.equal(citedScoresViolate([0], [[high[0]], [low[0]]], TOL), false);
+  assert.equal(citedScoresViolate([0], [[high[0]], [high[0]]], TOL), true);
+});
+
+Deno.test("fingerprint score: the calibrated noise sets the scale; quantization is the floor", () => {
+  const a = { logProb: -1, projection: 0.5 };
+  const b = { logProb: -1 + 3e-3, projection: 0.5 - 4e-3 };
+  // (3² + 4²)/2 = 12.5 at 1e-3 nats of noise per component.
+  assert.ok(Math.abs(fingerprintScore(a, b, TOL) - 12.5) < 1e-9);
+  assert.ok(FINGERPRINT_QUANTIZATION_RMS < 1e-3, "the step's rounding is below fp16-logit noise");
+  assert.equal(fingerprintScore(a, { logProb: NaN, projection: 0 }, TOL), Infinity);
 });

@@ -1,0 +1,142 @@
+/**
+ * `cli.ts calibrate`: measure the honest noise of a model on this machine and store the
+ * profile where the node's validator finds it, `<dataDir>/calibration/<cid>.json`
+ * (`proof/calibration.ts`). Run it once per model and machine, on the machine that validates,
+ * with the thread count the node runs the model with.
+ *
+ * ```sh
+ * deno run -A cli.ts calibrate                       # the built-in tiny model, into .veriflow
+ * deno run -A cli.ts calibrate --model-size small --jobs 48
+ * deno run -A cli.ts calibrate --model ./my-export --data /srv/veriflow
+ * ```
+ *
+ * Prints one line per variant measured and then a JSON summary: `{ model, path, ms, classes }`
+ * with the noise scales and the tolerances derived from them per precision class.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { ensureBuiltinModel } from "../inference/builtin_model.ts";
+import { DEFAULT_MODEL_SEED } from "../inference/model_builder.ts";
+import { calibrateModel } from "../proof/calibrate_model.ts";
+import { CalibrationStore, tolerancesFor } from "../proof/calibration.ts";
+import { JOB_PRECISIONS, type JobPrecision } from "../protocols/job.ts";
+import type { ExecutionProvider } from "../inference/_session.ts";
+
+/** Where the node keeps its data unless told otherwise (as `cli.ts start`). */
+const DEFAULT_DATA_DIR = ".veriflow";
+/** Exit status for a usage error. */
+const EXIT_USAGE = 2;
+
+const USAGE = `usage: veriflow calibrate [options]
+
+  --model DIR           an exported model directory (default: the built-in model)
+  --model-size S        built-in model size: tiny (default) or small
+  --seed N              built-in model seed (default ${DEFAULT_MODEL_SEED})
+  --data DIR            the node's data directory (default ${DEFAULT_DATA_DIR}); the profile
+                        goes to DIR/calibration/<cid>.json
+  --jobs N              generations per execution variant (default 24)
+  --tokens N            tokens per generation (default 64)
+  --threads N,M         intra-op thread counts to measure (default 1 and every core)
+  --reference-threads N the validator's own thread count (default: every core)
+  --precisions LIST     precision classes, of fp32,fp16,bf16 (default all; fp32 always)
+  --cuda                also measure the CUDA execution provider (when installed)`;
+
+/**
+ * Parse the command arguments, calibrate, and store the profile; returns the exit code (0 ok,
+ * 2 usage).
+ *
+ * @param args Arguments after the command name.
+ */
+export async function runCalibrate(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        model: { type: "string" },
+        "model-size": { type: "string", default: "tiny" },
+        seed: { type: "string", default: String(DEFAULT_MODEL_SEED) },
+        data: { type: "string", default: DEFAULT_DATA_DIR },
+        jobs: { type: "string", default: "24" },
+        tokens: { type: "string", default: "64" },
+        threads: { type: "string" },
+        "reference-threads": { type: "string" },
+        precisions: { type: "string", default: JOB_PRECISIONS.join(",") },
+        cuda: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${USAGE}`);
+    return EXIT_USAGE;
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const positive = (text: string | undefined) => {
+    const n = Number(text);
+    return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+  };
+  const jobs = positive(values.jobs);
+  const tokens = positive(values.tokens);
+  const seed = Number(values.seed);
+  const threads = values.threads?.split(",").map(positive);
+  const referenceThreads = values["reference-threads"] === undefined
+    ? undefined
+    : positive(values["reference-threads"]);
+  const precisions = values.precisions.split(",") as JobPrecision[];
+  if (
+    jobs === undefined || tokens === undefined || !Number.isSafeInteger(seed) || seed < 0 ||
+    threads?.some((n) => n === undefined) ||
+    (values["reference-threads"] !== undefined && referenceThreads === undefined) ||
+    precisions.some((p) => !JOB_PRECISIONS.includes(p)) ||
+    !["tiny", "small"].includes(values["model-size"])
+  ) {
+    console.error(USAGE);
+    return EXIT_USAGE;
+  }
+  const dir = values.model ??
+    await ensureBuiltinModel(
+      join(values.data, "models"),
+      values["model-size"] as "tiny" | "small",
+      seed,
+    );
+  const providers: ExecutionProvider[] = values.cuda ? ["cpu", "cuda"] : ["cpu"];
+  const started = performance.now();
+  const profile = await calibrateModel(dir, {
+    jobs,
+    maxTokens: tokens,
+    threads: threads as number[] | undefined,
+    precisions,
+    executionProviders: providers,
+    reference: { threads: referenceThreads },
+    onVariant: (name) => console.error(`measuring ${name}`),
+  });
+  const store = await CalibrationStore.open(join(values.data, "calibration"));
+  const path = await store.save(profile);
+  const classes: Record<string, unknown> = {};
+  for (const precision of precisions) {
+    const noise = profile.precisions[precision];
+    if (!noise) continue;
+    const tol = tolerancesFor(profile, precision);
+    classes[precision] = {
+      variants: noise.variants.length,
+      positions: noise.positions,
+      logProbRms: noise.logProbRms,
+      projectionRms: noise.projectionRms,
+      logitEps: tol.sampling.logitEps,
+      selfCheck: { flagged: noise.flagged, samplingFailures: noise.samplingFailures },
+    };
+  }
+  console.log(JSON.stringify({
+    model: profile.model,
+    path,
+    ms: Math.round(performance.now() - started),
+    classes,
+  }));
+  return 0;
+}

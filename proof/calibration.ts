@@ -1,0 +1,275 @@
+/**
+ * Calibration profiles: how far honest work lands from a validator's recomputation, measured
+ * for one model on one machine, where they are kept, and the tolerances validators derive
+ * from them.
+ *
+ * A validator recomputes a worker's logits and compares. Honest workers differ from it by
+ * floating-point noise whose size depends on the model and on how each side executes it:
+ * thread counts, graph optimization levels, execution providers, logits returned in fp16, and
+ * — when the job allows it — weights stored in fp16 or bf16. `calibrateModel`
+ * (`calibrate_model.ts`) runs the model under each of those execution variants next to a reference run (the validator's own
+ * configuration), over a set of generations, and records per precision class
+ * ({@link JobPrecision}) the honest noise of each fingerprint component, the largest per-logit
+ * difference, and how that difference moves probability masses. The result is a
+ * {@link CalibrationProfile}, keyed by the model's CID and stored as `<cid>.json` in a
+ * {@link CalibrationStore} (the node's `<dataDir>/calibration/`; `cli.ts calibrate` writes it).
+ *
+ * Validators turn a profile into tolerances ({@link tolerancesFor}): the fingerprint test's
+ * noise scales ({@link fingerprintToleranceOf}) and the sampling check's ε and σ
+ * ({@link samplingToleranceOf}). The profile holds measurements only; the safety factors live
+ * here, named, so a profile written today is read with today's rules.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import type { JobPrecision } from "../protocols/job.ts";
+import {
+  DEFAULT_FINGERPRINT_TOLERANCE,
+  FINGERPRINT_QUANTIZATION_RMS,
+  FINGERPRINT_SCHEME,
+  type FingerprintTolerance,
+} from "./fingerprint.ts";
+import { DEFAULT_SAMPLING_TOLERANCE, type SamplingTolerance } from "./sampling_check.ts";
+
+/** Version of the profile format. */
+export const CALIBRATION_PROFILE_VERSION = 1;
+
+/** The honest noise of one precision class, as measured. */
+export interface NoiseProfile {
+  /** The execution variants measured (`cpu/threads=2/graph=all/logits=fp16/weights=fp32`, …). */
+  variants: string[];
+  /** Generations compared, over all variants. */
+  receipts: number;
+  /** Positions compared, over all variants. */
+  positions: number;
+  /** RMS difference of `logProb`, claimed (quantized) vs recomputed, of the noisiest variant. */
+  logProbRms: number;
+  /** RMS difference of `projection`, of the noisiest variant. */
+  projectionRms: number;
+  /** Largest per-position score seen, with these RMS values as noise scales. */
+  maxScore: number;
+  /** Largest mean score over one generation seen. */
+  maxMeanScore: number;
+  /**
+   * Largest difference of one logit (centred on the row's mean difference), over the logits
+   * within {@link RELEVANT_LOGIT_RANGE} of the row's largest (nats).
+   */
+  logitMax: number;
+  /**
+   * The per-logit noise as it moves probability masses: the RMS of `|Δc| / unit` over the masses
+   * c of the top 1..4 ids, where unit = `√((1 − c)²Σ_S p² + c²Σ_R p²)` (temperature 1). For
+   * independent noise it is the per-logit RMS; correlated noise shows as more.
+   */
+  massSigma: number;
+  /** Largest `|Δc| / unit` seen, in units of `massSigma`. */
+  massMaxZ: number;
+  /**
+   * Calibration positions whose honestly sampled token failed the sampling check under the
+   * tolerances derived from this profile (a self-check: 0 unless a safety factor is too thin).
+   */
+  samplingFailures: number;
+  /** Calibration generations the fingerprint test flagged under the derived tolerances (0). */
+  flagged: number;
+}
+
+/** A calibration profile: one model's honest noise on one machine, per precision class. */
+export interface CalibrationProfile {
+  /** Format version ({@link CALIBRATION_PROFILE_VERSION}). */
+  v: number;
+  /** CID of the model calibrated. */
+  model: string;
+  /** Fingerprint scheme the numbers are for (quantization is part of the noise). */
+  scheme: string;
+  /** Unix ms of the calibration. */
+  createdAt: number;
+  /** Where it ran. */
+  machine: {
+    /** `Deno.build.os`. */
+    os: string;
+    /** `Deno.build.arch`. */
+    arch: string;
+    /** Logical CPUs. */
+    cpus: number;
+    /** Execution providers present and measured. */
+    executionProviders: string[];
+  };
+  /** The reference configuration (the validator's own) every variant was compared with. */
+  reference: string;
+  /** Noise per precision class; `fp32` always, `fp16`/`bf16` when calibrated. */
+  precisions: { fp32: NoiseProfile; fp16?: NoiseProfile; bf16?: NoiseProfile };
+}
+
+const noiseSchema = z.object({
+  variants: z.array(z.string()),
+  receipts: z.number().int().nonnegative(),
+  positions: z.number().int().nonnegative(),
+  logProbRms: z.number().nonnegative(),
+  projectionRms: z.number().nonnegative(),
+  maxScore: z.number().nonnegative(),
+  maxMeanScore: z.number().nonnegative(),
+  logitMax: z.number().nonnegative(),
+  massSigma: z.number().nonnegative(),
+  massMaxZ: z.number().nonnegative(),
+  samplingFailures: z.number().int().nonnegative(),
+  flagged: z.number().int().nonnegative(),
+});
+
+/** Zod schema of a stored profile (checked where a file is read and before one is written). */
+const calibrationProfileSchema: z.ZodType<CalibrationProfile> = z.object({
+  v: z.literal(CALIBRATION_PROFILE_VERSION),
+  model: z.string().min(1).max(128),
+  scheme: z.string().max(32),
+  createdAt: z.number().nonnegative(),
+  machine: z.object({
+    os: z.string(),
+    arch: z.string(),
+    cpus: z.number().int().nonnegative(),
+    executionProviders: z.array(z.string()),
+  }),
+  reference: z.string(),
+  precisions: z.object({
+    fp32: noiseSchema,
+    fp16: noiseSchema.optional(),
+    bf16: noiseSchema.optional(),
+  }),
+});
+
+/** Finds the profile of a model by CID (undefined: not calibrated here). */
+export type CalibrationLookup = (model: string) => CalibrationProfile | undefined;
+
+/**
+ * ε is the largest honest per-logit difference measured, times 1.5: it is a bound (the largest
+ * difference seen, not a typical one) over every variant, so a modest factor covers another
+ * machine's kernels; a larger one widens the set of tokens a worker may choose from at
+ * near-ties (docs/PROOF.md, "Sampling check").
+ */
+export const LOGIT_EPS_SAFETY = 1.5;
+/** σ of the sampling check's top-p bound: twice the measured mass noise. */
+export const MASS_SIGMA_SAFETY = 2;
+/** ε never below this (nats): a model whose variants all agree bit for bit still rounds. */
+export const MIN_LOGIT_EPS = 1e-4;
+/** Logits further than this below a row's largest are irrelevant to sampling (weight < e^{−10} at T = 2). */
+export const RELEVANT_LOGIT_RANGE = 20;
+
+/** The tolerances of a validation: what a profile (or its absence) gives. */
+export interface Tolerances {
+  /** Fingerprint test. */
+  fingerprint: FingerprintTolerance;
+  /** Sampling check. */
+  sampling: SamplingTolerance;
+  /** True when they come from a calibration profile; false: the defaults. */
+  calibrated: boolean;
+}
+
+/** The fingerprint test's tolerance from measured noise (never below the quantization noise). */
+export function fingerprintToleranceOf(noise: NoiseProfile): FingerprintTolerance {
+  return {
+    ...DEFAULT_FINGERPRINT_TOLERANCE,
+    logProbSigma: Math.max(noise.logProbRms, FINGERPRINT_QUANTIZATION_RMS),
+    projectionSigma: Math.max(noise.projectionRms, FINGERPRINT_QUANTIZATION_RMS),
+  };
+}
+
+/** The sampling check's tolerance from measured noise. */
+export function samplingToleranceOf(noise: NoiseProfile): SamplingTolerance {
+  const logitEps = Math.max(MIN_LOGIT_EPS, LOGIT_EPS_SAFETY * noise.logitMax);
+  return {
+    ...DEFAULT_SAMPLING_TOLERANCE,
+    logitEps,
+    // The statistical bound is never looser than the worst case it refines, nor tighter than
+    // what the bound ε on each logit allows as an RMS.
+    logitSigma: Math.min(logitEps, Math.max(MIN_LOGIT_EPS, MASS_SIGMA_SAFETY * noise.massSigma)),
+  };
+}
+
+/**
+ * The tolerances for a job of `precision` on a model with `profile`. Without a profile, or
+ * without that precision's class in it, or for another fingerprint scheme: the defaults.
+ *
+ * @example
+ * ```ts
+ * import { tolerancesFor } from "./calibration.ts";
+ * tolerancesFor(undefined, "fp32").calibrated; // false: defaults
+ * ```
+ */
+export function tolerancesFor(
+  profile: CalibrationProfile | undefined,
+  precision: JobPrecision = "fp32",
+): Tolerances {
+  const noise = profile?.scheme === FINGERPRINT_SCHEME ? profile.precisions[precision] : undefined;
+  if (!noise) {
+    return {
+      fingerprint: DEFAULT_FINGERPRINT_TOLERANCE,
+      sampling: DEFAULT_SAMPLING_TOLERANCE,
+      calibrated: false,
+    };
+  }
+  return {
+    fingerprint: fingerprintToleranceOf(noise),
+    sampling: samplingToleranceOf(noise),
+    calibrated: true,
+  };
+}
+
+/**
+ * A directory of profiles, one `<cid>.json` each, read once at open and kept in memory: the
+ * lookup validators call on every challenge is synchronous.
+ *
+ * @example
+ * ```ts ignore
+ * const store = await CalibrationStore.open(".veriflow/calibration");
+ * await validateReceipt(material, model, identity, { calibration: store.lookup });
+ * ```
+ */
+export class CalibrationStore {
+  /** The directory. */
+  readonly dir: string;
+  #profiles = new Map<string, CalibrationProfile>();
+
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  /**
+   * Open `dir` (created if missing) and read every profile in it. A file that is not a valid
+   * profile, or is named for another CID than it holds, is skipped.
+   */
+  static async open(dir: string): Promise<CalibrationStore> {
+    const store = new CalibrationStore(dir);
+    await Deno.mkdir(dir, { recursive: true });
+    for await (const entry of Deno.readDir(dir)) {
+      if (!entry.isFile || !entry.name.endsWith(".json")) continue;
+      const profile = await readCalibrationProfile(join(dir, entry.name)).catch(() => undefined);
+      if (profile && `${profile.model}.json` === entry.name) {
+        store.#profiles.set(profile.model, profile);
+      }
+    }
+    return store;
+  }
+
+  /** The profile of `model`, if calibrated. Bound: pass it around as a {@link CalibrationLookup}. */
+  readonly lookup: CalibrationLookup = (model) => this.#profiles.get(model);
+
+  /** Models with a profile. */
+  get models(): string[] {
+    return [...this.#profiles.keys()];
+  }
+
+  /** Write `profile` as `<dir>/<cid>.json` (replacing any earlier one, atomically) and keep it. */
+  async save(profile: CalibrationProfile): Promise<string> {
+    const parsed = calibrationProfileSchema.parse(profile);
+    if (!/^[A-Za-z0-9]+$/.test(parsed.model)) throw new RangeError("model CID is not a file name");
+    const path = join(this.dir, `${parsed.model}.json`);
+    const tmp = `${path}.tmp`;
+    await Deno.writeTextFile(tmp, JSON.stringify(parsed, null, 2) + "\n");
+    await Deno.rename(tmp, path);
+    this.#profiles.set(parsed.model, parsed);
+    return path;
+  }
+}
+
+/** Read and check one profile file. */
+export async function readCalibrationProfile(path: string): Promise<CalibrationProfile> {
+  return calibrationProfileSchema.parse(JSON.parse(await Deno.readTextFile(path)));
+}
