@@ -1,5 +1,5 @@
-import { assert, assertEquals } from "./_assert.ts";
-import { directText, startTestNode } from "./_fixtures.ts";
+import { assert, assertEquals } from "../server/_assert.ts";
+import { directText, startTestNode } from "../server/_fixtures.ts";
 import { runInfer } from "../../client/infer_command.ts";
 
 function captureIo() {

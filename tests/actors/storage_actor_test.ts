@@ -23,7 +23,7 @@ import type { FileInfo } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
-import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { collect, pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
 
 Deno.test("StorageActor answers put with a handle at once and serves get, get_bytes and ranges", async () => {
   const dir = await Deno.makeTempDir();

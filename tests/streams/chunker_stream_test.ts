@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChunkerStream } from "../../streams/chunker_stream.ts";
-import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { collect, pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
 
 Deno.test("ChunkerStream emits fixed-size chunks and a short tail, preserving bytes", async () => {
   const input = pseudoRandomBytes(10_000);
