@@ -38,7 +38,7 @@ import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { ModelRegistry } from "../inference/model_registry.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import { LocalInferencePort } from "../inference/local_port.ts";
-import { NetworkActor, type NetworkMessage } from "../network/network_actor.ts";
+import { NetworkActor, type NetworkMessage, PeerListenError } from "../network/network_actor.ts";
 import { NetworkInferencePort } from "../network/network_inference_port.ts";
 import { parsePeerAddress } from "../network/peer_address.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -138,6 +138,13 @@ export async function startNode(
   // The HTTP port first: one another process holds is refused before anything touches the data
   // directory (node/http_listener.ts).
   const http = HttpListener.open(config.http);
+  try {
+    // The peer port too (the NetworkActor binds it later, once the node is built).
+    if (config.network.listening) checkPeerPortFree(config.network.listen);
+  } catch (error) {
+    await http.close();
+    throw error;
+  }
   // One owner per data directory for the node's whole life: a second node is refused, naming
   // this process (node/data_dir_lock.ts).
   let lock: DataDirLock;
@@ -460,4 +467,18 @@ function nodeChildren(
       }),
   });
   return children;
+}
+
+/**
+ * Throw {@link PeerListenError} if the peer port cannot be bound now (taken, or not this
+ * machine's), so a node that could not accept peers says so before it writes anything. Port 0
+ * (any free port) always can.
+ */
+function checkPeerPortFree(address: { hostname: string; port: number }): void {
+  if (address.port === 0) return;
+  try {
+    Deno.listen({ hostname: address.hostname, port: address.port, transport: "tcp" }).close();
+  } catch (cause) {
+    throw new PeerListenError(address, cause);
+  }
 }

@@ -108,6 +108,28 @@ Deno.test("a taken HTTP port is one line naming the port and --port, before anyt
   }
 });
 
+Deno.test("a taken peer port is one line naming the port and --p2p-port, before anything is written to the data directory", async () => {
+  const parent = await Deno.makeTempDir();
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const dataDir = join(parent, "data");
+    const fake = fakeProcess();
+    const args = flags(dataDir).map((a, i, all) =>
+      all[i - 1] === "--p2p-port" ? String(taken.addr.port) : a
+    );
+    assert.equal(await runStart(args, fake.io), 1);
+    assert.equal(fake.err.length, 1, fake.err.join("\n"));
+    const [line] = fake.err;
+    assert.doesNotMatch(line, /\n/);
+    assert.match(line, new RegExp(`:${taken.addr.port}\\b`));
+    assert.match(line, /--p2p-port/);
+    await assert.rejects(Deno.stat(dataDir), Deno.errors.NotFound);
+  } finally {
+    taken.close();
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
 Deno.test("--no-inference says its HTTP API runs no jobs itself and forwards them to peers", async () => {
   const dataDir = await Deno.makeTempDir();
   try {
