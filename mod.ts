@@ -85,6 +85,7 @@ export * from "./inference/model_health.ts";
 export * from "./inference/model_builder.ts";
 export * from "./inference/builtin_model.ts";
 export * from "./inference/sampler.ts";
+export * from "./inference/top_logprobs.ts";
 export * from "./inference/counter_rng.ts";
 export * from "./inference/text_tokenizer.ts";
 export * from "./inference/byte_tokenizer.ts";

@@ -4,8 +4,9 @@
  * `present.N.*` back as the next step's past.
  *
  * A generation step also samples its token and fingerprints the logits row right here, next to
- * the logits: a step's result is `(token, fingerprint)`, and the row (`vocabSize × 4` bytes) never
- * leaves the thread that computed it.
+ * the logits: a step's result is `(token, fingerprint)` — plus the row's k most likely tokens
+ * when a request asks for them — and the row (`vocabSize × 4` bytes) never leaves the thread
+ * that computed it.
  *
  * Both execution modes of `TextModel` run exactly this code — on the calling thread, or inside
  * a model worker (`_model_worker.ts`) — so the two modes feed onnxruntime identical tensors, get
@@ -17,6 +18,7 @@
 import * as ort from "onnxruntime-node";
 import { type Fingerprint, fingerprintOf } from "../proof/fingerprint.ts";
 import { sampleToken, type SamplingParams } from "./sampler.ts";
+import { type TokenLogprob, topLogprobsOf } from "./top_logprobs.ts";
 
 /** The dimensions of a decoder's KV cache and logits, from its `config.json`. */
 export interface DecoderShape {
@@ -44,6 +46,8 @@ export interface SampledStep {
   tokenId: number;
   /** `fingerprintOf(row, tokenId)`: what the prover commits to for this position. */
   fingerprint: Fingerprint;
+  /** `topLogprobsOf(row, k)`, only when the step was asked for k > 0 of them. */
+  top?: TokenLogprob[];
 }
 
 /** `past_key_values.N.key|value` → cached tensor. */
@@ -158,9 +162,16 @@ export class DecoderSequence {
 
   /**
    * Feed `tokens` after the cached ones, sample the next token from the logits row of the last
-   * of them under `sampling`, and fingerprint that row. The row itself is dropped here.
+   * of them under `sampling`, and fingerprint that row; with `topLogprobs` > 0, also list that
+   * many of the row's most likely tokens (an output only: the token and the fingerprint do not
+   * depend on it).
+   * The row itself is dropped here.
    */
-  async step(tokens: readonly number[], sampling: StepSampling): Promise<SampledStep> {
+  async step(
+    tokens: readonly number[],
+    sampling: StepSampling,
+    topLogprobs = 0,
+  ): Promise<SampledStep> {
     if (!this.#past) throw new Error("the sequence is closed");
     if (tokens.length === 0) throw new RangeError("a step needs at least one token");
     const { logits, present } = await this.#decoder.run(tokens, this.#length, this.#past);
@@ -170,10 +181,12 @@ export class DecoderSequence {
       this.#length += tokens.length;
     }
     const vocab = this.#decoder.shape.vocabSize;
-    // A view, not a copy: the row is read twice here and then released with the output.
+    // A view, not a copy: the row is read a few times here and then released with the output.
     const row = logits.subarray((tokens.length - 1) * vocab, tokens.length * vocab);
     const { token } = sampleToken(row, sampling.params, sampling.position);
-    return { tokenId: token, fingerprint: fingerprintOf(row, token) };
+    const sampled: SampledStep = { tokenId: token, fingerprint: fingerprintOf(row, token) };
+    if (topLogprobs > 0) sampled.top = topLogprobsOf(row, topLogprobs);
+    return sampled;
   }
 
   /** Drop the cache. */

@@ -7,7 +7,8 @@
  * this worker's thread, so the main thread's event loop (HTTP, WebSocket writes, actors) keeps
  * running while the model computes, and workers of one pool compute on different cores. A
  * generation step's sampling and fingerprint run here too, next to the logits (the O(V) passes
- * over the row), and only `(token, fingerprint)` is posted back.
+ * over the row), and only `(token, fingerprint)` (and the top tokens a request asked for) is
+ * posted back.
  *
  * Not imported by anything: started by `_model_worker_pool.ts` with
  * `new Worker(new URL("./_model_worker.ts", import.meta.url), { type: "module" })`.
@@ -63,7 +64,7 @@ const handlers: Handlers = {
     return { result };
   },
 
-  async step({ seq, tokens, sampling }) {
+  async step({ seq, tokens, sampling, topLogprobs }) {
     const model = requireDecoder();
     let sequence = sequences.get(seq);
     if (!sequence) {
@@ -71,7 +72,7 @@ const handlers: Handlers = {
       sequences.set(seq, sequence);
     }
     runs++;
-    return { result: await sequence.step(tokens, sampling) };
+    return { result: await sequence.step(tokens, sampling, topLogprobs) };
   },
 
   async forward({ tokens }) {

@@ -209,9 +209,10 @@ export class RemoteSequence {
 
   /**
    * Feed `tokens` after the cached ones; the token the worker sampled from the last logits row
-   * under `sampling`, and that row's fingerprint (the row stays in the worker).
+   * under `sampling`, that row's fingerprint and, with `topLogprobs` > 0, its most likely tokens
+   * (the row stays in the worker).
    */
-  step(tokens: readonly number[], sampling: StepSampling): Promise<SampledStep> {
+  step(tokens: readonly number[], sampling: StepSampling, topLogprobs = 0): Promise<SampledStep> {
     if (!this.#open) return Promise.reject(new Error("the sequence is closed"));
     if (this.#incarnation !== this.#slot.incarnation) {
       return Promise.reject(
@@ -221,7 +222,7 @@ export class RemoteSequence {
         ),
       );
     }
-    const args = { seq: this.#seq, tokens: [...tokens], sampling };
+    const args = { seq: this.#seq, tokens: [...tokens], sampling, topLogprobs };
     return this.#pool.call(this.#slot, "step", args, []);
   }
 

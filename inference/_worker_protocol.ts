@@ -9,9 +9,9 @@
  * (`_model_worker.ts`), so a `drop` sent after a `step` of the same sequence is applied after
  * that step.
  *
- * A generation `step` answers only the sampled token and its fingerprint (a few numbers): the
- * worker samples and fingerprints the logits row itself, so no row crosses the boundary per
- * token. Large payloads travel as transferred buffers, never copied by the structured clone: the
+ * A generation `step` answers only the sampled token and its fingerprint (a few numbers), plus
+ * the k most likely tokens when a request asks (O(k)): the worker samples and fingerprints the
+ * logits row itself, so no row crosses the boundary per token. Large payloads travel as transferred buffers, never copied by the structured clone: the
  * model bytes once at load, a `forward` pass's full logits on the way back, tensor inputs and
  * outputs.
  *
@@ -60,10 +60,13 @@ export interface WorkerOps {
   };
   /**
    * Feed tokens to sequence `seq` (created on its first step) and sample position
-   * `sampling.position` from the last logits row: the token and the row's fingerprint, not the
-   * row.
+   * `sampling.position` from the last logits row: the token and the row's fingerprint (and its
+   * `topLogprobs` most likely tokens, when asked), not the row.
    */
-  step: { args: { seq: number; tokens: number[]; sampling: StepSampling }; result: SampledStep };
+  step: {
+    args: { seq: number; tokens: number[]; sampling: StepSampling; topLogprobs?: number };
+    result: SampledStep;
+  };
   /** Teacher-forced full pass: all rows of logits. */
   forward: { args: { tokens: number[] }; result: Float32Array };
   /** One-shot run of a tensor model. */

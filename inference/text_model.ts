@@ -12,7 +12,8 @@
  * step (`_decoder_session.ts`): a chunk carries its token and the 4-byte fingerprint's two
  * values, never the `vocabSize × 4`-byte logits row. So the consumers of a stream — the
  * requester and the prover — hold O(1) per token, and in worker mode no row crosses the thread
- * boundary.
+ * boundary. A generation asked for `topLogprobs` also gets each row's k most likely tokens,
+ * listed next to the row in the same way (O(k) per token), named here by the tokenizer.
  *
  * `forward` is what validators use: one pass over prompt+output with no past, all positions'
  * logits at once. Both paths run the same graph, so their logits agree to float rounding.
@@ -59,6 +60,7 @@ import {
 } from "./errors.ts";
 import { type SamplingParams, validateSamplingParams } from "./sampler.ts";
 import { loadTokenizer, type TextTokenizer } from "./text_tokenizer.ts";
+import { MAX_TOP_LOGPROBS, type TopLogprob } from "./top_logprobs.ts";
 
 export type { ExecutionProvider } from "./_session.ts";
 
@@ -170,6 +172,12 @@ export interface TokenChunk {
   /** The model's vocabulary size (length of the row), which sizes the prover's token packing. */
   vocabSize: number;
   /**
+   * The row's most likely tokens, most likely first, when the generation was asked for them
+   * ({@link GenerateOptions.topLogprobs}); absent otherwise. Each is named by decoding its id
+   * alone. Not evidence: the prover ignores it.
+   */
+  topLogprobs?: TopLogprob[];
+  /**
    * The logits row itself. Never set by {@link TextModel.generate}, which drops the row where it
    * was computed; scripted stand-ins for a model may set it instead of `fingerprint`.
    */
@@ -199,6 +207,12 @@ export interface GenerateOptions {
    * Default {@link DEFAULT_RUN_AHEAD}.
    */
   runAhead?: number;
+  /**
+   * List this many of each row's most likely tokens on every chunk
+   * ({@link TokenChunk.topLogprobs}), 0 to {@link MAX_TOP_LOGPROBS}. An output only: the tokens
+   * and fingerprints are the same with any value. Default 0 (none, at no cost).
+   */
+  topLogprobs?: number;
 }
 
 /**
@@ -262,9 +276,14 @@ function parseConfig(config: Record<string, unknown>, dir: string): ModelConfig 
 interface TextSequence {
   /**
    * Feed `tokens` after the cached ones; the token sampled under `sampling` from the logits row
-   * of the last of them, and that row's fingerprint (the row stays where it was computed).
+   * of the last of them, that row's fingerprint and, with `topLogprobs` > 0, its most likely
+   * tokens (the row stays where it was computed).
    */
-  step(tokens: readonly number[], sampling: StepSampling): Promise<SampledStep>;
+  step(
+    tokens: readonly number[],
+    sampling: StepSampling,
+    topLogprobs: number,
+  ): Promise<SampledStep>;
   /** Free the cache (after any step already running). */
   close(): void;
 }
@@ -495,6 +514,12 @@ export class TextModel {
     if (!Number.isSafeInteger(requestedRunAhead) || requestedRunAhead < 0) {
       throw new InvalidGenerationParamsError(`runAhead must be an integer ≥ 0`);
     }
+    const topLogprobs = options?.topLogprobs ?? 0;
+    if (!Number.isSafeInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > MAX_TOP_LOGPROBS) {
+      throw new InvalidGenerationParamsError(
+        `topLogprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${topLogprobs}`,
+      );
+    }
     if (promptIds.length === 0) throw new EmptyPromptError();
     this.#checkTokens(promptIds);
     const contextLength = this.#config.contextLength;
@@ -554,10 +579,10 @@ export class TextModel {
       const newTokens = sequence.slice(fed);
       cache.sequence ??= this.#engine.sequence();
       this.#runs++;
-      const { tokenId: token, fingerprint } = await cache.sequence.step(newTokens, {
+      const { tokenId: token, fingerprint, top } = await cache.sequence.step(newTokens, {
         params: rule,
         position: index,
-      });
+      }, topLogprobs);
       // Aborted or cancelled while the step ran: drop its result, compute nothing more.
       if (finished) return;
       fed = sequence.length;
@@ -575,7 +600,22 @@ export class TextModel {
       if (!finishReason && index + 1 >= params.maxTokens) finishReason = "length";
       if (!finishReason && sequence.length >= contextLength) finishReason = "length";
       if (finishReason) text += decoder.flush();
-      ready.push({ index, tokenId: token, text, fingerprint, vocabSize, finishReason });
+      const chunk: TokenChunk = {
+        index,
+        tokenId: token,
+        text,
+        fingerprint,
+        vocabSize,
+        finishReason,
+      };
+      if (top !== undefined) {
+        chunk.topLogprobs = top.map(({ tokenId, logprob }) => ({
+          tokenId,
+          text: this.tokenizer.decode([tokenId]),
+          logprob,
+        }));
+      }
+      ready.push(chunk);
       index++;
       produced++;
       if (finishReason) exhausted = true;

@@ -142,3 +142,34 @@ function assertThrowsCode(
 ): void {
   assert.throws(fn, (e: unknown) => e instanceof type && (e as { code?: string }).code === code);
 }
+
+Deno.test("generate with topLogprobs lists each row's k most likely tokens, the greedy token first with its logProb, named by decoding each id; tokens and fingerprints are those of a generation without", async () => {
+  const K = 5;
+  for (const prompt of PROMPTS) {
+    const promptIds = model.tokenizer.encode(prompt);
+    for (const p of [params({ maxTokens: 16 }), params({ maxTokens: 16, temperature: 0.8 })]) {
+      const plain = await collect(model.generate(promptIds, p));
+      const withTop = await collect(model.generate(promptIds, p, { topLogprobs: K }));
+      assert.deepEqual(withTop.map(({ topLogprobs: _, ...rest }) => rest), plain);
+      assert(plain.every((chunk) => chunk.topLogprobs === undefined), "none unless asked");
+      for (const chunk of withTop) {
+        const top = chunk.topLogprobs!;
+        assert.equal(top.length, K);
+        top.forEach((entry, j) => {
+          assert(entry.logprob <= 0 && (j === 0 || entry.logprob <= top[j - 1].logprob));
+          assert.equal(entry.text, model.tokenizer.decode([entry.tokenId]));
+        });
+        if (p.temperature === 0) {
+          assert.equal(top[0].tokenId, chunk.tokenId, `prompt ${prompt}, token ${chunk.index}`);
+          assert.equal(top[0].logprob, chunk.fingerprint.logProb);
+        }
+      }
+    }
+  }
+  for (const bad of [-1, 21, 2.5]) {
+    assert.throws(
+      () => model.generate([72], params(), { topLogprobs: bad }),
+      InvalidGenerationParamsError,
+    );
+  }
+});

@@ -167,6 +167,24 @@ Deno.test("a model worker posts each generated token as (token, fingerprint): no
   }
 });
 
+Deno.test("worker-mode top logprobs are bitwise the in-thread ones, computed in the worker; asking for them changes no token or fingerprint", async () => {
+  const K = 7;
+  for (const prompt of PROMPTS) {
+    for (const p of [params({ maxTokens: 24 }), SAMPLED]) {
+      const expected = await collect(inThread.generate(prompt, p, { topLogprobs: K }));
+      const actual = await collect(worker.generate(prompt, p, { topLogprobs: K }));
+      assert.deepEqual(actual.map(visible), expected.map(visible));
+      assertBitwiseEqual(fingerprintValues(actual), fingerprintValues(expected), "fingerprints");
+      // deepEqual compares numbers with Object.is: the same doubles, not close ones.
+      assert.deepEqual(actual.map((c) => c.topLogprobs), expected.map((c) => c.topLogprobs));
+      assert.ok(actual.every((c) => c.topLogprobs?.length === K));
+      const plain = await collect(worker.generate(prompt, p));
+      assert.deepEqual(plain.map(visible), actual.map(visible));
+      assertBitwiseEqual(fingerprintValues(plain), fingerprintValues(actual), "fingerprints");
+    }
+  }
+});
+
 Deno.test("worker-mode seeded sampling draws the in-thread tokens, and resumes identically", async () => {
   const expected = await collect(inThread.generate(PROMPTS[0], SAMPLED));
   const actual = await collect(worker.generate(PROMPTS[0], SAMPLED));
