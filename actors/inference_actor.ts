@@ -50,6 +50,7 @@ import {
   UnknownModelError,
   WrongModelKindError,
 } from "../inference/errors.ts";
+import { MAX_TOP_LOGPROBS } from "../inference/top_logprobs.ts";
 
 // The result types live with the port; re-exported so existing importers of this module keep
 // working. Each is defined once, in inference/inference_port.ts.
@@ -99,6 +100,12 @@ export interface SubmitJob {
   type: "submit";
   /** The job. */
   job: Job;
+  /**
+   * Text jobs: each token also lists this many of the most likely tokens at its position, 0 to
+   * `MAX_TOP_LOGPROBS`. How the job's output is delivered, not part of the job (its id, tokens
+   * and receipt do not change). Default 0.
+   */
+  topLogprobs?: number;
 }
 
 /** Ask for the actor's {@link InferenceStats}. */
@@ -295,7 +302,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     let prepared: PreparedJob;
     try {
       prepared = job.kind === "text"
-        ? this.#prepareText(job, id, model, submittedAt)
+        ? this.#prepareText(job, id, model, submittedAt, message.topLogprobs ?? 0)
         : this.#prepareTensor(job, id, model);
     } catch (error) {
       if (error instanceof VeriflowError) return { accepted: false, error };
@@ -316,9 +323,15 @@ export class InferenceActor implements Actor<InferenceMessage> {
     id: string,
     model: GenerativeModel | OneShotModel,
     submittedAt: number,
+    topLogprobs: number,
   ): PreparedJob {
     if (!("generate" in model)) {
       throw new WrongModelKindError(model.info.cid, "text", model.info.kind);
+    }
+    if (!Number.isSafeInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > MAX_TOP_LOGPROBS) {
+      throw new InvalidGenerationParamsError(
+        `topLogprobs: must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${topLogprobs}`,
+      );
     }
     // Parameters are checked here, not when the job starts, so a bad request is refused with a
     // typed error before it takes a queue slot.
@@ -342,6 +355,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
       jobId: id,
       model,
       promptIds,
+      topLogprobs,
       prover: this.#prover,
       submittedAt,
       now: this.#now,
@@ -525,6 +539,8 @@ export interface SubmitJobOptions {
   signal?: AbortSignal;
   /** How long to wait for the actor's answer; default two minutes (covers a model load). */
   timeoutMs?: number;
+  /** Text jobs: top tokens listed per position ({@link SubmitJob.topLogprobs}); default 0. */
+  topLogprobs?: number;
 }
 
 /**
@@ -558,7 +574,7 @@ export async function submitJob(
   let reply: SubmitReply;
   try {
     reply = await ref.ask<SubmitReply>(
-      { type: "submit", job },
+      { type: "submit", job, topLogprobs: options?.topLogprobs },
       { timeoutMs: options?.timeoutMs ?? SUBMIT_TIMEOUT_MS, signal },
     );
   } catch (error) {

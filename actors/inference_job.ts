@@ -49,6 +49,8 @@ export interface TextJobRunOptions {
   model: GenerativeModel;
   /** The tokenized prompt. */
   promptIds: number[];
+  /** Top tokens per position the requester asked for (an output option, not the job's). */
+  topLogprobs?: number;
   /** The prover hook, if the node runs a prover. */
   prover?: ProverHook;
   /** When the job was submitted (`now()` clock). */
@@ -162,6 +164,7 @@ export class TextJobRun {
     try {
       source = this.#o.model.generate(this.#o.promptIds, this.#o.job.params, {
         signal: this.#abort.signal,
+        topLogprobs: this.#o.topLogprobs,
       });
     } catch (error) {
       // Refused synchronously (bad params the edge let through): the job fails, not the runner.
@@ -234,10 +237,14 @@ export class TextJobRun {
 
 const MS_PER_S = 1000;
 
-/** The requester's copy of a chunk: plain fields and the token's logprob, no logits. */
+/**
+ * The requester's copy of a chunk: plain fields, the token's logprob and the top tokens it asked
+ * for, no logits.
+ */
 function streamedToken(chunk: TokenChunk): StreamedToken {
   const token: StreamedToken = { index: chunk.index, tokenId: chunk.tokenId, text: chunk.text };
   if (chunk.fingerprint !== undefined) token.logprob = chunk.fingerprint.logProb;
+  if (chunk.topLogprobs !== undefined) token.topLogprobs = chunk.topLogprobs;
   if (chunk.finishReason !== undefined) token.finishReason = chunk.finishReason;
   return token;
 }

@@ -16,11 +16,15 @@ export interface GenerativeModel {
   readonly info: ServedModelInfo;
   /** Text ↔ token ids. */
   readonly tokenizer: { encode(text: string): number[] };
-  /** Pull-based token stream; stops within one step when `signal` aborts or it is cancelled. */
+  /**
+   * Pull-based token stream; stops within one step when `signal` aborts or it is cancelled.
+   * With `topLogprobs` > 0 each chunk lists that many of the most likely tokens
+   * (`TokenChunk.topLogprobs`); a model that cannot list them leaves the field unset.
+   */
   generate(
     promptIds: number[],
     params: GenerationParams,
-    options?: { signal?: AbortSignal },
+    options?: { signal?: AbortSignal; topLogprobs?: number },
   ): ReadableStream<TokenChunk>;
 }
 

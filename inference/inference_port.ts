@@ -18,6 +18,7 @@
  * @module
  */
 import type { TextJob } from "../protocols/job.ts";
+import type { TopLogprob } from "./top_logprobs.ts";
 
 /**
  * What the edge and the client APIs need to know about a served model; the engine's
@@ -59,6 +60,11 @@ export interface StreamedToken {
    * port does not know it.
    */
   logprob?: number;
+  /**
+   * The most likely tokens at this position (most likely first, same log-probabilities as
+   * `logprob`), when the job was submitted with {@link SubmitOptions.topLogprobs} > 0.
+   */
+  topLogprobs?: TopLogprob[];
   /** Set on the last token of the stream. */
   finishReason?: "stop" | "length";
 }
@@ -152,10 +158,16 @@ export function emptyInferenceStats(): InferenceStats {
   };
 }
 
-/** Options of {@link InferencePort.submit}. */
+/** Options of {@link InferencePort.submit}: how the job is delivered, never what it is. */
 export interface SubmitOptions {
   /** Aborting it cancels the job (queued or running). */
   signal?: AbortSignal;
+  /**
+   * Each token also carries this many of the most likely tokens at its position
+   * ({@link StreamedToken.topLogprobs}), 0 to `MAX_TOP_LOGPROBS` (20). An output option, not
+   * part of the job: its id, tokens and receipt are the same with any value. Default 0.
+   */
+  topLogprobs?: number;
 }
 
 /** Submits text jobs somewhere and hands back their streams. */

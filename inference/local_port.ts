@@ -4,7 +4,8 @@
  * submission into the actor's plain-data messages (`submit`, and `cancel` when the caller's
  * signal aborts before the answer), and hands back the handle as plain data: served-model
  * fields only, and tokens as `StreamedToken`s, which the actor's job run already strips of
- * whatever the model attached to its chunks (logits, fingerprints stay with the prover).
+ * whatever the model attached to its chunks (logits, fingerprints stay with the prover), and
+ * `topLogprobs` travels with the submission, beside the job rather than in it.
  *
  * @example
  * ```ts ignore
@@ -71,6 +72,7 @@ export class LocalInferencePort implements InferencePort {
     const handle = await submitJob(this.#inference, job, {
       signal: options?.signal,
       timeoutMs: this.#submitTimeoutMs,
+      topLogprobs: options?.topLogprobs,
     });
     return {
       jobId: handle.jobId,

@@ -21,6 +21,7 @@ import {
   type InferenceEvent,
   ListModelsMessage,
   type StartEvent,
+  type SubmitBody,
   SubmitMessage,
   type WireJobSummary,
 } from "../protocols/inference_messages.ts";
@@ -99,7 +100,10 @@ export class RemoteInferencePort implements InferencePort {
   /** Submit `job` to the peer; resolves once the peer has accepted it (its `start` event). */
   async submit(job: TextJob, options: SubmitOptions = {}): Promise<InferenceHandle> {
     const submittedAt = this.#now();
-    const events = this.#connection.openStream(SubmitMessage, { job }, { signal: options.signal });
+    // Sent only when asked, so a submission without it is what it always was on the wire.
+    const body: SubmitBody = { job };
+    if (options.topLogprobs) body.topLogprobs = options.topLogprobs;
+    const events = this.#connection.openStream(SubmitMessage, body, { signal: options.signal });
     const reader = events.getReader();
     let first: ReadableStreamReadResult<InferenceEvent>;
     try {
@@ -191,6 +195,7 @@ class RemoteJob {
           text: event.text,
         };
         if (event.logprob !== undefined) token.logprob = event.logprob;
+        if (event.top !== undefined) token.topLogprobs = event.top;
         if (event.finishReason !== undefined) token.finishReason = event.finishReason;
         controller.enqueue(token);
         if (event.finishReason !== undefined) {
@@ -320,14 +325,14 @@ export function serveInference(
   const stallMs = options.readerStallMs ?? DEFAULT_READER_STALL_MS;
   let running = 0;
   connection.handle(ListModelsMessage, async () => ({ models: [...await port.models()] }));
-  connection.handle(SubmitMessage, async ({ job }, ctx) => {
+  connection.handle(SubmitMessage, async ({ job, topLogprobs }, ctx) => {
     if (running >= maxJobs) throw new PeerJobLimitError(maxJobs);
     running++;
     let handle: InferenceHandle;
     try {
       // A refusal (too_many_jobs, unknown_model, ...) rejects here and goes back as the
       // connection's `error` with its code, before any event.
-      handle = await port.submit(job, { signal: ctx.signal });
+      handle = await port.submit(job, { signal: ctx.signal, topLogprobs });
     } catch (error) {
       running--;
       throw error;
@@ -433,9 +438,16 @@ function jobEvents(
       controller.enqueue({ kind: "end", summary: wireSummary(summary) });
       return;
     }
-    const { index, tokenId, text, logprob, finishReason } = result.value;
+    const { index, tokenId, text, logprob, topLogprobs, finishReason } = result.value;
     const event: InferenceEvent = { kind: "token", index, tokenId, text };
     if (logprob !== undefined) event.logprob = logprob;
+    if (topLogprobs !== undefined) {
+      event.top = topLogprobs.map((top) => ({
+        tokenId: top.tokenId,
+        text: top.text,
+        logprob: top.logprob,
+      }));
+    }
     if (finishReason !== undefined) event.finishReason = finishReason;
     controller.enqueue(event);
   }

@@ -6,8 +6,8 @@
  *
  * ```
  * inference (a worker serves it)
- *   inference.submit    { job }            ⇒ stream of inference.event:
- *                                             { start } { token }… { end: summary + receipt }
+ *   inference.submit    { job, topLogprobs? } ⇒ stream of inference.event:
+ *                                             { start } { token, top? }… { end: summary + receipt }
  *   (cancel: the connection's `cancel` from the requester, its `error` from the worker)
  *   inference.list_models {}               → inference.models { models }
  *   inference.get_proof { receiptId }      → inference.proof { served: { proof, sig } | null }
@@ -38,6 +38,7 @@ import { type JobAssignment, JobAssignmentSchema } from "./assignment.ts";
 import { defineMessage, type MessageDefinition } from "./message_registry.ts";
 import { defineProtocol, type Protocol } from "./connection_protocols.ts";
 import { type StakePledge, StakePledgeSchema } from "./stake_pledge.ts";
+import { MAX_TOP_LOGPROBS } from "../inference/top_logprobs.ts";
 
 const HEX64 = /^[0-9a-f]{64}$/;
 /** Longest model name or error text carried in an event (names are for humans). */
@@ -118,6 +119,16 @@ export interface StartEvent {
   promptTokens: number;
 }
 
+/** One of the most likely tokens at a position, in a `token` event. */
+export interface WireTopLogprob {
+  /** The token id. */
+  tokenId: number;
+  /** Its text on its own. */
+  text: string;
+  /** Its log-probability under the model. */
+  logprob: number;
+}
+
 /** A `token` event. */
 export interface TokenEvent {
   /** Event tag. */
@@ -130,6 +141,11 @@ export interface TokenEvent {
   text: string;
   /** The token's log-probability under the model (`StreamedToken.logprob`), when known. */
   logprob?: number;
+  /**
+   * The most likely tokens at this position (`StreamedToken.topLogprobs`), when the submission
+   * asked for them; at most `MAX_TOP_LOGPROBS`.
+   */
+  top?: WireTopLogprob[];
   /** Set on the last token. */
   finishReason?: "stop" | "length";
 }
@@ -161,6 +177,11 @@ export const InferenceEventMessage: MessageDefinition<InferenceEvent> = defineMe
       tokenId: z.number().int().nonnegative(),
       text: z.string().max(MAX_TOKEN_TEXT_LENGTH),
       logprob: z.number().optional(),
+      top: z.array(z.object({
+        tokenId: z.number().int().nonnegative(),
+        text: z.string().max(MAX_TOKEN_TEXT_LENGTH),
+        logprob: z.number(),
+      })).max(MAX_TOP_LOGPROBS).optional(),
       finishReason: z.enum(["stop", "length"]).optional(),
     }),
     z.object({ kind: z.literal("end"), summary: summarySchema }),
@@ -171,6 +192,12 @@ export const InferenceEventMessage: MessageDefinition<InferenceEvent> = defineMe
 export interface SubmitBody {
   /** The job; the worker derives its id as anyone would (`jobId(job)`). */
   job: TextJob;
+  /**
+   * Each token event also lists this many of the most likely tokens (`top`), 0 to
+   * `MAX_TOP_LOGPROBS`; absent: none. Beside the job, not in it: the job id and the receipt do
+   * not depend on it.
+   */
+  topLogprobs?: number;
 }
 
 /**
@@ -179,7 +206,10 @@ export interface SubmitBody {
  */
 export const SubmitMessage: MessageDefinition<SubmitBody, never, InferenceEvent> = defineMessage(
   "inference.submit",
-  z.object({ job: textJobSchema }),
+  z.object({
+    job: textJobSchema,
+    topLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
+  }),
   {
     chunk: InferenceEventMessage,
   },

@@ -9,6 +9,9 @@ import { buildGptModel, type BuildGptModelOptions } from "../../inference/model_
 import { TextModel } from "../../inference/text_model.ts";
 import { DEFAULT_GENERATION_PARAMS, type GenerationParams } from "../../protocols/job.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
+import type { ProverHook } from "../../actors/inference_models.ts";
+import type { Identity } from "../../protocols/identity.ts";
+import { proveJob } from "../../proof/prover.ts";
 
 /** Build a tiny model in a fresh temp dir and load it. */
 export async function tinyModel(
@@ -37,4 +40,14 @@ export async function collect(stream: ReadableStream<TokenChunk>): Promise<Token
   const chunks: TokenChunk[] = [];
   for await (const chunk of stream) chunks.push(chunk);
   return chunks;
+}
+
+/**
+ * A prover hook that signs with `identity` on a stopped clock: ed25519 signatures are
+ * deterministic, so two runs of one job get byte-identical receipts exactly when their tokens
+ * and fingerprints are identical.
+ */
+export function stoppedClockProver(identity: Identity): ProverHook {
+  return async (job, _jobId, chunks) =>
+    (await proveJob(job, chunks, identity, { now: () => 0 })).receipt;
 }

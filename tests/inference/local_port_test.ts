@@ -8,16 +8,19 @@ import {
   type ModelSource,
   TooManyJobsError,
 } from "../../actors/inference_actor.ts";
-import type { InferenceHandle } from "../../inference/inference_port.ts";
+import type { InferenceHandle, JobSummary, StreamedToken } from "../../inference/inference_port.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import type { TextJob } from "../../protocols/job.ts";
+import { Identity } from "../../protocols/identity.ts";
 import {
   eventually,
+  loadTinyModel,
   params,
   SCRIPTED_LOGPROB,
   ScriptedModel,
   StaticModels,
 } from "../server/_fixtures.ts";
+import { stoppedClockProver } from "./_fixtures.ts";
 
 let nonce = 0;
 function textJob(model: string, maxTokens: number): TextJob {
@@ -136,5 +139,49 @@ Deno.test("LocalInferencePort passes the actor's typed refusals through and repo
     assertEquals([stats.activeJobs, stats.jobsRejected], [1, 1]);
     running.cancel();
     assertEquals((await running.done).finishReason, "cancelled");
+  });
+});
+
+Deno.test("LocalInferencePort with topLogprobs: each token lists k top tokens, the greedy one first with its logprob; the job's id, tokens and receipt are those of the job without", async () => {
+  const model = await loadTinyModel();
+  const models = new StaticModels([model]);
+  const job: TextJob = {
+    kind: "text",
+    model: model.info.cid,
+    prompt: "Once upon a time",
+    params: params({ maxTokens: 12 }),
+    nonce: "one job, asked two ways",
+  };
+  const prover = stoppedClockProver(Identity.generate());
+  const run = async (topLogprobs?: number) => {
+    const tokens: StreamedToken[] = [];
+    let summary: JobSummary | undefined;
+    // A worker with a prover runs a job id once: each run gets its own actor.
+    await withPort(models, { prover }, async (port) => {
+      const handle = await port.submit(job, { topLogprobs });
+      for await (const token of handle.tokens) tokens.push(token);
+      summary = await handle.done;
+    });
+    return { tokens, summary: summary! };
+  };
+  const K = 4;
+  const plain = await run();
+  const withTop = await run(K);
+  assert(plain.summary.receipt !== undefined, JSON.stringify(plain.summary.error));
+  assertEquals(withTop.summary.receipt, plain.summary.receipt);
+  assertEquals(withTop.summary.jobId, plain.summary.jobId);
+  assertEquals(withTop.tokens.map(({ topLogprobs: _, ...rest }) => rest), plain.tokens);
+  assert(plain.tokens.every((token) => token.topLogprobs === undefined), "none unless asked");
+  for (const token of withTop.tokens) {
+    const top = token.topLogprobs!;
+    assertEquals(top.length, K);
+    assertEquals([top[0].tokenId, top[0].logprob], [token.tokenId, token.logprob]);
+    top.forEach((entry, j) => {
+      assert(entry.logprob <= 0 && (j === 0 || entry.logprob <= top[j - 1].logprob));
+    });
+  }
+  await withPort(models, {}, async (port) => {
+    const refused = await assertRejects(() => port.submit(job, { topLogprobs: 21 }));
+    assertEquals((refused as { code?: string }).code, "invalid_generation_params");
   });
 });

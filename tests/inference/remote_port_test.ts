@@ -1,6 +1,12 @@
 import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
+import {
+  type GenerativeModel,
+  InferenceActor,
+  type InferenceActorOptions,
+  type InferenceMessage,
+} from "../../actors/inference_actor.ts";
+import type { JobSummary, StreamedToken } from "../../inference/inference_port.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import {
   RemoteInferencePort,
@@ -11,8 +17,19 @@ import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import { eventually, params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
+import {
+  INFERENCE_PROTOCOL,
+  InferenceEventMessage,
+  SubmitMessage,
+} from "../../protocols/inference_messages.ts";
+import {
+  eventually,
+  loadTinyModel,
+  params,
+  ScriptedModel,
+  StaticModels,
+} from "../server/_fixtures.ts";
+import { stoppedClockProver } from "./_fixtures.ts";
 
 let nonce = 0;
 function textJob(model: string, maxTokens: number): TextJob {
@@ -21,13 +38,13 @@ function textJob(model: string, maxTokens: number): TextJob {
 
 /** A worker (InferenceActor behind serveInference) and a remote port to it, in memory. */
 async function withRemote(
-  model: ScriptedModel,
+  model: GenerativeModel,
   body: (
     remote: RemoteInferencePort,
     worker: Connection,
     local: LocalInferencePort,
   ) => Promise<void>,
-  options: { queueLimit?: number; concurrency?: number } = {},
+  options: Omit<InferenceActorOptions, "models"> = {},
   serve: ServeInferenceOptions = {},
 ): Promise<void> {
   const system = new ActorSystem({ name: "remote-port-test" });
@@ -140,4 +157,63 @@ Deno.test("a requester that stops reading loses its job after the stall time, an
     { concurrency: 4 },
     { readerStallMs: 50, maxJobs: 1 },
   );
+});
+
+Deno.test("a relayed job with topLogprobs carries each token's top list across the wire, the greedy token first; its tokens and receipt are those of the job without", async () => {
+  const model = await loadTinyModel();
+  const job: TextJob = {
+    kind: "text",
+    model: model.info.cid,
+    prompt: "Once upon a time",
+    params: params({ maxTokens: 10 }),
+    nonce: "relayed, asked two ways",
+  };
+  const prover = stoppedClockProver(Identity.generate());
+  const K = 3;
+  const run = async (via: "wire" | "local", topLogprobs?: number) => {
+    const tokens: StreamedToken[] = [];
+    let summary: JobSummary | undefined;
+    // A worker with a prover runs a job id once: each run gets its own.
+    await withRemote(model, async (remote, _worker, local) => {
+      const handle = await (via === "wire" ? remote : local).submit(job, { topLogprobs });
+      for await (const token of handle.tokens) tokens.push(token);
+      summary = await handle.done;
+    }, { prover });
+    return { tokens, summary: summary! };
+  };
+  const plain = await run("wire");
+  const relayed = await run("wire", K);
+  const local = await run("local", K);
+  assert(plain.summary.receipt !== undefined, JSON.stringify(plain.summary.error));
+  assertEquals(relayed.summary.receipt, plain.summary.receipt);
+  assertEquals(relayed.tokens.map(({ topLogprobs: _, ...rest }) => rest), plain.tokens);
+  assert(plain.tokens.every((token) => token.topLogprobs === undefined), "none unless asked");
+  // Over the wire exactly what the worker's port gave, number for number.
+  assertEquals(relayed.tokens, local.tokens);
+  for (const token of relayed.tokens) {
+    const top = token.topLogprobs!;
+    assertEquals(top.length, K);
+    assertEquals([top[0].tokenId, top[0].logprob], [token.tokenId, token.logprob]);
+    top.forEach((entry, j) => {
+      assert(entry.logprob <= 0 && (j === 0 || entry.logprob <= top[j - 1].logprob));
+      assertEquals(entry.text, model.tokenizer.decode([entry.tokenId]));
+    });
+  }
+});
+
+Deno.test("the wire bounds topLogprobs to 0–20 on a submission and to 20 entries on a token event; a worker refuses a submission over it", async () => {
+  const job: TextJob = textJob("bafkscriptedscripted", 2);
+  assert(SubmitMessage.schema.safeParse({ job, topLogprobs: 20 }).success);
+  assert(!SubmitMessage.schema.safeParse({ job, topLogprobs: 21 }).success);
+  assert(!SubmitMessage.schema.safeParse({ job, topLogprobs: -1 }).success);
+  const top = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ tokenId: i, text: "a", logprob: -1 }));
+  const event = (n: number) => ({ kind: "token", index: 0, tokenId: 0, text: "a", top: top(n) });
+  assert(InferenceEventMessage.schema.safeParse(event(20)).success);
+  assert(!InferenceEventMessage.schema.safeParse(event(21)).success);
+  const model = new ScriptedModel();
+  await withRemote(model, async (remote) => {
+    await assertRejects(() => remote.submit(textJob(model.info.cid, 2), { topLogprobs: 21 }));
+    assertEquals(model.steps, 0);
+  });
 });

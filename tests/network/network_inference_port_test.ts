@@ -5,7 +5,11 @@
 import { assert, assertEquals } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Actor } from "../../actors/actor.ts";
-import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
+import {
+  type GenerativeModel,
+  InferenceActor,
+  type InferenceMessage,
+} from "../../actors/inference_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import { serveInference } from "../../inference/remote_port.ts";
@@ -19,7 +23,7 @@ import type { TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { proveJob } from "../../proof/prover.ts";
-import { params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
+import { loadTinyModel, params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
 
 /** Stands in for the NetworkActor: one worker connection, its models. */
 class OneWorker implements Actor<NetworkMessage> {
@@ -41,10 +45,12 @@ class Recorder implements Actor<ValidatorMessage> {
 }
 
 /** A worker whose prover signs with `signer` (its own key, or a liar's), behind a relay port. */
-async function relayTo(signer: "worker" | "someone else") {
+async function relayTo(
+  signer: "worker" | "someone else",
+  model: GenerativeModel = new ScriptedModel(),
+) {
   const worker = Identity.generate();
   const key = signer === "worker" ? worker : Identity.generate();
-  const model = new ScriptedModel();
   const models = new StaticModels([model]);
   const system = new ActorSystem({ name: "relay-test" });
   const prover = async (job: TextJob, _id: string, chunks: ReadableStream<TokenChunk>) =>
@@ -117,6 +123,25 @@ Deno.test("a relayed job's receipt signed by another key is withheld from the cl
     assertEquals(summary.finishReason, "length");
     await t.settled();
     assertEquals(t.told.length, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a relayed job's top logprobs reach the client through the forwarding port, and its receipt still checks out", async () => {
+  const t = await relayTo("worker", await loadTinyModel());
+  try {
+    const handle = await t.port.submit(t.job, { topLogprobs: 2 });
+    const tops = [];
+    for await (const token of handle.tokens) {
+      assertEquals(token.topLogprobs?.[0].tokenId, token.tokenId);
+      tops.push(token.topLogprobs?.length);
+    }
+    assertEquals(tops, [2, 2, 2, 2]);
+    const summary = await handle.done;
+    assert(summary.receipt !== undefined, JSON.stringify(summary.error));
+    await t.settled();
+    assertEquals(t.told.length, 1);
   } finally {
     await t.close();
   }
