@@ -33,6 +33,11 @@ export interface TextRequest {
   nonce?: string;
   /** The request field the prompt came from, named in a refusal; default `prompt`. */
   promptParam?: string;
+  /**
+   * Most likely tokens to list with each token (`SubmitOptions.topLogprobs`); default 0. How
+   * the output is delivered, not part of the job.
+   */
+  topLogprobs?: number;
 }
 
 /** A prompt over `http.maxPromptChars`, refused before it is tokenised (400). */
@@ -175,7 +180,10 @@ export class InferenceGateway {
     const release = keyId === undefined ? undefined : this.#keyLimits?.admit(keyId);
     let handle: InferenceHandle;
     try {
-      handle = await this.#inference.submit(job, { signal: options.signal });
+      handle = await this.#inference.submit(job, {
+        signal: options.signal,
+        topLogprobs: request.topLogprobs,
+      });
     } catch (error) {
       release?.();
       throw error;

@@ -28,6 +28,8 @@ export interface AnswerOptions {
   stops: readonly string[];
   /** Write the chosen tokens' logprobs. */
   logprobs: boolean;
+  /** With them, the most likely tokens the request asked for per position (0: none). */
+  topLogprobs: number;
   /** Streams: send `usage: null` on every chunk and a last chunk with the usage. */
   includeUsage: boolean;
   /** Streams: how long the client may read nothing (`http.clientIdleTimeoutMs`). */
@@ -99,7 +101,7 @@ export function fullAnswer(
       } else {
         const text = pieces.map((piece) => piece.text).join("");
         const logprobs = options.logprobs
-          ? shape.logprobs(pieces.flatMap((piece) => piece.tokens), 0)
+          ? shape.logprobs(pieces.flatMap((piece) => piece.tokens), 0, options.topLogprobs > 0)
           : null;
         json = {
           id: `${shape.idPrefix}-${summary.jobId.slice(0, RESPONSE_ID_CHARS)}`,
@@ -166,7 +168,7 @@ export function sseAnswer(
   const piece = (text: string, tokens: TextPiece["tokens"]) => {
     const all = [...pending, ...tokens];
     pending = [];
-    const logprobs = options.logprobs ? shape.logprobs(all, offset) : null;
+    const logprobs = options.logprobs ? shape.logprobs(all, offset, options.topLogprobs > 0) : null;
     offset += text.length;
     return chunk([shape.chunkChoice(text, logprobs, null)]);
   };

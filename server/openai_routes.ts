@@ -5,8 +5,9 @@
  * sequences, logprobs) is `openai_answers.ts`.
  *
  * Bodies are read within `http.maxRequestBytes` and validated once, here; fields OpenAI
- * defines but this node cannot honour (`tools`, `response_format`, `logit_bias`, top
- * logprobs, ...) are refused with a 400 naming the field rather than ignored.
+ * defines but this node cannot honour (`tools`, `response_format`, `logit_bias`, ...) are
+ * refused with a 400 naming the field rather than ignored. The top tokens a request asks for
+ * (chat `top_logprobs`, completions `logprobs: N`) go with the submission, not into the job.
  *
  * @module
  */
@@ -44,7 +45,9 @@ export function openAiRoutes(
     request: TextRequest,
     shape: ResponseShape,
     client: ClientIdentity,
-    options: Pick<AnswerOptions, "logprobs" | "includeUsage"> & { stream: boolean },
+    options: Pick<AnswerOptions, "logprobs" | "topLogprobs" | "includeUsage"> & {
+      stream: boolean;
+    },
   ) =>
     respond(gateway, request, shape, client, {
       ...options,
@@ -58,14 +61,16 @@ export function openAiRoutes(
     const body = parseRequest(CompletionRequestSchema, await bodyOf(c.req.raw));
     refuseUnsupportedFields(body as unknown as Record<string, unknown>, "completions");
     const prompt = typeof body.prompt === "string" ? body.prompt : body.prompt[0];
+    const topLogprobs = body.logprobs ?? 0;
     return await answer(
-      { model: body.model, prompt, params: toGenerationParams(body) },
+      { model: body.model, prompt, params: toGenerationParams(body), topLogprobs },
       COMPLETION_SHAPE,
       c.get("client"),
       {
         stream: body.stream ?? false,
         includeUsage: body.stream_options?.include_usage ?? false,
         logprobs: body.logprobs != null,
+        topLogprobs,
       },
     );
   });
@@ -80,14 +85,17 @@ export function openAiRoutes(
     );
     const params = toGenerationParams(body, body.max_completion_tokens);
     if (body.stop == null) params.stop = [CHAT_TURN_STOP];
+    // The schema has checked that top_logprobs comes with logprobs: true.
+    const topLogprobs = body.top_logprobs ?? 0;
     return await answer(
-      { model: body.model, prompt, params, promptParam: "messages" },
+      { model: body.model, prompt, params, promptParam: "messages", topLogprobs },
       CHAT_SHAPE,
       c.get("client"),
       {
         stream: body.stream ?? false,
         includeUsage: body.stream_options?.include_usage ?? false,
         logprobs: body.logprobs ?? false,
+        topLogprobs,
       },
     );
   });

@@ -3,9 +3,10 @@
  * completions — as data: ids, `object` names, how a choice looks streamed and in full, and how
  * logprobs are written. The answers themselves (`openai_answers.ts`) are shared.
  *
- * Logprobs are the chosen tokens' (the model's log-softmax, before temperature and cuts; the
- * same number the token's proof fingerprint commits to). Top alternatives are not computed
- * (`top_logprobs` / `logprobs > 0` are refused at the edge), so they are written empty.
+ * Logprobs are the model's log-softmax, before temperature and cuts: the chosen token's is the
+ * number its proof fingerprint commits to, and the top tokens' (chat `top_logprobs`, completions
+ * `logprobs: N`) come from the same row, computed next to it. A token is named by its text: the
+ * chosen one by the text it added to the output, an alternative by decoding its id alone.
  *
  * @module
  */
@@ -33,8 +34,11 @@ export interface ResponseShape {
     logprobs: unknown | null,
     finishReason: string | null,
   ): Record<string, unknown>;
-  /** The logprobs of `tokens`, the first of which starts at character `offset` of the output. */
-  logprobs(tokens: readonly StreamedToken[], offset: number): unknown;
+  /**
+   * The logprobs of `tokens`, the first of which starts at character `offset` of the output;
+   * `withTop`: the request asked for the most likely tokens too.
+   */
+  logprobs(tokens: readonly StreamedToken[], offset: number, withTop: boolean): unknown;
 }
 
 /** `POST /v1/completions`. */
@@ -54,7 +58,7 @@ export const COMPLETION_SHAPE: ResponseShape = {
     logprobs,
     finish_reason: finishReason,
   }),
-  logprobs: (tokens, offset) => {
+  logprobs: (tokens, offset, withTop) => {
     const textOffset: number[] = [];
     for (const token of tokens) {
       textOffset.push(offset);
@@ -63,11 +67,25 @@ export const COMPLETION_SHAPE: ResponseShape = {
     return {
       tokens: tokens.map((token) => token.text),
       token_logprobs: tokens.map((token) => token.logprob ?? null),
-      top_logprobs: null,
+      top_logprobs: withTop ? tokens.map(topLogprobsByText) : null,
       text_offset: textOffset,
     };
   },
 };
+
+/**
+ * The legacy completions form of a token's top list: `{ text: logprob }`. Two ids with the same
+ * text on their own (byte tokens that are each an incomplete character) share one key, which
+ * keeps the more likely one, as OpenAI's own dictionaries do.
+ */
+function topLogprobsByText(token: StreamedToken): Record<string, number> {
+  // No prototype: a token whose text is "__proto__" is a key like any other.
+  const byText: Record<string, number> = Object.create(null);
+  for (const top of token.topLogprobs ?? []) {
+    if (!Object.hasOwn(byText, top.text)) byText[top.text] = top.logprob;
+  }
+  return byText;
+}
 
 const encoder = new TextEncoder();
 
@@ -99,7 +117,12 @@ export const CHAT_SHAPE: ResponseShape = {
       token: token.text,
       logprob: token.logprob ?? null,
       bytes: [...encoder.encode(token.text)],
-      top_logprobs: [],
+      // Empty unless the request asked for top_logprobs, as OpenAI.
+      top_logprobs: (token.topLogprobs ?? []).map((top) => ({
+        token: top.text,
+        logprob: top.logprob,
+        bytes: [...encoder.encode(top.text)],
+      })),
     })),
     refusal: null,
   }),

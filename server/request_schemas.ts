@@ -12,11 +12,17 @@ import {
   GENERATION_LIMITS,
   type GenerationParams,
 } from "../protocols/job.ts";
+import { MAX_TOP_LOGPROBS } from "../inference/top_logprobs.ts";
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import type { SamplingRequest, WsClientMessage } from "./stream_protocol.ts";
 
 /** Longest WebSocket request id, in characters. */
 export const MAX_REQUEST_ID_CHARS = 128;
+/**
+ * Largest `logprobs` of `POST /v1/completions`: OpenAI's bound for the legacy API (chat's
+ * `top_logprobs` goes to `MAX_TOP_LOGPROBS`, 20), so a request OpenAI refuses is refused here.
+ */
+export const MAX_COMPLETION_LOGPROBS = 5;
 
 // Every bound on what a job may ask is GENERATION_LIMITS (protocols/job.ts): the edge refuses
 // exactly what the InferenceActor, the sampler and the receipt check would refuse behind it.
@@ -72,7 +78,10 @@ export interface CompletionRequest extends SamplingRequest {
   n?: 1 | null;
   /** Echo the prompt; not supported. */
   echo?: false | null;
-  /** Logprobs of the chosen tokens with 0; more (top alternatives) is refused. */
+  /**
+   * Logprobs of the chosen tokens, and this many of the most likely tokens at each position
+   * (0 to {@link MAX_COMPLETION_LOGPROBS}).
+   */
   logprobs?: number | null;
 }
 
@@ -98,7 +107,7 @@ export interface ChatCompletionRequest extends SamplingRequest {
   n?: 1 | null;
   /** Return the chosen tokens' logprobs. */
   logprobs?: boolean | null;
-  /** Top alternatives per token: only 0 (refused otherwise). */
+  /** The most likely tokens listed per position, 0 to 20; above 0 needs `logprobs: true`. */
   top_logprobs?: number | null;
 }
 
@@ -114,7 +123,7 @@ export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObje
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
   n: z.literal(1).nullish(),
   echo: z.literal(false).nullish(),
-  logprobs: z.number().int().min(0).max(5).nullish(),
+  logprobs: z.number().int().min(0).max(MAX_COMPLETION_LOGPROBS).nullish(),
 });
 
 const chatContentSchema = z.union([
@@ -135,7 +144,11 @@ export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.l
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
   n: z.literal(1).nullish(),
   logprobs: z.boolean().nullish(),
-  top_logprobs: z.number().int().min(0).max(20).nullish(),
+  top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullish(),
+}).refine((body) => !body.top_logprobs || body.logprobs === true, {
+  // As OpenAI: the top list is part of each token's logprobs entry, so it needs those.
+  message: "top_logprobs above 0 needs logprobs: true",
+  path: ["top_logprobs"],
 });
 
 /** An OpenAI request field this node cannot honour, and the values that ask for nothing. */
@@ -150,7 +163,6 @@ const isEmptyArray = (value: unknown) => Array.isArray(value) && value.length ==
 const isEmptyObject = (value: unknown) =>
   typeof value === "object" && value !== null && Object.keys(value).length === 0;
 const TOOLS = "the node runs plain text generation, without tool calling";
-const TOP_LOGPROBS = "only the chosen tokens' logprobs are computed, not the top alternatives";
 
 /**
  * The OpenAI fields the node refuses rather than ignores: ignoring them would return an answer
@@ -174,7 +186,6 @@ const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
   },
   best_of: { harmless: (value) => value === 1, why: "one completion is generated per request" },
   suffix: { harmless: (value) => value === "", why: "there is no insertion mode" },
-  top_logprobs: { harmless: (value) => value === 0, why: TOP_LOGPROBS },
   audio: { harmless: () => false, why: "the node generates text only" },
   modalities: {
     harmless: (value) => Array.isArray(value) && value.every((m) => m === "text"),
@@ -183,10 +194,16 @@ const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
   prediction: { harmless: () => false, why: "there are no predicted outputs" },
 };
 
-/** `logprobs` of `/v1/completions` asks for top alternatives above 0. */
+/**
+ * `/v1/completions` has no `top_logprobs` (chat's field): its top tokens are asked for with
+ * `logprobs: N`, so the chat field there would be silently ignored.
+ */
 const COMPLETION_UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
   ...UNSUPPORTED_FIELDS,
-  logprobs: { harmless: (value) => value === 0, why: `${TOP_LOGPROBS} (use logprobs: 0)` },
+  top_logprobs: {
+    harmless: (value) => value === 0,
+    why: `completions list the most likely tokens with logprobs: N (0–${MAX_COMPLETION_LOGPROBS})`,
+  },
 };
 
 /**
@@ -241,6 +258,8 @@ const wsInferSchema = z.strictObject({
   prompt: z.string().max(maxPromptChars),
   /** Requester-chosen job nonce; random when absent. */
   nonce: z.string().max(maxNonceChars).optional(),
+  /** Each token message carries its logprob and this many top tokens. */
+  logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
   ...samplingFields,
 });
 

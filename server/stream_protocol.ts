@@ -13,9 +13,17 @@
  * server: {"type":"done","id":"a","finish_reason":"length","usage":{…},"timings":{…},"receipt":{…}}
  * ```
  *
+ * An `infer` with `"logprobs": N` gets `logprob` on each token message, and for N > 0 the N most
+ * likely tokens at its position in `top_logprobs`.
+ *
  * @module
  */
-import type { FinishReason, InferenceHandle, JobSummary } from "../inference/inference_port.ts";
+import type {
+  FinishReason,
+  InferenceHandle,
+  JobSummary,
+  StreamedToken,
+} from "../inference/inference_port.ts";
 import { toJsonValue } from "./json_value.ts";
 
 /**
@@ -49,6 +57,11 @@ export interface WsInferMessage extends SamplingRequest {
   prompt: string;
   /** Job nonce; random when absent. */
   nonce?: string;
+  /**
+   * Log-probabilities on each `token` message: with 0 the token's own (`logprob`), with N > 0
+   * also the N most likely tokens at its position (`top_logprobs`), up to 20. Absent: neither.
+   */
+  logprobs?: number;
 }
 
 /** Client → server: cancel the job started under `id`. */
@@ -92,6 +105,20 @@ export interface WsTokenMessage {
   token_id: number;
   /** Text this token completes; "" while a multi-byte character is still incomplete. */
   text: string;
+  /** The token's log-probability under the model, when the `infer` asked for `logprobs`. */
+  logprob?: number;
+  /** The most likely tokens at this position, most likely first, for `logprobs` N > 0. */
+  top_logprobs?: WsTopLogprob[];
+}
+
+/** One of the most likely tokens at a position. */
+export interface WsTopLogprob {
+  /** The token id. */
+  token_id: number;
+  /** The token's text on its own. */
+  text: string;
+  /** Its log-probability under the model. */
+  logprob: number;
 }
 
 /** Token counts, OpenAI names. */
@@ -167,6 +194,30 @@ export function startMessage(id: string, handle: InferenceHandle): WsStartMessag
     execution_provider: handle.model.executionProvider ?? "cpu",
     prompt_tokens: handle.promptTokens,
   };
+}
+
+/**
+ * The `token` message for a token; with `logprobs` set (the `infer`'s), its logprob and, for
+ * N > 0, its top list.
+ */
+export function tokenMessage(id: string, token: StreamedToken, logprobs?: number): WsTokenMessage {
+  const message: WsTokenMessage = {
+    type: "token",
+    id,
+    index: token.index,
+    token_id: token.tokenId,
+    text: token.text,
+  };
+  if (logprobs === undefined) return message;
+  if (token.logprob !== undefined) message.logprob = token.logprob;
+  if (logprobs > 0) {
+    message.top_logprobs = (token.topLogprobs ?? []).map((top) => ({
+      token_id: top.tokenId,
+      text: top.text,
+      logprob: top.logprob,
+    }));
+  }
+  return message;
 }
 
 /** OpenAI-style usage from a summary. */

@@ -29,6 +29,7 @@ import {
 import {
   doneMessage,
   startMessage,
+  tokenMessage,
   type WsClientMessage,
   type WsInferMessage,
   type WsServerMessage,
@@ -173,6 +174,7 @@ export class StreamSession {
         prompt: request.prompt,
         params: toGenerationParams(request),
         nonce: request.nonce,
+        topLogprobs: request.logprobs,
       }, { client: this.#options.client, via: "ws" });
     } catch (error) {
       this.#sendError(id, error);
@@ -188,13 +190,7 @@ export class StreamSession {
       while (true) {
         const { done, value } = await reader.read();
         if (done) break;
-        this.#send({
-          type: "token",
-          id,
-          index: value.index,
-          token_id: value.tokenId,
-          text: value.text,
-        });
+        this.#send(tokenMessage(id, value, request.logprobs));
         if (this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES) await this.#drained();
         else if (this.#gateway.computesOnEventLoop) await this.#flushed();
       }

@@ -1,13 +1,15 @@
 /**
  * The OpenAI conventions real clients rely on: stop sequences left out of the text, `usage:
- * null` on non-final chunks, `GET /v1/models/{id}`, `max_tokens` past the context, logprobs,
- * and refused (not ignored) fields the node cannot honour.
+ * null` on non-final chunks, `GET /v1/models/{id}`, `max_tokens` past the context, logprobs and
+ * top logprobs, and refused (not ignored) fields the node cannot honour.
  */
 import OpenAI from "openai";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { SCRIPTED_LOGPROB, startTestNode, type TestNode } from "./_fixtures.ts";
+import { params, SCRIPTED_LOGPROB, startTestNode, type TestNode } from "./_fixtures.ts";
 import { StopTrimmer } from "../../server/stop_trimmer.ts";
 import type { StreamedToken } from "../../inference/inference_port.ts";
+import type { TokenChunk } from "../../inference/text_model.ts";
+import { renderChatPrompt } from "../../server/chat_template.ts";
 
 async function withNode(body: (node: TestNode, client: OpenAI) => Promise<void>): Promise<void> {
   const node = await startTestNode();
@@ -238,9 +240,9 @@ Deno.test("Fields the node cannot honour are refused with 400 unsupported_field 
       ["/v1/chat/completions", "tools", [{ type: "function", function: { name: "f" } }]],
       ["/v1/chat/completions", "response_format", { type: "json_object" }],
       ["/v1/chat/completions", "logit_bias", { "97": 10 }],
-      ["/v1/chat/completions", "top_logprobs", 2],
       ["/v1/chat/completions", "presence_penalty", 0.5],
-      ["/v1/completions", "logprobs", 2],
+      // Chat's field: completions ask with logprobs: N, so it would be silently ignored there.
+      ["/v1/completions", "top_logprobs", 2],
       ["/v1/completions", "frequency_penalty", 1],
       ["/v1/completions", "suffix", "end"],
       ["/v1/completions", "best_of", 3],
@@ -271,5 +273,139 @@ Deno.test("Fields the node cannot honour are refused with 400 unsupported_field 
     assertEquals(harmless.status, 200);
     await harmless.text();
     assertEquals((await node.stats()).jobsStarted, 1);
+  });
+});
+
+/** The direct generation an OpenAI request must match, with `k` top tokens per chunk. */
+async function directChunks(node: TestNode, prompt: string, maxTokens: number, k: number) {
+  const ids = node.model.tokenizer.encode(prompt);
+  const chunks: TokenChunk[] = [];
+  for await (
+    const chunk of node.model.generate(ids, params({ maxTokens }), { topLogprobs: k })
+  ) chunks.push(chunk);
+  return chunks;
+}
+
+/** Checks every top list: k entries, log-probabilities ≤ 0 and descending, the greedy token's first. */
+function assertTopLists(
+  entries: { logprob: number; top_logprobs: { logprob: number }[] }[],
+  k: number,
+) {
+  assert(entries.length > 0);
+  for (const entry of entries) {
+    const top = entry.top_logprobs;
+    assertEquals(top.length, k);
+    assertEquals(top[0].logprob, entry.logprob, "greedy: the chosen token is the most likely");
+    top.forEach((t, j) => assert(t.logprob <= 0 && (j === 0 || t.logprob <= top[j - 1].logprob)));
+  }
+}
+
+Deno.test("chat top_logprobs: each logprobs.content entry lists the k most likely tokens as {token, logprob, bytes}, the greedy token first, full and streamed", async () => {
+  await withNode(async (node, client) => {
+    const K = 5;
+    const messages = [{ role: "user" as const, content: "Say hi." }];
+    // stop [] so every generated token is returned (no chat-turn stop trimmed).
+    const request = { model: "default", messages, max_tokens: 12, stop: [], logprobs: true };
+    const encoder = new TextEncoder();
+    const expected = (await directChunks(node, renderChatPrompt(messages), 12, K)).map((c) => ({
+      token: c.text,
+      logprob: c.fingerprint.logProb,
+      bytes: [...encoder.encode(c.text)],
+      top_logprobs: c.topLogprobs!.map((t) => ({
+        token: t.text,
+        logprob: t.logprob,
+        bytes: [...encoder.encode(t.text)],
+      })),
+    }));
+    const full = await (await post(node, "/v1/chat/completions", { ...request, top_logprobs: K }))
+      .json();
+    assertEquals(full.choices[0].logprobs.content, expected);
+    assertTopLists(full.choices[0].logprobs.content, K);
+    const stream = await client.chat.completions.create({
+      ...request,
+      top_logprobs: K,
+      stream: true,
+    });
+    const streamed = [];
+    for await (const chunk of stream) streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    assertEquals(streamed, expected);
+    // Without top_logprobs: the chosen tokens' entries, top lists empty.
+    const plain = await (await post(node, "/v1/chat/completions", request)).json();
+    assertEquals(
+      plain.choices[0].logprobs.content,
+      expected.map((entry) => ({ ...entry, top_logprobs: [] })),
+    );
+  });
+});
+
+Deno.test("completions logprobs: N lists the N most likely tokens per position as { text: logprob } (legacy shape), full and streamed", async () => {
+  await withNode(async (node) => {
+    const N = 3;
+    const prompt = "Once upon a time";
+    const chunks = await directChunks(node, prompt, 12, N);
+    const offsets: number[] = [];
+    let offset = 0;
+    for (const chunk of chunks) {
+      offsets.push(offset);
+      offset += chunk.text.length;
+    }
+    const expected = {
+      tokens: chunks.map((c) => c.text),
+      token_logprobs: chunks.map((c) => c.fingerprint.logProb),
+      top_logprobs: chunks.map((c) => {
+        const byText: Record<string, number> = {};
+        for (const t of c.topLogprobs!) byText[t.text] ??= t.logprob;
+        return byText;
+      }),
+      text_offset: offsets,
+    };
+    const body = { prompt, max_tokens: 12, logprobs: N };
+    const full = await (await post(node, "/v1/completions", body)).json();
+    assertEquals(full.choices[0].logprobs, expected);
+    full.choices[0].logprobs.top_logprobs.forEach((top: Record<string, number>, i: number) => {
+      const values = Object.values(top);
+      assert(values.length >= 1 && values.length <= N && values.every((v) => v <= 0));
+      assertEquals(Math.max(...values), expected.token_logprobs[i], "greedy: the most likely");
+    });
+    const events = await sseEvents(await post(node, "/v1/completions", { ...body, stream: true }));
+    const merged = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] } as Record<
+      string,
+      unknown[]
+    >;
+    for (const event of events) {
+      const logprobs = (event.choices as { logprobs: Record<string, unknown[]> | null }[])[0]
+        ?.logprobs;
+      if (logprobs) { for (const key in merged) merged[key].push(...logprobs[key]); }
+    }
+    assertEquals(merged, expected);
+  });
+});
+
+Deno.test("top logprobs out of range are refused with 400 naming the field: chat top_logprobs 21, completions logprobs 6; chat top_logprobs needs logprobs: true", async () => {
+  await withNode(async (node) => {
+    const cases: [string, Record<string, unknown>, string][] = [
+      ["/v1/chat/completions", { logprobs: true, top_logprobs: 21 }, "top_logprobs"],
+      ["/v1/chat/completions", { logprobs: true, top_logprobs: -1 }, "top_logprobs"],
+      ["/v1/chat/completions", { top_logprobs: 2 }, "top_logprobs"],
+      ["/v1/chat/completions", { logprobs: false, top_logprobs: 2 }, "top_logprobs"],
+      ["/v1/completions", { logprobs: 6 }, "logprobs"],
+      ["/v1/completions", { logprobs: 1.5 }, "logprobs"],
+    ];
+    for (const [path, fields, param] of cases) {
+      const response = await post(node, path, {
+        model: "gated",
+        prompt: "x",
+        messages: [{ role: "user", content: "x" }],
+        ...fields,
+      });
+      const { error } = await response.json();
+      assertEquals(
+        [response.status, error.code, error.param],
+        [400, "invalid_request", param],
+        `${path} ${JSON.stringify(fields)}`,
+      );
+      assert(error.message.includes(`'${param}'`), error.message);
+    }
+    assertEquals((await node.stats()).jobsStarted, 0);
   });
 });

@@ -1,10 +1,11 @@
 import { assert, assertEquals } from "./_assert.ts";
-import { directText, eventually, startTestNode, type TestNode } from "./_fixtures.ts";
+import { directText, eventually, params, startTestNode, type TestNode } from "./_fixtures.ts";
 import { WsProbe } from "./_ws_probe.ts";
 import type {
   WsDoneMessage,
   WsErrorMessage,
   WsStartMessage,
+  WsTokenMessage,
 } from "../../server/stream_protocol.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
@@ -236,5 +237,55 @@ Deno.test("Each job's start and end are logged with how it came in", async () =>
     const { veriflow_job_id: id } = await response.json();
     await eventually(() => log.some((line) => line.startsWith(`job ${id.slice(0, 12)} ended`)));
     assert(log.some((line) => line.startsWith(`job ${id.slice(0, 12)} started (chat, loopback`)));
+  });
+});
+
+Deno.test("WS /v1/stream: logprobs N puts each token's logprob and its N most likely tokens on the token message; without it, token messages are unchanged", async () => {
+  await withNode({}, async (node) => {
+    const prompt = "Once upon a time";
+    const N = 4;
+    const expected: Partial<WsTokenMessage>[] = [];
+    const ids = node.model.tokenizer.encode(prompt);
+    for await (
+      const c of node.model.generate(ids, params({ maxTokens: 10 }), { topLogprobs: N })
+    ) {
+      expected.push({
+        index: c.index,
+        token_id: c.tokenId,
+        text: c.text,
+        logprob: c.fingerprint.logProb,
+        top_logprobs: c.topLogprobs!.map((t) => ({
+          token_id: t.tokenId,
+          text: t.text,
+          logprob: t.logprob,
+        })),
+      });
+    }
+    const probe = await WsProbe.open(node.wsUrl);
+    const tokensOf = async (id: string, fields: Record<string, unknown>) => {
+      probe.send({ type: "infer", id, prompt, max_tokens: 10, ...fields });
+      assertEquals((await probe.end(id)).type, "done");
+      return probe.messages.filter((m) => m.type === "token" && m.id === id)
+        .map(({ type: _, id: __, ...rest }) => rest) as Partial<WsTokenMessage>[];
+    };
+    const withTop = await tokensOf("top", { logprobs: N });
+    assertEquals(withTop, expected);
+    for (const token of withTop) {
+      assertEquals(token.top_logprobs![0].token_id, token.token_id);
+      assertEquals(token.top_logprobs![0].logprob, token.logprob);
+    }
+    assertEquals(
+      await tokensOf("chosen", { logprobs: 0 }),
+      expected.map(({ top_logprobs: _, ...rest }) => rest),
+    );
+    assertEquals(
+      await tokensOf("plain", {}),
+      expected.map(({ top_logprobs: _, logprob: __, ...rest }) => rest),
+    );
+    probe.send({ type: "infer", id: "over", prompt, logprobs: 21 });
+    const error = await probe.end("over") as WsErrorMessage;
+    assertEquals([error.type, error.code], ["error", "invalid_request"]);
+    assert(error.message.includes("'logprobs'"), error.message);
+    await probe.close();
   });
 });
