@@ -52,6 +52,7 @@ import { startHeartbeat } from "./heartbeat.ts";
 import type { NodeConfig } from "./config.ts";
 import { loadOrCreateIdentity } from "./node_identity.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
+import { CalibrationStore } from "../proof/calibration.ts";
 import { HttpListener } from "./http_listener.ts";
 
 /** Names of the node's actors in the registry. */
@@ -209,6 +210,18 @@ async function startSteps(
   const models = options.models ?? await loadModels(config, log);
   if (options.models === undefined) started.push(() => models.close());
   step();
+  // The validator's tolerances per model, from `cli.ts calibrate` (read at start).
+  const calibration = config.roles.validator
+    ? await CalibrationStore.open(join(config.dataDir, "calibration"))
+    : undefined;
+  if (calibration !== undefined) {
+    const calibrated = calibration.models.length;
+    log(
+      calibrated > 0
+        ? `calibration: ${calibrated} model profile(s) from ${calibration.dir}`
+        : `calibration: none (default tolerances; run \`cli.ts calibrate\` per model)`,
+    );
+  }
 
   const system = new ActorSystem({ name: "node" });
   started.push(() => system.shutdown());
@@ -229,7 +242,7 @@ async function startSteps(
     maxRestarts: NODE_MAX_RESTARTS,
     withinMs: NODE_RESTART_WINDOW_MS,
     backoff: { initialMs: NODE_BACKOFF_INITIAL_MS },
-    children: nodeChildren(config, identity, models, lookup, localPort, log),
+    children: nodeChildren(config, identity, models, lookup, localPort, log, calibration),
   });
   step();
 
@@ -376,6 +389,7 @@ function nodeChildren(
   lookup: <M>(name: string) => ActorRef<M> | undefined,
   localPort: () => LocalInferencePort | undefined,
   log: (line: string) => void,
+  calibration: CalibrationStore | undefined,
 ): ChildSpec<never>[] {
   const children: ChildSpec<never>[] = [];
   const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
@@ -418,6 +432,7 @@ function nodeChildren(
           ledgerDir: join(config.dataDir, "ledger"),
           models: { get: async (cid) => models.has(cid) ? await models.get(cid) : undefined },
           challengeProbability: config.validator.challengeProbability,
+          validation: calibration && { calibration: calibration.lookup },
           network: NODE_ACTORS.network,
           log,
         }),

@@ -6,6 +6,8 @@ import type { ReceiptRecord } from "../../proof/ledger.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { verifyReceipt } from "../../protocols/receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { CalibrationStore } from "../../proof/calibration.ts";
+import { loadCalibratedFixture } from "../proof/_models.ts";
 import { join } from "node:path";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";
@@ -207,4 +209,36 @@ Deno.test("a node whose model worker is given up on answers /healthz 503 failed"
   }, "/healthz to fail");
   assert.equal(health.body.status, "failed");
   assert.equal(health.body.model_runtime[0].workers[0].state, "failed");
+});
+
+Deno.test("a node's validator takes the calibration profiles in <data>/calibration, and says which", async () => {
+  const dataDir = await Deno.makeTempDir();
+  try {
+    const lines: string[] = [];
+    const config = () =>
+      parseNodeConfig({
+        dataDir,
+        http: { port: 0 },
+        network: { listen: { port: 0 } },
+        heartbeatMs: 0,
+      });
+    let node = await startNode(config(), { log: (l) => lines.push(l) });
+    const models = await (await fetch(`${node.url}/v1/models`)).json();
+    const cid: string = models.data[0].id;
+    await node.shutdown();
+    assert.ok(lines.some((l) => l.startsWith("calibration: none")), lines.join("\n"));
+    // A profile for the node's model, as `cli.ts calibrate` writes it.
+    const { profile } = await loadCalibratedFixture();
+    const store = await CalibrationStore.open(join(dataDir, "calibration"));
+    await store.save({ ...profile, model: cid });
+    lines.length = 0;
+    node = await startNode(config(), { log: (l) => lines.push(l) });
+    await node.shutdown();
+    assert.ok(
+      lines.some((l) => l.startsWith("calibration: 1 model profile(s)")),
+      lines.join("\n"),
+    );
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
 });
