@@ -99,8 +99,7 @@ export class NetworkInferencePort implements InferencePort {
     const port = await this.#port(job.model);
     if (port === undefined) throw new NoWorkerError(job.model);
     const worker = port.connection.peerKey!;
-    const assignment = this.#requester &&
-      signAssignment({ jobId: jobId(job), worker, issuedAt: Date.now() }, this.#requester);
+    const assignedAt = Date.now();
     const handle = await port.submit(job, options);
     let output = "";
     const tokens = handle.tokens.pipeThrough(
@@ -111,9 +110,13 @@ export class NetworkInferencePort implements InferencePort {
         },
       }),
     );
-    const done = handle.done.then((summary) =>
-      this.#checked(summary, job, worker, output, assignment)
-    );
+    // Signed once the job is done, off the first token's path (an ed25519 signature in JS is
+    // about a millisecond): the assignment only travels with the receipt.
+    const done = handle.done.then((summary) => {
+      const assignment = this.#requester &&
+        signAssignment({ jobId: jobId(job), worker, issuedAt: assignedAt }, this.#requester);
+      return this.#checked(summary, job, worker, output, assignment);
+    });
     return { ...handle, tokens, done };
   }
 
