@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
+import { assigned, receipt as fixtureReceipt, requester } from "./_ledger_fixtures.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { type JobAssignment, signAssignment } from "../../protocols/assignment.ts";
 import {
   InsufficientStakeError,
   Ledger,
@@ -15,28 +16,9 @@ import {
 const owner = Identity.generate();
 const worker = Identity.generate();
 const validator = Identity.generate();
-const requester = Identity.generate();
-
-/** The requester's signed assignment of `r`'s job to its worker: what gets it credited. */
-function assigned(r: Receipt) {
-  return {
-    assignment: signAssignment({ jobId: r.jobId, worker: r.worker, issuedAt: 0 }, requester),
-  };
-}
-
+/** A signed receipt of the worker for job `n` with `tokens` tokens. */
 function receipt(n: number, tokens = 10): Receipt {
-  return signReceipt({
-    v: 1,
-    kind: "text",
-    jobId: n.toString(16).padStart(64, "0"),
-    model: "bafkreimodel",
-    inputHash: "11".repeat(32),
-    params: { maxTokens: 64, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
-    outputHash: "22".repeat(32),
-    commitment: { scheme: "vf-fp1", root: "33".repeat(32), chunkSize: 32, tokenBytes: 2 },
-    tokenCount: tokens,
-    timings: { startedAt: 0, firstTokenMs: 1, totalMs: 2 },
-  }, worker);
+  return fixtureReceipt(n, tokens, worker);
 }
 
 async function withLedger(fn: (dir: string, clock: { t: number }) => Promise<void>) {
@@ -422,7 +404,10 @@ Deno.test("ledger: only assigned work is credited — unrequested or self-reques
     // An assignment for another job, or forged, is no assignment.
     const forOther = assigned(other);
     assert.equal((await ledger.recordReceipt(late, forOther)).credit, 0);
-    const forged = { ...assigned(other).assignment, sig: new Uint8Array(64) };
+    const forged = {
+      ...(assigned(other).assignment as JobAssignment),
+      sig: new Uint8Array(64),
+    };
     assert.equal((await ledger.recordReceipt(other, { assignment: forged })).credit, 0);
     // The requester's announcement arrives after the worker's: its assignment attaches, once.
     assert.equal((await ledger.recordReceipt(late, assigned(late))).credit, 7);
