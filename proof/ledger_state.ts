@@ -181,6 +181,14 @@ export class LedgerState {
   }
 
   /** A receipt leaves the working state: it is final, slashed or unpaid for good. */
+  /** An open receipt slashed: closed unpaid, its lock released, `amount` cut from the stake. */
+  #slash(rec: ReceiptRecord, amount: number): void {
+    this.#close(rec);
+    const worker = this.#account(rec.worker);
+    worker.locked -= rec.locked;
+    worker.stake -= amount;
+  }
+
   #close(rec: ReceiptRecord): void {
     this.#open.delete(rec.receiptId);
     this.#orderOf.delete(rec.receiptId);
@@ -226,20 +234,14 @@ export class LedgerState {
       case "fraud": {
         const rec = this.#open.get(b.receiptId);
         if (!rec) return;
-        this.#close(rec);
-        const worker = this.#account(rec.worker);
-        worker.locked -= rec.locked;
-        worker.stake -= b.slashed as number;
+        this.#slash(rec, b.slashed as number);
         this.#account(b.validator).balance += b.reward as number;
         return;
       }
       case "equivocation": {
         const rec = this.#open.get(b.receiptId);
         if (rec) {
-          this.#close(rec);
-          const worker = this.#account(rec.worker);
-          worker.locked -= rec.locked;
-          worker.stake -= b.slashed as number;
+          this.#slash(rec, b.slashed as number);
         } else {
           // The first receipt was already closed (paid or unpaid): its stake is cut as much.
           // The second receipt is the same worker's (the ledger checked that before writing).
@@ -268,11 +270,7 @@ export class LedgerState {
       }
       case "fault": {
         const rec = this.#open.get(b.receiptId);
-        if (!rec) return;
-        this.#close(rec);
-        const worker = this.#account(rec.worker);
-        worker.locked -= rec.locked;
-        worker.stake -= b.slashed as number;
+        if (rec) this.#slash(rec, b.slashed as number);
         return;
       }
       case "unresolved": {
