@@ -17,6 +17,7 @@
 
 import { ActorSystem } from "../actors/actor_system.ts";
 import { DEFAULT_MAILBOX_CAPACITY } from "../actors/mailbox.ts";
+import { median } from "./_stats.ts";
 
 function argValue(name: string, fallback: number): number {
   const i = Deno.args.indexOf(name);
@@ -132,12 +133,6 @@ async function actorAskRun(n: number): Promise<number> {
   const ms = performance.now() - start;
   await system.shutdown();
   return n / (ms / 1000);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 const fmt = (rate: number) => Math.round(rate).toLocaleString("en-US").padStart(12);

@@ -34,6 +34,7 @@ import { signEnvelope } from "../protocols/envelope_signing.ts";
 import { Connection } from "../protocols/connection.ts";
 import { memoryDuplexPair } from "../protocols/memory_duplex.ts";
 import { defineMessage } from "../protocols/message_registry.ts";
+import { median } from "./_stats.ts";
 
 function argValue(name: string, fallback: number): number {
   const i = Deno.args.indexOf(name);
@@ -248,11 +249,6 @@ function nsPerOpPair(
     }
   }
   return [median(samplesA), median(samplesB)];
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 const fmt = (ns: number) => (ns < 10_000 ? `${ns.toFixed(0)} ns` : `${(ns / 1000).toFixed(1)} µs`);

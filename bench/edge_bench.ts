@@ -34,6 +34,7 @@ import { createApp } from "../server/app.ts";
 import { EDGE_DEFAULTS, type EdgeConfig } from "../server/edge_config.ts";
 import { serve } from "../server/serve.ts";
 import { GENERATION_LIMITS } from "../protocols/job.ts";
+import { median } from "./_stats.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -255,11 +256,6 @@ async function measure(
   running = false;
   await probe;
   return { gapMs, rssMib: (rssPeak - rssBefore) / MIB, statuses };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 const nodes = await startNodes();

@@ -44,6 +44,7 @@ import { ModelRegistry } from "../inference/model_registry.ts";
 import { TextModel } from "../inference/text_model.ts";
 import { createApp } from "../server/app.ts";
 import { serve } from "../server/serve.ts";
+import { median } from "./_stats.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -253,12 +254,6 @@ async function servedGeneration(client: StreamClient, maxTokens = TOKENS): Promi
     serverTtftMs: done.timings.ttft_ms ?? NaN,
     tokens,
   };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 // Warm-up: first runs pay for allocator growth and kernel selection on both paths.

@@ -41,6 +41,7 @@ import {
   signCheckpoint,
   writeCheckpoint,
 } from "../proof/ledger_checkpoint.ts";
+import { median } from "./_stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -280,12 +281,6 @@ async function openInChild(
   }).output();
   if (!output.success) throw new Error("the open child failed");
   return JSON.parse(new TextDecoder().decode(output.stdout));
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 async function main(): Promise<void> {

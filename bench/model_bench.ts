@@ -14,6 +14,7 @@ import { buildGptModel, type GptModelSize } from "../inference/model_builder.ts"
 import { argmax } from "../inference/sampler.ts";
 import { TextModel } from "../inference/text_model.ts";
 import { DEFAULT_GENERATION_PARAMS } from "../protocols/job.ts";
+import { median } from "./_stats.ts";
 
 /** Goals from the design: the tiny model must build in seconds (tests build it per file). */
 const GOALS = {
@@ -37,11 +38,6 @@ const RUNS = Number(values.runs);
 const TOKENS = Number(values.tokens);
 const THREADS = values.threads === undefined ? undefined : Number(values.threads);
 const PROMPT = "The quick brown fox jumps over the lazy dog.";
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 async function timeMs(fn: () => Promise<unknown>): Promise<number> {
   const t = performance.now();

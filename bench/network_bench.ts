@@ -43,6 +43,7 @@ import type {
   StreamedToken,
 } from "../inference/inference_port.ts";
 import { INFERENCE_PROTOCOL } from "../protocols/inference_messages.ts";
+import { median } from "./_stats.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -61,12 +62,6 @@ const RUNS = Number(flags.runs);
 const TOKENS = Number(flags.tokens);
 const RELAY_JOBS = Number(flags["relay-jobs"]);
 const RELAY_TOKENS = Number(flags["relay-tokens"]);
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1. Relayed vs direct, two node processes

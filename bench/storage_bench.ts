@@ -42,6 +42,7 @@ import { parseArgs } from "node:util";
 import { ChunkStore } from "../storage/chunk_store.ts";
 import { FileStore } from "../storage/file_store.ts";
 import { OwnerKey } from "../storage/private_tier.ts";
+import { median } from "./_stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -90,12 +91,6 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
   const start = performance.now();
   await fn();
   return (performance.now() - start) / 1000;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 /** Pipe `from` into a new file `to` through Web Streams; `durable` fsyncs the copy at the end. */

@@ -16,6 +16,7 @@
  */
 import { parseArgs } from "node:util";
 import { ChunkStore } from "../storage/chunk_store.ts";
+import { median } from "./_stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -57,12 +58,6 @@ async function openInChild(dir: string): Promise<{ ms: number; heapPerObject: nu
   }).output();
   if (!output.success) throw new Error("the open child failed");
   return JSON.parse(new TextDecoder().decode(output.stdout));
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 async function main(): Promise<void> {

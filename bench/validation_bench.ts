@@ -24,6 +24,7 @@ import { parseArgs } from "node:util";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { TextModel } from "../inference/text_model.ts";
 import { DEFAULT_GENERATION_PARAMS } from "../protocols/job.ts";
+import { median } from "./_stats.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -97,12 +98,6 @@ async function measure(validationWorkers: number): Promise<Cell> {
   } finally {
     await model.dispose();
   }
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 const rows: [string, Cell][] = [];

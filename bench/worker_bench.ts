@@ -23,6 +23,7 @@ import { parseArgs } from "node:util";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { TextModel } from "../inference/text_model.ts";
 import { DEFAULT_GENERATION_PARAMS, type GenerationParams } from "../protocols/job.ts";
+import { median } from "./_stats.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -144,12 +145,6 @@ async function concurrent(model: TextModel, jobs: number): Promise<ConcurrentRes
   const seconds = (performance.now() - start) / 1000;
   const lagMs = probe.stop();
   return { tokensPerS: counts.reduce((a, b) => a + b, 0) / seconds, lagMs };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 // Warm-up: first runs pay for allocator growth and kernel selection in every session.
