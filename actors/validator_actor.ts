@@ -50,7 +50,7 @@ import {
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { toHex } from "../protocols/hash.ts";
 import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
-import { verifyAssignment } from "../protocols/assignment.ts";
+import type { JobAssignment } from "../protocols/assignment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
 import {
   emptyValidationStats,
@@ -359,11 +359,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       // Already here without its assignment (the worker's announcement came first): attach it.
       await ledger.recordReceipt(receipt, { assignment }).catch(() => undefined);
     }
-    const assigned = verifyAssignment(assignment, { jobId: receipt.jobId, worker: receipt.worker });
-    if (message.announce && fresh && recorded && assigned && job.kind === "text") {
+    // The ledger checked the assignment when it recorded the receipt: a requester means a valid one.
+    const assigned = recorded && ledger.receipt(id)?.requester !== undefined;
+    if (message.announce && fresh && assigned && job.kind === "text") {
       // Once, when it is new here: a job we relayed, with the assignment we signed. Work nobody
       // else requested earns nothing anywhere, so it is not announced.
-      this.#tellNetwork(ctx, { type: "announce_receipt", receipt, job, assignment });
+      this.#tellNetwork(ctx, {
+        type: "announce_receipt",
+        receipt,
+        job,
+        assignment: assignment as JobAssignment,
+      });
     }
     if (bytesEqual(receipt.worker, this.#options.identity.publicKey)) {
       // Our own work: others judge it.
