@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import * as ed from "@noble/ed25519";
 import { Identity, verifySignature } from "../../protocols/identity.ts";
 
 const message = new TextEncoder().encode("receipt bytes");
@@ -38,4 +39,22 @@ Deno.test("malformed keys and signatures give false, never throw", () => {
   assert.equal(verifySignature(id.publicKey, message, new Uint8Array(63)), false);
   assert.equal(verifySignature(new Uint8Array(32).fill(0xff), message, id.sign(message)), false);
   assert.throws(() => Identity.fromSecretKey(new Uint8Array(16)), RangeError);
+});
+
+Deno.test("signatures are RFC 8032's: the same bytes as an independent implementation, each verifying the other's", () => {
+  const id = Identity.generate();
+  const seed = id.exportSecretKey();
+  const ours = id.sign(message);
+  const theirs = ed.sign(message, seed);
+  assert.deepEqual(ours, theirs, "ed25519 signing is deterministic");
+  assert.equal(ed.verify(ours, message, id.publicKey, { zip215: false }), true);
+  assert.equal(verifySignature(id.publicKey, message, theirs), true);
+  // S + L (the same scalar, not reduced) is refused: no malleable second signature.
+  const L = (1n << 252n) + 27742317777372353535851937790883648493n;
+  let s = 0n;
+  for (let i = 31; i >= 0; i--) s = (s << 8n) | BigInt(ours[32 + i]);
+  const malleated = ours.slice();
+  let t = s + L;
+  for (let i = 0; i < 32; i++, t >>= 8n) malleated[32 + i] = Number(t & 0xffn);
+  assert.equal(verifySignature(id.publicKey, message, malleated), false);
 });
