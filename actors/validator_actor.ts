@@ -234,7 +234,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "fraud_proof":
         return this.#onFraudProof(message.proof, ctx);
       case "fraud_checked":
-        return await this.#onFraudChecked(message);
+        return await this.#onFraudChecked(message, ctx);
       case "challenge_failed": {
         // Every challenge ends in a message, and every failure in a verdict: this validator's
         // own gap, so the job is left unpaid (not finalized) and nobody is slashed.
@@ -289,6 +289,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return ledger.account(message.key);
       case "receipt_status":
         return ledger.receipt(message.receiptId);
+      case "convicted":
+        return ledger.convicted(message.key);
       case "job_recorded":
         return ledger.receiptOfJob(message.jobId) !== undefined;
       case "has_staked":
@@ -352,6 +354,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#stats.refused++;
       if (refusal === "equivocation") {
         this.#stats.slashes++;
+        this.#tellNetwork(ctx, { type: "peer_convicted", key: worker });
         this.#log(`validator: worker ${worker.slice(0, 16)} equivocated on job ${receipt.jobId}`);
       }
     }
@@ -462,7 +465,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // Withheld past the deadline (or served unsigned): the worker's failure, and no fraud
         // proof can carry it. Not paid; the locked slash is burned.
         const me = this.#options.identity.publicKey;
-        if (await this.#end(id, () => ledger.settleFault(id, me, reason))) this.#stats.slashes++;
+        if (await this.#end(id, () => ledger.settleFault(id, me, reason))) {
+          this.#stats.slashes++;
+          this.#tellNetwork(ctx, { type: "peer_convicted", key: toHex(receipt.worker) });
+        }
       } else {
         // Undecided here (no model, an error, anything else): not paid, nobody slashed.
         if (await this.#end(id, () => ledger.leaveUnresolved(id, reason))) {
@@ -671,7 +677,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   }
 
   /** A checked fraud proof: settle it in the ledger. State changes only here. */
-  async #onFraudChecked(message: FraudCheckedMessage): Promise<void> {
+  async #onFraudChecked(
+    message: FraudCheckedMessage,
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<void> {
     const { proof, check } = message;
     const ledger = this.#ledger!;
     const id = receiptId(proof.receipt);
@@ -709,6 +718,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         });
         if (settled !== undefined && check.confirmed) {
           this.#stats.slashes++;
+          // The network routes no more jobs to it.
+          this.#tellNetwork(ctx, { type: "peer_convicted", key: toHex(proof.receipt.worker) });
           this.#log(
             `validator: fraud on job ${proof.receipt.jobId.slice(0, 12)} confirmed; worker ` +
               `${toHexShort(proof.receipt.worker)} slashed ${record.locked}`,

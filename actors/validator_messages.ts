@@ -117,6 +117,13 @@ export interface ValidatorStatsMessage {
   /** Message tag. */
   type: "stats";
 }
+/** Whether `key` has ever been slashed in this ledger. Answers a boolean. */
+export interface ConvictedMessage {
+  /** Message tag. */
+  type: "convicted";
+  /** The worker's key. */
+  key: Uint8Array;
+}
 /** Whether a receipt for job `jobId` is recorded here. Answers a boolean. */
 export interface JobRecordedMessage {
   /** Message tag. */
@@ -174,6 +181,7 @@ export type ValidatorMessage =
   | ValidatorStatsMessage
   | HasStakedMessage
   | JobRecordedMessage
+  | ConvictedMessage
   | ChallengedMessage
   | ChallengeFailedMessage
   | FraudCheckedMessage;

@@ -7,7 +7,9 @@
  * - a verdict or fraud proof this node's validator signed is spread to every such peer;
  * - a validator's challenge fetches proof data over the worker's own connection (looked up
  *   here, requested by the validator's challenge task, so no peer can hold this mailbox);
- * - the edge's jobs go to a peer that serves inference (see `NetworkInferencePort`).
+ * - the edge's jobs go to a peer that serves inference (see `NetworkInferencePort`), the least
+ *   busy one that lists the model, and never one slashed in this node's ledger (the validator
+ *   says so when the slash lands; a worker that connects is asked about).
  *
  * Each connection is opened with the authenticated handshake (the peer's key is known before
  * any message) and named protocols (`peer_services.ts`), so a peer that does not keep a ledger
@@ -62,6 +64,8 @@ export interface PeerInfo {
   protocols: string[];
   /** The models it runs (when it serves inference). */
   models: string[];
+  /** Slashed in this node's ledger: no job is routed to it. */
+  convicted: boolean;
 }
 
 /** Options of {@link NetworkActor}. */
@@ -113,7 +117,8 @@ export type NetworkMessage =
   | { type: "worker"; model?: string }
   | { type: "worker_models" }
   | { type: "peers" }
-  | { type: "listening" };
+  | { type: "listening" }
+  | { type: "peer_convicted"; key: string };
 
 /** Most a redial waits: a restarted peer is found again within this. */
 export const MAX_REDIAL_MS = 10_000;
@@ -132,6 +137,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
   readonly #options: NetworkActorOptions;
   /** Open connections by hex peer key; the oldest first (a key may connect twice). */
   readonly #peers = new Map<string, PeerEntry[]>();
+  /** Hex keys of workers slashed in this node's ledger (told by the validator). */
+  readonly #convicted = new Set<string>();
   #listener?: TcpListener;
   #swarm?: SwarmHost;
   #protocols: Protocol[] = [];
@@ -259,6 +266,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return [...this.#peers.values()].flat().map((p) => ({ ...p.info }));
       case "listening":
         return this.#listener?.addr;
+      case "peer_convicted":
+        return this.#onConvicted(message.key);
     }
   }
 
@@ -311,6 +320,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       outbound: message.outbound,
       protocols: connection.peerProtocols.map((p) => `${p.name}/${p.version}`),
       models: [],
+      convicted: this.#convicted.has(key),
     };
     const list = this.#peers.get(key) ?? [];
     list.push({ connection, info, models: [] });
@@ -327,6 +337,15 @@ export class NetworkActor implements Actor<NetworkMessage> {
         () => {},
       );
     }
+    // A worker slashed here before (in an earlier connection or run) is not sent jobs.
+    const validator = this.#services?.validator;
+    if (validator !== undefined && !info.convicted) {
+      ctx.system.lookup<{ type: "convicted"; key: Uint8Array }>(validator)
+        ?.ask<boolean>({ type: "convicted", key: connection.peerKey! })
+        .then((convicted) => {
+          if (convicted) tellQuietly(ctx, { type: "peer_convicted", key });
+        }, () => {});
+    }
     const pledge = this.#options.pledge;
     if (pledge !== undefined && connection.supports(VALIDATION_PROTOCOL.name)) {
       connection.notify(StakeAnnouncementMessage, { pledge }).catch(() => {});
@@ -341,6 +360,14 @@ export class NetworkActor implements Actor<NetworkMessage> {
     else this.#peers.set(key, list);
     const why = connection.closeReason ? `: ${connection.closeReason.message}` : "";
     this.#log(`peer down ${key.slice(0, 16)}${why}`);
+  }
+
+  /** A worker slashed in this node's ledger: routed around from now on. */
+  #onConvicted(key: string): void {
+    if (this.#convicted.has(key)) return;
+    this.#convicted.add(key);
+    for (const entry of this.#peers.get(key) ?? []) entry.info.convicted = true;
+    this.#log(`peer ${key.slice(0, 16)} convicted of cheating: no more jobs are routed to it`);
   }
 
   #entryOf(connection: Connection): PeerEntry | undefined {
@@ -384,6 +411,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     for (const list of this.#peers.values()) {
       for (const { connection, info } of list) {
         if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
+        if (info.convicted) continue; // slashed here: routed around
         // A peer that listed no model runs no jobs (it would only forward them again).
         if (info.models.length === 0) continue;
         if (model !== undefined && !info.models.includes(model)) continue;

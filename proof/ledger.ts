@@ -363,6 +363,11 @@ export class Ledger {
     return r && { ...r };
   }
 
+  /** Whether `worker` has ever been slashed here (a confirmed fraud, a fault, equivocation). */
+  convicted(worker: Uint8Array): boolean {
+    return this.#index.convicted(toHex(worker));
+  }
+
   /** The id of the receipt recorded for job `jobId`, if any (a job is paid once). */
   receiptOfJob(jobId: string): string | undefined {
     return this.#index.jobReceipt(jobId);

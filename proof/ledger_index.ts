@@ -73,6 +73,7 @@ const SCHEMA = `
   ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS proofs (hash TEXT PRIMARY KEY) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS verdicts (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, verdict BLOB NOT NULL);
+  CREATE INDEX IF NOT EXISTS receipts_by_worker ON receipts (worker, status);
 `;
 
 /** The history index; see the module doc. */
@@ -102,6 +103,7 @@ export class LedgerIndex {
       equivocate: p(
         "INSERT INTO jobs (job, equivocated) VALUES (?, 1) ON CONFLICT (job) DO UPDATE SET equivocated = 1",
       ),
+      convicted: p("SELECT 1 FROM receipts WHERE worker = ? AND status = 'fraud' LIMIT 1"),
       accused: p("SELECT 1 FROM accusations WHERE validator = ? AND receipt = ?"),
       accuse: p("INSERT OR IGNORE INTO accusations (validator, receipt) VALUES (?, ?)"),
       proof: p("SELECT 1 FROM proofs WHERE hash = ?"),
@@ -269,6 +271,11 @@ export class LedgerIndex {
   /** Whether the worker of `jobId` has been slashed for equivocation on it. */
   equivocated(jobId: string): boolean {
     return (this.#q.job.get(jobId) as { equivocated: number } | undefined)?.equivocated === 1;
+  }
+
+  /** Whether `worker` (hex) has any receipt slashed here (fraud, a fault, equivocation). */
+  convicted(worker: string): boolean {
+    return this.#q.convicted.get(worker) !== undefined;
   }
 
   /** Whether `validator` (hex) has had an accusation against `receiptId` settled. */

@@ -16,6 +16,7 @@ import {
 } from "../../actors/validator_actor.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
@@ -283,6 +284,13 @@ Deno.test("a fraud proof from a key with no stake here is not worth a forward pa
     const stats = await t.stats();
     assert.equal(stats.slashes, 1);
     assert.equal(stats.fraudProofsSkipped, 1);
+    // The network is told, so no more jobs go to the convicted worker, and the ledger says so.
+    assert.ok(
+      t.told.some((m) => m.type === "peer_convicted" && m.key === toHex(worker.publicKey)),
+      JSON.stringify(t.told.map((m) => m.type)),
+    );
+    assert.equal(await t.validator.ask({ type: "convicted", key: worker.publicKey }), true);
+    assert.equal(await t.validator.ask({ type: "convicted", key: validator.publicKey }), false);
     // Settled once: the same proof again is a duplicate, and nothing moves.
     const again = await t.validator.ask<FraudProofHandled>({ type: "fraud_proof", proof });
     assert.equal(again.skipped, "duplicate");

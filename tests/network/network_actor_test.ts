@@ -1,0 +1,101 @@
+/**
+ * The NetworkActor's routing: jobs go to a connected worker that lists the model, and never to
+ * one this node's ledger has slashed — told by the validator when the slash lands, or asked when
+ * the worker connects again.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { Actor } from "../../actors/actor.ts";
+import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
+import { LocalInferencePort } from "../../inference/local_port.ts";
+import { serveInference } from "../../inference/remote_port.ts";
+import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { ScriptedModel, StaticModels } from "../server/_fixtures.ts";
+import { eventually } from "../_helpers/wait.ts";
+
+/** Stands in for the ValidatorActor: answers whether a key is convicted, from a set. */
+class Convictions implements Actor<{ type: "convicted"; key: Uint8Array }> {
+  constructor(readonly convicted: Set<string>) {}
+  receive(message: { type: "convicted"; key: Uint8Array }): boolean {
+    return this.convicted.has(toHex(message.key));
+  }
+}
+
+Deno.test("jobs are routed around a worker slashed in this node's ledger, now or from before", async () => {
+  const system = new ActorSystem({ name: "routing-test" });
+  const model = new ScriptedModel();
+  const models = new StaticModels([model]);
+  const inference = await system.spawn<InferenceMessage>({
+    name: "worker/inference",
+    factory: () => new InferenceActor({ models }),
+  });
+  const convicted = new Set<string>();
+  await system.spawn({ name: "node/validator", factory: () => new Convictions(convicted) });
+  const network = await system.spawn<NetworkMessage>({
+    name: "node/network",
+    factory: () =>
+      new NetworkActor({
+        identity: Identity.generate(),
+        services: { validator: "node/validator" },
+      }),
+  });
+  const opened: Connection[] = [];
+  /** A worker peer serving the scripted model, connected to the network actor. */
+  const connectWorker = async (worker: Identity) => {
+    const [a, b] = memoryDuplexPair();
+    const protocols = [INFERENCE_PROTOCOL];
+    const [near, far] = await Promise.all([
+      Connection.open(a, { identity: Identity.generate(), protocols }),
+      Connection.open(b, { identity: worker, protocols }),
+    ]);
+    opened.push(near, far);
+    serveInference(far, new LocalInferencePort({ inference, models }));
+    await network.tell({ type: "peer_up", connection: near, address: "memory", outbound: true });
+    return near;
+  };
+  const listed = (n: number) =>
+    eventually(async () => {
+      const peers = await network.ask<PeerInfo[]>({ type: "peers" });
+      return peers.filter((p) => p.models.length > 0).length === n ? peers : undefined;
+    }, `${n} workers listing their models`);
+  try {
+    const [earlier, cheat, honest] = [
+      Identity.generate(),
+      Identity.generate(),
+      Identity.generate(),
+    ];
+    // Connected in this order, each would win a tie over the ones after it.
+    convicted.add(toHex(earlier.publicKey)); // slashed in an earlier run or connection
+    await connectWorker(earlier);
+    const toCheat = await connectWorker(cheat);
+    const toHonest = await connectWorker(honest);
+    await listed(3);
+    // The ledger's earlier conviction is asked about on connect: that worker is never picked.
+    await eventually(async () => {
+      const peers = await network.ask<PeerInfo[]>({ type: "peers" });
+      return peers.find((p) => p.key === toHex(earlier.publicKey))?.convicted;
+    }, "the earlier conviction to be known");
+    const pick = () => network.ask<Connection>({ type: "worker", model: model.info.cid });
+    assert.equal(await pick(), toCheat);
+    // The validator slashes the cheat: it is routed around from then on.
+    await network.tell({ type: "peer_convicted", key: toHex(cheat.publicKey) });
+    for (let i = 0; i < 5; i++) assert.equal(await pick(), toHonest);
+    const peers = await network.ask<PeerInfo[]>({ type: "peers" });
+    assert.deepEqual(
+      peers.map((p) => [p.key, p.convicted]).sort(),
+      [
+        [toHex(earlier.publicKey), true],
+        [toHex(cheat.publicKey), true],
+        [toHex(honest.publicKey), false],
+      ].sort(),
+    );
+  } finally {
+    await Promise.all(opened.map((c) => c.close()));
+    await system.shutdown();
+  }
+});
