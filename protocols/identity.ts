@@ -22,6 +22,7 @@ import {
   sign as nativeSign,
   verify as nativeVerify,
 } from "node:crypto";
+import { fromHex } from "./hash.ts";
 
 // @noble/ed25519 3.x needs a synchronous SHA-512 for its sync API (public keys, points).
 ed.hashes.sha512 = sha512;
@@ -32,12 +33,8 @@ export const PUBLIC_KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
 
 /** DER prefixes that wrap a raw ed25519 key as SPKI (public) and PKCS#8 (private seed). */
-const SPKI_PREFIX = Uint8Array.from([
-  0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-]);
-const PKCS8_PREFIX = Uint8Array.from([
-  0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-]);
+const SPKI_PREFIX = fromHex("302a300506032b6570032100");
+const PKCS8_PREFIX = fromHex("302e020100300506032b657004220420");
 
 /** Public keys seen recently, imported once (a node talks to few keys, again and again). */
 const MAX_CACHED_KEYS = 1024;
