@@ -61,7 +61,11 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
         const peers = await options.network()?.ask<PeerInfo[]>({ type: "peers" }, {
           timeoutMs: ASK_TIMEOUT_MS,
         });
-        return peers && `peers ${peers.length}`;
+        if (peers === undefined) return undefined;
+        const workers = peers.filter((p) => p.models.length > 0 && !p.convicted).length;
+        const convicted = peers.filter((p) => p.convicted).length;
+        return `peers ${peers.length} (workers ${workers}` +
+          (convicted > 0 ? `, convicted ${convicted})` : ")");
       }),
       await part("validator", async () => {
         const validator = options.validator();

@@ -207,6 +207,21 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           type: "gauge",
           value: peers.filter((p) => p.models.length > 0).length,
         },
+        // The peer table: one series per connection, its facts as labels.
+        ...peers.map((p) => ({
+          name: "veriflow_peer_info",
+          help: "One per peer connection: key, address (host:port or swarm:KEY), direction, " +
+            "models listed, and whether this node's ledger has slashed it (no jobs go to it).",
+          type: "gauge" as const,
+          value: 1,
+          labels: {
+            key: p.key,
+            address: p.address,
+            outbound: String(p.outbound),
+            models: String(p.models.length),
+            convicted: String(p.convicted),
+          },
+        })),
       ];
     },
   };

@@ -279,6 +279,20 @@ Deno.test({
           { timeoutMs: ACROSS_PROCESSES_MS },
         );
       }
+      // A routes no more jobs to the convicted worker, and its peer table says so.
+      const peerRow = await eventually(
+        async () => {
+          const rows = [...(await a.metrics()).keys()].filter((k) =>
+            k.startsWith("veriflow_peer_info{") && k.includes(`key="${bKey}"`)
+          );
+          return rows.find((k) => k.includes(`convicted="true"`));
+        },
+        "A's peer table to show B convicted",
+        { timeoutMs: ACROSS_PROCESSES_MS },
+      );
+      assert.match(peerRow, /models="1"/);
+      const refused = viaA.infer({ prompt: "Again?", max_tokens: 2 });
+      await assert.rejects(refused.done, (e: Error & { code?: string }) => e.code === "no_worker");
       viaA.close();
       direct.close();
       await Promise.all([a.stop(), b.stop(), c.stop()]);
