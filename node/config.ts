@@ -8,6 +8,10 @@ import { z } from "zod";
 import { VeriflowError } from "../protocols/errors.ts";
 import { parsePeerAddress } from "../network/peer_address.ts";
 import { type EdgeConfig, edgeConfigFields } from "../server/edge_config.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+
+/** The challenge window plus the proof deadline (60 s): the least proof data must be kept. */
+const MIN_PROOF_RETENTION_MS = DEFAULT_ECONOMICS.challengeWindowMs + 60_000;
 
 function isPeerAddress(text: string): boolean {
   try {
@@ -136,6 +140,22 @@ const nodeConfigSchema = z.object({
      */
     challengeProbability: z.number().min(0).max(1).optional(),
   }).prefault({}),
+  /**
+   * The ledger: a signed checkpoint of its working state every `checkpointEvery` entries (and
+   * on shutdown), so opening verifies at most that many entries; 0: only on shutdown.
+   */
+  ledger: z.object({
+    checkpointEvery: z.number().int().min(0).max(1_000_000).default(1_024),
+  }).prefault({}),
+  /**
+   * Proof data the prover keeps for challenges: `retentionMs` after each job (default: the
+   * challenge window + the proof deadline + 10 minutes, 21 minutes). Never less than the window
+   * and the deadline (11 minutes): a worker that deletes proof data a challenge can still ask
+   * for is slashed for withholding it.
+   */
+  proofs: z.object({
+    retentionMs: z.number().int().min(MIN_PROOF_RETENTION_MS).optional(),
+  }).prefault({}),
   /** Milliseconds between heartbeat lines; 0 turns them off. */
   heartbeatMs: z.number().int().min(0).default(10_000),
   /**
@@ -182,6 +202,10 @@ export interface NodeConfig {
   storage: { quotaBytes?: number; gcGraceMs: number; maxInMemoryBytes: number };
   /** Validator settings: the challenge probability (default: the economics' value). */
   validator: { challengeProbability?: number };
+  /** Ledger checkpoints: every `checkpointEvery` entries (default 1,024). */
+  ledger: { checkpointEvery: number };
+  /** How long the prover keeps proof data (default: window + proof deadline + 10 minutes). */
+  proofs: { retentionMs?: number };
   /** Milliseconds between heartbeat lines; 0 turns them off. Default 10 000. */
   heartbeatMs: number;
   /** Stake recorded for the node's own key on first start. Default 1 000 000. */

@@ -419,6 +419,7 @@ function nodeChildren(
         new ProverActor({
           identity,
           dir: join(config.dataDir, "proofs"),
+          proofRetentionMs: config.proofs.retentionMs,
           validator: roles.validator ? NODE_ACTORS.validator : undefined,
         }),
     });
@@ -430,6 +431,7 @@ function nodeChildren(
         new ValidatorActor({
           identity,
           ledgerDir: join(config.dataDir, "ledger"),
+          ledger: { checkpointEvery: config.ledger.checkpointEvery },
           models: { get: async (cid) => models.has(cid) ? await models.get(cid) : undefined },
           challengeProbability: config.validator.challengeProbability,
           validation: calibration && { calibration: calibration.lookup },

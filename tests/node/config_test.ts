@@ -83,3 +83,23 @@ Deno.test("the validation lane and the model workers' restart limit have default
   assert.deepEqual(configured.model.restart, { maxRestarts: 2, withinMs: 60_000 });
   assert.throws(() => parseNodeConfig({ model: { validationWorkers: -1 } }), ConfigError);
 });
+
+Deno.test("ledger checkpoints and proof retention are configuration; retention shorter than a challenge can come is refused", () => {
+  const defaults = parseNodeConfig({});
+  assert.equal(defaults.ledger.checkpointEvery, 1_024);
+  assert.equal(
+    defaults.proofs.retentionMs,
+    undefined,
+    "the prover's default (window + deadline + margin)",
+  );
+  const set = parseNodeConfig({
+    ledger: { checkpointEvery: 64 },
+    proofs: { retentionMs: 3_600_000 },
+  });
+  assert.equal(set.ledger.checkpointEvery, 64);
+  assert.equal(set.proofs.retentionMs, 3_600_000);
+  assert.throws(
+    () => parseNodeConfig({ proofs: { retentionMs: 60_000 } }),
+    (error: unknown) => error instanceof ConfigError && /proofs\.retentionMs/.test(error.message),
+  );
+});
