@@ -1,0 +1,234 @@
+/**
+ * `deno task demo`: a Veriflow network on this machine, narrated. Everything runs on 127.0.0.1:
+ * a local Hyperswarm DHT testnet, and four node processes that find each other on it, knowing
+ * no addresses:
+ *
+ * - **router** — runs no model; takes the client's jobs and forwards them to a worker;
+ * - **worker** — runs the model and signs receipts;
+ * - **validator** — runs no jobs; challenges every receipt it hears of (probability 1 here);
+ * - **cheater** — joins later: a worker that serves the model's CID with other weights.
+ *
+ * The client streams a job through the router (tokens printed as they arrive), gets the
+ * worker's signed receipt, and the validator's verdict on it arrives. Then the cheater joins,
+ * takes a job, is convicted with a fraud proof and slashed, and the router sends it no more
+ * work. Everything shuts down cleanly; the exit status is 0 only if every step happened.
+ *
+ * ```
+ * deno task demo            # or: deno run -A tools/demo.ts [--quiet]
+ * ```
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { StreamClient } from "../client/stream_client.ts";
+import { ensureBuiltinModel } from "../inference/builtin_model.ts";
+import { SWARM_TESTNET_SCRIPT } from "../network/swarm_host.ts";
+import { loadOrCreateIdentity } from "../node/node_identity.ts";
+import { toHex } from "../protocols/hash.ts";
+import { NodeProcess } from "./node_process.ts";
+
+const { values } = parseArgs({ args: Deno.args, options: { quiet: { type: "boolean" } } });
+const CHEATING_WORKER = new URL("../tests/network/_tampered_worker.ts", import.meta.url).pathname;
+const STEP_TIMEOUT_MS = 60_000;
+
+const say = (text: string) => console.log(`\n▶ ${text}`);
+const detail = (text: string) => console.log(`  ${text}`);
+
+/** Poll `probe` until it gives a value (or fail after STEP_TIMEOUT_MS, naming `what`). */
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + STEP_TIMEOUT_MS;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startTestnet(): Promise<{ bootstrap: string[]; stop(): Promise<void> }> {
+  const child = new Deno.Command("node", {
+    args: [SWARM_TESTNET_SCRIPT, "3"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) {
+      throw new Error("the DHT testnet exited before it was up (is Node.js 20+ installed?)");
+    }
+    text += value;
+  }
+  reader.cancel().catch(() => {});
+  const { bootstrap } = JSON.parse(text.slice(0, text.indexOf("\n"))) as { bootstrap: string[] };
+  return {
+    bootstrap,
+    stop: async () => {
+      await child.stdin.close().catch(() => {});
+      await child.status;
+    },
+  };
+}
+
+async function main(): Promise<number> {
+  const root = await Deno.makeTempDir({ prefix: "veriflow-demo-" });
+  const processes: NodeProcess[] = [];
+  let testnet: Awaited<ReturnType<typeof startTestnet>> | undefined;
+  try {
+    say("Building the model (the built-in GPT-style tiny model) and a cheaper substitute");
+    const honest = await ensureBuiltinModel(join(root, "models"), "tiny", 0);
+    const substitute = await ensureBuiltinModel(join(root, "models"), "tiny", 1);
+
+    say("Starting a Hyperswarm DHT testnet on 127.0.0.1 (nothing leaves this machine)");
+    testnet = await startTestnet();
+    detail(`bootstrap ${testnet.bootstrap.join(", ")}`);
+    const swarm = [
+      ...testnet.bootstrap.flatMap((b) => ["--swarm-bootstrap", b]),
+      "--swarm-bind",
+      "127.0.0.1",
+      "--no-listen", // no TCP peers: the swarm is the only way the nodes meet
+    ];
+    const common = ["--port", "0", "--heartbeat", "0", "--model", honest, ...swarm];
+    /** Start a node; `script` with `leading` arguments runs another entry point (the cheater). */
+    const start = (name: string, args: string[], script?: string, leading: string[] = []) => {
+      const node = NodeProcess.start(
+        name,
+        [...leading, ...common, "--data", join(root, name), ...args],
+        script,
+      );
+      processes.push(node);
+      if (!values.quiet) {
+        // Show what each node says about the network and the proofs, as it happens.
+        const shown = /validator:|convicted|swarm joined|peer up/;
+        let seen = 0;
+        const timer = setInterval(() => {
+          for (; seen < node.lines.length; seen++) {
+            if (shown.test(node.lines[seen])) detail(`[${name}] ${node.lines[seen]}`);
+          }
+        }, 50);
+        node.exited.finally(() => clearInterval(timer));
+      }
+      return node;
+    };
+    const keyOf = async (name: string) =>
+      toHex((await loadOrCreateIdentity(join(root, name))).publicKey);
+
+    say("Starting the validator, the worker and the router; they find each other on the swarm");
+    const validator = start("validator", [
+      "--no-inference",
+      "--no-prover",
+      "--challenge-probability",
+      "1",
+    ]);
+    const worker = start("worker", []);
+    const router = start("router", ["--no-inference", "--no-prover"]);
+    const routerUrl = await router.httpUrl();
+    await Promise.all([validator.httpUrl(), worker.httpUrl()]);
+    const workerKey = await keyOf("worker");
+    await waitFor("the router to find the worker", async () => {
+      const m = await router.metrics();
+      return (m.get("veriflow_peer_workers") ?? 0) >= 1 ? true : undefined;
+    });
+    detail(`router ${routerUrl} sees the worker ${workerKey.slice(0, 16)}…`);
+
+    say("A client streams a job through the router; it runs on the worker");
+    const client = await StreamClient.connect(routerUrl);
+    try {
+      const job = client.infer({ prompt: "Once upon a time", max_tokens: 24, seed: 7 });
+      let text = "";
+      for await (const token of job.tokens) {
+        text += token.text;
+        if (!values.quiet) await Deno.stdout.write(new TextEncoder().encode(token.text));
+      }
+      const done = await job.done;
+      console.log();
+      const receipt = done.receipt as Record<string, unknown> & {
+        worker: string;
+        jobId: string;
+        tokenCount: number;
+        commitment: { root: string };
+      };
+      say("The receipt the client got, signed by the worker (checked by the router on the way)");
+      detail(`job      ${receipt.jobId}`);
+      detail(`worker   ${receipt.worker}`);
+      detail(`tokens   ${receipt.tokenCount} (${JSON.stringify(text).length - 2} characters)`);
+      detail(`commits  Merkle root ${receipt.commitment.root} over every token's fingerprint`);
+      if (receipt.worker !== workerKey) throw new Error("the receipt is not the worker's");
+
+      say("The validator challenges it: proof data fetched from the worker, one forward pass");
+      const verdict = await waitFor("the validator's verdict", () => {
+        const line = validator.lines.find((l) => l.includes("→ valid"));
+        return Promise.resolve(line);
+      });
+      detail(`verdict  ${verdict.replace(/^validator: /, "")}`);
+      await waitFor("the router to record the verdict", async () => {
+        const m = await router.metrics();
+        return (m.get("veriflow_validator_peer_verdicts_total") ?? 0) >= 1 ? true : undefined;
+      });
+      detail("the router recorded the validator's signed verdict in its own ledger");
+
+      say("A cheating worker joins: it serves the model's CID with other weights");
+      const cheater = start("cheater", [], CHEATING_WORKER, [honest, substitute]);
+      await cheater.httpUrl();
+      const cheaterKey = await keyOf("cheater");
+      await waitFor("the router to find the cheater", async () => {
+        const m = await router.metrics();
+        return (m.get("veriflow_peer_workers") ?? 0) >= 2 ? true : undefined;
+      });
+      // Two jobs at once: the router sends each to the least busy worker, so one lands on it.
+      const jobs = [1, 2].map((n) =>
+        client.infer({ prompt: `Job ${n} for the network`, max_tokens: 24, seed: n })
+      );
+      const receipts = await Promise.all(jobs.map(async (j) => {
+        for await (const _ of j.tokens) { /* read every token */ }
+        return (await j.done).receipt as { worker: string };
+      }));
+      const cheated = receipts.filter((r) => r.worker === cheaterKey).length;
+      detail(`${cheated} of 2 jobs ran on the cheater ${cheaterKey.slice(0, 16)}…`);
+      if (cheated === 0) throw new Error("no job reached the cheater");
+
+      say("The validator proves the fraud; every ledger slashes the cheater");
+      await waitFor("the router to slash the cheater", async () => {
+        const m = await router.metrics();
+        return (m.get("veriflow_validator_slashes_total") ?? 0) >= 1 ? true : undefined;
+      });
+      const row = await waitFor("the router's peer table to show the conviction", async () => {
+        const keys = [...(await router.metrics()).keys()];
+        return keys.find((k) =>
+          k.startsWith("veriflow_peer_info{") && k.includes(cheaterKey) &&
+          k.includes(`convicted="true"`)
+        );
+      });
+      detail(`router's peer table: ${row}`);
+
+      say("The router routes around the convicted cheater: the next job runs on the worker");
+      const after = client.infer({ prompt: "And after that?", max_tokens: 12, seed: 3 });
+      for await (const _ of after.tokens) { /* read every token */ }
+      const afterReceipt = (await after.done).receipt as { worker: string };
+      detail(`ran on ${afterReceipt.worker.slice(0, 16)}… (the honest worker)`);
+      if (afterReceipt.worker !== workerKey) throw new Error("the job went to the cheater again");
+    } finally {
+      client.close();
+    }
+
+    say("Shutting down: each node stops its actors in reverse order");
+    await Promise.all(processes.map((p) => p.stop()));
+    await testnet.stop();
+    testnet = undefined;
+    say("Done.");
+    return 0;
+  } catch (error) {
+    console.error(`\ndemo failed: ${(error as Error).message}`);
+    for (const p of processes) console.error(`--- ${p.name} ---\n${p.tail(20)}`);
+    return 1;
+  } finally {
+    for (const p of processes) p.kill("SIGKILL");
+    await testnet?.stop().catch(() => {});
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+}
+
+Deno.exit(await main());
