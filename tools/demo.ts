@@ -154,7 +154,7 @@ async function main(): Promise<number> {
       say("The receipt the client got, signed by the worker (checked by the router on the way)");
       detail(`job      ${receipt.jobId}`);
       detail(`worker   ${receipt.worker}`);
-      detail(`tokens   ${receipt.tokenCount} (${JSON.stringify(text).length - 2} characters)`);
+      detail(`tokens   ${receipt.tokenCount} (${[...text].length} characters)`);
       detail(`commits  Merkle root ${receipt.commitment.root} over every token's fingerprint`);
       if (receipt.worker !== workerKey) throw new Error("the receipt is not the worker's");
 
@@ -178,16 +178,18 @@ async function main(): Promise<number> {
         const m = await router.metrics();
         return (m.get("veriflow_peer_workers") ?? 0) >= 2 ? true : undefined;
       });
-      // Two jobs at once: the router sends each to the least busy worker, so one lands on it.
-      const jobs = [1, 2].map((n) =>
-        client.infer({ prompt: `Job ${n} for the network`, max_tokens: 24, seed: n })
-      );
-      const receipts = await Promise.all(jobs.map(async (j) => {
-        for await (const _ of j.tokens) { /* read every token */ }
-        return (await j.done).receipt as { worker: string };
-      }));
-      const cheated = receipts.filter((r) => r.worker === cheaterKey).length;
-      detail(`${cheated} of 2 jobs ran on the cheater ${cheaterKey.slice(0, 16)}…`);
+      // The router sends a job to the least busy worker: while a long job keeps the honest
+      // worker busy, the next one lands on the cheater.
+      const long = client.infer({ prompt: "A long story", max_tokens: 200, seed: 1 });
+      const longReader = long.tokens.getReader();
+      await longReader.read(); // running on the honest worker now
+      const lured = client.infer({ prompt: "A job for the network", max_tokens: 24, seed: 2 });
+      for await (const _ of lured.tokens) { /* read every token */ }
+      const luredReceipt = (await lured.done).receipt as { worker: string };
+      while (!(await longReader.read()).done) { /* let the long job finish */ }
+      await long.done;
+      const cheated = luredReceipt.worker === cheaterKey ? 1 : 0;
+      detail(`the job ran on the cheater ${luredReceipt.worker.slice(0, 16)}…`);
       if (cheated === 0) throw new Error("no job reached the cheater");
 
       say("The validator proves the fraud; every ledger slashes the cheater");
