@@ -63,15 +63,34 @@ function deliver(socket, info) {
   void info;
 }
 
+// Look a joined topic up again soon after joining, then less and less often (Hyperswarm's own
+// next lookup is 10 minutes away): two nodes that join at the same moment each look the topic
+// up before the other has announced, and would otherwise not meet for those 10 minutes.
+const EARLY_REFRESHES_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000];
+const refreshTimers = new Map();
+
+function refreshEarly(topic, session, options) {
+  const timers = EARLY_REFRESHES_MS.map((ms) =>
+    setTimeout(() => session.refresh(options).catch(() => {}), ms)
+  );
+  refreshTimers.set(topic, timers);
+}
+
+function stopRefreshing(topic) {
+  for (const timer of refreshTimers.get(topic) ?? []) clearTimeout(timer);
+  refreshTimers.delete(topic);
+}
+
 async function handle(message) {
   if (message.op === "join") {
-    const discovery = swarm.join(Buffer.from(message.topic, "hex"), {
-      server: message.server !== false,
-      client: message.client !== false,
-    });
+    const options = { server: message.server !== false, client: message.client !== false };
+    stopRefreshing(message.topic);
+    const discovery = swarm.join(Buffer.from(message.topic, "hex"), options);
     await discovery.flushed();
+    refreshEarly(message.topic, discovery, options);
     send({ ev: "joined", topic: message.topic });
   } else if (message.op === "leave") {
+    stopRefreshing(message.topic);
     await swarm.leave(Buffer.from(message.topic, "hex"));
     send({ ev: "left", topic: message.topic });
   }
@@ -98,6 +117,7 @@ lines.on("line", (line) => {
 });
 
 async function stop() {
+  for (const topic of [...refreshTimers.keys()]) stopRefreshing(topic);
   try {
     if (swarm) await swarm.destroy();
   } finally {
