@@ -124,6 +124,9 @@ export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
  * 160 receipts in flight at once, far past an honest node's queue.
  */
 export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
+/** Receipts kept per worker whose pledge has not arrived yet, and workers kept at once. */
+const MAX_AWAITING_STAKE_PER_WORKER = 16;
+const MAX_AWAITING_STAKE_WORKERS = 256;
 /** Peers' receipts remembered with their jobs, for taking over a withheld-proof challenge. */
 const MAX_REMEMBERED_RECEIPTS = 4096;
 /** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
@@ -164,6 +167,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #held = new Map<string, string>();
   /** Open challenges per worker (hex): bounded, so one worker cannot fill the queue. */
   readonly #openByWorker = new Map<string, number>();
+  /** Receipts refused for a worker with no stake here yet, by worker, until its pledge comes. */
+  readonly #awaitingStake = new Map<string, ReceiptMessage[]>();
   /** Peers' recent receipts and their jobs, by receipt id (see `#takeOverWithheld`). */
   readonly #recent = new Map<string, { receipt: Receipt; job: Job }>();
   /** Resolvers of in-process `result` promises, by receipt id. */
@@ -278,8 +283,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           return undefined;
         }
       }
-      case "pledge":
-        return await ledger.recordPledge(message.pledge).catch(() => false);
+      case "pledge": {
+        const recorded = await ledger.recordPledge(message.pledge).catch(() => false);
+        if (recorded) this.#replayAwaitingStake(toHex(message.pledge.key), ctx);
+        return recorded;
+      }
       case "deposit":
         return await ledger.deposit(message.key, message.amount);
       case "finalize":
@@ -352,6 +360,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       recorded = false;
       refusal = (e as { code?: string }).code ?? "refused";
       this.#stats.refused++;
+      if (refusal === "insufficient_stake" && !ledger.hasStaked(receipt.worker)) {
+        // Its pledge may just not have arrived yet (it comes on the worker's own connection,
+        // the receipt on the requester's): taken again once it does.
+        this.#awaitStake(worker, message);
+      }
       if (refusal === "equivocation") {
         this.#stats.slashes++;
         this.#tellNetwork(ctx, { type: "peer_convicted", key: worker });
@@ -412,6 +425,26 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       (error) => ctx.self.tell({ type: "challenge_failed", receipt, reason: String(error) }),
     ).catch(() => {});
     return { result: waiting.promise };
+  }
+
+  /** Keep `message` until `worker` pledges stake here (bounded per worker and in workers). */
+  #awaitStake(worker: string, message: ReceiptMessage): void {
+    const waiting = this.#awaitingStake.get(worker) ?? [];
+    if (waiting.length >= MAX_AWAITING_STAKE_PER_WORKER) return;
+    waiting.push(message);
+    this.#awaitingStake.delete(worker); // re-inserted last: the oldest worker is dropped first
+    this.#awaitingStake.set(worker, waiting);
+    while (this.#awaitingStake.size > MAX_AWAITING_STAKE_WORKERS) {
+      this.#awaitingStake.delete(this.#awaitingStake.keys().next().value!);
+    }
+  }
+
+  /** A pledge arrived: the receipts that waited for it are taken again, in order. */
+  #replayAwaitingStake(worker: string, ctx: ActorContext<ValidatorMessage>): void {
+    const waiting = this.#awaitingStake.get(worker);
+    if (waiting === undefined) return;
+    this.#awaitingStake.delete(worker);
+    for (const message of waiting) ctx.self.tell(message).catch(() => {});
   }
 
   /** Peers' recorded receipts with their jobs, for taking over a challenge (bounded). */

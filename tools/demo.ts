@@ -132,6 +132,14 @@ async function main(): Promise<number> {
       const m = await router.metrics();
       return (m.get("veriflow_peer_workers") ?? 0) >= 1 ? true : undefined;
     });
+    // Receipts are announced to the validators connected at the time: wait until all three
+    // have met (each node sees the two others).
+    for (const node of [router, worker, validator]) {
+      await waitFor(`${node.name} to meet the two others`, async () => {
+        const m = await node.metrics();
+        return (m.get("veriflow_peers") ?? 0) >= 2 ? true : undefined;
+      });
+    }
     detail(`router ${routerUrl} sees the worker ${workerKey.slice(0, 16)}…`);
 
     say("A client streams a job through the router; it runs on the worker");

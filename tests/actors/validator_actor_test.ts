@@ -17,6 +17,7 @@ import {
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { eventually } from "../_helpers/wait.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
@@ -375,6 +376,39 @@ Deno.test("a worker with too many open challenges here gets its next receipts re
     // Drained: the worker's next receipt is recorded again.
     const again = await t.validator.ask<ReceiptHandled>({ type: "receipt", receipt, job });
     assert.equal(again.recorded, true);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a receipt that arrives before its worker's pledge is taken again once the pledge comes", async () => {
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const t = await setup(me);
+  try {
+    const { job, receipt } = await t.prove(worker, "early");
+    // The requester's announcement outruns the worker's pledge (they come on two connections).
+    const early = await t.validator.ask<ReceiptHandled>({
+      type: "receipt",
+      receipt,
+      job,
+      origin: "ab".repeat(32),
+    });
+    assert.deepEqual([early.recorded, early.refusal], [false, "insufficient_stake"]);
+    assert.equal(
+      await t.validator.ask({ type: "pledge", pledge: signStakePledge(worker, 10_000, 1) }),
+      true,
+    );
+    const record = await eventually(
+      () =>
+        t.validator.ask<ReceiptRecord | undefined>({
+          type: "receipt_status",
+          receiptId: receiptId(receipt),
+        }),
+      "the receipt to be recorded once the pledge came",
+    );
+    assert.ok(record.status === "pending" || record.status === "challenged");
+    assert.equal((await t.stats()).challenged, 1, "and drawn for like any other");
   } finally {
     await t.close();
   }
