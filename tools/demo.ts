@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { StreamClient } from "../client/stream_client.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
-import { SWARM_TESTNET_SCRIPT } from "../network/swarm_host.ts";
+import { type LocalTestnet, startLocalTestnet } from "../network/swarm_testnet.ts";
 import { loadOrCreateIdentity } from "../node/node_identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import { NodeProcess } from "./node_process.ts";
@@ -46,44 +46,17 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Pr
   }
 }
 
-async function startTestnet(): Promise<{ bootstrap: string[]; stop(): Promise<void> }> {
-  const child = new Deno.Command("node", {
-    args: [SWARM_TESTNET_SCRIPT, "3"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) {
-      throw new Error("the DHT testnet exited before it was up (is Node.js 20+ installed?)");
-    }
-    text += value;
-  }
-  reader.cancel().catch(() => {});
-  const { bootstrap } = JSON.parse(text.slice(0, text.indexOf("\n"))) as { bootstrap: string[] };
-  return {
-    bootstrap,
-    stop: async () => {
-      await child.stdin.close().catch(() => {});
-      await child.status;
-    },
-  };
-}
-
 async function main(): Promise<number> {
   const root = await Deno.makeTempDir({ prefix: "veriflow-demo-" });
   const processes: NodeProcess[] = [];
-  let testnet: Awaited<ReturnType<typeof startTestnet>> | undefined;
+  let testnet: LocalTestnet | undefined;
   try {
     say("Building the model (the built-in GPT-style tiny model) and a cheaper substitute");
     const honest = await ensureBuiltinModel(join(root, "models"), "tiny", 0);
     const substitute = await ensureBuiltinModel(join(root, "models"), "tiny", 1);
 
     say("Starting a Hyperswarm DHT testnet on 127.0.0.1 (nothing leaves this machine)");
-    testnet = await startTestnet();
+    testnet = await startLocalTestnet();
     detail(`bootstrap ${testnet.bootstrap.join(", ")}`);
     const swarm = [
       ...testnet.bootstrap.flatMap((b) => ["--swarm-bootstrap", b]),

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
-import { startTestnet } from "./_testnet.ts";
+import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
@@ -33,7 +33,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const testnet = await startTestnet();
+    const testnet = await startLocalTestnet();
     const [a, b] = [Identity.generate(), Identity.generate()];
     const [qa, qb] = [peerQueue(), peerQueue()];
     const states: string[] = [];

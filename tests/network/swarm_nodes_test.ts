@@ -10,7 +10,7 @@ import { loadOrCreateIdentity } from "../../node/node_identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { NodeProcess } from "../../tools/node_process.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { startTestnet } from "./_testnet.ts";
+import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 
 Deno.test({
   name: "two nodes find each other on Hyperswarm (local testnet) and a job on A runs on B",
@@ -18,7 +18,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     const root = await Deno.makeTempDir({ prefix: "veriflow-swarm-" });
-    const testnet = await startTestnet();
+    const testnet = await startLocalTestnet();
     const swarm = [
       ...testnet.bootstrap.flatMap((b) => ["--swarm-bootstrap", b]),
       "--swarm-bind",

@@ -1,11 +1,14 @@
 /**
- * A local Hyperswarm DHT testnet on 127.0.0.1 for tests: a Node.js child process
- * (`network/swarm/testnet.mjs`) that runs until stopped. Nothing leaves the machine.
+ * A local Hyperswarm DHT testnet on 127.0.0.1 (tests, the demo): the Node.js program
+ * `network/swarm/testnet.mjs` as a child process, running until stopped. Nothing leaves the
+ * machine.
+ *
+ * @module
  */
-import { SWARM_TESTNET_SCRIPT } from "../../network/swarm_host.ts";
+import { SWARM_TESTNET_SCRIPT } from "./swarm_host.ts";
 
 /** A running testnet: its bootstrap list (`host:port`) and how to stop it. */
-export interface Testnet {
+export interface LocalTestnet {
   /** The DHT bootstrap nodes. */
   bootstrap: string[];
   /** Stop the testnet process. */
@@ -13,7 +16,7 @@ export interface Testnet {
 }
 
 /** Start a testnet of `size` DHT nodes and wait until it prints its bootstrap list. */
-export async function startTestnet(size = 3): Promise<Testnet> {
+export async function startLocalTestnet(size = 3): Promise<LocalTestnet> {
   const child = new Deno.Command("node", {
     args: [SWARM_TESTNET_SCRIPT, String(size)],
     stdin: "piped",
@@ -24,7 +27,9 @@ export async function startTestnet(size = 3): Promise<Testnet> {
   let text = "";
   while (!text.includes("\n")) {
     const { value, done } = await reader.read();
-    if (done) throw new Error("the testnet exited before it was up");
+    if (done) {
+      throw new Error("the DHT testnet exited before it was up (is Node.js 20+ installed?)");
+    }
     text += value;
   }
   reader.cancel().catch(() => {});
