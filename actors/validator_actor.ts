@@ -40,7 +40,7 @@ import {
   receiptContradiction,
   receiptId,
 } from "../protocols/receipt.ts";
-import { signVerdict, type Verdict } from "../protocols/verdict.ts";
+import { signVerdict, type Verdict, verdictId } from "../protocols/verdict.ts";
 import {
   type FraudProof,
   fraudProofHash,
@@ -237,7 +237,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "challenged":
         return await this.#onChallenged(message, ctx);
       case "fraud_proof":
-        return this.#onFraudProof(message.proof, ctx);
+        return this.#onFraudProof(message.proof, ctx, false, message.origin);
       case "fraud_checked":
         return await this.#onFraudChecked(message, ctx);
       case "challenge_failed": {
@@ -270,9 +270,19 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           return undefined;
         }
         try {
+          const known = ledger.hasVerdict(verdictId(message.verdict));
           const id = await ledger.recordVerdict(message.verdict);
           if (fromPeer) {
             this.#stats.peerVerdicts++;
+            if (!known) {
+              // Gossip: new here, so passed on to every peer but the one it came from (who
+              // pass it on in turn, once each): it reaches nodes not connected to its author.
+              this.#tellNetwork(ctx, {
+                type: "publish_verdict",
+                verdict: message.verdict,
+                except: message.origin,
+              });
+            }
             await this.#takeOverWithheld(message.verdict, ctx);
           }
           return id;
@@ -377,14 +387,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     // The ledger checked the assignment when it recorded the receipt: a requester means a valid one.
     const assigned = recorded && ledger.receipt(id)?.requester !== undefined;
-    if (message.announce && fresh && assigned && job.kind === "text") {
-      // Once, when it is new here: a job we relayed, with the assignment we signed. Work nobody
-      // else requested earns nothing anywhere, so it is not announced.
+    const fromPeer = origin !== undefined && origin !== "local";
+    if ((message.announce || fromPeer) && fresh && assigned && job.kind === "text") {
+      // Once, when it is new here: a job we relayed, with the assignment we signed, or a
+      // peer's (gossip: passed on to every other peer, so validators not connected to the
+      // relay see it too). Work nobody else requested earns nothing anywhere: not announced.
       this.#tellNetwork(ctx, {
         type: "announce_receipt",
         receipt,
         job,
         assignment: assignment as JobAssignment,
+        except: fromPeer ? origin : undefined,
       });
     }
     if (bytesEqual(receipt.worker, this.#options.identity.publicKey)) {
@@ -664,6 +677,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     value: unknown,
     ctx: ActorContext<ValidatorMessage>,
     own = false,
+    origin?: string,
   ): FraudProofHandled {
     const ledger = this.#ledger!;
     const skip = (skipped: NonNullable<FraudProofHandled["skipped"]>): FraudProofHandled => {
@@ -694,7 +708,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#fraudProofs.delete(this.#fraudProofs.keys().next().value!);
     }
     this.#enqueue(() => this.#checkFraud(proof)).then(
-      (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own }),
+      (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
       (error) => {
         waiting.reject(error);
         this.#fraudProofs.set(hash, null);
@@ -730,6 +744,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         if (own) await ledger.leaveUnresolved(id, `fraud_check_${check.reason}`);
         waiting?.resolve(check);
         return;
+      }
+      if (!message.own) {
+        // Gossip: a checked proof from a peer goes on to the other peers (each checks it
+        // itself, and takes it once), so the whole network settles the same evidence.
+        this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof, except: message.origin });
       }
       if (ledger.receipt(id) === undefined) {
         // The proof outran the worker's announcement: the receipt it carries is signed by the

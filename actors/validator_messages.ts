@@ -148,6 +148,8 @@ export interface FraudCheckedMessage {
   check: FraudCheckResult;
   /** Whether the proof is this validator's own, from its own (ledger-held) challenge. */
   own?: boolean;
+  /** The peer it came from (not sent back there). */
+  origin?: Origin;
 }
 /** Internal: a challenge ended without a result (the actor stopping, an error). */
 export interface ChallengeFailedMessage {

@@ -110,11 +110,23 @@ export type NetworkMessage =
   | { type: "peer_up"; connection: Connection; address: string; outbound: boolean }
   | { type: "peer_down"; connection: Connection }
   | { type: "peer_models"; connection: Connection; models: WireModelInfo[] }
-  | { type: "announce_receipt"; receipt: Receipt; job: TextJob; assignment?: JobAssignment }
-  | { type: "publish_verdict"; verdict: Verdict }
-  | { type: "publish_fraud_proof"; proof: FraudProof }
+  | {
+    type: "announce_receipt";
+    receipt: Receipt;
+    job: TextJob;
+    assignment?: JobAssignment;
+    /** Hex key of the peer it came from: not sent back there. */
+    except?: string;
+  }
+  | { type: "publish_verdict"; verdict: Verdict; except?: string }
+  | { type: "publish_fraud_proof"; proof: FraudProof; except?: string }
   | { type: "connection_to"; key: Uint8Array; protocol: string }
-  | { type: "worker"; model?: string }
+  | {
+    type: "worker";
+    model?: string;
+    /** Hex keys of workers not to pick (one that just failed this job). */
+    exclude?: readonly string[];
+  }
   | { type: "worker_models" }
   | { type: "peers" }
   | { type: "listening" }
@@ -234,6 +246,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "announce_receipt":
         return this.#broadcast(
           VALIDATION_PROTOCOL,
+          message.except,
           (c) =>
             c.request(ReceiptAnnouncementMessage, {
               receipt: message.receipt,
@@ -249,17 +262,19 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "publish_verdict":
         return this.#broadcast(
           VALIDATION_PROTOCOL,
+          message.except,
           (c) => c.notify(VerdictAnnouncementMessage, { verdict: message.verdict }),
         );
       case "publish_fraud_proof":
         return this.#broadcast(
           VALIDATION_PROTOCOL,
+          message.except,
           (c) => c.notify(FraudProofAnnouncementMessage, { proof: message.proof }),
         );
       case "connection_to":
         return this.#connectionTo(message.key, message.protocol);
       case "worker":
-        return this.#worker(message.model);
+        return this.#worker(message.model, message.exclude);
       case "worker_models":
         return this.#workerModels();
       case "peers":
@@ -377,13 +392,18 @@ export class NetworkActor implements Actor<NetworkMessage> {
       : this.#peers.get(key)?.find((p) => p.connection === connection);
   }
 
-  /** Send to one connection of every peer that offers `protocol`; failures are logged. */
+  /**
+   * Send to one connection of every peer that offers `protocol`, but the peer `except` (hex
+   * key); failures are logged.
+   */
   #broadcast(
     protocol: Protocol,
+    except: string | undefined,
     send: (connection: Connection) => Promise<unknown>,
   ): number {
     let sent = 0;
-    for (const list of this.#peers.values()) {
+    for (const [key, list] of this.#peers) {
+      if (key === except) continue;
       const entry = list.find((p) => !p.connection.isClosed);
       if (entry === undefined || !entry.connection.supports(protocol.name)) continue;
       sent++;
@@ -405,13 +425,14 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 
   /** A connection to a peer that serves inference (for `model` when given), least busy first. */
-  #worker(model?: string): Connection | undefined {
+  #worker(model?: string, exclude: readonly string[] = []): Connection | undefined {
     let best: Connection | undefined;
     let bestLoad = Infinity;
     for (const list of this.#peers.values()) {
       for (const { connection, info } of list) {
         if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
         if (info.convicted) continue; // slashed here: routed around
+        if (exclude.includes(info.key)) continue;
         // A peer that listed no model runs no jobs (it would only forward them again).
         if (info.models.length === 0) continue;
         if (model !== undefined && !info.models.includes(model)) continue;

@@ -373,6 +373,11 @@ export class Ledger {
     return this.#index.jobReceipt(jobId);
   }
 
+  /** Whether the verdict with id `verdictId` is recorded here. */
+  hasVerdict(verdictId: string): boolean {
+    return this.#index.hasVerdict(verdictId);
+  }
+
   /** Verdicts recorded, in the order recorded (read from the history index on each call). */
   verdicts(): Verdict[] {
     return this.#index.verdicts();

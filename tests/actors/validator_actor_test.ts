@@ -413,3 +413,72 @@ Deno.test("a receipt that arrives before its worker's pledge is taken again once
     await t.close();
   }
 });
+
+Deno.test("gossip: a peer's assigned receipt, verdict and fraud proof new here go on to the other peers once, never back to the sender", async () => {
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const requester = Identity.generate();
+  const judge = Identity.generate();
+  const t = await setup(me);
+  try {
+    await t.validator.ask({ type: "pledge", pledge: signStakePledge(worker, 10_000, 1) });
+    await t.validator.ask({ type: "pledge", pledge: signStakePledge(judge, 1_000, 1) });
+    const sender = "ab".repeat(32);
+    const { job, receipt } = await t.prove(worker, "gossiped");
+    const assignment = signAssignment(
+      { jobId: receipt.jobId, worker: worker.publicKey, issuedAt: 1 },
+      requester,
+    );
+    for (let copy = 0; copy < 3; copy++) {
+      const handled = await t.validator.ask<ReceiptHandled>({
+        type: "receipt",
+        receipt,
+        job,
+        assignment,
+        origin: sender,
+      });
+      await handled.result;
+    }
+    const announced = t.told.filter((m) => m.type === "announce_receipt");
+    assert.equal(announced.length, 1, "passed on once, however often it came");
+    assert.equal((announced[0] as { except?: string }).except, sender);
+    // Our own challenge's verdict is published (to everyone); a peer's new one is passed on.
+    const verdict = signVerdict({
+      v: 1,
+      subject: "inference",
+      subjectId: receiptId(receipt),
+      target: worker.publicKey,
+      outcome: "valid",
+      reason: "ok",
+      issuedAt: 7,
+    }, judge);
+    const peerVerdicts = () =>
+      t.told.filter((m) =>
+        m.type === "publish_verdict" &&
+        m.verdict.validator.every((b, i) => b === judge.publicKey[i])
+      );
+    for (let copy = 0; copy < 3; copy++) {
+      await t.validator.ask({ type: "verdict", verdict, origin: sender });
+    }
+    assert.equal(peerVerdicts().length, 1);
+    assert.equal((peerVerdicts()[0] as { except?: string }).except, sender);
+    // A checked fraud proof about another receipt is passed on, not back to its sender.
+    const cheat = await t.prove(worker, "gossiped-cheat", true);
+    const proof = await t.accuse(judge, cheat.job, cheat.receipt);
+    const taken = await t.validator.ask<FraudProofHandled>({
+      type: "fraud_proof",
+      proof,
+      origin: sender,
+    });
+    assert.equal((await taken.result!).confirmed, true);
+    await eventually(
+      () => t.told.find((m) => m.type === "publish_fraud_proof"),
+      "the proof to be passed on",
+    );
+    const passed = t.told.filter((m) => m.type === "publish_fraud_proof");
+    assert.equal(passed.length, 1);
+    assert.equal((passed[0] as { except?: string }).except, sender);
+  } finally {
+    await t.close();
+  }
+});
