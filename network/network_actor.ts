@@ -130,7 +130,18 @@ export type NetworkMessage =
   | { type: "worker_models" }
   | { type: "peers" }
   | { type: "listening" }
-  | { type: "peer_convicted"; key: string };
+  | { type: "peer_convicted"; key: string }
+  | {
+    type: "attach";
+    /** A byte stream to a peer from any transport (an in-memory pair, a test's socket). */
+    duplex: ByteDuplex;
+    /** How the table names it. */
+    address: string;
+    /** Whether this side opened it. */
+    outbound: boolean;
+    /** Cuts the transport (default: cancel the readable, abort the writable). */
+    close?: () => void;
+  };
 
 /** Most a redial waits: a restarted peer is found again within this. */
 export const MAX_REDIAL_MS = 10_000;
@@ -283,6 +294,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#listener?.addr;
       case "peer_convicted":
         return this.#onConvicted(message.key);
+      case "attach":
+        return this.#attach(message, ctx);
     }
   }
 
@@ -365,6 +378,24 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (pledge !== undefined && connection.supports(VALIDATION_PROTOCOL.name)) {
       connection.notify(StakeAnnouncementMessage, { pledge }).catch(() => {});
     }
+  }
+
+  /**
+   * A peer over a transport this actor does not own: opened like any other (handshake, named
+   * protocols), then in the table. Resolves with the connection once the handshake is done.
+   */
+  async #attach(
+    message: Extract<NetworkMessage, { type: "attach" }>,
+    ctx: ActorContext<NetworkMessage>,
+  ): Promise<Connection> {
+    const { duplex, address, outbound } = message;
+    const close = message.close ?? (() => {
+      duplex.readable.cancel().catch(() => {});
+      duplex.writable.abort().catch(() => {});
+    });
+    const connection = await this.#open(duplex, close, ctx);
+    this.#up({ type: "peer_up", connection, address, outbound }, ctx);
+    return connection;
   }
 
   #down(connection: Connection): void {

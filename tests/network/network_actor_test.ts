@@ -99,3 +99,35 @@ Deno.test("jobs are routed around a worker slashed in this node's ledger, now or
     await system.shutdown();
   }
 });
+
+Deno.test("two network actors joined by an in-memory pair (attach) each see the other's proven key", async () => {
+  const system = new ActorSystem({ name: "attach-test" });
+  const [a, b] = [Identity.generate(), Identity.generate()];
+  const spawn = (name: string, identity: Identity) =>
+    system.spawn<NetworkMessage>({
+      name,
+      factory: () => new NetworkActor({ identity, services: {} }),
+    });
+  try {
+    const [na, nb] = await Promise.all([spawn("a/network", a), spawn("b/network", b)]);
+    const [da, db] = memoryDuplexPair();
+    const [ca, cb] = await Promise.all([
+      na.ask<Connection>({ type: "attach", duplex: da, address: "mem:b", outbound: true }),
+      nb.ask<Connection>({ type: "attach", duplex: db, address: "mem:a", outbound: false }),
+    ]);
+    assert.equal(toHex(ca.peerKey!), toHex(b.publicKey));
+    assert.equal(toHex(cb.peerKey!), toHex(a.publicKey));
+    const peersOfA = await na.ask<PeerInfo[]>({ type: "peers" });
+    assert.deepEqual(peersOfA.map((p) => [p.key, p.address, p.outbound]), [
+      [toHex(b.publicKey), "mem:b", true],
+    ]);
+    // Closing one end takes the peer out of both tables.
+    await ca.close();
+    await eventually(async () => {
+      const left = await nb.ask<PeerInfo[]>({ type: "peers" });
+      return left.length === 0 ? true : undefined;
+    }, "B to see A leave");
+  } finally {
+    await system.shutdown();
+  }
+});
