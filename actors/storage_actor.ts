@@ -51,6 +51,9 @@ import {
 } from "../storage/replicated_store.ts";
 import { type PeerCallOptions, proveFromStore, type StoragePeer } from "../storage/storage_peer.ts";
 import { toHex } from "../protocols/hash.ts";
+import type { ActorSystem } from "./actor_system.ts";
+import { HolderRepair } from "../storage/holder_repair.ts";
+import { LocalStoragePeer } from "../storage/storage_peer.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Messages
@@ -315,12 +318,26 @@ export interface StorageActorOptions {
   identity?: Identity;
   /** Sink for audit verdicts (the ledger). */
   onVerdict?(verdict: Verdict): void | Promise<void>;
+  /**
+   * Hold copies here too: when files are spread over peers, this node's own store is one of
+   * the holders (needs `identity`, whose key is its holder id). Default `false`.
+   */
+  holdHere?: boolean;
+  /**
+   * Registry name of the NetworkActor, asked for the current storage peers when this actor
+   * (re)starts; it sends `set_peers` on every change after that.
+   */
+  network?: string;
+  /** Where repair passes are reported. */
+  log?: (line: string) => void;
 }
 
 /** The part of the runtime's `ActorContext` the actor uses (declared structurally). */
 export interface StorageActorContext {
   /** Aborted when this actor instance stops. */
   signal?: AbortSignal;
+  /** The actor system (to find the NetworkActor on start). */
+  system?: ActorSystem;
 }
 
 /** The node's storage actor. */
@@ -331,6 +348,9 @@ export class StorageActor {
   #files: FileStore | null = null;
   #replicated: ReplicatedStore | null = null;
   #opening: Promise<void> | null = null;
+  /** This node's own store as a holder (with `holdHere`). */
+  #self: LocalStoragePeer | null = null;
+  #holderRepair: HolderRepair | null = null;
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -355,29 +375,66 @@ export class StorageActor {
   }
 
   /** Open the store (the runtime calls this before the first message). */
-  preStart(): Promise<void> {
-    this.#opening ??= this.#open();
+  preStart(ctx?: StorageActorContext): Promise<void> {
+    this.#opening ??= this.#open(ctx);
     return this.#opening;
   }
 
-  async #open(): Promise<void> {
+  async #open(ctx: StorageActorContext | undefined): Promise<void> {
     const store = await ChunkStore.open(this.#options.dir, this.#options.store);
     this.#store = store;
     this.#local = new FileStore(store, this.#fileOptions());
-    this.#setPeers(this.#options.peers ?? []);
+    const { identity, holdHere } = this.#options;
+    if (holdHere && identity !== undefined) {
+      this.#self = new LocalStoragePeer(store, identity.publicKey);
+      this.#holderRepair = new HolderRepair({
+        selfId: this.#self.id,
+        held: () => store.list(),
+        onPass: (pass) => {
+          if (pass.checked === 0) return;
+          this.#options.log?.(
+            `storage: ${pass.departed.length} holder(s) left; repaired ${pass.repaired} ` +
+              `copies of ${pass.checked} chunks` +
+              (pass.lost.length ? `, ${pass.lost.length} lost` : ""),
+          );
+        },
+        onError: (error) =>
+          this.#options.log?.(`storage: repair after a departure failed: ${String(error)}`),
+      });
+    }
+    this.#setPeers(this.#options.peers ?? [], ctx?.signal);
+    // A restart: the network already knows the peers (it tells us on every change after this).
+    const network = this.#options.network && ctx?.system?.lookup(this.#options.network);
+    if (network) {
+      const peers = await network.ask<StoragePeer[]>({ type: "storage_peers" }, {
+        timeoutMs: 5_000,
+      }).catch(() => undefined);
+      if (peers !== undefined) this.#setPeers(peers, ctx?.signal);
+    }
   }
 
-  /** Files go to the peers when there are any, else to the local store. */
-  #setPeers(peers: readonly StoragePeer[]): void {
+  /**
+   * Files go to the peers when there are any (and to this node too with `holdHere`), else to
+   * the local store. Holders that left have what they held repaired (see `holder_repair.ts`).
+   */
+  #setPeers(remote: readonly StoragePeer[], signal?: AbortSignal): void {
+    const peers = remote.length === 0 || this.#self === null ? remote : [this.#self, ...remote];
+    const before = this.#replicated?.peers ?? [];
     if (peers.length === 0) {
       this.#replicated = null;
     } else if (this.#replicated) {
       this.#replicated.setPeers(peers);
+      this.#holderRepair?.peersChanged(this.#replicated, before, signal);
     } else {
       this.#replicated = new ReplicatedStore(peers, this.#options.replication);
     }
     const blocks: BlockStore = this.#replicated ?? this.#store!;
     this.#files = new FileStore(blocks, this.#fileOptions());
+  }
+
+  /** Resolves when repair passes started by departed holders are done (tests, shutdown). */
+  repairIdle(): Promise<void> {
+    return this.#holderRepair?.idle() ?? Promise.resolve();
   }
 
   #fileOptions(): FileStoreOptions {
@@ -386,6 +443,7 @@ export class StorageActor {
 
   /** Let in-flight background replication finish (the runtime calls this on stop). */
   async postStop(): Promise<void> {
+    await this.#holderRepair?.idle();
     await this.#replicated?.flush();
   }
 
@@ -397,7 +455,7 @@ export class StorageActor {
     message: StorageMessage,
     ctx?: StorageActorContext,
   ): Promise<StorageReply<unknown> | PutHandle> {
-    await this.preStart();
+    await this.preStart(ctx);
     if (message.type === "put") return this.#put(message, ctx);
     try {
       return { ok: true, value: await this.#handle(message, ctx) };
@@ -465,7 +523,7 @@ export class StorageActor {
       case "audit":
         return await this.#audit(message.holder, message.cids);
       case "set_peers":
-        this.#setPeers(message.peers);
+        this.#setPeers(message.peers, ctx?.signal);
         return undefined;
       default: {
         const unknown: never = message;

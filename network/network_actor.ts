@@ -7,6 +7,9 @@
  * - a verdict or fraud proof this node's validator signed is spread to every such peer;
  * - a validator's challenge fetches proof data over the worker's own connection (looked up
  *   here, requested by the validator's challenge task, so no peer can hold this mailbox);
+ * - the peers that offer the storage protocol are the StorageActor's holders: it is told the
+ *   set on every change, spreads files over them and this node, and repairs what a departed
+ *   holder held;
  * - the edge's jobs go to a peer that serves inference (see `NetworkInferencePort`), the least
  *   busy one that lists the model, and never one slashed in this node's ledger (the validator
  *   says so when the slash lands; a worker that connects is asked about).
@@ -50,6 +53,9 @@ import {
   type WireModelInfo,
 } from "../protocols/inference_messages.ts";
 import { offeredProtocols, type PeerServices, servePeer } from "./peer_services.ts";
+import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
+import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
+import type { StorageMessage } from "../actors/storage_actor.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 
 /** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */
@@ -131,6 +137,7 @@ export type NetworkMessage =
   | { type: "peers" }
   | { type: "listening" }
   | { type: "peer_convicted"; key: string }
+  | { type: "storage_peers" }
   | {
     type: "attach";
     /** A byte stream to a peer from any transport (an in-memory pair, a test's socket). */
@@ -151,6 +158,8 @@ const DEFAULT_REDIAL_MS = 250;
 interface PeerEntry {
   connection: Connection;
   info: PeerInfo;
+  /** Its storage role seen as a holder (when it offered the storage protocol). */
+  storage?: ConnectionStoragePeer;
   /** What it answered to `inference.list_models` on connect (empty: it runs no model). */
   models: WireModelInfo[];
 }
@@ -245,7 +254,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "peer_up":
         return this.#up(message, ctx);
       case "peer_down":
-        return this.#down(message.connection);
+        return this.#down(message.connection, ctx);
       case "peer_models": {
         const entry = this.#entryOf(message.connection);
         if (entry) {
@@ -294,6 +303,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#listener?.addr;
       case "peer_convicted":
         return this.#onConvicted(message.key);
+      case "storage_peers":
+        return this.#holders();
       case "attach":
         return this.#attach(message, ctx);
     }
@@ -351,8 +362,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
       convicted: this.#convicted.has(key),
     };
     const list = this.#peers.get(key) ?? [];
-    list.push({ connection, info, models: [] });
+    const storage = connection.supports(STORAGE_PROTOCOL.name)
+      ? new ConnectionStoragePeer(connection, connection.peerKey!)
+      : undefined;
+    list.push({ connection, info, models: [], storage });
     this.#peers.set(key, list);
+    if (storage !== undefined) this.#storagePeersChanged(ctx);
     this.#log(
       `peer up   ${key.slice(0, 16)} ${message.address} (${
         info.protocols.join(", ") || "no protocols"
@@ -398,14 +413,40 @@ export class NetworkActor implements Actor<NetworkMessage> {
     return connection;
   }
 
-  #down(connection: Connection): void {
+  #down(connection: Connection, ctx: ActorContext<NetworkMessage>): void {
     const key = connection.peerKey === undefined ? undefined : toHex(connection.peerKey);
     if (key === undefined) return;
-    const list = (this.#peers.get(key) ?? []).filter((p) => p.connection !== connection);
+    const before = this.#peers.get(key) ?? [];
+    const list = before.filter((p) => p.connection !== connection);
     if (list.length === 0) this.#peers.delete(key);
     else this.#peers.set(key, list);
+    if (before.some((p) => p.connection === connection && p.storage !== undefined)) {
+      this.#storagePeersChanged(ctx);
+    }
     const why = connection.closeReason ? `: ${connection.closeReason.message}` : "";
     this.#log(`peer down ${key.slice(0, 16)}${why}`);
+  }
+
+  /**
+   * Tell the StorageActor which peers hold files now: one holder per peer key that offers the
+   * storage protocol (its oldest open connection). The actor places chunks over them and this
+   * node by rendezvous hashing, and repairs what a departed holder held.
+   */
+  #storagePeersChanged(ctx: ActorContext<NetworkMessage>): void {
+    const name = this.#services?.storage;
+    if (name === undefined) return;
+    ctx.system.lookup<StorageMessage>(name)?.tell({ type: "set_peers", peers: this.#holders() })
+      .catch(() => {});
+  }
+
+  /** One storage holder per peer key that offers the storage protocol. */
+  #holders(): ConnectionStoragePeer[] {
+    const holders: ConnectionStoragePeer[] = [];
+    for (const list of this.#peers.values()) {
+      const entry = list.find((p) => p.storage !== undefined && !p.connection.isClosed);
+      if (entry?.storage !== undefined) holders.push(entry.storage);
+    }
+    return holders;
   }
 
   /** A worker slashed in this node's ledger: routed around from now on. */

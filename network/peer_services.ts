@@ -9,6 +9,7 @@
  *                        inference.get_proof                     → ProverActor  get_proof
  * veriflow/validation/1  validation.receipt                      → ValidatorActor receipt
  *                        validation.verdict / fraud_proof / stake → ValidatorActor
+ * veriflow/storage/1     storage.put_chunk / get_chunk / has_chunk / prove → StorageActor
  * ```
  *
  * @module
@@ -33,6 +34,9 @@ import type { InferencePort } from "../inference/inference_port.ts";
 import { serveInference } from "../inference/remote_port.ts";
 import type { ProverMessage } from "../actors/prover_actor.ts";
 import type { ReceiptHandled, ValidatorMessage } from "../actors/validator_actor.ts";
+import { StorageActorPeer, type StorageMessage } from "../actors/storage_actor.ts";
+import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
+import { serveStoragePeer } from "../storage/connection_storage_peer.ts";
 
 /** Where a peer's messages go on this node. */
 export interface PeerServices {
@@ -44,12 +48,15 @@ export interface PeerServices {
   prover?: string;
   /** Registry name of the ValidatorActor (absent: this node keeps no ledger). */
   validator?: string;
+  /** Registry name of the StorageActor (absent: this node holds nothing for peers). */
+  storage?: string;
 }
 
 /** The protocols a node with `services` offers, in handshake order. */
 export function offeredProtocols(services: PeerServices): Protocol[] {
   const offered: Protocol[] = [INFERENCE_PROTOCOL];
   if (services.validator !== undefined) offered.push(VALIDATION_PROTOCOL);
+  if (services.storage !== undefined) offered.push(STORAGE_PROTOCOL);
   return offered;
 }
 
@@ -80,6 +87,18 @@ export function servePeer(
       const served = await prover.ask<ServedProof | undefined>({ type: "get_proof", receiptId });
       return { served: served ?? null };
     });
+  }
+  if (services.storage !== undefined) {
+    const name = services.storage;
+    // Looked up per request: a restarted StorageActor is a new ref under the same name.
+    const storage = {
+      ask<R>(message: StorageMessage, options?: { signal?: AbortSignal }): Promise<R> {
+        const ref = system.lookup<StorageMessage>(name);
+        if (ref === undefined) throw new ServiceUnavailableError("storage");
+        return ref.ask<R>(message, options);
+      },
+    };
+    serveStoragePeer(connection, new StorageActorPeer(storage, peerKey));
   }
   if (services.validator !== undefined) {
     const name = services.validator;

@@ -5,11 +5,13 @@
  * ```
  * node                  (system: root supervisor, one_for_one)
  * └── node/sup          NodeSupervisor, one_for_one, backoff
- *     ├── node/storage     StorageActor   — chunk store under <dataDir>/store
+ *     ├── node/storage     StorageActor   — chunk store under <dataDir>/store; with storage
+ *     │                                      peers, files spread over them and this node
  *     ├── node/prover      ProverActor    — fingerprints each job's stream, signs receipts
  *     ├── node/validator   ValidatorActor — ledger; challenges other nodes' receipts
  *     ├── node/inference   InferenceActor — job queue, one child per running job
- *     └── node/network     NetworkActor   — peer connections (TCP), what goes to and from peers
+ *     └── node/network     NetworkActor   — peer connections (TCP, Hyperswarm), what goes to
+ *                                          and from peers
  * ```
  *
  * The proof path: the InferenceActor tees each text job's tokens to the prover, which signs
@@ -403,6 +405,10 @@ function nodeChildren(
           store: { quotaBytes: config.storage.quotaBytes, gcGraceMs: config.storage.gcGraceMs },
           maxInMemoryBytes: config.storage.maxInMemoryBytes,
           identity,
+          // With storage peers, files are spread over them and this node (r copies each).
+          holdHere: true,
+          network: NODE_ACTORS.network,
+          log,
           onVerdict: async (verdict) => {
             await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.tell({
               type: "verdict",
@@ -472,6 +478,7 @@ function nodeChildren(
           inference: localPort(),
           prover: roles.prover ? NODE_ACTORS.prover : undefined,
           validator: roles.validator ? NODE_ACTORS.validator : undefined,
+          storage: roles.storage ? NODE_ACTORS.storage : undefined,
         },
         pledge: config.selfStake > 0
           ? signStakePledge(identity, config.selfStake, Date.now())

@@ -19,6 +19,7 @@
 import { z } from "zod";
 import { isCid } from "./cid.ts";
 import { defineMessage, type MessageDefinition, MessageRegistry } from "./message_registry.ts";
+import { defineProtocol, type Protocol } from "./connection_protocols.ts";
 
 /**
  * Largest chunk accepted on the wire: 512 KiB, twice the default chunk size, leaving room for
@@ -145,3 +146,10 @@ export function registerStorageMessages(registry: MessageRegistry): MessageRegis
 export function storageRegistry(): MessageRegistry {
   return registerStorageMessages(new MessageRegistry());
 }
+
+/**
+ * Chunks held for each other: put, get, has and possession proofs. Spoken by nodes with the
+ * storage role; files are spread over the peers that offer it (rendezvous placement), so a
+ * node that stores nothing is never a holder.
+ */
+export const STORAGE_PROTOCOL: Protocol = defineProtocol("storage", 1, STORAGE_MESSAGES);

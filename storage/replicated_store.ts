@@ -111,6 +111,11 @@ export class ReplicatedStore implements BlockStore {
     this.#onFailure = options?.onReplicaFailure;
   }
 
+  /** Copies of each chunk (r). */
+  get replicas(): number {
+    return this.#r;
+  }
+
   /** The current peer set. */
   get peers(): readonly StoragePeer[] {
     return this.#peers;

@@ -1,0 +1,186 @@
+/**
+ * Storage across peers, in one process: five nodes (a StorageActor and a NetworkActor each, in
+ * their own actor system) joined over in-memory pairs. A file put through one node lands on r
+ * holders chosen by rendezvous hashing over every node; another node reads it; when a holder
+ * leaves, the best-ranked surviving holder of each of its chunks restores r copies, and the
+ * file still reads back after its first holder is gone too.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import {
+  type PutHandle,
+  StorageActor,
+  type StorageMessage,
+  unwrapReply,
+} from "../../actors/storage_actor.ts";
+import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { cidOf } from "../../protocols/cid.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { rankPeers } from "../../storage/rendezvous.ts";
+import { chunksToRepair } from "../../storage/holder_repair.ts";
+import type { FileInfo } from "../../storage/file_store.ts";
+import { collect, pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
+import { eventually } from "../_helpers/wait.ts";
+
+interface TestNode {
+  id: string;
+  system: ActorSystem;
+  storage: ActorRef<StorageMessage>;
+  network: ActorRef<NetworkMessage>;
+  actor: StorageActor;
+  dir: string;
+}
+
+async function startNode(root: string, name: string, lines: string[]): Promise<TestNode> {
+  const identity = Identity.generate();
+  const dir = `${root}/${name}`;
+  const system = new ActorSystem({ name });
+  let actor!: StorageActor;
+  const storage = await system.spawn<StorageMessage>({
+    name: "node/storage",
+    factory: () => {
+      actor = new StorageActor({
+        dir,
+        identity,
+        holdHere: true,
+        network: "node/network",
+        replication: { replicas: 3, writeQuorum: 2, peerTimeoutMs: 2_000 },
+        log: (line) => lines.push(`${name}: ${line}`),
+      });
+      return actor as never;
+    },
+  });
+  const network = await system.spawn<NetworkMessage>({
+    name: "node/network",
+    factory: () => new NetworkActor({ identity, services: { storage: "node/storage" } }),
+  });
+  return { id: toHex(identity.publicKey), system, storage, network, actor, dir };
+}
+
+async function connect(a: TestNode, b: TestNode): Promise<void> {
+  const [da, db] = memoryDuplexPair({ highWaterMarkBytes: 1 << 20 });
+  await Promise.all([
+    a.network.ask({
+      type: "attach",
+      duplex: da,
+      address: `mem:${b.id.slice(0, 8)}`,
+      outbound: true,
+    }),
+    b.network.ask({
+      type: "attach",
+      duplex: db,
+      address: `mem:${a.id.slice(0, 8)}`,
+      outbound: false,
+    }),
+  ]);
+}
+
+/** The chunks (and the manifest) of `cid`, as stored. */
+async function blocksOf(node: TestNode, cid: string): Promise<string[]> {
+  const info = unwrapReply<FileInfo>(await node.storage.ask({ type: "stat", cid }));
+  return [cid, ...info.chunks];
+}
+
+async function holds(node: TestNode, cid: string): Promise<boolean> {
+  return unwrapReply<boolean>(await node.storage.ask({ type: "has_chunk", cid }));
+}
+
+Deno.test("storage across peers: a put lands on r holders, another node reads it, a departed holder's chunks are repaired to r copies", async () => {
+  const root = await Deno.makeTempDir({ prefix: "veriflow-storage-net-" });
+  const lines: string[] = [];
+  const nodes: TestNode[] = [];
+  try {
+    for (const name of ["a", "b", "c", "d", "e"]) nodes.push(await startNode(root, name, lines));
+    for (let i = 0; i < nodes.length; i++) {
+      for (let j = i + 1; j < nodes.length; j++) await connect(nodes[i], nodes[j]);
+    }
+    for (const node of nodes) {
+      await eventually(async () => {
+        const peers = await node.network.ask<PeerInfo[]>({ type: "peers" });
+        return peers.length === nodes.length - 1 ? true : undefined;
+      }, "a full mesh");
+    }
+    const [a, , , d] = nodes;
+    const bytes = pseudoRandomBytes(5 * 64 * 1024 + 123, 7);
+    const handle = await a.storage.ask<PutHandle>({
+      type: "put",
+      source: streamOf(bytes),
+      name: "five-chunks.bin",
+    });
+    const { cid } = await handle.done;
+    const blocks = await blocksOf(a, cid);
+    assert.ok(blocks.length >= 2, "a manifest and at least one chunk");
+    const everyone = nodes.map((n) => ({ id: n.id }));
+    // Each block is on exactly its top-3 holders (rendezvous over all five nodes), once the
+    // writes beyond the quorum have landed.
+    for (const block of blocks) {
+      const holders = rankPeers(block, everyone).slice(0, 3).map((p) => p.id);
+      await eventually(async () => {
+        for (const n of nodes) if (holders.includes(n.id) && !(await holds(n, block))) return;
+        return true;
+      }, `the holders of ${block}`);
+    }
+    // Another node reads it back, byte for byte.
+    const read = await d.storage.ask<ReadableStream<Uint8Array>>({ type: "get", cid });
+    assert.deepEqual(await collect(unwrapReply(read)), bytes);
+
+    // The first holder of the manifest leaves (its actors stop: its connections close).
+    const first = nodes.find((n) => n.id === rankPeers(cid, everyone)[0].id)!;
+    const rest = nodes.filter((n) => n !== first);
+    const survivors = rest.map((n) => ({ id: n.id }));
+    // Which surviving node is to repair what (computed from the peer sets alone).
+    const expectedRepairers = new Set<string>();
+    for (const n of rest) {
+      const held: string[] = [];
+      for (const block of blocks) if (await holds(n, block)) held.push(block);
+      if (chunksToRepair(held, everyone, survivors, n.id, 3).length > 0) {
+        expectedRepairers.add(n.id);
+      }
+    }
+    await first.system.shutdown();
+    // Every block is back on its 3 holders among the four left.
+    for (const block of blocks) {
+      const holders = rankPeers(block, survivors).slice(0, 3).map((p) => p.id);
+      await eventually(async () => {
+        for (const n of rest) if (holders.includes(n.id) && !(await holds(n, block))) return;
+        return true;
+      }, `r copies of ${block} after a holder left`);
+    }
+    for (const n of rest) await n.actor.repairIdle();
+    const repairers = lines.filter((l) => l.includes("holder(s) left; repaired"));
+    assert.ok(repairers.length >= 1, lines.join("\n"));
+    assert.ok(expectedRepairers.size >= 1);
+    // And it still reads back through a node that did not put it.
+    const reader = rest.find((n) => n !== a)!;
+    const again = await reader.storage.ask<ReadableStream<Uint8Array>>({ type: "get", cid });
+    assert.deepEqual(await collect(unwrapReply(again)), bytes);
+  } finally {
+    for (const n of nodes) await n.system.shutdown().catch(() => {});
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("chunksToRepair: only chunks a departed peer held, each by its best surviving holder", () => {
+  const peers = ["p1", "p2", "p3", "p4", "p5"].map((id) => ({ id }));
+  // 60 distinct CIDs: enough that every peer ranks first among survivors for some.
+  const sample = Array.from({ length: 60 }, (_, i) => cidOf(new Uint8Array([i])));
+  const departed = "p3";
+  const after = peers.filter((p) => p.id !== departed);
+  const r = 3;
+  const union = new Set<string>();
+  for (const self of after) {
+    for (const cid of chunksToRepair(sample, peers, after, self.id, r)) {
+      assert.ok(!union.has(cid), `${cid} repaired by two nodes`);
+      union.add(cid);
+    }
+  }
+  for (const cid of sample) {
+    const held = rankPeers(cid, peers).slice(0, r).some((p) => p.id === departed);
+    assert.equal(union.has(cid), held, cid);
+  }
+  // Nobody left: nothing to do.
+  assert.deepEqual(chunksToRepair(sample, peers, peers, "p1", r), []);
+});
