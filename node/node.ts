@@ -47,6 +47,7 @@ import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import { signStakePledge } from "../protocols/stake_pledge.ts";
 import { createApp } from "../server/app.ts";
+import { fileRoutes } from "../server/file_routes.ts";
 import { describeAccess } from "../server/client_access.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
 import { nodeCollectors } from "./node_metrics.ts";
@@ -283,6 +284,9 @@ async function startSteps(
       log,
       modelHealth: () => models.health(),
     });
+    if (config.roles.storage) {
+      app.route("/v1", fileRoutes(() => lookup<StorageMessage>(NODE_ACTORS.storage)));
+    }
     http.mount(app);
     url = http.url;
   } else {

@@ -6,6 +6,7 @@
  * | `openai_routes.ts` | `POST /v1/completions`, `POST /v1/chat/completions`, `GET /v1/models[/{id}]` |
  * | `stream_routes.ts` | `GET /v1/stream` (WebSocket) |
  * | `health_routes.ts` | `GET /healthz`, `GET /metrics` |
+ * | `file_routes.ts` | `POST /v1/files`, `GET /v1/files/{cid}` (mounted by the node with storage) |
  *
  * In front of every route, `origin_policy.ts` refuses browser pages from origins the operator
  * did not allow; in front of `/v1/*`, `client_access.ts` decides who may use the API (API keys,

@@ -96,6 +96,15 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   too_many_jobs: 429,
   rate_limited: 429,
   key_concurrency_exceeded: 429,
+  // Files (`file_routes.ts`).
+  invalid_cid: 400,
+  key_required: 403,
+  chunk_not_found: 404,
+  range_not_satisfiable: 416,
+  quota_exceeded: 507,
+  disk_full: 507,
+  replication_failed: 503,
+  corrupt_chunk: 502,
   // A forwarded job: no worker peer, or the worker went away before answering.
   no_worker: 503,
   service_unavailable: 503,
