@@ -51,6 +51,11 @@ import {
   WrongModelKindError,
 } from "../inference/errors.ts";
 import { MAX_TOP_LOGPROBS } from "../inference/top_logprobs.ts";
+import {
+  checkResumePrefix,
+  InvalidResumeError,
+  isResumable,
+} from "../inference/resumed_generation.ts";
 
 // The result types live with the port; re-exported so existing importers of this module keep
 // working. Each is defined once, in inference/inference_port.ts.
@@ -106,6 +111,14 @@ export interface SubmitJob {
    * and receipt do not change). Default 0.
    */
   topLogprobs?: number;
+  /**
+   * Text jobs: resume after these token ids, which the requester already has from a worker it
+   * lost (`inference/resumed_generation.ts`): the tokens are checked against this node's model
+   * and committed to, and the stream starts at position `resume.length`. The job (its id, its
+   * receipt) is the same as without it. Refused with `invalid_resume` by a model that cannot
+   * resume or for a prefix that cannot be the job's. Absent or empty: from the start.
+   */
+  resume?: readonly number[];
 }
 
 /** Ask for the actor's {@link InferenceStats}. */
@@ -302,7 +315,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     let prepared: PreparedJob;
     try {
       prepared = job.kind === "text"
-        ? this.#prepareText(job, id, model, submittedAt, message.topLogprobs ?? 0)
+        ? this.#prepareText(job, id, model, submittedAt, message.topLogprobs ?? 0, message.resume)
         : this.#prepareTensor(job, id, model);
     } catch (error) {
       if (error instanceof VeriflowError) return { accepted: false, error };
@@ -324,6 +337,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     model: GenerativeModel | OneShotModel,
     submittedAt: number,
     topLogprobs: number,
+    resume: readonly number[] = [],
   ): PreparedJob {
     if (!("generate" in model)) {
       throw new WrongModelKindError(model.info.cid, "text", model.info.kind);
@@ -350,12 +364,19 @@ export class InferenceActor implements Actor<InferenceMessage> {
     if (promptIds.length >= contextLength) {
       throw new ContextLengthError(promptIds.length, contextLength);
     }
+    if (resume.length > 0) {
+      if (!isResumable(model)) {
+        throw new InvalidResumeError(`model ${model.info.name} cannot resume a job here`);
+      }
+      checkResumePrefix(model, promptIds.length, resume, job.params);
+    }
     const run = new TextJobRun({
       job,
       jobId: id,
       model,
       promptIds,
       topLogprobs,
+      resume: resume.length > 0 ? resume : undefined,
       prover: this.#prover,
       submittedAt,
       now: this.#now,
@@ -541,6 +562,8 @@ export interface SubmitJobOptions {
   timeoutMs?: number;
   /** Text jobs: top tokens listed per position ({@link SubmitJob.topLogprobs}); default 0. */
   topLogprobs?: number;
+  /** Text jobs: resume after these delivered token ids ({@link SubmitJob.resume}). */
+  resume?: readonly number[];
 }
 
 /**
@@ -574,7 +597,7 @@ export async function submitJob(
   let reply: SubmitReply;
   try {
     reply = await ref.ask<SubmitReply>(
-      { type: "submit", job, topLogprobs: options?.topLogprobs },
+      { type: "submit", job, topLogprobs: options?.topLogprobs, resume: options?.resume },
       { timeoutMs: options?.timeoutMs ?? SUBMIT_TIMEOUT_MS, signal },
     );
   } catch (error) {

@@ -24,6 +24,11 @@ import type {
   StreamedToken,
 } from "../inference/inference_port.ts";
 import type { TokenChunk } from "../inference/text_model.ts";
+import {
+  InvalidResumeError,
+  isResumable,
+  resumeGeneration,
+} from "../inference/resumed_generation.ts";
 import type { TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 
@@ -51,6 +56,13 @@ export interface TextJobRunOptions {
   promptIds: number[];
   /** Top tokens per position the requester asked for (an output option, not the job's). */
   topLogprobs?: number;
+  /**
+   * Resume after these tokens, which the requester already has (from a worker it lost): they
+   * are replayed to the prover only, and the requester's stream starts at position
+   * `resume.length` (`inference/resumed_generation.ts`). The model must be resumable and the
+   * prefix checked (`checkResumePrefix`) before the run is created.
+   */
+  resume?: readonly number[];
   /** The prover hook, if the node runs a prover. */
   prover?: ProverHook;
   /** When the job was submitted (`now()` clock). */
@@ -84,6 +96,11 @@ export class TextJobRun {
     this.#o = options;
   }
 
+  /** The first position the requester's stream delivers: 0, or the resumed prefix's length. */
+  get #resumeFrom(): number {
+    return this.#o.resume?.length ?? 0;
+  }
+
   /** The requester's view of this job. */
   handle(model: ServedModelInfo, promptTokens: number): TextJobHandle {
     let reader: ReadableStreamDefaultReader<TokenChunk> | undefined;
@@ -99,6 +116,12 @@ export class TextJobRun {
         let result: ReadableStreamReadResult<TokenChunk>;
         try {
           result = await reader.read();
+          // Replayed positions of a resumed job: evidence for the prover, not news to the
+          // requester, who has these tokens already.
+          while (!result.done && result.value.index < this.#resumeFrom) {
+            this.#proverController?.enqueue(result.value);
+            result = await reader.read();
+          }
         } catch (error) {
           this.#finish(this.#abort.signal.aborted ? "cancelled" : "error", error);
           controller.error(error);
@@ -161,11 +184,13 @@ export class TextJobRun {
       this.#proverResult.catch(() => {}); // awaited in #finish; avoid an unhandled rejection
     }
     let source: ReadableStream<TokenChunk>;
+    const options = { signal: this.#abort.signal, topLogprobs: this.#o.topLogprobs };
+    const { model, promptIds, job, resume } = this.#o;
     try {
-      source = this.#o.model.generate(this.#o.promptIds, this.#o.job.params, {
-        signal: this.#abort.signal,
-        topLogprobs: this.#o.topLogprobs,
-      });
+      if (!resume?.length) source = model.generate(promptIds, job.params, options);
+      else if (isResumable(model)) {
+        source = resumeGeneration(model, promptIds, resume, job.params, options);
+      } else throw new InvalidResumeError(`model ${model.info.name} cannot resume a job here`);
     } catch (error) {
       // Refused synchronously (bad params the edge let through): the job fails, not the runner.
       this.#startError = error;

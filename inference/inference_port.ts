@@ -168,6 +168,13 @@ export interface SubmitOptions {
    * part of the job: its id, tokens and receipt are the same with any value. Default 0.
    */
   topLogprobs?: number;
+  /**
+   * Resume the job after these token ids, which the requester already has (delivered by a
+   * worker that was lost): the stream starts at position `resume.length` and the receipt covers
+   * the whole output (`inference/resumed_generation.ts`). Refused with `invalid_resume` or
+   * `resume_mismatch` where it cannot be honoured exactly. Absent or empty: from the start.
+   */
+  resume?: readonly number[];
 }
 
 /** Submits text jobs somewhere and hands back their streams. */

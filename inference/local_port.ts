@@ -73,6 +73,7 @@ export class LocalInferencePort implements InferencePort {
       signal: options?.signal,
       timeoutMs: this.#submitTimeoutMs,
       topLogprobs: options?.topLogprobs,
+      resume: options?.resume,
     });
     return {
       jobId: handle.jobId,

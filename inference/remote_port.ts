@@ -11,6 +11,11 @@
  * the requester's stream with a typed error (`job_cancelled`, `connection_closed`,
  * `peer_timeout`) and `done` resolves with `finishReason: "error"` or `"cancelled"`.
  *
+ * A submission may resume a job after k tokens the requester already has (`resume`, from a
+ * worker it lost): the worker confirms it in its start event (`resumedFrom: k`) and its token
+ * events start at position k. A worker that does not confirm it is refused here
+ * ({@link ResumeUnsupportedError}) before it streams anything.
+ *
  * @module
  */
 import type { Connection } from "../protocols/connection.ts";
@@ -45,6 +50,20 @@ export class InferenceStreamError extends VeriflowError {
    */
   constructor(message: string) {
     super("inference_stream_invalid", message);
+  }
+}
+
+/**
+ * The worker did not take the submission's `resume` (it predates resuming): its stream would
+ * start over from position 0, which the requester already has.
+ */
+export class ResumeUnsupportedError extends VeriflowError {
+  /**
+   * Create it.
+   * @param message What the worker answered.
+   */
+  constructor(message: string) {
+    super("resume_unsupported", message);
   }
 }
 
@@ -103,6 +122,8 @@ export class RemoteInferencePort implements InferencePort {
     // Sent only when asked, so a submission without it is what it always was on the wire.
     const body: SubmitBody = { job };
     if (options.topLogprobs) body.topLogprobs = options.topLogprobs;
+    const from = options.resume?.length ?? 0;
+    if (from > 0) body.resume = [...options.resume!];
     const events = this.#connection.openStream(SubmitMessage, body, { signal: options.signal });
     const reader = events.getReader();
     let first: ReadableStreamReadResult<InferenceEvent>;
@@ -117,9 +138,19 @@ export class RemoteInferencePort implements InferencePort {
       reader.cancel().catch(() => {});
       throw new InferenceStreamError("the worker's stream did not begin with a start event");
     }
+    if ((first.value.resumedFrom ?? 0) !== from) {
+      reader.cancel().catch(() => {});
+      this.#stats.jobsRejected++;
+      if (from > 0 && first.value.resumedFrom === undefined) {
+        throw new ResumeUnsupportedError(`the worker cannot resume a job (asked from ${from})`);
+      }
+      throw new InferenceStreamError(
+        `the worker resumed from ${first.value.resumedFrom ?? 0}, not from ${from}`,
+      );
+    }
     this.#stats.jobsStarted++;
     this.#stats.activeJobs++;
-    return new RemoteJob(first.value, reader, submittedAt, this.#now, (summary) => {
+    return new RemoteJob(first.value, from, reader, submittedAt, this.#now, (summary) => {
       this.#stats.activeJobs--;
       this.#stats.tokensGenerated += summary.usage.completionTokens;
       if (summary.finishReason === "cancelled") this.#stats.jobsCancelled++;
@@ -132,6 +163,8 @@ export class RemoteInferencePort implements InferencePort {
 /** The requester's side of one relayed job. */
 class RemoteJob {
   readonly #start: StartEvent;
+  /** Position of the first token event (the resumed prefix's length, else 0). */
+  readonly #from: number;
   readonly #reader: ReadableStreamDefaultReader<InferenceEvent>;
   readonly #submittedAt: number;
   readonly #now: () => number;
@@ -144,12 +177,14 @@ class RemoteJob {
 
   constructor(
     start: StartEvent,
+    from: number,
     reader: ReadableStreamDefaultReader<InferenceEvent>,
     submittedAt: number,
     now: () => number,
     onEnd: (summary: JobSummary) => void,
   ) {
     this.#start = start;
+    this.#from = from;
     this.#reader = reader;
     this.#submittedAt = submittedAt;
     this.#now = now;
@@ -180,7 +215,7 @@ class RemoteJob {
           controller.close();
           return;
         }
-        if (event.kind !== "token" || event.index !== this.#tokens) {
+        if (event.kind !== "token" || event.index !== this.#from + this.#tokens) {
           const error = new InferenceStreamError(`unexpected ${event.kind} event`);
           this.#reader.cancel(error).catch(() => {});
           this.#end("error", error);
@@ -325,26 +360,27 @@ export function serveInference(
   const stallMs = options.readerStallMs ?? DEFAULT_READER_STALL_MS;
   let running = 0;
   connection.handle(ListModelsMessage, async () => ({ models: [...await port.models()] }));
-  connection.handle(SubmitMessage, async ({ job, topLogprobs }, ctx) => {
+  connection.handle(SubmitMessage, async ({ job, topLogprobs, resume }, ctx) => {
     if (running >= maxJobs) throw new PeerJobLimitError(maxJobs);
     running++;
     let handle: InferenceHandle;
     try {
       // A refusal (too_many_jobs, unknown_model, ...) rejects here and goes back as the
       // connection's `error` with its code, before any event.
-      handle = await port.submit(job, { signal: ctx.signal, topLogprobs });
+      handle = await port.submit(job, { signal: ctx.signal, topLogprobs, resume });
     } catch (error) {
       running--;
       throw error;
     }
     options.onJob?.(handle.jobId);
-    return jobEvents(handle, stallMs, () => running--);
+    return jobEvents(handle, resume?.length ?? 0, stallMs, () => running--);
   });
 }
 
 /** A local job's handle as the stream of events the requester reads. */
 function jobEvents(
   handle: InferenceHandle,
+  resumedFrom: number,
   stallMs: number,
   onFinished: () => void,
 ): ReadableStream<InferenceEvent> {
@@ -404,12 +440,15 @@ function jobEvents(
       const model: StartEvent["model"] = { cid, name, kind };
       if (contextLength !== undefined) model.contextLength = contextLength;
       if (executionProvider !== undefined) model.executionProvider = executionProvider;
-      controller.enqueue({
+      const start: StartEvent = {
         kind: "start",
         jobId: handle.jobId,
         model,
         promptTokens: handle.promptTokens,
-      });
+      };
+      // Only when resuming, so a start from the beginning is what it always was on the wire.
+      if (resumedFrom > 0) start.resumedFrom = resumedFrom;
+      controller.enqueue(start);
       return;
     }
     if (ended) {

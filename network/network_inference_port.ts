@@ -2,7 +2,8 @@
  * The inference port of a node that forwards its clients' jobs to peers: each job goes to a
  * connected peer that serves inference and runs the job's model (the least busy such peer),
  * over a {@link RemoteInferencePort}. The node's HTTP and WebSocket edge cannot tell it from a
- * local port; tokens stream back with the connection's flow control end to end.
+ * local port; tokens stream back with the connection's flow control end to end. A worker lost
+ * mid-stream is replaced by another that resumes from the last token delivered (`failover.ts`).
  *
  * @module
  */
@@ -17,7 +18,6 @@ import {
   type InferenceStats,
   type JobSummary,
   type ServedModelInfo,
-  type StreamedToken,
   type SubmitOptions,
 } from "../inference/inference_port.ts";
 import { verifyReceipt } from "../protocols/receipt.ts";
@@ -28,6 +28,7 @@ import { toHex } from "../protocols/hash.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import { RemoteInferencePort } from "../inference/remote_port.ts";
 import type { NetworkMessage } from "./network_actor.ts";
+import { type ResumeOutcome, withFailover } from "./failover.ts";
 
 /** No connected peer serves inference for the job's model. */
 export class NoWorkerError extends VeriflowError {
@@ -72,9 +73,12 @@ export class NetworkInferencePort implements InferencePort {
     this.#requester = requester;
   }
 
-  async #port(model?: string): Promise<RemoteInferencePort | undefined> {
+  async #port(
+    model: string,
+    exclude: readonly Uint8Array[] = [],
+  ): Promise<RemoteInferencePort | undefined> {
     const connection = await this.#network.ask<Connection | undefined>(
-      { type: "worker", model },
+      { type: "worker", model, exclude: exclude.map(toHex) },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
     );
     if (connection === undefined) return undefined;
@@ -90,34 +94,57 @@ export class NetworkInferencePort implements InferencePort {
 
   /**
    * Forward `job` to a peer that runs its model. Rejects with {@link NoWorkerError} if none.
-   * The worker's receipt is checked here before the client gets it — signed by the peer this
-   * job went to, for this job, over the very text relayed — and then handed, with this node's
-   * signed assignment of the job to that worker, to this node's validator (which records it,
-   * may challenge it, and announces both to other validators). A receipt that fails is withheld, and `done` says why.
+   * If that worker is lost mid-stream, the job resumes on another from the last token the
+   * client got (`failover.ts`); the client sees one unbroken stream, or, when no other worker
+   * takes it, the lost worker's code with a message that says so.
+   * The receipt of the worker that finished is checked here before the client gets it — signed
+   * by the peer the job last went to, for this job, over the whole text relayed — and then
+   * handed, with this node's signed assignment of the job to that worker, to this node's
+   * validator (which records it, may challenge it, and announces both to other validators). A
+   * receipt that fails is withheld, and `done` says why.
    */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
     const port = await this.#port(job.model);
     if (port === undefined) throw new NoWorkerError(job.model);
-    const worker = port.connection.peerKey!;
     const assignedAt = Date.now();
     const handle = await port.submit(job, options);
-    let output = "";
-    const tokens = handle.tokens.pipeThrough(
-      new TransformStream<StreamedToken, StreamedToken>({
-        transform(token, controller) {
-          output += token.text;
-          controller.enqueue(token);
-        },
-      }),
-    );
-    // Signed once the job is done, off the first token's path (an ed25519 signature in JS is
-    // about a millisecond): the assignment only travels with the receipt.
-    const done = handle.done.then((summary) => {
-      const assignment = this.#requester &&
-        signAssignment({ jobId: jobId(job), worker, issuedAt: assignedAt }, this.#requester);
-      return this.#checked(summary, job, worker, output, assignment);
+    return withFailover({
+      first: { worker: port.connection.peerKey!, handle, assignedAt },
+      resume: (exclude, prefix) => this.#resume(job, options, exclude, prefix),
+      // The assignment is signed once the job is done, off the first token's path (an ed25519
+      // signature in JS is about a millisecond): it only travels with the receipt.
+      settle: (summary, attempt, output) => {
+        const assignment = this.#requester && signAssignment(
+          { jobId: jobId(job), worker: attempt.worker, issuedAt: attempt.assignedAt },
+          this.#requester,
+        );
+        return this.#checked(summary, job, attempt.worker, output, assignment);
+      },
     });
-    return { ...handle, tokens, done };
+  }
+
+  /** Start `job` again on a worker not in `exclude`, from after `prefix`. */
+  async #resume(
+    job: TextJob,
+    options: SubmitOptions | undefined,
+    exclude: readonly Uint8Array[],
+    prefix: readonly number[],
+  ): Promise<ResumeOutcome> {
+    let port: RemoteInferencePort | undefined;
+    try {
+      port = await this.#port(job.model, exclude);
+    } catch {
+      return { kind: "none" }; // the network actor did not answer: nobody to hand the job to
+    }
+    if (port === undefined) return { kind: "none" };
+    const worker = port.connection.peerKey!;
+    const assignedAt = Date.now();
+    try {
+      const handle = await port.submit(job, { ...options, resume: [...prefix] });
+      return { kind: "started", attempt: { worker, handle, assignedAt } };
+    } catch (error) {
+      return { kind: "refused", worker, error };
+    }
   }
 
   #checked(

@@ -6,8 +6,9 @@
  *
  * ```
  * inference (a worker serves it)
- *   inference.submit    { job, topLogprobs? } ⇒ stream of inference.event:
- *                                             { start } { token, top? }… { end: summary + receipt }
+ *   inference.submit    { job, topLogprobs?, resume? } ⇒ stream of inference.event:
+ *                                             { start, resumedFrom? } { token, top? }…
+ *                                             { end: summary + receipt }
  *   (cancel: the connection's `cancel` from the requester, its `error` from the worker)
  *   inference.list_models {}               → inference.models { models }
  *   inference.get_proof { receiptId }      → inference.proof { served: { proof, sig } | null }
@@ -29,7 +30,7 @@
  * @module
  */
 import { z } from "zod";
-import { type TextJob, textJobSchema } from "./job.ts";
+import { GENERATION_LIMITS, type TextJob, textJobSchema } from "./job.ts";
 import { type Receipt, ReceiptSchema } from "./receipt.ts";
 import { type Verdict, VerdictSchema } from "./verdict.ts";
 import { type FraudProof, FraudProofSchema } from "./fraud_proof.ts";
@@ -117,6 +118,11 @@ export interface StartEvent {
   model: WireModelInfo;
   /** Tokens in the prompt. */
   promptTokens: number;
+  /**
+   * The submission's `resume` was taken: the first token event is at this position. Absent for
+   * a job from the start, and from a worker that predates resuming (which ignores `resume`).
+   */
+  resumedFrom?: number;
 }
 
 /** One of the most likely tokens at a position, in a `token` event. */
@@ -170,6 +176,7 @@ export const InferenceEventMessage: MessageDefinition<InferenceEvent> = defineMe
       jobId: z.string().regex(HEX64),
       model: modelInfoSchema,
       promptTokens: z.number().int().nonnegative(),
+      resumedFrom: z.number().int().nonnegative().max(GENERATION_LIMITS.maxTokens).optional(),
     }),
     z.object({
       kind: z.literal("token"),
@@ -198,6 +205,12 @@ export interface SubmitBody {
    * not depend on it.
    */
   topLogprobs?: number;
+  /**
+   * Resume the job after these token ids (positions `0 … k−1`), which the requester already has
+   * from a worker it lost; the worker replays and commits to them and streams from position k
+   * (`inference/resumed_generation.ts`). Absent: from the start. Beside the job, not in it.
+   */
+  resume?: number[];
 }
 
 /**
@@ -209,6 +222,7 @@ export const SubmitMessage: MessageDefinition<SubmitBody, never, InferenceEvent>
   z.object({
     job: textJobSchema,
     topLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
+    resume: z.array(z.number().int().nonnegative()).max(GENERATION_LIMITS.maxTokens).optional(),
   }),
   {
     chunk: InferenceEventMessage,

@@ -1,0 +1,312 @@
+/**
+ * Failover of a forwarded job: when the worker streaming it is lost mid-stream, the job resumes
+ * on another worker from the last token the client got, and the client's stream goes on as if
+ * nothing happened — no token twice, none missing.
+ *
+ * ```
+ * client ◀── tokens 0…k−1 ── router ◀── worker A   (connection lost after k tokens)
+ *                            router ── submit { job, resume: ids 0…k−1 } ──▶ worker B
+ * client ◀── tokens k…n−1 ── router ◀── worker B   (start { resumedFrom: k }, tokens from k)
+ * ```
+ *
+ * B replays the prefix (checks each token is what the job's seeded sampling rule gives and
+ * commits to it) and continues from position k; the continuation is what A would have sent,
+ * because draw t depends only on `(seed, t)` (`inference/resumed_generation.ts`). B's receipt
+ * is an ordinary one over all n tokens and the whole text, so the router checks it as any
+ * receipt, and the job still has exactly one receipt: A signed none (its job was cut).
+ *
+ * Only the loss of the worker fails over: its connection failed (`connection_closed`,
+ * `peer_timeout`, or any other way a `Connection` closes under a stream). A normal end, the
+ * client's cancel, and every error the worker reports itself end the stream as they always
+ * did. When no other worker takes the job (none connected, or each refuses), the stream ends
+ * with the lost worker's code and a message that says so.
+ *
+ * @module
+ */
+import { VeriflowError } from "../protocols/errors.ts";
+import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
+import { toHex } from "../protocols/hash.ts";
+import type { InferenceHandle, JobSummary, StreamedToken } from "../inference/inference_port.ts";
+
+/** Codes a worker's failure carries when it is its connection that failed. */
+export const WORKER_LOST_CODES: ReadonlySet<string> = new Set([
+  "connection_closed",
+  "peer_timeout",
+]);
+
+/**
+ * Most workers one job is tried on, the first included. Each resume costs the client a
+ * prefill's wait; a job that lost three workers in a row is better ended with a clear error
+ * than chased across a failing network.
+ */
+export const MAX_WORKERS_PER_JOB = 4;
+
+/**
+ * A forwarded job lost its worker and could not resume on another. Its code is the lost
+ * worker's (`connection_closed`, `peer_timeout`: what the edge maps to 502/504); its message
+ * says how far the job got and why no other worker took it.
+ */
+export class WorkerLostError extends VeriflowError {
+  /**
+   * Create it.
+   * @param code The lost worker's failure code.
+   * @param message What happened.
+   * @param cause The lost worker's failure.
+   */
+  constructor(code: string, message: string, cause: unknown) {
+    super(code, message, { cause });
+  }
+}
+
+/** Hex characters of a worker key in messages. */
+const KEY_CHARS = 16;
+
+/** One worker's run of the job. */
+export interface WorkerAttempt {
+  /** The worker's key (its connection's proven peer key). */
+  worker: Uint8Array;
+  /** Its handle; its token stream starts at the position the attempt resumed from. */
+  handle: InferenceHandle;
+  /** Unix ms when the router gave it the job (the assignment's `issuedAt`). */
+  assignedAt: number;
+}
+
+/** What asking for another worker gave. */
+export type ResumeOutcome =
+  /** A worker took the job and confirmed the resume. */
+  | { kind: "started"; attempt: WorkerAttempt }
+  /** A worker refused it (busy, cannot resume, …): try another. */
+  | { kind: "refused"; worker: Uint8Array; error: unknown }
+  /** No connected worker left that serves the model. */
+  | { kind: "none" };
+
+/** Options of {@link withFailover}. */
+export interface FailoverOptions {
+  /** The job's first worker, already streaming. */
+  first: WorkerAttempt;
+  /**
+   * Start the job on a worker whose key is not in `exclude`, resuming after `prefix` (the
+   * token ids the client has). Never rejects: a refusal is an outcome.
+   */
+  resume(exclude: readonly Uint8Array[], prefix: readonly number[]): Promise<ResumeOutcome>;
+  /**
+   * The job's summary from the worker that ended it, and the whole text the client got: check
+   * the receipt and return what the client is told.
+   */
+  settle(summary: JobSummary, attempt: WorkerAttempt, output: string): JobSummary;
+  /** Most workers to try ({@link MAX_WORKERS_PER_JOB}). */
+  maxWorkers?: number;
+  /** Clock in ms for the timings of a job that failed over (default `performance.now`). */
+  now?: () => number;
+}
+
+/** Whether `error` means the worker's connection is gone (so the job may resume elsewhere). */
+export function isWorkerLost(error: unknown): boolean {
+  return error instanceof ConnectionClosedError ||
+    (error instanceof VeriflowError && WORKER_LOST_CODES.has(error.code));
+}
+
+/**
+ * The client's handle of a forwarded job that fails over to another worker when its worker is
+ * lost. Its tokens, `done` and `cancel` behave as the first worker's would have; `done` carries
+ * the receipt of the worker that finished, checked by `settle`.
+ */
+export function withFailover(options: FailoverOptions): InferenceHandle {
+  return new FailoverJob(options).handle();
+}
+
+/** The client's side of one forwarded job, across the workers it runs on. */
+class FailoverJob {
+  readonly #o: FailoverOptions;
+  readonly #now: () => number;
+  readonly #done = Promise.withResolvers<JobSummary>();
+  readonly #startedAt: number;
+  #attempt: WorkerAttempt;
+  #reader: ReadableStreamDefaultReader<StreamedToken>;
+  /** Token ids the client has, in order: the prefix a resume starts after. */
+  readonly #delivered: number[] = [];
+  #output = "";
+  /** Workers this job has lost or been refused by. */
+  readonly #excluded: Uint8Array[] = [];
+  #resumes = 0;
+  #firstTokenAt = NaN;
+  #cancelled = false;
+  #ended = false;
+
+  constructor(options: FailoverOptions) {
+    this.#o = options;
+    this.#now = options.now ?? (() => performance.now());
+    this.#startedAt = this.#now();
+    this.#attempt = options.first;
+    this.#reader = options.first.handle.tokens.getReader();
+  }
+
+  handle(): InferenceHandle {
+    const first = this.#o.first.handle;
+    const tokens = new ReadableStream<StreamedToken>({
+      pull: (controller) => this.#pull(controller),
+      cancel: (reason) => this.#cancel(reason),
+    }, { highWaterMark: 0 });
+    return {
+      jobId: first.jobId,
+      model: first.model,
+      promptTokens: first.promptTokens,
+      tokens,
+      done: this.#done.promise,
+      cancel: () => {
+        tokens.cancel().catch(() => {});
+        this.#cancel();
+      },
+    };
+  }
+
+  async #pull(controller: ReadableStreamDefaultController<StreamedToken>): Promise<void> {
+    for (;;) {
+      let result: ReadableStreamReadResult<StreamedToken>;
+      try {
+        result = await this.#reader.read();
+      } catch (error) {
+        const ending = this.#cancelled ? error : await this.#failOver(error);
+        if (ending === undefined) continue; // another worker took over: read on from it
+        controller.error(ending);
+        this.#endWith(ending);
+        return;
+      }
+      if (result.done) {
+        // The worker's end came without a last token (or the job was cancelled here).
+        controller.close();
+        this.#settle();
+        return;
+      }
+      const token = result.value;
+      if (token.index !== this.#delivered.length) {
+        const error = new VeriflowError(
+          "inference_stream_invalid",
+          `token ${token.index} where ${this.#delivered.length} was due`,
+        );
+        this.#attempt.handle.cancel();
+        controller.error(error);
+        this.#endWith(error);
+        return;
+      }
+      if (this.#delivered.length === 0) this.#firstTokenAt = this.#now();
+      this.#delivered.push(token.tokenId);
+      this.#output += token.text;
+      controller.enqueue(token);
+      if (token.finishReason !== undefined) {
+        controller.close();
+        this.#settle();
+      }
+      return;
+    }
+  }
+
+  /**
+   * Resume on another worker after `error` ended the current one's stream. Resolves undefined
+   * once one has taken over, else with the error the client's stream ends with.
+   */
+  async #failOver(error: unknown): Promise<unknown> {
+    if (!isWorkerLost(error)) return error;
+    const lost = this.#attempt.worker;
+    this.#excluded.push(lost);
+    const maxWorkers = this.#o.maxWorkers ?? MAX_WORKERS_PER_JOB;
+    let why = `${maxWorkers} workers were tried`;
+    while (this.#excluded.length < maxWorkers) {
+      const outcome = await this.#o.resume(this.#excluded, this.#delivered);
+      if (this.#cancelled) {
+        if (outcome.kind === "started") outcome.attempt.handle.cancel();
+        return error;
+      }
+      if (outcome.kind === "none") {
+        why = "no other connected worker serves the model";
+        break;
+      }
+      if (outcome.kind === "refused") {
+        this.#excluded.push(outcome.worker);
+        why = `the last one asked refused (${codeOf(outcome.error)})`;
+        continue;
+      }
+      this.#attempt = outcome.attempt;
+      this.#reader = outcome.attempt.handle.tokens.getReader();
+      this.#resumes++;
+      return undefined;
+    }
+    const cause = error instanceof Error ? error.message : String(error);
+    return new WorkerLostError(
+      codeOf(error),
+      `the worker ${toHex(lost).slice(0, KEY_CHARS)} was lost after ${this.#delivered.length} ` +
+        `tokens (${cause}), and the job could not resume: ${why}`,
+      error,
+    );
+  }
+
+  #cancel(reason?: unknown): void {
+    if (this.#cancelled || this.#ended) return;
+    this.#cancelled = true;
+    this.#reader.cancel(reason).catch(() => {});
+    this.#attempt.handle.cancel();
+    this.#settle();
+  }
+
+  /** The job ended with the current worker: its summary, over every worker's tokens. */
+  #settle(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const attempt = this.#attempt;
+    attempt.handle.done.then((summary) => {
+      const whole = this.#resumes === 0 ? summary : this.#acrossWorkers(summary);
+      this.#done.resolve(this.#o.settle(whole, attempt, this.#output));
+    });
+  }
+
+  /** The job ended in an error this side (a lost worker nobody replaced, a broken stream). */
+  #endWith(error: unknown): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const end = this.#now();
+    this.#done.resolve({
+      jobId: this.#o.first.handle.jobId,
+      finishReason: "error",
+      usage: {
+        promptTokens: this.#o.first.handle.promptTokens,
+        completionTokens: this.#delivered.length,
+      },
+      timings: {
+        queueMs: NaN,
+        ttftMs: this.#firstTokenAt - this.#startedAt,
+        totalMs: end - this.#startedAt,
+        tokensPerS: NaN,
+      },
+      error: {
+        code: codeOf(error),
+        message: error instanceof Error ? error.message : String(error),
+      },
+    });
+  }
+
+  /**
+   * The last worker's summary made the client's: all the tokens it got, timed here (each
+   * worker timed only its own part).
+   */
+  #acrossWorkers(summary: JobSummary): JobSummary {
+    const end = this.#now();
+    const seconds = (end - this.#firstTokenAt) / 1000;
+    return {
+      ...summary,
+      usage: {
+        promptTokens: this.#o.first.handle.promptTokens,
+        completionTokens: this.#delivered.length,
+      },
+      timings: {
+        queueMs: NaN,
+        ttftMs: this.#firstTokenAt - this.#startedAt,
+        totalMs: end - this.#startedAt,
+        tokensPerS: seconds > 0 ? this.#delivered.length / seconds : NaN,
+      },
+    };
+  }
+}
+
+function codeOf(error: unknown): string {
+  return error instanceof VeriflowError ? error.code : "internal_error";
+}
