@@ -11,7 +11,10 @@
  * The client streams a job through the router (tokens printed as they arrive), gets the
  * worker's signed receipt, and the validator's verdict on it arrives. Then the cheater joins,
  * takes a job, is convicted with a fraud proof and slashed, and the router sends it no more
- * work. Everything shuts down cleanly; the exit status is 0 only if every step happened.
+ * work. A file put through the router is spread over the four nodes (three copies of each
+ * chunk); its first holder is killed with SIGKILL, another node reads it back byte for byte,
+ * and the survivors restore the third copies. Everything else shuts down cleanly; the exit
+ * status is 0 only if every step happened.
  *
  * ```
  * deno task demo            # or: deno run -A tools/demo.ts [--quiet]
@@ -27,6 +30,7 @@ import { type LocalTestnet, startLocalTestnet } from "../network/swarm_testnet.t
 import { loadOrCreateIdentity } from "../node/node_identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import { NodeProcess } from "./node_process.ts";
+import { rankPeers } from "../storage/rendezvous.ts";
 
 const { values } = parseArgs({ args: Deno.args, options: { quiet: { type: "boolean" } } });
 const CHEATING_WORKER = new URL("../tests/network/_tampered_worker.ts", import.meta.url).pathname;
@@ -197,6 +201,8 @@ async function main(): Promise<number> {
       client.close();
     }
 
+    await storageAcrossTheSwarm({ router, worker, validator, cheater: processes[3] }, keyOf);
+
     say("Shutting down: each node stops its actors in reverse order");
     await Promise.all(processes.map((p) => p.stop()));
     await testnet.stop();
@@ -212,6 +218,65 @@ async function main(): Promise<number> {
     await testnet?.stop().catch(() => {});
     await Deno.remove(root, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * A file put through the router lands on three of the four nodes (rendezvous placement over
+ * every node that stores); its first holder is killed; another node reads it back, and the
+ * survivors restore the third copy.
+ */
+async function storageAcrossTheSwarm(
+  nodes: Record<string, NodeProcess>,
+  keyOf: (name: string) => Promise<string>,
+): Promise<void> {
+  say("Storage: a file put through the router is spread over the nodes that store");
+  const all = Object.values(nodes);
+  for (const node of all) {
+    await waitFor(`${node.name} to meet the three others`, async () => {
+      const m = await node.metrics();
+      return (m.get("veriflow_peers") ?? 0) >= all.length - 1 ? true : undefined;
+    });
+  }
+  const text = Array.from({ length: 40_000 }, (_, i) => `line ${i} of a file stored in Veriflow`)
+    .join("\n");
+  const bytes = new TextEncoder().encode(text);
+  const routerUrl = await nodes.router.httpUrl();
+  const put = await fetch(`${routerUrl}/v1/files?name=story.txt`, {
+    method: "POST",
+    body: bytes,
+    headers: { "content-type": "text/plain" },
+  });
+  if (put.status !== 201) throw new Error(`put failed: ${put.status} ${await put.text()}`);
+  const { cid, chunks } = await put.json() as { cid: string; chunks: number };
+  detail(`put ${bytes.length} bytes → ${cid} (${chunks} chunks of 256 KiB, 3 copies each)`);
+  const ids = await Promise.all(
+    Object.entries(nodes).map(async ([name, node]) => ({ id: await keyOf(name), name, node })),
+  );
+  const [first, ...others] = rankPeers(cid, ids);
+  detail(
+    `holders of its manifest: ${[first, ...others].slice(0, 3).map((h) => h.name).join(", ")}`,
+  );
+
+  say(`Killing ${first.name}, the file's first holder, with SIGKILL`);
+  first.node.kill("SIGKILL");
+  await first.node.exited;
+  const reader = others.find((o) => o.name !== "router") ?? others[0];
+  const got = await fetch(`${await reader.node.httpUrl()}/v1/files/${cid}`);
+  const back = new Uint8Array(await got.arrayBuffer());
+  const same = got.status === 200 && back.length === bytes.length &&
+    back.every((b, i) => b === bytes[i]);
+  detail(
+    `read back through ${reader.name}: ${back.length} bytes, ${same ? "identical" : "DIFFERENT"}`,
+  );
+  if (!same) throw new Error(`the file did not read back through ${reader.name}`);
+  const repaired = await waitFor("the survivors to restore three copies", () => {
+    for (const o of others) {
+      const line = o.node.lines.find((l) => l.includes("holder(s) left; repaired"));
+      if (line) return Promise.resolve(`[${o.name}] ${line}`);
+    }
+    return Promise.resolve(undefined);
+  });
+  detail(repaired);
 }
 
 Deno.exit(await main());

@@ -1,6 +1,7 @@
 /**
  * `deno task demo` runs its whole story — a DHT testnet, four node processes, a job, its receipt
- * and verdict, a cheater convicted and routed around, a clean shutdown — and exits 0.
+ * and verdict, a cheater convicted and routed around, a file read back after its first holder
+ * was killed, a clean shutdown — and exits 0.
  */
 import assert from "node:assert/strict";
 
@@ -17,5 +18,7 @@ Deno.test("deno task demo exits 0 and prints the receipt, the verdict and the co
   assert.match(out, /verdict {2}challenged job [0-9a-f]{12} → valid/);
   assert.match(out, /convicted="true"/);
   assert.match(out, /the next job runs on the worker/);
+  assert.match(out, /read back through \w+: \d+ bytes, identical/);
+  assert.match(out, /holder\(s\) left; repaired [1-9]\d* copies/);
   assert.match(out, /Done\./);
 });
