@@ -1,8 +1,9 @@
 /**
  * The forwarding port of a node without a model: the worker's receipt is checked (signer, job,
- * relayed text) before the client gets it, and handed to the node's own validator.
+ * relayed text) before the client gets it, and handed to the node's own validator. A worker
+ * lost mid-stream is replaced by another that resumes from the last delivered token.
  */
-import { assert, assertEquals } from "../server/_assert.ts";
+import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Actor } from "../../actors/actor.ts";
 import {
@@ -13,14 +14,21 @@ import {
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import { serveInference } from "../../inference/remote_port.ts";
-import type { TokenChunk } from "../../inference/text_model.ts";
+import type { GenerateOptions, TextModel, TokenChunk } from "../../inference/text_model.ts";
+import type { StreamedToken } from "../../inference/inference_port.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import type { TextJob } from "../../protocols/job.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import type { GenerationParams, TextJob } from "../../protocols/job.ts";
+import { type ByteDuplex, memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
+import { parseReceipt, receiptId, verifyReceipt } from "../../protocols/receipt.ts";
+import { verifyAssignment } from "../../protocols/assignment.ts";
+import type { ProofData } from "../../proof/commitment.ts";
+import { validateReceipt } from "../../proof/validation.ts";
+import { checkFraudProof } from "../../proof/fraud_check.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { loadTinyModel, params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
@@ -142,6 +150,294 @@ Deno.test("a relayed job's top logprobs reach the client through the forwarding 
     assert(summary.receipt !== undefined, JSON.stringify(summary.error));
     await t.settled();
     assertEquals(t.told.length, 1);
+  } finally {
+    await t.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Failover: the worker is lost mid-stream and another resumes the job
+// ---------------------------------------------------------------------------------------------
+
+/** Stands in for the NetworkActor: several workers, the first open one not excluded. */
+class Workers implements Actor<NetworkMessage> {
+  constructor(readonly connections: Connection[], readonly models: unknown[]) {}
+  receive(message: NetworkMessage): unknown {
+    if (message.type === "worker") {
+      const exclude = message.exclude ?? [];
+      return this.connections.find((c) => !c.isClosed && !exclude.includes(toHex(c.peerKey!)));
+    }
+    if (message.type === "worker_models") return this.models;
+    return undefined;
+  }
+}
+
+/** A byte duplex whose link can be cut at once in both directions (a worker that dies). */
+function severable(inner: ByteDuplex): { duplex: ByteDuplex; sever: () => void } {
+  let cut = false;
+  let inbound!: TransformStreamDefaultController<Uint8Array>;
+  const readable = inner.readable.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      start: (controller) => {
+        inbound = controller;
+      },
+    }),
+  );
+  const writer = inner.writable.getWriter();
+  const writable = new WritableStream<Uint8Array>({
+    write: (chunk) => {
+      if (cut) throw new Error("link severed");
+      return writer.write(chunk);
+    },
+    close: () => writer.close(),
+    abort: (reason) => writer.abort(reason),
+  });
+  return {
+    duplex: { readable, writable },
+    sever: () => {
+      cut = true;
+      inbound.error(new Error("link severed"));
+    },
+  };
+}
+
+/** A dead link's peer never ends its side: do not wait the default 2 s for it on close. */
+const closeGraceMs = 50;
+
+/** The proof data each worker's prover kept, by receipt id (what a challenge would fetch). */
+type Proofs = Map<string, ProofData>;
+
+/** One worker process, in memory: its identity, InferenceActor with a prover, served on a link. */
+async function startWorker(
+  system: ActorSystem,
+  name: string,
+  model: GenerativeModel,
+  proofs: Proofs,
+) {
+  const identity = Identity.generate();
+  const models = new StaticModels([model]);
+  const prover = async (job: TextJob, _id: string, chunks: ReadableStream<TokenChunk>) => {
+    const { receipt, proof } = await proveJob(job, chunks, identity);
+    proofs.set(receiptId(receipt), proof);
+    return receipt;
+  };
+  const inference = await system.spawn<InferenceMessage>({
+    name: `${name}/inference`,
+    factory: () => new InferenceActor({ models, prover }),
+  });
+  const [a, b] = memoryDuplexPair();
+  const link = severable(a);
+  const protocols = [INFERENCE_PROTOCOL];
+  const [toWorker, atWorker] = await Promise.all([
+    Connection.open(link.duplex, { identity: Identity.generate(), protocols, closeGraceMs }),
+    Connection.open(b, { identity, protocols, closeGraceMs }),
+  ]);
+  serveInference(atWorker, new LocalInferencePort({ inference, models }));
+  return {
+    identity,
+    toWorker,
+    die: () => link.sever(),
+    close: async () => {
+      await toWorker.close();
+      await atWorker.close();
+    },
+  };
+}
+
+/** A worker as the tests drive it. */
+type Worker = Awaited<ReturnType<typeof startWorker>>;
+
+/** A router over `workers` worker processes; the first may run another model (a cheater). */
+async function routerWith(count: number, cheat?: (model: TextModel) => GenerativeModel) {
+  const model = await loadTinyModel();
+  const system = new ActorSystem({ name: "failover-test" });
+  const proofs: Proofs = new Map();
+  const workers: Worker[] = [];
+  for (let i = 0; i < count; i++) {
+    const runs = i === 1 && cheat ? cheat(model) : model;
+    workers.push(await startWorker(system, `worker${i}`, runs, proofs));
+  }
+  const network = await system.spawn<NetworkMessage>({
+    name: "router/network",
+    factory: () => new Workers(workers.map((w) => w.toWorker), [model.info]),
+  });
+  const told: ValidatorMessage[] = [];
+  const validator = await system.spawn<ValidatorMessage>({
+    name: "router/validator",
+    factory: () => new Recorder(told),
+  });
+  const requester = Identity.generate();
+  const port = new NetworkInferencePort(network, validator, requester);
+  const job = (nonce: string): TextJob => ({
+    kind: "text",
+    model: model.info.cid,
+    prompt: "Once upon a time",
+    params: params({ maxTokens: 24, temperature: 0.9, topK: 40, seed: 5 }),
+    nonce,
+  });
+  const settled = () => validator.ask({ type: "stats" });
+  const close = async () => {
+    for (const w of workers) await w.close();
+    await system.shutdown();
+  };
+  return { model, port, job, workers, told, proofs, settled, close };
+}
+
+/** Read `n` tokens (all when absent) from a reader, as the client gets them. */
+async function readTokens(reader: ReadableStreamDefaultReader<StreamedToken>, n = Infinity) {
+  const tokens: StreamedToken[] = [];
+  while (tokens.length < n) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    tokens.push(value);
+  }
+  return tokens;
+}
+
+/** The undisturbed run of `job` on the model itself: the reference every relay must match. */
+async function undisturbed(model: TextModel, job: TextJob) {
+  const chunks = [];
+  for await (const c of model.generate(model.tokenizer.encode(job.prompt), job.params)) {
+    chunks.push(c);
+  }
+  return { ids: chunks.map((c) => c.tokenId), text: chunks.map((c) => c.text).join("") };
+}
+
+Deno.test("a job whose worker dies after 7 tokens completes on a second worker: each token once, identical to an undisturbed run, one receipt over all of it", async () => {
+  const t = await routerWith(2);
+  try {
+    const job = t.job("cut-7");
+    const reference = await undisturbed(t.model, job);
+    const handle = await t.port.submit(job);
+    const reader = handle.tokens.getReader();
+    const before = await readTokens(reader, 7);
+    t.workers[0].die();
+    const after = await readTokens(reader);
+    const tokens = [...before, ...after];
+    assertEquals(tokens.map((x) => x.index), Array.from({ length: 24 }, (_, i) => i));
+    assertEquals(tokens.map((x) => x.tokenId), reference.ids);
+    assertEquals(tokens.map((x) => x.text).join(""), reference.text);
+    assertEquals(tokens.at(-1)?.finishReason, "length");
+
+    const summary = await handle.done;
+    assertEquals(summary.error, undefined);
+    assertEquals(summary.finishReason, "length");
+    assertEquals(summary.usage.completionTokens, 24);
+    const receipt = parseReceipt(summary.receipt);
+    const second = t.workers[1].identity.publicKey;
+    assertEquals(receipt.worker, second);
+    assertEquals(receipt.tokenCount, 24);
+    assert(verifyReceipt(receipt, { job, worker: second, output: reference.text }).ok);
+    // The relay's validator gets it with this node's assignment to the worker that finished.
+    await t.settled();
+    assertEquals(t.told.length, 1);
+    const told = t.told[0] as Extract<ValidatorMessage, { type: "receipt" }>;
+    assertEquals(told.origin, toHex(second));
+    assert(verifyAssignment(told.assignment, { jobId: receipt.jobId, worker: second }));
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a resumed receipt, challenged, validates valid over every position, the replayed ones included", async () => {
+  const t = await routerWith(2);
+  try {
+    const job = t.job("cut-11");
+    const handle = await t.port.submit(job);
+    const reader = handle.tokens.getReader();
+    await readTokens(reader, 11);
+    t.workers[0].die();
+    await readTokens(reader);
+    const receipt = parseReceipt((await handle.done).receipt);
+    const proof = t.proofs.get(receiptId(receipt));
+    assert(proof !== undefined);
+    const { verdict, stats } = await validateReceipt(
+      { job, receipt, proof },
+      t.model,
+      Identity.generate(),
+    );
+    assertEquals([verdict.outcome, verdict.reason], ["valid", "ok"]);
+    assertEquals(stats.positions, 24);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a worker that cheats in the range it resumed (another seed) is caught, and the fraud proof checks", async () => {
+  // The second worker replays the prefix honestly but draws its continuation with another seed.
+  const t = await routerWith(2, (model) => ({
+    info: model.info,
+    tokenizer: model.tokenizer,
+    forward: (tokens: readonly number[], options?: { signal?: AbortSignal }) =>
+      model.forward(tokens, options),
+    generate: (ids: number[], p: GenerationParams, options?: GenerateOptions) =>
+      model.generate(ids, { ...p, seed: p.seed + 1 }, options),
+  } as GenerativeModel));
+  try {
+    const job = t.job("cheat");
+    const handle = await t.port.submit(job);
+    const reader = handle.tokens.getReader();
+    await readTokens(reader, 9);
+    t.workers[0].die();
+    await readTokens(reader);
+    const summary = await handle.done;
+    const receipt = parseReceipt(summary.receipt);
+    assertEquals(receipt.worker, t.workers[1].identity.publicKey);
+    const validator = Identity.generate();
+    const { verdict, fraudProof } = await validateReceipt(
+      { job, receipt, proof: t.proofs.get(receiptId(receipt)) },
+      t.model,
+      validator,
+    );
+    assertEquals([verdict.outcome, fraudProof?.kind], ["fraud", "sampling"]);
+    const cited = fraudProof!.cited.map((c) => c.position);
+    assert(cited.every((p) => p >= 9), `cited ${cited}: within the resumed range`);
+    const check = await checkFraudProof(fraudProof, t.model);
+    assertEquals([check.confirmed, check.reason], [true, "confirmed"]);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a job whose worker dies with no other worker ends with the lost worker's code and says it could not resume", async () => {
+  const t = await routerWith(1);
+  try {
+    const handle = await t.port.submit(t.job("alone"));
+    const reader = handle.tokens.getReader();
+    const before = await readTokens(reader, 5);
+    assertEquals(before.length, 5);
+    t.workers[0].die();
+    const error = await assertRejects(() => reader.read(), VeriflowError);
+    assertEquals(error.code, "connection_closed");
+    assert(error.message.includes("lost after 5 tokens"), error.message);
+    assert(error.message.includes("no other connected worker"), error.message);
+    const summary = await handle.done;
+    assertEquals(summary.finishReason, "error");
+    assertEquals(summary.error?.code, "connection_closed");
+    assertEquals(summary.error?.message, error.message);
+    assertEquals(summary.usage.completionTokens, 5);
+    assertEquals(summary.receipt, undefined);
+    await t.settled();
+    assertEquals(t.told.length, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a client that cancels mid-stream is not failed over: the job stops on its worker", async () => {
+  const t = await routerWith(2);
+  try {
+    const handle = await t.port.submit(t.job("cancel"));
+    const reader = handle.tokens.getReader();
+    await readTokens(reader, 3);
+    await reader.cancel();
+    const summary = await handle.done;
+    assertEquals(summary.finishReason, "cancelled");
+    await t.settled();
+    assertEquals(t.told.length, 0);
+    // Nobody was asked to resume it: the second worker never started a job.
+    const stats = await t.port.stats();
+    assertEquals(stats.jobsStarted, 1);
   } finally {
     await t.close();
   }
