@@ -1,8 +1,11 @@
 /**
  * Waiting for a simulated network to go quiet: the end of a flood has no single event (the
- * last duplicate copy of a verdict arrives somewhere, is found known, and is dropped), so the
- * simulation waits until nothing is on the wire — every frame sent received, every request
- * answered — and nothing new was sent for several polls in a row.
+ * last duplicate copy of a verdict arrives somewhere, is found known, and is dropped).
+ * {@link settle} waits until nothing is on the wire — every frame sent received, every request
+ * answered — and nothing new was sent for several polls in a row. That is not enough when work
+ * queues in mailboxes (a thousand ledgers each writing its peers' pledges), so {@link quiesce}
+ * also drains the actors: an `ask` to each is answered only after everything queued before it,
+ * and the network is quiet when a drain and a settle in a row see no new frame.
  *
  * @module
  */
@@ -43,4 +46,23 @@ function pause(ms: number, signal?: AbortSignal): Promise<void> {
     const timer = setTimeout(done, ms);
     signal?.addEventListener("abort", done, { once: true });
   });
+}
+
+/**
+ * Resolves once the wire is settled and draining every mailbox (`drain`) caused no new traffic;
+ * or as soon as `signal` aborts.
+ */
+export async function quiesce(
+  meter: TrafficMeter,
+  drain: () => Promise<unknown>,
+  signal?: AbortSignal,
+): Promise<void> {
+  while (!signal?.aborted) {
+    await settle(meter, signal);
+    const before = meter.snapshot();
+    await drain();
+    await settle(meter, signal);
+    const after = meter.snapshot();
+    if (after.framesSent === before.framesSent && after.bytes === before.bytes) return;
+  }
 }

@@ -41,7 +41,7 @@ import { randomIndex, sampleIndices, seededRandom } from "./_random.ts";
 import { ArrivalLog, RECEIPT_KEY } from "./arrival_log.ts";
 import { connectNodes, type SimNode, spawnSimNode } from "./sim_node.ts";
 import { SCRIPTED_MODEL, ScriptedInferencePort } from "./scripted_inference_port.ts";
-import { settle } from "./settle.ts";
+import { quiesce } from "./settle.ts";
 import { simulateStorageRepair, type StorageRepairReport } from "./storage_repair.ts";
 import { hopDistances, randomTopology } from "./topology.ts";
 import { type Traffic, TrafficMeter } from "./traffic_meter.ts";
@@ -172,6 +172,7 @@ export async function runSimulation(
   overrides: Partial<SimulationOptions> = {},
 ): Promise<SimulationReport> {
   const options: SimulationOptions = { ...DEFAULT_SIMULATION, ...overrides };
+  checkOptions(options);
   const { log = () => {} } = options;
   const started = performance.now();
   const n = options.nodes;
@@ -224,7 +225,13 @@ export async function runSimulation(
         ),
       );
     }
-    await settle(meter);
+    // Every mailbox, answered in order: what a node queued before has been handled.
+    const drain = () =>
+      Promise.all(nodes.flatMap((node) => [
+        node.validator.ask({ type: "stats" }),
+        node.network.ask({ type: "listening" }),
+      ]));
+    await quiesce(meter, drain);
     const buildMs = performance.now() - started;
     log(`connected ${topology.edges.length} links (${ms(started)})`);
     const after = memory();
@@ -270,8 +277,9 @@ export async function runSimulation(
     if (summary.receipt === undefined) {
       throw new Error(`the job ended without a receipt: ${summary.error?.message ?? "?"}`);
     }
-    await flood(arrivals, meter, () => arrivals.complete(RECEIPT_KEY));
-    await settle(meter);
+    const quiescent = (signal: AbortSignal) => quiesce(meter, drain, signal);
+    await flood(arrivals, quiescent, () => arrivals.complete(RECEIPT_KEY));
+    await quiesce(meter, drain);
     const s1 = meter.snapshot();
     log(`receipt in ${arrivals.count(RECEIPT_KEY)}/${n} ledgers (${ms(started)})`);
 
@@ -281,14 +289,19 @@ export async function runSimulation(
     const verdictKeys = () => arrivals.keys("verdict:");
     await flood(
       arrivals,
-      meter,
+      quiescent,
       () =>
         verdictKeys().length === challengers.length &&
         verdictKeys().every((k) => arrivals.complete(k)),
     );
-    await settle(meter);
+    await quiesce(meter, drain);
     const s2 = meter.snapshot();
-    log(`verdicts in ${Math.min(...verdictKeys().map((k) => arrivals.count(k)))}/${n} ledgers`);
+    const least = Math.min(n, ...verdictKeys().map((k) => arrivals.count(k)));
+    log(
+      `${verdictKeys().length} verdict(s), the least spread in ${
+        verdictKeys().length === 0 ? 0 : least
+      }/${n} ledgers (${ms(started)})`,
+    );
 
     const stats = await Promise.all(
       nodes.map((node) => node.validator.ask<ValidatorStats>({ type: "stats" })),
@@ -359,19 +372,45 @@ export async function runSimulation(
   }
 }
 
+/** Throws a `RangeError` naming the first option out of range. */
+export function checkOptions(options: SimulationOptions): void {
+  const integer = (name: keyof SimulationOptions, least: number, most = Infinity) => {
+    const v = options[name] as number;
+    if (!Number.isInteger(v) || v < least || v > most) {
+      throw new RangeError(`${name} must be an integer in [${least}, ${most}], got ${v}`);
+    }
+  };
+  const share = (name: keyof SimulationOptions) => {
+    const v = options[name] as number;
+    if (!(v >= 0 && v <= 1)) throw new RangeError(`${name} must be in [0, 1], got ${v}`);
+  };
+  integer("nodes", 3);
+  integer("degree", 2, options.nodes - 1);
+  integer("seed", 0, 2 ** 32 - 1);
+  // Requester and worker never challenge: the rest may.
+  integer("challengers", 1, options.nodes - 2);
+  integer("tokens", 1, 4096);
+  share("storageFraction");
+  integer("chunks", 1);
+  integer("chunkBytes", 1, 512 * 1024);
+  integer("replicas", 1);
+  share("leaveFraction");
+}
+
 /**
- * Wait until `done` holds (checked at every arrival), or until the network went quiet twice
- * with no new arrival in between: a flood that stopped short (a ledger refused it) ends there.
+ * Wait until `done` holds (checked at every arrival), or until the network is quiescent without
+ * it: a flood that stopped short (ledgers refused it) ends there.
  */
-async function flood(arrivals: ArrivalLog, meter: TrafficMeter, done: () => boolean) {
-  let stalls = 0;
-  while (!done() && stalls < 2) {
-    const quiet = new AbortController();
-    const next = arrivals.next().then(() => "arrival" as const);
-    const calm = settle(meter, quiet.signal).then(() => "quiet" as const);
-    const outcome = await Promise.race([next, calm]);
-    quiet.abort();
-    stalls = outcome === "quiet" ? stalls + 1 : 0;
+async function flood(
+  arrivals: ArrivalLog,
+  quiescent: (signal: AbortSignal) => Promise<void>,
+  done: () => boolean,
+): Promise<void> {
+  const stop = new AbortController();
+  try {
+    await Promise.race([arrivals.until(done), quiescent(stop.signal)]);
+  } finally {
+    stop.abort();
   }
 }
 
