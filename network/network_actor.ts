@@ -54,6 +54,18 @@ import {
 } from "../protocols/inference_messages.ts";
 import { offeredProtocols, type PeerServices, servePeer } from "./peer_services.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
+import {
+  HELLO_MAX_AGE_MS,
+  PEER_PROTOCOL,
+  type PeerHello,
+  type PeerHelloBody,
+  PeerHelloMessage,
+  type PeerLoad,
+  type PeerStorage,
+  signPeerHello,
+  verifyPeerHello,
+} from "../protocols/peer_hello.ts";
+import { chooseWorker, type WorkerCandidate } from "./worker_choice.ts";
 import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import type { StorageMessage } from "../actors/storage_actor.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
@@ -72,6 +84,14 @@ export interface PeerInfo {
   models: string[];
   /** Slashed in this node's ledger: no job is routed to it. */
   convicted: boolean;
+  /** The roles its signed hello lists (empty until one arrives). */
+  roles: string[];
+  /** Its software version, from its hello. */
+  version?: string;
+  /** Its inference load, from its last hello. */
+  load?: PeerLoad;
+  /** Its storage use, from its last hello. */
+  storage?: PeerStorage;
 }
 
 /** Options of {@link NetworkActor}. */
@@ -94,6 +114,13 @@ export interface NetworkActorOptions {
   log?: (line: string) => void;
   /** Find peers on Hyperswarm (through the swarm host); absent: TCP only. */
   swarm?: SwarmOptions;
+  /**
+   * What this node's hello says (roles, models, load, storage, version), read every
+   * `helloIntervalMs`; a changed answer is signed and sent to every peer. Absent: no hellos.
+   */
+  describe?: () => Promise<PeerHelloBody>;
+  /** How often `describe` is read (default 1 000 ms). */
+  helloIntervalMs?: number;
 }
 
 /** How the node joins Hyperswarm. */
@@ -138,6 +165,9 @@ export type NetworkMessage =
   | { type: "listening" }
   | { type: "peer_convicted"; key: string }
   | { type: "storage_peers" }
+  | { type: "peer_hello"; connection: Connection; hello: PeerHello }
+  | { type: "hello_signed"; hello: PeerHello }
+  | { type: "peer_standing"; key: string; standing: WorkerCandidate["standing"] }
   | {
     type: "attach";
     /** A byte stream to a peer from any transport (an in-memory pair, a test's socket). */
@@ -162,6 +192,8 @@ interface PeerEntry {
   storage?: ConnectionStoragePeer;
   /** What it answered to `inference.list_models` on connect (empty: it runs no model). */
   models: WireModelInfo[];
+  /** Its latest signed hello. */
+  hello?: PeerHello;
 }
 
 /** Owns the peer connections; see the module doc. */
@@ -175,6 +207,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
   #swarm?: SwarmHost;
   #protocols: Protocol[] = [];
   #services?: PeerServices;
+  /** This node's latest signed hello, sent to each peer on connect. */
+  #hello?: PeerHello;
+  /** Hex key → its account in this node's ledger (asked when its hello arrives). */
+  readonly #standing = new Map<string, WorkerCandidate["standing"]>();
 
   /** @param options See {@link NetworkActorOptions}. */
   constructor(options: NetworkActorOptions) {
@@ -184,7 +220,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /** Start listening and dialling, and join the swarm when configured. */
   preStart(ctx: ActorContext<NetworkMessage>): void {
     this.#services = { ...this.#options.services, system: ctx.system };
-    this.#protocols = offeredProtocols(this.#services);
+    this.#protocols = [...offeredProtocols(this.#services), PEER_PROTOCOL];
+    if (this.#options.describe !== undefined) void this.#helloLoop(this.#options.describe, ctx);
     const { listen, peers = [] } = this.#options;
     if (listen !== undefined) {
       this.#listener = listenOrExplain(listen, (duplex, remoteAddr) => {
@@ -305,6 +342,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#onConvicted(message.key);
       case "storage_peers":
         return this.#holders();
+      case "peer_hello":
+        return this.#onHello(message.connection, message.hello, ctx);
+      case "hello_signed":
+        return this.#sendHello(message.hello);
+      case "peer_standing":
+        this.#standing.set(message.key, message.standing);
+        return;
       case "attach":
         return this.#attach(message, ctx);
     }
@@ -344,6 +388,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
       throw new Error("the network actor stopped");
     }
     servePeer(connection, connection.peerKey!, this.#services!);
+    connection.handle(PeerHelloMessage, ({ hello }) => {
+      tellQuietly(ctx, { type: "peer_hello", connection, hello });
+    });
     return connection;
   }
 
@@ -360,6 +407,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       protocols: connection.peerProtocols.map((p) => `${p.name}/${p.version}`),
       models: [],
       convicted: this.#convicted.has(key),
+      roles: [],
     };
     const list = this.#peers.get(key) ?? [];
     const storage = connection.supports(STORAGE_PROTOCOL.name)
@@ -388,6 +436,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
         .then((convicted) => {
           if (convicted) tellQuietly(ctx, { type: "peer_convicted", key });
         }, () => {});
+    }
+    if (this.#hello !== undefined && connection.supports(PEER_PROTOCOL.name)) {
+      connection.notify(PeerHelloMessage, { hello: this.#hello }).catch(() => {});
     }
     const pledge = this.#options.pledge;
     if (pledge !== undefined && connection.supports(VALIDATION_PROTOCOL.name)) {
@@ -496,26 +547,95 @@ export class NetworkActor implements Actor<NetworkMessage> {
     )?.connection;
   }
 
-  /** A connection to a peer that serves inference (for `model` when given), least busy first. */
+  /**
+   * A connection to the worker for a job on `model` (any when absent), by the rules of
+   * `worker_choice.ts`: serves the model, not convicted here, has capacity, backed by stake in
+   * this node's ledger, least loaded, best track record.
+   */
   #worker(model?: string, exclude: readonly string[] = []): Connection | undefined {
-    let best: Connection | undefined;
-    let bestLoad = Infinity;
+    const candidates: (WorkerCandidate & { connection: Connection })[] = [];
     for (const list of this.#peers.values()) {
-      for (const { connection, info } of list) {
+      for (const { connection, info, hello } of list) {
         if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
-        if (info.convicted) continue; // slashed here: routed around
-        if (exclude.includes(info.key)) continue;
-        // A peer that listed no model runs no jobs (it would only forward them again).
-        if (info.models.length === 0) continue;
-        if (model !== undefined && !info.models.includes(model)) continue;
-        const load = connection.stats().pendingRequests;
-        if (load < bestLoad) {
-          best = connection;
-          bestLoad = load;
-        }
+        candidates.push({
+          connection,
+          key: info.key,
+          // A peer that listed no model runs no jobs (it would only forward them again).
+          models: info.models,
+          convicted: info.convicted,
+          load: hello?.load,
+          inFlight: connection.stats().pendingRequests,
+          standing: this.#standing.get(info.key),
+        });
       }
     }
-    return best;
+    return chooseWorker(candidates, { model, exclude })?.connection;
+  }
+
+  /** Sign and send this node's hello whenever what it says changes (and at least every 30 s). */
+  async #helloLoop(
+    describe: () => Promise<PeerHelloBody>,
+    ctx: ActorContext<NetworkMessage>,
+  ): Promise<void> {
+    const every = this.#options.helloIntervalMs ?? 1_000;
+    let last = "";
+    let lastAt = 0;
+    let seq = 0;
+    while (!ctx.signal.aborted) {
+      try {
+        const body = await describe();
+        const text = JSON.stringify(body);
+        const now = Date.now();
+        if (text !== last || now - lastAt >= HELLO_MAX_AGE_MS) {
+          const hello = signPeerHello(this.#options.identity, body, ++seq, now);
+          last = text;
+          lastAt = now;
+          await ctx.self.tell({ type: "hello_signed", hello });
+        }
+      } catch (error) {
+        if (ctx.signal.aborted) return;
+        this.#log(`hello: ${(error as Error).message}`);
+      }
+      await sleep(every, ctx.signal);
+    }
+  }
+
+  #sendHello(hello: PeerHello): void {
+    this.#hello = hello;
+    for (const list of this.#peers.values()) {
+      const entry = list.find((p) => !p.connection.isClosed);
+      if (entry === undefined || !entry.connection.supports(PEER_PROTOCOL.name)) continue;
+      entry.connection.notify(PeerHelloMessage, { hello }).catch(() => {});
+    }
+  }
+
+  /** A peer's hello: kept if it is signed by the key this connection proved, and newer. */
+  #onHello(connection: Connection, hello: PeerHello, ctx: ActorContext<NetworkMessage>): void {
+    const entry = this.#entryOf(connection);
+    if (entry === undefined) return;
+    if (!verifyPeerHello(hello) || !bytesEqual(hello.key, connection.peerKey!)) {
+      this.#log(`peer ${entry.info.key.slice(0, 16)}: hello refused (not signed by its key)`);
+      return;
+    }
+    if (entry.hello !== undefined && hello.seq <= entry.hello.seq) return; // a replay, or late
+    entry.hello = hello;
+    entry.info.roles = [...hello.roles];
+    entry.info.version = hello.version;
+    entry.info.load = hello.load && { ...hello.load };
+    entry.info.storage = hello.storage && { ...hello.storage };
+    const validator = this.#services?.validator;
+    if (validator !== undefined && hello.roles.includes("inference")) {
+      const key = entry.info.key;
+      ctx.system.lookup<{ type: "account"; key: Uint8Array }>(validator)
+        ?.ask<{ stake: number; locked: number; balance: number }>({
+          type: "account",
+          key: hello.key,
+        })
+        .then(
+          (a) => tellQuietly(ctx, { type: "peer_standing", key, standing: { ...a } }),
+          () => {},
+        );
+    }
   }
 
   /** Every model some open worker connection listed, once per CID. */

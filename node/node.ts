@@ -48,6 +48,7 @@ import { toHex } from "../protocols/hash.ts";
 import { signStakePledge } from "../protocols/stake_pledge.ts";
 import { createApp } from "../server/app.ts";
 import { fileRoutes } from "../server/file_routes.ts";
+import { nodeHello } from "./node_hello.ts";
 import { describeAccess } from "../server/client_access.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
 import { nodeCollectors } from "./node_metrics.ts";
@@ -488,6 +489,13 @@ function nodeChildren(
           ? signStakePledge(identity, config.selfStake, Date.now())
           : undefined,
         connection: { keepaliveMs: network.keepaliveMs, idleTimeoutMs: network.idleTimeoutMs },
+        describe: nodeHello({
+          roles,
+          inference: localPort,
+          storage: () => roles.storage ? lookup<StorageMessage>(NODE_ACTORS.storage) : undefined,
+          slots: config.inference.concurrency,
+          queueLimit: config.inference.queueLimit,
+        }),
         swarm: network.swarm.enabled
           ? { bootstrap: network.swarm.bootstrap, bind: network.swarm.bind }
           : undefined,

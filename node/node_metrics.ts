@@ -211,7 +211,8 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
         ...peers.map((p) => ({
           name: "veriflow_peer_info",
           help: "One per peer connection: key, address (host:port or swarm:KEY), direction, " +
-            "models listed, and whether this node's ledger has slashed it (no jobs go to it).",
+            "models listed, whether this node's ledger has slashed it (no jobs go to it), " +
+            "and the roles and version its signed hello states.",
           type: "gauge" as const,
           value: 1,
           labels: {
@@ -220,7 +221,24 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
             outbound: String(p.outbound),
             models: String(p.models.length),
             convicted: String(p.convicted),
+            roles: p.roles.join(","),
+            version: p.version ?? "",
           },
+        })),
+        // Load as each worker's last hello states it (what routing weighs).
+        ...peers.filter((p) => p.load !== undefined).map((p) => ({
+          name: "veriflow_peer_jobs",
+          help: "Jobs running or queued on a worker peer, from its last signed hello.",
+          type: "gauge" as const,
+          value: p.load!.running + p.load!.queued,
+          labels: { key: p.key },
+        })),
+        ...peers.filter((p) => p.storage !== undefined).map((p) => ({
+          name: "veriflow_peer_stored_bytes",
+          help: "Bytes a storage peer holds, from its last signed hello.",
+          type: "gauge" as const,
+          value: p.storage!.usedBytes,
+          labels: { key: p.key },
         })),
       ];
     },

@@ -15,6 +15,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { type PeerHelloBody, signPeerHello } from "../../protocols/peer_hello.ts";
 import { ScriptedModel, StaticModels } from "../server/_fixtures.ts";
 import { eventually } from "../_helpers/wait.ts";
 
@@ -127,6 +128,67 @@ Deno.test("two network actors joined by an in-memory pair (attach) each see the 
       const left = await nb.ask<PeerInfo[]>({ type: "peers" });
       return left.length === 0 ? true : undefined;
     }, "B to see A leave");
+  } finally {
+    await system.shutdown();
+  }
+});
+
+Deno.test("signed hellos: each peer's roles, load and version reach the other's table, refreshed on change; a hello signed by another key is refused", async () => {
+  const system = new ActorSystem({ name: "hello-test" });
+  const [a, b] = [Identity.generate(), Identity.generate()];
+  let running = 0;
+  const describeB = (): Promise<PeerHelloBody> =>
+    Promise.resolve({
+      version: "9.9.9",
+      roles: ["inference", "storage"],
+      models: ["m"],
+      load: { running, queued: 0, slots: 4, queueLimit: 8 },
+      storage: { usedBytes: 1234, quotaBytes: null },
+    });
+  const lines: string[] = [];
+  try {
+    const na = await system.spawn<NetworkMessage>({
+      name: "a/network",
+      factory: () => new NetworkActor({ identity: a, services: {}, log: (l) => lines.push(l) }),
+    });
+    const nb = await system.spawn<NetworkMessage>({
+      name: "b/network",
+      factory: () =>
+        new NetworkActor({ identity: b, services: {}, describe: describeB, helloIntervalMs: 10 }),
+    });
+    const [da, db] = memoryDuplexPair();
+    const [toB] = await Promise.all([
+      na.ask<Connection>({ type: "attach", duplex: da, address: "mem:b", outbound: true }),
+      nb.ask<Connection>({ type: "attach", duplex: db, address: "mem:a", outbound: false }),
+    ]);
+    const rowOfB = (check: (p: PeerInfo) => boolean, what: string) =>
+      eventually(async () => {
+        const [row] = await na.ask<PeerInfo[]>({ type: "peers" });
+        return row !== undefined && check(row) ? row : undefined;
+      }, what);
+    const row = await rowOfB((p) => p.version === "9.9.9", "B's hello");
+    assert.deepEqual(row.roles, ["inference", "storage"]);
+    assert.deepEqual(row.load, { running: 0, queued: 0, slots: 4, queueLimit: 8 });
+    assert.deepEqual(row.storage, { usedBytes: 1234, quotaBytes: null });
+    running = 3; // a job started on B: its next hello says so
+    await rowOfB((p) => p.load?.running === 3, "B's refreshed hello");
+    // Someone else's hello on B's connection (or a copy with the load edited) is refused.
+    const mallory = Identity.generate();
+    const forged = signPeerHello(mallory, { ...(await describeB()), roles: [] }, 99, Date.now());
+    await na.tell({ type: "peer_hello", connection: toB, hello: forged });
+    const genuine = signPeerHello(b, await describeB(), 1_000_000, Date.now());
+    await na.tell({
+      type: "peer_hello",
+      connection: toB,
+      hello: { ...genuine, load: { ...genuine.load!, running: 0 } },
+    });
+    await eventually(
+      () => lines.filter((l) => l.includes("hello refused")).length === 2 ? true : undefined,
+      "both refusals",
+    );
+    const [after] = await na.ask<PeerInfo[]>({ type: "peers" });
+    assert.deepEqual(after.roles, ["inference", "storage"]);
+    assert.equal(after.load?.running, 3);
   } finally {
     await system.shutdown();
   }

@@ -1,0 +1,97 @@
+/**
+ * Which worker a router sends a job to, as a pure function over what the router knows of its
+ * peers (their hellos, this node's ledger, its own requests in flight), so the rule can be read
+ * and tested in one place:
+ *
+ * 1. **Eligible**: serves the job's model; not convicted in this node's ledger; not excluded
+ *    (a worker that just failed this job).
+ * 2. **Has capacity**: its hello shows a free slot or queue place. When none has, every
+ *    eligible worker stays in (the job queues there, or is refused with `too_many_jobs`).
+ * 3. **Standing**: a worker with free stake in this node's ledger (it can back the receipt,
+ *    so validators will record and pay it) before one without.
+ * 4. **Locality**: when the job's input is a CID, one of that CID's storage holders first.
+ * 5. **Load**: the least loaded — the larger of its hello's running + queued jobs and this
+ *    node's requests in flight to it (hellos lag; our own count does not).
+ * 6. **Track record**: the higher ledger balance (credit for finished, unchallenged work).
+ *
+ * Ties keep the candidates' order (the order peers connected).
+ *
+ * @module
+ */
+import { hasCapacity, type PeerLoad } from "../protocols/peer_hello.ts";
+
+/** What the router knows of one peer that serves inference. */
+export interface WorkerCandidate {
+  /** Hex public key. */
+  key: string;
+  /** CIDs of the models it serves. */
+  models: readonly string[];
+  /** Slashed in this node's ledger. */
+  convicted: boolean;
+  /** Its last hello's load, if it sent one. */
+  load?: PeerLoad;
+  /** Requests this node has in flight to it. */
+  inFlight: number;
+  /** Its account in this node's ledger, if this node keeps one. */
+  standing?: { stake: number; locked: number; balance: number };
+  /** Whether it holds the job's input CID (a storage holder of it). */
+  holdsInput?: boolean;
+}
+
+/** What the job needs. */
+export interface WorkerNeeds {
+  /** The job's model CID; absent: any model. */
+  model?: string;
+  /** Hex keys not to pick. */
+  exclude?: readonly string[];
+}
+
+/**
+ * The best candidate for a job by the module's rules, or `undefined` when none is eligible.
+ *
+ * @example
+ * ```ts
+ * import { chooseWorker } from "./worker_choice.ts";
+ * const busy = { running: 4, queued: 0, slots: 4, queueLimit: 0 };
+ * const idle = { running: 0, queued: 0, slots: 4, queueLimit: 0 };
+ * const pick = chooseWorker([
+ *   { key: "aa", models: ["m"], convicted: false, load: busy, inFlight: 0 },
+ *   { key: "bb", models: ["m"], convicted: false, load: idle, inFlight: 0 },
+ * ], { model: "m" });
+ * console.log(pick?.key); // bb
+ * ```
+ */
+export function chooseWorker<C extends WorkerCandidate>(
+  candidates: readonly C[],
+  needs: WorkerNeeds,
+): C | undefined {
+  const exclude = new Set(needs.exclude ?? []);
+  const eligible = candidates.filter((c) =>
+    !c.convicted && !exclude.has(c.key) && c.models.length > 0 &&
+    (needs.model === undefined || c.models.includes(needs.model))
+  );
+  const free = eligible.filter((c) => c.load === undefined || hasCapacity(c.load));
+  const pool = free.length > 0 ? free : eligible;
+  let best: C | undefined;
+  let bestScore: number[] = [];
+  for (const c of pool) {
+    const score = scoreOf(c);
+    if (best === undefined || better(score, bestScore)) {
+      best = c;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+/** Lexicographic score, smaller is better. */
+function scoreOf(c: WorkerCandidate): number[] {
+  const backed = c.standing !== undefined && c.standing.stake - c.standing.locked > 0;
+  const load = Math.max(c.inFlight, c.load ? c.load.running + c.load.queued : 0);
+  return [backed ? 0 : 1, c.holdsInput ? 0 : 1, load, -(c.standing?.balance ?? 0)];
+}
+
+function better(a: number[], b: number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] < b[i];
+  return false; // a tie keeps the earlier candidate
+}
