@@ -356,3 +356,74 @@ Deno.test("InferenceActor with a prover runs a job id once: a finished job, or o
     assertEquals(await readAll(fresh), "abc");
   });
 });
+
+Deno.test("InferenceActor refuses a resume a model cannot take or a prefix that leaves no room, with invalid_resume before any slot", async () => {
+  const scripted = new ScriptedModel();
+  await withActor({ models: [scripted] }, async (ref) => {
+    const refused = await assertRejects(
+      () => submitJob(ref, textJob(scripted.info.cid, "x", 4), { resume: [97] }),
+      VeriflowError,
+    );
+    assertEquals(refused.code, "invalid_resume");
+    assertEquals((await stats(ref)).jobsStarted, 0);
+  });
+  const tiny = await loadTinyModel();
+  const system = new ActorSystem({ name: "inference-resume-test" });
+  try {
+    const ref = await system.spawn<InferenceMessage>({
+      name: "inference",
+      factory: () => new InferenceActor({ models: new StaticModels([tiny]) }),
+    });
+    const full = await assertRejects(
+      () => submitJob(ref, textJob(tiny.info.cid, "x", 2), { resume: [97, 98] }),
+      VeriflowError,
+    );
+    assertEquals(full.code, "invalid_resume");
+  } finally {
+    await system.shutdown();
+  }
+});
+
+Deno.test("InferenceActor resuming a job hands the prover every position and the requester only those after the prefix; a prefix it cannot reproduce fails the job unsigned", async () => {
+  const tiny = await loadTinyModel();
+  const proved: number[][] = [];
+  const prover = async (_job: TextJob, _id: string, chunks: ReadableStream<TokenChunk>) => {
+    const indices: number[] = [];
+    for await (const c of chunks) indices.push(c.index);
+    proved.push(indices);
+    return { signed: indices.length };
+  };
+  const system = new ActorSystem({ name: "inference-resume-test" });
+  try {
+    const ref = await system.spawn<InferenceMessage>({
+      name: "inference",
+      factory: () => new InferenceActor({ models: new StaticModels([tiny]), prover }),
+    });
+    const job = textJob(tiny.info.cid, "Resume me", 8);
+    const whole: number[] = [];
+    for await (const c of tiny.generate(tiny.tokenizer.encode(job.prompt), job.params)) {
+      whole.push(c.tokenId);
+    }
+    const handle = await submitJob(ref, job, { resume: whole.slice(0, 3) });
+    const got = [];
+    for await (const t of handle.tokens) got.push([t.index, t.tokenId]);
+    assertEquals(got, whole.slice(3).map((id, i) => [i + 3, id]));
+    const summary = await handle.done;
+    assertEquals(summary.receipt, { signed: 8 });
+    assertEquals(summary.usage.completionTokens, 5);
+    assertEquals(proved, [[0, 1, 2, 3, 4, 5, 6, 7]]);
+
+    const bad = textJob(tiny.info.cid, "Resume me", 8);
+    const wrong = [...whole.slice(0, 3)];
+    wrong[1] = (wrong[1] + 1) % 256;
+    const failed = await submitJob(ref, bad, { resume: wrong });
+    await assertRejects(async () => {
+      for await (const _ of failed.tokens) { /* nothing arrives */ }
+    });
+    const failure = await failed.done;
+    assertEquals([failure.finishReason, failure.error?.code], ["error", "resume_mismatch"]);
+    assertEquals(failure.receipt, undefined);
+  } finally {
+    await system.shutdown();
+  }
+});

@@ -10,6 +10,7 @@ import type { JobSummary, StreamedToken } from "../../inference/inference_port.t
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import {
   RemoteInferencePort,
+  ResumeUnsupportedError,
   serveInference,
   type ServeInferenceOptions,
 } from "../../inference/remote_port.ts";
@@ -17,6 +18,7 @@ import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
+import { verifyReceipt } from "../../protocols/receipt.ts";
 import {
   INFERENCE_PROTOCOL,
   InferenceEventMessage,
@@ -216,4 +218,91 @@ Deno.test("the wire bounds topLogprobs to 0–20 on a submission and to 20 entri
     await assertRejects(() => remote.submit(textJob(model.info.cid, 2), { topLogprobs: 21 }));
     assertEquals(model.steps, 0);
   });
+});
+
+Deno.test("a resumed submission to a worker that does not confirm it (one that predates resuming) is refused before any token", async () => {
+  const [a, b] = memoryDuplexPair();
+  const protocols = [INFERENCE_PROTOCOL];
+  const [client, worker] = await Promise.all([
+    Connection.open(a, { identity: Identity.generate(), protocols }),
+    Connection.open(b, { identity: Identity.generate(), protocols }),
+  ]);
+  let cancelled = false;
+  // What an older worker does: its schema dropped `resume`, so it starts over from 0.
+  worker.handle(SubmitMessage, (body) => {
+    let started = false;
+    return new ReadableStream({
+      pull: (controller) => {
+        if (!started) {
+          started = true;
+          controller.enqueue({
+            kind: "start",
+            jobId: "00".repeat(32),
+            model: { cid: body.job.model, name: "old", kind: "text" },
+            promptTokens: 1,
+          });
+          return;
+        }
+        controller.enqueue({ kind: "token", index: 0, tokenId: 97, text: "a" });
+      },
+      cancel: () => {
+        cancelled = true;
+      },
+    }, { highWaterMark: 0 });
+  });
+  try {
+    const remote = new RemoteInferencePort(client);
+    const error = await assertRejects(
+      () => remote.submit(textJob("bafkold", 8), { resume: [97, 98] }),
+      ResumeUnsupportedError,
+    );
+    assertEquals(error.code, "resume_unsupported");
+    assertEquals((await remote.stats()).jobsRejected, 1);
+    // The worker's stream is cancelled (no pulls beyond the credit window already granted).
+    await eventually(() => cancelled || undefined, "the old worker's stream to be cancelled");
+  } finally {
+    await client.close();
+    await worker.close();
+  }
+});
+
+Deno.test("a resumed job over the wire starts at position k and its receipt covers every position", async () => {
+  const model = await loadTinyModel();
+  const identity = Identity.generate();
+  await withRemote(model, async (remote) => {
+    const job = textJob(model.info.cid, 10);
+    const whole = [];
+    for await (const c of model.generate(model.tokenizer.encode(job.prompt), job.params)) {
+      whole.push(c);
+    }
+    const handle = await remote.submit(job, { resume: whole.slice(0, 4).map((c) => c.tokenId) });
+    const tokens: StreamedToken[] = [];
+    for await (const t of handle.tokens) tokens.push(t);
+    assertEquals(tokens.map((t) => t.index), [4, 5, 6, 7, 8, 9]);
+    assertEquals(tokens.map((t) => t.tokenId), whole.slice(4).map((c) => c.tokenId));
+    const summary: JobSummary = await handle.done;
+    assertEquals(summary.usage.completionTokens, 6, "the tokens this worker generated");
+    const receipt = summary.receipt as { tokenCount: number; outputHash: string };
+    assertEquals(receipt.tokenCount, 10);
+    const text = whole.map((c) => c.text).join("");
+    assert(verifyReceipt(receipt, { job, output: text, worker: identity.publicKey }).ok);
+  }, { prover: stoppedClockProver(identity) });
+});
+
+Deno.test("the wire bounds a resume by maxTokens' limit and confirms it as a non-negative position", () => {
+  const job = textJob("bafk", 4);
+  assert(SubmitMessage.schema.safeParse({ job, resume: [1, 2] }).success);
+  assert(!SubmitMessage.schema.safeParse({ job, resume: [-1] }).success);
+  assert(!SubmitMessage.schema.safeParse({ job, resume: new Array(4097).fill(1) }).success);
+  const start = {
+    kind: "start",
+    jobId: "00".repeat(32),
+    model: { cid: "c", name: "n", kind: "text" },
+  };
+  assert(
+    InferenceEventMessage.schema.safeParse({ ...start, promptTokens: 1, resumedFrom: 3 }).success,
+  );
+  assert(
+    !InferenceEventMessage.schema.safeParse({ ...start, promptTokens: 1, resumedFrom: -1 }).success,
+  );
 });
