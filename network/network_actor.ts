@@ -34,7 +34,7 @@ import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { SwarmHost } from "./swarm_host.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { sha256, toHex } from "../protocols/hash.ts";
+import { toHex } from "../protocols/hash.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { TextJob } from "../protocols/job.ts";
 import type { Receipt } from "../protocols/receipt.ts";
@@ -61,11 +61,13 @@ import {
   type PeerHelloBody,
   PeerHelloMessage,
   type PeerLoad,
+  type PeerRole,
   type PeerStorage,
   signPeerHello,
   verifyPeerHello,
 } from "../protocols/peer_hello.ts";
 import { chooseWorker, type WorkerCandidate } from "./worker_choice.ts";
+import { nodeTopics } from "./swarm_topics.ts";
 import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import type { StorageMessage } from "../actors/storage_actor.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
@@ -129,14 +131,16 @@ export interface SwarmOptions {
   bootstrap: string[] | null;
   /** Bind the DHT to this address only (`127.0.0.1` for a local testnet). */
   bind?: string;
-  /** The 32-byte topic every Veriflow node joins (default {@link NETWORK_TOPIC}). */
+  /**
+   * Replaces the network topic (`swarm_topics.ts` `NETWORK_TOPIC`): a separate network (tests);
+   * the role and model topics are joined as well.
+   */
   topic?: Uint8Array;
   /** The Node.js executable (default `node`). */
   nodePath?: string;
 }
 
-/** The topic every Veriflow node announces itself on and looks peers up under. */
-export const NETWORK_TOPIC: Uint8Array = sha256(new TextEncoder().encode("veriflow/network/v1"));
+export { NETWORK_TOPIC } from "./swarm_topics.ts";
 
 /** Messages the NetworkActor accepts. */
 export type NetworkMessage =
@@ -268,11 +272,20 @@ export class NetworkActor implements Actor<NetworkMessage> {
       return;
     }
     this.#swarm = swarm;
-    await swarm.join(options.topic ?? NETWORK_TOPIC);
+    const about = await this.#options.describe?.().catch(() => undefined);
+    const topics = nodeTopics(
+      (about?.roles ?? []) as PeerRole[],
+      about?.models ?? [],
+      true, // its edge forwards clients' jobs when it runs no model
+    );
+    if (options.topic !== undefined) topics[0] = { ...topics[0], topic: options.topic };
+    for (const join of topics) {
+      await swarm.join(join.topic, { server: join.server, client: join.client });
+    }
     this.#log(
       `swarm joined     ${
         options.bootstrap === null ? "the public DHT" : `bootstrap ${options.bootstrap.join(", ")}`
-      }`,
+      } (topics ${topics.map((t) => t.name).join(", ")})`,
     );
   }
 
