@@ -12,7 +12,7 @@
  * import { hopDistances, randomTopology } from "./topology.ts";
  * const topology = randomTopology({ nodes: 100, degree: 8, seed: 1 });
  * const hops = hopDistances(topology, 0);
- * console.log(topology.edges.length, Math.max(...hops)); // 400 edges, about 3 hops
+ * console.log(topology.edges.length, Math.max(...hops)); // 400 edges, a few hops
  * ```
  *
  * @module
