@@ -85,15 +85,21 @@ export interface FailoverOptions {
   /** The job's first worker, already streaming. */
   first: WorkerAttempt;
   /**
+   * Token ids the client had before this handle (it asked to resume after them itself): the
+   * first worker streams from `prefix.length`, and a failover resumes after them too.
+   */
+  prefix?: readonly number[];
+  /**
    * Start the job on a worker whose key is not in `exclude`, resuming after `prefix` (the
    * token ids the client has). Never rejects: a refusal is an outcome.
    */
   resume(exclude: readonly Uint8Array[], prefix: readonly number[]): Promise<ResumeOutcome>;
   /**
-   * The job's summary from the worker that ended it, and the whole text the client got: check
-   * the receipt and return what the client is told.
+   * The job's summary from the worker that ended it, and the whole text the client got
+   * (undefined when it resumed after a `prefix` whose text it holds): check the receipt and
+   * return what the client is told.
    */
-  settle(summary: JobSummary, attempt: WorkerAttempt, output: string): JobSummary;
+  settle(summary: JobSummary, attempt: WorkerAttempt, output: string | undefined): JobSummary;
   /** Most workers to try ({@link MAX_WORKERS_PER_JOB}). */
   maxWorkers?: number;
   /** Clock in ms for the timings of a job that failed over (default `performance.now`). */
@@ -124,7 +130,9 @@ class FailoverJob {
   #attempt: WorkerAttempt;
   #reader: ReadableStreamDefaultReader<StreamedToken>;
   /** Token ids the client has, in order: the prefix a resume starts after. */
-  readonly #delivered: number[] = [];
+  readonly #delivered: number[];
+  /** How many of them it had before this handle (its own resume's prefix). */
+  readonly #given: number;
   #output = "";
   /** Workers this job has lost or been refused by. */
   readonly #excluded: Uint8Array[] = [];
@@ -138,6 +146,8 @@ class FailoverJob {
     this.#now = options.now ?? (() => performance.now());
     this.#startedAt = this.#now();
     this.#attempt = options.first;
+    this.#delivered = [...options.prefix ?? []];
+    this.#given = this.#delivered.length;
     this.#reader = options.first.handle.tokens.getReader();
   }
 
@@ -189,7 +199,7 @@ class FailoverJob {
         this.#endWith(error);
         return;
       }
-      if (this.#delivered.length === 0) this.#firstTokenAt = this.#now();
+      if (this.#delivered.length === this.#given) this.#firstTokenAt = this.#now();
       this.#delivered.push(token.tokenId);
       this.#output += token.text;
       controller.enqueue(token);
@@ -255,7 +265,8 @@ class FailoverJob {
     const attempt = this.#attempt;
     attempt.handle.done.then((summary) => {
       const whole = this.#resumes === 0 ? summary : this.#acrossWorkers(summary);
-      this.#done.resolve(this.#o.settle(whole, attempt, this.#output));
+      const output = this.#given === 0 ? this.#output : undefined;
+      this.#done.resolve(this.#o.settle(whole, attempt, output));
     });
   }
 
@@ -269,7 +280,7 @@ class FailoverJob {
       finishReason: "error",
       usage: {
         promptTokens: this.#o.first.handle.promptTokens,
-        completionTokens: this.#delivered.length,
+        completionTokens: this.#delivered.length - this.#given,
       },
       timings: {
         queueMs: NaN,
@@ -295,13 +306,13 @@ class FailoverJob {
       ...summary,
       usage: {
         promptTokens: this.#o.first.handle.promptTokens,
-        completionTokens: this.#delivered.length,
+        completionTokens: this.#delivered.length - this.#given,
       },
       timings: {
         queueMs: NaN,
         ttftMs: this.#firstTokenAt - this.#startedAt,
         totalMs: end - this.#startedAt,
-        tokensPerS: seconds > 0 ? this.#delivered.length / seconds : NaN,
+        tokensPerS: seconds > 0 ? (this.#delivered.length - this.#given) / seconds : NaN,
       },
     };
   }

@@ -110,6 +110,7 @@ export class NetworkInferencePort implements InferencePort {
     const handle = await port.submit(job, options);
     return withFailover({
       first: { worker: port.connection.peerKey!, handle, assignedAt },
+      prefix: options?.resume,
       resume: (exclude, prefix) => this.#resume(job, options, exclude, prefix),
       // The assignment is signed once the job is done, off the first token's path (an ed25519
       // signature in JS is about a millisecond): it only travels with the receipt.
@@ -151,7 +152,7 @@ export class NetworkInferencePort implements InferencePort {
     summary: JobSummary,
     job: TextJob,
     worker: Uint8Array,
-    output: string,
+    output: string | undefined,
     assignment: JobAssignment | undefined,
   ): JobSummary {
     if (summary.receipt === undefined) return summary;
