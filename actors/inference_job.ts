@@ -10,6 +10,10 @@
  * job itself: at most `params.maxTokens` chunks. The prover's result (a signed receipt) comes
  * with the job's end in {@link JobSummary.receipt}.
  *
+ * A job resumed after k tokens another worker delivered (`resume`) runs
+ * `inference/resumed_generation.ts` instead of `generate`: its first k chunks are replayed to the
+ * prover only, so the receipt covers the whole output while the requester's stream starts at k.
+ *
  * @module
  */
 import type { Actor, ActorContext } from "./actor.ts";
