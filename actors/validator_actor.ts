@@ -296,6 +296,15 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "pledge": {
         const recorded = await ledger.recordPledge(message.pledge).catch(() => false);
         if (recorded) this.#replayAwaitingStake(toHex(message.pledge.key), ctx);
+        if (recorded && message.origin !== undefined && message.origin !== "local") {
+          // Gossip: ledgers that are not the pledger's direct peers need its stake too, or
+          // they refuse its receipts (and, for a validator, its verdicts).
+          this.#tellNetwork(ctx, {
+            type: "publish_pledge",
+            pledge: message.pledge,
+            except: message.origin,
+          });
+        }
         return recorded;
       }
       case "deposit":

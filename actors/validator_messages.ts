@@ -83,6 +83,8 @@ export interface PledgeMessage {
   type: "pledge";
   /** The pledge (checked before it is recorded). */
   pledge: StakePledge;
+  /** Who sent it (a pledge new here from a peer is passed on to the other peers). */
+  origin?: Origin;
 }
 /** Credit stake (bookkeeping). Answers nothing. */
 export interface DepositMessage {

@@ -157,6 +157,7 @@ export type NetworkMessage =
   }
   | { type: "publish_verdict"; verdict: Verdict; except?: string }
   | { type: "publish_fraud_proof"; proof: FraudProof; except?: string }
+  | { type: "publish_pledge"; pledge: StakePledge; except?: string }
   | { type: "connection_to"; key: Uint8Array; protocol: string }
   | {
     type: "worker";
@@ -340,6 +341,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
           VALIDATION_PROTOCOL,
           message.except,
           (c) => c.notify(FraudProofAnnouncementMessage, { proof: message.proof }),
+        );
+      case "publish_pledge":
+        return this.#broadcast(
+          VALIDATION_PROTOCOL,
+          message.except,
+          (c) => c.notify(StakeAnnouncementMessage, { pledge: message.pledge }),
         );
       case "connection_to":
         return this.#connectionTo(message.key, message.protocol);

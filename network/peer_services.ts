@@ -27,7 +27,6 @@ import {
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
 import { toHex } from "../protocols/hash.ts";
-import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { ServedProof } from "../proof/served_proof.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
@@ -128,10 +127,10 @@ export function servePeer(
       await validator().tell({ type: "fraud_proof", proof, origin: peer });
     });
     connection.handle(StakeAnnouncementMessage, async ({ pledge }) => {
-      // Only a peer's own pledge: relaying someone's old, smaller pledge to a ledger that has
-      // none yet would pin that key's stake low there (a ledger keeps the first it sees).
-      if (!bytesEqual(pledge.key, peerKey)) return;
-      await validator().tell({ type: "pledge", pledge });
+      // A peer's own pledge or one it passes on (gossip): the ledger checks the signature and
+      // keeps a key's first. A node pledges once, ever (`node/node_pledge.ts`), so there is one
+      // pledge per honest key to keep.
+      await validator().tell({ type: "pledge", pledge, origin: peer });
     });
   }
 }

@@ -45,7 +45,8 @@ import { NetworkInferencePort } from "../network/network_inference_port.ts";
 import { parsePeerAddress } from "../network/peer_address.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
-import { signStakePledge } from "../protocols/stake_pledge.ts";
+import type { StakePledge } from "../protocols/stake_pledge.ts";
+import { loadOrCreatePledge } from "./node_pledge.ts";
 import { createApp } from "../server/app.ts";
 import { fileRoutes } from "../server/file_routes.ts";
 import { nodeHello } from "./node_hello.ts";
@@ -227,6 +228,11 @@ async function startSteps(
     );
   }
 
+  // One pledge per key, ever, the same bytes on every run (see node_pledge.ts).
+  const pledge = config.selfStake > 0
+    ? await loadOrCreatePledge(config.dataDir, identity, config.selfStake, log)
+    : undefined;
+
   const system = new ActorSystem({ name: "node" });
   started.push(() => system.shutdown());
   system.events.subscribe((event) => {
@@ -246,7 +252,7 @@ async function startSteps(
     maxRestarts: NODE_MAX_RESTARTS,
     withinMs: NODE_RESTART_WINDOW_MS,
     backoff: { initialMs: NODE_BACKOFF_INITIAL_MS },
-    children: nodeChildren(config, identity, models, lookup, localPort, log, calibration),
+    children: nodeChildren(config, identity, models, lookup, localPort, log, calibration, pledge),
   });
   step();
 
@@ -397,6 +403,7 @@ function nodeChildren(
   localPort: () => LocalInferencePort | undefined,
   log: (line: string) => void,
   calibration: CalibrationStore | undefined,
+  pledge: StakePledge | undefined,
 ): ChildSpec<never>[] {
   const children: ChildSpec<never>[] = [];
   const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
@@ -485,9 +492,7 @@ function nodeChildren(
           validator: roles.validator ? NODE_ACTORS.validator : undefined,
           storage: roles.storage ? NODE_ACTORS.storage : undefined,
         },
-        pledge: config.selfStake > 0
-          ? signStakePledge(identity, config.selfStake, Date.now())
-          : undefined,
+        pledge,
         connection: { keepaliveMs: network.keepaliveMs, idleTimeoutMs: network.idleTimeoutMs },
         describe: nodeHello({
           roles,

@@ -414,7 +414,7 @@ Deno.test("a receipt that arrives before its worker's pledge is taken again once
   }
 });
 
-Deno.test("gossip: a peer's assigned receipt, verdict and fraud proof new here go on to the other peers once, never back to the sender", async () => {
+Deno.test("gossip: a peer's assigned receipt, verdict, fraud proof and pledge new here go on to the other peers once, never back to the sender", async () => {
   const me = Identity.generate();
   const worker = Identity.generate();
   const requester = Identity.generate();
@@ -478,6 +478,16 @@ Deno.test("gossip: a peer's assigned receipt, verdict and fraud proof new here g
     const passed = t.told.filter((m) => m.type === "publish_fraud_proof");
     assert.equal(passed.length, 1);
     assert.equal((passed[0] as { except?: string }).except, sender);
+    // A pledge new here from a peer is passed on once; one this node recorded itself is not.
+    const far = Identity.generate();
+    const pledge = signStakePledge(far, 500, 3);
+    for (let copy = 0; copy < 3; copy++) {
+      await t.validator.ask({ type: "pledge", pledge, origin: sender });
+    }
+    await t.validator.ask({ type: "pledge", pledge: signStakePledge(Identity.generate(), 5, 3) });
+    const pledges = t.told.filter((m) => m.type === "publish_pledge");
+    assert.equal(pledges.length, 1);
+    assert.equal((pledges[0] as { except?: string }).except, sender);
   } finally {
     await t.close();
   }

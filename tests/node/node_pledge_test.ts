@@ -1,0 +1,34 @@
+/** The node's one stake pledge, kept in its data directory (`node/node_pledge.ts`). */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadOrCreatePledge, PLEDGE_FILE } from "../../node/node_pledge.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { verifyStakePledge } from "../../protocols/stake_pledge.ts";
+import { encodeCanonical } from "../../protocols/cbor.ts";
+import { signStakePledge } from "../../protocols/stake_pledge.ts";
+
+Deno.test("a node pledges once: the same pledge on every run, even when selfStake changes (and it says so)", async () => {
+  const dir = await Deno.makeTempDir();
+  const identity = Identity.generate();
+  const lines: string[] = [];
+  try {
+    const first = await loadOrCreatePledge(dir, identity, 5_000, (l) => lines.push(l), () => 42);
+    assert.ok(verifyStakePledge(first));
+    assert.equal(first.amount, 5_000);
+    const again = await loadOrCreatePledge(dir, identity, 5_000, (l) => lines.push(l), () => 99);
+    assert.deepEqual(again, first, "read back, not re-signed");
+    assert.equal(lines.length, 0);
+    const changed = await loadOrCreatePledge(dir, identity, 9_000, (l) => lines.push(l));
+    assert.deepEqual(changed, first);
+    assert.match(lines[0], /pledged 5000 .* selfStake 9000 is not pledged again/);
+    // A pledge by another key (a copied data directory) is replaced by this key's own.
+    const other = signStakePledge(Identity.generate(), 1, 1);
+    await Deno.writeFile(join(dir, PLEDGE_FILE), encodeCanonical(other));
+    const own = await loadOrCreatePledge(dir, identity, 7_000, (l) => lines.push(l));
+    assert.deepEqual(own.key, identity.publicKey);
+    assert.equal(own.amount, 7_000);
+    assert.match(lines[1], /not a pledge by this node's key/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
