@@ -48,7 +48,7 @@ import {
   verifyFraudProofSignature,
 } from "../protocols/fraud_proof.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import { toHex } from "../protocols/hash.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
 import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
@@ -442,7 +442,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     waiting.promise.catch(() => {});
     this.#waiting.set(id, waiting);
     this.#hold(id, toHex(receipt.worker));
-    this.#challenge(receipt, job, ctx.signal).then(
+    // The job's requester was connected to the worker: it can relay the proof request when
+    // this node is not (a sparse network; a worker reached only through its router).
+    const requester = this.#ledger!.receipt(id)?.requester;
+    const relay = requester === undefined ? undefined : fromHex(requester);
+    this.#challenge(receipt, job, ctx.signal, relay).then(
       (result) => ctx.self.tell({ type: "challenged", receipt, result }),
       (error) => ctx.self.tell({ type: "challenge_failed", receipt, reason: String(error) }),
     ).catch(() => {});
@@ -595,7 +599,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * number at once), then validate on the serial queue (one forward pass at a time). Runs
    * outside `receive`; touches no actor state.
    */
-  async #challenge(receipt: Receipt, job: Job, signal: AbortSignal): Promise<ValidationResult> {
+  async #challenge(
+    receipt: Receipt,
+    job: Job,
+    signal: AbortSignal,
+    relay?: Uint8Array,
+  ): Promise<ValidationResult> {
     const { models, identity, validation } = this.#options;
     const source = this.#options.source ?? {};
     // A receipt that contradicts its own job is judged without a model or proof data (fraud
@@ -603,7 +612,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const contradicts = receiptContradiction(receipt, job) !== null;
     const model = contradicts ? undefined : await models.get(receipt.model);
     const served = receipt.kind === "text" && model !== undefined
-      ? await this.#proofOf(receipt, source, signal)
+      ? await this.#proofOf(receipt, source, signal, relay)
       : undefined;
     const output = await source.output?.(receipt);
     // The receipt cannot finalize while this challenge is open (see `finalize`), so a challenge
@@ -626,9 +635,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     receipt: Receipt,
     source: ChallengeSource,
     signal: AbortSignal,
+    relay: Uint8Array | undefined,
   ): Promise<ServedProof | undefined> {
     const id = receiptId(receipt);
-    const served = await this.#fetchProof(receipt, source, signal);
+    const served = await this.#fetchProof(receipt, source, signal, relay);
     return verifyServedProof(served, id, receipt.worker) ? served : undefined;
   }
 
@@ -636,6 +646,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     receipt: Receipt,
     source: ChallengeSource,
     signal: AbortSignal,
+    relay: Uint8Array | undefined,
   ): Promise<ServedProof | undefined> {
     if (source.proof !== undefined) return await source.proof(receipt).catch(() => undefined);
     const id = receiptId(receipt);
@@ -651,19 +662,24 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       if (left <= 0) return undefined; // withheld (`invalid`, `proof_unavailable`)
       try {
         const network = this.#system?.lookup<NetworkMessage>(name);
-        const connection = await network?.ask<Connection | undefined>(
-          { type: "connection_to", key: worker, protocol: INFERENCE_PROTOCOL.name },
-        );
-        if (connection !== undefined) {
-          const { served } = await connection.request(
+        const to = (key: Uint8Array) =>
+          network?.ask<Connection | undefined>(
+            { type: "connection_to", key, protocol: INFERENCE_PROTOCOL.name },
+          );
+        const direct = await to(worker);
+        // Not connected to the worker: through the job's requester, which relays to it.
+        const via = direct ?? (relay === undefined ? undefined : await to(relay));
+        if (via !== undefined) {
+          const { served } = await via.request(
             ProofRequestMessage,
-            { receiptId: id },
+            direct !== undefined ? { receiptId: id } : { receiptId: id, worker },
             { timeoutMs: left, signal },
           );
           return served ?? undefined;
         }
       } catch {
-        // Unreachable for now, or the connection dropped: ask again until the deadline.
+        // Unreachable for now (directly and through the requester), or the connection dropped:
+        // ask again until the deadline.
       }
       await abortableDelay(Math.min(wait, Math.max(0, deadline - performance.now())), signal);
     }

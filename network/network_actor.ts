@@ -224,7 +224,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
 
   /** Start listening and dialling, and join the swarm when configured. */
   preStart(ctx: ActorContext<NetworkMessage>): void {
-    this.#services = { ...this.#options.services, system: ctx.system };
+    this.#services = {
+      ...this.#options.services,
+      system: ctx.system,
+      self: this.#options.identity.publicKey,
+      connectionTo: (key, protocol) =>
+        ctx.self.ask<Connection | undefined>({ type: "connection_to", key, protocol }),
+    };
     this.#protocols = [...offeredProtocols(this.#services), PEER_PROTOCOL];
     if (this.#options.describe !== undefined) void this.#helloLoop(this.#options.describe, ctx);
     const { listen, peers = [] } = this.#options;

@@ -27,6 +27,7 @@ import {
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
 import { toHex } from "../protocols/hash.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { ServedProof } from "../proof/served_proof.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
@@ -49,7 +50,14 @@ export interface PeerServices {
   validator?: string;
   /** Registry name of the StorageActor (absent: this node holds nothing for peers). */
   storage?: string;
+  /** This node's key (a proof request naming it as the worker is answered, not relayed). */
+  self?: Uint8Array;
+  /** An open connection to the peer `key` that speaks `protocol` (for relaying). */
+  connectionTo?: (key: Uint8Array, protocol: string) => Promise<Connection | undefined>;
 }
+
+/** How long a relayed proof request may take at the worker. */
+const RELAY_TIMEOUT_MS = 30_000;
 
 /** The protocols a node with `services` offers, in handshake order. */
 export function offeredProtocols(services: PeerServices): Protocol[] {
@@ -66,6 +74,37 @@ class ServiceUnavailableError extends VeriflowError {
   }
 }
 
+/** The worker cannot be reached from this node (the validator asks again, or elsewhere). */
+class WorkerUnreachableError extends VeriflowError {
+  constructor() {
+    super("worker_unreachable", "this node has no connection to the worker");
+  }
+}
+
+/**
+ * A validator not connected to a worker asks the job's requester (which is, or was, connected
+ * to it) to fetch the proof: relayed for a receipt this node's ledger holds, to the worker
+ * only (the request it sends names no worker, so it is not relayed again). The answer is the
+ * worker's signed served proof, passed back untouched.
+ */
+async function relayProof(
+  services: PeerServices,
+  receiptId: string,
+  worker: Uint8Array,
+  signal: AbortSignal,
+): Promise<{ served: ServedProof | null }> {
+  const validator = services.validator &&
+    services.system.lookup<ValidatorMessage>(services.validator);
+  const known = validator && await validator.ask<unknown>({ type: "receipt_status", receiptId });
+  if (!known) throw new ServiceUnavailableError("a ledger holding that receipt");
+  const connection = await services.connectionTo?.(worker, INFERENCE_PROTOCOL.name);
+  if (connection === undefined) throw new WorkerUnreachableError();
+  return await connection.request(ProofRequestMessage, { receiptId }, {
+    signal,
+    timeoutMs: RELAY_TIMEOUT_MS,
+  });
+}
+
 /**
  * Register the handlers of every protocol `services` offers on `connection`. `peerKey` is the
  * key the connection's handshake authenticated; it tags what the peer sends.
@@ -78,15 +117,16 @@ export function servePeer(
   const { system } = services;
   const peer = toHex(peerKey);
   if (services.inference !== undefined) serveInference(connection, services.inference);
-  if (services.prover !== undefined) {
+  connection.handle(ProofRequestMessage, async ({ receiptId, worker }, { signal }) => {
+    if (worker !== undefined && !(services.self && bytesEqual(worker, services.self))) {
+      return await relayProof(services, receiptId, worker, signal);
+    }
     const name = services.prover;
-    connection.handle(ProofRequestMessage, async ({ receiptId }) => {
-      const prover = system.lookup<ProverMessage>(name);
-      if (prover === undefined) throw new ServiceUnavailableError("the prover");
-      const served = await prover.ask<ServedProof | undefined>({ type: "get_proof", receiptId });
-      return { served: served ?? null };
-    });
-  }
+    const prover = name === undefined ? undefined : system.lookup<ProverMessage>(name);
+    if (prover === undefined) throw new ServiceUnavailableError("the prover");
+    const served = await prover.ask<ServedProof | undefined>({ type: "get_proof", receiptId });
+    return { served: served ?? null };
+  });
   if (services.storage !== undefined) {
     const name = services.storage;
     // Looked up per request: a restarted StorageActor is a new ref under the same name.

@@ -273,12 +273,22 @@ export const ProofMessage: MessageDefinition<ProofBody> = defineMessage(
 export interface GetProofBody {
   /** Hex receipt id. */
   receiptId: string;
+  /**
+   * The worker whose proof it is, when the request goes to another node to relay (the job's
+   * requester, connected to the worker): that node asks the worker over its own connection and
+   * passes the answer back. What comes back is signed by the worker, so a relay cannot alter it.
+   */
+  worker?: Uint8Array;
 }
 
 /** A validator's challenge: the worker's proof data for one of its receipts. */
 export const ProofRequestMessage: MessageDefinition<GetProofBody, ProofBody> = defineMessage(
   "inference.get_proof",
-  z.object({ receiptId: z.string().regex(HEX64) }),
+  z.object({
+    receiptId: z.string().regex(HEX64),
+    worker: z.instanceof(Uint8Array).refine((b) => b.length === 32, "expected 32 bytes")
+      .optional(),
+  }),
   { reply: ProofMessage },
 );
 
