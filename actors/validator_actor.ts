@@ -295,7 +295,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       }
       case "pledge": {
         const recorded = await ledger.recordPledge(message.pledge).catch(() => false);
-        if (recorded) this.#replayAwaitingStake(toHex(message.pledge.key), ctx);
+        if (recorded) {
+          this.#replayAwaitingStake(toHex(message.pledge.key), ctx);
+          // Its standing changed: the router weighs it again.
+          this.#tellNetwork(ctx, { type: "peer_staked", key: toHex(message.pledge.key) });
+        }
         if (recorded && message.origin !== undefined && message.origin !== "local") {
           // Gossip: ledgers that are not the pledger's direct peers need its stake too, or
           // they refuse its receipts (and, for a validator, its verdicts).

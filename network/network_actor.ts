@@ -34,7 +34,7 @@ import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { SwarmHost } from "./swarm_host.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { toHex } from "../protocols/hash.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { TextJob } from "../protocols/job.ts";
 import type { Receipt } from "../protocols/receipt.ts";
@@ -173,6 +173,7 @@ export type NetworkMessage =
   | { type: "peer_hello"; connection: Connection; hello: PeerHello }
   | { type: "hello_signed"; hello: PeerHello }
   | { type: "peer_standing"; key: string; standing: WorkerCandidate["standing"] }
+  | { type: "peer_staked"; key: string }
   | {
     type: "attach";
     /** A byte stream to a peer from any transport (an in-memory pair, a test's socket). */
@@ -374,6 +375,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#sendHello(message.hello);
       case "peer_standing":
         this.#standing.set(message.key, message.standing);
+        return;
+      case "peer_staked":
+        if (this.#peers.has(message.key)) this.#askStanding(message.key, ctx);
         return;
       case "attach":
         return this.#attach(message, ctx);
@@ -649,19 +653,22 @@ export class NetworkActor implements Actor<NetworkMessage> {
     entry.info.version = hello.version;
     entry.info.load = hello.load && { ...hello.load };
     entry.info.storage = hello.storage && { ...hello.storage };
+    if (hello.roles.includes("inference")) this.#askStanding(entry.info.key, ctx);
+  }
+
+  /** Ask this node's ledger for a worker's account (its stake, locks and credit). */
+  #askStanding(key: string, ctx: ActorContext<NetworkMessage>): void {
     const validator = this.#services?.validator;
-    if (validator !== undefined && hello.roles.includes("inference")) {
-      const key = entry.info.key;
-      ctx.system.lookup<{ type: "account"; key: Uint8Array }>(validator)
-        ?.ask<{ stake: number; locked: number; balance: number }>({
-          type: "account",
-          key: hello.key,
-        })
-        .then(
-          (a) => tellQuietly(ctx, { type: "peer_standing", key, standing: { ...a } }),
-          () => {},
-        );
-    }
+    if (validator === undefined) return;
+    ctx.system.lookup<{ type: "account"; key: Uint8Array }>(validator)
+      ?.ask<{ stake: number; locked: number; balance: number }>({
+        type: "account",
+        key: fromHex(key),
+      })
+      .then(
+        (a) => tellQuietly(ctx, { type: "peer_standing", key, standing: { ...a } }),
+        () => {},
+      );
   }
 
   /** Every model some open worker connection listed, once per CID. */

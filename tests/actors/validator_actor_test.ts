@@ -193,7 +193,8 @@ Deno.test("a peer's receipt is challenged once, however often it is announced; t
     assert.equal(stats.challenged, 1);
     assert.equal(stats.fromPeers, 6);
     assert.equal(stats.verdicts.valid, 1);
-    assert.deepEqual(t.told.map((m) => m.type), ["publish_verdict"]);
+    // The pledge changed the worker's standing (the router weighs it again); the verdict went out.
+    assert.deepEqual(t.told.map((m) => m.type), ["peer_staked", "publish_verdict"]);
     // Nothing was announced: a peer's receipt is its worker's to announce.
     const mismatched = await t.validator.ask<ReceiptHandled>({
       type: "receipt",
