@@ -3,8 +3,8 @@
  * bench's heap and threads do not colour the next) and lets each print its own table of
  * measurements and ratios against a baseline measured in the same run.
  *
- * Names: actors, codec, model, inference, validation, proof, detection, storage, network, edge,
- * ledger. No name runs them all.
+ * Names: actors, codec, model, inference, validation, proof, detection, storage, network, swarm,
+ * edge, ledger. No name runs them all.
  * Arguments after `--` are passed to every script (e.g. `-- --size-mib 64`).
  *
  * @module
@@ -20,6 +20,7 @@ const BENCHES = [
   "detection",
   "storage",
   "network",
+  "swarm",
   "edge",
   "ledger",
 ] as const;

@@ -28,7 +28,6 @@
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import process from "node:process";
-import { StreamClient } from "../client/stream_client.ts";
 import { NodeProcess } from "../tools/node_process.ts";
 import { Connection } from "../protocols/connection.ts";
 import { connectTcp, listenTcp } from "../protocols/tcp_transport.ts";
@@ -44,6 +43,7 @@ import type {
 } from "../inference/inference_port.ts";
 import { INFERENCE_PROTOCOL } from "../protocols/inference_messages.ts";
 import { median } from "./_stats.ts";
+import { canPin, pinSelf, relayedVsDirect } from "./_relayed_vs_direct.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -66,54 +66,12 @@ const RELAY_TOKENS = Number(flags["relay-tokens"]);
 // ---------------------------------------------------------------------------------------------
 // 1. Relayed vs direct, two node processes
 
-interface StreamRun {
-  tokensPerS: number;
-  ttftMs: number;
-}
-
-async function streamOnce(url: string, nonce: string): Promise<StreamRun> {
-  const client = await StreamClient.connect(url);
-  try {
-    const sent = performance.now();
-    const job = client.infer({
-      prompt: "The quick brown fox",
-      max_tokens: TOKENS,
-      temperature: 0.8,
-      seed: 5,
-      nonce,
-    });
-    let first = NaN;
-    let last = NaN;
-    let count = 0;
-    for await (const _ of job.tokens) {
-      last = performance.now();
-      if (count === 0) first = last;
-      count++;
-    }
-    await job.done;
-    if (count !== TOKENS) throw new Error(`expected ${TOKENS} tokens, got ${count}`);
-    return { tokensPerS: (count - 1) / ((last - first) / 1000), ttftMs: first - sent };
-  } finally {
-    client.close();
-  }
-}
-
-/** Pin every thread of this process to `cpus` (a taskset list). */
-async function pinSelf(cpus: string): Promise<void> {
-  const { code } = await new Deno.Command("taskset", {
-    args: ["-a", "-p", "-c", cpus, String(Deno.pid)],
-    stdout: "null",
-    stderr: "null",
-  }).output();
-  if (code !== 0) throw new Error(`taskset -p ${cpus} failed`);
-}
-
 /**
  * One relayed-vs-direct comparison. `pinned`: the worker B on core 0, the relay A and the
  * client on core 1 — two cores standing in for two machines, so that what A and the client
  * spend is not taken from B's compute. Unpinned, all three share both cores.
  */
-async function relayedVsDirect(pinned: boolean): Promise<void> {
+async function relayedVsDirectOverTcp(pinned: boolean): Promise<void> {
   const root = await Deno.makeTempDir({ prefix: "veriflow-netbench-" });
   const size = flags.size === undefined ? [] : ["--model-size", flags.size];
   const common = ["--port", "0", "--heartbeat", "0", ...size];
@@ -144,77 +102,22 @@ async function relayedVsDirect(pinned: boolean): Promise<void> {
       undefined,
       cpus("1"),
     );
-    const [aUrl, bUrl] = await Promise.all([a.httpUrl(), b.httpUrl()]);
-    for (let i = 0; i < 200; i++) {
-      const m = await a.metrics();
-      if ((m.get("veriflow_peer_workers") ?? 0) >= 1) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    // Warm up both paths (model pages, JIT, connection).
-    await streamOnce(bUrl, "warm-b");
-    await streamOnce(aUrl, "warm-a");
-    const relayed: StreamRun[] = [];
-    const direct: StreamRun[] = [];
-    // CPU seconds A and B spent during the relayed and the direct runs.
-    const cpu = { relayed: { a: 0, b: 0 }, direct: { a: 0, b: 0 } };
-    for (let run = 0; run < RUNS; run++) {
-      // Interleaved, alternating which goes first, so drift hits both alike.
-      const order = run % 2 === 0 ? ["a", "b"] : ["b", "a"];
-      for (const which of order) {
-        const [a0, b0] = await Promise.all([a.cpuSeconds(), b.cpuSeconds()]);
-        if (which === "a") relayed.push(await streamOnce(aUrl, `a${run}`));
-        else direct.push(await streamOnce(bUrl, `b${run}`));
-        const [a1, b1] = await Promise.all([a.cpuSeconds(), b.cpuSeconds()]);
-        const into = which === "a" ? cpu.relayed : cpu.direct;
-        into.a += a1 - a0;
-        into.b += b1 - b0;
-      }
-    }
-    const usPerToken = (s: number) => (s / (RUNS * TOKENS) * 1e6).toFixed(0);
-    const rt = median(relayed.map((r) => r.tokensPerS));
-    const dt = median(direct.map((r) => r.tokensPerS));
-    const rf = median(relayed.map((r) => r.ttftMs));
-    const df = median(direct.map((r) => r.ttftMs));
     const model = flags.size ? `--model-size ${flags.size}` : "built-in tiny model";
     const placement = pinned
       ? "B on core 0, A and the client on core 1 (two cores for two machines)"
       : "all processes on both cores (the relay's CPU comes out of B's)";
-    console.log(
-      `\nrelayed vs direct: default node config (${model}), ${placement}; ` +
+    await relayedVsDirect(a, b, {
+      runs: RUNS,
+      tokens: TOKENS,
+      title: `relayed vs direct: default node config (${model}), ${placement}; ` +
         `${TOKENS} tokens, ${RUNS} interleaved runs each, medians`,
-    );
-    console.log("| client | tokens/s | TTFT ms | CPU µs/token on A | CPU µs/token on B |");
-    console.log("| --- | ---: | ---: | ---: | ---: |");
-    console.log(
-      `| on B (job on B) | ${dt.toFixed(0)} | ${df.toFixed(1)} | ` +
-        `${usPerToken(cpu.direct.a)} | ${usPerToken(cpu.direct.b)} |`,
-    );
-    console.log(
-      `| on A (job on B, relayed) | ${rt.toFixed(0)} | ${rf.toFixed(1)} | ` +
-        `${usPerToken(cpu.relayed.a)} | ${usPerToken(cpu.relayed.b)} |`,
-    );
-    const ratio = rt / dt;
-    const added = rf - df;
-    console.log(
-      `tokens/s ratio relayed/direct ${ratio.toFixed(3)} (goal ≥ 0.95: ${
-        ratio >= 0.95 ? "met" : "NOT met"
-      }); TTFT added ${added.toFixed(1)} ms (goal ≤ 5 ms: ${added <= 5 ? "met" : "NOT met"})`,
-    );
+      relayLabel: "relayed",
+      goals: { ratio: 0.95, addedMs: 5 },
+    }, 10_000);
   } finally {
     if (pinned) await pinSelf(`0-${navigator.hardwareConcurrency - 1}`);
     await Promise.all([a?.stop(), b.stop()]);
     await Deno.remove(root, { recursive: true }).catch(() => {});
-  }
-}
-
-/** Whether pinning can stand two cores in for two machines here. */
-async function canPin(): Promise<boolean> {
-  if (navigator.hardwareConcurrency < 2) return false;
-  try {
-    return (await new Deno.Command("taskset", { args: ["-V"], stdout: "null", stderr: "null" })
-      .output()).code === 0;
-  } catch {
-    return false;
   }
 }
 
@@ -403,7 +306,7 @@ if (flags.role === "worker") {
 } else {
   await relayThroughput();
   // Headline: the nodes as they run here, sharing the cores. Extra, labelled: each on its own.
-  await relayedVsDirect(false);
-  if (await canPin()) await relayedVsDirect(true);
+  await relayedVsDirectOverTcp(false);
+  if (await canPin()) await relayedVsDirectOverTcp(true);
   else console.log("\n(taskset or a second core is missing: no pinned relayed-vs-direct row)");
 }

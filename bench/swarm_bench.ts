@@ -1,0 +1,363 @@
+/**
+ * Swarm bench: what carrying the network over Hyperswarm through the swarm host costs, measured
+ * side by side on a local DHT testnet (127.0.0.1 only).
+ *
+ * 1. **Bulk transfer.** The same transfer (default 256 MiB) between two Deno processes, each
+ *    with its own {@link SwarmHost}, through the byte duplex the node gets per peer (Deno →
+ *    loopback → host → Hyperswarm → host → loopback → Deno), and between two plain Node.js
+ *    Hyperswarm peers (`bench/swarm_transfer_peer.mjs`, the baseline). Both pairs stay
+ *    connected; runs alternate between them. Prints MiB/s medians and their ratio.
+ *    Goal: host path / plain Hyperswarm ≥ 0.8.
+ * 2. **Router vs direct over the swarm.** Two node processes that meet only on the swarm
+ *    (`--swarm-bootstrap`, `--swarm-bind 127.0.0.1`, `--no-listen`): a worker in its default
+ *    configuration and a router (`--no-inference --no-prover`). A WebSocket client streams the
+ *    same job on the router and directly on the worker, interleaved; medians of tokens/s and
+ *    time to first token. Goals: router/direct tokens/s ≥ 0.9; TTFT added ≤ 10 ms.
+ *
+ * ```
+ * deno run -A bench/swarm_bench.ts [--runs N (7)] [--size-mib N (256)] [--stream-runs N (15)]
+ *   [--tokens N (224)]
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { SwarmHost, type SwarmPeer } from "../network/swarm_host.ts";
+import { type LocalTestnet, startLocalTestnet } from "../network/swarm_testnet.ts";
+import { Identity } from "../protocols/identity.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
+import { NodeProcess, TextLineStream } from "../tools/node_process.ts";
+import { median } from "./_stats.ts";
+import { treeCpuSeconds } from "./_cpu.ts";
+import { canPin, pinSelf, relayedVsDirect } from "./_relayed_vs_direct.ts";
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    runs: { type: "string", default: "7" },
+    "size-mib": { type: "string", default: "256" },
+    "chunk-kib": { type: "string", default: "64" },
+    "stream-runs": { type: "string", default: "15" },
+    tokens: { type: "string", default: "224" },
+    only: { type: "string" }, // "transfer" or "stream"
+    // Internal: this script as one Deno transfer peer.
+    peer: { type: "string" },
+  },
+});
+const RUNS = Number(flags.runs);
+const STREAM_RUNS = Number(flags["stream-runs"]);
+const TOKENS = Number(flags.tokens);
+const SIZE_BYTES = Number(flags["size-mib"]) * 1024 * 1024;
+/** Bytes per write on both sides: one socket buffer's worth, as the node's transports write. */
+const CHUNK_BYTES = Number(flags["chunk-kib"]) * 1024;
+const MIB = 1024 * 1024;
+const BASELINE_PEER = fileURLToPath(new URL("./swarm_transfer_peer.mjs", import.meta.url));
+
+/** What each transfer peer is told on its command line (JSON). */
+interface PeerConfig {
+  bootstrap: string[];
+  topic: string;
+  role: "send" | "recv";
+  chunkBytes: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A Deno transfer peer: the protocol of bench/swarm_transfer_peer.mjs over a SwarmPeer's duplex
+
+const HEADER_BYTES = 8;
+
+async function receive(peer: SwarmPeer): Promise<void> {
+  const reader = peer.duplex.readable.getReader();
+  const writer = peer.duplex.writable.getWriter();
+  const ack = new Uint8Array([1]);
+  let expected = -1;
+  let got = 0;
+  const header = new Uint8Array(HEADER_BYTES);
+  let headerAt = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    let at = 0;
+    while (at < value.length) {
+      if (expected < 0) {
+        const take = Math.min(HEADER_BYTES - headerAt, value.length - at);
+        header.set(value.subarray(at, at + take), headerAt);
+        headerAt += take;
+        at += take;
+        if (headerAt === HEADER_BYTES) {
+          expected = Number(new DataView(header.buffer).getBigUint64(0));
+          headerAt = 0;
+          got = 0;
+        }
+        continue;
+      }
+      const take = Math.min(expected - got, value.length - at);
+      got += take;
+      at += take;
+      if (got === expected) {
+        expected = -1;
+        await writer.write(ack);
+      }
+    }
+  }
+}
+
+function sender(peer: SwarmPeer): (bytes: number) => Promise<number> {
+  const reader = peer.duplex.readable.getReader();
+  const writer = peer.duplex.writable.getWriter();
+  const chunk = new Uint8Array(CHUNK_BYTES).fill(0x5a);
+  return async (bytes) => {
+    const header = new Uint8Array(HEADER_BYTES);
+    new DataView(header.buffer).setBigUint64(0, BigInt(bytes));
+    const t0 = performance.now();
+    const acked = reader.read();
+    await writer.write(header);
+    for (let left = bytes; left > 0;) {
+      const n = Math.min(left, CHUNK_BYTES);
+      left -= n;
+      await writer.write(n === CHUNK_BYTES ? chunk : chunk.subarray(0, n));
+    }
+    await acked;
+    return performance.now() - t0;
+  };
+}
+
+async function runPeer(config: PeerConfig): Promise<void> {
+  const first = Promise.withResolvers<SwarmPeer>();
+  const host = await SwarmHost.start({
+    identity: Identity.generate(),
+    bootstrap: config.bootstrap,
+    bind: "127.0.0.1",
+    onPeer: (peer) => first.resolve(peer),
+    log: (line) => console.error(line),
+  });
+  await host.join(fromHex(config.topic));
+  const peer = await first.promise;
+  console.log(JSON.stringify({ ev: "connected" }));
+  if (config.role === "recv") {
+    receive(peer).catch(() => {});
+  } else {
+    const transfer = sender(peer);
+    for await (
+      const line of Deno.stdin.readable.pipeThrough(new TextDecoderStream()).pipeThrough(
+        new TextLineStream(),
+      )
+    ) {
+      const { bytes } = JSON.parse(line) as { bytes: number };
+      console.log(JSON.stringify({ ms: await transfer(bytes) }));
+    }
+  }
+  if (config.role === "recv") {
+    // Runs until stdin closes.
+    for await (const _ of Deno.stdin.readable) { /* wait */ }
+  }
+  peer.close();
+  await host.close();
+  Deno.exit(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Bulk transfer: the Deno pair through its hosts beside the plain Node.js pair
+
+/** A transfer peer process, its stdout as lines. */
+class PeerProcess {
+  readonly #child: Deno.ChildProcess;
+  readonly #lines: ReadableStreamDefaultReader<string>;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+
+  constructor(command: string, args: string[]) {
+    this.#child = new Deno.Command(command, {
+      args,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+      env: { NODE_NO_WARNINGS: "1" },
+    }).spawn();
+    this.#lines = this.#child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(
+      new TextLineStream(),
+    ).getReader();
+    this.#stdin = this.#child.stdin.getWriter();
+  }
+
+  async next(): Promise<Record<string, unknown>> {
+    const { value, done } = await this.#lines.read();
+    if (done) throw new Error("a transfer peer exited");
+    return JSON.parse(value);
+  }
+
+  async tell(message: unknown): Promise<void> {
+    await this.#stdin.write(new TextEncoder().encode(JSON.stringify(message) + "\n"));
+  }
+
+  async stop(): Promise<void> {
+    await this.#stdin.close().catch(() => {});
+    await this.#child.status;
+  }
+
+  /** CPU seconds used so far by this process and its live descendants (its swarm host). */
+  async cpuSeconds(): Promise<number> {
+    return await treeCpuSeconds(this.#child.pid);
+  }
+}
+
+/** A connected sender–receiver pair of one kind. */
+async function pair(kind: "deno" | "node", testnet: LocalTestnet): Promise<PeerProcess[]> {
+  const topic = toHex(crypto.getRandomValues(new Uint8Array(32)));
+  const processes = (["recv", "send"] as const).map((role) => {
+    const config: PeerConfig = {
+      bootstrap: testnet.bootstrap,
+      topic,
+      role,
+      chunkBytes: CHUNK_BYTES,
+    };
+    return kind === "node"
+      ? new PeerProcess("node", [BASELINE_PEER, JSON.stringify(config)])
+      : new PeerProcess(Deno.execPath(), [
+        "run",
+        "-A",
+        fileURLToPath(import.meta.url),
+        "--chunk-kib",
+        String(CHUNK_BYTES / 1024),
+        "--peer",
+        JSON.stringify(config),
+      ]);
+  });
+  await Promise.all(processes.map(async (p) => {
+    const event = await p.next();
+    if (event.ev !== "connected") throw new Error(`unexpected ${JSON.stringify(event)}`);
+  }));
+  return processes;
+}
+
+interface TransferRun {
+  /** MiB per second, from the sender's first write to the receiver's acknowledgement. */
+  mibPerS: number;
+  /** CPU milliseconds per MiB, both ends (with their hosts) together. */
+  cpuMsPerMib: number;
+}
+
+async function timeTransfer(peers: PeerProcess[], bytes: number): Promise<TransferRun> {
+  const cpu = () => Promise.all(peers.map((p) => p.cpuSeconds()));
+  const before = await cpu();
+  await peers[1].tell({ bytes });
+  const ms = (await peers[1].next()).ms as number;
+  const after = await cpu();
+  const cpuS = after.reduce((sum, s, i) => sum + s - before[i], 0);
+  return { mibPerS: bytes / MIB / (ms / 1000), cpuMsPerMib: cpuS * 1000 / (bytes / MIB) };
+}
+
+async function bulkTransfer(testnet: LocalTestnet): Promise<void> {
+  const [deno, node] = await Promise.all([pair("deno", testnet), pair("node", testnet)]);
+  try {
+    // Warm up both (JIT, congestion windows).
+    await timeTransfer(deno, SIZE_BYTES / 4);
+    await timeTransfer(node, SIZE_BYTES / 4);
+    const runs = { deno: [] as TransferRun[], node: [] as TransferRun[] };
+    for (let run = 0; run < RUNS; run++) {
+      const order = run % 2 === 0 ? ["deno", "node"] as const : ["node", "deno"] as const;
+      for (const which of order) {
+        runs[which].push(await timeTransfer(which === "deno" ? deno : node, SIZE_BYTES));
+      }
+    }
+    const rates = { deno: runs.deno.map((r) => r.mibPerS), node: runs.node.map((r) => r.mibPerS) };
+    const d = median(rates.deno);
+    const n = median(rates.node);
+    const dc = median(runs.deno.map((r) => r.cpuMsPerMib));
+    const nc = median(runs.node.map((r) => r.cpuMsPerMib));
+    console.log(
+      `\nbulk transfer over Hyperswarm (local testnet, 127.0.0.1): ${SIZE_BYTES / MIB} MiB in ` +
+        `${CHUNK_BYTES / 1024} KiB writes, ${RUNS} interleaved runs each, medians ` +
+        `(all four peers' processes share this machine's ${navigator.hardwareConcurrency} cores)`,
+    );
+    console.log("| path | MiB/s | CPU ms/MiB, both ends | runs (MiB/s) |");
+    console.log("| --- | ---: | ---: | --- |");
+    const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(", ");
+    console.log(
+      `| Node.js ↔ Node.js, plain Hyperswarm | ${n.toFixed(0)} | ${nc.toFixed(1)} | ${
+        list(rates.node)
+      } |`,
+    );
+    console.log(
+      `| Deno ↔ swarm host ↔ swarm host ↔ Deno (the node's per-peer duplex) | ${d.toFixed(0)} | ${
+        dc.toFixed(1)
+      } | ${list(rates.deno)} |`,
+    );
+    const ratio = d / n;
+    console.log(
+      `host path / plain Hyperswarm ${ratio.toFixed(3)} (goal ≥ 0.8: ${
+        ratio >= 0.8 ? "met" : "NOT met"
+      })`,
+    );
+  } finally {
+    await Promise.all([...deno, ...node].map((p) => p.stop()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Router vs direct, two node processes that meet only on the swarm
+
+/**
+ * `pinned`: the worker B (and its swarm host) on core 0, the router A (and its host) and the
+ * client on core 1 — two cores standing in for two machines. Unpinned, all share both cores.
+ */
+async function routerVsDirect(testnet: LocalTestnet, pinned: boolean): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "veriflow-swarmbench-" });
+  const common = [
+    "--port",
+    "0",
+    "--heartbeat",
+    "0",
+    ...testnet.bootstrap.flatMap((b) => ["--swarm-bootstrap", b]),
+    "--swarm-bind",
+    "127.0.0.1",
+    "--no-listen", // no TCP peers: the swarm is the only way to meet
+  ];
+  const cpus = (core: string) => pinned ? { cpus: core } : {};
+  const b = NodeProcess.start("B", [...common, "--data", join(root, "b")], undefined, cpus("0"));
+  let a: NodeProcess | undefined;
+  try {
+    if (pinned) await pinSelf("1");
+    a = NodeProcess.start(
+      "A",
+      [...common, "--data", join(root, "a"), "--no-inference", "--no-prover"],
+      undefined,
+      cpus("1"),
+    );
+    const placement = pinned
+      ? "B and its swarm host on core 0, A, its host and the client on core 1"
+      : "all processes on both cores (the router's CPU comes out of the worker's)";
+    await relayedVsDirect(a, b, {
+      runs: STREAM_RUNS,
+      tokens: TOKENS,
+      title: `router vs direct over Hyperswarm (local testnet): worker B in its default config ` +
+        `(built-in tiny model, prover and validator on), router A --no-inference --no-prover, ` +
+        `${placement}; ${TOKENS} tokens, ${STREAM_RUNS} interleaved runs each, medians`,
+      relayLabel: "via the router",
+      cpuNote: " (+ its swarm host)",
+      goals: { ratio: 0.9, addedMs: 10 },
+    }, 60_000);
+  } finally {
+    if (pinned) await pinSelf(`0-${navigator.hardwareConcurrency - 1}`);
+    await Promise.all([a?.stop(), b.stop()]);
+    await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+}
+
+if (flags.peer !== undefined) {
+  await runPeer(JSON.parse(flags.peer));
+} else {
+  const testnet = await startLocalTestnet();
+  try {
+    if (flags.only !== "stream") await bulkTransfer(testnet);
+    if (flags.only !== "transfer") {
+      // Headline: the nodes as they run here, sharing the cores. Extra, labelled: each on its own.
+      await routerVsDirect(testnet, false);
+      if (await canPin()) await routerVsDirect(testnet, true);
+      else console.log("\n(taskset or a second core is missing: no pinned router-vs-direct row)");
+    }
+  } finally {
+    await testnet.stop();
+  }
+}
