@@ -390,6 +390,7 @@ export class StorageActor {
       this.#holderRepair = new HolderRepair({
         selfId: this.#self.id,
         held: () => store.list(),
+        read: (cid) => store.get(cid),
         onPass: (pass) => {
           if (pass.checked === 0) return;
           this.#options.log?.(

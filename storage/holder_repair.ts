@@ -61,6 +61,8 @@ export interface HolderRepairOptions {
   selfId: string;
   /** Every chunk this node holds (pins, replicas, manifests): listed when a pass starts. */
   held: () => AsyncIterable<string>;
+  /** This node's own copy of a chunk (read instead of a replica's). */
+  read?: (cid: string) => Promise<Uint8Array | undefined>;
   /** Called after each pass. */
   onPass?: (pass: HolderRepairPass) => void;
   /** Called when a pass fails as a whole (a store error); the next change retries. */
@@ -105,7 +107,13 @@ export class HolderRepair {
         const held: string[] = [];
         for await (const cid of this.#options.held()) held.push(cid);
         const mine = chunksToRepair(held, before, after, this.#options.selfId, store.replicas);
-        const report = await store.repair(mine, { signal });
+        // Missing copies are what a departure leaves: ask the holders whether they have it
+        // (a few bytes each) and send our own copy to those without.
+        const report = await store.repair(mine, {
+          signal,
+          presence: true,
+          local: this.#options.read,
+        });
         this.#passes++;
         this.#options.onPass?.({ ...report, departed });
       } catch (error) {

@@ -51,6 +51,19 @@ export interface ReplicaFailure {
   error: unknown;
 }
 
+/** Options of {@link ReplicatedStore.repair}. */
+export interface RepairOptions extends BlockStoreCallOptions {
+  /**
+   * Ask each holder only whether it has the chunk (`has_chunk`, a few bytes) instead of a
+   * possession proof, and read the chunk only when some holder lacks it. Finds missing copies,
+   * not rotten ones: what a repair after a holder left needs (the survivors' copies were audited
+   * and read-verified as usual). Default `false`.
+   */
+  presence?: boolean;
+  /** A verified local copy, tried before any replica is read (the repairer's own store). */
+  local?: (cid: string) => Promise<Uint8Array | undefined>;
+}
+
 /** What a repair pass did. */
 export interface RepairReport {
   /** CIDs checked. */
@@ -310,21 +323,17 @@ export class ReplicatedStore implements BlockStore {
    * Restore r valid copies of each CID: every holder proves possession under a fresh nonce;
    * one that cannot (missing, corrupt, or a wrong proof) gets the chunk again.
    */
-  async repair(cids: Iterable<string>, options?: BlockStoreCallOptions): Promise<RepairReport> {
+  async repair(cids: Iterable<string>, options?: RepairOptions): Promise<RepairReport> {
     const report: RepairReport = { checked: 0, repaired: 0, lost: [], failedChecks: 0 };
     for (const cid of cids) {
       options?.signal?.throwIfAborted();
       report.checked++;
-      let bytes: Uint8Array;
-      try {
-        bytes = await this.get(cid, options);
-      } catch (error) {
-        if (error instanceof ChunkNotFoundError || error instanceof CorruptChunkError) {
-          report.lost.push(cid);
-          continue;
-        }
-        throw error;
+      if (options?.presence) {
+        await this.#repairPresence(cid, options, report);
+        continue;
       }
+      const bytes = await this.#copyOf(cid, options, report);
+      if (bytes === undefined) continue;
       await this.flush(); // let read repair of that get land before we judge the holders
       const nonce = crypto.getRandomValues(new Uint8Array(32));
       const expected = await possessionProof(nonce, bytes);
@@ -360,6 +369,57 @@ export class ReplicatedStore implements BlockStore {
       );
     }
     return report;
+  }
+
+  /** A verified copy of `cid` (local first), or undefined when it is lost (noted in `report`). */
+  async #copyOf(
+    cid: string,
+    options: RepairOptions | undefined,
+    report: RepairReport,
+  ): Promise<Uint8Array | undefined> {
+    const local = await options?.local?.(cid).catch(() => undefined);
+    if (local !== undefined && await verifyCid(cid, local)) return local;
+    try {
+      return await this.get(cid, options);
+    } catch (error) {
+      if (error instanceof ChunkNotFoundError || error instanceof CorruptChunkError) {
+        report.lost.push(cid);
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  /** {@link RepairOptions.presence}: ask the holders, send the chunk to those without it. */
+  async #repairPresence(cid: string, options: RepairOptions, report: RepairReport): Promise<void> {
+    const holders = this.holders(cid);
+    const answers = await Promise.all(
+      holders.map((peer) =>
+        this.#call(options.signal, (s) => peer.hasChunk(cid, { signal: s })).then(
+          (has) => has,
+          (error) => {
+            this.#report("prove", peer, cid, error);
+            report.failedChecks++;
+            return undefined;
+          },
+        )
+      ),
+    );
+    const lacking = holders.filter((_, i) => answers[i] === false);
+    for (const [i, peer] of holders.entries()) if (answers[i]) this.#wrote(peer, cid, true);
+    if (lacking.length === 0) return;
+    const bytes = await this.#copyOf(cid, options, report);
+    if (bytes === undefined) return;
+    await Promise.all(lacking.map(async (peer) => {
+      try {
+        await this.#call(options.signal, (s) => peer.putChunk(cid, bytes, { signal: s }));
+        this.#wrote(peer, cid, true);
+        report.repaired++;
+      } catch (error) {
+        this.#report("repair", peer, cid, error);
+        report.failedChecks++;
+      }
+    }));
   }
 
   #call<T>(outer: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {

@@ -241,3 +241,53 @@ Deno.test("read repair also fixes a replica whose bad answer arrives after the f
   assert.deepEqual(await slow.store.get(cid), bytes, "the late bad copy was repaired");
   await cleanup(dirs);
 });
+
+/** Counts reads, so a test can tell a repair that read nothing from one that read. */
+class CountingPeer extends FaultyPeer {
+  gets = 0;
+  override getChunk(cid: string, o?: PeerCallOptions) {
+    this.gets++;
+    return super.getChunk(cid, o);
+  }
+}
+
+Deno.test("a presence repair reads nothing when every holder has its copy, and sends the local copy to a new holder", async () => {
+  const { peers: inner, dirs } = await makePeers(5);
+  try {
+    const peers = inner.map((p) => new CountingPeer(p));
+    const store = new ReplicatedStore(peers, { replicas: 3, writeQuorum: 3 });
+    const bytes = pseudoRandomBytes(20_000, 9);
+    const cid = await store.put(bytes);
+    await store.flush();
+    const reads = () => peers.reduce((n, p) => n + p.gets, 0);
+    const quiet = await store.repair([cid], { presence: true });
+    assert.deepEqual(quiet, { checked: 1, repaired: 0, lost: [], failedChecks: 0 });
+    assert.equal(reads(), 0, "nothing read: every holder said it has it");
+
+    // A holder leaves; the next-ranked peer is a holder now and lacks the chunk.
+    const [gone, ...rest] = store.holders(cid);
+    store.setPeers(peers.filter((p) => p !== gone));
+    const fresh = store.holders(cid).find((p) => !rest.includes(p))!;
+    assert.equal(await fresh.hasChunk(cid), false);
+    const local = rest[0] as CountingPeer;
+    const report = await store.repair([cid], {
+      presence: true,
+      local: (c) => local.inner.getChunk(c),
+    });
+    assert.equal(report.repaired, 1);
+    assert.equal(await fresh.hasChunk(cid), true);
+    assert.equal(reads(), 0, "the local copy was sent: no replica was read");
+    // A local copy that does not match its CID is not sent: a replica is read instead.
+    const other = store.holders(cid).find((p) => p !== fresh)! as CountingPeer;
+    await (other.inner as LocalStoragePeer).store.delete(cid);
+    const again = await store.repair([cid], {
+      presence: true,
+      local: () => Promise.resolve(new Uint8Array([1, 2, 3])),
+    });
+    assert.equal(again.repaired, 1);
+    assert.ok(reads() >= 1);
+    assert.equal(await other.hasChunk(cid), true);
+  } finally {
+    await cleanup(dirs);
+  }
+});
