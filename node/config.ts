@@ -35,24 +35,24 @@ export class ConfigError extends VeriflowError {
 }
 
 /** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
-const nodeConfigSchema = z.object({
+const nodeConfigSchema = z.strictObject({
   /** Where the node keeps its identity, models, chunks and ledger. */
   dataDir: z.string().min(1).default(".veriflow"),
   /** Which actors this node runs. */
-  roles: z.object({
+  roles: z.strictObject({
     storage: z.boolean().default(true),
     inference: z.boolean().default(true),
     prover: z.boolean().default(true),
     validator: z.boolean().default(true),
   }).prefault({}),
-  http: z.object({
+  http: z.strictObject({
     /** Loopback by default: exposing the API to a network is an explicit choice. */
     hostname: z.string().default("127.0.0.1"),
     port: z.number().int().min(0).max(65535).default(8080),
     /** The edge's limits and access rules (server/edge_config.ts; README, "Limits"). */
     ...edgeConfigFields,
   }).prefault({}),
-  model: z.object({
+  model: z.strictObject({
     /** Directory of an exported model (model.onnx, tokenizer.json, config.json); built-in when absent. */
     dir: z.string().optional(),
     /** Size of the built-in model. */
@@ -80,23 +80,23 @@ const nodeConfigSchema = z.object({
      * `withinMs` (all the model's workers together); past that it is given up and `/healthz`
      * answers 503 until the node is restarted.
      */
-    restart: z.object({
+    restart: z.strictObject({
       maxRestarts: z.number().int().min(0).max(1_000).default(5),
       withinMs: z.number().int().min(1).default(60_000),
     }).prefault({}),
   }).prefault({}),
-  inference: z.object({
+  inference: z.strictObject({
     /** Jobs computed at once per model; more wait in the queue. */
     concurrency: z.number().int().min(1).max(256).default(4),
     /** Jobs allowed to wait; beyond that requests get 429. */
     queueLimit: z.number().int().min(0).max(100_000).default(64),
   }).prefault({}),
-  network: z.object({
+  network: z.strictObject({
     /**
      * Where peers connect (TCP). Loopback by default, like the HTTP API: joining a network
      * beyond this machine is an explicit choice. Port 0 picks a free one (printed at start).
      */
-    listen: z.object({
+    listen: z.strictObject({
       hostname: z.string().default("127.0.0.1"),
       port: z.number().int().min(0).max(65535).default(7700),
     }).prefault({}),
@@ -117,7 +117,7 @@ const nodeConfigSchema = z.object({
      * (`HOST:PORT`), or null for the public DHT; `bind`: the address the DHT binds
      * (`127.0.0.1` for a local testnet).
      */
-    swarm: z.object({
+    swarm: z.strictObject({
       enabled: z.boolean().default(false),
       bootstrap: z.array(z.string().refine(isPeerAddress, "expected HOST:PORT")).nullable()
         .default(null),
@@ -125,7 +125,7 @@ const nodeConfigSchema = z.object({
     }).prefault({}),
   }).prefault({}),
   /** The chunk store's limits (README, "Storage limits"). */
-  storage: z.object({
+  storage: z.strictObject({
     /** Bytes of stored objects; a put past it fails with `quota_exceeded`. Unset: no quota. */
     quotaBytes: z.number().int().min(0).optional(),
     /** Unreferenced objects younger than this are never collected (a put's objects in flight). */
@@ -133,7 +133,7 @@ const nodeConfigSchema = z.object({
     /** Largest file read whole into memory (`get_bytes`); larger ones must be streamed. */
     maxInMemoryBytes: z.number().int().min(0).default(64 * 1024 * 1024),
   }).prefault({}),
-  validator: z.object({
+  validator: z.strictObject({
     /**
      * Probability of challenging another node's receipt; default the economics' value. The
      * worker cannot predict the coin (it is the validator's signature over the job id).
@@ -144,7 +144,7 @@ const nodeConfigSchema = z.object({
    * The ledger: a signed checkpoint of its working state every `checkpointEvery` entries (and
    * on shutdown), so opening verifies at most that many entries; 0: only on shutdown.
    */
-  ledger: z.object({
+  ledger: z.strictObject({
     checkpointEvery: z.number().int().min(0).max(1_000_000).default(1_024),
   }).prefault({}),
   /**
@@ -153,11 +153,25 @@ const nodeConfigSchema = z.object({
    * and the deadline (11 minutes): a worker that deletes proof data a challenge can still ask
    * for is slashed for withholding it.
    */
-  proofs: z.object({
+  proofs: z.strictObject({
     retentionMs: z.number().int().min(MIN_PROOF_RETENTION_MS).optional(),
   }).prefault({}),
   /** Milliseconds between heartbeat lines; 0 turns them off. */
   heartbeatMs: z.number().int().min(0).default(10_000),
+  /**
+   * How log lines are written: `text` for a terminal (one readable line each), `json` for a log
+   * collector (one object per line: time, level, component, msg; see node/log_format.ts).
+   */
+  log: z.strictObject({
+    format: z.enum(["text", "json"]).default("text"),
+  }).prefault({}),
+  /**
+   * The live dashboard at `/` (server/dashboard_routes.ts). Read-only for anyone the API serves;
+   * submitting a job from it needs the operator token, kept in `<dataDir>/operator.token`.
+   */
+  dashboard: z.strictObject({
+    enabled: z.boolean().default(true),
+  }).prefault({}),
   /**
    * Stake recorded for the node's own key on first start (bookkeeping: there is no token). A
    * receipt locks `slashMultiplier × tokens × price` of it during its challenge window, so the
@@ -208,6 +222,10 @@ export interface NodeConfig {
   proofs: { retentionMs?: number };
   /** Milliseconds between heartbeat lines; 0 turns them off. Default 10 000. */
   heartbeatMs: number;
+  /** Log lines as readable text (default) or one JSON object per line. */
+  log: { format: "text" | "json" };
+  /** The dashboard at `/`: on by default. */
+  dashboard: { enabled: boolean };
   /** Stake recorded for the node's own key on first start. Default 1 000 000. */
   selfStake: number;
 }
@@ -215,25 +233,312 @@ export interface NodeConfig {
 // Compile-time proof that the schema produces exactly a NodeConfig.
 const _schemaMatches: (c: z.infer<typeof nodeConfigSchema>) => NodeConfig = (c) => c;
 
-/** Validate a raw configuration value (from JSON); throws {@link ConfigError} with every issue. */
-export function parseNodeConfig(raw: unknown): NodeConfig {
+/** Where a configuration value came from, highest precedence last. */
+export type ConfigSource = "default" | "file" | "env" | "flag";
+
+/**
+ * One layer of configuration: values (nested like the file) from one source, with what set each
+ * leaf (`--port`, `VERIFLOW_HTTP_PORT`, the file's path) by dotted key path.
+ */
+export interface ConfigLayer {
+  /** Which kind of source. */
+  source: Exclude<ConfigSource, "default">;
+  /** The values, nested like the configuration file. */
+  values: Record<string, unknown>;
+  /** What set each leaf, by dotted key path (`http.port` → `--port`). */
+  setBy: Map<string, string>;
+}
+
+/** Where one effective value came from. */
+export interface ConfigOrigin {
+  /** The kind of source. */
+  source: ConfigSource;
+  /** The flag, variable or file that set it; absent for defaults. */
+  by?: string;
+}
+
+/** A validated configuration and where each of its leaves came from. */
+export interface ResolvedConfig {
+  /** The effective configuration. */
+  config: NodeConfig;
+  /** The origin of every leaf, by dotted key path, in schema order. */
+  origins: Map<string, ConfigOrigin>;
+}
+
+/** What kind of value a configuration leaf holds (how an environment variable is read). */
+export type ConfigLeafKind = "string" | "number" | "boolean" | "list";
+
+/** A leaf of the configuration schema. */
+export interface ConfigLeaf {
+  /** Dotted key path (`http.port`). */
+  path: string;
+  /** Its environment variable (`VERIFLOW_HTTP_PORT`). */
+  env: string;
+  /** How its text form is read. */
+  kind: ConfigLeafKind;
+}
+
+/** Prefix of every configuration environment variable. */
+export const ENV_PREFIX = "VERIFLOW_";
+
+/**
+ * `VERIFLOW_*` variables that are not configuration leaves but are read elsewhere (the config
+ * file's path here; the client's key and the tests' log switch by their own commands).
+ */
+const OTHER_ENV = new Set(["VERIFLOW_CONFIG", "VERIFLOW_API_KEY", "VERIFLOW_TEST_LOG"]);
+
+type ZodDef = { type: string; innerType?: ZodLike; shape?: Record<string, ZodLike> };
+type ZodLike = { _zod: { def: ZodDef } };
+
+/** The leaf kind of a schema node, seen through default/optional/nullable wrappers. */
+function leafKind(schema: ZodLike): ConfigLeafKind | ZodLike {
+  let def = schema._zod.def;
+  while (def.innerType !== undefined && def.type !== "object") def = def.innerType._zod.def;
+  switch (def.type) {
+    case "object":
+      return { _zod: { def } };
+    case "number":
+      return "number";
+    case "boolean":
+      return "boolean";
+    case "array":
+      return "list";
+    default:
+      return "string";
+  }
+}
+
+/** `checkpointEvery` → `CHECKPOINT_EVERY`. */
+function envSegment(key: string): string {
+  return key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
+}
+
+/** Every leaf of the configuration schema, in schema order. */
+export function configLeaves(): ConfigLeaf[] {
+  const leaves: ConfigLeaf[] = [];
+  const walk = (schema: ZodLike, path: string[]) => {
+    const kind = leafKind(schema);
+    if (typeof kind === "string") {
+      leaves.push({
+        path: path.join("."),
+        env: ENV_PREFIX + path.map(envSegment).join("_"),
+        kind,
+      });
+      return;
+    }
+    for (const [key, child] of Object.entries(kind._zod.def.shape ?? {})) {
+      walk(child, [...path, key]);
+    }
+  };
+  walk(nodeConfigSchema as unknown as ZodLike, []);
+  return leaves;
+}
+
+/** Set `value` at dotted `path` in `target`, creating sections on the way. */
+export function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split(".");
+  let section = target;
+  for (const key of keys.slice(0, -1)) {
+    const next = section[key];
+    section = (next !== null && typeof next === "object" && !Array.isArray(next)
+      ? next
+      : (section[key] = {})) as Record<string, unknown>;
+  }
+  section[keys[keys.length - 1]] = value;
+}
+
+/** Dotted paths of every leaf (non-object value) in `values`. */
+function leafPaths(values: Record<string, unknown>, prefix = ""): string[] {
+  return Object.entries(values).flatMap(([key, value]) => {
+    const path = prefix + key;
+    return value !== null && typeof value === "object" && !Array.isArray(value)
+      ? leafPaths(value as Record<string, unknown>, path + ".")
+      : [path];
+  });
+}
+
+/** `b` merged over `a`: sections merge key by key; lists and values replace. */
+function mergeOver(
+  a: Record<string, unknown>,
+  b: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [key, value] of Object.entries(b)) {
+    const under = out[key];
+    const bothSections = [under, value].every((v) =>
+      v !== null && typeof v === "object" && !Array.isArray(v)
+    );
+    out[key] = bothSections
+      ? mergeOver(under as Record<string, unknown>, value as Record<string, unknown>)
+      : value;
+  }
+  return out;
+}
+
+/** A configuration file's values as a layer (every leaf set by the file). */
+export function fileLayer(values: Record<string, unknown>, path: string): ConfigLayer {
+  return {
+    source: "file",
+    values,
+    setBy: new Map(leafPaths(values).map((p) => [p, path])),
+  };
+}
+
+/**
+ * The `VERIFLOW_*` environment variables as a layer: `VERIFLOW_HTTP_PORT=9000` sets `http.port`
+ * (one variable per leaf, its path in upper snake case: `configLeaves()` lists them); a list is
+ * comma-separated, a boolean `true`/`false` (or `1`/`0`). A variable that names no leaf is
+ * refused, naming it, like an unknown key in the file.
+ *
+ * @param env The environment (`Deno.env.toObject()`).
+ */
+export function envLayer(env: Readonly<Record<string, string>>): ConfigLayer {
+  const byName = new Map(configLeaves().map((leaf) => [leaf.env, leaf]));
+  const layer: ConfigLayer = { source: "env", values: {}, setBy: new Map() };
+  const problems: string[] = [];
+  for (const [name, text] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || OTHER_ENV.has(name)) continue;
+    const leaf = byName.get(name);
+    if (leaf === undefined) {
+      problems.push(`  ${name}: unknown variable (${closest(name, [...byName.keys()])})`);
+      continue;
+    }
+    let value: unknown = text;
+    if (leaf.kind === "number") {
+      value = text.trim() === "" ? NaN : Number(text);
+      if (!Number.isFinite(value)) problems.push(`  ${name}: expected a number, got "${text}"`);
+    } else if (leaf.kind === "boolean") {
+      const t = text.trim().toLowerCase();
+      value = t === "true" || t === "1" ? true : t === "false" || t === "0" ? false : undefined;
+      if (value === undefined) problems.push(`  ${name}: expected true or false, got "${text}"`);
+    } else if (leaf.kind === "list") {
+      value = text.split(",").map((item) => item.trim()).filter((item) => item !== "");
+    }
+    setPath(layer.values, leaf.path, value);
+    layer.setBy.set(leaf.path, name);
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(`invalid environment:\n${problems.join("\n")}`);
+  }
+  return layer;
+}
+
+/** `did you mean X?` for the known name nearest `name`, or the list's size when none is near. */
+function closest(name: string, known: readonly string[]): string {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  return best !== undefined && bestDistance <= Math.max(2, name.length / 4)
+    ? `did you mean ${best}?`
+    : `see README, "Configuration", for the ${known.length} known ones`;
+}
+
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length];
+}
+
+/**
+ * Merge layers (later ones win: pass them file, env, flags for the documented precedence
+ * flag > env > file > default), validate the result, and say where each leaf came from. Throws
+ * {@link ConfigError} naming each wrong key path, why, and which flag, variable or file set it.
+ */
+export function resolveNodeConfig(layers: readonly ConfigLayer[]): ResolvedConfig {
+  let merged: Record<string, unknown> = {};
+  for (const layer of layers) merged = mergeOver(merged, layer.values);
+  const originOf = (path: string): ConfigOrigin => {
+    for (const layer of [...layers].reverse()) {
+      const by = layer.setBy.get(path);
+      if (by !== undefined) return { source: layer.source, by };
+    }
+    return { source: "default" };
+  };
+  const config = parseNodeConfig(merged, (path) => {
+    const origin = originOf(path);
+    return origin.by === undefined ? undefined : origin.by;
+  });
+  const origins = new Map(configLeaves().map((leaf) => [leaf.path, originOf(leaf.path)]));
+  return { config, origins };
+}
+
+/**
+ * The effective configuration, one leaf a line with where it came from, for
+ * `cli.ts start --print-config`:
+ *
+ * ```
+ * http.port                 8080              default
+ * dataDir                   "/srv/vf"         env VERIFLOW_DATA_DIR
+ * ```
+ */
+export function formatResolvedConfig(resolved: ResolvedConfig): string {
+  const rows = [...resolved.origins].map(([path, origin]) => {
+    let value: unknown = resolved.config;
+    for (const key of path.split(".")) value = (value as Record<string, unknown>)?.[key];
+    const shown = value === undefined ? "(unset)" : JSON.stringify(value);
+    const from = origin.by === undefined ? origin.source : `${origin.source} ${origin.by}`;
+    return [path, shown, from];
+  });
+  const width = (i: number) => Math.max(...rows.map((r) => r[i].length));
+  const [w0, w1] = [width(0), Math.min(width(1), 40)];
+  return rows.map(([path, shown, from]) => `${path.padEnd(w0)}  ${shown.padEnd(w1)}  ${from}`).join(
+    "\n",
+  );
+}
+
+/**
+ * Validate a raw configuration value (from JSON); throws {@link ConfigError} naming every wrong
+ * key path and the reason.
+ *
+ * @param raw The value (a parsed file, or merged layers).
+ * @param setBy What set the value at a dotted path (a flag, a variable, a file), to name it.
+ */
+export function parseNodeConfig(
+  raw: unknown,
+  setBy: (path: string) => string | undefined = () => undefined,
+): NodeConfig {
   const result = nodeConfigSchema.safeParse(raw ?? {});
   if (!result.success) {
-    const issues = result.error.issues.map((i) =>
-      `  ${i.path.join(".") || "(root)"}: ${i.message}`
-    );
+    const known = configLeaves().map((leaf) => leaf.path);
+    const issues = result.error.issues.flatMap((issue) => {
+      const at = issue.path.map(String);
+      if (issue.code === "unrecognized_keys") {
+        return issue.keys.map((key) => {
+          const path = [...at, key].join(".");
+          const by = setBy(path);
+          const hint = closest(path, known);
+          return `  ${path}: unknown key (${hint})${by === undefined ? "" : ` [from ${by}]`}`;
+        });
+      }
+      const path = at.join(".") || "(root)";
+      const by = setBy(path);
+      return [`  ${path}: ${issue.message}${by === undefined ? "" : ` [from ${by}]`}`];
+    });
     throw new ConfigError(`invalid configuration:\n${issues.join("\n")}`);
   }
   return result.data;
 }
 
-/** Read and validate a JSON configuration file. */
-export async function loadNodeConfig(path: string): Promise<NodeConfig> {
+/** Read a JSON configuration file (not yet validated: a layer for {@link resolveNodeConfig}). */
+export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (cause) {
-    throw new ConfigError(`cannot read configuration file ${path}`, { cause });
+    throw new ConfigError(
+      `cannot read configuration file ${path} (${(cause as Error).message}); check the path ` +
+        `given to --config or VERIFLOW_CONFIG`,
+      { cause },
+    );
   }
   let raw: unknown;
   try {
@@ -241,5 +546,13 @@ export async function loadNodeConfig(path: string): Promise<NodeConfig> {
   } catch (cause) {
     throw new ConfigError(`${path} is not valid JSON: ${(cause as Error).message}`, { cause });
   }
-  return parseNodeConfig(raw);
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new ConfigError(`${path}: expected a JSON object at the top level`);
+  }
+  return raw as Record<string, unknown>;
+}
+
+/** Read and validate a JSON configuration file. */
+export async function loadNodeConfig(path: string): Promise<NodeConfig> {
+  return resolveNodeConfig([fileLayer(await readConfigFile(path), path)]).config;
 }

@@ -10,7 +10,19 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { ConfigError, loadNodeConfig, type NodeConfig, parseNodeConfig } from "./config.ts";
+import {
+  ConfigError,
+  type ConfigLayer,
+  envLayer,
+  fileLayer,
+  formatResolvedConfig,
+  type NodeConfig,
+  readConfigFile,
+  type ResolvedConfig,
+  resolveNodeConfig,
+  setPath,
+} from "./config.ts";
+import { lineLogger } from "./log_format.ts";
 import { startNode, type VeriflowNode } from "./node.ts";
 import { StopSignals } from "./stop_signals.ts";
 import { VeriflowError } from "../protocols/errors.ts";
@@ -18,7 +30,13 @@ import { ActorError } from "../actors/errors.ts";
 
 const HELP = `Usage: cli.ts start [options]
 
-  --config FILE     JSON configuration (see README, "Configuration")
+Run a node until Ctrl-C (or SIGTERM). Each setting comes from, highest first: a flag, a
+VERIFLOW_* environment variable, the configuration file, the default (README, "Configuration").
+
+  --config FILE     JSON configuration file (or VERIFLOW_CONFIG=FILE); unknown keys are refused
+  --print-config    print the effective configuration, each value with where it came from
+                    (flag, env, file, default), and exit without starting
+  --log-format F    text (default: readable lines) or json (one object per line)
   --port N          HTTP/WebSocket port (default 8080; 0 picks a free one)
   --host H          address to listen on (default 127.0.0.1)
   --api-key KEY     accept this API key (Authorization: Bearer KEY; repeatable). Without keys
@@ -36,6 +54,7 @@ const HELP = `Usage: cli.ts start [options]
                     0: share the generation workers, which serve token steps first)
   --no-storage, --no-inference, --no-prover, --no-validator
                     switch a role off
+  --no-dashboard    serve no dashboard at /
   --p2p-port N      port peers connect to (default 7700; 0 picks a free one)
   --p2p-host H      address peers connect to (default 127.0.0.1)
   --no-listen       accept no peer connections (dial out only)
@@ -46,91 +65,127 @@ const HELP = `Usage: cli.ts start [options]
   --swarm-bind ADDR bind the DHT to ADDR (127.0.0.1 for a local testnet)
   --challenge-probability P
                     chance of challenging another node's receipt (0..1)
-  --heartbeat MS    milliseconds between heartbeat lines (0: off)`;
+  --heartbeat MS    milliseconds between heartbeat lines (0: off)
 
-/** Parse `start` flags into a validated configuration. */
-export async function configFromArgs(args: string[]): Promise<NodeConfig> {
-  const { values } = parseArgs({
-    args,
-    strict: true,
-    options: {
-      config: { type: "string" },
-      port: { type: "string" },
-      host: { type: "string" },
-      "api-key": { type: "string", multiple: true },
-      "api-keys-file": { type: "string" },
-      "allow-origin": { type: "string", multiple: true },
-      data: { type: "string" },
-      model: { type: "string" },
-      "model-size": { type: "string" },
-      cuda: { type: "boolean" },
-      workers: { type: "string" },
-      "validation-workers": { type: "string" },
-      "no-storage": { type: "boolean" },
-      "no-inference": { type: "boolean" },
-      "no-prover": { type: "boolean" },
-      "no-validator": { type: "boolean" },
-      heartbeat: { type: "string" },
-      "p2p-port": { type: "string" },
-      "p2p-host": { type: "string" },
-      "no-listen": { type: "boolean" },
-      peer: { type: "string", multiple: true },
-      swarm: { type: "boolean" },
-      "swarm-bootstrap": { type: "string", multiple: true },
-      "swarm-bind": { type: "string" },
-      "challenge-probability": { type: "string" },
-    },
-  });
-  const base: Record<string, unknown> = values.config
-    ? structuredClone(await loadNodeConfig(values.config)) as unknown as Record<string, unknown>
-    : {};
-  const section = (key: string) => (base[key] ??= {}) as Record<string, unknown>;
+Examples:
+  deno task start                                   # built-in model on 127.0.0.1:8080
+  deno task start --port 0 --log-format json        # any free port, JSON log lines
+  VERIFLOW_HTTP_PORT=9000 deno task start --print-config
+  deno task start --config veriflow.json --peer 127.0.0.1:7701
+
+Exit codes: 0 stopped cleanly · 1 the node did not start (the line says why) · 2 bad flags
+or configuration (the key and the reason are named) · 130 interrupted.`;
+
+/** The `start` flags parseArgs knows. */
+const START_OPTIONS = {
+  config: { type: "string" },
+  "print-config": { type: "boolean" },
+  "log-format": { type: "string" },
+  port: { type: "string" },
+  host: { type: "string" },
+  "api-key": { type: "string", multiple: true },
+  "api-keys-file": { type: "string" },
+  "allow-origin": { type: "string", multiple: true },
+  data: { type: "string" },
+  model: { type: "string" },
+  "model-size": { type: "string" },
+  cuda: { type: "boolean" },
+  workers: { type: "string" },
+  "validation-workers": { type: "string" },
+  "no-storage": { type: "boolean" },
+  "no-inference": { type: "boolean" },
+  "no-prover": { type: "boolean" },
+  "no-validator": { type: "boolean" },
+  "no-dashboard": { type: "boolean" },
+  heartbeat: { type: "string" },
+  "p2p-port": { type: "string" },
+  "p2p-host": { type: "string" },
+  "no-listen": { type: "boolean" },
+  peer: { type: "string", multiple: true },
+  swarm: { type: "boolean" },
+  "swarm-bootstrap": { type: "string", multiple: true },
+  "swarm-bind": { type: "string" },
+  "challenge-probability": { type: "string" },
+} as const;
+
+/**
+ * Parse `start` flags, the `VERIFLOW_*` environment and the configuration file (`--config`, or
+ * `VERIFLOW_CONFIG`) into a validated configuration, flag > env > file > default, with where
+ * each value came from.
+ *
+ * @param args The flags after `start`.
+ * @param env The environment; default none (tests), `Deno.env.toObject()` from the command.
+ */
+export async function resolveStartConfig(
+  args: string[],
+  env: Readonly<Record<string, string>> = {},
+): Promise<ResolvedConfig> {
+  const { values } = parseArgs({ args, strict: true, options: START_OPTIONS });
+  const layers: ConfigLayer[] = [];
+  const file = values.config ?? env.VERIFLOW_CONFIG;
+  if (file !== undefined) layers.push(fileLayer(await readConfigFile(file), file));
+  layers.push(envLayer(env));
+  const flags: ConfigLayer = { source: "flag", values: {}, setBy: new Map() };
+  layers.push(flags);
+  const set = (path: string, value: unknown, flag: string) => {
+    setPath(flags.values, path, value);
+    flags.setBy.set(path, `--${flag}`);
+  };
   const num = (flag: string, text: string) => {
     const n = Number(text);
-    if (!Number.isFinite(n)) throw new ConfigError(`--${flag} expects a number, got "${text}"`);
+    if (text.trim() === "" || !Number.isFinite(n)) {
+      throw new ConfigError(`--${flag} expects a number, got "${text}"`);
+    }
     return n;
   };
-  if (values.port !== undefined) section("http").port = num("port", values.port);
-  if (values.host !== undefined) section("http").hostname = values.host;
-  const http = section("http");
-  if (values["api-key"]) http.apiKeys = [...(http.apiKeys as string[] ?? []), ...values["api-key"]];
-  if (values["api-keys-file"] !== undefined) http.apiKeysFile = values["api-keys-file"];
-  if (values["allow-origin"]) {
-    http.allowedOrigins = [...(http.allowedOrigins as string[] ?? []), ...values["allow-origin"]];
+  const numeric: [keyof typeof values, string][] = [
+    ["port", "http.port"],
+    ["workers", "model.workers"],
+    ["validation-workers", "model.validationWorkers"],
+    ["heartbeat", "heartbeatMs"],
+    ["p2p-port", "network.listen.port"],
+    ["challenge-probability", "validator.challengeProbability"],
+  ];
+  for (const [flag, path] of numeric) {
+    const text = values[flag];
+    if (typeof text === "string") set(path, num(flag, text), flag);
   }
-  if (values.data !== undefined) base.dataDir = values.data;
-  if (values.model !== undefined) section("model").dir = values.model;
-  if (values["model-size"] !== undefined) section("model").size = values["model-size"];
-  if (values.cuda) section("model").executionProvider = "cuda";
-  if (values.workers !== undefined) section("model").workers = num("workers", values.workers);
-  if (values["validation-workers"] !== undefined) {
-    section("model").validationWorkers = num("validation-workers", values["validation-workers"]);
+  const textual: [keyof typeof values, string][] = [
+    ["host", "http.hostname"],
+    ["api-key", "http.apiKeys"],
+    ["api-keys-file", "http.apiKeysFile"],
+    ["allow-origin", "http.allowedOrigins"],
+    ["data", "dataDir"],
+    ["model", "model.dir"],
+    ["model-size", "model.size"],
+    ["p2p-host", "network.listen.hostname"],
+    ["peer", "network.peers"],
+    ["swarm-bootstrap", "network.swarm.bootstrap"],
+    ["swarm-bind", "network.swarm.bind"],
+    ["log-format", "log.format"],
+  ];
+  for (const [flag, path] of textual) {
+    if (values[flag] !== undefined) set(path, values[flag], flag);
   }
+  if (values.cuda) set("model.executionProvider", "cuda", "cuda");
   for (const role of ["storage", "inference", "prover", "validator"]) {
-    if (values[`no-${role}` as "no-storage"]) section("roles")[role] = false;
+    if (values[`no-${role}` as "no-storage"]) set(`roles.${role}`, false, `no-${role}`);
   }
-  if (values.heartbeat !== undefined) base.heartbeatMs = num("heartbeat", values.heartbeat);
-  const network = section("network");
-  const listen = (network.listen ??= {}) as Record<string, unknown>;
-  if (values["p2p-port"] !== undefined) listen.port = num("p2p-port", values["p2p-port"]);
-  if (values["p2p-host"] !== undefined) listen.hostname = values["p2p-host"];
-  if (values["no-listen"]) network.listening = false;
-  if (values.swarm || values["swarm-bootstrap"] !== undefined) {
-    const swarm = (network.swarm ??= {}) as Record<string, unknown>;
-    swarm.enabled = true;
-    if (values["swarm-bootstrap"] !== undefined) swarm.bootstrap = values["swarm-bootstrap"];
-    if (values["swarm-bind"] !== undefined) swarm.bind = values["swarm-bind"];
+  if (values["no-dashboard"]) set("dashboard.enabled", false, "no-dashboard");
+  if (values["no-listen"]) set("network.listening", false, "no-listen");
+  if (values.swarm) set("network.swarm.enabled", true, "swarm");
+  else if (values["swarm-bootstrap"] !== undefined) {
+    set("network.swarm.enabled", true, "swarm-bootstrap");
   }
-  if (values.peer !== undefined) {
-    network.peers = [...(network.peers as string[] ?? []), ...values.peer];
-  }
-  if (values["challenge-probability"] !== undefined) {
-    section("validator").challengeProbability = num(
-      "challenge-probability",
-      values["challenge-probability"],
-    );
-  }
-  return parseNodeConfig(base);
+  return resolveNodeConfig(layers);
+}
+
+/** Parse `start` flags (and `env`) into a validated configuration; see {@link resolveStartConfig}. */
+export async function configFromArgs(
+  args: string[],
+  env: Readonly<Record<string, string>> = {},
+): Promise<NodeConfig> {
+  return (await resolveStartConfig(args, env)).config;
 }
 
 /** The first reason below the supervision wrappers (`actor … crashed: …`) of a failed start. */
@@ -155,6 +210,8 @@ export interface StartCommandIo {
   err(line: string): void;
   /** A monotonic clock in milliseconds. */
   now(): number;
+  /** The environment (`VERIFLOW_*` settings); none when absent. */
+  env?(): Record<string, string>;
 }
 
 /** The real process: its signals, stdout and stderr, `performance.now`. */
@@ -170,6 +227,7 @@ export const PROCESS_IO: StartCommandIo = {
   out: (line) => console.log(line),
   err: (line) => console.error(line),
   now: () => performance.now(),
+  env: () => Deno.env.toObject(),
 };
 
 /** Exit code after an interrupted start-up or a forced exit: 128 + SIGINT, as shells report. */
@@ -187,14 +245,30 @@ export async function runStart(args: string[], io: StartCommandIo = PROCESS_IO):
     io.out(HELP);
     return 0;
   }
-  let config: NodeConfig;
+  let resolved: ResolvedConfig;
   try {
-    config = await configFromArgs(args);
+    resolved = await resolveStartConfig(args, io.env?.() ?? {});
   } catch (error) {
-    io.err(`error: ${(error as Error).message}\n\n${HELP}`);
+    const hint = error instanceof ConfigError
+      ? "fix the key named above (cli.ts start --print-config shows every value and its source)"
+      : "see cli.ts start --help";
+    io.err(`error: ${(error as Error).message}\n${hint}`);
     return 2;
   }
-  return await runUntilStopped((signal) => startNode(config, { log: io.out, signal }), io);
+  if (args.includes("--print-config")) {
+    io.out(formatResolvedConfig(resolved));
+    return 0;
+  }
+  const { config } = resolved;
+  const logIo: StartCommandIo = {
+    ...io,
+    out: lineLogger(config.log.format, io.out),
+    err: lineLogger(config.log.format, io.err, "error"),
+  };
+  return await runUntilStopped(
+    (signal) => startNode(config, { log: logIo.out, signal }),
+    logIo,
+  );
 }
 
 /**

@@ -1,0 +1,71 @@
+/**
+ * How the node's log lines are written: `text` for a person at a terminal (the line as the node
+ * says it), `json` for a log collector — one JSON object per line with `time` (ISO 8601),
+ * `level` (`info`, `warn`, `error`), `component` (the word before the first colon: `validator`,
+ * `storage`, `network`… or `node`) and `msg`. Lines are the node's existing sentences, so both
+ * modes say the same thing; only the framing differs.
+ *
+ * @example
+ * ```ts
+ * import { lineLogger } from "./log_format.ts";
+ * const log = lineLogger("json", console.log);
+ * log("validator: challenged job 3f2a9c → valid");
+ * // {"time":"…","level":"info","component":"validator","msg":"validator: challenged job 3f2a9c → valid"}
+ * ```
+ *
+ * @module
+ */
+
+/** The two log formats (`log.format`, `--log-format`). */
+export type LogFormat = "text" | "json";
+
+/** Severity of a log line. */
+export type LogLevel = "info" | "warn" | "error";
+
+/** One structured log line, as `json` mode writes it. */
+export interface LogRecord {
+  /** When it was written (ISO 8601). */
+  time: string;
+  /** Its severity. */
+  level: LogLevel;
+  /** The part of the node that said it. */
+  component: string;
+  /** The line itself. */
+  msg: string;
+}
+
+/** A leading `word:` (or `word/word:`) that names the speaker of a line. */
+const COMPONENT = /^\s*([a-z][a-z0-9_/-]{1,24}):\s/;
+/** Words that make a line a warning or an error, whatever speaks it. */
+const ERROR_WORDS = /^\s*(error|fatal|forced exit)\b|\b(crashed|gave up|escalated)\b/i;
+const WARN_WORDS = /^\s*(warning|interrupted)\b|\b(failed|refused|restarted|restarting)\b/i;
+
+/** The structured form of `line`. */
+export function logRecord(line: string, level?: LogLevel, now: Date = new Date()): LogRecord {
+  const trimmed = line.replace(/^\n+|\n+$/g, "");
+  const component = COMPONENT.exec(trimmed)?.[1] ?? "node";
+  const guessed: LogLevel = ERROR_WORDS.test(trimmed)
+    ? "error"
+    : WARN_WORDS.test(trimmed)
+    ? "warn"
+    : "info";
+  return { time: now.toISOString(), level: level ?? guessed, component, msg: trimmed };
+}
+
+/**
+ * A log function writing in `format` through `write`.
+ *
+ * @param format `text` or `json`.
+ * @param write Where finished lines go (stdout, stderr, a test's array).
+ * @param level Force this level (stderr's lines are errors); default: guessed from the words.
+ * @param now The clock (tests pass a fixed one).
+ */
+export function lineLogger(
+  format: LogFormat,
+  write: (line: string) => void,
+  level?: LogLevel,
+  now: () => Date = () => new Date(),
+): (line: string) => void {
+  if (format === "text") return write;
+  return (line) => write(JSON.stringify(logRecord(line, level, now())));
+}

@@ -1,0 +1,114 @@
+/**
+ * One configuration from four sources, flag > env > file > default; `--print-config` says where
+ * each value came from; unknown keys and bad values are refused naming the key path and why.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ConfigError, configLeaves, envLayer } from "../../node/config.ts";
+import { resolveStartConfig, runStart, type StartCommandIo } from "../../node/start_command.ts";
+
+async function tempFile(value: unknown): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  const path = join(dir, "veriflow.json");
+  await Deno.writeTextFile(path, JSON.stringify(value));
+  return path;
+}
+
+Deno.test("precedence is flag > env > file > default, and each value knows its source", async () => {
+  const file = await tempFile({ http: { port: 9001, hostname: "127.0.0.2" }, heartbeatMs: 5 });
+  const { config, origins } = await resolveStartConfig(["--config", file, "--port", "9003"], {
+    VERIFLOW_HTTP_PORT: "9002",
+    VERIFLOW_HEARTBEAT_MS: "7",
+    VERIFLOW_NETWORK_PEERS: "127.0.0.1:7701, 127.0.0.1:7702",
+    VERIFLOW_ROLES_VALIDATOR: "false",
+  });
+  assert.equal(config.http.port, 9003, "the flag beats env and file");
+  assert.equal(config.heartbeatMs, 7, "env beats the file");
+  assert.equal(config.http.hostname, "127.0.0.2", "the file beats the default");
+  assert.equal(config.model.size, "tiny", "the default");
+  assert.deepEqual(config.network.peers, ["127.0.0.1:7701", "127.0.0.1:7702"]);
+  assert.equal(config.roles.validator, false);
+  assert.deepEqual(origins.get("http.port"), { source: "flag", by: "--port" });
+  assert.deepEqual(origins.get("heartbeatMs"), { source: "env", by: "VERIFLOW_HEARTBEAT_MS" });
+  assert.deepEqual(origins.get("http.hostname"), { source: "file", by: file });
+  assert.deepEqual(origins.get("model.size"), { source: "default" });
+});
+
+Deno.test("VERIFLOW_CONFIG names the file when --config does not", async () => {
+  const file = await tempFile({ dataDir: "/from/env/file" });
+  const { config, origins } = await resolveStartConfig([], { VERIFLOW_CONFIG: file });
+  assert.equal(config.dataDir, "/from/env/file");
+  assert.equal(origins.get("dataDir")?.source, "file");
+});
+
+Deno.test("an unknown key in the file is refused naming its path, a near key and the file", async () => {
+  const file = await tempFile({ http: { prot: 80 } });
+  await assert.rejects(resolveStartConfig(["--config", file]), (error: unknown) => {
+    assert.ok(error instanceof ConfigError);
+    assert.match(error.message, /http\.prot: unknown key \(did you mean http\.port\?\)/);
+    assert.match(error.message, new RegExp(`from ${file.replaceAll(".", "\\.")}`));
+    return true;
+  });
+});
+
+Deno.test("a bad value is refused naming the key path, the reason and the variable that set it", async () => {
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_HTTP_PORT: "70000" }),
+    /http\.port: .*65535.*\[from VERIFLOW_HTTP_PORT\]/s,
+  );
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_HTTP_PORT: "eighty" }),
+    /VERIFLOW_HTTP_PORT: expected a number, got "eighty"/,
+  );
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_HTTP_PROT: "1" }),
+    /VERIFLOW_HTTP_PROT: unknown variable \(did you mean VERIFLOW_HTTP_PORT\?\)/,
+  );
+  await assert.rejects(resolveStartConfig(["--model-size", "huge"]), /model\.size: .*--model-size/);
+});
+
+Deno.test("every configuration leaf has one environment variable", () => {
+  const leaves = configLeaves();
+  const names = leaves.map((l) => l.env);
+  assert.equal(new Set(names).size, names.length, "no two leaves share a variable");
+  assert.ok(names.includes("VERIFLOW_MODEL_RESTART_MAX_RESTARTS"));
+  assert.ok(names.includes("VERIFLOW_LOG_FORMAT"));
+  // Every one round-trips: a leaf set by its variable is read back from that variable.
+  const layer = envLayer({ VERIFLOW_STORAGE_QUOTA_BYTES: "1000" });
+  assert.deepEqual(layer.values, { storage: { quotaBytes: 1000 } });
+  assert.equal(layer.setBy.get("storage.quotaBytes"), "VERIFLOW_STORAGE_QUOTA_BYTES");
+});
+
+Deno.test("start --print-config prints every value with its source and starts nothing", async () => {
+  const out: string[] = [];
+  const io: StartCommandIo = {
+    onStopSignal: () => () => {},
+    out: (line) => void out.push(line),
+    err: (line) => void out.push(`ERR ${line}`),
+    now: () => 0,
+    env: () => ({ VERIFLOW_DATA_DIR: "/nonexistent/never-created" }),
+  };
+  const code = await runStart(["--print-config", "--port", "0"], io);
+  assert.equal(code, 0);
+  const text = out.join("\n");
+  assert.match(text, /^http\.port\s+0\s+flag --port$/m);
+  assert.match(text, /^dataDir\s+"\/nonexistent\/never-created"\s+env VERIFLOW_DATA_DIR$/m);
+  assert.match(text, /^model\.size\s+"tiny"\s+default$/m);
+  assert.match(text, /^model\.dir\s+\(unset\)\s+default$/m);
+  assert.equal(text.split("\n").length, configLeaves().length);
+  await assert.rejects(Deno.stat("/nonexistent/never-created"));
+});
+
+Deno.test("start with a bad configuration exits 2 naming the key and what to do", async () => {
+  const file = await tempFile({ roles: { storag: false } });
+  const err: string[] = [];
+  const io: StartCommandIo = {
+    onStopSignal: () => () => {},
+    out: () => {},
+    err: (line) => void err.push(line),
+    now: () => 0,
+  };
+  assert.equal(await runStart(["--config", file], io), 2);
+  assert.match(err.join("\n"), /roles\.storag: unknown key \(did you mean roles\.storage\?\)/);
+  assert.match(err.join("\n"), /--print-config/);
+});

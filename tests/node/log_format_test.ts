@@ -1,0 +1,30 @@
+import assert from "node:assert/strict";
+import { lineLogger, logRecord } from "../../node/log_format.ts";
+
+const FIXED = new Date("2025-01-02T03:04:05.000Z");
+
+Deno.test("json log lines are one object each: time, level, component, msg", () => {
+  const lines: string[] = [];
+  const log = lineLogger("json", (l) => lines.push(l), undefined, () => FIXED);
+  log("validator: challenged job 3f2a9c → valid");
+  log("actor node/storage crashed: disk full");
+  log("\nsupervision tree:\nnode [system]\n");
+  const records = lines.map((l) => JSON.parse(l));
+  assert.deepEqual(records[0], {
+    time: "2025-01-02T03:04:05.000Z",
+    level: "info",
+    component: "validator",
+    msg: "validator: challenged job 3f2a9c → valid",
+  });
+  assert.equal(records[1].level, "error");
+  assert.equal(records[2].msg, "supervision tree:\nnode [system]");
+  assert.ok(lines.every((l) => !l.includes("\n")), "one line per record");
+});
+
+Deno.test("text log lines are written as the node says them", () => {
+  const lines: string[] = [];
+  lineLogger("text", (l) => lines.push(l))("heartbeat up 10s");
+  assert.deepEqual(lines, ["heartbeat up 10s"]);
+  assert.equal(logRecord("error: the node did not start").level, "error");
+  assert.equal(logRecord("x", "warn").level, "warn");
+});
