@@ -5,11 +5,13 @@
  * `Connection` over a metered in-memory link (`storage/connection_storage_peer.ts`), so the
  * bytes counted are the storage protocol's own.
  *
- * Two repair passes are measured. The **targeted** pass repairs only the chunks a departed node
- * was a holder of — the owner can tell which from the peer set alone (placement is a function
- * of it). The **full** pass then runs `repair` over every chunk, as a node that does not track
- * placement would; it should find nothing left to restore, so its traffic is the price of not
- * knowing. The ideal is the lost copies × the chunk size: each lost copy sent once.
+ * Two repair passes are measured. The **targeted** pass is what the nodes do
+ * (`storage/holder_repair.ts`): each surviving node takes the chunks it holds that a departed
+ * node was a holder of and for which it is the best-ranked survivor, asks their holders whether
+ * they have them (`has_chunk`) and sends its own copy to those without. The **full** pass then
+ * asks the holders of every chunk the same question, as a node that does not track placement
+ * would; it should find nothing left to restore, so its traffic is the price of not knowing.
+ * The ideal is the lost copies × the chunk size: each lost copy sent once.
  *
  * @module
  */
@@ -18,6 +20,7 @@ import { Connection } from "../../protocols/connection.ts";
 import type { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
+import { chunksToRepair } from "../../storage/holder_repair.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { LocalStoragePeer } from "../../storage/storage_peer.ts";
 import { sampleIndices, seededRandom } from "./_random.ts";
@@ -70,7 +73,10 @@ export interface StorageRepairReport {
   lostCopies: number;
   /** Chunks that had a departed holder. */
   affectedChunks: number;
-  /** Lost copies × chunk size: the least any repair must send. */
+  /**
+   * The restorable lost copies × chunk size: the least any repair must send (a chunk whose
+   * every holder left cannot be restored, so its copies are not counted).
+   */
   idealBytes: number;
   /** Repairing only the affected chunks. */
   targeted: RepairPass;
@@ -121,21 +127,35 @@ export async function simulateStorageRepair(
       sampleIndices(random, nodes.length, leaving).map((i) => nodes[i].remote.id),
     );
     let lostCopies = 0;
+    let lostEverywhere = 0;
     const affected: string[] = [];
     for (const cid of cids) {
       const gone = store.holders(cid).filter((p) => departedIds.has(p.id)).length;
       lostCopies += gone;
       if (gone > 0) affected.push(cid);
+      if (gone === replicas) lostEverywhere++; // every copy left: nobody can repair it
     }
     const departed = nodes.filter((n) => departedIds.has(n.remote.id));
     await Promise.all(departed.flatMap((n) => n.connections.map((c) => c.close())));
     const staying = nodes.filter((n) => !departedIds.has(n.remote.id));
     store.setPeers(staying.map((n) => n.remote));
 
-    const pass = async (which: string[]): Promise<RepairPass> => {
+    const everyone = nodes.map((n) => n.remote);
+    const pass = async (
+      work: { cids: string[]; local?: LocalStoragePeer }[],
+    ): Promise<RepairPass> => {
       const before = meter.snapshot();
       const t = performance.now();
-      const report = await store.repair(which);
+      const report = { checked: 0, repaired: 0, lost: [] as string[] };
+      for (const { cids: which, local } of work) {
+        const r = await store.repair(which, {
+          presence: true,
+          local: local && ((cid) => local.getChunk(cid)),
+        });
+        report.checked += r.checked;
+        report.repaired += r.repaired;
+        report.lost.push(...r.lost);
+      }
       await store.flush();
       const traffic = TrafficMeter.between(before, meter.snapshot());
       return {
@@ -146,8 +166,19 @@ export async function simulateStorageRepair(
         ms: performance.now() - t,
       };
     };
-    const targeted = await pass(affected);
-    const full = await pass(cids);
+    // Each survivor repairs what it holds and is the best-ranked surviving holder of.
+    const work: { cids: string[]; local?: LocalStoragePeer }[] = [];
+    for (const n of staying) {
+      const held: string[] = [];
+      for await (const cid of n.local.store.list()) held.push(cid);
+      const mine = chunksToRepair(held, everyone, store.peers, n.remote.id, replicas);
+      if (mine.length > 0) work.push({ cids: mine, local: n.local });
+    }
+    // A chunk no survivor holds is lost: the check below counts it.
+    const targeted = await pass(work);
+    // A chunk whose holders all left has no repairer (nobody holds it): lost, not attempted.
+    targeted.lost += lostEverywhere;
+    const full = await pass([{ cids }]);
 
     // Checked on the nodes' own stores, not over the wire: every holder has its copy.
     const byId = new Map(staying.map((n) => [n.remote.id, n.local]));
@@ -165,7 +196,7 @@ export async function simulateStorageRepair(
       replicas,
       lostCopies,
       affectedChunks: affected.length,
-      idealBytes: lostCopies * chunkBytes,
+      idealBytes: (lostCopies - replicas * lostEverywhere) * chunkBytes,
       targeted,
       full,
       underReplicated,
