@@ -41,7 +41,8 @@ import {
   type FileStoreOptions,
   type PutFileResult,
 } from "../storage/file_store.ts";
-import { chunksReferencedBy } from "../storage/gc_roots.ts";
+import { isDagNode } from "../storage/dag_links.ts";
+import { storageKey } from "../protocols/cid.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
 import {
@@ -491,8 +492,11 @@ export class StorageActor {
         });
       case "get_bytes":
         return await files.content(message.cid, { key: this.#options.ownerKey });
-      case "stat":
-        return await files.stat(message.cid, { key: this.#options.ownerKey });
+      case "stat": {
+        const info = await files.stat(message.cid, { key: this.#options.ownerKey });
+        // A public UnixFS id has no name or type: the pin here may have recorded them.
+        return info.tier === "public" ? { ...info, ...await store.pinLabel(message.cid) } : info;
+      }
       case "pin":
         await this.#holdLocally(message.cid);
         await store.pin(message.cid);
@@ -559,8 +563,17 @@ export class StorageActor {
           key: message.private ? this.#options.ownerKey : undefined,
           signal: signals.length ? AbortSignal.any(signals) : undefined,
         });
-        if (replicated) await pending.put(await replicated.get(result.cid));
-        if (message.pin ?? true) await pending.commit(result.cid);
+        // The root is held here too; a UnixFS file's inner nodes as well (a root over 174
+        // chunks links them), so the pin is a root GC and `list` can read without the peers.
+        if (replicated) {
+          for (const cid of await files.blocks(result.cid)) {
+            if (isDagNode(cid) || cid === result.cid) {
+              await pending.put(await replicated.get(storageKey(cid)));
+            }
+          }
+        }
+        const label = message.private ? undefined : { name: message.name, mime: message.mime };
+        if (message.pin ?? true) await pending.commit(result.cid, label);
         return result;
       } finally {
         await pending.release();
@@ -573,15 +586,25 @@ export class StorageActor {
   /** Make sure the local store holds `cid` (with peers, fetched from them), so it can be pinned. */
   async #holdLocally(cid: string): Promise<void> {
     const store = this.#store!;
-    if (!this.#replicated || await store.has(cid)) return;
-    await store.put(await this.#replicated.get(cid));
+    const replicated = this.#replicated;
+    if (!replicated) return;
+    if (!await store.has(cid)) await store.put(await replicated.get(storageKey(cid)));
+    if (!isDagNode(cid)) return; // a raw root (a leaf, an old manifest) links no inner nodes
+    // A UnixFS root over 174 chunks links inner nodes: GC walks them, so they are held too.
+    const remote = new FileStore(replicated, this.#fileOptions());
+    for (const block of await remote.blocks(cid)) {
+      if (isDagNode(block) && !await store.has(block)) {
+        await store.put(await replicated.get(storageKey(block)));
+      }
+    }
   }
 
   async #list(): Promise<FileInfo[]> {
     const out: FileInfo[] = [];
     for (const cid of await this.#store!.pins()) {
       try {
-        out.push(await this.#local!.stat(cid, { key: this.#options.ownerKey }));
+        const info = await this.#local!.stat(cid, { key: this.#options.ownerKey });
+        out.push({ ...info, ...await this.#store!.pinLabel(cid) });
       } catch {
         // A pin of a raw object or an unreadable manifest: list it without metadata.
         out.push({ cid, tier: "public", size: null, chunkSize: null, chunks: [] });
@@ -598,9 +621,9 @@ export class StorageActor {
     let targets = cids;
     if (!targets) {
       targets = [];
+      const files = new FileStore(replicated, this.#fileOptions());
       for (const root of await this.#store!.pins()) {
-        targets.push(root);
-        targets.push(...chunksReferencedBy(await replicated.get(root)));
+        targets.push(...(await files.blocks(root)).map(storageKey));
       }
     }
     return await replicated.repair(targets);

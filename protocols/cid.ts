@@ -1,7 +1,13 @@
 /**
- * Content identifiers: CIDv1, raw codec (0x55), sha2-256 multihash, base32 string form
- * ("bafkrei…") — the same ids IPFS gives the same bytes, so they mean something outside
- * Veriflow. Models, chunks, manifests and inputs are all named this way.
+ * Content identifiers: CIDv1, sha2-256 multihash, base32 string form — the same ids IPFS gives
+ * the same bytes, so they mean something outside Veriflow. Three codecs are accepted:
+ * - raw (0x55, "bafkrei…"): chunks, UnixFS leaves, models, inputs;
+ * - dag-pb (0x70, "bafybei…"): the UnixFS nodes of public files and directories;
+ * - dag-cbor (0x71, "bafyrei…"): the manifests of private files.
+ *
+ * A store holds bytes by their sha2-256 digest; the codec only says how to read them. So one
+ * object has one storage key whatever codec a CID names it by: {@link storageKey} (the raw
+ * form), and every codec's CID of the same bytes verifies against them.
  *
  * @module
  */
@@ -13,10 +19,17 @@ import { VeriflowError } from "./errors.ts";
 
 /** Multicodec code of the raw codec. */
 export const RAW_CODEC = 0x55;
+/** Multicodec code of dag-pb (UnixFS nodes). */
+export const DAG_PB_CODEC = 0x70;
+/** Multicodec code of dag-cbor (private manifests). */
+export const DAG_CBOR_CODEC = 0x71;
+/** The codecs a Veriflow CID may carry. */
+export type CidCodec = typeof RAW_CODEC | typeof DAG_PB_CODEC | typeof DAG_CBOR_CODEC;
+const CODECS: ReadonlySet<number> = new Set([RAW_CODEC, DAG_PB_CODEC, DAG_CBOR_CODEC]);
 /** Multihash code of sha2-256. */
 export const SHA2_256_CODE = 0x12;
 
-/** A string that is not a CIDv1 raw sha2-256 id. */
+/** A string that is not a CIDv1 sha2-256 id with an accepted codec. */
 export class InvalidCidError extends VeriflowError {
   /**
    * Create the error.
@@ -28,17 +41,45 @@ export class InvalidCidError extends VeriflowError {
   }
 }
 
-/** The CID string of a sha2-256 digest. */
-export function cidFromDigest(digest: Uint8Array): string {
-  return CID.createV1(RAW_CODEC, Digest.create(SHA2_256_CODE, digest)).toString();
+/** The CID string of a sha2-256 digest (raw codec unless `codec` says otherwise). */
+export function cidFromDigest(digest: Uint8Array, codec: CidCodec = RAW_CODEC): string {
+  return CID.createV1(codec, Digest.create(SHA2_256_CODE, digest)).toString();
 }
 
-/** The CID string of `bytes`. */
-export function cidOf(bytes: Uint8Array): string {
-  return cidFromDigest(sha256(bytes));
+/** The CID string of `bytes` (raw codec unless `codec` says otherwise). */
+export function cidOf(bytes: Uint8Array, codec: CidCodec = RAW_CODEC): string {
+  return cidFromDigest(sha256(bytes), codec);
 }
 
-/** Parse a CID string; returns its 32-byte sha2-256 digest or throws {@link InvalidCidError}. */
+/** The codec of a CID string; throws {@link InvalidCidError} when it is not one. */
+export function cidCodec(cid: string): CidCodec {
+  cidDigest(cid);
+  return CID.parse(cid).code as CidCodec;
+}
+
+/**
+ * The key an object is stored under: the raw-codec CID of the same digest. A chunk store, a
+ * replica and an audit name an object by it, whichever codec the reader's CID carries.
+ *
+ * @example
+ * ```ts
+ * import { cidOf, DAG_PB_CODEC, storageKey } from "./cid.ts";
+ * const bytes = new Uint8Array([1]);
+ * storageKey(cidOf(bytes, DAG_PB_CODEC)) === cidOf(bytes); // true
+ * ```
+ */
+export function storageKey(cid: string): string {
+  const digest = cidDigest(cid);
+  return cid.startsWith(RAW_PREFIX) ? cid : cidFromDigest(digest);
+}
+
+/** Every raw-codec sha2-256 CIDv1 string starts so ("b" base32, v1, 0x55, 0x12, 32 bytes). */
+const RAW_PREFIX = "bafkrei";
+
+/**
+ * Parse a CID string; returns its 32-byte sha2-256 digest or throws {@link InvalidCidError}.
+ * Accepts CIDv1 in lower-case base32 with the raw, dag-pb or dag-cbor codec.
+ */
 export function cidDigest(cid: string): Uint8Array {
   // Values from the edge may be anything; one object has exactly one accepted name.
   if (typeof cid !== "string") throw new InvalidCidError(`(a ${typeof cid})`, "not a string");
@@ -49,7 +90,9 @@ export function cidDigest(cid: string): Uint8Array {
     throw new InvalidCidError(cid, (cause as Error).message);
   }
   if (parsed.version !== 1) throw new InvalidCidError(cid, "not CIDv1");
-  if (parsed.code !== RAW_CODEC) throw new InvalidCidError(cid, "not the raw codec");
+  if (!CODECS.has(parsed.code)) {
+    throw new InvalidCidError(cid, "not the raw, dag-pb or dag-cbor codec");
+  }
   if (parsed.multihash.code !== SHA2_256_CODE) throw new InvalidCidError(cid, "not sha2-256");
   if (parsed.multihash.digest.length !== 32) throw new InvalidCidError(cid, "not a 32-byte digest");
   if (parsed.toString() !== cid) throw new InvalidCidError(cid, "not lower-case base32");
@@ -57,7 +100,8 @@ export function cidDigest(cid: string): Uint8Array {
 }
 
 /**
- * True when `value` is a CID string {@link cidDigest} accepts (CIDv1, sha2-256); never throws,
+ * True when `value` is a CID string {@link cidDigest} accepts (CIDv1, sha2-256, raw, dag-pb or
+ * dag-cbor); never throws,
  * for schemas and other checks that only need a yes or no.
  *
  * @example

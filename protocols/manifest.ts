@@ -1,6 +1,9 @@
 /**
- * File manifests: the CBOR object that lists a file's chunk CIDs. A file's id is the CID of its
- * manifest's canonical CBOR bytes, so the id commits to every byte of the file.
+ * File manifests: the CBOR object that lists a file's chunk CIDs. A private file's id is the
+ * dag-cbor CID ("bafyrei…") of its manifest's canonical CBOR bytes, so the id commits to every
+ * byte of the file. (Public files are UnixFS DAGs now, see `storage/unixfs.ts`; public
+ * manifests, and private ones labelled with the raw codec, were written before and stay
+ * readable under their old ids.)
  *
  * Two tiers share one envelope:
  * - **public**: size, chunk size, chunk CIDs, optional name and MIME type, all in the clear.
@@ -15,7 +18,7 @@
  */
 import { z } from "zod";
 import { decodeCbor, encodeCanonical } from "./cbor.ts";
-import { cidOf, isCid } from "./cid.ts";
+import { cidOf, DAG_CBOR_CODEC, isCid, RAW_CODEC } from "./cid.ts";
 import { VeriflowError } from "./errors.ts";
 
 /** The `type` tag every manifest carries. */
@@ -90,7 +93,7 @@ export interface SealedFileInfo {
   mime?: string;
 }
 
-const cidString = z.string().refine(isCid, "not a CIDv1 raw sha2-256");
+const cidString = z.string().refine(isCid, "not a CIDv1 sha2-256");
 const byteString = z.instanceof(Uint8Array);
 const count = z.number().int().nonnegative();
 
@@ -133,9 +136,14 @@ export function encodeManifest(manifest: Manifest): Uint8Array {
   return encodeCanonical(manifest);
 }
 
-/** The file id: CID of the manifest's canonical bytes. */
+/**
+ * The file id: CID of the manifest's canonical bytes — dag-cbor for a private manifest (its
+ * canonical CBOR is valid DAG-CBOR: string keys sorted length first, no tags, integers
+ * shortest), raw for a public one (only written before UnixFS; read, never written now).
+ */
 export function manifestCid(manifest: Manifest): string {
-  return cidOf(encodeManifest(manifest));
+  const codec = manifest.tier === "private" ? DAG_CBOR_CODEC : RAW_CODEC;
+  return cidOf(encodeManifest(manifest), codec);
 }
 
 /**

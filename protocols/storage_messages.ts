@@ -31,7 +31,7 @@ export const MAX_PROVE_CIDS = 64;
 /** Bytes of an audit nonce. */
 export const AUDIT_NONCE_BYTES = 32;
 
-const cid = z.string().max(128).refine(isCid, "not a CIDv1 raw sha2-256");
+const cid = z.string().max(128).refine(isCid, "not a CIDv1 sha2-256 (raw, dag-pb or dag-cbor)");
 const chunkBytes = z.instanceof(Uint8Array).refine((b) => b.length <= MAX_WIRE_CHUNK_BYTES, {
   message: `chunk larger than ${MAX_WIRE_CHUNK_BYTES} bytes`,
 });

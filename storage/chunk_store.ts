@@ -26,7 +26,7 @@
  * @module
  */
 import { join } from "node:path";
-import { cidDigest } from "../protocols/cid.ts";
+import { cidDigest, storageKey } from "../protocols/cid.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import { cidOfAsync, verifyCid } from "./_hash.ts";
 import {
@@ -36,7 +36,8 @@ import {
   QuotaExceededError,
 } from "./errors.ts";
 import {
-  chunksReferencedBy,
+  blocksReferencedBy,
+  isDagNode,
   PENDING_DIR,
   PINS_DIR,
   readGcRoots,
@@ -129,6 +130,16 @@ export interface GcResult {
   unreadableRoots: string[];
 }
 
+/** What a pin records beside the CID: the owner's labels for the file. */
+export interface PinLabel {
+  /** File name. */
+  name?: string;
+  /** MIME type. */
+  mime?: string;
+}
+
+/** A pin file larger than this is not a label we wrote: ignored. */
+const MAX_PIN_LABEL_BYTES = 4096;
 /** Options of {@link ChunkStore.put}. */
 export interface ChunkPutOptions extends BlockStoreCallOptions {
   /**
@@ -267,8 +278,9 @@ export class ChunkStore implements BlockStore {
   async put(bytes: Uint8Array, options?: ChunkPutOptions): Promise<string> {
     options?.signal?.throwIfAborted();
     const cid = await cidOfAsync(bytes);
-    if (options?.cid !== undefined && options.cid !== cid) {
-      cidDigest(options.cid); // a malformed claim is an invalid_cid, not a corrupt chunk
+    // A claim may name the object by any codec (a dag-pb node); the store keys it by its digest.
+    // A malformed claim is an invalid_cid, not a corrupt chunk.
+    if (options?.cid !== undefined && storageKey(options.cid) !== cid) {
       throw new CorruptChunkError(options.cid, "the writer");
     }
     await this.#withSlot(cid, () => this.#writeIfAbsent(cid, bytes, options?.verifyExisting));
@@ -308,9 +320,9 @@ export class ChunkStore implements BlockStore {
    * @throws {ChunkNotFoundError} not stored here.
    * @throws {CorruptChunkError} the stored bytes do not hash to `cid` (moved to quarantine).
    */
-  async get(cid: string, options?: BlockStoreCallOptions): Promise<Uint8Array> {
+  async get(id: string, options?: BlockStoreCallOptions): Promise<Uint8Array> {
     options?.signal?.throwIfAborted();
-    cidDigest(cid);
+    const cid = storageKey(id);
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const location = await this.#locate(cid);
       if (!location) break;
@@ -330,20 +342,20 @@ export class ChunkStore implements BlockStore {
       const good = await this.#withSlot(cid, () => this.#quarantineLocked(cid, location));
       if (good) return good;
       if (this.#index.has(cid)) continue; // another copy (here or from another process) stands in
-      throw new CorruptChunkError(cid, `${this.#packPath(location.pack)}@${location.offset}`);
+      throw new CorruptChunkError(id, `${this.#packPath(location.pack)}@${location.offset}`);
     }
-    throw new ChunkNotFoundError(cid);
+    throw new ChunkNotFoundError(id);
   }
 
   /** True when `cid` is stored (not verified; use {@link get} for that). */
-  async has(cid: string): Promise<boolean> {
-    cidDigest(cid);
+  async has(id: string): Promise<boolean> {
+    const cid = storageKey(id);
     return (await this.#locate(cid)) !== undefined;
   }
 
   /** Remove `cid`; true when it was there. */
-  async delete(cid: string): Promise<boolean> {
-    cidDigest(cid);
+  async delete(id: string): Promise<boolean> {
+    const cid = storageKey(id);
     if (!await this.#locate(cid)) return false;
     return await this.#rewriting(async () => {
       const location = this.#index.get(cid); // where it is now, after any rewrite before us
@@ -365,16 +377,43 @@ export class ChunkStore implements BlockStore {
    * @throws {ChunkNotFoundError} the object is not stored here: a pin of nothing would stop
    * every GC (it cannot know what the missing object references). Put it first.
    */
-  async pin(cid: string): Promise<void> {
+  async pin(cid: string, label?: PinLabel): Promise<void> {
     if (!await this.has(cid)) {
       throw new ChunkNotFoundError(cid, "the local store; put it before pinning it");
     }
-    await this.#touchRoot(PINS_DIR, cid);
+    const text = label?.name !== undefined || label?.mime !== undefined
+      ? JSON.stringify({ name: label.name, mime: label.mime })
+      : "";
+    await this.#touchRoot(PINS_DIR, cid, new TextEncoder().encode(text));
   }
 
-  /** Create the empty root file `sub/cid`, durably when the store is durable. */
-  async #touchRoot(sub: string, cid: string): Promise<void> {
-    await Deno.writeFile(join(this.#dir, sub, cid), new Uint8Array());
+  /**
+   * The name and MIME type a pin recorded (a public UnixFS file's id has neither, so the owner's
+   * labels live beside the pin); `undefined` when none, or the pin file does not parse.
+   */
+  async pinLabel(cid: string): Promise<PinLabel | undefined> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(join(this.#dir, PINS_DIR, cid));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
+    if (text === "" || text.length > MAX_PIN_LABEL_BYTES) return undefined;
+    try {
+      const raw = JSON.parse(text) as Record<string, unknown>;
+      const label: PinLabel = {};
+      if (typeof raw.name === "string") label.name = raw.name;
+      if (typeof raw.mime === "string") label.mime = raw.mime;
+      return label;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Create the root file `sub/cid` (empty by default), durably when the store is durable. */
+  async #touchRoot(sub: string, cid: string, content = new Uint8Array()): Promise<void> {
+    await Deno.writeFile(join(this.#dir, sub, cid), content);
     if (this.#durable) await this.#syncRootDir(join(this.#dir, sub));
   }
 
@@ -454,11 +493,26 @@ export class ChunkStore implements BlockStore {
 
       const roots = await readGcRoots(this.#dir);
       result.abandonedPuts = roots.abandonedPuts;
-      const live = new Set([...roots.pending, ...roots.replicas, ...roots.pins]);
-      for (const root of roots.pins) {
-        const good = await this.#firstGoodCopy(copies.get(root) ?? []);
-        if (!good) result.unreadableRoots.push(root);
-        else for (const chunk of chunksReferencedBy(good.bytes)) live.add(chunk);
+      const live = new Set([...roots.pending, ...roots.replicas].map(storageKey));
+      // Walk every pinned DAG: a UnixFS file of more than 174 chunks has inner dag-pb nodes,
+      // and a directory links files. A node that cannot be read stops the GC like a lost root.
+      const walk = roots.pins.map((root) => ({ id: root, root }));
+      const walked = new Set<string>();
+      while (walk.length > 0) {
+        const { id, root } = walk.pop()!;
+        const key = storageKey(id);
+        if (walked.has(key)) continue;
+        walked.add(key);
+        live.add(key);
+        const good = await this.#firstGoodCopy(copies.get(key) ?? []);
+        if (!good) {
+          if (!result.unreadableRoots.includes(root)) result.unreadableRoots.push(root);
+          continue;
+        }
+        for (const link of blocksReferencedBy(id, good.bytes)) {
+          if (isDagNode(link)) walk.push({ id: link, root });
+          else live.add(storageKey(link));
+        }
       }
       if (result.unreadableRoots.length > 0) return result;
 

@@ -1,7 +1,9 @@
 /**
- * Files on top of a {@link BlockStore}: a streaming put that chunks, (for the private tier)
- * encrypts, and stores each chunk, then writes the manifest whose CID is the file id; and a
- * streaming, verified, optionally byte-ranged get.
+ * Files on top of a {@link BlockStore}: a streaming put that chunks and stores each chunk, then
+ * links them — a public file as a UnixFS DAG (`unixfs.ts`: its id is the CID `ipfs add
+ * --cid-version 1 --raw-leaves` gives), a private file, whose chunks are encrypted first, as a
+ * manifest (dag-cbor) — and a streaming, verified, optionally byte-ranged get of either, and of
+ * the files written before UnixFS (public manifests, raw-labelled).
  *
  * Memory is bounded by `concurrency` chunks in flight (plus one being assembled), whatever the
  * file size: the put reads its source only as fast as chunks are acknowledged, and the get reads
@@ -20,6 +22,27 @@ import {
   type SealedFileInfo,
   type StorageTier,
 } from "../protocols/manifest.ts";
+import {
+  cidCodec,
+  cidDigest,
+  cidFromDigest,
+  DAG_CBOR_CODEC,
+  DAG_PB_CODEC,
+  RAW_CODEC,
+  storageKey,
+} from "../protocols/cid.ts";
+import { dagBlocks } from "./dag_links.ts";
+import {
+  buildDirectory,
+  buildFile,
+  type DagEntry,
+  decodeUnixfs,
+  type DirectoryEntry,
+  type FilePiece,
+  filePieces,
+  leafEntry,
+  type UnixfsNode,
+} from "./unixfs.ts";
 import { ChunkerStream, DEFAULT_CHUNK_SIZE } from "../streams/chunker_stream.ts";
 import type { BlockStore } from "./block_store.ts";
 import {
@@ -27,6 +50,7 @@ import {
   InvalidManifestError,
   KeyRequiredError,
   RangeNotSatisfiableError,
+  StorageError,
 } from "./errors.ts";
 import type { FileCipher, OwnerKey } from "./private_tier.ts";
 
@@ -62,9 +86,12 @@ export interface FileStoreOptions {
 
 /** Options of {@link FileStore.put}. */
 export interface PutFileOptions {
-  /** File name recorded in the manifest (sealed for private files). */
+  /**
+   * File name, sealed in a private file's manifest. A public file's id is its UnixFS DAG,
+   * which has no name: name it by putting it in a directory ({@link FileStore.putDirectory}).
+   */
   name?: string;
-  /** MIME type recorded in the manifest (sealed for private files). */
+  /** MIME type, sealed in a private file's manifest (public files: not recorded, as name). */
   mime?: string;
   /** Store in the private tier, encrypted under this owner key. Default: public. */
   key?: OwnerKey;
@@ -76,7 +103,7 @@ export interface PutFileOptions {
 
 /** What a put stored. */
 export interface PutFileResult {
-  /** The file id: CID of the manifest. */
+  /** The file id: the UnixFS root (public) or the manifest's CID (private). */
   cid: string;
   /** Plaintext size in bytes. */
   size: number;
@@ -84,6 +111,8 @@ export interface PutFileResult {
   chunkCount: number;
   /** Tier. */
   tier: StorageTier;
+  /** Bytes of every block of the file (its UnixFS `Tsize`, what a directory link records). */
+  tsize: number;
 }
 
 /** Metadata of a stored file. */
@@ -96,8 +125,14 @@ export interface FileInfo {
   size: number | null;
   /** Chunk size (private files: only known with the key, else `null`). */
   chunkSize: number | null;
-  /** Chunk CIDs as stored (ciphertext CIDs for private files). */
+  /**
+   * Chunk CIDs as stored: a manifest's chunks (ciphertext CIDs for private files), a UnixFS
+   * node's direct links (a file over 174 chunks links inner nodes: {@link FileStore.blocks}
+   * lists every block).
+   */
   chunks: string[];
+  /** `directory` for a UnixFS directory, else `file`. */
+  type?: "file" | "directory";
   /** Name, when recorded and readable. */
   name?: string;
   /** MIME type, when recorded and readable. */
@@ -150,6 +185,7 @@ export class FileStore {
     const signal = options?.signal;
     const cipher = options?.key ? await options.key.newFile() : undefined;
     const chunks: string[] = [];
+    const sizes: number[] = [];
     const inflight = new Set<Promise<void>>();
     let failure: unknown = undefined;
     let size = 0;
@@ -168,6 +204,7 @@ export class FileStore {
         const task = (async () => {
           const bytes = cipher ? await cipher.encryptChunk(i, value) : value;
           chunks[i] = await this.#blocks.put(bytes, { signal });
+          sizes[i] = value.length;
           stored += value.length;
           options?.onProgress?.(stored);
         })().catch((error) => {
@@ -185,28 +222,44 @@ export class FileStore {
       await Promise.all(inflight);
       throw error;
     }
+    const chunkCount = chunks.length;
+    if (!cipher) {
+      if (chunks.length === 0) {
+        chunks.push(await this.#blocks.put(new Uint8Array(0), { signal })); // the empty leaf
+        sizes.push(0);
+      }
+      const leaves = chunks.map((cid, i) => leafEntry(cid, sizes[i]));
+      const root = await buildFile(leaves, (bytes) => this.#blocks.put(bytes, { signal }));
+      return { cid: root.cid, size, chunkCount, tier: "public", tsize: root.tsize };
+    }
     const manifest = await this.#manifest(chunks, size, options, cipher);
-    const cid = await this.#blocks.put(encodeManifest(manifest), { signal });
-    return { cid, size, chunkCount: chunks.length, tier: manifest.tier };
+    const bytes = encodeManifest(manifest);
+    const key = await this.#blocks.put(bytes, { signal });
+    const cid = cidFromDigest(cidDigest(key), DAG_CBOR_CODEC);
+    return { cid, size, chunkCount, tier: manifest.tier, tsize: bytes.length };
+  }
+
+  /**
+   * A UnixFS directory of files and directories already stored (each entry: its name, and the
+   * `cid`, `size` and `tsize` its put returned; a directory's size is 0); resolves with its
+   * entry. Entries are sorted by name, as dag-pb requires.
+   *
+   * @throws {DirectoryTooLargeError} so many entries that IPFS would shard the directory.
+   */
+  async putDirectory(
+    entries: readonly DirectoryEntry[],
+    options?: { signal?: AbortSignal },
+  ): Promise<DagEntry> {
+    return await buildDirectory(entries, (bytes) => this.#blocks.put(bytes, options));
   }
 
   async #manifest(
     chunks: string[],
     size: number,
     options: PutFileOptions | undefined,
-    cipher: FileCipher | undefined,
+    cipher: FileCipher,
   ): Promise<Manifest> {
     const base = { type: MANIFEST_TYPE, v: MANIFEST_VERSION, chunks } as const;
-    if (!cipher) {
-      return {
-        ...base,
-        tier: "public",
-        size,
-        chunkSize: this.#chunkSize,
-        name: options?.name,
-        mime: options?.mime,
-      };
-    }
     const info: SealedFileInfo = {
       size,
       chunkSize: this.#chunkSize,
@@ -216,9 +269,31 @@ export class FileStore {
     return { ...base, tier: "private", salt: cipher.salt, sealed: await cipher.sealInfo(info) };
   }
 
-  /** The parsed manifest of file `cid` (verified against the CID by the block store). */
+  /**
+   * The parsed manifest of file `cid` (verified against the CID by the block store).
+   *
+   * @throws {InvalidManifestError} `cid` is a UnixFS file or any other object, not a manifest.
+   */
   async manifest(cid: string, options?: { signal?: AbortSignal }): Promise<Manifest> {
-    return decodeManifest(await this.#blocks.get(cid, options));
+    if (cidCodec(cid) === DAG_PB_CODEC) {
+      throw new InvalidManifestError(`${cid} is a UnixFS node, not a manifest`);
+    }
+    return decodeManifest(await this.#get(cid, options?.signal));
+  }
+
+  /** A verified block, asked for by its storage key (the store holds bytes by digest). */
+  #get(cid: string, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.#blocks.get(storageKey(cid), { signal });
+  }
+
+  /** What `cid` is: a UnixFS node (a raw leaf counts as a one-chunk file) or a manifest. */
+  async #resolve(cid: string, signal?: AbortSignal): Promise<Resolved> {
+    const codec = cidCodec(cid);
+    const bytes = await this.#get(cid, signal);
+    if (codec === DAG_CBOR_CODEC || (codec === RAW_CODEC && looksLikeManifest(bytes))) {
+      return { manifest: decodeManifest(bytes) };
+    }
+    return { unixfs: { ...decodeUnixfs(cid, bytes), cid } };
   }
 
   /**
@@ -226,16 +301,48 @@ export class FileStore {
    * are `null`/absent. @throws {AuthenticationError} a key was given and it is the wrong one.
    */
   async stat(cid: string, options?: { key?: OwnerKey; signal?: AbortSignal }): Promise<FileInfo> {
-    const manifest = await this.manifest(cid, options);
-    return (await this.#open(cid, manifest, options?.key, false)).info;
+    const resolved = await this.#resolve(cid, options?.signal);
+    return (await this.#open(cid, resolved, options?.key, false)).info;
+  }
+
+  /**
+   * Every block file `cid` is made of, the root first (a UnixFS DAG's inner nodes are read to
+   * find them; leaves are listed, not read). What repair, `ls` and a CAR export walk.
+   */
+  async blocks(cid: string, options?: { signal?: AbortSignal }): Promise<string[]> {
+    const out: string[] = [];
+    for await (const block of dagBlocks(cid, (c) => this.#get(c, options?.signal))) {
+      out.push(block.cid);
+    }
+    return out;
   }
 
   async #open(
     cid: string,
-    manifest: Manifest,
+    resolved: Resolved,
     key: OwnerKey | undefined,
     needKey: boolean,
-  ): Promise<{ info: FileInfo; cipher?: FileCipher }> {
+  ): Promise<Opened> {
+    if (resolved.unixfs) {
+      const node = resolved.unixfs;
+      const type = node.type === "directory" ? "directory" : "file";
+      if (type === "directory" && needKey) {
+        throw new StorageError("not_a_file", `${cid} is a directory, not a file`);
+      }
+      const chunks = node.links.length === 0 && cidCodec(cid) === RAW_CODEC
+        ? [cid]
+        : node.links.map((link) => link.cid);
+      const info: FileInfo = {
+        cid,
+        tier: "public",
+        type,
+        size: type === "directory" ? null : node.fileSize,
+        chunkSize: null,
+        chunks,
+      };
+      return { info, unixfs: node };
+    }
+    const manifest = resolved.manifest!;
     if (manifest.tier === "public") {
       const { size, chunkSize, chunks, name, mime } = manifest;
       return { info: { cid, tier: "public", size, chunkSize, chunks, name, mime } };
@@ -252,33 +359,37 @@ export class FileStore {
       return { info };
     }
     const cipher = await key.file(manifest.salt);
-    const sealed = await cipher.openInfo(manifest.sealed);
-    const expected = sealed.size === 0 ? 0 : Math.ceil(sealed.size / sealed.chunkSize);
-    if (expected !== manifest.chunks.length) {
-      throw new InvalidManifestError("sealed size does not match the chunk count");
-    }
-    const info: FileInfo = { cid, tier: "private", chunks: manifest.chunks, ...sealed };
-    return { info, cipher };
+    return { info: await privateInfo(cid, manifest, cipher), cipher };
   }
 
   /**
    * A stream of the file's bytes (or of `[start, end)`), every chunk verified (and decrypted)
-   * before it is emitted. Resolves once the manifest is read, so an unknown CID, a wrong key or
+   * before it is emitted. Resolves once the root is read, so an unknown CID, a wrong key or
    * a bad range rejects here rather than mid-stream.
    */
   async get(cid: string, options?: GetFileOptions): Promise<ReadableStream<Uint8Array>> {
-    const manifest = await this.manifest(cid, options);
-    const { info, cipher } = await this.#open(cid, manifest, options?.key, true);
-    return this.#stream(info, cipher, options);
+    const resolved = await this.#resolve(cid, options?.signal);
+    return this.#stream(await this.#open(cid, resolved, options?.key, true), options);
   }
 
-  #stream(
-    info: FileInfo,
-    cipher: FileCipher | undefined,
-    options: GetFileOptions | undefined,
-  ): ReadableStream<Uint8Array> {
+  /**
+   * Stream a private file with its file cipher rather than the owner key: how a share link's
+   * holder (who has the file's keys, never the owner's) reads it. See `share_link.ts`.
+   */
+  async getWithCipher(
+    cid: string,
+    cipher: FileCipher,
+    options?: Omit<GetFileOptions, "key">,
+  ): Promise<{ info: FileInfo; stream: ReadableStream<Uint8Array> }> {
+    const manifest = await this.manifest(cid, options);
+    if (manifest.tier !== "private") throw new InvalidManifestError(`${cid} is not private`);
+    const info = await privateInfo(cid, manifest, cipher);
+    return { info, stream: this.#stream({ info, cipher }, options) };
+  }
+
+  #stream(opened: Opened, options: Omit<GetFileOptions, "key"> | undefined) {
+    const { info, cipher, unixfs } = opened;
     const size = info.size!;
-    const chunkSize = info.chunkSize!;
     const start = options?.start ?? 0;
     const end = options?.end ?? size;
     if (
@@ -287,66 +398,74 @@ export class FileStore {
     ) {
       throw new RangeNotSatisfiableError(start, end, size);
     }
-    const first = Math.floor(start / chunkSize);
-    const last = end === start ? first - 1 : Math.ceil(end / chunkSize) - 1;
     const abort = new AbortController();
     const signal = options?.signal ? AbortSignal.any([abort.signal, options.signal]) : abort.signal;
-    const queue: Promise<Uint8Array>[] = [];
-    let next = first;
-    const fetchChunk = async (i: number): Promise<Uint8Array> => {
-      const stored = await this.#blocks.get(info.chunks[i], { signal });
-      const plain = cipher ? await cipher.decryptChunk(i, stored) : stored;
-      const expectedLength = i === info.chunks.length - 1 ? size - i * chunkSize : chunkSize;
-      if (plain.length !== expectedLength) {
+    const pieces = unixfs
+      ? filePieces(unixfs, start, end, (c) => this.#get(c, signal))
+      : manifestPieces(info.chunks, size, info.chunkSize!, start, end);
+    const fetchPiece = async (piece: FilePiece & { index?: number }): Promise<Uint8Array> => {
+      const stored = piece.cid === unixfs?.cid ? unixfs.data : await this.#get(piece.cid, signal);
+      // A private chunk's nonce and associated data are its index in the file.
+      const plain = cipher ? await cipher.decryptChunk(piece.index!, stored) : stored;
+      if (plain.length !== piece.size) {
         throw new InvalidManifestError(
-          `chunk ${i} has ${plain.length} bytes, not ${expectedLength}`,
+          `chunk ${piece.cid} has ${plain.length} bytes, not ${piece.size}`,
         );
       }
-      const from = i === first ? start - i * chunkSize : 0;
-      const to = i === last ? end - i * chunkSize : plain.length;
-      return from === 0 && to === plain.length ? plain : plain.subarray(from, to);
+      return piece.from === 0 && piece.to === plain.length
+        ? plain
+        : plain.subarray(piece.from, piece.to);
     };
-    const refill = () => {
-      while (queue.length < this.#concurrency && next <= last) {
-        const p = fetchChunk(next++);
+    const queue: Promise<Uint8Array>[] = [];
+    let exhausted = false;
+    const refill = async () => {
+      while (queue.length < this.#concurrency && !exhausted) {
+        const next = await pieces.next();
+        if (next.done) {
+          exhausted = true;
+          return;
+        }
+        const p = fetchPiece(next.value);
         p.catch(() => {}); // observed when dequeued; this only prevents an unhandled rejection
         queue.push(p);
       }
     };
     return new ReadableStream<Uint8Array>({
       pull: async (controller) => {
-        refill();
-        const head = queue.shift();
-        if (!head) {
-          controller.close();
-          return;
-        }
         try {
+          await refill();
+          const head = queue.shift();
+          if (!head) {
+            controller.close();
+            return;
+          }
           controller.enqueue(await head);
+          await refill();
         } catch (error) {
           abort.abort(error);
           controller.error(error);
-          return;
         }
-        refill();
       },
-      cancel: (reason) => {
+      cancel: async (reason) => {
         abort.abort(reason);
+        await pieces.return(undefined).catch(() => {});
       },
     }, { highWaterMark: 0 });
   }
 
   /**
-   * The content named by `cid`, whole, in memory: a file (manifest CID) is assembled; any other
-   * stored object (a raw blob whose CID is simply the hash of its bytes) is returned as is.
-   * This is how inference resolves `promptCid`/model CIDs. For small and medium files only.
+   * The content named by `cid`, whole, in memory: a file is assembled; a raw object that is not
+   * a manifest (a raw leaf: a one-chunk file, a model, a prompt) is returned as is. This is how
+   * inference resolves `promptCid`/model CIDs. For small and medium files only.
    */
   async content(
     cid: string,
     options?: { key?: OwnerKey; signal?: AbortSignal },
   ): Promise<Uint8Array> {
-    const object = await this.#blocks.get(cid, options);
-    if (!looksLikeManifest(object)) return object;
+    if (cidCodec(cid) === RAW_CODEC) {
+      const object = await this.#get(cid, options?.signal);
+      if (!looksLikeManifest(object)) return object;
+    }
     return await this.bytes(cid, options);
   }
 
@@ -356,13 +475,13 @@ export class FileStore {
    * @throws {FileTooLargeError} the file (or range) is larger than `maxInMemoryBytes`.
    */
   async bytes(cid: string, options?: GetFileOptions): Promise<Uint8Array> {
-    const manifest = await this.manifest(cid, options);
-    const { info, cipher } = await this.#open(cid, manifest, options?.key, true);
-    const wanted = (options?.end ?? info.size!) - (options?.start ?? 0);
+    const resolved = await this.#resolve(cid, options?.signal);
+    const opened = await this.#open(cid, resolved, options?.key, true);
+    const wanted = (options?.end ?? opened.info.size!) - (options?.start ?? 0);
     if (wanted > this.#maxInMemoryBytes) {
       throw new FileTooLargeError(cid, wanted, this.#maxInMemoryBytes);
     }
-    const stream = this.#stream(info, cipher, options);
+    const stream = this.#stream(opened, options);
     const parts: Uint8Array[] = [];
     let total = 0;
     for await (const part of stream) {
@@ -376,5 +495,50 @@ export class FileStore {
       offset += part.length;
     }
     return out;
+  }
+}
+
+/** A root read: a UnixFS node, or a manifest. */
+interface Resolved {
+  unixfs?: UnixfsNode & { cid: string };
+  manifest?: Manifest;
+}
+
+/** A file opened for reading. */
+interface Opened {
+  info: FileInfo;
+  cipher?: FileCipher;
+  unixfs?: UnixfsNode & { cid: string };
+}
+
+async function privateInfo(
+  cid: string,
+  manifest: Manifest & { tier: "private" },
+  cipher: FileCipher,
+): Promise<FileInfo> {
+  const sealed = await cipher.openInfo(manifest.sealed);
+  const expected = sealed.size === 0 ? 0 : Math.ceil(sealed.size / sealed.chunkSize);
+  if (expected !== manifest.chunks.length) {
+    throw new InvalidManifestError("sealed size does not match the chunk count");
+  }
+  return { cid, tier: "private", chunks: manifest.chunks, ...sealed };
+}
+
+/** The chunks of a manifest file overlapping `[start, end)`. */
+async function* manifestPieces(
+  chunks: readonly string[],
+  size: number,
+  chunkSize: number,
+  start: number,
+  end: number,
+): AsyncGenerator<FilePiece & { index: number }> {
+  if (start === end) return;
+  const first = Math.floor(start / chunkSize);
+  const last = Math.ceil(end / chunkSize) - 1;
+  for (let i = first; i <= last; i++) {
+    const length = i === chunks.length - 1 ? size - i * chunkSize : chunkSize;
+    const from = i === first ? start - i * chunkSize : 0;
+    const to = i === last ? end - i * chunkSize : length;
+    yield { cid: chunks[i], size: length, from, to, index: i };
   }
 }

@@ -19,8 +19,8 @@
  */
 import { join } from "node:path";
 import { isCid } from "../protocols/cid.ts";
-import { decodeCbor } from "../protocols/cbor.ts";
-import { decodeManifest, looksLikeManifest } from "../protocols/manifest.ts";
+
+export { blocksReferencedBy, chunksReferencedBy, isDagNode } from "./dag_links.ts";
 
 /** Directory (under the store) of pending puts' root files. */
 export const PENDING_DIR = "pending";
@@ -54,24 +54,6 @@ export async function readGcRoots(dir: string): Promise<GcRoots> {
   const pins = (await namesIn(join(dir, PINS_DIR))).filter(isCid).sort();
   const replicas = new Set((await namesIn(join(dir, REPLICAS_DIR))).filter(isCid));
   return { pending, pins, replicas, abandonedPuts: abandoned };
-}
-
-/**
- * The chunks a pinned object keeps alive. A valid manifest keeps its chunks; an object that
- * carries the manifest tag but not a manifest's shape (a future version, or a hostile blob)
- * keeps every valid CID in its `chunks` field, so GC never guesses less than the object names
- * and never throws on it; any other object keeps nothing but itself.
- */
-export function chunksReferencedBy(bytes: Uint8Array): string[] {
-  if (!looksLikeManifest(bytes)) return [];
-  try {
-    return decodeManifest(bytes).chunks;
-  } catch {
-    const raw = decodeCbor(bytes.slice()) as { chunks?: unknown }; // a copy: see manifest.ts
-
-    if (!Array.isArray(raw.chunks)) return [];
-    return raw.chunks.filter((c): c is string => typeof c === "string" && isCid(c));
-  }
 }
 
 async function namesIn(dir: string): Promise<string[]> {

@@ -18,7 +18,7 @@
  */
 import { join } from "node:path";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
-import type { ChunkStore } from "./chunk_store.ts";
+import type { ChunkStore, PinLabel } from "./chunk_store.ts";
 import { PENDING_DIR } from "./gc_roots.ts";
 
 const encoder = new TextEncoder();
@@ -93,8 +93,8 @@ export class PendingPut implements BlockStore {
   }
 
   /** Pin `root` (the file id this put produced), then release the record. */
-  async commit(root: string): Promise<void> {
-    await this.#store.pin(root);
+  async commit(root: string, label?: PinLabel): Promise<void> {
+    await this.#store.pin(root, label);
     await this.release();
   }
 

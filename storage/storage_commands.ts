@@ -22,13 +22,17 @@ import { PendingPut } from "./pending_put.ts";
 import { type FileInfo, FileStore } from "./file_store.ts";
 import { OwnerKey } from "./private_tier.ts";
 import { formatBytes, ProgressBar } from "./progress_bar.ts";
+import type { DagEntry, DirectoryEntry } from "./unixfs.ts";
+import { blocksReferencedBy, isDagNode } from "./dag_links.ts";
 
 /** Default data directory of a node. */
 export const DEFAULT_DATA_DIR = "./.veriflow";
 
 const PUT_USAGE = `usage: put [--private] [--key-file FILE] [--name NAME] [--mime TYPE] [--data DIR]
-           [--quota BYTES] [--progress] FILE
-  Store FILE (use - for stdin) and print its CID.`;
+           [--quota BYTES] [--progress] FILE|DIR
+  Store FILE (use - for stdin) or the directory DIR and print its CID. A public file's or
+  directory's CID is its UnixFS id, the one \`ipfs add --cid-version 1 --raw-leaves\` gives.
+  --name and --mime are sealed in a private file's manifest (a public id has no name).`;
 const GET_USAGE =
   `usage: get CID [-o FILE] [--range START-END] [--key-file FILE] [--data DIR] [--progress]
   Write the file (or bytes START..END-1) to FILE or stdout; every chunk is verified.`;
@@ -64,10 +68,12 @@ export async function runPut(args: string[]): Promise<number> {
     if (quota !== undefined && !(quota >= 0)) throw new UsageError("--quota must be a byte count");
     const store = await ChunkStore.open(join(dataDir, "store"), { quotaBytes: quota });
     const key = values.private ? await ownerKey(dataDir, values["key-file"] as string) : undefined;
-    let source: ReadableStream<Uint8Array>;
+    let source: ReadableStream<Uint8Array> | undefined;
     let total: number | null = null;
+    const isDir = path !== "-" && (await Deno.stat(path)).isDirectory;
+    if (isDir && key) throw new UsageError("a directory is put in the public tier only");
     if (path === "-") source = Deno.stdin.readable;
-    else {
+    else if (!isDir) {
       const file = await Deno.open(path, { read: true });
       total = (await file.stat()).size;
       source = file.readable;
@@ -75,19 +81,57 @@ export async function runPut(args: string[]): Promise<number> {
     const bar = ProgressBar.maybe(values.progress as boolean | undefined, total, "put");
     const pending = await PendingPut.begin(store);
     try {
-      const result = await new FileStore(pending).put(source, {
+      if (isDir) {
+        const root = await putDirectory(new FileStore(pending), path);
+        await pending.commit(root.cid);
+        console.log(root.cid);
+        return;
+      }
+      const name = (values.name as string | undefined) ??
+        (path === "-" ? undefined : basename(path));
+      const mime = values.mime as string | undefined;
+      const result = await new FileStore(pending).put(source!, {
         key,
-        name: (values.name as string | undefined) ?? (path === "-" ? undefined : basename(path)),
-        mime: values.mime as string | undefined,
+        name,
+        mime,
         onProgress: (n) => bar?.update(n),
       });
-      await pending.commit(result.cid);
+      // A private file's name and type are sealed in its manifest, never written in the clear.
+      await pending.commit(result.cid, key ? undefined : { name, mime });
       bar?.finish(result.size);
       console.log(result.cid);
     } finally {
       await pending.release();
     }
   });
+}
+
+/**
+ * Put the directory at `path` as a UnixFS directory: its files and subdirectories, in name
+ * order (what the npm importer and `ipfs add -r` give the same tree). Symlinks and other
+ * special files are refused rather than silently left out of the id.
+ */
+async function putDirectory(files: FileStore, path: string): Promise<DagEntry> {
+  const names: { name: string; isDirectory: boolean }[] = [];
+  for await (const entry of Deno.readDir(path)) {
+    if (!entry.isFile && !entry.isDirectory) {
+      throw new UsageError(`${join(path, entry.name)}: only files and directories can be put`);
+    }
+    names.push({ name: entry.name, isDirectory: entry.isDirectory });
+  }
+  names.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const entries: DirectoryEntry[] = [];
+  for (const { name, isDirectory } of names) {
+    const child = join(path, name);
+    if (isDirectory) {
+      entries.push({ name, ...await putDirectory(files, child) });
+      continue;
+    }
+    const file = await Deno.open(child, { read: true });
+    const { cid, size, tsize } = await files.put(file.readable);
+    entries.push({ name, cid, fileSize: size, tsize });
+  }
+  return await files.putDirectory(entries);
 }
 
 /** `get CID [-o FILE]`: write a stored file out, verified. */
@@ -110,8 +154,8 @@ export async function runGet(args: string[]): Promise<number> {
   return await reportErrors(async () => {
     const store = await ChunkStore.open(join(dataDir, "store"));
     const files = new FileStore(store);
-    const manifest = await files.manifest(cid);
-    const key = manifest.tier === "private"
+    const { tier } = await files.stat(cid);
+    const key = tier === "private"
       ? await ownerKey(dataDir, values["key-file"] as string | undefined, cid)
       : undefined;
     let start: number | undefined;
@@ -180,7 +224,7 @@ export async function runLs(args: string[]): Promise<number> {
     const listed: ListedFile[] = [];
     for (const cid of await store.pins()) {
       try {
-        const info: ListedFile = await files.stat(cid);
+        const info: ListedFile = { ...await files.stat(cid), ...await store.pinLabel(cid) };
         const damage = await damageOf(store, info.chunks, values.verify === true);
         if (damage.missing + damage.corrupt > 0) info.damage = damage;
         listed.push(info);
@@ -215,16 +259,34 @@ export async function runLs(args: string[]): Promise<number> {
   });
 }
 
-/** Chunks of a file that are missing from `store`, or (with `verify`) fail their hash. */
+/**
+ * Blocks of a file (below its root) that are missing from `store`, or (with `verify`) fail
+ * their hash; a UnixFS file's inner nodes are walked.
+ */
 async function damageOf(
   store: ChunkStore,
   chunks: readonly string[],
   verify: boolean,
 ): Promise<{ missing: number; corrupt: number }> {
   const damage = { missing: 0, corrupt: 0 };
-  for (const cid of new Set(chunks)) {
+  const seen = new Set<string>();
+  const stack = [...chunks];
+  while (stack.length > 0) {
+    const cid = stack.pop()!;
+    if (seen.has(cid)) continue;
+    seen.add(cid);
     if (!await store.has(cid)) damage.missing++;
-    else if (verify) {
+    else if (isDagNode(cid)) {
+      // An inner UnixFS node: read (so verified) to find the blocks below it.
+      const bytes = await store.get(cid).catch((error) => {
+        if (error instanceof VeriflowError && error.code === "corrupt_chunk") damage.corrupt++;
+        else if (error instanceof VeriflowError && error.code === "chunk_not_found") {
+          damage.missing++;
+        } else throw error;
+        return undefined;
+      });
+      if (bytes) stack.push(...blocksReferencedBy(cid, bytes));
+    } else if (verify) {
       await store.get(cid).catch((error) => {
         if (error instanceof VeriflowError && error.code === "corrupt_chunk") damage.corrupt++;
         else if (error instanceof VeriflowError && error.code === "chunk_not_found") {

@@ -1,4 +1,5 @@
 /** Shared helpers of the storage tests. */
+import { storageKey } from "../../protocols/cid.ts";
 import { readPackIndex } from "../../storage/pack_format.ts";
 
 /** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
@@ -59,7 +60,7 @@ export async function objectLocation(
 ): Promise<{ path: string; offset: number; length: number }> {
   for (const path of await filesUnder(`${dir}/packs`)) {
     if (!path.endsWith(".pack")) continue;
-    const entry = (await readPackIndex(path)).find((e) => e.cid === cid);
+    const entry = (await readPackIndex(path)).find((e) => e.cid === storageKey(cid));
     if (entry) return { path, offset: entry.offset, length: entry.length };
   }
   throw new Error(`${cid} is in no pack under ${dir}`);

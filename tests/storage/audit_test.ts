@@ -15,7 +15,7 @@ async function setup() {
   const holder = new LocalStoragePeer(store, Identity.generate().publicKey);
   const files = new FileStore(store, { chunkSize: 1024 });
   const { cid } = await files.put(streamOf(pseudoRandomBytes(16 * 1024)));
-  const chunks = (await files.manifest(cid)).chunks;
+  const chunks = (await files.stat(cid)).chunks;
   // The validator's reference copies (in a real node: fetched from other replicas, verified).
   const reference = new Map<string, Uint8Array>();
   for (const c of chunks) reference.set(c, await store.get(c));

@@ -74,7 +74,7 @@ Deno.test("a file replicated over connections survives a bit flip and audits fai
   const files = new FileStore(store, { chunkSize: 64 * 1024 });
   const data = pseudoRandomBytes(600_000, 11);
   const { cid } = await files.put(streamOf(data, 50_000));
-  const chunks = (await files.manifest(cid)).chunks;
+  const chunks = (await files.stat(cid)).chunks;
   // Rot the first holder's copy of chunk 3.
   const holder = store.holders(chunks[3])[0];
   const node = nodes.find((n) => n.remote.id === holder.id)!;

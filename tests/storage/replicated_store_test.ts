@@ -154,7 +154,7 @@ Deno.test("a repair pass restores r copies after a holder is lost and a copy rot
   const files = new FileStore(store, { chunkSize: 1024 });
   const data = pseudoRandomBytes(8000, 4);
   const { cid } = await files.put(streamOf(data));
-  const manifest = await files.manifest(cid);
+  const manifest = await files.stat(cid);
   const all = [cid, ...manifest.chunks];
   // Lose one peer entirely.
   const lost = store.holders(all[1])[0];

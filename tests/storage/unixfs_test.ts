@@ -1,0 +1,175 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ChunkStore } from "../../storage/chunk_store.ts";
+import { FileStore } from "../../storage/file_store.ts";
+import * as dagCbor from "@ipld/dag-cbor";
+import { storageKey } from "../../protocols/cid.ts";
+import { encodeManifest, MANIFEST_TYPE, MANIFEST_VERSION } from "../../protocols/manifest.ts";
+import { OwnerKey } from "../../storage/private_tier.ts";
+import type { BlockStore } from "../../storage/block_store.ts";
+import { cidOfAsync } from "../../storage/_hash.ts";
+import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { importerRoot } from "./_ipfs_reference.ts";
+
+const MiB = 1024 * 1024;
+
+/** A {@link BlockStore} in memory, keyed like the chunk store (raw CID of the digest). */
+class MemoryBlockStore implements BlockStore {
+  readonly #blocks = new Map<string, Uint8Array>();
+  async put(bytes: Uint8Array): Promise<string> {
+    const cid = await cidOfAsync(bytes);
+    this.#blocks.set(cid, bytes);
+    return cid;
+  }
+  get(cid: string): Promise<Uint8Array> {
+    const bytes = this.#blocks.get(storageKey(cid));
+    return bytes ? Promise.resolve(bytes) : Promise.reject(new Error(`no ${cid}`));
+  }
+  has(cid: string): Promise<boolean> {
+    return Promise.resolve(this.#blocks.has(storageKey(cid)));
+  }
+}
+const CHUNK = 262_144;
+const COMMAND = new URL("./_run_storage_command.ts", import.meta.url).pathname;
+
+async function cliPut(dataDir: string, path: string): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", COMMAND, "put", "--data", dataDir, path],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout).trim();
+}
+
+Deno.test("cli put gives the npm importer's root CID (ipfs add --cid-version 1 --raw-leaves): empty, 1 byte, one chunk, 10 MiB, a directory", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "data");
+  const cases: [string, Uint8Array][] = [
+    ["empty", new Uint8Array(0)],
+    ["one-byte", new Uint8Array([0x42])],
+    ["one-chunk", pseudoRandomBytes(CHUNK, 2)],
+    ["ten-mib", pseudoRandomBytes(10 * MiB, 3)],
+  ];
+  for (const [name, bytes] of cases) {
+    const path = join(dir, name);
+    await Deno.writeFile(path, bytes);
+    const { root } = await importerRoot([{ content: bytes }]);
+    assert.equal(await cliPut(data, path), root, name);
+  }
+  // A directory with a subdirectory, an empty file and a multi-chunk file.
+  const tree = join(dir, "tree");
+  await Deno.mkdir(join(tree, "sub", "deeper"), { recursive: true });
+  const files: [string, Uint8Array][] = [
+    ["a.txt", new TextEncoder().encode("hello\n")],
+    ["b.bin", pseudoRandomBytes(3 * CHUNK + 17, 4)],
+    ["empty", new Uint8Array(0)],
+    ["sub/c.txt", new TextEncoder().encode("nested")],
+    ["sub/deeper/d.bin", pseudoRandomBytes(CHUNK + 1, 5)],
+  ];
+  for (const [rel, bytes] of files) await Deno.writeFile(join(tree, rel), bytes);
+  const { root } = await importerRoot(
+    files.map(([rel, content]) => ({ path: `tree/${rel}`, content })),
+  );
+  assert.equal(await cliPut(data, tree), root, "directory");
+  // The store holds what IPFS would: reading the 10 MiB file back by its UnixFS id.
+  const store = await ChunkStore.open(join(data, "store"));
+  const files2 = new FileStore(store);
+  const tenMib = await importerRoot([{ content: cases[3][1] }]);
+  assert.deepEqual(await files2.bytes(tenMib.root), cases[3][1]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("deeper balanced trees (over 174 and 174² leaves) match the importer block for block, and read back in ranges", async () => {
+  const store = new MemoryBlockStore(); // 30,000 tiny chunks: no disk needed to test a layout
+  for (const [chunkSize, count] of [[1024, 175], [16, 174 * 174 + 3]]) {
+    const bytes = pseudoRandomBytes(chunkSize * count - 5, count);
+    const files = new FileStore(store, { chunkSize });
+    const put = await files.put(streamOf(bytes, 4099));
+    const reference = await importerRoot([{ content: bytes }], { chunkSize });
+    assert.equal(put.cid, reference.root, `${count} chunks of ${chunkSize}`);
+    for (const [cid, block] of reference.blocks.blocks) {
+      assert.deepEqual(await store.get(storageKey(cid)), block, cid);
+    }
+    assert.equal((await files.blocks(put.cid)).length, reference.blocks.blocks.size);
+    for (
+      const [start, end] of [[0, 1], [chunkSize - 1, chunkSize * 3 + 2], [
+        bytes.length - 7,
+        bytes.length,
+      ]]
+    ) {
+      assert.deepEqual(await files.bytes(put.cid, { start, end }), bytes.subarray(start, end));
+    }
+    assert.deepEqual(await collect(await files.get(put.cid)), bytes);
+  }
+});
+
+Deno.test("a UnixFS DAG written by the importer (any CID in it) is read by FileStore, and stat sees a directory", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const bytes = pseudoRandomBytes(2 * CHUNK + 3, 9);
+  const reference = await importerRoot([{ path: "d/x.bin", content: bytes }]);
+  for (const block of reference.blocks.blocks.values()) await store.put(block);
+  const files = new FileStore(store);
+  const info = await files.stat(reference.root);
+  assert.equal(info.type, "directory");
+  const [fileCid] = info.chunks;
+  assert.equal((await files.stat(fileCid)).size, bytes.length);
+  assert.deepEqual(await files.bytes(fileCid), bytes);
+  await assert.rejects(files.bytes(reference.root), { code: "not_a_file" });
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("GC walks a pinned UnixFS DAG through its inner nodes; a missing inner node stops the GC", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const files = new FileStore(store, { chunkSize: 16 });
+  const kept = await files.put(streamOf(pseudoRandomBytes(16 * 400, 11))); // 3 inner nodes + root
+  const dropped = await files.put(streamOf(pseudoRandomBytes(16 * 200, 12)));
+  await store.pin(kept.cid);
+  const result = await store.gc({ graceMs: -1 });
+  assert.deepEqual(result.unreadableRoots, []);
+  assert.equal(result.removed, 200 + 3, "the unpinned file: 200 leaves, 2 inner nodes, a root");
+  assert.equal((await files.bytes(kept.cid)).length, 16 * 400);
+  assert.equal(await store.has(dropped.cid), false);
+  const inner = (await files.stat(kept.cid)).chunks[1];
+  await store.delete(inner);
+  assert.deepEqual((await store.gc({ graceMs: -1 })).unreadableRoots, [kept.cid]);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a private file's id is the dag-cbor CID of its manifest, whose bytes are valid DAG-CBOR", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const files = new FileStore(store, { chunkSize: 1024 });
+  const key = await OwnerKey.fromSecret(new Uint8Array(32).fill(3));
+  const bytes = pseudoRandomBytes(5000, 13);
+  const put = await files.put(streamOf(bytes), { key, name: "s.txt" });
+  assert.match(put.cid, /^bafyrei/);
+  const block = await store.get(put.cid);
+  assert.deepEqual(dagCbor.encode(dagCbor.decode(block)), block, "canonical DAG-CBOR");
+  assert.deepEqual(await files.bytes(put.cid, { key }), bytes);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("files stored before UnixFS (raw-labelled manifests) are still read under their old ids", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const chunks = [await store.put(new Uint8Array([1, 2])), await store.put(new Uint8Array([3]))];
+  const legacy = await store.put(encodeManifest({
+    type: MANIFEST_TYPE,
+    v: MANIFEST_VERSION,
+    tier: "public",
+    size: 3,
+    chunkSize: 2,
+    chunks,
+    name: "old.bin",
+  }));
+  assert.match(legacy, /^bafkrei/);
+  const files = new FileStore(store);
+  assert.deepEqual(await files.bytes(legacy), new Uint8Array([1, 2, 3]));
+  assert.equal((await files.stat(legacy)).name, "old.bin");
+  await store.pin(legacy);
+  assert.equal((await store.gc({ graceMs: -1 })).removed, 0);
+  await Deno.remove(dir, { recursive: true });
+});
