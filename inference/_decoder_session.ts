@@ -51,10 +51,10 @@ export interface SampledStep {
 }
 
 /** `past_key_values.N.key|value` → cached tensor. */
-type PastCache = Record<string, ort.Tensor>;
+export type PastCache = Record<string, ort.Tensor>;
 
 /** One execution's results: all rows of logits, and the cache to feed next time. */
-interface StepResult {
+export interface StepResult {
   logits: Float32Array;
   present: PastCache;
 }
@@ -67,6 +67,8 @@ export class DecoderSession {
   readonly shape: DecoderShape;
   #hasPositionIds: boolean;
   #hasAttentionMask: boolean;
+  /** Names of the cache inputs, in layer order (key then value). */
+  readonly pastNames: readonly string[];
 
   /**
    * Wrap a session that follows the decoder convention.
@@ -79,6 +81,20 @@ export class DecoderSession {
     this.shape = shape;
     this.#hasPositionIds = session.inputNames.includes("position_ids");
     this.#hasAttentionMask = session.inputNames.includes("attention_mask");
+    const names: string[] = [];
+    for (let l = 0; l < shape.numLayers; l++) {
+      for (const kv of ["key", "value"]) names.push(`past_key_values.${l}.${kv}`);
+    }
+    this.pastNames = names;
+  }
+
+  /**
+   * Whether sequences of different lengths can share one execution: the graph must take an
+   * `attention_mask` (so a shorter sequence's left padding is ignored) and `position_ids` (so
+   * each row is placed at its own positions rather than at its slot in the padded cache).
+   */
+  get canBatch(): boolean {
+    return this.#hasAttentionMask && this.#hasPositionIds;
   }
 
   /** A fresh sequence with an empty KV cache. */
@@ -111,23 +127,43 @@ export class DecoderSession {
   }
 
   /** One model execution over `tokens` placed after `pastLength` cached positions. */
-  async run(
+  run(
     tokens: readonly number[],
     pastLength: number,
     past: PastCache,
   ): Promise<StepResult> {
     const n = tokens.length;
+    const positions = new BigInt64Array(n);
+    for (let i = 0; i < n; i++) positions[i] = BigInt(pastLength + i);
+    return this.runRows(
+      BigInt64Array.from(tokens, BigInt),
+      1,
+      new BigInt64Array(pastLength + n).fill(1n),
+      positions,
+      past,
+    );
+  }
+
+  /**
+   * One model execution over `batch` rows of `inputIds.length / batch` new tokens each:
+   * `mask` is `[batch, total]` (the padded cache's slots then the new tokens; 0 = padding) and
+   * `positions` `[batch, new tokens]`, each row's own positions. Inputs the graph does not take
+   * are not fed (a graph without them can only run one row: see {@link canBatch}).
+   */
+  async runRows(
+    inputIds: BigInt64Array,
+    batch: number,
+    mask: BigInt64Array,
+    positions: BigInt64Array,
+    past: PastCache,
+  ): Promise<StepResult> {
+    const n = inputIds.length / batch;
     const feeds: Record<string, ort.Tensor> = { ...past };
-    feeds.input_ids = new ort.Tensor("int64", BigInt64Array.from(tokens, BigInt), [1, n]);
+    feeds.input_ids = new ort.Tensor("int64", inputIds, [batch, n]);
     if (this.#hasAttentionMask) {
-      const mask = new BigInt64Array(pastLength + n).fill(1n);
-      feeds.attention_mask = new ort.Tensor("int64", mask, [1, pastLength + n]);
+      feeds.attention_mask = new ort.Tensor("int64", mask, [batch, mask.length / batch]);
     }
-    if (this.#hasPositionIds) {
-      const positions = new BigInt64Array(n);
-      for (let i = 0; i < n; i++) positions[i] = BigInt(pastLength + i);
-      feeds.position_ids = new ort.Tensor("int64", positions, [1, n]);
-    }
+    if (this.#hasPositionIds) feeds.position_ids = new ort.Tensor("int64", positions, [batch, n]);
     const out = await this.session.run(feeds);
     const present: PastCache = {};
     for (let l = 0; l < this.shape.numLayers; l++) {
@@ -137,6 +173,22 @@ export class DecoderSession {
     }
     return { logits: out.logits.data as Float32Array, present };
   }
+}
+
+/**
+ * Sample the token of one logits row under `sampling`, fingerprint the row and, with
+ * `topLogprobs` > 0, list its most likely tokens: what a step yields, wherever the row came from
+ * (a sequence alone or a row of a batch). The row is only read.
+ */
+export function sampleRow(
+  row: Float32Array,
+  sampling: StepSampling,
+  topLogprobs: number,
+): SampledStep {
+  const { token } = sampleToken(row, sampling.params, sampling.position);
+  const sampled: SampledStep = { tokenId: token, fingerprint: fingerprintOf(row, token) };
+  if (topLogprobs > 0) sampled.top = topLogprobsOf(row, topLogprobs);
+  return sampled;
 }
 
 /** One generation's KV cache on a {@link DecoderSession}. */
@@ -183,10 +235,7 @@ export class DecoderSequence {
     const vocab = this.#decoder.shape.vocabSize;
     // A view, not a copy: the row is read a few times here and then released with the output.
     const row = logits.subarray((tokens.length - 1) * vocab, tokens.length * vocab);
-    const { token } = sampleToken(row, sampling.params, sampling.position);
-    const sampled: SampledStep = { tokenId: token, fingerprint: fingerprintOf(row, token) };
-    if (topLogprobs > 0) sampled.top = topLogprobsOf(row, topLogprobs);
-    return sampled;
+    return sampleRow(row, sampling, topLogprobs);
   }
 
   /** Drop the cache. */

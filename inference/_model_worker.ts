@@ -16,7 +16,8 @@
  * @module
  */
 import type * as ort from "onnxruntime-node";
-import { type DecoderSequence, DecoderSession } from "./_decoder_session.ts";
+import { BatchedDecoder, type BatchedSequence } from "./_batch_decoder.ts";
+import { DecoderSession } from "./_decoder_session.ts";
 import { createSession } from "./_session.ts";
 import {
   type LoadedSession,
@@ -36,7 +37,9 @@ const port = globalThis as unknown as {
 
 let session: ort.InferenceSession | undefined;
 let decoder: DecoderSession | undefined;
-const sequences = new Map<number, DecoderSequence>();
+/** The generations on this worker, batched together (`_batch_decoder.ts`). */
+let batched: BatchedDecoder | undefined;
+const sequences = new Map<number, BatchedSequence>();
 let runs = 0;
 
 /** A result and the buffers to transfer with it. */
@@ -53,7 +56,10 @@ const handlers: Handlers = {
   async load({ bytes, session: options, decoder: shape }) {
     const created = await createSession(bytes, options);
     session = created.session;
-    if (shape) decoder = new DecoderSession(session, shape);
+    if (shape) {
+      decoder = new DecoderSession(session, shape);
+      batched = new BatchedDecoder(decoder, { maxBatch: options.maxBatch });
+    }
     const result: LoadedSession = {
       executionProvider: created.executionProvider,
       inputNames: [...session.inputNames],
@@ -65,10 +71,10 @@ const handlers: Handlers = {
   },
 
   async step({ seq, tokens, sampling, topLogprobs }) {
-    const model = requireDecoder();
+    requireDecoder();
     let sequence = sequences.get(seq);
     if (!sequence) {
-      sequence = model.sequence();
+      sequence = batched!.sequence();
       sequences.set(seq, sequence);
     }
     runs++;
@@ -98,6 +104,8 @@ const handlers: Handlers = {
 
   async dispose() {
     sequences.clear();
+    batched?.dispose();
+    batched = undefined;
     decoder = undefined;
     const current = session;
     session = undefined;
@@ -129,7 +137,9 @@ function ownedFloat32(data: Float32Array): Float32Array<ArrayBuffer> {
  * Requests are handled one after another: first every queued request but forward passes (the
  * generation steps clients wait on, each a few milliseconds), in arrival order, so a `drop`
  * still follows the steps of its sequence; then forward passes (a validator's, one costing as
- * much as dozens of steps) and `dispose`, which goes last.
+ * much as dozens of steps) and `dispose`, which goes last. A generation step is handed to the
+ * batcher and answered when its tick has run, without holding up the queue: the steps of all
+ * the worker's generations run together (`_batch_decoder.ts`).
  */
 const urgent: WorkerRequest[] = [];
 const background: WorkerRequest[] = [];
@@ -150,7 +160,10 @@ async function drain(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 0));
       if (urgent.length > 0) continue;
     }
-    await handle(urgent.shift() ?? background.shift()!);
+    const request = urgent.shift() ?? background.shift()!;
+    // Registered with the batcher synchronously, answered when its tick has run.
+    if (request.op === "step") void handle(request);
+    else await handle(request);
   }
   draining = false;
 }

@@ -44,6 +44,12 @@ export interface SessionOptions {
    * pool (`_model_worker_pool.ts`) passes only the provider, threads and spinning on.
    */
   graphOptimizationLevel?: GraphOptimizationLevel;
+  /**
+   * Text models: most generations one batched execution runs (`_batch_decoder.ts`); 1 runs each
+   * alone. Default `DEFAULT_MAX_BATCH` (8). A row's logits do not depend on the other rows; a
+   * batched kernel may round their last bits differently (~1e-6), inside validators' tolerances.
+   */
+  maxBatch?: number;
 }
 
 /** A created session and the provider it actually runs on. */

@@ -42,6 +42,7 @@ import {
   type SampledStep,
   type StepSampling,
 } from "./_decoder_session.ts";
+import { BatchedDecoder } from "./_batch_decoder.ts";
 import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
 import {
   IN_THREAD_HEALTH,
@@ -308,12 +309,17 @@ interface LoadedEngine {
 async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: SessionOptions) {
   const { session, executionProvider } = await createSession(bytes, options);
   const decoder = new DecoderSession(session, shape);
+  // Concurrent generations share each execution (continuous batching), as in a worker.
+  const batched = new BatchedDecoder(decoder, { maxBatch: options?.maxBatch });
   const engine: TextEngine = {
-    sequence: () => decoder.sequence(),
+    sequence: () => batched.sequence(),
     forward: (tokens) => decoder.forward(tokens),
     stats: () => Promise.resolve([]),
     health: () => structuredClone(IN_THREAD_HEALTH),
-    dispose: () => session.release(),
+    dispose: () => {
+      batched.dispose();
+      return session.release();
+    },
   };
   return {
     engine,

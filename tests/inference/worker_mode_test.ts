@@ -19,6 +19,7 @@ import {
 } from "../../inference/errors.ts";
 import { deserializeError, serializeError } from "../../inference/_worker_protocol.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
+import { MIN_LOGIT_EPS } from "../../proof/calibration.ts";
 import type { TensorData } from "../../protocols/job.ts";
 
 /** Two workers: enough to see two generations land on different workers. */
@@ -305,7 +306,7 @@ Deno.test("aborting a worker-mode stream mid-step errors it at once and computes
   assert.ok(ran >= 2 && ran <= 3, `ran ${ran} steps for 2 delivered chunks`);
 });
 
-Deno.test("concurrent worker-mode generations each equal their solo in-thread run and spread over the workers", async () => {
+Deno.test("concurrent worker-mode generations each equal their solo in-thread run (within the batch noise) and spread over the workers", async () => {
   const jobs = PROMPTS.flatMap((prompt, i) => [
     { prompt, params: params({ maxTokens: 24 }) },
     { prompt, params: { ...SAMPLED, maxTokens: 24, seed: 100 + i } },
@@ -318,9 +319,14 @@ Deno.test("concurrent worker-mode generations each equal their solo in-thread ru
   );
   const ids = (chunks: TokenChunk[]) => chunks.map((c) => c.tokenId);
   assert.deepEqual(actual.map(ids), expected.map(ids));
-  actual.forEach((chunks, j) =>
-    assertBitwiseEqual(fingerprintValues(chunks), fingerprintValues(expected[j]), `job ${j}`)
-  );
+  // Concurrent generations on one worker share batched executions, whose kernels may round a
+  // row's last bits differently from a lone row's (`_batch_decoder.ts`): far inside the
+  // validators' floor on logit noise.
+  actual.forEach((chunks, j) => {
+    const a = fingerprintValues(chunks);
+    const e = fingerprintValues(expected[j]);
+    a.forEach((v, k) => assert.ok(Math.abs(v - e[k]) <= MIN_LOGIT_EPS, `job ${j} value ${k}`));
+  });
   const runsAfter = (await worker.workerStats()).map((s) => s.runs);
   runsAfter.forEach((runs, w) => assert.ok(runs > runsBefore[w], `worker ${w} computed nothing`));
   assert.equal(await openSequences(worker), 0);

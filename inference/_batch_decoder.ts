@@ -1,0 +1,524 @@
+/**
+ * Continuous batching on one decoder session: the generations open on a session share its
+ * executions. Sequences join the running batch at a step boundary and leave it when they finish;
+ * each keeps its own KV cache rows, positions and attention mask inside the batch, and each step
+ * samples and fingerprints every row with that row's own rule (`sampleRow`), so the seeded
+ * sampler and the proof fingerprint stay per sequence.
+ *
+ * **Layout.** The batch's cache is one tensor per layer and kind, `[B, heads, T, head_dim]`,
+ * where T is the longest member's length: a shorter member's rows are left-padded, its padded
+ * slots masked out (`attention_mask` 0) and its new token placed at its own position
+ * (`position_ids`). The graph's mask gives a padded key a weight of exactly 0, so a row's logits
+ * do not depend on the other rows' data; they can still differ from the sequence run alone in
+ * the last bits, because onnxruntime's CPU kernels block a product of 8 rows differently from
+ * one of 1 (measured ≤ ~1e-6 on the fingerprints, the same tokens:
+ * `tests/inference/batch_decoder_test.ts`); the validators' calibrated tolerances absorb that
+ * (`tests/proof/batch_invariance_test.ts`). In steady
+ * state a step's `present` outputs are the next step's `past` as they are; the batch is copied
+ * (rebuilt) only when its membership changes.
+ *
+ * **A step boundary** (a *tick*) runs one batched execution over the members that asked for
+ * their next token, then at most {@link PREFILL_TOKENS_PER_TICK} prompt tokens of sequences that
+ * are still reading their prompt, each alone on its own cache: a long prompt's prefill is split
+ * over several ticks, so it delays the others' next token by one bounded piece, never by the
+ * whole prompt. A sequence whose prompt is read joins the batch at its next step.
+ *
+ * **When a tick starts.** As soon as every member of the batch has asked for its next step (the
+ * usual case: each asks right after its previous token comes back), else after a short wait
+ * ({@link gatherWaitMs}) for the stragglers; a member that has not asked by then is taken out of
+ * the batch (its rows copied into a cache of its own) and rejoins when it asks, so a slow
+ * consumer never holds the others back for more than that wait.
+ *
+ * Both execution modes run this: in-thread on the calling thread, in worker mode inside each
+ * model worker (one batch per worker), so both feed onnxruntime the same tensors.
+ *
+ * @module
+ */
+import { setImmediate } from "node:timers";
+import * as ort from "onnxruntime-node";
+import {
+  type DecoderSession,
+  type PastCache,
+  type SampledStep,
+  sampleRow,
+  type StepSampling,
+} from "./_decoder_session.ts";
+import { ModelDisposedError } from "./errors.ts";
+
+/**
+ * Default most sequences in one execution. Measured on the `small` model, one intra-op thread
+ * (2-core VM): a step of 8 rows costs 2× a step of 1 for 4× the tokens; 16 rows add ~20 % more
+ * tokens/s for twice the per-token latency of 8. Further sequences wait for a seat.
+ */
+export const DEFAULT_MAX_BATCH = 8;
+
+/**
+ * Prompt tokens read per tick, across the sequences still reading theirs. A piece this long
+ * costs about as much as one batched decode step of the `small` model, so a joining sequence's
+ * prompt delays the running ones' next token by at most about one step; an ordinary prompt
+ * (a few dozen tokens) is read in one tick.
+ */
+export const PREFILL_TOKENS_PER_TICK = 64;
+
+/** Bounds of the wait for stragglers (see {@link gatherWaitMs}). */
+const GATHER_WAIT_MIN_MS = 1;
+const GATHER_WAIT_MAX_MS = 8;
+/**
+ * Wait for a straggler at most this fraction of the last tick's compute: waiting costs the
+ * others at most that much throughput, while giving up on it costs a batch rebuild (a copy of
+ * every member's cache) and a lone step for it later.
+ */
+const GATHER_WAIT_FRACTION = 0.25;
+
+/** How long a tick waits for members that have not asked yet, given the last tick's duration. */
+export function gatherWaitMs(lastTickMs: number): number {
+  return Math.min(
+    GATHER_WAIT_MAX_MS,
+    Math.max(GATHER_WAIT_MIN_MS, lastTickMs * GATHER_WAIT_FRACTION),
+  );
+}
+
+/** Options of {@link BatchedDecoder}. */
+export interface BatchedDecoderOptions {
+  /** Most sequences per execution; default {@link DEFAULT_MAX_BATCH} (1 disables batching). */
+  maxBatch?: number;
+  /** Prompt tokens read per tick; default {@link PREFILL_TOKENS_PER_TICK}. */
+  prefillTokensPerTick?: number;
+}
+
+/** Counters of a {@link BatchedDecoder}, for diagnostics and tests. */
+export interface BatchStats {
+  /** Ticks run. */
+  ticks: number;
+  /** Batched decode executions run (one per tick that had members asking). */
+  decodeRuns: number;
+  /** Decode rows computed, over all executions (÷ `decodeRuns` = mean batch size). */
+  decodeRows: number;
+  /** Largest batch run. */
+  maxBatch: number;
+  /** Times the batch's cache was rebuilt for a change of membership. */
+  rebuilds: number;
+  /** Prompt pieces run alone. */
+  prefillRuns: number;
+}
+
+/** A step asked for and not answered yet. */
+interface PendingStep {
+  tokens: readonly number[];
+  /** Tokens of `tokens` already in the cache (a prompt read over several ticks). */
+  fed: number;
+  sampling: StepSampling;
+  topLogprobs: number;
+  /** Submission order, for fairness among prompts and joiners. */
+  order: number;
+  resolve(step: SampledStep): void;
+  reject(error: unknown): void;
+}
+
+/** One sequence's state in the batcher. */
+class SequenceState {
+  /** Tokens in its cache. */
+  length = 0;
+  /** Its cache when it is not a member of the batch (`null`: none yet, or in the batch). */
+  cache: PastCache | null = null;
+  /** Its row in the batch, when it is a member. */
+  row = -1;
+  pending: PendingStep | undefined;
+  closed = false;
+  /** A failed execution lost its cache: every later step fails with this. */
+  failure: unknown;
+}
+
+/** A generation's handle on a {@link BatchedDecoder}: the same API as a lone sequence. */
+export class BatchedSequence {
+  #owner: BatchedDecoder;
+  #state: SequenceState;
+
+  /** @internal Created by {@link BatchedDecoder.sequence}. */
+  constructor(owner: BatchedDecoder, state: SequenceState) {
+    this.#owner = owner;
+    this.#state = state;
+  }
+
+  /** Tokens in the cache. */
+  get length(): number {
+    return this.#state.length;
+  }
+
+  /**
+   * Feed `tokens` after the cached ones and sample the next token from the last one's logits
+   * row under `sampling` (with its fingerprint and, with `topLogprobs` > 0, its most likely
+   * tokens), at the next step boundary of the batch.
+   */
+  step(tokens: readonly number[], sampling: StepSampling, topLogprobs = 0): Promise<SampledStep> {
+    return this.#owner.submit(this.#state, tokens, sampling, topLogprobs);
+  }
+
+  /** Leave the batch and drop the cache (a step already running still completes). */
+  close(): void {
+    this.#owner.closeSequence(this.#state);
+  }
+}
+
+/** Runs the steps of every sequence open on one session as batched executions. */
+export class BatchedDecoder {
+  #decoder: DecoderSession;
+  #maxBatch: number;
+  #prefillBudget: number;
+  /** Open sequences, in opening order. */
+  #open = new Set<SequenceState>();
+  /** The batch's members, by row, and their shared cache `[members, heads, width, headDim]`. */
+  #members: SequenceState[] = [];
+  #past: PastCache | null = null;
+  #width = 0;
+  #ticking = false;
+  #immediate = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #lastTickMs = 0;
+  #order = 0;
+  #disposed = false;
+  #stats: BatchStats = {
+    ticks: 0,
+    decodeRuns: 0,
+    decodeRows: 0,
+    maxBatch: 0,
+    rebuilds: 0,
+    prefillRuns: 0,
+  };
+
+  /**
+   * @param decoder The session the sequences run on.
+   * @param options Batch size and prefill budget.
+   */
+  constructor(decoder: DecoderSession, options?: BatchedDecoderOptions) {
+    this.#decoder = decoder;
+    const maxBatch = options?.maxBatch ?? DEFAULT_MAX_BATCH;
+    if (!Number.isSafeInteger(maxBatch) || maxBatch < 1) {
+      throw new RangeError("maxBatch must be an integer ≥ 1");
+    }
+    // A graph without a mask and positions cannot tell padding from tokens: one row at a time.
+    this.#maxBatch = decoder.canBatch ? maxBatch : 1;
+    const budget = options?.prefillTokensPerTick ?? PREFILL_TOKENS_PER_TICK;
+    if (!Number.isSafeInteger(budget) || budget < 1) {
+      throw new RangeError("prefillTokensPerTick must be an integer ≥ 1");
+    }
+    this.#prefillBudget = budget;
+  }
+
+  /** The most sequences one execution runs. */
+  get maxBatch(): number {
+    return this.#maxBatch;
+  }
+
+  /** Sequences open now. */
+  get openSequences(): number {
+    return this.#open.size;
+  }
+
+  /** Counters since creation. */
+  stats(): BatchStats {
+    return { ...this.#stats };
+  }
+
+  /** A fresh sequence with an empty cache. */
+  sequence(): BatchedSequence {
+    if (this.#disposed) throw new ModelDisposedError();
+    const state = new SequenceState();
+    this.#open.add(state);
+    return new BatchedSequence(this, state);
+  }
+
+  /**
+   * Fail every waiting step with `ModelDisposedError` and drop every cache; a tick already
+   * running completes. Idempotent.
+   */
+  dispose(): void {
+    this.#disposed = true;
+    this.#clearTimers();
+    for (const state of this.#open) {
+      state.pending?.reject(new ModelDisposedError());
+      state.pending = undefined;
+      state.closed = true;
+      state.cache = null;
+    }
+    this.#open.clear();
+    this.#members = [];
+    this.#past = null;
+  }
+
+  /** @internal {@link BatchedSequence.step}. */
+  submit(
+    state: SequenceState,
+    tokens: readonly number[],
+    sampling: StepSampling,
+    topLogprobs: number,
+  ): Promise<SampledStep> {
+    if (this.#disposed) return Promise.reject(new ModelDisposedError());
+    if (state.closed) return Promise.reject(new Error("the sequence is closed"));
+    if (state.failure !== undefined) return Promise.reject(state.failure);
+    if (tokens.length === 0) return Promise.reject(new RangeError("a step needs a token"));
+    if (state.pending) return Promise.reject(new Error("a step of this sequence is pending"));
+    const { promise, resolve, reject } = Promise.withResolvers<SampledStep>();
+    state.pending = {
+      tokens: [...tokens],
+      fed: 0,
+      sampling,
+      topLogprobs,
+      order: this.#order++,
+      resolve,
+      reject,
+    };
+    this.#schedule();
+    return promise;
+  }
+
+  /** @internal {@link BatchedSequence.close}. */
+  closeSequence(state: SequenceState): void {
+    if (state.closed) return;
+    state.closed = true;
+    this.#open.delete(state);
+    state.cache = null;
+    // A step not started yet never will be; its caller has stopped listening.
+    state.pending?.reject(new Error("the sequence is closed"));
+    state.pending = undefined;
+    // Its rows leave the batch at the next tick's rebuild (or now, if nobody is left).
+    if (this.#members.every((m) => m.closed) && !this.#ticking) {
+      this.#members = [];
+      this.#past = null;
+    }
+    this.#schedule();
+  }
+
+  /** Start a tick now, after a wait for stragglers, or not at all (see the module doc). */
+  #schedule(): void {
+    if (this.#ticking || this.#disposed || this.#immediate) return;
+    let waiting = false;
+    for (const state of this.#open) {
+      if (state.pending) {
+        waiting = true;
+        break;
+      }
+    }
+    if (!waiting) {
+      this.#clearTimers();
+      return;
+    }
+    const straggling = this.#members.some((m) => !m.closed && !m.pending);
+    if (!straggling) {
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#immediate = true;
+      // A macrotask, not a microtask: steps asked for in the same turn (or by messages already
+      // queued) join this tick.
+      setImmediate(() => {
+        this.#immediate = false;
+        void this.#tick();
+      });
+    } else if (this.#timer === undefined) {
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        void this.#tick();
+      }, gatherWaitMs(this.#lastTickMs));
+    }
+  }
+
+  #clearTimers(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #tick(): Promise<void> {
+    if (this.#ticking || this.#disposed) return;
+    this.#ticking = true;
+    this.#clearTimers();
+    const started = performance.now();
+    try {
+      this.#stats.ticks++;
+      await this.#decodeStep();
+      await this.#prefillStep();
+    } finally {
+      this.#lastTickMs = performance.now() - started;
+      this.#ticking = false;
+      this.#schedule();
+    }
+  }
+
+  /** The members that asked for one more token, in one execution. */
+  async #decodeStep(): Promise<void> {
+    const ready = (s: SequenceState) =>
+      !s.closed && s.pending !== undefined && s.length > 0 &&
+      s.pending.tokens.length - s.pending.fed === 1;
+    // Current members first (no rebuild while the batch is unchanged), then joiners in order.
+    const rows = this.#members.filter(ready);
+    const joiners = [...this.#open].filter((s) => s.row < 0 && ready(s))
+      .sort((a, b) => a.pending!.order - b.pending!.order);
+    for (const s of joiners) {
+      if (rows.length >= this.#maxBatch) break;
+      rows.push(s);
+    }
+    if (rows.length === 0) {
+      // Nobody to step: the members keep their seats, unless one must read several tokens.
+      if (this.#members.some((m) => m.pending && !ready(m))) this.#setMembers([]);
+      return;
+    }
+    this.#setMembers(rows);
+    const batch = rows.length;
+    const width = this.#width;
+    const inputIds = new BigInt64Array(batch);
+    const mask = new BigInt64Array(batch * (width + 1));
+    const positions = new BigInt64Array(batch);
+    for (let i = 0; i < batch; i++) {
+      const s = rows[i];
+      const p = s.pending!;
+      inputIds[i] = BigInt(p.tokens[p.tokens.length - 1]);
+      mask.fill(1n, i * (width + 1) + (width - s.length), (i + 1) * (width + 1));
+      positions[i] = BigInt(s.length);
+    }
+    let logits: Float32Array;
+    try {
+      const out = await this.#decoder.runRows(inputIds, batch, mask, positions, this.#past!);
+      this.#past = out.present;
+      logits = out.logits;
+    } catch (error) {
+      // The batch's cache is in an unknown state: every member loses its generation.
+      for (const s of rows) this.#fail(s, error);
+      this.#members = [];
+      this.#past = null;
+      this.#width = 0;
+      return;
+    }
+    this.#width = width + 1;
+    this.#stats.decodeRuns++;
+    this.#stats.decodeRows += batch;
+    this.#stats.maxBatch = Math.max(this.#stats.maxBatch, batch);
+    const vocab = this.#decoder.shape.vocabSize;
+    for (let i = 0; i < batch; i++) {
+      const s = rows[i];
+      s.length++;
+      const p = s.pending!;
+      s.pending = undefined;
+      this.#answer(p, logits.subarray(i * vocab, (i + 1) * vocab));
+    }
+  }
+
+  /** Read up to the tick's budget of prompt tokens, each sequence alone on its own cache. */
+  async #prefillStep(): Promise<void> {
+    let budget = this.#prefillBudget;
+    const reading = [...this.#open].filter((s) =>
+      !s.closed && s.row < 0 && s.pending !== undefined &&
+      (s.length === 0 || s.pending.tokens.length - s.pending.fed > 1)
+    ).sort((a, b) => a.pending!.order - b.pending!.order);
+    for (const s of reading) {
+      if (budget <= 0) break;
+      const p = s.pending!;
+      const piece = p.tokens.slice(p.fed, p.fed + budget);
+      budget -= piece.length;
+      let out;
+      try {
+        out = await this.#decoder.run(piece, s.length, s.cache ?? this.#decoder.emptyPast());
+      } catch (error) {
+        this.#fail(s, error);
+        continue;
+      }
+      this.#stats.prefillRuns++;
+      if (s.closed) continue;
+      s.cache = out.present;
+      s.length += piece.length;
+      p.fed += piece.length;
+      if (p.fed < p.tokens.length) continue; // the rest of the prompt at the next tick
+      s.pending = undefined;
+      const vocab = this.#decoder.shape.vocabSize;
+      this.#answer(p, out.logits.subarray((piece.length - 1) * vocab, piece.length * vocab));
+    }
+  }
+
+  #answer(p: PendingStep, row: Float32Array): void {
+    let step: SampledStep;
+    try {
+      step = sampleRow(row, p.sampling, p.topLogprobs);
+    } catch (error) {
+      p.reject(error);
+      return;
+    }
+    p.resolve(step);
+  }
+
+  #fail(s: SequenceState, error: unknown): void {
+    s.failure = error;
+    s.cache = null;
+    s.row = -1;
+    s.pending?.reject(error);
+    s.pending = undefined;
+  }
+
+  /**
+   * Make `rows` the batch, in that order: members not among them leave it (closed ones are
+   * dropped, open ones get their rows copied into a cache of their own), newcomers' caches are
+   * copied in. Nothing is copied when the membership is unchanged, and a lone sequence's cache
+   * is used as it is.
+   */
+  #setMembers(rows: SequenceState[]): void {
+    const old = this.#members;
+    if (old.length === rows.length && old.every((s, i) => s === rows[i])) return;
+    const oldPast = this.#past;
+    const oldWidth = this.#width;
+    const leaving = old.filter((s) => !rows.includes(s));
+    if (old.length > 0) this.#stats.rebuilds++;
+    // Members leaving with their generation still open keep their rows, in a cache of their own.
+    for (const s of leaving) {
+      s.row = -1;
+      if (s.closed || s.failure !== undefined) continue;
+      s.cache = old.length === 1 && oldWidth === s.length ? oldPast : this.#copyRows(
+        [{ state: s, past: oldPast!, width: oldWidth, row: old.indexOf(s) }],
+        s.length,
+      );
+    }
+    if (rows.length === 0) {
+      this.#members = [];
+      this.#past = null;
+      this.#width = 0;
+      return;
+    }
+    const sources = rows.map((s) =>
+      s.row >= 0
+        ? { state: s, past: oldPast!, width: oldWidth, row: s.row }
+        : { state: s, past: s.cache!, width: s.length, row: 0 }
+    );
+    const width = Math.max(...rows.map((s) => s.length));
+    // A lone sequence with a cache of its own runs on it as it is: no copy.
+    this.#past = rows.length === 1 && sources[0].width === width && rows[0].row < 0
+      ? sources[0].past
+      : this.#copyRows(sources, width);
+    this.#width = width;
+    for (let i = 0; i < rows.length; i++) {
+      rows[i].row = i;
+      rows[i].cache = null;
+    }
+    this.#members = rows;
+  }
+
+  /** A new cache of `sources.length` rows, each source's valid slots right-aligned in `width`. */
+  #copyRows(
+    sources: { state: SequenceState; past: PastCache; width: number; row: number }[],
+    width: number,
+  ): PastCache {
+    const { numKeyValueHeads: heads, headDim } = this.#decoder.shape;
+    const batch = sources.length;
+    const out: PastCache = {};
+    for (const name of this.#decoder.pastNames) {
+      const dst = new Float32Array(batch * heads * width * headDim);
+      for (let i = 0; i < batch; i++) {
+        const { state, past, width: srcWidth, row } = sources[i];
+        const src = past[name].data as Float32Array;
+        const len = state.length;
+        for (let h = 0; h < heads; h++) {
+          const from = ((row * heads + h) * srcWidth + (srcWidth - len)) * headDim;
+          const to = ((i * heads + h) * width + (width - len)) * headDim;
+          dst.set(src.subarray(from, from + len * headDim), to);
+        }
+      }
+      out[name] = new ort.Tensor("float32", dst, [batch, heads, width, headDim]);
+    }
+    return out;
+  }
+}

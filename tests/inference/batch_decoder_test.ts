@@ -1,0 +1,246 @@
+/**
+ * Continuous batching (`inference/_batch_decoder.ts`): generations sharing one session's
+ * executions get the tokens and fingerprints they get alone, whatever joins or leaves the batch
+ * around them, and a long prompt is read in pieces between the others' steps.
+ */
+import assert from "node:assert/strict";
+import { BatchedDecoder, type BatchedSequence } from "../../inference/_batch_decoder.ts";
+import {
+  DecoderSession,
+  type SampledStep,
+  type StepSampling,
+} from "../../inference/_decoder_session.ts";
+import { createSession } from "../../inference/_session.ts";
+import { buildGptModel } from "../../inference/model_builder.ts";
+import { TextModel, type TokenChunk } from "../../inference/text_model.ts";
+import type { SamplingParams } from "../../inference/sampler.ts";
+import { MIN_LOGIT_EPS } from "../../proof/calibration.ts";
+import { collect, params } from "./_fixtures.ts";
+
+const dir = await Deno.makeTempDir({ prefix: "veriflow-batch-test-" });
+await buildGptModel({ size: "tiny", seed: 0, outDir: dir });
+const SHAPE = { numLayers: 2, numKeyValueHeads: 4, headDim: 16, vocabSize: 260 };
+
+/** Prompts of mixed lengths (1 to 90 tokens). */
+const PROMPTS: number[][] = [
+  [72],
+  [72, 101, 108, 108, 111],
+  Array.from("The quick brown fox jumps over the lazy dog", (c) => c.charCodeAt(0)),
+  Array.from({ length: 90 }, (_, i) => 97 + (i * 7) % 26),
+  [49, 32, 50, 32, 51],
+  Array.from("Once upon a time, in a land far away", (c) => c.charCodeAt(0)),
+  [100, 101, 102],
+  Array.from({ length: 40 }, (_, i) => 65 + (i * 3) % 26),
+];
+
+/** Mixed rules: greedy, sampled, top-k, top-p, each with its own seed. */
+function rule(i: number): SamplingParams {
+  const mode = i % 4;
+  return {
+    temperature: mode === 0 ? 0 : mode === 1 ? 0.7 : mode === 2 ? 1 : 1.4,
+    topK: mode === 3 ? 24 : 0,
+    topP: mode === 2 ? 0.92 : 1,
+    seed: 500 + i,
+  };
+}
+
+async function decoderSession(): Promise<DecoderSession> {
+  const bytes = await Deno.readFile(`${dir}/model.onnx`);
+  const { session } = await createSession(bytes, { intraOpThreads: 1 });
+  return new DecoderSession(session, SHAPE);
+}
+
+/** Generate `n` tokens on a sequence, feeding each token back: the steps' results. */
+async function drive(
+  sequence: { step(t: readonly number[], s: StepSampling): Promise<SampledStep> },
+  prompt: number[],
+  params: SamplingParams,
+  n: number,
+  between?: () => Promise<void>,
+): Promise<SampledStep[]> {
+  const out: SampledStep[] = [];
+  let feed = prompt;
+  for (let t = 0; t < n; t++) {
+    const step = await sequence.step(feed, { params, position: t });
+    out.push(step);
+    feed = [step.tokenId];
+    await between?.();
+  }
+  return out;
+}
+
+/** Each prompt alone, on the unbatched path. */
+async function alone(decoder: DecoderSession, n: number[]): Promise<SampledStep[][]> {
+  const results: SampledStep[][] = [];
+  for (let i = 0; i < PROMPTS.length; i++) {
+    const sequence = decoder.sequence();
+    results.push(await drive(sequence, PROMPTS[i], rule(i), n[i]));
+    sequence.close();
+  }
+  return results;
+}
+
+/**
+ * How far a batched row's fingerprint may be from the same row computed alone: onnxruntime's
+ * CPU kernels block a product differently for 1 and for 8 rows, so the last bits of a logit may
+ * differ (measured ~1e-6 here). The validators' floor on logit noise (`MIN_LOGIT_EPS`, 1e-4) is
+ * the bound that matters; a real difference (another row's data leaking in, a wrong position)
+ * moves a fingerprint by far more than that.
+ */
+const BATCH_NOISE = MIN_LOGIT_EPS;
+
+/** The same tokens, and fingerprints within {@link BATCH_NOISE}. */
+function assertSameSteps(actual: SampledStep[][], expected: SampledStep[][]): void {
+  for (let i = 0; i < expected.length; i++) {
+    assert.deepEqual(
+      actual[i].map((s) => s.tokenId),
+      expected[i].map((s) => s.tokenId),
+      `tokens of sequence ${i}`,
+    );
+    for (let t = 0; t < expected[i].length; t++) {
+      const a = actual[i][t].fingerprint;
+      const e = expected[i][t].fingerprint;
+      const d = Math.max(Math.abs(a.logProb - e.logProb), Math.abs(a.projection - e.projection));
+      assert.ok(d <= BATCH_NOISE, `sequence ${i} position ${t}: fingerprints differ by ${d}`);
+    }
+  }
+}
+
+Deno.test("eight generations of mixed lengths in one batch get what each gets alone", async () => {
+  const decoder = await decoderSession();
+  try {
+    const lengths = [20, 33, 12, 25, 40, 8, 30, 17]; // they leave the batch at different steps
+    const expected = await alone(decoder, lengths);
+    const batched = new BatchedDecoder(decoder);
+    const results = await Promise.all(
+      PROMPTS.map((p, i) => drive(batched.sequence(), p, rule(i), lengths[i])),
+    );
+    assertSameSteps(results, expected);
+    const stats = batched.stats();
+    assert.equal(stats.maxBatch, 8, "all eight stepped in one execution");
+    assert.ok(stats.decodeRows / stats.decodeRuns > 4, `mean batch ${JSON.stringify(stats)}`);
+    batched.dispose();
+  } finally {
+    await decoder.session.release();
+  }
+});
+
+Deno.test("sequences joining a running batch, and a straggler leaving it, change nothing", async () => {
+  const decoder = await decoderSession();
+  try {
+    const lengths = PROMPTS.map(() => 24);
+    const expected = await alone(decoder, lengths);
+    const batched = new BatchedDecoder(decoder, { maxBatch: 4 });
+    // Staggered starts (joins at later step boundaries), one slow consumer (evicted when it
+    // misses a step boundary, rejoining later), and more sequences than seats.
+    const slow = () => new Promise<void>((r) => setTimeout(r, 5));
+    const results = await Promise.all(PROMPTS.map(async (p, i) => {
+      for (let k = 0; k < i; k++) await new Promise((r) => setTimeout(r, 1));
+      return drive(batched.sequence(), p, rule(i), lengths[i], i === 2 ? slow : undefined);
+    }));
+    assertSameSteps(results, expected);
+    const stats = batched.stats();
+    assert.ok(stats.maxBatch <= 4 && stats.maxBatch >= 2, JSON.stringify(stats));
+    assert.ok(stats.rebuilds > 0, "membership changed");
+    batched.dispose();
+  } finally {
+    await decoder.session.release();
+  }
+});
+
+Deno.test("a long prompt is read in pieces between the running sequence's steps", async () => {
+  const decoder = await decoderSession();
+  try {
+    const batched = new BatchedDecoder(decoder, { prefillTokensPerTick: 16 });
+    const running = batched.sequence();
+    let feed = PROMPTS[1];
+    let stepsMeanwhile = 0;
+    let longDone = false;
+    const long = batched.sequence();
+    const first = await running.step(feed, { params: rule(0), position: 0 });
+    feed = [first.tokenId];
+    const longStep = long.step(PROMPTS[3], { params: rule(1), position: 0 }).then((s) => {
+      longDone = true;
+      return s;
+    });
+    for (let t = 1; !longDone && t < 100; t++) {
+      const step = await running.step(feed, { params: rule(0), position: t });
+      feed = [step.tokenId];
+      if (!longDone) stepsMeanwhile++;
+    }
+    const expectedLong = decoder.sequence();
+    const expected = await expectedLong.step(PROMPTS[3], { params: rule(1), position: 0 });
+    assert.equal((await longStep).tokenId, expected.tokenId);
+    // 90 tokens at 16 a tick: 6 pieces, the running sequence stepping at each.
+    assert.ok(stepsMeanwhile >= 5, `the running sequence stepped ${stepsMeanwhile} times`);
+    assert.ok(batched.stats().prefillRuns >= 7, "the prompt was read in pieces");
+    batched.dispose();
+  } finally {
+    await decoder.session.release();
+  }
+});
+
+Deno.test("a closed sequence's waiting step fails and its rows leave the batch", async () => {
+  const decoder = await decoderSession();
+  try {
+    const batched = new BatchedDecoder(decoder);
+    const a = batched.sequence();
+    const b = batched.sequence();
+    const p = { params: rule(0), position: 0 };
+    await Promise.all([a.step([1, 2, 3], p), b.step([4, 5], p)]);
+    await Promise.all([a.step([6], p), b.step([7], p)]);
+    const waiting = a.step([8], p);
+    a.close();
+    await assert.rejects(waiting, /closed/);
+    await assert.rejects(a.step([9], p), /closed/);
+    await b.step([9], p); // b alone now
+    assert.equal(batched.openSequences, 1);
+    batched.dispose();
+    await assert.rejects(b.step([10], p), { code: "model_disposed" });
+  } finally {
+    await decoder.session.release();
+  }
+});
+
+Deno.test("concurrent generate() streams, in-thread and in workers, equal each stream alone", async () => {
+  const inThread = await TextModel.load(dir, { intraOpThreads: 1 });
+  const worker = await TextModel.load(dir, { intraOpThreads: 1, worker: true, workerCount: 1 });
+  try {
+    const jobs = PROMPTS.map((p, i) => ({ p, params: params({ ...rule(i), maxTokens: 16 + i }) }));
+    const steps = (chunks: TokenChunk[]): SampledStep[] =>
+      chunks.map((c) => ({ tokenId: c.tokenId, fingerprint: c.fingerprint }));
+    const aloneResults: SampledStep[][] = [];
+    for (const j of jobs) aloneResults.push(steps(await collect(inThread.generate(j.p, j.params))));
+    const together: SampledStep[][][] = [];
+    for (const model of [inThread, worker]) {
+      const chunks = await Promise.all(jobs.map((j) => collect(model.generate(j.p, j.params))));
+      assertSameSteps(chunks.map(steps), aloneResults);
+      together.push(chunks.map(steps));
+    }
+    // Both modes run the same batcher on the same tensors: bit-identical to each other when
+    // their batches formed alike, and within the noise bound in any case.
+    assertSameSteps(together[1], together[0]);
+  } finally {
+    await inThread.dispose();
+    await worker.dispose();
+  }
+});
+
+Deno.test("maxBatch 1 runs the sequences one at a time with the same results", async () => {
+  const decoder = await decoderSession();
+  try {
+    const lengths = PROMPTS.map(() => 10);
+    const expected = await alone(decoder, lengths);
+    const batched = new BatchedDecoder(decoder, { maxBatch: 1 });
+    const results = await Promise.all(
+      PROMPTS.map((p, i) => drive(batched.sequence() as BatchedSequence, p, rule(i), 10)),
+    );
+    assertSameSteps(results, expected);
+    assert.equal(batched.stats().maxBatch, 1);
+    batched.dispose();
+  } finally {
+    await decoder.session.release();
+  }
+});
+
+globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
