@@ -42,6 +42,9 @@ import {
   type PutFileResult,
 } from "../storage/file_store.ts";
 import { isDagNode } from "../storage/dag_links.ts";
+import { type CarScope, exportCar } from "../storage/car.ts";
+import type { GatewayStorage } from "../storage/gateway_port.ts";
+import { type ShareRecord, ShareStore } from "../storage/share_links.ts";
 import { storageKey } from "../protocols/cid.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
@@ -195,6 +198,32 @@ export interface StorageAuditMessage {
   cids: string[];
 }
 
+/** One verified block by any CID of it (gateway `?format=raw`). Answered with `Uint8Array`. */
+export interface StorageGetBlockMessage {
+  /** Message tag. */
+  type: "get_block";
+  /** The block's CID (raw, dag-pb or dag-cbor). */
+  cid: string;
+}
+/** A CAR of a DAG. Answered with a `ReadableStream<Uint8Array>`. */
+export interface StorageExportCarMessage {
+  /** Message tag. */
+  type: "export_car";
+  /** The root. */
+  cid: string;
+  /** The whole DAG (default) or the root block only. */
+  scope?: CarScope;
+  /** Aborts the export. */
+  signal?: AbortSignal;
+}
+/** A share record (`<store>/shares/<id>`). Answered with {@link ShareRecord} or `null`. */
+export interface StorageShareMessage {
+  /** Message tag. */
+  type: "share";
+  /** The share id. */
+  id: string;
+}
+
 /** Replace the storage peers files are replicated over (a peer joined or was lost). */
 export interface StorageSetPeersMessage {
   /** Message tag. */
@@ -220,7 +249,10 @@ export type StorageMessage =
   | StorageProveMessage
   | StorageRepairMessage
   | StorageAuditMessage
-  | StorageSetPeersMessage;
+  | StorageSetPeersMessage
+  | StorageGetBlockMessage
+  | StorageExportCarMessage
+  | StorageShareMessage;
 
 /** The answer to every message but `put`: a value, or the typed error that prevented it. */
 export type StorageReply<T> = { ok: true; value: T } | { ok: false; error: VeriflowError };
@@ -281,6 +313,12 @@ export interface StorageAnswers {
   audit: AuditResult;
   /** Nothing. */
   set_peers: undefined;
+  /** The block. */
+  get_block: Uint8Array;
+  /** The CAR's bytes. */
+  export_car: ReadableStream<Uint8Array>;
+  /** The share, if recorded. */
+  share: ShareRecord | null;
 }
 
 /** Answer to `put`: the put runs without holding the actor's mailbox. */
@@ -434,6 +472,11 @@ export class StorageActor {
     this.#files = new FileStore(blocks, this.#fileOptions());
   }
 
+  /** Where blocks are read: the peers when there are any, else the local store. */
+  #blocks(): BlockStore {
+    return this.#replicated ?? this.#store!;
+  }
+
   /** Resolves when repair passes started by departed holders are done (tests, shutdown). */
   repairIdle(): Promise<void> {
     return this.#holderRepair?.idle() ?? Promise.resolve();
@@ -530,6 +573,19 @@ export class StorageActor {
       case "set_peers":
         this.#setPeers(message.peers, ctx?.signal);
         return undefined;
+      case "get_block":
+        return await this.#blocks().get(storageKey(message.cid));
+      case "export_car": {
+        const blocks = this.#blocks();
+        // Read the root now, so an unknown CID is answered as an error, not a broken stream.
+        await blocks.get(storageKey(message.cid));
+        return exportCar(message.cid, (cid, signal) => blocks.get(cid, { signal }), {
+          scope: message.scope,
+          signal: message.signal,
+        });
+      }
+      case "share":
+        return (await new ShareStore(this.#options.dir).get(message.id)) ?? null;
       default: {
         const unknown: never = message;
         throw new StorageError(
@@ -710,4 +766,25 @@ export class StorageActorPeer implements StoragePeer {
       await this.#ref.ask({ type: "prove", nonce, cids: [...cids] }, options),
     );
   }
+}
+
+/**
+ * The StorageActor behind `ref` as the HTTP gateway's port ({@link GatewayStorage}), so the edge
+ * never imports actor types: `gatewayRoutes(() => storageGateway(ref))`.
+ *
+ * @param ref The StorageActor's ref (anything with its `ask`).
+ */
+export function storageGateway(ref: StorageAsker): GatewayStorage {
+  const ask = async <T>(message: StorageMessage): Promise<T> =>
+    unwrapReply<T>(await ref.ask(message));
+  return {
+    put: async (source, options) =>
+      await (await ref.ask<PutHandle>({ type: "put", source, ...options })).done,
+    block: (cid) => ask<Uint8Array>({ type: "get_block", cid }),
+    stat: (cid) => ask<FileInfo>({ type: "stat", cid }),
+    read: (cid, range) => ask<ReadableStream<Uint8Array>>({ type: "get", cid, ...range }),
+    car: (cid, scope, signal) =>
+      ask<ReadableStream<Uint8Array>>({ type: "export_car", cid, scope, signal }),
+    share: async (id) => (await ask<ShareRecord | null>({ type: "share", id })) ?? undefined,
+  };
 }

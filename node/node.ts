@@ -34,7 +34,7 @@ import type { ChildSpec } from "../actors/actor.ts";
 import { formatEvent } from "../actors/events.ts";
 import { InferenceActor, type InferenceMessage } from "../actors/inference_actor.ts";
 import { ProverActor, proverHook, type ProverMessage } from "../actors/prover_actor.ts";
-import { StorageActor, type StorageMessage } from "../actors/storage_actor.ts";
+import { StorageActor, storageGateway, type StorageMessage } from "../actors/storage_actor.ts";
 import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { ModelRegistry } from "../inference/model_registry.ts";
@@ -49,6 +49,7 @@ import type { StakePledge } from "../protocols/stake_pledge.ts";
 import { loadOrCreatePledge } from "./node_pledge.ts";
 import { createApp } from "../server/app.ts";
 import { fileRoutes } from "../server/file_routes.ts";
+import { gatewayRoutes } from "../server/gateway_routes.ts";
 import { nodeHello } from "./node_hello.ts";
 import { describeAccess } from "../server/client_access.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
@@ -292,7 +293,12 @@ async function startSteps(
       modelHealth: () => models.health(),
     });
     if (config.roles.storage) {
-      app.route("/v1", fileRoutes(() => lookup<StorageMessage>(NODE_ACTORS.storage)));
+      const storagePort = () => {
+        const ref = lookup<StorageMessage>(NODE_ACTORS.storage);
+        return ref && storageGateway(ref);
+      };
+      app.route("/v1", fileRoutes(storagePort));
+      app.route("/", gatewayRoutes(storagePort));
     }
     http.mount(app);
     url = http.url;

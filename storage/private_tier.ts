@@ -61,13 +61,30 @@ export class OwnerKey {
     if (secret.length < OWNER_SECRET_MIN_BYTES) {
       throw new RangeError(`owner secret must be at least ${OWNER_SECRET_MIN_BYTES} bytes`);
     }
-    const hkdf = await crypto.subtle.importKey("raw", buf(secret), "HKDF", false, ["deriveKey"]);
+    const hkdf = await crypto.subtle.importKey("raw", buf(secret), "HKDF", false, [
+      "deriveKey",
+      "deriveBits",
+    ]);
     return new OwnerKey(hkdf);
   }
 
   /** Keys for a new file, with a fresh random salt. */
   newFile(): Promise<FileCipher> {
     return this.file(crypto.getRandomValues(new Uint8Array(FILE_SALT_BYTES)));
+  }
+
+  /** The raw keys of the file with this salt (see {@link exportFileKeys}). */
+  async fileKeyBytes(salt: Uint8Array): Promise<Uint8Array> {
+    const bits = (info: Uint8Array) =>
+      crypto.subtle.deriveBits(
+        { name: "HKDF", hash: "SHA-256", salt: buf(salt), info: buf(info) },
+        this.#hkdf,
+        256,
+      );
+    const out = new Uint8Array(FILE_KEYS_BYTES);
+    out.set(new Uint8Array(await bits(CHUNK_KEY_INFO)), 0);
+    out.set(new Uint8Array(await bits(MANIFEST_KEY_INFO)), 32);
+    return out;
   }
 
   /** Keys of the file with this salt (from its manifest). */
@@ -88,6 +105,19 @@ export class OwnerKey {
   }
 }
 
+/** Bytes of one file's exported keys: its chunk key and its manifest key, 32 bytes each. */
+export const FILE_KEYS_BYTES = 64;
+
+/**
+ * The raw keys of the file with this salt, {@link FILE_KEYS_BYTES} bytes: what a share link
+ * hands out so one file can be read without the owner's secret (it opens that file only: other
+ * files have other salts, and HKDF does not run backwards). The same HKDF outputs
+ * {@link OwnerKey.file} derives.
+ */
+export async function exportFileKeys(owner: OwnerKey, salt: Uint8Array): Promise<Uint8Array> {
+  return await owner.fileKeyBytes(salt);
+}
+
 /** The keys of one private file. */
 export class FileCipher {
   /** The file's salt (stored in the clear in its manifest). */
@@ -100,6 +130,23 @@ export class FileCipher {
     this.salt = salt;
     this.#chunkKey = chunkKey;
     this.#manifestKey = manifestKey;
+  }
+
+  /**
+   * The cipher of one file from its raw keys ({@link exportFileKeys}): how a share link's holder
+   * reads the file without the owner's secret.
+   *
+   * @throws {RangeError} `keys` is not {@link FILE_KEYS_BYTES} bytes.
+   */
+  static async fromFileKeys(salt: Uint8Array, keys: Uint8Array): Promise<FileCipher> {
+    if (keys.length !== FILE_KEYS_BYTES) throw new RangeError(`file keys must be 64 bytes`);
+    const importKey = (raw: Uint8Array) =>
+      crypto.subtle.importKey("raw", buf(raw), { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+    return new FileCipher(
+      new Uint8Array(salt),
+      await importKey(keys.slice(0, 32)),
+      await importKey(keys.slice(32)),
+    );
   }
 
   /** Ciphertext ‖ tag of chunk `index` (nonce = index, never stored). */

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor, type StorageMessage } from "../../actors/storage_actor.ts";
+import { StorageActor, storageGateway, type StorageMessage } from "../../actors/storage_actor.ts";
 import type { InferencePort } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import { fileRoutes, parseRange } from "../../server/file_routes.ts";
@@ -28,7 +28,7 @@ async function setup() {
       }) as never,
   });
   const app = createApp({ inference: {} as InferencePort });
-  app.route("/v1", fileRoutes(() => storage));
+  app.route("/v1", fileRoutes(() => storageGateway(storage)));
   const request = (path: string, init?: RequestInit) => app.request(path, init, LOOPBACK as never);
   return {
     storage,

@@ -70,7 +70,7 @@ Deno.test("byte-range gets return exactly the asked bytes across chunk boundarie
 });
 
 Deno.test("a corrupted chunk makes the get stream error with corrupt_chunk instead of serving it", async () => {
-  const { dir, store, files } = await setup();
+  const { dir, files } = await setup();
   const { cid } = await files.put(streamOf(pseudoRandomBytes(20_000)));
   const { chunks } = await files.stat(cid);
   await flipObjectBit(dir, chunks[2], 17);

@@ -1,0 +1,190 @@
+/**
+ * A trustless IPFS gateway on the node's HTTP API (IPFS Trustless Gateway specification), plus
+ * plain reads of public files and the share-link route:
+ *
+ * | Route | What |
+ * | --- | --- |
+ * | `GET /ipfs/{cid}?format=raw` (or `Accept: application/vnd.ipld.raw`) | the one block, verified |
+ * | `GET /ipfs/{cid}?format=car` (or `Accept: application/vnd.ipld.car`) | a CAR of the DAG (`dag-scope=all`, or `block`), depth first, no duplicates |
+ * | `GET /ipfs/{cid}` | a public file's bytes, `Range: bytes=a-b` answered 206 (a `<video>` seeks with it) |
+ * | `GET /share/{id}/{cid}` | while share `id` is valid: its private file's manifest or one of its chunks (ciphertext) |
+ *
+ * A client that verifies (such as `@helia/verified-fetch`) can use a Veriflow node as its
+ * gateway: every block is the bytes of its CID. These routes are outside `/v1` and need no API
+ * key: they serve content-addressed blocks anyone holding the CID may check, never a private
+ * file's plaintext (plain reads of a private file are 403 `key_required`; its blocks are
+ * ciphertext).
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { isCid, storageKey } from "../protocols/cid.ts";
+import { decodeManifest } from "../protocols/manifest.ts";
+import { CAR_MEDIA_TYPE, type CarScope } from "../storage/car.ts";
+import type { GatewayStorage } from "../storage/gateway_port.ts";
+import { ShareUnavailableError } from "../storage/share_links.ts";
+import type { EdgeEnv } from "./client_access.ts";
+import { EdgeError, RequestValidationError } from "./http_errors.ts";
+import { rangedResponse } from "./http_range.ts";
+
+/** Media type of one raw block (trustless gateway spec). */
+export const RAW_MEDIA_TYPE = "application/vnd.ipld.raw";
+/** A CID's bytes never change: cache for a year, never revalidate (what gateways send). */
+const IMMUTABLE = "public, max-age=29030400, immutable";
+/** Bytes sniffed to guess a plain read's content type when the pin recorded none. */
+const SNIFF_BYTES = 16;
+
+/** Options of {@link gatewayRoutes}. */
+export interface GatewayRoutesOptions {
+  /** The clock share expiry is judged by (ms since the epoch). Default `Date.now`. */
+  now?: () => number;
+}
+
+/** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
+export function gatewayRoutes(
+  storage: () => GatewayStorage | undefined,
+  options?: GatewayRoutesOptions,
+): Hono<EdgeEnv> {
+  const now = options?.now ?? Date.now;
+  const app = new Hono<EdgeEnv>();
+  const port = () => {
+    const found = storage();
+    if (found === undefined) {
+      throw new EdgeError("service_unavailable", "this node runs no storage (--no-storage)");
+    }
+    return found;
+  };
+
+  app.on(["GET", "HEAD"], "/ipfs/:cid", async (c) => {
+    const cid = c.req.param("cid");
+    if (!isCid(cid)) throw new RequestValidationError("invalid_request", "not a CID", "cid");
+    const head = c.req.method === "HEAD";
+    const format = responseFormat(c.req.query("format"), c.req.header("accept"));
+    const common = { "x-ipfs-path": `/ipfs/${cid}`, "x-content-type-options": "nosniff" };
+    if (format === "raw") {
+      const bytes = await port().block(cid);
+      const headers = {
+        ...common,
+        "content-type": RAW_MEDIA_TYPE,
+        "content-length": String(bytes.length),
+        "cache-control": IMMUTABLE,
+        etag: `"${cid}.raw"`,
+      };
+      return new Response(head ? null : bytes as Uint8Array<ArrayBuffer>, { headers });
+    }
+    if (format === "car") {
+      const scope = carScope(c.req.query("dag-scope"));
+      const stream = await port().car(cid, scope, c.req.raw.signal);
+      const headers = {
+        ...common,
+        "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
+        "cache-control": IMMUTABLE,
+        etag: `"${cid}.car.${scope}"`,
+      };
+      if (head) await stream.cancel();
+      return new Response(head ? null : stream, { headers });
+    }
+    const storagePort = port();
+    const info = await storagePort.stat(cid);
+    if (info.tier !== "public") {
+      throw new EdgeError("key_required", `${cid} is private: open it with a share link`);
+    }
+    if (info.type === "directory" || info.size === null) {
+      throw new RequestValidationError(
+        "invalid_request",
+        `${cid} is a directory: ask for ?format=car`,
+        "cid",
+      );
+    }
+    const type = info.mime ?? await sniff(storagePort, cid, info.size);
+    const headers = {
+      ...common,
+      "content-type": type,
+      "cache-control": IMMUTABLE,
+      etag: `"${cid}"`,
+    };
+    if (c.req.header("if-none-match") === `"${cid}"`) {
+      return new Response(null, { status: 304, headers });
+    }
+    return await rangedResponse(
+      c.req.header("range"),
+      info.size,
+      headers,
+      (start, end) => storagePort.read(cid, { start, end, signal: c.req.raw.signal }),
+      head,
+    );
+  });
+
+  app.get("/share/:id/:cid", async (c) => {
+    const { id, cid } = c.req.param();
+    if (!isCid(cid)) throw new RequestValidationError("invalid_request", "not a CID", "cid");
+    const storagePort = port();
+    const record = await storagePort.share(id);
+    if (!record) return shareRefusal(new ShareUnavailableError("share_not_found", id));
+    if (record.expiresAt !== null && now() >= record.expiresAt) {
+      return shareRefusal(new ShareUnavailableError("share_expired", id));
+    }
+    const manifestBytes = await storagePort.block(record.cid);
+    const wanted = storageKey(cid);
+    if (wanted !== storageKey(record.cid)) {
+      const chunks = decodeManifest(manifestBytes).chunks.map(storageKey);
+      if (!chunks.includes(wanted)) {
+        throw new EdgeError("chunk_not_found", `${cid} is not part of share ${id}`);
+      }
+    }
+    const bytes = wanted === storageKey(record.cid) ? manifestBytes : await storagePort.block(cid);
+    return new Response(bytes as Uint8Array<ArrayBuffer>, {
+      headers: { "content-type": RAW_MEDIA_TYPE, "cache-control": "private, no-store" },
+    });
+  });
+
+  return app;
+}
+
+/** `raw`, `car`, or `undefined` for the file's bytes: `?format=` wins over `Accept`. */
+function responseFormat(
+  format: string | undefined,
+  accept: string | undefined,
+): "raw" | "car" | undefined {
+  if (format === "raw" || format === "car") return format;
+  if (format !== undefined && format !== "") {
+    throw new RequestValidationError("invalid_request", `unsupported format ${format}`, "format");
+  }
+  const types = (accept ?? "").split(",").map((t) => t.split(";")[0].trim().toLowerCase());
+  if (types.includes(RAW_MEDIA_TYPE)) return "raw";
+  if (types.includes(CAR_MEDIA_TYPE)) return "car";
+  return undefined;
+}
+
+function carScope(scope: string | undefined): CarScope {
+  if (scope === undefined || scope === "all" || scope === "entity") return "all";
+  if (scope === "block") return "block";
+  throw new RequestValidationError("invalid_request", `unknown dag-scope ${scope}`, "dag-scope");
+}
+
+function shareRefusal(error: ShareUnavailableError): Response {
+  const status = error.code === "share_expired" ? 410 : 404;
+  return Response.json({ error: { code: error.code, message: error.message } }, { status });
+}
+
+/**
+ * A content type from the first bytes, for a file whose pin recorded none (a UnixFS id carries
+ * no type): the few formats a browser must be told to play or show; anything else is bytes.
+ */
+async function sniff(port: GatewayStorage, cid: string, size: number): Promise<string> {
+  const head = new Uint8Array(
+    await new Response(
+      await port.read(cid, { start: 0, end: Math.min(size, SNIFF_BYTES) }),
+    ).arrayBuffer(),
+  );
+  const starts = (...bytes: number[]) => bytes.every((b, i) => head[i] === b);
+  const ascii = (at: number, text: string) =>
+    [...text].every((ch, i) => head[at + i] === ch.charCodeAt(0));
+  if (starts(0x1a, 0x45, 0xdf, 0xa3)) return "video/webm";
+  if (ascii(4, "ftyp")) return "video/mp4";
+  if (ascii(0, "OggS")) return "audio/ogg";
+  if (ascii(0, "RIFF") && ascii(8, "WAVE")) return "audio/wav";
+  if (starts(0x89, 0x50, 0x4e, 0x47)) return "image/png";
+  if (starts(0xff, 0xd8, 0xff)) return "image/jpeg";
+  return "application/octet-stream";
+}

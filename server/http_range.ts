@@ -1,0 +1,55 @@
+/**
+ * HTTP byte ranges (RFC 9110 §14), shared by the file routes and the gateway: one `bytes=` range
+ * is answered 206 with its `Content-Range`; none (or several, which RFC 9110 lets a server
+ * ignore) the whole body, 200; a range outside the body 416.
+ *
+ * @module
+ */
+
+/**
+ * One `bytes=` range of a `size`-byte file as [start, end), `undefined` for none (or one this
+ * module does not do: several ranges are answered with the whole file, as RFC 9110 allows).
+ */
+export function parseRange(
+  header: string | undefined,
+  size: number,
+): { start: number; end: number } | "unsatisfiable" | undefined {
+  const match = header?.trim().match(/^bytes=(\d*)-(\d*)$/);
+  if (!match || (match[1] === "" && match[2] === "")) return undefined;
+  if (match[1] === "") {
+    // The last N bytes.
+    const n = Number(match[2]);
+    if (n === 0) return "unsatisfiable";
+    return { start: Math.max(0, size - n), end: size };
+  }
+  const start = Number(match[1]);
+  const last = match[2] === "" ? size - 1 : Math.min(Number(match[2]), size - 1);
+  if (start >= size || last < start) return "unsatisfiable";
+  return { start, end: last + 1 };
+}
+
+/**
+ * The response to a GET of a `size`-byte body under the `Range` header `range`: 200, 206 or 416,
+ * with `Accept-Ranges`, `Content-Length` and `Content-Range` set beside `headers`. `open` is
+ * called only for a satisfiable request; `head` answers without a body.
+ */
+export async function rangedResponse(
+  range: string | undefined,
+  size: number,
+  headers: Record<string, string>,
+  open: (start: number, end: number) => Promise<ReadableStream<Uint8Array>>,
+  head = false,
+): Promise<Response> {
+  const parsed = parseRange(range, size);
+  const out: Record<string, string> = { ...headers, "accept-ranges": "bytes" };
+  if (parsed === "unsatisfiable") {
+    out["content-range"] = `bytes */${size}`;
+    return new Response(null, { status: 416, headers: out });
+  }
+  const { start, end } = parsed ?? { start: 0, end: size };
+  out["content-length"] = String(end - start);
+  if (parsed !== undefined) out["content-range"] = `bytes ${start}-${end - 1}/${size}`;
+  const status = parsed === undefined ? 200 : 206;
+  if (head) return new Response(null, { status, headers: out });
+  return new Response(await open(start, end), { status, headers: out });
+}

@@ -1,0 +1,32 @@
+/**
+ * What the HTTP gateway (`server/gateway_routes.ts`) needs from a node's storage, as a port: the
+ * edge talks to this, not to an actor. `actors/storage_actor.ts` implements it over the
+ * StorageActor (`storageGateway`); a test can implement it over a plain store.
+ *
+ * @module
+ */
+import type { CarScope } from "./car.ts";
+import type { FileInfo, PutFileResult } from "./file_store.ts";
+import type { ShareRecord } from "./share_links.ts";
+
+/** The storage side of the gateway and the file routes. */
+export interface GatewayStorage {
+  /** Store a public file (pinned, with its labels); resolves once stored. */
+  put(
+    source: ReadableStream<Uint8Array>,
+    options: { name?: string; mime?: string; signal?: AbortSignal },
+  ): Promise<PutFileResult>;
+  /** One verified block, by any CID of it (local or from the storage peers). */
+  block(cid: string, signal?: AbortSignal): Promise<Uint8Array>;
+  /** A file's metadata (with the labels its pin recorded). */
+  stat(cid: string): Promise<FileInfo>;
+  /** A public file's bytes `[start, end)`, verified chunk by chunk. */
+  read(
+    cid: string,
+    range: { start: number; end: number; signal?: AbortSignal },
+  ): Promise<ReadableStream<Uint8Array>>;
+  /** A CAR of the DAG under `cid`. */
+  car(cid: string, scope: CarScope, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
+  /** The record of share `id`, if there is one (valid or not: the gateway judges expiry). */
+  share(id: string): Promise<ShareRecord | undefined>;
+}

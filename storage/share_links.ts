@@ -1,0 +1,355 @@
+/**
+ * Share links: a capability to read one private file without the owner's key, until it expires
+ * or is revoked.
+ *
+ * ```
+ * http://node:8080/share/<id>#c=<file cid>&k=<the file's keys>     (plain)
+ * http://node:8080/share/<id>#c=<file cid>&p=<keys wrapped under a password>
+ * ```
+ *
+ * - **The key is in the fragment**, which browsers and HTTP clients never send: the node
+ *   serving the link sees the share id only, and serves ciphertext. The keys are that one
+ *   file's (HKDF outputs for its salt, `exportFileKeys`): they open nothing else, and the owner's
+ *   secret cannot be derived from them.
+ * - **With a password** the keys are wrapped with AES-256-GCM under PBKDF2-SHA-256(password,
+ *   random salt, {@link PBKDF2_ITERATIONS}); the link alone then opens nothing.
+ * - **Expiry and revocation are the node's**: the share record (`<store>/shares/<id>`: the
+ *   file id and when it expires) is what lets `GET /share/<id>/<cid>` serve the file's manifest
+ *   and chunks — only those. Past `expiresAt`, or once the record is deleted (`revoke`), the
+ *   node answers 410/404 and the link opens nothing. (What a holder fetched before stays
+ *   readable to them: no scheme can take back bytes already given.)
+ * - The file's CID is in the fragment too, so the holder verifies the manifest the node serves,
+ *   and through it every chunk: a node cannot substitute content.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { isCid } from "../protocols/cid.ts";
+import { decodeManifest } from "../protocols/manifest.ts";
+import type { BlockStore } from "./block_store.ts";
+import { verifyCid } from "./_hash.ts";
+import { ChunkNotFoundError, CorruptChunkError, StorageError } from "./errors.ts";
+import { type FileInfo, FileStore } from "./file_store.ts";
+import { FILE_KEYS_BYTES, FileCipher, type OwnerKey } from "./private_tier.ts";
+
+/** Directory (under the store) of share records. */
+export const SHARES_DIR = "shares";
+/**
+ * PBKDF2 rounds for a password-wrapped link: OWASP's 2023 figure for PBKDF2-HMAC-SHA-256
+ * (~0.3 s here), paid once per open.
+ */
+export const PBKDF2_ITERATIONS = 600_000;
+const SHARE_ID_BYTES = 16;
+const WRAP_SALT_BYTES = 16;
+const WRAP_NONCE_BYTES = 12;
+
+/** What the node keeps of a share. */
+export interface ShareRecord {
+  /** Format version. */
+  v: 1;
+  /** The share id (in the link's path). */
+  id: string;
+  /** The shared file's id. */
+  cid: string;
+  /** When it stops opening (ms since the epoch); `null`: until revoked. */
+  expiresAt: number | null;
+  /** When it was made. */
+  createdAt: number;
+}
+
+/** A share link that no longer opens: expired, revoked, or never made. */
+export class ShareUnavailableError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param code `share_expired` or `share_not_found`.
+   * @param id The share id.
+   */
+  constructor(code: "share_expired" | "share_not_found", id: string) {
+    super(code, code === "share_expired" ? `share ${id} has expired` : `no share ${id}`);
+  }
+}
+
+/** The share records of a store directory (`<store>/shares/<id>`, one JSON file each). */
+export class ShareStore {
+  readonly #dir: string;
+
+  /**
+   * Shares of the store at `storeDir`.
+   *
+   * @param storeDir The chunk store's directory (`<data>/store`).
+   */
+  constructor(storeDir: string) {
+    this.#dir = join(storeDir, SHARES_DIR);
+  }
+
+  /** Record a new share of `cid`; written atomically (temp file, rename). */
+  async create(
+    cid: string,
+    options: { expiresAt: number | null; now: number },
+  ): Promise<ShareRecord> {
+    const id = encodeBase64Url(crypto.getRandomValues(new Uint8Array(SHARE_ID_BYTES)));
+    const record: ShareRecord = {
+      v: 1,
+      id,
+      cid,
+      expiresAt: options.expiresAt,
+      createdAt: options.now,
+    };
+    await Deno.mkdir(this.#dir, { recursive: true });
+    const temp = join(this.#dir, `.${id}.tmp`);
+    await Deno.writeTextFile(temp, JSON.stringify(record));
+    await Deno.rename(temp, join(this.#dir, id));
+    return record;
+  }
+
+  /** The record of share `id`, or `undefined` (never made, revoked, or not a share id). */
+  async get(id: string): Promise<ShareRecord | undefined> {
+    if (!SHARE_ID_PATTERN.test(id)) return undefined;
+    let text: string;
+    try {
+      text = await Deno.readTextFile(join(this.#dir, id));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    }
+    try {
+      const raw = JSON.parse(text) as ShareRecord;
+      if (raw.v !== 1 || raw.id !== id || !isCid(raw.cid)) return undefined;
+      if (raw.expiresAt !== null && typeof raw.expiresAt !== "number") return undefined;
+      return raw;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The record of share `id` if it opens at time `now`.
+   *
+   * @throws {ShareUnavailableError} it does not (expired, revoked, never made).
+   */
+  async valid(id: string, now: number): Promise<ShareRecord> {
+    const record = await this.get(id);
+    if (!record) throw new ShareUnavailableError("share_not_found", id);
+    if (record.expiresAt !== null && now >= record.expiresAt) {
+      throw new ShareUnavailableError("share_expired", id);
+    }
+    return record;
+  }
+
+  /** Revoke share `id`; true when it existed. */
+  async revoke(id: string): Promise<boolean> {
+    if (!SHARE_ID_PATTERN.test(id)) return false;
+    try {
+      await Deno.remove(join(this.#dir, id));
+      return true;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+}
+
+const SHARE_ID_PATTERN = /^[A-Za-z0-9_-]{22}$/;
+
+/**
+ * Make a link to private file `cid` (its manifest read from `files`), recorded in `shares`.
+ *
+ * @param options.baseUrl The node's HTTP address the link points at.
+ * @param options.password Wrap the keys under this password instead of putting them in the link.
+ */
+export async function createShareLink(options: {
+  cid: string;
+  owner: OwnerKey;
+  files: FileStore;
+  shares: ShareStore;
+  baseUrl: string;
+  expiresAt: number | null;
+  now: number;
+  password?: string;
+}): Promise<{ link: string; record: ShareRecord }> {
+  const manifest = await options.files.manifest(options.cid);
+  if (manifest.tier !== "private") {
+    throw new StorageError("not_private", `${options.cid} is public: its CID is its link`);
+  }
+  // Opening the sealed metadata proves the owner key is this file's before anything is shared.
+  await (await options.owner.file(manifest.salt)).openInfo(manifest.sealed);
+  const keys = await options.owner.fileKeyBytes(manifest.salt);
+  const record = await options.shares.create(options.cid, options);
+  const secret = options.password === undefined
+    ? `k=${encodeBase64Url(keys)}`
+    : `p=${encodeBase64Url(await wrapKeys(keys, options.password))}`;
+  const base = options.baseUrl.replace(/\/+$/, "");
+  return { link: `${base}/share/${record.id}#c=${options.cid}&${secret}`, record };
+}
+
+/** A share link taken apart. */
+export interface ParsedShareLink {
+  /** Where the node's share route is (`…/share/<id>`). */
+  url: string;
+  /** The share id. */
+  id: string;
+  /** The file id. */
+  cid: string;
+  /** Plain keys (`k=`), if the link carries them. */
+  keys?: Uint8Array;
+  /** Password-wrapped keys (`p=`), if the link carries them. */
+  wrapped?: Uint8Array;
+}
+
+/** Parse a share link. @throws {StorageError} `invalid_share_link`. */
+export function parseShareLink(link: string): ParsedShareLink {
+  const bad = (why: string) => new StorageError("invalid_share_link", `not a share link: ${why}`);
+  let url: URL;
+  try {
+    url = new URL(link);
+  } catch {
+    throw bad("not a URL");
+  }
+  const match = url.pathname.match(/\/share\/([A-Za-z0-9_-]{22})$/);
+  if (!match) throw bad("no /share/<id> path");
+  const params = new URLSearchParams(url.hash.slice(1));
+  const cid = params.get("c") ?? "";
+  if (!isCid(cid)) throw bad("no file CID in the fragment");
+  const k = params.get("k");
+  const p = params.get("p");
+  if ((k === null) === (p === null)) throw bad("the fragment needs k= or p=");
+  url.hash = "";
+  return {
+    url: url.toString(),
+    id: match[1],
+    cid,
+    keys: k === null ? undefined : decodeBase64Url(k),
+    wrapped: p === null ? undefined : decodeBase64Url(p),
+  };
+}
+
+/**
+ * Open a share link: fetch the file's manifest and chunks from the node (ciphertext), verify
+ * each against the CIDs (the file id comes from the link, not the node), decrypt here.
+ *
+ * @throws {ShareUnavailableError} the node refuses: expired (410) or revoked/unknown (404).
+ * @throws {AuthenticationError} wrong password, or keys that do not open the file.
+ */
+export async function openShareLink(
+  link: string,
+  options?: { password?: string; fetch?: typeof fetch; signal?: AbortSignal },
+): Promise<{ info: FileInfo; stream: ReadableStream<Uint8Array> }> {
+  const parsed = parseShareLink(link);
+  let keys = parsed.keys;
+  if (!keys) {
+    if (options?.password === undefined) {
+      throw new StorageError("password_required", "this share link needs its password");
+    }
+    keys = await unwrapKeys(parsed.wrapped!, options.password);
+  }
+  if (keys.length !== FILE_KEYS_BYTES) throw new StorageError("invalid_share_link", "bad keys");
+  const blocks = new ShareBlocks(parsed, options?.fetch ?? fetch);
+  const manifest = decodeManifest(await blocks.get(parsed.cid, options));
+  if (manifest.tier !== "private") throw new StorageError("not_private", `${parsed.cid} is public`);
+  const cipher = await FileCipher.fromFileKeys(manifest.salt, keys);
+  return await new FileStore(blocks).getWithCipher(parsed.cid, cipher, { signal: options?.signal });
+}
+
+/** The blocks of one share, fetched from its node and verified against their CIDs. */
+class ShareBlocks implements BlockStore {
+  readonly #link: ParsedShareLink;
+  readonly #fetch: typeof fetch;
+  constructor(link: ParsedShareLink, fetcher: typeof fetch) {
+    this.#link = link;
+    this.#fetch = fetcher;
+  }
+  put(): Promise<string> {
+    return Promise.reject(new StorageError("read_only", "a share link only reads"));
+  }
+  async has(cid: string): Promise<boolean> {
+    return await this.get(cid).then(() => true, () => false);
+  }
+  async get(cid: string, options?: { signal?: AbortSignal }): Promise<Uint8Array> {
+    const response = await this.#fetch(`${this.#link.url}/${cid}`, { signal: options?.signal });
+    if (response.status === 410) {
+      await response.body?.cancel();
+      throw new ShareUnavailableError("share_expired", this.#link.id);
+    }
+    if (!response.ok) {
+      await response.body?.cancel();
+      if (response.status === 404) {
+        throw new ShareUnavailableError("share_not_found", this.#link.id);
+      }
+      throw new ChunkNotFoundError(cid, `share ${this.#link.id} (HTTP ${response.status})`);
+    }
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (!await verifyCid(cid, bytes)) throw new CorruptChunkError(cid, this.#link.url);
+    return bytes;
+  }
+}
+
+function encodeBase64Url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
+    .replace(/=+$/, "");
+}
+
+function decodeBase64Url(text: string): Uint8Array {
+  try {
+    const binary = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
+    return Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  } catch {
+    throw new StorageError("invalid_share_link", "the fragment is not base64url");
+  }
+}
+
+async function passwordKey(password: string, salt: Uint8Array): Promise<CryptoKey> {
+  const material = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(password),
+    "PBKDF2",
+    false,
+    ["deriveKey"],
+  );
+  return await crypto.subtle.deriveKey(
+    {
+      name: "PBKDF2",
+      hash: "SHA-256",
+      salt: salt as Uint8Array<ArrayBuffer>,
+      iterations: PBKDF2_ITERATIONS,
+    },
+    material,
+    { name: "AES-GCM", length: 256 },
+    false,
+    ["encrypt", "decrypt"],
+  );
+}
+
+/** salt ‖ nonce ‖ AES-256-GCM(keys) under PBKDF2(password, salt). */
+async function wrapKeys(keys: Uint8Array, password: string): Promise<Uint8Array> {
+  const salt = crypto.getRandomValues(new Uint8Array(WRAP_SALT_BYTES));
+  const nonce = crypto.getRandomValues(new Uint8Array(WRAP_NONCE_BYTES));
+  const sealed = new Uint8Array(
+    await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv: nonce },
+      await passwordKey(password, salt),
+      keys as Uint8Array<ArrayBuffer>,
+    ),
+  );
+  const out = new Uint8Array(salt.length + nonce.length + sealed.length);
+  out.set(salt);
+  out.set(nonce, salt.length);
+  out.set(sealed, salt.length + nonce.length);
+  return out;
+}
+
+async function unwrapKeys(wrapped: Uint8Array, password: string): Promise<Uint8Array> {
+  const salt = wrapped.slice(0, WRAP_SALT_BYTES);
+  const nonce = wrapped.slice(WRAP_SALT_BYTES, WRAP_SALT_BYTES + WRAP_NONCE_BYTES);
+  try {
+    return new Uint8Array(
+      await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: nonce },
+        await passwordKey(password, salt),
+        wrapped.slice(WRAP_SALT_BYTES + WRAP_NONCE_BYTES),
+      ),
+    );
+  } catch {
+    throw new StorageError("authentication_failed", "wrong password for this share link");
+  }
+}
