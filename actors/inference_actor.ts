@@ -159,8 +159,10 @@ export interface InferenceActorOptions {
   /** Where models are found by CID. */
   models: ModelSource;
   /**
-   * Jobs computed at once per model. Default 4: on a few CPU cores more concurrent decodes only
-   * split the same compute further; the node config overrides it.
+   * Jobs computed at once per model, at least: a model that batches generations
+   * (`GenerativeModel.batchCapacity`) runs as many as its batches seat when that is more, since
+   * jobs in one batch share each step instead of splitting the compute. Default 4; the node
+   * config overrides it.
    */
   concurrency?: number;
   /**
@@ -209,6 +211,8 @@ interface JobEntry {
 interface ModelLane {
   running: number;
   queue: JobEntry[];
+  /** Jobs run at once: the actor's concurrency, or the model's batch capacity when larger. */
+  slots: number;
 }
 
 /**
@@ -303,7 +307,11 @@ export class InferenceActor implements Actor<InferenceMessage> {
     }
     if (model === undefined) return { accepted: false, error: new UnknownModelError(job.model) };
     const lane = this.#lane(job.model);
-    if (lane.running >= this.#concurrency && lane.queue.length >= this.#queueLimit) {
+    lane.slots = Math.max(
+      this.#concurrency,
+      "batchCapacity" in model ? model.batchCapacity ?? 0 : 0,
+    );
+    if (lane.running >= lane.slots && lane.queue.length >= this.#queueLimit) {
       this.#stats.jobsRejected++;
       return {
         accepted: false,
@@ -323,7 +331,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     }
     const { entry, handle } = prepared;
     this.#jobs.set(id, entry);
-    if (lane.running < this.#concurrency) await this.#startEntry(entry, lane, ctx);
+    if (lane.running < lane.slots) await this.#startEntry(entry, lane, ctx);
     else {
       lane.queue.push(entry);
       this.#stats.queuedJobs++;
@@ -531,7 +539,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
   #lane(cid: string): ModelLane {
     let lane = this.#lanes.get(cid);
     if (!lane) {
-      lane = { running: 0, queue: [] };
+      lane = { running: 0, queue: [], slots: this.#concurrency };
       this.#lanes.set(cid, lane);
     }
     return lane;

@@ -17,6 +17,12 @@ export interface GenerativeModel {
   /** Text ↔ token ids. */
   readonly tokenizer: { encode(text: string): number[] };
   /**
+   * Generations the model computes together in one batched step (`TextModel.batchCapacity`:
+   * its batch size × workers). The actor runs at least this many of its jobs at once, so that
+   * a batch's seats are not left empty while jobs wait in the queue. Absent: no batching.
+   */
+  readonly batchCapacity?: number;
+  /**
    * Pull-based token stream; stops within one step when `signal` aborts or it is cancelled.
    * With `topLogprobs` > 0 each chunk lists that many of the most likely tokens
    * (`TokenChunk.topLogprobs`); a model that cannot list them leaves the field unset.

@@ -99,6 +99,7 @@ const handlers: Handlers = {
 
   stats() {
     const result: WorkerStats = { runs, sequences: sequences.size };
+    if (batched) result.batch = batched.stats();
     return Promise.resolve({ result });
   },
 

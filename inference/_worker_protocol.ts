@@ -21,6 +21,7 @@ import type * as ort from "onnxruntime-node";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { TensorData } from "../protocols/job.ts";
 import type { DecoderShape, SampledStep, StepSampling } from "./_decoder_session.ts";
+import type { BatchStats } from "./_batch_decoder.ts";
 import type { ExecutionProvider, SessionOptions } from "./_session.ts";
 import type { PreparedTensor } from "./_tensor_data.ts";
 import * as inferenceErrors from "./errors.ts";
@@ -49,6 +50,8 @@ export interface WorkerStats {
   runs: number;
   /** Open sequences (KV caches held). */
   sequences: number;
+  /** Its batcher's counters (decoder models only). */
+  batch?: BatchStats;
 }
 
 /** Each request operation: its arguments and its result. */

@@ -42,7 +42,9 @@ import {
   type SampledStep,
   type StepSampling,
 } from "./_decoder_session.ts";
-import { BatchedDecoder } from "./_batch_decoder.ts";
+import { BatchedDecoder, type BatchStats, DEFAULT_MAX_BATCH } from "./_batch_decoder.ts";
+
+export type { BatchStats } from "./_batch_decoder.ts";
 import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
 import {
   IN_THREAD_HEALTH,
@@ -292,6 +294,7 @@ interface TextSequence {
 /** Where the model computes: this thread's session, or a pool of workers. */
 interface TextEngine {
   sequence(): TextSequence;
+  batchStats(): Promise<BatchStats[]>;
   forward(tokens: readonly number[]): Promise<Float32Array>;
   stats(): Promise<ModelWorkerStats[]>;
   health(): ModelHealth;
@@ -313,6 +316,7 @@ async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: 
   const batched = new BatchedDecoder(decoder, { maxBatch: options?.maxBatch });
   const engine: TextEngine = {
     sequence: () => batched.sequence(),
+    batchStats: () => Promise.resolve([batched.stats()]),
     forward: (tokens) => decoder.forward(tokens),
     stats: () => Promise.resolve([]),
     health: () => structuredClone(IN_THREAD_HEALTH),
@@ -339,6 +343,7 @@ async function workerEngine(bytes: Uint8Array, shape: DecoderShape, options: Tex
   });
   const engine: TextEngine = {
     sequence: () => pool.openSequence(),
+    batchStats: async () => (await pool.stats()).flatMap((s) => s.batch ? [s.batch] : []),
     forward: (tokens) => pool.forward(tokens),
     stats: () => pool.stats(),
     health: () => pool.health(),
@@ -380,6 +385,7 @@ export class TextModel {
   readonly tokenizer: TextTokenizer;
   #engine: TextEngine;
   #workerCount: number;
+  #maxBatch = 1;
   #config: ModelConfig;
   #runs = 0;
   #disposing: Promise<void> | undefined;
@@ -446,12 +452,33 @@ export class TextModel {
       eosTokenId: config.eosTokenId,
     };
     const workerCount = options?.worker ? poolSizing(options).workerCount : 0;
-    return new TextModel(engine, workerCount, config, info, tokenizer);
+    const model = new TextModel(engine, workerCount, config, info, tokenizer);
+    // As the batcher decides (`BatchedDecoder`): rows only where the graph tells padding apart.
+    const canBatch = inputNames.includes("attention_mask") && inputNames.includes("position_ids");
+    model.#maxBatch = canBatch ? options?.maxBatch ?? DEFAULT_MAX_BATCH : 1;
+    return model;
   }
 
   /** Number of model executions so far (one per prompt pass, one per generated token). */
   get runCount(): number {
     return this.#runs;
+  }
+
+  /**
+   * Generations computed together: the batch size (`maxBatch`) times the generation workers,
+   * each of which batches its own generations. Jobs beyond it wait for a seat.
+   */
+  get batchCapacity(): number {
+    return this.#maxBatch * Math.max(1, this.#workerCount);
+  }
+
+  /**
+   * The batchers' counters (`BatchStats`: executions, rows, largest batch, rebuilds, prompt
+   * pieces): one in-thread, one per worker in worker mode. For diagnostics, benches and tests.
+   */
+  batchStats(): Promise<BatchStats[]> {
+    if (this.#disposing) return Promise.reject(new ModelDisposedError());
+    return this.#engine.batchStats();
   }
 
   /** Workers computing for this model: 0 in-thread, the pool size in worker mode. */

@@ -8,8 +8,10 @@
  * (quantized, as a worker commits them), and the reference's forward pass gives what a
  * validator recomputes. The variants: every execution provider present × the thread counts ×
  * the graph optimization levels, each with logits as computed and rounded to fp16; the
- * reference's own KV-cached generation against its forward pass; and, for the `fp16` and
- * `bf16` classes, the model with its weights rounded to that format.
+ * reference's own KV-cached generation against its forward pass, alone and in continuous
+ * batches of 1 to {@link CALIBRATION_MAX_BATCH} generations of mixed prompt and output lengths
+ * (`inference/_batch_decoder.ts`: a worker serving several jobs at once); and, for the `fp16`
+ * and `bf16` classes, the model with its weights rounded to that format.
  *
  * @module
  */
@@ -156,6 +158,8 @@ export async function calibrateModel(
     const samples = await referenceSamples(reference, prompts, jobs, maxTokens);
     const measured: { variant: VariantNoise; weights: JobPrecision }[] = [];
     measured.push({ variant: generationNoise(reference, samples), weights: "fp32" });
+    options.onVariant?.("generate in batches of 1–8 (KV cache) against forward");
+    measured.push({ variant: await batchedGenerationNoise(reference, samples), weights: "fp32" });
     const measure = async (model: TextModel, name: string, weights: JobPrecision) => {
       for (const logits of ["fp32", "fp16"] as const) {
         const full = `${name}/logits=${logits}/weights=${weights}`;
@@ -299,6 +303,55 @@ function generationNoise(model: TextModel, samples: Sample[]): VariantNoise {
     rows: [],
   };
   for (const s of samples) recordDifferences(v.d, s.generated, s.logits, s, vocab);
+  return v;
+}
+
+/** Batch sizes the calibration's batched generations cycle through: 1, 2, …, this. */
+export const CALIBRATION_MAX_BATCH = 8;
+/** Each further member of a batch stops this many tokens earlier, so lengths are mixed. */
+const BATCH_LENGTH_STEP = 7;
+
+/**
+ * The reference's KV-cached generation in continuous batches against its forward pass: the
+ * samples in groups of 1, 2, …, {@link CALIBRATION_MAX_BATCH}, generated concurrently (one
+ * batched execution per step), each member stopping at another length so that sequences leave
+ * the batch at different steps. A member generates a prefix of its sample's tokens (the same
+ * seeded draws); one whose tokens differ (a near-tie rounded the other way) is compared with a
+ * forward pass over its own tokens.
+ */
+async function batchedGenerationNoise(model: TextModel, samples: Sample[]): Promise<VariantNoise> {
+  const vocab = model.info.vocabSize;
+  const v: VariantNoise = {
+    name: `generate in batches of 1–${CALIBRATION_MAX_BATCH} against forward`,
+    d: noDifferences(),
+    match: 0,
+    logitMax: 0,
+    massRatios: [],
+    rows: [],
+  };
+  let size = 1;
+  for (let i = 0; i < samples.length; i += size, size = size % CALIBRATION_MAX_BATCH + 1) {
+    const group = samples.slice(i, i + size);
+    const runs = await Promise.all(group.map(async (s, k) => {
+      const maxTokens = Math.max(1, s.tokens.length - BATCH_LENGTH_STEP * k);
+      const tokens: number[] = [];
+      const generated: Fingerprint[] = [];
+      for await (const chunk of model.generate(s.promptIds, { ...s.params, maxTokens })) {
+        tokens.push(chunk.tokenId);
+        generated.push(chunk.fingerprint);
+      }
+      return { tokens, generated };
+    }));
+    for (let k = 0; k < group.length; k++) {
+      const s = group[k];
+      const { tokens, generated } = runs[k];
+      const same = tokens.every((t, j) => t === s.tokens[j]);
+      const logits = same
+        ? s.logits
+        : await model.forward([...s.promptIds, ...tokens.slice(0, -1)]);
+      recordDifferences(v.d, generated, logits, { ...s, tokens, logits }, vocab);
+    }
+  }
   return v;
 }
 

@@ -427,3 +427,21 @@ Deno.test("InferenceActor resuming a job hands the prover every position and the
     await system.shutdown();
   }
 });
+
+Deno.test("InferenceActor runs as many jobs as a batching model seats, beyond `concurrency`", async () => {
+  class BatchingModel extends ScriptedModel {
+    readonly batchCapacity = 3;
+  }
+  const model = new BatchingModel({ gated: true });
+  await withActor({ models: [model], concurrency: 1, queueLimit: 4 }, async (ref) => {
+    const handles = [];
+    for (const prompt of ["a", "b", "c", "d"]) {
+      handles.push(await submitJob(ref, textJob(model.info.cid, prompt, 1)));
+    }
+    const now = await stats(ref);
+    assertEquals([now.activeJobs, now.queuedJobs], [3, 1], "three seats, one waiting");
+    const texts = handles.map(readAll);
+    model.release(4);
+    assertEquals((await Promise.all(texts)).length, 4);
+  });
+});

@@ -493,3 +493,91 @@ Deno.test("a checker without the profile neither confirms nor refutes a calibrat
   assert.equal(loose.verdict.outcome, "valid");
   assert.equal(loose.stats.calibrated, false);
 });
+
+/**
+ * A worker serving several jobs at once computes them in continuous batches
+ * (`inference/_batch_decoder.ts`); its receipts are validated like any other, by one unbatched
+ * teacher-forced pass. Every worker variant of the suite, batches of 1 to 8 jobs of mixed prompt
+ * and output lengths and sampling rules, in-thread and in a model worker.
+ */
+Deno.test("honest work in batches of 1–8 (mixed lengths), validated unbatched: zero false positives", async () => {
+  const c = await loadCalibratedFixture();
+  const inWorker = await TextModel.load(c.honestDir, {
+    intraOpThreads: 2,
+    worker: true,
+    workerCount: 1,
+  });
+  try {
+    const workers = [...c.workers, { name: "model worker, 2 threads", model: inWorker }];
+    let checked = 0;
+    let next = 1000;
+    for (const { name, model } of workers) {
+      const before = await model.batchStats();
+      for (let size = 1; size <= 8; size++) {
+        const jobs = Array.from(
+          { length: size },
+          (_, k) => textJob(c.validator, next++, 4 + ((k * 13 + size * 5) % 57)),
+        );
+        const runs = await Promise.all(
+          jobs.map((job) =>
+            proveJob(job, model.generate(model.tokenizer.encode(job.prompt), job.params), worker)
+          ),
+        );
+        for (let k = 0; k < size; k++) {
+          const result = await challenge(c.validator, jobs[k], runs[k]);
+          assert.equal(
+            result.verdict.outcome,
+            "valid",
+            `${name}, batch of ${size}, job ${k}: ${result.verdict.reason} ${
+              JSON.stringify(result.verdict.details)
+            }`,
+          );
+          assert.equal(result.fraudProof, undefined);
+          checked++;
+        }
+      }
+      const after = await model.batchStats();
+      const largest = Math.max(...after.map((s) => s.maxBatch));
+      const rows = after.reduce((a, s) => a + s.decodeRows, 0) -
+        before.reduce((a, s) => a + s.decodeRows, 0);
+      const runsDone = after.reduce((a, s) => a + s.decodeRuns, 0) -
+        before.reduce((a, s) => a + s.decodeRuns, 0);
+      assert.ok(largest >= 6, `${name}: the jobs really ran in batches (largest ${largest})`);
+      assert.ok(rows / runsDone > 2, `${name}: mean batch ${(rows / runsDone).toFixed(2)}`);
+    }
+    assert.equal(checked, workers.length * 36);
+  } finally {
+    await inWorker.dispose();
+  }
+});
+
+Deno.test("a cheat inside a batch is still caught, and its honest batch-mates stay valid", async () => {
+  const c = await loadCalibratedFixture();
+  const model = c.workers[0].model;
+  const jobs = Array.from({ length: 6 }, (_, k) => textJob(c.validator, 2000 + k, 24 + k * 5));
+  const runs = await Promise.all(
+    jobs.map((job) =>
+      proveJob(job, model.generate(model.tokenizer.encode(job.prompt), job.params), worker)
+    ),
+  );
+  // Job 3's worker swaps one token of its output, re-commits and re-signs.
+  const run = runs[3];
+  const tokens = unpackTokens(run.proof.tokens, run.proof.tokenBytes);
+  tokens[5] = (tokens[5] + 1) % 256;
+  const proof = { ...run.proof, tokens: packTokens(tokens, run.proof.tokenBytes) };
+  const output = new TextDecoder().decode(new Uint8Array(tokens.filter((t) => t < 256)));
+  const { sig: _s, worker: _w, ...unsigned } = run.receipt;
+  const cheat = {
+    proof,
+    receipt: signReceipt({
+      ...unsigned,
+      outputHash: (await import("../../protocols/receipt.ts")).textOutputHash(output),
+      commitment: { ...run.receipt.commitment, root: commitmentRoot(proof) },
+    }, worker),
+  };
+  for (let k = 0; k < jobs.length; k++) {
+    const result = await challenge(c.validator, jobs[k], k === 3 ? cheat : runs[k]);
+    if (k === 3) assert.equal(result.verdict.outcome, "fraud", "the tampered job is caught");
+    else assert.equal(result.verdict.outcome, "valid", `batch-mate ${k}: ${result.verdict.reason}`);
+  }
+});

@@ -24,6 +24,10 @@ Deno.test("calibration: fp32 noise sits at the fingerprint's rounding, bf16 weig
   assert.ok(fp32.variants.some((v) => v.includes("graph=disabled")));
   assert.ok(fp32.variants.some((v) => v.includes("logits=fp16")));
   assert.ok(fp32.variants.some((v) => v.startsWith("generate")), "the KV-cached path is a variant");
+  assert.ok(
+    fp32.variants.some((v) => v.startsWith("generate in batches of 1–8")),
+    "continuous batches of 1–8 generations are a variant",
+  );
   assert.equal(profile.precisions.fp16, undefined, "not asked for");
   // Every variant is compared under the logits precision it used: what is left is rounding.
   assert.ok(fp32.logProbRms >= 0.8 * FINGERPRINT_QUANTIZATION_RMS, `${fp32.logProbRms}`);
