@@ -12,6 +12,7 @@
 import { runStart } from "./node/start_command.ts";
 import { runInfer } from "./client/infer_command.ts";
 import { runGc, runGet, runLs, runPut } from "./storage/storage_commands.ts";
+import { runExport, runImport, runShare } from "./storage/exchange_commands.ts";
 import { runBuildModel } from "./inference/build_model_command.ts";
 import { runCalibrate } from "./node/calibrate_command.ts";
 import { runLedger } from "./node/ledger_command.ts";
@@ -29,14 +30,20 @@ Commands:
                           run a node (roles: storage, inference, prover, validator)
   infer [--url URL] [options] PROMPT
                           stream a completion from a running node, token by token
-  put [--private] [--key-file F] [--name N] [--mime T] [--progress] [--data DIR] FILE|-
-                          store a file in the node's store; prints its CID
+  put [--private] [--key-file F] [--name N] [--mime T] [--progress] [--data DIR] FILE|DIR|-
+                          store a file or directory; prints its CID (public: its IPFS UnixFS id)
   get CID [-o FILE] [--range START-END] [--key-file F] [--progress] [--data DIR]
                           read a file back (verified against its CID)
   ls [--json] [--verify] [--data DIR]
                           what the store holds and its capacity; damaged files flagged
   gc [--grace-ms MS] [--json] [--data DIR]
                           remove objects nothing references (e.g. an interrupted put's)
+  export CID [-o FILE] [--data DIR]
+                          write a file's DAG as a CAR (stdout by default)
+  import FILE|- [--data DIR]
+                          store a CAR's blocks, each verified, and pin its roots
+  share CID [--expires 24h] [--password] [--url URL] | share revoke ID | share open LINK
+                          a link to one private file for someone without your key
   ledger verify|repair [--data DIR]
                           check the ledger from genesis; repair keeps what verifies
   build-model [--size tiny|small] [--seed N] --out DIR
@@ -55,6 +62,9 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   get: runGet,
   ls: runLs,
   gc: runGc,
+  export: runExport,
+  import: runImport,
+  share: runShare,
   "build-model": runBuildModel,
   calibrate: runCalibrate,
   ledger: runLedger,

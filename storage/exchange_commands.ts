@@ -1,0 +1,234 @@
+/**
+ * The CLI commands that move files in and out of Veriflow in the IPFS world's forms, and share
+ * them: `export CID > f.car`, `import f.car`, `share CID [--expires 24h] [--password]`,
+ * `share revoke ID`, `share open LINK`. Like `put` and `get`, they work on the data directory
+ * directly (`--data DIR`), safely beside a running node.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { VeriflowError } from "../protocols/errors.ts";
+import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
+import { exportCar, importCar } from "./car.ts";
+import { ChunkStore } from "./chunk_store.ts";
+import { dagBlocks } from "./dag_links.ts";
+import { KeyRequiredError, StorageError } from "./errors.ts";
+import { FileStore } from "./file_store.ts";
+import { PendingPut } from "./pending_put.ts";
+import { OwnerKey } from "./private_tier.ts";
+import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
+import { DEFAULT_DATA_DIR } from "./storage_commands.ts";
+
+/** Where a share link points by default: a node on this machine, default port. */
+const DEFAULT_NODE_URL = "http://127.0.0.1:8080";
+
+const EXPORT_USAGE = `usage: export CID [--data DIR] [-o FILE]
+  Write the DAG of CID (every block, depth first) as a CAR v1 file to stdout or FILE.`;
+const IMPORT_USAGE = `usage: import [--data DIR] FILE|-
+  Read a CAR file, verify every block against its CID, store and pin its roots; prints them.`;
+const SHARE_USAGE =
+  `usage: share CID [--expires DURATION] [--password] [--url URL] [--key-file F] [--data DIR]
+       share revoke ID [--data DIR]
+       share open LINK [-o FILE] [--password]
+  Print a link that lets someone without your key read private file CID (the key rides in the
+  link's #fragment, or wrapped under a password read from stdin/the terminal) until it expires
+  (--expires 30m|24h|7d; default never) or is revoked. URL: the node serving it (default
+  ${DEFAULT_NODE_URL}).`;
+
+/** `export CID`: the file's DAG as a CAR. */
+export async function runExport(args: string[]): Promise<number> {
+  const parsed = parse(args, {
+    data: { type: "string" },
+    output: { type: "string", short: "o" },
+  }, EXPORT_USAGE);
+  if (typeof parsed === "number") return parsed;
+  if (parsed.positionals.length !== 1) return usage(EXPORT_USAGE, 2);
+  const [cid] = parsed.positionals;
+  return await reportErrors(async () => {
+    const store = await ChunkStore.open(join(dataDir(parsed.values), "store"));
+    await store.get(cid); // an unknown root is an error before anything is written
+    const car = exportCar(cid, (c, signal) => store.get(c, { signal }));
+    const output = parsed.values.output as string | undefined;
+    if (output === undefined || output === "-") {
+      await car.pipeTo(Deno.stdout.writable, { preventClose: true });
+    } else {
+      const temp = `${output}.${crypto.randomUUID()}.part`;
+      try {
+        await car.pipeTo((await Deno.open(temp, { write: true, createNew: true })).writable);
+        await Deno.rename(temp, output);
+      } catch (error) {
+        await Deno.remove(temp).catch(() => {});
+        throw error;
+      }
+    }
+  });
+}
+
+/** `import FILE`: store a CAR's blocks, verified, and pin its roots. */
+export async function runImport(args: string[]): Promise<number> {
+  const parsed = parse(args, { data: { type: "string" } }, IMPORT_USAGE);
+  if (typeof parsed === "number") return parsed;
+  if (parsed.positionals.length !== 1) return usage(IMPORT_USAGE, 2);
+  const [path] = parsed.positionals;
+  return await reportErrors(async () => {
+    const store = await ChunkStore.open(join(dataDir(parsed.values), "store"));
+    const source = path === "-" ? Deno.stdin.readable : (await Deno.open(path)).readable;
+    const pending = await PendingPut.begin(store);
+    try {
+      const result = await importCar(source, pending);
+      for (const root of result.roots) {
+        // A root is pinned only when its whole DAG arrived: a pin of a partial DAG would stop GC.
+        for await (const block of dagBlocks(root, (c) => store.get(c))) {
+          if (!block.bytes && !await store.has(block.cid)) {
+            throw new StorageError("incomplete_car", `root ${root}: block ${block.cid} missing`);
+          }
+        }
+      }
+      for (const root of result.roots) await store.pin(root);
+      if (result.roots.length > 0) await pending.commit(result.roots[0]);
+      for (const root of result.roots) console.log(root);
+      console.error(`imported ${result.blocks} blocks (${result.bytes} bytes), all verified`);
+    } finally {
+      await pending.release();
+    }
+  });
+}
+
+/** `share CID` / `share revoke ID` / `share open LINK`. */
+export async function runShare(args: string[]): Promise<number> {
+  const parsed = parse(args, {
+    data: { type: "string" },
+    expires: { type: "string" },
+    password: { type: "boolean" },
+    url: { type: "string" },
+    "key-file": { type: "string" },
+    output: { type: "string", short: "o" },
+  }, SHARE_USAGE);
+  if (typeof parsed === "number") return parsed;
+  const { values, positionals } = parsed;
+  const dir = dataDir(values);
+  return await reportErrors(async () => {
+    if (positionals[0] === "revoke" && positionals.length === 2) {
+      const revoked = await new ShareStore(join(dir, "store")).revoke(positionals[1]);
+      if (!revoked) throw new StorageError("share_not_found", `no share ${positionals[1]}`);
+      console.log(`revoked ${positionals[1]}`);
+      return;
+    }
+    if (positionals[0] === "open" && positionals.length === 2) {
+      const password = values.password ? await readPassword() : undefined;
+      const { stream } = await openShareLink(positionals[1], { password });
+      const output = values.output as string | undefined;
+      if (output === undefined || output === "-") {
+        await stream.pipeTo(Deno.stdout.writable, { preventClose: true });
+      } else await stream.pipeTo((await Deno.open(output, { write: true, create: true })).writable);
+      return;
+    }
+    if (positionals.length !== 1) throw new UsageError(SHARE_USAGE);
+    const [cid] = positionals;
+    const now = Date.now();
+    const expiresAt = values.expires === undefined
+      ? null
+      : now + parseDuration(String(values.expires));
+    const store = await ChunkStore.open(join(dir, "store"));
+    const { link, record } = await createShareLink({
+      cid,
+      owner: await ownerKey(dir, values["key-file"] as string | undefined, cid),
+      files: new FileStore(store),
+      shares: new ShareStore(join(dir, "store")),
+      baseUrl: String(values.url ?? DEFAULT_NODE_URL),
+      expiresAt,
+      now,
+      password: values.password ? await readPassword() : undefined,
+    });
+    console.log(link);
+    const until = expiresAt === null
+      ? "until revoked"
+      : `until ${new Date(expiresAt).toISOString()}`;
+    console.error(`share ${record.id} opens ${cid} ${until}; revoke: share revoke ${record.id}`);
+  });
+}
+
+/** `30s`, `15m`, `24h`, `7d` → milliseconds. */
+export function parseDuration(text: string): number {
+  const match = /^(\d+)(s|m|h|d)$/.exec(text);
+  if (!match) throw new UsageError(`--expires wants a duration like 30m, 24h or 7d, not ${text}`);
+  const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as "s"];
+  return Number(match[1]) * unit;
+}
+
+/** The password: prompted on a terminal, else the first line of stdin. */
+async function readPassword(): Promise<string> {
+  if (Deno.stdin.isTerminal()) {
+    const answer = prompt("password:");
+    if (!answer) throw new UsageError("a password is needed");
+    return answer;
+  }
+  const text = await new Response(Deno.stdin.readable).text();
+  const line = text.split("\n")[0];
+  if (!line) throw new UsageError("--password: no password on stdin");
+  return line;
+}
+
+async function ownerKey(dir: string, keyFile: string | undefined, cid: string): Promise<OwnerKey> {
+  if (keyFile !== undefined) return await OwnerKey.fromSecret(await Deno.readFile(keyFile));
+  try {
+    await Deno.stat(join(dir, IDENTITY_FILE));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new KeyRequiredError(cid);
+    throw error;
+  }
+  return await OwnerKey.fromSecret((await loadOrCreateIdentity(dir)).exportSecretKey());
+}
+
+class UsageError extends VeriflowError {
+  constructor(message: string) {
+    super("usage", message);
+  }
+}
+
+type Parsed = { values: Record<string, unknown>; positionals: string[] };
+
+function dataDir(values: Record<string, unknown>): string {
+  return String(values.data ?? DEFAULT_DATA_DIR);
+}
+
+function parse(
+  args: string[],
+  options: Record<string, { type: "string" | "boolean"; short?: string }>,
+  text: string,
+): Parsed | number {
+  if (args.includes("--help") || args.includes("-h")) return usage(text, 0);
+  try {
+    return parseArgs({ args, options, allowPositionals: true, strict: true }) as Parsed;
+  } catch (error) {
+    console.error((error as Error).message);
+    return usage(text, 2);
+  }
+}
+
+function usage(text: string, code: number): number {
+  (code === 0 ? console.log : console.error)(text);
+  return code;
+}
+
+async function reportErrors(body: () => Promise<void>): Promise<number> {
+  try {
+    await body();
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(error.message);
+      return 2;
+    }
+    if (error instanceof VeriflowError) {
+      console.error(`error [${error.code}]: ${error.message}`);
+      return 1;
+    }
+    if (error instanceof Deno.errors.NotFound) {
+      console.error(`error: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+}

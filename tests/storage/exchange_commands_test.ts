@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { CarBlockIterator } from "@ipld/car";
+import { cidDigest } from "../../protocols/cid.ts";
+import { digestOf, equalBytes } from "../../storage/_hash.ts";
+import { parseDuration } from "../../storage/exchange_commands.ts";
+import { pseudoRandomBytes } from "./_helpers.ts";
+import { importerRoot } from "./_ipfs_reference.ts";
+
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
+
+async function cli(args: string[], stdin?: Uint8Array) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI, ...args],
+    stdin: stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin) {
+    const writer = child.stdin.getWriter();
+    await writer.write(stdin);
+    await writer.close();
+  }
+  const out = await child.output();
+  return { code: out.code, stdout: out.stdout, err: new TextDecoder().decode(out.stderr) };
+}
+
+Deno.test("cli export writes a CAR the npm reader verifies block by block; cli import of it into another store gives the same file", async () => {
+  const dir = await Deno.makeTempDir();
+  const bytes = pseudoRandomBytes(900_000, 41);
+  await Deno.writeFile(join(dir, "f.bin"), bytes);
+  const put = await cli(["put", "--data", join(dir, "a"), join(dir, "f.bin")]);
+  const cid = new TextDecoder().decode(put.stdout).trim();
+  const exported = await cli(["export", cid, "--data", join(dir, "a")]);
+  assert.equal(exported.code, 0, exported.err);
+  const car = await CarBlockIterator.fromIterable(ReadableStream.from([exported.stdout]));
+  assert.deepEqual((await car.getRoots()).map(String), [cid]);
+  let count = 0;
+  for await (const block of car) {
+    assert.ok(equalBytes(cidDigest(block.cid.toString()), await digestOf(block.bytes)));
+    count++;
+  }
+  assert.equal(count, (await importerRoot([{ content: bytes }])).blocks.blocks.size);
+  await Deno.writeFile(join(dir, "f.car"), exported.stdout);
+  const imported = await cli(["import", "--data", join(dir, "b"), join(dir, "f.car")]);
+  assert.equal(imported.code, 0, imported.err);
+  assert.equal(new TextDecoder().decode(imported.stdout).trim(), cid);
+  const got = await cli(["get", cid, "--data", join(dir, "b")]);
+  assert.deepEqual(got.stdout, bytes);
+  // A CAR with one flipped byte in a block is refused.
+  const bad = exported.stdout.slice();
+  bad[bad.length - 10] ^= 1;
+  await Deno.writeFile(join(dir, "bad.car"), bad);
+  const refused = await cli(["import", "--data", join(dir, "c"), join(dir, "bad.car")]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /corrupt_chunk/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli share prints a link with the file's keys in the fragment; share revoke removes the record", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "d");
+  await Deno.writeFile(join(dir, "s.txt"), new TextEncoder().encode("private"));
+  const put = await cli(["put", "--private", "--data", data, join(dir, "s.txt")]);
+  const cid = new TextDecoder().decode(put.stdout).trim();
+  const shared = await cli([
+    "share",
+    cid,
+    "--expires",
+    "24h",
+    "--data",
+    data,
+    "--url",
+    "http://127.0.0.1:9",
+  ]);
+  assert.equal(shared.code, 0, shared.err);
+  const link = new TextDecoder().decode(shared.stdout).trim();
+  assert.match(link, new RegExp(`^http://127\\.0\\.0\\.1:9/share/[A-Za-z0-9_-]{22}#c=${cid}&k=`));
+  const id = link.split("/share/")[1].split("#")[0];
+  const record = JSON.parse(await Deno.readTextFile(join(data, "store", "shares", id)));
+  assert.equal(record.cid, cid);
+  assert.ok(Math.abs(record.expiresAt - record.createdAt - 24 * 3_600_000) < 1_000);
+  const locked = await cli(
+    ["share", cid, "--password", "--data", data],
+    new TextEncoder().encode("pw\n"),
+  );
+  assert.match(new TextDecoder().decode(locked.stdout), /#c=[a-z0-9]+&p=/);
+  assert.equal((await cli(["share", "revoke", id, "--data", data])).code, 0);
+  assert.equal((await cli(["share", "revoke", id, "--data", data])).code, 1);
+  assert.equal(parseDuration("30m"), 1_800_000);
+  assert.throws(() => parseDuration("1 week"), { code: "usage" });
+  await Deno.remove(dir, { recursive: true });
+});
