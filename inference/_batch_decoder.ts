@@ -18,10 +18,13 @@
  * (rebuilt) only when its membership changes.
  *
  * **A step boundary** (a *tick*) runs one batched execution over the members that asked for
- * their next token, then at most {@link PREFILL_TOKENS_PER_TICK} prompt tokens of sequences that
- * are still reading their prompt, each alone on its own cache: a long prompt's prefill is split
- * over several ticks, so it delays the others' next token by one bounded piece, never by the
- * whole prompt. A sequence whose prompt is read joins the batch at its next step.
+ * their next token, then a piece of the prompt of the first sequence still reading one (first
+ * come, first served), alone on its own cache. While others are decoding, a piece costs about
+ * {@link PREFILL_STALL_FACTOR} decode steps (its length follows the measured cost of a prompt
+ * token and of the last decode step), so a long prompt is read over several ticks and delays
+ * the others' next token by one bounded piece, never by the whole prompt; with nobody decoding
+ * the whole prompt is read at once (a lone stream's first token as fast as unbatched). A
+ * sequence whose prompt is read joins the batch at its next step.
  *
  * **When a tick starts.** As soon as every member of the batch has asked for its next step (the
  * usual case: each asks right after its previous token comes back), else after a short wait
@@ -53,12 +56,18 @@ import { ModelDisposedError } from "./errors.ts";
 export const DEFAULT_MAX_BATCH = 8;
 
 /**
- * Prompt tokens read per tick, across the sequences still reading theirs. A piece this long
- * costs about as much as one batched decode step of the `small` model, so a joining sequence's
- * prompt delays the running ones' next token by at most about one step; an ordinary prompt
- * (a few dozen tokens) is read in one tick.
+ * While others decode, a prompt piece costs about this many decode steps. The running
+ * sequences' inter-token latency during a join is then about (1 + this) × a step's, inside the
+ * 3 × median that keeps a stream smooth; a larger piece would bring the joiner's first token
+ * sooner at the price of the others' smoothness.
  */
-export const PREFILL_TOKENS_PER_TICK = 64;
+export const PREFILL_STALL_FACTOR = 1.5;
+/** Shortest prompt piece: below this the per-execution overhead dominates. */
+const MIN_PREFILL_PIECE = 8;
+/** Prompt piece before any cost is measured. */
+const INITIAL_PREFILL_PIECE = 32;
+/** Weight of the newest measurement in the running per-token prefill cost. */
+const PREFILL_COST_SMOOTHING = 0.25;
 
 /** Bounds of the wait for stragglers (see {@link gatherWaitMs}). */
 const GATHER_WAIT_MIN_MS = 1;
@@ -82,7 +91,10 @@ export function gatherWaitMs(lastTickMs: number): number {
 export interface BatchedDecoderOptions {
   /** Most sequences per execution; default {@link DEFAULT_MAX_BATCH} (1 disables batching). */
   maxBatch?: number;
-  /** Prompt tokens read per tick; default {@link PREFILL_TOKENS_PER_TICK}. */
+  /**
+   * Prompt tokens read per tick while others decode, fixed; default: adaptive (a piece costs
+   * about {@link PREFILL_STALL_FACTOR} decode steps).
+   */
   prefillTokensPerTick?: number;
 }
 
@@ -164,7 +176,10 @@ export class BatchedSequence {
 export class BatchedDecoder {
   #decoder: DecoderSession;
   #maxBatch: number;
-  #prefillBudget: number;
+  #prefillBudget: number | undefined;
+  /** Running estimate of a prompt token's cost (ms), and the last decode step's. */
+  #msPerPromptToken = 0;
+  #lastDecodeMs = 0;
   /** Open sequences, in opening order. */
   #open = new Set<SequenceState>();
   /** The batch's members, by row, and their shared cache `[members, heads, width, headDim]`. */
@@ -198,8 +213,8 @@ export class BatchedDecoder {
     }
     // A graph without a mask and positions cannot tell padding from tokens: one row at a time.
     this.#maxBatch = decoder.canBatch ? maxBatch : 1;
-    const budget = options?.prefillTokensPerTick ?? PREFILL_TOKENS_PER_TICK;
-    if (!Number.isSafeInteger(budget) || budget < 1) {
+    const budget = options?.prefillTokensPerTick;
+    if (budget !== undefined && (!Number.isSafeInteger(budget) || budget < 1)) {
       throw new RangeError("prefillTokensPerTick must be an integer ≥ 1");
     }
     this.#prefillBudget = budget;
@@ -375,8 +390,10 @@ export class BatchedDecoder {
       positions[i] = BigInt(s.length);
     }
     let logits: Float32Array;
+    const started = performance.now();
     try {
       const out = await this.#decoder.runRows(inputIds, batch, mask, positions, this.#past!);
+      this.#lastDecodeMs = performance.now() - started;
       this.#past = out.present;
       logits = out.logits;
     } catch (error) {
@@ -401,35 +418,50 @@ export class BatchedDecoder {
     }
   }
 
-  /** Read up to the tick's budget of prompt tokens, each sequence alone on its own cache. */
+  /** Read a piece of the first waiting prompt, alone on its own cache (see the module doc). */
   async #prefillStep(): Promise<void> {
-    let budget = this.#prefillBudget;
-    const reading = [...this.#open].filter((s) =>
-      !s.closed && s.row < 0 && s.pending !== undefined &&
-      (s.length === 0 || s.pending.tokens.length - s.pending.fed > 1)
-    ).sort((a, b) => a.pending!.order - b.pending!.order);
-    for (const s of reading) {
-      if (budget <= 0) break;
-      const p = s.pending!;
-      const piece = p.tokens.slice(p.fed, p.fed + budget);
-      budget -= piece.length;
-      let out;
-      try {
-        out = await this.#decoder.run(piece, s.length, s.cache ?? this.#decoder.emptyPast());
-      } catch (error) {
-        this.#fail(s, error);
-        continue;
-      }
-      this.#stats.prefillRuns++;
-      if (s.closed) continue;
-      s.cache = out.present;
-      s.length += piece.length;
-      p.fed += piece.length;
-      if (p.fed < p.tokens.length) continue; // the rest of the prompt at the next tick
-      s.pending = undefined;
-      const vocab = this.#decoder.shape.vocabSize;
-      this.#answer(p, out.logits.subarray((piece.length - 1) * vocab, piece.length * vocab));
+    let first: SequenceState | undefined;
+    for (const s of this.#open) {
+      if (
+        s.closed || s.row >= 0 || s.pending === undefined ||
+        (s.length > 0 && s.pending.tokens.length - s.pending.fed <= 1)
+      ) continue;
+      if (!first || s.pending.order < first.pending!.order) first = s;
     }
+    if (!first) return;
+    const s = first;
+    const p = s.pending!;
+    const piece = p.tokens.slice(p.fed, p.fed + this.#pieceLength());
+    let out;
+    const started = performance.now();
+    try {
+      out = await this.#decoder.run(piece, s.length, s.cache ?? this.#decoder.emptyPast());
+    } catch (error) {
+      this.#fail(s, error);
+      return;
+    }
+    const perToken = (performance.now() - started) / piece.length;
+    this.#msPerPromptToken = this.#msPerPromptToken === 0
+      ? perToken
+      : this.#msPerPromptToken + PREFILL_COST_SMOOTHING * (perToken - this.#msPerPromptToken);
+    this.#stats.prefillRuns++;
+    if (s.closed) return;
+    s.cache = out.present;
+    s.length += piece.length;
+    p.fed += piece.length;
+    if (p.fed < p.tokens.length) return; // the rest of the prompt at the next tick
+    s.pending = undefined;
+    const vocab = this.#decoder.shape.vocabSize;
+    this.#answer(p, out.logits.subarray((piece.length - 1) * vocab, piece.length * vocab));
+  }
+
+  /** Prompt tokens to read this tick: all of them with nobody decoding, else a bounded piece. */
+  #pieceLength(): number {
+    if (!this.#members.some((m) => !m.closed)) return Infinity;
+    if (this.#prefillBudget !== undefined) return this.#prefillBudget;
+    if (this.#msPerPromptToken === 0 || this.#lastDecodeMs === 0) return INITIAL_PREFILL_PIECE;
+    const piece = PREFILL_STALL_FACTOR * this.#lastDecodeMs / this.#msPerPromptToken;
+    return Math.max(MIN_PREFILL_PIECE, Math.floor(piece));
   }
 
   #answer(p: PendingStep, row: Float32Array): void {
