@@ -78,6 +78,7 @@ import type {
   FraudProofHandled,
   ReceiptHandled,
   ReceiptMessage,
+  ValidatorActivity,
   ValidatorMessage,
   ValidatorModelSource,
   ValidatorStats,
@@ -114,6 +115,8 @@ export interface ValidatorActorOptions {
   network?: string;
   /** Where one line per challenge and per settled fraud goes. */
   log?: (line: string) => void;
+  /** Told what the validator did as it happens (read-only; see {@link ValidatorActivity}). */
+  onActivity?: (activity: ValidatorActivity) => void;
 }
 
 /** Default finalize timer period: a fraction of the default 10-minute window. */
@@ -272,6 +275,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         try {
           const known = ledger.hasVerdict(verdictId(message.verdict));
           const id = await ledger.recordVerdict(message.verdict);
+          if (!known) this.#tell({ kind: "verdict", verdict: message.verdict, own: false });
           if (fromPeer) {
             this.#stats.peerVerdicts++;
             if (!known) {
@@ -413,9 +417,21 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         except: fromPeer ? origin : undefined,
       });
     }
+    const seen = (challenged: boolean) =>
+      this.#tell({
+        kind: "receipt",
+        receiptId: id,
+        jobId: receipt.jobId,
+        worker,
+        origin: origin ?? "local",
+        recorded,
+        challenged,
+        tokens: receipt.tokenCount,
+      });
     if (bytesEqual(receipt.worker, this.#options.identity.publicKey)) {
       // Our own work: others judge it.
       this.#stats.own++;
+      seen(false);
       return { receiptId: id, recorded, refusal, challenged: false, draw: 1 };
     }
     if (fresh && recorded) this.#remember(receipt, job);
@@ -425,6 +441,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const draw = fresh && recorded ? challengeTicket(this.#options.identity, id).draw : 1;
     const challenged = fresh && recorded && (contradiction !== null || draw < p);
     const handled: ReceiptHandled = { receiptId: id, recorded, refusal, challenged, draw };
+    seen(challenged);
     if (challenged) handled.result = (await this.#open(receipt, job, ctx)).result;
     return handled;
   }
@@ -513,6 +530,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     try {
       await ledger.recordVerdict(result.verdict);
       this.#stats.verdicts[outcome]++;
+      this.#tell({
+        kind: "verdict",
+        verdict: result.verdict,
+        own: true,
+        validationMs: result.stats.totalMs,
+        fraudProof: result.fraudProof,
+      });
       this.#tellNetwork(ctx, { type: "publish_verdict", verdict: result.verdict });
       let settled: Promise<unknown> | undefined;
       if (result.fraudProof) {
@@ -797,6 +821,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           if (error instanceof LedgerRejectedError) return undefined;
           throw error;
         });
+        if (settled !== undefined) {
+          this.#tell({ kind: "fraud", proof, confirmed: check.confirmed, reason: check.reason });
+        }
         if (settled !== undefined && check.confirmed) {
           this.#stats.slashes++;
           // The network routes no more jobs to it.
@@ -824,6 +851,15 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
 
   #log(line: string): void {
     this.#options.log?.(line);
+  }
+
+  /** Tell a watcher what happened; a watcher that throws never disturbs the ledger's owner. */
+  #tell(activity: ValidatorActivity): void {
+    try {
+      this.#options.onActivity?.(activity);
+    } catch {
+      // A watcher's failure is its own.
+    }
   }
 }
 

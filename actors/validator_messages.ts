@@ -256,3 +256,50 @@ export interface ValidatorStats {
   /** Challenges open now (queued or running): the depth of the validation queue. */
   openChallenges: number;
 }
+
+/**
+ * What a validator did, as it happens, for watchers (the dashboard, `/metrics`): read-only, one
+ * call per receipt recorded, verdict recorded (its own, with how long the validation took, or a
+ * peer's, or a storage audit's) and fraud proof settled. See `ValidatorActorOptions.onActivity`.
+ */
+export type ValidatorActivity =
+  | {
+    /** A receipt was handed to this validator. */
+    kind: "receipt";
+    /** Its id. */
+    receiptId: string;
+    /** Its job. */
+    jobId: string;
+    /** Hex key of the worker that signed it. */
+    worker: string;
+    /** Where it came from. */
+    origin: Origin;
+    /** Whether the ledger recorded it. */
+    recorded: boolean;
+    /** Whether this validator challenges it. */
+    challenged: boolean;
+    /** Tokens it claims. */
+    tokens: number;
+  }
+  | {
+    /** A verdict was recorded in this ledger. */
+    kind: "verdict";
+    /** The signed verdict. */
+    verdict: Verdict;
+    /** Whether this validator signed it (after its own challenge). */
+    own: boolean;
+    /** How long the validation took (own verdicts), ms. */
+    validationMs?: number;
+    /** The fraud proof behind an own `fraud` verdict. */
+    fraudProof?: FraudProof;
+  }
+  | {
+    /** A fraud proof was checked and settled here. */
+    kind: "fraud";
+    /** The proof. */
+    proof: FraudProof;
+    /** Whether the check confirmed it (the worker is slashed). */
+    confirmed: boolean;
+    /** The check's reason code. */
+    reason: string;
+  };

@@ -60,6 +60,9 @@ import { loadOrCreateIdentity } from "./node_identity.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
 import { CalibrationStore } from "../proof/calibration.ts";
 import { HttpListener } from "./http_listener.ts";
+import { JobMonitor } from "../server/job_monitor.ts";
+import { NodeActivity } from "./node_activity.ts";
+import { dashboardSources, loadOrCreateOperatorToken } from "./dashboard_sources.ts";
 
 /** Names of the node's actors in the registry. */
 export const NODE_ACTORS = {
@@ -242,9 +245,13 @@ async function startSteps(
     log(formatEvent(event));
   });
   const lookup = <M>(name: string): ActorRef<M> | undefined => system.lookup<M>(name);
-  const localPort = (): LocalInferencePort | undefined => {
+  // Every job this node runs — its clients' and its peers' — is watched on its way out (the
+  // dashboard's live jobs, the latency histograms); the validator tells what it judged.
+  const jobMonitor = new JobMonitor();
+  const activity = config.roles.validator ? new NodeActivity() : undefined;
+  const localPort = (): InferencePort | undefined => {
     const inference = lookup<InferenceMessage>(NODE_ACTORS.inference);
-    return inference && new LocalInferencePort({ inference, models });
+    return inference && jobMonitor.wrap(new LocalInferencePort({ inference, models }));
   };
 
   await system.supervise({
@@ -253,7 +260,17 @@ async function startSteps(
     maxRestarts: NODE_MAX_RESTARTS,
     withinMs: NODE_RESTART_WINDOW_MS,
     backoff: { initialMs: NODE_BACKOFF_INITIAL_MS },
-    children: nodeChildren(config, identity, models, lookup, localPort, log, calibration, pledge),
+    children: nodeChildren(
+      config,
+      identity,
+      models,
+      lookup,
+      localPort,
+      log,
+      calibration,
+      pledge,
+      activity,
+    ),
   });
   step();
 
@@ -270,7 +287,7 @@ async function startSteps(
   const network = lookup<NetworkMessage>(NODE_ACTORS.network);
   const local = localPort();
   const port: InferencePort | undefined = local ??
-    (network && new NetworkInferencePort(network, validator, identity));
+    (network && jobMonitor.wrap(new NetworkInferencePort(network, validator, identity)));
   let url: string | undefined;
   if (port !== undefined) {
     const metrics = new MetricsRegistry();
@@ -280,8 +297,12 @@ async function startSteps(
       validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
       network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
       models: () => models.health(),
+      storage: () => lookup<StorageMessage>(NODE_ACTORS.storage),
+      tree: () => system.tree(),
     });
     for (const [name, collect] of Object.entries(collectors)) metrics.register(collect, name);
+    metrics.register(jobMonitor.collector(), "jobs");
+    if (activity !== undefined) metrics.register(activity.collector(), "activity");
     // Only an in-thread model blocks the event loop between tokens (see computesOnEventLoop).
     const computesOnEventLoop = local !== undefined && config.model.workers === 0;
     const app = createApp({
@@ -291,6 +312,21 @@ async function startSteps(
       edge: config.http,
       log,
       modelHealth: () => models.health(),
+      dashboard: config.dashboard.enabled
+        ? {
+          jobs: jobMonitor,
+          operatorToken: await loadOrCreateOperatorToken(config.dataDir),
+          sources: dashboardSources({
+            publicKey: identity.publicKey,
+            system,
+            inferenceName: NODE_ACTORS.inference,
+            network: () => lookup<NetworkMessage>(NODE_ACTORS.network),
+            validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
+            storage: () => lookup<StorageMessage>(NODE_ACTORS.storage),
+            activity,
+          }),
+        }
+        : undefined,
     });
     if (config.roles.storage) {
       const storagePort = () => {
@@ -361,6 +397,12 @@ function apiLines(url: string | undefined, config: NodeConfig, localModel: boole
     localModel ? `HTTP API        ${url}` : `HTTP API        ${url}   (this node runs no jobs ` +
       `itself, --no-inference: each job is forwarded to a connected peer that serves its ` +
       `model, and gets 503 no_worker while none is connected)`,
+    ...(config.dashboard.enabled
+      ? [
+        `  dashboard     ${url}/   (read-only; the prompt box needs the operator token in ` +
+        `${join(config.dataDir, "operator.token")})`,
+      ]
+      : []),
     `  completions   ${url}/v1/completions   (OpenAI-compatible, stream: true → SSE)`,
     `  chat          ${url}/v1/chat/completions`,
     `  models        ${url}/v1/models`,
@@ -406,10 +448,11 @@ function nodeChildren(
   identity: Identity,
   models: ModelRegistry,
   lookup: <M>(name: string) => ActorRef<M> | undefined,
-  localPort: () => LocalInferencePort | undefined,
+  localPort: () => InferencePort | undefined,
   log: (line: string) => void,
   calibration: CalibrationStore | undefined,
   pledge: StakePledge | undefined,
+  activity: NodeActivity | undefined,
 ): ChildSpec<never>[] {
   const children: ChildSpec<never>[] = [];
   const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
@@ -461,6 +504,7 @@ function nodeChildren(
           validation: calibration && { calibration: calibration.lookup },
           network: NODE_ACTORS.network,
           log,
+          onActivity: activity && ((a) => activity.record(a)),
         }),
     });
   }

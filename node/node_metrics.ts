@@ -16,6 +16,8 @@ import type { Account, ValidatorMessage, ValidatorStats } from "../actors/valida
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { MetricSample, MetricsCollector } from "../server/metrics_registry.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
+import type { ActorTreeNode } from "../actors/actor_system.ts";
+import { type StorageAnswers, type StorageMessage, unwrapReply } from "../actors/storage_actor.ts";
 
 /** What {@link nodeCollectors} reads. */
 export interface NodeCollectorSources {
@@ -29,12 +31,19 @@ export interface NodeCollectorSources {
   network: () => ActorRef<NetworkMessage> | undefined;
   /** The loaded models' runtime health. */
   models?: () => RegisteredModelHealth[];
+  /** Looks up the storage actor, if the node runs one. */
+  storage?: () => ActorRef<StorageMessage> | undefined;
+  /** The supervision tree now (restarts per actor). */
+  tree?: () => ActorTreeNode;
 }
 
 /** A short ask: a metrics scrape must not hang on a busy actor. */
 const SCRAPE_ASK_TIMEOUT_MS = 1_000;
 
-/** The node's collectors by name (`process`, `models`, `prover`, `validator`, `network`). */
+/**
+ * The node's collectors by name (`actors`, `storage`, `process`, `models`, `prover`,
+ * `validator`, `network`).
+ */
 export function nodeCollectors(sources: NodeCollectorSources): Record<string, MetricsCollector> {
   return {
     models: () =>
@@ -62,6 +71,60 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           ),
         ];
       }),
+    actors: () => {
+      const samples: MetricSample[] = [];
+      const walk = (node: ActorTreeNode) => {
+        if (node.kind !== "system") {
+          samples.push({
+            name: "veriflow_actor_restarts_total",
+            help: "Restarts of each actor and supervisor in the supervision tree.",
+            type: "counter",
+            value: node.restarts,
+            labels: { actor: node.name, kind: node.kind },
+          });
+        }
+        node.children.forEach(walk);
+      };
+      const tree = sources.tree?.();
+      if (tree !== undefined) walk(tree);
+      return samples;
+    },
+    storage: async () => {
+      const storage = sources.storage?.();
+      if (storage === undefined) return [];
+      const c = unwrapReply<StorageAnswers["capacity"]>(
+        await storage.ask({ type: "capacity" }, { timeoutMs: SCRAPE_ASK_TIMEOUT_MS }),
+      );
+      const peers = await sources.network()?.ask<PeerInfo[]>({ type: "peers" }, {
+        timeoutMs: SCRAPE_ASK_TIMEOUT_MS,
+      }).catch(() => undefined);
+      const gauge = (name: string, help: string, value: number): MetricSample => ({
+        name,
+        help,
+        type: "gauge",
+        value,
+      });
+      return [
+        gauge("veriflow_storage_used_bytes", "Bytes of stored objects here.", c.usedBytes),
+        gauge(
+          "veriflow_storage_quota_bytes",
+          "The store's quota (-1: none).",
+          c.quotaBytes ?? -1,
+        ),
+        gauge("veriflow_storage_objects", "Stored objects (chunks and manifests).", c.objectCount),
+        gauge("veriflow_storage_pinned_files", "Files pinned here.", c.pinCount),
+        gauge(
+          "veriflow_storage_replicas",
+          "Chunks held here for other nodes (replication).",
+          c.replicaCount,
+        ),
+        gauge(
+          "veriflow_storage_peers",
+          "Connected peers with the storage role: where files are replicated (0: local only).",
+          (peers ?? []).filter((p) => p.roles.includes("storage")).length,
+        ),
+      ];
+    },
     process: () => [{
       name: "veriflow_process_rss_bytes",
       help: "Resident set size of the node process.",

@@ -7,6 +7,7 @@
  * | `stream_routes.ts` | `GET /v1/stream` (WebSocket) |
  * | `health_routes.ts` | `GET /healthz`, `GET /metrics` |
  * | `file_routes.ts` | `POST /v1/files`, `GET /v1/files/{cid}` (mounted by the node with storage) |
+ * | `dashboard_routes.ts` | `GET /` (the dashboard), `/dashboard/*`, `/dashboard/live` (WebSocket) |
  *
  * In front of every route, `origin_policy.ts` refuses browser pages from origins the operator
  * did not allow; in front of `/v1/*`, `client_access.ts` decides who may use the API (API keys,
@@ -22,6 +23,7 @@ import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { ApiKeys } from "./api_keys.ts";
 import { clientAccess, type EdgeEnv } from "./client_access.ts";
+import { type DashboardOptions, dashboardRoutes } from "./dashboard_routes.ts";
 import { type EdgeConfig, edgeConfig } from "./edge_config.ts";
 import { edgeCollector, EdgeStats } from "./edge_stats.ts";
 import { healthRoutes, inferenceCollector } from "./health_routes.ts";
@@ -60,6 +62,11 @@ export interface AppOptions {
   log?: (line: string) => void;
   /** The loaded models' runtime health, reported by `/healthz` (see `health_routes.ts`). */
   modelHealth?: () => RegisteredModelHealth[];
+  /**
+   * Serve the live dashboard at `/` (see `dashboard_routes.ts`); its jobs go to `inference`,
+   * which should be the port `jobs` wraps. Absent: no dashboard.
+   */
+  dashboard?: Pick<DashboardOptions, "sources" | "jobs" | "operatorToken" | "tickMs">;
 }
 
 /**
@@ -97,6 +104,19 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   app.notFound((c) =>
     errorResponse(new VeriflowError("not_found", `no route for ${c.req.method} ${c.req.path}`))
   );
+  if (options.dashboard !== undefined) {
+    // Before the origin policy: the page's own origin is this node, checked by the route.
+    app.route(
+      "/",
+      dashboardRoutes({
+        ...options.dashboard,
+        inference: options.inference,
+        keys,
+        allowUnauthenticatedRemote: edge.allowUnauthenticatedRemote,
+        allowedOrigins: edge.allowedOrigins,
+      }),
+    );
+  }
   app.use("*", originPolicy(edge.allowedOrigins));
   app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote));
   app.route("/", healthRoutes(gateway, metrics, options.modelHealth));

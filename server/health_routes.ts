@@ -71,7 +71,7 @@ export function healthRoutes(
 
 /** The Prometheus series of the inference port, by stats field. */
 const INFERENCE_SERIES: ReadonlyArray<
-  [keyof InferenceStats, string, MetricSample["type"], string]
+  [keyof InferenceStats, string, "counter" | "gauge", string]
 > = [
   ["jobsStarted", "veriflow_inference_jobs_started_total", "counter", "Jobs that got a slot."],
   [
@@ -103,12 +103,42 @@ export function inferenceCollector(gateway: InferenceGateway): MetricsCollector 
   // Named `inference`: the registry names a collector that fails a scrape by its function name.
   const inference: MetricsCollector = async () => {
     const stats = await gateway.stats();
-    return INFERENCE_SERIES.map(([field, name, type, help]) => ({
+    const samples: MetricSample[] = INFERENCE_SERIES.map(([field, name, type, help]) => ({
       name,
       help,
       type,
       value: stats[field],
     }));
+    // The same counts as one family by state, for a single query over every job.
+    const states: [string, number][] = [["queued", stats.queuedJobs], [
+      "running",
+      stats.activeJobs,
+    ]];
+    for (const [state, value] of states) {
+      samples.push({
+        name: "veriflow_jobs",
+        help: "Jobs on this node now, by state (queued: the queue depth).",
+        type: "gauge",
+        value,
+        labels: { state },
+      });
+    }
+    const ended: [string, number][] = [
+      ["finished", stats.jobsFinished],
+      ["cancelled", stats.jobsCancelled],
+      ["failed", stats.jobsFailed],
+      ["rejected", stats.jobsRejected],
+    ];
+    for (const [state, value] of ended) {
+      samples.push({
+        name: "veriflow_jobs_total",
+        help: "Jobs that ended, by how (rejected: refused with a full queue).",
+        type: "counter",
+        value,
+        labels: { state },
+      });
+    }
+    return samples;
   };
   return inference;
 }

@@ -22,8 +22,8 @@
  * @module
  */
 
-/** One metric value. Samples with the same name must share `help` and `type`. */
-export interface MetricSample {
+/** One counter or gauge value. Samples with the same name must share `help` and `type`. */
+export interface ScalarSample {
   /** Metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`). */
   name: string;
   /** One-line description. */
@@ -34,6 +34,93 @@ export interface MetricSample {
   value: number;
   /** Labels of this series. */
   labels?: Readonly<Record<string, string>>;
+}
+
+/**
+ * One histogram: cumulative counts per upper bound, rendered as `NAME_bucket{le="…"}` series
+ * (with `le="+Inf"` = `count`), `NAME_sum` and `NAME_count`.
+ */
+export interface HistogramSample {
+  /** Metric name (without `_bucket`/`_sum`/`_count`). */
+  name: string;
+  /** One-line description. */
+  help: string;
+  /** Prometheus metric type. */
+  type: "histogram";
+  /** Upper bounds of the buckets, ascending (`+Inf` is implied). */
+  bounds: readonly number[];
+  /** Observations ≤ each bound (cumulative), one per bound. */
+  cumulative: readonly number[];
+  /** Sum of all observations. */
+  sum: number;
+  /** Number of observations. */
+  count: number;
+  /** Labels of this series. */
+  labels?: Readonly<Record<string, string>>;
+}
+
+/** One metric sample. Samples with the same name must share `help` and `type`. */
+export type MetricSample = ScalarSample | HistogramSample;
+
+/**
+ * A histogram to observe into: counting costs one bucket search per observation, and a scrape
+ * reads it with {@link Histogram.sample}.
+ *
+ * @example
+ * ```ts
+ * import { Histogram } from "./metrics_registry.ts";
+ * const ttft = new Histogram([0.01, 0.1, 1]);
+ * ttft.observe(0.05);
+ * ttft.sample("app_ttft_seconds", "Time to first token.").count; // 1
+ * ```
+ */
+export class Histogram {
+  readonly #bounds: readonly number[];
+  readonly #counts: number[];
+  #sum = 0;
+  #count = 0;
+
+  /**
+   * An empty histogram.
+   * @param bounds Upper bounds of the buckets, ascending.
+   */
+  constructor(bounds: readonly number[]) {
+    if (bounds.some((b, i) => i > 0 && b <= bounds[i - 1])) {
+      throw new RangeError("histogram bounds must ascend");
+    }
+    this.#bounds = [...bounds];
+    this.#counts = bounds.map(() => 0);
+  }
+
+  /** Count one observation. */
+  observe(value: number): void {
+    if (!Number.isFinite(value)) return;
+    const i = this.#bounds.findIndex((bound) => value <= bound);
+    if (i >= 0) this.#counts[i]++;
+    this.#sum += value;
+    this.#count++;
+  }
+
+  /** Observations so far. */
+  get count(): number {
+    return this.#count;
+  }
+
+  /** The histogram as a sample named `name`. */
+  sample(name: string, help: string, labels?: Record<string, string>): HistogramSample {
+    let running = 0;
+    const cumulative = this.#counts.map((c) => (running += c));
+    return {
+      name,
+      help,
+      type: "histogram",
+      bounds: this.#bounds,
+      cumulative,
+      sum: this.#sum,
+      count: this.#count,
+      labels,
+    };
+  }
 }
 
 /** Reports current values when `/metrics` is scraped. */
@@ -115,7 +202,17 @@ export class MetricsRegistry {
     for (const [name, samples] of byName) {
       text += `# HELP ${name} ${escapeHelp(samples[0].help)}\n# TYPE ${name} ${samples[0].type}\n`;
       for (const sample of samples) {
-        text += `${name}${renderLabels(sample.labels)} ${sample.value}\n`;
+        if (sample.type !== "histogram") {
+          text += `${name}${renderLabels(sample.labels)} ${sample.value}\n`;
+          continue;
+        }
+        sample.bounds.forEach((bound, i) => {
+          const le = renderLabels({ ...sample.labels, le: String(bound) });
+          text += `${name}_bucket${le} ${sample.cumulative[i]}\n`;
+        });
+        text += `${name}_bucket${renderLabels({ ...sample.labels, le: "+Inf" })} ${sample.count}\n`;
+        text += `${name}_sum${renderLabels(sample.labels)} ${sample.sum}\n`;
+        text += `${name}_count${renderLabels(sample.labels)} ${sample.count}\n`;
       }
     }
     return text;

@@ -1,0 +1,114 @@
+/**
+ * Wires the dashboard (`server/dashboard_routes.ts`) to the node: each thing the page shows is
+ * one ask to the actor that owns it (peers from the NetworkActor, counters and the account from
+ * the ValidatorActor, usage from the StorageActor), the tree and its restarts from the actor
+ * system, and the validator's activity from {@link NodeActivity}. Also keeps the operator token
+ * that lets the dashboard change state.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { ActorRef } from "../actors/actor_ref.ts";
+import type { ActorSystem } from "../actors/actor_system.ts";
+import { formatEvent } from "../actors/events.ts";
+import type { StorageAnswers, StorageMessage } from "../actors/storage_actor.ts";
+import { unwrapReply } from "../actors/storage_actor.ts";
+import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
+import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
+import { toHex } from "../protocols/hash.ts";
+import type { DashboardSources } from "../server/dashboard_routes.ts";
+import type { NodeActivity } from "./node_activity.ts";
+import { VERIFLOW_VERSION } from "./version.ts";
+
+/** Asks from the dashboard are answered from memory; longer means a wedged actor. */
+const ASK_TIMEOUT_MS = 1_000;
+
+/** What {@link dashboardSources} reads. */
+export interface DashboardWiring {
+  /** The node's key. */
+  publicKey: Uint8Array;
+  /** The actor system (tree and lifecycle events). */
+  system: ActorSystem;
+  /** Name of the inference actor, whose per-job children are left out of the feed. */
+  inferenceName: string;
+  /** Looks up the network actor. */
+  network: () => ActorRef<NetworkMessage> | undefined;
+  /** Looks up the validator. */
+  validator: () => ActorRef<ValidatorMessage> | undefined;
+  /** Looks up the storage actor. */
+  storage: () => ActorRef<StorageMessage> | undefined;
+  /** The validator's activity, when the node validates. */
+  activity?: NodeActivity;
+}
+
+/** The dashboard's sources for this node. */
+export function dashboardSources(wiring: DashboardWiring): DashboardSources {
+  const ask = { timeoutMs: ASK_TIMEOUT_MS };
+  const peers = async () => await wiring.network()?.ask<PeerInfo[]>({ type: "peers" }, ask);
+  return {
+    node: { key: toHex(wiring.publicKey), version: VERIFLOW_VERSION },
+    tree: () => wiring.system.tree(),
+    onLifecycle: (listener) =>
+      wiring.system.events.subscribe((event) => {
+        // Per-job children start and stop all the time; their crashes still show.
+        if (event.name.startsWith(`${wiring.inferenceName}/`) && event.type !== "crashed") return;
+        listener({
+          type: event.type,
+          name: event.name,
+          time: event.time,
+          detail: formatEvent(event),
+        });
+      }),
+    peers,
+    validator: async () => {
+      const validator = wiring.validator();
+      if (validator === undefined) return undefined;
+      const [stats, account] = await Promise.all([
+        validator.ask<ValidatorStats>({ type: "stats" }, ask),
+        validator.ask<Account>({ type: "account", key: wiring.publicKey }, ask),
+      ]);
+      return { stats, account };
+    },
+    storage: async () => {
+      const storage = wiring.storage();
+      if (storage === undefined) return undefined;
+      const [capacity, files, known] = await Promise.all([
+        storage.ask({ type: "capacity" }, ask).then((r) =>
+          unwrapReply<StorageAnswers["capacity"]>(r)
+        ),
+        storage.ask({ type: "list" }, ask).then((r) => unwrapReply<StorageAnswers["list"]>(r)),
+        peers().catch(() => undefined),
+      ]);
+      const storagePeers = (known ?? []).filter((p) => p.roles.includes("storage"));
+      return {
+        capacity,
+        files: files.length,
+        publicFiles: files.filter((f) => f.tier === "public").length,
+        chunks: files.reduce((n, f) => n + f.chunks.length, 0),
+        storagePeers: storagePeers.length,
+        peerBytes: storagePeers.reduce((n, p) => n + (p.storage?.usedBytes ?? 0), 0),
+      };
+    },
+    activity: wiring.activity,
+  };
+}
+
+/** Bytes of an operator token: 128 bits, not guessable. */
+const TOKEN_BYTES = 16;
+
+/**
+ * The operator token in `<dataDir>/operator.token` (mode 0600), created on first start: the
+ * dashboard asks for it before it runs a job. Delete the file to have a new one made.
+ */
+export async function loadOrCreateOperatorToken(dataDir: string): Promise<string> {
+  const path = join(dataDir, "operator.token");
+  try {
+    const token = (await Deno.readTextFile(path)).trim();
+    if (token.length >= 16) return token;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  const token = toHex(crypto.getRandomValues(new Uint8Array(TOKEN_BYTES)));
+  await Deno.writeTextFile(path, token + "\n", { mode: 0o600 });
+  return token;
+}

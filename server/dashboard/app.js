@@ -1,0 +1,506 @@
+/**
+ * The dashboard page: one WebSocket to the node (`/dashboard/live`), everything drawn from what
+ * it pushes. Read-only until the operator's token unlocks the prompt box. No framework: each
+ * panel is a function from the latest state to the DOM.
+ *
+ * @module
+ */
+import { formatNumber, lineChart } from "./charts.js";
+import { checkReceipt, toHex } from "./receipt_check.js";
+
+const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const el = (tag, props = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  node.append(...children);
+  return node;
+};
+const short = (key) => (key ? String(key).slice(0, 10) + "…" : "?");
+const bytes = (n) =>
+  n >= 2 ** 30
+    ? (n / 2 ** 30).toFixed(2) + " GiB"
+    : n >= 2 ** 20
+    ? (n / 2 ** 20).toFixed(1) + " MiB"
+    : n >= 1024
+    ? (n / 1024).toFixed(1) + " KiB"
+    : n + " B";
+
+const state = {
+  /** @type {WebSocket | undefined} */
+  socket: undefined,
+  access: "none",
+  /** @type {any} */
+  snapshot: undefined,
+  /** Live jobs by id: their text grows token by token. */
+  jobs: new Map(),
+  /** The prompt box's job, while it runs. */
+  prompt: undefined,
+  node: undefined,
+};
+
+const ttftChart = lineChart($("ttft-chart"), {
+  series: [{ name: "time to first token", color: "#5aa7f0" }],
+  unit: " ms",
+  keep: 60,
+});
+const rateChart = lineChart($("rate-chart"), {
+  series: [{ name: "tokens/s", color: "#3fb68b" }],
+  keep: 60,
+});
+const ledgerChart = lineChart($("ledger-chart"), {
+  series: [
+    { name: "credit", color: "#3fb68b" },
+    { name: "stake", color: "#5aa7f0" },
+    { name: "locked", color: "#e0a43b" },
+  ],
+  keep: 1800,
+});
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/dashboard/live`);
+  state.socket = socket;
+  socket.onopen = () => {
+    setBadge("connection", "live", "ok");
+    const token = sessionStorage.getItem("veriflow-operator-token");
+    if (token) socket.send(JSON.stringify({ type: "auth", token }));
+  };
+  socket.onclose = () => {
+    setBadge("connection", "offline — reconnecting", "bad");
+    setTimeout(connect, 2000);
+  };
+  socket.onmessage = (event) => handle(JSON.parse(event.data));
+}
+
+function setBadge(id, text, kind) {
+  const badge = $(id);
+  badge.textContent = text;
+  badge.className = `badge ${kind ?? ""}`;
+}
+
+/** @param {any} message */
+function handle(message) {
+  switch (message.type) {
+    case "hello":
+      state.node = message.node;
+      $("node-key").textContent = `node ${short(message.node.key)} · v${message.node.version}`;
+      $("node-key").title = message.node.key;
+      setAccess(message.access);
+      break;
+    case "snapshot":
+      state.snapshot = message;
+      render(message);
+      break;
+    case "lifecycle":
+      onLifecycle(message.event);
+      break;
+    case "job":
+      onJob(message.event);
+      break;
+    case "activity":
+      prependActivity(message.item);
+      break;
+    case "prompt_started":
+      $("prompt-hint").textContent = `job ${short(message.jobId)} on ${message.model}`;
+      break;
+    case "prompt_token":
+      $("prompt-output").textContent += message.text;
+      break;
+    case "prompt_done":
+      void onPromptDone(message.summary);
+      break;
+    case "prompt_error":
+      endPrompt();
+      $("receipt-status").textContent = `job refused: ${message.code}: ${message.message}`;
+      $("receipt-status").className = "bad";
+      break;
+    case "fraud_proof":
+      $("proof-id").textContent = short(message.id);
+      $("proof-body").textContent = JSON.stringify(message.proof, null, 2);
+      /** @type {HTMLDialogElement} */ ($("proof-dialog")).showModal();
+      break;
+    case "error":
+      if (message.code === "bad_token") {
+        sessionStorage.removeItem("veriflow-operator-token");
+        $("prompt-hint").textContent = "that token is not this node's operator token";
+      } else if (state.prompt && message.code !== "api_key_required") {
+        endPrompt();
+        $("receipt-status").textContent = `${message.code}: ${message.message}`;
+        $("receipt-status").className = "bad";
+      } else $("prompt-hint").textContent = message.message;
+      break;
+  }
+}
+
+function setAccess(access) {
+  state.access = access;
+  const operator = access === "operator";
+  setBadge(
+    "access",
+    operator ? "operator" : access === "read" ? "read-only" : "locked",
+    operator ? "ok" : "warn",
+  );
+  /** @type {HTMLButtonElement} */ ($("run")).disabled = !operator;
+  $("auth-form").hidden = operator;
+  if (operator) $("prompt-hint").textContent = "runs on this node; the receipt is checked here";
+}
+
+// ---- rendering ---------------------------------------------------------------------------
+
+function render(s) {
+  renderTree(s.tree);
+  renderPeers(s.peers ?? [], s);
+  renderJobs(s.jobs);
+  renderValidator(s.validator);
+  renderLedger(s.ledger ?? []);
+  renderStorage(s.storage);
+  if ($("activity").childElementCount === 0) {
+    for (const item of [...(s.activity ?? [])].reverse()) prependActivity(item);
+  }
+}
+
+function renderTree(tree) {
+  const build = (node) => {
+    const label = node.strategy ?? node.restart ?? "";
+    const row = el(
+      "span",
+      { class: "tree-node" },
+      el("span", { class: `dot ${node.status}`, title: node.status }),
+      el("span", { class: "mono" }, node.name),
+      el("span", { class: "hint" }, `${node.kind}${label ? " " + label : ""}`),
+    );
+    if (node.restarts > 0) {
+      row.append(
+        el(
+          "span",
+          { class: "restarts" },
+          `↻ ${node.restarts} restart${node.restarts === 1 ? "" : "s"}`,
+        ),
+      );
+    }
+    if (node.mailbox) {
+      row.append(
+        el("span", { class: "hint" }, `mailbox ${node.mailbox.size}/${node.mailbox.capacity}`),
+      );
+    }
+    const item = el("li", {
+      "data-name": node.name,
+      "data-status": node.status,
+      "data-restarts": String(node.restarts),
+    }, row);
+    const children = (node.children ?? []).filter((c) => !/\/job-|\/[0-9a-f]{12,}/.test(c.name));
+    if (children.length > 0) item.append(el("ul", {}, ...children.map(build)));
+    return item;
+  };
+  $("tree").replaceChildren(build(tree));
+}
+
+function onLifecycle(event) {
+  const log = $("lifecycle");
+  log.prepend(
+    el("li", { class: event.type }, `${new Date(event.time).toLocaleTimeString()} ${event.detail}`),
+  );
+  while (log.childElementCount > 50) log.lastElementChild?.remove();
+  const row = document.querySelector(
+    `#tree li[data-name="${CSS.escape(event.name)}"] > .tree-node`,
+  );
+  row?.classList.remove("flash");
+  void (/** @type {HTMLElement} */ (row))?.offsetWidth;
+  row?.classList.add("flash");
+}
+
+const ROLE_COLORS = {
+  inference: "#5aa7f0",
+  validator: "#b48ef0",
+  storage: "#3fc1c9",
+  router: "#8595a6",
+};
+
+function renderPeers(peers, s) {
+  const svg = $("network");
+  const ns = "http://www.w3.org/2000/svg";
+  const make = (tag, attrs, text) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const cx = 200, cy = 130, radius = 95;
+  const nodes = [];
+  peers.forEach((peer, i) => {
+    const angle = (i / Math.max(1, peers.length)) * 2 * Math.PI - Math.PI / 2;
+    const x = cx + radius * Math.cos(angle), y = cy + radius * Math.sin(angle);
+    const load = peer.load ? peer.load.running + peer.load.queued : 0;
+    const role = peer.roles.find((r) => r in ROLE_COLORS) ?? "router";
+    const group = make("g", { "data-peer": peer.key, class: "peer" });
+    group.append(
+      make("line", {
+        x1: cx,
+        y1: cy,
+        x2: x,
+        y2: y,
+        stroke: peer.outbound ? "#5aa7f0" : "#3a4756",
+        "stroke-width": 1.5,
+      }),
+      make("circle", {
+        cx: x,
+        cy: y,
+        r: 9 + Math.min(10, load * 2),
+        fill: ROLE_COLORS[role],
+        stroke: peer.convicted ? "#e5534b" : "#0f1419",
+        "stroke-width": peer.convicted ? 4 : 2,
+      }),
+      make(
+        "text",
+        { x, y: y + 26, "text-anchor": "middle", fill: "#d7dee6", "font-size": 10 },
+        short(peer.key),
+      ),
+      make(
+        "text",
+        { x, y: y + 37, "text-anchor": "middle", fill: "#8595a6", "font-size": 9 },
+        peer.roles.join(",") || "…",
+      ),
+    );
+    const title = make(
+      "title",
+      {},
+      `${peer.key}\n${peer.address}\nroles ${
+        peer.roles.join(", ")
+      }\nmodels ${peer.models.length}\nload ${load}${peer.convicted ? "\nCONVICTED" : ""}`,
+    );
+    group.append(title);
+    nodes.push(group);
+  });
+  const self = make("g", { class: "self" });
+  const busy = s.jobs?.stats ? s.jobs.stats.activeJobs + s.jobs.stats.queuedJobs : 0;
+  self.append(
+    make("circle", {
+      cx,
+      cy,
+      r: 14 + Math.min(10, busy * 2),
+      fill: "#e0a43b",
+      stroke: "#0f1419",
+      "stroke-width": 2,
+    }),
+    make(
+      "text",
+      { x: cx, y: cy + 30, "text-anchor": "middle", fill: "#d7dee6", "font-size": 11 },
+      "this node",
+    ),
+  );
+  if (peers.length === 0) {
+    nodes.push(
+      make(
+        "text",
+        { x: cx, y: 20, "text-anchor": "middle", fill: "#8595a6", "font-size": 11 },
+        "no peers connected (--peer HOST:PORT, --swarm)",
+      ),
+    );
+  }
+  svg.replaceChildren(...nodes, self);
+  $("peers").querySelector("tbody").replaceChildren(...peers.map((peer) => {
+    const load = peer.load ? `${peer.load.running} running, ${peer.load.queued} queued` : "–";
+    return el(
+      "tr",
+      { "data-peer": peer.key },
+      el("td", { class: "mono", title: `${peer.key} ${peer.address}` }, short(peer.key)),
+      el("td", {}, peer.roles.join(", ") || "–"),
+      el("td", {}, String(peer.models.length)),
+      el("td", {}, load),
+      el(
+        "td",
+        { class: peer.convicted ? "bad" : "" },
+        peer.convicted ? "convicted (slashed)" : "good",
+      ),
+    );
+  }));
+}
+
+function renderJobs(jobs) {
+  if (!jobs) return;
+  for (const job of jobs.live) {
+    if (!state.jobs.has(job.jobId)) state.jobs.set(job.jobId, { ...job });
+  }
+  const stats = jobs.stats;
+  $("jobs-summary").textContent = stats
+    ? `${stats.activeJobs} running · ${stats.queuedJobs} queued · ${stats.jobsFinished} done · ` +
+      `${stats.jobsFailed} failed · ${formatNumber(stats.tokensGenerated)} tokens`
+    : "";
+  drawJobs(jobs.recent);
+}
+
+function drawJobs(recent = state.snapshot?.jobs?.recent ?? []) {
+  const live = [...state.jobs.values()];
+  const rows = [...live, ...recent.filter((j) => !state.jobs.has(j.jobId)).slice(0, 5)];
+  $("jobs").replaceChildren(...rows.map((job) =>
+    el(
+      "div",
+      { class: "job", "data-job": job.jobId, "data-state": job.state },
+      el(
+        "div",
+        { class: "meta" },
+        `${short(job.jobId)} · ${job.model} · ${job.state} · ${job.tokens} tokens` +
+          (job.ttftMs !== undefined ? ` · TTFT ${Math.round(job.ttftMs)} ms` : "") +
+          (job.tokensPerS ? ` · ${job.tokensPerS.toFixed(1)} tok/s` : ""),
+      ),
+      el("div", { class: "text" }, job.text),
+    )
+  ));
+}
+
+function onJob(event) {
+  if (event.type === "job_started") state.jobs.set(event.job.jobId, { ...event.job });
+  else if (event.type === "job_token") {
+    const job = state.jobs.get(event.jobId);
+    if (!job) return;
+    if (job.tokens === 0) job.state = "streaming";
+    job.tokens++;
+    job.text += event.text;
+    job.tokensPerS = event.tokensPerS;
+  } else if (event.type === "job_ended") {
+    state.jobs.delete(event.job.jobId);
+    if (event.job.ttftMs !== undefined) ttftChart.push([event.job.ttftMs]);
+    if (event.job.tokensPerS) rateChart.push([event.job.tokensPerS]);
+    const recent = state.snapshot?.jobs?.recent;
+    if (recent) recent.unshift(event.job);
+  }
+  drawJobs();
+}
+
+function renderValidator(validator) {
+  if (!validator) {
+    $("validator-summary").textContent = "this node keeps no ledger (--no-validator)";
+    return;
+  }
+  const t = validator.stats;
+  $("validator-summary").textContent =
+    `${t.received} receipts (${t.fromPeers} from peers, ${t.own} own) · ${t.challenged} challenged · ` +
+    `verdicts ${t.verdicts.valid} valid, ${t.verdicts.fraud} fraud, ${t.verdicts.invalid} invalid, ` +
+    `${t.verdicts.inconclusive} inconclusive · ${t.peerVerdicts} from peers · ${t.slashes} slashes · ` +
+    `${t.openChallenges} open`;
+}
+
+function prependActivity(item) {
+  const line = el(
+    "li",
+    { class: item.outcome, "data-kind": item.kind },
+    `${new Date(item.time).toLocaleTimeString()} ${item.kind} ${
+      short(item.subject)
+    } → ${item.outcome} · ` +
+      `${short(item.target)} · ${item.detail} `,
+  );
+  if (item.fraudProof) {
+    const button = el("button", { type: "button" }, "fraud proof");
+    button.onclick = () =>
+      state.socket?.send(JSON.stringify({ type: "fraud_proof", id: item.fraudProof }));
+    line.append(button);
+  }
+  const list = item.kind === "audit" ? $("audits") : $("activity");
+  list.prepend(line);
+  while (list.childElementCount > 100) list.lastElementChild?.remove();
+}
+
+function renderLedger(history) {
+  ledgerChart.set([
+    history.map((p) => p.balance),
+    history.map((p) => p.stake),
+    history.map((p) => p.locked),
+  ]);
+  const last = history[history.length - 1];
+  $("ledger-summary").textContent = last
+    ? `credit ${formatNumber(last.balance)} · stake ${formatNumber(last.stake)} (locked ${
+      formatNumber(last.locked)
+    })`
+    : "no ledger on this node";
+}
+
+function renderStorage(storage) {
+  if (!storage) {
+    $("storage-summary").textContent = "this node stores nothing (--no-storage)";
+    return;
+  }
+  const c = storage.capacity;
+  const share = c.quotaBytes ? Math.min(1, c.usedBytes / c.quotaBytes) : 0;
+  $("storage-bar").style.width = `${(share * 100).toFixed(1)}%`;
+  $("storage-summary").textContent =
+    `${bytes(c.usedBytes)} used of ${
+      c.quotaBytes ? bytes(c.quotaBytes) : "no quota"
+    } · ${storage.files} files ` +
+    `(${storage.chunks} chunks) · ${c.replicaCount} chunks held for peers · ` +
+    (storage.storagePeers > 0
+      ? `replicated over ${storage.storagePeers} storage peers (${bytes(storage.peerBytes)} there)`
+      : "no storage peers: files are held here only");
+}
+
+// ---- operator actions ----------------------------------------------------------------------
+
+$("auth-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const token = /** @type {HTMLInputElement} */ ($("token")).value.trim();
+  if (!token) return;
+  sessionStorage.setItem("veriflow-operator-token", token);
+  state.socket?.send(JSON.stringify({ type: "auth", token }));
+});
+
+$("prompt-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (state.access !== "operator" || state.prompt) return;
+  const model = (state.snapshot?.models ?? []).find((m) => m.kind === "text");
+  if (!model) {
+    $("receipt-status").textContent = "this node serves no text model";
+    return;
+  }
+  const maxTokens = Math.max(
+    1,
+    Number(/** @type {HTMLInputElement} */ ($("max-tokens")).value) || 32,
+  );
+  const job = {
+    kind: "text",
+    model: model.cid,
+    prompt: /** @type {HTMLTextAreaElement} */ ($("prompt")).value,
+    params: { maxTokens, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
+    nonce: toHex(crypto.getRandomValues(new Uint8Array(16))),
+  };
+  state.prompt = { job, output: "" };
+  $("prompt-output").textContent = "";
+  $("receipt-status").textContent = "streaming…";
+  $("receipt-status").className = "";
+  /** @type {HTMLButtonElement} */ ($("run")).disabled = true;
+  /** @type {HTMLButtonElement} */ ($("cancel")).disabled = false;
+  state.socket?.send(JSON.stringify({ type: "prompt", job }));
+});
+
+$("cancel").addEventListener("click", () => state.socket?.send(JSON.stringify({ type: "cancel" })));
+
+function endPrompt() {
+  state.prompt = undefined;
+  /** @type {HTMLButtonElement} */ ($("run")).disabled = state.access !== "operator";
+  /** @type {HTMLButtonElement} */ ($("cancel")).disabled = true;
+}
+
+async function onPromptDone(summary) {
+  const prompt = state.prompt;
+  endPrompt();
+  const status = $("receipt-status");
+  if (!summary.receipt) {
+    status.textContent = `ended (${summary.finishReason}) without a receipt` +
+      (summary.error ? `: ${summary.error.message}` : "");
+    status.className = "bad";
+    return;
+  }
+  const output = $("prompt-output").textContent ?? "";
+  const result = await checkReceipt(summary.receipt, { job: prompt?.job, output });
+  status.className = result.ok ? "ok" : "bad";
+  status.dataset.verified = String(result.ok);
+  status.textContent = result.ok
+    ? `receipt verified in this page ✓ — ${result.checks.map((c) => c.name).join(", ")} · worker ` +
+      `${short(summary.receipt.worker)} · ${summary.usage.completionTokens} tokens, TTFT ` +
+      `${Math.round(summary.timings.ttftMs)} ms`
+    : `receipt NOT verified ✗ — ${result.reason} failed`;
+}
+
+connect();

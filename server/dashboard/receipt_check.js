@@ -1,0 +1,158 @@
+/**
+ * Checks a Veriflow receipt in the page, with nothing but the browser's Web Crypto: the
+ * worker's Ed25519 signature over the receipt's canonical CBOR, that the receipt is for the job
+ * the page built (its id, model, input commitment, parameters) and that it commits to the text
+ * the page received. The same rules as `verifyReceipt` in `protocols/receipt.ts`, written anew
+ * for the browser so the page trusts no one's word, the node's included.
+ *
+ * @module
+ */
+
+const RECEIPT_DOMAIN = "veriflow/receipt/v1";
+const INPUT_DOMAIN = "veriflow/input/v2:";
+const utf8 = new TextEncoder();
+
+/** @param {Uint8Array} bytes @returns {string} */
+export function toHex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** @param {string} hex @returns {Uint8Array} */
+export function fromHex(hex) {
+  if (!/^([0-9a-f]{2})*$/i.test(hex)) throw new Error("not hex");
+  return new Uint8Array(hex.match(/../g)?.map((h) => parseInt(h, 16)) ?? []);
+}
+
+/**
+ * Canonical CBOR as the node writes it for hashing and signing: map keys sorted by length,
+ * then bytewise; shortest headers; integers in [-2^32, 2^32) as integers, every other number
+ * as a 64-bit float; `undefined` fields left out.
+ *
+ * @param {unknown} value
+ * @returns {Uint8Array}
+ */
+export function encodeCanonical(value) {
+  /** @type {number[]} */
+  const out = [];
+  const head = (major, n) => {
+    const m = major << 5;
+    if (n < 24) out.push(m | n);
+    else if (n < 0x100) out.push(m | 24, n);
+    else if (n < 0x10000) out.push(m | 25, n >> 8, n & 0xff);
+    else out.push(m | 26, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+  };
+  const write = (v) => {
+    if (v === null || v === undefined) out.push(0xf6);
+    else if (v === true) out.push(0xf5);
+    else if (v === false) out.push(0xf4);
+    else if (typeof v === "number") {
+      if (Number.isInteger(v) && v >= 0 && v < 2 ** 32) head(0, v);
+      else if (Number.isInteger(v) && v < 0 && -v - 1 < 2 ** 32) head(1, -v - 1);
+      else {
+        const view = new DataView(new ArrayBuffer(8));
+        view.setFloat64(0, v);
+        out.push(0xfb, ...new Uint8Array(view.buffer));
+      }
+    } else if (typeof v === "string") {
+      const bytes = utf8.encode(v);
+      head(3, bytes.length);
+      out.push(...bytes);
+    } else if (v instanceof Uint8Array) {
+      head(2, v.length);
+      out.push(...v);
+    } else if (Array.isArray(v)) {
+      head(4, v.length);
+      v.forEach(write);
+    } else if (typeof v === "object") {
+      const entries = Object.entries(v)
+        .filter(([, item]) => item !== undefined)
+        .sort(([a], [b]) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0));
+      head(5, entries.length);
+      for (const [key, item] of entries) {
+        write(key);
+        write(item);
+      }
+    } else throw new TypeError(`cannot encode ${typeof v}`);
+  };
+  write(value);
+  return new Uint8Array(out);
+}
+
+/** @param {Uint8Array} bytes */
+async function sha256Hex(bytes) {
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)));
+}
+
+/**
+ * The receipt's commitment to the job's input: HMAC-SHA256 keyed by the nonce.
+ * @param {{prompt: string, nonce: string}} job
+ */
+async function inputHashOf(job) {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    utf8.encode(job.nonce),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const message = utf8.encode(INPUT_DOMAIN + job.prompt);
+  return toHex(new Uint8Array(await crypto.subtle.sign("HMAC", key, message)));
+}
+
+/**
+ * The job id: SHA-256 of the job's canonical CBOR.
+ * @param {object} job
+ */
+export function jobIdOf(job) {
+  return sha256Hex(encodeCanonical(job));
+}
+
+/**
+ * Check `receipt` (as the node sends it: JSON, `worker` and `sig` in hex) against the job the
+ * page submitted and the text it received. Never throws.
+ *
+ * @param {Record<string, any>} receipt
+ * @param {{job?: Record<string, any>, output?: string}} against
+ * @returns {Promise<{ok: boolean, checks: {name: string, ok: boolean}[], reason?: string}>}
+ */
+export async function checkReceipt(receipt, against = {}) {
+  /** @type {{name: string, ok: boolean}[]} */
+  const checks = [];
+  const check = (name, ok) => (checks.push({ name, ok }), ok);
+  try {
+    const { sig, ...unsigned } = receipt;
+    const worker = fromHex(String(unsigned.worker));
+    const signed = encodeCanonical({
+      domain: RECEIPT_DOMAIN,
+      receipt: { ...unsigned, worker },
+    });
+    const key = await crypto.subtle.importKey("raw", worker, { name: "Ed25519" }, false, [
+      "verify",
+    ]);
+    check(
+      "signature",
+      await crypto.subtle.verify({ name: "Ed25519" }, key, fromHex(String(sig)), signed),
+    );
+    const { job, output } = against;
+    if (job !== undefined) {
+      check("job id", (await jobIdOf(job)) === receipt.jobId);
+      check("model", job.model === receipt.model);
+      check("input", (await inputHashOf(job)) === receipt.inputHash);
+      check(
+        "params",
+        toHex(encodeCanonical(job.params)) === toHex(encodeCanonical(receipt.params)),
+      );
+      check("token count", receipt.tokenCount <= job.params.maxTokens);
+    }
+    if (output !== undefined) {
+      check("output", (await sha256Hex(utf8.encode(output))) === receipt.outputHash);
+    }
+  } catch (error) {
+    checks.push({
+      name: `malformed (${error instanceof Error ? error.message : error})`,
+      ok: false,
+    });
+  }
+  const failed = checks.find((c) => !c.ok);
+  return { ok: failed === undefined, checks, reason: failed?.name };
+}

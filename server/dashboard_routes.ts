@@ -1,0 +1,403 @@
+/**
+ * The live dashboard: static files at `/` (`server/dashboard/`, plain ES modules, no build
+ * step), a WebSocket at `/dashboard/live` that pushes what the node is doing as it happens, and
+ * `GET /dashboard/state`, the same snapshot once as JSON (what `cli.ts status` reads).
+ *
+ * Messages, server to page (JSON, one per WebSocket message):
+ *
+ * | type | when | body |
+ * | --- | --- | --- |
+ * | `hello` | on connect | `node` (key, version), `access` (`read` or `operator`) |
+ * | `snapshot` | every `tickMs` | tree, peers, jobs, validator, ledger history, storage, models |
+ * | `lifecycle` | an actor starts, crashes, restarts, stops | the event |
+ * | `job` | a job starts, streams a token, ends | a `JobEvent` (`job_monitor.ts`) |
+ * | `activity` | a receipt, challenge, verdict, audit or fraud proof | an `ActivityItem` |
+ * | `prompt_token`, `prompt_done`, `prompt_error` | the page's own job | its tokens, summary |
+ * | `fraud_proof` | asked for | the proof as JSON |
+ * | `error` | a refused request | `code`, `message` |
+ *
+ * Page to server: `{type:"auth", token}` (the operator token, or an API key for reading from
+ * another machine), `{type:"prompt", job}` (a complete text job: the page chose its nonce, so it
+ * can check the receipt against it), `{type:"cancel"}`, `{type:"fraud_proof", id}`.
+ *
+ * Access: reading needs what `/v1/*` needs (this machine, or an API key, or
+ * `allowUnauthenticatedRemote`); anything that changes state — running a job — needs the
+ * operator token (`<dataDir>/operator.token`). The socket refuses pages from other origins
+ * than the node's own and `http.allowedOrigins`.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { InferencePort, InferenceStats } from "../inference/inference_port.ts";
+import { textJobSchema } from "../protocols/job.ts";
+import { sha256Hex } from "../protocols/hash.ts";
+import type { ApiKeys } from "./api_keys.ts";
+import { type EdgeEnv, isLoopback } from "./client_access.ts";
+import type { JobMonitor } from "./job_monitor.ts";
+import { type JsonValue, toJsonValue } from "./json_value.ts";
+
+/** An actor lifecycle event as the page shows it. */
+export interface LifecycleItem {
+  /** `started`, `crashed`, `restarted`, `stopped`, `escalated`, `fatal`. */
+  type: string;
+  /** The actor's name. */
+  name: string;
+  /** Unix ms. */
+  time: number;
+  /** The reason or restart count, in words. */
+  detail: string;
+}
+
+/** The validator's activity feed (see `node/node_activity.ts`). */
+export interface ActivitySource {
+  /** Kept items, newest first. */
+  recent(): unknown[];
+  /** Hear each new item. */
+  subscribe(listener: (item: unknown) => void): () => void;
+  /** A kept fraud proof by id. */
+  fraudProof(id: string): JsonValue | undefined;
+}
+
+/** What the dashboard reads; the node wires each to its actors (`node/dashboard_sources.ts`). */
+export interface DashboardSources {
+  /** This node. */
+  node: { key: string; version: string };
+  /** The supervision tree now (restarts per node included). */
+  tree(): unknown;
+  /** Hear actor lifecycle events. */
+  onLifecycle(listener: (item: LifecycleItem) => void): () => void;
+  /** The peer table (`PeerInfo[]`); undefined without a network. */
+  peers(): Promise<unknown[] | undefined>;
+  /** The validator's counters and this node's account; undefined without a validator. */
+  validator(): Promise<
+    { stats: unknown; account: { balance: number; stake: number; locked: number } } | undefined
+  >;
+  /** Storage usage, quota, files and storage peers; undefined without storage. */
+  storage(): Promise<unknown | undefined>;
+  /** The validator's feed; absent without a validator. */
+  activity?: ActivitySource;
+}
+
+/** Options of {@link dashboardRoutes}. */
+export interface DashboardOptions {
+  /** What the page shows. */
+  sources: DashboardSources;
+  /** The monitored port: jobs shown live, and the prompt box's jobs. */
+  inference: InferencePort;
+  /** The monitor the port reports to. */
+  jobs: JobMonitor;
+  /** The token that allows state changes (running a job). */
+  operatorToken: string;
+  /** The node's API keys (reading from another machine). */
+  keys: ApiKeys;
+  /** Serve readers elsewhere without a key (`http.allowUnauthenticatedRemote`). */
+  allowUnauthenticatedRemote: boolean;
+  /** Other origins whose pages may open the socket (`http.allowedOrigins`). */
+  allowedOrigins: readonly string[];
+  /** Milliseconds between snapshots; default {@link DEFAULT_TICK_MS}. */
+  tickMs?: number;
+  /** Wall clock for the ledger history; default `Date.now`. */
+  now?: () => number;
+}
+
+/** A snapshot a second: live enough to watch, a few asks per second to the actors. */
+export const DEFAULT_TICK_MS = 1_000;
+/** Ledger samples kept for the chart: 30 minutes at one a second. */
+const LEDGER_HISTORY = 1_800;
+/** Largest message a page may send: a job at the edge's prompt limit fits. */
+const MAX_PAGE_MESSAGE_CHARS = 1 << 20;
+
+const STATIC_FILES: Record<string, string> = {
+  "index.html": "text/html; charset=utf-8",
+  "app.js": "text/javascript; charset=utf-8",
+  "receipt_check.js": "text/javascript; charset=utf-8",
+  "charts.js": "text/javascript; charset=utf-8",
+  "style.css": "text/css; charset=utf-8",
+};
+const STATIC_DIR = new URL("./dashboard/", import.meta.url);
+
+/** The shared side of every open page: one snapshot per tick, fanned out. */
+class DashboardHub {
+  readonly #options: DashboardOptions;
+  readonly #sessions = new Set<(message: unknown) => void>();
+  readonly #ledger: { time: number; balance: number; stake: number; locked: number }[] = [];
+  #timer?: ReturnType<typeof setInterval>;
+  #unsubscribe: (() => void)[] = [];
+
+  constructor(options: DashboardOptions) {
+    this.#options = options;
+  }
+
+  /** Add a page; the hub runs while any page is open. */
+  join(send: (message: unknown) => void): () => void {
+    this.#sessions.add(send);
+    if (this.#sessions.size === 1) this.#start();
+    return () => {
+      this.#sessions.delete(send);
+      if (this.#sessions.size === 0) this.#stop();
+    };
+  }
+
+  async snapshot(): Promise<Record<string, JsonValue>> {
+    const { sources, inference, jobs } = this.#options;
+    const settle = <T>(p: Promise<T>) => p.catch(() => undefined);
+    const [peers, validator, storage, models, stats] = await Promise.all([
+      settle(sources.peers()),
+      settle(sources.validator()),
+      settle(sources.storage()),
+      settle(inference.models()),
+      settle(inference.stats()) as Promise<InferenceStats | undefined>,
+    ]);
+    if (validator !== undefined) {
+      const { balance, stake, locked } = validator.account;
+      const time = (this.#options.now ?? Date.now)();
+      const last = this.#ledger[this.#ledger.length - 1];
+      if (last === undefined || time - last.time >= (this.#options.tickMs ?? DEFAULT_TICK_MS)) {
+        this.#ledger.push({ time, balance, stake, locked });
+        if (this.#ledger.length > LEDGER_HISTORY) this.#ledger.shift();
+      }
+    }
+    return toJsonValue({
+      type: "snapshot",
+      node: sources.node,
+      tree: sources.tree(),
+      peers: peers ?? null,
+      jobs: { ...jobs.snapshot(), stats: stats ?? null },
+      validator: validator ?? null,
+      ledger: this.#ledger,
+      storage: storage ?? null,
+      models: models ?? [],
+      activity: sources.activity?.recent() ?? [],
+    }) as Record<string, JsonValue>;
+  }
+
+  #broadcast(message: unknown): void {
+    for (const send of this.#sessions) send(message);
+  }
+
+  #start(): void {
+    const { sources, jobs, tickMs } = this.#options;
+    this.#unsubscribe = [
+      sources.onLifecycle((item) => this.#broadcast({ type: "lifecycle", event: item })),
+      jobs.subscribe((event) => this.#broadcast({ type: "job", event: toJsonValue(event) })),
+      ...(sources.activity
+        ? [sources.activity.subscribe((item) => this.#broadcast({ type: "activity", item }))]
+        : []),
+    ];
+    let busy = false;
+    this.#timer = setInterval(async () => {
+      if (busy) return; // a slow actor: skip a tick rather than pile asks up
+      busy = true;
+      try {
+        this.#broadcast(await this.snapshot());
+      } finally {
+        busy = false;
+      }
+    }, tickMs ?? DEFAULT_TICK_MS);
+  }
+
+  #stop(): void {
+    clearInterval(this.#timer);
+    for (const unsubscribe of this.#unsubscribe) unsubscribe();
+    this.#unsubscribe = [];
+  }
+}
+
+/** Constant-time comparison of two tokens through their hashes. */
+function sameToken(given: string, expected: string): boolean {
+  const a = sha256Hex(new TextEncoder().encode(given));
+  const b = sha256Hex(new TextEncoder().encode(expected));
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+/**
+ * The dashboard's routes; mount at the root, before the origin policy (the page's own origin
+ * is checked here, since the node does not know its public name in advance).
+ */
+export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
+  const hub = new DashboardHub(options);
+  const routes = new Hono<EdgeEnv>();
+  const cache = new Map<string, Uint8Array>();
+
+  const serveFile = async (name: string) => {
+    let body = cache.get(name);
+    if (body === undefined) {
+      body = await Deno.readFile(new URL(name, STATIC_DIR));
+      cache.set(name, body);
+    }
+    return new Response(body as BodyInit, {
+      headers: {
+        "content-type": STATIC_FILES[name],
+        "cache-control": "no-cache",
+        // The page loads only its own scripts and talks only to this node.
+        "content-security-policy": "default-src 'self'; connect-src 'self' ws: wss:; " +
+          "img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+        "x-content-type-options": "nosniff",
+      },
+    });
+  };
+  routes.get("/", () => serveFile("index.html"));
+  // Only names with an extension: `live` and `state` are routes of their own, and passing a
+  // WebSocket upgrade on through `next()` would have Hono copy (and break) its response.
+  routes.get("/dashboard/:file{[a-z_]+\\.(?:html|js|css)}", async (c, next) => {
+    const file = c.req.param("file");
+    if (!(file in STATIC_FILES)) return await next();
+    return await serveFile(file);
+  });
+
+  /** Whether a request may read without saying who it is. */
+  const openRead = (addr: Deno.Addr | undefined) =>
+    isLoopback(addr) || options.allowUnauthenticatedRemote;
+  /** An API key or the operator token: the access it grants, if any. */
+  const grant = (token: string): "read" | "operator" | undefined => {
+    if (sameToken(token, options.operatorToken)) return "operator";
+    if (options.keys.size === 0) return undefined;
+    try {
+      options.keys.identify(`Bearer ${token}`);
+      return "read";
+    } catch {
+      return undefined;
+    }
+  };
+
+  routes.get("/dashboard/state", async (c) => {
+    const bearer = c.req.header("authorization")?.replace(/^Bearer\s+/i, "");
+    if (!openRead(c.env?.remoteAddr) && (bearer === undefined || grant(bearer) === undefined)) {
+      return c.json({
+        error: {
+          code: "api_key_required",
+          message: "the dashboard's state is served to this machine, or with an API key or " +
+            "the operator token (Authorization: Bearer …)",
+        },
+      }, 401);
+    }
+    return c.json(await hub.snapshot());
+  });
+
+  routes.get("/dashboard/live", (c) => {
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
+      return c.json(
+        { error: { code: "upgrade_required", message: "send a WebSocket upgrade" } },
+        426,
+      );
+    }
+    const origin = c.req.header("origin");
+    const host = c.req.header("host");
+    const sameOrigin = origin === undefined || new URL(origin).host === host;
+    if (
+      !sameOrigin && !options.allowedOrigins.includes("*") &&
+      !options.allowedOrigins.includes(origin!)
+    ) {
+      return c.json({
+        error: { code: "origin_not_allowed", message: `pages from ${origin} may not watch` },
+      }, 403);
+    }
+    // Read before the upgrade: the request's peer address is gone once it is upgraded.
+    let access: "none" | "read" | "operator" = openRead(c.env?.remoteAddr) ? "read" : "none";
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    let leave: (() => void) | undefined;
+    let prompt: AbortController | undefined;
+    const send = (message: unknown) => {
+      if (socket.readyState !== WebSocket.OPEN) return;
+      // A page that stopped reading loses updates, never the node's memory.
+      if (socket.bufferedAmount > 4 * MAX_PAGE_MESSAGE_CHARS) return;
+      socket.send(JSON.stringify(message));
+    };
+    const refuse = (code: string, message: string) => send({ type: "error", code, message });
+    const welcome = async () => {
+      send({ type: "hello", node: options.sources.node, access });
+      send(await hub.snapshot());
+      leave ??= hub.join(send);
+    };
+    socket.onopen = () => {
+      if (access !== "none") void welcome();
+      else {
+        send({ type: "hello", node: options.sources.node, access });
+        refuse(
+          "api_key_required",
+          "send {type:'auth', token} with an API key or the operator token",
+        );
+      }
+    };
+    socket.onclose = () => {
+      leave?.();
+      prompt?.abort();
+    };
+    socket.onmessage = (event) => {
+      if (typeof event.data !== "string" || event.data.length > MAX_PAGE_MESSAGE_CHARS) {
+        return refuse("bad_message", "messages are JSON text under 1 MiB");
+      }
+      let message: { type?: unknown; token?: unknown; job?: unknown; id?: unknown };
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return refuse("bad_message", "not JSON");
+      }
+      switch (message.type) {
+        case "auth": {
+          const granted = typeof message.token === "string" ? grant(message.token) : undefined;
+          if (granted === undefined) return refuse("bad_token", "that token is not accepted");
+          if (granted === "operator" || access === "none") access = granted;
+          return void welcome();
+        }
+        case "fraud_proof": {
+          if (access === "none") return refuse("api_key_required", "authenticate first");
+          const proof = options.sources.activity?.fraudProof(String(message.id));
+          if (proof === undefined) return refuse("not_found", "no such fraud proof kept here");
+          return send({ type: "fraud_proof", id: message.id, proof });
+        }
+        case "cancel":
+          prompt?.abort();
+          return;
+        case "prompt": {
+          if (access !== "operator") {
+            return refuse(
+              "operator_token_required",
+              "running a job from the dashboard needs the operator token (in the node's data " +
+                "directory, operator.token)",
+            );
+          }
+          const parsed = textJobSchema.safeParse(message.job);
+          if (!parsed.success) return refuse("invalid_job", parsed.error.message);
+          if (prompt !== undefined && !prompt.signal.aborted) {
+            return refuse("busy", "one prompt at a time per page");
+          }
+          prompt = new AbortController();
+          void runPrompt(parsed.data, prompt.signal, send);
+          return;
+        }
+        default:
+          return refuse("bad_message", `unknown message type ${String(message.type)}`);
+      }
+    };
+    return response;
+  });
+
+  /** The page's own job: its tokens, then its summary with the receipt. */
+  async function runPrompt(
+    job: import("../protocols/job.ts").TextJob,
+    signal: AbortSignal,
+    send: (message: unknown) => void,
+  ): Promise<void> {
+    try {
+      const handle = await options.inference.submit(job, { signal });
+      send({ type: "prompt_started", jobId: handle.jobId, model: handle.model.name });
+      for await (const token of handle.tokens) {
+        send({ type: "prompt_token", index: token.index, text: token.text });
+      }
+      const summary = await handle.done;
+      send({ type: "prompt_done", summary: toJsonValue(summary) });
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      send({
+        type: "prompt_error",
+        code: typeof code === "string" ? code : "failed",
+        message: (error as Error).message,
+      });
+    }
+  }
+
+  return routes;
+}

@@ -1,0 +1,199 @@
+/**
+ * Watches every job that goes through an inference port, without slowing it: the dashboard
+ * shows jobs streaming now with their tokens as they come, and `/metrics` gets the latency
+ * histograms (time to first token, inter-token latency, tokens per second).
+ *
+ * {@link JobMonitor.wrap} returns a port that submits through the real one and observes each
+ * token on its way to the requester (a pass-through transform, not a tee: the requester's
+ * reading pace still drives the job, and nothing is buffered for the monitor). Listeners are
+ * called synchronously and must not block; the text kept per job is bounded.
+ *
+ * @module
+ */
+import type {
+  InferenceHandle,
+  InferencePort,
+  JobSummary,
+  StreamedToken,
+} from "../inference/inference_port.ts";
+import type { TextJob } from "../protocols/job.ts";
+import { Histogram, type MetricSample, type MetricsCollector } from "./metrics_registry.ts";
+
+/** A job as the monitor sees it. */
+export interface WatchedJob {
+  /** The job id. */
+  jobId: string;
+  /** The model's name. */
+  model: string;
+  /** Tokens in the prompt. */
+  promptTokens: number;
+  /** Generated tokens so far. */
+  tokens: number;
+  /** Output so far (the last {@link MAX_KEPT_TEXT} characters). */
+  text: string;
+  /** Unix ms of submission. */
+  submittedAt: number;
+  /** ms from submission to the first token, once it came. */
+  ttftMs?: number;
+  /** Tokens per second since the first token. */
+  tokensPerS?: number;
+  /** `queued` until the first token, `streaming`, then how it ended. */
+  state: "queued" | "streaming" | "stop" | "length" | "cancelled" | "error";
+}
+
+/** What a listener hears. */
+export type JobEvent =
+  | { type: "job_started"; job: WatchedJob }
+  | { type: "job_token"; jobId: string; index: number; text: string; tokensPerS?: number }
+  | { type: "job_ended"; job: WatchedJob; summary: JobSummary };
+
+/** Output kept per job for the dashboard: enough to read, bounded whatever the job's length. */
+export const MAX_KEPT_TEXT = 4_096;
+/** Finished jobs kept for a page that opens late. */
+const RECENT_JOBS = 20;
+
+/**
+ * Bucket bounds in seconds. Time to first token spans a warm tiny model (milliseconds) to a
+ * queued job on a large one (tens of seconds); the gap between tokens is 1 ms–1 s on CPU.
+ */
+const TTFT_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const ITL_BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+const RATE_BOUNDS = [1, 5, 10, 25, 50, 100, 250, 500, 1000];
+
+/** Options of {@link JobMonitor}. */
+export interface JobMonitorOptions {
+  /** Milliseconds clock (tests move it by hand); default `performance.now`. */
+  now?: () => number;
+  /** Wall clock for `submittedAt`; default `Date.now`. */
+  wallClock?: () => number;
+}
+
+/** See the module doc. */
+export class JobMonitor {
+  readonly #now: () => number;
+  readonly #wall: () => number;
+  readonly #live = new Map<string, WatchedJob>();
+  readonly #recent: WatchedJob[] = [];
+  #listeners: ((event: JobEvent) => void)[] = [];
+  readonly #ttft = new Histogram(TTFT_BOUNDS);
+  readonly #itl = new Histogram(ITL_BOUNDS);
+  readonly #rate = new Histogram(RATE_BOUNDS);
+
+  /** A monitor watching nothing yet. */
+  constructor(options: JobMonitorOptions = {}) {
+    this.#now = options.now ?? (() => performance.now());
+    this.#wall = options.wallClock ?? (() => Date.now());
+  }
+
+  /** A port that submits through `port` and reports each job here. */
+  wrap(port: InferencePort): InferencePort {
+    return {
+      submit: async (job: TextJob, options) => this.#watch(await port.submit(job, options)),
+      models: () => port.models(),
+      stats: () => port.stats(),
+    };
+  }
+
+  /** Hear every job's start, tokens and end; returns the unsubscribe function. */
+  subscribe(listener: (event: JobEvent) => void): () => void {
+    this.#listeners = [...this.#listeners, listener];
+    return () => {
+      this.#listeners = this.#listeners.filter((l) => l !== listener);
+    };
+  }
+
+  /** Jobs streaming or queued now, and the last finished ones (newest first). */
+  snapshot(): { live: WatchedJob[]; recent: WatchedJob[] } {
+    return {
+      live: [...this.#live.values()].map((j) => ({ ...j })),
+      recent: this.#recent.map((j) => ({ ...j })),
+    };
+  }
+
+  /** The latency histograms for `/metrics`. */
+  collector(): MetricsCollector {
+    const jobs: MetricsCollector = (): MetricSample[] => [
+      this.#ttft.sample(
+        "veriflow_ttft_seconds",
+        "Time from a job's submission to its first token.",
+      ),
+      this.#itl.sample(
+        "veriflow_inter_token_seconds",
+        "Time between consecutive tokens of a job.",
+      ),
+      this.#rate.sample(
+        "veriflow_job_tokens_per_second",
+        "Tokens per second of each finished job, from its first token.",
+      ),
+    ];
+    return jobs;
+  }
+
+  #emit(event: JobEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch {
+        // One broken listener (a closed dashboard) must not stop the job or the others.
+      }
+    }
+  }
+
+  #watch(handle: InferenceHandle): InferenceHandle {
+    const submitted = this.#now();
+    const job: WatchedJob = {
+      jobId: handle.jobId,
+      model: handle.model.name,
+      promptTokens: handle.promptTokens,
+      tokens: 0,
+      text: "",
+      submittedAt: this.#wall(),
+      state: "queued",
+    };
+    this.#live.set(job.jobId, job);
+    this.#emit({ type: "job_started", job: { ...job } });
+    let first: number | undefined;
+    let last: number | undefined;
+    const observe = (token: StreamedToken) => {
+      const at = this.#now();
+      if (first === undefined) {
+        first = at;
+        job.ttftMs = at - submitted;
+        job.state = "streaming";
+        this.#ttft.observe(job.ttftMs / 1000);
+      } else if (last !== undefined) {
+        this.#itl.observe((at - last) / 1000);
+      }
+      last = at;
+      job.tokens++;
+      job.text = (job.text + token.text).slice(-MAX_KEPT_TEXT);
+      const seconds = (at - first) / 1000;
+      job.tokensPerS = seconds > 0 ? (job.tokens - 1) / seconds : undefined;
+      this.#emit({
+        type: "job_token",
+        jobId: job.jobId,
+        index: token.index,
+        text: token.text,
+        tokensPerS: job.tokensPerS,
+      });
+    };
+    const tokens = handle.tokens.pipeThrough(
+      new TransformStream<StreamedToken, StreamedToken>({
+        transform(token, controller) {
+          observe(token);
+          controller.enqueue(token);
+        },
+      }),
+    );
+    const done = handle.done.then((summary) => {
+      job.state = summary.finishReason;
+      if (job.tokensPerS !== undefined) this.#rate.observe(job.tokensPerS);
+      this.#live.delete(job.jobId);
+      this.#recent.unshift(job);
+      this.#recent.length = Math.min(this.#recent.length, RECENT_JOBS);
+      this.#emit({ type: "job_ended", job: { ...job }, summary });
+      return summary;
+    });
+    return { ...handle, tokens, done };
+  }
+}
