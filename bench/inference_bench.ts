@@ -1,412 +1,501 @@
 /**
- * Inference serving benchmark, on the built-in `small` model (built once into a cache dir).
+ * Inference serving benchmark: the node as it ships, measured from outside, against bare
+ * onnxruntime loops on the same model file, side by side in one run.
  *
- * Side by side in one run:
- * 1. tokens/s and time to first token of a bare onnxruntime-node greedy loop (KV cache fed by
- *    hand on an `ort.InferenceSession`: the floor any serving stack sits on) against the same
- *    generation through InferenceActor → WebSocket → client. Goals: ratio ≥ 0.95, TTFT added
- *    ≤ 5 ms.
- * 2. 32 concurrent streaming WebSocket clients: aggregate tokens/s and the node's peak RSS.
+ * Rows (the built-in `small` model, a 128-token prompt, 256 new tokens, greedy):
+ * 1. **The node as shipped** (the headline): `cli.ts start --model-size small` with its
+ *    defaults — prover and validator on, storage on, one model worker, default threads —
+ *    serving OpenAI `/v1/completions` with `stream: true` (SSE over HTTP), in a process of its
+ *    own, the clients in this one.
+ * 2. **The stripped node**: the same with `--no-prover --no-validator --no-storage
+ *    --no-dashboard` (what the node costs without the proof path).
+ * 3. **Bare loops**: a greedy loop on an `ort.InferenceSession`, KV cache fed by hand, under
+ *    Deno (this process) and under Node.js (`_bare_decode_loop.mjs`, a process per round), so the
+ *    binding's own cost is visible; and a bare batch-of-8 loop (8 prompts prefilled in one
+ *    execution, then one execution per step for all 8) — the floor for concurrent clients.
  *
- * The node runs in a child process (this script with `--node`), as it would for a real client:
- * onnxruntime-node computes on the JS thread, so a client sharing the node's process would
- * only see messages between compute steps and overstate the serving cost. The node samples its
- * own RSS and reports the peak on `GET /bench/rss` (mounted on the app like any extra module).
+ * Then 8 and 32 concurrent SSE clients on the shipped node: aggregate tokens/s, time to first
+ * token and inter-token latency percentiles, errors, and the node's peak RSS (its
+ * `/proc/<pid>/status` high-water mark, which includes its model workers).
  *
- * Median of several runs, baseline and served runs interleaved so drift hits both alike.
+ * Runs are interleaved (each round runs every row once) so drift hits all rows alike; each
+ * figure is the median over rounds. Bare loops use the node's default intra-op threads (cores /
+ * workers) so the comparison is per-thread fair.
  *
- * `--workers N` (default 1) runs the node's model in worker mode (`ModelRegistry({ worker: true,
- * workerCount: N, intraOpThreads: <--threads> })`, generations running one step ahead), so the
- * node's event loop delivers token t while the worker computes token t+1; `--workers 0` runs it
- * in-thread, where compute blocks the loop and socket writes cannot overlap it. The header says
- * which mode the node ran in.
- *
- *     deno run -A bench/inference_bench.ts [--runs 5] [--tokens 128] [--clients 32] [--threads 1]
- *       [--workers 1]
+ *     deno task bench inference [-- --runs 5 --tokens 256 --prompt-tokens 128]
  *
  * @module
  */
 import * as ort from "onnxruntime-node";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ActorSystem } from "../actors/actor_system.ts";
-import {
-  type GenerativeModel,
-  InferenceActor,
-  type InferenceMessage,
-  type ModelSource,
-  submitJob,
-} from "../actors/inference_actor.ts";
-import { StreamClient } from "../client/stream_client.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
-import { LocalInferencePort } from "../inference/local_port.ts";
-import { ModelRegistry } from "../inference/model_registry.ts";
-import { TextModel } from "../inference/text_model.ts";
-import { createApp } from "../server/app.ts";
-import { serve } from "../server/serve.ts";
 import { median } from "./_stats.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
     runs: { type: "string", default: "5" },
-    tokens: { type: "string", default: "128" },
-    clients: { type: "string", default: "32" },
-    "client-tokens": { type: "string", default: "32" },
+    tokens: { type: "string", default: "256" },
+    "prompt-tokens": { type: "string", default: "128" },
+    "client-tokens": { type: "string", default: "256" },
     size: { type: "string", default: "small" },
-    threads: { type: "string", default: "1" },
-    workers: { type: "string", default: "1" },
-    // Internal: run as the node under test (a child process of the bench).
-    node: { type: "boolean", default: false },
+    threads: { type: "string" },
   },
 });
 const RUNS = Number(flags.runs);
 const TOKENS = Number(flags.tokens);
-const CLIENTS = Number(flags.clients);
+const PROMPT_TOKENS = Number(flags["prompt-tokens"]);
 const CLIENT_TOKENS = Number(flags["client-tokens"]);
 const SIZE = flags.size as "tiny" | "small";
-/**
- * onnxruntime intra-op threads of both sessions. One by default: on a small machine the client
- * process needs a core of its own, as it would have on another machine; with every core given to
- * compute, the client's CPU time would be charged to the served path.
- */
-const THREADS = Number(flags.threads);
-/**
- * Model workers of the node under test: 0 computes on the node's JS thread (in-thread), N ≥ 1
- * (default 1: measured ≥ 0.95 of the bare loop in every invocation) in a pool of N workers with `THREADS` intra-op threads each (the same session options as the
- * baseline, so the comparison stays per-thread fair).
- */
-const WORKERS = Number(flags.workers);
-if (!Number.isSafeInteger(WORKERS) || WORKERS < 0) throw new RangeError("--workers must be ≥ 0");
-const NODE_MODE = WORKERS === 0
-  ? "in-thread"
-  : `worker mode, ${WORKERS} worker(s) × ${THREADS} intra-op thread(s)`;
-/** A prompt of ordinary length; its tokens are the prompt pass both sides pay for. */
-const PROMPT = "The history of the decentralized network began with a single node, and";
-/** How often the RSS sampler looks during the concurrent run. */
-const RSS_SAMPLE_MS = 10;
+const CORES = Math.max(1, navigator.hardwareConcurrency || 1);
+/** The node's default: one model worker with every core as its intra-op threads. */
+const THREADS = Number(flags.threads ?? CORES);
+/** Concurrent-client rows, and the bare batch they are compared with. */
+const BATCH_CLIENTS = 8;
+const MANY_CLIENTS = 32;
+
+/** A prompt of `PROMPT_TOKENS` bytes (the model's tokenizer is byte-level). */
+const PROMPT = "The history of the decentralized network began with a single node, and then "
+  .repeat(Math.ceil(PROMPT_TOKENS / 70)).slice(0, PROMPT_TOKENS);
 
 const cacheDir = join(Deno.env.get("TMPDIR") ?? "/tmp", "veriflow-bench-models");
-const buildStart = performance.now();
 const dir = await ensureBuiltinModel(cacheDir, SIZE, 0);
-if (!flags.node) {
-  console.log(
-    `model: built-in ${SIZE} in ${dir} (${(performance.now() - buildStart).toFixed(0)} ms); ` +
-      `node under test: ${NODE_MODE}`,
-  );
-}
+const config = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+const LAYERS: number = config.n_layer;
+const HEADS: number = config.n_head;
+const HEAD_DIM: number = config.n_embd / config.n_head;
+const VOCAB: number = config.vocab_size;
+const EOS: number = config.eos_token_id;
+const promptIds = Array.from(new TextEncoder().encode(PROMPT));
 
-const model = await TextModel.load(dir, { intraOpThreads: THREADS });
-const promptIds = model.tokenizer.encode(PROMPT);
-
-// --- the node under test (child process mode) ---------------------------------------------
-
-if (flags.node) {
-  let nodeModel: GenerativeModel = model;
-  if (WORKERS > 0) {
-    // As a node configured for worker mode loads it: through the registry.
-    const registry = new ModelRegistry({
-      worker: true,
-      workerCount: WORKERS,
-      intraOpThreads: THREADS,
-    });
-    const { cid } = await registry.register(dir);
-    nodeModel = await registry.getText(cid);
-    await model.dispose();
-  }
-  const models: ModelSource & { list(): GenerativeModel["info"][] } = {
-    get: (cid) => Promise.resolve(cid === nodeModel.info.cid ? nodeModel : undefined),
-    list: () => [nodeModel.info],
-  };
-  const system = new ActorSystem({ name: "bench" });
-  const inference = await system.spawn<InferenceMessage>({
-    name: "node/inference",
-    factory: () => new InferenceActor({ models, concurrency: 4, queueLimit: 64 }),
-  });
-  // As the node does: only an in-thread model needs the edge to yield between tokens.
-  const app = createApp({
-    inference: new LocalInferencePort({ inference, models }),
-    computesOnEventLoop: WORKERS === 0,
-  });
-  let peak = Deno.memoryUsage().rss;
-  setInterval(() => {
-    peak = Math.max(peak, Deno.memoryUsage().rss);
-  }, RSS_SAMPLE_MS);
-  // Read-and-reset, so each concurrent run reports its own peak.
-  app.get("/bench/rss", (c) => {
-    const reported = Math.max(peak, Deno.memoryUsage().rss);
-    peak = Deno.memoryUsage().rss;
-    return c.json({ peak: reported });
-  });
-  const server = serve({ app, port: 0 });
-  console.log(`LISTENING ${server.url}`);
-  await server.finished;
-  Deno.exit(0);
-}
-
-// --- the baseline: a bare greedy loop on an onnxruntime session --------------------------------
+// --- bare loops ---------------------------------------------------------------------------------
 
 const session = await ort.InferenceSession.create(await Deno.readFile(join(dir, "model.onnx")), {
   graphOptimizationLevel: "all",
   executionProviders: ["cpu"],
   intraOpNumThreads: THREADS,
 });
-const { numLayers, numKeyValueHeads, headDim, vocabSize } = model.info;
 
-interface RunResult {
+interface StreamResult {
   tokensPerS: number;
   ttftMs: number;
-  /** Served runs: the node's own TTFT (submission to first token), without the socket. */
-  serverTtftMs?: number;
-  tokens: number[];
+  tokens: number;
 }
 
-async function bareGeneration(): Promise<RunResult> {
-  const start = performance.now();
-  let feeds: Record<string, ort.Tensor> = {};
-  for (let l = 0; l < numLayers; l++) {
+function emptyPast(batch: number): Record<string, ort.Tensor> {
+  const past: Record<string, ort.Tensor> = {};
+  for (let l = 0; l < LAYERS; l++) {
     for (const kv of ["key", "value"]) {
-      feeds[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [
-        1,
-        numKeyValueHeads,
+      past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [
+        batch,
+        HEADS,
         0,
-        headDim,
+        HEAD_DIM,
       ]);
     }
   }
-  let input = promptIds;
-  let past = 0;
-  const tokens: number[] = [];
+  return past;
+}
+
+/**
+ * `batch` copies of the prompt, greedy, `tokens` steps: one execution per step for all rows.
+ * Batch 1 is the single-stream loop (which stops at EOS, as the node does).
+ */
+async function bareLoop(batch: number, tokens: number): Promise<StreamResult> {
+  const start = performance.now();
+  let past = emptyPast(batch);
+  let input: number[][] = Array.from({ length: batch }, () => promptIds);
+  let length = 0;
+  let produced = 0;
   let firstAt = 0;
-  while (tokens.length < TOKENS) {
-    const n = input.length;
-    feeds.input_ids = new ort.Tensor("int64", BigInt64Array.from(input, BigInt), [1, n]);
-    feeds.attention_mask = new ort.Tensor("int64", new BigInt64Array(past + n).fill(1n), [
-      1,
-      past + n,
-    ]);
-    const positions = new BigInt64Array(n);
-    for (let i = 0; i < n; i++) positions[i] = BigInt(past + i);
-    feeds.position_ids = new ort.Tensor("int64", positions, [1, n]);
-    const out = await session.run(feeds);
+  while (produced < tokens) {
+    const n = input[0].length;
+    const positions = new BigInt64Array(batch * n);
+    for (let b = 0; b < batch; b++) {
+      for (let i = 0; i < n; i++) positions[b * n + i] = BigInt(length + i);
+    }
+    const out = await session.run({
+      ...past,
+      input_ids: new ort.Tensor("int64", BigInt64Array.from(input.flat(), BigInt), [batch, n]),
+      attention_mask: new ort.Tensor(
+        "int64",
+        new BigInt64Array(batch * (length + n)).fill(1n),
+        [batch, length + n],
+      ),
+      position_ids: new ort.Tensor("int64", positions, [batch, n]),
+    });
     const logits = out.logits.data as Float32Array;
-    let best = (n - 1) * vocabSize;
-    for (let i = best + 1; i < n * vocabSize; i++) if (logits[i] > logits[best]) best = i;
-    const token = best - (n - 1) * vocabSize;
-    tokens.push(token);
-    if (tokens.length === 1) firstAt = performance.now();
-    const next: Record<string, ort.Tensor> = {};
-    for (let l = 0; l < numLayers; l++) {
+    const next: number[][] = [];
+    for (let b = 0; b < batch; b++) {
+      const row = (b * n + n - 1) * VOCAB;
+      let best = row;
+      for (let i = row + 1; i < row + VOCAB; i++) if (logits[i] > logits[best]) best = i;
+      next.push([best - row]);
+    }
+    produced++;
+    if (produced === 1) firstAt = performance.now();
+    past = {};
+    for (let l = 0; l < LAYERS; l++) {
       for (const kv of ["key", "value"]) {
-        next[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`];
+        past[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`];
       }
     }
-    feeds = next;
-    past += n;
-    input = [token];
+    length += n;
+    input = next;
+    if (batch === 1 && next[0][0] === EOS) break;
   }
-  const end = performance.now();
-  return { tokensPerS: tokens.length / ((end - start) / 1000), ttftMs: firstAt - start, tokens };
+  const seconds = (performance.now() - start) / 1000;
+  return { tokensPerS: batch * produced / seconds, ttftMs: firstAt - start, tokens: produced };
 }
 
-// --- the served path: a node in a child process; InferenceActor → app → WebSocket → client ---
-
-const child = new Deno.Command(Deno.execPath(), {
-  args: [
-    "run",
-    "-A",
-    new URL(import.meta.url).pathname,
-    "--node",
-    "--size",
-    SIZE,
-    "--threads",
-    String(THREADS),
-    "--workers",
-    String(WORKERS),
-  ],
-  stdout: "piped",
-  stderr: "inherit",
-}).spawn();
-const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-let banner = "";
-while (!/LISTENING \S+\n/.test(banner)) {
-  const { value, done } = await lines.read();
-  if (done) throw new Error("the node process exited before listening");
-  banner += value;
+async function bareNodeLoop(): Promise<StreamResult> {
+  const out = await new Deno.Command("node", {
+    args: [
+      new URL("./_bare_decode_loop.mjs", import.meta.url).pathname,
+      dir,
+      String(THREADS),
+      String(TOKENS),
+      promptIds.join(","),
+    ],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error("the Node.js bare loop failed");
+  return JSON.parse(new TextDecoder().decode(out.stdout));
 }
-const nodeUrl = banner.match(/LISTENING (\S+)\n/)![1];
-const wsUrl = nodeUrl.replace("http:", "ws:");
 
-async function servedGeneration(client: StreamClient, maxTokens = TOKENS): Promise<RunResult> {
-  const start = performance.now();
-  const job = client.infer({ prompt: PROMPT, max_tokens: maxTokens, temperature: 0 });
-  const tokens: number[] = [];
-  let firstAt = 0;
-  for await (const token of job.tokens) {
-    if (tokens.length === 0) firstAt = performance.now();
-    tokens.push(token.token_id);
+// --- the nodes under test ----------------------------------------------------------------------
+
+interface NodeProcess {
+  url: string;
+  pid: number;
+  model: string;
+  stop(): Promise<void>;
+}
+
+async function startNode(extra: string[]): Promise<NodeProcess> {
+  const data = await Deno.makeTempDir({ prefix: "veriflow-bench-node-" });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../cli.ts", import.meta.url).pathname,
+      "start",
+      "--model-size",
+      SIZE,
+      "--port",
+      "0",
+      "--p2p-port",
+      "0",
+      "--data",
+      data,
+      "--heartbeat",
+      "0",
+      ...extra,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  child.stderr.pipeTo(new WritableStream()).catch(() => {});
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!/HTTP API\s+(\S+)/.test(text)) {
+    const { value, done } = await lines.read();
+    if (done) throw new Error(`the node exited before listening:\n${text}`);
+    text += value;
   }
-  const done = await job.done;
-  const end = performance.now();
+  // Keep draining its log so it never blocks on a full pipe.
+  (async () => {
+    while (!(await lines.read()).done);
+  })().catch(() => {});
+  const url = text.match(/HTTP API\s+(\S+)/)![1];
+  const models = await (await fetch(`${url}/v1/models`)).json();
   return {
-    tokensPerS: tokens.length / ((end - start) / 1000),
-    ttftMs: firstAt - start,
-    serverTtftMs: done.timings.ttft_ms ?? NaN,
+    url,
+    pid: child.pid,
+    model: models.data[0].id,
+    stop: async () => {
+      child.kill("SIGTERM");
+      await child.status;
+      await Deno.remove(data, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** One SSE client: arrival time of every token event. */
+interface ClientRun {
+  startedAt: number;
+  arrivals: number[];
+  error?: string;
+}
+
+async function sseClient(node: NodeProcess, maxTokens: number): Promise<ClientRun> {
+  const startedAt = performance.now();
+  const arrivals: number[] = [];
+  try {
+    const response = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: node.model,
+        prompt: PROMPT,
+        max_tokens: maxTokens,
+        temperature: 0,
+        stream: true,
+      }),
+    });
+    if (!response.ok || !response.body) {
+      return { startedAt, arrivals, error: `HTTP ${response.status}: ${await response.text()}` };
+    }
+    let buffer = "";
+    for await (const piece of response.body.pipeThrough(new TextDecoderStream())) {
+      buffer += piece;
+      let end: number;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
+        const body = JSON.parse(event.slice(6));
+        if (body.error) return { startedAt, arrivals, error: JSON.stringify(body.error) };
+        if (body.choices?.length > 0) arrivals.push(performance.now());
+      }
+    }
+  } catch (error) {
+    return { startedAt, arrivals, error: String(error) };
+  }
+  return { startedAt, arrivals };
+}
+
+function streamResult(run: ClientRun): StreamResult {
+  const end = run.arrivals.at(-1) ?? run.startedAt;
+  return {
+    tokensPerS: run.arrivals.length / ((end - run.startedAt) / 1000),
+    ttftMs: (run.arrivals[0] ?? NaN) - run.startedAt,
+    tokens: run.arrivals.length,
+  };
+}
+
+interface ConcurrentResult {
+  tokensPerS: number;
+  ttftP50: number;
+  ttftP99: number;
+  itlP50: number;
+  itlP99: number;
+  errors: number;
+  tokens: number;
+}
+
+function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+async function concurrent(node: NodeProcess, clients: number): Promise<ConcurrentResult> {
+  const start = performance.now();
+  const runs = await Promise.all(
+    Array.from({ length: clients }, () => sseClient(node, CLIENT_TOKENS)),
+  );
+  const end = Math.max(...runs.map((r) => r.arrivals.at(-1) ?? start));
+  const tokens = runs.reduce((a, r) => a + r.arrivals.length, 0);
+  const gaps = runs.flatMap((r) => r.arrivals.slice(1).map((t, i) => t - r.arrivals[i]));
+  const ttfts = runs.filter((r) => r.arrivals.length > 0).map((r) => r.arrivals[0] - r.startedAt);
+  const errors = runs.filter((r) => r.error !== undefined);
+  if (errors.length > 0) console.error(`${errors.length} client error(s), e.g. ${errors[0].error}`);
+  return {
+    tokensPerS: tokens / ((end - start) / 1000),
+    ttftP50: percentile(ttfts, 0.5),
+    ttftP99: percentile(ttfts, 0.99),
+    itlP50: percentile(gaps, 0.5),
+    itlP99: percentile(gaps, 0.99),
+    errors: errors.length,
     tokens,
   };
 }
 
-// Warm-up: first runs pay for allocator growth and kernel selection on both paths.
-const client = await StreamClient.connect(wsUrl);
-await bareGeneration();
-await servedGeneration(client);
-
-// The InferenceActor alone, in this process (no socket, no second process): isolates what the
-// actor layer adds from what the transport and the shared CPU add.
-const localModels: ModelSource = {
-  get: (cid) => Promise.resolve(cid === model.info.cid ? model : undefined),
-};
-const localSystem = new ActorSystem({ name: "bench-local" });
-const localInference = await localSystem.spawn<InferenceMessage>({
-  name: "local/inference",
-  factory: () => new InferenceActor({ models: localModels }),
-});
-let localNonce = 0;
-
-async function actorGeneration(): Promise<RunResult> {
-  const start = performance.now();
-  const handle = await submitJob(localInference, {
-    kind: "text",
-    model: model.info.cid,
-    prompt: PROMPT,
-    params: { maxTokens: TOKENS, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
-    nonce: `bench-${++localNonce}`,
-  });
-  const tokens: number[] = [];
-  let firstAt = 0;
-  for await (const chunk of handle.tokens) {
-    if (tokens.length === 0) firstAt = performance.now();
-    tokens.push(chunk.tokenId);
+/** A process's current and peak resident memory (MiB), from `/proc` (Linux). */
+async function memoryOf(pid: number): Promise<{ rss: number; peak: number }> {
+  try {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    const kib = (key: string) => Number(status.match(new RegExp(`${key}:\\s+(\\d+)`))?.[1] ?? NaN);
+    return { rss: kib("VmRSS") / 1024, peak: kib("VmHWM") / 1024 };
+  } catch {
+    return { rss: NaN, peak: NaN };
   }
-  const end = performance.now();
-  return { tokensPerS: tokens.length / ((end - start) / 1000), ttftMs: firstAt - start, tokens };
 }
 
-const bare: RunResult[] = [];
-const served: RunResult[] = [];
-const local: RunResult[] = [];
-for (let i = 0; i < RUNS; i++) {
-  bare.push(await bareGeneration());
-  local.push(await actorGeneration());
-  served.push(await servedGeneration(client));
-}
-await localSystem.shutdown();
-const sameTokens = bare.every((b, i) =>
-  b.tokens.join() === served[i].tokens.join() && b.tokens.join() === local[i].tokens.join()
-);
-client.close();
-
-// --- 32 concurrent streaming clients ------------------------------------------------------------
-
-interface ConcurrentResult {
-  tokensPerS: number;
-  peakRssMiB: number;
-}
-
-async function concurrentRun(): Promise<ConcurrentResult> {
-  const clients = await Promise.all(
-    Array.from({ length: CLIENTS }, () => StreamClient.connect(wsUrl)),
-  );
-  await fetch(`${nodeUrl}/bench/rss`).then((r) => r.body?.cancel()); // reset the node's peak
-  const start = performance.now();
-  const results = await Promise.all(clients.map((c) => servedGeneration(c, CLIENT_TOKENS)));
-  const seconds = (performance.now() - start) / 1000;
-  const { peak } = await (await fetch(`${nodeUrl}/bench/rss`)).json();
-  for (const c of clients) c.close();
-  const total = results.reduce((sum, r) => sum + r.tokens.length, 0);
-  return { tokensPerS: total / seconds, peakRssMiB: peak / (1 << 20) };
-}
-
-const concurrent: ConcurrentResult[] = [];
-const concurrentRuns = Math.max(1, Math.ceil(RUNS / 2));
-for (let i = 0; i < concurrentRuns; i++) concurrent.push(await concurrentRun());
-
-child.kill();
-await child.status;
-
-// --- report -------------------------------------------------------------------------------------
-
-const bareTps = median(bare.map((r) => r.tokensPerS));
-const servedTps = median(served.map((r) => r.tokensPerS));
-const bareTtft = median(bare.map((r) => r.ttftMs));
-const servedTtft = median(served.map((r) => r.ttftMs));
-const ratio = servedTps / bareTps;
-const addedTtft = servedTtft - bareTtft;
-const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
-const signed = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(2)}`;
+// --- the run -------------------------------------------------------------------------------------
 
 console.log(
-  `\n${SIZE} model, prompt ${promptIds.length} tokens, ${TOKENS} new tokens, greedy, ` +
-    `${THREADS} intra-op thread(s); node: ${NODE_MODE}; ` +
-    `median of ${RUNS} runs (concurrent: ${concurrentRuns}); identical tokens: ${sameTokens}\n`,
+  `model: built-in ${SIZE}; prompt ${promptIds.length} tokens, ${TOKENS} new tokens, greedy; ` +
+    `bare loops: ${THREADS} intra-op thread(s) (the node's default on ${CORES} cores); ` +
+    `${RUNS} interleaved rounds, medians. Starting two nodes…`,
 );
-console.table([
-  {
-    measure: "tokens/s",
-    "bare ort loop": bareTps.toFixed(1),
-    "actor → WebSocket": servedTps.toFixed(1),
-    "ratio / delta": ratio.toFixed(3),
-    goal: "ratio ≥ 0.95",
-    status: verdict(ratio >= 0.95),
-  },
-  {
-    measure: "time to first token (ms)",
-    "bare ort loop": bareTtft.toFixed(2),
-    "actor → WebSocket": servedTtft.toFixed(2),
-    "ratio / delta": `${signed(addedTtft)} ms`,
-    goal: "≤ 5 ms added",
-    status: verdict(addedTtft <= 5),
-  },
-  {
-    measure: "  of which inside the node process (submission → token)",
-    "bare ort loop": "-",
-    "actor → WebSocket": median(served.map((r) => r.serverTtftMs!)).toFixed(2),
-    "ratio / delta": "-",
-    goal: "(information)",
-    status: "-",
-  },
-  {
-    measure: "InferenceActor in-process (no socket): tokens/s",
-    "bare ort loop": bareTps.toFixed(1),
-    "actor → WebSocket": median(local.map((r) => r.tokensPerS)).toFixed(1),
-    "ratio / delta": (median(local.map((r) => r.tokensPerS)) / bareTps).toFixed(3),
-    goal: "(information)",
-    status: "-",
-  },
-  {
-    measure: "InferenceActor in-process (no socket): TTFT (ms)",
-    "bare ort loop": bareTtft.toFixed(2),
-    "actor → WebSocket": median(local.map((r) => r.ttftMs)).toFixed(2),
-    "ratio / delta": `${signed(median(local.map((r) => r.ttftMs)) - bareTtft)} ms`,
-    goal: "(information)",
-    status: "-",
-  },
-  {
-    measure: `${CLIENTS} concurrent clients × ${CLIENT_TOKENS} tokens: aggregate tokens/s`,
-    "bare ort loop": "-",
-    "actor → WebSocket": median(concurrent.map((r) => r.tokensPerS)).toFixed(1),
-    "ratio / delta": `${
-      (median(concurrent.map((r) => r.tokensPerS)) / bareTps).toFixed(2)
-    }× single`,
-    goal: "(information)",
-    status: "-",
-  },
-  {
-    measure: `${CLIENTS} concurrent clients: node peak RSS (MiB)`,
-    "bare ort loop": "-",
-    "actor → WebSocket": median(concurrent.map((r) => r.peakRssMiB)).toFixed(0),
-    "ratio / delta": "-",
-    goal: "(information)",
-    status: "-",
-  },
+const shipped = await startNode([]);
+const stripped = await startNode([
+  "--no-prover",
+  "--no-validator",
+  "--no-storage",
+  "--no-dashboard",
 ]);
+try {
+  // Warm-up: allocator growth and kernel selection on every path.
+  await bareLoop(1, 16);
+  await bareLoop(BATCH_CLIENTS, 4);
+  await sseClient(shipped, 16);
+  await sseClient(stripped, 16);
+
+  const single = { bareDeno: [] as StreamResult[], bareNode: [] as StreamResult[] } as Record<
+    "bareDeno" | "bareNode" | "shipped" | "stripped",
+    StreamResult[]
+  >;
+  single.shipped = [];
+  single.stripped = [];
+  for (let i = 0; i < RUNS; i++) {
+    single.bareDeno.push(await bareLoop(1, TOKENS));
+    single.bareNode.push(await bareNodeLoop());
+    single.shipped.push(streamResult(await sseClient(shipped, TOKENS)));
+    single.stripped.push(streamResult(await sseClient(stripped, TOKENS)));
+  }
+
+  const rounds = Math.max(1, Math.ceil(RUNS / 2));
+  const bareBatch: StreamResult[] = [];
+  const eight: ConcurrentResult[] = [];
+  const eightStripped: ConcurrentResult[] = [];
+  for (let i = 0; i < rounds; i++) {
+    bareBatch.push(await bareLoop(BATCH_CLIENTS, CLIENT_TOKENS));
+    eight.push(await concurrent(shipped, BATCH_CLIENTS));
+    eightStripped.push(await concurrent(stripped, BATCH_CLIENTS));
+  }
+  const memoryAfter8 = await memoryOf(shipped.pid);
+  const many: ConcurrentResult[] = [];
+  for (let i = 0; i < Math.max(1, Math.ceil(RUNS / 3)); i++) {
+    many.push(await concurrent(shipped, MANY_CLIENTS));
+  }
+  const memoryAfter32 = await memoryOf(shipped.pid);
+
+  // --- report ------------------------------------------------------------------------------------
+
+  const med = (rs: StreamResult[], k: keyof StreamResult) => median(rs.map((r) => r[k]));
+  const cmed = (rs: ConcurrentResult[], k: keyof ConcurrentResult) => median(rs.map((r) => r[k]));
+  const verdict = (ok: boolean) => (ok ? "met" : "NOT met");
+  const f1 = (x: number) => x.toFixed(1);
+  const bareTps = med(single.bareDeno, "tokensPerS");
+  const bareTtft = med(single.bareDeno, "ttftMs");
+  const shippedTps = med(single.shipped, "tokensPerS");
+  const shippedTtft = med(single.shipped, "ttftMs");
+  const strippedTps = med(single.stripped, "tokensPerS");
+  const strippedTtft = med(single.stripped, "ttftMs");
+  const bareBatchTps = med(bareBatch, "tokensPerS");
+  const eightTps = cmed(eight, "tokensPerS");
+  const eightTtft = cmed(eight, "ttftP50");
+  const eightItl50 = cmed(eight, "itlP50");
+  const eightItl99 = cmed(eight, "itlP99");
+
+  console.log("\none stream (tokens/s includes the time to first token):");
+  console.table([
+    {
+      row: "node as shipped (prover, validator, SSE)",
+      "tokens/s": f1(shippedTps),
+      "TTFT ms": f1(shippedTtft),
+      "÷ bare Deno": (shippedTps / bareTps).toFixed(3),
+      "TTFT added ms": f1(shippedTtft - bareTtft),
+    },
+    {
+      row: "node stripped (no prover/validator/storage)",
+      "tokens/s": f1(strippedTps),
+      "TTFT ms": f1(strippedTtft),
+      "÷ bare Deno": (strippedTps / bareTps).toFixed(3),
+      "TTFT added ms": f1(strippedTtft - bareTtft),
+    },
+    {
+      row: "bare loop, Deno",
+      "tokens/s": f1(bareTps),
+      "TTFT ms": f1(bareTtft),
+      "÷ bare Deno": "1.000",
+      "TTFT added ms": "-",
+    },
+    {
+      row: "bare loop, Node.js",
+      "tokens/s": f1(med(single.bareNode, "tokensPerS")),
+      "TTFT ms": f1(med(single.bareNode, "ttftMs")),
+      "÷ bare Deno": (med(single.bareNode, "tokensPerS") / bareTps).toFixed(3),
+      "TTFT added ms": "-",
+    },
+  ]);
+
+  console.log(`\nconcurrent clients × ${CLIENT_TOKENS} tokens (SSE):`);
+  const concurrentRow = (name: string, rs: ConcurrentResult[]) => ({
+    row: name,
+    "aggregate tokens/s": f1(cmed(rs, "tokensPerS")),
+    "TTFT p50 / p99 ms": `${f1(cmed(rs, "ttftP50"))} / ${f1(cmed(rs, "ttftP99"))}`,
+    "inter-token p50 / p99 ms": `${f1(cmed(rs, "itlP50"))} / ${f1(cmed(rs, "itlP99"))}`,
+    errors: rs.reduce((a, r) => a + r.errors, 0),
+  });
+  console.table([
+    concurrentRow(`${BATCH_CLIENTS} clients, node as shipped`, eight),
+    concurrentRow(`${BATCH_CLIENTS} clients, node stripped`, eightStripped),
+    {
+      row: `bare batch-of-${BATCH_CLIENTS} loop, Deno`,
+      "aggregate tokens/s": f1(bareBatchTps),
+      "TTFT p50 / p99 ms": f1(med(bareBatch, "ttftMs")),
+      "inter-token p50 / p99 ms": "-",
+      errors: 0,
+    },
+    concurrentRow(`${MANY_CLIENTS} clients, node as shipped`, many),
+  ]);
+
+  const manyErrors = many.reduce((a, r) => a + r.errors, 0);
+  console.log("\ngoals (node as shipped):");
+  console.table([
+    {
+      goal: "one stream: tokens/s ≥ 0.95 × bare Deno loop",
+      measured: `${(shippedTps / bareTps).toFixed(3)} ×`,
+      status: verdict(shippedTps >= 0.95 * bareTps),
+    },
+    {
+      goal: "one stream: time to first token added ≤ 5 ms",
+      measured: `${f1(shippedTtft - bareTtft)} ms`,
+      status: verdict(shippedTtft - bareTtft <= 5),
+    },
+    {
+      goal: `${BATCH_CLIENTS} clients: aggregate ≥ 0.9 × bare batch-of-${BATCH_CLIENTS}`,
+      measured: `${(eightTps / bareBatchTps).toFixed(3)} ×`,
+      status: verdict(eightTps >= 0.9 * bareBatchTps),
+    },
+    {
+      goal: `${BATCH_CLIENTS} clients: aggregate ≥ 1.5 × one stream`,
+      measured: `${(eightTps / shippedTps).toFixed(2)} ×`,
+      status: verdict(eightTps >= 1.5 * shippedTps),
+    },
+    {
+      goal: `${BATCH_CLIENTS} clients: TTFT p50 ≤ 3 × one stream's`,
+      measured: `${(eightTtft / shippedTtft).toFixed(2)} × (${f1(eightTtft)} ms)`,
+      status: verdict(eightTtft <= 3 * shippedTtft),
+    },
+    {
+      goal: `${BATCH_CLIENTS} clients: inter-token p99 ≤ 3 × its p50`,
+      measured: `${(eightItl99 / eightItl50).toFixed(2)} ×`,
+      status: verdict(eightItl99 <= 3 * eightItl50),
+    },
+    {
+      goal: `${MANY_CLIENTS} clients: no errors`,
+      measured: `${manyErrors} errors, ${cmed(many, "tokens")} tokens`,
+      status: verdict(manyErrors === 0),
+    },
+    {
+      goal: `${MANY_CLIENTS} clients: memory bounded (peak RSS, MiB)`,
+      measured: `peak ${memoryAfter8.peak.toFixed(0)} after ${BATCH_CLIENTS} clients, ` +
+        `${memoryAfter32.peak.toFixed(0)} after ${MANY_CLIENTS} (now ${
+          memoryAfter32.rss.toFixed(0)
+        })`,
+      status: "(printed)",
+    },
+  ]);
+} finally {
+  await shipped.stop();
+  await stripped.stop();
+  await session.release();
+}

@@ -32,6 +32,14 @@
  * the batch (its rows copied into a cache of its own) and rejoins when it asks, so a slow
  * consumer never holds the others back for more than that wait.
  *
+ * **Running ahead.** A step asked with `ahead` promises that, unless the sequence is closed,
+ * the next step will feed back the token this one samples, at the next position (what
+ * `TextModel.generate` does with a run-ahead window in worker mode). The batcher then queues that
+ * next step itself as soon as the token is known, so the sequence is ready at the next tick
+ * without waiting for the round trip to the caller, and the caller's request is answered from
+ * the step already computed (or in flight). At most one step runs ahead per sequence; a closed
+ * sequence's step ahead is dropped.
+ *
  * Both execution modes run this: in-thread on the calling thread, in worker mode inside each
  * model worker (one batch per worker), so both feed onnxruntime the same tensors.
  *
@@ -123,8 +131,21 @@ interface PendingStep {
   topLogprobs: number;
   /** Submission order, for fairness among prompts and joiners. */
   order: number;
+  /** Queue the next step with the sampled token once this one is answered (see the module doc). */
+  ahead: boolean;
   resolve(step: SampledStep): void;
   reject(error: unknown): void;
+}
+
+/** A step the batcher queued ahead of its caller's request, and what became of it. */
+interface StepAhead {
+  /** The token it feeds and the position it samples. */
+  token: number;
+  position: number;
+  /** Its outcome, once computed. */
+  outcome?: { step: SampledStep } | { error: unknown };
+  /** The caller's request for it, when it came before the outcome. */
+  waiter?: { resolve(step: SampledStep): void; reject(error: unknown): void; ahead: boolean };
 }
 
 /** One sequence's state in the batcher. */
@@ -136,9 +157,13 @@ class SequenceState {
   /** Its row in the batch, when it is a member. */
   row = -1;
   pending: PendingStep | undefined;
+  /** The step queued (or computed) ahead of the caller's request, if any. */
+  ahead: StepAhead | undefined;
   closed = false;
   /** A failed execution lost its cache: every later step fails with this. */
   failure: unknown;
+  /** The rule and top-k count of its last step, which a step ahead repeats. */
+  lastSampling: { sampling: StepSampling; topLogprobs: number } | undefined;
 }
 
 /** A generation's handle on a {@link BatchedDecoder}: the same API as a lone sequence. */
@@ -160,10 +185,16 @@ export class BatchedSequence {
   /**
    * Feed `tokens` after the cached ones and sample the next token from the last one's logits
    * row under `sampling` (with its fingerprint and, with `topLogprobs` > 0, its most likely
-   * tokens), at the next step boundary of the batch.
+   * tokens), at the next step boundary of the batch. With `ahead`, the next step (feeding the
+   * sampled token) is queued at once (see the module doc).
    */
-  step(tokens: readonly number[], sampling: StepSampling, topLogprobs = 0): Promise<SampledStep> {
-    return this.#owner.submit(this.#state, tokens, sampling, topLogprobs);
+  step(
+    tokens: readonly number[],
+    sampling: StepSampling,
+    topLogprobs = 0,
+    ahead = false,
+  ): Promise<SampledStep> {
+    return this.#owner.submit(this.#state, tokens, sampling, topLogprobs, ahead);
   }
 
   /** Leave the batch and drop the cache (a step already running still completes). */
@@ -267,24 +298,97 @@ export class BatchedDecoder {
     tokens: readonly number[],
     sampling: StepSampling,
     topLogprobs: number,
+    ahead = false,
   ): Promise<SampledStep> {
     if (this.#disposed) return Promise.reject(new ModelDisposedError());
     if (state.closed) return Promise.reject(new Error("the sequence is closed"));
     if (state.failure !== undefined) return Promise.reject(state.failure);
     if (tokens.length === 0) return Promise.reject(new RangeError("a step needs a token"));
-    if (state.pending) return Promise.reject(new Error("a step of this sequence is pending"));
     const { promise, resolve, reject } = Promise.withResolvers<SampledStep>();
+    const queued = state.ahead;
+    if (queued) {
+      // The step asked for was queued ahead: answer from it (now, or when it is computed).
+      state.ahead = undefined;
+      if (
+        queued.waiter || tokens.length !== 1 || tokens[0] !== queued.token ||
+        sampling.position !== queued.position
+      ) {
+        // Broken promise: the cache already holds the token the step ahead fed.
+        const error = new Error("a step ahead was queued for another token or position");
+        this.#fail(state, error);
+        return Promise.reject(error);
+      }
+      const waiter = { resolve, reject, ahead };
+      if (queued.outcome === undefined) {
+        queued.waiter = waiter;
+        state.ahead = queued;
+      } else this.#deliver(state, queued.outcome, waiter);
+      return promise;
+    }
+    if (state.pending) return Promise.reject(new Error("a step of this sequence is pending"));
     state.pending = {
       tokens: [...tokens],
       fed: 0,
       sampling,
       topLogprobs,
       order: this.#order++,
+      ahead,
       resolve,
       reject,
     };
     this.#schedule();
     return promise;
+  }
+
+  /** Hand a step ahead's outcome to the caller's request; queue the next one if it asks. */
+  #deliver(
+    state: SequenceState,
+    outcome: NonNullable<StepAhead["outcome"]>,
+    waiter: NonNullable<StepAhead["waiter"]>,
+  ): void {
+    if ("error" in outcome) {
+      waiter.reject(outcome.error);
+      return;
+    }
+    if (waiter.ahead) this.#queueAhead(state, outcome.step, state.lastSampling!, true);
+    waiter.resolve(outcome.step);
+  }
+
+  /** Queue the step after `step` (feeding its token) on the sequence's behalf. */
+  #queueAhead(
+    state: SequenceState,
+    step: SampledStep,
+    previous: { sampling: StepSampling; topLogprobs: number },
+    schedule: boolean,
+  ): void {
+    if (state.closed || state.failure !== undefined) return;
+    const queued: StepAhead = { token: step.tokenId, position: previous.sampling.position + 1 };
+    state.ahead = queued;
+    const sampling = { params: previous.sampling.params, position: queued.position };
+    state.pending = {
+      tokens: [step.tokenId],
+      fed: 0,
+      sampling,
+      topLogprobs: previous.topLogprobs,
+      order: this.#order++,
+      ahead: false,
+      resolve: (next) => {
+        queued.outcome = { step: next };
+        if (state.ahead === queued && queued.waiter) {
+          state.ahead = undefined;
+          this.#deliver(state, queued.outcome, queued.waiter);
+        }
+      },
+      reject: (error) => {
+        queued.outcome = { error };
+        if (state.ahead === queued && queued.waiter) {
+          state.ahead = undefined;
+          queued.waiter.reject(error);
+        }
+      },
+    };
+    state.lastSampling = { sampling, topLogprobs: previous.topLogprobs };
+    if (schedule) this.#schedule();
   }
 
   /** @internal {@link BatchedSequence.close}. */
@@ -296,6 +400,7 @@ export class BatchedDecoder {
     // A step not started yet never will be; its caller has stopped listening.
     state.pending?.reject(new Error("the sequence is closed"));
     state.pending = undefined;
+    state.ahead = undefined;
     // Its rows leave the batch at the next tick's rebuild (or now, if nobody is left).
     if (this.#members.every((m) => m.closed) && !this.#ticking) {
       this.#members = [];
@@ -414,7 +519,7 @@ export class BatchedDecoder {
       s.length++;
       const p = s.pending!;
       s.pending = undefined;
-      this.#answer(p, logits.subarray(i * vocab, (i + 1) * vocab));
+      this.#answer(s, p, logits.subarray(i * vocab, (i + 1) * vocab));
     }
   }
 
@@ -452,7 +557,7 @@ export class BatchedDecoder {
     if (p.fed < p.tokens.length) return; // the rest of the prompt at the next tick
     s.pending = undefined;
     const vocab = this.#decoder.shape.vocabSize;
-    this.#answer(p, out.logits.subarray((piece.length - 1) * vocab, piece.length * vocab));
+    this.#answer(s, p, out.logits.subarray((piece.length - 1) * vocab, piece.length * vocab));
   }
 
   /** Prompt tokens to read this tick: all of them with nobody decoding, else a bounded piece. */
@@ -464,7 +569,7 @@ export class BatchedDecoder {
     return Math.max(MIN_PREFILL_PIECE, Math.floor(piece));
   }
 
-  #answer(p: PendingStep, row: Float32Array): void {
+  #answer(s: SequenceState, p: PendingStep, row: Float32Array): void {
     let step: SampledStep;
     try {
       step = sampleRow(row, p.sampling, p.topLogprobs);
@@ -472,6 +577,9 @@ export class BatchedDecoder {
       p.reject(error);
       return;
     }
+    // The step ahead is queued before the answer goes out, so it is in the next tick.
+    s.lastSampling = { sampling: p.sampling, topLogprobs: p.topLogprobs };
+    if (p.ahead) this.#queueAhead(s, step, s.lastSampling, false);
     p.resolve(step);
   }
 

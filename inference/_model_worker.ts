@@ -70,7 +70,7 @@ const handlers: Handlers = {
     return { result };
   },
 
-  async step({ seq, tokens, sampling, topLogprobs }) {
+  async step({ seq, tokens, sampling, topLogprobs, ahead }) {
     requireDecoder();
     let sequence = sequences.get(seq);
     if (!sequence) {
@@ -78,7 +78,7 @@ const handlers: Handlers = {
       sequences.set(seq, sequence);
     }
     runs++;
-    return { result: await sequence.step(tokens, sampling, topLogprobs) };
+    return { result: await sequence.step(tokens, sampling, topLogprobs, ahead) };
   },
 
   async forward({ tokens }) {

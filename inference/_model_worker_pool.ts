@@ -213,7 +213,12 @@ export class RemoteSequence {
    * under `sampling`, that row's fingerprint and, with `topLogprobs` > 0, its most likely tokens
    * (the row stays in the worker).
    */
-  step(tokens: readonly number[], sampling: StepSampling, topLogprobs = 0): Promise<SampledStep> {
+  step(
+    tokens: readonly number[],
+    sampling: StepSampling,
+    topLogprobs = 0,
+    ahead = false,
+  ): Promise<SampledStep> {
     if (!this.#open) return Promise.reject(new Error("the sequence is closed"));
     if (this.#incarnation !== this.#slot.incarnation) {
       return Promise.reject(
@@ -223,7 +228,7 @@ export class RemoteSequence {
         ),
       );
     }
-    const args = { seq: this.#seq, tokens: [...tokens], sampling, topLogprobs };
+    const args = { seq: this.#seq, tokens: [...tokens], sampling, topLogprobs, ahead };
     return this.#pool.call(this.#slot, "step", args, []);
   }
 

@@ -67,7 +67,14 @@ export interface WorkerOps {
    * `topLogprobs` most likely tokens, when asked), not the row.
    */
   step: {
-    args: { seq: number; tokens: number[]; sampling: StepSampling; topLogprobs?: number };
+    args: {
+      seq: number;
+      tokens: number[];
+      sampling: StepSampling;
+      topLogprobs?: number;
+      /** The next step will feed back this one's token: the worker may compute it now. */
+      ahead?: boolean;
+    };
     result: SampledStep;
   };
   /** Teacher-forced full pass: all rows of logits. */

@@ -286,6 +286,7 @@ interface TextSequence {
     tokens: readonly number[],
     sampling: StepSampling,
     topLogprobs: number,
+    ahead: boolean,
   ): Promise<SampledStep>;
   /** Free the cache (after any step already running). */
   close(): void;
@@ -612,10 +613,20 @@ export class TextModel {
       const newTokens = sequence.slice(fed);
       cache.sequence ??= this.#engine.sequence();
       this.#runs++;
-      const { tokenId: token, fingerprint, top } = await cache.sequence.step(newTokens, {
-        params: rule,
-        position: index,
-      }, topLogprobs);
+      // With a run-ahead window the worker may compute the next step (feeding this token back)
+      // before it is asked for, whenever there can be a next step; a stop sequence or a cancel
+      // then wastes that one step.
+      const ahead = runAhead > 0 && index + 1 < params.maxTokens &&
+        sequence.length + 1 < contextLength;
+      const { tokenId: token, fingerprint, top } = await cache.sequence.step(
+        newTokens,
+        {
+          params: rule,
+          position: index,
+        },
+        topLogprobs,
+        ahead,
+      );
       // Aborted or cancelled while the step ran: drop its result, compute nothing more.
       if (finished) return;
       fed = sequence.length;

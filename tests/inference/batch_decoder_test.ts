@@ -244,3 +244,45 @@ Deno.test("maxBatch 1 runs the sequences one at a time with the same results", a
 });
 
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+
+Deno.test("a step asked with `ahead` queues the next one, answered from it when asked for", async () => {
+  const decoder = await decoderSession();
+  try {
+    const lengths = PROMPTS.map(() => 20);
+    const expected = await alone(decoder, lengths);
+    const batched = new BatchedDecoder(decoder);
+    const aheadSequence = (s: BatchedSequence) => ({
+      step: (t: readonly number[], sampling: StepSampling) => s.step(t, sampling, 0, true),
+    });
+    const results = await Promise.all(
+      PROMPTS.map((p, i) => drive(aheadSequence(batched.sequence()), p, rule(i), 20)),
+    );
+    assertSameSteps(results, expected);
+    // The step after each sequence's last is computed ahead too: rows beyond the 8 × 20 asked.
+    const { decodeRows } = batched.stats();
+    assert.ok(decodeRows >= 8 * 19 && decodeRows <= 8 * 20, `rows ${decodeRows}`);
+
+    // Without waiting for the request, the step ahead is computed at the next tick.
+    const one = batched.sequence();
+    const first = await one.step(PROMPTS[1], { params: rule(0), position: 0 }, 0, true);
+    const before = batched.stats().decodeRuns;
+    for (let i = 0; i < 2000 && batched.stats().decodeRuns === before; i++) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.equal(batched.stats().decodeRuns, before + 1, "computed before it was asked for");
+    const second = await one.step([first.tokenId], { params: rule(0), position: 1 });
+    assert.equal(batched.stats().decodeRuns, before + 1, "answered from the step ahead");
+    const solo = decoder.sequence();
+    await solo.step(PROMPTS[1], { params: rule(0), position: 0 });
+    assert.equal(
+      second.tokenId,
+      (await solo.step([first.tokenId], { params: rule(0), position: 1 })).tokenId,
+    );
+    // A request for another token than the one fed ahead is refused (the cache holds that one).
+    await one.step([second.tokenId], { params: rule(0), position: 2 }, 0, true);
+    await assert.rejects(one.step([999], { params: rule(0), position: 3 }), /another token/);
+    batched.dispose();
+  } finally {
+    await decoder.session.release();
+  }
+});
