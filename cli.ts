@@ -16,6 +16,8 @@ import { runExport, runImport, runShare } from "./storage/exchange_commands.ts";
 import { runBuildModel } from "./inference/build_model_command.ts";
 import { runCalibrate } from "./node/calibrate_command.ts";
 import { runLedger } from "./node/ledger_command.ts";
+import { runStatus } from "./client/status_command.ts";
+import { runBench, runDemo, runKeygen, runModel } from "./node/tool_commands.ts";
 
 /** Deno version this project is built and tested with. */
 const DENO_VERSION = "2.9.6";
@@ -51,11 +53,23 @@ Commands:
   calibrate [--model DIR | --model-size S] [--data DIR] [--jobs N]
                           measure a model's honest noise on this machine; validators derive
                           their tolerances from the profile (DIR/calibration/<cid>.json)
+  status [--url URL] [--json]
+                          ask a running node: peers, jobs, ledger, storage
+  keygen [--data DIR]     create (or show) the node's ed25519 identity
+  model build [--size tiny|small] --out DIR
+                          the built-in model (same as build-model)
+  demo                    a four-node network on this machine, narrated (needs Node.js 20+)
+  bench [NAME...]         the benchmarks, each as a ratio against a baseline
   help                    this text
 
-Each command takes --help. Built and tested with Deno ${DENO_VERSION}.`;
+Each command takes --help, with examples. Settings for start come from flags, VERIFLOW_*
+variables and a config file, in that order (start --print-config shows them).
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+Exit codes: 0 done · 1 the work failed (the line says why and what to do) · 2 bad command,
+flags or configuration · 130 interrupted. Built and tested with Deno ${DENO_VERSION}.`;
+
+/** Every command by name: what `main` dispatches to (tests call each with `--help`). */
+export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   start: runStart,
   infer: runInfer,
   put: runPut,
@@ -68,6 +82,11 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   "build-model": runBuildModel,
   calibrate: runCalibrate,
   ledger: runLedger,
+  status: runStatus,
+  keygen: runKeygen,
+  model: runModel,
+  demo: runDemo,
+  bench: runBench,
 };
 
 async function main(args: string[]): Promise<number> {

@@ -1,0 +1,140 @@
+/**
+ * Small operator commands of `cli.ts`: `keygen` (the node's ed25519 identity), `model build`
+ * (the built-in model, same as `build-model`), and `bench` and `demo`, which run the
+ * project's benchmark and demo programs in a child Deno with the same flags.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { toHex } from "../protocols/hash.ts";
+import { IDENTITY_FILE, loadOrCreateIdentity } from "./node_identity.ts";
+import { runBuildModel } from "../inference/build_model_command.ts";
+
+const KEYGEN_HELP = `Usage: cli.ts keygen [--data DIR]
+
+Create the node's ed25519 identity (DIR/identity.key, mode 0600) and print its public key;
+with one already there, print its public key and change nothing. The same key signs receipts
+and verdicts and is the node's Hyperswarm identity.
+
+  --data DIR   data directory (default .veriflow)
+  -h, --help   this text
+
+Examples:
+  deno run -A cli.ts keygen
+  deno run -A cli.ts keygen --data .vf/b
+
+Exit codes: 0 printed · 1 the key file is unreadable or damaged (the line says which) · 2 bad
+flags.`;
+
+/** `cli.ts keygen`: see {@link KEYGEN_HELP}. */
+export async function runKeygen(args: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        data: { type: "string", default: ".veriflow" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}\n\n${KEYGEN_HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(KEYGEN_HELP);
+    return 0;
+  }
+  const path = join(values.data, IDENTITY_FILE);
+  const existed = await Deno.stat(path).then(() => true, () => false);
+  try {
+    const identity = await loadOrCreateIdentity(values.data);
+    console.log(toHex(identity.publicKey));
+    console.error(existed ? `(the key already in ${path})` : `(new key written to ${path})`);
+    return 0;
+  } catch (error) {
+    console.error(
+      `error: ${(error as Error).message}; move ${path} aside to make a new identity (the ` +
+        `node's ledger account and stake belong to the old key)`,
+    );
+    return 1;
+  }
+}
+
+const MODEL_HELP = `Usage: cli.ts model build [--size tiny|small] [--seed N] --out DIR
+
+Build the built-in GPT-style model (ONNX, tokenizer.json, config.json) into DIR, with a
+progress bar. Serve it with \`cli.ts start --model DIR\`.
+
+Examples:
+  deno run -A cli.ts model build --out models/tiny
+  deno run -A cli.ts model build --size small --out models/small
+
+Exit codes: 0 built · 1 it could not be written · 2 bad flags.`;
+
+/** `cli.ts model build`: the built-in model (same as `build-model`). */
+export async function runModel(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === "build") return await runBuildModel(rest);
+  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") {
+    console.log(MODEL_HELP);
+    return sub === undefined ? 2 : 0;
+  }
+  console.error(`error: unknown model command "${sub}" (try: model build --out DIR)`);
+  return 2;
+}
+
+/** A child Deno running `script` with `args`; its exit code. */
+async function runScript(script: string, args: string[]): Promise<number> {
+  const url = new URL(`../${script}`, import.meta.url);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", url.pathname, ...args],
+    stdin: "inherit",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn();
+  return (await child.status).code;
+}
+
+const BENCH_HELP = `Usage: cli.ts bench [NAME...] [-- FLAGS]
+
+Run the benchmarks (bench/main.ts): each prints ratios against a baseline measured in the same
+run. Without a name, all of them; names: see bench/README or \`deno task bench --help\`.
+
+Examples:
+  deno run -A cli.ts bench ledger
+  deno run -A cli.ts bench validation
+
+Exit codes: the benchmark program's (0 when every benchmark ran).`;
+
+/** `cli.ts bench`: runs bench/main.ts. */
+export async function runBench(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(BENCH_HELP);
+    return 0;
+  }
+  return await runScript("bench/main.ts", args);
+}
+
+const DEMO_HELP = `Usage: cli.ts demo [--quiet]
+
+A Veriflow network on this machine, narrated (tools/demo.ts): a DHT testnet and four node
+processes on 127.0.0.1 — a router, a worker, a validator and later a cheating worker — a job
+streamed through the router, its receipt and verdict, the cheater convicted and routed around.
+Needs Node.js 20+ (the swarm host). About 5 s.
+
+Examples:
+  deno run -A cli.ts demo
+
+Exit codes: 0 the story ran to its end · 1 a step failed (the line says which).`;
+
+/** `cli.ts demo`: runs tools/demo.ts. */
+export async function runDemo(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(DEMO_HELP);
+    return 0;
+  }
+  return await runScript("tools/demo.ts", args);
+}
