@@ -69,7 +69,7 @@ export const DEFAULT_MAX_BATCH = 8;
  * 3 × median that keeps a stream smooth; a larger piece would bring the joiner's first token
  * sooner at the price of the others' smoothness.
  */
-export const PREFILL_STALL_FACTOR = 1.5;
+export const PREFILL_STALL_FACTOR = 1;
 /** Shortest prompt piece: below this the per-execution overhead dominates. */
 const MIN_PREFILL_PIECE = 8;
 /** Prompt piece before any cost is measured. */

@@ -62,6 +62,7 @@ const handlers: Handlers = {
     }
     const result: LoadedSession = {
       executionProvider: created.executionProvider,
+      ...(created.fallbackReason === undefined ? {} : { fallbackReason: created.fallbackReason }),
       inputNames: [...session.inputNames],
       outputNames: [...session.outputNames],
       inputMetadata: [...session.inputMetadata],

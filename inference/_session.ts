@@ -1,6 +1,13 @@
 /**
- * Creates onnxruntime sessions with the execution-provider policy of the design: CUDA when it
- * is asked for and actually loads, else CPU — and always reports which one is running.
+ * Creates onnxruntime sessions with the execution-provider policy of the design: a GPU provider
+ * (`cuda` or `webgpu`) when it is asked for and actually loads, else CPU — and always reports
+ * which one is running and, after a fallback, why the one asked for is not.
+ *
+ * `webgpu` is bundled with onnxruntime-node 1.30 on Linux, Windows and macOS
+ * (`listSupportedBackends()`): it needs a GPU adapter at run time (Vulkan, Metal or D3D12),
+ * which a machine without a GPU (or without the Vulkan loader) does not have, so creating the
+ * session fails and the model runs on CPU. `cuda` needs provider libraries the package does not
+ * download here.
  *
  * @module
  */
@@ -10,7 +17,10 @@ import { fileURLToPath } from "node:url";
 import { ModelLoadError } from "./errors.ts";
 
 /** Where a model runs. */
-export type ExecutionProvider = "cpu" | "cuda";
+export type ExecutionProvider = "cpu" | "cuda" | "webgpu";
+
+/** Every provider a model can be asked to run on. */
+export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ["cpu", "cuda", "webgpu"];
 
 /**
  * How far onnxruntime rewrites the graph before running it (its `GraphOptimizationLevel`):
@@ -22,7 +32,10 @@ export type GraphOptimizationLevel = "disabled" | "basic" | "extended" | "all";
 
 /** Options shared by every model loader. */
 export interface SessionOptions {
-  /** Preferred execution provider; `"cuda"` falls back to CPU when unavailable. Default `"cpu"`. */
+  /**
+   * Preferred execution provider; `"cuda"` and `"webgpu"` fall back to CPU when unavailable
+   * (the reason is in {@link CreatedSession.fallbackReason}). Default `"cpu"`.
+   */
   executionProvider?: ExecutionProvider;
   /**
    * Threads for intra-op parallelism on CPU. Default: onnxruntime's choice (one per core).
@@ -58,6 +71,8 @@ export interface CreatedSession {
   session: ort.InferenceSession;
   /** The provider in use. */
   executionProvider: ExecutionProvider;
+  /** Set when the provider asked for could not be used: why, and that CPU runs instead. */
+  fallbackReason?: string;
 }
 
 /** onnxruntime log level "error": CUDA probing failures are expected and handled here. */
@@ -80,7 +95,33 @@ export function cudaProviderInstalled(): boolean {
   }
 }
 
-/** Create a session over model bytes, trying CUDA first when asked for. */
+/** Whether this onnxruntime-node build bundles the WebGPU provider (`listSupportedBackends`). */
+export function webgpuProviderBundled(): boolean {
+  const list = (ort as unknown as {
+    listSupportedBackends?: () => { name: string; bundled: boolean }[];
+  }).listSupportedBackends;
+  try {
+    return list?.().some((b) => b.name === "webgpu" && b.bundled) ?? false;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The gist of an onnxruntime error: its first line without the source location and function
+ * signature onnxruntime prefixes (from "Failed …" / "Could not …" on when it says so).
+ */
+function reasonOf(error: unknown): string {
+  const line = (error instanceof Error ? error.message : String(error)).split("\n")[0];
+  const gist = line.match(/\b((?:Failed|Could not|Cannot|Unable|No )[^]*)$/)?.[1] ??
+    line.replace(/^\S+\.(?:cc|cpp|h):\d+ /, "");
+  return gist.slice(0, MAX_REASON_CHARS);
+}
+
+/** Longest fallback reason kept: enough for the cause, short enough for a log line. */
+const MAX_REASON_CHARS = 300;
+
+/** Create a session over model bytes, trying the GPU provider asked for first. */
 export async function createSession(
   bytes: Uint8Array,
   options?: SessionOptions,
@@ -98,25 +139,41 @@ export async function createSession(
     }
     base.intraOpNumThreads = options.intraOpThreads;
   }
-  if (options?.executionProvider === "cuda" && cudaProviderInstalled()) {
-    try {
-      // CUDA alone (no CPU in the list): if its provider library cannot load, creation fails
-      // and we know to fall back, instead of onnxruntime silently running everything on CPU.
-      const session = await ort.InferenceSession.create(bytes, {
-        ...base,
-        executionProviders: ["cuda"],
-      });
-      return { session, executionProvider: "cuda" };
-    } catch {
-      // Not available here (no GPU, no CUDA provider library): CPU below.
+  const requested = options?.executionProvider ?? "cpu";
+  if (!EXECUTION_PROVIDERS.includes(requested)) {
+    throw new RangeError(`executionProvider must be one of ${EXECUTION_PROVIDERS.join(", ")}`);
+  }
+  let fallbackReason: string | undefined;
+  if (requested !== "cpu") {
+    const present = requested === "cuda" ? cudaProviderInstalled() : webgpuProviderBundled();
+    if (!present) {
+      fallbackReason = requested === "cuda"
+        ? "the CUDA provider libraries of onnxruntime-node are not installed"
+        : "this onnxruntime-node build does not bundle the WebGPU provider";
+    } else {
+      try {
+        // The GPU provider alone (no CPU in the list): if it cannot start, creation fails and
+        // we know to fall back, instead of onnxruntime silently running everything on CPU.
+        const session = await ort.InferenceSession.create(bytes, {
+          ...base,
+          executionProviders: [requested],
+        });
+        return { session, executionProvider: requested };
+      } catch (error) {
+        // Not available here (no GPU, no adapter, no provider library): CPU below.
+        fallbackReason = reasonOf(error);
+      }
     }
+    fallbackReason = `${requested} unavailable, running on cpu: ${fallbackReason}`;
   }
   try {
     const session = await ort.InferenceSession.create(bytes, {
       ...base,
       executionProviders: ["cpu"],
     });
-    return { session, executionProvider: "cpu" };
+    return fallbackReason === undefined
+      ? { session, executionProvider: "cpu" }
+      : { session, executionProvider: "cpu", fallbackReason };
   } catch (cause) {
     throw new ModelLoadError(`onnxruntime cannot load the model: ${(cause as Error).message}`, {
       cause,

@@ -34,6 +34,8 @@ import * as inferenceErrors from "./errors.ts";
 export interface LoadedSession {
   /** The provider the session actually runs on. */
   executionProvider: ExecutionProvider;
+  /** Why the provider asked for is not the one running (`CreatedSession.fallbackReason`). */
+  fallbackReason?: string;
   /** Graph input names. */
   inputNames: string[];
   /** Graph output names. */

@@ -35,6 +35,11 @@ export interface ServedModelInfo {
   readonly contextLength?: number;
   /** The execution provider sessions run on (`cpu`, `cuda`); unset until a model loads. */
   readonly executionProvider?: string;
+  /**
+   * Set when the provider asked for (`cuda`, `webgpu`) could not be used and the model runs on
+   * CPU instead: the reason.
+   */
+  readonly executionProviderFallback?: string;
 }
 
 /**

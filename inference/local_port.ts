@@ -108,5 +108,8 @@ function servedModelInfo(info: ServedModelInfo): ServedModelInfo {
   } = { cid: info.cid, name: info.name, kind: info.kind };
   if (info.contextLength !== undefined) served.contextLength = info.contextLength;
   if (info.executionProvider !== undefined) served.executionProvider = info.executionProvider;
+  if (info.executionProviderFallback !== undefined) {
+    served.executionProviderFallback = info.executionProviderFallback;
+  }
   return served;
 }

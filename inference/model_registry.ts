@@ -32,6 +32,8 @@ export interface RegisteredModel {
   contextLength?: number;
   /** Execution provider in use; set once the model is loaded. */
   executionProvider?: ExecutionProvider;
+  /** Why the provider asked for is not in use (it then runs on CPU); set once loaded. */
+  executionProviderFallback?: string;
   /** Whether a session has been created. */
   loaded: boolean;
 }
@@ -214,6 +216,9 @@ export class ModelRegistry {
     }
     meta.loaded = true;
     meta.executionProvider = model.info.executionProvider;
+    if (model.info.executionProviderFallback !== undefined) {
+      meta.executionProviderFallback = model.info.executionProviderFallback;
+    }
     entry.loaded = model;
     return model;
   }

@@ -103,6 +103,7 @@ export class TensorModel {
     }
     let engine: TensorEngine;
     let executionProvider: TensorModelInfo["executionProvider"];
+    let fallbackReason: string | undefined;
     let inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
     let outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
     if (options?.worker) {
@@ -120,11 +121,12 @@ export class TensorModel {
         health: () => pool.health(),
         dispose: () => pool.dispose(),
       };
-      ({ executionProvider, inputMetadata, outputMetadata } = loaded);
+      ({ executionProvider, fallbackReason, inputMetadata, outputMetadata } = loaded);
     } else {
       const created = await createSession(bytes, options);
       engine = inThreadEngine(created.session);
       executionProvider = created.executionProvider;
+      fallbackReason = created.fallbackReason;
       inputMetadata = created.session.inputMetadata;
       outputMetadata = created.session.outputMetadata;
     }
@@ -140,6 +142,7 @@ export class TensorModel {
       kind: "tensor",
       sizeBytes: bytes.byteLength,
       executionProvider,
+      ...(fallbackReason === undefined ? {} : { executionProviderFallback: fallbackReason }),
       path,
       inputs: specs(inputMetadata),
       outputs: specs(outputMetadata),

@@ -79,6 +79,8 @@ export interface BaseModelInfo {
   sizeBytes: number;
   /** Execution provider actually in use. */
   executionProvider: ExecutionProvider;
+  /** Why the provider asked for is not in use (the model then runs on CPU); unset otherwise. */
+  executionProviderFallback?: string;
   /** Directory or file it was loaded from. */
   path: string;
 }
@@ -306,12 +308,13 @@ interface TextEngine {
 interface LoadedEngine {
   engine: TextEngine;
   executionProvider: ExecutionProvider;
+  fallbackReason?: string;
   inputNames: readonly string[];
   outputNames: readonly string[];
 }
 
 async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: SessionOptions) {
-  const { session, executionProvider } = await createSession(bytes, options);
+  const { session, executionProvider, fallbackReason } = await createSession(bytes, options);
   const decoder = new DecoderSession(session, shape);
   // Concurrent generations share each execution (continuous batching), as in a worker.
   const batched = new BatchedDecoder(decoder, { maxBatch: options?.maxBatch });
@@ -329,6 +332,7 @@ async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: 
   return {
     engine,
     executionProvider,
+    fallbackReason,
     inputNames: session.inputNames,
     outputNames: session.outputNames,
   } satisfies LoadedEngine;
@@ -353,6 +357,7 @@ async function workerEngine(bytes: Uint8Array, shape: DecoderShape, options: Tex
   return {
     engine,
     executionProvider: loaded.executionProvider,
+    fallbackReason: loaded.fallbackReason,
     inputNames: loaded.inputNames,
     outputNames: loaded.outputNames,
   } satisfies LoadedEngine;
@@ -428,7 +433,7 @@ export class TextModel {
       headDim: config.headDim,
       vocabSize: config.vocabSize,
     };
-    const { engine, executionProvider, inputNames, outputNames } = options?.worker
+    const { engine, executionProvider, fallbackReason, inputNames, outputNames } = options?.worker
       ? await workerEngine(bytes, shape, options)
       : await inThreadEngine(bytes, shape, options);
     try {
@@ -443,6 +448,7 @@ export class TextModel {
       kind: "text",
       sizeBytes: bytes.byteLength,
       executionProvider,
+      ...(fallbackReason === undefined ? {} : { executionProviderFallback: fallbackReason }),
       path: dir,
       vocabSize: config.vocabSize,
       contextLength: config.contextLength,
@@ -453,6 +459,8 @@ export class TextModel {
       eosTokenId: config.eosTokenId,
     };
     const workerCount = options?.worker ? poolSizing(options).workerCount : 0;
+    // The operator asked for a GPU and gets CPU: say so where they look first.
+    if (fallbackReason !== undefined) console.warn(`model ${info.name}: ${fallbackReason}`);
     const model = new TextModel(engine, workerCount, config, info, tokenizer);
     // As the batcher decides (`BatchedDecoder`): rows only where the graph tells padding apart.
     const canBatch = inputNames.includes("attention_mask") && inputNames.includes("position_ids");

@@ -6,7 +6,8 @@
  * Each variant is a worker: over a fixed set of generations (greedy and sampled, prose, code,
  * numbers) its logits for the reference's tokens give the fingerprints it would claim
  * (quantized, as a worker commits them), and the reference's forward pass gives what a
- * validator recomputes. The variants: every execution provider present × the thread counts ×
+ * validator recomputes. The variants: every execution provider that starts here (CPU; CUDA and
+ * WebGPU where a device is present) × the thread counts ×
  * the graph optimization levels, each with logits as computed and rounded to fp16; the
  * reference's own KV-cached generation against its forward pass, alone and in continuous
  * batches of 1 to {@link CALIBRATION_MAX_BATCH} generations of mixed prompt and output lengths
@@ -44,6 +45,7 @@ import {
   cudaProviderInstalled,
   type ExecutionProvider,
   type GraphOptimizationLevel,
+  webgpuProviderBundled,
 } from "../inference/_session.ts";
 
 /** Options of {@link calibrateModel}. */
@@ -141,8 +143,11 @@ export async function calibrateModel(
   const maxTokens = options.maxTokens ?? 64;
   const threads = [...new Set(options.threads ?? [1, cores])];
   const levels = options.graphOptimizationLevels ?? ["all", "disabled"];
-  const providers = options.executionProviders ??
-    (cudaProviderInstalled() ? ["cpu", "cuda"] : ["cpu"]);
+  const providers = options.executionProviders ?? [
+    "cpu",
+    ...(cudaProviderInstalled() ? ["cuda" as const] : []),
+    ...(webgpuProviderBundled() ? ["webgpu" as const] : []),
+  ];
   const precisions = new Set<JobPrecision>(["fp32", ...(options.precisions ?? ["fp16", "bf16"])]);
   const prompts = options.prompts ?? CALIBRATION_PROMPTS;
   const refThreads = options.reference?.threads ?? cores;
@@ -169,6 +174,14 @@ export async function calibrateModel(
       }
     };
     for (const provider of providers) {
+      // A GPU provider that cannot start here (no device, no adapter) measures nothing new: one
+      // probe, not a failed session per variant.
+      if (provider !== "cpu") {
+        const probe = await TextModel.load(dir, { executionProvider: provider, intraOpThreads: 1 });
+        const starts = probe.info.executionProvider === provider;
+        await probe.dispose();
+        if (!starts) continue;
+      }
       for (const n of threads) {
         for (const level of levels) {
           const model = await TextModel.load(dir, {

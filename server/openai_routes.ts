@@ -125,6 +125,9 @@ function modelObject(model: ServedModelInfo): Record<string, unknown> {
       kind: model.kind,
       context_length: model.contextLength ?? null,
       execution_provider: model.executionProvider ?? null,
+      ...(model.executionProviderFallback === undefined
+        ? {}
+        : { execution_provider_fallback: model.executionProviderFallback }),
     },
   };
 }
