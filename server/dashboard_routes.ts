@@ -203,6 +203,28 @@ class DashboardHub {
   }
 }
 
+/**
+ * `message` with every job's text blanked (a snapshot's `jobs`, a job event): what a page
+ * reading with an API key gets, so one client never reads another's output.
+ */
+export function withoutJobText(message: unknown): unknown {
+  if (typeof message !== "object" || message === null) return message;
+  const m = message as Record<string, unknown>;
+  if (m.type === "snapshot" && m.jobs !== undefined) return { ...m, jobs: blankText(m.jobs) };
+  if (m.type === "job" && m.event !== undefined) return { ...m, event: blankText(m.event) };
+  return message;
+}
+
+function blankText(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(blankText);
+  if (typeof value !== "object" || value === null) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    out[key] = key === "text" && typeof v === "string" ? "" : blankText(v);
+  }
+  return out;
+}
+
 /** Constant-time comparison of two tokens through their hashes. */
 function sameToken(given: string, expected: string): boolean {
   const a = sha256Hex(new TextEncoder().encode(given));
@@ -296,6 +318,11 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     }
     // Read before the upgrade: the request's peer address is gone once it is upgraded.
     let access: "none" | "read" | "operator" = openRead(c.env?.remoteAddr) ? "read" : "none";
+    // Other clients' prompts and outputs are theirs: only the operator's own machine and the
+    // operator token see job text; an API key reads everything else.
+    const onThisMachine = isLoopback(c.env?.remoteAddr);
+    const forThisPage = (message: unknown) =>
+      access === "operator" || onThisMachine ? message : withoutJobText(message);
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
     let leave: (() => void) | undefined;
     let prompt: AbortController | undefined;
@@ -308,8 +335,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     const refuse = (code: string, message: string) => send({ type: "error", code, message });
     const welcome = async () => {
       send({ type: "hello", node: options.sources.node, access });
-      send(await hub.snapshot());
-      leave ??= hub.join(send);
+      send(forThisPage(await hub.snapshot()));
+      leave ??= hub.join((message) => send(forThisPage(message)));
     };
     socket.onopen = () => {
       if (access !== "none") void welcome();
