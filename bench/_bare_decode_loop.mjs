@@ -26,6 +26,8 @@ const session = await ort.InferenceSession.create(readFileSync(join(dir, "model.
   graphOptimizationLevel: "all",
   executionProviders: ["cpu"],
   intraOpNumThreads: Number(threadsArg),
+  // As the node's sessions and the Deno loop: idle intra-op threads sleep instead of spinning.
+  extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
 });
 
 async function generate() {

@@ -20,7 +20,7 @@
  *
  * Runs are interleaved (each round runs every row once) so drift hits all rows alike; each
  * figure is the median over rounds. Bare loops use the node's default intra-op threads (cores /
- * workers) so the comparison is per-thread fair.
+ * workers) and its session options (no spinning), so the comparison is per-thread fair.
  *
  *     deno task bench inference [-- --runs 5 --tokens 256 --prompt-tokens 128]
  *
@@ -71,11 +71,22 @@ const promptIds = Array.from(new TextEncoder().encode(PROMPT));
 
 // --- bare loops ---------------------------------------------------------------------------------
 
-const session = await ort.InferenceSession.create(await Deno.readFile(join(dir, "model.onnx")), {
+/**
+ * The node's session options (`inference/_session.ts`): all graph optimizations, `THREADS`
+ * intra-op threads that do not spin. onnxruntime's default (spinning) holds both cores even
+ * between operators; on this shared 2-core machine that made the bare batch-of-8 loop slower
+ * than the single stream, a baseline no node should be measured against.
+ */
+const SESSION_OPTIONS = {
   graphOptimizationLevel: "all",
   executionProviders: ["cpu"],
   intraOpNumThreads: THREADS,
-});
+  extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+} satisfies ort.InferenceSession.SessionOptions;
+const session = await ort.InferenceSession.create(
+  await Deno.readFile(join(dir, "model.onnx")),
+  SESSION_OPTIONS,
+);
 
 interface StreamResult {
   tokensPerS: number;
