@@ -27,6 +27,9 @@ import { join } from "node:path";
 import { SwarmHost, type SwarmPeer } from "../network/swarm_host.ts";
 import { type LocalTestnet, startLocalTestnet } from "../network/swarm_testnet.ts";
 import { Identity } from "../protocols/identity.ts";
+import { Connection } from "../protocols/connection.ts";
+import { PutChunkMessage, STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
+import { cidOf } from "../protocols/cid.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
 import { NodeProcess, TextLineStream } from "../tools/node_process.ts";
 import { median } from "./_stats.ts";
@@ -42,6 +45,7 @@ const { values: flags } = parseArgs({
     "stream-runs": { type: "string", default: "15" },
     tokens: { type: "string", default: "224" },
     only: { type: "string" }, // "transfer" or "stream"
+    "no-connection": { type: "boolean" }, // no Connection row in the transfer table
     // Internal: this script as one Deno transfer peer.
     peer: { type: "string" },
   },
@@ -61,7 +65,12 @@ interface PeerConfig {
   topic: string;
   role: "send" | "recv";
   chunkBytes: number;
+  /** Deno peers only: `connection` moves the bytes as storage chunks over a `Connection`. */
+  over?: "duplex" | "connection";
 }
+
+/** Storage chunks in flight at once in the `Connection` row (1 MiB of 256 KiB chunks). */
+const CHUNKS_IN_FLIGHT = 4;
 
 // ---------------------------------------------------------------------------------------------
 // A Deno transfer peer: the protocol of bench/swarm_transfer_peer.mjs over a SwarmPeer's duplex
@@ -124,10 +133,41 @@ function sender(peer: SwarmPeer): (bytes: number) => Promise<number> {
   };
 }
 
+/**
+ * The same transfer as storage chunks (`storage.put_chunk` requests of `chunkBytes`, answered
+ * without storing) over a `Connection` on the peer's duplex: framing, CBOR, schema checks and
+ * the write budget included, as a node replicating a file moves it.
+ */
+async function connectionPeer(
+  config: PeerConfig,
+  peer: SwarmPeer,
+  identity: Identity,
+): Promise<((bytes: number) => Promise<number>) | undefined> {
+  const connection = await Connection.open(peer.duplex, {
+    identity,
+    protocols: [STORAGE_PROTOCOL],
+  });
+  if (config.role === "recv") {
+    connection.handle(PutChunkMessage, () => ({}));
+    return undefined;
+  }
+  const chunk = new Uint8Array(config.chunkBytes).fill(0x5a);
+  const cid = cidOf(chunk);
+  return async (bytes) => {
+    const t0 = performance.now();
+    let left = Math.ceil(bytes / config.chunkBytes);
+    await Promise.all(Array.from({ length: CHUNKS_IN_FLIGHT }, async () => {
+      while (left-- > 0) await connection.request(PutChunkMessage, { cid, bytes: chunk });
+    }));
+    return performance.now() - t0;
+  };
+}
+
 async function runPeer(config: PeerConfig): Promise<void> {
   const first = Promise.withResolvers<SwarmPeer>();
+  const identity = Identity.generate();
   const host = await SwarmHost.start({
-    identity: Identity.generate(),
+    identity,
     bootstrap: config.bootstrap,
     bind: "127.0.0.1",
     onPeer: (peer) => first.resolve(peer),
@@ -135,11 +175,14 @@ async function runPeer(config: PeerConfig): Promise<void> {
   });
   await host.join(fromHex(config.topic));
   const peer = await first.promise;
+  const overConnection = config.over === "connection"
+    ? await connectionPeer(config, peer, identity)
+    : undefined;
   console.log(JSON.stringify({ ev: "connected" }));
   if (config.role === "recv") {
-    receive(peer).catch(() => {});
+    if (config.over !== "connection") receive(peer).catch(() => {});
   } else {
-    const transfer = sender(peer);
+    const transfer = overConnection ?? sender(peer);
     for await (
       const line of Deno.stdin.readable.pipeThrough(new TextDecoderStream()).pipeThrough(
         new TextLineStream(),
@@ -202,15 +245,24 @@ class PeerProcess {
   }
 }
 
+/**
+ * The three paths: plain Node.js Hyperswarm peers (the baseline), Deno peers through their
+ * hosts on the raw duplex, and the same as storage chunks over a `Connection`.
+ */
+type PairKind = "node" | "deno" | "connection";
+/** A storage chunk: the unit a node replicates (storage's default chunk size). */
+const STORAGE_CHUNK_BYTES = 256 * 1024;
+
 /** A connected sender–receiver pair of one kind. */
-async function pair(kind: "deno" | "node", testnet: LocalTestnet): Promise<PeerProcess[]> {
+async function pair(kind: PairKind, testnet: LocalTestnet): Promise<PeerProcess[]> {
   const topic = toHex(crypto.getRandomValues(new Uint8Array(32)));
   const processes = (["recv", "send"] as const).map((role) => {
     const config: PeerConfig = {
       bootstrap: testnet.bootstrap,
       topic,
       role,
-      chunkBytes: CHUNK_BYTES,
+      chunkBytes: kind === "connection" ? STORAGE_CHUNK_BYTES : CHUNK_BYTES,
+      over: kind === "connection" ? "connection" : "duplex",
     };
     return kind === "node"
       ? new PeerProcess("node", [BASELINE_PEER, JSON.stringify(config)])
@@ -248,50 +300,58 @@ async function timeTransfer(peers: PeerProcess[], bytes: number): Promise<Transf
   return { mibPerS: bytes / MIB / (ms / 1000), cpuMsPerMib: cpuS * 1000 / (bytes / MIB) };
 }
 
+const PATHS: Record<PairKind, string> = {
+  node: "Node.js ↔ Node.js, plain Hyperswarm (baseline)",
+  deno: "Deno ↔ host ↔ host ↔ Deno: the node's per-peer duplex (headline)",
+  connection: `same, as 256 KiB storage.put_chunk requests over a Connection, ` +
+    `${CHUNKS_IN_FLIGHT} in flight (extra)`,
+};
+
 async function bulkTransfer(testnet: LocalTestnet): Promise<void> {
-  const [deno, node] = await Promise.all([pair("deno", testnet), pair("node", testnet)]);
+  const kinds: PairKind[] = flags["no-connection"] ? ["node", "deno"] : [
+    "node",
+    "deno",
+    "connection",
+  ];
+  const pairs = new Map<PairKind, PeerProcess[]>();
   try {
-    // Warm up both (JIT, congestion windows).
-    await timeTransfer(deno, SIZE_BYTES / 4);
-    await timeTransfer(node, SIZE_BYTES / 4);
-    const runs = { deno: [] as TransferRun[], node: [] as TransferRun[] };
+    for (const kind of kinds) pairs.set(kind, await pair(kind, testnet));
+    // Warm up each (JIT, congestion windows).
+    for (const kind of kinds) await timeTransfer(pairs.get(kind)!, SIZE_BYTES / 4);
+    const runs = new Map(kinds.map((k) => [k, [] as TransferRun[]]));
     for (let run = 0; run < RUNS; run++) {
-      const order = run % 2 === 0 ? ["deno", "node"] as const : ["node", "deno"] as const;
-      for (const which of order) {
-        runs[which].push(await timeTransfer(which === "deno" ? deno : node, SIZE_BYTES));
+      // Interleaved, rotating which goes first, so drift and load hit all alike.
+      for (let i = 0; i < kinds.length; i++) {
+        const kind = kinds[(run + i) % kinds.length];
+        runs.get(kind)!.push(await timeTransfer(pairs.get(kind)!, SIZE_BYTES));
       }
     }
-    const rates = { deno: runs.deno.map((r) => r.mibPerS), node: runs.node.map((r) => r.mibPerS) };
-    const d = median(rates.deno);
-    const n = median(rates.node);
-    const dc = median(runs.deno.map((r) => r.cpuMsPerMib));
-    const nc = median(runs.node.map((r) => r.cpuMsPerMib));
     console.log(
-      `\nbulk transfer over Hyperswarm (local testnet, 127.0.0.1): ${SIZE_BYTES / MIB} MiB in ` +
-        `${CHUNK_BYTES / 1024} KiB writes, ${RUNS} interleaved runs each, medians ` +
-        `(all four peers' processes share this machine's ${navigator.hardwareConcurrency} cores)`,
+      `\nbulk transfer over Hyperswarm (local testnet, 127.0.0.1): ${SIZE_BYTES / MIB} MiB, ` +
+        `${CHUNK_BYTES / 1024} KiB writes, ${RUNS} interleaved runs each, medians; CPU is both ` +
+        `ends' processes with their hosts, all sharing this machine's ` +
+        `${navigator.hardwareConcurrency} cores`,
     );
-    console.log("| path | MiB/s | CPU ms/MiB, both ends | runs (MiB/s) |");
-    console.log("| --- | ---: | ---: | --- |");
-    const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(", ");
-    console.log(
-      `| Node.js ↔ Node.js, plain Hyperswarm | ${n.toFixed(0)} | ${nc.toFixed(1)} | ${
-        list(rates.node)
-      } |`,
-    );
-    console.log(
-      `| Deno ↔ swarm host ↔ swarm host ↔ Deno (the node's per-peer duplex) | ${d.toFixed(0)} | ${
-        dc.toFixed(1)
-      } | ${list(rates.deno)} |`,
-    );
-    const ratio = d / n;
+    console.log("| path | MiB/s | CPU ms/MiB | ratio to baseline | runs (MiB/s) |");
+    console.log("| --- | ---: | ---: | ---: | --- |");
+    const rate = (kind: PairKind) => median(runs.get(kind)!.map((r) => r.mibPerS));
+    for (const kind of kinds) {
+      const cpu = median(runs.get(kind)!.map((r) => r.cpuMsPerMib));
+      const each = runs.get(kind)!.map((r) => r.mibPerS.toFixed(0)).join(", ");
+      console.log(
+        `| ${PATHS[kind]} | ${rate(kind).toFixed(0)} | ${cpu.toFixed(1)} | ${
+          (rate(kind) / rate("node")).toFixed(3)
+        } | ${each} |`,
+      );
+    }
+    const ratio = rate("deno") / rate("node");
     console.log(
       `host path / plain Hyperswarm ${ratio.toFixed(3)} (goal ≥ 0.8: ${
         ratio >= 0.8 ? "met" : "NOT met"
       })`,
     );
   } finally {
-    await Promise.all([...deno, ...node].map((p) => p.stop()));
+    await Promise.all([...pairs.values()].flat().map((p) => p.stop()));
   }
 }
 

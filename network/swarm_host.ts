@@ -321,9 +321,25 @@ export class SwarmHost {
       return;
     }
     const rest = header.subarray(HEADER_BYTES);
+    const info = {
+      remoteKey: header.slice(TOKEN_BYTES, TOKEN_BYTES + 32),
+      initiator: header[HEADER_BYTES - 1] === 1,
+      close: () => duplex.close(),
+    };
+    if (rest.length === 0) {
+      // The usual case (the host writes the header before the peer has sent anything): the
+      // socket's own stream, without a second stream layer on every chunk of a bulk transfer.
+      reader.releaseLock();
+      this.#options.onPeer({
+        duplex: { readable: duplex.readable, writable: duplex.writable },
+        ...info,
+      });
+      return;
+    }
+    // The peer's first bytes came in the header's read: hand them on first.
     const readable = new ReadableStream<Uint8Array>({
       start(controller) {
-        if (rest.length > 0) controller.enqueue(rest);
+        controller.enqueue(rest);
       },
       async pull(controller) {
         const { value, done } = await reader.read();
@@ -334,12 +350,7 @@ export class SwarmHost {
         return reader.cancel(reason);
       },
     }, { highWaterMark: 0 });
-    this.#options.onPeer({
-      duplex: { readable, writable: duplex.writable },
-      remoteKey: header.slice(TOKEN_BYTES, TOKEN_BYTES + 32),
-      initiator: header[HEADER_BYTES - 1] === 1,
-      close: () => duplex.close(),
-    });
+    this.#options.onPeer({ duplex: { readable, writable: duplex.writable }, ...info });
   }
 }
 

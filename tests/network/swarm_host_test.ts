@@ -10,6 +10,8 @@ import { Identity } from "../../protocols/identity.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
 /** A queue of the peers a host delivers. */
 function peerQueue() {
@@ -84,6 +86,54 @@ Deno.test({
       await hostA.close();
       await hostB.close();
       await testnet.stop();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "swarm host: a peer's first bytes reach the node in order whether they came with the connection's header or after it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // A stand-in host (no DHT): each join delivers one connection, the peer's first bytes in
+    // the same write as the header or 100 ms later.
+    const dir = await Deno.makeTempDir({ prefix: "veriflow-fake-host-" });
+    const nodePath = join(dir, "node");
+    const fake = fileURLToPath(new URL("./_fake_swarm_host.mjs", import.meta.url));
+    await Deno.writeTextFile(nodePath, `#!/bin/sh\nexec node ${fake}\n`, { mode: 0o755 });
+    const peers = peerQueue();
+    const host = await SwarmHost.start({
+      identity: Identity.generate(),
+      bootstrap: [],
+      nodePath,
+      onPeer: peers.onPeer,
+    });
+    try {
+      for (const withHeader of [true, false]) {
+        const topic = new Uint8Array(32);
+        topic[0] = withHeader ? 1 : 0;
+        topic[31] = withHeader ? 0xaa : 0xbb;
+        await host.join(topic);
+        const peer = await peers.next();
+        assert.equal(toHex(peer.remoteKey), "07".repeat(32));
+        assert.equal(peer.initiator, true);
+        const reader = peer.duplex.readable.getReader();
+        // Bytes that never come fail the test instead of hanging it: the socket is cut.
+        const giveUp = setTimeout(() => peer.close(), 10_000);
+        let got = new Uint8Array(0);
+        while (got.length < 5) {
+          const { value, done } = await reader.read();
+          assert.ok(!done, "the peer's bytes arrive");
+          got = new Uint8Array([...got, ...value]);
+        }
+        clearTimeout(giveUp);
+        assert.deepEqual([...got], new Array(5).fill(topic[31]), `with header: ${withHeader}`);
+        peer.close();
+      }
+    } finally {
+      await host.close();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

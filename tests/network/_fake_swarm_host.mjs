@@ -1,0 +1,45 @@
+// A stand-in for network/swarm/host.mjs in tests/network/swarm_host_test.ts: no Hyperswarm, no
+// DHT. It speaks the host's stdin/stdout protocol and, on each `join`, delivers one "peer"
+// connection to the node's data port whose first bytes are the topic's last byte repeated
+// five times, sent either in the same write as the header (topic[0] === 1) or 100 ms after it,
+// so both ways the header and a peer's first bytes can reach the node are exercised.
+import { createConnection } from "node:net";
+import { createInterface } from "node:readline";
+import { createPrivateKey, createPublicKey } from "node:crypto";
+
+const PKCS8_ED25519_PREFIX = "302e020100300506032b657004220420";
+const send = (event) => process.stdout.write(JSON.stringify(event) + "\n");
+let config = null;
+
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const message = JSON.parse(line);
+  if (config === null) {
+    config = message;
+    const key = createPrivateKey({
+      key: Buffer.from(PKCS8_ED25519_PREFIX + config.seed, "hex"),
+      format: "der",
+      type: "pkcs8",
+    });
+    const spki = createPublicKey(key).export({ format: "der", type: "spki" });
+    send({ ev: "ready", publicKey: spki.subarray(-32).toString("hex") });
+    return;
+  }
+  if (message.op !== "join") return;
+  const topic = Buffer.from(message.topic, "hex");
+  const header = Buffer.concat([
+    Buffer.from(config.token, "hex"),
+    Buffer.alloc(32, 7), // the "peer's" public key
+    Buffer.from([1]), // initiator
+  ]);
+  const first = Buffer.alloc(5, topic[31]);
+  const socket = createConnection({ host: "127.0.0.1", port: config.dataPort }, () => {
+    if (topic[0] === 1) socket.write(Buffer.concat([header, first]));
+    else {
+      socket.write(header);
+      setTimeout(() => socket.write(first), 100);
+    }
+    send({ ev: "joined", topic: message.topic });
+  });
+  socket.on("error", () => {});
+});
+process.stdin.on("close", () => process.exit(0));
