@@ -487,9 +487,10 @@ export class BatchedDecoder {
     const inputIds = new BigInt64Array(batch);
     const mask = new BigInt64Array(batch * (width + 1));
     const positions = new BigInt64Array(batch);
+    const taken = rows.map((s) => s.pending!);
     for (let i = 0; i < batch; i++) {
       const s = rows[i];
-      const p = s.pending!;
+      const p = taken[i];
       inputIds[i] = BigInt(p.tokens[p.tokens.length - 1]);
       mask.fill(1n, i * (width + 1) + (width - s.length), (i + 1) * (width + 1));
       positions[i] = BigInt(s.length);
@@ -517,9 +518,10 @@ export class BatchedDecoder {
     for (let i = 0; i < batch; i++) {
       const s = rows[i];
       s.length++;
-      const p = s.pending!;
+      // Closed (or disposed) while the execution ran: its step was rejected then; nothing to say.
+      if (s.pending !== taken[i]) continue;
       s.pending = undefined;
-      this.#answer(s, p, logits.subarray(i * vocab, (i + 1) * vocab));
+      this.#answer(s, taken[i], logits.subarray(i * vocab, (i + 1) * vocab));
     }
   }
 
@@ -550,7 +552,7 @@ export class BatchedDecoder {
       ? perToken
       : this.#msPerPromptToken + PREFILL_COST_SMOOTHING * (perToken - this.#msPerPromptToken);
     this.#stats.prefillRuns++;
-    if (s.closed) return;
+    if (s.closed || s.pending !== p) return;
     s.cache = out.present;
     s.length += piece.length;
     p.fed += piece.length;
