@@ -59,8 +59,11 @@ const nodeConfigSchema = z.strictObject({
     size: z.enum(["tiny", "small"]).default("tiny"),
     /** Seed of the built-in model's weights. */
     seed: z.number().int().min(0).default(0),
-    /** Execution provider to ask for; falls back to CPU when CUDA is not present. */
-    executionProvider: z.enum(["cpu", "cuda"]).default("cpu"),
+    /**
+     * Execution provider to ask for (`--device`): `cuda` and `webgpu` fall back to CPU when they
+     * cannot start, with the reason logged and in `/v1/models` (`execution_provider_fallback`).
+     */
+    executionProvider: z.enum(["cpu", "cuda", "webgpu"]).default("cpu"),
     /**
      * Workers that run the model off the main thread (0: on the main thread). One by default:
      * a single stream is as fast as in-thread (the worker computes the next token while the
@@ -86,7 +89,10 @@ const nodeConfigSchema = z.strictObject({
     }).prefault({}),
   }).prefault({}),
   inference: z.strictObject({
-    /** Jobs computed at once per model; more wait in the queue. */
+    /**
+     * Jobs computed at once per model, at least: a model that batches raises it to its batch
+     * capacity (batch size × workers). More wait in the queue.
+     */
     concurrency: z.number().int().min(1).max(256).default(4),
     /** Jobs allowed to wait; beyond that requests get 429. */
     queueLimit: z.number().int().min(0).max(100_000).default(64),
@@ -193,7 +199,7 @@ export interface NodeConfig {
     dir?: string;
     size: "tiny" | "small";
     seed: number;
-    executionProvider: "cpu" | "cuda";
+    executionProvider: "cpu" | "cuda" | "webgpu";
     workers: number;
     validationWorkers: number;
     restart: { maxRestarts: number; withinMs: number };

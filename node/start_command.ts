@@ -47,7 +47,9 @@ VERIFLOW_* environment variable, the configuration file, the default (README, "C
   --data DIR        data directory (default .veriflow)
   --model DIR       serve an exported model directory instead of the built-in model
   --model-size S    built-in model size: tiny (default) or small
-  --cuda            ask for the CUDA execution provider (falls back to CPU)
+  --device D        execution provider: cpu (default), cuda or webgpu (both fall back to CPU,
+                    saying why in the log and in /v1/models)
+  --cuda            the same as --device cuda
   --workers N       run the model in N worker threads (default 1; 0: on the main thread)
   --validation-workers N
                     model workers of their own for the validator's forward passes (default 1;
@@ -90,6 +92,7 @@ const START_OPTIONS = {
   model: { type: "string" },
   "model-size": { type: "string" },
   cuda: { type: "boolean" },
+  device: { type: "string" },
   workers: { type: "string" },
   "validation-workers": { type: "string" },
   "no-storage": { type: "boolean" },
@@ -163,6 +166,7 @@ export async function resolveStartConfig(
     ["swarm-bootstrap", "network.swarm.bootstrap"],
     ["swarm-bind", "network.swarm.bind"],
     ["log-format", "log.format"],
+    ["device", "model.executionProvider"],
   ];
   for (const [flag, path] of textual) {
     if (values[flag] !== undefined) set(path, values[flag], flag);

@@ -103,3 +103,10 @@ Deno.test("ledger checkpoints and proof retention are configuration; retention s
     (error: unknown) => error instanceof ConfigError && /proofs\.retentionMs/.test(error.message),
   );
 });
+
+Deno.test("--device picks the execution provider (cpu, cuda, webgpu); --cuda is --device cuda; another is refused naming the key", async () => {
+  assert.equal((await configFromArgs([])).model.executionProvider, "cpu");
+  assert.equal((await configFromArgs(["--device", "webgpu"])).model.executionProvider, "webgpu");
+  assert.equal((await configFromArgs(["--cuda"])).model.executionProvider, "cuda");
+  await assert.rejects(configFromArgs(["--device", "tpu"]), /model\.executionProvider/);
+});
