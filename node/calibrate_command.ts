@@ -41,7 +41,13 @@ const USAGE = `usage: veriflow calibrate [options]
   --threads N,M         intra-op thread counts to measure (default 1 and every core)
   --reference-threads N the validator's own thread count (default: every core)
   --precisions LIST     precision classes, of fp32,fp16,bf16 (default all; fp32 always)
-  --cuda                also measure the CUDA execution provider (when installed)`;
+  --cuda                also measure the CUDA execution provider (when installed)
+  --json                print the result as one JSON object (default: a readable summary)
+
+The validator reads profiles when the node starts: start (or restart) the node after this.
+
+Example:
+  deno run -A cli.ts calibrate --model-size small --data .veriflow`;
 
 /**
  * Parse the command arguments, calibrate, and store the profile; returns the exit code (0 ok,
@@ -66,6 +72,7 @@ export async function runCalibrate(args: string[]): Promise<number> {
         "reference-threads": { type: "string" },
         precisions: { type: "string", default: JOB_PRECISIONS.join(",") },
         cuda: { type: "boolean" },
+        json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -114,7 +121,10 @@ export async function runCalibrate(args: string[]): Promise<number> {
     precisions,
     executionProviders: providers,
     reference: { threads: referenceThreads },
-    onVariant: (name) => console.error(`measuring ${name}`),
+    onVariant: (name) =>
+      console.error(
+        `[${Math.round((performance.now() - started) / 1000)} s] measuring ${name}`,
+      ),
   });
   const store = await CalibrationStore.open(join(values.data, "calibration"));
   const path = await store.save(profile);
@@ -132,11 +142,28 @@ export async function runCalibrate(args: string[]): Promise<number> {
       selfCheck: { flagged: noise.flagged, samplingFailures: noise.samplingFailures },
     };
   }
-  console.log(JSON.stringify({
-    model: profile.model,
-    path,
-    ms: Math.round(performance.now() - started),
-    classes,
-  }));
+  const ms = Math.round(performance.now() - started);
+  if (values.json) {
+    console.log(JSON.stringify({ model: profile.model, path, ms, classes }));
+    return 0;
+  }
+  console.log(`calibrated ${profile.model} in ${(ms / 1000).toFixed(1)} s → ${path}`);
+  for (const [precision, c] of Object.entries(classes)) {
+    const k = c as {
+      variants: number;
+      positions: number;
+      logProbRms: number;
+      logitEps: number;
+      selfCheck: { flagged: number; samplingFailures: number };
+    };
+    console.log(
+      `  ${precision.padEnd(4)} ${k.variants} variants, ${k.positions} positions: honest noise ` +
+        `${k.logProbRms.toExponential(1)} nats (RMS), sampling tolerance ε ${
+          k.logitEps.toFixed(4)
+        }; self-check ${k.selfCheck.flagged} flagged, ${k.selfCheck.samplingFailures} ` +
+        `sampling failures`,
+    );
+  }
+  console.log("the validator uses it from its next start (start or restart the node)");
   return 0;
 }
