@@ -4,19 +4,25 @@
  *
  * 1. **Bulk transfer.** The same transfer (default 256 MiB) between two Deno processes, each
  *    with its own {@link SwarmHost}, through the byte duplex the node gets per peer (Deno →
- *    loopback → host → Hyperswarm → host → loopback → Deno), and between two plain Node.js
- *    Hyperswarm peers (`bench/swarm_transfer_peer.mjs`, the baseline). Both pairs stay
- *    connected; runs alternate between them. Prints MiB/s medians and their ratio.
+ *    loopback → host → Hyperswarm → host → loopback → Deno: the headline), and between two
+ *    plain Node.js Hyperswarm peers (`bench/swarm_transfer_peer.mjs`, the baseline). Extra,
+ *    labelled: the same through a `Connection`, as the 256 KiB `storage.put_chunk` requests a
+ *    node replicating a file sends. Every pair stays connected; runs rotate between them.
+ *    Prints MiB/s medians, their ratio to the baseline, and the CPU both ends (hosts included)
+ *    spent per MiB, which a loaded machine disturbs less than the rate.
  *    Goal: host path / plain Hyperswarm ≥ 0.8.
  * 2. **Router vs direct over the swarm.** Two node processes that meet only on the swarm
  *    (`--swarm-bootstrap`, `--swarm-bind 127.0.0.1`, `--no-listen`): a worker in its default
  *    configuration and a router (`--no-inference --no-prover`). A WebSocket client streams the
  *    same job on the router and directly on the worker, interleaved; medians of tokens/s and
- *    time to first token. Goals: router/direct tokens/s ≥ 0.9; TTFT added ≤ 10 ms.
+ *    time to first token, and the CPU each node (with its host) spent per token. Printed
+ *    unpinned (the headline: everything shares the cores), then, as a labelled extra row, with
+ *    the worker and its host on one core and the router, its host and the client on the other.
+ *    Goals: router/direct tokens/s ≥ 0.9; TTFT added ≤ 10 ms.
  *
  * ```
  * deno run -A bench/swarm_bench.ts [--runs N (7)] [--size-mib N (256)] [--stream-runs N (15)]
- *   [--tokens N (224)]
+ *   [--tokens N (224)] [--only transfer|stream] [--no-connection]
  * ```
  *
  * @module
