@@ -25,11 +25,14 @@ import type { Receipt } from "../protocols/receipt.ts";
 import {
   type InferenceEvent,
   ListModelsMessage,
+  MAX_TOKENS_PER_EVENT,
   type StartEvent,
   type SubmitBody,
   SubmitMessage,
+  type TokenEvent,
   type WireJobSummary,
 } from "../protocols/inference_messages.ts";
+import { ReadAhead } from "./_token_read_ahead.ts";
 import {
   emptyInferenceStats,
   type FinishReason,
@@ -84,20 +87,37 @@ function errorInfo(error: unknown): { code: string; message: string } {
   };
 }
 
+/**
+ * Default of `tokensPerEvent`: enough that a relay that fell behind catches up in a few frames,
+ * few enough that the worker runs at most this many tokens ahead of what was sent.
+ */
+export const DEFAULT_TOKENS_PER_EVENT = 8;
+
 /** An {@link InferencePort} whose jobs run on the peer at the other end of a connection. */
 export class RemoteInferencePort implements InferencePort {
   readonly #connection: Connection;
   readonly #now: () => number;
+  readonly #tokensPerEvent: number;
   readonly #stats = emptyInferenceStats();
 
   /**
    * Create a port over `connection`.
    * @param connection A connection to a peer that serves the inference protocol.
-   * @param options `now`: clock in ms for the locally measured timings (default performance.now).
+   * @param options `now`: clock in ms for the locally measured timings (default
+   *   performance.now); `tokensPerEvent`: most tokens the worker may send in one event when
+   *   they are ready before this side takes them (default {@link DEFAULT_TOKENS_PER_EVENT};
+   *   1: one event per token).
    */
-  constructor(connection: Connection, options: { now?: () => number } = {}) {
+  constructor(
+    connection: Connection,
+    options: { now?: () => number; tokensPerEvent?: number } = {},
+  ) {
     this.#connection = connection;
     this.#now = options.now ?? (() => performance.now());
+    this.#tokensPerEvent = Math.min(
+      MAX_TOKENS_PER_EVENT,
+      Math.max(1, options.tokensPerEvent ?? DEFAULT_TOKENS_PER_EVENT),
+    );
   }
 
   /** The connection jobs go over. */
@@ -124,6 +144,7 @@ export class RemoteInferencePort implements InferencePort {
     if (options.topLogprobs) body.topLogprobs = options.topLogprobs;
     const from = options.resume?.length ?? 0;
     if (from > 0) body.resume = [...options.resume!];
+    if (this.#tokensPerEvent > 1) body.tokensPerEvent = this.#tokensPerEvent;
     const events = this.#connection.openStream(SubmitMessage, body, { signal: options.signal });
     const reader = events.getReader();
     let first: ReadableStreamReadResult<InferenceEvent>;
@@ -215,25 +236,35 @@ class RemoteJob {
           controller.close();
           return;
         }
-        if (event.kind !== "token" || event.index !== this.#from + this.#tokens) {
+        // One token, or several that were ready together: each in order, once.
+        const items = event.kind === "token"
+          ? [event]
+          : event.kind === "tokens"
+          ? event.tokens
+          : undefined;
+        const inOrder = items?.every((t, i) => t.index === this.#from + this.#tokens + i) &&
+          items.slice(0, -1).every((t) => t.finishReason === undefined);
+        if (items === undefined || !inOrder) {
           const error = new InferenceStreamError(`unexpected ${event.kind} event`);
           this.#reader.cancel(error).catch(() => {});
           this.#end("error", error);
           controller.error(error);
           return;
         }
-        if (this.#tokens === 0) this.#firstTokenAt = this.#now();
-        this.#tokens++;
-        const token: StreamedToken = {
-          index: event.index,
-          tokenId: event.tokenId,
-          text: event.text,
-        };
-        if (event.logprob !== undefined) token.logprob = event.logprob;
-        if (event.top !== undefined) token.topLogprobs = event.top;
-        if (event.finishReason !== undefined) token.finishReason = event.finishReason;
-        controller.enqueue(token);
-        if (event.finishReason !== undefined) {
+        for (const item of items) {
+          if (this.#tokens === 0) this.#firstTokenAt = this.#now();
+          this.#tokens++;
+          const token: StreamedToken = {
+            index: item.index,
+            tokenId: item.tokenId,
+            text: item.text,
+          };
+          if (item.logprob !== undefined) token.logprob = item.logprob;
+          if (item.top !== undefined) token.topLogprobs = item.top;
+          if (item.finishReason !== undefined) token.finishReason = item.finishReason;
+          controller.enqueue(token);
+        }
+        if (items[items.length - 1].finishReason !== undefined) {
           // The last token: close now, and take the end event (summary, receipt) behind it.
           this.#lastTokenSeen = true;
           controller.close();
@@ -360,7 +391,7 @@ export function serveInference(
   const stallMs = options.readerStallMs ?? DEFAULT_READER_STALL_MS;
   let running = 0;
   connection.handle(ListModelsMessage, async () => ({ models: [...await port.models()] }));
-  connection.handle(SubmitMessage, async ({ job, topLogprobs, resume }, ctx) => {
+  connection.handle(SubmitMessage, async ({ job, topLogprobs, resume, tokensPerEvent }, ctx) => {
     if (running >= maxJobs) throw new PeerJobLimitError(maxJobs);
     running++;
     let handle: InferenceHandle;
@@ -373,7 +404,7 @@ export function serveInference(
       throw error;
     }
     options.onJob?.(handle.jobId);
-    return jobEvents(handle, resume?.length ?? 0, stallMs, () => running--);
+    return jobEvents(handle, resume?.length ?? 0, stallMs, tokensPerEvent ?? 1, () => running--);
   });
 }
 
@@ -382,9 +413,13 @@ function jobEvents(
   handle: InferenceHandle,
   resumedFrom: number,
   stallMs: number,
+  tokensPerEvent: number,
   onFinished: () => void,
 ): ReadableStream<InferenceEvent> {
   const reader = handle.tokens.getReader();
+  // Up to `tokensPerEvent` tokens in one event when they are ready together (requesters that
+  // asked); one read per pull otherwise, so the worker computes only what is pulled.
+  const ahead = tokensPerEvent > 1 ? new ReadAhead(reader, tokensPerEvent) : undefined;
   let started = false;
   let ended = false;
   let finished = false;
@@ -455,14 +490,19 @@ function jobEvents(
       controller.close();
       return;
     }
-    let result: ReadableStreamReadResult<StreamedToken>;
-    try {
-      result = await reader.read();
-    } catch {
-      // The job failed or was cancelled here: the summary says which, then the stream ends.
-      result = { done: true, value: undefined };
+    let ready: StreamedToken[];
+    if (ahead !== undefined) {
+      ready = await ahead.take();
+    } else {
+      try {
+        const result = await reader.read();
+        ready = result.done ? [] : [result.value];
+      } catch {
+        // The job failed or was cancelled here: the summary says which, then the stream ends.
+        ready = [];
+      }
     }
-    if (result.done) {
+    if (ready.length === 0) {
       ended = true;
       const summary = await handle.done;
       if (summary.finishReason === "cancelled" || summary.finishReason === "error") {
@@ -477,19 +517,32 @@ function jobEvents(
       controller.enqueue({ kind: "end", summary: wireSummary(summary) });
       return;
     }
-    const { index, tokenId, text, logprob, topLogprobs, finishReason } = result.value;
-    const event: InferenceEvent = { kind: "token", index, tokenId, text };
-    if (logprob !== undefined) event.logprob = logprob;
-    if (topLogprobs !== undefined) {
-      event.top = topLogprobs.map((top) => ({
-        tokenId: top.tokenId,
-        text: top.text,
-        logprob: top.logprob,
-      }));
-    }
-    if (finishReason !== undefined) event.finishReason = finishReason;
-    controller.enqueue(event);
+    const events = ready.map(wireToken);
+    controller.enqueue(
+      events.length === 1 ? events[0] : { kind: "tokens", tokens: events.map(withoutKind) },
+    );
   }
+}
+
+/** One streamed token as its `token` event. */
+function wireToken(token: StreamedToken): TokenEvent {
+  const { index, tokenId, text, logprob, topLogprobs, finishReason } = token;
+  const event: TokenEvent = { kind: "token", index, tokenId, text };
+  if (logprob !== undefined) event.logprob = logprob;
+  if (topLogprobs !== undefined) {
+    event.top = topLogprobs.map((top) => ({
+      tokenId: top.tokenId,
+      text: top.text,
+      logprob: top.logprob,
+    }));
+  }
+  if (finishReason !== undefined) event.finishReason = finishReason;
+  return event;
+}
+
+function withoutKind(event: TokenEvent): Omit<TokenEvent, "kind"> {
+  const { kind: _kind, ...rest } = event;
+  return rest;
 }
 
 /** The summary as it goes on the wire: only the fields the schema knows. */

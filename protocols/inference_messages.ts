@@ -156,6 +156,21 @@ export interface TokenEvent {
   finishReason?: "stop" | "length";
 }
 
+/**
+ * A `tokens` event: several consecutive tokens in one event, sent when the submission allowed
+ * it (`tokensPerEvent`) and more than one was ready — a requester that keeps up still gets one
+ * `token` event per token.
+ */
+export interface TokensEvent {
+  /** Event tag. */
+  kind: "tokens";
+  /** Consecutive tokens, in order (2 to `MAX_TOKENS_PER_EVENT`). */
+  tokens: Omit<TokenEvent, "kind">[];
+}
+
+/** Most tokens one `tokens` event may carry. */
+export const MAX_TOKENS_PER_EVENT = 16;
+
 /** The `end` event: the summary and the receipt. */
 export interface EndEvent {
   /** Event tag. */
@@ -164,8 +179,22 @@ export interface EndEvent {
   summary: WireJobSummary;
 }
 
-/** One event of a job's stream: its start, one token, or its end. */
-export type InferenceEvent = StartEvent | TokenEvent | EndEvent;
+/** One event of a job's stream: its start, one token or several, or its end. */
+export type InferenceEvent = StartEvent | TokenEvent | TokensEvent | EndEvent;
+
+/** The fields of one token on the wire (a `token` event, an item of a `tokens` event). */
+const tokenFields = {
+  index: z.number().int().nonnegative(),
+  tokenId: z.number().int().nonnegative(),
+  text: z.string().max(MAX_TOKEN_TEXT_LENGTH),
+  logprob: z.number().optional(),
+  top: z.array(z.object({
+    tokenId: z.number().int().nonnegative(),
+    text: z.string().max(MAX_TOKEN_TEXT_LENGTH),
+    logprob: z.number(),
+  })).max(MAX_TOP_LOGPROBS).optional(),
+  finishReason: z.enum(["stop", "length"]).optional(),
+};
 
 /** A chunk of `inference.submit`'s stream. */
 export const InferenceEventMessage: MessageDefinition<InferenceEvent> = defineMessage(
@@ -178,18 +207,10 @@ export const InferenceEventMessage: MessageDefinition<InferenceEvent> = defineMe
       promptTokens: z.number().int().nonnegative(),
       resumedFrom: z.number().int().nonnegative().max(GENERATION_LIMITS.maxTokens).optional(),
     }),
+    z.object({ kind: z.literal("token"), ...tokenFields }),
     z.object({
-      kind: z.literal("token"),
-      index: z.number().int().nonnegative(),
-      tokenId: z.number().int().nonnegative(),
-      text: z.string().max(MAX_TOKEN_TEXT_LENGTH),
-      logprob: z.number().optional(),
-      top: z.array(z.object({
-        tokenId: z.number().int().nonnegative(),
-        text: z.string().max(MAX_TOKEN_TEXT_LENGTH),
-        logprob: z.number(),
-      })).max(MAX_TOP_LOGPROBS).optional(),
-      finishReason: z.enum(["stop", "length"]).optional(),
+      kind: z.literal("tokens"),
+      tokens: z.array(z.object(tokenFields)).min(2).max(MAX_TOKENS_PER_EVENT),
     }),
     z.object({ kind: z.literal("end"), summary: summarySchema }),
   ]) as unknown as z.ZodType<InferenceEvent>,
@@ -211,6 +232,12 @@ export interface SubmitBody {
    * (`inference/resumed_generation.ts`). Absent: from the start. Beside the job, not in it.
    */
   resume?: number[];
+  /**
+   * Most tokens the requester takes in one event (a `tokens` event), 1 to
+   * `MAX_TOKENS_PER_EVENT`; absent or 1: one `token` event per token, as before. The worker
+   * sends several only when they are ready before the requester takes the last.
+   */
+  tokensPerEvent?: number;
 }
 
 /**
@@ -223,6 +250,7 @@ export const SubmitMessage: MessageDefinition<SubmitBody, never, InferenceEvent>
     job: textJobSchema,
     topLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
     resume: z.array(z.number().int().nonnegative()).max(GENERATION_LIMITS.maxTokens).optional(),
+    tokensPerEvent: z.number().int().min(1).max(MAX_TOKENS_PER_EVENT).optional(),
   }),
   {
     chunk: InferenceEventMessage,

@@ -306,3 +306,70 @@ Deno.test("the wire bounds a resume by maxTokens' limit and confirms it as a non
     !InferenceEventMessage.schema.safeParse({ ...start, promptTokens: 1, resumedFrom: -1 }).success,
   );
 });
+
+const WINDOW = 4;
+
+/** The raw events of a job submitted over `worker`'s peer, read after `pause` resolves. */
+async function rawEvents(
+  model: ScriptedModel,
+  tokensPerEvent: number | undefined,
+  maxTokens: number,
+  pause: (model: ScriptedModel) => Promise<void>,
+) {
+  const events: { kind: string; indexes: number[] }[] = [];
+  await withRemote(model, async (remote) => {
+    const body = {
+      job: textJob(model.info.cid, maxTokens),
+      ...(tokensPerEvent ? { tokensPerEvent } : {}),
+    };
+    // A window of 4 events: a requester that does not read lets 4 go out (the start and 3
+    // tokens), then the worker can only read ahead (tokensPerEvent more when it batches).
+    const stream = remote.connection.openStream(SubmitMessage, body, { window: WINDOW });
+    const reader = stream.getReader();
+    const first = await reader.read();
+    assertEquals(first.value?.kind, "start");
+    await pause(model);
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (value.kind === "token") events.push({ kind: "token", indexes: [value.index] });
+      else if (value.kind === "tokens") {
+        events.push({ kind: "tokens", indexes: value.tokens.map((t) => t.index) });
+      } else events.push({ kind: value.kind, indexes: [] });
+    }
+  });
+  return events;
+}
+
+Deno.test("a requester that falls behind gets the tokens ready meanwhile in one event (at most tokensPerEvent), each once and in order", async () => {
+  const model = new ScriptedModel({ contextLength: 4096 });
+  // The requester reads nothing until the worker has computed the window's 3 tokens and 4 ahead.
+  const events = await rawEvents(model, 4, 60, (m) => m.stepsReached(WINDOW - 1 + 4));
+  const indexes = events.flatMap((e) => e.indexes);
+  assertEquals(indexes, Array.from({ length: 60 }, (_, i) => i));
+  assertEquals(events.at(-1)?.kind, "end");
+  const batched = events.filter((e) => e.kind === "tokens");
+  assert(batched.length > 0, `no tokens event in ${JSON.stringify(events.map((e) => e.kind))}`);
+  assert(batched.every((e) => e.indexes.length >= 2 && e.indexes.length <= 4));
+  assert(events.length < 60 + 2, "fewer events than tokens");
+});
+
+Deno.test("a requester that asks for one token per event (or says nothing: one that predates batching) gets one token event per token", async () => {
+  for (const asked of [1, undefined]) {
+    const model = new ScriptedModel({ contextLength: 4096 });
+    const events = await rawEvents(model, asked, 30, (m) => m.stepsReached(WINDOW - 1));
+    assertEquals(events.filter((e) => e.kind === "tokens").length, 0);
+    assertEquals(events.filter((e) => e.kind === "token").length, 30);
+  }
+});
+
+Deno.test("the wire bounds a tokens event to 2–16 tokens and a submission's tokensPerEvent to 1–16", () => {
+  const token = (index: number) => ({ index, tokenId: 97, text: "a" });
+  const parse = (value: unknown) => InferenceEventMessage.schema.safeParse(value).success;
+  assert(parse({ kind: "tokens", tokens: [token(0), token(1)] }));
+  assert(!parse({ kind: "tokens", tokens: [token(0)] }));
+  assert(!parse({ kind: "tokens", tokens: Array.from({ length: 17 }, (_, i) => token(i)) }));
+  const submit = (tokensPerEvent: number) =>
+    SubmitMessage.schema.safeParse({ job: textJob("m", 4), tokensPerEvent }).success;
+  assert(submit(1) && submit(16) && !submit(0) && !submit(17));
+});
