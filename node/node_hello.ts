@@ -25,9 +25,22 @@ export interface NodeHelloSources {
   queueLimit: number;
 }
 
-/** A `describe` for the NetworkActor: reads the facts afresh on each call. */
-export function nodeHello(sources: NodeHelloSources): () => Promise<PeerHelloBody> {
+/**
+ * How long a storage reading is reused: the store's stats list its replica roots (a directory
+ * read), too much to do every second for a number that moves slowly.
+ */
+const STORAGE_READ_EVERY_MS = 30_000;
+
+/**
+ * A `describe` for the NetworkActor: the load afresh on each call (in memory), the storage use
+ * at most every {@link STORAGE_READ_EVERY_MS}.
+ */
+export function nodeHello(
+  sources: NodeHelloSources,
+  now: () => number = Date.now,
+): () => Promise<PeerHelloBody> {
   const roles = (Object.keys(sources.roles) as PeerRole[]).filter((r) => sources.roles[r]);
+  let storageRead: { at: number; value: PeerHelloBody["storage"] } | undefined;
   return async () => {
     const body: PeerHelloBody = { version: VERIFLOW_VERSION, roles, models: [] };
     const port = sources.inference();
@@ -43,10 +56,16 @@ export function nodeHello(sources: NodeHelloSources): () => Promise<PeerHelloBod
     }
     const storage = sources.storage();
     if (storage !== undefined) {
-      const stats = unwrapReply<ChunkStoreStats>(
-        await storage.ask({ type: "capacity" }, { timeoutMs: 5_000 }),
-      );
-      body.storage = { usedBytes: stats.usedBytes, quotaBytes: stats.quotaBytes };
+      if (storageRead === undefined || now() - storageRead.at >= STORAGE_READ_EVERY_MS) {
+        const stats = unwrapReply<ChunkStoreStats>(
+          await storage.ask({ type: "capacity" }, { timeoutMs: 5_000 }),
+        );
+        storageRead = {
+          at: now(),
+          value: { usedBytes: stats.usedBytes, quotaBytes: stats.quotaBytes },
+        };
+      }
+      body.storage = storageRead.value;
     }
     return body;
   };
