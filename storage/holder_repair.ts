@@ -49,6 +49,9 @@ export function chunksToRepair(
   return out;
 }
 
+/** Chunks ranked between two turns of the event loop. */
+const RANK_SLICE = 512;
+
 /** What one repair pass after a departure did (for logs and tests). */
 export interface HolderRepairPass extends RepairReport {
   /** Hex ids of the peers whose departure started it. */
@@ -104,9 +107,20 @@ export class HolderRepair {
     const pass = this.#running.then(async () => {
       if (signal?.aborted) return;
       try {
-        const held: string[] = [];
-        for await (const cid of this.#options.held()) held.push(cid);
-        const mine = chunksToRepair(held, before, after, this.#options.selfId, store.replicas);
+        // Ranking is a hash per peer per chunk: done in slices, so a large store does not
+        // hold the event loop (HTTP, actors, token streams) for the whole pass.
+        const mine: string[] = [];
+        let slice: string[] = [];
+        const rank = async () => {
+          mine.push(...chunksToRepair(slice, before, after, this.#options.selfId, store.replicas));
+          slice = [];
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        };
+        for await (const cid of this.#options.held()) {
+          slice.push(cid);
+          if (slice.length === RANK_SLICE) await rank();
+        }
+        await rank();
         // Missing copies are what a departure leaves: ask the holders whether they have it
         // (a few bytes each) and send our own copy to those without.
         const report = await store.repair(mine, {

@@ -20,7 +20,12 @@ import { toHex } from "../../protocols/hash.ts";
 import { cidOf } from "../../protocols/cid.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
-import { chunksToRepair } from "../../storage/holder_repair.ts";
+import {
+  chunksToRepair,
+  HolderRepair,
+  type HolderRepairPass,
+} from "../../storage/holder_repair.ts";
+import type { ReplicatedStore } from "../../storage/replicated_store.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
 import { collect, pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -183,4 +188,37 @@ Deno.test("chunksToRepair: only chunks a departed peer held, each by its best su
   }
   // Nobody left: nothing to do.
   assert.deepEqual(chunksToRepair(sample, peers, peers, "p1", r), []);
+});
+
+Deno.test("a holder-repair pass over a large store ranks it in slices and repairs exactly the chunks chunksToRepair picks", async () => {
+  const before = ["p1", "p2", "p3", "p4", "p5"].map((id) => ({ id }));
+  const after = before.filter((p) => p.id !== "p4");
+  const held = Array.from(
+    { length: 1_300 },
+    (_, i) => cidOf(new Uint8Array([i & 0xff, i >> 8, 7])),
+  );
+  const asked: string[][] = [];
+  const store = {
+    peers: after,
+    replicas: 3,
+    repair: (cids: string[]) => {
+      asked.push([...cids]);
+      return Promise.resolve({ checked: cids.length, repaired: 0, lost: [], failedChecks: 0 });
+    },
+  } as unknown as ReplicatedStore;
+  const passes: HolderRepairPass[] = [];
+  const repair = new HolderRepair({
+    selfId: "p2",
+    held: async function* () {
+      yield* held;
+    },
+    onPass: (pass) => passes.push(pass),
+  });
+  await repair.peersChanged(store, before);
+  assert.deepEqual(asked, [chunksToRepair(held, before, after, "p2", 3)]);
+  assert.ok(asked[0].length > 0);
+  assert.deepEqual(passes.map((p) => p.departed), [["p4"]]);
+  // Nobody left: no pass.
+  await repair.peersChanged({ ...store, peers: before } as unknown as ReplicatedStore, before);
+  assert.equal(repair.passes, 1);
 });
