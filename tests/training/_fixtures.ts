@@ -1,0 +1,22 @@
+/** Shared small configuration of the training tests: a model that trains in seconds. */
+import type { GptArchitecture } from "../../inference/model_builder.ts";
+import { type CorpusSplit, loadBrownCorpus, splitCorpus } from "../../training/brown_corpus.ts";
+
+/** One block, width 32: ~30 k parameters, about 0.1 s a step on one core (wasm). */
+export const TEST_ARCH: GptArchitecture = {
+  numLayers: 1,
+  hiddenSize: 32,
+  numHeads: 2,
+  contextLength: 64,
+};
+
+/** 64 input bytes + 1 target per sample, 8 samples a step. */
+export const TEST_HYPER = { sampleBytes: 65, batchSize: 8 } as const;
+
+let split: Promise<CorpusSplit> | undefined;
+
+/** 40 documents spread across genres, in 2 shards + held-out (every 10th). */
+export function testSplit(): Promise<CorpusSplit> {
+  split ??= loadBrownCorpus({ limit: 40 }).then((docs) => splitCorpus(docs, 2));
+  return split;
+}

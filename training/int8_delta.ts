@@ -1,0 +1,139 @@
+/**
+ * The wire form of a pseudo-gradient: int8 values with one float32 scale per row (a 1-D
+ * tensor is one row). `scale = max|row| / 127`, `q = round(x / scale)`, so every value comes
+ * back within `scale / 2` of the original — about 4× smaller than float32 on the wire.
+ *
+ * Encoding (version 1, little-endian), tensors in the architecture's fixed order:
+ * `"VFD1" ‖ u32 count ‖ per tensor: u16 nameLen ‖ name ‖ u8 rank ‖ u32 dims… ‖ f32 scales[rows]
+ * ‖ i8 values`. The delta hash a training receipt signs is SHA-256 of these bytes.
+ *
+ * @module
+ */
+import { sha256Hex } from "../protocols/hash.ts";
+import type { GptWeights } from "./gpt_weights.ts";
+import { TrainingError } from "./training_error.ts";
+
+const MAGIC = new TextEncoder().encode("VFD1");
+/** Largest int8 magnitude used (symmetric, so −128 is never produced). */
+const Q_MAX = 127;
+/** Upper bound on a decoded tensor's elements: rejects absurd headers before allocating. */
+const MAX_TENSOR_ELEMENTS = 1 << 28;
+
+/** One quantised tensor. */
+export interface Int8Tensor {
+  /** Builder name. */
+  name: string;
+  /** Shape. */
+  shape: number[];
+  /** One scale per row (`shape[0]` rows for rank ≥ 2, else one). */
+  scales: Float32Array;
+  /** Quantised values, row-major. */
+  values: Int8Array;
+}
+
+function rowsOf(shape: readonly number[]): number {
+  return shape.length >= 2 ? shape[0] : 1;
+}
+
+/** Quantise a delta per row. */
+export function quantizeDelta(delta: GptWeights): Int8Tensor[] {
+  const out: Int8Tensor[] = [];
+  for (const [name, { shape, data }] of delta) {
+    const rows = rowsOf(shape);
+    const width = data.length / rows;
+    const scales = new Float32Array(rows);
+    const values = new Int8Array(data.length);
+    for (let r = 0; r < rows; r++) {
+      let max = 0;
+      for (let i = r * width; i < (r + 1) * width; i++) max = Math.max(max, Math.abs(data[i]));
+      const scale = Math.fround(max / Q_MAX);
+      scales[r] = scale;
+      if (scale === 0) continue;
+      for (let i = r * width; i < (r + 1) * width; i++) values[i] = Math.round(data[i] / scale);
+    }
+    out.push({ name, shape: [...shape], scales, values });
+  }
+  return out;
+}
+
+/** Back to float tensors. */
+export function dequantizeDelta(tensors: readonly Int8Tensor[]): GptWeights {
+  const out: GptWeights = new Map();
+  for (const t of tensors) {
+    const rows = rowsOf(t.shape);
+    const width = t.values.length / rows;
+    const data = new Float32Array(t.values.length);
+    for (let i = 0; i < data.length; i++) data[i] = t.values[i] * t.scales[Math.floor(i / width)];
+    out.set(t.name, { shape: [...t.shape], data });
+  }
+  return out;
+}
+
+/** Serialise quantised tensors (see the module doc for the layout). */
+export function encodeInt8Delta(tensors: readonly Int8Tensor[]): Uint8Array {
+  const names = tensors.map((t) => new TextEncoder().encode(t.name));
+  let size = MAGIC.length + 4;
+  tensors.forEach((t, i) => {
+    size += 2 + names[i].length + 1 + 4 * t.shape.length + 4 * t.scales.length + t.values.length;
+  });
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out.set(MAGIC);
+  let o = MAGIC.length;
+  view.setUint32(o, tensors.length, true);
+  o += 4;
+  tensors.forEach((t, i) => {
+    view.setUint16(o, names[i].length, true);
+    out.set(names[i], o + 2);
+    o += 2 + names[i].length;
+    out[o++] = t.shape.length;
+    for (const d of t.shape) o = (view.setUint32(o, d, true), o + 4);
+    for (const s of t.scales) o = (view.setFloat32(o, s, true), o + 4);
+    out.set(new Uint8Array(t.values.buffer, t.values.byteOffset, t.values.length), o);
+    o += t.values.length;
+  });
+  return out;
+}
+
+/** Parse {@link encodeInt8Delta}'s bytes; throws `bad_delta` on anything malformed. */
+export function decodeInt8Delta(bytes: Uint8Array): Int8Tensor[] {
+  const bad = (why: string) => new TrainingError("bad_delta", `malformed delta: ${why}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const need = (o: number, n: number) => {
+    if (o + n > bytes.length) throw bad("truncated");
+  };
+  need(0, MAGIC.length + 4);
+  if (MAGIC.some((b, i) => bytes[i] !== b)) throw bad("magic");
+  let o = MAGIC.length;
+  const count = view.getUint32(o, true);
+  o += 4;
+  const out: Int8Tensor[] = [];
+  for (let k = 0; k < count; k++) {
+    need(o, 2);
+    const nameLen = view.getUint16(o, true);
+    need(o + 2, nameLen + 1);
+    const name = new TextDecoder().decode(bytes.subarray(o + 2, o + 2 + nameLen));
+    o += 2 + nameLen;
+    const rank = bytes[o++];
+    need(o, 4 * rank);
+    const shape = Array.from({ length: rank }, (_, i) => view.getUint32(o + 4 * i, true));
+    o += 4 * rank;
+    const elements = shape.reduce((a, b) => a * b, 1);
+    if (elements > MAX_TENSOR_ELEMENTS) throw bad(`tensor ${name} too large`);
+    const rows = rowsOf(shape);
+    need(o, 4 * rows + elements);
+    const scales = new Float32Array(rows);
+    for (let r = 0; r < rows; r++) scales[r] = view.getFloat32(o + 4 * r, true);
+    o += 4 * rows;
+    const values = new Int8Array(bytes.slice(o, o + elements).buffer);
+    o += elements;
+    out.push({ name, shape, scales, values });
+  }
+  if (o !== bytes.length) throw bad("trailing bytes");
+  return out;
+}
+
+/** Hex SHA-256 of an encoded delta: what a training receipt signs. */
+export function deltaHash(encoded: Uint8Array): string {
+  return sha256Hex(encoded);
+}

@@ -1,0 +1,180 @@
+/**
+ * A trainer's inner loop in the DiLoCo style: H AdamW steps from a round's start weights on
+ * the trainer's own shard, returning the pseudo-gradient (start − end weights), the per-step
+ * loss trace and the ids of the samples used — what a training receipt commits to.
+ *
+ * Batches are drawn by a counter-based RNG (`batchIndices`), so the batch of any step is a
+ * pure function of the seed and the step number.
+ *
+ * @module
+ */
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import { tf, type TrainingBackend, useTrainingBackend } from "./tf_backend.ts";
+import { gptLoss, type TfWeights, toTfWeights } from "./tf_gpt.ts";
+import { type GptWeights, gptWeightShapes } from "./gpt_weights.ts";
+import { batchIndices, sampleAt, sampleCount, type TextShard } from "./brown_corpus.ts";
+
+/** AdamW hyper-parameters and batch shape of local training (all committed in the receipt). */
+export interface LocalHyperParams {
+  /** Inner learning rate. */
+  learningRate: number;
+  /** Adam β1. */
+  beta1: number;
+  /** Adam β2. */
+  beta2: number;
+  /** Adam ε. */
+  epsilon: number;
+  /** Decoupled weight decay, applied to matrices only (not biases, gains, or 1-D tensors). */
+  weightDecay: number;
+  /** Samples per step. */
+  batchSize: number;
+  /** Bytes per sample (the model reads length − 1 and predicts the next byte at each). */
+  sampleBytes: number;
+}
+
+/**
+ * Defaults for small models: DiLoCo's inner optimiser is AdamW; 3e-3 is a usual rate for
+ * models of a few hundred thousand parameters, β2 = 0.95 as in GPT-style training.
+ */
+export const DEFAULT_LOCAL_HYPER_PARAMS: Readonly<LocalHyperParams> = Object.freeze({
+  learningRate: 3e-3,
+  beta1: 0.9,
+  beta2: 0.95,
+  epsilon: 1e-8,
+  weightDecay: 0.01,
+  batchSize: 8,
+  sampleBytes: 65,
+});
+
+/** Options of {@link trainLocal}. */
+export interface LocalTrainingOptions {
+  /** Architecture of the weights. */
+  arch: GptArchitecture;
+  /** Round start weights (not modified). */
+  start: GptWeights;
+  /** The trainer's shard. */
+  shard: TextShard;
+  /** Number of local steps H. */
+  steps: number;
+  /** Seed of the batch draws. */
+  seed: number;
+  /** Hyper-parameters; defaults {@link DEFAULT_LOCAL_HYPER_PARAMS}. */
+  hyper?: Partial<LocalHyperParams>;
+  /** Backend; default `wasm` (falls back to `cpu`). */
+  backend?: TrainingBackend;
+}
+
+/** What {@link trainLocal} returns. */
+export interface LocalTrainingResult {
+  /** The pseudo-gradient: start − end, per tensor (DiLoCo's outer gradient). */
+  pseudoGradient: GptWeights;
+  /** Training loss (nats per byte) of each step, before its update. */
+  losses: number[];
+  /** Ids of the samples used, step by step, in batch order. */
+  sampleIds: string[];
+  /** The hyper-parameters used. */
+  hyper: LocalHyperParams;
+  /** The backend that ran. */
+  backend: TrainingBackend;
+}
+
+/** The batch of step `step` as a [batch, sampleBytes] int32 tensor, plus its sample ids. */
+export function stepBatch(
+  shard: TextShard,
+  hyper: LocalHyperParams,
+  seed: number,
+  step: number,
+): { tokens: tf.Tensor2D; ids: string[] } {
+  const count = sampleCount(shard, hyper.sampleBytes);
+  if (count === 0) throw new RangeError("shard has no complete sample");
+  const flat = new Int32Array(hyper.batchSize * hyper.sampleBytes);
+  const ids: string[] = [];
+  batchIndices(seed, step, hyper.batchSize, count).forEach((index, j) => {
+    const s = sampleAt(shard, hyper.sampleBytes, index);
+    flat.set(s.bytes, j * hyper.sampleBytes);
+    ids.push(s.id);
+  });
+  return { tokens: tf.tensor2d(flat, [hyper.batchSize, hyper.sampleBytes], "int32"), ids };
+}
+
+/** Run H local AdamW steps; see the module doc. */
+export async function trainLocal(options: LocalTrainingOptions): Promise<LocalTrainingResult> {
+  const backend = await useTrainingBackend(options.backend ?? "wasm");
+  const hyper: LocalHyperParams = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...options.hyper };
+  const { arch, shard, seed } = options;
+  const names = gptWeightShapes(arch).map(([n]) => n);
+  const params = toTfWeights(options.start, true) as Record<string, tf.Variable>;
+  const m: TfWeights = Object.fromEntries(names.map((n) => [n, tf.zerosLike(params[n])]));
+  const v: TfWeights = Object.fromEntries(names.map((n) => [n, tf.zerosLike(params[n])]));
+  const losses: number[] = [];
+  const sampleIds: string[] = [];
+  try {
+    for (let step = 0; step < options.steps; step++) {
+      const { tokens, ids } = stepBatch(shard, hyper, seed, step);
+      sampleIds.push(...ids);
+      const { value, grads } = tf.variableGrads(
+        () => gptLoss(arch, params, tokens),
+        names.map((n) => params[n]),
+      );
+      losses.push((await value.data())[0]);
+      const t = step + 1;
+      const c1 = 1 - hyper.beta1 ** t;
+      const c2 = 1 - hyper.beta2 ** t;
+      for (const n of names) {
+        tf.tidy(() => {
+          const g = grads[params[n].name];
+          const m1 = tf.add(tf.mul(m[n], hyper.beta1), tf.mul(g, 1 - hyper.beta1));
+          const v1 = tf.add(tf.mul(v[n], hyper.beta2), tf.mul(tf.square(g), 1 - hyper.beta2));
+          let update = tf.div(tf.div(m1, c1), tf.add(tf.sqrt(tf.div(v1, c2)), hyper.epsilon));
+          if (params[n].rank >= 2) update = tf.add(update, tf.mul(params[n], hyper.weightDecay));
+          params[n].assign(tf.sub(params[n], tf.mul(update, hyper.learningRate)));
+          m[n].dispose();
+          v[n].dispose();
+          m[n] = tf.keep(m1);
+          v[n] = tf.keep(v1);
+        });
+      }
+      tf.dispose([tokens, value, ...Object.values(grads)]);
+    }
+    const pseudoGradient: GptWeights = new Map();
+    for (const n of names) {
+      const start = options.start.get(n)!;
+      const end = await params[n].data() as Float32Array;
+      const d = new Float32Array(end.length);
+      for (let i = 0; i < d.length; i++) d[i] = start.data[i] - end[i];
+      pseudoGradient.set(n, { shape: start.shape, data: d });
+    }
+    return { pseudoGradient, losses, sampleIds, hyper, backend };
+  } finally {
+    tf.dispose([...Object.values(params), ...Object.values(m), ...Object.values(v)]);
+  }
+}
+
+/** Mean loss (nats per byte) of `weights` over the first `maxSamples` samples of `shard`. */
+export async function evaluateLoss(
+  arch: GptArchitecture,
+  weights: GptWeights,
+  shard: TextShard,
+  options: { sampleBytes: number; maxSamples: number; batchSize?: number },
+): Promise<number> {
+  const count = Math.min(sampleCount(shard, options.sampleBytes), options.maxSamples);
+  const batch = options.batchSize ?? 16;
+  const w = toTfWeights(weights, false);
+  let total = 0;
+  try {
+    for (let start = 0; start < count; start += batch) {
+      const n = Math.min(batch, count - start);
+      const flat = new Int32Array(n * options.sampleBytes);
+      for (let j = 0; j < n; j++) {
+        flat.set(sampleAt(shard, options.sampleBytes, start + j).bytes, j * options.sampleBytes);
+      }
+      const tokens = tf.tensor2d(flat, [n, options.sampleBytes], "int32");
+      const loss = gptLoss(arch, w, tokens);
+      total += (await loss.data())[0] * n;
+      tf.dispose([tokens, loss]);
+    }
+  } finally {
+    tf.dispose(Object.values(w));
+  }
+  return total / count;
+}
