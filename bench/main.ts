@@ -4,7 +4,7 @@
  * measurements and ratios against a baseline measured in the same run.
  *
  * Names: actors, codec, model, inference, validation, proof, detection, storage, network, swarm,
- * edge, ledger. No name runs them all.
+ * edge, ledger, training. No name runs them all.
  * Arguments after `--` are passed to every script (e.g. `-- --size-mib 64`).
  *
  * @module
@@ -23,6 +23,7 @@ const BENCHES = [
   "swarm",
   "edge",
   "ledger",
+  "training",
 ] as const;
 
 const dash = Deno.args.indexOf("--");
