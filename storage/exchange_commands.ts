@@ -6,9 +6,14 @@
  *
  * @module
  */
+import {
+  parseCommand,
+  type ParsedArgs,
+  reportErrors,
+  usage,
+  UsageError,
+} from "./_command_support.ts";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
-import { VeriflowError } from "../protocols/errors.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
 import { exportCar, importCar } from "./car.ts";
 import { ChunkStore } from "./chunk_store.ts";
@@ -38,7 +43,7 @@ const SHARE_USAGE =
 
 /** `export CID`: the file's DAG as a CAR. */
 export async function runExport(args: string[]): Promise<number> {
-  const parsed = parse(args, {
+  const parsed = parseCommand(args, {
     data: { type: "string" },
     output: { type: "string", short: "o" },
   }, EXPORT_USAGE);
@@ -67,7 +72,7 @@ export async function runExport(args: string[]): Promise<number> {
 
 /** `import FILE`: store a CAR's blocks, verified, and pin its roots. */
 export async function runImport(args: string[]): Promise<number> {
-  const parsed = parse(args, { data: { type: "string" } }, IMPORT_USAGE);
+  const parsed = parseCommand(args, { data: { type: "string" } }, IMPORT_USAGE);
   if (typeof parsed === "number") return parsed;
   if (parsed.positionals.length !== 1) return usage(IMPORT_USAGE, 2);
   const [path] = parsed.positionals;
@@ -97,7 +102,7 @@ export async function runImport(args: string[]): Promise<number> {
 
 /** `share CID` / `share revoke ID` / `share open LINK`. */
 export async function runShare(args: string[]): Promise<number> {
-  const parsed = parse(args, {
+  const parsed = parseCommand(args, {
     data: { type: "string" },
     expires: { type: "string" },
     password: { type: "boolean" },
@@ -181,54 +186,6 @@ async function ownerKey(dir: string, keyFile: string | undefined, cid: string): 
   return await OwnerKey.fromSecret((await loadOrCreateIdentity(dir)).exportSecretKey());
 }
 
-class UsageError extends VeriflowError {
-  constructor(message: string) {
-    super("usage", message);
-  }
-}
-
-type Parsed = { values: Record<string, unknown>; positionals: string[] };
-
 function dataDir(values: Record<string, unknown>): string {
   return String(values.data ?? DEFAULT_DATA_DIR);
-}
-
-function parse(
-  args: string[],
-  options: Record<string, { type: "string" | "boolean"; short?: string }>,
-  text: string,
-): Parsed | number {
-  if (args.includes("--help") || args.includes("-h")) return usage(text, 0);
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true }) as Parsed;
-  } catch (error) {
-    console.error((error as Error).message);
-    return usage(text, 2);
-  }
-}
-
-function usage(text: string, code: number): number {
-  (code === 0 ? console.log : console.error)(text);
-  return code;
-}
-
-async function reportErrors(body: () => Promise<void>): Promise<number> {
-  try {
-    await body();
-    return 0;
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(error.message);
-      return 2;
-    }
-    if (error instanceof VeriflowError) {
-      console.error(`error [${error.code}]: ${error.message}`);
-      return 1;
-    }
-    if (error instanceof Deno.errors.NotFound) {
-      console.error(`error: ${error.message}`);
-      return 1;
-    }
-    throw error;
-  }
 }

@@ -12,8 +12,14 @@
  *
  * @module
  */
+import {
+  parseCommand,
+  type ParsedArgs,
+  reportErrors,
+  usage,
+  UsageError,
+} from "./_command_support.ts";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { VeriflowError } from "../protocols/errors.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
 import { KeyRequiredError, StorageError } from "./errors.ts";
@@ -47,7 +53,7 @@ const GC_USAGE = `usage: gc [--grace-ms MS] [--data DIR] [--json]
 
 /** `put [--private] FILE`: store a file, print its CID. */
 export async function runPut(args: string[]): Promise<number> {
-  const parsed = parse(args, {
+  const parsed = parseCommand(args, {
     private: { type: "boolean" },
     "key-file": { type: "string" },
     name: { type: "string" },
@@ -136,7 +142,7 @@ async function putDirectory(files: FileStore, path: string): Promise<DagEntry> {
 
 /** `get CID [-o FILE]`: write a stored file out, verified. */
 export async function runGet(args: string[]): Promise<number> {
-  const parsed = parse(args, {
+  const parsed = parseCommand(args, {
     output: { type: "string", short: "o" },
     range: { type: "string" },
     "key-file": { type: "string" },
@@ -207,7 +213,7 @@ type ListedFile = (FileInfo & { damage?: { missing: number; corrupt: number } })
 
 /** `ls`: what the store holds and its capacity; damaged files flagged. */
 export async function runLs(args: string[]): Promise<number> {
-  const parsed = parse(args, {
+  const parsed = parseCommand(args, {
     data: { type: "string" },
     json: { type: "boolean" },
     verify: { type: "boolean" },
@@ -307,7 +313,7 @@ function describeDamage(damage: { missing: number; corrupt: number }): string {
 
 /** `gc`: remove unreferenced objects older than the grace period. */
 export async function runGc(args: string[]): Promise<number> {
-  const parsed = parse(args, {
+  const parsed = parseCommand(args, {
     data: { type: "string" },
     "grace-ms": { type: "string" },
     json: { type: "boolean" },
@@ -343,53 +349,6 @@ export async function runGc(args: string[]): Promise<number> {
         `${result.kept} referenced and ${result.young} younger than the grace period${abandoned}`,
     );
   });
-}
-
-class UsageError extends VeriflowError {
-  constructor(message: string) {
-    super("usage", message);
-  }
-}
-
-type ParsedArgs = { values: Record<string, unknown>; positionals: string[] };
-
-function parse(
-  args: string[],
-  options: Record<string, { type: "string" | "boolean"; short?: string }>,
-  text: string,
-): ParsedArgs | number {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true }) as ParsedArgs;
-  } catch (error) {
-    console.error((error as Error).message);
-    return usage(text, 2);
-  }
-}
-
-function usage(text: string, code: number): number {
-  (code === 0 ? console.log : console.error)(text);
-  return code;
-}
-
-async function reportErrors(body: () => Promise<void>): Promise<number> {
-  try {
-    await body();
-    return 0;
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(error.message);
-      return 2;
-    }
-    if (error instanceof VeriflowError) {
-      console.error(`error [${error.code}]: ${error.message}`);
-      return 1;
-    }
-    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
-      console.error(`error: ${(error as Error).message}`);
-      return 1;
-    }
-    throw error;
-  }
 }
 
 /**
