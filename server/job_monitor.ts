@@ -105,7 +105,7 @@ export class JobMonitor {
   /** Jobs streaming or queued now, and the last finished ones (newest first). */
   snapshot(): { live: WatchedJob[]; recent: WatchedJob[] } {
     return {
-      live: [...this.#live.values()].map((j) => ({ ...j })),
+      live: [...this.#live.values()].map((j) => ({ ...j, text: j.text.slice(-MAX_KEPT_TEXT) })),
       recent: this.#recent.map((j) => ({ ...j })),
     };
   }
@@ -166,9 +166,12 @@ export class JobMonitor {
       }
       last = at;
       job.tokens++;
-      job.text = (job.text + token.text).slice(-MAX_KEPT_TEXT);
+      // Trimmed once it is twice the bound, not on every token (a slice copies the text).
+      job.text += token.text;
+      if (job.text.length > 2 * MAX_KEPT_TEXT) job.text = job.text.slice(-MAX_KEPT_TEXT);
       const seconds = (at - first) / 1000;
       job.tokensPerS = seconds > 0 ? (job.tokens - 1) / seconds : undefined;
+      if (this.#listeners.length === 0) return; // nobody watching: no event to build
       this.#emit({
         type: "job_token",
         jobId: job.jobId,
@@ -186,12 +189,13 @@ export class JobMonitor {
       }),
     );
     const done = handle.done.then((summary) => {
+      job.text = job.text.slice(-MAX_KEPT_TEXT);
       job.state = summary.finishReason;
       if (job.tokensPerS !== undefined) this.#rate.observe(job.tokensPerS);
       this.#live.delete(job.jobId);
       this.#recent.unshift(job);
       this.#recent.length = Math.min(this.#recent.length, RECENT_JOBS);
-      this.#emit({ type: "job_ended", job: { ...job }, summary });
+      if (this.#listeners.length > 0) this.#emit({ type: "job_ended", job: { ...job }, summary });
       return summary;
     });
     return { ...handle, tokens, done };

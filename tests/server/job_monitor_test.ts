@@ -1,0 +1,87 @@
+/** The job monitor keeps a bounded tail of each job's text, and tells listeners only when asked. */
+import assert from "node:assert/strict";
+import { type JobEvent, JobMonitor, MAX_KEPT_TEXT } from "../../server/job_monitor.ts";
+import {
+  emptyInferenceStats,
+  type InferenceHandle,
+  type InferencePort,
+  type JobSummary,
+  type StreamedToken,
+} from "../../inference/inference_port.ts";
+import type { TextJob } from "../../protocols/job.ts";
+
+/** A port whose one job streams `count` tokens "t0 ", "t1 ", … and ends. */
+function portOf(count: number): InferencePort {
+  return {
+    submit: () => {
+      const tokens = ReadableStream.from(
+        Array.from({ length: count }, (_, i): StreamedToken => ({
+          index: i,
+          tokenId: i,
+          text: `t${i} `,
+        })),
+      );
+      const summary = {
+        jobId: "j",
+        finishReason: "length",
+        usage: { promptTokens: 1, completionTokens: count },
+        timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+      } as JobSummary;
+      let ended: (s: JobSummary) => void = () => {};
+      const done = new Promise<JobSummary>((resolve) => ended = resolve);
+      const handle = {
+        jobId: "j",
+        model: { cid: "m", name: "m", kind: "text" },
+        promptTokens: 1,
+        tokens: tokens.pipeThrough(
+          new TransformStream({ flush: () => ended(summary) }),
+        ),
+        done,
+        cancel: () => {},
+      } as unknown as InferenceHandle;
+      return Promise.resolve(handle);
+    },
+    models: () => Promise.resolve([]),
+    stats: () => Promise.resolve(emptyInferenceStats()),
+  };
+}
+
+Deno.test("a long job's text is kept as its last MAX_KEPT_TEXT characters, live and after it ends", async () => {
+  const monitor = new JobMonitor();
+  const handle = await monitor.wrap(portOf(5_000)).submit({} as TextJob);
+  let all = "";
+  let maxLive = 0;
+  for await (const token of handle.tokens) {
+    all += token.text;
+    const [live] = monitor.snapshot().live;
+    maxLive = Math.max(maxLive, live.text.length);
+    assert.equal(live.text, all.slice(-MAX_KEPT_TEXT));
+  }
+  await handle.done;
+  assert.ok(maxLive <= MAX_KEPT_TEXT);
+  const [finished] = monitor.snapshot().recent;
+  assert.equal(finished.text, all.slice(-MAX_KEPT_TEXT));
+  assert.equal(finished.tokens, 5_000);
+});
+
+Deno.test("listeners hear each token; with none, the job still counts", async () => {
+  const monitor = new JobMonitor();
+  const heard: JobEvent[] = [];
+  const stop = monitor.subscribe((event) => heard.push(event));
+  const one = await monitor.wrap(portOf(3)).submit({} as TextJob);
+  for await (const _ of one.tokens) { /* read */ }
+  await one.done;
+  assert.deepEqual(heard.map((e) => e.type), [
+    "job_started",
+    "job_token",
+    "job_token",
+    "job_token",
+    "job_ended",
+  ]);
+  stop();
+  const two = await monitor.wrap(portOf(4)).submit({} as TextJob);
+  for await (const _ of two.tokens) { /* read */ }
+  await two.done;
+  assert.equal(heard.length, 5, "nobody listening: nothing built");
+  assert.equal(monitor.snapshot().recent[0].tokens, 4);
+});
