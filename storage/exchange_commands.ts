@@ -6,13 +6,6 @@
  *
  * @module
  */
-import {
-  parseCommand,
-  type ParsedArgs,
-  reportErrors,
-  usage,
-  UsageError,
-} from "./_command_support.ts";
 import { join } from "node:path";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
 import { exportCar, importCar } from "./car.ts";
@@ -24,6 +17,7 @@ import { PendingPut } from "./pending_put.ts";
 import { OwnerKey } from "./private_tier.ts";
 import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
 import { DEFAULT_DATA_DIR } from "./storage_commands.ts";
+import { parseCommand, reportErrors, usage, UsageError } from "./_command_support.ts";
 
 /** Where a share link points by default: a node on this machine, default port. */
 const DEFAULT_NODE_URL = "http://127.0.0.1:8080";

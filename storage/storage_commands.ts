@@ -12,13 +12,6 @@
  *
  * @module
  */
-import {
-  parseCommand,
-  type ParsedArgs,
-  reportErrors,
-  usage,
-  UsageError,
-} from "./_command_support.ts";
 import { join } from "node:path";
 import { VeriflowError } from "../protocols/errors.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
@@ -30,6 +23,7 @@ import { OwnerKey } from "./private_tier.ts";
 import { formatBytes, ProgressBar } from "./progress_bar.ts";
 import type { DagEntry, DirectoryEntry } from "./unixfs.ts";
 import { blocksReferencedBy, isDagNode } from "./dag_links.ts";
+import { parseCommand, reportErrors, usage, UsageError } from "./_command_support.ts";
 
 /** Default data directory of a node. */
 export const DEFAULT_DATA_DIR = "./.veriflow";
