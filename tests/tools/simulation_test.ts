@@ -61,7 +61,11 @@ Deno.test("40 nodes: the receipt and the verdict reach every ledger, with exactl
   assert.equal(storage.full.repaired, 0, "the targeted pass left nothing to repair");
   assert.ok(storage.targeted.bytes >= storage.idealBytes, "no repair beats the ideal");
 
-  assert.ok(report.memory.rssPerNode > 0 && report.memory.heapPerNode > 0);
+  // Measured (after − before, over the nodes); at 40 nodes a collection in between can make it
+  // come out at or below zero, so only its being a number is this test's business.
+  assert.ok(
+    Number.isFinite(report.memory.rssPerNode) && Number.isFinite(report.memory.heapPerNode),
+  );
   const text = formatReport(report);
   assert.match(text, /Messages per job +\d[\d,]* frames/);
   assert.match(text, /Verdict reaches every ledger +40\/40 in/);
