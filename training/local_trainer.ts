@@ -62,6 +62,8 @@ export interface LocalTrainingOptions {
   hyper?: Partial<LocalHyperParams>;
   /** Backend; default `wasm` (falls back to `cpu`). */
   backend?: TrainingBackend;
+  /** Called after each step's loss is known (progress display); does not change the result. */
+  onStep?: (step: number, loss: number) => void;
 }
 
 /** What {@link trainLocal} returns. */
@@ -117,6 +119,7 @@ export async function trainLocal(options: LocalTrainingOptions): Promise<LocalTr
         names.map((n) => params[n]),
       );
       losses.push((await value.data())[0]);
+      options.onStep?.(step, losses[step]);
       const t = step + 1;
       const c1 = 1 - hyper.beta1 ** t;
       const c2 = 1 - hyper.beta2 ** t;

@@ -62,6 +62,8 @@ export interface TrainAndSignOptions {
   identity: Identity;
   /** tfjs backend. */
   backend?: TrainingBackend;
+  /** Progress callback after each local step (see `LocalTrainingOptions.onStep`). */
+  onStep?: (step: number, loss: number) => void;
 }
 
 /** The trainer's half of a round: H local steps, int8 compression, a signed receipt. */
@@ -74,6 +76,7 @@ export async function trainAndSign(options: TrainAndSignOptions): Promise<Traine
     seed: options.dataSeed,
     hyper: options.hyper,
     backend: options.backend,
+    onStep: options.onStep,
   });
   const delta = encodeInt8Delta(quantizeDelta(result.pseudoGradient));
   const receipt = signTrainingReceipt({
