@@ -15,6 +15,10 @@
  * which is negative for every `C ≤ R` exactly when `q·(1 + m) > 1`. The defaults
  * (`p = 0.1`, `m = 20`) give `q·(1 + m) = 2.1` for `d = 1`, and stay safe down to `d ≈ 0.48`.
  *
+ * Training receipts follow the same formula with `R = trainingCreditPerStep × steps` (steps
+ * never more than the round's H): the same `m` locks the same multiple of the reward, so the
+ * same `q·(1 + m) > 1` makes lazy training lose.
+ *
  * @module
  */
 
@@ -34,6 +38,11 @@ export interface EconomicParams {
   defaultTokenPrice: number;
   /** How long a receipt stays pending before it is final, in ms (default 10 minutes). */
   challengeWindowMs: number;
+  /**
+   * Credits per local step of a training receipt (default 100); a receipt earns this × its
+   * steps, and may claim at most the round's H steps.
+   */
+  trainingCreditPerStep: number;
 }
 
 /** The parameters a node uses unless configured otherwise. */
@@ -45,6 +54,11 @@ export const DEFAULT_ECONOMICS: Readonly<EconomicParams> = Object.freeze({
   falseAccusationPenalty: 100,
   defaultTokenPrice: 1,
   challengeWindowMs: 10 * 60 * 1000,
+  // A step of the default batch (8 samples × 64 predicted bytes, forward and backward) costs
+  // far more than one inference token, but every credit in flight must be backed by
+  // `slashMultiplier` times as much free stake: at 100 a node's default self-stake (1,000,000)
+  // backs 500 steps in flight, a few rounds of a few hundred steps each.
+  trainingCreditPerStep: 100,
 });
 
 /**

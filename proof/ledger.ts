@@ -37,6 +37,16 @@
  * Storage audits and any other signed verdicts go through `recordVerdict`. There is no token and no chain here: the log is a
  * local signed record that a chain could anchor later.
  *
+ * Training receipts (`training/training_receipt.ts`) are receipts of another kind on the same
+ * machinery: `recordTrainingReceipt` checks the trainer's signature and the round's terms (a
+ * receipt for another round, another start model, or more steps than the round's H is
+ * refused), locks `slashMultiplier ×` its credit (`trainingCreditPerStep × steps`) from the
+ * trainer's free stake, and a second, different receipt of the trainer for the same round is
+ * equivocation, slashed on arrival. From then on it is an open receipt like any other:
+ * `finalizeDue` pays it, `openChallenge` / `clearChallenge` / `settleFault` / `leaveUnresolved`
+ * end a challenge of it, and `settleTrainingFraud` settles a checked fraud proof (a failed or
+ * refused step opening) against it. `ReceiptRecord.kind` tells the two apart.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -47,6 +57,11 @@ import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
 import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
 import { type StakePledge, verifyStakePledge } from "../protocols/stake_pledge.ts";
 import { verifyAssignment } from "../protocols/assignment.ts";
+import {
+  type TrainingReceipt,
+  trainingReceiptId,
+  verifyTrainingReceipt,
+} from "../training/training_receipt.ts";
 import { DEFAULT_ECONOMICS, type EconomicParams } from "./economics.ts";
 import {
   encodeEntryFrame,
@@ -62,6 +77,7 @@ import { LedgerLog, LOG_FILE } from "./ledger_log.ts";
 import {
   type Account,
   LedgerState,
+  type ReceiptKind,
   type ReceiptRecord,
   type ReceiptStatus,
 } from "./ledger_state.ts";
@@ -72,7 +88,7 @@ import { type LedgerCheckpoint, signCheckpoint, writeCheckpoint } from "./ledger
 export * from "./ledger_errors.ts";
 export { entryHash, entrySigningBytes } from "./ledger_entry.ts";
 export type { LedgerEntry, LedgerEntryKind } from "./ledger_entry.ts";
-export type { Account, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
+export type { Account, ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
 
 /**
  * Entries between two checkpoints. Opening verifies at most this many entries (about 0.15 ms
@@ -111,6 +127,29 @@ export interface FraudSettlement {
   confirmed: boolean;
   /** Reason code of the check (kept for the record). */
   reason: string;
+}
+
+/**
+ * The terms of the training round a receipt is recorded against, as the round's announcement
+ * set them (not as the receipt claims them).
+ */
+export interface TrainingRoundTerms {
+  /** Round number. */
+  round: number;
+  /** CID of the round's start model. */
+  startModel: string;
+  /** Local steps H the round asks for: a receipt may claim at most this many. */
+  steps: number;
+}
+
+/**
+ * The trainer's slot in a round: a round is its number and start model (a coordinator that
+ * restarts a round gives it a new number), and a trainer has one receipt per round. Kept in
+ * the history index where jobs are (one payment per slot, equivocation by slot); the prefix
+ * keeps it apart from inference job ids.
+ */
+export function trainingSlot(trainer: string, round: number, startModel: string): string {
+  return `training/${round}/${startModel}/${trainer}`;
 }
 
 /** How much of the ledger is held in memory (see {@link Ledger.workingSet}). */
@@ -506,6 +545,95 @@ export class Ledger {
   }
 
   /**
+   * Record a signed training receipt as pending, against the terms of its round. Its credit is
+   * `trainingCreditPerStep × steps`, paid when final; the slash `slashMultiplier × credit` is
+   * locked from the trainer's free stake until then. A second, different receipt of the same
+   * trainer for the same round is equivocation: the first is slashed (or, if already closed, the
+   * trainer's stake is cut as much) and the second is not recorded.
+   *
+   * @throws {LedgerRejectedError} `receipt_rejected` for a receipt that does not verify,
+   *   `round_mismatch` for one of another round or start model, `too_many_steps` for one
+   *   claiming more steps than the round's H, `equivocation` (after slashing),
+   *   `duplicate_receipt`, or `round_already_recorded` (the trainer's round already has a
+   *   receipt, slashed before).
+   * @throws {InsufficientStakeError} when the trainer cannot back the slash.
+   */
+  async recordTrainingReceipt(
+    receipt: TrainingReceipt,
+    terms: TrainingRoundTerms,
+  ): Promise<ReceiptRecord> {
+    const check = verifyTrainingReceipt(receipt);
+    if (!check.ok) throw new LedgerRejectedError("receipt_rejected", check.message);
+    if (receipt.round !== terms.round || receipt.startModel !== terms.startModel) {
+      throw new LedgerRejectedError(
+        "round_mismatch",
+        `the receipt is for round ${receipt.round} from ${receipt.startModel}, not round ${terms.round} from ${terms.startModel}`,
+      );
+    }
+    if (!(receipt.steps <= terms.steps)) {
+      // The round asked for H steps: billing more is claiming work nobody asked for.
+      throw new LedgerRejectedError(
+        "too_many_steps",
+        `the receipt claims ${receipt.steps} steps, the round allows ${terms.steps}`,
+      );
+    }
+    const receiptId = trainingReceiptId(receipt);
+    const trainer = toHex(receipt.trainer);
+    const slot = trainingSlot(trainer, receipt.round, receipt.startModel);
+    const credit = receipt.steps * this.#economics.trainingCreditPerStep;
+    const locked = credit * this.#economics.slashMultiplier;
+    // Two signed receipts of one trainer for one round: its own signatures convict it (signing
+    // is deterministic, so a different id is a different claim).
+    const equivocation = await this.#transition("training_equivocation", () => {
+      const firstId = this.#index.jobReceipt(slot);
+      const first = firstId === undefined ? undefined : this.#record(firstId);
+      if (first === undefined || first.receiptId === receiptId) return null;
+      if (first.status === "fraud" || this.#index.equivocated(slot)) return null;
+      return {
+        slot,
+        receiptId: first.receiptId,
+        worker: trainer,
+        second: receipt as unknown as Record<string, unknown>,
+        slashed: first.locked,
+      };
+    });
+    if (equivocation !== null) {
+      throw new LedgerRejectedError(
+        "equivocation",
+        "the trainer signed two different receipts for one round: its stake is slashed",
+      );
+    }
+    await this.#transition("training_receipt", () => {
+      if (this.#record(receiptId) !== undefined) {
+        throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
+      }
+      if (this.#index.jobReceipt(slot) !== undefined) {
+        throw new LedgerRejectedError(
+          "round_already_recorded",
+          "another receipt of this trainer for this round is already recorded",
+        );
+      }
+      const acc = this.#state.account(trainer);
+      const free = acc.stake - acc.locked;
+      if (locked > free) throw new InsufficientStakeError(locked, free);
+      return {
+        receiptId,
+        slot,
+        round: receipt.round,
+        startModel: receipt.startModel,
+        steps: receipt.steps,
+        roundSteps: terms.steps,
+        deltaHash: receipt.deltaHash,
+        worker: trainer,
+        credit,
+        locked,
+        pendingUntil: this.#now() + this.#economics.challengeWindowMs,
+      };
+    });
+    return this.receipt(receiptId)!;
+  }
+
+  /**
    * Make every pending receipt whose window has closed final, crediting it (a `challenged` one
    * waits for its challenge to end). Returns their ids.
    */
@@ -531,14 +659,38 @@ export class Ledger {
    * validator loses `falseAccusationPenalty` of stake and the receipt stays pending.
    *
    * @throws {LedgerRejectedError} when the receipt is unknown or no longer pending, the window has
-   *   closed, this proof was settled before, or its validator already accused this receipt.
+   *   closed, this proof was settled before, its validator already accused this receipt, or it
+   *   is a training receipt (`wrong_kind`: {@link Ledger.settleTrainingFraud}).
    */
-  async settleFraud(settlement: FraudSettlement): Promise<LedgerEntry> {
+  settleFraud(settlement: FraudSettlement): Promise<LedgerEntry> {
+    return this.#settleFraud(settlement, "inference");
+  }
+
+  /**
+   * Settle a training fraud proof that has been independently checked (a step opening that
+   * re-ran outside tolerance, or one refused or not delivered by its deadline, as a signed
+   * proof): as {@link Ledger.settleFraud}, for a training receipt. Confirmed: the trainer loses
+   * the locked slash and is not paid, the validator earns `validatorRewardShare` of it.
+   * Refuted: the validator loses `falseAccusationPenalty` of stake and the receipt stays open.
+   *
+   * @throws {LedgerRejectedError} as {@link Ledger.settleFraud}, and `wrong_kind` for an
+   *   inference receipt.
+   */
+  settleTrainingFraud(settlement: FraudSettlement): Promise<LedgerEntry> {
+    return this.#settleFraud(settlement, "training");
+  }
+
+  async #settleFraud(settlement: FraudSettlement, receiptKind: ReceiptKind): Promise<LedgerEntry> {
     const validator = toHex(settlement.validator);
     const kind = settlement.confirmed ? "fraud" : "false_accusation";
     const entry = await this.#transition(kind, () => {
       const rec = this.#record(settlement.receiptId);
       if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
+      if (rec.kind !== receiptKind) {
+        // A fraud proof is checked against one kind of work: an inference proof says nothing
+        // about a training receipt, nor the reverse.
+        throw new LedgerRejectedError("wrong_kind", `receipt is a ${rec.kind} receipt`);
+      }
       if (rec.status !== "pending" && rec.status !== "challenged") {
         throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
       }
@@ -581,8 +733,9 @@ export class Ledger {
   }
 
   /**
-   * This ledger's owner challenges a pending receipt: it is `challenged`, and is not paid until
-   * the challenge ends (see the module doc for the four ways it can).
+   * This ledger's owner challenges a pending receipt (inference or training): it is
+   * `challenged`, and is not paid until the challenge ends (see the module doc for the four
+   * ways it can).
    *
    * @throws {LedgerRejectedError} when the receipt is unknown, not pending, or past its window.
    */
@@ -606,8 +759,9 @@ export class Ledger {
 
   /**
    * The challenge ended in a failure that is the worker's own but that no fraud proof carries
-   * (for example proof data never served by the deadline): the job is not paid and the locked
-   * slash is burned (no one is rewarded, so no one gains by claiming it).
+   * (for example proof data, or a training step opening, never served by the deadline): the
+   * job is not paid and the locked slash is burned (no one is rewarded, so no one gains by
+   * claiming it).
    *
    * @param validator The challenger (this ledger's owner), kept for the record.
    * @param reason Stable reason code (`proof_unavailable`, ...).

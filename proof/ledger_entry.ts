@@ -23,11 +23,18 @@ export const MAX_ENTRY_BYTES = 1 << 20;
 /** What the first entry's `prev` names. */
 export const GENESIS_PREV = "0".repeat(64);
 
-/** Kinds of ledger entries. */
+/**
+ * Kinds of ledger entries. `training_receipt` and `training_equivocation` are the training
+ * receipts' counterparts of `receipt` and `equivocation`; a training receipt then settles
+ * through the same `final`, `fraud`, `false_accusation`, `challenge`, `cleared`, `fault` and
+ * `unresolved` entries as an inference receipt.
+ */
 export type LedgerEntryKind =
   | "genesis"
   | "stake"
   | "receipt"
+  | "training_receipt"
+  | "training_equivocation"
   | "final"
   | "fraud"
   | "false_accusation"

@@ -17,7 +17,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { entryHash, type LedgerEntry } from "./ledger_entry.ts";
-import type { ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
+import type { ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
 
 /** File name of the index inside the ledger directory. */
 export const INDEX_FILE = "index.sqlite";
@@ -62,7 +62,8 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v ANY) STRICT;
   CREATE TABLE IF NOT EXISTS receipts (
     id TEXT PRIMARY KEY, worker TEXT NOT NULL, status TEXT NOT NULL, credit REAL NOT NULL,
-    requester TEXT, locked REAL NOT NULL, pending_until REAL NOT NULL
+    requester TEXT, locked REAL NOT NULL, pending_until REAL NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'inference'
   ) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS jobs (
     job TEXT PRIMARY KEY, receipt TEXT, output_hash TEXT, tokens INTEGER,
@@ -92,7 +93,7 @@ export class LedgerIndex {
       ),
       receipt: p("SELECT * FROM receipts WHERE id = ?"),
       insertReceipt: p(
-        "INSERT OR REPLACE INTO receipts (id, worker, status, credit, requester, locked, pending_until) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO receipts (id, worker, status, credit, requester, locked, pending_until, kind) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
       ),
       status: p("UPDATE receipts SET status = ? WHERE id = ?"),
       assign: p("UPDATE receipts SET requester = ?, credit = ? WHERE id = ?"),
@@ -129,6 +130,7 @@ export class LedgerIndex {
         `PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -${INDEX_CACHE_KIB};`,
       );
       db.exec(SCHEMA);
+      addKindColumn(db);
       return new LedgerIndex(db);
     } catch (error) {
       db.close();
@@ -199,6 +201,7 @@ export class LedgerIndex {
           b.requester || null,
           b.locked,
           b.pendingUntil,
+          "inference",
         );
         q.recordJob.run(
           b.jobId,
@@ -207,6 +210,22 @@ export class LedgerIndex {
           typeof b.outputHash === "string" ? b.tokens : null,
         );
         return;
+      case "training_receipt":
+        q.insertReceipt.run(
+          b.receiptId,
+          b.worker,
+          b.credit,
+          null,
+          b.locked,
+          b.pendingUntil,
+          "training",
+        );
+        // The trainer's slot in its round: one receipt per trainer and round, as per job.
+        q.recordJob.run(b.slot, b.receiptId, null, null);
+        return;
+      case "training_equivocation":
+        q.equivocate.run(b.slot);
+        return void status("fraud");
       case "final":
         return void status("final");
       case "fraud":
@@ -246,6 +265,7 @@ export class LedgerIndex {
     if (row === undefined) return undefined;
     const rec: ReceiptRecord = {
       receiptId: row.id,
+      kind: row.kind as ReceiptKind,
       worker: row.worker,
       status: row.status,
       credit: row.credit,
@@ -256,7 +276,10 @@ export class LedgerIndex {
     return rec;
   }
 
-  /** The receipt recorded for `jobId`, if any. */
+  /**
+   * The receipt recorded for `jobId`, if any (for a training receipt, `jobId` is its trainer's
+   * slot in the round, `trainingSlot` of `ledger.ts`).
+   */
   jobReceipt(jobId: string): string | undefined {
     return (this.#q.job.get(jobId) as { receipt: string | null } | undefined)?.receipt ?? undefined;
   }
@@ -303,5 +326,16 @@ export class LedgerIndex {
   /** Close the database. */
   close(): void {
     this.#db.close();
+  }
+}
+
+/**
+ * Give an index created before training receipts existed its `kind` column (every receipt it
+ * holds is an inference receipt, the column's default).
+ */
+function addKindColumn(db: DatabaseSync): void {
+  const columns = db.prepare("PRAGMA table_info(receipts)").all() as { name: string }[];
+  if (!columns.some((c) => c.name === "kind")) {
+    db.exec("ALTER TABLE receipts ADD COLUMN kind TEXT NOT NULL DEFAULT 'inference'");
   }
 }

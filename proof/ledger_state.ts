@@ -22,17 +22,28 @@ import { DueQueue } from "./ledger_due_queue.ts";
  */
 export type ReceiptStatus = "pending" | "challenged" | "final" | "fraud" | "unpaid";
 
+/**
+ * What work a receipt is for: `inference` (a signed `protocols/receipt.ts` receipt, paid
+ * tokens × price) or `training` (a signed `training/training_receipt.ts` receipt, paid per local
+ * step). Both settle the same way; only how they are recorded, and which fraud proof applies,
+ * differ.
+ */
+export type ReceiptKind = "inference" | "training";
+
 /** What the ledger knows about one receipt. */
 export interface ReceiptRecord {
   /** Receipt id. */
   receiptId: string;
-  /** Hex worker key. */
+  /** See {@link ReceiptKind}. */
+  kind: ReceiptKind;
+  /** Hex worker key (the trainer's, for a training receipt). */
   worker: string;
   /** See {@link ReceiptStatus}. */
   status: ReceiptStatus;
   /**
    * Credit due when final: tokens × price when a requester other than the worker signed the
-   * job's assignment to it (`requester`), else 0 — unrequested work earns nothing.
+   * job's assignment to it (`requester`), else 0 — unrequested work earns nothing. For a
+   * training receipt, steps × `trainingCreditPerStep`.
    */
   credit: number;
   /** Hex key of the requester whose assignment backs the credit, if any. */
@@ -60,8 +71,12 @@ export interface Account {
 export interface LedgerStateSnapshot {
   /** `[key, balance, stake, locked, staked]` per account. */
   accounts: [string, number, number, number, boolean][];
-  /** `[receiptId, worker, status, credit, requester | null, locked, pendingUntil]`. */
-  open: [string, string, ReceiptStatus, number, string | null, number, number][];
+  /**
+   * `[receiptId, worker, status, credit, requester | null, locked, pendingUntil, kind?]`: `kind`
+   * only for a training receipt (absent: inference), so a state without training receipts
+   * encodes as it did before training receipts existed, and older checkpoints restore.
+   */
+  open: [string, string, ReceiptStatus, number, string | null, number, number, "training"?][];
 }
 
 const NO_ACCOUNT: Readonly<Account> = { balance: 0, stake: 0, locked: 0 };
@@ -86,9 +101,18 @@ export class LedgerState {
       if (staked) state.#staked.add(key);
     }
     for (
-      const [receiptId, worker, status, credit, requester, locked, pendingUntil] of snapshot.open
+      const [receiptId, worker, status, credit, requester, locked, pendingUntil, kind] of snapshot
+        .open
     ) {
-      const rec: ReceiptRecord = { receiptId, worker, status, credit, locked, pendingUntil };
+      const rec: ReceiptRecord = {
+        receiptId,
+        kind: kind ?? "inference",
+        worker,
+        status,
+        credit,
+        locked,
+        pendingUntil,
+      };
       if (requester !== null) rec.requester = requester;
       state.#admit(rec);
     }
@@ -105,15 +129,19 @@ export class LedgerState {
         a.locked,
         this.#staked.has(key),
       ]),
-      open: [...this.#open.values()].map((r) => [
-        r.receiptId,
-        r.worker,
-        r.status,
-        r.credit,
-        r.requester ?? null,
-        r.locked,
-        r.pendingUntil,
-      ]),
+      open: [...this.#open.values()].map((r) => {
+        const row: LedgerStateSnapshot["open"][number] = [
+          r.receiptId,
+          r.worker,
+          r.status,
+          r.credit,
+          r.requester ?? null,
+          r.locked,
+          r.pendingUntil,
+        ];
+        if (r.kind === "training") row.push("training");
+        return row;
+      }),
     };
   }
 
@@ -208,9 +236,11 @@ export class LedgerState {
         this.#account(b.key).stake += b.amount as number;
         this.#staked.add(b.key);
         return;
-      case "receipt": {
+      case "receipt":
+      case "training_receipt": {
         const rec: ReceiptRecord = {
           receiptId: b.receiptId,
+          kind: entry.kind === "receipt" ? "inference" : "training",
           worker: b.worker,
           status: "pending",
           credit: b.credit,
@@ -248,6 +278,13 @@ export class LedgerState {
           const second = b.second as unknown as { worker: Uint8Array };
           this.#account(toHex(second.worker)).stake -= b.slashed as number;
         }
+        return;
+      }
+      case "training_equivocation": {
+        // As `equivocation`: the first receipt slashed, or its stake cut as much if it closed.
+        const rec = this.#open.get(b.receiptId);
+        if (rec) this.#slash(rec, b.slashed as number);
+        else this.#account(b.worker).stake -= b.slashed as number;
         return;
       }
       case "assigned": {
