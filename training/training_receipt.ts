@@ -5,7 +5,9 @@
  * model's CID, a Merkle root over the ids of the samples used (in step order, so a validator
  * can later ask for any step's batch with inclusion proofs), the seed of the batch draws, the
  * number of steps H and the hyper-parameters, the loss of every step, and the SHA-256 of the
- * encoded int8 pseudo-gradient. The signature covers the canonical CBOR of every field but
+ * encoded int8 pseudo-gradient. Version 2 adds what proof of training work opens: the Merkle
+ * root of the H + 1 training states (`checkpointsRoot`) and the commitment to the trainer's
+ * shard (`shardRoot`, `shardSize`); see `docs/TRAINING.md`. The signature covers the canonical CBOR of every field but
  * `sig`, under its own domain string, so it cannot be replayed as any other signed object.
  *
  * @module
@@ -18,8 +20,8 @@ import { merkleRoot } from "../proof/merkle.ts";
 import type { LocalHyperParams } from "./local_trainer.ts";
 
 /** Version of the training receipt format. */
-export const TRAINING_RECEIPT_VERSION = 1;
-const TRAINING_RECEIPT_DOMAIN = "veriflow/training-receipt/v1";
+export const TRAINING_RECEIPT_VERSION = 2;
+const TRAINING_RECEIPT_DOMAIN = "veriflow/training-receipt/v2";
 /** Domain byte of a sample leaf (as `proof/commitment.ts`'s leaves: 0x00; nodes are 0x01). */
 const SAMPLE_LEAF_DOMAIN = 0x00;
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -44,6 +46,18 @@ export interface TrainingReceipt {
   samplesRoot: string;
   /** Number of samples (H · batch size). */
   sampleCount: number;
+  /**
+   * Hex Merkle root over the hashes of the H + 1 training states (state 0 = start weights
+   * with zero moments … state H), `training/training_state.ts`: what a challenge opens.
+   */
+  checkpointsRoot: string;
+  /**
+   * Hex Merkle root over the trainer's shard cut into `hyper.sampleBytes` samples
+   * (`commitShard`): a commitment to its private data, registered when it joins the round.
+   */
+  shardRoot: string;
+  /** Number of samples in the committed shard (the batch draws are indices below it). */
+  shardSize: number;
   /** Training loss of each step (nats per byte). */
   losses: number[];
   /** Hex SHA-256 of the encoded int8 pseudo-gradient. */
@@ -80,6 +94,9 @@ export const TrainingReceiptSchema: z.ZodType<TrainingReceipt> = z.object({
   }),
   samplesRoot: z.string().regex(HEX64),
   sampleCount: z.number().int().nonnegative(),
+  checkpointsRoot: z.string().regex(HEX64),
+  shardRoot: z.string().regex(HEX64),
+  shardSize: z.number().int().min(1).max(2 ** 32 - 1),
   losses: z.array(z.number().finite()).max(MAX_RECEIPT_STEPS),
   deltaHash: z.string().regex(HEX64),
   deltaBytes: z.number().int().nonnegative(),

@@ -27,9 +27,14 @@ import { DEFAULT_OUTER_HYPER_PARAMS, type OuterHyperParams, outerStep } from "./
 import {
   samplesRootOf,
   signTrainingReceipt,
+  TRAINING_RECEIPT_VERSION,
   type TrainingReceipt,
+  trainingReceiptId,
   verifyTrainingReceipt,
 } from "./training_receipt.ts";
+import { checkpointsRootOf, commitShard } from "./training_state.ts";
+import { DEFAULT_KEEP_EVERY, type TrainingTrace } from "./step_opening.ts";
+import { toHex } from "../protocols/hash.ts";
 import { TrainingError } from "./training_error.ts";
 
 /** What a trainer sends back at the end of a round. */
@@ -64,10 +69,25 @@ export interface TrainAndSignOptions {
   backend?: TrainingBackend;
   /** Progress callback after each local step (see `LocalTrainingOptions.onStep`). */
   onStep?: (step: number, loss: number) => void;
+  /** Keep the full training state every this many steps; default {@link DEFAULT_KEEP_EVERY}. */
+  keepEvery?: number;
 }
 
-/** The trainer's half of a round: H local steps, int8 compression, a signed receipt. */
-export async function trainAndSign(options: TrainAndSignOptions): Promise<TrainerReport> {
+/** What {@link trainAndSign} returns: the report to send, and the trace to keep. */
+export interface TrainAndSignResult {
+  /** The signed receipt and the delta (sent to the aggregator). */
+  report: TrainerReport;
+  /** What the trainer keeps to answer challenges (private: it holds the shard). */
+  trace: TrainingTrace;
+}
+
+/**
+ * The trainer's half of a round: H local AdamW steps recording every training state's hash,
+ * int8 compression, a signed receipt committing to the states (`checkpointsRoot`) and to the
+ * shard (`shardRoot`), and the trace to open challenged steps from later.
+ */
+export async function trainAndSign(options: TrainAndSignOptions): Promise<TrainAndSignResult> {
+  const keepEvery = options.keepEvery ?? DEFAULT_KEEP_EVERY;
   const result = await trainLocal({
     arch: options.arch,
     start: options.start,
@@ -77,10 +97,13 @@ export async function trainAndSign(options: TrainAndSignOptions): Promise<Traine
     hyper: options.hyper,
     backend: options.backend,
     onStep: options.onStep,
+    record: { keepEvery },
   });
+  const shardCommitment = commitShard(options.shard, result.hyper.sampleBytes);
+  const stateHashes = result.stateHashes!;
   const delta = encodeInt8Delta(quantizeDelta(result.pseudoGradient));
   const receipt = signTrainingReceipt({
-    v: 1,
+    v: TRAINING_RECEIPT_VERSION,
     round: options.round,
     startModel: options.startModel,
     steps: options.steps,
@@ -88,11 +111,25 @@ export async function trainAndSign(options: TrainAndSignOptions): Promise<Traine
     hyper: result.hyper,
     samplesRoot: samplesRootOf(result.sampleIds),
     sampleCount: result.sampleIds.length,
+    checkpointsRoot: checkpointsRootOf(stateHashes),
+    shardRoot: shardCommitment.root,
+    shardSize: shardCommitment.size,
     losses: result.losses,
     deltaHash: deltaHash(delta),
     deltaBytes: delta.length,
   }, options.identity);
-  return { receipt, delta };
+  const trace: TrainingTrace = {
+    receipt,
+    identity: options.identity,
+    arch: options.arch,
+    hyper: result.hyper,
+    shard: options.shard,
+    shardCommitment,
+    stateHashes,
+    kept: result.keptStates!,
+    backend: result.backend,
+  };
+  return { report: { receipt, delta }, trace };
 }
 
 /** Options of {@link aggregateRound}. */
@@ -109,6 +146,11 @@ export interface AggregateRoundOptions {
   outer?: OuterHyperParams;
   /** Where to write the next model (`<modelsDir>/<cid>`). */
   modelsDir: string;
+  /**
+   * Convicted trainers, whose deltas are dropped: keys are receipt ids or hex trainer keys,
+   * values the reason (e.g. a training fraud proof's reason), reported in `refused`.
+   */
+  excluded?: ReadonlyMap<string, string>;
 }
 
 /** The aggregator's result. */
@@ -140,6 +182,12 @@ export async function aggregateRound(
   const refused: RoundResult["refused"] = [];
   const deltas: GptWeights[] = [];
   for (const report of reports) {
+    const excluded = options.excluded?.get(trainingReceiptId(report.receipt)) ??
+      options.excluded?.get(toHex(report.receipt.trainer ?? new Uint8Array(0)));
+    if (excluded !== undefined) {
+      refused.push({ report, reason: excluded });
+      continue;
+    }
     const check = verifyTrainingReceipt(report.receipt, {
       startModel: options.startModel,
       delta: report.delta,

@@ -5,6 +5,7 @@ import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import {
   samplesRootOf,
   signTrainingReceipt,
+  TRAINING_RECEIPT_VERSION,
   type TrainingReceipt,
   verifyTrainingReceipt,
 } from "../../training/training_receipt.ts";
@@ -14,7 +15,7 @@ const MODEL = "bafkreiabcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstu";
 
 function receipt(identity = Identity.generate()): TrainingReceipt {
   return signTrainingReceipt({
-    v: 1,
+    v: TRAINING_RECEIPT_VERSION,
     round: 3,
     startModel: MODEL,
     steps: 2,
@@ -22,6 +23,9 @@ function receipt(identity = Identity.generate()): TrainingReceipt {
     hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, batchSize: 2 },
     samplesRoot: samplesRootOf(["ca01:0", "ca01:65", "cb02:130", "ca01:0"]),
     sampleCount: 4,
+    checkpointsRoot: sha256Hex(new TextEncoder().encode("states")),
+    shardRoot: sha256Hex(new TextEncoder().encode("shard")),
+    shardSize: 100,
     losses: [5.5, 5.1],
     deltaHash: sha256Hex(delta),
     deltaBytes: delta.length,
@@ -41,6 +45,9 @@ Deno.test("a tampered training receipt fails: each signed field, the delta, the 
     ["round", 4],
     ["dataSeed", 43],
     ["samplesRoot", samplesRootOf(["ca01:0"])],
+    ["checkpointsRoot", sha256Hex(new Uint8Array(2))],
+    ["shardRoot", sha256Hex(new Uint8Array(3))],
+    ["shardSize", 101],
     ["hyper", { ...r.hyper, learningRate: 1e-2 }],
     ["deltaHash", sha256Hex(new Uint8Array(1))],
     ["trainer", Identity.generate().publicKey],

@@ -78,19 +78,18 @@ Deno.test("a 2-trainer DiLoCo round lowers held-out loss, and its model loads in
   const startModel = cidOf(gptModelBytesFromWeights(TEST_ARCH, start));
   const reports = [];
   for (const [i, shard] of split.shards.entries()) {
-    reports.push(
-      await trainAndSign({
-        arch: TEST_ARCH,
-        round: 0,
-        startModel,
-        start,
-        shard,
-        steps: H,
-        dataSeed: 100 + i,
-        hyper: TEST_HYPER,
-        identity: Identity.generate(),
-      }),
-    );
+    const { report } = await trainAndSign({
+      arch: TEST_ARCH,
+      round: 0,
+      startModel,
+      start,
+      shard,
+      steps: H,
+      dataSeed: 100 + i,
+      hyper: TEST_HYPER,
+      identity: Identity.generate(),
+    });
+    reports.push(report);
   }
   const round = await aggregateRound(reports, {
     arch: TEST_ARCH,

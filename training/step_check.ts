@@ -1,0 +1,135 @@
+/**
+ * The validator's check of a trainer's answer to its challenge: unseal, check the structure
+ * against the receipt's commitments, then each opened step's claims (`step_verify.ts`). A
+ * failure the trainer is accountable for comes back with a signed training fraud proof.
+ *
+ * Outcomes (`reason`):
+ * - `ok`: every opened step re-runs within tolerance.
+ * - `opening_missing` (proof): no answer (`sealed` undefined: the caller's deadline passed),
+ *   or a trainer-signed answer that cannot be opened.
+ * - `opening_mismatch` (proof): the trainer's signed plaintext does not open its commitments.
+ * - `start_mismatch`, `delta_mismatch`, `step_mismatch`, `loss_mismatch` (proof): see
+ *   `step_verify.ts`.
+ * - Refusals without a proof (nothing the trainer signed is wrong, or the caller erred):
+ *   `bad_receipt`, `challenge_mismatch` (the challenge is not this validator's for this
+ *   receipt), `shard_mismatch` (the receipt's shard is not the one registered), and
+ *   `opening_unsigned` (an answer not signed by the trainer for this challenge: ignore it and
+ *   keep waiting until the deadline).
+ *
+ * @module
+ */
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import { toHex } from "../protocols/hash.ts";
+import type { Identity } from "../protocols/identity.ts";
+import type { GptWeights } from "./gpt_weights.ts";
+import type { SealedStepOpenings } from "./step_opening.ts";
+import { unsealStepOpenings } from "./step_opening.ts";
+import { checkVerifiedStep, type StepMeasure, verifyOpeningsPlaintext } from "./step_verify.ts";
+import type { TrainingBackend } from "./tf_backend.ts";
+import { challengeFitsReceipt, type TrainingChallenge } from "./training_challenge.ts";
+import {
+  signTrainingFraudProof,
+  TRAINING_FRAUD_PROOF_VERSION,
+  type TrainingFraudProof,
+  type UnsignedTrainingFraudProof,
+} from "./training_fraud_proof.ts";
+import { type TrainingReceipt, verifyTrainingReceipt } from "./training_receipt.ts";
+
+/** What the validator checks an answer with. */
+export interface CheckStepOpeningsOptions {
+  /** The validator (it challenged; the answer is sealed to it; it signs proofs). */
+  validator: Identity;
+  /** Architecture. */
+  arch: GptArchitecture;
+  /** The round's start weights. */
+  startWeights: GptWeights;
+  /** The encoded delta that came with the receipt. */
+  delta: Uint8Array;
+  /** The trainer's shard size as registered when it joined (must match the receipt). */
+  shardSize: number;
+  /** The trainer's shard root as registered, when known (must match the receipt). */
+  shardRoot?: string;
+  /** Backend of the re-runs; default wasm. */
+  backend?: TrainingBackend;
+  /** Clock (unix ms) for the proof's `issuedAt`. */
+  now?: () => number;
+  /** Per-step measurements, for calibration and logs. */
+  onStep?: (step: number, measure: StepMeasure) => void;
+}
+
+/** Result of {@link checkStepOpenings}. */
+export type StepOpeningsCheck =
+  | { ok: true }
+  | { ok: false; reason: string; detail?: string; proof?: TrainingFraudProof };
+
+/**
+ * Check the trainer's answer `sealed` to `challenge` of `receipt` (pass `undefined` once the
+ * deadline has passed without one). See the module doc for the outcomes.
+ */
+export async function checkStepOpenings(
+  receipt: TrainingReceipt,
+  challenge: TrainingChallenge,
+  sealed: SealedStepOpenings | undefined | null,
+  options: CheckStepOpeningsOptions,
+): Promise<StepOpeningsCheck> {
+  const rc = verifyTrainingReceipt(receipt, { delta: options.delta });
+  if (!rc.ok) return { ok: false, reason: "bad_receipt", detail: rc.reason };
+  if (
+    !challengeFitsReceipt(challenge, receipt) ||
+    toHex(challenge.validator) !== toHex(options.validator.publicKey)
+  ) return { ok: false, reason: "challenge_mismatch" };
+  if (
+    receipt.shardSize !== options.shardSize ||
+    (options.shardRoot !== undefined && receipt.shardRoot !== options.shardRoot)
+  ) return { ok: false, reason: "shard_mismatch" };
+
+  const now = options.now ?? Date.now;
+  const convict = (
+    reason: UnsignedTrainingFraudProof["reason"],
+    detail: string,
+    extra: Partial<UnsignedTrainingFraudProof> = {},
+  ): StepOpeningsCheck => ({
+    ok: false,
+    reason,
+    detail,
+    proof: signTrainingFraudProof({
+      v: TRAINING_FRAUD_PROOF_VERSION,
+      reason,
+      receipt,
+      challenge,
+      ...extra,
+      issuedAt: Math.floor(now()),
+    }, options.validator),
+  });
+
+  if (sealed === undefined || sealed === null) {
+    return convict("opening_missing", "no answer by the deadline");
+  }
+  const unsealed = unsealStepOpenings(sealed, challenge, receipt, options.validator);
+  if (!unsealed.ok) {
+    if (unsealed.reason === "opening_unsigned") return { ok: false, reason: "opening_unsigned" };
+    return convict("opening_missing", "the signed answer cannot be opened");
+  }
+  const structure = verifyOpeningsPlaintext(receipt, challenge, unsealed.plaintext, options.arch);
+  if (!structure.ok) {
+    return convict("opening_mismatch", structure.why, {
+      answer: { plaintext: unsealed.plaintext, sig: sealed.sig },
+    });
+  }
+  for (const [i, step] of structure.steps.entries()) {
+    const r = await checkVerifiedStep(receipt, step, {
+      arch: options.arch,
+      startWeights: options.startWeights,
+      delta: options.delta,
+      backend: options.backend,
+    });
+    options.onStep?.(step.step, { distance: r.distance, lossError: r.lossError });
+    if (!r.ok) {
+      return convict(r.reason, r.detail, {
+        opening: structure.openings.steps[i],
+        ...(r.reason === "delta_mismatch" ? { delta: options.delta } : {}),
+      });
+    }
+  }
+  return { ok: true };
+}

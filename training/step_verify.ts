@@ -1,0 +1,284 @@
+/**
+ * The checks of an opened training step, shared by the validator (`step_check.ts`) and by any
+ * node re-checking a training fraud proof (`training_fraud_proof.ts`), so both apply exactly
+ * the same rules:
+ *
+ * 1. **Structure** (no model needed): states k and k + 1 decode for the architecture and are
+ *    leaves k and k + 1 of the receipt's `checkpointsRoot`; the batch has `batchSize` samples,
+ *    their indices are `batchIndices(dataSeed, k, batchSize, shardSize)`, each is
+ *    `sampleBytes` long and a leaf of `shardRoot`. A failure is `opening_mismatch`.
+ * 2. **Claims** (in this order): state 0 is the start weights with zero moments
+ *    (`start_mismatch`); state H's weights are start − the dequantized delta within the int8
+ *    bound (`delta_mismatch`); re-running step k from state k on the batch gives state k + 1
+ *    within {@link STEP_TOLERANCE} (`step_mismatch`) and the receipt's loss of step k within
+ *    {@link LOSS_TOLERANCE} (`loss_mismatch`).
+ *
+ * @module
+ */
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import { decodeCbor } from "../protocols/cbor.ts";
+import { batchIndices } from "./brown_corpus.ts";
+import type { GptWeights } from "./gpt_weights.ts";
+import { decodeInt8Delta, type Int8Tensor } from "./int8_delta.ts";
+import { runTrainingStep } from "./local_trainer.ts";
+import type { TrainingBackend } from "./tf_backend.ts";
+import type { TrainingChallenge } from "./training_challenge.ts";
+import { trainingChallengeId } from "./training_challenge.ts";
+import type { TrainingReceipt } from "./training_receipt.ts";
+import { trainingReceiptId } from "./training_receipt.ts";
+import { type StepOpening, type StepOpenings, StepOpeningsSchema } from "./step_opening.ts";
+import {
+  decodeTrainingState,
+  startTrainingState,
+  type StateDistance,
+  stateDistance,
+  type TrainingState,
+  trainingStateHash,
+  verifyCheckpointPath,
+  verifyShardPath,
+} from "./training_state.ts";
+
+/**
+ * Largest relative L2 distance (per tensor, for weights, m and v alike) between a claimed
+ * state k + 1 and the validator's re-run of step k that is still honest. Calibrated by
+ * `tools/calibrate_training_tolerance.ts`: re-running on the same backend is bit-exact (0);
+ * wasm against cpu the worst seen over many steps is in `docs/TRAINING.md`; this is about 10×
+ * that. A skipped or faked step is off by orders of magnitude more (a copied state is off by
+ * the whole AdamW update: ≥ 1e-2 on the moments).
+ */
+export const STEP_TOLERANCE = 1e-3;
+/** Largest relative difference between a re-run step's loss and the receipt's (see above). */
+export const LOSS_TOLERANCE = 1e-4;
+/**
+ * A third-party checker confirms a `step_mismatch` / `loss_mismatch` proof above this fraction
+ * of the tolerance, so a checker whose float noise differs from the validator's (another
+ * backend) still confirms an honest validator's proof near the limit.
+ */
+export const CHECKER_SLACK = 0.8;
+
+/** An opened step that passed the structural checks. */
+export interface VerifiedStep {
+  /** Step k. */
+  step: number;
+  /** State k. */
+  before: TrainingState;
+  /** State k + 1. */
+  after: TrainingState;
+  /** Batch sample bytes, in order. */
+  samples: Uint8Array[];
+}
+
+/** Structural check of one opened step against the receipt; `why` on failure. */
+export function verifyStepOpening(
+  receipt: TrainingReceipt,
+  opening: StepOpening,
+  arch: GptArchitecture,
+): { ok: true; verified: VerifiedStep } | { ok: false; why: string } {
+  const k = opening.step;
+  if (!Number.isInteger(k) || k < 0 || k >= receipt.steps) {
+    return { ok: false, why: "step out of range" };
+  }
+  let before: TrainingState;
+  let after: TrainingState;
+  try {
+    before = decodeTrainingState(arch, opening.before);
+    after = decodeTrainingState(arch, opening.after);
+  } catch (e) {
+    return { ok: false, why: `state does not decode: ${(e as Error).message}` };
+  }
+  const leaves = receipt.steps + 1;
+  if (
+    !verifyCheckpointPath(
+      receipt.checkpointsRoot,
+      leaves,
+      k,
+      trainingStateHash(arch, before),
+      opening.beforePath,
+    )
+  ) return { ok: false, why: `state ${k} is not the committed one` };
+  if (
+    !verifyCheckpointPath(
+      receipt.checkpointsRoot,
+      leaves,
+      k + 1,
+      trainingStateHash(arch, after),
+      opening.afterPath,
+    )
+  ) return { ok: false, why: `state ${k + 1} is not the committed one` };
+  const { batchSize, sampleBytes } = receipt.hyper;
+  const indices = batchIndices(receipt.dataSeed, k, batchSize, receipt.shardSize);
+  if (opening.samples.length !== batchSize) return { ok: false, why: "batch size" };
+  for (const [j, s] of opening.samples.entries()) {
+    if (s.index !== indices[j]) return { ok: false, why: `sample ${j} is not the drawn index` };
+    if (s.bytes.length !== sampleBytes) return { ok: false, why: `sample ${j} length` };
+    if (!verifyShardPath(receipt.shardRoot, receipt.shardSize, s.index, s.bytes, s.path)) {
+      return { ok: false, why: `sample ${j} is not in the committed shard` };
+    }
+  }
+  return {
+    ok: true,
+    verified: { step: k, before, after, samples: opening.samples.map((s) => s.bytes) },
+  };
+}
+
+/**
+ * Structural check of a whole answer's plaintext: CBOR, schema, ids of this receipt and
+ * challenge, exactly the challenged steps in order, each step as {@link verifyStepOpening}.
+ */
+export function verifyOpeningsPlaintext(
+  receipt: TrainingReceipt,
+  challenge: TrainingChallenge,
+  plaintext: Uint8Array,
+  arch: GptArchitecture,
+):
+  | { ok: true; openings: StepOpenings; steps: VerifiedStep[] }
+  | { ok: false; why: string } {
+  let value: unknown;
+  try {
+    value = decodeCbor(plaintext);
+  } catch {
+    return { ok: false, why: "not CBOR" };
+  }
+  const parsed = StepOpeningsSchema.safeParse(value);
+  if (!parsed.success) return { ok: false, why: "not step openings" };
+  const openings = parsed.data;
+  if (openings.receiptId !== trainingReceiptId(receipt)) {
+    return { ok: false, why: "another receipt" };
+  }
+  if (openings.challengeId !== trainingChallengeId(challenge)) {
+    return { ok: false, why: "another challenge" };
+  }
+  const steps = openings.steps.map((s) => s.step);
+  if (steps.length !== challenge.steps.length || steps.some((s, i) => s !== challenge.steps[i])) {
+    return { ok: false, why: "not the challenged steps" };
+  }
+  const verified: VerifiedStep[] = [];
+  for (const o of openings.steps) {
+    const r = verifyStepOpening(receipt, o, arch);
+    if (!r.ok) return r;
+    verified.push(r.verified);
+  }
+  return { ok: true, openings, steps: verified };
+}
+
+/** Claims about an opened step that re-checking can confirm. */
+export type StepClaimReason =
+  | "start_mismatch"
+  | "delta_mismatch"
+  | "step_mismatch"
+  | "loss_mismatch";
+
+/** Options of {@link checkVerifiedStep}. */
+export interface CheckStepOptions {
+  /** Architecture. */
+  arch: GptArchitecture;
+  /** The round's start weights. */
+  startWeights: GptWeights;
+  /** The encoded delta the receipt signs (for step H − 1). */
+  delta?: Uint8Array;
+  /** Backend of the re-run; default wasm. */
+  backend?: TrainingBackend;
+  /** Multiplier of the tolerances (the checker's {@link CHECKER_SLACK}); default 1. */
+  slack?: number;
+}
+
+/** What {@link checkVerifiedStep} measured. */
+export interface StepMeasure {
+  /** Distance of the re-run state from the claimed one (when re-run). */
+  distance?: StateDistance;
+  /** Relative loss difference (when re-run). */
+  lossError?: number;
+}
+
+/**
+ * Check an opened step's claims (see the module doc), stopping at the first that fails.
+ * `only` restricts to one claim (a fraud-proof checker checks what the proof claims).
+ */
+export async function checkVerifiedStep(
+  receipt: TrainingReceipt,
+  v: VerifiedStep,
+  options: CheckStepOptions,
+  only?: StepClaimReason,
+): Promise<({ ok: true } | { ok: false; reason: StepClaimReason; detail: string }) & StepMeasure> {
+  const { arch } = options;
+  const want = (r: StepClaimReason) => only === undefined || only === r;
+  if (v.step === 0 && want("start_mismatch")) {
+    const start = trainingStateHash(arch, startTrainingState(options.startWeights));
+    if (trainingStateHash(arch, v.before) !== start) {
+      return { ok: false, reason: "start_mismatch", detail: "state 0 is not the start model" };
+    }
+  }
+  if (v.step === receipt.steps - 1 && options.delta && want("delta_mismatch")) {
+    const why = deltaMismatch(options.startWeights, v.after.weights, options.delta);
+    if (why) return { ok: false, reason: "delta_mismatch", detail: why };
+  }
+  if (only === "start_mismatch" || only === "delta_mismatch") return { ok: true };
+  const slack = options.slack ?? 1;
+  const rerun = await runTrainingStep(
+    arch,
+    receipt.hyper,
+    v.before,
+    v.samples,
+    v.step,
+    options.backend,
+  );
+  const distance = stateDistance(v.after, rerun.state);
+  const claimedLoss = receipt.losses[v.step];
+  const lossError = Math.abs(claimedLoss - rerun.loss) / Math.max(Math.abs(rerun.loss), 1e-12);
+  const worst = Math.max(distance.weights, distance.m, distance.v);
+  if (want("step_mismatch") && !(worst <= STEP_TOLERANCE * slack)) {
+    return {
+      ok: false,
+      reason: "step_mismatch",
+      detail: `step ${v.step}: relative L2 ${worst.toExponential(2)} at ${distance.worst}`,
+      distance,
+      lossError,
+    };
+  }
+  if (want("loss_mismatch") && !(lossError <= LOSS_TOLERANCE * slack)) {
+    return {
+      ok: false,
+      reason: "loss_mismatch",
+      detail: `step ${v.step}: loss ${claimedLoss} claimed, ${rerun.loss} re-run`,
+      distance,
+      lossError,
+    };
+  }
+  return { ok: true, distance, lossError };
+}
+
+/**
+ * Why state H's weights are not `start − dequantize(delta)` within the int8 bound (each value
+ * within half its row's scale, plus float32 rounding of the subtraction), or null.
+ */
+export function deltaMismatch(
+  start: GptWeights,
+  endWeights: GptWeights,
+  delta: Uint8Array,
+): string | null {
+  let tensors: Int8Tensor[];
+  try {
+    tensors = decodeInt8Delta(delta);
+  } catch {
+    return "delta does not decode";
+  }
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  if (byName.size !== start.size) return "delta has other tensors than the model";
+  for (const [name, s] of start) {
+    const t = byName.get(name);
+    const e = endWeights.get(name);
+    if (!t || !e || t.values.length !== s.data.length || e.data.length !== s.data.length) {
+      return `delta lacks ${name}`;
+    }
+    const width = t.values.length / t.scales.length;
+    for (let i = 0; i < s.data.length; i++) {
+      const scale = t.scales[Math.floor(i / width)];
+      const q = t.values[i] * scale;
+      const err = Math.abs(s.data[i] - q - e.data[i]);
+      const bound = scale / 2 * (1 + 1e-4) +
+        2 ** -22 * (Math.abs(s.data[i]) + Math.abs(e.data[i])) + 1e-30;
+      if (!(err <= bound)) return `${name}[${i}]: end weight off by ${err} (bound ${bound})`;
+    }
+  }
+  return null;
+}

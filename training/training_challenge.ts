@@ -1,0 +1,161 @@
+/**
+ * Training challenges: a validator, holding a trainer's signed receipt, names a few of its
+ * steps for the trainer to open (states before and after, the batch with Merkle proofs).
+ *
+ * The steps are drawn from the validator's own randomness after the receipt is signed, so
+ * the trainer cannot know which steps will be checked while it trains; the last step H − 1 is
+ * always among them (it ties the committed states to the delta the trainer sent). The
+ * challenge is signed by the validator under its own domain, names the receipt by id and
+ * carries a deadline: a trainer that has not answered by then is at fault, and the signed
+ * challenge is the evidence (`opening_missing`).
+ *
+ * @module
+ */
+import { z } from "zod";
+import { encodeCanonical } from "../protocols/cbor.ts";
+import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { type Identity, verifySignature } from "../protocols/identity.ts";
+import { type TrainingReceipt, trainingReceiptId } from "./training_receipt.ts";
+
+/** Version of the challenge format. */
+export const TRAINING_CHALLENGE_VERSION = 1;
+const TRAINING_CHALLENGE_DOMAIN = "veriflow/training-challenge/v1";
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/**
+ * Steps opened per challenge (the last step plus 7 drawn at random). A trainer that faked a
+ * fraction f of its H steps escapes one challenge with probability (1 − f)^k over the k
+ * random steps: f = 0.5 → 0.8 % (caught 99.2 %), f = 0.25 → 13 %, f = 0.1 → 48 %. Faking
+ * the last step is always caught, and every conviction slashes the stake, so the expected
+ * cost of skipping a fraction f of the work is a stake times 1 − (1 − f)^7 against a saving
+ * of f of the compute. 8 re-run steps are ~1.6 % of a 500-step round's compute. See
+ * `docs/TRAINING.md`.
+ */
+export const TRAINING_CHALLENGE_STEPS = 8;
+/** Time a trainer has to answer a challenge (recompute from its nearest kept state, seal, send). */
+export const DEFAULT_OPENING_DEADLINE_MS = 60_000;
+
+/** A signed training challenge. */
+export interface TrainingChallenge {
+  /** Format version. */
+  v: number;
+  /** Hex id of the challenged receipt. */
+  receiptId: string;
+  /** The trainer's public key (from the receipt). */
+  trainer: Uint8Array;
+  /** Challenged steps, ascending, distinct, all below H, always including H − 1. */
+  steps: number[];
+  /** Hex 16 random bytes: two challenges of one receipt differ. */
+  nonce: string;
+  /** Unix ms by which the sealed opening must arrive. */
+  deadline: number;
+  /** Unix ms of issue. */
+  issuedAt: number;
+  /** The validator's public key (openings are sealed to it). */
+  validator: Uint8Array;
+  /** The validator's signature over {@link trainingChallengeSigningBytes}. */
+  sig: Uint8Array;
+}
+
+const bytes = (len: number) =>
+  z.instanceof(Uint8Array).refine((b) => b.length === len, { message: `expected ${len} bytes` });
+
+/** Zod schema of a training challenge on the wire. */
+export const TrainingChallengeSchema: z.ZodType<TrainingChallenge> = z.object({
+  v: z.literal(TRAINING_CHALLENGE_VERSION),
+  receiptId: z.string().regex(HEX64),
+  trainer: bytes(32),
+  steps: z.array(z.number().int().nonnegative()).min(1).max(1024)
+    .refine((s) => s.every((x, i) => i === 0 || x > s[i - 1]), { message: "steps ascending" }),
+  nonce: z.string().regex(/^[0-9a-f]{32}$/),
+  deadline: z.number().int().nonnegative(),
+  issuedAt: z.number().int().nonnegative(),
+  validator: bytes(32),
+  sig: bytes(64),
+}) as unknown as z.ZodType<TrainingChallenge>;
+
+/** The bytes a challenge's signature covers. */
+export function trainingChallengeSigningBytes(
+  challenge: Omit<TrainingChallenge, "sig"> | TrainingChallenge,
+): Uint8Array {
+  const { sig: _sig, ...unsigned } = challenge as TrainingChallenge;
+  return encodeCanonical({ domain: TRAINING_CHALLENGE_DOMAIN, challenge: unsigned });
+}
+
+/** Hex id of a challenge (SHA-256 of its signed bytes). */
+export function trainingChallengeId(challenge: Omit<TrainingChallenge, "sig">): string {
+  return sha256Hex(trainingChallengeSigningBytes(challenge));
+}
+
+/** Uniform integer in [0, n) from the platform CSPRNG (rejection sampling, no modulo bias). */
+function randomBelow(n: number): number {
+  const limit = Math.floor(0x1_0000_0000 / n) * n;
+  const buf = new Uint32Array(1);
+  for (;;) {
+    crypto.getRandomValues(buf);
+    if (buf[0] < limit) return buf[0] % n;
+  }
+}
+
+/**
+ * The steps to open for a receipt of H steps: H − 1 and `count − 1` others drawn uniformly
+ * without replacement from 0 … H − 2 (all steps when H ≤ count).
+ */
+export function drawChallengeSteps(h: number, count: number = TRAINING_CHALLENGE_STEPS): number[] {
+  const picked = new Set<number>([h - 1]);
+  const want = Math.min(Math.max(1, count), h);
+  while (picked.size < want) picked.add(randomBelow(h - 1));
+  return [...picked].sort((a, b) => a - b);
+}
+
+/** Options of {@link drawTrainingChallenge}. */
+export interface DrawTrainingChallengeOptions {
+  /** Steps to open; default {@link TRAINING_CHALLENGE_STEPS}. */
+  steps?: number;
+  /** Answer window; default {@link DEFAULT_OPENING_DEADLINE_MS}. */
+  deadlineMs?: number;
+  /** Clock (unix ms). */
+  now?: () => number;
+}
+
+/** Draw and sign a challenge for `receipt` as `validator`. */
+export function drawTrainingChallenge(
+  receipt: TrainingReceipt,
+  validator: Identity,
+  options: DrawTrainingChallengeOptions = {},
+): TrainingChallenge {
+  const issuedAt = Math.floor((options.now ?? Date.now)());
+  const body: Omit<TrainingChallenge, "sig"> = {
+    v: TRAINING_CHALLENGE_VERSION,
+    receiptId: trainingReceiptId(receipt),
+    trainer: receipt.trainer,
+    steps: drawChallengeSteps(receipt.steps, options.steps),
+    nonce: toHex(crypto.getRandomValues(new Uint8Array(16))),
+    deadline: issuedAt + (options.deadlineMs ?? DEFAULT_OPENING_DEADLINE_MS),
+    issuedAt,
+    validator: validator.publicKey,
+  };
+  return { ...body, sig: validator.sign(trainingChallengeSigningBytes(body)) };
+}
+
+/** True when `value` is a well-formed challenge signed by its validator. Never throws. */
+export function verifyTrainingChallenge(value: unknown): value is TrainingChallenge {
+  const r = TrainingChallengeSchema.safeParse(value);
+  if (!r.success) return false;
+  return verifySignature(r.data.validator, trainingChallengeSigningBytes(r.data), r.data.sig);
+}
+
+/**
+ * True when `challenge` is a valid challenge of `receipt`: signed, naming this receipt and
+ * its trainer, and every step below H with H − 1 among them.
+ */
+export function challengeFitsReceipt(
+  challenge: TrainingChallenge,
+  receipt: TrainingReceipt,
+): boolean {
+  if (!verifyTrainingChallenge(challenge)) return false;
+  if (challenge.receiptId !== trainingReceiptId(receipt)) return false;
+  if (toHex(challenge.trainer) !== toHex(receipt.trainer)) return false;
+  return challenge.steps.every((s) => s < receipt.steps) &&
+    challenge.steps.includes(receipt.steps - 1);
+}
