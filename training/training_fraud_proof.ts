@@ -53,7 +53,6 @@ import {
 /** Version of the training fraud-proof format. */
 export const TRAINING_FRAUD_PROOF_VERSION = 1;
 const TRAINING_FRAUD_DOMAIN = "veriflow/training-fraud-proof/v1";
-const HEX64 = /^[0-9a-f]{64}$/;
 
 /** What a training fraud proof claims. */
 export type TrainingFraudReason = StepClaimReason | "opening_mismatch" | "opening_missing";

@@ -1,0 +1,356 @@
+import assert from "node:assert/strict";
+import { cidOf } from "../../protocols/cid.ts";
+import { decodeCbor, encodeCanonical, encodeCbor } from "../../protocols/cbor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { gptModelBytesFromWeights, seededGptWeights } from "../../training/gpt_weights.ts";
+import {
+  buildStepOpenings,
+  ChallengeMismatchError,
+  openChallengedSteps,
+  SealedStepOpeningsSchema,
+  sealOpeningBytes,
+  sealStepOpenings,
+  type TrainingTrace,
+  unsealStepOpenings,
+} from "../../training/step_opening.ts";
+import { checkStepOpenings } from "../../training/step_check.ts";
+import {
+  drawChallengeSteps,
+  drawTrainingChallenge,
+  TrainingChallengeSchema,
+  verifyTrainingChallenge,
+} from "../../training/training_challenge.ts";
+import {
+  checkTrainingFraudProof,
+  signTrainingFraudProof,
+  TRAINING_FRAUD_PROOF_VERSION,
+  type TrainingFraudProof,
+  trainingFraudProofHash,
+  TrainingFraudProofSchema,
+} from "../../training/training_fraud_proof.ts";
+import { aggregateRound, trainAndSign, type TrainerReport } from "../../training/training_round.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
+import type { TrainingBackend } from "../../training/tf_backend.ts";
+import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import {
+  halfStepsTrainer,
+  honestStates,
+  type LazyOptions,
+  otherDataTrainer,
+  randomDeltaTrainer,
+  signStates,
+} from "./_pot_lazy_trainers.ts";
+
+/** Local steps H of the tests. */
+const H = 8;
+const split = await testSplit();
+const shard = split.shards[0];
+const start = seededGptWeights(TEST_ARCH, 0);
+const startModel = cidOf(gptModelBytesFromWeights(TEST_ARCH, start));
+const validator = Identity.generate();
+const tmp = await Deno.makeTempDir({ prefix: "veriflow-pot-test-" });
+Deno.test.afterAll(() => Deno.remove(tmp, { recursive: true }));
+
+async function honest(seed = 7, backend: TrainingBackend = "wasm", keepEvery = 3) {
+  return await trainAndSign({
+    arch: TEST_ARCH,
+    round: 0,
+    startModel,
+    start,
+    shard,
+    steps: H,
+    dataSeed: seed,
+    hyper: TEST_HYPER,
+    identity: Identity.generate(),
+    backend,
+    keepEvery,
+  });
+}
+const honestRun = await honest();
+
+const check = (
+  report: TrainerReport,
+  challenge: ReturnType<typeof drawTrainingChallenge>,
+  sealed: Parameters<typeof checkStepOpenings>[2],
+  extra: { backend?: TrainingBackend; now?: () => number } = {},
+) =>
+  checkStepOpenings(report.receipt, challenge, sealed, {
+    validator,
+    arch: TEST_ARCH,
+    startWeights: start,
+    delta: report.delta,
+    shardSize: report.receipt.shardSize,
+    ...extra,
+  });
+
+/** Challenge, answer, check; then have an independent node check the proof. */
+async function convict(run: { report: TrainerReport; trace: TrainingTrace }, steps = H) {
+  const challenge = drawTrainingChallenge(run.report.receipt, validator, { steps });
+  const sealed = await openChallengedSteps(run.trace, challenge);
+  const r = await check(run.report, challenge, sealed);
+  assert.equal(r.ok, false, "the lazy trainer passed");
+  if (r.ok) throw new Error("unreachable");
+  assert.ok(r.proof, `no proof (${r.reason})`);
+  // The proof crosses the wire as CBOR and any node confirms it.
+  const wire = decodeCbor(encodeCbor(r.proof));
+  const independent = await checkTrainingFraudProof(wire, { arch: TEST_ARCH, startWeights: start });
+  assert.equal(independent.reason, "confirmed", `${r.reason}: ${r.detail}`);
+  assert.ok(independent.confirmed);
+  assert.equal(independent.proofHash, trainingFraudProofHash(r.proof));
+  return r;
+}
+
+const lazy = (): LazyOptions => ({
+  arch: TEST_ARCH,
+  startModel,
+  start,
+  shard,
+  steps: H,
+  dataSeed: 11,
+  hyper: TEST_HYPER,
+  identity: Identity.generate(),
+});
+
+Deno.test("an honest trainer's opened steps pass, recomputed from kept states, re-run on both backends", async () => {
+  const { report, trace } = honestRun;
+  assert.equal(report.receipt.v, 2);
+  assert.equal(trace.stateHashes.length, H + 1);
+  assert.deepEqual([...trace.kept.keys()].sort((a, b) => a - b), [0, 3, 6, 8]);
+  const challenge = drawTrainingChallenge(report.receipt, validator, { steps: H });
+  assert.deepEqual(challenge.steps, Array.from({ length: H }, (_, i) => i));
+  const sealed = await openChallengedSteps(trace, challenge);
+  // Wire form: the sealed answer survives CBOR and its schema; only ciphertext is visible.
+  const wire = SealedStepOpeningsSchema.parse(decodeCbor(encodeCbor(sealed)));
+  console.log(`sealed answer for ${H} steps: ${encodeCbor(wire).length} bytes`);
+  for (const backend of ["wasm", "cpu"] as const) {
+    const r = await check(report, challenge, wire, { backend });
+    assert.deepEqual(r, { ok: true }, backend);
+  }
+  // Nobody else can open it.
+  const other = Identity.generate();
+  assert.equal(unsealStepOpenings(wire, challenge, report.receipt, other).ok, false);
+});
+
+Deno.test("challenges: signed, drawn after the receipt, always the last step, bound to one receipt", async () => {
+  const { report, trace } = honestRun;
+  const c = drawTrainingChallenge(report.receipt, validator);
+  assert.ok(verifyTrainingChallenge(c));
+  assert.ok(TrainingChallengeSchema.safeParse(decodeCbor(encodeCbor(c))).success);
+  assert.equal(c.steps.length, 8);
+  assert.ok(c.steps.includes(H - 1));
+  assert.ok(!verifyTrainingChallenge({ ...c, steps: [H - 1] }), "steps are signed");
+  for (let i = 0; i < 50; i++) {
+    const s = drawChallengeSteps(100, 8);
+    assert.equal(new Set(s).size, 8);
+    assert.ok(s.includes(99) && s.every((x) => x >= 0 && x < 100));
+  }
+  // A challenge of another receipt: the trainer refuses it, the checker refuses to use it.
+  const other = await honest(8);
+  const foreign = drawTrainingChallenge(other.report.receipt, validator, { steps: 2 });
+  await assert.rejects(openChallengedSteps(trace, foreign), ChallengeMismatchError);
+  const r = await check(report, foreign, undefined);
+  assert.equal(r.ok ? "ok" : r.reason, "challenge_mismatch");
+  // An answer to another challenge (same receipt) is not an answer to this one.
+  const c2 = drawTrainingChallenge(report.receipt, validator, { steps: 2 });
+  const answer = await openChallengedSteps(trace, c2);
+  const r2 = await check(report, c, answer);
+  assert.equal(r2.ok ? "ok" : r2.reason, "opening_unsigned");
+  // A challenge signed by another validator is not this validator's.
+  const r3 = await check(
+    report,
+    drawTrainingChallenge(report.receipt, Identity.generate()),
+    answer,
+  );
+  assert.equal(r3.ok ? "ok" : r3.reason, "challenge_mismatch");
+});
+
+Deno.test("(a) a trainer that trains H/2 steps and pads the trace is convicted", async () => {
+  const r = await convict(await halfStepsTrainer(lazy()), 1); // the last step alone
+  assert.equal(r.ok ? "ok" : r.reason, "step_mismatch");
+});
+
+Deno.test("(b) a scaled random delta is convicted", async () => {
+  const r = await convict(randomDeltaTrainer(lazy()));
+  assert.equal(r.ok ? "ok" : r.reason, "step_mismatch");
+});
+
+Deno.test("(c) training on other data than the committed shard is convicted", async () => {
+  const r = await convict(await otherDataTrainer(lazy(), split.shards[1]), 2);
+  assert.equal(r.ok ? "ok" : r.reason, "step_mismatch");
+  assert.match(r.ok ? "" : r.detail ?? "", /moments/);
+});
+
+Deno.test("a wrong loss trace and a wrong start state are convicted", async () => {
+  const o = { ...lazy(), steps: 2 };
+  // Honest states, a loss trace that claims better than it got: loss_mismatch.
+  const real = await honestStates(o, 2);
+  const lossy = signStates(o, real.states, [real.losses[0] * 0.9, real.losses[1]]);
+  const r = await convict(lossy, 2);
+  assert.equal(r.ok ? "ok" : r.reason, "loss_mismatch");
+  // Starting from other weights (a private warm start): start_mismatch.
+  const other = await honestStates(o, 2, shard, seededGptWeights(TEST_ARCH, 9));
+  const r2 = await convict(signStates(o, other.states, other.losses), 2);
+  assert.equal(r2.ok ? "ok" : r2.reason, "start_mismatch");
+});
+
+Deno.test("a delta that is not the committed end state is convicted (delta_mismatch)", async () => {
+  const o = lazy();
+  const base = randomDeltaTrainer({ ...o, steps: 2 });
+  // Keep the honest-looking commitments of an honest run, but send another delta.
+  const h = await honest(5);
+  const forged = await import("../../training/training_receipt.ts").then((m) =>
+    m.signTrainingReceipt({
+      ...h.report.receipt,
+      deltaHash: base.report.receipt.deltaHash,
+      deltaBytes: base.report.receipt.deltaBytes,
+    }, h.trace.identity)
+  );
+  const run = {
+    report: { receipt: forged, delta: base.report.delta },
+    trace: { ...h.trace, receipt: forged },
+  };
+  const r = await convict(run, 1);
+  assert.equal(r.ok ? "ok" : r.reason, "delta_mismatch");
+});
+
+Deno.test("an answer that does not open the commitments is opening_mismatch, checkable without a model", async () => {
+  const { report, trace } = honestRun;
+  const challenge = drawTrainingChallenge(report.receipt, validator, { steps: 2 });
+  // Garbage, signed and sealed properly.
+  const garbage = sealOpeningBytes(new TextEncoder().encode("no"), challenge, trace.identity);
+  const r = await check(report, challenge, garbage);
+  assert.equal(r.ok ? "ok" : r.reason, "opening_mismatch");
+  // A batch sample swapped for other data.
+  const openings = await buildStepOpenings(trace, challenge);
+  openings.steps[0].samples[0].bytes = openings.steps[0].samples[0].bytes.map((b) => b ^ 1);
+  const r2 = await check(report, challenge, sealStepOpenings(openings, challenge, trace.identity));
+  assert.equal(r2.ok ? "ok" : r2.reason, "opening_mismatch");
+  for (const x of [r, r2]) {
+    if (x.ok) continue;
+    const c = await checkTrainingFraudProof(x.proof, { arch: TEST_ARCH, startWeights: start });
+    assert.equal(c.reason, "confirmed");
+  }
+});
+
+Deno.test("no answer by the deadline is opening_missing; the signed challenge is the evidence", async () => {
+  const { report } = honestRun;
+  const t0 = Date.now();
+  const challenge = drawTrainingChallenge(report.receipt, validator, {
+    steps: 2,
+    deadlineMs: 1000,
+    now: () => t0,
+  });
+  const r = await check(report, challenge, undefined, { now: () => t0 + 1001 });
+  assert.equal(r.ok ? "ok" : r.reason, "opening_missing");
+  const proof = (r as { proof: TrainingFraudProof }).proof;
+  const c = await checkTrainingFraudProof(proof, { arch: TEST_ARCH, startWeights: start });
+  assert.equal(c.reason, "confirmed");
+  // Issued before the deadline, the same accusation is refuted.
+  const early = await check(report, challenge, undefined, { now: () => t0 + 10 });
+  const c2 = await checkTrainingFraudProof((early as { proof: TrainingFraudProof }).proof, {
+    arch: TEST_ARCH,
+    startWeights: start,
+  });
+  assert.deepEqual([c2.confirmed, c2.reason], [false, "before_deadline"]);
+});
+
+Deno.test("forged accusations against an honest trainer are refuted", async () => {
+  const { report, trace } = honestRun;
+  const challenge = drawTrainingChallenge(report.receipt, validator, { steps: H });
+  const openings = await buildStepOpenings(trace, challenge);
+  const options = { arch: TEST_ARCH, startWeights: start };
+  const forge = (extra: Partial<TrainingFraudProof>) =>
+    signTrainingFraudProof({
+      v: TRAINING_FRAUD_PROOF_VERSION,
+      reason: "step_mismatch",
+      receipt: report.receipt,
+      challenge,
+      issuedAt: Date.now(),
+      ...extra,
+    }, validator);
+  const outcome = async (p: unknown) => {
+    const c = await checkTrainingFraudProof(p, options);
+    assert.equal(c.confirmed, false);
+    return c.reason;
+  };
+  // The honest steps, accused of every step claim.
+  for (const reason of ["step_mismatch", "loss_mismatch"] as const) {
+    assert.equal(await outcome(forge({ reason, opening: openings.steps[3] })), "not_reproduced");
+  }
+  assert.equal(
+    await outcome(forge({ reason: "start_mismatch", opening: openings.steps[0] })),
+    "not_reproduced",
+  );
+  assert.equal(
+    await outcome(
+      forge({ reason: "delta_mismatch", opening: openings.steps[H - 1], delta: report.delta }),
+    ),
+    "not_reproduced",
+  );
+  // A doctored state (the validator cannot forge the trainer's commitments).
+  const doctored = { ...openings.steps[2], after: openings.steps[2].after.slice() };
+  doctored.after[100] ^= 0x40;
+  assert.equal(await outcome(forge({ opening: doctored })), "opening_invalid");
+  // The honest plaintext, accused of not opening the commitments.
+  const plaintext = encodeCanonical(openings);
+  const sealed = sealStepOpenings(openings, challenge, trace.identity);
+  assert.equal(
+    await outcome(forge({ reason: "opening_mismatch", answer: { plaintext, sig: sealed.sig } })),
+    "opening_valid",
+  );
+  // Made-up plaintext the trainer never signed.
+  assert.equal(
+    await outcome(
+      forge({
+        reason: "opening_mismatch",
+        answer: { plaintext: new Uint8Array(3), sig: sealed.sig },
+      }),
+    ),
+    "answer_not_signed",
+  );
+  // A proof tampered after signing, or naming another validator's challenge.
+  const p = forge({ opening: openings.steps[1] });
+  assert.equal(await outcome({ ...p, reason: "loss_mismatch" }), "bad_signature");
+  const theirs = drawTrainingChallenge(report.receipt, Identity.generate(), { steps: 2 });
+  assert.equal(
+    await outcome(forge({ challenge: theirs, opening: openings.steps[1] })),
+    "not_challenger",
+  );
+  assert.ok(TrainingFraudProofSchema.safeParse(decodeCbor(encodeCbor(p))).success);
+});
+
+Deno.test("honest trainers are never convicted: seeds × backends, every step re-run on the other backend", async () => {
+  let steps = 0;
+  for (
+    const [seed, trainOn, checkOn] of [
+      [21, "wasm", "cpu"],
+      [22, "cpu", "wasm"],
+      [23, "wasm", "wasm"],
+      [24, "cpu", "cpu"],
+    ] as const
+  ) {
+    const { report, trace } = await honest(seed, trainOn, 4);
+    const challenge = drawTrainingChallenge(report.receipt, validator, { steps: H });
+    const r = await check(report, challenge, await openChallengedSteps(trace, challenge), {
+      backend: checkOn,
+    });
+    assert.deepEqual(r, { ok: true }, `seed ${seed} ${trainOn}→${checkOn}`);
+    steps += H;
+  }
+  console.log(`${steps} honest steps re-run, 0 convicted`);
+});
+
+Deno.test("aggregateRound drops convicted trainers' deltas and reports why", async () => {
+  const cheat = randomDeltaTrainer(lazy());
+  const round = await aggregateRound([honestRun.report, cheat.report], {
+    arch: TEST_ARCH,
+    startModel,
+    start,
+    modelsDir: tmp,
+    excluded: new Map([[trainingReceiptId(cheat.report.receipt), "step_mismatch"]]),
+  });
+  assert.deepEqual(round.accepted.map(trainingReceiptId), [
+    trainingReceiptId(honestRun.report.receipt),
+  ]);
+  assert.deepEqual(round.refused.map((x) => x.reason), ["step_mismatch"]);
+});
