@@ -53,6 +53,9 @@ Commands:
   calibrate [--model DIR | --model-size S] [--data DIR] [--jobs N]
                           measure a model's honest noise on this machine; validators derive
                           their tolerances from the profile (DIR/calibration/<cid>.json)
+  train --out DIR [--trainers N] [--rounds R] [--steps H] [--size S] [--seed S] [--minutes M]
+                          DiLoCo training on this machine: N trainers (workers) on their own
+                          corpus shards; live loss curve; prints the model's CID and a sample
   status [--url URL] [--json]
                           ask a running node: peers, jobs, ledger, storage
   keygen [--data DIR]     create (or show) the node's ed25519 identity
@@ -81,6 +84,8 @@ export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   share: runShare,
   "build-model": runBuildModel,
   calibrate: runCalibrate,
+  // Loaded on use: training pulls in tfjs, which no other command needs.
+  train: async (args) => (await import("./training/train_command.ts")).runTrain(args),
   ledger: runLedger,
   status: runStatus,
   keygen: runKeygen,

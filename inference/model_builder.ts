@@ -33,7 +33,7 @@ import {
 } from "./byte_tokenizer.ts";
 
 /** Named model sizes. */
-export type GptModelSize = "tiny" | "small";
+export type GptModelSize = "tiny" | "small" | "brown";
 
 /** Architecture of a built GPT model. */
 export interface GptArchitecture {
@@ -48,13 +48,17 @@ export interface GptArchitecture {
 }
 
 /**
- * The named sizes. `tiny` builds in well under a second and runs the tests and the default
- * node; `small` (~19 M parameters) is for benchmarks.
+ * The named sizes. `tiny` builds in well under a second and runs the tests; `small` (~19 M
+ * parameters) is for benchmarks; `brown` (~140 k parameters, 128-byte context) is the node's
+ * default model: its weights are not built from a seed but trained by `cli.ts train` on the
+ * Brown corpus and checked in (`inference/builtin_model.ts`, `docs/MODELS.md`); built from a
+ * seed, it is the random starting point of that training.
  */
 export const GPT_MODEL_SIZES: Readonly<Record<GptModelSize, Readonly<GptArchitecture>>> = Object
   .freeze({
     tiny: Object.freeze({ numLayers: 2, hiddenSize: 64, numHeads: 4, contextLength: 256 }),
     small: Object.freeze({ numLayers: 6, hiddenSize: 512, numHeads: 8, contextLength: 512 }),
+    brown: Object.freeze({ numLayers: 2, hiddenSize: 64, numHeads: 4, contextLength: 128 }),
   });
 
 /** Default weight seed of the built-in model. */
