@@ -63,6 +63,7 @@ const SIZES = values.sizes.split(",") as GptModelSize[];
 const WORK: Record<GptModelSize, { honest: number; cheats: number; steer: number }> = {
   tiny: { honest: 1000, cheats: 300, steer: 60 },
   small: { honest: 200, cheats: 60, steer: 12 },
+  brown: { honest: 1000, cheats: 300, steer: 60 },
 };
 for (const size of SIZES) {
   if (values.honest) WORK[size].honest = Number(values.honest);
