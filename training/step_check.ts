@@ -11,7 +11,7 @@
  * - `start_mismatch`, `delta_mismatch`, `step_mismatch`, `loss_mismatch` (proof): see
  *   `step_verify.ts`.
  * - Refusals without a proof (nothing the trainer signed is wrong, or the caller erred):
- *   `bad_receipt`, `challenge_mismatch` (the challenge is not this validator's for this
+ *   `bad_receipt` (signature, delta or start model), `challenge_mismatch` (the challenge is not this validator's for this
  *   receipt), `shard_mismatch` (the receipt's shard is not the one registered), and
  *   `opening_unsigned` (an answer not signed by the trainer for this challenge: ignore it and
  *   keep waiting until the deadline).
@@ -45,6 +45,8 @@ export interface CheckStepOpeningsOptions {
   startWeights: GptWeights;
   /** The encoded delta that came with the receipt. */
   delta: Uint8Array;
+  /** The round's start model CID, when known (must match the receipt). */
+  startModel?: string;
   /** The trainer's shard size as registered when it joined (must match the receipt). */
   shardSize: number;
   /** The trainer's shard root as registered, when known (must match the receipt). */
@@ -72,7 +74,10 @@ export async function checkStepOpenings(
   sealed: SealedStepOpenings | undefined | null,
   options: CheckStepOpeningsOptions,
 ): Promise<StepOpeningsCheck> {
-  const rc = verifyTrainingReceipt(receipt, { delta: options.delta });
+  const rc = verifyTrainingReceipt(receipt, {
+    delta: options.delta,
+    startModel: options.startModel,
+  });
   if (!rc.ok) return { ok: false, reason: "bad_receipt", detail: rc.reason };
   if (
     !challengeFitsReceipt(challenge, receipt) ||

@@ -142,8 +142,12 @@ export function signTrainingFraudProof(
 export interface CheckTrainingFraudProofOptions {
   /** Architecture of the round's model. */
   arch: GptArchitecture;
-  /** The round's start weights (checked against the receipt's start model CID when used). */
-  startWeights: GptWeights;
+  /**
+   * The round's start weights, or a loader of them by model CID (called only for the claims
+   * that need them: `start_mismatch`, `delta_mismatch`). Checked against the receipt's start
+   * model CID when used.
+   */
+  startWeights: GptWeights | ((modelCid: string) => Promise<GptWeights>);
   /** Backend of the re-run; default wasm. */
   backend?: TrainingBackend;
   /** Clock (unix ms), only to refuse proofs issued in the future. */
@@ -211,9 +215,17 @@ export async function checkTrainingFraudProof(
       if (!challenge.steps.includes(proof.opening.step)) return done(false, "step_not_challenged");
       const s = verifyStepOpening(receipt, proof.opening, options.arch);
       if (!s.ok) return done(false, "opening_invalid");
+      let startWeights: GptWeights = new Map();
       if (proof.reason === "start_mismatch" || proof.reason === "delta_mismatch") {
-        const cid = cidOf(gptModelBytesFromWeights(options.arch, options.startWeights));
-        if (cid !== receipt.startModel) return done(false, "start_model_unavailable");
+        try {
+          startWeights = typeof options.startWeights === "function"
+            ? await options.startWeights(receipt.startModel)
+            : options.startWeights;
+          const cid = cidOf(gptModelBytesFromWeights(options.arch, startWeights));
+          if (cid !== receipt.startModel) return done(false, "start_model_unavailable");
+        } catch {
+          return done(false, "start_model_unavailable");
+        }
       }
       if (proof.reason === "delta_mismatch") {
         const d = proof.delta;
@@ -223,7 +235,7 @@ export async function checkTrainingFraudProof(
       }
       const r = await checkVerifiedStep(receipt, s.verified, {
         arch: options.arch,
-        startWeights: options.startWeights,
+        startWeights,
         delta: proof.delta,
         backend: options.backend,
         slack: CHECKER_SLACK,

@@ -155,6 +155,33 @@ Deno.test("challenges: signed, drawn after the receipt, always the last step, bo
   const answer = await openChallengedSteps(trace, c2);
   const r2 = await check(report, c, answer);
   assert.equal(r2.ok ? "ok" : r2.reason, "opening_unsigned");
+  // A receipt for another model, another delta, another shard than registered: refused.
+  const wrongModel = await checkStepOpenings(report.receipt, c, answer, {
+    validator,
+    arch: TEST_ARCH,
+    startWeights: start,
+    delta: report.delta,
+    shardSize: report.receipt.shardSize,
+    startModel: "bafkreiother",
+  });
+  assert.equal(wrongModel.ok ? "ok" : wrongModel.reason, "bad_receipt");
+  const wrongDelta = await checkStepOpenings(report.receipt, c, answer, {
+    validator,
+    arch: TEST_ARCH,
+    startWeights: start,
+    delta: other.report.delta,
+    shardSize: report.receipt.shardSize,
+  });
+  assert.equal(wrongDelta.ok ? "ok" : wrongDelta.reason, "bad_receipt");
+  const wrongShard = await checkStepOpenings(report.receipt, c, answer, {
+    validator,
+    arch: TEST_ARCH,
+    startWeights: start,
+    delta: report.delta,
+    shardSize: report.receipt.shardSize,
+    shardRoot: other.report.receipt.shardRoot.replace(/^./, "f"),
+  });
+  assert.equal(wrongShard.ok ? "ok" : wrongShard.reason, "shard_mismatch");
   // A challenge signed by another validator is not this validator's.
   const r3 = await check(
     report,
@@ -191,6 +218,19 @@ Deno.test("a wrong loss trace and a wrong start state are convicted", async () =
   const other = await honestStates(o, 2, shard, seededGptWeights(TEST_ARCH, 9));
   const r2 = await convict(signStates(o, other.states, other.losses), 2);
   assert.equal(r2.ok ? "ok" : r2.reason, "start_mismatch");
+  // The checker may load the start weights by CID instead; the wrong ones decide nothing.
+  const proof = (r2 as { proof: TrainingFraudProof }).proof;
+  const loaded: string[] = [];
+  const byCid = await checkTrainingFraudProof(proof, {
+    arch: TEST_ARCH,
+    startWeights: (cid) => (loaded.push(cid), Promise.resolve(start)),
+  });
+  assert.deepEqual([byCid.reason, loaded], ["confirmed", [startModel]]);
+  const wrong = await checkTrainingFraudProof(proof, {
+    arch: TEST_ARCH,
+    startWeights: seededGptWeights(TEST_ARCH, 9),
+  });
+  assert.deepEqual([wrong.confirmed, wrong.reason], [false, "start_model_unavailable"]);
 });
 
 Deno.test("a delta that is not the committed end state is convicted (delta_mismatch)", async () => {
