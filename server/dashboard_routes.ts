@@ -8,7 +8,7 @@
  * | type | when | body |
  * | --- | --- | --- |
  * | `hello` | on connect | `node` (key, version), `access` (`read` or `operator`) |
- * | `snapshot` | every `tickMs` | tree, peers, jobs, validator, ledger history, storage, models |
+ * | `snapshot` | every `tickMs` | tree, peers, jobs, validator, ledger history, storage, training, models |
  * | `lifecycle` | an actor starts, crashes, restarts, stops | the event |
  * | `job` | a job starts, streams a token, ends | a `JobEvent` (`job_monitor.ts`) |
  * | `activity` | a receipt, challenge, verdict, audit or fraud proof | an `ActivityItem` |
@@ -76,6 +76,54 @@ export interface DashboardSources {
   storage(): Promise<unknown | undefined>;
   /** The validator's feed; absent without a validator. */
   activity?: ActivitySource;
+  /** Decentralized training on this node; absent or undefined when it takes no part. */
+  training?(): Promise<TrainingView | undefined>;
+}
+
+/** One finished training round as the page shows it. */
+export interface TrainingRoundView {
+  /** Round number. */
+  round: number;
+  /** CID of the model the round produced. */
+  model: string;
+  /** Held-out bits per byte of that model, when the coordinator evaluated it. */
+  bitsPerByte?: number;
+  /** Trainers whose deltas went in. */
+  accepted: number;
+  /** Trainers whose deltas were dropped, and why (a failed challenge, a late report). */
+  excluded: { key: string; reason: string }[];
+}
+
+/** Decentralized training as the page shows it (built in `node/dashboard_sources.ts`). */
+export interface TrainingView {
+  /** The rounds this node coordinates. */
+  coordinator?: {
+    /** The next round's number. */
+    round: number;
+    /** The current model's CID. */
+    model: string;
+    /** Held-out bits per byte of the first start model. */
+    initialBitsPerByte?: number;
+    /** Trainers joined now. */
+    trainers: number;
+    /** Trainers convicted of lazy work (hex keys), never asked again. */
+    convicted: string[];
+    /** Finished rounds, oldest first. */
+    rounds: TrainingRoundView[];
+  };
+  /** This node's own training work. */
+  trainer?: {
+    /** Rounds trained. */
+    rounds: number;
+    /** Challenges answered (step openings). */
+    challenges: number;
+    /** Coordinators joined. */
+    coordinators: number;
+    /** The local run in progress. */
+    current?: { round: number; step: number; steps: number };
+    /** Training loss (bits per byte) of each step of the latest local run. */
+    losses: number[];
+  };
 }
 
 /** Options of {@link dashboardRoutes}. */
@@ -112,6 +160,7 @@ const STATIC_FILES: Record<string, string> = {
   "app.js": "text/javascript; charset=utf-8",
   "receipt_check.js": "text/javascript; charset=utf-8",
   "charts.js": "text/javascript; charset=utf-8",
+  "training_panel.js": "text/javascript; charset=utf-8",
   "style.css": "text/css; charset=utf-8",
 };
 const STATIC_DIR = new URL("./dashboard/", import.meta.url);
@@ -141,12 +190,13 @@ class DashboardHub {
   async snapshot(): Promise<Record<string, JsonValue>> {
     const { sources, inference, jobs } = this.#options;
     const settle = <T>(p: Promise<T>) => p.catch(() => undefined);
-    const [peers, validator, storage, models, stats] = await Promise.all([
+    const [peers, validator, storage, models, stats, training] = await Promise.all([
       settle(sources.peers()),
       settle(sources.validator()),
       settle(sources.storage()),
       settle(inference.models()),
       settle(inference.stats()) as Promise<InferenceStats | undefined>,
+      settle(sources.training?.() ?? Promise.resolve(undefined)),
     ]);
     if (validator !== undefined) {
       const { balance, stake, locked } = validator.account;
@@ -166,6 +216,7 @@ class DashboardHub {
       validator: validator ?? null,
       ledger: this.#ledger,
       storage: storage ?? null,
+      training: training ?? null,
       models: models ?? [],
       activity: sources.activity?.recent() ?? [],
     }) as Record<string, JsonValue>;

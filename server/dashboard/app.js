@@ -7,6 +7,7 @@
  */
 import { formatNumber, lineChart } from "./charts.js";
 import { checkReceipt, toHex } from "./receipt_check.js";
+import { trainingPanel } from "./training_panel.js";
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const el = (tag, props = {}, ...children) => {
@@ -50,6 +51,13 @@ const ttftChart = lineChart($("ttft-chart"), {
 const rateChart = lineChart($("rate-chart"), {
   series: [{ name: "tokens/s", color: "#3fb68b" }],
   keep: 60,
+});
+const training = trainingPanel({
+  panel: $("training-panel"),
+  roundsChart: $("training-rounds-chart"),
+  stepsChart: $("training-steps-chart"),
+  summary: $("training-summary"),
+  rounds: /** @type {HTMLElement} */ ($("training-rounds").querySelector("tbody")),
 });
 const ledgerChart = lineChart($("ledger-chart"), {
   series: [
@@ -158,6 +166,7 @@ function render(s) {
   renderValidator(s.validator);
   renderLedger(s.ledger ?? []);
   renderStorage(s.storage);
+  training.render(s.training);
   if ($("activity").childElementCount === 0) {
     for (const item of [...(s.activity ?? [])].reverse()) prependActivity(item);
   }

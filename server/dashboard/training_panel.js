@@ -1,0 +1,76 @@
+/**
+ * The training panel: the rounds this node coordinates (held-out bits per byte round by round,
+ * who was left out and why) and this node's own local run (its loss, step by step). Drawn from
+ * the snapshot's `training` (`TrainingView` in `server/dashboard_routes.ts`); hidden when the
+ * node takes no part in training.
+ *
+ * @module
+ */
+import { formatNumber, lineChart } from "./charts.js";
+
+/**
+ * @param {{ panel: HTMLElement, roundsChart: HTMLElement, stepsChart: HTMLElement,
+ *   summary: HTMLElement, rounds: HTMLElement }} hosts
+ */
+export function trainingPanel(hosts) {
+  const roundsChart = lineChart(hosts.roundsChart, {
+    series: [{ name: "held-out", color: "#3fb68b" }],
+    unit: " bits/byte",
+    keep: 200,
+  });
+  const stepsChart = lineChart(hosts.stepsChart, {
+    series: [{ name: "local training loss", color: "#5aa7f0" }],
+    unit: " bits/byte",
+    keep: 1000,
+  });
+  return {
+    /** @param {any} training the snapshot's `training` (null: no part in training) */
+    render(training) {
+      hosts.panel.hidden = !training;
+      if (!training) return;
+      const c = training.coordinator;
+      const t = training.trainer;
+      if (c) {
+        const points = c.rounds.map((r) => r.bitsPerByte).filter((v) => v !== undefined);
+        if (c.initialBitsPerByte !== undefined) points.unshift(c.initialBitsPerByte);
+        roundsChart.set([points]);
+      }
+      if (t) stepsChart.set([t.losses]);
+      const parts = [];
+      if (c) {
+        parts.push(
+          `coordinating: round ${c.round}, ${c.trainers} trainers, model ${c.model.slice(0, 14)}…` +
+            (c.convicted.length ? `, ${c.convicted.length} convicted` : ""),
+        );
+      }
+      if (t) {
+        const now = t.current
+          ? `training round ${t.current.round}: step ${t.current.step}/${t.current.steps}`
+          : "waiting for a round";
+        parts.push(
+          `trainer: ${now}; ${t.rounds} rounds trained, ${t.challenges} challenges answered`,
+        );
+      }
+      hosts.summary.textContent = parts.join(" · ");
+      const rows = (c?.rounds ?? []).slice(-20).reverse().map((r) => {
+        const row = document.createElement("tr");
+        const cell = (text, className) => {
+          const td = document.createElement("td");
+          td.textContent = text;
+          if (className) td.className = className;
+          row.append(td);
+        };
+        cell(String(r.round));
+        cell(r.model.slice(0, 14) + "…", "mono");
+        cell(r.bitsPerByte === undefined ? "–" : formatNumber(Number(r.bitsPerByte.toFixed(3))));
+        cell(String(r.accepted));
+        cell(
+          r.excluded.map((e) => `${e.key.slice(0, 10)}… (${e.reason})`).join(", ") || "–",
+          r.excluded.length ? "bad" : undefined,
+        );
+        return row;
+      });
+      hosts.rounds.replaceChildren(...rows);
+    },
+  };
+}
