@@ -5,8 +5,9 @@
  *
  * Outcomes (`reason`):
  * - `ok`: every opened step re-runs within tolerance.
- * - `opening_missing` (proof): no answer (`sealed` undefined: the caller's deadline passed),
- *   or a trainer-signed answer that cannot be opened.
+ * - `opening_missing` (proof): no answer (`sealed` undefined) once the challenge's deadline has
+ *   passed, or a trainer-signed answer that cannot be opened. Before the deadline, `sealed`
+ *   undefined gives `opening_pending` (no proof).
  * - `opening_mismatch` (proof): the trainer's signed plaintext does not open its commitments.
  * - `start_mismatch`, `delta_mismatch`, `step_mismatch`, `loss_mismatch` (proof): see
  *   `step_verify.ts`.
@@ -108,6 +109,9 @@ export async function checkStepOpenings(
   });
 
   if (sealed === undefined || sealed === null) {
+    // Before the deadline a missing answer is not (yet) a fault: a proof issued now would be
+    // refuted by every checker (`before_deadline`).
+    if (Math.floor(now()) < challenge.deadline) return { ok: false, reason: "opening_pending" };
     return convict("opening_missing", "no answer by the deadline");
   }
   const unsealed = unsealStepOpenings(sealed, challenge, receipt, options.validator);

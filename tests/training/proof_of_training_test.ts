@@ -285,12 +285,19 @@ Deno.test("no answer by the deadline is opening_missing; the signed challenge is
   const proof = (r as { proof: TrainingFraudProof }).proof;
   const c = await checkTrainingFraudProof(proof, { arch: TEST_ARCH, startWeights: start });
   assert.equal(c.reason, "confirmed");
-  // Issued before the deadline, the same accusation is refuted.
+  // Before the deadline it is not a fault yet, and an accusation issued then is refuted.
   const early = await check(report, challenge, undefined, { now: () => t0 + 10 });
-  const c2 = await checkTrainingFraudProof((early as { proof: TrainingFraudProof }).proof, {
-    arch: TEST_ARCH,
-    startWeights: start,
-  });
+  assert.deepEqual(early, { ok: false, reason: "opening_pending" });
+  const c2 = await checkTrainingFraudProof(
+    signTrainingFraudProof({
+      v: TRAINING_FRAUD_PROOF_VERSION,
+      reason: "opening_missing",
+      receipt: report.receipt,
+      challenge,
+      issuedAt: t0 + 10,
+    }, validator),
+    { arch: TEST_ARCH, startWeights: start },
+  );
   assert.deepEqual([c2.confirmed, c2.reason], [false, "before_deadline"]);
 });
 
