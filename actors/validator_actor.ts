@@ -71,6 +71,7 @@ import type { Connection } from "../protocols/connection.ts";
 import { INFERENCE_PROTOCOL, ProofRequestMessage } from "../protocols/inference_messages.ts";
 
 export type * from "./validator_messages.ts";
+import { trainingReceiptId } from "../training/training_receipt.ts";
 import type {
   ChallengedMessage,
   ChallengeSource,
@@ -78,6 +79,9 @@ import type {
   FraudProofHandled,
   ReceiptHandled,
   ReceiptMessage,
+  TrainingFraudLedgerMessage,
+  TrainingReceiptLedgerMessage,
+  TrainingReceiptRecorded,
   ValidatorActivity,
   ValidatorMessage,
   ValidatorModelSource,
@@ -315,6 +319,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
         return recorded;
       }
+      case "training_receipt":
+        return await this.#onTrainingReceipt(message);
+      case "training_fraud":
+        return await this.#onTrainingFraud(message, ctx);
       case "deposit":
         return await ledger.deposit(message.key, message.amount);
       case "finalize":
@@ -847,6 +855,69 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     } finally {
       if (message.own) this.#release(id);
     }
+  }
+
+  /** Record a training receipt; a refusal is an answer, not a crash (it came from a peer). */
+  async #onTrainingReceipt(
+    message: TrainingReceiptLedgerMessage,
+  ): Promise<TrainingReceiptRecorded> {
+    const ledger = this.#ledger!;
+    try {
+      await ledger.recordTrainingReceipt(message.receipt, message.terms);
+      return { recorded: true, fresh: true };
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? "refused";
+      if (code === "duplicate_receipt") return { recorded: true, fresh: false };
+      if (error instanceof LedgerRejectedError || code === "insufficient_stake") {
+        return { recorded: false, fresh: false, refusal: code };
+      }
+      throw error;
+    }
+  }
+
+  /** Settle a checked training fraud proof (see `training/training_validator.ts`). */
+  async #onTrainingFraud(
+    message: TrainingFraudLedgerMessage,
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<{ settled: boolean; slashed: number }> {
+    const ledger = this.#ledger!;
+    const { receipt } = message;
+    const id = trainingReceiptId(receipt);
+    if (ledger.receipt(id) === undefined) {
+      // The proof outran the receipt's gossip: the trainer signed it, so it is recorded from
+      // here against the round it names.
+      await this.#onTrainingReceipt({
+        type: "training_receipt",
+        receipt,
+        terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
+      });
+    }
+    const record = ledger.receipt(id);
+    if (record?.status !== "pending" && record?.status !== "challenged") {
+      return { settled: false, slashed: 0 };
+    }
+    const settled = await ledger.settleTrainingFraud({
+      receiptId: id,
+      fraudProofHash: message.fraudProofHash,
+      validator: message.validator,
+      confirmed: message.confirmed,
+      reason: message.reason,
+    }).catch((error) => {
+      if (error instanceof LedgerRejectedError) return undefined;
+      throw error;
+    });
+    if (settled === undefined || !message.confirmed) {
+      return { settled: settled !== undefined, slashed: 0 };
+    }
+    this.#stats.slashes++;
+    this.#tellNetwork(ctx, { type: "peer_convicted", key: toHex(receipt.trainer) });
+    this.#log(
+      `validator: training fraud by trainer ${
+        toHexShort(receipt.trainer)
+      } in round ${receipt.round} ` +
+        `confirmed (${message.reason}); slashed ${record.locked}`,
+    );
+    return { settled: true, slashed: record.locked };
   }
 
   #log(line: string): void {

@@ -14,6 +14,8 @@ import type { ServedProof } from "../proof/served_proof.ts";
 import type { ValidationResult } from "../proof/validation.ts";
 import type { FraudCheckResult } from "../proof/fraud_check.ts";
 import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
+import type { TrainingReceipt } from "../training/training_receipt.ts";
+import type { TrainingRoundTerms } from "../proof/ledger.ts";
 
 /** Where a validator gets what a challenge needs beyond the announcement. */
 export interface ChallengeSource {
@@ -172,6 +174,47 @@ export interface ChallengedMessage {
   result: ValidationResult;
 }
 
+/**
+ * A training receipt to record as pending against its round's terms (`Ledger.
+ * recordTrainingReceipt`). Answers {@link TrainingReceiptRecorded}; never throws for a refusal.
+ */
+export interface TrainingReceiptLedgerMessage {
+  /** Message tag. */
+  type: "training_receipt";
+  /** The trainer's signed receipt (checked by the ledger). */
+  receipt: TrainingReceipt;
+  /** The round it is recorded against, as the coordinator announced it. */
+  terms: TrainingRoundTerms;
+}
+/**
+ * A training fraud proof checked by the caller (`training/training_validator.ts`), to settle
+ * (`Ledger.settleTrainingFraud`); its receipt is recorded first when this ledger lacks it.
+ * Answers `{ settled, slashed }`.
+ */
+export interface TrainingFraudLedgerMessage {
+  /** Message tag. */
+  type: "training_fraud";
+  /** The receipt the proof is about (signed by the trainer). */
+  receipt: TrainingReceipt;
+  /** Hex hash of the proof. */
+  fraudProofHash: string;
+  /** The validator who signed it. */
+  validator: Uint8Array;
+  /** Whether the check confirmed it. */
+  confirmed: boolean;
+  /** The check's reason code. */
+  reason: string;
+}
+/** The answer to `training_receipt`. */
+export interface TrainingReceiptRecorded {
+  /** Whether it is pending (or settled) in the ledger now. */
+  recorded: boolean;
+  /** Whether it was new here (gossip passes on only what is new). */
+  fresh: boolean;
+  /** Why the ledger refused it (error code). */
+  refusal?: string;
+}
+
 /** Every message the ValidatorActor accepts. */
 export type ValidatorMessage =
   | ReceiptMessage
@@ -188,7 +231,9 @@ export type ValidatorMessage =
   | ConvictedMessage
   | ChallengedMessage
   | ChallengeFailedMessage
-  | FraudCheckedMessage;
+  | FraudCheckedMessage
+  | TrainingReceiptLedgerMessage
+  | TrainingFraudLedgerMessage;
 
 /** The answer to a `receipt` message. */
 export interface ReceiptHandled {

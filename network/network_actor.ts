@@ -55,6 +55,13 @@ import {
 import { offeredProtocols, type PeerServices, servePeer } from "./peer_services.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import {
+  OutcomeMessage,
+  TRAINING_PROTOCOL,
+  TrainingFraudProofMessage,
+  type TrainingGossip,
+  TrainingReceiptMessage,
+} from "../protocols/training_messages.ts";
+import {
   HELLO_MAX_AGE_MS,
   PEER_PROTOCOL,
   type PeerHello,
@@ -158,6 +165,8 @@ export type NetworkMessage =
   | { type: "publish_verdict"; verdict: Verdict; except?: string }
   | { type: "publish_fraud_proof"; proof: FraudProof; except?: string }
   | { type: "publish_pledge"; pledge: StakePledge; except?: string }
+  /** Training gossip (receipts, fraud proofs, round outcomes) to every training peer. */
+  | { type: "publish_training"; gossip: TrainingGossip; except?: string }
   | { type: "connection_to"; key: Uint8Array; protocol: string }
   | {
     type: "worker";
@@ -354,6 +363,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
           VALIDATION_PROTOCOL,
           message.except,
           (c) => c.notify(StakeAnnouncementMessage, { pledge: message.pledge }),
+        );
+      case "publish_training":
+        return this.#broadcast(
+          TRAINING_PROTOCOL,
+          message.except,
+          (c) => notifyTraining(c, message.gossip),
         );
       case "connection_to":
         return this.#connectionTo(message.key, message.protocol);
@@ -654,6 +669,16 @@ export class NetworkActor implements Actor<NetworkMessage> {
     entry.info.load = hello.load && { ...hello.load };
     entry.info.storage = hello.storage && { ...hello.storage };
     if (hello.roles.includes("inference")) this.#askStanding(entry.info.key, ctx);
+    // It serves another set of models now (a training round's new model): ask for the list.
+    if (
+      hello.models.join() !== entry.info.models.join() &&
+      connection.supports(INFERENCE_PROTOCOL.name)
+    ) {
+      connection.request(ListModelsMessage, {}).then(
+        ({ models }) => tellQuietly(ctx, { type: "peer_models", connection, models }),
+        () => {},
+      );
+    }
   }
 
   /** Ask this node's ledger for a worker's account (its stake, locks and credit). */
@@ -710,6 +735,18 @@ export class NetworkActor implements Actor<NetworkMessage> {
 
   #log(line: string): void {
     this.#options.log?.(line);
+  }
+}
+
+/** Send one training gossip item on `connection`. */
+function notifyTraining(connection: Connection, gossip: TrainingGossip): Promise<void> {
+  switch (gossip.kind) {
+    case "receipt":
+      return connection.notify(TrainingReceiptMessage, gossip.body);
+    case "fraud_proof":
+      return connection.notify(TrainingFraudProofMessage, gossip.body);
+    case "outcome":
+      return connection.notify(OutcomeMessage, gossip.body);
   }
 }
 

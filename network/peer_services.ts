@@ -10,6 +10,9 @@
  * veriflow/validation/1  validation.receipt                      → ValidatorActor receipt
  *                        validation.verdict / fraud_proof / stake → ValidatorActor
  * veriflow/storage/1     storage.put_chunk / get_chunk / has_chunk / prove → StorageActor
+ * veriflow/training/1    training.join                           → RoundCoordinator join
+ *                        training.round / challenge / opening_part → TrainerService
+ *                        training.receipt / fraud_proof / outcome → TrainingValidator
  * ```
  *
  * @module
@@ -37,6 +40,24 @@ import type { ReceiptHandled, ValidatorMessage } from "../actors/validator_actor
 import { StorageActorPeer, type StorageMessage } from "../actors/storage_actor.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import { serveStoragePeer } from "../storage/connection_storage_peer.ts";
+import {
+  ChallengeMessage,
+  JoinMessage,
+  OpeningPartMessage,
+  OutcomeMessage,
+  RoundMessage,
+  TRAINING_PROTOCOL,
+  TrainingFraudProofMessage,
+  TrainingReceiptMessage,
+} from "../protocols/training_messages.ts";
+import type { CoordinatorMessage } from "../training/round_coordinator.ts";
+import type {
+  ChallengeAccepted,
+  RoundAccepted,
+  TrainerMessage,
+} from "../training/trainer_service.ts";
+import type { TrainingValidatorMessage } from "../training/training_validator.ts";
+import type { JoinedBody } from "../protocols/training_messages.ts";
 
 /** Where a peer's messages go on this node. */
 export interface PeerServices {
@@ -50,6 +71,12 @@ export interface PeerServices {
   validator?: string;
   /** Registry name of the StorageActor (absent: this node holds nothing for peers). */
   storage?: string;
+  /** Registry name of the TrainerService (absent: this node does not train). */
+  trainer?: string;
+  /** Registry name of the RoundCoordinator (absent: this node runs no rounds). */
+  coordinator?: string;
+  /** Registry name of the TrainingValidator (absent: no training gossip is taken here). */
+  trainingValidator?: string;
   /** This node's key (a proof request naming it as the worker is answered, not relayed). */
   self?: Uint8Array;
   /** An open connection to the peer `key` that speaks `protocol` (for relaying). */
@@ -64,6 +91,10 @@ export function offeredProtocols(services: PeerServices): Protocol[] {
   const offered: Protocol[] = [INFERENCE_PROTOCOL];
   if (services.validator !== undefined) offered.push(VALIDATION_PROTOCOL);
   if (services.storage !== undefined) offered.push(STORAGE_PROTOCOL);
+  if (
+    services.trainer !== undefined || services.coordinator !== undefined ||
+    services.trainingValidator !== undefined
+  ) offered.push(TRAINING_PROTOCOL);
   return offered;
 }
 
@@ -71,6 +102,13 @@ export function offeredProtocols(services: PeerServices): Protocol[] {
 class ServiceUnavailableError extends VeriflowError {
   constructor(what: string) {
     super("service_unavailable", `${what} is not running on this node`);
+  }
+}
+
+/** A trainer asked to join a node that runs no rounds (it tries every training peer). */
+class NotCoordinatorError extends VeriflowError {
+  constructor() {
+    super("not_coordinator", "this node does not coordinate training rounds");
   }
 }
 
@@ -173,4 +211,51 @@ export function servePeer(
       await validator().tell({ type: "pledge", pledge, origin: peer });
     });
   }
+  serveTraining(connection, peer, services);
+}
+
+/** The training protocol's handlers (`protocols/training_messages.ts`), by role. */
+function serveTraining(connection: Connection, peer: string, services: PeerServices): void {
+  const { system } = services;
+  const actor = <M>(name: string | undefined, what: string) => {
+    const ref = name === undefined ? undefined : system.lookup<M>(name);
+    if (ref === undefined) throw new ServiceUnavailableError(what);
+    return ref;
+  };
+  if (services.trainer !== undefined) {
+    // A trainer joins every peer that speaks training; coordinators accept.
+    system.lookup<TrainerMessage>(services.trainer)?.tell({ type: "peer", connection })
+      .catch(() => {});
+  }
+  connection.handle(JoinMessage, async ({ shardSize, shardRoot }) => {
+    if (services.coordinator === undefined) throw new NotCoordinatorError();
+    return await actor<CoordinatorMessage>(services.coordinator, "the coordinator")
+      .ask<JoinedBody>({ type: "join", connection, shardSize, shardRoot });
+  });
+  connection.handle(RoundMessage, async (body) => {
+    const trainer = actor<TrainerMessage>(services.trainer, "a trainer");
+    const accepted = await trainer.ask<RoundAccepted>({ type: "round", body, coordinator: peer });
+    return await accepted.report;
+  });
+  connection.handle(ChallengeMessage, async ({ challenge }) => {
+    const trainer = actor<TrainerMessage>(services.trainer, "a trainer");
+    const accepted = await trainer.ask<ChallengeAccepted>({ type: "challenge", challenge });
+    return await accepted.openings;
+  });
+  connection.handle(OpeningPartMessage, async ({ challengeId, index }) => {
+    const trainer = actor<TrainerMessage>(services.trainer, "a trainer");
+    return { bytes: await trainer.ask<Uint8Array>({ type: "part", challengeId, index }) };
+  });
+  const gossip = (message: TrainingValidatorMessage) =>
+    actor<TrainingValidatorMessage>(services.trainingValidator, "the training validator")
+      .tell(message);
+  connection.handle(TrainingReceiptMessage, async (body) => {
+    await gossip({ type: "receipt", body, origin: peer });
+  });
+  connection.handle(TrainingFraudProofMessage, async (body) => {
+    await gossip({ type: "fraud_proof", body, origin: peer });
+  });
+  connection.handle(OutcomeMessage, async (body) => {
+    await gossip({ type: "outcome", body, origin: peer });
+  });
 }

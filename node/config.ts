@@ -147,6 +147,41 @@ const nodeConfigSchema = z.strictObject({
     challengeProbability: z.number().min(0).max(1).optional(),
   }).prefault({}),
   /**
+   * Decentralized training (docs/TRAINING.md, "The network round"). `trainer`: train on shard
+   * `shard` of `shards` of the Brown corpus (`--train`, `--train-shard I/N`); the data stays on
+   * this node. `coordinator`: run `rounds` rounds (0: until stopped) of H = `steps` local steps,
+   * each waiting `deadlineMs` for reports, once `minTrainers` have joined (`--coordinate-training`).
+   * `validate`: take training gossip (receipts, fraud proofs, round models) on a node that
+   * neither trains nor coordinates (those always do, when they keep a ledger).
+   * `challengeProbability`: chance of challenging a training receipt (default the economics').
+   * `arch` is the trained model's architecture (default the built-in `tiny`); `corpusDocs`
+   * limits the corpus (every node of a network must use the same value: shards must not overlap).
+   */
+  training: z.strictObject({
+    arch: z.strictObject({
+      numLayers: z.number().int().min(1).max(64).default(2),
+      hiddenSize: z.number().int().min(1).max(8192).default(64),
+      numHeads: z.number().int().min(1).max(128).default(4),
+      contextLength: z.number().int().min(2).max(65_536).default(256),
+    }).prefault({}),
+    corpusDocs: z.number().int().min(10).max(500).default(500),
+    trainer: z.strictObject({
+      enabled: z.boolean().default(false),
+      shard: z.number().int().min(0).default(0),
+      shards: z.number().int().min(1).max(1_000).default(1),
+    }).refine((t) => t.shard < t.shards, "shard must be below shards").prefault({}),
+    coordinator: z.strictObject({
+      enabled: z.boolean().default(false),
+      rounds: z.number().int().min(0).default(0),
+      steps: z.number().int().min(1).max(100_000).default(50),
+      deadlineMs: z.number().int().min(100).default(120_000),
+      minTrainers: z.number().int().min(1).max(1_000).default(1),
+      seed: z.number().int().min(0).default(0),
+    }).prefault({}),
+    validate: z.boolean().default(false),
+    challengeProbability: z.number().min(0).max(1).optional(),
+  }).prefault({}),
+  /**
    * The ledger: a signed checkpoint of its working state every `checkpointEvery` entries (and
    * on shutdown), so opening verifies at most that many entries; 0: only on shutdown.
    */
@@ -222,6 +257,22 @@ export interface NodeConfig {
   storage: { quotaBytes?: number; gcGraceMs: number; maxInMemoryBytes: number };
   /** Validator settings: the challenge probability (default: the economics' value). */
   validator: { challengeProbability?: number };
+  /** Decentralized training: trainer, coordinator and validator settings (off by default). */
+  training: {
+    arch: { numLayers: number; hiddenSize: number; numHeads: number; contextLength: number };
+    corpusDocs: number;
+    trainer: { enabled: boolean; shard: number; shards: number };
+    coordinator: {
+      enabled: boolean;
+      rounds: number;
+      steps: number;
+      deadlineMs: number;
+      minTrainers: number;
+      seed: number;
+    };
+    validate: boolean;
+    challengeProbability?: number;
+  };
   /** Ledger checkpoints: every `checkpointEvery` entries (default 1,024). */
   ledger: { checkpointEvery: number };
   /** How long the prover keeps proof data (default: window + proof deadline + 10 minutes). */

@@ -10,6 +10,11 @@
  *     ├── node/prover      ProverActor    — fingerprints each job's stream, signs receipts
  *     ├── node/validator   ValidatorActor — ledger; challenges other nodes' receipts
  *     ├── node/inference   InferenceActor — job queue, one child per running job
+ *     ├── node/training-validator TrainingValidator — challenges training receipts, settles
+ *     │                                          training fraud proofs, serves round models
+ *     ├── node/trainer     TrainerService — trains on this node's private shard (--train)
+ *     ├── node/training-coordinator RoundCoordinator — runs training rounds
+ *     │                                          (--coordinate-training)
  *     └── node/network     NetworkActor   — peer connections (TCP, Hyperswarm), what goes to
  *                                          and from peers
  * ```
@@ -63,6 +68,18 @@ import { HttpListener } from "./http_listener.ts";
 import { JobMonitor } from "../server/job_monitor.ts";
 import { NodeActivity } from "./node_activity.ts";
 import { dashboardSources, loadOrCreateOperatorToken } from "./dashboard_sources.ts";
+import { loadBrownCorpus, splitCorpus, type TextShard } from "../training/brown_corpus.ts";
+import { RoundModels } from "../training/round_models.ts";
+import {
+  type TrainerMessage,
+  TrainerService,
+  type TrainFunction,
+} from "../training/trainer_service.ts";
+import {
+  TrainingValidator,
+  type TrainingValidatorMessage,
+} from "../training/training_validator.ts";
+import { type CoordinatorMessage, RoundCoordinator } from "../training/round_coordinator.ts";
 
 /** Names of the node's actors in the registry. */
 export const NODE_ACTORS = {
@@ -71,6 +88,9 @@ export const NODE_ACTORS = {
   prover: "node/prover",
   validator: "node/validator",
   inference: "node/inference",
+  trainingValidator: "node/training-validator",
+  trainer: "node/trainer",
+  trainingCoordinator: "node/training-coordinator",
   network: "node/network",
 } as const;
 
@@ -100,6 +120,11 @@ export interface StartNodeOptions {
    * node is up, stop it with `shutdown()`.
    */
   signal?: AbortSignal;
+  /**
+   * How this node's trainer trains a round (default the honest `trainAndSign`): the one
+   * injection point of the training round, for test fixtures (`tests/training/_lazy_trainer.ts`).
+   */
+  train?: TrainFunction;
 }
 
 /** Jobs on a node now, from {@link VeriflowNode.jobs}. */
@@ -237,6 +262,9 @@ async function startSteps(
     ? await loadOrCreatePledge(config.dataDir, identity, config.selfStake, log)
     : undefined;
 
+  const training = await trainingInputs(config, options.train, log);
+  step();
+
   const system = new ActorSystem({ name: "node" });
   started.push(() => system.shutdown());
   system.events.subscribe((event) => {
@@ -270,6 +298,7 @@ async function startSteps(
       calibration,
       pledge,
       activity,
+      training,
     ),
   });
   step();
@@ -442,6 +471,39 @@ async function loadModels(config: NodeConfig, log: (line: string) => void) {
   return models;
 }
 
+/** What the training roles need beyond the configuration: the corpus parts this node holds. */
+interface TrainingInputs {
+  /** This trainer's private shard (`--train`). */
+  shard?: TextShard;
+  /** Held-out text the coordinator evaluates on (`--coordinate-training`). */
+  heldOut?: TextShard;
+  /** The trainer's train function (a test fixture's, or the honest default). */
+  train?: TrainFunction;
+}
+
+/** Load the corpus parts the configured training roles need (nothing when none is on). */
+async function trainingInputs(
+  config: NodeConfig,
+  train: TrainFunction | undefined,
+  log: (line: string) => void,
+): Promise<TrainingInputs> {
+  const { trainer, coordinator, corpusDocs } = config.training;
+  if (!trainer.enabled && !coordinator.enabled) return {};
+  const docs = await loadBrownCorpus({ limit: corpusDocs });
+  const split = splitCorpus(docs, trainer.shards);
+  if (trainer.enabled) {
+    log(
+      `training: trainer on shard ${trainer.shard}/${trainer.shards} of ${docs.length} Brown ` +
+        `documents (kept on this node)`,
+    );
+  }
+  return {
+    shard: trainer.enabled ? split.shards[trainer.shard] : undefined,
+    heldOut: coordinator.enabled ? split.heldOut : undefined,
+    train,
+  };
+}
+
 /** The supervisor's children for `config`, in start order. */
 function nodeChildren(
   config: NodeConfig,
@@ -453,6 +515,7 @@ function nodeChildren(
   calibration: CalibrationStore | undefined,
   pledge: StakePledge | undefined,
   activity: NodeActivity | undefined,
+  training: TrainingInputs,
 ): ChildSpec<never>[] {
   const children: ChildSpec<never>[] = [];
   const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
@@ -528,6 +591,7 @@ function nodeChildren(
       },
     });
   }
+  const names = addTrainingChildren(config, identity, models, lookup, log, training, add);
   const { network } = config;
   add<NetworkMessage>({
     name: NODE_ACTORS.network,
@@ -541,6 +605,7 @@ function nodeChildren(
           prover: roles.prover ? NODE_ACTORS.prover : undefined,
           validator: roles.validator ? NODE_ACTORS.validator : undefined,
           storage: roles.storage ? NODE_ACTORS.storage : undefined,
+          ...names,
         },
         pledge,
         connection: { keepaliveMs: network.keepaliveMs, idleTimeoutMs: network.idleTimeoutMs },
@@ -558,6 +623,93 @@ function nodeChildren(
       }),
   });
   return children;
+}
+
+/**
+ * The training children (docs/TRAINING.md, "The network round"): a TrainingValidator on a
+ * ledger-keeping node that trains, coordinates or is told to validate; a TrainerService with
+ * `--train`; a RoundCoordinator with `--coordinate-training`. Returns their registry names for
+ * the peer services.
+ */
+function addTrainingChildren(
+  config: NodeConfig,
+  identity: Identity,
+  models: ModelRegistry,
+  lookup: <M>(name: string) => ActorRef<M> | undefined,
+  log: (line: string) => void,
+  inputs: TrainingInputs,
+  add: <M>(spec: ChildSpec<M>) => void,
+): { trainer?: string; coordinator?: string; trainingValidator?: string } {
+  const { roles, training } = config;
+  const trains = training.trainer.enabled && inputs.shard !== undefined;
+  const coordinates = training.coordinator.enabled;
+  const validates = roles.validator && (trains || coordinates || training.validate);
+  if (!trains && !coordinates && !validates) return {};
+  const roundModels = new RoundModels({
+    modelsDir: join(config.dataDir, "models"),
+    storage: () => roles.storage ? lookup<StorageMessage>(NODE_ACTORS.storage) : undefined,
+  });
+  // A round's model is served here (and checkable by this node's validator).
+  const serve = roles.inference || roles.validator
+    ? async (dir: string) => {
+      await models.register(dir);
+    }
+    : undefined;
+  if (validates) {
+    add<TrainingValidatorMessage>({
+      name: NODE_ACTORS.trainingValidator,
+      factory: () =>
+        new TrainingValidator({
+          identity,
+          models: roundModels,
+          ledger: NODE_ACTORS.validator,
+          network: NODE_ACTORS.network,
+          serve,
+          challengeProbability: training.challengeProbability,
+          log,
+        }),
+    });
+  }
+  if (trains) {
+    add<TrainerMessage>({
+      name: NODE_ACTORS.trainer,
+      factory: () =>
+        new TrainerService({
+          identity,
+          shard: inputs.shard!,
+          models: roundModels,
+          train: inputs.train,
+          log,
+        }),
+    });
+  }
+  if (coordinates) {
+    const c = training.coordinator;
+    add<CoordinatorMessage>({
+      name: NODE_ACTORS.trainingCoordinator,
+      factory: () =>
+        new RoundCoordinator({
+          identity,
+          arch: training.arch,
+          seed: c.seed,
+          rounds: c.rounds,
+          steps: c.steps,
+          roundDeadlineMs: c.deadlineMs,
+          minTrainers: c.minTrainers,
+          models: roundModels,
+          heldOut: inputs.heldOut,
+          validator: validates ? NODE_ACTORS.trainingValidator : undefined,
+          network: NODE_ACTORS.network,
+          serve,
+          log,
+        }),
+    });
+  }
+  return {
+    trainer: trains ? NODE_ACTORS.trainer : undefined,
+    coordinator: coordinates ? NODE_ACTORS.trainingCoordinator : undefined,
+    trainingValidator: validates ? NODE_ACTORS.trainingValidator : undefined,
+  };
 }
 
 /**

@@ -68,6 +68,21 @@ VERIFLOW_* environment variable, the configuration file, the default (README, "C
   --challenge-probability P
                     chance of challenging another node's receipt (0..1)
   --heartbeat MS    milliseconds between heartbeat lines (0: off)
+  --train           be a trainer in the network's training rounds (docs/TRAINING.md); its
+                    shard of the corpus stays on this node
+  --train-shard I/N train on shard I of N (default 0/1)
+  --coordinate-training
+                    run training rounds for the trainers that join this node
+  --training-rounds N
+                    rounds to run (default 0: until stopped)
+  --training-steps H
+                    local steps per trainer and round (default 50)
+  --training-deadline MS
+                    how long a round waits for reports (default 120000)
+  --training-min-trainers N
+                    trainers that must have joined before a round starts (default 1)
+  --training-challenge-probability P
+                    chance of challenging a training receipt (0..1)
 
 Examples:
   deno task start                                   # built-in model on 127.0.0.1:8080
@@ -109,6 +124,14 @@ const START_OPTIONS = {
   "swarm-bootstrap": { type: "string", multiple: true },
   "swarm-bind": { type: "string" },
   "challenge-probability": { type: "string" },
+  train: { type: "boolean" },
+  "train-shard": { type: "string" },
+  "coordinate-training": { type: "boolean" },
+  "training-rounds": { type: "string" },
+  "training-steps": { type: "string" },
+  "training-deadline": { type: "string" },
+  "training-min-trainers": { type: "string" },
+  "training-challenge-probability": { type: "string" },
 } as const;
 
 /**
@@ -148,6 +171,11 @@ export async function resolveStartConfig(
     ["heartbeat", "heartbeatMs"],
     ["p2p-port", "network.listen.port"],
     ["challenge-probability", "validator.challengeProbability"],
+    ["training-rounds", "training.coordinator.rounds"],
+    ["training-steps", "training.coordinator.steps"],
+    ["training-deadline", "training.coordinator.deadlineMs"],
+    ["training-min-trainers", "training.coordinator.minTrainers"],
+    ["training-challenge-probability", "training.challengeProbability"],
   ];
   for (const [flag, path] of numeric) {
     const text = values[flag];
@@ -176,6 +204,17 @@ export async function resolveStartConfig(
     if (values[`no-${role}` as "no-storage"]) set(`roles.${role}`, false, `no-${role}`);
   }
   if (values["no-dashboard"]) set("dashboard.enabled", false, "no-dashboard");
+  if (values.train) set("training.trainer.enabled", true, "train");
+  const shard = values["train-shard"];
+  if (shard !== undefined) {
+    const match = /^(\d+)\/(\d+)$/.exec(shard.trim());
+    if (match === null) throw new ConfigError(`--train-shard expects I/N, got "${shard}"`);
+    set("training.trainer.shard", Number(match[1]), "train-shard");
+    set("training.trainer.shards", Number(match[2]), "train-shard");
+  }
+  if (values["coordinate-training"]) {
+    set("training.coordinator.enabled", true, "coordinate-training");
+  }
   if (values["no-listen"]) set("network.listening", false, "no-listen");
   if (values.swarm) set("network.swarm.enabled", true, "swarm");
   else if (values["swarm-bootstrap"] !== undefined) {

@@ -1,0 +1,359 @@
+/**
+ * The training wire messages: a DiLoCo round between nodes (issue #16). One schema per type,
+ * here; the roles that move them are `training/round_coordinator.ts` (runs rounds),
+ * `training/trainer_service.ts` (trains on data that never leaves it) and
+ * `training/training_validator.ts` (challenges receipts, checks and spreads fraud proofs).
+ *
+ * ```
+ * training (trainers, coordinators and ledger-keeping nodes serve it)
+ *   training.join        { shardSize, shardRoot }       → training.joined { round, model, file }
+ *   training.round       { round, startModel, startFile, arch, steps, dataSeed, hyper,
+ *                          deadline }                    → training.report { receipt, delta }
+ *   training.challenge   { challenge }                  → training.openings { size, parts, sha256 }
+ *   training.opening_part { challengeId, index }        → training.part { bytes }
+ *   training.receipt     { receipt, terms }               one-way (gossip)
+ *   training.fraud_proof { proof, arch, startFile? }      one-way (gossip)
+ *   training.outcome     { round, startModel, model, file, arch, accepted, excluded,
+ *                          heldOutLoss? }                 one-way (gossip)
+ * ```
+ *
+ * A trainer joins every peer that speaks the protocol; only a coordinator accepts
+ * (`not_coordinator` from the others). The trainer's data never leaves it: the join carries the
+ * shard's size and its Merkle root, the report an int8 pseudo-gradient and a signed receipt.
+ * A round's reply is its report, so a trainer that leaves mid-round fails its own request and
+ * the coordinator's deadline (the request's timeout) ends the wait for the rest. A challenged
+ * trainer answers with its step openings sealed to the validator — megabytes of training
+ * states, fetched in 512 KiB parts — or refuses, or stays silent past the challenge's
+ * deadline: then the signed challenge itself convicts it (`opening_missing`).
+ *
+ * Receipts, fraud proofs and outcomes are gossip, like `validation.fraud_proof`: a node passes
+ * what is new to it to every other peer once, never back, and each checks before it acts.
+ * Nothing here carries a per-message signature: the connection's handshake authenticates the
+ * peer; what a third party must check (receipts, challenges, fraud proofs) is signed inside.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { defineMessage, type MessageDefinition } from "./message_registry.ts";
+import { defineProtocol, type Protocol } from "./connection_protocols.ts";
+import { isCid } from "./cid.ts";
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import type { LocalHyperParams } from "../training/local_trainer.ts";
+import { type TrainingReceipt, TrainingReceiptSchema } from "../training/training_receipt.ts";
+import { type TrainingChallenge, TrainingChallengeSchema } from "../training/training_challenge.ts";
+import {
+  type TrainingFraudProof,
+  TrainingFraudProofSchema,
+} from "../training/training_fraud_proof.ts";
+
+const HEX64 = /^[0-9a-f]{64}$/;
+/**
+ * Largest encoded pseudo-gradient in a report: 960 KiB, under the connection's 1 MiB frame with
+ * room for the receipt. int8 is one byte a parameter, so this bounds a trained model at about
+ * 950 k parameters (the built-in `tiny` has 150 k); a larger model needs the delta by CID.
+ */
+export const MAX_REPORT_DELTA_BYTES = 960 * 1024;
+/** Most trainer keys an outcome lists (a round of more trainers lists the first ones). */
+export const MAX_OUTCOME_TRAINERS = 256;
+
+const cid = z.string().max(128).refine(isCid, "expected a CID");
+const hexKey = z.string().regex(HEX64);
+
+/** Zod schema of a GPT architecture on the wire (bounded: a peer cannot ask for a huge model). */
+export const ArchitectureSchema: z.ZodType<GptArchitecture> = z.object({
+  numLayers: z.number().int().min(1).max(64),
+  hiddenSize: z.number().int().min(1).max(8192),
+  numHeads: z.number().int().min(1).max(128),
+  contextLength: z.number().int().min(2).max(65_536),
+}).refine((a) => a.hiddenSize % a.numHeads === 0, "hiddenSize must be a multiple of numHeads");
+
+const HyperSchema: z.ZodType<LocalHyperParams> = z.object({
+  learningRate: z.number().positive().finite(),
+  beta1: z.number().min(0).lt(1),
+  beta2: z.number().min(0).lt(1),
+  epsilon: z.number().positive().finite(),
+  weightDecay: z.number().min(0).finite(),
+  batchSize: z.number().int().min(1).max(4096),
+  sampleBytes: z.number().int().min(2).max(1 << 16),
+});
+
+/** Body of `training.joined`: where the network's training stands. */
+export interface JoinedBody {
+  /** The round under way or next (0 before the first). */
+  round: number;
+  /** CID of the current model (what a late joiner downloads). */
+  model: string;
+  /** Storage file id of the current model's `model.onnx`. */
+  file: string;
+}
+
+/** Reply to `training.join`. */
+export const JoinedMessage: MessageDefinition<JoinedBody> = defineMessage(
+  "training.joined",
+  z.object({ round: z.number().int().nonnegative(), model: cid, file: cid }),
+);
+
+/** Body of `training.join`. */
+export interface JoinBody {
+  /** Samples in the trainer's shard (the data stays with it). */
+  shardSize: number;
+  /** Hex Merkle root of the shard's samples: what its receipts must commit to. */
+  shardRoot: string;
+}
+
+/** A trainer offers its work to a coordinator. */
+export const JoinMessage: MessageDefinition<JoinBody, JoinedBody> = defineMessage(
+  "training.join",
+  z.object({
+    shardSize: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+    shardRoot: z.string().regex(HEX64),
+  }),
+  { reply: JoinedMessage },
+);
+
+/** Body of `training.report`: a trainer's work for one round. */
+export interface ReportBody {
+  /** The signed training receipt. */
+  receipt: TrainingReceipt;
+  /** The encoded int8 pseudo-gradient (`training/int8_delta.ts`). */
+  delta: Uint8Array;
+}
+
+/** Reply to `training.round`. */
+export const ReportMessage: MessageDefinition<ReportBody> = defineMessage(
+  "training.report",
+  z.object({
+    receipt: TrainingReceiptSchema,
+    delta: z.instanceof(Uint8Array).refine((b) => b.length <= MAX_REPORT_DELTA_BYTES, {
+      message: `delta over ${MAX_REPORT_DELTA_BYTES} bytes`,
+    }),
+  }),
+);
+
+/** Body of `training.round`: one round as a coordinator announces it to one trainer. */
+export interface RoundBody {
+  /** Round number. */
+  round: number;
+  /** CID of the start model. */
+  startModel: string;
+  /** Storage file id of its `model.onnx` (a trainer without it downloads it). */
+  startFile: string;
+  /** The model's architecture. */
+  arch: GptArchitecture;
+  /** Local steps H. */
+  steps: number;
+  /** Seed of this trainer's batch draws (one per trainer and round). */
+  dataSeed: number;
+  /** Inner hyper-parameters. */
+  hyper: LocalHyperParams;
+  /** When the coordinator stops waiting (ms since the epoch). */
+  deadline: number;
+}
+
+/** A coordinator's round; the reply is the trainer's report. */
+export const RoundMessage: MessageDefinition<RoundBody, ReportBody> = defineMessage(
+  "training.round",
+  z.object({
+    round: z.number().int().nonnegative(),
+    startModel: cid,
+    startFile: cid,
+    arch: ArchitectureSchema,
+    steps: z.number().int().min(1).max(100_000),
+    dataSeed: z.number().int().refine(Number.isSafeInteger),
+    hyper: HyperSchema,
+    deadline: z.number().int().nonnegative(),
+  }),
+  { reply: ReportMessage },
+);
+
+/**
+ * Largest piece of a sealed answer in one `training.part`: 512 KiB, well inside the 1 MiB
+ * frame. An answer opens whole training states (weights and both AdamW moments, before and
+ * after each challenged step): megabytes even for small models, so it moves in pieces.
+ */
+export const MAX_OPENING_PART_BYTES = 512 * 1024;
+/** Largest sealed answer accepted (bounds what a validator downloads for one challenge). */
+export const MAX_OPENINGS_BYTES = 256 * 1024 * 1024;
+
+/** Body of `training.openings`: the sealed answer is ready, to be fetched in parts. */
+export interface OpeningsBody {
+  /** Bytes of the answer (canonical CBOR of the `SealedStepOpenings`). */
+  size: number;
+  /** Number of parts ({@link MAX_OPENING_PART_BYTES} each, the last one shorter). */
+  parts: number;
+  /** Hex SHA-256 of the whole answer. */
+  sha256: string;
+}
+
+/** Reply to `training.challenge`. */
+export const OpeningsMessage: MessageDefinition<OpeningsBody> = defineMessage(
+  "training.openings",
+  z.object({
+    size: z.number().int().min(1).max(MAX_OPENINGS_BYTES),
+    parts: z.number().int().min(1).max(Math.ceil(MAX_OPENINGS_BYTES / MAX_OPENING_PART_BYTES)),
+    sha256: z.string().regex(HEX64),
+  }),
+);
+
+/** Body of `training.challenge`. */
+export interface ChallengeBody {
+  /** The validator's signed challenge (which receipt, which steps). */
+  challenge: TrainingChallenge;
+}
+
+/**
+ * A validator asks a trainer to open sampled steps of one of its receipts; the answer's
+ * `SealedStepOpenings` (sealed to the validator) is then fetched with `training.opening_part`.
+ */
+export const ChallengeMessage: MessageDefinition<ChallengeBody, OpeningsBody> = defineMessage(
+  "training.challenge",
+  z.object({ challenge: TrainingChallengeSchema }),
+  { reply: OpeningsMessage },
+);
+
+/** Body of `training.part`. */
+export interface PartBody {
+  /** The piece. */
+  bytes: Uint8Array;
+}
+
+/** Reply to `training.opening_part`. */
+export const PartMessage: MessageDefinition<PartBody> = defineMessage(
+  "training.part",
+  z.object({
+    bytes: z.instanceof(Uint8Array).refine((b) => b.length <= MAX_OPENING_PART_BYTES, {
+      message: `part over ${MAX_OPENING_PART_BYTES} bytes`,
+    }),
+  }),
+);
+
+/** Body of `training.opening_part`. */
+export interface OpeningPartBody {
+  /** Hex id of the challenge answered. */
+  challengeId: string;
+  /** Which part, from 0. */
+  index: number;
+}
+
+/** One piece of a sealed answer (ciphertext: only the challenging validator can open it). */
+export const OpeningPartMessage: MessageDefinition<OpeningPartBody, PartBody> = defineMessage(
+  "training.opening_part",
+  z.object({
+    challengeId: z.string().regex(HEX64),
+    index: z.number().int().nonnegative(),
+  }),
+  { reply: PartMessage },
+);
+
+/** The round a receipt is recorded against (as the coordinator announced it). */
+export interface RoundTerms {
+  /** Round number. */
+  round: number;
+  /** CID of its start model. */
+  startModel: string;
+  /** Local steps H it asked for. */
+  steps: number;
+}
+
+/** Body of `training.receipt`. */
+export interface TrainingReceiptBody {
+  /** The trainer's signed receipt. */
+  receipt: TrainingReceipt;
+  /** The round's terms. */
+  terms: RoundTerms;
+}
+
+/** A training receipt, spread to every ledger (recorded pending, locking the trainer's stake). */
+export const TrainingReceiptMessage: MessageDefinition<TrainingReceiptBody> = defineMessage(
+  "training.receipt",
+  z.object({
+    receipt: TrainingReceiptSchema,
+    terms: z.object({
+      round: z.number().int().nonnegative(),
+      startModel: cid,
+      steps: z.number().int().min(1).max(100_000),
+    }),
+  }),
+);
+
+/** Body of `training.fraud_proof`. */
+export interface TrainingFraudProofBody {
+  /** The validator's signed proof. */
+  proof: TrainingFraudProof;
+  /** Architecture of the receipt's start model (to re-run the step). */
+  arch: GptArchitecture;
+  /** Storage file id of the start model, for a node that does not hold it. */
+  startFile?: string;
+}
+
+/** A training fraud proof, spread to every ledger; each checks it before it slashes. */
+export const TrainingFraudProofMessage: MessageDefinition<TrainingFraudProofBody> = defineMessage(
+  "training.fraud_proof",
+  z.object({
+    proof: TrainingFraudProofSchema,
+    arch: ArchitectureSchema,
+    startFile: cid.optional(),
+  }),
+);
+
+/** Body of `training.outcome`: how a round ended. */
+export interface OutcomeBody {
+  /** Round number. */
+  round: number;
+  /** Its start model's CID. */
+  startModel: string;
+  /** CID of the model the round produced. */
+  model: string;
+  /** Storage file id of its `model.onnx`. */
+  file: string;
+  /** Its architecture. */
+  arch: GptArchitecture;
+  /** Hex keys of the trainers whose deltas went into it. */
+  accepted: string[];
+  /** Hex keys of the trainers whose deltas were dropped (convicted, faulted, refused). */
+  excluded: string[];
+  /** Held-out loss of the new model (nats per byte), as the coordinator measured it. */
+  heldOutLoss?: number;
+}
+
+/** A round's result, spread to every node: nodes that serve models fetch and serve the new one. */
+export const OutcomeMessage: MessageDefinition<OutcomeBody> = defineMessage(
+  "training.outcome",
+  z.object({
+    round: z.number().int().nonnegative(),
+    startModel: cid,
+    model: cid,
+    file: cid,
+    arch: ArchitectureSchema,
+    accepted: z.array(hexKey).max(MAX_OUTCOME_TRAINERS),
+    excluded: z.array(hexKey).max(MAX_OUTCOME_TRAINERS),
+    heldOutLoss: z.number().finite().optional(),
+  }),
+);
+
+/** The messages of the training protocol (requests and one-way). */
+export const TRAINING_PROTOCOL_MESSAGES = [
+  JoinMessage,
+  RoundMessage,
+  ChallengeMessage,
+  OpeningPartMessage,
+  TrainingReceiptMessage,
+  TrainingFraudProofMessage,
+  OutcomeMessage,
+] as const;
+
+/**
+ * Rounds, reports, challenges and their gossip. Offered by a node that trains, coordinates or
+ * keeps a ledger; a node offering none of these is never sent training gossip.
+ */
+export const TRAINING_PROTOCOL: Protocol = defineProtocol(
+  "training",
+  1,
+  TRAINING_PROTOCOL_MESSAGES,
+);
+
+/** A training gossip message and its body, as the NetworkActor spreads it. */
+export type TrainingGossip =
+  | { kind: "receipt"; body: TrainingReceiptBody }
+  | { kind: "fraud_proof"; body: TrainingFraudProofBody }
+  | { kind: "outcome"; body: OutcomeBody };

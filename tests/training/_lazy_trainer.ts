@@ -1,0 +1,40 @@
+/**
+ * A lazy trainer for the multi-process training test: a real node whose trainer sends, instead
+ * of its pseudo-gradient, a random delta scaled like an honest one (each row's int8 values
+ * shuffled), under a receipt re-signed for it — the cheap substitute for H steps of work that
+ * issue #16 names. Everything else (the trace it opens steps from) is honest, so what gives it
+ * away is the last step's opening: the committed end state does not match the delta sent.
+ * Usage: `_lazy_trainer.ts [cli.ts start flags]`. Lives in tests/: no production flag can make
+ * a node lie.
+ */
+import { configFromArgs } from "../../node/start_command.ts";
+import { startNode } from "../../node/node.ts";
+import { decodeInt8Delta, deltaHash, encodeInt8Delta } from "../../training/int8_delta.ts";
+import { signTrainingReceipt, type TrainingReceipt } from "../../training/training_receipt.ts";
+import { trainAndSign } from "../../training/training_round.ts";
+import type { TrainFunction } from "../../training/trainer_service.ts";
+
+const lazy: TrainFunction = async (options) => {
+  const honest = await trainAndSign(options);
+  const tensors = decodeInt8Delta(honest.report.delta);
+  for (const t of tensors) {
+    // Same magnitudes, no information: a Fisher–Yates shuffle of the quantised values.
+    for (let i = t.values.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [t.values[i], t.values[j]] = [t.values[j], t.values[i]];
+    }
+  }
+  const delta = encodeInt8Delta(tensors);
+  const { sig: _sig, trainer: _trainer, ...unsigned } = honest.report.receipt;
+  const receipt: TrainingReceipt = signTrainingReceipt(
+    { ...unsigned, deltaHash: deltaHash(delta), deltaBytes: delta.length },
+    options.identity,
+  );
+  console.log("lazy trainer: sent a shuffled delta under a re-signed receipt");
+  return { report: { receipt, delta }, trace: { ...honest.trace, receipt } };
+};
+
+const config = await configFromArgs(Deno.args);
+const node = await startNode(config, { log: (line) => console.log(line), train: lazy });
+Deno.addSignalListener("SIGTERM", () => node.shutdown());
+await node.finished;

@@ -1,0 +1,194 @@
+/**
+ * The network round of decentralized training, end to end, in separate processes on 127.0.0.1
+ * (TCP static peers): a coordinator (keeps a ledger, runs no model of its own: its API forwards
+ * jobs to peers) and three trainers on disjoint shards of the Brown corpus, one of them lazy
+ * (`_lazy_trainer.ts`: a shuffled delta under a re-signed receipt).
+ *
+ * 1. Two short rounds of the test architecture (L = 1, d = 32): held-out loss decreases from
+ *    the start model to round 0's and from round 0's to round 1's.
+ * 2. The lazy trainer is challenged, convicted by a fraud proof, its delta excluded (round 0
+ *    aggregates the two honest trainers; round 1 does not ask it again), and it is slashed in
+ *    the ledger of every other node (the proof is gossiped; each re-checks it).
+ * 3. The round's model is fetched by CID and served by the honest trainers; a job on it sent to
+ *    the coordinator's API runs on a trainer, and the coordinator's validator checks that job's
+ *    receipt and finds it valid.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { loadOrCreateIdentity } from "../../node/node_identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { parseReceipt } from "../../protocols/receipt.ts";
+import { NodeProcess } from "../../tools/node_process.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+
+/** Give-up time of a wait on other processes (start-up, a round, gossip). */
+const ACROSS_PROCESSES_MS = 60_000;
+/** Local steps per round: short, but enough for the held-out loss to move. */
+const H = 12;
+/** Rounds the coordinator runs. */
+const ROUNDS = 2;
+/** The corpus for the test: 40 documents (36 dealt to 3 shards, 4 held out). */
+const CORPUS_DOCS = 40;
+/**
+ * A trainer opening its steps, or a validator re-running them, computes on the event loop for
+ * seconds on a loaded 2-core machine: a generous idle timeout keeps those peers connected.
+ */
+const CONFIG = {
+  network: { keepaliveMs: 2_000, idleTimeoutMs: 30_000 },
+  training: { arch: TEST_ARCH, corpusDocs: CORPUS_DOCS },
+};
+const LAZY_TRAINER = new URL("./_lazy_trainer.ts", import.meta.url).pathname;
+/**
+ * A coordinator's line for round `r`: `training: round r done: model CID from A of N trainers
+ * [, excluded …], held-out loss X nats/byte`. Groups: model, accepted, asked, the rest, loss.
+ */
+function roundDone(r: number): RegExp {
+  return new RegExp(
+    `^training: round ${r} done: model (\\S+) from (\\d+) of (\\d+) trainers(.*?)` +
+      `(?:, held-out loss ([\\d.]+) nats/byte)?$`,
+  );
+}
+
+Deno.test({
+  name:
+    "a training round over the network: held-out loss falls round after round, a lazy trainer is convicted, slashed in every ledger and left out, and the round's model is served and its job validated",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const root = await Deno.makeTempDir({ prefix: "veriflow-training-network-" });
+    const processes: NodeProcess[] = [];
+    try {
+      const configFile = join(root, "config.json");
+      await Deno.writeTextFile(configFile, JSON.stringify(CONFIG));
+      const common = ["--config", configFile, "--port", "0", "--heartbeat", "0"];
+      const spawn = (name: string, args: string[], script?: string) => {
+        const p = NodeProcess.start(name, [...common, "--data", join(root, name), ...args], script);
+        processes.push(p);
+        return p;
+      };
+      const keyOf = async (name: string) =>
+        toHex((await loadOrCreateIdentity(join(root, name))).publicKey);
+
+      const coordinator = spawn("coordinator", [
+        ...["--coordinate-training", "--training-rounds", String(ROUNDS)],
+        ...["--training-steps", String(H), "--training-min-trainers", "3"],
+        ...["--training-challenge-probability", "1", "--challenge-probability", "1"],
+        ...["--no-inference", "--p2p-port", "0"],
+      ]);
+      // A full mesh: every node hears every stake pledge first-hand (a ledger records receipts,
+      // and settles fraud, only for keys with stake in it).
+      const peers = [`127.0.0.1:${await coordinator.p2pPort()}`];
+      const trainer = (i: number) => [
+        ...["--train", "--train-shard", `${i}/3`, "--p2p-port", "0"],
+        ...peers.flatMap((p) => ["--peer", p]),
+        ...["--challenge-probability", "0", "--training-challenge-probability", "0"],
+      ];
+      const t0 = spawn("t0", trainer(0));
+      peers.push(`127.0.0.1:${await t0.p2pPort()}`);
+      const t1 = spawn("t1", trainer(1));
+      peers.push(`127.0.0.1:${await t1.p2pPort()}`);
+      const honest = [t0, t1];
+      const lazy = spawn("lazy", trainer(2), LAZY_TRAINER);
+      const lazyKey = await keyOf("lazy");
+
+      // ---- 1. two rounds; held-out loss falls --------------------------------------------
+      const initial = Number(
+        (await coordinator.waitForLine(/^training: coordinating .* \(held-out loss ([\d.]+)\)$/))[
+          1
+        ],
+      );
+      const rounds: RegExpMatchArray[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        rounds.push(
+          await coordinator.waitForLine(roundDone(r), ACROSS_PROCESSES_MS),
+        );
+      }
+      const losses = rounds.map((m) => Number(m[5]));
+      console.log(
+        `held-out loss ${initial.toFixed(3)} → ${losses.map((l) => l.toFixed(3)).join(" → ")} ` +
+          `nats/byte`,
+      );
+      assert.ok(losses.every(Number.isFinite), `losses ${losses}`);
+      assert.ok(losses[0] < initial, `round 0: ${initial} → ${losses[0]}`);
+      assert.ok(losses[1] < losses[0], `round 1: ${losses[0]} → ${losses[1]}`);
+
+      // ---- 2. the lazy trainer: convicted, excluded, slashed everywhere ------------------
+      const [round0, round1] = rounds;
+      assert.equal(round0[2], "2", "round 0 aggregates the two honest trainers");
+      assert.equal(round0[3], "3", "round 0 asked all three");
+      assert.match(round0[4], new RegExp(`excluded ${lazyKey.slice(0, 16)} \\(delta_mismatch\\)`));
+      assert.equal(round1[3], "2", "a convicted trainer is not asked again");
+      assert.equal(round1[2], "2");
+      for (const node of [coordinator, ...honest]) {
+        await eventually(
+          () =>
+            node.lines.find((l) =>
+              l.startsWith(`validator: training fraud by trainer ${lazyKey.slice(0, 16)}`) &&
+              l.includes("confirmed")
+            ),
+          `${node.name}'s ledger to slash the lazy trainer`,
+          { timeoutMs: ACROSS_PROCESSES_MS },
+        );
+        const slashes = (await node.metrics()).get("veriflow_validator_slashes_total") ?? 0;
+        assert.ok(slashes >= 1, `${node.name}: ${slashes} slashes`);
+      }
+      // No honest trainer was accused.
+      for (const node of [coordinator, ...honest]) {
+        assert.ok(
+          !node.lines.some((l) =>
+            l.startsWith("validator: training fraud by trainer") &&
+            !l.includes(lazyKey.slice(0, 16))
+          ),
+          `${node.name} slashed an honest trainer`,
+        );
+      }
+
+      // ---- 3. the round's model is served, and its job's receipt validated --------------
+      const model = round1[1];
+      for (const node of honest) {
+        await eventually(
+          () =>
+            node.lines.find((l) => l.includes(`model ${model.slice(0, 16)}… fetched and served`)),
+          `${node.name} to serve the round's model`,
+          { timeoutMs: ACROSS_PROCESSES_MS },
+        );
+      }
+      const url = await coordinator.httpUrl();
+      const answer = await eventually(
+        async () => {
+          const response = await fetch(`${url}/v1/completions`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ model, prompt: "The ", max_tokens: 16, seed: 3 }),
+          });
+          const body = await response.json();
+          // 404/503 until the coordinator has heard that a trainer lists the new model.
+          return response.status === 200 ? body : undefined;
+        },
+        "a job on the round's model through the coordinator",
+        { timeoutMs: ACROSS_PROCESSES_MS },
+      );
+      const receipt = parseReceipt(answer.veriflow_receipt);
+      assert.equal(receipt.model, model);
+      const honestKeys = await Promise.all(honest.map((t) => keyOf(t.name)));
+      assert.ok(honestKeys.includes(toHex(receipt.worker)), "the job ran on an honest trainer");
+      await eventually(
+        () =>
+          coordinator.lines.find((l) =>
+            l.includes(`challenged job ${receipt.jobId.slice(0, 12)} → valid`)
+          ),
+        "the coordinator's validator to find the job's receipt valid",
+        { timeoutMs: ACROSS_PROCESSES_MS },
+      );
+      void lazy;
+    } catch (error) {
+      for (const p of processes) console.error(`--- ${p.name} ---\n${p.tail(40)}`);
+      throw error;
+    } finally {
+      for (const p of processes) p.kill("SIGKILL");
+      await Promise.all(processes.map((p) => p.exited));
+      await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+  },
+});

@@ -1,0 +1,448 @@
+/**
+ * RoundCoordinator: runs the network's DiLoCo rounds. Trainers join it over the training
+ * protocol (their shard's size and root; the data stays with them); once enough have joined it
+ * announces a round to each — the start model by CID, H, a data seed of its own per trainer,
+ * the hyper-parameters, a deadline — and waits for the reports until the deadline, no longer:
+ * a trainer that leaves mid-round fails its own request and the round goes on with those who
+ * reported.
+ *
+ * Each report is checked (signature, start model, delta hash, the shard it joined with), its
+ * receipt recorded in the ledgers (gossip through the TrainingValidator), and handed to the
+ * TrainingValidator, which challenges the receipts it samples. Deltas of trainers whose
+ * challenge failed — and of trainers convicted before — are left out of the outer step. The
+ * new model is written by CID, published in the node's storage, served here, and its outcome
+ * spread to every node, which fetch and serve it.
+ *
+ * ```
+ * join       { connection, key, shardSize, shardRoot } → JoinedBody   (a trainer joins)
+ * left       { connection }                 a trainer's connection closed
+ * trainers   → the joined trainers now      (the round loop asks)
+ * round_done { … }                          internal: a round's model and momentum
+ * status     → CoordinatorStatus
+ * ```
+ *
+ * The rounds run in a loop outside the mailbox, started in `preStart`: everything they change
+ * comes back by `round_done`, so the trainer table and the round state change only in
+ * `receive`.
+ *
+ * @module
+ */
+import type { Actor, ActorContext } from "../actors/actor.ts";
+import type { Connection } from "../protocols/connection.ts";
+import type { Identity } from "../protocols/identity.ts";
+import { sha256, toHex } from "../protocols/hash.ts";
+import {
+  type JoinedBody,
+  type OutcomeBody,
+  type ReportBody,
+  RoundMessage,
+  type RoundTerms,
+  type TrainingGossip,
+} from "../protocols/training_messages.ts";
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import type { TextShard } from "./brown_corpus.ts";
+import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
+import {
+  DEFAULT_LOCAL_HYPER_PARAMS,
+  evaluateLoss,
+  type LocalHyperParams,
+} from "./local_trainer.ts";
+import type { RoundModel, RoundModels } from "./round_models.ts";
+import { aggregateRound } from "./training_round.ts";
+import { useTrainingBackend } from "./tf_backend.ts";
+import { verifyTrainingReceipt } from "./training_receipt.ts";
+import type { ChallengeOutcome, TrainingValidatorMessage } from "./training_validator.ts";
+
+/** Held-out samples the coordinator evaluates each new model on (64 bytes each). */
+const EVAL_SAMPLES = 64;
+/** How often the loop looks for enough trainers before a round. */
+const TRAINER_POLL_MS = 200;
+
+/** Options of {@link RoundCoordinator}. */
+export interface RoundCoordinatorOptions {
+  /** The coordinator's key. */
+  identity: Identity;
+  /** The model's architecture. */
+  arch: GptArchitecture;
+  /** Seed of the first round's start model (the builder's seeded weights). */
+  seed: number;
+  /** Rounds to run; 0: run until stopped. */
+  rounds: number;
+  /** Local steps H per round. */
+  steps: number;
+  /** Inner hyper-parameters (defaults: the local trainer's). */
+  hyper?: Partial<LocalHyperParams>;
+  /** How long a round waits for reports, ms. */
+  roundDeadlineMs: number;
+  /** Trainers that must have joined before the first round starts (later rounds: one). */
+  minTrainers: number;
+  /** Round models: written, published in storage, fetched. */
+  models: RoundModels;
+  /** Held-out text to evaluate each new model on (absent: not evaluated). */
+  heldOut?: TextShard;
+  /** Registry name of the TrainingValidator (challenges, ledger records); absent: none. */
+  validator?: string;
+  /** Registry name of the NetworkActor (outcome gossip). */
+  network?: string;
+  /** Serve a new model's directory here (register it with the node's models). */
+  serve?: (dir: string) => Promise<void>;
+  /** Where one line per round goes. */
+  log?: (line: string) => void;
+}
+
+/** A joined trainer. */
+interface TrainerEntry {
+  key: string;
+  connection: Connection;
+  shardSize: number;
+  shardRoot: string;
+}
+
+/** One finished round, as the status shows it. */
+export interface RoundRecord {
+  /** Round number. */
+  round: number;
+  /** Its start model. */
+  startModel: string;
+  /** The model it produced (the start model again when no report was accepted). */
+  model: string;
+  /** Hex keys whose deltas went in. */
+  accepted: string[];
+  /** Hex keys whose deltas were dropped, with why. */
+  excluded: { key: string; reason: string }[];
+  /** Held-out loss of the new model, nats per byte. */
+  heldOutLoss?: number;
+}
+
+/** What `status` answers. */
+export interface CoordinatorStatus {
+  /** The next round's number. */
+  round: number;
+  /** The current model's CID. */
+  model: string;
+  /** Held-out loss of the first start model. */
+  initialLoss?: number;
+  /** Finished rounds. */
+  history: RoundRecord[];
+  /** Hex keys of joined trainers. */
+  trainers: string[];
+  /** Hex keys of trainers convicted (never asked again). */
+  convicted: string[];
+}
+
+/** Messages the RoundCoordinator accepts. */
+export type CoordinatorMessage =
+  | { type: "join"; connection: Connection; shardSize: number; shardRoot: string }
+  | { type: "left"; connection: Connection }
+  | { type: "trainers" }
+  | {
+    type: "round_done";
+    record: RoundRecord;
+    model: RoundModel;
+    momentum?: GptWeights;
+    convicted: string[];
+  }
+  | { type: "status" };
+
+/** See the module doc. */
+export class RoundCoordinator implements Actor<CoordinatorMessage> {
+  readonly #options: RoundCoordinatorOptions;
+  readonly #trainers = new Map<string, TrainerEntry>();
+  readonly #convicted = new Set<string>();
+  readonly #history: RoundRecord[] = [];
+  #round = 0;
+  #model?: RoundModel;
+  #momentum?: GptWeights;
+  #initialLoss?: number;
+
+  /** @param options See {@link RoundCoordinatorOptions}. */
+  constructor(options: RoundCoordinatorOptions) {
+    this.#options = options;
+  }
+
+  /** Publish the first start model, then run the rounds in the background. */
+  async preStart(ctx: ActorContext<CoordinatorMessage>): Promise<void> {
+    const { arch, seed } = this.#options;
+    this.#model = await this.#options.models.publish(arch, seededGptWeights(arch, seed));
+    await this.#options.serve?.(this.#model.dir);
+    this.#initialLoss = await this.#evaluate(this.#model.weights);
+    this.#log(
+      `training: coordinating ${
+        this.#options.rounds || "unbounded"
+      } rounds of H = ${this.#options.steps} ` +
+        `from model ${this.#model.cid}` +
+        (this.#initialLoss === undefined ? "" : ` (held-out loss ${this.#initialLoss.toFixed(3)})`),
+    );
+    void this.#loop(ctx).catch((error) => {
+      if (!ctx.signal.aborted) this.#log(`training: rounds stopped: ${(error as Error).message}`);
+    });
+  }
+
+  /** Handle one message; see {@link CoordinatorMessage}. */
+  receive(message: CoordinatorMessage, ctx: ActorContext<CoordinatorMessage>): unknown {
+    switch (message.type) {
+      case "join":
+        return this.#join(message, ctx);
+      case "left": {
+        const key = toHex(message.connection.peerKey!);
+        if (this.#trainers.get(key)?.connection === message.connection) {
+          this.#trainers.delete(key);
+          this.#log(`training: trainer ${key.slice(0, 16)} left`);
+        }
+        return;
+      }
+      case "trainers":
+        return [...this.#trainers.values()].filter((t) => !this.#convicted.has(t.key));
+      case "round_done":
+        this.#history.push(message.record);
+        this.#model = message.model;
+        this.#momentum = message.momentum ?? this.#momentum;
+        for (const key of message.convicted) this.#convicted.add(key);
+        this.#round = message.record.round + 1;
+        return;
+      case "status":
+        return {
+          round: this.#round,
+          model: this.#model!.cid,
+          initialLoss: this.#initialLoss,
+          history: [...this.#history],
+          trainers: [...this.#trainers.keys()],
+          convicted: [...this.#convicted],
+        } satisfies CoordinatorStatus;
+    }
+  }
+
+  #join(
+    message: Extract<CoordinatorMessage, { type: "join" }>,
+    ctx: ActorContext<CoordinatorMessage>,
+  ): JoinedBody {
+    const { connection } = message;
+    const key = toHex(connection.peerKey!);
+    this.#trainers.set(key, {
+      key,
+      connection,
+      shardSize: message.shardSize,
+      shardRoot: message.shardRoot,
+    });
+    connection.closed.then(() => ctx.self.tell({ type: "left", connection }).catch(() => {}));
+    this.#log(
+      `training: trainer ${key.slice(0, 16)} joined (${message.shardSize} samples, root ${
+        message.shardRoot.slice(0, 12)
+      })`,
+    );
+    const model = this.#model!;
+    return { round: this.#round, model: model.cid, file: model.file ?? model.cid };
+  }
+
+  async #loop(ctx: ActorContext<CoordinatorMessage>): Promise<void> {
+    const { rounds } = this.#options;
+    for (let done = 0; (rounds === 0 || done < rounds) && !ctx.signal.aborted; done++) {
+      // The first round waits for `minTrainers`; later ones go on with whoever is joined (and
+      // not convicted): a trainer that left, or cheated, does not hold the network up.
+      const needed = done === 0 ? this.#options.minTrainers : 1;
+      let trainers: TrainerEntry[];
+      for (;;) {
+        trainers = await ctx.self.ask<TrainerEntry[]>({ type: "trainers" });
+        if (trainers.length >= needed || ctx.signal.aborted) break;
+        await sleep(TRAINER_POLL_MS, ctx.signal);
+      }
+      if (ctx.signal.aborted) return;
+      const status = await ctx.self.ask<CoordinatorStatus>({ type: "status" });
+      await this.#runRound(status.round, trainers, ctx);
+    }
+  }
+
+  /** One round: announce, collect until the deadline, check, aggregate, publish. */
+  async #runRound(
+    round: number,
+    trainers: TrainerEntry[],
+    ctx: ActorContext<CoordinatorMessage>,
+  ): Promise<void> {
+    const { arch, steps } = this.#options;
+    const start = this.#model!;
+    const hyper: LocalHyperParams = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...this.#options.hyper };
+    const deadline = Date.now() + this.#options.roundDeadlineMs;
+    const terms: RoundTerms = { round, startModel: start.cid, steps };
+    this.#log(
+      `training: round ${round} starts with ${trainers.length} trainers from ${
+        start.cid.slice(0, 16)
+      }…` +
+        ` (H = ${steps}, deadline in ${this.#options.roundDeadlineMs} ms)`,
+    );
+    const settled = await Promise.allSettled(
+      trainers.map((t) =>
+        t.connection.request(RoundMessage, {
+          round,
+          startModel: start.cid,
+          startFile: start.file ?? start.cid,
+          arch,
+          steps,
+          dataSeed: dataSeedOf(round, t.key),
+          hyper,
+          deadline,
+        }, { timeoutMs: Math.max(1, deadline - Date.now()), signal: ctx.signal })
+      ),
+    );
+    const excluded = new Map<string, string>();
+    const reports: { trainer: TrainerEntry; report: ReportBody }[] = [];
+    settled.forEach((result, i) => {
+      const trainer = trainers[i];
+      if (result.status === "rejected") {
+        const why = (result.reason as { code?: string }).code ?? String(result.reason);
+        this.#log(`training: round ${round}: no report from ${trainer.key.slice(0, 16)} (${why})`);
+        return;
+      }
+      const report = result.value;
+      const problem = this.#reportProblem(report, trainer, terms);
+      if (problem !== undefined) {
+        excluded.set(trainer.key, problem);
+        this.#log(
+          `training: round ${round}: report of ${trainer.key.slice(0, 16)} refused (${problem})`,
+        );
+        return;
+      }
+      reports.push({ trainer, report });
+    });
+    // Every receipt goes to the ledgers before any challenge of it can settle there.
+    const validator = this.#options.validator === undefined
+      ? undefined
+      : ctx.system.lookup<TrainingValidatorMessage>(this.#options.validator);
+    const outcomes = await Promise.all(reports.map(async ({ trainer, report }) => {
+      if (validator === undefined) return { challenged: false } as ChallengeOutcome;
+      await validator.ask({
+        type: "receipt",
+        body: { receipt: report.receipt, terms },
+        origin: "local",
+      });
+      const { result } = await validator.ask<{ result: Promise<ChallengeOutcome> }>({
+        type: "challenge",
+        report,
+        connection: trainer.connection,
+        terms,
+        arch,
+        startFile: start.file,
+        shardSize: trainer.shardSize,
+        shardRoot: trainer.shardRoot,
+      });
+      return await result;
+    }));
+    const convicted: string[] = [];
+    outcomes.forEach((outcome, i) => {
+      if (outcome.challenged && !outcome.ok) {
+        const key = reports[i].trainer.key;
+        excluded.set(key, outcome.reason);
+        if (outcome.proof !== undefined) convicted.push(key);
+      }
+    });
+    const accepted = reports.filter((r) => !excluded.has(r.trainer.key));
+    let model = start;
+    let momentum: GptWeights | undefined;
+    if (accepted.length > 0) {
+      const result = await aggregateRound(accepted.map((r) => r.report), {
+        arch,
+        startModel: start.cid,
+        start: start.weights,
+        momentum: this.#momentum,
+        modelsDir: this.#options.models.modelsDir,
+        excluded,
+      });
+      model = await this.#options.models.publish(arch, result.weights);
+      momentum = result.momentum;
+      await this.#options.serve?.(model.dir);
+    }
+    const heldOutLoss = model === start ? undefined : await this.#evaluate(model.weights);
+    const record: RoundRecord = {
+      round,
+      startModel: start.cid,
+      model: model.cid,
+      accepted: accepted.map((r) => r.trainer.key),
+      excluded: [...excluded].map(([key, reason]) => ({ key, reason })),
+      heldOutLoss,
+    };
+    this.#log(
+      `training: round ${round} done: model ${model.cid} from ${accepted.length} of ${trainers.length} ` +
+        `trainers` +
+        (excluded.size > 0
+          ? `, excluded ${[...excluded].map(([k, r]) => `${k.slice(0, 16)} (${r})`).join(", ")}`
+          : "") +
+        (heldOutLoss === undefined ? "" : `, held-out loss ${heldOutLoss.toFixed(3)} nats/byte`),
+    );
+    await ctx.self.tell({ type: "round_done", record, model, momentum, convicted });
+    if (model !== start) {
+      const outcome: OutcomeBody = {
+        round,
+        startModel: start.cid,
+        model: model.cid,
+        file: model.file ?? model.cid,
+        arch,
+        accepted: record.accepted,
+        excluded: record.excluded.map((e) => e.key),
+        ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
+      };
+      this.#publish(ctx, { kind: "outcome", body: outcome });
+    }
+  }
+
+  /** Why a report cannot enter the round (undefined: it can). */
+  #reportProblem(report: ReportBody, trainer: TrainerEntry, terms: RoundTerms): string | undefined {
+    const check = verifyTrainingReceipt(report.receipt, {
+      startModel: terms.startModel,
+      delta: report.delta,
+    });
+    if (!check.ok) return check.reason;
+    const r = check.receipt;
+    if (toHex(r.trainer) !== trainer.key) return "not_its_receipt";
+    if (r.round !== terms.round) return "round_mismatch";
+    if (r.steps !== terms.steps) return "steps_mismatch";
+    if (r.shardRoot !== trainer.shardRoot || r.shardSize !== trainer.shardSize) {
+      return "shard_mismatch";
+    }
+    return undefined;
+  }
+
+  async #evaluate(weights: GptWeights): Promise<number | undefined> {
+    const heldOut = this.#options.heldOut;
+    if (heldOut === undefined) return undefined;
+    const sampleBytes = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...this.#options.hyper }.sampleBytes;
+    await useTrainingBackend("wasm");
+    return await evaluateLoss(this.#options.arch, weights, heldOut, {
+      sampleBytes,
+      maxSamples: EVAL_SAMPLES,
+    });
+  }
+
+  #publish(ctx: ActorContext<CoordinatorMessage>, gossip: TrainingGossip): void {
+    const name = this.#options.network;
+    if (name === undefined) return;
+    ctx.system.lookup<{ type: "publish_training"; gossip: TrainingGossip }>(name)
+      ?.tell({ type: "publish_training", gossip }).catch(() => {});
+  }
+
+  #log(line: string): void {
+    this.#options.log?.(line);
+  }
+}
+
+/**
+ * A trainer's data seed for a round: drawn by the coordinator, not the trainer, so a trainer
+ * cannot pick batches that suit it; a hash of the round and the trainer's key (stable, so a
+ * validator can see it is the one announced).
+ */
+export function dataSeedOf(round: number, trainerKey: string): number {
+  const digest = sha256(
+    new TextEncoder().encode(`veriflow/training-seed/v1\n${round}\n${trainerKey}`),
+  );
+  return new DataView(digest.buffer, digest.byteOffset).getUint32(0);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,134 @@
+/**
+ * The models of training rounds, by CID: written as loadable model directories under the
+ * node's models directory, published in the node's storage (so any node can fetch a round's
+ * model by its file id), and fetched from storage by a node that does not hold one — a trainer
+ * that joins late downloads the current model this way.
+ *
+ * A model's CID is that of its `model.onnx` (as the inference registry names models); its
+ * storage file id is the UnixFS root of the same bytes. What comes back from storage is checked
+ * against the CID before it is written, so a holder cannot substitute another model.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { ActorRef } from "../actors/actor_ref.ts";
+import { type StorageMessage, unwrapReply } from "../actors/storage_actor.ts";
+import type { PutFileResult } from "../storage/file_store.ts";
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import { cidOf } from "../protocols/cid.ts";
+import {
+  gptModelBytesFromWeights,
+  type GptWeights,
+  weightsFromOnnx,
+  writeTrainedModel,
+} from "./gpt_weights.ts";
+import { TrainingError } from "./training_error.ts";
+
+/** How long a model download from storage may take before the round gives up on it. */
+const FETCH_TIMEOUT_MS = 60_000;
+
+/** A round model held here. */
+export interface RoundModel {
+  /** CID of `model.onnx`. */
+  cid: string;
+  /** The loadable model directory. */
+  dir: string;
+  /** Storage file id of `model.onnx` (absent: not published from this node). */
+  file?: string;
+  /** Its weights. */
+  weights: GptWeights;
+}
+
+/** Options of {@link RoundModels}. */
+export interface RoundModelsOptions {
+  /** Where model directories go (`<modelsDir>/<cid>`). */
+  modelsDir: string;
+  /** The node's StorageActor, looked up per use (absent: no storage on this node). */
+  storage: () => ActorRef<StorageMessage> | undefined;
+}
+
+/** Round models by CID; see the module doc. */
+export class RoundModels {
+  readonly #options: RoundModelsOptions;
+  /** Weights by CID, most recent last (a round needs the current model and the one before). */
+  readonly #held = new Map<string, RoundModel>();
+
+  /** @param options See {@link RoundModelsOptions}. */
+  constructor(options: RoundModelsOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Write `weights` as a model directory and publish its `model.onnx` in storage (pinned).
+   * @returns The model, with its file id when storage took it.
+   */
+  async publish(arch: GptArchitecture, weights: GptWeights): Promise<RoundModel> {
+    const { cid, dir } = await writeTrainedModel(this.#options.modelsDir, arch, weights);
+    const storage = this.#options.storage();
+    let file: string | undefined;
+    if (storage !== undefined) {
+      const bytes = await Deno.readFile(join(dir, "model.onnx"));
+      const put = unwrapReply<PutFileResult>(
+        await storage.ask({ type: "put_bytes", bytes, name: `${cid}.onnx` }, {
+          timeoutMs: FETCH_TIMEOUT_MS,
+        }),
+      );
+      file = put.cid;
+    }
+    return this.#keep({ cid, dir, file, weights });
+  }
+
+  /**
+   * The model `cid`: held, on disk, or downloaded from storage by `file` (checked against the
+   * CID, then written as a model directory).
+   * @throws {TrainingError} `model_unavailable` when none of these has it, `model_mismatch` when
+   *   the downloaded bytes are another model.
+   */
+  async get(cid: string, arch: GptArchitecture, file?: string): Promise<RoundModel> {
+    const held = this.#held.get(cid);
+    if (held !== undefined) return held;
+    const dir = join(this.#options.modelsDir, cid);
+    const local = await Deno.readFile(join(dir, "model.onnx")).catch(() => undefined);
+    if (local !== undefined && cidOf(local) === cid) {
+      return this.#keep({ cid, dir, file, weights: weightsFromOnnx(local, arch) });
+    }
+    const storage = this.#options.storage();
+    if (file === undefined || storage === undefined) {
+      throw new TrainingError("model_unavailable", `model ${cid} is not here and not fetchable`);
+    }
+    const bytes = unwrapReply<Uint8Array>(
+      await storage.ask({ type: "get_bytes", cid: file }, { timeoutMs: FETCH_TIMEOUT_MS }),
+    );
+    if (cidOf(bytes) !== cid) {
+      throw new TrainingError("model_mismatch", `file ${file} is not model ${cid}`);
+    }
+    const weights = weightsFromOnnx(bytes, arch);
+    const written = await writeTrainedModel(this.#options.modelsDir, arch, weights);
+    if (written.cid !== cid) {
+      // The builder's graph around these weights is another model: a different architecture.
+      throw new TrainingError("model_mismatch", `model ${cid} is not of this architecture`);
+    }
+    return this.#keep({ cid, dir: written.dir, file, weights });
+  }
+
+  /** Where model directories go. */
+  get modelsDir(): string {
+    return this.#options.modelsDir;
+  }
+
+  /** The CID `weights` would have as a model of `arch`. */
+  static cidOf(arch: GptArchitecture, weights: GptWeights): string {
+    return cidOf(gptModelBytesFromWeights(arch, weights));
+  }
+
+  #keep(model: RoundModel): RoundModel {
+    this.#held.delete(model.cid);
+    this.#held.set(model.cid, model);
+    // Rounds move on: the current model and the one before are enough to train and check.
+    while (this.#held.size > HELD_MODELS) this.#held.delete(this.#held.keys().next().value!);
+    return model;
+  }
+}
+
+/** Round models kept in memory: the current one, the previous, and one in flight. */
+const HELD_MODELS = 3;

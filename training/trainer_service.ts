@@ -1,0 +1,258 @@
+/**
+ * TrainerService: a node's trainer role in the network round. It holds the node's private
+ * shard (the data never leaves this process: only its size and Merkle root go out, at join),
+ * joins every coordinator it meets, trains when a round is announced — downloading the round's
+ * start model by CID when it does not hold it, so a trainer that joins late catches up — and
+ * keeps each run's trace to open challenged steps for validators.
+ *
+ * ```
+ * peer       { connection }  join through it, if it speaks training (coordinators accept)
+ * round      { body }        → { report: Promise<ReportBody> }  (trains outside the mailbox)
+ * trained    { receiptId, trace }   internal: a run ended; its trace is kept
+ * challenge  { challenge }   → OpeningsBody: the sealed answer, encoded, kept to be fetched
+ * part       { challengeId, index } → one piece of it
+ * ```
+ *
+ * Training runs outside the mailbox and reports back with `trained` (the gen_server shape), so
+ * a challenge of the previous round is answered while this one trains. What trains is one
+ * injected function ({@link TrainerServiceOptions.train}): the honest `trainAndSign` by
+ * default; a test fixture substitutes a lazy one.
+ *
+ * @module
+ */
+import type { Actor, ActorContext } from "../actors/actor.ts";
+import type { Connection } from "../protocols/connection.ts";
+import type { Identity } from "../protocols/identity.ts";
+import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { encodeCanonical } from "../protocols/cbor.ts";
+import {
+  JoinMessage,
+  MAX_OPENING_PART_BYTES,
+  type OpeningsBody,
+  type ReportBody,
+  type RoundBody,
+  TRAINING_PROTOCOL,
+} from "../protocols/training_messages.ts";
+import type { TextShard } from "./brown_corpus.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "./local_trainer.ts";
+import type { RoundModels } from "./round_models.ts";
+import { trainingReceiptId } from "./training_receipt.ts";
+import {
+  trainAndSign,
+  type TrainAndSignOptions,
+  type TrainAndSignResult,
+} from "./training_round.ts";
+import { TrainingError } from "./training_error.ts";
+import { commitShard } from "./training_state.ts";
+import { type TrainingChallenge, trainingChallengeId } from "./training_challenge.ts";
+import {
+  openChallengedSteps,
+  type SealedStepOpenings,
+  type TrainingTrace,
+} from "./step_opening.ts";
+
+/** How a trainer trains one round (the honest `trainAndSign`, or a test fixture's). */
+export type TrainFunction = (options: TrainAndSignOptions) => Promise<TrainAndSignResult>;
+
+/**
+ * Runs whose traces are kept for challenges: a challenge comes within a round or two of the
+ * report (the coordinator checks before it aggregates); older runs are not asked for.
+ */
+const KEPT_TRACES = 4;
+/** Sealed answers kept for their validators to fetch (one per challenge in flight). */
+const KEPT_ANSWERS = 8;
+
+/** Options of {@link TrainerService}. */
+export interface TrainerServiceOptions {
+  /** The node's key: signs receipts, proves the connection. */
+  identity: Identity;
+  /** This node's private shard. */
+  shard: TextShard;
+  /** Where round models are found, fetched and written. */
+  models: RoundModels;
+  /** Train one round; default the honest `trainAndSign`. */
+  train?: TrainFunction;
+  /** Open challenged steps; default `openChallengedSteps`. */
+  open?: (trace: TrainingTrace, challenge: TrainingChallenge) => Promise<SealedStepOpenings>;
+  /**
+   * Sample length the shard is committed at (the round's `hyper.sampleBytes` must match);
+   * default the local trainer's.
+   */
+  sampleBytes?: number;
+  /** Where one line per join, round and challenge goes. */
+  log?: (line: string) => void;
+}
+
+/** Messages the TrainerService accepts. */
+export type TrainerMessage =
+  | { type: "peer"; connection: Connection }
+  | { type: "round"; body: RoundBody; coordinator: string }
+  | { type: "trained"; receiptId: string; trace: TrainingTrace }
+  | { type: "challenge"; challenge: TrainingChallenge }
+  | { type: "opened"; challengeId: string; bytes: Uint8Array }
+  | { type: "part"; challengeId: string; index: number }
+  | { type: "stats" };
+
+/** The answer to a `challenge` message (in-process). */
+export interface ChallengeAccepted {
+  /** Resolves once the answer is sealed and ready to be fetched. */
+  openings: Promise<OpeningsBody>;
+}
+
+/** The answer to a `round` message (in-process). */
+export interface RoundAccepted {
+  /** Resolves with the report once trained; rejects if training fails. */
+  report: Promise<ReportBody>;
+}
+
+/** What {@link TrainerService} has done (tests, logs). */
+export interface TrainerStats {
+  /** Rounds trained. */
+  rounds: number;
+  /** Challenges answered. */
+  challenges: number;
+  /** Coordinators joined (hex keys). */
+  joined: string[];
+}
+
+/** A node's trainer; see the module doc. */
+export class TrainerService implements Actor<TrainerMessage> {
+  readonly #options: TrainerServiceOptions;
+  readonly #traces = new Map<string, TrainingTrace>();
+  readonly #joined = new Set<string>();
+  readonly #answers = new Map<string, Uint8Array>();
+  #rounds = 0;
+  #challenges = 0;
+  #commitment?: { size: number; root: string };
+
+  /** @param options See {@link TrainerServiceOptions}. */
+  constructor(options: TrainerServiceOptions) {
+    this.#options = options;
+  }
+
+  /** Commit to the shard once (the root every receipt and the join carry). */
+  preStart(): void {
+    const sampleBytes = this.#options.sampleBytes ?? DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes;
+    const { size, root } = commitShard(this.#options.shard, sampleBytes);
+    if (size === 0) throw new TrainingError("empty_shard", "the trainer's shard has no sample");
+    this.#commitment = { size, root };
+    this.#log(`trainer: shard of ${size} samples, root ${root.slice(0, 12)} (kept here)`);
+  }
+
+  /** Handle one message; see {@link TrainerMessage}. */
+  receive(message: TrainerMessage, ctx: ActorContext<TrainerMessage>): unknown {
+    switch (message.type) {
+      case "peer":
+        return this.#join(message.connection);
+      case "round":
+        return { report: this.#train(message.body, message.coordinator, ctx) } as RoundAccepted;
+      case "trained":
+        this.#traces.set(message.receiptId, message.trace);
+        while (this.#traces.size > KEPT_TRACES) {
+          this.#traces.delete(this.#traces.keys().next().value!);
+        }
+        this.#rounds++;
+        return;
+      case "challenge":
+        return { openings: this.#open(message.challenge, ctx) } satisfies ChallengeAccepted;
+      case "opened":
+        this.#answers.set(message.challengeId, message.bytes);
+        while (this.#answers.size > KEPT_ANSWERS) {
+          this.#answers.delete(this.#answers.keys().next().value!);
+        }
+        return;
+      case "part": {
+        const bytes = this.#answers.get(message.challengeId);
+        const from = message.index * MAX_OPENING_PART_BYTES;
+        if (bytes === undefined || from >= bytes.length) {
+          throw new TrainingError("unknown_opening", "no such answer or part here");
+        }
+        return bytes.subarray(from, from + MAX_OPENING_PART_BYTES);
+      }
+      case "stats":
+        return {
+          rounds: this.#rounds,
+          challenges: this.#challenges,
+          joined: [...this.#joined],
+        } satisfies TrainerStats;
+    }
+  }
+
+  /** Offer this trainer to the peer; only a coordinator accepts (outside the mailbox). */
+  #join(connection: Connection): void {
+    if (!connection.supports(TRAINING_PROTOCOL.name)) return;
+    const peer = toHex(connection.peerKey!);
+    const { size, root } = this.#commitment!;
+    connection.request(JoinMessage, { shardSize: size, shardRoot: root }).then(
+      (joined) => {
+        this.#joined.add(peer);
+        this.#log(
+          `trainer: joined coordinator ${peer.slice(0, 16)} at round ${joined.round} ` +
+            `(model ${joined.model.slice(0, 16)}…)`,
+        );
+      },
+      () => {}, // not a coordinator, or gone: nothing to join there
+    );
+  }
+
+  /** Train one round outside the mailbox; the trace comes back by `trained`. */
+  async #train(
+    body: RoundBody,
+    coordinator: string,
+    ctx: ActorContext<TrainerMessage>,
+  ): Promise<ReportBody> {
+    const started = performance.now();
+    const start = await this.#options.models.get(body.startModel, body.arch, body.startFile);
+    const train = this.#options.train ?? trainAndSign;
+    const { report, trace } = await train({
+      arch: body.arch,
+      round: body.round,
+      startModel: body.startModel,
+      start: start.weights,
+      shard: this.#options.shard,
+      steps: body.steps,
+      dataSeed: body.dataSeed,
+      hyper: body.hyper,
+      identity: this.#options.identity,
+    });
+    await ctx.self.tell({ type: "trained", receiptId: trainingReceiptId(report.receipt), trace });
+    const losses = report.receipt.losses;
+    this.#log(
+      `trainer: round ${body.round} for ${coordinator.slice(0, 16)}: ${body.steps} steps in ${
+        Math.round(performance.now() - started)
+      } ms, loss ${losses[0]?.toFixed(3)} → ${
+        losses.at(-1)?.toFixed(3)
+      }, delta ${report.delta.length} bytes`,
+    );
+    return { receipt: report.receipt, delta: report.delta };
+  }
+
+  /** Open and seal the challenged steps outside the mailbox; the bytes come back by `opened`. */
+  async #open(
+    challenge: TrainingChallenge,
+    ctx: ActorContext<TrainerMessage>,
+  ): Promise<OpeningsBody> {
+    const trace = this.#traces.get(challenge.receiptId);
+    if (trace === undefined) {
+      throw new TrainingError("unknown_receipt", "no run of this trainer has that receipt");
+    }
+    this.#challenges++;
+    this.#log(
+      `trainer: opening steps ${challenge.steps.join(",")} of receipt ${
+        challenge.receiptId.slice(0, 12)
+      } for validator ${toHex(challenge.validator).slice(0, 16)}`,
+    );
+    const sealed = await (this.#options.open ?? openChallengedSteps)(trace, challenge);
+    const bytes = encodeCanonical(sealed);
+    await ctx.self.tell({ type: "opened", challengeId: trainingChallengeId(challenge), bytes });
+    return {
+      size: bytes.length,
+      parts: Math.ceil(bytes.length / MAX_OPENING_PART_BYTES),
+      sha256: sha256Hex(bytes),
+    };
+  }
+
+  #log(line: string): void {
+    this.#options.log?.(line);
+  }
+}

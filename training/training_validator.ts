@@ -1,0 +1,456 @@
+/**
+ * TrainingValidator: a ledger-keeping node's part in the network round. It challenges the
+ * training receipts it samples (the coordinator hands it every report before the outer step),
+ * re-runs the opened steps, and on a mismatch signs a fraud proof that is settled in this
+ * node's ledger and spread to every peer; it takes the same gossip from peers — receipts to
+ * record, fraud proofs to check before they slash, round outcomes whose model this node then
+ * fetches by CID and serves.
+ *
+ * ```
+ * challenge   { report, connection, round… }  → { result: Promise<ChallengeOutcome> }
+ * receipt     { body, origin }   record in the ledger; new: pass on
+ * fraud_proof { body, origin }   check (outside the mailbox) → checked
+ * checked     { … }              internal: settle in the ledger; confirmed and new: pass on
+ * outcome     { body, origin }   new: fetch and serve the round's model; pass on
+ * ```
+ *
+ * The ledger belongs to the ValidatorActor: this actor asks it (`training_receipt`,
+ * `training_fraud`), never holds it. Gossip goes out through the NetworkActor
+ * (`publish_training`), to every peer but the one it came from, once per item.
+ *
+ * A trainer that refuses to open its steps, or does not answer by the challenge's deadline, is
+ * convicted the same way: the signed challenge without an answer is an `opening_missing` proof.
+ *
+ * @module
+ */
+import type { Actor, ActorContext } from "../actors/actor.ts";
+import type { Connection } from "../protocols/connection.ts";
+import type { Identity } from "../protocols/identity.ts";
+import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { decodeCbor } from "../protocols/cbor.ts";
+import {
+  ChallengeMessage,
+  OpeningPartMessage,
+  type OutcomeBody,
+  type ReportBody,
+  type TrainingFraudProofBody,
+  type TrainingGossip,
+  type TrainingReceiptBody,
+} from "../protocols/training_messages.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import type {
+  TrainingFraudLedgerMessage,
+  TrainingReceiptLedgerMessage,
+  TrainingReceiptRecorded,
+} from "../actors/validator_messages.ts";
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import type { RoundModels } from "./round_models.ts";
+import type { TrainingReceipt } from "./training_receipt.ts";
+import {
+  DEFAULT_OPENING_DEADLINE_MS,
+  drawTrainingChallenge,
+  type TrainingChallenge,
+  trainingChallengeId,
+} from "./training_challenge.ts";
+import type { SealedStepOpenings } from "./step_opening.ts";
+import {
+  checkStepOpenings,
+  type CheckStepOpeningsOptions,
+  type StepOpeningsCheck,
+} from "./step_check.ts";
+import {
+  checkTrainingFraudProof,
+  type TrainingFraudProof,
+  trainingFraudProofHash,
+} from "./training_fraud_proof.ts";
+
+/**
+ * Chance that a validator challenges a training receipt in production: the economics'
+ * challenge probability, which with the slash multiplier makes lazy training lose money in
+ * expectation (`proof/economics.ts`: `q·(1 + m) > 1`). Tests set 1.
+ */
+export const DEFAULT_TRAINING_CHALLENGE_PROBABILITY = DEFAULT_ECONOMICS.challengeProbability;
+
+/** Past a challenge's deadline by this much before "no answer" is claimed (clock rounding). */
+const DEADLINE_MARGIN_MS = 50;
+
+/** Fraud proofs and outcomes remembered to take each once (gossip arrives from every peer). */
+const SEEN_LIMIT = 4096;
+
+/** How a challenge of one report ended. */
+export type ChallengeOutcome =
+  | { challenged: false }
+  | { challenged: true; ok: true }
+  | { challenged: true; ok: false; reason: string; proof?: TrainingFraudProof };
+
+/** The ValidatorActor's training messages, as this actor asks them. */
+type LedgerTrainingMessage = TrainingReceiptLedgerMessage | TrainingFraudLedgerMessage;
+
+/** Options of {@link TrainingValidator}. */
+export interface TrainingValidatorOptions {
+  /** The validator's key: signs challenges and fraud proofs. */
+  identity: Identity;
+  /** Round models (start weights to re-run steps, new models to serve). */
+  models: RoundModels;
+  /** Registry name of the ValidatorActor holding the ledger. */
+  ledger?: string;
+  /** Registry name of the NetworkActor (gossip). */
+  network?: string;
+  /** Serve a round's model directory (register it with the node's models); absent: don't. */
+  serve?: (dir: string) => Promise<void>;
+  /** Chance of challenging a receipt; default {@link DEFAULT_TRAINING_CHALLENGE_PROBABILITY}. */
+  challengeProbability?: number;
+  /** Time a trainer has to open its steps, ms; default {@link DEFAULT_OPENING_DEADLINE_MS}. */
+  openingDeadlineMs?: number;
+  /** The step check (re-runs opened steps); default `checkStepOpenings`. */
+  check?: (
+    receipt: TrainingReceipt,
+    challenge: TrainingChallenge,
+    sealed: SealedStepOpenings | undefined,
+    context: CheckStepOpeningsOptions,
+  ) => Promise<StepOpeningsCheck>;
+  /** Where one line per challenge, fraud and adopted model goes. */
+  log?: (line: string) => void;
+}
+
+/** A report to challenge, with what the check needs. */
+export interface ChallengeRequest {
+  /** Message tag. */
+  type: "challenge";
+  /** The trainer's report. */
+  report: ReportBody;
+  /** The connection to the trainer. */
+  connection: Connection;
+  /** The round's terms. */
+  terms: TrainingReceiptBody["terms"];
+  /** Architecture. */
+  arch: GptArchitecture;
+  /** Storage file id of the start model. */
+  startFile?: string;
+  /** Samples in the trainer's shard, as it joined. */
+  shardSize: number;
+  /** Its shard root, as it joined. */
+  shardRoot?: string;
+}
+
+/** Messages the TrainingValidator accepts. */
+export type TrainingValidatorMessage =
+  | ChallengeRequest
+  | { type: "receipt"; body: TrainingReceiptBody; origin: string }
+  | { type: "fraud_proof"; body: TrainingFraudProofBody; origin: string }
+  | {
+    type: "checked";
+    body: TrainingFraudProofBody;
+    hash: string;
+    confirmed: boolean;
+    reason: string;
+    origin: string;
+  }
+  | { type: "outcome"; body: OutcomeBody; origin: string }
+  | { type: "adopted"; model: string }
+  | { type: "stats" };
+
+/** Counters of the training validator. */
+export interface TrainingValidatorStats {
+  /** Receipts challenged here. */
+  challenged: number;
+  /** Challenges whose openings re-ran within tolerance. */
+  passed: number;
+  /** Fraud proofs this validator signed. */
+  frauds: number;
+  /** Refusals and missed deadlines (among the fraud proofs: `opening_missing`). */
+  faults: number;
+  /** Fraud proofs checked here (own and peers'). */
+  checked: number;
+  /** Fraud proofs confirmed here. */
+  confirmed: number;
+  /** Round models fetched and served here. */
+  adopted: string[];
+}
+
+/** See the module doc. */
+export class TrainingValidator implements Actor<TrainingValidatorMessage> {
+  readonly #options: TrainingValidatorOptions;
+  readonly #seen = new Set<string>();
+  readonly #stats: TrainingValidatorStats = {
+    challenged: 0,
+    passed: 0,
+    frauds: 0,
+    faults: 0,
+    checked: 0,
+    confirmed: 0,
+    adopted: [],
+  };
+
+  /** @param options See {@link TrainingValidatorOptions}. */
+  constructor(options: TrainingValidatorOptions) {
+    this.#options = options;
+  }
+
+  /** Handle one message; see {@link TrainingValidatorMessage}. */
+  async receive(
+    message: TrainingValidatorMessage,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<unknown> {
+    switch (message.type) {
+      case "challenge":
+        return { result: this.#challenge(message, ctx) };
+      case "receipt":
+        return await this.#onReceipt(message.body, message.origin, ctx);
+      case "fraud_proof": {
+        const hash = trainingFraudProofHash(message.body.proof);
+        if (!this.#firstTime(`fraud:${hash}`)) return { queued: false };
+        // The re-run is outside the mailbox; the settlement comes back as `checked`.
+        void this.#check(message.body).then(
+          (check) =>
+            ctx.self.tell({
+              type: "checked",
+              body: message.body,
+              hash,
+              ...check,
+              origin: message.origin,
+            }),
+          (error) =>
+            this.#log(
+              `training validator: fraud proof ${hash.slice(0, 12)} unchecked: ${
+                (error as Error).message
+              }`,
+            ),
+        );
+        return { queued: true };
+      }
+      case "checked":
+        return await this.#settle(message, ctx);
+      case "outcome":
+        if (!this.#firstTime(`outcome:${message.body.model}`)) return;
+        this.#publish(ctx, { kind: "outcome", body: message.body }, message.origin);
+        void this.#adopt(message.body).then(
+          () => ctx.self.tell({ type: "adopted", model: message.body.model }),
+          (error) =>
+            this.#log(
+              `training: model ${message.body.model.slice(0, 16)} not adopted: ${
+                (error as Error).message
+              }`,
+            ),
+        );
+        return;
+      case "adopted":
+        this.#stats.adopted.push(message.model);
+        return;
+      case "stats":
+        return { ...this.#stats, adopted: [...this.#stats.adopted] };
+    }
+  }
+
+  /** Draw, ask the trainer, check; runs outside the mailbox. */
+  async #challenge(
+    request: ChallengeRequest,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<ChallengeOutcome> {
+    const p = this.#options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY;
+    if (!(Math.random() < p)) return { challenged: false };
+    const { receipt, delta } = request.report;
+    const trainer = toHex(receipt.trainer).slice(0, 16);
+    const deadlineMs = this.#options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS;
+    const challenge = drawTrainingChallenge(receipt, this.#options.identity, { deadlineMs });
+    this.#stats.challenged++;
+    let sealed: SealedStepOpenings | undefined;
+    try {
+      sealed = await fetchOpenings(request.connection, challenge, ctx.signal);
+    } catch (error) {
+      // Refused, silent, or gone: the opening is missing. Its proof (the signed challenge with
+      // no answer) holds only once the challenge's deadline has passed: wait for it.
+      const why = (error as { code?: string }).code ?? (error as Error).message;
+      this.#log(`training validator: trainer ${trainer} did not open its steps (${why})`);
+      sealed = undefined;
+      await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
+    }
+    const start = await this.#options.models.get(
+      request.terms.startModel,
+      request.arch,
+      request.startFile,
+    );
+    const check = await (this.#options.check ?? checkStepOpenings)(receipt, challenge, sealed, {
+      validator: this.#options.identity,
+      arch: request.arch,
+      startWeights: start.weights,
+      delta,
+      shardSize: request.shardSize,
+      shardRoot: request.shardRoot,
+    });
+    if (check.ok) {
+      this.#stats.passed++;
+      this.#log(
+        `training validator: trainer ${trainer}'s steps ${
+          challenge.steps.join(",")
+        } re-ran within tolerance`,
+      );
+      return { challenged: true, ok: true };
+    }
+    this.#log(`training validator: trainer ${trainer} failed its challenge (${check.reason})`);
+    if (check.reason === "opening_missing") this.#stats.faults++;
+    if (check.proof !== undefined) {
+      this.#stats.frauds++;
+      // Settled here and spread like a peer's: the same path checks it before it slashes.
+      await ctx.self.tell({
+        type: "fraud_proof",
+        body: { proof: check.proof, arch: request.arch, startFile: request.startFile },
+        origin: "local",
+      });
+    }
+    return { challenged: true, ok: false, reason: check.reason, proof: check.proof };
+  }
+
+  async #check(body: TrainingFraudProofBody): Promise<{ confirmed: boolean; reason: string }> {
+    const receipt = body.proof.receipt;
+    const start = await this.#options.models.get(receipt.startModel, body.arch, body.startFile);
+    return await checkTrainingFraudProof(body.proof, {
+      arch: body.arch,
+      startWeights: start.weights,
+    });
+  }
+
+  async #settle(
+    message: Extract<TrainingValidatorMessage, { type: "checked" }>,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<void> {
+    this.#stats.checked++;
+    const proof = message.body.proof;
+    const receipt = proof.receipt;
+    const trainer = toHex(receipt.trainer);
+    if (message.confirmed) {
+      this.#stats.confirmed++;
+      // Everyone checks for themselves; a refuted proof is not spread (it would cost its author).
+      this.#publish(ctx, { kind: "fraud_proof", body: message.body }, message.origin);
+    }
+    const settled = await this.#ledger<{ settled: boolean; slashed: number }>(ctx, {
+      type: "training_fraud",
+      receipt,
+      fraudProofHash: message.hash,
+      validator: proof.validator,
+      confirmed: message.confirmed,
+      // What the trainer did (`delta_mismatch`, …) when confirmed; why not, when refuted.
+      reason: message.confirmed ? proof.reason : message.reason,
+    }).catch((error) => {
+      this.#log(
+        `training validator: fraud proof ${message.hash.slice(0, 12)} not settled: ${
+          (error as Error).message
+        }`,
+      );
+      return undefined;
+    });
+    this.#log(
+      `training: fraud proof against trainer ${trainer.slice(0, 16)} ${
+        message.confirmed ? "confirmed" : "refuted"
+      } (${message.confirmed ? proof.reason : message.reason})${
+        settled?.settled ? `; slashed ${settled.slashed} in this ledger` : ""
+      }`,
+    );
+  }
+
+  async #onReceipt(
+    body: TrainingReceiptBody,
+    origin: string,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<TrainingReceiptRecorded> {
+    const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
+      type: "training_receipt",
+      receipt: body.receipt,
+      terms: body.terms,
+    }).catch((error) => ({ recorded: false, fresh: false, refusal: (error as Error).message }));
+    if (answer.fresh) this.#publish(ctx, { kind: "receipt", body }, origin);
+    return answer;
+  }
+
+  async #adopt(body: OutcomeBody): Promise<void> {
+    const model = await this.#options.models.get(body.model, body.arch, body.file);
+    await this.#options.serve?.(model.dir);
+    this.#log(
+      `training: round ${body.round} model ${body.model.slice(0, 16)}… fetched and served` +
+        (body.heldOutLoss === undefined ? "" : ` (held-out loss ${body.heldOutLoss.toFixed(3)})`),
+    );
+  }
+
+  #ledger<R>(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    message: LedgerTrainingMessage,
+  ): Promise<R> {
+    const name = this.#options.ledger;
+    const ref = name === undefined ? undefined : ctx.system.lookup<LedgerTrainingMessage>(name);
+    if (ref === undefined) return Promise.reject(new Error("no ledger on this node"));
+    return ref.ask<R>(message);
+  }
+
+  #publish(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    gossip: TrainingGossip,
+    origin: string,
+  ): void {
+    const name = this.#options.network;
+    const ref = name === undefined
+      ? undefined
+      : ctx.system.lookup<{ type: "publish_training"; gossip: TrainingGossip; except?: string }>(
+        name,
+      );
+    ref?.tell({ type: "publish_training", gossip, except: origin === "local" ? undefined : origin })
+      .catch(() => {});
+  }
+
+  #firstTime(key: string): boolean {
+    if (this.#seen.has(key)) return false;
+    this.#seen.add(key);
+    if (this.#seen.size > SEEN_LIMIT) this.#seen.delete(this.#seen.values().next().value!);
+    return true;
+  }
+
+  #log(line: string): void {
+    this.#options.log?.(line);
+  }
+}
+
+/**
+ * Ask the trainer to answer `challenge` and download the sealed answer part by part, within
+ * the challenge's deadline. Throws when the trainer refuses, goes, or runs past the deadline,
+ * or when what arrives is not what it announced.
+ */
+async function fetchOpenings(
+  connection: Connection,
+  challenge: TrainingChallenge,
+  signal: AbortSignal,
+): Promise<SealedStepOpenings> {
+  const left = () => Math.max(1, challenge.deadline - Date.now());
+  const header = await connection.request(ChallengeMessage, { challenge }, {
+    timeoutMs: left(),
+    signal,
+  });
+  const challengeId = trainingChallengeId(challenge);
+  const bytes = new Uint8Array(header.size);
+  let at = 0;
+  for (let index = 0; index < header.parts; index++) {
+    const part = await connection.request(OpeningPartMessage, { challengeId, index }, {
+      timeoutMs: left(),
+      signal,
+    });
+    if (at + part.bytes.length > bytes.length) throw new Error("answer longer than announced");
+    bytes.set(part.bytes, at);
+    at += part.bytes.length;
+  }
+  if (at !== bytes.length || sha256Hex(bytes) !== header.sha256) {
+    throw new Error("answer does not match its announced hash");
+  }
+  // Parsed by the check itself: a malformed answer is one that cannot be opened.
+  return decodeCbor(bytes) as SealedStepOpenings;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
