@@ -1,0 +1,131 @@
+/**
+ * The RoundCoordinator alone, its trainers standing in as connections: a trainer that leaves
+ * mid-round does not hold the round up (the deadline is far away; the round goes on as soon as
+ * the departed trainer's request fails), and the round's model is the honest trainer's step.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { Connection } from "../../protocols/connection.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { RoundBody } from "../../protocols/training_messages.ts";
+import {
+  type CoordinatorMessage,
+  type CoordinatorStatus,
+  RoundCoordinator,
+} from "../../training/round_coordinator.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { trainAndSign } from "../../training/training_round.ts";
+import { commitShard } from "../../training/training_state.ts";
+import type { TextShard } from "../../training/brown_corpus.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+
+/** Far beyond the test's own give-up time: a round that waited for it would fail the test. */
+const FAR_DEADLINE_MS = 600_000;
+/** Local steps: the round only has to happen, not to learn much. */
+const H = 4;
+
+/** A trainer as the coordinator sees it: a connection whose round request is answered by `answer`. */
+function trainerConnection(
+  identity: Identity,
+  answer: (body: RoundBody) => Promise<unknown>,
+): { connection: Connection; close: () => void } {
+  const closed = Promise.withResolvers<void>();
+  const connection = {
+    peerKey: identity.publicKey,
+    closed: closed.promise,
+    request: (_definition: unknown, body: RoundBody) => answer(body),
+  } as unknown as Connection;
+  return { connection, close: () => closed.resolve() };
+}
+
+function honestTrainer(identity: Identity, shard: TextShard, models: RoundModels) {
+  return trainerConnection(identity, async (body) => {
+    const start = await models.get(body.startModel, body.arch, body.startFile);
+    const { report } = await trainAndSign({
+      arch: body.arch,
+      round: body.round,
+      startModel: body.startModel,
+      start: start.weights,
+      shard,
+      steps: body.steps,
+      dataSeed: body.dataSeed,
+      hyper: body.hyper,
+      identity,
+    });
+    return report;
+  });
+}
+
+Deno.test("a trainer that leaves mid-round does not stall the round: it goes on with the reports it has", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-coordinator-test-" });
+  const system = new ActorSystem({ name: "t" });
+  try {
+    const split = await testSplit();
+    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+    const lines: string[] = [];
+    const coordinator = await system.spawn<CoordinatorMessage>({
+      name: "t/coordinator",
+      factory: () =>
+        new RoundCoordinator({
+          identity: Identity.generate(),
+          arch: TEST_ARCH,
+          seed: 0,
+          rounds: 1,
+          steps: H,
+          hyper: TEST_HYPER,
+          roundDeadlineMs: FAR_DEADLINE_MS,
+          minTrainers: 2,
+          models,
+          log: (line) => lines.push(line),
+        }),
+    });
+    const first = await coordinator.ask<CoordinatorStatus>({ type: "status" });
+
+    const honestId = Identity.generate();
+    const honest = honestTrainer(honestId, split.shards[0], models);
+    const leaverId = Identity.generate();
+    const leaver = trainerConnection(leaverId, () => {
+      // It goes while the round is under way: its connection closes under the request.
+      leaver.close();
+      return Promise.reject(new VeriflowError("connection_closed", "the trainer went away"));
+    });
+    for (
+      const [trainer, shard] of [[honest, split.shards[0]], [leaver, split.shards[1]]] as const
+    ) {
+      const { size, root } = commitShard(shard, TEST_HYPER.sampleBytes);
+      await coordinator.ask({
+        type: "join",
+        connection: trainer.connection,
+        shardSize: size,
+        shardRoot: root,
+      });
+    }
+
+    const status = await eventually(
+      async () => {
+        const s = await coordinator.ask<CoordinatorStatus>({ type: "status" });
+        return s.history.length === 1 ? s : undefined;
+      },
+      "round 0 to end without the departed trainer",
+      { timeoutMs: 60_000 },
+    );
+    const [round] = status.history;
+    assert.deepEqual(round.accepted, [toHex(honestId.publicKey)]);
+    assert.deepEqual(round.excluded, []);
+    assert.equal(round.startModel, first.model);
+    assert.notEqual(round.model, first.model, "the honest report made a new model");
+    assert.equal(status.model, round.model);
+    assert.ok(
+      lines.some((l) => l.includes(`no report from ${toHex(leaverId.publicKey).slice(0, 16)}`)),
+      lines.join("\n"),
+    );
+    // The departed trainer is off the table: the next round would not ask it.
+    assert.deepEqual(status.trainers, [toHex(honestId.publicKey)]);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
