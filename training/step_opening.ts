@@ -25,7 +25,6 @@ import type { GptArchitecture } from "../inference/model_builder.ts";
 import { encodeCanonical } from "../protocols/cbor.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { type Identity, verifySignature } from "../protocols/identity.ts";
-import { merklePath } from "../proof/merkle.ts";
 import { openInput, type SealedInput, sealInput } from "../proof/private_input.ts";
 import { batchIndices, sampleAt, type TextShard } from "./brown_corpus.ts";
 import { type LocalHyperParams, runTrainingStep } from "./local_trainer.ts";
@@ -41,6 +40,7 @@ import {
   checkpointPath,
   encodeTrainingState,
   type ShardCommitment,
+  shardPath,
   type TrainingState,
   trainingStateHash,
 } from "./training_state.ts";
@@ -205,31 +205,50 @@ export function openingSigningBytes(
   return encodeCanonical({ domain: OPENING_SIG_DOMAIN, receiptId, challengeId, openingsHash });
 }
 
-/** The samples of step `step` with their shard indices and paths. */
-function openBatch(trace: TrainingTrace, step: number): OpenedSample[] {
-  const { hyper, receipt, shard, shardCommitment } = trace;
-  return batchIndices(receipt.dataSeed, step, hyper.batchSize, shardCommitment.size).map(
-    (index) => ({
-      index,
-      bytes: sampleAt(shard, hyper.sampleBytes, index).bytes.slice(),
-      path: merklePath(shardCommitment.leaves, index),
-    }),
+/** The sample indices of step `step`. */
+function stepIndices(trace: TrainingTrace, step: number): number[] {
+  const { hyper, receipt, shardCommitment } = trace;
+  return batchIndices(receipt.dataSeed, step, hyper.batchSize, shardCommitment.size);
+}
+
+/** The batch bytes of step `step`. */
+function batchBytes(trace: TrainingTrace, step: number): Uint8Array[] {
+  return stepIndices(trace, step).map((i) =>
+    sampleAt(trace.shard, trace.hyper.sampleBytes, i).bytes
   );
 }
 
+/** The samples of step `step` with their shard indices and paths. */
+function openBatch(trace: TrainingTrace, step: number): OpenedSample[] {
+  return stepIndices(trace, step).map((index) => ({
+    index,
+    bytes: sampleAt(trace.shard, trace.hyper.sampleBytes, index).bytes.slice(),
+    path: shardPath(trace.shardCommitment, index),
+  }));
+}
+
 /**
- * State `k` of the trace: kept, or recomputed from the nearest kept state before it. The
- * result's hash must equal the committed one (else `trace_diverged`).
+ * State `k` of the trace: kept, or recomputed from the nearest kept state before it (or from
+ * `near`, a state the caller already holds, when that is closer). The result's hash must equal
+ * the committed one (else `trace_diverged`).
  */
-export async function traceState(trace: TrainingTrace, k: number): Promise<TrainingState> {
+export async function traceState(
+  trace: TrainingTrace,
+  k: number,
+  near?: { k: number; state: TrainingState },
+): Promise<TrainingState> {
   const kept = trace.kept.get(k);
   if (kept) return kept;
   let from = k;
   while (from > 0 && !trace.kept.has(from)) from--;
   let state = trace.kept.get(from);
+  if (near && near.k <= k && near.k > from) {
+    from = near.k;
+    state = near.state;
+  }
   if (!state) throw new TrainingError("trace_diverged", `no kept state at or before ${k}`);
   for (let s = from; s < k; s++) {
-    const samples = openBatch(trace, s).map((x) => x.bytes);
+    const samples = batchBytes(trace, s);
     state = (await runTrainingStep(trace.arch, trace.hyper, state, samples, s, trace.backend))
       .state;
   }
@@ -242,26 +261,30 @@ export async function traceState(trace: TrainingTrace, k: number): Promise<Train
   return state;
 }
 
-/** The plaintext openings of `steps` from a trace (no sealing). */
+/**
+ * The plaintext openings of the challenged steps from a trace (no sealing). Steps are opened
+ * in ascending order, each recomputed from the nearest kept state or the previous step's end,
+ * whichever is closer: at most `keepEvery` steps of recomputation per opened step.
+ */
 export async function buildStepOpenings(
   trace: TrainingTrace,
   challenge: TrainingChallenge,
 ): Promise<StepOpenings> {
   const steps: StepOpening[] = [];
-  let cached: { k: number; state: TrainingState } | undefined;
+  let last: { k: number; state: TrainingState } | undefined;
   for (const k of challenge.steps) {
-    const before = cached?.k === k ? cached.state : await traceState(trace, k);
-    // State k + 1: kept, or one step from state k (cheaper than from the last kept one).
+    const before = last?.k === k ? last.state : await traceState(trace, k, last);
+    // State k + 1: kept, or one step from state k.
     let after = trace.kept.get(k + 1);
     if (!after) {
-      const samples = openBatch(trace, k).map((x) => x.bytes);
+      const samples = batchBytes(trace, k);
       after = (await runTrainingStep(trace.arch, trace.hyper, before, samples, k, trace.backend))
         .state;
       if (trainingStateHash(trace.arch, after) !== trace.stateHashes[k + 1]) {
         throw new TrainingError("trace_diverged", `recomputed state ${k + 1} differs`);
       }
     }
-    cached = { k: k + 1, state: after };
+    last = { k: k + 1, state: after };
     steps.push({
       step: k,
       before: encodeTrainingState(trace.arch, before),

@@ -196,6 +196,47 @@ export interface ShardCommitment {
   leaves: Uint8Array[];
   /** Hex Merkle root: a receipt's `shardRoot`. */
   root: string;
+  /** All tree levels, leaves first (paths without rehashing the shard; see {@link shardPath}). */
+  levels?: Uint8Array[][];
+}
+
+/** Levels of the `proof/merkle.ts` tree (node `H(0x01 ‖ l ‖ r)`, an odd last node carried up). */
+function merkleLevels(leaves: readonly Uint8Array[]): Uint8Array[][] {
+  const out: Uint8Array[][] = [leaves.slice()];
+  let level = out[0];
+  while (level.length > 1) {
+    const next: Uint8Array[] = [];
+    for (let i = 0; i < level.length; i += 2) {
+      if (i + 1 >= level.length) {
+        next.push(level[i]);
+        continue;
+      }
+      const buf = new Uint8Array(65);
+      buf[0] = 0x01;
+      buf.set(level[i], 1);
+      buf.set(level[i + 1], 33);
+      next.push(sha256(buf));
+    }
+    out.push(next);
+    level = next;
+  }
+  return out;
+}
+
+/** Merkle path of shard sample `index` (from the commitment's cached levels). */
+export function shardPath(commitment: ShardCommitment, index: number): Uint8Array[] {
+  commitment.levels ??= merkleLevels(commitment.leaves);
+  if (!Number.isInteger(index) || index < 0 || index >= commitment.size) {
+    throw new RangeError(`sample ${index} out of range`);
+  }
+  const path: Uint8Array[] = [];
+  let i = index;
+  for (let l = 0; l < commitment.levels.length - 1; l++) {
+    const sibling = i ^ 1;
+    if (sibling < commitment.levels[l].length) path.push(commitment.levels[l][sibling]);
+    i >>= 1;
+  }
+  return path;
 }
 
 /** Commit to a shard cut into `sampleBytes`-long samples (what the trainer registers). */
@@ -205,7 +246,9 @@ export function commitShard(shard: TextShard, sampleBytes: number): ShardCommitm
     { length: size },
     (_, i) => shardLeaf(i, sampleAt(shard, sampleBytes, i).bytes),
   );
-  return { size, leaves, root: toHex(merkleRoot(leaves)) };
+  const levels = merkleLevels(leaves);
+  const root = size === 0 ? toHex(merkleRoot(leaves)) : toHex(levels[levels.length - 1][0]);
+  return { size, leaves, root, levels };
 }
 
 /** True when `bytes` is sample `index` of the committed shard. */
