@@ -3,6 +3,9 @@ import { cidOf } from "../../protocols/cid.ts";
 import { decodeCbor, encodeCanonical, encodeCbor } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { gptModelBytesFromWeights, seededGptWeights } from "../../training/gpt_weights.ts";
+import { batchIndices, sampleAt } from "../../training/brown_corpus.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS, runTrainingStep } from "../../training/local_trainer.ts";
+import { commitShard } from "../../training/training_state.ts";
 import {
   buildStepOpenings,
   ChallengeMismatchError,
@@ -29,7 +32,7 @@ import {
   TrainingFraudProofSchema,
 } from "../../training/training_fraud_proof.ts";
 import { aggregateRound, trainAndSign, type TrainerReport } from "../../training/training_round.ts";
-import { trainingReceiptId } from "../../training/training_receipt.ts";
+import { signTrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
 import type { TrainingBackend } from "../../training/tf_backend.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 import {
@@ -207,6 +210,44 @@ Deno.test("(c) training on other data than the committed shard is convicted", as
   assert.match(r.ok ? "" : r.detail ?? "", /moments/);
 });
 
+Deno.test("(a') faking middle steps behind an honest last step is caught when a faked step is drawn", async () => {
+  const o = lazy();
+  // Honest steps 0 … 3, then copies of state 4 up to state H − 1, then one honest last step.
+  const honestPart = await honestStates(o, 4);
+  const states = Array.from({ length: H }, (_, k) => honestPart.states[Math.min(k, 4)]);
+  const size = commitShard(shard, TEST_HYPER.sampleBytes).size;
+  const batch = batchIndices(o.dataSeed, H - 1, TEST_HYPER.batchSize, size)
+    .map((i) => sampleAt(shard, TEST_HYPER.sampleBytes, i).bytes);
+  const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER };
+  const last = await runTrainingStep(TEST_ARCH, hyper, states[H - 1], batch, H - 1);
+  states.push(last.state);
+  const losses = [...honestPart.losses, ...Array(H - 5).fill(honestPart.losses[3]), last.loss];
+  const run = signStates(o, states, losses);
+  // The last step alone passes: it is a real step of the committed state before it.
+  const lastOnly = drawTrainingChallenge(run.report.receipt, validator, { steps: 1 });
+  const ok = await check(run.report, lastOnly, await openChallengedSteps(run.trace, lastOnly));
+  assert.deepEqual(ok, { ok: true });
+  // Any faked step among those drawn convicts.
+  const r = await convict(run, H);
+  assert.equal(r.ok ? "ok" : r.reason, "step_mismatch");
+  assert.match(r.ok ? "" : r.detail ?? "", /step 4/);
+});
+
+Deno.test("a trainer whose kept state was altered cannot open (trace_diverged)", async () => {
+  const { report, trace } = await honest(31, "wasm", 4);
+  const broken: TrainingTrace = { ...trace, kept: new Map(trace.kept) };
+  const s4 = broken.kept.get(4)!;
+  const w = new Map(s4.weights);
+  const t = w.get("lm_head.bias")!;
+  w.set("lm_head.bias", { shape: t.shape, data: t.data.map((x, i) => i === 0 ? x + 1e-3 : x) });
+  broken.kept.set(4, { ...s4, weights: w });
+  const challenge = drawTrainingChallenge(report.receipt, validator, { steps: H });
+  await assert.rejects(
+    openChallengedSteps(broken, challenge),
+    (e: Error & { code?: string }) => e.code === "trace_diverged",
+  );
+});
+
 Deno.test("a wrong loss trace and a wrong start state are convicted", async () => {
   const o = { ...lazy(), steps: 2 };
   // Honest states, a loss trace that claims better than it got: loss_mismatch.
@@ -238,13 +279,11 @@ Deno.test("a delta that is not the committed end state is convicted (delta_misma
   const base = randomDeltaTrainer({ ...o, steps: 2 });
   // Keep the honest-looking commitments of an honest run, but send another delta.
   const h = await honest(5);
-  const forged = await import("../../training/training_receipt.ts").then((m) =>
-    m.signTrainingReceipt({
-      ...h.report.receipt,
-      deltaHash: base.report.receipt.deltaHash,
-      deltaBytes: base.report.receipt.deltaBytes,
-    }, h.trace.identity)
-  );
+  const forged = signTrainingReceipt({
+    ...h.report.receipt,
+    deltaHash: base.report.receipt.deltaHash,
+    deltaBytes: base.report.receipt.deltaBytes,
+  }, h.trace.identity);
   const run = {
     report: { receipt: forged, delta: base.report.delta },
     trace: { ...h.trace, receipt: forged },
