@@ -13,8 +13,12 @@
  * takes a job, is convicted with a fraud proof and slashed, and the router sends it no more
  * work. A file put through the router is spread over the four nodes (three copies of each
  * chunk); its first holder is killed with SIGKILL, another node reads it back byte for byte,
- * and the survivors restore the third copies. Everything else shuts down cleanly; the exit
- * status is 0 only if every step happened.
+ * and the survivors restore the third copies. Last, a short training round on TCP: a
+ * coordinator and three trainers on disjoint shards of the Brown corpus train a small model
+ * together; one of them is lazy, is caught by a step challenge, slashed and left out, and the
+ * round's model — lower held-out loss than where it started — is served by the trainers and
+ * writes through the coordinator's API. Everything else shuts down cleanly; the exit status is
+ * 0 only if every step happened.
  *
  * ```
  * deno task demo            # or: deno run -A tools/demo.ts [--quiet]
@@ -34,6 +38,7 @@ import { rankPeers } from "../storage/rendezvous.ts";
 
 const { values } = parseArgs({ args: Deno.args, options: { quiet: { type: "boolean" } } });
 const CHEATING_WORKER = new URL("../tests/network/_tampered_worker.ts", import.meta.url).pathname;
+const LAZY_TRAINER = new URL("../tests/training/_lazy_trainer.ts", import.meta.url).pathname;
 const STEP_TIMEOUT_MS = 60_000;
 
 const say = (text: string) => console.log(`\n▶ ${text}`);
@@ -202,6 +207,7 @@ async function main(): Promise<number> {
     }
 
     await storageAcrossTheSwarm({ router, worker, validator, cheater: processes[3] }, keyOf);
+    await trainingRound(root, processes, keyOf);
 
     say("Shutting down: each node stops its actors in reverse order");
     await Promise.all(processes.map((p) => p.stop()));
@@ -277,6 +283,105 @@ async function storageAcrossTheSwarm(
     return Promise.resolve(undefined);
   });
   detail(repaired);
+}
+
+/**
+ * One DiLoCo round over TCP on 127.0.0.1: a coordinator and three trainers (one lazy), a small
+ * model (one block, width 32) and 12 local steps each, so it takes seconds.
+ */
+async function trainingRound(
+  root: string,
+  processes: NodeProcess[],
+  keyOf: (name: string) => Promise<string>,
+): Promise<void> {
+  say("Training: three nodes train a model together; their data never leaves them");
+  const config = join(root, "training.json");
+  await Deno.writeTextFile(
+    config,
+    JSON.stringify({
+      // Opening a challenged step computes for seconds on a busy machine: patient peers.
+      network: { keepaliveMs: 2_000, idleTimeoutMs: 30_000 },
+      training: {
+        arch: { numLayers: 1, hiddenSize: 32, numHeads: 2, contextLength: 64 },
+        corpusDocs: 40,
+      },
+    }),
+  );
+  const common = ["--config", config, "--port", "0", "--heartbeat", "0"];
+  const shown = /^training: (round|coordinating)|^trainer: round|^lazy trainer|training fraud/;
+  const start = (name: string, args: string[], script?: string) => {
+    const node = NodeProcess.start(name, [...common, "--data", join(root, name), ...args], script);
+    processes.push(node);
+    if (!values.quiet) {
+      let seen = 0;
+      const timer = setInterval(() => {
+        for (; seen < node.lines.length; seen++) {
+          if (shown.test(node.lines[seen])) detail(`[${name}] ${node.lines[seen]}`);
+        }
+      }, 50);
+      node.exited.finally(() => clearInterval(timer));
+    }
+    return node;
+  };
+  const coordinator = start("coordinator", [
+    ...["--coordinate-training", "--training-rounds", "1", "--training-steps", "12"],
+    ...["--training-min-trainers", "3", "--training-challenge-probability", "1"],
+    ...["--challenge-probability", "1", "--no-inference", "--p2p-port", "0"],
+  ]);
+  const peers = [`127.0.0.1:${await coordinator.p2pPort()}`];
+  const trainer = (name: string, i: number, script?: string) => {
+    const node = start(name, [
+      ...["--train", "--train-shard", `${i}/3`, "--p2p-port", "0"],
+      ...peers.flatMap((p) => ["--peer", p]),
+      ...["--challenge-probability", "0", "--training-challenge-probability", "0"],
+    ], script);
+    return node;
+  };
+  const t0 = trainer("trainer-a", 0);
+  peers.push(`127.0.0.1:${await t0.p2pPort()}`);
+  const t1 = trainer("trainer-b", 1);
+  peers.push(`127.0.0.1:${await t1.p2pPort()}`);
+  trainer("lazy-trainer", 2, LAZY_TRAINER);
+  const lazyKey = await keyOf("lazy-trainer");
+  detail(`the third trainer, ${lazyKey.slice(0, 16)}…, is lazy: it sends a shuffled delta`);
+
+  const done = await coordinator.waitForLine(
+    /^training: round 0 done: model (\S+) .*held-out loss ([\d.]+) nats\/byte$/,
+    STEP_TIMEOUT_MS * 2,
+  );
+  const before = Number(
+    (await coordinator.waitForLine(/\(held-out loss ([\d.]+)\)$/))[1],
+  );
+  const [model, after] = [done[1], Number(done[2])];
+  say("The round's model, from the two honest trainers' deltas");
+  detail(`model    ${model}`);
+  detail(`held-out ${before.toFixed(3)} → ${after.toFixed(3)} nats/byte`);
+  if (!(after < before)) throw new Error("the round did not lower the held-out loss");
+  if (!done[0].includes(`excluded ${lazyKey.slice(0, 16)}`)) {
+    throw new Error("the lazy trainer's delta was not excluded");
+  }
+  await waitFor("a trainer to slash the lazy one in its own ledger", () =>
+    Promise.resolve(
+      t1.lines.find((l) =>
+        l.startsWith(`validator: training fraud by trainer ${lazyKey.slice(0, 16)}`)
+      ),
+    ));
+  detail("every ledger slashed the lazy trainer (the fraud proof was gossiped and re-checked)");
+
+  say("The trained model is served: a job on it through the coordinator runs on a trainer");
+  const url = await coordinator.httpUrl();
+  const answer = await waitFor("a job on the round's model", async () => {
+    const response = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model, prompt: "The ", max_tokens: 40, seed: 5 }),
+    });
+    const body = await response.json();
+    return response.status === 200 ? body as { choices: { text: string }[] } : undefined;
+  });
+  detail(
+    `"The ${answer.choices[0].text}"  (one round of 12 steps: bytes that begin to look like text)`,
+  );
 }
 
 Deno.exit(await main());

@@ -167,9 +167,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     await this.#options.serve?.(this.#model.dir);
     this.#initialLoss = await this.#evaluate(this.#model.weights);
     this.#log(
-      `training: coordinating ${
-        this.#options.rounds || "unbounded"
-      } rounds of H = ${this.#options.steps} ` +
+      `training: coordinating ${roundsText(this.#options.rounds)} of H = ${this.#options.steps} ` +
         `from model ${this.#model.cid}` +
         (this.#initialLoss === undefined ? "" : ` (held-out loss ${this.#initialLoss.toFixed(3)})`),
     );
@@ -379,7 +377,11 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         excluded: record.excluded.map((e) => e.key),
         ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
       };
-      this.#publish(ctx, { kind: "outcome", body: outcome });
+      // Through the validator side when there is one: it marks the outcome seen, so the copy
+      // that gossip brings back is not taken again.
+      if (validator !== undefined) {
+        await validator.tell({ type: "outcome", body: outcome, origin: "local" });
+      } else this.#publish(ctx, { kind: "outcome", body: outcome });
     }
   }
 
@@ -433,6 +435,10 @@ export function dataSeedOf(round: number, trainerKey: string): number {
     new TextEncoder().encode(`veriflow/training-seed/v1\n${round}\n${trainerKey}`),
   );
   return new DataView(digest.buffer, digest.byteOffset).getUint32(0);
+}
+
+function roundsText(rounds: number): string {
+  return rounds === 0 ? "rounds until stopped" : rounds === 1 ? "1 round" : `${rounds} rounds`;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
