@@ -88,10 +88,18 @@ export const NODE_ACTORS = {
   prover: "node/prover",
   validator: "node/validator",
   inference: "node/inference",
-  trainingValidator: "node/training-validator",
-  trainer: "node/trainer",
-  trainingCoordinator: "node/training-coordinator",
   network: "node/network",
+} as const;
+
+/**
+ * Names of the training actors, started only on a node that trains, coordinates or validates
+ * training (docs/TRAINING.md, "The network round"): apart from {@link NODE_ACTORS}, which every
+ * default node runs.
+ */
+export const TRAINING_ACTORS = {
+  validator: "node/training-validator",
+  trainer: "node/trainer",
+  coordinator: "node/training-coordinator",
 } as const;
 
 /**
@@ -657,7 +665,7 @@ function addTrainingChildren(
     : undefined;
   if (validates) {
     add<TrainingValidatorMessage>({
-      name: NODE_ACTORS.trainingValidator,
+      name: TRAINING_ACTORS.validator,
       factory: () =>
         new TrainingValidator({
           identity,
@@ -672,7 +680,7 @@ function addTrainingChildren(
   }
   if (trains) {
     add<TrainerMessage>({
-      name: NODE_ACTORS.trainer,
+      name: TRAINING_ACTORS.trainer,
       factory: () =>
         new TrainerService({
           identity,
@@ -686,7 +694,7 @@ function addTrainingChildren(
   if (coordinates) {
     const c = training.coordinator;
     add<CoordinatorMessage>({
-      name: NODE_ACTORS.trainingCoordinator,
+      name: TRAINING_ACTORS.coordinator,
       factory: () =>
         new RoundCoordinator({
           identity,
@@ -698,7 +706,7 @@ function addTrainingChildren(
           minTrainers: c.minTrainers,
           models: roundModels,
           heldOut: inputs.heldOut,
-          validator: validates ? NODE_ACTORS.trainingValidator : undefined,
+          validator: validates ? TRAINING_ACTORS.validator : undefined,
           network: NODE_ACTORS.network,
           serve,
           log,
@@ -706,9 +714,9 @@ function addTrainingChildren(
     });
   }
   return {
-    trainer: trains ? NODE_ACTORS.trainer : undefined,
-    coordinator: coordinates ? NODE_ACTORS.trainingCoordinator : undefined,
-    trainingValidator: validates ? NODE_ACTORS.trainingValidator : undefined,
+    trainer: trains ? TRAINING_ACTORS.trainer : undefined,
+    coordinator: coordinates ? TRAINING_ACTORS.coordinator : undefined,
+    trainingValidator: validates ? TRAINING_ACTORS.validator : undefined,
   };
 }
 
