@@ -305,25 +305,35 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     const validator = this.#options.validator === undefined
       ? undefined
       : ctx.system.lookup<TrainingValidatorMessage>(this.#options.validator);
-    const outcomes = await Promise.all(reports.map(async ({ trainer, report }) => {
-      if (validator === undefined) return { challenged: false } as ChallengeOutcome;
-      await validator.ask({
-        type: "receipt",
-        body: { receipt: report.receipt, terms },
-        origin: "local",
-      });
-      const { result } = await validator.ask<{ result: Promise<ChallengeOutcome> }>({
-        type: "challenge",
-        report,
-        connection: trainer.connection,
-        terms,
-        arch,
-        startFile: start.file,
-        shardSize: trainer.shardSize,
-        shardRoot: trainer.shardRoot,
-      });
-      return await result;
-    }));
+    const outcomes = await Promise.all(
+      reports.map(async ({ trainer, report }) => {
+        if (validator === undefined) return { challenged: false } as ChallengeOutcome;
+        await validator.ask({
+          type: "receipt",
+          body: { receipt: report.receipt, terms },
+          origin: "local",
+        });
+        const { result } = await validator.ask<{ result: Promise<ChallengeOutcome> }>({
+          type: "challenge",
+          report,
+          connection: trainer.connection,
+          terms,
+          arch,
+          startFile: start.file,
+          shardSize: trainer.shardSize,
+          shardRoot: trainer.shardRoot,
+        });
+        return await result;
+      }).map((outcome) =>
+        // The validator's own failure (no start model, an exception) blames nobody, but an
+        // unchecked delta does not go in either.
+        outcome.catch((error): ChallengeOutcome => ({
+          challenged: true,
+          ok: false,
+          reason: `unchecked: ${(error as Error).message}`.slice(0, 120),
+        }))
+      ),
+    );
     const convicted: string[] = [];
     outcomes.forEach((outcome, i) => {
       if (outcome.challenged && !outcome.ok) {
@@ -336,17 +346,24 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     let model = start;
     let momentum: GptWeights | undefined;
     if (accepted.length > 0) {
-      const result = await aggregateRound(accepted.map((r) => r.report), {
-        arch,
-        startModel: start.cid,
-        start: start.weights,
-        momentum: this.#momentum,
-        modelsDir: this.#options.models.modelsDir,
-        excluded,
-      });
-      model = await this.#options.models.publish(arch, result.weights);
-      momentum = result.momentum;
-      await this.#options.serve?.(model.dir);
+      try {
+        const result = await aggregateRound(accepted.map((r) => r.report), {
+          arch,
+          startModel: start.cid,
+          start: start.weights,
+          momentum: this.#momentum,
+          modelsDir: this.#options.models.modelsDir,
+          excluded,
+        });
+        model = await this.#options.models.publish(arch, result.weights);
+        momentum = result.momentum;
+        await this.#options.serve?.(model.dir);
+      } catch (error) {
+        // No usable delta after all (`no_reports`), or the model could not be stored: the
+        // round ends on its start model and the next one tries again.
+        this.#log(`training: round ${round}: no new model (${(error as Error).message})`);
+        model = start;
+      }
     }
     const heldOutLoss = model === start ? undefined : await this.#evaluate(model.weights);
     const record: RoundRecord = {
