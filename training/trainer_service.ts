@@ -1,22 +1,25 @@
 /**
  * TrainerService: a node's trainer role in the network round. It holds the node's private
- * shard (the data never leaves this process: only its size and Merkle root go out, at join),
+ * shard (the data never leaves this node: only its size and Merkle root go out, at join),
  * joins every coordinator it meets, trains when a round is announced — downloading the round's
  * start model by CID when it does not hold it, so a trainer that joins late catches up — and
- * keeps each run's trace to open challenged steps for validators.
+ * opens challenged steps of its runs for validators.
  *
  * ```
  * peer       { connection }  join through it, if it speaks training (coordinators accept)
  * round      { body }        → { report: Promise<ReportBody> }  (trains outside the mailbox)
- * trained    { receiptId, trace }   internal: a run ended; its trace is kept
- * challenge  { challenge }   → OpeningsBody: the sealed answer, encoded, kept to be fetched
- * part       { challengeId, index } → one piece of it
+ * trained    {}              internal: a round's training ended (counted)
+ * challenge  { challenge }   → { openings: Promise<OpeningsBody> }: the sealed answer, encoded,
+ *                              kept to be fetched
+ * opened     { challengeId, bytes }  internal: an answer is ready
+ * part       { challengeId, index }  → one piece of it
  * ```
  *
- * Training runs outside the mailbox and reports back with `trained` (the gen_server shape), so
- * a challenge of the previous round is answered while this one trains. What trains is one
- * injected function ({@link TrainerServiceOptions.train}): the honest `trainAndSign` by
- * default; a test fixture substitutes a lazy one.
+ * The compute — H steps, and the opening of challenged steps from the run's trace — runs in a
+ * {@link TrainerEngine}: by default a worker of the trainer's own, so the node's event loop
+ * (keepalives, other requests) never waits for tfjs. Results come back to the mailbox by
+ * message (the gen_server shape). A test fixture substitutes the training function
+ * ({@link TrainerServiceOptions.train}), which then runs in place.
  *
  * @module
  */
@@ -36,29 +39,18 @@ import {
 import type { TextShard } from "./brown_corpus.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "./local_trainer.ts";
 import type { RoundModels } from "./round_models.ts";
-import { trainingReceiptId } from "./training_receipt.ts";
-import {
-  trainAndSign,
-  type TrainAndSignOptions,
-  type TrainAndSignResult,
-} from "./training_round.ts";
 import { TrainingError } from "./training_error.ts";
 import { commitShard } from "./training_state.ts";
 import { type TrainingChallenge, trainingChallengeId } from "./training_challenge.ts";
 import {
-  openChallengedSteps,
-  type SealedStepOpenings,
-  type TrainingTrace,
-} from "./step_opening.ts";
+  InProcessTrainerEngine,
+  type TrainerEngine,
+  type TrainFunction,
+  WorkerTrainerEngine,
+} from "./trainer_engine.ts";
 
-/** How a trainer trains one round (the honest `trainAndSign`, or a test fixture's). */
-export type TrainFunction = (options: TrainAndSignOptions) => Promise<TrainAndSignResult>;
+export type { TrainFunction } from "./trainer_engine.ts";
 
-/**
- * Runs whose traces are kept for challenges: a challenge comes within a round or two of the
- * report (the coordinator checks before it aggregates); older runs are not asked for.
- */
-const KEPT_TRACES = 4;
 /** Sealed answers kept for their validators to fetch (one per challenge in flight). */
 const KEPT_ANSWERS = 8;
 
@@ -70,10 +62,11 @@ export interface TrainerServiceOptions {
   shard: TextShard;
   /** Where round models are found, fetched and written. */
   models: RoundModels;
-  /** Train one round; default the honest `trainAndSign`. */
+  /**
+   * Train one round in place with this function (a test fixture's) instead of the honest
+   * `trainAndSign` in a worker of the trainer's own ({@link WorkerTrainerEngine}).
+   */
   train?: TrainFunction;
-  /** Open challenged steps; default `openChallengedSteps`. */
-  open?: (trace: TrainingTrace, challenge: TrainingChallenge) => Promise<SealedStepOpenings>;
   /**
    * Sample length the shard is committed at (the round's `hyper.sampleBytes` must match);
    * default the local trainer's.
@@ -87,7 +80,7 @@ export interface TrainerServiceOptions {
 export type TrainerMessage =
   | { type: "peer"; connection: Connection }
   | { type: "round"; body: RoundBody; coordinator: string }
-  | { type: "trained"; receiptId: string; trace: TrainingTrace }
+  | { type: "trained" }
   | { type: "challenge"; challenge: TrainingChallenge }
   | { type: "opened"; challengeId: string; bytes: Uint8Array }
   | { type: "part"; challengeId: string; index: number }
@@ -118,12 +111,12 @@ export interface TrainerStats {
 /** A node's trainer; see the module doc. */
 export class TrainerService implements Actor<TrainerMessage> {
   readonly #options: TrainerServiceOptions;
-  readonly #traces = new Map<string, TrainingTrace>();
   readonly #joined = new Set<string>();
   readonly #answers = new Map<string, Uint8Array>();
   #rounds = 0;
   #challenges = 0;
   #commitment?: { size: number; root: string };
+  #engine?: TrainerEngine;
 
   /** @param options See {@link TrainerServiceOptions}. */
   constructor(options: TrainerServiceOptions) {
@@ -136,7 +129,16 @@ export class TrainerService implements Actor<TrainerMessage> {
     const { size, root } = commitShard(this.#options.shard, sampleBytes);
     if (size === 0) throw new TrainingError("empty_shard", "the trainer's shard has no sample");
     this.#commitment = { size, root };
+    const { identity, shard, train } = this.#options;
+    this.#engine = train === undefined
+      ? new WorkerTrainerEngine(identity, shard)
+      : new InProcessTrainerEngine(identity, shard, train);
     this.#log(`trainer: shard of ${size} samples, root ${root.slice(0, 12)} (kept here)`);
+  }
+
+  /** Stop the engine (its worker and the traces it keeps). */
+  async postStop(): Promise<void> {
+    await this.#engine?.close();
   }
 
   /** Handle one message; see {@link TrainerMessage}. */
@@ -147,10 +149,6 @@ export class TrainerService implements Actor<TrainerMessage> {
       case "round":
         return { report: this.#train(message.body, message.coordinator, ctx) } as RoundAccepted;
       case "trained":
-        this.#traces.set(message.receiptId, message.trace);
-        while (this.#traces.size > KEPT_TRACES) {
-          this.#traces.delete(this.#traces.keys().next().value!);
-        }
         this.#rounds++;
         return;
       case "challenge":
@@ -195,7 +193,7 @@ export class TrainerService implements Actor<TrainerMessage> {
     );
   }
 
-  /** Train one round outside the mailbox; the trace comes back by `trained`. */
+  /** Train one round outside the mailbox (in the engine); counted by `trained`. */
   async #train(
     body: RoundBody,
     coordinator: string,
@@ -203,19 +201,16 @@ export class TrainerService implements Actor<TrainerMessage> {
   ): Promise<ReportBody> {
     const started = performance.now();
     const start = await this.#options.models.get(body.startModel, body.arch, body.startFile);
-    const train = this.#options.train ?? trainAndSign;
-    const { report, trace } = await train({
+    const report = await this.#engine!.train({
       arch: body.arch,
       round: body.round,
       startModel: body.startModel,
       start: start.weights,
-      shard: this.#options.shard,
       steps: body.steps,
       dataSeed: body.dataSeed,
       hyper: body.hyper,
-      identity: this.#options.identity,
     });
-    await ctx.self.tell({ type: "trained", receiptId: trainingReceiptId(report.receipt), trace });
+    await ctx.self.tell({ type: "trained" });
     const losses = report.receipt.losses;
     this.#log(
       `trainer: round ${body.round} for ${coordinator.slice(0, 16)}: ${body.steps} steps in ${
@@ -232,17 +227,13 @@ export class TrainerService implements Actor<TrainerMessage> {
     challenge: TrainingChallenge,
     ctx: ActorContext<TrainerMessage>,
   ): Promise<OpeningsBody> {
-    const trace = this.#traces.get(challenge.receiptId);
-    if (trace === undefined) {
-      throw new TrainingError("unknown_receipt", "no run of this trainer has that receipt");
-    }
     this.#challenges++;
     this.#log(
       `trainer: opening steps ${challenge.steps.join(",")} of receipt ${
         challenge.receiptId.slice(0, 12)
       } for validator ${toHex(challenge.validator).slice(0, 16)}`,
     );
-    const sealed = await (this.#options.open ?? openChallengedSteps)(trace, challenge);
+    const sealed = await this.#engine!.open(challenge);
     const bytes = encodeCanonical(sealed);
     await ctx.self.tell({ type: "opened", challengeId: trainingChallengeId(challenge), bytes });
     return {

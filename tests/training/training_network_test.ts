@@ -31,8 +31,9 @@ const ROUNDS = 2;
 /** The corpus for the test: 40 documents (36 dealt to 3 shards, 4 held out). */
 const CORPUS_DOCS = 40;
 /**
- * A trainer opening its steps, or a validator re-running them, computes on the event loop for
- * seconds on a loaded 2-core machine: a generous idle timeout keeps those peers connected.
+ * The lazy trainer trains and opens its steps in place (its fixture substitutes the training
+ * function; honest trainers compute in a worker), and the validator re-runs steps on its event
+ * loop: seconds each on a loaded 2-core machine. A generous idle timeout keeps them connected.
  */
 const CONFIG = {
   network: { keepaliveMs: 2_000, idleTimeoutMs: 30_000 },

@@ -1,0 +1,205 @@
+/**
+ * Where a trainer's compute runs: H local steps (`trainAndSign`) and, later, the opening of
+ * challenged steps (`openChallengedSteps`), with the traces that connect the two kept beside
+ * the shard they came from.
+ *
+ * tfjs computes synchronously on the thread that calls it: a round of H steps, or an opening
+ * that recomputes up to `keepEvery` steps per challenged step, holds that thread for seconds
+ * (measured: 0.8 s for 12 steps of the test model, 4.1 s to open 8 of them; `tiny` is ~10×).
+ * On a node's main thread that is seconds without keepalives, and peers with the default 5 s
+ * idle timeout drop the trainer mid-round. {@link WorkerTrainerEngine} runs the same work in a
+ * worker of its own, which also keeps the shard and the traces off the node's main thread;
+ * {@link InProcessTrainerEngine} runs it in place (the worker's inside, and test fixtures that
+ * substitute the training function).
+ *
+ * @module
+ */
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import type { Identity } from "../protocols/identity.ts";
+import type { TextShard } from "./brown_corpus.ts";
+import type { GptWeights } from "./gpt_weights.ts";
+import type { LocalHyperParams } from "./local_trainer.ts";
+import {
+  trainAndSign,
+  type TrainAndSignOptions,
+  type TrainAndSignResult,
+  type TrainerReport,
+} from "./training_round.ts";
+import type { TrainingChallenge } from "./training_challenge.ts";
+import {
+  openChallengedSteps,
+  type SealedStepOpenings,
+  type TrainingTrace,
+} from "./step_opening.ts";
+import { trainingReceiptId } from "./training_receipt.ts";
+import { TrainingError } from "./training_error.ts";
+
+/** How a trainer trains one round (the honest `trainAndSign`, or a test fixture's). */
+export type TrainFunction = (options: TrainAndSignOptions) => Promise<TrainAndSignResult>;
+
+/**
+ * Runs whose traces are kept for challenges: a challenge comes within a round or two of the
+ * report (the coordinator checks before it aggregates); older runs are not asked for.
+ */
+export const KEPT_TRACES = 4;
+
+/** One round's training, as the engine is asked for it. */
+export interface RoundTraining {
+  /** Architecture. */
+  arch: GptArchitecture;
+  /** Round number. */
+  round: number;
+  /** Start model CID. */
+  startModel: string;
+  /** Start weights. */
+  start: GptWeights;
+  /** Local steps H. */
+  steps: number;
+  /** Batch seed. */
+  dataSeed: number;
+  /** Inner hyper-parameters. */
+  hyper: LocalHyperParams;
+}
+
+/** A trainer's compute; see the module doc. */
+export interface TrainerEngine {
+  /** Train one round on the engine's shard; the run's trace is kept for {@link open}. */
+  train(round: RoundTraining): Promise<TrainerReport>;
+  /**
+   * The challenged steps of a kept run, opened and sealed to the challenge's validator.
+   * @throws {TrainingError} `unknown_receipt` when no kept run has the challenged receipt.
+   */
+  open(challenge: TrainingChallenge): Promise<SealedStepOpenings>;
+  /** Release the engine (its worker, its traces). */
+  close(): Promise<void>;
+}
+
+/** Trains and opens on the calling thread. */
+export class InProcessTrainerEngine implements TrainerEngine {
+  readonly #identity: Identity;
+  readonly #shard: TextShard;
+  readonly #train: TrainFunction;
+  readonly #traces = new Map<string, TrainingTrace>();
+
+  /**
+   * @param identity The trainer's key.
+   * @param shard Its private shard.
+   * @param train How a round is trained; default `trainAndSign`.
+   */
+  constructor(identity: Identity, shard: TextShard, train: TrainFunction = trainAndSign) {
+    this.#identity = identity;
+    this.#shard = shard;
+    this.#train = train;
+  }
+
+  /** See {@link TrainerEngine.train}. */
+  async train(round: RoundTraining): Promise<TrainerReport> {
+    const { report, trace } = await this.#train({
+      ...round,
+      shard: this.#shard,
+      identity: this.#identity,
+    });
+    this.#traces.set(trainingReceiptId(report.receipt), trace);
+    while (this.#traces.size > KEPT_TRACES) {
+      this.#traces.delete(this.#traces.keys().next().value!);
+    }
+    return report;
+  }
+
+  /** See {@link TrainerEngine.open}. */
+  async open(challenge: TrainingChallenge): Promise<SealedStepOpenings> {
+    const trace = this.#traces.get(challenge.receiptId);
+    if (trace === undefined) {
+      throw new TrainingError("unknown_receipt", "no kept run of this trainer has that receipt");
+    }
+    return await openChallengedSteps(trace, challenge);
+  }
+
+  /** See {@link TrainerEngine.close}. */
+  close(): Promise<void> {
+    this.#traces.clear();
+    return Promise.resolve();
+  }
+}
+
+/** Main thread → engine worker. */
+export type EngineRequest =
+  | { id: number; op: "init"; secretKey: Uint8Array; shard: TextShard }
+  | { id: number; op: "train"; round: RoundTraining }
+  | { id: number; op: "open"; challenge: TrainingChallenge };
+
+/** Engine worker → main thread. */
+export type EngineReply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; code: string; message: string };
+
+/** Trains and opens in a worker of its own (`_trainer_engine_worker.ts`). */
+export class WorkerTrainerEngine implements TrainerEngine {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, PromiseWithResolvers<unknown>>();
+  #next = 0;
+  #closed = false;
+
+  /**
+   * Start the worker and hand it the key and the shard.
+   * @param identity The trainer's key (its secret goes to the worker, which signs receipts).
+   * @param shard The private shard (copied into the worker).
+   */
+  constructor(identity: Identity, shard: TextShard) {
+    this.#worker = new Worker(new URL("./_trainer_engine_worker.ts", import.meta.url).href, {
+      type: "module",
+    });
+    this.#worker.onmessage = (event: MessageEvent<EngineReply>) => {
+      const reply = event.data;
+      const waiter = this.#pending.get(reply.id);
+      if (waiter === undefined) return;
+      this.#pending.delete(reply.id);
+      if (reply.ok) waiter.resolve(reply.value);
+      else waiter.reject(new TrainingError(reply.code, reply.message));
+    };
+    this.#worker.onerror = (event) => {
+      event.preventDefault();
+      this.#failAll(new TrainingError("trainer_worker_failed", event.message));
+    };
+    // Answered before any other request: the worker handles its messages in order.
+    void this.#ask({ op: "init", secretKey: identity.exportSecretKey(), shard }).catch(() => {});
+  }
+
+  /** See {@link TrainerEngine.train}. */
+  async train(round: RoundTraining): Promise<TrainerReport> {
+    return await this.#ask({ op: "train", round }) as TrainerReport;
+  }
+
+  /** See {@link TrainerEngine.open}. */
+  async open(challenge: TrainingChallenge): Promise<SealedStepOpenings> {
+    return await this.#ask({ op: "open", challenge }) as SealedStepOpenings;
+  }
+
+  /** Stop the worker; what is in flight fails with `trainer_stopped`. */
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#worker.terminate();
+      this.#failAll(new TrainingError("trainer_stopped", "the trainer stopped"));
+    }
+    return Promise.resolve();
+  }
+
+  #ask(request: DistributiveOmit<EngineRequest, "id">): Promise<unknown> {
+    if (this.#closed) {
+      return Promise.reject(new TrainingError("trainer_stopped", "the trainer stopped"));
+    }
+    const id = this.#next++;
+    const waiter = Promise.withResolvers<unknown>();
+    this.#pending.set(id, waiter);
+    this.#worker.postMessage({ ...request, id } as EngineRequest);
+    return waiter.promise;
+  }
+
+  #failAll(error: Error): void {
+    for (const waiter of this.#pending.values()) waiter.reject(error);
+    this.#pending.clear();
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
