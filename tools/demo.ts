@@ -360,13 +360,18 @@ async function trainingRound(
   if (!done[0].includes(`excluded ${lazyKey.slice(0, 16)}`)) {
     throw new Error("the lazy trainer's delta was not excluded");
   }
-  await waitFor("a trainer to slash the lazy one in its own ledger", () =>
-    Promise.resolve(
-      t1.lines.find((l) =>
-        l.startsWith(`validator: training fraud by trainer ${lazyKey.slice(0, 16)}`)
-      ),
-    ));
-  detail("every ledger slashed the lazy trainer (the fraud proof was gossiped and re-checked)");
+  for (const node of [coordinator, t0, t1]) {
+    await waitFor(`${node.name} to slash the lazy trainer in its ledger`, () =>
+      Promise.resolve(
+        node.lines.find((l) =>
+          l.startsWith(`validator: training fraud by trainer ${lazyKey.slice(0, 16)}`)
+        ),
+      ));
+  }
+  detail(
+    "the coordinator's and both honest trainers' ledgers slashed the lazy trainer (the fraud " +
+      "proof was gossiped, and each re-ran the step before it settled)",
+  );
 
   say("The trained model is served: a job on it through the coordinator runs on a trainer");
   const url = await coordinator.httpUrl();
