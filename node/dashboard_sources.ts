@@ -1,8 +1,9 @@
 /**
  * Wires the dashboard (`server/dashboard_routes.ts`) to the node: each thing the page shows is
  * one ask to the actor that owns it (peers from the NetworkActor, counters and the account from
- * the ValidatorActor, usage from the StorageActor), the tree and its restarts from the actor
- * system, and the validator's activity from {@link NodeActivity}. Also keeps the operator token
+ * the ValidatorActor, usage from the StorageActor, rounds from the training coordinator and
+ * the trainer), the tree and its restarts from the actor system, and the validator's activity
+ * from {@link NodeActivity}. Also keeps the operator token
  * that lets the dashboard change state.
  *
  * @module
@@ -16,7 +17,9 @@ import { unwrapReply } from "../actors/storage_actor.ts";
 import type { Account, ValidatorMessage, ValidatorStats } from "../actors/validator_actor.ts";
 import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import { toHex } from "../protocols/hash.ts";
-import type { DashboardSources } from "../server/dashboard_routes.ts";
+import type { DashboardSources, TrainingView } from "../server/dashboard_routes.ts";
+import type { CoordinatorMessage, CoordinatorStatus } from "../training/round_coordinator.ts";
+import type { TrainerMessage, TrainerStats } from "../training/trainer_service.ts";
 import type { NodeActivity } from "./node_activity.ts";
 import { VERIFLOW_VERSION } from "./version.ts";
 
@@ -39,6 +42,50 @@ export interface DashboardWiring {
   storage: () => ActorRef<StorageMessage> | undefined;
   /** The validator's activity, when the node validates. */
   activity?: NodeActivity;
+  /** Looks up the training coordinator (`--coordinate-training`). */
+  coordinator?: () => ActorRef<CoordinatorMessage> | undefined;
+  /** Looks up the trainer (`--train`). */
+  trainer?: () => ActorRef<TrainerMessage> | undefined;
+}
+
+/** Losses are kept in nats per byte; the page shows bits per byte, as the bench does. */
+const bitsPerByte = (nats: number): number => nats / Math.LN2;
+
+/** The training panel's view of this node's coordinator and trainer (undefined: neither). */
+async function trainingView(wiring: DashboardWiring): Promise<TrainingView | undefined> {
+  const ask = { timeoutMs: ASK_TIMEOUT_MS };
+  const coordinator = wiring.coordinator?.();
+  const trainer = wiring.trainer?.();
+  if (coordinator === undefined && trainer === undefined) return undefined;
+  const [status, stats] = await Promise.all([
+    coordinator?.ask<CoordinatorStatus>({ type: "status" }, ask),
+    trainer?.ask<TrainerStats>({ type: "stats" }, ask),
+  ]);
+  return {
+    coordinator: status && {
+      round: status.round,
+      model: status.model,
+      initialBitsPerByte: status.initialLoss === undefined
+        ? undefined
+        : bitsPerByte(status.initialLoss),
+      trainers: status.trainers.length,
+      convicted: status.convicted,
+      rounds: status.history.map((r) => ({
+        round: r.round,
+        model: r.model,
+        bitsPerByte: r.heldOutLoss === undefined ? undefined : bitsPerByte(r.heldOutLoss),
+        accepted: r.accepted.length,
+        excluded: r.excluded,
+      })),
+    },
+    trainer: stats && {
+      rounds: stats.rounds,
+      challenges: stats.challenges,
+      coordinators: stats.joined.length,
+      current: stats.current,
+      losses: stats.losses.map(bitsPerByte),
+    },
+  };
 }
 
 /** The dashboard's sources for this node. */
@@ -90,6 +137,7 @@ export function dashboardSources(wiring: DashboardWiring): DashboardSources {
       };
     },
     activity: wiring.activity,
+    training: () => trainingView(wiring),
   };
 }
 

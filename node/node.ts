@@ -361,6 +361,8 @@ async function startSteps(
             validator: () => lookup<ValidatorMessage>(NODE_ACTORS.validator),
             storage: () => lookup<StorageMessage>(NODE_ACTORS.storage),
             activity,
+            coordinator: () => lookup<CoordinatorMessage>(TRAINING_ACTORS.coordinator),
+            trainer: () => lookup<TrainerMessage>(TRAINING_ACTORS.trainer),
           }),
         }
         : undefined,

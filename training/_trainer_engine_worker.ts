@@ -33,7 +33,11 @@ port.onmessage = (event) => {
       } else if (engine === undefined) {
         throw new Error("trainer worker used before init");
       } else if (request.op === "train") {
-        value = await engine.train(request.round);
+        const id = request.id;
+        value = await engine.train(
+          request.round,
+          (step, loss) => port.postMessage({ id, step, loss }),
+        );
       } else {
         value = await engine.open(request.challenge);
       }

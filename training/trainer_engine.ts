@@ -61,10 +61,16 @@ export interface RoundTraining {
   hyper: LocalHyperParams;
 }
 
+/** Hears one local step: its number and its training loss (nats per byte). */
+export type StepListener = (step: number, loss: number) => void;
+
 /** A trainer's compute; see the module doc. */
 export interface TrainerEngine {
-  /** Train one round on the engine's shard; the run's trace is kept for {@link open}. */
-  train(round: RoundTraining): Promise<TrainerReport>;
+  /**
+   * Train one round on the engine's shard; the run's trace is kept for {@link open}.
+   * `onStep` hears each step's loss (nats per byte) as it is taken.
+   */
+  train(round: RoundTraining, onStep?: StepListener): Promise<TrainerReport>;
   /**
    * The challenged steps of a kept run, opened and sealed to the challenge's validator.
    * @throws {TrainingError} `unknown_receipt` when no kept run has the challenged receipt.
@@ -93,11 +99,12 @@ export class InProcessTrainerEngine implements TrainerEngine {
   }
 
   /** See {@link TrainerEngine.train}. */
-  async train(round: RoundTraining): Promise<TrainerReport> {
+  async train(round: RoundTraining, onStep?: StepListener): Promise<TrainerReport> {
     const { report, trace } = await this.#train({
       ...round,
       shard: this.#shard,
       identity: this.#identity,
+      onStep,
     });
     this.#traces.set(trainingReceiptId(report.receipt), trace);
     while (this.#traces.size > KEPT_TRACES) {
@@ -128,15 +135,17 @@ export type EngineRequest =
   | { id: number; op: "train"; round: RoundTraining }
   | { id: number; op: "open"; challenge: TrainingChallenge };
 
-/** Engine worker → main thread. */
+/** Engine worker → main thread: an answer, or a step of the `train` request `id`. */
 export type EngineReply =
   | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; code: string; message: string };
+  | { id: number; ok: false; code: string; message: string }
+  | { id: number; step: number; loss: number };
 
 /** Trains and opens in a worker of its own (`_trainer_engine_worker.ts`). */
 export class WorkerTrainerEngine implements TrainerEngine {
   readonly #worker: Worker;
   readonly #pending = new Map<number, PromiseWithResolvers<unknown>>();
+  readonly #listeners = new Map<number, StepListener>();
   #next = 0;
   #closed = false;
 
@@ -151,9 +160,11 @@ export class WorkerTrainerEngine implements TrainerEngine {
     });
     this.#worker.onmessage = (event: MessageEvent<EngineReply>) => {
       const reply = event.data;
+      if ("step" in reply) return this.#listeners.get(reply.id)?.(reply.step, reply.loss);
       const waiter = this.#pending.get(reply.id);
       if (waiter === undefined) return;
       this.#pending.delete(reply.id);
+      this.#listeners.delete(reply.id);
       if (reply.ok) waiter.resolve(reply.value);
       else waiter.reject(new TrainingError(reply.code, reply.message));
     };
@@ -166,8 +177,8 @@ export class WorkerTrainerEngine implements TrainerEngine {
   }
 
   /** See {@link TrainerEngine.train}. */
-  async train(round: RoundTraining): Promise<TrainerReport> {
-    return await this.#ask({ op: "train", round }) as TrainerReport;
+  async train(round: RoundTraining, onStep?: StepListener): Promise<TrainerReport> {
+    return await this.#ask({ op: "train", round }, onStep) as TrainerReport;
   }
 
   /** See {@link TrainerEngine.open}. */
@@ -185,13 +196,14 @@ export class WorkerTrainerEngine implements TrainerEngine {
     return Promise.resolve();
   }
 
-  #ask(request: DistributiveOmit<EngineRequest, "id">): Promise<unknown> {
+  #ask(request: DistributiveOmit<EngineRequest, "id">, onStep?: StepListener): Promise<unknown> {
     if (this.#closed) {
       return Promise.reject(new TrainingError("trainer_stopped", "the trainer stopped"));
     }
     const id = this.#next++;
     const waiter = Promise.withResolvers<unknown>();
     this.#pending.set(id, waiter);
+    if (onStep) this.#listeners.set(id, onStep);
     this.#worker.postMessage({ ...request, id } as EngineRequest);
     return waiter.promise;
   }
@@ -199,6 +211,7 @@ export class WorkerTrainerEngine implements TrainerEngine {
   #failAll(error: Error): void {
     for (const waiter of this.#pending.values()) waiter.reject(error);
     this.#pending.clear();
+    this.#listeners.clear();
   }
 }
 

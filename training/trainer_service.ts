@@ -8,11 +8,13 @@
  * ```
  * peer       { connection }  join through it, if it speaks training (coordinators accept)
  * round      { body }        → { report: Promise<ReportBody> }  (trains outside the mailbox)
- * trained    {}              internal: a round's training ended (counted)
+ * step       { round, step, loss }  internal: one local step taken (progress, dashboard)
+ * trained    { losses }      internal: a round's training ended (counted)
  * challenge  { challenge }   → { openings: Promise<OpeningsBody> }: the sealed answer, encoded,
  *                              kept to be fetched
  * opened     { challengeId, bytes }  internal: an answer is ready
  * part       { challengeId, index }  → one piece of it
+ * stats      → TrainerStats (rounds, challenges, the run in progress, its losses)
  * ```
  *
  * The compute — H steps, and the opening of challenged steps from the run's trace — runs in a
@@ -80,7 +82,8 @@ export interface TrainerServiceOptions {
 export type TrainerMessage =
   | { type: "peer"; connection: Connection }
   | { type: "round"; body: RoundBody; coordinator: string }
-  | { type: "trained" }
+  | { type: "step"; round: number; steps: number; step: number; loss: number }
+  | { type: "trained"; losses: number[] }
   | { type: "challenge"; challenge: TrainingChallenge }
   | { type: "opened"; challengeId: string; bytes: Uint8Array }
   | { type: "part"; challengeId: string; index: number }
@@ -106,6 +109,10 @@ export interface TrainerStats {
   challenges: number;
   /** Coordinators joined (hex keys). */
   joined: string[];
+  /** The round being trained now, and how far it is. */
+  current?: { round: number; step: number; steps: number };
+  /** Training loss (nats per byte) of each step of the current or latest run. */
+  losses: number[];
 }
 
 /** A node's trainer; see the module doc. */
@@ -115,6 +122,8 @@ export class TrainerService implements Actor<TrainerMessage> {
   readonly #answers = new Map<string, Uint8Array>();
   #rounds = 0;
   #challenges = 0;
+  #current?: { round: number; step: number; steps: number };
+  #losses: number[] = [];
   #commitment?: { size: number; root: string };
   #engine?: TrainerEngine;
 
@@ -148,8 +157,18 @@ export class TrainerService implements Actor<TrainerMessage> {
         return this.#join(message.connection);
       case "round":
         return { report: this.#train(message.body, message.coordinator, ctx) } as RoundAccepted;
+      case "step":
+        if (this.#current?.round !== message.round) {
+          this.#current = { round: message.round, step: 0, steps: message.steps };
+          this.#losses = [];
+        }
+        this.#current.step = message.step + 1;
+        this.#losses[message.step] = message.loss;
+        return;
       case "trained":
         this.#rounds++;
+        this.#current = undefined;
+        this.#losses = message.losses;
         return;
       case "challenge":
         return { openings: this.#open(message.challenge, ctx) } satisfies ChallengeAccepted;
@@ -172,6 +191,8 @@ export class TrainerService implements Actor<TrainerMessage> {
           rounds: this.#rounds,
           challenges: this.#challenges,
           joined: [...this.#joined],
+          current: this.#current && { ...this.#current },
+          losses: [...this.#losses],
         } satisfies TrainerStats;
     }
   }
@@ -201,16 +222,21 @@ export class TrainerService implements Actor<TrainerMessage> {
   ): Promise<ReportBody> {
     const started = performance.now();
     const start = await this.#options.models.get(body.startModel, body.arch, body.startFile);
-    const report = await this.#engine!.train({
-      arch: body.arch,
-      round: body.round,
-      startModel: body.startModel,
-      start: start.weights,
-      steps: body.steps,
-      dataSeed: body.dataSeed,
-      hyper: body.hyper,
-    });
-    await ctx.self.tell({ type: "trained" });
+    const { round, steps } = body;
+    const report = await this.#engine!.train(
+      {
+        arch: body.arch,
+        round,
+        startModel: body.startModel,
+        start: start.weights,
+        steps,
+        dataSeed: body.dataSeed,
+        hyper: body.hyper,
+      },
+      (step, loss) =>
+        void ctx.self.tell({ type: "step", round, steps, step, loss }).catch(() => {}),
+    );
+    await ctx.self.tell({ type: "trained", losses: report.receipt.losses });
     const losses = report.receipt.losses;
     this.#log(
       `trainer: round ${body.round} for ${coordinator.slice(0, 16)}: ${body.steps} steps in ${

@@ -8,7 +8,9 @@ const SVG = "http://www.w3.org/2000/svg";
 
 /**
  * @param {Element} host Where the chart goes (emptied).
- * @param {{series: {name: string, color: string}[], keep?: number, unit?: string}} options
+ * @param {{series: {name: string, color: string}[], keep?: number, unit?: string,
+ *   fit?: boolean}} options `fit`: spread the points present over the width (a chart of a few
+ *   rounds), instead of one slot per kept point (a chart that scrolls in time)
  */
 export function lineChart(host, options) {
   const keep = options.keep ?? 120;
@@ -51,9 +53,10 @@ export function lineChart(host, options) {
       const all = points.flat();
       const max = Math.max(1e-9, ...all);
       const min = Math.min(0, ...all);
+      const slots = options.fit ? Math.max(...points.map((p) => p.length)) : keep;
       paths.forEach((path, i) => {
         const p = points[i];
-        const x = (j) => pad + (j / Math.max(1, keep - 1)) * (width - 2 * pad);
+        const x = (j) => pad + (j / Math.max(1, slots - 1)) * (width - 2 * pad);
         const y = (v) => height - pad - ((v - min) / (max - min)) * (height - 2 * pad);
         path.setAttribute(
           "d",

@@ -6,7 +6,10 @@
  *
  * @module
  */
-import { formatNumber, lineChart } from "./charts.js";
+import { lineChart } from "./charts.js";
+
+/** `1 round`, `2 rounds`. */
+const count = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 /**
  * @param {{ panel: HTMLElement, roundsChart: HTMLElement, stepsChart: HTMLElement,
@@ -17,11 +20,13 @@ export function trainingPanel(hosts) {
     series: [{ name: "held-out", color: "#3fb68b" }],
     unit: " bits/byte",
     keep: 200,
+    fit: true,
   });
   const stepsChart = lineChart(hosts.stepsChart, {
     series: [{ name: "local training loss", color: "#5aa7f0" }],
     unit: " bits/byte",
     keep: 1000,
+    fit: true,
   });
   return {
     /** @param {any} training the snapshot's `training` (null: no part in training) */
@@ -30,6 +35,8 @@ export function trainingPanel(hosts) {
       if (!training) return;
       const c = training.coordinator;
       const t = training.trainer;
+      hosts.roundsChart.hidden = !c;
+      hosts.stepsChart.hidden = !t;
       if (c) {
         const points = c.rounds.map((r) => r.bitsPerByte).filter((v) => v !== undefined);
         if (c.initialBitsPerByte !== undefined) points.unshift(c.initialBitsPerByte);
@@ -39,7 +46,9 @@ export function trainingPanel(hosts) {
       const parts = [];
       if (c) {
         parts.push(
-          `coordinating: round ${c.round}, ${c.trainers} trainers, model ${c.model.slice(0, 14)}…` +
+          `coordinating: round ${c.round}, ${count(c.trainers, "trainer")}, model ${
+            c.model.slice(0, 14)
+          }…` +
             (c.convicted.length ? `, ${c.convicted.length} convicted` : ""),
         );
       }
@@ -48,7 +57,8 @@ export function trainingPanel(hosts) {
           ? `training round ${t.current.round}: step ${t.current.step}/${t.current.steps}`
           : "waiting for a round";
         parts.push(
-          `trainer: ${now}; ${t.rounds} rounds trained, ${t.challenges} challenges answered`,
+          `trainer: ${now}; ${count(t.rounds, "round")} trained, ` +
+            `${count(t.challenges, "challenge")} answered`,
         );
       }
       hosts.summary.textContent = parts.join(" · ");
@@ -62,7 +72,7 @@ export function trainingPanel(hosts) {
         };
         cell(String(r.round));
         cell(r.model.slice(0, 14) + "…", "mono");
-        cell(r.bitsPerByte === undefined ? "–" : formatNumber(Number(r.bitsPerByte.toFixed(3))));
+        cell(r.bitsPerByte === undefined ? "–" : r.bitsPerByte.toFixed(3));
         cell(String(r.accepted));
         cell(
           r.excluded.map((e) => `${e.key.slice(0, 10)}… (${e.reason})`).join(", ") || "–",
