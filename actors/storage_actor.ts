@@ -75,6 +75,11 @@ export interface StoragePutMessage {
   mime?: string;
   /** Encrypt with the actor's owner key (private tier). Default `false`. */
   private?: boolean;
+  /**
+   * Keep it in this node's own store only, never on storage peers (a trainer's private shard:
+   * not even its ciphertext leaves the node). Default `false`.
+   */
+  local?: boolean;
   /** Pin the file so GC keeps it. Default `true`. */
   pin?: boolean;
   /** Aborts the put. */
@@ -102,6 +107,8 @@ export interface StorageGetBytesMessage {
   type: "get_bytes";
   /** File id or raw object CID. */
   cid: string;
+  /** Read this node's own store only (a file put with `local`). Default `false`. */
+  local?: boolean;
 }
 /** Store small bytes as a file. Answered with the {@link PutFileResult}. */
 export interface StoragePutBytesMessage {
@@ -113,6 +120,10 @@ export interface StoragePutBytesMessage {
   name?: string;
   /** Optional MIME type. */
   mime?: string;
+  /** Encrypt with the owner key (see {@link StoragePutMessage.private}). Default `false`. */
+  private?: boolean;
+  /** This node's store only (see {@link StoragePutMessage.local}). Default `false`. */
+  local?: boolean;
   /** Pin it. Default `true`. */
   pin?: boolean;
 }
@@ -522,6 +533,8 @@ export class StorageActor {
           source: ReadableStream.from([message.bytes]),
           name: message.name,
           mime: message.mime,
+          private: message.private,
+          local: message.local,
           pin: message.pin,
         }, ctx);
         return await done;
@@ -534,7 +547,9 @@ export class StorageActor {
           signal: message.signal,
         });
       case "get_bytes":
-        return await files.content(message.cid, { key: this.#options.ownerKey });
+        return await (message.local ? this.#local! : files).content(message.cid, {
+          key: this.#options.ownerKey,
+        });
       case "stat": {
         const info = await files.stat(message.cid, { key: this.#options.ownerKey });
         // A public UnixFS id has no name or type: the pin here may have recorded them.
@@ -602,7 +617,7 @@ export class StorageActor {
    * root GC can read, and `list` can name the file.
    */
   #put(message: StoragePutMessage, ctx: StorageActorContext | undefined): PutHandle {
-    const replicated = this.#replicated;
+    const replicated = message.local ? null : this.#replicated;
     const files = this.#files!;
     const store = this.#store!;
     const signals = [message.signal, ctx?.signal].filter((s): s is AbortSignal => !!s);
@@ -628,7 +643,9 @@ export class StorageActor {
             }
           }
         }
-        const label = message.private ? undefined : { name: message.name, mime: message.mime };
+        const label = message.private
+          ? (message.local ? { local: true } : undefined)
+          : { name: message.name, mime: message.mime, local: message.local };
         if (message.pin ?? true) await pending.commit(result.cid, label);
         return result;
       } finally {
@@ -679,6 +696,7 @@ export class StorageActor {
       targets = [];
       const files = new FileStore(replicated, this.#fileOptions());
       for (const root of await this.#store!.pins()) {
+        if ((await this.#store!.pinLabel(root))?.local) continue; // never leaves this node
         targets.push(...(await files.blocks(root)).map(storageKey));
       }
     }

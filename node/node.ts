@@ -80,6 +80,8 @@ import {
   type TrainingValidatorMessage,
 } from "../training/training_validator.ts";
 import { type CoordinatorMessage, RoundCoordinator } from "../training/round_coordinator.ts";
+import { keepShardPrivate } from "../training/private_shard.ts";
+import { OwnerKey } from "../storage/private_tier.ts";
 
 /** Names of the node's actors in the registry. */
 export const NODE_ACTORS = {
@@ -271,6 +273,8 @@ async function startSteps(
     : undefined;
 
   const training = await trainingInputs(config, options.train, log);
+  // Private files (a trainer's shard) are sealed under a key derived from the node's secret.
+  const ownerKey = await OwnerKey.fromSecret(identity.exportSecretKey());
   step();
 
   const system = new ActorSystem({ name: "node" });
@@ -307,6 +311,7 @@ async function startSteps(
       pledge,
       activity,
       training,
+      ownerKey,
     ),
   });
   step();
@@ -526,6 +531,7 @@ function nodeChildren(
   pledge: StakePledge | undefined,
   activity: NodeActivity | undefined,
   training: TrainingInputs,
+  ownerKey: OwnerKey,
 ): ChildSpec<never>[] {
   const children: ChildSpec<never>[] = [];
   const add = <M>(spec: ChildSpec<M>) => children.push(spec as unknown as ChildSpec<never>);
@@ -539,6 +545,7 @@ function nodeChildren(
           store: { quotaBytes: config.storage.quotaBytes, gcGraceMs: config.storage.gcGraceMs },
           maxInMemoryBytes: config.storage.maxInMemoryBytes,
           identity,
+          ownerKey,
           // With storage peers, files are spread over them and this node (r copies each).
           holdHere: true,
           network: NODE_ACTORS.network,
@@ -687,6 +694,22 @@ function addTrainingChildren(
         new TrainerService({
           identity,
           shard: inputs.shard!,
+          keepShard: roles.storage
+            ? async (shard) => {
+              const storage = lookup<StorageMessage>(NODE_ACTORS.storage);
+              if (storage === undefined) return shard;
+              const { shard: shardNo, shards } = training.trainer;
+              const kept = await keepShardPrivate(storage, config.dataDir, {
+                shard,
+                deal: { shard: shardNo, shards, corpusDocs: training.corpusDocs },
+              });
+              log(
+                `training: shard ${kept.stored ? "stored" : "found"} in the private tier as ` +
+                  `${kept.cid} (this node only, encrypted)`,
+              );
+              return kept.shard;
+            }
+            : undefined,
           models: roundModels,
           train: inputs.train,
           log,

@@ -136,6 +136,8 @@ export interface PinLabel {
   name?: string;
   /** MIME type. */
   mime?: string;
+  /** Kept on this node only: never replicated, not even by a repair of every pin. */
+  local?: boolean;
 }
 
 /** A pin file larger than this is not a label we wrote: ignored. */
@@ -381,15 +383,16 @@ export class ChunkStore implements BlockStore {
     if (!await this.has(cid)) {
       throw new ChunkNotFoundError(cid, "the local store; put it before pinning it");
     }
-    const text = label?.name !== undefined || label?.mime !== undefined
-      ? JSON.stringify({ name: label.name, mime: label.mime })
+    const text = label?.name !== undefined || label?.mime !== undefined || label?.local
+      ? JSON.stringify({ name: label.name, mime: label.mime, local: label.local || undefined })
       : "";
     await this.#touchRoot(PINS_DIR, cid, new TextEncoder().encode(text));
   }
 
   /**
-   * The name and MIME type a pin recorded (a public UnixFS file's id has neither, so the owner's
-   * labels live beside the pin); `undefined` when none, or the pin file does not parse.
+   * The name, MIME type and locality a pin recorded (a public UnixFS file's id has neither, so
+   * the owner's labels live beside the pin); `undefined` when none, or the pin file does not
+   * parse.
    */
   async pinLabel(cid: string): Promise<PinLabel | undefined> {
     let text: string;
@@ -405,6 +408,7 @@ export class ChunkStore implements BlockStore {
       const label: PinLabel = {};
       if (typeof raw.name === "string") label.name = raw.name;
       if (typeof raw.mime === "string") label.mime = raw.mime;
+      if (raw.local === true) label.local = true;
       return label;
     } catch {
       return undefined;

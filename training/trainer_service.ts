@@ -60,8 +60,13 @@ const KEPT_ANSWERS = 8;
 export interface TrainerServiceOptions {
   /** The node's key: signs receipts, proves the connection. */
   identity: Identity;
-  /** This node's private shard. */
+  /** This node's private shard (as dealt; see {@link TrainerServiceOptions.keepShard}). */
   shard: TextShard;
+  /**
+   * Keep the shard in the node's private storage tier and train on what is read back from
+   * there (`private_shard.ts`); absent: train on `shard` as given (a node without storage).
+   */
+  keepShard?: (shard: TextShard) => Promise<TextShard>;
   /** Where round models are found, fetched and written. */
   models: RoundModels;
   /**
@@ -132,13 +137,17 @@ export class TrainerService implements Actor<TrainerMessage> {
     this.#options = options;
   }
 
-  /** Commit to the shard once (the root every receipt and the join carry). */
-  preStart(): void {
+  /**
+   * Put the shard in the private storage tier (or find it there), then commit to it once (the
+   * root every receipt and the join carry).
+   */
+  async preStart(): Promise<void> {
+    const { identity, train, keepShard } = this.#options;
+    const shard = keepShard ? await keepShard(this.#options.shard) : this.#options.shard;
     const sampleBytes = this.#options.sampleBytes ?? DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes;
-    const { size, root } = commitShard(this.#options.shard, sampleBytes);
+    const { size, root } = commitShard(shard, sampleBytes);
     if (size === 0) throw new TrainingError("empty_shard", "the trainer's shard has no sample");
     this.#commitment = { size, root };
-    const { identity, shard, train } = this.#options;
     this.#engine = train === undefined
       ? new WorkerTrainerEngine(identity, shard)
       : new InProcessTrainerEngine(identity, shard, train);
