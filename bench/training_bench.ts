@@ -4,19 +4,38 @@
  * number to read), plus the held-out loss each reaches after the same steps (they should
  * agree: same data, same seeds, float32 both).
  *
+ * Then DiLoCo as `cli.ts train` runs it (`trainModel`: trainers in parallel workers, H local
+ * steps, the outer step), side by side in the same run: 3 trainers against 1 for the same wall
+ * time — training tokens/s per node, held-out bits per byte reached, against the random-weight
+ * start; bytes per round (the measured int8 deltas, and the model each trainer downloads)
+ * against a ring all-reduce of fp32 gradients every step; and the held-out bits per byte of
+ * the shipped default model (`brown`).
+ *
  * ```
  * deno run -A bench/training_bench.ts [--steps 20] [--size tiny|test] [--batch 8]
+ *   [--diloco-seconds 40] [--diloco-steps 50] [--no-diloco]
  * ```
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { GPT_MODEL_SIZES, type GptArchitecture } from "../inference/model_builder.ts";
+import { TRAINED_BUILTIN_MODELS, trainedModelBytes } from "../inference/builtin_model.ts";
 import { loadBrownCorpus, splitCorpus } from "../training/brown_corpus.ts";
-import { seededGptWeights } from "../training/gpt_weights.ts";
+import {
+  gptModelBytesFromWeights,
+  seededGptWeights,
+  weightsFromOnnx,
+} from "../training/gpt_weights.ts";
 import { evaluateLoss, trainLocal } from "../training/local_trainer.ts";
 import type { TrainingBackend } from "../training/tf_backend.ts";
 import { gptForwardFlops } from "../training/tf_gpt.ts";
+import {
+  defaultSampleBytes,
+  heldOutBitsPerByte,
+  trainModel,
+  type TrainRunResult,
+} from "../training/train_command.ts";
 
 /** Backward ≈ 2× forward, so a training step is ≈ 3 forward passes of matmul FLOPs. */
 const TRAIN_FLOPS_PER_FORWARD = 3;
@@ -37,6 +56,9 @@ const { values } = parseArgs({
     size: { type: "string", default: "tiny" },
     batch: { type: "string", default: "8" },
     "sample-bytes": { type: "string", default: "65" },
+    "diloco-seconds": { type: "string", default: "40" },
+    "diloco-steps": { type: "string", default: "50" },
+    "no-diloco": { type: "boolean" },
   },
 });
 const STEPS = Number(values.steps);
@@ -101,3 +123,127 @@ for (const r of rows) {
       `${r.lastLoss.toFixed(3).padStart(9)}  ${r.heldOut.toFixed(3)}`,
   );
 }
+
+/**
+ * Held-out samples of the DiLoCo rows and of the shipped model: the figure `cli.ts train`
+ * prints at the end of a run uses as many (docs/TRAINING.md).
+ */
+const DILOCO_EVAL_SAMPLES = 256;
+/** Trainers of the many-node run (the acceptance criterion's 3 nodes). */
+const MANY = 3;
+/** The acceptance goal on bytes per round against all-reduce. */
+const BYTES_GOAL = 100;
+/** Bytes of an fp32 value (the all-reduce baseline exchanges fp32 gradients). */
+const FP32_BYTES = 4;
+
+/** DiLoCo, 3 trainers against 1 for the same wall time, and the shipped model. */
+async function dilocoRows(): Promise<void> {
+  const seconds = Number(values["diloco-seconds"]);
+  const H = Number(values["diloco-steps"]);
+  const docs = await loadBrownCorpus();
+  const { heldOut } = splitCorpus(docs, 1);
+  const outDir = await Deno.makeTempDir({ prefix: "veriflow-training-bench-" });
+  const cores = navigator.hardwareConcurrency;
+  console.log(
+    `\nDiLoCo (cli.ts train): ${arch === ARCHS.test ? "test" : values.size} model, H = ${H} ` +
+      `local steps per round, ${seconds} s of wall time per run; trainers are workers in ` +
+      `parallel on this machine's ${cores} cores (${MANY} trainers share them)`,
+  );
+  try {
+    const run = (trainers: number): Promise<TrainRunResult> =>
+      trainModel({
+        arch,
+        trainers,
+        rounds: 1_000,
+        steps: H,
+        seed: 0,
+        outDir: `${outDir}/n${trainers}`,
+        minutes: seconds / 60,
+        hyper,
+        evalSamples: DILOCO_EVAL_SAMPLES,
+      });
+    const many = await run(MANY);
+    const one = await run(1);
+    const perNode = (r: TrainRunResult, n: number) =>
+      r.rounds.length === 0
+        ? 0
+        : r.rounds.reduce((s, x) => s + x.tokensPerSecond, 0) / r.rounds.length / n;
+    console.log(
+      "run         rounds  tokens/s/node  tokens/s total  held-out bits/byte (start → end)",
+    );
+    for (const [label, r, n] of [[`${MANY} nodes`, many, MANY], ["1 node", one, 1]] as const) {
+      console.log(
+        `${label.padEnd(10)}  ${String(r.rounds.length).padStart(6)}  ` +
+          `${perNode(r, n).toFixed(0).padStart(13)}  ${
+            (perNode(r, n) * n).toFixed(0).padStart(14)
+          }  ` +
+          `${r.startBitsPerByte.toFixed(3)} → ${r.heldOutBitsPerByte.toFixed(3)}`,
+      );
+    }
+    console.log(
+      `held-out after ${seconds} s: ${MANY} nodes ${many.heldOutBitsPerByte.toFixed(3)}, ` +
+        `1 node ${one.heldOutBitsPerByte.toFixed(3)}, random weights ` +
+        `${many.startBitsPerByte.toFixed(3)} bits/byte — ${MANY} nodes ` +
+        `${many.heldOutBitsPerByte < one.heldOutBitsPerByte ? "better" : "NOT better"} than 1 ` +
+        `(goal: better)`,
+    );
+
+    // Bytes per round, measured on the 3-node run.
+    const round = many.rounds[0];
+    if (round) {
+      const params = many.params;
+      const deltaPerTrainer = round.deltaBytes / MANY;
+      const modelBytes = gptModelBytesFromWeights(arch, many.weights).length;
+      const diloco = round.deltaBytes;
+      const withDownload = diloco + MANY * modelBytes;
+      // Ring all-reduce: each node sends 2·(n−1)/n of the gradient per step.
+      const allReducePerNodeStep = (2 * (MANY - 1) / MANY) * params * FP32_BYTES;
+      const allReduce = allReducePerNodeStep * H * MANY;
+      const ratio = allReduce / diloco;
+      const ratioAll = allReduce / withDownload;
+      const fmt = (b: number) => `${(b / 1e6).toFixed(2)} MB`;
+      console.log(
+        `bytes per round, ${MANY} nodes (${params.toLocaleString("en-US")} params, H = ${H}):\n` +
+          `  DiLoCo int8 deltas (measured)   ${fmt(diloco)} (${deltaPerTrainer} B per trainer)\n` +
+          `  + model download per trainer    ${fmt(withDownload)} (${modelBytes} B ONNX each)\n` +
+          `  ring all-reduce, fp32, H steps  ${fmt(allReduce)} ` +
+          `(2·(n−1)/n · params · 4 B per node per step)\n` +
+          `  ratio: ${ratio.toFixed(0)}× less (deltas), ${ratioAll.toFixed(0)}× less ` +
+          `(deltas + download); goal ≥ ${BYTES_GOAL}× — ` +
+          `${ratio >= BYTES_GOAL ? "met" : "not met"} on uploads, ` +
+          `${ratioAll >= BYTES_GOAL ? "met" : "not met"} with the download`,
+      );
+    }
+
+    // The shipped default model.
+    const shipped = TRAINED_BUILTIN_MODELS.brown;
+    if (shipped) {
+      const sArch = GPT_MODEL_SIZES.brown;
+      const weights = weightsFromOnnx(await trainedModelBytes("brown"), sArch);
+      const sampleBytes = defaultSampleBytes(sArch);
+      const bpb = await heldOutBitsPerByte(
+        sArch,
+        weights,
+        heldOut,
+        DILOCO_EVAL_SAMPLES,
+        sampleBytes,
+      );
+      const random = await heldOutBitsPerByte(
+        sArch,
+        seededGptWeights(sArch, 0),
+        heldOut,
+        DILOCO_EVAL_SAMPLES,
+        sampleBytes,
+      );
+      console.log(
+        `shipped default model brown (${shipped.cid}): held-out ${bpb.toFixed(3)} bits/byte ` +
+          `on ${DILOCO_EVAL_SAMPLES} samples of ${sampleBytes - 1}+1 bytes ` +
+          `(random weights of its architecture: ${random.toFixed(3)})`,
+      );
+    }
+  } finally {
+    await Deno.remove(outDir, { recursive: true }).catch(() => {});
+  }
+}
+
+if (!values["no-diloco"]) await dilocoRows();

@@ -4,11 +4,54 @@
  * model under the same id, and a corrupted copy is detected (its bytes no longer match the
  * name) and rebuilt.
  *
+ * Most sizes are random weights from a seed (`tiny` runs the tests). A trained size (`brown`,
+ * the node's default: trained by `cli.ts train` on the Brown corpus) is not built: its weights
+ * are checked in under `inference/models/<size>/model.onnx`, and installing it copies that file
+ * after checking it against the CID recorded here.
+ *
  * @module
  */
 import { join } from "node:path";
 import { matchesCid } from "../protocols/cid.ts";
 import { buildGptModel, DEFAULT_MODEL_SEED, type GptModelSize } from "./model_builder.ts";
+
+/** A built-in size whose weights were trained and are kept in the repository. */
+export interface TrainedBuiltinModel {
+  /** CID of its `model.onnx`: the checked-in file must match it. */
+  cid: string;
+  /** The checked-in `model.onnx`. */
+  file: URL;
+  /** Held-out bits per byte on the Brown corpus (`docs/TRAINING.md`, measured when trained). */
+  heldOutBitsPerByte: number;
+  /** The command that reproduces it (same seeds, same bytes, same CID). */
+  command: string;
+}
+
+/** The trained built-in sizes, by name (see `docs/MODELS.md`). */
+export const TRAINED_BUILTIN_MODELS: Readonly<Partial<Record<GptModelSize, TrainedBuiltinModel>>> =
+  Object.freeze({
+    brown: Object.freeze({
+      cid: "bafkreic57d4vny4ujvpigwmlncex22ashlo53qftaofvr32fqybp2ywpki",
+      file: new URL("./models/brown/model.onnx", import.meta.url),
+      heldOutBitsPerByte: 2.648,
+      command:
+        "deno run -A cli.ts train --trainers 2 --rounds 49 --steps 50 --size brown --seed 0 --out DIR",
+    }),
+  });
+
+/** The checked-in weights of a trained size, verified against their CID. */
+export async function trainedModelBytes(size: GptModelSize): Promise<Uint8Array> {
+  const trained = TRAINED_BUILTIN_MODELS[size];
+  if (!trained) throw new RangeError(`model size ${size} is not a trained built-in`);
+  const bytes = await Deno.readFile(trained.file);
+  if (!matchesCid(trained.cid, bytes)) {
+    throw new Error(
+      `${trained.file.pathname} does not match its CID ${trained.cid}: the checked-in model is ` +
+        `damaged (reproduce it with: ${trained.command})`,
+    );
+  }
+  return bytes;
+}
 
 /** Files a built-in model directory must hold. */
 const MODEL_FILES = ["model.onnx", "config.json", "tokenizer.json"] as const;
@@ -41,6 +84,13 @@ export function ensureBuiltinModel(
 }
 
 async function ensure(modelsDir: string, size: GptModelSize, seed: number): Promise<string> {
+  const trained = TRAINED_BUILTIN_MODELS[size];
+  if (trained && seed !== DEFAULT_MODEL_SEED) {
+    throw new RangeError(
+      `the trained model ${size} has one set of weights; a weight seed (${seed}) applies to ` +
+        `the random-weight sizes (tiny, small)`,
+    );
+  }
   await Deno.mkdir(modelsDir, { recursive: true });
   // Alias from (size, seed) to CID, so a cache hit needs no rebuild to learn the name.
   const aliasPath = join(modelsDir, `builtin-${size}-seed${seed}.cid`);
@@ -52,6 +102,12 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
   const staging = join(modelsDir, `.staging-${crypto.randomUUID()}`);
   try {
     const built = await buildGptModel({ size, seed, outDir: staging });
+    if (trained) {
+      // The builder wrote the config and tokenizer of the architecture; the weights are the
+      // checked-in trained ones.
+      await Deno.writeFile(join(staging, "model.onnx"), await trainedModelBytes(size));
+      built.cid = trained.cid;
+    }
     const dir = join(modelsDir, built.cid);
     if (await isIntact(dir, built.cid)) {
       await Deno.remove(staging, { recursive: true });

@@ -5,7 +5,7 @@
  * with the thread count the node runs the model with.
  *
  * ```sh
- * deno run -A cli.ts calibrate                       # the built-in tiny model, into .veriflow
+ * deno run -A cli.ts calibrate                       # the built-in default model, into .veriflow
  * deno run -A cli.ts calibrate --model-size small --jobs 48
  * deno run -A cli.ts calibrate --model ./my-export --data /srv/veriflow
  * ```
@@ -32,7 +32,7 @@ const EXIT_USAGE = 2;
 const USAGE = `usage: veriflow calibrate [options]
 
   --model DIR           an exported model directory (default: the built-in model)
-  --model-size S        built-in model size: tiny (default) or small
+  --model-size S        built-in model size: brown (default, trained), tiny or small
   --seed N              built-in model seed (default ${DEFAULT_MODEL_SEED})
   --data DIR            the node's data directory (default ${DEFAULT_DATA_DIR}); the profile
                         goes to DIR/calibration/<cid>.json
@@ -63,7 +63,7 @@ export async function runCalibrate(args: string[]): Promise<number> {
       strict: true,
       options: {
         model: { type: "string" },
-        "model-size": { type: "string", default: "tiny" },
+        "model-size": { type: "string", default: "brown" },
         seed: { type: "string", default: String(DEFAULT_MODEL_SEED) },
         data: { type: "string", default: DEFAULT_DATA_DIR },
         jobs: { type: "string", default: "24" },
@@ -101,7 +101,7 @@ export async function runCalibrate(args: string[]): Promise<number> {
     threads?.some((n) => n === undefined) ||
     (values["reference-threads"] !== undefined && referenceThreads === undefined) ||
     precisions.some((p) => !JOB_PRECISIONS.includes(p)) ||
-    !["tiny", "small"].includes(values["model-size"])
+    !["tiny", "small", "brown"].includes(values["model-size"])
   ) {
     console.error(USAGE);
     return EXIT_USAGE;
@@ -109,7 +109,7 @@ export async function runCalibrate(args: string[]): Promise<number> {
   const dir = values.model ??
     await ensureBuiltinModel(
       join(values.data, "models"),
-      values["model-size"] as "tiny" | "small",
+      values["model-size"] as "tiny" | "small" | "brown",
       seed,
     );
   const providers: ExecutionProvider[] = values.cuda ? ["cpu", "cuda"] : ["cpu"];

@@ -56,7 +56,7 @@ const nodeConfigSchema = z.strictObject({
     /** Directory of an exported model (model.onnx, tokenizer.json, config.json); built-in when absent. */
     dir: z.string().optional(),
     /** Size of the built-in model. */
-    size: z.enum(["tiny", "small"]).default("tiny"),
+    size: z.enum(["tiny", "small", "brown"]).default("brown"),
     /** Seed of the built-in model's weights. */
     seed: z.number().int().min(0).default(0),
     /**
@@ -232,7 +232,7 @@ export interface NodeConfig {
   /** The served model: an exported model directory, or the built-in model of `size` and `seed`. */
   model: {
     dir?: string;
-    size: "tiny" | "small";
+    size: "tiny" | "small" | "brown";
     seed: number;
     executionProvider: "cpu" | "cuda" | "webgpu";
     workers: number;

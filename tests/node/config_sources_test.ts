@@ -25,7 +25,7 @@ Deno.test("precedence is flag > env > file > default, and each value knows its s
   assert.equal(config.http.port, 9003, "the flag beats env and file");
   assert.equal(config.heartbeatMs, 7, "env beats the file");
   assert.equal(config.http.hostname, "127.0.0.2", "the file beats the default");
-  assert.equal(config.model.size, "tiny", "the default");
+  assert.equal(config.model.size, "brown", "the default");
   assert.deepEqual(config.network.peers, ["127.0.0.1:7701", "127.0.0.1:7702"]);
   assert.equal(config.roles.validator, false);
   assert.deepEqual(origins.get("http.port"), { source: "flag", by: "--port" });
@@ -93,7 +93,7 @@ Deno.test("start --print-config prints every value with its source and starts no
   const text = out.join("\n");
   assert.match(text, /^http\.port\s+0\s+flag --port$/m);
   assert.match(text, /^dataDir\s+"\/nonexistent\/never-created"\s+env VERIFLOW_DATA_DIR$/m);
-  assert.match(text, /^model\.size\s+"tiny"\s+default$/m);
+  assert.match(text, /^model\.size\s+"brown"\s+default$/m);
   assert.match(text, /^model\.dir\s+\(unset\)\s+default$/m);
   assert.equal(text.split("\n").length, configLeaves().length);
   await assert.rejects(Deno.stat("/nonexistent/never-created"));

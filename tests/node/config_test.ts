@@ -8,7 +8,7 @@ Deno.test("an empty configuration is a complete node with loopback defaults", ()
   assert.equal(config.dataDir, ".veriflow");
   assert.deepEqual(config.http, { hostname: "127.0.0.1", port: 8080, ...EDGE_DEFAULTS });
   assert.deepEqual(config.roles, { storage: true, inference: true, prover: true, validator: true });
-  assert.equal(config.model.size, "tiny");
+  assert.equal(config.model.size, "brown");
   assert.equal(config.model.executionProvider, "cpu");
 });
 
