@@ -712,6 +712,12 @@ function addTrainingChildren(
             : undefined,
           models: roundModels,
           train: inputs.train,
+          refusedModel: validates
+            ? async (cid) =>
+              await lookup<TrainingValidatorMessage>(TRAINING_ACTORS.validator)?.ask<
+                string | null
+              >({ type: "model_standing", model: cid }) ?? null
+            : undefined,
           log,
         }),
     });

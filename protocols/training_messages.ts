@@ -13,8 +13,8 @@
  *   training.opening_part { challengeId, index }        → training.part { bytes }
  *   training.receipt     { receipt, terms }               one-way (gossip)
  *   training.fraud_proof { proof, arch, startFile? }      one-way (gossip)
- *   training.outcome     { round, startModel, model, file, arch, accepted, excluded,
- *                          heldOutLoss? }                 one-way (gossip)
+ *   training.outcome     { round, startModel, startFile?, model, file, arch, accepted,
+ *                          reports, excluded, heldOutLoss? } one-way (gossip)
  * ```
  *
  * A trainer joins every peer that speaks the protocol; only a coordinator accepts
@@ -25,6 +25,10 @@
  * trainer answers with its step openings sealed to the validator — megabytes of training
  * states, fetched in 512 KiB parts — or refuses, or stays silent past the challenge's
  * deadline: then the signed challenge itself convicts it (`opening_missing`).
+ *
+ * An outcome carries what makes it checkable: the signed receipt and the storage file of each
+ * delta that went in, in the order they were averaged, so any node can redo the outer step and
+ * compare the model CID (`training/round_audit.ts`) before it serves or passes on the model.
  *
  * Receipts, fraud proofs and outcomes are gossip, like `validation.fraud_proof`: a node passes
  * what is new to it to every other peer once, never back, and each checks before it acts.
@@ -296,20 +300,32 @@ export const TrainingFraudProofMessage: MessageDefinition<TrainingFraudProofBody
   }),
 );
 
+/** One delta that went into a round's model: its trainer's receipt and where its bytes are. */
+export interface OutcomeReport {
+  /** The trainer's signed receipt (its `deltaHash` names the bytes). */
+  receipt: TrainingReceipt;
+  /** Storage file id of the encoded int8 delta. */
+  deltaFile: string;
+}
+
 /** Body of `training.outcome`: how a round ended. */
 export interface OutcomeBody {
   /** Round number. */
   round: number;
   /** Its start model's CID. */
   startModel: string;
+  /** Storage file id of the start model's `model.onnx` (to fetch it for the audit). */
+  startFile?: string;
   /** CID of the model the round produced. */
   model: string;
   /** Storage file id of its `model.onnx`. */
   file: string;
   /** Its architecture. */
   arch: GptArchitecture;
-  /** Hex keys of the trainers whose deltas went into it. */
+  /** Hex keys of the trainers whose deltas went into it, in the order they were averaged. */
   accepted: string[];
+  /** Their receipts and delta files, in the same order. */
+  reports: OutcomeReport[];
   /** Hex keys of the trainers whose deltas were dropped (convicted, faulted, refused). */
   excluded: string[];
   /** Held-out loss of the new model (nats per byte), as the coordinator measured it. */
@@ -322,10 +338,13 @@ export const OutcomeMessage: MessageDefinition<OutcomeBody> = defineMessage(
   z.object({
     round: z.number().int().nonnegative(),
     startModel: cid,
+    startFile: cid.optional(),
     model: cid,
     file: cid,
     arch: ArchitectureSchema,
     accepted: z.array(hexKey).max(MAX_OUTCOME_TRAINERS),
+    reports: z.array(z.object({ receipt: TrainingReceiptSchema, deltaFile: cid }))
+      .max(MAX_OUTCOME_TRAINERS),
     excluded: z.array(hexKey).max(MAX_OUTCOME_TRAINERS),
     heldOutLoss: z.number().finite().optional(),
   }),

@@ -384,13 +384,25 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     );
     await ctx.self.tell({ type: "round_done", record, model, momentum, convicted });
     if (model !== start) {
+      // Each delta that went in, stored, so any node can redo the outer step (round_audit.ts).
+      const reports = await Promise.all(accepted.map(async ({ report }) => ({
+        receipt: report.receipt,
+        deltaFile: await this.#options.models.putFile(
+          report.delta,
+          `delta-${report.receipt.deltaHash}.bin`,
+        ),
+      })));
       const outcome: OutcomeBody = {
         round,
         startModel: start.cid,
+        ...(start.file === undefined ? {} : { startFile: start.file }),
         model: model.cid,
         file: model.file ?? model.cid,
         arch,
         accepted: record.accepted,
+        reports: reports.flatMap((r) =>
+          r.deltaFile === undefined ? [] : [{ receipt: r.receipt, deltaFile: r.deltaFile }]
+        ),
         excluded: record.excluded.map((e) => e.key),
         ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
       };

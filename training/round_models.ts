@@ -64,17 +64,9 @@ export class RoundModels {
    */
   async publish(arch: GptArchitecture, weights: GptWeights): Promise<RoundModel> {
     const { cid, dir } = await writeTrainedModel(this.#options.modelsDir, arch, weights);
-    const storage = this.#options.storage();
-    let file: string | undefined;
-    if (storage !== undefined) {
-      const bytes = await Deno.readFile(join(dir, "model.onnx"));
-      const put = unwrapReply<PutFileResult>(
-        await storage.ask({ type: "put_bytes", bytes, name: `${cid}.onnx` }, {
-          timeoutMs: FETCH_TIMEOUT_MS,
-        }),
-      );
-      file = put.cid;
-    }
+    const file = this.#options.storage() === undefined
+      ? undefined
+      : await this.putFile(await Deno.readFile(join(dir, "model.onnx")), `${cid}.onnx`);
     return this.#keep({ cid, dir, file, weights });
   }
 
@@ -109,6 +101,34 @@ export class RoundModels {
       throw new TrainingError("model_mismatch", `model ${cid} is not of this architecture`);
     }
     return this.#keep({ cid, dir: written.dir, file, weights });
+  }
+
+  /**
+   * Put other bytes of a round (a trainer's delta, which an outcome names so any node can redo
+   * the outer step) in storage, pinned.
+   * @returns Its file id; undefined when this node has no storage.
+   */
+  async putFile(bytes: Uint8Array, name: string): Promise<string | undefined> {
+    const storage = this.#options.storage();
+    if (storage === undefined) return undefined;
+    const put = unwrapReply<PutFileResult>(
+      await storage.ask({ type: "put_bytes", bytes, name }, { timeoutMs: FETCH_TIMEOUT_MS }),
+    );
+    return put.cid;
+  }
+
+  /**
+   * The bytes of a file {@link putFile} stored (here or on a peer).
+   * @throws {TrainingError} `file_unavailable` when this node has no storage.
+   */
+  async getFile(file: string): Promise<Uint8Array> {
+    const storage = this.#options.storage();
+    if (storage === undefined) {
+      throw new TrainingError("file_unavailable", `file ${file} is not fetchable from here`);
+    }
+    return unwrapReply<Uint8Array>(
+      await storage.ask({ type: "get_bytes", cid: file }, { timeoutMs: FETCH_TIMEOUT_MS }),
+    );
   }
 
   /** Where model directories go. */

@@ -79,6 +79,11 @@ export interface TrainerServiceOptions {
    * default the local trainer's.
    */
   sampleBytes?: number;
+  /**
+   * Why this node refused a round model (its audit did not reproduce it; see
+   * `round_audit.ts`), or null: a round that starts from a refused model is not trained.
+   */
+  refusedModel?: (cid: string) => Promise<string | null>;
   /** Where one line per join, round and challenge goes. */
   log?: (line: string) => void;
 }
@@ -230,6 +235,16 @@ export class TrainerService implements Actor<TrainerMessage> {
     ctx: ActorContext<TrainerMessage>,
   ): Promise<ReportBody> {
     const started = performance.now();
+    const refused = await this.#options.refusedModel?.(body.startModel);
+    if (refused) {
+      this.#log(
+        `trainer: round ${body.round} refused: its start model failed the audit (${refused})`,
+      );
+      throw new TrainingError(
+        "start_model_refused",
+        `start model ${body.startModel} is not what its round's deltas give (${refused})`,
+      );
+    }
     const start = await this.#options.models.get(body.startModel, body.arch, body.startFile);
     const { round, steps } = body;
     const report = await this.#engine!.train(

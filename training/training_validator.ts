@@ -11,7 +11,10 @@
  * receipt     { body, origin }   record in the ledger; new: pass on
  * fraud_proof { body, origin }   check (outside the mailbox) → checked
  * checked     { … }              internal: settle in the ledger; confirmed and new: pass on
- * outcome     { body, origin }   new: fetch and serve the round's model; pass on
+ * outcome     { body, origin }   new: audit it (redo the outer step, outside the mailbox)
+ * audited     { body, audit }    internal: reproduced (or not checkable here): serve the
+ *                                model and pass on; not reproduced: refuse it
+ * model_standing { model }       → why this node refused that round model, or null
  * ```
  *
  * The ledger belongs to the ValidatorActor: this actor asks it (`training_receipt`,
@@ -26,7 +29,7 @@
 import type { Actor, ActorContext } from "../actors/actor.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { fromHex, sha256Hex, toHex } from "../protocols/hash.ts";
 import { decodeCbor } from "../protocols/cbor.ts";
 import {
   ChallengeMessage,
@@ -39,12 +42,15 @@ import {
 } from "../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type {
+  ConvictedMessage,
   TrainingFraudLedgerMessage,
   TrainingReceiptLedgerMessage,
   TrainingReceiptRecorded,
 } from "../actors/validator_messages.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import type { RoundModels } from "./round_models.ts";
+import type { GptWeights } from "./gpt_weights.ts";
+import { auditRound, type RoundAudit } from "./round_audit.ts";
 import type { TrainingReceipt } from "./training_receipt.ts";
 import {
   DEFAULT_OPENING_DEADLINE_MS,
@@ -76,6 +82,8 @@ const DEADLINE_MARGIN_MS = 50;
 
 /** Fraud proofs and outcomes remembered to take each once (gossip arrives from every peer). */
 const SEEN_LIMIT = 4096;
+/** Momenta of audited rounds kept: the next round starts from the latest. */
+const KEPT_MOMENTA = 4;
 
 /** How a challenge of one report ended. */
 export type ChallengeOutcome =
@@ -84,7 +92,10 @@ export type ChallengeOutcome =
   | { challenged: true; ok: false; reason: string; proof?: TrainingFraudProof };
 
 /** The ValidatorActor's training messages, as this actor asks them. */
-type LedgerTrainingMessage = TrainingReceiptLedgerMessage | TrainingFraudLedgerMessage;
+type LedgerTrainingMessage =
+  | TrainingReceiptLedgerMessage
+  | TrainingFraudLedgerMessage
+  | ConvictedMessage;
 
 /** Options of {@link TrainingValidator}. */
 export interface TrainingValidatorOptions {
@@ -147,7 +158,9 @@ export type TrainingValidatorMessage =
     origin: string;
   }
   | { type: "outcome"; body: OutcomeBody; origin: string }
+  | { type: "audited"; body: OutcomeBody; audit: RoundAudit; origin: string }
   | { type: "adopted"; model: string }
+  | { type: "model_standing"; model: string }
   | { type: "stats" };
 
 /** Counters of the training validator. */
@@ -166,6 +179,10 @@ export interface TrainingValidatorStats {
   confirmed: number;
   /** Round models fetched and served here. */
   adopted: string[];
+  /** Of those, the ones served without an audit (earlier rounds not seen here). */
+  unverified: string[];
+  /** Round models refused: the outer step over their deltas does not give them. */
+  refused: { model: string; reason: string }[];
 }
 
 /** See the module doc. */
@@ -180,7 +197,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     checked: 0,
     confirmed: 0,
     adopted: [],
+    unverified: [],
+    refused: [],
   };
+  /** The momentum after each audited round, by the model it produced (the next audit's start). */
+  readonly #momentum = new Map<string, GptWeights>();
 
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
@@ -223,9 +244,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return await this.#settle(message, ctx);
       case "outcome":
         if (!this.#firstTime(`outcome:${message.body.model}`)) return;
-        this.#publish(ctx, { kind: "outcome", body: message.body }, message.origin);
-        void this.#adopt(message.body).then(
-          () => ctx.self.tell({ type: "adopted", model: message.body.model }),
+        // Audited outside the mailbox; served and passed on only when it holds (`audited`).
+        void this.#audit(message.body, ctx).then(
+          (audit) =>
+            ctx.self.tell({ type: "audited", body: message.body, audit, origin: message.origin }),
           (error) =>
             this.#log(
               `training: model ${message.body.model.slice(0, 16)} not adopted: ${
@@ -234,11 +256,20 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
             ),
         );
         return;
+      case "audited":
+        return this.#onAudited(message.body, message.audit, message.origin, ctx);
       case "adopted":
         this.#stats.adopted.push(message.model);
         return;
+      case "model_standing":
+        return this.#stats.refused.find((r) => r.model === message.model)?.reason ?? null;
       case "stats":
-        return { ...this.#stats, adopted: [...this.#stats.adopted] };
+        return {
+          ...this.#stats,
+          adopted: [...this.#stats.adopted],
+          unverified: [...this.#stats.unverified],
+          refused: [...this.#stats.refused],
+        };
     }
   }
 
@@ -362,11 +393,51 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     return answer;
   }
 
-  async #adopt(body: OutcomeBody): Promise<void> {
+  /** Redo the round's outer step (`round_audit.ts`) before taking its model. */
+  #audit(body: OutcomeBody, ctx: ActorContext<TrainingValidatorMessage>): Promise<RoundAudit> {
+    return auditRound(body, {
+      models: this.#options.models,
+      momentumAfter: (cid) => this.#momentum.get(cid),
+      convicted: async (trainer) =>
+        await this.#ledger<boolean>(ctx, { type: "convicted", key: fromHex(trainer) })
+          .catch(() => false),
+    });
+  }
+
+  /** Serve and pass on an outcome that holds (or could not be checked here); refuse one that does not. */
+  #onAudited(
+    body: OutcomeBody,
+    audit: RoundAudit,
+    origin: string,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): void {
+    const name = `round ${body.round} model ${body.model.slice(0, 16)}…`;
+    if (!audit.ok) {
+      this.#stats.refused.push({ model: body.model, reason: audit.reason });
+      this.#log(`training: ${name} refused: ${audit.reason} (${audit.detail})`);
+      return;
+    }
+    if (audit.verified) {
+      this.#momentum.set(body.model, audit.momentum);
+      // Rounds move on: the latest few are enough to audit the next.
+      while (this.#momentum.size > KEPT_MOMENTA) {
+        this.#momentum.delete(this.#momentum.keys().next().value!);
+      }
+    } else {
+      this.#stats.unverified.push(body.model);
+    }
+    this.#publish(ctx, { kind: "outcome", body }, origin);
+    void this.#adopt(body, audit.verified ? "reproduced" : `not audited: ${audit.why}`).then(
+      () => ctx.self.tell({ type: "adopted", model: body.model }),
+      (error) => this.#log(`training: ${name} not adopted: ${(error as Error).message}`),
+    );
+  }
+
+  async #adopt(body: OutcomeBody, how: string): Promise<void> {
     const model = await this.#options.models.get(body.model, body.arch, body.file);
     await this.#options.serve?.(model.dir);
     this.#log(
-      `training: round ${body.round} model ${body.model.slice(0, 16)}… fetched and served` +
+      `training: round ${body.round} model ${body.model.slice(0, 16)}… ${how}, served` +
         (body.heldOutLoss === undefined ? "" : ` (held-out loss ${body.heldOutLoss.toFixed(3)})`),
     );
   }

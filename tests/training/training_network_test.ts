@@ -9,7 +9,8 @@
  * 2. The lazy trainer is challenged, convicted by a fraud proof, its delta excluded (round 0
  *    aggregates the two honest trainers; round 1 does not ask it again), and it is slashed in
  *    the ledger of every other node (the proof is gossiped; each re-checks it).
- * 3. The round's model is fetched by CID and served by the honest trainers; a job on it sent to
+ * 3. The round's model is fetched by CID, reproduced (each honest trainer redoes the outer step over
+ *    the deltas the outcome names and gets the same CID) and served; a job on it sent to
  *    the coordinator's API runs on a trainer, and the coordinator's validator checks that job's
  *    receipt and finds it valid.
  */
@@ -151,8 +152,9 @@ Deno.test({
       for (const node of honest) {
         await eventually(
           () =>
-            node.lines.find((l) => l.includes(`model ${model.slice(0, 16)}… fetched and served`)),
-          `${node.name} to serve the round's model`,
+            // Served only once the node redid the outer step and got the same CID.
+            node.lines.find((l) => l.includes(`model ${model.slice(0, 16)}… reproduced, served`)),
+          `${node.name} to reproduce and serve the round's model`,
           { timeoutMs: ACROSS_PROCESSES_MS },
         );
       }

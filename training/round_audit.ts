@@ -1,0 +1,107 @@
+/**
+ * The audit of a round's outcome: a node does not take the coordinator's word for the next
+ * model. The outcome names every delta that went in (the trainer's signed receipt and the
+ * storage file of its bytes, in the order they were averaged); the auditor fetches the start
+ * model and the deltas, checks each against its receipt, redoes the outer step with the
+ * momentum it carried from the rounds it audited before, and compares the model CID. A node
+ * serves and passes on only a model it could reproduce (or, having missed earlier rounds,
+ * could not check: then it says so).
+ *
+ * What fails, and why:
+ *
+ * | reason               | the outcome…                                                   |
+ * | -------------------- | -------------------------------------------------------------- |
+ * | `no_reports`         | names no delta                                                 |
+ * | `accepted_mismatch`  | lists other trainers than its receipts are from                |
+ * | `receipt_mismatch`   | carries a receipt of another round or start model              |
+ * | `convicted_included` | averages a delta of a trainer this node's ledger convicted     |
+ * | `delta_mismatch`     | names a file that is not the delta its receipt signs           |
+ * | `aggregate_mismatch` | names a model the outer step over those deltas does not give   |
+ *
+ * The outer step is float32 arithmetic in a fixed order (`outer_step.ts`), so an honest
+ * coordinator's model is reproduced bit for bit, and its CID with it.
+ *
+ * @module
+ */
+import type { OutcomeBody } from "../protocols/training_messages.ts";
+import { toHex } from "../protocols/hash.ts";
+import type { GptWeights } from "./gpt_weights.ts";
+import type { RoundModels } from "./round_models.ts";
+import { aggregateRound } from "./training_round.ts";
+
+/** What {@link auditRound} found. */
+export type RoundAudit =
+  /** Reproduced: the model, and the momentum the next round's audit starts from. */
+  | { ok: true; verified: true; dir: string; momentum: GptWeights }
+  /** Not checkable here (earlier rounds not seen): served on the coordinator's word. */
+  | { ok: true; verified: false; why: string }
+  /** Not what the deltas give: not served, not passed on. */
+  | { ok: false; reason: string; detail: string };
+
+/** What an audit needs from the node. */
+export interface RoundAuditContext {
+  /** Round models and files (start weights, deltas; the reproduced model is written there). */
+  models: RoundModels;
+  /**
+   * The momentum after the round that produced model `cid`, when this node audited that round
+   * (undefined: not seen). Round 0 starts from none.
+   */
+  momentumAfter(cid: string): GptWeights | undefined;
+  /** Whether this node's ledger convicted the trainer (hex key). */
+  convicted(trainer: string): Promise<boolean>;
+}
+
+/** Audit `outcome`; see the module doc. */
+export async function auditRound(
+  outcome: OutcomeBody,
+  context: RoundAuditContext,
+): Promise<RoundAudit> {
+  const fail = (reason: string, detail: string): RoundAudit => ({ ok: false, reason, detail });
+  const { reports } = outcome;
+  if (reports.length === 0) return fail("no_reports", "the outcome names no delta");
+  const trainers = reports.map((r) => toHex(r.receipt.trainer));
+  if (trainers.join() !== outcome.accepted.join()) {
+    return fail("accepted_mismatch", "the accepted trainers are not the receipts' trainers");
+  }
+  for (const { receipt } of reports) {
+    if (receipt.round !== outcome.round || receipt.startModel !== outcome.startModel) {
+      return fail("receipt_mismatch", "a receipt of another round or start model");
+    }
+  }
+  for (const trainer of trainers) {
+    if (await context.convicted(trainer)) {
+      return fail("convicted_included", `trainer ${trainer.slice(0, 16)} is convicted here`);
+    }
+  }
+  let momentum: GptWeights | undefined;
+  if (outcome.round > 0) {
+    momentum = context.momentumAfter(outcome.startModel);
+    if (momentum === undefined) {
+      return { ok: true, verified: false, why: "the round that made its start model was not seen" };
+    }
+  }
+  const start = await context.models.get(outcome.startModel, outcome.arch, outcome.startFile);
+  const deltas = await Promise.all(reports.map((r) => context.models.getFile(r.deltaFile)));
+  const result = await aggregateRound(
+    reports.map((r, i) => ({ receipt: r.receipt, delta: deltas[i] })),
+    {
+      arch: outcome.arch,
+      startModel: outcome.startModel,
+      start: start.weights,
+      momentum,
+      modelsDir: context.models.modelsDir,
+    },
+  ).catch((error) => error as Error);
+  if (result instanceof Error) return fail("delta_mismatch", result.message);
+  if (result.refused.length > 0) {
+    const { report, reason } = result.refused[0];
+    return fail(
+      "delta_mismatch",
+      `the delta of ${toHex(report.receipt.trainer).slice(0, 16)} is refused (${reason})`,
+    );
+  }
+  if (result.cid !== outcome.model) {
+    return fail("aggregate_mismatch", `the deltas give ${result.cid}, not ${outcome.model}`);
+  }
+  return { ok: true, verified: true, dir: result.dir, momentum: result.momentum };
+}
