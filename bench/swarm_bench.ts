@@ -6,8 +6,9 @@
  *    with its own {@link SwarmHost}, through the byte duplex the node gets per peer (Deno →
  *    loopback → host → Hyperswarm → host → loopback → Deno: the headline), and between two
  *    plain Node.js Hyperswarm peers (`bench/swarm_transfer_peer.mjs`, the baseline). Extra,
- *    labelled: the same through a `Connection`, as the 256 KiB `storage.put_chunk` requests a
- *    node replicating a file sends. Every pair stays connected; runs rotate between them.
+ *    labelled: the same with the host link over loopback TCP instead of the default (a Unix
+ *    socket where the platform has one: `network/swarm_link.ts`), and the same through a
+ *    `Connection`, as the 256 KiB `storage.put_chunk` requests a node replicating a file sends. Every pair stays connected; runs rotate between them.
  *    Prints MiB/s medians, their ratio to the baseline, and the CPU both ends (hosts included)
  *    spent per MiB, which a loaded machine disturbs less than the rate.
  *    Goal: host path / plain Hyperswarm ≥ 0.8.
@@ -22,7 +23,7 @@
  *
  * ```
  * deno run -A bench/swarm_bench.ts [--runs N (7)] [--size-mib N (256)] [--stream-runs N (15)]
- *   [--tokens N (224)] [--only transfer|stream] [--no-connection]
+ *   [--tokens N (224)] [--only transfer|stream] [--no-connection] [--no-tcp-link]
  * ```
  *
  * @module
@@ -31,6 +32,7 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { SwarmHost, type SwarmPeer } from "../network/swarm_host.ts";
+import type { SwarmLinkKind } from "../network/swarm_link.ts";
 import { type LocalTestnet, startLocalTestnet } from "../network/swarm_testnet.ts";
 import { Identity } from "../protocols/identity.ts";
 import { Connection } from "../protocols/connection.ts";
@@ -52,6 +54,7 @@ const { values: flags } = parseArgs({
     tokens: { type: "string", default: "224" },
     only: { type: "string" }, // "transfer" or "stream"
     "no-connection": { type: "boolean" }, // no Connection row in the transfer table
+    "no-tcp-link": { type: "boolean" }, // no row for the host link over loopback TCP
     // Internal: this script as one Deno transfer peer.
     peer: { type: "string" },
   },
@@ -73,6 +76,8 @@ interface PeerConfig {
   chunkBytes: number;
   /** Deno peers only: `connection` moves the bytes as storage chunks over a `Connection`. */
   over?: "duplex" | "connection";
+  /** Deno peers only: the link to the swarm host; absent, the host's default. */
+  link?: SwarmLinkKind;
 }
 
 /** Storage chunks in flight at once in the `Connection` row (1 MiB of 256 KiB chunks). */
@@ -178,13 +183,14 @@ async function runPeer(config: PeerConfig): Promise<void> {
     bind: "127.0.0.1",
     onPeer: (peer) => first.resolve(peer),
     log: (line) => console.error(line),
+    link: config.link,
   });
   await host.join(fromHex(config.topic));
   const peer = await first.promise;
   const overConnection = config.over === "connection"
     ? await connectionPeer(config, peer, identity)
     : undefined;
-  console.log(JSON.stringify({ ev: "connected" }));
+  console.log(JSON.stringify({ ev: "connected", link: host.link }));
   if (config.role === "recv") {
     if (config.over !== "connection") receive(peer).catch(() => {});
   } else {
@@ -245,9 +251,16 @@ class PeerProcess {
     await this.#child.status;
   }
 
-  /** CPU seconds used so far by this process and its live descendants (its swarm host). */
-  async cpuSeconds(): Promise<number> {
-    return await treeCpuSeconds(this.#child.pid);
+  /**
+   * CPU seconds used so far by this process and its live descendants (its swarm host): the
+   * whole tree, and the peer process alone.
+   */
+  async cpuSeconds(): Promise<{ tree: number; own: number }> {
+    const [tree, own] = await Promise.all([
+      treeCpuSeconds(this.#child.pid),
+      ownCpuSeconds(this.#child.pid),
+    ]);
+    return { tree, own };
   }
 }
 
@@ -255,9 +268,12 @@ class PeerProcess {
  * The three paths: plain Node.js Hyperswarm peers (the baseline), Deno peers through their
  * hosts on the raw duplex, and the same as storage chunks over a `Connection`.
  */
-type PairKind = "node" | "deno" | "connection";
+type PairKind = "node" | "deno" | "deno-tcp" | "connection";
 /** A storage chunk: the unit a node replicates (storage's default chunk size). */
 const STORAGE_CHUNK_BYTES = 256 * 1024;
+
+/** The link the Deno peers' hosts chose by default (printed with the table). */
+let defaultLink = "?";
 
 /** A connected sender–receiver pair of one kind. */
 async function pair(kind: PairKind, testnet: LocalTestnet): Promise<PeerProcess[]> {
@@ -269,6 +285,7 @@ async function pair(kind: PairKind, testnet: LocalTestnet): Promise<PeerProcess[
       role,
       chunkBytes: kind === "connection" ? STORAGE_CHUNK_BYTES : CHUNK_BYTES,
       over: kind === "connection" ? "connection" : "duplex",
+      ...(kind === "deno-tcp" ? { link: "tcp" as const } : {}),
     };
     return kind === "node"
       ? new PeerProcess("node", [BASELINE_PEER, JSON.stringify(config)])
@@ -285,8 +302,25 @@ async function pair(kind: PairKind, testnet: LocalTestnet): Promise<PeerProcess[
   await Promise.all(processes.map(async (p) => {
     const event = await p.next();
     if (event.ev !== "connected") throw new Error(`unexpected ${JSON.stringify(event)}`);
+    if (kind === "deno") defaultLink = event.link as string;
+    if (kind === "deno-tcp" && event.link !== "tcp") throw new Error("the TCP link was not used");
   }));
   return processes;
+}
+
+/** `/proc` counts CPU time in USER_HZ ticks, 100 per second on every Linux ABI Deno runs on. */
+const CLOCK_TICKS_PER_S = 100;
+
+/** CPU seconds (user + system, all threads) of `pid` alone, from `/proc` (Linux; NaN elsewhere). */
+async function ownCpuSeconds(pid: number): Promise<number> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // Fields after the ")" that closes the command name: utime is 14th, stime 15th overall.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+  } catch {
+    return NaN;
+  }
 }
 
 interface TransferRun {
@@ -294,6 +328,11 @@ interface TransferRun {
   mibPerS: number;
   /** CPU milliseconds per MiB, both ends (with their hosts) together. */
   cpuMsPerMib: number;
+  /**
+   * CPU ms per MiB of each process: sender, its host, the receiver's host, receiver (the hosts
+   * are 0 for the Node.js pair, which has none).
+   */
+  split: number[];
 }
 
 async function timeTransfer(peers: PeerProcess[], bytes: number): Promise<TransferRun> {
@@ -302,22 +341,32 @@ async function timeTransfer(peers: PeerProcess[], bytes: number): Promise<Transf
   await peers[1].tell({ bytes });
   const ms = (await peers[1].next()).ms as number;
   const after = await cpu();
-  const cpuS = after.reduce((sum, s, i) => sum + s - before[i], 0);
-  return { mibPerS: bytes / MIB / (ms / 1000), cpuMsPerMib: cpuS * 1000 / (bytes / MIB) };
+  const perMib = (s: number) => s * 1000 / (bytes / MIB);
+  const [recv, send] = after.map((a, i) => ({
+    own: perMib(a.own - before[i].own),
+    host: perMib(a.tree - before[i].tree - (a.own - before[i].own)),
+  }));
+  return {
+    mibPerS: bytes / MIB / (ms / 1000),
+    cpuMsPerMib: recv.own + recv.host + send.own + send.host,
+    split: [send.own, send.host, recv.host, recv.own],
+  };
 }
 
 const PATHS: Record<PairKind, string> = {
   node: "Node.js ↔ Node.js, plain Hyperswarm (baseline)",
-  deno: "Deno ↔ host ↔ host ↔ Deno: the node's per-peer duplex (headline)",
+  deno: "Deno ↔ host ↔ host ↔ Deno: the node's per-peer duplex, default link (headline)",
+  "deno-tcp": "same, the host link over loopback TCP instead (extra)",
   connection: `same, as 256 KiB storage.put_chunk requests over a Connection, ` +
     `${CHUNKS_IN_FLIGHT} in flight (extra)`,
 };
 
 async function bulkTransfer(testnet: LocalTestnet): Promise<void> {
-  const kinds: PairKind[] = flags["no-connection"] ? ["node", "deno"] : [
+  const kinds: PairKind[] = [
     "node",
     "deno",
-    "connection",
+    ...(flags["no-tcp-link"] ? [] : ["deno-tcp" as const]),
+    ...(flags["no-connection"] ? [] : ["connection" as const]),
   ];
   const pairs = new Map<PairKind, PeerProcess[]>();
   try {
@@ -336,16 +385,22 @@ async function bulkTransfer(testnet: LocalTestnet): Promise<void> {
       `\nbulk transfer over Hyperswarm (local testnet, 127.0.0.1): ${SIZE_BYTES / MIB} MiB, ` +
         `${CHUNK_BYTES / 1024} KiB writes, ${RUNS} interleaved runs each, medians; CPU is both ` +
         `ends' processes with their hosts, all sharing this machine's ` +
-        `${navigator.hardwareConcurrency} cores`,
+        `${navigator.hardwareConcurrency} cores; the hosts' default link here: ${defaultLink}`,
     );
-    console.log("| path | MiB/s | CPU ms/MiB | ratio to baseline | runs (MiB/s) |");
-    console.log("| --- | ---: | ---: | ---: | --- |");
+    console.log(
+      "| path | MiB/s | CPU ms/MiB | sender / its host / receiver's host / receiver | " +
+        "ratio to baseline | runs (MiB/s) |",
+    );
+    console.log("| --- | ---: | ---: | --- | ---: | --- |");
     const rate = (kind: PairKind) => median(runs.get(kind)!.map((r) => r.mibPerS));
     for (const kind of kinds) {
       const cpu = median(runs.get(kind)!.map((r) => r.cpuMsPerMib));
+      const split = [0, 1, 2, 3].map((i) =>
+        median(runs.get(kind)!.map((r) => r.split[i])).toFixed(1)
+      ).join(" / ");
       const each = runs.get(kind)!.map((r) => r.mibPerS.toFixed(0)).join(", ");
       console.log(
-        `| ${PATHS[kind]} | ${rate(kind).toFixed(0)} | ${cpu.toFixed(1)} | ${
+        `| ${PATHS[kind]} | ${rate(kind).toFixed(0)} | ${cpu.toFixed(1)} | ${split} | ${
           (rate(kind) / rate("node")).toFixed(3)
         } | ${each} |`,
       );

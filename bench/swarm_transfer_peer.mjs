@@ -95,7 +95,16 @@ function transfer(socket, bytes) {
   });
 }
 
-swarm.join(Buffer.from(config.topic, "hex"), { server: true, client: true });
+// Look the topic up again soon after joining, as the swarm host does (network/swarm/host.mjs):
+// two peers that join at the same moment may each look it up before the other has announced,
+// and Hyperswarm's own next lookup is 10 minutes away (seen: one pair in a few never met).
+const EARLY_REFRESHES_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 32_000];
+const discovery = swarm.join(Buffer.from(config.topic, "hex"), { server: true, client: true });
+const refreshes = EARLY_REFRESHES_MS.map((ms) =>
+  setTimeout(() => {
+    if (peer === null) discovery.refresh({ server: true, client: true }).catch(() => {});
+  }, ms)
+);
 
 const lines = createInterface({ input: process.stdin });
 let queue = Promise.resolve();
@@ -105,6 +114,7 @@ lines.on("line", (line) => {
 });
 lines.on("close", async () => {
   await queue.catch(() => {});
+  for (const timer of refreshes) clearTimeout(timer);
   await swarm.destroy();
   process.exit(0);
 });

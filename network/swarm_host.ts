@@ -6,10 +6,11 @@
  * up, its stderr in the node's log, the topics joined again.
  *
  * The host makes no protocol decision. It joins and leaves topics and hands each peer
- * connection to this process as one loopback TCP connection (backpressure both ways through
- * the sockets), prefixed by a 32-byte secret token (so no other local process can pose as the
- * host), the peer's public key as its Noise handshake authenticated it, and whether this side
- * dialled. The node's ed25519 identity is its swarm key pair (same seed), so the key the
+ * connection to this process as one local connection over the link (`swarm_link.ts`: a Unix
+ * socket in a private directory where the platform has them, loopback TCP otherwise;
+ * backpressure both ways through the sockets), prefixed by a 32-byte secret token (so no other
+ * local process can pose as the host), the peer's public key as its Noise handshake
+ * authenticated it, and whether this side dialled. The node's ed25519 identity is its swarm key pair (same seed), so the key the
  * connection layer's own handshake proves must equal the Noise key: the caller checks that.
  *
  * The host reads the node's secret seed from its stdin, never from its command line or
@@ -19,7 +20,13 @@
  */
 import { fileURLToPath } from "node:url";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
-import { listenTcp, type TcpDuplex, type TcpListener } from "../protocols/tcp_transport.ts";
+import type { SocketDuplex } from "../protocols/socket_duplex.ts";
+import {
+  openSwarmLink,
+  type SwarmLink,
+  type SwarmLinkAddress,
+  type SwarmLinkKind,
+} from "./swarm_link.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
@@ -46,7 +53,7 @@ export interface SwarmPeer {
   remoteKey: Uint8Array;
   /** Whether this side dialled. */
   initiator: boolean;
-  /** Close the underlying loopback socket now. */
+  /** Close the underlying local socket now. */
   close(): void;
 }
 
@@ -71,6 +78,16 @@ export interface SwarmHostOptions {
   nodePath?: string;
   /** Restart backoff; default 250 ms doubling to 10 s. */
   restart?: { initialMs: number; maxMs: number };
+  /**
+   * The link to the host (`swarm_link.ts`): `unix` (default where supported; falls back to
+   * `tcp`, logged, when no socket file can be made) or `tcp` (loopback).
+   */
+  link?: SwarmLinkKind;
+  /**
+   * Where the link's private socket directory is made (default the system's temporary
+   * directory): a node allowed to write only its data directory passes that.
+   */
+  socketDir?: string;
 }
 
 /** The swarm host could not be started (no Node.js, a bad configuration). */
@@ -90,7 +107,7 @@ interface Joined {
 export class SwarmHost {
   readonly #options: SwarmHostOptions;
   readonly #token = crypto.getRandomValues(new Uint8Array(TOKEN_BYTES));
-  readonly #listener: TcpListener;
+  #link: SwarmLink | undefined;
   readonly #topics = new Map<string, Joined>();
   readonly #waiting = new Map<string, PromiseWithResolvers<void>>();
   #child: Deno.ChildProcess | undefined;
@@ -102,9 +119,6 @@ export class SwarmHost {
 
   private constructor(options: SwarmHostOptions) {
     this.#options = options;
-    this.#listener = listenTcp({ hostname: "127.0.0.1", port: 0 }, (duplex) => {
-      this.#accept(duplex).catch(() => duplex.close());
-    });
   }
 
   /**
@@ -114,6 +128,9 @@ export class SwarmHost {
   static async start(options: SwarmHostOptions): Promise<SwarmHost> {
     const host = new SwarmHost(options);
     try {
+      host.#link = await openSwarmLink((duplex) => {
+        host.#accept(duplex).catch(() => duplex.close());
+      }, { kind: options.link, socketDir: options.socketDir, log: options.log });
       host.#spawn();
       const timeout = setTimeout(
         () => host.#ready.reject(new SwarmHostError("the swarm host did not come up in time")),
@@ -141,6 +158,16 @@ export class SwarmHost {
     return this.#child?.pid;
   }
 
+  /** The link the host delivers peers on (`unix`, or `tcp` by choice or fallback). */
+  get link(): SwarmLinkKind {
+    return this.#link!.kind;
+  }
+
+  /** Where the host connects: the socket file, or the loopback port (tests). */
+  get linkAddress(): SwarmLinkAddress {
+    return this.#link!.address;
+  }
+
   /** Restarts so far (each after the host died). */
   get restarts(): number {
     return this.#restarts;
@@ -164,7 +191,7 @@ export class SwarmHost {
     await this.#request(hex, { op: "leave", topic: hex });
   }
 
-  /** Stop the host (it leaves the swarm) and the loopback listener. */
+  /** Stop the host (it leaves the swarm) and the link's listener. */
   async close(): Promise<void> {
     this.#closing = true;
     await this.#stdin?.close().catch(() => {});
@@ -180,7 +207,7 @@ export class SwarmHost {
       await child.status.catch(() => {});
       clearTimeout(timer);
     }
-    await this.#listener.close();
+    await this.#link?.close();
     for (const waiting of this.#waiting.values()) {
       waiting.reject(new SwarmHostError("the swarm host stopped"));
     }
@@ -212,7 +239,7 @@ export class SwarmHost {
     this.#stdin = child.stdin.getWriter();
     const config = {
       seed: toHex(this.#options.identity.exportSecretKey()),
-      dataPort: this.#listener.addr.port,
+      ...this.#link!.address,
       token: toHex(this.#token),
       bootstrap: this.#options.bootstrap,
       ...(this.#options.bind ? { bind: this.#options.bind } : {}),
@@ -299,8 +326,8 @@ export class SwarmHost {
     }, delay);
   }
 
-  /** A loopback connection from the host: check its token, read the peer's key, hand it on. */
-  async #accept(duplex: TcpDuplex): Promise<void> {
+  /** A connection from the host: check its token, read the peer's key, hand it on. */
+  async #accept(duplex: SocketDuplex): Promise<void> {
     const reader = duplex.readable.getReader();
     const timer = setTimeout(() => duplex.close(), HEADER_TIMEOUT_MS);
     let header = new Uint8Array(0);

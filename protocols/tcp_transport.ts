@@ -2,16 +2,10 @@
  * TCP transport: byte duplexes over `Deno.connect` / `Deno.listen`, for static peers given by
  * address, tests and small fixed deployments.
  *
- * The one thing it does beyond moving bytes is closing politely. Deno's `conn.readable` and
- * `conn.writable` close the whole socket when either ends; closing a socket that still has
- * unread bytes from the peer makes the kernel send RST, and a RST makes the peer's kernel
- * throw away what it had received and not yet read — in our tests, the last `error` frame a
- * `Connection` sends before closing was lost in 80 of 80 tries. So here:
- *
- * - closing the writable half-closes (`closeWrite()`: FIN after the last byte we wrote);
- * - cancelling the readable does not close the socket: it keeps reading (and discarding)
- *   until the peer's EOF, up to `lingerMs`, so the socket is never closed with unread bytes;
- * - the socket is closed once both halves are done. `close()` cuts it at once.
+ * The duplex closes politely (`socket_duplex.ts`): closing the writable half-closes, cancelling
+ * the readable drains the peer's bytes until its EOF (up to `lingerMs`) so the socket is never
+ * closed with unread bytes (which would make the kernel send RST and the peer lose what it had
+ * not read yet), and `close()` cuts it at once.
  *
  * Data is not encrypted: run the session handshake over it (`Connection.open`) to know who
  * the peer is, and keep it to trusted networks (tests bind 127.0.0.1 only).
@@ -33,7 +27,10 @@
  *
  * @module
  */
-import type { ByteDuplex } from "./memory_duplex.ts";
+import { type SocketDuplex, socketDuplex, type SocketDuplexOptions } from "./socket_duplex.ts";
+
+// Public with the TCP transport (the package's entry point re-exports this module).
+export type { SocketDuplex, SocketDuplexOptions } from "./socket_duplex.ts";
 
 /** A TCP endpoint. */
 export interface TcpAddress {
@@ -43,26 +40,15 @@ export interface TcpAddress {
   port: number;
 }
 
-/** Options of a TCP duplex. */
-export interface TcpDuplexOptions {
-  /**
-   * After our reader gave up, how long to keep draining the peer's bytes waiting for its EOF
-   * before closing anyway (default 2 s, a connection's close grace: long enough for a live
-   * peer to finish, short enough that a stuck one does not hold the socket).
-   */
-  lingerMs?: number;
-}
+/** Options of a TCP duplex (linger time, read size: see {@link SocketDuplexOptions}). */
+export type TcpDuplexOptions = SocketDuplexOptions;
 
 /** A byte duplex over one TCP socket. */
-export interface TcpDuplex extends ByteDuplex {
+export interface TcpDuplex extends SocketDuplex {
   /** Our end. */
   readonly localAddr: Deno.NetAddr;
   /** The peer's end. */
   readonly remoteAddr: Deno.NetAddr;
-  /** Resolves once the socket is closed. */
-  readonly closed: Promise<void>;
-  /** Close the socket now, both ways (unsent and unread bytes are lost). */
-  close(): void;
 }
 
 /** A listening socket. */
@@ -73,178 +59,19 @@ export interface TcpListener {
   close(): Promise<void>;
 }
 
-/** Bytes read from the socket per read: one socket buffer's worth. */
-const READ_BUFFER_BYTES = 64 * 1024;
-const DEFAULT_LINGER_MS = 2_000;
-/**
- * Most bytes gathered into one socket write before a writer waits: 64 KiB, one socket
- * buffer's worth, so a batch goes out in one syscall and this buffer stays small beside the
- * connection's own budget.
- */
-const MAX_COALESCED_BYTES = 64 * 1024;
-
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.byteLength;
-  }
-  return out;
-}
 const DEFAULT_HOSTNAME = "127.0.0.1";
 
 /**
  * Wrap an open TCP connection as a {@link TcpDuplex} with half-close (see the module doc).
  * @param conn The socket; the duplex owns it from now on.
- * @param options Linger time.
+ * @param options Linger time, read size.
+ * @returns The duplex, with the socket's addresses.
  */
 export function tcpDuplex(conn: Deno.TcpConn, options?: TcpDuplexOptions): TcpDuplex {
-  const lingerMs = options?.lingerMs ?? DEFAULT_LINGER_MS;
-  const scratch = new Uint8Array(READ_BUFFER_BYTES);
-  const closed = Promise.withResolvers<void>();
-  let readDone = false;
-  let writeDone = false;
-  let socketClosed = false;
-  let cancelled = false;
-  let reading: Promise<number | null> | null = null;
-  let lingerTimer: ReturnType<typeof setTimeout> | undefined;
-
-  const finish = () => {
-    if (!readDone || !writeDone || socketClosed) return;
-    socketClosed = true;
-    clearTimeout(lingerTimer);
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
-    closed.resolve();
-  };
-  const cut = () => {
-    readDone = writeDone = true;
-    finish();
-  };
-  /** One read at a time, shared by the reader and the drain. */
-  const read = (): Promise<number | null> => {
-    reading ??= conn.read(scratch).finally(() => (reading = null));
-    return reading;
-  };
-  const drain = async () => {
-    lingerTimer = setTimeout(cut, lingerMs);
-    try {
-      while (!socketClosed && (await read()) !== null) {
-        // discard: nobody reads any more, but the peer's bytes must not be left unread
-      }
-    } catch {
-      // reset by the peer: nothing left to drain
-    }
-    readDone = true;
-    finish();
-  };
-
-  const readable = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      let n: number | null;
-      try {
-        n = await read();
-      } catch (error) {
-        readDone = true;
-        finish();
-        throw error;
-      }
-      if (cancelled) return; // cancelled while the read was pending; the drain took over
-      if (n === null) {
-        readDone = true;
-        controller.close();
-        finish();
-        return;
-      }
-      controller.enqueue(scratch.slice(0, n));
-    },
-    cancel() {
-      cancelled = true;
-      if (readDone) return;
-      drain();
-    },
-  }, { highWaterMark: 0 });
-
-  // Writes coalesce: while one socket write is in flight, later frames gather behind it and go
-  // out together in the next (group commit, not a timer), so a busy connection pays one
-  // syscall per batch instead of one per frame and an idle one still sends a frame at once.
-  let pending: Uint8Array[] = [];
-  let pendingBytes = 0;
-  let flushing: Promise<void> | null = null;
-  let writeFailure: unknown = null;
-  const flushLoop = async () => {
-    while (pending.length > 0) {
-      const batch = pending.length === 1 ? pending[0] : concat(pending, pendingBytes);
-      pending = [];
-      pendingBytes = 0;
-      for (let offset = 0; offset < batch.byteLength;) {
-        offset += await conn.write(batch.subarray(offset));
-      }
-    }
-  };
-  const flush = (): Promise<void> => {
-    flushing ??= flushLoop().catch((error) => {
-      writeFailure = error;
-      cut();
-    }).finally(() => {
-      flushing = null;
-      // A frame queued between the loop's last check and this turn must not wait for the
-      // next write (which may be a keepalive seconds away).
-      if (pending.length > 0 && writeFailure === null) flush();
-    });
-    return flushing;
-  };
-  const writable = new WritableStream<Uint8Array>({
-    start(controller) {
-      // An abort must not wait for a write the peer will never take (it stopped reading):
-      // the stream calls `abort` only after the write in flight, so cut on the signal.
-      controller.signal.addEventListener("abort", () => {
-        pending = [];
-        cut();
-      }, { once: true });
-    },
-    async write(chunk) {
-      if (writeFailure !== null) throw writeFailure;
-      pending.push(chunk);
-      pendingBytes += chunk.byteLength;
-      const done = flush();
-      // Beyond one batch, wait: the connection's budget, not this buffer, is what may grow.
-      if (pendingBytes >= MAX_COALESCED_BYTES) await done;
-      if (writeFailure !== null) throw writeFailure;
-    },
-    async close() {
-      await flush();
-      if (writeFailure !== null) throw writeFailure;
-      try {
-        await conn.closeWrite(); // FIN after our last byte; the peer may still send
-      } catch {
-        // the peer already reset the connection
-      }
-      writeDone = true;
-      finish();
-    },
-    abort() {
-      pending = [];
-      cut();
-    },
-  });
-
-  try {
-    conn.setNoDelay(true); // frames are small and latency-bound: no Nagle delay
-  } catch {
-    // not fatal
-  }
   return {
-    readable,
-    writable,
+    ...socketDuplex(conn, options),
     localAddr: conn.localAddr,
     remoteAddr: conn.remoteAddr,
-    closed: closed.promise,
-    close: cut,
   };
 }
 

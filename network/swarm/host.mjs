@@ -1,18 +1,21 @@
 // Veriflow's swarm host: runs Hyperswarm (which cannot load inside Deno) in Node.js and moves
-// each peer connection's bytes to the Deno node over its own loopback TCP connection, with
-// backpressure both ways (stream.pipeline). It makes no protocol decision: it joins and leaves
+// each peer connection's bytes to the Deno node over its own local connection (a Unix socket,
+// or loopback TCP where the node could not make one), with backpressure both ways
+// (stream.pipeline). It makes no protocol decision: it joins and leaves
 // the topics the node asks for and reports what happens. Every protocol decision stays in Deno.
 //
 // Started by network/swarm_host.ts as `node host.mjs`. Protocol, one JSON object per line:
-//   stdin, first line:  { seed, dataPort, token, bootstrap: ["host:port", …] | null, bind? }
+//   stdin, first line:  { seed, dataPath | dataPort, token, bootstrap: ["host:port", …] | null,
+//                         bind? }
 //                       seed: the node's 32-byte ed25519 seed (hex) — its swarm key pair
-//                       dataPort/token: where each peer connection is delivered, and the
-//                       32-byte secret (hex) that proves to the node that the host sent it
+//                       dataPath (a Unix socket file) or dataPort (127.0.0.1): where each peer
+//                       connection is delivered; token: the 32-byte secret (hex) that proves
+//                       to the node that the host sent it
 //                       bootstrap null: the public DHT; bind "127.0.0.1": local testnet only
 //   stdin, then:        { op: "join", topic, server, client } | { op: "leave", topic }
 //   stdout:             { ev: "ready", publicKey } | { ev: "joined", topic }
 //                       | { ev: "left", topic } | { ev: "error", message }
-//   per peer:           a TCP connection to 127.0.0.1:dataPort that starts with
+//   per peer:           a connection to dataPath or 127.0.0.1:dataPort that starts with
 //                       token (32) ‖ remote public key (32) ‖ initiator (1), then the bytes.
 // It exits when stdin closes (the node stopped) or on SIGTERM, leaving the swarm cleanly.
 import { createConnection } from "node:net";
@@ -47,11 +50,14 @@ function start(cfg) {
   send({ ev: "ready", publicKey: keyPair.publicKey.toString("hex") });
 }
 
-// Hand one authenticated peer connection (a Noise stream) to the node over loopback TCP.
+// Hand one authenticated peer connection (a Noise stream) to the node over the link.
 function deliver(socket, info) {
   socket.on("error", () => {});
-  const local = createConnection({ host: "127.0.0.1", port: config.dataPort });
-  local.setNoDelay(true);
+  const local = config.dataPath
+    ? createConnection({ path: config.dataPath })
+    : createConnection({ host: "127.0.0.1", port: config.dataPort });
+  // Loopback TCP: a token frame goes out at once, not after Nagle's wait for an ACK.
+  if (!config.dataPath) local.setNoDelay(true);
   local.on("error", () => socket.destroy());
   const header = Buffer.alloc(65);
   Buffer.from(config.token, "hex").copy(header, 0);
@@ -59,8 +65,55 @@ function deliver(socket, info) {
   header[64] = socket.isInitiator ? 1 : 0;
   local.write(header);
   pipeline(socket, local, () => {});
-  pipeline(local, socket, () => {});
+  gather(local, socket);
   void info;
+}
+
+// The link's bytes into the swarm, gathered: what the node wrote arrives in reads of at most
+// 64 KiB, several in one turn of the event loop during a bulk transfer; each read written on
+// its own would be one encrypted message each. Gathered until the turn ends (setImmediate: no
+// timer, so a lone token frame leaves in the same turn), up to GATHER_MAX_BYTES, the reads go
+// out as one message: fewer messages for both hosts to seal and open, and larger writes into
+// the receiving node, which then wakes up less often (measured on the swarm bench: 13.1 vs
+// 13.6 ms of CPU per MiB, all four processes, the reads into the receiving node 110 KiB
+// instead of 67 on average).
+const GATHER_MAX_BYTES = 256 * 1024;
+
+// `local` → `socket` with backpressure, half-close and teardown as stream.pipeline does them
+// (the other direction's pipeline destroys both on an error or a premature close).
+function gather(local, socket) {
+  let pending = [];
+  let bytes = 0;
+  let scheduled = false;
+  let ended = false;
+  const flush = () => {
+    scheduled = false;
+    if (bytes === 0) return;
+    const message = pending.length === 1 ? pending[0] : Buffer.concat(pending, bytes);
+    pending = [];
+    bytes = 0;
+    if (socket.write(message) === false) {
+      local.pause();
+      socket.once("drain", () => local.resume());
+    }
+  };
+  local.on("data", (chunk) => {
+    pending.push(chunk);
+    bytes += chunk.byteLength;
+    if (bytes >= GATHER_MAX_BYTES) flush();
+    else if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  });
+  local.on("end", () => {
+    ended = true;
+    flush();
+    socket.end();
+  });
+  local.on("close", () => {
+    if (!ended) socket.destroy();
+  });
 }
 
 // Look a joined topic up again soon after joining, then less and less often (Hyperswarm's own

@@ -1,6 +1,6 @@
 // A stand-in for network/swarm/host.mjs in tests/network/swarm_host_test.ts: no Hyperswarm, no
 // DHT. It speaks the host's stdin/stdout protocol and, on each `join`, delivers one "peer"
-// connection to the node's data port whose first bytes are the topic's last byte repeated
+// connection to the node's link (socket file or port) whose first bytes are the topic's last byte repeated
 // five times, sent either in the same write as the header (topic[0] === 1) or 100 ms after it,
 // so both ways the header and a peer's first bytes can reach the node are exercised.
 import { createConnection } from "node:net";
@@ -32,7 +32,10 @@ createInterface({ input: process.stdin }).on("line", (line) => {
     Buffer.from([1]), // initiator
   ]);
   const first = Buffer.alloc(5, topic[31]);
-  const socket = createConnection({ host: "127.0.0.1", port: config.dataPort }, () => {
+  const where = config.dataPath
+    ? { path: config.dataPath }
+    : { host: "127.0.0.1", port: config.dataPort };
+  const socket = createConnection(where, () => {
     if (topic[0] === 1) socket.write(Buffer.concat([header, first]));
     else {
       socket.write(header);
