@@ -600,6 +600,8 @@ class TextView {
   #head = "";
   #train: number[] = [];
   #heldOut: number[] = [];
+  /** Held-out bits/byte of the start model: in the label, not the chart (it would flatten it). */
+  #startBitsPerByte = NaN;
   #stepsDone: number[] = [];
   #round = 0;
   #tokensPerSecond = 0;
@@ -620,7 +622,7 @@ class TextView {
           `${e.trainers} trainers × ${e.steps} steps × ${e.rounds} rounds, ` +
           `${e.tokensPerStep} tokens/step; start ${e.startModel}`;
         this.#tokensPerStep = e.tokensPerStep;
-        this.#heldOut.push(e.heldOutBitsPerByte);
+        this.#startBitsPerByte = e.heldOutBitsPerByte;
         this.#stepsDone = Array(e.trainers).fill(0);
         this.#roundStart = performance.now();
         if (this.#tty) this.#redraw(true);
@@ -668,14 +670,20 @@ class TextView {
     const seconds = (performance.now() - this.#roundStart) / 1000;
     const live = seconds > 0 ? (done * this.#tokensPerStep) / seconds : 0;
     const round = Math.min(this.#round + 1, o.rounds);
+    const progress = this.#round >= o.rounds
+      ? `rounds ${o.rounds}/${o.rounds} done`
+      : `round ${round}/${o.rounds}  steps ${done}/${total} ` +
+        `[${"█".repeat(filled)}${"░".repeat(barWidth - filled)}]`;
     return [
       this.#head,
       ...renderLossChart([
-        { label: "held-out bits/byte (start, then after each round)", values: this.#heldOut },
+        {
+          label: `held-out bits/byte after each round (start ${this.#startBitsPerByte.toFixed(2)})`,
+          values: this.#heldOut,
+        },
         { label: "train bits/byte (mean of each round's steps)", values: this.#train },
       ], { height: 5, width: 60 }),
-      `round ${round}/${o.rounds}  steps ${done}/${total} ` +
-      `[${"█".repeat(filled)}${"░".repeat(barWidth - filled)}]  ` +
+      `${progress}  ` +
       `${Math.round(live || this.#tokensPerSecond).toLocaleString("en-US")} tokens/s`,
     ];
   }
