@@ -103,7 +103,7 @@ async function relayedVsDirectOverTcp(pinned: boolean): Promise<void> {
       undefined,
       cpus("1"),
     );
-    const model = flags.size ? `--model-size ${flags.size}` : "built-in tiny model";
+    const model = flags.size ? `--model-size ${flags.size}` : "built-in default model (brown)";
     const placement = pinned
       ? "B on core 0, A and the client on core 1 (two cores for two machines)"
       : "all processes on both cores (the relay's CPU comes out of B's)";
