@@ -46,7 +46,7 @@ VERIFLOW_* environment variable, the configuration file, the default (README, "C
                     (repeatable)
   --data DIR        data directory (default .veriflow)
   --model DIR       serve an exported model directory instead of the built-in model
-  --model-size S    built-in model size: tiny (default) or small
+  --model-size S    built-in model size: brown (default, trained), tiny or small
   --device D        execution provider: cpu (default), cuda or webgpu (both fall back to CPU,
                     saying why in the log and in /v1/models)
   --cuda            the same as --device cuda
