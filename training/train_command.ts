@@ -1,7 +1,7 @@
 /**
- * `cli.ts train`: DiLoCo training on this machine. N trainers — each a `Worker` with its own
- * Brown corpus shard (`splitCorpus`), so they train on separate cores — run H local AdamW
- * steps per round and sign a receipt (`trainAndSign`); between rounds the aggregator checks
+ * `cli.ts train`: DiLoCo training on this machine. N trainers — each a node trainer's engine
+ * (`WorkerTrainerEngine`: a `Worker`) with its own Brown corpus shard (`splitCorpus`), so they
+ * train on separate cores — run H local AdamW steps per round and sign a receipt (`trainAndSign`); between rounds the aggregator checks
  * the receipts and takes the outer step (`aggregateRound`), writing the next model by CID.
  *
  * ```
@@ -41,10 +41,10 @@ import {
 } from "./local_trainer.ts";
 import type { OuterHyperParams } from "./outer_step.ts";
 import { type TrainingBackend, useTrainingBackend } from "./tf_backend.ts";
-import { aggregateRound, type TrainerReport } from "./training_round.ts";
+import { aggregateRound } from "./training_round.ts";
 import { TrainingError } from "./training_error.ts";
 import { renderLossChart } from "./loss_chart.ts";
-import { toWireWeights, type TrainerReply, type TrainerRequest } from "./_trainer_protocol.ts";
+import { WorkerTrainerEngine } from "./trainer_engine.ts";
 
 /** Nats → bits. */
 const BITS_PER_NAT = 1 / Math.LN2;
@@ -195,74 +195,6 @@ export async function heldOutBitsPerByte(
   return nats * BITS_PER_NAT;
 }
 
-/** A trainer worker and its pending round. */
-class TrainerWorker {
-  readonly #worker: Worker;
-  readonly #index: number;
-  #pending?: { resolve: (r: TrainerReply) => void; reject: (e: Error) => void };
-  #onStep?: (step: number, loss: number) => void;
-
-  constructor(index: number) {
-    this.#index = index;
-    this.#worker = new Worker(new URL("./_trainer_worker.ts", import.meta.url).href, {
-      type: "module",
-      name: `veriflow-trainer-${index}`,
-    });
-    this.#worker.onmessage = (event: MessageEvent<TrainerReply>) => {
-      const reply = event.data;
-      if (reply.op === "step") return this.#onStep?.(reply.step, reply.loss);
-      const pending = this.#pending;
-      this.#pending = undefined;
-      if (!pending) return;
-      if (reply.op === "error") {
-        pending.reject(
-          new TrainingError("trainer_failed", `trainer ${this.#index}: ${reply.message}`),
-        );
-      } else pending.resolve(reply);
-    };
-    this.#worker.onerror = (event: ErrorEvent) => {
-      event.preventDefault();
-      const pending = this.#pending;
-      this.#pending = undefined;
-      pending?.reject(
-        new TrainingError("trainer_failed", `trainer ${this.#index}: ${event.message}`),
-      );
-    };
-  }
-
-  #call(request: TrainerRequest): Promise<TrainerReply> {
-    return new Promise((resolve, reject) => {
-      this.#pending = { resolve, reject };
-      this.#worker.postMessage(request);
-    });
-  }
-
-  async init(trainers: number, corpusLimit: number | undefined): Promise<void> {
-    await this.#call({
-      op: "init",
-      trainer: this.#index,
-      trainers,
-      corpusLimit,
-      secretKey: Identity.generate().exportSecretKey(),
-    });
-  }
-
-  async round(
-    request: Extract<TrainerRequest, { op: "round" }>,
-    onStep: (step: number, loss: number) => void,
-  ): Promise<{ report: TrainerReport; ms: number }> {
-    this.#onStep = onStep;
-    const reply = await this.#call(request);
-    this.#onStep = undefined;
-    if (reply.op !== "report") throw new TrainingError("trainer_failed", `unexpected ${reply.op}`);
-    return { report: reply.report, ms: reply.ms };
-  }
-
-  terminate(): void {
-    this.#worker.terminate();
-  }
-}
-
 /** Run DiLoCo training; see the module doc. */
 export async function trainModel(
   options: TrainRunOptions,
@@ -279,7 +211,7 @@ export async function trainModel(
   const evalSamples = options.evalSamples ?? DEFAULT_EVAL_SAMPLES;
   const backend = await useTrainingBackend(options.backend ?? "wasm");
   const docs = await loadBrownCorpus({ limit: options.corpusLimit });
-  const { heldOut } = splitCorpus(docs, n);
+  const { heldOut, shards } = splitCorpus(docs, n);
   const evaluate = (w: GptWeights) =>
     heldOutBitsPerByte(arch, w, heldOut, evalSamples, hyper.sampleBytes);
 
@@ -301,11 +233,11 @@ export async function trainModel(
     heldOutBitsPerByte: startBitsPerByte,
   });
 
-  const workers = Array.from({ length: n }, (_, i) => new TrainerWorker(i));
+  // One engine per trainer: each trains in a worker of its own, so trainers use the cores at once.
+  const engines = shards.map((shard) => new WorkerTrainerEngine(Identity.generate(), shard));
   const rounds: RoundRecord[] = [];
   let heldOutNow = startBitsPerByte;
   try {
-    await Promise.all(workers.map((w) => w.init(n, options.corpusLimit)));
     for (let round = 0; round < options.rounds; round++) {
       const last = rounds.at(-1);
       if (options.minutes !== undefined && last) {
@@ -316,14 +248,12 @@ export async function trainModel(
         }
       }
       const roundStart = now();
-      const start = toWireWeights(weights);
-      const results = await Promise.all(workers.map((w, trainer) =>
-        w.round({
-          op: "round",
+      const reports = await Promise.all(engines.map((engine, trainer) =>
+        engine.train({
           arch,
           round,
           startModel: cid,
-          start,
+          start: weights,
           steps: options.steps,
           dataSeed: options.seed * SEED_ROUND_SPAN + round * SEED_TRAINER_SPAN + trainer,
           hyper,
@@ -331,7 +261,6 @@ export async function trainModel(
         }, (step, loss) => onEvent({ type: "step", round, trainer, step, loss }))
       ));
       const trainMs = now() - roundStart;
-      const reports = results.map((r) => r.report);
       const next = await aggregateRound(reports, {
         arch,
         startModel: cid,
@@ -365,7 +294,7 @@ export async function trainModel(
       onEvent({ type: "round", rounds: options.rounds, elapsedMs: now() - began, ...record });
     }
   } finally {
-    for (const w of workers) w.terminate();
+    await Promise.all(engines.map((engine) => engine.close()));
   }
   if (!dir) {
     // No round ran: write the start model so the result still names a loadable directory.

@@ -18,6 +18,7 @@ import type { GptArchitecture } from "../inference/model_builder.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { TextShard } from "./brown_corpus.ts";
 import type { GptWeights } from "./gpt_weights.ts";
+import type { TrainingBackend } from "./tf_backend.ts";
 import type { LocalHyperParams } from "./local_trainer.ts";
 import {
   trainAndSign,
@@ -59,6 +60,8 @@ export interface RoundTraining {
   dataSeed: number;
   /** Inner hyper-parameters. */
   hyper: LocalHyperParams;
+  /** tfjs backend; default wasm (falls back to cpu). */
+  backend?: TrainingBackend;
 }
 
 /** Hears one local step: its number and its training loss (nats per byte). */
