@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { TRAINED_BUILTIN_MODELS } from "./builtin_model.ts";
 import { parseArgs } from "node:util";
 import {
   buildGptModel,
@@ -23,6 +24,7 @@ import {
 } from "./model_builder.ts";
 
 const USAGE = `usage: build-model [--kind gpt|mlp] [--size tiny|small] [--seed N] --out DIR
+(a trained size such as brown is installed from its checked-in weights, not built)
   --kind   gpt (decoder text model, default) or mlp (one-shot tensor model)
   --size   ${Object.keys(GPT_MODEL_SIZES).join(" | ")} (default tiny; gpt only)
   --seed   weight seed, an integer (default ${DEFAULT_MODEL_SEED})
@@ -60,6 +62,16 @@ export async function runBuildModel(args: string[]): Promise<number> {
     !["gpt", "mlp"].includes(values.kind)
   ) {
     console.error(USAGE);
+    return 2;
+  }
+  const trained = TRAINED_BUILTIN_MODELS[values.size as GptModelSize];
+  if (values.kind === "gpt" && trained !== undefined) {
+    // Its weights come from training, not from a seed: building would give a random model
+    // under the trained one's name.
+    console.error(
+      `${values.size} is a trained model: the node installs the checked-in weights ` +
+        `(CID ${trained.cid}); to reproduce them: ${trained.command}`,
+    );
     return 2;
   }
   const started = performance.now();

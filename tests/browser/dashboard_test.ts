@@ -1,6 +1,6 @@
 /**
  * The dashboard in a real browser: Debian's chromium driven by playwright-core against two nodes
- * this test starts in-process (a worker with the built-in tiny model, and a peer it dials). The
+ * this test starts in-process (a worker with the built-in model, and a peer it dials). The
  * page must load without console errors, draw the supervision tree and the peer, and — unlocked
  * with the operator token — stream a typed prompt's tokens onto the page and verify the
  * receipt in the page. A screenshot goes to `tmp/test-output/` (ignored by git).

@@ -2,13 +2,14 @@ import assert from "node:assert/strict";
 import { runBuildModel } from "../../inference/build_model_command.ts";
 import { matchesCid } from "../../protocols/cid.ts";
 
-Deno.test("build-model writes a loadable model directory and prints its CID; bad arguments exit 2", async () => {
+Deno.test("build-model writes a loadable model directory and prints its CID; bad arguments and trained sizes exit 2", async () => {
   const out = await Deno.makeTempDir();
   const lines: string[] = [];
   const log = console.log;
   const error = console.error;
   console.log = (...a: unknown[]) => lines.push(a.join(" "));
-  console.error = () => {};
+  const errors: string[] = [];
+  console.error = (...a: unknown[]) => errors.push(a.join(" "));
   try {
     assert.equal(await runBuildModel(["--size", "tiny", "--seed", "2", "--out", out]), 0);
     const { cid } = JSON.parse(lines[0]);
@@ -16,6 +17,10 @@ Deno.test("build-model writes a loadable model directory and prints its CID; bad
     assert.equal(await runBuildModel(["--kind", "mlp", "--out", `${out}/mlp`]), 0);
     await Deno.stat(`${out}/mlp/model.onnx`);
     assert.equal(await runBuildModel(["--size", "huge", "--out", out]), 2);
+    // A trained size is installed from its weights, never built from a seed under its name.
+    assert.equal(await runBuildModel(["--size", "brown", "--out", `${out}/brown`]), 2);
+    assert.match(errors.at(-1)!, /brown is a trained model.*cli\.ts train/);
+    await assert.rejects(Deno.stat(`${out}/brown`));
     assert.equal(await runBuildModel(["--seed", "x", "--out", out]), 2);
     assert.equal(await runBuildModel([]), 2);
     assert.equal(await runBuildModel(["--bogus"]), 2);
