@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { SocketDuplex } from "../protocols/socket_duplex.ts";
 import { listenTcp } from "../protocols/tcp_transport.ts";
 import {
@@ -65,9 +65,9 @@ export const SWARM_LINK_READ_BYTES = 256 * 1024;
 const SOCKET_FILE = "host.sock";
 /** Private: only this user may enter the directory, so only this user reaches the socket. */
 const PRIVATE_DIR_MODE = 0o700;
-/** The private directory's random name, as `Deno.makeTempDir` makes it (prefix + 6 chars). */
+/** The private directory's name as `Deno.makeTempDir` makes it: prefix + 16 hex digits. */
 const DIR_PREFIX = "veriflow-swarm-";
-const TEMP_NAME_CHARS = 6;
+const TEMP_NAME_CHARS = 16;
 
 /**
  * Open the node's end of the link; each accepted connection goes to `onDuplex` (unchecked:
@@ -113,7 +113,8 @@ async function openUnix(
       throw new Error(`a socket path in ${socketDir} would be ${length} bytes, too long`);
     }
   }
-  const dir = await Deno.makeTempDir({ dir: socketDir, prefix: DIR_PREFIX });
+  // Absolute: the host resolves it from its own working directory otherwise.
+  const dir = resolve(await Deno.makeTempDir({ dir: socketDir, prefix: DIR_PREFIX }));
   try {
     await Deno.chmod(dir, PRIVATE_DIR_MODE);
     const path = join(dir, SOCKET_FILE);
