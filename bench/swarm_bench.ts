@@ -23,7 +23,7 @@
  *
  * ```
  * deno run -A bench/swarm_bench.ts [--runs N (7)] [--size-mib N (256)] [--stream-runs N (15)]
- *   [--tokens N (224)] [--only transfer|stream] [--no-connection] [--no-tcp-link]
+ *   [--tokens N (100)] [--only transfer|stream] [--no-connection] [--no-tcp-link]
  * ```
  *
  * @module
@@ -51,7 +51,8 @@ const { values: flags } = parseArgs({
     "size-mib": { type: "string", default: "256" },
     "chunk-kib": { type: "string", default: "64" },
     "stream-runs": { type: "string", default: "15" },
-    tokens: { type: "string", default: "224" },
+    // The default model (brown) reads 128 positions: 100 tokens after the 19-byte prompt fit.
+    tokens: { type: "string", default: "100" },
     only: { type: "string" }, // "transfer" or "stream"
     "no-connection": { type: "boolean" }, // no Connection row in the transfer table
     "no-tcp-link": { type: "boolean" }, // no row for the host link over loopback TCP

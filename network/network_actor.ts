@@ -145,6 +145,11 @@ export interface SwarmOptions {
   topic?: Uint8Array;
   /** The Node.js executable (default `node`). */
   nodePath?: string;
+  /**
+   * Where the host link's private socket directory is made (the node's data directory: a node
+   * may write only there); default the system's temporary directory.
+   */
+  socketDir?: string;
 }
 
 export { NETWORK_TOPIC } from "./swarm_topics.ts";
@@ -272,6 +277,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       bootstrap: options.bootstrap,
       bind: options.bind,
       nodePath: options.nodePath,
+      socketDir: options.socketDir,
       log: (line) => this.#log(line),
       onState: (state) => this.#log(`swarm ${state}`),
       onPeer: (peer) => {

@@ -634,7 +634,11 @@ function nodeChildren(
           queueLimit: config.inference.queueLimit,
         }),
         swarm: network.swarm.enabled
-          ? { bootstrap: network.swarm.bootstrap, bind: network.swarm.bind }
+          ? {
+            bootstrap: network.swarm.bootstrap,
+            bind: network.swarm.bind,
+            socketDir: config.dataDir,
+          }
           : undefined,
         log,
       }),
