@@ -262,3 +262,93 @@ export * from "./node/config.ts";
 export * from "./node/node.ts";
 export * from "./node/node_identity.ts";
 export * from "./node/data_dir_lock.ts";
+
+// Training (docs/TRAINING.md): corpus, local AdamW, int8 deltas, receipts, DiLoCo rounds, the
+// proof of training work, and `cli.ts train`'s runner.
+export { TrainingError } from "./training/training_error.ts";
+export type { TrainingBackend } from "./training/tf_backend.ts";
+export {
+  batchIndices,
+  type CorpusDocument,
+  type CorpusSplit,
+  loadBrownCorpus,
+  type Sample,
+  sampleAt,
+  sampleCount,
+  splitCorpus,
+  type TextShard,
+} from "./training/brown_corpus.ts";
+export {
+  gptModelBytesFromWeights,
+  type GptWeights,
+  seededGptWeights,
+  type TrainedModelFiles,
+  weightsFromOnnx,
+  type WeightTensor,
+  writeTrainedModel,
+} from "./training/gpt_weights.ts";
+export {
+  DEFAULT_LOCAL_HYPER_PARAMS,
+  evaluateLoss,
+  type LocalHyperParams,
+  type LocalTrainingOptions,
+  type LocalTrainingResult,
+  trainLocal,
+} from "./training/local_trainer.ts";
+export {
+  commitShard,
+  type ShardCommitment,
+  type StateDistance,
+  type TrainingState,
+} from "./training/training_state.ts";
+export * from "./training/int8_delta.ts";
+export * from "./training/outer_step.ts";
+export {
+  signTrainingReceipt,
+  TRAINING_RECEIPT_VERSION,
+  type TrainingReceipt,
+  type TrainingReceiptCheck,
+  type TrainingReceiptFailure,
+  trainingReceiptId,
+  type UnsignedTrainingReceipt,
+  verifyTrainingReceipt,
+  type VerifyTrainingReceiptOptions,
+} from "./training/training_receipt.ts";
+export * from "./training/training_round.ts";
+export {
+  drawTrainingChallenge,
+  type DrawTrainingChallengeOptions,
+  type TrainingChallenge,
+  trainingChallengeId,
+  verifyTrainingChallenge,
+} from "./training/training_challenge.ts";
+export {
+  openChallengedSteps,
+  type OpenedSample,
+  type SealedStepOpenings,
+  type StepOpening,
+  type TrainingTrace,
+} from "./training/step_opening.ts";
+export {
+  checkStepOpenings,
+  type CheckStepOpeningsOptions,
+  type StepOpeningsCheck,
+} from "./training/step_check.ts";
+export type { StepClaimReason, StepMeasure } from "./training/step_verify.ts";
+export {
+  checkTrainingFraudProof,
+  type CheckTrainingFraudProofOptions,
+  type SignedOpeningsPlaintext,
+  type TrainingFraudCheckResult,
+  type TrainingFraudProof,
+  trainingFraudProofHash,
+  type TrainingFraudReason,
+} from "./training/training_fraud_proof.ts";
+export type { TrainFunction } from "./training/trainer_engine.ts";
+export {
+  type RoundRecord as TrainRoundRecord,
+  type TrainEvent,
+  trainModel,
+  type TrainRunOptions,
+  type TrainRunResult,
+} from "./training/train_command.ts";

@@ -138,12 +138,19 @@ export type TrainEvent =
 
 /** One finished round. */
 export interface RoundRecord {
+  /** Round number, from 0. */
   round: number;
+  /** CID of the model it produced. */
   cid: string;
+  /** Mean training loss of its steps over all trainers, bits per byte. */
   trainBitsPerByte: number;
+  /** Held-out bits per byte of its model. */
   heldOutBitsPerByte: number;
+  /** Tokens trained per second, all trainers together, over the training phase. */
   tokensPerSecond: number;
+  /** Encoded int8 deltas of the round, all trainers together. */
   deltaBytes: number;
+  /** Wall time of the round, training and aggregation. */
   roundMs: number;
 }
 
