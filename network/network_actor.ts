@@ -27,6 +27,7 @@
  * @module
  */
 import type { Actor, ActorContext } from "../actors/actor.ts";
+import { sleep } from "../actors/_common.ts";
 import { Connection, type ConnectionOptions } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
 import { connectTcp, listenTcp, type TcpListener } from "../protocols/tcp_transport.ts";
@@ -791,16 +792,4 @@ function listenOrExplain(
 function tellQuietly(ctx: ActorContext<NetworkMessage>, message: NetworkMessage): void {
   // The actor may be stopping: a late peer event then has nobody to inform.
   ctx.self.tell(message).catch(() => {});
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

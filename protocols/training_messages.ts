@@ -43,7 +43,11 @@ import { defineProtocol, type Protocol } from "./connection_protocols.ts";
 import { isCid } from "./cid.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import type { LocalHyperParams } from "../training/local_trainer.ts";
-import { type TrainingReceipt, TrainingReceiptSchema } from "../training/training_receipt.ts";
+import {
+  LocalHyperParamsSchema,
+  type TrainingReceipt,
+  TrainingReceiptSchema,
+} from "../training/training_receipt.ts";
 import { type TrainingChallenge, TrainingChallengeSchema } from "../training/training_challenge.ts";
 import {
   type TrainingFraudProof,
@@ -70,16 +74,6 @@ export const ArchitectureSchema: z.ZodType<GptArchitecture> = z.object({
   numHeads: z.number().int().min(1).max(128),
   contextLength: z.number().int().min(2).max(65_536),
 }).refine((a) => a.hiddenSize % a.numHeads === 0, "hiddenSize must be a multiple of numHeads");
-
-const HyperSchema: z.ZodType<LocalHyperParams> = z.object({
-  learningRate: z.number().positive().finite(),
-  beta1: z.number().min(0).lt(1),
-  beta2: z.number().min(0).lt(1),
-  epsilon: z.number().positive().finite(),
-  weightDecay: z.number().min(0).finite(),
-  batchSize: z.number().int().min(1).max(4096),
-  sampleBytes: z.number().int().min(2).max(1 << 16),
-});
 
 /** Body of `training.joined`: where the network's training stands. */
 export interface JoinedBody {
@@ -164,7 +158,7 @@ export const RoundMessage: MessageDefinition<RoundBody, ReportBody> = defineMess
     arch: ArchitectureSchema,
     steps: z.number().int().min(1).max(100_000),
     dataSeed: z.number().int().refine(Number.isSafeInteger),
-    hyper: HyperSchema,
+    hyper: LocalHyperParamsSchema,
     deadline: z.number().int().nonnegative(),
   }),
   { reply: ReportMessage },

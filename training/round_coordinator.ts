@@ -28,6 +28,7 @@
  * @module
  */
 import type { Actor, ActorContext } from "../actors/actor.ts";
+import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { sha256, toHex } from "../protocols/hash.ts";
@@ -468,16 +469,4 @@ export function dataSeedOf(round: number, trainerKey: string): number {
 
 function roundsText(rounds: number): string {
   return rounds === 0 ? "rounds until stopped" : rounds === 1 ? "1 round" : `${rounds} rounds`;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -76,6 +76,17 @@ export type UnsignedTrainingReceipt = Omit<TrainingReceipt, "sig">;
 const bytes = (len: number) =>
   z.instanceof(Uint8Array).refine((b) => b.length === len, { message: `expected ${len} bytes` });
 
+/** Inner hyper-parameters as a receipt and a round announcement carry them (one schema). */
+export const LocalHyperParamsSchema: z.ZodType<LocalHyperParams> = z.object({
+  learningRate: z.number().positive().finite(),
+  beta1: z.number().min(0).lt(1),
+  beta2: z.number().min(0).lt(1),
+  epsilon: z.number().positive().finite(),
+  weightDecay: z.number().min(0).finite(),
+  batchSize: z.number().int().min(1).max(4096),
+  sampleBytes: z.number().int().min(2).max(1 << 16),
+});
+
 /** Zod schema of a training receipt on the wire. */
 export const TrainingReceiptSchema: z.ZodType<TrainingReceipt> = z.object({
   v: z.literal(TRAINING_RECEIPT_VERSION),
@@ -83,15 +94,7 @@ export const TrainingReceiptSchema: z.ZodType<TrainingReceipt> = z.object({
   startModel: z.string().min(1).max(128),
   steps: z.number().int().min(1).max(MAX_RECEIPT_STEPS),
   dataSeed: z.number().int().refine(Number.isSafeInteger),
-  hyper: z.object({
-    learningRate: z.number().positive().finite(),
-    beta1: z.number().min(0).lt(1),
-    beta2: z.number().min(0).lt(1),
-    epsilon: z.number().positive().finite(),
-    weightDecay: z.number().min(0).finite(),
-    batchSize: z.number().int().min(1).max(4096),
-    sampleBytes: z.number().int().min(2).max(1 << 16),
-  }),
+  hyper: LocalHyperParamsSchema,
   samplesRoot: z.string().regex(HEX64),
   sampleCount: z.number().int().nonnegative(),
   checkpointsRoot: z.string().regex(HEX64),

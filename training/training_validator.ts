@@ -27,6 +27,7 @@
  * @module
  */
 import type { Actor, ActorContext } from "../actors/actor.ts";
+import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { fromHex, sha256Hex, toHex } from "../protocols/hash.ts";
@@ -511,17 +512,4 @@ async function fetchOpenings(
   }
   // Parsed by the check itself: a malformed answer is one that cannot be opened.
   return decodeCbor(bytes) as SealedStepOpenings;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

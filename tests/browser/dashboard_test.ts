@@ -8,23 +8,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { parseNodeConfig } from "../../node/config.ts";
-import { startNode, type VeriflowNode } from "../../node/node.ts";
+import { CHROMIUM, OUTPUT_DIR, requireChromium, startTestNode } from "./_helpers.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
-
-const CHROMIUM = "/usr/bin/chromium";
-const OUTPUT_DIR = new URL("../../tmp/test-output/", import.meta.url);
-
-/** A node on free ports, quiet, computing on the main thread (two cores shared in CI). */
-async function node(dataDir: string, more: Record<string, unknown>): Promise<VeriflowNode> {
-  return await startNode(parseNodeConfig({
-    dataDir,
-    http: { port: 0 },
-    heartbeatMs: 0,
-    model: { workers: 0 },
-    ...more,
-  }));
-}
 
 Deno.test({
   name:
@@ -32,18 +17,14 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    await Deno.stat(CHROMIUM).catch(() => {
-      throw new Error(
-        `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)`,
-      );
-    });
+    await requireChromium();
     const dir = await Deno.makeTempDir();
-    const worker = await node(join(dir, "worker"), {
+    const worker = await startTestNode(join(dir, "worker"), {
       network: { listen: { port: 0 } },
     });
     const network = worker.system.lookup<NetworkMessage>("node/network")!;
     const address = await network.ask<Deno.NetAddr>({ type: "listening" });
-    const peer = await node(join(dir, "peer"), {
+    const peer = await startTestNode(join(dir, "peer"), {
       roles: { inference: false, prover: false, storage: false },
       network: {
         listening: false,

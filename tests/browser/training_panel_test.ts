@@ -9,27 +9,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { parseNodeConfig } from "../../node/config.ts";
-import { startNode, type VeriflowNode } from "../../node/node.ts";
+import { CHROMIUM, OUTPUT_DIR, requireChromium, startTestNode } from "./_helpers.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { TEST_ARCH } from "../training/_fixtures.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const OUTPUT_DIR = new URL("../../tmp/test-output/", import.meta.url);
 /** Local steps of the round: enough points for a loss curve, a second or two of compute. */
 const H = 6;
 /** A small corpus, dealt to one trainer with a held-out part for the coordinator. */
 const CORPUS_DOCS = 20;
-
-async function node(dataDir: string, more: Record<string, unknown>): Promise<VeriflowNode> {
-  return await startNode(parseNodeConfig({
-    dataDir,
-    http: { port: 0 },
-    heartbeatMs: 0,
-    model: { workers: 0 },
-    ...more,
-  }));
-}
 
 Deno.test({
   name:
@@ -37,14 +24,10 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
-    await Deno.stat(CHROMIUM).catch(() => {
-      throw new Error(
-        `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)`,
-      );
-    });
+    await requireChromium();
     const dir = await Deno.makeTempDir();
     const training = { arch: TEST_ARCH, corpusDocs: CORPUS_DOCS };
-    const coordinator = await node(join(dir, "coordinator"), {
+    const coordinator = await startTestNode(join(dir, "coordinator"), {
       network: { listen: { port: 0 }, idleTimeoutMs: 30_000 },
       training: {
         ...training,
@@ -54,7 +37,7 @@ Deno.test({
     });
     const network = coordinator.system.lookup<NetworkMessage>("node/network")!;
     const address = await network.ask<Deno.NetAddr>({ type: "listening" });
-    const trainer = await node(join(dir, "trainer"), {
+    const trainer = await startTestNode(join(dir, "trainer"), {
       roles: { inference: false, prover: false },
       network: { listening: false, peers: [`127.0.0.1:${address.port}`], idleTimeoutMs: 30_000 },
       training: { ...training, trainer: { enabled: true, shard: 0, shards: 1 } },
@@ -101,7 +84,7 @@ Deno.test({
       assert.equal(path?.split("L").length, H, `the local run's ${H} steps are drawn`);
 
       // A node that neither trains nor coordinates: no training panel.
-      const plain = await node(join(dir, "plain"), {
+      const plain = await startTestNode(join(dir, "plain"), {
         roles: { inference: false, prover: false, storage: false },
       });
       try {
