@@ -44,6 +44,17 @@ const STEP_TIMEOUT_MS = 60_000;
 const say = (text: string) => console.log(`\n▶ ${text}`);
 const detail = (text: string) => console.log(`  ${text}`);
 
+/** Echo, as they come, the lines of `node` that match `shown`, tagged with its name. */
+function echoLines(node: NodeProcess, name: string, shown: RegExp): void {
+  let seen = 0;
+  const timer = setInterval(() => {
+    for (; seen < node.lines.length; seen++) {
+      if (shown.test(node.lines[seen])) detail(`[${name}] ${node.lines[seen]}`);
+    }
+  }, 50);
+  node.exited.finally(() => clearInterval(timer));
+}
+
 /** Poll `probe` until it gives a value (or fail after STEP_TIMEOUT_MS, naming `what`). */
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + STEP_TIMEOUT_MS;
@@ -82,17 +93,8 @@ async function main(): Promise<number> {
         script,
       );
       processes.push(node);
-      if (!values.quiet) {
-        // Show what each node says about the network and the proofs, as it happens.
-        const shown = /validator:|convicted|swarm joined|peer up/;
-        let seen = 0;
-        const timer = setInterval(() => {
-          for (; seen < node.lines.length; seen++) {
-            if (shown.test(node.lines[seen])) detail(`[${name}] ${node.lines[seen]}`);
-          }
-        }, 50);
-        node.exited.finally(() => clearInterval(timer));
-      }
+      // Show what each node says about the network and the proofs, as it happens.
+      if (!values.quiet) echoLines(node, name, /validator:|convicted|swarm joined|peer up/);
       return node;
     };
     const keyOf = async (name: string) =>
@@ -312,15 +314,7 @@ async function trainingRound(
   const start = (name: string, args: string[], script?: string) => {
     const node = NodeProcess.start(name, [...common, "--data", join(root, name), ...args], script);
     processes.push(node);
-    if (!values.quiet) {
-      let seen = 0;
-      const timer = setInterval(() => {
-        for (; seen < node.lines.length; seen++) {
-          if (shown.test(node.lines[seen])) detail(`[${name}] ${node.lines[seen]}`);
-        }
-      }, 50);
-      node.exited.finally(() => clearInterval(timer));
-    }
+    if (!values.quiet) echoLines(node, name, shown);
     return node;
   };
   const coordinator = start("coordinator", [
