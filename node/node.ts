@@ -49,7 +49,7 @@ import { NetworkActor, type NetworkMessage, PeerListenError } from "../network/n
 import { NetworkInferencePort } from "../network/network_inference_port.ts";
 import { parsePeerAddress } from "../network/peer_address.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { toHex } from "../protocols/hash.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
 import { loadOrCreatePledge } from "./node_pledge.ts";
 import { createApp } from "../server/app.ts";
@@ -743,6 +743,13 @@ function addTrainingChildren(
           heldOut: inputs.heldOut,
           validator: validates ? TRAINING_ACTORS.validator : undefined,
           network: NODE_ACTORS.network,
+          convicted: roles.validator
+            ? async (trainer) =>
+              await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.ask<boolean>({
+                type: "convicted",
+                key: fromHex(trainer),
+              }) ?? false
+            : undefined,
           serve,
           log,
         }),

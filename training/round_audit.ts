@@ -14,7 +14,7 @@
  * | `no_reports`         | names no delta                                                 |
  * | `accepted_mismatch`  | lists other trainers than its receipts are from                |
  * | `receipt_mismatch`   | carries a receipt of another round or start model              |
- * | `convicted_included` | averages a delta of a trainer this node's ledger convicted     |
+ * | `convicted_included` | averages a delta whose own receipt this node's ledger convicted |
  * | `delta_mismatch`     | names a file that is not the delta its receipt signs           |
  * | `aggregate_mismatch` | names a model the outer step over those deltas does not give   |
  *
@@ -28,6 +28,7 @@ import { toHex } from "../protocols/hash.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import type { RoundModels } from "./round_models.ts";
 import { aggregateRound } from "./training_round.ts";
+import { trainingReceiptId } from "./training_receipt.ts";
 
 /** What {@link auditRound} found. */
 export type RoundAudit =
@@ -47,8 +48,12 @@ export interface RoundAuditContext {
    * (undefined: not seen). Round 0 starts from none.
    */
   momentumAfter(cid: string): GptWeights | undefined;
-  /** Whether this node's ledger convicted the trainer (hex key). */
-  convicted(trainer: string): Promise<boolean>;
+  /**
+   * Whether this node's ledger settled a fraud proof against this receipt. Per receipt, not per
+   * trainer: a trainer convicted while a round was under way may be in it with honest work;
+   * the delta that is known to be lazy must not be.
+   */
+  convicted(receiptId: string): Promise<boolean>;
 }
 
 /** Audit `outcome`; see the module doc. */
@@ -68,9 +73,10 @@ export async function auditRound(
       return fail("receipt_mismatch", "a receipt of another round or start model");
     }
   }
-  for (const trainer of trainers) {
-    if (await context.convicted(trainer)) {
-      return fail("convicted_included", `trainer ${trainer.slice(0, 16)} is convicted here`);
+  for (const { receipt } of reports) {
+    if (await context.convicted(trainingReceiptId(receipt))) {
+      const trainer = toHex(receipt.trainer).slice(0, 16);
+      return fail("convicted_included", `the delta of ${trainer} is convicted here`);
     }
   }
   let momentum: GptWeights | undefined;

@@ -85,6 +85,8 @@ export interface RoundCoordinatorOptions {
   validator?: string;
   /** Registry name of the NetworkActor (outcome gossip). */
   network?: string;
+  /** Whether this node's ledger convicted a trainer (hex key); absent: only this coordinator's own convictions count. */
+  convicted?: (trainer: string) => Promise<boolean>;
   /** Serve a new model's directory here (register it with the node's models). */
   serve?: (dir: string) => Promise<void>;
   /** Where one line per round goes. */
@@ -246,6 +248,18 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         await sleep(TRAINER_POLL_MS, ctx.signal);
       }
       if (ctx.signal.aborted) return;
+      // A trainer convicted by another validator (its proof gossiped and settled in this
+      // node's ledger) is not asked either: every node would refuse an outcome that averages it.
+      const convicted = this.#options.convicted;
+      if (convicted !== undefined) {
+        const flags = await Promise.all(trainers.map((t) => convicted(t.key)));
+        trainers = trainers.filter((_, i) => !flags[i]);
+        if (trainers.length === 0) {
+          await sleep(TRAINER_POLL_MS, ctx.signal);
+          done--;
+          continue;
+        }
+      }
       const status = await ctx.self.ask<CoordinatorStatus>({ type: "status" });
       await this.#runRound(status.round, trainers, ctx);
     }

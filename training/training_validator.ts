@@ -30,20 +30,23 @@ import type { Actor, ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { fromHex, sha256Hex, toHex } from "../protocols/hash.ts";
+import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { decodeCbor } from "../protocols/cbor.ts";
 import {
   ChallengeMessage,
   OpeningPartMessage,
   type OutcomeBody,
+  type OutcomeReport,
   type ReportBody,
+  TRAINING_PROTOCOL,
   type TrainingFraudProofBody,
   type TrainingGossip,
   type TrainingReceiptBody,
 } from "../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type {
-  ConvictedMessage,
+  ReceiptStatusMessage,
   TrainingFraudLedgerMessage,
   TrainingReceiptLedgerMessage,
   TrainingReceiptRecorded,
@@ -96,7 +99,7 @@ export type ChallengeOutcome =
 type LedgerTrainingMessage =
   | TrainingReceiptLedgerMessage
   | TrainingFraudLedgerMessage
-  | ConvictedMessage;
+  | ReceiptStatusMessage;
 
 /** Options of {@link TrainingValidator}. */
 export interface TrainingValidatorOptions {
@@ -238,7 +241,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
                 (error as Error).message
               }`,
             ),
-        );
+        ).catch(() => {}); // this actor stopped meanwhile: nothing to settle
         return { queued: true };
       }
       case "checked":
@@ -255,7 +258,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
                 (error as Error).message
               }`,
             ),
-        );
+        ).catch(() => {}); // this actor stopped meanwhile
         return;
       case "audited":
         return this.#onAudited(message.body, message.audit, message.origin, ctx);
@@ -399,9 +402,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     return auditRound(body, {
       models: this.#options.models,
       momentumAfter: (cid) => this.#momentum.get(cid),
-      convicted: async (trainer) =>
-        await this.#ledger<boolean>(ctx, { type: "convicted", key: fromHex(trainer) })
-          .catch(() => false),
+      convicted: async (receiptId) =>
+        (await this.#ledger<{ status: string } | undefined>(ctx, {
+          type: "receipt_status",
+          receiptId,
+        }).catch(() => undefined))?.status === "fraud",
     });
   }
 
@@ -428,10 +433,57 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       this.#stats.unverified.push(body.model);
     }
     this.#publish(ctx, { kind: "outcome", body }, origin);
+    // The coordinator challenged before it aggregated; this node samples the same receipts
+    // on its own coin, so no trainer is checked by its coordinator alone.
+    if (origin !== "local") {
+      for (const report of body.reports) void this.#challengeAfterRound(body, report, ctx);
+    }
     void this.#adopt(body, audit.verified ? "reproduced" : `not audited: ${audit.why}`).then(
       () => ctx.self.tell({ type: "adopted", model: body.model }),
       (error) => this.#log(`training: ${name} not adopted: ${(error as Error).message}`),
-    );
+    ).catch(() => {}); // this actor stopped meanwhile
+  }
+
+  /**
+   * Challenge one trainer of a finished round on this validator's own coin, over this node's
+   * connection to it (none: not challenged from here). A failure is a fraud proof like the
+   * coordinator's: settled here, gossiped, slashing in every ledger.
+   */
+  async #challengeAfterRound(
+    body: OutcomeBody,
+    report: OutcomeReport,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<void> {
+    const { receipt } = report;
+    if (bytesEqual(receipt.trainer, this.#options.identity.publicKey)) return; // not our own
+    const name = this.#options.network;
+    const network = name === undefined
+      ? undefined
+      : ctx.system.lookup<{ type: "connection_to"; key: Uint8Array; protocol: string }>(name);
+    const connection = await network?.ask<Connection | undefined>({
+      type: "connection_to",
+      key: receipt.trainer,
+      protocol: TRAINING_PROTOCOL.name,
+    }).catch(() => undefined);
+    if (connection === undefined) return;
+    try {
+      const delta = await this.#options.models.getFile(report.deltaFile);
+      await this.#challenge({
+        type: "challenge",
+        report: { receipt, delta },
+        connection,
+        terms: { round: body.round, startModel: body.startModel, steps: receipt.steps },
+        arch: body.arch,
+        startFile: body.startFile,
+        shardSize: receipt.shardSize,
+        shardRoot: receipt.shardRoot,
+      }, ctx);
+    } catch (error) {
+      this.#log(
+        `training validator: trainer ${toHex(receipt.trainer).slice(0, 16)} not challenged ` +
+          `after round ${body.round}: ${(error as Error).message}`,
+      );
+    }
   }
 
   async #adopt(body: OutcomeBody, how: string): Promise<void> {

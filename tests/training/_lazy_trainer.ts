@@ -9,32 +9,12 @@
  */
 import { configFromArgs } from "../../node/start_command.ts";
 import { startNode } from "../../node/node.ts";
-import { decodeInt8Delta, deltaHash, encodeInt8Delta } from "../../training/int8_delta.ts";
-import { signTrainingReceipt, type TrainingReceipt } from "../../training/training_receipt.ts";
-import { trainAndSign } from "../../training/training_round.ts";
-import type { TrainFunction } from "../../training/trainer_service.ts";
-
-const lazy: TrainFunction = async (options) => {
-  const honest = await trainAndSign(options);
-  const tensors = decodeInt8Delta(honest.report.delta);
-  for (const t of tensors) {
-    // Same magnitudes, no information: a Fisher–Yates shuffle of the quantised values.
-    for (let i = t.values.length - 1; i > 0; i--) {
-      const j = Math.floor(Math.random() * (i + 1));
-      [t.values[i], t.values[j]] = [t.values[j], t.values[i]];
-    }
-  }
-  const delta = encodeInt8Delta(tensors);
-  const { sig: _sig, trainer: _trainer, ...unsigned } = honest.report.receipt;
-  const receipt: TrainingReceipt = signTrainingReceipt(
-    { ...unsigned, deltaHash: deltaHash(delta), deltaBytes: delta.length },
-    options.identity,
-  );
-  console.log("lazy trainer: sent a shuffled delta under a re-signed receipt");
-  return { report: { receipt, delta }, trace: { ...honest.trace, receipt } };
-};
+import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
 
 const config = await configFromArgs(Deno.args);
-const node = await startNode(config, { log: (line) => console.log(line), train: lazy });
+const node = await startNode(config, {
+  log: (line) => console.log(line),
+  train: shuffledDeltaTrainer,
+});
 Deno.addSignalListener("SIGTERM", () => node.shutdown());
 await node.finished;

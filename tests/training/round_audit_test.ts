@@ -12,6 +12,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { StorageActor, type StorageMessage } from "../../actors/storage_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
 import type { OutcomeBody } from "../../protocols/training_messages.ts";
 import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
 import { auditRound, type RoundAuditContext } from "../../training/round_audit.ts";
@@ -116,7 +117,7 @@ Deno.test("a round's outcome is audited by redoing the outer step: honest rounds
     const context: RoundAuditContext = {
       models: auditor,
       momentumAfter: (cid) => momenta.get(cid),
-      convicted: (key) => Promise.resolve(convicted.has(key)),
+      convicted: (receiptId) => Promise.resolve(convicted.has(receiptId)),
     };
 
     const r0 = await honestRound(0, seed);
@@ -176,8 +177,8 @@ Deno.test("a round's outcome is audited by redoing the outer step: honest rounds
       },
       "receipt_mismatch",
     );
-    // A trainer this node convicted, averaged in anyway.
-    convicted = new Set([r1.outcome.accepted[0]]);
+    // A delta whose receipt this node convicted, averaged in anyway.
+    convicted = new Set([trainingReceiptId(r1.outcome.reports[0].receipt)]);
     await refused(r1.outcome, "convicted_included");
     convicted = new Set();
     await refused({ ...r1.outcome, accepted: [], reports: [] }, "no_reports");
