@@ -32,8 +32,12 @@ import { trainingReceiptId } from "./training_receipt.ts";
 
 /** What {@link auditRound} found. */
 export type RoundAudit =
-  /** Reproduced: the model, and the momentum the next round's audit starts from. */
-  | { ok: true; verified: true; dir: string; momentum: GptWeights }
+  /**
+   * Reproduced: the model, the momentum the next round's audit starts from, and the deltas
+   * (checked against their receipts, in the outcome's order: a challenge after the round needs
+   * them and need not fetch them again).
+   */
+  | { ok: true; verified: true; dir: string; momentum: GptWeights; deltas: Uint8Array[] }
   /** Not checkable here (earlier rounds not seen): served on the coordinator's word. */
   | { ok: true; verified: false; why: string }
   /** Not what the deltas give: not served, not passed on. */
@@ -109,5 +113,5 @@ export async function auditRound(
   if (result.cid !== outcome.model) {
     return fail("aggregate_mismatch", `the deltas give ${result.cid}, not ${outcome.model}`);
   }
-  return { ok: true, verified: true, dir: result.dir, momentum: result.momentum };
+  return { ok: true, verified: true, dir: result.dir, momentum: result.momentum, deltas };
 }

@@ -119,21 +119,7 @@ export type TrainEvent =
     heldOutBitsPerByte: number;
   }
   | { type: "step"; round: number; trainer: number; step: number; loss: number }
-  | {
-    type: "round";
-    round: number;
-    rounds: number;
-    cid: string;
-    /** Mean training loss of the round's steps over all trainers, bits per byte. */
-    trainBitsPerByte: number;
-    heldOutBitsPerByte: number;
-    /** Tokens trained per second, all trainers together, over the round's training phase. */
-    tokensPerSecond: number;
-    /** Encoded int8 deltas of the round, all trainers together. */
-    deltaBytes: number;
-    roundMs: number;
-    elapsedMs: number;
-  }
+  | ({ type: "round"; rounds: number; elapsedMs: number } & RoundRecord)
   | { type: "stopped"; reason: "minutes"; rounds: number };
 
 /** One finished round. */

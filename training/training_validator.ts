@@ -436,7 +436,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     // The coordinator challenged before it aggregated; this node samples the same receipts
     // on its own coin, so no trainer is checked by its coordinator alone.
     if (origin !== "local") {
-      for (const report of body.reports) void this.#challengeAfterRound(body, report, ctx);
+      body.reports.forEach((report, i) => {
+        const delta = audit.verified ? audit.deltas[i] : undefined;
+        void this.#challengeAfterRound(body, report, delta, ctx);
+      });
     }
     void this.#adopt(body, audit.verified ? "reproduced" : `not audited: ${audit.why}`).then(
       () => ctx.self.tell({ type: "adopted", model: body.model }),
@@ -446,12 +449,14 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
 
   /**
    * Challenge one trainer of a finished round on this validator's own coin, over this node's
-   * connection to it (none: not challenged from here). A failure is a fraud proof like the
+   * connection to it (none: not challenged from here), with the delta the audit fetched (or,
+   * when the round could not be audited here, fetched now). A failure is a fraud proof like the
    * coordinator's: settled here, gossiped, slashing in every ledger.
    */
   async #challengeAfterRound(
     body: OutcomeBody,
     report: OutcomeReport,
+    fetched: Uint8Array | undefined,
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<void> {
     const { receipt } = report;
@@ -467,7 +472,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     }).catch(() => undefined);
     if (connection === undefined) return;
     try {
-      const delta = await this.#options.models.getFile(report.deltaFile);
+      const delta = fetched ?? await this.#options.models.getFile(report.deltaFile);
       await this.#challenge({
         type: "challenge",
         report: { receipt, delta },
