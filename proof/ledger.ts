@@ -7,12 +7,12 @@
  * so the log is the only truth.
  *
  * What replaying derives is kept in two places, neither of which grows in memory with the log:
- * the working state (`ledger_state.ts`: balances per key and the receipts still inside their
- * window) and the history index (`ledger_index.ts`: every receipt, job, settled accusation and
- * verdict, on disk). Every {@link DEFAULT_CHECKPOINT_EVERY} entries, and on close, the owner
- * signs a checkpoint of the working state (`ledger_checkpoint.ts`); opening verifies that
- * checkpoint and only the entries after it, so open time and memory do not depend on how long
- * the history is. `ledger verify` checks every entry from genesis.
+ * the working state (`ledger_state.ts`: balances and signed pledges per key, the receipts still
+ * inside their window) and the history index (`ledger_index.ts`: every receipt, job, settled
+ * accusation and verdict, on disk). Every {@link DEFAULT_CHECKPOINT_EVERY} entries, and on
+ * close, the owner signs a checkpoint of the working state (`ledger_checkpoint.ts`); opening
+ * verifies that checkpoint and only the entries after it, so open time and memory do not depend
+ * on how long the history is. `ledger verify` checks every entry from genesis.
  *
  * On open, the first entry after the checkpoint that fails (bad CBOR, wrong sequence, broken
  * link, bad signature, foreign signer) raises {@link LedgerTamperedError} naming it and the
@@ -430,7 +430,9 @@ export class Ledger {
 
   /**
    * Record another key's signed stake pledge, once per key: a key that already has stake here
-   * (pledged, deposited, or slashed down to nothing) cannot add more by pledging again.
+   * (pledged, deposited, or slashed down to nothing) cannot add more by pledging again. The
+   * signed pledge is kept whole (in its entry and in the working state), so it can be passed on
+   * to peers that join later ({@link Ledger.pledges}).
    *
    * @returns whether the pledge was recorded (false: the key already has stake here).
    * @throws {LedgerRejectedError} for a pledge whose signature does not verify.
@@ -444,9 +446,18 @@ export class Ledger {
       this.#state.hasStaked(key) ? null : {
         key,
         amount: pledge.amount,
-        pledge: { issuedAt: pledge.issuedAt, sig: pledge.sig },
+        pledge: { v: pledge.v, issuedAt: pledge.issuedAt, sig: pledge.sig },
       });
     return entry !== null;
+  }
+
+  /**
+   * Every signed pledge recorded here, in the order recorded, as each pledger signed it (so a
+   * peer checks each one itself). Deposits are not pledges and are not listed. Held in memory,
+   * one per pledged key (about 150 bytes each), and in every checkpoint.
+   */
+  pledges(): StakePledge[] {
+    return [...this.#state.pledges()].map((p) => ({ ...p }));
   }
 
   /**

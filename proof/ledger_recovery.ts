@@ -114,6 +114,11 @@ async function startingPoint(
     // None, unreadable or not the owner's: replay (and check) from genesis.
     return { start: GENESIS, state: new LedgerState() };
   }
+  if (checkpoint.state.pledges === undefined) {
+    // Written before the state kept signed pledges: it cannot restore the ones recorded before
+    // it, so the log is replayed from genesis once (the next checkpoint carries them).
+    return { start: GENESIS, state: new LedgerState() };
+  }
   // Signed by the owner, so the entries it covers were acknowledged: they must still be there.
   const missing = (reason: string) => new LedgerTamperedError(checkpoint.seq - 1, reason, dir);
   if (log.size < checkpoint.end) {

@@ -1,9 +1,10 @@
 /**
- * The ledger's working state, the part that lives in memory: balances per key, and the receipts
- * still open (`pending` or `challenged`) with a queue of when their windows close. Its size
- * depends on how many keys hold stake and how many receipts are inside their window, never on
- * how long the log is: a receipt leaves it the moment it is final, slashed or left unpaid, and
- * from then on lives only in the history index (`ledger_index.ts`).
+ * The ledger's working state, the part that lives in memory: balances per key, the signed stake
+ * pledge behind each pledged key (served to peers: `network/network_actor.ts` sends them all on
+ * connect), and the receipts still open (`pending` or `challenged`) with a queue of when their
+ * windows close. Its size depends on how many keys hold stake and how many receipts are inside
+ * their window, never on how long the log is: a receipt leaves it the moment it is final,
+ * slashed or left unpaid, and from then on lives only in the history index (`ledger_index.ts`).
  *
  * {@link LedgerState.apply} is the one place an entry moves balances. It reads nothing but this
  * state and the entry, so a checkpoint's snapshot plus the entries after it rebuild exactly the
@@ -11,7 +12,8 @@
  *
  * @module
  */
-import { toHex } from "../protocols/hash.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
+import type { StakePledge } from "../protocols/stake_pledge.ts";
 import type { LedgerEntry } from "./ledger_entry.ts";
 import { DueQueue } from "./ledger_due_queue.ts";
 
@@ -77,6 +79,28 @@ export interface LedgerStateSnapshot {
    * encodes as it did before training receipts existed, and older checkpoints restore.
    */
   open: [string, string, ReceiptStatus, number, string | null, number, number, "training"?][];
+  /**
+   * `[key, amount, issuedAt, sig, v]` per signed pledge, as recorded. Absent in checkpoints
+   * written before pledges were kept here: such a checkpoint cannot restore them, so recovery
+   * replays from genesis instead (`ledger_recovery.ts`).
+   */
+  pledges?: [string, number, number, Uint8Array, number][];
+}
+
+/**
+ * The signed pledge a `stake` entry recorded, if it recorded one (a deposit records none).
+ * Entries written before the pledge's version was kept are version 1, the only one there was.
+ */
+function pledgeOf(body: Record<string, unknown>): StakePledge | undefined {
+  const signed = body.pledge as { v?: number; issuedAt: number; sig: Uint8Array } | undefined;
+  if (signed === undefined) return undefined;
+  return {
+    v: signed.v ?? 1,
+    key: fromHex(body.key as string),
+    amount: body.amount as number,
+    issuedAt: signed.issuedAt,
+    sig: signed.sig,
+  };
 }
 
 const NO_ACCOUNT: Readonly<Account> = { balance: 0, stake: 0, locked: 0 };
@@ -86,6 +110,8 @@ export class LedgerState {
   readonly #accounts = new Map<string, Account>();
   /** Keys that have any stake entry: a pledge is recorded once per key. */
   readonly #staked = new Set<string>();
+  /** The signed pledge of each pledged key, as recorded (in the order recorded). */
+  readonly #pledges = new Map<string, StakePledge>();
   /** Receipts in their window or under challenge, in the order they were recorded. */
   readonly #open = new Map<string, ReceiptRecord>();
   /** Arrival order of each open receipt (ties in the due queue). */
@@ -99,6 +125,9 @@ export class LedgerState {
     for (const [key, balance, stake, locked, staked] of snapshot.accounts) {
       state.#accounts.set(key, { balance, stake, locked });
       if (staked) state.#staked.add(key);
+    }
+    for (const [key, amount, issuedAt, sig, v] of snapshot.pledges ?? []) {
+      state.#pledges.set(key, { v, key: fromHex(key), amount, issuedAt, sig });
     }
     for (
       const [receiptId, worker, status, credit, requester, locked, pendingUntil, kind] of snapshot
@@ -142,6 +171,7 @@ export class LedgerState {
         if (r.kind === "training") row.push("training");
         return row;
       }),
+      pledges: [...this.#pledges].map(([key, p]) => [key, p.amount, p.issuedAt, p.sig, p.v]),
     };
   }
 
@@ -163,6 +193,11 @@ export class LedgerState {
   /** Whether `key` (hex) has ever had stake recorded. */
   hasStaked(key: string): boolean {
     return this.#staked.has(key);
+  }
+
+  /** The signed pledges recorded, in the order recorded (the live objects: do not change them). */
+  pledges(): IterableIterator<StakePledge> {
+    return this.#pledges.values();
   }
 
   /** The open receipt `receiptId`, if it is open (the live record: do not hand it out). */
@@ -232,10 +267,13 @@ export class LedgerState {
       case "false_accusation":
         this.#account(b.validator).stake -= b.penalty as number;
         return;
-      case "stake":
+      case "stake": {
         this.#account(b.key).stake += b.amount as number;
         this.#staked.add(b.key);
+        const pledge = pledgeOf(b);
+        if (pledge !== undefined) this.#pledges.set(b.key, pledge);
         return;
+      }
       case "receipt":
       case "training_receipt": {
         const rec: ReceiptRecord = {
