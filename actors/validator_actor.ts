@@ -302,6 +302,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
       }
       case "pledge": {
+        // A key with stake here is answered before the ledger checks the signature: every
+        // connection brings every pledge its peer holds (anti-entropy), so repeats are the
+        // common case, and each would otherwise cost a signature check.
+        if (ledger.hasStaked(message.pledge.key)) return false;
         const recorded = await ledger.recordPledge(message.pledge).catch(() => false);
         if (recorded) {
           this.#replayAwaitingStake(toHex(message.pledge.key), ctx);
@@ -323,6 +327,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return await this.#onTrainingReceipt(message);
       case "training_fraud":
         return await this.#onTrainingFraud(message, ctx);
+      case "pledges":
+        return ledger.pledges();
       case "deposit":
         return await ledger.deposit(message.key, message.amount);
       case "finalize":

@@ -88,6 +88,14 @@ export interface PledgeMessage {
   /** Who sent it (a pledge new here from a peer is passed on to the other peers). */
   origin?: Origin;
 }
+/**
+ * Every signed stake pledge the ledger recorded, in the order recorded. Answers `StakePledge[]`
+ * (what the NetworkActor sends a ledger-keeping peer on connect, so late joiners learn them).
+ */
+export interface PledgesMessage {
+  /** Message tag. */
+  type: "pledges";
+}
 /** Credit stake (bookkeeping). Answers nothing. */
 export interface DepositMessage {
   /** Message tag. */
@@ -221,6 +229,7 @@ export type ValidatorMessage =
   | FraudProofMessage
   | VerdictMessage
   | PledgeMessage
+  | PledgesMessage
   | DepositMessage
   | FinalizeMessage
   | AccountMessage

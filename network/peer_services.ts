@@ -205,9 +205,10 @@ export function servePeer(
       await validator().tell({ type: "fraud_proof", proof, origin: peer });
     });
     connection.handle(StakeAnnouncementMessage, async ({ pledge }) => {
-      // A peer's own pledge or one it passes on (gossip): the ledger checks the signature and
-      // keeps a key's first. A node pledges once, ever (`node/node_pledge.ts`), so there is one
-      // pledge per honest key to keep.
+      // A peer's own pledge, one it passes on (gossip), or one of those its ledger holds, all
+      // sent when we connect (anti-entropy: `network_actor.ts` `#sendPledges`): the ledger
+      // checks the signature and keeps a key's first. A node pledges once, ever
+      // (`node/node_pledge.ts`), so there is one pledge per honest key to keep.
       await validator().tell({ type: "pledge", pledge, origin: peer });
     });
   }
