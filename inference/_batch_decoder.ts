@@ -21,7 +21,8 @@
  * their next token, then a piece of the prompt of the first sequence still reading one (first
  * come, first served), alone on its own cache. While others are decoding, a piece costs about
  * {@link PREFILL_STALL_FACTOR} decode steps (its length follows the measured cost of a prompt
- * token and of the last decode step), so a long prompt is read over several ticks and delays
+ * token and of the last decode step) but is never shorter than {@link MIN_PREFILL_PIECE} tokens
+ * (each execution has a fixed cost), so a long prompt is read over several ticks and delays
  * the others' next token by one bounded piece, never by the whole prompt; with nobody decoding
  * the whole prompt is read at once (a lone stream's first token as fast as unbatched). A
  * sequence whose prompt is read joins the batch at its next step.
@@ -70,10 +71,17 @@ export const DEFAULT_MAX_BATCH = 8;
  * sooner at the price of the others' smoothness.
  */
 export const PREFILL_STALL_FACTOR = 1;
-/** Shortest prompt piece: below this the per-execution overhead dominates. */
-const MIN_PREFILL_PIECE = 8;
-/** Prompt piece before any cost is measured. */
-const INITIAL_PREFILL_PIECE = 32;
+/**
+ * Shortest prompt piece (but a prompt's last). Every execution pays a fixed cost, whatever its
+ * length: reading the weights once (on `small`, 2-core VM: one execution of one token ≈ 5 ms,
+ * the cost of ~15 more prompt tokens). A piece sized only by the decode step's length shrank to
+ * a few tokens while the batch was small (a one-row step costs that fixed cost alone), each
+ * piece paid it again, and a 128-token prompt took 16 executions instead of one: eight clients
+ * arriving together waited ~0.7 s (p50) for a first token. At 64 tokens the fixed cost is at
+ * most about a fifth of a piece; the running streams' gap during a join is then at most about
+ * one such piece (~25 ms here), below a full batch's step.
+ */
+export const MIN_PREFILL_PIECE = 64;
 /** Weight of the newest measurement in the running per-token prefill cost. */
 const PREFILL_COST_SMOOTHING = 0.25;
 
@@ -538,7 +546,7 @@ export class BatchedDecoder {
     if (!first) return;
     const s = first;
     const p = s.pending!;
-    const piece = p.tokens.slice(p.fed, p.fed + this.#pieceLength());
+    const piece = p.tokens.slice(p.fed, p.fed + this.#pieceLength(p.tokens.length - p.fed));
     let out;
     const started = performance.now();
     try {
@@ -547,10 +555,13 @@ export class BatchedDecoder {
       this.#fail(s, error);
       return;
     }
-    const perToken = (performance.now() - started) / piece.length;
-    this.#msPerPromptToken = this.#msPerPromptToken === 0
-      ? perToken
-      : this.#msPerPromptToken + PREFILL_COST_SMOOTHING * (perToken - this.#msPerPromptToken);
+    // A short piece's cost is mostly the execution's fixed cost: it would inflate the estimate.
+    if (piece.length >= MIN_PREFILL_PIECE) {
+      const perToken = (performance.now() - started) / piece.length;
+      this.#msPerPromptToken = this.#msPerPromptToken === 0
+        ? perToken
+        : this.#msPerPromptToken + PREFILL_COST_SMOOTHING * (perToken - this.#msPerPromptToken);
+    }
     this.#stats.prefillRuns++;
     if (s.closed || s.pending !== p) return;
     s.cache = out.present;
@@ -562,13 +573,24 @@ export class BatchedDecoder {
     this.#answer(s, p, out.logits.subarray((piece.length - 1) * vocab, piece.length * vocab));
   }
 
-  /** Prompt tokens to read this tick: all of them with nobody decoding, else a bounded piece. */
-  #pieceLength(): number {
-    if (!this.#members.some((m) => !m.closed)) return Infinity;
-    if (this.#prefillBudget !== undefined) return this.#prefillBudget;
-    if (this.#msPerPromptToken === 0 || this.#lastDecodeMs === 0) return INITIAL_PREFILL_PIECE;
-    const piece = PREFILL_STALL_FACTOR * this.#lastDecodeMs / this.#msPerPromptToken;
-    return Math.max(MIN_PREFILL_PIECE, Math.floor(piece));
+  /**
+   * Prompt tokens to read this tick, of `remaining`: all of them with nobody decoding, else a
+   * piece that costs about {@link PREFILL_STALL_FACTOR} decode steps but no fewer than
+   * {@link MIN_PREFILL_PIECE} tokens; the prompt is then cut into pieces of equal length (128
+   * tokens at a budget of 100 are read as 64 + 64, not 100 + a 28-token piece that would pay
+   * the fixed cost for little).
+   */
+  #pieceLength(remaining: number): number {
+    if (!this.#members.some((m) => !m.closed)) return remaining;
+    let budget = this.#prefillBudget ?? MIN_PREFILL_PIECE;
+    if (this.#prefillBudget === undefined && this.#msPerPromptToken > 0) {
+      budget = Math.max(
+        MIN_PREFILL_PIECE,
+        Math.floor(PREFILL_STALL_FACTOR * this.#lastDecodeMs / this.#msPerPromptToken),
+      );
+    }
+    if (remaining <= budget) return remaining;
+    return Math.ceil(remaining / Math.ceil(remaining / budget));
   }
 
   #answer(s: SequenceState, p: PendingStep, row: Float32Array): void {

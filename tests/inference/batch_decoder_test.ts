@@ -4,7 +4,11 @@
  * around them, and a long prompt is read in pieces between the others' steps.
  */
 import assert from "node:assert/strict";
-import { BatchedDecoder, type BatchedSequence } from "../../inference/_batch_decoder.ts";
+import {
+  BatchedDecoder,
+  type BatchedSequence,
+  MIN_PREFILL_PIECE,
+} from "../../inference/_batch_decoder.ts";
 import {
   DecoderSession,
   type SampledStep,
@@ -174,6 +178,37 @@ Deno.test("a long prompt is read in pieces between the running sequence's steps"
     // 90 tokens at 16 a tick: 6 pieces, the running sequence stepping at each.
     assert.ok(stepsMeanwhile >= 5, `the running sequence stepped ${stepsMeanwhile} times`);
     assert.ok(batched.stats().prefillRuns >= 7, "the prompt was read in pieces");
+    batched.dispose();
+  } finally {
+    await decoder.session.release();
+  }
+});
+
+Deno.test("a joining prompt is read in pieces of at least MIN_PREFILL_PIECE tokens", async () => {
+  // With the pieces sized by the decode step alone, a one-row step (cheap on `tiny`) cut the
+  // prompt into pieces of a few tokens, each paying an execution's fixed cost again.
+  const decoder = await decoderSession();
+  try {
+    const batched = new BatchedDecoder(decoder);
+    const running = batched.sequence();
+    const long = batched.sequence();
+    const prompt = Array.from({ length: 150 }, (_, i) => 97 + (i * 5) % 26);
+    let feed = [(await running.step(PROMPTS[1], { params: rule(0), position: 0 })).tokenId];
+    const before = batched.stats().prefillRuns;
+    let longDone = false;
+    const longStep = long.step(prompt, { params: rule(1), position: 0 }).then((s) => {
+      longDone = true;
+      return s;
+    });
+    for (let t = 1; !longDone && t < 100; t++) {
+      feed = [(await running.step(feed, { params: rule(0), position: t })).tokenId];
+    }
+    const expected = await decoder.sequence().step(prompt, { params: rule(1), position: 0 });
+    assert.equal((await longStep).tokenId, expected.tokenId);
+    const pieces = batched.stats().prefillRuns - before;
+    // 150 tokens in at most 3 pieces (sized by the decode step alone it took ~20 here).
+    assert.ok(MIN_PREFILL_PIECE >= 50, "a piece amortizes an execution's fixed cost");
+    assert.ok(pieces >= 1 && pieces <= 3, `${pieces} pieces`);
     batched.dispose();
   } finally {
     await decoder.session.release();
