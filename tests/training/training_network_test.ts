@@ -83,17 +83,18 @@ Deno.test({
         ...["--train", "--train-shard", `${i}/3`, "--peer", peer, "--no-listen"],
         ...["--challenge-probability", "0", "--training-challenge-probability", "0"],
       ];
-      const honest = [spawn("t0", trainer(0)), spawn("t1", trainer(1))];
-      // The lazy trainer connects once the honest ones have: the coordinator passes its stake
-      // pledge on to them (gossip reaches the peers connected then), and a ledger settles a
-      // trainer's fraud only against stake it holds.
-      await eventually(
-        () => coordinator.lines.filter((l) => /^training: trainer \S+ joined/.test(l)).length >= 2,
-        "the honest trainers to join",
-        { timeoutMs: ACROSS_PROCESSES_MS },
-      );
+      // The lazy trainer joins first: the honest trainers, connecting after its pledge reached
+      // the coordinator, learn its stake from the coordinator's ledger (every connection starts
+      // with every pledge the ledger holds), and a ledger settles a trainer's fraud only
+      // against stake it holds.
       const lazy = spawn("lazy", trainer(2), LAZY_TRAINER);
       const lazyKey = await keyOf("lazy");
+      await eventually(
+        () => coordinator.lines.some((l) => /^training: trainer \S+ joined/.test(l)),
+        "the lazy trainer to join",
+        { timeoutMs: ACROSS_PROCESSES_MS },
+      );
+      const honest = [spawn("t0", trainer(0)), spawn("t1", trainer(1))];
 
       // ---- 1. two rounds; held-out loss falls --------------------------------------------
       const initial = Number(
