@@ -13,6 +13,7 @@ import {
   signCheckpoint,
   writeCheckpoint,
 } from "../../proof/ledger_checkpoint.ts";
+import { verifyLedger } from "../../proof/ledger_verify.ts";
 import { copyDir, withLedgerDir } from "./_ledger_fixtures.ts";
 
 const owner = Identity.generate();
@@ -80,4 +81,23 @@ Deno.test("a checkpoint written before pledges were kept in it: the ledger repla
     }
     const rewritten = await readCheckpoint(dir) as LedgerCheckpoint;
     assert.equal(rewritten.state.pledges?.length, pledges.length, "the next checkpoint has them");
+  }));
+
+Deno.test("ledger verify: a checkpoint written before pledges were kept still matches its log", () =>
+  withLedgerDir(async (dir) => {
+    const ledger = await Ledger.open(dir, owner);
+    for (const pledge of pledges) await ledger.recordPledge(pledge);
+    await ledger.close();
+    assert.equal((await verifyLedger(dir)).checkpoint.check, "matches");
+    const current = await readCheckpoint(dir) as LedgerCheckpoint;
+    const { pledges: _kept, ...olderState } = current.state;
+    const { v: _v, signer: _signer, sig: _sig, ...unsigned } = current;
+    await writeCheckpoint(dir, signCheckpoint({ ...unsigned, state: olderState }, owner));
+    const report = await verifyLedger(dir);
+    assert.equal(report.checkpoint.check, "matches");
+    assert.equal(report.ok, true);
+    // Any other difference is still found.
+    const forged = { ...olderState, accounts: [] };
+    await writeCheckpoint(dir, signCheckpoint({ ...unsigned, state: forged }, owner));
+    assert.equal((await verifyLedger(dir)).checkpoint.check, "does_not_match");
   }));
