@@ -44,6 +44,19 @@ const READY_TIMEOUT_MS = 30_000;
 /** A peer connection must deliver its header this fast, or it is dropped. */
 const HEADER_TIMEOUT_MS = 5_000;
 const DEFAULT_RESTART = { initialMs: 250, maxMs: 10_000 };
+/**
+ * glibc's malloc settings for the host, whatever the node's own are. `deno task start` runs the
+ * node with `MALLOC_MMAP_THRESHOLD_=262144` (its storage buffers go back to the system when
+ * freed), and the host would inherit it; but the host's buffers are its messages, up to 256 KiB
+ * plus framing each way, so every one would be a fresh mapping, faulted in page by page and
+ * unmapped again. Above them, they come from the heap and are reused (and a heap that does not
+ * shrink and grow back after each one): measured on the link alone, 1 GiB each way, the host's
+ * CPU per MiB went from 0.72 to 0.36 ms reading the node and from 0.57 to 0.30 writing to it.
+ */
+const HOST_MALLOC_ENV = {
+  MALLOC_MMAP_THRESHOLD_: String(4 * 1024 * 1024),
+  MALLOC_TRIM_THRESHOLD_: String(16 * 1024 * 1024),
+};
 
 /** One peer connection out of the swarm. */
 export interface SwarmPeer {
@@ -232,7 +245,7 @@ export class SwarmHost {
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      env: { NODE_NO_WARNINGS: "1" },
+      env: { NODE_NO_WARNINGS: "1", ...HOST_MALLOC_ENV },
     });
     const child = command.spawn();
     this.#child = child;

@@ -53,9 +53,10 @@ function start(cfg) {
 // Hand one authenticated peer connection (a Noise stream) to the node over the link.
 function deliver(socket, info) {
   socket.on("error", () => {});
-  const local = config.dataPath
-    ? createConnection({ path: config.dataPath })
-    : createConnection({ host: "127.0.0.1", port: config.dataPort });
+  const where = config.dataPath
+    ? { path: config.dataPath }
+    : { host: "127.0.0.1", port: config.dataPort };
+  const local = gather(where, socket);
   // Loopback TCP: a token frame goes out at once, not after Nagle's wait for an ACK.
   if (!config.dataPath) local.setNoDelay(true);
   local.on("error", () => socket.destroy());
@@ -65,46 +66,69 @@ function deliver(socket, info) {
   header[64] = socket.isInitiator ? 1 : 0;
   local.write(header);
   pipeline(socket, local, () => {});
-  gather(local, socket);
   void info;
 }
 
-// The link's bytes into the swarm, gathered: what the node wrote arrives in reads of at most
-// 64 KiB, several in one turn of the event loop during a bulk transfer; each read written on
-// its own would be one encrypted message each. Gathered until the turn ends (setImmediate: no
-// timer, so a lone token frame leaves in the same turn), up to GATHER_MAX_BYTES, the reads go
-// out as one message: fewer messages for both hosts to seal and open, and larger writes into
-// the receiving node, which then wakes up less often (measured on the swarm bench: 13.1 vs
-// 13.6 ms of CPU per MiB, all four processes, the reads into the receiving node 110 KiB
-// instead of 67 on average).
+// The link's bytes into the swarm, gathered: during a bulk transfer several reads arrive in one
+// turn of the event loop, and each written on its own would be one encrypted message. Gathered
+// until the turn ends (setImmediate: no timer, so a lone token frame leaves in the same turn),
+// up to GATHER_MAX_BYTES, the reads go out as one message: fewer messages for both hosts to
+// seal and open, and larger writes into the receiving node, which then wakes up less often.
 const GATHER_MAX_BYTES = 256 * 1024;
+// Each read lands in an arena right after the bytes already gathered (Node's `onread` buffer),
+// and a message is a view of the arena: no buffer per read, no copy to join them, and reads of
+// up to 256 KiB instead of Node's 64 KiB (a Unix socket holds about 200 KiB). A view stays
+// valid while Hyperswarm holds it: a full arena is replaced, never written again. Measured on
+// the link alone (1 GiB in 64 KiB writes, medians of five): 0.42 ms of the host's CPU per MiB
+// against 0.62 for 'data' events joined with Buffer.concat.
+const ARENA_BYTES = 1024 * 1024;
+/** A read given less room than this is not worth its syscall: the message goes out first. */
+const MIN_READ_BYTES = 64 * 1024;
 
-// `local` → `socket` with backpressure, half-close and teardown as stream.pipeline does them
-// (the other direction's pipeline destroys both on an error or a premature close).
-function gather(local, socket) {
-  let pending = [];
-  let bytes = 0;
+// Connect to the node (`where`) and move what it writes into `socket` with backpressure,
+// half-close and teardown as stream.pipeline does them (the other direction's pipeline
+// destroys both on an error or a premature close). Returns the connection.
+function gather(where, socket) {
+  let arena = Buffer.allocUnsafe(ARENA_BYTES);
+  let start = 0; // gathered, not yet sent: arena[start, end)
+  let end = 0;
   let scheduled = false;
   let ended = false;
+  let local = null;
   const flush = () => {
     scheduled = false;
-    if (bytes === 0) return;
-    const message = pending.length === 1 ? pending[0] : Buffer.concat(pending, bytes);
-    pending = [];
-    bytes = 0;
+    if (end === start) return;
+    const message = arena.subarray(start, end);
+    start = end;
     if (socket.write(message) === false) {
       local.pause();
       socket.once("drain", () => local.resume());
     }
   };
-  local.on("data", (chunk) => {
-    pending.push(chunk);
-    bytes += chunk.byteLength;
-    if (bytes >= GATHER_MAX_BYTES) flush();
-    else if (!scheduled) {
+  // Where the next read lands: Node asks before the first read and after each one.
+  const nextRead = () => {
+    if (start + GATHER_MAX_BYTES - end < MIN_READ_BYTES) flush();
+    if (ARENA_BYTES - end < MIN_READ_BYTES) {
+      flush();
+      arena = Buffer.allocUnsafe(ARENA_BYTES);
+      start = end = 0;
+    }
+    return arena.subarray(end, Math.min(ARENA_BYTES, start + GATHER_MAX_BYTES));
+  };
+  const onRead = (bytes) => {
+    end += bytes;
+    if (!scheduled) {
       scheduled = true;
       setImmediate(flush);
     }
+  };
+  // allowHalfOpen: the node's FIN ends this direction only. Without it Node ends the link's
+  // other half too, and the pipeline into it then calls the peer connection closed early and
+  // destroys it, unsent bytes included (the test lost 300–700 KiB of 5 MiB that way).
+  local = createConnection({
+    ...where,
+    allowHalfOpen: true,
+    onread: { buffer: nextRead, callback: onRead },
   });
   local.on("end", () => {
     ended = true;
@@ -114,6 +138,7 @@ function gather(local, socket) {
   local.on("close", () => {
     if (!ended) socket.destroy();
   });
+  return local;
 }
 
 // Look a joined topic up again soon after joining, then less and less often (Hyperswarm's own
