@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
+import type { SwarmLinkKind } from "../../network/swarm_link.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
 
@@ -67,48 +68,55 @@ function firstDifference(a: Uint8Array, b: Uint8Array): number {
   return a.length === b.length ? -1 : n;
 }
 
-Deno.test({
-  name:
-    "swarm transfer: bytes cross two hosts whole and in order both ways; a half-close ends the other side's readable",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  fn: async () => {
-    const testnet = await startLocalTestnet();
-    const peers = [Promise.withResolvers<SwarmPeer>(), Promise.withResolvers<SwarmPeer>()];
-    const hosts: SwarmHost[] = [];
-    try {
-      for (const found of peers) {
-        hosts.push(
-          await SwarmHost.start({
-            identity: Identity.generate(),
-            bootstrap: testnet.bootstrap,
-            bind: "127.0.0.1",
-            onPeer: (peer) => found.resolve(peer),
-          }),
-        );
-      }
-      const topic = crypto.getRandomValues(new Uint8Array(32));
-      await Promise.all(hosts.map((host) => host.join(topic)));
-      const [a, b] = await Promise.all(peers.map((found) => found.promise));
-      // A peer whose bytes never come fails the test instead of hanging it.
-      const giveUp = setTimeout(() => [a, b].forEach((peer) => peer.close()), 60_000);
-      try {
-        const there = pattern(TRANSFER_BYTES, 1);
-        const back = pattern(TRANSFER_BYTES - 777, 2);
-        // A first, then B answers only after A's half-close ended its readable: the close has
-        // to cross both hosts while the other direction stays open.
-        const [received] = await Promise.all([receiveAll(b, HOLD_MS), sendAll(a, there)]);
-        assert.equal(firstDifference(received, there), -1, "A → B arrives whole and in order");
-        const [returned] = await Promise.all([receiveAll(a, 0), sendAll(b, back)]);
-        assert.equal(firstDifference(returned, back), -1, "B → A arrives whole and in order");
-      } finally {
-        clearTimeout(giveUp);
-        a.close();
-        b.close();
-      }
-    } finally {
-      await Promise.all(hosts.map((host) => host.close()));
-      await testnet.stop();
+for (const link of ["unix", "tcp"] as const) {
+  Deno.test({
+    name:
+      `swarm transfer (${link} link): bytes cross two hosts whole and in order both ways; a half-close ends the other side's readable`,
+    ignore: link === "unix" && Deno.build.os === "windows",
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: () => transferBothWays(link),
+  });
+}
+
+async function transferBothWays(link: SwarmLinkKind): Promise<void> {
+  const testnet = await startLocalTestnet();
+  const peers = [Promise.withResolvers<SwarmPeer>(), Promise.withResolvers<SwarmPeer>()];
+  const hosts: SwarmHost[] = [];
+  try {
+    for (const found of peers) {
+      hosts.push(
+        await SwarmHost.start({
+          identity: Identity.generate(),
+          bootstrap: testnet.bootstrap,
+          bind: "127.0.0.1",
+          onPeer: (peer) => found.resolve(peer),
+          link,
+        }),
+      );
     }
-  },
-});
+    const topic = crypto.getRandomValues(new Uint8Array(32));
+    assert.deepEqual(hosts.map((host) => host.link), [link, link]);
+    await Promise.all(hosts.map((host) => host.join(topic)));
+    const [a, b] = await Promise.all(peers.map((found) => found.promise));
+    // A peer whose bytes never come fails the test instead of hanging it.
+    const giveUp = setTimeout(() => [a, b].forEach((peer) => peer.close()), 60_000);
+    try {
+      const there = pattern(TRANSFER_BYTES, 1);
+      const back = pattern(TRANSFER_BYTES - 777, 2);
+      // A first, then B answers only after A's half-close ended its readable: the close has
+      // to cross both hosts while the other direction stays open.
+      const [received] = await Promise.all([receiveAll(b, HOLD_MS), sendAll(a, there)]);
+      assert.equal(firstDifference(received, there), -1, "A → B arrives whole and in order");
+      const [returned] = await Promise.all([receiveAll(a, 0), sendAll(b, back)]);
+      assert.equal(firstDifference(returned, back), -1, "B → A arrives whole and in order");
+    } finally {
+      clearTimeout(giveUp);
+      a.close();
+      b.close();
+    }
+  } finally {
+    await Promise.all(hosts.map((host) => host.close()));
+    await testnet.stop();
+  }
+}
