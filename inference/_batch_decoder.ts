@@ -18,14 +18,16 @@
  * (rebuilt) only when its membership changes.
  *
  * **A step boundary** (a *tick*) runs one batched execution over the members that asked for
- * their next token, then a piece of the prompt of the first sequence still reading one (first
- * come, first served), alone on its own cache. While others are decoding, a piece costs about
- * {@link PREFILL_STALL_FACTOR} decode steps (its length follows the measured cost of a prompt
- * token and of the last decode step) but is never shorter than {@link MIN_PREFILL_PIECE} tokens
- * (each execution has a fixed cost), so a long prompt is read over several ticks and delays
- * the others' next token by one bounded piece, never by the whole prompt; with nobody decoding
- * the whole prompt is read at once (a lone stream's first token as fast as unbatched). A
- * sequence whose prompt is read joins the batch at its next step.
+ * their next token, then reads waiting prompts, first come first served. Prompts that have not
+ * started are read whole and together — the first waiting one and those right after it, as many
+ * as fit one execution of {@link PREFILL_GROUP_TOKENS} tokens, left-padded to the longest — so
+ * clients that arrive together pay one execution's fixed cost and start together; each gets its
+ * own cache. A longer prompt is read alone, on its own cache: whole with nobody decoding (a lone
+ * stream's first token as fast as unbatched), else in pieces that cost about
+ * {@link PREFILL_STALL_FACTOR} decode steps (the length follows the measured cost of a prompt
+ * token and of the last decode step) but are never shorter than {@link MIN_PREFILL_PIECE} tokens
+ * (each execution has a fixed cost), so it delays the others' next token by one bounded piece,
+ * never by the whole prompt. A sequence whose prompt is read joins the batch at its next step.
  *
  * **When a tick starts.** As soon as every member of the batch has asked for its next step (the
  * usual case: each asks right after its previous token comes back), else after a short wait
@@ -82,6 +84,15 @@ export const PREFILL_STALL_FACTOR = 1;
  * one such piece (~25 ms here), below a full batch's step.
  */
 export const MIN_PREFILL_PIECE = 64;
+/**
+ * Prompts that have not started yet are read whole and together, in one execution of at most
+ * this many tokens (padding included): one fixed cost for all of them, and clients that arrive
+ * together start together. Measured on `small` (2-core VM), eight 128-token prompts arriving
+ * at once: read one piece at a time, the last got its first token after ~0.7 s; a 512-token
+ * group takes ~170 ms, the one stall the running streams see for it. A longer prompt is read
+ * alone, in pieces.
+ */
+export const PREFILL_GROUP_TOKENS = 512;
 /** Weight of the newest measurement in the running per-token prefill cost. */
 const PREFILL_COST_SMOOTHING = 0.25;
 
@@ -112,6 +123,12 @@ export interface BatchedDecoderOptions {
    * about {@link PREFILL_STALL_FACTOR} decode steps).
    */
   prefillTokensPerTick?: number;
+  /**
+   * Most tokens (padding included) of one execution reading prompts that have not started,
+   * whole and together; default {@link PREFILL_GROUP_TOKENS}, `prefillTokensPerTick` when that
+   * is set.
+   */
+  prefillGroupTokens?: number;
 }
 
 /** Counters of a {@link BatchedDecoder}, for diagnostics and tests. */
@@ -216,6 +233,7 @@ export class BatchedDecoder {
   #decoder: DecoderSession;
   #maxBatch: number;
   #prefillBudget: number | undefined;
+  #groupBudget: number;
   /** Running estimate of a prompt token's cost (ms), and the last decode step's. */
   #msPerPromptToken = 0;
   #lastDecodeMs = 0;
@@ -257,6 +275,11 @@ export class BatchedDecoder {
       throw new RangeError("prefillTokensPerTick must be an integer ≥ 1");
     }
     this.#prefillBudget = budget;
+    const group = options?.prefillGroupTokens ?? budget ?? PREFILL_GROUP_TOKENS;
+    if (!Number.isSafeInteger(group) || group < 1) {
+      throw new RangeError("prefillGroupTokens must be an integer ≥ 1");
+    }
+    this.#groupBudget = group;
   }
 
   /** The most sequences one execution runs. */
@@ -533,20 +556,27 @@ export class BatchedDecoder {
     }
   }
 
-  /** Read a piece of the first waiting prompt, alone on its own cache (see the module doc). */
+  /**
+   * Read the waiting prompts, first come first served: the first one with those after it that
+   * have not started either, whole and together, when they fit {@link PREFILL_GROUP_TOKENS};
+   * else a piece of the first, alone on its own cache (see the module doc).
+   */
   async #prefillStep(): Promise<void> {
-    let first: SequenceState | undefined;
-    for (const s of this.#open) {
-      if (
-        s.closed || s.row >= 0 || s.pending === undefined ||
-        (s.length > 0 && s.pending.tokens.length - s.pending.fed <= 1)
-      ) continue;
-      if (!first || s.pending.order < first.pending!.order) first = s;
-    }
-    if (!first) return;
-    const s = first;
+    const waiting = [...this.#open].filter((s) =>
+      !s.closed && s.row < 0 && s.pending !== undefined &&
+      (s.length === 0 || s.pending.tokens.length - s.pending.fed > 1)
+    ).sort((a, b) => a.pending!.order - b.pending!.order);
+    if (waiting.length === 0) return;
+    const group = this.#prefillGroup(waiting);
+    if (group.length > 1) return await this.#prefillTogether(group);
+    const s = waiting[0];
     const p = s.pending!;
-    const piece = p.tokens.slice(p.fed, p.fed + this.#pieceLength(p.tokens.length - p.fed));
+    const remaining = p.tokens.length - p.fed;
+    // Alone in its group: whole, on its own cache (nothing to pad or copy).
+    const piece = p.tokens.slice(
+      p.fed,
+      p.fed + (group.length === 1 ? remaining : this.#pieceLength(remaining)),
+    );
     let out;
     const started = performance.now();
     try {
@@ -555,13 +585,7 @@ export class BatchedDecoder {
       this.#fail(s, error);
       return;
     }
-    // A short piece's cost is mostly the execution's fixed cost: it would inflate the estimate.
-    if (piece.length >= MIN_PREFILL_PIECE) {
-      const perToken = (performance.now() - started) / piece.length;
-      this.#msPerPromptToken = this.#msPerPromptToken === 0
-        ? perToken
-        : this.#msPerPromptToken + PREFILL_COST_SMOOTHING * (perToken - this.#msPerPromptToken);
-    }
+    this.#notePrefillCost(performance.now() - started, piece.length);
     this.#stats.prefillRuns++;
     if (s.closed || s.pending !== p) return;
     s.cache = out.present;
@@ -571,6 +595,85 @@ export class BatchedDecoder {
     s.pending = undefined;
     const vocab = this.#decoder.shape.vocabSize;
     this.#answer(s, p, out.logits.subarray((piece.length - 1) * vocab, piece.length * vocab));
+  }
+
+  /**
+   * The first waiting prompt and the not-yet-started ones after it (in order, none skipped) that
+   * fit one execution of the group budget (`prefillGroupTokens`), each read whole and left-padded to the longest; empty when the first one has started
+   * already or is longer than that.
+   */
+  #prefillGroup(waiting: SequenceState[]): SequenceState[] {
+    const group: SequenceState[] = [];
+    let longest = 0;
+    for (const s of waiting) {
+      const length = s.pending!.tokens.length;
+      const width = Math.max(longest, length);
+      if (s.length > 0 || group.length >= this.#maxBatch) break;
+      if (width * (group.length + 1) > this.#groupBudget) break;
+      group.push(s);
+      longest = width;
+    }
+    return group;
+  }
+
+  /** Read each prompt of `group` whole, in one execution, and answer each one's first step. */
+  async #prefillTogether(group: SequenceState[]): Promise<void> {
+    const batch = group.length;
+    const taken = group.map((s) => s.pending!);
+    const width = Math.max(...taken.map((p) => p.tokens.length));
+    // Left padding: each row's prompt ends in the last column, so its valid cache slots are the
+    // last ones (the layout the batch keeps) and its last logits row is the same for all.
+    const inputIds = new BigInt64Array(batch * width);
+    const mask = new BigInt64Array(batch * width);
+    const positions = new BigInt64Array(batch * width);
+    for (let i = 0; i < batch; i++) {
+      const tokens = taken[i].tokens;
+      const start = i * width + (width - tokens.length);
+      for (let j = 0; j < tokens.length; j++) {
+        inputIds[start + j] = BigInt(tokens[j]);
+        positions[start + j] = BigInt(j);
+      }
+      mask.fill(1n, start, (i + 1) * width);
+    }
+    let out;
+    const started = performance.now();
+    try {
+      out = await this.#decoder.runRows(
+        inputIds,
+        batch,
+        mask,
+        positions,
+        this.#decoder.emptyPast(batch),
+      );
+    } catch (error) {
+      for (const s of group) this.#fail(s, error);
+      return;
+    }
+    this.#notePrefillCost(performance.now() - started, batch * width);
+    this.#stats.prefillRuns++;
+    const vocab = this.#decoder.shape.vocabSize;
+    for (let i = 0; i < batch; i++) {
+      const s = group[i];
+      const p = taken[i];
+      // Closed (or disposed) while the execution ran: its step was rejected then.
+      if (s.closed || s.pending !== p) continue;
+      s.length = p.tokens.length;
+      s.cache = this.#copyRows([{ state: s, past: out.present, width, row: i }], s.length);
+      p.fed = p.tokens.length;
+      s.pending = undefined;
+      const last = (i * width + width - 1) * vocab;
+      this.#answer(s, p, out.logits.subarray(last, last + vocab));
+    }
+  }
+
+  /** Fold an execution of `tokens` prompt tokens that took `ms` into the per-token cost. */
+  #notePrefillCost(ms: number, tokens: number): void {
+    // A short piece's cost is mostly the execution's fixed cost: it would inflate the estimate.
+    if (tokens < MIN_PREFILL_PIECE) return;
+    const perToken = ms / tokens;
+    this.#msPerPromptToken = this.#msPerPromptToken === 0
+      ? perToken
+      : this.#msPerPromptToken + PREFILL_COST_SMOOTHING * (perToken - this.#msPerPromptToken);
   }
 
   /**

@@ -109,14 +109,14 @@ export class DecoderSession {
     return (await this.run(tokens, 0, this.emptyPast())).logits;
   }
 
-  /** The cache of a sequence with no tokens yet. */
-  emptyPast(): PastCache {
+  /** The cache of `batch` sequences with no tokens yet. */
+  emptyPast(batch = 1): PastCache {
     const past: PastCache = {};
     const { numLayers, numKeyValueHeads, headDim } = this.shape;
     for (let l = 0; l < numLayers; l++) {
       for (const kv of ["key", "value"]) {
         past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [
-          1,
+          batch,
           numKeyValueHeads,
           0,
           headDim,

@@ -186,10 +186,11 @@ Deno.test("a long prompt is read in pieces between the running sequence's steps"
 
 Deno.test("a joining prompt is read in pieces of at least MIN_PREFILL_PIECE tokens", async () => {
   // With the pieces sized by the decode step alone, a one-row step (cheap on `tiny`) cut the
-  // prompt into pieces of a few tokens, each paying an execution's fixed cost again.
+  // prompt into pieces of a few tokens, each paying an execution's fixed cost again. (The group
+  // budget is lowered below the prompt so that it is read in pieces, as a long prompt is.)
   const decoder = await decoderSession();
   try {
-    const batched = new BatchedDecoder(decoder);
+    const batched = new BatchedDecoder(decoder, { prefillGroupTokens: 100 });
     const running = batched.sequence();
     const long = batched.sequence();
     const prompt = Array.from({ length: 150 }, (_, i) => 97 + (i * 5) % 26);
@@ -210,6 +211,34 @@ Deno.test("a joining prompt is read in pieces of at least MIN_PREFILL_PIECE toke
     assert.ok(MIN_PREFILL_PIECE >= 50, "a piece amortizes an execution's fixed cost");
     assert.ok(pieces >= 1 && pieces <= 3, `${pieces} pieces`);
     batched.dispose();
+  } finally {
+    await decoder.session.release();
+  }
+});
+
+Deno.test("prompts that have not started are read whole and together, in one execution, within the group budget", async () => {
+  const decoder = await decoderSession();
+  try {
+    const lengths = [12, 9, 14, 10, 11, 13, 8, 12];
+    const expected = await alone(decoder, lengths);
+    // Eight prompts of 1–90 tokens arriving together.
+    const together = new BatchedDecoder(decoder);
+    assertSameSteps(
+      await Promise.all(PROMPTS.map((p, i) => drive(together.sequence(), p, rule(i), lengths[i]))),
+      expected,
+    );
+    // Padded to the longest so far, the first five fit 512 tokens (5 × 90); the sixth would
+    // make 6 × 90: the last three (padded to 40) go in a second execution.
+    assert.equal(together.stats().prefillRuns, 2, JSON.stringify(together.stats()));
+    together.dispose();
+    // A budget of one prompt at a time: eight executions, the same steps.
+    const oneByOne = new BatchedDecoder(decoder, { prefillGroupTokens: 1 });
+    assertSameSteps(
+      await Promise.all(PROMPTS.map((p, i) => drive(oneByOne.sequence(), p, rule(i), lengths[i]))),
+      expected,
+    );
+    assert.ok(oneByOne.stats().prefillRuns >= 8, JSON.stringify(oneByOne.stats()));
+    oneByOne.dispose();
   } finally {
     await decoder.session.release();
   }
