@@ -217,7 +217,7 @@ export class RemoteSequence {
     tokens: readonly number[],
     sampling: StepSampling,
     topLogprobs = 0,
-    ahead = false,
+    ahead = 0,
   ): Promise<SampledStep> {
     if (!this.#open) return Promise.reject(new Error("the sequence is closed"));
     if (this.#incarnation !== this.#slot.incarnation) {

@@ -74,8 +74,11 @@ export interface WorkerOps {
       tokens: number[];
       sampling: StepSampling;
       topLogprobs?: number;
-      /** The next step will feed back this one's token: the worker may compute it now. */
-      ahead?: boolean;
+      /**
+       * Steps the caller promises after this one, each feeding back the token before it: the
+       * worker may compute them before they are asked for (`_batch_decoder.ts`).
+       */
+      ahead?: number;
     };
     result: SampledStep;
   };

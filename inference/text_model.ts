@@ -288,7 +288,7 @@ interface TextSequence {
     tokens: readonly number[],
     sampling: StepSampling,
     topLogprobs: number,
-    ahead: boolean,
+    ahead: number,
   ): Promise<SampledStep>;
   /** Free the cache (after any step already running). */
   close(): void;
@@ -621,11 +621,13 @@ export class TextModel {
       const newTokens = sequence.slice(fed);
       cache.sequence ??= this.#engine.sequence();
       this.#runs++;
-      // With a run-ahead window the worker may compute the next step (feeding this token back)
-      // before it is asked for, whenever there can be a next step; a stop sequence or a cancel
-      // then wastes that one step.
-      const ahead = runAhead > 0 && index + 1 < params.maxTokens &&
-        sequence.length + 1 < contextLength;
+      // With a run-ahead window the worker may compute the next steps (each feeding back the
+      // token before) before they are asked for: as many as there can be (this promises them),
+      // of which it runs at most two beyond the last asked; a stop sequence or a cancel then
+      // wastes those.
+      const ahead = runAhead > 0
+        ? Math.max(0, Math.min(params.maxTokens - index - 1, contextLength - sequence.length - 1))
+        : 0;
       const { tokenId: token, fingerprint, top } = await cache.sequence.step(
         newTokens,
         {

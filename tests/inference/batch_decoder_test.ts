@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   BatchedDecoder,
   type BatchedSequence,
+  MAX_RUN_AHEAD,
   MIN_PREFILL_PIECE,
 } from "../../inference/_batch_decoder.ts";
 import {
@@ -346,6 +347,42 @@ Deno.test("a step asked with `ahead` queues the next one, answered from it when 
     // A request for another token than the one fed ahead is refused (the cache holds that one).
     await one.step([second.tokenId], { params: rule(0), position: 2 }, 0, true);
     await assert.rejects(one.step([999], { params: rule(0), position: 3 }), /another token/);
+    batched.dispose();
+  } finally {
+    await decoder.session.release();
+  }
+});
+
+Deno.test("a step promising n more runs at most MAX_RUN_AHEAD beyond the last one asked", async () => {
+  const decoder = await decoderSession();
+  try {
+    const batched = new BatchedDecoder(decoder);
+    const a = batched.sequence();
+    const at = (position: number) => ({ params: rule(1), position });
+    const first = await a.step(PROMPTS[2], at(0), 0, 10);
+    const rowsAfter = async (runs: number) => {
+      for (let i = 0; i < 2000 && batched.stats().decodeRuns < runs; i++) {
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      return batched.stats().decodeRows;
+    };
+    const before = batched.stats().decodeRuns;
+    // Positions 1 and 2 are computed without being asked for…
+    const rows = await rowsAfter(before + MAX_RUN_AHEAD);
+    // …and no third: a probe sequence's decode step runs alone (a third step of `a` would have
+    // been pending and shared its execution).
+    const probe = batched.sequence();
+    const probed = await probe.step(PROMPTS[1], at(0));
+    await probe.step([probed.tokenId], at(1));
+    assert.equal(batched.stats().decodeRows, rows + 1, JSON.stringify(batched.stats()));
+    // Asking for position 1 (answered from the step ahead) lets position 3 run; the tokens are
+    // what the sequence gets alone.
+    const got = [first];
+    for (let t = 1; t < 6; t++) got.push(await a.step([got[t - 1].tokenId], at(t), 0, 10 - t));
+    const solo = decoder.sequence();
+    const expected = [await solo.step(PROMPTS[2], at(0))];
+    for (let t = 1; t < 6; t++) expected.push(await solo.step([expected[t - 1].tokenId], at(t)));
+    assertSameSteps([got], [expected]);
     batched.dispose();
   } finally {
     await decoder.session.release();
