@@ -28,7 +28,8 @@
  *   stays free during compute, and concurrent generations run on several cores. A generation
  *   runs ahead by a credit window (`runAhead`, default one step): the worker computes token t+1
  *   while this thread delivers token t, each pull granting one more step, so a consumer that
- *   stops pulling stops the worker after the window and a cancel stops it within one step.
+ *   stops pulling stops the worker after the window (plus the two steps its batcher may run
+ *   ahead of the last asked) and a cancel stops it within one step.
  *
  * @module
  */
