@@ -20,8 +20,9 @@
  * TTFT p50 goes its compute floor: the p50 is the 5th first token to arrive, and before it five
  * prompts must have been read, each at best as fast as a bare loop reads one.
  *
- * Runs are interleaved (each round runs every row once) so drift hits all rows alike; each
- * figure is the median over rounds. Bare loops use the node's default intra-op threads (cores /
+ * Runs are interleaved (each round runs every row once) so drift hits all rows alike, except the
+ * bare Node.js loop, which runs in a block after the others (its process's exit slowed the row
+ * after it); each figure is the median over rounds. Bare loops use the node's default intra-op threads (cores /
  * workers) and its session options (no spinning), so the comparison is per-thread fair.
  *
  *     deno task bench inference [-- --runs 5 --tokens 256 --prompt-tokens 128]
@@ -368,10 +369,14 @@ try {
   single.stripped = [];
   for (let i = 0; i < RUNS; i++) {
     single.bareDeno.push(await bareLoop(1, TOKENS));
-    single.bareNode.push(await bareNodeLoop());
     single.shipped.push(streamResult(await sseClient(shipped, TOKENS)));
     single.stripped.push(streamResult(await sseClient(stripped, TOKENS)));
   }
+  // The Node.js loop is a process per round, and a process's exit slows whatever runs next on
+  // this VM: interleaved before the shipped node, its first token came 10–15 ms later (the
+  // prefill itself took 45–53 ms instead of 33, traced inside the node), every round. It runs
+  // in a block of its own after the rows it would disturb.
+  for (let i = 0; i < RUNS; i++) single.bareNode.push(await bareNodeLoop());
 
   const rounds = Math.max(1, Math.ceil(RUNS / 2));
   const bareBatch: StreamResult[] = [];
