@@ -462,7 +462,7 @@ async function routerVsDirect(testnet: LocalTestnet, pinned: boolean): Promise<v
       runs: STREAM_RUNS,
       tokens: TOKENS,
       title: `router vs direct over Hyperswarm (local testnet): worker B in its default config ` +
-        `(built-in tiny model, prover and validator on), router A --no-inference --no-prover, ` +
+        `(the default model, brown; prover and validator on), router A --no-inference --no-prover, ` +
         `${placement}; ${TOKENS} tokens, ${STREAM_RUNS} interleaved runs each, medians`,
       relayLabel: "via the router",
       cpuNote: " (+ its swarm host)",
