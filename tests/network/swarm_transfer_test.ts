@@ -10,6 +10,7 @@ import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
 import type { SwarmLinkKind } from "../../network/swarm_link.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { collect } from "../storage/_helpers.ts";
 
 /** More than a few arenas' worth (1 MiB each), in writes of uneven sizes. */
 const TRANSFER_BYTES = 5 * 1024 * 1024 + 12_345;
@@ -47,19 +48,7 @@ async function sendAll(peer: SwarmPeer, bytes: Uint8Array): Promise<void> {
  */
 async function receiveAll(peer: SwarmPeer, holdMs: number): Promise<Uint8Array> {
   await new Promise((resolve) => setTimeout(resolve, holdMs));
-  const parts: Uint8Array[] = [];
-  let length = 0;
-  for await (const chunk of peer.duplex.readable) {
-    parts.push(chunk);
-    length += chunk.length;
-  }
-  const all = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    all.set(part, at);
-    at += part.length;
-  }
-  return all;
+  return await collect(peer.duplex.readable);
 }
 
 function firstDifference(a: Uint8Array, b: Uint8Array): number {
