@@ -267,6 +267,17 @@ async function startSteps(
     );
   }
 
+  if (config.roles.inference && config.roles.prover && !config.roles.validator) {
+    // Receipts, the stake pledge and proof data travel on the validation protocol, which a node
+    // offers only with a validator (`network/peer_services.ts`): a worker without one signs
+    // receipts that no peer ever records.
+    log(
+      "roles: the prover is on and the validator off: this node's receipts, stake pledge and " +
+        "proof data travel on the validation protocol, which it offers only with a validator, " +
+        "so no peer records its work and it earns no credit; keep the validator on a worker",
+    );
+  }
+
   // One pledge per key, ever, the same bytes on every run (see node_pledge.ts).
   const pledge = config.selfStake > 0
     ? await loadOrCreatePledge(config.dataDir, identity, config.selfStake, log)

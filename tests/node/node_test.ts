@@ -90,6 +90,31 @@ Deno.test("a node starts its supervision tree, serves a completion with a verifi
   }
 });
 
+Deno.test("a worker started without the validator role is told its work reaches no peer", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const node = await startNode(
+    parseNodeConfig({
+      dataDir,
+      http: { port: 0 },
+      network: { listen: { port: 0 } },
+      heartbeatMs: 0,
+      roles: { validator: false },
+    }),
+    { log: (line) => lines.push(line) },
+  );
+  try {
+    assert.ok(
+      lines.some((l) => l.startsWith("roles: the prover is on and the validator off")),
+      lines.join("\n"),
+    );
+    assert.equal(node.system.lookup(NODE_ACTORS.validator), undefined);
+  } finally {
+    await node.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
 Deno.test("roles switched off are not started; without a model or a worker peer, jobs get 503 no_worker", async () => {
   const dataDir = await Deno.makeTempDir();
   const node = await start(dataDir, {
