@@ -93,14 +93,6 @@ function errorInfo(error: unknown): { code: string; message: string } {
  */
 export const DEFAULT_TOKENS_PER_EVENT = 8;
 
-/**
- * While a job's tokens come less than this apart (ms), the serving side waits up to this long
- * for the ones right behind before it sends (`_token_read_ahead.ts`): a requester that keeps up
- * with a fast model then gets a few tokens per frame instead of one, each at most this much
- * later; slower models and the first token are never waited for.
- */
-export const TOKEN_GATHER_MS = 1;
-
 /** An {@link InferencePort} whose jobs run on the peer at the other end of a connection. */
 export class RemoteInferencePort implements InferencePort {
   readonly #connection: Connection;
@@ -427,9 +419,7 @@ function jobEvents(
   const reader = handle.tokens.getReader();
   // Up to `tokensPerEvent` tokens in one event when they are ready together (requesters that
   // asked); one read per pull otherwise, so the worker computes only what is pulled.
-  const ahead = tokensPerEvent > 1
-    ? new ReadAhead(reader, tokensPerEvent, { gatherMs: TOKEN_GATHER_MS })
-    : undefined;
+  const ahead = tokensPerEvent > 1 ? new ReadAhead(reader, tokensPerEvent) : undefined;
   let started = false;
   let ended = false;
   let finished = false;

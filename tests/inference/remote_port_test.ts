@@ -9,7 +9,6 @@ import {
 import type { JobSummary, StreamedToken } from "../../inference/inference_port.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import {
-  DEFAULT_TOKENS_PER_EVENT,
   RemoteInferencePort,
   ResumeUnsupportedError,
   serveInference,
@@ -33,13 +32,6 @@ import {
   StaticModels,
 } from "../server/_fixtures.ts";
 import { stoppedClockProver } from "./_fixtures.ts";
-
-/**
- * The most tokens a worker computes beyond what a requester read: the stream's credit window (16
- * events) of up to DEFAULT_TOKENS_PER_EVENT tokens each, plus the tokens read ahead for the next
- * event and the two the tests read.
- */
-const WINDOW_TOKENS = (16 + 1) * DEFAULT_TOKENS_PER_EVENT + 2;
 
 let nonce = 0;
 function textJob(model: string, maxTokens: number): TextJob {
@@ -111,9 +103,8 @@ Deno.test("cancelling the remote token stream stops the job on the worker within
     await reader.cancel();
     assertEquals((await handle.done).finishReason, "cancelled");
     await eventually(async () => (await local.stats()).jobsCancelled === 1, "the worker's cancel");
-    // The worker computed what the stream's credit window let it run ahead, no more: 16 events
-    // of up to DEFAULT_TOKENS_PER_EVENT tokens (a model this fast has its tokens gathered).
-    assert(model.steps <= WINDOW_TOKENS, `the worker went on: ${model.steps} steps`);
+    // The worker computed what the stream's credit window let it run ahead, no more.
+    assert(model.steps < 2 + 32, `the worker went on: ${model.steps} steps`);
   });
 });
 
@@ -153,7 +144,7 @@ Deno.test("a requester that stops reading loses its job after the stall time, an
       const idle = await remote.submit(textJob(model.info.cid, 2000));
       // Never read: the worker sends its credit window's worth, then waits for credit.
       await eventually(async () => (await local.stats()).jobsCancelled === 1, "the stalled job");
-      assert(model.steps <= WINDOW_TOKENS, `the worker went on: ${model.steps} steps`);
+      assert(model.steps < 64, `the worker went on: ${model.steps} steps`);
       idle.cancel();
       const first = await remote.submit(textJob(model.info.cid, 3));
       const refused = await remote.submit(textJob(model.info.cid, 3)).catch((e) => e);
