@@ -351,7 +351,7 @@ export class BatchedDecoder {
     if (state.closed) return Promise.reject(new Error("the sequence is closed"));
     if (state.failure !== undefined) return Promise.reject(state.failure);
     if (tokens.length === 0) return Promise.reject(new RangeError("a step needs a token"));
-    const promise = typeof ahead === "number" ? Math.max(0, Math.floor(ahead)) : ahead ? 1 : 0;
+    const more = typeof ahead === "number" ? Math.max(0, Math.floor(ahead)) : ahead ? 1 : 0;
     const { promise: answer, resolve, reject } = Promise.withResolvers<SampledStep>();
     const queued = state.aheads[0];
     if (queued) {
@@ -365,8 +365,8 @@ export class BatchedDecoder {
         this.#fail(state, error);
         return Promise.reject(error);
       }
-      this.#noteAsked(state, sampling.position, promise);
-      const waiter = { resolve, reject, ahead: promise };
+      this.#noteAsked(state, sampling.position, more);
+      const waiter = { resolve, reject, ahead: more };
       if (queued.outcome === undefined) queued.waiter = waiter;
       else {
         state.aheads.shift();
@@ -376,14 +376,14 @@ export class BatchedDecoder {
       return answer;
     }
     if (state.pending) return Promise.reject(new Error("a step of this sequence is pending"));
-    this.#noteAsked(state, sampling.position, promise);
+    this.#noteAsked(state, sampling.position, more);
     state.pending = {
       tokens: [...tokens],
       fed: 0,
       sampling,
       topLogprobs,
       order: this.#order++,
-      ahead: promise,
+      ahead: more,
       resolve,
       reject,
     };
@@ -621,19 +621,18 @@ export class BatchedDecoder {
 
   /**
    * The first waiting prompt and the not-yet-started ones after it (in order, none skipped) that
-   * fit one execution of the group budget (`prefillGroupTokens`), each read whole and left-padded to the longest; empty when the first one has started
-   * already or is longer than that.
+   * fit one execution of the group budget (`prefillGroupTokens`), each read whole and left-padded
+   * to the longest; empty when the first one has started already or is longer than that.
    */
   #prefillGroup(waiting: SequenceState[]): SequenceState[] {
     const group: SequenceState[] = [];
-    let longest = 0;
+    let width = 0;
     for (const s of waiting) {
-      const length = s.pending!.tokens.length;
-      const width = Math.max(longest, length);
       if (s.length > 0 || group.length >= this.#maxBatch) break;
-      if (width * (group.length + 1) > this.#groupBudget) break;
+      const widened = Math.max(width, s.pending!.tokens.length);
+      if (widened * (group.length + 1) > this.#groupBudget) break;
       group.push(s);
-      longest = width;
+      width = widened;
     }
     return group;
   }
