@@ -88,7 +88,7 @@ export class ShareStore {
     cid: string,
     options: { expiresAt: number | null; now: number },
   ): Promise<ShareRecord> {
-    const id = encodeBase64Url(crypto.getRandomValues(new Uint8Array(SHARE_ID_BYTES)));
+    const id = newShareId();
     const record: ShareRecord = {
       v: 1,
       id,
@@ -151,6 +151,18 @@ export class ShareStore {
 }
 
 const SHARE_ID_PATTERN = /^[A-Za-z0-9_-]{22}$/;
+
+/**
+ * A fresh random share id (16 bytes, base64url). Never one that starts with `-`: one id in 64
+ * did, and `cli.ts share revoke -x…` then read it as an option and refused it (exit 2). Drawn
+ * again instead, which leaves 127.9 random bits.
+ */
+export function newShareId(): string {
+  for (;;) {
+    const id = encodeBase64Url(crypto.getRandomValues(new Uint8Array(SHARE_ID_BYTES)));
+    if (!id.startsWith("-")) return id;
+  }
+}
 
 /**
  * Make a link to private file `cid` (its manifest read from `files`), recorded in `shares`.

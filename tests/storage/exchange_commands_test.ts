@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { newShareId } from "../../storage/share_links.ts";
 import { CarBlockIterator } from "@ipld/car";
 import { cidDigest } from "../../protocols/cid.ts";
 import { digestOf, equalBytes } from "../../storage/_hash.ts";
@@ -90,4 +91,12 @@ Deno.test("cli share prints a link with the file's keys in the fragment; share r
   assert.equal(parseDuration("30m"), 1_800_000);
   assert.throws(() => parseDuration("1 week"), { code: "usage" });
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("share ids never start with '-', so a command line never reads one as an option", () => {
+  // One id in 64 used to; over 5,000 draws that would be all but certain.
+  for (let i = 0; i < 5_000; i++) {
+    const id = newShareId();
+    assert.match(id, /^[A-Za-z0-9_][A-Za-z0-9_-]{21}$/);
+  }
 });
