@@ -85,6 +85,12 @@ export const DEFAULT_WORKER_RESTART: Readonly<ModelWorkerRestartPolicy> = {
  * device and each would hold its own copy of the weights in GPU memory), `intraOpThreads`
  * (default cores / workers, so a busy pool does not oversubscribe the CPU), and the validation
  * lane's workers and threads.
+ *
+ * On WebGPU the pool is always one worker and no validation lane, whatever was asked
+ * ({@link webgpuPoolClamp}): onnxruntime-node has one WebGPU device per process, shared by every
+ * session, and sessions run from two threads at once corrupt its command encoder (seen on an
+ * H200: "CommandEncoder is already finished", then SIGSEGV, as a node with a generation and a
+ * validation worker started).
  */
 export function poolSizing(
   options: PoolSizing | undefined,
@@ -96,15 +102,17 @@ export function poolSizing(
 } {
   const cores = Math.max(1, navigator.hardwareConcurrency || 1);
   const cuda = options?.executionProvider === "cuda" && cudaProviderInstalled();
-  const workerCount = options?.workerCount ??
-    (cuda ? 1 : Math.min(cores, DEFAULT_MAX_MODEL_WORKERS));
-  if (!Number.isSafeInteger(workerCount) || workerCount < 1) {
+  const asked = options?.workerCount ?? (cuda ? 1 : Math.min(cores, DEFAULT_MAX_MODEL_WORKERS));
+  if (!Number.isSafeInteger(asked) || asked < 1) {
     throw new RangeError(`workerCount must be a positive integer`);
   }
-  const validationWorkers = options?.validationWorkers ?? 0;
-  if (!Number.isSafeInteger(validationWorkers) || validationWorkers < 0) {
+  const askedValidation = options?.validationWorkers ?? 0;
+  if (!Number.isSafeInteger(askedValidation) || askedValidation < 0) {
     throw new RangeError(`validationWorkers must be an integer ≥ 0`);
   }
+  const webgpu = options?.executionProvider === "webgpu";
+  const workerCount = webgpu ? 1 : asked;
+  const validationWorkers = webgpu ? 0 : askedValidation;
   const session = {
     executionProvider: options?.executionProvider,
     intraOpThreads: options?.intraOpThreads ?? Math.max(1, Math.floor(cores / workerCount)),
@@ -119,6 +127,21 @@ export function poolSizing(
       Math.max(1, Math.floor(cores / (workerCount + validationWorkers))),
   };
   return { workerCount, session, validationWorkers, validationSession };
+}
+
+/**
+ * What {@link poolSizing} changes of a worker pool asked for on WebGPU (one generation worker,
+ * no validation lane), as a sentence for the log; undefined when it changes nothing.
+ */
+export function webgpuPoolClamp(options: PoolSizing | undefined): string | undefined {
+  if (options?.executionProvider !== "webgpu") return undefined;
+  const workers = options.workerCount ?? 1;
+  const validation = options.validationWorkers ?? 0;
+  if (workers <= 1 && validation === 0) return undefined;
+  return `webgpu: one model worker${
+    validation > 0 ? ", and the validator's forward passes share it" : ""
+  } (asked: ${workers} worker(s), ${validation} validation worker(s)): onnxruntime has one ` +
+    `WebGPU device per process, and sessions run on it from two threads at once crash`;
 }
 
 /** Options of {@link ModelWorkerPool.start}. */

@@ -43,6 +43,7 @@ import { StorageActor, storageGateway, type StorageMessage } from "../actors/sto
 import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { ModelRegistry } from "../inference/model_registry.ts";
+import { webgpuPoolClamp } from "../inference/_model_worker_pool.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import { LocalInferencePort } from "../inference/local_port.ts";
 import { NetworkActor, type NetworkMessage, PeerListenError } from "../network/network_actor.ts";
@@ -472,13 +473,18 @@ function apiLines(url: string | undefined, config: NodeConfig, localModel: boole
 /** Register and load the configured model (a lazy load would land on the first job's TTFT). */
 async function loadModels(config: NodeConfig, log: (line: string) => void) {
   const inWorkers = config.model.workers > 0;
-  const models = new ModelRegistry({
+  const pool = {
     executionProvider: config.model.executionProvider,
     ...(inWorkers ? { worker: true, workerCount: config.model.workers } : {}),
     // The validator's forward passes on a worker of their own, never ahead of a token step.
     ...(inWorkers && config.roles.validator
       ? { validationWorkers: config.model.validationWorkers }
       : {}),
+  };
+  const clamp = inWorkers ? webgpuPoolClamp(pool) : undefined;
+  if (clamp !== undefined) log(clamp);
+  const models = new ModelRegistry({
+    ...pool,
     restart: config.model.restart,
     onWorkerEvent: (event) => log(event.message),
   });

@@ -10,6 +10,7 @@ import { eventually } from "../_helpers/wait.ts";
 import { TextModel, type TextModelOptions } from "../../inference/text_model.ts";
 import type { ModelHealth, ModelWorkerEvent } from "../../inference/model_health.ts";
 import { ModelWorkerError } from "../../inference/errors.ts";
+import { poolSizing, webgpuPoolClamp } from "../../inference/_model_worker_pool.ts";
 
 const { model: inThread, dir, cleanup } = await tinyModel();
 Deno.test.afterAll(cleanup);
@@ -169,4 +170,20 @@ Deno.test("without a validation lane, a worker answers a generation step queued 
   } finally {
     await model.dispose();
   }
+});
+
+Deno.test("on WebGPU the pool is one worker with no validation lane, and the node is told why; other providers keep what was asked", () => {
+  const asked = { workerCount: 3, validationWorkers: 1, intraOpThreads: 2 };
+  const webgpu = poolSizing({ ...asked, executionProvider: "webgpu" });
+  assert.equal(webgpu.workerCount, 1);
+  assert.equal(webgpu.validationWorkers, 0);
+  assert.match(
+    webgpuPoolClamp({ ...asked, executionProvider: "webgpu" })!,
+    /one model worker.*share it.*asked: 3 worker\(s\), 1 validation/,
+  );
+  const cpu = poolSizing({ ...asked, executionProvider: "cpu" });
+  assert.equal(cpu.workerCount, 3);
+  assert.equal(cpu.validationWorkers, 1);
+  assert.equal(webgpuPoolClamp({ ...asked, executionProvider: "cpu" }), undefined);
+  assert.equal(webgpuPoolClamp({ workerCount: 1, executionProvider: "webgpu" }), undefined);
 });
