@@ -2,7 +2,7 @@
 // onnxruntime-node package and model file as the Deno loop, so the difference between the two
 // rows is the runtime's binding, not the loop. Run by the bench, one process per round:
 //
-//   node bench/_bare_decode_loop.mjs MODEL_DIR THREADS NEW_TOKENS PROMPT_IDS(comma-separated)
+//   node bench/_bare_decode_loop.mjs MODEL_DIR THREADS NEW_TOKENS PROMPT_IDS(comma-separated) [DEVICE]
 //
 // Prints one JSON line: { tokensPerS, ttftMs, tokens } of a timed run after one warm-up run.
 import { readFileSync } from "node:fs";
@@ -12,7 +12,7 @@ import { createRequire } from "node:module";
 const require = createRequire(join(process.cwd(), "package.json"));
 const ort = require("onnxruntime-node");
 
-const [dir, threadsArg, tokensArg, promptArg] = process.argv.slice(2);
+const [dir, threadsArg, tokensArg, promptArg, device = "cpu"] = process.argv.slice(2);
 const config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
 const layers = config.n_layer;
 const heads = config.n_head;
@@ -24,7 +24,7 @@ const newTokens = Number(tokensArg);
 
 const session = await ort.InferenceSession.create(readFileSync(join(dir, "model.onnx")), {
   graphOptimizationLevel: "all",
-  executionProviders: ["cpu"],
+  executionProviders: [device],
   intraOpNumThreads: Number(threadsArg),
   // As the node's sessions and the Deno loop: idle intra-op threads sleep instead of spinning.
   extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },

@@ -25,7 +25,11 @@
  * after it); each figure is the median over rounds. Bare loops use the node's default intra-op threads (cores /
  * workers) and its session options (no spinning), so the comparison is per-thread fair.
  *
- *     deno task bench inference [-- --runs 5 --tokens 256 --prompt-tokens 128]
+ *     deno task bench inference [-- --runs 5 --tokens 256 --prompt-tokens 128 --device cpu]
+ *
+ * `--device webgpu` (or `cuda`) runs every row on that execution provider: both nodes start with
+ * `--device`, and the bare loops ask for it too. The header prints what each actually ran on
+ * (a node that fell back to CPU says why). Without `node` on the PATH the Node.js row is skipped.
  *
  * @module
  */
@@ -44,8 +48,15 @@ const { values: flags } = parseArgs({
     "client-tokens": { type: "string", default: "256" },
     size: { type: "string", default: "small" },
     threads: { type: "string" },
+    device: { type: "string", default: "cpu" },
   },
 });
+if (!["cpu", "cuda", "webgpu"].includes(flags.device!)) {
+  console.error(`--device must be cpu, cuda or webgpu, not ${flags.device}`);
+  Deno.exit(2);
+}
+/** The execution provider every row asks for (`--device`). */
+const DEVICE = flags.device as "cpu" | "cuda" | "webgpu";
 const RUNS = Number(flags.runs);
 const TOKENS = Number(flags.tokens);
 const PROMPT_TOKENS = Number(flags["prompt-tokens"]);
@@ -82,7 +93,7 @@ const promptIds = Array.from(new TextEncoder().encode(PROMPT));
  */
 const SESSION_OPTIONS = {
   graphOptimizationLevel: "all",
-  executionProviders: ["cpu"],
+  executionProviders: [DEVICE],
   intraOpNumThreads: THREADS,
   extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
 } satisfies ort.InferenceSession.SessionOptions;
@@ -163,6 +174,23 @@ async function bareLoop(batch: number, tokens: number): Promise<StreamResult> {
   return { tokensPerS: batch * produced / seconds, ttftMs: firstAt - start, tokens: produced };
 }
 
+/**
+ * Whether Node.js itself runs here (the Node.js row is skipped on a machine without it). Without
+ * `node` on the PATH, Deno runs a spawned `node` as itself in Node-compatibility mode (seen on a
+ * machine without Node.js: the row then measured Deno again), so this asks the runtime who it is.
+ */
+async function nodeAvailable(): Promise<boolean> {
+  try {
+    const out = await new Deno.Command("node", {
+      args: ["-e", "process.stdout.write(typeof Deno)"],
+      stderr: "null",
+    }).output();
+    return out.success && new TextDecoder().decode(out.stdout) === "undefined";
+  } catch {
+    return false;
+  }
+}
+
 async function bareNodeLoop(): Promise<StreamResult> {
   const out = await new Deno.Command("node", {
     args: [
@@ -171,6 +199,7 @@ async function bareNodeLoop(): Promise<StreamResult> {
       String(THREADS),
       String(TOKENS),
       promptIds.join(","),
+      DEVICE,
     ],
     cwd: new URL("..", import.meta.url).pathname,
     stdout: "piped",
@@ -186,6 +215,8 @@ interface NodeProcess {
   url: string;
   pid: number;
   model: string;
+  /** What its model runs on, from `/v1/models`, with the fallback reason if it fell back. */
+  provider: string;
   stop(): Promise<void>;
 }
 
@@ -207,17 +238,28 @@ async function startNode(extra: string[]): Promise<NodeProcess> {
       data,
       "--heartbeat",
       "0",
+      ...(DEVICE === "cpu" ? [] : ["--device", DEVICE]),
       ...extra,
     ],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  child.stderr.pipeTo(new WritableStream()).catch(() => {});
+  // Its log's last 4 KB, for the error if it exits before listening.
+  let errTail = "";
+  child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({ write: (piece) => void (errTail = (errTail + piece).slice(-4096)) }),
+  ).catch(() => {});
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
   while (!/HTTP API\s+(\S+)/.test(text)) {
     const { value, done } = await lines.read();
-    if (done) throw new Error(`the node exited before listening:\n${text}`);
+    if (done) {
+      const status = await child.status;
+      throw new Error(
+        `the node exited (code ${status.code}, signal ${status.signal}) before listening:\n` +
+          `${text}${errTail}`,
+      );
+    }
     text += value;
   }
   // Keep draining its log so it never blocks on a full pipe.
@@ -230,6 +272,10 @@ async function startNode(extra: string[]): Promise<NodeProcess> {
     url,
     pid: child.pid,
     model: models.data[0].id,
+    provider: [
+      models.data[0].veriflow?.execution_provider,
+      models.data[0].veriflow?.execution_provider_fallback,
+    ].filter(Boolean).join(" — "),
     stop: async () => {
       child.kill("SIGTERM");
       await child.status;
@@ -343,7 +389,7 @@ async function memoryOf(pid: number): Promise<{ rss: number; peak: number }> {
 // --- the run -------------------------------------------------------------------------------------
 
 console.log(
-  `model: built-in ${SIZE}; prompt ${promptIds.length} tokens, ${TOKENS} new tokens, greedy; ` +
+  `device: ${DEVICE}; model: built-in ${SIZE}; prompt ${promptIds.length} tokens, ${TOKENS} new tokens, greedy; ` +
     `bare loops: ${THREADS} intra-op thread(s) (the node's default on ${CORES} cores); ` +
     `${RUNS} interleaved rounds, medians. Starting two nodes…`,
 );
@@ -354,6 +400,9 @@ const stripped = await startNode([
   "--no-storage",
   "--no-dashboard",
 ]);
+console.log(`nodes run on: shipped ${shipped.provider}, stripped ${stripped.provider}`);
+const withNode = await nodeAvailable();
+if (!withNode) console.log("Node.js is not installed here: the bare Node.js row is skipped");
 try {
   // Warm-up: allocator growth and kernel selection on every path.
   await bareLoop(1, 16);
@@ -376,7 +425,7 @@ try {
   // this VM: interleaved before the shipped node, its first token came 10–15 ms later (the
   // prefill itself took 45–53 ms instead of 33, traced inside the node), every round. It runs
   // in a block of its own after the rows it would disturb.
-  for (let i = 0; i < RUNS; i++) single.bareNode.push(await bareNodeLoop());
+  for (let i = 0; i < RUNS && withNode; i++) single.bareNode.push(await bareNodeLoop());
 
   const rounds = Math.max(1, Math.ceil(RUNS / 2));
   const bareBatch: StreamResult[] = [];
@@ -440,13 +489,15 @@ try {
       "÷ bare Deno": "1.000",
       "TTFT added ms": "-",
     },
-    {
-      row: "bare loop, Node.js",
-      "tokens/s": f1(med(single.bareNode, "tokensPerS")),
-      "TTFT ms": f1(med(single.bareNode, "ttftMs")),
-      "÷ bare Deno": (med(single.bareNode, "tokensPerS") / bareTps).toFixed(3),
-      "TTFT added ms": "-",
-    },
+    ...(withNode
+      ? [{
+        row: "bare loop, Node.js",
+        "tokens/s": f1(med(single.bareNode, "tokensPerS")),
+        "TTFT ms": f1(med(single.bareNode, "ttftMs")),
+        "÷ bare Deno": (med(single.bareNode, "tokensPerS") / bareTps).toFixed(3),
+        "TTFT added ms": "-",
+      }]
+      : []),
   ]);
 
   console.log(`\nconcurrent clients × ${CLIENT_TOKENS} tokens (SSE):`);

@@ -9,7 +9,8 @@
  *   last position (the checker's pass stops at the cited position);
  * - the prover's own overhead against plain generation.
  *
- * Run: `deno run -A bench/proof_bench.ts [runs]` (default 3 runs; medians are printed).
+ * Run: `deno run -A bench/proof_bench.ts [runs] [--device cpu|cuda|webgpu]` (default 3 runs;
+ * medians are printed).
  */
 import { buildGptModel } from "../inference/model_builder.ts";
 import { TextModel, type TokenChunk } from "../inference/text_model.ts";
@@ -23,13 +24,25 @@ import { validateReceipt } from "../proof/validation.ts";
 import { checkFraudProof } from "../proof/fraud_check.ts";
 import { commitmentRoot } from "../proof/commitment.ts";
 import { FINGERPRINT_BYTES } from "../proof/fingerprint.ts";
+import type { ExecutionProvider } from "../inference/_session.ts";
 
 const PROMPT_TOKENS = 128;
 const OUTPUT_TOKENS = 256;
-const positional = Deno.args.filter((a) => !a.startsWith("--"));
+const positional = Deno.args.filter((a, i) =>
+  !a.startsWith("--") && Deno.args[i - 1] !== "--device"
+);
 const RUNS = Number(positional[0] ?? 3);
-/** `--cuda`: ask for the CUDA execution provider (falls back to CPU; the header says which ran). */
-const EXECUTION_PROVIDER = Deno.args.includes("--cuda") ? "cuda" : "cpu";
+/**
+ * `--device cuda|webgpu` (`--cuda` is short for `--device cuda`): ask for that execution provider
+ * (falls back to CPU; the header says which ran).
+ */
+const deviceAt = Deno.args.indexOf("--device");
+const EXECUTION_PROVIDER = ((deviceAt >= 0 ? Deno.args[deviceAt + 1] : undefined) ??
+  (Deno.args.includes("--cuda") ? "cuda" : "cpu")) as ExecutionProvider;
+if (!["cpu", "cuda", "webgpu"].includes(EXECUTION_PROVIDER)) {
+  console.error(`--device must be cpu, cuda or webgpu, not ${EXECUTION_PROVIDER}`);
+  Deno.exit(2);
+}
 /** Goals from the issue. */
 const GOAL_VALIDATION_RATIO = 0.05;
 const GOAL_BYTES_PER_TOKEN = 8;

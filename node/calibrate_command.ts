@@ -42,6 +42,7 @@ const USAGE = `usage: veriflow calibrate [options]
   --reference-threads N the validator's own thread count (default: every core)
   --precisions LIST     precision classes, of fp32,fp16,bf16 (default all; fp32 always)
   --cuda                also measure the CUDA execution provider (when installed)
+  --webgpu              also measure the WebGPU execution provider (where an adapter starts)
   --json                print the result as one JSON object (default: a readable summary)
 
 The validator reads profiles when the node starts: start (or restart) the node after this.
@@ -72,6 +73,7 @@ export async function runCalibrate(args: string[]): Promise<number> {
         "reference-threads": { type: "string" },
         precisions: { type: "string", default: JOB_PRECISIONS.join(",") },
         cuda: { type: "boolean" },
+        webgpu: { type: "boolean" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -112,7 +114,11 @@ export async function runCalibrate(args: string[]): Promise<number> {
       values["model-size"] as "tiny" | "small" | "brown",
       seed,
     );
-  const providers: ExecutionProvider[] = values.cuda ? ["cpu", "cuda"] : ["cpu"];
+  const providers: ExecutionProvider[] = [
+    "cpu",
+    ...(values.cuda ? ["cuda" as const] : []),
+    ...(values.webgpu ? ["webgpu" as const] : []),
+  ];
   const started = performance.now();
   const profile = await calibrateModel(dir, {
     jobs,
