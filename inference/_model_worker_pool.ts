@@ -205,11 +205,17 @@ class WorkerSlot {
   }
 }
 
-/** A generation's KV cache in one worker of a pool. */
+/**
+ * A generation's KV cache in one worker of a pool. It belongs to the incarnation of the worker
+ * its first step is posted to: one opened while its worker restarts waits for a replacement that
+ * runs (a replacement that dies while loading does not take it along), and fails only if the
+ * worker that holds its cache dies.
+ */
 export class RemoteSequence {
   #pool: ModelWorkerPool;
   #slot: WorkerSlot;
-  #incarnation: number;
+  /** The incarnation holding the cache; undefined until the first step is posted. */
+  #incarnation: number | undefined;
   #seq: number;
   #open = true;
 
@@ -221,9 +227,13 @@ export class RemoteSequence {
   constructor(pool: ModelWorkerPool, slot: WorkerSlot, seq: number) {
     this.#pool = pool;
     this.#slot = slot;
-    this.#incarnation = slot.incarnation;
     this.#seq = seq;
-    slot.sequences++;
+    if (slot.state === "running") this.#bind();
+  }
+
+  #bind(): void {
+    this.#incarnation = this.#slot.incarnation;
+    this.#slot.sequences++;
   }
 
   /** Which worker of the pool holds the cache (0-based). */
@@ -243,6 +253,14 @@ export class RemoteSequence {
     ahead = 0,
   ): Promise<SampledStep> {
     if (!this.#open) return Promise.reject(new Error("the sequence is closed"));
+    if (this.#incarnation === undefined) {
+      // Opened while its worker restarts: bound to the first replacement that runs. `ready`
+      // settles once one does (or the pool gives up or is disposed: then it rejects).
+      if (this.#slot.state !== "running") {
+        return this.#slot.ready.then(() => this.step(tokens, sampling, topLogprobs, ahead));
+      }
+      this.#bind();
+    }
     if (this.#incarnation !== this.#slot.incarnation) {
       return Promise.reject(
         new ModelWorkerError(
@@ -259,17 +277,14 @@ export class RemoteSequence {
   close(): void {
     if (!this.#open) return;
     this.#open = false;
-    if (this.#incarnation !== this.#slot.incarnation) return; // died with its worker
+    // Never reached a worker (a step still waiting for a replacement sees it closed), or died
+    // with the one it reached: nothing to free. Else that worker runs (a death changes the
+    // incarnation), and `drop` follows the steps already posted to it.
+    if (this.#incarnation === undefined || this.#incarnation !== this.#slot.incarnation) return;
     this.#slot.sequences--;
-    const slot = this.#slot;
-    const drop = () => {
-      if (slot.incarnation === this.#incarnation && slot.state === "running") {
-        slot.worker.postMessage({ op: "drop", seq: this.#seq });
-      }
-    };
-    // While its worker restarts, after the replacement runs (and after any step waiting for it).
-    if (slot.state === "restarting") slot.ready.then(drop, () => {});
-    else if (!slot.failure) drop();
+    if (this.#slot.state === "running" && !this.#slot.failure) {
+      this.#slot.worker.postMessage({ op: "drop", seq: this.#seq });
+    }
   }
 }
 
@@ -403,6 +418,7 @@ export class ModelWorkerPool {
       slot.worker.terminate();
       slot.failure ??= new ModelDisposedError();
       slot.failPending(slot.failure);
+      this.#settleReady(slot);
     }));
   }
 
@@ -476,7 +492,8 @@ export class ModelWorkerPool {
     slot.lastError = reason;
     const error = new ModelWorkerError(`model worker ${slot.index} died: ${reason}`);
     slot.failPending(error);
-    if (this.#disposed || slot.failure) return;
+    // Requests waiting for a replacement: rejected now, not left waiting for one never coming.
+    if (this.#disposed || slot.failure) return this.#settleReady(slot);
     const now = performance.now();
     this.#restartTimes = this.#restartTimes.filter((t) => now - t < this.#restart.withinMs);
     const event = { worker: slot.index, lane: slot.lane };

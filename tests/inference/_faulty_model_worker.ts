@@ -15,7 +15,28 @@ const scope = globalThis as unknown as {
 };
 const handle = scope.onmessage!;
 let held: MessageEvent<{ op: string }>[] | undefined;
+/** `?flags=DIR` on this module's URL: the folder of the file-driven faults (see below). */
+const flags = new URL(import.meta.url).searchParams.get("flags");
+
+/**
+ * Whether this worker takes the `hold-load` fault: the file `DIR/hold-load` is consumed (one
+ * worker takes it) and `DIR/load-held` written, and the load request is never answered. A
+ * replacement started after a crash then stays loading for as long as a test needs; a later
+ * `crash` takes it down while it loads.
+ */
+function holdsLoad(): boolean {
+  if (flags === null) return false;
+  try {
+    Deno.removeSync(`${flags}/hold-load`);
+  } catch {
+    return false;
+  }
+  Deno.writeTextFileSync(`${flags}/load-held`, "");
+  return true;
+}
+
 scope.onmessage = (event) => {
+  if (event.data.op === "load" && holdsLoad()) return;
   if (held !== undefined && event.data.op === "step") held.push(event);
   else handle(event);
 };

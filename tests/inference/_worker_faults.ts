@@ -27,6 +27,15 @@ function broadcast(fault: WorkerFault): void {
   channel.close();
 }
 
+/**
+ * A {@link FAULTY_WORKER_URL} whose workers also take file-driven faults in `dir`: write
+ * `dir/hold-load` and the next worker to load (a replacement) holds its load, unanswered, and
+ * writes `dir/load-held` (see `_faulty_model_worker.ts`).
+ */
+export function faultyWorkerUrl(dir: string): string {
+  return `${FAULTY_WORKER_URL}?flags=${encodeURIComponent(dir)}`;
+}
+
 /** Crash worker `index` of every pool started with {@link FAULTY_WORKER_URL}. */
 export function crashModelWorker(index: number): void {
   broadcast({ type: "crash", worker: `veriflow-model-worker-${index}` });

@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { collect, params, tinyModel } from "./_fixtures.ts";
-import { crashModelWorker, FAULTY_WORKER_URL } from "./_worker_faults.ts";
+import { crashModelWorker, FAULTY_WORKER_URL, faultyWorkerUrl } from "./_worker_faults.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TextModel, type TextModelOptions } from "../../inference/text_model.ts";
 import type { ModelHealth, ModelWorkerEvent } from "../../inference/model_health.ts";
-import { ModelWorkerError } from "../../inference/errors.ts";
+import { ModelDisposedError, ModelWorkerError } from "../../inference/errors.ts";
 import { poolSizing, webgpuPoolClamp } from "../../inference/_model_worker_pool.ts";
 
 const { model: inThread, dir, cleanup } = await tinyModel();
@@ -113,8 +113,53 @@ Deno.test("a generation cancelled while its worker restarts leaves no KV cache i
   await eventually(() => cancelled !== undefined, "the crash");
   await cancelled;
   await eventually(async () => (await pool.model.workerStats())[0].sequences === 0, "no cache");
-  // The step that waited did reach the replacement (so the check above saw it dropped).
-  assert.ok((await pool.model.workerStats())[0].runs >= 1);
+  // The step that waited was never posted: cancelled before any worker held its cache.
+  assert.equal((await pool.model.workerStats())[0].runs, 0);
+});
+
+/** The file-driven faults' folder (one for the file: one worker module to load and check). */
+const FLAGS = await Deno.makeTempDir({ prefix: "veriflow-worker-flags-" });
+Deno.test.afterAll(() => Deno.remove(FLAGS, { recursive: true }));
+
+/** A crashable model whose next replacement holds its load until crashed or disposed. */
+async function withHeldReplacement() {
+  const flags = FLAGS;
+  await Deno.remove(`${flags}/load-held`).catch(() => {});
+  const pool = await crashable({ workerUrl: faultyWorkerUrl(flags) });
+  const running = pool.model.generate(PROMPT, params({ maxTokens: 1000 }));
+  const reader = running.getReader();
+  await reader.read(); // its cache lives in worker 0
+  reader.releaseLock();
+  await Deno.writeTextFile(`${flags}/hold-load`, "");
+  crashModelWorker(0);
+  assert.ok(await failureOf(running) instanceof ModelWorkerError);
+  await eventually(() => Deno.statSync(`${flags}/load-held`), "the replacement loading");
+  return {
+    model: pool.model,
+    events: pool.events,
+    [Symbol.asyncDispose]: () => pool.model.dispose(),
+  };
+}
+
+Deno.test("a generation opened while its worker restarts survives a replacement that dies loading: it runs on the next one, token for token, and leaves no cache", async () => {
+  await using held = await withHeldReplacement();
+  const { model, events } = held;
+  // Opened now, while the only worker is being replaced: its first step waits.
+  const during = collect(model.generate(PROMPT, GREEDY));
+  crashModelWorker(0); // the replacement dies while it loads
+  assert.deepEqual((await during).map((c) => c.tokenId), expected);
+  assert.deepEqual(events.map((e) => e.type), ["crashed", "crashed", "restarted"]);
+  await eventually(async () => (await model.workerStats())[0].sequences === 0, "no cache left");
+});
+
+Deno.test("dispose while a crashed worker's replacement loads fails the generation waiting for it (ModelDisposedError), not leaves it pending", async () => {
+  const held = await withHeldReplacement();
+  const before = held.model.runCount;
+  const waiting = held.model.generate(PROMPT, GREEDY).getReader().read();
+  waiting.catch(() => {}); // awaited below
+  await eventually(() => held.model.runCount > before, "its first step waiting for a worker");
+  await held[Symbol.asyncDispose]();
+  await assert.rejects(waiting, ModelDisposedError);
 });
 
 Deno.test("a worker that keeps dying is given up past the restart limit: health says failed and jobs fail saying what to do", async () => {
