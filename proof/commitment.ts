@@ -19,6 +19,7 @@ import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { fromHex, sha256, toHex } from "../protocols/hash.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { FINGERPRINT_BYTES, FINGERPRINT_SCHEME } from "./fingerprint.ts";
+import type { ReceiptCommitment } from "../protocols/receipt.ts";
 import { merklePath, merkleRoot, rootFromPath } from "./merkle.ts";
 
 /**
@@ -170,10 +171,27 @@ export function commitmentRoot(data: ProofData): string {
   );
 }
 
-/** Throw {@link CommitmentMismatchError} unless `data` is well-formed and opens `root`. */
-export function assertOpens(data: ProofData, root: string, tokenCount: number): void {
+/**
+ * Throw {@link CommitmentMismatchError} unless `data` is well-formed and is what `commitment`
+ * (a receipt's) signs: its root, and the scheme, chunk size and token width the receipt
+ * declares. The root commits to the data's own chunk size and token width, so data could open
+ * the root while the receipt names other values; a fraud proof's openings are checked with the
+ * receipt's, so such a receipt would make every proof against it fail (and its accuser pay).
+ */
+export function assertOpens(
+  data: ProofData,
+  commitment: Pick<ReceiptCommitment, "scheme" | "root" | "chunkSize" | "tokenBytes">,
+  tokenCount: number,
+): void {
   if (data.scheme !== FINGERPRINT_SCHEME) {
     throw new CommitmentMismatchError(`unknown fingerprint scheme ${String(data.scheme)}`);
+  }
+  for (const key of ["scheme", "chunkSize", "tokenBytes"] as const) {
+    if (data[key] !== commitment[key]) {
+      throw new CommitmentMismatchError(
+        `proof data has ${key} ${String(data[key])}, the receipt signs ${String(commitment[key])}`,
+      );
+    }
   }
   if (data.tokenBytes !== 2 && data.tokenBytes !== 4) {
     throw new CommitmentMismatchError("tokenBytes must be 2 or 4");
@@ -187,7 +205,7 @@ export function assertOpens(data: ProofData, root: string, tokenCount: number): 
       `proof data covers ${n} positions, receipt says ${tokenCount}`,
     );
   }
-  if (commitmentRoot(data) !== root) {
+  if (commitmentRoot(data) !== commitment.root) {
     throw new CommitmentMismatchError("proof data does not hash to the signed commitment root");
   }
 }

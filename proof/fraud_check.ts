@@ -125,7 +125,7 @@ export async function checkFraudProof(
       return done(false, "served_not_signed");
     }
     try {
-      assertOpens(proof.served.proof, receipt.commitment.root, receipt.tokenCount);
+      assertOpens(proof.served.proof, receipt.commitment, receipt.tokenCount);
       return done(false, "not_reproduced");
     } catch (e) {
       if (e instanceof CommitmentMismatchError) return done(true, "confirmed");

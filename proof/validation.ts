@@ -277,7 +277,7 @@ export async function validateReceipt(
   if (!parsedProof.success) return finish("invalid", "commitment_mismatch");
   const proof = parsedProof.data;
   try {
-    assertOpens(proof, receipt.commitment.root, receipt.tokenCount);
+    assertOpens(proof, receipt.commitment, receipt.tokenCount);
   } catch (e) {
     if (e instanceof CommitmentMismatchError) {
       const served = { proof, sig: material.proofSig };

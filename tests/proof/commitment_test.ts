@@ -30,7 +30,7 @@ Deno.test("commitment: tokens pack and unpack at 2 and 4 bytes", () => {
 
 Deno.test("commitment: proof data opens its root; any changed byte or count does not", () => {
   const d = data(100);
-  const root = commitmentRoot(d);
+  const root = { scheme: d.scheme, root: commitmentRoot(d), chunkSize: d.chunkSize, tokenBytes: 2 };
   assertOpens(d, root, 100);
   assert.throws(() => assertOpens(d, root, 99), CommitmentMismatchError);
   const f = d.fingerprints.slice();
@@ -39,6 +39,10 @@ Deno.test("commitment: proof data opens its root; any changed byte or count does
   const t = d.tokens.slice();
   t[3] ^= 1;
   assert.throws(() => assertOpens({ ...d, tokens: t }, root, 100), CommitmentMismatchError);
+  // The data opens the root, but the receipt declares another shape than the data has.
+  assert.throws(() => assertOpens(d, { ...root, chunkSize: 16 }, 100), /chunkSize 32/);
+  assert.throws(() => assertOpens(d, { ...root, tokenBytes: 4 }, 100), /tokenBytes 2/);
+  assert.throws(() => assertOpens(d, { ...root, scheme: "vf-fp0" }, 100), /scheme/);
 });
 
 Deno.test("commitment: chunk openings verify, with fingerprints or only their hash", () => {
