@@ -162,13 +162,11 @@ export function sseAnswer(
   let sent = 0;
   /** Characters of text sent so far (logprobs' text offsets). */
   let offset = 0;
-  /** Tokens released with no text yet (an incomplete character): sent with the next text. */
-  let pending: TextPiece["tokens"] = [];
 
-  const piece = (text: string, tokens: TextPiece["tokens"]) => {
-    const all = [...pending, ...tokens];
-    pending = [];
-    const logprobs = options.logprobs ? shape.logprobs(all, offset, options.topLogprobs > 0) : null;
+  const piece = ({ text, tokens }: TextPiece) => {
+    const logprobs = options.logprobs
+      ? shape.logprobs(tokens, offset, options.topLogprobs > 0)
+      : null;
     offset += text.length;
     return chunk([shape.chunkChoice(text, logprobs, null)]);
   };
@@ -187,8 +185,9 @@ export function sseAnswer(
       controller.enqueue(encoder.encode(`data: ${JSON.stringify({ error })}\n\n`));
     } else {
       const end = trimmer.finish(summary.finishReason);
-      if (end.piece.text !== "" || (options.logprobs && pending.length + end.piece.tokens.length)) {
-        controller.enqueue(piece(end.piece.text, end.piece.tokens));
+      // A job cut off inside a character (length) ends with tokens but no text.
+      if (end.piece.text !== "" || (options.logprobs && end.piece.tokens.length > 0)) {
+        controller.enqueue(piece(end.piece));
       }
       controller.enqueue(
         chunk(
@@ -211,8 +210,8 @@ export function sseAnswer(
     // onnxruntime-node computes on the JS thread: give the last event's write a turn of
     // the event loop before the next (blocking) step, or it would leave one step late.
     if (sent > 0 && options.computesOnEventLoop) await yieldToEventLoop();
-    // Read until some text is released: an empty delta (a character still incomplete, a
-    // possible stop sequence held back) tells a client nothing.
+    // Read until some text is released (the trimmer holds an incomplete character and a
+    // possible stop sequence back, and releases nothing without text).
     while (true) {
       let result;
       try {
@@ -227,11 +226,7 @@ export function sseAnswer(
       }
       const released = trimmer.push(result.value);
       if (released === undefined) continue;
-      if (released.text === "") {
-        pending.push(...released.tokens);
-        continue;
-      }
-      controller.enqueue(piece(released.text, released.tokens));
+      controller.enqueue(piece(released));
       sent++;
       return;
     }

@@ -4,7 +4,8 @@
  * commits to that output, stop included), so the edge holds back the tokens whose text could
  * be the start of a stop sequence until the next token shows it is not, and drops the matched
  * sequence at the end. Whole tokens are held, so each released piece carries the tokens (and
- * logprobs) it came from.
+ * logprobs) it came from; the tokens of a character still incomplete are held with the one that
+ * completes it, so a trimmed stop sequence takes all its tokens with it.
  *
  * ```
  * stop ["\nUser:"]   tokens "Hi" "\n" "Us" "er" ":"
@@ -47,21 +48,29 @@ export class StopTrimmer {
     this.#stops = stops.filter((stop) => stop.length > 0);
   }
 
-  /** Take the next token; returns what can be released now, if anything. */
+  /**
+   * Take the next token; returns what can be released now, if anything. A released piece always
+   * has text: tokens of a character not yet complete stay held until it is.
+   */
   push(token: StreamedToken): TextPiece | undefined {
     this.#held.push(token);
     this.#heldText += token.text;
     // The last token: the end decides what is a stop sequence.
     if (token.finishReason !== undefined) return undefined;
     const keep = this.#possibleStopStart();
-    // Release whole tokens from the front while the rest still covers the `keep` tail.
+    // Release whole tokens from the front while the rest still covers the `keep` tail. A token
+    // with no text (the first bytes of a multi-byte character) belongs to the character the next
+    // token completes, which may start a stop sequence: it goes with that token, never before.
     let releasedChars = 0;
     let count = 0;
     while (count < this.#held.length) {
-      const next = this.#held[count].text.length;
+      let completing = count;
+      while (completing < this.#held.length && this.#held[completing].text === "") completing++;
+      if (completing === this.#held.length) break;
+      const next = this.#held[completing].text.length;
       if (this.#heldText.length - releasedChars - next < keep) break;
       releasedChars += next;
-      count++;
+      count = completing + 1;
     }
     if (count === 0) return undefined;
     const tokens = this.#held.splice(0, count);

@@ -111,6 +111,35 @@ Deno.test("StopTrimmer: holds whole tokens that may start a stop, drops the matc
   assertEquals(released.push(token("b", 1))?.text, "a\nb");
 });
 
+Deno.test("StopTrimmer: the first bytes of a character (tokens with no text) are held with the token that completes it, so a stop starting with it drops them all", () => {
+  const token = (text: string, index: number, finishReason?: "stop"): StreamedToken => ({
+    index,
+    tokenId: index,
+    text,
+    logprob: -index,
+    ...(finishReason ? { finishReason } : {}),
+  });
+  // "Hi。": "。" is three UTF-8 bytes; the first two tokens have no text until the third.
+  const trimmer = new StopTrimmer(["。"]);
+  assertEquals(trimmer.push(token("H", 0))?.tokens.map((t) => t.index), [0]);
+  assertEquals(trimmer.push(token("i", 1))?.tokens.map((t) => t.index), [1]);
+  assertEquals(trimmer.push(token("", 2)), undefined, "the stop's first byte is held");
+  assertEquals(trimmer.push(token("", 3)), undefined, "so is its second");
+  assertEquals(trimmer.push(token("。", 4, "stop")), undefined);
+  assertEquals(trimmer.finish("stop"), { piece: { text: "", tokens: [] }, stop: "。" });
+  // Held with the completing token even when that token is held for a longer stop.
+  const longer = new StopTrimmer(["。X"]);
+  assertEquals(longer.push(token("", 0)), undefined);
+  assertEquals(longer.push(token("。", 1)), undefined);
+  assertEquals(longer.push(token("X", 2, "stop")), undefined);
+  assertEquals(longer.finish("stop"), { piece: { text: "", tokens: [] }, stop: "。X" });
+  // A character that starts no stop is released with all its tokens at once.
+  const other = new StopTrimmer(["。"]);
+  assertEquals(other.push(token("", 0)), undefined);
+  const released = other.push(token("é", 1));
+  assertEquals([released?.text, released?.tokens.map((t) => t.index)], ["é", [0, 1]]);
+});
+
 Deno.test("With stream_options.include_usage, every chunk but the last carries usage: null; the last carries the usage", async () => {
   await withNode(async (node) => {
     for (const path of ["/v1/completions", "/v1/chat/completions"]) {
