@@ -144,6 +144,8 @@ const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
  * far inside the 10-minute challenge window.
  */
 export const PROOF_DEADLINE_MS = 60_000;
+/** What fetching proof data gives when the worker could not be asked at all. */
+const UNREACHABLE = Symbol("worker unreachable");
 /** First pause before asking an unreachable worker again (doubling up to the maximum). */
 const PROOF_RETRY_MS = 500;
 const PROOF_RETRY_MAX_MS = 8_000;
@@ -653,15 +655,23 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // kind `receipt`); without the model nothing else can be concluded here (`inconclusive`).
     const contradicts = receiptContradiction(receipt, job) !== null;
     const model = contradicts ? undefined : await models.get(receipt.model);
-    const served = receipt.kind === "text" && model !== undefined
+    const fetched = receipt.kind === "text" && model !== undefined
       ? await this.#proofOf(receipt, source, signal, relay)
       : undefined;
+    const served = fetched === UNREACHABLE ? undefined : fetched;
     const output = await source.output?.(receipt);
     // The receipt cannot finalize while this challenge is open (see `finalize`), so a challenge
     // that waited past the window still settles; the queue is bounded per worker instead.
     return await this.#enqueue(() => {
       signal.throwIfAborted();
-      const material = { job, receipt, proof: served?.proof, proofSig: served?.sig, output };
+      const material = {
+        job,
+        receipt,
+        proof: served?.proof,
+        proofSig: served?.sig,
+        output,
+        workerUnreachable: fetched === UNREACHABLE,
+      };
       return validateReceipt(material, model, identity, {
         ...validation,
         signal,
@@ -670,26 +680,37 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   }
 
   /**
-   * The worker's proof data as it served it, signed by it for this receipt; undefined when it
-   * was not served by the deadline, or not signed by the worker (both: withheld).
+   * The worker's proof data as it served it, signed by it for this receipt; undefined when the
+   * worker did not serve it by the deadline, or served it unsigned (both: withheld);
+   * {@link UNREACHABLE} when the worker could not be asked at all.
    */
   async #proofOf(
     receipt: Receipt,
     source: ChallengeSource,
     signal: AbortSignal,
     relay: Uint8Array | undefined,
-  ): Promise<ServedProof | undefined> {
+  ): Promise<ServedProof | typeof UNREACHABLE | undefined> {
     const id = receiptId(receipt);
     const served = await this.#fetchProof(receipt, source, signal, relay);
+    if (served === UNREACHABLE) return served;
     return verifyServedProof(served, id, receipt.worker) ? served : undefined;
   }
 
+  /**
+   * Ask the worker for its proof data until the deadline: directly when connected to it, else
+   * through the job's requester, which relays. A direct "none" is the worker's refusal, and no
+   * answer by the deadline is withholding (also when nobody could reach it: a worker that
+   * drops every connection on a proof request must not escape). But a relay's "none", or data
+   * the worker did not sign, is the relay's word, not the worker's: asked again, and if by the
+   * deadline the worker was never asked directly and a relay did answer so,
+   * {@link UNREACHABLE} (inconclusive: not paid, nobody slashed).
+   */
   async #fetchProof(
     receipt: Receipt,
     source: ChallengeSource,
     signal: AbortSignal,
     relay: Uint8Array | undefined,
-  ): Promise<ServedProof | undefined> {
+  ): Promise<ServedProof | typeof UNREACHABLE | undefined> {
     if (source.proof !== undefined) return await source.proof(receipt).catch(() => undefined);
     const id = receiptId(receipt);
     const worker = receipt.worker;
@@ -698,10 +719,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // The worker has until the deadline to answer: a worker that restarts, or whose connection
     // drops and comes back, is asked again; one that answers "none" has refused.
     const deadline = performance.now() + (this.#options.proofDeadlineMs ?? PROOF_DEADLINE_MS);
+    let askedDirectly = false;
+    let relayAnswered = false;
     for (let wait = PROOF_RETRY_MS;; wait = Math.min(wait * 2, PROOF_RETRY_MAX_MS)) {
       signal.throwIfAborted();
       const left = deadline - performance.now();
-      if (left <= 0) return undefined; // withheld (`invalid`, `proof_unavailable`)
+      // Withheld (`invalid`, `proof_unavailable`), or only a relay's word (`inconclusive`).
+      if (left <= 0) return !askedDirectly && relayAnswered ? UNREACHABLE : undefined;
       try {
         const network = this.#system?.lookup<NetworkMessage>(name);
         const to = (key: Uint8Array) =>
@@ -709,15 +733,23 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
             { type: "connection_to", key, protocol: INFERENCE_PROTOCOL.name },
           );
         const direct = await to(worker);
-        // Not connected to the worker: through the job's requester, which relays to it.
-        const via = direct ?? (relay === undefined ? undefined : await to(relay));
-        if (via !== undefined) {
-          const { served } = await via.request(
-            ProofRequestMessage,
-            direct !== undefined ? { receiptId: id } : { receiptId: id, worker },
-            { timeoutMs: left, signal },
-          );
+        if (direct !== undefined) {
+          askedDirectly = true;
+          const { served } = await direct.request(ProofRequestMessage, { receiptId: id }, {
+            timeoutMs: left,
+            signal,
+          });
           return served ?? undefined;
+        }
+        // Not connected to the worker: through the job's requester, which relays to it.
+        const via = relay === undefined ? undefined : await to(relay);
+        if (via !== undefined) {
+          const { served } = await via.request(ProofRequestMessage, { receiptId: id, worker }, {
+            timeoutMs: left,
+            signal,
+          });
+          if (served && verifyServedProof(served, id, worker)) return served;
+          relayAnswered = true;
         }
       } catch {
         // Unreachable for now (directly and through the requester), or the connection dropped:

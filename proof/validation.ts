@@ -122,6 +122,11 @@ export interface ChallengeMaterial {
   proofSig?: Uint8Array;
   /** The output the requester received, when known (required for tensor jobs). */
   output?: string | Record<string, TensorData>;
+  /**
+   * No proof data because the worker could not be asked at all (only through a relay, which
+   * did not bring its signed answer): `inconclusive`, not the worker's refusal.
+   */
+  workerUnreachable?: boolean;
 }
 
 /** Numbers of one validation. */
@@ -272,7 +277,11 @@ export async function validateReceipt(
   }
   const job = material.job as TextJob;
   const textModel = model as ProofModel;
-  if (!material.proof) return finish("invalid", "proof_unavailable");
+  if (!material.proof) {
+    return material.workerUnreachable
+      ? finish("inconclusive", "worker_unreachable")
+      : finish("invalid", "proof_unavailable");
+  }
   const parsedProof = ProofDataSchema.safeParse(material.proof);
   if (!parsedProof.success) return finish("invalid", "commitment_mismatch");
   const proof = parsedProof.data;

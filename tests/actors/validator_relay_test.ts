@@ -1,0 +1,137 @@
+/**
+ * Who pays when a validator cannot reach the worker itself. It asks through the job's requester
+ * (the relay its assignment names); a relay that answers "none", or brings data the worker did
+ * not sign, speaks for itself, not for the worker: it is asked again until the deadline, and a
+ * worker never asked directly ends `inconclusive` (not paid, not slashed). It used to be
+ * `invalid / proof_unavailable`: the honest worker's stake burned on a third party's word.
+ * A worker asked directly that answers "none" has refused: slashed, as before (and one nobody
+ * can reach at all is slashed at the deadline: `tests/network/proof_relay_test.ts`).
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import {
+  type ReceiptHandled,
+  ValidatorActor,
+  type ValidatorMessage,
+} from "../../actors/validator_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { receiptId } from "../../protocols/receipt.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { bytesEqual } from "../../protocols/bytes_equal.ts";
+import { proveJob } from "../../proof/prover.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { loadFixture, manualStream } from "../proof/_models.ts";
+
+const f = await loadFixture();
+const START = 1_000_000;
+
+for (const answer of ["none", "unsigned data", "none, from the worker itself"] as const) {
+  Deno.test(`proof requested, answer: ${answer} → ${answer.includes("worker itself") ? "refused: slashed" : "relay's word: inconclusive, nobody slashed"}`, async () => {
+    const direct = answer.includes("worker itself");
+    const me = Identity.generate();
+    const worker = Identity.generate();
+    const requester = Identity.generate(); // the relay: lies
+    const clock = { t: START };
+    const dir = await Deno.makeTempDir();
+    const system = new ActorSystem({ name: "relay" });
+    let relayAsked = 0;
+    let unsigned = (): unknown => null;
+    let workerAsked = 0;
+    // A stand-in NetworkActor: not connected to the worker; connected to the requester, which
+    // answers every proof request with `null` (it never asks the worker).
+    await system.spawn<{ type: string; key?: Uint8Array }>({
+      name: "node/network",
+      factory: () => ({
+        receive(m: { type: string; key?: Uint8Array }) {
+          if (m.type !== "connection_to") return undefined;
+          if (bytesEqual(m.key!, worker.publicKey)) {
+            workerAsked++;
+            return direct ? { request: () => Promise.resolve({ served: null }) } : undefined;
+          }
+          if (bytesEqual(m.key!, requester.publicKey)) {
+            return {
+              request: () => {
+                relayAsked++;
+                return Promise.resolve({ served: answer === "none" ? null : unsigned() });
+              },
+            };
+          }
+          return undefined;
+        },
+      }),
+    });
+    const validator = await system.spawn<ValidatorMessage>({
+      name: "node/validator",
+      factory: () =>
+        new ValidatorActor({
+          identity: me,
+          ledgerDir: `${dir}/ledger`,
+          ledger: { now: () => clock.t },
+          challengeProbability: 1,
+          finalizeIntervalMs: 0,
+          network: "node/network",
+          proofDeadlineMs: 1_200, // two asks: at once, then after the first 500 ms pause
+          models: {
+            get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
+          },
+        }),
+    });
+    try {
+      await validator.ask({ type: "deposit", key: worker.publicKey, amount: 10_000 });
+      const job: TextJob = {
+        kind: "text",
+        model: f.honest.info.cid,
+        prompt: "Settle this",
+        params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
+        nonce: "job-honest",
+      };
+      const ids = f.honest.tokenizer.encode(job.prompt);
+      // HONEST work, on the right model.
+      const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+      unsigned = () => ({ proof: proved.proof, sig: new Uint8Array(64) });
+      const id = receiptId(proved.receipt);
+      const handled = await validator.ask<ReceiptHandled>({
+        type: "receipt",
+        receipt: proved.receipt,
+        job,
+        assignment: signAssignment({
+          jobId: proved.receipt.jobId,
+          worker: worker.publicKey,
+          issuedAt: START,
+        }, requester),
+        origin: "ab".repeat(32),
+      });
+      assert.equal(handled.challenged, true);
+      const result = await handled.result!;
+      if (direct) {
+        assert.deepEqual([result.verdict.outcome, result.verdict.reason], [
+          "invalid",
+          "proof_unavailable",
+        ]);
+      } else {
+        assert.deepEqual(
+          [result.verdict.outcome, result.verdict.reason],
+          ["inconclusive", "worker_unreachable"],
+        );
+        assert.ok(relayAsked >= 2, `the relay was asked again (${relayAsked})`);
+      }
+      assert.ok(workerAsked >= 1);
+      clock.t = START + DEFAULT_ECONOMICS.challengeWindowMs + 1;
+      await validator.ask({ type: "finalize" });
+      const rec = await validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id });
+      const w = await validator.ask<Account>({ type: "account", key: worker.publicKey });
+      if (direct) {
+        assert.equal(rec.status, "fraud");
+        assert.deepEqual(w, { balance: 0, stake: 10_000 - 160, locked: 0 });
+      } else {
+        assert.equal(rec.status, "unpaid");
+        assert.deepEqual(w, { balance: 0, stake: 10_000, locked: 0 });
+      }
+    } finally {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
