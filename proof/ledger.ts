@@ -705,8 +705,12 @@ export class Ledger {
       if (rec.status !== "pending" && rec.status !== "challenged") {
         throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
       }
-      // A receipt held by this ledger's own open challenge settles even after its window.
-      if (this.#now() > rec.pendingUntil && rec.status === "pending") {
+      // After its window, only this ledger's own open challenge still settles a receipt: a
+      // proof from elsewhere is refused on every ledger alike (whether or not it challenged).
+      if (
+        this.#now() > rec.pendingUntil &&
+        (rec.status === "pending" || validator !== this.#owner)
+      ) {
         throw new LedgerRejectedError(
           "challenge_window_closed",
           "the challenge window has closed",

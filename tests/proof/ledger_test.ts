@@ -355,7 +355,7 @@ Deno.test("ledger: a challenged receipt is paid only after it is cleared; fault 
     await ledger.close();
   }));
 
-Deno.test("ledger: a fraud proof settles a receipt held by an open challenge even after its window, but not a pending one", () =>
+Deno.test("ledger: after its window only the owner's own open challenge settles a receipt: not a pending one, nor another validator's proof", () =>
   withLedger(async (dir, clock) => {
     const ledger = await Ledger.open(dir, owner, {
       now: () => clock.t,
@@ -368,14 +368,19 @@ Deno.test("ledger: a fraud proof settles a receipt held by an open challenge eve
     await ledger.recordReceipt(open);
     await ledger.openChallenge(receiptId(held));
     clock.t += 101;
-    const settle = (r: Receipt, hash: string) =>
+    const settle = (r: Receipt, hash: string, by = owner) =>
       ledger.settleFraud({
         receiptId: receiptId(r),
         fraudProofHash: hash,
-        validator: validator.publicKey,
+        validator: by.publicKey,
         confirmed: true,
         reason: "confirmed",
       });
+    // A peer's proof after the window: refused here as on a ledger that never challenged it.
+    await assert.rejects(
+      () => settle(held, "cc".repeat(32), validator),
+      /challenge window has closed/,
+    );
     await settle(held, "aa".repeat(32));
     await assert.rejects(() => settle(open, "bb".repeat(32)), /challenge window has closed/);
     assert.equal(ledger.receipt(receiptId(held))!.status, "fraud");
