@@ -23,7 +23,10 @@
  * Access: reading needs what `/v1/*` needs (this machine, or an API key, or
  * `allowUnauthenticatedRemote`); anything that changes state — running a job — needs the
  * operator token (`<dataDir>/operator.token`). The socket refuses pages from other origins
- * than the node's own and `http.allowedOrigins`.
+ * than the node's own and `http.allowedOrigins`. The node's own page is one it served at an
+ * address (`127.0.0.1`, `[::1]`, a LAN address) or at `localhost`; a page it served under any
+ * other name needs that origin in `http.allowedOrigins`, as on `/v1`, since a DNS-rebinding page
+ * names its own domain in both `Host` and `Origin`.
  *
  * @module
  */
@@ -35,6 +38,7 @@ import type { ApiKeys } from "./api_keys.ts";
 import { type EdgeEnv, isLoopback } from "./client_access.ts";
 import type { JobMonitor } from "./job_monitor.ts";
 import { type JsonValue, toJsonValue } from "./json_value.ts";
+import { originPolicy } from "./origin_policy.ts";
 
 /** An actor lifecycle event as the page shows it. */
 export interface LifecycleItem {
@@ -285,13 +289,36 @@ function sameToken(given: string, expected: string): boolean {
   return diff === 0;
 }
 
+/** A dotted IPv4 address as the URL parser writes every IPv4 host (`2130706433` included). */
+const IPV4_ADDRESS = /^\d{1,3}(?:\.\d{1,3}){3}$/;
+
 /**
- * The dashboard's routes; mount at the root, before the origin policy (the page's own origin
- * is checked here, since the node does not know its public name in advance).
+ * Whether `origin` is the origin of a page this node served, going by the request's `Host`:
+ * the same host and port, named by an address or `localhost`. A name proves nothing: a
+ * DNS-rebinding page is served under the attacker's name, which then resolves to this node, so
+ * its `Host` and `Origin` agree. An address or `localhost` cannot be rebound, and a browser
+ * sends the `Host` it connected to, so a page elsewhere on this machine (another port) differs.
+ * An absent, `null` or unparsable origin is not this node's.
+ */
+function isOwnOrigin(origin: string | undefined, host: string | undefined): boolean {
+  if (origin === undefined || host === undefined) return false;
+  const url = URL.parse(origin);
+  if (url === null || url.origin !== origin) return false;
+  if (url.protocol !== "http:" && url.protocol !== "https:") return false;
+  if (url.host !== host.toLowerCase()) return false;
+  const name = url.hostname;
+  return name === "localhost" || IPV4_ADDRESS.test(name) || name.startsWith("[");
+}
+
+/**
+ * The dashboard's routes; mount at the root, before the origin policy: the socket lets the
+ * node's own page in (see {@link isOwnOrigin}; the node does not know its public name in
+ * advance) and puts every other origin through the same policy as `/v1`.
  */
 export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   const hub = new DashboardHub(options);
   const routes = new Hono<EdgeEnv>();
+  const otherPages = originPolicy(options.allowedOrigins);
   const cache = new Map<string, Uint8Array>();
 
   const serveFile = async (name: string) => {
@@ -349,23 +376,16 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     return c.json(await hub.snapshot());
   });
 
+  routes.use("/dashboard/live", async (c, next) => {
+    if (isOwnOrigin(c.req.header("origin"), c.req.header("host"))) return await next();
+    return await otherPages(c, next);
+  });
   routes.get("/dashboard/live", (c) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       return c.json(
         { error: { code: "upgrade_required", message: "send a WebSocket upgrade" } },
         426,
       );
-    }
-    const origin = c.req.header("origin");
-    const host = c.req.header("host");
-    const sameOrigin = origin === undefined || new URL(origin).host === host;
-    if (
-      !sameOrigin && !options.allowedOrigins.includes("*") &&
-      !options.allowedOrigins.includes(origin!)
-    ) {
-      return c.json({
-        error: { code: "origin_not_allowed", message: `pages from ${origin} may not watch` },
-      }, 403);
     }
     // Read before the upgrade: the request's peer address is gone once it is upgraded.
     let access: "none" | "read" | "operator" = openRead(c.env?.remoteAddr) ? "read" : "none";
@@ -387,6 +407,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     const welcome = async () => {
       send({ type: "hello", node: options.sources.node, access });
       send(forThisPage(await hub.snapshot()));
+      // A page that left during the snapshot has had its close: joining now would never end.
+      if (socket.readyState !== WebSocket.OPEN) return;
       leave ??= hub.join((message) => send(forThisPage(message)));
     };
     socket.onopen = () => {

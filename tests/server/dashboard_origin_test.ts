@@ -1,0 +1,104 @@
+/**
+ * Which pages may open the dashboard's socket (`/dashboard/live`): the node's own page, reached
+ * at an address or `localhost`, and the origins in `http.allowedOrigins`; nothing else, however
+ * the request's `Host` and `Origin` agree. Handshakes are written by hand over TCP, since a
+ * DNS-rebinding page sets a `Host` no WebSocket client lets a test choose.
+ */
+import { assertEquals } from "./_assert.ts";
+import type { InferencePort, InferenceStats } from "../../inference/inference_port.ts";
+import { createApp } from "../../server/app.ts";
+import type { DashboardSources } from "../../server/dashboard_routes.ts";
+import { JobMonitor } from "../../server/job_monitor.ts";
+import { serve } from "../../server/serve.ts";
+
+/** A node with nothing running: the socket's admission is all these tests look at. */
+const IDLE_SOURCES: DashboardSources = {
+  node: { key: "00".repeat(32), version: "test" },
+  tree: () => ({}),
+  onLifecycle: () => () => {},
+  peers: () => Promise.resolve(undefined),
+  validator: () => Promise.resolve(undefined),
+  storage: () => Promise.resolve(undefined),
+};
+const IDLE_PORT: InferencePort = {
+  submit: () => Promise.reject(new Error("no jobs in this test")),
+  models: () => Promise.resolve([]),
+  stats: () => Promise.resolve({} as InferenceStats),
+};
+
+/** Send a WebSocket handshake with these headers; the status and, when refused, the body. */
+async function handshake(
+  port: number,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const lines = [
+      "GET /dashboard/live HTTP/1.1",
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Version: 13",
+    ];
+    await conn.write(new TextEncoder().encode(`${lines.join("\r\n")}\r\n\r\n`));
+    const decoder = new TextDecoder();
+    const buffer = new Uint8Array(1 << 16);
+    let received = "";
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      received += decoder.decode(buffer.subarray(0, n), { stream: true });
+      const end = received.indexOf("\r\n\r\n");
+      if (end === -1) continue;
+      const status = Number(received.split(" ")[1]);
+      if (status === 101) return { status, body: "" };
+      const length = Number(/content-length: (\d+)/i.exec(received)?.[1] ?? 0);
+      const body = received.slice(end + 4);
+      if (body.length >= length) return { status, body };
+    }
+    throw new Error(`the connection closed after ${JSON.stringify(received)}`);
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("The dashboard socket admits the node's own page (an address or localhost) and listed origins; a DNS-rebinding page and Origin: null get 403 origin_not_allowed, as on /v1", async () => {
+  const app = createApp({
+    inference: IDLE_PORT,
+    edge: { allowedOrigins: ["https://app.example"] },
+    dashboard: { sources: IDLE_SOURCES, jobs: new JobMonitor(), operatorToken: "operator" },
+  });
+  const server = serve({ app, port: 0 });
+  try {
+    const port = Number(new URL(server.url).port);
+    const status = async (host: string, origin?: string) => {
+      const { status, body } = await handshake(port, {
+        Host: host,
+        ...(origin === undefined ? {} : { Origin: origin }),
+      });
+      return status === 403 ? `403 ${JSON.parse(body).error.code}` : String(status);
+    };
+    // A DNS-rebinding page: evil.example resolved to this machine, so Host and Origin agree.
+    const evil = `evil.example:${port}`;
+    assertEquals(await status(evil, `http://${evil}`), "403 origin_not_allowed");
+    // /v1 refuses that page too: the same rule.
+    const v1 = await fetch(`${server.url}/v1/models`, { headers: { origin: `http://${evil}` } });
+    assertEquals([v1.status, (await v1.json()).error.code], [403, "origin_not_allowed"]);
+    // A sandboxed frame or a file: page sends "null"; nothing parsable is no origin of ours.
+    assertEquals(await status(`127.0.0.1:${port}`, "null"), "403 origin_not_allowed");
+    assertEquals(await status(`127.0.0.1:${port}`, "not a url"), "403 origin_not_allowed");
+    // Another page on this machine (another port) is another origin.
+    assertEquals(await status(`127.0.0.1:${port}`, "http://127.0.0.1:1"), "403 origin_not_allowed");
+
+    // The node's own page, however the browser reached it by address.
+    assertEquals(await status(`127.0.0.1:${port}`, `http://127.0.0.1:${port}`), "101");
+    assertEquals(await status(`localhost:${port}`, `http://localhost:${port}`), "101");
+    assertEquals(await status(`[::1]:${port}`, `http://[::1]:${port}`), "101");
+    // A listed origin, and a client that is not a browser (no Origin).
+    assertEquals(await status(`127.0.0.1:${port}`, "https://app.example"), "101");
+    assertEquals(await status(`127.0.0.1:${port}`), "101");
+  } finally {
+    await server.shutdown();
+  }
+});
