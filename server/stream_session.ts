@@ -6,8 +6,12 @@
  * within one step. Tokens are sent as they are produced; when the client reads slower than the
  * model writes, the socket's send buffer is allowed to hold {@link WS_HIGH_WATER_BYTES} before
  * the job stops pulling tokens, so a slow client slows its own jobs instead of growing the
- * node's memory. A client that reads nothing for `clientIdleTimeoutMs` while its jobs wait is
- * cut off (close 1008) and its jobs are cancelled, so it cannot hold job slots forever.
+ * node's memory. Every message the session sends, replies to bad frames included, goes through
+ * the same watch: a client whose buffer stays over that mark while it reads nothing for
+ * `clientIdleTimeoutMs` is cut off (close 1008) and its jobs are cancelled, so it cannot hold
+ * job slots forever; one that lets the buffer reach {@link WS_MAX_BUFFERED_BYTES} (it sends
+ * frames faster than it reads their answers) is cut off at once, so it cannot grow the node's
+ * memory either.
  *
  * A message over `maxRequestBytes` closes the socket with 1009 and a reason naming the limit:
  * the client learns why, where a dropped connection would tell it nothing.
@@ -41,6 +45,14 @@ import {
  * clients cost little.
  */
 export const WS_HIGH_WATER_BYTES = 1 << 20;
+/**
+ * Bytes a socket may have queued before the session sends nothing more and cuts the client off
+ * (close 1008). Jobs pause at {@link WS_HIGH_WATER_BYTES}, so above it only replies to the
+ * client's own frames pile up: a `start` and an end per job, a refusal per bad frame. Another
+ * MiB of those is thousands of frames sent without reading one answer, which no reading client
+ * does; a client that never reads costs the node this much and no more.
+ */
+export const WS_MAX_BUFFERED_BYTES = 2 * WS_HIGH_WATER_BYTES;
 /** Event-loop turns a job waits for its last message to be written (about 20 µs each). */
 const MAX_FLUSH_TURNS = 8;
 /** How often a paused job looks at the send buffer again. */
@@ -48,7 +60,7 @@ const DRAIN_POLL_MS = 5;
 
 /** WebSocket close codes the session uses (RFC 6455, 7.4.1). */
 export const WS_CLOSE = {
-  /** The client broke a rule of the API: here, it stopped reading. */
+  /** The client broke a rule of the API: here, it stopped reading its replies. */
   policyViolation: 1008,
   /** A message too big to process. */
   messageTooBig: 1009,
@@ -92,6 +104,8 @@ export class StreamSession {
   /** Running jobs by client id; aborting one cancels it. */
   #jobs = new Map<string, AbortController>();
   #encoder = new TextEncoder();
+  /** The watch over a send buffer above the high-water mark, while there is one. */
+  #overHighWater?: Promise<void>;
 
   /**
    * Serve `socket`.
@@ -110,6 +124,8 @@ export class StreamSession {
   }
 
   #onMessage(data: unknown): void {
+    // Frames already received when the session closed the socket start nothing.
+    if (this.#socket.readyState !== WebSocket.OPEN) return;
     if (this.#tooLarge(data)) {
       this.#cancelAll();
       this.#socket.close(
@@ -226,10 +242,19 @@ export class StreamSession {
   }
 
   /**
-   * Wait until the send buffer is back under the high-water mark; a client that reads nothing
-   * for the idle timeout is cut off instead, which cancels every job of the socket.
+   * Resolves once the send buffer is back under the high-water mark. One watch per socket,
+   * started by whichever send left the buffer over the mark, whether a job waits on it or not: a
+   * client that reads nothing for the idle timeout is cut off, which cancels every job of the
+   * socket.
    */
-  async #drained(): Promise<void> {
+  #drained(): Promise<void> {
+    this.#overHighWater ??= this.#watchBuffer().finally(() => {
+      this.#overHighWater = undefined;
+    });
+    return this.#overHighWater;
+  }
+
+  async #watchBuffer(): Promise<void> {
     let buffered = this.#socket.bufferedAmount;
     let idleSince = performance.now();
     while (
@@ -241,9 +266,7 @@ export class StreamSession {
         idleSince = performance.now();
       } else if (performance.now() - idleSince >= this.#options.idleTimeoutMs) {
         this.#options.stats.idleTimeouts++;
-        this.#cancelAll();
-        this.#socket.close(
-          WS_CLOSE.policyViolation,
+        this.#cutOff(
           `read nothing for ${this.#options.idleTimeoutMs} ms (http.clientIdleTimeoutMs)`,
         );
         return;
@@ -252,8 +275,18 @@ export class StreamSession {
     }
   }
 
+  /**
+   * Send a message, unless the client has left {@link WS_MAX_BUFFERED_BYTES} unread: then it is
+   * cut off instead. A send that leaves the buffer over the high-water mark starts the idle watch.
+   */
   #send(message: WsServerMessage): void {
-    if (this.#socket.readyState === WebSocket.OPEN) this.#socket.send(JSON.stringify(message));
+    if (this.#socket.readyState !== WebSocket.OPEN) return;
+    if (this.#socket.bufferedAmount > WS_MAX_BUFFERED_BYTES) {
+      this.#cutOff(`left ${WS_MAX_BUFFERED_BYTES} bytes of replies unread`);
+      return;
+    }
+    this.#socket.send(JSON.stringify(message));
+    if (this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES) this.#drained();
   }
 
   #sendError(id: string | undefined, error: unknown): void {
@@ -268,6 +301,12 @@ export class StreamSession {
       message,
       ...(retryAfterS === undefined ? {} : { retry_after_s: retryAfterS }),
     });
+  }
+
+  /** Cancel the socket's jobs and close it for breaking the API's rules (1008, `reason`). */
+  #cutOff(reason: string): void {
+    this.#cancelAll();
+    this.#socket.close(WS_CLOSE.policyViolation, reason);
   }
 
   #cancelAll(): void {

@@ -14,6 +14,7 @@ import {
   StreamSession,
   WS_CLOSE,
   WS_HIGH_WATER_BYTES,
+  WS_MAX_BUFFERED_BYTES,
 } from "../../server/stream_session.ts";
 import type { WsErrorMessage } from "../../server/stream_protocol.ts";
 
@@ -155,17 +156,22 @@ Deno.test("An SSE client that stops reading is cut off after http.clientIdleTime
   });
 });
 
-/** A socket whose client never reads: its send buffer stays over the high-water mark. */
+/**
+ * A socket whose client never reads: its send buffer starts over the high-water mark and grows
+ * by every message sent.
+ */
 class StuckSocket implements SessionSocket {
   readyState: number = WebSocket.OPEN;
   bufferedAmount = WS_HIGH_WATER_BYTES + 1;
   sent: string[] = [];
+  #encoder = new TextEncoder();
   closed = Promise.withResolvers<{ code?: number; reason?: string }>();
   onmessage: ((event: MessageEvent) => void) | null = null;
   onclose: ((event: CloseEvent) => void) | null = null;
   onerror: ((event: Event) => void) | null = null;
   send(data: string): void {
     this.sent.push(data);
+    this.bufferedAmount += this.#encoder.encode(data).byteLength;
   }
   close(code?: number, reason?: string): void {
     this.readyState = WebSocket.CLOSED;
@@ -195,6 +201,57 @@ Deno.test("A WebSocket client that stops reading is cut off after http.clientIdl
     await eventually(async () => (await node.stats()).jobsCancelled === 1, "the job cancelled");
     assertEquals(stats.idleTimeouts, 1);
     assert(node.gated.steps <= 2, `computed ${node.gated.steps} steps for an idle client`);
+  });
+});
+
+Deno.test("A WebSocket client that sends bad frames and reads no reply is cut off (close 1008) once its replies reach WS_MAX_BUFFERED_BYTES", async () => {
+  await withNode({}, async (node) => {
+    const socket = new StuckSocket();
+    new StreamSession(socket, new InferenceGateway({ inference: node.port }), {
+      maxMessageBytes: 1 << 20,
+      // Far away: only the buffer's size may end this client here.
+      idleTimeoutMs: 600_000,
+      client: LOOPBACK_CLIENT,
+      stats: new EdgeStats(),
+    });
+    // Each frame is refused with an `error` of about 100 bytes: 100,000 of them are ~10 MB.
+    for (let i = 0; i < 100_000 && socket.readyState === WebSocket.OPEN; i++) {
+      socket.onmessage?.(new MessageEvent("message", { data: "{" }));
+    }
+    assertEquals(socket.readyState, WebSocket.CLOSED);
+    const { code, reason } = await socket.closed.promise;
+    assertEquals(code, WS_CLOSE.policyViolation);
+    assert(reason!.includes(`${WS_MAX_BUFFERED_BYTES} bytes`), reason);
+    const largest = Math.max(...socket.sent.map((data) => data.length));
+    assert(
+      socket.bufferedAmount <= WS_MAX_BUFFERED_BYTES + largest,
+      `${socket.bufferedAmount} bytes queued for a client that reads nothing`,
+    );
+    // Frames that arrive after the cut-off get no reply.
+    const sent = socket.sent.length;
+    socket.receive({ type: "infer", id: "late", prompt: "x" });
+    assertEquals(socket.sent.length, sent);
+  });
+});
+
+Deno.test("A WebSocket client with no job running whose replies sit unread over the high-water mark is cut off after http.clientIdleTimeoutMs", async () => {
+  await withNode({}, async (node) => {
+    const stats = new EdgeStats();
+    const socket = new StuckSocket();
+    new StreamSession(socket, new InferenceGateway({ inference: node.port }), {
+      maxMessageBytes: 1 << 20,
+      idleTimeoutMs: 30,
+      client: LOOPBACK_CLIENT,
+      stats,
+    });
+    // One refusal, no job: nothing but the session's own watch of the buffer can end this.
+    socket.receive({ type: "dance", id: "d" });
+    assertEquals(socket.sent.length, 1);
+    await eventually(() => socket.readyState === WebSocket.CLOSED, "the socket closed");
+    const { code, reason } = await socket.closed.promise;
+    assertEquals(code, WS_CLOSE.policyViolation);
+    assert(reason!.includes("http.clientIdleTimeoutMs"), reason);
+    assertEquals(stats.idleTimeouts, 1);
   });
 });
 
