@@ -160,6 +160,8 @@ export class StreamClient {
   #onMessage(data: unknown): void {
     if (typeof data !== "string") return;
     const message = JSON.parse(data) as WsServerMessage;
+    // An `error` without `id` ends no job: a frame the server could not attribute, or one it
+    // refused while the job it named runs on (`refused_id`); this client sends neither.
     const job = message.id === undefined ? undefined : this.#jobs.get(message.id);
     if (!job) return;
     switch (message.type) {

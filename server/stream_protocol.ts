@@ -2,7 +2,9 @@
  * The WebSocket streaming API's messages (`/v1/stream`), both directions; the zod schema that
  * validates client messages is in `request_schemas.ts`. All messages are
  * JSON text frames. Every `infer` ends with exactly one `done` or one `error` carrying its `id`;
- * an `error` without `id` is about a frame that could not be attributed to a request.
+ * an `error` without `id` is about a frame that ends no request: one that could not be
+ * attributed, or one naming a job still running (an `infer` with its id, `duplicate_id`), whose
+ * id the `error` carries as `refused_id` so that it cannot be taken for that job's end.
  *
  * ```
  * client: {"type":"infer","id":"a","prompt":"Hello","max_tokens":16}
@@ -170,8 +172,13 @@ export interface WsDoneMessage {
 export interface WsErrorMessage {
   /** Message tag. */
   type: "error";
-  /** The request id, when the error belongs to one. */
+  /** The request id, when the error ends that request. */
   id?: string;
+  /**
+   * Instead of `id`, when the refused frame named a job still running (`duplicate_id`): that
+   * job's own `done` or `error` is still to come.
+   */
+  refused_id?: string;
   /** Stable error code (`too_many_jobs`, `unknown_model`, `invalid_request`, ...). */
   code: string;
   /** Human-readable explanation. */

@@ -13,6 +13,9 @@
  * frames faster than it reads their answers) is cut off at once, so it cannot grow the node's
  * memory either.
  *
+ * An `error` whose frame names a job still running carries that id as `refused_id`, not `id`:
+ * the job's own `done` or `error` is still to come, and each `infer` ends exactly once.
+ *
  * A message over `maxRequestBytes` closes the socket with 1009 and a reason naming the limit:
  * the client learns why, where a dropped connection would tell it nothing.
  *
@@ -35,6 +38,7 @@ import {
   startMessage,
   tokenMessage,
   type WsClientMessage,
+  type WsErrorMessage,
   type WsInferMessage,
   type WsServerMessage,
 } from "./stream_protocol.ts";
@@ -145,7 +149,7 @@ export class StreamSession {
     } catch (error) {
       // Attribute the refusal to its request when the frame has a readable id.
       const id = (raw as { id?: unknown } | null | undefined)?.id;
-      this.#sendError(typeof id === "string" ? id : undefined, error);
+      this.#refuse(typeof id === "string" ? id : undefined, error);
       return;
     }
     if (message.type === "cancel") {
@@ -154,7 +158,7 @@ export class StreamSession {
       return;
     }
     if (this.#jobs.has(message.id)) {
-      this.#sendError(
+      this.#refuse(
         message.id,
         new VeriflowError("duplicate_id", `request id ${message.id} is already running`),
       );
@@ -193,7 +197,7 @@ export class StreamSession {
         topLogprobs: request.logprobs,
       }, { client: this.#options.client, via: "ws" });
     } catch (error) {
-      this.#sendError(id, error);
+      this.#sendError({ id }, error);
       return;
     }
     const reader = handle.tokens.getReader();
@@ -289,14 +293,25 @@ export class StreamSession {
     if (this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES) this.#drained();
   }
 
-  #sendError(id: string | undefined, error: unknown): void {
+  /**
+   * Refuse a frame. The refusal carries the frame's `id` when it ends that request; when the id
+   * is a running job's, it goes in `refused_id` instead, for that job's own `done` or `error` is
+   * still to come and the client must not take the refusal for it.
+   */
+  #refuse(frameId: string | undefined, error: unknown): void {
+    if (frameId === undefined) this.#sendError({}, error);
+    else if (this.#jobs.has(frameId)) this.#sendError({ refused_id: frameId }, error);
+    else this.#sendError({ id: frameId }, error);
+  }
+
+  #sendError(about: Pick<WsErrorMessage, "id" | "refused_id">, error: unknown): void {
     this.#options.stats.countRefusal(error);
     const code = error instanceof VeriflowError ? error.code : "internal_error";
     const message = error instanceof VeriflowError ? error.message : "internal error";
     const retryAfterS = retryAfterOf(error);
     this.#send({
       type: "error",
-      ...(id === undefined ? {} : { id }),
+      ...about,
       code,
       message,
       ...(retryAfterS === undefined ? {} : { retry_after_s: retryAfterS }),

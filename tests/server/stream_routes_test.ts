@@ -139,7 +139,8 @@ Deno.test("WS /v1/stream: bad frames and refused jobs give typed error messages 
     );
     probe.send({ type: "infer", id: "g", model: "gated", prompt: "x", max_tokens: 5 });
     await probe.next((m) => m.type === "start" && m.id === "g");
-    assertEquals(await errorFor({ type: "infer", id: "g", prompt: "x" }, "g"), "duplicate_id");
+    // Refused without `id`: "g" is still running, and its end is its own `done` (next test).
+    assertEquals(await errorFor({ type: "infer", id: "g", prompt: "x" }), "duplicate_id");
     assertEquals(
       await errorFor({ type: "infer", id: "busy", model: "gated", prompt: "x" }, "busy"),
       "too_many_jobs",
@@ -149,6 +150,34 @@ Deno.test("WS /v1/stream: bad frames and refused jobs give typed error messages 
     // Still usable after all of that.
     probe.send({ type: "infer", id: "ok", prompt: "fine", max_tokens: 8 });
     assertEquals((await probe.end("ok")).type, "done");
+    await probe.close();
+  });
+});
+
+Deno.test("WS /v1/stream: a frame refused while its id runs (duplicate_id, invalid) names it in refused_id, not id: the running job still ends exactly once", async () => {
+  await withNode({}, async (node) => {
+    const probe = await WsProbe.open(node.wsUrl);
+    probe.send({ type: "infer", id: "g", model: "gated", prompt: "x", max_tokens: 3 });
+    await probe.next((m) => m.type === "start" && m.id === "g");
+    probe.send({ type: "infer", id: "g", prompt: "x" });
+    const duplicate = await probe.next((m) => m.type === "error") as WsErrorMessage;
+    assertEquals(duplicate.code, "duplicate_id");
+    assertEquals(duplicate.id, undefined);
+    assertEquals(duplicate.refused_id, "g");
+    probe.send({ type: "infer", id: "g", prompt: "x", temperature: 9 });
+    const invalid = await probe.next((m) =>
+      m.type === "error" && m.code === "invalid_request"
+    ) as WsErrorMessage;
+    assertEquals([invalid.id, invalid.refused_id], [undefined, "g"]);
+    node.gated.release(3);
+    assertEquals((await probe.end("g")).type, "done");
+    // A later job's end comes after anything else the socket had for "g".
+    probe.send({ type: "infer", id: "after", prompt: "x", max_tokens: 2 });
+    await probe.end("after");
+    const endsOfG = probe.messages.filter((m) =>
+      (m.type === "done" || m.type === "error") && m.id === "g"
+    );
+    assertEquals(endsOfG.map((m) => m.type), ["done"]);
     await probe.close();
   });
 });
