@@ -111,10 +111,16 @@ export class StreamClient {
     return promise;
   }
 
-  /** Start a job. */
+  /**
+   * Start a job. On a socket that is closed or closing, the job fails at once with
+   * {@link StreamClosedError}: nothing would ever answer it.
+   */
   infer(request: InferRequest): StreamJob {
     const id = request.id ?? `r${++this.#nextId}`;
     if (this.#jobs.has(id)) throw new RangeError(`request id ${id} is already in use`);
+    if (this.#socket.readyState !== WebSocket.OPEN) {
+      return failedJob(id, this.#closedError("the socket is closed"));
+    }
     let tokens!: ReadableStreamDefaultController<WsTokenMessage>;
     const stream = new ReadableStream<WsTokenMessage>({
       start: (controller) => {
@@ -187,8 +193,12 @@ export class StreamClient {
     }
   }
 
+  #closedError(reason: string): StreamClosedError {
+    return new StreamClosedError(this.#closed ? "the client closed the socket" : reason);
+  }
+
   #failAll(reason: string): void {
-    const error = new StreamClosedError(this.#closed ? "the client closed the socket" : reason);
+    const error = this.#closedError(reason);
     for (const job of this.#jobs.values()) {
       job.start.reject(error);
       settle(() => job.tokens.error(error));
@@ -196,6 +206,19 @@ export class StreamClient {
     }
     this.#jobs.clear();
   }
+}
+
+/** A job that failed before it was sent: its promises reject and its tokens error with `error`. */
+function failedJob(id: string, error: Error): StreamJob {
+  const start = Promise.reject(error);
+  const done = Promise.reject(error);
+  // As for a sent job: callers that only read tokens must not see unhandled rejections.
+  start.catch(() => {});
+  done.catch(() => {});
+  const tokens = new ReadableStream<WsTokenMessage>({
+    start: (controller) => controller.error(error),
+  });
+  return { id, start, tokens, done, cancel: () => {} };
 }
 
 /** Run a stream-controller call that throws once the reader has cancelled; then it is moot. */
