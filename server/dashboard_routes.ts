@@ -306,8 +306,22 @@ function isOwnOrigin(origin: string | undefined, host: string | undefined): bool
   if (url === null || url.origin !== origin) return false;
   if (url.protocol !== "http:" && url.protocol !== "https:") return false;
   if (url.host !== host.toLowerCase()) return false;
-  const name = url.hostname;
-  return name === "localhost" || IPV4_ADDRESS.test(name) || name.startsWith("[");
+  return namesAnAddress(url.hostname);
+}
+
+/** An address or `localhost`: a host name no DNS-rebinding page can be served under. */
+function namesAnAddress(hostname: string): boolean {
+  return hostname === "localhost" || IPV4_ADDRESS.test(hostname) || hostname.startsWith("[");
+}
+
+/**
+ * Whether a request's `Host` names this node by an address or `localhost`. A same-origin read
+ * by a DNS-rebinding page carries no `Origin`, but its `Host` is the attacker's name.
+ */
+function hostIsAnAddress(host: string | undefined): boolean {
+  if (host === undefined) return false;
+  const url = URL.parse(`http://${host}`);
+  return url !== null && url.host === host.toLowerCase() && namesAnAddress(url.hostname);
 }
 
 /**
@@ -347,9 +361,13 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     return await serveFile(file);
   });
 
-  /** Whether a request may read without saying who it is. */
-  const openRead = (addr: Deno.Addr | undefined) =>
-    isLoopback(addr) || options.allowUnauthenticatedRemote;
+  /**
+   * Whether a request may read without saying who it is: from this machine, to an address or
+   * `localhost` (a rebinding page on this machine reaches the node under its own name), unless
+   * unauthenticated remote reads are allowed.
+   */
+  const openRead = (addr: Deno.Addr | undefined, host: string | undefined) =>
+    (isLoopback(addr) && hostIsAnAddress(host)) || options.allowUnauthenticatedRemote;
   /** An API key or the operator token: the access it grants, if any. */
   const grant = (token: string): "read" | "operator" | undefined => {
     if (sameToken(token, options.operatorToken)) return "operator";
@@ -364,7 +382,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
 
   routes.get("/dashboard/state", async (c) => {
     const bearer = c.req.header("authorization")?.replace(/^Bearer\s+/i, "");
-    if (!openRead(c.env?.remoteAddr) && (bearer === undefined || grant(bearer) === undefined)) {
+    const open = openRead(c.env?.remoteAddr, c.req.header("host"));
+    if (!open && (bearer === undefined || grant(bearer) === undefined)) {
       return c.json({
         error: {
           code: "api_key_required",
@@ -388,7 +407,9 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       );
     }
     // Read before the upgrade: the request's peer address is gone once it is upgraded.
-    let access: "none" | "read" | "operator" = openRead(c.env?.remoteAddr) ? "read" : "none";
+    let access: "none" | "read" | "operator" = openRead(c.env?.remoteAddr, c.req.header("host"))
+      ? "read"
+      : "none";
     // Other clients' prompts and outputs are theirs: only the operator's own machine and the
     // operator token see job text; an API key reads everything else.
     const onThisMachine = isLoopback(c.env?.remoteAddr);

@@ -102,3 +102,38 @@ Deno.test("The dashboard socket admits the node's own page (an address or localh
     await server.shutdown();
   }
 });
+
+/** `GET path` with this `Host`, written by hand (a fetch cannot choose its Host); the status. */
+async function getStatus(port: number, path: string, host: string): Promise<number> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    const request = `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
+    await conn.write(new TextEncoder().encode(request));
+    const buffer = new Uint8Array(1 << 16);
+    let received = "";
+    while (!received.includes("\r\n")) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      received += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+    return Number(received.split(" ")[1]);
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("The dashboard's state is read keyless from this machine only under an address or localhost: a DNS-rebinding page's same-origin read (its own name as Host, no Origin) gets 401", async () => {
+  const app = createApp({
+    inference: IDLE_PORT,
+    dashboard: { sources: IDLE_SOURCES, jobs: new JobMonitor(), operatorToken: "operator" },
+  });
+  const server = serve({ app, port: 0 });
+  try {
+    const port = Number(new URL(server.url).port);
+    assertEquals(await getStatus(port, "/dashboard/state", `evil.example:${port}`), 401);
+    assertEquals(await getStatus(port, "/dashboard/state", `127.0.0.1:${port}`), 200);
+    assertEquals(await getStatus(port, "/dashboard/state", `localhost:${port}`), 200);
+  } finally {
+    await server.shutdown();
+  }
+});
