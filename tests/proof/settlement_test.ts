@@ -528,3 +528,48 @@ Deno.test("a peer's fraud proof that settles a receipt while this validator's ow
     await t.close();
   }
 });
+
+// A receipt must sign the proof data's own shape. A worker that ran the wrong model and signed a
+// receipt naming another chunk size (or token width) than the data it committed to — the root,
+// computed from the data, still opens — turned every fraud proof against it into a refuted one:
+// the validator's openings were cut with the data's chunk size, the checker's with the
+// receipt's. It was paid with its stake intact and its accuser fined. The mismatch is itself the
+// fraud (`commitment`: the served data is signed by the worker), confirmed by the checker.
+for (const declared of [{ chunkSize: 16 }, { tokenBytes: 4 }]) {
+  Deno.test(`a receipt declaring ${JSON.stringify(declared)} unlike its proof data is fraud: the worker is slashed, its accuser rewarded`, async () => {
+    const t = await setup();
+    try {
+      const { job, receipt, proof } = await t.prove({}, true);
+      const { sig: _sig, worker: _worker, ...unsigned } = receipt;
+      const reshaped = signReceipt({
+        ...unsigned,
+        commitment: { ...unsigned.commitment, ...declared },
+      }, t.worker);
+      const id = receiptId(reshaped);
+      t.answers.set(id, signServedProof(id, proof, t.worker));
+      const result = await (await t.submit(reshaped, job)).result!;
+      assert.deepEqual(
+        [result.verdict.outcome, result.verdict.reason, result.fraudProof?.kind],
+        ["fraud", "commitment_mismatch", "commitment"],
+      );
+      const check = await checkFraudProof(result.fraudProof!, f.honest);
+      assert.equal(check.confirmed, true, check.reason);
+      await t.closeWindow();
+      assert.equal(await t.status(id), "fraud");
+      const { slash } = priceOf(reshaped.tokenCount);
+      assert.deepEqual(await t.account(t.worker.publicKey), {
+        balance: 0,
+        stake: WORKER_STAKE - slash,
+        locked: 0,
+      });
+      const share = slash * DEFAULT_ECONOMICS.validatorRewardShare;
+      assert.deepEqual(await t.account(t.me.publicKey), {
+        balance: share,
+        stake: 1_000,
+        locked: 0,
+      });
+    } finally {
+      await t.close();
+    }
+  });
+}
