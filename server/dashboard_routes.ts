@@ -383,7 +383,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   routes.get("/dashboard/state", async (c) => {
     const bearer = c.req.header("authorization")?.replace(/^Bearer\s+/i, "");
     const open = openRead(c.env?.remoteAddr, c.req.header("host"));
-    if (!open && (bearer === undefined || grant(bearer) === undefined)) {
+    const granted = bearer === undefined ? undefined : grant(bearer);
+    if (!open && granted === undefined) {
       return c.json({
         error: {
           code: "api_key_required",
@@ -392,7 +393,10 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
         },
       }, 401);
     }
-    return c.json(await hub.snapshot());
+    // As on the socket: job text only for this machine and the operator token.
+    const ownMachine = isLoopback(c.env?.remoteAddr) && hostIsAnAddress(c.req.header("host"));
+    const snapshot = await hub.snapshot();
+    return c.json(ownMachine || granted === "operator" ? snapshot : withoutJobText(snapshot));
   });
 
   routes.use("/dashboard/live", async (c, next) => {

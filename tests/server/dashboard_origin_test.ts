@@ -5,11 +5,17 @@
  * DNS-rebinding page sets a `Host` no WebSocket client lets a test choose.
  */
 import { assertEquals } from "./_assert.ts";
-import type { InferencePort, InferenceStats } from "../../inference/inference_port.ts";
+import type {
+  InferenceHandle,
+  InferencePort,
+  InferenceStats,
+  JobSummary,
+} from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import type { DashboardSources } from "../../server/dashboard_routes.ts";
 import { JobMonitor } from "../../server/job_monitor.ts";
 import { serve } from "../../server/serve.ts";
+import type { TextJob } from "../../protocols/job.ts";
 
 /** A node with nothing running: the socket's admission is all these tests look at. */
 const IDLE_SOURCES: DashboardSources = {
@@ -103,24 +109,64 @@ Deno.test("The dashboard socket admits the node's own page (an address or localh
   }
 });
 
-/** `GET path` with this `Host`, written by hand (a fetch cannot choose its Host); the status. */
-async function getStatus(port: number, path: string, host: string): Promise<number> {
+/**
+ * `GET path` with this `Host` (and a bearer token), written by hand (a fetch cannot choose its
+ * Host); the status and the body.
+ */
+async function get(
+  port: number,
+  path: string,
+  host: string,
+  bearer?: string,
+): Promise<{ status: number; body: string }> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
-    const request = `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
+    const auth = bearer === undefined ? "" : `Authorization: Bearer ${bearer}\r\n`;
+    const request = `GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${auth}Connection: close\r\n\r\n`;
     await conn.write(new TextEncoder().encode(request));
     const buffer = new Uint8Array(1 << 16);
     let received = "";
-    while (!received.includes("\r\n")) {
+    while (true) {
       const n = await conn.read(buffer);
       if (n === null) break;
       received += new TextDecoder().decode(buffer.subarray(0, n));
     }
-    return Number(received.split(" ")[1]);
+    const end = received.indexOf("\r\n\r\n");
+    return { status: Number(received.split(" ")[1]), body: received.slice(end + 4) };
   } finally {
     conn.close();
   }
 }
+
+async function getStatus(port: number, path: string, host: string): Promise<number> {
+  return (await get(port, path, host)).status;
+}
+
+/** A port whose one job streams "secret answer" and ends. */
+const SECRET_PORT: InferencePort = {
+  submit: () => {
+    let ended: (s: JobSummary) => void = () => {};
+    const done = new Promise<JobSummary>((resolve) => ended = resolve);
+    const summary = {
+      jobId: "j",
+      finishReason: "length",
+      usage: { promptTokens: 1, completionTokens: 1 },
+      timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+    } as JobSummary;
+    const tokens = ReadableStream.from([{ index: 0, tokenId: 0, text: "secret answer" }])
+      .pipeThrough(new TransformStream({ flush: () => ended(summary) }));
+    return Promise.resolve({
+      jobId: "j",
+      model: { cid: "m", name: "m", kind: "text" },
+      promptTokens: 1,
+      tokens,
+      done,
+      cancel: () => {},
+    } as unknown as InferenceHandle);
+  },
+  models: () => Promise.resolve([]),
+  stats: () => Promise.resolve({} as InferenceStats),
+};
 
 Deno.test("The dashboard's state is read keyless from this machine only under an address or localhost: a DNS-rebinding page's same-origin read (its own name as Host, no Origin) gets 401", async () => {
   const app = createApp({
@@ -133,6 +179,34 @@ Deno.test("The dashboard's state is read keyless from this machine only under an
     assertEquals(await getStatus(port, "/dashboard/state", `evil.example:${port}`), 401);
     assertEquals(await getStatus(port, "/dashboard/state", `127.0.0.1:${port}`), 200);
     assertEquals(await getStatus(port, "/dashboard/state", `localhost:${port}`), 200);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("The dashboard's state shows job text only to this machine and the operator token, as the socket does: an API key reads the numbers, not the text", async () => {
+  const jobs = new JobMonitor();
+  const job = await jobs.wrap(SECRET_PORT).submit({} as TextJob);
+  for await (const _ of job.tokens) { /* run it to its end */ }
+  await job.done;
+  const key = "a-long-random-api-key-1234";
+  const app = createApp({
+    inference: IDLE_PORT,
+    edge: { apiKeys: [key] },
+    dashboard: { sources: IDLE_SOURCES, jobs, operatorToken: "operator-token" },
+  });
+  const server = serve({ app, port: 0 });
+  try {
+    const port = Number(new URL(server.url).port);
+    const textFor = async (host: string, bearer?: string) => {
+      const { status, body } = await get(port, "/dashboard/state", host, bearer);
+      assertEquals(status, 200);
+      return JSON.parse(body).jobs.recent[0].text;
+    };
+    assertEquals(await textFor(`127.0.0.1:${port}`), "secret answer");
+    // Not this machine's own page (here: under a name): the key reads, the operator sees.
+    assertEquals(await textFor(`node.example:${port}`, key), "");
+    assertEquals(await textFor(`node.example:${port}`, "operator-token"), "secret answer");
   } finally {
     await server.shutdown();
   }
