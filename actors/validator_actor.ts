@@ -293,7 +293,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
                 except: message.origin,
               });
             }
-            await this.#takeOverWithheld(message.verdict, ctx);
+            // Once per verdict: a replay of one already recorded (by anyone, any number of
+            // times) must not make this validator challenge the receipt again.
+            if (!known) await this.#takeOverWithheld(message.verdict, ctx);
           }
           return id;
         } catch (error) {

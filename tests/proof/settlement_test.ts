@@ -368,6 +368,7 @@ Deno.test("a staked peer's 'proof withheld' verdict passes the challenge on: wit
     const withheld = await t.prove();
     const served = await t.prove();
     t.answers.set(withheld.id, undefined);
+    const verdicts = [];
     for (const r of [withheld, served]) {
       assert.equal((await t.submit(r.receipt, r.job)).challenged, false);
       const verdict = signVerdict({
@@ -379,12 +380,17 @@ Deno.test("a staked peer's 'proof withheld' verdict passes the challenge on: wit
         reason: "proof_unavailable",
         issuedAt: START,
       }, peer);
+      verdicts.push(verdict);
       await t.validator.ask({ type: "verdict", verdict, origin: "cd".repeat(32) });
     }
     // The taken-over challenges run off the mailbox; wait (polling, up to 30 s) for both to end.
     for (let i = 0; i < 3000 && (await t.stats()).openChallenges > 0; i++) {
       await new Promise((r) => setTimeout(r, 10));
     }
+    assert.equal((await t.stats()).challenged, 2);
+    // The same verdict again (replayed by anyone) is known here: it opens no second challenge
+    // of the receipt this validator already cleared.
+    await t.validator.ask({ type: "verdict", verdict: verdicts[1], origin: "ef".repeat(32) });
     assert.equal((await t.stats()).challenged, 2);
     await t.closeWindow();
     assert.equal(await t.status(withheld.id), "fraud");
