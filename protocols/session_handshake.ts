@@ -14,8 +14,9 @@
  *
  * Each proof covers both nonces and both keys (through the session id), so it cannot be
  * replayed into another session (the other side's nonce is fresh), and it names its signer,
- * so one side's proof cannot be reflected back as the other's. A hello that echoes our own
- * nonce, a weak (small-order) key, or a proof that does not verify is refused with
+ * so one side's proof cannot be reflected back as the other's (a hello claiming our own key,
+ * where the signer named would be us, is refused). A hello that echoes our own nonce, a weak
+ * (small-order) key, our own key, or a proof that does not verify is refused with
  * `handshake_failed`: a last `error` frame, then the transport is closed. The roles are
  * symmetric: neither side has to know whether it dialled or accepted.
  *
@@ -269,6 +270,9 @@ export async function runSessionHandshake(
     const theirs = parse(await within(frames.next()), HELLO_TYPE, helloSchema);
     if (bytesEqual(theirs.nonce, ours.nonce)) throw new HandshakeError("the peer echoed our nonce");
     if (isWeakPublicKey(theirs.key)) throw new HandshakeError("the peer's key is a weak point");
+    // Our own key: a proof names its signer, and the signer such a hello names is us, so our
+    // own proof sent back would verify. No peer is us.
+    if (bytesEqual(theirs.key, ours.key)) throw new HandshakeError("the peer claims our own key");
     const sessionId = sessionIdOf(ours, theirs);
     const sig = identity.sign(sessionProofBytes(sessionId, ours.key));
     const sentProof = writer.write(

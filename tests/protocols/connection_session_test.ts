@@ -160,6 +160,29 @@ Deno.test("a hello with a weak key, or echoing our nonce, is refused", async () 
   }
 });
 
+Deno.test("a peer claiming our own key cannot reflect our proof back: refused with handshake_failed", async () => {
+  const [a, b] = memoryDuplexPair();
+  const opening = Connection.open(a, { identity: Identity.generate() });
+  const peer = handshakePeer(b);
+  const ours = (await peer.next())!.body as { key: Uint8Array };
+  // No private key at all: our key, a fresh nonce, and then our own proof sent back.
+  const nonce = crypto.getRandomValues(new Uint8Array(32));
+  await peer.send({
+    v: 1,
+    type: "session.hello",
+    id: 0,
+    body: { key: ours.key, nonce, protocols: [] },
+  });
+  const next = (await peer.next())!;
+  if (next.type === "session.proof") {
+    await peer.send({ v: 1, type: "session.proof", id: 1, body: next.body });
+  }
+  await assert.rejects(
+    opening,
+    (e: unknown) => e instanceof HandshakeError && /our own key/.test(e.message),
+  );
+});
+
 Deno.test("a peer that never finishes the handshake times out with peer_timeout (fake clock)", async () => {
   const timers = new ManualTimers();
   const [a] = memoryDuplexPair();
