@@ -66,3 +66,28 @@ export async function reportErrors(body: () => Promise<void>): Promise<number> {
     throw error;
   }
 }
+
+/**
+ * Write `stream` to `output`: stdout for `-` or none, else a file written beside the target and
+ * renamed over it at the end. A command that fails midway (a corrupt chunk, a wrong key, an
+ * expired link) leaves no half-written file that looks complete, and an existing file is
+ * replaced whole, never overwritten in place with its old tail left behind.
+ */
+export async function writeOutput(
+  stream: ReadableStream<Uint8Array>,
+  output: string | undefined,
+): Promise<void> {
+  if (output === undefined || output === "-") {
+    await stream.pipeTo(Deno.stdout.writable, { preventClose: true });
+    return;
+  }
+  const temp = `${output}.${crypto.randomUUID()}.part`;
+  try {
+    const file = await Deno.open(temp, { write: true, createNew: true });
+    await stream.pipeTo(file.writable);
+    await Deno.rename(temp, output);
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+}

@@ -17,7 +17,7 @@ import { PendingPut } from "./pending_put.ts";
 import { OwnerKey } from "./private_tier.ts";
 import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
 import { DEFAULT_DATA_DIR } from "./storage_commands.ts";
-import { parseCommand, reportErrors, usage, UsageError } from "./_command_support.ts";
+import { parseCommand, reportErrors, usage, UsageError, writeOutput } from "./_command_support.ts";
 
 /** Where a share link points by default: a node on this machine, default port. */
 const DEFAULT_NODE_URL = "http://127.0.0.1:8080";
@@ -48,19 +48,7 @@ export async function runExport(args: string[]): Promise<number> {
     const store = await ChunkStore.open(join(dataDir(parsed.values), "store"));
     await store.get(cid); // an unknown root is an error before anything is written
     const car = exportCar(cid, (c, signal) => store.get(c, { signal }));
-    const output = parsed.values.output as string | undefined;
-    if (output === undefined || output === "-") {
-      await car.pipeTo(Deno.stdout.writable, { preventClose: true });
-    } else {
-      const temp = `${output}.${crypto.randomUUID()}.part`;
-      try {
-        await car.pipeTo((await Deno.open(temp, { write: true, createNew: true })).writable);
-        await Deno.rename(temp, output);
-      } catch (error) {
-        await Deno.remove(temp).catch(() => {});
-        throw error;
-      }
-    }
+    await writeOutput(car, parsed.values.output as string | undefined);
   });
 }
 
@@ -117,10 +105,7 @@ export async function runShare(args: string[]): Promise<number> {
     if (positionals[0] === "open" && positionals.length === 2) {
       const password = values.password ? await readPassword() : undefined;
       const { stream } = await openShareLink(positionals[1], { password });
-      const output = values.output as string | undefined;
-      if (output === undefined || output === "-") {
-        await stream.pipeTo(Deno.stdout.writable, { preventClose: true });
-      } else await stream.pipeTo((await Deno.open(output, { write: true, create: true })).writable);
+      await writeOutput(stream, values.output as string | undefined);
       return;
     }
     if (positionals.length !== 1) throw new UsageError(SHARE_USAGE);

@@ -23,7 +23,7 @@ import { OwnerKey } from "./private_tier.ts";
 import { formatBytes, ProgressBar } from "./progress_bar.ts";
 import type { DagEntry, DirectoryEntry } from "./unixfs.ts";
 import { blocksReferencedBy, isDagNode } from "./dag_links.ts";
-import { parseCommand, reportErrors, usage, UsageError } from "./_command_support.ts";
+import { parseCommand, reportErrors, usage, UsageError, writeOutput } from "./_command_support.ts";
 
 /** Default data directory of a node. */
 export const DEFAULT_DATA_DIR = "./.veriflow";
@@ -180,21 +180,7 @@ export async function runGet(args: string[]): Promise<number> {
         },
       }),
     );
-    if (output === undefined || output === "-") {
-      await counted.pipeTo(Deno.stdout.writable, { preventClose: true });
-    } else {
-      // Write beside the target and rename at the end: a failed get (corrupt chunk, wrong key)
-      // never leaves a half-written output file that looks complete.
-      const temp = `${output}.${crypto.randomUUID()}.part`;
-      try {
-        const file = await Deno.open(temp, { write: true, createNew: true });
-        await counted.pipeTo(file.writable);
-        await Deno.rename(temp, output);
-      } catch (error) {
-        await Deno.remove(temp).catch(() => {});
-        throw error;
-      }
-    }
+    await writeOutput(counted, output);
     bar?.finish(done);
   });
 }

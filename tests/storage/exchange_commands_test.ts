@@ -1,6 +1,19 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { newShareId } from "../../storage/share_links.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import {
+  type PutHandle,
+  StorageActor,
+  storageGateway,
+  type StorageMessage,
+} from "../../actors/storage_actor.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
+import { createApp } from "../../server/app.ts";
+import { gatewayRoutes } from "../../server/gateway_routes.ts";
+import { ChunkStore } from "../../storage/chunk_store.ts";
+import { FileStore } from "../../storage/file_store.ts";
+import { OwnerKey } from "../../storage/private_tier.ts";
+import { createShareLink, newShareId, ShareStore } from "../../storage/share_links.ts";
 import { CarBlockIterator } from "@ipld/car";
 import { cidDigest } from "../../protocols/cid.ts";
 import { digestOf, equalBytes } from "../../storage/_hash.ts";
@@ -98,5 +111,47 @@ Deno.test("share ids never start with '-', so a command line never reads one as 
   for (let i = 0; i < 5_000; i++) {
     const id = newShareId();
     assert.match(id, /^[A-Za-z0-9_][A-Za-z0-9_-]{21}$/);
+  }
+});
+
+Deno.test("cli share open -o replaces an existing, longer output file with exactly the shared bytes (it used to keep the old tail)", async () => {
+  const dir = await Deno.makeTempDir();
+  const ownerKey = await OwnerKey.fromSecret(new Uint8Array(32).fill(7));
+  const system = new ActorSystem({ name: "share-open-test" });
+  const storage = await system.spawn<StorageMessage>({
+    name: "node/storage",
+    factory: () => new StorageActor({ dir, ownerKey }) as never,
+  });
+  const app = createApp({ inference: {} as InferencePort });
+  app.route("/", gatewayRoutes(() => storageGateway(storage)));
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (r, i) => app.fetch(r, i),
+  );
+  try {
+    const secret = new TextEncoder().encode("the new, short contents");
+    const { cid } = await (await storage.ask<PutHandle>({
+      type: "put",
+      source: ReadableStream.from([secret]),
+      private: true,
+    })).done;
+    const { link } = await createShareLink({
+      cid,
+      owner: ownerKey,
+      files: new FileStore(await ChunkStore.open(dir)),
+      shares: new ShareStore(dir),
+      baseUrl: `http://127.0.0.1:${server.addr.port}`,
+      expiresAt: null,
+      now: Date.now(),
+    });
+    const out = join(dir, "out.txt");
+    await Deno.writeTextFile(out, "an older and much longer file that was already here\n");
+    const run = await cli(["share", "open", link, "-o", out]);
+    assert.equal(run.code, 0, run.err);
+    assert.equal(await Deno.readTextFile(out), "the new, short contents");
+  } finally {
+    await server.shutdown();
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
   }
 });
