@@ -15,7 +15,9 @@
  * | `accepted_mismatch`  | lists other trainers than its receipts are from                |
  * | `receipt_mismatch`   | carries a receipt of another round or start model              |
  * | `convicted_included` | averages a delta whose own receipt this node's ledger convicted |
- * | `delta_mismatch`     | names a file that is not the delta its receipt signs           |
+ * | `delta_mismatch`     | names a file that is not the delta its receipt signs, or a     |
+ * |                      | delta that does not fit the start weights (as the coordinator  |
+ * |                      | refuses it: `aggregateRound`)                                  |
  * | `aggregate_mismatch` | names a model the outer step over those deltas does not give   |
  *
  * The outer step is float32 arithmetic in a fixed order (`outer_step.ts`), so an honest

@@ -49,7 +49,7 @@ import {
   type LocalHyperParams,
 } from "./local_trainer.ts";
 import type { RoundModel, RoundModels } from "./round_models.ts";
-import { aggregateRound } from "./training_round.ts";
+import { aggregateRound, decodeFittingDelta } from "./training_round.ts";
 import { useTrainingBackend } from "./tf_backend.ts";
 import { verifyTrainingReceipt } from "./training_receipt.ts";
 import type { ChallengeOutcome, TrainingValidatorMessage } from "./training_validator.ts";
@@ -306,7 +306,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         return;
       }
       const report = result.value;
-      const problem = this.#reportProblem(report, trainer, terms);
+      const problem = this.#reportProblem(report, trainer, terms, start.weights);
       if (problem !== undefined) {
         excluded.set(trainer.key, problem);
         this.#log(
@@ -357,7 +357,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         if (outcome.proof !== undefined) convicted.push(key);
       }
     });
-    const accepted = reports.filter((r) => !excluded.has(r.trainer.key));
+    let accepted = reports.filter((r) => !excluded.has(r.trainer.key));
     let model = start;
     let momentum: GptWeights | undefined;
     if (accepted.length > 0) {
@@ -370,14 +370,24 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           modelsDir: this.#options.models.modelsDir,
           excluded,
         });
+        // What the outer step refused (a delta that does not fit the start weights) is left
+        // out alone: the round, its record and its outcome name only the deltas averaged.
+        for (const { report, reason } of result.refused) {
+          const key = toHex(report.receipt.trainer);
+          excluded.set(key, reason);
+          this.#log(`training: round ${round}: delta of ${key.slice(0, 16)} refused (${reason})`);
+        }
+        accepted = accepted.filter((r) => !excluded.has(r.trainer.key));
         model = await this.#options.models.publish(arch, result.weights);
         momentum = result.momentum;
         await this.#options.serve?.(model.dir);
       } catch (error) {
         // No usable delta after all (`no_reports`), or the model could not be stored: the
-        // round ends on its start model and the next one tries again.
+        // round ends on its start model, with nothing accepted, and the next one tries again.
         this.#log(`training: round ${round}: no new model (${(error as Error).message})`);
         model = start;
+        momentum = undefined;
+        accepted = [];
       }
     }
     const heldOutLoss = model === start ? undefined : await this.#evaluate(model.weights);
@@ -430,7 +440,12 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   }
 
   /** Why a report cannot enter the round (undefined: it can). */
-  #reportProblem(report: ReportBody, trainer: TrainerEntry, terms: RoundTerms): string | undefined {
+  #reportProblem(
+    report: ReportBody,
+    trainer: TrainerEntry,
+    terms: RoundTerms,
+    start: GptWeights,
+  ): string | undefined {
     const check = verifyTrainingReceipt(report.receipt, {
       startModel: terms.startModel,
       delta: report.delta,
@@ -442,6 +457,12 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     if (r.steps !== terms.steps) return "steps_mismatch";
     if (r.shardRoot !== trainer.shardRoot || r.shardSize !== trainer.shardSize) {
       return "shard_mismatch";
+    }
+    // Refused here, before a challenge is spent on it; `aggregateRound` applies the same rule.
+    try {
+      decodeFittingDelta(report.delta, start);
+    } catch (error) {
+      return (error as { code?: string }).code ?? "bad_delta";
     }
     return undefined;
   }

@@ -170,8 +170,9 @@ export interface RoundResult {
 }
 
 /**
- * The aggregator's half: verify each report (signature, start model, delta hash), average the
- * accepted deltas with the outer step and write the next model. Throws `no_reports` when none
+ * The aggregator's half: verify each report (signature, start model, delta hash, a delta that
+ * fits the start weights), average the accepted deltas with the outer step and write the next
+ * model. A report that fails is refused alone, never the round. Throws `no_reports` when none
  * is acceptable.
  */
 export async function aggregateRound(
@@ -197,7 +198,7 @@ export async function aggregateRound(
       continue;
     }
     try {
-      deltas.push(dequantizeDelta(decodeInt8Delta(report.delta)));
+      deltas.push(decodeFittingDelta(report.delta, options.start));
       accepted.push(check.receipt);
     } catch (error) {
       refused.push({ report, reason: (error as TrainingError).code ?? "bad_delta" });
@@ -212,4 +213,38 @@ export async function aggregateRound(
   );
   const { cid, dir } = await writeTrainedModel(options.modelsDir, options.arch, weights);
   return { weights, momentum, cid, dir, accepted, refused };
+}
+
+/**
+ * Decode and dequantize one report's delta and check it fits the start weights: the same
+ * tensors (no more, no fewer, none twice), each of the same shape, every value finite. The
+ * outer step would otherwise fail on it for the whole round (one trainer's bad delta throwing
+ * away every honest one), or carry a NaN into the next model. {@link aggregateRound} refuses a
+ * report whose delta fails this, and only that report.
+ *
+ * @param encoded The report's encoded int8 delta.
+ * @param start The round's start weights.
+ * @returns The dequantized delta.
+ * @throws {TrainingError} `bad_delta` when it is malformed or does not fit.
+ */
+export function decodeFittingDelta(encoded: Uint8Array, start: GptWeights): GptWeights {
+  const tensors = decodeInt8Delta(encoded);
+  const delta = dequantizeDelta(tensors);
+  if (tensors.length !== start.size || delta.size !== start.size) {
+    throw new TrainingError("bad_delta", `delta has ${tensors.length} tensors, not ${start.size}`);
+  }
+  for (const [name, w] of start) {
+    const d = delta.get(name);
+    if (d === undefined) throw new TrainingError("bad_delta", `delta lacks ${name}`);
+    if (d.shape.length !== w.shape.length || d.shape.some((n, i) => n !== w.shape[i])) {
+      throw new TrainingError(
+        "bad_delta",
+        `delta's ${name} is [${d.shape}], not [${w.shape}]`,
+      );
+    }
+    if (!d.data.every(Number.isFinite)) {
+      throw new TrainingError("bad_delta", `delta's ${name} has a value that is not finite`);
+    }
+  }
+  return delta;
 }

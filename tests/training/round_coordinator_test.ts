@@ -1,7 +1,8 @@
 /**
  * The RoundCoordinator alone, its trainers standing in as connections: a trainer that leaves
  * mid-round does not hold the round up (the deadline is far away; the round goes on as soon as
- * the departed trainer's request fails), and the round's model is the honest trainer's step.
+ * the departed trainer's request fails), and the round's model is the honest trainer's step. A
+ * trainer whose delta does not fit the start weights is refused alone, not the whole round.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -9,7 +10,7 @@ import type { Connection } from "../../protocols/connection.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
-import type { RoundBody } from "../../protocols/training_messages.ts";
+import { type RoundBody, RoundMessage } from "../../protocols/training_messages.ts";
 import {
   type CoordinatorMessage,
   type CoordinatorStatus,
@@ -17,6 +18,8 @@ import {
 } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { trainAndSign } from "../../training/training_round.ts";
+import { decodeInt8Delta, deltaHash, encodeInt8Delta } from "../../training/int8_delta.ts";
+import { signTrainingReceipt } from "../../training/training_receipt.ts";
 import { commitShard } from "../../training/training_state.ts";
 import type { TextShard } from "../../training/brown_corpus.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -124,6 +127,73 @@ Deno.test("a trainer that leaves mid-round does not stall the round: it goes on 
     );
     // The departed trainer is off the table: the next round would not ask it.
     assert.deepEqual(status.trainers, [toHex(honestId.publicKey)]);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a trainer's delta that does not fit the start weights is refused alone: the honest delta still makes the round's model", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-coordinator-test-" });
+  const system = new ActorSystem({ name: "t" });
+  try {
+    const split = await testSplit();
+    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+    const coordinator = await system.spawn<CoordinatorMessage>({
+      name: "t/coordinator",
+      factory: () =>
+        new RoundCoordinator({
+          identity: Identity.generate(),
+          arch: TEST_ARCH,
+          seed: 0,
+          rounds: 1,
+          steps: H,
+          hyper: TEST_HYPER,
+          roundDeadlineMs: FAR_DEADLINE_MS,
+          minTrainers: 2,
+          models,
+        }),
+    });
+    const first = await coordinator.ask<CoordinatorStatus>({ type: "status" });
+    const honestId = Identity.generate();
+    const honest = honestTrainer(honestId, split.shards[0], models);
+    const misfitId = Identity.generate();
+    const trained = honestTrainer(misfitId, split.shards[1], models);
+    // It trains as asked, then drops a tensor from its delta: still a valid encoding, signed by
+    // its receipt, so only the fit to the start weights is wrong.
+    const misfit = trainerConnection(misfitId, async (body) => {
+      const report = await trained.connection.request(RoundMessage, body);
+      const delta = encodeInt8Delta(decodeInt8Delta(report.delta).slice(0, -1));
+      const { sig: _sig, trainer: _trainer, ...unsigned } = report.receipt;
+      const receipt = signTrainingReceipt(
+        { ...unsigned, deltaHash: deltaHash(delta), deltaBytes: delta.length },
+        misfitId,
+      );
+      return { receipt, delta };
+    });
+    for (
+      const [trainer, shard] of [[honest, split.shards[0]], [misfit, split.shards[1]]] as const
+    ) {
+      const { size, root } = commitShard(shard, TEST_HYPER.sampleBytes);
+      await coordinator.ask({
+        type: "join",
+        connection: trainer.connection,
+        shardSize: size,
+        shardRoot: root,
+      });
+    }
+    const status = await eventually(
+      async () => {
+        const s = await coordinator.ask<CoordinatorStatus>({ type: "status" });
+        return s.history.length === 1 ? s : undefined;
+      },
+      "round 0 to end",
+      { timeoutMs: 60_000 },
+    );
+    const [round] = status.history;
+    assert.notEqual(round.model, first.model, "the honest delta made a new model");
+    assert.deepEqual(round.accepted, [toHex(honestId.publicKey)], "only what was averaged");
+    assert.deepEqual(round.excluded, [{ key: toHex(misfitId.publicKey), reason: "bad_delta" }]);
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });

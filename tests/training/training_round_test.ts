@@ -12,6 +12,9 @@ import {
   weightsFromOnnx,
 } from "../../training/gpt_weights.ts";
 import { aggregateRound, trainAndSign } from "../../training/training_round.ts";
+import { decodeInt8Delta, deltaHash, encodeInt8Delta } from "../../training/int8_delta.ts";
+import { signTrainingReceipt } from "../../training/training_receipt.ts";
+import type { TrainerReport } from "../../training/training_round.ts";
 import { tf, useTrainingBackend } from "../../training/tf_backend.ts";
 import { gptLogits, toTfWeights } from "../../training/tf_gpt.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
@@ -125,4 +128,54 @@ Deno.test("a 2-trainer DiLoCo round lowers held-out loss, and its model loads in
   } finally {
     await model.dispose();
   }
+});
+
+Deno.test("aggregateRound refuses only the delta that does not fit the start weights: the honest deltas still make the model", async () => {
+  const split = await testSplit();
+  const start = seededGptWeights(TEST_ARCH, 0);
+  const startModel = cidOf(gptModelBytesFromWeights(TEST_ARCH, start));
+  const honest: TrainerReport[] = [];
+  for (const [i, shard] of split.shards.entries()) {
+    const { report } = await trainAndSign({
+      arch: TEST_ARCH,
+      round: 0,
+      startModel,
+      start,
+      shard,
+      steps: 2,
+      dataSeed: i,
+      hyper: TEST_HYPER,
+      identity: Identity.generate(),
+    });
+    honest.push(report);
+  }
+  // Each a valid VFD1 encoding under a receipt that signs it: only its fit to the start
+  // weights is wrong.
+  const misfit = (change: (tensors: ReturnType<typeof decodeInt8Delta>) => void) => {
+    const tensors = decodeInt8Delta(honest[1].delta);
+    change(tensors);
+    const delta = encodeInt8Delta(tensors);
+    const { sig: _sig, trainer: _trainer, ...unsigned } = honest[1].receipt;
+    const receipt = signTrainingReceipt(
+      { ...unsigned, deltaHash: deltaHash(delta), deltaBytes: delta.length },
+      Identity.generate(),
+    );
+    return { receipt, delta };
+  };
+  const bad = [
+    misfit((t) => void t.pop()), // a tensor missing
+    misfit((t) => { // as many values (and rows), another shape
+      const bias = t.find((x) => x.shape.length === 1)!;
+      bias.shape = [1, bias.shape[0]];
+    }),
+    misfit((t) => void t.push(t[0])), // a tensor twice
+    misfit((t) => void (t[0].scales[0] = NaN)), // a scale that is not finite
+  ];
+  const options = { arch: TEST_ARCH, startModel, start, modelsDir: tmp };
+  const round = await aggregateRound([honest[0], ...bad, honest[1]], options);
+  assert.deepEqual(round.accepted, honest.map((r) => r.receipt));
+  assert.deepEqual(round.refused.map((r) => r.reason), bad.map(() => "bad_delta"));
+  assert.deepEqual(round.refused.map((r) => r.report), bad);
+  const honestOnly = await aggregateRound(honest, options);
+  assert.equal(round.cid, honestOnly.cid, "the model is the honest deltas' outer step");
 });
