@@ -404,7 +404,7 @@ export class FileStore {
       ? filePieces(unixfs, start, end, (c) => this.#get(c, signal))
       : manifestPieces(info.chunks, size, info.chunkSize!, start, end);
     const fetchPiece = async (piece: FilePiece & { index?: number }): Promise<Uint8Array> => {
-      const stored = piece.cid === unixfs?.cid ? unixfs.data : await this.#get(piece.cid, signal);
+      const stored = piece.data ?? await this.#get(piece.cid, signal);
       // A private chunk's nonce and associated data are its index in the file.
       const plain = cipher ? await cipher.decryptChunk(piece.index!, stored) : stored;
       if (plain.length !== piece.size) {

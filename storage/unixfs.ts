@@ -197,7 +197,7 @@ export function decodeUnixfs(cid: string, bytes: Uint8Array): UnixfsNode {
   };
 }
 
-/** A piece of a file: `[from, to)` of the raw leaf `cid`, whose length is `size`. */
+/** A piece of a file: `[from, to)` of the leaf `cid`, whose file data is `size` bytes. */
 export interface FilePiece {
   /** Raw leaf CID (or a dag-pb leaf node carrying data). */
   cid: string;
@@ -207,6 +207,12 @@ export interface FilePiece {
   from: number;
   /** One past the last byte of the leaf wanted. */
   to: number;
+  /**
+   * The leaf's file data, when the walk already read it: a dag-pb leaf (a file imported without
+   * raw leaves, or a root that is its own leaf) is a UnixFS node, and its data is the `Data` field
+   * it carries, not its block. Absent for a raw leaf, whose block is its data: fetch `cid`.
+   */
+  data?: Uint8Array;
 }
 
 /** Reads a verified block. */
@@ -214,8 +220,9 @@ export type GetBlock = (cid: string) => Promise<Uint8Array>;
 
 /**
  * The leaves of file `root` that overlap `[start, end)` in order, each with the part wanted.
- * Reads only the inner nodes on the way (one per 174 leaves), never a leaf; a node whose sizes
- * disagree with its parent's is {@link InvalidManifestError}.
+ * Reads only the inner nodes on the way (one per 174 leaves), never a raw leaf; a dag-pb leaf is a
+ * node too, so it is read on the way and its piece carries its data ({@link FilePiece.data}). A
+ * node whose sizes disagree with its parent's is {@link InvalidManifestError}.
  */
 export async function* filePieces(
   root: UnixfsNode & { cid: string },
@@ -241,7 +248,7 @@ async function* walk(
     const size = node.data.length;
     const from = Math.max(0, start - offset);
     const to = Math.min(size, end - offset);
-    if (from < to) yield { cid, size, from, to };
+    if (from < to) yield { cid, size, from, to, data: node.data };
     return;
   }
   if (node.data.length > 0) {

@@ -30,18 +30,19 @@ export class MemoryBlocks {
 
 /**
  * The root CID the importer gives `candidates` (one file, or the files of one directory with
- * paths `dir/…`), and its blocks.
+ * paths `dir/…`), and its blocks. `rawLeaves: false` gives the layout of `ipfs add` without
+ * `--raw-leaves`: every leaf a dag-pb node carrying its bytes.
  */
 export async function importerRoot(
   candidates: ImportCandidate[],
-  options?: { chunkSize?: number },
+  options?: { chunkSize?: number; rawLeaves?: boolean },
 ): Promise<{ root: string; blocks: MemoryBlocks }> {
   const blocks = new MemoryBlocks();
   let root: CID | undefined;
   for await (
     const entry of importer(candidates, blocks as never, {
       cidVersion: 1,
-      rawLeaves: true,
+      rawLeaves: options?.rawLeaves ?? true,
       chunker: options?.chunkSize ? fixedSize({ chunkSize: options.chunkSize }) : undefined,
     })
   ) root = entry.cid; // the last entry is the root (a directory comes after its files)

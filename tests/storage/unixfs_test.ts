@@ -120,6 +120,27 @@ Deno.test("a UnixFS DAG written by the importer (any CID in it) is read by FileS
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("a UnixFS file with dag-pb leaves (ipfs add without --raw-leaves) reads back whole and in ranges", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir, { durable: false });
+  const files = new FileStore(store);
+  // One leaf (the root is its own leaf), a few leaves, and over 174 (an inner level of nodes).
+  for (const [chunkSize, count] of [[1024, 1], [1024, 3], [64, 180]]) {
+    const bytes = pseudoRandomBytes(chunkSize * count - 5, count);
+    const reference = await importerRoot([{ content: bytes }], { chunkSize, rawLeaves: false });
+    for (const block of reference.blocks.blocks.values()) await store.put(block);
+    await store.pin(reference.root);
+    assert.equal((await files.stat(reference.root)).size, bytes.length);
+    assert.deepEqual(await files.bytes(reference.root), bytes, `${count} leaves of ${chunkSize}`);
+    const [start, end] = [Math.min(chunkSize - 1, 7), Math.min(bytes.length, chunkSize * 2 + 7)];
+    assert.deepEqual(
+      await files.bytes(reference.root, { start, end }),
+      bytes.subarray(start, end),
+    );
+  }
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("GC walks a pinned UnixFS DAG through its inner nodes; a missing inner node stops the GC", async () => {
   const dir = await Deno.makeTempDir();
   const store = await ChunkStore.open(dir);
