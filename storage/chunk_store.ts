@@ -293,6 +293,9 @@ export class ChunkStore implements BlockStore {
   }
 
   async #writeIfAbsent(cid: string, bytes: Uint8Array, verifyExisting?: boolean): Promise<void> {
+    // The quota is the directory's, and other stores (the node and `cli.ts put`) write into it
+    // too: count their objects before judging this one. A stat when nothing changed.
+    if (Number.isFinite(this.#quota)) await this.#reloadIfChanged();
     const existing = this.#index.get(cid);
     // Deduplicate only against a copy well inside the GC grace period: an older unpinned copy may
     // be collected by a GC (here or in another process) before this put's caller pins it, so the

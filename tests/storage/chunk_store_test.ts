@@ -97,6 +97,18 @@ Deno.test("quota: a write past the quota is quota_exceeded and nothing is writte
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("quota: objects another store (process) wrote into the directory count against it", async () => {
+  const dir = await Deno.makeTempDir();
+  const node = await ChunkStore.open(dir, { quotaBytes: 10_000, durable: false });
+  await node.put(pseudoRandomBytes(1000, 1)); // the node has looked at the directory before
+  const cli = await ChunkStore.open(dir, { durable: false }); // `cli.ts put` beside the node
+  await cli.put(pseudoRandomBytes(8000, 2));
+  await assert.rejects(node.put(pseudoRandomBytes(2000, 3)), QuotaExceededError);
+  await node.put(pseudoRandomBytes(1000, 4)); // what still fits is written
+  assert.equal((await node.stats()).usedBytes, 10_000);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("disk full (ENOSPC injected by the write hook) is disk_full with no partial chunk", async () => {
   const dir = await Deno.makeTempDir();
   const store = await ChunkStore.open(dir, {
