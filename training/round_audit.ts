@@ -14,11 +14,19 @@
  * | `no_reports`         | names no delta                                                 |
  * | `accepted_mismatch`  | lists other trainers than its receipts are from                |
  * | `receipt_mismatch`   | carries a receipt of another round or start model              |
+ * | `seed_mismatch`      | carries a receipt on another data seed than the round's for    |
+ * |                      | its trainer (`dataSeedOf`): batches of the trainer's choosing  |
+ * | `hyper_mismatch`     | carries receipts on different hyper-parameters (a round        |
+ * |                      | announces one set to all its trainers)                         |
  * | `convicted_included` | averages a delta whose own receipt this node's ledger convicted |
  * | `delta_mismatch`     | names a file that is not the delta its receipt signs, or a     |
  * |                      | delta that does not fit the start weights (as the coordinator  |
  * |                      | refuses it: `aggregateRound`)                                  |
  * | `aggregate_mismatch` | names a model the outer step over those deltas does not give   |
+ *
+ * The outcome does not carry the hyper-parameters the round announced, so a round whose every
+ * receipt departs from them in the same way is not caught here; its coordinator refuses such a
+ * report (`hyper_mismatch`).
  *
  * The outer step is float32 arithmetic in a fixed order (`outer_step.ts`), so an honest
  * coordinator's model is reproduced bit for bit, and its CID with it.
@@ -29,6 +37,7 @@ import type { OutcomeBody } from "../protocols/training_messages.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import type { RoundModels } from "./round_models.ts";
+import { dataSeedOf, sameHyperParams } from "./round_coordinator.ts";
 import { aggregateRound } from "./training_round.ts";
 import { trainingReceiptId } from "./training_receipt.ts";
 
@@ -77,6 +86,19 @@ export async function auditRound(
   for (const { receipt } of reports) {
     if (receipt.round !== outcome.round || receipt.startModel !== outcome.startModel) {
       return fail("receipt_mismatch", "a receipt of another round or start model");
+    }
+    const trainer = toHex(receipt.trainer);
+    if (receipt.dataSeed !== dataSeedOf(receipt.round, trainer)) {
+      return fail(
+        "seed_mismatch",
+        `the receipt of ${trainer.slice(0, 16)} is on a seed of its own`,
+      );
+    }
+    if (!sameHyperParams(receipt.hyper, reports[0].receipt.hyper)) {
+      return fail(
+        "hyper_mismatch",
+        `the receipt of ${trainer.slice(0, 16)} is on other hyper-parameters`,
+      );
     }
   }
   for (const { receipt } of reports) {

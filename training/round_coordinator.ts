@@ -306,7 +306,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         return;
       }
       const report = result.value;
-      const problem = this.#reportProblem(report, trainer, terms, start.weights);
+      const problem = this.#reportProblem(report, trainer, { ...terms, hyper }, start.weights);
       if (problem !== undefined) {
         excluded.set(trainer.key, problem);
         this.#log(
@@ -443,7 +443,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   #reportProblem(
     report: ReportBody,
     trainer: TrainerEntry,
-    terms: RoundTerms,
+    terms: RoundTerms & { hyper: LocalHyperParams },
     start: GptWeights,
   ): string | undefined {
     const check = verifyTrainingReceipt(report.receipt, {
@@ -455,6 +455,11 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     if (toHex(r.trainer) !== trainer.key) return "not_its_receipt";
     if (r.round !== terms.round) return "round_mismatch";
     if (r.steps !== terms.steps) return "steps_mismatch";
+    // The batches and the work are the coordinator's to choose: a seed of the trainer's own
+    // picks the batches that suit it, a smaller batch or a larger learning rate is less work or
+    // a scaled delta — each one a receipt that opens consistently and passes its challenge.
+    if (r.dataSeed !== dataSeedOf(terms.round, trainer.key)) return "seed_mismatch";
+    if (!sameHyperParams(r.hyper, terms.hyper)) return "hyper_mismatch";
     if (r.shardRoot !== trainer.shardRoot || r.shardSize !== trainer.shardSize) {
       return "shard_mismatch";
     }
@@ -500,6 +505,15 @@ export function dataSeedOf(round: number, trainerKey: string): number {
     new TextEncoder().encode(`veriflow/training-seed/v1\n${round}\n${trainerKey}`),
   );
   return new DataView(digest.buffer, digest.byteOffset).getUint32(0);
+}
+
+/**
+ * Whether two sets of inner hyper-parameters are the same, every field exactly: a receipt's
+ * against the ones its round announced.
+ */
+export function sameHyperParams(a: LocalHyperParams, b: LocalHyperParams): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof LocalHyperParams>;
+  return [...keys].every((key) => a[key] === b[key]);
 }
 
 function roundsText(rounds: number): string {

@@ -12,7 +12,12 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { StorageActor, type StorageMessage } from "../../actors/storage_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { trainingReceiptId } from "../../training/training_receipt.ts";
+import {
+  signTrainingReceipt,
+  type TrainingReceipt,
+  trainingReceiptId,
+} from "../../training/training_receipt.ts";
+import { dataSeedOf } from "../../training/round_coordinator.ts";
 import type { OutcomeBody } from "../../protocols/training_messages.ts";
 import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
 import { auditRound, type RoundAuditContext } from "../../training/round_audit.ts";
@@ -69,7 +74,7 @@ async function auditFixture(dir: string, system: ActorSystem) {
         start: start.weights,
         shard,
         steps: H,
-        dataSeed: 10 * round + i,
+        dataSeed: dataSeedOf(round, toHex(trainers[i].publicKey)),
         hyper: TEST_HYPER,
         identity: trainers[i],
       });
@@ -104,14 +109,14 @@ async function auditFixture(dir: string, system: ActorSystem) {
     };
   };
   const seed = await coordinator.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-  return { storage, coordinator, auditor, split, honestRound, seed };
+  return { storage, coordinator, auditor, split, honestRound, seed, trainers };
 }
 
 Deno.test("a round's outcome is audited by redoing the outer step: honest rounds reproduced, every lie refused", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-round-audit-" });
   const system = new ActorSystem({ name: "round-audit" });
   try {
-    const { auditor, honestRound, seed } = await auditFixture(dir, system);
+    const { auditor, honestRound, seed, trainers } = await auditFixture(dir, system);
     const momenta = new Map<string, GptWeights>();
     let convicted = new Set<string>();
     const context: RoundAuditContext = {
@@ -176,6 +181,20 @@ Deno.test("a round's outcome is audited by redoing the outer step: honest rounds
         reports: [r0.outcome.reports[0], r1.outcome.reports[1]],
       },
       "receipt_mismatch",
+    );
+    // A receipt its trainer signed on terms of its own: a data seed of its choosing, or other
+    // hyper-parameters than the other trainers of the round (one set is announced to all).
+    const offTerms = (i: number, change: Partial<TrainingReceipt>): OutcomeBody => {
+      const { sig: _sig, trainer: _trainer, ...unsigned } = r1.outcome.reports[i].receipt;
+      const receipt = signTrainingReceipt({ ...unsigned, ...change }, trainers[i]);
+      const reports = r1.outcome.reports.map((r, j) => j === i ? { ...r, receipt } : r);
+      return { ...r1.outcome, reports };
+    };
+    await refused(offTerms(1, { dataSeed: 42 }), "seed_mismatch");
+    const { hyper } = r1.outcome.reports[1].receipt;
+    await refused(
+      offTerms(1, { hyper: { ...hyper, learningRate: 10 * hyper.learningRate } }),
+      "hyper_mismatch",
     );
     // A delta whose receipt this node convicted, averaged in anyway.
     convicted = new Set([trainingReceiptId(r1.outcome.reports[0].receipt)]);

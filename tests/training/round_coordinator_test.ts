@@ -15,6 +15,7 @@ import {
   type CoordinatorMessage,
   type CoordinatorStatus,
   RoundCoordinator,
+  type RoundRecord,
 } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { trainAndSign } from "../../training/training_round.ts";
@@ -133,12 +134,18 @@ Deno.test("a trainer that leaves mid-round does not stall the round: it goes on 
   }
 });
 
-Deno.test("a trainer's delta that does not fit the start weights is refused alone: the honest delta still makes the round's model", async () => {
+/**
+ * One round of a coordinator (H steps, `TEST_HYPER`) with `trainers` joined on their shards:
+ * the start model and the round's record.
+ */
+async function oneRound(
+  trainers: (models: RoundModels) => { connection: Connection; shard: TextShard }[],
+): Promise<{ startModel: string; round: RoundRecord }> {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-coordinator-test-" });
   const system = new ActorSystem({ name: "t" });
   try {
-    const split = await testSplit();
     const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+    const joined = trainers(models);
     const coordinator = await system.spawn<CoordinatorMessage>({
       name: "t/coordinator",
       factory: () =>
@@ -150,14 +157,35 @@ Deno.test("a trainer's delta that does not fit the start weights is refused alon
           steps: H,
           hyper: TEST_HYPER,
           roundDeadlineMs: FAR_DEADLINE_MS,
-          minTrainers: 2,
+          minTrainers: joined.length,
           models,
         }),
     });
     const first = await coordinator.ask<CoordinatorStatus>({ type: "status" });
-    const honestId = Identity.generate();
-    const honest = honestTrainer(honestId, split.shards[0], models);
-    const misfitId = Identity.generate();
+    for (const { connection, shard } of joined) {
+      const { size, root } = commitShard(shard, TEST_HYPER.sampleBytes);
+      await coordinator.ask({ type: "join", connection, shardSize: size, shardRoot: root });
+    }
+    const status = await eventually(
+      async () => {
+        const s = await coordinator.ask<CoordinatorStatus>({ type: "status" });
+        return s.history.length === 1 ? s : undefined;
+      },
+      "round 0 to end",
+      { timeoutMs: 60_000 },
+    );
+    return { startModel: first.model, round: status.history[0] };
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a trainer's delta that does not fit the start weights is refused alone: the honest delta still makes the round's model", async () => {
+  const split = await testSplit();
+  const honestId = Identity.generate();
+  const misfitId = Identity.generate();
+  const { startModel, round } = await oneRound((models) => {
     const trained = honestTrainer(misfitId, split.shards[1], models);
     // It trains as asked, then drops a tensor from its delta: still a valid encoding, signed by
     // its receipt, so only the fit to the start weights is wrong.
@@ -171,31 +199,51 @@ Deno.test("a trainer's delta that does not fit the start weights is refused alon
       );
       return { receipt, delta };
     });
-    for (
-      const [trainer, shard] of [[honest, split.shards[0]], [misfit, split.shards[1]]] as const
-    ) {
-      const { size, root } = commitShard(shard, TEST_HYPER.sampleBytes);
-      await coordinator.ask({
-        type: "join",
-        connection: trainer.connection,
-        shardSize: size,
-        shardRoot: root,
-      });
-    }
-    const status = await eventually(
-      async () => {
-        const s = await coordinator.ask<CoordinatorStatus>({ type: "status" });
-        return s.history.length === 1 ? s : undefined;
+    return [
+      {
+        connection: honestTrainer(honestId, split.shards[0], models).connection,
+        shard: split.shards[0],
       },
-      "round 0 to end",
-      { timeoutMs: 60_000 },
-    );
-    const [round] = status.history;
-    assert.notEqual(round.model, first.model, "the honest delta made a new model");
-    assert.deepEqual(round.accepted, [toHex(honestId.publicKey)], "only what was averaged");
-    assert.deepEqual(round.excluded, [{ key: toHex(misfitId.publicKey), reason: "bad_delta" }]);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
+      { connection: misfit.connection, shard: split.shards[1] },
+    ];
+  });
+  assert.notEqual(round.model, startModel, "the honest delta made a new model");
+  assert.deepEqual(round.accepted, [toHex(honestId.publicKey)], "only what was averaged");
+  assert.deepEqual(round.excluded, [{ key: toHex(misfitId.publicKey), reason: "bad_delta" }]);
+});
+
+Deno.test("a report on another data seed or other hyper-parameters than the round announced is refused", async () => {
+  const split = await testSplit();
+  const honestId = Identity.generate();
+  // Each trains honestly on terms of its own and signs them: its receipt opens consistently, so
+  // only the comparison with what was announced can tell.
+  const offTerms: [string, (body: RoundBody) => RoundBody][] = [
+    ["seed_mismatch", (body) => ({ ...body, dataSeed: 42 })], // batches of its own choosing
+    ["hyper_mismatch", (body) => ({ ...body, hyper: { ...body.hyper, batchSize: 1 } })], // 1/8 of the work
+    [
+      "hyper_mismatch", // a scaled delta
+      (body) => ({ ...body, hyper: { ...body.hyper, learningRate: body.hyper.learningRate * 10 } }),
+    ],
+  ];
+  const ids = offTerms.map(() => Identity.generate());
+  const { startModel, round } = await oneRound((models) => [
+    {
+      connection: honestTrainer(honestId, split.shards[0], models).connection,
+      shard: split.shards[0],
+    },
+    ...offTerms.map(([, terms], i) => {
+      const trained = honestTrainer(ids[i], split.shards[1], models);
+      const connection = trainerConnection(
+        ids[i],
+        (body) => trained.connection.request(RoundMessage, terms(body)),
+      ).connection;
+      return { connection, shard: split.shards[1] };
+    }),
+  ]);
+  assert.notEqual(round.model, startModel, "the honest delta made a new model");
+  assert.deepEqual(round.accepted, [toHex(honestId.publicKey)]);
+  assert.deepEqual(
+    round.excluded,
+    offTerms.map(([reason], i) => ({ key: toHex(ids[i].publicKey), reason })),
+  );
 });
