@@ -20,8 +20,12 @@
  *
  * The index (CID → pack, offset, length) lives in memory and is rebuilt from the pack headers on
  * open. Packs are never modified: removing objects (GC, quarantine) writes the survivors into a
- * new pack and then deletes the old one. Several stores (processes) may share a directory: each
- * writes its own packs, and a lookup that misses re-reads the directory when it has changed.
+ * new pack and then deletes the old one. A removal names copies (pack and offset), never just a
+ * CID: a pack can hold one object twice (a GC moving it while a put writes a fresh copy, both
+ * taken by one group commit), and dropping one must keep the other.
+ *
+ * Several stores (processes) may share a directory: each writes its own packs, and a lookup that
+ * misses re-reads the directory when it has changed.
  *
  * @module
  */
@@ -365,7 +369,8 @@ export class ChunkStore implements BlockStore {
     return await this.#rewriting(async () => {
       const location = this.#index.get(cid); // where it is now, after any rewrite before us
       if (!location) return false;
-      await this.#removeFromPack(location.pack, new Set([cid]));
+      const copies = this.#packs.get(location.pack)?.entries.filter((e) => e.cid === cid) ?? [];
+      await this.#removeFromPack(location.pack, new Set(copies.map((e) => e.offset)));
       return true;
     });
   }
@@ -523,10 +528,13 @@ export class ChunkStore implements BlockStore {
       }
       if (result.unreadableRoots.length > 0) return result;
 
-      const dead = new Map<string, Set<string>>();
+      // Dead copies by pack and offset, never by CID: one pack can hold an object twice (a GC
+      // moving it while a put writes a fresh copy, both taken by one group commit), and dropping
+      // the extra copy must leave the one kept.
+      const dead = new Map<string, Set<number>>();
       const drop = (copy: WrittenObject) => {
-        const set = dead.get(copy.pack) ?? new Set<string>();
-        set.add(copy.cid);
+        const set = dead.get(copy.pack) ?? new Set<number>();
+        set.add(copy.offset);
         dead.set(copy.pack, set);
         result.freedBytes += copy.length;
       };
@@ -548,7 +556,7 @@ export class ChunkStore implements BlockStore {
         this.#setLocation(keep);
         for (const copy of list) if (copy !== keep) drop(copy);
       }
-      for (const [pack, cids] of dead) await this.#removeFromPack(pack, cids);
+      for (const [pack, offsets] of dead) await this.#removeFromPack(pack, offsets);
       return result;
     });
   }
@@ -595,26 +603,32 @@ export class ChunkStore implements BlockStore {
     if (await verifyCid(cid, bytes)) return bytes;
     if (seen && (seen.pack !== location.pack || seen.offset !== location.offset)) return null;
     await this.#keepForensics(cid, bytes);
-    await this.#rewriting(() => this.#removeFromPack(location.pack, new Set([cid])));
+    await this.#rewriting(() => this.#removeFromPack(location.pack, new Set([location.offset])));
     return null;
   }
 
   /**
-   * Rewrite pack `name` without `drop` (and without objects whose indexed copy is in another
-   * pack): the survivors, verified, go into a new pack, then the old pack is deleted. Survivors
-   * that fail verification go to quarantine instead. Objects left unindexed are looked up again
-   * in the other packs (a good copy elsewhere replaces a quarantined one). Runs under
-   * {@link #rewriting}.
+   * Rewrite pack `name` without its copies at the offsets in `drop`, and without extra copies
+   * (objects whose indexed copy is in another pack, and a second copy of an object in this pack):
+   * the survivors, verified, go into a new pack, then the old pack is deleted. A survivor that
+   * fails verification goes to quarantine instead, and the next copy of its object in this pack,
+   * if any, stands in. Objects left unindexed are looked up again in the other packs (a good copy
+   * elsewhere replaces a quarantined one). Runs under {@link #rewriting}.
+   *
+   * Copies are named by offset, not by CID, because a pack can hold one object twice (see
+   * {@link gc}): dropping one copy must never take the other with it.
    */
-  async #removeFromPack(name: string, drop: Set<string>): Promise<void> {
+  async #removeFromPack(name: string, drop: ReadonlySet<number>): Promise<void> {
     const info = this.#packs.get(name);
     if (!info) return;
     const path = this.#packPath(name);
     const survivors = info.entries.filter((e) =>
-      !drop.has(e.cid) && this.#index.get(e.cid)?.pack === name
+      !drop.has(e.offset) && this.#index.get(e.cid)?.pack === name
     );
     const moved: Promise<WrittenObject>[] = [];
+    const saved = new Set<string>(); // objects with a good copy on its way to the new pack
     for (const entry of survivors) {
+      if (saved.has(entry.cid)) continue; // one good copy of an object is enough
       let bytes: Uint8Array;
       try {
         bytes = await readRange(path, entry.offset, entry.length);
@@ -624,8 +638,10 @@ export class ChunkStore implements BlockStore {
         await Promise.all(moved);
         return await this.#reload();
       }
-      if (await verifyCid(entry.cid, bytes)) moved.push(this.#writer.write(entry.cid, bytes));
-      else {
+      if (await verifyCid(entry.cid, bytes)) {
+        saved.add(entry.cid);
+        moved.push(this.#writer.write(entry.cid, bytes));
+      } else {
         await this.#keepForensics(entry.cid, bytes);
         this.#unindex(entry.cid, name);
       }

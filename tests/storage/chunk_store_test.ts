@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { cidOf } from "../../protocols/cid.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
-import { readPackIndex } from "../../storage/pack_format.ts";
+import { encodePackHeader, readPackIndex } from "../../storage/pack_format.ts";
 import {
   ChunkNotFoundError,
   CorruptChunkError,
@@ -405,5 +405,107 @@ Deno.test("a put does not dedupe against a copy old enough for GC: it writes a f
   assert.deepEqual(await store.get(cid), bytes);
   assert.equal((await packFilesUnder(dir)).length, 1, "the old copy went");
   assert.equal((await store.stats()).usedBytes, 3000);
+  await Deno.remove(dir, { recursive: true });
+});
+
+/** Write by hand a pack holding `objects` in order (one object may appear twice), named as old. */
+async function writePack(dir: string, objects: Uint8Array[]): Promise<string> {
+  const cids = objects.map((bytes) => cidOf(bytes));
+  const { header } = await encodePackHeader(
+    objects.map((bytes, i) => ({ cid: cids[i], length: bytes.length })),
+  );
+  const path = `${dir}/packs/000000001-0123456789abcdef.pack`; // made at t = 1 ms: long past grace
+  await Deno.writeFile(path, new Uint8Array([...header, ...objects.flatMap((b) => [...b])]));
+  return path;
+}
+
+Deno.test("GC of a pack holding a pinned object twice drops one copy, never both", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dir}/packs`);
+  const twice = pseudoRandomBytes(3000, 21);
+  const cid = cidOf(twice);
+  await writePack(dir, [twice, pseudoRandomBytes(2000, 22), twice]);
+  const store = await ChunkStore.open(dir, { durable: false });
+  await store.pin(cid);
+  assert.equal((await store.gc({ graceMs: -1 })).removed, 1, "the garbage between the copies");
+  assert.deepEqual(await store.get(cid), twice);
+  assert.deepEqual(await (await ChunkStore.open(dir)).get(cid), twice, "after reopening too");
+  const [pack, ...others] = await packFilesUnder(dir);
+  assert.equal(others.length, 0);
+  assert.deepEqual((await readPackIndex(pack)).map((e) => e.cid), [cid], "one copy left");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a bad copy in a pack holding its object twice is quarantined alone; the twin serves", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.mkdir(`${dir}/packs`);
+  const twice = pseudoRandomBytes(3000, 23);
+  const path = await writePack(dir, [twice, twice]);
+  await flipBit(path, (await readPackIndex(path))[0].offset + 5);
+  const store = await ChunkStore.open(dir, { durable: false });
+  assert.deepEqual(await store.get(cidOf(twice)), twice);
+  assert.equal((await filesUnder(`${dir}/quarantine`)).length, 1, "the bad copy's bytes");
+  assert.deepEqual(await (await ChunkStore.open(dir)).get(cidOf(twice)), twice);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a pinned object survives a GC that moved it while a put wrote a fresh copy of it", async () => {
+  const dir = await Deno.makeTempDir();
+  let now = 1_700_000_000_000;
+  // Stall the next pack's write until released, and count objects joining the queue, so the
+  // test decides which objects share a pack without racing a clock.
+  let stall: { stalled: PromiseWithResolvers<void>; release: PromiseWithResolvers<void> } | null =
+    null;
+  let waiting: { count: number; reached: PromiseWithResolvers<void> } | null = null;
+  const store = await ChunkStore.open(dir, {
+    durable: false,
+    gcGraceMs: 1000,
+    clock: () => now,
+    faults: {
+      async beforeWrite() {
+        const s = stall;
+        stall = null;
+        if (!s) return;
+        s.stalled.resolve();
+        await s.release.promise;
+      },
+      queued() {
+        if (waiting && --waiting.count === 0) waiting.reached.resolve();
+      },
+    },
+  });
+  // Runs `fn` while a one-object pack is stalled, and releases it once `count` more objects queued.
+  const behindAStalledPack = async (seed: number, count: number, fn: () => void) => {
+    stall = { stalled: Promise.withResolvers(), release: Promise.withResolvers() };
+    waiting = { count: count + 1, reached: Promise.withResolvers() };
+    const { stalled, release } = stall;
+    const filler = store.put(pseudoRandomBytes(10, seed));
+    await stalled.promise;
+    fn();
+    await waiting.reached.promise;
+    release.resolve();
+    await filler;
+  };
+  const pinned = pseudoRandomBytes(1000, 31);
+  const garbage = pseudoRandomBytes(1000, 32);
+  // The pinned object shares a pack with garbage, so a GC rewrites that pack and moves it.
+  let puts: Promise<string>[] = [];
+  await behindAStalledPack(1, 2, () => puts = [store.put(pinned), store.put(garbage)]);
+  const [cid] = await Promise.all(puts);
+  await store.pin(cid);
+  now += 10_000; // past the grace period: a put no longer dedupes against this copy
+  // The GC's move of the pinned object and a put of the same object join one pack.
+  let gc: Promise<unknown> = Promise.resolve();
+  await behindAStalledPack(2, 2, () => {
+    gc = store.gc();
+    puts = [store.put(pinned)];
+  });
+  await Promise.all([gc, ...puts]);
+  const packs = await Promise.all((await packFilesUnder(dir)).map((p) => readPackIndex(p)));
+  assert.ok(packs.some((entries) => entries.filter((e) => e.cid === cid).length === 2));
+  now += 10_000;
+  await store.gc();
+  assert.deepEqual(await store.get(cid), pinned, "the pinned object is still here");
+  assert.deepEqual(await (await ChunkStore.open(dir)).get(cid), pinned, "and after reopening");
   await Deno.remove(dir, { recursive: true });
 });
