@@ -341,7 +341,7 @@ export const OutcomeMessage: MessageDefinition<OutcomeBody> = defineMessage(
       .max(MAX_OUTCOME_TRAINERS),
     excluded: z.array(hexKey).max(MAX_OUTCOME_TRAINERS),
     heldOutLoss: z.number().finite().optional(),
-  }),
+  }).refine((b) => new Set(b.accepted).size === b.accepted.length, "a trainer accepted twice"),
 );
 
 /** The messages of the training protocol (requests and one-way). */

@@ -13,6 +13,8 @@
  * | -------------------- | -------------------------------------------------------------- |
  * | `no_reports`         | names no delta                                                 |
  * | `accepted_mismatch`  | lists other trainers than its receipts are from                |
+ * | `duplicate_report`   | names one trainer (or one receipt) twice: its delta would      |
+ * |                      | weigh double in the mean                                       |
  * | `receipt_mismatch`   | carries a receipt of another round or start model              |
  * | `seed_mismatch`      | carries a receipt on another data seed than the round's for    |
  * |                      | its trainer (`dataSeedOf`): batches of the trainer's choosing  |
@@ -82,6 +84,11 @@ export async function auditRound(
   const trainers = reports.map((r) => toHex(r.receipt.trainer));
   if (trainers.join() !== outcome.accepted.join()) {
     return fail("accepted_mismatch", "the accepted trainers are not the receipts' trainers");
+  }
+  // A round takes one report per trainer: a delta named twice would count twice in the mean.
+  // (A receipt names its trainer, so a receipt named twice is a trainer named twice.)
+  if (new Set(trainers).size !== trainers.length) {
+    return fail("duplicate_report", "a trainer's report is named twice");
   }
   for (const { receipt } of reports) {
     if (receipt.round !== outcome.round || receipt.startModel !== outcome.startModel) {

@@ -18,7 +18,7 @@ import {
   trainingReceiptId,
 } from "../../training/training_receipt.ts";
 import { dataSeedOf } from "../../training/round_coordinator.ts";
-import type { OutcomeBody } from "../../protocols/training_messages.ts";
+import { type OutcomeBody, OutcomeMessage } from "../../protocols/training_messages.ts";
 import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
 import { auditRound, type RoundAuditContext } from "../../training/round_audit.ts";
 import { RoundModels } from "../../training/round_models.ts";
@@ -116,7 +116,7 @@ Deno.test("a round's outcome is audited by redoing the outer step: honest rounds
   const dir = await Deno.makeTempDir({ prefix: "veriflow-round-audit-" });
   const system = new ActorSystem({ name: "round-audit" });
   try {
-    const { auditor, honestRound, seed, trainers } = await auditFixture(dir, system);
+    const { auditor, coordinator, honestRound, seed, trainers } = await auditFixture(dir, system);
     const momenta = new Map<string, GptWeights>();
     let convicted = new Set<string>();
     const context: RoundAuditContext = {
@@ -196,6 +196,24 @@ Deno.test("a round's outcome is audited by redoing the outer step: honest rounds
       offTerms(1, { hyper: { ...hyper, learningRate: 10 * hyper.learningRate } }),
       "hyper_mismatch",
     );
+    // One trainer's delta averaged twice (2/3 of the mean), the model the one that gives.
+    const favoured = await aggregateRound([r1.reports[0], r1.reports[0], r1.reports[1]], {
+      arch: TEST_ARCH,
+      startModel: r0.outcome.model,
+      start: r0.weights,
+      momentum: r0.momentum,
+      modelsDir: coordinator.modelsDir,
+    });
+    const favouredModel = await coordinator.publish(TEST_ARCH, favoured.weights);
+    const doubled: OutcomeBody = {
+      ...r1.outcome,
+      model: favouredModel.cid,
+      file: favouredModel.file!,
+      accepted: [0, 0, 1].map((i) => r1.outcome.accepted[i]),
+      reports: [0, 0, 1].map((i) => r1.outcome.reports[i]),
+    };
+    await refused(doubled, "duplicate_report");
+    assert.equal(OutcomeMessage.schema.safeParse(doubled).success, false, "nor does it parse");
     // A delta whose receipt this node convicted, averaged in anyway.
     convicted = new Set([trainingReceiptId(r1.outcome.reports[0].receipt)]);
     await refused(r1.outcome, "convicted_included");
