@@ -4,8 +4,11 @@
  *
  * Admission is where a flood is stopped: a peer request is refused with `busy` when
  * `maxInboundRequests` are running or when the write queue has no room (the peer is not
- * reading what we already owe it), so neither handlers nor their replies pile up. Replies and
- * chunks wait for room in the byte budget; the read loop never waits for them.
+ * reading what we already owe it), so handlers do not pile up. A reply is checked again when
+ * its handler is done: one that finds no room is dropped and its request refused with `busy`
+ * too, since a burst of requests all pass admission before any reply exists, and their
+ * replies would otherwise wait, encoded, outside the budget. So at most one reply waits for
+ * room; chunks wait under the stream's credit. The read loop never waits for either.
  *
  * @module
  */
@@ -20,6 +23,9 @@ import {
   UnexpectedMessageError,
 } from "./protocol_errors.ts";
 import { type ConnectionCore, errorCode, errorText } from "./_connection_common.ts";
+
+/** Why a request is refused when the write budget is full. */
+const NOT_READING = "the peer is not reading our replies";
 
 /** A handler as the responder stores it (see `Handler` in `connection_types.ts`). */
 export type AnyHandler = (
@@ -136,7 +142,7 @@ export class Responder {
       return this.#core.refuse(new BusyError(this.#maxInbound, where));
     }
     if (!this.#core.hasRoom) {
-      return this.#core.refuse(new BusyError("the peer is not reading our replies", where));
+      return this.#core.refuse(new BusyError(NOT_READING, where));
     }
     const exchange: InboundExchange = {
       abort: new AbortController(),
@@ -177,6 +183,15 @@ export class Responder {
         return;
       }
       if (definition.reply) {
+        if (!this.#core.hasRoom) {
+          // Admission saw room, but a burst of requests is admitted before any reply exists:
+          // held until the peer reads, their replies would pile up outside the budget. So a
+          // reply that finds the budget full is dropped, and the request refused like one
+          // that arrived now (best effort, as every refusal).
+          const where = { envelopeId: envelope.id, envelopeType: envelope.type };
+          this.#core.refuse(new BusyError(NOT_READING, where));
+          return;
+        }
         const id = this.#core.nextId();
         const reply = { v: PROTOCOL_VERSION, type: definition.reply.type, id, re: envelope.id };
         await this.#core.send([{ ...reply, body: result }]);

@@ -112,6 +112,37 @@ Deno.test("a peer that floods requests, pings and 1,000 streams and never reads 
   await connection.closed;
 });
 
+Deno.test("replies to a burst of requests from a peer that never reads do not pile up outside the budget", async () => {
+  const budget = 64 * 1024;
+  const replyBytes = 16 * 1024;
+  const timers = new ManualTimers();
+  const { connection, peer } = connectionWithRawPeer(
+    { timers, maxQueuedBytes: budget },
+    { highWaterMarkBytes: 16 * 1024 },
+  );
+  // An async handler (a store read, an actor ask): the whole burst is admitted before any
+  // reply exists, since nothing is owed yet when the requests arrive.
+  const release = Promise.withResolvers<void>();
+  connection.handle(Get, async () => {
+    await release.promise;
+    return { data: new Uint8Array(replyBytes) };
+  });
+  for (let i = 0; i < 1_000; i++) await peer.send({ v: 1, type: Get.type, id: i + 1, body: { i } });
+  await settle();
+  assert.equal(connection.stats().inboundRequests, 1_000);
+  release.resolve();
+  await settle();
+  const stats = connection.stats();
+  const held = stats.queuedBytes + stats.waitingSends * (replyBytes + ENVELOPE_SLACK);
+  assert.ok(stats.waitingSends <= 1, `${stats.waitingSends} replies waiting for room`);
+  assert.ok(held <= budget + 2 * (replyBytes + ENVELOPE_SLACK), `${held} B of replies held`);
+  assert.ok(stats.refused > 900, `${stats.refused} requests refused with busy`);
+  const closed = connection.close();
+  await peer.close();
+  await timers.advance(3_000);
+  await closed;
+});
+
 Deno.test("our own requests wait for room in the byte budget when the peer does not read", async () => {
   const budget = 32 * 1024;
   const timers = new ManualTimers();
