@@ -903,11 +903,18 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   ): Promise<TrainingReceiptRecorded> {
     const ledger = this.#ledger!;
     try {
-      await ledger.recordTrainingReceipt(message.receipt, message.terms);
+      await ledger.recordTrainingReceipt(message.receipt, message.terms, {
+        credited: message.credited ?? false,
+      });
       return { recorded: true, fresh: true };
     } catch (error) {
       const code = (error as { code?: string }).code ?? "refused";
-      if (code === "duplicate_receipt") return { recorded: true, fresh: false };
+      if (code === "duplicate_receipt") {
+        if (message.credited) {
+          await ledger.creditTrainingReceipt(trainingReceiptId(message.receipt));
+        }
+        return { recorded: true, fresh: false };
+      }
       if (error instanceof LedgerRejectedError || code === "insufficient_stake") {
         return { recorded: false, fresh: false, refusal: code };
       }

@@ -193,6 +193,12 @@ export interface TrainingReceiptLedgerMessage {
   receipt: TrainingReceipt;
   /** The round it is recorded against, as the coordinator announced it. */
   terms: TrainingRoundTerms;
+  /**
+   * Whether this ledger pays it: its round was coordinated here, or its outcome was audited
+   * here. Gossip alone records it (slashable) without credit; a later `credited` message for a
+   * receipt already recorded adds the credit.
+   */
+  credited?: boolean;
 }
 /**
  * A training fraud proof checked by the caller (`training/training_validator.ts`), to settle

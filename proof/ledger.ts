@@ -556,9 +556,14 @@ export class Ledger {
   }
 
   /**
-   * Record a signed training receipt as pending, against the terms of its round. Its credit is
-   * `trainingCreditPerStep × steps`, paid when final; the slash `slashMultiplier × credit` is
-   * locked from the trainer's free stake until then. A second, different receipt of the same
+   * Record a signed training receipt as pending, against the terms of its round. Its reward is
+   * `trainingCreditPerStep × steps`, credited when final unless `options.credited` is false: the
+   * caller vouches for the terms (its node coordinated the round, or audited its outcome), while
+   * terms that arrive by gossip alone are the trainer's word, and a round nobody ran must earn
+   * nothing. A receipt recorded
+   * without credit gets it from {@link Ledger.creditTrainingReceipt}. The slash
+   * `slashMultiplier × reward` is locked from the trainer's free stake until then, credited or
+   * not. A second, different receipt of the same
    * trainer for the same round is equivocation: the first is slashed (or, if already closed, the
    * trainer's stake is cut as much) and the second is not recorded.
    *
@@ -572,6 +577,7 @@ export class Ledger {
   async recordTrainingReceipt(
     receipt: TrainingReceipt,
     terms: TrainingRoundTerms,
+    options: { credited?: boolean } = {},
   ): Promise<ReceiptRecord> {
     const check = verifyTrainingReceipt(receipt);
     if (!check.ok) throw new LedgerRejectedError("receipt_rejected", check.message);
@@ -591,8 +597,9 @@ export class Ledger {
     const receiptId = trainingReceiptId(receipt);
     const trainer = toHex(receipt.trainer);
     const slot = trainingSlot(trainer, receipt.round, receipt.startModel);
-    const credit = receipt.steps * this.#economics.trainingCreditPerStep;
-    const locked = credit * this.#economics.slashMultiplier;
+    const reward = receipt.steps * this.#economics.trainingCreditPerStep;
+    const locked = reward * this.#economics.slashMultiplier;
+    const credit = options.credited === false ? 0 : reward;
     // Two signed receipts of one trainer for one round: its own signatures convict it (signing
     // is deterministic, so a different id is a different claim).
     const equivocation = await this.#transition("training_equivocation", () => {
@@ -642,6 +649,27 @@ export class Ledger {
       };
     });
     return this.receipt(receiptId)!;
+  }
+
+  /**
+   * Credit a training receipt recorded without credit (gossip alone), now that a round outcome
+   * this ledger's owner audited names it: `trainingCreditPerStep × steps` (its locked slash ÷
+   * `slashMultiplier`), paid when final.
+   * Returns whether it changed anything (a receipt unknown, closed or already credited: no).
+   */
+  async creditTrainingReceipt(receiptId: string): Promise<boolean> {
+    const entry = await this.#transition("assigned", () => {
+      const rec = this.#record(receiptId);
+      const open = rec?.status === "pending" || rec?.status === "challenged";
+      if (rec === undefined || !open || rec.kind !== "training" || rec.credit > 0) return null;
+      // Its slash was locked as `slashMultiplier ×` the credit it was recorded without.
+      return {
+        receiptId,
+        requester: this.#owner,
+        credit: rec.locked / this.#economics.slashMultiplier,
+      };
+    });
+    return entry !== null;
   }
 
   /**

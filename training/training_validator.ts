@@ -392,9 +392,30 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       type: "training_receipt",
       receipt: body.receipt,
       terms: body.terms,
+      // Gossip alone is the trainer's word about a round: recorded (so a fraud proof can slash
+      // it), paid only once an outcome this node audits names it (`#creditRound`).
+      credited: origin === "local",
     }).catch((error) => ({ recorded: false, fresh: false, refusal: (error as Error).message }));
     if (answer.fresh) this.#publish(ctx, { kind: "receipt", body }, origin);
     return answer;
+  }
+
+  /**
+   * Credit the receipts a reproduced round averaged (recording those this ledger has not seen):
+   * the round ran, and their deltas are what made its model.
+   */
+  async #creditRound(
+    body: OutcomeBody,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<void> {
+    for (const { receipt } of body.reports) {
+      await this.#ledger<TrainingReceiptRecorded>(ctx, {
+        type: "training_receipt",
+        receipt,
+        terms: { round: body.round, startModel: body.startModel, steps: receipt.steps },
+        credited: true,
+      }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
+    }
   }
 
   /** Redo the round's outer step (`round_audit.ts`) before taking its model. */
@@ -424,6 +445,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       return;
     }
     if (audit.verified) {
+      void this.#creditRound(body, ctx);
       this.#momentum.set(body.model, audit.momentum);
       // Rounds move on: the latest few are enough to audit the next.
       while (this.#momentum.size > KEPT_MOMENTA) {

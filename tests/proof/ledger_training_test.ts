@@ -150,6 +150,27 @@ Deno.test("ledger training: a receipt is pending with the trainer's stake locked
     await ledger.close();
   }));
 
+Deno.test("ledger training: a receipt on gossiped terms alone locks the slash but earns nothing, until an audited outcome credits it; reopening keeps both", () =>
+  withLedgerDir(async (dir, clock) => {
+    const ledger = await staked(dir, clock);
+    const [gossiped, named] = [trainingReceipt(trainer, 1, 3), trainingReceipt(trainer, 2, 4)];
+    await ledger.recordTrainingReceipt(gossiped, terms(1), { credited: false });
+    await ledger.recordTrainingReceipt(named, terms(2), { credited: false });
+    // The slash stands either way: a fraud proof can still take it.
+    assert.deepEqual(
+      ledger.account(trainer.publicKey),
+      acct(0, TRAINER_STAKE, locked(3) + locked(4)),
+    );
+    assert.equal(await ledger.creditTrainingReceipt(trainingReceiptId(named)), true);
+    assert.equal(await ledger.creditTrainingReceipt(trainingReceiptId(named)), false, "once");
+    await ledger.close();
+    const reopened = await openLedger(dir, clock);
+    clock.t += WINDOW;
+    await reopened.finalizeDue();
+    assert.deepEqual(reopened.account(trainer.publicKey), acct(credit(4), TRAINER_STAKE, 0));
+    await reopened.close();
+  }));
+
 Deno.test("ledger training: a challenged receipt is not paid past its window until cleared, then paid", () =>
   withLedgerDir(async (dir, clock) => {
     const ledger = await staked(dir, clock);
