@@ -32,7 +32,7 @@ import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import { decodeCbor } from "../protocols/cbor.ts";
+import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import {
   ChallengeMessage,
   OpeningPartMessage,
@@ -86,6 +86,12 @@ const DEADLINE_MARGIN_MS = 50;
 
 /** Fraud proofs and outcomes remembered to take each once (gossip arrives from every peer). */
 const SEEN_LIMIT = 4096;
+/**
+ * Distinct copies of a round's outcome audited before its model is given up on: the genuine one
+ * and a few bad ones relayed before it; more would let anyone make every auditor re-fetch the
+ * deltas and redo the outer step for free.
+ */
+const MAX_AUDITS_PER_MODEL = 4;
 /** Momenta of audited rounds kept: the next round starts from the latest. */
 const KEPT_MOMENTA = 4;
 
@@ -193,6 +199,10 @@ export interface TrainingValidatorStats {
 export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #options: TrainingValidatorOptions;
   readonly #seen = new Set<string>();
+  /** Models an outcome audited as holding (or not checkable here): other copies are skipped. */
+  readonly #proven = new Set<string>();
+  /** Outcome copies audited per model, bounded by {@link MAX_AUDITS_PER_MODEL}. */
+  readonly #auditsByModel = new Map<string, number>();
   readonly #stats: TrainingValidatorStats = {
     challenged: 0,
     passed: 0,
@@ -247,7 +257,13 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "checked":
         return await this.#settle(message, ctx);
       case "outcome":
-        if (!this.#firstTime(`outcome:${message.body.model}`)) return;
+        // Outcomes travel unsigned: a relaying peer can pass on a copy with the honest model's
+        // CID and a report dropped, which fails its audit. Each distinct copy is audited (a few
+        // per model) until one proves the model; a copy that arrived first cannot shut out the
+        // genuine one.
+        if (this.#proven.has(message.body.model)) return;
+        if (!this.#firstTime(`outcome:${sha256Hex(encodeCbor(message.body))}`)) return;
+        if (!this.#auditBudget(message.body.model)) return;
         // Audited outside the mailbox; served and passed on only when it holds (`audited`).
         void this.#audit(message.body, ctx).then(
           (audit) =>
@@ -440,10 +456,19 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   ): void {
     const name = `round ${body.round} model ${body.model.slice(0, 16)}…`;
     if (!audit.ok) {
+      if (this.#proven.has(body.model)) {
+        this.#log(`training: a copy of ${name} refused (${audit.reason}); the model stands`);
+        return;
+      }
       this.#stats.refused.push({ model: body.model, reason: audit.reason });
       this.#log(`training: ${name} refused: ${audit.reason} (${audit.detail})`);
       return;
     }
+    if (this.#proven.has(body.model)) return; // another copy proved it first
+    this.#proven.add(body.model);
+    if (this.#proven.size > SEEN_LIMIT) this.#proven.delete(this.#proven.values().next().value!);
+    // A bad copy audited before this one no longer speaks for the model.
+    this.#stats.refused = this.#stats.refused.filter((r) => r.model !== body.model);
     if (audit.verified) {
       void this.#creditRound(body, ctx);
       this.#momentum.set(body.model, audit.momentum);
@@ -545,6 +570,17 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       );
     ref?.tell({ type: "publish_training", gossip, except: origin === "local" ? undefined : origin })
       .catch(() => {});
+  }
+
+  /** Whether another copy of an outcome for `model` may be audited (a few per model). */
+  #auditBudget(model: string): boolean {
+    const audits = (this.#auditsByModel.get(model) ?? 0) + 1;
+    if (audits > MAX_AUDITS_PER_MODEL) return false;
+    this.#auditsByModel.set(model, audits);
+    if (this.#auditsByModel.size > SEEN_LIMIT) {
+      this.#auditsByModel.delete(this.#auditsByModel.keys().next().value!);
+    }
+    return true;
   }
 
   #firstTime(key: string): boolean {

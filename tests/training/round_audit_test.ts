@@ -298,3 +298,36 @@ Deno.test("a node's training validator serves only an outcome it reproduced, and
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a forged copy of an honest outcome (its model's CID, a report dropped) relayed first does not shut the genuine one out: it is audited and served, and the model stands", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-round-audit-copies-" });
+  const system = new ActorSystem({ name: "round-audit-copies" });
+  try {
+    const { auditor, honestRound, seed } = await auditFixture(dir, system);
+    const validator = await system.spawn<TrainingValidatorMessage>({
+      name: "node/training-validator",
+      factory: () => new TrainingValidator({ identity: Identity.generate(), models: auditor }),
+    });
+    const { outcome } = await honestRound(0, seed);
+    // Outcomes travel unsigned: a relaying peer drops a report from the copy it passes on.
+    const forged = {
+      ...outcome,
+      accepted: outcome.accepted.slice(0, 1),
+      reports: outcome.reports.slice(0, 1),
+    };
+    const stats = () => validator.ask<TrainingValidatorStats>({ type: "stats" });
+    await validator.tell({ type: "outcome", body: forged, origin: "peer" });
+    await eventually(async () => (await stats()).refused.length === 1, "the copy refused");
+    await validator.tell({ type: "outcome", body: outcome, origin: "coordinator" });
+    await eventually(async () => (await stats()).adopted.length === 1, "the genuine one served");
+    assert.deepEqual((await stats()).adopted, [outcome.model]);
+    assert.deepEqual((await stats()).refused, [], "the refused copy no longer speaks for it");
+    assert.equal(await validator.ask({ type: "model_standing", model: outcome.model }), null);
+    // The forged copy again, now the model is proven: skipped, the model stands.
+    await validator.tell({ type: "outcome", body: forged, origin: "peer" });
+    assert.equal(await validator.ask({ type: "model_standing", model: outcome.model }), null);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
