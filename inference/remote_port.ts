@@ -424,8 +424,10 @@ function jobEvents(
   let ended = false;
   let finished = false;
   // One check timer per job, not one per token: `waitingSince` is when the stream last
-  // delivered an event and was not pulled again (NaN while a pull is in progress).
-  let waitingSince = NaN;
+  // delivered an event and was not pulled again (NaN while a pull is in progress). A stream
+  // never pulled waits from its creation: a requester that grants no credit at all has
+  // stalled too, and would otherwise hold its slot forever.
+  let waitingSince = performance.now();
   let check: ReturnType<typeof setInterval> | undefined;
   const finish = () => {
     clearInterval(check);

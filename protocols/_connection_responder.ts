@@ -231,9 +231,18 @@ export class Responder {
       exchange.wake?.();
     };
     signal.addEventListener("abort", onAbort, { once: true });
+    // A source that ends or fails on its own (a job cancelled because its requester never
+    // granted credit) has nothing left to send that needs credit: its `end` or `error` goes
+    // out at once, so the exchange does not stay open until credit that may never come.
+    let settled = false;
+    const onSettled = () => {
+      settled = true;
+      exchange.wake?.();
+    };
+    reader.closed.then(onSettled, onSettled);
     try {
       for (;;) {
-        while (exchange.credits === 0 && !signal.aborted) {
+        while (exchange.credits === 0 && !signal.aborted && !settled) {
           await new Promise<void>((resolve) => (exchange.wake = resolve));
           exchange.wake = null;
         }

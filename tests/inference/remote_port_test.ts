@@ -161,6 +161,28 @@ Deno.test("a requester that stops reading loses its job after the stall time, an
   );
 });
 
+Deno.test("a requester that never grants credit loses its job after the stall time, and the worker ends its exchange", async () => {
+  const model = new ScriptedModel({ contextLength: 4096 });
+  await withRemote(
+    model,
+    async (remote, worker, local) => {
+      // The request alone, with no credit behind it: what a hostile or buggy peer can send.
+      await remote.connection.notify(
+        SubmitMessage as never,
+        { job: textJob(model.info.cid, 2000) } as never,
+      );
+      await eventually(async () => (await local.stats()).jobsCancelled === 1, "the stalled job");
+      await eventually(() => worker.stats().inboundRequests === 0, "the exchange to end");
+      // The peer's slot is free again.
+      const next = await remote.submit(textJob(model.info.cid, 3));
+      for await (const _ of next.tokens) { /* drain */ }
+      assertEquals((await next.done).finishReason, "length");
+    },
+    { concurrency: 4 },
+    { readerStallMs: 50, maxJobs: 1 },
+  );
+});
+
 Deno.test("a relayed job with topLogprobs carries each token's top list across the wire, the greedy token first; its tokens and receipt are those of the job without", async () => {
   const model = await loadTinyModel();
   const job: TextJob = {
