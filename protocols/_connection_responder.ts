@@ -5,10 +5,11 @@
  * Admission is where a flood is stopped: a peer request is refused with `busy` when
  * `maxInboundRequests` are running or when the write queue has no room (the peer is not
  * reading what we already owe it), so handlers do not pile up. A reply is checked again when
- * its handler is done: one that finds no room is dropped and its request refused with `busy`
- * too, since a burst of requests all pass admission before any reply exists, and their
+ * its handler is done: one that finds no room is dropped and its request answered `busy`
+ * instead, since a burst of requests all pass admission before any reply exists, and their
  * replies would otherwise wait, encoded, outside the budget. So at most one reply waits for
- * room; chunks wait under the stream's credit. The read loop never waits for either.
+ * room, beside at most `maxInboundRequests` small `busy` answers; chunks wait under the
+ * stream's credit. The read loop never waits for either.
  *
  * @module
  */
@@ -186,11 +187,11 @@ export class Responder {
         if (!this.#core.hasRoom) {
           // Admission saw room, but a burst of requests is admitted before any reply exists:
           // held until the peer reads, their replies would pile up outside the budget. So a
-          // reply that finds the budget full is dropped, and the request refused like one
-          // that arrived now (best effort, as every refusal).
+          // reply that finds the budget full is dropped, and the request answered `busy`
+          // instead (below): an error of a hundred bytes that waits for room like a reply, so
+          // an honest requester is told at once to ask again, not left to its request timeout.
           const where = { envelopeId: envelope.id, envelopeType: envelope.type };
-          this.#core.refuse(new BusyError(NOT_READING, where));
-          return;
+          throw new BusyError(NOT_READING, where);
         }
         const id = this.#core.nextId();
         const reply = { v: PROTOCOL_VERSION, type: definition.reply.type, id, re: envelope.id };

@@ -80,6 +80,11 @@ export class WriteQueue {
     return this.#waiters.length;
   }
 
+  /** Bytes of the sends waiting for room (encoded, outside the budget until they go). */
+  get waitingBytes(): number {
+    return this.#waiters.reduce((n, w) => n + w.size, 0);
+  }
+
   /** Whether a new frame of modest size would go out now (nobody waiting, budget not full). */
   get hasRoom(): boolean {
     return this.#waiters.length === 0 && this.#queuedBytes < this.#maxQueuedBytes;

@@ -288,6 +288,7 @@ export class Connection {
       inboundRequests: this.#responder.size,
       queuedBytes: this.#queue.queuedBytes,
       waitingSends: this.#queue.waiting,
+      waitingBytes: this.#queue.waitingBytes,
       bufferedChunks: this.#requester.bufferedChunks(),
       inFlightChunks: this.#responder.inFlightChunks(),
       framesSent: this.#queue.framesSent,

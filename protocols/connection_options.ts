@@ -153,6 +153,8 @@ export interface ConnectionStats {
   queuedBytes: number;
   /** Sends (replies, chunks, requests, control) waiting for room in the byte budget. */
   waitingSends: number;
+  /** Their encoded bytes. */
+  waitingBytes: number;
   /** Chunks received on our streams and not yet read by their consumers. */
   bufferedChunks: number;
   /** Chunks we sent on peer streams and that the peer has not yet re-credited. */
