@@ -32,6 +32,11 @@ export interface ConnectionCore {
   offer(frame: ControlFrame): void;
   /** Whether the write queue can take more work now (for admitting peer requests). */
   readonly hasRoom: boolean;
+  /**
+   * Whether a finished handler's reply may wait for room: less than a budget's worth of sends
+   * already waits beyond the budget (so replies held for a peer stay under twice the budget).
+   */
+  readonly hasRoomForReply: boolean;
   /** The error that things started after close fail with. */
   closedError(): ConnectionClosedError;
   /** Refuse an inbound message: count it and tell the peer, addressed as well as possible. */

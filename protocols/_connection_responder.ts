@@ -5,11 +5,11 @@
  * Admission is where a flood is stopped: a peer request is refused with `busy` when
  * `maxInboundRequests` are running or when the write queue has no room (the peer is not
  * reading what we already owe it), so handlers do not pile up. A reply is checked again when
- * its handler is done: one that finds no room is dropped and its request answered `busy`
- * instead, since a burst of requests all pass admission before any reply exists, and their
- * replies would otherwise wait, encoded, outside the budget. So at most one reply waits for
- * room, beside at most `maxInboundRequests` small `busy` answers; chunks wait under the
- * stream's credit. The read loop never waits for either.
+ * its handler is done, since a burst of requests all pass admission before any reply exists:
+ * replies wait for room up to one more budget's worth, and one past that is dropped and its
+ * request answered `busy` instead. So replies held for a peer stay under twice the budget,
+ * beside at most `maxInboundRequests` small `busy` answers; chunks wait under the stream's
+ * credit. The read loop never waits for either.
  *
  * @module
  */
@@ -184,12 +184,14 @@ export class Responder {
         return;
       }
       if (definition.reply) {
-        if (!this.#core.hasRoom) {
+        if (!this.#core.hasRoomForReply) {
           // Admission saw room, but a burst of requests is admitted before any reply exists:
-          // held until the peer reads, their replies would pile up outside the budget. So a
-          // reply that finds the budget full is dropped, and the request answered `busy`
-          // instead (below): an error of a hundred bytes that waits for room like a reply, so
-          // an honest requester is told at once to ask again, not left to its request timeout.
+          // held until the peer reads, their replies would pile up outside the budget. So
+          // replies wait for room up to a second budget's worth (an honest reader's burst, a
+          // file read of 16 chunks at once, fits); past that a reply is dropped and its
+          // request answered `busy` instead (below): an error of a hundred bytes that waits
+          // for room like a reply, so the requester is told at once to ask again, not left to
+          // its request timeout.
           const where = { envelopeId: envelope.id, envelopeType: envelope.type };
           throw new BusyError(NOT_READING, where);
         }

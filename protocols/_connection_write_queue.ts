@@ -80,6 +80,11 @@ export class WriteQueue {
     return this.#waiters.length;
   }
 
+  /** Whether a reply may still wait for room: less than a budget's worth of sends waits. */
+  get hasRoomForReply(): boolean {
+    return this.hasRoom || this.waitingBytes < this.#maxQueuedBytes;
+  }
+
   /** Bytes of the sends waiting for room (encoded, outside the budget until they go). */
   get waitingBytes(): number {
     return this.#waiters.reduce((n, w) => n + w.size, 0);

@@ -438,6 +438,9 @@ export class Connection {
       get hasRoom() {
         return self.#queue.hasRoom;
       },
+      get hasRoomForReply() {
+        return self.#queue.hasRoomForReply;
+      },
       nextId: () => this.#nextId++,
       send: (envelopes) => this.#send(envelopes),
       post: (frame) => this.#post(frame),
