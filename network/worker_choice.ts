@@ -5,8 +5,10 @@
  *
  * 1. **Eligible**: serves the job's model; not convicted in this node's ledger; not excluded
  *    (a worker that just failed this job).
- * 2. **Has capacity**: its hello shows a free slot or queue place. When none has, every
- *    eligible worker stays in (the job queues there, or is refused with `too_many_jobs`).
+ * 2. **Has capacity**: a free slot or queue place, counting the larger of its hello's running +
+ *    queued jobs and this node's requests in flight to it (a hello lags a burst of jobs this
+ *    router just sent). When none has, every eligible worker stays in (the job queues there, or
+ *    is refused with `too_many_jobs`).
  * 3. **Standing**: a worker with free stake in this node's ledger (it can back the receipt,
  *    so validators will record and pay it) before one without.
  * 4. **Locality**: when the job's input is a CID, one of that CID's storage holders first.
@@ -70,7 +72,9 @@ export function chooseWorker<C extends WorkerCandidate>(
     !c.convicted && !exclude.has(c.key) && c.models.length > 0 &&
     (needs.model === undefined || c.models.includes(needs.model))
   );
-  const free = eligible.filter((c) => c.load === undefined || hasCapacity(c.load));
+  const free = eligible.filter((c) =>
+    c.load === undefined || hasCapacity({ ...c.load, running: busyness(c), queued: 0 })
+  );
   const pool = free.length > 0 ? free : eligible;
   let best: C | undefined;
   let bestScore: number[] = [];
@@ -87,8 +91,12 @@ export function chooseWorker<C extends WorkerCandidate>(
 /** Lexicographic score, smaller is better. */
 function scoreOf(c: WorkerCandidate): number[] {
   const backed = c.standing !== undefined && c.standing.stake - c.standing.locked > 0;
-  const load = Math.max(c.inFlight, c.load ? c.load.running + c.load.queued : 0);
-  return [backed ? 0 : 1, c.holdsInput ? 0 : 1, load, -(c.standing?.balance ?? 0)];
+  return [backed ? 0 : 1, c.holdsInput ? 0 : 1, busyness(c), -(c.standing?.balance ?? 0)];
+}
+
+/** Jobs at the worker as this router best knows: its hello's count, or what it sent since. */
+function busyness(c: WorkerCandidate): number {
+  return Math.max(c.inFlight, c.load ? c.load.running + c.load.queued : 0);
 }
 
 function better(a: number[], b: number[]): boolean {

@@ -61,3 +61,15 @@ Deno.test("worker choice: an input's holder before an equally loaded other; then
   assert.equal(chooseWorker([fresh, proven], {})?.key, "proven");
   assert.equal(chooseWorker([worker("first"), worker("second")], {})?.key, "first");
 });
+
+Deno.test("worker choice: capacity counts our own requests in flight too, so a backed worker full by our count yields to an idle unbacked one", () => {
+  // Its hello (sent before this burst) shows 4 free places; we have sent it 4 jobs since.
+  const backed = worker("backed", { standing: staked, inFlight: 4 });
+  const unbacked = worker("unbacked");
+  assert.equal(chooseWorker([backed, unbacked], {})?.key, "unbacked");
+  // One place left by our count: still the backed one.
+  assert.equal(
+    chooseWorker([worker("backed", { standing: staked, inFlight: 3 }), unbacked], {})?.key,
+    "backed",
+  );
+});
