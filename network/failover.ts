@@ -137,6 +137,10 @@ class FailoverJob {
   /** Workers this job has lost or been refused by. */
   readonly #excluded: Uint8Array[] = [];
   #resumes = 0;
+  /** Tokens the client had when the current worker resumed the job (see `#failOver`). */
+  #resumedAt = 0;
+  /** The worker lost first, and how: what the job ends with if nobody resumes it. */
+  #lost?: { worker: Uint8Array; error: unknown };
   #firstTokenAt = NaN;
   #cancelled = false;
   #ended = false;
@@ -216,9 +220,16 @@ class FailoverJob {
    * once one has taken over, else with the error the client's stream ends with.
    */
   async #failOver(error: unknown): Promise<unknown> {
-    if (!isWorkerLost(error)) return error;
-    const lost = this.#attempt.worker;
-    this.#excluded.push(lost);
+    // A resuming worker reports a prefix it cannot reproduce (another machine's rounding at a
+    // near-tie) only after its `start`, as an error before its first token: that is a refusal
+    // to resume, like `busy`, and the next worker is asked.
+    const refusedResume = this.#resumes > 0 && this.#delivered.length === this.#resumedAt &&
+      RESUME_REFUSALS.has(codeOf(error));
+    if (!refusedResume && !isWorkerLost(error)) return error;
+    this.#excluded.push(this.#attempt.worker);
+    if (!refusedResume) this.#lost = { worker: this.#attempt.worker, error };
+    const lost = this.#lost!.worker;
+    error = this.#lost!.error;
     const maxWorkers = this.#o.maxWorkers ?? MAX_WORKERS_PER_JOB;
     let why = `${maxWorkers} workers were tried`;
     while (this.#excluded.length < maxWorkers) {
@@ -239,6 +250,7 @@ class FailoverJob {
       this.#attempt = outcome.attempt;
       this.#reader = outcome.attempt.handle.tokens.getReader();
       this.#resumes++;
+      this.#resumedAt = this.#delivered.length;
       return undefined;
     }
     const cause = error instanceof Error ? error.message : String(error);
@@ -317,6 +329,9 @@ class FailoverJob {
     };
   }
 }
+
+/** Errors a resuming worker ends with before its first token when it cannot take the job. */
+const RESUME_REFUSALS: ReadonlySet<string> = new Set(["resume_mismatch", "invalid_resume"]);
 
 function codeOf(error: unknown): string {
   return error instanceof VeriflowError ? error.code : "internal_error";

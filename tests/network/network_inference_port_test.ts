@@ -406,6 +406,39 @@ Deno.test("a worker that cheats in the range it resumed (another seed) is caught
   }
 });
 
+Deno.test("a resume the next worker cannot reproduce (it reports resume_mismatch after its start) moves on to a third worker: the job completes, identical, with a receipt", async () => {
+  // Worker 1's teacher-forced pass disagrees with the others' (negated logits), as another
+  // machine's rounding at a near-tie would: every prefix it replays mismatches.
+  const t = await routerWith(3, (model, i) =>
+    i !== 1 ? model : ({
+      info: model.info,
+      tokenizer: model.tokenizer,
+      forward: async (tokens: readonly number[], options?: { signal?: AbortSignal }) =>
+        (await model.forward(tokens, options)).map((x) => -x),
+      generate: (ids: number[], p: GenerationParams, options?: GenerateOptions) =>
+        model.generate(ids, p, options),
+    } as GenerativeModel));
+  try {
+    const job = t.job("mismatch");
+    const reference = await undisturbed(t.model, job);
+    const handle = await t.port.submit(job);
+    const reader = handle.tokens.getReader();
+    const before = await readTokens(reader, 6);
+    t.workers[0].die();
+    const after = await readTokens(reader);
+    assertEquals([...before, ...after].map((x) => x.tokenId), reference.ids);
+    const summary = await handle.done;
+    assertEquals(summary.finishReason, "length");
+    assert(summary.receipt !== undefined, "a receipt over the whole text");
+    assertEquals(
+      toHex(parseReceipt(summary.receipt).worker),
+      toHex(t.workers[2].identity.publicKey),
+    );
+  } finally {
+    await t.close();
+  }
+});
+
 Deno.test("a job whose worker dies with no other worker ends with the lost worker's code and says it could not resume", async () => {
   const t = await routerWith(1);
   try {
