@@ -397,6 +397,8 @@ export class StorageActor {
   #local: FileStore | null = null;
   #files: FileStore | null = null;
   #replicated: ReplicatedStore | null = null;
+  /** `set_peers` messages taken so far (a peer set asked for before one is out of date). */
+  #peerUpdates = 0;
   #opening: Promise<void> | null = null;
   /** This node's own store as a holder (with `holdHere`). */
   #self: LocalStoragePeer | null = null;
@@ -455,12 +457,19 @@ export class StorageActor {
     }
     this.#setPeers(this.#options.peers ?? [], ctx?.signal);
     // A restart: the network already knows the peers (it tells us on every change after this).
+    // Asked without waiting: on the node's first start the network actor starts after this one,
+    // so the ask would sit in its mailbox and hold up the whole start (5 s) for nothing. An
+    // answer that comes after a `set_peers` is older than it and is dropped.
     const network = this.#options.network && ctx?.system?.lookup(this.#options.network);
     if (network) {
-      const peers = await network.ask<StoragePeer[]>({ type: "storage_peers" }, {
-        timeoutMs: 5_000,
-      }).catch(() => undefined);
-      if (peers !== undefined) this.#setPeers(peers, ctx?.signal);
+      const asked = this.#peerUpdates;
+      network.ask<StoragePeer[]>({ type: "storage_peers" }, { timeoutMs: 5_000 }).then(
+        (peers) => {
+          if (this.#peerUpdates !== asked || ctx?.signal?.aborted) return;
+          this.#setPeers(peers, ctx?.signal);
+        },
+        () => {}, // no network yet (first start): it sends set_peers on its first change
+      );
     }
   }
 
@@ -586,6 +595,7 @@ export class StorageActor {
       case "audit":
         return await this.#audit(message.holder, message.cids);
       case "set_peers":
+        this.#peerUpdates++;
         this.#setPeers(message.peers, ctx?.signal);
         return undefined;
       case "get_block":

@@ -6,6 +6,7 @@ import { RAW_CODEC, SHA2_256_CODE } from "../../protocols/cid.ts";
 import { encodeManifest, MANIFEST_TYPE, MANIFEST_VERSION } from "../../protocols/manifest.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { eventually } from "../_helpers/wait.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 import {
   type PutHandle,
@@ -350,4 +351,54 @@ Deno.test("a manifest listing one chunk hundreds of times is never built in memo
   const raw = unwrapReply<Uint8Array>(await small.receive({ type: "get_bytes", cid: chunk }));
   assert.equal(raw.length, chunkSize);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("on start the StorageActor asks the network for its peers without waiting for the answer (the network starts after it), and uses a late answer", async () => {
+  const dir = await Deno.makeTempDir();
+  const peerDir = await Deno.makeTempDir();
+  const peer = new LocalStoragePeer(
+    await ChunkStore.open(peerDir, { durable: false }),
+    Identity.generate().publicKey,
+  );
+  const system = new ActorSystem({ name: "storage-start-test" });
+  // The network, as on a node's first start: it answers only once storage has started (it
+  // starts after storage). A storage start that waited for the answer would wait in vain.
+  const storageStarted = Promise.withResolvers<void>();
+  let asked = false;
+  try {
+    await system.spawn({
+      name: "node/network",
+      factory: () => ({
+        receive: async (m: { type: string }) => {
+          if (m.type !== "storage_peers") return undefined;
+          asked = true;
+          await storageStarted.promise;
+          return [peer];
+        },
+      }),
+    });
+    const ref = await system.spawn<StorageMessage>({
+      name: "node/storage",
+      factory: () =>
+        new StorageActor({
+          dir,
+          chunkSize: 1024,
+          network: "node/network",
+          replication: { replicas: 1, writeQuorum: 1 },
+        }),
+    });
+    storageStarted.resolve();
+    assert.equal(asked, true);
+    // The late answer's peer now holds what is put.
+    const data = pseudoRandomBytes(3000, 9);
+    await eventually(async () => {
+      const { cid } = await (await ref.ask<PutHandle>({ type: "put", source: streamOf(data) }))
+        .done;
+      return await peer.hasChunk(cid);
+    }, "the network's peers in use");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(peerDir, { recursive: true });
+  }
 });
