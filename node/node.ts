@@ -162,8 +162,11 @@ export interface VeriflowNode {
   jobs(): Promise<NodeJobs>;
   /** Stop serving, stop every actor in reverse start order, release models. Idempotent. */
   shutdown(): Promise<void>;
-  /** Resolves once the node has fully stopped (by `shutdown` or a fatal escalation). */
-  readonly finished: Promise<void>;
+  /**
+   * Resolves once the node has fully stopped: by `shutdown`, or with `fatal` (the reason) when
+   * its supervisor gave up on a role that kept crashing.
+   */
+  readonly finished: Promise<{ fatal?: string }>;
 }
 
 /**
@@ -289,7 +292,11 @@ async function startSteps(
   const ownerKey = await OwnerKey.fromSecret(identity.exportSecretKey());
   step();
 
-  const system = new ActorSystem({ name: "node" });
+  // The root restarts nothing: `node/sup` holds the restart budget (5 in 30 s, with backoff), and
+  // when it gives up the node stops with the reason. A root that restarted `node/sup` would give
+  // it a fresh budget each time, and a role crashing in a loop would restart the whole tree
+  // every few seconds, forever.
+  const system = new ActorSystem({ name: "node", maxRestarts: 0 });
   started.push(() => system.shutdown());
   system.events.subscribe((event) => {
     // Per-job children start and stop all the time; their crashes still show.
@@ -423,10 +430,13 @@ async function startSteps(
     return stopping;
   };
   const finished = system.terminated.then(async (termination) => {
+    let fatal: string | undefined;
     if (termination.reason === "fatal") {
-      log(`fatal: the node supervisor gave up: ${String(termination.error)}`);
+      fatal = `the node supervisor gave up: ${String(termination.error)}`;
+      log(`fatal: ${fatal}`);
     }
     await shutdown();
+    return fatal === undefined ? {} : { fatal };
   });
 
   const jobs = async (): Promise<NodeJobs> => {

@@ -369,9 +369,10 @@ export async function runUntilStopped(
     }
     // A Ctrl-C that raced the last step of start-up still stops the node.
     if (signals.stopping) void node.shutdown();
-    await node.finished;
+    const { fatal } = await node.finished;
     io.out("stopped.");
-    return 0;
+    // A node its supervisor gave up on failed: a service manager restarts it on a non-zero exit.
+    return fatal === undefined ? 0 : 1;
   }
 }
 

@@ -267,3 +267,42 @@ Deno.test("a node's validator takes the calibration profiles in <data>/calibrati
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a node whose role crashes in a loop stops with the reason (fatal), instead of restarting its whole tree forever", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const node = await startNode(
+    parseNodeConfig({
+      dataDir,
+      http: { port: 0 },
+      network: { listen: { port: 0 } },
+      heartbeatMs: 0,
+      model: { workers: 0 },
+    }),
+    { log: (l) => lines.push(l) },
+  );
+  let stopped: { fatal?: string } | undefined;
+  node.finished.then((s) => (stopped = s));
+  try {
+    // A message that makes the validator throw, again and again (a bug, a hostile peer).
+    const poison = () =>
+      node.system.lookup<unknown>(NODE_ACTORS.validator)?.tell({ type: "account", key: undefined })
+        .catch(() => {});
+    const stop = await eventually(
+      () => {
+        poison();
+        return stopped;
+      },
+      "the node to stop",
+      { timeoutMs: 30_000, everyMs: 20 },
+    );
+    assert.match(stop.fatal ?? "", /gave up/);
+    assert.ok(
+      lines.some((l) => l.startsWith("fatal: the node supervisor gave up")),
+      lines.join("\n"),
+    );
+  } finally {
+    await node.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});

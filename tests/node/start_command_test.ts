@@ -195,3 +195,20 @@ Deno.test("a second Ctrl-C during the drain exits at once and says how many jobs
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a node its supervisor gave up on exits 1 (a service manager restarts it); one stopped by shutdown exits 0", async () => {
+  for (
+    const [stop, code] of [[{ fatal: "the node supervisor gave up: disk full" }, 1], [
+      {},
+      0,
+    ]] as const
+  ) {
+    const fake = fakeProcess();
+    const node = {
+      finished: Promise.resolve(stop),
+      shutdown: () => Promise.resolve(),
+    } as unknown as VeriflowNode;
+    assert.equal(await runUntilStopped(() => Promise.resolve(node), fake.io), code);
+    assert.equal(fake.out.at(-1), "stopped.");
+  }
+});
