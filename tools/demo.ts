@@ -36,7 +36,22 @@ import { toHex } from "../protocols/hash.ts";
 import { NodeProcess } from "./node_process.ts";
 import { rankPeers } from "../storage/rendezvous.ts";
 
-const { values } = parseArgs({ args: Deno.args, options: { quiet: { type: "boolean" } } });
+/** Exit status for a bad flag, as every `cli.ts` command answers one. */
+const EXIT_USAGE = 2;
+
+/** The flags, or exit 2 with one line naming the bad one (not an uncaught error's stack). */
+function parseFlags(args: string[]): { quiet?: boolean } {
+  try {
+    return parseArgs({ args, strict: true, options: { quiet: { type: "boolean" } } }).values;
+  } catch (error) {
+    console.error(
+      `error: ${(error as Error).message} (usage: cli.ts demo [--quiet]; see cli.ts demo --help)`,
+    );
+    Deno.exit(EXIT_USAGE);
+  }
+}
+
+const values = parseFlags(Deno.args);
 const CHEATING_WORKER = new URL("../tests/network/_tampered_worker.ts", import.meta.url).pathname;
 const LAZY_TRAINER = new URL("../tests/training/_lazy_trainer.ts", import.meta.url).pathname;
 const STEP_TIMEOUT_MS = 60_000;

@@ -22,3 +22,16 @@ Deno.test("deno task demo exits 0 and prints the receipt, the verdict and the co
   assert.match(out, /holder\(s\) left; repaired [1-9]\d* copies/);
   assert.match(out, /Done\./);
 });
+
+Deno.test("cli.ts demo with an unknown flag exits 2 with one line naming it, no stack trace", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../../cli.ts", import.meta.url).pathname, "demo", "--bogus"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const err = new TextDecoder().decode(stderr);
+  assert.equal(code, 2, err);
+  assert.equal(new TextDecoder().decode(stdout), "");
+  assert.equal(err.trimEnd().split("\n").length, 1, err);
+  assert.match(err, /--bogus.*--help/);
+});
