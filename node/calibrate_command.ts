@@ -98,15 +98,32 @@ export async function runCalibrate(args: string[]): Promise<number> {
     ? undefined
     : positive(values["reference-threads"]);
   const precisions = values.precisions.split(",") as JobPrecision[];
-  if (
-    jobs === undefined || tokens === undefined || !Number.isSafeInteger(seed) || seed < 0 ||
-    threads?.some((n) => n === undefined) ||
-    (values["reference-threads"] !== undefined && referenceThreads === undefined) ||
-    precisions.some((p) => !JOB_PRECISIONS.includes(p)) ||
-    !["tiny", "small", "brown"].includes(values["model-size"])
-  ) {
-    console.error(USAGE);
+  // The first bad flag is named with what it takes, then the usage (as parseArgs' own errors).
+  const bad = (line: string) => {
+    console.error(`${line}\n${USAGE}`);
     return EXIT_USAGE;
+  };
+  if (jobs === undefined) return bad(`--jobs expects a positive integer, got "${values.jobs}"`);
+  if (tokens === undefined) {
+    return bad(`--tokens expects a positive integer, got "${values.tokens}"`);
+  }
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    return bad(`--seed expects a non-negative integer, got "${values.seed}"`);
+  }
+  if (threads?.some((n) => n === undefined)) {
+    return bad(`--threads expects positive integers separated by commas, got "${values.threads}"`);
+  }
+  if (values["reference-threads"] !== undefined && referenceThreads === undefined) {
+    return bad(
+      `--reference-threads expects a positive integer, got "${values["reference-threads"]}"`,
+    );
+  }
+  const unknown = precisions.find((p) => !JOB_PRECISIONS.includes(p));
+  if (unknown !== undefined) {
+    return bad(`--precisions expects some of ${JOB_PRECISIONS.join(",")}, got "${unknown}"`);
+  }
+  if (!["tiny", "small", "brown"].includes(values["model-size"])) {
+    return bad(`--model-size expects brown, tiny or small, got "${values["model-size"]}"`);
   }
   const dir = values.model ??
     await ensureBuiltinModel(
