@@ -404,11 +404,15 @@ export function setPath(target: Record<string, unknown>, path: string, value: un
   section[keys[keys.length - 1]] = value;
 }
 
-/** Dotted paths of every leaf (non-object value) in `values`. */
+/**
+ * Dotted paths of every leaf (non-object value) in `values`; an empty object counts as a leaf,
+ * so that a section set to `{}` still has a source to name.
+ */
 function leafPaths(values: Record<string, unknown>, prefix = ""): string[] {
   return Object.entries(values).flatMap(([key, value]) => {
     const path = prefix + key;
-    return value !== null && typeof value === "object" && !Array.isArray(value)
+    return value !== null && typeof value === "object" && !Array.isArray(value) &&
+        Object.keys(value).length > 0
       ? leafPaths(value as Record<string, unknown>, path + ".")
       : [path];
   });
@@ -480,11 +484,14 @@ export function envLayer(env: Readonly<Record<string, string>>): ConfigLayer {
   return layer;
 }
 
-/** `did you mean X?` for the known name nearest `name`, or the list's size when none is near. */
-function closest(name: string, known: readonly string[]): string {
+/**
+ * `did you mean X?` for the name nearest `name` among `known` and `alsoNear` (names that are
+ * not settings themselves, such as sections), or the size of `known` when none is near.
+ */
+function closest(name: string, known: readonly string[], alsoNear: readonly string[] = []): string {
   let best: string | undefined;
   let bestDistance = Infinity;
-  for (const candidate of known) {
+  for (const candidate of [...known, ...alsoNear]) {
     const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
     if (d < bestDistance) [best, bestDistance] = [candidate, d];
   }
@@ -517,6 +524,13 @@ export function resolveNodeConfig(layers: readonly ConfigLayer[]): ResolvedConfi
     for (const layer of [...layers].reverse()) {
       const by = layer.setBy.get(path);
       if (by !== undefined) return { source: layer.source, by };
+    }
+    // A section (an unknown one, say) has no entry of its own: layers record leaves. The layer
+    // that set a leaf under it set the section.
+    for (const layer of [...layers].reverse()) {
+      for (const [leaf, by] of layer.setBy) {
+        if (leaf.startsWith(`${path}.`)) return { source: layer.source, by };
+      }
     }
     return { source: "default" };
   };
@@ -566,13 +580,20 @@ export function parseNodeConfig(
   const result = nodeConfigSchema.safeParse(raw ?? {});
   if (!result.success) {
     const known = configLeaves().map((leaf) => leaf.path);
+    // An unknown section is near a known section, not a leaf: `htttp` → `http`.
+    const sections = new Set<string>();
+    for (const leaf of known) {
+      for (let dot = leaf.indexOf("."); dot > 0; dot = leaf.indexOf(".", dot + 1)) {
+        sections.add(leaf.slice(0, dot));
+      }
+    }
     const issues = result.error.issues.flatMap((issue) => {
       const at = issue.path.map(String);
       if (issue.code === "unrecognized_keys") {
         return issue.keys.map((key) => {
           const path = [...at, key].join(".");
           const by = setBy(path);
-          const hint = closest(path, known);
+          const hint = closest(path, known, [...sections]);
           return `  ${path}: unknown key (${hint})${by === undefined ? "" : ` [from ${by}]`}`;
         });
       }

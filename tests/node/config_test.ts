@@ -55,6 +55,29 @@ Deno.test("a configuration file that is not JSON is a ConfigError, not a crash",
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("an unknown section in the file is named with a near section and the file", async () => {
+  const dir = await Deno.makeTempDir();
+  const file = `${dir}/c.json`;
+  await Deno.writeTextFile(file, JSON.stringify({ htttp: { port: 1 }, model: { restrt: {} } }));
+  try {
+    await assert.rejects(() => loadNodeConfig(file), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      const from = `\\[from ${file.replaceAll(".", "\\.")}\\]`;
+      assert.match(
+        error.message,
+        new RegExp(`htttp: unknown key \\(did you mean http\\?\\) ${from}`),
+      );
+      assert.match(
+        error.message,
+        new RegExp(`model\\.restrt: unknown key \\(did you mean model\\.restart\\?\\) ${from}`),
+      );
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("the API flags: --api-key and --allow-origin repeat, --api-keys-file names a file; a bad origin is refused", async () => {
   const config = await configFromArgs([
     "--api-key",
