@@ -152,11 +152,23 @@ export async function loadOrCreateOperatorToken(dataDir: string): Promise<string
   const path = join(dataDir, "operator.token");
   try {
     const token = (await Deno.readTextFile(path)).trim();
-    if (token.length >= 16) return token;
+    if (token.length >= 16) {
+      await ownerOnly(path);
+      return token;
+    }
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
   const token = toHex(crypto.getRandomValues(new Uint8Array(TOKEN_BYTES)));
   await Deno.writeTextFile(path, token + "\n", { mode: 0o600 });
+  // `mode` applies only when the file is created: one that was there (too short, rewritten)
+  // keeps its old mode, perhaps world-readable.
+  await ownerOnly(path);
   return token;
+}
+
+/** Make `path` readable by its owner only (a no-op where file modes do not exist). */
+async function ownerOnly(path: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  if (((await Deno.stat(path)).mode ?? 0) & 0o077) await Deno.chmod(path, 0o600);
 }
