@@ -14,7 +14,11 @@ import { ModelRegistry } from "../../inference/model_registry.ts";
 import type { ModelWorkerRestartPolicy } from "../../inference/model_health.ts";
 import { crashModelWorker, FAULTY_WORKER_URL } from "../inference/_worker_faults.ts";
 
-async function start(dataDir: string, extra: Record<string, unknown> = {}): Promise<VeriflowNode> {
+async function start(
+  dataDir: string,
+  extra: Record<string, unknown> = {},
+  log?: (line: string) => void,
+): Promise<VeriflowNode> {
   const config = parseNodeConfig({
     dataDir,
     http: { port: 0 },
@@ -22,7 +26,7 @@ async function start(dataDir: string, extra: Record<string, unknown> = {}): Prom
     heartbeatMs: 0,
     ...extra,
   });
-  return await startNode(config);
+  return await startNode(config, log === undefined ? {} : { log });
 }
 
 Deno.test("a node starts its supervision tree, serves a completion with a verifiable receipt, and its validator records it across a restart", async () => {
@@ -93,16 +97,7 @@ Deno.test("a node starts its supervision tree, serves a completion with a verifi
 Deno.test("a worker started without the validator role is told its work reaches no peer", async () => {
   const dataDir = await Deno.makeTempDir();
   const lines: string[] = [];
-  const node = await startNode(
-    parseNodeConfig({
-      dataDir,
-      http: { port: 0 },
-      network: { listen: { port: 0 } },
-      heartbeatMs: 0,
-      roles: { validator: false },
-    }),
-    { log: (line) => lines.push(line) },
-  );
+  const node = await start(dataDir, { roles: { validator: false } }, (line) => lines.push(line));
   try {
     assert.ok(
       lines.some((l) => l.startsWith("roles: the prover is on and the validator off")),
@@ -271,16 +266,7 @@ Deno.test("a node's validator takes the calibration profiles in <data>/calibrati
 Deno.test("a node whose role crashes in a loop stops with the reason (fatal), instead of restarting its whole tree forever", async () => {
   const dataDir = await Deno.makeTempDir();
   const lines: string[] = [];
-  const node = await startNode(
-    parseNodeConfig({
-      dataDir,
-      http: { port: 0 },
-      network: { listen: { port: 0 } },
-      heartbeatMs: 0,
-      model: { workers: 0 },
-    }),
-    { log: (l) => lines.push(l) },
-  );
+  const node = await start(dataDir, { model: { workers: 0 } }, (l) => lines.push(l));
   let stopped: { fatal?: string } | undefined;
   node.finished.then((s) => (stopped = s));
   try {
