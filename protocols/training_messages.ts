@@ -7,8 +7,8 @@
  * ```
  * training (trainers, coordinators and ledger-keeping nodes serve it)
  *   training.join        { shardSize, shardRoot }       → training.joined { round, model, file }
- *   training.round       { round, startModel, startFile, arch, steps, dataSeed, hyper,
- *                          deadline }                    → training.report { receipt, delta }
+ *   training.round       { round, startModel, startFile, startUpdate?, arch, steps,
+ *                          dataSeed, hyper, deadline }   → training.report { receipt, delta }
  *   training.challenge   { challenge }                  → training.openings { size, parts, sha256 }
  *   training.opening_part { challengeId, index }        → training.part { bytes }
  *   training.receipt     { receipt, terms }               one-way (gossip)
@@ -25,6 +25,11 @@
  * trainer answers with its step openings sealed to the validator — megabytes of training
  * states, fetched in 512 KiB parts — or refuses, or stays silent past the challenge's
  * deadline: then the signed challenge itself convicts it (`opening_missing`).
+ *
+ * A round after the first names its start model's outer update (`startUpdate`: the model before
+ * it and the storage file of the int8 update, `training/outer_step.ts`), so a trainer that holds
+ * the previous model downloads a quarter of the weights' float32 bytes, not the whole model; it
+ * checks what it rebuilds against `startModel` and downloads `startFile` when that fails.
  *
  * An outcome carries what makes it checkable: the signed receipt and the storage file of each
  * delta that went in, in the order they were averaged, so any node can redo the outer step and
@@ -136,6 +141,8 @@ export interface RoundBody {
   startModel: string;
   /** Storage file id of its `model.onnx` (a trainer without it downloads it). */
   startFile: string;
+  /** Its outer update from the previous round's model (a trainer holding that one fetches it). */
+  startUpdate?: { from: string; file: string };
   /** The model's architecture. */
   arch: GptArchitecture;
   /** Local steps H. */
@@ -155,6 +162,7 @@ export const RoundMessage: MessageDefinition<RoundBody, ReportBody> = defineMess
     round: z.number().int().nonnegative(),
     startModel: cid,
     startFile: cid,
+    startUpdate: z.object({ from: cid, file: cid }).optional(),
     arch: ArchitectureSchema,
     steps: z.number().int().min(1).max(100_000),
     dataSeed: z.number().int().refine(Number.isSafeInteger),

@@ -137,3 +137,37 @@ export function decodeInt8Delta(bytes: Uint8Array): Int8Tensor[] {
 export function deltaHash(encoded: Uint8Array): string {
   return sha256Hex(encoded);
 }
+
+/**
+ * Decode and dequantize one report's delta and check it fits the start weights: the same
+ * tensors (no more, no fewer, none twice), each of the same shape, every value finite. The
+ * outer step would otherwise fail on it for the whole round (one trainer's bad delta throwing
+ * away every honest one), or carry a NaN into the next model. `aggregateRound` refuses a report
+ * whose delta fails this, and only that report; a trainer refuses an outer update that fails it.
+ *
+ * @param encoded The report's encoded int8 delta.
+ * @param start The round's start weights.
+ * @returns The dequantized delta.
+ * @throws {TrainingError} `bad_delta` when it is malformed or does not fit.
+ */
+export function decodeFittingDelta(encoded: Uint8Array, start: GptWeights): GptWeights {
+  const tensors = decodeInt8Delta(encoded);
+  const delta = dequantizeDelta(tensors);
+  if (tensors.length !== start.size || delta.size !== start.size) {
+    throw new TrainingError("bad_delta", `delta has ${tensors.length} tensors, not ${start.size}`);
+  }
+  for (const [name, w] of start) {
+    const d = delta.get(name);
+    if (d === undefined) throw new TrainingError("bad_delta", `delta lacks ${name}`);
+    if (d.shape.length !== w.shape.length || d.shape.some((n, i) => n !== w.shape[i])) {
+      throw new TrainingError(
+        "bad_delta",
+        `delta's ${name} is [${d.shape}], not [${w.shape}]`,
+      );
+    }
+    if (!d.data.every(Number.isFinite)) {
+      throw new TrainingError("bad_delta", `delta's ${name} has a value that is not finite`);
+    }
+  }
+  return delta;
+}

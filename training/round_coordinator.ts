@@ -49,7 +49,8 @@ import {
   type LocalHyperParams,
 } from "./local_trainer.ts";
 import type { RoundModel, RoundModels } from "./round_models.ts";
-import { aggregateRound, decodeFittingDelta } from "./training_round.ts";
+import { aggregateRound } from "./training_round.ts";
+import { decodeFittingDelta } from "./int8_delta.ts";
 import { useTrainingBackend } from "./tf_backend.ts";
 import { verifyTrainingReceipt } from "./training_receipt.ts";
 import type { ChallengeOutcome, TrainingValidatorMessage } from "./training_validator.ts";
@@ -288,6 +289,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           round,
           startModel: start.cid,
           startFile: start.file ?? start.cid,
+          startUpdate: start.update,
           arch,
           steps,
           dataSeed: dataSeedOf(round, t.key),
@@ -378,7 +380,10 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           this.#log(`training: round ${round}: delta of ${key.slice(0, 16)} refused (${reason})`);
         }
         accepted = accepted.filter((r) => !excluded.has(r.trainer.key));
-        model = await this.#options.models.publish(arch, result.weights);
+        model = await this.#options.models.publish(arch, result.weights, {
+          from: start.cid,
+          bytes: result.update,
+        });
         momentum = result.momentum;
         await this.#options.serve?.(model.dir);
       } catch (error) {

@@ -8,6 +8,11 @@
  * storage file id is the UnixFS root of the same bytes. What comes back from storage is checked
  * against the CID before it is written, so a holder cannot substitute another model.
  *
+ * A round's model is also published as its **outer update** from the round's start model
+ * (`outer_step.ts`): a node holding that start model fetches the int8 update (a quarter of the
+ * model's float32 weights) and rebuilds the model, checked against the same CID; a node that
+ * lacks the start model, or gets an update that does not give the CID, downloads the model.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -22,6 +27,7 @@ import {
   weightsFromOnnx,
   writeTrainedModel,
 } from "./gpt_weights.ts";
+import { applyOuterUpdate } from "./outer_step.ts";
 import { TrainingError } from "./training_error.ts";
 
 /** How long a model download from storage may take before the round gives up on it. */
@@ -37,6 +43,18 @@ export interface RoundModel {
   file?: string;
   /** Its weights. */
   weights: GptWeights;
+  /** Its outer update from the model before it, when published with one. */
+  update?: ModelUpdate;
+  /** Set when {@link RoundModels.get} fetched it: how, and how many bytes came. */
+  fetched?: { via: "update" | "model"; bytes: number };
+}
+
+/** Where a model's outer update is: the model it applies to, and its storage file id. */
+export interface ModelUpdate {
+  /** CID of the model the update applies to (the round's start model). */
+  from: string;
+  /** Storage file id of the encoded int8 update. */
+  file: string;
 }
 
 /** Options of {@link RoundModels}. */
@@ -59,38 +77,55 @@ export class RoundModels {
   }
 
   /**
-   * Write `weights` as a model directory and publish its `model.onnx` in storage (pinned).
-   * @returns The model, with its file id when storage took it.
+   * Write `weights` as a model directory and publish its `model.onnx` in storage (pinned), with
+   * its outer `update` from the model `from` when given.
+   * @returns The model, with its file id (and its update's) when storage took them.
    */
-  async publish(arch: GptArchitecture, weights: GptWeights): Promise<RoundModel> {
+  async publish(
+    arch: GptArchitecture,
+    weights: GptWeights,
+    update?: { from: string; bytes: Uint8Array },
+  ): Promise<RoundModel> {
     const { cid, dir } = await writeTrainedModel(this.#options.modelsDir, arch, weights);
-    const file = this.#options.storage() === undefined
+    if (this.#options.storage() === undefined) return this.#keep({ cid, dir, weights });
+    const file = await this.putFile(await Deno.readFile(join(dir, "model.onnx")), `${cid}.onnx`);
+    const updateFile = update === undefined
       ? undefined
-      : await this.putFile(await Deno.readFile(join(dir, "model.onnx")), `${cid}.onnx`);
-    return this.#keep({ cid, dir, file, weights });
+      : await this.putFile(update.bytes, `update-${cid}.bin`);
+    return this.#keep({
+      cid,
+      dir,
+      file,
+      weights,
+      update: updateFile === undefined ? undefined : { from: update!.from, file: updateFile },
+    });
   }
 
   /**
-   * The model `cid`: held, on disk, or downloaded from storage by `file` (checked against the
-   * CID, then written as a model directory).
+   * The model `cid`: held, on disk, rebuilt from its outer `update` when this node holds the
+   * model the update applies to, or downloaded from storage by `file` (checked against the CID,
+   * then written as a model directory). An update that is unavailable, malformed or does not
+   * give `cid` falls back to the download.
    * @throws {TrainingError} `model_unavailable` when none of these has it, `model_mismatch` when
    *   the downloaded bytes are another model.
    */
-  async get(cid: string, arch: GptArchitecture, file?: string): Promise<RoundModel> {
-    const held = this.#held.get(cid);
+  async get(
+    cid: string,
+    arch: GptArchitecture,
+    file?: string,
+    update?: ModelUpdate,
+  ): Promise<RoundModel> {
+    const held = this.#held.get(cid) ?? await this.#fromDisk(cid, arch, file);
     if (held !== undefined) return held;
-    const dir = join(this.#options.modelsDir, cid);
-    const local = await Deno.readFile(join(dir, "model.onnx")).catch(() => undefined);
-    if (local !== undefined && cidOf(local) === cid) {
-      return this.#keep({ cid, dir, file, weights: weightsFromOnnx(local, arch) });
-    }
     const storage = this.#options.storage();
+    if (update !== undefined && storage !== undefined) {
+      const rebuilt = await this.#fromUpdate(cid, arch, file, update).catch(() => undefined);
+      if (rebuilt !== undefined) return rebuilt;
+    }
     if (file === undefined || storage === undefined) {
       throw new TrainingError("model_unavailable", `model ${cid} is not here and not fetchable`);
     }
-    const bytes = unwrapReply<Uint8Array>(
-      await storage.ask({ type: "get_bytes", cid: file }, { timeoutMs: FETCH_TIMEOUT_MS }),
-    );
+    const bytes = await this.getFile(file);
     if (cidOf(bytes) !== cid) {
       throw new TrainingError("model_mismatch", `file ${file} is not model ${cid}`);
     }
@@ -100,7 +135,38 @@ export class RoundModels {
       // The builder's graph around these weights is another model: a different architecture.
       throw new TrainingError("model_mismatch", `model ${cid} is not of this architecture`);
     }
-    return this.#keep({ cid, dir: written.dir, file, weights });
+    const model = this.#keep({ cid, dir: written.dir, file, weights });
+    return { ...model, fetched: { via: "model", bytes: bytes.length } };
+  }
+
+  /** The model `cid` from its directory here, when it is there and is that model. */
+  async #fromDisk(
+    cid: string,
+    arch: GptArchitecture,
+    file?: string,
+  ): Promise<RoundModel | undefined> {
+    const dir = join(this.#options.modelsDir, cid);
+    const local = await Deno.readFile(join(dir, "model.onnx")).catch(() => undefined);
+    if (local === undefined || cidOf(local) !== cid) return undefined;
+    return this.#keep({ cid, dir, file, weights: weightsFromOnnx(local, arch) });
+  }
+
+  /** The model `cid` rebuilt from `update`; undefined when its base is not here or not `cid`. */
+  async #fromUpdate(
+    cid: string,
+    arch: GptArchitecture,
+    file: string | undefined,
+    update: ModelUpdate,
+  ): Promise<RoundModel | undefined> {
+    const base = this.#held.get(update.from) ?? await this.#fromDisk(update.from, arch);
+    if (base === undefined) return undefined;
+    const bytes = await this.getFile(update.file);
+    const weights = applyOuterUpdate(base.weights, bytes);
+    // Checked before anything is written: an update that gives another model leaves no trace.
+    if (RoundModels.cidOf(arch, weights) !== cid) return undefined;
+    const written = await writeTrainedModel(this.#options.modelsDir, arch, weights);
+    const model = this.#keep({ cid, dir: written.dir, file, weights, update });
+    return { ...model, fetched: { via: "update", bytes: bytes.length } };
   }
 
   /**

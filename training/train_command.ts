@@ -136,6 +136,8 @@ export interface RoundRecord {
   tokensPerSecond: number;
   /** Encoded int8 deltas of the round, all trainers together. */
   deltaBytes: number;
+  /** The round's encoded int8 outer update (what each trainer of the next round downloads). */
+  updateBytes: number;
   /** Wall time of the round, training and aggregation. */
   roundMs: number;
 }
@@ -281,6 +283,7 @@ export async function trainModel(
         heldOutBitsPerByte: heldOutNow,
         tokensPerSecond: (n * options.steps * tokensPerStep) / (trainMs / 1000),
         deltaBytes: reports.reduce((s, r) => s + r.delta.length, 0),
+        updateBytes: next.update.length,
         roundMs: now() - roundStart,
       };
       rounds.push(record);

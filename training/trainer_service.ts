@@ -245,7 +245,20 @@ export class TrainerService implements Actor<TrainerMessage> {
         `start model ${body.startModel} is not what its round's deltas give (${refused})`,
       );
     }
-    const start = await this.#options.models.get(body.startModel, body.arch, body.startFile);
+    const start = await this.#options.models.get(
+      body.startModel,
+      body.arch,
+      body.startFile,
+      body.startUpdate,
+    );
+    if (start.fetched !== undefined) {
+      this.#log(
+        `trainer: round ${body.round}: start model ${body.startModel.slice(0, 16)}… ` +
+          (start.fetched.via === "update"
+            ? `rebuilt from its outer update (${start.fetched.bytes} bytes)`
+            : `downloaded (${start.fetched.bytes} bytes)`),
+      );
+    }
     const { round, steps } = body;
     const report = await this.#engine!.train(
       {

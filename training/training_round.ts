@@ -14,16 +14,15 @@ import type { GptArchitecture } from "../inference/model_builder.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { TextShard } from "./brown_corpus.ts";
 import { type GptWeights, writeTrainedModel } from "./gpt_weights.ts";
-import {
-  decodeInt8Delta,
-  deltaHash,
-  dequantizeDelta,
-  encodeInt8Delta,
-  quantizeDelta,
-} from "./int8_delta.ts";
+import { decodeFittingDelta, deltaHash, encodeInt8Delta, quantizeDelta } from "./int8_delta.ts";
 import { type LocalHyperParams, trainLocal } from "./local_trainer.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
-import { DEFAULT_OUTER_HYPER_PARAMS, type OuterHyperParams, outerStep } from "./outer_step.ts";
+import {
+  DEFAULT_OUTER_HYPER_PARAMS,
+  type OuterHyperParams,
+  outerStep,
+  quantizeOuterUpdate,
+} from "./outer_step.ts";
 import {
   samplesRootOf,
   signTrainingReceipt,
@@ -155,8 +154,13 @@ export interface AggregateRoundOptions {
 
 /** The aggregator's result. */
 export interface RoundResult {
-  /** The next model's weights. */
+  /** The next model's weights (the start minus the dequantized `update`). */
   weights: GptWeights;
+  /**
+   * The outer update from the start model to this one, int8-encoded (`quantizeOuterUpdate`):
+   * what a trainer holding the start model downloads instead of the whole next model.
+   */
+  update: Uint8Array;
   /** The outer momentum to carry on. */
   momentum: GptWeights;
   /** CID of the next model. */
@@ -171,9 +175,9 @@ export interface RoundResult {
 
 /**
  * The aggregator's half: verify each report (signature, start model, delta hash, a delta that
- * fits the start weights), average the accepted deltas with the outer step and write the next
- * model. A report that fails is refused alone, never the round. Throws `no_reports` when none
- * is acceptable.
+ * fits the start weights), average the accepted deltas with the outer step, quantize the step as
+ * the round's outer update and write the next model. A report that fails is refused alone,
+ * never the round. Throws `no_reports` when none is acceptable.
  */
 export async function aggregateRound(
   reports: readonly TrainerReport[],
@@ -205,46 +209,13 @@ export async function aggregateRound(
     }
   }
   if (deltas.length === 0) throw new TrainingError("no_reports", "no acceptable training report");
-  const { weights, momentum } = outerStep(
+  const stepped = outerStep(
     options.start,
     deltas,
     options.momentum,
     options.outer ?? DEFAULT_OUTER_HYPER_PARAMS,
   );
+  const { weights, update } = quantizeOuterUpdate(options.start, stepped.weights);
   const { cid, dir } = await writeTrainedModel(options.modelsDir, options.arch, weights);
-  return { weights, momentum, cid, dir, accepted, refused };
-}
-
-/**
- * Decode and dequantize one report's delta and check it fits the start weights: the same
- * tensors (no more, no fewer, none twice), each of the same shape, every value finite. The
- * outer step would otherwise fail on it for the whole round (one trainer's bad delta throwing
- * away every honest one), or carry a NaN into the next model. {@link aggregateRound} refuses a
- * report whose delta fails this, and only that report.
- *
- * @param encoded The report's encoded int8 delta.
- * @param start The round's start weights.
- * @returns The dequantized delta.
- * @throws {TrainingError} `bad_delta` when it is malformed or does not fit.
- */
-export function decodeFittingDelta(encoded: Uint8Array, start: GptWeights): GptWeights {
-  const tensors = decodeInt8Delta(encoded);
-  const delta = dequantizeDelta(tensors);
-  if (tensors.length !== start.size || delta.size !== start.size) {
-    throw new TrainingError("bad_delta", `delta has ${tensors.length} tensors, not ${start.size}`);
-  }
-  for (const [name, w] of start) {
-    const d = delta.get(name);
-    if (d === undefined) throw new TrainingError("bad_delta", `delta lacks ${name}`);
-    if (d.shape.length !== w.shape.length || d.shape.some((n, i) => n !== w.shape[i])) {
-      throw new TrainingError(
-        "bad_delta",
-        `delta's ${name} is [${d.shape}], not [${w.shape}]`,
-      );
-    }
-    if (!d.data.every(Number.isFinite)) {
-      throw new TrainingError("bad_delta", `delta's ${name} has a value that is not finite`);
-    }
-  }
-  return delta;
+  return { weights, update, momentum: stepped.momentum, cid, dir, accepted, refused };
 }
