@@ -79,14 +79,17 @@ Deno.test("every configuration leaf has one environment variable", () => {
   assert.equal(layer.setBy.get("storage.quotaBytes"), "VERIFLOW_STORAGE_QUOTA_BYTES");
 });
 
-Deno.test("start --print-config prints every value with its source and starts nothing", async () => {
+Deno.test("start --print-config prints every value with its source, secrets counted only, and starts nothing", async () => {
   const out: string[] = [];
   const io: StartCommandIo = {
     onStopSignal: () => () => {},
     out: (line) => void out.push(line),
     err: (line) => void out.push(`ERR ${line}`),
     now: () => 0,
-    env: () => ({ VERIFLOW_DATA_DIR: "/nonexistent/never-created" }),
+    env: () => ({
+      VERIFLOW_DATA_DIR: "/nonexistent/never-created",
+      VERIFLOW_HTTP_API_KEYS: "sk-first-secret-key-0001,sk-second-secret-key-002",
+    }),
   };
   const code = await runStart(["--print-config", "--port", "0"], io);
   assert.equal(code, 0);
@@ -95,6 +98,9 @@ Deno.test("start --print-config prints every value with its source and starts no
   assert.match(text, /^dataDir\s+"\/nonexistent\/never-created"\s+env VERIFLOW_DATA_DIR$/m);
   assert.match(text, /^model\.size\s+"brown"\s+default$/m);
   assert.match(text, /^model\.dir\s+\(unset\)\s+default$/m);
+  // API keys are secrets: counted, never printed (the output goes into bug reports).
+  assert.match(text, /^http\.apiKeys\s+\(2 values, not shown\)\s+env VERIFLOW_HTTP_API_KEYS$/m);
+  assert.doesNotMatch(text, /secret-key/);
   assert.equal(text.split("\n").length, configLeaves().length);
   await assert.rejects(Deno.stat("/nonexistent/never-created"));
 });
