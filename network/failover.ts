@@ -35,6 +35,30 @@ export const WORKER_LOST_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Codes of a worker's refusal to start a job that another worker need not share: it is full
+ * (`too_many_jobs`, `busy`), its model is gone or failing, it cannot resume, it did not answer
+ * in time, or its connection was lost. Any other refusal (bad parameters, an empty prompt, a
+ * model of another kind) is about the job, and every worker would give it.
+ */
+export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
+  ...WORKER_LOST_CODES,
+  "too_many_jobs",
+  "busy",
+  "request_timeout",
+  "unknown_model",
+  "model_load_failed",
+  "model_worker_failed",
+  "model_disposed",
+  "resume_unsupported",
+]);
+
+/** Whether `error`, refusing a job, is the worker's own (so another worker may take the job). */
+export function isWorkerRefusal(error: unknown): boolean {
+  return isWorkerLost(error) ||
+    (error instanceof VeriflowError && WORKER_REFUSAL_CODES.has(error.code));
+}
+
+/**
  * Most workers one job is tried on, the first included. Each resume costs the client a
  * prefill's wait; a job that lost three workers in a row is better ended with a clear error
  * than chased across a failing network.

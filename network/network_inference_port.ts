@@ -28,7 +28,13 @@ import { toHex } from "../protocols/hash.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import { RemoteInferencePort } from "../inference/remote_port.ts";
 import type { NetworkMessage } from "./network_actor.ts";
-import { type ResumeOutcome, withFailover } from "./failover.ts";
+import {
+  isWorkerRefusal,
+  MAX_WORKERS_PER_JOB,
+  type ResumeOutcome,
+  withFailover,
+  type WorkerAttempt,
+} from "./failover.ts";
 
 /** No connected peer serves inference for the job's model. */
 export class NoWorkerError extends VeriflowError {
@@ -93,7 +99,9 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
-   * Forward `job` to a peer that runs its model. Rejects with {@link NoWorkerError} if none.
+   * Forward `job` to a peer that runs its model: the best one, or the next when it refuses for
+   * a reason of its own (full, its model failing; `isWorkerRefusal`). Rejects with
+   * {@link NoWorkerError} if none serves the model, else with the last refusal.
    * If that worker is lost mid-stream, the job resumes on another from the last token the
    * client got (`failover.ts`); the client sees one unbroken stream, or, when no other worker
    * takes it, the lost worker's code with a message that says so.
@@ -104,12 +112,9 @@ export class NetworkInferencePort implements InferencePort {
    * receipt that fails is withheld, and `done` says why.
    */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
-    const port = await this.#port(job.model);
-    if (port === undefined) throw new NoWorkerError(job.model);
-    const assignedAt = Date.now();
-    const handle = await port.submit(job, options);
+    const first = await this.#start(job, options);
     return withFailover({
-      first: { worker: port.connection.peerKey!, handle, assignedAt },
+      first,
       prefix: options?.resume,
       resume: (exclude, prefix) => this.#resume(job, options, exclude, prefix),
       // The assignment is signed once the job is done, off the first token's path (an ed25519
@@ -122,6 +127,37 @@ export class NetworkInferencePort implements InferencePort {
         return this.#checked(summary, job, attempt.worker, output, assignment);
       },
     });
+  }
+
+  /**
+   * The job's first worker: the best one, or, when it refuses for a reason of its own (full,
+   * its model gone or failing, its connection lost before the job started), the next best, up
+   * to {@link MAX_WORKERS_PER_JOB} of them. A refusal about the job itself (bad parameters, an
+   * empty prompt) would be every worker's, and goes to the client at once.
+   * @throws {NoWorkerError} when no worker serves the model; else the last worker's refusal.
+   */
+  async #start(job: TextJob, options: SubmitOptions | undefined): Promise<WorkerAttempt> {
+    const refusedBy: Uint8Array[] = [];
+    let refusal: unknown;
+    while (refusedBy.length < MAX_WORKERS_PER_JOB) {
+      // After a refusal, a lookup that fails ends the search with that refusal.
+      const port = await this.#port(job.model, refusedBy).catch((error) => {
+        if (refusedBy.length === 0) throw error;
+        return undefined;
+      });
+      if (port === undefined) break;
+      const worker = port.connection.peerKey!;
+      const assignedAt = Date.now();
+      try {
+        return { worker, handle: await port.submit(job, options), assignedAt };
+      } catch (error) {
+        if (!isWorkerRefusal(error)) throw error;
+        refusedBy.push(worker);
+        refusal = error;
+      }
+    }
+    if (refusedBy.length === 0) throw new NoWorkerError(job.model);
+    throw refusal;
   }
 
   /** Start `job` again on a worker not in `exclude`, from after `prefix`. */

@@ -213,6 +213,7 @@ async function startWorker(
   name: string,
   model: GenerativeModel,
   proofs: Proofs,
+  limits: { concurrency?: number; queueLimit?: number } = {},
 ) {
   const identity = Identity.generate();
   const models = new StaticModels([model]);
@@ -223,7 +224,7 @@ async function startWorker(
   };
   const inference = await system.spawn<InferenceMessage>({
     name: `${name}/inference`,
-    factory: () => new InferenceActor({ models, prover }),
+    factory: () => new InferenceActor({ models, prover, ...limits }),
   });
   const [a, b] = memoryDuplexPair();
   const link = severable(a);
@@ -254,6 +255,7 @@ type Worker = Awaited<ReturnType<typeof startWorker>>;
 async function routerWith(
   count: number,
   runs: (tiny: TextModel, worker: number) => GenerativeModel = (tiny) => tiny,
+  limits: (worker: number) => { concurrency?: number; queueLimit?: number } = () => ({}),
 ) {
   const model = await loadTinyModel();
   const system = new ActorSystem({ name: "failover-test" });
@@ -261,7 +263,7 @@ async function routerWith(
   const workers: Worker[] = [];
   const served = Array.from({ length: count }, (_, i) => runs(model, i));
   for (let i = 0; i < count; i++) {
-    workers.push(await startWorker(system, `worker${i}`, served[i], proofs));
+    workers.push(await startWorker(system, `worker${i}`, served[i], proofs, limits(i)));
   }
   const network = await system.spawn<NetworkMessage>({
     name: "router/network",
@@ -480,6 +482,39 @@ Deno.test("a client that cancels mid-stream is not failed over: the job stops on
     // Nobody was asked to resume it: the second worker never started a job.
     const stats = await t.port.stats();
     assertEquals(stats.jobsStarted, 1);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a job the chosen worker refuses for a reason of its own (it is full) starts on the next worker; a refusal about the job itself is not retried", async () => {
+  // Worker 0, the router's first choice, runs one job at a time and queues none; its model
+  // computes a step only when the test lets it, so the first job holds worker 0's one slot.
+  const gated = new ScriptedModel({ contextLength: 64, gated: true });
+  const t = await routerWith(
+    2,
+    (_tiny, i) => i === 0 ? gated : new ScriptedModel({ contextLength: 64 }),
+    (i) => i === 0 ? { concurrency: 1, queueLimit: 0 } : {},
+  );
+  try {
+    const busy = await t.port.submit(t.job("occupies worker 0"));
+    const handle = await t.port.submit(t.job("refused by worker 0"));
+    const tokens = await readTokens(handle.tokens.getReader());
+    assert(tokens.length > 0, "the job ran");
+    const summary = await handle.done;
+    assertEquals(summary.finishReason, "length");
+    assertEquals(
+      toHex(parseReceipt(summary.receipt).worker),
+      toHex(t.workers[1].identity.publicKey),
+      "worker 1 ran it",
+    );
+    busy.cancel();
+    gated.release(1_000);
+    await busy.done;
+    // Bad parameters are the job's fault: every worker would refuse; the client hears at once.
+    const bad = { ...t.job("bad"), prompt: "" };
+    const error = await assertRejects(() => t.port.submit(bad), VeriflowError);
+    assertEquals(error.code, "empty_prompt");
   } finally {
     await t.close();
   }
