@@ -1,9 +1,9 @@
 /**
  * The two ways a `/v1` route answers an accepted job: server-sent events (`stream: true`:
  * `data: {chunk}` lines ending with `data: [DONE]`) or one JSON body once the job has ended.
- * Both run the tokens through a {@link StopTrimmer} (a matched stop sequence is not returned;
- * it is named in `veriflow_stop`, so `text + veriflow_stop` is the output the receipt commits
- * to), and both end with `veriflow_job_id` and, when the node runs a prover,
+ * Both run the tokens through a {@link StopTrimmer} (a matched stop sequence, and any text its
+ * last token carried after it, is not returned; it comes in `veriflow_stop`, so
+ * `text + veriflow_stop` is the output the receipt commits to), and both end with `veriflow_job_id` and, when the node runs a prover,
  * `veriflow_receipt` (byte strings as hex).
  *
  * A client that disconnects cancels its job: both answers are response-body streams whose

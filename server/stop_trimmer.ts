@@ -1,9 +1,10 @@
 /**
  * OpenAI's `stop` convention for the `/v1` routes: a matched stop sequence is not part of the
- * returned text. The model stops *after* its output ends with a stop sequence (the receipt
- * commits to that output, stop included), so the edge holds back the tokens whose text could
- * be the start of a stop sequence until the next token shows it is not, and drops the matched
- * sequence at the end. Whole tokens are held, so each released piece carries the tokens (and
+ * returned text. The model stops *after* the token with which its output contains a stop
+ * sequence (the receipt commits to that output, stop included), so the edge holds back the
+ * tokens whose text could be the start of a stop sequence until the next token shows it is
+ * not, and drops the matched sequence — and anything the last token carried after it — at the
+ * end. Whole tokens are held, so each released piece carries the tokens (and
  * logprobs) it came from; the tokens of a character still incomplete are held with the one that
  * completes it, so a trimmed stop sequence takes all its tokens with it.
  *
@@ -29,7 +30,11 @@ export interface TextPiece {
 export interface TrimmedEnd {
   /** What was still held, minus the matched stop sequence. */
   piece: TextPiece;
-  /** The stop sequence the output ended with, when it ended on one. */
+  /**
+   * When the output ended on a stop sequence: the output after the returned text — the matched
+   * sequence, and whatever the token that completed it carried after it. The text released
+   * plus this is the whole output, what the receipt signs.
+   */
   stop?: string;
 }
 
@@ -79,27 +84,40 @@ export class StopTrimmer {
     return { text, tokens };
   }
 
-  /** Release the rest at the end of the job; a job that ended on a stop loses the sequence. */
+  /**
+   * Release the rest at the end of the job. A job that ended on a stop sequence loses it and
+   * whatever followed it: the model stops once its output *contains* a stop sequence, and with
+   * multi-character tokens the token that completes it may carry more text after it.
+   */
   finish(reason: FinishReason): TrimmedEnd {
-    const stop = reason === "stop"
-      ? this.#stops
-        .filter((s) => this.#heldText.endsWith(s))
-        .reduce<string | undefined>(
-          (a, b) => (a === undefined || b.length > a.length ? b : a),
-          undefined,
-        )
-      : undefined;
-    const cut = this.#heldText.length - (stop?.length ?? 0);
+    // The earliest occurrence (the longest sequence, when several start there) is the one that
+    // stopped the model: an earlier one would have stopped it sooner, and none can start in the
+    // text already released (a possible stop start is always held).
+    let cut = this.#heldText.length;
+    let matched = false;
+    if (reason === "stop") {
+      let length = 0;
+      for (const stop of this.#stops) {
+        const at = this.#heldText.indexOf(stop);
+        if (at < 0) continue;
+        if (!matched || at < cut || (at === cut && stop.length > length)) {
+          cut = at;
+          length = stop.length;
+          matched = true;
+        }
+      }
+    }
     const tokens: StreamedToken[] = [];
     let offset = 0;
     for (const token of this.#held) {
       // A token counts when some of its text is kept (an empty one, when it comes before the cut).
-      if (offset < cut || (offset === cut && token.text === "" && stop === undefined)) {
+      if (offset < cut || (offset === cut && token.text === "" && !matched)) {
         tokens.push(token);
       }
       offset += token.text.length;
     }
     const piece = { text: this.#heldText.slice(0, cut), tokens };
+    const stop = matched ? this.#heldText.slice(cut) : undefined;
     this.#held = [];
     this.#heldText = "";
     return stop === undefined ? { piece } : { piece, stop };

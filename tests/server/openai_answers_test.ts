@@ -91,3 +91,30 @@ Deno.test("A trimmed stop that starts with a multi-byte character takes all its 
     "Hi",
   );
 });
+
+Deno.test("A stop sequence that ends inside a multi-character token is trimmed with what followed it; veriflow_stop is the rest of the signed output", async () => {
+  // Two-letter tokens, as a BPE tokenizer makes: "km" is inside "bk" + "mj", and the model
+  // stopped after "mj" because its output then contained "km".
+  const tokens = (): StreamedToken[] => [
+    { index: 0, tokenId: 1, text: "bk", logprob: -0.1 },
+    { index: 1, tokenId: 2, text: "mj", logprob: -0.2, finishReason: "stop" },
+  ];
+  const options = { ...OPTIONS, stops: ["xx", "km"] };
+  const full = await (await fullAnswer(scriptedHandle(tokens()), COMPLETION_SHAPE, options)).json();
+  assertEquals(full.choices[0].text, "b");
+  assertEquals(full.veriflow_stop, "kmj");
+  assertEquals(full.choices[0].text + full.veriflow_stop, "bkmj", "the whole output, as signed");
+  assertEquals(full.choices[0].logprobs.tokens, ["bk"]);
+
+  const streamed = await sseChoices(sseAnswer(scriptedHandle(tokens()), COMPLETION_SHAPE, options));
+  assertEquals(streamed.map((c) => c.text).join(""), "b");
+  assertEquals(streamed.at(-1)!.finish_reason, "stop");
+
+  // Several stops in the last token: the earliest one stopped the model.
+  const both = await (await fullAnswer(
+    scriptedHandle([{ index: 0, tokenId: 3, text: "a.\n\nb", finishReason: "stop" }]),
+    COMPLETION_SHAPE,
+    { ...options, stops: ["b", "\n\n"] },
+  )).json();
+  assertEquals([both.choices[0].text, both.veriflow_stop], ["a.", "\n\nb"]);
+});
