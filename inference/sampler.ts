@@ -3,8 +3,9 @@
  * pure function that workers run while generating and validators run again over teacher-forced
  * logits, so every step is spelled out and fixed (see `docs/MODELS.md`, "Sampling rule"):
  *
- * 1. **Greedy** (`temperature === 0`): the token with the largest logit; ties go to the
- *    smallest id. NaN counts as −∞. `topK`/`topP` are ignored.
+ * 1. **Greedy** (`temperature` below `MIN_SAMPLING_TEMPERATURE`, 1e-6, 0 included:
+ *    `isGreedyTemperature` in `protocols/job.ts`): the token with the largest logit; ties go to
+ *    the smallest id. NaN counts as −∞. `topK`/`topP` are ignored.
  * 2. **Order**: all ids sorted by logit descending, ties by id ascending. Ids whose logit is −∞
  *    or NaN are dropped (probability 0).
  * 3. **Top-k** (`topK > 0`): keep the first `topK` ids of that order.
@@ -33,7 +34,7 @@
  *
  * @module
  */
-import { GENERATION_LIMITS, type GenerationParams } from "../protocols/job.ts";
+import { GENERATION_LIMITS, type GenerationParams, isGreedyTemperature } from "../protocols/job.ts";
 import { counterUniform } from "./counter_rng.ts";
 import { InvalidGenerationParamsError } from "./errors.ts";
 
@@ -97,7 +98,7 @@ export function argmax(logits: ArrayLike<number>): number {
 }
 
 /**
- * Steps 2–5 of the rule: the ids a sampled (temperature > 0) position can produce and their
+ * Steps 2–5 of the rule: the ids a sampled (not greedy) position can produce and their
  * probabilities. Throws {@link InvalidGenerationParamsError} when every logit is −∞/NaN.
  */
 export function samplingDistribution(
@@ -211,12 +212,14 @@ export function sampleToken(
   position: number,
 ): SampledToken {
   validateSamplingParams(params);
-  if (params.temperature === 0) return { token: argmax(logits) };
+  if (isGreedyTemperature(params.temperature)) return { token: argmax(logits) };
   const { ids } = keptIds(logits, params, false);
   const noise = raceNoise(params.seed, position);
-  let token = -1;
-  let best = -Infinity;
-  for (const id of ids) {
+  // The first kept id starts the race, so a token is always one of them (keptIds keeps ≥ 1).
+  let token = ids[0];
+  let best = logits[token] / params.temperature + noise(token);
+  for (let j = 1; j < ids.length; j++) {
+    const id = ids[j];
     const score = logits[id] / params.temperature + noise(id);
     if (score > best || (score === best && id < token)) {
       best = score;

@@ -18,7 +18,8 @@
  *   `sigmas` standard deviations; σ = ∞ (the defaults) leaves only the worst case.
  *
  * Rules:
- * - greedy: the token's logit must be within 2ε of the largest logit;
+ * - greedy (a temperature below `MIN_SAMPLING_TEMPERATURE`, as the sampler reads it): the
+ *   token's logit must be within 2ε of the largest logit;
  * - sampled: the token must be possibly kept by top-k and top-p, and its score
  *   `l/T + g` (the race noise g of `raceNoise(seed, t)`) within 2ε/T of the best score among the
  *   other ids that are definitely kept. An honest worker's token beat all of those on its own
@@ -29,7 +30,7 @@
  *
  * @module
  */
-import type { GenerationParams } from "../protocols/job.ts";
+import { type GenerationParams, isGreedyTemperature } from "../protocols/job.ts";
 import { raceNoise } from "../inference/sampler.ts";
 
 /** Tolerances of the sampling check: how far an honest worker's logits may be from ours. */
@@ -103,13 +104,14 @@ export function checkSampledToken(
     return { ok: false, lo: Infinity, hi: eps2 };
   }
   if (!(logits[offset + token] > -Infinity)) return { ok: false, lo: Infinity, hi: eps2 };
-  if (params.temperature === 0) {
+  if (isGreedyTemperature(params.temperature)) {
     let max = -Infinity;
     for (let i = 0; i < vocabSize; i++) {
       const v = logits[offset + i];
       if (v > max) max = v;
     }
-    const gap = max - logits[offset + token];
+    // Equal logits are no gap, +∞ ones included (∞ − ∞ would be NaN, a failure).
+    const gap = max === logits[offset + token] ? 0 : max - logits[offset + token];
     return { ok: gap <= eps2, lo: gap, hi: eps2 };
   }
   const race = new ToleratedRace(logits, offset, vocabSize, position, params, tolerance);
@@ -138,7 +140,7 @@ export function admissibleTokens(
   vocabSize: number = logits.length - offset,
 ): number[] {
   const ids: number[] = [];
-  if (params.temperature === 0) {
+  if (isGreedyTemperature(params.temperature)) {
     for (let id = 0; id < vocabSize; id++) {
       if (checkSampledToken(logits, id, position, params, tolerance, offset, vocabSize).ok) {
         ids.push(id);
@@ -238,7 +240,9 @@ class ToleratedRace {
   deficit(token: number): number {
     if (!this.#possible[token]) return Infinity;
     const rival = this.#best[0].id === token ? this.#best[1] : this.#best[0];
-    return rival.score - this.#score[token];
+    const score = this.#score[token];
+    // Equal scores are a tie, infinite ones included (∞ − ∞ would be NaN, a failure).
+    return rival.score === score ? 0 : rival.score - score;
   }
 
   /**
@@ -286,8 +290,13 @@ class ToleratedRace {
     const total = s.w + r.w;
     if (!(total > 0)) return dir < 0 ? 0 : 1;
     const tol = this.#tol;
-    const up = Math.exp((dir * tol.logitEps) / this.#t);
-    const worst = (s.w * up) / (s.w * up + r.w / up);
+    // `S·u / (S·u + R/u)` with u = e^{dir·ε/T}, written so that u overflowing at a small T
+    // gives 0 or 1 rather than ∞/∞.
+    const worst = s.w <= 0
+      ? 0
+      : r.w <= 0
+      ? 1
+      : s.w / (s.w + r.w * Math.exp((-2 * dir * tol.logitEps) / this.#t));
     if (!Number.isFinite(tol.logitSigma)) return worst;
     const c = s.w / total;
     const sd = (tol.logitSigma / this.#t) * Math.sqrt((1 - c) ** 2 * s.q + c * c * r.q) / total;

@@ -11,11 +11,14 @@ import { z } from "zod";
 import { encodeCanonical } from "./cbor.ts";
 import { sha256Hex } from "./hash.ts";
 
-/** Decoding parameters of a text job. `temperature: 0` means greedy (argmax). */
+/**
+ * Decoding parameters of a text job. `temperature: 0` (or any temperature below
+ * {@link MIN_SAMPLING_TEMPERATURE}) means greedy (argmax).
+ */
 export interface GenerationParams {
   /** Maximum number of new tokens. */
   maxTokens: number;
-  /** Softmax temperature; 0 selects greedy decoding. */
+  /** Softmax temperature; 0 (below {@link MIN_SAMPLING_TEMPERATURE}) selects greedy decoding. */
   temperature: number;
   /** Keep only the k most likely tokens before sampling; 0 disables. */
   topK: number;
@@ -25,6 +28,38 @@ export interface GenerationParams {
   seed: number;
   /** Generation stops after the output ends with any of these strings. */
   stop: string[];
+}
+
+/**
+ * The smallest temperature that samples: below it (0 included) a job decodes greedily, in the
+ * sampler (`inference/sampler.ts`) and in the validator's sampling check
+ * (`proof/sampling_check.ts`) alike, through {@link isGreedyTemperature}. The job keeps the
+ * temperature it was signed with; only the rule reads it this way.
+ *
+ * Why: the race scores `l/T` overflow float64 to ±∞ for a denormal T (5e-324 passes the job
+ * schema), and ∞ − ∞ is NaN, so the check could not compare the scores the sampler picked from.
+ * Why 1e-6: the race can only pick an id whose logit is within 41·T of the largest (the span of
+ * its Gumbel noise), so below 1e-6 it picks within 4.1e-5 nats of the largest, a fifth of the
+ * smallest 2ε any calibration gives (ε ≥ 1e-4): the greedy check accepts whatever the race could
+ * have picked, and the race check (allowance 2ε/T ≥ 200) accepts the argmax, so a worker and a
+ * validator on either side of this rule agree. At and above it, every score of a finite float32
+ * logit is finite.
+ */
+export const MIN_SAMPLING_TEMPERATURE = 1e-6;
+
+/**
+ * True when `temperature` selects greedy decoding: below {@link MIN_SAMPLING_TEMPERATURE}.
+ *
+ * @example
+ * ```ts
+ * import { isGreedyTemperature } from "./job.ts";
+ * isGreedyTemperature(0); // true
+ * isGreedyTemperature(5e-324); // true
+ * isGreedyTemperature(0.7); // false
+ * ```
+ */
+export function isGreedyTemperature(temperature: number): boolean {
+  return temperature < MIN_SAMPLING_TEMPERATURE;
 }
 
 /** Defaults for {@link GenerationParams}: greedy, 64 tokens. */
@@ -73,7 +108,10 @@ export interface TextJob {
 export interface GenerationLimits {
   /** Largest `params.maxTokens` (the smallest is 1). */
   readonly maxTokens: number;
-  /** Largest `params.temperature` (the smallest is 0, greedy). */
+  /**
+   * Largest `params.temperature` (the smallest is 0; below {@link MIN_SAMPLING_TEMPERATURE} is
+   * greedy).
+   */
   readonly maxTemperature: number;
   /** Largest `params.topK` (0 disables the cut). */
   readonly maxTopK: number;

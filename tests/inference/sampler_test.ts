@@ -10,7 +10,7 @@ import {
 import { counterUniform } from "../../inference/counter_rng.ts";
 import { InvalidGenerationParamsError } from "../../inference/errors.ts";
 import { sha256 } from "../../protocols/hash.ts";
-import { GENERATION_LIMITS } from "../../protocols/job.ts";
+import { GENERATION_LIMITS, MIN_SAMPLING_TEMPERATURE } from "../../protocols/job.ts";
 
 const P = (p: Partial<SamplingParams> = {}): SamplingParams => ({
   temperature: 1,
@@ -70,6 +70,27 @@ Deno.test("greedy picks the largest logit and breaks ties toward the smallest id
   assert.equal(argmax(logits), 1);
   assert.equal(sampleToken(logits, P({ temperature: 0 }), 0).token, 1);
   for (let t = 0; t < 20; t++) assert.equal(sampleToken(logits, P({ temperature: 0 }), t).token, 1);
+});
+
+Deno.test("a temperature below MIN_SAMPLING_TEMPERATURE is greedy; the token is always a kept id", () => {
+  // l/T overflows float64 for a denormal T: every score is ±∞. The sampler used to start its
+  // race at −∞ and, with every logit negative, returned token −1.
+  const negative = new Float32Array([-1, -2, -0.5, -3]);
+  const positive = new Float32Array([0.2, 3, 1, 3]);
+  for (const temperature of [5e-324, 1e-300, MIN_SAMPLING_TEMPERATURE / 2]) {
+    for (let t = 0; t < 20; t++) {
+      assert.equal(sampleToken(negative, P({ temperature }), t).token, 2, `T=${temperature}`);
+      assert.equal(sampleToken(positive, P({ temperature }), t).token, 1, `T=${temperature}`);
+      assert.equal(sampleToken(negative, P({ temperature, topK: 2, topP: 0.5 }), t).token, 2);
+    }
+  }
+  // From the bound up it samples, and picks a kept id whatever the logits' sign.
+  for (const temperature of [MIN_SAMPLING_TEMPERATURE, 1e-3, 1]) {
+    for (let t = 0; t < 50; t++) {
+      const { token } = sampleToken(negative, P({ temperature }), t);
+      assert.ok(token >= 0 && token < negative.length, `T=${temperature}: token ${token}`);
+    }
+  }
 });
 
 Deno.test("sampling order is by logit descending with ties by id ascending, -Infinity dropped", () => {

@@ -6,6 +6,7 @@ import {
   type SamplingTolerance,
 } from "../../proof/sampling_check.ts";
 import { sampleToken } from "../../inference/sampler.ts";
+import { MIN_SAMPLING_TEMPERATURE } from "../../protocols/job.ts";
 import { gaussian } from "./_models.ts";
 
 const rows = (n: number, seed: number) => {
@@ -35,6 +36,38 @@ Deno.test("sampling check: greedy accepts the argmax and near-ties, rejects a cl
   assert.equal(checkSampledToken(l, 2, 0, p, CALIBRATED).ok, false, "not within a calibrated 2ε");
   assert.equal(checkSampledToken(l, 0, 0, p).ok, false);
   assert.equal(checkSampledToken(l, 9, 0, p).ok, false, "outside the vocabulary");
+});
+
+Deno.test("sampling check: near-zero temperatures accept the sampler's token (no ∞ − ∞)", () => {
+  // At a denormal T, l/T is ±∞ for every logit: the deficit of the sampler's token was
+  // ∞ − ∞ = NaN, and `NaN <= allowed` failed. Just above MIN_SAMPLING_TEMPERATURE, e^{ε/T}
+  // overflowed the top-p bound (∞/∞). Both convicted an honest worker.
+  for (const temperature of [5e-324, 1e-300, 1e-7, MIN_SAMPLING_TEMPERATURE, 2e-6, 1e-4]) {
+    for (const s of [{ topK: 0, topP: 1 }, { topK: 5, topP: 0.9 }, { topK: 0, topP: 0.5 }]) {
+      for (const tol of [DEFAULT_SAMPLING_TOLERANCE, CALIBRATED]) {
+        for (const [i, row] of rows(20, 31).entries()) {
+          const params = { ...s, temperature, seed: 9 };
+          const { token } = sampleToken(row, params, i);
+          const check = checkSampledToken(row, token, i, params, tol);
+          assert.ok(check.ok, `T=${temperature} ${JSON.stringify(s)}: ${check.lo} > ${check.hi}`);
+          assert.ok(admissibleTokens(row, i, params, tol).includes(token));
+        }
+      }
+    }
+  }
+});
+
+Deno.test("sampling check: equal infinite logits are a tie, greedy or sampled", () => {
+  const l = new Float32Array([1, Infinity, Infinity, -Infinity]);
+  for (const temperature of [0, 0.7]) {
+    const params = { temperature, topK: 0, topP: 1, seed: 3 };
+    for (let t = 0; t < 10; t++) {
+      const { token } = sampleToken(l, params, t);
+      assert.equal(token, 1, "the smallest of the +∞ ids");
+      assert.ok(checkSampledToken(l, token, t, params).ok, `T=${temperature}`);
+      assert.equal(checkSampledToken(l, 0, t, params).ok, false);
+    }
+  }
 });
 
 Deno.test("sampling check: a token drawn from logits within the tolerance of the validator's always passes", () => {
