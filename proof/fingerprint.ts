@@ -93,11 +93,18 @@ export function projectionSigns(vocabSize: number): Int8Array {
  * Compute the fingerprint of the logits `logits[offset .. offset+vocabSize)` for `token`.
  * Sums run in float64 so the prover's and validator's own arithmetic adds no noise.
  *
+ * Masked ids are allowed, as the sampler allows them: a −∞ or NaN logit has probability 0 (NaN
+ * counts as −∞, so a token at one has `logProb` −∞, which the codes clamp to −64 nats), and the
+ * projection's mean and sum run over the finite logits only, so one masked id does not turn
+ * the whole sketch into NaN. (It is still divided by √V: a row without masked ids gives exactly
+ * what it always did.) A row without a finite logit has projection 0.
+ *
  * @example
  * ```ts
  * import { fingerprintOf } from "./fingerprint.ts";
  * const fp = fingerprintOf(new Float32Array([1, 2, 3, 4]), 3);
  * fp.logProb < 0; // true
+ * Number.isFinite(fingerprintOf(new Float32Array([1, -Infinity, 3]), 0).projection); // true
  * ```
  */
 export function fingerprintOf(
@@ -112,21 +119,51 @@ export function fingerprintOf(
   const signs = projectionSigns(vocabSize);
   let max = -Infinity;
   let sum = 0;
+  let finite = 0;
   for (let i = 0; i < vocabSize; i++) {
     const v = logits[offset + i];
     if (v > max) max = v;
-    sum += v;
+    if (Number.isFinite(v)) {
+      sum += v;
+      finite++;
+    }
   }
-  const mean = sum / vocabSize;
+  const mean = finite > 0 ? sum / finite : 0;
   let expSum = 0;
   let proj = 0;
   for (let i = 0; i < vocabSize; i++) {
     const v = logits[offset + i];
+    if (!Number.isFinite(v)) continue;
     expSum += Math.exp(v - max);
     proj += signs[i] * (v - mean);
   }
-  const lse = max + Math.log(expSum);
-  return { logProb: logits[offset + token] - lse, projection: proj / Math.sqrt(vocabSize) };
+  return {
+    logProb: logProbOf(logits[offset + token], max, expSum, logits, offset, vocabSize),
+    projection: proj / Math.sqrt(vocabSize),
+  };
+}
+
+/**
+ * `l − logsumexp(row)` over the ids the sampler keeps (logit > −∞; NaN counts as −∞), given the
+ * row's largest logit and `Σ e^{l − max}` over its finite logits. A +∞ logit takes all the mass,
+ * shared with the other +∞ ones.
+ */
+function logProbOf(
+  l: number,
+  max: number,
+  expSum: number,
+  logits: Float32Array,
+  offset: number,
+  vocabSize: number,
+): number {
+  if (!(l > -Infinity) || !(max > -Infinity)) return -Infinity;
+  if (max === Infinity) {
+    if (l !== Infinity) return -Infinity;
+    let tied = 0;
+    for (let i = 0; i < vocabSize; i++) if (logits[offset + i] === Infinity) tied++;
+    return -Math.log(tied);
+  }
+  return l - (max + Math.log(expSum));
 }
 
 /** The 16-bit codes of a fingerprint: `[round(−logProb/step) as u16, round(proj/step) as i16]`. */

@@ -239,14 +239,14 @@ export async function validateReceipt(
       outcome,
       reason,
       ...(fraudProof ? { fraudProof: fraudProofHash(fraudProof) } : {}),
-      details: {
+      details: finiteDetails({
         ...details,
         positions: stats.positions,
         maxDistance: round6(stats.maxDistance),
         meanScore: round6(stats.meanScore),
         calibrated: stats.calibrated,
         samplingFailures: stats.samplingFailures,
-      },
+      }),
       issuedAt,
     }, validator);
     return { verdict, fraudProof, stats };
@@ -394,8 +394,8 @@ export async function validateReceipt(
     return r && withValues
       ? {
         position,
-        logProb: r.fingerprint.logProb,
-        projection: r.fingerprint.projection,
+        logProb: finiteOr(r.fingerprint.logProb),
+        projection: finiteOr(r.fingerprint.projection),
         lo: finiteOr(r.sampling.lo),
         hi: finiteOr(r.sampling.hi),
       }
@@ -456,8 +456,21 @@ export function tensorsDiffer(
 /** Cited positions beyond this many carry no recomputed values (a prefix of the mean test). */
 const CITED_VALUES_MAX = 8;
 
+/**
+ * A recomputed value as a fraud proof may carry it: finite, or left out. The schemas refuse
+ * NaN and ±∞, so one such number made the whole signed proof malformed (the accuser refuted).
+ */
 function finiteOr(x: number): number | undefined {
   return Number.isFinite(x) ? x : undefined;
+}
+
+/** A verdict's details without NaN or ±∞ (left out): the verdict schema refuses them. */
+function finiteDetails(
+  details: Record<string, string | number | boolean>,
+): Record<string, string | number | boolean> {
+  return Object.fromEntries(
+    Object.entries(details).filter(([, v]) => typeof v !== "number" || Number.isFinite(v)),
+  );
 }
 
 function round6(x: number): number {

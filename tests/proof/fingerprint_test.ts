@@ -12,6 +12,7 @@ import {
   type FingerprintTolerance,
   fingerprintViolation,
   meanScoreLimit,
+  projectionSigns,
   readFingerprint,
   writeFingerprint,
 } from "../../proof/fingerprint.ts";
@@ -36,6 +37,43 @@ Deno.test("fingerprint: logProb is the token's log-softmax and is shift invarian
   const shifted = l.map((v) => v + 10);
   const a = fingerprintOf(l, 2), b = fingerprintOf(shifted, 2);
   assert.ok(Math.abs(a.logProb - b.logProb) < 1e-5 && Math.abs(a.projection - b.projection) < 1e-5);
+});
+
+Deno.test("fingerprint: masked (−∞, NaN) logits are left out of the projection, as the sampler leaves them out", () => {
+  // A −∞ logit made the mean −∞ and the projection NaN: the worker's codes read NaN as 0, the
+  // validator's score read it as ∞, and every honest position of a masked model was "fraud".
+  const l = logits(7);
+  const masked = l.slice();
+  masked[3] = -Infinity;
+  masked[200] = NaN;
+  const signs = projectionSigns(masked.length);
+  /** The projection as defined, over the logits `use` admits. */
+  const projection = (row: Float32Array, use: (v: number) => boolean) => {
+    let sum = 0, n = 0;
+    for (const v of row) if (use(v)) (sum += v, n++);
+    let p = 0;
+    row.forEach((v, i) => use(v) && (p += signs[i] * (v - sum / n)));
+    return p / Math.sqrt(row.length);
+  };
+  const kept = [...masked].filter((v) => v > -Infinity);
+  const lse = Math.log(kept.reduce((a, v) => a + Math.exp(v), 0));
+  for (const token of [0, 5, 259]) {
+    const fp = fingerprintOf(masked, token);
+    assert.ok(Math.abs(fp.projection - projection(masked, Number.isFinite)) < 1e-9);
+    // logProb is the log-softmax over the kept ids: masked ids have probability 0.
+    assert.ok(Math.abs(fp.logProb - (masked[token] - lse)) < 1e-6, `token ${token}`);
+  }
+  // A masked token has probability 0: −∞, which the codes clamp like any value out of range.
+  for (const token of [3, 200]) {
+    const fp = fingerprintOf(masked, token);
+    assert.equal(fp.logProb, -Infinity);
+    const out = new Uint8Array(FINGERPRINT_BYTES);
+    writeFingerprint(out, 0, fp);
+    assert.ok(fingerprintScore(readFingerprint(out, 0), fp, TOL) < 1);
+  }
+  // A row without masked ids is fingerprinted exactly as before; one with none finite, 0.
+  assert.equal(fingerprintOf(l, 5).projection, projection(l, () => true));
+  assert.equal(fingerprintOf(new Float32Array([-Infinity, NaN]), 1).projection, 0);
 });
 
 Deno.test("fingerprint: quantized round trip stays within half a step; 4 bytes per position", () => {
