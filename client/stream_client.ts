@@ -25,15 +25,32 @@ import type {
 /** The server refused or failed a request (`code` is the server's error code). */
 export class StreamRequestError extends VeriflowError {}
 
+/** What a {@link StreamClosedError} knows beyond its message. */
+export interface StreamClosedDetails {
+  /** The HTTP status the server refused the upgrade with (401 no API key, 404, 503 starting). */
+  httpStatus?: number;
+  /** The WebSocket close code the server sent (1009 a message too big, 1008 a policy, …). */
+  closeCode?: number;
+  /** The close reason the server sent with it. */
+  closeReason?: string;
+  /** Which wait ran out: the connection (`connect`) or a running job's next message (`idle`). */
+  timeout?: "connect" | "idle";
+}
+
 /** The socket closed or failed before the job ended. */
 export class StreamClosedError extends VeriflowError {
+  /** What is known beyond the message (see {@link StreamClosedDetails}). */
+  readonly details: StreamClosedDetails;
+
   /**
    * Create it.
    *
    * @param message What happened.
+   * @param details The HTTP status, close code and reason, or the timeout, where known.
    */
-  constructor(message: string) {
+  constructor(message: string, details: StreamClosedDetails = {}) {
     super("stream_closed", message);
+    this.details = details;
   }
 }
 
@@ -56,11 +73,34 @@ export interface StreamJob {
 
 /** Options of {@link StreamClient.connect}. */
 export interface StreamClientOptions {
-  /** Aborting it closes the socket (and so cancels its jobs on the server). */
+  /**
+   * Aborting it closes the socket (and so cancels its jobs on the server); while connecting, the
+   * connection is given up and `connect` rejects with the signal's reason (at once if it is
+   * already aborted).
+   */
   signal?: AbortSignal;
   /** The node's API key, sent as `Authorization: Bearer` in the handshake (not from browsers). */
   apiKey?: string;
+  /**
+   * How long the handshake may take before `connect` gives up (default
+   * {@link DEFAULT_STREAM_CONNECT_TIMEOUT_MS}): something that accepts connections but never
+   * answers (a stopped or wedged node) would otherwise hold it forever.
+   */
+  connectTimeoutMs?: number;
+  /**
+   * How long the socket may stay silent while a job runs before every running job fails with
+   * {@link StreamClosedError} and the socket is closed (default
+   * {@link DEFAULT_STREAM_IDLE_TIMEOUT_MS}; 0: wait forever). The server sends a job's tokens as
+   * they come, so a long silence means a stopped, wedged or overloaded node or worker (or a job
+   * queued behind others that long: raise it for a node that queues).
+   */
+  idleTimeoutMs?: number;
 }
+
+/** Default of {@link StreamClientOptions.connectTimeoutMs}. */
+export const DEFAULT_STREAM_CONNECT_TIMEOUT_MS = 10_000;
+/** Default of {@link StreamClientOptions.idleTimeoutMs}. */
+export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 30_000;
 
 interface PendingJob {
   start: PromiseWithResolvers<WsStartMessage>;
@@ -86,28 +126,83 @@ export function streamUrl(url: string | URL): URL {
 /** A connection to `/v1/stream`. */
 export class StreamClient {
   #socket: WebSocket;
+  #url: URL;
   #jobs = new Map<string, PendingJob>();
   #nextId = 0;
   #closed = false;
+  #idleTimeoutMs: number;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastMessageAt = 0;
+  #detach: () => void = () => {};
 
-  private constructor(socket: WebSocket) {
+  private constructor(socket: WebSocket, url: URL, idleTimeoutMs: number) {
     this.#socket = socket;
+    this.#url = url;
+    this.#idleTimeoutMs = idleTimeoutMs;
     socket.onmessage = (event) => this.#onMessage(event.data);
-    socket.onclose = () => this.#failAll("the socket closed before the job ended");
+    socket.onclose = (event) => {
+      this.#stopIdleTimer();
+      this.#detach();
+      this.#failAll(closedMessage(event), { closeCode: event.code, closeReason: event.reason });
+    };
   }
 
-  /** Open a connection; resolves once the socket is open. */
+  /**
+   * Open a connection; resolves once the socket is open.
+   *
+   * @throws {StreamClosedError} the node refused the upgrade (`details.httpStatus`: 401 without
+   * the API key, 404 not the API's path, 503 starting), nothing listens there, or nothing
+   * answered within the connect timeout (`details.timeout: "connect"`).
+   */
   static connect(url: string | URL, options?: StreamClientOptions): Promise<StreamClient> {
-    const socket = options?.apiKey === undefined ? new WebSocket(streamUrl(url)) : new WebSocket(
-      streamUrl(url),
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const target = streamUrl(url);
+    const socket = options?.apiKey === undefined ? new WebSocket(target) : new WebSocket(
+      target,
       // Deno's WebSocket takes handshake headers; the DOM typings do not know the option.
       { headers: { authorization: `Bearer ${options.apiKey}` } } as unknown as string[],
     );
-    const client = new StreamClient(socket);
+    const client = new StreamClient(
+      socket,
+      target,
+      options?.idleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+    );
     const { promise, resolve, reject } = Promise.withResolvers<StreamClient>();
+    const connectTimeoutMs = options?.connectTimeoutMs ?? DEFAULT_STREAM_CONNECT_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      reject(
+        new StreamClosedError(
+          `no answer from ${target} within ${seconds(connectTimeoutMs)}: something accepts ` +
+            `connections there but does not answer (a stopped, wedged or overloaded node, or ` +
+            `another program); check the address and the node's log`,
+          { timeout: "connect" },
+        ),
+      );
+      socket.close();
+    }, connectTimeoutMs);
+    const onAbort = () => {
+      reject(signal!.reason);
+      client.close();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    client.#detach = () => signal?.removeEventListener("abort", onAbort);
+    // Settled: the timer is moot; a connection that failed needs no abort listener either.
+    promise.then(() => clearTimeout(timer), () => {
+      clearTimeout(timer);
+      client.#detach();
+    });
     socket.onopen = () => resolve(client);
-    socket.onerror = () => reject(new StreamClosedError(`cannot connect to ${streamUrl(url)}`));
-    options?.signal?.addEventListener("abort", () => client.close(), { once: true });
+    socket.onerror = (event) => {
+      const detail = errorEventMessage(event);
+      const status = /invalid status code:?\s*(\d{3})/i.exec(detail)?.[1];
+      reject(
+        new StreamClosedError(
+          `cannot connect to ${target}${detail === "" ? "" : `: ${detail}`}`,
+          status === undefined ? {} : { httpStatus: Number(status) },
+        ),
+      );
+    };
     return promise;
   }
 
@@ -137,6 +232,7 @@ export class StreamClient {
     job.start.promise.catch(() => {});
     job.done.promise.catch(() => {});
     this.#jobs.set(id, job);
+    this.#startIdleTimer();
     this.#send({ ...request, type: "infer", id });
     return {
       id,
@@ -150,6 +246,7 @@ export class StreamClient {
   /** Close the socket; the server cancels any job still running. */
   close(): void {
     this.#closed = true;
+    this.#stopIdleTimer();
     this.#socket.close();
   }
 
@@ -165,6 +262,7 @@ export class StreamClient {
 
   #onMessage(data: unknown): void {
     if (typeof data !== "string") return;
+    this.#lastMessageAt = performance.now();
     const message = JSON.parse(data) as WsServerMessage;
     // An `error` without `id` ends no job: a frame the server could not attribute, or one it
     // refused while the job it named runs on (`refused_id`); this client sends neither.
@@ -179,11 +277,13 @@ export class StreamClient {
         break;
       case "done":
         this.#jobs.delete(message.id);
+        if (this.#jobs.size === 0) this.#stopIdleTimer();
         settle(() => job.tokens.close());
         job.done.resolve(message);
         break;
       case "error": {
         this.#jobs.delete(message.id!);
+        if (this.#jobs.size === 0) this.#stopIdleTimer();
         const error = new StreamRequestError(message.code, message.message);
         job.start.reject(error);
         settle(() => job.tokens.error(error));
@@ -193,12 +293,44 @@ export class StreamClient {
     }
   }
 
-  #closedError(reason: string): StreamClosedError {
-    return new StreamClosedError(this.#closed ? "the client closed the socket" : reason);
+  /**
+   * Watch for silence while jobs run: one timer, re-armed for what is left of the idle timeout
+   * when messages came meanwhile (no timer churn per token).
+   */
+  #startIdleTimer(): void {
+    if (this.#idleTimeoutMs <= 0 || this.#idleTimer !== undefined) return;
+    this.#lastMessageAt = performance.now();
+    const check = () => {
+      const left = this.#lastMessageAt + this.#idleTimeoutMs - performance.now();
+      if (left > 0) {
+        this.#idleTimer = setTimeout(check, left);
+        return;
+      }
+      this.#idleTimer = undefined;
+      this.#failAll(
+        `no message from ${this.#url} for ${seconds(this.#idleTimeoutMs)} while a job ran: ` +
+          `the node or its worker may be stopped, wedged or overloaded; check the node ` +
+          `(cli.ts status) and its log`,
+        { timeout: "idle" },
+      );
+      this.close(); // the server cancels the jobs that were still running
+    };
+    this.#idleTimer = setTimeout(check, this.#idleTimeoutMs);
   }
 
-  #failAll(reason: string): void {
-    const error = this.#closedError(reason);
+  #stopIdleTimer(): void {
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+  }
+
+  #closedError(reason: string, details?: StreamClosedDetails): StreamClosedError {
+    return this.#closed
+      ? new StreamClosedError("the client closed the socket")
+      : new StreamClosedError(reason, details);
+  }
+
+  #failAll(reason: string, details?: StreamClosedDetails): void {
+    const error = this.#closedError(reason, details);
     for (const job of this.#jobs.values()) {
       job.start.reject(error);
       settle(() => job.tokens.error(error));
@@ -206,6 +338,27 @@ export class StreamClient {
     }
     this.#jobs.clear();
   }
+}
+
+/** Why the socket closed, with the server's close code and reason when it sent them. */
+function closedMessage(event: CloseEvent): string {
+  const base = "the socket closed before the job ended";
+  // 1005: no code was sent; 1006 (or 0, Deno's "never opened"): no close frame at all.
+  if (event.code === 0 || event.code === 1005 || event.code === 1006) {
+    return event.reason === "" ? base : `${base}: ${event.reason}`;
+  }
+  return `${base} (code ${event.code}${event.reason === "" ? "" : `: ${event.reason}`})`;
+}
+
+/** An error event's message (Deno's says why: "Invalid status code: 401", "tcp connect error"). */
+function errorEventMessage(event: Event): string {
+  const message = (event as ErrorEvent).message ?? "";
+  return message.replace(/^NetworkError: failed to connect to WebSocket: /, "");
+}
+
+/** `ms` as a person reads it: "10 s", "0.2 s". */
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
 }
 
 /** A job that failed before it was sent: its promises reject and its tokens error with `error`. */

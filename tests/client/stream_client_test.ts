@@ -2,8 +2,9 @@
  * `StreamClient` against a bare WebSocket server: what a job started on a socket that is no
  * longer open does.
  */
-import { assertEquals, assertRejects } from "../server/_assert.ts";
+import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import { StreamClient, StreamClosedError } from "../../client/stream_client.ts";
+import { silentPort, stallingServer } from "./_stub_servers.ts";
 
 /** A `/v1/stream` stand-in that answers nothing; with `closeOnOpen`, it closes each socket. */
 function serveSockets(closeOnOpen: boolean): Deno.HttpServer<Deno.NetAddr> {
@@ -59,6 +60,150 @@ Deno.test("StreamClient.infer on a socket the client is closing fails at once wi
     assertEquals((await job.done.catch((error) => error)).message, "the client closed the socket");
     await client.closed;
   } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("StreamClient.connect gives up after connectTimeoutMs on a node that accepts connections but never answers, naming the URL", async () => {
+  const silent = silentPort();
+  try {
+    const error = await assertRejects(
+      () => StreamClient.connect(`ws://127.0.0.1:${silent.port}`, { connectTimeoutMs: 100 }),
+      StreamClosedError,
+    );
+    assertEquals(error.details.timeout, "connect");
+    assert(error.message.includes(`ws://127.0.0.1:${silent.port}/v1/stream`), error.message);
+    assert(/within 0\.1 s/.test(error.message), error.message);
+  } finally {
+    silent.close();
+  }
+});
+
+Deno.test("StreamClient: a job on a socket that goes silent fails after idleTimeoutMs, naming the URL, and the socket is closed", async () => {
+  const server = stallingServer();
+  try {
+    const url = `ws://127.0.0.1:${server.addr.port}`;
+    const client = await StreamClient.connect(url, { idleTimeoutMs: 150 });
+    const job = client.infer({ prompt: "x", max_tokens: 8 });
+    const reader = job.tokens.getReader();
+    assertEquals((await reader.read()).value?.text, "A");
+    const error = await assertRejects(() => job.done, StreamClosedError);
+    assertEquals(error.details.timeout, "idle");
+    assert(error.message.includes(`${url}/v1/stream`), error.message);
+    assert(/no message .* for 0\.15 s while a job ran/.test(error.message), error.message);
+    await assertRejects(() => reader.read(), StreamClosedError);
+    await client.closed;
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("StreamClient: the server's close code and reason are in the StreamClosedError (1009, message too big)", async () => {
+  const reason = "message over 1048576 bytes (http.maxRequestBytes)";
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onmessage = () => socket.close(1009, reason);
+    return response;
+  });
+  try {
+    const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
+    const error = await assertRejects(
+      () => client.infer({ prompt: "x", max_tokens: 1 }).done,
+      StreamClosedError,
+    );
+    assertEquals(error.details.closeCode, 1009);
+    assertEquals(error.details.closeReason, reason);
+    assert(error.message.includes(`code 1009: ${reason}`), error.message);
+    await client.closed;
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("StreamClient.connect: a refused upgrade says why (Invalid status code: 401 / 404), with details.httpStatus", async () => {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request) =>
+      new Response("no", { status: new URL(request.url).pathname === "/v1/stream" ? 401 : 404 }),
+  );
+  try {
+    const unauthorized = await assertRejects(
+      () => StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`),
+      StreamClosedError,
+    );
+    assertEquals(unauthorized.details.httpStatus, 401);
+    assert(/cannot connect to .*: Invalid status code: 401/.test(unauthorized.message));
+    const wrongPath = await assertRejects(
+      () => StreamClient.connect(`ws://127.0.0.1:${server.addr.port}/v1`),
+      StreamClosedError,
+    );
+    assertEquals(wrongPath.details.httpStatus, 404);
+    assert(wrongPath.message.includes("Invalid status code: 404"), wrongPath.message);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("StreamClient.connect with an already-aborted signal rejects at once with its reason", async () => {
+  const server = serveSockets(false);
+  try {
+    const controller = new AbortController();
+    controller.abort(new Error("stopped before"));
+    const connecting = StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`, {
+      signal: controller.signal,
+    });
+    assertEquals(await settledAtOnce(connecting), true, "connect settles at once");
+    assertEquals((await connecting.catch((error) => error)).message, "stopped before");
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("StreamClient.connect: aborting while connecting rejects; the abort listener is removed once the socket closes or the connection fails", async () => {
+  const added: unknown[] = [];
+  const removed: unknown[] = [];
+  const watched = (controller: AbortController) => {
+    const signal = controller.signal;
+    const add = signal.addEventListener.bind(signal);
+    const remove = signal.removeEventListener.bind(signal);
+    signal.addEventListener = ((type: string, listener: EventListener, options?: unknown) => {
+      added.push(listener);
+      add(type, listener, options as AddEventListenerOptions);
+    }) as typeof signal.addEventListener;
+    signal.removeEventListener = ((type: string, listener: EventListener) => {
+      removed.push(listener);
+      remove(type, listener);
+    }) as typeof signal.removeEventListener;
+    return signal;
+  };
+  const server = serveSockets(false);
+  const silent = silentPort();
+  try {
+    // A connection that opened, then closed: its listener goes with it.
+    const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`, {
+      signal: watched(new AbortController()),
+    });
+    client.close();
+    await client.closed;
+    assertEquals(added.length, 1);
+    assertEquals(removed, added);
+    // A connection that failed (nobody answered in time): no listener is left behind.
+    added.length = removed.length = 0;
+    await assertRejects(() =>
+      StreamClient.connect(`ws://127.0.0.1:${silent.port}`, {
+        signal: watched(new AbortController()),
+        connectTimeoutMs: 50,
+      }), StreamClosedError);
+    assertEquals(removed, added);
+    // Aborted while connecting: rejects with the reason.
+    const controller = new AbortController();
+    const connecting = StreamClient.connect(`ws://127.0.0.1:${silent.port}`, {
+      signal: controller.signal,
+    });
+    controller.abort(new Error("gave up"));
+    assertEquals((await connecting.catch((error) => error)).message, "gave up");
+  } finally {
+    silent.close();
     await server.shutdown();
   }
 });
