@@ -10,7 +10,12 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { StreamClient, type StreamJob } from "./stream_client.ts";
+import {
+  DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+  StreamClient,
+  StreamClosedError,
+  type StreamJob,
+} from "./stream_client.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 
 /** Where the command writes; defaults to the process's stdout and stderr. */
@@ -19,10 +24,23 @@ export interface InferCommandIo {
   stdout: (text: string) => void | Promise<void>;
   /** Receives the summary line and errors. */
   stderr: (text: string) => void | Promise<void>;
-  /** Aborting it cancels the job (the CLI wires Ctrl-C here). */
+  /** Aborting it cancels the job, as a stop signal does (exit 130). */
   signal?: AbortSignal;
+  /**
+   * Calls `listener` on each stop signal (Ctrl-C's SIGINT, SIGTERM); returns a function that
+   * stops listening. The process's own are used by default: Ctrl-C cancels the job on the node
+   * (so it stops computing) and the command exits 130.
+   */
+  onStopSignal?: (listener: () => void) => () => void;
   /** Reads an environment variable (`VERIFLOW_API_KEY`); none are read when absent. */
   env?: (name: string) => string | undefined;
+  /** How long connecting may take (default: the client's, 10 s); tests shorten it. */
+  connectTimeoutMs?: number;
+  /**
+   * How long a running job may go without a message before the command gives up, when
+   * `--idle-timeout` is not given (default 30 s); tests shorten it.
+   */
+  idleTimeoutMs?: number;
 }
 
 /** The node a bare `infer` talks to: the default local node. */
@@ -32,6 +50,8 @@ export const DEFAULT_INFER_URL = "ws://127.0.0.1:8080";
 const EXIT_USAGE = 2;
 /** Exit status when the job or the connection failed. */
 const EXIT_FAILURE = 1;
+/** Exit status after a stop signal: 128 + SIGINT, as shells report. */
+const EXIT_INTERRUPTED = 130;
 
 const USAGE = `usage: veriflow infer [options] PROMPT...
 
@@ -45,7 +65,11 @@ const USAGE = `usage: veriflow infer [options] PROMPT...
   --seed S            seed of the sampling RNG
   --stop TEXT         stop sequence (repeatable)
   --nonce TEXT        job nonce (default random)
+  --idle-timeout S    give up when a running job sends nothing for S seconds
+                      (default ${DEFAULT_STREAM_IDLE_TIMEOUT_MS / 1000}; 0 = wait forever)
   -h, --help          this text
+
+Ctrl-C cancels the job on the node and exits 130.
 `;
 
 const encoder = new TextEncoder();
@@ -64,6 +88,14 @@ function defaultIo(): InferCommandIo {
       } catch {
         return undefined; // run without --allow-env: no key from the environment
       }
+    },
+    onStopSignal: (listener) => {
+      Deno.addSignalListener("SIGINT", listener);
+      Deno.addSignalListener("SIGTERM", listener);
+      return () => {
+        Deno.removeSignalListener("SIGINT", listener);
+        Deno.removeSignalListener("SIGTERM", listener);
+      };
     },
   };
 }
@@ -94,6 +126,7 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
         seed: { type: "string" },
         stop: { type: "string", multiple: true },
         nonce: { type: "string" },
+        "idle-timeout": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     });
@@ -111,7 +144,9 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     return EXIT_USAGE;
   }
   const numbers: Record<string, number | undefined> = {};
-  for (const flag of ["max-tokens", "temperature", "top-k", "top-p", "seed"] as const) {
+  for (
+    const flag of ["max-tokens", "temperature", "top-k", "top-p", "seed", "idle-timeout"] as const
+  ) {
     const text = values[flag];
     if (text === undefined) continue;
     const value = Number(text);
@@ -121,37 +156,113 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     }
     numbers[flag] = value;
   }
-
-  let client: StreamClient;
-  try {
-    client = await StreamClient.connect(values.url, {
-      signal: io.signal,
-      apiKey: values["api-key"] ?? io.env?.("VERIFLOW_API_KEY"),
-    });
-  } catch (error) {
-    await io.stderr(`error: ${(error as Error).message}\n`);
-    return EXIT_FAILURE;
+  if (numbers["idle-timeout"] !== undefined && numbers["idle-timeout"] < 0) {
+    await io.stderr(`--idle-timeout needs seconds, 0 or more (0 = wait forever)\n`);
+    return EXIT_USAGE;
   }
+  const badUrl = checkUrl(values.url);
+  if (badUrl !== undefined) {
+    await io.stderr(
+      `--url ${JSON.stringify(values.url)}: ${badUrl}; give the node's address, like ` +
+        `${DEFAULT_INFER_URL}\n`,
+    );
+    return EXIT_USAGE;
+  }
+
+  // Ctrl-C (or io.signal) interrupts: while connecting it gives up; while the job runs it sends
+  // the node a cancel, then closes the socket (which cancels it too), so the node stops computing.
+  const interrupt = new AbortController();
+  const connection = new AbortController();
+  let job: StreamJob | undefined;
+  interrupt.signal.addEventListener("abort", () => {
+    job?.cancel();
+    connection.abort();
+  }, { once: true });
+  const stopListening = io.onStopSignal?.(() => interrupt.abort()) ?? (() => {});
+  const onOuterAbort = () => interrupt.abort();
+  io.signal?.addEventListener("abort", onOuterAbort, { once: true });
+  if (io.signal?.aborted) interrupt.abort();
   try {
-    const job = client.infer({
-      prompt: positionals.join(" "),
-      model: values.model,
-      max_tokens: numbers["max-tokens"],
-      temperature: numbers["temperature"],
-      top_k: numbers["top-k"],
-      top_p: numbers["top-p"],
-      seed: numbers["seed"],
-      stop: values.stop,
-      nonce: values.nonce,
-    });
-    io.signal?.addEventListener("abort", () => job.cancel(), { once: true });
-    return await printJob(job, io);
+    let client: StreamClient;
+    try {
+      client = await StreamClient.connect(values.url, {
+        signal: connection.signal,
+        apiKey: values["api-key"] ?? io.env?.("VERIFLOW_API_KEY"),
+        connectTimeoutMs: io.connectTimeoutMs,
+        idleTimeoutMs: numbers["idle-timeout"] === undefined
+          ? io.idleTimeoutMs
+          : numbers["idle-timeout"] * 1000,
+      });
+    } catch (error) {
+      if (interrupt.signal.aborted) return await interrupted(io, "before the job started");
+      await io.stderr(`error: ${(error as Error).message}${connectHint(error)}\n`);
+      return EXIT_FAILURE;
+    }
+    try {
+      job = client.infer({
+        prompt: positionals.join(" "),
+        model: values.model,
+        max_tokens: numbers["max-tokens"],
+        temperature: numbers["temperature"],
+        top_k: numbers["top-k"],
+        top_p: numbers["top-p"],
+        seed: numbers["seed"],
+        stop: values.stop,
+        nonce: values.nonce,
+      });
+      const status = await printJob(job, io, interrupt.signal);
+      return interrupt.signal.aborted
+        ? await interrupted(io, "the job was cancelled on the node")
+        : status;
+    } finally {
+      client.close();
+    }
   } finally {
-    client.close();
+    stopListening();
+    io.signal?.removeEventListener("abort", onOuterAbort);
   }
 }
 
-async function printJob(job: StreamJob, io: InferCommandIo): Promise<number> {
+/** Say the command was interrupted; answers its exit status. */
+async function interrupted(io: InferCommandIo, what: string): Promise<number> {
+  await io.stderr(`\ninterrupted: ${what}\n`);
+  return EXIT_INTERRUPTED;
+}
+
+/** Why `url` cannot be a node's address, or `undefined` when it can. */
+function checkUrl(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "not a URL";
+  }
+  if (!["ws:", "wss:", "http:", "https:"].includes(parsed.protocol)) {
+    return `${parsed.protocol}// is not ws://, wss://, http:// or https://`;
+  }
+  return undefined;
+}
+
+/** What to do about a failed connection, for the statuses a node refuses an upgrade with. */
+function connectHint(error: unknown): string {
+  if (!(error instanceof StreamClosedError)) return "";
+  switch (error.details.httpStatus) {
+    case 401:
+      return "\n(pass --api-key KEY or set VERIFLOW_API_KEY)";
+    case 404:
+      return "\n(give --url the node's base address, like ws://HOST:PORT: /v1/stream is added)";
+    case 503:
+      return "\n(the node is starting or stopping: try again in a moment)";
+  }
+  return error.details.timeout === "connect" ? "\n(is --url the node's address?)" : "";
+}
+
+/** Print the job's tokens and summary; silent about a failure that `interrupt` caused. */
+async function printJob(
+  job: StreamJob,
+  io: InferCommandIo,
+  interrupt: AbortSignal,
+): Promise<number> {
   try {
     for await (const token of job.tokens) {
       if (token.text !== "") await io.stdout(token.text);
@@ -166,8 +277,12 @@ async function printJob(job: StreamJob, io: InferCommandIo): Promise<number> {
     );
     return done.finish_reason === "cancelled" ? EXIT_FAILURE : 0;
   } catch (error) {
+    if (interrupt.aborted) return EXIT_INTERRUPTED;
     const code = error instanceof VeriflowError ? ` (${error.code})` : "";
-    await io.stderr(`\nerror${code}: ${(error as Error).message}\n`);
+    const hint = error instanceof StreamClosedError && error.details.timeout === "idle"
+      ? "\n(allow a longer silence with --idle-timeout SECONDS, or 0 to wait forever)"
+      : "";
+    await io.stderr(`\nerror${code}: ${(error as Error).message}${hint}\n`);
     return EXIT_FAILURE;
   }
 }

@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "../server/_assert.ts";
-import { directText, startTestNode } from "../server/_fixtures.ts";
+import { directText, eventually, startTestNode } from "../server/_fixtures.ts";
+import { silentPort, stallingServer } from "./_stub_servers.ts";
 import { runInfer } from "../../client/infer_command.ts";
 
 function captureIo() {
@@ -82,5 +83,116 @@ Deno.test("runInfer sends the node's API key (--api-key, or VERIFLOW_API_KEY)", 
     );
   } finally {
     await node.close();
+  }
+});
+
+Deno.test("runInfer exits 1 naming the URL when the node accepts the connection but never answers (connect timeout)", async () => {
+  const silent = silentPort();
+  try {
+    const { err, io } = captureIo();
+    const url = `ws://127.0.0.1:${silent.port}`;
+    assertEquals(await runInfer(["--url", url, "hi"], { ...io, connectTimeoutMs: 100 }), 1);
+    assert(err.join("").includes(`no answer from ${url}/v1/stream within 0.1 s`), err.join(""));
+  } finally {
+    silent.close();
+  }
+});
+
+Deno.test("runInfer exits 1 when a running job goes silent for --idle-timeout seconds, naming the URL and the flag", async () => {
+  const server = stallingServer();
+  try {
+    const { out, err, io } = captureIo();
+    const url = `ws://127.0.0.1:${server.addr.port}`;
+    assertEquals(await runInfer(["--url", url, "--idle-timeout", "0.15", "hi"], io), 1);
+    assertEquals(out.join(""), "A");
+    const text = err.join("");
+    assert(text.includes(`no message from ${url}/v1/stream for 0.15 s`), text);
+    assert(text.includes("--idle-timeout"), text);
+    assertEquals(await runInfer(["--idle-timeout", "-1", "hi"], captureIo().io), 2);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("runInfer: a prompt over the node's http.maxRequestBytes reports the close code and the node's reason", async () => {
+  const node = await startTestNode({ edge: { maxRequestBytes: 1024 } });
+  try {
+    const { err, io } = captureIo();
+    assertEquals(await runInfer(["--url", node.url, "x".repeat(4096)], io), 1);
+    assert(/code 1009: .*http\.maxRequestBytes/.test(err.join("")), err.join(""));
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("runInfer: a refused upgrade says the status; 401 adds the --api-key hint, a wrong path the base-URL hint", async () => {
+  const key = "infer-key-0123456789abcdef";
+  const node = await startTestNode({ edge: { apiKeys: [key] } });
+  try {
+    let captured = captureIo();
+    assertEquals(await runInfer(["--url", node.url, "hi"], captured.io), 1);
+    let text = captured.err.join("");
+    assert(/Invalid status code: 401\n\(pass --api-key KEY/.test(text), text);
+    captured = captureIo();
+    assertEquals(
+      await runInfer(["--url", `${node.url}/v1`, "--api-key", key, "hi"], captured.io),
+      1,
+    );
+    text = captured.err.join("");
+    assert(/Invalid status code: 404\n\(give --url the node's base address/.test(text), text);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("runInfer --url that is not a node address exits 2 naming --url", async () => {
+  for (const url of ["notaurl", "ftp://127.0.0.1:8080"]) {
+    const { err, io } = captureIo();
+    assertEquals(await runInfer(["--url", url, "hi"], io), 2);
+    assert(err.join("").includes(`--url "${url}"`), err.join(""));
+  }
+});
+
+Deno.test("runInfer: Ctrl-C while the job runs cancels it on the node (it stops computing) and exits 130", async () => {
+  const node = await startTestNode();
+  try {
+    node.gated.release(1); // one token, then the model waits at its gate
+    let stop: (() => void) | undefined;
+    let listening = 0;
+    const { err } = captureIo();
+    const status = await runInfer(["--url", node.url, "--model", "gated", "hi"], {
+      stdout: () => stop!(), // Ctrl-C as the first token arrives
+      stderr: (text) => void err.push(text),
+      onStopSignal: (listener) => {
+        stop = listener;
+        listening++;
+        return () => listening--;
+      },
+    });
+    assertEquals(status, 130);
+    assert(err.join("").includes("interrupted"), err.join(""));
+    assertEquals(listening, 0, "the signal listener is removed");
+    await eventually(async () => (await node.stats()).jobsCancelled === 1, "the job cancelled");
+    assertEquals((await node.stats()).activeJobs, 0);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("runInfer: Ctrl-C while connecting gives up and exits 130", async () => {
+  const silent = silentPort();
+  try {
+    const { err, io } = captureIo();
+    const status = await runInfer(["--url", `ws://127.0.0.1:${silent.port}`, "hi"], {
+      ...io,
+      onStopSignal: (listener) => {
+        queueMicrotask(listener);
+        return () => {};
+      },
+    });
+    assertEquals(status, 130);
+    assert(err.join("").includes("interrupted"), err.join(""));
+  } finally {
+    silent.close();
   }
 });
