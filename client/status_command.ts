@@ -31,7 +31,15 @@ export interface StatusIo {
   err(line: string): void;
   /** Reads an environment variable. */
   env?(name: string): string | undefined;
+  /**
+   * How long the node may take to answer, body included (default
+   * {@link DEFAULT_STATUS_TIMEOUT_MS}); tests shorten it.
+   */
+  timeoutMs?: number;
 }
+
+/** How long `status` waits for the node's answer before it says so and exits 1. */
+export const DEFAULT_STATUS_TIMEOUT_MS = 10_000;
 
 const PROCESS_IO: StatusIo = {
   out: (line) => console.log(line),
@@ -69,38 +77,109 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
     io.out(HELP);
     return 0;
   }
+  let url: URL;
+  try {
+    url = new URL(values.url.replace(/^ws/, "http"));
+  } catch {
+    url = new URL("invalid:");
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    io.err(
+      `error: --url ${JSON.stringify(values.url)}: not a node's address; give it like ` +
+        `http://127.0.0.1:8080\n\n${HELP}`,
+    );
+    return 2;
+  }
   const base = values.url.replace(/\/+$/, "").replace(/^ws/, "http");
+  // A URL with a path (…/v1, …/dashboard) is not the node's base URL: /dashboard/state is
+  // looked for below it, and whatever answers there is not the node's dashboard.
+  const hasPath = url.pathname !== "/" && url.pathname !== "";
+  const baseHint = hasPath
+    ? `\n(--url should be the node's base URL, like ${url.origin}, without ${url.pathname})`
+    : "";
   const key = values["api-key"] ?? io.env?.("VERIFLOW_API_KEY");
+  const timeoutMs = io.timeoutMs ?? DEFAULT_STATUS_TIMEOUT_MS;
+  const signal = AbortSignal.timeout(timeoutMs);
+  const timedOut = () =>
+    io.err(
+      `error: ${base} accepted the connection but did not answer within ` +
+        `${Number((timeoutMs / 1000).toFixed(3))} s: the node may be stopped, wedged or ` +
+        `overloaded (check its log), or another program is on that port (check --url)`,
+    );
   let response: Response;
   try {
     response = await fetch(`${base}/dashboard/state`, {
       headers: key ? { authorization: `Bearer ${key}` } : {},
+      signal,
     });
   } catch (error) {
+    if (signal.aborted) {
+      timedOut();
+      return 1;
+    }
     io.err(
       `error: no node answered at ${base} (${(error as Error).message}); start one with ` +
         `\`deno task start\`, or give its address with --url`,
     );
     return 1;
   }
-  if (!response.ok) {
-    const body = await response.text();
+  let body: string;
+  try {
+    body = await response.text();
+  } catch (error) {
+    if (signal.aborted) timedOut();
+    else io.err(`error: ${base} broke off its answer: ${(error as Error).message}`);
+    return 1;
+  }
+  const notVeriflow = () =>
     io.err(
-      `error: ${base} answered ${response.status}: ${body.slice(0, 300)}` +
+      `error: ${base} did not answer like a Veriflow node (HTTP ${response.status}, ` +
+        `${response.headers.get("content-type") ?? "no content type"}): is --url the node's ` +
+        `address?${baseHint}`,
+    );
+  if (!response.ok) {
+    const error = veriflowError(body);
+    if (error === undefined && response.status !== 401) {
+      notVeriflow();
+      return 1;
+    }
+    // The dashboard's routes are off only when the node itself says there is no such route.
+    const dashboardOff = response.status === 404 && !hasPath && error?.code === "not_found";
+    io.err(
+      `error: ${base} answered ${response.status}: ${error?.message ?? body.slice(0, 300)}` +
         (response.status === 401 ? "\n(pass --api-key KEY or set VERIFLOW_API_KEY)" : "") +
-        (response.status === 404
-          ? "\n(its dashboard is off: start it without --no-dashboard)"
-          : ""),
+        (dashboardOff ? "\n(its dashboard is off: start it without --no-dashboard)" : "") +
+        (response.status === 404 ? baseHint : ""),
     );
     return 1;
   }
-  const state: State = await response.json();
+  let state: State;
+  let lines: string[] = [];
+  try {
+    state = JSON.parse(body);
+    if (state?.type !== "snapshot" || typeof state.node?.key !== "string") throw new TypeError();
+    if (!values.json) lines = describe(state);
+  } catch {
+    notVeriflow();
+    return 1;
+  }
   if (values.json) {
     io.out(JSON.stringify(state, null, 2));
     return 0;
   }
-  for (const line of describe(state)) io.out(line);
+  for (const line of lines) io.out(line);
   return 0;
+}
+
+/** The `{ error: { code, message } }` a Veriflow node answers a refusal with, if `body` is one. */
+function veriflowError(body: string): { code: string; message: string } | undefined {
+  try {
+    const error = JSON.parse(body)?.error;
+    if (typeof error?.code === "string" && typeof error?.message === "string") return error;
+  } catch {
+    // not JSON: not a Veriflow node's refusal
+  }
+  return undefined;
 }
 
 /** The state as a few lines a person reads at a glance. */

@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { runStatus } from "../../client/status_command.ts";
 import { parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
+import { silentPort } from "./_stub_servers.ts";
+import { createApp } from "../../server/app.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
 
 function io() {
   const out: string[] = [];
@@ -54,4 +57,78 @@ Deno.test("status with no node there exits 1 and says to start one or give --url
   assert.equal(await runStatus(["--url", `http://127.0.0.1:${port}`], text.io), 1);
   assert.match(text.err.join("\n"), /no node answered.*deno task start.*--url/);
   assert.equal(await runStatus(["--bogus"], io().io), 2);
+});
+
+Deno.test("status exits 1 naming the URL when the node accepts the connection but never answers", async () => {
+  const silent = silentPort();
+  try {
+    const text = io();
+    const url = `http://127.0.0.1:${silent.port}`;
+    assert.equal(await runStatus(["--url", url], { ...text.io, timeoutMs: 100 }), 1);
+    assert.match(
+      text.err.join("\n"),
+      new RegExp(`${url} accepted .* did not answer within 0\\.1 s`),
+    );
+  } finally {
+    silent.close();
+  }
+});
+
+/** A server that answers every request with `response()`; closed by `using`-less callers. */
+function answering(response: () => Response): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, response);
+}
+
+Deno.test("status on something that is not a Veriflow node (an HTML page, other JSON) says so and exits 1, no stack trace", async () => {
+  for (
+    const body of [
+      () => new Response("<!doctype html><p>app</p>", { headers: { "content-type": "text/html" } }),
+      () => Response.json({ hello: "world" }),
+      () => new Response("Not Found", { status: 404 }),
+    ]
+  ) {
+    const server = answering(body);
+    try {
+      const text = io();
+      const url = `http://127.0.0.1:${server.addr.port}`;
+      assert.equal(await runStatus(["--url", url], text.io), 1);
+      assert.match(text.err.join("\n"), new RegExp(`${url} did not answer like a Veriflow node`));
+      assert.doesNotMatch(text.err.join("\n"), /dashboard is off/);
+    } finally {
+      await server.shutdown();
+    }
+  }
+});
+
+Deno.test("status: a 404 gives the dashboard hint only at the node's base URL; with a path, it says to give the base URL", async () => {
+  // The node's own app without the dashboard's routes: what a node started --no-dashboard serves.
+  const app = createApp({ inference: {} as InferencePort });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request, info) => app.fetch(request, info),
+  );
+  try {
+    const base = `http://127.0.0.1:${server.addr.port}`;
+    let text = io();
+    assert.equal(await runStatus(["--url", base], text.io), 1);
+    assert.match(text.err.join("\n"), /its dashboard is off/);
+    text = io();
+    assert.equal(await runStatus(["--url", `${base}/v1`], text.io), 1);
+    const said = text.err.join("\n");
+    assert.doesNotMatch(said, /dashboard is off/);
+    assert.match(
+      said,
+      new RegExp(`--url should be the node's base URL, like ${base}, without /v1`),
+    );
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("status --url that is not a node address exits 2 naming --url", async () => {
+  for (const url of ["notaurl", "ftp://127.0.0.1:8080"]) {
+    const text = io();
+    assert.equal(await runStatus(["--url", url], text.io), 2);
+    assert.match(text.err.join("\n"), new RegExp(`--url "${url}"`));
+  }
 });
