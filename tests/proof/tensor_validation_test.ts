@@ -46,13 +46,13 @@ const job: TensorJob = {
   nonce: "t",
 };
 
-function receiptFor(outputs: Record<string, TensorData>) {
+function receiptFor(outputs: Record<string, TensorData>, forJob: TensorJob = job) {
   return signReceipt({
     v: 1,
     kind: "tensor",
-    jobId: jobId(job),
+    jobId: jobId(forJob),
     model: CID,
-    inputHash: inputHashOf(job),
+    inputHash: inputHashOf(forJob),
     params: null,
     outputHash: tensorOutputHash(outputs),
     commitment: { scheme: "none", root: "00".repeat(32), chunkSize: 1, tokenBytes: 0 },
@@ -80,6 +80,34 @@ Deno.test("tensor job: a wrong output is a fraud the independent checker confirm
   const honest = await model().run(job.inputs);
   const forged = { ...r.fraudProof!, tensorOutputs: honest };
   assert.equal((await checkFraudProof(forged, model())).confirmed, false);
+});
+
+Deno.test("tensor job: an honest output with ±∞ or NaN elements is valid; a changed one is still fraud", async () => {
+  // The requester picks the inputs: 2·3e38 + 1 overflows float32 to +∞ and 2·(−3e38) + 1 to −∞.
+  // |∞ − ∞| is NaN, which counted as an infinite excess: the bit-identical honest output was
+  // "fraud" and the checker confirmed it.
+  const edge: TensorJob = { ...job, inputs: { x: f32([1, 3e38, -3e38, NaN]) }, nonce: "edge" };
+  const output = await model().run(edge.inputs);
+  const receipt = receiptFor(output, edge);
+  const r = await validateReceipt({ job: edge, receipt, output }, model(), validator);
+  assert.equal(r.verdict.outcome, "valid", r.verdict.reason);
+  const tol = DEFAULT_TENSOR_TOLERANCE;
+  assert.equal(tensorsDiffer({ y: f32([Infinity, NaN]) }, { y: f32([Infinity, NaN]) }, tol), false);
+  for (
+    const [claimed, actual] of [
+      [-Infinity, Infinity],
+      [3e38, Infinity],
+      [Infinity, 3e38],
+      [NaN, 1],
+      [1, NaN],
+    ]
+  ) {
+    assert.equal(
+      tensorsDiffer({ y: f32([claimed]) }, { y: f32([actual]) }, tol),
+      true,
+      `${claimed} vs ${actual}`,
+    );
+  }
 });
 
 Deno.test("tensor job: without the worker's output the validator cannot proceed (invalid, unanswered)", async () => {
