@@ -20,7 +20,7 @@ import { fromHex, sha256, toHex } from "../protocols/hash.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { FINGERPRINT_BYTES, FINGERPRINT_SCHEME } from "./fingerprint.ts";
 import type { ReceiptCommitment } from "../protocols/receipt.ts";
-import { merklePath, merkleRoot, rootFromPath } from "./merkle.ts";
+import { merkleRoot, MerkleTree, rootFromPath } from "./merkle.ts";
 
 /**
  * Positions per Merkle leaf. 32 balances fraud-proof size (a cited position drags in its
@@ -227,13 +227,17 @@ export interface ChunkOpening {
   path: Uint8Array[];
 }
 
-/** Open chunks `0..lastChunk` (inclusive), with fingerprints only for `cited` chunks. */
+/**
+ * Open chunks `0..lastChunk` (inclusive), with fingerprints only for `cited` chunks. The tree
+ * is hashed once and every path read off it: linear in the chunks, where a tree rebuilt per
+ * chunk was quadratic (a worker picks the chunk size, down to one position per chunk).
+ */
 export function openChunks(
   data: ProofData,
   lastChunk: number,
   cited: ReadonlySet<number>,
 ): ChunkOpening[] {
-  const leaves = chunkLeaves(data);
+  const tree = new MerkleTree(chunkLeaves(data));
   const out: ChunkOpening[] = [];
   for (let c = 0; c <= lastChunk; c++) {
     const s = chunkSlices(data, c);
@@ -243,7 +247,7 @@ export function openChunks(
       ...(cited.has(c)
         ? { fingerprints: s.fingerprints.slice() }
         : { fingerprintsHash: sha256(s.fingerprints) }),
-      path: merklePath(leaves, c),
+      path: tree.path(c),
     });
   }
   return out;

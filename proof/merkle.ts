@@ -53,29 +53,71 @@ function levels(leaves: readonly Uint8Array[]): Uint8Array[][] {
  * ```
  */
 export function merkleRoot(leaves: readonly Uint8Array[]): Uint8Array {
-  if (leaves.length === 0) return new Uint8Array(DIGEST_BYTES);
-  const all = levels(leaves);
-  return all[all.length - 1][0];
+  return new MerkleTree(leaves).root();
+}
+
+/**
+ * A tree built once: its root and the path of any leaf, each path read off the stored levels
+ * (O(log n) per path). Opening many leaves of one tree goes through this, not
+ * {@link merklePath}, which rebuilds the tree for every call: opening all n chunks of a proof
+ * that way hashed n² nodes (89 s for 4,096 chunks of one position each).
+ *
+ * @example
+ * ```ts
+ * import { MerkleTree, merkleRoot, rootFromPath } from "./merkle.ts";
+ * import { sha256 } from "../protocols/hash.ts";
+ * const leaves = [1, 2, 3].map((i) => sha256(new Uint8Array([i])));
+ * const tree = new MerkleTree(leaves);
+ * rootFromPath(leaves[2], 2, 3, tree.path(2)); // equals merkleRoot(leaves)
+ * ```
+ */
+export class MerkleTree {
+  readonly #levels: Uint8Array[][];
+
+  /** Hash the tree over already-hashed `leaves` (each node once). */
+  constructor(leaves: readonly Uint8Array[]) {
+    this.#levels = levels(leaves);
+  }
+
+  /** Number of leaves. */
+  get leafCount(): number {
+    return this.#levels[0].length;
+  }
+
+  /** The root; 32 zero bytes for no leaves. */
+  root(): Uint8Array {
+    const top = this.#levels[this.#levels.length - 1];
+    return top.length === 0 ? new Uint8Array(DIGEST_BYTES) : top[0];
+  }
+
+  /**
+   * The sibling hashes from leaf `index` up to the root (levels where the node has no sibling
+   * are skipped, mirroring the carry-up rule). The hashes are the tree's own: do not modify.
+   */
+  path(index: number): Uint8Array[] {
+    const all = this.#levels;
+    if (!Number.isInteger(index) || index < 0 || index >= all[0].length) {
+      throw new RangeError(`leaf index ${index} out of range 0..${all[0].length - 1}`);
+    }
+    const path: Uint8Array[] = [];
+    let i = index;
+    for (let l = 0; l < all.length - 1; l++) {
+      const level = all[l];
+      const sibling = i ^ 1;
+      if (sibling < level.length) path.push(level[sibling]);
+      i >>= 1;
+    }
+    return path;
+  }
 }
 
 /**
  * The sibling hashes from leaf `index` up to the root (levels where the node has no sibling
- * are skipped, mirroring the carry-up rule).
+ * are skipped, mirroring the carry-up rule). Builds the whole tree: for more than one leaf of
+ * the same tree use {@link MerkleTree}.
  */
 export function merklePath(leaves: readonly Uint8Array[], index: number): Uint8Array[] {
-  if (!Number.isInteger(index) || index < 0 || index >= leaves.length) {
-    throw new RangeError(`leaf index ${index} out of range 0..${leaves.length - 1}`);
-  }
-  const path: Uint8Array[] = [];
-  const all = levels(leaves);
-  let i = index;
-  for (let l = 0; l < all.length - 1; l++) {
-    const level = all[l];
-    const sibling = i ^ 1;
-    if (sibling < level.length) path.push(level[sibling]);
-    i >>= 1;
-  }
-  return path;
+  return new MerkleTree(leaves).path(index);
 }
 
 /**

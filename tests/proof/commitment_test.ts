@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   assertOpens,
+  chunkLeaves,
   CommitmentMismatchError,
   commitmentRoot,
   openChunks,
@@ -10,12 +11,13 @@ import {
   verifyOpenings,
 } from "../../proof/commitment.ts";
 import { FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
+import { merklePath } from "../../proof/merkle.ts";
 
-function data(n: number): ProofData {
+function data(n: number, chunkSize = 32): ProofData {
   const tokens = Array.from({ length: n }, (_, i) => (i * 31) % 260);
   return {
     scheme: FINGERPRINT_SCHEME,
-    chunkSize: 32,
+    chunkSize,
     tokenBytes: 2,
     tokens: packTokens(tokens, 2),
     fingerprints: Uint8Array.from({ length: n * 4 }, (_, i) => (i * 7) & 0xff),
@@ -58,4 +60,27 @@ Deno.test("commitment: chunk openings verify, with fingerprints or only their ha
   bad[1].fingerprints![0] ^= 1;
   assert.equal(verifyOpenings(bad, root, 100, 32, 2), false);
   assert.equal(verifyOpenings(openings, root, 101, 32, 2), false);
+});
+
+Deno.test("commitment: opening every chunk hashes the tree once; each path is the one merklePath gives", () => {
+  // openChunks rebuilt the whole tree for each chunk's path: n² node hashes, 89 s for the 4,096
+  // one-position chunks a worker may commit to. Read off one tree, the paths share its nodes:
+  // at most the tree's 2n − 1 distinct hashes (a rebuilt tree per path gives ~n·log n).
+  const n = 1024;
+  const d = data(n, 1);
+  const openings = openChunks(d, n - 1, new Set([5]));
+  assert.equal(openings.length, n);
+  assert.ok(verifyOpenings(openings, commitmentRoot(d), n, 1, 2));
+  const nodes = new Set(openings.flatMap((o) => o.path));
+  assert.ok(nodes.size <= 2 * n - 1, `${nodes.size} distinct path hashes for ${n} leaves`);
+  const leaves = chunkLeaves(d);
+  for (const c of [0, 1, 2, 511, 512, 1000, n - 1]) {
+    assert.deepEqual(openings[c].path, merklePath(leaves, c), `chunk ${c}`);
+  }
+  // An odd number of chunks carries the last one up; a prefix opens only its chunks.
+  const odd = data(100, 3);
+  const prefix = openChunks(odd, 20, new Set());
+  assert.equal(prefix.length, 21);
+  assert.ok(verifyOpenings(prefix, commitmentRoot(odd), 100, 3, 2));
+  prefix.forEach((o, c) => assert.deepEqual(o.path, merklePath(chunkLeaves(odd), c)));
 });

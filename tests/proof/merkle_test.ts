@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { sha256 } from "../../protocols/hash.ts";
-import { merklePath, merkleRoot, rootFromPath } from "../../proof/merkle.ts";
+import { merklePath, merkleRoot, MerkleTree, rootFromPath } from "../../proof/merkle.ts";
 
 const leaves = (n: number) => Array.from({ length: n }, (_, i) => sha256(new Uint8Array([i])));
 
@@ -30,4 +30,15 @@ Deno.test("merkle: n leaves and n leaves plus a copy of the last have different 
   const ls = leaves(5);
   assert.notDeepEqual(merkleRoot(ls), merkleRoot([...ls, ls[4]]));
   assert.deepEqual(merkleRoot([]), new Uint8Array(32));
+});
+
+Deno.test("merkle: a tree built once gives every leaf's path and the root, as merklePath and merkleRoot do", () => {
+  for (let n = 0; n <= 33; n++) {
+    const ls = leaves(n);
+    const tree = new MerkleTree(ls);
+    assert.equal(tree.leafCount, n);
+    assert.deepEqual(tree.root(), merkleRoot(ls));
+    for (let i = 0; i < n; i++) assert.deepEqual(tree.path(i), merklePath(ls, i), `n=${n} i=${i}`);
+    assert.throws(() => tree.path(n), RangeError);
+  }
 });
