@@ -2,8 +2,10 @@
  * The swarm host, seen from Deno: Hyperswarm cannot load inside Deno (its UDP module needs
  * libuv symbols Deno does not export, and the process dies on load), so a small Node.js
  * program (`network/swarm/host.mjs`) runs it, and this class starts and supervises that
- * program like an actor: restarted with backoff when it dies, the transport reported down and
- * up, its stderr in the node's log, the topics joined again.
+ * program like an actor: restarted with backoff when it dies after it came up, the transport
+ * reported down and up, its stderr in the node's log, the topics joined again. A host that dies
+ * before it first said it was ready fails {@link SwarmHost.start} (with its exit status and last
+ * lines) and is not restarted: it would only die again the same way.
  *
  * The host makes no protocol decision. It joins and leaves topics and hands each peer
  * connection to this process as one local connection over the link (`swarm_link.ts`: a Unix
@@ -44,6 +46,10 @@ const READY_TIMEOUT_MS = 30_000;
 /** A peer connection must deliver its header this fast, or it is dropped. */
 const HEADER_TIMEOUT_MS = 5_000;
 const DEFAULT_RESTART = { initialMs: 250, maxMs: 10_000 };
+/** How many of the host's last stderr lines (and error events) a failed start quotes. */
+const LAST_LINES = 5;
+/** How long an exited host's pipes may take to deliver their last lines. */
+const LAST_LINES_WAIT_MS = 1_000;
 /**
  * glibc's malloc settings for the host, whatever the node's own are. `deno task start` runs the
  * node with `MALLOC_MMAP_THRESHOLD_=262144` (its storage buffers go back to the system when
@@ -89,8 +95,23 @@ export interface SwarmHostOptions {
   log?: (line: string) => void;
   /** The Node.js executable; default `node` on the PATH. */
   nodePath?: string;
-  /** Restart backoff; default 250 ms doubling to 10 s. */
+  /**
+   * Restart backoff, for a host that died after it came up (one that dies before its first
+   * "ready" fails {@link SwarmHost.start} instead); default 250 ms doubling to 10 s. Each restart
+   * waits `initialMs · 2^n`, at most `maxMs`, where `n` counts the restarts since the backoff was
+   * last reset. It is reset (`n` = 0) when the host that died had been up at least as long as the
+   * delay it would now wait: a host that ran a while and died is a fresh failure, restarted
+   * after `initialMs`, while one that keeps dying soon after it comes up (or before) still backs
+   * off.
+   */
   restart?: { initialMs: number; maxMs: number };
+  /**
+   * How much of one peer connection's incoming bytes the host may hold while this process does
+   * not read them (default 32 MiB); above it, the host closes that connection and logs it. The
+   * swarm's transport does not slow a sender down for a slow reader, so without it a peer
+   * could fill the host's memory.
+   */
+  maxUnreadBytes?: number;
   /**
    * The link to the host (`swarm_link.ts`): `unix` (default where supported; falls back to
    * `tcp`, logged, when no socket file can be made) or `tcp` (loopback).
@@ -116,18 +137,32 @@ interface Joined {
   client: boolean;
 }
 
+/** A join or leave waiting for the host's answer. */
+interface Waiting extends PromiseWithResolvers<void> {
+  op: "join" | "leave";
+}
+
 /** A supervised swarm host process. */
 export class SwarmHost {
   readonly #options: SwarmHostOptions;
   readonly #token = crypto.getRandomValues(new Uint8Array(TOKEN_BYTES));
   #link: SwarmLink | undefined;
   readonly #topics = new Map<string, Joined>();
-  readonly #waiting = new Map<string, PromiseWithResolvers<void>>();
+  readonly #waiting = new Map<string, Waiting>();
   #child: Deno.ChildProcess | undefined;
   #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #closing = false;
   #restarts = 0;
-  #ready = Promise.withResolvers<void>();
+  /** `n` of the restart delay (see {@link SwarmHostOptions.restart}). */
+  #backoff = 0;
+  /** When the running host said it was ready (`performance.now()`); undefined while it is not. */
+  #upSince: number | undefined;
+  /** Whether a host has ever been ready: until then an exit fails start(). */
+  #cameUp = false;
+  #restartTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The current host's last stderr lines and error events, for a failed start's message. */
+  #lastLines: string[] = [];
+  readonly #ready = Promise.withResolvers<void>();
   #publicKey: Uint8Array | undefined;
 
   private constructor(options: SwarmHostOptions) {
@@ -188,25 +223,35 @@ export class SwarmHost {
 
   /**
    * Join a 32-byte topic (announce as a server, look up as a client, or both); kept across
-   * restarts of the host. Resolves once the host has announced and looked it up.
+   * restarts of the host. Resolves once the host has announced and looked it up; while the host
+   * is being restarted, once the restarted host has.
+   * @throws {SwarmHostError} when the host fails the join (the topic is then not joined), or
+   * the host is closed first.
    */
   async join(topic: Uint8Array, options: Partial<Joined> = {}): Promise<void> {
+    if (topic.length !== 32) {
+      throw new SwarmHostError(`a swarm topic is 32 bytes, not ${topic.length}`);
+    }
     const joined = { server: options.server ?? true, client: options.client ?? true };
     const hex = toHex(topic);
     this.#topics.set(hex, joined);
-    await this.#request(hex, { op: "join", topic: hex, ...joined });
+    await this.#request(hex, "join", { op: "join", topic: hex, ...joined });
   }
 
-  /** Leave a topic. */
+  /**
+   * Leave a topic. Resolves at once while the host is being restarted (the restarted host does
+   * not join it).
+   */
   async leave(topic: Uint8Array): Promise<void> {
     const hex = toHex(topic);
     this.#topics.delete(hex);
-    await this.#request(hex, { op: "leave", topic: hex });
+    await this.#request(hex, "leave", { op: "leave", topic: hex });
   }
 
   /** Stop the host (it leaves the swarm) and the link's listener. */
   async close(): Promise<void> {
     this.#closing = true;
+    clearTimeout(this.#restartTimer);
     await this.#stdin?.close().catch(() => {});
     const child = this.#child;
     if (child !== undefined) {
@@ -224,14 +269,38 @@ export class SwarmHost {
     for (const waiting of this.#waiting.values()) {
       waiting.reject(new SwarmHostError("the swarm host stopped"));
     }
+    this.#waiting.clear();
   }
 
-  #request(topic: string, message: Record<string, unknown>): Promise<void> {
-    const waiting = Promise.withResolvers<void>();
+  /**
+   * Ask the host to join or leave `topic`; settled by its answer. While the host is down (being
+   * restarted), a join waits for the restarted host's rejoin and a leave is done at once.
+   */
+  #request(topic: string, op: Waiting["op"], message: Record<string, unknown>): Promise<void> {
+    if (this.#closing) return Promise.reject(new SwarmHostError("the swarm host stopped"));
+    const waiting: Waiting = { op, ...Promise.withResolvers<void>() };
     this.#waiting.get(topic)?.resolve();
     this.#waiting.set(topic, waiting);
-    this.#send(message).catch((error) => waiting.reject(error));
+    if (this.#stdin === undefined) {
+      if (op === "leave") this.#settle(topic, "leave");
+      return waiting.promise;
+    }
+    // A write that fails means the host just died: #onExit treats this request as one made
+    // while it was down.
+    this.#send(message).catch(() => {
+      if (op === "leave") this.#settle(topic, "leave");
+    });
     return waiting.promise;
+  }
+
+  /** Settle what waits on `topic` if it is an `op`: resolved, or rejected with `error`. */
+  #settle(topic: string, op: Waiting["op"], error?: Error): boolean {
+    const waiting = this.#waiting.get(topic);
+    if (waiting?.op !== op) return false;
+    this.#waiting.delete(topic);
+    if (error === undefined) waiting.resolve();
+    else waiting.reject(error);
+    return true;
   }
 
   async #send(message: Record<string, unknown>): Promise<void> {
@@ -250,17 +319,41 @@ export class SwarmHost {
     const child = command.spawn();
     this.#child = child;
     this.#stdin = child.stdin.getWriter();
+    this.#lastLines = [];
     const config = {
       seed: toHex(this.#options.identity.exportSecretKey()),
       ...this.#link!.address,
       token: toHex(this.#token),
       bootstrap: this.#options.bootstrap,
       ...(this.#options.bind ? { bind: this.#options.bind } : {}),
+      ...(this.#options.maxUnreadBytes !== undefined
+        ? { maxUnreadBytes: this.#options.maxUnreadBytes }
+        : {}),
     };
     this.#send(config).catch(() => {});
-    this.#readLines(child.stdout, (line) => this.#onEvent(line));
-    this.#readLines(child.stderr, (line) => this.#options.log?.(`swarm host: ${line}`));
-    child.status.then((status) => this.#onExit(child, status));
+    const pipes = Promise.all([
+      this.#readLines(child.stdout, (line) => this.#onEvent(line)),
+      this.#readLines(child.stderr, (line) => {
+        this.#remember(line);
+        this.#options.log?.(`swarm host: ${line}`);
+      }),
+    ]);
+    child.status.then(async (status) => {
+      // The pipes' last lines first (the reason a start failed), unless something else (a
+      // process the host started) holds them open.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        pipes,
+        new Promise((resolve) => timer = setTimeout(resolve, LAST_LINES_WAIT_MS)),
+      ]);
+      clearTimeout(timer);
+      this.#onExit(child, status);
+    });
+  }
+
+  #remember(line: string): void {
+    this.#lastLines.push(line);
+    if (this.#lastLines.length > LAST_LINES) this.#lastLines.shift();
   }
 
   async #readLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
@@ -280,7 +373,7 @@ export class SwarmHost {
   }
 
   #onEvent(line: string): void {
-    let event: { ev?: string; publicKey?: string; topic?: string; message?: string };
+    let event: { ev?: string; publicKey?: string; topic?: string; op?: string; message?: string };
     try {
       event = JSON.parse(line);
     } catch {
@@ -295,6 +388,8 @@ export class SwarmHost {
           return;
         }
         this.#publicKey = key;
+        this.#cameUp = true;
+        this.#upSince = performance.now();
         this.#ready.resolve();
         this.#options.onState?.("up");
         // After a restart: join every topic again.
@@ -304,15 +399,27 @@ export class SwarmHost {
         return;
       }
       case "joined":
-      case "left": {
-        const waiting = this.#waiting.get(event.topic ?? "");
-        this.#waiting.delete(event.topic ?? "");
-        waiting?.resolve();
+        this.#settle(event.topic ?? "", "join");
+        return;
+      case "left":
+        this.#settle(event.topic ?? "", "leave");
+        return;
+      case "error": {
+        const { topic, op, message } = event;
+        if (topic !== undefined && (op === "join" || op === "leave")) {
+          const error = new SwarmHostError(
+            `the swarm host could not ${op} topic ${topic.slice(0, 16)}…: ${message}`,
+          );
+          // A join the caller waits for and that failed is not kept (nor joined again after a
+          // restart); a rejoin after a restart that failed is kept for the next restart.
+          if (this.#settle(topic, op, error) && op === "join") this.#topics.delete(topic);
+          this.#options.log?.(error.message);
+          return;
+        }
+        this.#remember(`error: ${message}`);
+        this.#options.log?.(`swarm host error: ${message}`);
         return;
       }
-      case "error":
-        this.#options.log?.(`swarm host error: ${event.message}`);
-        return;
     }
   }
 
@@ -320,21 +427,45 @@ export class SwarmHost {
     if (child !== this.#child) return;
     this.#stdin = undefined;
     if (this.#closing) return;
+    const how = status.signal ?? `code ${status.code}`;
+    if (!this.#cameUp) {
+      // Still starting: it would only die the same way again. start() fails, saying why.
+      const said = this.#lastLines.length > 0
+        ? `: ${this.#lastLines.join(" | ")}`
+        : ` and printed nothing (is "${this.#options.nodePath ?? "node"}" Node.js 20 or later?)`;
+      this.#ready.reject(
+        new SwarmHostError(`the swarm host exited before it was ready (${how})${said}`),
+      );
+      return;
+    }
+    // Leaves in flight are done: the restarted host does not join those topics. Joins wait
+    // for the restarted host's rejoin.
+    for (const [topic, waiting] of this.#waiting) {
+      if (waiting.op === "leave") this.#settle(topic, "leave");
+    }
+    this.#scheduleRestart(`swarm host exited (${how})`);
+  }
+
+  /** Start the host again after the backoff's delay; `what` happened (logged). */
+  #scheduleRestart(what: string): void {
     const { initialMs, maxMs } = this.#options.restart ?? DEFAULT_RESTART;
-    const delay = Math.min(maxMs, initialMs * 2 ** this.#restarts);
+    const delayAt = (n: number) => Math.min(maxMs, initialMs * 2 ** n);
+    const wasUp = this.#upSince !== undefined;
+    const upMs = wasUp ? performance.now() - this.#upSince! : 0;
+    this.#upSince = undefined;
+    if (upMs >= delayAt(this.#backoff)) this.#backoff = 0; // it ran a while: a fresh failure
+    const delay = delayAt(this.#backoff);
+    if (delay < maxMs) this.#backoff++;
     this.#restarts++;
-    this.#options.log?.(
-      `swarm host exited (${status.signal ?? `code ${status.code}`}); restarting in ${delay} ms`,
-    );
-    this.#options.onState?.("down");
-    this.#ready = Promise.withResolvers<void>();
-    this.#ready.promise.catch(() => {});
-    setTimeout(() => {
+    this.#options.log?.(`${what}; restarting in ${delay} ms`);
+    if (wasUp) this.#options.onState?.("down");
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
       if (this.#closing) return;
       try {
         this.#spawn();
       } catch (error) {
-        this.#options.log?.(`swarm host restart failed: ${(error as Error).message}`);
+        this.#scheduleRestart(`swarm host restart failed: ${(error as Error).message}`);
       }
     }, delay);
   }

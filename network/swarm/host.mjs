@@ -6,15 +6,19 @@
 //
 // Started by network/swarm_host.ts as `node host.mjs`. Protocol, one JSON object per line:
 //   stdin, first line:  { seed, dataPath | dataPort, token, bootstrap: ["host:port", …] | null,
-//                         bind? }
+//                         bind?, maxUnreadBytes? }
 //                       seed: the node's 32-byte ed25519 seed (hex) — its swarm key pair
 //                       dataPath (a Unix socket file) or dataPort (127.0.0.1): where each peer
 //                       connection is delivered; token: the 32-byte secret (hex) that proves
 //                       to the node that the host sent it
 //                       bootstrap null: the public DHT; bind "127.0.0.1": local testnet only
+//                       maxUnreadBytes: see MAX_UNREAD_BYTES
 //   stdin, then:        { op: "join", topic, server, client } | { op: "leave", topic }
-//   stdout:             { ev: "ready", publicKey } | { ev: "joined", topic }
-//                       | { ev: "left", topic } | { ev: "error", message }
+//   stdout:             { ev: "ready", publicKey } (once the DHT's socket is bound)
+//                       | { ev: "joined", topic } | { ev: "left", topic }
+//                       | { ev: "error", topic, op, message } (that op failed)
+//                       | { ev: "error", message } (anything else; before "ready", the host
+//                         then exits with code 1)
 //   per peer:           a connection to dataPath or 127.0.0.1:dataPort that starts with
 //                       token (32) ‖ remote public key (32) ‖ initiator (1), then the bytes.
 // It exits when stdin closes (the node stopped) or on SIGTERM, leaving the swarm cleanly.
@@ -28,6 +32,8 @@ const lines = createInterface({ input: process.stdin });
 const send = (event) => process.stdout.write(JSON.stringify(event) + "\n");
 let swarm = null;
 let config = null;
+/** start()'s promise once the first line came: every op waits for it. */
+let started = null;
 
 function parseBootstrap(list) {
   return list.map((entry) => {
@@ -36,7 +42,7 @@ function parseBootstrap(list) {
   });
 }
 
-function start(cfg) {
+async function start(cfg) {
   config = cfg;
   const keyPair = DHT.keyPair(Buffer.from(cfg.seed, "hex"));
   const dhtOptions = cfg.bootstrap ? { bootstrap: parseBootstrap(cfg.bootstrap) } : {};
@@ -47,7 +53,62 @@ function start(cfg) {
   const dht = new DHT({ ...dhtOptions, keyPair });
   swarm = new Hyperswarm({ dht, keyPair });
   swarm.on("connection", deliver);
+  // The DHT's UDP socket, bound (a local bind, no network round trip): an address that cannot
+  // be bound fails here, and the node's start fails with the reason instead of every join.
+  await dht.bind();
   send({ ev: "ready", publicKey: keyPair.publicKey.toString("hex") });
+}
+
+// What the host holds of one peer connection's incoming bytes while the node does not read
+// them, before it closes that connection. The swarm's transport (a UDX stream) does not slow a
+// sender down for a slow reader: it acknowledges every packet and pushes it into its readable
+// buffer whatever that buffer holds, so pausing it (as the pipe into the node does when the
+// node stops reading) stops nothing, and a peer could fill the host's memory. Counted: the UDX
+// stream's readable buffer, the Noise stream's (decrypted, not yet piped), and what waits in
+// the link socket to the node. A transfer to a node that reads keeps far less there (measured:
+// at most 0.7 MiB, sampled every 100 ms, through 256 MiB transfers between two hosts on one
+// machine, bench/swarm_bench.ts).
+const MAX_UNREAD_BYTES = 32 * 1024 * 1024;
+/** How often the connections' unread bytes are checked. */
+const UNREAD_CHECK_MS = 100;
+const watched = new Set();
+let watchTimer = null;
+
+function queuedBytes(socket, local) {
+  const raw = socket.rawStream;
+  return (raw?._readableState?.buffered ?? 0) + (socket._readableState?.buffered ?? 0) +
+    local.writableLength;
+}
+
+function checkUnread() {
+  const cap = config.maxUnreadBytes ?? MAX_UNREAD_BYTES;
+  for (const entry of watched) {
+    const queued = queuedBytes(entry.socket, entry.local);
+    if (queued <= cap) continue;
+    watched.delete(entry);
+    process.stderr.write(
+      `peer ${entry.key.slice(0, 16)}: ${mib(queued)} MiB unread by the node, over the ` +
+        `${mib(cap)} MiB limit: connection closed\n`,
+    );
+    entry.socket.destroy();
+    entry.local.destroy();
+  }
+  if (watched.size === 0) {
+    clearInterval(watchTimer);
+    watchTimer = null;
+  }
+}
+
+const mib = (bytes) => (bytes / (1024 * 1024)).toFixed(1);
+
+function watch(socket, local) {
+  const entry = { socket, local, key: socket.remotePublicKey.toString("hex") };
+  watched.add(entry);
+  socket.on("close", () => watched.delete(entry));
+  if (watchTimer === null) {
+    watchTimer = setInterval(checkUnread, UNREAD_CHECK_MS);
+    watchTimer.unref();
+  }
 }
 
 // Hand one authenticated peer connection (a Noise stream) to the node over the link.
@@ -66,6 +127,7 @@ function deliver(socket, info) {
   header[64] = socket.isInitiator ? 1 : 0;
   local.write(header);
   pipeline(socket, local, () => {});
+  watch(socket, local);
   void info;
 }
 
@@ -160,17 +222,29 @@ function stopRefreshing(topic) {
 }
 
 async function handle(message) {
+  if (typeof message.topic !== "string" || !/^[0-9a-f]{64}$/.test(message.topic)) {
+    throw new Error("a topic is 32 bytes (64 hex digits)");
+  }
+  const topic = Buffer.from(message.topic, "hex");
   if (message.op === "join") {
     const options = { server: message.server !== false, client: message.client !== false };
     stopRefreshing(message.topic);
-    const discovery = swarm.join(Buffer.from(message.topic, "hex"), options);
-    await discovery.flushed();
+    const discovery = swarm.join(topic, options);
+    try {
+      await discovery.flushed();
+    } catch (error) {
+      // Not joined, as the node is told: no announcing or looking up in the background.
+      await swarm.leave(topic).catch(() => {});
+      throw error;
+    }
     refreshEarly(message.topic, discovery, options);
     send({ ev: "joined", topic: message.topic });
   } else if (message.op === "leave") {
     stopRefreshing(message.topic);
-    await swarm.leave(Buffer.from(message.topic, "hex"));
+    await swarm.leave(topic);
     send({ ev: "left", topic: message.topic });
+  } else {
+    throw new Error("unknown op");
   }
 }
 
@@ -182,16 +256,22 @@ lines.on("line", (line) => {
     send({ ev: "error", message: "not JSON: " + line.slice(0, 80) });
     return;
   }
-  if (config === null) {
-    try {
-      start(message);
-    } catch (error) {
+  if (started === null) {
+    started = start(message).catch((error) => {
       send({ ev: "error", message: String(error && error.message) });
       process.exit(1);
-    }
+    });
     return;
   }
-  handle(message).catch((error) => send({ ev: "error", message: String(error && error.message) }));
+  // In order, after start (the node sends its first op once "ready" came, but it need not).
+  started.then(() => handle(message)).catch((error) =>
+    send({
+      ev: "error",
+      topic: message.topic,
+      op: message.op,
+      message: String(error && error.message),
+    })
+  );
 });
 
 async function stop() {

@@ -3,6 +3,10 @@
 // connection to the node's link (socket file or port) whose first bytes are the topic's last byte repeated
 // five times, sent either in the same write as the header (topic[0] === 1) or 100 ms after it,
 // so both ways the header and a peer's first bytes can reach the node are exercised.
+// A join of a topic whose first byte is 0xee fails: { ev: "error", topic, op, message }, as the
+// host reports a join it could not do. With FAKE_SWARM_HOST_LOG set, each op is appended to that
+// file as a line { pid, op, topic } before it is answered.
+import { appendFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { createInterface } from "node:readline";
 import { createPrivateKey, createPublicKey } from "node:crypto";
@@ -24,8 +28,17 @@ createInterface({ input: process.stdin }).on("line", (line) => {
     send({ ev: "ready", publicKey: spki.subarray(-32).toString("hex") });
     return;
   }
+  if (process.env.FAKE_SWARM_HOST_LOG) {
+    const entry = { pid: process.pid, op: message.op, topic: message.topic };
+    appendFileSync(process.env.FAKE_SWARM_HOST_LOG, JSON.stringify(entry) + "\n");
+  }
+  if (message.op === "leave") send({ ev: "left", topic: message.topic });
   if (message.op !== "join") return;
   const topic = Buffer.from(message.topic, "hex");
+  if (topic[0] === 0xee) {
+    send({ ev: "error", topic: message.topic, op: "join", message: "flush failed (fake)" });
+    return;
+  }
   const header = Buffer.concat([
     Buffer.from(config.token, "hex"),
     Buffer.alloc(32, 7), // the "peer's" public key
