@@ -1,7 +1,9 @@
 /**
  * What the storage commands (`storage_commands.ts`, `exchange_commands.ts`) share: argument
- * parsing with a usage text, and one mapping from failures to exit codes — 0 done, 1 a storage
- * failure (`error [code]: message`), 2 a usage error.
+ * parsing with a usage text, and one mapping from failures to exit codes — 0 done (also when the
+ * reader of stdout stopped reading: `get CID | head -c 10`), 1 a storage failure
+ * (`error [code]: message`) or a file-system one (`error: message`, naming the path), 2 a usage
+ * error, 130 interrupted (Ctrl-C while writing a file: the partial copy is removed).
  *
  * @module
  */
@@ -14,6 +16,45 @@ export class UsageError extends VeriflowError {
   constructor(message: string) {
     super("usage", message);
   }
+}
+
+/** A command stopped by a stop signal (Ctrl-C, SIGTERM); exit code 130. */
+export class InterruptedError extends VeriflowError {
+  /** @param message What was left undone. */
+  constructor(message: string) {
+    super("interrupted", message);
+  }
+}
+
+/** Calls `listener` on each stop signal; returns a function that stops listening. */
+export type OnStopSignal = (listener: () => void) => () => void;
+
+/**
+ * The process's stop signals, SIGINT (Ctrl-C) and SIGTERM, as `cli.ts start` listens for them
+ * (`PROCESS_IO.onStopSignal` in node/start_command.ts). While a listener is registered, the
+ * signal no longer kills the process: the command cleans up and exits 130 itself.
+ */
+export const processStopSignals: OnStopSignal = (listener) => {
+  Deno.addSignalListener("SIGINT", listener);
+  Deno.addSignalListener("SIGTERM", listener);
+  return () => {
+    Deno.removeSignalListener("SIGINT", listener);
+    Deno.removeSignalListener("SIGTERM", listener);
+  };
+};
+
+/** What a command takes from the process besides its arguments; tests substitute their own. */
+export interface CommandIo {
+  /** Stop signals (default {@link processStopSignals}). */
+  onStopSignal?: OnStopSignal;
+}
+
+/** Exit code after a stop signal: 128 + SIGINT, as shells report. */
+const EXIT_INTERRUPTED = 130;
+
+/** Whether `error` is one of Deno's file-system and I/O errors (`Deno.errors.*`). */
+export function isDenoError(error: unknown): error is Error {
+  return Object.values(Deno.errors).some((type) => error instanceof type);
 }
 
 /** Parsed arguments: option values and positionals. */
@@ -55,12 +96,19 @@ export async function reportErrors(body: () => Promise<void>): Promise<number> {
       console.error(error.message);
       return 2;
     }
+    if (error instanceof InterruptedError) {
+      console.error(`interrupted: ${error.message}`);
+      return EXIT_INTERRUPTED;
+    }
     if (error instanceof VeriflowError) {
       console.error(`error [${error.code}]: ${error.message}`);
       return 1;
     }
-    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
-      console.error(`error: ${(error as Error).message}`);
+    // Whoever reads stdout stopped reading (`| head`): they chose to, nothing failed.
+    if (error instanceof Deno.errors.BrokenPipe) return 0;
+    // Deno's messages name the path: "Not a directory (os error 20): open 'x/y'".
+    if (isDenoError(error)) {
+      console.error(`error: ${error.message}`);
       return 1;
     }
     throw error;
@@ -70,24 +118,61 @@ export async function reportErrors(body: () => Promise<void>): Promise<number> {
 /**
  * Write `stream` to `output`: stdout for `-` or none, else a file written beside the target and
  * renamed over it at the end. A command that fails midway (a corrupt chunk, a wrong key, an
- * expired link) leaves no half-written file that looks complete, and an existing file is
- * replaced whole, never overwritten in place with its old tail left behind.
+ * expired link) or is stopped (Ctrl-C, SIGTERM: then {@link InterruptedError}) leaves no
+ * half-written file that looks complete and no temporary file, and an existing file is replaced
+ * whole, never overwritten in place with its old tail left behind. On stdout, a reader that
+ * stops reading (`| head -c 10`) ends the write quietly.
+ *
+ * @throws {Deno.errors.IsADirectory} `output` is a directory.
+ * @throws {InterruptedError} a stop signal came before the file was complete.
  */
 export async function writeOutput(
   stream: ReadableStream<Uint8Array>,
   output: string | undefined,
+  io: CommandIo = {},
 ): Promise<void> {
   if (output === undefined || output === "-") {
-    await stream.pipeTo(Deno.stdout.writable, { preventClose: true });
+    try {
+      await stream.pipeTo(Deno.stdout.writable, { preventClose: true });
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+    }
     return;
   }
+  if (output.endsWith("/") || await isDirectory(output)) {
+    await stream.cancel();
+    throw new Deno.errors.IsADirectory(
+      `-o ${output} names a directory: give the file to write, like ${
+        output.replace(/\/+$/, "")
+      }/NAME`,
+    );
+  }
   const temp = `${output}.${crypto.randomUUID()}.part`;
+  const interrupt = new AbortController();
+  const stopListening = (io.onStopSignal ?? processStopSignals)(() =>
+    interrupt.abort(new InterruptedError(`${output} was not written (its partial copy is removed)`))
+  );
   try {
+    interrupt.signal.throwIfAborted();
     const file = await Deno.open(temp, { write: true, createNew: true });
-    await stream.pipeTo(file.writable);
+    await stream.pipeTo(file.writable, { signal: interrupt.signal });
+    interrupt.signal.throwIfAborted();
     await Deno.rename(temp, output);
   } catch (error) {
     await Deno.remove(temp).catch(() => {});
+    if (interrupt.signal.aborted) throw interrupt.signal.reason;
+    // Deno's message names the temporary file; say which file the command was writing.
+    if (isDenoError(error)) error.message = `cannot write ${output}: ${error.message}`;
     throw error;
+  } finally {
+    stopListening();
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false; // not there (yet): it is a file to write
   }
 }

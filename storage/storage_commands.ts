@@ -23,7 +23,14 @@ import { OwnerKey } from "./private_tier.ts";
 import { formatBytes, ProgressBar } from "./progress_bar.ts";
 import type { DagEntry, DirectoryEntry } from "./unixfs.ts";
 import { blocksReferencedBy, isDagNode } from "./dag_links.ts";
-import { parseCommand, reportErrors, usage, UsageError, writeOutput } from "./_command_support.ts";
+import {
+  type CommandIo,
+  parseCommand,
+  reportErrors,
+  usage,
+  UsageError,
+  writeOutput,
+} from "./_command_support.ts";
 
 /** Default data directory of a node. */
 export const DEFAULT_DATA_DIR = "./.veriflow";
@@ -134,8 +141,11 @@ async function putDirectory(files: FileStore, path: string): Promise<DagEntry> {
   return await files.putDirectory(entries);
 }
 
-/** `get CID [-o FILE]`: write a stored file out, verified. */
-export async function runGet(args: string[]): Promise<number> {
+/**
+ * `get CID [-o FILE]`: write a stored file out, verified. Ctrl-C while writing FILE removes the
+ * partial copy and exits 130 (`io.onStopSignal`: the process's SIGINT and SIGTERM by default).
+ */
+export async function runGet(args: string[], io: CommandIo = {}): Promise<number> {
   const parsed = parseCommand(args, {
     output: { type: "string", short: "o" },
     range: { type: "string" },
@@ -180,7 +190,7 @@ export async function runGet(args: string[]): Promise<number> {
         },
       }),
     );
-    await writeOutput(counted, output);
+    await writeOutput(counted, output, io);
     bar?.finish(done);
   });
 }

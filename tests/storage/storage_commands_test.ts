@@ -215,3 +215,71 @@ Deno.test("a re-put repairs a stored chunk that rotted before anyone read it", a
   assert.deepEqual(await Deno.readFile(`${dir}/out.bin`), data);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("cli get to a reader that stops reading (| head -c 10) exits 0 quietly, no BrokenPipe stack", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeFile(`${dir}/in.bin`, pseudoRandomBytes(3_000_000));
+  const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.bin`]));
+  const script = new URL("./_run_storage_command.ts", import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, "get", put.out.trim(), "--data", `${dir}/node`],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  // Read a little, then close the pipe: far more than the pipe buffer is still to be written.
+  const reader = child.stdout.getReader();
+  const first = await reader.read();
+  assert.ok((first.value?.length ?? 0) > 0);
+  await reader.cancel();
+  const [status, stderr] = await Promise.all([
+    child.status,
+    new Response(child.stderr).text(),
+  ]);
+  assert.equal(status.code, 0, stderr);
+  assert.equal(stderr, "");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli get -o DIR (a directory) exits 1 with one error line naming it, and leaves nothing in it", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeFile(`${dir}/in.bin`, pseudoRandomBytes(100_000));
+  const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.bin`]));
+  await Deno.mkdir(`${dir}/out`);
+  for (const output of [`${dir}/out/`, `${dir}/out`]) {
+    const get = await capture(() =>
+      runGet([put.out.trim(), "--data", `${dir}/node`, "-o", output])
+    );
+    assert.equal(get.code, 1);
+    assert.match(get.err, new RegExp(`^error: -o ${output} names a directory`));
+    assert.deepEqual([...Deno.readDirSync(`${dir}/out`)], []);
+  }
+  // A missing parent directory: one line naming the file it was to write.
+  const get = await capture(() =>
+    runGet([put.out.trim(), "--data", `${dir}/node`, "-o", `${dir}/nope/f`])
+  );
+  assert.equal(get.code, 1);
+  assert.match(get.err, new RegExp(`^error: cannot write ${dir}/nope/f: No such file`));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("Ctrl-C during cli get -o FILE removes the partial file and exits 130", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeFile(`${dir}/in.bin`, pseudoRandomBytes(1_000_000));
+  const put = await capture(() => runPut(["--data", `${dir}/node`, `${dir}/in.bin`]));
+  await Deno.mkdir(`${dir}/out`);
+  let listening = 0;
+  const get = await capture(() =>
+    runGet([put.out.trim(), "--data", `${dir}/node`, "-o", `${dir}/out/f.bin`], {
+      onStopSignal: (listener) => {
+        listening++;
+        queueMicrotask(listener); // Ctrl-C as the write begins
+        return () => listening--;
+      },
+    })
+  );
+  assert.equal(get.code, 130);
+  assert.match(get.err, /^interrupted: .*f\.bin was not written/);
+  assert.deepEqual([...Deno.readDirSync(`${dir}/out`)], []);
+  assert.equal(listening, 0, "the signal listener is removed");
+  await Deno.remove(dir, { recursive: true });
+});
