@@ -17,7 +17,14 @@ import { PendingPut } from "./pending_put.ts";
 import { OwnerKey } from "./private_tier.ts";
 import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
 import { DEFAULT_DATA_DIR } from "./storage_commands.ts";
-import { parseCommand, reportErrors, usage, UsageError, writeOutput } from "./_command_support.ts";
+import {
+  type CommandIo,
+  parseCommand,
+  reportErrors,
+  usage,
+  UsageError,
+  writeOutput,
+} from "./_command_support.ts";
 
 /** Where a share link points by default: a node on this machine, default port. */
 const DEFAULT_NODE_URL = "http://127.0.0.1:8080";
@@ -35,8 +42,8 @@ const SHARE_USAGE =
   (--expires 30m|24h|7d; default never) or is revoked. URL: the node serving it (default
   ${DEFAULT_NODE_URL}).`;
 
-/** `export CID`: the file's DAG as a CAR. */
-export async function runExport(args: string[]): Promise<number> {
+/** `export CID`: the file's DAG as a CAR (Ctrl-C while writing `-o FILE` removes it: exit 130). */
+export async function runExport(args: string[], io: CommandIo = {}): Promise<number> {
   const parsed = parseCommand(args, {
     data: { type: "string" },
     output: { type: "string", short: "o" },
@@ -48,7 +55,7 @@ export async function runExport(args: string[]): Promise<number> {
     const store = await ChunkStore.open(join(dataDir(parsed.values), "store"));
     await store.get(cid); // an unknown root is an error before anything is written
     const car = exportCar(cid, (c, signal) => store.get(c, { signal }));
-    await writeOutput(car, parsed.values.output as string | undefined);
+    await writeOutput(car, parsed.values.output as string | undefined, io);
   });
 }
 
@@ -82,8 +89,15 @@ export async function runImport(args: string[]): Promise<number> {
   });
 }
 
-/** `share CID` / `share revoke ID` / `share open LINK`. */
-export async function runShare(args: string[]): Promise<number> {
+/**
+ * `share CID` / `share revoke ID` / `share open LINK`. `share open` waits at most `io.timeoutMs`
+ * (default 10 s) for each answer of the node serving the link; Ctrl-C while it writes `-o FILE`
+ * removes the partial copy and exits 130.
+ */
+export async function runShare(
+  args: string[],
+  io: CommandIo & { timeoutMs?: number } = {},
+): Promise<number> {
   const parsed = parseCommand(args, {
     data: { type: "string" },
     expires: { type: "string" },
@@ -104,8 +118,11 @@ export async function runShare(args: string[]): Promise<number> {
     }
     if (positionals[0] === "open" && positionals.length === 2) {
       const password = values.password ? await readPassword() : undefined;
-      const { stream } = await openShareLink(positionals[1], { password });
-      await writeOutput(stream, values.output as string | undefined);
+      const { stream } = await openShareLink(positionals[1], {
+        password,
+        timeoutMs: io.timeoutMs,
+      });
+      await writeOutput(stream, values.output as string | undefined, io);
       return;
     }
     if (positionals.length !== 1) throw new UsageError(SHARE_USAGE);

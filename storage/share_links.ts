@@ -240,12 +240,16 @@ export function parseShareLink(link: string): ParsedShareLink {
  * Open a share link: fetch the file's manifest and chunks from the node (ciphertext), verify
  * each against the CIDs (the file id comes from the link, not the node), decrypt here.
  *
+ * @param options.timeoutMs How long the node may take to answer each request, and then to send
+ *   its body (default {@link SHARE_FETCH_TIMEOUT_MS}).
  * @throws {ShareUnavailableError} the node refuses: expired (410) or revoked/unknown (404).
  * @throws {AuthenticationError} wrong password, or keys that do not open the file.
+ * @throws {StorageError} `node_unreachable`: nothing answers at the link's address;
+ *   `node_timeout`: something accepts the connection there but does not answer in time.
  */
 export async function openShareLink(
   link: string,
-  options?: { password?: string; fetch?: typeof fetch; signal?: AbortSignal },
+  options?: { password?: string; fetch?: typeof fetch; signal?: AbortSignal; timeoutMs?: number },
 ): Promise<{ info: FileInfo; stream: ReadableStream<Uint8Array> }> {
   const parsed = parseShareLink(link);
   let keys = parsed.keys;
@@ -256,20 +260,33 @@ export async function openShareLink(
     keys = await unwrapKeys(parsed.wrapped!, options.password);
   }
   if (keys.length !== FILE_KEYS_BYTES) throw new StorageError("invalid_share_link", "bad keys");
-  const blocks = new ShareBlocks(parsed, options?.fetch ?? fetch);
+  const blocks = new ShareBlocks(
+    parsed,
+    options?.fetch ?? fetch,
+    options?.timeoutMs ?? SHARE_FETCH_TIMEOUT_MS,
+  );
   const manifest = decodeManifest(await blocks.get(parsed.cid, options));
   if (manifest.tier !== "private") throw new StorageError("not_private", `${parsed.cid} is public`);
   const cipher = await FileCipher.fromFileKeys(manifest.salt, keys);
   return await new FileStore(blocks).getWithCipher(parsed.cid, cipher, { signal: options?.signal });
 }
 
+/**
+ * How long a share link's node may take to answer one request, and then to send its body: a node
+ * that accepts the connection but never answers (stopped, wedged) would otherwise hold
+ * `share open` forever.
+ */
+export const SHARE_FETCH_TIMEOUT_MS = 10_000;
+
 /** The blocks of one share, fetched from its node and verified against their CIDs. */
 class ShareBlocks implements BlockStore {
   readonly #link: ParsedShareLink;
   readonly #fetch: typeof fetch;
-  constructor(link: ParsedShareLink, fetcher: typeof fetch) {
+  readonly #timeoutMs: number;
+  constructor(link: ParsedShareLink, fetcher: typeof fetch, timeoutMs: number) {
     this.#link = link;
     this.#fetch = fetcher;
+    this.#timeoutMs = timeoutMs;
   }
   put(): Promise<string> {
     return Promise.reject(new StorageError("read_only", "a share link only reads"));
@@ -278,21 +295,68 @@ class ShareBlocks implements BlockStore {
     return await this.get(cid).then(() => true, () => false);
   }
   async get(cid: string, options?: { signal?: AbortSignal }): Promise<Uint8Array> {
-    const response = await this.#fetch(`${this.#link.url}/${cid}`, { signal: options?.signal });
-    if (response.status === 410) {
-      await response.body?.cancel();
-      throw new ShareUnavailableError("share_expired", this.#link.id);
-    }
-    if (!response.ok) {
-      await response.body?.cancel();
-      if (response.status === 404) {
-        throw new ShareUnavailableError("share_not_found", this.#link.id);
+    const timeout = new AbortController();
+    let timer = setTimeout(() => timeout.abort(), this.#timeoutMs);
+    const signal = options?.signal === undefined
+      ? timeout.signal
+      : AbortSignal.any([options.signal, timeout.signal]);
+    try {
+      let response: Response;
+      try {
+        response = await this.#fetch(`${this.#link.url}/${cid}`, { signal });
+      } catch (error) {
+        throw this.#failure(error, options?.signal, timeout.signal);
       }
-      throw new ChunkNotFoundError(cid, `share ${this.#link.id} (HTTP ${response.status})`);
+      if (response.status === 410) {
+        await response.body?.cancel();
+        throw new ShareUnavailableError("share_expired", this.#link.id);
+      }
+      if (!response.ok) {
+        await response.body?.cancel();
+        if (response.status === 404) {
+          throw new ShareUnavailableError("share_not_found", this.#link.id);
+        }
+        throw new ChunkNotFoundError(cid, `share ${this.#link.id} (HTTP ${response.status})`);
+      }
+      // The body gets its own allowance: the answer came, now its bytes must.
+      clearTimeout(timer);
+      timer = setTimeout(() => timeout.abort(), this.#timeoutMs);
+      let bytes: Uint8Array;
+      try {
+        bytes = new Uint8Array(await response.arrayBuffer());
+      } catch (error) {
+        throw this.#failure(error, options?.signal, timeout.signal);
+      }
+      if (!await verifyCid(cid, bytes)) throw new CorruptChunkError(cid, this.#link.url);
+      return bytes;
+    } finally {
+      clearTimeout(timer);
     }
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    if (!await verifyCid(cid, bytes)) throw new CorruptChunkError(cid, this.#link.url);
-    return bytes;
+  }
+
+  /** A failed request as the error to report: the caller's abort as is, else what went wrong. */
+  #failure(error: unknown, outer: AbortSignal | undefined, timeout: AbortSignal): unknown {
+    if (outer?.aborted) return outer.reason ?? error;
+    const origin = new URL(this.#link.url).origin;
+    if (timeout.aborted) {
+      return new StorageError(
+        "node_timeout",
+        `${origin} did not answer within ${Number((this.#timeoutMs / 1000).toFixed(3))} s: the ` +
+          `node serving the link may be stopped, wedged or overloaded; try again later, or ask ` +
+          `whoever shared it whether the node is up`,
+      );
+    }
+    if (!(error instanceof TypeError)) return error;
+    // Deno: "fetch failed", its cause "error sending request for url (…): client error
+    // (Connect): tcp connect error: Connection refused (os error 111)".
+    const cause = error.cause instanceof Error ? error.cause.message : error.message;
+    const why = cause.replace(/^error sending request for url \([^)]*\): /, "")
+      .replace(/^client error \(Connect\): /, "");
+    return new StorageError(
+      "node_unreachable",
+      `cannot reach ${origin} (${why}): the node serving the link is down or the address is ` +
+        `wrong; ask whoever shared it whether the node is up`,
+    );
   }
 }
 

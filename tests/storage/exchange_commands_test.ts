@@ -17,7 +17,7 @@ import { createShareLink, newShareId, ShareStore } from "../../storage/share_lin
 import { CarBlockIterator } from "@ipld/car";
 import { cidDigest } from "../../protocols/cid.ts";
 import { digestOf, equalBytes } from "../../storage/_hash.ts";
-import { parseDuration } from "../../storage/exchange_commands.ts";
+import { parseDuration, runShare } from "../../storage/exchange_commands.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
 import { importerRoot } from "./_ipfs_reference.ts";
 
@@ -153,5 +153,57 @@ Deno.test("cli share open -o replaces an existing, longer output file with exact
     await server.shutdown();
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Run a command in this process with console.log/error captured. */
+async function captured(fn: () => Promise<number>) {
+  const err: string[] = [];
+  const { log, error } = console;
+  console.log = () => {};
+  console.error = (...a: unknown[]) => void err.push(a.join(" "));
+  try {
+    return { code: await fn(), err: err.join("\n") };
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+}
+
+/** A link to a share at `base` (the keys need not open anything: no node ever answers). */
+function linkAt(base: string): string {
+  const cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+  const keys = btoa(String.fromCharCode(...new Uint8Array(64))).replaceAll("+", "-")
+    .replaceAll("/", "_").replace(/=+$/, "");
+  return `${base}/share/${"A".repeat(22)}#c=${cid}&k=${keys}`;
+}
+
+Deno.test("cli share open with the link's node down exits 1 saying it cannot reach it, no fetch stack trace", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const base = `http://127.0.0.1:${listener.addr.port}`;
+  listener.close(); // a port nobody listens on
+  const run = await captured(() => runShare(["open", linkAt(base)]));
+  assert.equal(run.code, 1);
+  assert.match(run.err, new RegExp(`^error \\[node_unreachable\\]: cannot reach ${base} \\(`));
+});
+
+Deno.test("cli share open from a node that accepts the connection but never answers gives up after the timeout, exit 1", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) held.push(conn);
+  })().catch(() => {});
+  try {
+    const base = `http://127.0.0.1:${listener.addr.port}`;
+    const run = await captured(() => runShare(["open", linkAt(base)], { timeoutMs: 100 }));
+    assert.equal(run.code, 1);
+    assert.match(
+      run.err,
+      new RegExp(`^error \\[node_timeout\\]: ${base} did not answer within 0\\.1 s`),
+    );
+  } finally {
+    listener.close();
+    for (const conn of held) conn.close();
+    await accepting;
   }
 });
