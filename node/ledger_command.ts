@@ -75,9 +75,23 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
       ? await verify(dataDir, values.json === true, io)
       : await repair(dataDir, io);
   } catch (error) {
-    if (!(error instanceof VeriflowError)) throw error;
-    io.err(`error [${error.code}]: ${error.message}`);
-    return 1;
+    if (error instanceof VeriflowError) {
+      io.err(`error [${error.code}]: ${error.message}`);
+      return 1;
+    }
+    if (error instanceof Deno.errors.NotADirectory) {
+      io.err(
+        `error: --data ${dataDir} is not a directory: give the node's data directory ` +
+          `(${error.message})`,
+      );
+      return 1;
+    }
+    // Deno's file-system errors name the path ("Permission denied (os error 13): open '…'").
+    if (Object.values(Deno.errors).some((type) => error instanceof type)) {
+      io.err(`error: --data ${dataDir}: ${(error as Error).message}`);
+      return 1;
+    }
+    throw error;
   }
 }
 

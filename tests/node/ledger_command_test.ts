@@ -81,3 +81,19 @@ Deno.test("a node refused on a damaged ledger names the commands that recover; a
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("ledger verify|repair --data FILE (not a directory) exits 1 with one error line naming it, no stack trace", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/README.md`;
+    await Deno.writeTextFile(file, "not a data directory\n");
+    const verified = await ledger("verify", "--data", file);
+    assert.equal(verified.code, 1);
+    assert.match(verified.err, new RegExp(`^error: --data ${file} is not a directory`));
+    const repaired = await ledger("repair", "--data", file);
+    assert.equal(repaired.code, 1);
+    assert.match(repaired.err, new RegExp(`^error: --data ${file}: `));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
