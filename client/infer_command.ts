@@ -38,7 +38,7 @@ export interface InferCommandIo {
   connectTimeoutMs?: number;
   /**
    * How long a running job may go without a message before the command gives up, when
-   * `--idle-timeout` is not given (default 30 s); tests shorten it.
+   * `--idle-timeout` is not given (default `DEFAULT_STREAM_IDLE_TIMEOUT_MS`); tests shorten it.
    */
   idleTimeoutMs?: number;
 }

@@ -99,8 +99,12 @@ export interface StreamClientOptions {
 
 /** Default of {@link StreamClientOptions.connectTimeoutMs}. */
 export const DEFAULT_STREAM_CONNECT_TIMEOUT_MS = 10_000;
-/** Default of {@link StreamClientOptions.idleTimeoutMs}. */
-export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 30_000;
+/**
+ * Default of {@link StreamClientOptions.idleTimeoutMs}: two minutes. The server says nothing
+ * while a job waits in its model's queue, so this is long enough for a busy node's queue and
+ * short enough that a wedged one does not hold a client for good.
+ */
+export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 120_000;
 
 interface PendingJob {
   start: PromiseWithResolvers<WsStartMessage>;
