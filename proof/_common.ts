@@ -143,12 +143,18 @@ export function reconstructOutput(model: ProofModel, tokens: readonly number[]):
  * Why the output's end breaks `generate`'s stopping rule, or null when it ends exactly where
  * generation would have: at the first position that emits EOS, completes a stop string,
  * reaches `maxTokens`, or fills the context window.
+ *
+ * `tokens` may be a prefix of an output of `tokenCount` tokens (the receipt signs the count): a
+ * stop inside the prefix before the output's last position is an `overrun` there, which the
+ * prefix alone proves; a prefix without a stop proves nothing (null), and `truncated` needs the
+ * whole output.
  */
 export function terminationViolation(
   model: ProofModel,
   promptLength: number,
   tokens: readonly number[],
   params: Pick<GenerationParams, "maxTokens" | "stop">,
+  tokenCount: number = tokens.length,
 ): { reason: "truncated" | "overrun"; position: number } | null {
   const eos = model.info.eosTokenId;
   const stops = params.stop.filter((s) => s.length > 0);
@@ -163,8 +169,9 @@ export function terminationViolation(
     }
     if (t + 1 >= params.maxTokens) finished = true;
     if (promptLength + t + 1 >= model.info.contextLength) finished = true;
-    if (finished) return t === tokens.length - 1 ? null : { reason: "overrun", position: t };
+    if (finished) return t === tokenCount - 1 ? null : { reason: "overrun", position: t };
   }
+  if (tokens.length < tokenCount) return null;
   if (tokens.length === 0 && params.maxTokens === 0) return null;
   return { reason: "truncated", position: tokens.length };
 }

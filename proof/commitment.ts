@@ -27,6 +27,15 @@ import { merkleRoot, MerkleTree, rootFromPath } from "./merkle.ts";
  * chunk: 32 × 6 bytes) against path length (one 32-byte hash per doubling of chunks).
  */
 export const DEFAULT_COMMITMENT_CHUNK_SIZE = 32;
+/**
+ * The fewest positions per chunk a ledger records a text receipt with (`Ledger.recordReceipt`);
+ * the receipt format allows 1–255. A fraud proof carries a Merkle path for every chunk up to
+ * its citation, all of them for an `output` or `truncated` proof: with one position per chunk a
+ * 4,096-token receipt's proof is 2 MB, over the 1 MiB frame that carries it to the other nodes,
+ * so only the accuser's own ledger would slash the worker and the rest would pay it. At 4 it is
+ * at most 1,024 openings, about 0.45 MB. The node's prover uses 32.
+ */
+export const MIN_COMMITMENT_CHUNK_SIZE = 4;
 const LEAF_DOMAIN = 0x00;
 const ROOT_DOMAIN = 0x02;
 /** Largest vocabulary whose token ids fit the 2-byte encoding. */

@@ -166,8 +166,16 @@ export async function checkFraudProof(
   }
   const promptIds = textModel.tokenizer.encode((job as TextJob).prompt);
   if (proof.kind === "termination") {
-    if (!allOpened) return done(false, "needs_all_chunks");
-    const v = terminationViolation(textModel, promptIds.length, prefix, (job as TextJob).params);
+    // An overrun needs the openings up to its stop only: the receipt signs how many tokens
+    // follow. A truncation (no stop anywhere) needs them all.
+    const v = terminationViolation(
+      textModel,
+      promptIds.length,
+      prefix,
+      (job as TextJob).params,
+      receipt.tokenCount,
+    );
+    if (v === null && !allOpened) return done(false, "needs_all_chunks");
     return done(v !== null, v ? "confirmed" : "not_reproduced");
   }
 

@@ -63,6 +63,7 @@ import {
   verifyTrainingReceipt,
 } from "../training/training_receipt.ts";
 import { DEFAULT_ECONOMICS, type EconomicParams } from "./economics.ts";
+import { MIN_COMMITMENT_CHUNK_SIZE } from "./commitment.ts";
 import {
   encodeEntryFrame,
   entryHash,
@@ -469,7 +470,9 @@ export class Ledger {
    * call that brings it (the requester's announcement may arrive after the worker's).
    *
    * @throws {LedgerRejectedError} for a receipt that does not verify, is already recorded, or is
-   *   for a job another receipt was recorded for (one payment per job).
+   *   for a job another receipt was recorded for (one payment per job); `receipt_rejected` for a
+   *   text receipt whose commitment has fewer than {@link MIN_COMMITMENT_CHUNK_SIZE} positions
+   *   per chunk (its fraud proofs would not fit the frame that carries them to other nodes).
    * @throws {InsufficientStakeError} when the worker cannot back the slash.
    */
   async recordReceipt(
@@ -511,6 +514,13 @@ export class Ledger {
       throw new LedgerRejectedError(
         "equivocation",
         "the worker signed two different receipts for one job: its stake is slashed",
+      );
+    }
+    if (receipt.kind === "text" && receipt.commitment.chunkSize < MIN_COMMITMENT_CHUNK_SIZE) {
+      // Not recorded, so never paid: no fraud proof against it would reach the other ledgers.
+      throw new LedgerRejectedError(
+        "receipt_rejected",
+        `the commitment has ${receipt.commitment.chunkSize} positions per chunk, fewer than ${MIN_COMMITMENT_CHUNK_SIZE}`,
       );
     }
     const existing = this.#record(check.receiptId);

@@ -33,7 +33,10 @@ import {
 
 /** Options of {@link proveJob}. */
 export interface ProveOptions {
-  /** Positions per Merkle leaf; default {@link DEFAULT_COMMITMENT_CHUNK_SIZE}. */
+  /**
+   * Positions per Merkle leaf; default {@link DEFAULT_COMMITMENT_CHUNK_SIZE}. Ledgers do not
+   * record a receipt below `MIN_COMMITMENT_CHUNK_SIZE` (4): smaller sizes are for tests.
+   */
   chunkSize?: number;
   /** Clock in unix ms; default `Date.now`. */
   now?: () => number;

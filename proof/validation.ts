@@ -322,10 +322,16 @@ export async function validateReceipt(
   }
   const term = terminationViolation(textModel, promptIds.length, tokens, job.params);
   if (term) {
+    // An overrun is proven by the tokens up to its stop (the receipt signs how many follow);
+    // only a truncation needs them all. With one position per chunk, all of a long output's
+    // openings are more than a frame can carry to the other nodes.
+    const lastChunk = term.reason === "overrun"
+      ? Math.floor(term.position / proof.chunkSize)
+      : allChunks;
     return finish("fraud", term.reason, {
       ...base,
       kind: "termination",
-      chunks: openChunks(proof, allChunks, new Set()),
+      chunks: openChunks(proof, lastChunk, new Set()),
       cited: [{ position: term.position }],
     });
   }

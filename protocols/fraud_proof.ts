@@ -15,7 +15,8 @@
  * - `fingerprint`: cited fingerprints differ from the recomputed ones beyond tolerance;
  * - `sampling`: a cited token is not what the job's sampling rule gives (within tolerance);
  * - `termination`: the output stops early (no EOS, no stop string, room left) or runs on past
- *   an EOS / stop string — checkable from the tokens alone;
+ *   an EOS / stop string — checkable from the tokens alone: every chunk for an early stop, the
+ *   chunks up to the stop for a run-on (the receipt signs how many tokens follow);
  * - `output`: the committed tokens do not decode to the output the receipt signs;
  * - `tensor`: a one-shot job's outputs differ from re-execution beyond tolerance.
  * - `receipt`: the worker's signed receipt names this job (its id) but contradicts it: another

@@ -57,15 +57,15 @@ export function scriptedModel(cid: string, options: ScriptedModelOptions = {}): 
 }
 
 /**
- * The chunks an honest worker streams for `promptIds` under `params`. A cheat: `ignoreEos`
- * never emits EOS (it samples from the row with EOS masked instead) and runs on; `replace`
- * swaps the sampled token of a position for another.
+ * The chunks an honest worker streams for `promptIds` under `params`. A cheat: `runOn` never
+ * stops before `maxTokens` (it samples from the row with EOS masked instead of emitting it, and
+ * ignores stop strings); `replace` swaps the sampled token of a position for another.
  */
 export function generateChunks(
   model: ReturnType<typeof scriptedModel>,
   promptIds: readonly number[],
   params: GenerationParams,
-  options: { ignoreEos?: boolean; replace?: (position: number, token: number) => number } = {},
+  options: { runOn?: boolean; replace?: (position: number, token: number) => number } = {},
 ): ProverChunk[] {
   const V = model.info.vocabSize;
   const eos = model.info.eosTokenId;
@@ -76,7 +76,7 @@ export function generateChunks(
   for (let t = 0; t < params.maxTokens; t++) {
     const row = model.rowFor(seq[seq.length - 1], seq.length - 1);
     let token = sampleToken(row, params, t).token;
-    if (token === eos && options.ignoreEos) {
+    if (token === eos && options.runOn) {
       const masked = row.slice();
       masked[token] = -Infinity;
       token = sampleToken(masked, params, t).token;
@@ -88,7 +88,7 @@ export function generateChunks(
     if (!finished) {
       text = decoder.push(token);
       output += text;
-      if (params.stop.some((s) => output.includes(s))) finished = true;
+      if (!options.runOn && params.stop.some((s) => output.includes(s))) finished = true;
     }
     if (t + 1 >= params.maxTokens || seq.length >= model.info.contextLength) finished = true;
     if (finished) text += decoder.flush();

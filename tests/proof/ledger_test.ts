@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { assigned, receipt as fixtureReceipt, requester } from "./_ledger_fixtures.ts";
+import { assigned, receipt as fixtureReceipt, requester, resigned } from "./_ledger_fixtures.ts";
+import { MIN_COMMITMENT_CHUNK_SIZE } from "../../proof/commitment.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
@@ -136,6 +137,30 @@ Deno.test("ledger: a receipt its worker cannot back with free stake is refused",
     await ledger.deposit(worker.publicKey, 250);
     await ledger.recordReceipt(receipt(1, 10)); // locks 200
     await assert.rejects(() => ledger.recordReceipt(receipt(2, 10)), InsufficientStakeError);
+    await ledger.close();
+  }));
+
+Deno.test("ledger: a text receipt committed in chunks under MIN_COMMITMENT_CHUNK_SIZE positions is not recorded", () =>
+  withLedger(async (dir) => {
+    // Its fraud proofs carry a Merkle path per chunk: at one position per chunk, more than the
+    // frame that takes them to other ledgers, which would have paid the worker regardless.
+    const ledger = await Ledger.open(dir, owner);
+    await ledger.deposit(worker.publicKey, 10_000);
+    for (const chunkSize of [1, MIN_COMMITMENT_CHUNK_SIZE - 1]) {
+      const r = resigned(receipt(chunkSize, 10), {
+        commitment: { ...receipt(chunkSize, 10).commitment, chunkSize },
+      }, worker);
+      await assert.rejects(
+        () => ledger.recordReceipt(r, assigned(r)),
+        (e: unknown) => e instanceof LedgerRejectedError && e.code === "receipt_rejected",
+      );
+      assert.equal(ledger.receipt(receiptId(r)), undefined);
+    }
+    assert.equal(ledger.account(worker.publicKey).locked, 0, "nothing locked");
+    const ok = resigned(receipt(9, 10), {
+      commitment: { ...receipt(9, 10).commitment, chunkSize: MIN_COMMITMENT_CHUNK_SIZE },
+    }, worker);
+    assert.equal((await ledger.recordReceipt(ok)).status, "pending");
     await ledger.close();
   }));
 

@@ -10,9 +10,18 @@ import { generationParamsSchema, type TextJob } from "../../protocols/job.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import { checkFraudProof } from "../../proof/fraud_check.ts";
-import { FraudProofSchema } from "../../protocols/fraud_proof.ts";
+import {
+  type FraudProof,
+  FraudProofSchema,
+  fraudProofSize,
+  signFraudProof,
+} from "../../protocols/fraud_proof.ts";
+import { FraudProofAnnouncementMessage } from "../../protocols/inference_messages.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../../streams/length_prefixed_stream.ts";
+import { MIN_COMMITMENT_CHUNK_SIZE, openChunks } from "../../proof/commitment.ts";
+import { connectedPair } from "../protocols/_helpers.ts";
 import { verifyVerdict } from "../../protocols/verdict.ts";
-import { BUILTIN_PAD_TOKEN_ID } from "../../inference/byte_tokenizer.ts";
+import { BUILTIN_EOS_TOKEN_ID, BUILTIN_PAD_TOKEN_ID } from "../../inference/byte_tokenizer.ts";
 import { tinyModel } from "../inference/_fixtures.ts";
 import { generateChunks, scriptedModel } from "./_scripted_model.ts";
 
@@ -97,4 +106,118 @@ Deno.test("a model with masked (−∞) ids: honest receipts validate; a cheat's
   }
   const check = await checkFraudProof(res.fraudProof, model);
   assert.ok(check.confirmed, check.reason);
+});
+
+/**
+ * A model with an 8k context that never emits EOS and says "a" (the jobs' stop string, at 20
+ * nats) at every 50th position.
+ */
+const A = "a".charCodeAt(0);
+const talkative = scriptedModel("bafy-longctx", {
+  patch: (row, position) => {
+    row[BUILTIN_EOS_TOKEN_ID] = -Infinity;
+    if (position % 50 === 49) row[A] = 20;
+  },
+});
+const LONG = { maxTokens: 4096, temperature: 0, topK: 0, topP: 1, seed: 0, stop: ["a"] };
+
+/** Prove `chunks` for a 4,096-token job at `chunkSize`, and validate it. */
+async function proveAndValidate(
+  chunks: ReturnType<typeof generateChunks>,
+  chunkSize: number,
+  nonce: string,
+  tamperOutput = false,
+) {
+  const job: TextJob = {
+    kind: "text",
+    model: talkative.info.cid,
+    prompt: "Hi",
+    params: LONG,
+    nonce,
+  };
+  if (tamperOutput) chunks = chunks.map((c, t) => (t === 7 ? { ...c, text: "#" } : c));
+  const proved = await proveJob(job, ReadableStream.from(chunks), Identity.generate(), {
+    chunkSize,
+  });
+  const res = await validateReceipt(
+    { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
+    talkative,
+    Identity.generate(),
+  );
+  return { job, proved, res };
+}
+
+/** True when `proof` goes out in one FraudProofAnnouncementMessage. */
+async function announces(proof: FraudProof): Promise<boolean> {
+  const pair = connectedPair();
+  try {
+    await pair.client.notify(FraudProofAnnouncementMessage, { proof });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await pair.close().catch(() => {});
+  }
+}
+
+Deno.test("an overrun fraud proof opens the chunks up to the stop only: it fits a frame at one position per chunk", async () => {
+  // The cheat runs on past its stop string (within 50 positions) and bills all 4,096 tokens,
+  // committed one position per chunk. The termination proof opened every chunk (2 MB, over the
+  // 1 MiB frame), so no other node ever saw it.
+  const prompt = talkative.tokenizer.encode("Hi");
+  const chunks = generateChunks(talkative, prompt, LONG, { runOn: true });
+  assert.equal(chunks.length, 4096);
+  const { proved, res } = await proveAndValidate(chunks, 1, "overrun");
+  assert.equal(res.verdict.outcome, "fraud");
+  assert.equal(res.verdict.reason, "overrun");
+  const proof = res.fraudProof!;
+  assert.equal(proof.kind, "termination");
+  const stop = proof.cited[0].position;
+  assert.equal(stop, chunks.findIndex((c) => c.tokenId === A), "where the stop string completed");
+  assert.ok(stop < 50);
+  assert.equal(proof.chunks.length, stop + 1, "chunks 0..stop, not all 4,096");
+  assert.ok(fraudProofSize(proof) < DEFAULT_MAX_FRAME_BYTES / 16, `${fraudProofSize(proof)} B`);
+  assert.ok(await announces(proof), "the announcement goes out");
+  const check = await checkFraudProof(proof, talkative);
+  assert.ok(check.confirmed, check.reason);
+
+  // The old form, every chunk opened, still checks; a prefix of an honest output proves nothing.
+  const validator = Identity.generate();
+  const { sig: _s, validator: _v, ...unsigned } = proof;
+  const allOpened = signFraudProof(
+    { ...unsigned, chunks: openChunks(proved.proof, 4095, new Set()) },
+    validator,
+  );
+  assert.ok((await checkFraudProof(allOpened, talkative)).confirmed);
+  const honest = generateChunks(talkative, prompt, LONG);
+  assert.equal(honest.length, stop + 1);
+  const fair = await proveAndValidate(honest, 1, "honest");
+  assert.equal(fair.res.verdict.outcome, "valid", fair.res.verdict.reason);
+  const forged = signFraudProof({
+    ...unsigned,
+    job: fair.job,
+    receipt: fair.proved.receipt,
+    chunks: openChunks(fair.proved.proof, 10, new Set()),
+    cited: [{ position: 10 }],
+  }, validator);
+  assert.equal((await checkFraudProof(forged, talkative)).confirmed, false);
+});
+
+Deno.test("at the smallest chunk size a ledger records, a proof opening every chunk of 4,096 tokens fits a frame", async () => {
+  // An `output` proof must open every chunk. Below MIN_COMMITMENT_CHUNK_SIZE it would not fit
+  // (ledgers refuse such receipts); at it, it does and is confirmed.
+  const prompt = talkative.tokenizer.encode("Hi");
+  const chunks = generateChunks(talkative, prompt, LONG, { runOn: true });
+  for (const chunkSize of [1, MIN_COMMITMENT_CHUNK_SIZE]) {
+    const { res } = await proveAndValidate(chunks, chunkSize, `output-${chunkSize}`, true);
+    assert.equal(res.verdict.reason, "output_mismatch");
+    const proof = res.fraudProof!;
+    assert.equal(proof.chunks.length, 4096 / chunkSize);
+    const fits = fraudProofSize(proof) < DEFAULT_MAX_FRAME_BYTES / 2;
+    assert.equal(fits, chunkSize >= MIN_COMMITMENT_CHUNK_SIZE, `${fraudProofSize(proof)} B`);
+    if (fits) {
+      assert.ok(await announces(proof));
+      assert.ok((await checkFraudProof(proof, talkative)).confirmed);
+    }
+  }
 });
