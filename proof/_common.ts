@@ -148,6 +148,11 @@ export function reconstructOutput(model: ProofModel, tokens: readonly number[]):
  * stop inside the prefix before the output's last position is an `overrun` there, which the
  * prefix alone proves; a prefix without a stop proves nothing (null), and `truncated` needs the
  * whole output.
+ *
+ * A prompt that leaves no room in the context window (`promptLength ≥ contextLength`) is one
+ * `generate` refuses before any token, so every receipt for it is a violation at position 0,
+ * `prompt_too_long`, whatever its tokens (the validator would otherwise forward more tokens
+ * than the model takes).
  */
 export function terminationViolation(
   model: ProofModel,
@@ -155,7 +160,8 @@ export function terminationViolation(
   tokens: readonly number[],
   params: Pick<GenerationParams, "maxTokens" | "stop">,
   tokenCount: number = tokens.length,
-): { reason: "truncated" | "overrun"; position: number } | null {
+): { reason: "truncated" | "overrun" | "prompt_too_long"; position: number } | null {
+  if (promptLength >= model.info.contextLength) return { reason: "prompt_too_long", position: 0 };
   const eos = model.info.eosTokenId;
   const stops = params.stop.filter((s) => s.length > 0);
   const decoder = model.tokenizer.streamDecoder();

@@ -7,7 +7,8 @@
  *    output the requester got (`invalid`: no recomputation needed to see it);
  * 2. the proof data opens the signed commitment (`invalid`, reason `commitment_mismatch`);
  * 3. the committed tokens decode to the signed output, and end where generation would have
- *    stopped (`fraud` of kind `output` / `termination`, checkable from tokens alone);
+ *    stopped (`fraud` of kind `output` / `termination`, checkable from tokens alone; a prompt
+ *    that fills the context window, which generation refuses, is `termination` at position 0);
  * 4. one forward pass over prompt ‖ output: the fingerprints pass the statistical test (no
  *    single position and no prefix beyond the honest noise calibrated for the model and the
  *    job's precision, `fingerprint.ts`) and each token is consistent with the job's sampling
@@ -322,12 +323,13 @@ export async function validateReceipt(
   }
   const term = terminationViolation(textModel, promptIds.length, tokens, job.params);
   if (term) {
-    // An overrun is proven by the tokens up to its stop (the receipt signs how many follow);
-    // only a truncation needs them all. With one position per chunk, all of a long output's
-    // openings are more than a frame can carry to the other nodes.
-    const lastChunk = term.reason === "overrun"
-      ? Math.floor(term.position / proof.chunkSize)
-      : allChunks;
+    // An overrun is proven by the tokens up to its stop (the receipt signs how many follow), a
+    // prompt too long for the context by the job alone; only a truncation needs every token.
+    // With one position per chunk, all of a long output's openings are more than a frame can
+    // carry to the other nodes.
+    const lastChunk = term.reason === "truncated"
+      ? allChunks
+      : Math.min(allChunks, Math.floor(term.position / proof.chunkSize));
     return finish("fraud", term.reason, {
       ...base,
       kind: "termination",

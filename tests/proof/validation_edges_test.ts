@@ -221,3 +221,59 @@ Deno.test("at the smallest chunk size a ledger records, a proof opening every ch
     }
   }
 });
+
+Deno.test("a receipt for a prompt that fills the context window is termination fraud at position 0, before any forward pass", async () => {
+  // generate refuses such a prompt, so no honest receipt exists. The termination rule took the
+  // window as full at position 0 and accepted one token: at exactly the context length the
+  // receipt validated, and beyond it validateReceipt threw ContextLengthError from the forward
+  // pass (the actor's inconclusive: unpaid, never slashed).
+  const ctx = m.info.contextLength;
+  const V = m.info.vocabSize;
+  const params = { maxTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] };
+  const base = m.tokenizer.encode("a".repeat(ctx)).length - ctx; // tokens beyond one per char
+  for (const [i, extra] of [0, 5].entries()) {
+    const prompt = "a".repeat(ctx + extra - base);
+    assert.equal(m.tokenizer.encode(prompt).length, ctx + extra);
+    assert.throws(() => m.generate(m.tokenizer.encode(prompt), params), "honest workers refuse");
+    const job: TextJob = { kind: "text", model: m.info.cid, prompt, params, nonce: `long-${i}` };
+    for (const tokens of [[], [98], [98, 99]]) {
+      const chunks = tokens.map((tokenId, index) => ({
+        index,
+        tokenId,
+        text: String.fromCharCode(tokenId),
+        fingerprint: { logProb: -1, projection: 0 },
+        vocabSize: V,
+      }));
+      const proved = await proveJob(job, ReadableStream.from(chunks), Identity.generate());
+      const res = await validateReceipt(
+        { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
+        m,
+        Identity.generate(),
+      );
+      const what = `prompt ${ctx + extra} tokens, ${tokens.length} output`;
+      assert.equal(`${res.verdict.outcome}/${res.verdict.reason}`, "fraud/prompt_too_long", what);
+      assert.equal(res.stats.forwardTokens, 0, "no forward pass");
+      const proof = res.fraudProof!;
+      assert.equal(proof.kind, "termination");
+      assert.deepEqual(proof.cited, [{ position: 0 }]);
+      assert.equal(proof.chunks.length, Math.min(1, tokens.length), "chunk 0 at most");
+      const check = await checkFraudProof(proof, m);
+      assert.ok(check.confirmed, `${what}: ${check.reason}`);
+    }
+  }
+  // One token short of the window: generation emits one token, and that receipt validates.
+  const prompt = "a".repeat(ctx - 1 - base);
+  const job: TextJob = { kind: "text", model: m.info.cid, prompt, params, nonce: "fits" };
+  const proved = await proveJob(
+    job,
+    m.generate(m.tokenizer.encode(prompt), params),
+    Identity.generate(),
+  );
+  assert.equal(proved.receipt.tokenCount, 1);
+  const res = await validateReceipt(
+    { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
+    m,
+    Identity.generate(),
+  );
+  assert.equal(res.verdict.outcome, "valid", res.verdict.reason);
+});
