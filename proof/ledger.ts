@@ -269,11 +269,7 @@ export class Ledger {
   ): Promise<LedgerEntry | null> {
     const run = this.#queue.then(async () => {
       if (this.#closed) throw new LedgerError("ledger_closed", "ledger is closed");
-      if (this.#poisoned) {
-        throw new LedgerError("ledger_poisoned", "a write failed: reopen the ledger", {
-          cause: this.#poisoned,
-        });
-      }
+      this.#throwIfPoisoned();
       const body = decide();
       if (body === null) return null;
       const entry = signEntry({
@@ -309,6 +305,18 @@ export class Ledger {
     return run;
   }
 
+  /**
+   * After a failed write the state in memory may hold an entry the log does not (or the reverse):
+   * nothing is appended, and no checkpoint signed, until the ledger is reopened from disk.
+   */
+  #throwIfPoisoned(): void {
+    if (this.#poisoned) {
+      throw new LedgerError("ledger_poisoned", "a write failed: reopen the ledger", {
+        cause: this.#poisoned,
+      });
+    }
+  }
+
   /** Sign and write a checkpoint of the working state as it is now (in the writer's turn). */
   async #checkpoint(): Promise<void> {
     const checkpoint: LedgerCheckpoint = signCheckpoint({
@@ -326,10 +334,14 @@ export class Ledger {
   /**
    * Write a checkpoint now, after the appends already queued (the ledger also writes one every
    * `checkpointEvery` entries and on close).
+   *
+   * @throws {LedgerError} `ledger_poisoned` after a failed write (the state in memory may not be
+   *   the log's: reopen the ledger), `ledger_closed` once closed.
    */
   async checkpoint(): Promise<void> {
     const run = this.#queue.then(() => {
       if (this.#closed) throw new LedgerError("ledger_closed", "ledger is closed");
+      this.#throwIfPoisoned();
       return this.#checkpoint();
     });
     this.#queue = run.catch(() => {});
