@@ -49,7 +49,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { decodeCbor } from "../protocols/cbor.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -85,6 +85,7 @@ import {
 import { INDEX_FILE, LedgerIndex, positionAfter } from "./ledger_index.ts";
 import { recoverLedger } from "./ledger_recovery.ts";
 import { type LedgerCheckpoint, signCheckpoint, writeCheckpoint } from "./ledger_checkpoint.ts";
+import { syncDirectory } from "./_durable_file.ts";
 
 export * from "./ledger_errors.ts";
 export { entryHash, entrySigningBytes } from "./ledger_entry.ts";
@@ -207,7 +208,8 @@ export class Ledger {
 
   /**
    * Open (or create) the ledger in `dir`: verify its checkpoint and the entries after it, and
-   * bring the history index up to date.
+   * bring the history index up to date. A new ledger's directory is synced once its files
+   * exist, so they survive a power cut before the first checkpoint.
    *
    * @example
    * ```ts
@@ -221,6 +223,11 @@ export class Ledger {
    *   recover.
    */
   static async open(dir: string, identity: Identity, options: LedgerOptions = {}): Promise<Ledger> {
+    const created = {
+      dir: !await exists(dir),
+      log: !await exists(join(dir, LOG_FILE)),
+      index: !await exists(join(dir, INDEX_FILE)),
+    };
     await Deno.mkdir(dir, { recursive: true });
     const log = await LedgerLog.open(join(dir, LOG_FILE), { write: true });
     let index: LedgerIndex | undefined;
@@ -235,6 +242,12 @@ export class Ledger {
       ledger.#checkpointSeq = recovered.checkpointSeq;
       if (ledger.#seq === 0) {
         await ledger.#append("genesis", { owner: ledger.#owner, version: 1 });
+      }
+      if (created.log || created.index) {
+        // A new file's name lives in its directory: without this, a power cut before the first
+        // checkpoint (which syncs the directory) could lose the log with its acknowledged entries.
+        await syncDirectory(dir);
+        if (created.dir) await syncDirectory(dirname(resolve(dir)));
       }
       if (
         ledger.#checkpointEvery > 0 &&
@@ -915,5 +928,15 @@ async function openIndex(path: string): Promise<LedgerIndex> {
       await Deno.remove(`${path}${suffix}`).catch(() => {});
     }
     return LedgerIndex.open(path);
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
   }
 }

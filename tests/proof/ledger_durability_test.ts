@@ -38,3 +38,24 @@ Deno.test("ledger: after a failed write, checkpoint() is refused (ledger_poisone
     assert.equal(reopened.account(staker.publicKey).stake, 12);
     await reopened.close();
   }));
+
+Deno.test("ledger: a new ledger syncs its directory once ledger.log and index.sqlite are created", () =>
+  withLedgerDir(async (parent, clock) => {
+    const dir = `${parent}/ledger`;
+    const opened: string[] = [];
+    const open = Deno.open;
+    // Every directory sync opens the directory: seen here, without a power cut.
+    Deno.open = ((path: string | URL, options?: Deno.OpenOptions) => {
+      opened.push(String(path));
+      return open(path, options);
+    }) as typeof Deno.open;
+    let ledger: Ledger;
+    try {
+      ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+    } finally {
+      Deno.open = open;
+    }
+    assert.ok(opened.includes(dir), `the ledger directory is synced (opened: ${opened})`);
+    assert.ok(opened.includes(parent), "and its parent, which got the new directory");
+    await ledger.close();
+  }));
