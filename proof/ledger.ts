@@ -208,8 +208,9 @@ export class Ledger {
 
   /**
    * Open (or create) the ledger in `dir`: verify its checkpoint and the entries after it, and
-   * bring the history index up to date. A new ledger's directory is synced once its files
-   * exist, so they survive a power cut before the first checkpoint.
+   * bring the history index up to date (a damaged index, one SQLite fails on, is deleted and
+   * built anew from the log). A new ledger's directory is synced once its files exist, so they
+   * survive a power cut before the first checkpoint.
    *
    * @example
    * ```ts
@@ -232,9 +233,24 @@ export class Ledger {
     const log = await LedgerLog.open(join(dir, LOG_FILE), { write: true });
     let index: LedgerIndex | undefined;
     try {
-      index = await openIndex(join(dir, INDEX_FILE));
+      const indexPath = join(dir, INDEX_FILE);
+      index = await openIndex(indexPath);
+      const recover = () => recoverLedger(dir, log, index!, identity.publicKey);
+      let recovered;
+      try {
+        recovered = await recover();
+      } catch (error) {
+        if (!isIndexError(error)) throw error;
+        // The index is derived data, and SQLite found it damaged (a torn page, a bad sector):
+        // built anew from the log, once.
+        closeQuietly(index);
+        index = undefined;
+        await removeIndex(indexPath);
+        index = LedgerIndex.open(indexPath);
+        created.index = true;
+        recovered = await recover();
+      }
       const ledger = new Ledger(dir, log, index, identity, options);
-      const recovered = await recoverLedger(dir, log, index, identity.publicKey);
       ledger.#state = recovered.state;
       ledger.#seq = recovered.seq;
       ledger.#head = recovered.head;
@@ -924,10 +940,28 @@ async function openIndex(path: string): Promise<LedgerIndex> {
   try {
     return LedgerIndex.open(path);
   } catch {
-    for (const suffix of ["", "-wal", "-shm"]) {
-      await Deno.remove(`${path}${suffix}`).catch(() => {});
-    }
+    await removeIndex(path);
     return LedgerIndex.open(path);
+  }
+}
+
+/** Delete the history index's files (it is rebuilt from the log). */
+async function removeIndex(path: string): Promise<void> {
+  for (const suffix of ["", "-wal", "-shm"]) {
+    await Deno.remove(`${path}${suffix}`).catch(() => {});
+  }
+}
+
+/** Whether `error` is SQLite's (`node:sqlite`): from the history index, not from the log. */
+function isIndexError(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === "ERR_SQLITE_ERROR";
+}
+
+function closeQuietly(index: LedgerIndex): void {
+  try {
+    index.close();
+  } catch {
+    // a damaged database may fail to close cleanly: it is deleted next
   }
 }
 

@@ -9,6 +9,9 @@
  * swapped) means acknowledged entries are missing: that is reported as damage, with the commands
  * that recover, never silently replayed past.
  *
+ * If the history index fails (a damaged `index.sqlite`), `Ledger.open` deletes it and runs this
+ * again, building it anew from the log.
+ *
  * @module
  */
 import { decodeCbor } from "../protocols/cbor.ts";

@@ -7,8 +7,9 @@
  * to it (two writers interleaved, a disk that lost a block) and replaying it could count work
  * twice, so it is moved, byte for byte, to `ledger.log.rejected-<time>` next to the log for
  * whoever wants to look at it. A checkpoint that does not match what is kept is removed, the
- * history index is rebuilt, and the ledger is opened once (which checks the kept entries again
- * and signs a fresh checkpoint).
+ * history index is always rebuilt (it is derived data, and a damaged `index.sqlite` verifies
+ * like any other: the log is what `ledger verify` checks), and the ledger is opened once (which
+ * checks the kept entries again and signs a fresh checkpoint).
  *
  * Run it only while no node has the directory: `cli.ts ledger repair` takes the data directory's
  * lock first.
@@ -85,15 +86,14 @@ export async function repairLedger(
   const checkpointRemoved = before.checkpoint.check !== "matches" &&
     before.checkpoint.check !== "missing";
   if (checkpointRemoved) await removeCheckpoint(dir);
-  if (setAsideBytes > 0 || checkpointRemoved) {
-    // Derived from entries that are gone: rebuilt from what is kept.
-    for (const suffix of ["", "-wal", "-shm"]) {
-      await Deno.remove(join(dir, `${INDEX_FILE}${suffix}`)).catch((error) => {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      });
-    }
-    await syncDirectory(dir);
+  // Derived from the log (perhaps from entries now gone, perhaps damaged itself): rebuilt from
+  // what is kept.
+  for (const suffix of ["", "-wal", "-shm"]) {
+    await Deno.remove(join(dir, `${INDEX_FILE}${suffix}`)).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
   }
+  await syncDirectory(dir);
   const ledger = await Ledger.open(dir, identity, options);
   const report: LedgerRepairReport = {
     before,
