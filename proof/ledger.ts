@@ -296,11 +296,26 @@ export class Ledger {
     kind: LedgerEntryKind,
     decide: () => Record<string, unknown> | null,
   ): Promise<LedgerEntry | null> {
+    return this.#transitionOf(() => {
+      const body = decide();
+      return body === null ? null : { kind, body };
+    });
+  }
+
+  /**
+   * {@link Ledger.#transition} where `decide` also chooses the entry's kind: one call whose
+   * outcome depends on what is recorded (a receipt that is equivocation, a late assignment, or
+   * new) decides it in one turn, so two such calls racing cannot both decide on stale state.
+   */
+  #transitionOf(
+    decide: () => { kind: LedgerEntryKind; body: Record<string, unknown> } | null,
+  ): Promise<LedgerEntry | null> {
     const run = this.#queue.then(async () => {
       if (this.#closed) throw new LedgerError("ledger_closed", "ledger is closed");
       this.#throwIfPoisoned();
-      const body = decide();
-      if (body === null) return null;
+      const decided = decide();
+      if (decided === null) return null;
+      const { kind, body } = decided;
       const entry = signEntry({
         seq: this.#seq,
         prev: this.#head,
@@ -531,55 +546,55 @@ export class Ledger {
     const assigned = verifyAssignment(assignment, { jobId: receipt.jobId, worker: receipt.worker });
     const requester = assigned ? toHex(assignment.requester) : null;
     const credit = assigned ? reward : 0;
-    // Another receipt of this worker for a job it already has one recorded for, claiming other
-    // work (another output or token count): two signed answers to one job. Its own signatures
-    // convict it; the first receipt is slashed (or, if already paid, its stake is cut as much).
-    const equivocation = await this.#transition("equivocation", () => {
+    // One turn of the writer decides what this receipt is, so two calls racing (the worker's
+    // announcement and the requester's, or two receipts of one worker for one job) each see
+    // what the other recorded.
+    const entry = await this.#transitionOf(() => {
       const firstId = this.#index.jobReceipt(receipt.jobId);
       const first = firstId === undefined ? undefined : this.#record(firstId);
-      const claim = this.#index.claim(receipt.jobId);
-      if (first === undefined || first.receiptId === check.receiptId) return null;
-      if (first.worker !== worker || claim === undefined || first.status === "fraud") return null;
-      if (this.#index.equivocated(receipt.jobId)) return null;
-      if (claim.outputHash === receipt.outputHash && claim.tokens === receipt.tokenCount) {
-        return null; // the same claim signed twice (fingerprints' last bits): not paid twice
+      // Another receipt of this worker for a job it already has one recorded for, claiming
+      // other work (another output or token count): two signed answers to one job. Its own
+      // signatures convict it; the first receipt is slashed (or, if already paid, its stake is
+      // cut as much).
+      if (
+        first !== undefined && first.receiptId !== check.receiptId && first.worker === worker &&
+        first.status !== "fraud" && !this.#index.equivocated(receipt.jobId)
+      ) {
+        const claim = this.#index.claim(receipt.jobId);
+        // The same claim signed twice (fingerprints' last bits) is not equivocation: it is
+        // refused below, not paid twice.
+        if (
+          claim !== undefined &&
+          (claim.outputHash !== receipt.outputHash || claim.tokens !== receipt.tokenCount)
+        ) {
+          return {
+            kind: "equivocation",
+            body: {
+              jobId: receipt.jobId,
+              receiptId: first.receiptId,
+              second: receipt as unknown as Record<string, unknown>,
+              slashed: first.locked,
+            },
+          };
+        }
       }
-      return {
-        jobId: receipt.jobId,
-        receiptId: first.receiptId,
-        second: receipt as unknown as Record<string, unknown>,
-        slashed: first.locked,
-      };
-    });
-    if (equivocation !== null) {
-      throw new LedgerRejectedError(
-        "equivocation",
-        "the worker signed two different receipts for one job: its stake is slashed",
-      );
-    }
-    if (receipt.kind === "text" && receipt.commitment.chunkSize < MIN_COMMITMENT_CHUNK_SIZE) {
-      // Not recorded, so never paid: no fraud proof against it would reach the other ledgers.
-      throw new LedgerRejectedError(
-        "receipt_rejected",
-        `the commitment has ${receipt.commitment.chunkSize} positions per chunk, fewer than ${MIN_COMMITMENT_CHUNK_SIZE}`,
-      );
-    }
-    const existing = this.#record(check.receiptId);
-    if (existing !== undefined && requester !== null && existing.requester === undefined) {
-      const attached = await this.#transition("assigned", () => {
-        const rec = this.#record(check.receiptId)!;
-        const open = rec.status === "pending" || rec.status === "challenged";
-        return open && rec.requester === undefined
-          ? { receiptId: check.receiptId, requester, credit }
-          : null;
-      });
-      if (attached !== null) return this.receipt(check.receiptId)!;
-    }
-    await this.#transition("receipt", () => {
-      if (this.#record(check.receiptId) !== undefined) {
+      if (receipt.kind === "text" && receipt.commitment.chunkSize < MIN_COMMITMENT_CHUNK_SIZE) {
+        // Not recorded, so never paid: no fraud proof against it would reach the other ledgers.
+        throw new LedgerRejectedError(
+          "receipt_rejected",
+          `the commitment has ${receipt.commitment.chunkSize} positions per chunk, fewer than ${MIN_COMMITMENT_CHUNK_SIZE}`,
+        );
+      }
+      const existing = this.#record(check.receiptId);
+      if (existing !== undefined) {
+        // Recorded before without its assignment: the requester's announcement came second.
+        const open = existing.status === "pending" || existing.status === "challenged";
+        if (requester !== null && open && existing.requester === undefined) {
+          return { kind: "assigned", body: { receiptId: check.receiptId, requester, credit } };
+        }
         throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
       }
-      if (this.#index.jobReceipt(receipt.jobId) !== undefined) {
+      if (firstId !== undefined) {
         // One payment per job: the same work re-signed with other timings, signed again under
         // another key, or answered again from a cache is not paid twice.
         throw new LedgerRejectedError(
@@ -591,18 +606,27 @@ export class Ledger {
       const free = acc.stake - acc.locked;
       if (locked > free) throw new InsufficientStakeError(locked, free);
       return {
-        receiptId: check.receiptId,
-        jobId: receipt.jobId,
-        model: receipt.model,
-        worker,
-        tokens: receipt.tokenCount,
-        outputHash: receipt.outputHash,
-        credit,
-        requester,
-        locked,
-        pendingUntil: this.#now() + this.#economics.challengeWindowMs,
+        kind: "receipt",
+        body: {
+          receiptId: check.receiptId,
+          jobId: receipt.jobId,
+          model: receipt.model,
+          worker,
+          tokens: receipt.tokenCount,
+          outputHash: receipt.outputHash,
+          credit,
+          requester,
+          locked,
+          pendingUntil: this.#now() + this.#economics.challengeWindowMs,
+        },
       };
     });
+    if (entry?.kind === "equivocation") {
+      throw new LedgerRejectedError(
+        "equivocation",
+        "the worker signed two different receipts for one job: its stake is slashed",
+      );
+    }
     return this.receipt(check.receiptId)!;
   }
 
@@ -651,32 +675,32 @@ export class Ledger {
     const reward = receipt.steps * this.#economics.trainingCreditPerStep;
     const locked = reward * this.#economics.slashMultiplier;
     const credit = options.credited === false ? 0 : reward;
-    // Two signed receipts of one trainer for one round: its own signatures convict it (signing
-    // is deterministic, so a different id is a different claim).
-    const equivocation = await this.#transition("training_equivocation", () => {
+    // Decided in one turn of the writer, as for inference: two receipts of one trainer for one
+    // round racing each other are equivocation, not a refusal of whichever comes second.
+    const entry = await this.#transitionOf(() => {
+      // Two signed receipts of one trainer for one round: its own signatures convict it
+      // (signing is deterministic, so a different id is a different claim).
       const firstId = this.#index.jobReceipt(slot);
       const first = firstId === undefined ? undefined : this.#record(firstId);
-      if (first === undefined || first.receiptId === receiptId) return null;
-      if (first.status === "fraud" || this.#index.equivocated(slot)) return null;
-      return {
-        slot,
-        receiptId: first.receiptId,
-        worker: trainer,
-        second: receipt as unknown as Record<string, unknown>,
-        slashed: first.locked,
-      };
-    });
-    if (equivocation !== null) {
-      throw new LedgerRejectedError(
-        "equivocation",
-        "the trainer signed two different receipts for one round: its stake is slashed",
-      );
-    }
-    await this.#transition("training_receipt", () => {
+      if (
+        first !== undefined && first.receiptId !== receiptId && first.status !== "fraud" &&
+        !this.#index.equivocated(slot)
+      ) {
+        return {
+          kind: "training_equivocation",
+          body: {
+            slot,
+            receiptId: first.receiptId,
+            worker: trainer,
+            second: receipt as unknown as Record<string, unknown>,
+            slashed: first.locked,
+          },
+        };
+      }
       if (this.#record(receiptId) !== undefined) {
         throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
       }
-      if (this.#index.jobReceipt(slot) !== undefined) {
+      if (firstId !== undefined) {
         throw new LedgerRejectedError(
           "round_already_recorded",
           "another receipt of this trainer for this round is already recorded",
@@ -686,19 +710,28 @@ export class Ledger {
       const free = acc.stake - acc.locked;
       if (locked > free) throw new InsufficientStakeError(locked, free);
       return {
-        receiptId,
-        slot,
-        round: receipt.round,
-        startModel: receipt.startModel,
-        steps: receipt.steps,
-        roundSteps: terms.steps,
-        deltaHash: receipt.deltaHash,
-        worker: trainer,
-        credit,
-        locked,
-        pendingUntil: this.#now() + this.#economics.challengeWindowMs,
+        kind: "training_receipt",
+        body: {
+          receiptId,
+          slot,
+          round: receipt.round,
+          startModel: receipt.startModel,
+          steps: receipt.steps,
+          roundSteps: terms.steps,
+          deltaHash: receipt.deltaHash,
+          worker: trainer,
+          credit,
+          locked,
+          pendingUntil: this.#now() + this.#economics.challengeWindowMs,
+        },
       };
     });
+    if (entry?.kind === "training_equivocation") {
+      throw new LedgerRejectedError(
+        "equivocation",
+        "the trainer signed two different receipts for one round: its stake is slashed",
+      );
+    }
     return this.receipt(receiptId)!;
   }
 

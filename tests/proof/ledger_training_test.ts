@@ -370,6 +370,25 @@ Deno.test("ledger training: two different receipts of one trainer for one round 
     await ledger.close();
   }));
 
+Deno.test("ledger training: two different receipts of one trainer for one round arriving together are equivocation, slashed", () =>
+  withLedgerDir(async (dir, clock) => {
+    const ledger = await staked(dir, clock);
+    const first = trainingReceipt(trainer, 1, 4, "d1");
+    const second = trainingReceipt(trainer, 1, 4, "d2");
+    const results = await Promise.allSettled([
+      ledger.recordTrainingReceipt(first, terms(1)),
+      ledger.recordTrainingReceipt(second, terms(1)),
+    ]);
+    assert.deepEqual(
+      results.map((r) => r.status === "fulfilled" ? "ok" : (r.reason as { code: string }).code),
+      ["ok", "equivocation"],
+    );
+    assert.ok(ledger.convicted(trainer.publicKey));
+    assert.equal(ledger.receipt(trainingReceiptId(first))?.status, "fraud");
+    assert.deepEqual(ledger.account(trainer.publicKey), acct(0, TRAINER_STAKE - locked(4), 0));
+    await ledger.close();
+  }));
+
 Deno.test("ledger training: a receipt claiming more steps than the round's H, or another round's terms, is refused and locks nothing", () =>
   withLedgerDir(async (dir, clock) => {
     const ledger = await staked(dir, clock);
