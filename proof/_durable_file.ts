@@ -7,12 +7,20 @@
  */
 import { dirname } from "node:path";
 
-/** Write `bytes` to `path` atomically and durably (see the module doc). */
-export async function writeFileDurably(path: string, bytes: Uint8Array): Promise<void> {
+/**
+ * Write `bytes` to `path` atomically and durably (see the module doc); `bytes` may come in
+ * chunks (a large file copied without holding it all in memory).
+ */
+export async function writeFileDurably(
+  path: string,
+  bytes: Uint8Array | AsyncIterable<Uint8Array>,
+): Promise<void> {
   const tmp = `${path}.${crypto.randomUUID()}.tmp`;
   const file = await Deno.open(tmp, { write: true, createNew: true });
   try {
-    for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
+    for await (const chunk of bytes instanceof Uint8Array ? [bytes] : bytes) {
+      for (let off = 0; off < chunk.length;) off += await file.write(chunk.subarray(off));
+    }
     await file.syncData();
   } catch (error) {
     file.close();

@@ -17,8 +17,10 @@
  * On open, the first entry after the checkpoint that fails (bad CBOR, wrong sequence, broken
  * link, bad signature, foreign signer) raises {@link LedgerTamperedError} naming it and the
  * commands that recover (`ledger verify`, `ledger repair`). A frame cut short at the very end is
- * a torn write from a crash (the append was never acknowledged) and is cut off, not reported as
- * tampering.
+ * a torn write from a crash (the append was never acknowledged) and is cut off, its bytes copied
+ * to `ledger.log.torn-<time>` first, not reported as tampering; bytes that could hide an
+ * acknowledged entry (a whole entry signed by the owner among them) are damage
+ * (`judgeTail`, `ledger_recovery.ts`).
  *
  * Flow of a receipt: `recordReceipt` (pending; the worker's potential slash is locked from its
  * stake; credited only with its requester's signed assignment, and a second, different receipt
@@ -235,7 +237,8 @@ export class Ledger {
     try {
       const indexPath = join(dir, INDEX_FILE);
       index = await openIndex(indexPath);
-      const recover = () => recoverLedger(dir, log, index!, identity.publicKey);
+      const recover = () =>
+        recoverLedger(dir, log, index!, identity.publicKey, options.now ?? Date.now);
       let recovered;
       try {
         recovered = await recover();

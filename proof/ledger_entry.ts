@@ -89,6 +89,69 @@ export function encodeEntryFrame(entry: LedgerEntry): Uint8Array {
   return frame;
 }
 
+/** The first bytes of every entry's canonical CBOR (a map of 7, its first key `at`). */
+const ENTRY_PREFIX = encodeCanonical({
+  seq: 0,
+  prev: "",
+  at: 0,
+  kind: "genesis",
+  body: {},
+  signer: new Uint8Array(),
+  sig: new Uint8Array(),
+}).subarray(0, 4);
+
+/** `payload` decoded, if it is CBOR shaped like an entry (nothing verified). */
+export function decodeEntry(payload: Uint8Array): LedgerEntry | undefined {
+  let entry: LedgerEntry;
+  try {
+    entry = decodeCbor(payload) as LedgerEntry;
+  } catch {
+    return undefined;
+  }
+  if (typeof entry !== "object" || entry === null || !Number.isSafeInteger(entry.seq)) {
+    return undefined;
+  }
+  if (!(entry.signer instanceof Uint8Array) || !(entry.sig instanceof Uint8Array)) return undefined;
+  return entry;
+}
+
+/**
+ * The first whole frame at or after byte `from` of `bytes` whose entry is signed by `owner`
+ * (absent: by its own signer) with a signature that verifies: an acknowledged entry, wherever
+ * the frames before it went wrong. Only frames whose payload starts as every entry does are
+ * decoded, so a scan of a megabyte costs milliseconds.
+ */
+export function findSignedEntry(
+  bytes: Uint8Array,
+  from: number,
+  owner?: Uint8Array,
+): { offset: number; entry: LedgerEntry } | undefined {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let at = from; at + FRAME_HEADER_BYTES + ENTRY_PREFIX.length <= bytes.length; at++) {
+    const length = view.getUint32(at);
+    const end = at + FRAME_HEADER_BYTES + length;
+    if (length === 0 || length > MAX_ENTRY_BYTES || end > bytes.length) continue;
+    const payload = bytes.subarray(at + FRAME_HEADER_BYTES, end);
+    if (!ENTRY_PREFIX.every((b, i) => payload[i] === b)) continue;
+    const entry = signedEntry(payload, owner);
+    if (entry !== undefined) return { offset: at, entry };
+  }
+  return undefined;
+}
+
+/** `payload` as an entry signed by `owner` (absent: by its own signer), if it is one. */
+export function signedEntry(payload: Uint8Array, owner?: Uint8Array): LedgerEntry | undefined {
+  const entry = decodeEntry(payload);
+  if (entry === undefined) return undefined;
+  const key = owner ?? entry.signer;
+  if (toHex(entry.signer) !== toHex(key)) return undefined;
+  try {
+    return verifySignature(key, entrySigningBytes(entry), entry.sig) ? entry : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Options of {@link ChainVerifier}. */
 export interface ChainVerifierOptions {
   /**

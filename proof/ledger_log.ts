@@ -4,8 +4,10 @@
  * one frame, however long the log).
  *
  * The file knows nothing of entries: {@link ChainVerifier} (`ledger_entry.ts`) judges what is in
- * the frames. A frame cut short at the end is reported as a torn tail (a crash mid-append, never
- * acknowledged); a length no frame can have is reported as such.
+ * the frames. A frame whose declared length runs past the end is reported in `tornBytes`, a
+ * length no frame can have in `badLength`; neither is judged here: a flipped bit in a length
+ * prefix mid-log reads the same as a crash mid-append, and only the bytes after it tell them
+ * apart (`judgeTail`, `ledger_recovery.ts`).
  *
  * @module
  */
@@ -31,7 +33,10 @@ export interface LogFrame {
 export interface LogReadEnd {
   /** Offset just past the last whole frame read. */
   end: number;
-  /** Bytes after `end` that do not make a whole frame (a torn tail), 0 if none. */
+  /**
+   * Bytes after `end` that do not make a whole frame (the frame at `end` runs past the end of
+   * what was read), 0 if none: a torn tail, or a damaged length prefix.
+   */
   tornBytes: number;
   /** Set when the frame at `end` declares an impossible length (corruption, not a torn tail). */
   badLength?: number;
@@ -125,6 +130,22 @@ export class LedgerLog {
     const payload = new Uint8Array(length);
     if (await this.#readAt(offset + FRAME_HEADER_BYTES, payload) < length) return undefined;
     return { offset, end, payload };
+  }
+
+  /** The bytes from `from` to `to` (clamped to the log's size): for small ranges. */
+  async read(from: number, to: number): Promise<Uint8Array> {
+    const bytes = new Uint8Array(Math.max(0, Math.min(to, this.#size) - from));
+    return bytes.subarray(0, await this.#readAt(from, bytes));
+  }
+
+  /** The bytes from `from` to the end, a block at a time (a copy in bounded memory). */
+  async *chunks(from: number): AsyncGenerator<Uint8Array> {
+    for (let at = from; at < this.#size;) {
+      const block = await this.read(at, Math.min(this.#size, at + READ_BLOCK_BYTES));
+      if (block.length === 0) return;
+      yield block;
+      at += block.length;
+    }
   }
 
   /** Append a frame at the end and `fsync` it: durable when this resolves. */

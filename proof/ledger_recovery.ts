@@ -9,6 +9,12 @@
  * swapped) means acknowledged entries are missing: that is reported as damage, with the commands
  * that recover, never silently replayed past.
  *
+ * The bytes after the last entry that verifies are a torn tail — what a crash mid-append left,
+ * never acknowledged — only when they cannot hide an acknowledged entry ({@link judgeTail}): a
+ * frame cut short by the end of the file, with no whole entry signed by the owner anywhere in
+ * it. A torn tail is cut, and copied first to `ledger.log.torn-<time>` next to the log; any
+ * other tail is damage ({@link LedgerTamperedError}), for `ledger repair` to set aside.
+ *
  * If the history index fails (a damaged `index.sqlite`), `Ledger.open` deletes it and runs this
  * again, building it anew from the log.
  *
@@ -16,9 +22,19 @@
  */
 import { decodeCbor } from "../protocols/cbor.ts";
 import { toHex } from "../protocols/hash.ts";
-import { ChainVerifier, entryHash, GENESIS_PREV, type LedgerEntry } from "./ledger_entry.ts";
+import {
+  ChainVerifier,
+  entryHash,
+  findSignedEntry,
+  FRAME_HEADER_BYTES,
+  GENESIS_PREV,
+  type LedgerEntry,
+  MAX_ENTRY_BYTES,
+  signedEntry,
+} from "./ledger_entry.ts";
 import { LedgerTamperedError } from "./ledger_errors.ts";
 import type { LedgerLog } from "./ledger_log.ts";
+import { writeFileDurably } from "./_durable_file.ts";
 import { LedgerState } from "./ledger_state.ts";
 import { type IndexPosition, type LedgerIndex, positionAfter } from "./ledger_index.ts";
 import { readCheckpoint, verifyCheckpoint } from "./ledger_checkpoint.ts";
@@ -52,8 +68,9 @@ export interface RecoveredLedger {
 
 /**
  * Rebuild the working state and bring the index up to date (see the module doc); a torn tail
- * is cut from the log.
+ * is copied aside and cut from the log.
  *
+ * @param now Clock (unix ms) naming the file a torn tail is copied to.
  * @throws {LedgerTamperedError} naming the first entry that fails, or the last one a signed
  *   checkpoint covers when it is missing from the log.
  */
@@ -62,6 +79,7 @@ export async function recoverLedger(
   log: LedgerLog,
   index: LedgerIndex,
   owner: Uint8Array,
+  now: () => number = Date.now,
 ): Promise<RecoveredLedger> {
   const ownerHex = toHex(owner);
   const { start, state } = await startingPoint(dir, log, owner);
@@ -88,22 +106,124 @@ export async function recoverLedger(
   }
   const chain = new ChainVerifier({ owner, from: start, dir });
   const at = { ...start };
+  let failed: LedgerTamperedError | undefined;
   const read = await log.readFrames(start.end, async (frame) => {
-    const entry = await chain.next(frame.payload);
+    let entry: LedgerEntry;
+    try {
+      entry = await chain.next(frame.payload);
+    } catch (error) {
+      if (error instanceof LedgerTamperedError) failed = error;
+      throw error;
+    }
     state.apply(entry);
     if (entry.seq >= position.seq) indexing.apply(entry, frame.offset, frame.end);
     at.seq = chain.seq;
     at.head = chain.head;
     at.last = frame.offset;
+    at.end = frame.end;
+  }).catch((error) => {
+    if (error !== failed) throw error;
+    return undefined; // judged below, with the bytes after it
   }).finally(() => indexing.flush());
-  if (read.badLength !== undefined) {
-    throw new LedgerTamperedError(at.seq, `impossible frame length ${read.badLength}`, dir);
-  }
-  if (read.tornBytes > 0) {
-    // A torn tail: the append that wrote it never returned, so nobody relied on it.
-    await log.truncate(read.end);
+  if (read === undefined || read.badLength !== undefined || read.tornBytes > 0) {
+    const tail = await judgeTail(log, at.end, owner);
+    if (!tail.torn) {
+      const reason = [
+        failed?.reason ??
+          (read?.badLength !== undefined
+            ? `impossible frame length ${read.badLength}`
+            : `its frame runs past the end of the log (byte ${log.size})`),
+        tail.reason,
+      ].filter((r) => r !== undefined).join("; ");
+      throw new LedgerTamperedError(at.seq, reason, dir);
+    }
+    // A torn tail: the append that wrote it never returned, so nobody relied on it. Its bytes
+    // are kept beside the log all the same, for whoever wants to look.
+    await setAsideTornTail(log, at.end, now());
   }
   return { state, seq: at.seq, head: at.head, last: at.last, checkpointSeq: start.seq };
+}
+
+/** What the bytes after the last entry that verifies are (see {@link judgeTail}). */
+export type TailJudgement =
+  | { torn: true }
+  | {
+    torn: false;
+    /** Why they cannot be a torn append (absent: the frame's own failure says it). */
+    reason?: string;
+    /** Where a whole entry signed by the owner starts after the damage, if one does. */
+    resumesAt?: number;
+  };
+
+/**
+ * Whether the bytes of `log` from `from` (just past the last entry that verifies) on are a torn
+ * tail — what one append cut short by a crash leaves — or damage that may hide acknowledged
+ * entries. Torn only when no whole entry signed by `owner` (absent: by its own signer) lies in
+ * them, and they fit in one frame: a frame whose length runs past the end of the file (and
+ * whose bytes are not themselves a whole entry: that is a damaged length prefix).
+ */
+export async function judgeTail(
+  log: LedgerLog,
+  from: number,
+  owner?: Uint8Array,
+): Promise<TailJudgement> {
+  const size = log.size;
+  if (size - from > FRAME_HEADER_BYTES + MAX_ENTRY_BYTES) {
+    return {
+      torn: false,
+      reason: `the ${size - from} bytes after byte ${from} are more than one append writes, ` +
+        `so not a torn append`,
+    };
+  }
+  const bytes = await log.read(from, size);
+  const later = findSignedEntry(bytes, 1, owner);
+  if (later !== undefined) {
+    return {
+      torn: false,
+      reason: `a whole entry signed by the owner (seq ${later.entry.seq}) follows at byte ` +
+        `${from + later.offset}: acknowledged entries follow the damage, it is not a torn append`,
+      resumesAt: from + later.offset,
+    };
+  }
+  if (bytes.length < FRAME_HEADER_BYTES) return { torn: true }; // a length prefix cut short
+  const length = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0);
+  if (length === 0 || length > MAX_ENTRY_BYTES) return { torn: false }; // the caller says so
+  const frameEnd = from + FRAME_HEADER_BYTES + length;
+  if (frameEnd > size) {
+    const held = signedEntry(bytes.subarray(FRAME_HEADER_BYTES), owner);
+    if (held !== undefined) {
+      return {
+        torn: false,
+        reason: `the frame at byte ${from} declares ${length} bytes, more than the log ` +
+          `holds, yet holds a whole entry signed by the owner (seq ${held.seq}): its length ` +
+          `prefix is damaged`,
+      };
+    }
+    return { torn: true }; // an append cut short
+  }
+  return { torn: false };
+}
+
+/**
+ * Copy the bytes of `log` from `from` on to `ledger.log.torn-<time>` next to it, durably, then
+ * cut them from the log: a crash between the two leaves both, never neither.
+ */
+async function setAsideTornTail(log: LedgerLog, from: number, at: number): Promise<void> {
+  const stamp = new Date(at).toISOString().replaceAll(":", "-");
+  let path = `${log.path}.torn-${stamp}`;
+  for (let n = 1; await exists(path); n++) path = `${log.path}.torn-${stamp}-${n}`;
+  await writeFileDurably(path, log.chunks(from));
+  await log.truncate(from);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
 }
 
 /** The verified checkpoint to start from and its state, or genesis when none verifies. */

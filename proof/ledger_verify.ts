@@ -2,7 +2,9 @@
  * Checking a whole ledger from genesis, read-only: every frame, link and signature, the working
  * state replayed, and the checkpoint compared with the state the log gives at its position. It
  * writes nothing and takes no lock, so it runs beside the node that owns the ledger (an append in
- * progress shows as a torn tail, not as damage).
+ * progress shows as a torn tail, not as damage). A tail is torn only as opening a ledger judges
+ * it (`judgeTail`, `ledger_recovery.ts`): bytes that could hide an acknowledged entry — a length
+ * prefix damaged mid-log, with whole entries after it — are damage.
  *
  * Opening a ledger checks only the entries after its checkpoint; this is the check of the rest.
  * It streams the log, so memory stays bounded by the working state however long the log is.
@@ -17,6 +19,7 @@ import { LedgerError, LedgerTamperedError } from "./ledger_errors.ts";
 import { LedgerLog, LOG_FILE } from "./ledger_log.ts";
 import { LedgerState } from "./ledger_state.ts";
 import { readCheckpoint, verifyCheckpoint } from "./ledger_checkpoint.ts";
+import { judgeTail } from "./ledger_recovery.ts";
 
 /** How the checkpoint compares with the log. */
 export type CheckpointCheck =
@@ -57,7 +60,10 @@ export interface LedgerVerifyReport {
   damage?: LedgerDamage;
   /** Whole frames after the damage (not checked: they cannot be chained to what verifies). */
   framesAfterDamage: number;
-  /** Bytes at the end that are not a whole frame (a crash mid-append, or an append running). */
+  /**
+   * Bytes at the end that are a torn tail (a crash mid-append, or an append running): opening
+   * the ledger copies them to `ledger.log.torn-<time>` and cuts them.
+   */
   tornBytes: number;
   /** The checkpoint's position (0 if none) and how it compares with the log. */
   checkpoint: { seq: number; check: CheckpointCheck };
@@ -140,6 +146,13 @@ export async function verifyLedger(
           reason: `impossible frame length ${read.badLength}`,
           code: "ledger_tampered",
         };
+      } else if (read.tornBytes > 0) {
+        damage = {
+          seq: chain.seq,
+          offset: read.end,
+          reason: `its frame runs past the end of the log (byte ${log.size})`,
+          code: "ledger_tampered",
+        };
       }
     } catch (error) {
       if (!(error instanceof LedgerError)) {
@@ -150,13 +163,27 @@ export async function verifyLedger(
       read = undefined;
     }
     let framesAfterDamage = 0;
-    let tornBytes = read?.tornBytes ?? 0;
+    let tornBytes = 0;
+    let resumesAt: number | undefined;
+    if (damage?.code === "ledger_tampered") {
+      // A crash mid-append, or bytes that may hide acknowledged entries: judged as open does.
+      const tail = await judgeTail(log, damage.offset, chain.owner);
+      if (tail.torn) {
+        tornBytes = log.size - damage.offset;
+        damage = undefined;
+      } else {
+        if (tail.reason !== undefined) {
+          damage.reason += `; ${tail.reason}`;
+        }
+        resumesAt = tail.resumesAt;
+      }
+    }
     if (damage !== undefined) {
       // Count what follows, for the operator: it is set aside by a repair, not checked.
-      const rest = await log.readFrames(damage.offset, () => {
+      const rest = await log.readFrames(resumesAt ?? damage.offset, () => {
         framesAfterDamage++;
       });
-      if (read === undefined) {
+      if (read === undefined && resumesAt === undefined) {
         framesAfterDamage--; // the damaged frame itself was whole
       }
       tornBytes = rest.badLength === undefined ? rest.tornBytes : 0;

@@ -1,0 +1,134 @@
+/**
+ * What the bytes after the last entry that verifies are: a torn tail (one append cut short by a
+ * crash, never acknowledged: cut, and copied aside first) or damage that may hide acknowledged
+ * entries (refused on open, reported by `ledger verify`, set aside by `ledger repair`).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { Identity } from "../../protocols/identity.ts";
+import { Ledger, LedgerTamperedError } from "../../proof/ledger.ts";
+import { verifyLedger } from "../../proof/ledger_verify.ts";
+import { repairLedger } from "../../proof/ledger_repair.ts";
+import { assigned, copyDir, frameOffsets, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
+
+const owner = Identity.generate();
+const worker = Identity.generate();
+
+/** Files next to the log whose name starts `ledger.log.torn-`. */
+async function tornFiles(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.name.startsWith("ledger.log.torn-")) names.push(entry.name);
+  }
+  return names.sort();
+}
+
+/**
+ * A crash image (no close, so no checkpoint after the second entry) of a ledger with a deposit
+ * and `receipts` acknowledged receipts: 2 + `receipts` entries.
+ */
+async function crashImage(dir: string, clock: { t: number }, receipts: number): Promise<string> {
+  let ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+  await ledger.deposit(worker.publicKey, 1e9);
+  await ledger.close(); // a checkpoint at 2 entries
+  ledger = await Ledger.open(dir, owner, { now: () => clock.t });
+  for (let i = 1; i <= receipts; i++) {
+    const r = receipt(i, 10, worker);
+    await ledger.recordReceipt(r, assigned(r));
+  }
+  const image = await copyDir(dir); // kill -9 here
+  await ledger.close();
+  return image;
+}
+
+Deno.test("ledger: a damaged length prefix mid-log is damage, not a torn tail — open refuses, verify says so, repair sets the acknowledged entries after it aside", () =>
+  withLedgerDir(async (dir, clock) => {
+    const image = await crashImage(dir, clock, 20);
+    try {
+      const log = `${image}/ledger.log`;
+      const bytes = await Deno.readFile(log);
+      const offsets = frameOffsets(bytes);
+      assert.equal(offsets.length, 22);
+      // One flipped bit in entry 5's length: it now runs 64 KiB past the end of the log.
+      bytes[offsets[5] + 1] ^= 0x01;
+      await Deno.writeFile(log, bytes);
+
+      const refused = await Ledger.open(image, owner, { now: () => clock.t }).then(
+        () => null,
+        (e) => e,
+      );
+      assert.ok(refused instanceof LedgerTamperedError, String(refused));
+      assert.equal(refused.seq, 5);
+      assert.match(refused.reason, /whole entry signed by the owner \(seq 6\)/);
+      assert.deepEqual(await Deno.readFile(log), bytes, "the refused open cut nothing");
+      assert.deepEqual(await tornFiles(image), []);
+
+      const report = await verifyLedger(image, { owner: owner.publicKey });
+      assert.deepEqual(
+        {
+          ok: report.ok,
+          entries: report.entries,
+          seq: report.damage?.seq,
+          offset: report.damage?.offset,
+          after: report.framesAfterDamage,
+          torn: report.tornBytes,
+        },
+        { ok: false, entries: 5, seq: 5, offset: offsets[5], after: 16, torn: 0 },
+      );
+
+      // Repair keeps the 5 entries before it and sets the 17 after it aside, byte for byte.
+      const repaired = await repairLedger(image, owner, { now: () => clock.t });
+      assert.equal(repaired.kept, 5);
+      assert.deepEqual(await Deno.readFile(repaired.setAsidePath!), bytes.subarray(offsets[5]));
+    } finally {
+      await Deno.remove(image, { recursive: true });
+    }
+  }));
+
+Deno.test("ledger: the last entry's length prefix damaged (running past the end) is damage, not a torn tail", () =>
+  withLedgerDir(async (dir, clock) => {
+    const image = await crashImage(dir, clock, 3);
+    try {
+      const log = `${image}/ledger.log`;
+      const bytes = await Deno.readFile(log);
+      const offsets = frameOffsets(bytes);
+      bytes[offsets.at(-1)! + 1] ^= 0x01; // the last acknowledged entry: nothing follows it
+      await Deno.writeFile(log, bytes);
+      const refused = await Ledger.open(image, owner).then(() => null, (e) => e);
+      assert.ok(refused instanceof LedgerTamperedError, String(refused));
+      assert.equal(refused.seq, 4);
+      assert.match(refused.reason, /length prefix is damaged/);
+      assert.equal((await verifyLedger(image)).ok, false);
+    } finally {
+      await Deno.remove(image, { recursive: true });
+    }
+  }));
+
+Deno.test("ledger: a torn last append is cut on open as before, and its bytes are kept in ledger.log.torn-<time>", () =>
+  withLedgerDir(async (dir, clock) => {
+    const image = await crashImage(dir, clock, 3);
+    try {
+      const log = `${image}/ledger.log`;
+      const intact = await Deno.readFile(log);
+      const offsets = frameOffsets(intact);
+      // A crash mid-append: half of a frame (a copy of the last one) at the end.
+      const half = intact.subarray(offsets.at(-1)!, offsets.at(-1)! + 40);
+      await Deno.writeFile(log, new Uint8Array([...intact, ...half]));
+
+      const before = await verifyLedger(image, { owner: owner.publicKey });
+      assert.deepEqual({ ok: before.ok, torn: before.tornBytes }, { ok: true, torn: 40 });
+      clock.t = Date.UTC(2026, 0, 2, 3, 4, 5, 6);
+      const ledger = await Ledger.open(image, owner, { now: () => clock.t });
+      assert.equal(ledger.length, 5);
+      await ledger.close();
+      assert.deepEqual((await Deno.readFile(log)).subarray(0, intact.length), intact);
+      assert.deepEqual(await tornFiles(image), ["ledger.log.torn-2026-01-02T03-04-05.006Z"]);
+      assert.deepEqual(
+        await Deno.readFile(`${image}/ledger.log.torn-2026-01-02T03-04-05.006Z`),
+        half,
+      );
+    } finally {
+      await Deno.remove(image, { recursive: true });
+    }
+  }));
