@@ -41,11 +41,11 @@ import {
   type FileStoreOptions,
   type PutFileResult,
 } from "../storage/file_store.ts";
-import { isDagNode } from "../storage/dag_links.ts";
+import { dagBlocks, isDagNode } from "../storage/dag_links.ts";
 import { type CarScope, exportCar } from "../storage/car.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import { type ShareRecord, ShareStore } from "../storage/share_links.ts";
-import { storageKey } from "../protocols/cid.ts";
+import { isCid, storageKey } from "../protocols/cid.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
 import {
@@ -390,6 +390,37 @@ export interface StorageActorContext {
   system?: ActorSystem;
 }
 
+/**
+ * What the pins of a store reach (storage keys): the blocks of `local` pins (a trainer's private
+ * shard, never on peers) and the blocks of every other pin. Leaves are listed from their parents,
+ * not read, so a block missing here is still known to belong to its file.
+ */
+interface PinScope {
+  /** Blocks reachable from a `local` pin. */
+  local: Set<string>;
+  /** Blocks reachable from any other pin. */
+  network: Set<string>;
+  /** The pins directory's modification time when this was read ({@link ChunkStore.pinsStamp}). */
+  stamp: number;
+}
+
+/** Add every block of the DAG under `root`, read with `get`, to `scope`'s `local` or `network`. */
+async function addDag(
+  scope: PinScope,
+  root: string,
+  local: boolean,
+  get: (cid: string) => Promise<Uint8Array>,
+): Promise<void> {
+  if (!isCid(root)) return; // a stray file among the pins roots nothing
+  const into = local ? scope.local : scope.network;
+  into.add(storageKey(root));
+  try {
+    for await (const block of dagBlocks(root, get)) into.add(storageKey(block.cid));
+  } catch {
+    // An unreadable root or inner node: what was reached is recorded (GC reports the rest).
+  }
+}
+
 /** The node's storage actor. */
 export class StorageActor {
   readonly #options: StorageActorOptions;
@@ -403,6 +434,10 @@ export class StorageActor {
   /** This node's own store as a holder (with `holdHere`). */
   #self: LocalStoragePeer | null = null;
   #holderRepair: HolderRepair | null = null;
+  /** What the pins here reach, by label (see {@link PinScope}); `null` until read or after an unpin. */
+  #pinScope: Promise<PinScope> | null = null;
+  /** Storage keys stored by `local` puts still running (not pinned yet), with a count per key. */
+  readonly #localPuts = new Map<string, number>();
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -488,13 +523,78 @@ export class StorageActor {
     } else {
       this.#replicated = new ReplicatedStore(peers, this.#options.replication);
     }
-    const blocks: BlockStore = this.#replicated ?? this.#store!;
-    this.#files = new FileStore(blocks, this.#fileOptions());
+    this.#files = new FileStore(this.#blocks(), this.#fileOptions());
   }
 
-  /** Where blocks are read: the peers when there are any, else the local store. */
+  /**
+   * Where blocks are read and written: the peers when there are any, else the local store — but
+   * an object only `local` pins (or a running `local` put) here reach is read from this node's
+   * store only: asking the peers for it would name it to them, and a read repair would write
+   * this node's copy to every holder that answered `chunk_not_found`.
+   */
   #blocks(): BlockStore {
-    return this.#replicated ?? this.#store!;
+    const store = this.#store!;
+    const replicated = this.#replicated;
+    if (!replicated) return store;
+    return {
+      put: (bytes, options) => replicated.put(bytes, options),
+      get: async (cid, options) =>
+        await (await this.#localOnly(cid) ? store : replicated).get(cid, options),
+      has: async (cid, options) =>
+        await (await this.#localOnly(cid) ? store : replicated).has(cid, options),
+    };
+  }
+
+  /**
+   * True when `cid` is this node's own: reachable from a `local` pin (or stored by a `local` put
+   * still running), and neither reachable from another pin nor held for a peer (a `replicas/`
+   * record: the network gave it to us). Such an object never leaves this node.
+   */
+  async #localOnly(cid: string): Promise<boolean> {
+    const key = storageKey(cid);
+    const scope = await this.#scope();
+    if (!scope.local.has(key) && !this.#localPuts.has(key)) return false;
+    if (scope.network.has(key)) return false;
+    return !await this.#store!.isReplica(key);
+  }
+
+  /**
+   * What the pins reach, read once and kept up to date: puts and pins here add to it, an unpin
+   * drops it (a block may be shared, so it is read again), and a pin another process made
+   * (`cli.ts put` into this store) shows as a change of the pins directory and reads it again.
+   */
+  async #scope(): Promise<PinScope> {
+    const stamp = await this.#store!.pinsStamp();
+    const current = this.#pinScope && await this.#pinScope.catch(() => null);
+    if (current && current.stamp === stamp) return current;
+    const reading = this.#readScope(stamp);
+    this.#pinScope = reading;
+    reading.catch(() => {
+      if (this.#pinScope === reading) this.#pinScope = null;
+    });
+    return await reading;
+  }
+
+  async #readScope(stamp: number): Promise<PinScope> {
+    const store = this.#store!;
+    const scope: PinScope = { local: new Set(), network: new Set(), stamp };
+    for (const root of await store.pins()) {
+      const label = await store.pinLabel(root).catch(() => undefined);
+      await addDag(scope, root, label?.local === true, (cid) => store.get(cid));
+    }
+    return scope;
+  }
+
+  /** Record a new pin of `root` (labelled `local` or not) in the scope, if one is kept. */
+  async #scopeAdd(root: string, local: boolean, blocks?: Iterable<string>): Promise<void> {
+    const pending = this.#pinScope;
+    const scope = pending && await pending.catch(() => null);
+    if (!scope || this.#pinScope !== pending) return; // read afresh on next use: it sees the pin
+    const into = local ? scope.local : scope.network;
+    if (blocks) { for (const cid of blocks) into.add(storageKey(cid)); }
+    else await addDag(scope, root, local, (cid) => this.#store!.get(cid));
+    // Our own pin changed the directory: not another process's change.
+    scope.stamp = await this.#store!.pinsStamp();
   }
 
   /** Resolves when repair passes started by departed holders are done (tests, shutdown). */
@@ -564,14 +664,25 @@ export class StorageActor {
         // A public UnixFS id has no name or type: the pin here may have recorded them.
         return info.tier === "public" ? { ...info, ...await store.pinLabel(message.cid) } : info;
       }
-      case "pin":
-        await this.#holdLocally(message.cid);
-        await store.pin(message.cid);
+      case "pin": {
+        storageKey(message.cid); // invalid_cid before it names a file
+        // Pinning again keeps what the pin recorded: a `local` file stays this node's own.
+        const label = await store.pinLabel(message.cid);
+        if (!label?.local) await this.#holdLocally(message.cid);
+        await store.pin(message.cid, label);
+        await this.#scopeAdd(message.cid, label?.local === true);
         return true;
-      case "unpin":
-        return await store.unpin(message.cid);
+      }
+      case "unpin": {
+        const unpinned = await store.unpin(message.cid);
+        if (unpinned) this.#pinScope = null; // its blocks may be shared: read the pins again
+        return unpinned;
+      }
       case "gc":
-        for (const root of await store.pins()) await this.#holdLocally(root).catch(() => {});
+        for (const root of await store.pins()) {
+          if ((await store.pinLabel(root).catch(() => undefined))?.local) continue;
+          await this.#holdLocally(root).catch(() => {});
+        }
         return await store.gc({ graceMs: message.graceMs });
       case "capacity":
         return await store.stats();
@@ -636,8 +747,22 @@ export class StorageActor {
         throw new StorageError("key_required", "private put needs an owner key on this node");
       }
       const pending = await PendingPut.begin(store);
+      // A `local` put's objects are this node's own from the first one stored (see #localOnly).
+      const stored: string[] = [];
+      const local: BlockStore = {
+        put: async (bytes, options) => {
+          const cid = await pending.put(bytes, options);
+          if (message.local) {
+            this.#localPuts.set(cid, (this.#localPuts.get(cid) ?? 0) + 1);
+            stored.push(cid);
+          }
+          return cid;
+        },
+        get: (cid, options) => pending.get(cid, options),
+        has: (cid) => pending.has(cid),
+      };
       try {
-        const target = replicated ? files : new FileStore(pending, this.#fileOptions());
+        const target = replicated ? files : new FileStore(local, this.#fileOptions());
         const result = await target.put(message.source, {
           name: message.name,
           mime: message.mime,
@@ -656,10 +781,18 @@ export class StorageActor {
         const label = message.private
           ? (message.local ? { local: true } : undefined)
           : { name: message.name, mime: message.mime, local: message.local };
-        if (message.pin ?? true) await pending.commit(result.cid, label);
+        if (message.pin ?? true) {
+          await pending.commit(result.cid, label);
+          await this.#scopeAdd(result.cid, message.local === true);
+        }
         return result;
       } finally {
         await pending.release();
+        for (const cid of stored) {
+          const n = this.#localPuts.get(cid)! - 1;
+          if (n === 0) this.#localPuts.delete(cid);
+          else this.#localPuts.set(cid, n);
+        }
       }
     })();
     done.catch(() => {}); // the caller observes it through the handle
@@ -702,7 +835,12 @@ export class StorageActor {
       throw new StorageError("not_replicated", "this node has no storage peers to repair across");
     }
     let targets = cids;
-    if (!targets) {
+    if (targets) {
+      // A local-only object is never sent out, whoever asks.
+      const shared: string[] = [];
+      for (const cid of targets) if (!await this.#localOnly(cid)) shared.push(cid);
+      targets = shared;
+    } else {
       targets = [];
       const files = new FileStore(replicated, this.#fileOptions());
       for (const root of await this.#store!.pins()) {
@@ -717,7 +855,7 @@ export class StorageActor {
     const identity = this.#options.identity;
     if (!identity) throw new StorageError("no_identity", "audits need the node identity");
     const replicated = this.#replicated;
-    const blocks: BlockStore = replicated ?? this.#store!;
+    const blocks = this.#blocks();
     const auditor = new StorageAuditor({
       identity,
       reference: (cid, signal) => blocks.get(cid, { signal }),

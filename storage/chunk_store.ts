@@ -375,6 +375,21 @@ export class ChunkStore implements BlockStore {
     });
   }
 
+  /**
+   * True when `cid` is held for another node: a `replicas/` record exists (a peer's `put_chunk`
+   * stored it here). Says nothing about whether the object itself is still stored.
+   */
+  async isReplica(id: string): Promise<boolean> {
+    const cid = storageKey(id);
+    try {
+      await Deno.stat(join(this.#dir, REPLICAS_DIR, cid));
+      return true;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return false;
+      throw error;
+    }
+  }
+
   /** Every stored CID (chunks and manifests), in no particular order. */
   async *list(): AsyncGenerator<string> {
     await this.#reloadIfChanged();
@@ -456,6 +471,14 @@ export class ChunkStore implements BlockStore {
       if (error instanceof Deno.errors.NotFound) return false;
       throw error;
     }
+  }
+
+  /**
+   * Modification time (ms) of the pins directory: it changes when a pin is made or removed, here
+   * or by another process, so a view of the pins can tell it is out of date.
+   */
+  async pinsStamp(): Promise<number> {
+    return (await Deno.stat(join(this.#dir, PINS_DIR))).mtime?.getTime() ?? 0;
   }
 
   /** The pinned roots. */

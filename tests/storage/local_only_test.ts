@@ -1,0 +1,187 @@
+/**
+ * Files put with `local: true` ("this node's store only, never on storage peers": a trainer's
+ * private shard) stay on the node however they are read, and whatever happens to the peer set.
+ * In-memory peers (a `ChunkStore` each) that count what they are asked.
+ */
+import assert from "node:assert/strict";
+import {
+  type PutHandle,
+  StorageActor,
+  storageGateway,
+  unwrapReply,
+} from "../../actors/storage_actor.ts";
+import { storageKey } from "../../protocols/cid.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { ChunkStore } from "../../storage/chunk_store.ts";
+import type { FileInfo } from "../../storage/file_store.ts";
+import {
+  LocalStoragePeer,
+  type PeerCallOptions,
+  type StoragePeer,
+} from "../../storage/storage_peer.ts";
+import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+
+/** A peer over its own store that counts every call made to it. */
+class CountingPeer implements StoragePeer {
+  readonly id: string;
+  readonly publicKey: Uint8Array;
+  readonly calls = { put: 0, get: 0, has: 0, prove: 0 };
+  constructor(readonly inner: LocalStoragePeer) {
+    this.id = inner.id;
+    this.publicKey = inner.publicKey;
+  }
+  putChunk(cid: string, bytes: Uint8Array, o?: PeerCallOptions & { repair?: boolean }) {
+    this.calls.put++;
+    return this.inner.putChunk(cid, bytes, o);
+  }
+  getChunk(cid: string, o?: PeerCallOptions) {
+    this.calls.get++;
+    return this.inner.getChunk(cid, o);
+  }
+  hasChunk(cid: string) {
+    this.calls.has++;
+    return this.inner.hasChunk(cid);
+  }
+  proveChunks(nonce: Uint8Array, cids: readonly string[]) {
+    this.calls.prove++;
+    return this.inner.proveChunks(nonce, cids);
+  }
+  async objects(): Promise<string[]> {
+    return await Array.fromAsync(this.inner.store.list());
+  }
+  asked(): number {
+    return this.calls.put + this.calls.get + this.calls.has + this.calls.prove;
+  }
+}
+
+async function counting(n: number): Promise<{ peers: CountingPeer[]; dirs: string[] }> {
+  const dirs: string[] = [];
+  const peers: CountingPeer[] = [];
+  for (let i = 0; i < n; i++) {
+    const dir = await Deno.makeTempDir();
+    dirs.push(dir);
+    const store = await ChunkStore.open(dir, { durable: false });
+    peers.push(new CountingPeer(new LocalStoragePeer(store, Identity.generate().publicKey)));
+  }
+  return { peers, dirs };
+}
+
+/** A node that holds copies itself too (`holdHere`), as a running node does. */
+async function node(
+  peers: StoragePeer[],
+  chunkSize = 1024,
+): Promise<{ actor: StorageActor; dir: string }> {
+  const dir = await Deno.makeTempDir();
+  const actor = new StorageActor({
+    dir,
+    chunkSize,
+    identity: Identity.generate(),
+    holdHere: true,
+    peers,
+    store: { durable: false },
+    replication: { replicas: 3, writeQuorum: 2 },
+  });
+  await actor.preStart();
+  return { actor, dir };
+}
+
+async function put(
+  actor: StorageActor,
+  bytes: Uint8Array,
+  options: { local?: boolean } = {},
+): Promise<string> {
+  const handle = await actor.receive({ type: "put", source: streamOf(bytes), ...options });
+  return (await (handle as PutHandle).done).cid;
+}
+
+Deno.test("a local file is read from this node's store only: get, stat, get_bytes, get_block, export_car and the gateway neither ask the peers nor copy it to them", async () => {
+  const { peers, dirs } = await counting(2);
+  const { actor, dir } = await node(peers);
+  try {
+    const secret = pseudoRandomBytes(8 * 1024, 11);
+    const cid = await put(actor, secret, { local: true });
+    for (const p of peers) assert.deepEqual(await p.objects(), [], "the put stayed here");
+    const info = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid }));
+    assert.equal(info.size, secret.length);
+    const stream = unwrapReply<ReadableStream<Uint8Array>>(
+      await actor.receive({ type: "get", cid }),
+    );
+    assert.deepEqual(await collect(stream), secret);
+    const range = unwrapReply<ReadableStream<Uint8Array>>(
+      await actor.receive({ type: "get", cid, start: 1000, end: 5000 }),
+    );
+    assert.deepEqual(await collect(range), secret.slice(1000, 5000));
+    assert.deepEqual(unwrapReply(await actor.receive({ type: "get_bytes", cid })), secret);
+    const chunk = info.chunks[3];
+    const block = unwrapReply<Uint8Array>(await actor.receive({ type: "get_block", cid: chunk }));
+    assert.deepEqual(block, secret.slice(3 * 1024, 4 * 1024));
+    const car = unwrapReply<ReadableStream<Uint8Array>>(
+      await actor.receive({ type: "export_car", cid }),
+    );
+    assert.ok((await collect(car)).length > secret.length);
+    // The HTTP gateway's port goes through the same messages.
+    const gateway = storageGateway({ ask: (m) => actor.receive(m) as never });
+    assert.deepEqual(
+      await collect(await gateway.read(cid, { start: 0, end: secret.length })),
+      secret,
+    );
+    assert.equal((await gateway.stat(cid)).size, secret.length);
+    assert.deepEqual(await gateway.block(chunk), block);
+    // Audits and explicit repairs take their reference copies the same way.
+    unwrapReply(await actor.receive({ type: "repair", cids: [cid, ...info.chunks] }));
+    await actor.postStop(); // every background write (read repair) has landed
+    for (const p of peers) {
+      assert.deepEqual(await p.objects(), [], "no copy of the local file reached a peer");
+      assert.equal(p.asked(), 0, "no peer was even asked for it");
+    }
+  } finally {
+    for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("pinning a local file again, and a gc beside peers, keep it local (a UnixFS file with inner nodes)", async () => {
+  const { peers, dirs } = await counting(2);
+  const { actor, dir } = await node(peers, 256);
+  try {
+    const secret = pseudoRandomBytes(180 * 256, 12); // 180 leaves: the root links inner nodes
+    const cid = await put(actor, secret, { local: true });
+    unwrapReply(await actor.receive({ type: "pin", cid }));
+    unwrapReply(await actor.receive({ type: "gc" }));
+    const [info] = unwrapReply<FileInfo[]>(await actor.receive({ type: "list" }));
+    assert.equal(info.cid, cid);
+    assert.deepEqual(unwrapReply(await actor.receive({ type: "get_bytes", cid })), secret);
+    await actor.postStop();
+    for (const p of peers) {
+      assert.deepEqual(await p.objects(), []);
+      assert.equal(p.asked(), 0);
+    }
+    // A repair of every pin leaves it out too, as before.
+    unwrapReply(await actor.receive({ type: "repair" }));
+    for (const p of peers) assert.deepEqual(await p.objects(), []);
+  } finally {
+    for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("a file put for the network is still read through the peers, with read repair", async () => {
+  const { peers, dirs } = await counting(2);
+  const { actor, dir } = await node(peers);
+  try {
+    const bytes = pseudoRandomBytes(4 * 1024, 13);
+    const cid = await put(actor, bytes);
+    await actor.postStop();
+    const info = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid }));
+    // Both peers lose a chunk; a read through the node asks them and gives it back to those it
+    // asked (read repair): the peers are used as before.
+    const chunk = storageKey(info.chunks[0]);
+    for (const p of peers) assert.ok(await p.inner.store.delete(chunk));
+    const asked = peers.map((p) => p.calls.get);
+    assert.deepEqual(unwrapReply(await actor.receive({ type: "get_bytes", cid })), bytes);
+    await actor.postStop();
+    assert.ok(peers.some((p, i) => p.calls.get > asked[i]), "the peers were read");
+    const back = await Promise.all(peers.map((p) => p.inner.store.has(chunk)));
+    assert.ok(back.includes(true), "a peer that answered chunk_not_found got the chunk back");
+  } finally {
+    for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
+  }
+});
