@@ -16,11 +16,12 @@
  *
  * On open, the first entry after the checkpoint that fails (bad CBOR, wrong sequence, broken
  * link, bad signature, foreign signer) raises {@link LedgerTamperedError} naming it and the
- * commands that recover (`ledger verify`, `ledger repair`). A frame cut short at the very end is
- * a torn write from a crash (the append was never acknowledged) and is cut off, its bytes copied
- * to `ledger.log.torn-<time>` first, not reported as tampering; bytes that could hide an
- * acknowledged entry (a whole entry signed by the owner among them) are damage
- * (`judgeTail`, `ledger_recovery.ts`).
+ * commands that recover (`ledger verify`, `ledger repair`). A torn write from a crash at the
+ * very end — a frame cut short, or zeros where the file system allocated space the write never
+ * filled; the append was never acknowledged — is cut off, its bytes copied to
+ * `ledger.log.torn-<time>` first, not reported as tampering; bytes that could hide an
+ * acknowledged entry (a whole entry signed by the owner among them) are damage, however they
+ * end (`judgeTail`, `ledger_recovery.ts`).
  *
  * Flow of a receipt: `recordReceipt` (pending; the worker's potential slash is locked from its
  * stake; credited only with its requester's signed assignment, and a second, different receipt

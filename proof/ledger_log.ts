@@ -148,6 +148,22 @@ export class LedgerLog {
     }
   }
 
+  /**
+   * The offset just past the last byte other than zero at or after `from`, or `from` when every
+   * byte from there to the end is zero (space a crash allocated but never wrote).
+   */
+  async nonZeroEnd(from: number): Promise<number> {
+    for (let to = this.#size; to > from;) {
+      const at = Math.max(from, to - READ_BLOCK_BYTES);
+      const block = await this.read(at, to);
+      for (let i = block.length - 1; i >= 0; i--) {
+        if (block[i] !== 0) return at + i + 1;
+      }
+      to = at;
+    }
+    return from;
+  }
+
   /** Append a frame at the end and `fsync` it: durable when this resolves. */
   async append(frame: Uint8Array): Promise<void> {
     await this.#file.seek(this.#size, Deno.SeekMode.Start);

@@ -11,8 +11,9 @@
  *
  * The bytes after the last entry that verifies are a torn tail — what a crash mid-append left,
  * never acknowledged — only when they cannot hide an acknowledged entry ({@link judgeTail}): a
- * frame cut short by the end of the file, with no whole entry signed by the owner anywhere in
- * it. A torn tail is cut, and copied first to `ledger.log.torn-<time>` next to the log; any
+ * frame cut short by the end of the file, space allocated but never written (zeros), or a frame
+ * that does not decode followed only by zeros, and no whole entry signed by the owner anywhere
+ * in them. A torn tail is cut, and copied first to `ledger.log.torn-<time>` next to the log; any
  * other tail is damage ({@link LedgerTamperedError}), for `ledger repair` to set aside.
  *
  * If the history index fails (a damaged `index.sqlite`), `Ledger.open` deletes it and runs this
@@ -24,6 +25,7 @@ import { decodeCbor } from "../protocols/cbor.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
   ChainVerifier,
+  decodeEntry,
   entryHash,
   findSignedEntry,
   FRAME_HEADER_BYTES,
@@ -159,8 +161,10 @@ export type TailJudgement =
  * Whether the bytes of `log` from `from` (just past the last entry that verifies) on are a torn
  * tail — what one append cut short by a crash leaves — or damage that may hide acknowledged
  * entries. Torn only when no whole entry signed by `owner` (absent: by its own signer) lies in
- * them, and they fit in one frame: a frame whose length runs past the end of the file (and
- * whose bytes are not themselves a whole entry: that is a damaged length prefix).
+ * them, and the bytes that are not zero fit in one frame, and they are one of: a frame whose
+ * length runs past the end of the file (and whose bytes are not themselves a whole entry: that
+ * is a damaged length prefix), zeros only (space the file system allocated, never written),
+ * or a frame that does not decode followed only by zeros (its own last byte included).
  */
 export async function judgeTail(
   log: LedgerLog,
@@ -168,14 +172,17 @@ export async function judgeTail(
   owner?: Uint8Array,
 ): Promise<TailJudgement> {
   const size = log.size;
-  if (size - from > FRAME_HEADER_BYTES + MAX_ENTRY_BYTES) {
+  const nonZeroEnd = await log.nonZeroEnd(from);
+  if (nonZeroEnd === from) return { torn: true }; // nothing, or zeros only
+  if (nonZeroEnd - from > FRAME_HEADER_BYTES + MAX_ENTRY_BYTES) {
     return {
       torn: false,
-      reason: `the ${size - from} bytes after byte ${from} are more than one append writes, ` +
-        `so not a torn append`,
+      reason: `the ${nonZeroEnd - from} bytes after byte ${from} are more than one append ` +
+        `writes, so not a torn append`,
     };
   }
-  const bytes = await log.read(from, size);
+  // Every frame that starts where the bytes are not zero, whole.
+  const bytes = await log.read(from, nonZeroEnd + FRAME_HEADER_BYTES + MAX_ENTRY_BYTES);
   const later = findSignedEntry(bytes, 1, owner);
   if (later !== undefined) {
     return {
@@ -200,6 +207,10 @@ export async function judgeTail(
       };
     }
     return { torn: true }; // an append cut short
+  }
+  const payload = bytes.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length);
+  if (decodeEntry(payload) === undefined && nonZeroEnd <= frameEnd && nonZeroEnd < size) {
+    return { torn: true }; // written in part, the rest allocated as zeros
   }
   return { torn: false };
 }

@@ -132,3 +132,85 @@ Deno.test("ledger: a torn last append is cut on open as before, and its bytes ar
       await Deno.remove(image, { recursive: true });
     }
   }));
+
+Deno.test("ledger: a crash that left zeros (space allocated, never written) is a torn tail: cut on open and kept aside, not refused", () =>
+  withLedgerDir(async (dir, clock) => {
+    const image = await crashImage(dir, clock, 3);
+    try {
+      const log = `${image}/ledger.log`;
+      const intact = await Deno.readFile(log);
+      const offsets = frameOffsets(intact);
+      const last = intact.subarray(offsets.at(-1)!);
+      const header = (length: number) => {
+        const h = new Uint8Array(4);
+        new DataView(h.buffer).setUint32(0, length);
+        return h;
+      };
+      const tails = {
+        "zeros": new Uint8Array(200),
+        "a length, then zeros": new Uint8Array([...header(150), ...new Uint8Array(196)]),
+        "a frame written in part, the rest zeros": new Uint8Array([
+          ...last.subarray(0, 60),
+          ...new Uint8Array(last.length - 60 + 100),
+        ]),
+        "a frame written in part, zeros to its end, nothing after": new Uint8Array([
+          ...last.subarray(0, 60),
+          ...new Uint8Array(last.length - 60),
+        ]).subarray(0, last.length),
+      };
+      for (const [what, tail] of Object.entries(tails)) {
+        await Deno.writeFile(log, new Uint8Array([...intact, ...tail]));
+        const before = await verifyLedger(image, { owner: owner.publicKey });
+        assert.deepEqual(
+          { ok: before.ok, torn: before.tornBytes },
+          { ok: true, torn: tail.length },
+          what,
+        );
+        clock.t += 1;
+        const ledger = await Ledger.open(image, owner, { now: () => clock.t });
+        assert.equal(ledger.length, 5, what);
+        await ledger.close();
+        assert.deepEqual((await Deno.readFile(log)).subarray(0, intact.length), intact, what);
+        const kept = (await tornFiles(image)).at(-1)!;
+        assert.deepEqual(await Deno.readFile(`${image}/${kept}`), tail, what);
+        await Deno.remove(`${image}/${kept}`);
+      }
+    } finally {
+      await Deno.remove(image, { recursive: true });
+    }
+  }));
+
+Deno.test("ledger: zeros do not excuse damage — a bad frame mid-log stays damage with zeros at the end", () =>
+  withLedgerDir(async (dir, clock) => {
+    const image = await crashImage(dir, clock, 6);
+    try {
+      const log = `${image}/ledger.log`;
+      const intact = await Deno.readFile(log);
+      const offsets = frameOffsets(intact);
+      const damaged = (edit: (bytes: Uint8Array, view: DataView) => void) => {
+        const bytes = new Uint8Array([...intact, ...new Uint8Array(300)]);
+        edit(bytes, new DataView(bytes.buffer));
+        return bytes;
+      };
+      const cases = {
+        "a length running past the end": damaged((b) => b[offsets[4] + 1] ^= 0x01),
+        "a zeroed length": damaged((_, v) => v.setUint32(offsets[4], 0)),
+        "a length 10 short (a frame that does not decode)": damaged((_, v) =>
+          v.setUint32(offsets[4], v.getUint32(offsets[4]) - 10)
+        ),
+        "a zeroed entry": damaged((b) => b.fill(0, offsets[4] + 4, offsets[5])),
+      };
+      for (const [what, bytes] of Object.entries(cases)) {
+        await Deno.writeFile(log, bytes);
+        const refused = await Ledger.open(image, owner).then(() => null, (e) => e);
+        assert.ok(refused instanceof LedgerTamperedError, `${what}: ${refused}`);
+        assert.equal(refused.seq, 4, what);
+        assert.deepEqual(await Deno.readFile(log), bytes, what);
+        const report = await verifyLedger(image, { owner: owner.publicKey });
+        assert.deepEqual({ ok: report.ok, seq: report.damage?.seq }, { ok: false, seq: 4 }, what);
+      }
+      assert.deepEqual(await tornFiles(image), []);
+    } finally {
+      await Deno.remove(image, { recursive: true });
+    }
+  }));
