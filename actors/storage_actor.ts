@@ -476,7 +476,7 @@ export class StorageActor {
       this.#self = new LocalStoragePeer(store, identity.publicKey);
       this.#holderRepair = new HolderRepair({
         selfId: this.#self.id,
-        held: () => store.list(),
+        held: () => this.#heldForNetwork(),
         read: (cid) => store.get(cid),
         onPass: (pass) => {
           if (pass.checked === 0) return;
@@ -556,6 +556,25 @@ export class StorageActor {
     if (!scope.local.has(key) && !this.#localPuts.has(key)) return false;
     if (scope.network.has(key)) return false;
     return !await this.#store!.isReplica(key);
+  }
+
+  /**
+   * What this node holds for the network, which holder repair may copy to peers: the chunks peers
+   * gave it (`replicas/`) and its objects of every pin but `local` ones. Never a block that only
+   * `local` pins reach, nor an unpinned leftover (a failed put's chunks).
+   */
+  async *#heldForNetwork(): AsyncGenerator<string> {
+    const store = this.#store!;
+    const listed = new Set<string>();
+    for await (const key of store.replicas()) {
+      if (!await store.has(key)) continue; // lost here: the holders that still have it repair it
+      listed.add(key);
+      yield key;
+    }
+    const scope = await this.#scope();
+    for (const key of scope.network) {
+      if (!listed.has(key) && await store.has(key)) yield key;
+    }
   }
 
   /**

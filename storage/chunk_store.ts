@@ -30,7 +30,7 @@
  * @module
  */
 import { join } from "node:path";
-import { cidDigest, storageKey } from "../protocols/cid.ts";
+import { cidDigest, isCid, storageKey } from "../protocols/cid.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import { cidOfAsync, verifyCid } from "./_hash.ts";
 import {
@@ -387,6 +387,13 @@ export class ChunkStore implements BlockStore {
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return false;
       throw error;
+    }
+  }
+
+  /** The storage keys of every chunk held for other nodes (`replicas/`), in no particular order. */
+  async *replicas(): AsyncGenerator<string> {
+    for await (const entry of Deno.readDir(join(this.#dir, REPLICAS_DIR))) {
+      if (entry.isFile && isCid(entry.name)) yield storageKey(entry.name);
     }
   }
 

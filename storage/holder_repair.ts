@@ -62,7 +62,11 @@ export interface HolderRepairPass extends RepairReport {
 export interface HolderRepairOptions {
   /** This node's holder id (hex public key). */
   selfId: string;
-  /** Every chunk this node holds (pins, replicas, manifests): listed when a pass starts. */
+  /**
+   * What this node holds for the network (replicas peers gave it, its objects of pins that are
+   * not `local`): listed when a pass starts. Only these are ever copied to peers, so a block that
+   * must stay on this node (a `local` file's) must not be listed.
+   */
   held: () => AsyncIterable<string>;
   /** This node's own copy of a chunk (read instead of a replica's). */
   read?: (cid: string) => Promise<Uint8Array | undefined>;

@@ -11,8 +11,10 @@ import {
   unwrapReply,
 } from "../../actors/storage_actor.ts";
 import { storageKey } from "../../protocols/cid.ts";
+import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
+import { chunksToRepair } from "../../storage/holder_repair.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
 import {
   LocalStoragePeer,
@@ -70,19 +72,20 @@ async function counting(n: number): Promise<{ peers: CountingPeer[]; dirs: strin
 async function node(
   peers: StoragePeer[],
   chunkSize = 1024,
-): Promise<{ actor: StorageActor; dir: string }> {
+): Promise<{ actor: StorageActor; dir: string; id: string }> {
   const dir = await Deno.makeTempDir();
+  const identity = Identity.generate();
   const actor = new StorageActor({
     dir,
     chunkSize,
-    identity: Identity.generate(),
+    identity,
     holdHere: true,
     peers,
     store: { durable: false },
     replication: { replicas: 3, writeQuorum: 2 },
   });
   await actor.preStart();
-  return { actor, dir };
+  return { actor, dir, id: toHex(identity.publicKey) };
 }
 
 async function put(
@@ -181,6 +184,51 @@ Deno.test("a file put for the network is still read through the peers, with read
     assert.ok(peers.some((p, i) => p.calls.get > asked[i]), "the peers were read");
     const back = await Promise.all(peers.map((p) => p.inner.store.has(chunk)));
     assert.ok(back.includes(true), "a peer that answered chunk_not_found got the chunk back");
+  } finally {
+    for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("when a storage peer leaves, holder repair restores the network's files and never sends a local file out", async () => {
+  const { peers, dirs } = await counting(3);
+  const { actor, dir, id } = await node(peers);
+  try {
+    // 64 chunks each: this node is the best surviving holder of about a quarter of them.
+    const shared = pseudoRandomBytes(64 * 1024, 14);
+    const sharedCid = await put(actor, shared);
+    const secret = pseudoRandomBytes(64 * 1024, 15);
+    const secretCid = await put(actor, secret, { local: true });
+    await actor.postStop();
+    const secretBlocks = unwrapReply<FileInfo>(
+      await actor.receive({ type: "stat", cid: secretCid }),
+    )
+      .chunks.map(storageKey).concat(storageKey(secretCid));
+    for (const p of peers) {
+      for (const key of await p.objects()) assert.ok(!secretBlocks.includes(key));
+    }
+    // An unrelated storage peer leaves: the copies it held of the network's file, of which this
+    // node is the best-ranked surviving holder, are made again (the peers here repair nothing).
+    const staying = peers.slice(0, 2);
+    unwrapReply(await actor.receive({ type: "set_peers", peers: staying }));
+    await actor.repairIdle();
+    await actor.postStop();
+    const info = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid: sharedCid }));
+    const before = [{ id }, ...peers];
+    const after = [{ id }, ...staying];
+    const mine = chunksToRepair([sharedCid, ...info.chunks].map(storageKey), before, after, id, 3);
+    assert.ok(mine.length > 0, "this node repairs some of the network's file");
+    for (const block of mine) {
+      for (const p of staying) assert.ok(await p.inner.store.has(block), "r copies again");
+    }
+    for (const p of staying) {
+      for (const key of await p.objects()) {
+        assert.ok(!secretBlocks.includes(key), "a block of the local file reached a peer");
+      }
+    }
+    assert.deepEqual(
+      unwrapReply(await actor.receive({ type: "get_bytes", cid: secretCid })),
+      secret,
+    );
   } finally {
     for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
   }
