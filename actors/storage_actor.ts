@@ -34,7 +34,7 @@ import {
   type ChunkStoreStats,
   type GcResult,
 } from "../storage/chunk_store.ts";
-import { StorageError } from "../storage/errors.ts";
+import { ChunkNotFoundError, StorageError } from "../storage/errors.ts";
 import {
   type FileInfo,
   FileStore,
@@ -559,6 +559,17 @@ export class StorageActor {
   }
 
   /**
+   * True when `cid` is one this node holds for the network, so a peer may read it (`get_chunk`),
+   * learn that it is here (`has_chunk`) and challenge it (`prove`): a chunk a peer gave it
+   * (`replicas/`), or an object of a pin that is not `local` (see {@link #heldForNetwork}).
+   */
+  async #servesPeers(cid: string): Promise<boolean> {
+    const key = storageKey(cid); // invalid_cid before it names a file
+    if (await this.#store!.isReplica(key)) return true;
+    return (await this.#scope()).network.has(key);
+  }
+
+  /**
    * What this node holds for the network, which holder repair may copy to peers: the chunks peers
    * gave it (`replicas/`) and its objects of every pin but `local` ones. Never a block that only
    * `local` pins reach, nor an unpinned leftover (a failed put's chunks).
@@ -714,12 +725,22 @@ export class StorageActor {
           replica: true,
         });
         return undefined;
+      // A peer is answered only for what this node holds for the network: to a peer a local-only
+      // object (or an unpinned leftover) is not here.
       case "get_chunk":
+        if (!await this.#servesPeers(message.cid)) throw new ChunkNotFoundError(message.cid);
         return await store.get(message.cid);
       case "has_chunk":
-        return await store.has(message.cid);
-      case "prove":
-        return await proveFromStore(store, message.nonce, message.cids);
+        return await this.#servesPeers(message.cid) && await store.has(message.cid);
+      case "prove": {
+        const served: string[] = [];
+        for (const cid of message.cids) if (await this.#servesPeers(cid)) served.push(cid);
+        const proofs = await proveFromStore(store, message.nonce, served);
+        return message.cids.map((cid) => {
+          const i = served.indexOf(cid);
+          return i < 0 ? null : proofs[i];
+        });
+      }
       case "repair":
         return await this.#repair(message.cids);
       case "audit":

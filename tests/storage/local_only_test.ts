@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import {
   type PutHandle,
   StorageActor,
+  StorageActorPeer,
   storageGateway,
   unwrapReply,
 } from "../../actors/storage_actor.ts";
@@ -229,6 +230,60 @@ Deno.test("when a storage peer leaves, holder repair restores the network's file
       unwrapReply(await actor.receive({ type: "get_bytes", cid: secretCid })),
       secret,
     );
+  } finally {
+    for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("a peer is never served a local file: get_chunk is chunk_not_found, has_chunk false, prove null; what the node holds for the network is served as before", async () => {
+  const { peers, dirs } = await counting(2);
+  const { actor, dir } = await node(peers);
+  try {
+    const secret = pseudoRandomBytes(3 * 1024, 16);
+    const secretCid = await put(actor, secret, { local: true });
+    const shared = pseudoRandomBytes(3 * 1024, 17);
+    const sharedCid = await put(actor, shared);
+    await actor.postStop();
+    // What `serveStoragePeer` hands a remote peer's messages to.
+    const asPeer = new StorageActorPeer(
+      { ask: (m) => actor.receive(m) as never },
+      Identity.generate().publicKey,
+    );
+    const secretInfo = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid: secretCid }));
+    const nonce = crypto.getRandomValues(new Uint8Array(32));
+    for (const block of [secretCid, ...secretInfo.chunks]) {
+      await assert.rejects(
+        asPeer.getChunk(block),
+        (e: { code: string }) => e.code === "chunk_not_found",
+      );
+      assert.equal(await asPeer.hasChunk(block), false);
+      assert.deepEqual(await asPeer.proveChunks(nonce, [block]), [null]);
+    }
+    // The node's own reads still find it.
+    assert.deepEqual(
+      unwrapReply(await actor.receive({ type: "get_bytes", cid: secretCid })),
+      secret,
+    );
+    // The file it put for the network is served: its pinned root and inner data, and the
+    // chunks it holds as one of their holders.
+    const sharedInfo = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid: sharedCid }));
+    assert.deepEqual(
+      await asPeer.getChunk(sharedCid),
+      await actor.receive({
+        type: "get_block",
+        cid: sharedCid,
+      }).then(unwrapReply),
+    );
+    const held = [];
+    for (const c of sharedInfo.chunks) if (await asPeer.hasChunk(c)) held.push(c);
+    assert.ok(held.length > 0);
+    const proofs = await asPeer.proveChunks(nonce, [held[0], secretInfo.chunks[0]]);
+    assert.ok(proofs[0] !== null && proofs[1] === null, "one proof each, in order");
+    // A chunk a peer gives the node is the network's, even if a local file has it too.
+    const same = secret.slice(0, 1024);
+    await asPeer.putChunk(secretInfo.chunks[0], same);
+    assert.equal(await asPeer.hasChunk(secretInfo.chunks[0]), true);
+    assert.deepEqual(await asPeer.getChunk(secretInfo.chunks[0]), same);
   } finally {
     for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
   }
