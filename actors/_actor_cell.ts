@@ -210,8 +210,9 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
 
   #drain(): void {
     // `#scheduled` stays true while draining so that messages the handler sends to itself do
-    // not schedule a second, redundant drain; every exit below clears it.
-    if (this.#state !== RUNNING || this.#busy) {
+    // not schedule a second, redundant drain; every exit below clears it. Once a final stop is
+    // requested nothing more is handled: its queued step rejects what is left.
+    if (this.#state !== RUNNING || this.#busy || this.#final) {
       this.#scheduled = false;
       return;
     }
@@ -257,11 +258,15 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
     this.#busy = true;
     this.#currentReply = reply;
     const epoch = this.#epoch;
+    const signal = this.#controller!.signal;
     this.#current = Promise.resolve(pending).then(
       (value) => {
         reply?.resolve(value);
         if (epoch !== this.#epoch) return;
         this.#busy = false;
+        // A final stop is pending (this message had its grace): its queued step ends the
+        // incarnation, stopping linked children and running postStop.
+        if (this.#final) return;
         if (this.#exitRequested) this.#exitNormally();
         else if (this.#mailbox.size > 0 && !this.#scheduled) {
           this.#scheduled = true;
@@ -269,9 +274,16 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
         }
       },
       (error) => {
-        if (epoch !== this.#epoch) {
-          // The incarnation already ended (halted while this ran): answer, but nothing to crash.
-          reply?.reject(new ActorCrashedError(this.name, error));
+        if (epoch !== this.#epoch || this.#final) {
+          // The incarnation was ended, or is being stopped, from outside while this ran: a
+          // handler failing now (typically because ctx.signal aborted) is the stop's doing, not
+          // a crash. Its ask gets the stop's error; the stop (not #crash) ends the incarnation.
+          // A stale epoch after a crash (ctx.signal aborted with the crash) already answered.
+          const reason = signal.reason;
+          reply?.reject(
+            reason instanceof ActorStoppedError ? reason : new ActorCrashedError(this.name, error),
+          );
+          if (epoch === this.#epoch) this.#busy = false;
           return;
         }
         this.#busy = false;

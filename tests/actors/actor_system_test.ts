@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Actor, ActorContext } from "../../actors/actor.ts";
+import type { Actor, ActorContext, ChildSpec } from "../../actors/actor.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { ActorSystem, formatTree } from "../../actors/actor_system.ts";
 import {
@@ -72,6 +72,76 @@ Deno.test("a handler that ignores shutdown is abandoned after stopTimeoutMs and 
   await system.shutdown();
   assert.ok(performance.now() - started >= 25);
   await assert.rejects(stuck, ActorStoppedError);
+});
+
+/** An actor whose one job honours ctx.signal: it fails as soon as the signal aborts (after `lagMs`). */
+function signalAwareWorker(name: string, log: string[], lagMs: number): ChildSpec<string> {
+  return {
+    name,
+    factory: () => ({
+      async preStart(ctx: ActorContext<string>) {
+        await ctx.spawn<string>({
+          name: `${name}/child`,
+          factory: () => ({ receive: () => {}, postStop: () => void log.push("child postStop") }),
+        });
+      },
+      receive: (_m: string, ctx: ActorContext<string>) =>
+        new Promise((_resolve, reject) =>
+          ctx.signal.addEventListener("abort", () => {
+            const fail = () => {
+              log.push("job failed on abort");
+              reject(ctx.signal.reason);
+            };
+            if (lagMs === 0) fail();
+            else setTimeout(fail, lagMs);
+          })
+        ),
+      async postStop() {
+        await delay(5);
+        log.push("postStop");
+      },
+    }),
+  };
+}
+
+Deno.test("stopping an actor whose in-flight handler fails on ctx.signal: children, then postStop, then stop resolves; no crash", async () => {
+  for (const lagMs of [0, 10]) {
+    const system = new ActorSystem({ name: "t" });
+    const { log: eventLog } = recordEvents(system);
+    const log: string[] = [];
+    const ref = await system.spawn(signalAwareWorker("w", log, lagMs));
+    const inFlight = ref.ask("job", { timeoutMs: 10_000 }).catch((e) => e);
+    await delay(1);
+    assert.equal(await system.stop("w"), true);
+    log.push("stop resolved");
+    assert.deepEqual(
+      log,
+      ["job failed on abort", "child postStop", "postStop", "stop resolved"],
+      `lag ${lagMs}`,
+    );
+    assert.ok((await inFlight) instanceof ActorStoppedError, `lag ${lagMs}`);
+    assert.equal(system.lookup("w/child"), undefined);
+    assert.ok(!eventLog.includes("crashed:w"), eventLog.join(" "));
+    assert.deepEqual(eventLog.filter((e) => e.startsWith("stopped:")), [
+      "stopped:w/child",
+      "stopped:w",
+    ]);
+    await system.shutdown();
+  }
+});
+
+Deno.test("shutdown waits for the postStop of an actor whose in-flight handler fails on ctx.signal", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { log: eventLog } = recordEvents(system);
+  const log: string[] = [];
+  const ref = await system.spawn(signalAwareWorker("w", log, 0));
+  const inFlight = ref.ask("job", { timeoutMs: 10_000 }).catch((e) => e);
+  await delay(1);
+  await system.shutdown();
+  log.push("shutdown resolved");
+  assert.deepEqual(log, ["job failed on abort", "child postStop", "postStop", "shutdown resolved"]);
+  assert.ok((await inFlight) instanceof ActorStoppedError);
+  assert.ok(!eventLog.includes("crashed:w"), eventLog.join(" "));
 });
 
 Deno.test("ctx.signal is aborted when the incarnation stops", async () => {
