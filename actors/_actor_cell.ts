@@ -413,13 +413,15 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
       this.#state = IDLE;
       const crashed = new ActorCrashedError(this.name, reason);
       controller.abort(crashed);
+      // Messages queued for this incarnation end with it, as after a crash in receive.
+      const discarded = this.#mailbox.clear((_m, r) => r?.reject(crashed));
       this.#env.emit({
         type: "crashed",
         kind: "actor",
         name: this.name,
         time: Date.now(),
         reason,
-        discarded: 0,
+        discarded,
       });
       await this.#finishIncarnation();
       if (info.initial) throw crashed;

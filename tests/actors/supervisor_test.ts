@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import type { Actor, ChildSpec, RestartPolicy } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { ActorCrashedError, ActorStoppedError, EscalatedError } from "../../actors/errors.ts";
-import type { EscalatedEvent, RestartedEvent } from "../../actors/events.ts";
+import type { CrashedEvent, EscalatedEvent, RestartedEvent } from "../../actors/events.ts";
 import type { SupervisionStrategy } from "../../actors/supervisor.ts";
-import { recordEvents } from "./_helpers.ts";
+import { deferred, recordEvents } from "./_helpers.ts";
 import { eventually } from "../_helpers/wait.ts";
 
 type Msg = "inc" | "get" | "crash" | "exit";
@@ -216,6 +216,55 @@ Deno.test("a preStart that fails on restart counts as a crash and eventually esc
   await eventually(() => system.lookupSupervisor("t/sup") === undefined);
   assert.equal(incarnations, 3, "first start + 2 failed restarts");
   assert.equal(system.lookup("fragile"), undefined);
+  await system.shutdown();
+});
+
+Deno.test("a preStart crash on restart rejects the asks queued for that incarnation and discards its tells", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { events } = recordEvents(system);
+  const inSecondPreStart = deferred();
+  const failSecondPreStart = deferred();
+  const handled: string[] = [];
+  let starts = 0;
+  await system.supervise({
+    name: "t/sup",
+    children: [{
+      name: "a",
+      factory: (): Actor<string> => ({
+        async preStart() {
+          if (++starts !== 2) return;
+          inSecondPreStart.resolve();
+          await failSecondPreStart.promise;
+          throw new Error("preStart failed");
+        },
+        receive: (m) => {
+          if (m === "boom") throw new Error("boom");
+          handled.push(m);
+          return m;
+        },
+      }),
+    }],
+  });
+  const a = system.lookup<string>("a")!;
+  await assert.rejects(a.ask("boom"), ActorCrashedError);
+  await inSecondPreStart.promise;
+  const queued = a.ask("queued ask").catch((e) => e);
+  await a.tell("queued tell");
+  failSecondPreStart.resolve();
+  const error = await queued;
+  assert.ok(error instanceof ActorCrashedError, String(error));
+  assert.equal((error.reason as Error).message, "preStart failed");
+  await eventually(() =>
+    starts === 3 && system.tree().children[0].children[0].status === "running"
+  );
+  assert.equal(await a.ask("after"), "after");
+  assert.deepEqual(
+    handled,
+    ["after"],
+    "nothing queued for the failed incarnation reached the next",
+  );
+  const crashes = events.filter((e) => e.type === "crashed") as CrashedEvent[];
+  assert.deepEqual(crashes.map((e) => e.discarded), [0, 2]);
   await system.shutdown();
 });
 
