@@ -29,6 +29,7 @@ import {
   ActorStoppedError,
   AskAbortedError,
   AskTimeoutError,
+  HookTimeoutError,
 } from "./errors.ts";
 import { isAdmitted, Mailbox } from "./mailbox.ts";
 import type { DeadlineQueue, Expirable } from "./_ask_deadlines.ts";
@@ -348,17 +349,57 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
     if (linked !== undefined) await linked.stop("shutdown");
     if (instance?.postStop !== undefined && ctx !== undefined) {
       try {
-        await instance.postStop(ctx);
+        // Bounded like the in-flight message: a hung postStop must not wedge restarts or shutdown.
+        if (!await this.#awaitHook(instance.postStop(ctx), undefined)) {
+          this.#hookFailed(
+            "postStop",
+            new HookTimeoutError(this.name, "postStop", this.#env.stopTimeoutMs),
+          );
+        }
       } catch (reason) {
-        this.#env.emit({
-          type: "hook_failed",
-          hook: "postStop",
-          name: this.name,
-          time: Date.now(),
-          reason,
-        });
+        this.#hookFailed("postStop", reason);
       }
     }
+  }
+
+  /**
+   * Waits for what a lifecycle hook returned, but at most `stopTimeoutMs` counted from when
+   * `signal` aborts (the incarnation is being stopped), or from now without a signal. Resolves
+   * true once it finished, false when abandoned; rejects with what the hook rejected with.
+   */
+  #awaitHook(outcome: void | Promise<void>, signal: AbortSignal | undefined): Promise<boolean> {
+    if (
+      outcome === undefined || outcome === null ||
+      typeof (outcome as PromiseLike<void>).then !== "function"
+    ) {
+      return Promise.resolve(true);
+    }
+    return new Promise<boolean>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined = undefined;
+      const startClock = () => {
+        timer = setTimeout(() => resolve(false), this.#env.stopTimeoutMs);
+      };
+      const done = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", startClock);
+      };
+      if (signal === undefined || signal.aborted) startClock();
+      else signal.addEventListener("abort", startClock, { once: true });
+      Promise.resolve(outcome).then(
+        () => {
+          done();
+          resolve(true);
+        },
+        (error) => {
+          done();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #hookFailed(hook: "preStart" | "postStop", reason: unknown): void {
+    this.#env.emit({ type: "hook_failed", hook, name: this.name, time: Date.now(), reason });
   }
 
   /** Ends a running incarnation from outside (halt or stop); waits for an in-flight handler. */
@@ -398,7 +439,15 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
     try {
       const instance = this.#spec.factory();
       this.#instance = instance;
-      if (instance.preStart !== undefined) await instance.preStart(ctx);
+      if (instance.preStart !== undefined) {
+        // Unbounded (a model load may take long) until a stop aborts ctx.signal: from then on it
+        // gets stopTimeoutMs, like an in-flight message, so a hung preStart cannot wedge the stop.
+        if (!await this.#awaitHook(instance.preStart(ctx), controller.signal)) {
+          const timedOut = new HookTimeoutError(this.name, "preStart", this.#env.stopTimeoutMs);
+          this.#hookFailed("preStart", timedOut);
+          throw timedOut; // only a stop aborts ctx.signal while starting: the #final path below
+        }
+      }
     } catch (reason) {
       if (epoch !== this.#epoch) return;
       if (this.#final) {

@@ -91,3 +91,29 @@ export function settleWithin(promise: Promise<unknown>, ms: number): Promise<boo
     );
   });
 }
+
+/**
+ * Waits for `promise`, but no longer than until `signal` aborts (then resolves; what `promise`
+ * does later is ignored). Rejects if `promise` rejects first.
+ */
+export function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.resolve();
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve();
+    signal.addEventListener("abort", onAbort, { once: true });
+    // Long-lived signals (the root supervisor's) must not collect a listener per start.
+    promise.then(
+      () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}

@@ -19,6 +19,7 @@ import {
   sleep,
   type StartInfo,
   type SupervisedChild,
+  untilAborted,
 } from "./_common.ts";
 import { ActorCell } from "./_actor_cell.ts";
 import { ActorStoppedError, EscalatedError } from "./errors.ts";
@@ -215,21 +216,31 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       this.#running = true;
       this.#restartTimes = [];
       this.#controller = new AbortController();
+      const signal = this.#controller.signal;
       const started: SupervisedChild[] = [];
       for (const child of [...this.#children]) {
+        if (signal.aborted) break;
         if (!info.initial) {
           // Failures are reported back to this supervisor as exits and handled on the chain.
-          await child.start({ initial: false, delayMs: info.delayMs });
+          // A stop (or halt) does not wait for a start still in progress (a hung preStart): it
+          // stops the child itself, which bounds that preStart by stopTimeoutMs.
+          await untilAborted(child.start({ initial: false, delayMs: info.delayMs }), signal);
           continue;
         }
         try {
-          await child.start({ initial: true, delayMs: 0 });
+          await untilAborted(child.start({ initial: true, delayMs: 0 }), signal);
           started.push(child);
         } catch (error) {
           for (const done of started.reverse()) await done.halt("shutdown");
           this.#running = false;
           throw error;
         }
+      }
+      if (signal.aborted) {
+        // Stopped or halted while starting: the queued stop/halt ends what did start.
+        if (!info.initial) return;
+        this.#running = false;
+        throw new ActorStoppedError(this.name, "stopped while starting");
       }
       if (this.#options.announce === false) return;
       if (incarnation === 1) {
@@ -378,8 +389,10 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       }
     }
     for (const member of group) {
-      if (this.#final || !this.#running) return;
-      if (this.#children.includes(member)) await member.start(info);
+      if (this.#final || !this.#running || signal.aborted) return;
+      // A stop (or halt) does not wait for a start still in progress (a hung preStart): it stops
+      // the child itself, which bounds that preStart by stopTimeoutMs.
+      if (this.#children.includes(member)) await untilAborted(member.start(info), signal);
     }
   }
 

@@ -64,7 +64,8 @@ export interface ActorSystemOptions {
   askTimeoutMs?: number;
   /**
    * How long stopping an actor waits for the message it is handling before abandoning it (its
-   * ask is then rejected). Default {@link DEFAULT_STOP_TIMEOUT_MS}.
+   * ask is then rejected), and for a `preStart` caught by the stop or a `postStop` before
+   * abandoning the hook (reported as `hook_failed`). Default {@link DEFAULT_STOP_TIMEOUT_MS}.
    */
   stopTimeoutMs?: number;
   /**

@@ -139,6 +139,34 @@ export class EscalatedError extends ActorError {
   }
 }
 
+/**
+ * A lifecycle hook (`preStart` or `postStop`) did not finish within `stopTimeoutMs` while its
+ * actor was stopping, and was abandoned. Code `hook_timeout`; carried by `hook_failed` events.
+ */
+export class HookTimeoutError extends ActorError {
+  /** The hook that was abandoned. */
+  readonly hook: "preStart" | "postStop";
+  /** How long it was given, in milliseconds. */
+  readonly timeoutMs: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param actor Name of the actor whose hook hung.
+   * @param hook Which hook.
+   * @param timeoutMs How long it was given.
+   */
+  constructor(actor: string, hook: "preStart" | "postStop", timeoutMs: number) {
+    super(
+      "hook_timeout",
+      actor,
+      `${hook} of "${actor}" did not finish within ${timeoutMs} ms and was abandoned`,
+    );
+    this.hook = hook;
+    this.timeoutMs = timeoutMs;
+  }
+}
+
 /** A name is already registered in this actor system. Code `name_taken`. */
 export class NameTakenError extends ActorError {
   /**

@@ -21,7 +21,7 @@
  * @module
  */
 
-import { describeReason } from "./errors.ts";
+import { describeReason, HookTimeoutError } from "./errors.ts";
 
 /** Whether an event is about an actor or a supervisor. */
 export type ActorKind = "actor" | "supervisor";
@@ -109,13 +109,17 @@ export interface FatalEvent extends ActorEventBase {
   reason: unknown;
 }
 
-/** A `postStop` hook threw; reported, otherwise ignored. */
+/**
+ * A `postStop` hook threw, or a hook (`preStart` while stopping, `postStop`) did not finish
+ * within `stopTimeoutMs` and was abandoned ({@link HookTimeoutError}); reported, otherwise
+ * ignored.
+ */
 export interface HookFailedEvent extends ActorEventBase {
   /** Discriminant. */
   type: "hook_failed";
-  /** Which hook threw. */
-  hook: "postStop";
-  /** What it threw. */
+  /** Which hook failed. */
+  hook: "preStart" | "postStop";
+  /** What it threw, or a {@link HookTimeoutError}. */
   reason: unknown;
 }
 
@@ -189,6 +193,8 @@ export function formatEvent(event: ActorEvent): string {
     case "fatal":
       return `fatal: actor system "${event.name}" shuts down: ${describeReason(event.reason)}`;
     case "hook_failed":
-      return `${event.hook} of "${event.name}" threw: ${describeReason(event.reason)}`;
+      return event.reason instanceof HookTimeoutError
+        ? `${event.hook} of "${event.name}" did not finish within ${event.reason.timeoutMs} ms`
+        : `${event.hook} of "${event.name}" threw: ${describeReason(event.reason)}`;
   }
 }

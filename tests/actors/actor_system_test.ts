@@ -6,6 +6,7 @@ import {
   ActorCrashedError,
   ActorStoppedError,
   EscalatedError,
+  HookTimeoutError,
   InvalidNameError,
   NameTakenError,
 } from "../../actors/errors.ts";
@@ -142,6 +143,80 @@ Deno.test("shutdown waits for the postStop of an actor whose in-flight handler f
   assert.deepEqual(log, ["job failed on abort", "child postStop", "postStop", "shutdown resolved"]);
   assert.ok((await inFlight) instanceof ActorStoppedError);
   assert.ok(!eventLog.includes("crashed:w"), eventLog.join(" "));
+});
+
+/** Resolves `promise`'s value, or fails the test (instead of hanging it) after `ms`. */
+async function settlesWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} still pending after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("shutdown abandons a restart's hung preStart after stopTimeoutMs and reports hook_failed", async () => {
+  for (const layout of ["under the root", "under a supervisor", "in a restarting supervisor"]) {
+    const system = new ActorSystem({ name: "t", stopTimeoutMs: 30 });
+    const { events } = recordEvents(system);
+    const log: string[] = [];
+    let starts = 0;
+    const hangsOnRestart: ChildSpec<string> = {
+      name: "a",
+      factory: () => ({
+        preStart: () => {
+          if (++starts > 1) return new Promise<void>(() => {}); // waits on a dead dependency
+        },
+        receive: (m: string) => {
+          if (m === "boom") throw new Error("boom");
+        },
+        postStop: () => void log.push("postStop"),
+      }),
+    };
+    if (layout === "under the root") await system.spawn(hangsOnRestart);
+    else {
+      const maxRestarts = layout === "in a restarting supervisor" ? 0 : 3;
+      await system.supervise({ name: "sup", maxRestarts, children: [hangsOnRestart] });
+    }
+    await system.lookup<string>("a")!.tell("boom");
+    await eventually(() => starts === 2);
+    log.length = 0;
+    await settlesWithin(system.shutdown(), 3_000, `shutdown (${layout})`);
+    assert.deepEqual(log, ["postStop"], layout);
+    const failed = events.filter((e) => e.type === "hook_failed");
+    assert.equal(failed.length, 1, layout);
+    assert.ok(failed[0].type === "hook_failed" && failed[0].hook === "preStart", layout);
+    assert.ok(failed[0].reason instanceof HookTimeoutError, layout);
+    assert.equal(system.lookup("a"), undefined, layout);
+  }
+});
+
+Deno.test("a postStop that never finishes is abandoned after stopTimeoutMs: restart and shutdown go on", async () => {
+  const system = new ActorSystem({ name: "t", stopTimeoutMs: 30 });
+  const { events, log } = recordEvents(system);
+  const ref = await system.spawn<string>({
+    name: "a",
+    factory: () => ({
+      receive: (m: string) => {
+        if (m === "boom") throw new Error("boom");
+        return m;
+      },
+      postStop: () => new Promise<void>(() => {}),
+    }),
+  });
+  await assert.rejects(ref.ask("boom"), ActorCrashedError);
+  assert.equal(await settlesWithin(ref.ask("after"), 3_000, "the restart"), "after");
+  await settlesWithin(system.shutdown(), 3_000, "shutdown");
+  const failed = events.filter((e) => e.type === "hook_failed");
+  assert.equal(failed.length, 2);
+  for (const e of failed) {
+    assert.ok(e.type === "hook_failed" && e.hook === "postStop");
+    assert.ok(e.reason instanceof HookTimeoutError && e.reason.code === "hook_timeout");
+  }
+  assert.ok(log.includes("stopped:a"));
 });
 
 Deno.test("ctx.signal is aborted when the incarnation stops", async () => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type ActorEvent, EventFeed, formatEvent } from "../../actors/events.ts";
+import { HookTimeoutError } from "../../actors/errors.ts";
 
 Deno.test("event feed delivers to every subscriber until it unsubscribes", () => {
   const feed = new EventFeed();
@@ -50,4 +51,14 @@ Deno.test("formatEvent renders one readable line per event type", () => {
     /^escalated from supervisor "s" after 3 restarts: loop$/,
   );
   assert.match(formatEvent({ type: "fatal", name: "node", time, reason: "x" }), /^fatal: /);
+  assert.equal(
+    formatEvent({
+      type: "hook_failed",
+      hook: "preStart",
+      name: "a",
+      time,
+      reason: new HookTimeoutError("a", "preStart", 5_000),
+    }),
+    'preStart of "a" did not finish within 5000 ms',
+  );
 });
