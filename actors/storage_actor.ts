@@ -421,6 +421,28 @@ async function addDag(
   }
 }
 
+/**
+ * This node's store as one of its own holders (with `holdHere`): a chunk written to it (its own
+ * put, a repair) is reported with `noted`, like a peer's `put_chunk`, for holder repair.
+ */
+class SelfPeer extends LocalStoragePeer {
+  readonly #noted: (cid: string) => void;
+
+  constructor(store: ChunkStore, publicKey: Uint8Array, noted: (cid: string) => void) {
+    super(store, publicKey);
+    this.#noted = noted;
+  }
+
+  override async putChunk(
+    cid: string,
+    bytes: Uint8Array,
+    options?: PeerCallOptions & { repair?: boolean },
+  ): Promise<void> {
+    await super.putChunk(cid, bytes, options);
+    this.#noted(storageKey(cid));
+  }
+}
+
 /** The node's storage actor. */
 export class StorageActor {
   readonly #options: StorageActorOptions;
@@ -473,7 +495,9 @@ export class StorageActor {
     this.#local = new FileStore(store, this.#fileOptions());
     const { identity, holdHere } = this.#options;
     if (holdHere && identity !== undefined) {
-      this.#self = new LocalStoragePeer(store, identity.publicKey);
+      this.#self = new SelfPeer(store, identity.publicKey, (cid) => {
+        if (this.#replicated) this.#holderRepair?.noteWrite(this.#replicated.peers, cid);
+      });
       this.#holderRepair = new HolderRepair({
         selfId: this.#self.id,
         held: () => this.#heldForNetwork(),
@@ -724,6 +748,10 @@ export class StorageActor {
           verifyExisting: message.repair,
           replica: true,
         });
+        // Holder repair judges its placement under the peer set it came in under, too.
+        if (this.#replicated) {
+          this.#holderRepair?.noteWrite(this.#replicated.peers, storageKey(message.cid));
+        }
         return undefined;
       // A peer is answered only for what this node holds for the network: to a peer a local-only
       // object (or an unpinned leftover) is not here.

@@ -62,6 +62,12 @@ export interface RepairOptions extends BlockStoreCallOptions {
   presence?: boolean;
   /** A verified local copy, tried before any replica is read (the repairer's own store). */
   local?: (cid: string) => Promise<Uint8Array | undefined>;
+  /**
+   * With `presence`: the ids of the holders of `cid` to ask (and repair); `undefined` asks every
+   * holder (the default). Holder repair asks only newcomers about a chunk whose holders were
+   * all still there.
+   */
+  only?: (cid: string) => ReadonlySet<string> | undefined;
 }
 
 /** What a repair pass did. */
@@ -392,7 +398,8 @@ export class ReplicatedStore implements BlockStore {
 
   /** {@link RepairOptions.presence}: ask the holders, send the chunk to those without it. */
   async #repairPresence(cid: string, options: RepairOptions, report: RepairReport): Promise<void> {
-    const holders = this.holders(cid);
+    const only = options.only?.(cid);
+    const holders = this.holders(cid).filter((peer) => !only || only.has(peer.id));
     const answers = await Promise.all(
       holders.map((peer) =>
         this.#call(options.signal, (s) => peer.hasChunk(cid, { signal: s })).then(
