@@ -25,6 +25,12 @@ export interface Expirable {
  */
 const MAX_IDLE_QUEUES = 64;
 
+/**
+ * The longest wait a timer takes (2^31 - 1 ms, about 24.8 days); a longer one is clamped to 1 ms
+ * by the runtime. Longer deadlines are reached by re-arming on each early fire.
+ */
+const MAX_TIMER_MS = 2_147_483_647;
+
 /** Compact a queue when at least this many entries are dead and they outnumber the live ones. */
 const COMPACT_MIN_DEAD = 1024;
 
@@ -91,7 +97,8 @@ export class DeadlineQueue {
 
   #arm(): void {
     const wait = Math.max(0, this.#deadlines[this.#head] - performance.now());
-    this.#timer = setTimeout(this.#fireBound, Math.ceil(wait));
+    // Clamped: #fire finds the head not yet due and arms again for the rest.
+    this.#timer = setTimeout(this.#fireBound, Math.min(MAX_TIMER_MS, Math.ceil(wait)));
   }
 
   #fire(): void {

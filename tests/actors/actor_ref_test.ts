@@ -286,6 +286,33 @@ Deno.test("ask deadlines: a stuck ask still expires on time behind thousands of 
   await system.shutdown();
 });
 
+Deno.test("ask deadlines: a timeout beyond the timer limit (30 days) arms clamped timers and re-arms, no spin", async () => {
+  const MAX_TIMER_MS = 2 ** 31 - 1;
+  const system = new ActorSystem({ name: "t" });
+  const gate = deferred();
+  const slow = await system.spawn(makeSpec("t/slow", gate.promise));
+  const longTimers: number[] = [];
+  const realSetTimeout = globalThis.setTimeout;
+  // Record the long timers; let the first one fire at once, as a clamped timer would end early.
+  const fake = (fn: () => void, ms?: number) => {
+    if ((ms ?? 0) < 1_000_000) return realSetTimeout(fn, ms);
+    longTimers.push(ms!);
+    return realSetTimeout(fn, longTimers.length === 1 ? 0 : Math.min(ms!, MAX_TIMER_MS));
+  };
+  globalThis.setTimeout = fake as typeof setTimeout;
+  try {
+    const answer = slow.ask({ type: "hold" }, { timeoutMs: 30 * 24 * 3600 * 1000 });
+    await delay(20);
+    assert.ok(await isPending(answer), "not expired by the early fire");
+    assert.deepEqual(longTimers, [MAX_TIMER_MS, MAX_TIMER_MS], "clamped, re-armed once");
+    gate.resolve();
+    await answer;
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+  await system.shutdown();
+});
+
 Deno.test("a long backlog is drained in batches that let timers run in between", async () => {
   const system = new ActorSystem({ name: "t", drainBatch: 100 });
   let handled = 0;
