@@ -140,6 +140,8 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
   #current: Promise<void> | undefined = undefined;
   #currentReply: PendingReply | undefined = undefined;
   #exitRequested = false;
+  /** Linked children gave up while preStart ran: the incarnation fails once preStart returns. */
+  #linkedFailure: { reason: unknown } | undefined = undefined;
   #final = false;
   #ops: Promise<void> = Promise.resolve();
   #restarts = 0;
@@ -431,6 +433,7 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
     const incarnation = ++this.#incarnation;
     const epoch = ++this.#epoch;
     this.#exitRequested = false;
+    this.#linkedFailure = undefined;
     this.#state = STARTING;
     const controller = new AbortController();
     this.#controller = controller;
@@ -448,6 +451,10 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
           throw timedOut; // only a stop aborts ctx.signal while starting: the #final path below
         }
       }
+      // Children it spawned gave up meanwhile (see childExited): a failed preStart.
+      // (Set by childExited during the await: the cast undoes narrowing from the reset above.)
+      const linkedFailure = this.#linkedFailure as { reason: unknown } | undefined;
+      if (linkedFailure !== undefined && epoch === this.#epoch) throw linkedFailure.reason;
     } catch (reason) {
       if (epoch !== this.#epoch) return;
       if (this.#final) {
@@ -577,6 +584,11 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
   ): void {
     // Only the linked-children supervisor reports here, and only when it gave up.
     if (child !== this.#linked || !crashed) return;
+    if (this.#state === STARTING) {
+      // preStart spawned them and is still running: the incarnation fails when it returns.
+      this.#linkedFailure ??= { reason };
+      return;
+    }
     if (this.#state !== RUNNING) return;
     let inFlight: PendingReply | undefined = undefined;
     if (this.#busy) {

@@ -491,3 +491,56 @@ Deno.test("a restartable linked child that keeps crashing escalates into its par
   assert.equal(system.lookup("p/worker"), undefined);
   await system.shutdown();
 });
+
+Deno.test("linked children giving up while their parent is in preStart fail that preStart once it returns", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { events } = recordEvents(system);
+  let starts = 0;
+  /** On incarnation `failOn`, preStart spawns a permanent linked child and crashes it until its group gives up. */
+  const parent = (name: string, failOn: number): ChildSpec<string> => ({
+    name,
+    factory: () => ({
+      async preStart(ctx: ActorContext<string>) {
+        if (++starts !== failOn) return;
+        const child = await ctx.spawn<string>({
+          name: `${name}/child`,
+          restart: "permanent",
+          factory: () => ({
+            receive: () => {
+              throw new Error("child bug");
+            },
+          }),
+        });
+        const gaveUp = () =>
+          events.some((e) => e.type === "escalated" && e.name === `${name}#linked`);
+        while (!gaveUp()) {
+          await child.tell("boom");
+          await delay(1);
+        }
+      },
+      receive: (m: string) => {
+        if (m === "crash") throw new Error("parent crash");
+        return "alive";
+      },
+    }),
+  });
+
+  // At spawn: the spawn rejects like any preStart failure, and the names are free again.
+  const error = await system.spawn(parent("p", 1)).catch((e) => e);
+  assert.ok(error instanceof ActorCrashedError, String(error));
+  assert.ok(error.reason instanceof EscalatedError, String(error.reason));
+  assert.equal(system.lookup("p"), undefined);
+  assert.equal(system.lookup("p/child"), undefined);
+
+  // On a restart: that incarnation crashes with the EscalatedError and is restarted again.
+  starts = 0;
+  const q = await system.spawn(parent("q", 2));
+  await assert.rejects(q.ask("crash"), ActorCrashedError);
+  await eventually(() => starts === 3, "the restart after the failed one");
+  assert.equal(await q.ask("ping"), "alive");
+  const crashes = events.filter((e) => e.type === "crashed" && e.name === "q") as CrashedEvent[];
+  assert.equal(crashes.length, 2);
+  assert.ok(crashes[1].reason instanceof EscalatedError, String(crashes[1].reason));
+  assert.equal(system.lookup("q/child"), undefined);
+  await system.shutdown();
+});
