@@ -289,24 +289,33 @@ export class ChunkStore implements BlockStore {
     if (options?.cid !== undefined && storageKey(options.cid) !== cid) {
       throw new CorruptChunkError(options.cid, "the writer");
     }
-    await this.#withSlot(cid, () => this.#writeIfAbsent(cid, bytes, options?.verifyExisting));
+    await this.#withSlot(cid, () => this.#writeIfAbsent(cid, bytes, options));
     // Recorded after the write: until then the object is inside the grace period, and a record
     // of an object that failed to store would root nothing.
     if (options?.replica) await this.#touchRoot(REPLICAS_DIR, cid);
     return cid;
   }
 
-  async #writeIfAbsent(cid: string, bytes: Uint8Array, verifyExisting?: boolean): Promise<void> {
+  async #writeIfAbsent(
+    cid: string,
+    bytes: Uint8Array,
+    options: ChunkPutOptions | undefined,
+  ): Promise<void> {
+    const verifyExisting = options?.verifyExisting;
     // The quota is the directory's, and other stores (the node and `cli.ts put`) write into it
     // too: count their objects before judging this one. A stat when nothing changed.
     if (Number.isFinite(this.#quota)) await this.#reloadIfChanged();
     const existing = this.#index.get(cid);
     // Deduplicate only against a copy well inside the GC grace period: an older unpinned copy may
     // be collected by a GC (here or in another process) before this put's caller pins it, so the
-    // put writes a fresh copy instead, and the old one goes at the next GC.
+    // put writes a fresh copy instead, and the old one goes at the next GC. A replica already
+    // recorded under `replicas/` is rooted for good (records are never removed), so no GC can take
+    // its copy: a peer sending it again refreshes nothing and writes nothing.
     const young = existing !== undefined &&
       this.#clock() - (this.#packs.get(existing.pack)?.mtime ?? 0) < this.#gcGraceMs / 2;
-    if (existing && young) {
+    const rooted = existing !== undefined && !young && options?.replica === true &&
+      await this.isReplica(cid);
+    if (existing && (young || rooted)) {
       if (!verifyExisting) return;
       // We hold this CID's slot: check in place; a bad copy is quarantined, making room.
       if (await this.#quarantineLocked(cid)) return;
@@ -316,8 +325,10 @@ export class ChunkStore implements BlockStore {
     }
     this.#reserved += bytes.length;
     try {
-      const written = await this.#writer.write(cid, bytes); // a new object is indexed by onPack
-      if (existing) this.#setLocation(written); // a fresh copy over an old one: read the fresh one
+      // A new object is indexed by onPack; a fresh copy over an old one counts as one more copy
+      // (both are on disk until a GC keeps one), and is the one read from now on.
+      const written = await this.#writer.write(cid, bytes);
+      if (existing) this.#setLocation(written);
     } finally {
       this.#reserved -= bytes.length;
     }
@@ -681,7 +692,7 @@ export class ChunkStore implements BlockStore {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     });
     if (this.#durable) await syncDir(this.#packsDir);
-    this.#packs.delete(name);
+    this.#dropPack(name);
     for (const entry of info.entries) this.#unindex(entry.cid, name);
     this.#indexOtherCopies(new Set(info.entries.map((e) => e.cid)));
   }
@@ -713,16 +724,26 @@ export class ChunkStore implements BlockStore {
     entries: readonly PackEntry[],
     mtime = packTimeOf(name) ?? this.#clock(),
   ): void {
+    const known = this.#packs.get(name);
+    if (known) this.#used -= packBytes(known.entries);
     this.#packs.set(name, { entries: [...entries], mtime });
+    this.#used += packBytes(entries);
     for (const entry of entries) {
       if (!this.#index.has(entry.cid)) this.#setLocation({ ...entry, pack: name });
     }
   }
 
   #setLocation(location: WrittenObject): void {
-    const previous = this.#index.get(location.cid);
-    this.#used += location.length - (previous?.length ?? 0);
     this.#index.set(location.cid, { ...location });
+  }
+
+  /** Forget pack `name` (deleted, here or by another process): its copies no longer count. */
+  #dropPack(name: string): PackInfo | undefined {
+    const info = this.#packs.get(name);
+    if (!info) return undefined;
+    this.#packs.delete(name);
+    this.#used -= packBytes(info.entries);
+    return info;
   }
 
   /** Forget `cid` if its indexed copy is in pack `name`. */
@@ -730,7 +751,6 @@ export class ChunkStore implements BlockStore {
     const location = this.#index.get(cid);
     if (location?.pack !== name) return;
     this.#index.delete(cid);
-    this.#used -= location.length;
   }
 
   async #reloadIfChanged(): Promise<void> {
@@ -774,7 +794,7 @@ export class ChunkStore implements BlockStore {
     const orphans = new Set<string>();
     for (const [name, info] of this.#packs) {
       if (present.has(name) || !known.has(name)) continue;
-      this.#packs.delete(name);
+      this.#dropPack(name);
       for (const entry of info.entries) {
         this.#unindex(entry.cid, name);
         orphans.add(entry.cid);
@@ -862,6 +882,13 @@ export class ChunkStore implements BlockStore {
   #packPath(name: string): string {
     return join(this.#packsDir, name);
   }
+}
+
+/** Bytes of the copies in a pack: what it adds to the store's usage. */
+function packBytes(entries: readonly PackEntry[]): number {
+  let bytes = 0;
+  for (const entry of entries) bytes += entry.length;
+  return bytes;
 }
 
 /** Number of files in `dir`. */

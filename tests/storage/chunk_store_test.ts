@@ -131,7 +131,7 @@ Deno.test("disk full (ENOSPC injected by the write hook) is disk_full with no pa
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("concurrent writers of the same chunk leave one valid copy, counted once", async () => {
+Deno.test("concurrent writers of the same chunk leave one object; usage counts each copy on disk until a GC keeps one", async () => {
   const dir = await Deno.makeTempDir();
   const a = await ChunkStore.open(dir);
   const b = await ChunkStore.open(dir); // a second store on the same directory (another process)
@@ -145,12 +145,17 @@ Deno.test("concurrent writers of the same chunk leave one valid copy, counted on
   ]);
   assert.equal(new Set(cids).size, 1);
   assert.deepEqual(await a.get(cids[0]), bytes);
-  assert.equal((await a.stats()).usedBytes, bytes.length);
-  assert.equal((await b.stats()).usedBytes, bytes.length);
-  // Each store wrote its own pack (one copy per process); every view counts the object once.
+  // Each store wrote its own pack (one copy per process): one object, two copies on disk, and the
+  // usage (what the quota is judged on) says so in every view.
   assert.equal((await packFilesUnder(dir)).length, 2);
+  assert.equal((await a.stats()).usedBytes, 2 * bytes.length);
+  assert.equal((await b.stats()).usedBytes, 2 * bytes.length);
   assert.equal((await (await ChunkStore.open(dir)).stats()).objectCount, 1);
   assert.equal((await tempFilesUnder(dir)).length, 0);
+  // A GC keeps one (the object is young, so it stays).
+  await a.gc();
+  assert.equal((await a.stats()).usedBytes, bytes.length);
+  assert.equal((await b.stats()).usedBytes, bytes.length);
   await Deno.remove(dir, { recursive: true });
 });
 
