@@ -337,9 +337,11 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
     reason: unknown,
     crashed: boolean,
   ): void {
-    this.#enqueue(() => this.#handleExit(child, incarnation, reason, crashed)).catch((error) => {
-      console.error(`supervisor "${this.name}" failed handling an exit:`, error);
-    });
+    // The exit counts against the intensity at the time it happened, not when the chain gets to it.
+    const exitedAt = performance.now();
+    this.#enqueue(() => this.#handleExit(child, incarnation, reason, crashed, exitedAt)).catch(
+      (error) => console.error(`supervisor "${this.name}" failed handling an exit:`, error),
+    );
   }
 
   async #handleExit(
@@ -347,6 +349,7 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
     incarnation: number,
     reason: unknown,
     crashed: boolean,
+    exitedAt: number,
   ): Promise<void> {
     if (this.#final || !this.#running) return;
     // A stale report: the child was restarted (or removed) since that incarnation ended.
@@ -357,10 +360,9 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       await child.stop("removed");
       return;
     }
-    const now = performance.now();
-    const windowStart = now - this.#withinMs;
+    const windowStart = exitedAt - this.#withinMs;
     this.#restartTimes = this.#restartTimes.filter((t) => t > windowStart);
-    this.#restartTimes.push(now);
+    this.#restartTimes.push(exitedAt);
     const restartsInWindow = this.#restartTimes.length;
     if (restartsInWindow > this.#maxRestarts) {
       await this.#giveUp(reason, restartsInWindow - 1);
@@ -368,7 +370,23 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
     }
     const delayMs = this.#backoffDelay(restartsInWindow);
     const signal = this.#controller.signal;
+    if (this.strategy === "one_for_one" && delayMs > 0) {
+      // Only this child restarts: it waits out its backoff off the chain, so one child's backoff
+      // never delays another's restart (or a removal); only its start is queued.
+      void sleep(delayMs, signal).then(() =>
+        this.#enqueue(() => this.#restartGroup(child, delayMs, signal)).catch((error) =>
+          console.error(`supervisor "${this.name}" failed restarting "${child.name}":`, error)
+        )
+      );
+      return;
+    }
+    // A group restart waits on the chain: exits of its members reported meanwhile turn stale.
     await sleep(delayMs, signal);
+    await this.#restartGroup(child, delayMs, signal);
+  }
+
+  /** Restarts `child` (with its group under the strategy) once its backoff is over. */
+  async #restartGroup(child: SupervisedChild, delayMs: number, signal: AbortSignal): Promise<void> {
     if (this.#final || !this.#running || signal.aborted) return;
     const info: StartInfo = { initial: false, delayMs };
     const index = this.#children.indexOf(child);

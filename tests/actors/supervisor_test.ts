@@ -154,6 +154,40 @@ Deno.test("backoff delays each restart by at least the backoff delay, growing ex
   await system.shutdown();
 });
 
+Deno.test("one_for_one: a child's backoff does not delay another child's restart", async () => {
+  const system = new ActorSystem({ name: "t" });
+  const { events, log } = recordEvents(system);
+  const crashy = (name: string): ChildSpec<string> => ({
+    name,
+    factory: () => ({
+      receive: (m) => {
+        if (m === "boom") throw new Error(`${name} crashed`);
+        return `${name} alive`;
+      },
+    }),
+  });
+  // A shrinking backoff: the first restart in the window waits 5 s, the second 25 ms.
+  await system.supervise({
+    name: "t/sup",
+    strategy: "one_for_one",
+    maxRestarts: 10,
+    withinMs: 60_000,
+    backoff: { initialMs: 5_000, factor: 0.005, maxMs: 5_000 },
+    children: [crashy("a"), crashy("b")],
+  });
+  const [a, b] = [system.lookup<string>("a")!, system.lookup<string>("b")!];
+  await assert.rejects(a.ask("boom"), ActorCrashedError);
+  await assert.rejects(b.ask("boom"), ActorCrashedError);
+  await eventually(() => log.includes("restarted:b"), "b's restart");
+  assert.equal(await b.ask("ping"), "b alive");
+  assert.ok(!log.includes("restarted:a"), "a still waits out its own backoff");
+  const restarted = events.filter((e) => e.type === "restarted") as RestartedEvent[];
+  assert.deepEqual(restarted.map((e) => [e.name, e.delayMs]), [["b", 25]]);
+  assert.equal(system.tree().children[0].children[0].status, "down");
+  await system.shutdown();
+  assert.ok(!log.includes("restarted:a"));
+});
+
 Deno.test("shutdown during a backoff wait does not restart the child and does not hang", async () => {
   const system = new ActorSystem({ name: "t", backoff: { initialMs: 10_000 } });
   const log: string[] = [];
