@@ -73,7 +73,10 @@ export interface ChunkStoreFaults {
 
 /** Options of {@link ChunkStore.open}. */
 export interface ChunkStoreOptions {
-  /** Maximum bytes of stored objects; a write past it fails with `quota_exceeded`. Default: no quota. */
+  /**
+   * Maximum bytes the store may take, counted as {@link ChunkStoreStats.usedBytes} counts them
+   * (every copy, with its overhead); a write past it fails with `quota_exceeded`. Default: no quota.
+   */
   quotaBytes?: number;
   /**
    * fsync each pack and its directory before acknowledging its objects. Default `true`; turning
@@ -103,7 +106,10 @@ export interface ChunkStoreOptions {
 
 /** Capacity figures of a store. */
 export interface ChunkStoreStats {
-  /** Bytes held in stored objects. */
+  /**
+   * Bytes charged against the quota: every copy of every object on disk, each with
+   * {@link OBJECT_OVERHEAD_BYTES}, and {@link PACK_OVERHEAD_BYTES} per pack file.
+   */
   usedBytes: number;
   /** The quota, or `null` when unlimited. */
   quotaBytes: number | null;
@@ -171,6 +177,21 @@ interface PackInfo {
   /** Creation time (ms), for the GC grace period. */
   mtime: number;
 }
+
+/**
+ * What each stored copy costs beyond its bytes, charged against the quota: its pack index entry
+ * (36 bytes), the record that roots most objects (a `replicas/` or `pins/` file: an inode and a
+ * directory entry, a few hundred bytes) and its place in the in-memory index, rounded up. Without
+ * it a peer's `put_chunk` of tiny objects filled the disk many times over the quota: 1024 objects
+ * of 4 bytes under a 4096-byte quota took 1331 files and 1.3 MiB.
+ */
+export const OBJECT_OVERHEAD_BYTES = 512;
+/**
+ * What each pack file costs beyond its objects, charged against the quota: its header's fixed part
+ * and the unused end of its last disk block (files take whole 4 KiB blocks). A put is judged as if
+ * its object went into a pack of its own (a lone put does), then charged for the pack it shared.
+ */
+export const PACK_OVERHEAD_BYTES = 4096;
 
 const DEFAULT_GC_GRACE_MS = 10 * 60 * 1000;
 /**
@@ -320,17 +341,19 @@ export class ChunkStore implements BlockStore {
       // We hold this CID's slot: check in place; a bad copy is quarantined, making room.
       if (await this.#quarantineLocked(cid)) return;
     }
-    if (this.#used + this.#reserved + bytes.length > this.#quota) {
-      throw new QuotaExceededError(bytes.length, this.#quota - this.#used - this.#reserved);
+    // Charged as a copy in a pack of its own until its pack is written (see PACK_OVERHEAD_BYTES).
+    const cost = bytes.length + OBJECT_OVERHEAD_BYTES + PACK_OVERHEAD_BYTES;
+    if (this.#used + this.#reserved + cost > this.#quota) {
+      throw new QuotaExceededError(cost, this.#quota - this.#used - this.#reserved);
     }
-    this.#reserved += bytes.length;
+    this.#reserved += cost;
     try {
       // A new object is indexed by onPack; a fresh copy over an old one counts as one more copy
       // (both are on disk until a GC keeps one), and is the one read from now on.
       const written = await this.#writer.write(cid, bytes);
       if (existing) this.#setLocation(written);
     } finally {
-      this.#reserved -= bytes.length;
+      this.#reserved -= cost;
     }
   }
 
@@ -884,10 +907,13 @@ export class ChunkStore implements BlockStore {
   }
 }
 
-/** Bytes of the copies in a pack: what it adds to the store's usage. */
+/**
+ * What a pack adds to the store's usage: its copies' bytes, each copy's overhead and the pack's
+ * own ({@link OBJECT_OVERHEAD_BYTES}, {@link PACK_OVERHEAD_BYTES}).
+ */
 function packBytes(entries: readonly PackEntry[]): number {
-  let bytes = 0;
-  for (const entry of entries) bytes += entry.length;
+  let bytes = PACK_OVERHEAD_BYTES;
+  for (const entry of entries) bytes += entry.length + OBJECT_OVERHEAD_BYTES;
   return bytes;
 }
 

@@ -5,7 +5,11 @@
 import assert from "node:assert/strict";
 import { cidOf } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { ChunkStore } from "../../storage/chunk_store.ts";
+import {
+  ChunkStore,
+  OBJECT_OVERHEAD_BYTES,
+  PACK_OVERHEAD_BYTES,
+} from "../../storage/chunk_store.ts";
 import { QuotaExceededError } from "../../storage/errors.ts";
 import { readPackIndex } from "../../storage/pack_format.ts";
 import { LocalStoragePeer } from "../../storage/storage_peer.ts";
@@ -13,20 +17,28 @@ import { packFilesUnder, pseudoRandomBytes } from "./_helpers.ts";
 
 const MINUTE = 60_000;
 
-/** Object bytes in every pack under `dir` (every copy), and the packs' size on disk. */
+/**
+ * What the packs under `dir` hold: copies, their bytes, what the quota charges for them (bytes,
+ * and the overhead of each copy and pack), and the disk blocks the pack files take (4 KiB each).
+ */
 async function onDisk(
   dir: string,
-): Promise<{ copies: number; objectBytes: number; fileBytes: number }> {
+): Promise<{ copies: number; objectBytes: number; charged: number; blockBytes: number }> {
   let copies = 0;
   let objectBytes = 0;
-  let fileBytes = 0;
+  let charged = 0;
+  let blockBytes = 0;
   for (const pack of await packFilesUnder(dir)) {
     const entries = await readPackIndex(pack);
     copies += entries.length;
-    for (const e of entries) objectBytes += e.length;
-    fileBytes += (await Deno.stat(pack)).size;
+    charged += PACK_OVERHEAD_BYTES;
+    for (const e of entries) {
+      objectBytes += e.length;
+      charged += e.length + OBJECT_OVERHEAD_BYTES;
+    }
+    blockBytes += Math.ceil((await Deno.stat(pack)).size / 4096) * 4096;
   }
-  return { copies, objectBytes, fileBytes };
+  return { copies, objectBytes, charged, blockBytes };
 }
 
 Deno.test("a peer sending a chunk again after it aged writes no new copy: a recorded replica is rooted for good", async () => {
@@ -54,7 +66,10 @@ Deno.test("a peer sending a chunk again after it aged writes no new copy: a reco
     now += 6 * MINUTE;
     await store.put(other);
     assert.equal((await onDisk(dir)).copies, 3);
-    assert.equal((await store.stats()).usedBytes, one + other.length);
+    assert.equal(
+      (await store.stats()).usedBytes,
+      one + other.length + OBJECT_OVERHEAD_BYTES + PACK_OVERHEAD_BYTES,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -67,7 +82,7 @@ Deno.test("usage counts every copy on disk, so fresh copies over aged ones canno
   const store = await ChunkStore.open(dir, {
     durable: false,
     clock: () => now,
-    quotaBytes: 250_000,
+    quotaBytes: 250_000, // two copies and their overhead fit, three do not
   });
   try {
     await store.put(object);
@@ -75,7 +90,7 @@ Deno.test("usage counts every copy on disk, so fresh copies over aged ones canno
     await store.put(object);
     const disk = await onDisk(dir);
     assert.equal(disk.copies, 2);
-    assert.equal((await store.stats()).usedBytes, disk.objectBytes, "the usage is what is on disk");
+    assert.equal((await store.stats()).usedBytes, disk.charged, "the usage is what is on disk");
     assert.equal((await store.stats()).objectCount, 1);
     now += 6 * MINUTE;
     await assert.rejects(store.put(object), QuotaExceededError, "a third copy does not fit");
@@ -83,12 +98,12 @@ Deno.test("usage counts every copy on disk, so fresh copies over aged ones canno
     // A GC keeps one copy (the youngest: still inside the grace period) and frees the rest.
     const gc = await store.gc();
     assert.equal(gc.freedBytes, object.length);
-    assert.equal((await store.stats()).usedBytes, (await onDisk(dir)).objectBytes);
+    assert.equal((await store.stats()).usedBytes, (await onDisk(dir)).charged);
     assert.equal((await onDisk(dir)).copies, 1);
     // Another process's copy counts too, once this store has looked at the directory.
     const other = await ChunkStore.open(dir, { durable: false, clock: () => now });
     await other.put(object); // the other store's own fresh copy (its index saw an old one)
-    assert.equal((await store.stats()).usedBytes, (await onDisk(dir)).objectBytes);
+    assert.equal((await store.stats()).usedBytes, (await onDisk(dir)).charged);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
