@@ -132,7 +132,10 @@ const nodeConfigSchema = z.strictObject({
   }).prefault({}),
   /** The chunk store's limits (README, "Storage limits"). */
   storage: z.strictObject({
-    /** Bytes of stored objects; a put past it fails with `quota_exceeded`. Unset: no quota. */
+    /**
+     * Bytes the store may take on disk (every copy of every object plus 512 B per copy and 4 KiB
+     * per pack file); a put past it fails with `quota_exceeded`. Unset: no quota.
+     */
     quotaBytes: z.number().int().min(0).optional(),
     /** Unreferenced objects younger than this are never collected (a put's objects in flight). */
     gcGraceMs: z.number().int().min(0).default(600_000),

@@ -105,7 +105,11 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
         value,
       });
       return [
-        gauge("veriflow_storage_used_bytes", "Bytes of stored objects here.", c.usedBytes),
+        gauge(
+          "veriflow_storage_used_bytes",
+          "Bytes the chunk store charges against its quota: every copy of every object plus its on-disk overhead (512 B per copy, 4 KiB per pack).",
+          c.usedBytes,
+        ),
         gauge(
           "veriflow_storage_quota_bytes",
           "The store's quota (-1: none).",
