@@ -30,12 +30,14 @@ export * from "./protocols/cbor.ts";
 export * from "./protocols/hash.ts";
 export * from "./protocols/identity.ts";
 export {
+  boundJobId,
   DEFAULT_GENERATION_PARAMS,
   GENERATION_LIMITS,
   type GenerationLimits,
   type GenerationParams,
   type Job,
   JOB_PRECISIONS,
+  jobBodyHash,
   jobId,
   type JobPrecision,
   type TensorData,

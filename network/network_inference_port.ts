@@ -23,7 +23,6 @@ import {
 import { verifyReceipt } from "../protocols/receipt.ts";
 import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { jobId } from "../protocols/job.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import { RemoteInferencePort } from "../inference/remote_port.ts";
@@ -112,6 +111,9 @@ export class NetworkInferencePort implements InferencePort {
    * receipt that fails is withheld, and `done` says why.
    */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
+    // The job names this node as its requester, so only this node can assign it (a copier of
+    // the worker's receipt cannot sign an assignment of it to itself; `assignment.ts`).
+    if (this.#requester) job = { ...job, requester: toHex(this.#requester.publicKey) };
     const first = await this.#start(job, options);
     return withFailover({
       first,
@@ -121,7 +123,7 @@ export class NetworkInferencePort implements InferencePort {
       // signature in JS is about a millisecond): it only travels with the receipt.
       settle: (summary, attempt, output) => {
         const assignment = this.#requester && signAssignment(
-          { jobId: jobId(job), worker: attempt.worker, issuedAt: attempt.assignedAt },
+          { job, worker: attempt.worker, issuedAt: attempt.assignedAt },
           this.#requester,
         );
         return this.#checked(summary, job, attempt.worker, output, assignment);

@@ -530,7 +530,9 @@ export class Ledger {
    * call that brings it (the requester's announcement may arrive after the worker's).
    *
    * @throws {LedgerRejectedError} for a receipt that does not verify, is already recorded, or is
-   *   for a job another receipt was recorded for (one payment per job); `receipt_rejected` for a
+   *   for a job another receipt was recorded for (one payment per job; except that an assigned
+   *   receipt takes the job from another worker's unassigned one, which stays recorded and
+   *   earns nothing); `receipt_rejected` for a
    *   text receipt whose commitment has fewer than {@link MIN_COMMITMENT_CHUNK_SIZE} positions
    *   per chunk (its fraud proofs would not fit the frame that carries them to other nodes).
    * @throws {InsufficientStakeError} when the worker cannot back the slash.
@@ -598,7 +600,13 @@ export class Ledger {
         }
         throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
       }
-      if (firstId !== undefined) {
+      // An assigned receipt takes the job from another worker's receipt recorded without one: a
+      // copier that re-signed the worker's announced receipt under its own key and got here
+      // first cannot be assigned the job (only the requester the job names can sign that), so
+      // it keeps its record (and its lock) but not the job's one payment.
+      const supersedes = first !== undefined && requester !== null && first.worker !== worker &&
+        first.requester === undefined;
+      if (firstId !== undefined && !supersedes) {
         // One payment per job: the same work re-signed with other timings, signed again under
         // another key, or answered again from a cache is not paid twice.
         throw new LedgerRejectedError(

@@ -3,7 +3,10 @@
  *
  * The job id is the SHA-256 of the job's canonical CBOR, so requester, worker and validator
  * all derive the same id from the same job, and nobody can attach a receipt to a job it was
- * not computed for.
+ * not computed for. A job that names its requester (`requester`, the key that signs its
+ * assignment to a worker) has an id that any ledger can tie to that key without the job itself
+ * ({@link boundJobId}): a copier that re-signs the worker's receipt cannot show an assignment of
+ * the job to itself, because only the named requester can sign one.
  *
  * @module
  */
@@ -102,6 +105,12 @@ export interface TextJob {
    * of a job without it is what it always was.
    */
   precision?: JobPrecision;
+  /**
+   * Hex ed25519 key of the node that requests the job and signs its assignment to a worker
+   * (`protocols/assignment.ts`); absent for work a node does for its own clients, which earns
+   * nothing. It changes how the id is derived ({@link jobId}).
+   */
+  requester?: string;
 }
 
 /** The bounds a text job must stay within; the values are {@link GENERATION_LIMITS}. */
@@ -193,6 +202,7 @@ export const textJobSchema: z.ZodType<TextJob> = z.object({
   params: generationParamsSchema,
   nonce: z.string().max(GENERATION_LIMITS.maxNonceChars),
   precision: z.enum(["fp32", "fp16", "bf16"]).optional(),
+  requester: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 
 /** A tensor in a one-shot job, raw little-endian bytes. */
@@ -215,12 +225,46 @@ export interface TensorJob {
   inputs: Record<string, TensorData>;
   /** Requester-chosen nonce. */
   nonce: string;
+  /** Hex key of the requester that signs the job's assignment, as in {@link TextJob}. */
+  requester?: string;
 }
 
 /** Any job. */
 export type Job = TextJob | TensorJob;
 
-/** The job id: lower-case hex SHA-256 of the job's canonical CBOR. */
+const BOUND_JOB_DOMAIN = "veriflow/bound-job/v1";
+
+/**
+ * The job id: lower-case hex SHA-256 of the job's canonical CBOR; for a job that names its
+ * `requester`, {@link boundJobId} of that key and the rest of the job ({@link jobBodyHash}).
+ *
+ * @example
+ * ```ts
+ * import { boundJobId, DEFAULT_GENERATION_PARAMS, jobBodyHash, jobId, type TextJob } from "./job.ts";
+ * const job: TextJob = {
+ *   kind: "text", model: "m", prompt: "hi", params: { ...DEFAULT_GENERATION_PARAMS }, nonce: "1",
+ *   requester: "ab".repeat(32),
+ * };
+ * jobId(job) === boundJobId("ab".repeat(32), jobBodyHash(job)); // true
+ * ```
+ */
 export function jobId(job: Job): string {
-  return sha256Hex(encodeCanonical(job));
+  if (job.requester === undefined) return sha256Hex(encodeCanonical(job));
+  return boundJobId(job.requester, jobBodyHash(job));
+}
+
+/** Hex SHA-256 of the job's canonical CBOR without its `requester`: the rest of a bound job. */
+export function jobBodyHash(job: Job): string {
+  const { requester: _requester, ...body } = job;
+  return sha256Hex(encodeCanonical(body));
+}
+
+/**
+ * The id of a job that names `requester` (hex key) and whose other fields hash to `body`
+ * ({@link jobBodyHash}). Whoever holds the id, the key and the body hash checks that the job
+ * names that requester, without seeing the job (its prompt may be private); no other key gives
+ * the same id.
+ */
+export function boundJobId(requester: string, body: string): string {
+  return sha256Hex(encodeCanonical({ domain: BOUND_JOB_DOMAIN, requester, body }));
 }

@@ -17,6 +17,7 @@ import {
   type ValidatorMessage,
 } from "../../actors/validator_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
 import { type Job, jobId, type TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { openChunks } from "../../proof/commitment.ts";
@@ -69,6 +70,7 @@ Deno.test("actors: honest job is final and credited; a cheat is proven, slashed 
       prompt: "Hello actors",
       params: { maxTokens: 16, temperature: 0.8, topK: 0, topP: 1, seed: 3, stop: [] },
       nonce: "a",
+      requester: toHex(validatorId.publicKey),
     };
     jobs.set(jobId(honestJob), honestJob);
     const ids = f.honest.tokenizer.encode(honestJob.prompt);
@@ -79,7 +81,7 @@ Deno.test("actors: honest job is final and credited; a cheat is proven, slashed 
     );
     // This node requested the job (it signs the assignment): that is what gets it credited.
     const assignment = signAssignment(
-      { jobId: jobId(honestJob), worker: workerId.publicKey, issuedAt: clock },
+      { job: honestJob, worker: workerId.publicKey, issuedAt: clock },
       validatorId,
     );
     const handled = await validator.ask<ReceiptHandled>({

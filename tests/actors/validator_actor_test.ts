@@ -73,13 +73,15 @@ async function setup(identity: Identity) {
         source: { proof: (r: Receipt) => gate.then(() => proofs.get(receiptId(r))) },
       }),
   });
-  const prove = async (worker: Identity, nonce: string, cheat = false) => {
+  /** `worker`'s proved job; `requester`, when given, is named in it (it can assign it). */
+  const prove = async (worker: Identity, nonce: string, cheat = false, requester?: Identity) => {
     const job: TextJob = {
       kind: "text",
       model: f.honest.info.cid,
       prompt: "The validator",
       params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
       nonce,
+      ...(requester ? { requester: toHex(requester.publicKey) } : {}),
     };
     const ids = f.honest.tokenizer.encode(job.prompt);
     // A cheat runs another model (other weights) under the honest model's CID.
@@ -135,9 +137,9 @@ Deno.test("a validator never challenges its own key's receipt; it announces it o
     assert.equal(handled.challenged, false, "even at challenge probability 1");
     assert.equal(t.told.length, 0);
     // A job another node assigned to this one: announced with its assignment.
-    const assignedJob = await t.prove(me, "assigned");
+    const assignedJob = await t.prove(me, "assigned", false, requester);
     const assignment = signAssignment(
-      { jobId: assignedJob.receipt.jobId, worker: me.publicKey, issuedAt: 1 },
+      { job: assignedJob.job, worker: me.publicKey, issuedAt: 1 },
       requester,
     );
     await t.validator.ask<ReceiptHandled>({
@@ -425,11 +427,8 @@ Deno.test("gossip: a peer's assigned receipt, verdict, fraud proof and pledge ne
     await t.validator.ask({ type: "pledge", pledge: signStakePledge(worker, 10_000, 1) });
     await t.validator.ask({ type: "pledge", pledge: signStakePledge(judge, 1_000, 1) });
     const sender = "ab".repeat(32);
-    const { job, receipt } = await t.prove(worker, "gossiped");
-    const assignment = signAssignment(
-      { jobId: receipt.jobId, worker: worker.publicKey, issuedAt: 1 },
-      requester,
-    );
+    const { job, receipt } = await t.prove(worker, "gossiped", false, requester);
+    const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 1 }, requester);
     for (let copy = 0; copy < 3; copy++) {
       const handled = await t.validator.ask<ReceiptHandled>({
         type: "receipt",

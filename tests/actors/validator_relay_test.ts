@@ -15,6 +15,7 @@ import {
   type ValidatorMessage,
 } from "../../actors/validator_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
@@ -86,6 +87,7 @@ for (const answer of ["none", "unsigned data", "none, from the worker itself"] a
         prompt: "Settle this",
         params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
         nonce: "job-honest",
+        requester: toHex(requester.publicKey),
       };
       const ids = f.honest.tokenizer.encode(job.prompt);
       // HONEST work, on the right model.
@@ -96,11 +98,7 @@ for (const answer of ["none", "unsigned data", "none, from the worker itself"] a
         type: "receipt",
         receipt: proved.receipt,
         job,
-        assignment: signAssignment({
-          jobId: proved.receipt.jobId,
-          worker: worker.publicKey,
-          issuedAt: START,
-        }, requester),
+        assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: START }, requester),
         origin: "ab".repeat(32),
       });
       assert.equal(handled.challenged, true);

@@ -21,7 +21,7 @@ import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import type { GenerationParams, TextJob } from "../../protocols/job.ts";
+import { type GenerationParams, jobId, type TextJob } from "../../protocols/job.ts";
 import { type ByteDuplex, memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import { parseReceipt, receiptId, verifyReceipt } from "../../protocols/receipt.ts";
@@ -282,6 +282,8 @@ async function routerWith(
     prompt: "Once upon a time",
     params: params({ maxTokens: 24, temperature: 0.9, topK: 40, seed: 5 }),
     nonce,
+    // The router names itself in every job it forwards (only it can then assign the job).
+    requester: toHex(requester.publicKey),
   });
   const settled = () => validator.ask({ type: "stats" });
   const close = async () => {
@@ -316,7 +318,9 @@ Deno.test("a job whose worker dies after 7 tokens completes on a second worker: 
   try {
     const job = t.job("cut-7");
     const reference = await undisturbed(t.model, job);
-    const handle = await t.port.submit(job);
+    // Submitted without a requester: the router names itself, so the receipt is for `job`.
+    const { requester: _requester, ...unnamed } = job;
+    const handle = await t.port.submit(unnamed);
     const reader = handle.tokens.getReader();
     const before = await readTokens(reader, 7);
     t.workers[0].die();
@@ -335,6 +339,7 @@ Deno.test("a job whose worker dies after 7 tokens completes on a second worker: 
     const second = t.workers[1].identity.publicKey;
     assertEquals(receipt.worker, second);
     assertEquals(receipt.tokenCount, 24);
+    assertEquals(receipt.jobId, jobId(job));
     assert(verifyReceipt(receipt, { job, worker: second, output: reference.text }).ok);
     // The relay's validator gets it with this node's assignment to the worker that finished.
     await t.settled();

@@ -16,6 +16,7 @@ import type { ProverMessage } from "../../actors/prover_actor.ts";
 import type { ReceiptRecord } from "../../proof/ledger.ts";
 import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
@@ -90,15 +91,13 @@ async function line(relayHoldsReceipt: boolean) {
     prompt: "Through the requester",
     params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 5, stop: [] },
     nonce: "relay",
+    requester: toHex(r.publicKey),
   };
   const ids = f.honest.tokenizer.encode(job.prompt);
   const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), w);
   const id = receiptId(proved.receipt);
   proofs.set(id, signServedProof(id, proved.proof, w));
-  const assignment = signAssignment(
-    { jobId: proved.receipt.jobId, worker: w.publicKey, issuedAt: 1 },
-    r,
-  );
+  const assignment = signAssignment({ job, worker: w.publicKey, issuedAt: 1 }, r);
   // Without the worker's stake R's ledger refuses the receipt (even the copy V passes on).
   const staked = relayHoldsReceipt ? [vValidator, rValidator] : [vValidator];
   for (const validator of staked) {

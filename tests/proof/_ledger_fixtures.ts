@@ -6,19 +6,44 @@
 import { Identity } from "../../protocols/identity.ts";
 import { type Receipt, signReceipt } from "../../protocols/receipt.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
 
 /** The requester whose assignments get work credited. */
 export const requester: Identity = Identity.generate();
 
-/** A signed receipt of `by` for job `n` with `tokens` tokens. */
+const PARAMS = { maxTokens: 64, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] };
+/** Every fixture job by its id, for {@link assigned}. */
+const jobs = new Map<string, TextJob>();
+
+/** Job `n`: a text job that names {@link requester} (so the requester can assign it). */
+export function job(n: number): TextJob {
+  const j: TextJob = {
+    kind: "text",
+    model: "bafkreimodel",
+    prompt: `job ${n}`,
+    params: { ...PARAMS },
+    nonce: String(n),
+    requester: toHex(requester.publicKey),
+  };
+  jobs.set(jobId(j), j);
+  return j;
+}
+
+/** The id of job `n` ({@link job}). */
+export function jobIdOf(n: number): string {
+  return jobId(job(n));
+}
+
+/** A signed receipt of `by` for job `n` ({@link job}) with `tokens` tokens. */
 export function receipt(n: number, tokens: number, by: Identity): Receipt {
   return signReceipt({
     v: 1,
     kind: "text",
-    jobId: n.toString(16).padStart(64, "0"),
+    jobId: jobIdOf(n),
     model: "bafkreimodel",
     inputHash: "11".repeat(32),
-    params: { maxTokens: 64, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
+    params: { ...PARAMS },
     outputHash: "22".repeat(32),
     commitment: { scheme: "vf-fp1", root: "33".repeat(32), chunkSize: 32, tokenBytes: 2 },
     tokenCount: tokens,
@@ -34,9 +59,9 @@ export function resigned(r: Receipt, changes: Partial<Receipt>, by: Identity): R
 
 /** The requester's signed assignment of `r`'s job to its worker: what gets it credited. */
 export function assigned(r: Receipt): { assignment: unknown } {
-  return {
-    assignment: signAssignment({ jobId: r.jobId, worker: r.worker, issuedAt: 0 }, requester),
-  };
+  const j = jobs.get(r.jobId);
+  if (j === undefined) throw new Error("not a fixture job");
+  return { assignment: signAssignment({ job: j, worker: r.worker, issuedAt: 0 }, requester) };
 }
 
 /** Run `fn` with a fresh directory and a clock, removing the directory after. */

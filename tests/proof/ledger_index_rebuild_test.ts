@@ -11,11 +11,10 @@ import { receiptId } from "../../protocols/receipt.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import { verifyLedger } from "../../proof/ledger_verify.ts";
 import { repairLedger } from "../../proof/ledger_repair.ts";
-import { assigned, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
+import { assigned, jobIdOf, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
 
 const owner = Identity.generate();
 const worker = Identity.generate();
-const jobId = (n: number) => n.toString(16).padStart(64, "0");
 
 /** A ledger with `n` receipts recorded, closed. */
 async function withReceipts(dir: string, clock: { t: number }, n: number): Promise<void> {
@@ -39,7 +38,7 @@ Deno.test("ledger: a damaged index.sqlite (garbled pages) is rebuilt from the lo
 
     const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
     assert.equal(ledger.length, 302);
-    assert.equal(ledger.receiptOfJob(jobId(1)), receiptId(receipt(1, 3, worker)));
+    assert.equal(ledger.receiptOfJob(jobIdOf(1)), receiptId(receipt(1, 3, worker)));
     assert.equal(ledger.receipt(receiptId(receipt(300, 3, worker)))?.status, "pending");
     const next = receipt(5000, 3, worker);
     assert.equal((await ledger.recordReceipt(next, assigned(next))).status, "pending");
@@ -61,7 +60,7 @@ Deno.test("ledger repair always rebuilds the index, even when the log verifies",
     const repaired = await repairLedger(dir, owner, { now: () => clock.t });
     assert.equal(repaired.setAsideBytes, 0);
     const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
-    assert.equal(ledger.receiptOfJob(jobId(2)), receiptId(receipt(2, 3, worker)));
+    assert.equal(ledger.receiptOfJob(jobIdOf(2)), receiptId(receipt(2, 3, worker)));
     assert.equal(ledger.receipt(receiptId(receipt(3, 3, worker)))?.status, "pending");
     await ledger.close();
 

@@ -1,11 +1,23 @@
 import assert from "node:assert/strict";
-import { assigned, receipt as fixtureReceipt, requester, resigned } from "./_ledger_fixtures.ts";
+import {
+  assigned,
+  job,
+  receipt as fixtureReceipt,
+  requester,
+  resigned,
+} from "./_ledger_fixtures.ts";
 import { MIN_COMMITMENT_CHUNK_SIZE } from "../../proof/commitment.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { type JobAssignment, signAssignment } from "../../protocols/assignment.ts";
+import {
+  ASSIGNMENT_VERSION,
+  assignmentSigningBytes,
+  type JobAssignment,
+  signAssignment,
+} from "../../protocols/assignment.ts";
+import { jobBodyHash, jobId } from "../../protocols/job.ts";
 import {
   InsufficientStakeError,
   Ledger,
@@ -338,6 +350,70 @@ Deno.test("one payment per job: re-signed with other timings, signed again under
     await ledger.close();
   }));
 
+Deno.test("a copier of a worker's receipt is not paid for the job: its own key's assignment does not verify, and the worker's assigned receipt takes the job from the copy whichever arrives first", () =>
+  withLedger(async (dir, clock) => {
+    const copier = Identity.generate();
+    const sybil = Identity.generate(); // a second key of the copier's, posing as requester
+    const options = { now: () => clock.t, economics: { challengeWindowMs: 100 } };
+    const ledger = await Ledger.open(dir, owner, options);
+    for (const id of [worker, copier]) await ledger.deposit(id.publicKey, 10_000);
+    // The copier re-signs the worker's announced receipt and assigns the job to itself under
+    // another key, with the job's own body hash: the job names its real requester, so the
+    // bound id does not come out and the assignment is no assignment.
+    const copierAssignment = (n: number): JobAssignment => {
+      const unsigned = {
+        v: ASSIGNMENT_VERSION,
+        jobId: jobId(job(n)),
+        jobBody: jobBodyHash(job(n)),
+        worker: copier.publicKey,
+        issuedAt: 0,
+        requester: sybil.publicKey,
+      };
+      return { ...unsigned, sig: sybil.sign(assignmentSigningBytes(unsigned)) };
+    };
+    // Job 60: the copy arrives first, then the worker's own announcement, then the requester's.
+    const honest = receipt(60, 10);
+    const copy = resigned(honest, {}, copier);
+    const copyRecord = await ledger.recordReceipt(copy, { assignment: copierAssignment(60) });
+    assert.equal(copyRecord.credit, 0, "the copier's self-made assignment credits nothing");
+    await assert.rejects(() => ledger.recordReceipt(honest), { code: "job_already_recorded" });
+    const taken = await ledger.recordReceipt(honest, assigned(honest));
+    assert.equal(taken.credit, 10, "the assigned receipt takes the job");
+    assert.equal(ledger.receiptOfJob(honest.jobId), receiptId(honest));
+    // The copy cannot take it back, with or without its assignment.
+    const copy2 = resigned(
+      honest,
+      { timings: { startedAt: 9, firstTokenMs: 1, totalMs: 2 } },
+      copier,
+    );
+    await assert.rejects(() => ledger.recordReceipt(copy), { code: "duplicate_receipt" });
+    await assert.rejects(() => ledger.recordReceipt(copy2, { assignment: copierAssignment(60) }), {
+      code: "duplicate_receipt",
+    });
+    // Job 61: the worker's assigned receipt first; the copy is refused outright.
+    const honest61 = receipt(61, 10);
+    await ledger.recordReceipt(honest61, assigned(honest61));
+    await assert.rejects(
+      () =>
+        ledger.recordReceipt(resigned(honest61, {}, copier), { assignment: copierAssignment(61) }),
+      { code: "job_already_recorded" },
+    );
+    // An assigned receipt does not take a job from another assigned one (one payment per job).
+    const other = Identity.generate();
+    await ledger.deposit(other.publicKey, 10_000);
+    const second = resigned(honest61, {}, other);
+    await assert.rejects(() => ledger.recordReceipt(second, assigned(second)), {
+      code: "job_already_recorded",
+    });
+    clock.t += 100;
+    await ledger.finalizeDue();
+    // The ledger outcome: the worker is paid both jobs, the copier nothing, its lock released.
+    assert.deepEqual(ledger.account(worker.publicKey), { balance: 20, stake: 10_000, locked: 0 });
+    assert.deepEqual(ledger.account(copier.publicKey), { balance: 0, stake: 10_000, locked: 0 });
+    assert.equal(ledger.receipt(receiptId(copy))!.status, "final");
+    await ledger.close();
+  }));
+
 Deno.test("ledger: a challenged receipt is paid only after it is cleared; fault slashes, unresolved releases, and each survives a restart", () =>
   withLedger(async (dir, clock) => {
     const options = { now: () => clock.t, economics: { challengeWindowMs: 100 } };
@@ -418,18 +494,16 @@ Deno.test("ledger: only assigned work is credited — unrequested or self-reques
     const options = { now: () => clock.t, economics: { challengeWindowMs: 100 } };
     const ledger = await Ledger.open(dir, owner, options);
     await ledger.deposit(worker.publicKey, 10_000);
+    // The worker naming itself as its own job's requester is not a requester.
+    const selfJob = { ...job(41), requester: toHex(worker.publicKey) };
     const [none, self, late, other] = [
       receipt(40, 5),
-      receipt(41, 6),
+      resigned(receipt(41, 6), { jobId: jobId(selfJob) }, worker),
       receipt(42, 7),
       receipt(43, 8),
     ];
     assert.equal((await ledger.recordReceipt(none)).credit, 0);
-    // The worker assigning itself its own job is not a requester.
-    const selfAssigned = signAssignment(
-      { jobId: self.jobId, worker: self.worker, issuedAt: 0 },
-      worker,
-    );
+    const selfAssigned = signAssignment({ job: selfJob, worker: self.worker, issuedAt: 0 }, worker);
     assert.equal((await ledger.recordReceipt(self, { assignment: selfAssigned })).credit, 0);
     // An assignment for another job, or forged, is no assignment.
     const forOther = assigned(other);

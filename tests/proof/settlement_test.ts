@@ -15,7 +15,7 @@ import {
 } from "../../actors/validator_actor.ts";
 import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
-import type { TextJob } from "../../protocols/job.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
@@ -86,6 +86,8 @@ async function setup(options: Options = {}) {
   await validator.ask({ type: "deposit", key: me.publicKey, amount: 1_000 });
 
   let n = 0;
+  /** Every job proved here, by id: what the requester assigns. */
+  const jobs = new Map<string, TextJob>();
   /** An honest receipt of `worker` (the worker answers a challenge with its signed proof). */
   /** A receipt of `worker` (honest, or a cheat run on another model); it serves its proof. */
   const prove = async (overrides: Partial<TextJob> = {}, cheat = false) => {
@@ -95,8 +97,10 @@ async function setup(options: Options = {}) {
       prompt: "Settle this",
       params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
       nonce: `job-${n++}`,
+      requester: toHex(requester.publicKey),
       ...overrides,
     };
+    jobs.set(jobId(job), job);
     const ids = f.honest.tokenizer.encode(job.prompt);
     const model = cheat ? f.otherSeed : f.honest;
     const proved = await proveJob(job, manualStream(() => model, ids, job.params), worker);
@@ -111,7 +115,7 @@ async function setup(options: Options = {}) {
       receipt,
       job,
       assignment: signAssignment(
-        { jobId: receipt.jobId, worker: receipt.worker, issuedAt: START },
+        { job: jobs.get(receipt.jobId) ?? job!, worker: receipt.worker, issuedAt: START },
         requester,
       ),
       origin: "ab".repeat(32),
@@ -416,6 +420,7 @@ Deno.test("a confirmed fraud (tampered model) is never paid, even when its settl
       prompt: "Settle this",
       params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
       nonce: "cheat",
+      requester: toHex(t.requester.publicKey),
     };
     const ids = f.honest.tokenizer.encode(job.prompt);
     const proved = await proveJob(job, manualStream(() => f.otherSeed, ids, job.params), t.worker);
@@ -481,7 +486,7 @@ Deno.test("a worker cannot read the coin from the validator's answer: challenged
       const { job, receipt, id } = await t.prove({}, true);
       (challengeTicket(t.me, id).draw < 0.5 ? heads : tails).push(id);
       const assignment = signAssignment(
-        { jobId: receipt.jobId, worker: receipt.worker, issuedAt: START },
+        { job, worker: receipt.worker, issuedAt: START },
         t.requester,
       );
       const ack = await atWorker.request(ReceiptAnnouncementMessage, { receipt, job, assignment });
