@@ -532,7 +532,9 @@ export class Ledger {
    * @throws {LedgerRejectedError} for a receipt that does not verify, is already recorded, or is
    *   for a job another receipt was recorded for (one payment per job; except that an assigned
    *   receipt takes the job from another worker's unassigned one, which stays recorded and
-   *   earns nothing); `receipt_rejected` for a
+   *   earns nothing); `double_assignment` for a receipt assigned to another worker than the
+   *   job's recorded assigned receipt (the requester contradicted itself: the recorded one
+   *   loses its credit if still open); `receipt_rejected` for a
    *   text receipt whose commitment has fewer than {@link MIN_COMMITMENT_CHUNK_SIZE} positions
    *   per chunk (its fraud proofs would not fit the frame that carries them to other nodes).
    * @throws {InsufficientStakeError} when the worker cannot back the slash.
@@ -606,6 +608,29 @@ export class Ledger {
       // it keeps its record (and its lock) but not the job's one payment.
       const supersedes = first !== undefined && requester !== null && first.worker !== worker &&
         first.requester === undefined;
+      // Two workers' receipts for one job, each with a valid assignment: the requester (the one
+      // key the job names) signed two contradicting assignments, say to take a worker's output
+      // for a key of its own. Neither is paid, whichever came first: the first loses its credit
+      // while it is open (a paid receipt stays paid), the second is not recorded. One entry per
+      // job keeps the evidence (the second receipt and its assignment).
+      if (
+        first !== undefined && requester !== null && first.worker !== worker &&
+        first.requester !== undefined
+      ) {
+        const open = first.status === "pending" || first.status === "challenged";
+        if (open && first.credit > 0) {
+          return {
+            kind: "double_assignment",
+            body: {
+              jobId: receipt.jobId,
+              receiptId: first.receiptId,
+              second: receipt as unknown as Record<string, unknown>,
+              assignment: assignment as unknown as Record<string, unknown>,
+              uncredited: first.credit,
+            },
+          };
+        }
+      }
       if (firstId !== undefined && !supersedes) {
         // One payment per job: the same work re-signed with other timings, signed again under
         // another key, or answered again from a cache is not paid twice.
@@ -637,6 +662,12 @@ export class Ledger {
       throw new LedgerRejectedError(
         "equivocation",
         "the worker signed two different receipts for one job: its stake is slashed",
+      );
+    }
+    if (entry?.kind === "double_assignment") {
+      throw new LedgerRejectedError(
+        "double_assignment",
+        "the job's requester assigned it to two workers: neither receipt is paid",
       );
     }
     return this.receipt(check.receiptId)!;

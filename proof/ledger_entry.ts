@@ -27,7 +27,8 @@ export const GENESIS_PREV = "0".repeat(64);
  * Kinds of ledger entries. `training_receipt` and `training_equivocation` are the training
  * receipts' counterparts of `receipt` and `equivocation`; a training receipt then settles
  * through the same `final`, `fraud`, `false_accusation`, `challenge`, `cleared`, `fault` and
- * `unresolved` entries as an inference receipt.
+ * `unresolved` entries as an inference receipt. `double_assignment` records a job's requester
+ * assigning it to two workers: the open receipt recorded first loses its credit.
  */
 export type LedgerEntryKind =
   | "genesis"
@@ -40,6 +41,7 @@ export type LedgerEntryKind =
   | "false_accusation"
   | "assigned"
   | "equivocation"
+  | "double_assignment"
   | "challenge"
   | "cleared"
   | "fault"

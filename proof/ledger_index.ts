@@ -97,6 +97,7 @@ export class LedgerIndex {
       ),
       status: p("UPDATE receipts SET status = ? WHERE id = ?"),
       assign: p("UPDATE receipts SET requester = ?, credit = ? WHERE id = ?"),
+      uncredit: p("UPDATE receipts SET credit = 0 WHERE id = ?"),
       job: p("SELECT * FROM jobs WHERE job = ?"),
       recordJob: p(
         "INSERT INTO jobs (job, receipt, output_hash, tokens) VALUES (?, ?, ?, ?) ON CONFLICT (job) DO UPDATE SET receipt = excluded.receipt, output_hash = coalesce(excluded.output_hash, output_hash), tokens = coalesce(excluded.tokens, tokens)",
@@ -241,6 +242,8 @@ export class LedgerIndex {
         return void status("fraud");
       case "assigned":
         return void q.assign.run(b.requester, b.credit, b.receiptId);
+      case "double_assignment":
+        return void q.uncredit.run(b.receiptId);
       case "challenge":
         return void status("challenged");
       case "cleared":

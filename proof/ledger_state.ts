@@ -325,6 +325,12 @@ export class LedgerState {
         else this.#account(b.worker).stake -= b.slashed as number;
         return;
       }
+      case "double_assignment": {
+        // The requester assigned the job twice: the receipt recorded first is not paid.
+        const rec = this.#open.get(b.receiptId);
+        if (rec) rec.credit = 0;
+        return;
+      }
       case "assigned": {
         const rec = this.#open.get(b.receiptId);
         if (!rec) return;

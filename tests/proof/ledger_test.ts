@@ -398,19 +398,65 @@ Deno.test("a copier of a worker's receipt is not paid for the job: its own key's
         ledger.recordReceipt(resigned(honest61, {}, copier), { assignment: copierAssignment(61) }),
       { code: "job_already_recorded" },
     );
-    // An assigned receipt does not take a job from another assigned one (one payment per job).
-    const other = Identity.generate();
-    await ledger.deposit(other.publicKey, 10_000);
-    const second = resigned(honest61, {}, other);
-    await assert.rejects(() => ledger.recordReceipt(second, assigned(second)), {
-      code: "job_already_recorded",
-    });
     clock.t += 100;
     await ledger.finalizeDue();
     // The ledger outcome: the worker is paid both jobs, the copier nothing, its lock released.
     assert.deepEqual(ledger.account(worker.publicKey), { balance: 20, stake: 10_000, locked: 0 });
     assert.deepEqual(ledger.account(copier.publicKey), { balance: 0, stake: 10_000, locked: 0 });
     assert.equal(ledger.receipt(receiptId(copy))!.status, "final");
+    await ledger.close();
+  }));
+
+Deno.test("a requester that assigns one job to two workers pays neither, whichever receipt arrives first; a receipt already paid stays paid", () =>
+  withLedger(async (dir, clock) => {
+    // The requester (the key every fixture job names) takes the worker's output and assigns the
+    // job to a key of its own as well: two valid assignments of one job.
+    const own = Identity.generate();
+    const options = { now: () => clock.t, economics: { challengeWindowMs: 100 } };
+    let ledger = await Ledger.open(dir, owner, options);
+    for (const id of [worker, own]) await ledger.deposit(id.publicKey, 10_000);
+    // Job 70: the worker's assigned receipt first, then the requester's own key's.
+    const honest70 = receipt(70, 10);
+    const taken70 = resigned(honest70, {}, own);
+    await ledger.recordReceipt(honest70, assigned(honest70));
+    await assert.rejects(() => ledger.recordReceipt(taken70, assigned(taken70)), {
+      code: "double_assignment",
+    });
+    assert.equal(ledger.receipt(receiptId(honest70))!.credit, 0);
+    // Job 71: the other order.
+    const honest71 = receipt(71, 10);
+    const taken71 = resigned(honest71, {}, own);
+    await ledger.recordReceipt(taken71, assigned(taken71));
+    await assert.rejects(() => ledger.recordReceipt(honest71, assigned(honest71)), {
+      code: "double_assignment",
+    });
+    // A third assignment adds nothing (one entry per job).
+    const third = Identity.generate();
+    await ledger.deposit(third.publicKey, 10_000);
+    const taken71b = resigned(honest71, {}, third);
+    await assert.rejects(() => ledger.recordReceipt(taken71b, assigned(taken71b)), {
+      code: "job_already_recorded",
+    });
+    // Job 72: the second assignment comes after the worker's receipt was paid: it stays paid.
+    const honest72 = receipt(72, 10);
+    await ledger.recordReceipt(honest72, assigned(honest72));
+    clock.t += 100;
+    await ledger.finalizeDue();
+    const taken72 = resigned(honest72, {}, own);
+    await assert.rejects(() => ledger.recordReceipt(taken72, assigned(taken72)), {
+      code: "job_already_recorded",
+    });
+    // The ledger outcome, also after a restart (the entries replay the same way).
+    const expect = () => {
+      assert.deepEqual(ledger.account(worker.publicKey), { balance: 10, stake: 10_000, locked: 0 });
+      assert.deepEqual(ledger.account(own.publicKey), { balance: 0, stake: 10_000, locked: 0 });
+      assert.equal(ledger.receipt(receiptId(honest70))!.credit, 0);
+      assert.equal(ledger.receipt(receiptId(taken71))!.credit, 0);
+    };
+    expect();
+    await ledger.close();
+    ledger = await Ledger.open(dir, owner, options);
+    expect();
     await ledger.close();
   }));
 
