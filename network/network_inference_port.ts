@@ -9,7 +9,7 @@
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
 import type { Connection } from "../protocols/connection.ts";
-import type { TextJob } from "../protocols/job.ts";
+import { jobBytes, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
   emptyInferenceStats,
@@ -114,6 +114,15 @@ export class NetworkInferencePort implements InferencePort {
     // The job names this node as its requester, so only this node can assign it (a copier of
     // the worker's receipt cannot sign an assignment of it to itself; `assignment.ts`).
     if (this.#requester) job = { ...job, requester: toHex(this.#requester.publicKey) };
+    const bytes = jobBytes(job);
+    if (bytes > MAX_NETWORK_JOB_BYTES) {
+      // Refused here, not by the worker: its fraud proofs could not reach the other ledgers.
+      throw new VeriflowError(
+        "prompt_too_long",
+        `the job takes ${bytes} bytes, over the ${MAX_NETWORK_JOB_BYTES} a job forwarded to ` +
+          `another node may take (its fraud proofs must fit one frame); shorten the prompt`,
+      );
+    }
     const first = await this.#start(job, options);
     return withFailover({
       first,

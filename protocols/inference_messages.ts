@@ -30,7 +30,13 @@
  * @module
  */
 import { z } from "zod";
-import { GENERATION_LIMITS, type TextJob, textJobSchema } from "./job.ts";
+import {
+  GENERATION_LIMITS,
+  jobBytes,
+  MAX_NETWORK_JOB_BYTES,
+  type TextJob,
+  textJobSchema,
+} from "./job.ts";
 import { type Receipt, ReceiptSchema } from "./receipt.ts";
 import { type Verdict, VerdictSchema } from "./verdict.ts";
 import { type FraudProof, FraudProofSchema } from "./fraud_proof.ts";
@@ -216,6 +222,15 @@ export const InferenceEventMessage: MessageDefinition<InferenceEvent> = defineMe
   ]) as unknown as z.ZodType<InferenceEvent>,
 );
 
+/**
+ * A text job that may cross between nodes: {@link textJobSchema} within
+ * {@link MAX_NETWORK_JOB_BYTES}, so its fraud proofs can reach every ledger.
+ */
+const networkJobSchema = textJobSchema.refine(
+  (job) => jobBytes(job) <= MAX_NETWORK_JOB_BYTES,
+  `a job crossing nodes takes at most ${MAX_NETWORK_JOB_BYTES} bytes (MAX_NETWORK_JOB_BYTES)`,
+);
+
 /** Body of `inference.submit`. */
 export interface SubmitBody {
   /** The job; the worker derives its id as anyone would (`jobId(job)`). */
@@ -247,7 +262,7 @@ export interface SubmitBody {
 export const SubmitMessage: MessageDefinition<SubmitBody, never, InferenceEvent> = defineMessage(
   "inference.submit",
   z.object({
-    job: textJobSchema,
+    job: networkJobSchema,
     topLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
     resume: z.array(z.number().int().nonnegative()).max(GENERATION_LIMITS.maxTokens).optional(),
     tokensPerEvent: z.number().int().min(1).max(MAX_TOKENS_PER_EVENT).optional(),
@@ -352,7 +367,7 @@ export const ReceiptAnnouncementMessage: MessageDefinition<
   "validation.receipt",
   z.object({
     receipt: ReceiptSchema,
-    job: textJobSchema,
+    job: networkJobSchema,
     assignment: JobAssignmentSchema.optional(),
   }),
   { reply: ReceiptAckMessage },

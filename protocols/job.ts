@@ -232,6 +232,21 @@ export interface TensorJob {
 /** Any job. */
 export type Job = TextJob | TensorJob;
 
+/**
+ * Largest job, as canonical CBOR bytes, that crosses between nodes (`inference.submit`,
+ * `validation.receipt`). A fraud proof carries the job beside its commitment openings (at most
+ * about 0.45 MB: `MIN_COMMITMENT_CHUNK_SIZE` in `proof/commitment.ts`), and it must fit one
+ * 1 MiB frame to reach the other ledgers: a worker that cheated on a bigger job would be
+ * convicted only in its accuser's ledger and paid in the rest. 448 KiB of job leaves ~0.14 MB to
+ * spare, and is about 110,000 tokens of English prompt, far past any context the node builds.
+ */
+export const MAX_NETWORK_JOB_BYTES = 448 * 1024;
+
+/** Bytes of `job`'s canonical CBOR: what {@link MAX_NETWORK_JOB_BYTES} bounds. */
+export function jobBytes(job: Job): number {
+  return encodeCanonical(job).length;
+}
+
 const BOUND_JOB_DOMAIN = "veriflow/bound-job/v1";
 
 /**

@@ -20,8 +20,13 @@ import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import { type GenerationParams, jobId, type TextJob } from "../../protocols/job.ts";
+import { INFERENCE_PROTOCOL, SubmitMessage } from "../../protocols/inference_messages.ts";
+import {
+  type GenerationParams,
+  jobId,
+  MAX_NETWORK_JOB_BYTES,
+  type TextJob,
+} from "../../protocols/job.ts";
 import { type ByteDuplex, memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import { parseReceipt, receiptId, verifyReceipt } from "../../protocols/receipt.ts";
@@ -520,6 +525,24 @@ Deno.test("a job the chosen worker refuses for a reason of its own (it is full) 
     const bad = { ...t.job("bad"), prompt: "" };
     const error = await assertRejects(() => t.port.submit(bad), VeriflowError);
     assertEquals(error.code, "empty_prompt");
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a job too big for its fraud proofs to cross a frame is refused at the router (prompt_too_long) and on the wire, before any worker runs it", async () => {
+  const t = await routerWith(1);
+  try {
+    // Just over the bound once the router names itself in it.
+    const big = { ...t.job("big"), prompt: "a".repeat(MAX_NETWORK_JOB_BYTES) };
+    const error = await assertRejects(() => t.port.submit(big), VeriflowError);
+    assertEquals(error.code, "prompt_too_long");
+    assertEquals((await t.port.stats()).jobsStarted, 0, "no worker was asked");
+    // A peer that sends one anyway is refused by the message schema (the worker's side), and so
+    // is a receipt announcement carrying one (a validator's side).
+    assertEquals(SubmitMessage.schema.safeParse({ job: big }).success, false);
+    const fits = { ...t.job("fits"), prompt: "a".repeat(MAX_NETWORK_JOB_BYTES - 1_024) };
+    assertEquals(SubmitMessage.schema.safeParse({ job: fits }).success, true);
   } finally {
     await t.close();
   }
