@@ -22,7 +22,10 @@
  * ledger transition: `valid` clears it (paid when the window closes), a fraud proof slashes
  * once checked, proof data withheld past the deadline slashes (burned), and anything
  * undecided — no model, an exception, a restart — leaves the job unpaid. A staked peer's
- * "proof withheld" verdict makes this validator ask the worker itself.
+ * "proof withheld" verdict makes this validator ask the worker itself, with or without the
+ * model: that claim is about availability, so a validator without the model checks only that
+ * the worker serves signed data opening its commitment (`withheld_check.ts`) and clears the
+ * challenge if it does — an unprovable claim never leaves otherwise-paid work unpaid.
  *
  * The `receipt` message answers at once (recorded or not, and — in-process only — whether this
  * validator challenges it and a promise of the result), so the mailbox is never held for a
@@ -72,6 +75,7 @@ import { INFERENCE_PROTOCOL, ProofRequestMessage } from "../protocols/inference_
 
 export type * from "./validator_messages.ts";
 import { trainingReceiptId } from "../training/training_receipt.ts";
+import { checkServed, PROOF_SERVED } from "./withheld_check.ts";
 import type {
   ChallengedMessage,
   ChallengeSource,
@@ -467,12 +471,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   /**
    * Open a challenge on a recorded receipt: durably `challenged` in the ledger first (so not
    * even a crash lets it slip into payment), then the material is gathered and validated off
-   * the mailbox. Resolves once its verdict is recorded and settled.
+   * the mailbox. Resolves once its verdict is recorded and settled. `takeover`: opened on a
+   * peer's "proof withheld" claim, which is about availability (see `withheld_check.ts`).
    */
   async #open(
     receipt: Receipt,
     job: Job,
     ctx: ActorContext<ValidatorMessage>,
+    takeover = false,
   ): Promise<{ result: Promise<ValidationResult> }> {
     const id = receiptId(receipt);
     await this.#ledger!.openChallenge(id);
@@ -485,7 +491,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // this node is not (a sparse network; a worker reached only through its router).
     const requester = this.#ledger!.receipt(id)?.requester;
     const relay = requester === undefined ? undefined : fromHex(requester);
-    this.#challenge(receipt, job, ctx.signal, relay).then(
+    this.#challenge(receipt, job, ctx.signal, relay, takeover).then(
       (result) => ctx.self.tell({ type: "challenged", receipt, result }),
       (error) => ctx.self.tell({ type: "challenge_failed", receipt, reason: String(error) }),
     ).catch(() => {});
@@ -524,7 +530,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * A staked peer's verdict says the worker withheld its proof data from it. That cannot be
    * proven to a third party, so this validator asks for the data itself: a challenge passes on,
    * and the worker that withholds from this node too is slashed here; one that serves is judged
-   * on what it served.
+   * on what it served — with the model, fully; without it, on whether the data it served opens
+   * its commitment (cleared if it does: the claim, not the inference, is what is checked).
    */
   async #takeOverWithheld(verdict: Verdict, ctx: ActorContext<ValidatorMessage>): Promise<void> {
     if (verdict.outcome !== "invalid" || verdict.reason !== "proof_unavailable") return;
@@ -533,7 +540,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const recent = this.#recent.get(id);
     if (record?.status !== "pending" || recent === undefined || this.#held.has(id)) return;
     if ((this.#openByWorker.get(record.worker) ?? 0) >= MAX_OPEN_CHALLENGES_PER_WORKER) return;
-    await this.#open(recent.receipt, recent.job, ctx).catch(() => {});
+    await this.#open(recent.receipt, recent.job, ctx, true).catch(() => {});
   }
 
   /** A finished challenge: record, settle and spread its outcome. State changes only here. */
@@ -564,7 +571,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         settled = taken.result;
         if (!taken.queued) await this.#end(id, () => ledger.leaveUnresolved(id, "proof_skipped"));
         this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof: result.fraudProof });
-      } else if (outcome === "valid") {
+      } else if (outcome === "valid" || (outcome === "inconclusive" && reason === PROOF_SERVED)) {
+        // Valid; or, taken over without the model, the proof data the peer said was withheld
+        // was served here and opens the commitment: the claim fails, the work stands.
         await this.#end(id, () => ledger.clearChallenge(id));
       } else if (outcome === "invalid" && reason === "proof_unavailable") {
         // Withheld past the deadline (or served unsigned): the worker's failure, and no fraud
@@ -649,15 +658,19 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     receipt: Receipt,
     job: Job,
     signal: AbortSignal,
-    relay?: Uint8Array,
+    relay: Uint8Array | undefined,
+    takeover: boolean,
   ): Promise<ValidationResult> {
     const { models, identity, validation } = this.#options;
     const source = this.#options.source ?? {};
     // A receipt that contradicts its own job is judged without a model or proof data (fraud
-    // kind `receipt`); without the model nothing else can be concluded here (`inconclusive`).
+    // kind `receipt`); without the model nothing else can be concluded here (`inconclusive`)
+    // — except, for a peer's "proof withheld" claim taken over, whether the worker serves.
     const contradicts = receiptContradiction(receipt, job) !== null;
-    const model = contradicts ? undefined : await models.get(receipt.model);
-    const fetched = receipt.kind === "text" && model !== undefined
+    const got = contradicts ? undefined : await models.get(receipt.model);
+    const model = got?.info.cid === receipt.model ? got : undefined;
+    const availabilityOnly = takeover && !contradicts && model === undefined;
+    const fetched = receipt.kind === "text" && (model !== undefined || availabilityOnly)
       ? await this.#proofOf(receipt, source, signal, relay)
       : undefined;
     const served = fetched === UNREACHABLE ? undefined : fetched;
@@ -674,6 +687,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         output,
         workerUnreachable: fetched === UNREACHABLE,
       };
+      if (availabilityOnly) return checkServed(material, identity, { ...validation, signal });
       return validateReceipt(material, model, identity, {
         ...validation,
         signal,

@@ -1,0 +1,197 @@
+/**
+ * A staked peer's "proof withheld" verdict (`invalid / proof_unavailable`) about another
+ * worker's receipt: nobody can prove it to a third party, so the validator that hears it asks
+ * the worker itself (takes the challenge over). What each ledger books, asserted on balances,
+ * stake and status after the window:
+ *
+ * - a validator that lacks the model still asks: the claim is about availability, not about the
+ *   inference. Served (signed, opens the commitment): cleared and paid; withheld here too:
+ *   slashed; served but not opening: a `commitment` fraud proof, slashed. It used to end
+ *   `inconclusive` and leave the honest job unpaid on one free, false peer verdict.
+ *
+ * The validator's own coin never fires here (p = 0): only the peer's verdict makes it ask.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { Actor } from "../../actors/actor.ts";
+import {
+  type ReceiptHandled,
+  ValidatorActor,
+  type ValidatorMessage,
+  type ValidatorStats,
+} from "../../actors/validator_actor.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { receiptId } from "../../protocols/receipt.ts";
+import { signVerdict } from "../../protocols/verdict.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { proveJob } from "../../proof/prover.ts";
+import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { loadFixture, manualStream } from "../proof/_models.ts";
+
+const f = await loadFixture();
+const NETWORK = "test/network";
+const START = 1_000_000;
+const WORKER_STAKE = 1_000_000;
+const ACCUSER_STAKE = 1_000;
+
+class RecordingNetwork implements Actor<NetworkMessage> {
+  constructor(readonly told: NetworkMessage[]) {}
+  receive(message: NetworkMessage): undefined {
+    this.told.push(message);
+    return undefined;
+  }
+}
+
+async function setup(options: { model: boolean }) {
+  const clock = { t: START };
+  const dir = await Deno.makeTempDir();
+  const system = new ActorSystem({ name: "withheld" });
+  const told: NetworkMessage[] = [];
+  /** What the worker serves per receipt id (absent: withheld). */
+  const served = new Map<string, ServedProof>();
+  let fetches = 0;
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const requester = Identity.generate();
+  const accuser = Identity.generate();
+  await system.spawn<NetworkMessage>({ name: NETWORK, factory: () => new RecordingNetwork(told) });
+  const validator = await system.spawn<ValidatorMessage>({
+    name: "node/validator",
+    factory: () =>
+      new ValidatorActor({
+        identity: me,
+        ledgerDir: `${dir}/ledger`,
+        ledger: { now: () => clock.t },
+        challengeProbability: 0,
+        finalizeIntervalMs: 0,
+        network: NETWORK,
+        models: {
+          get: (cid) =>
+            Promise.resolve(options.model && cid === f.honest.info.cid ? f.honest : undefined),
+        },
+        source: {
+          proof: (r) => {
+            fetches++;
+            return Promise.resolve(served.get(receiptId(r)));
+          },
+        },
+      }),
+  });
+  await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
+  await validator.ask({ type: "deposit", key: accuser.publicKey, amount: ACCUSER_STAKE });
+  // Its own fraud proofs are settled only with stake of its own behind them.
+  await validator.ask({ type: "deposit", key: me.publicKey, amount: ACCUSER_STAKE });
+  const stats = () => validator.ask<ValidatorStats>({ type: "stats" });
+  return {
+    validator,
+    told,
+    served,
+    worker,
+    accuser,
+    fetches: () => fetches,
+    stats,
+    /** The worker's honest, assigned receipt, announced by a peer; it serves its proof. */
+    async prove(nonce: string) {
+      const job: TextJob = {
+        kind: "text",
+        model: f.honest.info.cid,
+        prompt: "The validator",
+        params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
+        nonce,
+        requester: toHex(requester.publicKey),
+      };
+      const ids = f.honest.tokenizer.encode(job.prompt);
+      const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+      const id = receiptId(proved.receipt);
+      served.set(id, signServedProof(id, proved.proof, worker));
+      const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
+      const handled = await validator.ask<ReceiptHandled>({
+        type: "receipt",
+        receipt: proved.receipt,
+        job,
+        assignment,
+        origin: "ee".repeat(32),
+      });
+      assert.equal(handled.recorded, true);
+      assert.equal(handled.challenged, false);
+      return { id, proof: proved.proof };
+    },
+    /** The accuser's signed "proof withheld" claim about `id`, sent by the accuser itself. */
+    accuse(id: string, issuedAt: number) {
+      const verdict = signVerdict({
+        v: 1,
+        subject: "inference",
+        subjectId: id,
+        target: worker.publicKey,
+        outcome: "invalid",
+        reason: "proof_unavailable",
+        details: {},
+        issuedAt,
+      }, accuser);
+      return validator.ask<string | undefined>({
+        type: "verdict",
+        verdict,
+        origin: toHex(accuser.publicKey),
+      });
+    },
+    /** Taken-over challenges (and their fraud proofs) run off the mailbox: wait for them. */
+    async drained() {
+      await eventually(async () => (await stats()).openChallenges === 0, "challenges to end");
+    },
+    status: async (id: string) =>
+      (await validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id })).status,
+    record: (id: string) => validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id }),
+    account: (key: Uint8Array) => validator.ask<Account>({ type: "account", key }),
+    async closeWindow() {
+      clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+      await validator.ask({ type: "finalize" });
+    },
+    async close() {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("without the model, a peer's 'proof withheld' claim is still checked: served is paid, withheld or not opening is slashed", async () => {
+  const t = await setup({ model: false });
+  try {
+    const honest = await t.prove("honest");
+    const withheld = await t.prove("withheld");
+    const garbled = await t.prove("garbled");
+    t.served.delete(withheld.id);
+    // Data the worker signs as what it serves, but not what it committed to.
+    const tokens = garbled.proof.tokens.slice();
+    tokens[0] ^= 1;
+    t.served.set(
+      garbled.id,
+      signServedProof(garbled.id, { ...garbled.proof, tokens }, t.worker),
+    );
+    const honestRecord = await t.record(honest.id);
+    const withheldRecord = await t.record(withheld.id);
+    const garbledRecord = await t.record(garbled.id);
+    for (const { id } of [honest, withheld, garbled]) assert.ok(await t.accuse(id, START));
+    await t.drained();
+    assert.equal((await t.stats()).challenged, 3);
+    await t.closeWindow();
+    assert.equal(await t.status(honest.id), "final", "the honest job is paid");
+    assert.equal(await t.status(withheld.id), "fraud");
+    assert.equal(await t.status(garbled.id), "fraud");
+    assert.ok(honestRecord.credit > 0);
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: honestRecord.credit,
+      stake: WORKER_STAKE - withheldRecord.locked - garbledRecord.locked,
+      locked: 0,
+    });
+    // The accuser's claim cost it nothing (it cannot be proven false either way).
+    assert.equal((await t.account(t.accuser.publicKey)).stake, ACCUSER_STAKE);
+  } finally {
+    await t.close();
+  }
+});
