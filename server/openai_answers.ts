@@ -18,7 +18,7 @@ import { yieldToEventLoop } from "./_event_loop.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import { openAiErrorBody } from "./http_errors.ts";
 import { toJsonValue } from "./json_value.ts";
-import type { ResponseShape } from "./openai_shapes.ts";
+import { type ResponseShape, stringifyAnswer } from "./openai_shapes.ts";
 import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
 import { wireUsage } from "./stream_protocol.ts";
 
@@ -26,10 +26,11 @@ import { wireUsage } from "./stream_protocol.ts";
 export interface AnswerOptions {
   /** The request's stop sequences, trimmed from the text. */
   stops: readonly string[];
-  /** Write the chosen tokens' logprobs. */
+  /**
+   * Write the chosen tokens' logprobs, with the most likely tokens per position the job was
+   * submitted to list.
+   */
   logprobs: boolean;
-  /** With them, the most likely tokens the request asked for per position (0: none). */
-  topLogprobs: number;
   /** Streams: send `usage: null` on every chunk and a last chunk with the usage. */
   includeUsage: boolean;
   /** Streams: how long the client may read nothing (`http.clientIdleTimeoutMs`). */
@@ -101,7 +102,7 @@ export function fullAnswer(
       } else {
         const text = pieces.map((piece) => piece.text).join("");
         const logprobs = options.logprobs
-          ? shape.logprobs(pieces.flatMap((piece) => piece.tokens), 0, options.topLogprobs > 0)
+          ? shape.logprobs(pieces.flatMap((piece) => piece.tokens), 0)
           : null;
         json = {
           id: `${shape.idPrefix}-${summary.jobId.slice(0, RESPONSE_ID_CHARS)}`,
@@ -113,7 +114,7 @@ export function fullAnswer(
           ...veriflowFields(summary, stop),
         };
       }
-      controller.enqueue(encoder.encode(JSON.stringify(json)));
+      controller.enqueue(encoder.encode(stringifyAnswer(json)));
       controller.close();
     },
     cancel() {
@@ -146,7 +147,7 @@ export function sseAnswer(
   const chunk = (choices: Record<string, unknown>[], extra?: Record<string, unknown>) =>
     encoder.encode(
       `data: ${
-        JSON.stringify({
+        stringifyAnswer({
           id,
           object: shape.chunkObject,
           created,
@@ -164,9 +165,7 @@ export function sseAnswer(
   let offset = 0;
 
   const piece = ({ text, tokens }: TextPiece) => {
-    const logprobs = options.logprobs
-      ? shape.logprobs(tokens, offset, options.topLogprobs > 0)
-      : null;
+    const logprobs = options.logprobs ? shape.logprobs(tokens, offset) : null;
     offset += text.length;
     return chunk([shape.chunkChoice(text, logprobs, null)]);
   };

@@ -45,7 +45,7 @@ export function openAiRoutes(
     request: TextRequest,
     shape: ResponseShape,
     client: ClientIdentity,
-    options: Pick<AnswerOptions, "logprobs" | "topLogprobs" | "includeUsage"> & {
+    options: Pick<AnswerOptions, "logprobs" | "includeUsage"> & {
       stream: boolean;
     },
   ) =>
@@ -70,7 +70,6 @@ export function openAiRoutes(
         stream: body.stream ?? false,
         includeUsage: body.stream_options?.include_usage ?? false,
         logprobs: body.logprobs != null,
-        topLogprobs,
       },
     );
   });
@@ -95,7 +94,6 @@ export function openAiRoutes(
         stream: body.stream ?? false,
         includeUsage: body.stream_options?.include_usage ?? false,
         logprobs: body.logprobs ?? false,
-        topLogprobs,
       },
     );
   });

@@ -39,7 +39,6 @@ const HI_THEN_STOP = (): StreamedToken[] => [
 const OPTIONS = {
   stops: ["。"],
   logprobs: true,
-  topLogprobs: 0,
   includeUsage: false,
   idleTimeoutMs: 30_000,
   stats: new EdgeStats(),
@@ -117,4 +116,99 @@ Deno.test("A stop sequence that ends inside a multi-character token is trimmed w
     { ...options, stops: ["b", "\n\n"] },
   )).json();
   assertEquals([both.choices[0].text, both.veriflow_stop], ["a.", "\n\nb"]);
+});
+
+/**
+ * Sampled at temperature: "9" was not among the two most likely; "x" was, with integer-like
+ * texts below it; "é" completed a character, so its text on its own (in the top list) is "\uFFFD".
+ */
+const SAMPLED_WITH_TOP = (): StreamedToken[] => [
+  {
+    index: 0,
+    tokenId: 57,
+    text: "9",
+    logprob: -2.5,
+    topLogprobs: [{ tokenId: 32, text: " ", logprob: -0.5 }, {
+      tokenId: 10,
+      text: "\n",
+      logprob: -1.5,
+    }],
+  },
+  {
+    index: 1,
+    tokenId: 120,
+    text: "x",
+    logprob: -0.25,
+    topLogprobs: [
+      { tokenId: 120, text: "x", logprob: -0.25 },
+      { tokenId: 700, text: "12", logprob: -1 },
+      { tokenId: 51, text: "3", logprob: -2 },
+    ],
+  },
+  {
+    index: 2,
+    tokenId: 0xa9,
+    text: "é",
+    logprob: -0.75,
+    topLogprobs: [{ tokenId: 0xa9, text: "\uFFFD", logprob: -0.75 }, {
+      tokenId: 65,
+      text: "A",
+      logprob: -1,
+    }],
+    finishReason: "length",
+  },
+];
+
+/** Each position's `top_logprobs` object as written on the wire: most likely first. */
+const SAMPLED_WITH_TOP_WIRE = [
+  String.raw`{" ":-0.5,"\n":-1.5,"9":-2.5}`,
+  `{"x":-0.25,"12":-1,"3":-2}`,
+  `{"é":-0.75,"A":-1}`,
+];
+
+/** The `top_logprobs` arrays' members in a body or an SSE stream, as written. */
+function topLogprobsTexts(text: string): string[] {
+  return [...text.matchAll(/"top_logprobs":\[([^\]]*)\]/g)].flatMap((match) =>
+    match[1] === "" ? [] : match[1].split(/(?<=\}),(?=\{)/)
+  );
+}
+
+Deno.test("completions top_logprobs always hold the sampled token, under its text in tokens, most likely first on the wire even for integer-like texts; logprobs: 0 lists the sampled token alone", async () => {
+  const options = { ...OPTIONS, stops: [] };
+  const fullText = await (await fullAnswer(
+    scriptedHandle(SAMPLED_WITH_TOP()),
+    COMPLETION_SHAPE,
+    options,
+  )).text();
+  assertEquals(topLogprobsTexts(fullText), SAMPLED_WITH_TOP_WIRE);
+  const { logprobs } = JSON.parse(fullText).choices[0];
+  logprobs.tokens.forEach((token: string, i: number) =>
+    assertEquals(logprobs.top_logprobs[i][token], logprobs.token_logprobs[i], `position ${i}`)
+  );
+  const streamed = await (await sseAnswer(
+    scriptedHandle(SAMPLED_WITH_TOP()),
+    COMPLETION_SHAPE,
+    options,
+  )).text();
+  assertEquals(topLogprobsTexts(streamed), SAMPLED_WITH_TOP_WIRE);
+
+  // logprobs: 0 submits no top list: each position still gets its object, the sampled token.
+  const plain = await (await fullAnswer(scriptedHandle(HI_THEN_STOP()), COMPLETION_SHAPE, options))
+    .json();
+  assertEquals(plain.choices[0].logprobs.top_logprobs, [
+    { H: -0.1 },
+    { i: -0.2 },
+    { "": -0.3 },
+    { "": -0.4 },
+    { "。": -0.5 },
+  ]);
+  const plainStreamed = await sseChoices(
+    sseAnswer(scriptedHandle(HI_THEN_STOP()), COMPLETION_SHAPE, options),
+  );
+  assertEquals(
+    plainStreamed.flatMap((c) =>
+      (c.logprobs as { top_logprobs: unknown[] } | null)?.top_logprobs ?? []
+    ),
+    [{ H: -0.1 }, { i: -0.2 }, { "": -0.3 }, { "": -0.4 }, { "。": -0.5 }],
+  );
 });

@@ -198,7 +198,7 @@ Deno.test("max_tokens beyond the context is truncated (documented): the job ends
   });
 });
 
-Deno.test("logprobs: the chosen tokens' log-probabilities, completions (logprobs: 0) and chat (logprobs: true), full and streamed", async () => {
+Deno.test("logprobs: the chosen tokens' log-probabilities, completions (logprobs: 0: top_logprobs the sampled token alone) and chat (logprobs: true), full and streamed", async () => {
   await withNode(async (_node, client) => {
     const completion = await client.completions.create({
       model: "gated",
@@ -209,7 +209,8 @@ Deno.test("logprobs: the chosen tokens' log-probabilities, completions (logprobs
     assertEquals(completion.choices[0].logprobs, {
       tokens: ["a", "b", "c"],
       token_logprobs: [SCRIPTED_LOGPROB, SCRIPTED_LOGPROB, SCRIPTED_LOGPROB],
-      top_logprobs: null,
+      // OpenAI: the sampled token is always listed, so logprobs: 0 lists it alone.
+      top_logprobs: [{ a: SCRIPTED_LOGPROB }, { b: SCRIPTED_LOGPROB }, { c: SCRIPTED_LOGPROB }],
       text_offset: [0, 1, 2],
     });
     const chat = await client.chat.completions.create({
@@ -367,7 +368,7 @@ Deno.test("chat top_logprobs: each logprobs.content entry lists the k most likel
   });
 });
 
-Deno.test("completions logprobs: N lists the N most likely tokens per position as { text: logprob } (legacy shape), full and streamed", async () => {
+Deno.test("completions logprobs: N lists the N most likely tokens and the sampled one per position as { text: logprob } (legacy shape), full and streamed", async () => {
   await withNode(async (node) => {
     const N = 3;
     const prompt = "Once upon a time";
@@ -381,9 +382,10 @@ Deno.test("completions logprobs: N lists the N most likely tokens per position a
     const expected = {
       tokens: chunks.map((c) => c.text),
       token_logprobs: chunks.map((c) => c.fingerprint.logProb),
+      // The sampled token under its text, then the N most likely (greedy: it is the first).
       top_logprobs: chunks.map((c) => {
-        const byText: Record<string, number> = {};
-        for (const t of c.topLogprobs!) byText[t.text] ??= t.logprob;
+        const byText: Record<string, number> = { [c.text]: c.fingerprint.logProb };
+        for (const t of c.topLogprobs!) if (t.tokenId !== c.tokenId) byText[t.text] ??= t.logprob;
         return byText;
       }),
       text_offset: offsets,
@@ -393,7 +395,7 @@ Deno.test("completions logprobs: N lists the N most likely tokens per position a
     assertEquals(full.choices[0].logprobs, expected);
     full.choices[0].logprobs.top_logprobs.forEach((top: Record<string, number>, i: number) => {
       const values = Object.values(top);
-      assert(values.length >= 1 && values.length <= N && values.every((v) => v <= 0));
+      assert(values.length >= 1 && values.length <= N + 1 && values.every((v) => v <= 0));
       assertEquals(Math.max(...values), expected.token_logprobs[i], "greedy: the most likely");
     });
     const events = await sseEvents(await post(node, "/v1/completions", { ...body, stream: true }));
