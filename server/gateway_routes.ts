@@ -55,6 +55,14 @@ export function gatewayRoutes(
     return found;
   };
 
+  app.use("/ipfs/*", async (c, next) => {
+    await next();
+    // One URL answers a file, a block or a CAR by `Accept`, each cached for a year: a shared
+    // cache that did not key on `Accept` would hand one client's CAR to the next one's <video>.
+    // Errors too: a 400 for one `Accept` must not be replayed to another.
+    c.res.headers.append("vary", "Accept");
+  });
+
   app.on(["GET", "HEAD"], "/ipfs/:cid", async (c) => {
     const cid = c.req.param("cid");
     if (!isCid(cid)) throw new RequestValidationError("invalid_request", "not a CID", "cid");
@@ -66,6 +74,7 @@ export function gatewayRoutes(
       const headers = {
         ...common,
         "content-type": RAW_MEDIA_TYPE,
+        "content-disposition": attachment(cid, "bin"),
         "content-length": String(bytes.length),
         "cache-control": IMMUTABLE,
         etag: `"${cid}.raw"`,
@@ -78,6 +87,7 @@ export function gatewayRoutes(
       const headers = {
         ...common,
         "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
+        "content-disposition": attachment(cid, "car"),
         "cache-control": IMMUTABLE,
         etag: `"${cid}.car.${scope}"`,
       };
@@ -160,6 +170,14 @@ function carScope(scope: string | undefined): CarScope {
   if (scope === undefined || scope === "all" || scope === "entity") return "all";
   if (scope === "block") return "block";
   throw new RequestValidationError("invalid_request", `unknown dag-scope ${scope}`, "dag-scope");
+}
+
+/**
+ * A block or a CAR is not for a browser to render: the trustless gateway spec has it downloaded
+ * under the CID's name.
+ */
+function attachment(cid: string, extension: "bin" | "car"): string {
+  return `attachment; filename="${cid}.${extension}"`;
 }
 
 function shareRefusal(error: ShareUnavailableError): Response {

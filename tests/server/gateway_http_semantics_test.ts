@@ -1,0 +1,111 @@
+/**
+ * The HTTP semantics of `/ipfs/{cid}` a cache or a trustless client relies on, on a real HTTP
+ * server on 127.0.0.1: `Vary: Accept` on every answer (one URL is a file, a block or a CAR by
+ * `Accept`), attachments for blocks and CARs, unsatisfiable ranges of an empty file, CAR scopes
+ * and byte ranges in the ETag, conditional requests, content negotiation, and the CID forms a
+ * gateway must take (CIDv0, base36, upper case, identity).
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import {
+  type PutHandle,
+  StorageActor,
+  storageGateway,
+  type StorageMessage,
+} from "../../actors/storage_actor.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
+import { createApp } from "../../server/app.ts";
+import { fileRoutes } from "../../server/file_routes.ts";
+import { gatewayRoutes } from "../../server/gateway_routes.ts";
+import { ChunkStore } from "../../storage/chunk_store.ts";
+import { FileStore } from "../../storage/file_store.ts";
+import { pseudoRandomBytes } from "../storage/_helpers.ts";
+
+const RAW = "application/vnd.ipld.raw";
+const CAR = "application/vnd.ipld.car";
+
+/**
+ * A node's storage and HTTP edge on 127.0.0.1, holding a directory `{a.txt, b.txt}` (written to
+ * the store before the node starts, as `cli.ts put DIR` does) and whatever `put` adds.
+ */
+async function startNode() {
+  const dir = await Deno.makeTempDir();
+  const files = new FileStore(await ChunkStore.open(dir));
+  const entry = async (name: string, text: string) => {
+    const { cid, size, tsize } = await files.put(
+      ReadableStream.from([new TextEncoder().encode(text)]),
+    );
+    return { name, cid, fileSize: size, tsize };
+  };
+  const tree = await files.putDirectory([
+    await entry("a.txt", "hello\n"),
+    await entry("b.txt", "world\n"),
+  ]);
+  const system = new ActorSystem({ name: "gateway-semantics-test" });
+  const storage = await system.spawn<StorageMessage>({
+    name: "node/storage",
+    factory: () => new StorageActor({ dir }) as never,
+  });
+  const app = createApp({ inference: {} as InferencePort });
+  const port = () => storageGateway(storage);
+  app.route("/v1", fileRoutes(port));
+  app.route("/", gatewayRoutes(port));
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  return {
+    directory: tree.cid,
+    /** Store a public file; its CID. */
+    put: async (bytes: Uint8Array) =>
+      (await (await storage.ask<PutHandle>({ type: "put", source: ReadableStream.from([bytes]) }))
+        .done).cid,
+    /** Fetch `path`; the response and its whole body. */
+    get: async (path: string, init?: RequestInit) => {
+      const response = await fetch(`${url}${path}`, init);
+      return { response, body: new Uint8Array(await response.arrayBuffer()) };
+    },
+    close: async () => {
+      await server.shutdown();
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("every /ipfs answer varies on Accept, and blocks and CARs are attachments named after the CID", async () => {
+  const node = await startNode();
+  try {
+    const cid = await node.put(pseudoRandomBytes(600_000, 41));
+    const answers = {
+      plain: await node.get(`/ipfs/${cid}`),
+      "Accept raw": await node.get(`/ipfs/${cid}`, { headers: { accept: RAW } }),
+      "Accept car": await node.get(`/ipfs/${cid}`, { headers: { accept: CAR } }),
+      "format=raw": await node.get(`/ipfs/${cid}?format=raw`),
+      "format=car": await node.get(`/ipfs/${cid}?format=car`),
+      range: await node.get(`/ipfs/${cid}`, { headers: { range: "bytes=0-9" } }),
+      "not modified": await node.get(`/ipfs/${cid}`, { headers: { "if-none-match": `"${cid}"` } }),
+      "bad format": await node.get(`/ipfs/${cid}?format=dag-json`),
+      directory: await node.get(`/ipfs/${node.directory}`),
+    };
+    for (const [label, { response }] of Object.entries(answers)) {
+      const vary = (response.headers.get("vary") ?? "").toLowerCase().split(/\s*,\s*/);
+      assert.ok(vary.includes("accept"), `${label} (${response.status}) varies on Accept: ${vary}`);
+    }
+    for (const label of ["Accept raw", "format=raw"] as const) {
+      assert.equal(
+        answers[label].response.headers.get("content-disposition"),
+        `attachment; filename="${cid}.bin"`,
+        label,
+      );
+    }
+    for (const label of ["Accept car", "format=car"] as const) {
+      assert.equal(
+        answers[label].response.headers.get("content-disposition"),
+        `attachment; filename="${cid}.car"`,
+        label,
+      );
+    }
+    assert.equal(answers.plain.response.headers.get("content-disposition"), null);
+  } finally {
+    await node.close();
+  }
+});
