@@ -15,6 +15,7 @@ import type {
   ModelCatalog,
   ServedModelInfo,
 } from "../inference/inference_port.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 import type { GenerationParams, TextJob } from "../protocols/job.ts";
 import type { ClientIdentity } from "./client_identity.ts";
 import { EDGE_DEFAULTS } from "./edge_config.ts";
@@ -58,6 +59,17 @@ export class PromptTooLongError extends EdgeError {
       { param },
     );
   }
+}
+
+/**
+ * The port's refusal of a prompt that leaves no room in the context (`context_length_exceeded`),
+ * naming the request field the prompt came from, as OpenAI does (`prompt`, `messages`): the port
+ * knows tokens, not request fields. Any other error is returned as it is.
+ */
+function namingPromptParam(error: unknown, param: string): unknown {
+  if (!(error instanceof VeriflowError) || error.code !== "context_length_exceeded") return error;
+  if (error instanceof EdgeError && error.param !== null) return error;
+  return new EdgeError(error.code, error.message, { param, cause: error });
 }
 
 /** Options of {@link InferenceGateway}. */
@@ -186,7 +198,7 @@ export class InferenceGateway {
       });
     } catch (error) {
       release?.();
-      throw error;
+      throw namingPromptParam(error, request.promptParam ?? "prompt");
     }
     const who = [options.via, options.client?.label].filter((part) => part !== undefined);
     const tag = `job ${handle.jobId.slice(0, JOB_LOG_CHARS)}`;

@@ -184,6 +184,20 @@ Deno.test("Bad requests get the right 4xx and the OpenAI error shape", async () 
   });
 });
 
+Deno.test("context_length_exceeded names the field the prompt came from, as OpenAI: prompt (completions), messages (chat)", async () => {
+  await withNode({}, async (node) => {
+    const long = "z".repeat(400); // past the tiny model's context in tokens, under maxPromptChars
+    let e = await postError(node, "/v1/completions", JSON.stringify({ prompt: long }));
+    assertEquals([e.status, e.code, e.param], [400, "context_length_exceeded", "prompt"]);
+    e = await postError(
+      node,
+      "/v1/chat/completions",
+      JSON.stringify({ messages: [{ role: "user", content: long }] }),
+    );
+    assertEquals([e.status, e.code, e.param], [400, "context_length_exceeded", "messages"]);
+  });
+});
+
 Deno.test("Too many concurrent jobs gives 429 (openai client: RateLimitError); the running job is unaffected", async () => {
   await withNode({ concurrency: 1, queueLimit: 0 }, async (node, client) => {
     const first = await client.completions.create({
