@@ -8,7 +8,8 @@
 
 /**
  * One `bytes=` range of a `size`-byte file as [start, end), `undefined` for none (or one this
- * module does not do: several ranges are answered with the whole file, as RFC 9110 allows).
+ * module does not do: several ranges, or a suffix of an empty file, are answered with the whole
+ * file, as RFC 9110 allows).
  */
 export function parseRange(
   header: string | undefined,
@@ -20,6 +21,10 @@ export function parseRange(
     // The last N bytes.
     const n = Number(match[2]);
     if (n === 0) return "unsatisfiable";
+    // RFC 9110 §14.1.1 counts the last N bytes of an empty body as satisfiable, but no
+    // Content-Range can name zero bytes ("bytes 0--1/0" is not one): answer the whole (empty)
+    // body, 200, as §14.2 lets a server ignore a Range.
+    if (size === 0) return undefined;
     return { start: Math.max(0, size - n), end: size };
   }
   const start = Number(match[1]);

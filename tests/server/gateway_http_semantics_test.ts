@@ -17,6 +17,7 @@ import type { InferencePort } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import { fileRoutes } from "../../server/file_routes.ts";
 import { gatewayRoutes } from "../../server/gateway_routes.ts";
+import { parseRange } from "../../server/http_range.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { pseudoRandomBytes } from "../storage/_helpers.ts";
@@ -105,6 +106,28 @@ Deno.test("every /ipfs answer varies on Accept, and blocks and CARs are attachme
       );
     }
     assert.equal(answers.plain.response.headers.get("content-disposition"), null);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("the last bytes of an empty file are its whole (empty) body, 200, never a 'bytes 0--1/0' range", async () => {
+  assert.equal(parseRange("bytes=-5", 0), undefined);
+  assert.equal(parseRange("bytes=0-", 0), "unsatisfiable");
+  assert.deepEqual(parseRange("bytes=-5", 3), { start: 0, end: 3 });
+  const node = await startNode();
+  try {
+    const cid = await node.put(new Uint8Array(0));
+    for (const path of [`/ipfs/${cid}`, `/v1/files/${cid}`]) {
+      const { response, body } = await node.get(path, { headers: { range: "bytes=-5" } });
+      assert.equal(response.status, 200, path);
+      assert.equal(response.headers.get("content-range"), null, path);
+      assert.equal(response.headers.get("content-length"), "0", path);
+      assert.equal(body.length, 0, path);
+      const past = await node.get(path, { headers: { range: "bytes=0-" } });
+      assert.equal(past.response.status, 416, path);
+      assert.equal(past.response.headers.get("content-range"), "bytes */0", path);
+    }
   } finally {
     await node.close();
   }
