@@ -138,8 +138,13 @@ export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
 /** Receipts kept per worker whose pledge has not arrived yet, and workers kept at once. */
 const MAX_AWAITING_STAKE_PER_WORKER = 16;
 const MAX_AWAITING_STAKE_WORKERS = 256;
-/** Peers' receipts remembered with their jobs, for taking over a withheld-proof challenge. */
+/**
+ * Peers' receipts not challenged here yet, remembered with their jobs for taking over a
+ * withheld-proof challenge (once: a receipt leaves when its challenge opens).
+ */
 const MAX_REMEMBERED_RECEIPTS = 4096;
+/** Peers' verdicts remembered by (validator, receipt): one is taken per validator per receipt. */
+const MAX_REMEMBERED_VERDICT_AUTHORS = 16_384;
 /** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
 const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
 /**
@@ -182,8 +187,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #openByWorker = new Map<string, number>();
   /** Receipts refused for a worker with no stake here yet, by worker, until its pledge comes. */
   readonly #awaitingStake = new Map<string, ReceiptMessage[]>();
-  /** Peers' recent receipts and their jobs, by receipt id (see `#takeOverWithheld`). */
+  /** Peers' receipts not challenged here yet, with their jobs (see `#takeOverWithheld`). */
   readonly #recent = new Map<string, { receipt: Receipt; job: Job }>();
+  /** Whose verdict about which receipt was taken from a peer: `validator/receiptId` (bounded). */
+  readonly #judged = new Set<string>();
   /** Resolvers of in-process `result` promises, by receipt id. */
   readonly #waiting = new Map<string, PromiseWithResolvers<ValidationResult>>();
   /** Fraud proofs taken, by hash (oldest evicted first), with their in-process resolvers. */
@@ -284,7 +291,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
         try {
           const known = ledger.hasVerdict(verdictId(message.verdict));
+          // One verdict per validator per receipt: the same claim re-signed (a new timestamp,
+          // other details) is neither recorded, nor passed on, nor taken over again. An
+          // honest validator signs one per receipt (one challenge each).
+          const author = fromPeer ? judgedKey(message.verdict) : undefined;
+          if (!known && author !== undefined && this.#judged.has(author)) {
+            this.#stats.refusedVerdicts++;
+            return undefined;
+          }
           const id = await ledger.recordVerdict(message.verdict);
+          // Only once it verified: a forged copy must not take the genuine verdict's place.
+          if (author !== undefined) this.#rememberJudged(author);
           if (!known) this.#tell({ kind: "verdict", verdict: message.verdict, own: false });
           if (fromPeer) {
             this.#stats.peerVerdicts++;
@@ -483,6 +500,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const id = receiptId(receipt);
     await this.#ledger!.openChallenge(id);
     this.#stats.challenged++;
+    // Challenged here once: no peer's claim makes this validator ask the worker again.
+    this.#recent.delete(id);
     const waiting = Promise.withResolvers<ValidationResult>();
     waiting.promise.catch(() => {});
     this.#waiting.set(id, waiting);
@@ -523,6 +542,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     this.#recent.set(receiptId(receipt), { receipt, job });
     while (this.#recent.size > MAX_REMEMBERED_RECEIPTS) {
       this.#recent.delete(this.#recent.keys().next().value!);
+    }
+  }
+
+  /** A peer's verdict taken (see {@link judgedKey}), oldest forgotten first. */
+  #rememberJudged(author: string): void {
+    this.#judged.add(author);
+    while (this.#judged.size > MAX_REMEMBERED_VERDICT_AUTHORS) {
+      this.#judged.delete(this.#judged.values().next().value!);
     }
   }
 
@@ -993,6 +1020,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       // A watcher's failure is its own.
     }
   }
+}
+
+/** Who judged what: a verdict's validator and subject (checked by `#worthRecording`). */
+function judgedKey(verdict: Verdict): string {
+  return `${toHex(verdict.validator)}/${verdict.subjectId}`;
 }
 
 function toHexShort(key: Uint8Array): string {

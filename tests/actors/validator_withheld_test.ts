@@ -8,6 +8,10 @@
  *   inference. Served (signed, opens the commitment): cleared and paid; withheld here too:
  *   slashed; served but not opening: a `commitment` fraud proof, slashed. It used to end
  *   `inconclusive` and leave the honest job unpaid on one free, false peer verdict.
+ * - one takeover per receipt, and one verdict per accuser per receipt: the same claim re-signed
+ *   with a new timestamp is neither recorded nor passed on, and opens no second challenge. It
+ *   used to open a challenge (a proof fetch, a forward pass) and a gossip round each time, and
+ *   once the worker had let its proof data go, an honest, once-cleared receipt was slashed.
  *
  * The validator's own coin never fires here (p = 0): only the peer's verdict makes it ask.
  */
@@ -122,8 +126,8 @@ async function setup(options: { model: boolean }) {
       assert.equal(handled.challenged, false);
       return { id, proof: proved.proof };
     },
-    /** The accuser's signed "proof withheld" claim about `id`, sent by the accuser itself. */
-    accuse(id: string, issuedAt: number) {
+    /** `by`'s signed "proof withheld" claim about `id`, sent by `by` itself. */
+    accuse(id: string, issuedAt: number, by = accuser) {
       const verdict = signVerdict({
         v: 1,
         subject: "inference",
@@ -133,11 +137,11 @@ async function setup(options: { model: boolean }) {
         reason: "proof_unavailable",
         details: {},
         issuedAt,
-      }, accuser);
+      }, by);
       return validator.ask<string | undefined>({
         type: "verdict",
         verdict,
-        origin: toHex(accuser.publicKey),
+        origin: toHex(by.publicKey),
       });
     },
     /** Taken-over challenges (and their fraud proofs) run off the mailbox: wait for them. */
@@ -191,6 +195,47 @@ Deno.test("without the model, a peer's 'proof withheld' claim is still checked: 
     });
     // The accuser's claim cost it nothing (it cannot be proven false either way).
     assert.equal((await t.account(t.accuser.publicKey)).stake, ACCUSER_STAKE);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("one takeover per receipt: the same claim re-signed with new timestamps is neither recorded nor passed on, and no claim asks the worker twice", async () => {
+  const t = await setup({ model: true });
+  try {
+    const { id } = await t.prove("replayed");
+    const record = await t.record(id);
+    assert.ok(await t.accuse(id, START));
+    await t.drained();
+    assert.equal(await t.status(id), "pending", "served and valid: cleared");
+    assert.equal(t.fetches(), 1);
+    // The worker has since let its proof data go (served once; it keeps it only so long).
+    t.served.delete(id);
+    const answers = [];
+    for (let i = 1; i <= 5; i++) answers.push(await t.accuse(id, START + i));
+    // Another staked accuser's claim is news (recorded, passed on) but asks nobody again:
+    // this validator has had its answer from the worker.
+    const other = Identity.generate();
+    await t.validator.ask({ type: "deposit", key: other.publicKey, amount: ACCUSER_STAKE });
+    assert.ok(await t.accuse(id, START + 9, other));
+    await t.drained();
+    await t.closeWindow();
+    assert.equal(await t.status(id), "final", "the honest, cleared job is paid");
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: record.credit,
+      stake: WORKER_STAKE,
+      locked: 0,
+    });
+    assert.deepEqual(answers, [undefined, undefined, undefined, undefined, undefined]);
+    assert.equal((await t.stats()).challenged, 1);
+    assert.equal(t.fetches(), 1);
+    const passedOn = t.told.filter((m) =>
+      m.type === "publish_verdict" && m.except === toHex(t.accuser.publicKey)
+    );
+    assert.equal(passedOn.length, 1, "the accuser's claim went on once");
+    assert.ok(
+      t.told.some((m) => m.type === "publish_verdict" && m.except === toHex(other.publicKey)),
+    );
   } finally {
     await t.close();
   }
