@@ -7,10 +7,10 @@
  * reported.
  *
  * Each report is checked (signature, start model, delta hash, the shard it joined with), its
- * receipt recorded in the ledgers (gossip through the TrainingValidator), and handed to the
- * TrainingValidator, which challenges the receipts it samples. Deltas of trainers whose
- * challenge failed — and of trainers convicted before — are left out of the outer step. The
- * new model is written by CID, published in the node's storage, served here, and its outcome
+ * receipt recorded in the ledgers uncredited (gossip through the TrainingValidator), and handed
+ * to the TrainingValidator, which challenges the receipts it samples. Deltas of trainers whose
+ * challenge failed — and of trainers convicted before — are left out of the outer step; only
+ * the receipts whose deltas went into the new model are credited here. The new model is written by CID, published in the node's storage, served here, and its outcome
  * spread to every node, which fetch and serve it.
  *
  * ```
@@ -413,6 +413,17 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         (heldOutLoss === undefined ? "" : `, held-out loss ${heldOutLoss.toFixed(3)} nats/byte`),
     );
     await ctx.self.tell({ type: "round_done", record, model, momentum, convicted });
+    if (model !== start && validator !== undefined) {
+      // Paid are the reports whose deltas are in the model, and no other: the receipts were
+      // recorded uncredited before their challenge, so one left out for any reason — a
+      // challenge failed without a proof, a check this node could not run, a delta the outer
+      // step refused — earns nothing in this ledger.
+      await validator.ask({
+        type: "credit",
+        receipts: accepted.map((r) => r.report.receipt),
+        terms,
+      });
+    }
     if (model !== start) {
       // Each delta that went in, stored, so any node can redo the outer step (round_audit.ts).
       const reports = await Promise.all(accepted.map(async ({ report }) => ({

@@ -8,7 +8,8 @@
  *
  * ```
  * challenge   { report, connection, round… }  → { result: Promise<ChallengeOutcome> }
- * receipt     { body, origin }   record in the ledger; new: pass on
+ * receipt     { body, origin }   record in the ledger (uncredited); new: pass on
+ * credit      { receipts, terms } credit receipts whose deltas went into a round's model
  * fraud_proof { body, origin }   check (outside the mailbox) → checked
  * checked     { … }              internal: settle in the ledger; confirmed and new: pass on
  * outcome     { body, origin }   new: audit it (redo the outer step, outside the mailbox)
@@ -158,6 +159,7 @@ export interface ChallengeRequest {
 export type TrainingValidatorMessage =
   | ChallengeRequest
   | { type: "receipt"; body: TrainingReceiptBody; origin: string }
+  | { type: "credit"; receipts: TrainingReceipt[]; terms: TrainingReceiptBody["terms"] }
   | { type: "fraud_proof"; body: TrainingFraudProofBody; origin: string }
   | {
     type: "checked";
@@ -232,6 +234,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return { result: this.#challenge(message, ctx) };
       case "receipt":
         return await this.#onReceipt(message.body, message.origin, ctx);
+      case "credit":
+        return await this.#credit(message.receipts, message.terms, ctx);
       case "fraud_proof": {
         const hash = trainingFraudProofHash(message.body.proof);
         if (!this.#firstTime(`fraud:${hash}`)) return { queued: false };
@@ -321,7 +325,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       request.arch,
       request.startFile,
     );
-    const check = await (this.#options.check ?? checkStepOpenings)(receipt, challenge, sealed, {
+    let check = await (this.#options.check ?? checkStepOpenings)(receipt, challenge, sealed, {
       validator: this.#options.identity,
       arch: request.arch,
       startWeights: start.weights,
@@ -329,6 +333,27 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       shardSize: request.shardSize,
       shardRoot: request.shardRoot,
     });
+    if (
+      !check.ok && check.reason === "opening_unsigned" &&
+      bytesEqual(request.connection.peerKey ?? new Uint8Array(0), receipt.trainer)
+    ) {
+      // An answer that is not the trainer's signed answer is "someone else's": ignored, keep
+      // waiting. But this one came over the trainer's own authenticated connection, and it
+      // answers each part request once: nothing else will come. Past the deadline that is no
+      // answer, with its `opening_missing` proof; a lazy trainer cannot send junk for free.
+      this.#log(
+        `training validator: trainer ${trainer} answered with an unsigned opening; waiting for the deadline`,
+      );
+      await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
+      check = await (this.#options.check ?? checkStepOpenings)(receipt, challenge, undefined, {
+        validator: this.#options.identity,
+        arch: request.arch,
+        startWeights: start.weights,
+        delta,
+        shardSize: request.shardSize,
+        shardRoot: request.shardRoot,
+      });
+    }
     if (check.ok) {
       this.#stats.passed++;
       this.#log(
@@ -408,12 +433,35 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       type: "training_receipt",
       receipt: body.receipt,
       terms: body.terms,
-      // Gossip alone is the trainer's word about a round: recorded (so a fraud proof can slash
-      // it), paid only once an outcome this node audits names it (`#creditRound`).
-      credited: origin === "local",
+      // Recorded (so a fraud proof can slash it), never paid from here: gossip alone is the
+      // trainer's word about a round, and this node's own coordinator records each report
+      // before its challenge and the outer step. It is paid once its delta went into a model:
+      // `credit` from the coordinator, or an outcome this node audits (`#creditRound`).
+      credited: false,
     }).catch((error) => ({ recorded: false, fresh: false, refusal: (error as Error).message }));
     if (answer.fresh) this.#publish(ctx, { kind: "receipt", body }, origin);
     return answer;
+  }
+
+  /**
+   * Credit receipts whose deltas went into a round's model this node's coordinator made
+   * (recording those this ledger has not seen): only the accepted ones, after the challenge
+   * and the outer step. A report left out — a failed challenge with or without a proof, a
+   * check this validator could not run, a round that made no model — earns nothing.
+   */
+  async #credit(
+    receipts: readonly TrainingReceipt[],
+    terms: TrainingReceiptBody["terms"],
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<void> {
+    for (const receipt of receipts) {
+      await this.#ledger<TrainingReceiptRecorded>(ctx, {
+        type: "training_receipt",
+        receipt,
+        terms,
+        credited: true,
+      }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
+    }
   }
 
   /**
