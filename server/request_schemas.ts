@@ -111,6 +111,17 @@ export interface ChatCompletionRequest extends SamplingRequest {
   top_logprobs?: number | null;
 }
 
+/**
+ * As OpenAI: `stream_options` says how a stream is sent, so asking for it without a stream is a
+ * mistake (a client expecting a usage chunk would get none), refused rather than ignored.
+ */
+const streamOptionsNeedStream = (body: { stream?: boolean | null; stream_options?: unknown }) =>
+  body.stream_options == null || body.stream === true;
+const STREAM_OPTIONS_WITHOUT_STREAM = {
+  message: "only allowed when 'stream' is true",
+  path: ["stream_options"],
+};
+
 /** `POST /v1/completions` body. Unknown fields are ignored, as OpenAI clients send many. */
 export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObject({
   ...samplingFields,
@@ -124,7 +135,7 @@ export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObje
   n: z.literal(1).nullish(),
   echo: z.literal(false).nullish(),
   logprobs: z.number().int().min(0).max(MAX_COMPLETION_LOGPROBS).nullish(),
-});
+}).refine(streamOptionsNeedStream, STREAM_OPTIONS_WITHOUT_STREAM);
 
 const chatContentSchema = z.union([
   z.string().max(maxPromptChars),
@@ -149,7 +160,7 @@ export const ChatCompletionRequestSchema: z.ZodType<ChatCompletionRequest> = z.l
   // As OpenAI: the top list is part of each token's logprobs entry, so it needs those.
   message: "top_logprobs above 0 needs logprobs: true",
   path: ["top_logprobs"],
-});
+}).refine(streamOptionsNeedStream, STREAM_OPTIONS_WITHOUT_STREAM);
 
 /** An OpenAI request field this node cannot honour, and the values that ask for nothing. */
 interface UnsupportedField {

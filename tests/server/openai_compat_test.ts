@@ -173,6 +173,34 @@ Deno.test("With stream_options.include_usage, every chunk but the last carries u
   });
 });
 
+Deno.test("stream_options without stream: true is refused with 400 invalid_request naming stream_options (as OpenAI); null passes", async () => {
+  await withNode(async (node) => {
+    const request = { model: "gated", prompt: "x", messages: [{ role: "user", content: "x" }] };
+    for (const path of ["/v1/completions", "/v1/chat/completions"]) {
+      for (const stream of [undefined, false, null]) {
+        const response = await post(node, path, {
+          ...request,
+          stream,
+          stream_options: { include_usage: true },
+        });
+        const { error } = await response.json();
+        assertEquals(
+          [response.status, error.code, error.param],
+          [400, "invalid_request", "stream_options"],
+          `${path} stream: ${stream}`,
+        );
+        assert(error.message.includes("'stream_options'"), error.message);
+      }
+    }
+    assertEquals((await node.stats()).jobsStarted, 0);
+    for (const path of ["/v1/completions", "/v1/chat/completions"]) {
+      const response = await post(node, path, { ...request, max_tokens: 1, stream_options: null });
+      assertEquals(response.status, 200, path);
+      await response.body?.cancel();
+    }
+  });
+});
+
 Deno.test("GET /v1/models/{id} by CID or name; an unknown id is a 404 (openai client: NotFoundError)", async () => {
   await withNode(async (node, client) => {
     const byCid = await client.models.retrieve(node.model.info.cid);
