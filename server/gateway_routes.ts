@@ -5,7 +5,7 @@
  * | Route | What |
  * | --- | --- |
  * | `GET /ipfs/{cid}?format=raw` (or `Accept: application/vnd.ipld.raw`) | the one block, verified |
- * | `GET /ipfs/{cid}?format=car` (or `Accept: application/vnd.ipld.car`) | a CAR of the DAG (`dag-scope=all`, or `block`), depth first, no duplicates |
+ * | `GET /ipfs/{cid}?format=car` (or `Accept: application/vnd.ipld.car`) | a CAR of the DAG (`dag-scope=all`, `entity` or `block`), depth first, no duplicates; `entity-bytes` other than `0:*` is 501 |
  * | `GET /ipfs/{cid}` | a public file's bytes, `Range: bytes=a-b` answered 206 (a `<video>` seeks with it) |
  * | `GET /share/{id}/{cid}` | while share `id` is valid: its private file's manifest or one of its chunks (ciphertext) |
  *
@@ -82,13 +82,32 @@ export function gatewayRoutes(
       return new Response(head ? null : bytes as Uint8Array<ArrayBuffer>, { headers });
     }
     if (format === "car") {
-      const scope = carScope(c.req.query("dag-scope"));
-      const stream = await port().car(cid, scope, c.req.raw.signal);
+      const scope = dagScope(c.req.query("dag-scope"));
+      const bytes = entityBytes(c.req.query("entity-bytes"));
+      const storagePort = port();
+      // A file's entity is its whole DAG; a directory's is its own node, not its children's.
+      const entityIsFile = scope === "entity" || bytes !== undefined
+        ? (await storagePort.stat(cid)).type !== "directory"
+        : undefined;
+      if (bytes !== undefined && entityIsFile) {
+        // The spec asks for the blocks that cover those bytes only; sending the whole file
+        // under a ranged request would be a silent lie, so say it is not done here.
+        return notImplemented(
+          `entity-bytes=${bytes} is not supported: ask for the whole file (entity-bytes=0:*) ` +
+            "or a byte range of its plain read (Range)",
+          "entity-bytes",
+        );
+      }
+      const served: CarScope = scope === "block" || (scope === "entity" && !entityIsFile)
+        ? "block"
+        : "all";
+      const stream = await storagePort.car(cid, served, c.req.raw.signal);
       const headers = {
         ...common,
         "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
         "content-disposition": attachment(cid, "car"),
         "cache-control": IMMUTABLE,
+        // Each scope is its own representation: a cache must not answer one with another.
         etag: `"${cid}.car.${scope}"`,
       };
       if (head) await stream.cancel();
@@ -166,10 +185,37 @@ function responseFormat(
   return undefined;
 }
 
-function carScope(scope: string | undefined): CarScope {
-  if (scope === undefined || scope === "all" || scope === "entity") return "all";
-  if (scope === "block") return "block";
+/** A CAR request's `dag-scope` (trustless gateway spec), `all` by default. */
+function dagScope(scope: string | undefined): "all" | "entity" | "block" {
+  if (scope === undefined || scope === "all") return "all";
+  if (scope === "entity" || scope === "block") return scope;
   throw new RequestValidationError("invalid_request", `unknown dag-scope ${scope}`, "dag-scope");
+}
+
+/**
+ * A CAR request's `entity-bytes=from:to` (trustless gateway spec: integers, negative ones counted
+ * from the end, `to` may be `*`): `undefined` for the whole entity (absent, or `0:*`), else the
+ * value as given. A malformed one is a 400, never read as "the whole file".
+ */
+function entityBytes(value: string | undefined): string | undefined {
+  if (value === undefined || value === "0:*") return undefined;
+  const match = value.match(/^(-?\d{1,16}):(-?\d{1,16}|\*)$/);
+  const from = Number(match?.[1]);
+  const to = match?.[2] === "*" ? undefined : Number(match?.[2]);
+  if (!match || (to !== undefined && from >= 0 && to >= 0 && to < from)) {
+    throw new RequestValidationError(
+      "invalid_request",
+      `entity-bytes must be from:to (integers, to may be *), not ${value.slice(0, 40)}`,
+      "entity-bytes",
+    );
+  }
+  return value;
+}
+
+/** 501: a well-formed request for something this gateway does not do. */
+function notImplemented(message: string, param: string): Response {
+  const error = { message, type: "server_error", param, code: "not_implemented" };
+  return Response.json({ error }, { status: 501 });
 }
 
 /**

@@ -6,6 +6,7 @@
  * gateway must take (CIDv0, base36, upper case, identity).
  */
 import assert from "node:assert/strict";
+import { CarBlockIterator } from "@ipld/car";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import {
   type PutHandle,
@@ -128,6 +129,60 @@ Deno.test("the last bytes of an empty file are its whole (empty) body, 200, neve
       assert.equal(past.response.status, 416, path);
       assert.equal(past.response.headers.get("content-range"), "bytes */0", path);
     }
+  } finally {
+    await node.close();
+  }
+});
+
+/** The CIDs of a CAR's blocks, in order. */
+async function carBlocks(body: Uint8Array): Promise<string[]> {
+  const car = await CarBlockIterator.fromIterable(ReadableStream.from([body]));
+  const cids: string[] = [];
+  for await (const block of car) cids.push(block.cid.toString());
+  return cids;
+}
+
+Deno.test("a CAR's dag-scope and entity-bytes are honoured or refused, never ignored, and each scope has its own ETag", async () => {
+  const node = await startNode();
+  try {
+    const cid = await node.put(pseudoRandomBytes(600_000, 42)); // a dag-pb root over 3 leaves
+    const all = await node.get(`/ipfs/${cid}?format=car`);
+    assert.equal(all.response.status, 200);
+    assert.equal(all.response.headers.get("etag"), `"${cid}.car.all"`);
+    assert.equal((await carBlocks(all.body)).length, 4);
+
+    // A file's entity is the whole file, under a tag of its own.
+    const entity = await node.get(`/ipfs/${cid}?format=car&dag-scope=entity`);
+    assert.equal(entity.response.status, 200);
+    assert.equal(entity.response.headers.get("etag"), `"${cid}.car.entity"`);
+    assert.deepEqual(await carBlocks(entity.body), await carBlocks(all.body));
+
+    // A directory's entity is its own node, not the files under it.
+    const tree = await node.get(`/ipfs/${node.directory}?format=car&dag-scope=entity`);
+    assert.equal(tree.response.status, 200);
+    assert.equal(tree.response.headers.get("etag"), `"${node.directory}.car.entity"`);
+    assert.deepEqual(await carBlocks(tree.body), [node.directory]);
+    const whole = await node.get(`/ipfs/${node.directory}?format=car`);
+    assert.equal((await carBlocks(whole.body)).length, 3);
+
+    // The whole entity spelled out is the default CAR.
+    const spelled = await node.get(`/ipfs/${cid}?format=car&entity-bytes=0:*`);
+    assert.equal(spelled.response.status, 200);
+    assert.equal(spelled.response.headers.get("etag"), `"${cid}.car.all"`);
+
+    // A byte range of a file is not done here: 501, not the whole file under a ranged request.
+    for (const range of ["0:10", "-100:*", "262140:262150"]) {
+      const ranged = await node.get(
+        `/ipfs/${cid}?format=car&dag-scope=entity&entity-bytes=${range}`,
+      );
+      assert.equal(ranged.response.status, 501, range);
+    }
+    for (const bad of ["zzz", "0-10", "10:5", "1.5:*", ":", "0:", "*:0"]) {
+      const refused = await node.get(`/ipfs/${cid}?format=car&entity-bytes=${bad}`);
+      assert.equal(refused.response.status, 400, bad);
+    }
+    const scope = await node.get(`/ipfs/${cid}?format=car&dag-scope=files`);
+    assert.equal(scope.response.status, 400);
   } finally {
     await node.close();
   }
