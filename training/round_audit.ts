@@ -3,9 +3,10 @@
  * model. The outcome names every delta that went in (the trainer's signed receipt and the
  * storage file of its bytes, in the order they were averaged); the auditor fetches the start
  * model and the deltas, checks each against its receipt, redoes the outer step with the
- * momentum it carried from the rounds it audited before, and compares the model CID. A node
- * serves and passes on only a model it could reproduce (or, having missed earlier rounds,
- * could not check: then it says so).
+ * momentum it carried from the rounds it audited before (none for a round from a genesis model:
+ * see {@link RoundAuditContext.isGenesis}), and compares the model CID. A node serves and passes
+ * on only a model it could reproduce (or, having missed earlier rounds, could not check: then it
+ * says so). A round from a genesis model is always checkable, so it is never taken unchecked.
  *
  * What fails, and why:
  *
@@ -66,6 +67,12 @@ export interface RoundAuditContext {
    */
   momentumAfter(cid: string): GptWeights | undefined;
   /**
+   * Whether `cid` is a genesis model of `arch` (a coordinator's seeded first start model): no
+   * round made it, so a round from it starts with no momentum whatever its number — a
+   * coordinator whose round 0 made no model runs round 1 from it. Absent: only round 0 does.
+   */
+  isGenesis?(cid: string, arch: OutcomeBody["arch"]): boolean;
+  /**
    * Whether this node's ledger settled a fraud proof against this receipt. Per receipt, not per
    * trainer: a trainer convicted while a round was under way may be in it with honest work;
    * the delta that is known to be lazy must not be.
@@ -114,10 +121,14 @@ export async function auditRound(
       return fail("convicted_included", `the delta of ${trainer} is convicted here`);
     }
   }
+  // What decides "no momentum" is whether the coordinator can have any, not the round's
+  // number: nothing before round 0, and nothing on a genesis model, which no round made. Any
+  // other start model was made by a round this node must have audited to know its momentum.
   let momentum: GptWeights | undefined;
   if (outcome.round > 0) {
     momentum = context.momentumAfter(outcome.startModel);
-    if (momentum === undefined) {
+    const genesis = context.isGenesis?.(outcome.startModel, outcome.arch) ?? false;
+    if (momentum === undefined && !genesis) {
       return { ok: true, verified: false, why: "the round that made its start model was not seen" };
     }
   }

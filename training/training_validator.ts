@@ -53,8 +53,8 @@ import type {
   TrainingReceiptRecorded,
 } from "../actors/validator_messages.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
-import type { RoundModels } from "./round_models.ts";
-import type { GptWeights } from "./gpt_weights.ts";
+import { RoundModels } from "./round_models.ts";
+import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
 import { auditRound, type RoundAudit } from "./round_audit.ts";
 import type { TrainingReceipt } from "./training_receipt.ts";
 import {
@@ -95,6 +95,13 @@ const SEEN_LIMIT = 4096;
 const MAX_AUDITS_PER_MODEL = 4;
 /** Momenta of audited rounds kept: the next round starts from the latest. */
 const KEPT_MOMENTA = 4;
+/** Architectures whose genesis CIDs are kept: outcomes name theirs, a few in a network. */
+const KEPT_GENESIS_ARCHS = 4;
+/**
+ * Seeds of the genesis models a coordinator starts from (`seededGptWeights(arch, seed)`): the
+ * node's default `training.coordinator.seed`.
+ */
+export const DEFAULT_GENESIS_SEEDS: readonly number[] = Object.freeze([0]);
 
 /** How a challenge of one report ended. */
 export type ChallengeOutcome =
@@ -131,6 +138,11 @@ export interface TrainingValidatorOptions {
     sealed: SealedStepOpenings | undefined,
     context: CheckStepOpeningsOptions,
   ) => Promise<StepOpeningsCheck>;
+  /**
+   * Seeds of the genesis models coordinators start from; default {@link DEFAULT_GENESIS_SEEDS}.
+   * A round from one starts with no momentum, so it is audited whatever its number.
+   */
+  genesisSeeds?: readonly number[];
   /** Where one line per challenge, fraud and adopted model goes. */
   log?: (line: string) => void;
 }
@@ -218,6 +230,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   };
   /** The momentum after each audited round, by the model it produced (the next audit's start). */
   readonly #momentum = new Map<string, GptWeights>();
+  /** CIDs of the genesis models, by architecture (computed once per architecture). */
+  readonly #genesis = new Map<string, Set<string>>();
 
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
@@ -487,12 +501,28 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     return auditRound(body, {
       models: this.#options.models,
       momentumAfter: (cid) => this.#momentum.get(cid),
+      isGenesis: (cid, arch) => this.#genesisModels(arch).has(cid),
       convicted: async (receiptId) =>
         (await this.#ledger<{ status: string } | undefined>(ctx, {
           type: "receipt_status",
           receiptId,
         }).catch(() => undefined))?.status === "fraud",
     });
+  }
+
+  /** The CIDs of the genesis models of `arch` (see {@link TrainingValidatorOptions.genesisSeeds}). */
+  #genesisModels(arch: GptArchitecture): Set<string> {
+    const key = JSON.stringify(arch);
+    let cids = this.#genesis.get(key);
+    if (cids === undefined) {
+      const seeds = this.#options.genesisSeeds ?? DEFAULT_GENESIS_SEEDS;
+      cids = new Set(seeds.map((seed) => RoundModels.cidOf(arch, seededGptWeights(arch, seed))));
+      this.#genesis.set(key, cids);
+      if (this.#genesis.size > KEPT_GENESIS_ARCHS) {
+        this.#genesis.delete(this.#genesis.keys().next().value!);
+      }
+    }
+    return cids;
   }
 
   /** Serve and pass on an outcome that holds (or could not be checked here); refuse one that does not. */

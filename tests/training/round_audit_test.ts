@@ -331,3 +331,46 @@ Deno.test("a forged copy of an honest outcome (its model's CID, a report dropped
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a coordinator whose round 0 made no model runs round 1 from the genesis model with no momentum: both honest rounds are reproduced, and a fake 'round 1' from the genesis model is refused", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-round-audit-genesis-" });
+  const system = new ActorSystem({ name: "round-audit-genesis" });
+  try {
+    const { auditor, coordinator, honestRound, seed } = await auditFixture(dir, system);
+    const served: string[] = [];
+    const validator = await system.spawn<TrainingValidatorMessage>({
+      name: "node/training-validator",
+      factory: () =>
+        new TrainingValidator({
+          identity: Identity.generate(),
+          models: auditor,
+          serve: (modelDir) => Promise.resolve(void served.push(modelDir)),
+        }),
+    });
+    const stats = () => validator.ask<TrainingValidatorStats>({ type: "stats" });
+    // Round 0 yielded nothing: the coordinator runs round 1 from the seeded model, no momentum.
+    const r1 = await honestRound(1, seed);
+    const r2 = await honestRound(
+      2,
+      { cid: r1.outcome.model, file: r1.outcome.file, weights: r1.weights },
+      r1.momentum,
+    );
+    for (const [i, { outcome }] of [r1, r2].entries()) {
+      await validator.tell({ type: "outcome", body: outcome, origin: "peer" });
+      await eventually(async () => (await stats()).adopted.length === i + 1, `round ${i + 1}`);
+    }
+    assert.deepEqual((await stats()).adopted, [r1.outcome.model, r2.outcome.model]);
+    assert.deepEqual((await stats()).unverified, [], "both reproduced, from the genesis model on");
+
+    // A "round 1" from the genesis model whose model is not the aggregate of anything.
+    const fake = await coordinator.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 12345));
+    const lie = { ...r1.outcome, model: fake.cid, file: fake.file! };
+    await validator.tell({ type: "outcome", body: lie, origin: "peer" });
+    await eventually(async () => (await stats()).refused.length === 1, "the fake audited");
+    assert.deepEqual((await stats()).refused, [{ model: fake.cid, reason: "aggregate_mismatch" }]);
+    assert.equal(served.length, 2, "the fake is not served");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
