@@ -27,4 +27,10 @@ export interface BlockStore {
   get(cid: string, options?: BlockStoreCallOptions): Promise<Uint8Array>;
   /** True when the store holds `cid` (without verifying it). */
   has(cid: string, options?: BlockStoreCallOptions): Promise<boolean>;
+  /**
+   * True when raw-labelled `cid` is a manifest written before UnixFS, by the store's own record
+   * (see `legacy_manifests.ts`). A store without the method (or one that answers false) has
+   * none: its raw objects are leaves, whatever their bytes look like.
+   */
+  isLegacyManifest?(cid: string): Promise<boolean>;
 }

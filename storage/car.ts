@@ -46,7 +46,12 @@ export type ReadBlock = (cid: string, signal?: AbortSignal) => Promise<Uint8Arra
 export function exportCar(
   root: string,
   read: ReadBlock,
-  options?: { scope?: CarScope; signal?: AbortSignal },
+  options?: {
+    scope?: CarScope;
+    signal?: AbortSignal;
+    /** The store's record of raw manifests written before UnixFS (see `dag_links.ts`). */
+    isLegacyManifest?: (cid: string) => Promise<boolean>;
+  },
 ): ReadableStream<Uint8Array> {
   const cancelled = new AbortController();
   const signal = options?.signal
@@ -60,7 +65,8 @@ export function exportCar(
       if (options?.scope === "block") {
         await writer.put({ cid: CID.parse(root), bytes: await get(root) });
       } else {
-        for await (const block of dagBlocks(root, get)) {
+        const walk = dagBlocks(root, get, { isLegacyManifest: options?.isLegacyManifest });
+        for await (const block of walk) {
           signal?.throwIfAborted();
           const bytes = block.bytes ?? await get(block.cid);
           await writer.put({ cid: CID.parse(block.cid), bytes });

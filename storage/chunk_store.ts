@@ -10,6 +10,8 @@
  * packs/<time>-<random>.pack        immutable once renamed into place
  * packs/.<name>.tmp                 a pack being written; a crashed writer's is swept on open
  * pins/<cid>                        one empty file per pinned root (file id)
+ * legacy-manifests/<cid>            raw roots that are manifests written before UnixFS (see
+ *                                   `legacy_manifests.ts`)
  * quarantine/                       objects that failed verification, and damaged packs
  * ```
  *
@@ -48,6 +50,7 @@ import {
   REPLICAS_DIR,
 } from "./gc_roots.ts";
 import { migrateLegacyChunks } from "./legacy_chunks.ts";
+import { isLegacyManifest, markLegacyManifests } from "./legacy_manifests.ts";
 import { type PackEntry, readExactly, readPackIndex } from "./pack_format.ts";
 import {
   isTempName,
@@ -274,6 +277,7 @@ export class ChunkStore implements BlockStore {
     await store.#sweepTemp();
     await store.#exclusive(() => store.#reload());
     await migrateLegacyChunks(dir, store, join(dir, "quarantine"));
+    await markLegacyManifests(dir, (cid) => store.get(cid), store.#durable);
     return store;
   }
 
@@ -431,6 +435,14 @@ export class ChunkStore implements BlockStore {
     }
   }
 
+  /**
+   * True when raw-labelled `cid` is a manifest written before UnixFS, by this store's record
+   * (`legacy_manifests.ts`), never by its bytes: any other raw object is a leaf, its own bytes.
+   */
+  isLegacyManifest(cid: string): Promise<boolean> {
+    return isLegacyManifest(this.#dir, cid);
+  }
+
   /** Every stored CID (chunks and manifests), in no particular order. */
   async *list(): AsyncGenerator<string> {
     await this.#reloadIfChanged();
@@ -585,7 +597,8 @@ export class ChunkStore implements BlockStore {
           if (!result.unreadableRoots.includes(root)) result.unreadableRoots.push(root);
           continue;
         }
-        for (const link of blocksReferencedBy(id, good.bytes)) {
+        const legacyManifest = id === root && await this.isLegacyManifest(id);
+        for (const link of blocksReferencedBy(id, good.bytes, { legacyManifest })) {
           if (isDagNode(link)) walk.push({ id: link, root });
           else live.add(storageKey(link));
         }

@@ -1,18 +1,27 @@
 /**
  * Which blocks a stored object links to, whatever kind of root it is: a UnixFS (dag-pb) node
- * links its children, a manifest (dag-cbor, or raw-labelled in stores written before UnixFS)
- * lists its chunks, a raw leaf links nothing. GC, repair, `ls`, CAR export and the gateway all
+ * links its children, a manifest (dag-cbor, or raw-labelled in stores written before UnixFS,
+ * when the store's record says so: `legacy_manifests.ts`) lists its chunks, a raw leaf links
+ * nothing, whatever its bytes look like. GC, repair, `ls`, CAR export and the gateway all
  * walk a file's DAG with these, so they agree on what a file is made of.
  *
  * @module
  */
-import { cidCodec, DAG_CBOR_CODEC, DAG_PB_CODEC, isCid, storageKey } from "../protocols/cid.ts";
+import {
+  cidCodec,
+  DAG_CBOR_CODEC,
+  DAG_PB_CODEC,
+  isCid,
+  RAW_CODEC,
+  storageKey,
+} from "../protocols/cid.ts";
 import { decodeCbor } from "../protocols/cbor.ts";
 import { decodeManifest, looksLikeManifest } from "../protocols/manifest.ts";
 import { dagPbLinks } from "./unixfs.ts";
 
 /**
- * The chunks a manifest keeps alive. A valid manifest keeps its chunks; an object that
+ * The chunks a manifest keeps alive; for an object already known to be a manifest (by its
+ * dag-cbor codec or the store's record), never to tell whether it is one. A valid manifest keeps its chunks; an object that
  * carries the manifest tag but not a manifest's shape (a future version, or a hostile blob)
  * keeps every valid CID in its `chunks` field, so GC never guesses less than the object names
  * and never throws on it; any other object keeps nothing but itself.
@@ -30,15 +39,27 @@ export function chunksReferencedBy(bytes: Uint8Array): string[] {
 
 /**
  * The blocks object `id` links to: a dag-pb node's links (nothing if it does not decode: its
- * reader fails on it anyway), or a manifest's chunks ({@link chunksReferencedBy}).
+ * reader fails on it anyway), a dag-cbor manifest's chunks ({@link chunksReferencedBy}), and a
+ * raw object's only when `options.legacyManifest` says the store records it as a manifest: a
+ * raw block is otherwise a leaf, and a file's bytes shaped like a manifest name nothing.
  */
-export function blocksReferencedBy(id: string, bytes: Uint8Array): string[] {
-  if (cidCodec(id) !== DAG_PB_CODEC) return chunksReferencedBy(bytes);
-  try {
-    return dagPbLinks(bytes);
-  } catch {
-    return [];
+export function blocksReferencedBy(
+  id: string,
+  bytes: Uint8Array,
+  options?: { legacyManifest?: boolean },
+): string[] {
+  const codec = cidCodec(id);
+  if (codec === DAG_PB_CODEC) {
+    try {
+      return dagPbLinks(bytes);
+    } catch {
+      return [];
+    }
   }
+  if (codec === DAG_CBOR_CODEC || options?.legacyManifest === true) {
+    return chunksReferencedBy(bytes);
+  }
+  return [];
 }
 
 /**
@@ -63,11 +84,13 @@ export interface WalkedBlock {
 /**
  * Every block of the DAG under `root`, root first, depth first, each once (by digest): the
  * order of a CAR export. The root and every linking node are read with `get` (they must be,
- * to find their links); leaves are listed, not read.
+ * to find their links); leaves are listed, not read. A raw root links nothing unless
+ * `options.isLegacyManifest` (the store's record) says it is a manifest written before UnixFS.
  */
 export async function* dagBlocks(
   root: string,
   get: (cid: string) => Promise<Uint8Array>,
+  options?: { isLegacyManifest?: (cid: string) => Promise<boolean> },
 ): AsyncGenerator<WalkedBlock> {
   const seen = new Set<string>();
   const stack = [root];
@@ -82,7 +105,9 @@ export async function* dagBlocks(
     }
     const bytes = await get(cid);
     yield { cid, bytes };
-    const links = blocksReferencedBy(cid, bytes);
+    const legacyManifest = cid === root && cidCodec(cid) === RAW_CODEC &&
+      (await options?.isLegacyManifest?.(cid) ?? false);
+    const links = blocksReferencedBy(cid, bytes, { legacyManifest });
     for (let i = links.length - 1; i >= 0; i--) stack.push(links[i]);
   }
 }

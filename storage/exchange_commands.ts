@@ -54,7 +54,9 @@ export async function runExport(args: string[], io: CommandIo = {}): Promise<num
   return await reportErrors(async () => {
     const store = await ChunkStore.open(join(dataDir(parsed.values), "store"));
     await store.get(cid); // an unknown root is an error before anything is written
-    const car = exportCar(cid, (c, signal) => store.get(c, { signal }));
+    const car = exportCar(cid, (c, signal) => store.get(c, { signal }), {
+      isLegacyManifest: (c) => store.isLegacyManifest(c),
+    });
     await writeOutput(car, parsed.values.output as string | undefined, io);
   });
 }

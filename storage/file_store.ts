@@ -3,7 +3,8 @@
  * links them — a public file as a UnixFS DAG (`unixfs.ts`: its id is the CID `ipfs add
  * --cid-version 1 --raw-leaves` gives), a private file, whose chunks are encrypted first, as a
  * manifest (dag-cbor) — and a streaming, verified, optionally byte-ranged get of either, and of
- * the files written before UnixFS (public manifests, raw-labelled).
+ * the files written before UnixFS (manifests, raw-labelled), which only the block store's record
+ * tells from a raw leaf (`legacy_manifests.ts`).
  *
  * Memory is bounded by `concurrency` chunks in flight (plus one being assembled), whatever the
  * file size: the put reads its source only as fast as chunks are acknowledged, and the get reads
@@ -15,7 +16,6 @@
 import {
   decodeManifest,
   encodeManifest,
-  looksLikeManifest,
   type Manifest,
   MANIFEST_TYPE,
   MANIFEST_VERSION,
@@ -286,13 +286,31 @@ export class FileStore {
     return this.#blocks.get(storageKey(cid), { signal });
   }
 
-  /** What `cid` is: a UnixFS node (a raw leaf counts as a one-chunk file) or a manifest. */
+  /** True when raw `cid` is a manifest written before UnixFS, by the block store's record. */
+  async #isLegacyManifest(cid: string): Promise<boolean> {
+    return cidCodec(cid) === RAW_CODEC && (await this.#blocks.isLegacyManifest?.(cid) ?? false);
+  }
+
+  /**
+   * What `cid` is: a UnixFS node (a raw leaf counts as a one-chunk file) or a manifest. The
+   * codec and the store's record decide, never the bytes: a raw CID names exactly its bytes (a
+   * one-chunk public file shaped like a manifest is that file), unless the store records it as
+   * a manifest written before UnixFS; a dag-cbor manifest is private (public ones were only
+   * ever raw-labelled, so a public one under a dag-cbor label is someone's file relabelled).
+   */
   async #resolve(cid: string, signal?: AbortSignal): Promise<Resolved> {
     const codec = cidCodec(cid);
     const bytes = await this.#get(cid, signal);
-    if (codec === DAG_CBOR_CODEC || (codec === RAW_CODEC && looksLikeManifest(bytes))) {
-      return { manifest: decodeManifest(bytes) };
+    if (codec === DAG_CBOR_CODEC) {
+      const manifest = decodeManifest(bytes);
+      if (manifest.tier !== "private") {
+        throw new InvalidManifestError(
+          `${cid} is a public manifest under a dag-cbor label: only private manifests are dag-cbor`,
+        );
+      }
+      return { manifest };
     }
+    if (await this.#isLegacyManifest(cid)) return { manifest: decodeManifest(bytes) };
     return { unixfs: { ...decodeUnixfs(cid, bytes), cid } };
   }
 
@@ -311,7 +329,10 @@ export class FileStore {
    */
   async blocks(cid: string, options?: { signal?: AbortSignal }): Promise<string[]> {
     const out: string[] = [];
-    for await (const block of dagBlocks(cid, (c) => this.#get(c, options?.signal))) {
+    const walk = dagBlocks(cid, (c) => this.#get(c, options?.signal), {
+      isLegacyManifest: (c) => this.#isLegacyManifest(c),
+    });
+    for await (const block of walk) {
       out.push(block.cid);
     }
     return out;
@@ -454,17 +475,17 @@ export class FileStore {
   }
 
   /**
-   * The content named by `cid`, whole, in memory: a file is assembled; a raw object that is not
-   * a manifest (a raw leaf: a one-chunk file, a model, a prompt) is returned as is. This is how
-   * inference resolves `promptCid`/model CIDs. For small and medium files only.
+   * The content named by `cid`, whole, in memory: a file is assembled; a raw object (a raw leaf:
+   * a one-chunk file, a model, a prompt) is returned as is, unless the store records it as a
+   * manifest written before UnixFS. This is how inference resolves `promptCid`/model CIDs. For
+   * small and medium files only.
    */
   async content(
     cid: string,
     options?: { key?: OwnerKey; signal?: AbortSignal },
   ): Promise<Uint8Array> {
-    if (cidCodec(cid) === RAW_CODEC) {
-      const object = await this.#get(cid, options?.signal);
-      if (!looksLikeManifest(object)) return object;
+    if (cidCodec(cid) === RAW_CODEC && !await this.#isLegacyManifest(cid)) {
+      return await this.#get(cid, options?.signal);
     }
     return await this.bytes(cid, options);
   }

@@ -92,6 +92,11 @@ export class PendingPut implements BlockStore {
     return this.#store.has(cid);
   }
 
+  /** Whether the store records raw `cid` as a manifest written before UnixFS. */
+  isLegacyManifest(cid: string): Promise<boolean> {
+    return this.#store.isLegacyManifest(cid);
+  }
+
   /** Pin `root` (the file id this put produced), then release the record. */
   async commit(root: string, label?: PinLabel): Promise<void> {
     await this.#store.pin(root, label);

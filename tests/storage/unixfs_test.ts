@@ -3,13 +3,22 @@ import { join } from "node:path";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import * as dagCbor from "@ipld/dag-cbor";
-import { storageKey } from "../../protocols/cid.ts";
+import {
+  cidDigest,
+  cidFromDigest,
+  cidOf,
+  DAG_CBOR_CODEC,
+  storageKey,
+} from "../../protocols/cid.ts";
 import { encodeManifest, MANIFEST_TYPE, MANIFEST_VERSION } from "../../protocols/manifest.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import type { BlockStore } from "../../storage/block_store.ts";
 import { cidOfAsync } from "../../storage/_hash.ts";
 import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 import { importerRoot } from "./_ipfs_reference.ts";
+import { LEGACY_MANIFESTS_DIR } from "../../storage/legacy_manifests.ts";
+import { exportCar } from "../../storage/car.ts";
+import { InvalidManifestError } from "../../storage/errors.ts";
 
 const MiB = 1024 * 1024;
 
@@ -175,7 +184,7 @@ Deno.test("a private file's id is the dag-cbor CID of its manifest, whose bytes 
 
 Deno.test("files stored before UnixFS (raw-labelled manifests) are still read under their old ids", async () => {
   const dir = await Deno.makeTempDir();
-  const store = await ChunkStore.open(dir);
+  let store = await ChunkStore.open(dir);
   const chunks = [await store.put(new Uint8Array([1, 2])), await store.put(new Uint8Array([3]))];
   const legacy = await store.put(encodeManifest({
     type: MANIFEST_TYPE,
@@ -187,10 +196,78 @@ Deno.test("files stored before UnixFS (raw-labelled manifests) are still read un
     name: "old.bin",
   }));
   assert.match(legacy, /^bafkrei/);
+  await store.pin(legacy);
+  // A store written before the record of old manifests existed: its first open makes it.
+  await Deno.remove(join(dir, LEGACY_MANIFESTS_DIR), { recursive: true });
+  store = await ChunkStore.open(dir);
+  assert.equal(await store.isLegacyManifest(legacy), true);
   const files = new FileStore(store);
   assert.deepEqual(await files.bytes(legacy), new Uint8Array([1, 2, 3]));
+  assert.deepEqual(await files.content(legacy), new Uint8Array([1, 2, 3]));
   assert.equal((await files.stat(legacy)).name, "old.bin");
-  await store.pin(legacy);
+  assert.deepEqual(await files.blocks(legacy), [legacy, ...chunks]);
   assert.equal((await store.gc({ graceMs: -1 })).removed, 0);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a one-chunk public file shaped like a manifest is its own bytes: never another file, never a type it names", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const files = new FileStore(store);
+  const victim = new TextEncoder().encode("<script>alert(1)</script> someone else's file");
+  const { cid: victimCid } = await files.put(streamOf(victim));
+  const forged = encodeManifest({
+    type: MANIFEST_TYPE,
+    v: MANIFEST_VERSION,
+    tier: "public",
+    size: victim.length,
+    chunkSize: 262_144,
+    chunks: [victimCid],
+    mime: "text/html",
+  });
+  const privateShaped = encodeManifest({
+    type: MANIFEST_TYPE,
+    v: MANIFEST_VERSION,
+    tier: "private",
+    chunks: [victimCid],
+    salt: new Uint8Array(16),
+    sealed: new Uint8Array(40),
+  });
+  const tagOnly = new Uint8Array([
+    0xa1,
+    0x64,
+    ...new TextEncoder().encode("type"),
+    0x71,
+    ...new TextEncoder().encode(MANIFEST_TYPE),
+  ]);
+  for (const bytes of [forged, privateShaped, tagOnly]) {
+    const put = await files.put(streamOf(bytes));
+    await store.pin(put.cid);
+    assert.equal(put.cid, cidOf(bytes), "the raw CID of its own bytes");
+    assert.deepEqual(await files.bytes(put.cid), bytes);
+    assert.deepEqual(await collect(await files.get(put.cid)), bytes);
+    assert.deepEqual(await files.content(put.cid), bytes);
+    const info = await files.stat(put.cid);
+    assert.equal(info.size, bytes.length);
+    assert.equal(info.mime, undefined, "no type taken from a leaf's bytes");
+    assert.deepEqual(info.chunks, [put.cid]);
+    assert.deepEqual(await files.blocks(put.cid), [put.cid], "a leaf links nothing");
+    const car = await collect(exportCar(put.cid, (c) => store.get(c), {
+      isLegacyManifest: (c) => store.isLegacyManifest(c),
+    }));
+    assert.equal(car.length < bytes.length + 200, true, "the CAR holds the leaf alone");
+  }
+  // Reopened, such files are still leaves: the record of old manifests is not made again.
+  const reopened = new FileStore(await ChunkStore.open(dir));
+  assert.deepEqual(await reopened.bytes(cidOf(forged)), forged);
+  // The same bytes under a dag-cbor label are not a public manifest either.
+  await assert.rejects(
+    () => files.bytes(cidFromDigest(cidDigest(cidOf(forged)), DAG_CBOR_CODEC)),
+    InvalidManifestError,
+  );
+  // GC keeps nothing a leaf's bytes name: the victim, unpinned, is collected.
+  assert.equal(await store.has(victimCid), true);
+  await store.gc({ graceMs: -1 });
+  assert.equal(await store.has(victimCid), false);
   await Deno.remove(dir, { recursive: true });
 });

@@ -1,0 +1,85 @@
+/**
+ * Which raw-labelled objects of a store are manifests: the files written before UnixFS.
+ *
+ * Before UnixFS a file's id was the raw CID (`bafkrei…`) of its manifest, a CBOR map tagged
+ * `veriflow/manifest`. Today a raw CID names a leaf — the bytes themselves, as IPFS defines it —
+ * and any public file of one chunk has one. Deciding from the bytes which raw root is a manifest
+ * would let anyone upload a one-chunk file shaped like a manifest and have it served as another
+ * file, under a type they chose. So only the store's own record decides: `legacy-manifests/<cid>`,
+ * one empty file per old manifest, written once, when a store made before this record existed is
+ * first opened, for every pinned raw root that decodes as a manifest. Nothing writes raw
+ * manifests any more, so the record never grows after that.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { cidCodec, isCid, RAW_CODEC, storageKey } from "../protocols/cid.ts";
+import { decodeManifest } from "../protocols/manifest.ts";
+import { PINS_DIR } from "./gc_roots.ts";
+import { syncDir } from "./pack_writer.ts";
+
+/** Directory (under the store) of the raw roots that are manifests written before UnixFS. */
+export const LEGACY_MANIFESTS_DIR = "legacy-manifests";
+
+/**
+ * Record every pinned raw root of the store in `dir` that is a manifest, unless the record
+ * exists already (then nothing is read); returns how many were recorded. The record is built in a
+ * directory of its own and renamed into place, so a crash leaves either none (built again on the
+ * next open) or all of it.
+ */
+export async function markLegacyManifests(
+  dir: string,
+  read: (cid: string) => Promise<Uint8Array>,
+  durable: boolean,
+): Promise<number> {
+  const target = join(dir, LEGACY_MANIFESTS_DIR);
+  if (await exists(target)) return 0;
+  const temp = join(dir, `.${LEGACY_MANIFESTS_DIR}.${crypto.randomUUID()}.tmp`);
+  await Deno.mkdir(temp);
+  let marked = 0;
+  try {
+    for await (const entry of Deno.readDir(join(dir, PINS_DIR))) {
+      if (!entry.isFile || !isCid(entry.name) || cidCodec(entry.name) !== RAW_CODEC) continue;
+      const bytes = await read(entry.name).catch(() => undefined);
+      if (bytes === undefined || !isManifest(bytes)) continue;
+      await Deno.writeFile(join(temp, storageKey(entry.name)), new Uint8Array());
+      marked++;
+    }
+    if (durable) await syncDir(temp);
+    try {
+      await Deno.rename(temp, target);
+    } catch (error) {
+      // Another process on the same directory put its record in place first: it is the same.
+      if (!await exists(target)) throw error;
+    }
+    if (durable) await syncDir(dir);
+  } finally {
+    await Deno.remove(temp, { recursive: true }).catch(() => {});
+  }
+  return marked;
+}
+
+/** True when the store in `dir` records raw object `cid` as a manifest written before UnixFS. */
+export async function isLegacyManifest(dir: string, cid: string): Promise<boolean> {
+  if (!isCid(cid) || cidCodec(cid) !== RAW_CODEC) return false;
+  return await exists(join(dir, LEGACY_MANIFESTS_DIR, storageKey(cid)));
+}
+
+function isManifest(bytes: Uint8Array): boolean {
+  try {
+    decodeManifest(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
