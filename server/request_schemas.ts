@@ -30,8 +30,6 @@ const {
   maxTokens,
   maxTemperature,
   maxTopK,
-  minSeed,
-  maxSeed,
   maxStopSequences,
   maxStopChars,
   maxPromptChars,
@@ -46,6 +44,17 @@ const stopSchema = z.union([
 
 const maxTokensSchema = z.number().int().min(1).max(maxTokens);
 
+/**
+ * Largest `seed` magnitude a request may send: OpenAI's `seed` is an int64, and clients send
+ * seeds up to 2^63 − 1 (Python's `random.getrandbits(63)`), which a JSON double reads as 2^63.
+ * The job's seed is a safe integer (`GENERATION_LIMITS`); {@link jobSeedOf} maps one to the other.
+ */
+export const MAX_REQUEST_SEED_MAGNITUDE = 2 ** 63;
+
+const seedSchema = z.number().min(-MAX_REQUEST_SEED_MAGNITUDE).max(MAX_REQUEST_SEED_MAGNITUDE)
+  // Not `.int()`: zod's int is a safe integer, which would refuse int64 seeds.
+  .refine(Number.isInteger, "expected an integer");
+
 /** The sampling fields shared by every text request (OpenAI names). */
 const samplingFields = {
   model: z.string().min(1).max(maxModelChars).optional(),
@@ -53,7 +62,7 @@ const samplingFields = {
   temperature: z.number().min(0).max(maxTemperature).nullish(),
   top_p: z.number().gt(0).max(1).nullish(),
   top_k: z.number().int().min(0).max(maxTopK).nullish(),
-  seed: z.number().int().min(minSeed).max(maxSeed).nullish(),
+  seed: seedSchema.nullish(),
   stop: stopSchema.nullish(),
 };
 
@@ -314,6 +323,34 @@ export function parseJsonText(text: string): unknown {
   }
 }
 
+const UINT64_MASK = (1n << 64n) - 1n;
+const SAFE_INTEGER_MASK = BigInt(Number.MAX_SAFE_INTEGER); // 2^53 − 1: the low 53 bits
+
+/**
+ * The job seed of a request's `seed`: a safe integer is itself (the seeds that reproduce today
+ * keep doing so); any other integer in ±2^63 is the low 53 bits of SplitMix64's finaliser of its
+ * IEEE-754 double bits, so the same request seed always gives the same job seed, and seeds that
+ * differ as doubles (2^62, 2^63) rarely share one. The RNG takes safe integers only.
+ *
+ * @example
+ * ```ts
+ * import { jobSeedOf } from "./request_schemas.ts";
+ * jobSeedOf(42); // 42
+ * Number.isSafeInteger(jobSeedOf(2 ** 62)); // true
+ * ```
+ */
+export function jobSeedOf(seed: number): number {
+  if (Number.isSafeInteger(seed)) return seed;
+  const bits = new DataView(new ArrayBuffer(8));
+  bits.setFloat64(0, seed);
+  // SplitMix64's finaliser (Steele, Lea, Flood 2014): every input bit reaches the low 53.
+  let z = bits.getBigUint64(0);
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & UINT64_MASK;
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & UINT64_MASK;
+  z ^= z >> 31n;
+  return Number(z & SAFE_INTEGER_MASK);
+}
+
 /** Generation parameters from request fields, defaults filled in. */
 export function toGenerationParams(
   request: SamplingRequest,
@@ -325,7 +362,7 @@ export function toGenerationParams(
     temperature: request.temperature ?? DEFAULT_GENERATION_PARAMS.temperature,
     topK: request.top_k ?? DEFAULT_GENERATION_PARAMS.topK,
     topP: request.top_p ?? DEFAULT_GENERATION_PARAMS.topP,
-    seed: request.seed ?? DEFAULT_GENERATION_PARAMS.seed,
+    seed: request.seed == null ? DEFAULT_GENERATION_PARAMS.seed : jobSeedOf(request.seed),
     stop: typeof stop === "string" ? [stop] : [...stop],
   };
 }

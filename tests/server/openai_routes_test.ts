@@ -3,6 +3,7 @@ import { assert, assertEquals, assertRejects } from "./_assert.ts";
 import { directText, eventually, startTestNode, type TestNode } from "./_fixtures.ts";
 import { CHAT_TURN_STOP, renderChatPrompt } from "../../server/chat_template.ts";
 import { GENERATION_LIMITS, type TextJob } from "../../protocols/job.ts";
+import { jobSeedOf } from "../../server/request_schemas.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
 
 const prover = async (job: TextJob, jobId: string, chunks: ReadableStream<TokenChunk>) => {
@@ -195,6 +196,49 @@ Deno.test("context_length_exceeded names the field the prompt came from, as Open
       JSON.stringify({ messages: [{ role: "user", content: long }] }),
     );
     assertEquals([e.status, e.code, e.param], [400, "context_length_exceeded", "messages"]);
+  });
+});
+
+Deno.test("Any int64 seed is accepted (2^53 + 1, 2^62, 2^63 - 1, -2^63), and the same seed always samples the same job seed, a safe integer; past int64 or fractional is a 400", async () => {
+  await withNode({}, async (node) => {
+    const text = async (path: string, seed: string) => {
+      // Sent as JSON text: 2^63 - 1 is not a JavaScript number, as a Python client writes it.
+      const body = path === "/v1/completions"
+        ? `{"prompt":"Once upon a time","max_tokens":16,"temperature":1.5,"seed":${seed}}`
+        : `{"messages":[{"role":"user","content":"Hi"}],"max_tokens":16,"temperature":1.5,"seed":${seed}}`;
+      const response = await fetch(`${node.url}${path}`, { method: "POST", body });
+      const json = await response.json();
+      assertEquals(response.status, 200, `${path} seed ${seed}: ${JSON.stringify(json)}`);
+      return json.choices[0].text ?? json.choices[0].message.content;
+    };
+    for (const path of ["/v1/completions", "/v1/chat/completions"]) {
+      for (
+        const seed of [
+          "9007199254740993",
+          "4611686018427387904",
+          "9223372036854775807",
+          "-9223372036854775808",
+        ]
+      ) {
+        const first = await text(path, seed);
+        assertEquals(await text(path, seed), first, `${path} seed ${seed} reproduces`);
+        // The job ran with the safe integer jobSeedOf gives, as a client may send it directly.
+        const jobSeed = jobSeedOf(Number(seed));
+        assert(Number.isSafeInteger(jobSeed), `${seed} -> ${jobSeed}`);
+        assertEquals(await text(path, String(jobSeed)), first, `${path} seed ${seed}`);
+      }
+    }
+    // A safe seed is the job's seed itself; 2^62 and 2^63 do not collapse to one value.
+    assertEquals([jobSeedOf(0), jobSeedOf(-7), jobSeedOf(Number.MAX_SAFE_INTEGER)], [
+      0,
+      -7,
+      Number.MAX_SAFE_INTEGER,
+    ]);
+    assert(new Set([2 ** 53, 2 ** 62, 2 ** 63, -(2 ** 63), 0].map(jobSeedOf)).size === 5);
+    for (const seed of ["18446744073709551616", "-9223372036854777856", "1e300", "2.5"]) {
+      const e = await postError(node, "/v1/completions", `{"prompt":"x","seed":${seed}}`);
+      assertEquals([e.status, e.code, e.param], [400, "invalid_request", "seed"], seed);
+    }
   });
 });
 
