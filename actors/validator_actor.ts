@@ -437,17 +437,25 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         this.#log(`validator: worker ${worker.slice(0, 16)} equivocated on job ${receipt.jobId}`);
       }
     }
+    // Recorded before without its assignment (the worker's announcement, a relay that stripped
+    // it, or a fraud proof that outran the receipt came first): the assignment is attached now.
+    let gotAssigned = false;
     if (!fresh && assignment !== undefined) {
-      // Already here without its assignment (the worker's announcement came first): attach it.
+      const before = ledger.receipt(id)?.requester;
       await ledger.recordReceipt(receipt, { assignment }).catch(() => undefined);
+      gotAssigned = before === undefined && ledger.receipt(id)?.requester !== undefined;
     }
     // The ledger checked the assignment when it recorded the receipt: a requester means a valid one.
     const assigned = recorded && ledger.receipt(id)?.requester !== undefined;
     const fromPeer = origin !== undefined && origin !== "local";
-    if ((message.announce || fromPeer) && fresh && assigned && job.kind === "text") {
-      // Once, when it is new here: a job we relayed, with the assignment we signed, or a
-      // peer's (gossip: passed on to every other peer, so validators not connected to the
-      // relay see it too). Work nobody else requested earns nothing anywhere: not announced.
+    if (
+      (message.announce || fromPeer) && (fresh || gotAssigned) && assigned && job.kind === "text"
+    ) {
+      // Once, when it is new here as an assigned receipt (recorded now, or its assignment just
+      // attached): a job we relayed, with the assignment we signed, or a peer's (gossip:
+      // passed on to every other peer, so validators not connected to the relay see it too —
+      // also when a relay stripped the assignment from the copy that came first). Work
+      // nobody else requested earns nothing anywhere: not announced.
       this.#tellNetwork(ctx, {
         type: "announce_receipt",
         receipt,
