@@ -230,46 +230,76 @@ export async function* filePieces(
   end: number,
   get: GetBlock,
 ): AsyncGenerator<FilePiece> {
-  yield* walk(root.cid, root, 0, start, end, get);
+  // Iterative, with a stack of its own: a DAG is as deep as whoever made it chose (a chain of
+  // 5,000 one-link nodes recursed 5,000 generators deep and overflowed the call stack), and each
+  // piece came back up every level of `yield*`.
+  assertFileNode(root.cid, root);
+  if (root.links.length === 0) {
+    const piece = leafPiece(root.cid, root, 0, start, end);
+    if (piece) yield piece;
+    return;
+  }
+  const stack: WalkFrame[] = [{ cid: root.cid, node: root, index: 0, at: 0 }];
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1];
+    if (frame.index >= frame.node.links.length || frame.at >= end) {
+      stack.pop();
+      continue;
+    }
+    const i = frame.index++;
+    const size = frame.node.blockSizes[i];
+    const link = frame.node.links[i];
+    const at = frame.at;
+    frame.at += size;
+    if (at + size <= start || at >= end) continue;
+    if (cidCodec(link.cid) === RAW_CODEC) {
+      yield { cid: link.cid, size, from: Math.max(0, start - at), to: Math.min(size, end - at) };
+      continue;
+    }
+    const child = decodeUnixfs(link.cid, await get(link.cid));
+    if (child.fileSize !== size) {
+      throw new InvalidManifestError(`${link.cid} holds ${child.fileSize} bytes, not ${size}`);
+    }
+    assertFileNode(link.cid, child);
+    if (child.links.length === 0) {
+      const piece = leafPiece(link.cid, child, at, start, end);
+      if (piece) yield piece;
+      continue;
+    }
+    stack.push({ cid: link.cid, node: child, index: 0, at });
+  }
 }
 
-async function* walk(
+/** A file node on the way down, and where the walk is in it. */
+interface WalkFrame {
+  cid: string;
+  node: UnixfsNode;
+  /** The next link to visit. */
+  index: number;
+  /** File offset of that link's first byte. */
+  at: number;
+}
+
+/** Throws unless `node` is a file node a walk can read: a leaf, or links without data. */
+function assertFileNode(cid: string, node: UnixfsNode): void {
+  if (node.type !== "file" && node.type !== "raw") {
+    throw new StorageError("not_a_file", `${cid} is a UnixFS ${node.type}, not a file`);
+  }
+  if (node.links.length > 0 && node.data.length > 0) {
+    throw new InvalidManifestError(`${cid}: file node with both data and links is not supported`);
+  }
+}
+
+/** The part of leaf node `node` (at file offset `offset`) inside `[start, end)`, if any. */
+function leafPiece(
   cid: string,
   node: UnixfsNode,
   offset: number,
   start: number,
   end: number,
-  get: GetBlock,
-): AsyncGenerator<FilePiece> {
-  if (node.type !== "file" && node.type !== "raw") {
-    throw new StorageError("not_a_file", `${cid} is a UnixFS ${node.type}, not a file`);
-  }
-  if (node.links.length === 0) {
-    const size = node.data.length;
-    const from = Math.max(0, start - offset);
-    const to = Math.min(size, end - offset);
-    if (from < to) yield { cid, size, from, to, data: node.data };
-    return;
-  }
-  if (node.data.length > 0) {
-    throw new InvalidManifestError(`${cid}: file node with both data and links is not supported`);
-  }
-  let at = offset;
-  for (let i = 0; i < node.links.length; i++) {
-    const size = node.blockSizes[i];
-    const link = node.links[i];
-    if (at + size > start && at < end) {
-      if (cidCodec(link.cid) === RAW_CODEC) {
-        yield { cid: link.cid, size, from: Math.max(0, start - at), to: Math.min(size, end - at) };
-      } else {
-        const child = decodeUnixfs(link.cid, await get(link.cid));
-        if (child.fileSize !== size) {
-          throw new InvalidManifestError(`${link.cid} holds ${child.fileSize} bytes, not ${size}`);
-        }
-        yield* walk(link.cid, child, at, start, end, get);
-      }
-    }
-    at += size;
-    if (at >= end) return;
-  }
+): FilePiece | undefined {
+  const size = node.data.length;
+  const from = Math.max(0, start - offset);
+  const to = Math.min(size, end - offset);
+  return from < to ? { cid, size, from, to, data: node.data } : undefined;
 }
