@@ -19,6 +19,7 @@
  */
 import { Hono } from "hono";
 import { isCid, storageKey } from "../protocols/cid.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 import { decodeManifest } from "../protocols/manifest.ts";
 import { CAR_MEDIA_TYPE, type CarScope } from "../storage/car.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
@@ -57,6 +58,12 @@ export function gatewayRoutes(
 
   app.use("/ipfs/*", async (c, next) => {
     await next();
+    if (c.error instanceof VeriflowError && c.error.code === "invalid_manifest") {
+      // Bytes that verify against their CID but are not what its codec says (a raw chunk named
+      // as dag-pb or dag-cbor): the request names content no reader can interpret, not a fault
+      // of this node, so 422 rather than the 500 an unlisted code gets.
+      c.res = refusal(422, "invalid_manifest", c.error.message, "cid");
+    }
     // One URL answers a file, a block or a CAR by `Accept`, each cached for a year: a shared
     // cache that did not key on `Accept` would hand one client's CAR to the next one's <video>.
     // Errors too: a 400 for one `Accept` must not be replayed to another.
@@ -68,16 +75,19 @@ export function gatewayRoutes(
     if (!isCid(cid)) throw new RequestValidationError("invalid_request", "not a CID", "cid");
     const head = c.req.method === "HEAD";
     const format = responseFormat(c.req.query("format"), c.req.header("accept"));
+    if (format instanceof Response) return format;
     const common = { "x-ipfs-path": `/ipfs/${cid}`, "x-content-type-options": "nosniff" };
     if (format === "raw") {
       const bytes = await port().block(cid);
+      const etag = `"${cid}.raw"`;
+      if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
       const headers = {
         ...common,
         "content-type": RAW_MEDIA_TYPE,
         "content-disposition": attachment(cid, "bin"),
         "content-length": String(bytes.length),
         "cache-control": IMMUTABLE,
-        etag: `"${cid}.raw"`,
+        etag,
       };
       return new Response(head ? null : bytes as Uint8Array<ArrayBuffer>, { headers });
     }
@@ -92,7 +102,9 @@ export function gatewayRoutes(
       if (bytes !== undefined && entityIsFile) {
         // The spec asks for the blocks that cover those bytes only; sending the whole file
         // under a ranged request would be a silent lie, so say it is not done here.
-        return notImplemented(
+        return refusal(
+          501,
+          "not_implemented",
           `entity-bytes=${bytes} is not supported: ask for the whole file (entity-bytes=0:*) ` +
             "or a byte range of its plain read (Range)",
           "entity-bytes",
@@ -102,16 +114,27 @@ export function gatewayRoutes(
         ? "block"
         : "all";
       const stream = await storagePort.car(cid, served, c.req.raw.signal);
+      // Each scope is its own representation: a cache must not answer one with another.
+      const etag = `"${cid}.car.${scope}"`;
       const headers = {
         ...common,
         "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
         "content-disposition": attachment(cid, "car"),
         "cache-control": IMMUTABLE,
-        // Each scope is its own representation: a cache must not answer one with another.
-        etag: `"${cid}.car.${scope}"`,
+        etag,
       };
-      if (head) await stream.cancel();
-      return new Response(head ? null : stream, { headers });
+      if (noneMatch(c.req.header("if-none-match"), etag)) {
+        await stream.cancel();
+        return notModified(common, etag);
+      }
+      if (!head) return new Response(stream, { headers });
+      // Hono answers a HEAD with its GET's headers and no body, and the runtime then sends
+      // `Content-Length: 0`, which the GET contradicts. The CAR is deterministic (the same
+      // blocks in the same order), so its length is counted instead: a HEAD reads what a GET
+      // would, without sending it.
+      return new Response(null, {
+        headers: { ...headers, "content-length": `${await size(stream)}` },
+      });
     }
     const storagePort = port();
     const info = await storagePort.stat(cid);
@@ -125,16 +148,10 @@ export function gatewayRoutes(
         "cid",
       );
     }
+    const etag = `"${cid}"`;
+    if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
     const type = info.mime ?? await sniff(storagePort, cid, info.size);
-    const headers = {
-      ...common,
-      "content-type": type,
-      "cache-control": IMMUTABLE,
-      etag: `"${cid}"`,
-    };
-    if (c.req.header("if-none-match") === `"${cid}"`) {
-      return new Response(null, { status: 304, headers });
-    }
+    const headers = { ...common, "content-type": type, "cache-control": IMMUTABLE, etag };
     return await rangedResponse(
       c.req.header("range"),
       info.size,
@@ -170,19 +187,88 @@ export function gatewayRoutes(
   return app;
 }
 
-/** `raw`, `car`, or `undefined` for the file's bytes: `?format=` wins over `Accept`. */
+/** One media range of an `Accept` header: its type, parameters and weight. */
+interface MediaRange {
+  type: string;
+  params: Map<string, string>;
+  q: number;
+}
+
+/** The media ranges of an `Accept` header (RFC 9110 §12.5.1), in the order given. */
+function mediaRanges(accept: string): MediaRange[] {
+  return accept.split(",").map((part) => {
+    const [type, ...rest] = part.split(";");
+    const params = new Map<string, string>();
+    for (const param of rest) {
+      const at = param.indexOf("=");
+      if (at < 0) continue;
+      const value = param.slice(at + 1).trim().replace(/^"(.*)"$/, "$1");
+      params.set(param.slice(0, at).trim().toLowerCase(), value.toLowerCase());
+    }
+    const q = params.has("q") ? Number(params.get("q")) : 1;
+    return { type: type.trim().toLowerCase(), params, q: Number.isFinite(q) ? q : 0 };
+  }).filter((range) => range.type !== "");
+}
+
+/**
+ * `raw`, `car`, or `undefined` for the file's bytes: `?format=` wins over `Accept`. In `Accept`
+ * the heaviest acceptable block or CAR type wins (`q=0` is "not this"; a CAR other than
+ * version 1 is one this gateway cannot write); a request that names only types it cannot send
+ * is 406.
+ */
 function responseFormat(
   format: string | undefined,
   accept: string | undefined,
-): "raw" | "car" | undefined {
+): "raw" | "car" | undefined | Response {
   if (format === "raw" || format === "car") return format;
   if (format !== undefined && format !== "") {
     throw new RequestValidationError("invalid_request", `unsupported format ${format}`, "format");
   }
-  const types = (accept ?? "").split(",").map((t) => t.split(";")[0].trim().toLowerCase());
-  if (types.includes(RAW_MEDIA_TYPE)) return "raw";
-  if (types.includes(CAR_MEDIA_TYPE)) return "car";
-  return undefined;
+  const ranges = mediaRanges(accept ?? "");
+  let best: { format: "raw" | "car"; q: number } | undefined;
+  for (const range of ranges) {
+    const version = range.params.get("version");
+    const format = range.type === RAW_MEDIA_TYPE
+      ? "raw"
+      : range.type === CAR_MEDIA_TYPE && (version === undefined || version === "1")
+      ? "car"
+      : undefined;
+    if (format !== undefined && range.q > 0 && range.q > (best?.q ?? 0)) {
+      best = { format, q: range.q };
+    }
+  }
+  if (best !== undefined) return best.format;
+  const named = (type: string) => type === RAW_MEDIA_TYPE || type === CAR_MEDIA_TYPE;
+  if (ranges.length === 0 || ranges.some((range) => range.q > 0 && !named(range.type))) {
+    return undefined;
+  }
+  return refusal(
+    406,
+    "not_acceptable",
+    `no acceptable type in Accept: this gateway sends ${RAW_MEDIA_TYPE}, ` +
+      `${CAR_MEDIA_TYPE}; version=1, or the file's bytes`,
+    "accept",
+  );
+}
+
+/**
+ * True when `If-None-Match` names `etag` (RFC 9110 §13.1.2): `*`, or any tag of its list equal
+ * under weak comparison (`W/"x"` matches `"x"`). Every representation here is named by its
+ * CID and never changes, so a tag the client holds is the bytes it would get.
+ */
+function noneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === "*") return true;
+  const opaque = (tag: string) => tag.replace(/^W\//, "");
+  return [...header.matchAll(/(?:W\/)?"[^"]*"/g)].some((m) => opaque(m[0]) === opaque(etag));
+}
+
+/** 304 with what a cache refreshes from it (RFC 9110 §15.4.5). */
+function notModified(common: Record<string, string>, etag: string): Response {
+  return new Response(null, {
+    status: 304,
+    headers: { ...common, "cache-control": IMMUTABLE, etag },
+  });
 }
 
 /** A CAR request's `dag-scope` (trustless gateway spec), `all` by default. */
@@ -212,10 +298,20 @@ function entityBytes(value: string | undefined): string | undefined {
   return value;
 }
 
-/** 501: a well-formed request for something this gateway does not do. */
-function notImplemented(message: string, param: string): Response {
-  const error = { message, type: "server_error", param, code: "not_implemented" };
-  return Response.json({ error }, { status: 501 });
+/**
+ * An error answer whose status the edge's code table has no entry for (406, 422, 501), in the
+ * same OpenAI error shape.
+ */
+function refusal(status: number, code: string, message: string, param: string): Response {
+  const type = status >= 500 ? "server_error" : "invalid_request_error";
+  return Response.json({ error: { message, type, param, code } }, { status });
+}
+
+/** The bytes a stream carries, read to its end and dropped. */
+async function size(stream: ReadableStream<Uint8Array>): Promise<number> {
+  let total = 0;
+  for await (const piece of stream) total += piece.length;
+  return total;
 }
 
 /**

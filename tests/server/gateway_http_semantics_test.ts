@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { CarBlockIterator } from "@ipld/car";
+import { CID } from "multiformats/cid";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import {
   type PutHandle,
@@ -183,6 +184,84 @@ Deno.test("a CAR's dag-scope and entity-bytes are honoured or refused, never ign
     }
     const scope = await node.get(`/ipfs/${cid}?format=car&dag-scope=files`);
     assert.equal(scope.response.status, 400);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("If-None-Match is read as RFC 9110 reads it (weak tags, lists, *) against each format's own ETag", async () => {
+  const node = await startNode();
+  try {
+    const cid = await node.put(pseudoRandomBytes(600_000, 43));
+    const cases: [string, string, string][] = [
+      [`/ipfs/${cid}`, "", `"${cid}"`],
+      [`/ipfs/${cid}`, "", `W/"${cid}"`],
+      [`/ipfs/${cid}`, "", `"x", "${cid}"`],
+      [`/ipfs/${cid}`, "", `*`],
+      [`/ipfs/${cid}?format=raw`, "", `"${cid}.raw"`],
+      [`/ipfs/${cid}`, RAW, `W/"other", W/"${cid}.raw"`],
+      [`/ipfs/${cid}?format=car`, "", `"${cid}.car.all"`],
+      [`/ipfs/${cid}?format=car&dag-scope=block`, "", `"${cid}.car.block"`],
+      [`/ipfs/${cid}`, CAR, `*`],
+    ];
+    for (const [path, accept, tags] of cases) {
+      const headers: Record<string, string> = { "if-none-match": tags };
+      if (accept) headers.accept = accept;
+      const { response, body } = await node.get(path, { headers });
+      assert.equal(response.status, 304, `${path} ${accept} If-None-Match: ${tags}`);
+      assert.equal(body.length, 0);
+      assert.ok(response.headers.get("etag"), "a 304 names the tag it confirms");
+    }
+    // Another format's or scope's tag is another representation: the full answer.
+    for (
+      const [path, tags] of [
+        [`/ipfs/${cid}`, `"${cid}.raw"`],
+        [`/ipfs/${cid}?format=raw`, `"${cid}"`],
+        [`/ipfs/${cid}?format=car&dag-scope=block`, `"${cid}.car.all"`],
+        [`/ipfs/${cid}`, `"${cid}x"`],
+      ]
+    ) {
+      const { response } = await node.get(path, { headers: { "if-none-match": tags } });
+      assert.equal(response.status, 200, `${path} If-None-Match: ${tags}`);
+    }
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("Accept is negotiated with its weights and CAR version, a CAR's HEAD has its GET's length, and bytes no codec can read are 422", async () => {
+  const node = await startNode();
+  try {
+    const cid = await node.put(pseudoRandomBytes(600_000, 44));
+    const type = async (accept: string) => {
+      const { response } = await node.get(`/ipfs/${cid}`, { headers: { accept } });
+      return [response.status, response.headers.get("content-type")?.split(";")[0]];
+    };
+    assert.deepEqual(await type(`${RAW};q=0, ${CAR}`), [200, CAR]);
+    assert.deepEqual(await type(`${RAW};q=0.5, ${CAR};q=0.9`), [200, CAR]);
+    assert.deepEqual(await type(`${CAR};q=0.2, ${RAW}`), [200, RAW]);
+    assert.deepEqual(await type(`${CAR}; version=1; order=dfs`), [200, CAR]);
+    assert.deepEqual(await type(`${CAR}; version=2, ${RAW}`), [200, RAW]);
+    assert.equal((await type(`${CAR}; version=2`))[0], 406);
+    assert.equal((await type(`${RAW};q=0`))[0], 406);
+    assert.deepEqual(await type("*/*"), [200, "application/octet-stream"]);
+
+    const get = await node.get(`/ipfs/${cid}?format=car`);
+    const head = await node.get(`/ipfs/${cid}?format=car`, { method: "HEAD" });
+    assert.equal(head.response.status, 200);
+    assert.ok(get.body.length > 600_000);
+    assert.equal(head.response.headers.get("content-length"), String(get.body.length));
+    assert.equal(head.body.length, 0);
+    assert.equal(head.response.headers.get("etag"), get.response.headers.get("etag"));
+
+    // A raw chunk's digest under the dag-pb and dag-cbor codecs: its bytes are neither.
+    const chunk = CID.parse(await node.put(new TextEncoder().encode("0123456789")));
+    for (const codec of [0x70, 0x71]) {
+      const named = CID.createV1(codec, chunk.multihash).toString();
+      const { response, body } = await node.get(`/ipfs/${named}`);
+      assert.equal(response.status, 422, new TextDecoder().decode(body));
+      assert.equal(JSON.parse(new TextDecoder().decode(body)).error.code, "invalid_manifest");
+    }
   } finally {
     await node.close();
   }
