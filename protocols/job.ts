@@ -160,8 +160,10 @@ export const GENERATION_LIMITS: GenerationLimits = Object.freeze({
    */
   maxTopK: 1 << 20,
   /**
-   * The counter RNG takes any safe integer (written as int64), and OpenAI clients send seeds in
-   * the full int64-as-double range: narrowing it would refuse seeds that reproduce today.
+   * The counter RNG takes any safe integer (written as int64), so a job's seed is one. OpenAI
+   * clients send any int64; the HTTP edge accepts that range and maps values beyond it to a safe
+   * integer (`jobSeedOf` in `server/request_schemas.ts`), so these bounds are the job's, not the
+   * request's.
    */
   minSeed: Number.MIN_SAFE_INTEGER,
   /** See `minSeed`. */
