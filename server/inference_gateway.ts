@@ -61,13 +61,20 @@ export class PromptTooLongError extends EdgeError {
   }
 }
 
+/** The port's refusals that are about the prompt itself. */
+const PROMPT_REFUSALS: ReadonlySet<string> = new Set([
+  "context_length_exceeded", // no room left in the context
+  "empty_prompt", // no tokens
+  "prompt_too_long", // too big to forward to another node
+]);
+
 /**
- * The port's refusal of a prompt that leaves no room in the context (`context_length_exceeded`),
- * naming the request field the prompt came from, as OpenAI does (`prompt`, `messages`): the port
- * knows tokens, not request fields. Any other error is returned as it is.
+ * The port's refusal of the prompt ({@link PROMPT_REFUSALS}), naming the request field the
+ * prompt came from, as OpenAI does (`prompt`, `messages`): the port knows tokens, not request
+ * fields. Any other error is returned as it is.
  */
 function namingPromptParam(error: unknown, param: string): unknown {
-  if (!(error instanceof VeriflowError) || error.code !== "context_length_exceeded") return error;
+  if (!(error instanceof VeriflowError) || !PROMPT_REFUSALS.has(error.code)) return error;
   if (error instanceof EdgeError && error.param !== null) return error;
   return new EdgeError(error.code, error.message, { param, cause: error });
 }

@@ -185,7 +185,7 @@ Deno.test("Bad requests get the right 4xx and the OpenAI error shape", async () 
   });
 });
 
-Deno.test("context_length_exceeded names the field the prompt came from, as OpenAI: prompt (completions), messages (chat)", async () => {
+Deno.test("context_length_exceeded and empty_prompt name the field the prompt came from, as OpenAI: prompt (completions), messages (chat)", async () => {
   await withNode({}, async (node) => {
     const long = "z".repeat(400); // past the tiny model's context in tokens, under maxPromptChars
     let e = await postError(node, "/v1/completions", JSON.stringify({ prompt: long }));
@@ -196,6 +196,9 @@ Deno.test("context_length_exceeded names the field the prompt came from, as Open
       JSON.stringify({ messages: [{ role: "user", content: long }] }),
     );
     assertEquals([e.status, e.code, e.param], [400, "context_length_exceeded", "messages"]);
+    // A prompt with no tokens is the prompt's fault as well.
+    e = await postError(node, "/v1/completions", JSON.stringify({ prompt: "" }));
+    assertEquals([e.status, e.code, e.param], [400, "empty_prompt", "prompt"]);
   });
 });
 
