@@ -18,6 +18,17 @@ const MAGIC = new TextEncoder().encode("VFD1");
 const Q_MAX = 127;
 /** Upper bound on a decoded tensor's elements: rejects absurd headers before allocating. */
 const MAX_TENSOR_ELEMENTS = 1 << 28;
+/**
+ * Largest magnitude a trainer's pseudo-gradient may have in any value. H AdamW steps move a
+ * weight by about lr per step at most (Adam's normalised step, plus the decay), so an honest
+ * delta stays near H·lr: 0.15 at the defaults (lr 3e-3, H = 50). 1024 leaves four orders of
+ * magnitude for larger H and learning rates, and keeps the outer step finite: the mean of
+ * bounded deltas is bounded, its momentum stays below 1024 / (1 − μ) and a round's step below
+ * 7,168 at DiLoCo's settings, so no run of rounds overflows float32 (3.4e38). A huge but finite
+ * delta (scales of 1e36) otherwise went in, overflowed the momentum, and every later round's
+ * outer step failed.
+ */
+export const MAX_DELTA_VALUE = 1024;
 
 /** One quantised tensor. */
 export interface Int8Tensor {
@@ -140,17 +151,26 @@ export function deltaHash(encoded: Uint8Array): string {
 
 /**
  * Decode and dequantize one report's delta and check it fits the start weights: the same
- * tensors (no more, no fewer, none twice), each of the same shape, every value finite. The
- * outer step would otherwise fail on it for the whole round (one trainer's bad delta throwing
- * away every honest one), or carry a NaN into the next model. `aggregateRound` refuses a report
- * whose delta fails this, and only that report; a trainer refuses an outer update that fails it.
+ * tensors (no more, no fewer, none twice), each of the same shape, every value finite and, for
+ * a trainer's delta, within `maxValue` ({@link MAX_DELTA_VALUE}). The outer step would otherwise
+ * fail on it for the whole round (one trainer's bad delta throwing away every honest one), carry
+ * a NaN into the next model, or overflow the momentum so that every later round fails.
+ * `aggregateRound` refuses a report whose delta fails this, and only that report; a trainer
+ * refuses an outer update that fails it (an outer update is the coordinator's step, checked
+ * against the model's CID, so it is bounded by finiteness alone: `maxValue` Infinity).
  *
  * @param encoded The report's encoded int8 delta.
  * @param start The round's start weights.
+ * @param maxValue Largest magnitude of a value; default {@link MAX_DELTA_VALUE}.
  * @returns The dequantized delta.
- * @throws {TrainingError} `bad_delta` when it is malformed or does not fit.
+ * @throws {TrainingError} `bad_delta` when it is malformed or does not fit, `delta_too_large`
+ *   when a value is finite but larger than `maxValue`.
  */
-export function decodeFittingDelta(encoded: Uint8Array, start: GptWeights): GptWeights {
+export function decodeFittingDelta(
+  encoded: Uint8Array,
+  start: GptWeights,
+  maxValue: number = MAX_DELTA_VALUE,
+): GptWeights {
   const tensors = decodeInt8Delta(encoded);
   const delta = dequantizeDelta(tensors);
   if (tensors.length !== start.size || delta.size !== start.size) {
@@ -165,8 +185,18 @@ export function decodeFittingDelta(encoded: Uint8Array, start: GptWeights): GptW
         `delta's ${name} is [${d.shape}], not [${w.shape}]`,
       );
     }
-    if (!d.data.every(Number.isFinite)) {
-      throw new TrainingError("bad_delta", `delta's ${name} has a value that is not finite`);
+    for (const x of d.data) {
+      if (!Number.isFinite(x)) {
+        throw new TrainingError("bad_delta", `delta's ${name} has a value that is not finite`);
+      }
+      if (Math.abs(x) > maxValue) {
+        throw new TrainingError(
+          "delta_too_large",
+          `delta's ${name} has a value of magnitude ${
+            Math.abs(x).toExponential(2)
+          }, over the bound ${maxValue}`,
+        );
+      }
     }
   }
   return delta;

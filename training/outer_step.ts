@@ -134,12 +134,17 @@ export function quantizeOuterUpdate(start: GptWeights, next: GptWeights): OuterU
  * @throws {TrainingError} `bad_delta` when the update is malformed or does not fit `start`.
  */
 export function applyOuterUpdate(start: GptWeights, update: Uint8Array): GptWeights {
-  const step = decodeFittingDelta(update, start);
+  // The coordinator's step, not a trainer's delta: momentum makes it up to several times the
+  // mean delta, and the model's CID checks it. Only finiteness is asked of it.
+  const step = decodeFittingDelta(update, start, Infinity);
   const out: GptWeights = new Map();
   for (const [name, w] of start) {
     const d = step.get(name)!.data;
     const data = new Float32Array(w.data.length);
     for (let i = 0; i < data.length; i++) data[i] = w.data[i] - d[i];
+    if (!data.every(Number.isFinite)) {
+      throw new TrainingError("bad_delta", `the update takes ${name} past float32's range`);
+    }
     out.set(name, { shape: [...w.shape], data });
   }
   return out;

@@ -144,6 +144,8 @@ export type CoordinatorMessage =
     record: RoundRecord;
     model: RoundModel;
     momentum?: GptWeights;
+    /** The outer step was not finite: drop the momentum (absent `momentum` keeps it). */
+    resetMomentum?: boolean;
     convicted: string[];
   }
   | { type: "status" };
@@ -198,7 +200,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       case "round_done":
         this.#history.push(message.record);
         this.#model = message.model;
-        this.#momentum = message.momentum ?? this.#momentum;
+        this.#momentum = message.resetMomentum ? undefined : message.momentum ?? this.#momentum;
         for (const key of message.convicted) this.#convicted.add(key);
         this.#round = message.record.round + 1;
         return;
@@ -362,6 +364,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     let accepted = reports.filter((r) => !excluded.has(r.trainer.key));
     let model = start;
     let momentum: GptWeights | undefined;
+    let resetMomentum = false;
     if (accepted.length > 0) {
       try {
         const result = await aggregateRound(accepted.map((r) => r.report), {
@@ -380,6 +383,12 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           this.#log(`training: round ${round}: delta of ${key.slice(0, 16)} refused (${reason})`);
         }
         accepted = accepted.filter((r) => !excluded.has(r.trainer.key));
+        if (result.momentumReset) {
+          this.#log(
+            `training: round ${round}: aggregation fault: the outer step with the carried ` +
+              `momentum is not finite; momentum reset`,
+          );
+        }
         model = await this.#options.models.publish(arch, result.weights, {
           from: start.cid,
           bytes: result.update,
@@ -389,9 +398,17 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       } catch (error) {
         // No usable delta after all (`no_reports`), or the model could not be stored: the
         // round ends on its start model, with nothing accepted, and the next one tries again.
-        this.#log(`training: round ${round}: no new model (${(error as Error).message})`);
+        // An outer step that is not finite (`aggregate_fault`) is no trainer's doing: reported
+        // as a fault of the aggregation, and the momentum goes, so the next round can succeed.
+        const fault = (error as { code?: string }).code === "aggregate_fault";
+        this.#log(
+          `training: round ${round}: ${fault ? "aggregation fault" : "no new model"} (${
+            (error as Error).message
+          })` + (fault ? "; momentum reset" : ""),
+        );
         model = start;
         momentum = undefined;
+        resetMomentum = fault;
         accepted = [];
       }
     }
@@ -412,7 +429,14 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           : "") +
         (heldOutLoss === undefined ? "" : `, held-out loss ${heldOutLoss.toFixed(3)} nats/byte`),
     );
-    await ctx.self.tell({ type: "round_done", record, model, momentum, convicted });
+    await ctx.self.tell({
+      type: "round_done",
+      record,
+      model,
+      momentum,
+      resetMomentum,
+      convicted,
+    });
     if (model !== start && validator !== undefined) {
       // Paid are the reports whose deltas are in the model, and no other: the receipts were
       // recorded uncredited before their challenge, so one left out for any reason — a

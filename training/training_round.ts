@@ -163,6 +163,11 @@ export interface RoundResult {
   update: Uint8Array;
   /** The outer momentum to carry on. */
   momentum: GptWeights;
+  /**
+   * Whether the momentum given was dropped because the step it gave was not finite (the model
+   * is then the step without it, on every node that redoes the round).
+   */
+  momentumReset: boolean;
   /** CID of the next model. */
   cid: string;
   /** Its directory. */
@@ -177,7 +182,9 @@ export interface RoundResult {
  * The aggregator's half: verify each report (signature, start model, delta hash, a delta that
  * fits the start weights), average the accepted deltas with the outer step, quantize the step as
  * the round's outer update and write the next model. A report that fails is refused alone,
- * never the round. Throws `no_reports` when none is acceptable.
+ * never the round; a momentum that makes the step non-finite is dropped (`momentumReset`).
+ * Throws `no_reports` when none is acceptable, `aggregate_fault` when the step is not finite
+ * even without momentum.
  */
 export async function aggregateRound(
   reports: readonly TrainerReport[],
@@ -209,13 +216,38 @@ export async function aggregateRound(
     }
   }
   if (deltas.length === 0) throw new TrainingError("no_reports", "no acceptable training report");
-  const stepped = outerStep(
-    options.start,
-    deltas,
-    options.momentum,
-    options.outer ?? DEFAULT_OUTER_HYPER_PARAMS,
-  );
-  const { weights, update } = quantizeOuterUpdate(options.start, stepped.weights);
+  const outer = options.outer ?? DEFAULT_OUTER_HYPER_PARAMS;
+  let step = finiteOuterStep(options.start, deltas, options.momentum, outer);
+  const momentumReset = step === undefined && options.momentum !== undefined;
+  // A momentum that no longer gives a finite step (carried from before deltas were bounded, or
+  // grown past float32) is dropped, as every node that redoes this step drops it: the same
+  // deltas then give the same model everywhere, and the rounds go on instead of failing for good.
+  if (momentumReset) step = finiteOuterStep(options.start, deltas, undefined, outer);
+  if (step === undefined) {
+    throw new TrainingError(
+      "aggregate_fault",
+      "the outer step is not finite even without momentum (the start weights are out of range)",
+    );
+  }
+  const { weights, update, momentum } = step;
   const { cid, dir } = await writeTrainedModel(options.modelsDir, options.arch, weights);
-  return { weights, update, momentum: stepped.momentum, cid, dir, accepted, refused };
+  return { weights, update, momentum, momentumReset, cid, dir, accepted, refused };
+}
+
+/** The outer step and its int8 update, or undefined when either is not finite. */
+function finiteOuterStep(
+  start: GptWeights,
+  deltas: readonly GptWeights[],
+  momentum: GptWeights | undefined,
+  outer: OuterHyperParams,
+): { weights: GptWeights; update: Uint8Array; momentum: GptWeights } | undefined {
+  const stepped = outerStep(start, deltas, momentum, outer);
+  const finite = (w: GptWeights) => [...w.values()].every((t) => t.data.every(Number.isFinite));
+  if (!finite(stepped.weights) || !finite(stepped.momentum)) return undefined;
+  try {
+    const { weights, update } = quantizeOuterUpdate(start, stepped.weights);
+    return { weights, update, momentum: stepped.momentum };
+  } catch {
+    return undefined; // the update decodes to a value out of range: not finite either
+  }
 }

@@ -5,15 +5,24 @@ import { TextModel } from "../../inference/text_model.ts";
 import { DEFAULT_GENERATION_PARAMS } from "../../protocols/job.ts";
 import { cidOf } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { evaluateLoss } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS, evaluateLoss } from "../../training/local_trainer.ts";
 import {
   gptModelBytesFromWeights,
+  type GptWeights,
   seededGptWeights,
   weightsFromOnnx,
 } from "../../training/gpt_weights.ts";
 import { aggregateRound, trainAndSign } from "../../training/training_round.ts";
-import { decodeInt8Delta, deltaHash, encodeInt8Delta } from "../../training/int8_delta.ts";
-import { signTrainingReceipt } from "../../training/training_receipt.ts";
+import {
+  decodeFittingDelta,
+  decodeInt8Delta,
+  deltaHash,
+  encodeInt8Delta,
+  quantizeDelta,
+} from "../../training/int8_delta.ts";
+import { signTrainingReceipt, TRAINING_RECEIPT_VERSION } from "../../training/training_receipt.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { TrainingError } from "../../training/training_error.ts";
 import type { TrainerReport } from "../../training/training_round.ts";
 import { tf, useTrainingBackend } from "../../training/tf_backend.ts";
 import { gptLogits, toTfWeights } from "../../training/tf_gpt.ts";
@@ -178,4 +187,108 @@ Deno.test("aggregateRound refuses only the delta that does not fit the start wei
   assert.deepEqual(round.refused.map((r) => r.report), bad);
   const honestOnly = await aggregateRound(honest, options);
   assert.equal(round.cid, honestOnly.cid, "the model is the honest deltas' outer step");
+});
+
+/** A signed report of `identity` on `delta` for round `round` from `startModel` (no training). */
+function reportOn(
+  identity: Identity,
+  round: number,
+  startModel: string,
+  delta: Uint8Array,
+): TrainerReport {
+  const steps = 3;
+  const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER };
+  const receipt = signTrainingReceipt({
+    v: TRAINING_RECEIPT_VERSION,
+    round,
+    startModel,
+    steps,
+    dataSeed: 1,
+    hyper,
+    samplesRoot: "aa".repeat(32),
+    sampleCount: steps * hyper.batchSize,
+    checkpointsRoot: "bb".repeat(32),
+    shardRoot: "cc".repeat(32),
+    shardSize: 100,
+    losses: Array.from({ length: steps }, () => 3),
+    deltaHash: deltaHash(delta),
+    deltaBytes: delta.length,
+  }, identity);
+  return { receipt, delta };
+}
+
+/** An encoded delta shaped like `w`: `fill(i)` at each value. */
+function deltaLike(w: GptWeights, fill: (i: number) => number): Uint8Array {
+  return encodeInt8Delta(
+    quantizeDelta(
+      new Map([...w].map(([name, t]) => [name, {
+        shape: [...t.shape],
+        data: Float32Array.from(t.data, (_x, i) => fill(i)),
+      }])),
+    ),
+  );
+}
+
+Deno.test("a huge but finite delta is refused alone (delta_too_large), and every round after it still makes a model", async () => {
+  const honest = Identity.generate();
+  const attacker = Identity.generate();
+  let start = seededGptWeights(TEST_ARCH, 0);
+  let cid = RoundModels.cidOf(TEST_ARCH, start);
+  let momentum: GptWeights | undefined;
+  for (let round = 0; round < 6; round++) {
+    const reports = [
+      reportOn(honest, round, cid, deltaLike(start, (i) => 1e-3 * Math.sin(i + round))),
+    ];
+    if (round === 0) {
+      // Every value +1 (q = 127) under a scale of 3.4e38 / 127: every value ≈ 3.4e38, finite.
+      const tensors = quantizeDelta(decodeFittingDelta(deltaLike(start, () => 1), start));
+      for (const t of tensors) t.scales.fill(Math.fround(3.4e38 / 127));
+      const huge = encodeInt8Delta(tensors);
+      assert.throws(
+        () => decodeFittingDelta(huge, start),
+        (e) => e instanceof TrainingError && e.code === "delta_too_large",
+      );
+      reports.push(reportOn(attacker, round, cid, huge));
+    }
+    const result = await aggregateRound(reports, {
+      arch: TEST_ARCH,
+      startModel: cid,
+      start,
+      momentum,
+      modelsDir: tmp,
+    });
+    assert.deepEqual(result.accepted, [reports[0].receipt], `round ${round}: the honest delta`);
+    assert.deepEqual(
+      result.refused.map((r) => r.reason),
+      round === 0 ? ["delta_too_large"] : [],
+    );
+    assert.ok(
+      [...result.weights.values()].every((t) => t.data.every((x) => Math.abs(x) < 100)),
+      `round ${round}: the model stays where honest deltas take it`,
+    );
+    ({ weights: start, momentum, cid } = result);
+  }
+});
+
+Deno.test("a momentum whose outer step is not finite is dropped: the round still makes a model, the one every node redoing it gets", async () => {
+  // Weights and momentum as a huge delta accepted before deltas were bounded left them: the
+  // next step, w − η·(ḡ + μ·v), overflows float32.
+  const start: GptWeights = new Map(
+    [...seededGptWeights(TEST_ARCH, 0)].map(([name, t]) => [name, {
+      shape: [...t.shape],
+      data: t.data.map(() => -3e38),
+    }]),
+  );
+  const startModel = RoundModels.cidOf(TEST_ARCH, start);
+  const report = reportOn(Identity.generate(), 1, startModel, deltaLike(start, (i) => 1e-3 * i));
+  const overflowing: GptWeights = new Map(
+    [...start].map(([name, t]) => [name, { shape: [...t.shape], data: t.data.map(() => 3e38) }]),
+  );
+  const options = { arch: TEST_ARCH, startModel, start, modelsDir: tmp };
+  const reset = await aggregateRound([report], { ...options, momentum: overflowing });
+  assert.equal(reset.momentumReset, true);
+  const fresh = await aggregateRound([report], options);
+  assert.equal(fresh.momentumReset, false);
+  assert.equal(reset.cid, fresh.cid, "the model is the step without the momentum");
+  assert.ok([...reset.momentum.values()].every((t) => t.data.every(Number.isFinite)));
 });
