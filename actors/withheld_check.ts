@@ -12,12 +12,13 @@
 import type { Identity } from "../protocols/identity.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import { receiptId } from "../protocols/receipt.ts";
-import { signVerdict, type VerdictOutcome } from "../protocols/verdict.ts";
-import { type FraudProof, fraudProofHash, signFraudProof } from "../protocols/fraud_proof.ts";
+import type { VerdictOutcome } from "../protocols/verdict.ts";
+import type { FraudProof } from "../protocols/fraud_proof.ts";
 import { assertOpens, CommitmentMismatchError } from "../proof/commitment.ts";
 import {
   type ChallengeMaterial,
   emptyValidationStats,
+  signValidationResult,
   validateReceipt,
   type ValidationOptions,
   type ValidationResult,
@@ -64,20 +65,17 @@ export async function checkServed(
   ): ValidationResult => {
     const stats = emptyValidationStats();
     stats.totalMs = performance.now() - started;
-    const issuedAt = now();
-    const fraudProof = fraud ? signFraudProof({ v: 1, ...fraud, issuedAt }, validator) : undefined;
-    const verdict = signVerdict({
-      v: 1,
-      subject: "inference",
+    return signValidationResult({
+      validator,
       subjectId,
       target: receipt.worker,
       outcome,
       reason,
-      ...(fraudProof ? { fraudProof: fraudProofHash(fraudProof) } : {}),
+      fraud,
       details: { ...details, modelChecked: false },
-      issuedAt,
-    }, validator);
-    return { verdict, fraudProof, stats };
+      now,
+      stats,
+    });
   };
   if (material.job.kind === "tensor") {
     // A tensor job's "proof" is its delivered output (its hash was checked above).

@@ -193,6 +193,52 @@ export function emptyValidationStats(): ValidationStats {
   };
 }
 
+/** What {@link signValidationResult} signs. */
+export interface ValidationOutcome {
+  /** The validator that signs. */
+  validator: Identity;
+  /** The receipt's id. */
+  subjectId: string;
+  /** The worker's key. */
+  target: Uint8Array;
+  /** The verdict's outcome. */
+  outcome: VerdictOutcome;
+  /** The verdict's reason. */
+  reason: string;
+  /** For a fraud verdict: the fraud proof's claim, signed beside the verdict. */
+  fraud?: Omit<FraudProof, "sig" | "validator" | "issuedAt" | "v">;
+  /** The verdict's details (finite numbers, strings, booleans). */
+  details: Record<string, string | number | boolean>;
+  /** Clock for both signatures' `issuedAt`. */
+  now: () => number;
+  /** The validation's figures, returned as they are. */
+  stats: ValidationStats;
+}
+
+/**
+ * Sign a validation's result: the verdict on an inference receipt and, when `fraud` is given,
+ * the fraud proof it names (both stamped with one `now()`). Every path that judges a receipt
+ * ends here, with or without the model.
+ */
+export function signValidationResult(o: ValidationOutcome): ValidationResult {
+  const issuedAt = o.now();
+  const fraudProof = o.fraud
+    ? signFraudProof({ v: 1, ...o.fraud, issuedAt }, o.validator)
+    : undefined;
+  const verdict = signVerdict({
+    v: 1,
+    subject: "inference",
+    subjectId: o.subjectId,
+    target: o.target,
+    outcome: o.outcome,
+    reason: o.reason,
+    ...(fraudProof ? { fraudProof: fraudProofHash(fraudProof) } : {}),
+    details: o.details,
+    issuedAt,
+  }, o.validator);
+  return { verdict, fraudProof, stats: o.stats };
+}
+
 /**
  * Validate one challenged receipt with `model` (a text model for text jobs, a one-shot model
  * for tensor jobs) and sign the verdict as `validator`. Without the model (undefined, or
@@ -230,16 +276,13 @@ export async function validateReceipt(
     details: Record<string, string | number | boolean> = {},
   ): ValidationResult => {
     stats.totalMs = performance.now() - started;
-    const issuedAt = now();
-    const fraudProof = fraud ? signFraudProof({ v: 1, ...fraud, issuedAt }, validator) : undefined;
-    const verdict = signVerdict({
-      v: 1,
-      subject: "inference",
+    return signValidationResult({
+      validator,
       subjectId,
       target,
       outcome,
       reason,
-      ...(fraudProof ? { fraudProof: fraudProofHash(fraudProof) } : {}),
+      fraud,
       details: finiteDetails({
         ...details,
         positions: stats.positions,
@@ -248,9 +291,9 @@ export async function validateReceipt(
         calibrated: stats.calibrated,
         samplingFailures: stats.samplingFailures,
       }),
-      issuedAt,
-    }, validator);
-    return { verdict, fraudProof, stats };
+      now,
+      stats,
+    });
   };
 
   const check: ReceiptCheck = verifyReceipt(material.receipt, {
