@@ -14,11 +14,16 @@
  */
 import { CarBlockIterator, CarWriter } from "@ipld/car";
 import { CID } from "multiformats/cid";
-import { cidDigest, storageKey } from "../protocols/cid.ts";
+import { cidCodec, cidDigest, DAG_CBOR_CODEC, storageKey } from "../protocols/cid.ts";
 import type { BlockStore } from "./block_store.ts";
 import { dagBlocks } from "./dag_links.ts";
 import { digestOf, equalBytes } from "./_hash.ts";
-import { CorruptChunkError, StorageError } from "./errors.ts";
+import {
+  BlockTooLargeError,
+  CorruptChunkError,
+  MAX_CAR_BLOCK_BYTES,
+  StorageError,
+} from "./errors.ts";
 
 /** Media type of a CAR response (trustless gateway spec). */
 export const CAR_MEDIA_TYPE = "application/vnd.ipld.car";
@@ -113,6 +118,8 @@ export interface CarImportResult {
  * Read a CAR from `source`, verify every block against its CID and store it in `blocks`.
  *
  * @throws {CorruptChunkError} a block whose bytes do not hash to its CID.
+ * @throws {BlockTooLargeError} a block over `MAX_CAR_BLOCK_BYTES` (2 MiB; dag-cbor manifests
+ * excepted, see there).
  * @throws {InvalidCidError} a block named by a CID Veriflow does not store (not CIDv1
  * sha2-256 with the raw, dag-pb or dag-cbor codec).
  */
@@ -134,6 +141,12 @@ export async function importCar(
     options?.signal?.throwIfAborted();
     const cid = block.cid.toString();
     const expected = cidDigest(cid); // throws invalid_cid for codecs and hashes we do not take
+    if (block.bytes.length > MAX_CAR_BLOCK_BYTES && cidCodec(cid) !== DAG_CBOR_CODEC) {
+      throw new BlockTooLargeError(
+        cid,
+        `${block.bytes.length} bytes (limit ${MAX_CAR_BLOCK_BYTES})`,
+      );
+    }
     if (!equalBytes(expected, await digestOf(block.bytes))) {
       throw new CorruptChunkError(cid, "the CAR file");
     }

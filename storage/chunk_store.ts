@@ -32,7 +32,8 @@
  * @module
  */
 import { join } from "node:path";
-import { cidDigest, isCid, storageKey } from "../protocols/cid.ts";
+import { cidCodec, cidDigest, DAG_PB_CODEC, isCid, storageKey } from "../protocols/cid.ts";
+import { assertDagBlockSize } from "./unixfs.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import { cidOfAsync, verifyCid } from "./_hash.ts";
 import {
@@ -305,6 +306,7 @@ export class ChunkStore implements BlockStore {
    * @throws {QuotaExceededError} the object does not fit under the quota (nothing written).
    * @throws {DiskFullError} the disk filled up (the partial pack was removed).
    * @throws {CorruptChunkError} `options.cid` was given and the bytes do not match it.
+   * @throws {BlockTooLargeError} `options.cid` names a dag-pb node over 2 MiB.
    */
   async put(bytes: Uint8Array, options?: ChunkPutOptions): Promise<string> {
     options?.signal?.throwIfAborted();
@@ -313,6 +315,10 @@ export class ChunkStore implements BlockStore {
     // A malformed claim is an invalid_cid, not a corrupt chunk.
     if (options?.cid !== undefined && storageKey(options.cid) !== cid) {
       throw new CorruptChunkError(options.cid, "the writer");
+    }
+    // A peer's claim names the codec: a DAG node too large to ever walk is not worth storing.
+    if (options?.cid !== undefined && cidCodec(options.cid) === DAG_PB_CODEC) {
+      assertDagBlockSize(options.cid, bytes.length);
     }
     await this.#withSlot(cid, () => this.#writeIfAbsent(cid, bytes, options));
     // Recorded after the write: until then the object is inside the grace period, and a record

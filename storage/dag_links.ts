@@ -17,7 +17,8 @@ import {
 } from "../protocols/cid.ts";
 import { decodeCbor } from "../protocols/cbor.ts";
 import { decodeManifest, looksLikeManifest } from "../protocols/manifest.ts";
-import { dagPbLinks } from "./unixfs.ts";
+import { assertDagBlockSize, dagPbLinks } from "./unixfs.ts";
+import { BlockTooLargeError } from "./errors.ts";
 
 /**
  * The chunks a manifest keeps alive; for an object already known to be a manifest (by its
@@ -46,13 +47,16 @@ export function chunksReferencedBy(bytes: Uint8Array): string[] {
 export function blocksReferencedBy(
   id: string,
   bytes: Uint8Array,
-  options?: { legacyManifest?: boolean },
+  options?: { legacyManifest?: boolean; refuseTooLarge?: boolean },
 ): string[] {
   const codec = cidCodec(id);
   if (codec === DAG_PB_CODEC) {
     try {
-      return dagPbLinks(bytes);
-    } catch {
+      return dagPbLinks(bytes, id);
+    } catch (error) {
+      // A walk that hands blocks on (a CAR, a listing) must not pass an oversized node off as a
+      // leaf; GC, which cannot read one anyway, keeps just the node.
+      if (options?.refuseTooLarge && error instanceof BlockTooLargeError) throw error;
       return [];
     }
   }
@@ -104,10 +108,13 @@ export async function* dagBlocks(
       continue;
     }
     const bytes = await get(cid);
+    // A node too large to walk is an error, not a leaf: a CAR or listing without its children
+    // would look complete.
+    if (cidCodec(cid) === DAG_PB_CODEC) assertDagBlockSize(cid, bytes.length);
     yield { cid, bytes };
     const legacyManifest = cid === root && cidCodec(cid) === RAW_CODEC &&
       (await options?.isLegacyManifest?.(cid) ?? false);
-    const links = blocksReferencedBy(cid, bytes, { legacyManifest });
+    const links = blocksReferencedBy(cid, bytes, { legacyManifest, refuseTooLarge: true });
     for (let i = links.length - 1; i >= 0; i--) stack.push(links[i]);
   }
 }

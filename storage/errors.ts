@@ -142,6 +142,44 @@ export class FileTooLargeError extends StorageError {
   }
 }
 
+/**
+ * A DAG node (dag-pb) larger than {@link MAX_DAG_BLOCK_BYTES}, or with more links than
+ * {@link MAX_LINKS_PER_NODE}: refused before it is stored or walked, since decoding and walking
+ * one costs far more memory and time than its bytes (200,000 links, 2 MB: ~1 GB, 16 s).
+ */
+export class BlockTooLargeError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param cid The block's CID.
+   * @param what What is too large, e.g. `3600000 bytes (limit 2097152)`.
+   */
+  constructor(readonly cid: string, what: string) {
+    super("block_too_large", `block ${cid} is too large: ${what}`);
+  }
+}
+
+/**
+ * Largest DAG node (dag-pb block) stored, imported or walked: 2 MiB, the largest block kubo and
+ * bitswap exchange, so no DAG IPFS tools make is refused. Veriflow's own nodes are a few KiB (174
+ * links) and a flat directory at most ~256 KiB of links.
+ */
+export const MAX_DAG_BLOCK_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Most links one dag-pb node may have: Veriflow writes 174 per file node and refuses a directory
+ * over 256 KiB of links (a few thousand); 16,384 leaves room for other tools' layouts while
+ * keeping a node's decoded links to a few MiB.
+ */
+export const MAX_LINKS_PER_NODE = 16_384;
+
+/**
+ * Largest block a CAR import takes, of any codec but dag-cbor: 2 MiB as for DAG nodes (a raw leaf
+ * of `ipfs add` is at most 1 MiB). A private file's dag-cbor manifest is not capped: it lists every
+ * chunk, about 61 bytes each, so a file over ~8.6 GiB has a manifest over 2 MiB.
+ */
+export const MAX_CAR_BLOCK_BYTES = MAX_DAG_BLOCK_BYTES;
+
 /** True when `error` is the OS's "no space left on device". */
 export function isDiskFullOsError(error: unknown): boolean {
   const e = error as { code?: string; message?: string } | null;

@@ -27,7 +27,13 @@ import {
   RAW_CODEC,
   storageKey,
 } from "../protocols/cid.ts";
-import { InvalidManifestError, StorageError } from "./errors.ts";
+import {
+  BlockTooLargeError,
+  InvalidManifestError,
+  MAX_DAG_BLOCK_BYTES,
+  MAX_LINKS_PER_NODE,
+  StorageError,
+} from "./errors.ts";
 
 /** Children per dag-pb file node: the importer's (and kubo's) balanced-layout default. */
 export const MAX_CHILDREN_PER_NODE = 174;
@@ -136,9 +142,30 @@ async function storeNode(node: dagPb.PBNode, fileSize: number, put: PutBlock): P
   return { cid, fileSize, tsize: bytes.length + linked };
 }
 
-/** The CID strings a dag-pb node links to, in order. Throws when `bytes` are not dag-pb. */
-export function dagPbLinks(bytes: Uint8Array): string[] {
-  return dagPb.decode(bytes).Links.map((link) => link.Hash.toString());
+/**
+ * The CID strings a dag-pb node links to, in order. Throws when `bytes` are not dag-pb.
+ *
+ * @throws {BlockTooLargeError} over {@link MAX_DAG_BLOCK_BYTES} or {@link MAX_LINKS_PER_NODE}.
+ */
+export function dagPbLinks(bytes: Uint8Array, cid = "(dag-pb node)"): string[] {
+  return decodeDagPb(cid, bytes).Links.map((link) => link.Hash.toString());
+}
+
+/** A dag-pb node, decoded only when within the size and link limits. */
+function decodeDagPb(cid: string, bytes: Uint8Array): dagPb.PBNode {
+  assertDagBlockSize(cid, bytes.length);
+  const node = dagPb.decode(bytes);
+  if (node.Links.length > MAX_LINKS_PER_NODE) {
+    throw new BlockTooLargeError(cid, `${node.Links.length} links (limit ${MAX_LINKS_PER_NODE})`);
+  }
+  return node;
+}
+
+/** Throws {@link BlockTooLargeError} when a DAG node of `size` bytes is over the limit. */
+export function assertDagBlockSize(cid: string, size: number): void {
+  if (size > MAX_DAG_BLOCK_BYTES) {
+    throw new BlockTooLargeError(cid, `${size} bytes (limit ${MAX_DAG_BLOCK_BYTES})`);
+  }
 }
 
 /** What a UnixFS node is. */
@@ -169,12 +196,16 @@ export function decodeUnixfs(cid: string, bytes: Uint8Array): UnixfsNode {
   if (codec !== DAG_PB_CODEC) throw new InvalidManifestError(`${cid} is not a UnixFS node`);
   let node: dagPb.PBNode;
   let unixfs: UnixFS;
+  assertDagBlockSize(cid, bytes.length);
   try {
     node = dagPb.decode(bytes);
     if (node.Data === undefined) throw new Error("no Data");
     unixfs = UnixFS.unmarshal(node.Data);
   } catch (cause) {
     throw new InvalidManifestError(`${cid} is not a UnixFS node: ${(cause as Error).message}`);
+  }
+  if (node.Links.length > MAX_LINKS_PER_NODE) {
+    throw new BlockTooLargeError(cid, `${node.Links.length} links (limit ${MAX_LINKS_PER_NODE})`);
   }
   const links = node.Links.map((link) => ({
     name: link.Name ?? "",

@@ -21,8 +21,14 @@ import { cidOfAsync } from "../../storage/_hash.ts";
 import { collect, pseudoRandomBytes, streamOf } from "./_helpers.ts";
 import { importerRoot } from "./_ipfs_reference.ts";
 import { LEGACY_MANIFESTS_DIR } from "../../storage/legacy_manifests.ts";
-import { exportCar } from "../../storage/car.ts";
-import { InvalidManifestError } from "../../storage/errors.ts";
+import { exportCar, importCar } from "../../storage/car.ts";
+import {
+  BlockTooLargeError,
+  InvalidManifestError,
+  MAX_DAG_BLOCK_BYTES,
+  MAX_LINKS_PER_NODE,
+} from "../../storage/errors.ts";
+import { CarWriter } from "@ipld/car";
 
 const MiB = 1024 * 1024;
 
@@ -301,4 +307,51 @@ Deno.test("a file DAG 5,000 levels deep reads back whole and in ranges (no stack
   assert.deepEqual(await files.bytes(root), leaf);
   assert.deepEqual(await files.bytes(root, { start: 2, end: 6 }), leaf.subarray(2, 6));
   assert.equal((await files.blocks(root)).length, 5_001);
+});
+
+/** A dag-pb file node with `links` links, all to `leaf` (10 bytes each). */
+function wideNode(leaf: string, links: number): Uint8Array {
+  const unixfs = new UnixFS({ type: "file" });
+  for (let i = 0; i < links; i++) unixfs.addBlockSize(10n);
+  const link = { Name: "", Tsize: 10, Hash: CID.parse(leaf) };
+  return dagPb.encode({ Data: unixfs.marshal(), Links: Array(links).fill(link) });
+}
+
+Deno.test("DAG nodes over 2 MiB or 16,384 links are refused as block_too_large: on import, on a peer's put, on read and export", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const leaf = await store.put(new TextEncoder().encode("deep leaf!"));
+  const huge = wideNode(leaf, 60_000); // ~2.4 MB
+  assert.equal(huge.length > MAX_DAG_BLOCK_BYTES, true);
+  const hugeCid = cidOf(huge, DAG_PB_CODEC);
+  // A CAR carrying it stops at that block, before storing it.
+  const { writer, out } = CarWriter.create([CID.parse(hugeCid)]);
+  const parts: Uint8Array[] = [];
+  const reading = (async () => {
+    for await (const part of out) parts.push(part);
+  })();
+  await writer.put({ cid: CID.parse(hugeCid), bytes: huge });
+  await writer.close();
+  await reading;
+  const rejected = await importCar(ReadableStream.from(parts), store).catch((e) => e);
+  assert.equal(rejected instanceof BlockTooLargeError, true, String(rejected));
+  assert.equal(await store.has(hugeCid), false);
+  // A peer's put that names it dag-pb.
+  await assert.rejects(() => store.put(huge, { cid: hugeCid }), BlockTooLargeError);
+  // Stored anyway (a put without a claim, a store written before): never decoded or walked.
+  await store.put(huge);
+  const files = new FileStore(store);
+  await assert.rejects(() => files.bytes(hugeCid), BlockTooLargeError);
+  await assert.rejects(() => files.blocks(hugeCid), BlockTooLargeError);
+  await assert.rejects(() => collect(exportCar(hugeCid, (c) => store.get(c))), BlockTooLargeError);
+  // Under 2 MiB but too many links.
+  const wide = wideNode(leaf, MAX_LINKS_PER_NODE + 1);
+  const wideCid = cidFromDigest(cidDigest(await store.put(wide)), DAG_PB_CODEC);
+  await assert.rejects(() => files.bytes(wideCid), BlockTooLargeError);
+  await assert.rejects(() => files.blocks(wideCid), BlockTooLargeError);
+  // At the limit, read as usual.
+  const most = wideNode(leaf, MAX_LINKS_PER_NODE);
+  const mostCid = cidFromDigest(cidDigest(await store.put(most)), DAG_PB_CODEC);
+  assert.equal((await files.stat(mostCid)).size, MAX_LINKS_PER_NODE * 10);
+  await Deno.remove(dir, { recursive: true });
 });
