@@ -11,6 +11,9 @@
  *
  * @module
  */
+import { base32, base32upper } from "multiformats/bases/base32";
+import { base36, base36upper } from "multiformats/bases/base36";
+import { base58btc } from "multiformats/bases/base58";
 import { CID } from "multiformats/cid";
 import * as Digest from "multiformats/hashes/digest";
 import { bytesEqual } from "./bytes_equal.ts";
@@ -28,6 +31,16 @@ export type CidCodec = typeof RAW_CODEC | typeof DAG_PB_CODEC | typeof DAG_CBOR_
 const CODECS: ReadonlySet<number> = new Set([RAW_CODEC, DAG_PB_CODEC, DAG_CBOR_CODEC]);
 /** Multihash code of sha2-256. */
 export const SHA2_256_CODE = 0x12;
+/** Multihash code of identity: the "digest" is the block's bytes themselves. */
+export const IDENTITY_CODE = 0x00;
+/**
+ * Longest CID string {@link canonicalCid} decodes: a sha2-256 CIDv0 is 46 characters, but an
+ * identity CID carries its bytes inline; this bounds the work a request can ask of a decoder.
+ */
+const MAX_CID_CHARS = 1024;
+/** Every multibase IPFS tools print CIDs in: base32 and base36 of either case, base58btc. */
+const ANY_BASE = base32.decoder.or(base32upper.decoder).or(base36.decoder)
+  .or(base36upper.decoder).or(base58btc.decoder);
 
 /** A string that is not a CIDv1 sha2-256 id with an accepted codec. */
 export class InvalidCidError extends VeriflowError {
@@ -118,6 +131,56 @@ export function isCid(value: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The canonical name (CIDv1, lower-case base32) of a CID in any form IPFS tools print: CIDv0
+ * (`Qm…`), base32 of either case (`b…`, `B…`), base36 (`k…`, `K…`), base58btc (`z…`). The
+ * result is a string {@link cidDigest} accepts, or an identity CID (see {@link identityBlock})
+ * with an accepted codec. What the HTTP edge applies to a CID from a URL before any lookup.
+ *
+ * @throws {InvalidCidError} not a CID, or not one with an accepted codec and hash.
+ * @example
+ * ```ts
+ * import { canonicalCid } from "./cid.ts";
+ * canonicalCid("QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
+ * // "bafybeif7ztnhq65lumvvtr4ekcwd2ifwgm3awq4zfr3srh462rwyinlb4y"
+ * ```
+ */
+export function canonicalCid(input: string): string {
+  if (typeof input !== "string" || input.length > MAX_CID_CHARS) {
+    throw new InvalidCidError(String(input), `not a string of at most ${MAX_CID_CHARS} chars`);
+  }
+  let parsed: CID;
+  try {
+    parsed = CID.parse(input, ANY_BASE).toV1();
+  } catch (cause) {
+    throw new InvalidCidError(input, (cause as Error).message);
+  }
+  if (!CODECS.has(parsed.code)) {
+    throw new InvalidCidError(input, "not the raw, dag-pb or dag-cbor codec");
+  }
+  if (parsed.multihash.code === IDENTITY_CODE) return parsed.toString();
+  const cid = parsed.toString();
+  cidDigest(cid); // sha2-256, 32 bytes
+  return cid;
+}
+
+/**
+ * The one block an identity CID names (its bytes are in the CID: nothing to store or fetch),
+ * with its codec; `undefined` for any other CID.
+ */
+export function identityBlock(
+  cid: string,
+): { codec: CidCodec; bytes: Uint8Array } | undefined {
+  let parsed: CID;
+  try {
+    parsed = CID.parse(cid);
+  } catch {
+    return undefined;
+  }
+  if (parsed.multihash.code !== IDENTITY_CODE || !CODECS.has(parsed.code)) return undefined;
+  return { codec: parsed.code as CidCodec, bytes: parsed.multihash.digest };
 }
 
 /** True when `bytes` hash to `cid`. */

@@ -14,7 +14,7 @@
  * @module
  */
 import { Hono } from "hono";
-import { isCid } from "../protocols/cid.ts";
+import { canonicalCid, isCid } from "../protocols/cid.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import { rangedResponse } from "./http_range.ts";
 import type { EdgeEnv } from "./client_access.ts";
@@ -48,8 +48,7 @@ export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<Edge
   });
 
   app.get("/files/:cid", async (c) => {
-    const cid = c.req.param("cid");
-    if (!isCid(cid)) throw new RequestValidationError("invalid_request", "not a CID", "cid");
+    const cid = storedCid(c.req.param("cid"));
     const port = actor();
     const info = await port.stat(cid);
     if (info.tier !== "public" || info.size === null) {
@@ -68,6 +67,27 @@ export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<Edge
   });
 
   return app;
+}
+
+/**
+ * A CID from a URL in its canonical form (a CIDv0, base36 or upper-case CIDv1 names the same
+ * file), or a 400. An identity CID stores nothing: `/ipfs/{cid}` answers it, not this route.
+ */
+function storedCid(input: string): string {
+  let cid: string | undefined;
+  try {
+    cid = canonicalCid(input);
+  } catch {
+    // answered below
+  }
+  if (cid === undefined || !isCid(cid)) {
+    throw new RequestValidationError(
+      "invalid_request",
+      "not a CID of a stored file (a sha2-256 CIDv0 or CIDv1, base32, base36 or base58btc)",
+      "cid",
+    );
+  }
+  return cid;
 }
 
 function label(value: string | undefined, param: string): string | undefined {

@@ -18,7 +18,16 @@
  * @module
  */
 import { Hono } from "hono";
-import { isCid, storageKey } from "../protocols/cid.ts";
+import { CarWriter } from "@ipld/car";
+import { CID } from "multiformats/cid";
+import {
+  canonicalCid,
+  type CidCodec,
+  identityBlock,
+  isCid,
+  RAW_CODEC,
+  storageKey,
+} from "../protocols/cid.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { decodeManifest } from "../protocols/manifest.ts";
 import { CAR_MEDIA_TYPE, type CarScope } from "../storage/car.ts";
@@ -71,14 +80,15 @@ export function gatewayRoutes(
   });
 
   app.on(["GET", "HEAD"], "/ipfs/:cid", async (c) => {
-    const cid = c.req.param("cid");
-    if (!isCid(cid)) throw new RequestValidationError("invalid_request", "not a CID", "cid");
+    const cid = edgeCid(c.req.param("cid"));
     const head = c.req.method === "HEAD";
     const format = responseFormat(c.req.query("format"), c.req.header("accept"));
     if (format instanceof Response) return format;
+    const inline = identityBlock(cid);
+    const blocks = inline ? inlineBlocks(cid, inline) : port();
     const common = { "x-ipfs-path": `/ipfs/${cid}`, "x-content-type-options": "nosniff" };
     if (format === "raw") {
-      const bytes = await port().block(cid);
+      const bytes = await blocks.block(cid);
       const etag = `"${cid}.raw"`;
       if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
       const headers = {
@@ -94,10 +104,9 @@ export function gatewayRoutes(
     if (format === "car") {
       const scope = dagScope(c.req.query("dag-scope"));
       const bytes = entityBytes(c.req.query("entity-bytes"));
-      const storagePort = port();
       // A file's entity is its whole DAG; a directory's is its own node, not its children's.
       const entityIsFile = scope === "entity" || bytes !== undefined
-        ? (await storagePort.stat(cid)).type !== "directory"
+        ? (await blocks.stat(cid)).type !== "directory"
         : undefined;
       if (bytes !== undefined && entityIsFile) {
         // The spec asks for the blocks that cover those bytes only; sending the whole file
@@ -113,7 +122,7 @@ export function gatewayRoutes(
       const served: CarScope = scope === "block" || (scope === "entity" && !entityIsFile)
         ? "block"
         : "all";
-      const stream = await storagePort.car(cid, served, c.req.raw.signal);
+      const stream = await blocks.car(cid, served, c.req.raw.signal);
       // Each scope is its own representation: a cache must not answer one with another.
       const etag = `"${cid}.car.${scope}"`;
       const headers = {
@@ -136,8 +145,7 @@ export function gatewayRoutes(
         headers: { ...headers, "content-length": `${await size(stream)}` },
       });
     }
-    const storagePort = port();
-    const info = await storagePort.stat(cid);
+    const info = await blocks.stat(cid);
     if (info.tier !== "public") {
       throw new EdgeError("key_required", `${cid} is private: open it with a share link`);
     }
@@ -150,13 +158,13 @@ export function gatewayRoutes(
     }
     const etag = `"${cid}"`;
     if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
-    const type = info.mime ?? await sniff(storagePort, cid, info.size);
+    const type = info.mime ?? await sniff(blocks, cid, info.size);
     const headers = { ...common, "content-type": type, "cache-control": IMMUTABLE, etag };
     return await rangedResponse(
       c.req.header("range"),
       info.size,
       headers,
-      (start, end) => storagePort.read(cid, { start, end, signal: c.req.raw.signal }),
+      (start, end) => blocks.read(cid, { start, end, signal: c.req.raw.signal }),
       head,
     );
   });
@@ -185,6 +193,72 @@ export function gatewayRoutes(
   });
 
   return app;
+}
+
+/** What the `/ipfs` route reads: the storage port, or the one block an identity CID inlines. */
+type BlockSource = Pick<GatewayStorage, "block" | "stat" | "read" | "car">;
+
+/**
+ * A CID from a URL in its canonical form (CIDv0, base36, upper case and base58btc are all names
+ * IPFS tools print for the same block), or a 400 saying which forms are taken.
+ */
+function edgeCid(input: string): string {
+  try {
+    return canonicalCid(input);
+  } catch (cause) {
+    throw new RequestValidationError(
+      "invalid_request",
+      `not a CID this gateway serves (${(cause as Error).message}): a CIDv0 or CIDv1 ` +
+        "(base32, base36 or base58btc) of a raw, dag-pb or dag-cbor block, sha2-256 or identity",
+      "cid",
+    );
+  }
+}
+
+/**
+ * The blocks of an identity CID: its one block is the bytes the CID carries, so nothing is
+ * stored or fetched. Its plain read is those bytes for the raw codec; an inline dag-pb or
+ * dag-cbor node is served as a block or a CAR only.
+ */
+function inlineBlocks(cid: string, inline: { codec: CidCodec; bytes: Uint8Array }): BlockSource {
+  const { codec, bytes } = inline;
+  return {
+    block: () => Promise.resolve(bytes),
+    stat: () => {
+      if (codec !== RAW_CODEC) {
+        return Promise.reject(
+          new RequestValidationError(
+            "invalid_request",
+            `${cid} inlines a dag-pb or dag-cbor node: ask for ?format=raw or ?format=car`,
+            "cid",
+          ),
+        );
+      }
+      return Promise.resolve({
+        cid,
+        tier: "public",
+        type: "file",
+        size: bytes.length,
+        chunkSize: null,
+        chunks: [cid],
+      });
+    },
+    read: (_, range) =>
+      Promise.resolve(ReadableStream.from([bytes.subarray(range.start, range.end)])),
+    car: async () => {
+      // A few hundred bytes at most (the CID carries them): written whole, then sent.
+      const root = CID.parse(cid);
+      const { writer, out } = CarWriter.create([root]);
+      const pieces: Uint8Array[] = [];
+      const written = (async () => {
+        for await (const piece of out) pieces.push(piece);
+      })();
+      await writer.put({ cid: root, bytes });
+      await writer.close();
+      await written;
+      return ReadableStream.from(pieces);
+    },
+  };
 }
 
 /** One media range of an `Accept` header: its type, parameters and weight. */
@@ -331,7 +405,7 @@ function shareRefusal(error: ShareUnavailableError): Response {
  * A content type from the first bytes, for a file whose pin recorded none (a UnixFS id carries
  * no type): the few formats a browser must be told to play or show; anything else is bytes.
  */
-async function sniff(port: GatewayStorage, cid: string, size: number): Promise<string> {
+async function sniff(port: BlockSource, cid: string, size: number): Promise<string> {
   const head = new Uint8Array(
     await new Response(
       await port.read(cid, { start: 0, end: Math.min(size, SNIFF_BYTES) }),

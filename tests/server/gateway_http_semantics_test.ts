@@ -7,7 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { CarBlockIterator } from "@ipld/car";
+import { base36 } from "multiformats/bases/base36";
+import { base58btc } from "multiformats/bases/base58";
 import { CID } from "multiformats/cid";
+import { identity } from "multiformats/hashes/identity";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import {
   type PutHandle,
@@ -262,6 +265,71 @@ Deno.test("Accept is negotiated with its weights and CAR version, a CAR's HEAD h
       assert.equal(response.status, 422, new TextDecoder().decode(body));
       assert.equal(JSON.parse(new TextDecoder().decode(body)).error.code, "invalid_manifest");
     }
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("a CID in any form IPFS tools print (CIDv0, base36, base58btc, upper case) names the same file, and an identity CID is answered from its own bytes", async () => {
+  const node = await startNode();
+  try {
+    const bytes = pseudoRandomBytes(600_000, 45);
+    const cid = await node.put(bytes); // dag-pb: it has a CIDv0
+    const leaf = await node.put(new TextEncoder().encode("0123456789")); // raw
+    const forms = [
+      CID.parse(cid).toV0().toString(),
+      CID.parse(cid).toString(base36),
+      CID.parse(cid).toString(base58btc),
+      cid.toUpperCase(),
+    ];
+    assert.match(forms[0], /^Qm/);
+    for (const form of forms) {
+      const { response, body } = await node.get(`/ipfs/${form}`);
+      assert.equal(response.status, 200, form);
+      assert.equal(response.headers.get("etag"), `"${cid}"`, form);
+      assert.deepEqual(body, bytes, form);
+      const file = await node.get(`/v1/files/${form}`);
+      assert.equal(file.response.status, 200, form);
+      assert.deepEqual(file.body, bytes, form);
+    }
+    const upper = await node.get(`/ipfs/${leaf.toUpperCase()}?format=raw`);
+    assert.equal(upper.response.status, 200);
+    assert.equal(new TextDecoder().decode(upper.body), "0123456789");
+
+    const hello = new TextEncoder().encode("hello\n");
+    const inline = CID.createV1(0x55, identity.digest(hello)).toString();
+    assert.equal(inline, "bafkqabtimvwgy3yk");
+    for (const path of [`/ipfs/${inline}`, `/ipfs/${inline}?format=raw`]) {
+      const { response, body } = await node.get(path);
+      assert.equal(response.status, 200, path);
+      assert.deepEqual(body, hello, path);
+    }
+    const part = await node.get(`/ipfs/${inline}`, { headers: { range: "bytes=1-2" } });
+    assert.equal(part.response.status, 206);
+    assert.equal(new TextDecoder().decode(part.body), "el");
+    const car = await node.get(`/ipfs/${inline}?format=car`);
+    assert.equal(car.response.status, 200);
+    const blocks = await CarBlockIterator.fromIterable(ReadableStream.from([car.body]));
+    const inCar = [];
+    for await (const block of blocks) inCar.push([block.cid.toString(), block.bytes]);
+    assert.deepEqual(inCar, [[inline, hello]]);
+    const empty = await node.get(`/ipfs/bafkqaaa`);
+    assert.equal(empty.response.status, 200);
+    assert.equal(empty.body.length, 0);
+
+    // An inline dag-pb node is a block or a CAR, not a file to read: a clear 400.
+    const node_ = CID.createV1(0x70, identity.digest(new Uint8Array([0x0a, 0x02, 0x08, 0x01])));
+    const plain = await node.get(`/ipfs/${node_}`);
+    assert.equal(plain.response.status, 400);
+    assert.match(new TextDecoder().decode(plain.body), /format=raw/);
+    assert.equal((await node.get(`/ipfs/${node_}?format=raw`)).response.status, 200);
+
+    for (
+      const bad of ["notacid", "baguqeeraxfzkmuqkd5twrbfkcqshpvqxpwkmymw5sugzhnhb3ukyyvv5fahq"]
+    ) {
+      assert.equal((await node.get(`/ipfs/${bad}`)).response.status, 400, bad);
+    }
+    assert.equal((await node.get(`/v1/files/${inline}`)).response.status, 400);
   } finally {
     await node.close();
   }
