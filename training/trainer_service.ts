@@ -17,6 +17,11 @@
  * stats      → TrainerStats (rounds, challenges, the run in progress, its losses)
  * ```
  *
+ * It signs at most one receipt per round slot (round, start model), as every ledger counts
+ * them: a second request for a slot it trained on other terms — a coordinator restarted with
+ * another H, or a second one on the same seed — is refused (`slot_signed`), not signed into an
+ * equivocation that would slash it. The slots are kept in `dataDir` when given.
+ *
  * The compute — H steps, and the opening of challenged steps from the run's trace — runs in a
  * {@link TrainerEngine}: by default a worker of the trainer's own, so the node's event loop
  * (keepalives, other requests) never waits for tfjs. Results come back to the mailbox by
@@ -25,6 +30,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import type { Actor, ActorContext } from "../actors/actor.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -55,6 +61,15 @@ export type { TrainFunction } from "./trainer_engine.ts";
 
 /** Sealed answers kept for their validators to fetch (one per challenge in flight). */
 const KEPT_ANSWERS = 8;
+/**
+ * Round slots (round, start model) remembered as signed. A ledger's equivocation slot is the
+ * trainer, the round and the start model; a coordinator asks each slot once, and one restarted
+ * (or a second one on the same seed) asks the same low rounds again, so the latest few
+ * thousand cover any restart; the file stays under a megabyte.
+ */
+const KEPT_SLOTS = 4096;
+/** Where the signed slots are kept under {@link TrainerServiceOptions.dataDir}. */
+const SLOTS_FILE = "signed-slots.json";
 
 /** Options of {@link TrainerService}. */
 export interface TrainerServiceOptions {
@@ -84,6 +99,11 @@ export interface TrainerServiceOptions {
    * `round_audit.ts`), or null: a round that starts from a refused model is not trained.
    */
   refusedModel?: (cid: string) => Promise<string | null>;
+  /**
+   * Directory where the round slots this trainer signed are kept (`signed-slots.json`), so a
+   * restarted node still refuses a second request for one; absent: remembered in memory only.
+   */
+  dataDir?: string;
   /** Where one line per join, round and challenge goes. */
   log?: (line: string) => void;
 }
@@ -136,6 +156,13 @@ export class TrainerService implements Actor<TrainerMessage> {
   #losses: number[] = [];
   #commitment?: { size: number; root: string };
   #engine?: TrainerEngine;
+  /**
+   * Round slots signed here (`round ‖ start model` → the terms trained on), oldest first: a
+   * second receipt for a slot is equivocation in every ledger, whoever asked for it.
+   */
+  readonly #signed = new Map<string, string>();
+  /** The latest write of {@link #signed} (writes go one after another). */
+  #saving: Promise<void> = Promise.resolve();
 
   /** @param options See {@link TrainerServiceOptions}. */
   constructor(options: TrainerServiceOptions) {
@@ -153,6 +180,7 @@ export class TrainerService implements Actor<TrainerMessage> {
     const { size, root } = commitShard(shard, sampleBytes);
     if (size === 0) throw new TrainingError("empty_shard", "the trainer's shard has no sample");
     this.#commitment = { size, root };
+    await this.#loadSlots();
     this.#engine = train === undefined
       ? new WorkerTrainerEngine(identity, shard)
       : new InProcessTrainerEngine(identity, shard, train);
@@ -169,8 +197,16 @@ export class TrainerService implements Actor<TrainerMessage> {
     switch (message.type) {
       case "peer":
         return this.#join(message.connection);
-      case "round":
-        return { report: this.#train(message.body, message.coordinator, ctx) } as RoundAccepted;
+      case "round": {
+        // The slot is taken here, in the mailbox, before any await: two requests for one slot
+        // cannot both pass, however close together they come.
+        const refusal = this.#claimSlot(message.body, message.coordinator);
+        const report = refusal === undefined
+          ? this.#train(message.body, message.coordinator, ctx)
+          : Promise.reject(refusal);
+        report.catch(() => {}); // the asker awaits it; a refusal is its answer, not a crash
+        return { report } as RoundAccepted;
+      }
       case "step":
         if (this.#current?.round !== message.round) {
           this.#current = { round: message.round, step: 0, steps: message.steps };
@@ -228,6 +264,64 @@ export class TrainerService implements Actor<TrainerMessage> {
     );
   }
 
+  /**
+   * Take the round's slot (round, start model) for these terms, or say why not: a slot signed
+   * before on other terms — another coordinator, or the same one restarted with another H —
+   * would be a second receipt for one round, which every ledger slashes as equivocation. The
+   * same terms again are allowed: training is deterministic, so the receipt is the same one.
+   */
+  #claimSlot(body: RoundBody, coordinator: string): TrainingError | undefined {
+    const slot = `${body.round}\n${body.startModel}`;
+    const terms = sha256Hex(encodeCanonical({
+      arch: body.arch,
+      steps: body.steps,
+      dataSeed: body.dataSeed,
+      hyper: body.hyper,
+    }));
+    const signed = this.#signed.get(slot);
+    if (signed === terms) return undefined;
+    if (signed !== undefined) {
+      this.#log(
+        `trainer: round ${body.round} from ${body.startModel.slice(0, 16)}… refused for ` +
+          `${coordinator.slice(0, 16)}: already trained on other terms`,
+      );
+      return new TrainingError(
+        "slot_signed",
+        `round ${body.round} from ${body.startModel} was already trained here on other terms ` +
+          `(another coordinator, or one restarted): a second receipt for it would be equivocation`,
+      );
+    }
+    this.#signed.set(slot, terms);
+    while (this.#signed.size > KEPT_SLOTS) this.#signed.delete(this.#signed.keys().next().value!);
+    if (this.#options.dataDir !== undefined) {
+      // Written before training starts (`#train` waits for it): a slot is on disk before its
+      // receipt is signed. Each write takes the table as it is then, so the last one is whole.
+      this.#saving = this.#saving.catch(() => {}).then(() => this.#saveSlots());
+    }
+    return undefined;
+  }
+
+  async #loadSlots(): Promise<void> {
+    const dir = this.#options.dataDir;
+    if (dir === undefined) return;
+    const text = await Deno.readTextFile(join(dir, SLOTS_FILE)).catch((error) => {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    });
+    if (text === undefined) return;
+    const entries = JSON.parse(text) as [string, string][];
+    for (const [slot, terms] of entries.slice(-KEPT_SLOTS)) this.#signed.set(slot, terms);
+  }
+
+  async #saveSlots(): Promise<void> {
+    const dir = this.#options.dataDir!;
+    await Deno.mkdir(dir, { recursive: true });
+    const file = join(dir, SLOTS_FILE);
+    const temp = `${file}.${crypto.randomUUID()}.tmp`;
+    await Deno.writeTextFile(temp, JSON.stringify([...this.#signed]));
+    await Deno.rename(temp, file);
+  }
+
   /** Train one round outside the mailbox (in the engine); counted by `trained`. */
   async #train(
     body: RoundBody,
@@ -235,6 +329,7 @@ export class TrainerService implements Actor<TrainerMessage> {
     ctx: ActorContext<TrainerMessage>,
   ): Promise<ReportBody> {
     const started = performance.now();
+    await this.#saving; // the slot is on disk before anything is signed for it
     const refused = await this.#options.refusedModel?.(body.startModel);
     if (refused) {
       this.#log(

@@ -1,0 +1,148 @@
+/**
+ * The TrainerService signs at most one receipt per round slot (round, start model), the slot
+ * every ledger counts equivocation by. A coordinator restarted with another H — or a second
+ * coordinator on the default seed — asks an honest trainer for "round 0 from the seeded model"
+ * again on other terms; signing both would slash the trainer in every ledger. It refuses the
+ * second (`slot_signed`), also after its own restart when it keeps a data directory, and still
+ * answers the same request again (training is deterministic: the same receipt).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { ValidatorActor } from "../../actors/validator_actor.ts";
+import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { RoundBody } from "../../protocols/training_messages.ts";
+import type { Account } from "../../proof/ledger.ts";
+import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { deltaHash, encodeInt8Delta, quantizeDelta } from "../../training/int8_delta.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import {
+  type RoundAccepted,
+  type TrainerMessage,
+  TrainerService,
+  type TrainFunction,
+} from "../../training/trainer_service.ts";
+import { signTrainingReceipt, TRAINING_RECEIPT_VERSION } from "../../training/training_receipt.ts";
+import type { TrainingTrace } from "../../training/step_opening.ts";
+import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+
+/** The trainer's stake, as its pledge would bring it. */
+const STAKE = 10_000_000;
+
+/**
+ * Stands in for `trainAndSign` (no tfjs): a delta and a receipt that are a pure function of
+ * what the round asked, as honest training is. Counts its calls.
+ */
+function countingTrain(): { train: TrainFunction; calls: () => number } {
+  let calls = 0;
+  const train: TrainFunction = (options) => {
+    calls++;
+    const delta = encodeInt8Delta(
+      quantizeDelta(
+        new Map([...options.start].map(([name, t]) => [name, {
+          shape: [...t.shape],
+          data: t.data.map((_x, i) => 1e-3 * Math.sin(i + options.steps + options.dataSeed)),
+        }])),
+      ),
+    );
+    const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...options.hyper };
+    const receipt = signTrainingReceipt({
+      v: TRAINING_RECEIPT_VERSION,
+      round: options.round,
+      startModel: options.startModel,
+      steps: options.steps,
+      dataSeed: options.dataSeed,
+      hyper,
+      samplesRoot: "aa".repeat(32),
+      sampleCount: options.steps * hyper.batchSize,
+      checkpointsRoot: "bb".repeat(32),
+      shardRoot: "cc".repeat(32),
+      shardSize: 100,
+      losses: Array.from({ length: options.steps }, () => 3),
+      deltaHash: deltaHash(delta),
+      deltaBytes: delta.length,
+    }, options.identity);
+    return Promise.resolve({ report: { receipt, delta }, trace: {} as TrainingTrace });
+  };
+  return { train, calls: () => calls };
+}
+
+Deno.test("a trainer asked twice for one round from one start model on other terms (a coordinator restarted with another H) signs once: refused with slot_signed, also after its own restart, and its stake stays whole", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-trainer-slots-" });
+  const system = new ActorSystem({ name: "trainer-slots" });
+  try {
+    const split = await testSplit();
+    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+    const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    const ledger = await system.spawn<ValidatorMessage>({
+      name: "node/validator",
+      factory: () =>
+        new ValidatorActor({
+          identity: Identity.generate(),
+          ledgerDir: join(dir, "ledger"),
+          finalizeIntervalMs: 0,
+          models: { get: () => Promise.resolve(undefined) },
+        }),
+    });
+    const identity = Identity.generate();
+    await ledger.ask({ type: "deposit", key: identity.publicKey, amount: STAKE });
+    const { train, calls } = countingTrain();
+    const trainer = (name: string) =>
+      system.spawn<TrainerMessage>({
+        name,
+        factory: () =>
+          new TrainerService({
+            identity,
+            shard: split.shards[0],
+            models,
+            train,
+            sampleBytes: TEST_HYPER.sampleBytes,
+            dataDir: join(dir, "trainer"),
+          }),
+      });
+    /** Round 0 from the seeded model with H = `steps`; every report goes to the ledger. */
+    const round0 = async (ref: Awaited<ReturnType<typeof trainer>>, steps: number) => {
+      const body: RoundBody = {
+        round: 0,
+        startModel: seed.cid,
+        startFile: seed.cid,
+        arch: TEST_ARCH,
+        steps,
+        dataSeed: 7,
+        hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+        deadline: Date.now() + 60_000,
+      };
+      const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator: "c0" });
+      const { receipt } = await report;
+      await ledger.ask({
+        type: "training_receipt",
+        receipt,
+        terms: { round: 0, startModel: seed.cid, steps },
+        credited: true,
+      });
+    };
+    const first = await trainer("node/trainer");
+    await round0(first, 3);
+    // The coordinator restarts with H = 4 and asks for round 0 from the seeded model again.
+    const refused = await round0(first, 4).then(() => undefined, (e: { code?: string }) => e);
+    const account = await ledger.ask<Account>({ type: "account", key: identity.publicKey });
+    assert.equal(account.stake, STAKE, "an honest trainer loses no stake");
+    assert.equal(refused?.code, "slot_signed");
+    // The same request again (a retry) is answered: the same receipt, no equivocation.
+    await round0(first, 3);
+    assert.equal(calls(), 2, "the request on other terms never reached training");
+
+    // The trainer's node restarts too: the slot is remembered from its data directory.
+    await system.stop("node/trainer");
+    const second = await trainer("node/trainer-restarted");
+    await assert.rejects(round0(second, 4), (e: { code?: string }) => e.code === "slot_signed");
+    assert.equal(calls(), 2);
+    const after = await ledger.ask<Account>({ type: "account", key: identity.publicKey });
+    assert.equal(after.stake, STAKE, "still whole");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
