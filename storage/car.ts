@@ -120,8 +120,9 @@ export interface CarImportResult {
  * @throws {CorruptChunkError} a block whose bytes do not hash to its CID.
  * @throws {BlockTooLargeError} a block over `MAX_CAR_BLOCK_BYTES` (2 MiB; dag-cbor manifests
  * excepted, see there).
- * @throws {InvalidCidError} a block named by a CID Veriflow does not store (not CIDv1
- * sha2-256 with the raw, dag-pb or dag-cbor codec).
+ * @throws {InvalidCidError} a block named by a CID Veriflow does not store (not sha2-256 with the
+ * raw, dag-pb or dag-cbor codec). CIDv0 roots and blocks are taken as the CIDv1 of the same
+ * digest (dag-pb), and their roots returned so.
  */
 export async function importCar(
   source: ReadableStream<Uint8Array>,
@@ -134,12 +135,14 @@ export async function importCar(
   } catch (cause) {
     throw new StorageError("invalid_car", `not a CAR file: ${(cause as Error).message}`);
   }
-  const roots = (await iterator.getRoots()).map((cid) => cid.toString());
+  // CIDv0 (`Qm…`, what `ipfs add` writes by default) names a dag-pb block by the same digest as
+  // its CIDv1: taken as that, the only CID form Veriflow stores and serves.
+  const roots = (await iterator.getRoots()).map((cid) => cid.toV1().toString());
   let count = 0;
   let bytes = 0;
   for await (const block of iterator) {
     options?.signal?.throwIfAborted();
-    const cid = block.cid.toString();
+    const cid = block.cid.toV1().toString();
     const expected = cidDigest(cid); // throws invalid_cid for codecs and hashes we do not take
     if (block.bytes.length > MAX_CAR_BLOCK_BYTES && cidCodec(cid) !== DAG_CBOR_CODEC) {
       throw new BlockTooLargeError(

@@ -143,12 +143,13 @@ async function storeNode(node: dagPb.PBNode, fileSize: number, put: PutBlock): P
 }
 
 /**
- * The CID strings a dag-pb node links to, in order. Throws when `bytes` are not dag-pb.
+ * The CID strings a dag-pb node links to, in order, as CIDv1 (a CIDv0 link, `Qm…`, as `ipfs add`
+ * writes by default, names the same dag-pb block). Throws when `bytes` are not dag-pb.
  *
  * @throws {BlockTooLargeError} over {@link MAX_DAG_BLOCK_BYTES} or {@link MAX_LINKS_PER_NODE}.
  */
 export function dagPbLinks(bytes: Uint8Array, cid = "(dag-pb node)"): string[] {
-  return decodeDagPb(cid, bytes).Links.map((link) => link.Hash.toString());
+  return decodeDagPb(cid, bytes).Links.map((link) => link.Hash.toV1().toString());
 }
 
 /** A dag-pb node, decoded only when within the size and link limits. */
@@ -209,7 +210,7 @@ export function decodeUnixfs(cid: string, bytes: Uint8Array): UnixfsNode {
   }
   const links = node.Links.map((link) => ({
     name: link.Name ?? "",
-    cid: link.Hash.toString(),
+    cid: link.Hash.toV1().toString(),
     tsize: link.Tsize ?? 0,
   }));
   const blockSizes = unixfs.blockSizes.map(Number);

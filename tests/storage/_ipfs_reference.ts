@@ -31,17 +31,18 @@ export class MemoryBlocks {
 /**
  * The root CID the importer gives `candidates` (one file, or the files of one directory with
  * paths `dir/…`), and its blocks. `rawLeaves: false` gives the layout of `ipfs add` without
- * `--raw-leaves`: every leaf a dag-pb node carrying its bytes.
+ * `--raw-leaves`: every leaf a dag-pb node carrying its bytes; with `cidVersion: 0` as well, the
+ * layout of plain `ipfs add` (CIDv0 root and links, `Qm…`).
  */
 export async function importerRoot(
   candidates: ImportCandidate[],
-  options?: { chunkSize?: number; rawLeaves?: boolean },
+  options?: { chunkSize?: number; rawLeaves?: boolean; cidVersion?: 0 | 1 },
 ): Promise<{ root: string; blocks: MemoryBlocks }> {
   const blocks = new MemoryBlocks();
   let root: CID | undefined;
   for await (
     const entry of importer(candidates, blocks as never, {
-      cidVersion: 1,
+      cidVersion: options?.cidVersion ?? 1,
       rawLeaves: options?.rawLeaves ?? true,
       chunker: options?.chunkSize ? fixedSize({ chunkSize: options.chunkSize }) : undefined,
     })

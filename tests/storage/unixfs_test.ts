@@ -355,3 +355,31 @@ Deno.test("DAG nodes over 2 MiB or 16,384 links are refused as block_too_large: 
   assert.equal((await files.stat(mostCid)).size, MAX_LINKS_PER_NODE * 10);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a CAR made by ipfs add defaults (CIDv0 root and links) imports and reads back, its root as CIDv1", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir, { durable: false });
+  const bytes = pseudoRandomBytes(600_000, 9);
+  const reference = await importerRoot([{ content: bytes }], { rawLeaves: false, cidVersion: 0 });
+  assert.match(reference.root, /^Qm/);
+  const { writer, out } = CarWriter.create([CID.parse(reference.root)]);
+  const parts: Uint8Array[] = [];
+  const reading = (async () => {
+    for await (const part of out) parts.push(part);
+  })();
+  for (const [cid, block] of reference.blocks.blocks) {
+    await writer.put({ cid: CID.parse(cid), bytes: block });
+  }
+  await writer.close();
+  await reading;
+  const { roots } = await importCar(ReadableStream.from(parts), store);
+  assert.deepEqual(roots, [CID.parse(reference.root).toV1().toString()]);
+  assert.match(roots[0], /^bafybei/);
+  const files = new FileStore(store);
+  assert.deepEqual(await files.bytes(roots[0]), bytes);
+  assert.deepEqual(
+    await files.bytes(roots[0], { start: 300_000, end: 300_010 }),
+    bytes.subarray(300_000, 300_010),
+  );
+  await Deno.remove(dir, { recursive: true });
+});
