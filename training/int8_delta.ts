@@ -1,7 +1,9 @@
 /**
  * The wire form of a pseudo-gradient: int8 values with one float32 scale per row (a 1-D
- * tensor is one row). `scale = max|row| / 127`, `q = round(x / scale)`, so every value comes
- * back within `scale / 2` of the original — about 4× smaller than float32 on the wire.
+ * tensor is one row). `scale = max|row| / 127`, `q = round(x / scale)` clamped to ±127, so every
+ * value comes back within `scale / 2` of the original — about 4× smaller than float32 on the
+ * wire. A row whose scale would be subnormal (max|row| < 127 · 2^−126 ≈ 1.5e−36) is sent as
+ * zero: its values are float32 noise, and a subnormal scale could not carry them faithfully.
  *
  * Encoding (version 1, little-endian), tensors in the architecture's fixed order:
  * `"VFD1" ‖ u32 count ‖ per tensor: u16 nameLen ‖ name ‖ u8 rank ‖ u32 dims… ‖ f32 scales[rows]
@@ -16,6 +18,8 @@ import { TrainingError } from "./training_error.ts";
 const MAGIC = new TextEncoder().encode("VFD1");
 /** Largest int8 magnitude used (symmetric, so −128 is never produced). */
 const Q_MAX = 127;
+/** Smallest normal float32 (2^−126): a smaller scale is subnormal and imprecise. */
+const MIN_NORMAL_F32 = 2 ** -126;
 /** Upper bound on a decoded tensor's elements: rejects absurd headers before allocating. */
 const MAX_TENSOR_ELEMENTS = 1 << 28;
 /**
@@ -57,10 +61,15 @@ export function quantizeDelta(delta: GptWeights): Int8Tensor[] {
     for (let r = 0; r < rows; r++) {
       let max = 0;
       for (let i = r * width; i < (r + 1) * width; i++) max = Math.max(max, Math.abs(data[i]));
+      // A subnormal scale has lost most of its precision, so x / scale can round past 127 and
+      // wrap in the Int8Array (a sign flip). Such a row (max below ~1.5e-36) is zero to within
+      // float32 noise: it is sent as zero. The clamp keeps any rounding at the edge in range.
       const scale = Math.fround(max / Q_MAX);
+      if (!(scale >= MIN_NORMAL_F32)) continue; // scales[r] stays 0: the row is zero
       scales[r] = scale;
-      if (scale === 0) continue;
-      for (let i = r * width; i < (r + 1) * width; i++) values[i] = Math.round(data[i] / scale);
+      for (let i = r * width; i < (r + 1) * width; i++) {
+        values[i] = Math.max(-Q_MAX, Math.min(Q_MAX, Math.round(data[i] / scale)));
+      }
     }
     out.push({ name, shape: [...shape], scales, values });
   }
