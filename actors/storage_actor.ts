@@ -410,12 +410,15 @@ async function addDag(
   root: string,
   local: boolean,
   get: (cid: string) => Promise<Uint8Array>,
+  isLegacyManifest: (cid: string) => Promise<boolean>,
 ): Promise<void> {
   if (!isCid(root)) return; // a stray file among the pins roots nothing
   const into = local ? scope.local : scope.network;
   into.add(storageKey(root));
   try {
-    for await (const block of dagBlocks(root, get)) into.add(storageKey(block.cid));
+    for await (const block of dagBlocks(root, get, { isLegacyManifest })) {
+      into.add(storageKey(block.cid));
+    }
   } catch {
     // An unreadable root or inner node: what was reached is recorded (GC reports the rest).
   }
@@ -566,6 +569,8 @@ export class StorageActor {
         await (await this.#localOnly(cid) ? store : replicated).get(cid, options),
       has: async (cid, options) =>
         await (await this.#localOnly(cid) ? store : replicated).has(cid, options),
+      // This store's record of raw manifests written before UnixFS (`legacy_manifests.ts`).
+      isLegacyManifest: (cid) => store.isLegacyManifest(cid),
     };
   }
 
@@ -634,7 +639,13 @@ export class StorageActor {
     const scope: PinScope = { local: new Set(), network: new Set(), stamp };
     for (const root of await store.pins()) {
       const label = await store.pinLabel(root).catch(() => undefined);
-      await addDag(scope, root, label?.local === true, (cid) => store.get(cid));
+      await addDag(
+        scope,
+        root,
+        label?.local === true,
+        (cid) => store.get(cid),
+        (cid) => store.isLegacyManifest(cid),
+      );
     }
     return scope;
   }
@@ -646,7 +657,16 @@ export class StorageActor {
     if (!scope || this.#pinScope !== pending) return; // read afresh on next use: it sees the pin
     const into = local ? scope.local : scope.network;
     if (blocks) { for (const cid of blocks) into.add(storageKey(cid)); }
-    else await addDag(scope, root, local, (cid) => this.#store!.get(cid));
+    else {
+      const store = this.#store!;
+      await addDag(
+        scope,
+        root,
+        local,
+        (cid) => store.get(cid),
+        (cid) => store.isLegacyManifest(cid),
+      );
+    }
     // Our own pin changed the directory: not another process's change.
     scope.stamp = await this.#store!.pinsStamp();
   }
@@ -786,6 +806,7 @@ export class StorageActor {
         return exportCar(message.cid, (cid, signal) => blocks.get(cid, { signal }), {
           scope: message.scope,
           signal: message.signal,
+          isLegacyManifest: (cid) => this.#store!.isLegacyManifest(cid),
         });
       }
       case "share":

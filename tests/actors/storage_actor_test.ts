@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { CID } from "multiformats/cid";
 import { base58btc } from "multiformats/bases/base58";
 import * as Digest from "multiformats/hashes/digest";
@@ -20,6 +21,7 @@ import {
 import { type AuditResult, StorageAuditor } from "../../storage/audit.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { ChunkStore, type ChunkStoreStats } from "../../storage/chunk_store.ts";
+import { LEGACY_MANIFESTS_DIR } from "../../storage/legacy_manifests.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
@@ -336,6 +338,10 @@ Deno.test("a manifest listing one chunk hundreds of times is never built in memo
     chunkSize,
     chunks: Array(repeats).fill(chunk),
   }));
+  // A raw manifest is a file only as a store written before UnixFS records it: pinned, and the
+  // record made afresh when the store is next opened (storage/legacy_manifests.ts).
+  await store.pin(manifest);
+  await Deno.remove(join(dir, LEGACY_MANIFESTS_DIR), { recursive: true });
   const actor = new StorageActor({ dir });
   const whole = await actor.receive({ type: "get_bytes", cid: manifest }) as StorageReply<unknown>;
   assert.equal(!whole.ok && whole.error.code, "file_too_large");
@@ -398,6 +404,55 @@ Deno.test("on start the StorageActor asks the network for its peers without wait
     }, "the network's peers in use");
   } finally {
     await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(peerDir, { recursive: true });
+  }
+});
+
+Deno.test("a file written before UnixFS (a raw manifest the store records) reads as its file with storage peers too, and its chunks are held for the network", async () => {
+  const dir = await Deno.makeTempDir();
+  const peerDir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const parts = [pseudoRandomBytes(1000, 11), pseudoRandomBytes(500, 12)];
+  const chunks = [await store.put(parts[0]), await store.put(parts[1])];
+  const manifest = await store.put(encodeManifest({
+    type: MANIFEST_TYPE,
+    v: MANIFEST_VERSION,
+    tier: "public",
+    size: 1500,
+    chunkSize: 1000,
+    chunks,
+  }));
+  await store.pin(manifest);
+  // As a store from before the record: it is made when the store is next opened.
+  await Deno.remove(join(dir, LEGACY_MANIFESTS_DIR), { recursive: true });
+  const peer = new LocalStoragePeer(
+    await ChunkStore.open(peerDir, { durable: false }),
+    Identity.generate().publicKey,
+  );
+  const actor = new StorageActor({ dir, replication: { replicas: 1, writeQuorum: 1 } });
+  try {
+    // Its blocks were replicated to the peer, where a node with peers reads them.
+    for (const cid of [manifest, ...chunks]) await peer.putChunk(cid, await store.get(cid));
+    unwrapReply(await actor.receive({ type: "set_peers", peers: [peer] }));
+    const bytes = unwrapReply<Uint8Array>(
+      await actor.receive({ type: "get_bytes", cid: manifest }),
+    );
+    assert.deepEqual(
+      bytes,
+      new Uint8Array([...parts[0], ...parts[1]]),
+      "the file, not the manifest",
+    );
+    // Its chunks are in the pin's scope, so a peer may read them.
+    for (const chunk of chunks) {
+      assert.equal(
+        unwrapReply(await actor.receive({ type: "has_chunk", cid: chunk })),
+        true,
+        chunk,
+      );
+    }
+  } finally {
+    await actor.postStop();
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(peerDir, { recursive: true });
   }
