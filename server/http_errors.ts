@@ -105,6 +105,12 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   disk_full: 507,
   replication_failed: 503,
   corrupt_chunk: 502,
+  // The IPFS gateway (`gateway_routes.ts`): bytes no codec reads, a DAG node too big to read,
+  // an Accept it cannot meet, a CAR option it does not implement.
+  invalid_manifest: 422,
+  block_too_large: 422,
+  not_acceptable: 406,
+  not_implemented: 501,
   // A forwarded job: no worker peer, or the worker went away before answering.
   no_worker: 503,
   service_unavailable: 503,

@@ -63,9 +63,12 @@ export function originPolicy(allowedOrigins: readonly string[]): MiddlewareHandl
     await next();
     // A WebSocket upgrade (101) is not subject to CORS, and its headers are the runtime's.
     if (c.res.status === 101) return;
-    const headers = new Headers(c.res.headers);
-    for (const [name, value] of Object.entries(cors)) headers.set(name, value);
-    headers.set("access-control-expose-headers", EXPOSED_HEADERS);
-    c.res = new Response(c.res.body, { status: c.res.status, headers });
+    // Set on the response in place (`c.header` copies a finalized one first): assigning a new
+    // `c.res` makes Hono copy the old headers over it, and `Vary` is added to, not replaced — a
+    // route's own (`Accept` on /ipfs) must stay, or a shared cache could serve one
+    // representation for another.
+    c.header("access-control-allow-origin", origin);
+    c.header("vary", "Origin", { append: true });
+    c.header("access-control-expose-headers", EXPOSED_HEADERS);
   };
 }

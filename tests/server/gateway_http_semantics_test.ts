@@ -52,7 +52,10 @@ async function startNode() {
     name: "node/storage",
     factory: () => new StorageActor({ dir }) as never,
   });
-  const app = createApp({ inference: {} as InferencePort });
+  const app = createApp({
+    inference: {} as InferencePort,
+    edge: { allowedOrigins: ["https://app.example"] },
+  });
   const port = () => storageGateway(storage);
   app.route("/v1", fileRoutes(port));
   app.route("/", gatewayRoutes(port));
@@ -91,6 +94,10 @@ Deno.test("every /ipfs answer varies on Accept, and blocks and CARs are attachme
       "not modified": await node.get(`/ipfs/${cid}`, { headers: { "if-none-match": `"${cid}"` } }),
       "bad format": await node.get(`/ipfs/${cid}?format=dag-json`),
       directory: await node.get(`/ipfs/${node.directory}`),
+      // A browser's cross-origin read: CORS adds `Origin` to `Vary`, and keeps `Accept`.
+      "cross-origin car": await node.get(`/ipfs/${cid}`, {
+        headers: { accept: CAR, origin: "https://app.example" },
+      }),
     };
     for (const [label, { response }] of Object.entries(answers)) {
       const vary = (response.headers.get("vary") ?? "").toLowerCase().split(/\s*,\s*/);
@@ -111,6 +118,8 @@ Deno.test("every /ipfs answer varies on Accept, and blocks and CARs are attachme
       );
     }
     assert.equal(answers.plain.response.headers.get("content-disposition"), null);
+    const crossVary = answers["cross-origin car"].response.headers.get("vary")!.toLowerCase();
+    assert.ok(crossVary.includes("origin"), crossVary);
   } finally {
     await node.close();
   }
