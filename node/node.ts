@@ -714,6 +714,9 @@ function addTrainingChildren(
           network: NODE_ACTORS.network,
           serve,
           challengeProbability: training.challengeProbability,
+          // Rounds started from a seeded model carry no momentum: the default seed and this
+          // node's coordinator's (round_audit.ts).
+          genesisSeeds: [...new Set([0, training.coordinator.seed])],
           log,
         }),
     });
@@ -724,6 +727,8 @@ function addTrainingChildren(
       factory: () =>
         new TrainerService({
           identity,
+          // The round slots it signed survive a restart: never two receipts for one slot.
+          dataDir: join(config.dataDir, "training"),
           shard: inputs.shard!,
           keepShard: roles.storage
             ? async (shard) => {
