@@ -75,7 +75,8 @@ export function assignmentSigningBytes(assignment: Omit<JobAssignment, "sig">): 
  * Sign, as `requester`, the assignment of `job` to `worker`. The job must name `requester`
  * (`job.requester`, its hex public key): only then can a ledger tie the assignment to the job.
  *
- * @throws {TypeError} when the job does not name `requester`.
+ * @throws {TypeError} when the job does not name `requester`, or `issuedAt` or `worker` could
+ *   never verify (not a time ≥ 0, not a 32-byte key).
  * @example
  * ```ts
  * import { Identity } from "./identity.ts";
@@ -99,6 +100,13 @@ export function signAssignment(
   const { job, worker, issuedAt } = body;
   if (job.requester !== toHex(requester.publicKey)) {
     throw new TypeError("an assignment needs a job that names its signer as its requester");
+  }
+  // What the schema would refuse on every ledger: signing it would pay nothing, silently.
+  if (!Number.isFinite(issuedAt) || issuedAt < 0) {
+    throw new TypeError(`an assignment's issuedAt must be a time (ms, ≥ 0), got ${issuedAt}`);
+  }
+  if (!(worker instanceof Uint8Array) || worker.length !== 32) {
+    throw new TypeError("an assignment's worker must be a 32-byte public key");
   }
   const unsigned = {
     v: ASSIGNMENT_VERSION,
