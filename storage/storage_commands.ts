@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { VeriflowError } from "../protocols/errors.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
 import { KeyRequiredError, StorageError } from "./errors.ts";
-import { ChunkStore } from "./chunk_store.ts";
+import { ChunkStore, type ChunkStoreOptions } from "./chunk_store.ts";
 import { PendingPut } from "./pending_put.ts";
 import { type FileInfo, FileStore } from "./file_store.ts";
 import { OwnerKey } from "./private_tier.ts";
@@ -162,7 +162,7 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
   const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
   const output = values.output as string | undefined;
   return await reportErrors(async () => {
-    const store = await ChunkStore.open(join(dataDir, "store"));
+    const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
     const { tier } = await files.stat(cid);
     const key = tier === "private"
@@ -215,7 +215,7 @@ export async function runLs(args: string[]): Promise<number> {
   if (positionals.length !== 0) return usage(LS_USAGE, 2);
   const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
   return await reportErrors(async () => {
-    const store = await ChunkStore.open(join(dataDir, "store"));
+    const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
     const listed: ListedFile[] = [];
     for (const cid of await store.pins()) {
@@ -319,7 +319,7 @@ export async function runGc(args: string[]): Promise<number> {
     if (graceMs !== undefined && !(Number.isSafeInteger(graceMs) && graceMs >= 0)) {
       throw new UsageError("--grace-ms must be a whole number of milliseconds, 0 or more");
     }
-    const store = await ChunkStore.open(join(dataDir, "store"), { gcGraceMs: graceMs });
+    const store = await openExistingStore(dataDir, { gcGraceMs: graceMs });
     const result = await store.gc();
     if (values.json) console.log(JSON.stringify(result, null, 2));
     if (result.unreadableRoots.length > 0) {
@@ -339,6 +339,27 @@ export async function runGc(args: string[]): Promise<number> {
         `${result.kept} referenced and ${result.young} younger than the grace period${abandoned}`,
     );
   });
+}
+
+/**
+ * The store of `dataDir` for a command that reads it or removes from it (`get`, `ls`, `gc`;
+ * only `put` creates one). A store that is not there is refused, and nothing is created: a
+ * mistyped `--data` must not look like an empty store, as if the operator's files were gone.
+ *
+ * @throws {StorageError} (`store_missing`) when `dataDir/store` does not exist.
+ */
+async function openExistingStore(
+  dataDir: string,
+  options?: ChunkStoreOptions,
+): Promise<ChunkStore> {
+  const dir = join(dataDir, "store");
+  try {
+    await Deno.stat(dir);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new StorageError("store_missing", `no store in ${dataDir} (no ${dir}): check --data`);
+  }
+  return await ChunkStore.open(dir, options);
 }
 
 /**

@@ -78,6 +78,7 @@ Deno.test("cli private put needs the same key to get; a wrong key file is authen
 Deno.test("cli reports unknown CIDs, quota and usage errors with codes and exit status", async () => {
   const dir = await Deno.makeTempDir();
   const node = `${dir}/node`;
+  await Deno.mkdir(`${node}/store`, { recursive: true }); // get reads an existing store only
   const unknown = await capture(() =>
     runGet(["bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku", "--data", node])
   );
@@ -281,5 +282,30 @@ Deno.test("Ctrl-C during cli get -o FILE removes the partial file and exits 130"
   assert.match(get.err, /^interrupted: .*f\.bin was not written/);
   assert.deepEqual([...Deno.readDirSync(`${dir}/out`)], []);
   assert.equal(listening, 0, "the signal listener is removed");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("get, ls and gc on a data directory with no store refuse (check --data) and create nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  const typo = `${dir}/typo_dir`;
+  const cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+  for (
+    const [name, run] of [
+      ["ls", () => runLs(["--data", typo])],
+      ["gc", () => runGc(["--data", typo])],
+      ["get", () => runGet([cid, "--data", typo])],
+    ] as const
+  ) {
+    const result = await capture(run);
+    assert.equal(result.code, 1, `${name}: ${result.out}`);
+    assert.match(result.err, /error \[store_missing\]: no store in .*typo_dir.*check --data/, name);
+    assert.equal(result.out, "", `${name} printed no listing`);
+    await assert.rejects(Deno.stat(typo), Deno.errors.NotFound, `${name} created ${typo}`);
+  }
+  // An existing data directory without a store is refused the same way, and left as it was.
+  await Deno.mkdir(`${dir}/node`);
+  const ls = await capture(() => runLs(["--data", `${dir}/node`]));
+  assert.equal(ls.code, 1);
+  assert.deepEqual([...Deno.readDirSync(`${dir}/node`)], []);
   await Deno.remove(dir, { recursive: true });
 });
