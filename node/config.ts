@@ -605,18 +605,30 @@ export function parseNodeConfig(
         sections.add(leaf.slice(0, dot));
       }
     }
+    // Layers record a list as one leaf (`--peer` sets `network.peers`, not `network.peers.0`):
+    // an item's source is its list's.
+    const sourceOf = (at: readonly string[]): string | undefined => {
+      let keys = at;
+      for (;;) {
+        const by = setBy(keys.join("."));
+        if (by !== undefined || keys.length === 0 || !/^\d+$/.test(keys[keys.length - 1])) {
+          return by;
+        }
+        keys = keys.slice(0, -1);
+      }
+    };
     const issues = result.error.issues.flatMap((issue) => {
       const at = issue.path.map(String);
       if (issue.code === "unrecognized_keys") {
         return issue.keys.map((key) => {
           const path = [...at, key].join(".");
-          const by = setBy(path);
+          const by = sourceOf([...at, key]);
           const hint = closest(path, known, [...sections]);
           return `  ${path}: unknown key (${hint})${by === undefined ? "" : ` [from ${by}]`}`;
         });
       }
       const path = at.join(".") || "(root)";
-      const by = setBy(path);
+      const by = sourceOf(at.length === 0 ? ["(root)"] : at);
       return [`  ${path}: ${issue.message}${by === undefined ? "" : ` [from ${by}]`}`];
     });
     throw new ConfigError(`invalid configuration:\n${issues.join("\n")}`);

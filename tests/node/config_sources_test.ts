@@ -67,6 +67,22 @@ Deno.test("a bad value is refused naming the key path, the reason and the variab
   await assert.rejects(resolveStartConfig(["--model-size", "huge"]), /model\.size: .*--model-size/);
 });
 
+Deno.test("a bad list item is refused naming the flag, variable or file that set its list", async () => {
+  await assert.rejects(
+    resolveStartConfig(["--peer", "nohostport"]),
+    /network\.peers\.0: expected HOST:PORT \[from --peer\]/,
+  );
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_NETWORK_PEERS: "127.0.0.1:7701,bad" }),
+    /network\.peers\.1: expected HOST:PORT \[from VERIFLOW_NETWORK_PEERS\]/,
+  );
+  const file = await tempFile({ http: { apiKeys: ["short"] } });
+  await assert.rejects(
+    resolveStartConfig(["--config", file]),
+    new RegExp(`http\\.apiKeys\\.0: .*\\[from ${file.replaceAll(".", "\\.")}\\]`),
+  );
+});
+
 Deno.test("every configuration leaf has one environment variable", () => {
   const leaves = configLeaves();
   const names = leaves.map((l) => l.env);
