@@ -22,15 +22,28 @@ function isPeerAddress(text: string): boolean {
   }
 }
 
+/** Options of a {@link ConfigError}. */
+export interface ConfigErrorOptions extends ErrorOptions {
+  /**
+   * Whether the message names the keys (or `VERIFLOW_*` variables) at fault, so that the
+   * operator can look them up (`start --print-config`); false for a file that cannot be read
+   * or parsed. Default false.
+   */
+  namesKeys?: boolean;
+}
+
 /** The configuration file failed to parse or validate. */
 export class ConfigError extends VeriflowError {
+  /** Whether the message names the keys at fault (see {@link ConfigErrorOptions}). */
+  readonly namesKeys: boolean;
   /**
    * Create the error.
    * @param message What is wrong, field by field.
-   * @param options Standard error options.
+   * @param options Standard error options, and whether the message names keys.
    */
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, options?: ConfigErrorOptions) {
     super("invalid_config", message, options);
+    this.namesKeys = options?.namesKeys ?? false;
   }
 }
 
@@ -482,7 +495,7 @@ export function envLayer(env: Readonly<Record<string, string>>): ConfigLayer {
     layer.setBy.set(leaf.path, name);
   }
   if (problems.length > 0) {
-    throw new ConfigError(`invalid environment:\n${problems.join("\n")}`);
+    throw new ConfigError(`invalid environment:\n${problems.join("\n")}`, { namesKeys: true });
   }
   return layer;
 }
@@ -631,7 +644,7 @@ export function parseNodeConfig(
       const by = sourceOf(at.length === 0 ? ["(root)"] : at);
       return [`  ${path}: ${issue.message}${by === undefined ? "" : ` [from ${by}]`}`];
     });
-    throw new ConfigError(`invalid configuration:\n${issues.join("\n")}`);
+    throw new ConfigError(`invalid configuration:\n${issues.join("\n")}`, { namesKeys: true });
   }
   return result.data;
 }

@@ -93,6 +93,12 @@ Examples:
 Exit codes: 0 stopped cleanly · 1 the node did not start (the line says why) · 2 bad flags
 or configuration (the key and the reason are named) · 130 interrupted.`;
 
+/**
+ * A `start` flag that cannot be read (`--port abc`): a configuration error that names a flag,
+ * not a key, so its hint is `--help`.
+ */
+class StartUsageError extends ConfigError {}
+
 /** The `start` flags parseArgs knows. */
 const START_OPTIONS = {
   config: { type: "string" },
@@ -160,7 +166,7 @@ export async function resolveStartConfig(
   const num = (flag: string, text: string) => {
     const n = Number(text);
     if (text.trim() === "" || !Number.isFinite(n)) {
-      throw new ConfigError(`--${flag} expects a number, got "${text}"`);
+      throw new StartUsageError(`--${flag} expects a number, got "${text}"`);
     }
     return n;
   };
@@ -208,7 +214,7 @@ export async function resolveStartConfig(
   const shard = values["train-shard"];
   if (shard !== undefined) {
     const match = /^(\d+)\/(\d+)$/.exec(shard.trim());
-    if (match === null) throw new ConfigError(`--train-shard expects I/N, got "${shard}"`);
+    if (match === null) throw new StartUsageError(`--train-shard expects I/N, got "${shard}"`);
     set("training.trainer.shard", Number(match[1]), "train-shard");
     set("training.trainer.shards", Number(match[2]), "train-shard");
   }
@@ -292,10 +298,14 @@ export async function runStart(args: string[], io: StartCommandIo = PROCESS_IO):
   try {
     resolved = await resolveStartConfig(args, io.env?.() ?? {});
   } catch (error) {
-    const hint = error instanceof ConfigError
-      ? "fix the key named above (cli.ts start --print-config shows every value and its source)"
-      : "see cli.ts start --help";
-    io.err(`error: ${(error as Error).message}\n${hint}`);
+    // The key hint only where a key is named: a file that is not JSON, or not there, says
+    // itself what to fix.
+    const hint = !(error instanceof ConfigError) || error instanceof StartUsageError
+      ? "\nsee cli.ts start --help"
+      : error.namesKeys
+      ? "\nfix the key named above (cli.ts start --print-config shows every value and its source)"
+      : "";
+    io.err(`error: ${(error as Error).message}${hint}`);
     return 2;
   }
   if (args.includes("--print-config")) {

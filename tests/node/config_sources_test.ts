@@ -134,3 +134,41 @@ Deno.test("start with a bad configuration exits 2 naming the key and what to do"
   assert.match(err.join("\n"), /roles\.storag: unknown key \(did you mean roles\.storage\?\)/);
   assert.match(err.join("\n"), /--print-config/);
 });
+
+Deno.test("start hints at the key named above only when a key is named", async () => {
+  const startErr = async (args: string[], env: Record<string, string> = {}) => {
+    const err: string[] = [];
+    const io: StartCommandIo = {
+      onStopSignal: () => () => {},
+      out: () => {},
+      err: (line) => void err.push(line),
+      now: () => 0,
+      env: () => env,
+    };
+    assert.equal(await runStart([...args, "--print-config"], io), 2, args.join(" "));
+    return err.join("\n");
+  };
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(join(dir, "broken.json"), "{ not json");
+  await Deno.writeTextFile(join(dir, "list.json"), "[]");
+  const keyHint = /fix the key named above/;
+  for (
+    const [args, says] of [
+      [["--config", join(dir, "broken.json")], /is not valid JSON/],
+      [["--config", join(dir, "missing.json")], /cannot read configuration file/],
+      [["--config", join(dir, "list.json")], /expected a JSON object at the top level/],
+    ] as const
+  ) {
+    const err = await startErr([...args]);
+    assert.match(err, says);
+    assert.doesNotMatch(err, keyHint, err);
+  }
+  const port = await startErr(["--port", "abc"]);
+  assert.match(port, /--port expects a number, got "abc"/);
+  assert.doesNotMatch(port, keyHint);
+  assert.match(port, /see cli\.ts start --help/);
+  // Where a key or variable is named, the hint stays.
+  assert.match(await startErr(["--model-size", "huge"]), keyHint);
+  assert.match(await startErr([], { VERIFLOW_HTTP_PROT: "1" }), keyHint);
+  await Deno.remove(dir, { recursive: true });
+});
