@@ -11,9 +11,10 @@
  * submit(job, { signal }) → InferenceHandle { jobId, model, promptTokens, tokens, done, cancel }
  * ```
  *
- * `tokens` is pull-driven (a slow reader slows only its own job) and cancelling it — or aborting
- * `signal`, or calling `cancel()` — stops the computation wherever it runs. `done` never rejects:
- * it resolves with the {@link JobSummary}, which carries the worker's signed receipt.
+ * `tokens` is pull-driven (a slow reader slows only its own job; a job nobody reads waits, and
+ * its `done` with it) and cancelling it — or aborting `signal`, or calling `cancel()` — stops the
+ * computation wherever it runs. `done` never rejects: it resolves with the {@link JobSummary},
+ * which carries the worker's signed receipt.
  *
  * @module
  */
@@ -121,11 +122,28 @@ export interface InferenceHandle {
   model: ServedModelInfo;
   /** Tokens in the prompt. */
   promptTokens: number;
-  /** The token stream. Cancelling it cancels the job. */
+  /**
+   * The token stream. Cancelling it cancels the job.
+   *
+   * It is pull-driven: the model computes a token only when the stream is read (a remote
+   * worker runs at most its credit window ahead), so a job nobody reads waits at its first
+   * unread token, holding its slot, and does not end on its own, however short it is. Read it
+   * to the end, or cancel it (or call {@link cancel}, or abort the submission's signal).
+   */
   tokens: ReadableStream<StreamedToken>;
-  /** Resolves when the job has ended and its receipt (if any) is signed. Never rejects. */
+  /**
+   * Resolves when the job has ended and its receipt (if any) is signed. Never rejects.
+   *
+   * A job ends when its last token is read, when it is cancelled ({@link cancel}, cancelling
+   * `tokens`, the submission's signal: `finishReason: "cancelled"`), or when it fails
+   * (`finishReason: "error"` with the `error` code). Since `tokens` is pull-driven, a job whose
+   * tokens nobody reads does not end by itself, and `done` stays pending until it is read or
+   * cancelled. Over a `RemoteInferencePort`, a closed connection ends the job whatever the
+   * reader does: `done` resolves with `finishReason: "error"` and `error.code`
+   * `connection_closed` (or why the connection closed, such as `peer_timeout`).
+   */
   done: Promise<JobSummary>;
-  /** Cancel the job whether queued or running (same as cancelling `tokens`). */
+  /** Cancel the job whether queued or running (same as cancelling `tokens`); `done` resolves. */
   cancel(): void;
 }
 

@@ -21,6 +21,7 @@
 import type { Connection } from "../protocols/connection.ts";
 import type { TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import {
   type InferenceEvent,
@@ -99,6 +100,8 @@ export class RemoteInferencePort implements InferencePort {
   readonly #now: () => number;
   readonly #tokensPerEvent: number;
   readonly #stats = emptyInferenceStats();
+  /** Jobs not yet ended: a closed connection ends them (see the constructor). */
+  readonly #live = new Set<RemoteJob>();
 
   /**
    * Create a port over `connection`.
@@ -118,6 +121,12 @@ export class RemoteInferencePort implements InferencePort {
       MAX_TOKENS_PER_EVENT,
       Math.max(1, options.tokensPerEvent ?? DEFAULT_TOKENS_PER_EVENT),
     );
+    // A closed connection ends its jobs: `done` must say so even when nobody reads `tokens`
+    // (a job's event stream fails only when pulled, so `done` would wait for a read forever).
+    // One listener for the port, not one per job: a relay's connection outlives many jobs.
+    connection.closed.then(() => {
+      for (const job of [...this.#live]) job.connectionClosed(connection.closeReason);
+    });
   }
 
   /** The connection jobs go over. */
@@ -171,13 +180,21 @@ export class RemoteInferencePort implements InferencePort {
     }
     this.#stats.jobsStarted++;
     this.#stats.activeJobs++;
-    return new RemoteJob(first.value, from, reader, submittedAt, this.#now, (summary) => {
+    const relayed = new RemoteJob(first.value, from, reader, submittedAt, this.#now, (summary) => {
+      this.#live.delete(relayed);
       this.#stats.activeJobs--;
       this.#stats.tokensGenerated += summary.usage.completionTokens;
       if (summary.finishReason === "cancelled") this.#stats.jobsCancelled++;
       else if (summary.finishReason === "error") this.#stats.jobsFailed++;
       else this.#stats.jobsFinished++;
-    }).handle();
+    });
+    this.#live.add(relayed);
+    const handle = relayed.handle();
+    // Closing already (the constructor's listener may have run): end it just the same.
+    if (this.#connection.isClosed) {
+      this.#connection.closed.then(() => relayed.connectionClosed(this.#connection.closeReason));
+    }
+    return handle;
   }
 }
 
@@ -195,6 +212,8 @@ class RemoteJob {
   #firstTokenAt = NaN;
   #ended = false;
   #lastTokenSeen = false;
+  /** Set when the connection closed before the job ended: what the token stream fails with. */
+  #closedError: ConnectionClosedError | undefined;
 
   constructor(
     start: StartEvent,
@@ -215,10 +234,16 @@ class RemoteJob {
   handle(): InferenceHandle {
     const tokens = new ReadableStream<StreamedToken>({
       pull: async (controller) => {
-        let result: ReadableStreamReadResult<InferenceEvent>;
+        let result: ReadableStreamReadResult<InferenceEvent> | undefined;
+        let failure: unknown;
         try {
-          result = await this.#reader.read();
+          if (this.#closedError === undefined) result = await this.#reader.read();
         } catch (error) {
+          failure = error;
+        }
+        // A closed connection fails the stream with its own error, read in progress or not.
+        if (this.#closedError !== undefined || result === undefined) {
+          const error = this.#closedError ?? failure;
           this.#end("error", error);
           controller.error(error);
           return;
@@ -284,6 +309,22 @@ class RemoteJob {
         this.#cancel();
       },
     };
+  }
+
+  /**
+   * The connection closed: a job that has not ended ends here, with the connection's error
+   * (`connection_closed`, or why it closed: `peer_timeout`, ...), whether or not anyone reads.
+   */
+  connectionClosed(reason: Error | null): void {
+    if (this.#ended) return;
+    const error = reason instanceof ConnectionClosedError ? reason : new ConnectionClosedError(
+      reason ? `connection closed: ${reason.message}` : "connection closed",
+      { cause: reason ?? undefined },
+    );
+    this.#closedError = error;
+    // Free the event stream too; the token stream then fails with the same error if read.
+    this.#reader.cancel(error).catch(() => {});
+    this.#end("error", error);
   }
 
   async #awaitEnd(): Promise<void> {

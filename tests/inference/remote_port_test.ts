@@ -395,3 +395,48 @@ Deno.test("the wire bounds a tokens event to 2–16 tokens and a submission's to
     SubmitMessage.schema.safeParse({ job: textJob("m", 4), tokensPerEvent }).success;
   assert(submit(1) && submit(16) && !submit(0) && !submit(17));
 });
+
+/** Whether `promise` has settled once the macrotasks queued so far have run. */
+async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(() => (settled = true), () => (settled = true));
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  return settled;
+}
+
+Deno.test("closing the connection ends a remote job nobody reads: done resolves with connection_closed, and the tokens then fail with it", async () => {
+  const model = new ScriptedModel({ contextLength: 4096 });
+  await withRemote(model, async (remote) => {
+    const handle = await remote.submit(textJob(model.info.cid, 2000));
+    await remote.connection.close();
+    assert(await settledSoon(handle.done), "done is still pending after the connection closed");
+    const summary = await handle.done;
+    assertEquals(summary.finishReason, "error");
+    assertEquals(summary.error?.code, "connection_closed");
+    const failure = await handle.tokens.getReader().read().catch((e) => e);
+    assertEquals((failure as { code: string }).code, "connection_closed");
+    const stats = await remote.stats();
+    assertEquals([stats.activeJobs, stats.jobsFailed], [0, 1]);
+  });
+});
+
+Deno.test("closing the connection while a token read is in flight fails that read with connection_closed, as done says", async () => {
+  const model = new ScriptedModel({ contextLength: 4096, gated: true });
+  await withRemote(model, async (remote) => {
+    const handle = await remote.submit(textJob(model.info.cid, 5));
+    const reader = handle.tokens.getReader();
+    const reading = reader.read().catch((e) => e);
+    await remote.connection.close();
+    assertEquals(((await reading) as { code: string }).code, "connection_closed");
+    assertEquals((await handle.done).error?.code, "connection_closed");
+  });
+});
+
+Deno.test("a remote job nobody reads waits (the stream is pull-driven), and cancel() still ends it: done resolves cancelled", async () => {
+  const model = new ScriptedModel();
+  await withRemote(model, async (remote) => {
+    const handle = await remote.submit(textJob(model.info.cid, 8));
+    handle.cancel();
+    assertEquals((await handle.done).finishReason, "cancelled");
+  });
+});
