@@ -99,6 +99,11 @@ or configuration (the key and the reason are named) · 130 interrupted.`;
  */
 class StartUsageError extends ConfigError {}
 
+/** A whole-number flag's value: decimal digits (`80`), not `0x50`, `1e3`, `80.0` or `-1`. */
+const WHOLE_NUMBER = /^\d+$/;
+/** A fraction flag's value (a probability): plain decimal notation (`0.05`, `.05`, `1`). */
+const DECIMAL_NUMBER = /^(\d+(\.\d*)?|\.\d+)$/;
+
 /** The `start` flags parseArgs knows. */
 const START_OPTIONS = {
   config: { type: "string" },
@@ -163,29 +168,39 @@ export async function resolveStartConfig(
     setPath(flags.values, path, value);
     flags.setBy.set(path, `--${flag}`);
   };
-  const num = (flag: string, text: string) => {
-    const n = Number(text);
-    if (text.trim() === "" || !Number.isFinite(n)) {
-      throw new StartUsageError(`--${flag} expects a number, got "${text}"`);
+  // Plain decimal only: Number() also reads "0x50" as 80 and "1e3" as 1000, so a mistyped or
+  // pasted value would start a node on a port (or with a count) nobody wrote.
+  const num = (flag: string, text: string, whole: boolean) => {
+    const t = text.trim();
+    if (whole ? !WHOLE_NUMBER.test(t) : !DECIMAL_NUMBER.test(t)) {
+      throw new StartUsageError(
+        whole
+          ? `--${flag} expects a whole number in decimal digits, got "${text}"`
+          : `--${flag} expects a decimal number such as 0.05, got "${text}"`,
+      );
     }
-    return n;
+    return Number(t);
   };
-  const numeric: [keyof typeof values, string][] = [
+  const wholes: [keyof typeof values, string][] = [
     ["port", "http.port"],
     ["workers", "model.workers"],
     ["validation-workers", "model.validationWorkers"],
     ["heartbeat", "heartbeatMs"],
     ["p2p-port", "network.listen.port"],
-    ["challenge-probability", "validator.challengeProbability"],
     ["training-rounds", "training.coordinator.rounds"],
     ["training-steps", "training.coordinator.steps"],
     ["training-deadline", "training.coordinator.deadlineMs"],
     ["training-min-trainers", "training.coordinator.minTrainers"],
+  ];
+  const fractions: [keyof typeof values, string][] = [
+    ["challenge-probability", "validator.challengeProbability"],
     ["training-challenge-probability", "training.challengeProbability"],
   ];
-  for (const [flag, path] of numeric) {
-    const text = values[flag];
-    if (typeof text === "string") set(path, num(flag, text), flag);
+  for (const [flags, whole] of [[wholes, true], [fractions, false]] as const) {
+    for (const [flag, path] of flags) {
+      const text = values[flag];
+      if (typeof text === "string") set(path, num(flag, text, whole), flag);
+    }
   }
   const textual: [keyof typeof values, string][] = [
     ["host", "http.hostname"],

@@ -164,11 +164,44 @@ Deno.test("start hints at the key named above only when a key is named", async (
     assert.doesNotMatch(err, keyHint, err);
   }
   const port = await startErr(["--port", "abc"]);
-  assert.match(port, /--port expects a number, got "abc"/);
+  assert.match(port, /--port expects a whole number in decimal digits, got "abc"/);
   assert.doesNotMatch(port, keyHint);
   assert.match(port, /see cli\.ts start --help/);
   // Where a key or variable is named, the hint stays.
   assert.match(await startErr(["--model-size", "huge"]), keyHint);
   assert.match(await startErr([], { VERIFLOW_HTTP_PROT: "1" }), keyHint);
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("whole-number flags take decimal digits only: --port 0x50 or 1e3 is a usage error, exit 2", async () => {
+  for (const text of ["0x50", "1e3", "80.0", "-1", "0b1", " ", "8_0"]) {
+    await assert.rejects(
+      resolveStartConfig([`--port=${text}`]),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.match(error.message, /--port expects a whole number in decimal digits/);
+        return true;
+      },
+      text,
+    );
+  }
+  await assert.rejects(resolveStartConfig(["--workers", "0x2"]), /--workers expects a whole/);
+  await assert.rejects(resolveStartConfig(["--heartbeat", "1e3"]), /--heartbeat expects a whole/);
+  assert.equal((await resolveStartConfig(["--port", "080"])).config.http.port, 80);
+  // A probability is a fraction, in plain decimal notation too.
+  const { config } = await resolveStartConfig(["--challenge-probability", ".25"]);
+  assert.equal(config.validator.challengeProbability, 0.25);
+  await assert.rejects(
+    resolveStartConfig(["--challenge-probability", "5e-2"]),
+    /--challenge-probability expects a decimal number/,
+  );
+  const err: string[] = [];
+  const io: StartCommandIo = {
+    onStopSignal: () => () => {},
+    out: () => {},
+    err: (line) => void err.push(line),
+    now: () => 0,
+  };
+  assert.equal(await runStart(["--port", "0x50", "--print-config"], io), 2);
+  assert.match(err.join("\n"), /--port expects a whole number in decimal digits, got "0x50"/);
 });
