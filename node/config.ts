@@ -505,15 +505,31 @@ export function envLayer(env: Readonly<Record<string, string>>): ConfigLayer {
  * not settings themselves, such as sections), or the size of `known` when none is near.
  */
 function closest(name: string, known: readonly string[], alsoNear: readonly string[] = []): string {
+  const best = nearestName(name, [...known, ...alsoNear]);
+  return best !== undefined
+    ? `did you mean ${best}?`
+    : `see README, "Configuration", for the ${known.length} known ones`;
+}
+
+/**
+ * The name in `candidates` nearest `name` (edit distance, ignoring case), if it is near enough
+ * to be what was meant — within 2 edits, or a quarter of the name's length — else undefined.
+ * What `did you mean …?` offers, for keys, variables and flags alike.
+ *
+ * @example
+ * ```ts
+ * import { nearestName } from "./config.ts";
+ * nearestName("--prot", ["--port", "--host"]); // "--port"
+ * ```
+ */
+export function nearestName(name: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = Infinity;
-  for (const candidate of [...known, ...alsoNear]) {
+  for (const candidate of candidates) {
     const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
     if (d < bestDistance) [best, bestDistance] = [candidate, d];
   }
-  return best !== undefined && bestDistance <= Math.max(2, name.length / 4)
-    ? `did you mean ${best}?`
-    : `see README, "Configuration", for the ${known.length} known ones`;
+  return bestDistance <= Math.max(2, name.length / 4) ? best : undefined;
 }
 
 function editDistance(a: string, b: string): number {

@@ -16,6 +16,7 @@ import {
   envLayer,
   fileLayer,
   formatResolvedConfig,
+  nearestName,
   type NodeConfig,
   readConfigFile,
   type ResolvedConfig,
@@ -157,7 +158,7 @@ export async function resolveStartConfig(
   args: string[],
   env: Readonly<Record<string, string>> = {},
 ): Promise<ResolvedConfig> {
-  const { values } = parseArgs({ args, strict: true, options: START_OPTIONS });
+  const { values } = parseStartFlags(args);
   const layers: ConfigLayer[] = [];
   const file = values.config ?? env.VERIFLOW_CONFIG;
   if (file !== undefined) layers.push(fileLayer(await readConfigFile(file), file));
@@ -242,6 +243,22 @@ export async function resolveStartConfig(
     set("network.swarm.enabled", true, "swarm-bootstrap");
   }
   return resolveNodeConfig(layers);
+}
+
+/**
+ * `args` against {@link START_OPTIONS}. A flag that is not one of them is refused with the
+ * nearest that is (`--prot` → `did you mean --port?`), as a mistyped key or variable is.
+ */
+function parseStartFlags(args: string[]) {
+  const { tokens } = parseArgs({ args, strict: false, tokens: true, options: START_OPTIONS });
+  const known = Object.keys(START_OPTIONS).map((name) => `--${name}`);
+  for (const token of tokens) {
+    if (token.kind !== "option" || Object.hasOwn(START_OPTIONS, token.name)) continue;
+    const near = nearestName(token.rawName, known);
+    const hint = near === undefined ? "" : ` (did you mean ${near}?)`;
+    throw new StartUsageError(`unknown flag ${token.rawName}${hint}`);
+  }
+  return parseArgs({ args, strict: true, options: START_OPTIONS });
 }
 
 /** Parse `start` flags (and `env`) into a validated configuration; see {@link resolveStartConfig}. */

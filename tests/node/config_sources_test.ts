@@ -205,3 +205,30 @@ Deno.test("whole-number flags take decimal digits only: --port 0x50 or 1e3 is a 
   assert.equal(await runStart(["--port", "0x50", "--print-config"], io), 2);
   assert.match(err.join("\n"), /--port expects a whole number in decimal digits, got "0x50"/);
 });
+
+Deno.test("a mistyped flag is refused with the nearest flag, as a mistyped key is", async () => {
+  await assert.rejects(
+    resolveStartConfig(["--prot", "80"]),
+    /unknown flag --prot \(did you mean --port\?\)/,
+  );
+  await assert.rejects(
+    resolveStartConfig(["--no-storag"]),
+    /unknown flag --no-storag \(did you mean --no-storage\?\)/,
+  );
+  await assert.rejects(resolveStartConfig(["--prot=80"]), /did you mean --port\?/);
+  // Nothing near: the flag is named, and no guess is made.
+  await assert.rejects(resolveStartConfig(["--zzzzzzzzzz"]), (error: unknown) => {
+    assert.match(String(error), /unknown flag --zzzzzzzzzz/);
+    assert.doesNotMatch(String(error), /did you mean/);
+    return true;
+  });
+  const err: string[] = [];
+  const io: StartCommandIo = {
+    onStopSignal: () => () => {},
+    out: () => {},
+    err: (line) => void err.push(line),
+    now: () => 0,
+  };
+  assert.equal(await runStart(["--prot", "80"], io), 2);
+  assert.match(err.join("\n"), /did you mean --port\?\)\nsee cli\.ts start --help/);
+});
