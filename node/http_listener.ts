@@ -69,7 +69,12 @@ export class HttpListener {
     this.#app = app;
   }
 
-  /** Stop serving once open requests finish (new connections are refused). Idempotent. */
+  /**
+   * Stop serving once open requests finish: HTTP requests (SSE streams included) and the jobs
+   * of open WebSockets, whose clients get their end before the socket closes (1001). New
+   * requests are answered 503 `shutting_down` meanwhile, then new connections are refused
+   * (`serve.ts`). Idempotent.
+   */
   close(): Promise<void> {
     this.#closing ??= this.#server.shutdown();
     return this.#closing;

@@ -1,6 +1,7 @@
 /**
  * The WebSocket streaming API's route, `GET /v1/stream` (messages in `stream_protocol.ts`, one
- * connection's life in `stream_session.ts`).
+ * connection's life in `stream_session.ts`). Each open socket is registered with the server's
+ * graceful shutdown (`serve.ts`), so a stopping node lets its jobs finish before closing it.
  *
  * @module
  */
@@ -9,6 +10,7 @@ import type { EdgeEnv } from "./client_access.ts";
 import type { EdgeConfig } from "./edge_config.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import type { InferenceGateway } from "./inference_gateway.ts";
+import { drainBeforeShutdown } from "./serve.ts";
 import { StreamSession } from "./stream_session.ts";
 
 export { WS_HIGH_WATER_BYTES } from "./stream_session.ts";
@@ -32,12 +34,14 @@ export function streamRoutes(
       }, 426);
     }
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
-    new StreamSession(socket, gateway, {
+    const session = new StreamSession(socket, gateway, {
       maxMessageBytes: edge.maxRequestBytes,
       idleTimeoutMs: edge.clientIdleTimeoutMs,
       client: c.get("client"),
       stats,
     });
+    const withdraw = drainBeforeShutdown(c.req.raw, () => session.drain());
+    session.closed.then(withdraw);
     return response;
   });
   return routes;

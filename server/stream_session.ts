@@ -19,6 +19,11 @@
  * A message over `maxRequestBytes` closes the socket with 1009 and a reason naming the limit:
  * the client learns why, where a dropped connection would tell it nothing.
  *
+ * When the node stops, {@link StreamSession.drain} lets the socket's jobs, running or queued,
+ * finish and send their end (summary and receipt) while a new `infer` is refused
+ * (`shutting_down`); then it closes the socket with 1001. A client that stops reading meanwhile
+ * is cut off by the idle watch as always, so the drain ends when the jobs do.
+ *
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
@@ -61,6 +66,12 @@ export const WS_MAX_BUFFERED_BYTES = 2 * WS_HIGH_WATER_BYTES;
 const MAX_FLUSH_TURNS = 8;
 /** How often a paused job looks at the send buffer again. */
 const DRAIN_POLL_MS = 5;
+/**
+ * How long a drained socket waits for the client's close frame. A client that reads answers in
+ * one round trip; one that does not answer within a second is not waited for (the server's own
+ * shutdown then drops the connection), so it cannot hold up the node's stop.
+ */
+const CLOSE_HANDSHAKE_MS = 1_000;
 
 /** WebSocket close codes the session uses (RFC 6455, 7.4.1). */
 export const WS_CLOSE = {
@@ -68,7 +79,12 @@ export const WS_CLOSE = {
   policyViolation: 1008,
   /** A message too big to process. */
   messageTooBig: 1009,
+  /** The server is going away: its drain ended the socket's jobs and closed it. */
+  goingAway: 1001,
 } as const;
+
+/** Why {@link StreamSession.drain} closes a socket (with {@link WS_CLOSE}.goingAway). */
+export const SHUTTING_DOWN_REASON = "server shutting down";
 
 /** What the session needs of a socket (a `WebSocket`; tests pass a stand-in). */
 export interface SessionSocket {
@@ -110,6 +126,11 @@ export class StreamSession {
   #encoder = new TextEncoder();
   /** The watch over a send buffer above the high-water mark, while there is one. */
   #overHighWater?: Promise<void>;
+  /** Set by {@link drain}: new jobs are refused and the socket closes after the last one. */
+  #draining = false;
+  /** Resolved when the drain has closed the socket (its last job ended). */
+  #drainClosed = Promise.withResolvers<void>();
+  #closed = Promise.withResolvers<void>();
 
   /**
    * Serve `socket`.
@@ -123,8 +144,32 @@ export class StreamSession {
     this.#gateway = gateway;
     this.#options = options;
     socket.onmessage = (event) => this.#onMessage(event.data);
-    socket.onclose = () => this.#cancelAll();
-    socket.onerror = () => this.#cancelAll();
+    socket.onclose = () => this.#ended();
+    socket.onerror = () => this.#ended();
+  }
+
+  /** Resolves once the socket has closed (or failed); its jobs are cancelled then. */
+  get closed(): Promise<void> {
+    return this.#closed.promise;
+  }
+
+  /**
+   * Drain the socket for a shutdown: refuse new jobs (`shutting_down`), let the running and
+   * queued ones finish and send their end, then close with 1001. Idempotent.
+   *
+   * @returns Resolves once the socket has closed, or a second after the session closed it if
+   * the client never answers the close.
+   */
+  async drain(): Promise<void> {
+    this.#draining = true;
+    this.#closeIfDrained();
+    await Promise.race([this.#drainClosed.promise, this.#closed.promise]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#closed.promise,
+      new Promise<void>((resolve) => timer = setTimeout(resolve, CLOSE_HANDSHAKE_MS)),
+    ]);
+    clearTimeout(timer);
   }
 
   #onMessage(data: unknown): void {
@@ -157,6 +202,16 @@ export class StreamSession {
       this.#jobs.get(message.id)?.abort();
       return;
     }
+    if (this.#draining) {
+      this.#refuse(
+        message.id,
+        new VeriflowError(
+          "shutting_down",
+          "the node is shutting down: jobs already running finish, new ones are refused",
+        ),
+      );
+      return;
+    }
     if (this.#jobs.has(message.id)) {
       this.#refuse(
         message.id,
@@ -166,7 +221,19 @@ export class StreamSession {
     }
     const abort = new AbortController();
     this.#jobs.set(message.id, abort);
-    this.#run(message, abort.signal).finally(() => this.#jobs.delete(message.id));
+    this.#run(message, abort.signal).finally(() => {
+      this.#jobs.delete(message.id);
+      this.#closeIfDrained();
+    });
+  }
+
+  /** Once draining and the last job has sent its end: close with 1001. */
+  #closeIfDrained(): void {
+    if (!this.#draining || this.#jobs.size > 0) return;
+    if (this.#socket.readyState === WebSocket.OPEN) {
+      this.#socket.close(WS_CLOSE.goingAway, SHUTTING_DOWN_REASON);
+    }
+    this.#drainClosed.resolve();
   }
 
   /** Whether a message is over the limit: by its length first, UTF-8 size only when close. */
@@ -326,5 +393,11 @@ export class StreamSession {
 
   #cancelAll(): void {
     for (const abort of this.#jobs.values()) abort.abort();
+  }
+
+  /** The socket closed or failed: its jobs are cancelled; a drain waits for no handshake. */
+  #ended(): void {
+    this.#cancelAll();
+    this.#closed.resolve();
   }
 }

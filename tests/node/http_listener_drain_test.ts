@@ -1,0 +1,100 @@
+/**
+ * The node's HTTP port stopping gracefully (`HttpListener.close`, what `node.shutdown()` and the
+ * first Ctrl-C call): a WebSocket's jobs finish like an SSE stream's, their clients get the end
+ * with the receipt, and only then does the socket close (1001).
+ *
+ * @module
+ */
+import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
+import { startTestNode } from "../server/_fixtures.ts";
+import { WsProbe } from "../server/_ws_probe.ts";
+import { HttpListener } from "../../node/http_listener.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import type { TokenChunk } from "../../inference/text_model.ts";
+import type {
+  WsDoneMessage,
+  WsErrorMessage,
+  WsServerMessage,
+} from "../../server/stream_protocol.ts";
+
+/** A prover that signs what it counted, so `done` carries a receipt. */
+async function prover(job: TextJob, jobId: string, chunks: ReadableStream<TokenChunk>) {
+  let count = 0;
+  for await (const _ of chunks) count++;
+  return { jobId, model: job.model, count, signature: new Uint8Array([0xca, 0xfe]) };
+}
+
+/** The message ending request `id`; fails (rather than hangs) if the socket closes first. */
+async function endOf(probe: WsProbe, id: string): Promise<WsServerMessage> {
+  const closed = probe.closed.then(() => {
+    throw new Error(
+      `the socket closed (${JSON.stringify(probe.closeEvent)}) before request ${id} ended`,
+    );
+  });
+  return await Promise.race([probe.end(id), closed]);
+}
+
+Deno.test("HttpListener.close lets a WebSocket's running and queued jobs finish: each gets done with its receipt, a new infer is refused shutting_down, new requests get 503, then the socket closes 1001", async () => {
+  const node = await startTestNode({ concurrency: 1, prover });
+  const listener = HttpListener.open({ hostname: "127.0.0.1", port: 0 });
+  listener.mount(node.app);
+  const wsUrl = `${listener.url.replace("http:", "ws:")}/v1/stream`;
+  try {
+    const probe = await WsProbe.open(wsUrl);
+    probe.send({ type: "infer", id: "run", model: "gated", prompt: "x", max_tokens: 5 });
+    node.gated.release(2);
+    await probe.next((m) => m.type === "token" && m.id === "run" && m.index === 1);
+    // One slot: this one waits in the queue behind "run".
+    probe.send({ type: "infer", id: "queued", model: "gated", prompt: "y", max_tokens: 3 });
+    await probe.next((m) => m.type === "start" && m.id === "queued");
+    assertEquals((await node.stats()).queuedJobs, 1);
+
+    const closing = listener.close();
+
+    probe.send({ type: "infer", id: "late", prompt: "too late", max_tokens: 3 });
+    const late = await endOf(probe, "late") as WsErrorMessage;
+    assertEquals([late.type, late.code], ["error", "shutting_down"]);
+    const refused = await fetch(`${listener.url}/healthz`);
+    assertEquals(refused.status, 503);
+    assertEquals((await refused.json()).error.code, "shutting_down");
+    await assertRejects(() => WsProbe.open(wsUrl));
+
+    node.gated.release(100);
+    for (const [id, tokens] of [["run", 5], ["queued", 3]] as const) {
+      const done = await endOf(probe, id) as WsDoneMessage;
+      assertEquals(done.type, "done", JSON.stringify(done));
+      assertEquals([done.finish_reason, done.usage.completion_tokens], ["length", tokens]);
+      assertEquals(done.receipt, {
+        jobId: done.job_id,
+        model: node.gated.info.cid,
+        count: tokens,
+        signature: "cafe",
+      });
+    }
+    await probe.closed;
+    assertEquals(probe.closeEvent, { code: 1001, reason: "server shutting down" });
+    await closing;
+    const stats = await node.stats();
+    assertEquals([stats.jobsFinished, stats.jobsCancelled], [2, 0]);
+    assert(probe.messages.at(-1)?.type === "done", "the end came before the close");
+  } finally {
+    node.gated.release(1_000_000);
+    await listener.close();
+    await node.close();
+  }
+});
+
+Deno.test("HttpListener.close closes a WebSocket with no job at once (1001) and stops", async () => {
+  const node = await startTestNode();
+  const listener = HttpListener.open({ hostname: "127.0.0.1", port: 0 });
+  listener.mount(node.app);
+  try {
+    const probe = await WsProbe.open(`${listener.url.replace("http:", "ws:")}/v1/stream`);
+    await listener.close();
+    await probe.closed;
+    assertEquals(probe.closeEvent, { code: 1001, reason: "server shutting down" });
+  } finally {
+    await listener.close();
+    await node.close();
+  }
+});
