@@ -18,7 +18,8 @@
  *
  * @module
  */
-import type { TextJob } from "../protocols/job.ts";
+import { type TextJob, textJobSchema } from "../protocols/job.ts";
+import { InvalidGenerationParamsError } from "./errors.ts";
 import type { TopLogprob } from "./top_logprobs.ts";
 
 /**
@@ -181,6 +182,23 @@ export function emptyInferenceStats(): InferenceStats {
   };
 }
 
+/**
+ * `job` checked against `textJobSchema` (unknown fields dropped, as the wire drops them), or an
+ * {@link InvalidGenerationParamsError} naming the first field that fails. Every port checks a
+ * submission with it before anything else, so a bad job is refused with one code whichever port
+ * takes it, and a local port never runs (and signs) a job the wire would refuse.
+ *
+ * @param job The job as submitted.
+ * @returns The checked job.
+ */
+export function checkTextJob(job: TextJob): TextJob {
+  const checked = textJobSchema.safeParse(job);
+  if (checked.success) return checked.data;
+  const issue = checked.error.issues[0];
+  const field = issue.path.length > 0 ? issue.path.map(String).join(".") : "job";
+  throw new InvalidGenerationParamsError(`${field}: ${issue.message}`);
+}
+
 /** Options of {@link InferencePort.submit}: how the job is delivered, never what it is. */
 export interface SubmitOptions {
   /** Aborting it cancels the job (queued or running). */
@@ -203,8 +221,12 @@ export interface SubmitOptions {
 /** Submits text jobs somewhere and hands back their streams. */
 export interface InferencePort {
   /**
-   * Submit a text job. Rejects with a typed refusal (`too_many_jobs`, `unknown_model`,
-   * `context_length_exceeded`, `invalid_params`, `connection_closed`, ...) before any token.
+   * Submit a text job. Rejects with a typed refusal before any token, with the same code on
+   * every port: `invalid_generation_params` (an `InvalidGenerationParamsError`: the job fails
+   * `textJobSchema` — a parameter out of range, a `requester` that is not 64 hex digits, ... —
+   * or `topLogprobs` is out of range), `unknown_model`, `wrong_model_kind`, `empty_prompt`,
+   * `context_length_exceeded`, `too_many_jobs`, `invalid_resume` / `resume_mismatch`; over a
+   * connection also `connection_closed` (or `peer_timeout`) and the peer's own codes.
    */
   submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle>;
   /** The models jobs may name. */

@@ -20,13 +20,14 @@
 import type { ActorRef } from "../actors/actor_ref.ts";
 import { type InferenceMessage, submitJob } from "../actors/inference_actor.ts";
 import type { TextJob } from "../protocols/job.ts";
-import type {
-  InferenceHandle,
-  InferencePort,
-  InferenceStats,
-  ModelCatalog,
-  ServedModelInfo,
-  SubmitOptions,
+import {
+  checkTextJob,
+  type InferenceHandle,
+  type InferencePort,
+  type InferenceStats,
+  type ModelCatalog,
+  type ServedModelInfo,
+  type SubmitOptions,
 } from "./inference_port.ts";
 
 /** Options of {@link LocalInferencePort}. */
@@ -64,12 +65,17 @@ export class LocalInferencePort implements InferencePort {
   }
 
   /**
-   * Submit a text job. Rejects with the actor's typed refusal (`too_many_jobs`,
-   * `unknown_model`, `context_length_exceeded`, `invalid_generation_params`, ...); aborting
-   * `options.signal` cancels the job, queued or running.
+   * Submit a text job. Rejects with `invalid_generation_params` when the job fails
+   * `textJobSchema` (as `RemoteInferencePort` and the wire refuse it), else with the actor's
+   * typed refusal (`too_many_jobs`, `unknown_model`, `context_length_exceeded`,
+   * `invalid_generation_params`, ...); aborting `options.signal` cancels the job, queued or
+   * running.
    */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
-    const handle = await submitJob(this.#inference, job, {
+    // The actor checks the parameters but not the rest of the job (a requester key that is not
+    // one would be signed into a receipt): the same schema as the wire, so both ports agree.
+    const checked = checkTextJob(job);
+    const handle = await submitJob(this.#inference, checked, {
       signal: options?.signal,
       timeoutMs: this.#submitTimeoutMs,
       topLogprobs: options?.topLogprobs,

@@ -21,7 +21,7 @@
 import type { Connection } from "../protocols/connection.ts";
 import type { TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
+import { ConnectionClosedError, RemoteError } from "../protocols/protocol_errors.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import {
   type InferenceEvent,
@@ -34,7 +34,10 @@ import {
   type WireJobSummary,
 } from "../protocols/inference_messages.ts";
 import { ReadAhead } from "./_token_read_ahead.ts";
+import { InvalidGenerationParamsError } from "./errors.ts";
+import { MAX_TOP_LOGPROBS } from "./top_logprobs.ts";
 import {
+  checkTextJob,
   emptyInferenceStats,
   type FinishReason,
   type InferenceHandle,
@@ -148,8 +151,17 @@ export class RemoteInferencePort implements InferencePort {
   /** Submit `job` to the peer; resolves once the peer has accepted it (its `start` event). */
   async submit(job: TextJob, options: SubmitOptions = {}): Promise<InferenceHandle> {
     const submittedAt = this.#now();
+    // Refused here with the code LocalInferencePort gives (the worker would answer a body it
+    // cannot parse with the connection's generic `invalid_body`).
+    const checked = checkTextJob(job);
+    const topLogprobs = options.topLogprobs ?? 0;
+    if (!Number.isSafeInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > MAX_TOP_LOGPROBS) {
+      throw new InvalidGenerationParamsError(
+        `topLogprobs: must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${topLogprobs}`,
+      );
+    }
     // Sent only when asked, so a submission without it is what it always was on the wire.
-    const body: SubmitBody = { job };
+    const body: SubmitBody = { job: checked };
     if (options.topLogprobs) body.topLogprobs = options.topLogprobs;
     const from = options.resume?.length ?? 0;
     if (from > 0) body.resume = [...options.resume!];
@@ -162,6 +174,12 @@ export class RemoteInferencePort implements InferencePort {
     } catch (error) {
       // Refused before it started (too_many_jobs, unknown_model, ...): the peer's typed code.
       this.#stats.jobsRejected++;
+      // A body the worker's schema refused (its limits stricter than ours, or a job over the
+      // network's byte bound) is a bad job: the code a local port gives for one, not the
+      // connection's generic one.
+      if (error instanceof RemoteError && error.code === "invalid_body") {
+        throw new InvalidGenerationParamsError(`the worker refused the job: ${error.message}`);
+      }
       throw error;
     }
     if (first.done || first.value.kind !== "start") {

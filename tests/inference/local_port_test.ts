@@ -10,6 +10,7 @@ import {
 } from "../../actors/inference_actor.ts";
 import type { InferenceHandle, JobSummary, StreamedToken } from "../../inference/inference_port.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
+import { InvalidGenerationParamsError } from "../../inference/errors.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { Identity } from "../../protocols/identity.ts";
 import {
@@ -183,5 +184,26 @@ Deno.test("LocalInferencePort with topLogprobs: each token lists k top tokens, t
   await withPort(models, {}, async (port) => {
     const refused = await assertRejects(() => port.submit(job, { topLogprobs: 21 }));
     assertEquals((refused as { code?: string }).code, "invalid_generation_params");
+  });
+});
+
+Deno.test("LocalInferencePort refuses a job the wire would refuse (a requester that is not 64 hex digits) with invalid_generation_params; it never runs", async () => {
+  const model = new ScriptedModel();
+  await withPort(new StaticModels([model]), {}, async (port) => {
+    const job = { ...textJob(model.info.cid, 2), requester: "zz" };
+    const refusal = await assertRejects(() => port.submit(job), InvalidGenerationParamsError);
+    assertEquals(refusal.code, "invalid_generation_params");
+    assert(refusal.message.startsWith("requester"), refusal.message);
+    assertEquals(model.steps, 0);
+    assertEquals((await port.stats()).jobsStarted, 0);
+  });
+});
+
+Deno.test("LocalInferencePort: a job nobody reads waits (tokens are pull-driven), and cancel() resolves done with cancelled", async () => {
+  const model = new ScriptedModel();
+  await withPort(new StaticModels([model]), {}, async (port) => {
+    const handle = await port.submit(textJob(model.info.cid, 8));
+    handle.cancel();
+    assertEquals((await handle.done).finishReason, "cancelled");
   });
 });

@@ -17,7 +17,8 @@ import {
 import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { Identity } from "../../protocols/identity.ts";
-import type { TextJob } from "../../protocols/job.ts";
+import { MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
+import { InvalidGenerationParamsError } from "../../inference/errors.ts";
 import { verifyReceipt } from "../../protocols/receipt.ts";
 import {
   INFERENCE_PROTOCOL,
@@ -438,5 +439,37 @@ Deno.test("a remote job nobody reads waits (the stream is pull-driven), and canc
     const handle = await remote.submit(textJob(model.info.cid, 8));
     handle.cancel();
     assertEquals((await handle.done).finishReason, "cancelled");
+  });
+});
+
+Deno.test("a job that fails textJobSchema is refused before it runs with invalid_generation_params by both ports (topP 5, a requester that is not a key, topLogprobs 21)", async () => {
+  const model = new ScriptedModel();
+  await withRemote(model, async (remote, _worker, local) => {
+    const bad: [string, TextJob, number][] = [
+      ["params.topP", { ...textJob(model.info.cid, 2), params: params({ topP: 5 }) }, 0],
+      ["requester", { ...textJob(model.info.cid, 2), requester: "zz" }, 0],
+      ["topLogprobs", textJob(model.info.cid, 2), 21],
+    ];
+    for (const [field, job, topLogprobs] of bad) {
+      for (const [name, port] of [["local", local], ["remote", remote]] as const) {
+        const refusal = await port.submit(job, { topLogprobs }).catch((e) => e);
+        assert(refusal instanceof InvalidGenerationParamsError, `${name} ${field}: ${refusal}`);
+        assertEquals(refusal.code, "invalid_generation_params");
+        assert(refusal.message.startsWith(field), `${name}: ${refusal.message}`);
+      }
+    }
+    assertEquals(model.steps, 0);
+    assertEquals((await local.stats()).jobsStarted, 0);
+  });
+});
+
+Deno.test("a job the worker's schema refuses (over the network's byte bound) rejects the remote submit with invalid_generation_params, not the connection's invalid_body", async () => {
+  const model = new ScriptedModel();
+  await withRemote(model, async (remote) => {
+    const job = { ...textJob(model.info.cid, 2), prompt: "x".repeat(MAX_NETWORK_JOB_BYTES + 1) };
+    const refusal = await remote.submit(job).catch((e) => e);
+    assert(refusal instanceof InvalidGenerationParamsError, String(refusal));
+    assertEquals(refusal.code, "invalid_generation_params");
+    assertEquals(model.steps, 0);
   });
 });
