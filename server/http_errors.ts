@@ -114,6 +114,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   // A forwarded job: no worker peer, or the worker went away before answering.
   no_worker: 503,
   service_unavailable: 503,
+  // The node is draining on shutdown (`serve.ts`): new requests and new jobs are refused.
+  shutting_down: 503,
   connection_closed: 502,
   peer_timeout: 504,
 };
