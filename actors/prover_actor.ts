@@ -17,6 +17,15 @@
  * directory does not grow with history. Without `dir` (tests, embedding) proof data is kept in
  * memory only, bounded by `maxProofs` (oldest evicted first).
  *
+ * A proof store the file system refuses (a full disk, a read-only mount) is the machine's
+ * condition, not the actor's bug: the job whose proof data could not be kept ends without a
+ * receipt, its receipt promise rejecting with the store's typed {@link ProofStoreError}
+ * (`proof_store_failed`, naming the directory and the OS's reason), so its client still gets its
+ * text and is told why it has no receipt. The actor keeps running — crashing on every job would
+ * only exhaust its supervisor and stop the node — and reports the fault in its stats
+ * (`storeFaults`, which `/healthz` shows through {@link proofStoreConditions}) and in one log
+ * line when writes start failing and one when they succeed again.
+ *
  * Wire it into the InferenceActor with {@link proverHook}.
  *
  * @module
@@ -31,7 +40,7 @@ import { type Receipt, receiptId } from "../protocols/receipt.ts";
 import type { TokenChunk } from "../inference/text_model.ts";
 import type { ProofData } from "../proof/commitment.ts";
 import { type ProvedJob, proveJob } from "../proof/prover.ts";
-import { DEFAULT_PROOF_BUCKET_MS, ProofStore } from "../proof/proof_store.ts";
+import { DEFAULT_PROOF_BUCKET_MS, ProofStore, ProofStoreError } from "../proof/proof_store.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { PROOF_DEADLINE_MS } from "./validator_actor.ts";
 
@@ -103,6 +112,21 @@ export interface ProveHandle {
   receipt: Promise<Receipt>;
 }
 
+/** Something the proof store cannot do now (see the module doc). */
+export interface ProofStoreFault {
+  /**
+   * What fails: `write`, keeping new proof data (jobs end without receipts), or `delete`,
+   * forgetting proof data past its retention (the directory grows).
+   */
+  operation: "write" | "delete";
+  /** The error's code: `proof_store_failed`. */
+  code: string;
+  /** The latest failure: the directory, the OS's reason and what to check. */
+  message: string;
+  /** Unix ms of the first failure since the operation last succeeded. */
+  since: number;
+}
+
 /** ProverActor counters. */
 export interface ProverStats {
   /** Jobs being proven now. */
@@ -115,6 +139,10 @@ export interface ProverStats {
   stored: number;
   /** Proofs deleted once no challenge could ask for them. */
   swept: number;
+  /** Jobs that ended without a receipt because their proof data could not be stored. */
+  unstored: number;
+  /** What the proof store cannot do now; empty while it is healthy. */
+  storeFaults: ProofStoreFault[];
 }
 
 /** Options of {@link ProverActor}. */
@@ -145,6 +173,11 @@ export interface ProverActorOptions {
    * (origin `local`), to be recorded and announced to other nodes' validators. Absent: none.
    */
   validator?: string;
+  /**
+   * Where the actor says that the proof store started failing (an `error:` line) and that it
+   * works again; nowhere by default. Once per change, never per job.
+   */
+  log?: (line: string) => void;
 }
 
 /** Default bound of proofs held in memory (without a directory). */
@@ -174,6 +207,9 @@ export class ProverActor implements Actor<ProverMessage> {
   readonly #validator?: string;
   readonly #now: () => number;
   readonly #sweepEveryMs: number;
+  readonly #log: (line: string) => void;
+  /** What the store cannot do now, by operation (set on a failure, cleared on a success). */
+  readonly #faults = new Map<ProofStoreFault["operation"], ProofStoreFault>();
   /** Without a store only: the proofs, in memory. */
   readonly #proofs = new Map<string, ProofData>();
   #active = 0;
@@ -181,6 +217,7 @@ export class ProverActor implements Actor<ProverMessage> {
   #failed = 0;
   #stored = 0;
   #swept = 0;
+  #unstored = 0;
 
   /**
    * Create the actor (the factory of its ChildSpec calls this).
@@ -196,12 +233,13 @@ export class ProverActor implements Actor<ProverMessage> {
     this.#maxProofs = options.maxProofs ?? DEFAULT_MAX_PROOFS;
     this.#validator = options.validator;
     this.#sweepEveryMs = options.sweepEveryMs ?? DEFAULT_PROOF_BUCKET_MS;
+    this.#log = options.log ?? (() => {});
   }
 
   /** Forgets what has expired since the last run, and starts the sweep timer. */
   async preStart(ctx: ActorContext<ProverMessage>): Promise<void> {
     if (this.#store === undefined) return;
-    this.#swept += await this.#store.sweep();
+    await this.#sweep();
     this.#stored = await this.#store.count();
     if (this.#sweepEveryMs > 0) {
       const timer = setInterval(() => {
@@ -215,21 +253,36 @@ export class ProverActor implements Actor<ProverMessage> {
   async receive(
     message: ProverMessage,
     ctx: ActorContext<ProverMessage>,
-  ): Promise<ProveHandle | ServedProof | ProverStats | undefined> {
+  ): Promise<ProveHandle | ServedProof | ProverStats | ProofStoreError | undefined> {
     switch (message.type) {
       case "prove":
         return this.#prove(message, ctx);
       case "proved": {
+        // Answers the store's error when the proof data could not be kept (see the module doc).
         this.#active--;
-        this.#proven++;
         const id = receiptId(message.proved.receipt);
         const { proof } = message.proved;
         if (this.#store === undefined) this.#remember(id, proof);
         else {
           // Durable before the receipt is released: a crash cannot lose what a challenge asks.
-          await this.#store.put({ receiptId: id, provedAt: this.#now(), job: message.job, proof });
+          try {
+            await this.#store.put({
+              receiptId: id,
+              provedAt: this.#now(),
+              job: message.job,
+              proof,
+            });
+          } catch (error) {
+            if (!(error instanceof ProofStoreError)) throw error;
+            this.#failed++;
+            this.#unstored++;
+            this.#fault("write", error);
+            return error;
+          }
           this.#stored++;
+          this.#recovered("write");
         }
+        this.#proven++;
         if (this.#validator !== undefined) {
           // Stored first, so a validator's challenge can never outrun the proof it asks for.
           ctx.system.lookup<ValidatorMessage>(this.#validator)?.tell({
@@ -253,13 +306,9 @@ export class ProverActor implements Actor<ProverMessage> {
         // Signed as served: what this worker hands a challenger is evidence against it.
         return proof && signServedProof(message.receiptId, proof, this.#identity);
       }
-      case "sweep": {
-        if (this.#store === undefined) return undefined;
-        const removed = await this.#store.sweep();
-        this.#swept += removed;
-        this.#stored = Math.max(0, this.#stored - removed);
+      case "sweep":
+        await this.#sweep();
         return undefined;
-      }
       case "stats":
         return {
           active: this.#active,
@@ -267,6 +316,8 @@ export class ProverActor implements Actor<ProverMessage> {
           failed: this.#failed,
           stored: this.#store === undefined ? this.#proofs.size : this.#stored,
           swept: this.#swept,
+          unstored: this.#unstored,
+          storeFaults: [...this.#faults.values()],
         };
     }
   }
@@ -276,7 +327,12 @@ export class ProverActor implements Actor<ProverMessage> {
     const run = proveJob(message.job, message.chunks, this.#identity, { signal: ctx.signal });
     const receipt = run.then(async (proved) => {
       // Store before the receipt is released, so a challenge can never outrun its proof.
-      await ctx.self.ask({ type: "proved", proved, job: message.job });
+      const failure = await ctx.self.ask<ProofStoreError | undefined>({
+        type: "proved",
+        proved,
+        job: message.job,
+      });
+      if (failure !== undefined) throw failure;
       return proved.receipt;
     }, async (error) => {
       await ctx.self.tell({ type: "prove_failed", jobId: message.jobId }).catch(() => {});
@@ -285,6 +341,50 @@ export class ProverActor implements Actor<ProverMessage> {
     // The handle's owner may drop it; never leave an unhandled rejection behind.
     receipt.catch(() => {});
     return { receipt };
+  }
+
+  /** Delete what has expired; a refused removal is a fault, not a crash. */
+  async #sweep(): Promise<void> {
+    if (this.#store === undefined) return;
+    let removed: number;
+    try {
+      removed = await this.#store.sweep();
+    } catch (error) {
+      if (!(error instanceof ProofStoreError)) throw error;
+      this.#fault("delete", error);
+      return;
+    }
+    this.#recovered("delete");
+    this.#swept += removed;
+    this.#stored = Math.max(0, this.#stored - removed);
+  }
+
+  /** Record that `operation` failed; log it when it worked until now. */
+  #fault(operation: ProofStoreFault["operation"], error: ProofStoreError): void {
+    const known = this.#faults.get(operation);
+    this.#faults.set(operation, {
+      operation,
+      code: error.code,
+      message: error.message,
+      since: known?.since ?? this.#now(),
+    });
+    if (known !== undefined) return;
+    this.#log(
+      operation === "write"
+        ? `error: prover: ${error.message} (jobs end without a receipt until a write succeeds)`
+        : `error: prover: ${error.message} (proof data past its retention is kept until then)`,
+    );
+  }
+
+  /** Record that `operation` succeeded; log it when it was failing. */
+  #recovered(operation: ProofStoreFault["operation"]): void {
+    if (!this.#faults.delete(operation)) return;
+    const dir = this.#store?.dir;
+    this.#log(
+      operation === "write"
+        ? `prover: proof data is written to ${dir} again; jobs get receipts`
+        : `prover: proof data past its retention is deleted from ${dir} again`,
+    );
   }
 
   #remember(id: string, proof: ProofData): void {
@@ -312,4 +412,55 @@ export function proverHook(
     const handle = await ref.ask<ProveHandle>({ type: "prove", job, jobId, chunks });
     return await handle.receipt;
   };
+}
+
+/** A {@link ProofStoreFault} as a condition of the node (see `server/health_routes.ts`). */
+export interface ProverCondition {
+  /** `proof_store`; `prover` when the prover itself did not answer. */
+  component: "proof_store" | "prover";
+  /** Always `degraded`: the node serves, without receipts (write) or growing (delete). */
+  status: "degraded";
+  /** The error's code: `proof_store_failed`. */
+  code: string;
+  /** The latest failure: the directory, the OS's reason and what to check. */
+  message: string;
+  /** Unix ms of the first failure since the operation last succeeded. */
+  since: number;
+}
+
+/** How long `/healthz` waits for the prover's stats before it reports the prover unanswering. */
+const HEALTH_ASK_TIMEOUT_MS = 2_000;
+
+/**
+ * The proof store's faults as conditions of the node, for `/healthz`: none while it is healthy
+ * or the node runs no prover. A prover that does not answer within 2 s is one condition too.
+ *
+ * @example
+ * ```ts ignore
+ * const conditions = () => proofStoreConditions(system.lookup<ProverMessage>("node/prover"));
+ * ```
+ */
+export async function proofStoreConditions(
+  prover: ActorRef<ProverMessage> | undefined,
+): Promise<ProverCondition[]> {
+  if (prover === undefined) return [];
+  let stats: ProverStats;
+  try {
+    stats = await prover.ask<ProverStats>({ type: "stats" }, { timeoutMs: HEALTH_ASK_TIMEOUT_MS });
+  } catch (error) {
+    return [{
+      component: "prover",
+      status: "degraded",
+      code: (error as { code?: string }).code ?? "internal_error",
+      message: `the prover did not answer: ${(error as Error).message}`,
+      since: Date.now(),
+    }];
+  }
+  return stats.storeFaults.map((fault) => ({
+    component: "proof_store",
+    status: "degraded",
+    code: fault.code,
+    message: fault.message,
+    since: fault.since,
+  }));
 }

@@ -9,12 +9,18 @@
  * before the receipt leaves the worker: a temporary file, `fsync`, rename, `fsync` of the
  * directory. A node that crashed or restarted still answers every challenge it can be asked.
  *
+ * A write or a removal the file system refuses (a full disk, a read-only mount, permissions)
+ * throws a {@link ProofStoreError} naming the directory and the OS's reason: a condition of the
+ * machine that the operator must fix, not a bug of the caller, so the prover ends that one job
+ * without a receipt and keeps running rather than crashing on every job.
+ *
  * @module
  */
 import { join } from "node:path";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import type { TextJob } from "../protocols/job.ts";
 import type { ProofData } from "./commitment.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
 
 /** Records proven within this span share one directory (and are forgotten together). */
@@ -42,6 +48,43 @@ export interface ProofStoreOptions {
   now?: () => number;
 }
 
+/**
+ * The file system refused to keep or forget proof data (code `proof_store_failed`): the message
+ * names the directory and the OS's reason, and the OS error is the `cause`.
+ *
+ * @example
+ * ```ts
+ * import { ProofStoreError } from "./proof_store.ts";
+ * const error = new ProofStoreError("/data/proofs", "written to", new Error("No space left on device"));
+ * console.log(error.code); // proof_store_failed
+ * ```
+ */
+export class ProofStoreError extends VeriflowError {
+  /** The store's directory. */
+  readonly dir: string;
+
+  /**
+   * Create the error.
+   * @param dir The store's directory.
+   * @param what What could not be done to proof data there: `written to`, `deleted from`.
+   * @param cause What the file system threw.
+   */
+  constructor(dir: string, what: string, cause: unknown) {
+    super(
+      "proof_store_failed",
+      `proof data cannot be ${what} ${dir}: ${osReason(cause)}; check free space and permissions`,
+      { cause },
+    );
+    this.dir = dir;
+  }
+}
+
+/** `PermissionDenied: Permission denied (os error 13): mkdir '…'`, for a Deno error. */
+function osReason(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  return error.name === "Error" ? error.message : `${error.name}: ${error.message}`;
+}
+
 const RECEIPT_ID = /^[0-9a-f]{64}$/;
 const BUCKET = /^\d+$/;
 
@@ -66,20 +109,30 @@ export class ProofStore {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Keep `record` durably (see the module doc); resolves once it survives a crash. */
+  /** The store's directory. */
+  get dir(): string {
+    return this.#dir;
+  }
+
+  /**
+   * Keep `record` durably (see the module doc); resolves once it survives a crash.
+   * @throws {ProofStoreError} When the file system refuses the write (see the module doc).
+   */
   async put(record: StoredProof): Promise<void> {
     if (!RECEIPT_ID.test(record.receiptId)) throw new RangeError("receipt id must be 64 hex");
     const bucket = record.provedAt - (record.provedAt % this.#bucketMs);
     const bucketDir = join(this.#dir, String(bucket));
-    if (!this.#buckets.has(bucket)) {
-      await Deno.mkdir(bucketDir, { recursive: true });
-      await syncDirectory(this.#dir); // the new directory's own entry
-      this.#buckets.add(bucket);
+    const bytes = encodeCbor({ v: 1, ...record });
+    try {
+      if (!this.#buckets.has(bucket)) {
+        await Deno.mkdir(bucketDir, { recursive: true });
+        await syncDirectory(this.#dir); // the new directory's own entry
+        this.#buckets.add(bucket);
+      }
+      await writeFileDurably(join(bucketDir, `${record.receiptId}.cbor`), bytes);
+    } catch (error) {
+      throw new ProofStoreError(this.#dir, "written to", error);
     }
-    await writeFileDurably(
-      join(bucketDir, `${record.receiptId}.cbor`),
-      encodeCbor({ v: 1, ...record }),
-    );
   }
 
   /** The record of `receiptId`, if it is still kept. */
@@ -96,8 +149,17 @@ export class ProofStore {
    * Forget what no challenge can ask for any more: every directory whose newest possible record
    * is older than the retention, and files of the old one-directory layout (and temporary files
    * a crash left) older than it. Returns how many records were removed.
+   * @throws {ProofStoreError} When the file system refuses a removal (a read-only mount).
    */
   async sweep(): Promise<number> {
+    try {
+      return await this.#sweep();
+    } catch (error) {
+      throw new ProofStoreError(this.#dir, "deleted from", error);
+    }
+  }
+
+  async #sweep(): Promise<number> {
     const now = this.#now();
     let removed = 0;
     for (const bucket of await this.#bucketsOnDisk()) {
