@@ -1,7 +1,8 @@
 /**
  * `veriflow infer`: stream a completion from a node's WebSocket API to the terminal. Tokens go
  * to stdout as they arrive (so the output pipes cleanly); a summary line (tokens, tokens/s,
- * time to first token, finish reason, job id) goes to stderr.
+ * time to first token, finish reason, job id) goes to stderr, followed by a `warning:` line when
+ * the node says why the job has no receipt (its prover could not store the proof data, say).
  *
  * ```
  * deno run -A cli.ts infer --url ws://127.0.0.1:8080 --max-tokens 32 "Once upon a time"
@@ -275,6 +276,11 @@ async function printJob(
         `ttft ${ttft}, finish ${done.finish_reason}, job ${done.job_id.slice(0, JOB_ID_CHARS)}` +
         `${done.receipt === undefined ? "" : ", receipt"}]\n`,
     );
+    if (done.receipt === undefined && done.receipt_error !== undefined) {
+      // The text is all there, but nothing this node signed vouches for it.
+      const { code, message } = done.receipt_error;
+      await io.stderr(`warning: the job ended without a receipt (${code}): ${message}\n`);
+    }
     return done.finish_reason === "cancelled" ? EXIT_FAILURE : 0;
   } catch (error) {
     if (interrupt.aborted) return EXIT_INTERRUPTED;

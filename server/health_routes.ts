@@ -8,6 +8,11 @@
  * up on and others still serve (HTTP 200); `failed` when a model has no worker left that can
  * serve (HTTP 503: take the node out of rotation and restart it).
  *
+ * Given the node's other conditions (a proof store the disk refuses: see
+ * `actors/prover_actor.ts`), `/healthz` lists those that hold now under `conditions` and its
+ * `status` is the worst of them and the models': a node whose proof data cannot be written
+ * still serves text, without receipts, so it is `degraded` until a write succeeds again.
+ *
  * @module
  */
 import { Hono } from "hono";
@@ -22,31 +27,67 @@ import {
   PROMETHEUS_CONTENT_TYPE,
 } from "./metrics_registry.ts";
 
+/** Something wrong with the node besides its models, while it holds (see the module doc). */
+export interface HealthCondition {
+  /** The part of the node: `proof_store`, ... */
+  component: string;
+  /** What it does to the node: `degraded` (HTTP 200) or `failed` (HTTP 503). */
+  status: "degraded" | "failed";
+  /** Stable error code (`proof_store_failed`). */
+  code: string;
+  /** What is wrong and what to check. */
+  message: string;
+  /** Unix ms since when it holds. */
+  since: number;
+}
+
 /**
  * Routes `/healthz` and `/metrics`; mount at the root.
  *
  * @param gateway Jobs and models, for the queue and the model count.
  * @param metrics What `/metrics` renders.
  * @param modelHealth The loaded models' runtime health (see the module doc); none by default.
+ * @param conditions The node's other conditions that hold now (see the module doc); none by
+ *   default.
  */
 export function healthRoutes(
   gateway: InferenceGateway,
   metrics: MetricsRegistry,
   modelHealth?: () => RegisteredModelHealth[],
+  conditions?: () => Promise<HealthCondition[]>,
 ): Hono {
   const routes = new Hono();
   routes.get("/healthz", async (c) => {
-    const [stats, models] = await Promise.all([gateway.stats(), gateway.listModels()]);
+    const [stats, models, held] = await Promise.all([
+      gateway.stats(),
+      gateway.listModels(),
+      conditions?.() ?? [],
+    ]);
+    const runtime = modelHealth?.();
+    const statuses = [...(runtime ?? []), ...held].map((x) => x.status);
+    const worst = (status: ModelHealth["status"]) => statuses.includes(status);
+    const status: ModelHealth["status"] = worst("failed")
+      ? "failed"
+      : worst("degraded")
+      ? "degraded"
+      : "ok";
     const body = {
-      status: "ok" as ModelHealth["status"],
+      status,
       models: models.length,
       active_jobs: stats.activeJobs,
       queued_jobs: stats.queuedJobs,
+      ...(held.length === 0 ? {} : {
+        conditions: held.map((h) => ({
+          component: h.component,
+          status: h.status,
+          code: h.code,
+          message: h.message,
+          since: new Date(h.since).toISOString(),
+        })),
+      }),
     };
-    if (modelHealth === undefined) return c.json(body);
-    const runtime = modelHealth();
-    const worst = (status: ModelHealth["status"]) => runtime.some((m) => m.status === status);
-    body.status = worst("failed") ? "failed" : worst("degraded") ? "degraded" : "ok";
+    const code = status === "failed" ? 503 : 200;
+    if (runtime === undefined) return c.json(body, code);
     const model_runtime = runtime.map((m) => ({
       model: m.cid,
       name: m.name,
@@ -59,7 +100,7 @@ export function healthRoutes(
         ...(w.lastError === undefined ? {} : { last_error: w.lastError }),
       })),
     }));
-    return c.json({ ...body, model_runtime }, body.status === "failed" ? 503 : 200);
+    return c.json({ ...body, model_runtime }, code);
   });
   routes.get("/metrics", async () => {
     return new Response(await metrics.render(), {
