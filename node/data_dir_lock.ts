@@ -51,6 +51,52 @@ export class DataDirLockedError extends VeriflowError {
 }
 
 /**
+ * The data directory (or its lock file) cannot be written: permissions, an immutable or
+ * read-only file system, a full disk. Said as the operator's problem to fix, not a bare OS error.
+ */
+export class DataDirUnwritableError extends VeriflowError {
+  /**
+   * Create the error.
+   * @param dir The data directory.
+   * @param reason The OS's reason (`Operation not permitted`, `Read-only file system`).
+   * @param options Standard error options (the OS error as `cause`).
+   */
+  constructor(dir: string, reason: string, options?: ErrorOptions) {
+    super(
+      "data_dir_unwritable",
+      `data directory ${dir} is not writable (${reason}); check its owner, permissions and ` +
+        `free space, or use another --data directory`,
+      options,
+    );
+  }
+}
+
+/**
+ * OS error codes that mean "this directory cannot be written here": permission (EACCES, EPERM —
+ * also an immutable file), a read-only file system (EROFS), no space or quota left (ENOSPC,
+ * EDQUOT). Deno names only the first two (`PermissionDenied`); the others come as a `code`.
+ */
+const UNWRITABLE_CODES: ReadonlySet<string> = new Set([
+  "EACCES",
+  "EPERM",
+  "EROFS",
+  "ENOSPC",
+  "EDQUOT",
+]);
+
+/** `error` as a {@link DataDirUnwritableError} when it says `dir` cannot be written; else itself. */
+function unwritable(dir: string, error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const code = (error as { code?: unknown }).code;
+  const cannotWrite = error instanceof Deno.errors.PermissionDenied ||
+    (typeof code === "string" && UNWRITABLE_CODES.has(code));
+  if (!cannotWrite) return error;
+  // "Operation not permitted (os error 1): open '…/node.lock'" → "Operation not permitted".
+  const reason = error.message.replace(/\s*\(os error \d+\)[\s\S]*$/, "");
+  return new DataDirUnwritableError(dir, reason, { cause: error });
+}
+
+/**
  * An acquired data-directory lock; {@link DataDirLock.release} (or the process's end) frees it.
  *
  * @example
@@ -79,11 +125,17 @@ export class DataDirLock {
    * @param purpose What holds it, shown to whoever is refused (`node`, `ledger repair`).
    * @throws {DataDirLockedError} naming the holder when another process (or another holder in
    *   this one) has it.
+   * @throws {DataDirUnwritableError} when `dir` cannot be created or its lock file written.
    */
   static async acquire(dir: string, purpose: string): Promise<DataDirLock> {
-    await Deno.mkdir(dir, { recursive: true });
     const path = join(dir, DATA_DIR_LOCK_FILE);
-    const file = await Deno.open(path, { read: true, write: true, create: true });
+    let file: Deno.FsFile;
+    try {
+      await Deno.mkdir(dir, { recursive: true });
+      file = await Deno.open(path, { read: true, write: true, create: true });
+    } catch (error) {
+      throw unwritable(dir, error);
+    }
     let locked = false;
     try {
       locked = await file.tryLock(true);
@@ -97,7 +149,7 @@ export class DataDirLock {
     } catch (error) {
       if (locked) await file.unlock().catch(() => {});
       file.close();
-      throw error;
+      throw unwritable(dir, error);
     }
   }
 

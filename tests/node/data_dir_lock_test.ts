@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
-import { DataDirLock, DataDirLockedError } from "../../node/data_dir_lock.ts";
+import {
+  DataDirLock,
+  DataDirLockedError,
+  DataDirUnwritableError,
+} from "../../node/data_dir_lock.ts";
 import { parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";
@@ -91,4 +95,69 @@ Deno.test("a second node on the same data directory is refused, naming the first
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
+});
+
+/**
+ * Make `dir` unwritable for this process: `chmod a-w` for a user, `chattr +i` for root (whom
+ * modes do not stop). Answers how to undo it, or undefined when this machine allows neither.
+ */
+async function makeUnwritable(dir: string): Promise<(() => Promise<void>) | undefined> {
+  let undo: () => Promise<void>;
+  if (Deno.uid() !== 0) {
+    await Deno.chmod(dir, 0o555);
+    undo = () => Deno.chmod(dir, 0o755);
+  } else {
+    const chattr = (flag: string) =>
+      new Deno.Command("chattr", { args: [flag, dir], stdout: "null", stderr: "null" }).output()
+        .then((out) => out.success, () => false);
+    if (!await chattr("+i")) return undefined;
+    undo = async () => void await chattr("-i");
+  }
+  try {
+    await Deno.writeTextFile(`${dir}/probe`, "");
+  } catch {
+    return undo; // unwritable indeed
+  }
+  await undo();
+  return undefined;
+}
+
+const probeDir = await Deno.makeTempDir();
+const canMakeUnwritable = await makeUnwritable(probeDir).then(async (undo) => {
+  await undo?.();
+  return undo !== undefined;
+});
+await Deno.remove(probeDir, { recursive: true });
+
+Deno.test({
+  name:
+    "an unwritable data directory is refused as such, naming it and what to check, not a bare OS error",
+  ignore: !canMakeUnwritable,
+  async fn() {
+    const parent = await Deno.makeTempDir();
+    const dir = `${parent}/ro`;
+    await Deno.mkdir(dir);
+    const undo = (await makeUnwritable(dir))!;
+    try {
+      for (const target of [dir, `${dir}/not-yet`]) {
+        const refused = await DataDirLock.acquire(target, "node").then(
+          () => assert.fail(`${target} was locked`),
+          (error) => error,
+        );
+        assert.ok(refused instanceof DataDirUnwritableError, String(refused));
+        assert.equal(refused.code, "data_dir_unwritable");
+        assert.match(
+          refused.message,
+          new RegExp(
+            `^data directory ${target} is not writable \\((Operation not permitted|Permission ` +
+              `denied)\\); check its owner, permissions and free space`,
+          ),
+        );
+        assert.doesNotMatch(refused.message, /os error/);
+      }
+    } finally {
+      await undo();
+      await Deno.remove(parent, { recursive: true });
+    }
+  },
 });
