@@ -2,7 +2,8 @@
  * How the node's log lines are written: `text` for a person at a terminal (the line as the node
  * says it), `json` for a log collector — one JSON object per line with `time` (ISO 8601),
  * `level` (`info`, `warn`, `error`), `component` (the word before the first colon: `validator`,
- * `storage`, `network`… or `node`) and `msg`. Lines are the node's existing sentences, so both
+ * `storage`, `network`… or `node`, also for a line led by a word that says its kind, such as
+ * `error:` or `try:`) and `msg`. Lines are the node's existing sentences, so both
  * modes say the same thing; only the framing differs.
  *
  * @example
@@ -36,6 +37,21 @@ export interface LogRecord {
 
 /** A leading `word:` (or `word/word:`) that names the speaker of a line. */
 const COMPONENT = /^\s*([a-z][a-z0-9_/-]{1,24}):\s/;
+/**
+ * Leading words that say what kind of line it is, not who says it (`error: the node did not
+ * start: …`, `try: deno run …`): such a line is the node's own.
+ */
+const NOT_SPEAKERS: ReadonlySet<string> = new Set([
+  "error",
+  "fatal",
+  "warning",
+  "warn",
+  "interrupted",
+  "try",
+  "hint",
+  "note",
+  "usage",
+]);
 /** Words that make a line a warning or an error, whatever speaks it. */
 const ERROR_WORDS = /^\s*(error|fatal|forced exit)\b|\b(crashed|gave up|escalated)\b/i;
 const WARN_WORDS = /^\s*(warning|interrupted)\b|\b(failed|refused|restarted|restarting)\b/i;
@@ -43,7 +59,8 @@ const WARN_WORDS = /^\s*(warning|interrupted)\b|\b(failed|refused|restarted|rest
 /** The structured form of `line`. */
 export function logRecord(line: string, level?: LogLevel, now: Date = new Date()): LogRecord {
   const trimmed = line.replace(/^\n+|\n+$/g, "");
-  const component = COMPONENT.exec(trimmed)?.[1] ?? "node";
+  const speaker = COMPONENT.exec(trimmed)?.[1];
+  const component = speaker === undefined || NOT_SPEAKERS.has(speaker) ? "node" : speaker;
   const guessed: LogLevel = ERROR_WORDS.test(trimmed)
     ? "error"
     : WARN_WORDS.test(trimmed)

@@ -28,3 +28,20 @@ Deno.test("text log lines are written as the node says them", () => {
   assert.equal(logRecord("error: the node did not start").level, "error");
   assert.equal(logRecord("x", "warn").level, "warn");
 });
+
+Deno.test("a line led by its kind (error:, try:, fatal:) is the node's, not a component named error or try", () => {
+  for (
+    const line of [
+      "error: the node did not start: Address in use",
+      'try: deno run -A cli.ts infer --url ws://127.0.0.1:8080/v1/ws "Once upon a time"',
+      "fatal: the supervisor gave up",
+      "warning: no model loaded",
+      "interrupted: stopping start-up after the current step",
+    ]
+  ) {
+    assert.equal(logRecord(line).component, "node", line);
+  }
+  assert.equal(logRecord("error: the node did not start: x").level, "error");
+  assert.equal(logRecord("validator: challenged job 3f2a9c").component, "validator");
+  assert.equal(logRecord("training: round 3 started").component, "training");
+});
