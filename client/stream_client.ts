@@ -54,6 +54,22 @@ export class StreamClosedError extends VeriflowError {
   }
 }
 
+/**
+ * The URL given to {@link StreamClient.connect} (or {@link streamUrl}) cannot name the API: it
+ * does not parse as a URL, or its scheme is not `ws:`, `wss:`, `http:` or `https:`.
+ */
+export class InvalidStreamUrlError extends VeriflowError {
+  /**
+   * Create it.
+   *
+   * @param message What is wrong with the URL.
+   * @param options The parser's error as `cause`, where there is one.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super("invalid_url", message, options);
+  }
+}
+
 /** An `infer` request; `id` is chosen by the client when absent. */
 export type InferRequest = Omit<WsInferMessage, "type" | "id"> & { id?: string };
 
@@ -118,11 +134,26 @@ export const STREAM_PATH = "/v1/stream";
 /**
  * The WebSocket URL of the API for a base URL: `http(s)` becomes `ws(s)`, and a URL without a
  * path gets {@link STREAM_PATH}.
+ *
+ * @throws {InvalidStreamUrlError} `url` is not a URL, or not a `ws`, `wss`, `http` or `https` one.
  */
 export function streamUrl(url: string | URL): URL {
-  const parsed = new URL(url);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (error) {
+    throw new InvalidStreamUrlError(
+      `${JSON.stringify(String(url))} is not a URL (give the node's address, like ws://HOST:PORT)`,
+      { cause: error },
+    );
+  }
   if (parsed.protocol === "http:") parsed.protocol = "ws:";
   else if (parsed.protocol === "https:") parsed.protocol = "wss:";
+  else if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+    throw new InvalidStreamUrlError(
+      `${parsed.href} is not a ws, wss, http or https URL (the streaming API is a WebSocket)`,
+    );
+  }
   if (parsed.pathname === "/" || parsed.pathname === "") parsed.pathname = STREAM_PATH;
   return parsed;
 }
@@ -154,6 +185,10 @@ export class StreamClient {
   /**
    * Open a connection; resolves once the socket is open.
    *
+   * Every failure is a rejection, never a synchronous throw.
+   *
+   * @throws {InvalidStreamUrlError} `url` is not a URL, or not a `ws`, `wss`, `http` or `https`
+   * one (code `invalid_url`).
    * @throws {StreamClosedError} the node refused the upgrade (`details.httpStatus`: 401 without
    * the API key, 404 not the API's path, 503 starting), nothing listens there, or nothing
    * answered within the connect timeout (`details.timeout: "connect"`).
@@ -161,12 +196,30 @@ export class StreamClient {
   static connect(url: string | URL, options?: StreamClientOptions): Promise<StreamClient> {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const target = streamUrl(url);
-    const socket = options?.apiKey === undefined ? new WebSocket(target) : new WebSocket(
-      target,
-      // Deno's WebSocket takes handshake headers; the DOM typings do not know the option.
-      { headers: { authorization: `Bearer ${options.apiKey}` } } as unknown as string[],
-    );
+    let target: URL;
+    let socket: WebSocket;
+    try {
+      target = streamUrl(url);
+      socket = options?.apiKey === undefined ? new WebSocket(target) : new WebSocket(
+        target,
+        // Deno's WebSocket takes handshake headers; the DOM typings do not know the option.
+        { headers: { authorization: `Bearer ${options.apiKey}` } } as unknown as string[],
+      );
+    } catch (error) {
+      // A promise API rejects, so one `.catch` sees every failure. The constructor throws a
+      // SyntaxError DOMException for a URL streamUrl let through (one with a fragment, say).
+      const badUrl = error instanceof DOMException && error.name === "SyntaxError";
+      return Promise.reject(
+        badUrl
+          ? new InvalidStreamUrlError(
+            `cannot open a WebSocket to ${String(url)}: ${error.message}`,
+            {
+              cause: error,
+            },
+          )
+          : error,
+      );
+    }
     const client = new StreamClient(
       socket,
       target,

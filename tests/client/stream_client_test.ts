@@ -3,7 +3,11 @@
  * longer open does.
  */
 import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
-import { StreamClient, StreamClosedError } from "../../client/stream_client.ts";
+import {
+  InvalidStreamUrlError,
+  StreamClient,
+  StreamClosedError,
+} from "../../client/stream_client.ts";
 import { silentPort, stallingServer } from "./_stub_servers.ts";
 
 /** A `/v1/stream` stand-in that answers nothing; with `closeOnOpen`, it closes each socket. */
@@ -205,5 +209,18 @@ Deno.test("StreamClient.connect: aborting while connecting rejects; the abort li
   } finally {
     silent.close();
     await server.shutdown();
+  }
+});
+
+Deno.test("StreamClient.connect never throws synchronously: a URL that cannot name the API (not a URL, ftp:, a fragment) rejects with InvalidStreamUrlError (invalid_url)", async () => {
+  for (const url of ["not a url", "ftp://127.0.0.1:1", "ws://127.0.0.1:1/#fragment"]) {
+    let connecting: Promise<StreamClient> | undefined;
+    try {
+      connecting = StreamClient.connect(url);
+    } catch (error) {
+      throw new Error(`connect(${url}) threw synchronously: ${error}`);
+    }
+    const refusal = await assertRejects(() => connecting!, InvalidStreamUrlError);
+    assertEquals(refusal.code, "invalid_url");
   }
 });
