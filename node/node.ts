@@ -38,7 +38,12 @@ import type { ActorRef } from "../actors/actor_ref.ts";
 import type { ChildSpec } from "../actors/actor.ts";
 import { formatEvent } from "../actors/events.ts";
 import { InferenceActor, type InferenceMessage } from "../actors/inference_actor.ts";
-import { ProverActor, proverHook, type ProverMessage } from "../actors/prover_actor.ts";
+import {
+  proofStoreConditions,
+  ProverActor,
+  proverHook,
+  type ProverMessage,
+} from "../actors/prover_actor.ts";
 import { StorageActor, storageGateway, type StorageMessage } from "../actors/storage_actor.ts";
 import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
@@ -373,6 +378,7 @@ async function startSteps(
       edge: config.http,
       log,
       modelHealth: () => models.health(),
+      conditions: () => proofStoreConditions(lookup<ProverMessage>(NODE_ACTORS.prover)),
       dashboard: config.dashboard.enabled
         ? {
           jobs: jobMonitor,
@@ -595,6 +601,7 @@ function nodeChildren(
           dir: join(config.dataDir, "proofs"),
           proofRetentionMs: config.proofs.retentionMs,
           validator: roles.validator ? NODE_ACTORS.validator : undefined,
+          log,
         }),
     });
   }

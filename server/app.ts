@@ -26,7 +26,7 @@ import { clientAccess, type EdgeEnv } from "./client_access.ts";
 import { type DashboardOptions, dashboardRoutes } from "./dashboard_routes.ts";
 import { type EdgeConfig, edgeConfig } from "./edge_config.ts";
 import { edgeCollector, EdgeStats } from "./edge_stats.ts";
-import { healthRoutes, inferenceCollector } from "./health_routes.ts";
+import { type HealthCondition, healthRoutes, inferenceCollector } from "./health_routes.ts";
 import { errorResponse } from "./http_errors.ts";
 import { InferenceGateway } from "./inference_gateway.ts";
 import { KeyLimits } from "./key_limits.ts";
@@ -62,6 +62,8 @@ export interface AppOptions {
   log?: (line: string) => void;
   /** The loaded models' runtime health, reported by `/healthz` (see `health_routes.ts`). */
   modelHealth?: () => RegisteredModelHealth[];
+  /** The node's other conditions that hold now, reported by `/healthz`; none by default. */
+  conditions?: () => Promise<HealthCondition[]>;
   /**
    * Serve the live dashboard at `/` (see `dashboard_routes.ts`); its jobs go to `inference`,
    * which should be the port `jobs` wraps. Absent: no dashboard.
@@ -119,7 +121,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   }
   app.use("*", originPolicy(edge.allowedOrigins));
   app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote));
-  app.route("/", healthRoutes(gateway, metrics, options.modelHealth));
+  app.route("/", healthRoutes(gateway, metrics, options.modelHealth, options.conditions));
   app.route("/v1", openAiRoutes(gateway, edge, stats));
   app.route("/v1", streamRoutes(gateway, edge, stats));
   return app;

@@ -292,3 +292,39 @@ Deno.test("a node whose role crashes in a loop stops with the reason (fatal), in
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a node whose proof directory cannot be written keeps serving, without receipts, and says so: /healthz degraded, one error line; then ok again", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const node = await start(dataDir, {}, (l) => lines.push(l));
+  const proofs = join(dataDir, "proofs");
+  const complete = async () => {
+    const response = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ prompt: "Once upon a time", max_tokens: 4 }),
+    });
+    assert.equal(response.status, 200);
+    return await response.json();
+  };
+  const health = async () => await (await fetch(`${node.url}/healthz`)).json();
+  try {
+    // The directory becomes a plain file: every write under it fails, as on a full disk.
+    await Deno.remove(proofs, { recursive: true }).catch(() => {});
+    await Deno.writeTextFile(proofs, "");
+    for (let i = 0; i < 3; i++) {
+      const answer = await complete();
+      assert.ok(answer.choices[0].text.length > 0, "the client still gets its text");
+      assert.equal(answer.veriflow_receipt_error?.code, "proof_store_failed");
+    }
+    assert.equal((await health()).status, "degraded");
+    assert.equal(lines.filter((l) => l.includes("proof data cannot be written")).length, 1);
+    // Writable again: receipts come back, and so does the status.
+    await Deno.remove(proofs);
+    await Deno.mkdir(proofs);
+    assert.ok((await complete()).veriflow_receipt, "a receipt once a write succeeds");
+    assert.equal((await health()).status, "ok");
+  } finally {
+    await node.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
