@@ -222,6 +222,7 @@ export {
 } from "./proof/served_proof.ts";
 export * from "./proof/economics.ts";
 export * from "./proof/private_input.ts";
+export { ProofStoreError } from "./proof/proof_store.ts";
 export * from "./actors/prover_actor.ts";
 export * from "./actors/validator_actor.ts";
 

@@ -178,7 +178,7 @@ export const MAX_LINKS_PER_NODE = 16_384;
  * of `ipfs add` is at most 1 MiB). A private file's dag-cbor manifest is not capped: it lists every
  * chunk, about 61 bytes each, so a file over ~8.6 GiB has a manifest over 2 MiB.
  */
-export const MAX_CAR_BLOCK_BYTES = MAX_DAG_BLOCK_BYTES;
+export const MAX_CAR_BLOCK_BYTES: number = MAX_DAG_BLOCK_BYTES;
 
 /** True when `error` is the OS's "no space left on device". */
 export function isDiskFullOsError(error: unknown): boolean {
