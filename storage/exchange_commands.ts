@@ -16,7 +16,7 @@ import { FileStore } from "./file_store.ts";
 import { PendingPut } from "./pending_put.ts";
 import { OwnerKey } from "./private_tier.ts";
 import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
-import { DEFAULT_DATA_DIR } from "./storage_commands.ts";
+import { DEFAULT_DATA_DIR, openExistingStore } from "./storage_commands.ts";
 import {
   type CommandIo,
   parseCommand,
@@ -52,7 +52,7 @@ export async function runExport(args: string[], io: CommandIo = {}): Promise<num
   if (parsed.positionals.length !== 1) return usage(EXPORT_USAGE, 2);
   const [cid] = parsed.positionals;
   return await reportErrors(async () => {
-    const store = await ChunkStore.open(join(dataDir(parsed.values), "store"));
+    const store = await openExistingStore(dataDir(parsed.values));
     await store.get(cid); // an unknown root is an error before anything is written
     const car = exportCar(cid, (c, signal) => store.get(c, { signal }), {
       isLegacyManifest: (c) => store.isLegacyManifest(c),
@@ -133,7 +133,7 @@ export async function runShare(
     const expiresAt = values.expires === undefined
       ? null
       : now + parseDuration(String(values.expires));
-    const store = await ChunkStore.open(join(dir, "store"));
+    const store = await openExistingStore(dir);
     const { link, record } = await createShareLink({
       cid,
       owner: await ownerKey(dir, values["key-file"] as string | undefined, cid),

@@ -342,13 +342,13 @@ export async function runGc(args: string[]): Promise<number> {
 }
 
 /**
- * The store of `dataDir` for a command that reads it or removes from it (`get`, `ls`, `gc`;
- * only `put` creates one). A store that is not there is refused, and nothing is created: a
+ * The store of `dataDir` for a command that reads it or removes from it (`get`, `ls`, `gc`,
+ * `export`, `share`; only `put` and `import` create one). A store that is not there is refused, and nothing is created: a
  * mistyped `--data` must not look like an empty store, as if the operator's files were gone.
  *
  * @throws {StorageError} (`store_missing`) when `dataDir/store` does not exist.
  */
-async function openExistingStore(
+export async function openExistingStore(
   dataDir: string,
   options?: ChunkStoreOptions,
 ): Promise<ChunkStore> {

@@ -17,7 +17,7 @@ import { createShareLink, newShareId, ShareStore } from "../../storage/share_lin
 import { CarBlockIterator } from "@ipld/car";
 import { cidDigest } from "../../protocols/cid.ts";
 import { digestOf, equalBytes } from "../../storage/_hash.ts";
-import { parseDuration, runShare } from "../../storage/exchange_commands.ts";
+import { parseDuration, runExport, runShare } from "../../storage/exchange_commands.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
 import { importerRoot } from "./_ipfs_reference.ts";
 
@@ -206,4 +206,30 @@ Deno.test("cli share open from a node that accepts the connection but never answ
     for (const conn of held) conn.close();
     await accepting;
   }
+});
+
+Deno.test("export and share on a data directory with no store refuse (check --data) and create nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  const typo = join(dir, "typo_dir");
+  const cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+  for (
+    const [name, run] of [
+      ["export", () => runExport([cid, "--data", typo])],
+      ["share", () => runShare([cid, "--data", typo])],
+    ] as const
+  ) {
+    const errors: string[] = [];
+    const original = console.error;
+    console.error = (...args: unknown[]) => errors.push(args.join(" "));
+    let code: number;
+    try {
+      code = await run();
+    } finally {
+      console.error = original;
+    }
+    assert.equal(code, 1, name);
+    assert.match(errors.join("\n"), /store_missing.*check --data/, name);
+    await assert.rejects(Deno.stat(typo), Deno.errors.NotFound, `${name} created ${typo}`);
+  }
+  await Deno.remove(dir, { recursive: true });
 });
