@@ -53,7 +53,7 @@ import type { InferencePort } from "../inference/inference_port.ts";
 import { LocalInferencePort } from "../inference/local_port.ts";
 import { NetworkActor, type NetworkMessage, PeerListenError } from "../network/network_actor.ts";
 import { NetworkInferencePort } from "../network/network_inference_port.ts";
-import { parsePeerAddress } from "../network/peer_address.ts";
+import { parsePeerAddress, type PeerAddress } from "../network/peer_address.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
@@ -161,6 +161,12 @@ export interface VeriflowNode {
   readonly models: ModelRegistry;
   /** Base URL of the HTTP API (`ws:` + same host for `/v1/stream`); absent without one. */
   readonly url?: string;
+  /**
+   * The TCP address peers connect to (`connectTcp` + `Connection.open` reach its
+   * `RemoteInferencePort`): the bound port when `network.listen.port` was 0. Undefined when the
+   * node runs no network or does not listen.
+   */
+  peerAddress(): Promise<PeerAddress | undefined>;
   /** The supervision tree as text. */
   tree(): string;
   /** Jobs running and queued now (none when the node serves no jobs). */
@@ -449,7 +455,13 @@ async function startSteps(
     const stats = await port?.stats();
     return { running: stats?.activeJobs ?? 0, queued: stats?.queuedJobs ?? 0 };
   };
-  return { identity, system, models, url, tree, jobs, shutdown, finished };
+  const peerAddress = async (): Promise<PeerAddress | undefined> => {
+    const addr = await lookup<NetworkMessage>(NODE_ACTORS.network)?.ask<Deno.NetAddr | undefined>(
+      { type: "listening" },
+    );
+    return addr === undefined ? undefined : { hostname: addr.hostname, port: addr.port };
+  };
+  return { identity, system, models, url, peerAddress, tree, jobs, shutdown, finished };
 }
 
 /**

@@ -9,6 +9,11 @@ import { eventually } from "../_helpers/wait.ts";
 import { CalibrationStore } from "../../proof/calibration.ts";
 import { loadCalibratedFixture } from "../proof/_models.ts";
 import { join } from "node:path";
+import { Connection } from "../../protocols/connection.ts";
+import { connectTcp } from "../../protocols/tcp_transport.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
+import { RemoteInferencePort } from "../../inference/remote_port.ts";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";
 import type { ModelWorkerRestartPolicy } from "../../inference/model_health.ts";
@@ -323,6 +328,28 @@ Deno.test("a node whose proof directory cannot be written keeps serving, without
     await Deno.mkdir(proofs);
     assert.ok((await complete()).veriflow_receipt, "a receipt once a write succeeds");
     assert.equal((await health()).status, "ok");
+  } finally {
+    await node.shutdown();
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("a library node tells its peer address (the bound port when 0 was asked), where a RemoteInferencePort reaches its models", async () => {
+  const dataDir = await Deno.makeTempDir();
+  const node = await start(dataDir);
+  try {
+    const address = await node.peerAddress();
+    assert.ok(address !== undefined && address.port > 0, JSON.stringify(address));
+    const connection = await Connection.open(await connectTcp(address), {
+      identity: Identity.generate(),
+      protocols: [INFERENCE_PROTOCOL],
+    });
+    try {
+      const models = await new RemoteInferencePort(connection).models();
+      assert.deepEqual(models.map((m) => m.cid), node.models.list().map((m) => m.cid));
+    } finally {
+      await connection.close();
+    }
   } finally {
     await node.shutdown();
     await Deno.remove(dataDir, { recursive: true });
