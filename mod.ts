@@ -265,6 +265,12 @@ export * from "./actors/storage_actor.ts";
 // The node
 export * from "./node/config.ts";
 export * from "./node/node.ts";
+export {
+  formatPeerAddress,
+  InvalidPeerAddressError,
+  parsePeerAddress,
+  type PeerAddress,
+} from "./network/peer_address.ts";
 export * from "./node/node_identity.ts";
 export * from "./node/data_dir_lock.ts";
 

@@ -15,7 +15,10 @@ export interface PeerAddress {
 
 /** A peer address that does not parse. */
 export class InvalidPeerAddressError extends VeriflowError {
-  /** @param text The address as given. */
+  /**
+   * Name the address that does not parse.
+   * @param text The address as given.
+   */
   constructor(text: string) {
     super("invalid_peer_address", `"${text}" is not HOST:PORT (IPv6: [ADDR]:PORT)`);
   }
