@@ -46,6 +46,7 @@ import {
 } from "../actors/prover_actor.ts";
 import { StorageActor, storageGateway, type StorageMessage } from "../actors/storage_actor.ts";
 import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
+import { challengeProbabilityWarning, DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { ModelRegistry } from "../inference/model_registry.ts";
 import { webgpuPoolClamp } from "../inference/_model_worker_pool.ts";
@@ -618,6 +619,10 @@ function nodeChildren(
     });
   }
   if (roles.validator) {
+    const unsafe = challengeProbabilityWarning(
+      config.validator.challengeProbability ?? DEFAULT_ECONOMICS.challengeProbability,
+    );
+    if (unsafe !== undefined) log(`warning: validator: ${unsafe} (validator.challengeProbability)`);
     add<ValidatorMessage>({
       name: NODE_ACTORS.validator,
       factory: () =>
@@ -723,6 +728,12 @@ function addTrainingChildren(
     }
     : undefined;
   if (validates) {
+    const unsafe = challengeProbabilityWarning(
+      training.challengeProbability ?? DEFAULT_ECONOMICS.challengeProbability,
+    );
+    if (unsafe !== undefined) {
+      log(`warning: training validator: ${unsafe} (training.challengeProbability)`);
+    }
     add<TrainingValidatorMessage>({
       name: TRAINING_ACTORS.validator,
       factory: () =>

@@ -91,3 +91,34 @@ export function cheatingNeverPays(params: Readonly<EconomicParams>): boolean {
 export function minimumSlashMultiplier(p: number, detectionRate = 1): number {
   return 1 / (p * detectionRate) - 1;
 }
+
+/**
+ * What an operator must be told about challenging receipts with probability `p` under `params`
+ * (`validator.challengeProbability`, `training.challengeProbability`): undefined when cheating
+ * never pays at `p` ({@link cheatingNeverPays}); else one line saying what a cheat gains on this
+ * validator's own coin and the probability from which it stops paying. Other validators' coins
+ * add to it (their verdicts and fraud proofs reach every ledger), so this is the worst case.
+ *
+ * @example
+ * ```ts
+ * import { challengeProbabilityWarning, DEFAULT_ECONOMICS } from "./economics.ts";
+ * challengeProbabilityWarning(DEFAULT_ECONOMICS.challengeProbability); // undefined
+ * challengeProbabilityWarning(0.01); // "… a worker that skips the work gains 0.79 …"
+ * ```
+ */
+export function challengeProbabilityWarning(
+  p: number,
+  params: Readonly<EconomicParams> = DEFAULT_ECONOMICS,
+): string | undefined {
+  const at = { ...params, challengeProbability: p };
+  if (cheatingNeverPays(at)) return undefined;
+  const safeFrom = 1 / (params.detectionRate * (1 + params.slashMultiplier));
+  if (p === 0) {
+    return `challenge probability 0: this validator never challenges, so on its own coin no ` +
+      `cheat is caught (cheating stops paying above p = ${safeFrom.toFixed(3)})`;
+  }
+  const gain = cheatingAdvantage(at, { reward: 1, costSaved: 1 });
+  return `challenge probability ${p}: on this validator's own coin a worker that skips the work ` +
+    `gains ${gain.toFixed(2)} per unit of reward (slash ${params.slashMultiplier}× the reward; ` +
+    `cheating stops paying above p = ${safeFrom.toFixed(3)})`;
+}

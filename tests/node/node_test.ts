@@ -355,3 +355,22 @@ Deno.test("a library node tells its peer address (the bound port when 0 was aske
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("a validator configured to challenge so rarely that cheating pays says so at start, naming the setting; the default says nothing", async () => {
+  for (const [p, warned] of [[0.01, true], [0, true], [undefined, false]] as const) {
+    const dataDir = await Deno.makeTempDir();
+    const lines: string[] = [];
+    const extra = p === undefined ? {} : { validator: { challengeProbability: p } };
+    const node = await start(dataDir, extra, (l) => lines.push(l));
+    try {
+      const warning = lines.filter((l) =>
+        l.startsWith("warning: validator: challenge probability")
+      );
+      assert.equal(warning.length, warned ? 1 : 0, `${p}: ${warning.join(" | ")}`);
+      if (warned) assert.match(warning[0], /validator\.challengeProbability/);
+    } finally {
+      await node.shutdown();
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  }
+});
