@@ -1,17 +1,21 @@
 /**
  * Which receipts a validator challenges: a coin with probability p that the worker cannot
- * predict and the validator cannot bias.
+ * predict.
  *
  * The coin is derived from the validator's ed25519 signature over the receipt id (with a domain
  * prefix). The receipt id hashes everything the worker signed, its commitment root included,
  * so the coin exists only once the worker has irrevocably committed to its work: it cannot
  * learn its odds before it computes (a coin over the job id would be fixed before the work).
- * Ed25519 signatures are deterministic, so the validator gets exactly one coin per receipt and
- * cannot re-roll it; without the validator's secret key nobody — the worker least of all — can
- * compute it, and a worker that re-signs its work to draw again gains nothing (a ledger pays
- * one receipt per job). Anyone holding the signature can check the draw afterwards
- * ({@link verifyChallengeTicket}), so a validator cannot claim to have "happened" to pick a
- * receipt it wanted to harass.
+ * Without the validator's secret key nobody — the worker least of all — can compute it, and a
+ * worker that re-signs its work to draw again gains nothing (a ledger pays one receipt per job).
+ * The honest signer derives its nonce from its key and the message (RFC 8032), so its own coin
+ * is one per receipt; but a verifier cannot tell a deterministic signature from one made with
+ * another nonce, so a validator that wants to can re-sign until the draw suits it, and
+ * {@link verifyChallengeTicket} accepts every such ticket. A ticket shows a draw was signed,
+ * not that it was the only one: it does not prove a validator did not pick the receipts it
+ * challenged. What that costs a worker: the work of serving its proof when challenged (an honest
+ * worker is never slashed by a challenge). A unique-output function (a VRF, RFC 9381) would make
+ * the ticket one per key and receipt; not built.
  *
  * @module
  */
