@@ -169,6 +169,9 @@ export class StreamClient {
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #lastMessageAt = 0;
   #detach: () => void = () => {};
+  /** How the server closed the socket, for jobs started after (their error says it too). */
+  #closeDetails: StreamClosedDetails | undefined;
+  #closeMessage = "the socket is closed";
 
   private constructor(socket: WebSocket, url: URL, idleTimeoutMs: number) {
     this.#socket = socket;
@@ -178,7 +181,9 @@ export class StreamClient {
     socket.onclose = (event) => {
       this.#stopIdleTimer();
       this.#detach();
-      this.#failAll(closedMessage(event), { closeCode: event.code, closeReason: event.reason });
+      this.#closeMessage = closedMessage(event);
+      this.#closeDetails = { closeCode: event.code, closeReason: event.reason };
+      this.#failAll(this.#closeMessage, this.#closeDetails);
     };
   }
 
@@ -268,10 +273,14 @@ export class StreamClient {
    * {@link StreamClosedError}: nothing would ever answer it.
    */
   infer(request: InferRequest): StreamJob {
-    const id = request.id ?? `r${++this.#nextId}`;
+    // A generated id skips those the caller chose for jobs still running.
+    let id = request.id;
+    while (id === undefined || (request.id === undefined && this.#jobs.has(id))) {
+      id = `r${++this.#nextId}`;
+    }
     if (this.#jobs.has(id)) throw new RangeError(`request id ${id} is already in use`);
     if (this.#socket.readyState !== WebSocket.OPEN) {
-      return failedJob(id, this.#closedError("the socket is closed"));
+      return failedJob(id, this.#closedError(this.#closeMessage, this.#closeDetails));
     }
     let tokens!: ReadableStreamDefaultController<WsTokenMessage>;
     const stream = new ReadableStream<WsTokenMessage>({
@@ -320,7 +329,17 @@ export class StreamClient {
   #onMessage(data: unknown): void {
     if (typeof data !== "string") return;
     this.#lastMessageAt = performance.now();
-    const message = JSON.parse(data) as WsServerMessage;
+    let message: WsServerMessage;
+    try {
+      message = JSON.parse(data) as WsServerMessage;
+    } catch {
+      // Not this API (a proxy's page, a faulty server): every job fails, typed, and the socket
+      // closes as a protocol error, never an uncaught exception in the caller's process.
+      this.#failAll(`${this.#url} sent a frame that is not JSON: not a Veriflow /v1/stream`);
+      // 1002 (protocol error) is the server's to send; a client closes with a private code.
+      this.#socket.close(4002, "protocol error: a frame that is not JSON");
+      return;
+    }
     // An `error` without `id` ends no job: a frame the server could not attribute, or one it
     // refused while the job it named runs on (`refused_id`); this client sends neither.
     const job = message.id === undefined ? undefined : this.#jobs.get(message.id);

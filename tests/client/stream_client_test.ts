@@ -224,3 +224,58 @@ Deno.test("StreamClient.connect never throws synchronously: a URL that cannot na
     assertEquals(refusal.code, "invalid_url");
   }
 });
+
+Deno.test("StreamClient: a job started after the server closed the socket carries the close code and reason too", async () => {
+  const reason = "server shutting down";
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onopen = () => socket.close(1001, reason);
+    return response;
+  });
+  try {
+    const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
+    await client.closed;
+    const error = await assertRejects(
+      () => client.infer({ prompt: "x", max_tokens: 1 }).done,
+      StreamClosedError,
+    );
+    assertEquals([error.details.closeCode, error.details.closeReason], [1001, reason]);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("StreamClient: a text frame that is not JSON fails every job with StreamClosedError (protocol error), never an uncaught exception", async () => {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onmessage = () => socket.send("not json <html>");
+    return response;
+  });
+  try {
+    const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
+    const error = await assertRejects(
+      () => client.infer({ prompt: "x", max_tokens: 1 }).done,
+      StreamClosedError,
+    );
+    assert(error.message.includes("not JSON"), error.message);
+    await client.closed;
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("StreamClient: an id the client generates never clashes with one the caller chose for a running job", async () => {
+  const server = serveSockets(false);
+  try {
+    const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
+    const chosen = client.infer({ id: "r2", prompt: "x", max_tokens: 1 });
+    const generated = [1, 2, 3].map(() => client.infer({ prompt: "x", max_tokens: 1 }).id);
+    assertEquals(generated, ["r1", "r3", "r4"]);
+    assertEquals(chosen.id, "r2");
+    client.close();
+    await client.closed;
+    for (const job of [chosen]) await job.done.catch(() => {});
+  } finally {
+    await server.shutdown();
+  }
+});
