@@ -49,6 +49,7 @@ import { isCid, storageKey } from "../protocols/cid.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
 import {
+  GivenChunks,
   type RepairReport,
   ReplicatedStore,
   type ReplicatedStoreOptions,
@@ -463,6 +464,8 @@ export class StorageActor {
   #pinScope: Promise<PinScope> | null = null;
   /** Storage keys stored by `local` puts still running (not pinned yet), with a count per key. */
   readonly #localPuts = new Map<string, number>();
+  /** Which chunks each peer was given or proved, kept when the replicated store is rebuilt. */
+  readonly #given = new GivenChunks();
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -548,7 +551,10 @@ export class StorageActor {
       this.#replicated.setPeers(peers);
       this.#holderRepair?.peersChanged(this.#replicated, before, signal);
     } else {
-      this.#replicated = new ReplicatedStore(peers, this.#options.replication);
+      this.#replicated = new ReplicatedStore(peers, {
+        ...this.#options.replication,
+        given: this.#given,
+      });
     }
     this.#files = new FileStore(this.#blocks(), this.#fileOptions());
   }
@@ -943,16 +949,21 @@ export class StorageActor {
   async #audit(holder: StoragePeer, cids: string[]): Promise<AuditResult> {
     const identity = this.#options.identity;
     if (!identity) throw new StorageError("no_identity", "audits need the node identity");
-    const replicated = this.#replicated;
     const blocks = this.#blocks();
+    const given = this.#given;
     const auditor = new StorageAuditor({
       identity,
       reference: (cid, signal) => blocks.get(cid, { signal }),
-      // A holder that was down when we wrote a chunk never got it: not its fault until repaired.
-      wasGiven: (holderId, cid) => !replicated?.missedWrite(holderId, cid),
+      // Only a chunk this node knows it gave the holder (or saw it prove) is its fault to lack:
+      // one written while it was down, before it joined or before this node restarted is not.
+      wasGiven: (holderId, cid) => given.has(holderId, cid),
       onVerdict: this.#options.onVerdict,
     });
-    return await auditor.audit(holder, cids);
+    const result = await auditor.audit(holder, cids);
+    // What it proved it holds, it was given (however it got it): losing it later is its fault.
+    const open = new Set([...result.failures, ...result.unjudged].map((c) => c.cid));
+    for (const cid of result.sampled) if (!open.has(cid)) given.add(holder.id, cid);
+    return result;
   }
 }
 

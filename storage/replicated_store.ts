@@ -37,6 +37,36 @@ export interface ReplicatedStoreOptions {
   readRepair?: boolean;
   /** Observer of replica failures (for logs and metrics). */
   onReplicaFailure?(event: ReplicaFailure): void;
+  /**
+   * Where this store records which chunks each peer was given (see
+   * {@link ReplicatedStore.wasGiven}). Pass one that outlives the store when the owner may
+   * rebuild it (its peer set went empty and came back); default: a new one.
+   */
+  given?: GivenChunks;
+}
+
+/**
+ * A positive record of which chunks each peer is known to hold: a write of it succeeded, or it
+ * proved possession. An auditor blames a holder for a missing chunk only when this says it was
+ * given it: a holder that was down during the write, joined after it, or was dropped and
+ * re-added is never in it for those chunks. It is kept in memory only, so after a restart
+ * nothing is judged missing until a repair (or a write) records it again — an auditor that
+ * forgot fails safe, towards no verdict.
+ */
+export class GivenChunks {
+  readonly #byPeer = new Map<string, Set<string>>();
+
+  /** Record that `peerId` holds `cid`. */
+  add(peerId: string, cid: string): void {
+    const cids = this.#byPeer.get(peerId) ?? new Set<string>();
+    cids.add(cid);
+    this.#byPeer.set(peerId, cids);
+  }
+
+  /** True when `peerId` was recorded as holding `cid`. */
+  has(peerId: string, cid: string): boolean {
+    return this.#byPeer.get(peerId)?.has(cid) ?? false;
+  }
 }
 
 /** A replica that failed an operation. */
@@ -94,6 +124,8 @@ export class ReplicatedStore implements BlockStore {
   readonly #background = new Set<Promise<unknown>>();
   /** Per peer id: chunks whose write it missed as a holder, until a write to it succeeds. */
   readonly #missed = new Map<string, Set<string>>();
+  /** Chunks each peer was given or proved; kept across {@link setPeers}. */
+  readonly #given: GivenChunks;
 
   /**
    * A store replicating over `peers`.
@@ -128,6 +160,7 @@ export class ReplicatedStore implements BlockStore {
     this.#timeoutMs = options?.peerTimeoutMs ?? 10_000;
     this.#readRepair = options?.readRepair ?? true;
     this.#onFailure = options?.onReplicaFailure;
+    this.#given = options?.given ?? new GivenChunks();
   }
 
   /** Copies of each chunk (r). */
@@ -157,9 +190,20 @@ export class ReplicatedStore implements BlockStore {
     return this.#missed.get(peerId)?.has(cid) ?? false;
   }
 
-  /** Record the outcome of a write of `cid` to `peer` for {@link missedWrite}. */
+  /**
+   * True when this store knows `peerId` was given `cid`: a write of it to that peer succeeded,
+   * or the peer proved holding it in a repair. Only then is a missing copy the peer's fault; no
+   * record (it joined or was re-added after the write, it was down, this store was rebuilt)
+   * means unknown, never guilty. The record survives {@link setPeers}.
+   */
+  wasGiven(peerId: string, cid: string): boolean {
+    return this.#given.has(peerId, cid);
+  }
+
+  /** Record the outcome of a write of `cid` to `peer` for {@link missedWrite} and {@link wasGiven}. */
   #wrote(peer: StoragePeer, cid: string, ok: boolean): void {
     if (ok) {
+      this.#given.add(peer.id, cid);
       const missed = this.#missed.get(peer.id);
       missed?.delete(cid);
       if (missed?.size === 0) this.#missed.delete(peer.id);

@@ -120,7 +120,7 @@ Deno.test("StorageActor stores private files, pins, collects garbage and audits 
     false,
   );
 
-  // This node audits another holder that kept only half of what it was given.
+  // This node audits another holder that proved two chunks, then lost one of them.
   const holderStore = await ChunkStore.open(await Deno.makeTempDir(), { durable: false });
   const holder = new LocalStoragePeer(holderStore, Identity.generate().publicKey);
   const chunks = info.chunks;
@@ -132,8 +132,16 @@ Deno.test("StorageActor stores private files, pins, collects garbage and audits 
     await actor.receive({ type: "audit", holder, cids: chunks.slice(0, 2) }),
   );
   assert.equal(ok.passed, true);
+  // Chunks this node never gave it and never saw it prove are not judged.
+  const unknown = unwrapReply<AuditResult>(
+    await actor.receive({ type: "audit", holder, cids: chunks.slice(2) }),
+  );
+  assert.equal(unknown.passed, true);
+  assert.ok(unknown.unjudged.every((u) => u.reason === "never_given"));
+  assert.equal(verdicts.length, 0);
+  await holderStore.delete(chunks[1]);
   const failed = unwrapReply<AuditResult>(
-    await actor.receive({ type: "audit", holder, cids: chunks }),
+    await actor.receive({ type: "audit", holder, cids: chunks.slice(0, 2) }),
   );
   assert.equal(failed.passed, false);
   assert.equal(verdicts.length, 1);
@@ -322,6 +330,116 @@ Deno.test("an audit blames no holder for chunks written while it was down, until
   assert.equal(verdicts[0].reason, "missing_chunk");
   await actor.postStop(); // background replication and read repairs end before cleanup
   for (const d of [dir, ...peerDirs]) await Deno.remove(d, { recursive: true });
+});
+
+Deno.test("an audit blames no holder for chunks it was never given: after it flapped out and back, joined after the write, or the auditor restarted", async () => {
+  const dirs: string[] = [];
+  const tempDir = async () => {
+    const d = await Deno.makeTempDir();
+    dirs.push(d);
+    return d;
+  };
+  let down: string | null = null;
+  type Peer = StoragePeer & { inner: LocalStoragePeer };
+  const makePeers = (n: number) =>
+    Promise.all(Array.from({ length: n }, async () => {
+      const inner = new LocalStoragePeer(
+        await ChunkStore.open(await tempDir(), { durable: false }),
+        Identity.generate().publicKey,
+      );
+      const peer: Peer = {
+        inner,
+        id: inner.id,
+        publicKey: inner.publicKey,
+        putChunk: (c, b, o) =>
+          down === inner.id ? Promise.reject(new Error("peer down")) : inner.putChunk(c, b, o),
+        getChunk: (c, o) => inner.getChunk(c, o),
+        hasChunk: (c) => inner.hasChunk(c),
+        proveChunks: (n, c) => inner.proveChunks(n, c),
+      };
+      return peer;
+    }));
+  const identity = Identity.generate();
+  const verdicts: Verdict[] = [];
+  const actors: StorageActor[] = [];
+  const start = async (dir: string, peers: StoragePeer[]) => {
+    const actor = new StorageActor({
+      dir,
+      chunkSize: 1024,
+      peers,
+      replication: { replicas: 3, writeQuorum: 2 },
+      identity,
+      onVerdict: (v) => {
+        verdicts.push(v);
+      },
+    });
+    await actor.preStart();
+    actors.push(actor);
+    return actor;
+  };
+  const put = async (actor: StorageActor, seed: number) => {
+    const handle = await actor.receive({
+      type: "put",
+      source: streamOf(pseudoRandomBytes(16_384, seed)),
+    });
+    const { cid } = await (handle as PutHandle).done;
+    return unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid })).chunks;
+  };
+  // The chunks `holder` is now a holder of but does not hold: each one sampled is a null answer.
+  const lacking = async (holder: Peer, peers: StoragePeer[], chunks: string[]) => {
+    const out: string[] = [];
+    for (const c of chunks) {
+      if (rankPeers(c, peers).slice(0, 3).includes(holder) && !await holder.inner.hasChunk(c)) {
+        out.push(c);
+      }
+    }
+    assert.ok(out.length > 0);
+    return out;
+  };
+  const expectUnjudged = async (actor: StorageActor, holder: StoragePeer, cids: string[]) => {
+    const r = unwrapReply<AuditResult>(await actor.receive({ type: "audit", holder, cids }));
+    assert.equal(r.passed, true, JSON.stringify(r.failures));
+    assert.deepEqual(r.failures, []);
+    assert.equal(r.unjudged.length, r.sampled.length);
+    assert.ok(r.unjudged.every((u) => u.reason === "never_given"));
+    assert.equal(r.verdict, undefined);
+  };
+
+  // (A) Down during the write, then dropped from the peer set and re-added.
+  {
+    const peers = await makePeers(4);
+    const actor = await start(await tempDir(), peers);
+    down = peers[0].id;
+    const chunks = await put(actor, 6);
+    down = null;
+    await actor.receive({ type: "set_peers", peers: peers.slice(1) });
+    await actor.receive({ type: "set_peers", peers });
+    await expectUnjudged(actor, peers[0], await lacking(peers[0], peers, chunks));
+  }
+  // (B) Joined after the write: joining moves no copies.
+  {
+    const peers = await makePeers(4);
+    const actor = await start(await tempDir(), peers.slice(0, 3));
+    const chunks = await put(actor, 7);
+    await actor.receive({ type: "set_peers", peers });
+    await expectUnjudged(actor, peers[3], await lacking(peers[3], peers, chunks));
+  }
+  // (C) Down during the write, then the auditing actor restarted.
+  {
+    const peers = await makePeers(4);
+    const dir = await tempDir();
+    const first = await start(dir, peers);
+    down = peers[0].id;
+    const chunks = await put(first, 8);
+    down = null;
+    await first.postStop();
+    actors.splice(actors.indexOf(first), 1);
+    const second = await start(dir, peers);
+    await expectUnjudged(second, peers[0], await lacking(peers[0], peers, chunks));
+  }
+  assert.deepEqual(verdicts, []);
+  for (const actor of actors) await actor.postStop();
+  for (const d of dirs) await Deno.remove(d, { recursive: true });
 });
 
 Deno.test("a manifest listing one chunk hundreds of times is never built in memory: get_bytes is file_too_large, get streams it", async () => {
