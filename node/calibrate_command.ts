@@ -11,7 +11,9 @@
  * ```
  *
  * Prints one line per variant measured and then a JSON summary: `{ model, path, ms, classes }`
- * with the noise scales and the tolerances derived from them per precision class.
+ * with the noise scales and the tolerances derived from them per precision class. A profile
+ * that fails its own self-check (the derived tolerances flag the calibration's honest
+ * generations) is not saved, and the command exits 1 saying which class failed and how.
  *
  * @module
  */
@@ -19,8 +21,13 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { DEFAULT_MODEL_SEED } from "../inference/model_builder.ts";
-import { calibrateModel } from "../proof/calibrate_model.ts";
-import { CalibrationStore, tolerancesFor } from "../proof/calibration.ts";
+import { calibrateModel, type CalibrationOptions } from "../proof/calibrate_model.ts";
+import {
+  type CalibrationProfile,
+  CalibrationStore,
+  noiseProfileProblem,
+  tolerancesFor,
+} from "../proof/calibration.ts";
 import { JOB_PRECISIONS, type JobPrecision } from "../protocols/job.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
 
@@ -28,6 +35,14 @@ import type { ExecutionProvider } from "../inference/_session.ts";
 const DEFAULT_DATA_DIR = ".veriflow";
 /** Exit status for a usage error. */
 const EXIT_USAGE = 2;
+/** Exit status when the measured profile fails its own self-check (nothing is saved). */
+const EXIT_SELF_CHECK = 1;
+
+/** What {@link runCalibrate} runs besides its arguments. */
+export interface RunCalibrateOptions {
+  /** The measurement (default {@link calibrateModel}); tests substitute their own. */
+  calibrate?: (dir: string, options: CalibrationOptions) => Promise<CalibrationProfile>;
+}
 
 const USAGE = `usage: veriflow calibrate [options]
 
@@ -52,11 +67,16 @@ Example:
 
 /**
  * Parse the command arguments, calibrate, and store the profile; returns the exit code (0 ok,
+ * 1 the profile failed its self-check or is not a plausible measurement, and was not saved,
  * 2 usage).
  *
  * @param args Arguments after the command name.
+ * @param options What to run (tests).
  */
-export async function runCalibrate(args: string[]): Promise<number> {
+export async function runCalibrate(
+  args: string[],
+  options: RunCalibrateOptions = {},
+): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({
@@ -137,7 +157,7 @@ export async function runCalibrate(args: string[]): Promise<number> {
     ...(values.webgpu ? ["webgpu" as const] : []),
   ];
   const started = performance.now();
-  const profile = await calibrateModel(dir, {
+  const profile = await (options.calibrate ?? calibrateModel)(dir, {
     jobs,
     maxTokens: tokens,
     threads: threads as number[] | undefined,
@@ -149,6 +169,22 @@ export async function runCalibrate(args: string[]): Promise<number> {
         `[${Math.round((performance.now() - started) / 1000)} s] measuring ${name}`,
       ),
   });
+  // A profile whose tolerances flag the calibration's own honest work would have the validator
+  // slash honest workers; one with implausible figures would have it pay cheats. Neither is kept.
+  const problems = Object.entries(profile.precisions).flatMap(([precision, noise]) => {
+    const problem = noise && noiseProfileProblem(noise);
+    return problem ? [`${precision}: ${problem}`] : [];
+  });
+  if (problems.length > 0) {
+    console.error(
+      `calibration of ${profile.model} failed; profile not saved (any earlier one is kept):\n` +
+        problems.map((p) => `  ${p}`).join("\n") +
+        `\nthe tolerances derived from it would misjudge workers on this machine. If only ` +
+        `fp16 or bf16 failed, --precisions fp32 calibrates fp32 alone; otherwise report it ` +
+        `(a safety factor in proof/calibration.ts is too thin for this model)`,
+    );
+    return EXIT_SELF_CHECK;
+  }
   const store = await CalibrationStore.open(join(values.data, "calibration"));
   const path = await store.save(profile);
   const classes: Record<string, unknown> = {};

@@ -100,20 +100,73 @@ export interface CalibrationProfile {
   precisions: { fp32: NoiseProfile; fp16?: NoiseProfile; bf16?: NoiseProfile };
 }
 
+/**
+ * The largest per-logit difference (`logitMax`, nats) a profile may record. The noisiest class
+ * measured here, bf16 weights, is 0.04 (docs/PROOF.md, "Calibration"); GPU kernels and larger
+ * models add some, so 25 times that is room, and ε = 1.5 nats (30 × the default 0.05) is
+ * already a check that admits nearly any token. A larger figure is a broken measurement or a
+ * hand-edited file, and trusting it would pay a worker that ran another model.
+ */
+export const MAX_LOGIT_NOISE = 1;
+/**
+ * The largest RMS figure (`logProbRms`, `projectionRms`, `massSigma`) a profile may record. bf16
+ * weights measure 0.007 (logProb, projection) and 0.004 (mass σ); 0.1 is 14 times that and 10
+ * times the uncalibrated fingerprint σ (0.01): a class noisier than this has no fingerprint test
+ * worth the name, so its profile is refused rather than trusted.
+ */
+export const MAX_RMS_NOISE = 0.1;
+
+// z.number() refuses infinities (zod 4): a `1e999` in a file parses to Infinity and is refused.
+const rms = (bf16: number) =>
+  z.number().nonnegative().max(
+    MAX_RMS_NOISE,
+    `above ${MAX_RMS_NOISE} is not honest noise (bf16 weights measure ${bf16})`,
+  );
+
 const noiseSchema = z.object({
-  variants: z.array(z.string()),
-  receipts: z.number().int().nonnegative(),
-  positions: z.number().int().nonnegative(),
-  logProbRms: z.number().nonnegative(),
-  projectionRms: z.number().nonnegative(),
+  variants: z.array(z.string()).min(1, "no execution variant measured"),
+  receipts: z.number().int().positive("no generation measured"),
+  positions: z.number().int().positive("no position measured"),
+  logProbRms: rms(0.007),
+  projectionRms: rms(0.007),
   maxScore: z.number().nonnegative(),
   maxMeanScore: z.number().nonnegative(),
-  logitMax: z.number().nonnegative(),
-  massSigma: z.number().nonnegative(),
+  logitMax: z.number().nonnegative().max(
+    MAX_LOGIT_NOISE,
+    `above ${MAX_LOGIT_NOISE} nat is not honest noise (bf16 weights measure 0.04)`,
+  ),
+  massSigma: rms(0.004),
   massMaxZ: z.number().nonnegative(),
   samplingFailures: z.number().int().nonnegative(),
   flagged: z.number().int().nonnegative(),
+}).superRefine((n, ctx) => {
+  // Tolerances that flag the calibration's own honest generations would slash honest workers.
+  if (n.flagged > 0 || n.samplingFailures > 0) {
+    ctx.addIssue({
+      code: "custom",
+      message: `self-check failed: ${n.flagged} honest generation(s) flagged and ` +
+        `${n.samplingFailures} honest token(s) refused under its own tolerances`,
+    });
+  }
 });
+
+/** The problems zod found, `path: message` each (`message` alone at the top level). */
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
+    .join("; ");
+}
+
+/**
+ * Why `noise` cannot be trusted as a precision class's honest noise, or undefined when it can:
+ * a figure that is not a finite measurement within {@link MAX_LOGIT_NOISE} and
+ * {@link MAX_RMS_NOISE}, nothing measured, or a failed self-check (`flagged` or
+ * `samplingFailures` not 0).
+ */
+export function noiseProfileProblem(noise: NoiseProfile): string | undefined {
+  const parsed = noiseSchema.safeParse(noise);
+  return parsed.success ? undefined : describeIssues(parsed.error);
+}
 
 /** Zod schema of a stored profile (checked where a file is read and before one is written). */
 const calibrationProfileSchema: z.ZodType<CalibrationProfile> = z.object({
@@ -160,6 +213,11 @@ export interface Tolerances {
   sampling: SamplingTolerance;
   /** True when they come from a calibration profile; false: the defaults. */
   calibrated: boolean;
+  /**
+   * Why the profile's class for the job's precision was refused and the defaults apply
+   * ({@link noiseProfileProblem}); absent when there was none to refuse.
+   */
+  refused?: string;
 }
 
 /** The fingerprint test's tolerance from measured noise (never below the quantization noise). */
@@ -185,7 +243,9 @@ export function samplingToleranceOf(noise: NoiseProfile): SamplingTolerance {
 
 /**
  * The tolerances for a job of `precision` on a model with `profile`. Without a profile, or
- * without that precision's class in it, or for another fingerprint scheme: the defaults.
+ * without that precision's class in it, or for another fingerprint scheme: the defaults. A class
+ * that is not a plausible measurement, or whose self-check failed, is refused (the defaults, with
+ * `refused` saying why): the lookup may hand over a profile that no store checked.
  *
  * @example
  * ```ts
@@ -198,18 +258,27 @@ export function tolerancesFor(
   precision: JobPrecision = "fp32",
 ): Tolerances {
   const noise = profile?.scheme === FINGERPRINT_SCHEME ? profile.precisions[precision] : undefined;
-  if (!noise) {
-    return {
-      fingerprint: DEFAULT_FINGERPRINT_TOLERANCE,
-      sampling: DEFAULT_SAMPLING_TOLERANCE,
-      calibrated: false,
-    };
-  }
+  const defaults: Tolerances = {
+    fingerprint: DEFAULT_FINGERPRINT_TOLERANCE,
+    sampling: DEFAULT_SAMPLING_TOLERANCE,
+    calibrated: false,
+  };
+  if (!noise) return defaults;
+  const problem = noiseProfileProblem(noise);
+  if (problem !== undefined) return { ...defaults, refused: `${precision}: ${problem}` };
   return {
     fingerprint: fingerprintToleranceOf(noise),
     sampling: samplingToleranceOf(noise),
     calibrated: true,
   };
+}
+
+/** A file {@link CalibrationStore.open} did not load, and why. */
+export interface RejectedProfile {
+  /** The file's name in the store's directory. */
+  file: string;
+  /** Why: not JSON, not a plausible profile (which field, which bound), or named for another CID. */
+  reason: string;
 }
 
 /**
@@ -226,6 +295,7 @@ export class CalibrationStore {
   /** The directory. */
   readonly dir: string;
   #profiles = new Map<string, CalibrationProfile>();
+  #rejected: RejectedProfile[] = [];
 
   private constructor(dir: string) {
     this.dir = dir;
@@ -233,17 +303,32 @@ export class CalibrationStore {
 
   /**
    * Open `dir` (created if missing) and read every profile in it. A file that is not a valid
-   * profile, or is named for another CID than it holds, is skipped.
+   * profile, or is named for another CID than it holds, is not loaded and is listed in
+   * {@link CalibrationStore.rejected} with the reason (its model gets the default tolerances).
    */
   static async open(dir: string): Promise<CalibrationStore> {
     const store = new CalibrationStore(dir);
     await Deno.mkdir(dir, { recursive: true });
     for await (const entry of Deno.readDir(dir)) {
       if (!entry.isFile || !entry.name.endsWith(".json")) continue;
-      const profile = await readCalibrationProfile(join(dir, entry.name)).catch(() => undefined);
-      if (profile && `${profile.model}.json` === entry.name) {
-        store.#profiles.set(profile.model, profile);
+      let profile: CalibrationProfile;
+      try {
+        profile = await readCalibrationProfile(join(dir, entry.name));
+      } catch (error) {
+        const reason = error instanceof z.ZodError
+          ? describeIssues(error)
+          : (error as Error).message;
+        store.#rejected.push({ file: entry.name, reason });
+        continue;
       }
+      if (`${profile.model}.json` !== entry.name) {
+        store.#rejected.push({
+          file: entry.name,
+          reason: `holds the profile of ${profile.model}, not of the CID it is named for`,
+        });
+        continue;
+      }
+      store.#profiles.set(profile.model, profile);
     }
     return store;
   }
@@ -251,12 +336,21 @@ export class CalibrationStore {
   /** The profile of `model`, if calibrated. Bound: pass it around as a {@link CalibrationLookup}. */
   readonly lookup: CalibrationLookup = (model) => this.#profiles.get(model);
 
+  /** Files of the directory that were not loaded at open, with why (a node logs each). */
+  get rejected(): readonly RejectedProfile[] {
+    return this.#rejected;
+  }
+
   /** Models with a profile. */
   get models(): string[] {
     return [...this.#profiles.keys()];
   }
 
-  /** Write `profile` as `<dir>/<cid>.json` (replacing any earlier one, atomically) and keep it. */
+  /**
+   * Write `profile` as `<dir>/<cid>.json` (replacing any earlier one, atomically) and keep it.
+   * Throws, writing nothing, for a profile {@link CalibrationStore.open} would reject (a failed
+   * self-check included).
+   */
   async save(profile: CalibrationProfile): Promise<string> {
     const parsed = calibrationProfileSchema.parse(profile);
     if (!/^[A-Za-z0-9]+$/.test(parsed.model)) throw new RangeError("model CID is not a file name");

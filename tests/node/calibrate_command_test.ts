@@ -1,9 +1,13 @@
 /**
  * `cli.ts calibrate` refuses a bad flag value with exit 2 and a first line naming the flag and
- * what it takes, before it builds or measures anything.
+ * what it takes, before it builds or measures anything; and it saves no profile whose own
+ * self-check failed.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { runCalibrate } from "../../node/calibrate_command.ts";
+import { FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
+import type { CalibrationProfile, NoiseProfile } from "../../proof/calibration.ts";
 
 /** Run calibrate with `args`, console.error captured; its exit code and first stderr line. */
 async function calibrate(args: string[]): Promise<{ code: number; first: string }> {
@@ -32,5 +36,58 @@ Deno.test("calibrate names the bad flag and why on its first line, and exits 2",
     const r = await calibrate(args);
     assert.equal(r.code, 2, args.join(" "));
     assert.match(r.first, first, args.join(" "));
+  }
+});
+
+/** A measured profile, as `calibrateModel` returns it, with `bf16`'s self-check counts. */
+function measured(model: string, bf16: Partial<NoiseProfile>): CalibrationProfile {
+  const noise: NoiseProfile = {
+    variants: ["cpu/threads=1/graph=all/logits=fp32"],
+    receipts: 8,
+    positions: 512,
+    logProbRms: 0.00029,
+    projectionRms: 0.00028,
+    maxScore: 3,
+    maxMeanScore: 1,
+    logitMax: 0.0041,
+    massSigma: 0.00086,
+    massMaxZ: 4,
+    samplingFailures: 0,
+    flagged: 0,
+  };
+  return {
+    v: 1,
+    model,
+    scheme: FINGERPRINT_SCHEME,
+    createdAt: 0,
+    machine: { os: "linux", arch: "x86_64", cpus: 2, executionProviders: ["cpu"] },
+    reference: "cpu/threads=2/graph=all/logits=fp32",
+    precisions: { fp32: noise, bf16: { ...noise, logitMax: 0.0373, ...bf16 } },
+  };
+}
+
+Deno.test("calibrate saves no profile whose self-check failed: exits 1 naming the class and the failures", async () => {
+  const data = await Deno.makeTempDir({ prefix: "veriflow-calibrate-" });
+  const { error, log } = console;
+  const err: string[] = [];
+  console.error = (...a: unknown[]) => void err.push(a.join(" "));
+  console.log = () => {};
+  const run = (model: string, bf16: Partial<NoiseProfile>) =>
+    runCalibrate(["--model", join(data, "no-model"), "--data", data, "--precisions", "fp32,bf16"], {
+      calibrate: () => Promise.resolve(measured(model, bf16)),
+    });
+  try {
+    assert.equal(await run("Failed", { flagged: 2, samplingFailures: 7 }), 1);
+    const said = err.join("\n");
+    assert.match(said, /calibration of Failed failed; profile not saved/);
+    assert.match(said, /bf16: self-check failed: 2 .*flagged and 7/);
+    await assert.rejects(() => Deno.stat(join(data, "calibration", "Failed.json")));
+    // The same measurement with a clean self-check is saved.
+    assert.equal(await run("Passed", {}), 0);
+    await Deno.stat(join(data, "calibration", "Passed.json"));
+  } finally {
+    console.error = error;
+    console.log = log;
+    await Deno.remove(data, { recursive: true });
   }
 });

@@ -1,9 +1,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  type CalibrationProfile,
   CalibrationStore,
   fingerprintToleranceOf,
   LOGIT_EPS_SAFETY,
+  MAX_LOGIT_NOISE,
+  MAX_RMS_NOISE,
+  type NoiseProfile,
+  noiseProfileProblem,
   readCalibrationProfile,
   samplingToleranceOf,
   tolerancesFor,
@@ -11,6 +16,7 @@ import {
 import {
   DEFAULT_FINGERPRINT_TOLERANCE,
   FINGERPRINT_QUANTIZATION_RMS,
+  FINGERPRINT_SCHEME,
 } from "../../proof/fingerprint.ts";
 import { DEFAULT_SAMPLING_TOLERANCE } from "../../proof/sampling_check.ts";
 import { roundToBf16, roundToFp16 } from "../../proof/_precision.ts";
@@ -80,7 +86,7 @@ Deno.test("calibration: tolerances derive from the profile for the job's precisi
   assert.ok(samplingToleranceOf(silent).logitEps > 0 && samplingToleranceOf(silent).logitSigma > 0);
 });
 
-Deno.test("calibration store: profiles saved by CID are found again; foreign files are skipped", async () => {
+Deno.test("calibration store: profiles saved by CID are found again; foreign files are skipped and listed with why", async () => {
   const { profile } = await loadCalibratedFixture();
   const dir = await Deno.makeTempDir({ prefix: "veriflow-calibration-" });
   try {
@@ -94,7 +100,110 @@ Deno.test("calibration store: profiles saved by CID are found again; foreign fil
     const reopened = await CalibrationStore.open(dir);
     assert.deepEqual(reopened.models, [profile.model]);
     assert.deepEqual(reopened.lookup(profile.model), profile);
+    // Skipped, but not silently: each is named with why.
+    const rejected = [...reopened.rejected].sort((a, b) => a.file.localeCompare(b.file));
+    assert.deepEqual(rejected.map((r) => r.file), ["bafkreinotthisone.json", "garbage.json"]);
+    assert.match(rejected[0].reason, /holds the profile of .*not of the CID it is named for/);
+    assert.match(rejected[1].reason, /JSON/);
     await assert.rejects(() => store.save({ ...profile, v: 2 }));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A profile as the review wrote them by hand: the fixture's fp32 figures, `edit` applied. */
+function handProfile(model: string, edit: Partial<NoiseProfile> = {}): CalibrationProfile {
+  return {
+    v: 1,
+    model,
+    scheme: FINGERPRINT_SCHEME,
+    createdAt: 0,
+    machine: { os: "linux", arch: "x86_64", cpus: 2, executionProviders: ["cpu"] },
+    reference: "cpu/threads=2/graph=all/logits=fp32",
+    precisions: {
+      fp32: {
+        variants: ["cpu/threads=1/graph=all/logits=fp32"],
+        receipts: 24,
+        positions: 1536,
+        logProbRms: 0.00029,
+        projectionRms: 0.00028,
+        maxScore: 3,
+        maxMeanScore: 1,
+        logitMax: 0.0041,
+        massSigma: 0.00086,
+        massMaxZ: 4,
+        samplingFailures: 0,
+        flagged: 0,
+        ...edit,
+      },
+    },
+  };
+}
+
+Deno.test("calibration: an implausible, unmeasured or self-check-failed profile is refused with a reason, never trusted", async () => {
+  // The noisiest class measured (bf16 weights: ε 0.04, RMS 0.007) and the bounds themselves load.
+  const plausible: [string, Partial<NoiseProfile>][] = [
+    ["Ok", {}],
+    ["Bfsixteen", { logitMax: 0.0373, logProbRms: 0.00697, projectionRms: 0.00694 }],
+    ["Atbounds", {
+      logitMax: MAX_LOGIT_NOISE,
+      logProbRms: MAX_RMS_NOISE,
+      projectionRms: MAX_RMS_NOISE,
+      massSigma: MAX_RMS_NOISE,
+    }],
+  ];
+  const refused: [string, Partial<NoiseProfile>, RegExp][] = [
+    // With noise 1e12 a worker running another model was paid as "calibrated".
+    [
+      "Huge",
+      { logitMax: 1e300, logProbRms: 1e300, projectionRms: 1e300, massSigma: 1e300 },
+      /logProbRms: above 0\.1 is not honest noise.*logitMax: above 1 nat/,
+    ],
+    ["Logit", { logitMax: 1.01 }, /logitMax: above 1 nat/],
+    ["Mass", { massSigma: 0.2 }, /massSigma: above 0\.1/],
+    ["Zero", { receipts: 0, positions: 0, logProbRms: 0, logitMax: 0 }, /no position measured/],
+    ["Novariant", { variants: [] }, /no execution variant measured/],
+    ["Flagged", { flagged: 24, samplingFailures: 500 }, /self-check failed: 24 .*flagged and 500/],
+    ["Samplingfail", { samplingFailures: 1 }, /self-check failed: 0 .*flagged and 1/],
+    ["Negative", { logitMax: -1 }, /logitMax: Too small/],
+  ];
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-calibration-" });
+  try {
+    for (const [model, edit] of [...plausible, ...refused]) {
+      await Deno.writeTextFile(
+        join(dir, `${model}.json`),
+        JSON.stringify(handProfile(model, edit)),
+      );
+    }
+    // JSON reads 1e999 as Infinity.
+    await Deno.writeTextFile(
+      join(dir, "Infinite.json"),
+      JSON.stringify(handProfile("Infinite")).replace(/"logitMax":[^,]*/, '"logitMax":1e999'),
+    );
+    const store = await CalibrationStore.open(dir);
+    assert.deepEqual(store.models.sort(), plausible.map(([m]) => m).sort());
+    const reasons = new Map(store.rejected.map((r) => [r.file, r.reason]));
+    assert.equal(reasons.size, refused.length + 1, JSON.stringify(store.rejected));
+    for (const [model, , reason] of refused) {
+      assert.match(reasons.get(`${model}.json`) ?? "(loaded)", reason, model);
+      assert.equal(store.lookup(model), undefined, model);
+    }
+    assert.match(reasons.get("Infinite.json")!, /logitMax: .*Infinity/);
+    for (const [model] of plausible) {
+      assert.equal(tolerancesFor(store.lookup(model), "fp32").calibrated, true, model);
+    }
+    // A profile no store checked (a lookup may hand any object over) is refused just the same,
+    // and the store will not write one.
+    for (const [model, edit, reason] of refused) {
+      const tol = tolerancesFor(handProfile(model, edit), "fp32");
+      assert.equal(tol.calibrated, false, model);
+      assert.deepEqual(tol.sampling, DEFAULT_SAMPLING_TOLERANCE, model);
+      assert.deepEqual(tol.fingerprint, DEFAULT_FINGERPRINT_TOLERANCE, model);
+      assert.match(tol.refused ?? "", new RegExp(`^fp32: .*${reason.source}`), model);
+      assert.match(noiseProfileProblem(handProfile(model, edit).precisions.fp32) ?? "", reason);
+      await assert.rejects(() => store.save(handProfile(model, edit)), model);
+    }
+    assert.equal(tolerancesFor(handProfile("Ok"), "fp32").refused, undefined);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
