@@ -787,8 +787,12 @@ export class StorageActor {
       case "has_chunk":
         return await this.#servesPeers(message.cid) && await store.has(message.cid);
       case "prove": {
+        // Per CID: one this node cannot name (another hash, a typo) is not served here — it
+        // does not fail the batch, which would read as no answer for chunks it does hold.
         const served: string[] = [];
-        for (const cid of message.cids) if (await this.#servesPeers(cid)) served.push(cid);
+        for (const cid of message.cids) {
+          if (isCid(cid) && await this.#servesPeers(cid)) served.push(cid);
+        }
         const proofs = await proveFromStore(store, message.nonce, served);
         return message.cids.map((cid) => {
           const i = served.indexOf(cid);

@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { isCid } from "../protocols/cid.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { signVerdict, type Verdict } from "../protocols/verdict.ts";
@@ -141,7 +142,9 @@ export class StorageAuditor {
     cids: readonly string[],
     options?: { signal?: AbortSignal },
   ): Promise<AuditResult> {
-    const sampled = sample(cids, this.#options.sampleSize ?? 4);
+    // A CID no store accepts (another hash function, malformed) is nothing a holder could
+    // prove: sampling it would only spend a slot, or make an honest holder's answer look bad.
+    const sampled = sample(cids.filter(isCid), this.#options.sampleSize ?? 4);
     const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
     const roundInput = new Uint8Array(NONCE_BYTES + holder.publicKey.length);
     roundInput.set(nonce);

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { CID } from "multiformats/cid";
 import { base58btc } from "multiformats/bases/base58";
 import * as Digest from "multiformats/hashes/digest";
-import { RAW_CODEC, SHA2_256_CODE } from "../../protocols/cid.ts";
+import { cidOf, RAW_CODEC, SHA2_256_CODE } from "../../protocols/cid.ts";
 import { encodeManifest, MANIFEST_TYPE, MANIFEST_VERSION } from "../../protocols/manifest.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -25,7 +25,7 @@ import { LEGACY_MANIFESTS_DIR } from "../../storage/legacy_manifests.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
-import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
+import { LocalStoragePeer, possessionProof, type StoragePeer } from "../../storage/storage_peer.ts";
 import { collect, pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
 
 Deno.test("StorageActor answers put with a handle at once and serves get, get_bytes and ranges", async () => {
@@ -440,6 +440,29 @@ Deno.test("an audit blames no holder for chunks it was never given: after it fla
   assert.deepEqual(verdicts, []);
   for (const actor of actors) await actor.postStop();
   for (const d of dirs) await Deno.remove(d, { recursive: true });
+});
+
+Deno.test("a prove batch answers null for a CID this node cannot store and proves the rest", async () => {
+  const dir = await Deno.makeTempDir();
+  const actor = new StorageActor({ dir });
+  await actor.preStart();
+  const peer = new StorageActorPeer(
+    { ask: (m) => actor.receive(m) as never },
+    Identity.generate().publicKey,
+  );
+  const bytes = pseudoRandomBytes(2048, 100);
+  const cid = cidOf(bytes);
+  await peer.putChunk(cid, bytes);
+  // A raw CID over a sha2-512 digest: well-formed, but no store here names it.
+  const sha512Cid =
+    "bafkrgqhhyivzstcz3hhswshfjgy6ertgmnqeleynhwt4dlfsthi4hn7zgh4uvlsb5xncykzapi3ocd4lzogukir6ksdy6wzrnz6ohnv4aglcs";
+  const nonce = crypto.getRandomValues(new Uint8Array(32));
+  const proofs = await peer.proveChunks(nonce, [cid, sha512Cid]);
+  assert.equal(proofs.length, 2);
+  assert.deepEqual(proofs[0], await possessionProof(nonce, bytes));
+  assert.equal(proofs[1], null);
+  await actor.postStop();
+  await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("a manifest listing one chunk hundreds of times is never built in memory: get_bytes is file_too_large, get streams it", async () => {

@@ -153,3 +153,28 @@ Deno.test("no verdict without a reference copy: a CID nobody stored blames no ho
   assert.deepEqual(verdicts, []);
   await Deno.remove(dir, { recursive: true });
 });
+
+/** A well-formed raw CID over a sha2-512 digest: a CID, but not one any store here accepts. */
+const SHA512_CID =
+  "bafkrgqhhyivzstcz3hhswshfjgy6ertgmnqeleynhwt4dlfsthi4hn7zgh4uvlsb5xncykzapi3ocd4lzogukir6ksdy6wzrnz6ohnv4aglcs";
+
+Deno.test("a CID no store accepts is never sampled: it cannot turn an honest holder's audit into no_response", async () => {
+  const { dir, holder, chunks, reference } = await setup();
+  const verdicts: Verdict[] = [];
+  const auditor = new StorageAuditor({
+    identity: Identity.generate(),
+    reference: (c) => Promise.resolve(reference.get(c)!),
+    sampleSize: chunks.length + 1, // everything, the foreign CID included if it were eligible
+    onVerdict: (v) => {
+      verdicts.push(v);
+    },
+  });
+  const result = await auditor.audit(holder, [...chunks, SHA512_CID]);
+  assert.equal(result.sampled.includes(SHA512_CID), false);
+  assert.equal(result.sampled.length, chunks.length);
+  assert.deepEqual(result.failures, []);
+  assert.deepEqual(result.unjudged, []);
+  assert.equal(result.passed, true);
+  assert.equal(verdicts.length, 0);
+  await Deno.remove(dir, { recursive: true });
+});
