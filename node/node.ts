@@ -281,6 +281,12 @@ async function startSteps(
         ? `calibration: ${calibrated} model profile(s) from ${calibration.dir}`
         : `calibration: none (default tolerances; run \`cli.ts calibrate\` per model)`,
     );
+    for (const { file, reason } of calibration.rejected) {
+      log(
+        `warning: calibration: ${join(calibration.dir, file)} not loaded (its model gets the ` +
+          `default tolerances): ${reason}`,
+      );
+    }
   }
 
   if (config.roles.inference && config.roles.prover && !config.roles.validator) {

@@ -236,7 +236,7 @@ Deno.test("a node whose model worker is given up on answers /healthz 503 failed"
   assert.equal(health.body.model_runtime[0].workers[0].state, "failed");
 });
 
-Deno.test("a node's validator takes the calibration profiles in <data>/calibration, and says which", async () => {
+Deno.test("a node's validator takes the calibration profiles in <data>/calibration, says which, and names a file it could not load", async () => {
   const dataDir = await Deno.makeTempDir();
   try {
     const lines: string[] = [];
@@ -263,6 +263,17 @@ Deno.test("a node's validator takes the calibration profiles in <data>/calibrati
       lines.some((l) => l.startsWith("calibration: 1 model profile(s)")),
       lines.join("\n"),
     );
+    // A profile file that is not a plausible measurement is named, with why, not skipped silently.
+    await Deno.writeTextFile(
+      join(dataDir, "calibration", `${cid}.json`),
+      JSON.stringify({ ...profile, model: cid, v: 999 }),
+    );
+    lines.length = 0;
+    node = await startNode(config(), { log: (l) => lines.push(l) });
+    await node.shutdown();
+    const warned = lines.filter((l) => l.startsWith("warning: calibration:"));
+    assert.equal(warned.length, 1, lines.join("\n"));
+    assert.ok(warned[0].includes(`${cid}.json not loaded`), warned[0]);
   } finally {
     await Deno.remove(dataDir, { recursive: true });
   }
