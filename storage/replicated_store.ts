@@ -84,9 +84,10 @@ export interface ReplicaFailure {
 /** Options of {@link ReplicatedStore.repair}. */
 export interface RepairOptions extends BlockStoreCallOptions {
   /**
-   * Ask each holder only whether it has the chunk (`has_chunk`, a few bytes) instead of a
-   * possession proof, and read the chunk only when some holder lacks it. Finds missing copies,
-   * not rotten ones: what a repair after a holder left needs (the survivors' copies were audited
+   * Ask each holder for a one-chunk possession proof (a few bytes; checked against `local` when
+   * that gives a verified copy, else any proof counts) instead of a full check against a fetched
+   * copy, and read the chunk only when some holder lacks it. Finds missing copies (rotten ones
+   * only against `local`): what a repair after a holder left needs (the survivors' copies were audited
    * and read-verified as usual). Default `false`.
    */
   presence?: boolean;
@@ -440,14 +441,21 @@ export class ReplicatedStore implements BlockStore {
     }
   }
 
-  /** {@link RepairOptions.presence}: ask the holders, send the chunk to those without it. */
+  /**
+   * {@link RepairOptions.presence}: each holder proves the one chunk (one small message, as a
+   * `has_chunk` would be) and those that cannot get it. A holder that keeps only the CID answers
+   * `has_chunk` true but cannot prove; checked against a verified local copy, a wrong proof
+   * counts as lacking too. Without a local copy a proof is taken as presence, so nothing is read
+   * while every holder has its copy.
+   */
   async #repairPresence(cid: string, options: RepairOptions, report: RepairReport): Promise<void> {
     const only = options.only?.(cid);
     const holders = this.holders(cid).filter((peer) => !only || only.has(peer.id));
-    const answers = await Promise.all(
+    const nonce = crypto.getRandomValues(new Uint8Array(32));
+    const proofs = await Promise.all(
       holders.map((peer) =>
-        this.#call(options.signal, (s) => peer.hasChunk(cid, { signal: s })).then(
-          (has) => has,
+        this.#call(options.signal, (s) => peer.proveChunks(nonce, [cid], { signal: s })).then(
+          (answer): unknown => Array.isArray(answer) ? answer[0] ?? null : null,
           (error) => {
             this.#report("prove", peer, cid, error);
             report.failedChecks++;
@@ -456,14 +464,27 @@ export class ReplicatedStore implements BlockStore {
         )
       ),
     );
-    const lacking = holders.filter((_, i) => answers[i] === false);
-    for (const [i, peer] of holders.entries()) if (answers[i]) this.#wrote(peer, cid, true);
+    const local = await options.local?.(cid).catch(() => undefined);
+    const verified = local !== undefined && await verifyCid(cid, local) ? local : undefined;
+    const expected = verified && await possessionProof(nonce, verified);
+    const lacking: StoragePeer[] = [];
+    for (const [i, peer] of holders.entries()) {
+      const proof = proofs[i];
+      if (proof === undefined) continue; // no answer: retried on a later pass
+      if (!(proof instanceof Uint8Array) || (expected && !equalBytes(proof, expected))) {
+        lacking.push(peer);
+      } else if (expected) this.#wrote(peer, cid, true); // proven against a good copy
+    }
     if (lacking.length === 0) return;
-    const bytes = await this.#copyOf(cid, options, report);
+    const bytes = verified ?? await this.#copyOf(cid, options, report);
     if (bytes === undefined) return;
     await Promise.all(lacking.map(async (peer) => {
       try {
-        await this.#call(options.signal, (s) => peer.putChunk(cid, bytes, { signal: s }));
+        // `repair`: a holder whose proof was wrong may hold a bad copy it must replace.
+        await this.#call(
+          options.signal,
+          (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
+        );
         this.#wrote(peer, cid, true);
         report.repaired++;
       } catch (error) {

@@ -3,7 +3,7 @@ import { cidOf } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
-import type { ReplicationError } from "../../storage/errors.ts";
+import { ChunkNotFoundError, type ReplicationError } from "../../storage/errors.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import {
@@ -287,6 +287,46 @@ Deno.test("a presence repair reads nothing when every holder has its copy, and s
     assert.equal(again.repaired, 1);
     assert.ok(reads() >= 1);
     assert.equal(await other.hasChunk(cid), true);
+  } finally {
+    await cleanup(dirs);
+  }
+});
+
+Deno.test("a presence repair sends a copy to a holder that keeps only the CID and cannot prove it", async () => {
+  const { peers: honest, dirs } = await makePeers(2);
+  try {
+    // Drops the bytes, keeps the name: says it has every chunk, proves none (null, then garbage).
+    const sent: string[] = [];
+    let answer: "null" | "garbage" = "null";
+    const liar: StoragePeer = {
+      id: "liar",
+      publicKey: Identity.generate().publicKey,
+      putChunk: (c) => {
+        sent.push(c);
+        return Promise.resolve();
+      },
+      getChunk: (c) => Promise.reject(new ChunkNotFoundError(c)),
+      hasChunk: () => Promise.resolve(true),
+      proveChunks: (_n, cs) =>
+        Promise.resolve(cs.map(() => answer === "null" ? null : new Uint8Array(32))),
+    };
+    const store = new ReplicatedStore([...honest, liar], { replicas: 3, writeQuorum: 2 });
+    const bytes = pseudoRandomBytes(3000, 9);
+    const cid = await store.put(bytes);
+    await store.flush();
+    const local = () => Promise.resolve(bytes);
+    sent.length = 0;
+    const report = await store.repair([cid], { presence: true, local });
+    assert.deepEqual(report, { checked: 1, repaired: 1, lost: [], failedChecks: 0 });
+    assert.deepEqual(sent, [cid]);
+    // A proof that is not the right one is checked against the local copy.
+    answer = "garbage";
+    const again = await store.repair([cid], { presence: true, local });
+    assert.equal(again.repaired, 1);
+    assert.deepEqual(sent, [cid, cid]);
+    // The honest holders proved theirs: nothing was sent to them.
+    assert.equal(await honest[0].hasChunk(cid), true);
+    assert.equal(await honest[1].hasChunk(cid), true);
   } finally {
     await cleanup(dirs);
   }
