@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
 import { Hono } from "hono";
 import { canonicalCid, isCid } from "../protocols/cid.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
@@ -55,6 +56,7 @@ export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<Edge
       throw new EdgeError("key_required", `file ${cid} is private: it is not served over HTTP`);
     }
     const headers = {
+      ...UNTRUSTED_CONTENT_HEADERS,
       "content-type": info.mime ?? "application/octet-stream",
       "x-content-cid": cid,
     };

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
 import { Hono } from "hono";
 import { CarWriter } from "@ipld/car";
 import { CID } from "multiformats/cid";
@@ -159,7 +160,13 @@ export function gatewayRoutes(
     const etag = `"${cid}"`;
     if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
     const type = info.mime ?? await sniff(blocks, cid, info.size);
-    const headers = { ...common, "content-type": type, "cache-control": IMMUTABLE, etag };
+    const headers = {
+      ...common,
+      ...UNTRUSTED_CONTENT_HEADERS,
+      "content-type": type,
+      "cache-control": IMMUTABLE,
+      etag,
+    };
     return await rangedResponse(
       c.req.header("range"),
       info.size,

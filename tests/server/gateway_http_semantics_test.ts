@@ -343,3 +343,27 @@ Deno.test("a CID in any form IPFS tools print (CIDv0, base36, base58btc, upper c
     await node.close();
   }
 });
+
+Deno.test("a stored HTML file is served sandboxed on both routes: it never runs as a page of the node's origin (the dashboard's)", async () => {
+  const node = await startNode();
+  try {
+    const html = '<script>window.__pwned = sessionStorage.getItem("token")</script>';
+    const put = await node.get("/v1/files?name=x.html&mime=text/html", {
+      method: "POST",
+      body: html,
+    });
+    assert.equal(put.response.status, 201, new TextDecoder().decode(put.body));
+    const { cid } = JSON.parse(new TextDecoder().decode(put.body));
+    for (const path of [`/ipfs/${cid}`, `/v1/files/${cid}`]) {
+      const { response, body } = await node.get(path);
+      assert.equal(response.status, 200, path);
+      assert.equal(new TextDecoder().decode(body), html, `${path}: the bytes, as stored`);
+      const csp = response.headers.get("content-security-policy") ?? "";
+      assert.match(csp, /(^|;\s*)sandbox(\s*;|$)/, `${path}: ${csp}`);
+      assert.match(csp, /default-src 'none'/, path);
+      assert.equal(response.headers.get("x-content-type-options"), "nosniff", path);
+    }
+  } finally {
+    await node.close();
+  }
+});
