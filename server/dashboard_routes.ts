@@ -489,8 +489,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           if (prompt !== undefined && !prompt.signal.aborted) {
             return refuse("busy", "one prompt at a time per page");
           }
-          prompt = new AbortController();
-          void runPrompt(parsed.data, prompt.signal, send);
+          const running = new AbortController();
+          prompt = running;
+          // Once it has ended, the page may send the next one.
+          void runPrompt(parsed.data, running.signal, send).finally(() => {
+            if (prompt === running) prompt = undefined;
+          });
           return;
         }
         default:

@@ -211,3 +211,46 @@ Deno.test("The dashboard's state shows job text only to this machine and the ope
     await server.shutdown();
   }
 });
+
+Deno.test("The dashboard page runs one prompt after another on one socket: once a prompt is done the next is taken, not refused busy", async () => {
+  const app = createApp({
+    inference: SECRET_PORT,
+    dashboard: { sources: IDLE_SOURCES, jobs: new JobMonitor(), operatorToken: "operator" },
+  });
+  const server = serve({ app, port: 0 });
+  const port = Number(new URL(server.url).port);
+  const socket = new WebSocket(`ws://127.0.0.1:${port}/dashboard/live`, {
+    headers: { origin: `http://127.0.0.1:${port}` },
+  } as unknown as string[]);
+  const seen: { type: string; code?: string }[] = [];
+  const waiters: (() => void)[] = [];
+  socket.onmessage = (event) => {
+    seen.push(JSON.parse(event.data));
+    for (const wake of waiters.splice(0)) wake();
+  };
+  const until = async (ok: () => boolean) => {
+    while (!ok()) await new Promise<void>((resolve) => waiters.push(resolve));
+  };
+  const count = (type: string) => seen.filter((m) => m.type === type).length;
+  try {
+    await new Promise((resolve) => socket.onopen = resolve);
+    socket.send(JSON.stringify({ type: "auth", token: "operator" }));
+    const job = {
+      kind: "text",
+      model: "m",
+      prompt: "hi",
+      params: { maxTokens: 1, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
+      nonce: "1",
+    };
+    for (let n = 1; n <= 2; n++) {
+      socket.send(JSON.stringify({ type: "prompt", job: { ...job, nonce: String(n) } }));
+      await until(() => count("prompt_done") === n || count("error") > 0);
+    }
+    assertEquals(seen.filter((m) => m.type === "error"), []);
+    assertEquals(count("prompt_done"), 2);
+  } finally {
+    socket.close();
+    await new Promise((resolve) => socket.onclose = resolve);
+    await server.shutdown();
+  }
+});
