@@ -8,7 +8,7 @@
  * | type | when | body |
  * | --- | --- | --- |
  * | `hello` | on connect | `node` (key, version), `access` (`read` or `operator`) |
- * | `snapshot` | every `tickMs` | tree, peers, jobs, validator, ledger history, storage, training, models |
+ * | `snapshot` | on connect, then every `tickMs` | tree, peers, jobs, validator, ledger history, storage, training, models; the first also the recent `activity` |
  * | `lifecycle` | an actor starts, crashes, restarts, stops | the event |
  * | `job` | a job starts, streams a token, ends | a `JobEvent` (`job_monitor.ts`) |
  * | `activity` | a receipt, challenge, verdict, audit or fraud proof | an `ActivityItem` |
@@ -191,7 +191,13 @@ class DashboardHub {
     };
   }
 
-  async snapshot(): Promise<Record<string, JsonValue>> {
+  /**
+   * The node's state now. `activity` (the feed's recent items, up to 200) is in it unless
+   * `withActivity` is false: the ticks a live page gets every second leave it out, since the page
+   * has it from its first snapshot and each new item as an `activity` message (re-sending ~30 KB a
+   * second left a page on a slow link further behind the longer it stayed open).
+   */
+  async snapshot(withActivity = true): Promise<Record<string, JsonValue>> {
     const { sources, inference, jobs } = this.#options;
     const settle = <T>(p: Promise<T>) => p.catch(() => undefined);
     const [peers, validator, storage, models, stats, training] = await Promise.all([
@@ -222,7 +228,7 @@ class DashboardHub {
       storage: storage ?? null,
       training: training ?? null,
       models: models ?? [],
-      activity: sources.activity?.recent() ?? [],
+      ...(withActivity ? { activity: sources.activity?.recent() ?? [] } : {}),
     }) as Record<string, JsonValue>;
   }
 
@@ -244,7 +250,7 @@ class DashboardHub {
       if (busy) return; // a slow actor: skip a tick rather than pile asks up
       busy = true;
       try {
-        this.#broadcast(await this.snapshot());
+        this.#broadcast(await this.snapshot(false));
       } finally {
         busy = false;
       }

@@ -254,3 +254,40 @@ Deno.test("The dashboard page runs one prompt after another on one socket: once 
     await server.shutdown();
   }
 });
+
+Deno.test("The dashboard's first snapshot carries the activity feed; the ticks after it do not (new items come as activity messages)", async () => {
+  const feed = [{ kind: "receipt", id: "r1" }, { kind: "verdict", id: "v1" }];
+  const app = createApp({
+    inference: IDLE_PORT,
+    dashboard: {
+      sources: {
+        ...IDLE_SOURCES,
+        activity: { recent: () => feed, subscribe: () => () => {}, fraudProof: () => undefined },
+      },
+      jobs: new JobMonitor(),
+      operatorToken: "operator",
+      tickMs: 5,
+    },
+  });
+  const server = serve({ app, port: 0 });
+  const port = Number(new URL(server.url).port);
+  const socket = new WebSocket(`ws://127.0.0.1:${port}/dashboard/live`, {
+    headers: { origin: `http://127.0.0.1:${port}` },
+  } as unknown as string[]);
+  const snapshots: Record<string, unknown>[] = [];
+  const enough = Promise.withResolvers<void>();
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "snapshot") snapshots.push(message);
+    if (snapshots.length === 3) enough.resolve();
+  };
+  try {
+    await enough.promise;
+    assertEquals(snapshots[0].activity, feed);
+    assertEquals(snapshots.slice(1).map((s) => "activity" in s), [false, false]);
+  } finally {
+    socket.close();
+    await new Promise((resolve) => socket.onclose = resolve);
+    await server.shutdown();
+  }
+});
