@@ -75,6 +75,44 @@ export class ResumeUnsupportedError extends VeriflowError {
 }
 
 /**
+ * The worker's `start` did not come within the start timeout (it accepted the job and went
+ * silent). Its code, `request_timeout`, is a refusal of the worker's own, so a router moves the
+ * job on to the next worker (`network/failover.ts`).
+ */
+export class StartTimeoutError extends VeriflowError {
+  /**
+   * Create it.
+   * @param ms The start timeout that passed.
+   */
+  constructor(ms: number) {
+    super("request_timeout", `the worker did not start the job within ${ms} ms`);
+  }
+}
+
+/**
+ * Default of `startTimeoutMs`: a worker answers a submission at once, or after loading the
+ * model the first time (seconds); one silent for this long holds the client for nothing, and
+ * its connection's pings do not show it, so only this timer moves the job on.
+ */
+export const DEFAULT_START_TIMEOUT_MS = 30_000;
+
+/** Options of {@link RemoteInferencePort}. */
+export interface RemoteInferencePortOptions {
+  /** Clock in ms for the locally measured timings (default performance.now). */
+  now?: () => number;
+  /**
+   * Most tokens the worker may send in one event when they are ready before this side takes
+   * them (default {@link DEFAULT_TOKENS_PER_EVENT}; 1: one event per token).
+   */
+  tokensPerEvent?: number;
+  /**
+   * How long `submit` waits for the worker's `start` before it cancels the job and rejects
+   * with {@link StartTimeoutError} (default {@link DEFAULT_START_TIMEOUT_MS}).
+   */
+  startTimeoutMs?: number;
+}
+
+/**
  * How long the end event (summary and receipt) may take after the last token: the worker only
  * has to finish signing, so a long wait means it will never come.
  */
@@ -102,6 +140,7 @@ export class RemoteInferencePort implements InferencePort {
   readonly #connection: Connection;
   readonly #now: () => number;
   readonly #tokensPerEvent: number;
+  readonly #startTimeoutMs: number;
   readonly #stats = emptyInferenceStats();
   /** Jobs not yet ended: a closed connection ends them (see the constructor). */
   readonly #live = new Set<RemoteJob>();
@@ -109,16 +148,11 @@ export class RemoteInferencePort implements InferencePort {
   /**
    * Create a port over `connection`.
    * @param connection A connection to a peer that serves the inference protocol.
-   * @param options `now`: clock in ms for the locally measured timings (default
-   *   performance.now); `tokensPerEvent`: most tokens the worker may send in one event when
-   *   they are ready before this side takes them (default {@link DEFAULT_TOKENS_PER_EVENT};
-   *   1: one event per token).
+   * @param options Clock, batching and the start timeout ({@link RemoteInferencePortOptions}).
    */
-  constructor(
-    connection: Connection,
-    options: { now?: () => number; tokensPerEvent?: number } = {},
-  ) {
+  constructor(connection: Connection, options: RemoteInferencePortOptions = {}) {
     this.#connection = connection;
+    this.#startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     this.#now = options.now ?? (() => performance.now());
     this.#tokensPerEvent = Math.min(
       MAX_TOKENS_PER_EVENT,
@@ -169,9 +203,21 @@ export class RemoteInferencePort implements InferencePort {
     const events = this.#connection.openStream(SubmitMessage, body, { signal: options.signal });
     const reader = events.getReader();
     let first: ReadableStreamReadResult<InferenceEvent>;
+    // A worker that accepts the job and never starts it would hold the client for ever (its
+    // connection stays alive): past the start timeout the job is cancelled there and refused.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new StartTimeoutError(this.#startTimeoutMs)),
+        this.#startTimeoutMs,
+      );
+    });
+    const read = reader.read();
+    read.catch(() => {}); // lost the race: the cancel below settles it, nobody waits for it
     try {
-      first = await reader.read();
+      first = await Promise.race([read, timedOut]);
     } catch (error) {
+      if (error instanceof StartTimeoutError) reader.cancel(error).catch(() => {});
       // Refused before it started (too_many_jobs, unknown_model, ...): the peer's typed code.
       this.#stats.jobsRejected++;
       // A body the worker's schema refused (its limits stricter than ours, or a job over the
@@ -181,6 +227,8 @@ export class RemoteInferencePort implements InferencePort {
         throw new InvalidGenerationParamsError(`the worker refused the job: ${error.message}`);
       }
       throw error;
+    } finally {
+      clearTimeout(timer);
     }
     if (first.done || first.value.kind !== "start") {
       reader.cancel().catch(() => {});

@@ -25,7 +25,7 @@ import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
-import { RemoteInferencePort } from "../inference/remote_port.ts";
+import { RemoteInferencePort, type RemoteInferencePortOptions } from "../inference/remote_port.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 import {
   isWorkerRefusal,
@@ -59,6 +59,7 @@ export class NetworkInferencePort implements InferencePort {
   /** One remote port per connection, so each connection's jobs are counted once. */
   readonly #ports = new WeakMap<Connection, RemoteInferencePort>();
   readonly #all = new Set<RemoteInferencePort>();
+  readonly #remote: RemoteInferencePortOptions;
 
   /**
    * Create the port.
@@ -67,13 +68,17 @@ export class NetworkInferencePort implements InferencePort {
    * @param requester This node's identity: it signs each forwarded job's assignment to the
    *   worker it picked (`protocols/assignment.ts`), which is what lets the worker's receipt be
    *   credited in any ledger. Absent: no assignment, and the work earns nothing.
+   * @param remote Options of each worker's {@link RemoteInferencePort} (its start timeout:
+   *   a worker silent past it is passed over for the next).
    */
   constructor(
     network: ActorRef<NetworkMessage>,
     validator?: ActorRef<ValidatorMessage>,
     requester?: Identity,
+    remote: RemoteInferencePortOptions = {},
   ) {
     this.#network = network;
+    this.#remote = remote;
     this.#validator = validator;
     this.#requester = requester;
   }
@@ -89,7 +94,7 @@ export class NetworkInferencePort implements InferencePort {
     if (connection === undefined) return undefined;
     let port = this.#ports.get(connection);
     if (port === undefined) {
-      port = new RemoteInferencePort(connection);
+      port = new RemoteInferencePort(connection, this.#remote);
       this.#ports.set(connection, port);
       this.#all.add(port);
       connection.closed.then(() => this.#all.delete(port!));
@@ -142,9 +147,10 @@ export class NetworkInferencePort implements InferencePort {
 
   /**
    * The job's first worker: the best one, or, when it refuses for a reason of its own (full,
-   * its model gone or failing, its connection lost before the job started), the next best, up
-   * to {@link MAX_WORKERS_PER_JOB} of them. A refusal about the job itself (bad parameters, an
-   * empty prompt) would be every worker's, and goes to the client at once.
+   * its model gone or failing, its connection lost before the job started, no `start` within
+   * the start timeout), the next best, up to {@link MAX_WORKERS_PER_JOB} of them. A refusal
+   * about the job itself (bad parameters, an empty prompt) would be every worker's, and goes to
+   * the client at once.
    * @throws {NoWorkerError} when no worker serves the model; else the last worker's refusal.
    */
   async #start(job: TextJob, options: SubmitOptions | undefined): Promise<WorkerAttempt> {
