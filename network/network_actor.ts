@@ -134,7 +134,10 @@ export interface NetworkActorOptions {
    * `helloIntervalMs`; a changed answer is signed and sent to every peer. Absent: no hellos.
    */
   describe?: () => Promise<PeerHelloBody>;
-  /** How often `describe` is read (default 1 000 ms). */
+  /**
+   * How often `describe` is read (default {@link DEFAULT_HELLO_INTERVAL_MS}); also the least
+   * time between two `inference.list_models` asked of one peer.
+   */
   helloIntervalMs?: number;
 }
 
@@ -165,6 +168,7 @@ export type NetworkMessage =
   | { type: "peer_up"; connection: Connection; address: string; outbound: boolean }
   | { type: "peer_down"; connection: Connection }
   | { type: "peer_models"; connection: Connection; models: WireModelInfo[] }
+  | { type: "peer_models_failed"; connection: Connection }
   | {
     type: "announce_receipt";
     receipt: Receipt;
@@ -206,6 +210,12 @@ export type NetworkMessage =
     close?: () => void;
   };
 
+/**
+ * Default `helloIntervalMs`: a peer's load is at most a second old when a job is routed, for
+ * one small signed message a second per peer.
+ */
+export const DEFAULT_HELLO_INTERVAL_MS = 1_000;
+
 /** Most a redial waits: a restarted peer is found again within this. */
 export const MAX_REDIAL_MS = 10_000;
 /** Default first redial delay. */
@@ -220,6 +230,12 @@ interface PeerEntry {
   models: WireModelInfo[];
   /** Its latest signed hello. */
   hello?: PeerHello;
+  /** An `inference.list_models` to it is in flight (or waits for its turn): never two. */
+  listing?: boolean;
+  /** A hello named other models while one was in flight: ask again when it answers. */
+  listAgain?: boolean;
+  /** When the last `inference.list_models` was sent to it (ms, Date.now). */
+  listedAt?: number;
 }
 
 /** Owns the peer connections; see the module doc. */
@@ -339,7 +355,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
         if (entry) {
           entry.models = message.models;
           entry.info.models = message.models.map((m) => m.cid);
+          this.#listed(entry, ctx);
         }
+        return;
+      }
+      case "peer_models_failed": {
+        const entry = this.#entryOf(message.connection);
+        if (entry) this.#listed(entry, ctx);
         return;
       }
       case "announce_receipt":
@@ -479,12 +501,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       })`,
     );
     connection.closed.then(() => tellQuietly(ctx, { type: "peer_down", connection }));
-    if (connection.supports(INFERENCE_PROTOCOL.name)) {
-      connection.request(ListModelsMessage, {}).then(
-        ({ models }) => tellQuietly(ctx, { type: "peer_models", connection, models }),
-        () => {},
-      );
-    }
+    if (connection.supports(INFERENCE_PROTOCOL.name)) this.#askModels(list.at(-1)!, ctx);
     // A worker slashed here before (in an earlier connection or run) is not sent jobs.
     const validator = this.#services?.validator;
     if (validator !== undefined && !info.convicted) {
@@ -663,7 +680,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     describe: () => Promise<PeerHelloBody>,
     ctx: ActorContext<NetworkMessage>,
   ): Promise<void> {
-    const every = this.#options.helloIntervalMs ?? 1_000;
+    const every = this.#options.helloIntervalMs ?? DEFAULT_HELLO_INTERVAL_MS;
     let last = "";
     let lastAt = 0;
     let seq = 0;
@@ -715,11 +732,38 @@ export class NetworkActor implements Actor<NetworkMessage> {
       hello.models.join() !== entry.info.models.join() &&
       connection.supports(INFERENCE_PROTOCOL.name)
     ) {
-      connection.request(ListModelsMessage, {}).then(
-        ({ models }) => tellQuietly(ctx, { type: "peer_models", connection, models }),
-        () => {},
-      );
+      this.#askModels(entry, ctx);
     }
+  }
+
+  /**
+   * Ask a peer for its models. A flood of hellos must not become a flood of requests (each
+   * one held here until answered): one is in flight per connection, and another waits until
+   * `helloIntervalMs` after it; a hello that names other models meanwhile only marks that the
+   * list is to be asked again once this answer is in (`#listed`).
+   */
+  #askModels(entry: PeerEntry, ctx: ActorContext<NetworkMessage>): void {
+    if (entry.listing) {
+      entry.listAgain = true;
+      return;
+    }
+    entry.listing = true;
+    entry.listAgain = false;
+    const { connection } = entry;
+    const every = this.#options.helloIntervalMs ?? DEFAULT_HELLO_INTERVAL_MS;
+    const now = Date.now();
+    const wait = entry.listedAt === undefined ? 0 : Math.max(0, entry.listedAt + every - now);
+    entry.listedAt = now + wait;
+    sleep(wait, ctx.signal).then(() => connection.request(ListModelsMessage, {})).then(
+      ({ models }) => tellQuietly(ctx, { type: "peer_models", connection, models }),
+      () => tellQuietly(ctx, { type: "peer_models_failed", connection }),
+    );
+  }
+
+  /** A peer's model list answered (or failed): ask again if a hello asked for it meanwhile. */
+  #listed(entry: PeerEntry, ctx: ActorContext<NetworkMessage>): void {
+    entry.listing = false;
+    if (entry.listAgain && !entry.connection.isClosed) this.#askModels(entry, ctx);
   }
 
   /** Ask this node's ledger for a worker's account (its stake, locks and credit). */
