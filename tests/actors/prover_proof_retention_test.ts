@@ -15,33 +15,16 @@ import {
 import { Identity } from "../../protocols/identity.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { receiptId } from "../../protocols/receipt.ts";
-import type { TokenChunk } from "../../inference/text_model.ts";
+import { scriptedChunks, scriptedJob } from "./_prover_fixtures.ts";
 import { type ServedProof, verifyServedProof } from "../../proof/served_proof.ts";
 import { ProofStore } from "../../proof/proof_store.ts";
 import { encodeCbor } from "../../protocols/cbor.ts";
 
 const identity = Identity.generate();
 
-function job(nonce: string): TextJob {
-  return {
-    kind: "text",
-    model: "bafkreimodel",
-    prompt: "Hello",
-    params: { maxTokens: 8, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
-    nonce,
-  };
-}
+const job = (nonce: string): TextJob => scriptedJob(nonce, 8);
 
-/** A scripted token stream: what a model hands the prover, fingerprints included. */
-function chunks(n: number): ReadableStream<TokenChunk> {
-  return ReadableStream.from(Array.from({ length: n }, (_, index) => ({
-    index,
-    tokenId: 65 + index,
-    text: String.fromCharCode(65 + index),
-    fingerprint: { logProb: -1 - index / 8, projection: index / 4 },
-    vocabSize: 256,
-  })));
-}
+const chunks = scriptedChunks;
 
 async function withProver(
   options: Omit<ProverActorOptions, "identity">,

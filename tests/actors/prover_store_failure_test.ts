@@ -21,30 +21,13 @@ import type { ActorRef } from "../../actors/actor_ref.ts";
 import { ProofStoreError } from "../../proof/proof_store.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
-import type { TokenChunk } from "../../inference/text_model.ts";
+import { scriptedChunks, scriptedJob } from "./_prover_fixtures.ts";
 
 const identity = Identity.generate();
 
-function job(nonce: string): TextJob {
-  return {
-    kind: "text",
-    model: "bafkreimodel",
-    prompt: "Hello",
-    params: { maxTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
-    nonce,
-  };
-}
+const job = (nonce: string): TextJob => scriptedJob(nonce, 4);
 
-/** A scripted token stream, fingerprints included. */
-function chunks(n: number): ReadableStream<TokenChunk> {
-  return ReadableStream.from(Array.from({ length: n }, (_, index) => ({
-    index,
-    tokenId: 65 + index,
-    text: String.fromCharCode(65 + index),
-    fingerprint: { logProb: -1 - index / 8, projection: index / 4 },
-    vocabSize: 256,
-  })));
-}
+const chunks = scriptedChunks;
 
 async function prove(prover: ActorRef<ProverMessage>, nonce: string) {
   const j = job(nonce);
