@@ -189,6 +189,17 @@ export type NetworkMessage =
     /** Hex keys of workers not to pick (one that just failed this job). */
     exclude?: readonly string[];
   }
+  | {
+    /**
+     * A worker refused a job for a model it listed (`unknown_model`, `model_load_failed`): it is
+     * not picked for that model for {@link REFUSED_MODEL_COOLDOWN_MS}, whatever it lists.
+     */
+    type: "worker_refused_model";
+    /** Hex key of the worker. */
+    key: string;
+    /** The model's CID. */
+    model: string;
+  }
   | { type: "worker_models" }
   | { type: "peers" }
   | { type: "listening" }
@@ -215,6 +226,16 @@ export type NetworkMessage =
  * one small signed message a second per peer.
  */
 export const DEFAULT_HELLO_INTERVAL_MS = 1_000;
+
+/**
+ * How long a worker that refused a job for a model it listed is not picked for that model: a
+ * peer that lists a model and refuses every job for it (four fresh keys did so in a review, and
+ * turned away every job, each using up a job's tries) costs each model's jobs one try per minute
+ * instead of all of them. Its next listing does not lift it early.
+ */
+export const REFUSED_MODEL_COOLDOWN_MS = 60_000;
+/** Most refusals remembered; past it, expired ones go first, then the oldest. */
+const MAX_REFUSED_MODELS = 4_096;
 
 /** Most a redial waits: a restarted peer is found again within this. */
 export const MAX_REDIAL_MS = 10_000;
@@ -246,6 +267,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /** Hex keys of workers slashed in this node's ledger (told by the validator). */
   readonly #convicted = new Set<string>();
   #listener?: TcpListener;
+  /** `key:model` → until when (ms) that worker is not picked for that model (it refused it). */
+  readonly #refused = new Map<string, number>();
   #swarm?: SwarmHost;
   #protocols: Protocol[] = [];
   #services?: PeerServices;
@@ -408,6 +431,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#connectionTo(message.key, message.protocol);
       case "worker":
         return this.#worker(message.model, message.exclude);
+      case "worker_refused_model":
+        return this.#refusedModel(message.key, message.model);
       case "worker_models":
         return this.#workerModels();
       case "peers":
@@ -657,14 +682,18 @@ export class NetworkActor implements Actor<NetworkMessage> {
    */
   #worker(model?: string, exclude: readonly string[] = []): Connection | undefined {
     const candidates: (WorkerCandidate & { connection: Connection })[] = [];
+    const now = Date.now();
     for (const list of this.#peers.values()) {
       for (const { connection, info, hello } of list) {
         if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
+        // A model it lists but refused lately is not its to be picked for.
+        const refused = model !== undefined &&
+          (this.#refused.get(`${info.key}:${model}`) ?? 0) > now;
         candidates.push({
           connection,
           key: info.key,
           // A peer that listed no model runs no jobs (it would only forward them again).
-          models: info.models,
+          models: refused ? info.models.filter((m) => m !== model) : info.models,
           convicted: info.convicted,
           load: hello?.load,
           inFlight: connection.stats().pendingRequests,
@@ -673,6 +702,20 @@ export class NetworkActor implements Actor<NetworkMessage> {
       }
     }
     return chooseWorker(candidates, { model, exclude })?.connection;
+  }
+
+  /** Note that worker `key` refused a job for `model` it listed (see `worker_refused_model`). */
+  #refusedModel(key: string, model: string): void {
+    const now = Date.now();
+    if (this.#refused.size >= MAX_REFUSED_MODELS) {
+      for (const [pair, until] of this.#refused) if (until <= now) this.#refused.delete(pair);
+      // Still full of live entries: the oldest go first (a Map keeps insertion order).
+      while (this.#refused.size >= MAX_REFUSED_MODELS) {
+        this.#refused.delete(this.#refused.keys().next().value!);
+      }
+    }
+    this.#refused.delete(`${key}:${model}`);
+    this.#refused.set(`${key}:${model}`, now + REFUSED_MODEL_COOLDOWN_MS);
   }
 
   /** Sign and send this node's hello whenever what it says changes (and at least every 30 s). */

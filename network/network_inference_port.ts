@@ -35,6 +35,9 @@ import {
   type WorkerAttempt,
 } from "./failover.ts";
 
+/** A worker's refusals that say it does not run a model it listed. */
+const MODEL_REFUSAL_CODES: ReadonlySet<string> = new Set(["unknown_model", "model_load_failed"]);
+
 /** No connected peer serves inference for the job's model. */
 export class NoWorkerError extends VeriflowError {
   /** @param model The model the job named (`any`: no worker at all). */
@@ -171,10 +174,23 @@ export class NetworkInferencePort implements InferencePort {
         if (!isWorkerRefusal(error)) throw error;
         refusedBy.push(worker);
         refusal = error;
+        this.#noteModelRefusal(worker, job.model, error);
       }
     }
     if (refusedBy.length === 0) throw new NoWorkerError(job.model);
     throw refusal;
+  }
+
+  /**
+   * A worker that refuses a model it listed (`MODEL_REFUSAL_CODES`) is not picked for it for a
+   * while (`worker_refused_model`): otherwise a peer listing a model it refuses takes a try of
+   * every job for that model.
+   */
+  #noteModelRefusal(worker: Uint8Array, model: string, error: unknown): void {
+    if (!(error instanceof VeriflowError) || !MODEL_REFUSAL_CODES.has(error.code)) return;
+    this.#network.tell({ type: "worker_refused_model", key: toHex(worker), model }).catch(
+      () => {},
+    );
   }
 
   /** Start `job` again on a worker not in `exclude`, from after `prefix`. */
@@ -197,6 +213,7 @@ export class NetworkInferencePort implements InferencePort {
       const handle = await port.submit(job, { ...options, resume: [...prefix] });
       return { kind: "started", attempt: { worker, handle, assignedAt } };
     } catch (error) {
+      this.#noteModelRefusal(worker, job.model, error);
       return { kind: "refused", worker, error };
     }
   }
