@@ -339,14 +339,16 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       request.arch,
       request.startFile,
     );
-    let check = await (this.#options.check ?? checkStepOpenings)(receipt, challenge, sealed, {
-      validator: this.#options.identity,
-      arch: request.arch,
-      startWeights: start.weights,
-      delta,
-      shardSize: request.shardSize,
-      shardRoot: request.shardRoot,
-    });
+    const checkAnswer = (answer: typeof sealed) =>
+      (this.#options.check ?? checkStepOpenings)(receipt, challenge, answer, {
+        validator: this.#options.identity,
+        arch: request.arch,
+        startWeights: start.weights,
+        delta,
+        shardSize: request.shardSize,
+        shardRoot: request.shardRoot,
+      });
+    let check = await checkAnswer(sealed);
     if (
       !check.ok && check.reason === "opening_unsigned" &&
       bytesEqual(request.connection.peerKey ?? new Uint8Array(0), receipt.trainer)
@@ -359,14 +361,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         `training validator: trainer ${trainer} answered with an unsigned opening; waiting for the deadline`,
       );
       await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
-      check = await (this.#options.check ?? checkStepOpenings)(receipt, challenge, undefined, {
-        validator: this.#options.identity,
-        arch: request.arch,
-        startWeights: start.weights,
-        delta,
-        shardSize: request.shardSize,
-        shardRoot: request.shardRoot,
-      });
+      check = await checkAnswer(undefined);
     }
     if (check.ok) {
       this.#stats.passed++;
