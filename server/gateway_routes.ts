@@ -35,7 +35,7 @@ import { CAR_MEDIA_TYPE, type CarScope } from "../storage/car.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import { ShareUnavailableError } from "../storage/share_links.ts";
 import type { EdgeEnv } from "./client_access.ts";
-import { EdgeError, RequestValidationError } from "./http_errors.ts";
+import { EdgeError, errorResponse, RequestValidationError } from "./http_errors.ts";
 import { rangedResponse } from "./http_range.ts";
 
 /** Media type of one raw block (trustless gateway spec). */
@@ -72,7 +72,9 @@ export function gatewayRoutes(
       // Bytes that verify against their CID but are not what its codec says (a raw chunk named
       // as dag-pb or dag-cbor): the request names content no reader can interpret, not a fault
       // of this node, so 422 rather than the 500 an unlisted code gets.
-      c.res = refusal(422, "invalid_manifest", c.error.message, "cid");
+      c.res = errorResponse(
+        new EdgeError("invalid_manifest", c.error.message, { param: "cid", cause: c.error }),
+      );
     }
     // One URL answers a file, a block or a CAR by `Accept`, each cached for a year: a shared
     // cache that did not key on `Accept` would hand one client's CAR to the next one's <video>.
@@ -84,7 +86,6 @@ export function gatewayRoutes(
     const cid = edgeCid(c.req.param("cid"));
     const head = c.req.method === "HEAD";
     const format = responseFormat(c.req.query("format"), c.req.header("accept"));
-    if (format instanceof Response) return format;
     const inline = identityBlock(cid);
     const blocks = inline ? inlineBlocks(cid, inline) : port();
     const common = { "x-ipfs-path": `/ipfs/${cid}`, "x-content-type-options": "nosniff" };
@@ -112,12 +113,11 @@ export function gatewayRoutes(
       if (bytes !== undefined && entityIsFile) {
         // The spec asks for the blocks that cover those bytes only; sending the whole file
         // under a ranged request would be a silent lie, so say it is not done here.
-        return refusal(
-          501,
+        throw new EdgeError(
           "not_implemented",
           `entity-bytes=${bytes} is not supported: ask for the whole file (entity-bytes=0:*) ` +
             "or a byte range of its plain read (Range)",
-          "entity-bytes",
+          { param: "entity-bytes" },
         );
       }
       const served: CarScope = scope === "block" || (scope === "entity" && !entityIsFile)
@@ -300,7 +300,7 @@ function mediaRanges(accept: string): MediaRange[] {
 function responseFormat(
   format: string | undefined,
   accept: string | undefined,
-): "raw" | "car" | undefined | Response {
+): "raw" | "car" | undefined {
   if (format === "raw" || format === "car") return format;
   if (format !== undefined && format !== "") {
     throw new RequestValidationError("invalid_request", `unsupported format ${format}`, "format");
@@ -323,12 +323,11 @@ function responseFormat(
   if (ranges.length === 0 || ranges.some((range) => range.q > 0 && !named(range.type))) {
     return undefined;
   }
-  return refusal(
-    406,
+  throw new EdgeError(
     "not_acceptable",
     `no acceptable type in Accept: this gateway sends ${RAW_MEDIA_TYPE}, ` +
       `${CAR_MEDIA_TYPE}; version=1, or the file's bytes`,
-    "accept",
+    { param: "accept" },
   );
 }
 
@@ -377,15 +376,6 @@ function entityBytes(value: string | undefined): string | undefined {
     );
   }
   return value;
-}
-
-/**
- * An error answer whose status the edge's code table has no entry for (406, 422, 501), in the
- * same OpenAI error shape.
- */
-function refusal(status: number, code: string, message: string, param: string): Response {
-  const type = status >= 500 ? "server_error" : "invalid_request_error";
-  return Response.json({ error: { message, type, param, code } }, { status });
 }
 
 /** The bytes a stream carries, read to its end and dropped. */
