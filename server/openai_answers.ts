@@ -114,7 +114,7 @@ export function fullAnswer(
           ...veriflowFields(summary, stop),
         };
       }
-      controller.enqueue(encoder.encode(stringifyAnswer(json)));
+      controller.enqueue(encoder.encode(answerJson(options)(json)));
       controller.close();
     },
     cancel() {
@@ -122,6 +122,15 @@ export function fullAnswer(
     },
   }, { highWaterMark: 0 });
   return new Response(body, { headers: { "content-type": "application/json" } });
+}
+
+/**
+ * How an answer becomes JSON: the runtime's `JSON.stringify`, or, when it carries logprobs (whose
+ * `top_logprobs` members are written in order: {@link stringifyAnswer}), the hand-written writer
+ * — kept off the path of every streamed token that has none.
+ */
+function answerJson(options: AnswerOptions): (value: unknown) => string {
+  return options.logprobs ? stringifyAnswer : (value) => JSON.stringify(value);
 }
 
 const SSE_HEADERS = {
@@ -144,10 +153,11 @@ export function sseAnswer(
   const created = Math.floor(Date.now() / MS_PER_S);
   // OpenAI's convention when usage is asked for: `usage: null` on every chunk but the last.
   const usageField = options.includeUsage ? { usage: null } : {};
+  const write = answerJson(options);
   const chunk = (choices: Record<string, unknown>[], extra?: Record<string, unknown>) =>
     encoder.encode(
       `data: ${
-        stringifyAnswer({
+        write({
           id,
           object: shape.chunkObject,
           created,
