@@ -208,6 +208,8 @@ export {
 export type { ProofModel, ProofTensorModel } from "./proof/_common.ts";
 export * from "./proof/fingerprint.ts";
 export * from "./proof/sampling_check.ts";
+export * from "./proof/end_choices.ts";
+export * from "./proof/steering.ts";
 export * from "./proof/calibration.ts";
 export * from "./proof/calibrate_model.ts";
 export * from "./proof/challenge.ts";

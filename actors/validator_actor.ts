@@ -55,6 +55,8 @@ import { fromHex, toHex } from "../protocols/hash.ts";
 import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
+import { endChoicesOf, SteeringRecord } from "../proof/steering.ts";
+import type { EndChoices } from "../proof/end_choices.ts";
 import {
   emptyValidationStats,
   validateReceipt,
@@ -91,6 +93,12 @@ import type {
   ValidatorModelSource,
   ValidatorStats,
 } from "./validator_messages.ts";
+
+/**
+ * `invalid` reasons that are the worker's own failure without a fraud proof: proof data
+ * withheld, and a receipt that convicts its worker of steering (`proof/steering.ts`).
+ */
+const FAULTS: ReadonlySet<string> = new Set(["proof_unavailable", "steering"]);
 
 /** Options of {@link ValidatorActor}. */
 export interface ValidatorActorOptions {
@@ -191,6 +199,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #recent = new Map<string, { receipt: Receipt; job: Job }>();
   /** Whose verdict about which receipt was taken from a peer: `validator/receiptId` (bounded). */
   readonly #judged = new Set<string>();
+  /** End choices per worker over this validator's own verdicts (`proof/steering.ts`). */
+  #steering = new SteeringRecord();
   /** Resolvers of in-process `result` promises, by receipt id. */
   readonly #waiting = new Map<string, PromiseWithResolvers<ValidationResult>>();
   /** Fraud proofs taken, by hash (oldest evicted first), with their in-process resolvers. */
@@ -226,6 +236,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#options.ledgerDir,
       this.#options.identity,
       this.#options.ledger,
+    );
+    this.#steering = SteeringRecord.fromVerdicts(
+      this.#ledger.verdicts(),
+      this.#options.identity.publicKey,
     );
     // Challenges open when this validator last stopped (a crash, a restart): their material is
     // gone, so they end undecided — the job is not paid — rather than slip into payment.
@@ -518,7 +532,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // this node is not (a sparse network; a worker reached only through its router).
     const requester = this.#ledger!.receipt(id)?.requester;
     const relay = requester === undefined ? undefined : fromHex(requester);
-    this.#challenge(receipt, job, ctx.signal, relay, takeover).then(
+    // The worker's record so far goes with the challenge: the validation tests it for steering.
+    const record = this.#steering.of(toHex(receipt.worker));
+    this.#challenge(receipt, job, ctx.signal, relay, takeover, record).then(
       (result) => ctx.self.tell({ type: "challenged", receipt, result }),
       (error) => ctx.self.tell({ type: "challenge_failed", receipt, reason: String(error) }),
     ).catch(() => {});
@@ -590,6 +606,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     try {
       await ledger.recordVerdict(result.verdict);
       this.#stats.verdicts[outcome]++;
+      const ends = endChoicesOf(result.verdict);
+      if (ends) this.#steering.add(toHex(receipt.worker), ends);
       this.#tell({
         kind: "verdict",
         verdict: result.verdict,
@@ -610,9 +628,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // Valid; or, taken over without the model, the proof data the peer said was withheld
         // was served here and opens the commitment: the claim fails, the work stands.
         await this.#end(id, () => ledger.clearChallenge(id));
-      } else if (outcome === "invalid" && reason === "proof_unavailable") {
-        // Withheld past the deadline (or served unsigned): the worker's failure, and no fraud
-        // proof can carry it. Not paid; the locked slash is burned.
+      } else if (outcome === "invalid" && FAULTS.has(reason)) {
+        // Withheld past the deadline (or served unsigned), or the receipt that convicts its
+        // worker of steering: the worker's failure, and no fraud proof can carry it. Not paid;
+        // the locked slash is burned.
         const me = this.#options.identity.publicKey;
         if (await this.#end(id, () => ledger.settleFault(id, me, reason))) {
           this.#stats.slashes++;
@@ -695,6 +714,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     signal: AbortSignal,
     relay: Uint8Array | undefined,
     takeover: boolean,
+    steering: EndChoices,
   ): Promise<ValidationResult> {
     const { models, identity, validation } = this.#options;
     const source = this.#options.source ?? {};
@@ -725,6 +745,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       if (availabilityOnly) return checkServed(material, identity, { ...validation, signal });
       return validateReceipt(material, model, identity, {
         ...validation,
+        steering,
         signal,
       });
     });

@@ -14,10 +14,14 @@
  *    profile: detection rate with its 95 % lower bound, the share an independent checker
  *    confirms, and how many positions the proof needed.
  * 4. **Near-ties**: at sampled positions of honest receipts, how often the sampling check
- *    admits more than one token (calibrated ε, and the uncalibrated default for comparison), and
- *    what a worker that steers among admissible tokens to avoid stop strings bills extra.
+ *    admits more than one token (calibrated ε, and the uncalibrated default for comparison),
+ *    what a worker that steers among admissible tokens to avoid stop strings bills extra, and
+ *    the end choices (`proof/end_choices.ts`) of honest and steered receipts: how many of its
+ *    challenges a validator's steering test (`proof/steering.ts`) needs to convict a steerer.
  * 5. **Economics**: the expected profit of each cheat under `DEFAULT_ECONOMICS`, with the
- *    measured detection rate and the cheat's cost taken as zero (the most a cheat can save).
+ *    measured detection rate and the cheat's cost taken as zero (the most a cheat can save);
+ *    for steering, once convicted (every receipt with an end passed over is then caught), with
+ *    the one-off gain before the conviction printed below the table.
  *
  * Run: `deno task bench detection` or `deno run -A bench/detection_bench.ts [--sizes tiny,small]
  * [--honest N] [--cheats N] [--steer N]` (per size; defaults 1000 / 300 / 60 honest receipts,
@@ -45,6 +49,7 @@ import {
 import { fingerprintOf, meanScoreLimit } from "../proof/fingerprint.ts";
 import { unpackTokens } from "../proof/commitment.ts";
 import { cheatingAdvantage, DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import { isSteering } from "../proof/steering.ts";
 import type { GraphOptimizationLevel } from "../inference/_session.ts";
 import type { TokenChunk } from "../inference/text_model.ts";
 import { buildVariant, type ModelVariant, variantName } from "../tests/proof/_models.ts";
@@ -134,6 +139,12 @@ interface DetectionRow {
   meanCited: number;
   /** Steering: extra tokens billed, relative to honest generation of the same jobs. */
   gain?: number;
+  /**
+   * Steering: end choices over the receipts (`proof/end_choices.ts`), and the share of billed
+   * tokens in receipts that are lost once the worker is convicted (flagged, or with an end
+   * passed over).
+   */
+  ends?: { passed: number; taken: number; caughtTokenShare: number };
 }
 const rows: DetectionRow[] = [];
 const notes: string[] = [];
@@ -177,7 +188,7 @@ for (const size of SIZES) {
         })
       ),
     );
-    const honest = { receipts: 0, flagged: 0, confirmed: 0, tokens: 0 };
+    const honest = { receipts: 0, flagged: 0, confirmed: 0, tokens: 0, passed: 0, taken: 0 };
     const near = { positions: 0, multiCalibrated: 0, multiDefault: 0, greedy: 0, greedyMulti: 0 };
     let maxMeanScore = 0;
     for (let i = 0; i < work.honest; i++) {
@@ -196,6 +207,8 @@ for (const size of SIZES) {
       );
       honest.receipts++;
       honest.tokens += run.receipt.tokenCount;
+      honest.passed += result.stats.endPassed;
+      honest.taken += result.stats.endTaken;
       maxMeanScore = Math.max(maxMeanScore, result.stats.meanScore);
       if (result.verdict.outcome !== "valid") {
         honest.flagged++;
@@ -231,6 +244,11 @@ for (const size of SIZES) {
           pct(near.multiDefault / Math.max(1, near.positions))
         } with the uncalibrated default (ε 0.05); greedy positions ` +
         `${near.greedyMulti}/${near.greedy} = ${pct(near.greedyMulti / Math.max(1, near.greedy))}`,
+    );
+    notes.push(
+      `${size}: end choices of the ${honest.receipts} honest receipts (where the worker's token ` +
+        `and the validator's own pick differ on ending the output): ${honest.passed} passed ` +
+        `over, ${honest.taken} taken (the steering test expects them alike)`,
     );
     for (const m of workers) await m.dispose();
 
@@ -318,7 +336,16 @@ for (const size of SIZES) {
       ["steer always (ignore the check)", null, options],
     ];
     for (const [name, tolerance, validation] of work.steer > 0 ? strategies : []) {
-      const r = { receipts: 0, flagged: 0, confirmed: 0, tokens: 0, honestTokens: 0 };
+      const r = {
+        receipts: 0,
+        flagged: 0,
+        confirmed: 0,
+        tokens: 0,
+        honestTokens: 0,
+        passed: 0,
+        taken: 0,
+        caughtTokens: 0,
+      };
       for (let i = 0, made = 0; made < work.steer; i++) {
         // Sampled settings only: greedy near-ties are counted above.
         const j = job(built.cid, 9000 + i, CHEAT_TOKENS, STOPS);
@@ -340,6 +367,11 @@ for (const size of SIZES) {
         r.receipts++;
         r.tokens += run.receipt.tokenCount;
         r.honestTokens += honestRun.receipt.tokenCount;
+        r.passed += result.stats.endPassed;
+        r.taken += result.stats.endTaken;
+        if (result.verdict.outcome !== "valid" || result.stats.endPassed > 0) {
+          r.caughtTokens += run.receipt.tokenCount;
+        }
         if (result.verdict.outcome !== "valid") {
           r.flagged++;
           if (result.fraudProof) {
@@ -358,6 +390,11 @@ for (const size of SIZES) {
         meanTokens: r.tokens / Math.max(1, r.receipts),
         meanCited: 0,
         gain: r.tokens / Math.max(1, r.honestTokens) - 1,
+        ends: {
+          passed: r.passed,
+          taken: r.taken,
+          caughtTokenShare: r.caughtTokens / Math.max(1, r.tokens),
+        },
       });
     }
     await reference.dispose();
@@ -484,10 +521,7 @@ for (const r of rows) {
     profit = (cheatingAdvantage({ ...e, detectionRate: rate }, { reward: 1, costSaved: 1 }))
       .toFixed(2);
   } else if (r.kind === "steer") {
-    // Extra tokens billed at no extra cost, paid unless caught; caught: slashed on all of it.
-    const gain = r.gain ?? 0;
-    const q = e.challengeProbability * rate;
-    profit = ((1 + gain) * (1 - q * (1 + e.slashMultiplier)) - 1).toFixed(3);
+    profit = steeringProfit(r).toFixed(3);
   }
   console.log(
     `| ${r.size} | ${r.name} | ${r.receipts} | ${r.flagged} (${pct(rate)}) | ` +
@@ -500,3 +534,45 @@ for (const r of rows) {
 }
 console.log("");
 for (const n of notes) console.log(n);
+for (const r of rows) if (r.kind === "steer") console.log(steeringNote(r));
+
+/**
+ * A steerer's expected profit per job, per unit of the honest reward, once a validator's
+ * steering test (`proof/steering.ts`) has convicted it: extra tokens billed at no extra cost,
+ * paid unless challenged and caught; caught (flagged, or an end passed over, which after the
+ * conviction makes the receipt `steering`): not paid and slashed `m` × its credit. Before the
+ * conviction only flagged receipts are caught ({@link steeringNote} gives that one-off gain).
+ */
+function steeringProfit(r: DetectionRow): number {
+  const gain = r.gain ?? 0;
+  const caught = r.ends?.caughtTokenShare ?? r.flagged / Math.max(1, r.receipts);
+  return (1 + gain) * (1 - e.challengeProbability * caught * (1 + e.slashMultiplier)) - 1;
+}
+
+/** How soon a validator's steering test convicts a steerer, and what it gains until then. */
+function steeringNote(r: DetectionRow): string {
+  const ends = r.ends ?? { passed: 0, taken: 0, caughtTokenShare: 0 };
+  const perReceipt = { passed: ends.passed / r.receipts, taken: ends.taken / r.receipts };
+  const head = `${r.size} ${r.name.split(":")[0]}: ${ends.passed} ends passed over, ` +
+    `${ends.taken} taken in ${r.receipts} receipts`;
+  if (perReceipt.passed <= perReceipt.taken) {
+    return r.flagged > 0
+      ? `${head}: caught receipt by receipt (${r.flagged} flagged; end choices are counted on ` +
+        `valid receipts only)`
+      : `${head}: the steering test never convicts`;
+  }
+  let checked = 1;
+  while (
+    !isSteering({ passed: checked * perReceipt.passed, taken: checked * perReceipt.taken })
+  ) checked++;
+  const jobs = checked / e.challengeProbability;
+  const q = e.challengeProbability * r.flagged / Math.max(1, r.receipts);
+  const before = (1 + (r.gain ?? 0)) * (1 - q * (1 + e.slashMultiplier)) - 1;
+  return `${head}: convicted by a validator after ~${checked} of its challenges (~${
+    jobs.toFixed(0)
+  } jobs at p = ${e.challengeProbability}); until then E[profit] ${
+    before.toFixed(3)
+  } per job (at most ${
+    Math.max(0, before * jobs).toFixed(1)
+  } jobs' reward in all, per validator and key), after it ${steeringProfit(r).toFixed(3)}`;
+}

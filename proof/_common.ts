@@ -19,6 +19,7 @@ import {
 } from "./sampling_check.ts";
 import { type CalibrationLookup, type Tolerances, tolerancesFor } from "./calibration.ts";
 import { fp16Logits } from "./_precision.ts";
+import { sampleToken } from "../inference/sampler.ts";
 
 /** The part of a text model (`inference/text_model.ts` `TextModel`) proofs need. */
 export interface ProofModel {
@@ -76,6 +77,8 @@ export interface RecomputedPosition {
   fingerprints: Fingerprint[];
   /** Sampling-rule check of the committed token. */
   sampling: SamplingCheck;
+  /** The token the job's sampling rule picks from the validator's own logits here. */
+  winner: number;
 }
 
 /**
@@ -125,6 +128,7 @@ export async function recomputePositions(
       fingerprint: fingerprints[0],
       fingerprints,
       sampling: checkSampledToken(logits, tokens[t], t, params, tolerance, offset, vocab),
+      winner: sampleToken(logits.subarray(offset, offset + vocab), params, t).token,
     };
   });
   return { results, forwardTokens: input.length };

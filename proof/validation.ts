@@ -12,7 +12,11 @@
  * 4. one forward pass over prompt ‖ output: the fingerprints pass the statistical test (no
  *    single position and no prefix beyond the honest noise calibrated for the model and the
  *    job's precision, `fingerprint.ts`) and each token is consistent with the job's sampling
- *    rule (`fraud` of kind `fingerprint` / `sampling`).
+ *    rule (`fraud` of kind `fingerprint` / `sampling`);
+ * 5. the receipt's end choices (`end_choices.ts`: where the worker passed over or took an end
+ *    the validator's own pick differs on) are counted into the verdict, and when they bring the
+ *    worker's record with this validator ({@link ValidationOptions.steering}) to a conviction
+ *    (`steering.ts`), a receipt that passed over an end is `invalid`, reason `steering`.
  *
  * Tolerances come from the model's calibration profile (`calibration.ts`), found by CID through
  * {@link ValidationOptions.calibration}, for the precision the job declares; without one, the
@@ -73,6 +77,8 @@ import {
   tolerancesOf,
 } from "./_common.ts";
 import { verifyServedProof } from "./served_proof.ts";
+import { type EndChoices, endChoices } from "./end_choices.ts";
+import { END_CHOICE_DETAILS, isSteering } from "./steering.ts";
 
 /** Element-wise tolerance of tensor re-execution: |a − b| ≤ atol + rtol·|b|. */
 export interface TensorTolerance {
@@ -105,6 +111,11 @@ export interface ValidationOptions {
   now?: () => number;
   /** Abort the forward pass. */
   signal?: AbortSignal;
+  /**
+   * The worker's end choices in this validator's earlier verdicts (`SteeringRecord`): with this
+   * receipt's, tested for steering. Default none (the receipt is judged on its own).
+   */
+  steering?: EndChoices;
 }
 
 /** What the validator gathered for one challenge. */
@@ -149,6 +160,10 @@ export interface ValidationStats {
   calibrated: boolean;
   /** Positions failing the sampling check. */
   samplingFailures: number;
+  /** Positions where the worker passed over an end the validator's own pick took. */
+  endPassed: number;
+  /** Positions where the worker took an end the validator's own pick passed over. */
+  endTaken: number;
   /** Tokens in the forward pass. */
   forwardTokens: number;
   /** Time in the forward pass (ms). */
@@ -187,6 +202,8 @@ export function emptyValidationStats(): ValidationStats {
     meanScore: 0,
     calibrated: false,
     samplingFailures: 0,
+    endPassed: 0,
+    endTaken: 0,
     forwardTokens: 0,
     forwardMs: 0,
     totalMs: 0,
@@ -290,6 +307,8 @@ export async function validateReceipt(
         meanScore: round6(stats.meanScore),
         calibrated: stats.calibrated,
         samplingFailures: stats.samplingFailures,
+        [END_CHOICE_DETAILS.passed]: stats.endPassed,
+        [END_CHOICE_DETAILS.taken]: stats.endTaken,
       }),
       now,
       stats,
@@ -434,7 +453,21 @@ export async function validateReceipt(
   if (samplingFails.length > 0) {
     candidates.push({ kind: "sampling", reason: "sampling_rule", cited: [samplingFails[0]] });
   }
-  if (candidates.length === 0) return finish("valid", "ok");
+  if (candidates.length === 0) {
+    const ends = endChoices(
+      textModel,
+      promptIds.length,
+      tokens,
+      results.map((r) => r.winner),
+      job.params,
+    );
+    stats.endPassed = ends.passed;
+    stats.endTaken = ends.taken;
+    const record = options.steering ?? { passed: 0, taken: 0 };
+    const steering = ends.passed > 0 &&
+      isSteering({ passed: record.passed + ends.passed, taken: record.taken + ends.taken });
+    return steering ? finish("invalid", "steering") : finish("valid", "ok");
+  }
   candidates.sort((a, b) => Math.max(...a.cited) - Math.max(...b.cited));
   const pick = candidates[0];
   const byPos = new Map(results.map((r) => [r.position, r]));
