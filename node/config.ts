@@ -339,7 +339,7 @@ export interface ResolvedConfig {
 }
 
 /** What kind of value a configuration leaf holds (how an environment variable is read). */
-export type ConfigLeafKind = "string" | "number" | "boolean" | "list";
+export type ConfigLeafKind = "string" | "integer" | "number" | "boolean" | "list";
 
 /** A leaf of the configuration schema. */
 export interface ConfigLeaf {
@@ -360,8 +360,16 @@ export const ENV_PREFIX = "VERIFLOW_";
  */
 const OTHER_ENV = new Set(["VERIFLOW_CONFIG", "VERIFLOW_API_KEY", "VERIFLOW_TEST_LOG"]);
 
-type ZodDef = { type: string; innerType?: ZodLike; shape?: Record<string, ZodLike> };
+type ZodDef = {
+  type: string;
+  innerType?: ZodLike;
+  shape?: Record<string, ZodLike>;
+  checks?: { _zod: { def: { check: string; format?: string } } }[];
+};
 type ZodLike = { _zod: { def: ZodDef } };
+
+/** zod's number formats that only hold whole numbers (`z.number().int()` is `safeint`). */
+const INTEGER_FORMATS: ReadonlySet<string> = new Set(["safeint", "int32", "uint32"]);
 
 /** The leaf kind of a schema node, seen through default/optional/nullable wrappers. */
 function leafKind(schema: ZodLike): ConfigLeafKind | ZodLike {
@@ -371,7 +379,11 @@ function leafKind(schema: ZodLike): ConfigLeafKind | ZodLike {
     case "object":
       return { _zod: { def } };
     case "number":
-      return "number";
+      return def.checks?.some(({ _zod: { def: check } }) =>
+          check.check === "number_format" && INTEGER_FORMATS.has(check.format ?? "")
+        )
+        ? "integer"
+        : "number";
     case "boolean":
       return "boolean";
     case "array":
@@ -379,6 +391,37 @@ function leafKind(schema: ZodLike): ConfigLeafKind | ZodLike {
     default:
       return "string";
   }
+}
+
+/**
+ * A whole number as an operator writes one: decimal digits (`80`), not `0x50`, `8e3`, `80.0` or
+ * `-1`, which `Number()` would also read (as 80, 8000, 80, -1): a mistyped or pasted value would
+ * start a node on a port, or with a count, nobody wrote. Flags and `VERIFLOW_*` variables alike.
+ */
+const WHOLE_NUMBER = /^\d+$/;
+
+/**
+ * `text` as a whole number in decimal digits (surrounding blanks ignored), or undefined when it
+ * is not one; {@link notWholeNumber} says so.
+ *
+ * @example
+ * ```ts
+ * import { parseWholeNumber } from "./config.ts";
+ * parseWholeNumber(" 8080 "); // 8080
+ * parseWholeNumber("0x50"); // undefined, where Number() says 80
+ * ```
+ */
+export function parseWholeNumber(text: string): number | undefined {
+  const t = text.trim();
+  return WHOLE_NUMBER.test(t) ? Number(t) : undefined;
+}
+
+/**
+ * Why `text`, given to `name` (`--port`, `VERIFLOW_HTTP_PORT`), was refused: one wording for
+ * flags and variables.
+ */
+export function notWholeNumber(name: string, text: string): string {
+  return `${name} expects a whole number in decimal digits, got "${text}"`;
 }
 
 /** `checkpointEvery` → `CHECKPOINT_EVERY`. */
@@ -464,8 +507,9 @@ export function fileLayer(values: Record<string, unknown>, path: string): Config
 /**
  * The `VERIFLOW_*` environment variables as a layer: `VERIFLOW_HTTP_PORT=9000` sets `http.port`
  * (one variable per leaf, its path in upper snake case: `configLeaves()` lists them); a list is
- * comma-separated, a boolean `true`/`false` (or `1`/`0`). A variable that names no leaf is
- * refused, naming it, like an unknown key in the file.
+ * comma-separated, a boolean `true`/`false` (or `1`/`0`), a whole number decimal digits only (as
+ * a flag's: {@link parseWholeNumber}). A variable that names no leaf is refused, naming it, like
+ * an unknown key in the file.
  *
  * @param env The environment (`Deno.env.toObject()`).
  */
@@ -481,7 +525,10 @@ export function envLayer(env: Readonly<Record<string, string>>): ConfigLayer {
       continue;
     }
     let value: unknown = text;
-    if (leaf.kind === "number") {
+    if (leaf.kind === "integer") {
+      value = parseWholeNumber(text);
+      if (value === undefined) problems.push(`  ${notWholeNumber(name, text)}`);
+    } else if (leaf.kind === "number") {
       value = text.trim() === "" ? NaN : Number(text);
       if (!Number.isFinite(value)) problems.push(`  ${name}: expected a number, got "${text}"`);
     } else if (leaf.kind === "boolean") {

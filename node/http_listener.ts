@@ -3,12 +3,13 @@
  * with one line naming it and `--port` before the node touches its data directory, and the
  * port is the node's from then on. Until the app is mounted (the node is up) every request is
  * answered `503 starting`, so a load balancer or a client polling `/healthz` sees a node that
- * is coming up rather than a refused connection.
+ * is coming up rather than a refused connection. Closing drains it for `http.drainTimeoutMs` at
+ * most (`serve.ts`).
  *
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
-import { type FetchApp, serve } from "../server/serve.ts";
+import { type DrainTimers, type FetchApp, serve } from "../server/serve.ts";
 
 /** Seconds a client is told to wait (`Retry-After`) while the node starts. */
 const STARTING_RETRY_AFTER_S = 1;
@@ -36,6 +37,23 @@ export class HttpListenError extends VeriflowError {
   }
 }
 
+/** Options of {@link HttpListener.open} (the node's `http` configuration holds the first three). */
+export interface HttpListenerOptions {
+  /** Interface to listen on. */
+  hostname: string;
+  /** Port; 0 picks a free one, which `url` reports. */
+  port: number;
+  /** How long {@link HttpListener.close} lets open work finish before it cuts it; default 30 s. */
+  drainTimeoutMs?: number;
+  /**
+   * Where the line saying what a drain past its deadline cut goes; default stderr (a cut is
+   * never silent).
+   */
+  log?: (line: string) => void;
+  /** The drain deadline's timer; default the global timers (tests pass a fake one). */
+  timers?: DrainTimers;
+}
+
 /** The node's HTTP port: bound by {@link HttpListener.open}, serving an app once mounted. */
 export class HttpListener {
   /** Base URL, e.g. `http://127.0.0.1:8080`. */
@@ -54,13 +72,16 @@ export class HttpListener {
   /**
    * Bind `hostname:port` now; throws {@link HttpListenError} when that is not possible.
    *
-   * @param address Where to listen (`port` 0 picks a free port, which `url` reports).
+   * @param options Where to listen (`port` 0 picks a free port, which `url` reports), and how
+   * long to drain.
    */
-  static open(address: { hostname: string; port: number }): HttpListener {
+  static open(options: HttpListenerOptions): HttpListener {
+    const { hostname, port, drainTimeoutMs, timers } = options;
+    const log = options.log ?? ((line: string) => console.error(line));
     try {
-      return new HttpListener((app) => serve({ app, ...address }));
+      return new HttpListener((app) => serve({ app, hostname, port, drainTimeoutMs, timers, log }));
     } catch (cause) {
-      throw new HttpListenError(address.hostname, address.port, cause);
+      throw new HttpListenError(hostname, port, cause);
     }
   }
 
@@ -73,7 +94,8 @@ export class HttpListener {
    * Stop serving once open requests finish: HTTP requests (SSE streams included) and the jobs
    * of open WebSockets, whose clients get their end before the socket closes (1001). New
    * requests are answered 503 `shutting_down` meanwhile, then new connections are refused
-   * (`serve.ts`). Idempotent.
+   * (`serve.ts`). What is still open after `drainTimeoutMs` is cut (requests aborted, WebSockets
+   * closed; one log line says how much), and the port closes all the same. Idempotent.
    */
   close(): Promise<void> {
     this.#closing ??= this.#server.shutdown();

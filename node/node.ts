@@ -198,7 +198,7 @@ export async function startNode(
   options.signal?.throwIfAborted();
   // The HTTP port first: one another process holds is refused before anything touches the data
   // directory (node/http_listener.ts).
-  const http = HttpListener.open(config.http);
+  const http = HttpListener.open({ ...config.http, log: options.log });
   try {
     // The peer port too (the NetworkActor binds it later, once the node is built).
     if (config.network.listening) checkPeerPortFree(config.network.listen);

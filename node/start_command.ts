@@ -18,6 +18,8 @@ import {
   formatResolvedConfig,
   nearestName,
   type NodeConfig,
+  notWholeNumber,
+  parseWholeNumber,
   readConfigFile,
   type ResolvedConfig,
   resolveNodeConfig,
@@ -100,8 +102,6 @@ or configuration (the key and the reason are named) · 130 interrupted.`;
  */
 class StartUsageError extends ConfigError {}
 
-/** A whole-number flag's value: decimal digits (`80`), not `0x50`, `1e3`, `80.0` or `-1`. */
-const WHOLE_NUMBER = /^\d+$/;
 /** A fraction flag's value (a probability): plain decimal notation (`0.05`, `.05`, `1`). */
 const DECIMAL_NUMBER = /^(\d+(\.\d*)?|\.\d+)$/;
 
@@ -172,13 +172,14 @@ export async function resolveStartConfig(
   // Plain decimal only: Number() also reads "0x50" as 80 and "1e3" as 1000, so a mistyped or
   // pasted value would start a node on a port (or with a count) nobody wrote.
   const num = (flag: string, text: string, whole: boolean) => {
+    if (whole) {
+      const value = parseWholeNumber(text);
+      if (value === undefined) throw new StartUsageError(notWholeNumber(`--${flag}`, text));
+      return value;
+    }
     const t = text.trim();
-    if (whole ? !WHOLE_NUMBER.test(t) : !DECIMAL_NUMBER.test(t)) {
-      throw new StartUsageError(
-        whole
-          ? `--${flag} expects a whole number in decimal digits, got "${text}"`
-          : `--${flag} expects a decimal number such as 0.05, got "${text}"`,
-      );
+    if (!DECIMAL_NUMBER.test(t)) {
+      throw new StartUsageError(`--${flag} expects a decimal number such as 0.05, got "${text}"`);
     }
     return Number(t);
   };

@@ -34,6 +34,11 @@ export interface EdgeConfig {
    */
   clientIdleTimeoutMs: number;
   /**
+   * On shutdown, open requests and the jobs of open WebSockets get this long to finish; what is
+   * still open then is cut (requests aborted, WebSockets closed) and the node stops anyway.
+   */
+  drainTimeoutMs: number;
+  /**
    * Browser origins (`https://app.example`) allowed to call the API; `"*"` allows any. A
    * request with another `Origin` is refused (403 `origin_not_allowed`).
    */
@@ -65,6 +70,9 @@ export interface EdgeConfig {
  *   in a millisecond or two; a 1 MiB body of one-character messages holds 35,000 (~50 ms).
  * - 30 s of no reading is far beyond any live client's pause and short against a job slot's
  *   worth (minutes of other clients' work).
+ * - 30 s of drain lets a typical job (a few hundred tokens at tens of tokens a second) end with
+ *   its receipt, and leaves the actors' own stop time within systemd's default 90 s before it
+ *   kills the node; a manager that waits less (`docker stop`: 10 s) needs it lowered.
  * - 4 concurrent jobs and 120 starts a minute per key: a key gets the node's default
  *   concurrency, but cannot fill its queue alone.
  */
@@ -73,6 +81,7 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   maxPromptChars: 1 << 16,
   maxChatMessages: 1024,
   clientIdleTimeoutMs: 30_000,
+  drainTimeoutMs: 30_000,
   allowedOrigins: [],
   apiKeys: [],
   perKeyConcurrency: 4,
@@ -91,6 +100,7 @@ export const edgeConfigFields = {
   maxChatMessages: z.number().int().min(1).max(1_000_000).default(EDGE_DEFAULTS.maxChatMessages),
   clientIdleTimeoutMs: z.number().int().min(10).max(86_400_000)
     .default(EDGE_DEFAULTS.clientIdleTimeoutMs),
+  drainTimeoutMs: z.number().int().min(0).max(86_400_000).default(EDGE_DEFAULTS.drainTimeoutMs),
   allowedOrigins: z.array(
     z.string().refine((o) => o === "*" || ORIGIN.test(o), 'expected "*" or SCHEME://HOST[:PORT]'),
   ).default([]),

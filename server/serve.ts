@@ -5,17 +5,31 @@
  * A graceful {@link RunningServer.shutdown} drains in two steps. `Deno.serve`'s own shutdown
  * lets open HTTP requests (an SSE stream included) finish but closes every WebSocket at once
  * (1001), which would cancel the jobs running on them. So first the work that routes registered
- * with {@link drainBeforeShutdown} (a `/v1/stream` socket's jobs) finishes, while open HTTP
- * requests go on and new requests are refused (503 `shutting_down`); then `Deno.serve` stops
- * accepting connections and waits for the HTTP requests still open.
+ * with {@link drainBeforeShutdown} (a `/v1/stream` socket's jobs) and the open HTTP requests
+ * finish, while new requests are refused (503 `shutting_down`); then `Deno.serve` stops
+ * accepting connections. The drain has a deadline ({@link ServeOptions.drainTimeoutMs}): a job
+ * that runs for an hour, or a client that never reads, must not keep a stopping node up. Past it,
+ * what is still open is cut the way aborting {@link ServeOptions.signal} cuts it (requests
+ * aborted, WebSockets closed), and the log says so once.
  *
  * @module
  */
+import { EdgeError, errorResponse } from "./http_errors.ts";
+import { EDGE_DEFAULTS } from "./edge_config.ts";
+import { SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 
 /** Anything with a fetch handler (a Hono app). */
 export interface FetchApp {
   /** Handle one request. */
   fetch(request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>): Response | Promise<Response>;
+}
+
+/** The timers the drain's deadline runs on (tests pass a fake one and fire it). */
+export interface DrainTimers {
+  /** Call `callback` once after `ms` milliseconds; returns a handle for `clearTimeout`. */
+  setTimeout(callback: () => void, ms: number): unknown;
+  /** Cancel a timer (one already fired or cleared is ignored). */
+  clearTimeout(handle: unknown): void;
 }
 
 /** Options of {@link serve}. */
@@ -27,10 +41,20 @@ export interface ServeOptions {
   /** Interface to bind; default `127.0.0.1`. */
   hostname?: string;
   /**
-   * Aborting it stops the server without the drain: open HTTP requests finish, WebSockets are
-   * closed at once (`Deno.serve`'s own shutdown). Use {@link RunningServer.shutdown} to drain.
+   * Aborting it stops the server without the drain: open HTTP requests are aborted and
+   * WebSockets closed at once. Use {@link RunningServer.shutdown} to drain.
    */
   signal?: AbortSignal;
+  /**
+   * Longest a graceful {@link RunningServer.shutdown} waits for open work (HTTP requests, and
+   * what was registered with {@link drainBeforeShutdown}) before it cuts it; default
+   * `EDGE_DEFAULTS.drainTimeoutMs` (30 s, `http.drainTimeoutMs`).
+   */
+  drainTimeoutMs?: number;
+  /** Where the one line saying what a drain past its deadline cut goes; default nowhere. */
+  log?: (line: string) => void;
+  /** The drain deadline's timer; default the global timers. */
+  timers?: DrainTimers;
 }
 
 /** A running server. */
@@ -40,10 +64,11 @@ export interface RunningServer {
   /** Resolves when the server has shut down. */
   finished: Promise<void>;
   /**
-   * Stop gracefully: new requests are refused (503 `shutting_down`) while the work registered
-   * with {@link drainBeforeShutdown} finishes, then the server stops accepting connections and
-   * resolves once open HTTP requests finish. WebSockets still open then are closed (1001).
-   * Idempotent.
+   * Stop gracefully: new requests are refused (503 `shutting_down`) while open HTTP requests
+   * and the work registered with {@link drainBeforeShutdown} finish, then the server stops
+   * accepting connections; WebSockets still open then are closed (1001). Work still open after
+   * {@link ServeOptions.drainTimeoutMs} is cut instead (requests aborted, WebSockets closed), with
+   * one log line saying how much. Resolves once the server has stopped. Idempotent.
    */
   shutdown(): Promise<void>;
 }
@@ -51,34 +76,66 @@ export interface RunningServer {
 /** The default interface: loopback only. */
 export const DEFAULT_HOSTNAME = "127.0.0.1";
 
+/** Work under way that a graceful shutdown waits for, each piece a promise that settles. */
+class PendingWork {
+  #pending = new Set<Promise<void>>();
+  #idle: PromiseWithResolvers<void> | undefined;
+
+  /** Pieces not settled yet. */
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  add(work: Promise<unknown>): void {
+    const piece: Promise<void> = work.then(() => {}, () => {}).then(() => {
+      this.#pending.delete(piece);
+      if (this.#pending.size > 0) return;
+      this.#idle?.resolve();
+      this.#idle = undefined;
+    });
+    this.#pending.add(piece);
+  }
+
+  /** Resolves once nothing is pending, pieces added meanwhile included. */
+  idle(): Promise<void> {
+    if (this.#pending.size === 0) return Promise.resolve();
+    this.#idle ??= Promise.withResolvers();
+    return this.#idle.promise;
+  }
+}
+
 /** What the server awaits before `Deno.serve`'s shutdown; one set per server. */
 class Drains {
   #hooks = new Set<() => Promise<void>>();
   /** Drains under way, once the shutdown has begun. */
-  #running: Promise<void>[] | undefined;
+  #running: PendingWork | undefined;
 
   get draining(): boolean {
     return this.#running !== undefined;
+  }
+
+  /** Drains begun and not finished. */
+  get pending(): number {
+    return this.#running?.size ?? 0;
   }
 
   add(drain: () => Promise<void>): () => void {
     // A connection registered after the drain began (its request was already being handled)
     // drains too.
     if (this.#running !== undefined) {
-      this.#running.push(settled(drain));
+      this.#running.add(begin(drain));
       return () => {};
     }
     this.#hooks.add(drain);
     return () => this.#hooks.delete(drain);
   }
 
-  async run(): Promise<void> {
-    this.#running = [...this.#hooks].map(settled);
+  /** Begin every drain; resolves once all have finished, those added meanwhile included. */
+  run(): Promise<void> {
+    this.#running = new PendingWork();
+    for (const drain of this.#hooks) this.#running.add(begin(drain));
     this.#hooks.clear();
-    // Drains added while these ran are in the list too.
-    for (let done = 0; done < this.#running.length; done = this.#running.length) {
-      await Promise.all(this.#running.slice(done));
-    }
+    return this.#running.idle();
   }
 }
 
@@ -107,18 +164,28 @@ export function drainBeforeShutdown(request: Request, drain: () => Promise<void>
  * ```ts ignore
  * const server = serve({ app, port: 0 });
  * console.log(`listening on ${server.url}`);
- * await server.shutdown(); // open requests and WebSocket jobs finish first
+ * await server.shutdown(); // open requests and WebSocket jobs finish first (30 s at most)
  * ```
  */
 export function serve(options: ServeOptions): RunningServer {
   const hostname = options.hostname ?? DEFAULT_HOSTNAME;
+  const drainTimeoutMs = options.drainTimeoutMs ?? EDGE_DEFAULTS.drainTimeoutMs;
+  const timers = options.timers ?? SYSTEM_TIMERS;
   const drains = new Drains();
+  const requests = new PendingWork();
+  // Cutting the drain short is `Deno.serve`'s abort: aborting after its own shutdown has begun
+  // is a crash (BadResource), so the shutdown below calls that only once the drain has ended.
+  const cut = new AbortController();
   const server = Deno.serve({
     port: options.port ?? 0,
     hostname,
-    signal: options.signal,
+    signal: options.signal === undefined
+      ? cut.signal
+      : AbortSignal.any([options.signal, cut.signal]),
     onListen: () => {},
   }, (request, info) => {
+    // Settles once the response is sent (an upgrade's at once) or cannot be.
+    requests.add(info.completed);
     if (drains.draining) return shuttingDown();
     drainsOf.set(request, drains);
     return options.app.fetch(request, info);
@@ -131,26 +198,59 @@ export function serve(options: ServeOptions): RunningServer {
     finished: server.finished,
     shutdown: () => {
       stopping ??= (async () => {
-        await drains.run();
-        await server.shutdown();
+        const drained = (async () => {
+          await drains.run();
+          await requests.idle();
+        })();
+        if (await within(drained, drainTimeoutMs, timers)) {
+          await server.shutdown();
+          return;
+        }
+        options.log?.(
+          `shutdown: the drain did not end within ${drainTimeoutMs} ms (http.drainTimeoutMs); ` +
+            `cut ${count(requests.size, "open HTTP request")} and ` +
+            `${count(drains.pending, "WebSocket")} with jobs still running`,
+        );
+        cut.abort(new DOMException("the drain outran http.drainTimeoutMs", "TimeoutError"));
+        await server.finished;
       })();
       return stopping;
     },
   };
 }
 
-function settled(drain: () => Promise<void>): Promise<void> {
+/** Whether `work` settles within `ms`. */
+async function within(work: Promise<void>, ms: number, timers: DrainTimers): Promise<boolean> {
+  let timer: unknown;
+  const deadline = new Promise<false>((resolve) => {
+    timer = timers.setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([work.then(() => true), deadline]);
+  } finally {
+    timers.clearTimeout(timer);
+  }
+}
+
+/** `1 WebSocket`, `2 WebSockets`. */
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
+}
+
+function begin(drain: () => Promise<void>): Promise<void> {
+  // A drain that throws has ended all the same.
   return drain().catch(() => {});
 }
 
 /** A request that came during the drain: this server takes nothing new. */
 function shuttingDown(): Response {
-  const error = {
-    message: "the server is shutting down; open requests finish, new ones go elsewhere",
-    type: "server_error",
-    param: null,
-    code: "shutting_down",
-  };
+  const response = errorResponse(
+    new EdgeError(
+      "shutting_down",
+      "the server is shutting down; open requests finish, new ones go elsewhere",
+    ),
+  );
   // `connection: close`: a keep-alive client opens its next request somewhere else.
-  return Response.json({ error }, { status: 503, headers: { connection: "close" } });
+  response.headers.set("connection", "close");
+  return response;
 }

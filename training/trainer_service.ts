@@ -30,8 +30,9 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Actor, ActorContext } from "../actors/actor.ts";
+import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
@@ -163,6 +164,8 @@ export class TrainerService implements Actor<TrainerMessage> {
   readonly #signed = new Map<string, string>();
   /** The latest write of {@link #signed} (writes go one after another). */
   #saving: Promise<void> = Promise.resolve();
+  /** Whether the slots' directory is known to exist, its entry on disk. */
+  #slotsDirMade = false;
 
   /** @param options See {@link TrainerServiceOptions}. */
   constructor(options: TrainerServiceOptions) {
@@ -304,6 +307,7 @@ export class TrainerService implements Actor<TrainerMessage> {
   async #loadSlots(): Promise<void> {
     const dir = this.#options.dataDir;
     if (dir === undefined) return;
+    await removeStrayTemps(dir);
     const text = await Deno.readTextFile(join(dir, SLOTS_FILE)).catch((error) => {
       if (error instanceof Deno.errors.NotFound) return undefined;
       throw error;
@@ -313,13 +317,20 @@ export class TrainerService implements Actor<TrainerMessage> {
     for (const [slot, terms] of entries.slice(-KEPT_SLOTS)) this.#signed.set(slot, terms);
   }
 
+  /**
+   * Durably (`_durable_file.ts`): the record exists so that a trainer never signs a slot twice,
+   * and a power cut that loses it after a receipt went out would let a restarted node sign an
+   * equivocation that slashes it.
+   */
   async #saveSlots(): Promise<void> {
     const dir = this.#options.dataDir!;
-    await Deno.mkdir(dir, { recursive: true });
-    const file = join(dir, SLOTS_FILE);
-    const temp = `${file}.${crypto.randomUUID()}.tmp`;
-    await Deno.writeTextFile(temp, JSON.stringify([...this.#signed]));
-    await Deno.rename(temp, file);
+    if (!this.#slotsDirMade) {
+      await Deno.mkdir(dir, { recursive: true });
+      await syncDirectory(dirname(dir)); // the directory's own entry, if this made it
+      this.#slotsDirMade = true;
+    }
+    const text = JSON.stringify([...this.#signed]);
+    await writeFileDurably(join(dir, SLOTS_FILE), new TextEncoder().encode(text));
   }
 
   /** Train one round outside the mailbox (in the engine); counted by `trained`. */
@@ -403,5 +414,21 @@ export class TrainerService implements Actor<TrainerMessage> {
 
   #log(line: string): void {
     this.#options.log?.(line);
+  }
+}
+
+/**
+ * Remove the temporary files of slot writes a crash interrupted (`signed-slots.json.<id>.tmp`,
+ * `_durable_file.ts`'s naming): never read, they would only pile up, one per crash.
+ */
+async function removeStrayTemps(dir: string): Promise<void> {
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && entry.name.startsWith(`${SLOTS_FILE}.`) && entry.name.endsWith(".tmp")) {
+        await Deno.remove(join(dir, entry.name)).catch(() => {});
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
   }
 }

@@ -58,13 +58,71 @@ Deno.test("a bad value is refused naming the key path, the reason and the variab
   );
   await assert.rejects(
     resolveStartConfig([], { VERIFLOW_HTTP_PORT: "eighty" }),
-    /VERIFLOW_HTTP_PORT: expected a number, got "eighty"/,
+    /VERIFLOW_HTTP_PORT expects a whole number in decimal digits, got "eighty"/,
+  );
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_SELF_STAKE: "lots" }),
+    /VERIFLOW_SELF_STAKE: expected a number, got "lots"/,
   );
   await assert.rejects(
     resolveStartConfig([], { VERIFLOW_HTTP_PROT: "1" }),
     /VERIFLOW_HTTP_PROT: unknown variable \(did you mean VERIFLOW_HTTP_PORT\?\)/,
   );
   await assert.rejects(resolveStartConfig(["--model-size", "huge"]), /model\.size: .*--model-size/);
+});
+
+Deno.test("a whole-number variable takes decimal digits only, as its flag does: hex, exponents, fractions and signs are refused naming the variable", async () => {
+  for (const text of ["0x50", "8e3", "80.0", "-1", "+80", "0b1010", "Infinity", " "]) {
+    const fromEnv = await resolveStartConfig([], { VERIFLOW_HTTP_PORT: text }).then(
+      () => "accepted",
+      (e: Error) => e.message,
+    );
+    const fromFlag = await resolveStartConfig([`--port=${text}`]).then(
+      () => "accepted",
+      (e: Error) => e.message,
+    );
+    assert.match(fromEnv, /VERIFLOW_HTTP_PORT expects a whole number in decimal digits/, text);
+    // The same wording as the flag's, with the variable's name for the flag's.
+    assert.ok(fromEnv.includes(fromFlag.replace("--port", "VERIFLOW_HTTP_PORT")), fromEnv);
+  }
+  // Every whole-number setting, not only the port; each variable named.
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_MODEL_WORKERS: "0x2", VERIFLOW_HEARTBEAT_MS: "1e4" }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /VERIFLOW_MODEL_WORKERS expects a whole number .*"0x2"/);
+      assert.match(error.message, /VERIFLOW_HEARTBEAT_MS expects a whole number .*"1e4"/);
+      return true;
+    },
+  );
+  const { config } = await resolveStartConfig([], {
+    VERIFLOW_HTTP_PORT: " 8081 ",
+    VERIFLOW_HTTP_DRAIN_TIMEOUT_MS: "0",
+  });
+  assert.equal(config.http.port, 8081, "blanks around the digits are fine");
+  assert.equal(config.http.drainTimeoutMs, 0);
+  // A fraction stays a fraction.
+  const probability = await resolveStartConfig([], {
+    VERIFLOW_VALIDATOR_CHALLENGE_PROBABILITY: "0.25",
+  });
+  assert.equal(probability.config.validator.challengeProbability, 0.25);
+});
+
+Deno.test("http.drainTimeoutMs: 30 s by default, set by the file or VERIFLOW_HTTP_DRAIN_TIMEOUT_MS, refused below 0", async () => {
+  const defaults = await resolveStartConfig([]);
+  assert.equal(defaults.config.http.drainTimeoutMs, 30_000);
+  assert.deepEqual(defaults.origins.get("http.drainTimeoutMs"), { source: "default" });
+  const file = await tempFile({ http: { drainTimeoutMs: 5_000 } });
+  const { config, origins } = await resolveStartConfig(["--config", file], {
+    VERIFLOW_HTTP_DRAIN_TIMEOUT_MS: "12000",
+  });
+  assert.equal(config.http.drainTimeoutMs, 12_000, "env beats the file");
+  assert.deepEqual(origins.get("http.drainTimeoutMs"), {
+    source: "env",
+    by: "VERIFLOW_HTTP_DRAIN_TIMEOUT_MS",
+  });
+  const negative = await tempFile({ http: { drainTimeoutMs: -1 } });
+  await assert.rejects(resolveStartConfig(["--config", negative]), /http\.drainTimeoutMs: /);
 });
 
 Deno.test("a bad list item is refused naming the flag, variable or file that set its list", async () => {

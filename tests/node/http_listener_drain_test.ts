@@ -9,6 +9,8 @@ import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import { startTestNode } from "../server/_fixtures.ts";
 import { WsProbe } from "../server/_ws_probe.ts";
 import { HttpListener } from "../../node/http_listener.ts";
+import { parseNodeConfig } from "../../node/config.ts";
+import type { DrainTimers } from "../../server/serve.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
 import type {
@@ -94,6 +96,53 @@ Deno.test("HttpListener.close closes a WebSocket with no job at once (1001) and 
     await probe.closed;
     assertEquals(probe.closeEvent, { code: 1001, reason: "server shutting down" });
   } finally {
+    await listener.close();
+    await node.close();
+  }
+});
+
+/** Deadline timers the test fires by hand: no test waits out a real drain timeout. */
+function fakeTimers() {
+  const armed = new Map<number, { callback: () => void; ms: number }>();
+  let next = 0;
+  const timers: DrainTimers = {
+    setTimeout: (callback, ms) => (armed.set(++next, { callback, ms }), next),
+    clearTimeout: (handle) => void armed.delete(handle as number),
+  };
+  return { timers, armed };
+}
+
+Deno.test("HttpListener.close gives a job that outlives http.drainTimeoutMs up: the socket is cut, the job cancelled, one line says so, and close resolves", async () => {
+  const node = await startTestNode({ concurrency: 1, prover });
+  const { timers, armed } = fakeTimers();
+  const log: string[] = [];
+  // What the node's configuration passes (node.ts opens the listener with `config.http`).
+  const { http } = parseNodeConfig({ http: { port: 0, drainTimeoutMs: 2_500 } });
+  const listener = HttpListener.open({ ...http, timers, log: (line) => void log.push(line) });
+  listener.mount(node.app);
+  try {
+    const probe = await WsProbe.open(`${listener.url.replace("http:", "ws:")}/v1/stream`);
+    probe.send({ type: "infer", id: "long", model: "gated", prompt: "x", max_tokens: 50 });
+    node.gated.release(1);
+    await probe.next((m) => m.type === "token" && m.id === "long");
+
+    const closing = listener.close();
+    const deadlines = [...armed.values()];
+    assertEquals(deadlines.map((t) => t.ms), [2_500]);
+    deadlines[0].callback();
+    await closing;
+    await probe.closed;
+    assert(probe.closeEvent?.code !== 1001, "cut, not closed after its jobs ended");
+    assertEquals(log.length, 1, log.join("\n"));
+    assert(/cut 0 open HTTP requests and 1 WebSocket /.test(log[0]), log[0]);
+    // The job's slot is freed: the cut socket's job is cancelled, not left running.
+    for (let i = 0; i < 200 && (await node.stats()).jobsCancelled === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    const stats = await node.stats();
+    assertEquals([stats.jobsCancelled, stats.jobsFinished, stats.activeJobs], [1, 0, 0]);
+  } finally {
+    node.gated.release(1_000_000);
     await listener.close();
     await node.close();
   }

@@ -146,3 +146,66 @@ Deno.test("a trainer asked twice for one round from one start model on other ter
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the signed slots survive a restart whole, and a temp file an interrupted write left is never read and is removed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-trainer-slots-file-" });
+  const system = new ActorSystem({ name: "trainer-slots-file" });
+  try {
+    const split = await testSplit();
+    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+    const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    const slotsDir = join(dir, "training");
+    const { train, calls } = countingTrain();
+    const identity = Identity.generate();
+    const trainer = (name: string) =>
+      system.spawn<TrainerMessage>({
+        name,
+        factory: () =>
+          new TrainerService({
+            identity,
+            shard: split.shards[0],
+            models,
+            train,
+            sampleBytes: TEST_HYPER.sampleBytes,
+            dataDir: slotsDir,
+          }),
+      });
+    const round = async (ref: Awaited<ReturnType<typeof trainer>>, n: number, steps: number) => {
+      const body: RoundBody = {
+        round: n,
+        startModel: seed.cid,
+        startFile: seed.cid,
+        arch: TEST_ARCH,
+        steps,
+        dataSeed: 7,
+        hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+        deadline: Date.now() + 60_000,
+      };
+      const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator: "c0" });
+      return await report;
+    };
+    const first = await trainer("node/trainer");
+    await round(first, 0, 3);
+    await round(first, 1, 3);
+    await system.stop("node/trainer");
+    const slotsFile = join(slotsDir, "signed-slots.json");
+    const written = await Deno.readTextFile(slotsFile);
+    assert.equal((JSON.parse(written) as unknown[]).length, 2, "both slots on disk");
+    // A crash in the middle of a later write: its temp file is what is left of it.
+    const stray = `${slotsFile}.${crypto.randomUUID()}.tmp`;
+    await Deno.writeTextFile(stray, '[["half a wri');
+
+    const second = await trainer("node/trainer-restarted");
+    for (const n of [0, 1]) {
+      await assert.rejects(round(second, n, 4), (e: { code?: string }) => e.code === "slot_signed");
+    }
+    assert.equal(calls(), 2, "no slot signed twice");
+    const left = [];
+    for await (const entry of Deno.readDir(slotsDir)) left.push(entry.name);
+    assert.deepEqual(left, ["signed-slots.json"], "the stray temp file is gone, no new one left");
+    assert.equal(await Deno.readTextFile(slotsFile), written, "the record itself untouched");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
