@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { Verdict } from "../protocols/verdict.ts";
@@ -49,11 +50,11 @@ import { isCid, storageKey } from "../protocols/cid.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
 import {
-  GivenChunks,
   type RepairReport,
   ReplicatedStore,
   type ReplicatedStoreOptions,
 } from "../storage/replicated_store.ts";
+import { GIVEN_CHUNKS_FILE, GivenChunks } from "../storage/given_chunks.ts";
 import { type PeerCallOptions, proveFromStore, type StoragePeer } from "../storage/storage_peer.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { ActorSystem } from "./actor_system.ts";
@@ -464,8 +465,11 @@ export class StorageActor {
   #pinScope: Promise<PinScope> | null = null;
   /** Storage keys stored by `local` puts still running (not pinned yet), with a count per key. */
   readonly #localPuts = new Map<string, number>();
-  /** Which chunks each peer was given or proved, kept when the replicated store is rebuilt. */
-  readonly #given = new GivenChunks();
+  /**
+   * Which chunks each peer was given or proved (`<dir>/given-chunks.log`, loaded in `preStart`),
+   * kept when the replicated store is rebuilt and across restarts.
+   */
+  #given: GivenChunks | null = null;
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -498,6 +502,10 @@ export class StorageActor {
   async #open(ctx: StorageActorContext | undefined): Promise<void> {
     const store = await ChunkStore.open(this.#options.dir, this.#options.store);
     this.#store = store;
+    this.#given = await GivenChunks.open(join(this.#options.dir, GIVEN_CHUNKS_FILE), {
+      durable: this.#options.store?.durable,
+      log: this.#options.log,
+    });
     this.#local = new FileStore(store, this.#fileOptions());
     const { identity, holdHere } = this.#options;
     if (holdHere && identity !== undefined) {
@@ -546,6 +554,8 @@ export class StorageActor {
     const peers = remote.length === 0 || this.#self === null ? remote : [this.#self, ...remote];
     const before = this.#replicated?.peers ?? [];
     if (peers.length === 0) {
+      // No holders at all: their retention starts (a store built again says who is back).
+      if (this.#replicated) this.#given!.setPeers([]);
       this.#replicated = null;
     } else if (this.#replicated) {
       this.#replicated.setPeers(peers);
@@ -553,7 +563,7 @@ export class StorageActor {
     } else {
       this.#replicated = new ReplicatedStore(peers, {
         ...this.#options.replication,
-        given: this.#given,
+        given: this.#given!,
       });
     }
     this.#files = new FileStore(this.#blocks(), this.#fileOptions());
@@ -677,6 +687,36 @@ export class StorageActor {
     scope.stamp = await this.#store!.pinsStamp();
   }
 
+  /** The storage keys of the blocks of the DAG under `root` this store can walk. */
+  async #reached(root: string): Promise<Set<string>> {
+    const store = this.#store!;
+    const scope: PinScope = { local: new Set(), network: new Set(), stamp: 0 };
+    await addDag(
+      scope,
+      root,
+      false,
+      (cid) => store.get(cid),
+      (cid) => store.isLegacyManifest(cid),
+    );
+    return scope.network;
+  }
+
+  /**
+   * Forget, for every holder, the blocks among `reached` (an unpinned file's) that no pin left
+   * here reaches and that this node does not hold for a peer: nobody here will audit them, and
+   * the record of what was given stays as small as what is kept.
+   */
+  async #forgetGiven(reached: Iterable<string>): Promise<void> {
+    const scope = await this.#scope();
+    const gone: string[] = [];
+    for (const key of reached) {
+      if (scope.network.has(key) || scope.local.has(key)) continue;
+      if (await this.#store!.isReplica(key)) continue;
+      gone.push(key);
+    }
+    await this.#given!.forget(gone);
+  }
+
   /** Resolves when repair passes started by departed holders are done (tests, shutdown). */
   repairIdle(): Promise<void> {
     return this.#holderRepair?.idle() ?? Promise.resolve();
@@ -690,6 +730,7 @@ export class StorageActor {
   async postStop(): Promise<void> {
     await this.#holderRepair?.idle();
     await this.#replicated?.flush();
+    await this.#given?.close();
   }
 
   /**
@@ -754,8 +795,13 @@ export class StorageActor {
         return true;
       }
       case "unpin": {
+        // What the file reaches, read while its pin still keeps its root and inner nodes here.
+        const reached = await this.#reached(message.cid);
         const unpinned = await store.unpin(message.cid);
-        if (unpinned) this.#pinScope = null; // its blocks may be shared: read the pins again
+        if (unpinned) {
+          this.#pinScope = null; // its blocks may be shared: read the pins again
+          await this.#forgetGiven(reached);
+        }
         return unpinned;
       }
       case "gc":
@@ -806,6 +852,7 @@ export class StorageActor {
       case "set_peers":
         this.#peerUpdates++;
         this.#setPeers(message.peers, ctx?.signal);
+        await this.#given!.flush(); // who left and who came back
         return undefined;
       case "get_block":
         return await this.#blocks().get(storageKey(message.cid));
@@ -871,6 +918,7 @@ export class StorageActor {
         // The root is held here too; a UnixFS file's inner nodes as well (a root over 174
         // chunks links them), so the pin is a root GC and `list` can read without the peers.
         if (replicated) {
+          await this.#given!.flush(); // who was given its chunks, on disk before it is done
           for (const cid of await files.blocks(result.cid)) {
             if (isDagNode(cid) || cid === result.cid) {
               await pending.put(await replicated.get(storageKey(cid)));
@@ -947,19 +995,19 @@ export class StorageActor {
         targets.push(...(await files.blocks(root)).map(storageKey));
       }
     }
-    return await replicated.repair(targets);
+    return await replicated.repair(targets); // the record of what it gave is flushed by it
   }
 
   async #audit(holder: StoragePeer, cids: string[]): Promise<AuditResult> {
     const identity = this.#options.identity;
     if (!identity) throw new StorageError("no_identity", "audits need the node identity");
     const blocks = this.#blocks();
-    const given = this.#given;
+    const given = this.#given!;
     const auditor = new StorageAuditor({
       identity,
       reference: (cid, signal) => blocks.get(cid, { signal }),
       // Only a chunk this node knows it gave the holder (or saw it prove) is its fault to lack:
-      // one written while it was down, before it joined or before this node restarted is not.
+      // one written while it was down or before it joined is not. The record outlives restarts.
       wasGiven: (holderId, cid) => given.has(holderId, cid),
       onVerdict: this.#options.onVerdict,
     });
@@ -967,6 +1015,7 @@ export class StorageActor {
     // What it proved it holds, it was given (however it got it): losing it later is its fault.
     const open = new Set([...result.failures, ...result.unjudged].map((c) => c.cid));
     for (const cid of result.sampled) if (!open.has(cid)) given.add(holder.id, cid);
+    await given.flush();
     return result;
   }
 }

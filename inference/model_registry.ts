@@ -8,6 +8,7 @@
  */
 import { join } from "node:path";
 import { cidOf } from "../protocols/cid.ts";
+import { pathExists } from "../storage/path_exists.ts";
 import type { SessionOptions } from "./_session.ts";
 import { ModelLoadError, UnknownModelError, WrongModelKindError } from "./errors.ts";
 import { TensorModel } from "./tensor_model.ts";
@@ -110,7 +111,12 @@ export class ModelRegistry {
     if (existing) return { ...existing.meta };
 
     const config = dir ? await readJson(join(dir, "config.json")) : null;
-    const hasTokenizer = dir ? await exists(join(dir, "tokenizer.json")) : false;
+    const tokenizer = dir ? join(dir, "tokenizer.json") : null;
+    // Unreadable is not absent: a text model must not be registered as a tensor model.
+    const hasTokenizer = tokenizer !== null &&
+      await pathExists(tokenizer).catch((cause) => {
+        throw new ModelLoadError(`cannot read ${tokenizer}`, { cause });
+      });
     const veriflow = config?.veriflow as { name?: string; kind?: string } | undefined;
     const kind = hasTokenizer && veriflow?.kind !== "tensor" ? "text" : "tensor";
     const number = (...keys: string[]) => {
@@ -230,14 +236,5 @@ async function readJson(path: string): Promise<Record<string, unknown> | null> {
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
     throw new ModelLoadError(`bad JSON in ${path}`, { cause: error });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -17,6 +17,7 @@ import { cidCodec, isCid, RAW_CODEC, storageKey } from "../protocols/cid.ts";
 import { decodeManifest } from "../protocols/manifest.ts";
 import { PINS_DIR } from "./gc_roots.ts";
 import { syncDir } from "./pack_writer.ts";
+import { pathExists } from "./path_exists.ts";
 
 /** Directory (under the store) of the raw roots that are manifests written before UnixFS. */
 export const LEGACY_MANIFESTS_DIR = "legacy-manifests";
@@ -33,7 +34,7 @@ export async function markLegacyManifests(
   durable: boolean,
 ): Promise<number> {
   const target = join(dir, LEGACY_MANIFESTS_DIR);
-  if (await exists(target)) return 0;
+  if (await pathExists(target)) return 0;
   const temp = join(dir, `.${LEGACY_MANIFESTS_DIR}.${crypto.randomUUID()}.tmp`);
   await Deno.mkdir(temp);
   let marked = 0;
@@ -50,7 +51,7 @@ export async function markLegacyManifests(
       await Deno.rename(temp, target);
     } catch (error) {
       // Another process on the same directory put its record in place first: it is the same.
-      if (!await exists(target)) throw error;
+      if (!await pathExists(target)) throw error;
     }
     if (durable) await syncDir(dir);
   } finally {
@@ -62,7 +63,7 @@ export async function markLegacyManifests(
 /** True when the store in `dir` records raw object `cid` as a manifest written before UnixFS. */
 export async function isLegacyManifest(dir: string, cid: string): Promise<boolean> {
   if (!isCid(cid) || cidCodec(cid) !== RAW_CODEC) return false;
-  return await exists(join(dir, LEGACY_MANIFESTS_DIR, storageKey(cid)));
+  return await pathExists(join(dir, LEGACY_MANIFESTS_DIR, storageKey(cid)));
 }
 
 function isManifest(bytes: Uint8Array): boolean {
@@ -71,15 +72,5 @@ function isManifest(bytes: Uint8Array): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
   }
 }

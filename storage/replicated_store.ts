@@ -20,8 +20,11 @@ import { toHex } from "../protocols/hash.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import { cidOfAsync, equalBytes, verifyCid } from "./_hash.ts";
 import { ChunkNotFoundError, CorruptChunkError, ReplicationError } from "./errors.ts";
+import { GivenChunks } from "./given_chunks.ts";
 import { rankPeers } from "./rendezvous.ts";
 import { possessionProof, type StoragePeer } from "./storage_peer.ts";
+
+export { GivenChunks, type GivenChunksOptions } from "./given_chunks.ts";
 
 /** Options of {@link ReplicatedStore}. */
 export interface ReplicatedStoreOptions {
@@ -39,34 +42,12 @@ export interface ReplicatedStoreOptions {
   onReplicaFailure?(event: ReplicaFailure): void;
   /**
    * Where this store records which chunks each peer was given (see
-   * {@link ReplicatedStore.wasGiven}). Pass one that outlives the store when the owner may
-   * rebuild it (its peer set went empty and came back); default: a new one.
+   * {@link ReplicatedStore.wasGiven}); the store tells it the peer set too, so a holder gone for
+   * good is forgotten. Pass one that outlives the store when the owner may rebuild it (its peer
+   * set went empty and came back), and one opened from a file ({@link GivenChunks.open}) to keep
+   * it across restarts; default: a new one, in memory.
    */
   given?: GivenChunks;
-}
-
-/**
- * A positive record of which chunks each peer is known to hold: a write of it succeeded, or it
- * proved possession. An auditor blames a holder for a missing chunk only when this says it was
- * given it: a holder that was down during the write, joined after it, or was dropped and
- * re-added is never in it for those chunks. It is kept in memory only, so after a restart
- * nothing is judged missing until a repair (or a write) records it again — an auditor that
- * forgot fails safe, towards no verdict.
- */
-export class GivenChunks {
-  readonly #byPeer = new Map<string, Set<string>>();
-
-  /** Record that `peerId` holds `cid`. */
-  add(peerId: string, cid: string): void {
-    const cids = this.#byPeer.get(peerId) ?? new Set<string>();
-    cids.add(cid);
-    this.#byPeer.set(peerId, cids);
-  }
-
-  /** True when `peerId` was recorded as holding `cid`. */
-  has(peerId: string, cid: string): boolean {
-    return this.#byPeer.get(peerId)?.has(cid) ?? false;
-  }
 }
 
 /** A replica that failed an operation. */
@@ -162,6 +143,7 @@ export class ReplicatedStore implements BlockStore {
     this.#readRepair = options?.readRepair ?? true;
     this.#onFailure = options?.onReplicaFailure;
     this.#given = options?.given ?? new GivenChunks();
+    this.#given.setPeers(this.#peers.map((p) => p.id));
   }
 
   /** Copies of each chunk (r). */
@@ -179,6 +161,7 @@ export class ReplicatedStore implements BlockStore {
     this.#peers = [...peers];
     const ids = new Set(peers.map((p) => p.id));
     for (const id of this.#missed.keys()) if (!ids.has(id)) this.#missed.delete(id);
+    this.#given.setPeers(ids);
   }
 
   /**
@@ -194,8 +177,9 @@ export class ReplicatedStore implements BlockStore {
   /**
    * True when this store knows `peerId` was given `cid`: a write of it to that peer succeeded,
    * or the peer proved holding it in a repair. Only then is a missing copy the peer's fault; no
-   * record (it joined or was re-added after the write, it was down, this store was rebuilt)
-   * means unknown, never guilty. The record survives {@link setPeers}.
+   * record (it joined or was re-added after the write, it was down, the record was kept in
+   * memory and the node restarted) means unknown, never guilty. The record survives
+   * {@link setPeers}; a peer out of the set past the record's retention is forgotten.
    */
   wasGiven(peerId: string, cid: string): boolean {
     return this.#given.has(peerId, cid);
@@ -220,8 +204,17 @@ export class ReplicatedStore implements BlockStore {
     return rankPeers(cid, this.#peers).slice(0, this.#r);
   }
 
-  /** Resolves when background writes (beyond the quorum) and read repairs have finished. */
+  /**
+   * Resolves when background writes (beyond the quorum) and read repairs have finished, and
+   * the record of what each peer was given is written ({@link GivenChunks.flush}).
+   */
   async flush(): Promise<void> {
+    await this.#settle();
+    await this.#given.flush();
+  }
+
+  /** Resolves when background writes and read repairs have finished. */
+  async #settle(): Promise<void> {
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
   }
 
@@ -385,7 +378,7 @@ export class ReplicatedStore implements BlockStore {
       }
       const bytes = await this.#copyOf(cid, options, report);
       if (bytes === undefined) continue;
-      await this.flush(); // let read repair of that get land before we judge the holders
+      await this.#settle(); // let read repair of that get land before we judge the holders
       const nonce = crypto.getRandomValues(new Uint8Array(32));
       const expected = await possessionProof(nonce, bytes);
       await Promise.all(
@@ -419,6 +412,7 @@ export class ReplicatedStore implements BlockStore {
         }),
       );
     }
+    await this.#given.flush(); // what the holders proved or were sent is on disk when this returns
     return report;
   }
 

@@ -442,6 +442,112 @@ Deno.test("an audit blames no holder for chunks it was never given: after it fla
   for (const d of dirs) await Deno.remove(d, { recursive: true });
 });
 
+/** Four storage peers over their own stores, and a StorageActor factory over them. */
+async function restartableNode() {
+  const dirs: string[] = [];
+  const tempDir = async () => {
+    const d = await Deno.makeTempDir();
+    dirs.push(d);
+    return d;
+  };
+  const peers = await Promise.all(
+    Array.from({ length: 4 }, async () =>
+      new LocalStoragePeer(
+        await ChunkStore.open(await tempDir(), { durable: false }),
+        Identity.generate().publicKey,
+      )),
+  );
+  const dir = await tempDir();
+  const identity = Identity.generate();
+  const verdicts: Verdict[] = [];
+  const start = async () => {
+    const actor = new StorageActor({
+      dir,
+      chunkSize: 1024,
+      peers,
+      replication: { replicas: 3, writeQuorum: 2 },
+      identity,
+      onVerdict: (v) => {
+        verdicts.push(v);
+      },
+    });
+    await actor.preStart();
+    return actor;
+  };
+  const put = async (actor: StorageActor, data: Uint8Array) => {
+    const { cid } =
+      await (await actor.receive({ type: "put", source: streamOf(data) }) as PutHandle)
+        .done;
+    return {
+      cid,
+      chunks: unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid })).chunks,
+    };
+  };
+  const audit = async (actor: StorageActor, holder: StoragePeer, cid: string) =>
+    unwrapReply<AuditResult>(await actor.receive({ type: "audit", holder, cids: [cid] }));
+  const isHolder = (peer: StoragePeer, cid: string) =>
+    rankPeers(cid, peers).slice(0, 3).includes(peer as LocalStoragePeer);
+  const cleanup = async () => {
+    for (const d of dirs) await Deno.remove(d, { recursive: true });
+  };
+  return { peers, verdicts, start, put, audit, isHolder, cleanup };
+}
+
+Deno.test("the record of chunks given to holders survives a restart: a holder that lost one is still blamed after the auditor reopened its store", async () => {
+  const node = await restartableNode();
+  const first = await node.start();
+  const { chunks } = await node.put(first, pseudoRandomBytes(16_384, 31));
+  await first.postStop();
+
+  const second = await node.start();
+  const holder = node.peers.find((p) => chunks.some((c) => node.isHolder(p, c)))!;
+  const lost = chunks.find((c) => node.isHolder(holder, c))!;
+  await holder.store.delete(lost);
+  const result = await node.audit(second, holder, lost);
+  assert.equal(result.passed, false);
+  assert.deepEqual(result.failures, [{ cid: lost, reason: "missing_chunk" }]);
+  assert.equal(node.verdicts.length, 1);
+  assert.equal(node.verdicts[0].reason, "missing_chunk");
+  await second.postStop();
+  await node.cleanup();
+});
+
+Deno.test("unpinning a file forgets the chunks given for it, also after a restart, but not a chunk a pinned file shares", async () => {
+  const node = await restartableNode();
+  const first = await node.start();
+  const shared = pseudoRandomBytes(1024, 41); // one chunk both files begin with
+  const concat = (tail: Uint8Array) => new Uint8Array([...shared, ...tail]);
+  const dropped = await node.put(first, concat(pseudoRandomBytes(8192, 42)));
+  const kept = await node.put(first, concat(pseudoRandomBytes(8192, 43)));
+  const sharedCid = dropped.chunks[0];
+  assert.equal(kept.chunks[0], sharedCid);
+  assert.equal(unwrapReply(await first.receive({ type: "unpin", cid: dropped.cid })), true);
+  await first.postStop();
+
+  const second = await node.start();
+  // A holder of the shared chunk, of a chunk only the unpinned file has and of one only the
+  // pinned file has; each copy is deleted from it.
+  const only = (file: { chunks: string[] }) => file.chunks.filter((c) => c !== sharedCid);
+  const holder = node.peers.find((p) =>
+    node.isHolder(p, sharedCid) && only(dropped).some((c) => node.isHolder(p, c)) &&
+    only(kept).some((c) => node.isHolder(p, c))
+  );
+  assert.ok(holder, "some peer holds all three kinds");
+  const droppedOnly = only(dropped).find((c) => node.isHolder(holder, c))!;
+  const keptOnly = only(kept).find((c) => node.isHolder(holder, c))!;
+  for (const c of [sharedCid, droppedOnly, keptOnly]) await holder.store.delete(c);
+
+  const forgotten = await node.audit(second, holder, droppedOnly);
+  assert.equal(forgotten.passed, true);
+  assert.deepEqual(forgotten.unjudged, [{ cid: droppedOnly, reason: "never_given" }]);
+  for (const c of [sharedCid, keptOnly]) {
+    const result = await node.audit(second, holder, c);
+    assert.deepEqual(result.failures, [{ cid: c, reason: "missing_chunk" }], c);
+  }
+  await second.postStop();
+  await node.cleanup();
+});
+
 Deno.test("a prove batch answers null for a CID this node cannot store and proves the rest", async () => {
   const dir = await Deno.makeTempDir();
   const actor = new StorageActor({ dir });

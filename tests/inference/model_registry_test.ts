@@ -4,7 +4,7 @@ import { buildGptModel, buildMlpModel } from "../../inference/model_builder.ts";
 import { ensureBuiltinModel } from "../../inference/builtin_model.ts";
 import { TextModel } from "../../inference/text_model.ts";
 import { TensorModel } from "../../inference/tensor_model.ts";
-import { UnknownModelError, WrongModelKindError } from "../../inference/errors.ts";
+import { ModelLoadError, UnknownModelError, WrongModelKindError } from "../../inference/errors.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "veriflow-registry-test-" });
 Deno.test.afterAll(() => Deno.remove(tmp, { recursive: true }));
@@ -82,4 +82,19 @@ Deno.test("ensureBuiltinModel builds once into a dir named by the CID and reuses
   await model.dispose();
   const entries = [...Deno.readDirSync(models)].map((e) => e.name).sort();
   assert.deepEqual(entries, [cid, "builtin-tiny-seed0.cid"].sort(), "no staging dirs left");
+});
+
+Deno.test("a tokenizer.json that cannot be read fails the registration instead of making the model a tensor model", async () => {
+  const dir = `${tmp}/unreadable-tokenizer`;
+  await Deno.mkdir(dir);
+  await Deno.writeTextFile(`${dir}/model.onnx`, "bytes are not read until the model loads");
+  // A link to itself: stat fails with a loop error, not "not found", even for root.
+  await Deno.symlink(`${dir}/tokenizer.json`, `${dir}/tokenizer.json`);
+  const registry = new ModelRegistry({ intraOpThreads: 1 });
+  try {
+    await assert.rejects(registry.register(dir), ModelLoadError);
+    assert.deepEqual(registry.list(), []);
+  } finally {
+    await registry.close();
+  }
 });

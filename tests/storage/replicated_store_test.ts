@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { cidOf } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { ChunkNotFoundError, type ReplicationError } from "../../storage/errors.ts";
+import { GIVEN_CHUNKS_FILE, GivenChunks } from "../../storage/given_chunks.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import {
@@ -327,6 +329,45 @@ Deno.test("a presence repair sends a copy to a holder that keeps only the CID an
     // The honest holders proved theirs: nothing was sent to them.
     assert.equal(await honest[0].hasChunk(cid), true);
     assert.equal(await honest[1].hasChunk(cid), true);
+  } finally {
+    await cleanup(dirs);
+  }
+});
+
+Deno.test("a peer out of the peer set past the record's retention is no longer counted as given, on disk too; one that flaps back in time still is", async () => {
+  const { peers, dirs } = await makePeers(3);
+  const recordDir = await Deno.makeTempDir();
+  dirs.push(recordDir);
+  const path = join(recordDir, GIVEN_CHUNKS_FILE);
+  let now = 5_000_000;
+  const options = { now: () => now, departedRetentionMs: 60_000 };
+  try {
+    const given = await GivenChunks.open(path, options);
+    const store = new ReplicatedStore(peers, { replicas: 3, writeQuorum: 3, given });
+    const cid = await store.put(pseudoRandomBytes(2000, 21));
+    await store.flush();
+    const [leaver, ...stayers] = peers;
+    assert.ok(peers.every((p) => store.wasGiven(p.id, cid)));
+
+    store.setPeers(stayers); // a dropped connection
+    now += 30_000;
+    store.setPeers(peers); // back within the retention
+    now += 120_000;
+    store.setPeers(peers);
+    assert.equal(store.wasGiven(leaver.id, cid), true, "a flap keeps the record");
+
+    store.setPeers(stayers); // gone for good
+    now += 60_000;
+    store.setPeers(stayers); // the next peer-set update finds it gone too long
+    assert.equal(store.wasGiven(leaver.id, cid), false);
+    assert.equal(store.wasGiven(stayers[0].id, cid), true);
+    await store.flush();
+    await given.close();
+
+    const reopened = await GivenChunks.open(path, options);
+    assert.equal(reopened.has(leaver.id, cid), false);
+    assert.equal(reopened.has(stayers[0].id, cid), true);
+    await reopened.close();
   } finally {
     await cleanup(dirs);
   }
