@@ -16,13 +16,25 @@
  * events start at position k. A worker that does not confirm it is refused here
  * ({@link ResumeUnsupportedError}) before it streams anything.
  *
+ * Two timers cover a worker whose connection stays alive while it says nothing: one for its
+ * `start` ({@link StartTimeoutError}), one for each later event this side waits for
+ * ({@link WorkerStalledError}); either cancels the job on the worker. A worker's refusal comes
+ * back as the typed error the local port throws for it (`UnknownModelError`, ...), by its code.
+ *
  * @module
  */
 import type { Connection } from "../protocols/connection.ts";
-import type { TextJob } from "../protocols/job.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import { jobId, type TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { toHex } from "../protocols/hash.ts";
 import { ConnectionClosedError, RemoteError } from "../protocols/protocol_errors.ts";
 import type { Receipt } from "../protocols/receipt.ts";
+import {
+  DuplicateJobError,
+  JobCancelledError,
+  TooManyJobsError,
+} from "../actors/inference_errors.ts";
 import {
   type InferenceEvent,
   ListModelsMessage,
@@ -34,7 +46,19 @@ import {
   type WireJobSummary,
 } from "../protocols/inference_messages.ts";
 import { ReadAhead } from "./_token_read_ahead.ts";
-import { InvalidGenerationParamsError } from "./errors.ts";
+import {
+  ContextLengthError,
+  EmptyPromptError,
+  InvalidGenerationParamsError,
+  InvalidTensorInputError,
+  InvalidTokenError,
+  ModelDisposedError,
+  ModelLoadError,
+  ModelWorkerError,
+  UnknownModelError,
+  WrongModelKindError,
+} from "./errors.ts";
+import { InvalidResumeError, ResumeMismatchError } from "./resumed_generation.ts";
 import { MAX_TOP_LOGPROBS } from "./top_logprobs.ts";
 import {
   checkTextJob,
@@ -90,16 +114,55 @@ export class StartTimeoutError extends VeriflowError {
 }
 
 /**
+ * The worker started the job and then sent nothing (no token, no end) for the stall timeout
+ * while this side waited for its next event; its connection may well be alive (it answers
+ * pings). The job is cancelled on the worker. A router treats it as a lost worker and resumes
+ * the job on another (`network/failover.ts`).
+ */
+export class WorkerStalledError extends VeriflowError {
+  /**
+   * Create it.
+   * @param worker The worker's key (hex, or a prefix of it).
+   * @param ms The stall timeout that passed.
+   * @param tokens Tokens the worker had sent in this job.
+   */
+  constructor(worker: string, ms: number, tokens: number) {
+    super(
+      "worker_stalled",
+      `the worker ${worker} sent nothing for ${ms} ms after ${tokens} tokens of the job; ` +
+        `the job was cancelled there`,
+    );
+  }
+}
+
+/**
  * Default of `startTimeoutMs`: a worker answers a submission at once, or after loading the
  * model the first time (seconds); one silent for this long holds the client for nothing, and
  * its connection's pings do not show it, so only this timer moves the job on.
  */
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 
+/**
+ * Default of `stallTimeoutMs`. After its `start` a worker has its model loaded (the start
+ * timeout covered the first load) and owes one prefill, then one decoding step per token:
+ * tens of milliseconds on the models a node builds (135–200 tokens/s, `docs/MODELS.md`), a
+ * second for a large model on a loaded CPU. A minute is far beyond any honest step, the same
+ * minute a worker gives a requester that stops reading before it drops the job
+ * (`DEFAULT_READER_STALL_MS`), and twice the start timeout. A job that waits that long in a
+ * worker's queue for a slot looks the same from here, and is better run by a worker that can
+ * run it now.
+ */
+export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
+
 /** Options of {@link RemoteInferencePort}. */
 export interface RemoteInferencePortOptions {
-  /** Clock in ms for the locally measured timings (default performance.now). */
+  /** Clock in ms for the locally measured timings (default `timers.now`). */
   now?: () => number;
+  /**
+   * The clock of the start, stall and end timeouts (default the real one; tests pass a fake
+   * clock and advance it).
+   */
+  timers?: ConnectionTimers;
   /**
    * Most tokens the worker may send in one event when they are ready before this side takes
    * them (default {@link DEFAULT_TOKENS_PER_EVENT}; 1: one event per token).
@@ -110,6 +173,13 @@ export interface RemoteInferencePortOptions {
    * with {@link StartTimeoutError} (default {@link DEFAULT_START_TIMEOUT_MS}).
    */
   startTimeoutMs?: number;
+  /**
+   * How long a started job's token stream waits for the worker's next event (a token, or its
+   * end) before it cancels the job on the worker and fails with {@link WorkerStalledError}
+   * (default {@link DEFAULT_STALL_TIMEOUT_MS}). Counted only while this side is reading: a
+   * requester that does not pull holds its own job up, not the worker.
+   */
+  stallTimeoutMs?: number;
 }
 
 /**
@@ -120,6 +190,49 @@ const END_EVENT_TIMEOUT_MS = 30_000;
 
 /** The requester stopped reading; what `done` reports for a job cancelled this side. */
 const CANCELLED = "job_cancelled";
+
+/**
+ * A worker's refusal as the typed error the local port throws for it (the codes are the
+ * same on both sides, `docs/PROTOCOL.md`), so a caller catches one class whichever port ran
+ * the job. The worker's message is kept; an unknown code stays a {@link RemoteError}.
+ */
+const TYPED_REFUSALS: Readonly<Record<string, (job: TextJob) => VeriflowError>> = {
+  too_many_jobs: () => new TooManyJobsError(""),
+  duplicate_job: (job) => new DuplicateJobError(jobId(job)),
+  job_cancelled: (job) => new JobCancelledError(jobId(job)),
+  unknown_model: (job) => new UnknownModelError(job.model),
+  model_load_failed: () => new ModelLoadError(""),
+  model_worker_failed: () => new ModelWorkerError(""),
+  model_disposed: () => new ModelDisposedError(),
+  context_length_exceeded: () => new ContextLengthError(NaN, NaN),
+  empty_prompt: () => new EmptyPromptError(),
+  invalid_generation_params: () => new InvalidGenerationParamsError(""),
+  invalid_token: () => new InvalidTokenError(NaN, NaN),
+  invalid_tensor_input: () => new InvalidTensorInputError(""),
+  wrong_model_kind: (job) => new WrongModelKindError(job.model, "text", "tensor"),
+  invalid_resume: () => new InvalidResumeError(""),
+  resume_mismatch: () => new ResumeMismatchError(""),
+};
+
+/** `ContextLengthError`'s message, whose numbers are the error's fields. */
+const CONTEXT_LENGTH_MESSAGE = /^(\d+) tokens do not fit the model's context window of (\d+)$/;
+
+/** `error` as the local port's typed class when it is a worker's refusal of a known code. */
+function typedRefusal(error: unknown, job: TextJob): unknown {
+  if (!(error instanceof RemoteError)) return error;
+  const make = TYPED_REFUSALS[error.code];
+  if (make === undefined) return error;
+  const typed = make(job);
+  typed.message = error.message;
+  if (typed instanceof ContextLengthError) {
+    const numbers = CONTEXT_LENGTH_MESSAGE.exec(error.message);
+    // Read-only for callers; set once here, as the worker's constructor set them.
+    const fields = typed as { -readonly [K in "tokens" | "contextLength"]: number };
+    fields.tokens = Number(numbers?.[1] ?? NaN);
+    fields.contextLength = Number(numbers?.[2] ?? NaN);
+  }
+  return typed;
+}
 
 function errorInfo(error: unknown): { code: string; message: string } {
   if (error instanceof VeriflowError) return { code: error.code, message: error.message };
@@ -139,8 +252,10 @@ export const DEFAULT_TOKENS_PER_EVENT = 8;
 export class RemoteInferencePort implements InferencePort {
   readonly #connection: Connection;
   readonly #now: () => number;
+  readonly #timers: ConnectionTimers;
   readonly #tokensPerEvent: number;
   readonly #startTimeoutMs: number;
+  readonly #stallTimeoutMs: number;
   readonly #stats = emptyInferenceStats();
   /** Jobs not yet ended: a closed connection ends them (see the constructor). */
   readonly #live = new Set<RemoteJob>();
@@ -148,12 +263,16 @@ export class RemoteInferencePort implements InferencePort {
   /**
    * Create a port over `connection`.
    * @param connection A connection to a peer that serves the inference protocol.
-   * @param options Clock, batching and the start timeout ({@link RemoteInferencePortOptions}).
+   * @param options Clocks, batching, the start and stall timeouts
+   *   ({@link RemoteInferencePortOptions}).
    */
   constructor(connection: Connection, options: RemoteInferencePortOptions = {}) {
     this.#connection = connection;
     this.#startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
-    this.#now = options.now ?? (() => performance.now());
+    this.#stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    const timers = options.timers ?? SYSTEM_TIMERS;
+    this.#timers = timers;
+    this.#now = options.now ?? (() => timers.now());
     this.#tokensPerEvent = Math.min(
       MAX_TOKENS_PER_EVENT,
       Math.max(1, options.tokensPerEvent ?? DEFAULT_TOKENS_PER_EVENT),
@@ -205,9 +324,9 @@ export class RemoteInferencePort implements InferencePort {
     let first: ReadableStreamReadResult<InferenceEvent>;
     // A worker that accepts the job and never starts it would hold the client for ever (its
     // connection stays alive): past the start timeout the job is cancelled there and refused.
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: unknown;
     const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(
+      timer = this.#timers.setTimeout(
         () => reject(new StartTimeoutError(this.#startTimeoutMs)),
         this.#startTimeoutMs,
       );
@@ -226,9 +345,9 @@ export class RemoteInferencePort implements InferencePort {
       if (error instanceof RemoteError && error.code === "invalid_body") {
         throw new InvalidGenerationParamsError(`the worker refused the job: ${error.message}`);
       }
-      throw error;
+      throw typedRefusal(error, checked);
     } finally {
-      clearTimeout(timer);
+      this.#timers.clearTimeout(timer);
     }
     if (first.done || first.value.kind !== "start") {
       reader.cancel().catch(() => {});
@@ -246,13 +365,21 @@ export class RemoteInferencePort implements InferencePort {
     }
     this.#stats.jobsStarted++;
     this.#stats.activeJobs++;
-    const relayed = new RemoteJob(first.value, from, reader, submittedAt, this.#now, (summary) => {
-      this.#live.delete(relayed);
-      this.#stats.activeJobs--;
-      this.#stats.tokensGenerated += summary.usage.completionTokens;
-      if (summary.finishReason === "cancelled") this.#stats.jobsCancelled++;
-      else if (summary.finishReason === "error") this.#stats.jobsFailed++;
-      else this.#stats.jobsFinished++;
+    const relayed = new RemoteJob(first.value, from, reader, {
+      job: checked,
+      worker: workerName(this.#connection),
+      submittedAt,
+      now: this.#now,
+      timers: this.#timers,
+      stallTimeoutMs: this.#stallTimeoutMs,
+      onEnd: (summary) => {
+        this.#live.delete(relayed);
+        this.#stats.activeJobs--;
+        this.#stats.tokensGenerated += summary.usage.completionTokens;
+        if (summary.finishReason === "cancelled") this.#stats.jobsCancelled++;
+        else if (summary.finishReason === "error") this.#stats.jobsFailed++;
+        else this.#stats.jobsFinished++;
+      },
     });
     this.#live.add(relayed);
     const handle = relayed.handle();
@@ -264,37 +391,58 @@ export class RemoteInferencePort implements InferencePort {
   }
 }
 
+/** Hex characters of a worker's key in messages. */
+const WORKER_KEY_CHARS = 16;
+
+/** The worker at the other end of `connection`, as messages name it. */
+function workerName(connection: Connection): string {
+  const key = connection.peerKey;
+  return key === undefined ? "(unauthenticated peer)" : toHex(key).slice(0, WORKER_KEY_CHARS);
+}
+
+/** What a {@link RemoteJob} needs besides its stream. */
+interface RemoteJobContext {
+  /** The job as submitted (what a worker's typed error is rebuilt from). */
+  job: TextJob;
+  /** The worker, as messages name it. */
+  worker: string;
+  /** When the job was submitted, on `now`. */
+  submittedAt: number;
+  now: () => number;
+  timers: ConnectionTimers;
+  stallTimeoutMs: number;
+  /** Called once, with the job's summary, when it ends. */
+  onEnd: (summary: JobSummary) => void;
+}
+
 /** The requester's side of one relayed job. */
 class RemoteJob {
   readonly #start: StartEvent;
   /** Position of the first token event (the resumed prefix's length, else 0). */
   readonly #from: number;
   readonly #reader: ReadableStreamDefaultReader<InferenceEvent>;
-  readonly #submittedAt: number;
-  readonly #now: () => number;
-  readonly #onEnd: (summary: JobSummary) => void;
+  readonly #o: RemoteJobContext;
   readonly #done = Promise.withResolvers<JobSummary>();
   #tokens = 0;
   #firstTokenAt = NaN;
   #ended = false;
   #lastTokenSeen = false;
-  /** Set when the connection closed before the job ended: what the token stream fails with. */
-  #closedError: ConnectionClosedError | undefined;
+  /**
+   * Set when the job failed under a read (the connection closed, the worker stalled): what
+   * the token stream fails with, read in progress or not.
+   */
+  #failedWith: VeriflowError | undefined;
 
   constructor(
     start: StartEvent,
     from: number,
     reader: ReadableStreamDefaultReader<InferenceEvent>,
-    submittedAt: number,
-    now: () => number,
-    onEnd: (summary: JobSummary) => void,
+    context: RemoteJobContext,
   ) {
     this.#start = start;
     this.#from = from;
     this.#reader = reader;
-    this.#submittedAt = submittedAt;
-    this.#now = now;
-    this.#onEnd = onEnd;
+    this.#o = context;
   }
 
   handle(): InferenceHandle {
@@ -302,14 +450,23 @@ class RemoteJob {
       pull: async (controller) => {
         let result: ReadableStreamReadResult<InferenceEvent> | undefined;
         let failure: unknown;
-        try {
-          if (this.#closedError === undefined) result = await this.#reader.read();
-        } catch (error) {
-          failure = error;
+        if (this.#failedWith === undefined) {
+          // A worker that started the job and went silent would hold this read for ever (its
+          // connection stays alive): only this timer ends it. One per read, so a worker that
+          // is slow but sends something within each timeout is never cut.
+          const { timers, stallTimeoutMs } = this.#o;
+          const timer = timers.setTimeout(() => this.#stalled(), stallTimeoutMs);
+          try {
+            result = await this.#reader.read();
+          } catch (error) {
+            failure = typedRefusal(error, this.#o.job);
+          } finally {
+            timers.clearTimeout(timer);
+          }
         }
-        // A closed connection fails the stream with its own error, read in progress or not.
-        if (this.#closedError !== undefined || result === undefined) {
-          const error = this.#closedError ?? failure;
+        // A closed connection or a stall fails the stream with its own error, read or not.
+        if (this.#failedWith !== undefined || result === undefined) {
+          const error = this.#failedWith ?? failure;
           this.#end("error", error);
           controller.error(error);
           return;
@@ -343,7 +500,7 @@ class RemoteJob {
           return;
         }
         for (const item of items) {
-          if (this.#tokens === 0) this.#firstTokenAt = this.#now();
+          if (this.#tokens === 0) this.#firstTokenAt = this.#o.now();
           this.#tokens++;
           const token: StreamedToken = {
             index: item.index,
@@ -387,20 +544,33 @@ class RemoteJob {
       reason ? `connection closed: ${reason.message}` : "connection closed",
       { cause: reason ?? undefined },
     );
-    this.#closedError = error;
+    this.#failedWith = error;
     // Free the event stream too; the token stream then fails with the same error if read.
+    this.#reader.cancel(error).catch(() => {});
+    this.#end("error", error);
+  }
+
+  /**
+   * The worker sent nothing for the stall timeout while a read waited: cancel the job there
+   * (the event stream's cancel is the connection's `cancel`) and end it here.
+   */
+  #stalled(): void {
+    if (this.#ended) return;
+    const error = new WorkerStalledError(this.#o.worker, this.#o.stallTimeoutMs, this.#tokens);
+    this.#failedWith = error;
     this.#reader.cancel(error).catch(() => {});
     this.#end("error", error);
   }
 
   async #awaitEnd(): Promise<void> {
     // A worker that never sends its end would leave `done` pending forever.
-    const timer = setTimeout(() => {
+    const { timers } = this.#o;
+    const timer = timers.setTimeout(() => {
       this.#reader.cancel(new InferenceStreamError("no end event after the last token"))
         .catch(() => {});
     }, END_EVENT_TIMEOUT_MS);
     try {
-      const { done, value } = await this.#reader.read().finally(() => clearTimeout(timer));
+      const { done, value } = await this.#reader.read().finally(() => timers.clearTimeout(timer));
       if (done || value.kind !== "end") {
         throw new InferenceStreamError("expected the end event after the last token");
       }
@@ -422,28 +592,29 @@ class RemoteJob {
     if (this.#ended) return;
     this.#ended = true;
     this.#reader.releaseLock();
-    this.#onEnd(summary);
+    this.#o.onEnd(summary);
     this.#done.resolve(summary);
   }
 
   /** A summary measured on this side, for a job that ended without the worker's end event. */
   #end(reason: FinishReason, error?: unknown): void {
     if (this.#ended) return;
-    const end = this.#now();
+    const end = this.#o.now();
+    const { submittedAt } = this.#o;
     const summary: JobSummary = {
       jobId: this.#start.jobId,
       finishReason: reason,
       usage: { promptTokens: this.#start.promptTokens, completionTokens: this.#tokens },
       timings: {
         queueMs: NaN,
-        ttftMs: this.#firstTokenAt - this.#submittedAt,
-        totalMs: end - this.#submittedAt,
+        ttftMs: this.#firstTokenAt - submittedAt,
+        totalMs: end - submittedAt,
         tokensPerS: NaN,
       },
     };
     if (error !== undefined) summary.error = errorInfo(error);
     this.#ended = true;
-    this.#onEnd(summary);
+    this.#o.onEnd(summary);
     this.#done.resolve(summary);
   }
 }

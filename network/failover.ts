@@ -16,10 +16,12 @@
  * receipt, and the job still has exactly one receipt: A signed none (its job was cut).
  *
  * Only the loss of the worker fails over: its connection failed (`connection_closed`,
- * `peer_timeout`, or any other way a `Connection` closes under a stream). A normal end, the
- * client's cancel, and every error the worker reports itself end the stream as they always
- * did. When no other worker takes the job (none connected, or each refuses), the stream ends
- * with the lost worker's code and a message that says so.
+ * `peer_timeout`, or any other way a `Connection` closes under a stream), or it went silent
+ * with its connection alive and the job was cancelled there (`worker_stalled`, the remote
+ * port's stall timeout). A normal end, the client's cancel, and every error the worker
+ * reports itself end the stream as they always did. When no other worker takes the job (none
+ * connected, or each refuses), the stream ends with the lost worker's code and a message that
+ * says so.
  *
  * @module
  */
@@ -28,10 +30,14 @@ import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { InferenceHandle, JobSummary, StreamedToken } from "../inference/inference_port.ts";
 
-/** Codes a worker's failure carries when it is its connection that failed. */
+/**
+ * Codes a worker's failure carries when the job lost it: its connection failed, or it sent
+ * nothing for the stall timeout and the job was cancelled on it (`worker_stalled`).
+ */
 export const WORKER_LOST_CODES: ReadonlySet<string> = new Set([
   "connection_closed",
   "peer_timeout",
+  "worker_stalled",
 ]);
 
 /**
@@ -104,6 +110,14 @@ export type ResumeOutcome =
   /** No connected worker left that serves the model. */
   | { kind: "none" };
 
+/** What the client of a job got, across every worker. */
+export interface RelayedOutput {
+  /** The whole text, or undefined when the client resumed after a prefix whose text it holds. */
+  output: string | undefined;
+  /** Tokens it has: positions `0 … n−1`, its own prefix included. */
+  tokens: number;
+}
+
 /** Options of {@link withFailover}. */
 export interface FailoverOptions {
   /** The job's first worker, already streaming. */
@@ -119,11 +133,14 @@ export interface FailoverOptions {
    */
   resume(exclude: readonly Uint8Array[], prefix: readonly number[]): Promise<ResumeOutcome>;
   /**
-   * The job's summary from the worker that ended it, and the whole text the client got
-   * (undefined when it resumed after a `prefix` whose text it holds): check the receipt and
-   * return what the client is told.
+   * The job's summary from the worker that ended it, and what the client got: the whole text
+   * (undefined when it resumed after a `prefix` whose text it holds) and how many tokens,
+   * positions `0 … n−1` with the prefix's: check the receipt and return what the client is
+   * told.
    */
-  settle(summary: JobSummary, attempt: WorkerAttempt, output: string | undefined): JobSummary;
+  settle(summary: JobSummary, attempt: WorkerAttempt, relayed: RelayedOutput): JobSummary;
+  /** Called with each worker the job lost (for the router's bookkeeping), before resuming. */
+  lost?(worker: Uint8Array, error: unknown): void;
   /** Most workers to try ({@link MAX_WORKERS_PER_JOB}). */
   maxWorkers?: number;
   /** Clock in ms for the timings of a job that failed over (default `performance.now`). */
@@ -251,7 +268,10 @@ class FailoverJob {
       RESUME_REFUSALS.has(codeOf(error));
     if (!refusedResume && !isWorkerLost(error)) return error;
     this.#excluded.push(this.#attempt.worker);
-    if (!refusedResume) this.#lost = { worker: this.#attempt.worker, error };
+    if (!refusedResume) {
+      this.#lost = { worker: this.#attempt.worker, error };
+      this.#o.lost?.(this.#attempt.worker, error);
+    }
     const lost = this.#lost!.worker;
     error = this.#lost!.error;
     const maxWorkers = this.#o.maxWorkers ?? MAX_WORKERS_PER_JOB;
@@ -301,8 +321,11 @@ class FailoverJob {
     const attempt = this.#attempt;
     attempt.handle.done.then((summary) => {
       const whole = this.#resumes === 0 ? summary : this.#acrossWorkers(summary);
-      const output = this.#given === 0 ? this.#output : undefined;
-      this.#done.resolve(this.#o.settle(whole, attempt, output));
+      const relayed = {
+        output: this.#given === 0 ? this.#output : undefined,
+        tokens: this.#delivered.length,
+      };
+      this.#done.resolve(this.#o.settle(whole, attempt, relayed));
     });
   }
 

@@ -191,8 +191,10 @@ export type NetworkMessage =
   }
   | {
     /**
-     * A worker refused a job for a model it listed (`unknown_model`, `model_load_failed`): it is
-     * not picked for that model for {@link REFUSED_MODEL_COOLDOWN_MS}, whatever it lists.
+     * A worker failed a job for a model it listed — refused it (`unknown_model`,
+     * `model_load_failed`), went silent on it (`worker_stalled`), or signed a receipt the router
+     * could not pass on: it is not picked for that model for {@link REFUSED_MODEL_COOLDOWN_MS},
+     * whatever it lists.
      */
     type: "worker_refused_model";
     /** Hex key of the worker. */

@@ -20,7 +20,7 @@ import {
   type ServedModelInfo,
   type SubmitOptions,
 } from "../inference/inference_port.ts";
-import { verifyReceipt } from "../protocols/receipt.ts";
+import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
 import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
@@ -30,6 +30,7 @@ import type { NetworkMessage } from "./network_actor.ts";
 import {
   isWorkerRefusal,
   MAX_WORKERS_PER_JOB,
+  type RelayedOutput,
   type ResumeOutcome,
   withFailover,
   type WorkerAttempt,
@@ -138,12 +139,20 @@ export class NetworkInferencePort implements InferencePort {
       resume: (exclude, prefix) => this.#resume(job, options, exclude, prefix),
       // The assignment is signed once the job is done, off the first token's path (an ed25519
       // signature in JS is about a millisecond): it only travels with the receipt.
-      settle: (summary, attempt, output) => {
+      settle: (summary, attempt, relayed) => {
         const assignment = this.#requester && signAssignment(
           { job, worker: attempt.worker, issuedAt: attempt.assignedAt },
           this.#requester,
         );
-        return this.#checked(summary, job, attempt.worker, output, assignment);
+        return this.#checked(summary, job, attempt.worker, relayed, assignment);
+      },
+      lost: (worker, error) => {
+        // A worker that went silent on a job (its connection alive) would cost the next job
+        // the same wait: kept off the model like one that refuses it. A lost connection needs
+        // nothing: the peer is gone.
+        if (error instanceof VeriflowError && error.code === "worker_stalled") {
+          this.#avoid(worker, job.model);
+        }
       },
     });
   }
@@ -188,6 +197,11 @@ export class NetworkInferencePort implements InferencePort {
    */
   #noteModelRefusal(worker: Uint8Array, model: string, error: unknown): void {
     if (!(error instanceof VeriflowError) || !MODEL_REFUSAL_CODES.has(error.code)) return;
+    this.#avoid(worker, model);
+  }
+
+  /** Keep `worker` off `model` for a while (the network actor's `worker_refused_model`). */
+  #avoid(worker: Uint8Array, model: string): void {
     this.#network.tell({ type: "worker_refused_model", key: toHex(worker), model }).catch(
       () => {},
     );
@@ -218,11 +232,18 @@ export class NetworkInferencePort implements InferencePort {
     }
   }
 
+  /**
+   * The client's summary with the worker's receipt if it checks out: signed by `worker`, for
+   * `job`, over the text relayed and over exactly the tokens relayed (a receipt for more or
+   * fewer would pay, or blame, the worker for tokens the client never got). One that fails is
+   * withheld (`receipt_rejected`, and why), and the worker, faulty, is kept off the model for a
+   * while as one that refuses it.
+   */
   #checked(
     summary: JobSummary,
     job: TextJob,
     worker: Uint8Array,
-    output: string | undefined,
+    relayed: RelayedOutput,
     assignment: JobAssignment | undefined,
   ): JobSummary {
     if (summary.receipt === undefined) return summary;
@@ -230,13 +251,21 @@ export class NetworkInferencePort implements InferencePort {
     const check = verifyReceipt(summary.receipt, {
       job,
       worker,
-      output: complete ? output : undefined,
+      output: complete ? relayed.output : undefined,
     });
-    if (!check.ok) {
+    // Verified: it has the receipt's shape.
+    const claimed = check.ok ? (summary.receipt as Receipt).tokenCount : NaN;
+    const failure = !check.ok
+      ? check.message
+      : claimed !== relayed.tokens
+      ? `it claims ${claimed} tokens, and ${relayed.tokens} were relayed to the client`
+      : undefined;
+    if (failure !== undefined) {
+      this.#avoid(worker, job.model);
       const { receipt: _withheld, ...rest } = summary;
       return {
         ...rest,
-        error: { code: "receipt_rejected", message: `the worker's receipt: ${check.message}` },
+        error: { code: "receipt_rejected", message: `the worker's receipt: ${failure}` },
       };
     }
     this.#validator?.tell({

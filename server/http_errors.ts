@@ -118,6 +118,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   shutting_down: 503,
   connection_closed: 502,
   peer_timeout: 504,
+  // A forwarded job's worker started it and then sent nothing for the stall timeout.
+  worker_stalled: 504,
 };
 
 /** HTTP status for an error: its code's entry in the table, else 500. */

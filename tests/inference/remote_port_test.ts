@@ -6,7 +6,12 @@ import {
   type InferenceActorOptions,
   type InferenceMessage,
 } from "../../actors/inference_actor.ts";
-import type { JobSummary, StreamedToken } from "../../inference/inference_port.ts";
+import type {
+  InferencePort,
+  JobSummary,
+  StreamedToken,
+  SubmitOptions,
+} from "../../inference/inference_port.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import {
   RemoteInferencePort,
@@ -17,8 +22,10 @@ import {
 import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
-import { InvalidGenerationParamsError } from "../../inference/errors.ts";
+import { jobId, MAX_NETWORK_JOB_BYTES, type TextJob } from "../../protocols/job.ts";
+import { InvalidGenerationParamsError, ModelWorkerError } from "../../inference/errors.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
+import { RemoteError } from "../../protocols/protocol_errors.ts";
 import { verifyReceipt } from "../../protocols/receipt.ts";
 import {
   INFERENCE_PROTOCOL,
@@ -472,4 +479,117 @@ Deno.test("a job the worker's schema refuses (over the network's byte bound) rej
     assertEquals(refusal.code, "invalid_generation_params");
     assertEquals(model.steps, 0);
   });
+});
+
+Deno.test("a job the worker refuses gets the same typed error from the remote port as from the local one (class, code, message, fields), and an unknown code stays a RemoteError", async () => {
+  // Gated, one slot, no queue: once a job holds the worker, the next is refused as full.
+  const model = new ScriptedModel({ gated: true, contextLength: 16 });
+  await withRemote(model, async (remote, _worker, local) => {
+    const codes = new Set<string>();
+    const sameOnBoth = async (what: string, job: TextJob, options: SubmitOptions = {}) => {
+      const locally = await local.submit(job, options).catch((e) => e);
+      const remotely = await remote.submit(job, options).catch((e) => e);
+      assert(locally instanceof VeriflowError, `${what}: local ${locally}`);
+      assert(!(remotely instanceof RemoteError), `${what}: remote ${remotely}`);
+      assertEquals(remotely.constructor, locally.constructor, what);
+      assertEquals({ ...remotely }, { ...locally }, what);
+      assertEquals(remotely.message, locally.message, what);
+      codes.add(locally.code);
+    };
+    // The worker is free: refused for what the job is.
+    await sameOnBoth("unknown model", textJob("bafkreinothere", 3));
+    await sameOnBoth("empty prompt", { ...textJob(model.info.cid, 3), prompt: "" });
+    await sameOnBoth("over the context", { ...textJob(model.info.cid, 3), prompt: "x".repeat(40) });
+    await sameOnBoth("cannot resume", textJob(model.info.cid, 3), { resume: [97] });
+    // The worker is busy with `holder`: refused for what it is doing.
+    const holder = textJob(model.info.cid, 3);
+    const running = await local.submit(holder);
+    await sameOnBoth("the same job again", holder);
+    await sameOnBoth("a full worker", textJob(model.info.cid, 3));
+    assertEquals(codes.size, 6, `one refusal each: ${[...codes]}`);
+    running.cancel();
+  }, { concurrency: 1, queueLimit: 0 });
+
+  // A code this side does not know reaches the caller as the connection's RemoteError.
+  const [a, b] = memoryDuplexPair();
+  const protocols = [INFERENCE_PROTOCOL];
+  const [client, worker] = await Promise.all([
+    Connection.open(a, { identity: Identity.generate(), protocols }),
+    Connection.open(b, { identity: Identity.generate(), protocols }),
+  ]);
+  try {
+    const refusing: InferencePort = {
+      submit: () => Promise.reject(new VeriflowError("some_new_refusal", "not today")),
+      models: () => Promise.resolve([]),
+      stats: () => Promise.reject(new Error("not asked")),
+    };
+    serveInference(worker, refusing);
+    const error = await new RemoteInferencePort(client).submit(textJob("bafkm", 1)).catch((e) => e);
+    assert(error instanceof RemoteError, String(error));
+    assertEquals([error.code, error.message], ["some_new_refusal", "not today"]);
+  } finally {
+    await client.close();
+    await worker.close();
+  }
+});
+
+Deno.test("a job that fails on the worker mid-stream fails the remote tokens with the class the worker's own stream failed with", async () => {
+  const served = new ScriptedModel().info;
+  /** One token, then the model fails as a dying model worker does. */
+  const failing: InferencePort = {
+    submit: (job) => {
+      const done = Promise.withResolvers<JobSummary>();
+      let sent = 0;
+      const tokens = new ReadableStream<StreamedToken>({
+        pull: (controller) => {
+          if (sent++ === 0) return controller.enqueue({ index: 0, tokenId: 97, text: "a" });
+          const error = new ModelWorkerError("the model worker exited");
+          controller.error(error);
+          done.resolve({
+            jobId: jobId(job),
+            finishReason: "error",
+            usage: { promptTokens: 1, completionTokens: 1 },
+            timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+            error: { code: error.code, message: error.message },
+          });
+        },
+      }, { highWaterMark: 0 });
+      return Promise.resolve({
+        jobId: jobId(job),
+        model: served,
+        promptTokens: 1,
+        tokens,
+        done: done.promise,
+        cancel: () => {},
+      });
+    },
+    models: () => Promise.resolve([served]),
+    stats: () => Promise.reject(new Error("not asked")),
+  };
+  const readAll = async (stream: ReadableStream<StreamedToken>) => {
+    try {
+      for await (const _ of stream) { /* until it fails */ }
+    } catch (error) {
+      return error;
+    }
+  };
+  const [a, b] = memoryDuplexPair();
+  const protocols = [INFERENCE_PROTOCOL];
+  const [client, worker] = await Promise.all([
+    Connection.open(a, { identity: Identity.generate(), protocols }),
+    Connection.open(b, { identity: Identity.generate(), protocols }),
+  ]);
+  try {
+    serveInference(worker, failing);
+    const job = textJob(served.cid, 4);
+    const locally = await readAll((await failing.submit(job)).tokens);
+    const remotely = await readAll((await new RemoteInferencePort(client).submit(job)).tokens);
+    assert(locally instanceof ModelWorkerError, String(locally));
+    assert(remotely instanceof ModelWorkerError, String(remotely));
+    assertEquals(remotely.constructor, locally.constructor);
+    assertEquals([remotely.code, remotely.message], [locally.code, locally.message]);
+  } finally {
+    await client.close();
+    await worker.close();
+  }
 });

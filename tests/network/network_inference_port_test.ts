@@ -29,7 +29,7 @@ import {
 } from "../../protocols/job.ts";
 import { type ByteDuplex, memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-import { parseReceipt, receiptId, verifyReceipt } from "../../protocols/receipt.ts";
+import { parseReceipt, receiptId, signReceipt, verifyReceipt } from "../../protocols/receipt.ts";
 import { verifyAssignment } from "../../protocols/assignment.ts";
 import type { ProofData } from "../../proof/commitment.ts";
 import { validateReceipt } from "../../proof/validation.ts";
@@ -38,12 +38,17 @@ import { toHex } from "../../protocols/hash.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { loadTinyModel, params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
 
-/** Stands in for the NetworkActor: one worker connection, its models. */
+/** Stands in for the NetworkActor: one worker connection, its models; records what it is told. */
 class OneWorker implements Actor<NetworkMessage> {
-  constructor(readonly connection: Connection, readonly models: unknown[]) {}
+  constructor(
+    readonly connection: Connection,
+    readonly models: unknown[],
+    readonly told: NetworkMessage[] = [],
+  ) {}
   receive(message: NetworkMessage): unknown {
     if (message.type === "worker") return this.connection;
     if (message.type === "worker_models") return this.models;
+    this.told.push(message);
     return undefined;
   }
 }
@@ -57,17 +62,27 @@ class Recorder implements Actor<ValidatorMessage> {
   }
 }
 
-/** A worker whose prover signs with `signer` (its own key, or a liar's), behind a relay port. */
+/**
+ * A worker whose prover signs with `signer` (its own key, or a liar's), behind a relay port;
+ * `claim` gives the token count its receipts claim from the true one (default: the truth).
+ */
 async function relayTo(
   signer: "worker" | "someone else",
   model: GenerativeModel = new ScriptedModel(),
+  claim: (tokens: number) => number = (tokens) => tokens,
+  jobParams: GenerationParams = params({ maxTokens: 4 }),
 ) {
   const worker = Identity.generate();
   const key = signer === "worker" ? worker : Identity.generate();
   const models = new StaticModels([model]);
   const system = new ActorSystem({ name: "relay-test" });
-  const prover = async (job: TextJob, _id: string, chunks: ReadableStream<TokenChunk>) =>
-    (await proveJob(job, chunks, key)).receipt;
+  const prover = async (job: TextJob, _id: string, chunks: ReadableStream<TokenChunk>) => {
+    const { receipt } = await proveJob(job, chunks, key);
+    if (claim(receipt.tokenCount) === receipt.tokenCount) return receipt;
+    // Signed by the worker over the text it sent: only the count is false.
+    const { worker: _worker, sig: _sig, ...body } = receipt;
+    return signReceipt({ ...body, tokenCount: claim(receipt.tokenCount) }, key);
+  };
   const inference = await system.spawn<InferenceMessage>({
     name: "worker/inference",
     factory: () => new InferenceActor({ models, prover }),
@@ -79,9 +94,10 @@ async function relayTo(
     Connection.open(b, { identity: worker, protocols }),
   ]);
   serveInference(atWorker, new LocalInferencePort({ inference, models }));
+  const toldNetwork: NetworkMessage[] = [];
   const network = await system.spawn<NetworkMessage>({
     name: "relay/network",
-    factory: () => new OneWorker(toWorker, [model.info]),
+    factory: () => new OneWorker(toWorker, [model.info], toldNetwork),
   });
   const told: ValidatorMessage[] = [];
   const validator = await system.spawn<ValidatorMessage>({
@@ -93,7 +109,7 @@ async function relayTo(
     kind: "text",
     model: model.info.cid,
     prompt: "x",
-    params: params({ maxTokens: 4 }),
+    params: jobParams,
     nonce: "n",
   };
   const close = async () => {
@@ -102,8 +118,11 @@ async function relayTo(
     await system.shutdown();
   };
   // Mailboxes are FIFO: once an ask is answered, every earlier tell has been handled.
-  const settled = () => validator.ask({ type: "stats" });
-  return { port, job, told, worker, settled, close };
+  const settled = async () => {
+    await validator.ask({ type: "stats" });
+    await network.ask({ type: "worker_models" });
+  };
+  return { port, job, told, toldNetwork, worker, settled, close };
 }
 
 Deno.test("a relayed job's receipt signed by its worker reaches the client and the relay's validator", async () => {
@@ -140,6 +159,54 @@ Deno.test("a relayed job's receipt signed by another key is withheld from the cl
     await t.close();
   }
 });
+
+Deno.test("a relayed job's receipt that claims exactly the tokens relayed reaches the client and the validator, and its worker stays in favour", async () => {
+  // The job ends at its stop sequence, under maxTokens: a receipt could claim more and still
+  // fit the job's parameters.
+  const t = await relayTo("worker", undefined, undefined, params({ maxTokens: 8, stop: ["d"] }));
+  try {
+    const handle = await t.port.submit(t.job);
+    let relayed = 0;
+    for await (const _ of handle.tokens) relayed++;
+    const summary = await handle.done;
+    assertEquals(summary.error, undefined);
+    assertEquals(parseReceipt(summary.receipt).tokenCount, relayed);
+    await t.settled();
+    assertEquals(t.told.length, 1);
+    assertEquals(t.toldNetwork.filter((m) => m.type === "worker_refused_model").length, 0);
+  } finally {
+    await t.close();
+  }
+});
+
+for (
+  const [what, claim] of [["more", (n: number) => n + 2], ["fewer", (n: number) => n - 1]] as const
+) {
+  Deno.test(`a relayed job's receipt, signed by its worker over the text relayed, that claims ${what} tokens than relayed is withheld, and the worker is kept off the model`, async () => {
+    const t = await relayTo("worker", undefined, claim, params({ maxTokens: 8, stop: ["d"] }));
+    try {
+      const handle = await t.port.submit(t.job);
+      let relayed = 0;
+      for await (const _ of handle.tokens) relayed++;
+      assert(relayed < t.job.params.maxTokens, "the claim fits the job's parameters");
+      const summary = await handle.done;
+      assertEquals(summary.receipt, undefined);
+      assertEquals(summary.error?.code, "receipt_rejected");
+      const message = summary.error?.message ?? "";
+      assert(message.includes(`claims ${claim(relayed)} tokens`), message);
+      // The client's tokens were right; only the receipt is refused.
+      assertEquals(summary.finishReason, "stop");
+      await t.settled();
+      assertEquals(t.told.length, 0, "the validator never saw it");
+      assertEquals(
+        t.toldNetwork.filter((m) => m.type === "worker_refused_model"),
+        [{ type: "worker_refused_model", key: toHex(t.worker.publicKey), model: t.job.model }],
+      );
+    } finally {
+      await t.close();
+    }
+  });
+}
 
 Deno.test("a relayed job's top logprobs reach the client through the forwarding port, and its receipt still checks out", async () => {
   const t = await relayTo("worker", await loadTinyModel());
@@ -487,6 +554,11 @@ Deno.test("a client that cancels mid-stream is not failed over: the job stops on
     await reader.cancel();
     const summary = await handle.done;
     assertEquals(summary.finishReason, "cancelled");
+    console.log(
+      "DBG",
+      summary.receipt ? parseReceipt(summary.receipt).tokenCount : "none",
+      JSON.stringify(summary.error),
+    );
     await t.settled();
     assertEquals(t.told.length, 0);
     // Nobody was asked to resume it: the second worker never started a job.
@@ -543,6 +615,23 @@ Deno.test("a job too big for its fraud proofs to cross a frame is refused at the
     assertEquals(SubmitMessage.schema.safeParse({ job: big }).success, false);
     const fits = { ...t.job("fits"), prompt: "a".repeat(MAX_NETWORK_JOB_BYTES - 1_024) };
     assertEquals(SubmitMessage.schema.safeParse({ job: fits }).success, true);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a relayed job the client cancels after two tokens ends cancelled with no receipt error, and its worker stays in favour", async () => {
+  const t = await relayTo("worker", undefined, undefined, params({ maxTokens: 64 }));
+  try {
+    const handle = await t.port.submit(t.job);
+    const reader = handle.tokens.getReader();
+    for (let relayed = 0; relayed < 2; relayed++) assert(!(await reader.read()).done);
+    handle.cancel();
+    const summary = await handle.done;
+    assertEquals(summary.finishReason, "cancelled");
+    assertEquals(summary.error, undefined);
+    await t.settled();
+    assertEquals(t.toldNetwork.filter((m) => m.type === "worker_refused_model").length, 0);
   } finally {
     await t.close();
   }

@@ -1,6 +1,7 @@
 /**
  * A worker that accepts a job and then says nothing keeps its connection alive (it answers
- * pings), so no connection loss ever moves the job on: the router's own timers must.
+ * pings), so no connection loss ever moves the job on: the router's own timers must — the
+ * start timeout before the worker's `start`, the stall timeout after it.
  */
 import { assert, assertEquals } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -13,20 +14,34 @@ import type {
   InferencePort,
   InferenceStats,
   ServedModelInfo,
+  StreamedToken,
   SubmitOptions,
 } from "../../inference/inference_port.ts";
+import type { TextModel, TokenChunk } from "../../inference/text_model.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
+import { parseReceipt, verifyReceipt } from "../../protocols/receipt.ts";
+import { proveJob } from "../../proof/prover.ts";
+import { ManualTimers } from "../protocols/_helpers.ts";
+import {
+  eventually,
+  loadTinyModel,
+  params,
+  ScriptedModel,
+  StaticModels,
+} from "../server/_fixtures.ts";
+import { StallingPort } from "../inference/_stalling_port.ts";
 
-/** Stands in for the NetworkActor: the first open worker not excluded. */
+/** Stands in for the NetworkActor: the first open worker not excluded; records what it is told. */
 class Workers implements Actor<NetworkMessage> {
+  readonly told: NetworkMessage[] = [];
   constructor(readonly connections: Connection[], readonly models: unknown[]) {}
   receive(message: NetworkMessage): unknown {
     if (message.type === "worker") {
@@ -34,6 +49,7 @@ class Workers implements Actor<NetworkMessage> {
       return this.connections.find((c) => !c.isClosed && !exclude.includes(toHex(c.peerKey!)));
     }
     if (message.type === "worker_models") return this.models;
+    this.told.push(message);
     return undefined;
   }
 }
@@ -130,5 +146,186 @@ Deno.test("a worker that accepts a job and never starts it is passed over after 
   } finally {
     for (const c of links) await c.close();
     await system.shutdown();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// The stall timeout: a worker that started the job and then went silent
+// ---------------------------------------------------------------------------------------------
+
+/** The stall timeout the router's remote ports run on (a fake clock: its size costs nothing). */
+const STALL_MS = 10_000;
+
+/**
+ * A router over a worker that streams `silentAfter` of the job's tokens and then goes silent
+ * (its connection alive), and, when `withHonest`, a second worker running the tiny model for
+ * real, with a prover. The router's remote ports run on a fake clock.
+ */
+async function stallingRouter(silentAfter: number, withHonest = true) {
+  const model = await loadTinyModel();
+  const system = new ActorSystem({ name: "stalled-worker-test" });
+  const requester = Identity.generate();
+  const job: TextJob = {
+    kind: "text",
+    model: model.info.cid,
+    prompt: "Once upon a time",
+    params: params({ maxTokens: 24, temperature: 0.9, topK: 40, seed: 5 }),
+    nonce: `stall-${silentAfter}`,
+    requester: toHex(requester.publicKey),
+  };
+  const reference = await undisturbed(model, job);
+  const stalling = new StallingPort(model.info, reference.tokens.slice(0, silentAfter));
+  const honest = Identity.generate();
+  const models = new StaticModels([model]);
+  const prover = async (job: TextJob, _id: string, chunks: ReadableStream<TokenChunk>) =>
+    (await proveJob(job, chunks, honest)).receipt;
+  const inference = await system.spawn<InferenceMessage>({
+    name: "honest/inference",
+    factory: () => new InferenceActor({ models, prover }),
+  });
+  const protocols = [INFERENCE_PROTOCOL];
+  const links: Connection[] = [];
+  const toWorkers: Connection[] = [];
+  const ports: [Identity, InferencePort][] = [[Identity.generate(), stalling]];
+  if (withHonest) ports.push([honest, new LocalInferencePort({ inference, models })]);
+  for (const [identity, port] of ports) {
+    const [a, b] = memoryDuplexPair();
+    const [toWorker, atWorker] = await Promise.all([
+      Connection.open(a, { identity: Identity.generate(), protocols }),
+      Connection.open(b, { identity, protocols }),
+    ]);
+    serveInference(atWorker, port);
+    links.push(toWorker, atWorker);
+    toWorkers.push(toWorker);
+  }
+  const workers = new Workers(toWorkers, [model.info]);
+  // The silent worker is the router's first choice.
+  const network = await system.spawn<NetworkMessage>({
+    name: "router/network",
+    factory: () => workers,
+  });
+  const timers = new ManualTimers();
+  const port = new NetworkInferencePort(network, undefined, requester, {
+    timers,
+    stallTimeoutMs: STALL_MS,
+  });
+  const close = async () => {
+    for (const c of links) await c.close();
+    await system.shutdown();
+  };
+  return {
+    port,
+    job,
+    reference,
+    stalling,
+    stallingKey: toWorkers[0].peerKey!,
+    honest: honest.publicKey,
+    told: workers.told,
+    timers,
+    close,
+  };
+}
+
+/** The job run on the model itself: the tokens every relay of it must match. */
+async function undisturbed(model: TextModel, job: TextJob) {
+  const tokens: StreamedToken[] = [];
+  for await (const c of model.generate(model.tokenizer.encode(job.prompt), job.params)) {
+    const token: StreamedToken = { index: c.index, tokenId: c.tokenId, text: c.text };
+    if (c.finishReason !== undefined) token.finishReason = c.finishReason;
+    tokens.push(token);
+  }
+  return { tokens, text: tokens.map((t) => t.text).join("") };
+}
+
+async function readAll(reader: ReadableStreamDefaultReader<StreamedToken>) {
+  const tokens: StreamedToken[] = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return tokens;
+    tokens.push(value);
+  }
+}
+
+/**
+ * What every stalled job that another worker took over must show: the client got each token
+ * once, those of an undisturbed run; the receipt is the honest worker's, over all of them; the
+ * silent worker's job was cancelled, and it is kept off the model for a while.
+ */
+async function assertTakenOver(
+  t: Awaited<ReturnType<typeof stallingRouter>>,
+  handle: InferenceHandle,
+  tokens: StreamedToken[],
+) {
+  assertEquals(tokens.map((x) => x.index), t.reference.tokens.map((x) => x.index));
+  assertEquals(tokens.map((x) => x.tokenId), t.reference.tokens.map((x) => x.tokenId));
+  const summary = await handle.done;
+  assertEquals(summary.error, undefined);
+  assertEquals(summary.finishReason, t.reference.tokens.at(-1)?.finishReason);
+  const receipt = parseReceipt(summary.receipt);
+  assertEquals(toHex(receipt.worker), toHex(t.honest));
+  assertEquals(receipt.tokenCount, t.reference.tokens.length);
+  assert(verifyReceipt(receipt, { job: t.job, worker: t.honest, output: t.reference.text }).ok);
+  assertEquals(t.stalling.submits, 1);
+  await eventually(() => t.stalling.cancelled === 1, "the silent worker's cancel");
+  assert(
+    t.told.some((m) =>
+      m.type === "worker_refused_model" && m.key === toHex(t.stallingKey) &&
+      m.model === t.job.model
+    ),
+    "the silent worker is kept off the model",
+  );
+}
+
+Deno.test("a worker that starts a job and sends no token is passed over after the stall timeout: the job runs on the next worker, the client gets the whole answer", async () => {
+  const t = await stallingRouter(0);
+  try {
+    const handle = await t.port.submit(t.job);
+    const reader = handle.tokens.getReader();
+    const first = reader.read();
+    await t.timers.advance(STALL_MS);
+    const head = await first;
+    assert(!head.done);
+    await assertTakenOver(t, handle, [head.value, ...await readAll(reader)]);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a worker that stalls mid-stream is replaced as a lost one: the next worker resumes after the tokens delivered, each token once", async () => {
+  const t = await stallingRouter(5);
+  try {
+    const handle = await t.port.submit(t.job);
+    const reader = handle.tokens.getReader();
+    const before = [];
+    for (let i = 0; i < 5; i++) before.push((await reader.read()).value!);
+    const next = reader.read();
+    await t.timers.advance(STALL_MS);
+    const resumed = await next;
+    assert(!resumed.done);
+    await assertTakenOver(t, handle, [...before, resumed.value, ...await readAll(reader)]);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a worker that stalls with no other worker to take the job ends it with worker_stalled, saying how far it got", async () => {
+  const t = await stallingRouter(3, false);
+  try {
+    const handle = await t.port.submit(t.job);
+    const reader = handle.tokens.getReader();
+    for (let i = 0; i < 3; i++) await reader.read();
+    // Caught at once: it fails while the clock advances, before anything awaits it.
+    const next = reader.read().catch((e) => e);
+    await t.timers.advance(STALL_MS);
+    const error = await next;
+    assert(error instanceof VeriflowError, String(error));
+    assertEquals(error.code, "worker_stalled");
+    assert(error.message.includes("after 3 tokens"), error.message);
+    assert(error.message.includes(`${STALL_MS} ms`), error.message);
+    const summary = await handle.done;
+    assertEquals([summary.finishReason, summary.error?.code], ["error", "worker_stalled"]);
+    await eventually(() => t.stalling.cancelled === 1, "the silent worker's cancel");
+  } finally {
+    await t.close();
   }
 });
