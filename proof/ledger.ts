@@ -89,6 +89,7 @@ import { INDEX_FILE, LedgerIndex, positionAfter } from "./ledger_index.ts";
 import { recoverLedger } from "./ledger_recovery.ts";
 import { type LedgerCheckpoint, signCheckpoint, writeCheckpoint } from "./ledger_checkpoint.ts";
 import { syncDirectory } from "./_durable_file.ts";
+import { pathExists } from "../storage/path_exists.ts";
 
 export * from "./ledger_errors.ts";
 export { entryHash, entrySigningBytes } from "./ledger_entry.ts";
@@ -228,9 +229,9 @@ export class Ledger {
    */
   static async open(dir: string, identity: Identity, options: LedgerOptions = {}): Promise<Ledger> {
     const created = {
-      dir: !await exists(dir),
-      log: !await exists(join(dir, LOG_FILE)),
-      index: !await exists(join(dir, INDEX_FILE)),
+      dir: !await pathExists(dir, { followSymlinks: false }),
+      log: !await pathExists(join(dir, LOG_FILE), { followSymlinks: false }),
+      index: !await pathExists(join(dir, INDEX_FILE), { followSymlinks: false }),
     };
     await Deno.mkdir(dir, { recursive: true });
     const log = await LedgerLog.open(join(dir, LOG_FILE), { write: true });
@@ -1038,15 +1039,5 @@ function closeQuietly(index: LedgerIndex): void {
     index.close();
   } catch {
     // a damaged database may fail to close cleanly: it is deleted next
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
   }
 }

@@ -40,6 +40,7 @@ import { writeFileDurably } from "./_durable_file.ts";
 import { LedgerState } from "./ledger_state.ts";
 import { type IndexPosition, type LedgerIndex, positionAfter } from "./ledger_index.ts";
 import { readCheckpoint, verifyCheckpoint } from "./ledger_checkpoint.ts";
+import { pathExists } from "../storage/path_exists.ts";
 
 /** Entries applied to the history index per transaction when it catches up with the log. */
 const INDEX_CATCH_UP_BATCH = 4096;
@@ -222,19 +223,11 @@ export async function judgeTail(
 async function setAsideTornTail(log: LedgerLog, from: number, at: number): Promise<void> {
   const stamp = new Date(at).toISOString().replaceAll(":", "-");
   let path = `${log.path}.torn-${stamp}`;
-  for (let n = 1; await exists(path); n++) path = `${log.path}.torn-${stamp}-${n}`;
+  for (let n = 1; await pathExists(path, { followSymlinks: false }); n++) {
+    path = `${log.path}.torn-${stamp}-${n}`;
+  }
   await writeFileDurably(path, log.chunks(from));
   await log.truncate(from);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 /** The verified checkpoint to start from and its state, or genesis when none verifies. */
