@@ -55,7 +55,7 @@ import { fromHex, toHex } from "../protocols/hash.ts";
 import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
-import { endChoicesOf, SteeringRecord } from "../proof/steering.ts";
+import { endChoicesOf, isSteering, SteeringRecord } from "../proof/steering.ts";
 import type { EndChoices } from "../proof/end_choices.ts";
 import {
   emptyValidationStats,
@@ -606,8 +606,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     try {
       await ledger.recordVerdict(result.verdict);
       this.#stats.verdicts[outcome]++;
+      const worker = toHex(receipt.worker);
+      const convictedBefore = isSteering(this.#steering.of(worker));
       const ends = endChoicesOf(result.verdict);
-      if (ends) this.#steering.add(toHex(receipt.worker), ends);
+      if (ends) this.#steering.add(worker, ends);
       this.#tell({
         kind: "verdict",
         verdict: result.verdict,
@@ -635,8 +637,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         const me = this.#options.identity.publicKey;
         if (await this.#end(id, () => ledger.settleFault(id, me, reason))) {
           this.#stats.slashes++;
-          this.#tellNetwork(ctx, { type: "peer_convicted", key: toHex(receipt.worker) });
+          this.#tellNetwork(ctx, { type: "peer_convicted", key: worker });
         }
+        if (reason === "steering" && !convictedBefore) await this.#settleSteering(receipt, id);
       } else {
         // Undecided here (no model, an error, anything else): not paid, nobody slashed.
         if (await this.#end(id, () => ledger.leaveUnresolved(id, reason))) {
@@ -657,6 +660,29 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       throw error;
     } finally {
       this.#waiting.delete(id);
+    }
+  }
+
+  /**
+   * The worker of `receipt` (whose receipt `id` completed the evidence) is convicted of steering
+   * here for the first time: what its earlier receipts in the evidence earned is clawed back and
+   * slashed (`Ledger.settleSteering`), so steering until caught does not pay either.
+   */
+  async #settleSteering(receipt: Receipt, id: string): Promise<void> {
+    const worker = toHex(receipt.worker);
+    const me = toHex(this.#options.identity.publicKey);
+    const evidence = this.#ledger!.verdicts().filter((v) =>
+      v.subject === "inference" && v.subjectId !== id && toHex(v.validator) === me &&
+      toHex(v.target) === worker && (endChoicesOf(v)?.passed ?? 0) > 0
+    ).map((v) => v.subjectId);
+    try {
+      const cut = await this.#ledger!.settleSteering(receipt.worker, evidence);
+      this.#log(
+        `validator: worker ${worker.slice(0, 16)} convicted of steering: ${cut} of stake cut ` +
+          `over ${evidence.length} earlier receipts`,
+      );
+    } catch (error) {
+      if (!(error instanceof LedgerRejectedError && error.code === "already_settled")) throw error;
     }
   }
 

@@ -144,7 +144,13 @@ interface DetectionRow {
    * tokens in receipts that are lost once the worker is convicted (flagged, or with an end
    * passed over).
    */
-  ends?: { passed: number; taken: number; caughtTokenShare: number };
+  ends?: {
+    passed: number;
+    taken: number;
+    caughtTokenShare: number;
+    /** Tokens of the valid receipts with an end passed over, per honest token billed. */
+    evidenceTokenShare: number;
+  };
 }
 const rows: DetectionRow[] = [];
 const notes: string[] = [];
@@ -345,6 +351,7 @@ for (const size of SIZES) {
         passed: 0,
         taken: 0,
         caughtTokens: 0,
+        evidenceTokens: 0,
       };
       for (let i = 0, made = 0; made < work.steer; i++) {
         // Sampled settings only: greedy near-ties are counted above.
@@ -372,6 +379,9 @@ for (const size of SIZES) {
         if (result.verdict.outcome !== "valid" || result.stats.endPassed > 0) {
           r.caughtTokens += run.receipt.tokenCount;
         }
+        if (result.verdict.outcome === "valid" && result.stats.endPassed > 0) {
+          r.evidenceTokens += run.receipt.tokenCount;
+        }
         if (result.verdict.outcome !== "valid") {
           r.flagged++;
           if (result.fraudProof) {
@@ -394,6 +404,7 @@ for (const size of SIZES) {
           passed: r.passed,
           taken: r.taken,
           caughtTokenShare: r.caughtTokens / Math.max(1, r.tokens),
+          evidenceTokenShare: r.evidenceTokens / Math.max(1, r.honestTokens),
         },
       });
     }
@@ -549,9 +560,13 @@ function steeringProfit(r: DetectionRow): number {
   return (1 + gain) * (1 - e.challengeProbability * caught * (1 + e.slashMultiplier)) - 1;
 }
 
-/** How soon a validator's steering test convicts a steerer, and what it gains until then. */
+/**
+ * How soon a validator's steering test convicts a steerer, and what steering earns it: until the
+ * conviction, and then the claw-back of the evidence's credit `(1 + m)` times over
+ * (`Ledger.settleSteering`), in units of one honest job's reward.
+ */
 function steeringNote(r: DetectionRow): string {
-  const ends = r.ends ?? { passed: 0, taken: 0, caughtTokenShare: 0 };
+  const ends = r.ends ?? { passed: 0, taken: 0, caughtTokenShare: 0, evidenceTokenShare: 0 };
   const perReceipt = { passed: ends.passed / r.receipts, taken: ends.taken / r.receipts };
   const head = `${r.size} ${r.name.split(":")[0]}: ${ends.passed} ends passed over, ` +
     `${ends.taken} taken in ${r.receipts} receipts`;
@@ -568,11 +583,17 @@ function steeringNote(r: DetectionRow): string {
   const jobs = checked / e.challengeProbability;
   const q = e.challengeProbability * r.flagged / Math.max(1, r.receipts);
   const before = (1 + (r.gain ?? 0)) * (1 - q * (1 + e.slashMultiplier)) - 1;
+  const gained = before * jobs;
+  // The evidence: the challenged receipts with an end passed over, per honest job of reward.
+  const clawedBack = (1 + e.slashMultiplier) * checked * ends.evidenceTokenShare;
   return `${head}: convicted by a validator after ~${checked} of its challenges (~${
     jobs.toFixed(0)
-  } jobs at p = ${e.challengeProbability}); until then E[profit] ${
-    before.toFixed(3)
-  } per job (at most ${
-    Math.max(0, before * jobs).toFixed(1)
-  } jobs' reward in all, per validator and key), after it ${steeringProfit(r).toFixed(3)}`;
+  } jobs at p = ${e.challengeProbability}), having gained ${gained.toFixed(1)} jobs' reward ` +
+    `(${before.toFixed(3)} per job); the conviction claws back ${clawedBack.toFixed(1)} (net ${
+      (gained - clawedBack).toFixed(1)
+    }), and after it steering earns ${
+      steeringProfit(r).toFixed(3)
+    } per job. A steerer that stops just short of the evidence keeps at most ~${
+      Math.max(0, gained).toFixed(1)
+    } jobs' reward, per validator and key`;
 }

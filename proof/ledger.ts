@@ -945,6 +945,38 @@ export class Ledger {
   }
 
   /**
+   * This ledger's owner convicted `worker` of steering (`steering.ts`): what the receipts in the
+   * evidence earned is clawed back and slashed as a caught cheat's would be, `(1 +
+   * slashMultiplier) ×` their credit, cut from the worker's free stake (its stake beyond what
+   * open receipts lock; at most that). Only receipts of this worker that are or will be paid
+   * (pending or final) count. Settled once per worker here.
+   *
+   * @param worker The convicted worker.
+   * @param receiptIds The worker's receipts whose verdicts by this owner passed over an end.
+   * @returns The stake cut.
+   * @throws {LedgerRejectedError} `already_settled` for a second conviction of the worker.
+   */
+  async settleSteering(worker: Uint8Array, receiptIds: readonly string[]): Promise<number> {
+    const key = toHex(worker);
+    const settlement = `steering/${this.#owner}/${key}`;
+    const entry = await this.#transition("steering", () => {
+      if (this.#index.proofSettled(settlement)) {
+        throw new LedgerRejectedError("already_settled", "this worker's steering was settled");
+      }
+      const evidence = [...new Set(receiptIds)].filter((id) => {
+        const rec = this.#record(id);
+        return rec?.worker === key && (rec.status === "pending" || rec.status === "final");
+      });
+      const credit = evidence.reduce((sum, id) => sum + this.#record(id)!.credit, 0);
+      const account = this.account(worker);
+      const free = Math.max(0, account.stake - account.locked);
+      const slashed = Math.min(free, credit * (1 + this.#economics.slashMultiplier));
+      return { worker: key, validator: this.#owner, settlement, receipts: evidence, slashed };
+    });
+    return (entry!.body.slashed as number);
+  }
+
+  /**
    * The challenge could not be decided (the validator lacks the model, failed, restarted): the
    * job is not paid, and the worker's locked stake is released.
    */

@@ -46,6 +46,7 @@ export type LedgerEntryKind =
   | "cleared"
   | "fault"
   | "unresolved"
+  | "steering"
   | "verdict";
 
 /** One signed ledger entry. */

@@ -252,6 +252,9 @@ export class LedgerIndex {
         return void status("fraud");
       case "unresolved":
         return void status("unpaid");
+      case "steering":
+        // Settled once per worker and validator (`Ledger.settleSteering`).
+        return void q.settle.run(b.settlement);
       case "verdict": {
         const v = b.verdict as unknown as Verdict;
         return void q.verdict.run(entry.seq, verdictId(v), encodeCbor(v));

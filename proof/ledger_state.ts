@@ -361,6 +361,11 @@ export class LedgerState {
         this.#account(rec.worker).locked -= rec.locked;
         return;
       }
+      case "steering":
+        // A steering conviction's clawback: the worker's stake is cut (the credit of its
+        // receipts stays; the cut covers it).
+        this.#account(b.worker).stake -= b.slashed as number;
+        return;
     }
   }
 }

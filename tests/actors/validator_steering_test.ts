@@ -2,9 +2,10 @@
  * Steering convicted, on the ledger: a worker that passes over ends its job's sampling rule
  * gives it (each receipt valid on its own) is convicted by the validator whose own challenges
  * add up to the evidence (`proof/steering.ts`). The receipt that convicts it is not paid and
- * its locked slash is burned, the network is told to route around it, and the record survives
- * a restart (rebuilt from the ledger's verdicts). An honest worker checked as often is paid for
- * every job.
+ * its locked slash is burned; what the earlier receipts in the evidence earned is clawed back
+ * and slashed, `(1 + m) ×` their credit from its stake, once; the network is told to route
+ * around it; and the record survives a restart (rebuilt from the ledger's verdicts). An honest
+ * worker checked as often is paid for every job.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -141,9 +142,12 @@ Deno.test("a steerer is convicted by the receipt that completes the evidence: un
     for (const { id } of [...paid, ...honestJobs]) {
       assert.equal((await v.record(id)).status, "final");
     }
+    // Steering until convicted cost more than it earned: the credit of every receipt in the
+    // evidence is paid and then cut from the stake 1 + m times over.
+    const m = DEFAULT_ECONOMICS.slashMultiplier;
     assert.deepEqual(await v.account(steerer.publicKey), {
       balance: earned(paid),
-      stake: STAKE - convicting.record.locked - again.record.locked,
+      stake: STAKE - (1 + m) * earned(paid) - convicting.record.locked - again.record.locked,
       locked: 0,
     });
     assert.ok(convicting.record.locked > 0);
