@@ -10,6 +10,7 @@
  */
 import { VeriflowError } from "../protocols/errors.ts";
 import { type DrainTimers, type FetchApp, serve } from "../server/serve.ts";
+import { EdgeError, errorResponse } from "../server/http_errors.ts";
 
 /** Seconds a client is told to wait (`Retry-After`) while the node starts. */
 const STARTING_RETRY_AFTER_S = 1;
@@ -104,14 +105,9 @@ export class HttpListener {
 }
 
 function starting(): Response {
-  const error = {
-    message: "the node is starting; retry in a moment",
-    type: "service_unavailable",
-    param: null,
-    code: "starting",
-  };
-  return Response.json({ error }, {
-    status: 503,
-    headers: { "retry-after": String(STARTING_RETRY_AFTER_S) },
-  });
+  return errorResponse(
+    new EdgeError("starting", "the node is starting; retry in a moment", {
+      retryAfterS: STARTING_RETRY_AFTER_S,
+    }),
+  );
 }

@@ -22,7 +22,7 @@ export interface EdgeErrorOptions extends ErrorOptions {
 export class EdgeError extends VeriflowError {
   /** The request field at fault (`max_tokens`, `messages.0.content`), when there is one. */
   readonly param: string | null;
-  /** Seconds after which the request may succeed, for a rate limit. */
+  /** Seconds after which the request may succeed: a rate limit's, or a 503's that knows. */
   readonly retryAfterS?: number;
 
   /**
@@ -116,6 +116,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   service_unavailable: 503,
   // The node is draining on shutdown (`serve.ts`): new requests and new jobs are refused.
   shutting_down: 503,
+  // The node's port is bound but the node is not up yet (`node/http_listener.ts`).
+  starting: 503,
   connection_closed: 502,
   peer_timeout: 504,
   // A forwarded job's worker started it and then sent nothing for the stall timeout.
@@ -154,16 +156,21 @@ export function openAiErrorBody(error: unknown): OpenAiErrorBody {
  */
 export const DEFAULT_RETRY_AFTER_S = 1;
 
-/** Seconds a client should wait before retrying a refused request (429s only). */
+/**
+ * Seconds a client should wait before retrying a refused request: every 429 (by default
+ * {@link DEFAULT_RETRY_AFTER_S}), and a 503 whose error says when (a node still starting).
+ */
 export function retryAfterOf(error: unknown): number | undefined {
-  if (httpStatusOf(error) !== 429) return undefined;
+  const status = httpStatusOf(error);
   const seconds = error instanceof EdgeError ? error.retryAfterS : undefined;
+  if (status === 503 && seconds !== undefined) return Math.max(1, Math.ceil(seconds));
+  if (status !== 429) return undefined;
   return Math.max(1, Math.ceil(seconds ?? DEFAULT_RETRY_AFTER_S));
 }
 
 /**
- * A JSON response in the OpenAI error shape with the right status; a 429 carries
- * `Retry-After`, a 401 `WWW-Authenticate: Bearer` (what OpenAI clients expect).
+ * A JSON response in the OpenAI error shape with the right status; a 429 (and a 503 that knows
+ * when) carries `Retry-After`, a 401 `WWW-Authenticate: Bearer` (what OpenAI clients expect).
  */
 export function errorResponse(error: unknown): Response {
   const status = httpStatusOf(error);
