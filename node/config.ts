@@ -424,6 +424,33 @@ export function notWholeNumber(name: string, text: string): string {
   return `${name} expects a whole number in decimal digits, got "${text}"`;
 }
 
+/**
+ * A number as an operator writes one: plain decimal notation (`0.05`, `.05`, `1`, `1000000`),
+ * not `0x10`, `1e3` or `-1`, which `Number()` would also read. Flags and variables alike.
+ */
+const DECIMAL_NUMBER = /^(\d+(\.\d*)?|\.\d+)$/;
+
+/**
+ * `text` as a number in plain decimal notation (surrounding blanks ignored), or undefined when
+ * it is not one; {@link notDecimalNumber} says so.
+ *
+ * @example
+ * ```ts
+ * import { parseDecimalNumber } from "./config.ts";
+ * parseDecimalNumber(".05"); // 0.05
+ * parseDecimalNumber("1e3"); // undefined, where Number() says 1000
+ * ```
+ */
+export function parseDecimalNumber(text: string): number | undefined {
+  const t = text.trim();
+  return DECIMAL_NUMBER.test(t) ? Number(t) : undefined;
+}
+
+/** Why `text`, given to `name`, was refused as a decimal number: one wording for both. */
+export function notDecimalNumber(name: string, text: string): string {
+  return `${name} expects a decimal number such as 0.05, got "${text}"`;
+}
+
 /** `checkpointEvery` → `CHECKPOINT_EVERY`. */
 function envSegment(key: string): string {
   return key.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase();
@@ -507,8 +534,9 @@ export function fileLayer(values: Record<string, unknown>, path: string): Config
 /**
  * The `VERIFLOW_*` environment variables as a layer: `VERIFLOW_HTTP_PORT=9000` sets `http.port`
  * (one variable per leaf, its path in upper snake case: `configLeaves()` lists them); a list is
- * comma-separated, a boolean `true`/`false` (or `1`/`0`), a whole number decimal digits only (as
- * a flag's: {@link parseWholeNumber}). A variable that names no leaf is refused, naming it, like
+ * comma-separated, a boolean `true`/`false` (or `1`/`0`), a whole number decimal digits only and
+ * any other number plain decimal notation (as a flag's: {@link parseWholeNumber},
+ * {@link parseDecimalNumber}). A variable that names no leaf is refused, naming it, like
  * an unknown key in the file.
  *
  * @param env The environment (`Deno.env.toObject()`).
@@ -529,8 +557,8 @@ export function envLayer(env: Readonly<Record<string, string>>): ConfigLayer {
       value = parseWholeNumber(text);
       if (value === undefined) problems.push(`  ${notWholeNumber(name, text)}`);
     } else if (leaf.kind === "number") {
-      value = text.trim() === "" ? NaN : Number(text);
-      if (!Number.isFinite(value)) problems.push(`  ${name}: expected a number, got "${text}"`);
+      value = parseDecimalNumber(text);
+      if (value === undefined) problems.push(`  ${notDecimalNumber(name, text)}`);
     } else if (leaf.kind === "boolean") {
       const t = text.trim().toLowerCase();
       value = t === "true" || t === "1" ? true : t === "false" || t === "0" ? false : undefined;

@@ -18,7 +18,9 @@ import {
   formatResolvedConfig,
   nearestName,
   type NodeConfig,
+  notDecimalNumber,
   notWholeNumber,
+  parseDecimalNumber,
   parseWholeNumber,
   readConfigFile,
   type ResolvedConfig,
@@ -102,9 +104,6 @@ or configuration (the key and the reason are named) · 130 interrupted.`;
  */
 class StartUsageError extends ConfigError {}
 
-/** A fraction flag's value (a probability): plain decimal notation (`0.05`, `.05`, `1`). */
-const DECIMAL_NUMBER = /^(\d+(\.\d*)?|\.\d+)$/;
-
 /** The `start` flags parseArgs knows. */
 const START_OPTIONS = {
   config: { type: "string" },
@@ -177,11 +176,9 @@ export async function resolveStartConfig(
       if (value === undefined) throw new StartUsageError(notWholeNumber(`--${flag}`, text));
       return value;
     }
-    const t = text.trim();
-    if (!DECIMAL_NUMBER.test(t)) {
-      throw new StartUsageError(`--${flag} expects a decimal number such as 0.05, got "${text}"`);
-    }
-    return Number(t);
+    const value = parseDecimalNumber(text);
+    if (value === undefined) throw new StartUsageError(notDecimalNumber(`--${flag}`, text));
+    return value;
   };
   const wholes: [keyof typeof values, string][] = [
     ["port", "http.port"],

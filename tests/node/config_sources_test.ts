@@ -62,13 +62,46 @@ Deno.test("a bad value is refused naming the key path, the reason and the variab
   );
   await assert.rejects(
     resolveStartConfig([], { VERIFLOW_SELF_STAKE: "lots" }),
-    /VERIFLOW_SELF_STAKE: expected a number, got "lots"/,
+    /VERIFLOW_SELF_STAKE expects a decimal number such as 0.05, got "lots"/,
   );
   await assert.rejects(
     resolveStartConfig([], { VERIFLOW_HTTP_PROT: "1" }),
     /VERIFLOW_HTTP_PROT: unknown variable \(did you mean VERIFLOW_HTTP_PORT\?\)/,
   );
   await assert.rejects(resolveStartConfig(["--model-size", "huge"]), /model\.size: .*--model-size/);
+});
+
+Deno.test("a decimal variable takes plain decimal notation, as its flag does: hex, exponents and signs are refused naming the variable", async () => {
+  for (const text of ["0x1", "1e-1", "-0.5", "+0.5", "Infinity", " ", "0.5.1"]) {
+    const fromEnv = await resolveStartConfig([], {
+      VERIFLOW_VALIDATOR_CHALLENGE_PROBABILITY: text,
+    }).then(() => "accepted", (e: Error) => e.message);
+    const fromFlag = await resolveStartConfig([`--challenge-probability=${text}`]).then(
+      () => "accepted",
+      (e: Error) => e.message,
+    );
+    assert.match(
+      fromEnv,
+      /VERIFLOW_VALIDATOR_CHALLENGE_PROBABILITY expects a decimal number/,
+      text,
+    );
+    assert.ok(
+      fromEnv.includes(
+        fromFlag.replace("--challenge-probability", "VERIFLOW_VALIDATOR_CHALLENGE_PROBABILITY"),
+      ),
+      fromEnv,
+    );
+  }
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_SELF_STAKE: "1e6" }),
+    /VERIFLOW_SELF_STAKE expects a decimal number such as 0.05, got "1e6"/,
+  );
+  const { config } = await resolveStartConfig([], {
+    VERIFLOW_VALIDATOR_CHALLENGE_PROBABILITY: " .25 ",
+    VERIFLOW_SELF_STAKE: "5000.5",
+  });
+  assert.equal(config.validator.challengeProbability, 0.25);
+  assert.equal(config.selfStake, 5000.5);
 });
 
 Deno.test("a whole-number variable takes decimal digits only, as its flag does: hex, exponents, fractions and signs are refused naming the variable", async () => {
