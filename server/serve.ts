@@ -73,6 +73,13 @@ export interface RunningServer {
   shutdown(): Promise<void>;
 }
 
+/**
+ * How long, once the drain deadline has passed, the WebSockets get to end their jobs and close
+ * cleanly ({@link Drain}'s `timeUp`) before the server cuts them: their jobs' ends and close
+ * frames are a round trip.
+ */
+export const TIME_UP_GRACE_MS = 2_000;
+
 /** The default interface: loopback only. */
 export const DEFAULT_HOSTNAME = "127.0.0.1";
 
@@ -104,11 +111,19 @@ class PendingWork {
   }
 }
 
+/**
+ * A connection's drain: finish its work and close it. `timeUp` aborts when the drain deadline
+ * has passed: end the work now, as cleanly as can be done at once (a WebSocket's jobs cancelled,
+ * each client told, the socket closed with 1001), before the server cuts what is left.
+ */
+export type Drain = (timeUp: AbortSignal) => Promise<void>;
+
 /** What the server awaits before `Deno.serve`'s shutdown; one set per server. */
 class Drains {
-  #hooks = new Set<() => Promise<void>>();
+  #hooks = new Set<Drain>();
   /** Drains under way, once the shutdown has begun. */
   #running: PendingWork | undefined;
+  readonly #timeUp = new AbortController();
 
   get draining(): boolean {
     return this.#running !== undefined;
@@ -119,11 +134,11 @@ class Drains {
     return this.#running?.size ?? 0;
   }
 
-  add(drain: () => Promise<void>): () => void {
+  add(drain: Drain): () => void {
     // A connection registered after the drain began (its request was already being handled)
     // drains too.
     if (this.#running !== undefined) {
-      this.#running.add(begin(drain));
+      this.#running.add(begin(drain, this.#timeUp.signal));
       return () => {};
     }
     this.#hooks.add(drain);
@@ -133,9 +148,14 @@ class Drains {
   /** Begin every drain; resolves once all have finished, those added meanwhile included. */
   run(): Promise<void> {
     this.#running = new PendingWork();
-    for (const drain of this.#hooks) this.#running.add(begin(drain));
+    for (const drain of this.#hooks) this.#running.add(begin(drain, this.#timeUp.signal));
     this.#hooks.clear();
     return this.#running.idle();
+  }
+
+  /** The deadline has passed: every drain is asked to end its work at once. */
+  timeUp(): void {
+    this.#timeUp.abort();
   }
 }
 
@@ -150,10 +170,10 @@ const drainsOf = new WeakMap<Request, Drains>();
  * registers nothing.
  *
  * @param request The request, as `serve` passed it to the app (Hono's `c.req.raw`).
- * @param drain Finish the connection's work, then close it.
+ * @param drain Finish the connection's work, then close it; at once when its `timeUp` aborts.
  * @returns Withdraw `drain` (the connection closed by itself).
  */
-export function drainBeforeShutdown(request: Request, drain: () => Promise<void>): () => void {
+export function drainBeforeShutdown(request: Request, drain: Drain): () => void {
   return drainsOf.get(request)?.add(drain) ?? (() => {});
 }
 
@@ -198,8 +218,9 @@ export function serve(options: ServeOptions): RunningServer {
     finished: server.finished,
     shutdown: () => {
       stopping ??= (async () => {
+        const drainsDone = drains.run();
         const drained = (async () => {
-          await drains.run();
+          await drainsDone;
           await requests.idle();
         })();
         if (await within(drained, drainTimeoutMs, timers)) {
@@ -208,9 +229,13 @@ export function serve(options: ServeOptions): RunningServer {
         }
         options.log?.(
           `shutdown: the drain did not end within ${drainTimeoutMs} ms (http.drainTimeoutMs); ` +
-            `cut ${count(requests.size, "open HTTP request")} and ` +
+            `ending ${count(requests.size, "open HTTP request")} and ` +
             `${count(drains.pending, "WebSocket")} with jobs still running`,
         );
+        // The WebSockets first end their jobs themselves (each client told, the socket closed
+        // with 1001), for a moment; what is still open then is cut.
+        drains.timeUp();
+        await within(drainsDone, TIME_UP_GRACE_MS, timers);
         cut.abort(new DOMException("the drain outran http.drainTimeoutMs", "TimeoutError"));
         await server.finished;
       })();
@@ -237,9 +262,9 @@ function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
-function begin(drain: () => Promise<void>): Promise<void> {
+function begin(drain: Drain, timeUp: AbortSignal): Promise<void> {
   // A drain that throws has ended all the same.
-  return drain().catch(() => {});
+  return drain(timeUp).catch(() => {});
 }
 
 /** A request that came during the drain: this server takes nothing new. */

@@ -40,7 +40,7 @@ export function streamRoutes(
       client: c.get("client"),
       stats,
     });
-    const withdraw = drainBeforeShutdown(c.req.raw, () => session.drain());
+    const withdraw = drainBeforeShutdown(c.req.raw, (timeUp) => session.drain(timeUp));
     session.closed.then(withdraw);
     return response;
   });

@@ -157,11 +157,16 @@ export class StreamSession {
    * Drain the socket for a shutdown: refuse new jobs (`shutting_down`), let the running and
    * queued ones finish and send their end, then close with 1001. Idempotent.
    *
+   * @param timeUp Aborted when the drain may last no longer: the jobs still running are
+   * cancelled (each client gets its end, `cancelled`), then the socket closes with 1001 as
+   * after a drain.
    * @returns Resolves once the socket has closed, or a second after the session closed it if
    * the client never answers the close.
    */
-  async drain(): Promise<void> {
+  async drain(timeUp?: AbortSignal): Promise<void> {
     this.#draining = true;
+    if (timeUp?.aborted) this.#cancelAll();
+    else timeUp?.addEventListener("abort", () => this.#cancelAll(), { once: true });
     this.#closeIfDrained();
     await Promise.race([this.#drainClosed.promise, this.#closed.promise]);
     let timer: ReturnType<typeof setTimeout> | undefined;

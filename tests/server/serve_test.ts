@@ -5,7 +5,12 @@
  * Requests that come during the drain are refused with the edge's error shape.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { drainBeforeShutdown, type DrainTimers, serve } from "../../server/serve.ts";
+import {
+  drainBeforeShutdown,
+  type DrainTimers,
+  serve,
+  TIME_UP_GRACE_MS,
+} from "../../server/serve.ts";
 import { EdgeError, httpStatusOf, openAiErrorBody } from "../../server/http_errors.ts";
 
 /** Timers that fire only when the test says so. */
@@ -43,7 +48,7 @@ function tracker(promise: Promise<unknown>): () => boolean {
   return () => settled;
 }
 
-Deno.test("a drain past drainTimeoutMs is cut: the stuck WebSocket is closed, the open SSE response aborted, one line says how many, and the shutdown ends", async () => {
+Deno.test("a drain past drainTimeoutMs is cut: the stuck WebSocket, given a moment to end by itself, is closed, the open SSE response aborted, one line says how many, and the shutdown ends", async () => {
   const timers = new FakeTimers();
   const log: string[] = [];
   const sseCancelled = Promise.withResolvers<void>();
@@ -58,7 +63,7 @@ Deno.test("a drain past drainTimeoutMs is cut: the stuck WebSocket is closed, th
         if (new URL(request.url).pathname === "/ws") {
           const { socket, response } = Deno.upgradeWebSocket(request);
           socket.onclose = () => serverSocketClosed.resolve();
-          // A job that never ends: its drain never resolves.
+          // A job that never ends: its drain never resolves, not even when time is up.
           drainBeforeShutdown(request, () => {
             drainCalls++;
             return new Promise<void>(() => {});
@@ -87,10 +92,15 @@ Deno.test("a drain past drainTimeoutMs is cut: the stuck WebSocket is closed, th
   assertEquals([ended(), drainCalls, log], [false, 1, []]);
 
   timers.fireAll();
+  await turns();
+  // Time is up: the drains get a moment to end by themselves, then what is left is cut.
+  assertEquals([...timers.armed.values()].map((t) => t.ms), [TIME_UP_GRACE_MS]);
+  assertEquals(ended(), false);
+  timers.fireAll();
   await shutdown;
   assertEquals(log.length, 1, log.join("\n"));
   assert(/4321 ms \(http\.drainTimeoutMs\)/.test(log[0]), log[0]);
-  assert(/cut 1 open HTTP request and 1 WebSocket /.test(log[0]), log[0]);
+  assert(/ending 1 open HTTP request and 1 WebSocket /.test(log[0]), log[0]);
   await Promise.all([sseCancelled.promise, serverSocketClosed.promise, clientClosed]);
   const rest = await reader.read().then(() => "more data", (e: Error) => e.name);
   assert(rest !== "more data", "the client's stream was cut, not ended");
@@ -160,4 +170,44 @@ Deno.test("a request during the drain gets 503 shutting_down in the edge's error
     client.close();
     await shutdown;
   }
+});
+
+Deno.test("when the drain deadline passes, a WebSocket that ends its work at once closes cleanly (1001) and nothing is cut", async () => {
+  const timers = new FakeTimers();
+  const log: string[] = [];
+  const server = serve({
+    drainTimeoutMs: 100,
+    timers,
+    log: (line) => void log.push(line),
+    app: {
+      fetch(request) {
+        const { socket, response } = Deno.upgradeWebSocket(request);
+        // A job that runs until it is told time is up, then ends and closes the socket.
+        drainBeforeShutdown(request, (timeUp) =>
+          new Promise<void>((resolve) => {
+            timeUp.addEventListener("abort", () => {
+              socket.send("job cancelled");
+              socket.close(1001, "server shutting down");
+              resolve();
+            });
+          }));
+        return response;
+      },
+    },
+  });
+  const client = new WebSocket(`${server.url.replace("http:", "ws:")}/ws`);
+  const messages: string[] = [];
+  client.onmessage = (e) => void messages.push(e.data);
+  const closed = new Promise<CloseEvent>((resolve) => client.onclose = resolve);
+  await new Promise((resolve) => client.onopen = resolve);
+  const shutdown = server.shutdown();
+  await turns();
+  timers.fireAll(); // the deadline
+  await shutdown;
+  const event = await closed;
+  assertEquals([event.code, event.reason, messages], [1001, "server shutting down", [
+    "job cancelled",
+  ]]);
+  assertEquals(timers.armed.size, 0, "the grace timer disarmed");
+  assertEquals(log.length, 1, "the deadline is still reported");
 });
