@@ -55,8 +55,7 @@ import { fromHex, toHex } from "../protocols/hash.ts";
 import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
-import { endChoicesOf, isSteering, SteeringRecord } from "../proof/steering.ts";
-import type { EndChoices } from "../proof/end_choices.ts";
+import { endChoicesOf, SteeringRecord } from "../proof/steering.ts";
 import {
   emptyValidationStats,
   validateReceipt,
@@ -241,6 +240,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#ledger.verdicts(),
       this.#options.identity.publicKey,
     );
+    // A conviction whose claw-back a crash interrupted is settled now.
+    for (const worker of this.#steering.convicted()) await this.#settleSteering(fromHex(worker));
     // Challenges open when this validator last stopped (a crash, a restart): their material is
     // gone, so they end undecided — the job is not paid — rather than slip into payment.
     for (const id of this.#ledger.challenged()) {
@@ -532,9 +533,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // this node is not (a sparse network; a worker reached only through its router).
     const requester = this.#ledger!.receipt(id)?.requester;
     const relay = requester === undefined ? undefined : fromHex(requester);
-    // The worker's record so far goes with the challenge: the validation tests it for steering.
-    const record = this.#steering.of(toHex(receipt.worker));
-    this.#challenge(receipt, job, ctx.signal, relay, takeover, record).then(
+    this.#challenge(receipt, job, ctx.signal, relay, takeover).then(
       (result) => ctx.self.tell({ type: "challenged", receipt, result }),
       (error) => ctx.self.tell({ type: "challenge_failed", receipt, reason: String(error) }),
     ).catch(() => {});
@@ -607,9 +606,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       await ledger.recordVerdict(result.verdict);
       this.#stats.verdicts[outcome]++;
       const worker = toHex(receipt.worker);
-      const convictedBefore = isSteering(this.#steering.of(worker));
-      const ends = endChoicesOf(result.verdict);
-      if (ends) this.#steering.add(worker, ends);
       this.#tell({
         kind: "verdict",
         verdict: result.verdict,
@@ -639,7 +635,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           this.#stats.slashes++;
           this.#tellNetwork(ctx, { type: "peer_convicted", key: worker });
         }
-        if (reason === "steering" && !convictedBefore) await this.#settleSteering(receipt, id);
+        if (reason === "steering") await this.#settleSteering(receipt.worker);
       } else {
         // Undecided here (no model, an error, anything else): not paid, nobody slashed.
         if (await this.#end(id, () => ledger.leaveUnresolved(id, reason))) {
@@ -664,19 +660,22 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   }
 
   /**
-   * The worker of `receipt` (whose receipt `id` completed the evidence) is convicted of steering
-   * here for the first time: what its earlier receipts in the evidence earned is clawed back and
-   * slashed (`Ledger.settleSteering`), so steering until caught does not pay either.
+   * `worker` is convicted of steering here: unless done before, what its receipts in the
+   * evidence earned is clawed back and slashed (`Ledger.settleSteering`), so steering until
+   * caught does not pay either. The receipt that completed the evidence is settled as a fault
+   * already (not paid), so the ledger leaves it out.
    */
-  async #settleSteering(receipt: Receipt, id: string): Promise<void> {
-    const worker = toHex(receipt.worker);
+  async #settleSteering(key: Uint8Array): Promise<void> {
+    const ledger = this.#ledger!;
+    if (ledger.steeringSettled(key)) return;
+    const worker = toHex(key);
     const me = toHex(this.#options.identity.publicKey);
-    const evidence = this.#ledger!.verdicts().filter((v) =>
-      v.subject === "inference" && v.subjectId !== id && toHex(v.validator) === me &&
-      toHex(v.target) === worker && (endChoicesOf(v)?.passed ?? 0) > 0
+    const evidence = ledger.verdicts().filter((v) =>
+      v.subject === "inference" && toHex(v.validator) === me && toHex(v.target) === worker &&
+      (endChoicesOf(v)?.passed ?? 0) > 0
     ).map((v) => v.subjectId);
     try {
-      const cut = await this.#ledger!.settleSteering(receipt.worker, evidence);
+      const cut = await ledger.settleSteering(key, evidence);
       this.#log(
         `validator: worker ${worker.slice(0, 16)} convicted of steering: ${cut} of stake cut ` +
           `over ${evidence.length} earlier receipts`,
@@ -732,7 +731,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   /**
    * Gather the material (the job, the worker's proof data, the model: network waits, any
    * number at once), then validate on the serial queue (one forward pass at a time). Runs
-   * outside `receive`; touches no actor state.
+   * outside `receive`; touches no actor state but the steering record, which only the serial
+   * queue reads and writes: each validation sees every earlier one's end choices, however many
+   * challenges of one worker are open at once. A takeover's receipt was chosen by a peer, so its
+   * end choices are neither counted nor tested.
    */
   async #challenge(
     receipt: Receipt,
@@ -740,7 +742,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     signal: AbortSignal,
     relay: Uint8Array | undefined,
     takeover: boolean,
-    steering: EndChoices,
   ): Promise<ValidationResult> {
     const { models, identity, validation } = this.#options;
     const source = this.#options.source ?? {};
@@ -758,7 +759,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const output = await source.output?.(receipt);
     // The receipt cannot finalize while this challenge is open (see `finalize`), so a challenge
     // that waited past the window still settles; the queue is bounded per worker instead.
-    return await this.#enqueue(() => {
+    return await this.#enqueue(async () => {
       signal.throwIfAborted();
       const material = {
         job,
@@ -769,11 +770,16 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         workerUnreachable: fetched === UNREACHABLE,
       };
       if (availabilityOnly) return checkServed(material, identity, { ...validation, signal });
-      return validateReceipt(material, model, identity, {
+      const worker = toHex(receipt.worker);
+      const result = await validateReceipt(material, model, identity, {
         ...validation,
-        steering,
+        steering: takeover ? undefined : this.#steering.of(worker),
+        countEndChoices: !takeover,
         signal,
       });
+      const ends = endChoicesOf(result.verdict);
+      if (ends && !takeover) this.#steering.add(worker, ends);
+      return result;
     });
   }
 

@@ -77,8 +77,21 @@ export interface RecomputedPosition {
   fingerprints: Fingerprint[];
   /** Sampling-rule check of the committed token. */
   sampling: SamplingCheck;
-  /** The token the job's sampling rule picks from the validator's own logits here. */
-  winner: number;
+  /**
+   * The tokens the job's sampling rule picks here from the validator's own logits, under each
+   * of {@link LOGITS_PRECISIONS} (an honest worker's token is one of them except at a genuine
+   * near-tie); only when asked ({@link RecomputeOptions.winners}), empty for a row with no
+   * finite logit (no rule picks from it).
+   */
+  winners?: number[];
+}
+
+/** Options of {@link recomputePositions}. */
+export interface RecomputeOptions {
+  /** Abort the forward pass. */
+  signal?: AbortSignal;
+  /** Also compute each position's {@link RecomputedPosition.winners} (validation's end choices). */
+  winners?: boolean;
 }
 
 /**
@@ -113,8 +126,9 @@ export async function recomputePositions(
   positions: readonly number[],
   params: Pick<GenerationParams, "temperature" | "topK" | "topP" | "seed">,
   tolerance: SamplingTolerance = DEFAULT_SAMPLING_TOLERANCE,
-  signal?: AbortSignal,
+  options: RecomputeOptions = {},
 ): Promise<{ results: RecomputedPosition[]; forwardTokens: number }> {
+  const { signal } = options;
   if (positions.length === 0) return { results: [], forwardTokens: 0 };
   const last = Math.max(...positions);
   const input = [...promptIds, ...tokens.slice(0, last)];
@@ -123,15 +137,34 @@ export async function recomputePositions(
   const results = positions.map((t) => {
     const offset = (promptIds.length - 1 + t) * vocab;
     const fingerprints = fingerprintsOf(logits, tokens[t], offset, vocab);
-    return {
+    const result: RecomputedPosition = {
       position: t,
       fingerprint: fingerprints[0],
       fingerprints,
       sampling: checkSampledToken(logits, tokens[t], t, params, tolerance, offset, vocab),
-      winner: sampleToken(logits.subarray(offset, offset + vocab), params, t).token,
     };
+    if (options.winners) {
+      result.winners = winnersOf(logits.subarray(offset, offset + vocab), params, t);
+    }
+    return result;
   });
   return { results, forwardTokens: input.length };
+}
+
+/**
+ * The tokens the sampling rule picks from `row` at output position `t` under each of
+ * {@link LOGITS_PRECISIONS}; none for a row without a finite logit.
+ */
+function winnersOf(
+  row: Float32Array,
+  params: Pick<GenerationParams, "temperature" | "topK" | "topP" | "seed">,
+  t: number,
+): number[] {
+  try {
+    return [row, fp16Logits(row)].map((logits) => sampleToken(logits, params, t).token);
+  } catch {
+    return []; // no finite logit: the sampling check has failed this position already
+  }
 }
 
 /** The output text `generate` would have streamed for `tokens` (EOS renders as ""). */

@@ -4,18 +4,23 @@
  *
  * The sampling check (`sampling_check.ts`) must admit every token honest noise could make the
  * rule pick, so at a genuine near-tie it admits two. A worker that wants to bill more tokens
- * can then pass over an ending token (EOS, or one that completes a stop string) for another
- * admitted one, and no single receipt shows it. What a validator can count is on which side
- * of the end the worker's choice fell wherever it differs from the validator's own pick:
+ * can then pass over an ending token (EOS, or one that completes a stop string), or over one
+ * that would start or extend a stop string of several tokens, for another admitted one, and no
+ * single receipt shows it. What a validator can count is on which side of the end the worker's
+ * choice fell wherever it differs from the validator's own pick:
  *
- * - **passed**: the validator's pick ends the output here, the worker's token does not;
- * - **taken**: the worker's token ends the output here, the validator's pick does not.
+ * - **passed**: the validator's pick ends the output here, or brings the text closer to a stop
+ *   string (a longer prefix of one at its end), and the worker's token does less;
+ * - **taken**: the other way round.
  *
  * Honest noise is the same both ways (worker and validator are two runs of one computation;
  * which of them rounds up at a tie is a coin), so an honest worker's passed and taken events
  * are equally likely. A steerer's are all passed. `steering.ts` tests a worker's counts over
- * many receipts. Positions where the output ends whatever the token (`maxTokens`, a full
- * context window) are not counted: no choice there changes the bill.
+ * many receipts. Not counted: positions where the output ends whatever the token (`maxTokens`,
+ * a full context window), since no choice there changes the bill; and positions where the
+ * worker's token is the rule's pick on the validator's logits rounded to fp16, which an honest
+ * worker whose runtime returns fp16 logits follows (fp16 makes exact ties, which the rule breaks
+ * by the lower id, systematically against EOS's high one).
  *
  * @module
  */
@@ -24,17 +29,18 @@ import type { ProofModel } from "./_common.ts";
 
 /** A receipt's end choices against the validator's own picks. */
 export interface EndChoices {
-  /** Positions where the validator's pick ends the output and the worker's token does not. */
+  /** Positions where the validator's pick goes further toward an end than the worker's token. */
   passed: number;
-  /** Positions where the worker's token ends the output and the validator's pick does not. */
+  /** Positions where the worker's token goes further toward an end than the validator's pick. */
   taken: number;
 }
 
 /**
  * Count the end choices of an output that passed the termination check (it ends exactly where
- * generation would, on its own tokens). `winners[t]` is the token the job's rule picks at
- * output position t from the validator's logits (`RecomputedPosition.winner`); positions past
- * `winners.length` are not counted.
+ * generation would, on its own tokens). `winners[t]` holds the tokens the job's rule picks at
+ * output position t from the validator's logits, as computed first and then under the other
+ * logits precisions (`RecomputedPosition.winners`); a position with none, and positions past
+ * `winners.length`, are not counted.
  *
  * @example
  * ```ts ignore
@@ -45,7 +51,7 @@ export function endChoices(
   model: ProofModel,
   promptLength: number,
   tokens: readonly number[],
-  winners: readonly number[],
+  winners: readonly (readonly number[])[],
   params: Pick<GenerationParams, "maxTokens" | "stop">,
 ): EndChoices {
   const eos = model.info.eosTokenId;
@@ -59,21 +65,44 @@ export function endChoices(
     const piece = token === eos ? "" : decoder.push(token);
     const endsAnyway = t + 1 >= params.maxTokens ||
       promptLength + t + 1 >= model.info.contextLength;
-    if (winners[t] !== token && !endsAnyway) {
-      const tokenEnds = token === eos || completesStop(stops, output, output + piece);
-      const winnerEnds = winners[t] === eos ||
-        completesStop(stops, output, output + textWith(model, tokens, t, winners[t]));
-      if (winnerEnds && !tokenEnds) choices.passed++;
-      else if (tokenEnds && !winnerEnds) choices.taken++;
+    const pick = winners[t][0];
+    if (pick !== undefined && !winners[t].includes(token) && !endsAnyway) {
+      const mine = progress(stops, output, token === eos, piece);
+      const theirs = pick === eos
+        ? progress(stops, output, true, "")
+        : progress(stops, output, false, textWith(model, tokens, t, pick));
+      if (theirs > mine) choices.passed++;
+      else if (mine > theirs) choices.taken++;
     }
     output += piece;
   }
   return choices;
 }
 
-/** Whether `after` contains a stop string that `before` did not. */
-function completesStop(stops: readonly string[], before: string, after: string): boolean {
-  return stops.some((s) => !before.includes(s) && after.includes(s));
+/**
+ * How far emitting a token takes the output toward its end: `Infinity` when it ends it (EOS, or
+ * a stop string completed), else the length of the longest stop-string prefix the text then
+ * ends with.
+ */
+function progress(
+  stops: readonly string[],
+  before: string,
+  isEos: boolean,
+  piece: string,
+): number {
+  if (isEos) return Infinity;
+  const after = before + piece;
+  let longest = 0;
+  for (const stop of stops) {
+    if (!before.includes(stop) && after.includes(stop)) return Infinity;
+    for (let k = Math.min(stop.length - 1, after.length); k > longest; k--) {
+      if (after.endsWith(stop.slice(0, k))) {
+        longest = k;
+        break;
+      }
+    }
+  }
+  return longest;
 }
 
 /**

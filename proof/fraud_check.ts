@@ -200,7 +200,7 @@ export async function checkFraudProof(
     positions,
     (job as TextJob).params,
     tol.sampling,
-    options.signal,
+    { signal: options.signal },
   );
   forwardTokens = r.forwardTokens;
   if (proof.kind === "sampling") {
@@ -215,7 +215,7 @@ export async function checkFraudProof(
       positions,
       (job as TextJob).params,
       { ...tol.sampling, logitEps: MIN_LOGIT_EPS, logitSigma: MIN_LOGIT_EPS },
-      options.signal,
+      { signal: options.signal },
     );
     forwardTokens += tight.forwardTokens;
     const failsTightly = tight.results.every((x) => !x.sampling.ok);

@@ -944,6 +944,15 @@ export class Ledger {
     });
   }
 
+  /** Whether this ledger's owner has settled a steering conviction of `worker` here. */
+  steeringSettled(worker: Uint8Array): boolean {
+    return this.#index.proofSettled(this.#steeringSettlement(toHex(worker)));
+  }
+
+  #steeringSettlement(worker: string): string {
+    return `steering/${this.#owner}/${worker}`;
+  }
+
   /**
    * This ledger's owner convicted `worker` of steering (`steering.ts`): what the receipts in the
    * evidence earned is clawed back and slashed as a caught cheat's would be, `(1 +
@@ -958,7 +967,7 @@ export class Ledger {
    */
   async settleSteering(worker: Uint8Array, receiptIds: readonly string[]): Promise<number> {
     const key = toHex(worker);
-    const settlement = `steering/${this.#owner}/${key}`;
+    const settlement = this.#steeringSettlement(key);
     const entry = await this.#transition("steering", () => {
       if (this.#index.proofSettled(settlement)) {
         throw new LedgerRejectedError("already_settled", "this worker's steering was settled");

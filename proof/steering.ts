@@ -132,6 +132,11 @@ export class SteeringRecord {
     }
   }
 
+  /** The workers (hex keys) whose end choices convict them ({@link isSteering}). */
+  convicted(): string[] {
+    return [...this.#byWorker].filter(([, choices]) => isSteering(choices)).map(([key]) => key);
+  }
+
   /** Workers with any end choice recorded. */
   get size(): number {
     return this.#byWorker.size;

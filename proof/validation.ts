@@ -13,8 +13,9 @@
  *    single position and no prefix beyond the honest noise calibrated for the model and the
  *    job's precision, `fingerprint.ts`) and each token is consistent with the job's sampling
  *    rule (`fraud` of kind `fingerprint` / `sampling`);
- * 5. the receipt's end choices (`end_choices.ts`: where the worker passed over or took an end
- *    the validator's own pick differs on) are counted into the verdict, and when they bring the
+ * 5. for a receipt that passed all of that, its end choices (`end_choices.ts`: where the worker
+ *    passed over or took an end the validator's own pick differs on) are counted into the
+ *    verdict (unless {@link ValidationOptions.countEndChoices} is false), and when they bring the
  *    worker's record with this validator ({@link ValidationOptions.steering}) to a conviction
  *    (`steering.ts`), a receipt that passed over an end is `invalid`, reason `steering`.
  *
@@ -116,6 +117,12 @@ export interface ValidationOptions {
    * receipt's, tested for steering. Default none (the receipt is judged on its own).
    */
   steering?: EndChoices;
+  /**
+   * Whether to count the receipt's end choices into the verdict (default true). False for a
+   * receipt this validator did not draw by its own coin (a peer's claim taken over): whoever
+   * chose it could have chosen it for its end choices, so it must not feed a steering record.
+   */
+  countEndChoices?: boolean;
 }
 
 /** What the validator gathered for one challenge. */
@@ -275,6 +282,7 @@ export async function validateReceipt(
   options: ValidationOptions = {},
 ): Promise<ValidationResult> {
   const now = options.now ?? Date.now;
+  const countEnds = options.countEndChoices ?? true;
   const started = performance.now();
   const stats = emptyValidationStats();
   let target: Uint8Array = new Uint8Array(32);
@@ -307,8 +315,12 @@ export async function validateReceipt(
         meanScore: round6(stats.meanScore),
         calibrated: stats.calibrated,
         samplingFailures: stats.samplingFailures,
-        [END_CHOICE_DETAILS.passed]: stats.endPassed,
-        [END_CHOICE_DETAILS.taken]: stats.endTaken,
+        ...(countEnds
+          ? {
+            [END_CHOICE_DETAILS.passed]: stats.endPassed,
+            [END_CHOICE_DETAILS.taken]: stats.endTaken,
+          }
+          : {}),
       }),
       now,
       stats,
@@ -413,7 +425,7 @@ export async function validateReceipt(
     positions,
     job.params,
     tol.sampling,
-    options.signal,
+    { signal: options.signal, winners: countEnds },
   );
   stats.forwardMs = performance.now() - f0;
   stats.forwardTokens = forwardTokens;
@@ -454,11 +466,12 @@ export async function validateReceipt(
     candidates.push({ kind: "sampling", reason: "sampling_rule", cited: [samplingFails[0]] });
   }
   if (candidates.length === 0) {
+    if (!countEnds) return finish("valid", "ok");
     const ends = endChoices(
       textModel,
       promptIds.length,
       tokens,
-      results.map((r) => r.winner),
+      results.map((r) => r.winners ?? []),
       job.params,
     );
     stats.endPassed = ends.passed;

@@ -21,6 +21,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
+import { signVerdict } from "../../protocols/verdict.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
@@ -50,8 +51,15 @@ const steerer = Identity.generate();
 const honest = Identity.generate();
 const requester = Identity.generate();
 
-/** A validator that challenges every receipt, on the ledger in `dir`. */
-async function start(dir: string, clock: { t: number }) {
+/**
+ * A validator that challenges every receipt (or none, `p: 0`), on the ledger in `dir`; the
+ * worker serves its proof data once `served` resolves (default at once).
+ */
+async function start(
+  dir: string,
+  clock: { t: number },
+  options: { p?: number; served?: Promise<void> } = {},
+) {
   const system = new ActorSystem({ name: "steering" });
   const told: NetworkMessage[] = [];
   const served = new Map<string, ReturnType<typeof signServedProof>>();
@@ -63,12 +71,17 @@ async function start(dir: string, clock: { t: number }) {
         identity: me,
         ledgerDir: `${dir}/ledger`,
         ledger: { now: () => clock.t },
-        challengeProbability: 1,
+        challengeProbability: options.p ?? 1,
         finalizeIntervalMs: 0,
         network: NETWORK,
         validation: { sampling: WIDE_SAMPLING },
         models: { get: () => Promise.resolve(steeringModel) },
-        source: { proof: (r) => Promise.resolve(served.get(receiptId(r))) },
+        source: {
+          proof: async (r) => {
+            await options.served;
+            return served.get(receiptId(r));
+          },
+        },
       }),
   });
   const stats = () => validator.ask<ValidatorStats>({ type: "stats" });
@@ -76,8 +89,8 @@ async function start(dir: string, clock: { t: number }) {
     told,
     stats,
     deposit: (key: Uint8Array) => validator.ask({ type: "deposit", key, amount: STAKE }),
-    /** One receipt of `worker`'s, challenged here to its end; its record before settling. */
-    async job(worker: Identity, steer: boolean, nonce: string) {
+    /** One receipt of `worker`'s, announced here; whether this validator challenged it. */
+    async announce(worker: Identity, steer: boolean, nonce: string) {
       const job = steeringJob(nonce, toHex(requester.publicKey));
       const proved = await proveSteering(job, worker, steer);
       const id = receiptId(proved.receipt);
@@ -89,9 +102,32 @@ async function start(dir: string, clock: { t: number }) {
         assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester),
         origin: "ee".repeat(32),
       });
-      assert.equal(handled.challenged, true);
-      await eventually(async () => (await stats()).openChallenges === 0, "the challenge to end");
+      return { id, challenged: handled.challenged };
+    },
+    /** Challenges still open here run off the mailbox: wait for them. */
+    async drained() {
+      await eventually(async () => (await stats()).openChallenges === 0, "challenges to end");
+    },
+    /** One receipt of `worker`'s, challenged here to its end; its record before settling. */
+    async job(worker: Identity, steer: boolean, nonce: string) {
+      const { id, challenged } = await this.announce(worker, steer, nonce);
+      assert.equal(challenged, true);
+      await this.drained();
       return { id, record: await this.record(id) };
+    },
+    /** A staked peer's signed "proof withheld" claim about `id`: this validator takes it over. */
+    async accuse(id: string, worker: Identity, by: Identity) {
+      const verdict = signVerdict({
+        v: 1,
+        subject: "inference",
+        subjectId: id,
+        target: worker.publicKey,
+        outcome: "invalid",
+        reason: "proof_unavailable",
+        details: {},
+        issuedAt: clock.t,
+      }, by);
+      await validator.ask({ type: "verdict", verdict, origin: toHex(by.publicKey) });
     },
     record: (id: string) => validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id }),
     account: (key: Uint8Array) => validator.ask<Account>({ type: "account", key }),
@@ -156,6 +192,64 @@ Deno.test("a steerer is convicted by the receipt that completes the evidence: un
       stake: STAKE,
       locked: 0,
     });
+  } finally {
+    await v.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("overlapping challenges of one steerer are judged in order: the receipt that completes the evidence is steering and the claw-back runs, however many were open at once", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const late = Promise.withResolvers<void>();
+  // The steerer serves its proof data late, so all its challenges are open together.
+  const v = await start(dir, clock, { served: late.promise });
+  try {
+    await v.deposit(steerer.publicKey);
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const { id, challenged } = await v.announce(steerer, true, `o${i}`);
+      assert.equal(challenged, true);
+      ids.push(id);
+    }
+    late.resolve();
+    await v.drained();
+    const statuses = [];
+    for (const id of ids) statuses.push((await v.record(id)).status);
+    // 26 passed-over ends convict; each receipt passes over 5: the sixth completes it.
+    const convicting = Math.ceil(26 / STEERED.passed) - 1;
+    assert.deepEqual(statuses, ids.map((_, i) => i < convicting ? "pending" : "fraud"));
+    const account = await v.account(steerer.publicKey);
+    assert.ok(account.stake < STAKE - 3 * STEERED.tokens, "the claw-back cut the stake");
+  } finally {
+    await v.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("receipts a peer picks (its false withheld claims, taken over here) never feed the steering record: an honest worker is not convicted by them", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  // This validator's own coin never fires: only the peer's claims make it check.
+  const v = await start(dir, clock, { p: 0 });
+  const accuser = Identity.generate();
+  try {
+    await v.deposit(steerer.publicKey);
+    await v.deposit(accuser.publicKey);
+    // Receipts that pass over ends (as an honest worker's rare noise would, picked out by the
+    // peer): far more than would convict if they counted.
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const { id, challenged } = await v.announce(steerer, true, `t${i}`);
+      assert.equal(challenged, false);
+      await v.accuse(id, steerer, accuser);
+      ids.push(id);
+    }
+    await v.drained();
+    assert.equal((await v.stats()).challenged, ids.length, "each claim taken over");
+    for (const id of ids) assert.equal((await v.record(id)).status, "pending", "cleared");
+    assert.equal(v.told.filter((m) => m.type === "peer_convicted").length, 0);
+    assert.equal((await v.account(steerer.publicKey)).stake, STAKE);
   } finally {
     await v.stop();
     await Deno.remove(dir, { recursive: true });

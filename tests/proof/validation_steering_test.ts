@@ -6,6 +6,12 @@
 import assert from "node:assert/strict";
 import { validateReceipt } from "../../proof/validation.ts";
 import { Identity } from "../../protocols/identity.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { sampleToken } from "../../inference/sampler.ts";
+import { fingerprintOf } from "../../proof/fingerprint.ts";
+import { fp16Logits } from "../../proof/_precision.ts";
+import { proveJob, type ProverChunk } from "../../proof/prover.ts";
+import { generateChunks, scriptedModel } from "./_scripted_model.ts";
 import {
   proveSteering,
   STEERED,
@@ -52,4 +58,87 @@ Deno.test("a convicted worker's honest receipt (no end passed over) is still val
   const { verdict } = await validate(false, { passed: 100, taken: 0 });
   assert.equal(verdict.outcome, "valid", verdict.reason);
   assert.equal(verdict.details?.endPassed, 0);
+});
+
+Deno.test("an honest worker whose runtime returns fp16 logits is never convicted on greedy jobs, though fp16 ties always break against EOS's high id", async () => {
+  const A = "a".charCodeAt(0);
+  const model = scriptedModel("bafk-fp16-greedy", {
+    patch: (row, position) => {
+      if (position < 3) return;
+      // EOS and "a" within one fp16 step, either above: fp16 rounds them to a tie, which the
+      // rule breaks by the lower id ("a"); the validator's fp32 pick is EOS half the time.
+      row[A] = 10;
+      row[model.info.eosTokenId!] = 10 + (Math.abs(Math.sin(row[0] * 1000 + position)) - 0.5) *
+          0.006;
+    },
+  });
+  const eos = model.info.eosTokenId!;
+  const record = { passed: 0, taken: 0 };
+  let differing = 0;
+  for (let i = 0; i < 40; i++) {
+    const job: TextJob = {
+      kind: "text",
+      model: model.info.cid,
+      prompt: `hi ${i}`,
+      params: { maxTokens: 24, temperature: 0, topK: 0, topP: 1, seed: 1, stop: [] },
+      nonce: crypto.randomUUID(),
+    };
+    const seq = model.tokenizer.encode(job.prompt);
+    const chunks: ProverChunk[] = [];
+    const decoder = model.tokenizer.streamDecoder();
+    for (let t = 0; t < job.params.maxTokens; t++) {
+      const computed = model.rowFor(seq[seq.length - 1], seq.length - 1);
+      const row = fp16Logits(computed); // what the worker's runtime hands the sampler
+      const token = sampleToken(row, job.params, t).token;
+      if (token !== sampleToken(computed, job.params, t).token) differing++;
+      seq.push(token);
+      const last = token === eos || t + 1 >= job.params.maxTokens;
+      const text = (token === eos ? "" : decoder.push(token)) + (last ? decoder.flush() : "");
+      chunks.push({
+        index: t,
+        tokenId: token,
+        text,
+        fingerprint: fingerprintOf(row, token),
+        vocabSize: model.info.vocabSize,
+      });
+      if (last) break;
+    }
+    const proved = await proveJob(job, ReadableStream.from(chunks), worker);
+    const { verdict } = await validateReceipt(
+      { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
+      model,
+      validator,
+      { steering: record },
+    );
+    assert.equal(verdict.outcome, "valid", verdict.reason);
+    record.passed += verdict.details?.endPassed as number;
+    record.taken += verdict.details?.endTaken as number;
+  }
+  assert.ok(differing > 10, `fp16 ties changed the pick ${differing} times`);
+  assert.deepEqual(record, { passed: 0, taken: 0 });
+});
+
+Deno.test("a token at a row with no finite logit is sampling fraud, as before end choices were counted, not an exception", async () => {
+  const model = scriptedModel("bafk-nan-row", {
+    patch: (row, position) => {
+      if (position === 4) row.fill(Number.NaN);
+    },
+  });
+  const job: TextJob = {
+    kind: "text",
+    model: model.info.cid,
+    prompt: "abc",
+    params: { maxTokens: 6, temperature: 0.8, topK: 0, topP: 1, seed: 3, stop: [] },
+    nonce: "x",
+  };
+  const ids = model.tokenizer.encode(job.prompt);
+  // Made on the same model without the broken row.
+  const chunks = generateChunks(scriptedModel("bafk-nan-row"), ids, job.params, { runOn: true });
+  const proved = await proveJob(job, ReadableStream.from(chunks), worker);
+  const { verdict } = await validateReceipt(
+    { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
+    model,
+    validator,
+  );
+  assert.equal(verdict.outcome, "fraud");
 });
