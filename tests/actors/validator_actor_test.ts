@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { Actor } from "../../actors/actor.ts";
 import {
   type FraudProofHandled,
   MAX_OPEN_CHALLENGES_PER_WORKER,
@@ -28,18 +27,11 @@ import { validateReceipt } from "../../proof/validation.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { loadFixture, manualStream } from "../proof/_models.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
 
 const NETWORK = "test/network";
 
 /** Records what the validator tells the network. */
-class RecordingNetwork implements Actor<NetworkMessage> {
-  constructor(readonly told: NetworkMessage[]) {}
-  receive(message: NetworkMessage): undefined {
-    this.told.push(message);
-    return undefined;
-  }
-}
-
 async function setup(identity: Identity) {
   const f = await loadFixture();
   /** The ledger's clock (ms), moved by tests. */

@@ -9,7 +9,6 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { Actor } from "../../actors/actor.ts";
 import {
   type ReceiptHandled,
   ValidatorActor,
@@ -33,18 +32,11 @@ import {
   steeringModel,
   WIDE_SAMPLING,
 } from "../proof/_steering_fixtures.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
 
 const NETWORK = "test/network";
 const START = 1_000_000;
 const STAKE = 1_000_000;
-
-class RecordingNetwork implements Actor<NetworkMessage> {
-  constructor(readonly told: NetworkMessage[]) {}
-  receive(message: NetworkMessage): undefined {
-    this.told.push(message);
-    return undefined;
-  }
-}
 
 const me = Identity.generate();
 const steerer = Identity.generate();

@@ -17,7 +17,6 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { Actor } from "../../actors/actor.ts";
 import {
   type ReceiptHandled,
   ValidatorActor,
@@ -37,20 +36,13 @@ import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { loadFixture, manualStream } from "../proof/_models.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
 
 const f = await loadFixture();
 const NETWORK = "test/network";
 const START = 1_000_000;
 const WORKER_STAKE = 1_000_000;
 const ACCUSER_STAKE = 1_000;
-
-class RecordingNetwork implements Actor<NetworkMessage> {
-  constructor(readonly told: NetworkMessage[]) {}
-  receive(message: NetworkMessage): undefined {
-    this.told.push(message);
-    return undefined;
-  }
-}
 
 async function setup(options: { model: boolean }) {
   const clock = { t: START };

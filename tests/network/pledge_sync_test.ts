@@ -7,7 +7,6 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { Actor } from "../../actors/actor.ts";
 import { ValidatorActor, type ValidatorMessage } from "../../actors/validator_actor.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
@@ -16,6 +15,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { signStakePledge, type StakePledge } from "../../protocols/stake_pledge.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
 
 const NO_MODELS = { get: () => Promise.resolve(undefined) };
 
@@ -103,14 +103,6 @@ Deno.test("a node that connects after a pledge was gossiped learns it from the p
 });
 
 /** Records what the validator tells the network. */
-class RecordingNetwork implements Actor<NetworkMessage> {
-  constructor(readonly told: NetworkMessage[]) {}
-  receive(message: NetworkMessage): undefined {
-    this.told.push(message);
-    return undefined;
-  }
-}
-
 Deno.test("a pledge that comes again, from any peer, is not recorded or passed on again: anti-entropy does not echo", async () => {
   const system = new ActorSystem({ name: "pledge-echo-test" });
   const dir = await Deno.makeTempDir();
