@@ -10,7 +10,11 @@
  * accepting connections. The drain has a deadline ({@link ServeOptions.drainTimeoutMs}): a job
  * that runs for an hour, or a client that never reads, must not keep a stopping node up. Past it,
  * what is still open is cut the way aborting {@link ServeOptions.signal} cuts it (requests
- * aborted, WebSockets closed), and the log says so once.
+ * aborted, WebSockets closed), and the log says so once. The same deadline bounds `Deno.serve`'s
+ * own shutdown, which waits for connections whose answer was sent early (a 413 or 503 before the
+ * body was read, to a client that sends the rest slowly or never): that shutdown cannot be cut
+ * once begun, so past the deadline it is left to finish by itself (or with the process), and the
+ * log says so once.
  *
  * @module
  */
@@ -51,7 +55,10 @@ export interface ServeOptions {
    * `EDGE_DEFAULTS.drainTimeoutMs` (30 s, `http.drainTimeoutMs`).
    */
   drainTimeoutMs?: number;
-  /** Where the one line saying what a drain past its deadline cut goes; default nowhere. */
+  /**
+   * Where the one line saying what a shutdown past its deadline cut (or left open) goes; default
+   * nowhere.
+   */
   log?: (line: string) => void;
   /** The drain deadline's timer; default the global timers. */
   timers?: DrainTimers;
@@ -68,7 +75,11 @@ export interface RunningServer {
    * and the work registered with {@link drainBeforeShutdown} finish, then the server stops
    * accepting connections; WebSockets still open then are closed (1001). Work still open after
    * {@link ServeOptions.drainTimeoutMs} is cut instead (requests aborted, WebSockets closed), with
-   * one log line saying how much. Resolves once the server has stopped. Idempotent.
+   * one log line saying how much. Resolves once the server has stopped, and never later than
+   * `drainTimeoutMs` + {@link TIME_UP_GRACE_MS}: connections still open past the deadline after
+   * every request was answered (a client that neither sends the rest of its body nor reads its
+   * answer) are left to close by themselves, with one log line, and
+   * {@link RunningServer.finished} waits for them. Idempotent.
    */
   shutdown(): Promise<void>;
 }
@@ -219,14 +230,33 @@ export function serve(options: ServeOptions): RunningServer {
     shutdown: () => {
       stopping ??= (async () => {
         const drainsDone = drains.run();
-        const drained = (async () => {
+        // Set at once when the deadline passes first: `Deno.serve`'s own shutdown must then not
+        // begin, for the cut below would crash it.
+        let cutting = false;
+        let denoStopping: Promise<void> | undefined;
+        const stopped = (async () => {
           await drainsDone;
           await requests.idle();
+          if (cutting) return;
+          // The deadline holds here too: a response `Deno.serve` counts sent can still be
+          // waiting on its client (one that sent part of a body and got an early 413, 401 or
+          // 503 without it being read; one that does not read its answer).
+          denoStopping = server.shutdown();
+          await denoStopping;
         })();
-        if (await within(drained, drainTimeoutMs, timers)) {
-          await server.shutdown();
+        if (await within(stopped, drainTimeoutMs, timers)) return;
+        if (denoStopping !== undefined) {
+          // Once `Deno.serve`'s own shutdown has begun nothing can cut its connections (its
+          // abort then throws BadResource), so the shutdown stops waiting for them: the port is
+          // closed, every request has been answered, and the process's exit ends what is left.
+          options.log?.(
+            `shutdown: the HTTP connections did not close within ${drainTimeoutMs} ms ` +
+              `(http.drainTimeoutMs); leaving those still open (clients that neither send the ` +
+              `rest of their request nor read their answer) to close with the process`,
+          );
           return;
         }
+        cutting = true;
         options.log?.(
           `shutdown: the drain did not end within ${drainTimeoutMs} ms (http.drainTimeoutMs); ` +
             `ending ${count(requests.size, "open HTTP request")} and ` +

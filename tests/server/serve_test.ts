@@ -211,3 +211,49 @@ Deno.test("when the drain deadline passes, a WebSocket that ends its work at onc
   assertEquals(timers.armed.size, 0, "the grace timer disarmed");
   assertEquals(log.length, 1, "the deadline is still reported");
 });
+
+Deno.test("a client that got an early answer (413) before sending its whole body, and keeps the connection open, does not hold the shutdown past drainTimeoutMs: one line says the connection is left open", async () => {
+  const timers = new FakeTimers();
+  const log: string[] = [];
+  const server = serve({
+    drainTimeoutMs: 4_321,
+    timers,
+    log: (line) => void log.push(line),
+    // Refuses a body too large before reading it, as the edge's body limit does.
+    app: { fetch: () => new Response("request too large", { status: 413 }) },
+  });
+  const client = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: Number(new URL(server.url).port),
+  });
+  try {
+    // The headers and the first byte of a 1000-byte body; the rest never comes.
+    await client.write(
+      new TextEncoder().encode(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{",
+      ),
+    );
+    const answer = new Uint8Array(1024);
+    const n = await client.read(answer);
+    const statusLine = new TextDecoder().decode(answer.subarray(0, n ?? 0)).split("\r\n")[0];
+    assertEquals(statusLine, "HTTP/1.1 413 Payload Too Large");
+
+    const shutdown = server.shutdown();
+    const ended = tracker(shutdown);
+    await turns();
+    // The request is answered, but the connection still waits for its body: the deadline is
+    // what ends the wait.
+    assertEquals([ended(), [...timers.armed.values()].map((t) => t.ms)], [false, [4_321]]);
+    timers.fireAll();
+    await turns();
+    assertEquals(ended(), true, "the shutdown ended at the deadline");
+    assertEquals(log.length, 1, log.join("\n"));
+    assert(/4321 ms \(http\.drainTimeoutMs\)/.test(log[0]), log[0]);
+    assert(/did not close/.test(log[0]), log[0]);
+    assertEquals(timers.armed.size, 0, "no timer left armed");
+    assertEquals(await server.shutdown().then(() => log.length), 1, "said once");
+  } finally {
+    client.close();
+    await server.finished;
+  }
+});
