@@ -18,8 +18,12 @@
  *
  * Two timers cover a worker whose connection stays alive while it says nothing: one for its
  * `start` ({@link StartTimeoutError}), one for each later event this side waits for
- * ({@link WorkerStalledError}); either cancels the job on the worker. A worker's refusal comes
- * back as the typed error the local port throws for it (`UnknownModelError`, ...), by its code.
+ * ({@link WorkerStalledError}); either cancels the job on the worker. A worker sends `start`
+ * when it accepts a job, queued or not, so before its first token a job may be waiting for
+ * one of the worker's slots: its stall clock then runs only while the worker is silent on
+ * every job of the model this port sent it (see {@link RemoteInferencePortOptions}). A
+ * worker's refusal comes back as the typed error the local port throws for it
+ * (`UnknownModelError`, ...), by its code.
  *
  * @module
  */
@@ -121,17 +125,33 @@ export class StartTimeoutError extends VeriflowError {
  */
 export class WorkerStalledError extends VeriflowError {
   /**
+   * The job never got its first token from a busy worker: it waited past the first-token
+   * timeout while the worker kept sending the model's other jobs on the same connection (or
+   * this side held one of them up by not reading it), so it was most likely queued behind
+   * them. Such a worker is working, not stuck: a router moves the job on but does not keep the
+   * worker off the model. False for a worker silent on all of the model's jobs, and for a job
+   * that stopped after its first token (a running job is owed every step).
+   */
+  readonly busy: boolean;
+
+  /**
    * Create it.
    * @param worker The worker's key (hex, or a prefix of it).
-   * @param ms The stall timeout that passed.
+   * @param ms The timeout that passed: the stall timeout, or the first-token timeout for a
+   *   busy worker.
    * @param tokens Tokens the worker had sent in this job.
+   * @param busy See {@link WorkerStalledError.busy} (default false).
    */
-  constructor(worker: string, ms: number, tokens: number) {
+  constructor(worker: string, ms: number, tokens: number, busy = false) {
     super(
       "worker_stalled",
-      `the worker ${worker} sent nothing for ${ms} ms after ${tokens} tokens of the job; ` +
-        `the job was cancelled there`,
+      busy
+        ? `the worker ${worker} did not start the job within ${ms} ms, busy with other jobs ` +
+          `of the model; the job was cancelled there`
+        : `the worker ${worker} sent nothing for ${ms} ms after ${tokens} tokens of the job; ` +
+          `the job was cancelled there`,
     );
+    this.busy = busy;
   }
 }
 
@@ -148,11 +168,20 @@ export const DEFAULT_START_TIMEOUT_MS = 30_000;
  * tens of milliseconds on the models a node builds (135–200 tokens/s, `docs/MODELS.md`), a
  * second for a large model on a loaded CPU. A minute is far beyond any honest step, the same
  * minute a worker gives a requester that stops reading before it drops the job
- * (`DEFAULT_READER_STALL_MS`), and twice the start timeout. A job that waits that long in a
- * worker's queue for a slot looks the same from here, and is better run by a worker that can
- * run it now.
+ * (`DEFAULT_READER_STALL_MS`), and twice the start timeout. A job queued behind others on the
+ * worker waits longer than any step, and honestly: that wait counts only while the worker is
+ * silent on all of the model's jobs (`stallTimeoutMs`).
  */
 export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
+
+/**
+ * Default of `firstTokenTimeoutMs`: ten minutes, the default timeout of OpenAI's client
+ * libraries, past which the client has given up on the answer anyway. It bounds the wait of a
+ * job queued on a worker that keeps sending the model's other jobs (so is not stalled) and
+ * never gets to this one: an honest queue that deep is better left for a worker that can run
+ * the job now.
+ */
+export const DEFAULT_FIRST_TOKEN_TIMEOUT_MS = 600_000;
 
 /** Options of {@link RemoteInferencePort}. */
 export interface RemoteInferencePortOptions {
@@ -177,9 +206,19 @@ export interface RemoteInferencePortOptions {
    * How long a started job's token stream waits for the worker's next event (a token, or its
    * end) before it cancels the job on the worker and fails with {@link WorkerStalledError}
    * (default {@link DEFAULT_STALL_TIMEOUT_MS}). Counted only while this side is reading: a
-   * requester that does not pull holds its own job up, not the worker.
+   * requester that does not pull holds its own job up, not the worker. Before the job's first
+   * token it counts only while the worker is also silent on every other job of the model sent
+   * over this connection and this side reads all of them: the job may be queued for a slot
+   * that those jobs hold, and a worker that streams them is working, not stalled.
    */
   stallTimeoutMs?: number;
+  /**
+   * The longest a job's token stream waits for its first token while the worker keeps sending
+   * the model's other jobs (default {@link DEFAULT_FIRST_TOKEN_TIMEOUT_MS}, at least
+   * `stallTimeoutMs`): past it the job is cancelled there and fails with a
+   * {@link WorkerStalledError} marked `busy`. Counted only while this side is reading.
+   */
+  firstTokenTimeoutMs?: number;
 }
 
 /**
@@ -256,9 +295,12 @@ export class RemoteInferencePort implements InferencePort {
   readonly #tokensPerEvent: number;
   readonly #startTimeoutMs: number;
   readonly #stallTimeoutMs: number;
+  readonly #firstTokenTimeoutMs: number;
   readonly #stats = emptyInferenceStats();
   /** Jobs not yet ended: a closed connection ends them (see the constructor). */
   readonly #live = new Set<RemoteJob>();
+  /** The worker's progress on each model that has live jobs here, by model CID. */
+  readonly #progress = new Map<string, ModelProgress>();
 
   /**
    * Create a port over `connection`.
@@ -270,6 +312,10 @@ export class RemoteInferencePort implements InferencePort {
     this.#connection = connection;
     this.#startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     this.#stallTimeoutMs = options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    this.#firstTokenTimeoutMs = Math.max(
+      this.#stallTimeoutMs,
+      options.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS,
+    );
     const timers = options.timers ?? SYSTEM_TIMERS;
     this.#timers = timers;
     this.#now = options.now ?? (() => timers.now());
@@ -365,6 +411,12 @@ export class RemoteInferencePort implements InferencePort {
     }
     this.#stats.jobsStarted++;
     this.#stats.activeJobs++;
+    let progress = this.#progress.get(checked.model);
+    if (progress === undefined) {
+      progress = new ModelProgress(this.#timers.now());
+      this.#progress.set(checked.model, progress);
+    }
+    progress.jobs++;
     const relayed = new RemoteJob(first.value, from, reader, {
       job: checked,
       worker: workerName(this.#connection),
@@ -372,7 +424,10 @@ export class RemoteInferencePort implements InferencePort {
       now: this.#now,
       timers: this.#timers,
       stallTimeoutMs: this.#stallTimeoutMs,
+      firstTokenTimeoutMs: this.#firstTokenTimeoutMs,
+      progress,
       onEnd: (summary) => {
+        if (--progress.jobs === 0) this.#progress.delete(checked.model);
         this.#live.delete(relayed);
         this.#stats.activeJobs--;
         this.#stats.tokensGenerated += summary.usage.completionTokens;
@@ -400,6 +455,42 @@ function workerName(connection: Connection): string {
   return key === undefined ? "(unauthenticated peer)" : toHex(key).slice(0, WORKER_KEY_CHARS);
 }
 
+/**
+ * What one connection sees of its worker's progress on one model. The worker runs a few of
+ * the model's jobs at once and queues the rest (and sends each its `start` when it accepts
+ * it), so a job that waits for its first token may wait for the jobs ahead of it: the worker
+ * is working as long as the model's jobs deliver something, or as long as this side holds one
+ * of them up by not reading it (it may be the job ahead).
+ */
+class ModelProgress {
+  /** Live jobs of the model on the connection (the port drops this record at 0). */
+  jobs = 0;
+  /** When the worker last delivered an event of the model's jobs, or a hold ended. */
+  #lastAt: number;
+  /** The model's started jobs that this side is not reading now. */
+  #held = 0;
+
+  constructor(now: number) {
+    this.#lastAt = now;
+  }
+
+  /** The worker delivered an event (or an error) of one of the model's jobs. */
+  delivered(now: number): void {
+    this.#lastAt = now;
+  }
+
+  /** A job of the model stops (true) or starts (false) being held up by this side. */
+  hold(held: boolean, now: number): void {
+    this.#held += held ? 1 : -1;
+    if (this.#held === 0) this.#lastAt = now;
+  }
+
+  /** Since when the worker has been silent on every job of the model that this side reads. */
+  silentSince(now: number): number {
+    return this.#held > 0 ? now : this.#lastAt;
+  }
+}
+
 /** What a {@link RemoteJob} needs besides its stream. */
 interface RemoteJobContext {
   /** The job as submitted (what a worker's typed error is rebuilt from). */
@@ -411,6 +502,9 @@ interface RemoteJobContext {
   now: () => number;
   timers: ConnectionTimers;
   stallTimeoutMs: number;
+  firstTokenTimeoutMs: number;
+  /** The worker's progress on the job's model, shared by the port's jobs of that model. */
+  progress: ModelProgress;
   /** Called once, with the job's summary, when it ends. */
   onEnd: (summary: JobSummary) => void;
 }
@@ -427,6 +521,10 @@ class RemoteJob {
   #firstTokenAt = NaN;
   #ended = false;
   #lastTokenSeen = false;
+  /** Counted as held up by this side in the model's progress: started and not being read. */
+  #held = false;
+  /** The stall timer of the read in progress. */
+  #stallTimer: unknown;
   /**
    * Set when the job failed under a read (the connection closed, the worker stalled): what
    * the token stream fails with, read in progress or not.
@@ -443,6 +541,7 @@ class RemoteJob {
     this.#from = from;
     this.#reader = reader;
     this.#o = context;
+    this.#hold(true); // started, and not read yet
   }
 
   handle(): InferenceHandle {
@@ -455,13 +554,18 @@ class RemoteJob {
           // connection stays alive): only this timer ends it. One per read, so a worker that
           // is slow but sends something within each timeout is never cut.
           const { timers, stallTimeoutMs } = this.#o;
-          const timer = timers.setTimeout(() => this.#stalled(), stallTimeoutMs);
+          this.#hold(false);
+          const since = timers.now();
+          this.#stallTimer = timers.setTimeout(() => this.#checkStall(since), stallTimeoutMs);
           try {
             result = await this.#reader.read();
           } catch (error) {
             failure = typedRefusal(error, this.#o.job);
           } finally {
-            timers.clearTimeout(timer);
+            timers.clearTimeout(this.#stallTimer);
+            // The worker answered (an event, or its error), unless the job ended this side.
+            if (!this.#ended) this.#o.progress.delivered(timers.now());
+            this.#hold(true);
           }
         }
         // A closed connection or a stall fails the stream with its own error, read or not.
@@ -551,12 +655,40 @@ class RemoteJob {
   }
 
   /**
-   * The worker sent nothing for the stall timeout while a read waited: cancel the job there
+   * The stall timer of a read that began at `since` fired. After the job's first token the
+   * job holds one of the worker's slots and is owed its next step: it has stalled, whatever
+   * the worker's other jobs do (an honest worker steps every running job). Before it, the job
+   * may be queued behind the model's other jobs, so it has stalled only once the worker has
+   * also been silent on all of them for the stall timeout, or, busy, has not started it within
+   * the first-token timeout; until then the timer is armed again for when that could next be.
+   */
+  #checkStall(since: number): void {
+    if (this.#ended) return;
+    const { timers, stallTimeoutMs, firstTokenTimeoutMs, progress } = this.#o;
+    if (this.#tokens > 0) {
+      this.#stalled(stallTimeoutMs, false);
+      return;
+    }
+    const now = timers.now();
+    const silentSince = Math.max(since, progress.silentSince(now));
+    const deadline = since + firstTokenTimeoutMs;
+    if (now - silentSince >= stallTimeoutMs) this.#stalled(stallTimeoutMs, false);
+    else if (now >= deadline) this.#stalled(firstTokenTimeoutMs, true);
+    else {
+      this.#stallTimer = timers.setTimeout(
+        () => this.#checkStall(since),
+        Math.min(silentSince + stallTimeoutMs, deadline) - now,
+      );
+    }
+  }
+
+  /**
+   * The worker sent nothing of this job for `ms` while a read waited: cancel the job there
    * (the event stream's cancel is the connection's `cancel`) and end it here.
    */
-  #stalled(): void {
+  #stalled(ms: number, busy: boolean): void {
     if (this.#ended) return;
-    const error = new WorkerStalledError(this.#o.worker, this.#o.stallTimeoutMs, this.#tokens);
+    const error = new WorkerStalledError(this.#o.worker, ms, this.#tokens, busy);
     this.#failedWith = error;
     this.#reader.cancel(error).catch(() => {});
     this.#end("error", error);
@@ -564,7 +696,8 @@ class RemoteJob {
 
   async #awaitEnd(): Promise<void> {
     // A worker that never sends its end would leave `done` pending forever.
-    const { timers } = this.#o;
+    const { timers, progress } = this.#o;
+    this.#hold(false);
     const timer = timers.setTimeout(() => {
       this.#reader.cancel(new InferenceStreamError("no end event after the last token"))
         .catch(() => {});
@@ -574,6 +707,7 @@ class RemoteJob {
       if (done || value.kind !== "end") {
         throw new InferenceStreamError("expected the end event after the last token");
       }
+      progress.delivered(timers.now());
       this.#resolve(value.summary as JobSummary);
     } catch (error) {
       this.#end("error", error);
@@ -588,9 +722,21 @@ class RemoteJob {
     this.#end("cancelled");
   }
 
+  /**
+   * Count this job as held up by this side, or no longer, in the model's progress. An ended
+   * job is never held.
+   */
+  #hold(held: boolean): void {
+    held &&= !this.#ended;
+    if (held === this.#held) return;
+    this.#held = held;
+    this.#o.progress.hold(held, this.#o.timers.now());
+  }
+
   #resolve(summary: JobSummary): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#hold(false);
     this.#reader.releaseLock();
     this.#o.onEnd(summary);
     this.#done.resolve(summary);
@@ -614,6 +760,7 @@ class RemoteJob {
     };
     if (error !== undefined) summary.error = errorInfo(error);
     this.#ended = true;
+    this.#hold(false);
     this.#o.onEnd(summary);
     this.#done.resolve(summary);
   }

@@ -18,10 +18,10 @@
  * Only the loss of the worker fails over: its connection failed (`connection_closed`,
  * `peer_timeout`, or any other way a `Connection` closes under a stream), or it went silent
  * with its connection alive and the job was cancelled there (`worker_stalled`, the remote
- * port's stall timeout). A normal end, the client's cancel, and every error the worker
- * reports itself end the stream as they always did. When no other worker takes the job (none
- * connected, or each refuses), the stream ends with the lost worker's code and a message that
- * says so.
+ * port's stall or first-token timeout: a job kept queued by a busy worker moves on too). A
+ * normal end, the client's cancel, and every error the worker reports itself end the stream as
+ * they always did. When no other worker takes the job (none connected, or each refuses), the
+ * stream ends with the lost worker's code and a message that says so.
  *
  * @module
  */
@@ -32,7 +32,8 @@ import type { InferenceHandle, JobSummary, StreamedToken } from "../inference/in
 
 /**
  * Codes a worker's failure carries when the job lost it: its connection failed, or it sent
- * nothing for the stall timeout and the job was cancelled on it (`worker_stalled`).
+ * nothing of the job for the stall timeout, or none of its tokens within the first-token
+ * timeout, and the job was cancelled on it (`worker_stalled`).
  */
 export const WORKER_LOST_CODES: ReadonlySet<string> = new Set([
   "connection_closed",

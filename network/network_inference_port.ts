@@ -25,7 +25,11 @@ import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
-import { RemoteInferencePort, type RemoteInferencePortOptions } from "../inference/remote_port.ts";
+import {
+  RemoteInferencePort,
+  type RemoteInferencePortOptions,
+  WorkerStalledError,
+} from "../inference/remote_port.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 import {
   isWorkerRefusal,
@@ -148,9 +152,11 @@ export class NetworkInferencePort implements InferencePort {
       },
       lost: (worker, error) => {
         // A worker that went silent on a job (its connection alive) would cost the next job
-        // the same wait: kept off the model like one that refuses it. A lost connection needs
-        // nothing: the peer is gone.
-        if (error instanceof VeriflowError && error.code === "worker_stalled") {
+        // the same wait: kept off the model like one that refuses it. One that kept this job
+        // queued while it sent the model's other jobs (`busy`) runs the model: the job moves
+        // on, the worker stays. A lost connection needs nothing: the peer is gone.
+        const busy = error instanceof WorkerStalledError && error.busy;
+        if (error instanceof VeriflowError && error.code === "worker_stalled" && !busy) {
           this.#avoid(worker, job.model);
         }
       },

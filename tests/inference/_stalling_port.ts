@@ -33,11 +33,12 @@ export class StallingPort implements InferencePort {
 
   /**
    * @param served The model it claims to run.
-   * @param script The tokens of each job, in order, from position 0.
+   * @param script The tokens of each job, in order, from position 0; or the tokens of a given
+   *   job.
    */
   constructor(
     readonly served: ServedModelInfo,
-    readonly script: readonly StreamedToken[],
+    readonly script: readonly StreamedToken[] | ((job: TextJob) => readonly StreamedToken[]),
     options: StallingPortOptions = {},
   ) {
     this.#permits = options.permits ?? Infinity;
@@ -55,6 +56,7 @@ export class StallingPort implements InferencePort {
   submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
     this.submits++;
     const id = jobId(job);
+    const script = typeof this.script === "function" ? this.script(job) : this.script;
     const done = Promise.withResolvers<JobSummary>();
     const stopped = Promise.withResolvers<void>();
     let sent = 0;
@@ -79,10 +81,10 @@ export class StallingPort implements InferencePort {
     const tokens = new ReadableStream<StreamedToken>({
       pull: async (controller) => {
         // Past the script: silent until cancelled.
-        if (sent >= this.script.length) return await stopped.promise;
+        if (sent >= script.length) return await stopped.promise;
         await Promise.race([this.#permit(), stopped.promise]);
         if (ended) return;
-        const token = this.script[sent++];
+        const token = script[sent++];
         controller.enqueue(token);
         if (token.finishReason !== undefined) {
           controller.close();

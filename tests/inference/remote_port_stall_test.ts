@@ -1,12 +1,17 @@
 /**
  * The remote port's stall timeout: a worker that started a job and then sends nothing, its
  * connection alive, has the job cancelled and the stream failed with `worker_stalled` once
- * the timeout passes while the requester waits; a worker slow but progressing is never cut.
+ * the timeout passes while the requester waits; a worker slow but progressing is never cut,
+ * nor is a job queued on the worker behind the model's other jobs while they move.
  * The port's timers are a fake clock the tests advance: no real time is waited on.
  */
 import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
+import { LocalInferencePort } from "../../inference/local_port.ts";
 import {
   RemoteInferencePort,
+  type RemoteInferencePortOptions,
   serveInference,
   WorkerStalledError,
 } from "../../inference/remote_port.ts";
@@ -18,7 +23,7 @@ import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { toHex } from "../../protocols/hash.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
-import { eventually, params, ScriptedModel } from "../server/_fixtures.ts";
+import { eventually, params, ScriptedModel, StaticModels } from "../server/_fixtures.ts";
 import { StallingPort, type StallingPortOptions } from "./_stalling_port.ts";
 
 /** The stall timeout under test (on the fake clock, so its size costs nothing). */
@@ -76,7 +81,10 @@ function settledFlag(promise: Promise<unknown>): { settled: boolean } {
   return flag;
 }
 
-function stalling(tokens: StreamedToken[], options?: StallingPortOptions): StallingPort {
+function stalling(
+  tokens: StreamedToken[] | ((job: TextJob) => StreamedToken[]),
+  options?: StallingPortOptions,
+): StallingPort {
   return new StallingPort(served, tokens, options);
 }
 
@@ -144,4 +152,211 @@ Deno.test("a requester that does not read is not a stall: the timeout runs only 
     assertEquals((await handle.done).finishReason, "length");
     assertEquals(port.cancelled, 0);
   });
+});
+
+Deno.test("a job that stops after its first token has stalled even while the worker streams the model's other jobs: a running job is owed every step, so the worker is not counted busy", async () => {
+  // The job "halting" gets two tokens and then nothing; any other job, its whole script.
+  const port = stalling((j) => j.nonce === "halting" ? script(8).slice(0, 2) : script(8));
+  await withWorker(port, async (remote, timers) => {
+    const halting = await remote.submit({ ...job, nonce: "halting" });
+    const other = await remote.submit({ ...job, nonce: "other" });
+    const haltingReader = halting.tokens.getReader();
+    await haltingReader.read();
+    await haltingReader.read();
+    const next = haltingReader.read().catch((e) => e);
+    const flag = settledFlag(next);
+    const otherReader = other.tokens.getReader();
+    await timers.advance(STALL_MS - 1);
+    assertEquals((await otherReader.read()).value?.index, 0);
+    assert(!flag.settled, "cut before the stall timeout");
+    await timers.advance(1);
+    const error = await next;
+    assert(error instanceof WorkerStalledError, String(error));
+    assertEquals(error.busy, false);
+    assert(error.message.includes(`${STALL_MS} ms after 2 tokens`), error.message);
+    // The other job goes on to its end.
+    let last = 0;
+    for (let r = await otherReader.read(); !r.done; r = await otherReader.read()) {
+      last = r.value.index;
+    }
+    assertEquals(last, 7);
+    assertEquals((await other.done).finishReason, "length");
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// A job queued on the worker: its `start` comes when the worker accepts it, its first token
+// only once a slot frees
+// ---------------------------------------------------------------------------------------------
+
+/** A worker that runs one job at a time (the real InferenceActor's queue) on a gated model. */
+interface QueuedWorker {
+  remote: RemoteInferencePort;
+  /** Each step waits for its `release`. */
+  model: ScriptedModel;
+  timers: ManualTimers;
+  /** A job of `n` tokens for the model (distinct nonces: distinct jobs). */
+  job(nonce: string, n: number): TextJob;
+}
+
+async function withQueuedWorker(
+  body: (w: QueuedWorker) => Promise<void>,
+  options: RemoteInferencePortOptions = {},
+): Promise<void> {
+  const model = new ScriptedModel({ gated: true });
+  const models = new StaticModels([model]);
+  const system = new ActorSystem({ name: "queued-stall-test" });
+  const inference = await system.spawn<InferenceMessage>({
+    name: "worker/inference",
+    factory: () => new InferenceActor({ models, concurrency: 1 }),
+  });
+  const [a, b] = memoryDuplexPair();
+  const protocols = [INFERENCE_PROTOCOL];
+  const [client, worker] = await Promise.all([
+    Connection.open(a, { identity: Identity.generate(), protocols }),
+    Connection.open(b, { identity: Identity.generate(), protocols }),
+  ]);
+  serveInference(worker, new LocalInferencePort({ inference, models }));
+  const timers = new ManualTimers();
+  const job = (nonce: string, n: number): TextJob => ({
+    kind: "text",
+    model: model.info.cid,
+    prompt: "x",
+    params: params({ maxTokens: n }),
+    nonce,
+  });
+  try {
+    await body({
+      remote: new RemoteInferencePort(client, { timers, stallTimeoutMs: STALL_MS, ...options }),
+      model,
+      timers,
+      job,
+    });
+  } finally {
+    await client.close();
+    await worker.close();
+    await system.shutdown();
+  }
+}
+
+/** After `ms` on the fake clock, let the model take one step and read the token it gives. */
+async function stepAfter(
+  w: QueuedWorker,
+  reader: ReadableStreamDefaultReader<StreamedToken>,
+  ms: number,
+): Promise<StreamedToken> {
+  const next = reader.read();
+  await w.timers.advance(ms);
+  w.model.release(1);
+  const { done, value } = await next;
+  assert(!done, "a token");
+  return value;
+}
+
+/** The rest of a job's tokens, `n` of them, released at once. */
+async function readRest(
+  w: QueuedWorker,
+  reader: ReadableStreamDefaultReader<StreamedToken>,
+  n: number,
+): Promise<number[]> {
+  w.model.release(n);
+  const got: number[] = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return got;
+    got.push(value.index);
+  }
+}
+
+Deno.test("a job queued behind another job of the model that keeps streaming is not cut, over several stall timeouts: it runs once the other ends, and completes", async () => {
+  await withQueuedWorker(async (w) => {
+    const ahead = await w.remote.submit(w.job("ahead", 4));
+    const queued = await w.remote.submit(w.job("queued", 3)); // started: queued on the worker
+    const queuedReader = queued.tokens.getReader();
+    const first = queuedReader.read();
+    const flag = settledFlag(first);
+    const aheadReader = ahead.tokens.getReader();
+    for (let i = 0; i < 4; i++) {
+      assertEquals((await stepAfter(w, aheadReader, STALL_MS - 1)).index, i);
+      assert(!flag.settled, `the queued job was cut after ${w.timers.now()} ms`);
+    }
+    assert(w.timers.now() > 3 * STALL_MS, "it waited over three stall timeouts");
+    assert((await aheadReader.read()).done);
+    assertEquals((await ahead.done).finishReason, "length");
+    // Its turn now: a prefill and a step, each within the stall timeout.
+    await w.timers.advance(STALL_MS - 1);
+    assert(!flag.settled, "cut before its own first step was due");
+    w.model.release(1);
+    assertEquals((await first).value?.index, 0);
+    assertEquals(await readRest(w, queuedReader, 2), [1, 2]);
+    const summary = await queued.done;
+    assertEquals([summary.finishReason, summary.error], ["length", undefined]);
+    assertEquals(w.model.steps, 7);
+  });
+});
+
+Deno.test("a queued job is not cut while this side holds up the job ahead of it by not reading it", async () => {
+  await withQueuedWorker(async (w) => {
+    const ahead = await w.remote.submit(w.job("ahead", 3));
+    const queued = await w.remote.submit(w.job("queued", 2));
+    const aheadReader = ahead.tokens.getReader();
+    assertEquals((await stepAfter(w, aheadReader, 0)).index, 0);
+    // Nobody reads the job ahead for a while: its worker waits on this side, the queue with it.
+    const queuedReader = queued.tokens.getReader();
+    const first = queuedReader.read();
+    const flag = settledFlag(first);
+    await w.timers.advance(3 * STALL_MS);
+    assert(!flag.settled, "the queued job was cut while the job ahead was not read");
+    assertEquals(await readRest(w, aheadReader, 2), [1, 2]);
+    assertEquals((await ahead.done).finishReason, "length");
+    w.model.release(1);
+    assertEquals((await first).value?.index, 0);
+    assertEquals(await readRest(w, queuedReader, 1), [1]);
+    assertEquals((await queued.done).finishReason, "length");
+  });
+});
+
+Deno.test("a queued job whose worker then goes silent on every job of the model is cut a stall timeout after the worker's last event, as a worker that is not busy", async () => {
+  await withQueuedWorker(async (w) => {
+    const ahead = await w.remote.submit(w.job("ahead", 8));
+    const queued = await w.remote.submit(w.job("queued", 2));
+    // Caught at once: it fails while the clock advances, before anything awaits it.
+    const first = queued.tokens.getReader().read().catch((e) => e);
+    const flag = settledFlag(first);
+    const aheadReader = ahead.tokens.getReader();
+    await stepAfter(w, aheadReader, STALL_MS - 1);
+    await stepAfter(w, aheadReader, STALL_MS - 1);
+    // The worker's last event; from here it sends nothing, for either job.
+    const aheadNext = aheadReader.read().catch((e) => e);
+    await w.timers.advance(STALL_MS - 1);
+    assert(!flag.settled, "cut before a stall timeout had passed since the worker's last event");
+    await w.timers.advance(1);
+    const error = await first;
+    assert(error instanceof WorkerStalledError, String(error));
+    assertEquals(error.busy, false);
+    assert(error.message.includes(`${STALL_MS} ms after 0 tokens`), error.message);
+    assert((await aheadNext) instanceof WorkerStalledError);
+    assertEquals((await queued.done).error?.code, "worker_stalled");
+  });
+});
+
+Deno.test("a job kept from its first token past the first-token timeout while the worker streams the model's other jobs is cut with worker_stalled marked busy, and the others go on", async () => {
+  const firstTokenTimeoutMs = 3 * STALL_MS;
+  await withQueuedWorker(async (w) => {
+    const ahead = await w.remote.submit(w.job("ahead", 8));
+    const queued = await w.remote.submit(w.job("queued", 2));
+    const first = queued.tokens.getReader().read().catch((e) => e);
+    const flag = settledFlag(first);
+    const aheadReader = ahead.tokens.getReader();
+    for (let i = 0; i < 3; i++) await stepAfter(w, aheadReader, STALL_MS - 1);
+    assert(!flag.settled, "cut before the first-token timeout");
+    await stepAfter(w, aheadReader, STALL_MS - 1); // passes it
+    const error = await first;
+    assert(error instanceof WorkerStalledError, String(error));
+    assertEquals(error.busy, true);
+    assert(error.message.includes(`${firstTokenTimeoutMs} ms`), error.message);
+    assertEquals(await readRest(w, aheadReader, 4), [4, 5, 6, 7]);
+    const summary = await ahead.done;
+    assertEquals([summary.finishReason, summary.error], ["length", undefined]);
+  }, { firstTokenTimeoutMs });
 });

@@ -1,7 +1,9 @@
 /**
  * A worker that accepts a job and then says nothing keeps its connection alive (it answers
  * pings), so no connection loss ever moves the job on: the router's own timers must — the
- * start timeout before the worker's `start`, the stall timeout after it.
+ * start timeout before the worker's `start`, the stall timeout after it. A busy worker is not
+ * a silent one: a job it keeps queued while it streams the jobs ahead is neither cut as
+ * stalled nor a reason to keep the worker off the model.
  */
 import { assert, assertEquals } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -325,6 +327,126 @@ Deno.test("a worker that stalls with no other worker to take the job ends it wit
     const summary = await handle.done;
     assertEquals([summary.finishReason, summary.error?.code], ["error", "worker_stalled"]);
     await eventually(() => t.stalling.cancelled === 1, "the silent worker's cancel");
+    assert(
+      t.told.some((m) => m.type === "worker_refused_model" && m.key === toHex(t.stallingKey)),
+      "the silent worker is kept off the model",
+    );
+  } finally {
+    await t.close();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// A busy worker: one slot, a job queued behind another (its `start` sent when it was accepted)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * A router whose only worker runs one job at a time (the real InferenceActor's queue) on a
+ * gated model: each step waits for `model.release`. The router's remote ports run on a fake
+ * clock.
+ */
+async function busyRouter(firstTokenTimeoutMs?: number) {
+  const model = new ScriptedModel({ gated: true });
+  const models = new StaticModels([model]);
+  const system = new ActorSystem({ name: "busy-worker-test" });
+  const inference = await system.spawn<InferenceMessage>({
+    name: "worker/inference",
+    factory: () => new InferenceActor({ models, concurrency: 1 }),
+  });
+  const protocols = [INFERENCE_PROTOCOL];
+  const [a, b] = memoryDuplexPair();
+  const [toWorker, atWorker] = await Promise.all([
+    Connection.open(a, { identity: Identity.generate(), protocols }),
+    Connection.open(b, { identity: Identity.generate(), protocols }),
+  ]);
+  serveInference(atWorker, new LocalInferencePort({ inference, models }));
+  const workers = new Workers([toWorker], [model.info]);
+  const network = await system.spawn<NetworkMessage>({
+    name: "router/network",
+    factory: () => workers,
+  });
+  const timers = new ManualTimers();
+  const port = new NetworkInferencePort(network, undefined, undefined, {
+    timers,
+    stallTimeoutMs: STALL_MS,
+    firstTokenTimeoutMs,
+  });
+  const job = (nonce: string, n: number): TextJob => ({
+    kind: "text",
+    model: model.info.cid,
+    prompt: "x",
+    params: params({ maxTokens: n }),
+    nonce,
+  });
+  /** After `ms` on the fake clock, let the model take one step and read the token it gives. */
+  const stepAfter = async (reader: ReadableStreamDefaultReader<StreamedToken>, ms: number) => {
+    const next = reader.read();
+    await timers.advance(ms);
+    model.release(1);
+    const { done, value } = await next;
+    assert(!done, "a token");
+    return value;
+  };
+  const close = async () => {
+    await toWorker.close();
+    await atWorker.close();
+    await system.shutdown();
+  };
+  const shunned = () => workers.told.some((m) => m.type === "worker_refused_model");
+  return { port, model, timers, job, stepAfter, shunned, close };
+}
+
+Deno.test("a job queued behind a slow but progressing job on a one-slot worker is neither cut nor moved, and the worker is not kept off the model", async () => {
+  const t = await busyRouter();
+  try {
+    const ahead = await t.port.submit(t.job("ahead", 4));
+    const queued = await t.port.submit(t.job("queued", 3)); // started: queued on the worker
+    const queuedReader = queued.tokens.getReader();
+    const first = queuedReader.read();
+    let settled = false;
+    first.then(() => settled = true, () => settled = true);
+    const aheadReader = ahead.tokens.getReader();
+    for (let i = 0; i < 4; i++) {
+      await t.stepAfter(aheadReader, STALL_MS - 1);
+      assert(!settled, `the queued job was cut after ${t.timers.now()} ms`);
+    }
+    assert((await aheadReader.read()).done);
+    assertEquals((await ahead.done).finishReason, "length");
+    t.model.release(3);
+    const got = [(await first).value?.index];
+    for (;;) {
+      const { done, value } = await queuedReader.read();
+      if (done) break;
+      got.push(value.index);
+    }
+    assertEquals(got, [0, 1, 2]);
+    const summary = await queued.done;
+    assertEquals([summary.finishReason, summary.error], ["length", undefined]);
+    assert(!t.shunned(), "the busy worker was kept off the model");
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a job a busy worker keeps queued past the first-token timeout moves on (no other worker here: it ends with worker_stalled), and the worker is not kept off the model", async () => {
+  const t = await busyRouter(3 * STALL_MS);
+  try {
+    const ahead = await t.port.submit(t.job("ahead", 8));
+    const queued = await t.port.submit(t.job("queued", 2));
+    // Caught at once: it fails while the clock advances, before anything awaits it.
+    const first = queued.tokens.getReader().read().catch((e) => e);
+    const aheadReader = ahead.tokens.getReader();
+    for (let i = 0; i < 4; i++) await t.stepAfter(aheadReader, STALL_MS - 1);
+    const error = await first;
+    assert(error instanceof VeriflowError, String(error));
+    assertEquals(error.code, "worker_stalled");
+    assert(error.message.includes(`${3 * STALL_MS} ms`), error.message);
+    assertEquals((await queued.done).error?.code, "worker_stalled");
+    assert(!t.shunned(), "the busy worker was kept off the model");
+    t.model.release(4);
+    for (let i = 4; i < 8; i++) assertEquals((await aheadReader.read()).value?.index, i);
+    assert((await aheadReader.read()).done);
+    assertEquals((await ahead.done).finishReason, "length");
   } finally {
     await t.close();
   }
