@@ -703,16 +703,21 @@ export class StorageActor {
 
   /**
    * Forget, for every holder, the blocks among `reached` (an unpinned file's) that no pin left
-   * here reaches and that this node does not hold for a peer: nobody here will audit them, and
-   * the record of what was given stays as small as what is kept.
+   * here reaches: nobody here will audit them, and the record of what was given stays as small as
+   * what is kept.
+   *
+   * Being held for a peer (`replicas/`) does not keep a block's record: with `holdHere` this
+   * node's own copies are written as replicas too (by `SelfPeer`, which also takes read repairs
+   * of other nodes' chunks it is a holder of, so it must root what it writes), and on disk they
+   * cannot be told from a peer's `put_chunk` — skipping replicas forgot nothing at all. A block
+   * that a peer did give this node loses what was recorded for it here: that only fails safe (no
+   * verdict), and a later repair or audit records it again.
    */
   async #forgetGiven(reached: Iterable<string>): Promise<void> {
     const scope = await this.#scope();
     const gone: string[] = [];
     for (const key of reached) {
-      if (scope.network.has(key) || scope.local.has(key)) continue;
-      if (await this.#store!.isReplica(key)) continue;
-      gone.push(key);
+      if (!scope.network.has(key) && !scope.local.has(key)) gone.push(key);
     }
     await this.#given!.forget(gone);
   }

@@ -10,11 +10,11 @@
  * records it again. Either way a record that forgot fails safe, towards no verdict: that is what
  * lets every damaged or unwritten part of the log below be dropped rather than repaired.
  *
- * On disk, one record a line, each line `<check> <json>\n` where `<check>` is the first 8 hex
- * digits of SHA-256 of `<json>`:
+ * On disk, one record a line, each line `<check> <json>\n` where `<check>` is 8 hex digits of the
+ * CRC-32 (IEEE) of the UTF-8 bytes of `<json>`:
  *
  * ```
- * ["given-chunks",1]        header, the first line (format and version)
+ * ["given-chunks",2]        header, the first line (format and version)
  * ["+",holder,key]          the holder was given the chunk (its storage key)
  * ["-",key]                 the chunk is forgotten for every holder (its file was unpinned)
  * ["gone",holder,ms]        the holder left the peer set at ms (epoch milliseconds)
@@ -22,12 +22,19 @@
  * ["x",holder]              the holder is forgotten (it stayed away past the retention)
  * ```
  *
+ * - **Versioned**: every version keeps the header's shape, a first line whose JSON after the
+ *   first space is `["given-chunks",version]`. Version 1 (the same records, each checked by the
+ *   first 8 hex digits of SHA-256) is still read, and rewritten as version 2 on open. A version
+ *   this code does not know (a newer node's, before a downgrade) is moved aside to
+ *   `given-chunks.log.v<version>-<ms>`, never overwritten, and the record starts empty.
  * - **Appended in batches**: records collect in memory and {@link GivenChunks.flush} writes them
  *   with one write and one `fsync`; callers flush once per operation (a file put, a repair, an
  *   audit), not per chunk.
  * - **A torn tail is ignored**: loading applies records up to the first line that is not whole
  *   and checked — what a crash mid-append leaves — logs what it dropped and rewrites the file
  *   without it, so later appends never follow a partial line.
+ * - **Read a block at a time**: loading holds the record and one block of the file (1 MiB), never
+ *   the whole file; a rewrite encodes one block at a time too.
  * - **Bounded**: a chunk is forgotten when the file it belonged to is unpinned
  *   ({@link GivenChunks.forget}), a holder when it has been out of the peer set longer than
  *   {@link DEPARTED_HOLDER_RETENTION_MS} ({@link GivenChunks.setPeers}); once the log holds more
@@ -39,7 +46,7 @@
 import { basename, dirname, join } from "node:path";
 import { writeFileDurably } from "../proof/_durable_file.ts";
 import { storageKey } from "../protocols/cid.ts";
-import { sha256Hex } from "../protocols/hash.ts";
+import { sha256 } from "../protocols/hash.ts";
 
 /** File name of the record in the store directory (`<data>/store/given-chunks.log`). */
 export const GIVEN_CHUNKS_FILE = "given-chunks.log";
@@ -64,11 +71,41 @@ const COMPACT_MIN_RECORDS = 4096;
  */
 const MAX_PENDING_RECORDS = 1024;
 
-/** Format name and version, the first record of the file. */
-const HEADER = ["given-chunks", 1] as const;
+/** Name of the format, the first field of the header. */
+const FORMAT = "given-chunks";
 
-/** Hex digits of SHA-256 kept per line: enough to tell a damaged line from a whole one. */
+/** Version written: lines checked by CRC-32. */
+const VERSION = 2;
+
+/** The first version: lines checked by SHA-256 (read, and rewritten as {@link VERSION}). */
+const VERSION_SHA256 = 1;
+
+/**
+ * Hex digits of the check per line: 32 bits, enough to tell a torn or damaged line from a whole
+ * one (the check guards against crashes and bad sectors, not against someone forging the file:
+ * whoever can write it can write any check).
+ */
 const CHECK_HEX_DIGITS = 8;
+
+/**
+ * Bytes of the log read at a time on load: what loading holds besides the record itself. A line
+ * longer than this is damage (a record is under 200 bytes; {@link MAX_PAIR_CHARS} keeps every
+ * line well under it).
+ */
+const READ_BLOCK_BYTES = 1 << 20;
+
+/**
+ * Longest holder id plus chunk key recorded, UTF-16 units. Ids are 64 hex digits and keys about
+ * 60 characters; a longer pair is not recorded (fails safe), so that no line, even with every
+ * character escaped in JSON (6 bytes each), outgrows {@link READ_BLOCK_BYTES}.
+ */
+const MAX_PAIR_CHARS = 4096;
+
+/** Bytes (about: characters) encoded at a time when the whole record is rewritten. */
+const WRITE_BLOCK_BYTES = 1 << 20;
+
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
 
 /** One line of the log (see the module documentation). */
 type GivenRecord =
@@ -185,18 +222,23 @@ export class GivenChunks {
    */
   add(peerId: string, cid: string): void {
     const key = keyOf(cid);
+    // Longer than any holder id and chunk key: not recorded, so every line fits a read block.
+    if (peerId.length + key.length > MAX_PAIR_CHARS) return;
     if (!this.#hold(peerId, key)) return;
     this.#append(["+", peerId, key]);
   }
 
   /**
-   * True when `peerId` was recorded as holding `cid`.
+   * True when `peerId` was recorded as holding `cid` (and, if it left the peer set, its retention
+   * has not run out yet, whether or not a {@link setPeers} has noticed).
    *
    * @param peerId The holder's id.
    * @param cid The chunk.
    * @returns Whether it was given it.
    */
   has(peerId: string, cid: string): boolean {
+    const since = this.#departed.get(peerId);
+    if (since !== undefined && this.#now() - since >= this.#retentionMs) return false;
     return this.#byPeer.get(peerId)?.has(keyOf(cid)) ?? false;
   }
 
@@ -216,11 +258,15 @@ export class GivenChunks {
   /**
    * Tell the record which holders are in the peer set now. One that left starts its retention
    * ({@link GivenChunksOptions.departedRetentionMs}); one that came back before it ran out keeps
-   * its record; one away longer is forgotten. Recorded with the next {@link flush}.
+   * its record; one away longer is forgotten — also when this call is the one that brings it
+   * back. Recorded with the next {@link flush}.
    *
    * @param peerIds The ids of the current peer set.
    */
   setPeers(peerIds: Iterable<string>): void {
+    // Expired first: a holder back after the retention ran out, with no peer-set change while it
+    // was away to notice, is checked like a newcomer, not held to what it was given before.
+    this.#expire();
     const present = new Set(peerIds);
     const now = this.#now();
     for (const peer of this.#byPeer.keys()) {
@@ -231,7 +277,6 @@ export class GivenChunks {
         this.#append(["gone", peer, now]);
       }
     }
-    this.#expire();
   }
 
   /**
@@ -320,13 +365,13 @@ export class GivenChunks {
     if (empty && this.#records === 0 && this.#pending.length === 0) return; // no file needed yet
     // The whole record as memory holds it, taken at once: records added while it is written
     // are pending, appended after it.
-    const lines = this.#snapshot();
+    const snapshot = this.#snapshot();
     this.#pending = [];
     this.#file?.close();
     this.#file = null;
     try {
-      await writeFileDurably(path, encoder.encode(lines.join("")));
-      this.#records = lines.length;
+      await writeFileDurably(path, snapshot.blocks());
+      this.#records = snapshot.lines;
       this.#rewriteDue = false;
     } catch (error) {
       this.#failed(path, error);
@@ -347,47 +392,136 @@ export class GivenChunks {
     this.#log?.(`storage: writing ${path} failed, rewritten on the next write: ${String(error)}`);
   }
 
-  /** Every line the live record needs: the header, each pair, each departure. */
-  #snapshot(): string[] {
-    const lines = [encodeHeader()];
-    for (const [peer, keys] of this.#byPeer) {
-      for (const key of keys) lines.push(encodeLine(["+", peer, key]));
+  /**
+   * Every line the live record needs — the header, each pair, each departure — as it is now:
+   * taken at once (references to the ids, a few bytes a pair), encoded a block at a time as the
+   * write asks for them, so a rewrite never holds the whole file in memory.
+   */
+  #snapshot(): { lines: number; blocks: () => AsyncGenerator<Uint8Array> } {
+    const held = [...this.#byPeer].map(([peer, keys]) => [peer, [...keys]] as const);
+    const departed = [...this.#departed];
+    const lines = 1 + this.#pairs + departed.length;
+    async function* blocks(): AsyncGenerator<Uint8Array> {
+      let block: string[] = [encodeLine([FORMAT, VERSION])];
+      let size = 0;
+      const take = (line: string): Uint8Array | undefined => {
+        block.push(line);
+        size += line.length;
+        if (size < WRITE_BLOCK_BYTES) return undefined;
+        const bytes = encoder.encode(block.join(""));
+        block = [];
+        size = 0;
+        return bytes;
+      };
+      for (const [peer, keys] of held) {
+        for (const key of keys) {
+          const full = take(encodeLine(["+", peer, key]));
+          if (full) yield full;
+        }
+      }
+      for (const [peer, since] of departed) {
+        const full = take(encodeLine(["gone", peer, since]));
+        if (full) yield full;
+      }
+      yield encoder.encode(block.join(""));
     }
-    for (const [peer, since] of this.#departed) lines.push(encodeLine(["gone", peer, since]));
-    return lines;
+    return { lines, blocks };
   }
 
-  /** Apply the log at `path`, up to its first line that is not whole and checked. */
+  /**
+   * Apply the log at `path`, up to its first line that is not whole and checked, reading it a
+   * block at a time. A log in a version this code does not read is moved aside, untouched.
+   */
   async #load(path: string): Promise<void> {
-    let bytes: Uint8Array;
+    let file: Deno.FsFile;
     try {
-      bytes = await Deno.readFile(path);
+      file = await Deno.open(path, { read: true });
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
       this.#rewriteDue = true; // created, header first, by the first write
       return;
     }
-    let offset = 0;
+    let size: number;
+    let version: number | undefined; // known once the header is read
+    let unread: UnreadHeader | undefined;
+    let offset = 0; // bytes of whole, checked records
     let records = 0;
-    while (offset < bytes.length) {
-      const end = bytes.indexOf(0x0a, offset);
-      if (end < 0) break; // cut short
-      const parsed = decodeLine(bytes.subarray(offset, end));
-      if (records === 0 ? !isHeader(parsed) : !this.#apply(parsed)) break;
-      records++;
-      offset = end + 1;
+    try {
+      size = (await file.stat()).size;
+      reading: for await (const block of lineBlocks(file)) {
+        const ascii = asciiText(block);
+        for (let start = 0; start < block.length;) {
+          const end = block.indexOf(NEWLINE, start);
+          if (version !== undefined) {
+            if (!this.#apply(decodeLine(block, start, end, version, ascii))) break reading;
+          } else {
+            const header = readHeader(block.subarray(start, end));
+            if (typeof header !== "number") {
+              unread = header;
+              break reading;
+            }
+            version = header;
+          }
+          records++;
+          offset += end + 1 - start;
+          start = end + 1;
+        }
+      }
+    } finally {
+      file.close();
     }
+    if (unread) return await this.#moveAside(path, unread);
     this.#records = records;
-    if (offset < bytes.length) {
+    if (offset < size) {
       this.#rewriteDue = true;
       this.#log?.(
-        `storage: ignored the last ${bytes.length - offset} bytes of ${path} (a torn or ` +
+        `storage: ignored the last ${size - offset} bytes of ${path} (a torn or ` +
           `damaged tail after ${records} whole records); the record goes on without them`,
       );
     } else if (records === 0) this.#rewriteDue = true; // empty: no header yet
+    else if (version !== VERSION) {
+      this.#rewriteDue = true;
+      this.#log?.(
+        `storage: ${path} is in version ${version} of the given-chunks format; ` +
+          `rewritten in version ${VERSION}`,
+      );
+    }
   }
 
-  /** Apply one record read back; false when it is not one. */
+  /**
+   * Move a log whose header this code cannot read out of the way, untouched, and start an empty
+   * record: a node downgraded below the version that wrote it must not overwrite what the newer
+   * one may read again. If it cannot be moved, the record is kept in memory only.
+   */
+  async #moveAside(path: string, header: UnreadHeader): Promise<void> {
+    const { version } = header;
+    const label = typeof version === "number" && Number.isSafeInteger(version) && version >= 0
+      ? `v${version}`
+      : "unknown";
+    const aside = `${path}.${label}-${this.#now()}`;
+    const why = header.known
+      ? "but its header's check does not match"
+      : `which this node does not read (it reads versions ${VERSION_SHA256} and ${VERSION})`;
+    const what = `storage: ${path} is in version ${JSON.stringify(version)} of the given-chunks ` +
+      `format, ${why}`;
+    try {
+      await Deno.rename(path, aside);
+    } catch (error) {
+      this.#path = null;
+      this.#log?.(
+        `${what}, and moving it aside failed (${String(error)}): left untouched, the record is ` +
+          `kept in memory only`,
+      );
+      return;
+    }
+    this.#rewriteDue = true;
+    this.#log?.(
+      `${what}: moved it, untouched, to ${aside}; the record starts empty (no chunk is judged ` +
+        `missing until it is given again)`,
+    );
+  }
+
+  /** Apply one record read back; false when it is not one (`undefined`: a line not whole). */
   #apply(parsed: unknown): boolean {
     if (!Array.isArray(parsed) || typeof parsed[1] !== "string") return false;
     const [op, peerOrKey, third] = parsed as [unknown, string, unknown];
@@ -430,41 +564,140 @@ function isMs(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value);
 }
 
-function isHeader(parsed: unknown): boolean {
-  return Array.isArray(parsed) && parsed.length === HEADER.length &&
-    parsed.every((v, i) => v === HEADER[i]);
+/** A header this code cannot read: the version it names, and whether that is one it knows. */
+interface UnreadHeader {
+  version: unknown;
+  /** A version this code reads, but the header's check does not match. */
+  known: boolean;
 }
 
-function encodeHeader(): string {
-  return withCheck(JSON.stringify(HEADER));
+/**
+ * The version of the log whose first line is `line`: a version this code reads, its check
+ * verified; an {@link UnreadHeader} for a header of another version (whose check cannot be
+ * judged) or of a known version whose check fails (the header is written whole, by a rename, so
+ * that is no torn write: another format's, or damage); `undefined` when it is no header at all.
+ */
+function readHeader(line: Uint8Array): number | UnreadHeader | undefined {
+  const space = line.indexOf(SPACE);
+  let header: unknown;
+  try {
+    header = JSON.parse(decoder.decode(line.subarray(space + 1)));
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(header) || header.length !== 2 || header[0] !== FORMAT) return undefined;
+  const version = header[1];
+  if (version !== VERSION && version !== VERSION_SHA256) return { version, known: false };
+  const checked = decodeLine(line, 0, line.length, version) !== undefined;
+  return checked ? version : { version, known: true };
 }
 
-function encodeLine(record: GivenRecord): string {
-  return withCheck(JSON.stringify(record));
+function encodeLine(record: GivenRecord | readonly [typeof FORMAT, number]): string {
+  const json = JSON.stringify(record);
+  return `${crc32(encoder.encode(json)).toString(16).padStart(CHECK_HEX_DIGITS, "0")} ${json}\n`;
 }
 
-function withCheck(json: string): string {
-  return `${checkOf(json)} ${json}\n`;
-}
-
-function checkOf(json: string): string {
-  return sha256Hex(encoder.encode(json)).slice(0, CHECK_HEX_DIGITS);
-}
-
-/** The JSON of one line whose check matches, or `undefined`. */
-function decodeLine(line: Uint8Array): unknown {
+/**
+ * The JSON of the line `bytes[start, end)` (no newline) if its check in `version` matches, else
+ * `undefined`. `ascii`: all of `bytes` as text, when every byte is ASCII (one character a byte),
+ * so the line's text is a slice of it rather than a decode of its own.
+ */
+function decodeLine(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  version: number,
+  ascii?: string,
+): unknown {
+  const from = start + CHECK_HEX_DIGITS + 1; // where the JSON starts
+  if (end < from || bytes[from - 1] !== SPACE) return undefined;
+  const check = hexWord(bytes, start);
+  const ok = version === VERSION
+    ? check === crc32(bytes, from, end)
+    : check === sha256Word(bytes.subarray(from, end));
+  if (check < 0 || !ok) return undefined;
   let text: string;
   try {
-    text = decoder.decode(line);
+    text = ascii?.slice(from, end) ?? decoder.decode(bytes.subarray(from, end));
   } catch {
     return undefined; // not UTF-8: bytes where the write did not land
   }
-  const space = text.indexOf(" ");
-  const json = text.slice(space + 1);
-  if (space !== CHECK_HEX_DIGITS || text.slice(0, space) !== checkOf(json)) return undefined;
   try {
-    return JSON.parse(json);
+    return JSON.parse(text);
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * `bytes` as text when every byte is ASCII, else `undefined`. Whole UTF-8 as long in characters
+ * as in bytes has no multi-byte sequence; one decode of a block is much cheaper than one a line.
+ */
+function asciiText(bytes: Uint8Array): string | undefined {
+  try {
+    const text = decoder.decode(bytes);
+    return text.length === bytes.length ? text : undefined;
+  } catch {
+    return undefined; // a damaged line: decoded line by line, up to it
+  }
+}
+
+/** The number written by `bytes[start, start + 8)` as lower-case hex digits, or -1. */
+function hexWord(bytes: Uint8Array, start: number): number {
+  let word = 0;
+  for (let i = start; i < start + CHECK_HEX_DIGITS; i++) {
+    const c = bytes[i];
+    const digit = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
+    if (digit < 0) return -1;
+    word = word * 16 + digit;
+  }
+  return word;
+}
+
+/** The first 32 bits of SHA-256 of `bytes`: the check of a version-1 line. */
+function sha256Word(bytes: Uint8Array): number {
+  const digest = sha256(bytes);
+  return ((digest[0] << 24) | (digest[1] << 16) | (digest[2] << 8) | digest[3]) >>> 0;
+}
+
+/**
+ * CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) of `bytes[start, end)`, as an unsigned
+ * number.
+ */
+function crc32(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  let crc = 0xffffffff;
+  for (let i = start; i < end; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** The CRC of each byte value, for {@link crc32} to take a byte at a time. */
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c;
+  }
+  return table;
+})();
+
+/**
+ * The bytes of `file` a block of whole lines at a time (each ending in a newline), reading
+ * {@link READ_BLOCK_BYTES} at a time; the block is reused, so each must be used before the next
+ * is asked for. Ends at the end of the file — bytes after its last newline are never yielded — or
+ * at a line longer than a block (damage: no record is that long).
+ */
+async function* lineBlocks(file: Deno.FsFile): AsyncGenerator<Uint8Array> {
+  const buffer = new Uint8Array(READ_BLOCK_BYTES);
+  let filled = 0;
+  while (filled < buffer.length) {
+    const read = await file.read(buffer.subarray(filled));
+    if (read === null) return;
+    filled += read;
+    const last = buffer.lastIndexOf(NEWLINE, filled - 1);
+    if (last < 0) continue;
+    yield buffer.subarray(0, last + 1);
+    buffer.copyWithin(0, last + 1, filled);
+    filled -= last + 1;
   }
 }

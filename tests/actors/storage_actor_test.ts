@@ -4,6 +4,7 @@ import { CID } from "multiformats/cid";
 import { base58btc } from "multiformats/bases/base58";
 import * as Digest from "multiformats/hashes/digest";
 import { cidOf, RAW_CODEC, SHA2_256_CODE } from "../../protocols/cid.ts";
+import { toHex } from "../../protocols/hash.ts";
 import { encodeManifest, MANIFEST_TYPE, MANIFEST_VERSION } from "../../protocols/manifest.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -442,8 +443,11 @@ Deno.test("an audit blames no holder for chunks it was never given: after it fla
   for (const d of dirs) await Deno.remove(d, { recursive: true });
 });
 
-/** Four storage peers over their own stores, and a StorageActor factory over them. */
-async function restartableNode() {
+/**
+ * Four storage peers over their own stores, and a StorageActor factory over them; with
+ * `holdHere` the node is one of its own holders, as a running node is.
+ */
+async function restartableNode(options?: { holdHere?: boolean }) {
   const dirs: string[] = [];
   const tempDir = async () => {
     const d = await Deno.makeTempDir();
@@ -467,6 +471,7 @@ async function restartableNode() {
       peers,
       replication: { replicas: 3, writeQuorum: 2 },
       identity,
+      holdHere: options?.holdHere,
       onVerdict: (v) => {
         verdicts.push(v);
       },
@@ -485,8 +490,12 @@ async function restartableNode() {
   };
   const audit = async (actor: StorageActor, holder: StoragePeer, cid: string) =>
     unwrapReply<AuditResult>(await actor.receive({ type: "audit", holder, cids: [cid] }));
+  // With holdHere the node ranks among the holders too (its id is its key's hex).
+  const ranked: { id: string }[] = options?.holdHere
+    ? [{ id: toHex(identity.publicKey) }, ...peers]
+    : peers;
   const isHolder = (peer: StoragePeer, cid: string) =>
-    rankPeers(cid, peers).slice(0, 3).includes(peer as LocalStoragePeer);
+    rankPeers(cid, ranked).slice(0, 3).some((p) => p.id === peer.id);
   const cleanup = async () => {
     for (const d of dirs) await Deno.remove(d, { recursive: true });
   };
@@ -512,8 +521,13 @@ Deno.test("the record of chunks given to holders survives a restart: a holder th
   await node.cleanup();
 });
 
-Deno.test("unpinning a file forgets the chunks given for it, also after a restart, but not a chunk a pinned file shares", async () => {
-  const node = await restartableNode();
+/**
+ * A file is unpinned, the node restarts, and a holder loses its copy of the chunk both files
+ * share, of a chunk only the unpinned file has, and of one only the pinned file has: only the
+ * unpinned file's own chunk is no longer judged.
+ */
+async function unpinForgetsGiven(holdHere: boolean): Promise<void> {
+  const node = await restartableNode({ holdHere });
   const first = await node.start();
   const shared = pseudoRandomBytes(1024, 41); // one chunk both files begin with
   const concat = (tail: Uint8Array) => new Uint8Array([...shared, ...tail]);
@@ -525,27 +539,35 @@ Deno.test("unpinning a file forgets the chunks given for it, also after a restar
   await first.postStop();
 
   const second = await node.start();
-  // A holder of the shared chunk, of a chunk only the unpinned file has and of one only the
-  // pinned file has; each copy is deleted from it.
+  // A peer holding one of `cids` (not only the node itself), and that chunk, deleted from it.
+  const lostBy = async (cids: string[]) => {
+    for (const cid of cids) {
+      const holder = node.peers.find((p) => node.isHolder(p, cid));
+      if (!holder) continue;
+      await holder.store.delete(cid);
+      return { holder, cid };
+    }
+    throw new Error("no peer holds any of them");
+  };
   const only = (file: { chunks: string[] }) => file.chunks.filter((c) => c !== sharedCid);
-  const holder = node.peers.find((p) =>
-    node.isHolder(p, sharedCid) && only(dropped).some((c) => node.isHolder(p, c)) &&
-    only(kept).some((c) => node.isHolder(p, c))
-  );
-  assert.ok(holder, "some peer holds all three kinds");
-  const droppedOnly = only(dropped).find((c) => node.isHolder(holder, c))!;
-  const keptOnly = only(kept).find((c) => node.isHolder(holder, c))!;
-  for (const c of [sharedCid, droppedOnly, keptOnly]) await holder.store.delete(c);
-
-  const forgotten = await node.audit(second, holder, droppedOnly);
+  const droppedOnly = await lostBy(only(dropped));
+  const forgotten = await node.audit(second, droppedOnly.holder, droppedOnly.cid);
   assert.equal(forgotten.passed, true);
-  assert.deepEqual(forgotten.unjudged, [{ cid: droppedOnly, reason: "never_given" }]);
-  for (const c of [sharedCid, keptOnly]) {
-    const result = await node.audit(second, holder, c);
-    assert.deepEqual(result.failures, [{ cid: c, reason: "missing_chunk" }], c);
+  assert.deepEqual(forgotten.unjudged, [{ cid: droppedOnly.cid, reason: "never_given" }]);
+  for (const { holder, cid } of [await lostBy([sharedCid]), await lostBy(only(kept))]) {
+    const result = await node.audit(second, holder, cid);
+    assert.deepEqual(result.failures, [{ cid, reason: "missing_chunk" }], cid);
   }
   await second.postStop();
   await node.cleanup();
+}
+
+Deno.test("unpinning a file forgets the chunks given for it, also after a restart, but not a chunk a pinned file shares", async () => {
+  await unpinForgetsGiven(false);
+});
+
+Deno.test("with holdHere, as every node runs, unpinning a file still forgets the chunks given for it: the node's own copies are written as replicas but not held for a peer", async () => {
+  await unpinForgetsGiven(true);
 });
 
 Deno.test("a prove batch answers null for a CID this node cannot store and proves the rest", async () => {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { cidOf, DAG_PB_CODEC } from "../../protocols/cid.ts";
+import { sha256Hex } from "../../protocols/hash.ts";
 import { GIVEN_CHUNKS_FILE, GivenChunks } from "../../storage/given_chunks.ts";
 
 const HOLDER_A = "aa".repeat(32);
@@ -200,5 +201,144 @@ Deno.test("a write that fails is logged, and the next flush writes the whole rec
   const names: string[] = [];
   for await (const entry of Deno.readDir(dir)) names.push(entry.name);
   assert.deepEqual(names, [GIVEN_CHUNKS_FILE], "the failed rewrite's temporary file is gone");
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a holder back after more than the retention, with no peer-set change while it was away, is forgotten as it comes back, also across a reopen", async () => {
+  const { dir, path } = await tempLog();
+  const [a, b] = chunkCids(2, "back after a day");
+  let now = 1_700_000_000_000;
+  const options = { now: () => now, departedRetentionMs: 1_000 };
+  const given = await GivenChunks.open(path, options);
+  given.add(HOLDER_A, a);
+  given.add(HOLDER_B, b);
+  given.setPeers([HOLDER_B]); // A leaves
+  await given.flush();
+  now += 1_000; // the retention runs out with nothing else changing
+  assert.equal(given.has(HOLDER_A, a), false, "past the retention before any peer-set change");
+  given.setPeers([HOLDER_A, HOLDER_B]); // and A comes back
+  assert.equal(
+    given.has(HOLDER_A, a),
+    false,
+    "checked like a newcomer, not held to the old record",
+  );
+  assert.equal(given.has(HOLDER_B, b), true);
+  await given.close();
+
+  const reopened = await GivenChunks.open(path, options);
+  assert.equal(reopened.has(HOLDER_A, a), false, "forgotten on disk too");
+  assert.equal(reopened.has(HOLDER_B, b), true);
+  await reopened.close();
+  await Deno.remove(dir, { recursive: true });
+});
+
+/** A log line in the format of version 1: the first 8 hex digits of SHA-256 of the JSON. */
+function versionOneLine(record: unknown): string {
+  const json = JSON.stringify(record);
+  return `${sha256Hex(encoder.encode(json)).slice(0, 8)} ${json}\n`;
+}
+
+Deno.test("a version-1 log (lines checked by SHA-256) is read whole, and rewritten in the current version on open", async () => {
+  const { dir, path } = await tempLog();
+  const [a, b, dropped] = chunkCids(3, "version 1");
+  await Deno.writeTextFile(
+    path,
+    [
+      ["given-chunks", 1],
+      ["+", HOLDER_A, a],
+      ["+", HOLDER_B, b],
+      ["+", HOLDER_A, dropped],
+      ["-", dropped],
+      ["gone", HOLDER_B, 5],
+    ].map(versionOneLine).join(""),
+  );
+  const logs: string[] = [];
+  const given = await GivenChunks.open(path, { log: (line) => logs.push(line), now: () => 10 });
+  assert.equal(given.has(HOLDER_A, a), true);
+  assert.equal(given.has(HOLDER_B, b), true);
+  assert.equal(given.has(HOLDER_A, dropped), false);
+  assert.equal(logs.length, 1);
+  assert.match(logs[0], /version 1 .*rewritten in version 2/);
+  const text = await Deno.readTextFile(path);
+  assert.match(text.split("\n")[0], /^[0-9a-f]{8} \["given-chunks",2\]$/);
+  assert.ok(!text.includes(versionOneLine(["+", HOLDER_A, a])), "no line left in version 1");
+  given.add(HOLDER_B, dropped);
+  await given.close();
+
+  const again: string[] = [];
+  const reopened = await GivenChunks.open(path, { log: (line) => again.push(line), now: () => 10 });
+  assert.deepEqual(again, [], "read as a whole log of the current version");
+  for (const [holder, cid] of [[HOLDER_A, a], [HOLDER_B, b], [HOLDER_B, dropped]]) {
+    assert.equal(reopened.has(holder, cid), true);
+  }
+  // B's departure (at 5) was kept through the rewrite: its retention still runs out.
+  reopened.setPeers([HOLDER_A]);
+  assert.equal(reopened.has(HOLDER_B, b), true);
+  await reopened.close();
+  const later = await GivenChunks.open(path, { departedRetentionMs: 100, now: () => 105 });
+  assert.equal(later.has(HOLDER_B, b), false);
+  await later.close();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a log whose header this node cannot read is moved aside untouched and logged as such, never overwritten; the record starts empty", async () => {
+  const cases = [
+    // A newer node's log, before a downgrade: nothing in it can be checked here.
+    {
+      version: 3,
+      header: versionOneLine(["given-chunks", 3]),
+      why: /which this node does not read/,
+    },
+    // A version this node knows, but a check that is not its own: another format, or damage.
+    { version: 2, header: versionOneLine(["given-chunks", 2]), why: /check does not match/ },
+  ];
+  for (const { version, header, why } of cases) {
+    const { dir, path } = await tempLog();
+    const [a] = chunkCids(1, "newer");
+    const newer = header + `0000 ["+","${HOLDER_A}","${a}",{"at":1}]\n`;
+    await Deno.writeTextFile(path, newer);
+    const logs: string[] = [];
+    const given = await GivenChunks.open(path, { log: (line) => logs.push(line), now: () => 42 });
+    assert.equal(given.has(HOLDER_A, a), false, "fails safe: nothing judged from it");
+    assert.equal(logs.length, 1);
+    assert.match(logs[0], new RegExp(`version ${version} of the given-chunks format`));
+    assert.match(logs[0], why);
+    assert.doesNotMatch(logs[0], /torn/);
+    const aside = `${path}.v${version}-42`;
+    assert.ok(logs[0].includes(aside), logs[0]);
+    assert.equal(await Deno.readTextFile(aside), newer, "moved aside byte for byte");
+
+    given.add(HOLDER_B, a); // the record goes on in a file of its own
+    await given.close();
+    assert.equal(await Deno.readTextFile(aside), newer, "never overwritten");
+    const reopened = await GivenChunks.open(path);
+    assert.equal(reopened.has(HOLDER_B, a), true);
+    await reopened.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a log of many read blocks loads whole, records across block boundaries included, and a torn tail after them is measured in bytes of the file", async () => {
+  const { dir, path } = await tempLog();
+  const cids = chunkCids(20_000, "blocks"); // about 2.8 MB: three blocks of 1 MiB
+  const given = await GivenChunks.open(path, { durable: false });
+  for (const cid of cids) given.add(HOLDER_A, cid);
+  // A pair longer than any holder id and chunk key is not recorded (its line could outgrow a block).
+  given.add("f".repeat(5_000), cids[0]);
+  await given.close();
+  const size = (await Deno.stat(path)).size;
+  assert.ok(size > 2 * (1 << 20), `${size} bytes`);
+  const file = await Deno.open(path, { append: true });
+  await file.write(encoder.encode('0123abcd ["+","torn')); // a crash mid-append
+  file.close();
+
+  const logs: string[] = [];
+  const reopened = await GivenChunks.open(path, { log: (line) => logs.push(line) });
+  assert.ok(cids.every((cid) => reopened.has(HOLDER_A, cid)), "every record read");
+  assert.equal(reopened.has("f".repeat(5_000), cids[0]), false);
+  assert.deepEqual(logs.length, 1);
+  assert.match(logs[0], /ignored the last 19 bytes .* after 20001 whole records/);
+  await reopened.close();
+  assert.equal((await Deno.stat(path)).size, size, "cut back to the whole records");
   await Deno.remove(dir, { recursive: true });
 });
