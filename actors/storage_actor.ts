@@ -426,16 +426,45 @@ async function addDag(
   }
 }
 
+/** Take one off the count of each of `keys` in `counts`, dropping those that reach zero. */
+function uncount(counts: Map<string, number>, keys: readonly string[]): void {
+  for (const key of keys) {
+    const n = counts.get(key)! - 1;
+    if (n === 0) counts.delete(key);
+    else counts.set(key, n);
+  }
+}
+
+/** What a {@link SelfPeer} asks its actor. */
+interface SelfPeerHooks {
+  /** A chunk was written here as one of its holders: holder repair notes its placement. */
+  noted(key: string): void;
+  /**
+   * True when a pin here that is not `local`, or a put of this node's still running, reaches
+   * `key`: this node's own file, whose copy here that pin (or put) keeps.
+   */
+  ownedHere(key: string): Promise<boolean>;
+}
+
 /**
- * This node's store as one of its own holders (with `holdHere`): a chunk written to it (its own
- * put, a repair) is reported with `noted`, like a peer's `put_chunk`, for holder repair.
+ * This node's store as one of its own holders (with `holdHere`). Every write is reported with
+ * `noted`, like a peer's `put_chunk`, for holder repair.
+ *
+ * What roots a copy written here depends on whose file it is. This node's own put writes through
+ * {@link SelfPeer.putOwn} into that put's record, and the file's pin keeps it: unpinned, it is
+ * garbage like a single node's file. Any other write ({@link SelfPeer.putChunk}: a read repair, a
+ * repair) is held for the network as a replica (`replicas/`, never released) — this node is a
+ * holder of another node's chunk, whose owner may audit it — unless this node's own file reaches
+ * the chunk, whose pin keeps it already. A peer's own `put_chunk` never comes through here: the
+ * actor records it as a replica whatever this node pins, so a chunk shared between this node's
+ * file and a peer's stays when the file goes.
  */
 class SelfPeer extends LocalStoragePeer {
-  readonly #noted: (cid: string) => void;
+  readonly #hooks: SelfPeerHooks;
 
-  constructor(store: ChunkStore, publicKey: Uint8Array, noted: (cid: string) => void) {
+  constructor(store: ChunkStore, publicKey: Uint8Array, hooks: SelfPeerHooks) {
     super(store, publicKey);
-    this.#noted = noted;
+    this.#hooks = hooks;
   }
 
   override async putChunk(
@@ -443,8 +472,30 @@ class SelfPeer extends LocalStoragePeer {
     bytes: Uint8Array,
     options?: PeerCallOptions & { repair?: boolean },
   ): Promise<void> {
-    await super.putChunk(cid, bytes, options);
-    this.#noted(storageKey(cid));
+    const key = storageKey(cid);
+    if (await this.#hooks.ownedHere(key)) {
+      await this.store.put(bytes, {
+        cid,
+        verifyExisting: options?.repair,
+        signal: options?.signal,
+      });
+    } else await super.putChunk(cid, bytes, options); // a replica
+    this.#hooks.noted(key);
+  }
+
+  /**
+   * This node's own put writing the copy it holds of `cid` into `into` (the put's
+   * {@link PendingPut}, which records it until the file is pinned; the store itself once the put
+   * is closing, when only the pin can root it).
+   */
+  async putOwn(
+    cid: string,
+    bytes: Uint8Array,
+    into: BlockStore,
+    options: PeerCallOptions,
+  ): Promise<void> {
+    await into.put(bytes, { signal: options.signal });
+    this.#hooks.noted(storageKey(cid));
   }
 }
 
@@ -459,12 +510,17 @@ export class StorageActor {
   #peerUpdates = 0;
   #opening: Promise<void> | null = null;
   /** This node's own store as a holder (with `holdHere`). */
-  #self: LocalStoragePeer | null = null;
+  #self: SelfPeer | null = null;
   #holderRepair: HolderRepair | null = null;
   /** What the pins here reach, by label (see {@link PinScope}); `null` until read or after an unpin. */
   #pinScope: Promise<PinScope> | null = null;
   /** Storage keys stored by `local` puts still running (not pinned yet), with a count per key. */
   readonly #localPuts = new Map<string, number>();
+  /**
+   * Storage keys this node's running puts (not `local`) wrote to its own store as one of their
+   * holders (not pinned yet), with a count per key: held for the network like a pinned file's.
+   */
+  readonly #ownPuts = new Map<string, number>();
   /**
    * Which chunks each peer was given or proved (`<dir>/given-chunks.log`, loaded in `preStart`),
    * kept when the replicated store is rebuilt and across restarts.
@@ -509,8 +565,11 @@ export class StorageActor {
     this.#local = new FileStore(store, this.#fileOptions());
     const { identity, holdHere } = this.#options;
     if (holdHere && identity !== undefined) {
-      this.#self = new SelfPeer(store, identity.publicKey, (cid) => {
-        if (this.#replicated) this.#holderRepair?.noteWrite(this.#replicated.peers, cid);
+      this.#self = new SelfPeer(store, identity.publicKey, {
+        noted: (key) => {
+          if (this.#replicated) this.#holderRepair?.noteWrite(this.#replicated.peers, key);
+        },
+        ownedHere: async (key) => this.#ownPuts.has(key) || (await this.#scope()).network.has(key),
       });
       this.#holderRepair = new HolderRepair({
         selfId: this.#self.id,
@@ -599,25 +658,27 @@ export class StorageActor {
     const key = storageKey(cid);
     const scope = await this.#scope();
     if (!scope.local.has(key) && !this.#localPuts.has(key)) return false;
-    if (scope.network.has(key)) return false;
+    if (scope.network.has(key) || this.#ownPuts.has(key)) return false;
     return !await this.#store!.isReplica(key);
   }
 
   /**
    * True when `cid` is one this node holds for the network, so a peer may read it (`get_chunk`),
    * learn that it is here (`has_chunk`) and challenge it (`prove`): a chunk a peer gave it
-   * (`replicas/`), or an object of a pin that is not `local` (see {@link #heldForNetwork}).
+   * (`replicas/`), or an object of a pin that is not `local` or of a put of this node's still
+   * running (see {@link #heldForNetwork}).
    */
   async #servesPeers(cid: string): Promise<boolean> {
     const key = storageKey(cid); // invalid_cid before it names a file
-    if (await this.#store!.isReplica(key)) return true;
+    if (this.#ownPuts.has(key) || await this.#store!.isReplica(key)) return true;
     return (await this.#scope()).network.has(key);
   }
 
   /**
    * What this node holds for the network, which holder repair may copy to peers: the chunks peers
-   * gave it (`replicas/`) and its objects of every pin but `local` ones. Never a block that only
-   * `local` pins reach, nor an unpinned leftover (a failed put's chunks).
+   * gave it (`replicas/`), its objects of every pin but `local` ones and the copies its running
+   * puts wrote here as a holder. Never a block that only `local` pins reach, nor an unpinned
+   * leftover (a failed put's chunks, an unpinned file's).
    */
   async *#heldForNetwork(): AsyncGenerator<string> {
     const store = this.#store!;
@@ -628,8 +689,12 @@ export class StorageActor {
       yield key;
     }
     const scope = await this.#scope();
-    for (const key of scope.network) {
-      if (!listed.has(key) && await store.has(key)) yield key;
+    for (const keys of [scope.network, this.#ownPuts.keys()]) {
+      for (const key of keys) {
+        if (listed.has(key)) continue;
+        listed.add(key);
+        if (await store.has(key)) yield key;
+      }
     }
   }
 
@@ -706,12 +771,11 @@ export class StorageActor {
    * here reaches: nobody here will audit them, and the record of what was given stays as small as
    * what is kept.
    *
-   * Being held for a peer (`replicas/`) does not keep a block's record: with `holdHere` this
-   * node's own copies are written as replicas too (by `SelfPeer`, which also takes read repairs
-   * of other nodes' chunks it is a holder of, so it must root what it writes), and on disk they
-   * cannot be told from a peer's `put_chunk` — skipping replicas forgot nothing at all. A block
-   * that a peer did give this node loses what was recorded for it here: that only fails safe (no
-   * verdict), and a later repair or audit records it again.
+   * Being held for a peer (`replicas/`) does not keep a block's record: stores written before
+   * `SelfPeer` put this node's own copies into the put hold them as replicas too, which on disk
+   * cannot be told from a peer's `put_chunk` — skipping replicas forgot nothing at all there. A
+   * block that a peer did give this node loses what was recorded for it here: that only fails
+   * safe (no verdict), and a later repair or audit records it again.
    */
   async #forgetGiven(reached: Iterable<string>): Promise<void> {
     const scope = await this.#scope();
@@ -886,7 +950,9 @@ export class StorageActor {
   /**
    * A put runs as a {@link PendingPut}, so a GC in any process keeps what it stored until it is
    * pinned. With peers, the chunks go to them and the manifest is also held here: the pin is a
-   * root GC can read, and `list` can name the file.
+   * root GC can read, and `list` can name the file. The copies this node holds of its own file as
+   * one of its holders (`holdHere`) are that put's too ({@link SelfPeer.putOwn}): its pin keeps
+   * them, and once unpinned they are garbage.
    */
   #put(message: StoragePutMessage, ctx: StorageActorContext | undefined): PutHandle {
     const replicated = message.local ? null : this.#replicated;
@@ -912,8 +978,35 @@ export class StorageActor {
         get: (cid, options) => pending.get(cid, options),
         has: (cid) => pending.has(cid),
       };
+      // This node's own copies (it is one of the holders) go into the put's record; one that a
+      // holder's late failure hands to this node after the put stopped recording is written
+      // plainly, rooted by the pin alone (or garbage, if the put failed).
+      const self = this.#self;
+      const own: string[] = [];
+      const selfWrites = new Set<Promise<unknown>>();
+      let recording = true;
+      const write = (peer: StoragePeer, cid: string, bytes: Uint8Array, o: PeerCallOptions) => {
+        if (peer !== self) return peer.putChunk(cid, bytes, o);
+        if (!recording) return self.putOwn(cid, bytes, store, o);
+        const written = self.putOwn(cid, bytes, pending, o).then(() => {
+          const key = storageKey(cid);
+          this.#ownPuts.set(key, (this.#ownPuts.get(key) ?? 0) + 1);
+          own.push(key);
+        });
+        selfWrites.add(written);
+        return written;
+      };
+      const stopRecording = async () => {
+        recording = false;
+        await Promise.allSettled(selfWrites); // none writes to the record once it is gone
+      };
       try {
-        const target = replicated ? files : new FileStore(local, this.#fileOptions());
+        const target = replicated
+          ? new FileStore({
+            ...this.#blocks(),
+            put: (bytes, options) => replicated.put(bytes, { ...options, write }),
+          }, this.#fileOptions())
+          : new FileStore(local, this.#fileOptions());
         const result = await target.put(message.source, {
           name: message.name,
           mime: message.mime,
@@ -934,17 +1027,16 @@ export class StorageActor {
           ? (message.local ? { local: true } : undefined)
           : { name: message.name, mime: message.mime, local: message.local };
         if (message.pin ?? true) {
+          await stopRecording();
           await pending.commit(result.cid, label);
           await this.#scopeAdd(result.cid, message.local === true);
         }
         return result;
       } finally {
+        await stopRecording();
         await pending.release();
-        for (const cid of stored) {
-          const n = this.#localPuts.get(cid)! - 1;
-          if (n === 0) this.#localPuts.delete(cid);
-          else this.#localPuts.set(cid, n);
-        }
+        uncount(this.#localPuts, stored);
+        uncount(this.#ownPuts, own);
       }
     })();
     done.catch(() => {}); // the caller observes it through the handle

@@ -22,7 +22,7 @@ import { cidOfAsync, equalBytes, verifyCid } from "./_hash.ts";
 import { ChunkNotFoundError, CorruptChunkError, ReplicationError } from "./errors.ts";
 import { GivenChunks } from "./given_chunks.ts";
 import { rankPeers } from "./rendezvous.ts";
-import { possessionProof, type StoragePeer } from "./storage_peer.ts";
+import { type PeerCallOptions, possessionProof, type StoragePeer } from "./storage_peer.ts";
 
 export { GivenChunks, type GivenChunksOptions } from "./given_chunks.ts";
 
@@ -48,6 +48,21 @@ export interface ReplicatedStoreOptions {
    * it across restarts; default: a new one, in memory.
    */
   given?: GivenChunks;
+}
+
+/** Options of {@link ReplicatedStore.put}. */
+export interface ReplicatedPutOptions extends BlockStoreCallOptions {
+  /**
+   * How the copy for one holder is written; default its `putChunk`. A node putting its own file
+   * writes the copy it holds itself into that put (rooted by the put, then by the file's pin)
+   * rather than as a chunk held for another node, which nothing ever releases.
+   */
+  write?(
+    peer: StoragePeer,
+    cid: string,
+    bytes: Uint8Array,
+    options: PeerCallOptions,
+  ): Promise<void>;
 }
 
 /** A replica that failed an operation. */
@@ -222,8 +237,9 @@ export class ReplicatedStore implements BlockStore {
    * Store `bytes` on its holders; resolves with the CID once w holders acknowledged.
    * @throws {ReplicationError} fewer than w peers could store it.
    */
-  async put(bytes: Uint8Array, options?: BlockStoreCallOptions): Promise<string> {
+  async put(bytes: Uint8Array, options?: ReplicatedPutOptions): Promise<string> {
     const cid = await cidOfAsync(bytes);
+    const write = options?.write ?? ((peer, cid, bytes, o) => peer.putChunk(cid, bytes, o));
     const ranked = rankPeers(cid, this.#peers);
     if (ranked.length < this.#w) {
       throw new ReplicationError(`need ${this.#w} storage peers, have ${ranked.length}`);
@@ -236,7 +252,7 @@ export class ReplicatedStore implements BlockStore {
     const launch = () => {
       const peer = ranked[next++];
       pending++;
-      const write = this.#call(options?.signal, (signal) => peer.putChunk(cid, bytes, { signal }))
+      const written = this.#call(options?.signal, (signal) => write(peer, cid, bytes, { signal }))
         .then(() => {
           this.#wrote(peer, cid, true);
           if (++acks === this.#w) resolve();
@@ -258,7 +274,7 @@ export class ReplicatedStore implements BlockStore {
             );
           }
         });
-      this.#track(write);
+      this.#track(written);
     };
     for (let i = 0; i < Math.min(this.#r, ranked.length); i++) launch();
     try {

@@ -21,7 +21,7 @@ import {
 } from "../../actors/storage_actor.ts";
 import { type AuditResult, StorageAuditor } from "../../storage/audit.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
-import { ChunkStore, type ChunkStoreStats } from "../../storage/chunk_store.ts";
+import { ChunkStore, type ChunkStoreStats, type GcResult } from "../../storage/chunk_store.ts";
 import { LEGACY_MANIFESTS_DIR } from "../../storage/legacy_manifests.ts";
 import type { FileInfo } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
@@ -494,12 +494,22 @@ async function restartableNode(options?: { holdHere?: boolean }) {
   const ranked: { id: string }[] = options?.holdHere
     ? [{ id: toHex(identity.publicKey) }, ...peers]
     : peers;
-  const isHolder = (peer: StoragePeer, cid: string) =>
+  const isHolder = (peer: { id: string }, cid: string) =>
     rankPeers(cid, ranked).slice(0, 3).some((p) => p.id === peer.id);
   const cleanup = async () => {
     for (const d of dirs) await Deno.remove(d, { recursive: true });
   };
-  return { peers, verdicts, start, put, audit, isHolder, cleanup };
+  return {
+    dir,
+    selfId: toHex(identity.publicKey),
+    peers,
+    verdicts,
+    start,
+    put,
+    audit,
+    isHolder,
+    cleanup,
+  };
 }
 
 Deno.test("the record of chunks given to holders survives a restart: a holder that lost one is still blamed after the auditor reopened its store", async () => {
@@ -566,8 +576,135 @@ Deno.test("unpinning a file forgets the chunks given for it, also after a restar
   await unpinForgetsGiven(false);
 });
 
-Deno.test("with holdHere, as every node runs, unpinning a file still forgets the chunks given for it: the node's own copies are written as replicas but not held for a peer", async () => {
+Deno.test("with holdHere, as every node runs, unpinning a file still forgets the chunks given for it, its own copies here included", async () => {
   await unpinForgetsGiven(true);
+});
+
+/** The node's answers to a peer about `cid`: has_chunk, get_chunk and a one-chunk prove. */
+async function peerView(actor: StorageActor, cid: string) {
+  const nonce = crypto.getRandomValues(new Uint8Array(32));
+  const [proof] = unwrapReply<(Uint8Array | null)[]>(
+    await actor.receive({ type: "prove", nonce, cids: [cid] }),
+  );
+  const got = await actor.receive({ type: "get_chunk", cid }) as StorageReply<Uint8Array>;
+  return {
+    has: unwrapReply<boolean>(await actor.receive({ type: "has_chunk", cid })),
+    get: got.ok,
+    prove: proof !== null,
+  };
+}
+
+const gone = { has: false, get: false, prove: false };
+const served = { has: true, get: true, prove: true };
+
+Deno.test("with holdHere, an unpinned file's own copies go at the next gc: peers are no longer served them and holder repair no longer copies them", async () => {
+  const node = await restartableNode({ holdHere: true });
+  const actor = await node.start();
+  const { cid, chunks } = await node.put(actor, pseudoRandomBytes(16 * 1024, 51));
+  const self = { id: node.selfId };
+  const mine = chunks.filter((c) => node.isHolder(self, c));
+  assert.ok(mine.length > 0, "the node holds some of its own chunks");
+  for (const c of mine) assert.deepEqual(await peerView(actor, c), served, c);
+  const before = unwrapReply<ChunkStoreStats>(await actor.receive({ type: "capacity" }));
+  assert.equal(before.replicaCount, 0, "its own copies are not held for a peer");
+  assert.equal(unwrapReply(await actor.receive({ type: "unpin", cid })), true);
+  for (const c of mine) assert.deepEqual(await peerView(actor, c), gone, c);
+
+  // A peer leaves whose chunks this node would be the one to repair: nothing of the unpinned
+  // file is copied to the peers that take its place.
+  const dropped = node.peers.find((p) =>
+    chunks.some((c) => {
+      const ranked = rankPeers(c, [self, ...node.peers]).slice(0, 3);
+      return ranked.some((h) => h.id === p.id) && ranked.find((h) => h.id !== p.id)?.id === self.id;
+    })
+  );
+  assert.ok(dropped, "a peer whose departure this node repairs");
+  const objects = async () => {
+    let n = 0;
+    for (const p of node.peers) for await (const _ of p.store.list()) n++;
+    return n;
+  };
+  const held = await objects();
+  const rest = node.peers.filter((p) => p !== dropped);
+  unwrapReply(await actor.receive({ type: "set_peers", peers: rest }));
+  await actor.repairIdle();
+  assert.equal(await objects(), held, "no copy of the unpinned file was made");
+
+  const result = unwrapReply<GcResult>(await actor.receive({ type: "gc", graceMs: 0 }));
+  assert.deepEqual(result.unreadableRoots, []);
+  assert.equal(result.kept, 0);
+  assert.ok(result.removed >= mine.length + 1, `removed ${result.removed}`);
+  const after = unwrapReply<ChunkStoreStats>(await actor.receive({ type: "capacity" }));
+  assert.equal(after.objectCount, 0, "the disk is freed");
+  for (const c of mine) assert.deepEqual(await peerView(actor, c), gone, c);
+  await actor.postStop();
+  await node.cleanup();
+});
+
+Deno.test("with holdHere, a chunk a peer's put gave this node stays through gc, also when an unpinned file of its own shares it", async () => {
+  const node = await restartableNode({ holdHere: true });
+  const actor = await node.start();
+  const pieces = Array.from({ length: 16 }, (_, i) => pseudoRandomBytes(1024, 60 + i));
+  const given = async (bytes: Uint8Array) => {
+    const cid = cidOf(bytes);
+    unwrapReply(await actor.receive({ type: "put_chunk", cid, bytes }));
+    return cid;
+  };
+  // A peer gives one chunk before this node puts a file sharing it, one after, and one no file
+  // of this node's has.
+  const sharedBefore = await given(pieces[0]);
+  const { cid, chunks } = await node.put(actor, new Uint8Array(pieces.flatMap((p) => [...p])));
+  const sharedAfter = await given(pieces[5]);
+  const peersOnly = await given(pseudoRandomBytes(1024, 99));
+  assert.deepEqual([chunks[0], chunks[5]], [sharedBefore, sharedAfter]);
+  assert.equal(unwrapReply(await actor.receive({ type: "unpin", cid })), true);
+  const result = unwrapReply<GcResult>(await actor.receive({ type: "gc", graceMs: 0 }));
+  assert.equal(result.kept, 3);
+  for (const c of [sharedBefore, sharedAfter, peersOnly]) {
+    assert.deepEqual(await peerView(actor, c), served, c);
+  }
+  const self = { id: node.selfId };
+  for (const c of chunks.slice(1).filter((c) => c !== sharedAfter && node.isHolder(self, c))) {
+    assert.deepEqual(await peerView(actor, c), gone, c);
+  }
+  await actor.postStop();
+  await node.cleanup();
+});
+
+Deno.test("with holdHere, a copy a repair writes here is the node's own file's while it pins it (gone after unpin and gc) and held for the network when it is another node's chunk", async () => {
+  const node = await restartableNode({ holdHere: true });
+  const actor = await node.start();
+  const self = { id: node.selfId };
+  const { cid, chunks } = await node.put(actor, pseudoRandomBytes(16 * 1024, 71));
+  const lost = chunks.find((c) => node.isHolder(self, c))!;
+  // Another node's chunk this node is a holder of, on its other holders only (it was down).
+  let foreign: { cid: string; bytes: Uint8Array } | undefined;
+  for (let seed = 200; !foreign; seed++) {
+    const bytes = pseudoRandomBytes(1024, seed);
+    if (node.isHolder(self, cidOf(bytes))) foreign = { cid: cidOf(bytes), bytes };
+  }
+  for (const p of node.peers) {
+    if (node.isHolder(p, foreign.cid)) await p.store.put(foreign.bytes, { replica: true });
+  }
+  const store = await ChunkStore.open(node.dir);
+  assert.equal(await store.delete(lost), true);
+  for (const c of [lost, foreign.cid]) assert.deepEqual(await peerView(actor, c), gone, c);
+
+  const report = unwrapReply<StorageAnswers["repair"]>(
+    await actor.receive({ type: "repair", cids: [lost, foreign.cid] }),
+  );
+  assert.deepEqual(report.lost, []);
+  for (const c of [lost, foreign.cid]) assert.deepEqual(await peerView(actor, c), served, c);
+  assert.equal(await store.isReplica(lost), false, "its own file's pin keeps it");
+  assert.equal(await store.isReplica(foreign.cid), true, "held for the other node");
+
+  assert.equal(unwrapReply(await actor.receive({ type: "unpin", cid })), true);
+  unwrapReply<GcResult>(await actor.receive({ type: "gc", graceMs: 0 }));
+  assert.deepEqual(await peerView(actor, lost), gone);
+  assert.equal(await store.has(lost), false);
+  assert.deepEqual(await peerView(actor, foreign.cid), served);
+  await actor.postStop();
+  await node.cleanup();
 });
 
 Deno.test("a prove batch answers null for a CID this node cannot store and proves the rest", async () => {
