@@ -133,6 +133,8 @@ export class WorkerStalledError extends VeriflowError {
    * that stopped after its first token (a running job is owed every step).
    */
   readonly busy: boolean;
+  /** Tokens the worker had sent in this job when it was cut. */
+  readonly tokens: number;
 
   /**
    * Create it.
@@ -152,6 +154,7 @@ export class WorkerStalledError extends VeriflowError {
           `the job was cancelled there`,
     );
     this.busy = busy;
+    this.tokens = tokens;
   }
 }
 

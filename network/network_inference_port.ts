@@ -151,14 +151,16 @@ export class NetworkInferencePort implements InferencePort {
         return this.#checked(summary, job, attempt.worker, relayed, assignment);
       },
       lost: (worker, error) => {
-        // A worker that went silent on a job (its connection alive) would cost the next job
-        // the same wait: kept off the model like one that refuses it. One that kept this job
-        // queued while it sent the model's other jobs (`busy`) runs the model: the job moves
-        // on, the worker stays. A lost connection needs nothing: the peer is gone.
-        const busy = error instanceof WorkerStalledError && error.busy;
-        if (error instanceof VeriflowError && error.code === "worker_stalled" && !busy) {
-          this.#avoid(worker, job.model);
-        }
+        // A worker that went silent on a running job (its connection alive) would cost the
+        // next job the same wait: kept off the model like one that refuses it. One that never
+        // sent this job's first token may only have kept it queued, behind this connection's
+        // other jobs (`busy`) or behind jobs from elsewhere this side cannot see (another
+        // router's, its own clients'): the job moves on, the worker stays. A lost connection
+        // needs nothing: the peer is gone.
+        const running = error instanceof WorkerStalledError
+          ? !error.busy && error.tokens > 0
+          : error instanceof VeriflowError && error.code === "worker_stalled";
+        if (running) this.#avoid(worker, job.model);
       },
     });
   }

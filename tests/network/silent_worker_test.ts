@@ -251,12 +251,15 @@ async function readAll(reader: ReadableStreamDefaultReader<StreamedToken>) {
 /**
  * What every stalled job that another worker took over must show: the client got each token
  * once, those of an undisturbed run; the receipt is the honest worker's, over all of them; the
- * silent worker's job was cancelled, and it is kept off the model for a while.
+ * silent worker's job was cancelled, and it is kept off the model for a while if it had started
+ * streaming the job (silent before the first token, it may only have queued the job behind
+ * others this side cannot see).
  */
 async function assertTakenOver(
   t: Awaited<ReturnType<typeof stallingRouter>>,
   handle: InferenceHandle,
   tokens: StreamedToken[],
+  keptOff: boolean,
 ) {
   assertEquals(tokens.map((x) => x.index), t.reference.tokens.map((x) => x.index));
   assertEquals(tokens.map((x) => x.tokenId), t.reference.tokens.map((x) => x.tokenId));
@@ -269,16 +272,19 @@ async function assertTakenOver(
   assert(verifyReceipt(receipt, { job: t.job, worker: t.honest, output: t.reference.text }).ok);
   assertEquals(t.stalling.submits, 1);
   await eventually(() => t.stalling.cancelled === 1, "the silent worker's cancel");
-  assert(
+  assertEquals(
     t.told.some((m) =>
       m.type === "worker_refused_model" && m.key === toHex(t.stallingKey) &&
       m.model === t.job.model
     ),
-    "the silent worker is kept off the model",
+    keptOff,
+    keptOff
+      ? "the silent worker is kept off the model"
+      : "a worker silent before its first token is not kept off",
   );
 }
 
-Deno.test("a worker that starts a job and sends no token is passed over after the stall timeout: the job runs on the next worker, the client gets the whole answer", async () => {
+Deno.test("a worker that starts a job and sends no token is passed over after the stall timeout: the job runs on the next worker, the client gets the whole answer (the worker, perhaps only busy, stays in favour)", async () => {
   const t = await stallingRouter(0);
   try {
     const handle = await t.port.submit(t.job);
@@ -287,7 +293,7 @@ Deno.test("a worker that starts a job and sends no token is passed over after th
     await t.timers.advance(STALL_MS);
     const head = await first;
     assert(!head.done);
-    await assertTakenOver(t, handle, [head.value, ...await readAll(reader)]);
+    await assertTakenOver(t, handle, [head.value, ...await readAll(reader)], false);
   } finally {
     await t.close();
   }
@@ -304,7 +310,7 @@ Deno.test("a worker that stalls mid-stream is replaced as a lost one: the next w
     await t.timers.advance(STALL_MS);
     const resumed = await next;
     assert(!resumed.done);
-    await assertTakenOver(t, handle, [...before, resumed.value, ...await readAll(reader)]);
+    await assertTakenOver(t, handle, [...before, resumed.value, ...await readAll(reader)], true);
   } finally {
     await t.close();
   }
@@ -359,7 +365,9 @@ async function busyRouter(firstTokenTimeoutMs?: number) {
     Connection.open(a, { identity: Identity.generate(), protocols }),
     Connection.open(b, { identity: Identity.generate(), protocols }),
   ]);
-  serveInference(atWorker, new LocalInferencePort({ inference, models }));
+  // The worker's own port: its own clients' jobs (or another router's) share the one slot.
+  const local = new LocalInferencePort({ inference, models });
+  serveInference(atWorker, local);
   const workers = new Workers([toWorker], [model.info]);
   const network = await system.spawn<NetworkMessage>({
     name: "router/network",
@@ -393,7 +401,7 @@ async function busyRouter(firstTokenTimeoutMs?: number) {
     await system.shutdown();
   };
   const shunned = () => workers.told.some((m) => m.type === "worker_refused_model");
-  return { port, model, timers, job, stepAfter, shunned, close };
+  return { port, local, model, timers, job, stepAfter, shunned, close };
 }
 
 Deno.test("a job queued behind a slow but progressing job on a one-slot worker is neither cut nor moved, and the worker is not kept off the model", async () => {
@@ -447,6 +455,33 @@ Deno.test("a job a busy worker keeps queued past the first-token timeout moves o
     for (let i = 4; i < 8; i++) assertEquals((await aheadReader.read()).value?.index, i);
     assert((await aheadReader.read()).done);
     assertEquals((await ahead.done).finishReason, "length");
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a job queued behind a job this router cannot see (the worker's own client's, another router's) is moved on after the stall timeout, but the worker is not kept off the model", async () => {
+  const t = await busyRouter();
+  try {
+    const elsewhere = await t.local.submit(t.job("elsewhere", 8));
+    const elsewhereReader = elsewhere.tokens.getReader();
+    const routed = await t.port.submit(t.job("routed", 2)); // started: queued on the worker
+    // Caught at once: it fails while the clock advances, before anything awaits it.
+    const first = routed.tokens.getReader().read().catch((e) => e);
+    // The worker streams the other job steadily; this router sees none of it.
+    for (let i = 0; i < 2; i++) await t.stepAfter(elsewhereReader, STALL_MS - 1);
+    const error = await first;
+    assert(error instanceof VeriflowError, String(error));
+    assertEquals(error.code, "worker_stalled");
+    assertEquals((await routed.done).error?.code, "worker_stalled");
+    assert(
+      !t.shunned(),
+      "the honest worker, busy with a job from elsewhere, was kept off the model",
+    );
+    t.model.release(6);
+    for (let i = 2; i < 8; i++) assertEquals((await elsewhereReader.read()).value?.index, i);
+    assert((await elsewhereReader.read()).done);
+    assertEquals((await elsewhere.done).finishReason, "length");
   } finally {
     await t.close();
   }
