@@ -5,7 +5,11 @@
  *
  * 1. **Greedy** (`temperature` below `MIN_SAMPLING_TEMPERATURE`, 1e-6, 0 included:
  *    `isGreedyTemperature` in `protocols/job.ts`): the token with the largest logit; ties go to
- *    the smallest id. NaN counts as −∞. `topK`/`topP` are ignored.
+ *    the id with the larger race noise `g_i` of step 6 (a coin keyed by seed, position and id,
+ *    so no id is favoured: with the smallest id, a runtime that returns fp16 logits, whose
+ *    rounding makes exact ties, always decided them against EOS, whose id is the highest, and
+ *    the steering test saw an honest worker pass over ends it never took). NaN counts as −∞.
+ *    `topK`/`topP` are ignored.
  * 2. **Order**: all ids sorted by logit descending, ties by id ascending. Ids whose logit is −∞
  *    or NaN are dropped (probability 0).
  * 3. **Top-k** (`topK > 0`): keep the first `topK` ids of that order.
@@ -167,6 +171,27 @@ function fmix32(x: number): number {
 /** 2^21 and 2^-53, for splitting and scaling 53-bit integers. */
 const TWO_POW_21 = 2 ** 21;
 const TWO_POW_MINUS_53 = 2 ** -53;
+/**
+ * Step 1, the greedy choice at output position `position`: the largest logit, NaN as −∞; equal
+ * logits go to the larger race noise of the position ({@link raceNoise}), drawn only for them.
+ */
+function greedyToken(logits: ArrayLike<number>, seed: number, position: number): number {
+  let best = 0;
+  let bestValue = -Infinity;
+  let noise: ((id: number) => number) | undefined;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i];
+    if (v > bestValue) {
+      bestValue = v;
+      best = i;
+    } else if (v === bestValue && v > -Infinity) {
+      noise ??= raceNoise(seed, position);
+      if (noise(i) > noise(best)) best = i;
+    }
+  }
+  return best;
+}
+
 /** The two finaliser seeds of `raceUniform` (digits of π, as in many hash constants). */
 const RACE_SEED_HIGH = 0x243f6a88;
 const RACE_SEED_LOW = 0x85a308d3;
@@ -212,7 +237,9 @@ export function sampleToken(
   position: number,
 ): SampledToken {
   validateSamplingParams(params);
-  if (isGreedyTemperature(params.temperature)) return { token: argmax(logits) };
+  if (isGreedyTemperature(params.temperature)) {
+    return { token: greedyToken(logits, params.seed, position) };
+  }
   const { ids } = keptIds(logits, params, false);
   const noise = raceNoise(params.seed, position);
   // The first kept id starts the race, so a token is always one of them (keptIds keeps ≥ 1).

