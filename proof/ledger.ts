@@ -954,11 +954,12 @@ export class Ledger {
   }
 
   /**
-   * This ledger's owner convicted `worker` of steering (`steering.ts`): what the receipts in the
-   * evidence earned is clawed back and slashed as a caught cheat's would be, `(1 +
-   * slashMultiplier) ×` their credit, cut from the worker's free stake (its stake beyond what
-   * open receipts lock; at most that). Only receipts of this worker that are or will be paid
-   * (pending or final) count. Settled once per worker here.
+   * This ledger's owner convicted `worker` of steering (`steering.ts`): the receipts in the
+   * evidence are treated as caught cheats. Those still pending are not paid (credit 0); those
+   * already paid are clawed back; and each is slashed `slashMultiplier ×` its credit: `(1 + m) ×`
+   * the paid ones' credit and `m ×` the pending ones' is cut from the worker's stake (the part
+   * open receipts lock included; never below zero). Only receipts of this worker that are or will
+   * be paid (pending or final) count. Settled once per worker here.
    *
    * @param worker The convicted worker.
    * @param receiptIds The worker's receipts whose verdicts by this owner passed over an end.
@@ -976,11 +977,26 @@ export class Ledger {
         const rec = this.#record(id);
         return rec?.worker === key && (rec.status === "pending" || rec.status === "final");
       });
-      const credit = evidence.reduce((sum, id) => sum + this.#record(id)!.credit, 0);
-      const account = this.account(worker);
-      const free = Math.max(0, account.stake - account.locked);
-      const slashed = Math.min(free, credit * (1 + this.#economics.slashMultiplier));
-      return { worker: key, validator: this.#owner, settlement, receipts: evidence, slashed };
+      // Receipts still pending are not paid at all (their credit goes to 0, as a doubly
+      // assigned job's); those already paid are clawed back from the stake. Either way each is
+      // slashed `m` times its credit as well.
+      const pending = evidence.filter((id) => this.#record(id)!.status === "pending");
+      const creditOf = (ids: string[]) =>
+        ids.reduce((sum, id) => sum + this.#record(id)!.credit, 0);
+      const m = this.#economics.slashMultiplier;
+      const paid = evidence.filter((id) => !pending.includes(id));
+      const owed = creditOf(paid) * (1 + m) + creditOf(pending) * m;
+      // From the whole stake, the part open receipts lock included: a steerer that keeps its
+      // stake at its locks must not be convicted for free. Never below zero.
+      const slashed = Math.min(Math.max(0, this.account(worker).stake), owed);
+      return {
+        worker: key,
+        validator: this.#owner,
+        settlement,
+        receipts: evidence,
+        uncredited: pending,
+        slashed,
+      };
     });
     return (entry!.body.slashed as number);
   }

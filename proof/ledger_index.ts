@@ -253,7 +253,11 @@ export class LedgerIndex {
       case "unresolved":
         return void status("unpaid");
       case "steering":
-        // Settled once per worker and validator (`Ledger.settleSteering`).
+        // Settled once per worker and validator (`Ledger.settleSteering`); its pending evidence
+        // is not paid.
+        for (const id of (b.uncredited as unknown as string[] | undefined) ?? []) {
+          q.uncredit.run(id);
+        }
         return void q.settle.run(b.settlement);
       case "verdict": {
         const v = b.verdict as unknown as Verdict;

@@ -249,7 +249,9 @@ export class LedgerState {
     this.#close(rec);
     const worker = this.#account(rec.worker);
     worker.locked -= rec.locked;
-    worker.stake -= amount;
+    // Never below zero: only a steering conviction (`settleSteering`) cuts stake that open
+    // receipts lock, and a slash after it takes what is left.
+    worker.stake = Math.max(0, worker.stake - amount);
   }
 
   #close(rec: ReceiptRecord): void {
@@ -361,11 +363,16 @@ export class LedgerState {
         this.#account(rec.worker).locked -= rec.locked;
         return;
       }
-      case "steering":
-        // A steering conviction's clawback: the worker's stake is cut (the credit of its
-        // receipts stays; the cut covers it).
+      case "steering": {
+        // A steering conviction: the evidence's pending receipts are not paid, and the stake is
+        // cut (the paid ones' credit stays with the worker; the cut covers it).
+        for (const id of (b.uncredited as string[] | undefined) ?? []) {
+          const rec = this.#open.get(id);
+          if (rec) rec.credit = 0;
+        }
         this.#account(b.worker).stake -= b.slashed as number;
         return;
+      }
     }
   }
 }

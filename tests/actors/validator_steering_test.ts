@@ -170,12 +170,12 @@ Deno.test("a steerer is convicted by the receipt that completes the evidence: un
     for (const { id } of [...paid, ...honestJobs]) {
       assert.equal((await v.record(id)).status, "final");
     }
-    // Steering until convicted cost more than it earned: the credit of every receipt in the
-    // evidence is paid and then cut from the stake 1 + m times over.
+    // Steering until convicted cost more than it earned: the receipts in the evidence, still
+    // in their window at the conviction, are not paid, and each is slashed m times its credit.
     const m = DEFAULT_ECONOMICS.slashMultiplier;
     assert.deepEqual(await v.account(steerer.publicKey), {
-      balance: earned(paid),
-      stake: STAKE - (1 + m) * earned(paid) - convicting.record.locked - again.record.locked,
+      balance: 0,
+      stake: STAKE - m * earned(paid) - convicting.record.locked - again.record.locked,
       locked: 0,
     });
     assert.ok(convicting.record.locked > 0);

@@ -1,8 +1,9 @@
 /**
- * `Ledger.settleSteering`: a validator's steering conviction claws back what the receipts in
- * its evidence earned and slashes as a caught cheat's, `(1 + m) ×` their credit, from the
- * worker's free stake — once per worker, counting only that worker's receipts that are or will
- * be paid, and never below the stake open receipts lock. It survives a reopen.
+ * `Ledger.settleSteering`: a validator's steering conviction treats the receipts in its
+ * evidence as caught cheats: pending ones are not paid, paid ones are clawed back, and each is
+ * slashed `m ×` its credit — from the worker's whole stake (locks included, never below zero),
+ * once per worker, counting only that worker's receipts that are or will be paid. It survives a
+ * reopen.
  */
 import assert from "node:assert/strict";
 import { Ledger, LedgerRejectedError } from "../../proof/ledger.ts";
@@ -41,7 +42,8 @@ Deno.test("a steering conviction cuts (1 + m) × the evidence's credit from the 
     assert.equal(ledger.receipt(unpaidId)!.status, "unpaid");
     const creditOf = (id: string) => ledger.receipt(id)!.credit;
     const before = ledger.account(steerer.publicKey);
-    const expected = (1 + M) * (creditOf(paidId) + creditOf(pendingId));
+    const pendingCredit = creditOf(pendingId);
+    const expected = (1 + M) * creditOf(paidId) + M * pendingCredit;
     const cut = await ledger.settleSteering(steerer.publicKey, [
       paidId,
       pendingId,
@@ -50,8 +52,9 @@ Deno.test("a steering conviction cuts (1 + m) × the evidence's credit from the 
       "no-such-receipt",
       paidId, // listed twice: counted once
     ]);
-    assert.ok(creditOf(paidId) > 0 && creditOf(pendingId) > 0);
+    assert.ok(creditOf(paidId) > 0 && pendingCredit > 0);
     assert.equal(cut, expected);
+    assert.equal(creditOf(pendingId), 0, "the pending evidence is not paid");
     assert.equal(ledger.account(steerer.publicKey).stake, before.stake - cut);
     assert.equal(ledger.account(other.publicKey).stake, 1_000_000, "another worker's receipt");
     await assert.rejects(
@@ -61,6 +64,13 @@ Deno.test("a steering conviction cuts (1 + m) × the evidence's credit from the 
     await ledger.close();
     ledger = await Ledger.open(dir, me, options);
     assert.equal(ledger.account(steerer.publicKey).stake, before.stake - cut);
+    assert.equal(ledger.receipt(pendingId)!.credit, 0, "unpaid after a reopen too");
+    // When its window closes the pending receipt pays nothing.
+    const balance = ledger.account(steerer.publicKey).balance;
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger.finalizeDue();
+    assert.equal(ledger.receipt(pendingId)!.status, "final");
+    assert.equal(ledger.account(steerer.publicKey).balance, balance);
     await assert.rejects(
       () => ledger.settleSteering(steerer.publicKey, [paidId]),
       (e) => e instanceof LedgerRejectedError && e.code === "already_settled",
@@ -69,24 +79,36 @@ Deno.test("a steering conviction cuts (1 + m) × the evidence's credit from the 
   });
 });
 
-Deno.test("a steering conviction never cuts the stake that open receipts lock", async () => {
+Deno.test("a steerer that keeps its stake at its locks is not convicted for free: the cut takes locked stake too, its pending evidence is not paid, and a later slash stops at zero", async () => {
   await withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const steerer = Identity.generate();
     const ledger = await Ledger.open(dir, me, { now: () => clock.t });
-    const r = receipt(5, 40, steerer);
-    const open = receipt(6, 40, steerer);
-    // Just enough stake for both receipts' locks and a little more.
-    const price = (1 + M) * 40;
-    await ledger.deposit(steerer.publicKey, 2 * M * 40 + 100);
-    await ledger.recordReceipt(r, assigned(r));
-    await ledger.recordReceipt(open, assigned(open));
-    const account = ledger.account(steerer.publicKey);
-    assert.ok(price > account.stake - account.locked, "the claw-back is more than is free");
-    const cut = await ledger.settleSteering(steerer.publicKey, [receiptId(r)]);
-    assert.equal(cut, account.stake - account.locked);
+    const evidence = [receipt(5, 40, steerer), receipt(6, 40, steerer), receipt(7, 40, steerer)];
+    // Exactly the stake the three receipts lock: nothing free.
+    await ledger.deposit(steerer.publicKey, 3 * M * 40);
+    for (const r of evidence) await ledger.recordReceipt(r, assigned(r));
+    const before = ledger.account(steerer.publicKey);
+    assert.equal(before.stake - before.locked, 0, "nothing free");
+    const credits = evidence.map((r) => ledger.receipt(receiptId(r))!.credit);
+    const owed = M * credits.reduce((a, b) => a + b, 0);
+    const cut = await ledger.settleSteering(steerer.publicKey, evidence.map(receiptId));
+    assert.equal(cut, Math.min(before.stake, owed));
+    assert.ok(cut > 0, "convicted at a cost");
     const after = ledger.account(steerer.publicKey);
-    assert.equal(after.stake, after.locked, "the locks still backed");
+    assert.equal(after.stake, before.stake - cut);
+    // A fraud proof later settled on one of them slashes what is left, never below zero.
+    await ledger.settleFraud({
+      receiptId: receiptId(evidence[0]),
+      fraudProofHash: "ab".repeat(32),
+      validator: me.publicKey,
+      confirmed: true,
+      reason: "fingerprint_mismatch",
+    });
+    assert.ok(ledger.account(steerer.publicKey).stake >= 0);
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger.finalizeDue();
+    assert.deepEqual(ledger.account(steerer.publicKey).balance, 0, "none of the evidence paid");
     await ledger.close();
   });
 });
