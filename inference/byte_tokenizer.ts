@@ -121,6 +121,21 @@ export class ByteTokenizer implements TextTokenizer {
     return out + decoder.flush();
   }
 
+  /**
+   * The bytes of token `id` (see {@link TextTokenizer.bytesOf}): the byte itself for ids below
+   * 256, a special token's content, nothing for an unknown id.
+   *
+   * @example
+   * ```ts
+   * import { ByteTokenizer } from "./byte_tokenizer.ts";
+   * new ByteTokenizer().bytesOf(0xc3); // Uint8Array [0xc3], the first byte of "é"
+   * ```
+   */
+  bytesOf(id: number): Uint8Array {
+    if (id >= 0 && id < BYTE_VOCAB) return Uint8Array.of(id);
+    return this.#encoder.encode(this.specialTokens.get(id) ?? "");
+  }
+
   /** A fresh incremental decoder (see {@link TextTokenizer.streamDecoder}). */
   streamDecoder(): TokenStreamDecoder {
     const utf8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });

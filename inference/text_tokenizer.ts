@@ -13,7 +13,7 @@
  */
 import { Tokenizer } from "@huggingface/tokenizers";
 import { join } from "node:path";
-import { ByteTokenizer, parseByteLevelTokenizer } from "./byte_tokenizer.ts";
+import { ByteTokenizer, byteToUnicodeTable, parseByteLevelTokenizer } from "./byte_tokenizer.ts";
 import { ModelLoadError } from "./errors.ts";
 import { type TokenStreamDecoder, TokenStreamTextDecoder } from "./token_stream_decoder.ts";
 
@@ -36,11 +36,24 @@ export interface TextTokenizer {
    * equals `decode(allIds)`; a piece is "" while a character is incomplete.
    */
   streamDecoder(): TokenStreamDecoder;
+  /**
+   * The bytes token `id` adds to the output text, including a byte token's that ends inside a
+   * character (which `streamDecoder` holds back until the character completes): what measures
+   * progress toward a stop string of non-ASCII characters byte by byte. Empty for an unknown id.
+   */
+  bytesOf(id: number): Uint8Array;
 }
 
 /** {@link TextTokenizer} over any Hugging Face `tokenizer.json`, via `@huggingface/tokenizers`. */
 export class HfTokenizer implements TextTokenizer {
   #tokenizer: Tokenizer;
+  /** Added tokens' content by id: every decoder renders an added token as its content. */
+  #added = new Map<number, string>();
+  /** The byte-level decoder's character → byte map; null when the decoder is not byte-level. */
+  #byteOfChar: Map<string, number> | null;
+  /** Whether the decoder turns `<0xNN>` tokens into byte NN (SentencePiece byte fallback). */
+  #byteFallback: boolean;
+  #utf8 = new TextEncoder();
   /** Size of the id space. */
   readonly vocabSize: number;
   /** End-of-text id, if any. */
@@ -64,8 +77,14 @@ export class HfTokenizer implements TextTokenizer {
     });
     const special = new Map<number, string>();
     for (const [id, token] of this.#tokenizer.get_added_tokens_decoder()) {
+      this.#added.set(id, token.content);
       if (token.special) special.set(id, token.content);
     }
+    const decoders = decoderTypes((tokenizerJson as { decoder?: unknown }).decoder);
+    this.#byteOfChar = decoders.has("ByteLevel")
+      ? new Map(byteToUnicodeTable().map((ch, b) => [ch, b]))
+      : null;
+    this.#byteFallback = decoders.has("ByteFallback");
     this.specialTokens = special;
     let maxId = -1;
     for (const id of this.#tokenizer.get_vocab(true).values()) maxId = Math.max(maxId, id);
@@ -89,6 +108,42 @@ export class HfTokenizer implements TextTokenizer {
   streamDecoder(): TokenStreamDecoder {
     return new TokenStreamTextDecoder((ids) => this.decode(ids));
   }
+
+  /**
+   * The bytes of token `id` (see {@link TextTokenizer.bytesOf}): a byte-level symbol's bytes, a
+   * byte-fallback token's byte, an added token's content. Any other token is whole text and its
+   * own decoding stands for it (a decoder that strips a leading space at the start of the
+   * sequence drops it here too, which only a token the stream decoder holds back, after a byte
+   * token, would show).
+   */
+  bytesOf(id: number): Uint8Array {
+    const added = this.#added.get(id);
+    if (added !== undefined) return this.#utf8.encode(added);
+    const token = this.#tokenizer.id_to_token(id);
+    if (token === undefined) return new Uint8Array(0);
+    if (this.#byteFallback) {
+      const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(token);
+      if (byte) return Uint8Array.of(parseInt(byte[1], 16));
+    }
+    if (this.#byteOfChar) {
+      const bytes = [...token].map((ch) => this.#byteOfChar!.get(ch));
+      if (bytes.every((b) => b !== undefined)) return Uint8Array.from(bytes as number[]);
+    }
+    return this.#utf8.encode(this.decode([id]));
+  }
+}
+
+/** The types of a `tokenizer.json` decoder, a `Sequence`'s members included. */
+function decoderTypes(decoder: unknown): Set<string> {
+  const types = new Set<string>();
+  const visit = (d: unknown) => {
+    if (typeof d !== "object" || d === null) return;
+    const { type, decoders } = d as { type?: unknown; decoders?: unknown };
+    if (typeof type === "string") types.add(type);
+    if (Array.isArray(decoders)) decoders.forEach(visit);
+  };
+  visit(decoder);
+  return types;
 }
 
 /**

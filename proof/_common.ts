@@ -34,6 +34,12 @@ export interface ProofModel {
   readonly tokenizer: {
     encode(text: string): number[];
     streamDecoder(): { push(id: number): string; flush(): string };
+    /**
+     * The bytes a token adds to the output (a byte token's one byte, which the stream decoder
+     * holds back while its character is incomplete). Without it, end choices measure a stop
+     * string's progress on decoded text only, blind to the first bytes of a non-ASCII stop.
+     */
+    bytesOf?(id: number): Uint8Array;
   };
   /** Teacher-forced pass: logits `[tokens.length × vocabSize]`. */
   forward(tokens: readonly number[], options?: { signal?: AbortSignal }): Promise<Float32Array>;

@@ -22,6 +22,13 @@
  * worker whose runtime returns fp16 logits follows (fp16 makes exact ties, which the rule breaks
  * by the lower id, systematically against EOS's high one).
  *
+ * Closeness to a stop string is measured in UTF-8 bytes, not in decoded text: a stop of
+ * non-ASCII characters ("é", a CJK word, an emoji) begins inside a character, at a byte token
+ * the stream decoder holds back until the character completes, so in decoded text its first
+ * byte would make no progress and declining it would never be counted. The bytes of the
+ * held-back tokens come from the tokenizer (`bytesOf`); one without it is measured on the
+ * decoded text alone.
+ *
  * @module
  */
 import type { GenerationParams } from "../protocols/job.ts";
@@ -55,10 +62,10 @@ export function endChoices(
   params: Pick<GenerationParams, "maxTokens" | "stop">,
 ): EndChoices {
   const eos = model.info.eosTokenId;
-  const stops = params.stop.filter((s) => s.length > 0);
+  const stops = params.stop.filter((s) => s.length > 0).map((s) => UTF8.encode(s));
   const decoder = model.tokenizer.streamDecoder();
+  const output = new OutputBytes(model);
   const choices: EndChoices = { passed: 0, taken: 0 };
-  let output = "";
   const counted = Math.min(winners.length, tokens.length);
   for (let t = 0; t < counted; t++) {
     const token = tokens[t];
@@ -67,42 +74,125 @@ export function endChoices(
       promptLength + t + 1 >= model.info.contextLength;
     const pick = winners[t][0];
     if (pick !== undefined && !winners[t].includes(token) && !endsAnyway) {
-      const mine = progress(stops, output, token === eos, piece);
+      const before = output.bytes();
+      const mine = token === eos
+        ? Infinity
+        : progress(stops, before, output.bytesWith(token, piece));
       const theirs = pick === eos
-        ? progress(stops, output, true, "")
-        : progress(stops, output, false, textWith(model, tokens, t, pick));
+        ? Infinity
+        : progress(stops, before, output.bytesWith(pick, textWith(model, tokens, t, pick)));
       if (theirs > mine) choices.passed++;
       else if (mine > theirs) choices.taken++;
     }
-    output += piece;
+    if (token !== eos) output.push(token, piece);
   }
   return choices;
 }
 
+const UTF8 = new TextEncoder();
+
+/** The replacement character a stream decoder emits for bytes that form no character. */
+const REPLACEMENT = "\uFFFD";
+
 /**
- * How far emitting a token takes the output toward its end: `Infinity` when it ends it (EOS, or
- * a stop string completed), else the length of the longest stop-string prefix the text then
- * ends with.
+ * The output as bytes: the UTF-8 of the text the stream decoder has emitted, then the bytes of
+ * the tokens it still holds back (the start of a character not yet complete).
  */
-function progress(
-  stops: readonly string[],
-  before: string,
-  isEos: boolean,
-  piece: string,
-): number {
-  if (isEos) return Infinity;
-  const after = before + piece;
+class OutputBytes {
+  #model: ProofModel;
+  #text = new Uint8Array(64);
+  #length = 0;
+  /** Tokens pushed since the decoder last emitted text, which it holds back. */
+  #held: number[] = [];
+
+  constructor(model: ProofModel) {
+    this.#model = model;
+  }
+
+  /** The output so far. */
+  bytes(): Uint8Array {
+    return this.#join(new Uint8Array(0), this.#held);
+  }
+
+  /** The output after `token`, for which the decoder emits `piece`. */
+  bytesWith(token: number, piece: string): Uint8Array {
+    return this.#join(UTF8.encode(piece), this.#heldAfter(token, piece));
+  }
+
+  /** Append `token`, for which the decoder emitted `piece`. */
+  push(token: number, piece: string): void {
+    const bytes = UTF8.encode(piece);
+    if (this.#length + bytes.length > this.#text.length) {
+      const grown = new Uint8Array(Math.max(2 * this.#text.length, this.#length + bytes.length));
+      grown.set(this.#text.subarray(0, this.#length));
+      this.#text = grown;
+    }
+    this.#text.set(bytes, this.#length);
+    this.#length += bytes.length;
+    this.#held = this.#heldAfter(token, piece);
+  }
+
+  /**
+   * What the decoder holds back after `token`: everything since its last text when it emits
+   * none. A piece ending in U+FFFD may have replaced only the bytes before the token (a byte
+   * decoder flushes an unfinished character when a new one starts, and holds the new lead
+   * byte), so the token itself stays held: were it not, its bytes would make no progress. When
+   * it was replaced too (a stray byte), the bytes after U+FFFD can start no stop-string prefix.
+   */
+  #heldAfter(token: number, piece: string): number[] {
+    if (piece === "") return [...this.#held, token];
+    return piece.endsWith(REPLACEMENT) ? [token] : [];
+  }
+
+  #join(piece: Uint8Array, held: readonly number[]): Uint8Array {
+    const tokenizer = this.#model.tokenizer;
+    const heldBytes = tokenizer.bytesOf ? held.map((id) => tokenizer.bytesOf!(id)) : [];
+    const size = heldBytes.reduce((n, b) => n + b.length, this.#length + piece.length);
+    const out = new Uint8Array(size);
+    out.set(this.#text.subarray(0, this.#length));
+    let at = this.#length;
+    for (const bytes of [piece, ...heldBytes]) {
+      out.set(bytes, at);
+      at += bytes.length;
+    }
+    return out;
+  }
+}
+
+/**
+ * How far the output `after` a token takes it toward its end from `before`: `Infinity` when
+ * the token completes a stop string, else the length in bytes of the longest stop-string
+ * prefix `after` ends with.
+ */
+function progress(stops: readonly Uint8Array[], before: Uint8Array, after: Uint8Array): number {
   let longest = 0;
   for (const stop of stops) {
-    if (!before.includes(stop) && after.includes(stop)) return Infinity;
+    if (!includes(before, stop) && includes(after, stop)) return Infinity;
     for (let k = Math.min(stop.length - 1, after.length); k > longest; k--) {
-      if (after.endsWith(stop.slice(0, k))) {
+      if (endsWithPrefix(after, stop, k)) {
         longest = k;
         break;
       }
     }
   }
   return longest;
+}
+
+/** Whether `bytes` contains `part`. */
+function includes(bytes: Uint8Array, part: Uint8Array): boolean {
+  for (let i = 0; i + part.length <= bytes.length; i++) {
+    let j = 0;
+    while (j < part.length && bytes[i + j] === part[j]) j++;
+    if (j === part.length) return true;
+  }
+  return false;
+}
+
+/** Whether `bytes` ends with the first `k` bytes of `stop`. */
+function endsWithPrefix(bytes: Uint8Array, stop: Uint8Array, k: number): boolean {
+  const offset = bytes.length - k;
+  for (let j = 0; j < k; j++) if (bytes[offset + j] !== stop[j]) return false;
+  return true;
 }
 
 /**

@@ -80,6 +80,20 @@ Deno.test("an exported BPE tokenizer (with merges) encodes, decodes and streams 
   for (const p of pieces) assert.ok(!p.includes("\uFFFD"), `broken piece ${JSON.stringify(p)}`);
 });
 
+Deno.test("bytesOf gives each token's bytes, a byte that ends inside a character included", () => {
+  const text = "hello héllo 世界 🚀 <|endoftext|>";
+  const utf8 = [...new TextEncoder().encode(text)];
+  for (
+    const tok of [new ByteTokenizer(), createTokenizer(withMerges(), {}, BUILTIN_EOS_TOKEN_ID)]
+  ) {
+    const ids = tok.encode(text);
+    assert.deepEqual(ids.flatMap((id) => [...tok.bytesOf(id)]), utf8, tok.constructor.name);
+    // "é" is two tokens: the first is C3 alone, which decodes to nothing on its own.
+    assert.deepEqual([...tok.bytesOf(0xc3)], [0xc3]);
+    assert.deepEqual([...tok.bytesOf(tok.vocabSize + 7)], [], "an unknown id adds nothing");
+  }
+});
+
 Deno.test("loadTokenizer reads a model directory and fails typed on a missing file", async () => {
   const dir = await Deno.makeTempDir();
   try {

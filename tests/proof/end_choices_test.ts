@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { endChoices } from "../../proof/end_choices.ts";
+import { createTokenizer } from "../../inference/text_tokenizer.ts";
 import { scriptedModel } from "./_scripted_model.ts";
 
 const model = scriptedModel("bafk-end-choices", { contextLength: 64 });
@@ -119,3 +120,146 @@ Deno.test("endChoices: a stop string of several tokens: declining a pick that wo
     taken: 0,
   });
 });
+
+Deno.test("endChoices: a stop string of one two-byte character: declining its first byte is passed, the reverse taken", () => {
+  // "é" is C3 A9. The stream decoder emits nothing for C3 alone, yet C3 is half of the stop.
+  const [lead, trail] = ids("é");
+  const e = "e".charCodeAt(0);
+  assert.deepEqual(
+    endChoices(
+      model,
+      3,
+      [...ids("a"), e, ...ids("b")],
+      picks([...ids("a"), lead, trail]),
+      params(["é"]),
+    ),
+    { passed: 1, taken: 0 },
+  );
+  assert.deepEqual(
+    endChoices(model, 3, [...ids("a"), lead, trail], picks([...ids("a"), e, trail]), params(["é"])),
+    { passed: 0, taken: 1 },
+  );
+});
+
+Deno.test("endChoices: a CJK stop string of 3-byte characters is measured byte by byte", () => {
+  // "世界" is E4 B8 96 E7 95 8C: each byte the validator would add takes the text closer.
+  const stop = ids("世界");
+  const x = "x".charCodeAt(0);
+  for (let k = 0; k < stop.length; k++) {
+    const before = [...ids("a"), ...stop.slice(0, k)];
+    assert.deepEqual(
+      endChoices(model, 3, [...before, x], picks([...before, stop[k]]), params(["世界"])),
+      { passed: 1, taken: 0 },
+      `declining byte ${k}`,
+    );
+    assert.deepEqual(
+      endChoices(model, 3, [...before, stop[k]], picks([...before, x]), params(["世界"])),
+      { passed: 0, taken: 1 },
+      `taking byte ${k}`,
+    );
+  }
+  // Two continuations that leave the text as far from the stop (after its first byte, a
+  // non-matching second byte either way) count nothing.
+  const lead = [...ids("a"), stop[0]];
+  assert.deepEqual(
+    endChoices(model, 3, [...lead, x], picks([...lead, "y".charCodeAt(0)]), params(["世界"])),
+    { passed: 0, taken: 0 },
+  );
+});
+
+Deno.test("endChoices: a stop's lead byte after an unfinished character is still progress", () => {
+  // E2 starts a 3-byte character that C3 breaks off: the decoder emits U+FFFD for E2 and holds
+  // C3, the first byte of the stop "é".
+  const [lead] = ids("é");
+  const tokens = [...ids("a"), 0xe2, "e".charCodeAt(0)];
+  const winners = [...ids("a"), 0xe2, lead];
+  assert.deepEqual(endChoices(model, 3, tokens, picks(winners), params(["é"])), {
+    passed: 1,
+    taken: 0,
+  });
+});
+
+Deno.test("endChoices: a tokenizer without bytesOf is measured on decoded text, as before", () => {
+  const tokenizer = {
+    encode: (text: string) => model.tokenizer.encode(text),
+    streamDecoder: () => model.tokenizer.streamDecoder(),
+  };
+  const textOnly = { ...model, tokenizer };
+  // ASCII stops are counted as with bytes; the first byte of "é" is invisible in decoded text.
+  assert.deepEqual(endChoices(textOnly, 3, ids("abx"), picks(ids("ab#")), params(["##"])), {
+    passed: 1,
+    taken: 0,
+  });
+  const e = "e".charCodeAt(0);
+  assert.deepEqual(
+    endChoices(textOnly, 3, [...ids("a"), e], picks([...ids("a"), ids("é")[0]]), params(["é"])),
+    { passed: 0, taken: 0 },
+  );
+});
+
+Deno.test("endChoices: byte-fallback tokens of a SentencePiece-style vocabulary count toward a non-ASCII stop", () => {
+  const tokenizer = createTokenizer(byteFallbackTokenizerJson(), {}, 2);
+  const sp = { ...model, info: { ...model.info, eosTokenId: 2 }, tokenizer };
+  const [a, lead, trail] = tokenizer.encode("aé");
+  assert.deepEqual([...tokenizer.bytesOf(lead), ...tokenizer.bytesOf(trail)], ids("é"));
+  const x = tokenizer.encode("x")[0];
+  assert.deepEqual(endChoices(sp, 3, [a, x], picks([a, lead]), params(["é"])), {
+    passed: 1,
+    taken: 0,
+  });
+  assert.deepEqual(endChoices(sp, 3, [a, lead, trail], picks([a, x, trail]), params(["é"])), {
+    passed: 0,
+    taken: 1,
+  });
+});
+
+/**
+ * A SentencePiece-style `tokenizer.json` (Llama's shape): "▁" for spaces, a few pieces, and
+ * `<0xNN>` byte tokens for everything else; `</s>` (id 2) ends the text.
+ */
+function byteFallbackTokenizerJson(): Record<string, unknown> {
+  const specials = ["<unk>", "<s>", "</s>"];
+  const vocab: Record<string, number> = Object.fromEntries(specials.map((t, i) => [t, i]));
+  for (let b = 0; b < 256; b++) {
+    vocab[`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`] = specials.length + b;
+  }
+  for (const piece of ["▁", "a", "x", "▁a"]) vocab[piece] = Object.keys(vocab).length;
+  return {
+    version: "1.0",
+    added_tokens: specials.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: {
+      type: "Sequence",
+      normalizers: [
+        { type: "Prepend", prepend: "▁" },
+        { type: "Replace", pattern: { String: " " }, content: "▁" },
+      ],
+    },
+    pre_tokenizer: null,
+    post_processor: null,
+    decoder: {
+      type: "Sequence",
+      decoders: [
+        { type: "Replace", pattern: { String: "▁" }, content: " " },
+        { type: "ByteFallback" },
+        { type: "Fuse" },
+        { type: "Strip", content: " ", start: 1, stop: 0 },
+      ],
+    },
+    model: {
+      type: "BPE",
+      unk_token: "<unk>",
+      fuse_unk: true,
+      byte_fallback: true,
+      vocab,
+      merges: ["▁ a"],
+    },
+  };
+}
