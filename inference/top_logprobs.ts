@@ -37,8 +37,9 @@ export interface TopLogprob extends TokenLogprob {
 }
 
 /**
- * The `k` most likely tokens of `row`, most likely first (ties: smaller id first, as greedy
- * decoding breaks them), with their log-probabilities. Ids whose logit is −∞ or NaN have
+ * The `k` most likely tokens of `row`, most likely first (ties: smaller id first; a display
+ * order only: greedy decoding breaks ties by the position's race noise), with their
+ * log-probabilities. Ids whose logit is −∞ or NaN have
  * probability 0 and are never listed, so a row with fewer finite logits yields fewer entries.
  * `k` 0 returns `[]` without reading the row.
  *

@@ -19,8 +19,8 @@
  * many receipts. Not counted: positions where the output ends whatever the token (`maxTokens`,
  * a full context window), since no choice there changes the bill; and positions where the
  * worker's token is the rule's pick on the validator's logits rounded to fp16, which an honest
- * worker whose runtime returns fp16 logits follows (fp16 makes exact ties, which the rule breaks
- * by the lower id, systematically against EOS's high one).
+ * worker whose runtime returns fp16 logits follows (fp16 makes exact ties; the greedy rule breaks
+ * them by the position's race noise, `inference/sampler.ts`, so they favour no id).
  *
  * Closeness to a stop string is measured in UTF-8 bytes, not in decoded text: a stop of
  * non-ASCII characters ("é", a CJK word, an emoji) begins inside a character, at a byte token

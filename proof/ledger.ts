@@ -54,7 +54,8 @@
  */
 import { dirname, join, resolve } from "node:path";
 import { decodeCbor } from "../protocols/cbor.ts";
-import { toHex } from "../protocols/hash.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
+import { steeringEvidenceKey } from "./ledger_index.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
 import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
@@ -582,7 +583,7 @@ export class Ledger {
               jobId: receipt.jobId,
               receiptId: first.receiptId,
               second: receipt as unknown as Record<string, unknown>,
-              slashed: first.locked,
+              slashed: this.#slashable(first),
             },
           };
         }
@@ -599,7 +600,12 @@ export class Ledger {
         // Recorded before without its assignment: the requester's announcement came second.
         const open = existing.status === "pending" || existing.status === "challenged";
         if (requester !== null && open && existing.requester === undefined) {
-          return { kind: "assigned", body: { receiptId: check.receiptId, requester, credit } };
+          // Evidence of a steering conviction is never paid, whenever its assignment comes.
+          const steered = this.#index.proofSettled(steeringEvidenceKey(check.receiptId));
+          return {
+            kind: "assigned",
+            body: { receiptId: check.receiptId, requester, credit: steered ? 0 : credit },
+          };
         }
         throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
       }
@@ -883,13 +889,16 @@ export class Ledger {
           "this validator has already accused this receipt",
         );
       }
+      // The slash is the lock, or what is left of the worker's stake after a steering
+      // conviction cut into it: a reward is a share of what was really taken, never minted.
+      const slashed = this.#slashable(rec);
       return settlement.confirmed
         ? {
           receiptId: rec.receiptId,
           fraudProof: settlement.fraudProofHash,
           validator,
-          slashed: rec.locked,
-          reward: rec.locked * this.#economics.validatorRewardShare,
+          slashed,
+          reward: slashed * this.#economics.validatorRewardShare,
           reason: settlement.reason,
         }
         : {
@@ -940,8 +949,16 @@ export class Ledger {
   async settleFault(receiptId: string, validator: Uint8Array, reason: string): Promise<void> {
     await this.#transition("fault", () => {
       const rec = this.#pendingRecord(receiptId, ["challenged"]);
-      return { receiptId, validator: toHex(validator), reason, slashed: rec.locked };
+      return { receiptId, validator: toHex(validator), reason, slashed: this.#slashable(rec) };
     });
+  }
+
+  /**
+   * What slashing `rec` takes: its lock, or less when a steering conviction
+   * ({@link Ledger.settleSteering}) has cut the worker's stake below its locks.
+   */
+  #slashable(rec: ReceiptRecord): number {
+    return Math.min(rec.locked, Math.max(0, this.account(fromHex(rec.worker)).stake));
   }
 
   /** Whether this ledger's owner has settled a steering conviction of `worker` here. */
@@ -981,11 +998,13 @@ export class Ledger {
       // assigned job's); those already paid are clawed back from the stake. Either way each is
       // slashed `m` times its credit as well.
       const pending = evidence.filter((id) => this.#record(id)!.status === "pending");
-      const creditOf = (ids: string[]) =>
-        ids.reduce((sum, id) => sum + this.#record(id)!.credit, 0);
+      const sum = (ids: string[], of: (rec: ReceiptRecord) => number) =>
+        ids.reduce((total, id) => total + of(this.#record(id)!), 0);
       const m = this.#economics.slashMultiplier;
       const paid = evidence.filter((id) => !pending.includes(id));
-      const owed = creditOf(paid) * (1 + m) + creditOf(pending) * m;
+      // A pending receipt's slash is its lock (m × its reward), credited yet or not: one whose
+      // assignment comes later is not paid either (`steeringEvidenceKey`).
+      const owed = sum(paid, (rec) => rec.credit) * (1 + m) + sum(pending, (rec) => rec.locked);
       // From the whole stake, the part open receipts lock included: a steerer that keeps its
       // stake at its locks must not be convicted for free. Never below zero.
       const slashed = Math.min(Math.max(0, this.account(worker).stake), owed);

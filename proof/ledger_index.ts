@@ -19,6 +19,14 @@ import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import { entryHash, type LedgerEntry } from "./ledger_entry.ts";
 import type { ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
 
+/**
+ * The key under which the index remembers that receipt `receiptId` was a steering conviction's
+ * unpaid evidence (`Ledger.settleSteering`): a late assignment of it is not credited.
+ */
+export function steeringEvidenceKey(receiptId: string): string {
+  return `steering-evidence/${receiptId}`;
+}
+
 /** File name of the index inside the ledger directory. */
 export const INDEX_FILE = "index.sqlite";
 
@@ -254,9 +262,10 @@ export class LedgerIndex {
         return void status("unpaid");
       case "steering":
         // Settled once per worker and validator (`Ledger.settleSteering`); its pending evidence
-        // is not paid.
+        // is not paid, now or when its assignment comes.
         for (const id of (b.uncredited as unknown as string[] | undefined) ?? []) {
           q.uncredit.run(id);
+          q.settle.run(steeringEvidenceKey(id));
         }
         return void q.settle.run(b.settlement);
       case "verdict": {

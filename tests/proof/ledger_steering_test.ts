@@ -14,7 +14,7 @@ import { assigned, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
 
 const M = DEFAULT_ECONOMICS.slashMultiplier;
 
-Deno.test("a steering conviction cuts (1 + m) × the evidence's credit from the free stake, once, and the cut survives a reopen", async () => {
+Deno.test("a steering conviction claws back (1 + m) × the paid evidence's credit and m × the pending evidence's, leaves the pending unpaid, once, and the cut survives a reopen", async () => {
   await withLedgerDir(async (dir, clock) => {
     const me = Identity.generate();
     const steerer = Identity.generate();
@@ -109,6 +109,71 @@ Deno.test("a steerer that keeps its stake at its locks is not convicted for free
     clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
     await ledger.finalizeDue();
     assert.deepEqual(ledger.account(steerer.publicKey).balance, 0, "none of the evidence paid");
+    await ledger.close();
+  });
+});
+
+Deno.test("after a steering cut took the stake, a fraud proof on another open receipt slashes what is left and rewards only a share of that: no credit is minted", async () => {
+  await withLedgerDir(async (dir, clock) => {
+    const me = Identity.generate();
+    const other = Identity.generate(); // another validator, whose fraud proof reaches this ledger
+    const steerer = Identity.generate();
+    const ledger = await Ledger.open(dir, me, { now: () => clock.t });
+    await ledger.deposit(other.publicKey, 1_000);
+    const [a, b, x] = [
+      receipt(10, 40, steerer),
+      receipt(11, 40, steerer),
+      receipt(12, 40, steerer),
+    ];
+    await ledger.deposit(steerer.publicKey, 2 * M * 40); // two receipts' locks, nothing more
+    await ledger.recordReceipt(a, assigned(a));
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger.finalizeDue();
+    for (const r of [b, x]) await ledger.recordReceipt(r, assigned(r));
+    const total = () =>
+      [steerer, other, me].reduce((sum, who) => {
+        const account = ledger.account(who.publicKey);
+        return sum + account.stake + account.balance;
+      }, 0);
+    await ledger.settleSteering(steerer.publicKey, [receiptId(a), receiptId(b)]);
+    assert.equal(ledger.account(steerer.publicKey).stake, 0, "the conviction took it all");
+    const before = total();
+    const entry = await ledger.settleFraud({
+      receiptId: receiptId(x),
+      fraudProofHash: "cd".repeat(32),
+      validator: other.publicKey,
+      confirmed: true,
+      reason: "fingerprint_mismatch",
+    });
+    assert.deepEqual([entry.body.slashed, entry.body.reward], [0, 0]);
+    assert.equal(ledger.account(other.publicKey).balance, 0);
+    assert.ok(total() <= before, `credit minted: ${before} → ${total()}`);
+    await ledger.close();
+  });
+});
+
+Deno.test("steering evidence recorded before its assignment is not paid when the assignment comes after the conviction, and was slashed its lock", async () => {
+  await withLedgerDir(async (dir, clock) => {
+    const me = Identity.generate();
+    const steerer = Identity.generate();
+    const options = { now: () => clock.t };
+    let ledger = await Ledger.open(dir, me, options);
+    await ledger.deposit(steerer.publicKey, 1_000_000);
+    const r = receipt(13, 40, steerer);
+    await ledger.recordReceipt(r); // the worker's own announcement came first: credit 0
+    const id = receiptId(r);
+    const locked = ledger.receipt(id)!.locked;
+    assert.ok(locked > 0);
+    const cut = await ledger.settleSteering(steerer.publicKey, [id]);
+    assert.equal(cut, locked, "slashed as a caught cheat's, credited yet or not");
+    // Across a reopen too: the index remembers the evidence.
+    await ledger.close();
+    ledger = await Ledger.open(dir, me, options);
+    await ledger.recordReceipt(r, assigned(r)); // the requester's announcement, later
+    assert.equal(ledger.receipt(id)!.credit, 0);
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger.finalizeDue();
+    assert.equal(ledger.account(steerer.publicKey).balance, 0, "the evidence was paid");
     await ledger.close();
   });
 });
