@@ -909,6 +909,13 @@ export class StorageActor {
           if (isCid(cid) && await this.#servesPeers(cid)) served.push(cid);
         }
         const proofs = await proveFromStore(store, message.nonce, served);
+        // A peer counts a chunk proven to it as given here, and audits this node for it from
+        // then on: it is held for the network now, whatever pin brought it (else unpinning this
+        // node's own file that shares it would collect it, and the peer blame the loss).
+        for (let i = 0; i < served.length; i++) {
+          if (proofs[i] === null || await store.isReplica(served[i])) continue;
+          await store.put(await store.get(served[i]), { cid: served[i], replica: true });
+        }
         return message.cids.map((cid) => {
           const i = served.indexOf(cid);
           return i < 0 ? null : proofs[i];
