@@ -13,6 +13,7 @@ import { fingerprintOf } from "../../proof/fingerprint.ts";
 import { fp16Logits } from "../../proof/_precision.ts";
 import { proveJob, type ProverChunk } from "../../proof/prover.ts";
 import { generateChunks, scriptedModel } from "./_scripted_model.ts";
+import type { ProofModel } from "../../proof/_common.ts";
 import {
   proveSteering,
   STEERED,
@@ -20,6 +21,40 @@ import {
   steeringModel,
   WIDE_SAMPLING,
 } from "./_steering_fixtures.ts";
+
+/**
+ * What an honest worker whose runtime returns fp16 logits streams for `job`: `rowOf(seq)` is its
+ * own fp32 row after `seq` (prompt and tokens so far); `seen` sees each row, position and token.
+ */
+function honestFp16Chunks(
+  model: { info: { vocabSize: number; eosTokenId?: number }; tokenizer: ProofModel["tokenizer"] },
+  job: TextJob,
+  rowOf: (seq: readonly number[]) => Float32Array,
+  seen?: (computed: Float32Array, position: number, token: number) => void,
+): ProverChunk[] {
+  const eos = model.info.eosTokenId;
+  const seq = model.tokenizer.encode(job.prompt);
+  const chunks: ProverChunk[] = [];
+  const decoder = model.tokenizer.streamDecoder();
+  for (let t = 0; t < job.params.maxTokens; t++) {
+    const computed = rowOf(seq);
+    const row = fp16Logits(computed); // what the worker's runtime hands the sampler
+    const token = sampleToken(row, job.params, t).token;
+    seen?.(computed, t, token);
+    seq.push(token);
+    const last = token === eos || t + 1 >= job.params.maxTokens;
+    const text = (token === eos ? "" : decoder.push(token)) + (last ? decoder.flush() : "");
+    chunks.push({
+      index: t,
+      tokenId: token,
+      text,
+      fingerprint: fingerprintOf(row, token),
+      vocabSize: model.info.vocabSize,
+    });
+    if (last) break;
+  }
+  return chunks;
+}
 
 const worker = Identity.generate();
 const validator = Identity.generate();
@@ -73,7 +108,6 @@ Deno.test("an honest worker whose runtime returns fp16 logits is never convicted
           0.006;
     },
   });
-  const eos = model.info.eosTokenId!;
   const record = { passed: 0, taken: 0 };
   let differing = 0;
   for (let i = 0; i < 40; i++) {
@@ -84,26 +118,18 @@ Deno.test("an honest worker whose runtime returns fp16 logits is never convicted
       params: { maxTokens: 24, temperature: 0, topK: 0, topP: 1, seed: 1, stop: [] },
       nonce: crypto.randomUUID(),
     };
-    const seq = model.tokenizer.encode(job.prompt);
-    const chunks: ProverChunk[] = [];
-    const decoder = model.tokenizer.streamDecoder();
-    for (let t = 0; t < job.params.maxTokens; t++) {
-      const computed = model.rowFor(seq[seq.length - 1], seq.length - 1);
-      const row = fp16Logits(computed); // what the worker's runtime hands the sampler
-      const token = sampleToken(row, job.params, t).token;
-      if (token !== sampleToken(computed, job.params, t).token) differing++;
-      seq.push(token);
-      const last = token === eos || t + 1 >= job.params.maxTokens;
-      const text = (token === eos ? "" : decoder.push(token)) + (last ? decoder.flush() : "");
-      chunks.push({
-        index: t,
-        tokenId: token,
-        text,
-        fingerprint: fingerprintOf(row, token),
-        vocabSize: model.info.vocabSize,
-      });
-      if (last) break;
-    }
+    const chunks = honestFp16Chunks(
+      model,
+      job,
+      (seq) => model.rowFor(seq.at(-1)!, seq.length - 1),
+      (
+        computed,
+        t,
+        token,
+      ) => {
+        if (token !== sampleToken(computed, job.params, t).token) differing++;
+      },
+    );
     const proved = await proveJob(job, ReadableStream.from(chunks), worker);
     const { verdict } = await validateReceipt(
       { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
@@ -191,24 +217,7 @@ Deno.test("an honest worker returning fp16 logits on a machine whose logits diff
       params: { maxTokens: 40, temperature: 0, topK: 0, topP: 1, seed: 1, stop: [] },
       nonce: `n${i}`,
     };
-    const seq = base.tokenizer.encode(job.prompt);
-    const chunks: ProverChunk[] = [];
-    const decoder = base.tokenizer.streamDecoder();
-    for (let t = 0; t < job.params.maxTokens; t++) {
-      const row = fp16Logits(rowOf(seq, 1));
-      const token = sampleToken(row, job.params, t).token;
-      seq.push(token);
-      const last = token === eos || t + 1 >= job.params.maxTokens;
-      const text = (token === eos ? "" : decoder.push(token)) + (last ? decoder.flush() : "");
-      chunks.push({
-        index: t,
-        tokenId: token,
-        text,
-        fingerprint: fingerprintOf(row, token),
-        vocabSize: V,
-      });
-      if (last) break;
-    }
+    const chunks = honestFp16Chunks(base, job, (seq) => rowOf(seq, 1));
     const proved = await proveJob(job, ReadableStream.from(chunks), worker);
     const { verdict } = await validateReceipt(
       { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
