@@ -150,7 +150,7 @@ export async function recomputePositions(
       sampling: checkSampledToken(logits, tokens[t], t, params, tolerance, offset, vocab),
     };
     if (options.winners) {
-      result.winners = winnersOf(logits.subarray(offset, offset + vocab), params, t);
+      result.winners = winnersOf(logits.subarray(offset, offset + vocab), params, t, tokens[t]);
     }
     return result;
   });
@@ -159,15 +159,20 @@ export async function recomputePositions(
 
 /**
  * The tokens the sampling rule picks from `row` at output position `t` under each of
- * {@link LOGITS_PRECISIONS}; none for a row without a finite logit.
+ * {@link LOGITS_PRECISIONS}; none for a row without a finite logit. The fp16 pick is drawn only
+ * where the worker's `token` is not the pick as computed (rare: near-ties), the one place it can
+ * matter, so most positions cost one draw and no fp16 copy of the row.
  */
 function winnersOf(
   row: Float32Array,
   params: Pick<GenerationParams, "temperature" | "topK" | "topP" | "seed">,
   t: number,
+  token: number,
 ): number[] {
   try {
-    return [row, fp16Logits(row)].map((logits) => sampleToken(logits, params, t).token);
+    const pick = sampleToken(row, params, t).token;
+    if (pick === token) return [pick];
+    return [pick, sampleToken(fp16Logits(row), params, t).token];
   } catch {
     return []; // no finite logit: the sampling check has failed this position already
   }
