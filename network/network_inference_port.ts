@@ -45,12 +45,21 @@ const MODEL_REFUSAL_CODES: ReadonlySet<string> = new Set(["unknown_model", "mode
 
 /** No connected peer serves inference for the job's model. */
 export class NoWorkerError extends VeriflowError {
-  /** @param model The model the job named (`any`: no worker at all). */
-  constructor(model: string) {
+  /**
+   * @param model The model the job named (`any`: no worker at all).
+   * @param listed A connected peer lists the model, but none may be given the job now (each was
+   *   kept off the model after a failure, or is convicted): the message says so, so an operator
+   *   who sees the peer connected does not look for a network fault.
+   */
+  constructor(model: string, listed = false) {
     super(
       "no_worker",
       model === "any"
         ? "no connected peer runs a model: jobs cannot be forwarded yet"
+        : listed
+        ? `connected peers serve model ${model}, but none may take a job for it now: each was ` +
+          `kept off the model for a while after a failure (a refusal, a stall, a bad receipt) ` +
+          `or is convicted; try again shortly`
         : `no connected peer serves inference for model ${model}`,
     );
   }
@@ -194,7 +203,7 @@ export class NetworkInferencePort implements InferencePort {
         this.#noteModelRefusal(worker, job.model, error);
       }
     }
-    if (refusedBy.length === 0) throw new NoWorkerError(job.model);
+    if (refusedBy.length === 0) throw new NoWorkerError(job.model, await this.#listed(job.model));
     throw refusal;
   }
 
@@ -285,6 +294,14 @@ export class NetworkInferencePort implements InferencePort {
       announce: true,
     }).catch(() => {});
     return summary;
+  }
+
+  /** Whether a connected worker lists `model` (though none was picked for it). */
+  async #listed(model: string): Promise<boolean> {
+    const models = await this.#network.ask<ServedModelInfo[]>({ type: "worker_models" }, {
+      timeoutMs: LOOKUP_TIMEOUT_MS,
+    }).catch(() => []);
+    return models.some((m) => m.cid === model);
   }
 
   /**

@@ -636,3 +636,38 @@ Deno.test("a relayed job the client cancels after two tokens ends cancelled with
     await t.close();
   }
 });
+
+Deno.test("no worker for a model a connected peer lists (all kept off it after failures) says so, not that no peer serves it", async () => {
+  const model = new ScriptedModel();
+  const system = new ActorSystem({ name: "no-worker-test" });
+  let listed: unknown[] = [model.info];
+  const network = await system.spawn<NetworkMessage>({
+    name: "router/network",
+    factory: () => ({
+      receive(message: NetworkMessage): unknown {
+        if (message.type === "worker") return undefined; // every worker in its cooldown
+        if (message.type === "worker_models") return listed;
+        return undefined;
+      },
+    }),
+  });
+  try {
+    const port = new NetworkInferencePort(network);
+    const job: TextJob = {
+      kind: "text",
+      model: model.info.cid,
+      prompt: "x",
+      params: params({ maxTokens: 2 }),
+      nonce: "n",
+    };
+    const cooling = await assertRejects(() => port.submit(job), VeriflowError);
+    assertEquals(cooling.code, "no_worker");
+    assert(cooling.message.includes("connected peers serve model"), cooling.message);
+    listed = [];
+    const none = await assertRejects(() => port.submit(job), VeriflowError);
+    assertEquals(none.code, "no_worker");
+    assert(none.message.includes("no connected peer serves"), none.message);
+  } finally {
+    await system.shutdown();
+  }
+});
