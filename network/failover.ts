@@ -321,7 +321,13 @@ class FailoverJob {
     this.#ended = true;
     const attempt = this.#attempt;
     attempt.handle.done.then((summary) => {
-      const whole = this.#resumes === 0 ? summary : this.#acrossWorkers(summary);
+      // The client is told the tokens it got, not the worker's own count of them.
+      const whole = this.#resumes === 0
+        ? {
+          ...summary,
+          usage: { ...summary.usage, completionTokens: this.#delivered.length - this.#given },
+        }
+        : this.#acrossWorkers(summary);
       const relayed = {
         output: this.#given === 0 ? this.#output : undefined,
         tokens: this.#delivered.length,

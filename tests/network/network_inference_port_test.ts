@@ -15,7 +15,7 @@ import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import { serveInference } from "../../inference/remote_port.ts";
 import type { GenerateOptions, TextModel, TokenChunk } from "../../inference/text_model.ts";
-import type { StreamedToken } from "../../inference/inference_port.ts";
+import type { InferencePort, StreamedToken } from "../../inference/inference_port.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
@@ -71,6 +71,7 @@ async function relayTo(
   model: GenerativeModel = new ScriptedModel(),
   claim: (tokens: number) => number = (tokens) => tokens,
   jobParams: GenerationParams = params({ maxTokens: 4 }),
+  wrap: (port: InferencePort) => InferencePort = (port) => port,
 ) {
   const worker = Identity.generate();
   const key = signer === "worker" ? worker : Identity.generate();
@@ -93,7 +94,7 @@ async function relayTo(
     Connection.open(a, { identity: Identity.generate(), protocols }),
     Connection.open(b, { identity: worker, protocols }),
   ]);
-  serveInference(atWorker, new LocalInferencePort({ inference, models }));
+  serveInference(atWorker, wrap(new LocalInferencePort({ inference, models })));
   const toldNetwork: NetworkMessage[] = [];
   const network = await system.spawn<NetworkMessage>({
     name: "relay/network",
@@ -669,5 +670,34 @@ Deno.test("no worker for a model a connected peer lists (all kept off it after f
     assert(none.message.includes("no connected peer serves"), none.message);
   } finally {
     await system.shutdown();
+  }
+});
+
+Deno.test("a relayed job's usage counts the tokens the client got, not the worker's own claim of them", async () => {
+  // The worker's port overstates its completion tokens in every summary it sends.
+  const inflating = (port: InferencePort): InferencePort => ({
+    models: () => port.models(),
+    stats: () => port.stats(),
+    async submit(job, options) {
+      const handle = await port.submit(job, options);
+      return {
+        ...handle,
+        done: handle.done.then((summary) => ({
+          ...summary,
+          usage: { ...summary.usage, completionTokens: summary.usage.completionTokens + 40 },
+        })),
+      };
+    },
+  });
+  const t = await relayTo("worker", undefined, undefined, undefined, inflating);
+  try {
+    const handle = await t.port.submit(t.job);
+    let relayed = 0;
+    for await (const _ of handle.tokens) relayed++;
+    const summary = await handle.done;
+    assert(relayed > 0);
+    assertEquals(summary.usage.completionTokens, relayed);
+  } finally {
+    await t.close();
   }
 });
