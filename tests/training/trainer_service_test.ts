@@ -69,13 +69,55 @@ function countingTrain(): { train: TrainFunction; calls: () => number } {
   return { train, calls: () => calls };
 }
 
+/** What both tests run a trainer on: a shard, the round models, a seeded start model. */
+async function trainerFixture(dir: string) {
+  const split = await testSplit();
+  const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+  const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+  const { train, calls } = countingTrain();
+  const identity = Identity.generate();
+  /** A TrainerService named `name`, keeping its signed slots in `dataDir`. */
+  const trainer = (system: ActorSystem, name: string, dataDir: string) =>
+    system.spawn<TrainerMessage>({
+      name,
+      factory: () =>
+        new TrainerService({
+          identity,
+          shard: split.shards[0],
+          models,
+          train,
+          sampleBytes: TEST_HYPER.sampleBytes,
+          dataDir,
+        }),
+    });
+  /** Ask `ref` for round `n` from the seeded model with H = `steps`; its report. */
+  const round = async (
+    ref: Awaited<ReturnType<typeof trainer>>,
+    n: number,
+    steps: number,
+  ) => {
+    const body: RoundBody = {
+      round: n,
+      startModel: seed.cid,
+      startFile: seed.cid,
+      arch: TEST_ARCH,
+      steps,
+      dataSeed: 7,
+      hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+      deadline: Date.now() + 60_000,
+    };
+    const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator: "c0" });
+    return await report;
+  };
+  return { seed, identity, calls, trainer, round };
+}
+
 Deno.test("a trainer asked twice for one round from one start model on other terms (a coordinator restarted with another H) signs once: refused with slot_signed, also after its own restart, and its stake stays whole", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-trainer-slots-" });
   const system = new ActorSystem({ name: "trainer-slots" });
   try {
-    const split = await testSplit();
-    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
-    const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    const f = await trainerFixture(dir);
+    const { seed, identity, calls } = f;
     const ledger = await system.spawn<ValidatorMessage>({
       name: "node/validator",
       factory: () =>
@@ -86,36 +128,11 @@ Deno.test("a trainer asked twice for one round from one start model on other ter
           models: { get: () => Promise.resolve(undefined) },
         }),
     });
-    const identity = Identity.generate();
     await ledger.ask({ type: "deposit", key: identity.publicKey, amount: STAKE });
-    const { train, calls } = countingTrain();
-    const trainer = (name: string) =>
-      system.spawn<TrainerMessage>({
-        name,
-        factory: () =>
-          new TrainerService({
-            identity,
-            shard: split.shards[0],
-            models,
-            train,
-            sampleBytes: TEST_HYPER.sampleBytes,
-            dataDir: join(dir, "trainer"),
-          }),
-      });
+    const trainer = (name: string) => f.trainer(system, name, join(dir, "trainer"));
     /** Round 0 from the seeded model with H = `steps`; every report goes to the ledger. */
     const round0 = async (ref: Awaited<ReturnType<typeof trainer>>, steps: number) => {
-      const body: RoundBody = {
-        round: 0,
-        startModel: seed.cid,
-        startFile: seed.cid,
-        arch: TEST_ARCH,
-        steps,
-        dataSeed: 7,
-        hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-        deadline: Date.now() + 60_000,
-      };
-      const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator: "c0" });
-      const { receipt } = await report;
+      const { receipt } = await f.round(ref, 0, steps);
       await ledger.ask({
         type: "training_receipt",
         receipt,
@@ -151,39 +168,10 @@ Deno.test("the signed slots survive a restart whole, and a temp file an interrup
   const dir = await Deno.makeTempDir({ prefix: "veriflow-trainer-slots-file-" });
   const system = new ActorSystem({ name: "trainer-slots-file" });
   try {
-    const split = await testSplit();
-    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
-    const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    const f = await trainerFixture(dir);
+    const { calls, round } = f;
     const slotsDir = join(dir, "training");
-    const { train, calls } = countingTrain();
-    const identity = Identity.generate();
-    const trainer = (name: string) =>
-      system.spawn<TrainerMessage>({
-        name,
-        factory: () =>
-          new TrainerService({
-            identity,
-            shard: split.shards[0],
-            models,
-            train,
-            sampleBytes: TEST_HYPER.sampleBytes,
-            dataDir: slotsDir,
-          }),
-      });
-    const round = async (ref: Awaited<ReturnType<typeof trainer>>, n: number, steps: number) => {
-      const body: RoundBody = {
-        round: n,
-        startModel: seed.cid,
-        startFile: seed.cid,
-        arch: TEST_ARCH,
-        steps,
-        dataSeed: 7,
-        hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-        deadline: Date.now() + 60_000,
-      };
-      const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator: "c0" });
-      return await report;
-    };
+    const trainer = (name: string) => f.trainer(system, name, slotsDir);
     const first = await trainer("node/trainer");
     await round(first, 0, 3);
     await round(first, 1, 3);
