@@ -55,7 +55,7 @@ import { fromHex, toHex } from "../protocols/hash.ts";
 import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
-import { endChoicesOf, SteeringRecord } from "../proof/steering.ts";
+import { endChoicesOf, ownEndChoices, SteeringRecord } from "../proof/steering.ts";
 import {
   emptyValidationStats,
   validateReceipt,
@@ -669,11 +669,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const ledger = this.#ledger!;
     if (ledger.steeringSettled(key)) return;
     const worker = toHex(key);
-    const me = toHex(this.#options.identity.publicKey);
-    const evidence = ledger.verdicts().filter((v) =>
-      v.subject === "inference" && toHex(v.validator) === me && toHex(v.target) === worker &&
-      (endChoicesOf(v)?.passed ?? 0) > 0
-    ).map((v) => v.subjectId);
+    const evidence = [...ownEndChoices(ledger.verdicts(), this.#options.identity.publicKey)]
+      .filter((v) => v.worker === worker && v.choices.passed > 0).map((v) => v.receiptId);
     try {
       const cut = await ledger.settleSteering(key, evidence);
       this.#log(

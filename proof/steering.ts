@@ -74,6 +74,23 @@ export function endChoicesOf(verdict: Verdict): EndChoices | undefined {
   return { passed: passed as number, taken: taken as number };
 }
 
+/**
+ * `validator`'s own inference verdicts among `verdicts` that carry end choices: the worker (hex
+ * key), the receipt id and the choices of each. What a validator's record and its evidence at a
+ * conviction are made of.
+ */
+export function* ownEndChoices(
+  verdicts: Iterable<Verdict>,
+  validator: Uint8Array,
+): Generator<{ worker: string; receiptId: string; choices: EndChoices }> {
+  const me = toHex(validator);
+  for (const verdict of verdicts) {
+    if (verdict.subject !== "inference" || toHex(verdict.validator) !== me) continue;
+    const choices = endChoicesOf(verdict);
+    if (choices) yield { worker: toHex(verdict.target), receiptId: verdict.subjectId, choices };
+  }
+}
+
 /** Workers a {@link SteeringRecord} keeps at most (the oldest unconvicted are forgotten). */
 export const MAX_STEERING_WORKERS = 100_000;
 
@@ -103,11 +120,8 @@ export class SteeringRecord {
     limit?: number,
   ): SteeringRecord {
     const record = new SteeringRecord(limit);
-    const me = toHex(validator);
-    for (const verdict of verdicts) {
-      if (verdict.subject !== "inference" || toHex(verdict.validator) !== me) continue;
-      const choices = endChoicesOf(verdict);
-      if (choices) record.add(toHex(verdict.target), choices);
+    for (const { worker, choices } of ownEndChoices(verdicts, validator)) {
+      record.add(worker, choices);
     }
     return record;
   }
