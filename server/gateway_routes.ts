@@ -1,13 +1,19 @@
 /**
- * A trustless IPFS gateway on the node's HTTP API (IPFS Trustless Gateway specification), plus
- * plain reads of public files and the share-link route:
+ * A trustless IPFS gateway on the node's HTTP API (IPFS Trustless Gateway specification), with the
+ * Path Gateway's content paths and plain reads of public files, plus the share-link route:
  *
  * | Route | What |
  * | --- | --- |
- * | `GET /ipfs/{cid}?format=raw` (or `Accept: application/vnd.ipld.raw`) | the one block, verified |
- * | `GET /ipfs/{cid}?format=car` (or `Accept: application/vnd.ipld.car`) | a CAR of the DAG (`dag-scope=all`, `entity` or `block`), depth first, no duplicates; `entity-bytes` other than `0:*` is 501 |
- * | `GET /ipfs/{cid}` | a public file's bytes, `Range: bytes=a-b` answered 206 (a `<video>` seeks with it) |
+ * | `GET /ipfs/{cid}[/{path}]?format=raw` (or `Accept: application/vnd.ipld.raw`) | the one block the path names, verified |
+ * | `GET /ipfs/{cid}[/{path}]?format=car` (or `Accept: application/vnd.ipld.car`) | a CAR rooted at `{cid}`: the path's directory blocks in order, then the named node's DAG (`dag-scope=all`, `entity` or `block`; `entity-bytes=from:to` of a file: only the blocks of those bytes), depth first, no duplicates |
+ * | `GET /ipfs/{cid}[/{path}]` | a public file's bytes, `Range: bytes=a-b` answered 206 (a `<video>` seeks with it); a directory: 301 to `…/`, then its `index.html` or a generated index |
  * | `GET /share/{id}/{cid}` | while share `id` is valid: its private file's manifest or one of its chunks (ciphertext) |
+ *
+ * (`HEAD` for each `/ipfs` route.) `{path}` is resolved name by name through UnixFS directories
+ * (`storage/unixfs_path.ts`; percent-decoding and `.`/`..` in `gateway_paths.ts`): a missing name,
+ * or one asked of a file, is 404 `path_not_found` naming it; a HAMT-sharded directory on the way
+ * is 501. Every answer names the requested path (`X-Ipfs-Path`) and the CID of each step of it
+ * (`X-Ipfs-Roots`).
  *
  * A client that verifies (such as `@helia/verified-fetch`) can use a Veriflow node as its
  * gateway: every block is the bytes of its CID. These routes are outside `/v1` and need no API
@@ -18,12 +24,13 @@
  * @module
  */
 import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { CarWriter } from "@ipld/car";
 import { CID } from "multiformats/cid";
 import {
   canonicalCid,
   type CidCodec,
+  DAG_PB_CODEC,
   identityBlock,
   isCid,
   RAW_CODEC,
@@ -31,10 +38,16 @@ import {
 } from "../protocols/cid.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { decodeManifest } from "../protocols/manifest.ts";
-import { CAR_MEDIA_TYPE, type CarScope } from "../storage/car.ts";
+import { CAR_MEDIA_TYPE, type CarScope, exportCar } from "../storage/car.ts";
+import type { FileInfo } from "../storage/file_store.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import { ShareUnavailableError } from "../storage/share_links.ts";
+import { decodeUnixfs } from "../storage/unixfs.ts";
+import { type ResolvedPath, resolveUnixfsPath } from "../storage/unixfs_path.ts";
 import type { EdgeEnv } from "./client_access.ts";
+import { SNIFF_BYTES, typeFromBytes, typeFromName } from "./gateway_content_type.ts";
+import { DIRECTORY_INDEX_VERSION, directoryIndex, type IndexEntry } from "./gateway_directory.ts";
+import { type ContentPath, contentPath } from "./gateway_paths.ts";
 import { EdgeError, errorResponse, RequestValidationError } from "./http_errors.ts";
 import { rangedResponse } from "./http_range.ts";
 
@@ -42,8 +55,13 @@ import { rangedResponse } from "./http_range.ts";
 export const RAW_MEDIA_TYPE = "application/vnd.ipld.raw";
 /** A CID's bytes never change: cache for a year, never revalidate (what gateways send). */
 const IMMUTABLE = "public, max-age=29030400, immutable";
-/** Bytes sniffed to guess a plain read's content type when the pin recorded none. */
-const SNIFF_BYTES = 16;
+/** The file a directory's plain read serves in place of a generated index (Path Gateway spec). */
+const INDEX_FILE = "index.html";
+/**
+ * Bytes of a content path's SHA-256 in a CAR's ETag: 16 bytes tell paths apart as well as the
+ * whole digest would, in half the header.
+ */
+const PATH_DIGEST_BYTES = 16;
 
 /** Options of {@link gatewayRoutes}. */
 export interface GatewayRoutesOptions {
@@ -82,98 +100,34 @@ export function gatewayRoutes(
     c.res.headers.append("vary", "Accept");
   });
 
-  app.on(["GET", "HEAD"], "/ipfs/:cid", async (c) => {
-    const cid = edgeCid(c.req.param("cid"));
-    const head = c.req.method === "HEAD";
+  app.on(["GET", "HEAD"], ["/ipfs/:cid", "/ipfs/:cid/*"], async (c) => {
+    const root = edgeCid(c.req.param("cid"));
+    const url = new URL(c.req.url);
+    const path = contentPath(url.pathname);
     const format = responseFormat(c.req.query("format"), c.req.header("accept"));
-    const inline = identityBlock(cid);
-    const blocks = inline ? inlineBlocks(cid, inline) : port();
-    const common = { "x-ipfs-path": `/ipfs/${cid}`, "x-content-type-options": "nosniff" };
-    if (format === "raw") {
-      const bytes = await blocks.block(cid);
-      const etag = `"${cid}.raw"`;
-      if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
-      const headers = {
-        ...common,
-        "content-type": RAW_MEDIA_TYPE,
-        "content-disposition": attachment(cid, "bin"),
-        "content-length": String(bytes.length),
-        "cache-control": IMMUTABLE,
-        etag,
-      };
-      return new Response(head ? null : bytes as Uint8Array<ArrayBuffer>, { headers });
-    }
-    if (format === "car") {
-      const scope = dagScope(c.req.query("dag-scope"));
-      const bytes = entityBytes(c.req.query("entity-bytes"));
-      // A file's entity is its whole DAG; a directory's is its own node, not its children's.
-      const entityIsFile = scope === "entity" || bytes !== undefined
-        ? (await blocks.stat(cid)).type !== "directory"
-        : undefined;
-      if (bytes !== undefined && entityIsFile) {
-        // The spec asks for the blocks that cover those bytes only; sending the whole file
-        // under a ranged request would be a silent lie, so say it is not done here.
-        throw new EdgeError(
-          "not_implemented",
-          `entity-bytes=${bytes} is not supported: ask for the whole file (entity-bytes=0:*) ` +
-            "or a byte range of its plain read (Range)",
-          { param: "entity-bytes" },
-        );
-      }
-      const served: CarScope = scope === "block" || (scope === "entity" && !entityIsFile)
-        ? "block"
-        : "all";
-      const stream = await blocks.car(cid, served, c.req.raw.signal);
-      // Each scope is its own representation: a cache must not answer one with another.
-      const etag = `"${cid}.car.${scope}"`;
-      const headers = {
-        ...common,
-        "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
-        "content-disposition": attachment(cid, "car"),
-        "cache-control": IMMUTABLE,
-        etag,
-      };
-      if (noneMatch(c.req.header("if-none-match"), etag)) {
-        await stream.cancel();
-        return notModified(common, etag);
-      }
-      if (!head) return new Response(stream, { headers });
-      // Hono answers a HEAD with its GET's headers and no body, and the runtime then sends
-      // `Content-Length: 0`, which the GET contradicts. The CAR is deterministic (the same
-      // blocks in the same order), so its length is counted instead: a HEAD reads what a GET
-      // would, without sending it.
-      return new Response(null, {
-        headers: { ...headers, "content-length": `${await size(stream)}` },
-      });
-    }
-    const info = await blocks.stat(cid);
-    if (info.tier !== "public") {
-      throw new EdgeError("key_required", `${cid} is private: open it with a share link`);
-    }
-    if (info.type === "directory" || info.size === null) {
-      throw new RequestValidationError(
-        "invalid_request",
-        `${cid} is a directory: ask for ?format=car`,
-        "cid",
-      );
-    }
-    const etag = `"${cid}"`;
-    if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
-    const type = info.mime ?? await sniff(blocks, cid, info.size);
-    const headers = {
-      ...common,
-      ...UNTRUSTED_CONTENT_HEADERS,
-      "content-type": type,
-      "cache-control": IMMUTABLE,
-      etag,
+    const source = (cid: string): BlockSource => {
+      const inline = identityBlock(cid);
+      return inline ? inlineBlocks(cid, inline) : port();
     };
-    return await rangedResponse(
-      c.req.header("range"),
-      info.size,
-      headers,
-      (start, end) => blocks.read(cid, { start, end, signal: c.req.raw.signal }),
-      head,
-    );
+    const readBlock = (cid: string, signal?: AbortSignal) => source(cid).block(cid, signal);
+    const resolved = await resolveUnixfsPath(root, path.names, (cid) => readBlock(cid));
+    const request: GatewayRequest = {
+      c,
+      root,
+      path,
+      resolved,
+      head: c.req.method === "HEAD",
+      source,
+      readBlock,
+      common: {
+        "x-ipfs-path": `/ipfs/${root}${path.rest}`,
+        "x-ipfs-roots": resolved.roots.join(","),
+        "x-content-type-options": "nosniff",
+      },
+    };
+    if (format === "raw") return await blockResponse(request);
+    if (format === "car") return await carResponse(request);
+    return await plainResponse(request, `${url.pathname}/${url.search}`);
   });
 
   app.get("/share/:id/:cid", async (c) => {
@@ -268,6 +222,223 @@ function inlineBlocks(cid: string, inline: { codec: CidCodec; bytes: Uint8Array 
   };
 }
 
+/** One `/ipfs` request, its content path resolved: what each kind of answer is built from. */
+interface GatewayRequest {
+  c: Context<EdgeEnv>;
+  /** The root CID, canonical. */
+  root: string;
+  /** The content path after it. */
+  path: ContentPath;
+  /** Where the path leads, and the directory blocks on the way. */
+  resolved: ResolvedPath;
+  head: boolean;
+  /** The blocks of `cid`: the storage port, or an identity CID's own bytes. */
+  source: (cid: string) => BlockSource;
+  /** One verified block, wherever `source` finds it. */
+  readBlock: (cid: string, signal?: AbortSignal) => Promise<Uint8Array>;
+  /** Headers every answer carries: `X-Ipfs-Path` (as requested), `X-Ipfs-Roots`, `nosniff`. */
+  common: Record<string, string>;
+}
+
+/** `?format=raw`: the one block the path names (`/ipfs/{cid}` with no path: the root's). */
+async function blockResponse(request: GatewayRequest): Promise<Response> {
+  const { c, common, head } = request;
+  const cid = request.resolved.cid;
+  const bytes = await request.readBlock(cid);
+  const etag = `"${cid}.raw"`;
+  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
+  const headers = {
+    ...common,
+    "content-type": RAW_MEDIA_TYPE,
+    "content-disposition": attachment(cid, "bin"),
+    "content-length": String(bytes.length),
+    "cache-control": IMMUTABLE,
+    etag,
+  };
+  return new Response(head ? null : bytes as Uint8Array<ArrayBuffer>, { headers });
+}
+
+/**
+ * `?format=car`: the directory blocks of the path, in order, then what `dag-scope` and
+ * `entity-bytes` ask of the node it names; the CAR's root is the requested CID (trustless gateway
+ * spec). With no path and no byte range the storage port writes it; otherwise it is written here
+ * from verified blocks.
+ */
+async function carResponse(request: GatewayRequest): Promise<Response> {
+  const { c, root, path, resolved, common, head } = request;
+  const cid = resolved.cid;
+  const scope = dagScope(c.req.query("dag-scope"));
+  const bytes = entityBytes(c.req.query("entity-bytes"));
+  // `entity-bytes` implies `dag-scope=entity` (a narrower `block` still wins).
+  const entity = scope === "entity" || (bytes !== undefined && scope !== "block");
+  // A file's entity is its whole DAG; a directory's is its own node, not its children's.
+  const info = entity ? await request.source(cid).stat(cid) : undefined;
+  let served: CarScope = scope === "block" || (info !== undefined && info.type === "directory")
+    ? "block"
+    : "all";
+  // Elsewhere (a directory, a manifest) the spec has `entity-bytes` ignored.
+  const ranged = bytes !== undefined && info !== undefined && isUnixfsFile(cid, info);
+  let range: { start: number; end: number } | undefined;
+  if (ranged) {
+    // Only the blocks that hold those bytes; a range with no bytes in it is the root alone.
+    range = entityRange(bytes, info.size ?? 0);
+    if (range === undefined) served = "block";
+  }
+  // Each scope, path and byte range is its own representation: a cache must not mix them.
+  const label = entity ? "entity" : scope;
+  const pathTag = path.names.length > 0 ? `.path-${await pathDigest(path.names)}` : "";
+  const bytesTag = ranged ? `.bytes-${bytes.text}` : "";
+  const etag = `"${root}.car.${label}${pathTag}${bytesTag}"`;
+  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
+  const signal = c.req.raw.signal;
+  let stream: ReadableStream<Uint8Array>;
+  if (path.names.length === 0 && !ranged) {
+    stream = await request.source(cid).car(cid, served, signal);
+  } else {
+    // Read the node the path names now, so a missing one is an error, not a broken CAR.
+    await request.readBlock(cid, signal);
+    stream = exportCar(cid, request.readBlock, {
+      scope: served,
+      range,
+      signal,
+      roots: [root],
+      path: resolved.blocks,
+    });
+  }
+  const headers = {
+    ...common,
+    "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
+    "content-disposition": attachment(root, "car"),
+    "cache-control": IMMUTABLE,
+    etag,
+  };
+  if (!head) return new Response(stream, { headers });
+  // Hono answers a HEAD with its GET's headers and no body, and the runtime then sends
+  // `Content-Length: 0`, which the GET contradicts. The CAR is deterministic (the same
+  // blocks in the same order), so its length is counted instead: a HEAD reads what a GET
+  // would, without sending it.
+  return new Response(null, {
+    headers: { ...headers, "content-length": `${await size(stream)}` },
+  });
+}
+
+/**
+ * True when `cid` is a UnixFS file (a dag-pb file node or a raw leaf): bytes `entity-bytes` can
+ * range over. A private file's manifest, or a raw manifest written before UnixFS (its chunks are
+ * not itself), is not: the spec has `entity-bytes` ignored there, as for a directory.
+ */
+function isUnixfsFile(cid: string, info: FileInfo): boolean {
+  if (info.tier !== "public" || info.type === "directory" || info.size === null) return false;
+  const codec = CID.parse(cid).code;
+  if (codec === DAG_PB_CODEC) return true;
+  return codec === RAW_CODEC && info.chunks.length === 1 && info.chunks[0] === cid;
+}
+
+/** A short digest of a content path's names, for an ETag (names may hold any character). */
+async function pathDigest(names: readonly string[]): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(JSON.stringify(names)),
+  );
+  return [...new Uint8Array(digest, 0, PATH_DIGEST_BYTES)]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A plain read: a public file's bytes (with `Range`); a directory, under its directory form
+ * (`…/`, else a 301 to it), as its `index.html` or a generated index (Path Gateway spec).
+ *
+ * @param directoryUrl Where a directory asked for without its trailing `/` is redirected.
+ */
+async function plainResponse(request: GatewayRequest, directoryUrl: string): Promise<Response> {
+  const { path, common } = request;
+  const cid = request.resolved.cid;
+  const source = request.source(cid);
+  const info = await source.stat(cid);
+  if (info.tier !== "public") {
+    throw new EdgeError("key_required", `${cid} is private: open it with a share link`);
+  }
+  // The store reads any dag-pb node as a file or a directory; the others are neither.
+  const node = CID.parse(cid).code === DAG_PB_CODEC
+    ? decodeUnixfs(cid, await source.block(cid))
+    : undefined;
+  if (node?.type === "directory") {
+    if (!path.directoryForm) {
+      // Relative links in a directory's page resolve against its URL: only `…/` is inside it.
+      return new Response(null, {
+        status: 301,
+        headers: { ...common, location: directoryUrl, "cache-control": IMMUTABLE },
+      });
+    }
+    const index = node.links.find((link) => link.name === INDEX_FILE);
+    if (index !== undefined) {
+      const indexInfo = await request.source(index.cid).stat(index.cid);
+      if (indexInfo.type !== "directory" && indexInfo.tier === "public") {
+        return await fileResponse(request, index.cid, indexInfo, INDEX_FILE);
+      }
+    }
+    return directoryListing(request, node.links);
+  }
+  if (node !== undefined && node.type !== "file" && node.type !== "raw") {
+    throw new EdgeError(
+      "not_implemented",
+      `${cid} is a UnixFS ${node.type}, which this gateway does not read: ask for ?format=car`,
+    );
+  }
+  return await fileResponse(request, cid, info, path.names.at(-1));
+}
+
+/** A public file's bytes, `Range` answered; typed by its pin, its `name`, or its first bytes. */
+async function fileResponse(
+  request: GatewayRequest,
+  cid: string,
+  info: FileInfo,
+  name: string | undefined,
+): Promise<Response> {
+  const { c, common, head } = request;
+  const source = request.source(cid);
+  if (info.size === null) {
+    throw new EdgeError("key_required", `${cid} is private: open it with a share link`);
+  }
+  const fileSize = info.size;
+  const etag = `"${cid}"`;
+  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
+  const type = info.mime ?? typeFromName(name) ?? await sniff(source, cid, fileSize);
+  const headers = {
+    ...common,
+    ...UNTRUSTED_CONTENT_HEADERS,
+    "content-type": type,
+    "cache-control": IMMUTABLE,
+    etag,
+  };
+  return await rangedResponse(
+    c.req.header("range"),
+    fileSize,
+    headers,
+    (start, end) => source.read(cid, { start, end, signal: c.req.raw.signal }),
+    head,
+  );
+}
+
+/** The generated index of a directory without `index.html`. */
+function directoryListing(request: GatewayRequest, entries: readonly IndexEntry[]): Response {
+  const { c, common, head } = request;
+  const etag = `"DirIndex-${DIRECTORY_INDEX_VERSION}_CID-${request.resolved.cid}"`;
+  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
+  const html = new TextEncoder().encode(
+    directoryIndex(`/ipfs/${request.root}${request.path.rest}`, entries),
+  );
+  const headers = {
+    ...common,
+    ...UNTRUSTED_CONTENT_HEADERS,
+    "content-type": "text/html; charset=utf-8",
+    "content-length": String(html.length),
+    "cache-control": IMMUTABLE,
+    etag,
+  };
+  return new Response(head ? null : html, { headers });
+}
+
 /** One media range of an `Accept` header: its type, parameters and weight. */
 interface MediaRange {
   type: string;
@@ -358,12 +529,20 @@ function dagScope(scope: string | undefined): "all" | "entity" | "block" {
   throw new RequestValidationError("invalid_request", `unknown dag-scope ${scope}`, "dag-scope");
 }
 
+/** A CAR request's `entity-bytes=from:to`, parsed: `to` undefined for `*`. */
+interface EntityBytes {
+  from: number;
+  to: number | undefined;
+  /** The value as given (for the ETag). */
+  text: string;
+}
+
 /**
  * A CAR request's `entity-bytes=from:to` (trustless gateway spec: integers, negative ones counted
  * from the end, `to` may be `*`): `undefined` for the whole entity (absent, or `0:*`), else the
- * value as given. A malformed one is a 400, never read as "the whole file".
+ * value parsed. A malformed one is a 400, never read as "the whole file".
  */
-function entityBytes(value: string | undefined): string | undefined {
+function entityBytes(value: string | undefined): EntityBytes | undefined {
   if (value === undefined || value === "0:*") return undefined;
   const match = value.match(/^(-?\d{1,16}):(-?\d{1,16}|\*)$/);
   const from = Number(match?.[1]);
@@ -375,7 +554,30 @@ function entityBytes(value: string | undefined): string | undefined {
       "entity-bytes",
     );
   }
-  return value;
+  return { from, to, text: value };
+}
+
+/**
+ * The bytes `[start, end)` of a file of `size` bytes that `entity-bytes` asks for (inclusive `to`,
+ * negative values from the end, clamped to the file), or `undefined` when that is no bytes at all
+ * (the spec answers such a request with the file's root block). A range that starts past the end
+ * of a non-empty file is a 400: the spec asks for one when the gateway can tell up front.
+ */
+function entityRange(bytes: EntityBytes, size: number): { start: number; end: number } | undefined {
+  const start = bytes.from < 0 ? Math.max(0, size + bytes.from) : bytes.from;
+  const last = bytes.to === undefined
+    ? size - 1
+    : bytes.to < 0
+    ? size + bytes.to
+    : Math.min(bytes.to, size - 1);
+  if (size > 0 && start >= size) {
+    throw new RequestValidationError(
+      "invalid_request",
+      `entity-bytes=${bytes.text} starts past the end of the file (${size} bytes)`,
+      "entity-bytes",
+    );
+  }
+  return last < start ? undefined : { start, end: last + 1 };
 }
 
 /** The bytes a stream carries, read to its end and dropped. */
@@ -398,24 +600,12 @@ function shareRefusal(error: ShareUnavailableError): Response {
   return Response.json({ error: { code: error.code, message: error.message } }, { status });
 }
 
-/**
- * A content type from the first bytes, for a file whose pin recorded none (a UnixFS id carries
- * no type): the few formats a browser must be told to play or show; anything else is bytes.
- */
+/** A content type from a file's first bytes (`gateway_content_type.ts`). */
 async function sniff(port: BlockSource, cid: string, size: number): Promise<string> {
   const head = new Uint8Array(
     await new Response(
       await port.read(cid, { start: 0, end: Math.min(size, SNIFF_BYTES) }),
     ).arrayBuffer(),
   );
-  const starts = (...bytes: number[]) => bytes.every((b, i) => head[i] === b);
-  const ascii = (at: number, text: string) =>
-    [...text].every((ch, i) => head[at + i] === ch.charCodeAt(0));
-  if (starts(0x1a, 0x45, 0xdf, 0xa3)) return "video/webm";
-  if (ascii(4, "ftyp")) return "video/mp4";
-  if (ascii(0, "OggS")) return "audio/ogg";
-  if (ascii(0, "RIFF") && ascii(8, "WAVE")) return "audio/wav";
-  if (starts(0x89, 0x50, 0x4e, 0x47)) return "image/png";
-  if (starts(0xff, 0xd8, 0xff)) return "image/jpeg";
-  return "application/octet-stream";
+  return typeFromBytes(head);
 }

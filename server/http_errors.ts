@@ -105,8 +105,9 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   disk_full: 507,
   replication_failed: 503,
   corrupt_chunk: 502,
-  // The IPFS gateway (`gateway_routes.ts`): bytes no codec reads, a DAG node too big to read,
-  // an Accept it cannot meet, a CAR option it does not implement.
+  // The IPFS gateway (`gateway_routes.ts`): a content path naming nothing, bytes no codec reads,
+  // a DAG node too big to read, an Accept it cannot meet, a CAR option it does not implement.
+  path_not_found: 404,
   invalid_manifest: 422,
   block_too_large: 422,
   not_acceptable: 406,

@@ -14,9 +14,16 @@
  */
 import { CarBlockIterator, CarWriter } from "@ipld/car";
 import { CID } from "multiformats/cid";
-import { cidCodec, cidDigest, DAG_CBOR_CODEC, storageKey } from "../protocols/cid.ts";
+import {
+  cidCodec,
+  cidDigest,
+  DAG_CBOR_CODEC,
+  identityBlock,
+  storageKey,
+} from "../protocols/cid.ts";
 import type { BlockStore } from "./block_store.ts";
 import { dagBlocks } from "./dag_links.ts";
+import { fileRangeBlocks } from "./unixfs.ts";
 import { digestOf, equalBytes } from "./_hash.ts";
 import {
   BlockTooLargeError,
@@ -34,9 +41,37 @@ export type CarScope = "all" | "block";
 /** Reads a verified block by any CID. */
 export type ReadBlock = (cid: string, signal?: AbortSignal) => Promise<Uint8Array>;
 
+/** Options of {@link exportCar}. */
+export interface ExportCarOptions {
+  /** `all` (default): the whole DAG; `block`: the root block only. */
+  scope?: CarScope;
+  /** Aborts the export; the stream errors with the reason. */
+  signal?: AbortSignal;
+  /** The store's record of raw manifests written before UnixFS (see `dag_links.ts`). */
+  isLegacyManifest?: (cid: string) => Promise<boolean>;
+  /**
+   * The CAR header's roots. Default `[root]`; a gateway answering `/ipfs/{cid}/{path}` names the
+   * requested `cid`, whose path blocks come first.
+   */
+  roots?: readonly string[];
+  /**
+   * Blocks written before `root`'s, in order: the directories of a content path, which a
+   * trustless reader checks name by name on its way to `root` (`unixfs_path.ts`).
+   */
+  path?: readonly { cid: string; bytes: Uint8Array }[];
+  /**
+   * For a UnixFS file root: only the blocks that verify bytes `[start, end)` (the trustless
+   * gateway's `entity-bytes`, `unixfs.ts` `fileRangeBlocks`) instead of `scope`'s.
+   */
+  range?: { start: number; end: number };
+}
+
 /**
- * A CAR of the DAG under `root` (or just the root block, `scope: "block"`), as a byte stream.
- * Every block is read verified; a missing one errors the stream (`chunk_not_found`).
+ * A CAR of the DAG under `root` (or just the root block, `scope: "block"`; or the blocks of a
+ * file's byte range, `range`), after the blocks of `path` if given, as a byte stream. Each block
+ * appears once. Every block is read verified; a missing one errors the stream (`chunk_not_found`).
+ * Identity blocks are left out: their bytes are in the CID that links them (trustless gateway
+ * spec).
  *
  * @example
  * ```ts
@@ -51,32 +86,34 @@ export type ReadBlock = (cid: string, signal?: AbortSignal) => Promise<Uint8Arra
 export function exportCar(
   root: string,
   read: ReadBlock,
-  options?: {
-    scope?: CarScope;
-    signal?: AbortSignal;
-    /** The store's record of raw manifests written before UnixFS (see `dag_links.ts`). */
-    isLegacyManifest?: (cid: string) => Promise<boolean>;
-  },
+  options?: ExportCarOptions,
 ): ReadableStream<Uint8Array> {
   const cancelled = new AbortController();
   const signal = options?.signal
     ? AbortSignal.any([options.signal, cancelled.signal])
     : cancelled.signal;
-  const { writer, out } = CarWriter.create([CID.parse(root)]);
+  const { writer, out } = CarWriter.create((options?.roots ?? [root]).map((c) => CID.parse(c)));
   let failure: unknown = undefined;
   const get = (cid: string) => read(storageKey(cid), signal);
+  const seen = new Set<string>();
+  /** Write `cid` unless it is inline or already written; its bytes are read only if needed. */
+  const put = async (cid: string, bytes?: Uint8Array) => {
+    signal.throwIfAborted();
+    if (identityBlock(cid) !== undefined) return;
+    const key = storageKey(cid);
+    if (seen.has(key)) return;
+    seen.add(key);
+    await writer.put({ cid: CID.parse(cid), bytes: bytes ?? await get(cid) });
+  };
   const writing = (async () => {
     try {
-      if (options?.scope === "block") {
-        await writer.put({ cid: CID.parse(root), bytes: await get(root) });
-      } else {
-        const walk = dagBlocks(root, get, { isLegacyManifest: options?.isLegacyManifest });
-        for await (const block of walk) {
-          signal?.throwIfAborted();
-          const bytes = block.bytes ?? await get(block.cid);
-          await writer.put({ cid: CID.parse(block.cid), bytes });
-        }
-      }
+      for (const block of options?.path ?? []) await put(block.cid, block.bytes);
+      const blocks = options?.range
+        ? fileRangeBlocks(root, options.range.start, options.range.end, get)
+        : options?.scope === "block"
+        ? [{ cid: root, bytes: undefined }]
+        : dagBlocks(root, get, { isLegacyManifest: options?.isLegacyManifest });
+      for await (const block of blocks) await put(block.cid, block.bytes);
       await writer.close();
     } catch (error) {
       failure = error;

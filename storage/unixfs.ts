@@ -24,6 +24,7 @@ import {
   cidDigest,
   cidFromDigest,
   DAG_PB_CODEC,
+  identityBlock,
   RAW_CODEC,
   storageKey,
 } from "../protocols/cid.ts";
@@ -190,7 +191,7 @@ export interface UnixfsNode {
  * @throws {InvalidManifestError} a dag-pb node that is not UnixFS, or whose sizes disagree.
  */
 export function decodeUnixfs(cid: string, bytes: Uint8Array): UnixfsNode {
-  const codec = cidCodec(cid);
+  const codec = identityBlock(cid)?.codec ?? cidCodec(cid); // an inline node has no sha2-256
   if (codec === RAW_CODEC) {
     return { type: "file", fileSize: bytes.length, links: [], data: bytes, blockSizes: [] };
   }
@@ -300,6 +301,45 @@ export async function* filePieces(
     }
     stack.push({ cid: link.cid, node: child, index: 0, at });
   }
+}
+
+/** A block of a file's range walk: its CID, and its bytes when the walk read it. */
+export interface RangeBlock {
+  /** The block's CID, as its parent links it. */
+  cid: string;
+  /** Its bytes for the root and every node read on the way; `undefined` for a raw leaf. */
+  bytes?: Uint8Array;
+}
+
+/**
+ * The blocks a reader needs to verify bytes `[start, end)` of file `root`, depth first: the root,
+ * then each inner node whose bytes overlap the range, each followed by its overlapping leaves
+ * (the trustless gateway's `entity-bytes`). It is {@link filePieces}' walk, reporting the nodes it
+ * reads as well as the leaves it finds; a leaf outside the range is never listed, a subtree outside
+ * it never read. Raw leaves are listed, not read.
+ */
+export async function* fileRangeBlocks(
+  root: string,
+  start: number,
+  end: number,
+  get: GetBlock,
+): AsyncGenerator<RangeBlock> {
+  const rootBytes = await get(root);
+  yield { cid: root, bytes: rootBytes };
+  const read: RangeBlock[] = [];
+  const reading: GetBlock = async (cid) => {
+    const bytes = await get(cid);
+    read.push({ cid, bytes });
+    return bytes;
+  };
+  const node = { ...decodeUnixfs(root, rootBytes), cid: root };
+  for await (const piece of filePieces(node, start, end, reading)) {
+    // The nodes read to reach this piece come before it: a parent before its children.
+    yield* read.splice(0);
+    // A piece with data is a dag-pb leaf, already listed as a node read (or the root itself).
+    if (piece.data === undefined) yield { cid: piece.cid };
+  }
+  yield* read.splice(0);
 }
 
 /** A file node on the way down, and where the walk is in it. */

@@ -155,7 +155,7 @@ async function carBlocks(body: Uint8Array): Promise<string[]> {
   return cids;
 }
 
-Deno.test("a CAR's dag-scope and entity-bytes are honoured or refused, never ignored, and each scope has its own ETag", async () => {
+Deno.test("a CAR's dag-scope and entity-bytes are honoured or refused, never ignored: a byte range is the blocks of those bytes, and each scope and range has its own ETag", async () => {
   const node = await startNode();
   try {
     const cid = await node.put(pseudoRandomBytes(600_000, 42)); // a dag-pb root over 3 leaves
@@ -183,13 +183,28 @@ Deno.test("a CAR's dag-scope and entity-bytes are honoured or refused, never ign
     assert.equal(spelled.response.status, 200);
     assert.equal(spelled.response.headers.get("etag"), `"${cid}.car.all"`);
 
-    // A byte range of a file is not done here: 501, not the whole file under a ranged request.
-    for (const range of ["0:10", "-100:*", "262140:262150"]) {
-      const ranged = await node.get(
-        `/ipfs/${cid}?format=car&dag-scope=entity&entity-bytes=${range}`,
-      );
-      assert.equal(ranged.response.status, 501, range);
+    // A byte range of a file is the root and the leaves holding those bytes, under a tag of its
+    // own (leaves of 262,144 bytes: [0, 262144), [262144, 524288), [524288, 600000)).
+    const [root, ...leaves] = await carBlocks(all.body);
+    const cases: [string, string[]][] = [
+      ["0:10", [root, leaves[0]]],
+      ["-100:*", [root, leaves[2]]],
+      ["262140:262150", [root, leaves[0], leaves[1]]],
+      ["524288:-1", [root, leaves[2]]],
+      ["0:99999999", [root, ...leaves]],
+      ["10:-599995", [root]], // no bytes in it: the root block alone, as the spec says
+    ];
+    for (const [range, blocks] of cases) {
+      const ranged = await node.get(`/ipfs/${cid}?format=car&entity-bytes=${range}`);
+      assert.equal(ranged.response.status, 200, range);
+      assert.deepEqual(await carBlocks(ranged.body), blocks, range);
+      assert.equal(ranged.response.headers.get("etag"), `"${cid}.car.entity.bytes-${range}"`);
     }
+    const past = await node.get(`/ipfs/${cid}?format=car&entity-bytes=600000:*`);
+    assert.equal(past.response.status, 400, "a range past the end is refused up front");
+    // A directory has no bytes: entity-bytes is ignored, the answer is its entity (its node).
+    const ignored = await node.get(`/ipfs/${node.directory}?format=car&entity-bytes=0:10`);
+    assert.deepEqual(await carBlocks(ignored.body), [node.directory]);
     for (const bad of ["zzz", "0-10", "10:5", "1.5:*", ":", "0:", "*:0"]) {
       const refused = await node.get(`/ipfs/${cid}?format=car&entity-bytes=${bad}`);
       assert.equal(refused.response.status, 400, bad);

@@ -1,0 +1,79 @@
+/**
+ * The `Content-Type` of a plain read from the gateway, for a file whose pin recorded none (a UnixFS
+ * id carries no type): from its name's extension when the URL gives one (`/ipfs/{cid}/site/app.css`),
+ * else from its first bytes. The Path Gateway spec asks for both ("sniffing based on file name
+ * and magic bytes"); the name wins because many types (text, CSS, JSON) have no magic bytes.
+ *
+ * @module
+ */
+
+/** Bytes sniffed to guess a plain read's content type. */
+export const SNIFF_BYTES = 16;
+
+/** Type of a name's extension: what a browser needs to show, play or load the file. */
+const TYPE_BY_EXTENSION: Readonly<Record<string, string>> = {
+  html: "text/html; charset=utf-8",
+  htm: "text/html; charset=utf-8",
+  txt: "text/plain; charset=utf-8",
+  md: "text/markdown; charset=utf-8",
+  css: "text/css; charset=utf-8",
+  csv: "text/csv; charset=utf-8",
+  js: "text/javascript; charset=utf-8",
+  mjs: "text/javascript; charset=utf-8",
+  json: "application/json",
+  xml: "application/xml",
+  svg: "image/svg+xml",
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  gif: "image/gif",
+  webp: "image/webp",
+  avif: "image/avif",
+  ico: "image/vnd.microsoft.icon",
+  webm: "video/webm",
+  mp4: "video/mp4",
+  ogg: "audio/ogg",
+  mp3: "audio/mpeg",
+  wav: "audio/wav",
+  pdf: "application/pdf",
+  wasm: "application/wasm",
+  woff2: "font/woff2",
+};
+
+/**
+ * The type a file `name` is known by, from its extension (case ignored), or `undefined`.
+ *
+ * @example
+ * ```ts
+ * import { typeFromName } from "./gateway_content_type.ts";
+ * typeFromName("index.HTML"); // "text/html; charset=utf-8"
+ * ```
+ */
+export function typeFromName(name: string | undefined): string | undefined {
+  const dot = name?.lastIndexOf(".") ?? -1;
+  if (name === undefined || dot <= 0) return undefined;
+  return TYPE_BY_EXTENSION[name.slice(dot + 1).toLowerCase()];
+}
+
+/**
+ * A content type from a file's first bytes ({@link SNIFF_BYTES} of them): the few formats a browser
+ * must be told to play or show; anything else is bytes.
+ *
+ * @example
+ * ```ts
+ * import { typeFromBytes } from "./gateway_content_type.ts";
+ * typeFromBytes(new Uint8Array([0x89, 0x50, 0x4e, 0x47])); // "image/png"
+ * ```
+ */
+export function typeFromBytes(head: Uint8Array): string {
+  const starts = (...bytes: number[]) => bytes.every((b, i) => head[i] === b);
+  const ascii = (at: number, text: string) =>
+    [...text].every((ch, i) => head[at + i] === ch.charCodeAt(0));
+  if (starts(0x1a, 0x45, 0xdf, 0xa3)) return "video/webm";
+  if (ascii(4, "ftyp")) return "video/mp4";
+  if (ascii(0, "OggS")) return "audio/ogg";
+  if (ascii(0, "RIFF") && ascii(8, "WAVE")) return "audio/wav";
+  if (starts(0x89, 0x50, 0x4e, 0x47)) return "image/png";
+  if (starts(0xff, 0xd8, 0xff)) return "image/jpeg";
+  return "application/octet-stream";
+}

@@ -1,0 +1,139 @@
+/**
+ * Content paths through UnixFS: `/ipfs/{cid}/docs/a.txt` names the node reached from `cid` by
+ * following, one name at a time, the directory link of that name (UnixFS spec, "UnixFS Paths";
+ * Path Gateway spec, "Traversing through UnixFS"). The gateway resolves paths with this before it
+ * answers a plain read, a block or a CAR of what the path names; the directory blocks read on the
+ * way are kept, in order, because a trustless CAR must carry them for its reader to check each
+ * step.
+ *
+ * Names arrive already split and normalized (no `.`, `..` or empty names: the HTTP edge does that,
+ * `server/gateway_paths.ts`). A name is looked up byte for byte among a directory's links, the first
+ * match winning (the UnixFS spec's rule for third-party directories holding duplicates). A name
+ * that is missing, or one asked of a file, is {@link PathNotFoundError}; a HAMT-sharded directory,
+ * a symlink or a dag-cbor node on the way is {@link PathNotSupportedError}: Veriflow writes none
+ * of them (`unixfs.ts`), and guessing through one would answer for content it cannot read.
+ *
+ * @module
+ */
+import { cidCodec, DAG_PB_CODEC, identityBlock, RAW_CODEC } from "../protocols/cid.ts";
+import { StorageError } from "./errors.ts";
+import { decodeUnixfs, type GetBlock } from "./unixfs.ts";
+
+/** A block read on the way down a path: its CID and its verified bytes. */
+export interface PathBlock {
+  /** The block's CID (CIDv1, as its parent links it). */
+  cid: string;
+  /** Its bytes, as read. */
+  bytes: Uint8Array;
+}
+
+/** Where a content path leads. */
+export interface ResolvedPath {
+  /** The CID the path names: its last name's link, or the root itself for an empty path. */
+  cid: string;
+  /** The directory blocks followed, root first, one per name, in order. */
+  blocks: PathBlock[];
+  /**
+   * The logical roots: the root, then the node each name led to (`X-Ipfs-Roots`, one per path
+   * segment, in the Path Gateway spec's terms).
+   */
+  roots: string[];
+}
+
+/** No node at a content path: a name missing from its directory, or asked of a file. */
+export class PathNotFoundError extends StorageError {
+  /** The name that could not be followed. */
+  readonly segment: string;
+  /** The path resolved before it, `/ipfs/{root}[/…]`. */
+  readonly at: string;
+  /**
+   * Build the error.
+   *
+   * @param at The path resolved so far.
+   * @param segment The name that could not be followed.
+   * @param why What `at` is, when that is the reason (a file has no entries).
+   */
+  constructor(at: string, segment: string, why?: string) {
+    super(
+      "path_not_found",
+      why === undefined
+        ? `no entry "${segment}" in the directory ${at}`
+        : `${at} is ${why}: it has no entry "${segment}"`,
+    );
+    this.segment = segment;
+    this.at = at;
+  }
+}
+
+/** A node on a path that this resolver does not traverse (HAMT shard, symlink, dag-cbor). */
+export class PathNotSupportedError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param at The path resolved so far.
+   * @param segment The name that was to be followed from it.
+   * @param what What `at` is.
+   */
+  constructor(at: string, segment: string, what: string) {
+    super(
+      "not_implemented",
+      `cannot follow "${segment}" from ${at}: it is ${what}, which this gateway does not traverse ` +
+        "(ask for it by its own CID)",
+    );
+  }
+}
+
+/**
+ * Follow `names` from `root`, reading each directory on the way with `get`. The node the path
+ * ends at is not read (the caller reads what it needs of it).
+ *
+ * @example
+ * ```ts
+ * import { ChunkStore } from "./chunk_store.ts";
+ * import { FileStore } from "./file_store.ts";
+ * import { resolveUnixfsPath } from "./unixfs_path.ts";
+ * const store = await ChunkStore.open(await Deno.makeTempDir());
+ * const files = new FileStore(store);
+ * const file = await files.put(ReadableStream.from([new TextEncoder().encode("hi")]));
+ * const dir = await files.putDirectory([{ name: "a.txt", fileSize: file.size, ...file }]);
+ * const { cid } = await resolveUnixfsPath(dir.cid, ["a.txt"], (c) => store.get(c));
+ * ```
+ *
+ * @throws {PathNotFoundError} a name is not in its directory, or a file is asked for a name.
+ * @throws {PathNotSupportedError} a HAMT-sharded directory, symlink or dag-cbor node on the way.
+ * @throws {InvalidManifestError} a dag-pb node on the way is not UnixFS.
+ */
+export async function resolveUnixfsPath(
+  root: string,
+  names: readonly string[],
+  get: GetBlock,
+): Promise<ResolvedPath> {
+  const blocks: PathBlock[] = [];
+  const roots = [root];
+  let cid = root;
+  let at = `/ipfs/${root}`;
+  for (const name of names) {
+    // An identity CID (a tiny node inlined in its parent's link) has a codec but no sha2-256.
+    const codec = identityBlock(cid)?.codec ?? cidCodec(cid);
+    if (codec === RAW_CODEC) throw new PathNotFoundError(at, name, "a file");
+    if (codec !== DAG_PB_CODEC) throw new PathNotSupportedError(at, name, "a dag-cbor node");
+    const bytes = await get(cid);
+    const node = decodeUnixfs(cid, bytes);
+    if (node.type === "file" || node.type === "raw") {
+      throw new PathNotFoundError(at, name, "a file");
+    }
+    if (node.type === "hamt-sharded-directory") {
+      throw new PathNotSupportedError(at, name, "a HAMT-sharded directory");
+    }
+    if (node.type !== "directory") {
+      throw new PathNotSupportedError(at, name, `a UnixFS ${node.type}`);
+    }
+    const link = node.links.find((link) => link.name === name);
+    if (link === undefined) throw new PathNotFoundError(at, name);
+    blocks.push({ cid, bytes });
+    cid = link.cid;
+    roots.push(cid);
+    at += `/${encodeURIComponent(name)}`;
+  }
+  return { cid, blocks, roots };
+}
