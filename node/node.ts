@@ -819,6 +819,8 @@ function addTrainingChildren(
               }) ?? false
             : undefined,
           serve,
+          // The rounds survive a crash or restart: resumed from the last finished one.
+          statePath: join(config.dataDir, "training", "coordinator.json"),
           log,
         }),
     });

@@ -10,20 +10,32 @@
  * receipt recorded in the ledgers uncredited (gossip through the TrainingValidator), and handed
  * to the TrainingValidator, which challenges the receipts it samples. Deltas of trainers whose
  * challenge failed — and of trainers convicted before — are left out of the outer step; only
- * the receipts whose deltas went into the new model are credited here. The new model is written by CID, published in the node's storage, served here, and its outcome
- * spread to every node, which fetch and serve it.
+ * the receipts whose deltas went into the new model are credited here. The new model is written
+ * by CID, published in the node's storage, served here, and its outcome spread to every node,
+ * which fetch and serve it.
  *
  * ```
  * join       { connection, key, shardSize, shardRoot } → JoinedBody   (a trainer joins)
  * left       { connection }                 a trainer's connection closed
  * trainers   → the joined trainers now      (the round loop asks)
- * round_done { … }                          internal: a round's model and momentum
+ * announce   { round }                      internal: a round is about to be announced (saved)
+ * round_done { … }                          internal: a round's model and momentum (saved)
  * status     → CoordinatorStatus
  * ```
  *
  * The rounds run in a loop outside the mailbox, started in `preStart`: everything they change
- * comes back by `round_done`, so the trainer table and the round state change only in
- * `receive`.
+ * comes back by `announce` and `round_done`, so the trainer table and the round state change
+ * only in `receive`.
+ *
+ * With {@link RoundCoordinatorOptions.statePath}, the round state survives a crash or a restart
+ * (`coordinator_state.ts`): it is saved before each round is announced (the number is taken) and
+ * when it has finished (its credit and outcome sent, then the model, momentum and record), and
+ * `preStart` resumes from it. A round in flight at a crash is not run again under its number:
+ * the next round starts from the same model under the next number, with fresh data seeds, so a
+ * trainer that reported for the lost round signs a receipt for another ledger slot (never a
+ * second one for the same slot, which every ledger slashes as equivocation), and nobody is
+ * credited twice for one round. The lost round's receipts stay recorded uncredited: its work is
+ * the trainers' loss, as a round that made no model.
  *
  * @module
  */
@@ -50,6 +62,9 @@ import {
 } from "./local_trainer.ts";
 import type { RoundModel, RoundModels } from "./round_models.ts";
 import { aggregateRound } from "./training_round.ts";
+import { DEFAULT_OUTER_HYPER_PARAMS } from "./outer_step.ts";
+import { type CoordinatorSnapshot, CoordinatorState } from "./coordinator_state.ts";
+import { TrainingError } from "./training_error.ts";
 import { decodeFittingDelta } from "./int8_delta.ts";
 import { useTrainingBackend } from "./tf_backend.ts";
 import { verifyTrainingReceipt } from "./training_receipt.ts";
@@ -68,7 +83,10 @@ export interface RoundCoordinatorOptions {
   arch: GptArchitecture;
   /** Seed of the first round's start model (the builder's seeded weights). */
   seed: number;
-  /** Rounds to run; 0: run until stopped. */
+  /**
+   * Rounds to finish; 0: run until stopped. Counted over the run: the rounds finished before a
+   * restart count (a lost round does not).
+   */
   rounds: number;
   /** Local steps H per round. */
   steps: number;
@@ -90,6 +108,11 @@ export interface RoundCoordinatorOptions {
   convicted?: (trainer: string) => Promise<boolean>;
   /** Serve a new model's directory here (register it with the node's models). */
   serve?: (dir: string) => Promise<void>;
+  /**
+   * The state file (`<dataDir>/training/coordinator.json`): saved every round and resumed from
+   * on start (`coordinator_state.ts`); absent: kept in memory only, a restart starts at round 0.
+   */
+  statePath?: string;
   /** Where one line per round goes. */
   log?: (line: string) => void;
 }
@@ -139,6 +162,7 @@ export type CoordinatorMessage =
   | { type: "join"; connection: Connection; shardSize: number; shardRoot: string }
   | { type: "left"; connection: Connection }
   | { type: "trainers" }
+  | { type: "announce"; round: number }
   | {
     type: "round_done";
     record: RoundRecord;
@@ -153,6 +177,9 @@ export type CoordinatorMessage =
 /** See the module doc. */
 export class RoundCoordinator implements Actor<CoordinatorMessage> {
   readonly #options: RoundCoordinatorOptions;
+  /** The inner hyper-parameters every round announces. */
+  readonly #hyper: LocalHyperParams;
+  readonly #state?: CoordinatorState;
   readonly #trainers = new Map<string, TrainerEntry>();
   readonly #convicted = new Set<string>();
   readonly #history: RoundRecord[] = [];
@@ -164,10 +191,36 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   /** @param options See {@link RoundCoordinatorOptions}. */
   constructor(options: RoundCoordinatorOptions) {
     this.#options = options;
+    this.#hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...options.hyper };
+    if (options.statePath !== undefined) {
+      this.#state = new CoordinatorState(options.statePath, {
+        arch: options.arch,
+        seed: options.seed,
+        steps: options.steps,
+        hyper: this.#hyper,
+        outer: { ...DEFAULT_OUTER_HYPER_PARAMS },
+      });
+    }
   }
 
-  /** Publish the first start model, then run the rounds in the background. */
+  /**
+   * Resume from the saved state, or publish the first start model; then run the rounds in the
+   * background.
+   * @throws {TrainingError} `coordinator_state_mismatch` or `coordinator_state_unreadable` (the
+   *   saved state is another run's, or cannot be read): the operator decides, nothing restarts
+   *   from round 0 on its own.
+   */
   async preStart(ctx: ActorContext<CoordinatorMessage>): Promise<void> {
+    const saved = await this.#state?.load();
+    if (saved !== undefined) await this.#resume(saved);
+    else await this.#begin();
+    void this.#loop(ctx).catch((error) => {
+      if (!ctx.signal.aborted) this.#log(`training: rounds stopped: ${(error as Error).message}`);
+    });
+  }
+
+  /** A new run: publish and serve the seeded start model. */
+  async #begin(): Promise<void> {
     const { arch, seed } = this.#options;
     this.#model = await this.#options.models.publish(arch, seededGptWeights(arch, seed));
     await this.#options.serve?.(this.#model.dir);
@@ -177,9 +230,50 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         `from model ${this.#model.cid}` +
         (this.#initialLoss === undefined ? "" : ` (held-out loss ${this.#initialLoss.toFixed(3)})`),
     );
-    void this.#loop(ctx).catch((error) => {
-      if (!ctx.signal.aborted) this.#log(`training: rounds stopped: ${(error as Error).message}`);
+  }
+
+  /** Take the saved state back: its model (loaded by CID, checked), momentum and history. */
+  async #resume(saved: CoordinatorSnapshot): Promise<void> {
+    const { arch } = this.#options;
+    const { cid, file, update } = saved.model;
+    const model = await this.#options.models.get(cid, arch, file).catch((error) => {
+      throw new TrainingError(
+        "coordinator_state_unreadable",
+        `coordinator state ${this.#state!.path} names model ${cid}, which cannot be loaded ` +
+          `(${(error as Error).message}). Restore it, or move the state aside to start a new ` +
+          `run from round 0`,
+      );
     });
+    this.#model = { ...model, file: file ?? model.file, update };
+    this.#momentum = saved.momentum;
+    this.#history.push(...saved.history);
+    for (const key of saved.convicted) this.#convicted.add(key);
+    this.#initialLoss = saved.initialLoss;
+    this.#round = saved.round;
+    await this.#options.serve?.(this.#model.dir);
+    const last = saved.history.at(-1)?.round ?? -1;
+    const lost = saved.round - 1 > last ? saved.round - 1 : undefined;
+    this.#log(
+      `training: resuming at round ${saved.round} from model ${cid}` +
+        ` (${saved.history.length} of ${roundsText(this.#options.rounds)} finished)` +
+        (lost === undefined
+          ? ""
+          : `; round ${lost} was in flight at the stop and is not run again: its reports ` +
+            `earn nothing, the trainers answer round ${saved.round} from the same model`),
+    );
+  }
+
+  /** The round state as saved, with `round` the next number to announce. */
+  #snapshot(round: number): CoordinatorSnapshot {
+    const model = this.#model!;
+    return {
+      round,
+      model: { cid: model.cid, file: model.file, update: model.update },
+      momentum: this.#momentum,
+      history: [...this.#history],
+      convicted: [...this.#convicted],
+      initialLoss: this.#initialLoss,
+    };
   }
 
   /** Handle one message; see {@link CoordinatorMessage}. */
@@ -197,13 +291,17 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       }
       case "trainers":
         return [...this.#trainers.values()].filter((t) => !this.#convicted.has(t.key));
+      case "announce":
+        // Saved before anyone is asked: a restart never announces this number again.
+        return this.#state?.save(this.#snapshot(message.round + 1));
       case "round_done":
         this.#history.push(message.record);
         this.#model = message.model;
         this.#momentum = message.resetMomentum ? undefined : message.momentum ?? this.#momentum;
         for (const key of message.convicted) this.#convicted.add(key);
         this.#round = message.record.round + 1;
-        return;
+        // A save that fails crashes this incarnation: the restart resumes from the last one.
+        return this.#state?.save(this.#snapshot(this.#round));
       case "status":
         return {
           round: this.#round,
@@ -240,10 +338,15 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
 
   async #loop(ctx: ActorContext<CoordinatorMessage>): Promise<void> {
     const { rounds } = this.#options;
-    for (let done = 0; (rounds === 0 || done < rounds) && !ctx.signal.aborted; done++) {
-      // The first round waits for `minTrainers`; later ones go on with whoever is joined (and
-      // not convicted): a trainer that left, or cheated, does not hold the network up.
-      const needed = done === 0 ? this.#options.minTrainers : 1;
+    let first = true;
+    while (!ctx.signal.aborted) {
+      // Rounds finished before a restart count: `rounds` is the run's, not this start's.
+      const finished = (await ctx.self.ask<CoordinatorStatus>({ type: "status" })).history.length;
+      if (rounds !== 0 && finished >= rounds) return;
+      // The first round of a start waits for `minTrainers` (after a restart they join again);
+      // later ones go on with whoever is joined (and not convicted): a trainer that left, or
+      // cheated, does not hold the network up.
+      const needed = first ? this.#options.minTrainers : 1;
       let trainers: TrainerEntry[];
       for (;;) {
         trainers = await ctx.self.ask<TrainerEntry[]>({ type: "trainers" });
@@ -259,11 +362,13 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         trainers = trainers.filter((_, i) => !flags[i]);
         if (trainers.length === 0) {
           await sleep(TRAINER_POLL_MS, ctx.signal);
-          done--;
           continue;
         }
       }
       const status = await ctx.self.ask<CoordinatorStatus>({ type: "status" });
+      if (ctx.signal.aborted) return;
+      await ctx.self.ask({ type: "announce", round: status.round });
+      first = false;
       await this.#runRound(status.round, trainers, ctx);
     }
   }
@@ -276,7 +381,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   ): Promise<void> {
     const { arch, steps } = this.#options;
     const start = this.#model!;
-    const hyper: LocalHyperParams = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...this.#options.hyper };
+    const hyper = this.#hyper;
     const deadline = Date.now() + this.#options.roundDeadlineMs;
     const terms: RoundTerms = { round, startModel: start.cid, steps };
     this.#log(
@@ -300,6 +405,9 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         }, { timeoutMs: Math.max(1, deadline - Date.now()), signal: ctx.signal })
       ),
     );
+    // Stopped (a crash, a restart): this incarnation's round is lost, whatever came back. The
+    // restart goes on from the saved state; nothing of this round may reach it.
+    if (ctx.signal.aborted) return;
     const excluded = new Map<string, string>();
     const reports: { trainer: TrainerEntry; report: ReportBody }[] = [];
     settled.forEach((result, i) => {
@@ -353,6 +461,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         }))
       ),
     );
+    if (ctx.signal.aborted) return; // nothing aggregated, nobody credited: the round is lost
     const convicted: string[] = [];
     outcomes.forEach((outcome, i) => {
       if (outcome.challenged && !outcome.ok) {
@@ -419,7 +528,8 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       model: model.cid,
       accepted: accepted.map((r) => r.trainer.key),
       excluded: [...excluded].map(([key, reason]) => ({ key, reason })),
-      heldOutLoss,
+      // Absent rather than undefined: the record reads the same once saved and read back.
+      ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
     };
     this.#log(
       `training: round ${round} done: model ${model.cid} from ${accepted.length} of ${trainers.length} ` +
@@ -429,14 +539,6 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           : "") +
         (heldOutLoss === undefined ? "" : `, held-out loss ${heldOutLoss.toFixed(3)} nats/byte`),
     );
-    await ctx.self.tell({
-      type: "round_done",
-      record,
-      model,
-      momentum,
-      resetMomentum,
-      convicted,
-    });
     if (model !== start && validator !== undefined) {
       // Paid are the reports whose deltas are in the model, and no other: the receipts were
       // recorded uncredited before their challenge, so one left out for any reason — a
@@ -477,6 +579,19 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         await validator.tell({ type: "outcome", body: outcome, origin: "local" });
       } else this.#publish(ctx, { kind: "outcome", body: outcome });
     }
+    // The round is finished — and saved — only once its credit and outcome are out: a crash
+    // before this leaves it to the next number from the same start model (the auditors still
+    // hold that model's momentum), never a finished model that no ledger credited and no node
+    // can audit (the rounds after it would find no momentum to start from).
+    if (ctx.signal.aborted) return;
+    await ctx.self.ask({
+      type: "round_done",
+      record,
+      model,
+      momentum,
+      resetMomentum,
+      convicted,
+    });
   }
 
   /** Why a report cannot enter the round (undefined: it can). */
@@ -515,7 +630,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   async #evaluate(weights: GptWeights): Promise<number | undefined> {
     const heldOut = this.#options.heldOut;
     if (heldOut === undefined) return undefined;
-    const sampleBytes = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...this.#options.hyper }.sampleBytes;
+    const sampleBytes = this.#hyper.sampleBytes;
     await useTrainingBackend("wasm");
     return await evaluateLoss(this.#options.arch, weights, heldOut, {
       sampleBytes,

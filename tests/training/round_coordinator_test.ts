@@ -18,50 +18,18 @@ import {
   type RoundRecord,
 } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
-import { trainAndSign } from "../../training/training_round.ts";
 import { decodeInt8Delta, deltaHash, encodeInt8Delta } from "../../training/int8_delta.ts";
 import { signTrainingReceipt } from "../../training/training_receipt.ts";
 import { commitShard } from "../../training/training_state.ts";
 import type { TextShard } from "../../training/brown_corpus.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { honestTrainer, trainerConnection } from "./_coordinator_trainers.ts";
 
 /** Far beyond the test's own give-up time: a round that waited for it would fail the test. */
 const FAR_DEADLINE_MS = 600_000;
 /** Local steps: the round only has to happen, not to learn much. */
 const H = 4;
-
-/** A trainer as the coordinator sees it: a connection whose round request is answered by `answer`. */
-function trainerConnection(
-  identity: Identity,
-  answer: (body: RoundBody) => Promise<unknown>,
-): { connection: Connection; close: () => void } {
-  const closed = Promise.withResolvers<void>();
-  const connection = {
-    peerKey: identity.publicKey,
-    closed: closed.promise,
-    request: (_definition: unknown, body: RoundBody) => answer(body),
-  } as unknown as Connection;
-  return { connection, close: () => closed.resolve() };
-}
-
-function honestTrainer(identity: Identity, shard: TextShard, models: RoundModels) {
-  return trainerConnection(identity, async (body) => {
-    const start = await models.get(body.startModel, body.arch, body.startFile);
-    const { report } = await trainAndSign({
-      arch: body.arch,
-      round: body.round,
-      startModel: body.startModel,
-      start: start.weights,
-      shard,
-      steps: body.steps,
-      dataSeed: body.dataSeed,
-      hyper: body.hyper,
-      identity,
-    });
-    return report;
-  });
-}
 
 Deno.test("a trainer that leaves mid-round does not stall the round: it goes on with the reports it has", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-coordinator-test-" });

@@ -1,0 +1,334 @@
+/**
+ * The RoundCoordinator's durable state: what a coordinator that crashes or is restarted needs to
+ * go on from its last finished round instead of starting over from its seeded model. It holds
+ * the number of the next round to announce, the current model by reference (its CID, storage
+ * file id and outer update: the model itself is on disk and in storage, `round_models.ts`, and is
+ * checked against its CID when it is loaded back), the outer momentum, the finished rounds, the
+ * trainers this coordinator convicted and the first model's held-out loss — and what identifies
+ * the run (architecture, seed, H, inner and outer hyper-parameters), so that a state written for
+ * another configuration is refused, never resumed into a model it did not train.
+ *
+ * On disk, beside each other in one directory:
+ *
+ * ```
+ * coordinator.json                    { v: 1, run, round, model, momentum?, history, convicted, initialLoss? }
+ * coordinator-momentum-<sha256>.f32   the momentum: float32 little-endian, tensors in gptWeightShapes order
+ * ```
+ *
+ * Every file is written atomically and durably (`proof/_durable_file.ts`: temporary file, fsync,
+ * rename, fsync of the directory), so a crash leaves the previous state or the new one, never a
+ * mix. The momentum file is named by its hash, written before the JSON that names it, and the one
+ * it replaces is removed only after that JSON is in place: the JSON always names a whole momentum,
+ * and the hash is checked when it is read back. A state that cannot be read or parsed, or whose
+ * momentum is missing or altered, is an error (`coordinator_state_unreadable`), never a silent
+ * restart from round 0: the operator decides.
+ *
+ * @module
+ */
+import { basename, dirname, join } from "node:path";
+import { z } from "zod";
+import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import { sha256Hex } from "../protocols/hash.ts";
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import { type GptWeights, gptWeightShapes } from "./gpt_weights.ts";
+import type { LocalHyperParams } from "./local_trainer.ts";
+import type { OuterHyperParams } from "./outer_step.ts";
+import type { ModelUpdate } from "./round_models.ts";
+import type { RoundRecord } from "./round_coordinator.ts";
+import { TrainingError } from "./training_error.ts";
+
+/** Format of the state file; a later format is refused by this one, not misread. */
+const STATE_VERSION = 1;
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** What identifies a training run: a state written for another run is not resumed. */
+export interface CoordinatorRun {
+  /** The model's architecture. */
+  arch: GptArchitecture;
+  /** Seed of the first round's start model. */
+  seed: number;
+  /** Local steps H per round. */
+  steps: number;
+  /** Inner hyper-parameters, every field. */
+  hyper: LocalHyperParams;
+  /** Outer hyper-parameters of the outer step. */
+  outer: OuterHyperParams;
+}
+
+/** The current model, by reference. */
+export interface SavedModel {
+  /** CID of its `model.onnx`. */
+  cid: string;
+  /** Its storage file id, when it was published in storage. */
+  file?: string;
+  /** Its outer update from the model before it, when published with one. */
+  update?: ModelUpdate;
+}
+
+/** What a coordinator resumes from. */
+export interface CoordinatorSnapshot {
+  /**
+   * The next round to announce: every number below it was announced (finished, or lost in
+   * flight at a crash), none above.
+   */
+  round: number;
+  /** The current model: the last finished round's (the seeded one before any). */
+  model: SavedModel;
+  /** The outer momentum the next round's step carries (absent: none yet, or reset). */
+  momentum?: GptWeights;
+  /** Finished rounds, oldest first. */
+  history: RoundRecord[];
+  /** Hex keys of the trainers this coordinator convicted. */
+  convicted: string[];
+  /** Held-out loss of the first start model. */
+  initialLoss?: number;
+}
+
+/** A JSON number that may have been written as `null` (a NaN loss): absent. */
+const optionalNumber = z.number().nullable().optional().transform((n) => n ?? undefined);
+
+const RoundRecordSchema = z.object({
+  round: z.number().int().nonnegative(),
+  startModel: z.string().min(1),
+  model: z.string().min(1),
+  accepted: z.array(z.string()),
+  excluded: z.array(z.object({ key: z.string(), reason: z.string() })),
+  heldOutLoss: optionalNumber,
+});
+
+const StateFileSchema = z.object({
+  v: z.literal(STATE_VERSION),
+  // Loose on purpose: compared field by field with this run, so a mismatch names its field.
+  run: z.record(z.string(), z.unknown()),
+  round: z.number().int().nonnegative(),
+  model: z.object({
+    cid: z.string().min(1),
+    file: z.string().min(1).optional(),
+    update: z.object({ from: z.string().min(1), file: z.string().min(1) }).optional(),
+  }),
+  momentum: z.string().regex(HEX64).optional(),
+  history: z.array(RoundRecordSchema),
+  convicted: z.array(z.string()),
+  initialLoss: optionalNumber,
+});
+
+/** The coordinator's state file and its momentum files; see the module doc. */
+export class CoordinatorState {
+  readonly #path: string;
+  readonly #run: CoordinatorRun;
+  /** The momentum last written or read, and its hash: unchanged, it is not written again. */
+  #momentum?: { weights: GptWeights; hash: string };
+  #dirMade = false;
+
+  /**
+   * The state of `run`, kept at `path` (nothing is read or written until asked).
+   * @param path The state file (`<dataDir>/training/coordinator.json`); momentum files go beside it.
+   * @param run The run this coordinator is configured for.
+   */
+  constructor(path: string, run: CoordinatorRun) {
+    this.#path = path;
+    this.#run = run;
+  }
+
+  /** The state file. */
+  get path(): string {
+    return this.#path;
+  }
+
+  /**
+   * The saved state, checked against this run; undefined when there is none (a first start).
+   * Removes what interrupted writes left behind (temporary files, a momentum no state names).
+   * @throws {TrainingError} `coordinator_state_mismatch` when it was written for another run
+   *   (the message names the file and the field), `coordinator_state_unreadable` when it, or the
+   *   momentum it names, cannot be read, parsed or checked.
+   */
+  async load(): Promise<CoordinatorSnapshot | undefined> {
+    const text = await Deno.readTextFile(this.#path).catch((error) => {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw this.#unreadable(this.#path, (error as Error).message);
+    });
+    if (text === undefined) return undefined;
+    let parsed: z.infer<typeof StateFileSchema>;
+    try {
+      parsed = StateFileSchema.parse(JSON.parse(text));
+    } catch (error) {
+      const why = error instanceof z.ZodError
+        ? error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; ")
+        : (error as Error).message;
+      throw this.#unreadable(this.#path, why);
+    }
+    const mismatch = firstDifference(parsed.run, this.#run as unknown as Record<string, unknown>);
+    if (mismatch !== undefined) {
+      throw new TrainingError(
+        "coordinator_state_mismatch",
+        `coordinator state ${this.#path} was written for another run: ${mismatch.field} is ` +
+          `${mismatch.saved} there, ${mismatch.now} here. Restore the settings it was written ` +
+          `with to resume it, or move the file aside to start a new run from round 0`,
+      );
+    }
+    const momentum = parsed.momentum === undefined
+      ? undefined
+      : await this.#readMomentum(parsed.momentum);
+    await this.#removeLeftovers(parsed.momentum);
+    return {
+      round: parsed.round,
+      model: parsed.model,
+      momentum,
+      history: parsed.history,
+      convicted: parsed.convicted,
+      initialLoss: parsed.initialLoss,
+    };
+  }
+
+  /** Write `snapshot` for this run, atomically and durably (see the module doc). */
+  async save(snapshot: CoordinatorSnapshot): Promise<void> {
+    await this.#makeDir();
+    let momentum: string | undefined;
+    if (snapshot.momentum !== undefined) {
+      if (this.#momentum?.weights !== snapshot.momentum) {
+        const bytes = encodeMomentum(this.#run.arch, snapshot.momentum);
+        const hash = sha256Hex(bytes);
+        await writeFileDurably(this.#momentumPath(hash), bytes);
+        this.#momentum = { weights: snapshot.momentum, hash };
+      }
+      momentum = this.#momentum.hash;
+    }
+    const file = {
+      v: STATE_VERSION,
+      run: this.#run,
+      round: snapshot.round,
+      model: snapshot.model,
+      momentum,
+      history: snapshot.history,
+      convicted: snapshot.convicted,
+      initialLoss: snapshot.initialLoss,
+    };
+    await writeFileDurably(this.#path, new TextEncoder().encode(JSON.stringify(file)));
+    // Only now is the momentum it replaced unnamed: a crash before this line still has it.
+    await this.#removeLeftovers(momentum);
+  }
+
+  async #readMomentum(hash: string): Promise<GptWeights> {
+    const path = this.#momentumPath(hash);
+    const bytes = await Deno.readFile(path).catch((error) => {
+      throw this.#unreadable(path, (error as Error).message);
+    });
+    if (sha256Hex(bytes) !== hash) {
+      throw this.#unreadable(path, "its contents do not match the hash the state names");
+    }
+    const weights = decodeMomentum(this.#run.arch, bytes);
+    if (weights === undefined) {
+      throw this.#unreadable(path, "not a momentum of this architecture");
+    }
+    this.#momentum = { weights, hash };
+    return weights;
+  }
+
+  /** The momentum file of `hash`, beside the state file. */
+  #momentumPath(hash: string): string {
+    return join(dirname(this.#path), `${this.#stem}-momentum-${hash}.f32`);
+  }
+
+  get #stem(): string {
+    return basename(this.#path).replace(/\.json$/, "");
+  }
+
+  /**
+   * Remove the temporary files of interrupted writes and every momentum file but `keep`'s: never
+   * read again, they would only pile up, one per crash (or one per round).
+   */
+  async #removeLeftovers(keep: string | undefined): Promise<void> {
+    const name = basename(this.#path);
+    const momentumPrefix = `${this.#stem}-momentum-`;
+    const kept = keep === undefined ? undefined : basename(this.#momentumPath(keep));
+    try {
+      for await (const entry of Deno.readDir(dirname(this.#path))) {
+        if (!entry.isFile) continue;
+        const stray = (entry.name.startsWith(`${name}.`) && entry.name.endsWith(".tmp")) ||
+          (entry.name.startsWith(momentumPrefix) && entry.name !== kept);
+        if (stray) await Deno.remove(join(dirname(this.#path), entry.name)).catch(() => {});
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+
+  async #makeDir(): Promise<void> {
+    if (this.#dirMade) return;
+    const dir = dirname(this.#path);
+    await Deno.mkdir(dir, { recursive: true });
+    await syncDirectory(dirname(dir)); // the directory's own entry, if this made it
+    this.#dirMade = true;
+  }
+
+  #unreadable(path: string, why: string): TrainingError {
+    return new TrainingError(
+      "coordinator_state_unreadable",
+      `coordinator state ${path} cannot be read (${why}). Restore it, or move ${this.#path} ` +
+        `aside to start a new run from round 0`,
+    );
+  }
+}
+
+/** Momentum bytes: every tensor's float32 values, little-endian, in `gptWeightShapes` order. */
+function encodeMomentum(arch: GptArchitecture, momentum: GptWeights): Uint8Array {
+  const shapes = gptWeightShapes(arch);
+  const total = shapes.reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+  const out = new Uint8Array(4 * total);
+  const view = new DataView(out.buffer);
+  let o = 0;
+  for (const [name, shape] of shapes) {
+    const t = momentum.get(name);
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (t === undefined || t.data.length !== n) {
+      throw new TrainingError("weights_mismatch", `momentum lacks ${name}${shape}`);
+    }
+    for (let i = 0; i < n; i++, o += 4) view.setFloat32(o, t.data[i], true);
+  }
+  return out;
+}
+
+/** {@link encodeMomentum}'s bytes back; undefined when they are not a momentum of `arch`. */
+function decodeMomentum(arch: GptArchitecture, bytes: Uint8Array): GptWeights | undefined {
+  const shapes = gptWeightShapes(arch);
+  const total = shapes.reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+  if (bytes.length !== 4 * total) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const weights: GptWeights = new Map();
+  let o = 0;
+  for (const [name, shape] of shapes) {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    for (let i = 0; i < data.length; i++, o += 4) data[i] = view.getFloat32(o, true);
+    if (!data.every(Number.isFinite)) return undefined;
+    weights.set(name, { shape: [...shape], data });
+  }
+  return weights;
+}
+
+/** The first field (dotted path) whose value differs between two runs, with both values. */
+function firstDifference(
+  saved: Record<string, unknown>,
+  now: Record<string, unknown>,
+): { field: string; saved: string; now: string } | undefined {
+  const a = flatten(saved);
+  const b = flatten(now);
+  for (const field of new Set([...Object.keys(b), ...Object.keys(a)])) {
+    if (a[field] !== b[field]) {
+      return { field, saved: String(a[field] ?? "absent"), now: String(b[field] ?? "absent") };
+    }
+  }
+  return undefined;
+}
+
+function flatten(
+  value: unknown,
+  prefix = "",
+  out: Record<string, unknown> = {},
+): Record<string, unknown> {
+  if (value !== null && typeof value === "object") {
+    for (const [key, v] of Object.entries(value)) {
+      flatten(v, prefix ? `${prefix}.${key}` : key, out);
+    }
+  } else out[prefix] = value;
+  return out;
+}
