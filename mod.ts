@@ -109,6 +109,7 @@ export {
   type SubmitOptions,
 } from "./inference/inference_port.ts";
 export * from "./inference/local_port.ts";
+export * from "./inference/queue_position.ts";
 export * from "./inference/remote_port.ts";
 export {
   type CancelJob,

@@ -119,6 +119,12 @@ export interface SubmitJob {
    * resume or for a prefix that cannot be the job's. Absent or empty: from the start.
    */
   resume?: readonly number[];
+  /**
+   * Called while the job waits for a slot, with its place in the model's queue (1: next), each
+   * time it changes, and with 0 when it leaves the queue for a slot (`SubmitOptions.onQueued`).
+   * It runs inside the actor's turn: keep it cheap, never throw.
+   */
+  onQueued?: (position: number) => void;
 }
 
 /** Ask for the actor's {@link InferenceStats}. */
@@ -205,6 +211,8 @@ interface JobEntry {
   /** Cancels the job wherever it is. */
   cancel: () => void;
   state: "queued" | "running";
+  /** The submission's {@link SubmitJob.onQueued}. */
+  onQueued?: (position: number) => void;
 }
 
 /** Per-model slots and queue. */
@@ -330,11 +338,13 @@ export class InferenceActor implements Actor<InferenceMessage> {
       throw error;
     }
     const { entry, handle } = prepared;
+    entry.onQueued = message.onQueued;
     this.#jobs.set(id, entry);
     if (lane.running < lane.slots) await this.#startEntry(entry, lane, ctx);
     else {
       lane.queue.push(entry);
       this.#stats.queuedJobs++;
+      tellPosition(entry, lane.queue.length);
     }
     return { accepted: true, handle };
   }
@@ -505,6 +515,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     if (index >= 0) {
       lane.queue.splice(index, 1);
       this.#stats.queuedJobs--;
+      movedUp(lane, index);
     }
   }
 
@@ -532,6 +543,8 @@ export class InferenceActor implements Actor<InferenceMessage> {
     const next = lane.queue.shift();
     if (next) {
       this.#stats.queuedJobs--;
+      tellPosition(next, 0);
+      movedUp(lane, 0);
       await this.#startEntry(next, lane, ctx);
     }
   }
@@ -554,6 +567,20 @@ interface PreparedJob {
   handle: TextJobHandle | TensorJobHandle;
 }
 
+/** Tell a job's submitter its place in the queue (0: it left it); a throwing callback is ignored. */
+function tellPosition(entry: JobEntry, position: number): void {
+  try {
+    entry.onQueued?.(position);
+  } catch {
+    // The submitter's bug; the queue goes on.
+  }
+}
+
+/** The jobs queued from `from` on moved up one place: tell each its new place. */
+function movedUp(lane: ModelLane, from: number): void {
+  for (let i = from; i < lane.queue.length; i++) tellPosition(lane.queue[i], i + 1);
+}
+
 function tellQuietly(ref: ActorRef<InferenceMessage> | undefined, message: InferenceMessage): void {
   // The actor may already be stopping; a lost "ended" note then has nobody left to inform.
   ref?.tell(message).catch(() => {});
@@ -572,6 +599,8 @@ export interface SubmitJobOptions {
   topLogprobs?: number;
   /** Text jobs: resume after these delivered token ids ({@link SubmitJob.resume}). */
   resume?: readonly number[];
+  /** The job's place in its model's queue while it waits ({@link SubmitJob.onQueued}). */
+  onQueued?: (position: number) => void;
 }
 
 /**
@@ -605,7 +634,13 @@ export async function submitJob(
   let reply: SubmitReply;
   try {
     reply = await ref.ask<SubmitReply>(
-      { type: "submit", job, topLogprobs: options?.topLogprobs, resume: options?.resume },
+      {
+        type: "submit",
+        job,
+        topLogprobs: options?.topLogprobs,
+        resume: options?.resume,
+        onQueued: options?.onQueued,
+      },
       { timeoutMs: options?.timeoutMs ?? SUBMIT_TIMEOUT_MS, signal },
     );
   } catch (error) {

@@ -210,7 +210,7 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
         seed: numbers["seed"],
         stop: values.stop,
         nonce: values.nonce,
-      });
+      }, { onQueued: queueReporter(io) });
       const status = await printJob(job, io, interrupt.signal);
       return interrupt.signal.aborted
         ? await interrupted(io, "the job was cancelled on the node")
@@ -222,6 +222,21 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     stopListening();
     io.signal?.removeEventListener("abort", onOuterAbort);
   }
+}
+
+/**
+ * Progress on a long wait: a stderr line each time the job's place in the queue changes (the
+ * server repeats an unchanged place; that is not news).
+ */
+function queueReporter(io: InferCommandIo): (position: number) => void {
+  let last = 0;
+  return (position) => {
+    if (position === last) return;
+    last = position;
+    Promise.resolve(io.stderr(`[queued: place ${position} in the model's queue]\n`)).catch(
+      () => {},
+    );
+  };
 }
 
 /** Say the command was interrupted; answers its exit status. */

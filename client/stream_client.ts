@@ -73,6 +73,16 @@ export class InvalidStreamUrlError extends VeriflowError {
 /** An `infer` request; `id` is chosen by the client when absent. */
 export type InferRequest = Omit<WsInferMessage, "type" | "id"> & { id?: string };
 
+/** Options of {@link StreamClient.infer}: how the job's progress is reported, not what it is. */
+export interface InferOptions {
+  /**
+   * Called while the job waits for a slot (on the node or on the worker it forwarded the job
+   * to), with its place in the queue (1: next): when it is queued, when the place changes, and
+   * every 10 s while it does not (the server's `queued` message).
+   */
+  onQueued?: (position: number) => void;
+}
+
 /** One job started on the socket. */
 export interface StreamJob {
   /** The request id on this socket. */
@@ -126,6 +136,7 @@ interface PendingJob {
   start: PromiseWithResolvers<WsStartMessage>;
   done: PromiseWithResolvers<WsDoneMessage>;
   tokens: ReadableStreamDefaultController<WsTokenMessage>;
+  onQueued?: (position: number) => void;
 }
 
 /** The API's path, appended to a URL given without one. */
@@ -272,7 +283,7 @@ export class StreamClient {
    * Start a job. On a socket that is closed or closing, the job fails at once with
    * {@link StreamClosedError}: nothing would ever answer it.
    */
-  infer(request: InferRequest): StreamJob {
+  infer(request: InferRequest, options: InferOptions = {}): StreamJob {
     // A generated id skips those the caller chose for jobs still running.
     let id = request.id;
     while (id === undefined || (request.id === undefined && this.#jobs.has(id))) {
@@ -293,6 +304,7 @@ export class StreamClient {
       start: Promise.withResolvers(),
       done: Promise.withResolvers(),
       tokens,
+      onQueued: options.onQueued,
     };
     // Callers that only read tokens must not see unhandled rejections from the promises.
     job.start.promise.catch(() => {});
@@ -347,6 +359,9 @@ export class StreamClient {
     switch (message.type) {
       case "start":
         job.start.resolve(message);
+        break;
+      case "queued":
+        settle(() => job.onQueued?.(message.position));
         break;
       case "token":
         settle(() => job.tokens.enqueue(message));

@@ -216,6 +216,15 @@ export interface SubmitOptions {
    * `resume_mismatch` where it cannot be honoured exactly. Absent or empty: from the start.
    */
   resume?: readonly number[];
+  /**
+   * Called while the job waits for a slot, with its place in the model's queue (1: next), each
+   * time the place changes, and with 0 when it leaves the queue for a slot; never for a job
+   * that starts at once. A forwarding port passes on its worker's (the `queued` event of
+   * `inference.submit`, repeated while unchanged), so it may be called with the same place
+   * again. `QueuePosition` (`inference/queue_position.ts`) turns the calls into reports. Keep it cheap: it runs on the
+   * port's own turn.
+   */
+  onQueued?: (position: number) => void;
 }
 
 /** Submits text jobs somewhere and hands back their streams. */

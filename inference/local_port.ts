@@ -80,6 +80,7 @@ export class LocalInferencePort implements InferencePort {
       timeoutMs: this.#submitTimeoutMs,
       topLogprobs: options?.topLogprobs,
       resume: options?.resume,
+      onQueued: options?.onQueued,
     });
     return {
       jobId: handle.jobId,

@@ -43,6 +43,7 @@ import {
   type InferenceEvent,
   ListModelsMessage,
   MAX_TOKENS_PER_EVENT,
+  QUEUED_EVENT_REPEAT_MS,
   type StartEvent,
   type SubmitBody,
   SubmitMessage,
@@ -50,6 +51,7 @@ import {
   type WireJobSummary,
 } from "../protocols/inference_messages.ts";
 import { ReadAhead } from "./_token_read_ahead.ts";
+import { QueuePosition, readOrQueued } from "./queue_position.ts";
 import {
   ContextLengthError,
   EmptyPromptError,
@@ -368,6 +370,9 @@ export class RemoteInferencePort implements InferencePort {
     const from = options.resume?.length ?? 0;
     if (from > 0) body.resume = [...options.resume!];
     if (this.#tokensPerEvent > 1) body.tokensPerEvent = this.#tokensPerEvent;
+    // Always asked: a queued job then tells this side it is alive (and where it stands), and
+    // is not taken for a stalled one however long the jobs ahead of it run.
+    body.queued = true;
     const events = this.#connection.openStream(SubmitMessage, body, { signal: options.signal });
     const reader = events.getReader();
     let first: ReadableStreamReadResult<InferenceEvent>;
@@ -429,6 +434,7 @@ export class RemoteInferencePort implements InferencePort {
       stallTimeoutMs: this.#stallTimeoutMs,
       firstTokenTimeoutMs: this.#firstTokenTimeoutMs,
       progress,
+      onQueued: options.onQueued,
       onEnd: (summary) => {
         if (--progress.jobs === 0) this.#progress.delete(checked.model);
         this.#live.delete(relayed);
@@ -508,6 +514,8 @@ interface RemoteJobContext {
   firstTokenTimeoutMs: number;
   /** The worker's progress on the job's model, shared by the port's jobs of that model. */
   progress: ModelProgress;
+  /** The submission's `onQueued`: given each `queued` event's place. */
+  onQueued?: (position: number) => void;
   /** Called once, with the job's summary, when it ends. */
   onEnd: (summary: JobSummary) => void;
 }
@@ -524,6 +532,8 @@ class RemoteJob {
   #firstTokenAt = NaN;
   #ended = false;
   #lastTokenSeen = false;
+  /** The worker reported the job queued (a `queued` event came). */
+  #wasQueued = false;
   /** Counted as held up by this side in the model's progress: started and not being read. */
   #held = false;
   /** The stall timer of the read in progress. */
@@ -556,18 +566,31 @@ class RemoteJob {
           // A worker that started the job and went silent would hold this read for ever (its
           // connection stays alive): only this timer ends it. One per read, so a worker that
           // is slow but sends something within each timeout is never cut.
-          const { timers, stallTimeoutMs } = this.#o;
+          const { timers, stallTimeoutMs, firstTokenTimeoutMs } = this.#o;
           this.#hold(false);
           const since = timers.now();
-          this.#stallTimer = timers.setTimeout(() => this.#checkStall(since), stallTimeoutMs);
+          // Re-armed after each `queued` event, never past the first-token deadline.
+          const wait = () =>
+            Math.max(0, Math.min(stallTimeoutMs, since + firstTokenTimeoutMs - timers.now()));
           try {
-            result = await this.#reader.read();
+            // A `queued` event (before the first token) is the worker saying the job waits
+            // for a slot: passed on, and the read goes on, its silence counted afresh (the
+            // first-token timeout still counts from `since`).
+            for (;;) {
+              this.#stallTimer = timers.setTimeout(() => this.#checkStall(since), wait());
+              try {
+                result = await this.#reader.read();
+              } finally {
+                timers.clearTimeout(this.#stallTimer);
+                // The worker answered (an event, or its error), unless the job ended this side.
+                if (!this.#ended) this.#o.progress.delivered(timers.now());
+              }
+              if (result.done || result.value.kind !== "queued" || this.#tokens > 0) break;
+              this.#queued(result.value.position);
+            }
           } catch (error) {
             failure = typedRefusal(error, this.#o.job);
           } finally {
-            timers.clearTimeout(this.#stallTimer);
-            // The worker answered (an event, or its error), unless the job ended this side.
-            if (!this.#ended) this.#o.progress.delivered(timers.now());
             this.#hold(true);
           }
         }
@@ -607,7 +630,10 @@ class RemoteJob {
           return;
         }
         for (const item of items) {
-          if (this.#tokens === 0) this.#firstTokenAt = this.#o.now();
+          if (this.#tokens === 0) {
+            this.#firstTokenAt = this.#o.now();
+            if (this.#wasQueued) this.#queued(0); // it left the queue
+          }
           this.#tokens++;
           const token: StreamedToken = {
             index: item.index,
@@ -717,6 +743,16 @@ class RemoteJob {
     }
   }
 
+  /** The worker queued the job at `position`: tell the submitter (whose bug stays its own). */
+  #queued(position: number): void {
+    if (position > 0) this.#wasQueued = true;
+    try {
+      this.#o.onQueued?.(position);
+    } catch {
+      // A throwing callback must not fail the job.
+    }
+  }
+
   #cancel(reason?: unknown): void {
     // After the last token the job is done; only its end (the receipt) is still on its way.
     if (this.#ended || this.#lastTokenSeen) return;
@@ -783,6 +819,13 @@ export interface ServeInferenceOptions {
    * is cancelled, freeing its slot (default {@link DEFAULT_READER_STALL_MS}).
    */
   readerStallMs?: number;
+  /**
+   * How often an unchanged `queued` event is sent again to a requester that asked for them
+   * (default `QUEUED_EVENT_REPEAT_MS`).
+   */
+  queuedRepeatMs?: number;
+  /** Clock of the `queued` repeats (default the real one; tests pass a fake clock). */
+  timers?: ConnectionTimers;
 }
 
 /**
@@ -819,30 +862,61 @@ export function serveInference(
   const stallMs = options.readerStallMs ?? DEFAULT_READER_STALL_MS;
   let running = 0;
   connection.handle(ListModelsMessage, async () => ({ models: [...await port.models()] }));
-  connection.handle(SubmitMessage, async ({ job, topLogprobs, resume, tokensPerEvent }, ctx) => {
+  connection.handle(SubmitMessage, async (body, ctx) => {
+    const { job, topLogprobs, resume, tokensPerEvent } = body;
     if (running >= maxJobs) throw new PeerJobLimitError(maxJobs);
     running++;
+    // Only to a requester that asked: one that predates `queued` events fails on one.
+    const queue = body.queued
+      ? new QueuePosition({
+        repeatMs: options.queuedRepeatMs ?? QUEUED_EVENT_REPEAT_MS,
+        timers: options.timers,
+      })
+      : undefined;
     let handle: InferenceHandle;
     try {
       // A refusal (too_many_jobs, unknown_model, ...) rejects here and goes back as the
       // connection's `error` with its code, before any event.
-      handle = await port.submit(job, { signal: ctx.signal, topLogprobs, resume });
+      handle = await port.submit(job, {
+        signal: ctx.signal,
+        topLogprobs,
+        resume,
+        onQueued: queue?.update,
+      });
     } catch (error) {
       running--;
+      queue?.close();
       throw error;
     }
     options.onJob?.(handle.jobId);
-    return jobEvents(handle, resume?.length ?? 0, stallMs, tokensPerEvent ?? 1, () => running--);
+    return jobEvents(handle, {
+      resumedFrom: resume?.length ?? 0,
+      stallMs,
+      tokensPerEvent: tokensPerEvent ?? 1,
+      queue,
+      onFinished: () => running--,
+    });
   });
+}
+
+/** How {@link jobEvents} streams one job. */
+interface JobEventsOptions {
+  /** Position of the first token (the resumed prefix's length). */
+  resumedFrom: number;
+  /** Reader stall before the job is cancelled, ms (0: never). */
+  stallMs: number;
+  /** Most tokens in one event. */
+  tokensPerEvent: number;
+  /** The job's place in the queue, reported until its first token; absent: not reported. */
+  queue?: QueuePosition;
+  /** Called once when the stream is done with the job. */
+  onFinished: () => void;
 }
 
 /** A local job's handle as the stream of events the requester reads. */
 function jobEvents(
   handle: InferenceHandle,
-  resumedFrom: number,
-  stallMs: number,
-  tokensPerEvent: number,
-  onFinished: () => void,
+  { resumedFrom, stallMs, tokensPerEvent, queue, onFinished }: JobEventsOptions,
 ): ReadableStream<InferenceEvent> {
   const reader = handle.tokens.getReader();
   // Up to `tokensPerEvent` tokens in one event when they are ready together (requesters that
@@ -859,12 +933,26 @@ function jobEvents(
   let check: ReturnType<typeof setInterval> | undefined;
   const finish = () => {
     clearInterval(check);
+    queue?.close();
     if (finished) return;
     finished = true;
     onFinished();
   };
   handle.done.then(finish);
   let controllerRef: ReadableStreamDefaultController<InferenceEvent> | undefined;
+  /** The read of the next ready tokens, in progress across a `queued` report. */
+  let pending: Promise<StreamedToken[]> | undefined;
+  async function readReady(): Promise<StreamedToken[]> {
+    if (ahead !== undefined) return await ahead.take();
+    try {
+      const result = await reader.read();
+      return result.done ? [] : [result.value];
+    } catch {
+      // The job failed or was cancelled here: the summary says which, then the stream ends.
+      return [];
+    }
+  }
+
   if (stallMs > 0) {
     check = setInterval(() => {
       if (!(performance.now() - waitingSince >= stallMs)) return;
@@ -920,18 +1008,21 @@ function jobEvents(
       controller.close();
       return;
     }
+    // Until the first token, whichever comes first: the token, or a place in the queue to
+    // report (the read goes on behind the report, for the next pull).
+    pending ??= readReady();
     let ready: StreamedToken[];
-    if (ahead !== undefined) {
-      ready = await ahead.take();
-    } else {
-      try {
-        const result = await reader.read();
-        ready = result.done ? [] : [result.value];
-      } catch {
-        // The job failed or was cancelled here: the summary says which, then the stream ends.
-        ready = [];
+    if (queue !== undefined) {
+      const next = await readOrQueued(pending, queue);
+      if ("position" in next) {
+        controller.enqueue({ kind: "queued", position: next.position });
+        return;
       }
-    }
+      queue.close();
+      queue = undefined;
+      ready = next.read;
+    } else ready = await pending;
+    pending = undefined;
     if (ready.length === 0) {
       ended = true;
       const summary = await handle.done;

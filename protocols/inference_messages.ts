@@ -174,6 +174,9 @@ export interface TokensEvent {
   tokens: Omit<TokenEvent, "kind">[];
 }
 
+/** The highest place a `queued` event may name: beyond any queue a node allows (`queueLimit`). */
+export const MAX_QUEUE_PLACE = 1_000_000;
+
 /** Most tokens one `tokens` event may carry. */
 export const MAX_TOKENS_PER_EVENT = 16;
 
@@ -185,8 +188,28 @@ export interface EndEvent {
   summary: WireJobSummary;
 }
 
-/** One event of a job's stream: its start, one token or several, or its end. */
-export type InferenceEvent = StartEvent | TokenEvent | TokensEvent | EndEvent;
+/**
+ * A `queued` event: the job waits for a slot on the worker, at this place in its model's queue
+ * (1: next). Sent only to a submission that asked (`queued`), between the start and the first
+ * token: when the job is queued, when its place changes, and again every
+ * `QUEUED_EVENT_REPEAT_MS` while it does not.
+ */
+export interface QueuedEvent {
+  /** Event tag. */
+  kind: "queued";
+  /** The job's place in the queue, from 1. */
+  position: number;
+}
+
+/**
+ * How often a worker repeats an unchanged `queued` event: well within the requester's stall
+ * timeout (60 s by default), so a job queued behind jobs the requester cannot see is not taken
+ * for a stalled one.
+ */
+export const QUEUED_EVENT_REPEAT_MS = 10_000;
+
+/** One event of a job's stream: its start, its place in a queue, one token or several, or its end. */
+export type InferenceEvent = StartEvent | QueuedEvent | TokenEvent | TokensEvent | EndEvent;
 
 /** The fields of one token on the wire (a `token` event, an item of a `tokens` event). */
 const tokenFields = {
@@ -213,6 +236,7 @@ export const InferenceEventMessage: MessageDefinition<InferenceEvent> = defineMe
       promptTokens: z.number().int().nonnegative(),
       resumedFrom: z.number().int().nonnegative().max(GENERATION_LIMITS.maxTokens).optional(),
     }),
+    z.object({ kind: z.literal("queued"), position: z.number().int().min(1).max(MAX_QUEUE_PLACE) }),
     z.object({ kind: z.literal("token"), ...tokenFields }),
     z.object({
       kind: z.literal("tokens"),
@@ -253,6 +277,12 @@ export interface SubmitBody {
    * sends several only when they are ready before the requester takes the last.
    */
   tokensPerEvent?: number;
+  /**
+   * Send `queued` events while the job waits for a slot; absent: none, as before (a requester
+   * that predates them would fail its stream on one). A worker that predates the field ignores
+   * it and sends none.
+   */
+  queued?: boolean;
 }
 
 /**
@@ -266,6 +296,7 @@ export const SubmitMessage: MessageDefinition<SubmitBody, never, InferenceEvent>
     topLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
     resume: z.array(z.number().int().nonnegative()).max(GENERATION_LIMITS.maxTokens).optional(),
     tokensPerEvent: z.number().int().min(1).max(MAX_TOKENS_PER_EVENT).optional(),
+    queued: z.boolean().optional(),
   }),
   {
     chunk: InferenceEventMessage,

@@ -113,6 +113,8 @@ export interface StartTextOptions {
   via?: string;
   /** Aborting it cancels the job. */
   signal?: AbortSignal;
+  /** The job's place in the queue while it waits for a slot (`SubmitOptions.onQueued`). */
+  onQueued?: (position: number) => void;
 }
 
 /** Hex characters of a job id in log lines: enough to find it, short enough to read. */
@@ -202,6 +204,7 @@ export class InferenceGateway {
       handle = await this.#inference.submit(job, {
         signal: options.signal,
         topLogprobs: request.topLogprobs,
+        onQueued: options.onQueued,
       });
     } catch (error) {
       release?.();

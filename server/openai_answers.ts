@@ -12,7 +12,13 @@
  *
  * @module
  */
-import type { FinishReason, InferenceHandle, JobSummary } from "../inference/inference_port.ts";
+import type {
+  FinishReason,
+  InferenceHandle,
+  JobSummary,
+  StreamedToken,
+} from "../inference/inference_port.ts";
+import { type QueuePosition, readOrQueued } from "../inference/queue_position.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { yieldToEventLoop } from "./_event_loop.ts";
 import type { EdgeStats } from "./edge_stats.ts";
@@ -39,6 +45,11 @@ export interface AnswerOptions {
   stats: EdgeStats;
   /** Whether the model computes on this thread (yield a turn after each event). */
   computesOnEventLoop: boolean;
+  /**
+   * Streams: the job's place in the queue, sent as an SSE comment (`: queued 2`) until its
+   * first token; absent: none.
+   */
+  queue?: QueuePosition;
 }
 
 /** Hex characters of the job id used in OpenAI-style response ids. */
@@ -170,6 +181,9 @@ export function sseAnswer(
     );
   let opened = shape.openingChoice === undefined;
   let closed = false;
+  let queue = options.queue;
+  /** The read in progress across a `queued` comment. */
+  let pending: Promise<ReadableStreamReadResult<StreamedToken>> | undefined;
   let sent = 0;
   /** Characters of text sent so far (logprobs' text offsets). */
   let offset = 0;
@@ -182,6 +196,7 @@ export function sseAnswer(
 
   const finish = (controller: ReadableStreamDefaultController<Uint8Array>, summary: JobSummary) => {
     closed = true;
+    queue?.close();
     if (summary.finishReason === "error" || summary.finishReason === "cancelled") {
       // Mid-stream failures cannot change the status any more; OpenAI clients raise on an
       // `error` member in an event.
@@ -224,7 +239,18 @@ export function sseAnswer(
     while (true) {
       let result;
       try {
-        result = await reader.read();
+        // Until the first token, whichever comes first: the token, or the job's place in the
+        // queue, sent as a comment (OpenAI clients skip comments; proxies see the stream live).
+        pending ??= reader.read();
+        const next = await readOrQueued(pending, queue);
+        if ("position" in next) {
+          controller.enqueue(encoder.encode(`: queued ${next.position}\n\n`));
+          return;
+        }
+        pending = undefined;
+        queue?.close();
+        queue = undefined;
+        result = next.read;
       } catch {
         finish(controller, await handle.done);
         return;
@@ -264,6 +290,7 @@ export function sseAnswer(
     },
     cancel() {
       clearTimeout(idleTimer);
+      queue?.close();
       handle.cancel();
     },
   }, { highWaterMark: 0 });

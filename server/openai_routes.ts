@@ -12,7 +12,9 @@
  * @module
  */
 import { Hono } from "hono";
-import type { ServedModelInfo } from "../inference/inference_port.ts";
+import type { InferenceHandle, ServedModelInfo } from "../inference/inference_port.ts";
+import { QueuePosition } from "../inference/queue_position.ts";
+import { QUEUED_EVENT_REPEAT_MS } from "../protocols/inference_messages.ts";
 import { CHAT_TURN_STOP, flattenChatContent, renderChatPrompt } from "./chat_template.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import type { ClientIdentity } from "./client_identity.ts";
@@ -137,10 +139,24 @@ async function respond(
   client: ClientIdentity,
   options: AnswerOptions & { stream: boolean },
 ): Promise<Response> {
-  // Refusals (404, 400, 429) are thrown here, before any status is committed.
-  const handle = await gateway.startText(request, {
-    client,
-    via: shape === CHAT_SHAPE ? "chat" : "completions",
-  });
-  return options.stream ? sseAnswer(handle, shape, options) : fullAnswer(handle, shape, options);
+  // A stream reports the job's place in the queue while it waits (repeated, so a proxy does
+  // not take a long wait for a dead connection); one body has nothing to say before its end.
+  const queue = options.stream
+    ? new QueuePosition({ repeatMs: QUEUED_EVENT_REPEAT_MS })
+    : undefined;
+  let handle: InferenceHandle;
+  try {
+    // Refusals (404, 400, 429) are thrown here, before any status is committed.
+    handle = await gateway.startText(request, {
+      client,
+      via: shape === CHAT_SHAPE ? "chat" : "completions",
+      onQueued: queue?.update,
+    });
+  } catch (error) {
+    queue?.close();
+    throw error;
+  }
+  return options.stream
+    ? sseAnswer(handle, shape, { ...options, queue })
+    : fullAnswer(handle, shape, options);
 }

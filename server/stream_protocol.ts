@@ -10,6 +10,7 @@
  * client: {"type":"infer","id":"a","prompt":"Hello","max_tokens":16}
  * server: {"type":"start","id":"a","job_id":"9f…","model":"bafkrei…","model_name":"veriflow-tiny",
  *          "execution_provider":"cpu","prompt_tokens":5}
+ * server: {"type":"queued","id":"a","position":2}      (only while the job waits for a slot)
  * server: {"type":"token","id":"a","index":0,"token_id":44,"text":","}
  * …
  * server: {"type":"done","id":"a","finish_reason":"length","usage":{…},"timings":{…},"receipt":{…}}
@@ -93,6 +94,20 @@ export interface WsStartMessage {
   execution_provider: string;
   /** Tokens in the prompt. */
   prompt_tokens: number;
+}
+
+/**
+ * The job waits for a slot (on this node, or on the worker a node forwarded it to), at
+ * `position` in its model's queue (1: next). Sent between `start` and the first `token`: when
+ * the job is queued, when its place changes, and every 10 s while it does not.
+ */
+export interface WsQueuedMessage {
+  /** Message tag. */
+  type: "queued";
+  /** The client's request id. */
+  id: string;
+  /** The job's place in the queue, from 1. */
+  position: number;
 }
 
 /** One generated token. */
@@ -188,7 +203,12 @@ export interface WsErrorMessage {
 }
 
 /** Any server → client WebSocket message. */
-export type WsServerMessage = WsStartMessage | WsTokenMessage | WsDoneMessage | WsErrorMessage;
+export type WsServerMessage =
+  | WsStartMessage
+  | WsQueuedMessage
+  | WsTokenMessage
+  | WsDoneMessage
+  | WsErrorMessage;
 
 /** The `start` message for a handle. */
 export function startMessage(id: string, handle: InferenceHandle): WsStartMessage {

@@ -27,6 +27,9 @@
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
+import { QUEUED_EVENT_REPEAT_MS } from "../protocols/inference_messages.ts";
+import type { StreamedToken } from "../inference/inference_port.ts";
+import { QueuePosition, readOrQueued } from "../inference/queue_position.ts";
 import type { InferenceGateway } from "./inference_gateway.ts";
 import type { ClientIdentity } from "./client_identity.ts";
 import type { EdgeStats } from "./edge_stats.ts";
@@ -256,6 +259,9 @@ export class StreamSession {
 
   async #run(request: WsInferMessage, signal: AbortSignal): Promise<void> {
     const { id } = request;
+    // Reported between the start and the first token, and again while unchanged: a client
+    // waiting behind a deep queue hears within its idle timeout that the job is alive.
+    let queue: QueuePosition | undefined = new QueuePosition({ repeatMs: QUEUED_EVENT_REPEAT_MS });
     let handle;
     try {
       // No signal here: a cancel that arrives while the submission is answered cancels the
@@ -267,8 +273,9 @@ export class StreamSession {
         params: toGenerationParams(request),
         nonce: request.nonce,
         topLogprobs: request.logprobs,
-      }, { client: this.#options.client, via: "ws" });
+      }, { client: this.#options.client, via: "ws", onQueued: queue.update });
     } catch (error) {
+      queue.close();
       this.#sendError({ id }, error);
       return;
     }
@@ -279,8 +286,18 @@ export class StreamSession {
     this.#send(startMessage(id, handle));
     if (this.#gateway.computesOnEventLoop) await this.#flushed();
     try {
+      let pending: Promise<ReadableStreamReadResult<StreamedToken>> | undefined;
       while (true) {
-        const { done, value } = await reader.read();
+        pending ??= reader.read();
+        const next = await readOrQueued(pending, queue);
+        if ("position" in next) {
+          this.#send({ type: "queued", id, position: next.position });
+          continue;
+        }
+        pending = undefined;
+        queue?.close();
+        queue = undefined;
+        const { done, value } = next.read;
         if (done) break;
         this.#send(tokenMessage(id, value, request.logprobs));
         if (this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES) await this.#drained();
@@ -289,6 +306,7 @@ export class StreamSession {
     } catch {
       // The stream failed or was cancelled; the summary below says which.
     } finally {
+      queue?.close();
       signal.removeEventListener("abort", onAbort);
     }
     const summary = await handle.done;

@@ -132,6 +132,51 @@ Deno.test("InferenceActor: a job cancelled while queued never computes and never
   });
 });
 
+Deno.test("InferenceActor tells each queued job its place as the queue moves: a slot freed, a job ahead cancelled, and 0 when it gets a slot", async () => {
+  const model = new ScriptedModel({ gated: true });
+  await withActor({ models: [model], concurrency: 1, queueLimit: 8 }, async (ref) => {
+    const places: Record<string, number[]> = { a: [], b: [], c: [], d: [] };
+    const submit = (name: string, signal?: AbortSignal) =>
+      submitJob(ref, textJob(model.info.cid, name, 1), {
+        signal,
+        onQueued: (position) => places[name].push(position),
+      });
+    const a = await submit("a"); // runs at once: never told a place
+    const b = await submit("b");
+    const abort = new AbortController();
+    const c = await submit("c", abort.signal);
+    const d = await submit("d");
+    assertEquals(places, { a: [], b: [1], c: [2], d: [3] });
+    abort.abort(); // c leaves the queue: d moves up, b does not
+    assertEquals((await c.done).finishReason, "cancelled");
+    await eventually(() => Promise.resolve(places.d.length === 2));
+    assertEquals(places, { a: [], b: [1], c: [2], d: [3, 2] });
+    const texts = [readAll(a), readAll(b), readAll(d)];
+    model.release(1); // a ends: b gets the slot, d is next
+    await eventually(() => Promise.resolve(places.b.length === 2));
+    assertEquals(places, { a: [], b: [1, 0], c: [2], d: [3, 2, 1] });
+    model.release(2);
+    assertEquals(await Promise.all(texts), ["a", "a", "a"]);
+    assertEquals(places.d, [3, 2, 1, 0]);
+  });
+});
+
+Deno.test("InferenceActor: a queue callback that throws changes nothing for the job or the queue", async () => {
+  const model = new ScriptedModel({ gated: true });
+  await withActor({ models: [model], concurrency: 1, queueLimit: 8 }, async (ref) => {
+    const running = await submitJob(ref, textJob(model.info.cid, "x", 1));
+    const queued = await submitJob(ref, textJob(model.info.cid, "y", 1), {
+      onQueued: () => {
+        throw new Error("the submitter's bug");
+      },
+    });
+    const texts = [readAll(running), readAll(queued)];
+    model.release(2);
+    assertEquals(await Promise.all(texts), ["a", "a"]);
+    assertEquals((await queued.done).finishReason, "length");
+  });
+});
+
 Deno.test("InferenceActor tees the model's whole chunks to the prover, plain tokens to the requester, and delivers the prover's result with the job's end", async () => {
   const model = new ScriptedModel();
   const seen: { jobId: string; tokens: number[]; evidence: boolean }[] = [];

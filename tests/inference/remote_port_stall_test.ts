@@ -13,6 +13,7 @@ import {
   RemoteInferencePort,
   type RemoteInferencePortOptions,
   serveInference,
+  type ServeInferenceOptions,
   WorkerStalledError,
 } from "../../inference/remote_port.ts";
 import type { StreamedToken } from "../../inference/inference_port.ts";
@@ -192,6 +193,8 @@ Deno.test("a job that stops after its first token has stalled even while the wor
 /** A worker that runs one job at a time (the real InferenceActor's queue) on a gated model. */
 interface QueuedWorker {
   remote: RemoteInferencePort;
+  /** The worker's own port: its jobs are ones the remote side cannot see. */
+  local: LocalInferencePort;
   /** Each step waits for its `release`. */
   model: ScriptedModel;
   timers: ManualTimers;
@@ -202,6 +205,7 @@ interface QueuedWorker {
 async function withQueuedWorker(
   body: (w: QueuedWorker) => Promise<void>,
   options: RemoteInferencePortOptions = {},
+  serve: (timers: ManualTimers) => ServeInferenceOptions = () => ({}),
 ): Promise<void> {
   const model = new ScriptedModel({ gated: true });
   const models = new StaticModels([model]);
@@ -216,8 +220,9 @@ async function withQueuedWorker(
     Connection.open(a, { identity: Identity.generate(), protocols }),
     Connection.open(b, { identity: Identity.generate(), protocols }),
   ]);
-  serveInference(worker, new LocalInferencePort({ inference, models }));
+  const local = new LocalInferencePort({ inference, models });
   const timers = new ManualTimers();
+  serveInference(worker, local, serve(timers));
   const job = (nonce: string, n: number): TextJob => ({
     kind: "text",
     model: model.info.cid,
@@ -228,6 +233,7 @@ async function withQueuedWorker(
   try {
     await body({
       remote: new RemoteInferencePort(client, { timers, stallTimeoutMs: STALL_MS, ...options }),
+      local,
       model,
       timers,
       job,
@@ -359,4 +365,59 @@ Deno.test("a job kept from its first token past the first-token timeout while th
     const summary = await ahead.done;
     assertEquals([summary.finishReason, summary.error], ["length", undefined]);
   }, { firstTokenTimeoutMs });
+});
+
+Deno.test("a job queued behind jobs this side cannot see is not cut while the worker repeats its place, past many stall timeouts; the requester hears the place, then 0 at its first token", async () => {
+  await withQueuedWorker(
+    async (w) => {
+      // Another requester's job holds the worker's one slot: nothing of it crosses this link.
+      const theirs = await w.local.submit(w.job("theirs", 2));
+      const places: number[] = [];
+      const mine = await w.remote.submit(w.job("mine", 2), {
+        onQueued: (position) => places.push(position),
+      });
+      const reader = mine.tokens.getReader();
+      const first = reader.read();
+      const flag = settledFlag(first);
+      for (let i = 0; i < 10; i++) {
+        await w.timers.advance(STALL_MS - 1);
+        assert(!flag.settled, `cut after ${w.timers.now()} ms though the worker said it queued it`);
+      }
+      assert(places.length >= 10, `the place, repeated: ${places}`);
+      assert(places.every((p) => p === 1), `${places}`);
+      const theirText = (async () => {
+        for await (const _ of theirs.tokens);
+      })();
+      w.model.release(2);
+      await theirText;
+      w.model.release(1);
+      assertEquals((await first).value?.index, 0);
+      assertEquals(places.at(-1), 0, "it left the queue");
+      assertEquals(await readRest(w, reader, 1), [1]);
+      assertEquals((await mine.done).finishReason, "length");
+    },
+    {},
+    (timers) => ({ timers, queuedRepeatMs: STALL_MS / 2 }),
+  );
+});
+
+Deno.test("a worker that keeps saying it queued a job is still cut at the first-token timeout, marked busy", async () => {
+  const firstTokenTimeoutMs = 4 * STALL_MS;
+  await withQueuedWorker(
+    async (w) => {
+      const theirs = await w.local.submit(w.job("theirs", 2));
+      const mine = await w.remote.submit(w.job("mine", 2));
+      const first = mine.tokens.getReader().read().catch((e) => e);
+      const flag = settledFlag(first);
+      await w.timers.advance(firstTokenTimeoutMs - 1);
+      assert(!flag.settled, "cut before the first-token timeout");
+      await w.timers.advance(1);
+      const error = await first;
+      assert(error instanceof WorkerStalledError, String(error));
+      assertEquals(error.busy, true);
+      theirs.cancel();
+    },
+    { firstTokenTimeoutMs },
+    (timers) => ({ timers, queuedRepeatMs: STALL_MS / 2 }),
+  );
 });
