@@ -232,6 +232,13 @@ export interface RemoteInferencePortOptions {
  */
 const END_EVENT_TIMEOUT_MS = 30_000;
 
+/**
+ * How long after a worker's last `queued` event the job is taken to have left its queue: the
+ * worker repeats the place every `QUEUED_EVENT_REPEAT_MS`, so two and a half of those without
+ * one means it stopped repeating.
+ */
+const LEFT_QUEUE_AFTER_MS = 2.5 * QUEUED_EVENT_REPEAT_MS;
+
 /** The requester stopped reading; what `done` reports for a job cancelled this side. */
 const CANCELLED = "job_cancelled";
 
@@ -498,6 +505,18 @@ class ModelProgress {
   silentSince(now: number): number {
     return this.#held > 0 ? now : this.#lastAt;
   }
+
+  /**
+   * The model's jobs waiting for their first token (their `stalled` is called when the worker
+   * stalls another job of the model): a worker may keep repeating their places in its queue
+   * while its model is wedged, and the stall of a job it runs is what shows it.
+   */
+  readonly waiting = new Set<() => void>();
+
+  /** The worker stalled a job of the model (not busy): the jobs waiting behind it fail too. */
+  stalled(): void {
+    for (const fail of [...this.waiting]) fail();
+  }
 }
 
 /** What a {@link RemoteJob} needs besides its stream. */
@@ -532,8 +551,14 @@ class RemoteJob {
   #firstTokenAt = NaN;
   #ended = false;
   #lastTokenSeen = false;
-  /** The worker reported the job queued (a `queued` event came). */
-  #wasQueued = false;
+  /** The job's last place in the worker's queue (0: none reported). */
+  #place = 0;
+  /** When the last `queued` event of the job came. */
+  #queuedAt = -Infinity;
+  /** The last place told to `onQueued` (0: none, or it left the queue). */
+  #told = 0;
+  /** Fires when the worker's repeats of the job's place stop (see `#placed`). */
+  #leftQueueTimer: unknown;
   /** Counted as held up by this side in the model's progress: started and not being read. */
   #held = false;
   /** The stall timer of the read in progress. */
@@ -569,6 +594,7 @@ class RemoteJob {
           const { timers, stallTimeoutMs, firstTokenTimeoutMs } = this.#o;
           this.#hold(false);
           const since = timers.now();
+          if (this.#tokens === 0) this.#o.progress.waiting.add(this.#behindStall);
           // Re-armed after each `queued` event, never past the first-token deadline.
           const wait = () =>
             Math.max(0, Math.min(stallTimeoutMs, since + firstTokenTimeoutMs - timers.now()));
@@ -578,19 +604,27 @@ class RemoteJob {
             // first-token timeout still counts from `since`).
             for (;;) {
               this.#stallTimer = timers.setTimeout(() => this.#checkStall(since), wait());
+              result = undefined;
               try {
                 result = await this.#reader.read();
               } finally {
                 timers.clearTimeout(this.#stallTimer);
                 // The worker answered (an event, or its error), unless the job ended this side.
-                if (!this.#ended) this.#o.progress.delivered(timers.now());
+                // A `queued` event speaks for this job alone: the worker repeats it on a timer,
+                // which runs as well with a wedged model, so it says nothing of the model's
+                // other jobs (a job holding a slot with no token yet is still cut when silent).
+                const queued = result?.done === false && result.value.kind === "queued";
+                if (queued) this.#queuedAt = timers.now();
+                else if (!this.#ended) this.#o.progress.delivered(timers.now());
               }
               if (result.done || result.value.kind !== "queued" || this.#tokens > 0) break;
-              this.#queued(result.value.position);
+              this.#placed(result.value.position);
             }
           } catch (error) {
             failure = typedRefusal(error, this.#o.job);
+            result = undefined; // what was read (a place further back) is what failed
           } finally {
+            this.#o.progress.waiting.delete(this.#behindStall);
             this.#hold(true);
           }
         }
@@ -632,7 +666,7 @@ class RemoteJob {
         for (const item of items) {
           if (this.#tokens === 0) {
             this.#firstTokenAt = this.#o.now();
-            if (this.#wasQueued) this.#queued(0); // it left the queue
+            this.#leftQueue();
           }
           this.#tokens++;
           const token: StreamedToken = {
@@ -699,7 +733,7 @@ class RemoteJob {
       return;
     }
     const now = timers.now();
-    const silentSince = Math.max(since, progress.silentSince(now));
+    const silentSince = Math.max(since, progress.silentSince(now), this.#queuedAt);
     const deadline = since + firstTokenTimeoutMs;
     if (now - silentSince >= stallTimeoutMs) this.#stalled(stallTimeoutMs, false);
     else if (now >= deadline) this.#stalled(firstTokenTimeoutMs, true);
@@ -721,7 +755,11 @@ class RemoteJob {
     this.#failedWith = error;
     this.#reader.cancel(error).catch(() => {});
     this.#end("error", error);
+    if (!busy) this.#o.progress.stalled();
   }
+
+  /** Another job of the model stalled on the worker while this one waits for its first token. */
+  readonly #behindStall = () => this.#stalled(this.#o.stallTimeoutMs, false);
 
   async #awaitEnd(): Promise<void> {
     // A worker that never sends its end would leave `done` pending forever.
@@ -743,9 +781,40 @@ class RemoteJob {
     }
   }
 
-  /** The worker queued the job at `position`: tell the submitter (whose bug stays its own). */
-  #queued(position: number): void {
-    if (position > 0) this.#wasQueued = true;
+  /**
+   * A `queued` event: the job's place in the worker's queue. An honest queue only moves up, so a
+   * place further back breaks the stream (a worker flooding its requester with places); a place
+   * that moved up is passed on; an unchanged one (the worker's repeat) only keeps the job's
+   * "left the queue" guess off.
+   */
+  #placed(position: number): void {
+    if (this.#place > 0 && position > this.#place) {
+      const error = new InferenceStreamError(
+        `the worker moved the job back in its queue, from place ${this.#place} to ${position}`,
+      );
+      this.#reader.cancel(error).catch(() => {});
+      throw error;
+    }
+    if (position !== this.#place) this.#tell(position);
+    this.#place = position;
+    // A worker repeats the place while the job waits; once the repeats stop the job has most
+    // likely left the queue for a slot (its first token is a prefill away): say so, rather
+    // than let the requester's own repeats go on naming a place the job no longer has.
+    const { timers } = this.#o;
+    timers.clearTimeout(this.#leftQueueTimer);
+    this.#leftQueueTimer = timers.setTimeout(() => this.#leftQueue(), LEFT_QUEUE_AFTER_MS);
+  }
+
+  /** The job left the worker's queue (its first token came, it ended, the repeats stopped). */
+  #leftQueue(): void {
+    this.#o.timers.clearTimeout(this.#leftQueueTimer);
+    this.#leftQueueTimer = undefined;
+    if (this.#told > 0) this.#tell(0);
+  }
+
+  /** Tell the submitter the job's place (whose bug in `onQueued` stays its own). */
+  #tell(position: number): void {
+    this.#told = position;
     try {
       this.#o.onQueued?.(position);
     } catch {
@@ -774,6 +843,7 @@ class RemoteJob {
 
   #resolve(summary: JobSummary): void {
     if (this.#ended) return;
+    this.#leftQueue();
     this.#ended = true;
     this.#hold(false);
     this.#reader.releaseLock();
@@ -784,6 +854,7 @@ class RemoteJob {
   /** A summary measured on this side, for a job that ended without the worker's end event. */
   #end(reason: FinishReason, error?: unknown): void {
     if (this.#ended) return;
+    this.#leftQueue(); // a failover's next worker reports its own queue
     const end = this.#o.now();
     const { submittedAt } = this.#o;
     const summary: JobSummary = {

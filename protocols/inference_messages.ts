@@ -174,8 +174,8 @@ export interface TokensEvent {
   tokens: Omit<TokenEvent, "kind">[];
 }
 
-/** The highest place a `queued` event may name: beyond any queue a node allows (`queueLimit`). */
-export const MAX_QUEUE_PLACE = 1_000_000;
+/** The highest place a `queued` event may name: the longest queue a node allows (`queueLimit`). */
+export const MAX_QUEUE_PLACE = 100_000;
 
 /** Most tokens one `tokens` event may carry. */
 export const MAX_TOKENS_PER_EVENT = 16;

@@ -241,16 +241,19 @@ export function sseAnswer(
       try {
         // Until the first token, whichever comes first: the token, or the job's place in the
         // queue, sent as a comment (OpenAI clients skip comments; proxies see the stream live).
-        pending ??= reader.read();
-        const next = await readOrQueued(pending, queue);
-        if ("position" in next) {
-          controller.enqueue(encoder.encode(`: queued ${next.position}\n\n`));
-          return;
+        if (queue === undefined) result = await reader.read();
+        else {
+          pending ??= reader.read();
+          const next = await readOrQueued(pending, queue);
+          if ("position" in next) {
+            controller.enqueue(encoder.encode(`: queued ${next.position}\n\n`));
+            return;
+          }
+          pending = undefined;
+          queue.close();
+          queue = undefined;
+          result = next.read;
         }
-        pending = undefined;
-        queue?.close();
-        queue = undefined;
-        result = next.read;
       } catch {
         finish(controller, await handle.done);
         return;

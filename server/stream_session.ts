@@ -288,16 +288,22 @@ export class StreamSession {
     try {
       let pending: Promise<ReadableStreamReadResult<StreamedToken>> | undefined;
       while (true) {
-        pending ??= reader.read();
-        const next = await readOrQueued(pending, queue);
-        if ("position" in next) {
-          this.#send({ type: "queued", id, position: next.position });
-          continue;
+        let read: ReadableStreamReadResult<StreamedToken>;
+        if (queue === undefined) read = await reader.read();
+        else {
+          pending ??= reader.read();
+          const next = await readOrQueued(pending, queue);
+          if ("position" in next) {
+            this.#send({ type: "queued", id, position: next.position });
+            if (this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES) await this.#drained();
+            continue;
+          }
+          pending = undefined;
+          queue.close();
+          queue = undefined;
+          read = next.read;
         }
-        pending = undefined;
-        queue?.close();
-        queue = undefined;
-        const { done, value } = next.read;
+        const { done, value } = read;
         if (done) break;
         this.#send(tokenMessage(id, value, request.logprobs));
         if (this.#socket.bufferedAmount > WS_HIGH_WATER_BYTES) await this.#drained();
