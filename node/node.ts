@@ -87,6 +87,7 @@ import {
   type TrainingValidatorMessage,
 } from "../training/training_validator.ts";
 import { type CoordinatorMessage, RoundCoordinator } from "../training/round_coordinator.ts";
+import { JoinedTrainers } from "../training/joined_trainers.ts";
 import { keepShardPrivate } from "../training/private_shard.ts";
 import { OwnerKey } from "../storage/private_tier.ts";
 
@@ -796,6 +797,9 @@ function addTrainingChildren(
   }
   if (coordinates) {
     const c = training.coordinator;
+    // Outside the factory: a coordinator its supervisor restarts keeps the trainers joined on
+    // connections that stay open (they join only when a connection opens).
+    const joined = new JoinedTrainers();
     add<CoordinatorMessage>({
       name: TRAINING_ACTORS.coordinator,
       factory: () =>
@@ -821,6 +825,7 @@ function addTrainingChildren(
           serve,
           // The rounds survive a crash or restart: resumed from the last finished one.
           statePath: join(config.dataDir, "training", "coordinator.json"),
+          trainers: joined,
           log,
         }),
     });

@@ -6,22 +6,28 @@
  * checked against its CID when it is loaded back), the outer momentum, the finished rounds, the
  * trainers this coordinator convicted and the first model's held-out loss — and what identifies
  * the run (architecture, seed, H, inner and outer hyper-parameters), so that a state written for
- * another configuration is refused, never resumed into a model it did not train.
+ * another configuration is refused, never resumed into a model it did not train. A round saved as
+ * finished whose credit and outcome may not all have gone out carries them along
+ * (`round_delivery.ts`), so a restart sends them again.
  *
  * On disk, beside each other in one directory:
  *
  * ```
- * coordinator.json                    { v: 1, run, round, model, momentum?, history, convicted, initialLoss? }
+ * coordinator.json                    { v: 1, run, round, model, momentum?, delivery?, history, convicted, initialLoss? }
  * coordinator-momentum-<sha256>.f32   the momentum: float32 little-endian, tensors in gptWeightShapes order
  * ```
  *
  * Every file is written atomically and durably (`proof/_durable_file.ts`: temporary file, fsync,
  * rename, fsync of the directory), so a crash leaves the previous state or the new one, never a
  * mix. The momentum file is named by its hash, written before the JSON that names it, and the one
- * it replaces is removed only after that JSON is in place: the JSON always names a whole momentum,
- * and the hash is checked when it is read back. A state that cannot be read or parsed, or whose
- * momentum is missing or altered, is an error (`coordinator_state_unreadable`), never a silent
- * restart from round 0: the operator decides.
+ * that JSON replaced is removed only after it is in place: the JSON always names a whole momentum,
+ * and the hash is checked when it is read back. Nothing else is ever removed but the temporary
+ * files of interrupted writes: a momentum file no state here names may be another run's, whose
+ * state the operator moved aside (renamed) to start a new run, and that run must stay resumable
+ * by renaming its state back. (A crash between a momentum's write and its JSON's leaves that one
+ * momentum file behind.) A state that cannot be read or parsed, or whose momentum is missing or
+ * altered, is an error (`coordinator_state_unreadable`), never a silent restart from round 0: the
+ * operator decides.
  *
  * @module
  */
@@ -31,6 +37,7 @@ import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
 import { sha256Hex } from "../protocols/hash.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { type GptWeights, gptWeightShapes } from "./gpt_weights.ts";
+import { decodeRoundDelivery, encodeRoundDelivery, type RoundDelivery } from "./round_delivery.ts";
 import type { LocalHyperParams } from "./local_trainer.ts";
 import type { OuterHyperParams } from "./outer_step.ts";
 import type { ModelUpdate } from "./round_models.ts";
@@ -76,6 +83,11 @@ export interface CoordinatorSnapshot {
   model: SavedModel;
   /** The outer momentum the next round's step carries (absent: none yet, or reset). */
   momentum?: GptWeights;
+  /**
+   * The last finished round's credit and outcome, while they may not all have gone out (absent:
+   * they are out, or that round made no model).
+   */
+  delivery?: RoundDelivery;
   /** Finished rounds, oldest first. */
   history: RoundRecord[];
   /** Hex keys of the trainers this coordinator convicted. */
@@ -107,6 +119,7 @@ const StateFileSchema = z.object({
     update: z.object({ from: z.string().min(1), file: z.string().min(1) }).optional(),
   }),
   momentum: z.string().regex(HEX64).optional(),
+  delivery: z.string().regex(/^[0-9a-f]+$/).optional(),
   history: z.array(RoundRecordSchema),
   convicted: z.array(z.string()),
   initialLoss: optionalNumber,
@@ -118,6 +131,8 @@ export class CoordinatorState {
   readonly #run: CoordinatorRun;
   /** The momentum last written or read, and its hash: unchanged, it is not written again. */
   #momentum?: { weights: GptWeights; hash: string };
+  /** Hash of the momentum the state file names, as this instance last read or wrote it. */
+  #named?: string;
   #dirMade = false;
 
   /**
@@ -137,7 +152,7 @@ export class CoordinatorState {
 
   /**
    * The saved state, checked against this run; undefined when there is none (a first start).
-   * Removes what interrupted writes left behind (temporary files, a momentum no state names).
+   * Removes the temporary files interrupted writes left behind (nothing else: see the module doc).
    * @throws {TrainingError} `coordinator_state_mismatch` when it was written for another run
    *   (the message names the file and the field), `coordinator_state_unreadable` when it, or the
    *   momentum it names, cannot be read, parsed or checked.
@@ -163,17 +178,28 @@ export class CoordinatorState {
         "coordinator_state_mismatch",
         `coordinator state ${this.#path} was written for another run: ${mismatch.field} is ` +
           `${mismatch.saved} there, ${mismatch.now} here. Restore the settings it was written ` +
-          `with to resume it, or move the file aside to start a new run from round 0`,
+          `with to resume it, or move the file aside to start a new run from round 0: ` +
+          this.#moveAside(parsed.momentum),
       );
     }
     const momentum = parsed.momentum === undefined
       ? undefined
       : await this.#readMomentum(parsed.momentum);
-    await this.#removeLeftovers(parsed.momentum);
+    let delivery: RoundDelivery | undefined;
+    if (parsed.delivery !== undefined) {
+      try {
+        delivery = decodeRoundDelivery(parsed.delivery);
+      } catch (error) {
+        throw this.#unreadable(this.#path, `delivery: ${(error as Error).message}`);
+      }
+    }
+    this.#named = parsed.momentum;
+    await this.#removeTemporaries();
     return {
       round: parsed.round,
       model: parsed.model,
       momentum,
+      delivery,
       history: parsed.history,
       convicted: parsed.convicted,
       initialLoss: parsed.initialLoss,
@@ -199,13 +225,24 @@ export class CoordinatorState {
       round: snapshot.round,
       model: snapshot.model,
       momentum,
+      delivery: snapshot.delivery === undefined
+        ? undefined
+        : encodeRoundDelivery(snapshot.delivery),
       history: snapshot.history,
       convicted: snapshot.convicted,
       initialLoss: snapshot.initialLoss,
     };
     await writeFileDurably(this.#path, new TextEncoder().encode(JSON.stringify(file)));
-    // Only now is the momentum it replaced unnamed: a crash before this line still has it.
-    await this.#removeLeftovers(momentum);
+    // Only now is the momentum it replaced unnamed: a crash before this line still has it. That
+    // one alone goes; any other is not this state's to remove (the module doc).
+    const replaced = this.#named;
+    this.#named = momentum;
+    if (replaced !== undefined && replaced !== momentum) {
+      if (this.#momentum?.hash === replaced) this.#momentum = undefined;
+      await Deno.remove(this.#momentumPath(replaced)).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
+    }
   }
 
   async #readMomentum(hash: string): Promise<GptWeights> {
@@ -234,19 +271,18 @@ export class CoordinatorState {
   }
 
   /**
-   * Remove the temporary files of interrupted writes and every momentum file but `keep`'s: never
-   * read again, they would only pile up, one per crash (or one per round).
+   * Remove the temporary files of this state's interrupted writes (the JSON's and its momentum
+   * files'): no state names a temporary file, so none is ever read again.
    */
-  async #removeLeftovers(keep: string | undefined): Promise<void> {
+  async #removeTemporaries(): Promise<void> {
     const name = basename(this.#path);
     const momentumPrefix = `${this.#stem}-momentum-`;
-    const kept = keep === undefined ? undefined : basename(this.#momentumPath(keep));
     try {
       for await (const entry of Deno.readDir(dirname(this.#path))) {
-        if (!entry.isFile) continue;
-        const stray = (entry.name.startsWith(`${name}.`) && entry.name.endsWith(".tmp")) ||
-          (entry.name.startsWith(momentumPrefix) && entry.name !== kept);
-        if (stray) await Deno.remove(join(dirname(this.#path), entry.name)).catch(() => {});
+        if (!entry.isFile || !entry.name.endsWith(".tmp")) continue;
+        if (entry.name.startsWith(`${name}.`) || entry.name.startsWith(momentumPrefix)) {
+          await Deno.remove(join(dirname(this.#path), entry.name)).catch(() => {});
+        }
       }
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -264,9 +300,22 @@ export class CoordinatorState {
   #unreadable(path: string, why: string): TrainingError {
     return new TrainingError(
       "coordinator_state_unreadable",
-      `coordinator state ${path} cannot be read (${why}). Restore it, or move ${this.#path} ` +
-        `aside to start a new run from round 0`,
+      `coordinator state ${path} cannot be read (${why}). Restore it, or move the file aside ` +
+        `to start a new run from round 0: rename it where it is (mv ${this.#path} ` +
+        `${this.#path}.old); a new run never removes another state's files`,
     );
+  }
+
+  /**
+   * How to move this state aside, exactly: renamed where it is. A new run removes no file this
+   * state names (its momentum stays beside it), so renaming it back resumes it.
+   */
+  #moveAside(momentum: string | undefined): string {
+    const kept = momentum === undefined
+      ? ""
+      : `; the momentum file it names, ${basename(this.#momentumPath(momentum))}, stays beside it`;
+    return `rename it where it is (mv ${this.#path} ${this.#path}.old)${kept}. A new run ` +
+      `never removes another state's files: renaming it back resumes this run`;
   }
 }
 

@@ -11,8 +11,9 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import onnxProto from "onnx-proto";
+import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
 import { cidOf } from "../protocols/cid.ts";
 import { buildGptModel, type GptArchitecture, gptModelBytes } from "../inference/model_builder.ts";
 import { BUILTIN_VOCAB_SIZE } from "../inference/byte_tokenizer.ts";
@@ -125,6 +126,9 @@ export function gptModelBytesFromWeights(arch: GptArchitecture, weights: GptWeig
   return onnx.ModelProto.encode(model).finish();
 }
 
+/** The file a model directory's graph and weights are in (the CID is this file's). */
+const MODEL_FILE = "model.onnx";
+
 /** What {@link writeTrainedModel} wrote. */
 export interface TrainedModelFiles {
   /** The model directory, `<modelsDir>/<cid>`. */
@@ -136,6 +140,13 @@ export interface TrainedModelFiles {
 /**
  * Write a loadable model directory (`model.onnx`, `config.json`, tokenizer files) for trained
  * weights under `modelsDir/<cid>`, content-addressed as the built-in models are.
+ *
+ * Durably: once it returns, the directory survives a power cut whole. A coordinator's state
+ * names its current model by CID and is itself fsynced (`coordinator_state.ts`), so the model
+ * must be on disk first: `model.onnx` goes through the atomic, durable writer (temporary file,
+ * fsync, rename, fsync of the directory), the builder's other files are fsynced, and so are the
+ * directories holding the model's entry (`modelsDir`, and its parent, which may have just made
+ * it).
  */
 export async function writeTrainedModel(
   modelsDir: string,
@@ -145,10 +156,28 @@ export async function writeTrainedModel(
   const bytes = gptModelBytesFromWeights(arch, weights);
   const cid = cidOf(bytes);
   const dir = join(modelsDir, cid);
-  // The builder writes config and tokenizer files; then its model.onnx is replaced.
+  // The builder writes config and tokenizer files (and its seeded model.onnx, replaced below).
   await buildGptModel({ ...arch, outDir: dir });
-  await Deno.writeFile(join(dir, "model.onnx"), bytes);
+  for await (const entry of Deno.readDir(dir)) {
+    // Not another writer's temporary file (the same model, fetched twice at once).
+    if (entry.isFile && entry.name !== MODEL_FILE && !entry.name.endsWith(".tmp")) {
+      await syncFile(join(dir, entry.name));
+    }
+  }
+  await writeFileDurably(join(dir, MODEL_FILE), bytes);
+  await syncDirectory(modelsDir);
+  await syncDirectory(dirname(modelsDir));
   return { dir, cid };
+}
+
+/** `fsync` a file written without it (the builder's). */
+async function syncFile(path: string): Promise<void> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    await file.sync();
+  } finally {
+    file.close();
+  }
 }
 
 /** A deep copy of `weights`. */

@@ -19,34 +19,43 @@
  * left       { connection }                 a trainer's connection closed
  * trainers   → the joined trainers now      (the round loop asks)
  * announce   { round }                      internal: a round is about to be announced (saved)
- * round_done { … }                          internal: a round's model and momentum (saved)
+ * round_done { … }                          internal: a round finished: saved, then credited, announced
+ * deliver                                   internal: what a finished round still owes (a restart)
  * status     → CoordinatorStatus
  * ```
  *
  * The rounds run in a loop outside the mailbox, started in `preStart`: everything they change
  * comes back by `announce` and `round_done`, so the trainer table and the round state change
- * only in `receive`.
+ * only in `receive`. The trainer table is the node's ({@link JoinedTrainers}): a coordinator
+ * restarted by its supervisor keeps its trainers, who do not join again.
  *
  * With {@link RoundCoordinatorOptions.statePath}, the round state survives a crash or a restart
- * (`coordinator_state.ts`): it is saved before each round is announced (the number is taken) and
- * when it has finished (its credit and outcome sent, then the model, momentum and record), and
- * `preStart` resumes from it. A round in flight at a crash is not run again under its number:
- * the next round starts from the same model under the next number, with fresh data seeds, so a
- * trainer that reported for the lost round signs a receipt for another ledger slot (never a
- * second one for the same slot, which every ledger slashes as equivocation), and nobody is
- * credited twice for one round. The lost round's receipts stay recorded uncredited: its work is
- * the trainers' loss, as a round that made no model.
+ * (`coordinator_state.ts`), and `preStart` resumes from it. It is saved before each round is
+ * announced (the number is taken), when the round has finished — its model, momentum and record,
+ * and what it owes ({@link RoundDelivery}: the credit of the deltas in its model, its outcome) —
+ * and once those are out. Nothing of a round is paid or sent before it is saved as finished, and
+ * each step checks the stop signal first, so a round ends one way in every ledger:
+ *
+ * - Stopped before it was saved as finished, it is lost: not run again under its number, nobody
+ *   credited, no outcome. The next round starts from the same model under the next number, with
+ *   fresh data seeds, so a trainer that reported for the lost round signs a receipt for another
+ *   ledger slot (never a second one for the same slot, which every ledger slashes as
+ *   equivocation). The lost round's receipts stay recorded uncredited: its work is the trainers'
+ *   loss, as a round that made no model.
+ * - Stopped after, it stands: the restart sends its credit and outcome again before the next
+ *   round. Again is harmless — a ledger credits a receipt once, a validator takes an outcome once —
+ *   so whatever had gone out before the stop is not paid twice.
  *
  * @module
  */
 import type { Actor, ActorContext } from "../actors/actor.ts";
+import type { ActorRef } from "../actors/actor_ref.ts";
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { sha256, toHex } from "../protocols/hash.ts";
 import {
   type JoinedBody,
-  type OutcomeBody,
   type ReportBody,
   RoundMessage,
   type RoundTerms,
@@ -64,6 +73,8 @@ import type { RoundModel, RoundModels } from "./round_models.ts";
 import { aggregateRound } from "./training_round.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "./outer_step.ts";
 import { type CoordinatorSnapshot, CoordinatorState } from "./coordinator_state.ts";
+import { type JoinedTrainer, JoinedTrainers } from "./joined_trainers.ts";
+import type { RoundDelivery } from "./round_delivery.ts";
 import { TrainingError } from "./training_error.ts";
 import { decodeFittingDelta } from "./int8_delta.ts";
 import { useTrainingBackend } from "./tf_backend.ts";
@@ -113,16 +124,14 @@ export interface RoundCoordinatorOptions {
    * on start (`coordinator_state.ts`); absent: kept in memory only, a restart starts at round 0.
    */
   statePath?: string;
+  /**
+   * The joined trainers, kept across this coordinator's incarnations: created once by the node,
+   * outside the actor's factory. Absent: a table of this incarnation's own (a restart by the
+   * supervisor forgets every trainer, and trainers join only when a connection opens).
+   */
+  trainers?: JoinedTrainers;
   /** Where one line per round goes. */
   log?: (line: string) => void;
-}
-
-/** A joined trainer. */
-interface TrainerEntry {
-  key: string;
-  connection: Connection;
-  shardSize: number;
-  shardRoot: string;
 }
 
 /** One finished round, as the status shows it. */
@@ -171,7 +180,10 @@ export type CoordinatorMessage =
     /** The outer step was not finite: drop the momentum (absent `momentum` keeps it). */
     resetMomentum?: boolean;
     convicted: string[];
+    /** What the round owes (absent: it made no model, it owes nothing). */
+    delivery?: RoundDelivery;
   }
+  | { type: "deliver" }
   | { type: "status" };
 
 /** See the module doc. */
@@ -180,18 +192,21 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   /** The inner hyper-parameters every round announces. */
   readonly #hyper: LocalHyperParams;
   readonly #state?: CoordinatorState;
-  readonly #trainers = new Map<string, TrainerEntry>();
+  readonly #trainers: JoinedTrainers;
   readonly #convicted = new Set<string>();
   readonly #history: RoundRecord[] = [];
   #round = 0;
   #model?: RoundModel;
   #momentum?: GptWeights;
+  /** The last finished round's credit and outcome, until they are out. */
+  #delivery?: RoundDelivery;
   #initialLoss?: number;
 
   /** @param options See {@link RoundCoordinatorOptions}. */
   constructor(options: RoundCoordinatorOptions) {
     this.#options = options;
     this.#hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...options.hyper };
+    this.#trainers = options.trainers ?? new JoinedTrainers();
     if (options.statePath !== undefined) {
       this.#state = new CoordinatorState(options.statePath, {
         arch: options.arch,
@@ -241,11 +256,13 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         "coordinator_state_unreadable",
         `coordinator state ${this.#state!.path} names model ${cid}, which cannot be loaded ` +
           `(${(error as Error).message}). Restore it, or move the state aside to start a new ` +
-          `run from round 0`,
+          `run from round 0: rename it where it is (mv ${this.#state!.path} ` +
+          `${this.#state!.path}.old); a new run never removes another state's files`,
       );
     });
     this.#model = { ...model, file: file ?? model.file, update };
     this.#momentum = saved.momentum;
+    this.#delivery = saved.delivery;
     this.#history.push(...saved.history);
     for (const key of saved.convicted) this.#convicted.add(key);
     this.#initialLoss = saved.initialLoss;
@@ -253,13 +270,19 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     await this.#options.serve?.(this.#model.dir);
     const last = saved.history.at(-1)?.round ?? -1;
     const lost = saved.round - 1 > last ? saved.round - 1 : undefined;
+    const joined = this.#trainers.open().length;
     this.#log(
       `training: resuming at round ${saved.round} from model ${cid}` +
         ` (${saved.history.length} of ${roundsText(this.#options.rounds)} finished)` +
         (lost === undefined
           ? ""
           : `; round ${lost} was in flight at the stop and is not run again: its reports ` +
-            `earn nothing, the trainers answer round ${saved.round} from the same model`),
+            `earn nothing, the trainers answer round ${saved.round} from the same model`) +
+        (saved.delivery === undefined
+          ? ""
+          : `; round ${saved.delivery.terms.round} had finished: its credit and outcome go out ` +
+            `again (none is taken twice)`) +
+        (joined === 0 ? "" : `; ${joined} trainer${joined === 1 ? "" : "s"} still joined`),
     );
   }
 
@@ -270,6 +293,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       round,
       model: { cid: model.cid, file: model.file, update: model.update },
       momentum: this.#momentum,
+      delivery: this.#delivery,
       history: [...this.#history],
       convicted: [...this.#convicted],
       initialLoss: this.#initialLoss,
@@ -283,14 +307,13 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         return this.#join(message, ctx);
       case "left": {
         const key = toHex(message.connection.peerKey!);
-        if (this.#trainers.get(key)?.connection === message.connection) {
-          this.#trainers.delete(key);
+        if (this.#trainers.leave(key, message.connection) !== undefined) {
           this.#log(`training: trainer ${key.slice(0, 16)} left`);
         }
         return;
       }
       case "trainers":
-        return [...this.#trainers.values()].filter((t) => !this.#convicted.has(t.key));
+        return this.#trainers.open().filter((t) => !this.#convicted.has(t.key));
       case "announce":
         // Saved before anyone is asked: a restart never announces this number again.
         return this.#state?.save(this.#snapshot(message.round + 1));
@@ -300,15 +323,17 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         this.#momentum = message.resetMomentum ? undefined : message.momentum ?? this.#momentum;
         for (const key of message.convicted) this.#convicted.add(key);
         this.#round = message.record.round + 1;
-        // A save that fails crashes this incarnation: the restart resumes from the last one.
-        return this.#state?.save(this.#snapshot(this.#round));
+        this.#delivery = message.delivery;
+        return this.#finish(ctx);
+      case "deliver":
+        return this.#deliver(ctx);
       case "status":
         return {
           round: this.#round,
           model: this.#model!.cid,
           initialLoss: this.#initialLoss,
           history: [...this.#history],
-          trainers: [...this.#trainers.keys()],
+          trainers: this.#trainers.open().map((t) => t.key),
           convicted: [...this.#convicted],
         } satisfies CoordinatorStatus;
     }
@@ -320,7 +345,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   ): JoinedBody {
     const { connection } = message;
     const key = toHex(connection.peerKey!);
-    this.#trainers.set(key, {
+    this.#trainers.join({
       key,
       connection,
       shardSize: message.shardSize,
@@ -338,18 +363,21 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
 
   async #loop(ctx: ActorContext<CoordinatorMessage>): Promise<void> {
     const { rounds } = this.#options;
+    // What a round that finished before a restart still owes goes out before anything else.
+    await ctx.self.ask({ type: "deliver" });
     let first = true;
     while (!ctx.signal.aborted) {
       // Rounds finished before a restart count: `rounds` is the run's, not this start's.
       const finished = (await ctx.self.ask<CoordinatorStatus>({ type: "status" })).history.length;
       if (rounds !== 0 && finished >= rounds) return;
-      // The first round of a start waits for `minTrainers` (after a restart they join again);
-      // later ones go on with whoever is joined (and not convicted): a trainer that left, or
-      // cheated, does not hold the network up.
+      // The first round of a start waits for `minTrainers` (after a node restart they join
+      // again; after a restart of this actor alone they are still joined); later ones go on
+      // with whoever is joined (and not convicted): a trainer that left, or cheated, does not
+      // hold the network up.
       const needed = first ? this.#options.minTrainers : 1;
-      let trainers: TrainerEntry[];
+      let trainers: JoinedTrainer[];
       for (;;) {
-        trainers = await ctx.self.ask<TrainerEntry[]>({ type: "trainers" });
+        trainers = await ctx.self.ask<JoinedTrainer[]>({ type: "trainers" });
         if (trainers.length >= needed || ctx.signal.aborted) break;
         await sleep(TRAINER_POLL_MS, ctx.signal);
       }
@@ -376,7 +404,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   /** One round: announce, collect until the deadline, check, aggregate, publish. */
   async #runRound(
     round: number,
-    trainers: TrainerEntry[],
+    trainers: JoinedTrainer[],
     ctx: ActorContext<CoordinatorMessage>,
   ): Promise<void> {
     const { arch, steps } = this.#options;
@@ -409,7 +437,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     // restart goes on from the saved state; nothing of this round may reach it.
     if (ctx.signal.aborted) return;
     const excluded = new Map<string, string>();
-    const reports: { trainer: TrainerEntry; report: ReportBody }[] = [];
+    const reports: { trainer: JoinedTrainer; report: ReportBody }[] = [];
     settled.forEach((result, i) => {
       const trainer = trainers[i];
       if (result.status === "rejected") {
@@ -429,9 +457,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       reports.push({ trainer, report });
     });
     // Every receipt goes to the ledgers before any challenge of it can settle there.
-    const validator = this.#options.validator === undefined
-      ? undefined
-      : ctx.system.lookup<TrainingValidatorMessage>(this.#options.validator);
+    const validator = this.#validator(ctx);
     const outcomes = await Promise.all(
       reports.map(async ({ trainer, report }) => {
         if (validator === undefined) return { challenged: false } as ChallengeOutcome;
@@ -531,25 +557,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       // Absent rather than undefined: the record reads the same once saved and read back.
       ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
     };
-    this.#log(
-      `training: round ${round} done: model ${model.cid} from ${accepted.length} of ${trainers.length} ` +
-        `trainers` +
-        (excluded.size > 0
-          ? `, excluded ${[...excluded].map(([k, r]) => `${k.slice(0, 16)} (${r})`).join(", ")}`
-          : "") +
-        (heldOutLoss === undefined ? "" : `, held-out loss ${heldOutLoss.toFixed(3)} nats/byte`),
-    );
-    if (model !== start && validator !== undefined) {
-      // Paid are the reports whose deltas are in the model, and no other: the receipts were
-      // recorded uncredited before their challenge, so one left out for any reason — a
-      // challenge failed without a proof, a check this node could not run, a delta the outer
-      // step refused — earns nothing in this ledger.
-      await validator.ask({
-        type: "credit",
-        receipts: accepted.map((r) => r.report.receipt),
-        terms,
-      });
-    }
+    let delivery: RoundDelivery | undefined;
     if (model !== start) {
       // Each delta that went in, stored, so any node can redo the outer step (round_audit.ts).
       const reports = await Promise.all(accepted.map(async ({ report }) => ({
@@ -559,30 +567,31 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           `delta-${report.receipt.deltaHash}.bin`,
         ),
       })));
-      const outcome: OutcomeBody = {
-        round,
-        startModel: start.cid,
-        ...(start.file === undefined ? {} : { startFile: start.file }),
-        model: model.cid,
-        file: model.file ?? model.cid,
-        arch,
-        accepted: record.accepted,
-        reports: reports.flatMap((r) =>
-          r.deltaFile === undefined ? [] : [{ receipt: r.receipt, deltaFile: r.deltaFile }]
-        ),
-        excluded: record.excluded.map((e) => e.key),
-        ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
+      delivery = {
+        terms,
+        // Paid are the reports whose deltas are in the model, and no other: the receipts were
+        // recorded uncredited before their challenge, so one left out for any reason — a
+        // challenge failed without a proof, a check this node could not run, a delta the outer
+        // step refused — earns nothing in this ledger.
+        credit: accepted.map((r) => r.report.receipt),
+        outcome: {
+          round,
+          startModel: start.cid,
+          ...(start.file === undefined ? {} : { startFile: start.file }),
+          model: model.cid,
+          file: model.file ?? model.cid,
+          arch,
+          accepted: record.accepted,
+          reports: reports.flatMap((r) =>
+            r.deltaFile === undefined ? [] : [{ receipt: r.receipt, deltaFile: r.deltaFile }]
+          ),
+          excluded: record.excluded.map((e) => e.key),
+          ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
+        },
       };
-      // Through the validator side when there is one: it marks the outcome seen, so the copy
-      // that gossip brings back is not taken again.
-      if (validator !== undefined) {
-        await validator.tell({ type: "outcome", body: outcome, origin: "local" });
-      } else this.#publish(ctx, { kind: "outcome", body: outcome });
     }
-    // The round is finished — and saved — only once its credit and outcome are out: a crash
-    // before this leaves it to the next number from the same start model (the auditors still
-    // hold that model's momentum), never a finished model that no ledger credited and no node
-    // can audit (the rounds after it would find no momentum to start from).
+    // Stopped before the round is saved as finished: it is lost, and nothing of it went out —
+    // no credit, no outcome — so no ledger pays for it and every node runs on without it.
     if (ctx.signal.aborted) return;
     await ctx.self.ask({
       type: "round_done",
@@ -591,13 +600,68 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       momentum,
       resetMomentum,
       convicted,
+      delivery,
     });
+    this.#log(
+      `training: round ${round} done: model ${model.cid} from ${accepted.length} of ${trainers.length} ` +
+        `trainers` +
+        (excluded.size > 0
+          ? `, excluded ${[...excluded].map(([k, r]) => `${k.slice(0, 16)} (${r})`).join(", ")}`
+          : "") +
+        (heldOutLoss === undefined ? "" : `, held-out loss ${heldOutLoss.toFixed(3)} nats/byte`),
+    );
+  }
+
+  /**
+   * A round has finished (its record, model, momentum and what it owes are in place): save it,
+   * then send what it owes. Saved first, the round stands from here on, whatever stops this
+   * incarnation; a save that fails crashes it, and the restart resumes from the last save, with
+   * this round lost and nothing of it sent.
+   */
+  async #finish(ctx: ActorContext<CoordinatorMessage>): Promise<void> {
+    await this.#state?.save(this.#snapshot(this.#round));
+    await this.#deliver(ctx);
+  }
+
+  /**
+   * Send what the last finished round owes, saved with it: the credit of its receipts in this
+   * node's ledger, then its outcome to every node; then save the state without it. In `receive`,
+   * so `status` shows a finished round once this is done. Each step first checks the stop
+   * signal: a stopped incarnation sends nothing more, and its restart sends it all again (a
+   * ledger credits a receipt once, a validator takes an outcome once, so nothing that had gone
+   * out counts twice).
+   */
+  async #deliver(ctx: ActorContext<CoordinatorMessage>): Promise<void> {
+    const delivery = this.#delivery;
+    if (delivery === undefined) return;
+    const validator = this.#validator(ctx);
+    if (ctx.signal.aborted) return;
+    if (validator !== undefined) {
+      await validator.ask({ type: "credit", receipts: delivery.credit, terms: delivery.terms });
+    }
+    if (ctx.signal.aborted) return;
+    // Through the validator side when there is one: it marks the outcome seen, so the copy
+    // that gossip brings back is not taken again.
+    if (validator !== undefined) {
+      await validator.tell({ type: "outcome", body: delivery.outcome, origin: "local" });
+    } else this.#publish(ctx, { kind: "outcome", body: delivery.outcome });
+    if (ctx.signal.aborted) return;
+    this.#delivery = undefined;
+    await this.#state?.save(this.#snapshot(this.#round));
+  }
+
+  /** This node's TrainingValidator, when the coordinator has one. */
+  #validator(
+    ctx: ActorContext<CoordinatorMessage>,
+  ): ActorRef<TrainingValidatorMessage> | undefined {
+    const name = this.#options.validator;
+    return name === undefined ? undefined : ctx.system.lookup<TrainingValidatorMessage>(name);
   }
 
   /** Why a report cannot enter the round (undefined: it can). */
   #reportProblem(
     report: ReportBody,
-    trainer: TrainerEntry,
+    trainer: JoinedTrainer,
     terms: RoundTerms & { hyper: LocalHyperParams },
     start: GptWeights,
   ): string | undefined {

@@ -3,18 +3,22 @@
  * data it resumes from its last finished round, with the same model and momentum, so its next
  * round gives what an uninterrupted run gives. A state written for another run, or one that
  * cannot be read, is refused with an error naming the file (never a silent start from round 0);
- * a write interrupted by a crash leaves the state before it. A round in flight at the stop is
- * not run again under its number: its trainer answers the next one from the same model, is not
- * slashed for it, and is paid once.
+ * a write interrupted by a crash leaves the state before it, and a state moved aside as the
+ * refusal advises stays resumable. A round in flight at the stop is not run again under its
+ * number: its trainer answers the next one from the same model, is not slashed for it, and is
+ * paid once. A coordinator its supervisor restarts keeps its trainers (they join only when their
+ * connection opens, and theirs stayed open).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import type { ActorContext } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { ActorCrashedError } from "../../actors/errors.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { RoundMessage } from "../../protocols/training_messages.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { GptArchitecture } from "../../inference/model_builder.ts";
@@ -26,6 +30,7 @@ import {
 } from "../../training/round_coordinator.ts";
 import { type CoordinatorRun, CoordinatorState } from "../../training/coordinator_state.ts";
 import { RoundModels } from "../../training/round_models.ts";
+import { JoinedTrainers } from "../../training/joined_trainers.ts";
 import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "../../training/outer_step.ts";
@@ -39,7 +44,7 @@ import { commitShard } from "../../training/training_state.ts";
 import type { TextShard } from "../../training/brown_corpus.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
-import { honestTrainer } from "./_coordinator_trainers.ts";
+import { honestTrainer, trainerConnection } from "./_coordinator_trainers.ts";
 
 /** Local steps: the rounds only have to happen, and to move the model and the momentum. */
 const H = 2;
@@ -257,6 +262,10 @@ Deno.test("a truncated or corrupt coordinator state is refused clearly, never a 
       ["truncated", () => Deno.writeFile(path, whole.subarray(0, whole.length >> 1)), path],
       ["not a state", () => Deno.writeTextFile(path, JSON.stringify({ v: 1, round: "x" })), path],
       ["a later format", () => Deno.writeTextFile(path, JSON.stringify({ v: 2 })), path],
+      ["a round delivery that is none", async () => {
+        const state = JSON.parse(new TextDecoder().decode(whole));
+        await Deno.writeTextFile(path, JSON.stringify({ ...state, delivery: "a0" }));
+      }, path],
       ["momentum altered", async () => {
         await Deno.writeFile(path, whole);
         const altered = momentum.slice();
@@ -283,7 +292,7 @@ Deno.test("a truncated or corrupt coordinator state is refused clearly, never a 
   }
 });
 
-Deno.test("a crash in the middle of a state write leaves the state before it: the half-written file and its momentum are ignored and cleared", async () => {
+Deno.test("a crash in the middle of a state write leaves the state before it: the half-written file is ignored and cleared, the momentum written for it ignored and left", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-resume-torn-" });
   try {
     const { cid, momentum } = await savedState(dir, 3);
@@ -308,8 +317,14 @@ Deno.test("a crash in the middle of a state write leaves the state before it: th
       assert.deepEqual(saved?.momentum?.get(name)?.data, tensor.data, `momentum ${name}`);
     }
     const left = [...Deno.readDirSync(training)].map((e) => e.name).sort();
-    assert.equal(left.length, 2, `only the state and its momentum are left: ${left}`);
-    assert.ok(left.includes("coordinator.json"));
+    // The momentum no state here names stays: it may as well be a run's moved aside (a crash
+    // between a momentum's write and its state's leaves one such file, no more).
+    assert.deepEqual(
+      left,
+      ["coordinator.json", momentumFileOf(training), `coordinator-momentum-${"ab".repeat(32)}.f32`]
+        .sort(),
+      "the temporary file is gone",
+    );
 
     // And a coordinator started over it resumes there.
     const system = new ActorSystem({ name: "torn" });
@@ -325,6 +340,125 @@ Deno.test("a crash in the middle of a state write leaves the state before it: th
       await system.shutdown();
     }
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** The name of the momentum file the state in `training` names. */
+function momentumFileOf(training: string): string {
+  const { momentum } = JSON.parse(Deno.readTextFileSync(join(training, "coordinator.json")));
+  return `coordinator-momentum-${momentum}.f32`;
+}
+
+Deno.test("a state moved aside as the refusal advises stays resumable: a new run beside it removes only the momentum files its own state replaced", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-resume-aside-" });
+  try {
+    const { cid, momentum } = await savedState(dir, 3);
+    const path = join(dir, ...STATE);
+    const training = join(dir, "training");
+    const oldMomentum = momentumFileOf(training);
+    const other: CoordinatorRun = { ...RUN, steps: H + 1 };
+
+    const refusal = await new CoordinatorState(path, other).load().then(
+      () => assert.fail("another run's state is refused"),
+      (error: TrainingError) => error,
+    );
+    assert.equal(refusal.code, "coordinator_state_mismatch");
+    assert.ok(refusal.message.includes(`mv ${path} ${path}.old`), refusal.message);
+    assert.ok(refusal.message.includes(oldMomentum), refusal.message);
+
+    // As advised; then a new run, three rounds with a momentum, then one that resets it.
+    await Deno.rename(path, `${path}.old`);
+    const fresh = new CoordinatorState(path, other);
+    assert.equal(await fresh.load(), undefined, "a new run");
+    for (const [round, seed] of [[1, 8], [2, 9], [3, 10], [4, undefined]] as const) {
+      await fresh.save({
+        round,
+        model: { cid },
+        momentum: seed === undefined ? undefined : seededGptWeights(TEST_ARCH, seed),
+        history: [],
+        convicted: [],
+      });
+    }
+    assert.deepEqual(
+      [...Deno.readDirSync(training)].map((e) => e.name).sort(),
+      ["coordinator.json", "coordinator.json.old", oldMomentum].sort(),
+      "the new run's momenta went as its state replaced them; the old run's stays",
+    );
+
+    // And back to the old run: its state renamed back resumes it, momentum and all.
+    await Deno.rename(path, `${path}.new`);
+    await Deno.rename(`${path}.old`, path);
+    const back = await new CoordinatorState(path, RUN).load();
+    assert.equal(back?.round, 3);
+    for (const [name, tensor] of momentum) {
+      assert.deepEqual(back?.momentum?.get(name)?.data, tensor.data, `momentum ${name}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A coordinator that a `crash` message crashes, as any exception in its `receive` would. */
+type Crashable = CoordinatorMessage | { type: "crash" };
+class CrashableCoordinator extends RoundCoordinator {
+  override receive(message: Crashable, ctx: ActorContext<Crashable>): unknown {
+    if (message.type === "crash") throw new Error("crashed by the test");
+    return super.receive(message, ctx as ActorContext<CoordinatorMessage>);
+  }
+}
+
+Deno.test("a coordinator its supervisor restarts keeps its joined trainers: the rounds go on without them joining again", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-resume-restart-" });
+  const system = new ActorSystem({ name: "restart" });
+  try {
+    const split = await testSplit();
+    const id = Identity.generate();
+    const models = roundModels(dir);
+    const lines: string[] = [];
+    // The node's table, outside the factory: every incarnation gets the same one.
+    const joined = new JoinedTrainers();
+    const coordinator = await system.spawn<Crashable>({
+      name: "t/coordinator",
+      factory: () =>
+        new CrashableCoordinator(coordinatorOptions(dir, models, {
+          rounds: 2,
+          trainers: joined,
+          log: (line) => lines.push(line),
+        })),
+    });
+    // The trainer joins once, and answers every round but round 1, which the crash interrupts.
+    const honest = honestTrainer(id, split.shards[0], models).connection;
+    const inRound1 = Promise.withResolvers<void>();
+    const { connection } = trainerConnection(id, (body) => {
+      if (body.round !== 1) return honest.request(RoundMessage, body);
+      inRound1.resolve();
+      return new Promise(() => {});
+    });
+    const { size, root } = commitShard(split.shards[0], TEST_HYPER.sampleBytes);
+    await coordinator.ask({ type: "join", connection, shardSize: size, shardRoot: root });
+    await inRound1.promise;
+    await coordinator.tell({ type: "crash" });
+
+    const status = await eventually(
+      async () => {
+        const s = await coordinator.ask<CoordinatorStatus>({ type: "status" });
+        return s.history.length === 2 ? s : undefined;
+      },
+      "a round after the restart",
+      { timeoutMs: 60_000 },
+    );
+    assert.deepEqual(status.history.map((r) => r.round), [0, 2], "round 1 was lost in the crash");
+    assert.equal(status.history[1].startModel, status.history[0].model);
+    assert.deepEqual(status.history[1].accepted, [toHex(id.publicKey)], "the same trainer");
+    assert.ok(
+      lines.some((l) =>
+        l.startsWith("training: resuming at round 2") && l.endsWith("; 1 trainer still joined")
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    await system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
 });
