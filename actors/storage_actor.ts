@@ -517,8 +517,9 @@ export class StorageActor {
   /** Storage keys stored by `local` puts still running (not pinned yet), with a count per key. */
   readonly #localPuts = new Map<string, number>();
   /**
-   * Storage keys this node's running puts (not `local`) wrote to its own store as one of their
-   * holders (not pinned yet), with a count per key: held for the network like a pinned file's.
+   * Storage keys this node's running puts (not `local`) write or wrote to its own store as one of
+   * their holders (not pinned yet), with a count per key from the moment the write starts: held
+   * for the network like a pinned file's.
    */
   readonly #ownPuts = new Map<string, number>();
   /**
@@ -995,11 +996,13 @@ export class StorageActor {
       const write = (peer: StoragePeer, cid: string, bytes: Uint8Array, o: PeerCallOptions) => {
         if (peer !== self) return peer.putChunk(cid, bytes, o);
         if (!recording) return self.putOwn(cid, bytes, store, o);
-        const written = self.putOwn(cid, bytes, pending, o).then(() => {
-          const key = storageKey(cid);
-          this.#ownPuts.set(key, (this.#ownPuts.get(key) ?? 0) + 1);
-          own.push(key);
-        });
+        // The put reaches the chunk from now, not from when its copy here lands: the quorum may
+        // answer first, and a read of it (the put's own, of its root) then repairs this node's
+        // copy through `SelfPeer.putChunk`, which must find it this put's, not a replica.
+        const key = storageKey(cid);
+        this.#ownPuts.set(key, (this.#ownPuts.get(key) ?? 0) + 1);
+        own.push(key);
+        const written = self.putOwn(cid, bytes, pending, o);
         selfWrites.add(written);
         return written;
       };

@@ -3,9 +3,9 @@
  *
  * - **Placement**: rendezvous hashing ranks the peers for each CID; the first r hold it.
  * - **Writes**: sent to the r holders at once; `put` resolves as soon as w of them acknowledged
- *   (the rest finish in the background — {@link ReplicatedStore.flush} waits for them). A
- *   holder that fails is replaced by the next peer in rank order, so one dead peer does not
- *   fail writes while enough others live.
+ *   (the rest finish in the background, even if the caller's signal aborts after that —
+ *   {@link ReplicatedStore.flush} waits for them). A holder that fails is replaced by the next
+ *   peer in rank order, so one dead peer does not fail writes while enough others live.
  * - **Reads**: `readParallelism` replicas are asked at once; the first copy that verifies
  *   against the CID wins and the others are cancelled. A failed or corrupt replica makes the
  *   read fall back to the next one, and (read repair) the good bytes are written back to it.
@@ -234,7 +234,9 @@ export class ReplicatedStore implements BlockStore {
   }
 
   /**
-   * Store `bytes` on its holders; resolves with the CID once w holders acknowledged.
+   * Store `bytes` on its holders; resolves with the CID once w holders acknowledged. The
+   * caller's signal cancels the put until then; the copies beyond the quorum are written
+   * whatever it does after.
    * @throws {ReplicationError} fewer than w peers could store it.
    */
   async put(bytes: Uint8Array, options?: ReplicatedPutOptions): Promise<string> {
@@ -244,6 +246,13 @@ export class ReplicatedStore implements BlockStore {
     if (ranked.length < this.#w) {
       throw new ReplicationError(`need ${this.#w} storage peers, have ${ranked.length}`);
     }
+    // The caller's signal cancels this put while it waits for its quorum, not the copies after
+    // it: those are the store's, and finish in the background whatever becomes of the signal
+    // (an HTTP request's aborts as soon as its response is sent).
+    const cancel = new AbortController();
+    const follow = () => cancel.abort(options?.signal?.reason);
+    if (options?.signal?.aborted) follow();
+    else options?.signal?.addEventListener("abort", follow, { once: true });
     const errors: unknown[] = [];
     let next = 0;
     let acks = 0;
@@ -252,7 +261,7 @@ export class ReplicatedStore implements BlockStore {
     const launch = () => {
       const peer = ranked[next++];
       pending++;
-      const written = this.#call(options?.signal, (signal) => write(peer, cid, bytes, { signal }))
+      const written = this.#call(cancel.signal, (signal) => write(peer, cid, bytes, { signal }))
         .then(() => {
           this.#wrote(peer, cid, true);
           if (++acks === this.#w) resolve();
@@ -262,7 +271,7 @@ export class ReplicatedStore implements BlockStore {
           this.#report("put", peer, cid, error);
           // Keep r writes going: hand this one's place to the next peer in rank order (unless
           // the caller gave up, in which case every peer would fail the same way).
-          if (next < ranked.length && !options?.signal?.aborted) launch();
+          if (next < ranked.length && !cancel.signal.aborted) launch();
         })
         .finally(() => {
           if (--pending === 0 && acks < this.#w) {
@@ -282,6 +291,8 @@ export class ReplicatedStore implements BlockStore {
     } catch (error) {
       options?.signal?.throwIfAborted(); // report the abort, not its consequence
       throw error;
+    } finally {
+      options?.signal?.removeEventListener("abort", follow);
     }
     return cid;
   }

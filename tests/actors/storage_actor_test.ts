@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { CID } from "multiformats/cid";
 import { base58btc } from "multiformats/bases/base58";
 import * as Digest from "multiformats/hashes/digest";
-import { cidOf, RAW_CODEC, SHA2_256_CODE } from "../../protocols/cid.ts";
+import { cidOf, RAW_CODEC, SHA2_256_CODE, storageKey } from "../../protocols/cid.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { encodeManifest, MANIFEST_TYPE, MANIFEST_VERSION } from "../../protocols/manifest.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -23,10 +23,15 @@ import { type AuditResult, StorageAuditor } from "../../storage/audit.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { ChunkStore, type ChunkStoreStats, type GcResult } from "../../storage/chunk_store.ts";
 import { LEGACY_MANIFESTS_DIR } from "../../storage/legacy_manifests.ts";
-import type { FileInfo } from "../../storage/file_store.ts";
+import { type FileInfo, FileStore } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
-import { LocalStoragePeer, possessionProof, type StoragePeer } from "../../storage/storage_peer.ts";
+import {
+  LocalStoragePeer,
+  type PeerCallOptions,
+  possessionProof,
+  type StoragePeer,
+} from "../../storage/storage_peer.ts";
 import { collect, pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
 
 Deno.test("StorageActor answers put with a handle at once and serves get, get_bytes and ranges", async () => {
@@ -645,6 +650,132 @@ Deno.test("with holdHere, an unpinned file's own copies go at the next gc: peers
   for (const c of mine) assert.deepEqual(await peerView(actor, c), gone, c);
   await actor.postStop();
   await node.cleanup();
+});
+
+Deno.test("with holdHere, a read repair that reaches this node before its own put's copy is written keeps that copy as the file's, not as a replica held for a peer", async () => {
+  const dirs: string[] = [];
+  const tempDir = async () => {
+    const d = await Deno.makeTempDir();
+    dirs.push(d);
+    return d;
+  };
+  const data = pseudoRandomBytes(4 * 1024, 81);
+  const chunkSize = 1024;
+  // The file's root as the put will name it (the same bytes, chunked the same way).
+  const scratch = await ChunkStore.open(await tempDir(), { durable: false });
+  const rootKey = storageKey((await new FileStore(scratch, { chunkSize }).put(streamOf(data))).cid);
+  // Once a peer has served the root, later reads of it wait: the put cannot go on to its pin
+  // until this node's store has taken the read repair's write.
+  const readRepaired = Promise.withResolvers<void>();
+  let served = false;
+  class HeldPeer extends LocalStoragePeer {
+    override async getChunk(cid: string, options?: { signal?: AbortSignal }) {
+      if (cid === rootKey && served) await readRepaired.promise;
+      if (cid === rootKey) served = true;
+      return await super.getChunk(cid, options);
+    }
+  }
+  const peers = await Promise.all(
+    Array.from({ length: 4 }, async () =>
+      new HeldPeer(
+        await ChunkStore.open(await tempDir(), { durable: false }),
+        Identity.generate().publicKey,
+      )),
+  );
+  // This node is the root's first holder, so the put's read of the root asks it at once.
+  let identity = Identity.generate();
+  const selfFirst = (id: Identity) =>
+    rankPeers(rootKey, [{ id: toHex(id.publicKey) }, ...peers])[0].id === toHex(id.publicKey);
+  while (!selfFirst(identity)) identity = Identity.generate();
+  // This node's own write of the root fails (a full disk, for a moment), and so it lacks the
+  // root when the put reads it back: the read repairs it here. Writes succeed again once the
+  // repair's copy is queued.
+  let rootWrites = 0;
+  const dir = await tempDir();
+  const options = {
+    dir,
+    chunkSize,
+    peers,
+    replication: { replicas: 3, writeQuorum: 2 },
+    identity,
+    holdHere: true,
+  };
+  const actor = new StorageActor({
+    ...options,
+    store: {
+      durable: false,
+      faults: {
+        queued: (cid: string) => {
+          if (cid === rootKey && ++rootWrites === 2) readRepaired.resolve();
+        },
+        beforeWrite: () => {
+          if (rootWrites === 1) throw new Error("injected: no space left for a moment");
+        },
+      },
+    },
+  });
+  await actor.preStart();
+  const { cid } = await (await actor.receive({ type: "put", source: streamOf(data) }) as PutHandle)
+    .done;
+  assert.equal(storageKey(cid), rootKey);
+  await actor.postStop(); // the read repairs have landed
+  const store = await ChunkStore.open(dir, { durable: false });
+  assert.equal(await store.has(rootKey), true, "the read repair wrote the root here");
+  assert.equal(await store.isReplica(rootKey), false, "its own file's root is not held for a peer");
+
+  // So unpinning the file frees it here.
+  const again = new StorageActor({ ...options, store: { durable: false } });
+  await again.preStart();
+  assert.equal(unwrapReply(await again.receive({ type: "unpin", cid })), true);
+  const gc = unwrapReply<GcResult>(await again.receive({ type: "gc", graceMs: 0 }));
+  assert.equal(gc.kept, 0);
+  const after = unwrapReply<ChunkStoreStats>(await again.receive({ type: "capacity" }));
+  assert.equal(after.objectCount, 0, "the disk is freed");
+  await again.postStop();
+  for (const d of dirs) await Deno.remove(d, { recursive: true });
+});
+
+Deno.test("a put's copies beyond the write quorum are still written when the caller's signal aborts once the put is done, as an HTTP request's does when its response is sent", async () => {
+  const dirs: string[] = [];
+  const tempDir = async () => {
+    const d = await Deno.makeTempDir();
+    dirs.push(d);
+    return d;
+  };
+  // One holder of every chunk (r = 3 of 3 peers) takes its copies only after the put is done.
+  const late = Promise.withResolvers<void>();
+  class LatePeer extends LocalStoragePeer {
+    override async putChunk(cid: string, bytes: Uint8Array, options?: PeerCallOptions) {
+      await late.promise;
+      return await super.putChunk(cid, bytes, options);
+    }
+  }
+  const open = async () => await ChunkStore.open(await tempDir(), { durable: false });
+  const peers = [
+    new LocalStoragePeer(await open(), Identity.generate().publicKey),
+    new LocalStoragePeer(await open(), Identity.generate().publicKey),
+    new LatePeer(await open(), Identity.generate().publicKey),
+  ];
+  const actor = new StorageActor({
+    dir: await tempDir(),
+    chunkSize: 1024,
+    peers,
+    replication: { replicas: 3, writeQuorum: 2 },
+  });
+  await actor.preStart();
+  const request = new AbortController();
+  const handle = await actor.receive({
+    type: "put",
+    source: streamOf(pseudoRandomBytes(4 * 1024, 91)),
+    signal: request.signal,
+  }) as PutHandle;
+  const { cid } = await handle.done;
+  request.abort(); // the 201 is sent
+  late.resolve();
+  await actor.postStop(); // the writes beyond the quorum have finished
+  const { chunks } = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid }));
+  for (const c of chunks) assert.equal(await peers[2].store.has(c), true, `third copy of ${c}`);
+  for (const d of dirs) await Deno.remove(d, { recursive: true });
 });
 
 Deno.test("with holdHere, a chunk a peer's put gave this node stays through gc, also when an unpinned file of its own shares it", async () => {

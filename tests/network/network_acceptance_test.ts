@@ -11,7 +11,8 @@
  * 2. The validator challenges that (resumed) receipt and finds it valid.
  * 3. A worker started with a tampered model joins, takes a job, is convicted with a fraud proof
  *    and slashed in the ledger of every honest node (router, worker, validator).
- * 4. A file put through the router is read back through another node after its first holder
+ * 4. A file put through the router gets its three copies of every block (the third after the
+ *    `201`, in the background), and is read back through another node after its first holder
  *    was killed.
  */
 import assert from "node:assert/strict";
@@ -33,6 +34,16 @@ const CONFIG = { network: { keepaliveMs: 300, idleTimeoutMs: 1_000 } };
 const TAMPERED_WORKER = new URL("./_tampered_worker.ts", import.meta.url).pathname;
 /** Long enough that the serving worker is still generating when it is killed. */
 const REQUEST = { prompt: "The network", max_tokens: 300, temperature: 0.8, top_k: 40, seed: 11 };
+
+/** The keys of the peers a node's `/metrics` lists (one `veriflow_peer_info` per connection). */
+function peerKeys(metrics: Map<string, number>): Set<string> {
+  const keys = new Set<string>();
+  for (const name of metrics.keys()) {
+    const key = name.startsWith("veriflow_peer_info{") ? name.match(/key="([0-9a-f]+)"/) : null;
+    if (key) keys.add(key[1]);
+  }
+  return keys;
+}
 
 Deno.test({
   name:
@@ -187,18 +198,46 @@ Deno.test({
       }
 
       // ---- 4. a file outlives its first holder --------------------------------------------
+      // The holders are ranked below over the nodes alive: each must have every other as a
+      // peer, by key (a count of connections also counts a second connection to one peer).
       const alive = processes.filter((p) => p.name !== killed);
-      for (const node of alive) await meets(node, alive.length - 1);
+      const ids = await Promise.all(
+        alive.map(async (node) => ({ id: await keyOf(node.name), node })),
+      );
+      for (const node of alive) {
+        await eventually(
+          async () => {
+            const keys = peerKeys(await node.metrics());
+            return ids.every((p) => p.node === node || keys.has(p.id)) ? true : undefined;
+          },
+          `${node.name} to have every other node as a peer`,
+          { timeoutMs: ACROSS_PROCESSES_MS },
+        );
+      }
+      const objects = async () => {
+        let n = 0;
+        for (const node of alive) n += (await node.metrics()).get("veriflow_storage_objects") ?? 0;
+        return n;
+      };
+      const before = await objects();
       const bytes = new Uint8Array(700_000).map((_, i) => (i * 7919) % 251);
       const put = await fetch(`${routerUrl}/v1/files?name=data.bin`, {
         method: "POST",
         body: bytes,
       });
       assert.equal(put.status, 201);
-      const { cid } = await put.json() as { cid: string };
-      const holders = rankPeers(
-        cid,
-        await Promise.all(alive.map(async (node) => ({ id: await keyOf(node.name), node }))),
+      const { cid, chunks } = await put.json() as { cid: string; chunks: number };
+      const holders = rankPeers(cid, ids);
+      // The 201 comes once two holders have each block; the third copies follow in the
+      // background. The holder is killed once they are in, not while they may be: three copies
+      // of every block (the leaves and the root: too few leaves for inner nodes), and the
+      // router's own copy of the root if it is not one of its holders.
+      const copies = 3 * (chunks + 1) +
+        (holders.slice(0, 3).some((h) => h.node === router) ? 0 : 1);
+      await eventually(
+        async () => (await objects()) - before >= copies ? true : undefined,
+        `the file's ${copies} copies`,
+        { timeoutMs: ACROSS_PROCESSES_MS },
       );
       const first = holders[0].node;
       first.kill("SIGKILL");
