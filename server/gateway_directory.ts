@@ -5,12 +5,15 @@
  * block however many entries there are, as the spec advises; a link to the directory's CAR lets a
  * program read the same listing verifiably.
  *
- * Names are the directory author's, not ours: each is HTML-escaped in text and percent-encoded in
- * its link (behind `./`, so a name such as `javascript:x` is a relative path, never a scheme). The
- * page has no script and is served under the same sandbox as a stored file.
+ * Names are the directory author's, not ours: each is HTML-escaped in text and its bytes are
+ * percent-encoded in its link (behind `./`, so a name such as `javascript:x` is a relative path,
+ * never a scheme). A name that is not UTF-8 shows with U+FFFD, but its link keeps its bytes
+ * (`%FF`), so two such names that read alike still link two entries. The page has no script and is
+ * served under the same sandbox as a stored file.
  *
  * @module
  */
+import { encodeNameSegment } from "../storage/unixfs_path.ts";
 
 /**
  * Version of the generated page, part of its ETag (`"DirIndex-{version}_CID-{cid}"`, the spec's
@@ -20,8 +23,10 @@ export const DIRECTORY_INDEX_VERSION = 1;
 
 /** One entry of a directory, as its node links it. */
 export interface IndexEntry {
-  /** The entry's name. */
+  /** The entry's name, as text. */
   name: string;
+  /** The name's bytes, when they are not simply `name`'s UTF-8 (a name that is not UTF-8). */
+  nameBytes?: Uint8Array;
   /** Its CID. */
   cid: string;
   /** Bytes of its whole DAG (the link's `Tsize`): a file's size plus its nodes'. */
@@ -41,7 +46,7 @@ export interface IndexEntry {
 export function directoryIndex(path: string, entries: readonly IndexEntry[]): string {
   const title = escapeHtml(safeDecode(path));
   const rows = entries.map((entry) =>
-    `<tr><td><a href="./${escapeHtml(encodeURIComponent(entry.name))}">` +
+    `<tr><td><a href="./${escapeHtml(encodeNameSegment(entry.nameBytes ?? entry.name))}">` +
     `${escapeHtml(entry.name)}</a></td><td><code>${entry.cid}</code></td>` +
     `<td>${entry.tsize}</td></tr>`
   );

@@ -9,11 +9,12 @@
  * | `GET /ipfs/{cid}[/{path}]` | a public file's bytes, `Range: bytes=a-b` answered 206 (a `<video>` seeks with it); a directory: 301 to `…/`, then its `index.html` or a generated index |
  * | `GET /share/{id}/{cid}` | while share `id` is valid: its private file's manifest or one of its chunks (ciphertext) |
  *
- * (`HEAD` for each `/ipfs` route.) `{path}` is resolved name by name through UnixFS directories
- * (`storage/unixfs_path.ts`; percent-decoding and `.`/`..` in `gateway_paths.ts`): a missing name,
- * or one asked of a file, is 404 `path_not_found` naming it; a HAMT-sharded directory on the way
- * is 501. Every answer names the requested path (`X-Ipfs-Path`) and the CID of each step of it
- * (`X-Ipfs-Roots`).
+ * (`HEAD` for each `/ipfs` route.) The CID and `{path}` are read from the request's raw path
+ * (`gateway_paths.ts`: percent-decoding to bytes, `.`/`..`, the directory form, a depth limit);
+ * `{path}` is resolved name by name through UnixFS directories (`storage/unixfs_path.ts`): a missing
+ * name, or one asked of a file, is 404 `path_not_found` naming it; a HAMT-sharded directory on the
+ * way is 501. Every answer names the requested path (`X-Ipfs-Path`) and the CID of each step of it
+ * (`X-Ipfs-Roots`). CAR answers are `gateway_car.ts`'s.
  *
  * A client that verifies (such as `@helia/verified-fetch`) can use a Veriflow node as its
  * gateway: every block is the bytes of its CID. These routes are outside `/v1` and need no API
@@ -24,12 +25,9 @@
  * @module
  */
 import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
-import { type Context, Hono } from "hono";
-import { CarWriter } from "@ipld/car";
-import { CID } from "multiformats/cid";
+import { Hono } from "hono";
 import {
   canonicalCid,
-  type CidCodec,
   DAG_PB_CODEC,
   identityBlock,
   isCid,
@@ -38,35 +36,44 @@ import {
 } from "../protocols/cid.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { decodeManifest } from "../protocols/manifest.ts";
-import { CAR_MEDIA_TYPE, type CarScope, exportCar } from "../storage/car.ts";
+import { CAR_MEDIA_TYPE } from "../storage/car.ts";
 import type { FileInfo } from "../storage/file_store.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import { ShareUnavailableError } from "../storage/share_links.ts";
-import { decodeUnixfs } from "../storage/unixfs.ts";
-import { type ResolvedPath, resolveUnixfsPath } from "../storage/unixfs_path.ts";
+import { decodeUnixfs, sameName, type UnixfsNode } from "../storage/unixfs.ts";
+import { encodeNameSegment, nameText, resolveUnixfsPath } from "../storage/unixfs_path.ts";
 import type { EdgeEnv } from "./client_access.ts";
+import { carResponse } from "./gateway_car.ts";
 import { SNIFF_BYTES, typeFromBytes, typeFromName } from "./gateway_content_type.ts";
 import { DIRECTORY_INDEX_VERSION, directoryIndex, type IndexEntry } from "./gateway_directory.ts";
-import { type ContentPath, contentPath } from "./gateway_paths.ts";
+import { contentPath, rawTarget } from "./gateway_paths.ts";
+import {
+  attachment,
+  type BlockSource,
+  codecOf,
+  type GatewayRequest,
+  IMMUTABLE,
+  noneMatch,
+  notModified,
+  statOf,
+} from "./gateway_request.ts";
 import { EdgeError, errorResponse, RequestValidationError } from "./http_errors.ts";
 import { rangedResponse } from "./http_range.ts";
 
 /** Media type of one raw block (trustless gateway spec). */
 export const RAW_MEDIA_TYPE = "application/vnd.ipld.raw";
-/** A CID's bytes never change: cache for a year, never revalidate (what gateways send). */
-const IMMUTABLE = "public, max-age=29030400, immutable";
 /** The file a directory's plain read serves in place of a generated index (Path Gateway spec). */
 const INDEX_FILE = "index.html";
-/**
- * Bytes of a content path's SHA-256 in a CAR's ETag: 16 bytes tell paths apart as well as the
- * whole digest would, in half the header.
- */
-const PATH_DIGEST_BYTES = 16;
 
 /** Options of {@link gatewayRoutes}. */
 export interface GatewayRoutesOptions {
   /** The clock share expiry is judged by (ms since the epoch). Default `Date.now`. */
   now?: () => number;
+  /**
+   * Steps one `entity-bytes` walk may take before it is refused (400): `storage/unixfs.ts`
+   * `MAX_RANGE_STEPS` by default.
+   */
+  maxRangeSteps?: number;
 }
 
 /** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
@@ -101,13 +108,15 @@ export function gatewayRoutes(
   });
 
   app.on(["GET", "HEAD"], ["/ipfs/:cid", "/ipfs/:cid/*"], async (c) => {
-    const root = edgeCid(c.req.param("cid"));
-    const url = new URL(c.req.url);
-    const path = contentPath(url.pathname);
+    // The CID and the names both come from the raw path, as received: Hono's parameter and
+    // `new URL()` each normalize it their own way (`%2e%2e`), and could name different roots.
+    const { pathname, search } = rawTarget(c.req.url);
+    const path = contentPath(pathname);
+    const root = edgeCid(path.cid);
     const format = responseFormat(c.req.query("format"), c.req.header("accept"));
     const source = (cid: string): BlockSource => {
       const inline = identityBlock(cid);
-      return inline ? inlineBlocks(cid, inline) : port();
+      return inline ? inlineBlocks(inline.bytes) : port();
     };
     const readBlock = (cid: string, signal?: AbortSignal) => source(cid).block(cid, signal);
     const resolved = await resolveUnixfsPath(root, path.names, (cid) => readBlock(cid));
@@ -117,6 +126,7 @@ export function gatewayRoutes(
       path,
       resolved,
       head: c.req.method === "HEAD",
+      port,
       source,
       readBlock,
       common: {
@@ -126,8 +136,8 @@ export function gatewayRoutes(
       },
     };
     if (format === "raw") return await blockResponse(request);
-    if (format === "car") return await carResponse(request);
-    return await plainResponse(request, `${url.pathname}/${url.search}`);
+    if (format === "car") return await carResponse(request, options);
+    return await plainResponse(request, search);
   });
 
   app.get("/share/:id/:cid", async (c) => {
@@ -156,9 +166,6 @@ export function gatewayRoutes(
   return app;
 }
 
-/** What the `/ipfs` route reads: the storage port, or the one block an identity CID inlines. */
-type BlockSource = Pick<GatewayStorage, "block" | "stat" | "read" | "car">;
-
 /**
  * A CID from a URL in its canonical form (CIDv0, base36, upper case and base58btc are all names
  * IPFS tools print for the same block), or a 400 saying which forms are taken.
@@ -178,66 +185,24 @@ function edgeCid(input: string): string {
 
 /**
  * The blocks of an identity CID: its one block is the bytes the CID carries, so nothing is
- * stored or fetched. Its plain read is those bytes for the raw codec; an inline dag-pb or
- * dag-cbor node is served as a block or a CAR only.
+ * stored or fetched. Its plain read is those bytes for the raw codec (an inline dag-pb or dag-cbor
+ * node is served as a block or a CAR only: see `plainEntity`).
  */
-function inlineBlocks(cid: string, inline: { codec: CidCodec; bytes: Uint8Array }): BlockSource {
-  const { codec, bytes } = inline;
+function inlineBlocks(bytes: Uint8Array): BlockSource {
   return {
     block: () => Promise.resolve(bytes),
-    stat: () => {
-      if (codec !== RAW_CODEC) {
-        return Promise.reject(
-          new RequestValidationError(
-            "invalid_request",
-            `${cid} inlines a dag-pb or dag-cbor node: ask for ?format=raw or ?format=car`,
-            "cid",
-          ),
-        );
-      }
-      return Promise.resolve({
+    stat: (cid) =>
+      Promise.resolve({
         cid,
         tier: "public",
         type: "file",
         size: bytes.length,
         chunkSize: null,
         chunks: [cid],
-      });
-    },
+      }),
     read: (_, range) =>
       Promise.resolve(ReadableStream.from([bytes.subarray(range.start, range.end)])),
-    car: async () => {
-      // A few hundred bytes at most (the CID carries them): written whole, then sent.
-      const root = CID.parse(cid);
-      const { writer, out } = CarWriter.create([root]);
-      const pieces: Uint8Array[] = [];
-      const written = (async () => {
-        for await (const piece of out) pieces.push(piece);
-      })();
-      await writer.put({ cid: root, bytes });
-      await writer.close();
-      await written;
-      return ReadableStream.from(pieces);
-    },
   };
-}
-
-/** One `/ipfs` request, its content path resolved: what each kind of answer is built from. */
-interface GatewayRequest {
-  c: Context<EdgeEnv>;
-  /** The root CID, canonical. */
-  root: string;
-  /** The content path after it. */
-  path: ContentPath;
-  /** Where the path leads, and the directory blocks on the way. */
-  resolved: ResolvedPath;
-  head: boolean;
-  /** The blocks of `cid`: the storage port, or an identity CID's own bytes. */
-  source: (cid: string) => BlockSource;
-  /** One verified block, wherever `source` finds it. */
-  readBlock: (cid: string, signal?: AbortSignal) => Promise<Uint8Array>;
-  /** Headers every answer carries: `X-Ipfs-Path` (as requested), `X-Ipfs-Roots`, `nosniff`. */
-  common: Record<string, string>;
 }
 
 /** `?format=raw`: the one block the path names (`/ipfs/{cid}` with no path: the root's). */
@@ -259,147 +224,109 @@ async function blockResponse(request: GatewayRequest): Promise<Response> {
 }
 
 /**
- * `?format=car`: the directory blocks of the path, in order, then what `dag-scope` and
- * `entity-bytes` ask of the node it names; the CAR's root is the requested CID (trustless gateway
- * spec). With no path and no byte range the storage port writes it; otherwise it is written here
- * from verified blocks.
- */
-async function carResponse(request: GatewayRequest): Promise<Response> {
-  const { c, root, path, resolved, common, head } = request;
-  const cid = resolved.cid;
-  const scope = dagScope(c.req.query("dag-scope"));
-  const bytes = entityBytes(c.req.query("entity-bytes"));
-  // `entity-bytes` implies `dag-scope=entity` (a narrower `block` still wins).
-  const entity = scope === "entity" || (bytes !== undefined && scope !== "block");
-  // A file's entity is its whole DAG; a directory's is its own node, not its children's.
-  const info = entity ? await request.source(cid).stat(cid) : undefined;
-  let served: CarScope = scope === "block" || (info !== undefined && info.type === "directory")
-    ? "block"
-    : "all";
-  // Elsewhere (a directory, a manifest) the spec has `entity-bytes` ignored.
-  const ranged = bytes !== undefined && info !== undefined && isUnixfsFile(cid, info);
-  let range: { start: number; end: number } | undefined;
-  if (ranged) {
-    // Only the blocks that hold those bytes; a range with no bytes in it is the root alone.
-    range = entityRange(bytes, info.size ?? 0);
-    if (range === undefined) served = "block";
-  }
-  // Each scope, path and byte range is its own representation: a cache must not mix them.
-  const label = entity ? "entity" : scope;
-  const pathTag = path.names.length > 0 ? `.path-${await pathDigest(path.names)}` : "";
-  const bytesTag = ranged ? `.bytes-${bytes.text}` : "";
-  const etag = `"${root}.car.${label}${pathTag}${bytesTag}"`;
-  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
-  const signal = c.req.raw.signal;
-  let stream: ReadableStream<Uint8Array>;
-  if (path.names.length === 0 && !ranged) {
-    stream = await request.source(cid).car(cid, served, signal);
-  } else {
-    // Read the node the path names now, so a missing one is an error, not a broken CAR.
-    await request.readBlock(cid, signal);
-    stream = exportCar(cid, request.readBlock, {
-      scope: served,
-      range,
-      signal,
-      roots: [root],
-      path: resolved.blocks,
-    });
-  }
-  const headers = {
-    ...common,
-    "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
-    "content-disposition": attachment(root, "car"),
-    "cache-control": IMMUTABLE,
-    etag,
-  };
-  if (!head) return new Response(stream, { headers });
-  // Hono answers a HEAD with its GET's headers and no body, and the runtime then sends
-  // `Content-Length: 0`, which the GET contradicts. The CAR is deterministic (the same
-  // blocks in the same order), so its length is counted instead: a HEAD reads what a GET
-  // would, without sending it.
-  return new Response(null, {
-    headers: { ...headers, "content-length": `${await size(stream)}` },
-  });
-}
-
-/**
- * True when `cid` is a UnixFS file (a dag-pb file node or a raw leaf): bytes `entity-bytes` can
- * range over. A private file's manifest, or a raw manifest written before UnixFS (its chunks are
- * not itself), is not: the spec has `entity-bytes` ignored there, as for a directory.
- */
-function isUnixfsFile(cid: string, info: FileInfo): boolean {
-  if (info.tier !== "public" || info.type === "directory" || info.size === null) return false;
-  const codec = CID.parse(cid).code;
-  if (codec === DAG_PB_CODEC) return true;
-  return codec === RAW_CODEC && info.chunks.length === 1 && info.chunks[0] === cid;
-}
-
-/** A short digest of a content path's names, for an ETag (names may hold any character). */
-async function pathDigest(names: readonly string[]): Promise<string> {
-  const digest = await crypto.subtle.digest(
-    "SHA-256",
-    new TextEncoder().encode(JSON.stringify(names)),
-  );
-  return [...new Uint8Array(digest, 0, PATH_DIGEST_BYTES)]
-    .map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/**
  * A plain read: a public file's bytes (with `Range`); a directory, under its directory form
  * (`…/`, else a 301 to it), as its `index.html` or a generated index (Path Gateway spec).
  *
- * @param directoryUrl Where a directory asked for without its trailing `/` is redirected.
+ * @param search The request's query, kept by a redirect.
  */
-async function plainResponse(request: GatewayRequest, directoryUrl: string): Promise<Response> {
+async function plainResponse(request: GatewayRequest, search: string): Promise<Response> {
   const { path, common } = request;
   const cid = request.resolved.cid;
-  const source = request.source(cid);
-  const info = await source.stat(cid);
-  if (info.tier !== "public") {
-    throw new EdgeError("key_required", `${cid} is private: open it with a share link`);
+  const entity = await plainEntity(request, cid);
+  if (entity.kind === "refused") throw entity.error;
+  if (entity.kind === "file") {
+    const name = path.names.at(-1);
+    return await fileResponse(request, cid, entity.info, name && nameText(name));
   }
-  // The store reads any dag-pb node as a file or a directory; the others are neither.
-  const node = CID.parse(cid).code === DAG_PB_CODEC
-    ? decodeUnixfs(cid, await source.block(cid))
-    : undefined;
-  if (node?.type === "directory") {
-    if (!path.directoryForm) {
-      // Relative links in a directory's page resolve against its URL: only `…/` is inside it.
-      return new Response(null, {
-        status: 301,
-        headers: { ...common, location: directoryUrl, "cache-control": IMMUTABLE },
-      });
-    }
-    const index = node.links.find((link) => link.name === INDEX_FILE);
-    if (index !== undefined) {
-      const indexInfo = await request.source(index.cid).stat(index.cid);
-      if (indexInfo.type !== "directory" && indexInfo.tier === "public") {
-        return await fileResponse(request, index.cid, indexInfo, INDEX_FILE);
-      }
-    }
-    return directoryListing(request, node.links);
+  if (!path.directoryForm) {
+    // Relative links in a directory's page resolve against its URL: only `…/` is inside it. The
+    // path is written anew from its names: no dot segment or encoded slash a browser would read
+    // otherwise than this gateway did, and always under `/ipfs/{cid}/` (never `//host`).
+    const names = path.names.map((name) => `/${encodeNameSegment(name)}`).join("");
+    return new Response(null, {
+      status: 301,
+      headers: {
+        ...common,
+        location: `/ipfs/${path.cid}${names}/${search}`,
+        "cache-control": IMMUTABLE,
+      },
+    });
   }
-  if (node !== undefined && node.type !== "file" && node.type !== "raw") {
-    throw new EdgeError(
-      "not_implemented",
-      `${cid} is a UnixFS ${node.type}, which this gateway does not read: ask for ?format=car`,
+  const index = entity.node.links.find((link) => sameName(link, INDEX_FILE));
+  if (index !== undefined) {
+    // Served only when it is a public file; anything else (private, another owner's, a
+    // directory, a symlink) is no page to show: the generated index stands in for it.
+    const page = await plainEntity(request, index.cid);
+    if (page.kind === "file") return await fileResponse(request, index.cid, page.info, INDEX_FILE);
+  }
+  return directoryListing(request, entity.node.links);
+}
+
+/** What a plain read of a CID finds: bytes to serve, a directory, or a refusal to answer with. */
+type PlainEntity =
+  | { kind: "file"; info: FileInfo & { size: number } }
+  | { kind: "directory"; node: UnixfsNode }
+  | { kind: "refused"; error: EdgeError };
+
+/**
+ * What a plain read of `cid` serves, decided from the node itself (the store's `stat` calls every
+ * dag-pb node that is not a directory a file): a public raw leaf, UnixFS file or pre-UnixFS
+ * manifest is a file; a UnixFS directory is a directory; a private file (also another owner's,
+ * which this node's key does not open) is `403 key_required`; a HAMT-sharded directory, a symlink
+ * or another UnixFS type is `501` (bytes read from one would be its node's, not a file's); an
+ * inline dag-pb or dag-cbor node is `400` (ask for its block or CAR).
+ */
+async function plainEntity(request: GatewayRequest, cid: string): Promise<PlainEntity> {
+  const inline = identityBlock(cid);
+  if (inline !== undefined && inline.codec !== RAW_CODEC) {
+    return refused(
+      new RequestValidationError(
+        "invalid_request",
+        `${cid} inlines a dag-pb or dag-cbor node: ask for ?format=raw or ?format=car`,
+        "cid",
+      ),
     );
   }
-  return await fileResponse(request, cid, info, path.names.at(-1));
+  const source = request.source(cid);
+  const info = await statOf(source, cid);
+  if (info === undefined || info.tier !== "public") {
+    return refused(new EdgeError("key_required", `${cid} is private: open it with a share link`));
+  }
+  if (codecOf(cid) !== DAG_PB_CODEC) return fileOf(info);
+  const node = decodeUnixfs(cid, await source.block(cid));
+  if (node.type === "directory") return { kind: "directory", node };
+  if (node.type === "file" || node.type === "raw") return fileOf(info);
+  return refused(
+    new EdgeError(
+      "not_implemented",
+      `${cid} is a UnixFS ${node.type}, which this gateway does not read as a file: ask for ` +
+        "?format=car",
+    ),
+  );
+}
+
+function fileOf(info: FileInfo): PlainEntity {
+  if (info.size === null) {
+    return refused(
+      new EdgeError("key_required", `${info.cid} is private: open it with a share link`),
+    );
+  }
+  return { kind: "file", info: { ...info, size: info.size } };
+}
+
+function refused(error: EdgeError): PlainEntity {
+  return { kind: "refused", error };
 }
 
 /** A public file's bytes, `Range` answered; typed by its pin, its `name`, or its first bytes. */
 async function fileResponse(
   request: GatewayRequest,
   cid: string,
-  info: FileInfo,
+  info: FileInfo & { size: number },
   name: string | undefined,
 ): Promise<Response> {
   const { c, common, head } = request;
   const source = request.source(cid);
-  if (info.size === null) {
-    throw new EdgeError("key_required", `${cid} is private: open it with a share link`);
-  }
   const fileSize = info.size;
   const etag = `"${cid}"`;
   if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
@@ -500,99 +427,6 @@ function responseFormat(
       `${CAR_MEDIA_TYPE}; version=1, or the file's bytes`,
     { param: "accept" },
   );
-}
-
-/**
- * True when `If-None-Match` names `etag` (RFC 9110 §13.1.2): `*`, or any tag of its list equal
- * under weak comparison (`W/"x"` matches `"x"`). Every representation here is named by its
- * CID and never changes, so a tag the client holds is the bytes it would get.
- */
-function noneMatch(header: string | undefined, etag: string): boolean {
-  if (header === undefined) return false;
-  if (header.trim() === "*") return true;
-  const opaque = (tag: string) => tag.replace(/^W\//, "");
-  return [...header.matchAll(/(?:W\/)?"[^"]*"/g)].some((m) => opaque(m[0]) === opaque(etag));
-}
-
-/** 304 with what a cache refreshes from it (RFC 9110 §15.4.5). */
-function notModified(common: Record<string, string>, etag: string): Response {
-  return new Response(null, {
-    status: 304,
-    headers: { ...common, "cache-control": IMMUTABLE, etag },
-  });
-}
-
-/** A CAR request's `dag-scope` (trustless gateway spec), `all` by default. */
-function dagScope(scope: string | undefined): "all" | "entity" | "block" {
-  if (scope === undefined || scope === "all") return "all";
-  if (scope === "entity" || scope === "block") return scope;
-  throw new RequestValidationError("invalid_request", `unknown dag-scope ${scope}`, "dag-scope");
-}
-
-/** A CAR request's `entity-bytes=from:to`, parsed: `to` undefined for `*`. */
-interface EntityBytes {
-  from: number;
-  to: number | undefined;
-  /** The value as given (for the ETag). */
-  text: string;
-}
-
-/**
- * A CAR request's `entity-bytes=from:to` (trustless gateway spec: integers, negative ones counted
- * from the end, `to` may be `*`): `undefined` for the whole entity (absent, or `0:*`), else the
- * value parsed. A malformed one is a 400, never read as "the whole file".
- */
-function entityBytes(value: string | undefined): EntityBytes | undefined {
-  if (value === undefined || value === "0:*") return undefined;
-  const match = value.match(/^(-?\d{1,16}):(-?\d{1,16}|\*)$/);
-  const from = Number(match?.[1]);
-  const to = match?.[2] === "*" ? undefined : Number(match?.[2]);
-  if (!match || (to !== undefined && from >= 0 && to >= 0 && to < from)) {
-    throw new RequestValidationError(
-      "invalid_request",
-      `entity-bytes must be from:to (integers, to may be *), not ${value.slice(0, 40)}`,
-      "entity-bytes",
-    );
-  }
-  return { from, to, text: value };
-}
-
-/**
- * The bytes `[start, end)` of a file of `size` bytes that `entity-bytes` asks for (inclusive `to`,
- * negative values from the end, clamped to the file), or `undefined` when that is no bytes at all
- * (the spec answers such a request with the file's root block). A range that starts past the end
- * of a non-empty file is a 400: the spec asks for one when the gateway can tell up front.
- */
-function entityRange(bytes: EntityBytes, size: number): { start: number; end: number } | undefined {
-  const start = bytes.from < 0 ? Math.max(0, size + bytes.from) : bytes.from;
-  const last = bytes.to === undefined
-    ? size - 1
-    : bytes.to < 0
-    ? size + bytes.to
-    : Math.min(bytes.to, size - 1);
-  if (size > 0 && start >= size) {
-    throw new RequestValidationError(
-      "invalid_request",
-      `entity-bytes=${bytes.text} starts past the end of the file (${size} bytes)`,
-      "entity-bytes",
-    );
-  }
-  return last < start ? undefined : { start, end: last + 1 };
-}
-
-/** The bytes a stream carries, read to its end and dropped. */
-async function size(stream: ReadableStream<Uint8Array>): Promise<number> {
-  let total = 0;
-  for await (const piece of stream) total += piece.length;
-  return total;
-}
-
-/**
- * A block or a CAR is not for a browser to render: the trustless gateway spec has it downloaded
- * under the CID's name.
- */
-function attachment(cid: string, extension: "bin" | "car"): string {
-  return `attachment; filename="${cid}.${extension}"`;
 }
 
 function shareRefusal(error: ShareUnavailableError): Response {

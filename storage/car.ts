@@ -13,12 +13,16 @@
  * @module
  */
 import { CarBlockIterator, CarWriter } from "@ipld/car";
+import * as dagPb from "@ipld/dag-pb";
+import { varint } from "multiformats";
 import { CID } from "multiformats/cid";
 import {
   cidCodec,
   cidDigest,
   DAG_CBOR_CODEC,
+  DAG_PB_CODEC,
   identityBlock,
+  RAW_CODEC,
   storageKey,
 } from "../protocols/cid.ts";
 import type { BlockStore } from "./block_store.ts";
@@ -41,7 +45,7 @@ export type CarScope = "all" | "block";
 /** Reads a verified block by any CID. */
 export type ReadBlock = (cid: string, signal?: AbortSignal) => Promise<Uint8Array>;
 
-/** Options of {@link exportCar}. */
+/** Options of {@link exportCar} and {@link carLength}. */
 export interface ExportCarOptions {
   /** `all` (default): the whole DAG; `block`: the root block only. */
   scope?: CarScope;
@@ -64,14 +68,17 @@ export interface ExportCarOptions {
    * gateway's `entity-bytes`, `unixfs.ts` `fileRangeBlocks`) instead of `scope`'s.
    */
   range?: { start: number; end: number };
+  /** Steps the walk of `range` may take (`unixfs.ts` `MAX_RANGE_STEPS` by default). */
+  maxRangeSteps?: number;
 }
 
 /**
  * A CAR of the DAG under `root` (or just the root block, `scope: "block"`; or the blocks of a
  * file's byte range, `range`), after the blocks of `path` if given, as a byte stream. Each block
  * appears once. Every block is read verified; a missing one errors the stream (`chunk_not_found`).
- * Identity blocks are left out: their bytes are in the CID that links them (trustless gateway
- * spec).
+ * An identity block is read from its CID and left out unless it is one of the CAR's roots: its
+ * bytes are in the CID that links it (trustless gateway spec), but a CAR of an identity root alone
+ * would otherwise carry no block at all.
  *
  * @example
  * ```ts
@@ -92,28 +99,15 @@ export function exportCar(
   const signal = options?.signal
     ? AbortSignal.any([options.signal, cancelled.signal])
     : cancelled.signal;
-  const { writer, out } = CarWriter.create((options?.roots ?? [root]).map((c) => CID.parse(c)));
+  const { writer, out } = CarWriter.create(carRoots(root, options));
   let failure: unknown = undefined;
-  const get = (cid: string) => read(storageKey(cid), signal);
-  const seen = new Set<string>();
-  /** Write `cid` unless it is inline or already written; its bytes are read only if needed. */
-  const put = async (cid: string, bytes?: Uint8Array) => {
-    signal.throwIfAborted();
-    if (identityBlock(cid) !== undefined) return;
-    const key = storageKey(cid);
-    if (seen.has(key)) return;
-    seen.add(key);
-    await writer.put({ cid: CID.parse(cid), bytes: bytes ?? await get(cid) });
-  };
+  const get = inlineAware(read, signal);
   const writing = (async () => {
     try {
-      for (const block of options?.path ?? []) await put(block.cid, block.bytes);
-      const blocks = options?.range
-        ? fileRangeBlocks(root, options.range.start, options.range.end, get)
-        : options?.scope === "block"
-        ? [{ cid: root, bytes: undefined }]
-        : dagBlocks(root, get, { isLegacyManifest: options?.isLegacyManifest });
-      for await (const block of blocks) await put(block.cid, block.bytes);
+      for await (const block of carBlocks(root, get, options)) {
+        signal.throwIfAborted();
+        await writer.put({ cid: CID.parse(block.cid), bytes: block.bytes ?? await get(block.cid) });
+      }
       await writer.close();
     } catch (error) {
       failure = error;
@@ -139,6 +133,106 @@ export function exportCar(
       await writing;
     },
   }, { highWaterMark: 0 });
+}
+
+/**
+ * The bytes {@link exportCar} with the same arguments would send, counted without writing the CAR:
+ * only the blocks its walk reads anyway are read (the root, inner nodes, a manifest). A leaf's
+ * length is the `Tsize` its parent's link records (a raw leaf's own size, in a DAG written by
+ * Veriflow or `ipfs add`); a leaf no dag-pb link sizes (a manifest's chunk) is read. What a `HEAD`
+ * of a CAR answers with, and a check of a byte range's walk before a `GET` sends anything.
+ *
+ * @throws What the export's walk would: a missing node, a node that is not what its codec says,
+ * a byte range whose walk is too long (`range_too_large`).
+ */
+export async function carLength(
+  root: string,
+  read: ReadBlock,
+  options?: ExportCarOptions,
+): Promise<number> {
+  const get = inlineAware(read, options?.signal);
+  /** Sizes of raw leaves, from the links of the dag-pb nodes read. */
+  const sizes = new Map<string, number>();
+  const sizing = async (cid: string) => {
+    const bytes = await get(cid);
+    if ((identityBlock(cid)?.codec ?? cidCodec(cid)) !== DAG_PB_CODEC) return bytes;
+    let links: dagPb.PBLink[] = [];
+    try {
+      links = dagPb.decode(bytes).Links;
+    } catch {
+      // Not dag-pb after all: the walk links nothing from it either (`dag_links.ts`).
+    }
+    for (const link of links) {
+      if (link.Hash.code === RAW_CODEC) sizes.set(link.Hash.toV1().toString(), link.Tsize ?? 0);
+    }
+    return bytes;
+  };
+  let total = await headerLength(carRoots(root, options));
+  for await (const block of carBlocks(root, sizing, options)) {
+    const length = block.bytes?.length ?? sizes.get(block.cid) ?? (await get(block.cid)).length;
+    const framed = CID.parse(block.cid).bytes.length + length;
+    total += varint.encodingLength(framed) + framed;
+  }
+  return total;
+}
+
+/** The CIDs of a CAR's header: `options.roots`, else `[root]`. */
+function carRoots(root: string, options?: ExportCarOptions): CID[] {
+  return (options?.roots ?? [root]).map((c) => CID.parse(c));
+}
+
+/** `read` by storage key, with an identity CID's block taken from the CID itself. */
+function inlineAware(read: ReadBlock, signal?: AbortSignal) {
+  return (cid: string): Promise<Uint8Array> => {
+    const inline = identityBlock(cid);
+    return inline ? Promise.resolve(inline.bytes) : read(storageKey(cid), signal);
+  };
+}
+
+/**
+ * The blocks of a CAR, in order, each once (by storage key; an identity block by its CID, and
+ * only as a root): the path's, then the root's per `range` or `scope`. Bytes come with the blocks
+ * the walk read; a leaf comes without.
+ */
+async function* carBlocks(
+  root: string,
+  get: (cid: string) => Promise<Uint8Array>,
+  options?: ExportCarOptions,
+): AsyncGenerator<{ cid: string; bytes?: Uint8Array }> {
+  const roots = new Set(options?.roots ?? [root]);
+  const seen = new Set<string>();
+  const first = (cid: string) => {
+    if (identityBlock(cid) !== undefined && !roots.has(cid)) return false;
+    const key = identityBlock(cid) === undefined ? storageKey(cid) : cid;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  };
+  for (const block of options?.path ?? []) {
+    if (first(block.cid)) yield block;
+  }
+  const blocks = options?.range
+    ? fileRangeBlocks(root, options.range.start, options.range.end, get, {
+      maxSteps: options.maxRangeSteps,
+    })
+    : options?.scope === "block"
+    ? [{ cid: root, bytes: await get(root) }]
+    : dagBlocks(root, get, { isLegacyManifest: options?.isLegacyManifest });
+  for await (const block of blocks) {
+    if (first(block.cid)) yield block;
+  }
+}
+
+/** Bytes of a CAR v1 header naming `roots`: the header a writer of no blocks writes. */
+async function headerLength(roots: CID[]): Promise<number> {
+  const { writer, out } = CarWriter.create(roots);
+  const counting = (async () => {
+    let total = 0;
+    for await (const piece of out) total += piece.length;
+    return total;
+  })();
+  await writer.close();
+  return await counting;
 }
 
 /** What an import stored. */

@@ -11,6 +11,7 @@ import {
   cidCodec,
   DAG_CBOR_CODEC,
   DAG_PB_CODEC,
+  identityBlock,
   isCid,
   RAW_CODEC,
   storageKey,
@@ -90,6 +91,8 @@ export interface WalkedBlock {
  * order of a CAR export. The root and every linking node are read with `get` (they must be,
  * to find their links); leaves are listed, not read. A raw root links nothing unless
  * `options.isLegacyManifest` (the store's record) says it is a manifest written before UnixFS.
+ * An identity block comes with the bytes its CID carries, never read with `get`, and is not
+ * walked into (an inline node is a few dozen bytes: `ipfs add --inline` links nothing from one).
  */
 export async function* dagBlocks(
   root: string,
@@ -100,9 +103,15 @@ export async function* dagBlocks(
   const stack = [root];
   while (stack.length > 0) {
     const cid = stack.pop()!;
-    const key = storageKey(cid);
+    // An identity CID carries its block: nothing stored under a key, nothing to fetch.
+    const inline = identityBlock(cid);
+    const key = inline === undefined ? storageKey(cid) : cid;
     if (seen.has(key)) continue;
     seen.add(key);
+    if (inline !== undefined) {
+      yield { cid, bytes: inline.bytes };
+      continue;
+    }
     if (cid !== root && !isDagNode(cid)) {
       yield { cid };
       continue;

@@ -170,6 +170,21 @@ export function assertDagBlockSize(cid: string, size: number): void {
   }
 }
 
+/** One link of a UnixFS node. */
+export interface UnixfsLink {
+  /**
+   * The link's name as text, for display: dag-pb names are bytes, and ones that are not UTF-8 read
+   * here with U+FFFD in place of what does not decode (two such names may read alike).
+   */
+  name: string;
+  /** The name's bytes, as the node holds them: what a lookup compares ({@link sameName}). */
+  nameBytes: Uint8Array;
+  /** The linked node's CID (CIDv1). */
+  cid: string;
+  /** The link's `Tsize`: bytes of every block under it, as its parent records it. */
+  tsize: number;
+}
+
 /** What a UnixFS node is. */
 export interface UnixfsNode {
   /** `file` (a raw leaf counts as one), `directory`, or another UnixFS type. */
@@ -177,7 +192,7 @@ export interface UnixfsNode {
   /** File size (0 for a directory). */
   fileSize: number;
   /** Links: name, CID, Tsize. */
-  links: { name: string; cid: string; tsize: number }[];
+  links: UnixfsLink[];
   /** File bytes held in the node itself (raw leaves: all of them). */
   data: Uint8Array;
   /** Bytes under each link, for a file node (from `blockSizes`). */
@@ -209,8 +224,10 @@ export function decodeUnixfs(cid: string, bytes: Uint8Array): UnixfsNode {
   if (node.Links.length > MAX_LINKS_PER_NODE) {
     throw new BlockTooLargeError(cid, `${node.Links.length} links (limit ${MAX_LINKS_PER_NODE})`);
   }
-  const links = node.Links.map((link) => ({
+  const names = linkNameBytes(bytes);
+  const links = node.Links.map((link, i) => ({
     name: link.Name ?? "",
+    nameBytes: names[i],
     cid: link.Hash.toV1().toString(),
     tsize: link.Tsize ?? 0,
   }));
@@ -228,6 +245,70 @@ export function decodeUnixfs(cid: string, bytes: Uint8Array): UnixfsNode {
     data: unixfs.data ?? new Uint8Array(0),
     blockSizes,
   };
+}
+
+/**
+ * True when a link's name is `name` byte for byte (UTF-8 for text): how a directory entry is looked
+ * up. Names are compared as bytes, never as decoded text, so two names that are not UTF-8 (`0xFE`,
+ * `0xFF`) stay two names.
+ */
+export function sameName(link: UnixfsLink, name: string | Uint8Array): boolean {
+  const bytes = typeof name === "string" ? new TextEncoder().encode(name) : name;
+  const own = link.nameBytes;
+  return own.length === bytes.length && own.every((byte, i) => byte === bytes[i]);
+}
+
+/** Protobuf wire types in a dag-pb node: a varint (`Tsize`) and length-delimited bytes. */
+const WIRE_VARINT = 0;
+const WIRE_BYTES = 2;
+/** dag-pb field numbers: `PBNode.Links` and, inside a link, `PBLink.Name`. */
+const PB_NODE_LINKS = 2;
+const PB_LINK_NAME = 2;
+
+/**
+ * The name bytes of each link of dag-pb node `bytes`, in order (empty for a link without one).
+ * `@ipld/dag-pb` gives names as text, decoded with replacement: a name that is not UTF-8 would lose
+ * its bytes. Called once `bytes` decoded as dag-pb, so the layout is known good (the spec's strict
+ * form: links, then data; in a link, hash, name, size).
+ */
+function linkNameBytes(bytes: Uint8Array): Uint8Array[] {
+  const names: Uint8Array[] = [];
+  for (const field of protobufFields(bytes)) {
+    if (field.number === PB_NODE_LINKS && field.bytes !== undefined) {
+      const name = protobufFields(field.bytes).find((f) => f.number === PB_LINK_NAME);
+      names.push(name?.bytes ?? new Uint8Array(0));
+    }
+  }
+  return names;
+}
+
+/** The top-level fields of a protobuf message: number, and the bytes of length-delimited ones. */
+function* protobufFields(bytes: Uint8Array): Generator<{ number: number; bytes?: Uint8Array }> {
+  let at = 0;
+  const varint = (): number => {
+    let value = 0;
+    for (let shift = 1; at < bytes.length; shift *= 128) {
+      const byte = bytes[at++];
+      value += (byte & 0x7f) * shift;
+      if (byte < 0x80) return value;
+    }
+    throw new InvalidManifestError("a dag-pb varint runs past the end of its node");
+  };
+  while (at < bytes.length) {
+    const key = varint();
+    const wire = key % 8;
+    const number = Math.floor(key / 8);
+    if (wire === WIRE_VARINT) {
+      varint();
+      yield { number };
+    } else if (wire === WIRE_BYTES) {
+      const length = varint();
+      yield { number, bytes: bytes.subarray(at, at + length) };
+      at += length;
+    } else {
+      throw new InvalidManifestError(`a dag-pb field of wire type ${wire}`);
+    }
+  }
 }
 
 /** A piece of a file: `[from, to)` of the leaf `cid`, whose file data is `size` bytes. */
@@ -312,34 +393,108 @@ export interface RangeBlock {
 }
 
 /**
- * The blocks a reader needs to verify bytes `[start, end)` of file `root`, depth first: the root,
- * then each inner node whose bytes overlap the range, each followed by its overlapping leaves
- * (the trustless gateway's `entity-bytes`). It is {@link filePieces}' walk, reporting the nodes it
- * reads as well as the leaves it finds; a leaf outside the range is never listed, a subtree outside
- * it never read. Raw leaves are listed, not read.
+ * Most steps one byte-range walk ({@link fileRangeBlocks}) takes: each link it follows into the
+ * range (written, or skipped as written already) is one. A range of a file Veriflow or `ipfs add`
+ * wrote takes about one step per leaf, so this is ~25 GiB of 256 KiB leaves per answer; a client
+ * wanting more asks for the whole entity (not walked by range) or for several ranges. It bounds
+ * what a small hostile DAG can cost: without it, and without skipping what is written, a 53 KB
+ * DAG whose nodes each link one child 174 times claimed 27.7 TB and a walk of it never ended.
+ */
+export const MAX_RANGE_STEPS = 100_000;
+
+/** A byte range whose walk would take more than its limit of steps ({@link MAX_RANGE_STEPS}). */
+export class RangeTooLargeError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param cid The file.
+   * @param limit The steps allowed.
+   */
+  constructor(cid: string, limit: number) {
+    super(
+      "range_too_large",
+      `the byte range of ${cid} needs more than ${limit} blocks walked: ask for a smaller range`,
+    );
+  }
+}
+
+/** Options of {@link fileRangeBlocks}. */
+export interface FileRangeOptions {
+  /** Steps allowed before {@link RangeTooLargeError}. Default {@link MAX_RANGE_STEPS}. */
+  maxSteps?: number;
+}
+
+/**
+ * The blocks a reader needs to verify bytes `[start, end)` of file `root`, depth first, each once:
+ * the root, then each inner node whose bytes overlap the range, each followed by its overlapping
+ * leaves (the trustless gateway's `entity-bytes`). A leaf or subtree outside the range is never
+ * listed nor read; raw leaves are listed, not read.
+ *
+ * A node may link the same child many times (a file of repeated chunks does, and a hostile DAG can
+ * make a tiny DAG claim terabytes so): a child wholly inside the range whose blocks were all listed
+ * already is skipped without reading it, so the walk reads each node once, plus at most the two at
+ * the range's ends on each level again.
+ *
+ * @throws {RangeTooLargeError} the walk would take more than `options.maxSteps`.
+ * @throws {StorageError} `not_a_file`: `root` (or a node below it) is not a UnixFS file node.
+ * @throws {InvalidManifestError} a node's sizes disagree with its parent's.
  */
 export async function* fileRangeBlocks(
   root: string,
   start: number,
   end: number,
   get: GetBlock,
+  options?: FileRangeOptions,
 ): AsyncGenerator<RangeBlock> {
+  const maxSteps = options?.maxSteps ?? MAX_RANGE_STEPS;
+  let steps = 0;
   const rootBytes = await get(root);
+  const rootNode = decodeUnixfs(root, rootBytes);
+  assertFileNode(root, rootNode);
   yield { cid: root, bytes: rootBytes };
-  const read: RangeBlock[] = [];
-  const reading: GetBlock = async (cid) => {
-    const bytes = await get(cid);
-    read.push({ cid, bytes });
-    return bytes;
-  };
-  const node = { ...decodeUnixfs(root, rootBytes), cid: root };
-  for await (const piece of filePieces(node, start, end, reading)) {
-    // The nodes read to reach this piece come before it: a parent before its children.
-    yield* read.splice(0);
-    // A piece with data is a dag-pb leaf, already listed as a node read (or the root itself).
-    if (piece.data === undefined) yield { cid: piece.cid };
+  const listed = new Set<string>([root]);
+  /** Nodes every block under which is listed: met again inside the range, nothing to add. */
+  const complete = new Set<string>();
+  const stack: RangeFrame[] = [{ cid: root, node: rootNode, index: 0, at: 0, inside: false }];
+  while (stack.length > 0) {
+    const frame = stack[stack.length - 1];
+    if (frame.index >= frame.node.links.length || frame.at >= end) {
+      stack.pop();
+      if (frame.inside) complete.add(frame.cid);
+      continue;
+    }
+    const i = frame.index++;
+    const size = frame.node.blockSizes[i];
+    const link = frame.node.links[i];
+    const at = frame.at;
+    frame.at += size;
+    if (at + size <= start || at >= end) continue;
+    if (++steps > maxSteps) throw new RangeTooLargeError(root, maxSteps);
+    if (complete.has(link.cid)) continue;
+    if (cidCodec(link.cid) === RAW_CODEC) {
+      complete.add(link.cid); // a raw leaf is one block, listed whole
+      if (!listed.has(link.cid)) yield { cid: link.cid };
+      listed.add(link.cid);
+      continue;
+    }
+    const bytes = await get(link.cid);
+    const child = decodeUnixfs(link.cid, bytes);
+    if (child.fileSize !== size) {
+      throw new InvalidManifestError(`${link.cid} holds ${child.fileSize} bytes, not ${size}`);
+    }
+    assertFileNode(link.cid, child);
+    if (!listed.has(link.cid)) yield { cid: link.cid, bytes };
+    listed.add(link.cid);
+    const inside = start <= at && at + size <= end;
+    if (child.links.length === 0) complete.add(link.cid); // a dag-pb leaf: its data is its node's
+    else stack.push({ cid: link.cid, node: child, index: 0, at, inside });
   }
-  yield* read.splice(0);
+}
+
+/** A node of a range walk: {@link WalkFrame}, and whether the range holds all of its bytes. */
+interface RangeFrame extends WalkFrame {
+  /** True when every byte under it is in the range: once walked, every block under it is listed. */
+  inside: boolean;
 }
 
 /** A file node on the way down, and where the walk is in it. */

@@ -7,8 +7,10 @@
  * step.
  *
  * Names arrive already split and normalized (no `.`, `..` or empty names: the HTTP edge does that,
- * `server/gateway_paths.ts`). A name is looked up byte for byte among a directory's links, the first
- * match winning (the UnixFS spec's rule for third-party directories holding duplicates). A name
+ * `server/gateway_paths.ts`), as text or as bytes (a URL's `%FF` is the byte 0xFF, which no text
+ * holds). A name is looked up byte for byte among a directory's links, never through a decoding to
+ * text (two names that are not UTF-8 would read alike), the first match winning (the UnixFS spec's
+ * rule for third-party directories holding duplicates). A name
  * that is missing, or one asked of a file, is {@link PathNotFoundError}; a HAMT-sharded directory,
  * a symlink or a dag-cbor node on the way is {@link PathNotSupportedError}: Veriflow writes none
  * of them (`unixfs.ts`), and guessing through one would answer for content it cannot read.
@@ -17,7 +19,7 @@
  */
 import { cidCodec, DAG_PB_CODEC, identityBlock, RAW_CODEC } from "../protocols/cid.ts";
 import { StorageError } from "./errors.ts";
-import { decodeUnixfs, type GetBlock } from "./unixfs.ts";
+import { decodeUnixfs, type GetBlock, sameName } from "./unixfs.ts";
 
 /** A block read on the way down a path: its CID and its verified bytes. */
 export interface PathBlock {
@@ -105,14 +107,15 @@ export class PathNotSupportedError extends StorageError {
  */
 export async function resolveUnixfsPath(
   root: string,
-  names: readonly string[],
+  names: readonly (string | Uint8Array)[],
   get: GetBlock,
 ): Promise<ResolvedPath> {
   const blocks: PathBlock[] = [];
   const roots = [root];
   let cid = root;
   let at = `/ipfs/${root}`;
-  for (const name of names) {
+  for (const segment of names) {
+    const name = typeof segment === "string" ? segment : nameText(segment);
     // An identity CID (a tiny node inlined in its parent's link) has a codec but no sha2-256.
     const codec = identityBlock(cid)?.codec ?? cidCodec(cid);
     if (codec === RAW_CODEC) throw new PathNotFoundError(at, name, "a file");
@@ -128,12 +131,48 @@ export async function resolveUnixfsPath(
     if (node.type !== "directory") {
       throw new PathNotSupportedError(at, name, `a UnixFS ${node.type}`);
     }
-    const link = node.links.find((link) => link.name === name);
+    const link = node.links.find((link) => sameName(link, segment));
     if (link === undefined) throw new PathNotFoundError(at, name);
     blocks.push({ cid, bytes });
     cid = link.cid;
     roots.push(cid);
-    at += `/${encodeURIComponent(name)}`;
+    at += `/${encodeNameSegment(segment)}`;
   }
   return { cid, blocks, roots };
+}
+
+/**
+ * A name as one URL path segment: its bytes percent-encoded but for the characters
+ * `encodeURIComponent` keeps (`A-Z a-z 0-9 - _ . ! ~ * ' ( )`). For a UTF-8 name it is
+ * `encodeURIComponent(name)`; a name that is not UTF-8 keeps its bytes (`%FF`), which a lookup
+ * of the segment finds again.
+ *
+ * @example
+ * ```ts
+ * import { encodeNameSegment } from "./unixfs_path.ts";
+ * encodeNameSegment("a b.txt"); // "a%20b.txt"
+ * encodeNameSegment(new Uint8Array([0x61, 0xff])); // "a%FF"
+ * ```
+ */
+export function encodeNameSegment(name: string | Uint8Array): string {
+  const bytes = typeof name === "string" ? new TextEncoder().encode(name) : name;
+  let out = "";
+  for (const byte of bytes) {
+    const char = String.fromCharCode(byte);
+    out += byte < 0x80 && UNESCAPED.test(char)
+      ? char
+      : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/** The characters `encodeURIComponent` leaves as they are. */
+const UNESCAPED = /^[A-Za-z0-9\-_.!~*'()]$/;
+
+/**
+ * A name's bytes as text, for messages and display: UTF-8, with U+FFFD for bytes that do not
+ * decode (as `@ipld/dag-pb` reads link names).
+ */
+export function nameText(name: Uint8Array): string {
+  return new TextDecoder("utf-8", { ignoreBOM: true }).decode(name);
 }

@@ -178,10 +178,11 @@ Deno.test("a CAR's dag-scope and entity-bytes are honoured or refused, never ign
     const whole = await node.get(`/ipfs/${node.directory}?format=car`);
     assert.equal((await carBlocks(whole.body)).length, 3);
 
-    // The whole entity spelled out is the default CAR.
+    // The whole entity spelled out is `dag-scope=entity` (of a file, its whole DAG).
     const spelled = await node.get(`/ipfs/${cid}?format=car&entity-bytes=0:*`);
     assert.equal(spelled.response.status, 200);
-    assert.equal(spelled.response.headers.get("etag"), `"${cid}.car.all"`);
+    assert.equal(spelled.response.headers.get("etag"), `"${cid}.car.entity"`);
+    assert.deepEqual(await carBlocks(spelled.body), await carBlocks(all.body));
 
     // A byte range of a file is the root and the leaves holding those bytes, under a tag of its
     // own (leaves of 262,144 bytes: [0, 262144), [262144, 524288), [524288, 600000)).

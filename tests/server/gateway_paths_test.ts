@@ -8,23 +8,18 @@
  */
 import assert from "node:assert/strict";
 import * as dagPb from "@ipld/dag-pb";
-import { CarBlockIterator } from "@ipld/car";
 import { createVerifiedFetchWithHelia } from "@helia/verified-fetch";
 import { withHTTP } from "@helia/http";
 import { createHeliaLight } from "helia";
 import { UnixFS } from "ipfs-unixfs";
 import { CID } from "multiformats/cid";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor, storageGateway, type StorageMessage } from "../../actors/storage_actor.ts";
-import type { InferencePort } from "../../inference/inference_port.ts";
 import { cidDigest, cidFromDigest, DAG_PB_CODEC } from "../../protocols/cid.ts";
-import { createApp } from "../../server/app.ts";
-import { gatewayRoutes } from "../../server/gateway_routes.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import type { DirectoryEntry } from "../../storage/unixfs.ts";
 import { digestOf, equalBytes } from "../../storage/_hash.ts";
 import { pseudoRandomBytes } from "../storage/_helpers.ts";
+import { readCar, startGatewayNode } from "./_gateway_node.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 const BIG = pseudoRandomBytes(600_000, 51); // a dag-pb root over 3 raw leaves of 262,144 bytes
@@ -88,53 +83,7 @@ async function startNode() {
     site: site.cid,
   });
 
-  const system = new ActorSystem({ name: "gateway-paths-test" });
-  const storage = await system.spawn<StorageMessage>({
-    name: "node/storage",
-    factory: () => new StorageActor({ dir }) as never,
-  });
-  const app = createApp({ inference: {} as InferencePort });
-  app.route("/", gatewayRoutes(() => storageGateway(storage)));
-  const requests: string[] = [];
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req, info) => {
-    const url = new URL(req.url);
-    requests.push(`${req.method} ${url.pathname}${url.search}`);
-    return app.fetch(req, info);
-  });
-  const url = `http://127.0.0.1:${server.addr.port}`;
-  return {
-    url,
-    cids,
-    requests,
-    /** Fetch `path` (redirects not followed); the response and its whole body. */
-    get: async (path: string, init?: RequestInit) => {
-      const response = await fetch(`${url}${path}`, { redirect: "manual", ...init });
-      return { response, body: new Uint8Array(await response.arrayBuffer()) };
-    },
-    close: async () => {
-      await server.shutdown();
-      await system.shutdown();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-/** A CAR's roots and blocks, each block checked against its CID. */
-async function readCar(body: Uint8Array): Promise<{ roots: string[]; blocks: CarBlock[] }> {
-  const car = await CarBlockIterator.fromIterable(ReadableStream.from([body]));
-  const roots = (await car.getRoots()).map(String);
-  const blocks: CarBlock[] = [];
-  for await (const block of car) {
-    const cid = block.cid.toString();
-    assert.ok(equalBytes(cidDigest(cid), await digestOf(block.bytes)), `${cid} verifies`);
-    blocks.push({ cid, bytes: block.bytes });
-  }
-  return { roots, blocks };
-}
-
-interface CarBlock {
-  cid: string;
-  bytes: Uint8Array;
+  return { ...await startGatewayNode(dir), cids };
 }
 
 Deno.test("a file is read by its path through nested directories: bytes, Range, HEAD, its type from its name, and the path's roots", async () => {

@@ -7,9 +7,14 @@
 import assert from "node:assert/strict";
 import * as dagPb from "@ipld/dag-pb";
 import { CID } from "multiformats/cid";
-import { canonicalCid } from "../../protocols/cid.ts";
+import { UnixFS } from "ipfs-unixfs";
+import { canonicalCid, cidOf, DAG_PB_CODEC, RAW_CODEC } from "../../protocols/cid.ts";
 import { decodeUnixfs, filePieces, fileRangeBlocks } from "../../storage/unixfs.ts";
-import { PathNotFoundError, resolveUnixfsPath } from "../../storage/unixfs_path.ts";
+import {
+  encodeNameSegment,
+  PathNotFoundError,
+  resolveUnixfsPath,
+} from "../../storage/unixfs_path.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
 import { importerRoot } from "./_ipfs_reference.ts";
 
@@ -106,4 +111,93 @@ Deno.test("fileRangeBlocks lists the root, then each inner node and leaf that ho
     }
     assert.deepEqual(new Uint8Array(parts.flatMap((p) => [...p])), bytes.subarray(start, end));
   }
+});
+
+/** A block reader over hand-made blocks, counting the reads of each CID. */
+function countingReader() {
+  const blocks = new Map<string, Uint8Array>();
+  const reads = new Map<string, number>();
+  return {
+    reads,
+    put: (bytes: Uint8Array, codec: typeof RAW_CODEC | typeof DAG_PB_CODEC) => {
+      const cid = cidOf(bytes, codec);
+      blocks.set(cid, bytes);
+      return cid;
+    },
+    get: (cid: string) => {
+      reads.set(cid, (reads.get(cid) ?? 0) + 1);
+      const bytes = blocks.get(cid);
+      return bytes ? Promise.resolve(bytes) : Promise.reject(new Error(`no block ${cid}`));
+    },
+  };
+}
+
+Deno.test("fileRangeBlocks reads a node its parent links 174 times once (twice where the range cuts it), lists it once, and refuses a walk past maxSteps", async () => {
+  const store = countingReader();
+  // Two levels over one 1-byte leaf, each node linking the level below 174 times.
+  let child = { cid: store.put(new Uint8Array([0x41]), RAW_CODEC), size: 1 };
+  const nodes = [child.cid];
+  for (let level = 0; level < 2; level++) {
+    const unixfs = new UnixFS({ type: "file" });
+    for (let i = 0; i < 174; i++) unixfs.addBlockSize(BigInt(child.size));
+    const links = Array.from({ length: 174 }, () => ({
+      Hash: CID.parse(child.cid),
+      Tsize: child.size,
+    }));
+    const bytes = dagPb.encode(dagPb.prepare({ Data: unixfs.marshal(), Links: links }));
+    child = { cid: store.put(bytes, DAG_PB_CODEC), size: child.size * 174 };
+    nodes.unshift(child.cid);
+  }
+  const listed: string[] = [];
+  for await (const block of fileRangeBlocks(child.cid, 1, child.size, store.get)) {
+    listed.push(block.cid);
+  }
+  assert.deepEqual(listed, nodes, "the root, the inner node, the leaf: each once");
+  for (const inner of nodes.slice(1, -1)) {
+    assert.ok(store.reads.get(inner)! <= 2, `${inner} read ${store.reads.get(inner)} times`);
+  }
+  assert.equal(store.reads.get(nodes.at(-1)!), undefined, "a raw leaf is listed, not read");
+
+  const walk = async (maxSteps: number) => {
+    for await (const _ of fileRangeBlocks(child.cid, 0, child.size, store.get, { maxSteps })) {
+      // drained
+    }
+  };
+  await walk(174 * 2); // each level: 174 links, one read and 173 skipped as listed
+  await assert.rejects(walk(100), (error: Error & { code?: string }) => {
+    assert.equal(error.code, "range_too_large");
+    assert.match(error.message, /more than 100 blocks walked/);
+    return true;
+  });
+});
+
+Deno.test("resolveUnixfsPath compares names as bytes: two names that are not UTF-8 (0xFE, 0xFF) are two entries, found by their bytes, and their U+FFFD reading finds neither", async () => {
+  const store = countingReader();
+  const a = store.put(text("a"), RAW_CODEC);
+  const b = store.put(text("b"), RAW_CODEC);
+  const bytes = dagPb.encode(dagPb.prepare({
+    Data: new UnixFS({ type: "directory" }).marshal(),
+    Links: [{ Name: "Q", Hash: CID.parse(a), Tsize: 1 }, {
+      Name: "R",
+      Hash: CID.parse(b),
+      Tsize: 1,
+    }],
+  }));
+  // The names `Q` and `R` (field 2, length 1) made 0xFE and 0xFF.
+  for (let i = 0; i + 2 < bytes.length; i++) {
+    if (bytes[i] === 0x12 && bytes[i + 1] === 1 && [0x51, 0x52].includes(bytes[i + 2])) {
+      bytes[i + 2] += 0xfe - 0x51;
+    }
+  }
+  const root = store.put(bytes, DAG_PB_CODEC);
+  const node = decodeUnixfs(root, bytes);
+  assert.deepEqual(node.links.map((l) => [...l.nameBytes]), [[0xfe], [0xff]]);
+  assert.deepEqual(node.links.map((l) => l.name), ["\ufffd", "\ufffd"], "read as text, alike");
+  assert.equal((await resolveUnixfsPath(root, [new Uint8Array([0xfe])], store.get)).cid, a);
+  assert.equal((await resolveUnixfsPath(root, [new Uint8Array([0xff])], store.get)).cid, b);
+  await assert.rejects(resolveUnixfsPath(root, ["\ufffd"], store.get), PathNotFoundError);
+  const missing = await resolveUnixfsPath(root, [new Uint8Array([0xfe]), "x"], store.get)
+    .catch((e) => e);
+  assert.match(missing.message, new RegExp(`/ipfs/${root}/%FE is a file`));
+  assert.equal(encodeNameSegment(new Uint8Array([0x61, 0xfe, 0x2f])), "a%FE%2F");
 });

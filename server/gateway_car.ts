@@ -1,0 +1,267 @@
+/**
+ * The gateway's CAR answers (`?format=car` or `Accept: application/vnd.ipld.car`, Trustless
+ * Gateway spec): the directory blocks of the content path, in order, then what `dag-scope` and
+ * `entity-bytes` ask of the node it names; the CAR's root is the requested CID.
+ *
+ * Everything that can be known before the body starts is checked before the `200`: the named node
+ * is read, what its entity is decided from the node itself (a UnixFS file's is its whole DAG; a
+ * directory's, a symlink's, or non-UnixFS data's is its own block; a HAMT's is not served), and a
+ * byte range's walk is made once without sending anything (`carLength`), so a range too long to
+ * walk is a `400`, a malformed file node a `422`. Only a block that goes missing mid-DAG can still
+ * cut a CAR after its `200`, as the spec allows.
+ *
+ * A `HEAD` walks what its `GET` would walk but writes nothing and reads no leaf: its
+ * `Content-Length` is counted from the nodes it reads and the sizes their links record.
+ *
+ * @module
+ */
+import { DAG_CBOR_CODEC, identityBlock, RAW_CODEC } from "../protocols/cid.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import { decodeManifest } from "../protocols/manifest.ts";
+import {
+  CAR_MEDIA_TYPE,
+  carLength,
+  type CarScope,
+  exportCar,
+  type ExportCarOptions,
+} from "../storage/car.ts";
+import { decodeUnixfs } from "../storage/unixfs.ts";
+import {
+  attachment,
+  codecOf,
+  type GatewayRequest,
+  IMMUTABLE,
+  noneMatch,
+  notModified,
+  statOf,
+} from "./gateway_request.ts";
+import { EdgeError, RequestValidationError } from "./http_errors.ts";
+
+/**
+ * Bytes of a content path's SHA-256 in a CAR's ETag: 16 bytes tell paths apart as well as the
+ * whole digest would, in half the header.
+ */
+const PATH_DIGEST_BYTES = 16;
+
+/** Options of {@link carResponse}. */
+export interface CarResponseOptions {
+  /** Steps an `entity-bytes` walk may take (`storage/unixfs.ts` `MAX_RANGE_STEPS` by default). */
+  maxRangeSteps?: number;
+}
+
+/** The CAR answer to `request`. */
+export async function carResponse(
+  request: GatewayRequest,
+  options?: CarResponseOptions,
+): Promise<Response> {
+  const { c, root, path, resolved, common, head } = request;
+  const cid = resolved.cid;
+  const scope = dagScope(c.req.query("dag-scope"));
+  const bytes = entityBytes(c.req.query("entity-bytes"));
+  // `entity-bytes` implies `dag-scope=entity`, `0:*` too (a narrower `block` still wins).
+  const entity = scope === "entity" || (bytes !== undefined && scope !== "block");
+  // Read the node the path names now, so a missing one is an error, not a broken CAR.
+  const node = await request.readBlock(cid);
+  const shape = entity ? await entityShape(request, cid, node) : undefined;
+  let served: CarScope = scope === "block" || shape?.scope === "block" ? "block" : "all";
+  // Only a UnixFS file has bytes to range over; elsewhere the spec has `entity-bytes` ignored.
+  const ranged = bytes !== undefined && !wholeEntity(bytes) && shape?.size !== undefined;
+  let range: { start: number; end: number } | undefined;
+  if (ranged) {
+    // Only the blocks that hold those bytes; a range with no bytes in it is the root alone.
+    range = entityRange(bytes, shape!.size!);
+    if (range === undefined) served = "block";
+  }
+  // Each scope, path and byte range is its own representation: a cache must not mix them.
+  const label = entity ? "entity" : scope;
+  const pathTag = path.names.length > 0 ? `.path-${await pathDigest(path.names)}` : "";
+  const bytesTag = ranged ? `.bytes-${bytes.text}` : "";
+  const etag = `"${root}.car.${label}${pathTag}${bytesTag}"`;
+  if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
+  const signal = c.req.raw.signal;
+  const car: ExportCarOptions = {
+    scope: served,
+    range,
+    signal,
+    roots: [root],
+    path: resolved.blocks,
+    maxRangeSteps: options?.maxRangeSteps,
+    isLegacyManifest: (c) => isLegacyManifest(request, c),
+  };
+  const headers = {
+    ...common,
+    "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
+    "content-disposition": attachment(root, "car"),
+    "cache-control": IMMUTABLE,
+    etag,
+  };
+  if (head || range !== undefined) {
+    // A byte range's walk, made before a byte is sent; a HEAD's length, without the CAR. (A HEAD
+    // without a length would not do: Hono answers one with its GET's headers and no body, and the
+    // runtime then sends `Content-Length: 0`, which the GET contradicts.)
+    const length = await checkedWalk(carLength(cid, request.readBlock, car), bytes?.text);
+    if (head) return new Response(null, { headers: { ...headers, "content-length": `${length}` } });
+  }
+  const stream = path.names.length === 0 && range === undefined && !identityBlock(cid)
+    ? await request.port().car(cid, served, signal)
+    : exportCar(cid, request.readBlock, car);
+  return new Response(stream, { headers });
+}
+
+/**
+ * What `dag-scope=entity` is of the node `cid` (its block `bytes`): its whole DAG (`all`) or its
+ * own block, and for a UnixFS file its size, which `entity-bytes` ranges over.
+ *
+ * - a UnixFS file (a dag-pb file node, a raw leaf): its whole DAG, ranged by `entity-bytes`;
+ * - a Veriflow file's manifest (a private file's, or a public one written before UnixFS): the
+ *   manifest and its chunks, never ranged (its bytes are not its blocks');
+ * - a directory: its own node (the spec: enough to enumerate it); a symlink or a UnixFS metadata
+ *   node: its one node, all there is of it; dag-cbor that is no manifest: its block (the spec:
+ *   non-UnixFS data's entity is its block);
+ * - a HAMT-sharded directory: its entity is every shard node, which this gateway does not walk:
+ *   `501`, rather than a CAR that looks complete.
+ */
+async function entityShape(
+  request: GatewayRequest,
+  cid: string,
+  bytes: Uint8Array,
+): Promise<{ scope: CarScope; size?: number }> {
+  const codec = codecOf(cid);
+  if (codec === DAG_CBOR_CODEC) return { scope: isManifest(bytes) ? "all" : "block" };
+  if (codec === RAW_CODEC) {
+    return await isLegacyManifest(request, cid)
+      ? { scope: "all" }
+      : { scope: "all", size: bytes.length };
+  }
+  const node = decodeUnixfs(cid, bytes);
+  if (node.type === "file" || node.type === "raw") return { scope: "all", size: node.fileSize };
+  if (node.type === "hamt-sharded-directory") {
+    throw new EdgeError(
+      "not_implemented",
+      `${cid} is a HAMT-sharded directory: its entity (every shard) is not served here; ask for ` +
+        "dag-scope=block or dag-scope=all",
+    );
+  }
+  return { scope: "block" };
+}
+
+/** True when dag-cbor `bytes` are a Veriflow manifest (a file: its chunks are its entity). */
+function isManifest(bytes: Uint8Array): boolean {
+  try {
+    decodeManifest(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * True when raw-codec `cid` names a manifest written before UnixFS (the store's stat lists its
+ * chunks, not the block itself), or a private one this node cannot open: its DAG is its chunks.
+ */
+async function isLegacyManifest(request: GatewayRequest, cid: string): Promise<boolean> {
+  if (codecOf(cid) !== RAW_CODEC) return false;
+  const info = await statOf(request.source(cid), cid);
+  return info === undefined || info.chunks.length !== 1 || info.chunks[0] !== cid;
+}
+
+/**
+ * `walk`, with the storage's refusals of a byte range's walk given their HTTP meaning: a walk too
+ * long for one answer is the client's to narrow (400 naming `entity-bytes`), a file node with a
+ * child that is no file node is content no reader can interpret (422).
+ */
+async function checkedWalk(walk: Promise<number>, entityBytes?: string): Promise<number> {
+  try {
+    return await walk;
+  } catch (error) {
+    if (!(error instanceof VeriflowError)) throw error;
+    if (error.code === "range_too_large") {
+      throw new RequestValidationError(
+        "invalid_request",
+        `entity-bytes=${entityBytes}: ${error.message}`,
+        "entity-bytes",
+      );
+    }
+    if (error.code === "not_a_file") {
+      throw new EdgeError("invalid_manifest", error.message, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** A short digest of a content path's names, for an ETag (names may hold any byte). */
+async function pathDigest(names: readonly Uint8Array[]): Promise<string> {
+  // Each name after its length: `a/bc` and `ab/c` differ.
+  const framed = names.flatMap((name) => [...u32(name.length), ...name]);
+  const digest = await crypto.subtle.digest("SHA-256", new Uint8Array(framed));
+  return [...new Uint8Array(digest, 0, PATH_DIGEST_BYTES)]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** `n` as four big-endian bytes. */
+function u32(n: number): number[] {
+  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+}
+
+/** A CAR request's `dag-scope` (trustless gateway spec), `all` by default. */
+function dagScope(scope: string | undefined): "all" | "entity" | "block" {
+  if (scope === undefined || scope === "all") return "all";
+  if (scope === "entity" || scope === "block") return scope;
+  throw new RequestValidationError("invalid_request", `unknown dag-scope ${scope}`, "dag-scope");
+}
+
+/** A CAR request's `entity-bytes=from:to`, parsed: `to` undefined for `*`. */
+interface EntityBytes {
+  from: number;
+  to: number | undefined;
+  /** The value as given (for the ETag). */
+  text: string;
+}
+
+/**
+ * A CAR request's `entity-bytes=from:to` (trustless gateway spec: integers, negative ones counted
+ * from the end, `to` may be `*`): `undefined` when absent, else the value parsed. A malformed one
+ * is a 400, never read as "the whole file".
+ */
+function entityBytes(value: string | undefined): EntityBytes | undefined {
+  if (value === undefined) return undefined;
+  const match = value.match(/^(-?\d{1,16}):(-?\d{1,16}|\*)$/);
+  const from = Number(match?.[1]);
+  const to = match?.[2] === "*" ? undefined : Number(match?.[2]);
+  if (!match || (to !== undefined && from >= 0 && to >= 0 && to < from)) {
+    throw new RequestValidationError(
+      "invalid_request",
+      `entity-bytes must be from:to (integers, to may be *), not ${value.slice(0, 40)}`,
+      "entity-bytes",
+    );
+  }
+  return { from, to, text: value };
+}
+
+/** True for `0:*`: the whole entity, which is `dag-scope=entity` itself, not a byte range. */
+function wholeEntity(bytes: EntityBytes): boolean {
+  return bytes.from === 0 && bytes.to === undefined;
+}
+
+/**
+ * The bytes `[start, end)` of a file of `size` bytes that `entity-bytes` asks for (inclusive `to`,
+ * negative values from the end, clamped to the file), or `undefined` when that is no bytes at all
+ * (the spec answers such a request with the file's root block). A range that starts past the end
+ * of a non-empty file is a 400: the spec asks for one when the gateway can tell up front.
+ */
+function entityRange(bytes: EntityBytes, size: number): { start: number; end: number } | undefined {
+  const start = bytes.from < 0 ? Math.max(0, size + bytes.from) : bytes.from;
+  const last = bytes.to === undefined
+    ? size - 1
+    : bytes.to < 0
+    ? size + bytes.to
+    : Math.min(bytes.to, size - 1);
+  if (size > 0 && start >= size) {
+    throw new RequestValidationError(
+      "invalid_request",
+      `entity-bytes=${bytes.text} starts past the end of the file (${size} bytes)`,
+      "entity-bytes",
+    );
+  }
+  return last < start ? undefined : { start, end: last + 1 };
+}

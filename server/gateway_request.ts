@@ -1,0 +1,92 @@
+/**
+ * One `/ipfs` request of the gateway (`gateway_routes.ts`), its content path resolved, and what
+ * every kind of answer to it (a block, a CAR in `gateway_car.ts`, a file's bytes, a directory)
+ * shares: where blocks come from, the headers each answer carries, conditional requests, and how
+ * a file's metadata is read.
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import { type CidCodec, cidCodec, identityBlock } from "../protocols/cid.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import type { FileInfo } from "../storage/file_store.ts";
+import type { GatewayStorage } from "../storage/gateway_port.ts";
+import type { ResolvedPath } from "../storage/unixfs_path.ts";
+import type { EdgeEnv } from "./client_access.ts";
+import type { ContentPath } from "./gateway_paths.ts";
+
+/** A CID's bytes never change: cache for a year, never revalidate (what gateways send). */
+export const IMMUTABLE = "public, max-age=29030400, immutable";
+
+/** What the `/ipfs` route reads: the storage port, or the one block an identity CID inlines. */
+export type BlockSource = Pick<GatewayStorage, "block" | "stat" | "read">;
+
+/** One `/ipfs` request, its content path resolved: what each kind of answer is built from. */
+export interface GatewayRequest {
+  /** The Hono context. */
+  c: Context<EdgeEnv>;
+  /** The root CID, canonical. */
+  root: string;
+  /** The content path, from the request's raw path. */
+  path: ContentPath;
+  /** Where the path leads, and the directory blocks on the way. */
+  resolved: ResolvedPath;
+  /** True for a `HEAD`: the answer's status and headers, no body. */
+  head: boolean;
+  /** The node's storage (`service_unavailable` when it runs none). */
+  port: () => GatewayStorage;
+  /** The blocks of `cid`: the storage port, or an identity CID's own bytes. */
+  source: (cid: string) => BlockSource;
+  /** One verified block, wherever `source` finds it. */
+  readBlock: (cid: string, signal?: AbortSignal) => Promise<Uint8Array>;
+  /** Headers every answer carries: `X-Ipfs-Path` (as requested), `X-Ipfs-Roots`, `nosniff`. */
+  common: Record<string, string>;
+}
+
+/** The codec of any CID the gateway takes, identity CIDs included. */
+export function codecOf(cid: string): CidCodec {
+  return identityBlock(cid)?.codec ?? cidCodec(cid);
+}
+
+/**
+ * A file's metadata, or `undefined` for a private file this node's key does not open. A storage
+ * peer holds other owners' private files: its storage reads their manifests with its own key and
+ * answers `authentication_failed`, which is no fault of the request nor of the node (not a 500):
+ * the file is private, as one read without any key is.
+ */
+export async function statOf(source: BlockSource, cid: string): Promise<FileInfo | undefined> {
+  try {
+    return await source.stat(cid);
+  } catch (error) {
+    if (error instanceof VeriflowError && error.code === "authentication_failed") return undefined;
+    throw error;
+  }
+}
+
+/**
+ * True when `If-None-Match` names `etag` (RFC 9110 §13.1.2): `*`, or any tag of its list equal
+ * under weak comparison (`W/"x"` matches `"x"`). Every representation here is named by its
+ * CID and never changes, so a tag the client holds is the bytes it would get.
+ */
+export function noneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === "*") return true;
+  const opaque = (tag: string) => tag.replace(/^W\//, "");
+  return [...header.matchAll(/(?:W\/)?"[^"]*"/g)].some((m) => opaque(m[0]) === opaque(etag));
+}
+
+/** 304 with what a cache refreshes from it (RFC 9110 §15.4.5). */
+export function notModified(common: Record<string, string>, etag: string): Response {
+  return new Response(null, {
+    status: 304,
+    headers: { ...common, "cache-control": IMMUTABLE, etag },
+  });
+}
+
+/**
+ * A block or a CAR is not for a browser to render: the trustless gateway spec has it downloaded
+ * under the CID's name.
+ */
+export function attachment(cid: string, extension: "bin" | "car"): string {
+  return `attachment; filename="${cid}.${extension}"`;
+}

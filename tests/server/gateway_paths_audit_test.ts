@@ -1,0 +1,439 @@
+/**
+ * The gateway's content paths against what an outside audit sent them (on a real HTTP server on
+ * 127.0.0.1, over hand-made DAGs where Veriflow's own writer would not make one): a raw path whose
+ * encoded `..` would leave its CID, a tiny DAG that links one child 174 times per level, a path
+ * thousands of names deep, a CAR's HEAD, another owner's private file, an encoded slash at the end
+ * of a directory's path, identity CIDs inside DAGs, UnixFS nodes that are not files (HAMT shards,
+ * symlinks) and dag-cbor data, `entity-bytes=0:*` of a directory, and entry names that are not
+ * UTF-8.
+ */
+import assert from "node:assert/strict";
+import * as dagPb from "@ipld/dag-pb";
+import { UnixFS } from "ipfs-unixfs";
+import { CID } from "multiformats/cid";
+import { identity } from "multiformats/hashes/identity";
+import { encodeCbor } from "../../protocols/cbor.ts";
+import {
+  cidDigest,
+  cidFromDigest,
+  DAG_CBOR_CODEC,
+  DAG_PB_CODEC,
+  storageKey,
+} from "../../protocols/cid.ts";
+import { MAX_PATH_NAMES } from "../../server/gateway_paths.ts";
+import { ChunkStore } from "../../storage/chunk_store.ts";
+import { FileStore } from "../../storage/file_store.ts";
+import { OwnerKey } from "../../storage/private_tier.ts";
+import { pseudoRandomBytes } from "../storage/_helpers.ts";
+import { blockMaker, readCar, startGatewayNode } from "./_gateway_node.ts";
+
+const text = (s: string) => new TextEncoder().encode(s);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+/** An empty store in a new directory, and ways to fill it. */
+async function newStore() {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir);
+  const files = new FileStore(store);
+  const put = async (content: string | Uint8Array) =>
+    (await files.put(
+      ReadableStream.from([typeof content === "string" ? text(content) : content]),
+    )).cid;
+  return { dir, store, files, put, make: blockMaker(store) };
+}
+
+/**
+ * A file DAG of `levels` levels over one 1-byte leaf, each node linking the level below 174
+ * times: a few kilobytes that claim 174^levels bytes.
+ */
+async function repeatedDag(make: ReturnType<typeof blockMaker>, levels: number) {
+  const leaf = await make.putRaw(new Uint8Array([0x41]));
+  const nodes = [leaf];
+  let child = { cid: leaf, size: 1 };
+  for (let level = 0; level < levels; level++) {
+    child = { cid: await make.fileNode(Array(174).fill(child)), size: child.size * 174 };
+    nodes.unshift(child.cid);
+  }
+  return { root: child.cid, size: child.size, nodes }; // nodes: root first, leaf last
+}
+
+Deno.test("the CID and the path come from the same raw path: an encoded `..` that would leave the CID is 400, never another root's file; one inside the path resolves there", async () => {
+  const { dir, put, make } = await newStore();
+  const a = await make.directory([{ name: "x.txt", cid: await put("content of A/x.txt") }]);
+  const b = await make.directory([{ name: "x.txt", cid: await put("content of B/x.txt") }]);
+  const node = await startGatewayNode(dir);
+  try {
+    for (
+      const target of [
+        `/ipfs/${a}/%2e%2e/${b}/x.txt`,
+        `/ipfs/${a}/%2E%2E/${b}/x.txt`,
+        `/ipfs/${a}/.%2e/${b}/x.txt`,
+        `/ipfs/${a}/../${b}/x.txt`,
+        `/ipfs/${a}/x.txt/%2e%2e/%2e%2e/${b}/x.txt`,
+      ]
+    ) {
+      const answer = await node.raw(target);
+      assert.equal(answer.status, 400, target);
+      assert.ok(!answer.body.includes("content of"), `${target}: ${answer.body}`);
+      assert.match(answer.body, /climbs above its root CID/);
+    }
+    const inside = await node.raw(`/ipfs/${a}/nope/%2e%2e/x.txt`);
+    assert.equal(inside.status, 200);
+    assert.ok(inside.body.includes("content of A/x.txt"));
+    assert.equal(inside.headers.get("x-ipfs-path"), `/ipfs/${a}/nope/%2e%2e/x.txt`);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("entity-bytes walks a node its parent links 174 times once, not 174 times: a 6-level DAG of 7 blocks claiming 27.7 TB answers 1:* and 0:999999 with those 7 blocks", async () => {
+  const { dir, make } = await newStore();
+  const small = await repeatedDag(make, 2);
+  const big = await repeatedDag(make, 6);
+  assert.equal(big.size, 174 ** 6);
+  const node = await startGatewayNode(dir);
+  try {
+    const ranged = await node.get(`/ipfs/${small.root}?format=car&entity-bytes=1:*`);
+    assert.equal(ranged.response.status, 200);
+    assert.deepEqual((await readCar(ranged.body)).blocks.map((b) => b.cid), small.nodes);
+    // The walk made before the answer and the one that writes it each read the middle node at
+    // most twice (once cut by the range's start, once whole); before, once per link to it.
+    const middle = node.reads.blocks.filter((cid) => storageKey(cid) === storageKey(small.nodes[1]))
+      .length;
+    assert.ok(middle > 0 && middle <= 4, `the middle node was read ${middle} times`);
+
+    for (const range of ["1:*", "0:999999", "-5:*"]) {
+      node.reads.blocks.length = 0;
+      const { response, body } = await node.get(
+        `/ipfs/${big.root}?format=car&entity-bytes=${range}`,
+      );
+      assert.equal(response.status, 200, range);
+      assert.deepEqual((await readCar(body)).blocks.map((b) => b.cid), big.nodes, range);
+      assert.ok(node.reads.blocks.length <= 4 * big.nodes.length, `${node.reads.blocks.length}`);
+    }
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("a byte range whose walk would take more steps than the limit is 400 naming entity-bytes, before any CAR is sent (GET and HEAD alike); a smaller one is answered", async () => {
+  const { dir, make } = await newStore();
+  const dag = await repeatedDag(make, 2); // the root links one node 174 times, over 174 leaves
+  const node = await startGatewayNode(dir, { routes: { maxRangeSteps: 100 } });
+  try {
+    for (const range of ["1:*", "0:99"]) {
+      for (const method of ["GET", "HEAD"]) {
+        const { response, body } = await node.get(
+          `/ipfs/${dag.root}?format=car&entity-bytes=${range}`,
+          { method },
+        );
+        assert.equal(response.status, 400, `${method} ${range}`);
+        if (method === "GET") {
+          const { error } = JSON.parse(decode(body));
+          assert.equal(error.param, "entity-bytes");
+          assert.match(error.message, /more than 100 blocks walked/);
+        }
+      }
+    }
+    const fits = await node.get(`/ipfs/${dag.root}?format=car&entity-bytes=0:50`);
+    assert.equal(fits.response.status, 200);
+    assert.deepEqual((await readCar(fits.body)).blocks.map((b) => b.cid), dag.nodes);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("a CAR's HEAD writes no CAR and reads no leaf, and its Content-Length is its GET's, for every scope, path and range", async () => {
+  const { dir, store, put, make } = await newStore();
+  const big = await put(pseudoRandomBytes(600_000, 61)); // a root over 3 leaves
+  const leaves = dagPb.decode(await store.get(storageKey(big))).Links
+    .map((link) => link.Hash.toString());
+  assert.equal(leaves.length, 3);
+  const inline = CID.createV1(0x55, identity.digest(text("inline"))).toString();
+  // Each link's Tsize as a writer records it: a raw leaf's is its length, which a HEAD counts.
+  const sub = await make.directory([{ name: "a.txt", cid: await put("a\n"), tsize: 2 }]);
+  const root = await make.directory([
+    { name: "big.bin", cid: big },
+    { name: "id.txt", cid: inline },
+    { name: "sub", cid: sub },
+  ]);
+  const node = await startGatewayNode(dir);
+  try {
+    for (
+      const path of [
+        `/ipfs/${big}?format=car`,
+        `/ipfs/${big}?format=car&dag-scope=entity`,
+        `/ipfs/${big}?format=car&entity-bytes=262000:262300`,
+        `/ipfs/${root}?format=car`,
+        `/ipfs/${root}?format=car&dag-scope=entity`,
+        `/ipfs/${root}/sub?format=car`,
+        `/ipfs/${root}/big.bin?format=car&dag-scope=block`,
+        `/ipfs/${root}/big.bin?format=car&entity-bytes=-10:*`,
+        `/ipfs/${root}/id.txt?format=car`,
+        `/ipfs/${inline}?format=car`,
+      ]
+    ) {
+      node.reads.blocks.length = 0;
+      node.reads.cars.length = 0;
+      const head = await node.get(path, { method: "HEAD" });
+      assert.equal(head.response.status, 200, path);
+      assert.deepEqual(node.reads.cars, [], `${path}: HEAD asked for no CAR`);
+      const read = node.reads.blocks.filter((cid) => leaves.includes(storageKey(cid)));
+      assert.deepEqual(read, [], `${path}: HEAD read no leaf`);
+      const get = await node.get(path);
+      assert.equal(get.response.status, 200, path);
+      await readCar(get.body);
+      assert.equal(head.response.headers.get("content-length"), `${get.body.length}`, path);
+      assert.equal(head.response.headers.get("etag"), get.response.headers.get("etag"), path);
+    }
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test(`a path of more than ${MAX_PATH_NAMES} names is 400, so X-Ipfs-Roots (a CID per name) stays a few KB; ${MAX_PATH_NAMES} are followed`, async () => {
+  const { dir, put, make } = await newStore();
+  let cid = await put("bottom");
+  let name = "f.txt";
+  const names: string[] = [];
+  for (let i = 0; i < MAX_PATH_NAMES + 1; i++) {
+    names.unshift(name);
+    cid = await make.directory([{ name, cid }]);
+    name = "a";
+  }
+  const node = await startGatewayNode(dir);
+  try {
+    const deepest = await node.get(`/ipfs/${cid}/${names.join("/")}`);
+    assert.equal(deepest.response.status, 400);
+    assert.equal(deepest.response.headers.get("x-ipfs-roots"), null);
+    assert.equal(JSON.parse(decode(deepest.body)).error.param, "path");
+    // Dot segments are resolved first: it is the names followed that count.
+    const folded = await node.raw(`/ipfs/${cid}/${names.join("/")}/%2e%2e/%2e%2e`);
+    assert.equal(folded.status, 301);
+
+    const allowed = names.slice(0, MAX_PATH_NAMES);
+    const deep = await node.get(`/ipfs/${cid}/${allowed.join("/")}/`);
+    assert.equal(deep.response.status, 200);
+    const roots = deep.response.headers.get("x-ipfs-roots")!;
+    assert.equal(roots.split(",").length, MAX_PATH_NAMES + 1);
+    assert.ok(roots.length < 4_096, `${roots.length} bytes`);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("another owner's private file is 403 key_required as any private file is (not 500), its CAR is served, and a listing whose index.html is one falls back to the generated index", async () => {
+  const owner = await OwnerKey.fromSecret(new Uint8Array(32).fill(1));
+  const other = await OwnerKey.fromSecret(new Uint8Array(32).fill(2));
+  const { dir, files, make } = await newStore();
+  const secret = await files.put(ReadableStream.from([text("TOP SECRET")]), {
+    key: owner,
+    name: "s.txt",
+    mime: "text/html",
+  });
+  const root = await make.directory([
+    { name: "index.html", cid: secret.cid },
+    { name: "s.txt", cid: secret.cid },
+  ]);
+  const node = await startGatewayNode(dir, { ownerKey: other });
+  try {
+    for (const path of [`/ipfs/${secret.cid}`, `/ipfs/${root}/s.txt`]) {
+      const { response, body } = await node.get(path);
+      assert.equal(response.status, 403, path);
+      assert.equal(JSON.parse(decode(body)).error.code, "key_required", path);
+    }
+    const listing = await node.get(`/ipfs/${root}/`);
+    assert.equal(listing.response.status, 200);
+    assert.match(decode(listing.body), /Index of/);
+    assert.ok(!decode(listing.body).includes("TOP SECRET"));
+    for (
+      const path of [
+        `/ipfs/${secret.cid}?format=car&dag-scope=entity`,
+        `/ipfs/${root}/s.txt?format=car&entity-bytes=0:3`,
+      ]
+    ) {
+      const { response, body } = await node.get(path);
+      assert.equal(response.status, 200, path);
+      const blocks = (await readCar(body)).blocks.map((b) => b.cid);
+      assert.ok(blocks.includes(secret.cid), path);
+      assert.ok(!decode(body).includes("TOP SECRET"), "ciphertext only");
+    }
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("only a literal / at the end of the raw path is a directory's form: site%2F is redirected to site/ like site, so its page's relative links resolve inside it", async () => {
+  const { dir, put, make } = await newStore();
+  const site = await make.directory([
+    { name: "app.css", cid: await put("/* the site's */") },
+    { name: "index.html", cid: await put('<link rel=stylesheet href="app.css">') },
+  ]);
+  const root = await make.directory([
+    { name: "app.css", cid: await put("/* the root's */") },
+    { name: "site", cid: site },
+  ]);
+  const node = await startGatewayNode(dir);
+  try {
+    for (const path of ["site", "site%2F", "site%2f", "x%2F..%2Fsite", "site/.", "site/%2e"]) {
+      const { status, headers } = await node.raw(`/ipfs/${root}/${path}?q=1`);
+      assert.equal(status, 301, path);
+      assert.equal(headers.get("location"), `/ipfs/${root}/site/?q=1`, path);
+    }
+    const page = await node.get(`/ipfs/${root}/site/`);
+    assert.equal(decode(page.body), '<link rel=stylesheet href="app.css">');
+    const css = new URL("app.css", `${node.url}/ipfs/${root}/site/`).pathname;
+    assert.equal(decode((await node.get(css)).body), "/* the site's */");
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("identity CIDs inside a DAG are read from the CID: a directory linking one, a path to one, and a byte range of one are complete CARs", async () => {
+  const { dir, put, make } = await newStore();
+  const inline = CID.createV1(0x55, identity.digest(text("hello identity"))).toString();
+  const file = await put("stored\n");
+  const root = await make.directory([{ name: "a.txt", cid: file }, {
+    name: "id.txt",
+    cid: inline,
+  }]);
+  const node = await startGatewayNode(dir);
+  try {
+    const cases: [string, string[], string[]][] = [
+      [`/ipfs/${root}?format=car`, [root], [root, file]],
+      [`/ipfs/${root}/id.txt?format=car`, [root], [root]],
+      [`/ipfs/${root}/id.txt?format=car&entity-bytes=0:3`, [root], [root]],
+      [`/ipfs/${inline}?format=car&entity-bytes=0:3`, [inline], [inline]],
+      [`/ipfs/${inline}?format=car&dag-scope=all`, [inline], [inline]],
+    ];
+    for (const [path, roots, blocks] of cases) {
+      const { response, body } = await node.get(path);
+      assert.equal(response.status, 200, path);
+      const car = await readCar(body);
+      assert.deepEqual(car.roots, roots, path);
+      assert.deepEqual(car.blocks.map((b) => b.cid), blocks, path);
+    }
+    const plain = await node.get(`/ipfs/${root}/id.txt`);
+    assert.equal(decode(plain.body), "hello identity");
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("a node is served by its decoded UnixFS type: a HAMT or symlink index.html gives the generated index, a symlink's bytes are 501, its entity (with or without entity-bytes) is its one block, dag-cbor data's entity is its block, a HAMT's entity 501", async () => {
+  const { dir, store, put, make } = await newStore();
+  const hamt = await make.unixfsNode("hamt-sharded-directory");
+  const symlink = await make.unixfsNode("symlink", text("/etc/passwd"));
+  const cbor = cidFromDigest(
+    cidDigest(await store.put(encodeCbor({ hello: "world" }))),
+    DAG_CBOR_CODEC,
+  );
+  const root = await make.directory([
+    { name: "c", cid: cbor },
+    { name: "h", cid: await make.directory([{ name: "index.html", cid: hamt }]) },
+    { name: "l", cid: await make.directory([{ name: "index.html", cid: symlink }]) },
+    { name: "sym", cid: symlink },
+    { name: "x.txt", cid: await put("x\n") },
+  ]);
+  const node = await startGatewayNode(dir);
+  try {
+    for (const path of ["h/", "l/"]) {
+      const { response, body } = await node.get(`/ipfs/${root}/${path}`);
+      assert.equal(response.status, 200, path);
+      assert.match(decode(body), /Index of/, path);
+      assert.equal(response.headers.get("content-length"), `${body.length}`, path);
+    }
+    const bytes = await node.get(`/ipfs/${root}/sym`);
+    assert.equal(bytes.response.status, 501);
+    assert.match(decode(bytes.body), /UnixFS symlink/);
+    for (
+      const [path, blocks] of [
+        ["sym?format=car&dag-scope=entity", [root, symlink]],
+        ["sym?format=car&entity-bytes=0:3", [root, symlink]],
+        ["c?format=car&dag-scope=entity", [root, cbor]],
+      ] as const
+    ) {
+      const { response, body } = await node.get(`/ipfs/${root}/${path}`);
+      assert.equal(response.status, 200, path);
+      assert.deepEqual((await readCar(body)).blocks.map((b) => b.cid), blocks, path);
+    }
+    const direct = await node.get(`/ipfs/${cbor}?format=car&dag-scope=entity`);
+    assert.deepEqual((await readCar(direct.body)).blocks.map((b) => b.cid), [cbor]);
+    const shards = await node.get(`/ipfs/${hamt}?format=car&dag-scope=entity`);
+    assert.equal(shards.response.status, 501);
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("entity-bytes=0:* implies dag-scope=entity as any entity-bytes does: a directory's CAR is its own node, under the entity ETag", async () => {
+  const { dir, put, make } = await newStore();
+  const sub = await make.directory([{ name: "b.txt", cid: await put("bbbb") }]);
+  const root = await make.directory([{ name: "a.txt", cid: await put("aaaa") }, {
+    name: "sub",
+    cid: sub,
+  }]);
+  const node = await startGatewayNode(dir);
+  try {
+    for (
+      const [path, blocks] of [
+        [`/ipfs/${root}?format=car&entity-bytes=0:*`, [root]],
+        [`/ipfs/${root}?format=car&entity-bytes=0:*&dag-scope=all`, [root]],
+        [`/ipfs/${root}/sub?format=car&entity-bytes=0:*`, [root, sub]],
+      ] as const
+    ) {
+      const { response, body } = await node.get(path);
+      assert.equal(response.status, 200, path);
+      assert.deepEqual((await readCar(body)).blocks.map((b) => b.cid), blocks, path);
+      const entity = await node.get(
+        path.replace(/entity-bytes=0:\*(&dag-scope=all)?/, "dag-scope=entity"),
+      );
+      assert.equal(response.headers.get("etag"), entity.response.headers.get("etag"), path);
+    }
+  } finally {
+    await node.close();
+  }
+});
+
+Deno.test("directory names that are not UTF-8 stay apart: 0xFE and 0xFF list as two links keeping their bytes, and each percent-encoded byte finds its own entry", async () => {
+  const { dir, store, put } = await newStore();
+  const first = await put("first");
+  const second = await put("second");
+  const bytes = dagPb.encode(dagPb.prepare({
+    Data: new UnixFS({ type: "directory" }).marshal(),
+    Links: [
+      { Name: "Q", Hash: CID.parse(first), Tsize: 5 },
+      { Name: "R", Hash: CID.parse(second), Tsize: 6 },
+    ],
+  }));
+  // The one-byte names `Q` and `R` (field 2, length 1) become 0xFE and 0xFF: no encoder writes
+  // them, but a directory made elsewhere may hold any bytes.
+  for (let i = 0; i + 2 < bytes.length; i++) {
+    if (
+      bytes[i] === 0x12 && bytes[i + 1] === 1 && (bytes[i + 2] === 0x51 || bytes[i + 2] === 0x52)
+    ) {
+      bytes[i + 2] = bytes[i + 2] === 0x51 ? 0xfe : 0xff;
+    }
+  }
+  const root = cidFromDigest(cidDigest(await store.put(bytes)), DAG_PB_CODEC);
+  const node = await startGatewayNode(dir);
+  try {
+    const listing = decode((await node.get(`/ipfs/${root}/`)).body);
+    assert.ok(listing.includes('href="./%FE"'), listing);
+    assert.ok(listing.includes('href="./%FF"'), listing);
+    for (const [path, content] of [["%FE", "first"], ["%fe", "first"], ["%FF", "second"]]) {
+      const { response, body } = await node.get(`/ipfs/${root}/${path}`);
+      assert.equal(response.status, 200, path);
+      assert.equal(decode(body), content, path);
+    }
+    const replaced = await node.get(`/ipfs/${root}/%EF%BF%BD`);
+    assert.equal(replaced.response.status, 404, "U+FFFD names neither");
+    const tags = await Promise.all(["%FE", "%FF"].map(async (name) => {
+      const { response } = await node.get(`/ipfs/${root}/${name}?format=car`);
+      return response.headers.get("etag");
+    }));
+    assert.notEqual(tags[0], tags[1], "each path its own CAR ETag");
+  } finally {
+    await node.close();
+  }
+});
