@@ -185,6 +185,11 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
   if (io.signal?.aborted) interrupt.abort();
   try {
     let client: StreamClient;
+    const keyFrom = values["api-key"] !== undefined
+      ? "--api-key"
+      : io.env?.("VERIFLOW_API_KEY") !== undefined
+      ? "VERIFLOW_API_KEY"
+      : undefined;
     try {
       client = await StreamClient.connect(values.url, {
         signal: connection.signal,
@@ -196,7 +201,7 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
       });
     } catch (error) {
       if (interrupt.signal.aborted) return await interrupted(io, "before the job started");
-      await io.stderr(`error: ${(error as Error).message}${connectHint(error)}\n`);
+      await io.stderr(`error: ${(error as Error).message}${connectHint(error, keyFrom)}\n`);
       return EXIT_FAILURE;
     }
     try {
@@ -259,12 +264,18 @@ function checkUrl(url: string): string | undefined {
   return undefined;
 }
 
-/** What to do about a failed connection, for the statuses a node refuses an upgrade with. */
-function connectHint(error: unknown): string {
+/**
+ * What to do about a failed connection, for the statuses a node refuses an upgrade with.
+ * `keyFrom` names where the API key sent came from (`--api-key`, `VERIFLOW_API_KEY`), if any.
+ */
+function connectHint(error: unknown, keyFrom: string | undefined): string {
   if (!(error instanceof StreamClosedError)) return "";
   switch (error.details.httpStatus) {
     case 401:
-      return "\n(pass --api-key KEY or set VERIFLOW_API_KEY)";
+      return keyFrom === undefined
+        ? "\n(pass --api-key KEY or set VERIFLOW_API_KEY)"
+        : `\n(the node refused the API key given by ${keyFrom}: check it against the node's ` +
+          `API keys or operator token)`;
     case 404:
       return "\n(give --url the node's base address, like ws://HOST:PORT: /v1/stream is added)";
     case 503:

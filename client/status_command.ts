@@ -218,8 +218,10 @@ export function describe(s: State): string[] {
   if (s.validator) {
     const v = s.validator.stats;
     const a = s.validator.account;
+    // The account is the ledger's; the counts are the validator's since this node started, and
+    // start again at 0 after a restart: labelled so, not as the ledger's.
     lines.push(
-      `ledger   credit ${a.balance}, stake ${a.stake} (locked ${a.locked}); receipts ` +
+      `ledger   credit ${a.balance}, stake ${a.stake} (locked ${a.locked}); this run: receipts ` +
         `${v.received}, challenged ${v.challenged}, fraud ${v.verdicts.fraud}, slashes ${v.slashes}`,
     );
   } else lines.push("ledger   none (--no-validator)");

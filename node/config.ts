@@ -421,7 +421,18 @@ export function parseWholeNumber(text: string): number | undefined {
  * flags and variables.
  */
 export function notWholeNumber(name: string, text: string): string {
+  if (isNegative(text, WHOLE_NUMBER)) return mustNotBeNegative(name, text);
   return `${name} expects a whole number in decimal digits, got "${text}"`;
+}
+
+/** Whether `text` is `-` before what `number` accepts: a sign, not a typo, is what is wrong. */
+function isNegative(text: string, number: RegExp): boolean {
+  const t = text.trim();
+  return t.startsWith("-") && number.test(t.slice(1));
+}
+
+function mustNotBeNegative(name: string, text: string): string {
+  return `${name} must not be negative (0 or more), got "${text}"`;
 }
 
 /**
@@ -446,8 +457,12 @@ export function parseDecimalNumber(text: string): number | undefined {
   return DECIMAL_NUMBER.test(t) ? Number(t) : undefined;
 }
 
-/** Why `text`, given to `name`, was refused as a decimal number: one wording for both. */
+/**
+ * Why `text`, given to `name`, was refused as a decimal number: one wording for flags and
+ * variables. A negative number is named as such (every number setting is 0 or more).
+ */
 export function notDecimalNumber(name: string, text: string): string {
+  if (isNegative(text, DECIMAL_NUMBER)) return mustNotBeNegative(name, text);
   return `${name} expects a decimal number such as 0.05, got "${text}"`;
 }
 

@@ -279,6 +279,22 @@ function rootReason(error: unknown): string {
   return reason instanceof Error ? reason.message : String(reason);
 }
 
+/**
+ * For a write Deno's permissions refused (`deno task start` may write under `.veriflow` only):
+ * the command the README gives for another data directory, instead of Deno's bare
+ * "run again with the --allow-write flag".
+ */
+function writeAccessHint(error: unknown): string {
+  for (let e = error; e instanceof Error; e = e.cause) {
+    if (e instanceof Deno.errors.NotCapable && /write access/.test(e.message)) {
+      return " (`deno task start` writes only under .veriflow; for --data DIR elsewhere run " +
+        "`deno run --allow-read --allow-write=DIR --allow-net --allow-env --allow-ffi " +
+        "--allow-run=node cli.ts start --data DIR`: README, Permissions)";
+    }
+  }
+  return "";
+}
+
 /** What {@link runStart} needs from the process; tests substitute their own. */
 export interface StartCommandIo {
   /** Calls `listener` on each SIGINT and SIGTERM; returns a function that stops listening. */
@@ -404,7 +420,7 @@ export async function runUntilStopped(
         return INTERRUPTED_EXIT_CODE;
       }
       // A role that cannot start (a taken port, an unreadable model): say why, once, plainly.
-      io.err(`error: the node did not start: ${rootReason(error)}`);
+      io.err(`error: the node did not start: ${rootReason(error)}${writeAccessHint(error)}`);
       return 1;
     }
     // A Ctrl-C that raced the last step of start-up still stops the node.

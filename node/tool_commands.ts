@@ -24,8 +24,8 @@ Examples:
   deno run -A cli.ts keygen
   deno run -A cli.ts keygen --data .vf/b
 
-Exit codes: 0 printed · 1 the key file is unreadable or damaged (the line says which) · 2 bad
-flags.`;
+Exit codes: 0 printed · 1 the key file is unreadable or damaged, or cannot be written (the line
+says which) · 2 bad flags.`;
 
 /** `cli.ts keygen`: see {@link KEYGEN_HELP}. */
 export async function runKeygen(args: string[]): Promise<number> {
@@ -55,9 +55,13 @@ export async function runKeygen(args: string[]): Promise<number> {
     console.error(existed ? `(the key already in ${path})` : `(new key written to ${path})`);
     return 0;
   } catch (error) {
+    // Only a key that is there can be damaged; with none, it was the write that failed.
     console.error(
-      `error: ${(error as Error).message}; move ${path} aside to make a new identity (the ` +
-        `node's ledger account and stake belong to the old key)`,
+      existed
+        ? `error: ${(error as Error).message}; move ${path} aside to make a new identity (the ` +
+          `node's ledger account and stake belong to the old key)`
+        : `error: ${(error as Error).message}; no key was written: check that ${values.data} ` +
+          `can be created and written (a writable file system, this user's permissions)`,
     );
     return 1;
   }

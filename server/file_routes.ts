@@ -11,6 +11,11 @@
  * streams: the body is never held whole. Only public files are served (a private file needs
  * its owner's key, which this node does not lend to HTTP clients: `403 key_required`).
  *
+ * A client that goes away stops the work without `request.signal`, which Deno aborts after every
+ * successful response too (its legacy semantics, and a warning in the operator's log on first
+ * read): a put's source is the request body, whose reads fail once the client is gone; a read is
+ * the response body, whose `cancel` (the client went away) aborts the read from the store.
+ *
  * @module
  */
 import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
@@ -43,7 +48,6 @@ export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<Edge
     const result = await actor().put(body, {
       name,
       mime: mime && mime !== "application/octet-stream" ? mime : undefined,
-      signal: c.req.raw.signal,
     });
     return c.json({ cid: result.cid, size: result.size, chunks: result.chunkCount }, 201);
   });
@@ -64,11 +68,34 @@ export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<Edge
       c.req.header("range"),
       info.size,
       headers,
-      (start, end) => port.read(cid, { start, end, signal: c.req.raw.signal }),
+      (start, end) => untilCancelled((signal) => port.read(cid, { start, end, signal })),
     );
   });
 
   return app;
+}
+
+/**
+ * The stream `open` answers, as a response body whose `cancel` (the client went away) also
+ * aborts the signal `open` was given, so the store stops reading whatever the port does with
+ * the cancel.
+ */
+async function untilCancelled(
+  open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
+): Promise<ReadableStream<Uint8Array>> {
+  const abort = new AbortController();
+  const reader = (await open(abort.signal)).getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { done, value } = await reader.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      abort.abort(reason);
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
 }
 
 /**

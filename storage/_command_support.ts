@@ -2,13 +2,15 @@
  * What the storage commands (`storage_commands.ts`, `exchange_commands.ts`) share: argument
  * parsing with a usage text, and one mapping from failures to exit codes — 0 done (also when the
  * reader of stdout stopped reading: `get CID | head -c 10`), 1 a storage failure
- * (`error [code]: message`) or a file-system one (`error: message`, naming the path), 2 a usage
+ * (`error [code]: message`) or one the OS reported (`error: message; what to do`, naming the
+ * path, even for the errors Deno has no class for, such as a read-only file system), 2 a usage
  * error, 130 interrupted (Ctrl-C while writing a file: the partial copy is removed).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { VeriflowError } from "../protocols/errors.ts";
+import { formatBytes } from "./progress_bar.ts";
 
 /** A bad command line: its message is the usage text or what is wrong; exit code 2. */
 export class UsageError extends VeriflowError {
@@ -55,6 +57,54 @@ const EXIT_INTERRUPTED = 130;
 /** Whether `error` is one of Deno's file-system and I/O errors (`Deno.errors.*`). */
 export function isDenoError(error: unknown): error is Error {
   return Object.values(Deno.errors).some((type) => error instanceof type);
+}
+
+/**
+ * Whether `error` is a failure the OS reported: one of `Deno.errors.*`, or a plain `Error` whose
+ * message carries `(os error N)` — what Deno throws for the errors it has no class for (EROFS,
+ * EIO, EDQUOT, ...), which would otherwise escape as a stack trace.
+ */
+export function isOsError(error: unknown): error is Error {
+  return isDenoError(error) || (error instanceof Error && OS_ERROR.test(error.message));
+}
+
+/** How Deno's messages name an OS error: "Read-only file system (os error 30): open 'x'". */
+const OS_ERROR = /\(os error \d+\)/;
+
+/** What to do about an OS error, by its POSIX name (Deno sets `code` on the errors it throws). */
+const OS_ERROR_HINTS: Record<string, string> = {
+  EROFS: "give a --data DIR (or -o FILE) on a writable file system, or remount it read-write",
+  EACCES: "check that this user may write there (--data DIR, -o FILE)",
+  EPERM: "check that this user may write there (--data DIR, -o FILE)",
+  ENOSPC: "the disk is full: free space (`cli.ts gc` removes what nothing references)",
+  EDQUOT: "this user's disk quota is used up: free space or raise the quota",
+  EIO: "the disk reported an I/O error: check it (dmesg) before trusting what is on it",
+};
+
+/** The default hint for an OS error Deno has no class for. */
+const OS_ERROR_HINT = "check that the data directory (--data) and the paths given are on a " +
+  "writable, working file system";
+
+/** `error`'s message with what to do about it, for an OS error (see {@link isOsError}). */
+function osErrorLine(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  const hint = (typeof code === "string" ? OS_ERROR_HINTS[code] : undefined) ??
+    (isDenoError(error) ? undefined : OS_ERROR_HINT);
+  return hint === undefined ? error.message : `${error.message}; ${hint}`;
+}
+
+/**
+ * `error` of a put that failed after storing `stored` (its `PendingPut.stored`), with
+ * what that leaves behind and how to free it: those objects stay until a GC takes them, and a
+ * GC keeps them for its grace period unless told otherwise. Nothing to add when it stored none.
+ * Its message is completed in place, as {@link writeOutput} names its file.
+ */
+export function failedPut(error: unknown, stored: { objects: number; bytes: number }): unknown {
+  if (stored.objects === 0 || !(error instanceof Error)) return error;
+  error.message += `; the ${stored.objects} objects (${formatBytes(stored.bytes)}) this put ` +
+    `stored before it stay on disk until a GC removes them: \`cli.ts gc --grace-ms 0\` now if no ` +
+    `other put is running, or \`cli.ts gc\` once they are older than its grace period (10 min)`;
+  return error;
 }
 
 /** Parsed arguments: option values and positionals. */
@@ -107,8 +157,8 @@ export async function reportErrors(body: () => Promise<void>): Promise<number> {
     // Whoever reads stdout stopped reading (`| head`): they chose to, nothing failed.
     if (error instanceof Deno.errors.BrokenPipe) return 0;
     // Deno's messages name the path: "Not a directory (os error 20): open 'x/y'".
-    if (isDenoError(error)) {
-      console.error(`error: ${error.message}`);
+    if (isOsError(error)) {
+      console.error(`error: ${osErrorLine(error)}`);
       return 1;
     }
     throw error;
@@ -162,7 +212,7 @@ export async function writeOutput(
     await Deno.remove(temp).catch(() => {});
     if (interrupt.signal.aborted) throw interrupt.signal.reason;
     // Deno's message names the temporary file; say which file the command was writing.
-    if (isDenoError(error)) error.message = `cannot write ${output}: ${error.message}`;
+    if (isOsError(error)) error.message = `cannot write ${output}: ${error.message}`;
     throw error;
   } finally {
     stopListening();

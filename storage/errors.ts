@@ -56,14 +56,18 @@ export class QuotaExceededError extends StorageError {
   }
 }
 
-/** The disk ran out of space (ENOSPC) during a write. The partial chunk was removed. */
+/**
+ * The disk ran out of space (ENOSPC) during a write. The pack that write was filling is removed;
+ * the objects a put stored before it stay until a GC takes them (nothing else references them,
+ * but they are inside the grace period: see `cli.ts gc`).
+ */
 export class DiskFullError extends StorageError {
   /**
    * Build the error.
    * @param cause The underlying OS error.
    */
   constructor(cause?: unknown) {
-    super("disk_full", "no space left on the storage device; the write was rolled back", {
+    super("disk_full", "no space left on the storage device; the write that hit it was removed", {
       cause,
     });
   }

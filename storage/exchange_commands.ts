@@ -19,6 +19,7 @@ import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
 import { DEFAULT_DATA_DIR, openExistingStore } from "./storage_commands.ts";
 import {
   type CommandIo,
+  failedPut,
   parseCommand,
   reportErrors,
   usage,
@@ -85,6 +86,8 @@ export async function runImport(args: string[]): Promise<number> {
       if (result.roots.length > 0) await pending.commit(result.roots[0]);
       for (const root of result.roots) console.log(root);
       console.error(`imported ${result.blocks} blocks (${result.bytes} bytes), all verified`);
+    } catch (error) {
+      throw failedPut(error, pending.stored);
     } finally {
       await pending.release();
     }

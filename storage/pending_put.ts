@@ -28,6 +28,8 @@ export class PendingPut implements BlockStore {
   readonly #store: ChunkStore;
   readonly #path: string;
   readonly #file: Deno.FsFile;
+  /** Objects and bytes recorded, so a failed put can say what it leaves for GC. */
+  #recorded = { objects: 0, bytes: 0 };
   #open = true;
 
   private constructor(store: ChunkStore, path: string, file: Deno.FsFile) {
@@ -79,7 +81,21 @@ export class PendingPut implements BlockStore {
     for (let offset = 0; offset < line.length;) {
       offset += await this.#file.write(line.subarray(offset));
     }
+    // Counted, not collected: a set of CIDs would grow with the file.
+    this.#recorded = {
+      objects: this.#recorded.objects + 1,
+      bytes: this.#recorded.bytes + bytes.length,
+    };
     return cid;
+  }
+
+  /**
+   * What this put has stored so far: objects and their bytes (reused copies included, an object
+   * stored twice counted twice). After a failure they stay on disk until a GC past the grace
+   * period takes those nothing else references; a command says so with these figures.
+   */
+  get stored(): { objects: number; bytes: number } {
+    return { ...this.#recorded };
   }
 
   /** The verified bytes of `cid` from the store. */
@@ -106,6 +122,11 @@ export class PendingPut implements BlockStore {
   /**
    * Drop the record: objects only this put referenced are garbage after the grace period.
    * Idempotent; call it in a `finally`.
+   *
+   * A failed put's objects are not removed here: another put (in any process) may already reuse
+   * a copy this one wrote — puts deduplicate against copies younger than half the grace period
+   * without taking the store lock, and a process's index can outlive a removal — so only a GC
+   * past the grace period may take them (see {@link stored} for what is left).
    */
   async release(): Promise<void> {
     if (!this.#open) return;

@@ -23,8 +23,10 @@ import { OwnerKey } from "./private_tier.ts";
 import { formatBytes, ProgressBar } from "./progress_bar.ts";
 import type { DagEntry, DirectoryEntry } from "./unixfs.ts";
 import { blocksReferencedBy, isDagNode } from "./dag_links.ts";
+import { storageKey } from "../protocols/cid.ts";
 import {
   type CommandIo,
+  failedPut,
   parseCommand,
   reportErrors,
   usage,
@@ -44,8 +46,9 @@ const GET_USAGE =
   `usage: get CID [-o FILE] [--range START-END] [--key-file FILE] [--data DIR] [--progress]
   Write the file (or bytes START..END-1) to FILE or stdout; every chunk is verified.`;
 const LS_USAGE = `usage: ls [--data DIR] [--json] [--verify]
-  List the pinned files and the store's capacity. A file with chunks missing from the store is
-  flagged DAMAGED; --verify also reads and hashes every chunk (slow: reads the whole store).`;
+  List the pinned files and the store's capacity, and count the objects no pinned file references
+  (gc removes them). A file with chunks missing from the store is flagged DAMAGED; --verify also
+  reads and hashes every chunk (slow: reads the whole store).`;
 const GC_USAGE = `usage: gc [--grace-ms MS] [--data DIR] [--json]
   Remove the objects that no pinned file, replica held for a peer or running put references
   (the leftovers of an interrupted put, unpinned files) once they are older than the grace
@@ -107,6 +110,8 @@ export async function runPut(args: string[]): Promise<number> {
       await pending.commit(result.cid, key ? undefined : { name, mime });
       bar?.finish(result.size);
       console.log(result.cid);
+    } catch (error) {
+      throw failedPut(error, pending.stored);
     } finally {
       await pending.release();
     }
@@ -218,13 +223,20 @@ export async function runLs(args: string[]): Promise<number> {
     const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
     const listed: ListedFile[] = [];
+    // Every block the pinned files reach, to count what they do not (undefined: one is damaged).
+    let reached: Set<string> | undefined = new Set<string>();
     for (const cid of await store.pins()) {
       try {
         const info: ListedFile = { ...await files.stat(cid), ...await store.pinLabel(cid) };
-        const damage = await damageOf(store, info.chunks, values.verify === true);
-        if (damage.missing + damage.corrupt > 0) info.damage = damage;
+        reached?.add(storageKey(cid));
+        const damage = await damageOf(store, info.chunks, values.verify === true, reached);
+        if (damage.missing + damage.corrupt > 0) {
+          info.damage = damage;
+          reached = undefined; // a lost inner node hides what is below it
+        }
         listed.push(info);
       } catch (error) {
+        reached = undefined;
         listed.push({ cid, error: error instanceof VeriflowError ? error.code : String(error) });
       }
     }
@@ -252,17 +264,36 @@ export async function runLs(args: string[]): Promise<number> {
         formatBytes(stats.usedBytes)
       } used, ${quota}`,
     );
+    const unreferenced = reached && await countUnreferenced(store, reached);
+    if (unreferenced) {
+      console.log(
+        `${unreferenced} objects no pinned file references (a running or interrupted put's, an ` +
+          `unpinned file's): \`cli.ts gc\` removes them once older than the grace period`,
+      );
+    }
   });
+}
+
+/** Objects of `store` that are neither in `reached` nor held for a peer. */
+async function countUnreferenced(store: ChunkStore, reached: Set<string>): Promise<number> {
+  const replicas = new Set<string>();
+  for await (const cid of store.replicas()) replicas.add(cid);
+  let count = 0;
+  for await (const cid of store.list()) {
+    if (!reached.has(cid) && !replicas.has(cid)) count++;
+  }
+  return count;
 }
 
 /**
  * Blocks of a file (below its root) that are missing from `store`, or (with `verify`) fail
- * their hash; a UnixFS file's inner nodes are walked.
+ * their hash; a UnixFS file's inner nodes are walked. Each block walked goes into `reached`.
  */
 async function damageOf(
   store: ChunkStore,
   chunks: readonly string[],
   verify: boolean,
+  reached?: Set<string>,
 ): Promise<{ missing: number; corrupt: number }> {
   const damage = { missing: 0, corrupt: 0 };
   const seen = new Set<string>();
@@ -271,6 +302,7 @@ async function damageOf(
     const cid = stack.pop()!;
     if (seen.has(cid)) continue;
     seen.add(cid);
+    reached?.add(storageKey(cid));
     if (!await store.has(cid)) damage.missing++;
     else if (isDagNode(cid)) {
       // An inner UnixFS node: read (so verified) to find the blocks below it.

@@ -140,6 +140,17 @@ Deno.test("runInfer: a refused upgrade says the status; 401 adds the --api-key h
     );
     text = captured.err.join("");
     assert(/Invalid status code: 404\n\(give --url the node's base address/.test(text), text);
+    // A key that was given and refused is named as refused, not asked for.
+    captured = captureIo();
+    assertEquals(await runInfer(["--url", node.url, "--api-key", "wrong", "hi"], captured.io), 1);
+    text = captured.err.join("");
+    assert(/401\n\(the node refused the API key given by --api-key: check it/.test(text), text);
+    assert(!text.includes("pass --api-key"), text);
+    captured = captureIo();
+    const env = (name: string) => name === "VERIFLOW_API_KEY" ? "wrong" : undefined;
+    assertEquals(await runInfer(["--url", node.url, "hi"], { ...captured.io, env }), 1);
+    text = captured.err.join("");
+    assert(/refused the API key given by VERIFLOW_API_KEY/.test(text), text);
   } finally {
     await node.close();
   }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { runStatus } from "../../client/status_command.ts";
+import { describe, runStatus } from "../../client/status_command.ts";
 import { parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
 import { silentPort } from "./_stub_servers.ts";
@@ -131,4 +131,21 @@ Deno.test("status --url that is not a node address exits 2 naming --url", async 
     assert.equal(await runStatus(["--url", url], text.io), 2);
     assert.match(text.err.join("\n"), new RegExp(`--url "${url}"`));
   }
+});
+
+Deno.test("status labels the validator's receipt counts as this run's, beside the ledger's account", () => {
+  const lines = describe({
+    node: { key: "ab", version: "0.1.0" },
+    tree: { status: "running", children: [] },
+    validator: {
+      stats: { received: 3, challenged: 1, verdicts: { fraud: 0 }, slashes: 0 },
+      account: { balance: 12, stake: 1000000, locked: 400 },
+    },
+  });
+  const ledger = lines.find((l) => l.startsWith("ledger"));
+  assert.equal(
+    ledger,
+    "ledger   credit 12, stake 1000000 (locked 400); this run: receipts 3, challenged 1, " +
+      "fraud 0, slashes 0",
+  );
 });

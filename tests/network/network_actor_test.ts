@@ -9,7 +9,12 @@ import type { Actor } from "../../actors/actor.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import { serveInference } from "../../inference/remote_port.ts";
-import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
+import {
+  NetworkActor,
+  type NetworkMessage,
+  type PeerInfo,
+  PeerListenError,
+} from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
@@ -192,4 +197,18 @@ Deno.test("signed hellos: each peer's roles, load and version reach the other's 
   } finally {
     await system.shutdown();
   }
+});
+
+Deno.test("a peer address this machine does not have is blamed on --p2p-host; a taken port on --p2p-port", () => {
+  const notOurs = new PeerListenError(
+    { hostname: "10.255.255.1", port: 7700 },
+    new Deno.errors.AddrNotAvailable("Cannot assign requested address (os error 99)"),
+  );
+  assert.match(notOurs.message, /10\.255\.255\.1 is not an address of this machine.*--p2p-host/);
+  assert.doesNotMatch(notOurs.message, /--p2p-port/);
+  const taken = new PeerListenError(
+    { hostname: "127.0.0.1", port: 7700 },
+    new Deno.errors.AddrInUse("Address already in use (os error 98)"),
+  );
+  assert.match(taken.message, /choose one with --p2p-port/);
 });

@@ -72,7 +72,7 @@ Deno.test("a bad value is refused naming the key path, the reason and the variab
 });
 
 Deno.test("a decimal variable takes plain decimal notation, as its flag does: hex, exponents and signs are refused naming the variable", async () => {
-  for (const text of ["0x1", "1e-1", "-0.5", "+0.5", "Infinity", " ", "0.5.1"]) {
+  for (const text of ["0x1", "1e-1", "+0.5", "Infinity", " ", "0.5.1"]) {
     const fromEnv = await resolveStartConfig([], {
       VERIFLOW_VALIDATOR_CHALLENGE_PROBABILITY: text,
     }).then(() => "accepted", (e: Error) => e.message);
@@ -105,7 +105,7 @@ Deno.test("a decimal variable takes plain decimal notation, as its flag does: he
 });
 
 Deno.test("a whole-number variable takes decimal digits only, as its flag does: hex, exponents, fractions and signs are refused naming the variable", async () => {
-  for (const text of ["0x50", "8e3", "80.0", "-1", "+80", "0b1010", "Infinity", " "]) {
+  for (const text of ["0x50", "8e3", "80.0", "+80", "0b1010", "Infinity", " "]) {
     const fromEnv = await resolveStartConfig([], { VERIFLOW_HTTP_PORT: text }).then(
       () => "accepted",
       (e: Error) => e.message,
@@ -265,7 +265,7 @@ Deno.test("start hints at the key named above only when a key is named", async (
 });
 
 Deno.test("whole-number flags take decimal digits only: --port 0x50 or 1e3 is a usage error, exit 2", async () => {
-  for (const text of ["0x50", "1e3", "80.0", "-1", "0b1", " ", "8_0"]) {
+  for (const text of ["0x50", "1e3", "80.0", "0b1", " ", "8_0"]) {
     await assert.rejects(
       resolveStartConfig([`--port=${text}`]),
       (error: unknown) => {
@@ -322,4 +322,29 @@ Deno.test("a mistyped flag is refused with the nearest flag, as a mistyped key i
   };
   assert.equal(await runStart(["--prot", "80"], io), 2);
   assert.match(err.join("\n"), /did you mean --port\?\)\nsee cli\.ts start --help/);
+});
+
+Deno.test("a negative number, by variable or flag, is refused as negative, not as a malformed number", async () => {
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_SELF_STAKE: "-5" }),
+    /VERIFLOW_SELF_STAKE must not be negative \(0 or more\), got "-5"/,
+  );
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_VALIDATOR_CHALLENGE_PROBABILITY: " -0.5" }),
+    /VERIFLOW_VALIDATOR_CHALLENGE_PROBABILITY must not be negative/,
+  );
+  await assert.rejects(
+    resolveStartConfig(["--challenge-probability=-0.5"]),
+    /--challenge-probability must not be negative/,
+  );
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_HTTP_PORT: "-1" }),
+    /VERIFLOW_HTTP_PORT must not be negative/,
+  );
+  await assert.rejects(resolveStartConfig(["--port=-1"]), /--port must not be negative/);
+  // A sign before something that is no number at all is still a malformed number.
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_SELF_STAKE: "-lots" }),
+    /VERIFLOW_SELF_STAKE expects a decimal number such as 0.05, got "-lots"/,
+  );
 });

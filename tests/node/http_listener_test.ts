@@ -3,7 +3,7 @@
  * edge's error shape, with `Retry-After`, and the app answers once mounted.
  */
 import assert from "node:assert/strict";
-import { HttpListener } from "../../node/http_listener.ts";
+import { HttpListener, HttpListenError } from "../../node/http_listener.ts";
 import { openAiErrorBody } from "../../server/http_errors.ts";
 import { EdgeError } from "../../server/http_errors.ts";
 
@@ -25,4 +25,18 @@ Deno.test("before the app is mounted the port answers 503 starting in the edge's
   } finally {
     await listener.close();
   }
+});
+
+Deno.test("an HTTP address this machine does not have is blamed on --host; a taken port on --port", () => {
+  const notOurs = new HttpListenError(
+    "10.255.255.1",
+    8080,
+    new Deno.errors.AddrNotAvailable("Cannot assign requested address (os error 99)"),
+  );
+  assert.match(notOurs.message, /10\.255\.255\.1 is not an address of this machine/);
+  assert.match(notOurs.message, /--host ADDR/);
+  assert.doesNotMatch(notOurs.message, /--port/);
+  const taken = new HttpListenError("127.0.0.1", 8080, new Deno.errors.AddrInUse("in use"));
+  assert.match(taken.message, /port 8080 is already in use.*choose another port with --port N/);
+  assert.doesNotMatch(taken.message, /--host/);
 });

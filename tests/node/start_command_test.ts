@@ -212,3 +212,21 @@ Deno.test("a node its supervisor gave up on exits 1 (a service manager restarts 
     assert.equal(fake.out.at(-1), "stopped.");
   }
 });
+
+Deno.test("a write Deno's permissions refused at start names the README's command for another data directory", async () => {
+  const fake = fakeProcess();
+  const refused = new Deno.errors.NotCapable(
+    'Requires write access to "/srv/vf", run again with the --allow-write flag',
+  );
+  const code = await runUntilStopped(
+    () => Promise.reject(new Error("the storage actor failed", { cause: refused })),
+    fake.io,
+  );
+  assert.equal(code, 1);
+  assert.equal(fake.err.length, 1);
+  assert.match(fake.err[0], /^error: the node did not start: .*Requires write access/);
+  assert.match(
+    fake.err[0],
+    /deno run --allow-read --allow-write=DIR --allow-net --allow-env --allow-ffi --allow-run=node cli\.ts start --data DIR`: README, Permissions\)$/,
+  );
+});

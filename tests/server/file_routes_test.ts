@@ -11,6 +11,9 @@ import { fileRoutes, parseRange } from "../../server/file_routes.ts";
 import { cidOf } from "../../protocols/cid.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { pseudoRandomBytes } from "../storage/_helpers.ts";
+import { serve } from "../../server/serve.ts";
+import type { GatewayStorage } from "../../storage/gateway_port.ts";
+import { eventually } from "../_helpers/wait.ts";
 
 const LOOPBACK = { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 } };
 
@@ -108,4 +111,101 @@ Deno.test("parseRange: one range as [start, end); none, several or malformed: th
   assert.equal(parseRange(undefined, 10), undefined);
   assert.equal(parseRange("bytes=0-1,4-5", 10), undefined);
   assert.equal(parseRange("items=0-1", 10), undefined);
+});
+
+/**
+ * A storage port over one file in memory, for the file routes over a real socket: what `read`
+ * was given (its signal) and whether its stream was cancelled.
+ */
+function memoryPort(bytes: Uint8Array, piece = 1024) {
+  const cid = cidOf(bytes);
+  const reads: { signal?: AbortSignal; cancelled: boolean }[] = [];
+  const port = {
+    put: async (source: ReadableStream<Uint8Array>) => {
+      let size = 0;
+      for await (const chunk of source) size += chunk.length;
+      return { cid, size, chunkCount: 1, tier: "public" as const, tsize: size };
+    },
+    stat: () =>
+      Promise.resolve({
+        cid,
+        tier: "public" as const,
+        size: bytes.length,
+        chunkSize: null,
+        chunks: [],
+      }),
+    read: (_cid: string, range: { start: number; end: number; signal?: AbortSignal }) => {
+      const read = { signal: range.signal, cancelled: false };
+      reads.push(read);
+      let at = range.start;
+      return Promise.resolve(
+        new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (at >= range.end) return controller.close();
+            controller.enqueue(bytes.slice(at, Math.min(range.end, at + piece)));
+            at += piece;
+          },
+          cancel() {
+            read.cancelled = true;
+          },
+        }, { highWaterMark: 0 }),
+      );
+    },
+  } as unknown as GatewayStorage;
+  return { cid, port, reads };
+}
+
+Deno.test("files over a socket: an upload and a download leave no Deno request.signal warning in the operator's log", async () => {
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (...a: unknown[]) => void warnings.push(a.join(" "));
+  const abort = new AbortController();
+  try {
+    const bytes = pseudoRandomBytes(5_000, 4);
+    const { cid, port } = memoryPort(bytes);
+    const app = createApp({ inference: {} as InferencePort });
+    app.route("/v1", fileRoutes(() => port));
+    const server = serve({ app, signal: abort.signal });
+    const put = await fetch(`${server.url}/v1/files?name=a.bin`, {
+      method: "POST",
+      body: ReadableStream.from([bytes]),
+    });
+    assert.equal(put.status, 201);
+    assert.equal((await put.json()).size, 5_000);
+    const get = await fetch(`${server.url}/v1/files/${cid}`);
+    assert.equal(get.status, 200);
+    assert.deepEqual(new Uint8Array(await get.arrayBuffer()), bytes);
+    const part = await fetch(`${server.url}/v1/files/${cid}`, {
+      headers: { range: "bytes=10-19" },
+    });
+    assert.equal(part.status, 206);
+    assert.deepEqual(new Uint8Array(await part.arrayBuffer()), bytes.subarray(10, 20));
+    abort.abort();
+    await server.finished;
+    assert.deepEqual(warnings.filter((w) => /request\.signal|legacy/.test(w)), []);
+  } finally {
+    abort.abort();
+    console.warn = warn;
+  }
+});
+
+Deno.test("files over a socket: a client that goes away mid-download cancels the read and aborts its signal", async () => {
+  const abort = new AbortController();
+  try {
+    const bytes = pseudoRandomBytes(4 * 1024 * 1024, 5);
+    const { cid, port, reads } = memoryPort(bytes, 16 * 1024);
+    const app = createApp({ inference: {} as InferencePort });
+    app.route("/v1", fileRoutes(() => port));
+    const server = serve({ app, signal: abort.signal });
+    const client = new AbortController();
+    const get = await fetch(`${server.url}/v1/files/${cid}`, { signal: client.signal });
+    const reader = get.body!.getReader();
+    assert.ok(!(await reader.read()).done);
+    client.abort();
+    await reader.closed.catch(() => {});
+    const read = await eventually(() => reads[0]?.cancelled && reads[0], "the read's cancel");
+    assert.equal(read.signal?.aborted, true, "the signal given to the store is aborted too");
+  } finally {
+    abort.abort();
+  }
 });

@@ -309,3 +309,44 @@ Deno.test("get, ls and gc on a data directory with no store refuse (check --data
   assert.deepEqual([...Deno.readDirSync(`${dir}/node`)], []);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("a cli put that fails midway says how many objects it left on disk and how to free them; ls counts them; gc --grace-ms 0 frees them", async () => {
+  const dir = await Deno.makeTempDir();
+  const node = `${dir}/node`;
+  // 1,000,000 bytes are 4 chunks of at most 256 KiB: under this quota the first 2 fit, the 3rd not.
+  await Deno.writeFile(`${dir}/big`, pseudoRandomBytes(1_000_000, 5));
+  const put = await capture(() => runPut(["--quota", "600000", "--data", node, `${dir}/big`]));
+  assert.equal(put.code, 1);
+  assert.equal(put.err.split("\n").length, 1, put.err);
+  assert.match(
+    put.err,
+    /^error \[quota_exceeded\]: .*; the 2 objects \(512\.0 KiB\) this put stored before it stay on disk until a GC removes them: `cli\.ts gc --grace-ms 0` now/,
+  );
+  const ls = await capture(() => runLs(["--data", node]));
+  assert.equal(ls.code, 0, ls.err);
+  assert.match(ls.out, /^0 files, 2 objects/m);
+  assert.match(ls.out, /^2 objects no pinned file references .*`cli\.ts gc` removes them/m);
+  const gc = await capture(() => runGc(["--data", node, "--grace-ms", "0"]));
+  assert.match(gc.out, /^removed 2 objects \(512\.0 KiB\)/);
+  assert.doesNotMatch((await capture(() => runLs(["--data", node]))).out, /no pinned file/);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("cli ls counts no object of pinned files (with inner nodes), directories or replicas as unreferenced", async () => {
+  const dir = await Deno.makeTempDir();
+  const node = `${dir}/node`;
+  await Deno.mkdir(`${dir}/tree/sub`, { recursive: true });
+  // 175 chunks: the UnixFS root links inner nodes, which ls must count as the file's.
+  await Deno.writeFile(`${dir}/tree/sub/big`, pseudoRandomBytes(175 * 262_144 + 10, 6));
+  await Deno.writeFile(`${dir}/tree/small`, new TextEncoder().encode("small"));
+  assert.equal((await capture(() => runPut(["--data", node, `${dir}/tree`]))).code, 0);
+  const store = await ChunkStore.open(`${node}/store`);
+  await store.put(new TextEncoder().encode("held for a peer"), { replica: true });
+  const ls = await capture(() => runLs(["--data", node]));
+  assert.equal(ls.code, 0, ls.err);
+  assert.doesNotMatch(ls.out, /no pinned file references/);
+  await new FileStore(store).put(ReadableStream.from([new TextEncoder().encode("unpinned")]));
+  const after = await capture(() => runLs(["--data", node]));
+  assert.match(after.out, /^1 objects no pinned file references/m);
+  await Deno.remove(dir, { recursive: true });
+});
