@@ -19,6 +19,7 @@
  * @module
  */
 import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
+import { untilCancelled } from "./cancellable_body.ts";
 import { Hono } from "hono";
 import { canonicalCid, isCid } from "../protocols/cid.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
@@ -73,29 +74,6 @@ export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<Edge
   });
 
   return app;
-}
-
-/**
- * The stream `open` answers, as a response body whose `cancel` (the client went away) also
- * aborts the signal `open` was given, so the store stops reading whatever the port does with
- * the cancel.
- */
-async function untilCancelled(
-  open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
-): Promise<ReadableStream<Uint8Array>> {
-  const abort = new AbortController();
-  const reader = (await open(abort.signal)).getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const { done, value } = await reader.read();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-    cancel(reason) {
-      abort.abort(reason);
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
 }
 
 /**

@@ -16,6 +16,7 @@
  * @module
  */
 import { DAG_CBOR_CODEC, identityBlock, RAW_CODEC } from "../protocols/cid.ts";
+import { untilCancelled } from "./cancellable_body.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { decodeManifest } from "../protocols/manifest.ts";
 import {
@@ -78,11 +79,9 @@ export async function carResponse(
   const bytesTag = ranged ? `.bytes-${bytes.text}` : "";
   const etag = `"${root}.car.${label}${pathTag}${bytesTag}"`;
   if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
-  const signal = c.req.raw.signal;
   const car: ExportCarOptions = {
     scope: served,
     range,
-    signal,
     roots: [root],
     path: resolved.blocks,
     maxRangeSteps: options?.maxRangeSteps,
@@ -102,9 +101,13 @@ export async function carResponse(
     const length = await checkedWalk(carLength(cid, request.readBlock, car), bytes?.text);
     if (head) return new Response(null, { headers: { ...headers, "content-length": `${length}` } });
   }
-  const stream = path.names.length === 0 && range === undefined && !identityBlock(cid)
-    ? await request.port().car(cid, served, signal)
-    : exportCar(cid, request.readBlock, car);
+  // Stopped when the client goes away by the body's cancel, not `request.signal` (which Deno
+  // also aborts after a successful response: `cancellable_body.ts`).
+  const stream = await untilCancelled((signal) =>
+    path.names.length === 0 && range === undefined && !identityBlock(cid)
+      ? request.port().car(cid, served, signal)
+      : exportCar(cid, request.readBlock, { ...car, signal })
+  );
   return new Response(stream, { headers });
 }
 

@@ -25,6 +25,7 @@
  * @module
  */
 import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
+import { untilCancelled } from "./cancellable_body.ts";
 import { Hono } from "hono";
 import {
   canonicalCid,
@@ -342,7 +343,7 @@ async function fileResponse(
     c.req.header("range"),
     fileSize,
     headers,
-    (start, end) => source.read(cid, { start, end, signal: c.req.raw.signal }),
+    (start, end) => untilCancelled((signal) => source.read(cid, { start, end, signal })),
     head,
   );
 }

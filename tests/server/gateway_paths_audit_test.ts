@@ -437,3 +437,30 @@ Deno.test("directory names that are not UTF-8 stay apart: 0xFE and 0xFF list as 
     await node.close();
   }
 });
+
+Deno.test("plain reads, ranges and CARs leave no Deno request.signal warning in the operator's log", async () => {
+  const { dir, put, make } = await newStore();
+  const file = await put("content of the file");
+  const root = await make.directory([{ name: "f.txt", cid: file }]);
+  const warnings: string[] = [];
+  const warn = console.warn;
+  console.warn = (...a: unknown[]) => void warnings.push(a.join(" "));
+  const node = await startGatewayNode(dir);
+  try {
+    for (
+      const [path, init] of [
+        [`/ipfs/${file}`, undefined],
+        [`/ipfs/${root}/f.txt`, { headers: { range: "bytes=2-5" } }],
+        [`/ipfs/${root}?format=car`, undefined],
+        [`/ipfs/${root}/f.txt?format=car&entity-bytes=0:3`, undefined],
+      ] as const
+    ) {
+      const { response } = await node.get(path, init);
+      assert.ok(response.ok, `${path}: ${response.status}`);
+    }
+  } finally {
+    await node.close();
+    console.warn = warn;
+  }
+  assert.deepEqual(warnings.filter((w) => /request\.signal|legacy/.test(w)), []);
+});
