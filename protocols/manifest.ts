@@ -171,6 +171,16 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   return m;
 }
 
+/** True when `bytes` are a well-formed manifest ({@link decodeManifest} accepts them). */
+export function isManifest(bytes: Uint8Array): boolean {
+  try {
+    decodeManifest(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** True when `bytes` look like a manifest (cheap check on the type tag, no full validation). */
 export function looksLikeManifest(bytes: Uint8Array): boolean {
   // A manifest is a CBOR map (major type 5); most raw blobs fail this one-byte test.

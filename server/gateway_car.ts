@@ -18,7 +18,7 @@
 import { DAG_CBOR_CODEC, identityBlock, RAW_CODEC } from "../protocols/cid.ts";
 import { untilCancelled } from "./cancellable_body.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { decodeManifest } from "../protocols/manifest.ts";
+import { isManifest } from "../protocols/manifest.ts";
 import {
   CAR_MEDIA_TYPE,
   carLength,
@@ -146,16 +146,6 @@ async function entityShape(
     );
   }
   return { scope: "block" };
-}
-
-/** True when dag-cbor `bytes` are a Veriflow manifest (a file: its chunks are its entity). */
-function isManifest(bytes: Uint8Array): boolean {
-  try {
-    decodeManifest(bytes);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

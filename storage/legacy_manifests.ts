@@ -14,7 +14,7 @@
  */
 import { join } from "node:path";
 import { cidCodec, isCid, RAW_CODEC, storageKey } from "../protocols/cid.ts";
-import { decodeManifest } from "../protocols/manifest.ts";
+import { isManifest } from "../protocols/manifest.ts";
 import { PINS_DIR } from "./gc_roots.ts";
 import { syncDir } from "./pack_writer.ts";
 import { pathExists } from "./path_exists.ts";
@@ -64,13 +64,4 @@ export async function markLegacyManifests(
 export async function isLegacyManifest(dir: string, cid: string): Promise<boolean> {
   if (!isCid(cid) || cidCodec(cid) !== RAW_CODEC) return false;
   return await pathExists(join(dir, LEGACY_MANIFESTS_DIR, storageKey(cid)));
-}
-
-function isManifest(bytes: Uint8Array): boolean {
-  try {
-    decodeManifest(bytes);
-    return true;
-  } catch {
-    return false;
-  }
 }
