@@ -10,8 +10,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { ValidatorActor } from "../../actors/validator_actor.ts";
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
@@ -21,15 +19,13 @@ import {
   RoundCoordinator,
 } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
-import {
-  TrainingValidator,
-  type TrainingValidatorMessage,
-} from "../../training/training_validator.ts";
+import type { TrainingValidatorMessage } from "../../training/training_validator.ts";
 import { commitShard } from "../../training/training_state.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 import { honestTrainer } from "./_coordinator_trainers.ts";
 import { ValidatorTap } from "./_validator_tap.ts";
+import { spawnTrainingLedger } from "./_training_ledger.ts";
 
 /** Local steps: the rounds only have to happen. */
 const H = 2;
@@ -76,28 +72,14 @@ async function node(dir: string, system: ActorSystem) {
   const me = Identity.generate();
   const trainer = { id: Identity.generate(), shard: (await testSplit()).shards[0] };
   const models = new GatedModels({ modelsDir: join(dir, "models"), storage: () => undefined });
-  const ledger = await system.spawn<ValidatorMessage>({
-    name: "node/validator",
-    factory: () =>
-      new ValidatorActor({
-        identity: me,
-        ledgerDir: join(dir, "ledger"),
-        ledger: { now: () => clock.t },
-        finalizeIntervalMs: 0,
-        models: { get: () => Promise.resolve(undefined) },
-      }),
+  const { ledger } = await spawnTrainingLedger(system, {
+    identity: me,
+    dir,
+    now: () => clock.t,
+    models,
+    challenge: { challengeProbability: 0 },
   });
   await ledger.ask({ type: "deposit", key: trainer.id.publicKey, amount: STAKE });
-  await system.spawn<TrainingValidatorMessage>({
-    name: "node/training-validator",
-    factory: () =>
-      new TrainingValidator({
-        identity: me,
-        models,
-        ledger: "node/validator",
-        challengeProbability: 0,
-      }),
-  });
   const tap = new ValidatorTap("node/training-validator");
   await system.spawn<TrainingValidatorMessage>({ name: "node/tap", factory: () => tap });
   return {

@@ -14,8 +14,6 @@ import { join } from "node:path";
 import type { ActorContext } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { ActorCrashedError } from "../../actors/errors.ts";
-import { ValidatorActor } from "../../actors/validator_actor.ts";
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { RoundMessage } from "../../protocols/training_messages.ts";
@@ -35,16 +33,13 @@ import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "../../training/outer_step.ts";
 import type { TrainingError } from "../../training/training_error.ts";
-import {
-  TrainingValidator,
-  type TrainingValidatorMessage,
-  type TrainingValidatorStats,
-} from "../../training/training_validator.ts";
+import type { TrainingValidatorStats } from "../../training/training_validator.ts";
 import { commitShard } from "../../training/training_state.ts";
 import type { TextShard } from "../../training/brown_corpus.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 import { honestTrainer, trainerConnection } from "./_coordinator_trainers.ts";
+import { spawnTrainingLedger } from "./_training_ledger.ts";
 
 /** Local steps: the rounds only have to happen, and to move the model and the momentum. */
 const H = 2;
@@ -478,37 +473,25 @@ Deno.test("a round in flight at a coordinator's stop is not run again under its 
     const me = Identity.generate();
     const trainer = { id: Identity.generate(), shard: split.shards[0] };
     const models = roundModels(dir);
-    const ledger = await system.spawn<ValidatorMessage>({
-      name: "node/validator",
-      factory: () =>
-        new ValidatorActor({
-          identity: me,
-          ledgerDir: join(dir, "ledger"),
-          ledger: { now: () => clock.t },
-          finalizeIntervalMs: 0,
-          models: { get: () => Promise.resolve(undefined) },
-        }),
+    const { ledger, training } = await spawnTrainingLedger(system, {
+      identity: me,
+      dir,
+      now: () => clock.t,
+      models,
+      challenge: {
+        challengeProbability: 1,
+        // The test's trainer opens nothing: the check is injected, after this short wait.
+        openingDeadlineMs: 50,
+        check: async (receipt) => {
+          if (receipt.round === 0) {
+            inChallenge.resolve();
+            await release.promise;
+          }
+          return { ok: true };
+        },
+      },
     });
     await ledger.ask({ type: "deposit", key: trainer.id.publicKey, amount: STAKE });
-    const training = await system.spawn<TrainingValidatorMessage>({
-      name: "node/training-validator",
-      factory: () =>
-        new TrainingValidator({
-          identity: me,
-          models,
-          ledger: "node/validator",
-          challengeProbability: 1,
-          // The test's trainer opens nothing: the check is injected, after this short wait.
-          openingDeadlineMs: 50,
-          check: async (receipt) => {
-            if (receipt.round === 0) {
-              inChallenge.resolve();
-              await release.promise;
-            }
-            return { ok: true };
-          },
-        }),
-    });
     const spawnCoordinator = (lines: string[]) =>
       system.spawn<CoordinatorMessage>({
         name: "node/coordinator",

@@ -46,6 +46,7 @@ import { RoundModels } from "../../training/round_models.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER } from "./_fixtures.ts";
+import { spawnTrainingLedger } from "./_training_ledger.ts";
 
 const SEED_CID = "bafkreihwoyd6pmgo7xulmv67id2d5oadfacqqcqzqju76bvhzkvvjtckom";
 
@@ -196,37 +197,25 @@ Deno.test("a coordinator's ledger pays only the trainers whose deltas went into 
   try {
     const me = Identity.generate();
     const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
-    const ledger = await system.spawn<ValidatorMessage>({
-      name: "node/validator",
-      factory: () =>
-        new ValidatorActor({
-          identity: me,
-          ledgerDir: `${dir}/ledger`,
-          ledger: { now: () => clock.t },
-          finalizeIntervalMs: 0,
-          models: { get: () => Promise.resolve(undefined) },
-        }),
-    });
     const honest = Identity.generate();
     const lazy = Identity.generate();
-    const training = await system.spawn<TrainingValidatorMessage>({
-      name: "node/training-validator",
-      factory: () =>
-        new TrainingValidator({
-          identity: me,
-          models,
-          ledger: "node/validator",
-          challengeProbability: 1,
-          // The lazy trainer's answer comes by its own connection at once: the wait is for the
-          // deadline only, which the re-check needs before it may call the answer missing.
-          openingDeadlineMs: 300,
-          // The honest trainer's steps re-run (not trained here: its check passes); the lazy
-          // one's answer goes through the real check, which finds it unsigned.
-          check: (receipt, challenge, sealed, context) =>
-            bytesEqual(receipt.trainer, honest.publicKey)
-              ? Promise.resolve({ ok: true })
-              : checkStepOpenings(receipt, challenge, sealed, context),
-        }),
+    const { ledger, training } = await spawnTrainingLedger(system, {
+      identity: me,
+      dir,
+      now: () => clock.t,
+      models,
+      challenge: {
+        challengeProbability: 1,
+        // The lazy trainer's answer comes by its own connection at once: the wait is for the
+        // deadline only, which the re-check needs before it may call the answer missing.
+        openingDeadlineMs: 300,
+        // The honest trainer's steps re-run (not trained here: its check passes); the lazy
+        // one's answer goes through the real check, which finds it unsigned.
+        check: (receipt, challenge, sealed, context) =>
+          bytesEqual(receipt.trainer, honest.publicKey)
+            ? Promise.resolve({ ok: true })
+            : checkStepOpenings(receipt, challenge, sealed, context),
+      },
     });
     for (const trainer of [honest, lazy]) {
       await ledger.ask({ type: "deposit", key: trainer.publicKey, amount: STAKE });

@@ -1,0 +1,59 @@
+/**
+ * A node's ledger side for the training tests that run a coordinator alone: a ValidatorActor
+ * (`node/validator`) on a test clock, and a TrainingValidator (`node/training-validator`) that
+ * records into it, with whatever challenge options the test needs.
+ */
+import { join } from "node:path";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import type { ActorSystem } from "../../actors/actor_system.ts";
+import { ValidatorActor } from "../../actors/validator_actor.ts";
+import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import type { Identity } from "../../protocols/identity.ts";
+import type { RoundModels } from "../../training/round_models.ts";
+import {
+  TrainingValidator,
+  type TrainingValidatorMessage,
+  type TrainingValidatorOptions,
+} from "../../training/training_validator.ts";
+
+/** What {@link spawnTrainingLedger} needs. */
+export interface TrainingLedgerOptions {
+  /** The node's key. */
+  identity: Identity;
+  /** The ledger goes in `<dir>/ledger`. */
+  dir: string;
+  /** The ledger's clock, ms. */
+  now: () => number;
+  /** Round models the training validator reads. */
+  models: RoundModels;
+  /** The training validator's challenge options (probability, deadline, an injected check). */
+  challenge: Omit<TrainingValidatorOptions, "identity" | "models" | "ledger">;
+}
+
+/** Spawn the ledger and the training validator under `system`. */
+export async function spawnTrainingLedger(
+  system: ActorSystem,
+  options: TrainingLedgerOptions,
+): Promise<{
+  ledger: ActorRef<ValidatorMessage>;
+  training: ActorRef<TrainingValidatorMessage>;
+}> {
+  const { identity, dir, now, models, challenge } = options;
+  const ledger = await system.spawn<ValidatorMessage>({
+    name: "node/validator",
+    factory: () =>
+      new ValidatorActor({
+        identity,
+        ledgerDir: join(dir, "ledger"),
+        ledger: { now },
+        finalizeIntervalMs: 0,
+        models: { get: () => Promise.resolve(undefined) },
+      }),
+  });
+  const training = await system.spawn<TrainingValidatorMessage>({
+    name: "node/training-validator",
+    factory: () =>
+      new TrainingValidator({ identity, models, ledger: "node/validator", ...challenge }),
+  });
+  return { ledger, training };
+}
