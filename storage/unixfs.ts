@@ -370,11 +370,7 @@ export async function* filePieces(
       yield { cid: link.cid, size, from: Math.max(0, start - at), to: Math.min(size, end - at) };
       continue;
     }
-    const child = decodeUnixfs(link.cid, await get(link.cid));
-    if (child.fileSize !== size) {
-      throw new InvalidManifestError(`${link.cid} holds ${child.fileSize} bytes, not ${size}`);
-    }
-    assertFileNode(link.cid, child);
+    const { node: child } = await fileChild(link.cid, size, get);
     if (child.links.length === 0) {
       const piece = leafPiece(link.cid, child, at, start, end);
       if (piece) yield piece;
@@ -477,12 +473,7 @@ export async function* fileRangeBlocks(
       listed.add(link.cid);
       continue;
     }
-    const bytes = await get(link.cid);
-    const child = decodeUnixfs(link.cid, bytes);
-    if (child.fileSize !== size) {
-      throw new InvalidManifestError(`${link.cid} holds ${child.fileSize} bytes, not ${size}`);
-    }
-    assertFileNode(link.cid, child);
+    const { bytes, node: child } = await fileChild(link.cid, size, get);
     if (!listed.has(link.cid)) yield { cid: link.cid, bytes };
     listed.add(link.cid);
     const inside = start <= at && at + size <= end;
@@ -505,6 +496,24 @@ interface WalkFrame {
   index: number;
   /** File offset of that link's first byte. */
   at: number;
+}
+
+/**
+ * A file node's child `cid`, read and checked: a file node a walk can read, holding the `size`
+ * bytes its parent says (else {@link InvalidManifestError}).
+ */
+async function fileChild(
+  cid: string,
+  size: number,
+  get: GetBlock,
+): Promise<{ bytes: Uint8Array; node: UnixfsNode }> {
+  const bytes = await get(cid);
+  const node = decodeUnixfs(cid, bytes);
+  if (node.fileSize !== size) {
+    throw new InvalidManifestError(`${cid} holds ${node.fileSize} bytes, not ${size}`);
+  }
+  assertFileNode(cid, node);
+  return { bytes, node };
 }
 
 /** Throws unless `node` is a file node a walk can read: a leaf, or links without data. */
