@@ -261,6 +261,13 @@ export interface RoundTerms {
   steps: number;
 }
 
+/** The wire schema of {@link RoundTerms}. */
+export const RoundTermsSchema: z.ZodType<RoundTerms> = z.object({
+  round: z.number().int().nonnegative(),
+  startModel: cid,
+  steps: z.number().int().min(1).max(100_000),
+});
+
 /** Body of `training.receipt`. */
 export interface TrainingReceiptBody {
   /** The trainer's signed receipt. */
@@ -274,11 +281,7 @@ export const TrainingReceiptMessage: MessageDefinition<TrainingReceiptBody> = de
   "training.receipt",
   z.object({
     receipt: TrainingReceiptSchema,
-    terms: z.object({
-      round: z.number().int().nonnegative(),
-      startModel: cid,
-      steps: z.number().int().min(1).max(100_000),
-    }),
+    terms: RoundTermsSchema,
   }),
 );
 

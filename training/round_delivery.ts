@@ -22,6 +22,7 @@ import {
   type OutcomeBody,
   OutcomeMessage,
   type RoundTerms,
+  RoundTermsSchema,
 } from "../protocols/training_messages.ts";
 import { type TrainingReceipt, TrainingReceiptSchema } from "./training_receipt.ts";
 import { TrainingError } from "./training_error.ts";
@@ -37,11 +38,7 @@ export interface RoundDelivery {
 }
 
 const DeliverySchema = z.object({
-  terms: z.object({
-    round: z.number().int().nonnegative(),
-    startModel: z.string().min(1),
-    steps: z.number().int().min(1),
-  }),
+  terms: RoundTermsSchema,
   credit: z.array(TrainingReceiptSchema),
   outcome: z.unknown(),
 });
