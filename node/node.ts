@@ -838,12 +838,12 @@ function addTrainingChildren(
 }
 
 /**
- * Throw {@link PeerListenError} if the peer port cannot be bound now (taken, or not this
- * machine's), so a node that could not accept peers says so before it writes anything. Port 0
- * (any free port) always can.
+ * Throw {@link PeerListenError} if the peer address cannot be bound now (the port taken, or the
+ * host not this machine's), so a node that could not accept peers says so before it writes
+ * anything or loads its model. Port 0 (any free port) is tried too: it tells whether the host
+ * is one of this machine's addresses.
  */
 function checkPeerPortFree(address: { hostname: string; port: number }): void {
-  if (address.port === 0) return;
   try {
     Deno.listen({ hostname: address.hostname, port: address.port, transport: "tcp" }).close();
   } catch (cause) {

@@ -130,6 +130,25 @@ Deno.test("a taken peer port is one line naming the port and --p2p-port, before 
   }
 });
 
+Deno.test("a --p2p-host this machine does not have is one line naming it and --p2p-host, before the model loads, with --p2p-port 0 too", async () => {
+  const parent = await Deno.makeTempDir();
+  try {
+    const dataDir = join(parent, "data");
+    const fake = fakeProcess();
+    // 192.0.2.1: TEST-NET-1 (RFC 5737), never an address of a test machine.
+    assert.equal(await runStart(flags(dataDir, "--p2p-host", "192.0.2.1"), fake.io), 1);
+    assert.equal(fake.err.length, 1, fake.err.join("\n"));
+    const [line] = fake.err;
+    assert.doesNotMatch(line, /\n/);
+    assert.match(line, /192\.0\.2\.1 is not an address of this machine/);
+    assert.match(line, /--p2p-host/);
+    assert.ok(!fake.out.some((l) => l.startsWith("model ")), fake.out.join("\n"));
+    await assert.rejects(Deno.stat(dataDir), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
+
 Deno.test("--no-inference says its HTTP API runs no jobs itself and forwards them to peers", async () => {
   const dataDir = await Deno.makeTempDir();
   try {
