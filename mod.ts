@@ -111,6 +111,13 @@ export {
 export * from "./inference/local_port.ts";
 export * from "./inference/queue_position.ts";
 export * from "./inference/remote_port.ts";
+export * from "./inference/serve_inference.ts";
+export {
+  InferenceStreamError,
+  ResumeUnsupportedError,
+  StartTimeoutError,
+  WorkerStalledError,
+} from "./inference/remote_errors.ts";
 export {
   type CancelJob,
   DEFAULT_CONCURRENCY,

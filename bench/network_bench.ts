@@ -34,7 +34,8 @@ import { Connection } from "../protocols/connection.ts";
 import { connectTcp, listenTcp } from "../protocols/tcp_transport.ts";
 import { Identity } from "../protocols/identity.ts";
 import type { TextJob } from "../protocols/job.ts";
-import { RemoteInferencePort, serveInference } from "../inference/remote_port.ts";
+import { RemoteInferencePort } from "../inference/remote_port.ts";
+import { serveInference } from "../inference/serve_inference.ts";
 import type {
   InferenceHandle,
   InferencePort,

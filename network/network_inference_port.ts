@@ -25,11 +25,8 @@ import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
-import {
-  RemoteInferencePort,
-  type RemoteInferencePortOptions,
-  WorkerStalledError,
-} from "../inference/remote_port.ts";
+import { RemoteInferencePort, type RemoteInferencePortOptions } from "../inference/remote_port.ts";
+import { WorkerStalledError } from "../inference/remote_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 import {
   isWorkerRefusal,

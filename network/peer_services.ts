@@ -34,7 +34,7 @@ import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { ServedProof } from "../proof/served_proof.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
-import { serveInference } from "../inference/remote_port.ts";
+import { serveInference } from "../inference/serve_inference.ts";
 import type { ProverMessage } from "../actors/prover_actor.ts";
 import type { ReceiptHandled, ValidatorMessage } from "../actors/validator_actor.ts";
 import { StorageActorPeer, type StorageMessage } from "../actors/storage_actor.ts";

@@ -10,13 +10,11 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import {
-  InferenceStreamError,
   RemoteInferencePort,
   type RemoteInferencePortOptions,
-  serveInference,
-  type ServeInferenceOptions,
-  WorkerStalledError,
 } from "../../inference/remote_port.ts";
+import { InferenceStreamError, WorkerStalledError } from "../../inference/remote_errors.ts";
+import { serveInference, type ServeInferenceOptions } from "../../inference/serve_inference.ts";
 import type { InferencePort, StreamedToken } from "../../inference/inference_port.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";

@@ -13,12 +13,9 @@ import type {
   SubmitOptions,
 } from "../../inference/inference_port.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
-import {
-  RemoteInferencePort,
-  ResumeUnsupportedError,
-  serveInference,
-  type ServeInferenceOptions,
-} from "../../inference/remote_port.ts";
+import { RemoteInferencePort } from "../../inference/remote_port.ts";
+import { ResumeUnsupportedError } from "../../inference/remote_errors.ts";
+import { serveInference, type ServeInferenceOptions } from "../../inference/serve_inference.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { Identity } from "../../protocols/identity.ts";

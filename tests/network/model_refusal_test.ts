@@ -19,7 +19,7 @@ import {
   signPeerHello,
 } from "../../protocols/peer_hello.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { serveInference } from "../../inference/remote_port.ts";
+import { serveInference } from "../../inference/serve_inference.ts";
 import {
   emptyInferenceStats,
   type InferenceHandle,

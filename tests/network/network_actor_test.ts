@@ -8,7 +8,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Actor } from "../../actors/actor.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
-import { serveInference } from "../../inference/remote_port.ts";
+import { serveInference } from "../../inference/serve_inference.ts";
 import {
   NetworkActor,
   type NetworkMessage,

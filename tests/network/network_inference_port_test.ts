@@ -13,7 +13,7 @@ import {
 } from "../../actors/inference_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
-import { serveInference } from "../../inference/remote_port.ts";
+import { serveInference } from "../../inference/serve_inference.ts";
 import type { GenerateOptions, TextModel, TokenChunk } from "../../inference/text_model.ts";
 import type { InferencePort, StreamedToken } from "../../inference/inference_port.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";

@@ -1,0 +1,444 @@
+/**
+ * The requester's side of one job relayed by `RemoteInferencePort` (`remote_port.ts`):
+ * {@link RemoteJob} turns the worker's events into the handle's token stream and its summary,
+ * and runs the job's stall and end timers; {@link ModelProgress} is what the port's jobs of one
+ * model share of the worker's progress, so a job queued behind the model's other jobs is not
+ * taken for a stalled one while the worker streams them.
+ *
+ * @module
+ */
+import type { ConnectionTimers } from "../protocols/connection_timers.ts";
+import type { TextJob } from "../protocols/job.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
+import {
+  type InferenceEvent,
+  QUEUED_EVENT_REPEAT_MS,
+  type StartEvent,
+} from "../protocols/inference_messages.ts";
+import type { FinishReason, InferenceHandle, JobSummary, StreamedToken } from "./inference_port.ts";
+import {
+  CANCELLED,
+  errorInfo,
+  InferenceStreamError,
+  typedRefusal,
+  WorkerStalledError,
+} from "./remote_errors.ts";
+
+/**
+ * How long the end event (summary and receipt) may take after the last token: the worker only
+ * has to finish signing, so a long wait means it will never come.
+ */
+const END_EVENT_TIMEOUT_MS = 30_000;
+
+/**
+ * How long after a worker's last `queued` event the job is taken to have left its queue: the
+ * worker repeats the place every `QUEUED_EVENT_REPEAT_MS`, so two and a half of those without
+ * one means it stopped repeating.
+ */
+const LEFT_QUEUE_AFTER_MS = 2.5 * QUEUED_EVENT_REPEAT_MS;
+
+/**
+ * What one connection sees of its worker's progress on one model. The worker runs a few of
+ * the model's jobs at once and queues the rest (and sends each its `start` when it accepts
+ * it), so a job that waits for its first token may wait for the jobs ahead of it: the worker
+ * is working as long as the model's jobs deliver something, or as long as this side holds one
+ * of them up by not reading it (it may be the job ahead).
+ */
+export class ModelProgress {
+  /** Live jobs of the model on the connection (the port drops this record at 0). */
+  jobs = 0;
+  /** When the worker last delivered an event of the model's jobs, or a hold ended. */
+  #lastAt: number;
+  /** The model's started jobs that this side is not reading now. */
+  #held = 0;
+
+  constructor(now: number) {
+    this.#lastAt = now;
+  }
+
+  /** The worker delivered an event (or an error) of one of the model's jobs. */
+  delivered(now: number): void {
+    this.#lastAt = now;
+  }
+
+  /** A job of the model stops (true) or starts (false) being held up by this side. */
+  hold(held: boolean, now: number): void {
+    this.#held += held ? 1 : -1;
+    if (this.#held === 0) this.#lastAt = now;
+  }
+
+  /** Since when the worker has been silent on every job of the model that this side reads. */
+  silentSince(now: number): number {
+    return this.#held > 0 ? now : this.#lastAt;
+  }
+
+  /**
+   * The model's jobs waiting for their first token (their `stalled` is called when the worker
+   * stalls another job of the model): a worker may keep repeating their places in its queue
+   * while its model is wedged, and the stall of a job it runs is what shows it.
+   */
+  readonly waiting = new Set<() => void>();
+
+  /** The worker stalled a job of the model (not busy): the jobs waiting behind it fail too. */
+  stalled(): void {
+    for (const fail of [...this.waiting]) fail();
+  }
+}
+
+/** What a {@link RemoteJob} needs besides its stream. */
+export interface RemoteJobContext {
+  /** The job as submitted (what a worker's typed error is rebuilt from). */
+  job: TextJob;
+  /** The worker, as messages name it. */
+  worker: string;
+  /** When the job was submitted, on `now`. */
+  submittedAt: number;
+  now: () => number;
+  timers: ConnectionTimers;
+  stallTimeoutMs: number;
+  firstTokenTimeoutMs: number;
+  /** The worker's progress on the job's model, shared by the port's jobs of that model. */
+  progress: ModelProgress;
+  /** The submission's `onQueued`: given each `queued` event's place. */
+  onQueued?: (position: number) => void;
+  /** Called once, with the job's summary, when it ends. */
+  onEnd: (summary: JobSummary) => void;
+}
+
+/** The requester's side of one relayed job. */
+export class RemoteJob {
+  readonly #start: StartEvent;
+  /** Position of the first token event (the resumed prefix's length, else 0). */
+  readonly #from: number;
+  readonly #reader: ReadableStreamDefaultReader<InferenceEvent>;
+  readonly #o: RemoteJobContext;
+  readonly #done = Promise.withResolvers<JobSummary>();
+  #tokens = 0;
+  #firstTokenAt = NaN;
+  #ended = false;
+  #lastTokenSeen = false;
+  /** The job's last place in the worker's queue (0: none reported). */
+  #place = 0;
+  /** When the last `queued` event of the job came. */
+  #queuedAt = -Infinity;
+  /** The last place told to `onQueued` (0: none, or it left the queue). */
+  #told = 0;
+  /** Fires when the worker's repeats of the job's place stop (see `#placed`). */
+  #leftQueueTimer: unknown;
+  /** Counted as held up by this side in the model's progress: started and not being read. */
+  #held = false;
+  /** The stall timer of the read in progress. */
+  #stallTimer: unknown;
+  /**
+   * Set when the job failed under a read (the connection closed, the worker stalled): what
+   * the token stream fails with, read in progress or not.
+   */
+  #failedWith: VeriflowError | undefined;
+
+  constructor(
+    start: StartEvent,
+    from: number,
+    reader: ReadableStreamDefaultReader<InferenceEvent>,
+    context: RemoteJobContext,
+  ) {
+    this.#start = start;
+    this.#from = from;
+    this.#reader = reader;
+    this.#o = context;
+    this.#hold(true); // started, and not read yet
+  }
+
+  handle(): InferenceHandle {
+    const tokens = new ReadableStream<StreamedToken>({
+      pull: async (controller) => {
+        let result: ReadableStreamReadResult<InferenceEvent> | undefined;
+        let failure: unknown;
+        if (this.#failedWith === undefined) {
+          // A worker that started the job and went silent would hold this read for ever (its
+          // connection stays alive): only this timer ends it. One per read, so a worker that
+          // is slow but sends something within each timeout is never cut.
+          const { timers, stallTimeoutMs, firstTokenTimeoutMs } = this.#o;
+          this.#hold(false);
+          const since = timers.now();
+          if (this.#tokens === 0) this.#o.progress.waiting.add(this.#behindStall);
+          // Re-armed after each `queued` event, never past the first-token deadline.
+          const wait = () =>
+            Math.max(0, Math.min(stallTimeoutMs, since + firstTokenTimeoutMs - timers.now()));
+          try {
+            // A `queued` event (before the first token) is the worker saying the job waits
+            // for a slot: passed on, and the read goes on, its silence counted afresh (the
+            // first-token timeout still counts from `since`).
+            for (;;) {
+              this.#stallTimer = timers.setTimeout(() => this.#checkStall(since), wait());
+              result = undefined;
+              try {
+                result = await this.#reader.read();
+              } finally {
+                timers.clearTimeout(this.#stallTimer);
+                // The worker answered (an event, or its error), unless the job ended this side.
+                // A `queued` event speaks for this job alone: the worker repeats it on a timer,
+                // which runs as well with a wedged model, so it says nothing of the model's
+                // other jobs (a job holding a slot with no token yet is still cut when silent).
+                const queued = result?.done === false && result.value.kind === "queued";
+                if (queued) this.#queuedAt = timers.now();
+                else if (!this.#ended) this.#o.progress.delivered(timers.now());
+              }
+              if (result.done || result.value.kind !== "queued" || this.#tokens > 0) break;
+              this.#placed(result.value.position);
+            }
+          } catch (error) {
+            failure = typedRefusal(error, this.#o.job);
+            result = undefined; // what was read (a place further back) is what failed
+          } finally {
+            this.#o.progress.waiting.delete(this.#behindStall);
+            this.#hold(true);
+          }
+        }
+        // A closed connection or a stall fails the stream with its own error, read or not.
+        if (this.#failedWith !== undefined || result === undefined) {
+          const error = this.#failedWith ?? failure;
+          this.#end("error", error);
+          controller.error(error);
+          return;
+        }
+        if (result.done) {
+          const error = new InferenceStreamError("the worker's stream ended without an end event");
+          this.#end("error", error);
+          controller.error(error);
+          return;
+        }
+        const event = result.value;
+        if (event.kind === "end") {
+          // Reached only when the last token carried no finish reason (an early end).
+          this.#resolve(event.summary as JobSummary);
+          controller.close();
+          return;
+        }
+        // One token, or several that were ready together: each in order, once.
+        const items = event.kind === "token"
+          ? [event]
+          : event.kind === "tokens"
+          ? event.tokens
+          : undefined;
+        const inOrder = items?.every((t, i) => t.index === this.#from + this.#tokens + i) &&
+          items.slice(0, -1).every((t) => t.finishReason === undefined);
+        if (items === undefined || !inOrder) {
+          const error = new InferenceStreamError(`unexpected ${event.kind} event`);
+          this.#reader.cancel(error).catch(() => {});
+          this.#end("error", error);
+          controller.error(error);
+          return;
+        }
+        for (const item of items) {
+          if (this.#tokens === 0) {
+            this.#firstTokenAt = this.#o.now();
+            this.#leftQueue();
+          }
+          this.#tokens++;
+          const token: StreamedToken = {
+            index: item.index,
+            tokenId: item.tokenId,
+            text: item.text,
+          };
+          if (item.logprob !== undefined) token.logprob = item.logprob;
+          if (item.top !== undefined) token.topLogprobs = item.top;
+          if (item.finishReason !== undefined) token.finishReason = item.finishReason;
+          controller.enqueue(token);
+        }
+        if (items[items.length - 1].finishReason !== undefined) {
+          // The last token: close now, and take the end event (summary, receipt) behind it.
+          this.#lastTokenSeen = true;
+          controller.close();
+          this.#awaitEnd();
+        }
+      },
+      cancel: (reason) => this.#cancel(reason),
+    }, { highWaterMark: 0 });
+    return {
+      jobId: this.#start.jobId,
+      model: this.#start.model,
+      promptTokens: this.#start.promptTokens,
+      tokens,
+      done: this.#done.promise,
+      cancel: () => {
+        tokens.cancel().catch(() => {});
+        this.#cancel();
+      },
+    };
+  }
+
+  /**
+   * The connection closed: a job that has not ended ends here, with the connection's error
+   * (`connection_closed`, or why it closed: `peer_timeout`, ...), whether or not anyone reads.
+   */
+  connectionClosed(reason: Error | null): void {
+    if (this.#ended) return;
+    const error = reason instanceof ConnectionClosedError ? reason : new ConnectionClosedError(
+      reason ? `connection closed: ${reason.message}` : "connection closed",
+      { cause: reason ?? undefined },
+    );
+    this.#failedWith = error;
+    // Free the event stream too; the token stream then fails with the same error if read.
+    this.#reader.cancel(error).catch(() => {});
+    this.#end("error", error);
+  }
+
+  /**
+   * The stall timer of a read that began at `since` fired. After the job's first token the
+   * job holds one of the worker's slots and is owed its next step: it has stalled, whatever
+   * the worker's other jobs do (an honest worker steps every running job). Before it, the job
+   * may be queued behind the model's other jobs, so it has stalled only once the worker has
+   * also been silent on all of them for the stall timeout, or, busy, has not started it within
+   * the first-token timeout; until then the timer is armed again for when that could next be.
+   */
+  #checkStall(since: number): void {
+    if (this.#ended) return;
+    const { timers, stallTimeoutMs, firstTokenTimeoutMs, progress } = this.#o;
+    if (this.#tokens > 0) {
+      this.#stalled(stallTimeoutMs, false);
+      return;
+    }
+    const now = timers.now();
+    const silentSince = Math.max(since, progress.silentSince(now), this.#queuedAt);
+    const deadline = since + firstTokenTimeoutMs;
+    if (now - silentSince >= stallTimeoutMs) this.#stalled(stallTimeoutMs, false);
+    else if (now >= deadline) this.#stalled(firstTokenTimeoutMs, true);
+    else {
+      this.#stallTimer = timers.setTimeout(
+        () => this.#checkStall(since),
+        Math.min(silentSince + stallTimeoutMs, deadline) - now,
+      );
+    }
+  }
+
+  /**
+   * The worker sent nothing of this job for `ms` while a read waited: cancel the job there
+   * (the event stream's cancel is the connection's `cancel`) and end it here.
+   */
+  #stalled(ms: number, busy: boolean): void {
+    if (this.#ended) return;
+    const error = new WorkerStalledError(this.#o.worker, ms, this.#tokens, busy);
+    this.#failedWith = error;
+    this.#reader.cancel(error).catch(() => {});
+    this.#end("error", error);
+    if (!busy) this.#o.progress.stalled();
+  }
+
+  /** Another job of the model stalled on the worker while this one waits for its first token. */
+  readonly #behindStall = () => this.#stalled(this.#o.stallTimeoutMs, false);
+
+  async #awaitEnd(): Promise<void> {
+    // A worker that never sends its end would leave `done` pending forever.
+    const { timers, progress } = this.#o;
+    this.#hold(false);
+    const timer = timers.setTimeout(() => {
+      this.#reader.cancel(new InferenceStreamError("no end event after the last token"))
+        .catch(() => {});
+    }, END_EVENT_TIMEOUT_MS);
+    try {
+      const { done, value } = await this.#reader.read().finally(() => timers.clearTimeout(timer));
+      if (done || value.kind !== "end") {
+        throw new InferenceStreamError("expected the end event after the last token");
+      }
+      progress.delivered(timers.now());
+      this.#resolve(value.summary as JobSummary);
+    } catch (error) {
+      this.#end("error", error);
+    }
+  }
+
+  /**
+   * A `queued` event: the job's place in the worker's queue. An honest queue only moves up, so a
+   * place further back breaks the stream (a worker flooding its requester with places); a place
+   * that moved up is passed on; an unchanged one (the worker's repeat) only keeps the job's
+   * "left the queue" guess off.
+   */
+  #placed(position: number): void {
+    if (this.#place > 0 && position > this.#place) {
+      const error = new InferenceStreamError(
+        `the worker moved the job back in its queue, from place ${this.#place} to ${position}`,
+      );
+      this.#reader.cancel(error).catch(() => {});
+      throw error;
+    }
+    if (position !== this.#place) this.#tell(position);
+    this.#place = position;
+    // A worker repeats the place while the job waits; once the repeats stop the job has most
+    // likely left the queue for a slot (its first token is a prefill away): say so, rather
+    // than let the requester's own repeats go on naming a place the job no longer has.
+    const { timers } = this.#o;
+    timers.clearTimeout(this.#leftQueueTimer);
+    this.#leftQueueTimer = timers.setTimeout(() => this.#leftQueue(), LEFT_QUEUE_AFTER_MS);
+  }
+
+  /** The job left the worker's queue (its first token came, it ended, the repeats stopped). */
+  #leftQueue(): void {
+    this.#o.timers.clearTimeout(this.#leftQueueTimer);
+    this.#leftQueueTimer = undefined;
+    if (this.#told > 0) this.#tell(0);
+  }
+
+  /** Tell the submitter the job's place (whose bug in `onQueued` stays its own). */
+  #tell(position: number): void {
+    this.#told = position;
+    try {
+      this.#o.onQueued?.(position);
+    } catch {
+      // A throwing callback must not fail the job.
+    }
+  }
+
+  #cancel(reason?: unknown): void {
+    // After the last token the job is done; only its end (the receipt) is still on its way.
+    if (this.#ended || this.#lastTokenSeen) return;
+    this.#reader.cancel(reason ?? new VeriflowError(CANCELLED, "cancelled by the requester"))
+      .catch(() => {});
+    this.#end("cancelled");
+  }
+
+  /**
+   * Count this job as held up by this side, or no longer, in the model's progress. An ended
+   * job is never held.
+   */
+  #hold(held: boolean): void {
+    held &&= !this.#ended;
+    if (held === this.#held) return;
+    this.#held = held;
+    this.#o.progress.hold(held, this.#o.timers.now());
+  }
+
+  #resolve(summary: JobSummary): void {
+    if (this.#ended) return;
+    this.#leftQueue();
+    this.#ended = true;
+    this.#hold(false);
+    this.#reader.releaseLock();
+    this.#o.onEnd(summary);
+    this.#done.resolve(summary);
+  }
+
+  /** A summary measured on this side, for a job that ended without the worker's end event. */
+  #end(reason: FinishReason, error?: unknown): void {
+    if (this.#ended) return;
+    this.#leftQueue(); // a failover's next worker reports its own queue
+    const end = this.#o.now();
+    const { submittedAt } = this.#o;
+    const summary: JobSummary = {
+      jobId: this.#start.jobId,
+      finishReason: reason,
+      usage: { promptTokens: this.#start.promptTokens, completionTokens: this.#tokens },
+      timings: {
+        queueMs: NaN,
+        ttftMs: this.#firstTokenAt - submittedAt,
+        totalMs: end - submittedAt,
+        tokensPerS: NaN,
+      },
+    };
+    if (error !== undefined) summary.error = errorInfo(error);
+    this.#ended = true;
+    this.#hold(false);
+    this.#o.onEnd(summary);
+    this.#done.resolve(summary);
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * What goes wrong in a job relayed to a peer, as typed errors: a stream that breaks the
+ * protocol ({@link InferenceStreamError}), a resume the worker cannot take
+ * ({@link ResumeUnsupportedError}), a worker silent before its `start`
+ * ({@link StartTimeoutError}) or after it ({@link WorkerStalledError}).
+ *
+ * A worker's refusal comes back as the typed error the local port throws for it
+ * (`UnknownModelError`, ...), by its code ({@link typedRefusal}), so a caller catches one class
+ * whichever port ran the job.
+ *
+ * @module
+ */
+import { jobId, type TextJob } from "../protocols/job.ts";
+import { VeriflowError } from "../protocols/errors.ts";
+import { RemoteError } from "../protocols/protocol_errors.ts";
+import {
+  DuplicateJobError,
+  JobCancelledError,
+  TooManyJobsError,
+} from "../actors/inference_errors.ts";
+import {
+  ContextLengthError,
+  EmptyPromptError,
+  InvalidGenerationParamsError,
+  InvalidTensorInputError,
+  InvalidTokenError,
+  ModelDisposedError,
+  ModelLoadError,
+  ModelWorkerError,
+  UnknownModelError,
+  WrongModelKindError,
+} from "./errors.ts";
+import { InvalidResumeError, ResumeMismatchError } from "./resumed_generation.ts";
+
+/** The peer's stream broke the protocol (no `start` first, events out of order). */
+export class InferenceStreamError extends VeriflowError {
+  /**
+   * Create it.
+   * @param message What was wrong.
+   */
+  constructor(message: string) {
+    super("inference_stream_invalid", message);
+  }
+}
+
+/**
+ * The worker did not take the submission's `resume` (it predates resuming): its stream would
+ * start over from position 0, which the requester already has.
+ */
+export class ResumeUnsupportedError extends VeriflowError {
+  /**
+   * Create it.
+   * @param message What the worker answered.
+   */
+  constructor(message: string) {
+    super("resume_unsupported", message);
+  }
+}
+
+/**
+ * The worker's `start` did not come within the start timeout (it accepted the job and went
+ * silent). Its code, `request_timeout`, is a refusal of the worker's own, so a router moves the
+ * job on to the next worker (`network/failover.ts`).
+ */
+export class StartTimeoutError extends VeriflowError {
+  /**
+   * Create it.
+   * @param ms The start timeout that passed.
+   */
+  constructor(ms: number) {
+    super("request_timeout", `the worker did not start the job within ${ms} ms`);
+  }
+}
+
+/**
+ * The worker started the job and then sent nothing (no token, no end) for the stall timeout
+ * while this side waited for its next event; its connection may well be alive (it answers
+ * pings). The job is cancelled on the worker. A router treats it as a lost worker and resumes
+ * the job on another (`network/failover.ts`).
+ */
+export class WorkerStalledError extends VeriflowError {
+  /**
+   * The job never got its first token from a busy worker: it waited past the first-token
+   * timeout while the worker kept sending the model's other jobs on the same connection (or
+   * this side held one of them up by not reading it), so it was most likely queued behind
+   * them. Such a worker is working, not stuck: a router moves the job on but does not keep the
+   * worker off the model. False for a worker silent on all of the model's jobs, and for a job
+   * that stopped after its first token (a running job is owed every step).
+   */
+  readonly busy: boolean;
+  /** Tokens the worker had sent in this job when it was cut. */
+  readonly tokens: number;
+
+  /**
+   * Create it.
+   * @param worker The worker's key (hex, or a prefix of it).
+   * @param ms The timeout that passed: the stall timeout, or the first-token timeout for a
+   *   busy worker.
+   * @param tokens Tokens the worker had sent in this job.
+   * @param busy See {@link WorkerStalledError.busy} (default false).
+   */
+  constructor(worker: string, ms: number, tokens: number, busy = false) {
+    super(
+      "worker_stalled",
+      busy
+        ? `the worker ${worker} did not start the job within ${ms} ms, busy with other jobs ` +
+          `of the model; the job was cancelled there`
+        : `the worker ${worker} sent nothing for ${ms} ms after ${tokens} tokens of the job; ` +
+          `the job was cancelled there`,
+    );
+    this.busy = busy;
+    this.tokens = tokens;
+  }
+}
+
+/** The requester stopped reading; what `done` reports for a job cancelled this side. */
+export const CANCELLED = "job_cancelled";
+
+/**
+ * A worker's refusal as the typed error the local port throws for it (the codes are the
+ * same on both sides, `docs/PROTOCOL.md`), so a caller catches one class whichever port ran
+ * the job. The worker's message is kept; an unknown code stays a {@link RemoteError}.
+ */
+const TYPED_REFUSALS: Readonly<Record<string, (job: TextJob) => VeriflowError>> = {
+  too_many_jobs: () => new TooManyJobsError(""),
+  duplicate_job: (job) => new DuplicateJobError(jobId(job)),
+  job_cancelled: (job) => new JobCancelledError(jobId(job)),
+  unknown_model: (job) => new UnknownModelError(job.model),
+  model_load_failed: () => new ModelLoadError(""),
+  model_worker_failed: () => new ModelWorkerError(""),
+  model_disposed: () => new ModelDisposedError(),
+  context_length_exceeded: () => new ContextLengthError(NaN, NaN),
+  empty_prompt: () => new EmptyPromptError(),
+  invalid_generation_params: () => new InvalidGenerationParamsError(""),
+  invalid_token: () => new InvalidTokenError(NaN, NaN),
+  invalid_tensor_input: () => new InvalidTensorInputError(""),
+  wrong_model_kind: (job) => new WrongModelKindError(job.model, "text", "tensor"),
+  invalid_resume: () => new InvalidResumeError(""),
+  resume_mismatch: () => new ResumeMismatchError(""),
+};
+
+/** `ContextLengthError`'s message, whose numbers are the error's fields. */
+const CONTEXT_LENGTH_MESSAGE = /^(\d+) tokens do not fit the model's context window of (\d+)$/;
+
+/** `error` as the local port's typed class when it is a worker's refusal of a known code. */
+export function typedRefusal(error: unknown, job: TextJob): unknown {
+  if (!(error instanceof RemoteError)) return error;
+  const make = TYPED_REFUSALS[error.code];
+  if (make === undefined) return error;
+  const typed = make(job);
+  typed.message = error.message;
+  if (typed instanceof ContextLengthError) {
+    const numbers = CONTEXT_LENGTH_MESSAGE.exec(error.message);
+    // Read-only for callers; set once here, as the worker's constructor set them.
+    const fields = typed as { -readonly [K in "tokens" | "contextLength"]: number };
+    fields.tokens = Number(numbers?.[1] ?? NaN);
+    fields.contextLength = Number(numbers?.[2] ?? NaN);
+  }
+  return typed;
+}
+
+/**
+ * `error` as a summary's `error` field: its code and message, `internal_error` for one that
+ * is not a {@link VeriflowError}.
+ */
+export function errorInfo(error: unknown): { code: string; message: string } {
+  if (error instanceof VeriflowError) return { code: error.code, message: error.message };
+  return {
+    code: "internal_error",
+    message: error instanceof Error ? error.message : String(error),
+  };
+}
