@@ -43,7 +43,7 @@ import {
   receiptContradiction,
   receiptId,
 } from "../protocols/receipt.ts";
-import { signVerdict, type Verdict, verdictId } from "../protocols/verdict.ts";
+import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import {
   type FraudProof,
   fraudProofHash,
@@ -52,16 +52,10 @@ import {
 } from "../protocols/fraud_proof.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
-import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import { challengeTicket } from "../proof/challenge.ts";
-import { endChoicesOf, ownEndChoices, SteeringRecord } from "../proof/steering.ts";
-import {
-  emptyValidationStats,
-  validateReceipt,
-  type ValidationOptions,
-  type ValidationResult,
-} from "../proof/validation.ts";
+import { SteeringRecord } from "../proof/steering.ts";
+import type { ValidationOptions, ValidationResult } from "../proof/validation.ts";
 import { checkFraudProof, type FraudCheckResult } from "../proof/fraud_check.ts";
 import {
   type Account,
@@ -71,12 +65,15 @@ import {
   type ReceiptRecord,
 } from "../proof/ledger.ts";
 import type { NetworkMessage } from "../network/network_actor.ts";
-import type { Connection } from "../protocols/connection.ts";
-import { INFERENCE_PROTOCOL, ProofRequestMessage } from "../protocols/inference_messages.ts";
 
 export type * from "./validator_messages.ts";
-import { trainingReceiptId } from "../training/training_receipt.ts";
-import { checkServed, PROOF_SERVED } from "./withheld_check.ts";
+import { PROOF_SERVED } from "./withheld_check.ts";
+import { proofOf } from "./_proof_fetch.ts";
+import { failedChallenge, runChallenge } from "./_run_challenge.ts";
+import { ChallengeHolds } from "./_challenge_holds.ts";
+import { settleSteering } from "./_steering_settlement.ts";
+import { judgedKey, ValidatorMemory } from "./_validator_memory.ts";
+import { recordTrainingReceipt, settleTrainingFraud } from "./_validator_training.ts";
 import type {
   ChallengedMessage,
   ChallengeSource,
@@ -85,8 +82,6 @@ import type {
   ReceiptHandled,
   ReceiptMessage,
   TrainingFraudLedgerMessage,
-  TrainingReceiptLedgerMessage,
-  TrainingReceiptRecorded,
   ValidatorActivity,
   ValidatorMessage,
   ValidatorModelSource,
@@ -142,44 +137,12 @@ export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
  * 160 receipts in flight at once, far past an honest node's queue.
  */
 export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
-/** Receipts kept per worker whose pledge has not arrived yet, and workers kept at once. */
-const MAX_AWAITING_STAKE_PER_WORKER = 16;
-const MAX_AWAITING_STAKE_WORKERS = 256;
-/**
- * Peers' receipts not challenged here yet, remembered with their jobs for taking over a
- * withheld-proof challenge (once: a receipt leaves when its challenge opens).
- */
-const MAX_REMEMBERED_RECEIPTS = 4096;
-/** Peers' verdicts remembered by (validator, receipt): one is taken per validator per receipt. */
-const MAX_REMEMBERED_VERDICT_AUTHORS = 16_384;
-/** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
-const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
 /**
  * How long a challenged worker has to serve its proof data (default of
  * {@link ValidatorActorOptions.proofDeadlineMs}): long enough for a loaded peer or a restart,
  * far inside the 10-minute challenge window.
  */
 export const PROOF_DEADLINE_MS = 60_000;
-/** What fetching proof data gives when the worker could not be asked at all. */
-const UNREACHABLE = Symbol("worker unreachable");
-/** First pause before asking an unreachable worker again (doubling up to the maximum). */
-const PROOF_RETRY_MS = 500;
-const PROOF_RETRY_MAX_MS = 8_000;
-
-/** Sleep `ms`, or less if `signal` aborts first (then throw its reason). */
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
 
 /** The validator actor. */
 export class ValidatorActor implements Actor<ValidatorMessage> {
@@ -188,22 +151,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
   #system?: ActorSystem;
   #work: Promise<unknown> = Promise.resolve();
-  /** Receipts with an open challenge here (not to be finalized), and their worker (hex). */
-  readonly #held = new Map<string, string>();
-  /** Open challenges per worker (hex): bounded, so one worker cannot fill the queue. */
-  readonly #openByWorker = new Map<string, number>();
-  /** Receipts refused for a worker with no stake here yet, by worker, until its pledge comes. */
-  readonly #awaitingStake = new Map<string, ReceiptMessage[]>();
-  /** Peers' receipts not challenged here yet, with their jobs (see `#takeOverWithheld`). */
-  readonly #recent = new Map<string, { receipt: Receipt; job: Job }>();
-  /** Whose verdict about which receipt was taken from a peer: `validator/receiptId` (bounded). */
-  readonly #judged = new Set<string>();
+  /** Receipts with an open challenge here (not to be finalized), counted per worker. */
+  readonly #held = new ChallengeHolds();
+  /** Receipts awaiting stake, peers' receipts, verdict authors and fraud proofs (bounded). */
+  readonly #memory = new ValidatorMemory();
   /** End choices per worker over this validator's own verdicts (`proof/steering.ts`). */
   #steering = new SteeringRecord();
   /** Resolvers of in-process `result` promises, by receipt id. */
   readonly #waiting = new Map<string, PromiseWithResolvers<ValidationResult>>();
-  /** Fraud proofs taken, by hash (oldest evicted first), with their in-process resolvers. */
-  readonly #fraudProofs = new Map<string, PromiseWithResolvers<FraudCheckResult> | null>();
   readonly #stats: ValidatorStats = {
     received: 0,
     fromPeers: 0,
@@ -281,21 +236,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         const { receipt, reason } = message;
         const id = receiptId(receipt);
         this.#log(`validator: challenge of receipt ${id.slice(0, 12)} failed: ${reason}`);
-        const verdict = signVerdict({
-          v: 1,
-          subject: "inference",
-          subjectId: id,
-          target: receipt.worker,
-          outcome: "inconclusive",
-          reason: "validator_error",
-          details: { message: reason.slice(0, 200) },
-          issuedAt: Date.now(),
-        }, this.#options.identity);
-        await this.#onChallenged({
-          type: "challenged",
-          receipt,
-          result: { verdict, stats: emptyValidationStats() },
-        }, ctx);
+        const result = failedChallenge(receipt, reason, this.#options.identity);
+        await this.#onChallenged({ type: "challenged", receipt, result }, ctx);
         return undefined;
       }
       case "verdict": {
@@ -310,13 +252,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           // other details) is neither recorded, nor passed on, nor taken over again. An
           // honest validator signs one per receipt (one challenge each).
           const author = fromPeer ? judgedKey(message.verdict) : undefined;
-          if (!known && author !== undefined && this.#judged.has(author)) {
+          if (!known && author !== undefined && this.#memory.hasJudged(author)) {
             this.#stats.refusedVerdicts++;
             return undefined;
           }
           const id = await ledger.recordVerdict(message.verdict);
           // Only once it verified: a forged copy must not take the genuine verdict's place.
-          if (author !== undefined) this.#rememberJudged(author);
+          if (author !== undefined) this.#memory.rememberJudged(author);
           if (!known) this.#tell({ kind: "verdict", verdict: message.verdict, own: false });
           if (fromPeer) {
             this.#stats.peerVerdicts++;
@@ -364,7 +306,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return recorded;
       }
       case "training_receipt":
-        return await this.#onTrainingReceipt(message);
+        return await recordTrainingReceipt(ledger, message);
       case "training_fraud":
         return await this.#onTrainingFraud(message, ctx);
       case "pledges":
@@ -427,7 +369,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // Only a receipt new to this ledger is drawn for: the coin is fixed per receipt, so a copy
     // announced again (by the worker, a relay, anyone) must not buy another forward pass.
     const fresh = ledger.receipt(id) === undefined;
-    if (fresh && (this.#openByWorker.get(worker) ?? 0) >= MAX_OPEN_CHALLENGES_PER_WORKER) {
+    if (fresh && this.#held.openOf(worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) {
       // Not recorded, so not paid here: a worker that floods this validator faster than it can
       // check gets its excess refused, never waved through unchecked.
       return refuse(id, "validator_busy");
@@ -444,7 +386,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       if (refusal === "insufficient_stake" && !ledger.hasStaked(receipt.worker)) {
         // Its pledge may just not have arrived yet (it comes on the worker's own connection,
         // the receipt on the requester's): taken again once it does.
-        this.#awaitStake(worker, message);
+        this.#memory.awaitStake(worker, message);
       }
       if (refusal === "equivocation") {
         this.#stats.slashes++;
@@ -496,7 +438,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       seen(false);
       return { receiptId: id, recorded, refusal, challenged: false, draw: 1 };
     }
-    if (fresh && recorded) this.#remember(receipt, job);
+    if (fresh && recorded) this.#memory.remember(receipt, job);
     const p = this.#options.challengeProbability ?? ledger.economics.challengeProbability;
     // The coin is drawn only for a receipt new here and recorded: one the ledger refused is not
     // paid here, so nothing is computed for it (and nothing about the coin ever leaves).
@@ -524,11 +466,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     await this.#ledger!.openChallenge(id);
     this.#stats.challenged++;
     // Challenged here once: no peer's claim makes this validator ask the worker again.
-    this.#recent.delete(id);
+    this.#memory.forgetRecent(id);
     const waiting = Promise.withResolvers<ValidationResult>();
     waiting.promise.catch(() => {});
     this.#waiting.set(id, waiting);
-    this.#hold(id, toHex(receipt.worker));
+    this.#held.hold(id, toHex(receipt.worker));
     // The job's requester was connected to the worker: it can relay the proof request when
     // this node is not (a sparse network; a worker reached only through its router).
     const requester = this.#ledger!.receipt(id)?.requester;
@@ -540,40 +482,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     return { result: waiting.promise };
   }
 
-  /** Keep `message` until `worker` pledges stake here (bounded per worker and in workers). */
-  #awaitStake(worker: string, message: ReceiptMessage): void {
-    const waiting = this.#awaitingStake.get(worker) ?? [];
-    if (waiting.length >= MAX_AWAITING_STAKE_PER_WORKER) return;
-    waiting.push(message);
-    this.#awaitingStake.delete(worker); // re-inserted last: the oldest worker is dropped first
-    this.#awaitingStake.set(worker, waiting);
-    while (this.#awaitingStake.size > MAX_AWAITING_STAKE_WORKERS) {
-      this.#awaitingStake.delete(this.#awaitingStake.keys().next().value!);
-    }
-  }
-
   /** A pledge arrived: the receipts that waited for it are taken again, in order. */
   #replayAwaitingStake(worker: string, ctx: ActorContext<ValidatorMessage>): void {
-    const waiting = this.#awaitingStake.get(worker);
+    const waiting = this.#memory.takeAwaitingStake(worker);
     if (waiting === undefined) return;
-    this.#awaitingStake.delete(worker);
     for (const message of waiting) ctx.self.tell(message).catch(() => {});
-  }
-
-  /** Peers' recorded receipts with their jobs, for taking over a challenge (bounded). */
-  #remember(receipt: Receipt, job: Job): void {
-    this.#recent.set(receiptId(receipt), { receipt, job });
-    while (this.#recent.size > MAX_REMEMBERED_RECEIPTS) {
-      this.#recent.delete(this.#recent.keys().next().value!);
-    }
-  }
-
-  /** A peer's verdict taken (see {@link judgedKey}), oldest forgotten first. */
-  #rememberJudged(author: string): void {
-    this.#judged.add(author);
-    while (this.#judged.size > MAX_REMEMBERED_VERDICT_AUTHORS) {
-      this.#judged.delete(this.#judged.values().next().value!);
-    }
   }
 
   /**
@@ -587,9 +500,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (verdict.outcome !== "invalid" || verdict.reason !== "proof_unavailable") return;
     const id = verdict.subjectId;
     const record = this.#ledger!.receipt(id);
-    const recent = this.#recent.get(id);
+    const recent = this.#memory.recent(id);
     if (record?.status !== "pending" || recent === undefined || this.#held.has(id)) return;
-    if ((this.#openByWorker.get(record.worker) ?? 0) >= MAX_OPEN_CHALLENGES_PER_WORKER) return;
+    if (this.#held.openOf(record.worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) return;
     await this.#open(recent.receipt, recent.job, ctx, true).catch(() => {});
   }
 
@@ -659,27 +572,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
   }
 
-  /**
-   * `worker` is convicted of steering here: unless done before, what its receipts in the
-   * evidence earned is clawed back and slashed (`Ledger.settleSteering`), so steering until
-   * caught does not pay either. The receipt that completed the evidence is settled as a fault
-   * already (not paid), so the ledger leaves it out.
-   */
+  /** `key` is convicted of steering here: settled once (see `_steering_settlement.ts`). */
   async #settleSteering(key: Uint8Array): Promise<void> {
-    const ledger = this.#ledger!;
-    if (ledger.steeringSettled(key)) return;
-    const worker = toHex(key);
-    const evidence = [...ownEndChoices(ledger.verdicts(), this.#options.identity.publicKey)]
-      .filter((v) => v.worker === worker && v.choices.passed > 0).map((v) => v.receiptId);
-    try {
-      const cut = await ledger.settleSteering(key, evidence);
-      this.#log(
-        `validator: worker ${worker.slice(0, 16)} convicted of steering: ${cut} of stake cut ` +
-          `over ${evidence.length} earlier receipts`,
-      );
-    } catch (error) {
-      if (!(error instanceof LedgerRejectedError && error.code === "already_settled")) throw error;
-    }
+    const me = this.#options.identity.publicKey;
+    await settleSteering(this.#ledger!, me, key, (line) => this.#log(line));
   }
 
   /** End the challenge on `id` with one ledger transition, and release its hold. */
@@ -692,24 +588,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       if (!(error instanceof LedgerRejectedError && error.code === "wrong_status")) throw error;
       return false;
     } finally {
-      this.#release(id);
+      this.#held.release(id);
     }
-  }
-
-  /** A challenge opened on `id`: its receipt is not paid until the challenge ends. */
-  #hold(id: string, worker: string): void {
-    this.#held.set(id, worker);
-    this.#openByWorker.set(worker, (this.#openByWorker.get(worker) ?? 0) + 1);
-  }
-
-  /** The challenge on `id` ended (and its own fraud proof, if any, was settled). */
-  #release(id: string): void {
-    const worker = this.#held.get(id);
-    if (worker === undefined) return;
-    this.#held.delete(id);
-    const open = (this.#openByWorker.get(worker) ?? 1) - 1;
-    if (open > 0) this.#openByWorker.set(worker, open);
-    else this.#openByWorker.delete(worker);
   }
 
   #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
@@ -725,14 +605,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     return run;
   }
 
-  /**
-   * Gather the material (the job, the worker's proof data, the model: network waits, any
-   * number at once), then validate on the serial queue (one forward pass at a time). Runs
-   * outside `receive`; touches no actor state but the steering record, which only the serial
-   * queue reads and writes: each validation sees every earlier one's end choices, however many
-   * challenges of one worker are open at once. A takeover's receipt was chosen by a peer, so its
-   * end choices are neither counted nor tested.
-   */
+  /** A challenge's work, off the mailbox (see `_run_challenge.ts`). */
   async #challenge(
     receipt: Receipt,
     job: Job,
@@ -740,124 +613,28 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     relay: Uint8Array | undefined,
     takeover: boolean,
   ): Promise<ValidationResult> {
-    const { models, identity, validation } = this.#options;
+    const { models, identity, validation, network } = this.#options;
     const source = this.#options.source ?? {};
-    // A receipt that contradicts its own job is judged without a model or proof data (fraud
-    // kind `receipt`); without the model nothing else can be concluded here (`inconclusive`)
-    // — except, for a peer's "proof withheld" claim taken over, whether the worker serves.
-    const contradicts = receiptContradiction(receipt, job) !== null;
-    const got = contradicts ? undefined : await models.get(receipt.model);
-    const model = got?.info.cid === receipt.model ? got : undefined;
-    const availabilityOnly = takeover && !contradicts && model === undefined;
-    const fetched = receipt.kind === "text" && (model !== undefined || availabilityOnly)
-      ? await this.#proofOf(receipt, source, signal, relay)
-      : undefined;
-    const served = fetched === UNREACHABLE ? undefined : fetched;
-    const output = await source.output?.(receipt);
-    // The receipt cannot finalize while this challenge is open (see `finalize`), so a challenge
-    // that waited past the window still settles; the queue is bounded per worker instead.
-    return await this.#enqueue(async () => {
-      signal.throwIfAborted();
-      const material = {
-        job,
-        receipt,
-        proof: served?.proof,
-        proofSig: served?.sig,
-        output,
-        workerUnreachable: fetched === UNREACHABLE,
-      };
-      if (availabilityOnly) return checkServed(material, identity, { ...validation, signal });
-      const worker = toHex(receipt.worker);
-      const result = await validateReceipt(material, model, identity, {
-        ...validation,
-        steering: takeover ? undefined : this.#steering.of(worker),
-        countEndChoices: !takeover,
-        signal,
-      });
-      const ends = endChoicesOf(result.verdict);
-      if (ends && !takeover) this.#steering.add(worker, ends);
-      return result;
+    return await runChallenge(receipt, job, {
+      models,
+      identity,
+      validation,
+      source,
+      steering: this.#steering,
+      enqueue: (task) => this.#enqueue(task),
+      proof: () =>
+        proofOf(receipt, {
+          source,
+          network: network === undefined
+            ? undefined
+            : () => this.#system?.lookup<NetworkMessage>(network),
+          deadlineMs: this.#options.proofDeadlineMs ?? PROOF_DEADLINE_MS,
+          signal,
+          relay,
+        }),
+      signal,
+      takeover,
     });
-  }
-
-  /**
-   * The worker's proof data as it served it, signed by it for this receipt; undefined when the
-   * worker did not serve it by the deadline, or served it unsigned (both: withheld);
-   * {@link UNREACHABLE} when the worker could not be asked at all.
-   */
-  async #proofOf(
-    receipt: Receipt,
-    source: ChallengeSource,
-    signal: AbortSignal,
-    relay: Uint8Array | undefined,
-  ): Promise<ServedProof | typeof UNREACHABLE | undefined> {
-    const id = receiptId(receipt);
-    const served = await this.#fetchProof(receipt, source, signal, relay);
-    if (served === UNREACHABLE) return served;
-    return verifyServedProof(served, id, receipt.worker) ? served : undefined;
-  }
-
-  /**
-   * Ask the worker for its proof data until the deadline: directly when connected to it, else
-   * through the job's requester, which relays. A direct "none" is the worker's refusal, and no
-   * answer by the deadline is withholding (also when nobody could reach it: a worker that
-   * drops every connection on a proof request must not escape). But a relay's "none", or data
-   * the worker did not sign, is the relay's word, not the worker's: asked again, and if by the
-   * deadline the worker was never asked directly and a relay did answer so,
-   * {@link UNREACHABLE} (inconclusive: not paid, nobody slashed).
-   */
-  async #fetchProof(
-    receipt: Receipt,
-    source: ChallengeSource,
-    signal: AbortSignal,
-    relay: Uint8Array | undefined,
-  ): Promise<ServedProof | typeof UNREACHABLE | undefined> {
-    if (source.proof !== undefined) return await source.proof(receipt).catch(() => undefined);
-    const id = receiptId(receipt);
-    const worker = receipt.worker;
-    const name = this.#options.network;
-    if (name === undefined) return undefined;
-    // The worker has until the deadline to answer: a worker that restarts, or whose connection
-    // drops and comes back, is asked again; one that answers "none" has refused.
-    const deadline = performance.now() + (this.#options.proofDeadlineMs ?? PROOF_DEADLINE_MS);
-    let askedDirectly = false;
-    let relayAnswered = false;
-    for (let wait = PROOF_RETRY_MS;; wait = Math.min(wait * 2, PROOF_RETRY_MAX_MS)) {
-      signal.throwIfAborted();
-      const left = deadline - performance.now();
-      // Withheld (`invalid`, `proof_unavailable`), or only a relay's word (`inconclusive`).
-      if (left <= 0) return !askedDirectly && relayAnswered ? UNREACHABLE : undefined;
-      try {
-        const network = this.#system?.lookup<NetworkMessage>(name);
-        const to = (key: Uint8Array) =>
-          network?.ask<Connection | undefined>(
-            { type: "connection_to", key, protocol: INFERENCE_PROTOCOL.name },
-          );
-        const direct = await to(worker);
-        if (direct !== undefined) {
-          askedDirectly = true;
-          const { served } = await direct.request(ProofRequestMessage, { receiptId: id }, {
-            timeoutMs: left,
-            signal,
-          });
-          return served ?? undefined;
-        }
-        // Not connected to the worker: through the job's requester, which relays to it.
-        const via = relay === undefined ? undefined : await to(relay);
-        if (via !== undefined) {
-          const { served } = await via.request(ProofRequestMessage, { receiptId: id, worker }, {
-            timeoutMs: left,
-            signal,
-          });
-          if (served && verifyServedProof(served, id, worker)) return served;
-          relayAnswered = true;
-        }
-      } catch {
-        // Unreachable for now (directly and through the requester), or the connection dropped:
-        // ask again until the deadline.
-      }
-      await abortableDelay(Math.min(wait, Math.max(0, deadline - performance.now())), signal);
-    }
   }
 
   /**
@@ -888,7 +665,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (!parsed.success) return skip("malformed");
     const proof = parsed.data;
     const hash = fraudProofHash(proof);
-    if (this.#fraudProofs.has(hash)) return skip("duplicate");
+    if (this.#memory.hasFraudProof(hash)) return skip("duplicate");
     const id = receiptId(proof.receipt);
     const record = ledger.receipt(id);
     if (record !== undefined && record.status !== "pending" && record.status !== "challenged") {
@@ -903,15 +680,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (!verifyFraudProofSignature(proof)) return skip("bad_signature");
     const waiting = Promise.withResolvers<FraudCheckResult>();
     waiting.promise.catch(() => {});
-    this.#fraudProofs.set(hash, waiting);
-    while (this.#fraudProofs.size > MAX_REMEMBERED_FRAUD_PROOFS) {
-      this.#fraudProofs.delete(this.#fraudProofs.keys().next().value!);
-    }
+    this.#memory.takeFraudProof(hash, waiting);
     this.#enqueue(() => this.#checkFraud(proof)).then(
       (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
       (error) => {
         waiting.reject(error);
-        this.#fraudProofs.set(hash, null);
+        this.#memory.fraudProofDone(hash);
       },
     ).catch(() => {});
     return { queued: true, result: waiting.promise };
@@ -932,8 +706,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const ledger = this.#ledger!;
     const id = receiptId(proof.receipt);
     const hash = check.proofHash || fraudProofHash(proof);
-    const waiting = this.#fraudProofs.get(hash);
-    this.#fraudProofs.set(hash, null);
+    const waiting = this.#memory.fraudProof(hash);
+    this.#memory.fraudProofDone(hash);
     this.#stats.fraudProofsChecked++;
     // This validator's own proof, from a challenge that holds the receipt `challenged`: the
     // challenge ends here, whatever the check says.
@@ -992,78 +766,27 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       waiting?.reject(error);
       throw error;
     } finally {
-      if (message.own) this.#release(id);
+      if (message.own) this.#held.release(id);
     }
   }
 
-  /** Record a training receipt; a refusal is an answer, not a crash (it came from a peer). */
-  async #onTrainingReceipt(
-    message: TrainingReceiptLedgerMessage,
-  ): Promise<TrainingReceiptRecorded> {
-    const ledger = this.#ledger!;
-    try {
-      await ledger.recordTrainingReceipt(message.receipt, message.terms, {
-        credited: message.credited ?? false,
-      });
-      return { recorded: true, fresh: true };
-    } catch (error) {
-      const code = (error as { code?: string }).code ?? "refused";
-      if (code === "duplicate_receipt") {
-        if (message.credited) {
-          await ledger.creditTrainingReceipt(trainingReceiptId(message.receipt));
-        }
-        return { recorded: true, fresh: false };
-      }
-      if (error instanceof LedgerRejectedError || code === "insufficient_stake") {
-        return { recorded: false, fresh: false, refusal: code };
-      }
-      throw error;
-    }
-  }
-
-  /** Settle a checked training fraud proof (see `training/training_validator.ts`). */
+  /** Settle a checked training fraud proof; a conviction is told to the network and the log. */
   async #onTrainingFraud(
     message: TrainingFraudLedgerMessage,
     ctx: ActorContext<ValidatorMessage>,
   ): Promise<{ settled: boolean; slashed: number }> {
-    const ledger = this.#ledger!;
     const { receipt } = message;
-    const id = trainingReceiptId(receipt);
-    if (ledger.receipt(id) === undefined) {
-      // The proof outran the receipt's gossip: the trainer signed it, so it is recorded from
-      // here against the round it names.
-      await this.#onTrainingReceipt({
-        type: "training_receipt",
-        receipt,
-        terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
-      });
-    }
-    const record = ledger.receipt(id);
-    if (record?.status !== "pending" && record?.status !== "challenged") {
-      return { settled: false, slashed: 0 };
-    }
-    const settled = await ledger.settleTrainingFraud({
-      receiptId: id,
-      fraudProofHash: message.fraudProofHash,
-      validator: message.validator,
-      confirmed: message.confirmed,
-      reason: message.reason,
-    }).catch((error) => {
-      if (error instanceof LedgerRejectedError) return undefined;
-      throw error;
-    });
-    if (settled === undefined || !message.confirmed) {
-      return { settled: settled !== undefined, slashed: 0 };
-    }
+    const outcome = await settleTrainingFraud(this.#ledger!, message);
+    if (!outcome.settled || !message.confirmed) return outcome;
     this.#stats.slashes++;
     this.#tellNetwork(ctx, { type: "peer_convicted", key: toHex(receipt.trainer) });
     this.#log(
       `validator: training fraud by trainer ${
         toHexShort(receipt.trainer)
       } in round ${receipt.round} ` +
-        `confirmed (${message.reason}); slashed ${record.locked}`,
+        `confirmed (${message.reason}); slashed ${outcome.slashed}`,
     );
-    return { settled: true, slashed: record.locked };
+    return outcome;
   }
 
   #log(line: string): void {
@@ -1078,11 +801,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       // A watcher's failure is its own.
     }
   }
-}
-
-/** Who judged what: a verdict's validator and subject (checked by `#worthRecording`). */
-function judgedKey(verdict: Verdict): string {
-  return `${toHex(verdict.validator)}/${verdict.subjectId}`;
 }
 
 function toHexShort(key: Uint8Array): string {
