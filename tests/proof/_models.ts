@@ -234,6 +234,27 @@ export function loadFixture(): Promise<Fixture> {
   return fixture;
 }
 
+const copies = new Map<string, Promise<TextModel>>();
+
+/**
+ * The fixture's honest model as a cheaper copy `v` (see {@link ModelVariant}), one intra-op
+ * thread: what a cheating worker runs. Built once per test process.
+ */
+export function cheaperCopy(v: ModelVariant): Promise<TextModel> {
+  const name = variantName(v);
+  let model = copies.get(name);
+  if (!model) {
+    model = (async () => {
+      const f = await loadFixture();
+      const dir = `${f.dir}/copy-${name.replace(/\W+/g, "_")}`;
+      await buildVariant(`${f.dir}/honest`, dir, v);
+      return await TextModel.load(dir, { intraOpThreads: 1 });
+    })();
+    copies.set(name, model);
+  }
+  return model;
+}
+
 /** The fixture's honest model calibrated, with workers under each honest execution variant. */
 export interface CalibratedFixture {
   /** The profile of the honest tiny model (classes fp32 and bf16). */

@@ -24,7 +24,7 @@ import { commitmentRoot, packTokens, unpackTokens } from "../../proof/commitment
 import { signFraudProof } from "../../protocols/fraud_proof.ts";
 import { openChunks } from "../../proof/commitment.ts";
 import {
-  buildVariant,
+  cheaperCopy,
   loadCalibratedFixture,
   loadFixture,
   manualStream,
@@ -417,22 +417,6 @@ Deno.test("stop strings: honest early stops are valid; running on past a stop is
 });
 
 /** A cheaper copy of the honest model, built once per test process. */
-const copies = new Map<string, Promise<TextModel>>();
-function cheaperCopy(v: ModelVariant): Promise<TextModel> {
-  const name = variantName(v);
-  let model = copies.get(name);
-  if (!model) {
-    model = (async () => {
-      const f = await loadFixture();
-      const dir = `${f.dir}/copy-${name.replace(/\W+/g, "_")}`;
-      await buildVariant(`${f.dir}/honest`, dir, v);
-      return await TextModel.load(dir, { intraOpThreads: 1 });
-    })();
-    copies.set(name, model);
-  }
-  return model;
-}
-
 for (const v of ["bf16", "int8-tensor", "int8-channel", { noise: 0.003 }] as ModelVariant[]) {
   Deno.test(`cheat: a cheaper copy of the model (${variantName(v)}) is caught within 128 tokens`, async () => {
     const copy = await cheaperCopy(v);

@@ -21,12 +21,20 @@ import { signVerdict } from "../../protocols/verdict.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { checkFraudProof } from "../../proof/fraud_check.ts";
-import { validateReceipt } from "../../proof/validation.ts";
+import { validateReceipt, type ValidationOptions } from "../../proof/validation.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import type { FraudProof } from "../../protocols/fraud_proof.ts";
-import { loadFixture, manualStream } from "./_models.ts";
+import {
+  cheaperCopy,
+  loadCalibratedFixture,
+  loadFixture,
+  manualStream,
+  type ModelVariant,
+  variantName,
+} from "./_models.ts";
+import type { TextModel } from "../../inference/text_model.ts";
 import { challengeTicket } from "../../proof/challenge.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
@@ -51,6 +59,8 @@ interface Options {
   p?: number;
   /** Models (default: the honest model by CID). */
   models?: ValidatorModelSource;
+  /** The validator's tolerances (default: uncalibrated). */
+  validation?: ValidationOptions;
 }
 
 async function setup(options: Options = {}) {
@@ -72,6 +82,7 @@ async function setup(options: Options = {}) {
           ledgerDir: `${dir}/ledger`,
           ledger: { now: () => clock.t },
           challengeProbability: options.p ?? 1,
+          validation: options.validation,
           finalizeIntervalMs: 0,
           models: options.models ?? {
             get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
@@ -88,9 +99,11 @@ async function setup(options: Options = {}) {
   let n = 0;
   /** Every job proved here, by id: what the requester assigns. */
   const jobs = new Map<string, TextJob>();
-  /** An honest receipt of `worker` (the worker answers a challenge with its signed proof). */
-  /** A receipt of `worker` (honest, or a cheat run on another model); it serves its proof. */
-  const prove = async (overrides: Partial<TextJob> = {}, cheat = false) => {
+  /**
+   * A receipt of `worker`, honest or a cheat (`true`: run on another model; a model: run on
+   * that one); it serves its proof.
+   */
+  const prove = async (overrides: Partial<TextJob> = {}, cheat: boolean | TextModel = false) => {
     const job: TextJob = {
       kind: "text",
       model: f.honest.info.cid,
@@ -102,7 +115,7 @@ async function setup(options: Options = {}) {
     };
     jobs.set(jobId(job), job);
     const ids = f.honest.tokenizer.encode(job.prompt);
-    const model = cheat ? f.otherSeed : f.honest;
+    const model = cheat === true ? f.otherSeed : cheat === false ? f.honest : cheat;
     const proved = await proveJob(job, manualStream(() => model, ids, job.params), worker);
     const id = receiptId(proved.receipt);
     answers.set(id, signServedProof(id, proved.proof, worker));
@@ -577,6 +590,50 @@ for (const declared of [{ chunkSize: 16 }, { tokenBytes: 4 }]) {
       assert.deepEqual(await t.account(t.me.publicKey), {
         balance: share,
         stake: 1_000,
+        locked: 0,
+      });
+    } finally {
+      await t.close();
+    }
+  });
+}
+
+// Every cheaper copy of the model a worker might run on a job that pays for fp32 (the Proof of
+// Inference issue's table: bf16 and fp16 weights, int8 weights per tensor and per channel,
+// relative weight noise of 0.3 % and 0.1 %, an int8 KV cache), challenged by a validator with
+// the model's calibration profile: the receipt ends `fraud`, the worker is not paid and loses
+// the locked slash. The detection rates behind "every challenged receipt" are the detection
+// bench's; here, the ledger's consequence of each.
+const COPIES: ModelVariant[] = [
+  "bf16",
+  "fp16",
+  "int8-tensor",
+  "int8-channel",
+  { noise: 0.003 },
+  { noise: 0.001 },
+  "kv-int8",
+];
+for (const variant of COPIES) {
+  Deno.test(`a worker running a cheaper copy (${variantName(variant)}) on an fp32 job: fraud, not paid, slashed`, async () => {
+    const { calibration, validator } = await loadCalibratedFixture();
+    const copy = await cheaperCopy(variant);
+    const t = await setup({
+      validation: { calibration },
+      models: { get: (cid) => Promise.resolve(cid === f.honest.info.cid ? validator : undefined) },
+    });
+    try {
+      const { job, receipt, id } = await t.prove({
+        prompt: "Once upon a time, in a land far away, there lived",
+        params: { maxTokens: 128, temperature: 0.7, topK: 0, topP: 1, seed: 7, stop: [] },
+      }, copy);
+      const result = await (await t.submit(receipt, job)).result!;
+      assert.equal(result.verdict.outcome, "fraud", `${result.verdict.reason}`);
+      await t.closeWindow();
+      assert.equal(await t.status(id), "fraud");
+      const { slash } = priceOf(receipt.tokenCount);
+      assert.deepEqual(await t.account(t.worker.publicKey), {
+        balance: 0,
+        stake: WORKER_STAKE - slash,
         locked: 0,
       });
     } finally {
