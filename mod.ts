@@ -271,6 +271,8 @@ export {
 } from "./protocols/storage_messages.ts";
 export * from "./streams/chunker_stream.ts";
 export * from "./actors/storage_actor.ts";
+export * from "./actors/storage_actor_messages.ts";
+export * from "./actors/storage_actor_peer.ts";
 
 // The node
 export * from "./node/config.ts";

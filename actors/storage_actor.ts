@@ -1,5 +1,8 @@
 /**
- * The StorageActor: the node's storage role behind one mailbox, and its protocol.
+ * The StorageActor: the node's storage role behind one mailbox. What it is asked and answers is
+ * in `storage_actor_messages.ts` (typed failures are answered there as a {@link StorageReply};
+ * anything else crashes the actor); `storage_actor_peer.ts` lets other nodes and the HTTP
+ * gateway reach it through its ref.
  *
  * It owns the local {@link ChunkStore} (and, when storage peers are configured, a
  * {@link ReplicatedStore} over them), the pins, and the capacity accounting. Other actors and
@@ -10,17 +13,6 @@
  * soon as the manifest is read. The chunk store is safe under concurrent transfers (per-CID
  * write joining, atomic renames), so the actor stays responsive while gigabytes move.
  *
- * Expected failures — an unknown CID, a corrupt chunk, a full quota, a wrong key: anything typed
- * as a {@link VeriflowError} — are normal outcomes for a store, so they are answered as
- * `{ ok: false, error }` ({@link StorageReply}) and the actor carries on. Anything else (an I/O
- * error the store does not understand) crashes the actor and its supervisor restarts it from a
- * fresh, re-opened store ("let it crash"). {@link unwrapReply} turns a reply back into a value
- * or a thrown typed error.
- *
- * Messages that serve other nodes (`put_chunk`, `get_chunk`, `has_chunk`, `prove`) mirror the
- * {@link StoragePeer} interface one to one; `protocols/storage_messages.ts` carries them over
- * the wire.
- *
  * @module
  */
 import { join } from "node:path";
@@ -29,23 +21,12 @@ import type { Identity } from "../protocols/identity.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import { type AuditResult, StorageAuditor } from "../storage/audit.ts";
 import type { BlockStore } from "../storage/block_store.ts";
-import {
-  ChunkStore,
-  type ChunkStoreOptions,
-  type ChunkStoreStats,
-  type GcResult,
-} from "../storage/chunk_store.ts";
+import { ChunkStore, type ChunkStoreOptions } from "../storage/chunk_store.ts";
 import { ChunkNotFoundError, StorageError } from "../storage/errors.ts";
-import {
-  type FileInfo,
-  FileStore,
-  type FileStoreOptions,
-  type PutFileResult,
-} from "../storage/file_store.ts";
+import { type FileInfo, FileStore, type FileStoreOptions } from "../storage/file_store.ts";
 import { dagBlocks, isDagNode } from "../storage/dag_links.ts";
-import { type CarScope, exportCar } from "../storage/car.ts";
-import type { GatewayStorage } from "../storage/gateway_port.ts";
-import { type ShareRecord, ShareStore } from "../storage/share_links.ts";
+import { exportCar } from "../storage/car.ts";
+import { ShareStore } from "../storage/share_links.ts";
 import { isCid, storageKey } from "../protocols/cid.ts";
 import { PendingPut } from "../storage/pending_put.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
@@ -56,293 +37,15 @@ import {
 } from "../storage/replicated_store.ts";
 import { GIVEN_CHUNKS_FILE, GivenChunks } from "../storage/given_chunks.ts";
 import { type PeerCallOptions, proveFromStore, type StoragePeer } from "../storage/storage_peer.ts";
-import { toHex } from "../protocols/hash.ts";
 import type { ActorSystem } from "./actor_system.ts";
 import { HolderRepair } from "../storage/holder_repair.ts";
 import { LocalStoragePeer } from "../storage/storage_peer.ts";
-
-// ---------------------------------------------------------------------------------------------
-// Messages
-// ---------------------------------------------------------------------------------------------
-
-/** Store a file. Answered at once with a {@link PutHandle}. */
-export interface StoragePutMessage {
-  /** Message tag. */
-  type: "put";
-  /** The file's bytes. */
-  source: ReadableStream<Uint8Array>;
-  /** Optional name for the manifest. */
-  name?: string;
-  /** Optional MIME type for the manifest. */
-  mime?: string;
-  /** Encrypt with the actor's owner key (private tier). Default `false`. */
-  private?: boolean;
-  /**
-   * Keep it in this node's own store only, never on storage peers (a trainer's private shard:
-   * not even its ciphertext leaves the node). Default `false`.
-   */
-  local?: boolean;
-  /** Pin the file so GC keeps it. Default `true`. */
-  pin?: boolean;
-  /** Aborts the put. */
-  signal?: AbortSignal;
-}
-/** Stream a file (or a byte range). Answered with a `ReadableStream<Uint8Array>`. */
-export interface StorageGetMessage {
-  /** Message tag. */
-  type: "get";
-  /** File id. */
-  cid: string;
-  /** First byte. Default 0. */
-  start?: number;
-  /** One past the last byte. Default: the file size. */
-  end?: number;
-  /** Aborts the transfer. */
-  signal?: AbortSignal;
-}
-/**
- * The whole content named by a CID, as bytes (a file id or a raw object CID). This is what
- * inference uses to resolve model and prompt CIDs. Answered with a `Uint8Array`.
- */
-export interface StorageGetBytesMessage {
-  /** Message tag. */
-  type: "get_bytes";
-  /** File id or raw object CID. */
-  cid: string;
-  /** Read this node's own store only (a file put with `local`). Default `false`. */
-  local?: boolean;
-}
-/** Store small bytes as a file. Answered with the {@link PutFileResult}. */
-export interface StoragePutBytesMessage {
-  /** Message tag. */
-  type: "put_bytes";
-  /** The bytes. */
-  bytes: Uint8Array;
-  /** Optional name. */
-  name?: string;
-  /** Optional MIME type. */
-  mime?: string;
-  /** Encrypt with the owner key (see {@link StoragePutMessage.private}). Default `false`. */
-  private?: boolean;
-  /** This node's store only (see {@link StoragePutMessage.local}). Default `false`. */
-  local?: boolean;
-  /** Pin it. Default `true`. */
-  pin?: boolean;
-}
-/** A file's metadata. Answered with {@link FileInfo}. */
-export interface StorageStatMessage {
-  /** Message tag. */
-  type: "stat";
-  /** File id. */
-  cid: string;
-}
-/** Pin or unpin a root. Answered with `true` when the pin set changed (pin: always `true`). */
-export interface StoragePinMessage {
-  /** Message tag. */
-  type: "pin" | "unpin";
-  /** File id. */
-  cid: string;
-}
-/** Collect unreferenced objects. Answered with {@link GcResult}. */
-export interface StorageGcMessage {
-  /** Message tag. */
-  type: "gc";
-  /** Override the grace period (ms). */
-  graceMs?: number;
-}
-/** Capacity and usage. Answered with {@link ChunkStoreStats}. */
-export interface StorageCapacityMessage {
-  /** Message tag. */
-  type: "capacity";
-}
-/** The pinned files. Answered with {@link FileInfo}[]. */
-export interface StorageListMessage {
-  /** Message tag. */
-  type: "list";
-}
-/** A peer stores a chunk here. Answered with `undefined`. */
-export interface StoragePutChunkMessage {
-  /** Message tag. */
-  type: "put_chunk";
-  /** Claimed CID (verified). */
-  cid: string;
-  /** The chunk. */
-  bytes: Uint8Array;
-  /** Re-verify an existing copy and replace it if bad. */
-  repair?: boolean;
-}
-/** A peer reads a chunk. Answered with `Uint8Array`. */
-export interface StorageGetChunkMessage {
-  /** Message tag. */
-  type: "get_chunk";
-  /** The chunk's CID. */
-  cid: string;
-}
-/** A peer asks whether a chunk is here. Answered with `boolean`. */
-export interface StorageHasChunkMessage {
-  /** Message tag. */
-  type: "has_chunk";
-  /** The chunk's CID. */
-  cid: string;
-}
-/** An audit challenge. Answered with one proof (or `null`) per CID. */
-export interface StorageProveMessage {
-  /** Message tag. */
-  type: "prove";
-  /** Fresh validator nonce. */
-  nonce: Uint8Array;
-  /** Sampled chunk CIDs. */
-  cids: string[];
-}
-/** Restore replication of `cids` (default: every chunk of every pinned file). */
-export interface StorageRepairMessage {
-  /** Message tag. */
-  type: "repair";
-  /** CIDs to check. */
-  cids?: string[];
-}
-/** Audit a holder on `cids`. Answered with {@link AuditResult}. */
-export interface StorageAuditMessage {
-  /** Message tag. */
-  type: "audit";
-  /** The holder. */
-  holder: StoragePeer;
-  /** Chunks it should hold. */
-  cids: string[];
-}
-
-/** One verified block by any CID of it (gateway `?format=raw`). Answered with `Uint8Array`. */
-export interface StorageGetBlockMessage {
-  /** Message tag. */
-  type: "get_block";
-  /** The block's CID (raw, dag-pb or dag-cbor). */
-  cid: string;
-}
-/** A CAR of a DAG. Answered with a `ReadableStream<Uint8Array>`. */
-export interface StorageExportCarMessage {
-  /** Message tag. */
-  type: "export_car";
-  /** The root. */
-  cid: string;
-  /** The whole DAG (default) or the root block only. */
-  scope?: CarScope;
-  /** Aborts the export. */
-  signal?: AbortSignal;
-}
-/** A share record (`<store>/shares/<id>`). Answered with {@link ShareRecord} or `null`. */
-export interface StorageShareMessage {
-  /** Message tag. */
-  type: "share";
-  /** The share id. */
-  id: string;
-}
-
-/** Replace the storage peers files are replicated over (a peer joined or was lost). */
-export interface StorageSetPeersMessage {
-  /** Message tag. */
-  type: "set_peers";
-  /** The new peer set; empty turns replication off (files stay local). */
-  peers: readonly StoragePeer[];
-}
-
-/** Every message the StorageActor accepts. */
-export type StorageMessage =
-  | StoragePutMessage
-  | StorageGetMessage
-  | StorageGetBytesMessage
-  | StoragePutBytesMessage
-  | StorageStatMessage
-  | StoragePinMessage
-  | StorageGcMessage
-  | StorageCapacityMessage
-  | StorageListMessage
-  | StoragePutChunkMessage
-  | StorageGetChunkMessage
-  | StorageHasChunkMessage
-  | StorageProveMessage
-  | StorageRepairMessage
-  | StorageAuditMessage
-  | StorageSetPeersMessage
-  | StorageGetBlockMessage
-  | StorageExportCarMessage
-  | StorageShareMessage;
-
-/** The answer to every message but `put`: a value, or the typed error that prevented it. */
-export type StorageReply<T> = { ok: true; value: T } | { ok: false; error: VeriflowError };
-
-/**
- * The value of a reply, or its error thrown.
- *
- * @example
- * ```ts
- * import { StorageActor, unwrapReply } from "./storage_actor.ts";
- * const actor = new StorageActor({ dir: await Deno.makeTempDir() });
- * const stats = unwrapReply(await actor.receive({ type: "capacity" }));
- * ```
- */
-export function unwrapReply<T>(reply: StorageReply<T> | unknown): T {
-  const r = reply as StorageReply<T>;
-  if (r.ok) return r.value;
-  throw r.error;
-}
-
-/**
- * What each message type is answered with: `put` directly, every other one inside a
- * {@link StorageReply}. Lets callers type their asks:
- * `unwrapReply<StorageAnswers["capacity"]>(await ref.ask({ type: "capacity" }))`.
- */
-export interface StorageAnswers {
-  /** A handle whose `done` settles when stored. */
-  put: PutHandle;
-  /** The file's (or range's) verified bytes. */
-  get: ReadableStream<Uint8Array>;
-  /** The whole content. */
-  get_bytes: Uint8Array;
-  /** What was stored. */
-  put_bytes: PutFileResult;
-  /** File metadata. */
-  stat: FileInfo;
-  /** Always `true`. */
-  pin: boolean;
-  /** Whether it was pinned. */
-  unpin: boolean;
-  /** What GC did. */
-  gc: GcResult;
-  /** Usage and quota. */
-  capacity: ChunkStoreStats;
-  /** Pinned files. */
-  list: FileInfo[];
-  /** Nothing. */
-  put_chunk: undefined;
-  /** The chunk. */
-  get_chunk: Uint8Array;
-  /** Whether it is here. */
-  has_chunk: boolean;
-  /** One proof (or `null`) per CID. */
-  prove: (Uint8Array | null)[];
-  /** What repair did. */
-  repair: RepairReport;
-  /** The audit outcome. */
-  audit: AuditResult;
-  /** Nothing. */
-  set_peers: undefined;
-  /** The block. */
-  get_block: Uint8Array;
-  /** The CAR's bytes. */
-  export_car: ReadableStream<Uint8Array>;
-  /** The share, if recorded. */
-  share: ShareRecord | null;
-}
-
-/** Answer to `put`: the put runs without holding the actor's mailbox. */
-export interface PutHandle {
-  /** Settles when the file (all chunks and the manifest) is stored and pinned. */
-  done: Promise<PutFileResult>;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The actor
-// ---------------------------------------------------------------------------------------------
+import type {
+  PutHandle,
+  StorageMessage,
+  StoragePutMessage,
+  StorageReply,
+} from "./storage_actor_messages.ts";
 
 /** Options of {@link StorageActor}. */
 export interface StorageActorOptions {
@@ -535,7 +238,8 @@ export class StorageActor {
    *
    * @example
    * ```ts
-   * import { type PutHandle, StorageActor, unwrapReply } from "./storage_actor.ts";
+   * import { StorageActor } from "./storage_actor.ts";
+   * import { type PutHandle, unwrapReply } from "./storage_actor_messages.ts";
    * const actor = new StorageActor({ dir: await Deno.makeTempDir() });
    * await actor.preStart();
    * const { done } = await actor.receive({
@@ -1125,92 +829,4 @@ export class StorageActor {
     await given.flush();
     return result;
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Serving other nodes through the actor
-// ---------------------------------------------------------------------------------------------
-
-/** The part of an `ActorRef<StorageMessage>` {@link StorageActorPeer} needs. */
-export interface StorageAsker {
-  /** Ask the StorageActor. */
-  ask<R>(message: StorageMessage, options?: { signal?: AbortSignal }): Promise<R>;
-}
-
-/**
- * This node's StorageActor seen as a {@link StoragePeer}, so the peer-facing side of the
- * protocol goes through the actor that owns the store:
- * `serveStoragePeer(connection, new StorageActorPeer(storageRef, identity.publicKey))`.
- */
-export class StorageActorPeer implements StoragePeer {
-  /** Hex of the node's public key. */
-  readonly id: string;
-  /** The node's public key. */
-  readonly publicKey: Uint8Array;
-  readonly #ref: StorageAsker;
-
-  /**
-   * A peer backed by the StorageActor behind `ref`.
-   *
-   * @param ref The StorageActor's ref (anything with its `ask`).
-   * @param publicKey This node's public key.
-   */
-  constructor(ref: StorageAsker, publicKey: Uint8Array) {
-    this.#ref = ref;
-    this.publicKey = publicKey;
-    this.id = toHex(publicKey);
-  }
-
-  /** Store a chunk (verified against `cid` by the store). */
-  async putChunk(
-    cid: string,
-    bytes: Uint8Array,
-    options?: PeerCallOptions & { repair?: boolean },
-  ): Promise<void> {
-    unwrapReply(
-      await this.#ref.ask({ type: "put_chunk", cid, bytes, repair: options?.repair }, options),
-    );
-  }
-
-  /** Read a verified chunk. */
-  async getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
-    return unwrapReply<Uint8Array>(await this.#ref.ask({ type: "get_chunk", cid }, options));
-  }
-
-  /** Whether the chunk is stored. */
-  async hasChunk(cid: string, options?: PeerCallOptions): Promise<boolean> {
-    return unwrapReply<boolean>(await this.#ref.ask({ type: "has_chunk", cid }, options));
-  }
-
-  /** Answer an audit challenge. */
-  async proveChunks(
-    nonce: Uint8Array,
-    cids: readonly string[],
-    options?: PeerCallOptions,
-  ): Promise<(Uint8Array | null)[]> {
-    return unwrapReply<(Uint8Array | null)[]>(
-      await this.#ref.ask({ type: "prove", nonce, cids: [...cids] }, options),
-    );
-  }
-}
-
-/**
- * The StorageActor behind `ref` as the HTTP gateway's port ({@link GatewayStorage}), so the edge
- * never imports actor types: `gatewayRoutes(() => storageGateway(ref))`.
- *
- * @param ref The StorageActor's ref (anything with its `ask`).
- */
-export function storageGateway(ref: StorageAsker): GatewayStorage {
-  const ask = async <T>(message: StorageMessage): Promise<T> =>
-    unwrapReply<T>(await ref.ask(message));
-  return {
-    put: async (source, options) =>
-      await (await ref.ask<PutHandle>({ type: "put", source, ...options })).done,
-    block: (cid) => ask<Uint8Array>({ type: "get_block", cid }),
-    stat: (cid) => ask<FileInfo>({ type: "stat", cid }),
-    read: (cid, range) => ask<ReadableStream<Uint8Array>>({ type: "get", cid, ...range }),
-    car: (cid, scope, signal) =>
-      ask<ReadableStream<Uint8Array>>({ type: "export_car", cid, scope, signal }),
-    share: async (id) => (await ask<ShareRecord | null>({ type: "share", id })) ?? undefined,
-  };
 }

@@ -79,7 +79,7 @@ import {
 import { chooseWorker, type WorkerCandidate } from "./worker_choice.ts";
 import { nodeTopics } from "./swarm_topics.ts";
 import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
-import type { StorageMessage } from "../actors/storage_actor.ts";
+import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 
 /** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */

@@ -37,7 +37,8 @@ import type { InferencePort } from "../inference/inference_port.ts";
 import { serveInference } from "../inference/serve_inference.ts";
 import type { ProverMessage } from "../actors/prover_actor.ts";
 import type { ReceiptHandled, ValidatorMessage } from "../actors/validator_actor.ts";
-import { StorageActorPeer, type StorageMessage } from "../actors/storage_actor.ts";
+import type { StorageMessage } from "../actors/storage_actor_messages.ts";
+import { StorageActorPeer } from "../actors/storage_actor_peer.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import { serveStoragePeer } from "../storage/connection_storage_peer.ts";
 import {

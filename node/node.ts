@@ -44,7 +44,9 @@ import {
   proverHook,
   type ProverMessage,
 } from "../actors/prover_actor.ts";
-import { StorageActor, storageGateway, type StorageMessage } from "../actors/storage_actor.ts";
+import { StorageActor } from "../actors/storage_actor.ts";
+import type { StorageMessage } from "../actors/storage_actor_messages.ts";
+import { storageGateway } from "../actors/storage_actor_peer.ts";
 import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
 import { challengeProbabilityWarning, DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";

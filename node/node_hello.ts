@@ -5,7 +5,7 @@
  * @module
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
-import { type StorageMessage, unwrapReply } from "../actors/storage_actor.ts";
+import { type StorageMessage, unwrapReply } from "../actors/storage_actor_messages.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import type { PeerHelloBody, PeerRole } from "../protocols/peer_hello.ts";
 import type { ChunkStoreStats } from "../storage/chunk_store.ts";

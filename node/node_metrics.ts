@@ -17,7 +17,11 @@ import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { MetricSample, MetricsCollector } from "../server/metrics_registry.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
 import type { ActorTreeNode } from "../actors/actor_system.ts";
-import { type StorageAnswers, type StorageMessage, unwrapReply } from "../actors/storage_actor.ts";
+import {
+  type StorageAnswers,
+  type StorageMessage,
+  unwrapReply,
+} from "../actors/storage_actor_messages.ts";
 
 /** What {@link nodeCollectors} reads. */
 export interface NodeCollectorSources {

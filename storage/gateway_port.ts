@@ -1,6 +1,6 @@
 /**
  * What the HTTP gateway (`server/gateway_routes.ts`) needs from a node's storage, as a port: the
- * edge talks to this, not to an actor. `actors/storage_actor.ts` implements it over the
+ * edge talks to this, not to an actor. `actors/storage_actor_peer.ts` implements it over the
  * StorageActor (`storageGateway`); a test can implement it over a plain store.
  *
  * @module

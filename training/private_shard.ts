@@ -14,7 +14,7 @@
 import { join } from "node:path";
 import { z } from "zod";
 import type { ActorRef } from "../actors/actor_ref.ts";
-import { type StorageMessage, unwrapReply } from "../actors/storage_actor.ts";
+import { type StorageMessage, unwrapReply } from "../actors/storage_actor_messages.ts";
 import type { PutFileResult } from "../storage/file_store.ts";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
 import type { TextShard } from "./brown_corpus.ts";

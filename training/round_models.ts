@@ -17,7 +17,7 @@
  */
 import { join } from "node:path";
 import type { ActorRef } from "../actors/actor_ref.ts";
-import { type StorageMessage, unwrapReply } from "../actors/storage_actor.ts";
+import { type StorageMessage, unwrapReply } from "../actors/storage_actor_messages.ts";
 import type { PutFileResult } from "../storage/file_store.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { cidOf } from "../protocols/cid.ts";

@@ -10,15 +10,15 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { eventually } from "../_helpers/wait.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
 import {
   type PutHandle,
-  StorageActor,
-  StorageActorPeer,
   type StorageAnswers,
   type StorageMessage,
   type StorageReply,
   unwrapReply,
-} from "../../actors/storage_actor.ts";
+} from "../../actors/storage_actor_messages.ts";
+import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
 import { type AuditResult, StorageAuditor } from "../../storage/audit.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { ChunkStore, type ChunkStoreStats, type GcResult } from "../../storage/chunk_store.ts";

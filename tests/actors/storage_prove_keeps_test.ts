@@ -9,12 +9,9 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
-import {
-  type PutHandle,
-  StorageActor,
-  StorageActorPeer,
-  unwrapReply,
-} from "../../actors/storage_actor.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import { type PutHandle, unwrapReply } from "../../actors/storage_actor_messages.ts";
+import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
 import type { AuditResult } from "../../storage/audit.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import type { FileInfo } from "../../storage/file_store.ts";

@@ -8,12 +8,12 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
 import {
   type PutHandle,
-  StorageActor,
   type StorageMessage,
   unwrapReply,
-} from "../../actors/storage_actor.ts";
+} from "../../actors/storage_actor_messages.ts";
 import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { nodeHello } from "../../node/node_hello.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { StorageMessage } from "../../actors/storage_actor.ts";
+import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
 import { emptyInferenceStats, type InferencePort } from "../../inference/inference_port.ts";
 
 Deno.test("the hello reads the load on every call and the storage use at most every 30 s", async () => {

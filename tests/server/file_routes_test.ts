@@ -4,7 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor, storageGateway, type StorageMessage } from "../../actors/storage_actor.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
+import { storageGateway } from "../../actors/storage_actor_peer.ts";
 import type { InferencePort } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import { fileRoutes, parseRange } from "../../server/file_routes.ts";

@@ -12,12 +12,9 @@ import { base58btc } from "multiformats/bases/base58";
 import { CID } from "multiformats/cid";
 import { identity } from "multiformats/hashes/identity";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  type PutHandle,
-  StorageActor,
-  storageGateway,
-  type StorageMessage,
-} from "../../actors/storage_actor.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import type { PutHandle, StorageMessage } from "../../actors/storage_actor_messages.ts";
+import { storageGateway } from "../../actors/storage_actor_peer.ts";
 import type { InferencePort } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import { fileRoutes } from "../../server/file_routes.ts";

@@ -21,12 +21,9 @@
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  type PutHandle,
-  StorageActor,
-  storageGateway,
-  type StorageMessage,
-} from "../../actors/storage_actor.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import type { PutHandle, StorageMessage } from "../../actors/storage_actor_messages.ts";
+import { storageGateway } from "../../actors/storage_actor_peer.ts";
 import type { InferencePort } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import { gatewayRoutes } from "../../server/gateway_routes.ts";

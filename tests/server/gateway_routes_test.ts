@@ -10,12 +10,9 @@ import { createVerifiedFetchWithHelia } from "@helia/verified-fetch";
 import { withHTTP } from "@helia/http";
 import { createHeliaLight } from "helia";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  type PutHandle,
-  StorageActor,
-  storageGateway,
-  type StorageMessage,
-} from "../../actors/storage_actor.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import type { PutHandle, StorageMessage } from "../../actors/storage_actor_messages.ts";
+import { storageGateway } from "../../actors/storage_actor_peer.ts";
 import type { InferencePort } from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
 import { fileRoutes } from "../../server/file_routes.ts";

@@ -9,13 +9,13 @@ import { encodeCanonical } from "../../protocols/cbor.ts";
 import { cidDigest, cidFromDigest, cidOf, DAG_CBOR_CODEC } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { MANIFEST_TYPE } from "../../protocols/manifest.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
 import {
   type PutHandle,
-  StorageActor,
-  StorageActorPeer,
   type StorageAnswers,
   unwrapReply,
-} from "../../actors/storage_actor.ts";
+} from "../../actors/storage_actor_messages.ts";
+import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
 import { StorageAuditor } from "../../storage/audit.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";

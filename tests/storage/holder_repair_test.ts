@@ -6,13 +6,13 @@
  * plus the placement rule on its own.
  */
 import assert from "node:assert/strict";
+import { StorageActor } from "../../actors/storage_actor.ts";
 import {
   type PutHandle,
-  StorageActor,
-  StorageActorPeer,
   type StorageMessage,
   unwrapReply,
-} from "../../actors/storage_actor.ts";
+} from "../../actors/storage_actor_messages.ts";
+import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
 import { storageKey } from "../../protocols/cid.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";

@@ -4,13 +4,9 @@
  * In-memory peers (a `ChunkStore` each) that count what they are asked.
  */
 import assert from "node:assert/strict";
-import {
-  type PutHandle,
-  StorageActor,
-  StorageActorPeer,
-  storageGateway,
-  unwrapReply,
-} from "../../actors/storage_actor.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import { type PutHandle, unwrapReply } from "../../actors/storage_actor_messages.ts";
+import { StorageActorPeer, storageGateway } from "../../actors/storage_actor_peer.ts";
 import { storageKey } from "../../protocols/cid.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";

@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor, type StorageMessage } from "../../actors/storage_actor.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
 import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
 import { applyOuterUpdate, quantizeOuterUpdate } from "../../training/outer_step.ts";
 import { RoundModels } from "../../training/round_models.ts";

@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor, type StorageMessage, unwrapReply } from "../../actors/storage_actor.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import { type StorageMessage, unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { LocalStoragePeer } from "../../storage/storage_peer.ts";

@@ -1,0 +1,303 @@
+/**
+ * The StorageActor's messages and answers: what a node's other actors, its network edge and
+ * library users ask of its storage role, and what it says back. The actor itself is in
+ * `storage_actor.ts`; the wire messages another node's store is asked with are in
+ * `protocols/storage_messages.ts`.
+ *
+ * Expected failures — an unknown CID, a corrupt chunk, a full quota, a wrong key: anything typed
+ * as a {@link VeriflowError} — are normal outcomes for a store, so they are answered as
+ * `{ ok: false, error }` ({@link StorageReply}) and the actor carries on. Anything else (an I/O
+ * error the store does not understand) crashes the actor and its supervisor restarts it from a
+ * fresh, re-opened store ("let it crash"). {@link unwrapReply} turns a reply back into a value
+ * or a thrown typed error.
+ *
+ * Messages that serve other nodes (`put_chunk`, `get_chunk`, `has_chunk`, `prove`) mirror the
+ * {@link StoragePeer} interface one to one; `protocols/storage_messages.ts` carries them over
+ * the wire.
+ *
+ * @module
+ */
+import type { VeriflowError } from "../protocols/errors.ts";
+import type { AuditResult } from "../storage/audit.ts";
+import type { ChunkStoreStats, GcResult } from "../storage/chunk_store.ts";
+import type { FileInfo, PutFileResult } from "../storage/file_store.ts";
+import type { CarScope } from "../storage/car.ts";
+import type { ShareRecord } from "../storage/share_links.ts";
+import type { RepairReport } from "../storage/replicated_store.ts";
+import type { StoragePeer } from "../storage/storage_peer.ts";
+
+/** Store a file. Answered at once with a {@link PutHandle}. */
+export interface StoragePutMessage {
+  /** Message tag. */
+  type: "put";
+  /** The file's bytes. */
+  source: ReadableStream<Uint8Array>;
+  /** Optional name for the manifest. */
+  name?: string;
+  /** Optional MIME type for the manifest. */
+  mime?: string;
+  /** Encrypt with the actor's owner key (private tier). Default `false`. */
+  private?: boolean;
+  /**
+   * Keep it in this node's own store only, never on storage peers (a trainer's private shard:
+   * not even its ciphertext leaves the node). Default `false`.
+   */
+  local?: boolean;
+  /** Pin the file so GC keeps it. Default `true`. */
+  pin?: boolean;
+  /** Aborts the put. */
+  signal?: AbortSignal;
+}
+/** Stream a file (or a byte range). Answered with a `ReadableStream<Uint8Array>`. */
+export interface StorageGetMessage {
+  /** Message tag. */
+  type: "get";
+  /** File id. */
+  cid: string;
+  /** First byte. Default 0. */
+  start?: number;
+  /** One past the last byte. Default: the file size. */
+  end?: number;
+  /** Aborts the transfer. */
+  signal?: AbortSignal;
+}
+/**
+ * The whole content named by a CID, as bytes (a file id or a raw object CID). This is what
+ * inference uses to resolve model and prompt CIDs. Answered with a `Uint8Array`.
+ */
+export interface StorageGetBytesMessage {
+  /** Message tag. */
+  type: "get_bytes";
+  /** File id or raw object CID. */
+  cid: string;
+  /** Read this node's own store only (a file put with `local`). Default `false`. */
+  local?: boolean;
+}
+/** Store small bytes as a file. Answered with the {@link PutFileResult}. */
+export interface StoragePutBytesMessage {
+  /** Message tag. */
+  type: "put_bytes";
+  /** The bytes. */
+  bytes: Uint8Array;
+  /** Optional name. */
+  name?: string;
+  /** Optional MIME type. */
+  mime?: string;
+  /** Encrypt with the owner key (see {@link StoragePutMessage.private}). Default `false`. */
+  private?: boolean;
+  /** This node's store only (see {@link StoragePutMessage.local}). Default `false`. */
+  local?: boolean;
+  /** Pin it. Default `true`. */
+  pin?: boolean;
+}
+/** A file's metadata. Answered with {@link FileInfo}. */
+export interface StorageStatMessage {
+  /** Message tag. */
+  type: "stat";
+  /** File id. */
+  cid: string;
+}
+/** Pin or unpin a root. Answered with `true` when the pin set changed (pin: always `true`). */
+export interface StoragePinMessage {
+  /** Message tag. */
+  type: "pin" | "unpin";
+  /** File id. */
+  cid: string;
+}
+/** Collect unreferenced objects. Answered with {@link GcResult}. */
+export interface StorageGcMessage {
+  /** Message tag. */
+  type: "gc";
+  /** Override the grace period (ms). */
+  graceMs?: number;
+}
+/** Capacity and usage. Answered with {@link ChunkStoreStats}. */
+export interface StorageCapacityMessage {
+  /** Message tag. */
+  type: "capacity";
+}
+/** The pinned files. Answered with {@link FileInfo}[]. */
+export interface StorageListMessage {
+  /** Message tag. */
+  type: "list";
+}
+/** A peer stores a chunk here. Answered with `undefined`. */
+export interface StoragePutChunkMessage {
+  /** Message tag. */
+  type: "put_chunk";
+  /** Claimed CID (verified). */
+  cid: string;
+  /** The chunk. */
+  bytes: Uint8Array;
+  /** Re-verify an existing copy and replace it if bad. */
+  repair?: boolean;
+}
+/** A peer reads a chunk. Answered with `Uint8Array`. */
+export interface StorageGetChunkMessage {
+  /** Message tag. */
+  type: "get_chunk";
+  /** The chunk's CID. */
+  cid: string;
+}
+/** A peer asks whether a chunk is here. Answered with `boolean`. */
+export interface StorageHasChunkMessage {
+  /** Message tag. */
+  type: "has_chunk";
+  /** The chunk's CID. */
+  cid: string;
+}
+/** An audit challenge. Answered with one proof (or `null`) per CID. */
+export interface StorageProveMessage {
+  /** Message tag. */
+  type: "prove";
+  /** Fresh validator nonce. */
+  nonce: Uint8Array;
+  /** Sampled chunk CIDs. */
+  cids: string[];
+}
+/** Restore replication of `cids` (default: every chunk of every pinned file). */
+export interface StorageRepairMessage {
+  /** Message tag. */
+  type: "repair";
+  /** CIDs to check. */
+  cids?: string[];
+}
+/** Audit a holder on `cids`. Answered with {@link AuditResult}. */
+export interface StorageAuditMessage {
+  /** Message tag. */
+  type: "audit";
+  /** The holder. */
+  holder: StoragePeer;
+  /** Chunks it should hold. */
+  cids: string[];
+}
+
+/** One verified block by any CID of it (gateway `?format=raw`). Answered with `Uint8Array`. */
+export interface StorageGetBlockMessage {
+  /** Message tag. */
+  type: "get_block";
+  /** The block's CID (raw, dag-pb or dag-cbor). */
+  cid: string;
+}
+/** A CAR of a DAG. Answered with a `ReadableStream<Uint8Array>`. */
+export interface StorageExportCarMessage {
+  /** Message tag. */
+  type: "export_car";
+  /** The root. */
+  cid: string;
+  /** The whole DAG (default) or the root block only. */
+  scope?: CarScope;
+  /** Aborts the export. */
+  signal?: AbortSignal;
+}
+/** A share record (`<store>/shares/<id>`). Answered with {@link ShareRecord} or `null`. */
+export interface StorageShareMessage {
+  /** Message tag. */
+  type: "share";
+  /** The share id. */
+  id: string;
+}
+
+/** Replace the storage peers files are replicated over (a peer joined or was lost). */
+export interface StorageSetPeersMessage {
+  /** Message tag. */
+  type: "set_peers";
+  /** The new peer set; empty turns replication off (files stay local). */
+  peers: readonly StoragePeer[];
+}
+
+/** Every message the StorageActor accepts. */
+export type StorageMessage =
+  | StoragePutMessage
+  | StorageGetMessage
+  | StorageGetBytesMessage
+  | StoragePutBytesMessage
+  | StorageStatMessage
+  | StoragePinMessage
+  | StorageGcMessage
+  | StorageCapacityMessage
+  | StorageListMessage
+  | StoragePutChunkMessage
+  | StorageGetChunkMessage
+  | StorageHasChunkMessage
+  | StorageProveMessage
+  | StorageRepairMessage
+  | StorageAuditMessage
+  | StorageSetPeersMessage
+  | StorageGetBlockMessage
+  | StorageExportCarMessage
+  | StorageShareMessage;
+
+/** The answer to every message but `put`: a value, or the typed error that prevented it. */
+export type StorageReply<T> = { ok: true; value: T } | { ok: false; error: VeriflowError };
+
+/**
+ * The value of a reply, or its error thrown.
+ *
+ * @example
+ * ```ts
+ * import { StorageActor } from "./storage_actor.ts";
+ * import { unwrapReply } from "./storage_actor_messages.ts";
+ * const actor = new StorageActor({ dir: await Deno.makeTempDir() });
+ * const stats = unwrapReply(await actor.receive({ type: "capacity" }));
+ * ```
+ */
+export function unwrapReply<T>(reply: StorageReply<T> | unknown): T {
+  const r = reply as StorageReply<T>;
+  if (r.ok) return r.value;
+  throw r.error;
+}
+
+/**
+ * What each message type is answered with: `put` directly, every other one inside a
+ * {@link StorageReply}. Lets callers type their asks:
+ * `unwrapReply<StorageAnswers["capacity"]>(await ref.ask({ type: "capacity" }))`.
+ */
+export interface StorageAnswers {
+  /** A handle whose `done` settles when stored. */
+  put: PutHandle;
+  /** The file's (or range's) verified bytes. */
+  get: ReadableStream<Uint8Array>;
+  /** The whole content. */
+  get_bytes: Uint8Array;
+  /** What was stored. */
+  put_bytes: PutFileResult;
+  /** File metadata. */
+  stat: FileInfo;
+  /** Always `true`. */
+  pin: boolean;
+  /** Whether it was pinned. */
+  unpin: boolean;
+  /** What GC did. */
+  gc: GcResult;
+  /** Usage and quota. */
+  capacity: ChunkStoreStats;
+  /** Pinned files. */
+  list: FileInfo[];
+  /** Nothing. */
+  put_chunk: undefined;
+  /** The chunk. */
+  get_chunk: Uint8Array;
+  /** Whether it is here. */
+  has_chunk: boolean;
+  /** One proof (or `null`) per CID. */
+  prove: (Uint8Array | null)[];
+  /** What repair did. */
+  repair: RepairReport;
+  /** The audit outcome. */
+  audit: AuditResult;
+  /** Nothing. */
+  set_peers: undefined;
+  /** The block. */
+  get_block: Uint8Array;
+  /** The CAR's bytes. */
+  export_car: ReadableStream<Uint8Array>;
+  /** The share, if recorded. */
+  share: ShareRecord | null;
+}
+
+/** Answer to `put`: the put runs without holding the actor's mailbox. */
+export interface PutHandle {
+  /** Settles when the file (all chunks and the manifest) is stored and pinned. */
+  done: Promise<PutFileResult>;
+}

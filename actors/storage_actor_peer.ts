@@ -1,0 +1,98 @@
+/**
+ * The StorageActor reached through its ref, for code that must not know it is an actor: as a
+ * {@link StoragePeer} ({@link StorageActorPeer}), so the peer-facing side of the storage protocol
+ * goes through the actor that owns the store, and as the HTTP gateway's port
+ * ({@link storageGateway}), so the edge never imports actor types.
+ *
+ * @module
+ */
+import { toHex } from "../protocols/hash.ts";
+import type { FileInfo } from "../storage/file_store.ts";
+import type { GatewayStorage } from "../storage/gateway_port.ts";
+import type { ShareRecord } from "../storage/share_links.ts";
+import type { PeerCallOptions, StoragePeer } from "../storage/storage_peer.ts";
+import { type PutHandle, type StorageMessage, unwrapReply } from "./storage_actor_messages.ts";
+
+/** The part of an `ActorRef<StorageMessage>` {@link StorageActorPeer} needs. */
+export interface StorageAsker {
+  /** Ask the StorageActor. */
+  ask<R>(message: StorageMessage, options?: { signal?: AbortSignal }): Promise<R>;
+}
+
+/**
+ * This node's StorageActor seen as a {@link StoragePeer}, so the peer-facing side of the
+ * protocol goes through the actor that owns the store:
+ * `serveStoragePeer(connection, new StorageActorPeer(storageRef, identity.publicKey))`.
+ */
+export class StorageActorPeer implements StoragePeer {
+  /** Hex of the node's public key. */
+  readonly id: string;
+  /** The node's public key. */
+  readonly publicKey: Uint8Array;
+  readonly #ref: StorageAsker;
+
+  /**
+   * A peer backed by the StorageActor behind `ref`.
+   *
+   * @param ref The StorageActor's ref (anything with its `ask`).
+   * @param publicKey This node's public key.
+   */
+  constructor(ref: StorageAsker, publicKey: Uint8Array) {
+    this.#ref = ref;
+    this.publicKey = publicKey;
+    this.id = toHex(publicKey);
+  }
+
+  /** Store a chunk (verified against `cid` by the store). */
+  async putChunk(
+    cid: string,
+    bytes: Uint8Array,
+    options?: PeerCallOptions & { repair?: boolean },
+  ): Promise<void> {
+    unwrapReply(
+      await this.#ref.ask({ type: "put_chunk", cid, bytes, repair: options?.repair }, options),
+    );
+  }
+
+  /** Read a verified chunk. */
+  async getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
+    return unwrapReply<Uint8Array>(await this.#ref.ask({ type: "get_chunk", cid }, options));
+  }
+
+  /** Whether the chunk is stored. */
+  async hasChunk(cid: string, options?: PeerCallOptions): Promise<boolean> {
+    return unwrapReply<boolean>(await this.#ref.ask({ type: "has_chunk", cid }, options));
+  }
+
+  /** Answer an audit challenge. */
+  async proveChunks(
+    nonce: Uint8Array,
+    cids: readonly string[],
+    options?: PeerCallOptions,
+  ): Promise<(Uint8Array | null)[]> {
+    return unwrapReply<(Uint8Array | null)[]>(
+      await this.#ref.ask({ type: "prove", nonce, cids: [...cids] }, options),
+    );
+  }
+}
+
+/**
+ * The StorageActor behind `ref` as the HTTP gateway's port ({@link GatewayStorage}), so the edge
+ * never imports actor types: `gatewayRoutes(() => storageGateway(ref))`.
+ *
+ * @param ref The StorageActor's ref (anything with its `ask`).
+ */
+export function storageGateway(ref: StorageAsker): GatewayStorage {
+  const ask = async <T>(message: StorageMessage): Promise<T> =>
+    unwrapReply<T>(await ref.ask(message));
+  return {
+    put: async (source, options) =>
+      await (await ref.ask<PutHandle>({ type: "put", source, ...options })).done,
+    block: (cid) => ask<Uint8Array>({ type: "get_block", cid }),
+    stat: (cid) => ask<FileInfo>({ type: "stat", cid }),
+    read: (cid, range) => ask<ReadableStream<Uint8Array>>({ type: "get", cid, ...range }),
+    car: (cid, scope, signal) =>
+      ask<ReadableStream<Uint8Array>>({ type: "export_car", cid, scope, signal }),
+    share: async (id) => (await ask<ShareRecord | null>({ type: "share", id })) ?? undefined,
+  };
+}
