@@ -128,8 +128,19 @@ export class RemoteJob {
   #leftQueueTimer: unknown;
   /** Counted as held up by this side in the model's progress: started and not being read. */
   #held = false;
-  /** The stall timer of the read in progress. */
+  /**
+   * The job's one stall timer (not one per read: a relayed token would pay for arming and
+   * clearing a timer). Armed for when the read in progress may have stalled; a read that
+   * ends before it leaves it armed, and when it fires it checks the read then in progress
+   * (`#readDue`), re-arming for that read's due time, or lapses if none is waiting.
+   */
   #stallTimer: unknown;
+  /** When the armed {@link #stallTimer} fires (Infinity: none armed). */
+  #stallTimerDue = Infinity;
+  /** When the read in progress has waited too long (NaN: no read waits). */
+  #readDue = NaN;
+  /** When the read in progress began (what `#checkStall` counts from). */
+  #readSince = NaN;
   /**
    * Set when the job failed under a read (the connection closed, the worker stalled): what
    * the token stream fails with, read in progress or not.
@@ -156,8 +167,8 @@ export class RemoteJob {
         let failure: unknown;
         if (this.#failedWith === undefined) {
           // A worker that started the job and went silent would hold this read for ever (its
-          // connection stays alive): only this timer ends it. One per read, so a worker that
-          // is slow but sends something within each timeout is never cut.
+          // connection stays alive): only the stall timer ends it. Counted per read, so a
+          // worker that is slow but sends something within each timeout is never cut.
           const { timers, stallTimeoutMs, firstTokenTimeoutMs } = this.#o;
           this.#hold(false);
           const since = timers.now();
@@ -170,12 +181,12 @@ export class RemoteJob {
             // for a slot: passed on, and the read goes on, its silence counted afresh (the
             // first-token timeout still counts from `since`).
             for (;;) {
-              this.#stallTimer = timers.setTimeout(() => this.#checkStall(since), wait());
+              this.#awaitRead(since, timers.now() + wait());
               result = undefined;
               try {
                 result = await this.#reader.read();
               } finally {
-                timers.clearTimeout(this.#stallTimer);
+                this.#readDue = NaN;
                 // The worker answered (an event, or its error), unless the job ended this side.
                 // A `queued` event speaks for this job alone: the worker repeats it on a timer,
                 // which runs as well with a wedged model, so it says nothing of the model's
@@ -304,12 +315,37 @@ export class RemoteJob {
     const deadline = since + firstTokenTimeoutMs;
     if (now - silentSince >= stallTimeoutMs) this.#stalled(stallTimeoutMs, false);
     else if (now >= deadline) this.#stalled(firstTokenTimeoutMs, true);
-    else {
-      this.#stallTimer = timers.setTimeout(
-        () => this.#checkStall(since),
-        Math.min(silentSince + stallTimeoutMs, deadline) - now,
-      );
-    }
+    else this.#awaitRead(since, Math.min(silentSince + stallTimeoutMs, deadline));
+  }
+
+  /**
+   * A read that began at `since` waits for the worker until `due`: the stall timer must fire
+   * by then. An armed timer that fires no later is kept (it re-arms for `due` when it fires).
+   */
+  #awaitRead(since: number, due: number): void {
+    this.#readSince = since;
+    this.#readDue = due;
+    if (this.#stallTimerDue <= due) return;
+    this.#o.timers.clearTimeout(this.#stallTimer);
+    this.#armStallTimer(due);
+  }
+
+  #armStallTimer(due: number): void {
+    const { timers } = this.#o;
+    this.#stallTimerDue = due;
+    this.#stallTimer = timers.setTimeout(() => {
+      this.#stallTimerDue = Infinity;
+      if (this.#ended || Number.isNaN(this.#readDue)) return; // no read waits: lapse
+      if (timers.now() >= this.#readDue) this.#checkStall(this.#readSince);
+      else this.#armStallTimer(this.#readDue);
+    }, Math.max(0, due - timers.now()));
+  }
+
+  /** The job ended: its stall timer goes too. */
+  #clearStallTimer(): void {
+    this.#o.timers.clearTimeout(this.#stallTimer);
+    this.#stallTimerDue = Infinity;
+    this.#readDue = NaN;
   }
 
   /**
@@ -411,6 +447,7 @@ export class RemoteJob {
   #resolve(summary: JobSummary): void {
     if (this.#ended) return;
     this.#leftQueue();
+    this.#clearStallTimer();
     this.#ended = true;
     this.#hold(false);
     this.#reader.releaseLock();
@@ -436,6 +473,7 @@ export class RemoteJob {
       },
     };
     if (error !== undefined) summary.error = errorInfo(error);
+    this.#clearStallTimer();
     this.#ended = true;
     this.#hold(false);
     this.#o.onEnd(summary);

@@ -52,6 +52,7 @@ const job: TextJob = {
 async function withWorker(
   port: StallingPort,
   body: (remote: RemoteInferencePort, timers: ManualTimers, workerKey: string) => Promise<void>,
+  timers = new ManualTimers(),
 ): Promise<void> {
   const identity = Identity.generate();
   const [a, b] = memoryDuplexPair();
@@ -61,7 +62,6 @@ async function withWorker(
     Connection.open(b, { identity, protocols }),
   ]);
   serveInference(worker, port);
-  const timers = new ManualTimers();
   try {
     await body(
       new RemoteInferencePort(client, { timers, stallTimeoutMs: STALL_MS }),
@@ -139,6 +139,29 @@ Deno.test("a worker slow but progressing, each token just under the stall timeou
     assertEquals(summary.error, undefined);
     assertEquals(port.cancelled, 0);
   });
+});
+
+Deno.test("a relayed job's tokens do not each arm a timer: one stall timer per job, re-armed lazily", async () => {
+  /** Counts the timers the port arms. */
+  class CountingTimers extends ManualTimers {
+    armed = 0;
+    override setTimeout(callback: () => void, ms: number): unknown {
+      this.armed++;
+      return super.setTimeout(callback, ms);
+    }
+  }
+  const counting = new CountingTimers();
+  const tokens = script(40);
+  await withWorker(stalling(tokens), async (remote) => {
+    const handle = await remote.submit({ ...job, params: params({ maxTokens: 40 }) });
+    let read = 0;
+    for await (const _ of handle.tokens) read++;
+    assertEquals(read, tokens.length);
+    assertEquals((await handle.done).finishReason, "length");
+    // The start timeout, the stall timer, the end event's wait: a handful, whatever the length.
+    assert(counting.armed <= 4, `${counting.armed} timers armed for ${tokens.length} tokens`);
+    assertEquals(counting.pending, 0, "nothing left armed once the job ended");
+  }, counting);
 });
 
 Deno.test("a requester that does not read is not a stall: the timeout runs only while it waits for the worker", async () => {
