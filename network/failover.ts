@@ -23,6 +23,12 @@
  * they always did. When no other worker takes the job (none connected, or each refuses), the
  * stream ends with the lost worker's code and a message that says so.
  *
+ * A job may spend {@link MAX_WORKERS_PER_JOB} workers: lost ones and ones that refused it for
+ * a reason that cost something (a failing model, no start in time, a resume it could not
+ * replay). A worker that turned it away as full (`CAPACITY_REFUSAL_CODES`) spent nothing — no
+ * token, no prefill, one round trip — so it does not count, and the next worker that serves
+ * the model is asked, up to {@link MAX_WORKERS_ASKED_PER_JOB} in all.
+ *
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
@@ -59,6 +65,19 @@ export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
   "resume_unsupported",
 ]);
 
+/**
+ * Codes of a worker's refusal that says only that it is full now: the worker's port queue or its
+ * per-peer share of jobs (`too_many_jobs`, `inference/serve_inference.ts`), or the connection's
+ * inbound request limit (`busy`). The worker did nothing for the job: asking the next one costs
+ * no prefill and no token, so it does not spend the job's {@link MAX_WORKERS_PER_JOB}.
+ */
+export const CAPACITY_REFUSAL_CODES: ReadonlySet<string> = new Set(["too_many_jobs", "busy"]);
+
+/** Whether `error` is a worker's refusal of a job because it is full now. */
+export function isCapacityRefusal(error: unknown): boolean {
+  return error instanceof VeriflowError && CAPACITY_REFUSAL_CODES.has(error.code);
+}
+
 /** Whether `error`, refusing a job, is the worker's own (so another worker may take the job). */
 export function isWorkerRefusal(error: unknown): boolean {
   return isWorkerLost(error) ||
@@ -71,6 +90,16 @@ export function isWorkerRefusal(error: unknown): boolean {
  * than chased across a failing network.
  */
 export const MAX_WORKERS_PER_JOB = 4;
+
+/**
+ * Most workers one job is asked, those that turned it away as full included: four times
+ * {@link MAX_WORKERS_PER_JOB}. A full worker's refusal is one round trip, so the bound keeps a
+ * job's search to 16 of them (milliseconds on a LAN, a second or two across continents) rather
+ * than one per connected peer, and a crowd of fresh keys that claim room and refuse every job
+ * (each is asked last once it refused: `busy_refusals.ts`) needs 16 not yet refused to turn
+ * one job away.
+ */
+export const MAX_WORKERS_ASKED_PER_JOB = 4 * MAX_WORKERS_PER_JOB;
 
 /**
  * A forwarded job lost its worker and could not resume on another. Its code is the lost
@@ -142,8 +171,10 @@ export interface FailoverOptions {
   settle(summary: JobSummary, attempt: WorkerAttempt, relayed: RelayedOutput): JobSummary;
   /** Called with each worker the job lost (for the router's bookkeeping), before resuming. */
   lost?(worker: Uint8Array, error: unknown): void;
-  /** Most workers to try ({@link MAX_WORKERS_PER_JOB}). */
+  /** Most workers the job may spend ({@link MAX_WORKERS_PER_JOB}): lost or refusing at a cost. */
   maxWorkers?: number;
+  /** Most workers to ask, those full included ({@link MAX_WORKERS_ASKED_PER_JOB}). */
+  maxAsked?: number;
   /** Clock in ms for the timings of a job that failed over (default `performance.now`). */
   now?: () => number;
 }
@@ -178,6 +209,8 @@ class FailoverJob {
   #output = "";
   /** Workers this job has lost or been refused by. */
   readonly #excluded: Uint8Array[] = [];
+  /** How many of them it spent: all but those that refused it as full. */
+  #spent = 0;
   #resumes = 0;
   /** Tokens the client had when the current worker resumed the job (see `#failOver`). */
   #resumedAt = 0;
@@ -269,6 +302,7 @@ class FailoverJob {
       RESUME_REFUSALS.has(codeOf(error));
     if (!refusedResume && !isWorkerLost(error)) return error;
     this.#excluded.push(this.#attempt.worker);
+    this.#spent++;
     if (!refusedResume) {
       this.#lost = { worker: this.#attempt.worker, error };
       this.#o.lost?.(this.#attempt.worker, error);
@@ -276,8 +310,9 @@ class FailoverJob {
     const lost = this.#lost!.worker;
     error = this.#lost!.error;
     const maxWorkers = this.#o.maxWorkers ?? MAX_WORKERS_PER_JOB;
-    let why = `${maxWorkers} workers were tried`;
-    while (this.#excluded.length < maxWorkers) {
+    const maxAsked = this.#o.maxAsked ?? MAX_WORKERS_ASKED_PER_JOB;
+    let why: string | undefined;
+    while (this.#spent < maxWorkers && this.#excluded.length < maxAsked) {
       const outcome = await this.#o.resume(this.#excluded, this.#delivered);
       if (this.#cancelled) {
         if (outcome.kind === "started") outcome.attempt.handle.cancel();
@@ -289,6 +324,7 @@ class FailoverJob {
       }
       if (outcome.kind === "refused") {
         this.#excluded.push(outcome.worker);
+        if (!isCapacityRefusal(outcome.error)) this.#spent++;
         why = `the last one asked refused (${codeOf(outcome.error)})`;
         continue;
       }
@@ -298,6 +334,7 @@ class FailoverJob {
       this.#resumedAt = this.#delivered.length;
       return undefined;
     }
+    why ??= `${this.#excluded.length} workers were tried`;
     const cause = error instanceof Error ? error.message : String(error);
     return new WorkerLostError(
       codeOf(error),

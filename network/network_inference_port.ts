@@ -4,6 +4,8 @@
  * over a {@link RemoteInferencePort}. The node's HTTP and WebSocket edge cannot tell it from a
  * local port; tokens stream back with the connection's flow control end to end. A worker lost
  * mid-stream is replaced by another that resumes from the last token delivered (`failover.ts`).
+ * A worker that refused a job as full is asked last for a while (`busy_refusals.ts`): its hello's
+ * claim of room is not believed until then.
  *
  * @module
  */
@@ -28,8 +30,11 @@ import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import { RemoteInferencePort, type RemoteInferencePortOptions } from "../inference/remote_port.ts";
 import { WorkerStalledError } from "../inference/remote_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
+import { BusyRefusals } from "./busy_refusals.ts";
 import {
+  isCapacityRefusal,
   isWorkerRefusal,
+  MAX_WORKERS_ASKED_PER_JOB,
   MAX_WORKERS_PER_JOB,
   type RelayedOutput,
   type ResumeOutcome,
@@ -43,6 +48,7 @@ const MODEL_REFUSAL_CODES: ReadonlySet<string> = new Set(["unknown_model", "mode
 /** No connected peer serves inference for the job's model. */
 export class NoWorkerError extends VeriflowError {
   /**
+   * Create the error.
    * @param model The model the job named (`any`: no worker at all).
    * @param listed A connected peer lists the model, but none may be given the job now (each was
    *   kept off the model after a failure, or is convicted): the message says so, so an operator
@@ -74,6 +80,7 @@ export class NetworkInferencePort implements InferencePort {
   readonly #ports = new WeakMap<Connection, RemoteInferencePort>();
   readonly #all = new Set<RemoteInferencePort>();
   readonly #remote: RemoteInferencePortOptions;
+  readonly #busy: BusyRefusals;
 
   /**
    * Create the port.
@@ -84,27 +91,37 @@ export class NetworkInferencePort implements InferencePort {
    *   credited in any ledger. Absent: no assignment, and the work earns nothing.
    * @param remote Options of each worker's {@link RemoteInferencePort} (its start timeout:
    *   a worker silent past it is passed over for the next).
+   * @param busy The workers that lately refused a job as full, asked last (tests pass one with
+   *   a fake clock).
    */
   constructor(
     network: ActorRef<NetworkMessage>,
     validator?: ActorRef<ValidatorMessage>,
     requester?: Identity,
     remote: RemoteInferencePortOptions = {},
+    busy: BusyRefusals = new BusyRefusals(),
   ) {
     this.#network = network;
+    this.#busy = busy;
     this.#remote = remote;
     this.#validator = validator;
     this.#requester = requester;
   }
 
+  /**
+   * The best worker for `model` not in `exclude` by the network actor's choice
+   * (`worker_choice.ts`), among those that did not lately refuse a job as full when there is one
+   * (their hellos' claim of room is contradicted by their own answer), else among all.
+   */
   async #port(
     model: string,
     exclude: readonly Uint8Array[] = [],
   ): Promise<RemoteInferencePort | undefined> {
-    const connection = await this.#network.ask<Connection | undefined>(
-      { type: "worker", model, exclude: exclude.map(toHex) },
-      { timeoutMs: LOOKUP_TIMEOUT_MS },
-    );
+    const tried = exclude.map(toHex);
+    const full = this.#busy.askedLast().filter((key) => !tried.includes(key));
+    const connection =
+      (full.length > 0 ? await this.#lookup(model, [...tried, ...full]) : undefined) ??
+        await this.#lookup(model, tried);
     if (connection === undefined) return undefined;
     let port = this.#ports.get(connection);
     if (port === undefined) {
@@ -114,6 +131,14 @@ export class NetworkInferencePort implements InferencePort {
       connection.closed.then(() => this.#all.delete(port!));
     }
     return port;
+  }
+
+  /** The network actor's choice of worker for `model`, none of `exclude` (hex keys). */
+  #lookup(model: string, exclude: string[]): Promise<Connection | undefined> {
+    return this.#network.ask<Connection | undefined>(
+      { type: "worker", model, exclude },
+      { timeoutMs: LOOKUP_TIMEOUT_MS },
+    );
   }
 
   /**
@@ -174,15 +199,18 @@ export class NetworkInferencePort implements InferencePort {
   /**
    * The job's first worker: the best one, or, when it refuses for a reason of its own (full,
    * its model gone or failing, its connection lost before the job started, no `start` within
-   * the start timeout), the next best, up to {@link MAX_WORKERS_PER_JOB} of them. A refusal
-   * about the job itself (bad parameters, an empty prompt) would be every worker's, and goes to
-   * the client at once.
+   * the start timeout), the next best. Refusals that cost the job something end the search
+   * after {@link MAX_WORKERS_PER_JOB}; one that it is full costs one round trip and does not
+   * count, so the job goes on to the next worker that serves the model, up to
+   * {@link MAX_WORKERS_ASKED_PER_JOB} asked in all. A refusal about the job itself (bad
+   * parameters, an empty prompt) would be every worker's, and goes to the client at once.
    * @throws {NoWorkerError} when no worker serves the model; else the last worker's refusal.
    */
   async #start(job: TextJob, options: SubmitOptions | undefined): Promise<WorkerAttempt> {
     const refusedBy: Uint8Array[] = [];
+    let spent = 0;
     let refusal: unknown;
-    while (refusedBy.length < MAX_WORKERS_PER_JOB) {
+    while (spent < MAX_WORKERS_PER_JOB && refusedBy.length < MAX_WORKERS_ASKED_PER_JOB) {
       // After a refusal, a lookup that fails ends the search with that refusal.
       const port = await this.#port(job.model, refusedBy).catch((error) => {
         if (refusedBy.length === 0) throw error;
@@ -192,12 +220,15 @@ export class NetworkInferencePort implements InferencePort {
       const worker = port.connection.peerKey!;
       const assignedAt = Date.now();
       try {
-        return { worker, handle: await port.submit(job, options), assignedAt };
+        const handle = await port.submit(job, options);
+        this.#busy.took(toHex(worker));
+        return { worker, handle, assignedAt };
       } catch (error) {
         if (!isWorkerRefusal(error)) throw error;
         refusedBy.push(worker);
+        if (!isCapacityRefusal(error)) spent++;
         refusal = error;
-        this.#noteModelRefusal(worker, job.model, error);
+        this.#noteRefusal(worker, job.model, error);
       }
     }
     if (refusedBy.length === 0) throw new NoWorkerError(job.model, await this.#listed(job.model));
@@ -207,9 +238,12 @@ export class NetworkInferencePort implements InferencePort {
   /**
    * A worker that refuses a model it listed (`MODEL_REFUSAL_CODES`) is not picked for it for a
    * while (`worker_refused_model`): otherwise a peer listing a model it refuses takes a try of
-   * every job for that model.
+   * every job for that model. One that refuses as full (`CAPACITY_REFUSAL_CODES`) is asked last
+   * for a while (`busy_refusals.ts`): otherwise a peer whose hello claims room it does not give
+   * (or an honest one that filled up) ranks first for every job.
    */
-  #noteModelRefusal(worker: Uint8Array, model: string, error: unknown): void {
+  #noteRefusal(worker: Uint8Array, model: string, error: unknown): void {
+    if (isCapacityRefusal(error)) this.#busy.refused(toHex(worker));
     if (!(error instanceof VeriflowError) || !MODEL_REFUSAL_CODES.has(error.code)) return;
     this.#avoid(worker, model);
   }
@@ -239,9 +273,10 @@ export class NetworkInferencePort implements InferencePort {
     const assignedAt = Date.now();
     try {
       const handle = await port.submit(job, { ...options, resume: [...prefix] });
+      this.#busy.took(toHex(worker));
       return { kind: "started", attempt: { worker, handle, assignedAt } };
     } catch (error) {
-      this.#noteModelRefusal(worker, job.model, error);
+      this.#noteRefusal(worker, job.model, error);
       return { kind: "refused", worker, error };
     }
   }

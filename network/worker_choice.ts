@@ -18,6 +18,10 @@
  *
  * Ties keep the candidates' order (the order peers connected).
  *
+ * Workers a hello's claim of room cannot be believed of, because they lately refused a job as
+ * full, are passed to it as excluded by the router's port and chosen among only when no other
+ * is eligible (`busy_refusals.ts`, `network_inference_port.ts`).
+ *
  * @module
  */
 import { hasCapacity, type PeerLoad } from "../protocols/peer_hello.ts";

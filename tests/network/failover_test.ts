@@ -1,0 +1,100 @@
+/**
+ * The failover budget of a forwarded job (`network/failover.ts`): workers that turn a resume
+ * away as full spend none of it; the job still asks a bounded number of workers.
+ */
+import assert from "node:assert/strict";
+import {
+  MAX_WORKERS_ASKED_PER_JOB,
+  MAX_WORKERS_PER_JOB,
+  type ResumeOutcome,
+  withFailover,
+  type WorkerAttempt,
+} from "../../network/failover.ts";
+import type { JobSummary, StreamedToken } from "../../inference/inference_port.ts";
+import { ConnectionClosedError } from "../../protocols/protocol_errors.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
+
+const TOKENS = 6;
+const token = (i: number): StreamedToken => ({
+  index: i,
+  tokenId: 100 + i,
+  text: String.fromCharCode(97 + i),
+  ...(i === TOKENS - 1 ? { finishReason: "length" as const } : {}),
+});
+const summary: JobSummary = {
+  jobId: "j",
+  finishReason: "length",
+  usage: { promptTokens: 1, completionTokens: TOKENS },
+  timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+};
+
+/** A worker's run of the job from position `from`; it is lost after `until` when given. */
+function attempt(worker: number, from: number, until?: number): WorkerAttempt {
+  let next = from;
+  const tokens = new ReadableStream<StreamedToken>({
+    pull(controller) {
+      if (next === until) return controller.error(new ConnectionClosedError("worker gone"));
+      controller.enqueue(token(next));
+      if (++next === TOKENS) controller.close();
+    },
+  }, { highWaterMark: 0 });
+  return {
+    worker: new Uint8Array([worker]),
+    handle: {
+      jobId: "j",
+      model: { cid: "m", name: "m", kind: "text" },
+      promptTokens: 1,
+      tokens,
+      done: Promise.resolve(summary),
+      cancel: () => {},
+    },
+    assignedAt: 0,
+  };
+}
+
+/**
+ * A job whose first worker is lost after 2 tokens; `full` other workers then refuse its resume
+ * as full (`too_many_jobs`) before the next one takes it.
+ */
+async function lostThenFull(full: number) {
+  const asked: number[] = [];
+  const handle = withFailover({
+    first: attempt(0, 0, 2),
+    settle: (s) => s,
+    resume(exclude, prefix): Promise<ResumeOutcome> {
+      const worker = exclude.length; // each lookup gives the next worker not yet asked
+      asked.push(worker);
+      if (worker <= full) {
+        const error = new VeriflowError("too_many_jobs", "full");
+        return Promise.resolve({ kind: "refused", worker: new Uint8Array([worker]), error });
+      }
+      return Promise.resolve({ kind: "started", attempt: attempt(worker, prefix.length) });
+    },
+  });
+  const got: StreamedToken[] = [];
+  let error: unknown;
+  try {
+    for await (const t of handle.tokens) got.push(t);
+  } catch (e) {
+    error = e;
+  }
+  return { got, error, asked, done: await handle.done };
+}
+
+Deno.test("failover: workers that refuse the resume as full spend none of the job's tries: the job resumes on the fifth worker asked", async () => {
+  const { got, error, asked, done } = await lostThenFull(MAX_WORKERS_PER_JOB);
+  assert.equal(error, undefined);
+  assert.deepEqual(got.map((t) => t.index), [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual(asked, [1, 2, 3, 4, 5]);
+  assert.equal(done.finishReason, "length");
+});
+
+Deno.test("failover: a job asks at most MAX_WORKERS_ASKED_PER_JOB workers however many are full, and ends with the lost worker's code", async () => {
+  const { got, error, asked, done } = await lostThenFull(100);
+  assert.equal(got.length, 2);
+  assert.equal((error as VeriflowError).code, "connection_closed");
+  assert.match((error as Error).message, /lost after 2 tokens.*refused \(too_many_jobs\)/);
+  // The lost worker and the full ones asked after it.
+  assert.equal(asked.length + 1, MAX_WORKERS_ASKED_PER_JOB);
+  assert.equal(done.error?.code, "connection_closed");
+});
