@@ -555,11 +555,6 @@ Deno.test("a client that cancels mid-stream is not failed over: the job stops on
     await reader.cancel();
     const summary = await handle.done;
     assertEquals(summary.finishReason, "cancelled");
-    console.log(
-      "DBG",
-      summary.receipt ? parseReceipt(summary.receipt).tokenCount : "none",
-      JSON.stringify(summary.error),
-    );
     await t.settled();
     assertEquals(t.told.length, 0);
     // Nobody was asked to resume it: the second worker never started a job.
