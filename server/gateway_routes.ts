@@ -431,8 +431,7 @@ function responseFormat(
 }
 
 function shareRefusal(error: ShareUnavailableError): Response {
-  const status = error.code === "share_expired" ? 410 : 404;
-  return Response.json({ error: { code: error.code, message: error.message } }, { status });
+  return errorResponse(error); // 404 share_not_found, 410 share_expired
 }
 
 /** A content type from a file's first bytes (`gateway_content_type.ts`). */

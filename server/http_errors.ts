@@ -100,6 +100,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   invalid_cid: 400,
   key_required: 403,
   chunk_not_found: 404,
+  share_not_found: 404,
+  share_expired: 410,
   range_not_satisfiable: 416,
   quota_exceeded: 507,
   disk_full: 507,

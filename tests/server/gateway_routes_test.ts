@@ -223,6 +223,17 @@ Deno.test("a share link opens a private file without the owner's key; it fails a
     assert.deepEqual(await collect((await openShareLink(forever.link)).stream), bytes);
     assert.equal(await shares.revoke(forever.record.id), true);
     await assert.rejects(openShareLink(forever.link), { code: "share_not_found" });
+    // The refusal has the shape of every other HTTP error (docs/API.md, "Errors").
+    const gone = await fetch(`${forever.link.split("#")[0]}/${forever.record.cid}`);
+    assert.equal(gone.status, 404);
+    assert.deepEqual(await gone.json(), {
+      error: {
+        message: `no share ${forever.record.id}`,
+        type: "invalid_request_error",
+        param: null,
+        code: "share_not_found",
+      },
+    });
 
     const locked = await share({ expiresAt: null, password: "correct horse" });
     assert.match(locked.link, /#c=[a-z0-9]+&p=/);
