@@ -23,9 +23,11 @@
  * once checked, proof data withheld past the deadline slashes (burned), and anything
  * undecided — no model, an exception, a restart — leaves the job unpaid. A staked peer's
  * "proof withheld" verdict makes this validator ask the worker itself, with or without the
- * model: that claim is about availability, so a validator without the model checks only that
- * the worker serves signed data opening its commitment (`withheld_check.ts`) and clears the
- * challenge if it does — an unprovable claim never leaves otherwise-paid work unpaid.
+ * model, within a takeover budget of its own (`_takeover_budget.ts`): that claim is about
+ * availability, so a validator without the model checks only that the worker serves signed
+ * data opening its commitment (`withheld_check.ts`) and clears the challenge if it does; a
+ * takeover that decides nothing clears it too — an unprovable claim never leaves otherwise-paid
+ * work unpaid, and never gets a worker's receipts refused.
  *
  * The `receipt` message answers at once (recorded or not, and — in-process only — whether this
  * validator challenges it and a promise of the result), so the mailbox is never held for a
@@ -71,6 +73,7 @@ import { PROOF_SERVED } from "./withheld_check.ts";
 import { proofOf } from "./_proof_fetch.ts";
 import { failedChallenge, runChallenge } from "./_run_challenge.ts";
 import { ChallengeHolds } from "./_challenge_holds.ts";
+import { TakeoverBudget } from "./_takeover_budget.ts";
 import { settleSteering } from "./_steering_settlement.ts";
 import { judgedKey, ValidatorMemory } from "./_validator_memory.ts";
 import { recordTrainingReceipt, settleTrainingFraud } from "./_validator_training.ts";
@@ -134,7 +137,9 @@ export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
 /**
  * Most open challenges per worker: beyond it, that worker's new receipts are refused here (not
  * paid) until its challenges drain. At the default p = 0.1 a worker reaches 16 only with about
- * 160 receipts in flight at once, far past an honest node's queue.
+ * 160 receipts in flight at once, far past an honest node's queue. Only the challenges this
+ * validator drew count toward refusing receipts; a takeover (a peer's claim) that would take
+ * the worker past the cap is dropped instead.
  */
 export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
 /**
@@ -155,6 +160,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #held = new ChallengeHolds();
   /** Receipts awaiting stake, peers' receipts, verdict authors and fraud proofs (bounded). */
   readonly #memory = new ValidatorMemory();
+  /** Credit for taking over peers' "proof withheld" claims, and false claimants held back. */
+  readonly #takeovers = new TakeoverBudget();
   /** End choices per worker over this validator's own verdicts (`proof/steering.ts`). */
   #steering = new SteeringRecord();
   /** Resolvers of in-process `result` promises, by receipt id. */
@@ -369,9 +376,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // Only a receipt new to this ledger is drawn for: the coin is fixed per receipt, so a copy
     // announced again (by the worker, a relay, anyone) must not buy another forward pass.
     const fresh = ledger.receipt(id) === undefined;
-    if (fresh && this.#held.openOf(worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) {
+    if (fresh && this.#held.drawnOf(worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) {
       // Not recorded, so not paid here: a worker that floods this validator faster than it can
-      // check gets its excess refused, never waved through unchecked.
+      // check gets its excess refused, never waved through unchecked. Only this validator's own
+      // draws count: peers' claims taken over must not get a worker's receipts refused.
       return refuse(id, "validator_busy");
     }
     let recorded = true;
@@ -438,8 +446,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       seen(false);
       return { receiptId: id, recorded, refusal, challenged: false, draw: 1 };
     }
-    if (fresh && recorded) this.#memory.remember(receipt, job);
     const p = this.#options.challengeProbability ?? ledger.economics.challengeProbability;
+    if (fresh && recorded) {
+      this.#memory.remember(receipt, job);
+      // Takeovers are paid for by traffic, at the coin's own rate (see `_takeover_budget.ts`).
+      this.#takeovers.earn(p);
+    }
     // The coin is drawn only for a receipt new here and recorded: one the ledger refused is not
     // paid here, so nothing is computed for it (and nothing about the coin ever leaves).
     const draw = fresh && recorded ? challengeTicket(this.#options.identity, id).draw : 1;
@@ -453,14 +465,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   /**
    * Open a challenge on a recorded receipt: durably `challenged` in the ledger first (so not
    * even a crash lets it slip into payment), then the material is gathered and validated off
-   * the mailbox. Resolves once its verdict is recorded and settled. `takeover`: opened on a
-   * peer's "proof withheld" claim, which is about availability (see `withheld_check.ts`).
+   * the mailbox. Resolves once its verdict is recorded and settled. `claimant` (hex): taken over
+   * on that peer's "proof withheld" claim, which is about availability (see `withheld_check.ts`).
    */
   async #open(
     receipt: Receipt,
     job: Job,
     ctx: ActorContext<ValidatorMessage>,
-    takeover = false,
+    claimant?: string,
   ): Promise<{ result: Promise<ValidationResult> }> {
     const id = receiptId(receipt);
     await this.#ledger!.openChallenge(id);
@@ -470,12 +482,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const waiting = Promise.withResolvers<ValidationResult>();
     waiting.promise.catch(() => {});
     this.#waiting.set(id, waiting);
-    this.#held.hold(id, toHex(receipt.worker));
+    this.#held.hold(id, toHex(receipt.worker), claimant);
     // The job's requester was connected to the worker: it can relay the proof request when
     // this node is not (a sparse network; a worker reached only through its router).
     const requester = this.#ledger!.receipt(id)?.requester;
     const relay = requester === undefined ? undefined : fromHex(requester);
-    this.#challenge(receipt, job, ctx.signal, relay, takeover).then(
+    this.#challenge(receipt, job, ctx.signal, relay, claimant !== undefined).then(
       (result) => ctx.self.tell({ type: "challenged", receipt, result }),
       (error) => ctx.self.tell({ type: "challenge_failed", receipt, reason: String(error) }),
     ).catch(() => {});
@@ -495,6 +507,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * and the worker that withholds from this node too is slashed here; one that serves is judged
    * on what it served — with the model, fully; without it, on whether the data it served opens
    * its commitment (cleared if it does: the claim, not the inference, is what is checked).
+   *
+   * The claim costs its author nothing, so it is taken over only within this ledger's takeover
+   * budget (`_takeover_budget.ts`: bounded, fair between claimants, none for a claimant found
+   * false twice lately), and never at the worker's expense: a takeover that would take the
+   * worker past its open-challenge cap is dropped, not the worker's receipts. A dropped claim
+   * is still recorded and passed on; only this validator does not ask on its word.
    */
   async #takeOverWithheld(verdict: Verdict, ctx: ActorContext<ValidatorMessage>): Promise<void> {
     if (verdict.outcome !== "invalid" || verdict.reason !== "proof_unavailable") return;
@@ -503,7 +521,16 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const recent = this.#memory.recent(id);
     if (record?.status !== "pending" || recent === undefined || this.#held.has(id)) return;
     if (this.#held.openOf(record.worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) return;
-    await this.#open(recent.receipt, recent.job, ctx, true).catch(() => {});
+    const claimant = toHex(verdict.validator);
+    const open = this.#held.takenOverFor(claimant);
+    if (this.#takeovers.refusal(claimant, this.#now(), open) !== undefined) return;
+    this.#takeovers.spend();
+    await this.#open(recent.receipt, recent.job, ctx, claimant).catch(() => {});
+  }
+
+  /** The ledger's clock (ms): injected by tests through the ledger options. */
+  #now(): number {
+    return (this.#options.ledger?.now ?? Date.now)();
   }
 
   /** A finished challenge: record, settle and spread its outcome. State changes only here. */
@@ -515,6 +542,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const id = receiptId(receipt);
     const ledger = this.#ledger!;
     const { outcome, reason } = result.verdict;
+    // Taken over on this peer's claim (hex); undefined when this validator drew the challenge.
+    const claimant = this.#held.claimantOf(id);
+    const served = outcome === "valid" || (outcome === "inconclusive" && reason === PROOF_SERVED);
+    if (claimant !== undefined && served) {
+      // The worker served valid proof data here: the claim was false here, held against it.
+      this.#takeovers.foundFalse(claimant, this.#now() + ledger.economics.challengeWindowMs);
+    }
     try {
       await ledger.recordVerdict(result.verdict);
       this.#stats.verdicts[outcome]++;
@@ -535,9 +569,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         settled = taken.result;
         if (!taken.queued) await this.#end(id, () => ledger.leaveUnresolved(id, "proof_skipped"));
         this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof: result.fraudProof });
-      } else if (outcome === "valid" || (outcome === "inconclusive" && reason === PROOF_SERVED)) {
+      } else if (served || (outcome === "inconclusive" && claimant !== undefined)) {
         // Valid; or, taken over without the model, the proof data the peer said was withheld
-        // was served here and opens the commitment: the claim fails, the work stands.
+        // was served here and opens the commitment: the claim fails, the work stands. A takeover
+        // undecided here (the worker unreachable, this validator's error) proves nothing either:
+        // the work stands as it would without the claim, and the claimant gains nothing.
         await this.#end(id, () => ledger.clearChallenge(id));
       } else if (outcome === "invalid" && FAULTS.has(reason)) {
         // Withheld past the deadline (or served unsigned), or the receipt that convicts its
@@ -639,13 +675,18 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
 
   /**
    * Whether a peer's verdict concerns this ledger: an inference verdict about a receipt it
-   * holds, by a validator with stake here. Anything else would be free disk and memory for
-   * anyone with a key.
+   * holds and that is still open (pending or challenged, inside its window), by a validator
+   * with stake here. A peer's verdict moves no balance; what it can do — a takeover here, a
+   * takeover on the ledgers it is passed on to — ends with the receipt's window. Anything else
+   * would be free disk and memory, in every ledger, for anyone with a key.
    */
   #worthRecording(verdict: Verdict): boolean {
     const ledger = this.#ledger!;
     if (verdict?.subject !== "inference" || typeof verdict.subjectId !== "string") return false;
-    if (ledger.receipt(verdict.subjectId) === undefined) return false;
+    const record = ledger.receipt(verdict.subjectId);
+    if (record === undefined) return false;
+    if (record.status !== "pending" && record.status !== "challenged") return false;
+    if (this.#now() > record.pendingUntil) return false;
     return verdict.validator instanceof Uint8Array && ledger.hasStaked(verdict.validator);
   }
 

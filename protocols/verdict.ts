@@ -20,6 +20,15 @@ import { VeriflowError } from "./errors.ts";
 /** Version of the verdict format. */
 export const VERDICT_VERSION = 1;
 const VERDICT_DOMAIN = "veriflow/verdict/v1";
+/**
+ * Most bytes a verdict's `details` may take, as canonical CBOR. A verdict is recorded in every
+ * ledger it reaches and passed on by each, for good: unbounded details would let any staked key
+ * grow every ledger in the network by a frame per verdict. The largest honest details are a
+ * challenge that failed (`validator_error`: its 200-character message, up to 3 bytes a character
+ * in UTF-8, about 610 bytes); a validation's figures with a commitment or receipt message take
+ * about 250, a storage audit's about 150. 1 KiB leaves a margin above all of them.
+ */
+export const MAX_VERDICT_DETAILS_BYTES = 1024;
 
 /** What a verdict concludes. */
 export type VerdictOutcome = "valid" | "fraud" | "invalid" | "inconclusive";
@@ -40,7 +49,10 @@ export interface Verdict {
   reason: string;
   /** Hex hash of the backing fraud proof, for outcome `fraud`. */
   fraudProof?: string;
-  /** Small, subject-specific details (numbers and strings only). */
+  /**
+   * Small, subject-specific details (numbers and strings only): at most
+   * {@link MAX_VERDICT_DETAILS_BYTES} as canonical CBOR.
+   */
   details?: Record<string, string | number | boolean>;
   /** Unix ms of issue. */
   issuedAt: number;
@@ -62,11 +74,25 @@ export const VerdictSchema: z.ZodType<Verdict> = z.object({
   outcome: z.enum(["valid", "fraud", "invalid", "inconclusive"]),
   reason: z.string().max(64),
   fraudProof: z.string().regex(/^[0-9a-f]{64}$/).optional(),
-  details: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+  details: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+    .refine(detailsFit, `details over ${MAX_VERDICT_DETAILS_BYTES} bytes`)
+    .optional(),
   issuedAt: z.number().nonnegative(),
   validator: z.instanceof(Uint8Array).refine((b) => b.length === 32),
   sig: z.instanceof(Uint8Array).refine((b) => b.length === 64),
 }) as unknown as z.ZodType<Verdict>;
+
+/**
+ * Whether `details` fit {@link MAX_VERDICT_DETAILS_BYTES} as canonical CBOR. A string longer
+ * than the bound cannot fit (a UTF-8 byte per character at least): refused before encoding.
+ */
+function detailsFit(details: Record<string, string | number | boolean>): boolean {
+  for (const [key, value] of Object.entries(details)) {
+    if (key.length > MAX_VERDICT_DETAILS_BYTES) return false;
+    if (typeof value === "string" && value.length > MAX_VERDICT_DETAILS_BYTES) return false;
+  }
+  return encodeCanonical(details).length <= MAX_VERDICT_DETAILS_BYTES;
+}
 
 /** A value that is not a well-formed verdict. */
 export class MalformedVerdictError extends VeriflowError {

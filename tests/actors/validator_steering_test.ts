@@ -224,17 +224,19 @@ Deno.test("receipts a peer picks (its false withheld claims, taken over here) ne
   const clock = { t: START };
   // This validator's own coin never fires: only the peer's claims make it check.
   const v = await start(dir, clock, { p: 0 });
-  const accuser = Identity.generate();
+  // One peer per claim: a peer's false claims stop being taken over here after two
+  // (`actors/_takeover_budget.ts`).
+  const accusers = Array.from({ length: 8 }, () => Identity.generate());
   try {
     await v.deposit(steerer.publicKey);
-    await v.deposit(accuser.publicKey);
+    for (const accuser of accusers) await v.deposit(accuser.publicKey);
     // Receipts that pass over ends (as an honest worker's rare noise would, picked out by the
-    // peer): far more than would convict if they counted.
+    // peers): far more than would convict if they counted.
     const ids: string[] = [];
     for (let i = 0; i < 8; i++) {
       const { id, challenged } = await v.announce(steerer, true, `t${i}`);
       assert.equal(challenged, false);
-      await v.accuse(id, steerer, accuser);
+      await v.accuse(id, steerer, accusers[i]);
       ids.push(id);
     }
     await v.drained();

@@ -1,0 +1,198 @@
+/**
+ * A ValidatorActor with a fake ledger clock, a recording network and workers whose proof data
+ * the test controls (served, withheld, or held back until released), for tests of what peers'
+ * verdicts can make a ledger do: `validator_verdict_bounds_test.ts`,
+ * `validator_takeover_budget_test.ts`.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import {
+  type ReceiptHandled,
+  ValidatorActor,
+  type ValidatorMessage,
+  type ValidatorStats,
+} from "../../actors/validator_actor.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import type { ProofData } from "../../proof/commitment.ts";
+import { proveJob } from "../../proof/prover.ts";
+import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { LOG_FILE } from "../../proof/ledger_log.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { loadFixture, manualStream } from "../proof/_models.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
+
+export const f = await loadFixture();
+const NETWORK = "test/network";
+/** The ledger clock's start (ms). */
+export const START = 1_000_000;
+/** Each worker's and each claimant's stake. */
+export const STAKE = 1_000_000;
+/** The peer every receipt and verdict comes from (hex), unless a test names another. */
+export const PEER = "ee".repeat(32);
+
+/** What the validator is set up with. */
+export interface FixtureOptions {
+  /** Its challenge probability (its own coin). */
+  p: number;
+  /** Whether it holds the receipts' model; `"throws"`: asking for it fails (a broken store). */
+  model: boolean | "throws";
+}
+
+/** A receipt proved by a worker: its id, the receipt and its job. */
+export interface Proved {
+  id: string;
+  receipt: Receipt;
+  job: TextJob;
+  proof: ProofData;
+}
+
+/** Start a validator; see {@link FixtureOptions}. */
+export async function startValidator(options: FixtureOptions) {
+  const clock = { t: START };
+  const dir = await Deno.makeTempDir();
+  const system = new ActorSystem({ name: "peer-verdicts" });
+  const told: NetworkMessage[] = [];
+  /** What each worker serves per receipt id (absent: withheld); a promise answers later. */
+  const served = new Map<string, ServedProof | Promise<ServedProof | undefined>>();
+  const me = Identity.generate();
+  const requester = Identity.generate();
+  let fetches = 0;
+  await system.spawn<NetworkMessage>({ name: NETWORK, factory: () => new RecordingNetwork(told) });
+  const validator = await system.spawn<ValidatorMessage>({
+    name: "node/validator",
+    factory: () =>
+      new ValidatorActor({
+        identity: me,
+        ledgerDir: `${dir}/ledger`,
+        ledger: { now: () => clock.t },
+        challengeProbability: options.p,
+        finalizeIntervalMs: 0,
+        network: NETWORK,
+        models: {
+          get: (cid) =>
+            options.model === "throws"
+              ? Promise.reject(new Error("model store unreadable"))
+              : Promise.resolve(options.model && cid === f.honest.info.cid ? f.honest : undefined),
+        },
+        source: {
+          proof: (r) => {
+            fetches++;
+            return Promise.resolve(served.get(receiptId(r)));
+          },
+        },
+      }),
+  });
+  // Its own fraud proofs are settled only with stake of its own behind them.
+  await validator.ask({ type: "deposit", key: me.publicKey, amount: STAKE });
+  const stats = () => validator.ask<ValidatorStats>({ type: "stats" });
+  let n = 0;
+  return {
+    me,
+    validator,
+    told,
+    served,
+    clock,
+    /** How many times a worker was asked for its proof data. */
+    fetches: () => fetches,
+    stats,
+    /** A new key with stake here (a worker, or a validator whose verdicts count here). */
+    async staked(): Promise<Identity> {
+      const key = Identity.generate();
+      await validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
+      return key;
+    },
+    /** `worker`'s proved job, serving its proof data (signed). Not yet announced. */
+    async prove(worker: Identity): Promise<Proved> {
+      const job: TextJob = {
+        kind: "text",
+        model: f.honest.info.cid,
+        prompt: "The validator",
+        params: { maxTokens: 4, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
+        nonce: `job-${n++}`,
+        requester: toHex(requester.publicKey),
+      };
+      const ids = f.honest.tokenizer.encode(job.prompt);
+      const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+      const id = receiptId(proved.receipt);
+      served.set(id, signServedProof(id, proved.proof, worker));
+      return { id, receipt: proved.receipt, job, proof: proved.proof };
+    },
+    /** A peer announces `proved` with the requester's assignment. */
+    announce(proved: Proved): Promise<ReceiptHandled> {
+      const assignment = signAssignment(
+        { job: proved.job, worker: proved.receipt.worker, issuedAt: 0 },
+        requester,
+      );
+      return validator.ask<ReceiptHandled>({
+        type: "receipt",
+        receipt: proved.receipt,
+        job: proved.job,
+        assignment,
+        origin: PEER,
+      });
+    },
+    /** A verdict by `by` about `proved`, with `details`. */
+    verdict(
+      proved: Proved,
+      by: Identity,
+      outcome: Verdict["outcome"],
+      reason: string,
+      details?: Verdict["details"],
+    ): Verdict {
+      return signVerdict({
+        v: 1,
+        subject: "inference",
+        subjectId: proved.id,
+        target: proved.receipt.worker,
+        outcome,
+        reason,
+        ...(details ? { details } : {}),
+        issuedAt: clock.t,
+      }, by);
+    },
+    /** A peer's verdict arrives (from its author's own connection). */
+    tell(verdict: Verdict): Promise<string | undefined> {
+      return validator.ask<string | undefined>({
+        type: "verdict",
+        verdict,
+        origin: toHex(verdict.validator),
+      });
+    },
+    /** `by`'s "proof withheld" claim about `proved`. */
+    claimWithheld(proved: Proved, by: Identity): Promise<string | undefined> {
+      return this.tell(this.verdict(proved, by, "invalid", "proof_unavailable"));
+    },
+    /** The verdicts this validator passed on (or published), in order. */
+    published: (): Verdict[] =>
+      told.flatMap((m) => m.type === "publish_verdict" ? [m.verdict] : []),
+    /** Challenges run off the mailbox: wait for every open one to end. */
+    async drained(): Promise<void> {
+      await eventually(async () => (await stats()).openChallenges === 0, "challenges to end");
+    },
+    record: (id: string) =>
+      validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }),
+    account: (key: Uint8Array) => validator.ask<Account>({ type: "account", key }),
+    /** The ledger log's size on disk, bytes (appended to for good: what a verdict costs). */
+    async logBytes(): Promise<number> {
+      return (await Deno.stat(`${dir}/ledger/${LOG_FILE}`)).size;
+    },
+    /** Move the clock past the challenge window and finalize: what is paid is paid now. */
+    async closeWindow(): Promise<void> {
+      clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+      const finalized = await validator.ask({ type: "finalize" });
+      assert.notEqual(finalized, undefined);
+    },
+    async close(): Promise<void> {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
