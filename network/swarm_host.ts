@@ -420,6 +420,12 @@ export class SwarmHost {
         this.#options.log?.(`swarm host error: ${message}`);
         return;
       }
+      case "warning":
+        this.#options.log?.(
+          `swarm: ${event.message}: this node finds no peers on the swarm until one does ` +
+            `(check --swarm-bootstrap, and that the DHT node there is running)`,
+        );
+        return;
     }
   }
 

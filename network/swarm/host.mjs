@@ -19,6 +19,8 @@
 //                       | { ev: "error", topic, op, message } (that op failed)
 //                       | { ev: "error", message } (anything else; before "ready", the host
 //                         then exits with code 1)
+//                       | { ev: "warning", message } (once after "ready": no DHT node answered
+//                         at the bootstrap, so no peer will be found until one does)
 //   per peer:           a connection to dataPath or 127.0.0.1:dataPort that starts with
 //                       token (32) ‖ remote public key (32) ‖ initiator (1), then the bytes.
 // It exits when stdin closes (the node stopped) or on SIGTERM, leaving the swarm cleanly.
@@ -57,6 +59,17 @@ async function start(cfg) {
   // be bound fails here, and the node's start fails with the reason instead of every join.
   await dht.bind();
   send({ ev: "ready", publicKey: keyPair.publicKey.toString("hex") });
+  // A bootstrap nobody answers at (a testnet that exited, a typo, no network) fails nothing:
+  // joins still "succeed" and the node would wait for peers that never come. Say so once.
+  dht.fullyBootstrapped().then(() => {
+    if (swarm !== null && !dht.destroyed && dht.toArray({ limit: 1 }).length === 0) {
+      send({ ev: "warning", message: `no DHT node answered at ${bootstrapName(cfg)}` });
+    }
+  }, () => {});
+}
+
+function bootstrapName(cfg) {
+  return cfg.bootstrap ? `the bootstrap ${cfg.bootstrap.join(", ")}` : "the public DHT's bootstrap";
 }
 
 // What the host holds of one peer connection's incoming bytes while the node does not read

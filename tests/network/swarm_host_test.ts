@@ -12,6 +12,7 @@ import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
+import { createSocket } from "node:dgram";
 
 /** A queue of the peers a host delivers. */
 function peerQueue() {
@@ -134,6 +135,51 @@ Deno.test({
     } finally {
       await host.close();
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "swarm host: a bootstrap nobody answers at is said once, naming it and --swarm-bootstrap; a live one is not",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // A UDP port on loopback that nothing listens on: bound, then closed.
+    const probe = createSocket("udp4");
+    await new Promise<void>((resolve) => probe.bind(0, "127.0.0.1", resolve));
+    const dead = `127.0.0.1:${probe.address().port}`;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const testnet = await startLocalTestnet();
+    const deadLogs: string[] = [];
+    const liveLogs: string[] = [];
+    const common = { bind: "127.0.0.1", onPeer: () => {} };
+    const lonely = await SwarmHost.start({
+      ...common,
+      identity: Identity.generate(),
+      bootstrap: [dead],
+      log: (l: string) => deadLogs.push(l),
+    });
+    const live = await SwarmHost.start({
+      ...common,
+      identity: Identity.generate(),
+      bootstrap: testnet.bootstrap,
+      log: (l: string) => liveLogs.push(l),
+    });
+    try {
+      const warned = () => deadLogs.some((l) => l.includes("no DHT node answered"));
+      for (let i = 0; i < 300 && !warned(); i++) await new Promise((r) => setTimeout(r, 100));
+      const line = deadLogs.find((l) => l.includes("no DHT node answered"));
+      assert.ok(line, deadLogs.join("\n"));
+      assert.ok(line.includes(dead), line);
+      assert.ok(line.includes("--swarm-bootstrap"), line);
+      // The live host bootstrapped meanwhile (a join needs it): it said nothing of the kind.
+      await live.join(crypto.getRandomValues(new Uint8Array(32)));
+      assert.ok(!liveLogs.some((l) => l.includes("no DHT node answered")), liveLogs.join("\n"));
+    } finally {
+      await lonely.close();
+      await live.close();
+      await testnet.stop();
     }
   },
 });
