@@ -69,7 +69,10 @@ async function start(cfg) {
 }
 
 function bootstrapName(cfg) {
-  return cfg.bootstrap ? `the bootstrap ${cfg.bootstrap.join(", ")}` : "the public DHT's bootstrap";
+  if (!cfg.bootstrap) return "the public DHT's bootstrap";
+  return cfg.bootstrap.length > 0
+    ? `the bootstrap ${cfg.bootstrap.join(", ")}`
+    : "(no bootstrap given)";
 }
 
 // What the host holds of one peer connection's incoming bytes while the node does not read
