@@ -317,7 +317,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "training_fraud":
         return await this.#onTrainingFraud(message, ctx);
       case "pledges":
-        return ledger.pledges();
+        return ledger.pledges(message);
       case "deposit":
         return await ledger.deposit(message.key, message.amount);
       case "finalize":

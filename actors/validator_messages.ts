@@ -89,12 +89,17 @@ export interface PledgeMessage {
   origin?: Origin;
 }
 /**
- * Every signed stake pledge the ledger recorded, in the order recorded. Answers `StakePledge[]`
- * (what the NetworkActor sends a ledger-keeping peer on connect, so late joiners learn them).
+ * Signed stake pledges the ledger recorded (`Ledger.pledges`). Answers `StakePledge[]`: every
+ * one in the order recorded, or the few the NetworkActor sends a peer (on connect: `limit`;
+ * when the peer lacks a worker's stake: `key`).
  */
 export interface PledgesMessage {
   /** Message tag. */
   type: "pledges";
+  /** Only this key's pledge. */
+  key?: Uint8Array;
+  /** At most this many: the keys active in the ledger first, then the newest. */
+  limit?: number;
 }
 /** Credit stake (bookkeeping). Answers nothing. */
 export interface DepositMessage {

@@ -5,8 +5,10 @@
  *
  * - a local receipt is announced to every peer that keeps a ledger (`validation.receipt`);
  * - a verdict or fraud proof this node's validator signed is spread to every such peer;
- * - such a peer is sent, on connect, this node's stake pledge and every pledge its ledger
- *   recorded, so a node that joins late learns the stake that was gossiped before it came;
+ * - such a peer is sent, on connect, this node's stake pledge and a bounded few its ledger
+ *   recorded (the keys active there first), and later the pledge of a worker whose receipt it
+ *   refused for want of stake, so a node that joins late learns the stake gossiped before it
+ *   came; every pledge sent to a peer comes out of that peer's budget (`pledge_budget.ts`);
  * - a validator's challenge fetches proof data over the worker's own connection (looked up
  *   here, requested by the validator's challenge task, so no peer can hold this mailbox);
  * - the peers that offer the storage protocol are the StorageActor's holders: it is told the
@@ -44,7 +46,11 @@ import type { Receipt } from "../protocols/receipt.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
-import type { StakePledge } from "../protocols/stake_pledge.ts";
+import {
+  PLEDGE_SEND_RESERVE,
+  PLEDGES_PUSHED_ON_CONNECT,
+  type StakePledge,
+} from "../protocols/stake_pledge.ts";
 import {
   FraudProofAnnouncementMessage,
   INFERENCE_PROTOCOL,
@@ -81,6 +87,7 @@ import { nodeTopics } from "./swarm_topics.ts";
 import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
+import { PledgeBudget } from "./pledge_budget.ts";
 
 /** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */
 export interface PeerInfo {
@@ -117,10 +124,12 @@ export interface NetworkActorOptions {
   /** What this node serves to peers. */
   services: Omit<PeerServices, "system">;
   /**
-   * Our stake pledge, sent to every ledger-keeping peer on connect, followed by every pledge our
-   * validator's ledger recorded (see `#sendPledges`).
+   * Our stake pledge, sent to every ledger-keeping peer on connect, followed by a bounded few
+   * our validator's ledger recorded (see `#sendPledges`).
    */
   pledge?: StakePledge;
+  /** Clock of the per-peer pledge budgets, both ways (default `Date.now`; tests fake it). */
+  now?: () => number;
   /** Options of every peer connection (keepalive, idle timeout, budgets). */
   connection?: ConnectionOptions;
   /** First redial delay, doubling to {@link MAX_REDIAL_MS}; default 250 ms. */
@@ -180,6 +189,16 @@ export type NetworkMessage =
   | { type: "publish_verdict"; verdict: Verdict; except?: string }
   | { type: "publish_fraud_proof"; proof: FraudProof; except?: string }
   | { type: "publish_pledge"; pledge: StakePledge; except?: string }
+  | {
+    /**
+     * Pledges our ledger holds, for one peer (`#sendPledges`, `#sendNeeded`): sent as far as its
+     * budget goes, keeping {@link PLEDGE_SEND_RESERVE} back unless the peer `needed` them.
+     */
+    type: "push_pledges";
+    connection: Connection;
+    pledges: StakePledge[];
+    needed?: boolean;
+  }
   /** Training gossip (receipts, fraud proofs, round outcomes) to every training peer. */
   | { type: "publish_training"; gossip: TrainingGossip; except?: string }
   | { type: "connection_to"; key: Uint8Array; protocol: string }
@@ -259,6 +278,8 @@ interface PeerEntry {
   listAgain?: boolean;
   /** When the last `inference.list_models` was sent to it (ms, Date.now). */
   listedAt?: number;
+  /** What may still be sent to it of pledges (`pledge_budget.ts`; only in `receive`). */
+  pledges: PledgeBudget;
 }
 
 /** Owns the peer connections; see the module doc. */
@@ -290,6 +311,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       ...this.#options.services,
       system: ctx.system,
       self: this.#options.identity.publicKey,
+      now: this.#options.now,
       connectionTo: (key, protocol) =>
         ctx.self.ask<Connection | undefined>({ type: "connection_to", key, protocol }),
     };
@@ -403,6 +425,11 @@ export class NetworkActor implements Actor<NetworkMessage> {
                 if (!ack.recorded) {
                   this.#log(`peer ${short(c)}: receipt refused (${ack.refusal})`);
                 }
+                // Its ledger lacks the worker's stake (the pledge was not among those pushed
+                // on connect, or its gossip was dropped): it keeps the receipt until it arrives.
+                if (ack.refusal === "insufficient_stake") {
+                  this.#sendNeeded(c, message.receipt.worker, ctx);
+                }
               }),
         );
       case "publish_verdict":
@@ -418,11 +445,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
           (c) => c.notify(FraudProofAnnouncementMessage, { proof: message.proof }),
         );
       case "publish_pledge":
-        return this.#broadcast(
-          VALIDATION_PROTOCOL,
-          message.except,
-          (c) => c.notify(StakeAnnouncementMessage, { pledge: message.pledge }),
-        );
+        return this.#relayPledge(message.pledge, message.except);
+      case "push_pledges":
+        return this.#pushPledges(message);
       case "publish_training":
         return this.#broadcast(
           TRAINING_PROTOCOL,
@@ -519,7 +544,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const storage = connection.supports(STORAGE_PROTOCOL.name)
       ? new ConnectionStoragePeer(connection, connection.peerKey!)
       : undefined;
-    list.push({ connection, info, models: [], storage });
+    const pledges = new PledgeBudget({ now: this.#options.now });
+    list.push({ connection, info, models: [], storage, pledges });
     this.#peers.set(key, list);
     if (storage !== undefined) this.#storagePeersChanged(ctx);
     this.#log(
@@ -541,39 +567,102 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (this.#hello !== undefined && connection.supports(PEER_PROTOCOL.name)) {
       connection.notify(PeerHelloMessage, { hello: this.#hello }).catch(() => {});
     }
-    if (connection.supports(VALIDATION_PROTOCOL.name)) {
-      this.#sendPledges(connection, ctx).catch(() => {}); // it closed: nothing left to send
-    }
+    if (connection.supports(VALIDATION_PROTOCOL.name)) this.#sendPledges(connection, ctx);
   }
 
   /**
-   * Anti-entropy of stake: a ledger-keeping peer is sent this node's own pledge and then every
-   * pledge this node's ledger recorded, so a node that joins after a pledge was gossiped still
-   * learns it (gossip reaches only the peers connected at the time) and can settle receipts and
-   * fraud of that key. The peer's ledger keeps a key's first pledge and passes on only the ones
-   * new to it, so a repeat stops at the first ledger that has it.
+   * Anti-entropy of stake: a ledger-keeping peer is sent this node's own pledge at once, then
+   * at most {@link PLEDGES_PUSHED_ON_CONNECT} pledges this node's ledger recorded — the keys
+   * active there first (their receipts and verdicts are what the peer will be asked to settle),
+   * then the newest — so a node that joins after a pledge was gossiped still learns it (gossip
+   * reaches only the peers connected at the time). Not all of them: a ledger may hold thousands
+   * of pledges of fresh keys that never did anything (a review pushed a newcomer 5,413). A
+   * pledge left out reaches the peer when it needs it: it refuses a receipt of that worker with
+   * `insufficient_stake`, keeps the receipt, and is sent the pledge (`#sendNeeded`).
    *
-   * Cost: one `validation.stake` message of about 150 bytes per pledge, per connection, each
-   * way: a 1,000-node network sends about 150 KB when two nodes connect, and the receiving
-   * validator answers a repeat without a signature check. Sent one after another, each waiting
-   * for room in the connection's write budget, so a slow peer slows this down rather than
-   * piling it up in memory.
+   * Cost: at most {@link PLEDGES_PUSHED_ON_CONNECT} + 1 `validation.stake` messages of about 150
+   * bytes per connection each way (7 KB), under the 100 refusals a peer tolerates, so one that
+   * offers `validation/1` without handling pledges is not made to hang up.
    */
-  async #sendPledges(connection: Connection, ctx: ActorContext<NetworkMessage>): Promise<void> {
+  #sendPledges(connection: Connection, ctx: ActorContext<NetworkMessage>): void {
     const own = this.#options.pledge;
-    if (own !== undefined) await connection.notify(StakeAnnouncementMessage, { pledge: own });
+    if (own !== undefined) this.#pushPledges({ type: "push_pledges", connection, pledges: [own] });
     const validator = this.#services?.validator;
     if (validator === undefined) return;
-    const recorded = await ctx.system.lookup<{ type: "pledges" }>(validator)
-      ?.ask<StakePledge[]>({ type: "pledges" })
-      .catch(() => undefined); // a validator restarting: the next connection carries them
     const peer = connection.peerKey!;
-    for (const pledge of recorded ?? []) {
-      // Not ours again (it went first), nor the peer's own: it knows its own stake.
-      if (bytesEqual(pledge.key, peer) || (own && bytesEqual(pledge.key, own.key))) continue;
-      if (connection.isClosed) return;
-      await connection.notify(StakeAnnouncementMessage, { pledge });
+    ctx.system.lookup<{ type: "pledges"; limit: number }>(validator)
+      // Two more than sent: the peer's own and ours are left out below.
+      ?.ask<StakePledge[]>({ type: "pledges", limit: PLEDGES_PUSHED_ON_CONNECT + 2 })
+      .then((recorded) => {
+        // Not ours again (it went first), nor the peer's own: it knows its own stake.
+        const pledges = recorded.filter((p) =>
+          !bytesEqual(p.key, peer) && !(own && bytesEqual(p.key, own.key))
+        ).slice(0, PLEDGES_PUSHED_ON_CONNECT);
+        tellQuietly(ctx, { type: "push_pledges", connection, pledges });
+      }, () => {}); // a validator restarting: the next connection carries them
+  }
+
+  /**
+   * A peer refused a receipt of `worker` for want of stake: it keeps the receipt until the
+   * worker's pledge arrives, so it is sent the pledge our ledger holds (out of the room kept
+   * back for this, {@link PLEDGE_SEND_RESERVE}).
+   */
+  #sendNeeded(connection: Connection, worker: Uint8Array, ctx: ActorContext<NetworkMessage>): void {
+    const validator = this.#services?.validator;
+    if (validator === undefined || connection.isClosed) return;
+    if (bytesEqual(worker, connection.peerKey!)) return; // its own stake is its own to record
+    ctx.system.lookup<{ type: "pledges"; key: Uint8Array }>(validator)
+      ?.ask<StakePledge[]>({ type: "pledges", key: worker })
+      .then((pledges) => {
+        if (pledges.length === 0) return; // a deposit, not a pledge: nothing to pass on
+        tellQuietly(ctx, { type: "push_pledges", connection, pledges, needed: true });
+      }, () => {});
+  }
+
+  /**
+   * Send `pledges` to one peer, as far as its budget goes (the rest are not sent: a peer that
+   * needs one gets it then). Sent one after another, each waiting for room in the connection's
+   * write budget, so a slow peer slows this down rather than piling it up in memory.
+   */
+  #pushPledges(message: Extract<NetworkMessage, { type: "push_pledges" }>): void {
+    const { connection } = message;
+    const entry = this.#entryOf(connection);
+    if (entry === undefined || connection.isClosed) return;
+    const reserve = message.needed ? 0 : PLEDGE_SEND_RESERVE;
+    const fits: StakePledge[] = [];
+    for (const pledge of message.pledges) {
+      if (!entry.pledges.take(reserve)) break;
+      fits.push(pledge);
     }
+    if (fits.length === 0) return;
+    (async () => {
+      for (const pledge of fits) {
+        if (connection.isClosed) return;
+        await connection.notify(StakeAnnouncementMessage, { pledge });
+      }
+    })().catch(() => {}); // it closed: nothing left to send
+  }
+
+  /**
+   * Gossip of a pledge new to our ledger: to one connection of every `validation/1` peer but
+   * `except` (where it came from) and the pledger itself, each within its budget, keeping
+   * {@link PLEDGE_SEND_RESERVE} back: past it the pledge is dropped for that peer, so a flood
+   * through this node reaches each peer at the budget's pace at most.
+   */
+  #relayPledge(pledge: StakePledge, except: string | undefined): number {
+    const pledger = toHex(pledge.key);
+    let sent = 0;
+    for (const [key, list] of this.#peers) {
+      if (key === except || key === pledger) continue;
+      const entry = list.find((p) => !p.connection.isClosed);
+      if (entry === undefined || !entry.connection.supports(VALIDATION_PROTOCOL.name)) continue;
+      if (!entry.pledges.take(PLEDGE_SEND_RESERVE)) continue;
+      sent++;
+      entry.connection.notify(StakeAnnouncementMessage, { pledge }).catch((error) =>
+        this.#log(`peer ${key.slice(0, 16)}: ${(error as Error).message}`)
+      );
+    }
+    return sent;
   }
 
   /**

@@ -41,6 +41,7 @@ import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { StorageActorPeer } from "../actors/storage_actor_peer.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import { serveStoragePeer } from "../storage/connection_storage_peer.ts";
+import { PledgeGate } from "./pledge_budget.ts";
 import {
   ChallengeMessage,
   JoinMessage,
@@ -82,6 +83,8 @@ export interface PeerServices {
   self?: Uint8Array;
   /** An open connection to the peer `key` that speaks `protocol` (for relaying). */
   connectionTo?: (key: Uint8Array, protocol: string) => Promise<Connection | undefined>;
+  /** Clock of each connection's pledge budget (`pledge_budget.ts`; default `Date.now`). */
+  now?: () => number;
 }
 
 /** How long a relayed proof request may take at the worker. */
@@ -205,11 +208,14 @@ export function servePeer(
     connection.handle(FraudProofAnnouncementMessage, async ({ proof }) => {
       await validator().tell({ type: "fraud_proof", proof, origin: peer });
     });
+    // Pledges are valid from any fresh key and kept for good: what this connection may bring
+    // the ledger is budgeted, and a peer that keeps on past it is cut off (`pledge_budget.ts`).
+    const pledges = new PledgeGate(connection, { now: services.now });
     connection.handle(StakeAnnouncementMessage, async ({ pledge }) => {
-      // A peer's own pledge, one it passes on (gossip), or one of those its ledger holds, all
-      // sent when we connect (anti-entropy: `network_actor.ts` `#sendPledges`): the ledger
-      // checks the signature and keeps a key's first. A node pledges once, ever
-      // (`node/node_pledge.ts`), so there is one pledge per honest key to keep.
+      // A peer's own pledge, one it passes on (gossip), one of those its ledger pushes when we
+      // connect, or one we turned out to need (`network_actor.ts`): the ledger checks the
+      // signature and keeps a key's first. A node pledges once, ever (`node/node_pledge.ts`).
+      pledges.admit();
       await validator().tell({ type: "pledge", pledge, origin: peer });
     });
   }

@@ -104,6 +104,14 @@ export type { Account, ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledge
  */
 export const DEFAULT_CHECKPOINT_EVERY = 1024;
 
+/** Which pledges {@link Ledger.pledges} lists. */
+export interface PledgeQuery {
+  /** Only this key's pledge. */
+  key?: Uint8Array;
+  /** At most this many: the keys active in this ledger first, then the newest. */
+  limit?: number;
+}
+
 /** Options of {@link Ledger.open}. */
 export interface LedgerOptions {
   /** Economics; default {@link DEFAULT_ECONOMICS}. */
@@ -515,12 +523,39 @@ export class Ledger {
   }
 
   /**
-   * Every signed pledge recorded here, in the order recorded, as each pledger signed it (so a
-   * peer checks each one itself). Deposits are not pledges and are not listed. Held in memory,
-   * one per pledged key (about 150 bytes each), and in every checkpoint.
+   * The signed pledges recorded here, as each pledger signed it (so a peer checks each one
+   * itself). Deposits are not pledges and are not listed. Held in memory, one per pledged key
+   * (about 150 bytes each), and in every checkpoint.
+   *
+   * @param query Absent: every pledge, in the order recorded. `key`: that key's pledge only
+   *   (none or one). `limit`: at most that many, for a peer that connects (a ledger may hold
+   *   thousands of pledges of keys that never did anything): the keys active here first (an open
+   *   receipt, a balance, stake that changed since the pledge), then the rest, each group newest
+   *   first.
    */
-  pledges(): StakePledge[] {
-    return [...this.#state.pledges()].map((p) => ({ ...p }));
+  pledges(query?: PledgeQuery): StakePledge[] {
+    const all = this.#state.pledges();
+    if (query?.key !== undefined) {
+      const pledge = this.#pledgeOf(toHex(query.key));
+      return pledge === undefined ? [] : [{ ...pledge }];
+    }
+    if (query?.limit === undefined) return [...all].map((p) => ({ ...p }));
+    const active: StakePledge[] = [];
+    const idle: StakePledge[] = [];
+    for (const pledge of [...all].reverse()) {
+      const a = this.#state.account(toHex(pledge.key));
+      const touched = a.locked !== 0 || a.balance !== 0 || a.stake !== pledge.amount;
+      (touched ? active : idle).push(pledge);
+      if (active.length >= query.limit) break;
+    }
+    return [...active, ...idle].slice(0, Math.max(0, query.limit)).map((p) => ({ ...p }));
+  }
+
+  /** The pledge recorded for hex `key`, if any (a scan: asked only when a peer lacks one). */
+  #pledgeOf(key: string): StakePledge | undefined {
+    if (!this.#state.hasStaked(key)) return undefined;
+    for (const pledge of this.#state.pledges()) if (toHex(pledge.key) === key) return pledge;
+    return undefined;
   }
 
   /**

@@ -9,6 +9,13 @@
  * can pledge — or refuse to pledge — in another key's name; what a pledge is worth outside the
  * network is the settlement layer's question, not this one's.
  *
+ * A pledge costs its signer a key pair and every ledger that records it about 380 bytes of log
+ * for good, so what one peer connection may bring a ledger is budgeted (a token bucket per
+ * connection, `network/pledge_budget.ts`): {@link PLEDGE_RECEIVE_BURST} at once, then one per
+ * {@link PLEDGE_RECEIVE_REFILL_MS}. A node sends each peer at most half of that
+ * ({@link PLEDGE_SEND_BURST}, one per {@link PLEDGE_SEND_REFILL_MS}), so an honest sender never
+ * meets the receiver's limit, whatever the delays between them.
+ *
  * @module
  */
 import { z } from "zod";
@@ -18,6 +25,40 @@ import { type Identity, verifySignature } from "./identity.ts";
 /** Version of the pledge format. */
 export const STAKE_PLEDGE_VERSION = 1;
 const STAKE_DOMAIN = "veriflow/stake/v1";
+
+/**
+ * Pledges a ledger takes from one peer connection at once. Twice what an honest node sends
+ * ({@link PLEDGE_SEND_BURST}), so clock skew and bunching on the way never make an honest peer
+ * look like a flood; a flood of fresh keys is recorded this far, then refused
+ * (`pledge_budget_exceeded`) and, past the connection's refusal limit, disconnected.
+ */
+export const PLEDGE_RECEIVE_BURST = 128;
+/**
+ * Then one more pledge per this many ms per connection (10 a minute): about 14,400 a day, 5 MB of
+ * ledger, for a peer that paces itself exactly at the limit for a whole day on one connection.
+ */
+export const PLEDGE_RECEIVE_REFILL_MS = 6_000;
+/**
+ * Pledges a node sends one peer at once: its own, those it pushes on connect, those it passes on
+ * (gossip) and those the peer turned out to need. Under the 100 refusals in 10 s a peer tolerates
+ * (`DEFAULT_MAX_REFUSALS`), so even a peer that offers `validation/1` and handles no pledges is
+ * never made to hang up by the pledges it is sent.
+ */
+export const PLEDGE_SEND_BURST = 64;
+/** Then one more per this many ms per peer (5 a minute): half the receiver's rate. */
+export const PLEDGE_SEND_REFILL_MS = 12_000;
+/**
+ * Room kept back from gossip and the connect push for pledges the peer turned out to need (it
+ * refused a receipt we announced with `insufficient_stake`): a flood passed on through this node
+ * cannot use up the room an honest worker's pledge needs.
+ */
+export const PLEDGE_SEND_RESERVE = 16;
+/**
+ * Most pledges of other keys pushed to a peer on connect (after this node's own): the keys active
+ * in this node's ledger first (open receipts, a balance, a slash), then the most recent. The rest
+ * the peer gets when it needs them ({@link PLEDGE_SEND_RESERVE}).
+ */
+export const PLEDGES_PUSHED_ON_CONNECT = PLEDGE_SEND_BURST - PLEDGE_SEND_RESERVE - 1;
 
 /** A signed stake pledge. */
 export interface StakePledge {

@@ -98,10 +98,14 @@ async function line(relayHoldsReceipt: boolean) {
   const id = receiptId(proved.receipt);
   proofs.set(id, signServedProof(id, proved.proof, w));
   const assignment = signAssignment({ job, worker: w.publicKey, issuedAt: 1 }, r);
-  // Without the worker's stake R's ledger refuses the receipt (even the copy V passes on).
-  const staked = relayHoldsReceipt ? [vValidator, rValidator] : [vValidator];
-  for (const validator of staked) {
-    await validator.ask({ type: "pledge", pledge: signStakePledge(w, 10_000, 1) });
+  // Without the worker's stake R's ledger refuses the receipt (even the copy V passes on). V's
+  // stake for it is then a deposit: V would send R a pledge R turned out to need, not a deposit.
+  if (relayHoldsReceipt) {
+    for (const validator of [vValidator, rValidator]) {
+      await validator.ask({ type: "pledge", pledge: signStakePledge(w, 10_000, 1) });
+    }
+  } else {
+    await vValidator.ask({ type: "deposit", key: w.publicKey, amount: 10_000 });
   }
   if (relayHoldsReceipt) {
     await rValidator.ask({

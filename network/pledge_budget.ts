@@ -1,0 +1,181 @@
+/**
+ * The per-connection budget of stake pledges, both ways (the numbers and why:
+ * `protocols/stake_pledge.ts`).
+ *
+ * A pledge is valid from any fresh key, and every ledger records it for good, passes it on and
+ * keeps it in memory: without a bound, one peer could make every ledger of the network grow as
+ * fast as it can sign. So each connection has a token bucket of pledges:
+ *
+ * - receiving ({@link PledgeGate}): a pledge past the budget is refused with
+ *   `pledge_budget_exceeded` before it reaches the ledger, and a peer that goes on past the
+ *   connection's refusal limit (`DEFAULT_MAX_REFUSALS` in `DEFAULT_REFUSAL_WINDOW_MS`, as for
+ *   any other refused message) is disconnected with `too_many_refusals`;
+ * - sending ({@link PledgeBudget} held per peer by the NetworkActor): what a node pushes on
+ *   connect, passes on and sends on need takes room from a bucket half the receiver's size, so
+ *   an honest node never meets the receiver's limit; a pledge passed on past it is dropped (the
+ *   peer gets it when it needs it).
+ *
+ * @module
+ */
+import { VeriflowError } from "../protocols/errors.ts";
+import { DEFAULT_MAX_REFUSALS, DEFAULT_REFUSAL_WINDOW_MS } from "../protocols/connection.ts";
+import { TooManyRefusalsError } from "../protocols/protocol_errors.ts";
+import {
+  PLEDGE_RECEIVE_BURST,
+  PLEDGE_RECEIVE_REFILL_MS,
+  PLEDGE_SEND_BURST,
+  PLEDGE_SEND_REFILL_MS,
+} from "../protocols/stake_pledge.ts";
+
+/** Options of {@link PledgeBudget}. */
+export interface PledgeBudgetOptions {
+  /** Pledges a full bucket holds (default {@link PLEDGE_SEND_BURST}). */
+  burst?: number;
+  /** One pledge of room comes back per this many ms (default {@link PLEDGE_SEND_REFILL_MS}). */
+  refillMs?: number;
+  /** Clock in ms (default `Date.now`; tests pass a fake one). */
+  now?: () => number;
+}
+
+/**
+ * A token bucket of pledges: full at first, one pledge of room back per `refillMs`.
+ *
+ * @example
+ * ```ts
+ * import { PledgeBudget } from "./pledge_budget.ts";
+ * const budget = new PledgeBudget({ burst: 2, refillMs: 1_000, now: () => 0 });
+ * console.log(budget.take(), budget.take(), budget.take()); // true true false
+ * ```
+ */
+export class PledgeBudget {
+  readonly #burst: number;
+  readonly #refillMs: number;
+  readonly #now: () => number;
+  #room: number;
+  #at: number;
+
+  /**
+   * A full bucket.
+   * @param options See {@link PledgeBudgetOptions}.
+   */
+  constructor(options?: PledgeBudgetOptions) {
+    this.#burst = options?.burst ?? PLEDGE_SEND_BURST;
+    this.#refillMs = options?.refillMs ?? PLEDGE_SEND_REFILL_MS;
+    this.#now = options?.now ?? Date.now;
+    this.#room = this.#burst;
+    this.#at = this.#now();
+  }
+
+  /** Pledges that fit now. */
+  get room(): number {
+    const now = this.#now();
+    const back = Math.floor((now - this.#at) / this.#refillMs);
+    if (back > 0) {
+      this.#room = Math.min(this.#burst, this.#room + back);
+      this.#at = this.#room === this.#burst ? now : this.#at + back * this.#refillMs;
+    }
+    return this.#room;
+  }
+
+  /**
+   * Take room for one pledge, leaving at least `reserve` for later.
+   * @returns whether it fitted (false: send or record nothing).
+   */
+  take(reserve = 0): boolean {
+    if (this.room <= reserve) return false;
+    this.#room--;
+    return true;
+  }
+}
+
+/** A peer sent more pledges than its connection's budget: this one was not recorded. */
+export class PledgeBudgetExceededError extends VeriflowError {
+  /**
+   * Create it.
+   * @param burst The budget's burst.
+   * @param refillMs Its refill period.
+   */
+  constructor(burst: number, refillMs: number) {
+    super(
+      "pledge_budget_exceeded",
+      `more than ${burst} stake pledges on this connection, or more than one per ${refillMs} ms ` +
+        `after them: this one is not recorded`,
+    );
+  }
+}
+
+/** What {@link PledgeGate} closes. */
+export interface ClosableConnection {
+  /** Close with a reason. */
+  close(reason?: Error): Promise<void>;
+}
+
+/** Options of {@link PledgeGate}. */
+export interface PledgeGateOptions {
+  /** Pledges at once (default {@link PLEDGE_RECEIVE_BURST}). */
+  burst?: number;
+  /** One more per this many ms (default {@link PLEDGE_RECEIVE_REFILL_MS}). */
+  refillMs?: number;
+  /** Refused pledges tolerated per window (default `DEFAULT_MAX_REFUSALS`). */
+  maxRefusals?: number;
+  /** The window of `maxRefusals`, ms (default `DEFAULT_REFUSAL_WINDOW_MS`). */
+  refusalWindowMs?: number;
+  /** Clock in ms (default `Date.now`). */
+  now?: () => number;
+}
+
+/**
+ * The receiving side of one connection's pledge budget. Its refusals are counted like the
+ * connection's own (a handler's error does not reach that counter, so this one mirrors it, with
+ * the same limit and window), and the peer is cut off with the same error.
+ */
+export class PledgeGate {
+  readonly #connection: ClosableConnection;
+  readonly #budget: PledgeBudget;
+  readonly #burst: number;
+  readonly #refillMs: number;
+  readonly #maxRefusals: number;
+  readonly #windowMs: number;
+  readonly #now: () => number;
+  #windowStart: number;
+  #refusals = 0;
+
+  /**
+   * A gate with a full budget.
+   * @param connection Closed when the peer keeps on past the budget.
+   * @param options See {@link PledgeGateOptions}.
+   */
+  constructor(connection: ClosableConnection, options?: PledgeGateOptions) {
+    this.#connection = connection;
+    this.#burst = options?.burst ?? PLEDGE_RECEIVE_BURST;
+    this.#refillMs = options?.refillMs ?? PLEDGE_RECEIVE_REFILL_MS;
+    this.#maxRefusals = options?.maxRefusals ?? DEFAULT_MAX_REFUSALS;
+    this.#windowMs = options?.refusalWindowMs ?? DEFAULT_REFUSAL_WINDOW_MS;
+    this.#now = options?.now ?? Date.now;
+    this.#budget = new PledgeBudget({
+      burst: this.#burst,
+      refillMs: this.#refillMs,
+      now: this.#now,
+    });
+    this.#windowStart = this.#now();
+  }
+
+  /**
+   * Admit one pledge from the peer.
+   * @throws {PledgeBudgetExceededError} past the budget (the peer is told its code); past the
+   *   refusal limit as well, the connection is closed with `too_many_refusals`.
+   */
+  admit(): void {
+    if (this.#budget.take()) return;
+    const now = this.#now();
+    if (now - this.#windowStart >= this.#windowMs) {
+      this.#windowStart = now;
+      this.#refusals = 0;
+    }
+    if (++this.#refusals > this.#maxRefusals) {
+      this.#connection.close(new TooManyRefusalsError(this.#refusals, this.#windowMs))
+        .catch(() => {});
+    }
+    throw new PledgeBudgetExceededError(this.#burst, this.#refillMs);
+  }
+}
