@@ -15,8 +15,10 @@
  * so challenges never starve inference of CPU) and reports back to the actor by a `challenged`
  * message: the verdict is recorded, a fraud proof is checked and settled, and both are spread
  * to every peer that keeps a ledger, all inside `receive`. Verdicts and fraud proofs from peers
- * enter the same way, each checked before it moves a balance. A timer finalizes receipts whose
- * challenge window has closed.
+ * enter the same way, each checked before it moves a balance. A receipt enters the ledger only
+ * through the receipt intake: a fraud proof about a receipt not recorded here waits (bounded)
+ * until the receipt comes in, and one signed by the receipt's own worker is refused. A timer
+ * finalizes receipts whose challenge window has closed.
  *
  * A challenge is opened in the ledger first (`challenged`: unpaid, durably) and ends in one
  * ledger transition: `valid` clears it (paid when the window closes), a fraud proof slashes
@@ -402,8 +404,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         this.#log(`validator: worker ${worker.slice(0, 16)} equivocated on job ${receipt.jobId}`);
       }
     }
-    // Recorded before without its assignment (the worker's announcement, a relay that stripped
-    // it, or a fraud proof that outran the receipt came first): the assignment is attached now.
+    if (fresh && recorded) this.#takeHeldFraudProofs(id, ctx);
+    // Recorded before without its assignment (the worker's announcement, or a relay that
+    // stripped it, came first): the assignment is attached now.
     let gotAssigned = false;
     if (!fresh && assignment !== undefined) {
       const before = ledger.receipt(id)?.requester;
@@ -690,24 +693,38 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     return verdict.validator instanceof Uint8Array && ledger.hasStaked(verdict.validator);
   }
 
-  /** Take a fraud proof: skip what costs nothing to refuse, queue the check otherwise. */
+  /**
+   * Take a fraud proof: skip what costs nothing to refuse, queue the check otherwise. A proof
+   * about a receipt this ledger has not recorded is held (bounded, see `_validator_memory.ts`)
+   * and taken again once the receipt comes in through `#onReceipt`, the one intake that binds it
+   * to its job and runs the contradiction check and the coin: a proof never records its
+   * receipt, so an accuser cannot make a receipt skip them. `held`: the resolver of a proof
+   * taken again after it was held.
+   */
   #onFraudProof(
     value: unknown,
     ctx: ActorContext<ValidatorMessage>,
     own = false,
     origin?: string,
+    held?: PromiseWithResolvers<FraudCheckResult>,
   ): FraudProofHandled {
     const ledger = this.#ledger!;
     const skip = (skipped: NonNullable<FraudProofHandled["skipped"]>): FraudProofHandled => {
       this.#stats.fraudProofsSkipped++;
+      held?.reject(new Error(`fraud proof skipped: ${skipped}`));
       return { queued: false, skipped };
     };
     const parsed = FraudProofSchema.safeParse(value);
     if (!parsed.success) return skip("malformed");
     const proof = parsed.data;
     const hash = fraudProofHash(proof);
-    if (this.#memory.hasFraudProof(hash)) return skip("duplicate");
     const id = receiptId(proof.receipt);
+    if (this.#memory.hasFraudProof(hash) || this.#memory.holdsFraudProof(id, hash)) {
+      return skip("duplicate");
+    }
+    // A worker accusing its own receipt can only be shaping its own settlement (a refuted
+    // accusation costs it a flat penalty, a confirmed one rewards it with its own slash).
+    if (bytesEqual(proof.validator, proof.receipt.worker)) return skip("self_accusation");
     const record = ledger.receipt(id);
     if (record !== undefined && record.status !== "pending" && record.status !== "challenged") {
       return skip("not_pending");
@@ -719,8 +736,16 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // Checked before the proof takes its slot: a copy with a broken signature, arriving
     // first, must not make the genuine one a "duplicate".
     if (!verifyFraudProofSignature(proof)) return skip("bad_signature");
-    const waiting = Promise.withResolvers<FraudCheckResult>();
+    const waiting = held ?? Promise.withResolvers<FraudCheckResult>();
     waiting.promise.catch(() => {});
+    if (record === undefined) {
+      // The proof outran the receipt's announcement: checked and settled once the receipt is
+      // recorded here through the intake; never recorded from the proof.
+      if (!this.#memory.holdFraudProof(id, hash, { proof, origin, waiting })) {
+        return skip("too_many_held");
+      }
+      return { queued: false, awaitingReceipt: true, result: waiting.promise };
+    }
     this.#memory.takeFraudProof(hash, waiting);
     this.#enqueue(() => this.#checkFraud(proof)).then(
       (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
@@ -730,6 +755,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       },
     ).catch(() => {});
     return { queued: true, result: waiting.promise };
+  }
+
+  /** Receipt `id` came in through the intake: the fraud proofs held for it are taken again. */
+  #takeHeldFraudProofs(id: string, ctx: ActorContext<ValidatorMessage>): void {
+    for (const { proof, origin, waiting } of this.#memory.takeHeldFraudProofs(id)) {
+      this.#onFraudProof(proof, ctx, false, origin, waiting);
+    }
   }
 
   /** Recompute the cited positions. Runs outside `receive`; touches no actor state. */
@@ -765,11 +797,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // itself, and takes it once), so the whole network settles the same evidence.
         this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof, except: message.origin });
       }
-      if (ledger.receipt(id) === undefined) {
-        // The proof outran the worker's announcement: the receipt it carries is signed by the
-        // worker, so it is recorded from here (if the worker has stake to back it).
-        await ledger.recordReceipt(proof.receipt).catch(() => undefined);
-      }
+      // Only a receipt recorded through the intake was checked (`#onFraudProof` holds the
+      // others): a proof, confirmed or refuted, never records its receipt.
       const record = ledger.receipt(id);
       if (record?.status === "pending" || record?.status === "challenged") {
         const settled = await ledger.settleFraud({

@@ -279,7 +279,9 @@ export interface FraudProofHandled {
    * Why not: `malformed`, `bad_signature`, `duplicate` (this proof was already taken),
    * `not_pending` (its receipt is already final or settled here), `unstaked_accuser` (its signer
    * has no stake to lose here if it is false, so checking it would be free work for anyone),
-   * `repeated_accusation` (its signer already accused this receipt: one accusation each).
+   * `repeated_accusation` (its signer already accused this receipt: one accusation each),
+   * `self_accusation` (signed by the receipt's own worker), `too_many_held` (its receipt is not
+   * recorded here and as many proofs about it as are held per receipt wait already).
    */
   skipped?:
     | "malformed"
@@ -287,7 +289,14 @@ export interface FraudProofHandled {
     | "duplicate"
     | "not_pending"
     | "unstaked_accuser"
-    | "repeated_accusation";
+    | "repeated_accusation"
+    | "self_accusation"
+    | "too_many_held";
+  /**
+   * Its receipt is not recorded here yet: the proof is held (bounded) and checked once the
+   * receipt comes in through the intake; it never records the receipt itself.
+   */
+  awaitingReceipt?: boolean;
   /** In-process only: resolves once the proof is checked and settled. */
   result?: Promise<FraudCheckResult>;
 }

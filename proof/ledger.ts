@@ -867,8 +867,9 @@ export class Ledger {
    * validator loses `falseAccusationPenalty` of stake and the receipt stays pending.
    *
    * @throws {LedgerRejectedError} when the receipt is unknown or no longer pending, the window has
-   *   closed, this proof was settled before, its validator already accused this receipt, or it
-   *   is a training receipt (`wrong_kind`: {@link Ledger.settleTrainingFraud}).
+   *   closed, this proof was settled before, its validator already accused this receipt, its
+   *   validator is the receipt's own worker (`self_accusation`), or it is a training receipt
+   *   (`wrong_kind`: {@link Ledger.settleTrainingFraud}).
    */
   settleFraud(settlement: FraudSettlement): Promise<LedgerEntry> {
     return this.#settleFraud(settlement, "inference");
@@ -923,6 +924,11 @@ export class Ledger {
           "repeated_accusation",
           "this validator has already accused this receipt",
         );
+      }
+      if (rec.worker === validator) {
+        // The worker accusing its own receipt only shapes its own settlement: refuted, a flat
+        // penalty in place of checks; confirmed, a reward out of its own slash.
+        throw new LedgerRejectedError("self_accusation", "the worker accused its own receipt");
       }
       // The slash is the lock, or what is left of the worker's stake after a steering
       // conviction cut into it: a reward is a share of what was really taken, never minted.

@@ -243,7 +243,7 @@ Deno.test("a peer's verdict is recorded only when it is signed, about a receipt 
   }
 });
 
-Deno.test("a fraud proof from a key with no stake here is not worth a forward pass; a staked one slashes, even when it outran the receipt", async () => {
+Deno.test("a fraud proof from a key with no stake here is not worth a forward pass; a staked one slashes, even when it outran the receipt (held until the receipt comes in)", async () => {
   const me = Identity.generate();
   const worker = Identity.generate();
   const t = await setup(me);
@@ -259,7 +259,8 @@ Deno.test("a fraud proof from a key with no stake here is not worth a forward pa
     assert.equal(unstaked.queued, false);
     assert.equal(unstaked.skipped, "unstaked_accuser");
 
-    // A staked validator's proof arrives before anyone announced the receipt here.
+    // A staked validator's proof arrives before anyone announced the receipt here: it is held,
+    // never records the receipt, and is checked once the receipt comes in through the intake.
     const validator = Identity.generate();
     await t.validator.ask({ type: "pledge", pledge: signStakePledge(validator, 1_000, 1) });
     const proof = await t.accuse(validator, job, receipt);
@@ -268,7 +269,11 @@ Deno.test("a fraud proof from a key with no stake here is not worth a forward pa
       proof,
       origin: "cd".repeat(32),
     });
-    assert.equal(taken.queued, true);
+    assert.equal(taken.awaitingReceipt, true);
+    const unknown = { type: "receipt_status", receiptId: receiptId(receipt) } as const;
+    assert.equal(await t.validator.ask(unknown), undefined);
+    t.closeGate(); // this validator's own challenge (p = 1) waits: the peer's proof settles it
+    await t.validator.ask({ type: "receipt", receipt, job, origin: "ab".repeat(32) });
     assert.equal((await taken.result!).confirmed, true);
     const record = await t.validator.ask<ReceiptRecord>({
       type: "receipt_status",
@@ -456,6 +461,8 @@ Deno.test("gossip: a peer's assigned receipt, verdict, fraud proof and pledge ne
     assert.equal((peerVerdicts()[0] as { except?: string }).except, sender);
     // A checked fraud proof about another receipt is passed on, not back to its sender.
     const cheat = await t.prove(worker, "gossiped-cheat", true);
+    t.closeGate(); // this validator's own challenge of it waits: only the peer's proof settles
+    await t.validator.ask({ type: "receipt", ...cheat, origin: sender });
     const proof = await t.accuse(judge, cheat.job, cheat.receipt);
     const taken = await t.validator.ask<FraudProofHandled>({
       type: "fraud_proof",

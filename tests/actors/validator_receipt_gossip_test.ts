@@ -118,6 +118,7 @@ for (const first of ["a relay's copy without the assignment", "a refuted fraud p
   Deno.test(`the assigned receipt still spreads when ${first} came first: the worker is paid at the next validator too`, async () => {
     const t = await setup();
     try {
+      let accusation: { key: Uint8Array; result: Promise<unknown> } | undefined;
       if (first === "a relay's copy without the assignment") {
         const stripped = await t.a.ask<ReceiptHandled>({
           type: "receipt",
@@ -126,6 +127,11 @@ for (const first of ["a relay's copy without the assignment", "a refuted fraud p
           origin: "ab".repeat(32),
         });
         assert.equal(stripped.recorded, true);
+        const unassigned = await t.a.ask<ReceiptRecord>({
+          type: "receipt_status",
+          receiptId: t.id,
+        });
+        assert.deepEqual([unassigned.status, unassigned.credit], ["pending", 0]);
       } else {
         // A staked accuser's false claim: the worker's own signed data, which opens its root.
         const accuser = Identity.generate();
@@ -145,12 +151,11 @@ for (const first of ["a relay's copy without the assignment", "a refuted fraud p
           proof,
           origin: toHex(accuser.publicKey),
         });
-        assert.equal((await taken.result!).confirmed, false);
-        const accused = await t.a.ask<Account>({ type: "account", key: accuser.publicKey });
-        assert.equal(accused.stake, 1_000 - DEFAULT_ECONOMICS.falseAccusationPenalty);
+        // Held, never recording the receipt: it is checked once the receipt comes in.
+        assert.equal(taken.awaitingReceipt, true);
+        assert.equal(await t.a.ask({ type: "receipt_status", receiptId: t.id }), undefined);
+        accusation = { key: accuser.publicKey, result: taken.result! };
       }
-      const unassigned = await t.a.ask<ReceiptRecord>({ type: "receipt_status", receiptId: t.id });
-      assert.deepEqual([unassigned.status, unassigned.credit], ["pending", 0]);
       // The requester's own announcement, with its signed assignment.
       await t.a.ask<ReceiptHandled>({
         type: "receipt",
@@ -160,6 +165,11 @@ for (const first of ["a relay's copy without the assignment", "a refuted fraud p
         origin: t.requesterHex,
       });
       await t.flush();
+      if (accusation !== undefined) {
+        assert.equal(((await accusation.result) as { confirmed: boolean }).confirmed, false);
+        const accused = await t.a.ask<Account>({ type: "account", key: accusation.key });
+        assert.equal(accused.stake, 1_000 - DEFAULT_ECONOMICS.falseAccusationPenalty);
+      }
       const credited = await t.a.ask<ReceiptRecord>({ type: "receipt_status", receiptId: t.id });
       assert.ok(credited.credit > 0);
       await t.closeWindow();

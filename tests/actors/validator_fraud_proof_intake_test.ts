@@ -1,0 +1,314 @@
+/**
+ * A fraud proof never records its receipt. A receipt enters a ledger only through the receipt
+ * intake (bound to its job, the contradiction check, the coin, the takeover memory); a proof
+ * that outran the receipt's announcement is held and checked once the receipt came in. A false
+ * proof sent first used to record the receipt itself, so the announcement found it "already
+ * recorded" and skipped every check: a worker running another model, or claiming 100× its
+ * `maxTokens`, was paid for a flat 100 from a colluding (or its own) key. Each test asserts the
+ * ledger outcome after the window: status, balances, stake.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import {
+  type FraudProofHandled,
+  type ReceiptHandled,
+  ValidatorActor,
+  type ValidatorMessage,
+  type ValidatorStats,
+} from "../../actors/validator_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
+import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts";
+import { signVerdict } from "../../protocols/verdict.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { proveJob } from "../../proof/prover.ts";
+import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { loadFixture, manualStream } from "../proof/_models.ts";
+
+const f = await loadFixture();
+const START = 1_000_000;
+const WORKER_STAKE = 100_000;
+const ACCUSER_STAKE = 1_000;
+const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
+
+/** The slash locked behind a receipt of `tokens` tokens under the default economics. */
+function slashOf(tokens: number): number {
+  return tokens * DEFAULT_ECONOMICS.defaultTokenPrice * DEFAULT_ECONOMICS.slashMultiplier;
+}
+
+/** A false `receipt`-kind proof by `by`: it cites another job, so it is refuted without a model. */
+function falseProof(receipt: Receipt, by: Identity): FraudProof {
+  const unrelated = { kind: "text", model: receipt.model, nonce: "x", prompt: "", params: {} };
+  return signFraudProof({
+    v: 1,
+    kind: "receipt",
+    job: unrelated as unknown as TextJob,
+    receipt,
+    chunks: [],
+    cited: [],
+    issuedAt: 1,
+  } as never, by);
+}
+
+async function setup(p: number) {
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const requester = Identity.generate();
+  const accuser = Identity.generate();
+  const clock = { t: START };
+  const dir = await Deno.makeTempDir();
+  /** What the worker serves per receipt id (absent or undefined: withheld). */
+  const served = new Map<string, ServedProof | undefined>();
+  const system = new ActorSystem({ name: "fraud-proof-intake" });
+  const validator = await system.spawn<ValidatorMessage>({
+    name: "node/validator",
+    factory: () =>
+      new ValidatorActor({
+        identity: me,
+        ledgerDir: `${dir}/ledger`,
+        ledger: { now: () => clock.t },
+        challengeProbability: p,
+        finalizeIntervalMs: 0,
+        models: {
+          get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
+        },
+        source: { proof: (r) => Promise.resolve(served.get(receiptId(r))) },
+      }),
+  });
+  const stakes: [Identity, number][] = [[worker, WORKER_STAKE], [me, 1_000], [
+    accuser,
+    ACCUSER_STAKE,
+  ]];
+  for (const [key, amount] of stakes) {
+    await validator.ask({ type: "deposit", key: key.publicKey, amount });
+  }
+  let n = 0;
+  const account = (key: Uint8Array) => validator.ask<Account>({ type: "account", key });
+  const record = (id: string) =>
+    validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id });
+  return {
+    worker,
+    accuser,
+    validator,
+    served,
+    account,
+    record,
+    stats: () => validator.ask<ValidatorStats>({ type: "stats" }),
+    /** The worker's receipt: honest, or run on another model (`cheat`); `tokens` re-signs it. */
+    async prove(cheat: boolean, tokens?: number) {
+      const job: TextJob = {
+        kind: "text",
+        model: f.honest.info.cid,
+        prompt: "Settle this",
+        params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
+        nonce: `job-${n++}`,
+        requester: toHex(requester.publicKey),
+      };
+      const ids = f.honest.tokenizer.encode(job.prompt);
+      const model = cheat ? f.otherSeed : f.honest;
+      const proved = await proveJob(job, manualStream(() => model, ids, job.params), worker);
+      let receipt = proved.receipt;
+      if (tokens !== undefined) {
+        const { sig: _sig, worker: _worker, ...unsigned } = receipt;
+        receipt = signReceipt({ ...unsigned, tokenCount: tokens }, worker);
+      }
+      const id = receiptId(receipt);
+      served.set(id, signServedProof(id, proved.proof, worker));
+      return { job, receipt, id };
+    },
+    /**
+     * `proof` arrives from a peer before the receipt's announcement, and whatever the validator
+     * does with it at once is done before the announcement comes (the attacker's order: it
+     * waits until its proof is settled, then has the receipt announced).
+     */
+    async accuse(proof: FraudProof): Promise<FraudProofHandled> {
+      const handled = await validator.ask<FraudProofHandled>({
+        type: "fraud_proof",
+        proof,
+        origin: "cd".repeat(32),
+      });
+      if (handled.queued) await handled.result;
+      return handled;
+    },
+    /** The requester's relay announces the receipt with its job and assignment. */
+    announce: (receipt: Receipt, job: TextJob) =>
+      validator.ask<ReceiptHandled>({
+        type: "receipt",
+        receipt,
+        job,
+        assignment: signAssignment({ job, worker: receipt.worker, issuedAt: START }, requester),
+        origin: "ab".repeat(32),
+      }),
+    /** Close the window and finalize: what is paid is paid now. */
+    async closeWindow() {
+      clock.t = START + DEFAULT_ECONOMICS.challengeWindowMs + 1;
+      await validator.ask({ type: "finalize" });
+    },
+    async close() {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("a false fraud proof that outran a cheat receipt records nothing: the receipt is challenged on intake, fraud, the worker slashed, the accuser penalized", async () => {
+  const t = await setup(1);
+  try {
+    const { job, receipt, id } = await t.prove(true);
+    const held = await t.accuse(falseProof(receipt, t.accuser));
+    assert.equal(held.queued, false);
+    assert.equal(held.awaitingReceipt, true);
+    assert.equal(await t.record(id), undefined, "a proof never records its receipt");
+    const handled = await t.announce(receipt, job);
+    assert.equal(handled.challenged, true, "the coin is drawn on intake");
+    assert.equal((await handled.result!).verdict.outcome, "fraud");
+    assert.equal((await held.result!).reason, "not_reproduced");
+    await t.closeWindow();
+    assert.equal((await t.record(id))?.status, "fraud");
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: 0,
+      stake: WORKER_STAKE - slashOf(receipt.tokenCount),
+      locked: 0,
+    });
+    assert.equal((await t.account(t.accuser.publicKey)).stake, ACCUSER_STAKE - PENALTY);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("the worker's own false proof about its receipt is refused: it buys no penalty in place of checks, and its cheat is slashed", async () => {
+  const t = await setup(1);
+  try {
+    const { job, receipt, id } = await t.prove(true);
+    const refused = await t.accuse(falseProof(receipt, t.worker));
+    assert.equal(refused.skipped, "self_accusation");
+    assert.equal(await t.record(id), undefined);
+    const handled = await t.announce(receipt, job);
+    assert.equal(handled.challenged, true);
+    assert.equal((await handled.result!).verdict.outcome, "fraud");
+    await t.closeWindow();
+    assert.equal((await t.record(id))?.status, "fraud");
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: 0,
+      stake: WORKER_STAKE - slashOf(receipt.tokenCount),
+      locked: 0,
+    });
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a receipt claiming 100× maxTokens, preceded by a false proof, is still slashed on arrival whatever the coin", async () => {
+  const t = await setup(0);
+  try {
+    const { job, receipt, id } = await t.prove(true, 8 * 100);
+    const held = await t.accuse(falseProof(receipt, t.accuser));
+    assert.equal(held.awaitingReceipt, true);
+    const handled = await t.announce(receipt, job);
+    assert.equal(handled.challenged, true, "the contradiction check runs on intake");
+    const result = await handled.result!;
+    assert.equal(result.verdict.outcome, "fraud");
+    assert.equal(result.fraudProof?.kind, "receipt");
+    await held.result;
+    await t.closeWindow();
+    assert.equal((await t.record(id))?.status, "fraud");
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: 0,
+      stake: WORKER_STAKE - slashOf(800),
+      locked: 0,
+    });
+    assert.equal((await t.account(t.accuser.publicKey)).stake, ACCUSER_STAKE - PENALTY);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a receipt preceded by a false proof is still remembered for takeovers: a peer's true 'proof withheld' claim is taken over, and the withholding worker slashed", async () => {
+  const t = await setup(0);
+  try {
+    const peer = Identity.generate();
+    await t.validator.ask({ type: "deposit", key: peer.publicKey, amount: ACCUSER_STAKE });
+    const { job, receipt, id } = await t.prove(true);
+    t.served.set(id, undefined); // withheld from everyone
+    const held = await t.accuse(falseProof(receipt, t.accuser));
+    assert.equal((await t.announce(receipt, job)).challenged, false, "p = 0");
+    await held.result;
+    const claim = signVerdict({
+      v: 1,
+      subject: "inference",
+      subjectId: id,
+      target: receipt.worker,
+      outcome: "invalid",
+      reason: "proof_unavailable",
+      issuedAt: START,
+    }, peer);
+    await t.validator.ask({ type: "verdict", verdict: claim, origin: toHex(peer.publicKey) });
+    assert.equal((await t.stats()).challenged, 1, "the claim is taken over");
+    await eventually(async () => (await t.stats()).openChallenges === 0, "the takeover to end");
+    await t.closeWindow();
+    assert.equal((await t.record(id))?.status, "fraud");
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: 0,
+      stake: WORKER_STAKE - slashOf(receipt.tokenCount),
+      locked: 0,
+    });
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("an honest receipt preceded by a false proof goes through the coin and is paid; the accuser pays the penalty", async () => {
+  const t = await setup(1);
+  try {
+    const { job, receipt, id } = await t.prove(false);
+    const held = await t.accuse(falseProof(receipt, t.accuser));
+    assert.equal(held.awaitingReceipt, true);
+    const handled = await t.announce(receipt, job);
+    assert.equal(handled.challenged, true, "the coin is drawn on intake");
+    assert.equal((await handled.result!).verdict.outcome, "valid");
+    assert.equal((await held.result!).confirmed, false);
+    await t.closeWindow();
+    assert.equal((await t.record(id))?.status, "final");
+    const credit = receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: credit,
+      stake: WORKER_STAKE,
+      locked: 0,
+    });
+    assert.equal((await t.account(t.accuser.publicKey)).stake, ACCUSER_STAKE - PENALTY);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a proof about a receipt never announced here records nothing and moves no balance; proofs held per receipt are bounded", async () => {
+  const t = await setup(1);
+  try {
+    const { receipt, id } = await t.prove(true);
+    const answers = [await t.accuse(falseProof(receipt, t.accuser))];
+    for (let i = 0; i < 4; i++) {
+      const key = Identity.generate();
+      await t.validator.ask({ type: "deposit", key: key.publicKey, amount: ACCUSER_STAKE });
+      answers.push(await t.accuse(falseProof(receipt, key)));
+    }
+    assert.deepEqual(
+      answers.map((a) => a.awaitingReceipt ?? a.skipped),
+      [true, true, true, true, "too_many_held"],
+    );
+    await t.closeWindow();
+    assert.equal(await t.record(id), undefined);
+    assert.deepEqual(await t.account(t.worker.publicKey), {
+      balance: 0,
+      stake: WORKER_STAKE,
+      locked: 0,
+    });
+    assert.equal((await t.account(t.accuser.publicKey)).stake, ACCUSER_STAKE);
+  } finally {
+    await t.close();
+  }
+});
