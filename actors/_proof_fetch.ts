@@ -1,26 +1,56 @@
 /**
  * Fetching a challenged worker's proof data for the ValidatorActor (`validator_actor.ts`):
- * asked over the wire through the NetworkActor, directly when connected to the worker, else
- * through the job's requester, which relays; asked again while the worker is unreachable, until
- * the deadline. What it gives is the worker's proof data as it served it, signed by it for the
- * receipt; nothing (withheld); or {@link UNREACHABLE} when only a relay's word came back. Not
- * part of the public API.
+ * asked over the wire through the NetworkActor, on every route this node has — its own
+ * connection to the worker, else through the job's requester and the other ledger-keeping
+ * peers, which relay — and asked again, route after route, until the deadline. What it gives
+ * is the worker's proof data as it served it, signed by it for the receipt, or nothing:
+ * withheld. How the worker failed to deliver (no answer, "none", unsigned data, or no route
+ * reaching it) does not matter: a missing response by the deadline is the worker's failure, so
+ * an honest worker stays reachable and keeps its proof data for the challenge window
+ * (`proofs.retentionMs`). One exception: a validator that had no route at all for the whole
+ * deadline (no connection to anyone) is cut off itself, and says so ({@link UNREACHABLE}).
+ * Not part of the public API.
  *
  * @module
  */
 import { type Receipt, receiptId } from "../protocols/receipt.ts";
 import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
 import type { ActorRef } from "./actor_ref.ts";
-import type { NetworkMessage } from "../network/network_actor.ts";
+import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
 import type { Connection } from "../protocols/connection.ts";
-import { INFERENCE_PROTOCOL, ProofRequestMessage } from "../protocols/inference_messages.ts";
+import { fromHex, toHex } from "../protocols/hash.ts";
+import {
+  INFERENCE_PROTOCOL,
+  ProofRequestMessage,
+  VALIDATION_PROTOCOL,
+} from "../protocols/inference_messages.ts";
 import type { ChallengeSource } from "./validator_messages.ts";
 
-/** What fetching proof data gives when the worker could not be asked at all. */
-export const UNREACHABLE: unique symbol = Symbol("worker unreachable");
-/** First pause before asking an unreachable worker again (doubling up to the maximum). */
+/** First pause before asking an unreached worker again (doubling up to the maximum). */
 const PROOF_RETRY_MS = 500;
 const PROOF_RETRY_MAX_MS = 8_000;
+/**
+ * Most peers asked to relay in one round besides the job's requester: enough routes in a
+ * sparse network (the relay is any ledger-keeping peer holding the receipt and connected to the
+ * worker), while a round costs the worker at most this many relayed requests more.
+ */
+const MAX_PROOF_RELAYS = 8;
+/**
+ * Longest one round waits on the relays: a relay that holds the request without answering (a
+ * requester hostile to the worker) must not keep the validator from trying the other routes,
+ * and a direct connection that comes up, until the deadline. Never more than a
+ * {@link MIN_ROUNDS}th of the deadline, so a short one still has that many rounds.
+ */
+const RELAY_ROUND_MS = 10_000;
+const MIN_ROUNDS = 4;
+
+/**
+ * {@link proofOf}'s answer when this validator had no route at all for the whole deadline: no
+ * connection to the worker and none to any peer that could relay. That is the validator's own
+ * isolation (its network down), not the worker's failure: `inconclusive / worker_unreachable`,
+ * unpaid and not slashed. With any route up, a missing response is the worker's.
+ */
+export const UNREACHABLE: unique symbol = Symbol("no route to the worker");
 
 /** What {@link proofOf} needs besides the receipt. */
 export interface ProofFetchOptions {
@@ -35,7 +65,7 @@ export interface ProofFetchOptions {
   deadlineMs: number;
   /** Aborts the fetch (throws its reason). */
   signal: AbortSignal;
-  /** The job's requester, which can relay the request when this node is not connected. */
+  /** The job's requester, the first relay asked when this node is not connected. */
   relay: Uint8Array | undefined;
 }
 
@@ -55,80 +85,158 @@ function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
- * The worker's proof data as it served it, signed by it for this receipt; undefined when the
- * worker did not serve it by the deadline, or served it unsigned (both: withheld);
- * {@link UNREACHABLE} when the worker could not be asked at all.
+ * The worker's proof data as it served it, signed by it for this receipt; undefined when no
+ * route brought it by the deadline, or it came unsigned (both: withheld, the worker's failure).
  *
  * @param receipt The challenged receipt.
  * @param options Where to ask, until when, and the signal that aborts it.
- * @returns The served proof, undefined (withheld) or {@link UNREACHABLE}.
+ * @returns The served proof, or undefined (withheld).
  */
 export async function proofOf(
   receipt: Receipt,
   options: ProofFetchOptions,
 ): Promise<ServedProof | typeof UNREACHABLE | undefined> {
-  const id = receiptId(receipt);
   const served = await fetchProof(receipt, options);
-  if (served === UNREACHABLE) return served;
-  return verifyServedProof(served, id, receipt.worker) ? served : undefined;
+  if (served === UNREACHABLE) return UNREACHABLE;
+  return verifyServedProof(served, receiptId(receipt), receipt.worker) ? served : undefined;
 }
 
 /**
- * Ask the worker for its proof data until the deadline: directly when connected to it, else
- * through the job's requester, which relays. A direct "none" is the worker's refusal, and no
- * answer by the deadline is withholding (also when nobody could reach it: a worker that
- * drops every connection on a proof request must not escape). But a relay's "none", or data
- * the worker did not sign, is the relay's word, not the worker's: asked again, and if by the
- * deadline the worker was never asked directly and a relay did answer so,
- * {@link UNREACHABLE} (inconclusive: not paid, nobody slashed).
+ * Ask the worker for its proof data until the deadline, every route in each round: directly
+ * when connected to it (its answer, "none" included, is its own word: final), else through
+ * relays — the job's requester first, then the other ledger-keeping peers — any of which may
+ * bring data the worker signed. A relay's "none", an error or silence proves nothing, so the
+ * next round tries every route again. Nothing signed by the deadline: withheld.
  */
 async function fetchProof(
   receipt: Receipt,
   { source, network: lookup, deadlineMs, signal, relay }: ProofFetchOptions,
 ): Promise<ServedProof | typeof UNREACHABLE | undefined> {
   if (source.proof !== undefined) return await source.proof(receipt).catch(() => undefined);
+  if (lookup === undefined) return undefined;
   const id = receiptId(receipt);
   const worker = receipt.worker;
-  if (lookup === undefined) return undefined;
-  // The worker has until the deadline to answer: a worker that restarts, or whose connection
-  // drops and comes back, is asked again; one that answers "none" has refused.
+  /** Whether any route (the worker's connection, or a relay's) was up at some point. */
+  const routed = { any: false };
+  // A worker that restarts, or whose connection drops and comes back, is asked again; one
+  // that answers "none" on its own connection has refused.
   const deadline = performance.now() + deadlineMs;
-  let askedDirectly = false;
-  let relayAnswered = false;
   for (let wait = PROOF_RETRY_MS;; wait = Math.min(wait * 2, PROOF_RETRY_MAX_MS)) {
     signal.throwIfAborted();
     const left = deadline - performance.now();
-    // Withheld (`invalid`, `proof_unavailable`), or only a relay's word (`inconclusive`).
-    if (left <= 0) return !askedDirectly && relayAnswered ? UNREACHABLE : undefined;
-    try {
-      const network = lookup();
-      const to = (key: Uint8Array) =>
-        network?.ask<Connection | undefined>(
-          { type: "connection_to", key, protocol: INFERENCE_PROTOCOL.name },
-        );
-      const direct = await to(worker);
-      if (direct !== undefined) {
-        askedDirectly = true;
+    if (left <= 0) return routed.any ? undefined : UNREACHABLE;
+    const network = lookup();
+    const direct = await connectionTo(network, worker);
+    if (direct !== undefined) {
+      routed.any = true;
+      try {
         const { served } = await direct.request(ProofRequestMessage, { receiptId: id }, {
           timeoutMs: left,
           signal,
         });
         return served ?? undefined;
+      } catch {
+        // The connection dropped (or the worker failed the request): the relays, then again.
+        signal.throwIfAborted();
       }
-      // Not connected to the worker: through the job's requester, which relays to it.
-      const via = relay === undefined ? undefined : await to(relay);
-      if (via !== undefined) {
-        const { served } = await via.request(ProofRequestMessage, { receiptId: id, worker }, {
-          timeoutMs: left,
-          signal,
-        });
-        if (served && verifyServedProof(served, id, worker)) return served;
-        relayAnswered = true;
-      }
-    } catch {
-      // Unreachable for now (directly and through the requester), or the connection dropped:
-      // ask again until the deadline.
     }
+    const relayed = await throughRelays(receipt, network, relay, {
+      timeoutMs: Math.min(deadline - performance.now(), RELAY_ROUND_MS, deadlineMs / MIN_ROUNDS),
+      signal,
+      routed,
+    });
+    if (relayed !== undefined) return relayed;
     await abortableDelay(Math.min(wait, Math.max(0, deadline - performance.now())), signal);
   }
+}
+
+/** This node's open inference connection to `key`, if any. */
+async function connectionTo(
+  network: ActorRef<NetworkMessage> | undefined,
+  key: Uint8Array,
+): Promise<Connection | undefined> {
+  return await network?.ask<Connection | undefined>(
+    { type: "connection_to", key, protocol: INFERENCE_PROTOCOL.name },
+  ).catch(() => undefined);
+}
+
+/**
+ * One round through the relays, all asked at once: the job's requester and up to
+ * {@link MAX_PROOF_RELAYS} other ledger-keeping peers. The first answer the worker signed for
+ * this receipt wins (the others are cancelled); undefined when none brought one in `timeoutMs`.
+ */
+async function throughRelays(
+  receipt: Receipt,
+  network: ActorRef<NetworkMessage> | undefined,
+  requester: Uint8Array | undefined,
+  { timeoutMs, signal, routed }: {
+    timeoutMs: number;
+    signal: AbortSignal;
+    routed: { any: boolean };
+  },
+): Promise<ServedProof | undefined> {
+  if (network === undefined || timeoutMs <= 0) return undefined;
+  const id = receiptId(receipt);
+  const worker = receipt.worker;
+  const keys = await relayKeys(network, worker, requester);
+  const round = new AbortController();
+  const stop = () => round.abort(signal.reason);
+  signal.addEventListener("abort", stop, { once: true });
+  try {
+    const asks = keys.map(async (key) => {
+      const via = await connectionTo(network, key);
+      if (via === undefined) return undefined;
+      routed.any = true;
+      const { served } = await via.request(ProofRequestMessage, { receiptId: id, worker }, {
+        timeoutMs,
+        signal: round.signal,
+      });
+      return served && verifyServedProof(served, id, worker) ? served : undefined;
+    });
+    return await firstDefined(asks);
+  } finally {
+    signal.removeEventListener("abort", stop);
+    round.abort();
+  }
+}
+
+/** Who to ask to relay: the job's requester first, then ledger-keeping peers (never the worker). */
+async function relayKeys(
+  network: ActorRef<NetworkMessage>,
+  worker: Uint8Array,
+  requester: Uint8Array | undefined,
+): Promise<Uint8Array[]> {
+  const peers = await network.ask<PeerInfo[] | undefined>({ type: "peers" }).catch(() => []);
+  const seen = new Set([toHex(worker)]);
+  const keys: Uint8Array[] = [];
+  let others = 0;
+  if (requester !== undefined && !seen.has(toHex(requester))) {
+    seen.add(toHex(requester));
+    keys.push(requester);
+  }
+  // As the peer table lists what a peer offered (`name/version`).
+  const ledgerKeeping = `${VALIDATION_PROTOCOL.name}/${VALIDATION_PROTOCOL.version}`;
+  for (const peer of Array.isArray(peers) ? peers : []) {
+    if (others === MAX_PROOF_RELAYS) break;
+    if (seen.has(peer.key) || !peer.protocols.includes(ledgerKeeping)) continue;
+    seen.add(peer.key);
+    keys.push(fromHex(peer.key));
+    others++;
+  }
+  return keys;
+}
+
+/** The first of `asks` to resolve to a value; undefined once all settled without one. */
+function firstDefined<T>(asks: Promise<T | undefined>[]): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    let left = asks.length;
+    if (left === 0) resolve(undefined);
+    for (const ask of asks) {
+      ask.then((value) => {
+        if (value !== undefined) resolve(value);
+      }, () => {}).finally(() => {
+        if (--left === 0) resolve(undefined);
+      });
+    }
+  });
 }

@@ -87,6 +87,7 @@ export async function runChallenge(
       proof: served?.proof,
       proofSig: served?.sig,
       output,
+      // This validator had no route to anyone for the whole deadline: its own isolation.
       workerUnreachable: fetched === UNREACHABLE,
     };
     if (availabilityOnly) return checkServed(material, identity, { ...validation, signal });

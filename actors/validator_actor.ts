@@ -4,7 +4,8 @@
  *
  * Every receipt it hears about — its own worker's (origin `local`) or one a peer announced —
  * is recorded in the ledger as pending if it is bound to its job and its worker has stake to
- * back it. A receipt that contradicts its own job (more tokens than `maxTokens`, another
+ * back it, and credited only if this validator can get its model (`ValidatorModelSource.has`):
+ * what nothing here could check earns nothing here, and is never drawn. A receipt that contradicts its own job (more tokens than `maxTokens`, another
  * model or parameters) is challenged on arrival, whatever the coin. **It never
  * challenges a receipt its own key signed**: a node validating itself proves nothing. Its own
  * receipts are instead handed to the NetworkActor to announce to other nodes' validators.
@@ -387,8 +388,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     let recorded = true;
     let refusal: string | undefined;
     const { assignment } = message;
+    // Credit only what this ledger can check: a receipt on a model this validator cannot get
+    // is recorded (locked, slashable, passed on) but earns nothing here, whatever the coin; the
+    // ledgers of validators that hold the model pay it.
+    const uncredited = await this.#holdsModel(receipt.model) ? undefined : "model_unavailable";
     try {
-      if (fresh) await ledger.recordReceipt(receipt, { assignment });
+      if (fresh) await ledger.recordReceipt(receipt, { assignment, uncredited });
     } catch (e) {
       recorded = false;
       refusal = (e as { code?: string }).code ?? "refused";
@@ -410,7 +415,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     let gotAssigned = false;
     if (!fresh && assignment !== undefined) {
       const before = ledger.receipt(id)?.requester;
-      await ledger.recordReceipt(receipt, { assignment }).catch(() => undefined);
+      await ledger.recordReceipt(receipt, { assignment, uncredited }).catch(() => undefined);
       gotAssigned = before === undefined && ledger.receipt(id)?.requester !== undefined;
     }
     // The ledger checked the assignment when it recorded the receipt: a requester means a valid one.
@@ -447,7 +452,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       // Our own work: others judge it.
       this.#stats.own++;
       seen(false);
-      return { receiptId: id, recorded, refusal, challenged: false, draw: 1 };
+      return { receiptId: id, recorded, refusal, uncredited, challenged: false, draw: 1 };
     }
     const p = this.#options.challengeProbability ?? ledger.economics.challengeProbability;
     if (fresh && recorded) {
@@ -456,10 +461,20 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#takeovers.earn(p);
     }
     // The coin is drawn only for a receipt new here and recorded: one the ledger refused is not
-    // paid here, so nothing is computed for it (and nothing about the coin ever leaves).
+    // paid here, so nothing is computed for it (and nothing about the coin ever leaves). One
+    // earning nothing here for want of its model is not challenged on the coin: nothing here
+    // could decide it (a contradiction needs no model, so it still is).
     const draw = fresh && recorded ? challengeTicket(this.#options.identity, id).draw : 1;
-    const challenged = fresh && recorded && (contradiction !== null || draw < p);
-    const handled: ReceiptHandled = { receiptId: id, recorded, refusal, challenged, draw };
+    const drawn = uncredited === undefined && draw < p;
+    const challenged = fresh && recorded && (contradiction !== null || drawn);
+    const handled: ReceiptHandled = {
+      receiptId: id,
+      recorded,
+      refusal,
+      uncredited,
+      challenged,
+      draw,
+    };
     seen(challenged);
     if (challenged) handled.result = (await this.#open(receipt, job, ctx)).result;
     return handled;
@@ -495,6 +510,22 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       (error) => ctx.self.tell({ type: "challenge_failed", receipt, reason: String(error) }),
     ).catch(() => {});
     return { result: waiting.promise };
+  }
+
+  /**
+   * Whether this validator can get model `cid` to check a receipt on it, asked at intake:
+   * cheaply through `ValidatorModelSource.has` when the source has it, else by `get`. A source
+   * that throws counts as holding it: a model that fails to load is this validator's own gap,
+   * judged in the challenge (unpaid, nobody slashed), not the worker's.
+   */
+  async #holdsModel(cid: string): Promise<boolean> {
+    const { models } = this.#options;
+    try {
+      if (models.has !== undefined) return await models.has(cid);
+      return (await models.get(cid))?.info.cid === cid;
+    } catch {
+      return true;
+    }
   }
 
   /** A pledge arrived: the receipts that waited for it are taken again, in order. */
@@ -575,13 +606,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       } else if (served || (outcome === "inconclusive" && claimant !== undefined)) {
         // Valid; or, taken over without the model, the proof data the peer said was withheld
         // was served here and opens the commitment: the claim fails, the work stands. A takeover
-        // undecided here (the worker unreachable, this validator's error) proves nothing either:
-        // the work stands as it would without the claim, and the claimant gains nothing.
+        // undecided here (this validator's own error) proves nothing either: the work stands as
+        // it would without the claim, and the claimant gains nothing. (A worker that delivers
+        // nothing here by the deadline, by any route, withheld: a fault, below.)
         await this.#end(id, () => ledger.clearChallenge(id));
       } else if (outcome === "invalid" && FAULTS.has(reason)) {
-        // Withheld past the deadline (or served unsigned), or the receipt that convicts its
-        // worker of steering: the worker's failure, and no fraud proof can carry it. Not paid;
-        // the locked slash is burned.
+        // Withheld past the deadline — no answer, "none", unsigned data, or no route to the
+        // worker through the deadline — or the receipt that convicts its worker of steering: the
+        // worker's failure, and no fraud proof can carry it. Not paid; the locked slash is burned.
         const me = this.#options.identity.publicKey;
         if (await this.#end(id, () => ledger.settleFault(id, me, reason))) {
           this.#stats.slashes++;

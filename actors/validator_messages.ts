@@ -34,6 +34,13 @@ export interface ChallengeSource {
 export interface ValidatorModelSource {
   /** The model, or undefined when this node does not hold it. */
   get(cid: string): Promise<ProofModel | ProofTensorModel | undefined>;
+  /**
+   * Whether this node holds the model, without loading it: asked for every receipt at intake
+   * (a receipt on a model not held here earns no credit here, as nothing here can check it).
+   * Absent: `get` answers it (loading the model), and a `get` that throws counts as held (a
+   * model that fails to load is the validator's gap, judged in the challenge).
+   */
+  has?(cid: string): boolean | Promise<boolean>;
 }
 
 /** Where a receipt, verdict or fraud proof came from: this node, or a peer's hex key. */
@@ -263,6 +270,12 @@ export interface ReceiptHandled {
   recorded: boolean;
   /** Why the ledger refused it (error code). */
   refusal?: string;
+  /**
+   * Why it was recorded without credit here, though assigned: `model_unavailable` (this
+   * validator does not hold its model, so nothing here can check it: the ledgers of validators
+   * that hold it pay it).
+   */
+  uncredited?: "model_unavailable";
   /** Whether this validator challenges it (never sent to the worker). */
   challenged: boolean;
   /** The validator's coin (1 for receipts it never draws for: its own, malformed ones). */

@@ -34,13 +34,13 @@ export const PROOF_SERVED = "proof_served";
 /**
  * Check only that the worker served its proof data, without the model. `material.proof` /
  * `proofSig` must be what the worker served, already checked to be signed by it for this
- * receipt (`verifyServedProof`); absent means withheld, or — with `workerUnreachable` — only a
- * relay answered.
+ * receipt (`verifyServedProof`); absent means withheld, or — with `workerUnreachable` — this
+ * validator had no route to anyone for the whole deadline.
  *
  * @returns the signed verdict: `inconclusive / proof_served` (served and opens),
  * `fraud / commitment_mismatch` with a `commitment` fraud proof (served, does not open),
- * `invalid / proof_unavailable` (withheld), `inconclusive / worker_unreachable` (only a relay's
- * word); a receipt that fails its model-free checks gets what {@link validateReceipt} says.
+ * `invalid / proof_unavailable` (withheld), `inconclusive / worker_unreachable` (this validator
+ * was cut off); a receipt that fails its model-free checks gets what {@link validateReceipt} says.
  */
 export async function checkServed(
   material: ChallengeMaterial,

@@ -639,7 +639,12 @@ function nodeChildren(
           identity,
           ledgerDir: join(config.dataDir, "ledger"),
           ledger: { checkpointEvery: config.ledger.checkpointEvery },
-          models: { get: async (cid) => models.has(cid) ? await models.get(cid) : undefined },
+          // `has` answers the intake's "can this ledger check it" from the registry, loading
+          // nothing: a receipt on a model not registered here earns no credit here.
+          models: {
+            has: (cid) => models.has(cid),
+            get: async (cid) => models.has(cid) ? await models.get(cid) : undefined,
+          },
           challengeProbability: config.validator.challengeProbability,
           validation: calibration && { calibration: calibration.lookup },
           network: NODE_ACTORS.network,

@@ -575,10 +575,14 @@ export class Ledger {
    *   text receipt whose commitment has fewer than {@link MIN_COMMITMENT_CHUNK_SIZE} positions
    *   per chunk (its fraud proofs would not fit the frame that carries them to other nodes).
    * @throws {InsufficientStakeError} when the worker cannot back the slash.
+   *
+   * `options.uncredited` (a reason code, kept in the entry): recorded, locked and slashable like
+   * any receipt, but earning 0 here even with its assignment (the ledger's owner cannot check
+   * it: `model_unavailable`).
    */
   async recordReceipt(
     receipt: Receipt,
-    options: { assignment?: unknown } = {},
+    options: { assignment?: unknown; uncredited?: string } = {},
   ): Promise<ReceiptRecord> {
     const check = verifyReceipt(receipt);
     if (!check.ok) throw new LedgerRejectedError("receipt_rejected", check.message);
@@ -590,7 +594,8 @@ export class Ledger {
     const assignment = options.assignment;
     const assigned = verifyAssignment(assignment, { jobId: receipt.jobId, worker: receipt.worker });
     const requester = assigned ? toHex(assignment.requester) : null;
-    const credit = assigned ? reward : 0;
+    const uncredited = options.uncredited;
+    const credit = assigned && uncredited === undefined ? reward : 0;
     // One turn of the writer decides what this receipt is, so two calls racing (the worker's
     // announcement and the requester's, or two receipts of one worker for one job) each see
     // what the other recorded.
@@ -639,7 +644,12 @@ export class Ledger {
           const steered = this.#index.proofSettled(steeringEvidenceKey(check.receiptId));
           return {
             kind: "assigned",
-            body: { receiptId: check.receiptId, requester, credit: steered ? 0 : credit },
+            body: {
+              receiptId: check.receiptId,
+              requester,
+              credit: steered ? 0 : credit,
+              ...(uncredited === undefined ? {} : { uncredited }),
+            },
           };
         }
         throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
@@ -697,6 +707,7 @@ export class Ledger {
           requester,
           locked,
           pendingUntil: this.#now() + this.#economics.challengeWindowMs,
+          ...(uncredited === undefined ? {} : { uncredited }),
         },
       };
     });

@@ -142,8 +142,9 @@ export interface ChallengeMaterial {
   /** The output the requester received, when known (required for tensor jobs). */
   output?: string | Record<string, TensorData>;
   /**
-   * No proof data because the worker could not be asked at all (only through a relay, which
-   * did not bring its signed answer): `inconclusive`, not the worker's refusal.
+   * No proof data because this validator had no route at all for the whole deadline (no
+   * connection to the worker nor to any peer that could relay): its own isolation,
+   * `inconclusive`, not the worker's failure. With any route up, a missing answer is withheld.
    */
   workerUnreachable?: boolean;
 }

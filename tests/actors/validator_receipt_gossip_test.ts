@@ -71,7 +71,10 @@ async function setup() {
           challengeProbability: 0,
           finalizeIntervalMs: 0,
           network,
-          models: { get: () => Promise.resolve(undefined) },
+          // Both hold the model: a ledger credits only what it can check.
+          models: {
+            get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
+          },
         }),
     });
   const va = await validator("a", a, "a/net");

@@ -1,11 +1,13 @@
 /**
  * Who pays when a validator cannot reach the worker itself. It asks through the job's requester
  * (the relay its assignment names); a relay that answers "none", or brings data the worker did
- * not sign, speaks for itself, not for the worker: it is asked again until the deadline, and a
- * worker never asked directly ends `inconclusive` (not paid, not slashed). It used to be
- * `invalid / proof_unavailable`: the honest worker's stake burned on a third party's word.
- * A worker asked directly that answers "none" has refused: slashed, as before (and one nobody
- * can reach at all is slashed at the deadline: `tests/network/proof_relay_test.ts`).
+ * not sign, speaks for itself, not for the worker: it is asked again until the deadline. A worker
+ * that delivers nothing signed by then, by any route, withheld: slashed. It used to end
+ * `inconclusive / worker_unreachable` (not paid, not slashed) when only a relay had answered, so
+ * a requester colluding with a cheat answered "none" for it and the cheat was never slashed; an
+ * honest worker's duty is to stay reachable (directly or through its relays) until the deadline.
+ * A worker asked directly that answers "none" has refused: slashed at once. Every route is tried:
+ * `tests/actors/validator_proof_delivery_test.ts`.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -29,7 +31,7 @@ const f = await loadFixture();
 const START = 1_000_000;
 
 for (const answer of ["none", "unsigned data", "none, from the worker itself"] as const) {
-  Deno.test(`proof requested, answer: ${answer} → ${answer.includes("worker itself") ? "refused: slashed" : "relay's word: inconclusive, nobody slashed"}`, async () => {
+  Deno.test(`proof requested, answer: ${answer} → ${answer.includes("worker itself") ? "refused: slashed" : "nothing signed by the deadline: withheld, slashed"}`, async () => {
     const direct = answer.includes("worker itself");
     const me = Identity.generate();
     const worker = Identity.generate();
@@ -103,30 +105,18 @@ for (const answer of ["none", "unsigned data", "none, from the worker itself"] a
       });
       assert.equal(handled.challenged, true);
       const result = await handled.result!;
-      if (direct) {
-        assert.deepEqual([result.verdict.outcome, result.verdict.reason], [
-          "invalid",
-          "proof_unavailable",
-        ]);
-      } else {
-        assert.deepEqual(
-          [result.verdict.outcome, result.verdict.reason],
-          ["inconclusive", "worker_unreachable"],
-        );
-        assert.ok(relayAsked >= 2, `the relay was asked again (${relayAsked})`);
-      }
+      assert.deepEqual([result.verdict.outcome, result.verdict.reason], [
+        "invalid",
+        "proof_unavailable",
+      ]);
+      if (!direct) assert.ok(relayAsked >= 2, `the relay was asked again (${relayAsked})`);
       assert.ok(workerAsked >= 1);
       clock.t = START + DEFAULT_ECONOMICS.challengeWindowMs + 1;
       await validator.ask({ type: "finalize" });
       const rec = await validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id });
       const w = await validator.ask<Account>({ type: "account", key: worker.publicKey });
-      if (direct) {
-        assert.equal(rec.status, "fraud");
-        assert.deepEqual(w, { balance: 0, stake: 10_000 - 160, locked: 0 });
-      } else {
-        assert.equal(rec.status, "unpaid");
-        assert.deepEqual(w, { balance: 0, stake: 10_000, locked: 0 });
-      }
+      assert.equal(rec.status, "fraud");
+      assert.deepEqual(w, { balance: 0, stake: 10_000 - 160, locked: 0 });
     } finally {
       await system.shutdown();
       await Deno.remove(dir, { recursive: true });

@@ -5,9 +5,10 @@
  * stake and status after the window:
  *
  * - a validator that lacks the model still asks: the claim is about availability, not about the
- *   inference. Served (signed, opens the commitment): cleared and paid; withheld here too:
- *   slashed; served but not opening: a `commitment` fraud proof, slashed. It used to end
- *   `inconclusive` and leave the honest job unpaid on one free, false peer verdict.
+ *   inference. Served (signed, opens the commitment): cleared (this ledger credits nothing on
+ *   a model it cannot get, claim or not; those that hold it pay); withheld here too: slashed;
+ *   served but not opening: a `commitment` fraud proof, slashed. It used to end `inconclusive`
+ *   and leave the honest job unpaid on one free, false peer verdict.
  * - one takeover per receipt, and one verdict per accuser per receipt: the same claim re-signed
  *   with a new timestamp is neither recorded nor passed on, and opens no second challenge. It
  *   used to open a challenge (a proof fetch, a forward pass) and a gossip round each time, and
@@ -155,7 +156,7 @@ async function setup(options: { model: boolean }) {
   };
 }
 
-Deno.test("without the model, a peer's 'proof withheld' claim is still checked: served is paid, withheld or not opening is slashed", async () => {
+Deno.test("without the model, a peer's 'proof withheld' claim is still checked: served is cleared, withheld or not opening is slashed", async () => {
   const t = await setup({ model: false });
   try {
     const honest = await t.prove("honest");
@@ -176,12 +177,13 @@ Deno.test("without the model, a peer's 'proof withheld' claim is still checked: 
     await t.drained();
     assert.equal((await t.stats()).challenged, 3);
     await t.closeWindow();
-    assert.equal(await t.status(honest.id), "final", "the honest job is paid");
+    assert.equal(await t.status(honest.id), "final", "the honest job is cleared, not slashed");
     assert.equal(await t.status(withheld.id), "fraud");
     assert.equal(await t.status(garbled.id), "fraud");
-    assert.ok(honestRecord.credit > 0);
+    // Without the model this ledger credits none of them (it could check none).
+    assert.equal(honestRecord.credit, 0);
     assert.deepEqual(await t.account(t.worker.publicKey), {
-      balance: honestRecord.credit,
+      balance: 0,
       stake: WORKER_STAKE - withheldRecord.locked - garbledRecord.locked,
       locked: 0,
     });

@@ -36,7 +36,11 @@ import {
 import { assigned, job, receipt, requester, resigned } from "../proof/_ledger_fixtures.ts";
 import { eventually } from "../_helpers/wait.ts";
 
-const NO_MODELS = { get: () => Promise.resolve(undefined) };
+/**
+ * Every model counts as held, so assigned receipts are credited (a ledger credits only what it
+ * can check); none is ever loaded, as nothing here is challenged (p = 0).
+ */
+const MODELS = { has: () => true, get: () => Promise.resolve(undefined) };
 /** The budgets' clock: it never moves, so no pledge of room comes back during a test. */
 const now = () => 1_000_000;
 
@@ -60,7 +64,7 @@ async function network(name: string) {
         new ValidatorActor({
           identity,
           ledgerDir: `${dir}/${name}`,
-          models: NO_MODELS,
+          models: MODELS,
           challengeProbability: 0,
           finalizeIntervalMs: 0,
           network: `${name}/network`,

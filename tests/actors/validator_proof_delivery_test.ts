@@ -1,0 +1,315 @@
+/**
+ * A challenged worker that does not deliver its proof data by the deadline withheld it,
+ * whichever way it failed to deliver: no answer, "none", or no route reaching it — its own
+ * connection, the job's requester, the other ledger-keeping peers, each tried again until the
+ * deadline. It used to end `inconclusive / worker_unreachable` (unpaid, not slashed) when only a
+ * relay answered, so a requester colluding with a cheat answered "none" for it and the cheat
+ * was never slashed (an auditor: 5 of 5 drawn cheats unpaid, stake untouched). A worker reached
+ * late but within the deadline is judged on what it serves; the validator's own failure stays
+ * unpaid and unslashed. Assertions are on the ledger after the window: status, balance, stake.
+ *
+ * The routes are a stand-in NetworkActor: which keys it is connected to, and what each
+ * connection answers a proof request.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { Actor } from "../../actors/actor.ts";
+import {
+  type ReceiptHandled,
+  ValidatorActor,
+  type ValidatorMessage,
+} from "../../actors/validator_actor.ts";
+import type { NetworkMessage, PeerInfo } from "../../network/network_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { receiptId } from "../../protocols/receipt.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { VALIDATION_PROTOCOL } from "../../protocols/inference_messages.ts";
+import { proveJob } from "../../proof/prover.ts";
+import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { loadFixture, manualStream } from "../proof/_models.ts";
+
+const f = await loadFixture();
+const START = 1_000_000;
+const WORKER_STAKE = 10_000;
+/** Short: the worker is never reached, so the test waits the whole deadline out. */
+const SHORT_DEADLINE_MS = 1_200;
+/** Long: the worker is reached in the third round (about 1.5 s), far inside it. */
+const LONG_DEADLINE_MS = 30_000;
+
+/**
+ * What one route answers a proof request: the worker's data, `null`, an error, or nothing;
+ * `absent`: no connection to that peer at all.
+ */
+type Answer = "served" | "none" | "fails" | "silent" | "absent";
+
+interface Routes {
+  /** The worker's own connection: absent until this many lookups (Infinity: never). */
+  workerFrom: number;
+  /** What the worker answers on its own connection. */
+  worker: Answer;
+  /** What the job's requester answers as a relay. */
+  requester: Answer;
+  /** What another ledger-keeping peer answers as a relay. */
+  peer: Answer;
+}
+
+/** Stand-in NetworkActor: the connections the routes describe, counting what was asked. */
+class RouteTable implements Actor<NetworkMessage> {
+  readonly asked = { worker: 0, requester: 0, peer: 0 };
+  lookups = 0;
+  constructor(
+    readonly routes: Routes,
+    readonly keys: { worker: string; requester: string; peer: string },
+    readonly served: () => ServedProof,
+  ) {}
+  receive(message: NetworkMessage): unknown {
+    if (message.type === "peers") {
+      return [this.keys.requester, this.keys.peer].map((key): PeerInfo => ({
+        key,
+        address: "mem",
+        outbound: true,
+        protocols: [`${VALIDATION_PROTOCOL.name}/${VALIDATION_PROTOCOL.version}`],
+        models: [],
+        convicted: false,
+        roles: [],
+      }));
+    }
+    if (message.type !== "connection_to") return undefined;
+    const key = toHex(message.key);
+    if (key === this.keys.worker) {
+      if (++this.lookups <= this.routes.workerFrom) return undefined;
+      return this.#connection("worker");
+    }
+    if (key === this.keys.requester) return this.#connection("requester");
+    if (key === this.keys.peer) return this.#connection("peer");
+    return undefined;
+  }
+  #connection(who: "worker" | "requester" | "peer") {
+    if (this.routes[who] === "absent") return undefined;
+    return {
+      request: (
+        _type: unknown,
+        _body: unknown,
+        options: { timeoutMs?: number; signal?: AbortSignal },
+      ) => {
+        this.asked[who]++;
+        const answer = this.routes[who];
+        if (answer === "served") return Promise.resolve({ served: this.served() });
+        if (answer === "none") return Promise.resolve({ served: null });
+        if (answer === "fails") return Promise.reject(new Error("worker_unreachable"));
+        // Silent: answers nothing; the request times out (as a Connection's does) or is
+        // cancelled.
+        return new Promise((_, reject) => {
+          const timer = setTimeout(() => reject(new Error("timeout")), options.timeoutMs);
+          options.signal?.addEventListener("abort", () => {
+            clearTimeout(timer);
+            reject(options.signal!.reason);
+          });
+        });
+      },
+    };
+  }
+}
+
+async function setup(routes: Routes, deadlineMs: number, cheat = false) {
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const requester = Identity.generate();
+  const peer = Identity.generate();
+  const clock = { t: START };
+  const dir = await Deno.makeTempDir();
+  const job: TextJob = {
+    kind: "text",
+    model: f.honest.info.cid,
+    prompt: "Settle this",
+    params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
+    nonce: crypto.randomUUID(),
+    requester: toHex(requester.publicKey),
+  };
+  const ids = f.honest.tokenizer.encode(job.prompt);
+  const ran = cheat ? f.otherSeed : f.honest;
+  const proved = await proveJob(job, manualStream(() => ran, ids, job.params), worker);
+  const id = receiptId(proved.receipt);
+  const table = new RouteTable(
+    routes,
+    {
+      worker: toHex(worker.publicKey),
+      requester: toHex(requester.publicKey),
+      peer: toHex(peer.publicKey),
+    },
+    () => signServedProof(id, proved.proof, worker),
+  );
+  let system = new ActorSystem({ name: "proof-delivery" });
+  const spawn = async (s: ActorSystem) => {
+    await s.spawn<NetworkMessage>({ name: "node/network", factory: () => table });
+    return await s.spawn<ValidatorMessage>({
+      name: "node/validator",
+      factory: () =>
+        new ValidatorActor({
+          identity: me,
+          ledgerDir: `${dir}/ledger`,
+          ledger: { now: () => clock.t },
+          challengeProbability: 1,
+          finalizeIntervalMs: 0,
+          network: "node/network",
+          proofDeadlineMs: deadlineMs,
+          models: {
+            has: (cid) => cid === f.honest.info.cid,
+            get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
+          },
+        }),
+    });
+  };
+  let validator = await spawn(system);
+  await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
+  // The validator's own stake backs its fraud proofs (an unstaked accuser's are not checked).
+  await validator.ask({ type: "deposit", key: me.publicKey, amount: 1_000 });
+  const credit = proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
+  return {
+    table,
+    credit,
+    slash: credit * DEFAULT_ECONOMICS.slashMultiplier,
+    submit: () =>
+      validator.ask<ReceiptHandled>({
+        type: "receipt",
+        receipt: proved.receipt,
+        job,
+        assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester),
+        origin: "ab".repeat(32),
+      }),
+    /** Status of the receipt and the worker's account once the window closed. */
+    async afterWindow() {
+      clock.t = START + DEFAULT_ECONOMICS.challengeWindowMs + 1;
+      await validator.ask({ type: "finalize" });
+      const record = await validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id });
+      const account = await validator.ask<Account>({ type: "account", key: worker.publicKey });
+      return { status: record.status, account };
+    },
+    async restart() {
+      await system.shutdown();
+      system = new ActorSystem({ name: "proof-delivery-2" });
+      validator = await spawn(system);
+    },
+    async close() {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+const unreached: [string, Routes][] = [
+  [
+    "not connected; the requester relays 'none'; another peer cannot reach it either",
+    { workerFrom: Infinity, worker: "served", requester: "none", peer: "fails" },
+  ],
+  [
+    "its own connection drops at every request; every relay answers 'none'",
+    { workerFrom: 0, worker: "fails", requester: "none", peer: "none" },
+  ],
+  [
+    "not connected; the requester holds the request unanswered; another peer answers 'none'",
+    { workerFrom: Infinity, worker: "served", requester: "silent", peer: "none" },
+  ],
+];
+for (const [how, routes] of unreached) {
+  Deno.test(`a worker no route reaches by the deadline is slashed like a withholder (${how})`, async () => {
+    const t = await setup(routes, SHORT_DEADLINE_MS);
+    try {
+      const handled = await t.submit();
+      const { verdict } = await handled.result!;
+      assert.deepEqual([verdict.outcome, verdict.reason], ["invalid", "proof_unavailable"]);
+      // Every route was tried, and tried again, until the deadline.
+      assert.ok(t.table.lookups >= 2, `worker looked up ${t.table.lookups}×`);
+      assert.ok(
+        t.table.asked.requester >= 1 && t.table.asked.peer >= 2,
+        JSON.stringify(t.table.asked),
+      );
+      const { status, account } = await t.afterWindow();
+      assert.equal(status, "fraud");
+      assert.deepEqual(account, { balance: 0, stake: WORKER_STAKE - t.slash, locked: 0 });
+    } finally {
+      await t.close();
+    }
+  });
+}
+
+const late: [string, Routes, boolean][] = [
+  [
+    "honest, on its own connection from the third round",
+    { workerFrom: 2, worker: "served", requester: "none", peer: "fails" },
+    false,
+  ],
+  [
+    "honest, only through another ledger-keeping peer (the requester relays 'none')",
+    { workerFrom: Infinity, worker: "served", requester: "none", peer: "served" },
+    false,
+  ],
+  [
+    "a cheat (another model), on its own connection from the third round",
+    { workerFrom: 2, worker: "served", requester: "none", peer: "fails" },
+    true,
+  ],
+];
+for (const [who, routes, cheat] of late) {
+  Deno.test(`a worker reached late but within the deadline is judged on what it serves (${who})`, async () => {
+    const t = await setup(routes, LONG_DEADLINE_MS, cheat);
+    try {
+      const { verdict } = await (await t.submit()).result!;
+      assert.equal(verdict.outcome, cheat ? "fraud" : "valid", verdict.reason);
+      const { status, account } = await t.afterWindow();
+      if (cheat) {
+        assert.equal(status, "fraud");
+        assert.deepEqual(account, { balance: 0, stake: WORKER_STAKE - t.slash, locked: 0 });
+      } else {
+        assert.equal(status, "final");
+        assert.deepEqual(account, { balance: t.credit, stake: WORKER_STAKE, locked: 0 });
+      }
+    } finally {
+      await t.close();
+    }
+  });
+}
+
+Deno.test("the validator's own failure while it cannot reach the worker (it restarts mid-fetch) stays unpaid and unslashed", async () => {
+  const routes: Routes = {
+    workerFrom: Infinity,
+    worker: "served",
+    requester: "none",
+    peer: "fails",
+  };
+  const t = await setup(routes, LONG_DEADLINE_MS);
+  try {
+    const handled = await t.submit();
+    assert.equal(handled.challenged, true);
+    await t.restart();
+    const { status, account } = await t.afterWindow();
+    assert.equal(status, "unpaid");
+    assert.deepEqual(account, { balance: 0, stake: WORKER_STAKE, locked: 0 });
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a validator with no route to anyone for the whole deadline (its own network down) signs inconclusive / worker_unreachable: unpaid, nobody slashed", async () => {
+  const routes: Routes = {
+    workerFrom: Infinity,
+    worker: "served",
+    requester: "absent",
+    peer: "absent",
+  };
+  const t = await setup(routes, SHORT_DEADLINE_MS);
+  try {
+    const { verdict } = await (await t.submit()).result!;
+    assert.deepEqual([verdict.outcome, verdict.reason], ["inconclusive", "worker_unreachable"]);
+    assert.ok(t.table.lookups >= 2, `worker looked up ${t.table.lookups}×`);
+    const { status, account } = await t.afterWindow();
+    assert.equal(status, "unpaid");
+    assert.deepEqual(account, { balance: 0, stake: WORKER_STAKE, locked: 0 });
+  } finally {
+    await t.close();
+  }
+});
