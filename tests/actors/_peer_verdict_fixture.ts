@@ -6,33 +6,30 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  type ReceiptHandled,
-  ValidatorActor,
-  type ValidatorMessage,
-  type ValidatorStats,
-} from "../../actors/validator_actor.ts";
+import type { ReceiptHandled } from "../../actors/validator_actor.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
 import type { ProofData } from "../../proof/commitment.ts";
-import { proveJob } from "../../proof/prover.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { LOG_FILE } from "../../proof/ledger_log.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { eventually } from "../_helpers/wait.ts";
-import { loadFixture, manualStream } from "../proof/_models.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import {
+  announceAssigned,
+  f,
+  ledgerReads,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "./_validator_fixture.ts";
 
-export const f = await loadFixture();
+export { f, START };
 const NETWORK = "test/network";
-/** The ledger clock's start (ms). */
-export const START = 1_000_000;
 /** Each worker's and each claimant's stake. */
 export const STAKE = 1_000_000;
 /** The peer every receipt and verdict comes from (hex), unless a test names another. */
@@ -66,33 +63,28 @@ export async function startValidator(options: FixtureOptions) {
   const requester = Identity.generate();
   let fetches = 0;
   await system.spawn<NetworkMessage>({ name: NETWORK, factory: () => new RecordingNetwork(told) });
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "node/validator",
-    factory: () =>
-      new ValidatorActor({
-        identity: me,
-        ledgerDir: `${dir}/ledger`,
-        ledger: { now: () => clock.t },
-        challengeProbability: options.p,
-        finalizeIntervalMs: 0,
-        network: NETWORK,
-        models: {
-          get: (cid) =>
-            options.model === "throws"
-              ? Promise.reject(new Error("model store unreadable"))
-              : Promise.resolve(options.model && cid === f.honest.info.cid ? f.honest : undefined),
-        },
-        source: {
-          proof: (r) => {
-            fetches++;
-            return Promise.resolve(served.get(receiptId(r)));
-          },
-        },
-      }),
+  const validator = await spawnValidator(system, {
+    identity: me,
+    ledgerDir: `${dir}/ledger`,
+    clock,
+    challengeProbability: options.p,
+    network: NETWORK,
+    models: {
+      get: (cid) =>
+        options.model === "throws"
+          ? Promise.reject(new Error("model store unreadable"))
+          : Promise.resolve(options.model && cid === f.honest.info.cid ? f.honest : undefined),
+    },
+    source: {
+      proof: (r) => {
+        fetches++;
+        return Promise.resolve(served.get(receiptId(r)));
+      },
+    },
   });
   // Its own fraud proofs are settled only with stake of its own behind them.
   await validator.ask({ type: "deposit", key: me.publicKey, amount: STAKE });
-  const stats = () => validator.ask<ValidatorStats>({ type: "stats" });
+  const ledger = ledgerReads(() => validator, clock);
   let n = 0;
   return {
     me,
@@ -102,7 +94,7 @@ export async function startValidator(options: FixtureOptions) {
     clock,
     /** How many times a worker was asked for its proof data. */
     fetches: () => fetches,
-    stats,
+    stats: ledger.stats,
     /** A new key with stake here (a worker, or a validator whose verdicts count here). */
     async staked(): Promise<Identity> {
       const key = Identity.generate();
@@ -111,33 +103,18 @@ export async function startValidator(options: FixtureOptions) {
     },
     /** `worker`'s proved job, serving its proof data (signed). Not yet announced. */
     async prove(worker: Identity): Promise<Proved> {
-      const job: TextJob = {
-        kind: "text",
-        model: f.honest.info.cid,
+      const job = textJob(requester, `job-${n++}`, {
         prompt: "The validator",
         params: { maxTokens: 4, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-        nonce: `job-${n++}`,
-        requester: toHex(requester.publicKey),
-      };
-      const ids = f.honest.tokenizer.encode(job.prompt);
-      const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+      });
+      const proved = await proveOn(job, worker);
       const id = receiptId(proved.receipt);
       served.set(id, signServedProof(id, proved.proof, worker));
       return { id, receipt: proved.receipt, job, proof: proved.proof };
     },
     /** A peer announces `proved` with the requester's assignment. */
     announce(proved: Proved): Promise<ReceiptHandled> {
-      const assignment = signAssignment(
-        { job: proved.job, worker: proved.receipt.worker, issuedAt: 0 },
-        requester,
-      );
-      return validator.ask<ReceiptHandled>({
-        type: "receipt",
-        receipt: proved.receipt,
-        job: proved.job,
-        assignment,
-        origin: PEER,
-      });
+      return announceAssigned(validator, proved.receipt, proved.job, requester, { origin: PEER });
     },
     /** A verdict by `by` about `proved`, with `details`. */
     verdict(
@@ -174,12 +151,9 @@ export async function startValidator(options: FixtureOptions) {
     published: (): Verdict[] =>
       told.flatMap((m) => m.type === "publish_verdict" ? [m.verdict] : []),
     /** Challenges run off the mailbox: wait for every open one to end. */
-    async drained(): Promise<void> {
-      await eventually(async () => (await stats()).openChallenges === 0, "challenges to end");
-    },
-    record: (id: string) =>
-      validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }),
-    account: (key: Uint8Array) => validator.ask<Account>({ type: "account", key }),
+    drained: ledger.drained,
+    record: ledger.record,
+    account: ledger.account,
     /** The ledger log's size on disk, bytes (appended to for good: what a verdict costs). */
     async logBytes(): Promise<number> {
       return (await Deno.stat(`${dir}/ledger/${LOG_FILE}`)).size;

@@ -9,29 +9,27 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  type FraudProofHandled,
-  type ReceiptHandled,
-  ValidatorActor,
-  type ValidatorMessage,
-  type ValidatorStats,
-} from "../../actors/validator_actor.ts";
+import type { FraudProofHandled } from "../../actors/validator_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
 import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
-import { proveJob } from "../../proof/prover.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { loadFixture, manualStream } from "../proof/_models.ts";
+import {
+  announceAssigned,
+  f,
+  HONEST_MODELS,
+  ledgerReads,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "./_validator_fixture.ts";
 
-const f = await loadFixture();
-const START = 1_000_000;
 const WORKER_STAKE = 100_000;
 const ACCUSER_STAKE = 1_000;
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
@@ -65,20 +63,13 @@ async function setup(p: number) {
   /** What the worker serves per receipt id (absent or undefined: withheld). */
   const served = new Map<string, ServedProof | undefined>();
   const system = new ActorSystem({ name: "fraud-proof-intake" });
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "node/validator",
-    factory: () =>
-      new ValidatorActor({
-        identity: me,
-        ledgerDir: `${dir}/ledger`,
-        ledger: { now: () => clock.t },
-        challengeProbability: p,
-        finalizeIntervalMs: 0,
-        models: {
-          get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
-        },
-        source: { proof: (r) => Promise.resolve(served.get(receiptId(r))) },
-      }),
+  const validator = await spawnValidator(system, {
+    identity: me,
+    ledgerDir: `${dir}/ledger`,
+    clock,
+    challengeProbability: p,
+    models: HONEST_MODELS,
+    source: { proof: (r) => Promise.resolve(served.get(receiptId(r))) },
   });
   const stakes: [Identity, number][] = [[worker, WORKER_STAKE], [me, 1_000], [
     accuser,
@@ -88,30 +79,16 @@ async function setup(p: number) {
     await validator.ask({ type: "deposit", key: key.publicKey, amount });
   }
   let n = 0;
-  const account = (key: Uint8Array) => validator.ask<Account>({ type: "account", key });
-  const record = (id: string) =>
-    validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id });
   return {
     worker,
     accuser,
     validator,
     served,
-    account,
-    record,
-    stats: () => validator.ask<ValidatorStats>({ type: "stats" }),
+    ...ledgerReads(() => validator, clock),
     /** The worker's receipt: honest, or run on another model (`cheat`); `tokens` re-signs it. */
     async prove(cheat: boolean, tokens?: number) {
-      const job: TextJob = {
-        kind: "text",
-        model: f.honest.info.cid,
-        prompt: "Settle this",
-        params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-        nonce: `job-${n++}`,
-        requester: toHex(requester.publicKey),
-      };
-      const ids = f.honest.tokenizer.encode(job.prompt);
-      const model = cheat ? f.otherSeed : f.honest;
-      const proved = await proveJob(job, manualStream(() => model, ids, job.params), worker);
+      const job = textJob(requester, `job-${n++}`);
+      const proved = await proveOn(job, worker, cheat ? f.otherSeed : f.honest);
       let receipt = proved.receipt;
       if (tokens !== undefined) {
         const { sig: _sig, worker: _worker, ...unsigned } = receipt;
@@ -137,18 +114,7 @@ async function setup(p: number) {
     },
     /** The requester's relay announces the receipt with its job and assignment. */
     announce: (receipt: Receipt, job: TextJob) =>
-      validator.ask<ReceiptHandled>({
-        type: "receipt",
-        receipt,
-        job,
-        assignment: signAssignment({ job, worker: receipt.worker, issuedAt: START }, requester),
-        origin: "ab".repeat(32),
-      }),
-    /** Close the window and finalize: what is paid is paid now. */
-    async closeWindow() {
-      clock.t = START + DEFAULT_ECONOMICS.challengeWindowMs + 1;
-      await validator.ask({ type: "finalize" });
-    },
+      announceAssigned(validator, receipt, job, requester, { issuedAt: START }),
     async close() {
       await system.shutdown();
       await Deno.remove(dir, { recursive: true });

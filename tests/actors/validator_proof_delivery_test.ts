@@ -14,26 +14,24 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Actor } from "../../actors/actor.ts";
-import {
-  type ReceiptHandled,
-  ValidatorActor,
-  type ValidatorMessage,
-} from "../../actors/validator_actor.ts";
 import type { NetworkMessage, PeerInfo } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import type { TextJob } from "../../protocols/job.ts";
 import { receiptId } from "../../protocols/receipt.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
 import { VALIDATION_PROTOCOL } from "../../protocols/inference_messages.ts";
-import { proveJob } from "../../proof/prover.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { loadFixture, manualStream } from "../proof/_models.ts";
+import {
+  announceAssigned,
+  f,
+  HONEST_MODELS,
+  ledgerReads,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "./_validator_fixture.ts";
 
-const f = await loadFixture();
-const START = 1_000_000;
 const WORKER_STAKE = 10_000;
 /** Short: the worker is never reached, so the test waits the whole deadline out. */
 const SHORT_DEADLINE_MS = 1_200;
@@ -122,17 +120,8 @@ async function setup(routes: Routes, deadlineMs: number, cheat = false) {
   const peer = Identity.generate();
   const clock = { t: START };
   const dir = await Deno.makeTempDir();
-  const job: TextJob = {
-    kind: "text",
-    model: f.honest.info.cid,
-    prompt: "Settle this",
-    params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-    nonce: crypto.randomUUID(),
-    requester: toHex(requester.publicKey),
-  };
-  const ids = f.honest.tokenizer.encode(job.prompt);
-  const ran = cheat ? f.otherSeed : f.honest;
-  const proved = await proveJob(job, manualStream(() => ran, ids, job.params), worker);
+  const job = textJob(requester, crypto.randomUUID());
+  const proved = await proveOn(job, worker, cheat ? f.otherSeed : f.honest);
   const id = receiptId(proved.receipt);
   const table = new RouteTable(
     routes,
@@ -146,22 +135,14 @@ async function setup(routes: Routes, deadlineMs: number, cheat = false) {
   let system = new ActorSystem({ name: "proof-delivery" });
   const spawn = async (s: ActorSystem) => {
     await s.spawn<NetworkMessage>({ name: "node/network", factory: () => table });
-    return await s.spawn<ValidatorMessage>({
-      name: "node/validator",
-      factory: () =>
-        new ValidatorActor({
-          identity: me,
-          ledgerDir: `${dir}/ledger`,
-          ledger: { now: () => clock.t },
-          challengeProbability: 1,
-          finalizeIntervalMs: 0,
-          network: "node/network",
-          proofDeadlineMs: deadlineMs,
-          models: {
-            has: (cid) => cid === f.honest.info.cid,
-            get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
-          },
-        }),
+    return await spawnValidator(s, {
+      identity: me,
+      ledgerDir: `${dir}/ledger`,
+      clock,
+      challengeProbability: 1,
+      network: "node/network",
+      proofDeadlineMs: deadlineMs,
+      models: { has: (cid) => cid === f.honest.info.cid, ...HONEST_MODELS },
     });
   };
   let validator = await spawn(system);
@@ -169,24 +150,17 @@ async function setup(routes: Routes, deadlineMs: number, cheat = false) {
   // The validator's own stake backs its fraud proofs (an unstaked accuser's are not checked).
   await validator.ask({ type: "deposit", key: me.publicKey, amount: 1_000 });
   const credit = proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
+  const ledger = ledgerReads(() => validator, clock);
   return {
     table,
     credit,
     slash: credit * DEFAULT_ECONOMICS.slashMultiplier,
-    submit: () =>
-      validator.ask<ReceiptHandled>({
-        type: "receipt",
-        receipt: proved.receipt,
-        job,
-        assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester),
-        origin: "ab".repeat(32),
-      }),
+    submit: () => announceAssigned(validator, proved.receipt, job, requester),
     /** Status of the receipt and the worker's account once the window closed. */
     async afterWindow() {
-      clock.t = START + DEFAULT_ECONOMICS.challengeWindowMs + 1;
-      await validator.ask({ type: "finalize" });
-      const record = await validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id });
-      const account = await validator.ask<Account>({ type: "account", key: worker.publicKey });
+      await ledger.closeWindow();
+      const record = (await ledger.record(id))!;
+      const account = await ledger.account(worker.publicKey);
       return { status: record.status, account };
     },
     async restart() {

@@ -12,27 +12,22 @@ import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Actor } from "../../actors/actor.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import {
-  type FraudProofHandled,
-  type ReceiptHandled,
-  ValidatorActor,
-  type ValidatorMessage,
+import type {
+  FraudProofHandled,
+  ReceiptHandled,
+  ValidatorMessage,
 } from "../../actors/validator_actor.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import type { TextJob } from "../../protocols/job.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { signFraudProof } from "../../protocols/fraud_proof.ts";
-import { proveJob } from "../../proof/prover.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { loadFixture, manualStream } from "../proof/_models.ts";
+import { HONEST_MODELS, proveOn, spawnValidator, START, textJob } from "./_validator_fixture.ts";
 
-const f = await loadFixture();
-const START = 1_000_000;
 const WORKER_STAKE = 1_000_000;
 
 type Flush = { type: "flush" };
@@ -61,37 +56,23 @@ async function setup() {
   const netA = await system.spawn<NetworkMessage | Flush>({ name: "a/net", factory: () => toB });
   await system.spawn<NetworkMessage>({ name: "b/net", factory: () => ({ receive: () => true }) });
   const validator = (name: string, identity: Identity, network: string) =>
-    system.spawn<ValidatorMessage>({
+    spawnValidator(system, {
       name,
-      factory: () =>
-        new ValidatorActor({
-          identity,
-          ledgerDir: `${dir}/${name}`,
-          ledger: { now: () => clock.t },
-          challengeProbability: 0,
-          finalizeIntervalMs: 0,
-          network,
-          // Both hold the model: a ledger credits only what it can check.
-          models: {
-            get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
-          },
-        }),
+      identity,
+      ledgerDir: `${dir}/${name}`,
+      clock,
+      challengeProbability: 0,
+      network,
+      // Both hold the model: a ledger credits only what it can check.
+      models: HONEST_MODELS,
     });
   const va = await validator("a", a, "a/net");
   const b = peer.b = await validator("b", Identity.generate(), "b/net");
   for (const v of [va, b]) {
     await v.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
   }
-  const job: TextJob = {
-    kind: "text",
-    model: f.honest.info.cid,
-    prompt: "The validator",
-    params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-    nonce: crypto.randomUUID(),
-    requester: toHex(requester.publicKey),
-  };
-  const ids = f.honest.tokenizer.encode(job.prompt);
-  const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+  const job = textJob(requester, crypto.randomUUID(), { prompt: "The validator" });
+  const proved = await proveOn(job, worker);
   const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
   return {
     a: va,

@@ -11,24 +11,18 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  type ReceiptHandled,
-  ValidatorActor,
-  type ValidatorMessage,
-} from "../../actors/validator_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { toHex } from "../../protocols/hash.ts";
-import type { TextJob } from "../../protocols/job.ts";
 import { receiptId } from "../../protocols/receipt.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
-import { proveJob } from "../../proof/prover.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { loadFixture, manualStream } from "../proof/_models.ts";
-
-const f = await loadFixture();
-const START = 1_000_000;
+import {
+  announceAssigned,
+  HONEST_MODELS,
+  ledgerReads,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "./_validator_fixture.ts";
 
 for (const answer of ["none", "unsigned data", "none, from the worker itself"] as const) {
   Deno.test(`proof requested, answer: ${answer} → ${answer.includes("worker itself") ? "refused: slashed" : "nothing signed by the deadline: withheld, slashed"}`, async () => {
@@ -65,43 +59,24 @@ for (const answer of ["none", "unsigned data", "none, from the worker itself"] a
         },
       }),
     });
-    const validator = await system.spawn<ValidatorMessage>({
-      name: "node/validator",
-      factory: () =>
-        new ValidatorActor({
-          identity: me,
-          ledgerDir: `${dir}/ledger`,
-          ledger: { now: () => clock.t },
-          challengeProbability: 1,
-          finalizeIntervalMs: 0,
-          network: "node/network",
-          proofDeadlineMs: 1_200, // two asks: at once, then after the first 500 ms pause
-          models: {
-            get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
-          },
-        }),
+    const validator = await spawnValidator(system, {
+      identity: me,
+      ledgerDir: `${dir}/ledger`,
+      clock,
+      challengeProbability: 1,
+      network: "node/network",
+      proofDeadlineMs: 1_200, // two asks: at once, then after the first 500 ms pause
+      models: HONEST_MODELS,
     });
     try {
       await validator.ask({ type: "deposit", key: worker.publicKey, amount: 10_000 });
-      const job: TextJob = {
-        kind: "text",
-        model: f.honest.info.cid,
-        prompt: "Settle this",
-        params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-        nonce: "job-honest",
-        requester: toHex(requester.publicKey),
-      };
-      const ids = f.honest.tokenizer.encode(job.prompt);
+      const job = textJob(requester, "job-honest");
       // HONEST work, on the right model.
-      const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+      const proved = await proveOn(job, worker);
       unsigned = () => ({ proof: proved.proof, sig: new Uint8Array(64) });
       const id = receiptId(proved.receipt);
-      const handled = await validator.ask<ReceiptHandled>({
-        type: "receipt",
-        receipt: proved.receipt,
-        job,
-        assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: START }, requester),
-        origin: "ab".repeat(32),
+      const handled = await announceAssigned(validator, proved.receipt, job, requester, {
+        issuedAt: START,
       });
       assert.equal(handled.challenged, true);
       const result = await handled.result!;
@@ -111,10 +86,10 @@ for (const answer of ["none", "unsigned data", "none, from the worker itself"] a
       ]);
       if (!direct) assert.ok(relayAsked >= 2, `the relay was asked again (${relayAsked})`);
       assert.ok(workerAsked >= 1);
-      clock.t = START + DEFAULT_ECONOMICS.challengeWindowMs + 1;
-      await validator.ask({ type: "finalize" });
-      const rec = await validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id });
-      const w = await validator.ask<Account>({ type: "account", key: worker.publicKey });
+      const ledger = ledgerReads(() => validator, clock);
+      await ledger.closeWindow();
+      const rec = (await ledger.record(id))!;
+      const w = await ledger.account(worker.publicKey);
       assert.equal(rec.status, "fraud");
       assert.deepEqual(w, { balance: 0, stake: 10_000 - 160, locked: 0 });
     } finally {

@@ -9,22 +9,14 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  type ReceiptHandled,
-  ValidatorActor,
-  type ValidatorMessage,
-  type ValidatorStats,
-} from "../../actors/validator_actor.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { receiptId } from "../../protocols/receipt.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { eventually } from "../_helpers/wait.ts";
+import type { ReceiptRecord } from "../../proof/ledger.ts";
 import {
   proveSteering,
   STEERED,
@@ -33,9 +25,9 @@ import {
   WIDE_SAMPLING,
 } from "../proof/_steering_fixtures.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import { announceAssigned, ledgerReads, spawnValidator, START } from "./_validator_fixture.ts";
 
 const NETWORK = "test/network";
-const START = 1_000_000;
 const STAKE = 1_000_000;
 
 const me = Identity.generate();
@@ -56,30 +48,25 @@ async function start(
   const told: NetworkMessage[] = [];
   const served = new Map<string, ReturnType<typeof signServedProof>>();
   await system.spawn<NetworkMessage>({ name: NETWORK, factory: () => new RecordingNetwork(told) });
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "node/validator",
-    factory: () =>
-      new ValidatorActor({
-        identity: me,
-        ledgerDir: `${dir}/ledger`,
-        ledger: { now: () => clock.t },
-        challengeProbability: options.p ?? 1,
-        finalizeIntervalMs: 0,
-        network: NETWORK,
-        validation: { sampling: WIDE_SAMPLING },
-        models: { get: () => Promise.resolve(steeringModel) },
-        source: {
-          proof: async (r) => {
-            await options.served;
-            return served.get(receiptId(r));
-          },
-        },
-      }),
+  const validator = await spawnValidator(system, {
+    identity: me,
+    ledgerDir: `${dir}/ledger`,
+    clock,
+    challengeProbability: options.p ?? 1,
+    network: NETWORK,
+    validation: { sampling: WIDE_SAMPLING },
+    models: { get: () => Promise.resolve(steeringModel) },
+    source: {
+      proof: async (r) => {
+        await options.served;
+        return served.get(receiptId(r));
+      },
+    },
   });
-  const stats = () => validator.ask<ValidatorStats>({ type: "stats" });
+  const ledger = ledgerReads(() => validator, clock);
   return {
     told,
-    stats,
+    stats: ledger.stats,
     deposit: (key: Uint8Array) => validator.ask({ type: "deposit", key, amount: STAKE }),
     /** One receipt of `worker`'s, announced here; whether this validator challenged it. */
     async announce(worker: Identity, steer: boolean, nonce: string) {
@@ -87,19 +74,13 @@ async function start(
       const proved = await proveSteering(job, worker, steer);
       const id = receiptId(proved.receipt);
       served.set(id, signServedProof(id, proved.proof, worker));
-      const handled = await validator.ask<ReceiptHandled>({
-        type: "receipt",
-        receipt: proved.receipt,
-        job,
-        assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester),
+      const handled = await announceAssigned(validator, proved.receipt, job, requester, {
         origin: "ee".repeat(32),
       });
       return { id, challenged: handled.challenged };
     },
     /** Challenges still open here run off the mailbox: wait for them. */
-    async drained() {
-      await eventually(async () => (await stats()).openChallenges === 0, "challenges to end");
-    },
+    drained: ledger.drained,
     /** One receipt of `worker`'s, challenged here to its end; its record before settling. */
     async job(worker: Identity, steer: boolean, nonce: string) {
       const { id, challenged } = await this.announce(worker, steer, nonce);
@@ -121,12 +102,9 @@ async function start(
       }, by);
       await validator.ask({ type: "verdict", verdict, origin: toHex(by.publicKey) });
     },
-    record: (id: string) => validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id }),
-    account: (key: Uint8Array) => validator.ask<Account>({ type: "account", key }),
-    async closeWindow() {
-      clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-      await validator.ask({ type: "finalize" });
-    },
+    record: async (id: string): Promise<ReceiptRecord> => (await ledger.record(id))!,
+    account: ledger.account,
+    closeWindow: ledger.closeWindow,
     stop: () => system.shutdown(),
   };
 }

@@ -10,25 +10,15 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  type ReceiptHandled,
-  ValidatorActor,
-  type ValidatorMessage,
-} from "../../actors/validator_actor.ts";
+import type { ReceiptHandled, ValidatorMessage } from "../../actors/validator_actor.ts";
 import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { toHex } from "../../protocols/hash.ts";
-import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
-import { proveJob } from "../../proof/prover.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { loadFixture, manualStream } from "../proof/_models.ts";
+import { f, ledgerReads, proveOn, spawnValidator, START, textJob } from "./_validator_fixture.ts";
 
-const f = await loadFixture();
-const START = 1_000_000;
 const WORKER_STAKE = 10_000;
 /** A model CID no validator here holds. */
 const UNHELD = "bafkreiunheldmodelunheldmodelunheldmodelunheldmodelunheld";
@@ -42,35 +32,23 @@ async function setup(p: number, models: ValidatorModelSource) {
   const dir = await Deno.makeTempDir();
   const served = new Map<string, ServedProof>();
   const system = new ActorSystem({ name: "unheld-model" });
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "node/validator",
-    factory: () =>
-      new ValidatorActor({
-        identity: me,
-        ledgerDir: `${dir}/ledger`,
-        ledger: { now: () => clock.t },
-        challengeProbability: p,
-        finalizeIntervalMs: 0,
-        models,
-        source: { proof: (r: Receipt) => Promise.resolve(served.get(receiptId(r))) },
-      }),
+  const validator = await spawnValidator(system, {
+    identity: me,
+    ledgerDir: `${dir}/ledger`,
+    clock,
+    challengeProbability: p,
+    models,
+    source: { proof: (r: Receipt) => Promise.resolve(served.get(receiptId(r))) },
   });
   await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
+  const { record, account, closeWindow } = ledgerReads(() => validator, clock);
   let n = 0;
   return {
     worker,
     /** The worker's honest receipt for a job on `model`, with its job and assignment. */
     async prove(model: string) {
-      const job: TextJob = {
-        kind: "text",
-        model,
-        prompt: "Settle this",
-        params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-        nonce: `job-${n++}`,
-        requester: toHex(requester.publicKey),
-      };
-      const ids = f.honest.tokenizer.encode(job.prompt);
-      const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+      const job = textJob(requester, `job-${n++}`, { model });
+      const proved = await proveOn(job, worker);
       const id = receiptId(proved.receipt);
       served.set(id, signServedProof(id, proved.proof, worker));
       const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
@@ -78,13 +56,9 @@ async function setup(p: number, models: ValidatorModelSource) {
     },
     submit: (message: Omit<Extract<ValidatorMessage, { type: "receipt" }>, "type">) =>
       validator.ask<ReceiptHandled>({ type: "receipt", origin: "ab".repeat(32), ...message }),
-    record: (id: string) =>
-      validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }),
-    account: () => validator.ask<Account>({ type: "account", key: worker.publicKey }),
-    async closeWindow() {
-      clock.t = START + DEFAULT_ECONOMICS.challengeWindowMs + 1;
-      await validator.ask({ type: "finalize" });
-    },
+    record,
+    account: () => account(worker.publicKey),
+    closeWindow,
     async close() {
       await system.shutdown();
       await Deno.remove(dir, { recursive: true });

@@ -18,30 +18,24 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  type ReceiptHandled,
-  ValidatorActor,
-  type ValidatorMessage,
-  type ValidatorStats,
-} from "../../actors/validator_actor.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import type { TextJob } from "../../protocols/job.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
-import { proveJob } from "../../proof/prover.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { eventually } from "../_helpers/wait.ts";
-import { loadFixture, manualStream } from "../proof/_models.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import {
+  announceAssigned,
+  f,
+  ledgerReads,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "./_validator_fixture.ts";
 
-const f = await loadFixture();
 const NETWORK = "test/network";
-const START = 1_000_000;
 const WORKER_STAKE = 1_000_000;
 const ACCUSER_STAKE = 1_000;
 
@@ -58,33 +52,29 @@ async function setup(options: { model: boolean }) {
   const requester = Identity.generate();
   const accuser = Identity.generate();
   await system.spawn<NetworkMessage>({ name: NETWORK, factory: () => new RecordingNetwork(told) });
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "node/validator",
-    factory: () =>
-      new ValidatorActor({
-        identity: me,
-        ledgerDir: `${dir}/ledger`,
-        ledger: { now: () => clock.t },
-        challengeProbability: 0,
-        finalizeIntervalMs: 0,
-        network: NETWORK,
-        models: {
-          get: (cid) =>
-            Promise.resolve(options.model && cid === f.honest.info.cid ? f.honest : undefined),
-        },
-        source: {
-          proof: (r) => {
-            fetches++;
-            return Promise.resolve(served.get(receiptId(r)));
-          },
-        },
-      }),
+  const validator = await spawnValidator(system, {
+    identity: me,
+    ledgerDir: `${dir}/ledger`,
+    clock,
+    challengeProbability: 0,
+    network: NETWORK,
+    models: {
+      get: (cid) =>
+        Promise.resolve(options.model && cid === f.honest.info.cid ? f.honest : undefined),
+    },
+    source: {
+      proof: (r) => {
+        fetches++;
+        return Promise.resolve(served.get(receiptId(r)));
+      },
+    },
   });
   await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
   await validator.ask({ type: "deposit", key: accuser.publicKey, amount: ACCUSER_STAKE });
   // Its own fraud proofs are settled only with stake of its own behind them.
   await validator.ask({ type: "deposit", key: me.publicKey, amount: ACCUSER_STAKE });
-  const stats = () => validator.ask<ValidatorStats>({ type: "stats" });
+  const ledger = ledgerReads(() => validator, clock);
+  const record = async (id: string) => (await ledger.record(id))!;
   return {
     validator,
     told,
@@ -92,27 +82,14 @@ async function setup(options: { model: boolean }) {
     worker,
     accuser,
     fetches: () => fetches,
-    stats,
+    stats: ledger.stats,
     /** The worker's honest, assigned receipt, announced by a peer; it serves its proof. */
     async prove(nonce: string) {
-      const job: TextJob = {
-        kind: "text",
-        model: f.honest.info.cid,
-        prompt: "The validator",
-        params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-        nonce,
-        requester: toHex(requester.publicKey),
-      };
-      const ids = f.honest.tokenizer.encode(job.prompt);
-      const proved = await proveJob(job, manualStream(() => f.honest, ids, job.params), worker);
+      const job = textJob(requester, nonce, { prompt: "The validator" });
+      const proved = await proveOn(job, worker);
       const id = receiptId(proved.receipt);
       served.set(id, signServedProof(id, proved.proof, worker));
-      const assignment = signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester);
-      const handled = await validator.ask<ReceiptHandled>({
-        type: "receipt",
-        receipt: proved.receipt,
-        job,
-        assignment,
+      const handled = await announceAssigned(validator, proved.receipt, job, requester, {
         origin: "ee".repeat(32),
       });
       assert.equal(handled.recorded, true);
@@ -138,17 +115,11 @@ async function setup(options: { model: boolean }) {
       });
     },
     /** Taken-over challenges (and their fraud proofs) run off the mailbox: wait for them. */
-    async drained() {
-      await eventually(async () => (await stats()).openChallenges === 0, "challenges to end");
-    },
-    status: async (id: string) =>
-      (await validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id })).status,
-    record: (id: string) => validator.ask<ReceiptRecord>({ type: "receipt_status", receiptId: id }),
-    account: (key: Uint8Array) => validator.ask<Account>({ type: "account", key }),
-    async closeWindow() {
-      clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-      await validator.ask({ type: "finalize" });
-    },
+    drained: ledger.drained,
+    status: async (id: string) => (await record(id)).status,
+    record,
+    account: ledger.account,
+    closeWindow: ledger.closeWindow,
     async close() {
       await system.shutdown();
       await Deno.remove(dir, { recursive: true });

@@ -11,77 +11,26 @@ import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { BusyRefusals } from "../../network/busy_refusals.ts";
 import { MAX_WORKERS_ASKED_PER_JOB } from "../../network/failover.ts";
-import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import {
-  PEER_PROTOCOL,
-  type PeerHelloBody,
-  PeerHelloMessage,
-  type PeerLoad,
-  signPeerHello,
-} from "../../protocols/peer_hello.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { serveInference } from "../../inference/serve_inference.ts";
-import {
-  emptyInferenceStats,
-  type InferenceHandle,
-  type InferencePort,
-  type JobSummary,
-  type ServedModelInfo,
-  type StreamedToken,
-} from "../../inference/inference_port.ts";
-import { jobId, type TextJob } from "../../protocols/job.ts";
-import { VeriflowError } from "../../protocols/errors.ts";
-import { params } from "../server/_fixtures.ts";
+import type { PeerLoad } from "../../protocols/peer_hello.ts";
+import type { VeriflowError } from "../../protocols/errors.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { connectWorker, job, TwoTokenWorker } from "./_router_fixture.ts";
 
-const MODEL = "bafkmodelm";
-const INFO: ServedModelInfo = { cid: MODEL, name: "m", kind: "text" };
 const FIRST_WHILE_MS = 1_000;
 const IDLE: PeerLoad = { running: 0, queued: 0, slots: 8, queueLimit: 8 };
 const BUSY: PeerLoad = { running: 1, queued: 0, slots: 4, queueLimit: 4 };
-const job = (nonce: string): TextJob => ({
-  kind: "text",
-  model: MODEL,
-  prompt: "hi",
-  params: params({ maxTokens: 2 }),
-  nonce,
-});
 
 /** A worker that runs a two-token job, or refuses it as full while `full`. */
-class Worker implements InferencePort {
-  submits = 0;
-  ran = 0;
-  constructor(public full: boolean) {}
-  models() {
-    return Promise.resolve([INFO]);
+class Worker extends TwoTokenWorker {
+  constructor(full: boolean) {
+    super(full, "too_many_jobs", "full");
   }
-  stats() {
-    return Promise.resolve(emptyInferenceStats());
+  get full(): boolean {
+    return this.refuses;
   }
-  submit(j: TextJob): Promise<InferenceHandle> {
-    this.submits++;
-    if (this.full) return Promise.reject(new VeriflowError("too_many_jobs", "full"));
-    this.ran++;
-    const summary: JobSummary = {
-      jobId: jobId(j),
-      finishReason: "length",
-      usage: { promptTokens: 1, completionTokens: 2 },
-      timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-    };
-    const tokens = ReadableStream.from<StreamedToken>([
-      { index: 0, tokenId: 65, text: "a" },
-      { index: 1, tokenId: 66, text: "b", finishReason: "length" },
-    ]);
-    return Promise.resolve({
-      jobId: jobId(j),
-      model: INFO,
-      promptTokens: 1,
-      tokens,
-      done: Promise.resolve(summary),
-      cancel: () => {},
-    });
+  set full(full: boolean) {
+    this.refuses = full;
   }
 }
 
@@ -98,19 +47,7 @@ async function router() {
   let connected = 0;
   /** Connect `worker`; it says `load` in a signed hello. */
   const connect = async (worker: Worker, load: PeerLoad) => {
-    const identity = Identity.generate();
-    const [a, b] = memoryDuplexPair();
-    const protocols = [INFERENCE_PROTOCOL, PEER_PROTOCOL];
-    const opened = Connection.open(b, { identity, protocols }).then((c) => {
-      serveInference(c, worker);
-      return c;
-    });
-    const [, peer] = await Promise.all([
-      net.ask({ type: "attach", duplex: a, address: "mem", outbound: true }),
-      opened,
-    ]);
-    const hello: PeerHelloBody = { version: "1.0.0", roles: ["inference"], models: [MODEL], load };
-    await peer.notify(PeerHelloMessage, { hello: signPeerHello(identity, hello, 1, Date.now()) });
+    await connectWorker(net, worker, load);
     connected++;
     await eventually(async () => {
       const peers = await net.ask<PeerInfo[]>({ type: "peers" });

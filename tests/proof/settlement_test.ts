@@ -6,31 +6,22 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import {
-  type FraudProofHandled,
-  type ReceiptHandled,
-  ValidatorActor,
-  type ValidatorMessage,
-  type ValidatorStats,
-} from "../../actors/validator_actor.ts";
+import type { FraudProofHandled, ReceiptHandled } from "../../actors/validator_actor.ts";
 import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
-import { proveJob } from "../../proof/prover.ts";
 import { checkFraudProof } from "../../proof/fraud_check.ts";
 import { validateReceipt, type ValidationOptions } from "../../proof/validation.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import {
   cheaperCopy,
   loadCalibratedFixture,
   loadFixture,
-  manualStream,
   type ModelVariant,
   variantName,
 } from "./_models.ts";
@@ -45,6 +36,13 @@ import {
 import { servePeer } from "../../network/peer_services.ts";
 import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
 import { fromHex, toHex } from "../../protocols/hash.ts";
+import {
+  HONEST_MODELS,
+  ledgerReads,
+  proveOn,
+  spawnValidator,
+  textJob,
+} from "../actors/_validator_fixture.ts";
 
 const f = await loadFixture();
 const WORKER_STAKE = 10_000;
@@ -74,23 +72,16 @@ async function setup(options: Options = {}) {
   const hanging = Promise.withResolvers<undefined>();
   let system = new ActorSystem({ name: "settlement-test" });
   const spawn = (s: ActorSystem) =>
-    s.spawn<ValidatorMessage>({
-      name: "node/validator",
-      factory: () =>
-        new ValidatorActor({
-          identity: me,
-          ledgerDir: `${dir}/ledger`,
-          ledger: { now: () => clock.t },
-          challengeProbability: options.p ?? 1,
-          validation: options.validation,
-          finalizeIntervalMs: 0,
-          models: options.models ?? {
-            get: (cid) => Promise.resolve(cid === f.honest.info.cid ? f.honest : undefined),
-          },
-          source: {
-            proof: (r: Receipt) => Promise.resolve(answers.get(receiptId(r))),
-          },
-        }),
+    spawnValidator(s, {
+      identity: me,
+      ledgerDir: `${dir}/ledger`,
+      clock,
+      challengeProbability: options.p ?? 1,
+      validation: options.validation,
+      models: options.models ?? HONEST_MODELS,
+      source: {
+        proof: (r: Receipt) => Promise.resolve(answers.get(receiptId(r))),
+      },
     });
   let validator = await spawn(system);
   await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
@@ -104,19 +95,10 @@ async function setup(options: Options = {}) {
    * that one); it serves its proof.
    */
   const prove = async (overrides: Partial<TextJob> = {}, cheat: boolean | TextModel = false) => {
-    const job: TextJob = {
-      kind: "text",
-      model: f.honest.info.cid,
-      prompt: "Settle this",
-      params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-      nonce: `job-${n++}`,
-      requester: toHex(requester.publicKey),
-      ...overrides,
-    };
+    const job = textJob(requester, `job-${n++}`, overrides);
     jobs.set(jobId(job), job);
-    const ids = f.honest.tokenizer.encode(job.prompt);
     const model = cheat === true ? f.otherSeed : cheat === false ? f.honest : cheat;
-    const proved = await proveJob(job, manualStream(() => model, ids, job.params), worker);
+    const proved = await proveOn(job, worker, model);
     const id = receiptId(proved.receipt);
     answers.set(id, signServedProof(id, proved.proof, worker));
     return { job, receipt: proved.receipt, proof: proved.proof, id };
@@ -133,16 +115,13 @@ async function setup(options: Options = {}) {
       ),
       origin: "ab".repeat(32),
     });
-  const account = (key: Uint8Array) => validator.ask<Account>({ type: "account", key });
-  const status = async (id: string) =>
-    (await validator.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
-      ?.status;
+  const { account, record, stats } = ledgerReads(() => validator, clock);
+  const status = async (id: string) => (await record(id))?.status;
   /** Close the window and finalize: what is paid is paid now. */
   const closeWindow = async () => {
     clock.t = AFTER_WINDOW;
     await validator.ask({ type: "finalize" });
   };
-  const stats = () => validator.ask<ValidatorStats>({ type: "stats" });
   const restart = async () => {
     await system.shutdown();
     system = new ActorSystem({ name: "settlement-test-2" });
@@ -431,16 +410,8 @@ Deno.test("a staked peer's 'proof withheld' verdict passes the challenge on: wit
 Deno.test("a confirmed fraud (tampered model) is never paid, even when its settlement lands after the window", async () => {
   const t = await setup();
   try {
-    const job: TextJob = {
-      kind: "text",
-      model: f.honest.info.cid,
-      prompt: "Settle this",
-      params: { maxTokens: 8, temperature: 0.7, topK: 0, topP: 1, seed: 4, stop: [] },
-      nonce: "cheat",
-      requester: toHex(t.requester.publicKey),
-    };
-    const ids = f.honest.tokenizer.encode(job.prompt);
-    const proved = await proveJob(job, manualStream(() => f.otherSeed, ids, job.params), t.worker);
+    const job = textJob(t.requester, "cheat");
+    const proved = await proveOn(job, t.worker, f.otherSeed);
     const id = receiptId(proved.receipt);
     // The worker answers only after the window has closed (and a finalize pass has run).
     const late = Promise.withResolvers<ServedProof>();
