@@ -37,8 +37,9 @@ export interface ValidatorModelSource {
   /**
    * Whether this node holds the model, without loading it: asked for every receipt at intake
    * (a receipt on a model not held here earns no credit here, as nothing here can check it).
-   * Absent: `get` answers it (loading the model), and a `get` that throws counts as held (a
-   * model that fails to load is the validator's gap, judged in the challenge).
+   * Absent: `get` answers it (loading the model, and holding the validator's mailbox while it
+   * loads: give `has` where loading is slow), and a `get` that throws counts as held (a model
+   * that fails to load is the validator's gap, judged in the challenge).
    */
   has?(cid: string): boolean | Promise<boolean>;
 }

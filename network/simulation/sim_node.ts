@@ -84,8 +84,9 @@ export async function spawnSimNode(options: SimNodeOptions): Promise<SimNode> {
       new ValidatorActor({
         identity,
         ledgerDir: options.ledgerDir,
-        // No model anywhere: a challenge concludes `inconclusive` once the gate opens.
-        models: { get: () => modelGate.then(() => undefined) },
+        // Every node says it holds the model (so receipts are recorded with credit and drawn),
+        // but none ever loads: a challenge concludes `inconclusive` once the gate opens.
+        models: { has: () => true, get: () => modelGate.then(() => undefined) },
         challengeProbability: options.challenger ? 1 : 0,
         finalizeIntervalMs: 0, // nothing reaches the end of its window in a simulation
         network: names.tap,
