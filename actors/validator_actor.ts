@@ -5,9 +5,9 @@
  * Every receipt it hears about — its own worker's (origin `local`) or one a peer announced —
  * is recorded in the ledger as pending if it is bound to its job and its worker has stake to
  * back it, and credited only if this validator can get its model (`ValidatorModelSource.has`):
- * what nothing here could check earns nothing here, and is never drawn. A receipt that contradicts its own job (more tokens than `maxTokens`, another
- * model or parameters) is challenged on arrival, whatever the coin. **It never
- * challenges a receipt its own key signed**: a node validating itself proves nothing. Its own
+ * what nothing here could check earns nothing here, and is never drawn. A receipt that
+ * contradicts its own job (more tokens than `maxTokens`, another model or parameters) is
+ * challenged on arrival, whatever the coin. **It never challenges a receipt its own key signed**: a node validating itself proves nothing. Its own
  * receipts are instead handed to the NetworkActor to announce to other nodes' validators.
  * For anyone else's receipt the validator's coin (`proof/challenge.ts`) decides; a challenge
  * gathers the job (from the announcement, or {@link ChallengeSource}), the worker's proof data
