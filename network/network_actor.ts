@@ -34,13 +34,13 @@ import type { Actor, ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import { Connection, type ConnectionOptions } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
-import { connectTcp, listenTcp, type TcpListener } from "../protocols/tcp_transport.ts";
+import { connectTcp, type TcpListener } from "../protocols/tcp_transport.ts";
+import { listenForPeers } from "./peer_listener.ts";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { SwarmHost } from "./swarm_host.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
-import { VeriflowError } from "../protocols/errors.ts";
 import type { TextJob } from "../protocols/job.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
@@ -319,7 +319,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (this.#options.describe !== undefined) void this.#helloLoop(this.#options.describe, ctx);
     const { listen, peers = [] } = this.#options;
     if (listen !== undefined) {
-      this.#listener = listenOrExplain(listen, (duplex, remoteAddr) => {
+      this.#listener = listenForPeers(listen, (duplex, remoteAddr) => {
         const remote = formatPeerAddress(remoteAddr);
         this.#open(duplex, () => duplex.close(), ctx).then(
           (connection) =>
@@ -971,39 +971,6 @@ function notifyTraining(connection: Connection, gossip: TrainingGossip): Promise
 
 function short(connection: Connection): string {
   return connection.peerKey === undefined ? "?" : toHex(connection.peerKey).slice(0, 16);
-}
-
-/** The peer port cannot be opened (taken, or not ours to bind). */
-export class PeerListenError extends VeriflowError {
-  /**
-   * Create it.
-   * @param address Where we tried to listen.
-   * @param cause The system's error.
-   */
-  constructor(address: PeerAddress, cause: unknown) {
-    // An address this machine does not have is the host's fault, not the port's.
-    const hint = cause instanceof Deno.errors.AddrNotAvailable
-      ? `${address.hostname} is not an address of this machine: give one of its own with ` +
-        `--p2p-host ADDR, or --no-listen`
-      : `another node on this port? choose one with --p2p-port, or --no-listen`;
-    super(
-      "peer_listen_failed",
-      `cannot accept peers on ${formatPeerAddress(address)}: ${(cause as Error).message} ` +
-        `(${hint})`,
-      { cause },
-    );
-  }
-}
-
-function listenOrExplain(
-  address: PeerAddress,
-  onDuplex: Parameters<typeof listenTcp>[1],
-): TcpListener {
-  try {
-    return listenTcp(address, onDuplex);
-  } catch (cause) {
-    throw new PeerListenError(address, cause);
-  }
 }
 
 function tellQuietly(ctx: ActorContext<NetworkMessage>, message: NetworkMessage): void {

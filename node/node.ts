@@ -54,7 +54,8 @@ import { ModelRegistry } from "../inference/model_registry.ts";
 import { webgpuPoolClamp } from "../inference/_model_worker_pool.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import { LocalInferencePort } from "../inference/local_port.ts";
-import { NetworkActor, type NetworkMessage, PeerListenError } from "../network/network_actor.ts";
+import { NetworkActor, type NetworkMessage } from "../network/network_actor.ts";
+import { checkPeerAddress } from "../network/peer_listener.ts";
 import { NetworkInferencePort } from "../network/network_inference_port.ts";
 import { parsePeerAddress, type PeerAddress } from "../network/peer_address.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -204,7 +205,7 @@ export async function startNode(
   const http = HttpListener.open({ ...config.http, log: options.log });
   try {
     // The peer port too (the NetworkActor binds it later, once the node is built).
-    if (config.network.listening) checkPeerPortFree(config.network.listen);
+    if (config.network.listening) checkPeerAddress(config.network.listen);
   } catch (error) {
     await http.close();
     throw error;
@@ -842,18 +843,4 @@ function addTrainingChildren(
     coordinator: coordinates ? TRAINING_ACTORS.coordinator : undefined,
     trainingValidator: validates ? TRAINING_ACTORS.validator : undefined,
   };
-}
-
-/**
- * Throw {@link PeerListenError} if the peer address cannot be bound now (the port taken, or the
- * host not this machine's), so a node that could not accept peers says so before it writes
- * anything or loads its model. Port 0 (any free port) is tried too: it tells whether the host
- * is one of this machine's addresses.
- */
-function checkPeerPortFree(address: { hostname: string; port: number }): void {
-  try {
-    Deno.listen({ hostname: address.hostname, port: address.port, transport: "tcp" }).close();
-  } catch (cause) {
-    throw new PeerListenError(address, cause);
-  }
 }

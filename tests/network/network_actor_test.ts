@@ -9,12 +9,8 @@ import type { Actor } from "../../actors/actor.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
-import {
-  NetworkActor,
-  type NetworkMessage,
-  type PeerInfo,
-  PeerListenError,
-} from "../../network/network_actor.ts";
+import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
+import { PeerListenError } from "../../network/peer_listener.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
