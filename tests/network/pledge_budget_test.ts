@@ -11,10 +11,10 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import { type ReceiptHandled, ValidatorActor } from "../../actors/validator_actor.ts";
+import type { ReceiptHandled } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
+import type { NetworkMessage, PeerInfo } from "../../network/network_actor.ts";
 import { PledgeBudget } from "../../network/pledge_budget.ts";
 import { Connection, type Protocol } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -35,6 +35,7 @@ import {
 } from "../../protocols/stake_pledge.ts";
 import { assigned, job, receipt, requester, resigned } from "../proof/_ledger_fixtures.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
 
 /**
  * Every model counts as held, so assigned receipts are credited (a ledger credits only what it
@@ -58,34 +59,16 @@ async function network(name: string) {
   const node = async (name: string): Promise<Node> => {
     const identity = Identity.generate();
     const pledge = signStakePledge(identity, 5_000, 1);
-    const validator = await system.spawn<ValidatorMessage>({
-      name: `${name}/validator`,
-      factory: () =>
-        new ValidatorActor({
-          identity,
-          ledgerDir: `${dir}/${name}`,
-          models: MODELS,
-          challengeProbability: 0,
-          finalizeIntervalMs: 0,
-          network: `${name}/network`,
-        }),
+    const actors = await spawnLedgerNode(system, dir, name, {
+      identity,
+      pledge,
+      models: MODELS,
+      now,
     });
-    const network = await system.spawn<NetworkMessage>({
-      name: `${name}/network`,
-      factory: () =>
-        new NetworkActor({ identity, pledge, now, services: { validator: `${name}/validator` } }),
-    });
-    return { identity, pledge, validator, network };
+    return { identity, pledge, ...actors };
   };
   /** Join two nodes in memory; resolves with x's side of the connection. */
-  const join = async (x: Node, y: Node) => {
-    const [dx, dy] = memoryDuplexPair();
-    const [connection] = await Promise.all([
-      x.network.ask<Connection>({ type: "attach", duplex: dx, address: "mem", outbound: true }),
-      y.network.ask<Connection>({ type: "attach", duplex: dy, address: "mem", outbound: false }),
-    ]);
-    return connection;
-  };
+  const join = joinLedgerNodes;
   /** A bare peer of `to` (not a node): its connection, and the node's side of it. */
   const peer = async (
     to: Node,

@@ -9,12 +9,11 @@ import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { ValidatorActor, type ValidatorMessage } from "../../actors/validator_actor.ts";
 import type { Account } from "../../proof/ledger.ts";
-import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
-import type { Connection } from "../../protocols/connection.ts";
+import type { NetworkMessage, PeerInfo } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { signStakePledge, type StakePledge } from "../../protocols/stake_pledge.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { joinLedgerNodes, spawnLedgerNode } from "./_ledger_node.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
 
 const NO_MODELS = { get: () => Promise.resolve(undefined) };
@@ -28,39 +27,14 @@ Deno.test("a node that connects after a pledge was gossiped learns it from the p
   );
   try {
     /** A node: a network actor with its pledge, and a validator keeping its ledger. */
-    const node = async (name: string, identity: Identity) => {
-      const validator = await system.spawn<ValidatorMessage>({
-        name: `${name}/validator`,
-        factory: () =>
-          new ValidatorActor({
-            identity,
-            ledgerDir: `${dir}/${name}`,
-            models: NO_MODELS,
-            challengeProbability: 0,
-            finalizeIntervalMs: 0,
-            network: `${name}/network`,
-          }),
+    const node = (name: string, identity: Identity) =>
+      spawnLedgerNode(system, dir, name, {
+        identity,
+        pledge: pledgeOf.get(identity),
+        models: NO_MODELS,
       });
-      const network = await system.spawn<NetworkMessage>({
-        name: `${name}/network`,
-        factory: () =>
-          new NetworkActor({
-            identity,
-            pledge: pledgeOf.get(identity),
-            services: { validator: `${name}/validator` },
-          }),
-      });
-      return { validator, network };
-    };
     const [nodeA, nodeB, nodeC] = await Promise.all([node("a", a), node("b", b), node("c", c)]);
-    const join = async (x: typeof nodeA, y: typeof nodeA) => {
-      const [dx, dy] = memoryDuplexPair();
-      const [connection] = await Promise.all([
-        x.network.ask<Connection>({ type: "attach", duplex: dx, address: "mem", outbound: true }),
-        y.network.ask<Connection>({ type: "attach", duplex: dy, address: "mem", outbound: false }),
-      ]);
-      return connection;
-    };
+    const join = joinLedgerNodes;
     const stakeIn = (v: typeof nodeB, key: Identity) =>
       v.validator.ask<Account>({ type: "account", key: key.publicKey });
 
