@@ -1,8 +1,9 @@
 // Veriflow's swarm host: runs Hyperswarm (which cannot load inside Deno) in Node.js and moves
 // each peer connection's bytes to the Deno node over its own local connection (a Unix socket,
-// or loopback TCP where the node could not make one), with backpressure both ways
-// (stream.pipeline). It makes no protocol decision: it joins and leaves
-// the topics the node asks for and reports what happens. Every protocol decision stays in Deno.
+// or loopback TCP where the node could not make one): the node's bytes with backpressure
+// (gather), the peer's as they come, since the transport cannot slow a peer down (forward). It
+// makes no protocol decision: it joins and leaves the topics the node asks for and reports what
+// happens. Every protocol decision stays in Deno.
 //
 // Started by network/swarm_host.ts as `node host.mjs`. Protocol, one JSON object per line:
 //   stdin, first line:  { seed, dataPath | dataPort, token, bootstrap: ["host:port", …] | null,
@@ -25,7 +26,6 @@
 //                       token (32) ‖ remote public key (32) ‖ initiator (1), then the bytes.
 // It exits when stdin closes (the node stopped) or on SIGTERM, leaving the swarm cleanly.
 import { createConnection } from "node:net";
-import { pipeline } from "node:stream";
 import { createInterface } from "node:readline";
 import Hyperswarm from "hyperswarm";
 import DHT from "hyperdht";
@@ -78,11 +78,11 @@ function bootstrapName(cfg) {
 // What the host holds of one peer connection's incoming bytes while the node does not read
 // them, before it closes that connection. The swarm's transport (a UDX stream) does not slow a
 // sender down for a slow reader: it acknowledges every packet and pushes it into its readable
-// buffer whatever that buffer holds, so pausing it (as the pipe into the node does when the
-// node stops reading) stops nothing, and a peer could fill the host's memory. Counted: the UDX
-// stream's readable buffer, the Noise stream's (decrypted, not yet piped), and what waits in
-// the link socket to the node. A transfer to a node that reads keeps far less there (measured:
-// at most 0.7 MiB, sampled every 100 ms, through 256 MiB transfers between two hosts on one
+// buffer whatever that buffer holds, so pausing it when the node stops reading would stop
+// nothing, and a peer could fill the host's memory. Counted: the UDX stream's readable buffer,
+// the Noise stream's (decrypted, not yet handed on), and what waits in the link socket to the
+// node (see forward). A transfer to a node that reads keeps far less there (measured: at most
+// 1.1 MiB, sampled every 100 ms, through three 256 MiB transfers between two hosts on one
 // machine, bench/swarm_bench.ts).
 const MAX_UNREAD_BYTES = 32 * 1024 * 1024;
 /** How often the connections' unread bytes are checked. */
@@ -142,9 +142,55 @@ function deliver(socket, info) {
   socket.remotePublicKey.copy(header, 32);
   header[64] = socket.isInitiator ? 1 : 0;
   local.write(header);
-  pipeline(socket, local, () => {});
+  forward(socket, local);
   watch(socket, local);
   void info;
+}
+
+/** How long a TCP link stays open after the peer's stream closed and its last byte went out. */
+const TCP_LINK_LINGER_MS = 2_000;
+
+// The peer's bytes into the link as they come, then its end (FIN) after them. Not a
+// stream.pipeline: when a peer connects again while its old connection is still open,
+// Hyperswarm keeps the new one and destroys the old (it takes it for a reconnect), and a
+// destroyed stream drops what it has received and not handed on. A peer that half-closed, had
+// everything it sent acknowledged and closed makes its Hyperswarm connect again at once (the
+// topic is still joined), so a node that was slow to read lost the tail (the transfer test:
+// 80–330 KiB of 5 MiB in 1 run of 6 under load; ~4.8 MiB in every run once its reader waits
+// 500 ms). Pausing the peer's stream would not slow the peer down anyway (see
+// MAX_UNREAD_BYTES), so its bytes wait in the link's write queue instead, which outlives the
+// peer's stream. Every byte received goes to the node, in order, whatever ends the stream.
+function forward(socket, local) {
+  let peerEnded = false;
+  socket.on("data", (bytes) => {
+    if (!local.destroyed) local.write(bytes);
+  });
+  const endLink = () => {
+    if (!local.destroyed && !local.writableEnded) local.end();
+  };
+  socket.on("end", () => {
+    peerEnded = true;
+    endLink();
+  });
+  socket.on("close", () => {
+    endLink();
+    // What the node still writes has nowhere to go: read and dropped (gather) until the link
+    // closes, which makes the node's writes fail. A Unix link closes once the peer's last byte
+    // is in the node's socket (what the node has not read stays readable there). Closing a TCP
+    // link with bytes of the node's unread resets it, and a reset throws away what the node's
+    // kernel had not taken yet: it closes after a grace period.
+    local.resume();
+    const close = () => {
+      if (config.dataPath) local.destroy();
+      else setTimeout(() => local.destroy(), TCP_LINK_LINGER_MS).unref();
+    };
+    if (local.writableFinished) close();
+    else local.once("finish", close);
+  });
+  // The node closed the link (or it broke) while the peer may still send: nobody would read it.
+  local.on("close", () => {
+    if (!peerEnded) socket.destroy();
+  });
 }
 
 // The link's bytes into the swarm, gathered: during a bulk transfer several reads arrive in one
@@ -163,9 +209,9 @@ const ARENA_BYTES = 1024 * 1024;
 /** A read given less room than this is not worth its syscall: the message goes out first. */
 const MIN_READ_BYTES = 64 * 1024;
 
-// Connect to the node (`where`) and move what it writes into `socket` with backpressure,
-// half-close and teardown as stream.pipeline does them (the other direction's pipeline
-// destroys both on an error or a premature close). Returns the connection.
+// Connect to the node (`where`) and move what it writes into `socket` with backpressure; the
+// node's end (FIN) ends the peer stream's writable side only, a link closed without it destroys
+// the peer stream (forward takes the other direction). Returns the connection.
 function gather(where, socket) {
   let arena = Buffer.allocUnsafe(ARENA_BYTES);
   let start = 0; // gathered, not yet sent: arena[start, end)
@@ -178,6 +224,7 @@ function gather(where, socket) {
     if (end === start) return;
     const message = arena.subarray(start, end);
     start = end;
+    if (socket.destroying) return; // the peer's stream is gone (see forward)
     if (socket.write(message) === false) {
       local.pause();
       socket.once("drain", () => local.resume());
@@ -201,8 +248,8 @@ function gather(where, socket) {
     }
   };
   // allowHalfOpen: the node's FIN ends this direction only. Without it Node ends the link's
-  // other half too, and the pipeline into it then calls the peer connection closed early and
-  // destroys it, unsent bytes included (the test lost 300–700 KiB of 5 MiB that way).
+  // other half too, and the peer's bytes still on their way to the node are cut off (the test
+  // lost 300–700 KiB of 5 MiB that way).
   local = createConnection({
     ...where,
     allowHalfOpen: true,
