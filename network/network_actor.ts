@@ -88,6 +88,7 @@ import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 import { PledgeBudget } from "./pledge_budget.ts";
+import { KeyDials } from "./dial_by_key.ts";
 
 /** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */
 export interface PeerInfo {
@@ -203,6 +204,17 @@ export type NetworkMessage =
   | { type: "publish_training"; gossip: TrainingGossip; except?: string }
   | { type: "connection_to"; key: Uint8Array; protocol: string }
   | {
+    /**
+     * Connect to this peer by its key, whatever topics it is on (Hyperswarm's DHT), when no
+     * connection to it is open: its connection then comes up like any other, and later
+     * `connection_to` asks find it. Kept up to `forMs`; without a swarm, or over the
+     * `MAX_DIALS` bound (`dial_by_key.ts`), nothing happens. Answers whether a dial is under way.
+     */
+    type: "reach";
+    key: Uint8Array;
+    forMs: number;
+  }
+  | {
     type: "worker";
     model?: string;
     /** Hex keys of workers not to pick (one that just failed this job). */
@@ -293,6 +305,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /** `key:model` → until when (ms) that worker is not picked for that model (it refused it). */
   readonly #refused = new Map<string, number>();
   #swarm?: SwarmHost;
+  /** Peers dialled by key (`reach`); only with a swarm. */
+  #dials?: KeyDials;
   #protocols: Protocol[] = [];
   #services?: PeerServices;
   /** This node's latest signed hello, sent to each peer on connect. */
@@ -364,6 +378,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
       return;
     }
     this.#swarm = swarm;
+    this.#dials = new KeyDials({
+      dial: (key) => swarm.dial(key),
+      undial: (key) => swarm.undial(key),
+    });
     const about = await this.#options.describe?.().catch(() => undefined);
     const topics = nodeTopics(
       (about?.roles ?? []) as PeerRole[],
@@ -384,6 +402,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /** Close the listener and every connection. */
   async postStop(): Promise<void> {
     await this.#listener?.close();
+    this.#dials?.stop();
     await this.#swarm?.close();
     const all = [...this.#peers.values()].flat();
     this.#peers.clear();
@@ -456,6 +475,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         );
       case "connection_to":
         return this.#connectionTo(message.key, message.protocol);
+      case "reach":
+        return this.#reach(message.key, message.forMs);
       case "worker":
         return this.#worker(message.model, message.exclude);
       case "worker_refused_model":
@@ -754,6 +775,15 @@ export class NetworkActor implements Actor<NetworkMessage> {
       );
     }
     return sent;
+  }
+
+  /** See the `reach` message: dial `key` when no connection to it is open. */
+  #reach(key: Uint8Array, forMs: number): boolean {
+    if (this.#dials === undefined || bytesEqual(key, this.#options.identity.publicKey)) {
+      return false;
+    }
+    if (this.#peers.has(toHex(key))) return false; // connected: nothing to dial
+    return this.#dials.reach(key, forMs);
   }
 
   /**

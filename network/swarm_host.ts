@@ -149,6 +149,8 @@ export class SwarmHost {
   #link: SwarmLink | undefined;
   readonly #topics = new Map<string, Joined>();
   readonly #waiting = new Map<string, Waiting>();
+  /** Peers dialled by key, hex (see {@link dial}). */
+  readonly #dialled = new Set<string>();
   #child: Deno.ChildProcess | undefined;
   #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #closing = false;
@@ -246,6 +248,35 @@ export class SwarmHost {
     const hex = toHex(topic);
     this.#topics.delete(hex);
     await this.#request(hex, "leave", { op: "leave", topic: hex });
+  }
+
+  /**
+   * Connect to a peer by its public key through the DHT, whatever topics it is on, and keep
+   * reconnecting while it stays dialled (kept across restarts of the host). Its connection
+   * arrives on {@link SwarmHostOptions.onPeer} like any other. No answer: a key nobody has
+   * announced only never connects.
+   * @throws {SwarmHostError} for a key that is not 32 bytes, or this node's own.
+   */
+  dial(key: Uint8Array): void {
+    if (key.length !== 32) throw new SwarmHostError(`a peer key is 32 bytes, not ${key.length}`);
+    if (bytesEqual(key, this.#options.identity.publicKey)) {
+      throw new SwarmHostError("a node does not dial itself");
+    }
+    const hex = toHex(key);
+    this.#dialled.add(hex);
+    this.#send({ op: "dial", key: hex }).catch(() => {}); // down: redialled once it is back
+  }
+
+  /** Stop dialling `key` (an open connection to it stays open). */
+  undial(key: Uint8Array): void {
+    const hex = toHex(key);
+    if (!this.#dialled.delete(hex)) return;
+    this.#send({ op: "undial", key: hex }).catch(() => {}); // down: the restarted host never dials it
+  }
+
+  /** Keys dialled now, hex (see {@link dial}). */
+  get dialled(): ReadonlySet<string> {
+    return this.#dialled;
   }
 
   /** Stop the host (it leaves the swarm) and the link's listener. */
@@ -392,10 +423,11 @@ export class SwarmHost {
         this.#upSince = performance.now();
         this.#ready.resolve();
         this.#options.onState?.("up");
-        // After a restart: join every topic again.
+        // After a restart: join every topic again, dial every dialled peer again.
         for (const [topic, joined] of this.#topics) {
           this.#send({ op: "join", topic, ...joined }).catch(() => {});
         }
+        for (const key of this.#dialled) this.#send({ op: "dial", key }).catch(() => {});
         return;
       }
       case "joined":

@@ -15,6 +15,8 @@
 //                       bootstrap null: the public DHT; bind "127.0.0.1": local testnet only
 //                       maxUnreadBytes: see MAX_UNREAD_BYTES
 //   stdin, then:        { op: "join", topic, server, client } | { op: "leave", topic }
+//                       | { op: "dial", key } | { op: "undial", key } (a peer's public key, hex:
+//                         connect to it by its key and keep reconnecting, or stop; no answer)
 //   stdout:             { ev: "ready", publicKey } (once the DHT's socket is bound)
 //                       | { ev: "joined", topic } | { ev: "left", topic }
 //                       | { ev: "error", topic, op, message } (that op failed)
@@ -284,7 +286,20 @@ function stopRefreshing(topic) {
   refreshTimers.delete(topic);
 }
 
+// Connect to a peer by its key through the DHT, whatever topics it is on, and keep reconnecting
+// while dialled (Hyperswarm's explicit peers); its connection is delivered like any other.
+// Undialling stops the attempts and leaves an open connection alone.
+function dial(message) {
+  if (typeof message.key !== "string" || !/^[0-9a-f]{64}$/.test(message.key)) {
+    throw new Error("a peer key is 32 bytes (64 hex digits)");
+  }
+  const key = Buffer.from(message.key, "hex");
+  if (message.op === "dial") swarm.joinPeer(key);
+  else swarm.leavePeer(key);
+}
+
 async function handle(message) {
+  if (message.op === "dial" || message.op === "undial") return dial(message);
   if (typeof message.topic !== "string" || !/^[0-9a-f]{64}$/.test(message.topic)) {
     throw new Error("a topic is 32 bytes (64 hex digits)");
   }

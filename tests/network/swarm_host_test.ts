@@ -13,22 +13,74 @@ import { toHex } from "../../protocols/hash.ts";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { createSocket } from "node:dgram";
+import { eventually } from "../_helpers/wait.ts";
 
-/** A queue of the peers a host delivers. */
+/** A queue of the peers a host delivers; waiting for one fails the test instead of hanging it. */
 function peerQueue() {
   const peers: SwarmPeer[] = [];
-  let wake: (() => void) | undefined;
   return {
-    onPeer: (peer: SwarmPeer) => {
-      peers.push(peer);
-      wake?.();
-    },
+    onPeer: (peer: SwarmPeer) => peers.push(peer),
     async next(): Promise<SwarmPeer> {
-      while (peers.length === 0) await new Promise<void>((r) => wake = r);
+      await eventually(() => peers.length > 0, "a peer connection");
       return peers.shift()!;
     },
   };
 }
+
+Deno.test({
+  name:
+    "swarm host: a node dials a peer by its key when they share no topic; the dial is kept across a restart of its host",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const testnet = await startLocalTestnet();
+    const [a, b] = [Identity.generate(), Identity.generate()];
+    const [qa, qb] = [peerQueue(), peerQueue()];
+    const common = { bootstrap: testnet.bootstrap, bind: "127.0.0.1" };
+    const hostA = await SwarmHost.start({
+      ...common,
+      identity: a,
+      onPeer: qa.onPeer,
+      restart: { initialMs: 10, maxMs: 10 },
+    });
+    const hostB = await SwarmHost.start({ ...common, identity: b, onPeer: qb.onPeer });
+    try {
+      // B announces itself on a topic A never looks up; A looks up one B is not on.
+      await hostB.join(crypto.getRandomValues(new Uint8Array(32)), { client: false });
+      await hostA.join(crypto.getRandomValues(new Uint8Array(32)), { server: false });
+      assert.throws(() => hostA.dial(a.publicKey), /does not dial itself/);
+      assert.throws(() => hostA.dial(new Uint8Array(31)), /32 bytes/);
+      hostA.dial(b.publicKey);
+      assert.deepEqual([...hostA.dialled], [toHex(b.publicKey)]);
+      const [pa, pb] = await Promise.all([qa.next(), qb.next()]);
+      assert.equal(toHex(pa.remoteKey), toHex(b.publicKey));
+      assert.equal(toHex(pb.remoteKey), toHex(a.publicKey));
+      assert.ok(pa.initiator && !pb.initiator, "A dialled B");
+      // Bytes both ways, as a node's handshake sends: Hyperswarm then takes a newer connection
+      // from the same peer for a reconnect (with none, it may keep the dead one for a while).
+      for (const [from, to] of [[pa, pb], [pb, pa]]) {
+        const writer = from.duplex.writable.getWriter();
+        await writer.write(new Uint8Array([1]));
+        writer.releaseLock();
+        const reader = to.duplex.readable.getReader();
+        assert.deepEqual((await reader.read()).value, new Uint8Array([1]));
+        reader.releaseLock();
+      }
+      // A's host dies: the restarted host dials B again.
+      Deno.kill(hostA.pid!, "SIGKILL");
+      const again = await qb.next();
+      assert.equal(toHex(again.remoteKey), toHex(a.publicKey));
+      assert.equal(hostA.restarts, 1);
+      hostA.undial(b.publicKey);
+      assert.equal(hostA.dialled.size, 0);
+      again.close();
+    } finally {
+      await hostA.close();
+      await hostB.close();
+      await testnet.stop();
+    }
+  },
+});
 
 Deno.test({
   name:
