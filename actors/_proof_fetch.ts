@@ -1,15 +1,15 @@
 /**
  * Fetching a challenged worker's proof data for the ValidatorActor (`validator_actor.ts`):
  * asked over the wire through the NetworkActor, on every route this node has — its own
- * connection to the worker, else through the job's requester and the other ledger-keeping
- * peers, which relay — and asked again, route after route, until the deadline. What it gives
- * is the worker's proof data as it served it, signed by it for the receipt, or nothing:
- * withheld. How the worker failed to deliver (no answer, "none", unsigned data, or no route
- * reaching it) does not matter: a missing response by the deadline is the worker's failure, so
- * an honest worker stays reachable and keeps its proof data for the challenge window
- * (`proofs.retentionMs`). One exception: a validator that had no route at all for the whole
- * deadline (no connection to anyone) is cut off itself, and says so ({@link UNREACHABLE}).
- * Not part of the public API.
+ * connection to the worker (dialled by the worker's key when there is none), else through the
+ * job's requester and the other ledger-keeping peers, which relay — and asked again, route after
+ * route, until the deadline. What it gives is the worker's proof data as it served it, signed
+ * by it for the receipt, or nothing: withheld. How the worker failed to deliver (no answer,
+ * "none", unsigned data, or no route reaching it) does not matter: a missing response by the
+ * deadline is the worker's failure, so an honest worker stays reachable and keeps its proof data
+ * for the challenge window (`proofs.retentionMs`). One exception: a validator that had no route
+ * at all for the whole deadline (no connection to anyone; a dial that connected nothing is no
+ * route) is cut off itself, and says so ({@link UNREACHABLE}). Not part of the public API.
  *
  * @module
  */
@@ -103,10 +103,12 @@ export async function proofOf(
 
 /**
  * Ask the worker for its proof data until the deadline, every route in each round: directly
- * when connected to it (its answer, "none" included, is its own word: final), else through
- * relays — the job's requester first, then the other ledger-keeping peers — any of which may
- * bring data the worker signed. A relay's "none", an error or silence proves nothing, so the
- * next round tries every route again. Nothing signed by the deadline: withheld.
+ * when connected to it (its answer, "none" included, is its own word: final), else it is dialled
+ * by its key for the time left (`reach`), and the relays are asked — the job's requester first,
+ * then the other ledger-keeping peers — any of which may bring data the worker signed. A relay's
+ * "none", an error or silence proves nothing, so the next round tries every route again, its own
+ * connection first: one the dial brought up meanwhile is found there. Nothing signed by the
+ * deadline: withheld.
  */
 async function fetchProof(
   receipt: Receipt,
@@ -140,6 +142,8 @@ async function fetchProof(
         signal.throwIfAborted();
       }
     }
+    // Before the relays, so a connection dialled during their round is found by the next one.
+    if (direct === undefined) reach(network, worker, left);
     const relayed = await throughRelays(receipt, network, relay, {
       timeoutMs: Math.min(deadline - performance.now(), RELAY_ROUND_MS, deadlineMs / MIN_ROUNDS),
       signal,
@@ -158,6 +162,19 @@ async function connectionTo(
   return await network?.ask<Connection | undefined>(
     { type: "connection_to", key, protocol: INFERENCE_PROTOCOL.name },
   ).catch(() => undefined);
+}
+
+/**
+ * Have the NetworkActor dial `key` (Hyperswarm's DHT) for up to `forMs` when no connection to it
+ * is open; fire and forget: the connection, if it comes up, is found by a later
+ * {@link connectionTo}. A dial alone is no route: it counts only once it connected.
+ */
+function reach(
+  network: ActorRef<NetworkMessage> | undefined,
+  key: Uint8Array,
+  forMs: number,
+): void {
+  network?.tell({ type: "reach", key, forMs }).catch(() => {});
 }
 
 /**

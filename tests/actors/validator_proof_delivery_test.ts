@@ -6,10 +6,12 @@
  * relay answered, so a requester colluding with a cheat answered "none" for it and the cheat
  * was never slashed (an auditor: 5 of 5 drawn cheats unpaid, stake untouched). A worker reached
  * late but within the deadline is judged on what it serves; the validator's own failure stays
- * unpaid and unslashed. Assertions are on the ledger after the window: status, balance, stake.
+ * unpaid and unslashed. A validator not connected to the worker dials it by its key (`reach`),
+ * so an honest worker whose requester answers "none" for it is still reached. Assertions are on
+ * the ledger after the window: status, balance, stake.
  *
- * The routes are a stand-in NetworkActor: which keys it is connected to, and what each
- * connection answers a proof request.
+ * The routes are a stand-in NetworkActor: which keys it is connected to, what each connection
+ * answers a proof request, and whether the worker's connection comes up only once dialled.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -45,8 +47,11 @@ const LONG_DEADLINE_MS = 30_000;
 type Answer = "served" | "none" | "fails" | "silent" | "absent";
 
 interface Routes {
-  /** The worker's own connection: absent until this many lookups (Infinity: never). */
-  workerFrom: number;
+  /**
+   * The worker's own connection: absent until this many lookups (Infinity: never), or until a
+   * `reach` for the worker's key was told (`"reach"`: reachable only by dialling its key).
+   */
+  workerFrom: number | "reach";
   /** What the worker answers on its own connection. */
   worker: Answer;
   /** What the job's requester answers as a relay. */
@@ -55,9 +60,14 @@ interface Routes {
   peer: Answer;
 }
 
-/** Stand-in NetworkActor: the connections the routes describe, counting what was asked. */
+/**
+ * Stand-in NetworkActor: the connections the routes describe, counting what was asked and
+ * recording the dials (`reach`) it was told.
+ */
 class RouteTable implements Actor<NetworkMessage> {
   readonly asked = { worker: 0, requester: 0, peer: 0 };
+  /** The `reach` messages received: the hex key dialled and for how long. */
+  readonly reaches: { key: string; forMs: number }[] = [];
   lookups = 0;
   constructor(
     readonly routes: Routes,
@@ -76,11 +86,20 @@ class RouteTable implements Actor<NetworkMessage> {
         roles: [],
       }));
     }
+    if (message.type === "reach") {
+      const key = toHex(message.key);
+      this.reaches.push({ key, forMs: message.forMs });
+      return key === this.keys.worker && this.routes.workerFrom === "reach";
+    }
     if (message.type !== "connection_to") return undefined;
     const key = toHex(message.key);
     if (key === this.keys.worker) {
-      if (++this.lookups <= this.routes.workerFrom) return undefined;
-      return this.#connection("worker");
+      ++this.lookups;
+      const from = this.routes.workerFrom;
+      const up = from === "reach"
+        ? this.reaches.some((reach) => reach.key === this.keys.worker)
+        : this.lookups > from;
+      return up ? this.#connection("worker") : undefined;
     }
     if (key === this.keys.requester) return this.#connection("requester");
     if (key === this.keys.peer) return this.#connection("peer");
@@ -280,9 +299,66 @@ Deno.test("a validator with no route to anyone for the whole deadline (its own n
     const { verdict } = await (await t.submit()).result!;
     assert.deepEqual([verdict.outcome, verdict.reason], ["inconclusive", "worker_unreachable"]);
     assert.ok(t.table.lookups >= 2, `worker looked up ${t.table.lookups}×`);
+    // It dialled the worker, but a dial that connected nothing is no route.
+    assert.ok(t.table.reaches.length >= 1, `${t.table.reaches.length} dials`);
     const { status, account } = await t.afterWindow();
     assert.equal(status, "unpaid");
     assert.deepEqual(account, { balance: 0, stake: WORKER_STAKE, locked: 0 });
+  } finally {
+    await t.close();
+  }
+});
+
+/** Every dial the table was told: for the worker's key, for no longer than `deadlineMs`. */
+function assertDialledWorker(t: { table: RouteTable }, deadlineMs: number, atLeast: number) {
+  const { reaches, keys } = t.table;
+  assert.ok(reaches.length >= atLeast, `${reaches.length} dials`);
+  for (const { key, forMs } of reaches) {
+    assert.equal(key, keys.worker);
+    assert.ok(forMs > 0 && forMs <= deadlineMs, `dialled for ${forMs} ms`);
+  }
+}
+
+Deno.test("an honest worker whose requester answers 'none', reachable only by dialling its key, is dialled, serves its proof, and is paid", async () => {
+  const routes: Routes = {
+    workerFrom: "reach",
+    worker: "served",
+    requester: "none",
+    peer: "absent",
+  };
+  // Long: it is dialled in the first round and served in the second (about 0.5 s).
+  const t = await setup(routes, LONG_DEADLINE_MS);
+  try {
+    const { verdict } = await (await t.submit()).result!;
+    assert.equal(verdict.outcome, "valid", verdict.reason);
+    assert.equal(t.table.asked.worker, 1);
+    assertDialledWorker(t, LONG_DEADLINE_MS, 1);
+    const { status, account } = await t.afterWindow();
+    assert.equal(status, "final");
+    assert.deepEqual(account, { balance: t.credit, stake: WORKER_STAKE, locked: 0 });
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a worker dialled by its key that never connects is still slashed like a withholder, dialled each round for the time left", async () => {
+  const routes: Routes = {
+    workerFrom: "reach",
+    worker: "absent",
+    requester: "none",
+    peer: "fails",
+  };
+  const t = await setup(routes, SHORT_DEADLINE_MS);
+  try {
+    const { verdict } = await (await t.submit()).result!;
+    assert.deepEqual([verdict.outcome, verdict.reason], ["invalid", "proof_unavailable"]);
+    assertDialledWorker(t, SHORT_DEADLINE_MS, 2);
+    // Each round dials for what is left of the deadline, less and less.
+    const forMs = t.table.reaches.map((reach) => reach.forMs);
+    assert.ok(forMs.every((ms, i) => i === 0 || ms < forMs[i - 1]), `${forMs}`);
+    const { status, account } = await t.afterWindow();
+    assert.equal(status, "fraud");
+    assert.deepEqual(account, { balance: 0, stake: WORKER_STAKE - t.slash, locked: 0 });
   } finally {
     await t.close();
   }
