@@ -8,7 +8,8 @@
  * - such a peer is sent, on connect, this node's stake pledge and a bounded few its ledger
  *   recorded (the keys active there first), and later the pledge of a worker whose receipt it
  *   refused for want of stake, so a node that joins late learns the stake gossiped before it
- *   came; every pledge sent to a peer comes out of that peer's budget (`pledge_budget.ts`);
+ *   came; every pledge sent to a peer comes out of that peer's budget (`pledge_budget.ts`;
+ *   the exchange itself: `pledge_sync.ts`);
  * - a validator's challenge fetches proof data over the worker's own connection (looked up
  *   here, requested by the validator's challenge task, so no peer can hold this mailbox);
  * - the peers that offer the storage protocol are the StorageActor's holders: it is told the
@@ -46,17 +47,12 @@ import type { Receipt } from "../protocols/receipt.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
-import {
-  PLEDGE_SEND_RESERVE,
-  PLEDGES_PUSHED_ON_CONNECT,
-  type StakePledge,
-} from "../protocols/stake_pledge.ts";
+import type { StakePledge } from "../protocols/stake_pledge.ts";
 import {
   FraudProofAnnouncementMessage,
   INFERENCE_PROTOCOL,
   ListModelsMessage,
   ReceiptAnnouncementMessage,
-  StakeAnnouncementMessage,
   VALIDATION_PROTOCOL,
   VerdictAnnouncementMessage,
   type WireModelInfo,
@@ -88,6 +84,7 @@ import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 import { PledgeBudget } from "./pledge_budget.ts";
+import { PledgeSync } from "./pledge_sync.ts";
 import { KeyDials } from "./dial_by_key.ts";
 
 /** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */
@@ -126,7 +123,7 @@ export interface NetworkActorOptions {
   services: Omit<PeerServices, "system">;
   /**
    * Our stake pledge, sent to every ledger-keeping peer on connect, followed by a bounded few
-   * our validator's ledger recorded (see `#sendPledges`).
+   * our validator's ledger recorded (see `PledgeSync.sendPledges`).
    */
   pledge?: StakePledge;
   /** Clock of the per-peer pledge budgets, both ways (default `Date.now`; tests fake it). */
@@ -192,8 +189,8 @@ export type NetworkMessage =
   | { type: "publish_pledge"; pledge: StakePledge; except?: string }
   | {
     /**
-     * Pledges our ledger holds, for one peer (`#sendPledges`, `#sendNeeded`): sent as far as its
-     * budget goes, keeping {@link PLEDGE_SEND_RESERVE} back unless the peer `needed` them.
+     * Pledges our ledger holds, for one peer (`PledgeSync.sendPledges`, `.sendNeeded`): sent as
+     * far as its budget goes, keeping `PLEDGE_SEND_RESERVE` back unless the peer `needed` them.
      */
     type: "push_pledges";
     connection: Connection;
@@ -313,10 +310,20 @@ export class NetworkActor implements Actor<NetworkMessage> {
   #hello?: PeerHello;
   /** Hex key → its account in this node's ledger (asked when its hello arrives). */
   readonly #standing = new Map<string, WorkerCandidate["standing"]>();
+  /** What goes out to peers of the pledges this node holds (`pledge_sync.ts`). */
+  readonly #pledgeSync: PledgeSync;
 
   /** @param options See {@link NetworkActorOptions}. */
   constructor(options: NetworkActorOptions) {
     this.#options = options;
+    this.#pledgeSync = new PledgeSync({
+      pledge: options.pledge,
+      peers: this.#peers,
+      entryOf: (connection) => this.#entryOf(connection),
+      validator: () => this.#services?.validator,
+      tell: tellQuietly,
+      log: (line) => this.#log(line),
+    });
   }
 
   /** Start listening and dialling, and join the swarm when configured. */
@@ -447,7 +454,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
                 // Its ledger lacks the worker's stake (the pledge was not among those pushed
                 // on connect, or its gossip was dropped): it keeps the receipt until it arrives.
                 if (ack.refusal === "insufficient_stake") {
-                  this.#sendNeeded(c, message.receipt.worker, ctx);
+                  this.#pledgeSync.sendNeeded(c, message.receipt.worker, ctx);
                 }
               }),
         );
@@ -464,9 +471,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
           (c) => c.notify(FraudProofAnnouncementMessage, { proof: message.proof }),
         );
       case "publish_pledge":
-        return this.#relayPledge(message.pledge, message.except);
+        return this.#pledgeSync.relayPledge(message.pledge, message.except);
       case "push_pledges":
-        return this.#pushPledges(message);
+        return this.#pledgeSync.pushPledges(message);
       case "publish_training":
         return this.#broadcast(
           TRAINING_PROTOCOL,
@@ -588,102 +595,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (this.#hello !== undefined && connection.supports(PEER_PROTOCOL.name)) {
       connection.notify(PeerHelloMessage, { hello: this.#hello }).catch(() => {});
     }
-    if (connection.supports(VALIDATION_PROTOCOL.name)) this.#sendPledges(connection, ctx);
-  }
-
-  /**
-   * Anti-entropy of stake: a ledger-keeping peer is sent this node's own pledge at once, then
-   * at most {@link PLEDGES_PUSHED_ON_CONNECT} pledges this node's ledger recorded — the keys
-   * active there first (their receipts and verdicts are what the peer will be asked to settle),
-   * then the newest — so a node that joins after a pledge was gossiped still learns it (gossip
-   * reaches only the peers connected at the time). Not all of them: a ledger may hold thousands
-   * of pledges of fresh keys that never did anything (a review pushed a newcomer 5,413). A
-   * pledge left out reaches the peer when it needs it: it refuses a receipt of that worker with
-   * `insufficient_stake`, keeps the receipt, and is sent the pledge (`#sendNeeded`).
-   *
-   * Cost: at most {@link PLEDGES_PUSHED_ON_CONNECT} + 1 `validation.stake` messages of about 150
-   * bytes per connection each way (7 KB), under the 100 refusals a peer tolerates, so one that
-   * offers `validation/1` without handling pledges is not made to hang up.
-   */
-  #sendPledges(connection: Connection, ctx: ActorContext<NetworkMessage>): void {
-    const own = this.#options.pledge;
-    if (own !== undefined) this.#pushPledges({ type: "push_pledges", connection, pledges: [own] });
-    const validator = this.#services?.validator;
-    if (validator === undefined) return;
-    const peer = connection.peerKey!;
-    ctx.system.lookup<{ type: "pledges"; limit: number }>(validator)
-      // Two more than sent: the peer's own and ours are left out below.
-      ?.ask<StakePledge[]>({ type: "pledges", limit: PLEDGES_PUSHED_ON_CONNECT + 2 })
-      .then((recorded) => {
-        // Not ours again (it went first), nor the peer's own: it knows its own stake.
-        const pledges = recorded.filter((p) =>
-          !bytesEqual(p.key, peer) && !(own && bytesEqual(p.key, own.key))
-        ).slice(0, PLEDGES_PUSHED_ON_CONNECT);
-        tellQuietly(ctx, { type: "push_pledges", connection, pledges });
-      }, () => {}); // a validator restarting: the next connection carries them
-  }
-
-  /**
-   * A peer refused a receipt of `worker` for want of stake: it keeps the receipt until the
-   * worker's pledge arrives, so it is sent the pledge our ledger holds (out of the room kept
-   * back for this, {@link PLEDGE_SEND_RESERVE}).
-   */
-  #sendNeeded(connection: Connection, worker: Uint8Array, ctx: ActorContext<NetworkMessage>): void {
-    const validator = this.#services?.validator;
-    if (validator === undefined || connection.isClosed) return;
-    if (bytesEqual(worker, connection.peerKey!)) return; // its own stake is its own to record
-    ctx.system.lookup<{ type: "pledges"; key: Uint8Array }>(validator)
-      ?.ask<StakePledge[]>({ type: "pledges", key: worker })
-      .then((pledges) => {
-        if (pledges.length === 0) return; // a deposit, not a pledge: nothing to pass on
-        tellQuietly(ctx, { type: "push_pledges", connection, pledges, needed: true });
-      }, () => {});
-  }
-
-  /**
-   * Send `pledges` to one peer, as far as its budget goes (the rest are not sent: a peer that
-   * needs one gets it then). Sent one after another, each waiting for room in the connection's
-   * write budget, so a slow peer slows this down rather than piling it up in memory.
-   */
-  #pushPledges(message: Extract<NetworkMessage, { type: "push_pledges" }>): void {
-    const { connection } = message;
-    const entry = this.#entryOf(connection);
-    if (entry === undefined || connection.isClosed) return;
-    const reserve = message.needed ? 0 : PLEDGE_SEND_RESERVE;
-    const fits: StakePledge[] = [];
-    for (const pledge of message.pledges) {
-      if (!entry.pledges.take(reserve)) break;
-      fits.push(pledge);
+    if (connection.supports(VALIDATION_PROTOCOL.name)) {
+      this.#pledgeSync.sendPledges(connection, ctx);
     }
-    if (fits.length === 0) return;
-    (async () => {
-      for (const pledge of fits) {
-        if (connection.isClosed) return;
-        await connection.notify(StakeAnnouncementMessage, { pledge });
-      }
-    })().catch(() => {}); // it closed: nothing left to send
-  }
-
-  /**
-   * Gossip of a pledge new to our ledger: to one connection of every `validation/1` peer but
-   * `except` (where it came from) and the pledger itself, each within its budget, keeping
-   * {@link PLEDGE_SEND_RESERVE} back: past it the pledge is dropped for that peer, so a flood
-   * through this node reaches each peer at the budget's pace at most.
-   */
-  #relayPledge(pledge: StakePledge, except: string | undefined): number {
-    const pledger = toHex(pledge.key);
-    let sent = 0;
-    for (const [key, list] of this.#peers) {
-      if (key === except || key === pledger) continue;
-      const entry = list.find((p) => !p.connection.isClosed);
-      if (entry === undefined || !entry.connection.supports(VALIDATION_PROTOCOL.name)) continue;
-      if (!entry.pledges.take(PLEDGE_SEND_RESERVE)) continue;
-      sent++;
-      entry.connection.notify(StakeAnnouncementMessage, { pledge }).catch((error) =>
-        this.#log(`peer ${key.slice(0, 16)}: ${(error as Error).message}`)
-      );
-    }
-    return sent;
   }
 
   /**

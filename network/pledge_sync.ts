@@ -1,0 +1,163 @@
+/**
+ * The NetworkActor's half of the stake-pledge exchange: what goes out to a ledger-keeping peer
+ * of the pledges this node holds. Such a peer is sent, on connect, this node's stake pledge and
+ * a bounded few its ledger recorded (the keys active there first), and later the pledge of a
+ * worker whose receipt it refused for want of stake, so a node that joins late learns the stake
+ * gossiped before it came; a pledge new to this node's ledger is passed on to its other peers.
+ * Every pledge sent to a peer comes out of that peer's budget (`pledge_budget.ts`), held in the
+ * NetworkActor's table: {@link PledgeSync} only reads the table, from the actor's `receive`, and
+ * what it learns in the background (the validator's answers) comes back to the actor as a
+ * `push_pledges` message.
+ *
+ * @module
+ */
+import type { ActorContext } from "../actors/actor.ts";
+import type { Connection } from "../protocols/connection.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { toHex } from "../protocols/hash.ts";
+import {
+  PLEDGE_SEND_RESERVE,
+  PLEDGES_PUSHED_ON_CONNECT,
+  type StakePledge,
+} from "../protocols/stake_pledge.ts";
+import { StakeAnnouncementMessage, VALIDATION_PROTOCOL } from "../protocols/inference_messages.ts";
+import type { NetworkMessage } from "./network_actor.ts";
+import type { PledgeBudget } from "./pledge_budget.ts";
+
+/** One connection in the NetworkActor's table, as the pledge exchange sees it. */
+export interface PledgePeer {
+  /** The connection to the peer. */
+  readonly connection: Connection;
+  /** What may still be sent to it of pledges (`pledge_budget.ts`; only in `receive`). */
+  readonly pledges: PledgeBudget;
+}
+
+/** The NetworkActor's `push_pledges` message: pledges our ledger holds, for one peer. */
+export type PushPledgesMessage = Extract<NetworkMessage, { type: "push_pledges" }>;
+
+/** Options of {@link PledgeSync}: what it needs of the NetworkActor. */
+export interface PledgeSyncOptions {
+  /** Our stake pledge, sent first to every ledger-keeping peer on connect. */
+  pledge?: StakePledge;
+  /** The NetworkActor's open connections by hex peer key, the oldest first (only read). */
+  peers: ReadonlyMap<string, readonly PledgePeer[]>;
+  /** The table's entry of `connection` (undefined once it is down). */
+  entryOf: (connection: Connection) => PledgePeer | undefined;
+  /** Our validator's actor path (undefined: no ledger here, or not started yet). */
+  validator: () => string | undefined;
+  /** Tell the NetworkActor `message`, quietly (it may be stopping). */
+  tell: (ctx: ActorContext<NetworkMessage>, message: PushPledgesMessage) => void;
+  /** Where a failed relay is logged. */
+  log: (line: string) => void;
+}
+
+/**
+ * Sends pledges to the NetworkActor's peers, each within its budget; called from the actor's
+ * `receive` (see the module doc).
+ */
+export class PledgeSync {
+  readonly #options: PledgeSyncOptions;
+
+  /**
+   * The exchange of one NetworkActor, over its table.
+   * @param options See {@link PledgeSyncOptions}.
+   */
+  constructor(options: PledgeSyncOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Anti-entropy of stake: a ledger-keeping peer is sent this node's own pledge at once, then
+   * at most {@link PLEDGES_PUSHED_ON_CONNECT} pledges this node's ledger recorded — the keys
+   * active there first (their receipts and verdicts are what the peer will be asked to settle),
+   * then the newest — so a node that joins after a pledge was gossiped still learns it (gossip
+   * reaches only the peers connected at the time). Not all of them: a ledger may hold thousands
+   * of pledges of fresh keys that never did anything (a review pushed a newcomer 5,413). A
+   * pledge left out reaches the peer when it needs it: it refuses a receipt of that worker with
+   * `insufficient_stake`, keeps the receipt, and is sent the pledge (`sendNeeded`).
+   *
+   * Cost: at most {@link PLEDGES_PUSHED_ON_CONNECT} + 1 `validation.stake` messages of about 150
+   * bytes per connection each way (7 KB), under the 100 refusals a peer tolerates, so one that
+   * offers `validation/1` without handling pledges is not made to hang up.
+   */
+  sendPledges(connection: Connection, ctx: ActorContext<NetworkMessage>): void {
+    const own = this.#options.pledge;
+    if (own !== undefined) this.pushPledges({ type: "push_pledges", connection, pledges: [own] });
+    const validator = this.#options.validator();
+    if (validator === undefined) return;
+    const peer = connection.peerKey!;
+    ctx.system.lookup<{ type: "pledges"; limit: number }>(validator)
+      // Two more than sent: the peer's own and ours are left out below.
+      ?.ask<StakePledge[]>({ type: "pledges", limit: PLEDGES_PUSHED_ON_CONNECT + 2 })
+      .then((recorded) => {
+        // Not ours again (it went first), nor the peer's own: it knows its own stake.
+        const pledges = recorded.filter((p) =>
+          !bytesEqual(p.key, peer) && !(own && bytesEqual(p.key, own.key))
+        ).slice(0, PLEDGES_PUSHED_ON_CONNECT);
+        this.#options.tell(ctx, { type: "push_pledges", connection, pledges });
+      }, () => {}); // a validator restarting: the next connection carries them
+  }
+
+  /**
+   * A peer refused a receipt of `worker` for want of stake: it keeps the receipt until the
+   * worker's pledge arrives, so it is sent the pledge our ledger holds (out of the room kept
+   * back for this, {@link PLEDGE_SEND_RESERVE}).
+   */
+  sendNeeded(connection: Connection, worker: Uint8Array, ctx: ActorContext<NetworkMessage>): void {
+    const validator = this.#options.validator();
+    if (validator === undefined || connection.isClosed) return;
+    if (bytesEqual(worker, connection.peerKey!)) return; // its own stake is its own to record
+    ctx.system.lookup<{ type: "pledges"; key: Uint8Array }>(validator)
+      ?.ask<StakePledge[]>({ type: "pledges", key: worker })
+      .then((pledges) => {
+        if (pledges.length === 0) return; // a deposit, not a pledge: nothing to pass on
+        this.#options.tell(ctx, { type: "push_pledges", connection, pledges, needed: true });
+      }, () => {});
+  }
+
+  /**
+   * Send `pledges` to one peer, as far as its budget goes (the rest are not sent: a peer that
+   * needs one gets it then). Sent one after another, each waiting for room in the connection's
+   * write budget, so a slow peer slows this down rather than piling it up in memory.
+   */
+  pushPledges(message: PushPledgesMessage): void {
+    const { connection } = message;
+    const entry = this.#options.entryOf(connection);
+    if (entry === undefined || connection.isClosed) return;
+    const reserve = message.needed ? 0 : PLEDGE_SEND_RESERVE;
+    const fits: StakePledge[] = [];
+    for (const pledge of message.pledges) {
+      if (!entry.pledges.take(reserve)) break;
+      fits.push(pledge);
+    }
+    if (fits.length === 0) return;
+    (async () => {
+      for (const pledge of fits) {
+        if (connection.isClosed) return;
+        await connection.notify(StakeAnnouncementMessage, { pledge });
+      }
+    })().catch(() => {}); // it closed: nothing left to send
+  }
+
+  /**
+   * Gossip of a pledge new to our ledger: to one connection of every `validation/1` peer but
+   * `except` (where it came from) and the pledger itself, each within its budget, keeping
+   * {@link PLEDGE_SEND_RESERVE} back: past it the pledge is dropped for that peer, so a flood
+   * through this node reaches each peer at the budget's pace at most.
+   */
+  relayPledge(pledge: StakePledge, except: string | undefined): number {
+    const pledger = toHex(pledge.key);
+    let sent = 0;
+    for (const [key, list] of this.#options.peers) {
+      if (key === except || key === pledger) continue;
+      const entry = list.find((p) => !p.connection.isClosed);
+      if (entry === undefined || !entry.connection.supports(VALIDATION_PROTOCOL.name)) continue;
+      if (!entry.pledges.take(PLEDGE_SEND_RESERVE)) continue;
+      sent++;
+      entry.connection.notify(StakeAnnouncementMessage, { pledge }).catch((error) =>
+        this.#options.log(`peer ${key.slice(0, 16)}: ${(error as Error).message}`)
+      );
+    }
+    return sent;
+  }
+}
