@@ -86,6 +86,7 @@ import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 import { PledgeBudget } from "./pledge_budget.ts";
 import { PledgeSync } from "./pledge_sync.ts";
 import { KeyDials } from "./dial_by_key.ts";
+import { ConnectionLimits, type ConnectionLimitsOptions } from "./connection_limits.ts";
 
 /** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */
 export interface PeerInfo {
@@ -130,6 +131,11 @@ export interface NetworkActorOptions {
   now?: () => number;
   /** Options of every peer connection (keepalive, idle timeout, budgets). */
   connection?: ConnectionOptions;
+  /**
+   * How many peer connections are held, in all and per peer key, and how many handshakes run
+   * at once (`connection_limits.ts`; defaults 256, 4, 64).
+   */
+  limits?: ConnectionLimitsOptions;
   /** First redial delay, doubling to {@link MAX_REDIAL_MS}; default 250 ms. */
   redialMs?: number;
   /** Where connect and disconnect lines go. */
@@ -302,6 +308,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /** `key:model` → until when (ms) that worker is not picked for that model (it refused it). */
   readonly #refused = new Map<string, number>();
   #swarm?: SwarmHost;
+  /** Bounds on connections and handshakes (`connection_limits.ts`). */
+  readonly #limits: ConnectionLimits;
   /** Peers dialled by key (`reach`); only with a swarm. */
   #dials?: KeyDials;
   #protocols: Protocol[] = [];
@@ -316,6 +324,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /** @param options See {@link NetworkActorOptions}. */
   constructor(options: NetworkActorOptions) {
     this.#options = options;
+    this.#limits = new ConnectionLimits(options.limits);
     this.#pledgeSync = new PledgeSync({
       pledge: options.pledge,
       peers: this.#peers,
@@ -523,6 +532,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
     ctx: ActorContext<NetworkMessage>,
     expectedKey?: Uint8Array,
   ): Promise<Connection> {
+    if (!this.#limits.startHandshake()) {
+      close();
+      throw new Error(`refused: ${this.#limits.maxHandshakes} handshakes already in progress`);
+    }
     let connection: Connection;
     try {
       connection = await Connection.open(duplex, {
@@ -533,6 +546,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
     } catch (error) {
       close(); // a failed handshake leaves nothing worth lingering for
       throw error;
+    } finally {
+      this.#limits.endHandshake();
     }
     if (expectedKey !== undefined && !bytesEqual(connection.peerKey!, expectedKey)) {
       await connection.close();
@@ -559,6 +574,15 @@ export class NetworkActor implements Actor<NetworkMessage> {
   ): void {
     const { connection } = message;
     const key = toHex(connection.peerKey!);
+    const refusal = this.#limits.refusal({
+      ofPeer: (this.#peers.get(key) ?? []).filter((p) => !p.connection.isClosed).length,
+      total: [...this.#peers.values()].flat().filter((p) => !p.connection.isClosed).length,
+    });
+    if (refusal !== undefined) {
+      this.#log(`peer refused ${key.slice(0, 16)} ${message.address}: ${refusal}`);
+      connection.close().catch(() => {});
+      return;
+    }
     const info: PeerInfo = {
       key,
       address: message.address,

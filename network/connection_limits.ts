@@ -1,0 +1,109 @@
+/**
+ * How many peer connections a node holds, and how many handshakes it runs at once. Every budget
+ * a connection carries (inbound requests, stream windows, pledges) is per connection, and
+ * accepting a connection costs a handshake (an ed25519 signature checked, a key agreement): a
+ * peer that opened connections without end would multiply those budgets, or keep the node busy
+ * shaking hands. So the NetworkActor admits at most:
+ *
+ * - {@link DEFAULT_MAX_HANDSHAKES} handshakes in progress: a connection that arrives past them
+ *   is closed before any work is done for it;
+ * - {@link DEFAULT_MAX_CONNECTIONS_PER_PEER} open connections per peer key (a TCP one each way
+ *   and a swarm one, with room for one being replaced): past it, the new one is closed;
+ * - {@link DEFAULT_MAX_CONNECTIONS} open connections in all: past it, a connection from a key
+ *   the node has no connection with is closed (one from a key it already has stays within the
+ *   per-peer bound: a peer replacing a connection is not locked out by strangers).
+ *
+ * A connection closed for these reasons is logged with the reason; an outbound one is dialled
+ * again as any dropped connection is.
+ *
+ * @example
+ * ```ts
+ * import { ConnectionLimits } from "./connection_limits.ts";
+ * const limits = new ConnectionLimits({ maxConnections: 2, maxConnectionsPerPeer: 1 });
+ * console.log(limits.refusal({ ofPeer: 0, total: 0 })); // undefined: admitted
+ * console.log(limits.refusal({ ofPeer: 1, total: 1 })); // "1 connection(s) from this peer already (at most 1)"
+ * ```
+ *
+ * @module
+ */
+
+/** Default most open peer connections in all. */
+export const DEFAULT_MAX_CONNECTIONS = 256;
+/** Default most open connections with one peer key. */
+export const DEFAULT_MAX_CONNECTIONS_PER_PEER = 4;
+/** Default most handshakes in progress at once. */
+export const DEFAULT_MAX_HANDSHAKES = 64;
+
+/** Options of {@link ConnectionLimits} (each a positive integer). */
+export interface ConnectionLimitsOptions {
+  /** Most open connections in all (default {@link DEFAULT_MAX_CONNECTIONS}). */
+  maxConnections?: number;
+  /** Most open connections with one key (default {@link DEFAULT_MAX_CONNECTIONS_PER_PEER}). */
+  maxConnectionsPerPeer?: number;
+  /** Most handshakes in progress (default {@link DEFAULT_MAX_HANDSHAKES}). */
+  maxHandshakes?: number;
+}
+
+/** The bounds, and the handshakes in progress. */
+export class ConnectionLimits {
+  readonly maxConnections: number;
+  readonly maxConnectionsPerPeer: number;
+  readonly maxHandshakes: number;
+  #handshakes = 0;
+
+  /** @param options The bounds. @throws {RangeError} for a bound that is not a positive integer. */
+  constructor(options: ConnectionLimitsOptions = {}) {
+    this.maxConnections = positive(
+      "maxConnections",
+      options.maxConnections,
+      DEFAULT_MAX_CONNECTIONS,
+    );
+    this.maxConnectionsPerPeer = positive(
+      "maxConnectionsPerPeer",
+      options.maxConnectionsPerPeer,
+      DEFAULT_MAX_CONNECTIONS_PER_PEER,
+    );
+    this.maxHandshakes = positive("maxHandshakes", options.maxHandshakes, DEFAULT_MAX_HANDSHAKES);
+  }
+
+  /** Handshakes in progress. */
+  get handshakes(): number {
+    return this.#handshakes;
+  }
+
+  /**
+   * Take a handshake slot; the caller gives it back with {@link endHandshake} however the
+   * handshake ends.
+   * @returns False when {@link maxHandshakes} are in progress: refuse the connection.
+   */
+  startHandshake(): boolean {
+    if (this.#handshakes >= this.maxHandshakes) return false;
+    this.#handshakes++;
+    return true;
+  }
+
+  /** Give back a slot taken by {@link startHandshake}. */
+  endHandshake(): void {
+    this.#handshakes = Math.max(0, this.#handshakes - 1);
+  }
+
+  /**
+   * Why a connection that just finished its handshake is not admitted, or undefined when it is.
+   * @param open Open connections now, not counting the new one: with its peer key, and in all.
+   */
+  refusal(open: { ofPeer: number; total: number }): string | undefined {
+    if (open.ofPeer >= this.maxConnectionsPerPeer) {
+      return `${open.ofPeer} connection(s) from this peer already (at most ${this.maxConnectionsPerPeer})`;
+    }
+    if (open.ofPeer === 0 && open.total >= this.maxConnections) {
+      return `${open.total} peer connections already (at most ${this.maxConnections})`;
+    }
+    return undefined;
+  }
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  const n = value ?? fallback;
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`${name} must be a positive integer`);
+  return n;
+}

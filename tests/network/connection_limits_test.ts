@@ -1,0 +1,136 @@
+/**
+ * The NetworkActor holds a bounded number of peer connections (`network/connection_limits.ts`):
+ * per peer key, in all (a stranger is refused past it, a known peer stays within its own bound),
+ * and handshakes in progress. Each budget a connection carries is per connection, so without
+ * these one peer multiplied them by opening connections. Peers connect over in-memory duplexes.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
+import { ConnectionLimits } from "../../network/connection_limits.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { eventually } from "../_helpers/wait.ts";
+
+Deno.test("ConnectionLimits: per peer, in all for a new key only, handshake slots; bounds must be positive integers", () => {
+  const limits = new ConnectionLimits({
+    maxConnections: 3,
+    maxConnectionsPerPeer: 2,
+    maxHandshakes: 1,
+  });
+  assert.equal(limits.refusal({ ofPeer: 1, total: 2 }), undefined);
+  assert.match(limits.refusal({ ofPeer: 2, total: 2 })!, /from this peer already \(at most 2\)/);
+  assert.match(
+    limits.refusal({ ofPeer: 0, total: 3 })!,
+    /3 peer connections already \(at most 3\)/,
+  );
+  assert.equal(limits.refusal({ ofPeer: 1, total: 3 }), undefined, "a known peer within its bound");
+  assert.equal(limits.startHandshake(), true);
+  assert.equal(limits.startHandshake(), false);
+  limits.endHandshake();
+  assert.equal(limits.startHandshake(), true);
+  assert.throws(() => new ConnectionLimits({ maxConnections: 0 }), RangeError);
+  assert.throws(() => new ConnectionLimits({ maxHandshakes: 1.5 }), RangeError);
+});
+
+/** A peer with `identity` connects to `network`; resolves with our side once admitted or not. */
+async function connect(network: ActorRef<NetworkMessage>, identity: Identity) {
+  const [near, far] = memoryDuplexPair();
+  const [, ours] = await Promise.all([
+    network.ask<Connection>({ type: "attach", duplex: near, address: "mem", outbound: false }),
+    Connection.open(far, { identity, protocols: [INFERENCE_PROTOCOL] }),
+  ]);
+  return ours;
+}
+
+async function openPeers(network: ActorRef<NetworkMessage>): Promise<string[]> {
+  return (await network.ask<PeerInfo[]>({ type: "peers" })).map((peer) => peer.key);
+}
+
+Deno.test("NetworkActor: a peer's connections past its bound are closed, and a stranger's past the total; a known peer still fits", async () => {
+  const system = new ActorSystem({ name: "limits" });
+  const logs: string[] = [];
+  const network = await system.spawn<NetworkMessage>({
+    name: "n/network",
+    factory: () =>
+      new NetworkActor({
+        identity: Identity.generate(),
+        services: {},
+        limits: { maxConnections: 3, maxConnectionsPerPeer: 2 },
+        log: (line) => logs.push(line),
+      }),
+  });
+  const [k, l, m] = [Identity.generate(), Identity.generate(), Identity.generate()];
+  const ours: Connection[] = [];
+  try {
+    ours.push(await connect(network, k), await connect(network, k));
+    const third = await connect(network, k);
+    ours.push(third);
+    await third.closed;
+    assert.deepEqual(await openPeers(network), [toHex(k.publicKey), toHex(k.publicKey)]);
+    assert.ok(logs.some((line) => line.includes("peer refused") && line.includes("at most 2")));
+
+    ours.push(await connect(network, l)); // the third connection in all
+    const stranger = await connect(network, m);
+    ours.push(stranger);
+    await stranger.closed;
+    assert.ok(!(await openPeers(network)).includes(toHex(m.publicKey)), "M refused");
+    assert.ok(logs.some((line) => line.includes("at most 3")));
+
+    // A connection of K's closes: K may connect again; a stranger still may not.
+    await ours[0].close();
+    await eventually(
+      async () => (await openPeers(network)).length === 2, // one of K's and L's
+      "the close to reach the actor",
+    );
+    const again = await connect(network, k);
+    ours.push(again);
+    assert.equal((await openPeers(network)).filter((key) => key === toHex(k.publicKey)).length, 2);
+    assert.equal(again.isClosed, false);
+  } finally {
+    await Promise.all(ours.map((c) => c.close()));
+    await system.shutdown();
+  }
+});
+
+Deno.test({
+  name:
+    "NetworkActor: a connection that arrives while the handshakes in progress are at their bound is closed before any handshake",
+  sanitizeResources: false,
+  fn: async () => {
+    const system = new ActorSystem({ name: "limits-handshakes" });
+    const logs: string[] = [];
+    const network = await system.spawn<NetworkMessage>({
+      name: "n/network",
+      factory: () =>
+        new NetworkActor({
+          identity: Identity.generate(),
+          services: {},
+          listen: { hostname: "127.0.0.1", port: 0 },
+          limits: { maxHandshakes: 1 },
+          log: (line) => logs.push(line),
+        }),
+    });
+    const { port } = await network.ask<Deno.NetAddr>({ type: "listening" });
+    // A peer that connects and never shakes hands holds the one slot.
+    const stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+    const refused = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      // Closed at once: the end comes before the handshake's deadline (5 s), without a byte.
+      const read = await refused.read(new Uint8Array(64)).catch(() => null);
+      assert.equal(read, null);
+      assert.ok(
+        logs.some((line) => line.includes("refused: 1 handshakes already in progress")),
+        logs.join("\n"),
+      );
+    } finally {
+      stalled.close();
+      refused.close();
+      await system.shutdown();
+    }
+  },
+});
