@@ -1,43 +1,92 @@
 /**
  * Reading a job's tokens a few ahead of the wire, so the serving side of `inference.submit`
  * can send every token that is ready in one event. One read is kept outstanding while fewer
- * than `limit` tokens wait: when the requester (or the link to it) keeps up, each pull finds one
- * token and sends it alone, as before; when it falls behind, the tokens computed meanwhile go
- * out together — one frame, one write, one packet through each swarm host, instead of one per
- * token — and the worker is never more than `limit` tokens ahead of what was sent.
+ * than `limit` tokens wait: when the requester (or the link to it) falls behind, the tokens
+ * computed meanwhile go out together — one frame, one write, one packet through each swarm
+ * host, instead of one per token — and the worker is never more than `limit` tokens ahead of
+ * what was sent.
+ *
+ * **Gathering** (`gatherMs`, when the requester asked for it): a token that comes within
+ * `gatherMs` of the last event waits for that much to pass (or for `limit` tokens, or the end)
+ * and goes out with the tokens that came meanwhile. The first token, and a token after a longer
+ * pause, go out at once. A model faster than one token per `gatherMs` then sends an event per
+ * `gatherMs` instead of one per token: each token is held back at most that long, and every
+ * process between the worker and the client wakes up for several tokens at a time.
  *
  * @module
  */
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+
+/** Options of {@link ReadAhead}. */
+export interface ReadAheadOptions {
+  /** Gather the tokens that come within this long of the last take (0: none; see the module doc). */
+  gatherMs?: number;
+  /** Clock of the gathering (default the real one; tests pass a fake clock). */
+  timers?: ConnectionTimers;
+}
 
 /** Buffered reads of a stream, at most `limit` ahead; see the module doc. */
 export class ReadAhead<T> {
   readonly #reader: ReadableStreamDefaultReader<T>;
   readonly #limit: number;
+  readonly #gatherMs: number;
+  readonly #timers: ConnectionTimers;
   readonly #buffer: T[] = [];
   #reading = false;
   #done = false;
   #waiter: (() => void) | undefined;
+  /** When the last {@link take} returned items (undefined before the first). */
+  #lastTake: number | undefined;
 
   /**
    * @param reader The stream to read (its errors end it, like its end: the caller learns the
    *   job's outcome elsewhere).
    * @param limit Most items kept ahead, and most returned by one {@link take}.
+   * @param options Gathering and its clock.
    */
-  constructor(reader: ReadableStreamDefaultReader<T>, limit: number) {
+  constructor(
+    reader: ReadableStreamDefaultReader<T>,
+    limit: number,
+    options: ReadAheadOptions = {},
+  ) {
     this.#reader = reader;
     this.#limit = Math.max(1, limit);
+    this.#gatherMs = Math.max(0, options.gatherMs ?? 0);
+    this.#timers = options.timers ?? SYSTEM_TIMERS;
   }
 
   /** The items ready now (at least one, waiting for it), or `[]` once the stream ended. */
   async take(): Promise<T[]> {
-    while (this.#buffer.length === 0 && !this.#done) {
-      const ready = new Promise<void>((resolve) => this.#waiter = resolve);
-      this.#fill();
-      await ready;
+    while (this.#buffer.length === 0 && !this.#done) await this.#next();
+    if (this.#buffer.length > 0 && this.#lastTake !== undefined && this.#gatherMs > 0) {
+      const until = this.#lastTake + this.#gatherMs;
+      while (this.#buffer.length < this.#limit && !this.#done) {
+        const left = until - this.#timers.now();
+        if (left <= 0) break;
+        await this.#next(left);
+      }
     }
     const out = this.#buffer.splice(0, this.#limit);
+    if (out.length > 0) this.#lastTake = this.#timers.now();
     this.#fill(); // keep one read going while the wire takes these
     return out;
+  }
+
+  /** Until the read in progress settles (one is started), or `timeoutMs` passes. */
+  async #next(timeoutMs?: number): Promise<void> {
+    const settled = new Promise<void>((resolve) => this.#waiter = resolve);
+    const timer = timeoutMs === undefined
+      ? undefined
+      : this.#timers.setTimeout(() => this.#wake(), timeoutMs);
+    this.#fill();
+    await settled;
+    this.#timers.clearTimeout(timer);
+  }
+
+  #wake(): void {
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.();
   }
 
   #fill(): void {
@@ -53,9 +102,7 @@ export class ReadAhead<T> {
       },
     ).finally(() => {
       this.#reading = false;
-      const waiter = this.#waiter;
-      this.#waiter = undefined;
-      waiter?.();
+      this.#wake();
       this.#fill();
     });
   }

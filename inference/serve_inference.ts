@@ -3,7 +3,8 @@
  * submissions (`RemoteInferencePort`, `remote_port.ts`) from a local port.
  *
  * Each job goes back as one flow-controlled stream of events: a `start` event, `token` events
- * (several tokens in one `tokens` event for a requester that asked), and an `end` event with the
+ * (several tokens in one `tokens` event for a requester that asked: those ready together, and
+ * with `gatherMs` those that came within it of the last event), and an `end` event with the
  * summary and the signed receipt. The local model computes a token only when the stream is
  * pulled, so a slow requester slows its own job here; a requester that stops reading for
  * `readerStallMs` loses its job, and one connection runs at most `maxJobs` jobs at once
@@ -92,7 +93,7 @@ export function serveInference(
   let running = 0;
   connection.handle(ListModelsMessage, async () => ({ models: [...await port.models()] }));
   connection.handle(SubmitMessage, async (body, ctx) => {
-    const { job, topLogprobs, resume, tokensPerEvent } = body;
+    const { job, topLogprobs, resume, tokensPerEvent, gatherMs } = body;
     if (running >= maxJobs) throw new PeerJobLimitError(maxJobs);
     running++;
     // Only to a requester that asked: one that predates `queued` events fails on one.
@@ -122,6 +123,8 @@ export function serveInference(
       resumedFrom: resume?.length ?? 0,
       stallMs,
       tokensPerEvent: tokensPerEvent ?? 1,
+      gatherMs: gatherMs ?? 0,
+      timers: options.timers,
       queue,
       onFinished: () => running--,
     });
@@ -136,6 +139,10 @@ interface JobEventsOptions {
   stallMs: number;
   /** Most tokens in one event. */
   tokensPerEvent: number;
+  /** Gather the tokens that come within this long of the last event (`_token_read_ahead.ts`). */
+  gatherMs: number;
+  /** Clock of the gathering (default the real one). */
+  timers?: ConnectionTimers;
   /** The job's place in the queue, reported until its first token; absent: not reported. */
   queue?: QueuePosition;
   /** Called once when the stream is done with the job. */
@@ -145,12 +152,15 @@ interface JobEventsOptions {
 /** A local job's handle as the stream of events the requester reads. */
 function jobEvents(
   handle: InferenceHandle,
-  { resumedFrom, stallMs, tokensPerEvent, queue, onFinished }: JobEventsOptions,
+  { resumedFrom, stallMs, tokensPerEvent, gatherMs, timers, queue, onFinished }: JobEventsOptions,
 ): ReadableStream<InferenceEvent> {
   const reader = handle.tokens.getReader();
-  // Up to `tokensPerEvent` tokens in one event when they are ready together (requesters that
-  // asked); one read per pull otherwise, so the worker computes only what is pulled.
-  const ahead = tokensPerEvent > 1 ? new ReadAhead(reader, tokensPerEvent) : undefined;
+  // Up to `tokensPerEvent` tokens in one event when they are ready together, or came within
+  // `gatherMs` of the last event (requesters that asked); one read per pull otherwise, so the
+  // worker computes only what is pulled.
+  const ahead = tokensPerEvent > 1
+    ? new ReadAhead(reader, tokensPerEvent, { gatherMs, timers })
+    : undefined;
   let started = false;
   let ended = false;
   let finished = false;

@@ -180,6 +180,9 @@ export const MAX_QUEUE_PLACE = 100_000;
 /** Most tokens one `tokens` event may carry. */
 export const MAX_TOKENS_PER_EVENT = 16;
 
+/** Longest a submission may ask the worker to gather tokens into one event (`gatherMs`). */
+export const MAX_GATHER_MS = 50;
+
 /** The `end` event: the summary and the receipt. */
 export interface EndEvent {
   /** Event tag. */
@@ -278,6 +281,14 @@ export interface SubmitBody {
    */
   tokensPerEvent?: number;
   /**
+   * With `tokensPerEvent` above 1: a token that comes within this many ms of the worker's last
+   * event waits for that much to pass (or for `tokensPerEvent` tokens) and goes out with those
+   * that came meanwhile — fewer, fuller events from a fast model, each token held back at most
+   * this long. 0 to `MAX_GATHER_MS`; absent or 0: each token goes out as soon as it is ready,
+   * as before. A worker that predates the field ignores it.
+   */
+  gatherMs?: number;
+  /**
    * Send `queued` events while the job waits for a slot; absent: none, as before (a requester
    * that predates them would fail its stream on one). A worker that predates the field ignores
    * it and sends none.
@@ -296,6 +307,7 @@ export const SubmitMessage: MessageDefinition<SubmitBody, never, InferenceEvent>
     topLogprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
     resume: z.array(z.number().int().nonnegative()).max(GENERATION_LIMITS.maxTokens).optional(),
     tokensPerEvent: z.number().int().min(1).max(MAX_TOKENS_PER_EVENT).optional(),
+    gatherMs: z.number().int().min(0).max(MAX_GATHER_MS).optional(),
     queued: z.boolean().optional(),
   }),
   {

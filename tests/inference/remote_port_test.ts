@@ -13,7 +13,13 @@ import type {
   SubmitOptions,
 } from "../../inference/inference_port.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
-import { RemoteInferencePort } from "../../inference/remote_port.ts";
+import {
+  DEFAULT_TOKENS_PER_EVENT,
+  MAX_TOKENS_IN_FLIGHT,
+  RemoteInferencePort,
+  type RemoteInferencePortOptions,
+  submitWindow,
+} from "../../inference/remote_port.ts";
 import { ResumeUnsupportedError } from "../../inference/remote_errors.ts";
 import { serveInference, type ServeInferenceOptions } from "../../inference/serve_inference.ts";
 import { Connection } from "../../protocols/connection.ts";
@@ -150,9 +156,13 @@ Deno.test("a requester that stops reading loses its job after the stall time, an
     model,
     async (remote, _worker, local) => {
       const idle = await remote.submit(textJob(model.info.cid, 2000));
-      // Never read: the worker sends its credit window's worth, then waits for credit.
+      // Never read: the worker sends its credit window's worth (MAX_TOKENS_IN_FLIGHT: a fast
+      // model's tokens are gathered into full events), reads 8 ahead, then waits for credit.
       await eventually(async () => (await local.stats()).jobsCancelled === 1, "the stalled job");
-      assert(model.steps < 64, `the worker went on: ${model.steps} steps`);
+      const bound = MAX_TOKENS_IN_FLIGHT + DEFAULT_TOKENS_PER_EVENT;
+      assert(model.steps <= bound, `the worker went on: ${model.steps} steps`);
+      assertEquals(submitWindow(DEFAULT_TOKENS_PER_EVENT), 8);
+      assertEquals(submitWindow(1), 16);
       idle.cancel();
       const first = await remote.submit(textJob(model.info.cid, 3));
       const refused = await remote.submit(textJob(model.info.cid, 3)).catch((e) => e);
@@ -402,6 +412,37 @@ Deno.test("the wire bounds a tokens event to 2–16 tokens and a submission's to
   const submit = (tokensPerEvent: number) =>
     SubmitMessage.schema.safeParse({ job: textJob("m", 4), tokensPerEvent }).success;
   assert(submit(1) && submit(16) && !submit(0) && !submit(17));
+});
+
+Deno.test("a submission asks for 8 tokens per event gathered over 5 ms by default; gatherMs 0 or one token per event sends no gatherMs; the wire bounds it to 0–50", async () => {
+  const cases: [RemoteInferencePortOptions, Record<string, number | undefined>][] = [
+    [{}, { tokensPerEvent: 8, gatherMs: 5 }],
+    [{ gatherMs: 0 }, { tokensPerEvent: 8, gatherMs: undefined }],
+    [{ tokensPerEvent: 1 }, { tokensPerEvent: undefined, gatherMs: undefined }],
+  ];
+  for (const [options, expected] of cases) {
+    const [a, b] = memoryDuplexPair();
+    const protocols = [INFERENCE_PROTOCOL];
+    const [client, worker] = await Promise.all([
+      Connection.open(a, { identity: Identity.generate(), protocols }),
+      Connection.open(b, { identity: Identity.generate(), protocols }),
+    ]);
+    let asked: Record<string, unknown> | undefined;
+    worker.handle(SubmitMessage, (body) => {
+      asked = body as unknown as Record<string, unknown>;
+      throw new VeriflowError("unknown_model", "not here");
+    });
+    try {
+      await new RemoteInferencePort(client, options).submit(textJob("m", 4)).catch(() => {});
+      assertEquals({ tokensPerEvent: asked?.tokensPerEvent, gatherMs: asked?.gatherMs }, expected);
+    } finally {
+      await client.close();
+      await worker.close();
+    }
+  }
+  const submit = (gatherMs: number) =>
+    SubmitMessage.schema.safeParse({ job: textJob("m", 4), tokensPerEvent: 8, gatherMs }).success;
+  assert(submit(0) && submit(50) && !submit(-1) && !submit(51) && !submit(1.5));
 });
 
 /** Whether `promise` has settled once the macrotasks queued so far have run. */

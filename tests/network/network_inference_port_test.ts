@@ -527,15 +527,20 @@ Deno.test("a job whose worker dies with no other worker ends with the lost worke
     const before = await readTokens(reader, 5);
     assertEquals(before.length, 5);
     t.workers[0].die();
-    const error = await assertRejects(() => reader.read(), VeriflowError);
+    // The tokens that had already crossed (a worker gathers a fast model's tokens into one
+    // event) come first, then the error, which counts them.
+    let delivered = before.length;
+    const error = await assertRejects(async () => {
+      while (!(await reader.read()).done) delivered++;
+    }, VeriflowError);
     assertEquals(error.code, "connection_closed");
-    assert(error.message.includes("lost after 5 tokens"), error.message);
+    assert(error.message.includes(`lost after ${delivered} tokens`), error.message);
     assert(error.message.includes("no other connected worker"), error.message);
     const summary = await handle.done;
     assertEquals(summary.finishReason, "error");
     assertEquals(summary.error?.code, "connection_closed");
     assertEquals(summary.error?.message, error.message);
-    assertEquals(summary.usage.completionTokens, 5);
+    assertEquals(summary.usage.completionTokens, delivered);
     assertEquals(summary.receipt, undefined);
     await t.settled();
     assertEquals(t.told.length, 0);
