@@ -5,36 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { KeyDials, MAX_DIALS } from "../../network/dial_by_key.ts";
-import type { ConnectionTimers } from "../../protocols/connection_timers.ts";
-
-/** A clock the test advances; due timers fire in order. */
-class FakeTimers implements ConnectionTimers {
-  #now = 0;
-  #next = 0;
-  readonly #due = new Map<number, { at: number; callback: () => void }>();
-  now(): number {
-    return this.#now;
-  }
-  setTimeout(callback: () => void, ms: number): unknown {
-    const id = ++this.#next;
-    this.#due.set(id, { at: this.#now + ms, callback });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#due.delete(handle as number);
-  }
-  advance(ms: number): void {
-    const until = this.#now + ms;
-    for (;;) {
-      const [id, timer] = [...this.#due].sort((a, b) => a[1].at - b[1].at)[0] ?? [];
-      if (timer === undefined || timer.at > until) break;
-      this.#due.delete(id!);
-      this.#now = timer.at;
-      timer.callback();
-    }
-    this.#now = until;
-  }
-}
+import { ManualTimers } from "../protocols/_helpers.ts";
 
 function keyOf(n: number): Uint8Array {
   return new Uint8Array(32).fill(n);
@@ -51,19 +22,19 @@ function recorder() {
   };
 }
 
-Deno.test("KeyDials: a key is dialled once until its deadline; a later reach extends it, a shorter one does not", () => {
-  const timers = new FakeTimers();
+Deno.test("KeyDials: a key is dialled once until its deadline; a later reach extends it, a shorter one does not", async () => {
+  const timers = new ManualTimers();
   const { log, dialer } = recorder();
   const dials = new KeyDials(dialer, timers);
   assert.equal(dials.reach(keyOf(1), 1_000), true);
   assert.equal(dials.reach(keyOf(1), 500), true, "already dialled");
   assert.deepEqual(log, ["dial 1"], "dialled once");
-  timers.advance(900);
+  await timers.advance(900);
   assert.equal(dials.reach(keyOf(1), 1_000), true); // now until 1,900
-  timers.advance(500); // 1,400: past the first deadline, inside the extended one
+  await timers.advance(500); // 1,400: past the first deadline, inside the extended one
   assert.deepEqual(log, ["dial 1"]);
   assert.equal(dials.size, 1);
-  timers.advance(500); // 1,900
+  await timers.advance(500); // 1,900
   assert.deepEqual(log, ["dial 1", "undial 1"]);
   assert.equal(dials.size, 0);
   // Dialled again once it ended.
@@ -71,21 +42,21 @@ Deno.test("KeyDials: a key is dialled once until its deadline; a later reach ext
   assert.deepEqual(log, ["dial 1", "undial 1", "dial 1"]);
 });
 
-Deno.test("KeyDials: at most MAX_DIALS keys at once; a slot frees when a dial ends; stop undials every key", () => {
-  const timers = new FakeTimers();
+Deno.test("KeyDials: at most MAX_DIALS keys at once; a slot frees when a dial ends; stop undials every key", async () => {
+  const timers = new ManualTimers();
   const { log, dialer } = recorder();
   const dials = new KeyDials(dialer, timers);
   for (let i = 0; i < MAX_DIALS; i++) assert.equal(dials.reach(keyOf(i), 1_000 + i), true);
   assert.equal(dials.reach(keyOf(200), 1_000), false, "over the bound: not dialled");
   assert.equal(log.filter((line) => line.startsWith("dial")).length, MAX_DIALS);
   assert.ok(!log.includes("dial 200"));
-  timers.advance(1_000); // the first key's dial ends
+  await timers.advance(1_000); // the first key's dial ends
   assert.deepEqual(log.filter((line) => line.startsWith("undial")), ["undial 0"]);
   assert.equal(dials.reach(keyOf(200), 1_000), true);
   dials.stop();
   assert.equal(dials.size, 0);
   assert.equal(log.filter((line) => line.startsWith("undial")).length, MAX_DIALS + 1);
-  timers.advance(10_000);
+  await timers.advance(10_000);
   assert.equal(
     log.filter((line) => line.startsWith("undial")).length,
     MAX_DIALS + 1,
