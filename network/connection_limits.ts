@@ -5,13 +5,17 @@
  * peer that opened connections without end would multiply those budgets, or keep the node busy
  * shaking hands. So the NetworkActor admits at most:
  *
- * - {@link DEFAULT_MAX_HANDSHAKES} handshakes in progress: a connection that arrives past them
- *   is closed before any work is done for it;
+ * - {@link DEFAULT_MAX_HANDSHAKES} handshakes in progress on connections that came in over TCP,
+ *   {@link DEFAULT_MAX_HANDSHAKES_PER_ADDRESS} from one address: a connection that arrives past
+ *   them is closed before any work is done for it (a swarm peer has already done a Noise
+ *   handshake in the host, and a connection this node opens is its own choice);
  * - {@link DEFAULT_MAX_CONNECTIONS_PER_PEER} open connections per peer key (a TCP one each way
  *   and a swarm one, with room for one being replaced): past it, the new one is closed;
- * - {@link DEFAULT_MAX_CONNECTIONS} open connections in all: past it, a connection from a key
- *   the node has no connection with is closed (one from a key it already has stays within the
- *   per-peer bound: a peer replacing a connection is not locked out by strangers).
+ * - {@link DEFAULT_MAX_CONNECTIONS} open connections in all: past it, a connection a stranger
+ *   opened is closed — not one from a key the node already has (it stays within the per-peer
+ *   bound: a peer replacing a connection is not locked out by strangers), nor one this node
+ *   chose (it dialled it: a configured peer, a swarm lookup, a worker it must reach), so
+ *   strangers filling the table cannot keep it from the peers it needs.
  *
  * A connection closed for these reasons is logged with the reason; an outbound one is dialled
  * again as any dropped connection is.
@@ -31,8 +35,10 @@
 export const DEFAULT_MAX_CONNECTIONS = 256;
 /** Default most open connections with one peer key. */
 export const DEFAULT_MAX_CONNECTIONS_PER_PEER = 4;
-/** Default most handshakes in progress at once. */
+/** Default most handshakes in progress at once on inbound TCP connections. */
 export const DEFAULT_MAX_HANDSHAKES = 64;
+/** Default most of those from one address. */
+export const DEFAULT_MAX_HANDSHAKES_PER_ADDRESS = 8;
 
 /** Options of {@link ConnectionLimits} (each a positive integer). */
 export interface ConnectionLimitsOptions {
@@ -42,6 +48,11 @@ export interface ConnectionLimitsOptions {
   maxConnectionsPerPeer?: number;
   /** Most handshakes in progress (default {@link DEFAULT_MAX_HANDSHAKES}). */
   maxHandshakes?: number;
+  /**
+   * Most handshakes in progress from one address (default
+   * {@link DEFAULT_MAX_HANDSHAKES_PER_ADDRESS}).
+   */
+  maxHandshakesPerAddress?: number;
 }
 
 /** The bounds, and the handshakes in progress. */
@@ -49,7 +60,9 @@ export class ConnectionLimits {
   readonly maxConnections: number;
   readonly maxConnectionsPerPeer: number;
   readonly maxHandshakes: number;
+  readonly maxHandshakesPerAddress: number;
   #handshakes = 0;
+  readonly #byAddress = new Map<string, number>();
 
   /** @param options The bounds. @throws {RangeError} for a bound that is not a positive integer. */
   constructor(options: ConnectionLimitsOptions = {}) {
@@ -64,6 +77,11 @@ export class ConnectionLimits {
       DEFAULT_MAX_CONNECTIONS_PER_PEER,
     );
     this.maxHandshakes = positive("maxHandshakes", options.maxHandshakes, DEFAULT_MAX_HANDSHAKES);
+    this.maxHandshakesPerAddress = positive(
+      "maxHandshakesPerAddress",
+      options.maxHandshakesPerAddress,
+      DEFAULT_MAX_HANDSHAKES_PER_ADDRESS,
+    );
   }
 
   /** Handshakes in progress. */
@@ -72,30 +90,43 @@ export class ConnectionLimits {
   }
 
   /**
-   * Take a handshake slot; the caller gives it back with {@link endHandshake} however the
-   * handshake ends.
-   * @returns False when {@link maxHandshakes} are in progress: refuse the connection.
+   * Take a handshake slot for a connection from `address`; the caller gives it back with
+   * {@link endHandshake} however the handshake ends.
+   * @param address Where the connection came from (its IP address).
+   * @returns Why it is refused ({@link maxHandshakes} in progress, or
+   *   {@link maxHandshakesPerAddress} from this address), or undefined: the slot is taken.
    */
-  startHandshake(): boolean {
-    if (this.#handshakes >= this.maxHandshakes) return false;
+  startHandshake(address: string): string | undefined {
+    if (this.#handshakes >= this.maxHandshakes) {
+      return `${this.#handshakes} handshakes already in progress`;
+    }
+    const from = this.#byAddress.get(address) ?? 0;
+    if (from >= this.maxHandshakesPerAddress) {
+      return `${from} handshakes from ${address} already in progress`;
+    }
     this.#handshakes++;
-    return true;
+    this.#byAddress.set(address, from + 1);
+    return undefined;
   }
 
-  /** Give back a slot taken by {@link startHandshake}. */
-  endHandshake(): void {
+  /** Give back a slot taken by {@link startHandshake} for `address`. */
+  endHandshake(address: string): void {
     this.#handshakes = Math.max(0, this.#handshakes - 1);
+    const from = (this.#byAddress.get(address) ?? 1) - 1;
+    if (from > 0) this.#byAddress.set(address, from);
+    else this.#byAddress.delete(address);
   }
 
   /**
    * Why a connection that just finished its handshake is not admitted, or undefined when it is.
    * @param open Open connections now, not counting the new one: with its peer key, and in all.
+   * @param chosen This node opened it (see the module doc): not refused for the total.
    */
-  refusal(open: { ofPeer: number; total: number }): string | undefined {
+  refusal(open: { ofPeer: number; total: number }, chosen = false): string | undefined {
     if (open.ofPeer >= this.maxConnectionsPerPeer) {
       return `${open.ofPeer} connection(s) from this peer already (at most ${this.maxConnectionsPerPeer})`;
     }
-    if (open.ofPeer === 0 && open.total >= this.maxConnections) {
+    if (!chosen && open.ofPeer === 0 && open.total >= this.maxConnections) {
       return `${open.total} peer connections already (at most ${this.maxConnections})`;
     }
     return undefined;

@@ -7,7 +7,10 @@
  *
  * Each dial lasts until its own deadline (a later reach for the same key extends it), during
  * which the swarm reconnects if the connection drops (a worker that restarts); then it is
- * undialled, and an open connection stays open like any other. At most {@link MAX_DIALS} keys
+ * undialled, and an open connection stays open like any other. Every reach dials again: the
+ * swarm tries a dialled peer it cannot reach ever more rarely (after its first few tries, about
+ * once in 10 minutes), and a worker that was down when first dialled must be tried again at
+ * each of the validator's rounds. At most {@link MAX_DIALS} keys
  * are dialled at once: a dial costs DHT lookups and a connection, and the keys come from
  * receipts other nodes sent, so their number must not be theirs to choose.
  *
@@ -66,8 +69,13 @@ export class KeyDials {
     return this.#dials.size;
   }
 
+  /** Whether `key` is dialled now. */
+  has(key: Uint8Array): boolean {
+    return this.#dials.has(toHex(key));
+  }
+
   /**
-   * Dial `key` for `forMs` from now, or extend a dial of it under way to that.
+   * Dial `key` for `forMs` from now, or dial it again and extend a dial of it under way to that.
    * @returns Whether `key` is dialled now: false when {@link MAX_DIALS} others are.
    */
   reach(key: Uint8Array, forMs: number): boolean {
@@ -76,6 +84,7 @@ export class KeyDials {
     const dial = this.#dials.get(hex);
     if (dial !== undefined) {
       if (until > dial.until) this.#arm(hex, dial, until);
+      this.#dialer.dial(dial.key);
       return true;
     }
     if (this.#dials.size >= MAX_DIALS) return false;

@@ -275,6 +275,8 @@ const MAX_REFUSED_MODELS = 4_096;
 
 /** Most a redial waits: a restarted peer is found again within this. */
 export const MAX_REDIAL_MS = 10_000;
+/** A dialled connection that lasted this long starts the redial backoff from its first step. */
+const STABLE_CONNECTION_MS = 10_000;
 /** Default first redial delay. */
 const DEFAULT_REDIAL_MS = 250;
 
@@ -351,7 +353,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (listen !== undefined) {
       this.#listener = listenForPeers(listen, (duplex, remoteAddr) => {
         const remote = formatPeerAddress(remoteAddr);
-        this.#open(duplex, () => duplex.close(), ctx).then(
+        this.#open(duplex, () => duplex.close(), ctx, undefined, remoteAddr.hostname).then(
           (connection) =>
             ctx.self.tell({ type: "peer_up", connection, address: remote, outbound: false })
               .catch(() => connection.close()), // stopping: nobody would own it
@@ -525,16 +527,22 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /**
    * Open a connection over `duplex`; `close` cuts the transport. `expectedKey`: the key the
    * transport already authenticated (the swarm's Noise handshake) — the peer must prove it.
+   * `inboundFrom`: the address of a connection that came in over TCP, whose handshake takes a
+   * slot (`connection_limits.ts`).
    */
   async #open(
     duplex: ByteDuplex,
     close: () => void,
     ctx: ActorContext<NetworkMessage>,
     expectedKey?: Uint8Array,
+    inboundFrom?: string,
   ): Promise<Connection> {
-    if (!this.#limits.startHandshake()) {
-      close();
-      throw new Error(`refused: ${this.#limits.maxHandshakes} handshakes already in progress`);
+    if (inboundFrom !== undefined) {
+      const refused = this.#limits.startHandshake(inboundFrom);
+      if (refused !== undefined) {
+        close();
+        throw new Error(`refused: ${refused}`);
+      }
     }
     let connection: Connection;
     try {
@@ -547,7 +555,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       close(); // a failed handshake leaves nothing worth lingering for
       throw error;
     } finally {
-      this.#limits.endHandshake();
+      if (inboundFrom !== undefined) this.#limits.endHandshake(inboundFrom);
     }
     if (expectedKey !== undefined && !bytesEqual(connection.peerKey!, expectedKey)) {
       await connection.close();
@@ -577,7 +585,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const refusal = this.#limits.refusal({
       ofPeer: (this.#peers.get(key) ?? []).filter((p) => !p.connection.isClosed).length,
       total: [...this.#peers.values()].flat().filter((p) => !p.connection.isClosed).length,
-    });
+    }, message.outbound || this.#dials?.has(connection.peerKey!) === true);
     if (refusal !== undefined) {
       this.#log(`peer refused ${key.slice(0, 16)} ${message.address}: ${refusal}`);
       connection.close().catch(() => {});
@@ -721,7 +729,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
       return false;
     }
     if (this.#peers.has(toHex(key))) return false; // connected: nothing to dial
-    return this.#dials.reach(key, forMs);
+    const dialled = this.#dials.reach(key, forMs);
+    if (!dialled) {
+      this.#log(
+        `reach ${toHex(key).slice(0, 16)}: not dialled, ${this.#dials.size} dials under way`,
+      );
+    }
+    return dialled;
   }
 
   /**
@@ -903,7 +917,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       try {
         const duplex = await connectTcp(address);
         const connection = await this.#open(duplex, () => duplex.close(), ctx);
-        wait = first;
+        const since = performance.now();
         try {
           await ctx.self.tell({ type: "peer_up", connection, address: text, outbound: true });
         } catch (error) {
@@ -911,6 +925,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
           throw error;
         }
         await connection.closed;
+        // Only a connection that lasted starts the backoff again: one the peer refuses at once
+        // (its connection limits) is not redialled every `redialMs` with a handshake each time.
+        if (performance.now() - since >= STABLE_CONNECTION_MS) wait = first;
       } catch (error) {
         if (ctx.signal.aborted) return;
         this.#log(`peer ${text}: ${(error as Error).message}; retrying in ${wait} ms`);

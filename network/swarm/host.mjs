@@ -161,7 +161,9 @@ const TCP_LINK_LINGER_MS = 2_000;
 // 80–330 KiB of 5 MiB in 1 run of 6 under load; ~4.8 MiB in every run once its reader waits
 // 500 ms). Pausing the peer's stream would not slow the peer down anyway (see
 // MAX_UNREAD_BYTES), so its bytes wait in the link's write queue instead, which outlives the
-// peer's stream. Every byte received goes to the node, in order, whatever ends the stream.
+// peer's stream. Every byte the peer's stream hands on goes to the node, in order, whatever ends
+// the stream (what Hyperswarm's destroy finds still inside the stream, within the same tick, is
+// lost with it).
 function forward(socket, local) {
   let peerEnded = false;
   socket.on("data", (bytes) => {

@@ -16,32 +16,40 @@ import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { eventually } from "../_helpers/wait.ts";
 
-Deno.test("ConnectionLimits: per peer, in all for a new key only, handshake slots; bounds must be positive integers", () => {
+Deno.test("ConnectionLimits: per peer, in all for a stranger only, handshake slots in all and per address; bounds must be positive integers", () => {
   const limits = new ConnectionLimits({
     maxConnections: 3,
     maxConnectionsPerPeer: 2,
-    maxHandshakes: 1,
+    maxHandshakes: 2,
+    maxHandshakesPerAddress: 1,
   });
   assert.equal(limits.refusal({ ofPeer: 1, total: 2 }), undefined);
   assert.match(limits.refusal({ ofPeer: 2, total: 2 })!, /from this peer already \(at most 2\)/);
+  assert.match(limits.refusal({ ofPeer: 2, total: 2 }, true)!, /at most 2/, "chosen or not");
   assert.match(
     limits.refusal({ ofPeer: 0, total: 3 })!,
     /3 peer connections already \(at most 3\)/,
   );
+  assert.equal(limits.refusal({ ofPeer: 0, total: 3 }, true), undefined, "one this node chose");
   assert.equal(limits.refusal({ ofPeer: 1, total: 3 }), undefined, "a known peer within its bound");
-  assert.equal(limits.startHandshake(), true);
-  assert.equal(limits.startHandshake(), false);
-  limits.endHandshake();
-  assert.equal(limits.startHandshake(), true);
+  assert.equal(limits.startHandshake("10.0.0.1"), undefined);
+  assert.match(limits.startHandshake("10.0.0.1")!, /1 handshakes from 10.0.0.1/);
+  assert.equal(limits.startHandshake("10.0.0.2"), undefined);
+  assert.match(limits.startHandshake("10.0.0.3")!, /2 handshakes already in progress/);
+  limits.endHandshake("10.0.0.1");
+  assert.equal(limits.startHandshake("10.0.0.1"), undefined);
   assert.throws(() => new ConnectionLimits({ maxConnections: 0 }), RangeError);
   assert.throws(() => new ConnectionLimits({ maxHandshakes: 1.5 }), RangeError);
 });
 
-/** A peer with `identity` connects to `network`; resolves with our side once admitted or not. */
-async function connect(network: ActorRef<NetworkMessage>, identity: Identity) {
+/**
+ * A peer with `identity` connects to `network` (or, `outbound`, the network dialled it);
+ * resolves with the peer's side once admitted or not.
+ */
+async function connect(network: ActorRef<NetworkMessage>, identity: Identity, outbound = false) {
   const [near, far] = memoryDuplexPair();
   const [, ours] = await Promise.all([
-    network.ask<Connection>({ type: "attach", duplex: near, address: "mem", outbound: false }),
+    network.ask<Connection>({ type: "attach", duplex: near, address: "mem", outbound }),
     Connection.open(far, { identity, protocols: [INFERENCE_PROTOCOL] }),
   ]);
   return ours;
@@ -80,6 +88,15 @@ Deno.test("NetworkActor: a peer's connections past its bound are closed, and a s
     await stranger.closed;
     assert.ok(!(await openPeers(network)).includes(toHex(m.publicKey)), "M refused");
     assert.ok(logs.some((line) => line.includes("at most 3")));
+    // One this node opened itself is not refused for the total.
+    const chosen = await connect(network, m, true);
+    ours.push(chosen);
+    assert.ok((await openPeers(network)).includes(toHex(m.publicKey)), "M dialled: admitted");
+    await chosen.close();
+    await eventually(
+      async () => !(await openPeers(network)).includes(toHex(m.publicKey)),
+      "M's close to reach the actor",
+    );
 
     // A connection of K's closes: K may connect again; a stranger still may not.
     await ours[0].close();
@@ -99,7 +116,7 @@ Deno.test("NetworkActor: a peer's connections past its bound are closed, and a s
 
 Deno.test({
   name:
-    "NetworkActor: a connection that arrives while the handshakes in progress are at their bound is closed before any handshake",
+    "NetworkActor: a TCP connection that arrives while its address's handshakes in progress are at their bound is closed before any handshake",
   sanitizeResources: false,
   fn: async () => {
     const system = new ActorSystem({ name: "limits-handshakes" });
@@ -111,12 +128,12 @@ Deno.test({
           identity: Identity.generate(),
           services: {},
           listen: { hostname: "127.0.0.1", port: 0 },
-          limits: { maxHandshakes: 1 },
+          limits: { maxHandshakes: 4, maxHandshakesPerAddress: 1 },
           log: (line) => logs.push(line),
         }),
     });
     const { port } = await network.ask<Deno.NetAddr>({ type: "listening" });
-    // A peer that connects and never shakes hands holds the one slot.
+    // A peer that connects and never shakes hands holds its address's one slot.
     const stalled = await Deno.connect({ hostname: "127.0.0.1", port });
     const refused = await Deno.connect({ hostname: "127.0.0.1", port });
     try {
@@ -124,7 +141,7 @@ Deno.test({
       const read = await refused.read(new Uint8Array(64)).catch(() => null);
       assert.equal(read, null);
       assert.ok(
-        logs.some((line) => line.includes("refused: 1 handshakes already in progress")),
+        logs.some((line) => line.includes("refused: 1 handshakes from 127.0.0.1 already")),
         logs.join("\n"),
       );
     } finally {

@@ -22,24 +22,26 @@ function recorder() {
   };
 }
 
-Deno.test("KeyDials: a key is dialled once until its deadline; a later reach extends it, a shorter one does not", async () => {
+Deno.test("KeyDials: a key is dialled until its deadline, again at each reach; a later reach extends it, a shorter one does not", async () => {
   const timers = new ManualTimers();
   const { log, dialer } = recorder();
   const dials = new KeyDials(dialer, timers);
   assert.equal(dials.reach(keyOf(1), 1_000), true);
-  assert.equal(dials.reach(keyOf(1), 500), true, "already dialled");
-  assert.deepEqual(log, ["dial 1"], "dialled once");
+  assert.equal(dials.has(keyOf(1)), true);
+  assert.equal(dials.reach(keyOf(1), 500), true, "already dialled: dialled again");
+  assert.deepEqual(log, ["dial 1", "dial 1"]);
   await timers.advance(900);
   assert.equal(dials.reach(keyOf(1), 1_000), true); // now until 1,900
   await timers.advance(500); // 1,400: past the first deadline, inside the extended one
-  assert.deepEqual(log, ["dial 1"]);
+  assert.deepEqual(log, ["dial 1", "dial 1", "dial 1"]);
   assert.equal(dials.size, 1);
   await timers.advance(500); // 1,900
-  assert.deepEqual(log, ["dial 1", "undial 1"]);
+  assert.deepEqual(log, ["dial 1", "dial 1", "dial 1", "undial 1"]);
   assert.equal(dials.size, 0);
+  assert.equal(dials.has(keyOf(1)), false);
   // Dialled again once it ended.
   dials.reach(keyOf(1), 100);
-  assert.deepEqual(log, ["dial 1", "undial 1", "dial 1"]);
+  assert.deepEqual(log.slice(4), ["dial 1"]);
 });
 
 Deno.test("KeyDials: at most MAX_DIALS keys at once; a slot frees when a dial ends; stop undials every key", async () => {
