@@ -7,7 +7,12 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
+import {
+  NetworkActor,
+  type NetworkActorOptions,
+  type NetworkMessage,
+  type PeerInfo,
+} from "../../network/network_actor.ts";
 import { ConnectionLimits } from "../../network/connection_limits.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -55,22 +60,33 @@ async function connect(network: ActorRef<NetworkMessage>, identity: Identity, ou
   return ours;
 }
 
-async function openPeers(network: ActorRef<NetworkMessage>): Promise<string[]> {
-  return (await network.ask<PeerInfo[]>({ type: "peers" })).map((peer) => peer.key);
-}
-
-Deno.test("NetworkActor: a peer's connections past its bound are closed, and a stranger's past the total; a known peer still fits", async () => {
-  const system = new ActorSystem({ name: "limits" });
+/** A NetworkActor with `options` (its identity and logs given here) in a system of its own. */
+async function spawnNetwork(
+  name: string,
+  options: Omit<NetworkActorOptions, "identity" | "services">,
+) {
+  const system = new ActorSystem({ name });
   const logs: string[] = [];
   const network = await system.spawn<NetworkMessage>({
     name: "n/network",
     factory: () =>
       new NetworkActor({
+        ...options,
         identity: Identity.generate(),
         services: {},
-        limits: { maxConnections: 3, maxConnectionsPerPeer: 2 },
         log: (line) => logs.push(line),
       }),
+  });
+  return { system, network, logs };
+}
+
+async function openPeers(network: ActorRef<NetworkMessage>): Promise<string[]> {
+  return (await network.ask<PeerInfo[]>({ type: "peers" })).map((peer) => peer.key);
+}
+
+Deno.test("NetworkActor: a peer's connections past its bound are closed, and a stranger's past the total; a known peer still fits", async () => {
+  const { system, network, logs } = await spawnNetwork("limits", {
+    limits: { maxConnections: 3, maxConnectionsPerPeer: 2 },
   });
   const [k, l, m] = [Identity.generate(), Identity.generate(), Identity.generate()];
   const ours: Connection[] = [];
@@ -119,18 +135,9 @@ Deno.test({
     "NetworkActor: a TCP connection that arrives while its address's handshakes in progress are at their bound is closed before any handshake",
   sanitizeResources: false,
   fn: async () => {
-    const system = new ActorSystem({ name: "limits-handshakes" });
-    const logs: string[] = [];
-    const network = await system.spawn<NetworkMessage>({
-      name: "n/network",
-      factory: () =>
-        new NetworkActor({
-          identity: Identity.generate(),
-          services: {},
-          listen: { hostname: "127.0.0.1", port: 0 },
-          limits: { maxHandshakes: 4, maxHandshakesPerAddress: 1 },
-          log: (line) => logs.push(line),
-        }),
+    const { system, network, logs } = await spawnNetwork("limits-handshakes", {
+      listen: { hostname: "127.0.0.1", port: 0 },
+      limits: { maxHandshakes: 4, maxHandshakesPerAddress: 1 },
     });
     const { port } = await network.ask<Deno.NetAddr>({ type: "listening" });
     // A peer that connects and never shakes hands holds its address's one slot.
