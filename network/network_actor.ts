@@ -132,8 +132,9 @@ export interface NetworkActorOptions {
   /** Options of every peer connection (keepalive, idle timeout, budgets). */
   connection?: ConnectionOptions;
   /**
-   * How many peer connections are held, in all and per peer key, and how many handshakes run
-   * at once (`connection_limits.ts`; defaults 256, 4, 64).
+   * How many peer connections are held, in all and per peer key, and how many handshakes of
+   * inbound TCP connections run at once, in all and per address (`connection_limits.ts`;
+   * defaults 256, 4, 64, 8).
    */
   limits?: ConnectionLimitsOptions;
   /** First redial delay, doubling to {@link MAX_REDIAL_MS}; default 250 ms. */
