@@ -247,8 +247,12 @@ export type NetworkMessage =
   | { type: "peer_standing"; key: string; standing: WorkerCandidate["standing"] }
   | { type: "peer_staked"; key: string }
   | {
+    /**
+     * Open a peer connection over a byte stream from any transport (an in-memory pair, a test's
+     * socket). Answers the connection, or undefined when its handshake failed.
+     */
     type: "attach";
-    /** A byte stream to a peer from any transport (an in-memory pair, a test's socket). */
+    /** The byte stream. */
     duplex: ByteDuplex;
     /** How the table names it. */
     address: string;
@@ -635,18 +639,26 @@ export class NetworkActor implements Actor<NetworkMessage> {
 
   /**
    * A peer over a transport this actor does not own: opened like any other (handshake, named
-   * protocols), then in the table. Resolves with the connection once the handshake is done.
+   * protocols), then in the table. Resolves with the connection once the handshake is done, or
+   * undefined when it failed (logged, as for any other transport: a peer that fails its
+   * handshake must not crash this actor, whose restart would lose the peer table).
    */
   async #attach(
     message: Extract<NetworkMessage, { type: "attach" }>,
     ctx: ActorContext<NetworkMessage>,
-  ): Promise<Connection> {
+  ): Promise<Connection | undefined> {
     const { duplex, address, outbound } = message;
     const close = message.close ?? (() => {
       duplex.readable.cancel().catch(() => {});
       duplex.writable.abort().catch(() => {});
     });
-    const connection = await this.#open(duplex, close, ctx);
+    let connection: Connection;
+    try {
+      connection = await this.#open(duplex, close, ctx);
+    } catch (error) {
+      this.#log(`peer ${address}: handshake failed: ${(error as Error).message}`);
+      return undefined;
+    }
     this.#up({ type: "peer_up", connection, address, outbound }, ctx);
     return connection;
   }

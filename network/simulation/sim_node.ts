@@ -112,18 +112,23 @@ export async function spawnSimNode(options: SimNodeOptions): Promise<SimNode> {
 export async function connectNodes(a: SimNode, b: SimNode, meter: TrafficMeter): Promise<void> {
   const [toB, toA] = meter.duplexPair();
   const connections = await Promise.all([
-    a.network.ask<Connection>({
+    a.network.ask<Connection | undefined>({
       type: "attach",
       duplex: toB,
       address: `sim:${b.index}`,
       outbound: true,
     }),
-    b.network.ask<Connection>({
+    b.network.ask<Connection | undefined>({
       type: "attach",
       duplex: toA,
       address: `sim:${a.index}`,
       outbound: false,
     }),
   ]);
-  for (const connection of connections) meter.track(connection);
+  for (const connection of connections) {
+    if (connection === undefined) {
+      throw new Error(`sim:${a.index} ↔ sim:${b.index}: handshake failed`);
+    }
+    meter.track(connection);
+  }
 }

@@ -134,6 +134,46 @@ Deno.test("two network actors joined by an in-memory pair (attach) each see the 
   }
 });
 
+Deno.test("a peer that fails its handshake over an attached stream is logged and answered undefined; the actor keeps its table and serves on", async () => {
+  const system = new ActorSystem({ name: "attach-fail" });
+  const logs: string[] = [];
+  try {
+    const network = await system.spawn<NetworkMessage>({
+      name: "n/network",
+      factory: () =>
+        new NetworkActor({
+          identity: Identity.generate(),
+          services: {},
+          log: (line) => logs.push(line),
+        }),
+    });
+    const good = Identity.generate();
+    const [a, b] = memoryDuplexPair();
+    const [, ours] = await Promise.all([
+      network.ask({ type: "attach", duplex: a, address: "mem:good", outbound: false }),
+      Connection.open(b, { identity: good, protocols: [INFERENCE_PROTOCOL] }),
+    ]);
+    // A peer that answers the handshake with garbage.
+    const [c, d] = memoryDuplexPair();
+    const writer = d.writable.getWriter();
+    const failed = network.ask({ type: "attach", duplex: c, address: "mem:bad", outbound: false });
+    await writer.write(new Uint8Array(64).fill(0xff));
+    assert.equal(await failed, undefined);
+    assert.ok(
+      logs.some((line) => line.startsWith("peer mem:bad: handshake failed")),
+      logs.join("\n"),
+    );
+    // Not restarted: the good peer is still in the table.
+    const peers = await network.ask<PeerInfo[]>({ type: "peers" });
+    assert.deepEqual(peers.map((p) => p.key), [toHex(good.publicKey)]);
+    writer.releaseLock();
+    await d.writable.abort().catch(() => {});
+    await ours.close();
+  } finally {
+    await system.shutdown();
+  }
+});
+
 Deno.test("signed hellos: each peer's roles, load and version reach the other's table, refreshed on change; a hello signed by another key is refused", async () => {
   const system = new ActorSystem({ name: "hello-test" });
   const [a, b] = [Identity.generate(), Identity.generate()];
