@@ -116,6 +116,7 @@ async function fetchProof(
 ): Promise<ServedProof | typeof UNREACHABLE | undefined> {
   if (source.proof !== undefined) return await source.proof(receipt).catch(() => undefined);
   if (lookup === undefined) return undefined;
+  const networkNow = lookup; // narrowed for the rounds below
   const id = receiptId(receipt);
   const worker = receipt.worker;
   /** Whether any route (the worker's connection, or a relay's) was up at some point. */
@@ -123,34 +124,49 @@ async function fetchProof(
   // A worker that restarts, or whose connection drops and comes back, is asked again; one
   // that answers "none" on its own connection has refused.
   const deadline = performance.now() + deadlineMs;
-  for (let wait = PROOF_RETRY_MS;; wait = Math.min(wait * 2, PROOF_RETRY_MAX_MS)) {
-    signal.throwIfAborted();
-    const left = deadline - performance.now();
-    if (left <= 0) return routed.any ? undefined : UNREACHABLE;
-    const network = lookup();
-    const direct = await connectionTo(network, worker);
-    if (direct !== undefined) {
-      routed.any = true;
-      try {
-        const { served } = await direct.request(ProofRequestMessage, { receiptId: id }, {
-          timeoutMs: left,
-          signal,
-        });
-        return served ?? undefined;
-      } catch {
-        // The connection dropped (or the worker failed the request): the relays, then again.
-        signal.throwIfAborted();
-      }
+  /** Whether this fetch had the worker dialled: released when it ends, however it ends. */
+  let dialled = false;
+  try {
+    return await fetchRounds();
+  } finally {
+    if (dialled) {
+      networkNow()?.tell({ type: "release_reach", key: worker, holder: id }).catch(() => {});
     }
-    // Before the relays, so a connection dialled during their round is found by the next one.
-    if (direct === undefined) reach(network, worker, left);
-    const relayed = await throughRelays(receipt, network, relay, {
-      timeoutMs: Math.min(deadline - performance.now(), RELAY_ROUND_MS, deadlineMs / MIN_ROUNDS),
-      signal,
-      routed,
-    });
-    if (relayed !== undefined) return relayed;
-    await abortableDelay(Math.min(wait, Math.max(0, deadline - performance.now())), signal);
+  }
+
+  async function fetchRounds(): Promise<ServedProof | typeof UNREACHABLE | undefined> {
+    for (let wait = PROOF_RETRY_MS;; wait = Math.min(wait * 2, PROOF_RETRY_MAX_MS)) {
+      signal.throwIfAborted();
+      const left = deadline - performance.now();
+      if (left <= 0) return routed.any ? undefined : UNREACHABLE;
+      const network = networkNow();
+      const direct = await connectionTo(network, worker);
+      if (direct !== undefined) {
+        routed.any = true;
+        try {
+          const { served } = await direct.request(ProofRequestMessage, { receiptId: id }, {
+            timeoutMs: left,
+            signal,
+          });
+          return served ?? undefined;
+        } catch {
+          // The connection dropped (or the worker failed the request): the relays, then again.
+          signal.throwIfAborted();
+        }
+      }
+      // Before the relays, so a connection dialled during their round is found by the next one.
+      if (direct === undefined) {
+        reach(network, worker, left, id);
+        dialled = true;
+      }
+      const relayed = await throughRelays(receipt, network, relay, {
+        timeoutMs: Math.min(deadline - performance.now(), RELAY_ROUND_MS, deadlineMs / MIN_ROUNDS),
+        signal,
+        routed,
+      });
+      if (relayed !== undefined) return relayed;
+      await abortableDelay(Math.min(wait, Math.max(0, deadline - performance.now())), signal);
+    }
   }
 }
 
@@ -166,15 +182,17 @@ async function connectionTo(
 
 /**
  * Have the NetworkActor dial `key` (Hyperswarm's DHT) for up to `forMs` when no connection to it
- * is open; fire and forget: the connection, if it comes up, is found by a later
- * {@link connectionTo}. A dial alone is no route: it counts only once it connected.
+ * is open, on behalf of `holder` (the receipt: released when the fetch ends); fire and forget:
+ * the connection, if it comes up, is found by a later {@link connectionTo}. A dial alone is no
+ * route: it counts only once it connected.
  */
 function reach(
   network: ActorRef<NetworkMessage> | undefined,
   key: Uint8Array,
   forMs: number,
+  holder: string,
 ): void {
-  network?.tell({ type: "reach", key, forMs }).catch(() => {});
+  network?.tell({ type: "reach", key, forMs, holder }).catch(() => {});
 }
 
 /**

@@ -5,7 +5,8 @@
  * either is on, so a worker is not at the mercy of the routes a validator happens to have (a
  * requester that answers "none" for it, a partition of the peers the validator knows).
  *
- * Each dial lasts until its own deadline (a later reach for the same key extends it), during
+ * Each dial lasts until its own deadline (a later reach for the same key extends it) or until
+ * every caller that wanted it has released it (a fetch that got its proof), during
  * which the swarm reconnects if the connection drops (a worker that restarts); then it is
  * undialled, and an open connection stays open like any other. Every reach dials again: the
  * swarm tries a dialled peer it cannot reach ever more rarely (after its first few tries, about
@@ -45,6 +46,8 @@ export interface KeyDialer {
 
 interface Dial {
   key: Uint8Array;
+  /** Who wants it (a challenged receipt's id), and until when each does. */
+  holders: Map<string, number>;
   until: number;
   timer: unknown;
 }
@@ -75,24 +78,39 @@ export class KeyDials {
   }
 
   /**
-   * Dial `key` for `forMs` from now, or dial it again and extend a dial of it under way to that.
+   * Dial `key` for `forMs` from now on behalf of `holder`, or dial it again and extend a dial
+   * of it under way to that. The dial lasts while any holder's time lasts, or until every
+   * holder has {@link release}d it.
+   * @param key The peer's key.
+   * @param forMs How long `holder` wants it.
+   * @param holder Who wants it (default: one anonymous holder).
    * @returns Whether `key` is dialled now: false when {@link MAX_DIALS} others are.
    */
-  reach(key: Uint8Array, forMs: number): boolean {
+  reach(key: Uint8Array, forMs: number, holder = ""): boolean {
     const hex = toHex(key);
     const until = this.#timers.now() + Math.max(0, forMs);
-    const dial = this.#dials.get(hex);
-    if (dial !== undefined) {
-      if (until > dial.until) this.#arm(hex, dial, until);
-      this.#dialer.dial(dial.key);
-      return true;
+    let dial = this.#dials.get(hex);
+    if (dial === undefined) {
+      if (this.#dials.size >= MAX_DIALS) return false;
+      dial = { key: key.slice(), holders: new Map(), until: -Infinity, timer: undefined };
+      this.#dials.set(hex, dial);
     }
-    if (this.#dials.size >= MAX_DIALS) return false;
-    const fresh: Dial = { key: key.slice(), until, timer: undefined };
-    this.#dials.set(hex, fresh);
-    this.#arm(hex, fresh, until);
-    this.#dialer.dial(fresh.key);
+    dial.holders.set(holder, Math.max(until, dial.holders.get(holder) ?? -Infinity));
+    if (until > dial.until) this.#arm(hex, dial, until);
+    this.#dialer.dial(dial.key);
     return true;
+  }
+
+  /**
+   * `holder` no longer needs `key` (its proof came, or its challenge ended): the dial ends once
+   * no holder is left, else lasts as long as the others want it.
+   */
+  release(key: Uint8Array, holder = ""): void {
+    const hex = toHex(key);
+    const dial = this.#dials.get(hex);
+    if (dial === undefined || !dial.holders.delete(holder)) return;
+    if (dial.holders.size === 0) this.#end(hex);
+    else this.#arm(hex, dial, Math.max(...dial.holders.values()));
   }
 
   /** Undial every key (the node is stopping, or its swarm went away). */

@@ -217,7 +217,11 @@ export type NetworkMessage =
     type: "reach";
     key: Uint8Array;
     forMs: number;
+    /** Who wants it (a challenged receipt's id); released with `release_reach`. */
+    holder?: string;
   }
+  /** `holder` no longer needs `key` dialled (see `reach`): the dial ends when no holder is left. */
+  | { type: "release_reach"; key: Uint8Array; holder?: string }
   | {
     type: "worker";
     model?: string;
@@ -499,7 +503,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "connection_to":
         return this.#connectionTo(message.key, message.protocol);
       case "reach":
-        return this.#reach(message.key, message.forMs);
+        return this.#reach(message.key, message.forMs, message.holder);
+      case "release_reach":
+        return this.#dials?.release(message.key, message.holder);
       case "worker":
         return this.#worker(message.model, message.exclude);
       case "worker_refused_model":
@@ -737,12 +743,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 
   /** See the `reach` message: dial `key` when no connection to it is open. */
-  #reach(key: Uint8Array, forMs: number): boolean {
+  #reach(key: Uint8Array, forMs: number, holder?: string): boolean {
     if (this.#dials === undefined || bytesEqual(key, this.#options.identity.publicKey)) {
       return false;
     }
     if (this.#peers.has(toHex(key))) return false; // connected: nothing to dial
-    const dialled = this.#dials.reach(key, forMs);
+    const dialled = this.#dials.reach(key, forMs, holder);
     if (!dialled) {
       this.#log(
         `reach ${toHex(key).slice(0, 16)}: not dialled, ${this.#dials.size} dials under way`,

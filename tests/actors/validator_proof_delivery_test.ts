@@ -67,7 +67,9 @@ interface Routes {
 class RouteTable implements Actor<NetworkMessage> {
   readonly asked = { worker: 0, requester: 0, peer: 0 };
   /** The `reach` messages received: the hex key dialled and for how long. */
-  readonly reaches: { key: string; forMs: number }[] = [];
+  readonly reaches: { key: string; forMs: number; holder?: string }[] = [];
+  /** The `release_reach` messages received: the dial is no longer needed. */
+  readonly releases: { key: string; holder?: string }[] = [];
   lookups = 0;
   constructor(
     readonly routes: Routes,
@@ -86,9 +88,13 @@ class RouteTable implements Actor<NetworkMessage> {
         roles: [],
       }));
     }
+    if (message.type === "release_reach") {
+      this.releases.push({ key: toHex(message.key), holder: message.holder });
+      return undefined;
+    }
     if (message.type === "reach") {
       const key = toHex(message.key);
-      this.reaches.push({ key, forMs: message.forMs });
+      this.reaches.push({ key, forMs: message.forMs, holder: message.holder });
       return key === this.keys.worker && this.routes.workerFrom === "reach";
     }
     if (message.type !== "connection_to") return undefined;
@@ -333,6 +339,11 @@ Deno.test("an honest worker whose requester answers 'none', reachable only by di
     assert.equal(verdict.outcome, "valid", verdict.reason);
     assert.equal(t.table.asked.worker, 1);
     assertDialledWorker(t, LONG_DEADLINE_MS, 1);
+    // Dialled on behalf of the receipt, and released once its proof came (not held to the
+    // deadline: the dials a node keeps at once are few).
+    const holder = t.table.reaches[0].holder;
+    assert.ok(holder && t.table.reaches.every((reach) => reach.holder === holder));
+    assert.deepEqual(t.table.releases, [{ key: t.table.keys.worker, holder }]);
     const { status, account } = await t.afterWindow();
     assert.equal(status, "final");
     assert.deepEqual(account, { balance: t.credit, stake: WORKER_STAKE, locked: 0 });

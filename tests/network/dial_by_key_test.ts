@@ -65,3 +65,27 @@ Deno.test("KeyDials: at most MAX_DIALS keys at once; a slot frees when a dial en
     "no timer left",
   );
 });
+
+Deno.test("KeyDials: a dial lasts while any holder wants it; released by every holder it ends at once, released by one it keeps the others' time", async () => {
+  const timers = new ManualTimers();
+  const { log, dialer } = recorder();
+  const dials = new KeyDials(dialer, timers);
+  dials.reach(keyOf(1), 10_000, "receipt-a");
+  dials.reach(keyOf(1), 1_000, "receipt-b");
+  dials.release(keyOf(1), "receipt-a"); // b still wants it, until 1,000
+  assert.equal(dials.has(keyOf(1)), true);
+  await timers.advance(999);
+  assert.equal(dials.has(keyOf(1)), true);
+  await timers.advance(1); // b's time is up: a gave it back
+  assert.equal(dials.has(keyOf(1)), false);
+  assert.deepEqual(log, ["dial 1", "dial 1", "undial 1"]);
+  // Both released before their time: undialled at once; a release after that changes nothing.
+  dials.reach(keyOf(2), 60_000, "x");
+  dials.reach(keyOf(2), 60_000, "y");
+  dials.release(keyOf(2), "x");
+  dials.release(keyOf(2), "y");
+  dials.release(keyOf(2), "y");
+  assert.equal(dials.size, 0);
+  assert.deepEqual(log.slice(3), ["dial 2", "dial 2", "undial 2"]);
+  assert.equal(timers.pending, 0, "no timer left armed");
+});
