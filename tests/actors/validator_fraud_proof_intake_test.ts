@@ -53,6 +53,20 @@ function falseProof(receipt: Receipt, by: Identity): FraudProof {
   } as never, by);
 }
 
+/** After the window: the receipt `id` settled as fraud, and the worker slashed for `tokens`. */
+async function assertWorkerSlashed(
+  t: Awaited<ReturnType<typeof setup>>,
+  id: string,
+  tokens: number,
+): Promise<void> {
+  assert.equal((await t.record(id))?.status, "fraud");
+  assert.deepEqual(await t.account(t.worker.publicKey), {
+    balance: 0,
+    stake: WORKER_STAKE - slashOf(tokens),
+    locked: 0,
+  });
+}
+
 async function setup(p: number) {
   const me = Identity.generate();
   const worker = Identity.generate();
@@ -135,12 +149,7 @@ Deno.test("a false fraud proof that outran a cheat receipt records nothing: the 
     assert.equal((await handled.result!).verdict.outcome, "fraud");
     assert.equal((await held.result!).reason, "not_reproduced");
     await t.closeWindow();
-    assert.equal((await t.record(id))?.status, "fraud");
-    assert.deepEqual(await t.account(t.worker.publicKey), {
-      balance: 0,
-      stake: WORKER_STAKE - slashOf(receipt.tokenCount),
-      locked: 0,
-    });
+    await assertWorkerSlashed(t, id, receipt.tokenCount);
     assert.equal((await t.account(t.accuser.publicKey)).stake, ACCUSER_STAKE - PENALTY);
   } finally {
     await t.close();
@@ -158,12 +167,7 @@ Deno.test("the worker's own false proof about its receipt is refused: it buys no
     assert.equal(handled.challenged, true);
     assert.equal((await handled.result!).verdict.outcome, "fraud");
     await t.closeWindow();
-    assert.equal((await t.record(id))?.status, "fraud");
-    assert.deepEqual(await t.account(t.worker.publicKey), {
-      balance: 0,
-      stake: WORKER_STAKE - slashOf(receipt.tokenCount),
-      locked: 0,
-    });
+    await assertWorkerSlashed(t, id, receipt.tokenCount);
   } finally {
     await t.close();
   }
@@ -182,12 +186,7 @@ Deno.test("a receipt claiming 100× maxTokens, preceded by a false proof, is sti
     assert.equal(result.fraudProof?.kind, "receipt");
     await held.result;
     await t.closeWindow();
-    assert.equal((await t.record(id))?.status, "fraud");
-    assert.deepEqual(await t.account(t.worker.publicKey), {
-      balance: 0,
-      stake: WORKER_STAKE - slashOf(800),
-      locked: 0,
-    });
+    await assertWorkerSlashed(t, id, 800);
     assert.equal((await t.account(t.accuser.publicKey)).stake, ACCUSER_STAKE - PENALTY);
   } finally {
     await t.close();
@@ -217,12 +216,7 @@ Deno.test("a receipt preceded by a false proof is still remembered for takeovers
     assert.equal((await t.stats()).challenged, 1, "the claim is taken over");
     await eventually(async () => (await t.stats()).openChallenges === 0, "the takeover to end");
     await t.closeWindow();
-    assert.equal((await t.record(id))?.status, "fraud");
-    assert.deepEqual(await t.account(t.worker.publicKey), {
-      balance: 0,
-      stake: WORKER_STAKE - slashOf(receipt.tokenCount),
-      locked: 0,
-    });
+    await assertWorkerSlashed(t, id, receipt.tokenCount);
   } finally {
     await t.close();
   }
