@@ -51,13 +51,13 @@ const LAST_LINES = 5;
 /** How long an exited host's pipes may take to deliver their last lines. */
 const LAST_LINES_WAIT_MS = 1_000;
 /**
- * glibc's malloc settings for the host, whatever the node's own are. `deno task start` runs the
- * node with `MALLOC_MMAP_THRESHOLD_=262144` (its storage buffers go back to the system when
- * freed), and the host would inherit it; but the host's buffers are its messages, up to 256 KiB
- * plus framing each way, so every one would be a fresh mapping, faulted in page by page and
- * unmapped again. Above them, they come from the heap and are reused (and a heap that does not
- * shrink and grow back after each one): measured on the link alone, 1 GiB each way, the host's
- * CPU per MiB went from 0.72 to 0.36 ms reading the node and from 0.57 to 0.30 writing to it.
+ * glibc's malloc settings for the host, whatever the node's own are (the host would inherit
+ * those `deno task start` sets for the node: `storage/freed_memory.ts`). The host's buffers are
+ * its messages, up to 256 KiB plus framing each way; below the mmap threshold every one would be a
+ * fresh mapping, faulted in page by page and unmapped again. Above them, they come from the heap
+ * and are reused (and a heap that does not shrink and grow back after each one): measured on the
+ * link alone, 1 GiB each way, with the node's threshold then at 256 KiB, the host's CPU per MiB
+ * went from 0.72 to 0.36 ms reading the node and from 0.57 to 0.30 writing to it.
  */
 const HOST_MALLOC_ENV = {
   MALLOC_MMAP_THRESHOLD_: String(4 * 1024 * 1024),

@@ -45,6 +45,7 @@ import {
 } from "./unixfs.ts";
 import { ChunkerStream, DEFAULT_CHUNK_SIZE } from "../streams/chunker_stream.ts";
 import type { BlockStore } from "./block_store.ts";
+import { freedMemory } from "./freed_memory.ts";
 import {
   FileTooLargeError,
   InvalidManifestError,
@@ -206,6 +207,7 @@ export class FileStore {
           chunks[i] = await this.#blocks.put(bytes, { signal });
           sizes[i] = value.length;
           stored += value.length;
+          freedMemory.moved(value.length);
           options?.onProgress?.(stored);
         })().catch((error) => {
           failure ??= error;
@@ -222,6 +224,7 @@ export class FileStore {
       await Promise.all(inflight);
       throw error;
     }
+    freedMemory.ended();
     const chunkCount = chunks.length;
     if (!cipher) {
       if (chunks.length === 0) {
@@ -458,9 +461,12 @@ export class FileStore {
           const head = queue.shift();
           if (!head) {
             controller.close();
+            freedMemory.ended();
             return;
           }
-          controller.enqueue(await head);
+          const piece = await head;
+          controller.enqueue(piece);
+          freedMemory.moved(piece.length);
           await refill();
         } catch (error) {
           abort.abort(error);
