@@ -386,6 +386,31 @@ async function memoryOf(pid: number): Promise<{ rss: number; peak: number }> {
   }
 }
 
+/**
+ * A process's minor page faults so far, all its threads together, from `/proc` (Linux; NaN
+ * elsewhere). Each is a page the allocator handed back and took again: on this project's VM about
+ * 15 µs each, which made decoding page-fault-bound under a low mmap threshold (`docs/MODELS.md`,
+ * "Page faults").
+ */
+async function minorFaultsOf(pid: number): Promise<number> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[7]);
+  } catch {
+    return NaN;
+  }
+}
+
+/** Runs `run` and adds the shipped node's minor faults during it to `into.faults`. */
+async function countingFaults<T>(into: { faults: number }, run: () => Promise<T>): Promise<T> {
+  const before = await minorFaultsOf(shipped.pid);
+  try {
+    return await run();
+  } finally {
+    into.faults += (await minorFaultsOf(shipped.pid)) - before;
+  }
+}
+
 // --- the run -------------------------------------------------------------------------------------
 
 console.log(
@@ -416,9 +441,13 @@ try {
   >;
   single.shipped = [];
   single.stripped = [];
+  // The shipped node's page faults during its one-stream and 8-client rows.
+  const faults = { single: { faults: 0 }, eight: { faults: 0 } };
   for (let i = 0; i < RUNS; i++) {
     single.bareDeno.push(await bareLoop(1, TOKENS));
-    single.shipped.push(streamResult(await sseClient(shipped, TOKENS)));
+    single.shipped.push(
+      streamResult(await countingFaults(faults.single, () => sseClient(shipped, TOKENS))),
+    );
     single.stripped.push(streamResult(await sseClient(stripped, TOKENS)));
   }
   // The Node.js loop is a process per round, and a process's exit slows whatever runs next on
@@ -433,7 +462,7 @@ try {
   const eightStripped: ConcurrentResult[] = [];
   for (let i = 0; i < rounds; i++) {
     bareBatch.push(await bareLoop(BATCH_CLIENTS, CLIENT_TOKENS));
-    eight.push(await concurrent(shipped, BATCH_CLIENTS));
+    eight.push(await countingFaults(faults.eight, () => concurrent(shipped, BATCH_CLIENTS)));
     eightStripped.push(await concurrent(stripped, BATCH_CLIENTS));
   }
   const memoryAfter8 = await memoryOf(shipped.pid);
@@ -520,6 +549,19 @@ try {
     },
     concurrentRow(`${MANY_CLIENTS} clients, node as shipped`, many),
   ]);
+
+  // What the node's allocator costs it: faults per token in the rows above, and the settings
+  // it ran with (it inherits this process's environment; `deno task bench` sets the node's).
+  const perToken = (n: number, tokens: number) => (n / tokens).toFixed(1);
+  const singleTokens = single.shipped.reduce((a, r) => a + r.tokens, 0);
+  const eightTokens = eight.reduce((a, r) => a + r.tokens, 0);
+  const malloc = Object.entries(Deno.env.toObject()).filter(([k]) => k.startsWith("MALLOC_"))
+    .map(([k, v]) => `${k}=${v}`).join(" ") || "glibc's defaults";
+  console.log(
+    `\npage faults in the node as shipped: ${perToken(faults.single.faults, singleTokens)} per ` +
+      `token for one stream, ${perToken(faults.eight.faults, eightTokens)} with ` +
+      `${BATCH_CLIENTS} clients (allocator: ${malloc})`,
+  );
 
   const manyErrors = many.reduce((a, r) => a + r.errors, 0);
   console.log("\ngoals (node as shipped):");
