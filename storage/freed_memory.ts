@@ -7,15 +7,15 @@
  * hundreds of KiB to MBs): they should come back from the arenas warm. Measured on the 2-core VM
  * with `small`, a fixed 256 KiB mmap threshold (what `deno task start` set before) mapped and
  * faulted them in afresh every step — 400 to 1,500 page faults a token with a 384-token context,
- * 2–5× slower decoding, and 8 concurrent streams at 170–180 tokens/s with all of them stalled
- * 100–260 ms at a time. Storage moves 256 KiB blocks through once each: kept by the arenas, they
- * left a process 40–50 MB larger after a big put.
+ * 2–6× slower decoding — and glibc's defaults let 8 concurrent streams stall together for
+ * 100–260 ms at a time (167–255 tokens/s). Storage moves 256 KiB blocks through once each: kept by
+ * the arenas, they left a process 40–50 MB larger after a big put.
  *
  * So `deno task start` now keeps memory (`MALLOC_MMAP_THRESHOLD_` 64 MiB, `MALLOC_TRIM_THRESHOLD_`
  * 1 GiB, `MALLOC_TOP_PAD_` 64 MiB, two arenas: `MALLOC_ARENA_MAX=2`), and the storage path gives
  * back what it freed itself: glibc's `malloc_trim(0)` after every {@link TRIM_EVERY_BYTES} a
- * transfer moves and when a large one ends (`docs/STORAGE.md`, "RSS on every run"). Without glibc, or
- * without FFI permission, releasing does nothing.
+ * transfer moves and when a large one ends (`docs/STORAGE.md`, "RSS on every run"). Without glibc,
+ * or without FFI permission, releasing does nothing.
  *
  * @module
  */
