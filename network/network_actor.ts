@@ -162,8 +162,9 @@ export interface SwarmOptions {
   /** Bind the DHT to this address only (`127.0.0.1` for a local testnet). */
   bind?: string;
   /**
-   * Replaces the network topic (`swarm_topics.ts` `NETWORK_TOPIC`): a separate network (tests);
-   * the role and model topics are joined as well.
+   * Replaces the network topic (`swarm_topics.ts` `NETWORK_TOPIC`): a separate network (tests).
+   * Its role and model topics are derived from it, so its nodes never meet the default network's
+   * (nor another separate network's) on a DHT they share.
    */
   topic?: Uint8Array;
   /** The Node.js executable (default `node`). */
@@ -414,8 +415,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
       (about?.roles ?? []) as PeerRole[],
       about?.models ?? [],
       true, // its edge forwards clients' jobs when it runs no model
+      options.topic,
     );
-    if (options.topic !== undefined) topics[0] = { ...topics[0], topic: options.topic };
     for (const join of topics) {
       await swarm.join(join.topic, { server: join.server, client: join.client });
     }

@@ -5,11 +5,14 @@
  * looks workers up on the inference role's topic — so in a network too large for everyone to
  * connect to everyone, the peers a node needs are one DHT lookup away.
  *
- * Topics are 32-byte SHA-256 digests of a versioned name, the same on every node.
+ * Topics are 32-byte SHA-256 digests of a versioned name, the same on every node. A separate
+ * network (its own network topic, as tests use) has role and model topics of its own too, derived
+ * from its network topic: its nodes never look up, or announce on, the default network's.
  *
  * @module
  */
-import { sha256 } from "../protocols/hash.ts";
+import { sha256, toHex } from "../protocols/hash.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type { PeerRole } from "../protocols/peer_hello.ts";
 
 const encoder = new TextEncoder();
@@ -17,14 +20,19 @@ const encoder = new TextEncoder();
 /** The topic every Veriflow node announces itself on and looks peers up under. */
 export const NETWORK_TOPIC: Uint8Array = sha256(encoder.encode("veriflow/network/v1"));
 
-/** The topic of the nodes that run `role`. */
-export function roleTopic(role: PeerRole): Uint8Array {
-  return sha256(encoder.encode(`veriflow/role/v1/${role}`));
+/** What names a separate network's topics apart: nothing for the default network. */
+function networkSuffix(network: Uint8Array): string {
+  return bytesEqual(network, NETWORK_TOPIC) ? "" : `@${toHex(network)}`;
 }
 
-/** The topic of the workers that serve the model `cid`. */
-export function modelTopic(cid: string): Uint8Array {
-  return sha256(encoder.encode(`veriflow/model/v1/${cid}`));
+/** The topic of the nodes that run `role` (in the network whose topic is `network`). */
+export function roleTopic(role: PeerRole, network: Uint8Array = NETWORK_TOPIC): Uint8Array {
+  return sha256(encoder.encode(`veriflow/role/v1/${role}${networkSuffix(network)}`));
+}
+
+/** The topic of the workers that serve the model `cid` (in the network whose topic is `network`). */
+export function modelTopic(cid: string, network: Uint8Array = NETWORK_TOPIC): Uint8Array {
+  return sha256(encoder.encode(`veriflow/model/v1/${cid}${networkSuffix(network)}`));
 }
 
 /** A topic to join, and how: announce (server), look up (client), or both. */
@@ -41,7 +49,8 @@ export interface TopicJoin {
 
 /**
  * The topics of a node that runs `roles` and serves `models`. `forwardsJobs`: it takes
- * clients' jobs without a model of its own, so it looks up workers.
+ * clients' jobs without a model of its own, so it looks up workers. `network`: the network's
+ * topic (default {@link NETWORK_TOPIC}); the role and model topics are that network's.
  *
  * @example
  * ```ts
@@ -54,19 +63,30 @@ export function nodeTopics(
   roles: readonly PeerRole[],
   models: readonly string[],
   forwardsJobs: boolean,
+  network: Uint8Array = NETWORK_TOPIC,
 ): TopicJoin[] {
   const joins: TopicJoin[] = [
-    { topic: NETWORK_TOPIC, name: "network", server: true, client: true },
+    { topic: network, name: "network", server: true, client: true },
   ];
   for (const role of roles) {
-    joins.push({ topic: roleTopic(role), name: `role:${role}`, server: true, client: false });
+    joins.push({
+      topic: roleTopic(role, network),
+      name: `role:${role}`,
+      server: true,
+      client: false,
+    });
   }
   for (const cid of models) {
-    joins.push({ topic: modelTopic(cid), name: `model:${cid}`, server: true, client: false });
+    joins.push({
+      topic: modelTopic(cid, network),
+      name: `model:${cid}`,
+      server: true,
+      client: false,
+    });
   }
   if (forwardsJobs && !roles.includes("inference")) {
     joins.push({
-      topic: roleTopic("inference"),
+      topic: roleTopic("inference", network),
       name: "role:inference",
       server: false,
       client: true,
