@@ -1,5 +1,6 @@
 /**
- * CPU time of a process and what it started, for the benchmarks that compare processes.
+ * A process's counters from `/proc/<pid>/stat` (CPU time, page faults), for the benchmarks that
+ * compare processes. Linux only: NaN elsewhere.
  *
  * @module
  */
@@ -8,16 +9,42 @@
 const CLOCK_TICKS_PER_S = 100;
 
 /**
- * CPU seconds (user + system, all threads) used so far by `pid` and its live descendants (a
- * node's swarm host, say), from `/proc` (Linux; NaN elsewhere). A live child's time is not in
- * its parent's, so the tree is walked.
+ * The fields of `/proc/<pid>/stat` after the ")" that closes the command name (the 3rd field
+ * overall is index 0), or undefined when they cannot be read.
  */
-export async function treeCpuSeconds(pid: number): Promise<number> {
+async function statFields(pid: number): Promise<string[] | undefined> {
   try {
     const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    // Fields after the ")" that closes the command name: utime is 14th, stime 15th overall.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    let total = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU seconds (user + system, all threads) of `pid` alone (utime is the 14th field, stime 15th). */
+export async function ownCpuSeconds(pid: number): Promise<number> {
+  const fields = await statFields(pid);
+  return fields ? (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S : NaN;
+}
+
+/**
+ * Minor page faults of `pid` so far, all its threads together (the 10th field). Each is a page
+ * the allocator handed back and took again: on this project's VM about 15 µs each, which made
+ * decoding page-fault-bound under a low mmap threshold (`docs/MODELS.md`, "Page faults").
+ */
+export async function minorFaults(pid: number): Promise<number> {
+  const fields = await statFields(pid);
+  return fields ? Number(fields[7]) : NaN;
+}
+
+/**
+ * CPU seconds (user + system, all threads) used so far by `pid` and its live descendants (a
+ * node's swarm host, say). A live child's time is not in its parent's, so the tree is walked.
+ */
+export async function treeCpuSeconds(pid: number): Promise<number> {
+  let total = await ownCpuSeconds(pid);
+  if (Number.isNaN(total)) return NaN;
+  try {
     for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
       const children = await Deno.readTextFile(`/proc/${pid}/task/${task.name}/children`)
         .catch(() => "");

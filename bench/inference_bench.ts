@@ -38,6 +38,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { median } from "./_stats.ts";
+import { minorFaults } from "./_cpu.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -386,28 +387,13 @@ async function memoryOf(pid: number): Promise<{ rss: number; peak: number }> {
   }
 }
 
-/**
- * A process's minor page faults so far, all its threads together, from `/proc` (Linux; NaN
- * elsewhere). Each is a page the allocator handed back and took again: on this project's VM about
- * 15 µs each, which made decoding page-fault-bound under a low mmap threshold (`docs/MODELS.md`,
- * "Page faults").
- */
-async function minorFaultsOf(pid: number): Promise<number> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[7]);
-  } catch {
-    return NaN;
-  }
-}
-
 /** Runs `run` and adds the shipped node's minor faults during it to `into.faults`. */
 async function countingFaults<T>(into: { faults: number }, run: () => Promise<T>): Promise<T> {
-  const before = await minorFaultsOf(shipped.pid);
+  const before = await minorFaults(shipped.pid);
   try {
     return await run();
   } finally {
-    into.faults += (await minorFaultsOf(shipped.pid)) - before;
+    into.faults += (await minorFaults(shipped.pid)) - before;
   }
 }
 

@@ -42,7 +42,7 @@ import { cidOf } from "../protocols/cid.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
 import { NodeProcess, TextLineStream } from "../tools/node_process.ts";
 import { median } from "./_stats.ts";
-import { treeCpuSeconds } from "./_cpu.ts";
+import { ownCpuSeconds, treeCpuSeconds } from "./_cpu.ts";
 import { canPin, pinSelf, relayedVsDirect } from "./_relayed_vs_direct.ts";
 
 const { values: flags } = parseArgs({
@@ -308,21 +308,6 @@ async function pair(kind: PairKind, testnet: LocalTestnet): Promise<PeerProcess[
     if (kind === "deno-tcp" && event.link !== "tcp") throw new Error("the TCP link was not used");
   }));
   return processes;
-}
-
-/** `/proc` counts CPU time in USER_HZ ticks, 100 per second on every Linux ABI Deno runs on. */
-const CLOCK_TICKS_PER_S = 100;
-
-/** CPU seconds (user + system, all threads) of `pid` alone, from `/proc` (Linux; NaN elsewhere). */
-async function ownCpuSeconds(pid: number): Promise<number> {
-  try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    // Fields after the ")" that closes the command name: utime is 14th, stime 15th overall.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
-  } catch {
-    return NaN;
-  }
 }
 
 interface TransferRun {
