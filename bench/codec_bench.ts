@@ -16,6 +16,9 @@
  * 2. Validation: envelope + body schemas in zod 4 against the same schemas in valibot 1.5,
  *    the measurement behind the choice of zod. Goal: zod at least as fast (ratio ≥ 1).
  * 3. Connection: 10,000 concurrent echo requests over a memory duplex (information only).
+ * 4. Hashing: `protocols/hash.ts`'s `sha256` (the project's one hash: JS below
+ *    `NATIVE_HASH_FROM_BYTES`, native from there) against each of its two implementations alone,
+ *    from 32 bytes to 32 MiB — the measurement behind the threshold (information only).
  *
  * Every number is the median over `--runs` runs; ratios compare medians.
  *
@@ -34,6 +37,9 @@ import { signEnvelope } from "../protocols/envelope_signing.ts";
 import { Connection } from "../protocols/connection.ts";
 import { memoryDuplexPair } from "../protocols/memory_duplex.ts";
 import { defineMessage } from "../protocols/message_registry.ts";
+import { NATIVE_HASH_FROM_BYTES, sha256 } from "../protocols/hash.ts";
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
+import { createHash } from "node:crypto";
 import { median } from "./_stats.ts";
 
 function argValue(name: string, fallback: number): number {
@@ -325,6 +331,43 @@ for (let run = 0; run < Math.min(RUNS, 5); run++) {
   await server.closed;
 }
 console.log(`requests/s: ${median(rates).toFixed(0)} (median of ${rates.length} runs)`);
+
+console.log(
+  `\n4. SHA-256: protocols/hash.ts (native from ${NATIVE_HASH_FROM_BYTES} bytes) against each implementation alone`,
+);
+console.log(
+  `${pad("input", 12)}${lpad("hash.ts", 14)}${lpad("@noble (JS)", 14)}${lpad("node:crypto", 14)}${
+    lpad("hash.ts MB/s", 14)
+  }`,
+);
+for (const size of [32, 256, 512, 4096, 65536, 1 << 20, 32 << 20]) {
+  const bytes = new Uint8Array(size).map((_, i) => (i * 131) & 0xff);
+  // About 64 MiB hashed per cell (at least 5 calls), so large inputs stay quick to bench.
+  const calls = Math.max(5, Math.min(ITERATIONS, Math.floor((64 << 20) / size)));
+  const cell = (hash: (b: Uint8Array) => Uint8Array) => {
+    for (let i = 0; i < Math.min(calls, 1000); i++) sink = hash(bytes);
+    const times: number[] = [];
+    for (let run = 0; run < Math.min(RUNS, 5); run++) {
+      const start = performance.now();
+      for (let i = 0; i < calls; i++) sink = hash(bytes);
+      times.push((performance.now() - start) * 1000 / calls);
+    }
+    return median(times);
+  };
+  const ours = cell(sha256);
+  const js = cell(nobleSha256);
+  const native = cell((b) => createHash("sha256").update(b).digest());
+  const label = size >= 1 << 20
+    ? `${size >> 20} MiB`
+    : size >= 1024
+    ? `${size >> 10} KiB`
+    : `${size} B`;
+  console.log(
+    `${pad(label, 12)}${lpad(`${ours.toFixed(2)} µs`, 14)}${lpad(`${js.toFixed(2)} µs`, 14)}${
+      lpad(`${native.toFixed(2)} µs`, 14)
+    }${lpad((size / ours).toFixed(0), 14)}`,
+  );
+}
 
 console.log(
   `\nsummary: codec goal (CBOR faster than JSON) ${codecGoalMet ? "met" : "NOT met"}`,
