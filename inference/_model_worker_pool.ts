@@ -480,8 +480,12 @@ export class ModelWorkerPool {
     const session = slot.lane === "validation"
       ? this.#options.validationSession ?? this.#options.session
       : this.#options.session;
-    const args = { bytes: this.#bytes, session, decoder: this.#options.decoder };
-    return this.call(slot, "load", args, [], true);
+    // A copy of its own, moved rather than cloned: structured cloning a model costs a copy on
+    // each side (measured on 77 MB: 530 ms against 285 for this copy and the move). The pool
+    // keeps the original to load a restarted worker.
+    const bytes = this.#bytes.slice();
+    const args = { bytes, session, decoder: this.#options.decoder };
+    return this.call(slot, "load", args, [bytes.buffer], true);
   }
 
   /** A worker died: fail what it held, then restart it after a backoff, or give up on it. */
