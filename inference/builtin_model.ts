@@ -14,6 +14,7 @@
 import { join } from "node:path";
 import { matchesCid } from "../protocols/cid.ts";
 import { buildGptModel, DEFAULT_MODEL_SEED, type GptModelSize } from "./model_builder.ts";
+import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** A built-in size whose weights were trained and are kept in the repository. */
 export interface TrainedBuiltinModel {
@@ -43,7 +44,7 @@ export const TRAINED_BUILTIN_MODELS: Readonly<Partial<Record<GptModelSize, Train
 export async function trainedModelBytes(size: GptModelSize): Promise<Uint8Array> {
   const trained = TRAINED_BUILTIN_MODELS[size];
   if (!trained) throw new RangeError(`model size ${size} is not a trained built-in`);
-  const bytes = await Deno.readFile(trained.file);
+  const bytes = await readWholeFile(trained.file);
   if (!matchesCid(trained.cid, bytes)) {
     throw new Error(
       `${trained.file.pathname} does not match its CID ${trained.cid}: the checked-in model is ` +
@@ -136,7 +137,7 @@ async function readAlias(path: string): Promise<string | null> {
 async function isIntact(dir: string, cid: string): Promise<boolean> {
   try {
     for (const f of MODEL_FILES) await Deno.stat(join(dir, f));
-    return matchesCid(cid, await Deno.readFile(join(dir, "model.onnx")));
+    return matchesCid(cid, await readWholeFile(join(dir, "model.onnx")));
   } catch {
     return false;
   }

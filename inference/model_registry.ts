@@ -14,6 +14,7 @@ import { ModelLoadError, UnknownModelError, WrongModelKindError } from "./errors
 import { TensorModel } from "./tensor_model.ts";
 import { type ExecutionProvider, type ModelWorkerOptions, TextModel } from "./text_model.ts";
 import type { ModelHealth, ModelWorkerEvent } from "./model_health.ts";
+import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** Metadata of a registered model. */
 export interface RegisteredModel {
@@ -102,7 +103,7 @@ export class ModelRegistry {
     const file = dir ? join(dir, "model.onnx") : path;
     let bytes: Uint8Array;
     try {
-      bytes = await Deno.readFile(file);
+      bytes = await readWholeFile(file);
     } catch (cause) {
       throw new ModelLoadError(`cannot read ${file}`, { cause });
     }

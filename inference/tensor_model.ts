@@ -19,6 +19,7 @@ import { type PreparedTensor, prepareTensor, runTensorSession } from "./_tensor_
 import { InvalidTensorInputError, ModelDisposedError, ModelLoadError } from "./errors.ts";
 import type { BaseModelInfo, ModelWorkerOptions } from "./text_model.ts";
 import { IN_THREAD_HEALTH, type ModelHealth } from "./model_health.ts";
+import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** Name, element type and shape (numbers or symbolic names) of a model input or output. */
 export interface TensorSpec {
@@ -97,7 +98,7 @@ export class TensorModel {
     let bytes: Uint8Array;
     try {
       if ((await Deno.stat(path)).isDirectory) file = join(path, "model.onnx");
-      bytes = await Deno.readFile(file);
+      bytes = await readWholeFile(file);
     } catch (cause) {
       throw new ModelLoadError(`cannot read model at ${path}`, { cause });
     }

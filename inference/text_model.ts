@@ -65,6 +65,7 @@ import {
 import { type SamplingParams, validateSamplingParams } from "./sampler.ts";
 import { loadTokenizer, type TextTokenizer } from "./text_tokenizer.ts";
 import { MAX_TOP_LOGPROBS, type TopLogprob } from "./top_logprobs.ts";
+import { readWholeFile } from "../storage/read_whole_file.ts";
 
 export type { ExecutionProvider } from "./_session.ts";
 
@@ -421,7 +422,7 @@ export class TextModel {
     let bytes: Uint8Array;
     let rawConfig: Record<string, unknown>;
     try {
-      bytes = await Deno.readFile(join(dir, "model.onnx"));
+      bytes = await readWholeFile(join(dir, "model.onnx"));
       rawConfig = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
     } catch (cause) {
       throw new ModelLoadError(`cannot read model.onnx and config.json in ${dir}`, { cause });

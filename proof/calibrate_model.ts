@@ -47,6 +47,7 @@ import {
   type GraphOptimizationLevel,
   webgpuProviderBundled,
 } from "../inference/_session.ts";
+import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** Options of {@link calibrateModel}. */
 export interface CalibrationOptions {
@@ -541,7 +542,7 @@ async function roundedModel(
   await Deno.mkdir(out, { recursive: true });
   await Deno.writeFile(
     join(out, "model.onnx"),
-    mapModelWeights(await Deno.readFile(join(dir, "model.onnx")), round),
+    mapModelWeights(await readWholeFile(join(dir, "model.onnx")), round),
   );
   for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) {
     await Deno.copyFile(join(dir, f), join(out, f)).catch(() => {});

@@ -29,6 +29,7 @@ import {
 } from "./gpt_weights.ts";
 import { applyOuterUpdate } from "./outer_step.ts";
 import { TrainingError } from "./training_error.ts";
+import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** How long a model download from storage may take before the round gives up on it. */
 const FETCH_TIMEOUT_MS = 60_000;
@@ -88,7 +89,7 @@ export class RoundModels {
   ): Promise<RoundModel> {
     const { cid, dir } = await writeTrainedModel(this.#options.modelsDir, arch, weights);
     if (this.#options.storage() === undefined) return this.#keep({ cid, dir, weights });
-    const file = await this.putFile(await Deno.readFile(join(dir, "model.onnx")), `${cid}.onnx`);
+    const file = await this.putFile(await readWholeFile(join(dir, "model.onnx")), `${cid}.onnx`);
     const updateFile = update === undefined
       ? undefined
       : await this.putFile(update.bytes, `update-${cid}.bin`);
@@ -146,7 +147,7 @@ export class RoundModels {
     file?: string,
   ): Promise<RoundModel | undefined> {
     const dir = join(this.#options.modelsDir, cid);
-    const local = await Deno.readFile(join(dir, "model.onnx")).catch(() => undefined);
+    const local = await readWholeFile(join(dir, "model.onnx")).catch(() => undefined);
     if (local === undefined || cidOf(local) !== cid) return undefined;
     return this.#keep({ cid, dir, file, weights: weightsFromOnnx(local, arch) });
   }
