@@ -1,7 +1,8 @@
 /**
- * Hashing on the storage hot path. Chunks are hashed with WebCrypto's SHA-256, which runs in
- * native code and measured ~6x faster here than the pure-JS hash in `protocols/hash.ts`
- * (790 vs 132 MB/s on 256 KiB chunks); the resulting digests and CIDs are identical.
+ * Hashing on the storage hot path. Chunks are hashed with WebCrypto's SHA-256: native code, and
+ * asynchronous, so a chunk's hash does not hold the event loop while a transfer runs. The
+ * synchronous `sha256` of `protocols/hash.ts` is native too for inputs this long, but runs on
+ * the calling thread. The resulting digests and CIDs are identical.
  *
  * @module
  */
