@@ -9,18 +9,14 @@ import {
   sha256Hex,
   toHex,
 } from "../../protocols/hash.ts";
+import { prng } from "../_prng.ts";
 
 const ascii = (text: string) => new TextEncoder().encode(text);
 
-/** Bytes that differ at every position, so a hash of the wrong window would not match. */
+/** Seeded bytes (`tests/_prng.ts`), so a hash of the wrong window would not match. */
 function pattern(length: number, seed = 1): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let state = seed;
-  for (let i = 0; i < length; i++) {
-    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
-    bytes[i] = state >>> 24;
-  }
-  return bytes;
+  const next = prng(seed);
+  return Uint8Array.from({ length }, () => Math.floor(next() * 256));
 }
 
 Deno.test("sha256 gives the FIPS 180-2 digests on both sides of the native threshold", () => {
