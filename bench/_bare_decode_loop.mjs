@@ -30,19 +30,28 @@ const session = await ort.InferenceSession.create(readFileSync(join(dir, "model.
   extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
 });
 
+// The built-in model's KV cache is the caller's: per layer a key and a value buffer of `slots`
+// positions per head ([1, heads, slots, headDim]); the graph reads the first `length` of them
+// (attention_mask) and returns only the new positions (kv_new.N.*), copied in here. `slots` is a
+// power of two (at least 16), doubled by a copy when full.
+function cacheOf(slots, from, length) {
+  const buffers = [];
+  for (let i = 0; i < 2 * layers; i++) {
+    const buffer = new Float32Array(heads * slots * headDim);
+    if (from) {
+      for (let h = 0; h < heads; h++) {
+        const at = h * from.slots * headDim;
+        buffer.set(from.buffers[i].subarray(at, at + length * headDim), h * slots * headDim);
+      }
+    }
+    buffers.push(buffer);
+  }
+  return { slots, buffers };
+}
+
 async function generate() {
   const start = performance.now();
-  let past = {};
-  for (let l = 0; l < layers; l++) {
-    for (const kv of ["key", "value"]) {
-      past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [
-        1,
-        heads,
-        0,
-        headDim,
-      ]);
-    }
-  }
+  let cache = cacheOf(16);
   let input = promptIds;
   let length = 0;
   const tokens = [];
@@ -51,26 +60,44 @@ async function generate() {
     const n = input.length;
     const positions = new BigInt64Array(n);
     for (let i = 0; i < n; i++) positions[i] = BigInt(length + i);
-    const out = await session.run({
-      ...past,
+    const mask = new BigInt64Array(cache.slots + n);
+    mask.fill(1n, 0, length);
+    mask.fill(1n, cache.slots);
+    const feeds = {
       input_ids: new ort.Tensor("int64", BigInt64Array.from(input, BigInt), [1, n]),
-      attention_mask: new ort.Tensor("int64", new BigInt64Array(length + n).fill(1n), [
-        1,
-        length + n,
-      ]),
+      attention_mask: new ort.Tensor("int64", mask, [1, cache.slots + n]),
       position_ids: new ort.Tensor("int64", positions, [1, n]),
-    });
+    };
+    for (let l = 0; l < layers; l++) {
+      ["key", "value"].forEach((kv, k) => {
+        feeds[`kv_cache.${l}.${kv}`] = new ort.Tensor("float32", cache.buffers[2 * l + k], [
+          1,
+          heads,
+          cache.slots,
+          headDim,
+        ]);
+      });
+    }
+    const out = await session.run(feeds);
     const logits = out.logits.data;
     let best = (n - 1) * vocab;
     for (let i = best + 1; i < n * vocab; i++) if (logits[i] > logits[best]) best = i;
     const token = best - (n - 1) * vocab;
     tokens.push(token);
     if (tokens.length === 1) firstAt = performance.now();
-    past = {};
+    let slots = cache.slots;
+    while (slots < length + n) slots *= 2;
+    if (slots !== cache.slots) cache = cacheOf(slots, cache, length);
     for (let l = 0; l < layers; l++) {
-      for (const kv of ["key", "value"]) {
-        past[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`];
-      }
+      ["key", "value"].forEach((kv, k) => {
+        const fresh = out[`kv_new.${l}.${kv}`].data;
+        for (let h = 0; h < heads; h++) {
+          cache.buffers[2 * l + k].set(
+            fresh.subarray(h * n * headDim, (h + 1) * n * headDim),
+            (h * cache.slots + length) * headDim,
+          );
+        }
+      });
     }
     length += n;
     input = [token];

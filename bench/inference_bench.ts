@@ -9,7 +9,7 @@
  *    own, the clients in this one.
  * 2. **The stripped node**: the same with `--no-prover --no-validator --no-storage
  *    --no-dashboard` (what the node costs without the proof path).
- * 3. **Bare loops**: a greedy loop on an `ort.InferenceSession`, KV cache fed by hand, under
+ * 3. **Bare loops**: a greedy loop on an `ort.InferenceSession`, KV cache kept by hand, under
  *    Deno (this process) and under Node.js (`_bare_decode_loop.mjs`, a process per round), so the
  *    binding's own cost is visible; and a bare batch-of-8 loop (8 prompts prefilled in one
  *    execution, then one execution per step for all 8) — the floor for concurrent clients.
@@ -109,19 +109,36 @@ interface StreamResult {
   tokens: number;
 }
 
-function emptyPast(batch: number): Record<string, ort.Tensor> {
-  const past: Record<string, ort.Tensor> = {};
-  for (let l = 0; l < LAYERS; l++) {
-    for (const kv of ["key", "value"]) {
-      past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [
-        batch,
-        HEADS,
-        0,
-        HEAD_DIM,
-      ]);
-    }
+/**
+ * The built-in model's KV cache, kept by hand: per layer a key and a value buffer of `slots`
+ * positions per row and head (`[batch, heads, slots, headDim]`), the graph reading the first
+ * `length` of them (`attention_mask`) and returning only the new positions (`kv_new.N.*`), which
+ * the loop copies in. `slots` is a power of two (at least 16), doubled by a copy when full.
+ */
+interface BareCache {
+  slots: number;
+  buffers: Float32Array[];
+}
+
+function bareCache(batch: number, slots: number, from?: BareCache, length = 0): BareCache {
+  const buffers = Array.from(
+    { length: 2 * LAYERS },
+    () => new Float32Array(batch * HEADS * slots * HEAD_DIM),
+  );
+  if (from) {
+    buffers.forEach((buffer, i) => {
+      for (let row = 0; row < batch * HEADS; row++) {
+        buffer.set(
+          from.buffers[i].subarray(
+            row * from.slots * HEAD_DIM,
+            (row * from.slots + length) * HEAD_DIM,
+          ),
+          row * slots * HEAD_DIM,
+        );
+      }
+    });
   }
-  return past;
+  return { slots, buffers };
 }
 
 /**
@@ -130,7 +147,7 @@ function emptyPast(batch: number): Record<string, ort.Tensor> {
  */
 async function bareLoop(batch: number, tokens: number): Promise<StreamResult> {
   const start = performance.now();
-  let past = emptyPast(batch);
+  let cache = bareCache(batch, 16);
   let input: number[][] = Array.from({ length: batch }, () => promptIds);
   let length = 0;
   let produced = 0;
@@ -141,16 +158,28 @@ async function bareLoop(batch: number, tokens: number): Promise<StreamResult> {
     for (let b = 0; b < batch; b++) {
       for (let i = 0; i < n; i++) positions[b * n + i] = BigInt(length + i);
     }
-    const out = await session.run({
-      ...past,
+    const mask = new BigInt64Array(batch * (cache.slots + n));
+    for (let b = 0; b < batch; b++) {
+      const row = b * (cache.slots + n);
+      mask.fill(1n, row, row + length);
+      mask.fill(1n, row + cache.slots, row + cache.slots + n);
+    }
+    const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor("int64", BigInt64Array.from(input.flat(), BigInt), [batch, n]),
-      attention_mask: new ort.Tensor(
-        "int64",
-        new BigInt64Array(batch * (length + n)).fill(1n),
-        [batch, length + n],
-      ),
+      attention_mask: new ort.Tensor("int64", mask, [batch, cache.slots + n]),
       position_ids: new ort.Tensor("int64", positions, [batch, n]),
-    });
+    };
+    for (let l = 0; l < LAYERS; l++) {
+      ["key", "value"].forEach((kv, k) => {
+        feeds[`kv_cache.${l}.${kv}`] = new ort.Tensor("float32", cache.buffers[2 * l + k], [
+          batch,
+          HEADS,
+          cache.slots,
+          HEAD_DIM,
+        ]);
+      });
+    }
+    const out = await session.run(feeds);
     const logits = out.logits.data as Float32Array;
     const next: number[][] = [];
     for (let b = 0; b < batch; b++) {
@@ -161,11 +190,20 @@ async function bareLoop(batch: number, tokens: number): Promise<StreamResult> {
     }
     produced++;
     if (produced === 1) firstAt = performance.now();
-    past = {};
+    let slots = cache.slots;
+    while (slots < length + n) slots *= 2;
+    if (slots !== cache.slots) cache = bareCache(batch, slots, cache, length);
     for (let l = 0; l < LAYERS; l++) {
-      for (const kv of ["key", "value"]) {
-        past[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`];
-      }
+      ["key", "value"].forEach((kv, k) => {
+        const fresh = out[`kv_new.${l}.${kv}`].data as Float32Array;
+        const buffer = cache.buffers[2 * l + k];
+        for (let row = 0; row < batch * HEADS; row++) {
+          buffer.set(
+            fresh.subarray(row * n * HEAD_DIM, (row + 1) * n * HEAD_DIM),
+            (row * cache.slots + length) * HEAD_DIM,
+          );
+        }
+      });
     }
     length += n;
     input = next;

@@ -49,7 +49,6 @@
  * @module
  */
 import { setImmediate } from "node:timers";
-import * as ort from "onnxruntime-node";
 import {
   type DecoderSession,
   type PastCache,
@@ -787,27 +786,31 @@ export class BatchedDecoder {
     this.#members = rows;
   }
 
-  /** A new cache of `sources.length` rows, each source's valid slots right-aligned in `width`. */
+  /**
+   * A new cache of `sources.length` rows, each source's valid slots right-aligned in `width`
+   * (a source's rows are `[heads, slots, headDim]` with its own `width` slots in use: a fixed
+   * cache has free slots after them).
+   */
   #copyRows(
     sources: { state: SequenceState; past: PastCache; width: number; row: number }[],
     width: number,
   ): PastCache {
     const { numKeyValueHeads: heads, headDim } = this.#decoder.shape;
-    const batch = sources.length;
-    const out: PastCache = {};
+    const out = this.#decoder.allocatePast(sources.length, width);
     for (const name of this.#decoder.pastNames) {
-      const dst = new Float32Array(batch * heads * width * headDim);
-      for (let i = 0; i < batch; i++) {
+      const dst = out[name].data as Float32Array;
+      const dstSlots = out[name].dims[2];
+      for (let i = 0; i < sources.length; i++) {
         const { state, past, width: srcWidth, row } = sources[i];
         const src = past[name].data as Float32Array;
+        const srcSlots = past[name].dims[2];
         const len = state.length;
         for (let h = 0; h < heads; h++) {
-          const from = ((row * heads + h) * srcWidth + (srcWidth - len)) * headDim;
-          const to = ((i * heads + h) * width + (width - len)) * headDim;
+          const from = ((row * heads + h) * srcSlots + (srcWidth - len)) * headDim;
+          const to = ((i * heads + h) * dstSlots + (width - len)) * headDim;
           dst.set(src.subarray(from, from + len * headDim), to);
         }
       }
-      out[name] = new ort.Tensor("float32", dst, [batch, heads, width, headDim]);
     }
     return out;
   }

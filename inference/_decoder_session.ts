@@ -1,7 +1,19 @@
 /**
  * The decoder convention on one onnxruntime session: building the feeds of a step
- * (`input_ids`, `attention_mask`, `position_ids`, `past_key_values.N.*`) and carrying
- * `present.N.*` back as the next step's past.
+ * (`input_ids`, `attention_mask`, `position_ids` and the KV cache) and carrying the cache on to
+ * the next step, in either of the two cache conventions a graph may have
+ * (`inference/model_builder.ts`):
+ *
+ * - **concat** (a Hugging Face export): `past_key_values.N.*` in, `present.N.*` out; the present
+ *   outputs are the next step's past as they are.
+ * - **fixed** (Veriflow's built-in models): `kv_cache.N.*` in, `[b, h, capacity, d]` buffers this
+ *   module owns, and `kv_new.N.*` out, which a step writes into the cache's next slots in place.
+ *   A cache's capacity is a power of two (at least {@link MIN_CACHE_SLOTS}), doubled by a copy
+ *   when a step would overflow it; its unused slots hold zeros and are masked out.
+ *
+ * Either way a cache is a {@link PastCache} of `[b, h, slots, d]` tensors whose rows keep their
+ * valid positions right-aligned in the first `width` slots (`width` = what the caller's
+ * `attention_mask` covers before the new tokens); slots past `width` (fixed only) are free.
  *
  * A generation step also samples its token and fingerprints the logits row right here, next to
  * the logits: a step's result is `(token, fingerprint)` — plus the row's k most likely tokens
@@ -50,8 +62,18 @@ export interface SampledStep {
   top?: TokenLogprob[];
 }
 
-/** `past_key_values.N.key|value` → cached tensor. */
+/** Cache input name (`past_key_values.N.key|value` or `kv_cache.N.key|value`) → its tensor. */
 export type PastCache = Record<string, ort.Tensor>;
+
+/** Fewest slots a fixed cache has (no input is ever empty; small prompts grow it rarely). */
+export const MIN_CACHE_SLOTS = 16;
+
+/** Slots of a fixed cache that holds `needed` positions: the next power of two. */
+export function cacheCapacity(needed: number): number {
+  let slots = MIN_CACHE_SLOTS;
+  while (slots < needed) slots *= 2;
+  return slots;
+}
 
 /** One execution's results: all rows of logits, and the cache to feed next time. */
 export interface StepResult {
@@ -69,6 +91,10 @@ export class DecoderSession {
   #hasAttentionMask: boolean;
   /** Names of the cache inputs, in layer order (key then value). */
   readonly pastNames: readonly string[];
+  /** Names of the outputs each cache input is carried on from, in the same order. */
+  #outputNames: readonly string[];
+  /** Whether the graph has the fixed-capacity cache convention (see the module doc). */
+  readonly fixedCache: boolean;
 
   /**
    * Wrap a session that follows the decoder convention.
@@ -81,11 +107,17 @@ export class DecoderSession {
     this.shape = shape;
     this.#hasPositionIds = session.inputNames.includes("position_ids");
     this.#hasAttentionMask = session.inputNames.includes("attention_mask");
+    this.fixedCache = session.inputNames.includes("kv_cache.0.key");
     const names: string[] = [];
+    const outputs: string[] = [];
     for (let l = 0; l < shape.numLayers; l++) {
-      for (const kv of ["key", "value"]) names.push(`past_key_values.${l}.${kv}`);
+      for (const kv of ["key", "value"]) {
+        names.push(this.fixedCache ? `kv_cache.${l}.${kv}` : `past_key_values.${l}.${kv}`);
+        outputs.push(this.fixedCache ? `kv_new.${l}.${kv}` : `present.${l}.${kv}`);
+      }
     }
     this.pastNames = names;
+    this.#outputNames = outputs;
   }
 
   /**
@@ -106,22 +138,28 @@ export class DecoderSession {
    * Teacher-forced full pass without cache: all rows of logits, `[tokens.length × vocabSize]`.
    */
   async forward(tokens: readonly number[]): Promise<Float32Array> {
-    return (await this.run(tokens, 0, this.emptyPast())).logits;
+    return (await this.run(tokens, 0, this.emptyPast(), false)).logits;
   }
 
   /** The cache of `batch` sequences with no tokens yet. */
   emptyPast(batch = 1): PastCache {
+    return this.allocatePast(batch, 0);
+  }
+
+  /**
+   * A zeroed cache of `batch` rows with room for `width` positions (fixed: and at least the next
+   * one, so the next step does not grow it at once; concat: exactly `width`).
+   */
+  allocatePast(batch: number, width: number): PastCache {
     const past: PastCache = {};
-    const { numLayers, numKeyValueHeads, headDim } = this.shape;
-    for (let l = 0; l < numLayers; l++) {
-      for (const kv of ["key", "value"]) {
-        past[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [
-          batch,
-          numKeyValueHeads,
-          0,
-          headDim,
-        ]);
-      }
+    const { numKeyValueHeads, headDim } = this.shape;
+    const slots = this.fixedCache ? cacheCapacity(width + 1) : width;
+    for (const name of this.pastNames) {
+      past[name] = new ort.Tensor(
+        "float32",
+        new Float32Array(batch * numKeyValueHeads * slots * headDim),
+        [batch, numKeyValueHeads, slots, headDim],
+      );
     }
     return past;
   }
@@ -131,6 +169,7 @@ export class DecoderSession {
     tokens: readonly number[],
     pastLength: number,
     past: PastCache,
+    keepCache = true,
   ): Promise<StepResult> {
     const n = tokens.length;
     const positions = new BigInt64Array(n);
@@ -141,14 +180,18 @@ export class DecoderSession {
       new BigInt64Array(pastLength + n).fill(1n),
       positions,
       past,
+      keepCache,
     );
   }
 
   /**
    * One model execution over `batch` rows of `inputIds.length / batch` new tokens each:
-   * `mask` is `[batch, total]` (the padded cache's slots then the new tokens; 0 = padding) and
-   * `positions` `[batch, new tokens]`, each row's own positions. Inputs the graph does not take
-   * are not fed (a graph without them can only run one row: see {@link canBatch}).
+   * `mask` is `[batch, total]` (the padded cache's `width` slots then the new tokens; 0 =
+   * padding) and `positions` `[batch, new tokens]`, each row's own positions. Inputs the graph
+   * does not take are not fed (a graph without them can only run one row: see
+   * {@link canBatch}). The result's `present` is the cache with the new tokens after the `width`
+   * slots: for a fixed cache, `past` itself updated in place (or its grown copy); with
+   * `keepCache` false (a pass whose cache nobody keeps) a fixed cache is left as it was.
    */
   async runRows(
     inputIds: BigInt64Array,
@@ -156,23 +199,84 @@ export class DecoderSession {
     mask: BigInt64Array,
     positions: BigInt64Array,
     past: PastCache,
+    keepCache = true,
   ): Promise<StepResult> {
     const n = inputIds.length / batch;
+    const width = mask.length / batch - n;
+    const slots = this.fixedCache ? past[this.pastNames[0]].dims[2] : width;
+    if (this.fixedCache && width > slots) {
+      throw new RangeError(`the mask covers ${width} cache slots, the cache has ${slots}`);
+    }
     const feeds: Record<string, ort.Tensor> = { ...past };
     feeds.input_ids = new ort.Tensor("int64", inputIds, [batch, n]);
     if (this.#hasAttentionMask) {
-      feeds.attention_mask = new ort.Tensor("int64", mask, [batch, mask.length / batch]);
+      const fed = this.fixedCache ? slotMask(mask, batch, width, n, slots) : mask;
+      feeds.attention_mask = new ort.Tensor("int64", fed, [batch, slots + n]);
     }
     if (this.#hasPositionIds) feeds.position_ids = new ort.Tensor("int64", positions, [batch, n]);
     const out = await this.session.run(feeds);
-    const present: PastCache = {};
-    for (let l = 0; l < this.shape.numLayers; l++) {
-      for (const kv of ["key", "value"]) {
-        present[`past_key_values.${l}.${kv}`] = out[`present.${l}.${kv}`];
+    const logits = out.logits.data as Float32Array;
+    if (!this.fixedCache) {
+      const present: PastCache = {};
+      this.pastNames.forEach((name, i) => present[name] = out[this.#outputNames[i]]);
+      return { logits, present };
+    }
+    if (!keepCache) return { logits, present: past };
+    const present = width + n > slots ? this.#grown(past, batch, width, width + n) : past;
+    const { numKeyValueHeads: heads, headDim } = this.shape;
+    const capacity = present[this.pastNames[0]].dims[2];
+    this.pastNames.forEach((name, i) => {
+      const cache = present[name].data as Float32Array;
+      const fresh = out[this.#outputNames[i]].data as Float32Array;
+      for (let row = 0; row < batch * heads; row++) {
+        cache.set(
+          fresh.subarray(row * n * headDim, (row + 1) * n * headDim),
+          (row * capacity + width) * headDim,
+        );
+      }
+    });
+    return { logits, present };
+  }
+
+  /** A copy of fixed cache `past` (its first `width` slots) with room for `needed` positions. */
+  #grown(past: PastCache, batch: number, width: number, needed: number): PastCache {
+    const { numKeyValueHeads: heads, headDim } = this.shape;
+    const grown = this.allocatePast(batch, needed - 1);
+    const from = past[this.pastNames[0]].dims[2];
+    const to = grown[this.pastNames[0]].dims[2];
+    for (const name of this.pastNames) {
+      const src = past[name].data as Float32Array;
+      const dst = grown[name].data as Float32Array;
+      for (let row = 0; row < batch * heads; row++) {
+        dst.set(
+          src.subarray(row * from * headDim, (row * from + width) * headDim),
+          row * to * headDim,
+        );
       }
     }
-    return { logits: out.logits.data as Float32Array, present };
+    return grown;
   }
+}
+
+/**
+ * The fixed-cache mask `[batch, slots + n]` of a caller's `[batch, width + n]` one: each row's
+ * first `width` entries, zeros for the free slots, then its `n` new tokens' entries.
+ */
+function slotMask(
+  mask: BigInt64Array,
+  batch: number,
+  width: number,
+  n: number,
+  slots: number,
+): BigInt64Array {
+  const fed = new BigInt64Array(batch * (slots + n));
+  for (let row = 0; row < batch; row++) {
+    const from = row * (width + n);
+    const to = row * (slots + n);
+    fed.set(mask.subarray(from, from + width), to);
+    fed.set(mask.subarray(from + width, from + width + n), to + slots);
+  }
+  return fed;
 }
 
 /**

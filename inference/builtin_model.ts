@@ -13,7 +13,12 @@
  */
 import { join } from "node:path";
 import { matchesCid } from "../protocols/cid.ts";
-import { buildGptModel, DEFAULT_MODEL_SEED, type GptModelSize } from "./model_builder.ts";
+import {
+  BUILDER_VERSION,
+  buildGptModel,
+  DEFAULT_MODEL_SEED,
+  type GptModelSize,
+} from "./model_builder.ts";
 import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** A built-in size whose weights were trained and are kept in the repository. */
@@ -32,7 +37,7 @@ export interface TrainedBuiltinModel {
 export const TRAINED_BUILTIN_MODELS: Readonly<Partial<Record<GptModelSize, TrainedBuiltinModel>>> =
   Object.freeze({
     brown: Object.freeze({
-      cid: "bafkreic57d4vny4ujvpigwmlncex22ashlo53qftaofvr32fqybp2ywpki",
+      cid: "bafkreigsxewffxxqse4qvkkhxyhealcjjrlwr4bdl7a7u54f53jftbtcm4",
       file: new URL("./models/brown/model.onnx", import.meta.url),
       heldOutBitsPerByte: 2.648,
       command:
@@ -93,10 +98,15 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
     );
   }
   await Deno.mkdir(modelsDir, { recursive: true });
-  // Alias from (size, seed) to CID, so a cache hit needs no rebuild to learn the name.
-  const aliasPath = join(modelsDir, `builtin-${size}-seed${seed}.cid`);
+  // Alias from (size, seed, builder version) to CID, so a cache hit needs no rebuild to learn the
+  // name, and a model built by an older builder (another graph, another CID) is not taken for
+  // today's. A trained size's CID is known: only that one is a hit.
+  const aliasPath = join(modelsDir, `builtin-${size}-seed${seed}-v${BUILDER_VERSION}.cid`);
   const cached = await readAlias(aliasPath);
-  if (cached && (await isIntact(join(modelsDir, cached), cached))) return join(modelsDir, cached);
+  if (
+    cached && (!trained || cached === trained.cid) &&
+    (await isIntact(join(modelsDir, cached), cached))
+  ) return join(modelsDir, cached);
 
   // Build beside the target and rename, so a crash never leaves a half-written model dir
   // under a valid-looking CID name.

@@ -6,7 +6,8 @@
  * consumer asks for chunk t (high-water mark 0; in worker mode, for chunk t − `runAhead`), so a
  * slow consumer slows the worker rather than filling a buffer, and a cancelled stream or
  * aborted signal stops compute within one step.
- * Each step feeds only the new token and carries `present.N.*` back as `past_key_values.N.*`.
+ * Each step feeds only the new token and carries the KV cache on (`present.N.*` back as
+ * `past_key_values.N.*`, or a fixed-capacity cache updated in place: `_decoder_session.ts`).
  *
  * Sampling and the proof fingerprint are computed next to the logits, by the code that ran the
  * step (`_decoder_session.ts`): a chunk carries its token and the 4-byte fingerprint's two
@@ -766,12 +767,25 @@ function checkDecoderGraph(
       throw new ModelLoadError(`model in ${dir} has no "${name}" input/output`);
     }
   }
-  const pastInputs = inputNames.filter((n) => n.startsWith("past_key_values."));
+  // Either cache convention (`_decoder_session.ts`): a Hugging Face export's past/present, or
+  // the built-in models' fixed-capacity cache.
+  const fixed = inputNames.includes("kv_cache.0.key");
+  const prefix = fixed ? "kv_cache." : "past_key_values.";
+  const pastInputs = inputNames.filter((n) => n.startsWith(prefix));
   if (pastInputs.length !== 2 * config.numLayers) {
     throw new ModelLoadError(
-      `model in ${dir} has ${pastInputs.length} past_key_values inputs, expected ${
+      `model in ${dir} has ${pastInputs.length} ${prefix.slice(0, -1)} inputs, expected ${
         2 * config.numLayers
       } (use an export "with past")`,
+    );
+  }
+  const carried = fixed ? "kv_new." : "present.";
+  const outputs = outputNames.filter((n) => n.startsWith(carried));
+  if (outputs.length !== 2 * config.numLayers) {
+    throw new ModelLoadError(
+      `model in ${dir} has ${outputs.length} ${carried.slice(0, -1)} outputs, expected ${
+        2 * config.numLayers
+      }`,
     );
   }
 }

@@ -38,61 +38,77 @@ Deno.test("buildGptModel writes model.onnx, a GPT-2 style config.json and an HF 
 });
 
 Deno.test("layers, width and heads are configurable and the graph exposes the decoder I/O names", async () => {
-  const built = await buildGptModel({
-    outDir: `${tmp}/custom`,
-    numLayers: 3,
-    hiddenSize: 48,
-    numHeads: 6,
-    contextLength: 32,
+  const arch = { numLayers: 3, hiddenSize: 48, numHeads: 6, contextLength: 32 };
+  const fixed = await buildGptModel({ outDir: `${tmp}/custom`, ...arch, tiedEmbeddings: true });
+  const concat = await buildGptModel({
+    outDir: `${tmp}/custom-concat`,
+    ...arch,
     tiedEmbeddings: true,
+    kvCache: "concat",
   });
-  const session = await ort.InferenceSession.create(`${built.dir}/model.onnx`);
-  try {
-    assert.deepEqual(session.inputNames, [
-      "input_ids",
-      "attention_mask",
-      "position_ids",
-      ...[0, 1, 2].flatMap((l) => [`past_key_values.${l}.key`, `past_key_values.${l}.value`]),
-    ]);
-    assert.deepEqual(session.outputNames, [
-      "logits",
-      ...[0, 1, 2].flatMap((l) => [`present.${l}.key`, `present.${l}.value`]),
-    ]);
-    const out = await session.run(feeds([1, 2, 3], [1, 1, 1], [0, 1, 2], 3, 6, 8));
-    assert.deepEqual(out.logits.dims, [1, 3, 260]);
-    assert.deepEqual(out["present.2.value"].dims, [1, 6, 3, 8]);
-  } finally {
-    await session.release();
+  assert.equal(
+    JSON.parse(await Deno.readTextFile(`${fixed.dir}/config.json`)).veriflow.kv_cache,
+    "fixed",
+  );
+  const layers = [0, 1, 2];
+  const inputs = ["input_ids", "attention_mask", "position_ids"];
+  for (
+    const [built, cacheIn, cacheOut, slots] of [
+      [fixed, "kv_cache", "kv_new", 4],
+      [concat, "past_key_values", "present", undefined],
+    ] as const
+  ) {
+    const session = await ort.InferenceSession.create(`${built.dir}/model.onnx`);
+    try {
+      assert.deepEqual(session.inputNames, [
+        ...inputs,
+        ...layers.flatMap((l) => [`${cacheIn}.${l}.key`, `${cacheIn}.${l}.value`]),
+      ]);
+      assert.deepEqual(session.outputNames, [
+        "logits",
+        ...layers.flatMap((l) => [`${cacheOut}.${l}.key`, `${cacheOut}.${l}.value`]),
+      ]);
+      const out = await session.run(feeds([1, 2, 3], [1, 1, 1], [0, 1, 2], 3, 6, 8, slots));
+      assert.deepEqual(out.logits.dims, [1, 3, 260]);
+      // The fixed graph gives back the new positions only; the concat one the whole cache.
+      assert.deepEqual(out[`${cacheOut}.2.value`].dims, [1, 6, 3, 8]);
+    } finally {
+      await session.release();
+    }
   }
 });
 
-Deno.test("attention_mask is honoured: left padding with mask 0 leaves the real tokens' logits unchanged", async () => {
-  const dir = `${tmp}/mask`;
-  await buildGptModel({ size: "tiny", outDir: dir });
-  const session = await ort.InferenceSession.create(`${dir}/model.onnx`);
-  try {
-    const ids = [72, 105, 33];
-    const plain = await session.run(feeds(ids, [1, 1, 1], [0, 1, 2], 2, 4, 16));
-    const padded = await session.run(
-      feeds([257, 257, ...ids], [0, 0, 1, 1, 1], [0, 0, 0, 1, 2], 2, 4, 16),
-    );
-    const a = plain.logits.data as Float32Array;
-    const b = (padded.logits.data as Float32Array).subarray(2 * 260);
-    let max = 0;
-    for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
-    assert.ok(max < 1e-4, `max diff ${max}`);
-    // Unmasked padding does change them, so the check above can fail.
-    const unmasked = await session.run(
-      feeds([257, 257, ...ids], [1, 1, 1, 1, 1], [0, 0, 0, 1, 2], 2, 4, 16),
-    );
-    const c = (unmasked.logits.data as Float32Array).subarray(2 * 260);
-    let diff = 0;
-    for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i] - c[i]));
-    assert.ok(diff > 1e-3);
-  } finally {
-    await session.release();
-  }
-});
+for (const kvCache of ["fixed", "concat"] as const) {
+  Deno.test(`attention_mask is honoured (${kvCache} cache): left padding with mask 0 leaves the real tokens' logits unchanged`, async () => {
+    const dir = `${tmp}/mask-${kvCache}`;
+    await buildGptModel({ size: "tiny", outDir: dir, kvCache });
+    // The fixed graph also sees its cache's slots, all free here (mask 0).
+    const slots = kvCache === "fixed" ? 16 : undefined;
+    const session = await ort.InferenceSession.create(`${dir}/model.onnx`);
+    try {
+      const ids = [72, 105, 33];
+      const plain = await session.run(feeds(ids, [1, 1, 1], [0, 1, 2], 2, 4, 16, slots));
+      const padded = await session.run(
+        feeds([257, 257, ...ids], [0, 0, 1, 1, 1], [0, 0, 0, 1, 2], 2, 4, 16, slots),
+      );
+      const a = plain.logits.data as Float32Array;
+      const b = (padded.logits.data as Float32Array).subarray(2 * 260);
+      let max = 0;
+      for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+      assert.ok(max < 1e-4, `max diff ${max}`);
+      // Unmasked padding does change them, so the check above can fail.
+      const unmasked = await session.run(
+        feeds([257, 257, ...ids], [1, 1, 1, 1, 1], [0, 0, 0, 1, 2], 2, 4, 16, slots),
+      );
+      const c = (unmasked.logits.data as Float32Array).subarray(2 * 260);
+      let diff = 0;
+      for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i] - c[i]));
+      assert.ok(diff > 1e-3);
+    } finally {
+      await session.release();
+    }
+  });
+}
 
 Deno.test("invalid architectures are rejected (width not a multiple of heads, zero layers)", () => {
   assert.throws(() => resolveArchitecture({ hiddenSize: 50, numHeads: 4 }), RangeError);
@@ -100,6 +116,10 @@ Deno.test("invalid architectures are rejected (width not a multiple of heads, ze
   assert.deepEqual(resolveArchitecture({ size: "small" }), GPT_MODEL_SIZES.small);
 });
 
+/**
+ * Feeds of one row with an empty cache: the concat convention's zero-length past, or (with
+ * `slots`) a fixed cache of that many free slots, masked out ahead of `mask`.
+ */
 function feeds(
   ids: number[],
   mask: number[],
@@ -107,22 +127,23 @@ function feeds(
   layers: number,
   heads: number,
   headDim: number,
+  slots?: number,
 ): Record<string, ort.Tensor> {
   const i64 = (v: number[]) =>
     new ort.Tensor("int64", BigInt64Array.from(v, BigInt), [1, v.length]);
   const f: Record<string, ort.Tensor> = {
     input_ids: i64(ids),
-    attention_mask: i64(mask),
+    attention_mask: i64(slots === undefined ? mask : [...new Array(slots).fill(0), ...mask]),
     position_ids: i64(positions),
   };
   for (let l = 0; l < layers; l++) {
     for (const kv of ["key", "value"]) {
-      f[`past_key_values.${l}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [
-        1,
-        heads,
-        0,
-        headDim,
-      ]);
+      const name = slots === undefined ? `past_key_values.${l}.${kv}` : `kv_cache.${l}.${kv}`;
+      f[name] = new ort.Tensor(
+        "float32",
+        new Float32Array(heads * (slots ?? 0) * headDim),
+        [1, heads, slots ?? 0, headDim],
+      );
     }
   }
   return f;

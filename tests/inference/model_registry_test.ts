@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ModelRegistry } from "../../inference/model_registry.ts";
-import { buildGptModel, buildMlpModel } from "../../inference/model_builder.ts";
+import { BUILDER_VERSION, buildGptModel, buildMlpModel } from "../../inference/model_builder.ts";
 import { ensureBuiltinModel } from "../../inference/builtin_model.ts";
 import { TextModel } from "../../inference/text_model.ts";
 import { TensorModel } from "../../inference/tensor_model.ts";
@@ -81,7 +81,11 @@ Deno.test("ensureBuiltinModel builds once into a dir named by the CID and reuses
   assert.equal(model.info.cid, cid);
   await model.dispose();
   const entries = [...Deno.readDirSync(models)].map((e) => e.name).sort();
-  assert.deepEqual(entries, [cid, "builtin-tiny-seed0.cid"].sort(), "no staging dirs left");
+  assert.deepEqual(
+    entries,
+    [cid, `builtin-tiny-seed0-v${BUILDER_VERSION}.cid`].sort(),
+    "no staging dirs left",
+  );
 });
 
 Deno.test("a tokenizer.json that cannot be read fails the registration instead of making the model a tensor model", async () => {

@@ -140,8 +140,15 @@ function kvInt8Graph(bytes: Uint8Array): Uint8Array {
   const nodes: onnxProto.onnx.INodeProto[] = [];
   let n = 0;
   for (const node of g.node!) {
-    if (node.opType === "Concat" && node.input![0].startsWith("past_key_values.")) {
-      const x = node.input![1];
+    // Where new keys and values enter the cache: a past/present graph's Concat (its second
+    // input), a fixed-cache graph's Identity naming a `kv_new` output (its only input).
+    const slot = node.opType === "Concat" && node.input![0].startsWith("past_key_values.")
+      ? 1
+      : node.opType === "Identity" && node.output![0].startsWith("kv_new.")
+      ? 0
+      : -1;
+    if (slot >= 0) {
+      const x = node.input![slot];
       const p = `kv_int8_${n++}`;
       const op = (
         opType: string,
@@ -159,10 +166,12 @@ function kvInt8Graph(bytes: Uint8Array): Uint8Array {
       op("Div", [x, `${p}_scale`], `${p}_d`);
       op("Round", [`${p}_d`], `${p}_r`);
       op("Mul", [`${p}_r`, `${p}_scale`], `${p}_q`);
-      node.input![1] = `${p}_q`;
+      node.input![slot] = `${p}_q`;
     }
     nodes.push(node);
   }
+  // A graph with no such node would make this "cheat" the honest model: refuse, do not pass.
+  if (n === 0) throw new Error("kv-int8: no node where keys and values enter the cache");
   g.node = nodes;
   return onnx.ModelProto.encode(model).finish();
 }

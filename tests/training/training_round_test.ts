@@ -49,19 +49,20 @@ Deno.test("the tfjs forward pass computes the same logits as the builder's ONNX 
   const session = await ort.InferenceSession.create(gptModelBytes(TEST_ARCH, 5));
   const i64 = (v: number[]) =>
     new ort.Tensor("int64", BigInt64Array.from(v, BigInt), [1, v.length]);
+  // The built-in graph's KV cache (`kv_cache.N.*`): a few slots, all free (mask 0).
+  const slots = 16;
   const feeds: Record<string, ort.Tensor> = {
     input_ids: i64(ids),
-    attention_mask: i64(ids.map(() => 1)),
+    attention_mask: i64([...new Array(slots).fill(0), ...ids.map(() => 1)]),
     position_ids: i64(ids.map((_, i) => i)),
   };
   const headDim = TEST_ARCH.hiddenSize / TEST_ARCH.numHeads;
   for (const kv of ["key", "value"]) {
-    feeds[`past_key_values.0.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [
-      1,
-      TEST_ARCH.numHeads,
-      0,
-      headDim,
-    ]);
+    feeds[`kv_cache.0.${kv}`] = new ort.Tensor(
+      "float32",
+      new Float32Array(TEST_ARCH.numHeads * slots * headDim),
+      [1, TEST_ARCH.numHeads, slots, headDim],
+    );
   }
   const onnx = (await session.run(feeds)).logits.data as Float32Array;
   await session.release();
