@@ -60,9 +60,13 @@ export class StopTrimmer {
   push(token: StreamedToken): TextPiece | undefined {
     this.#held.push(token);
     this.#heldText += token.text;
-    // The last token: the end decides what is a stop sequence.
-    if (token.finishReason !== undefined) return undefined;
-    const keep = this.#possibleStopStart();
+    const last = token.finishReason !== undefined;
+    // A last token that may have completed a stop sequence: the end decides what is one. Any
+    // other last token (a length cut; a stop with no stop sequences asked for, the end of text)
+    // goes out now with all that was held: no later token can make it part of a stop, and the
+    // client need not wait for the job's end (its receipt) to see it.
+    if (last && token.finishReason === "stop" && this.#stops.length > 0) return undefined;
+    const keep = last ? 0 : this.#possibleStopStart();
     // Release whole tokens from the front while the rest still covers the `keep` tail. A token
     // with no text (the first bytes of a multi-byte character) belongs to the character the next
     // token completes, which may start a stop sequence: it goes with that token, never before.

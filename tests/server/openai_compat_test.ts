@@ -111,6 +111,30 @@ Deno.test("StopTrimmer: holds whole tokens that may start a stop, drops the matc
   assertEquals(released.push(token("b", 1))?.text, "a\nb");
 });
 
+Deno.test("StopTrimmer: a last token that cannot complete a stop sequence goes out at once, with all that was held, not at the job's end", () => {
+  const token = (text: string, index: number, finishReason?: "stop" | "length"): StreamedToken => ({
+    index,
+    tokenId: index,
+    text,
+    ...(finishReason ? { finishReason } : {}),
+  });
+  // A length cut: "\n" was held as a possible start of "\nUser:", and nothing comes after.
+  const cut = new StopTrimmer(["\nUser:"]);
+  assertEquals(cut.push(token("Hi\n", 0)), undefined);
+  const lastOfCut = cut.push(token("Us", 1, "length"));
+  assertEquals([lastOfCut?.text, lastOfCut?.tokens.map((t) => t.index)], ["Hi\nUs", [0, 1]]);
+  assertEquals(cut.finish("length"), { piece: { text: "", tokens: [] } });
+  // No stop sequences asked for: the end of text (stop) releases the last token at once too.
+  const plain = new StopTrimmer([]);
+  assertEquals(plain.push(token("a", 0))?.text, "a");
+  assertEquals(plain.push(token("b", 1, "stop"))?.text, "b");
+  assertEquals(plain.finish("stop"), { piece: { text: "", tokens: [] } });
+  // The first bytes of a character the cut left incomplete stay for the end (no text to send).
+  const bytes = new StopTrimmer([]);
+  assertEquals(bytes.push(token("", 0, "length")), undefined);
+  assertEquals(bytes.finish("length").piece.tokens.map((t) => t.index), [0]);
+});
+
 Deno.test("StopTrimmer: the first bytes of a character (tokens with no text) are held with the token that completes it, so a stop starting with it drops them all", () => {
   const token = (text: string, index: number, finishReason?: "stop"): StreamedToken => ({
     index,
