@@ -770,24 +770,23 @@ function checkDecoderGraph(
   // Either cache convention (`_decoder_session.ts`): a Hugging Face export's past/present, or
   // the built-in models' fixed-capacity cache.
   const fixed = inputNames.includes("kv_cache.0.key");
-  const prefix = fixed ? "kv_cache." : "past_key_values.";
-  const pastInputs = inputNames.filter((n) => n.startsWith(prefix));
-  if (pastInputs.length !== 2 * config.numLayers) {
-    throw new ModelLoadError(
-      `model in ${dir} has ${pastInputs.length} ${prefix.slice(0, -1)} inputs, expected ${
-        2 * config.numLayers
-      } (use an export "with past")`,
-    );
-  }
-  const carried = fixed ? "kv_new." : "present.";
-  const outputs = outputNames.filter((n) => n.startsWith(carried));
-  if (outputs.length !== 2 * config.numLayers) {
-    throw new ModelLoadError(
-      `model in ${dir} has ${outputs.length} ${carried.slice(0, -1)} outputs, expected ${
-        2 * config.numLayers
-      }`,
-    );
-  }
+  const perLayer = (names: readonly string[], prefix: string, what: string, hint = "") => {
+    const found = names.filter((n) => n.startsWith(prefix)).length;
+    if (found !== 2 * config.numLayers) {
+      throw new ModelLoadError(
+        `model in ${dir} has ${found} ${prefix.slice(0, -1)} ${what}, expected ${
+          2 * config.numLayers
+        }${hint}`,
+      );
+    }
+  };
+  perLayer(
+    inputNames,
+    fixed ? "kv_cache." : "past_key_values.",
+    "inputs",
+    ' (use an export "with past")',
+  );
+  perLayer(outputNames, fixed ? "kv_new." : "present.", "outputs");
 }
 
 function maxLength(strings: string[]): number {
