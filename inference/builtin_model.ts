@@ -29,7 +29,10 @@ export interface TrainedBuiltinModel {
   file: URL;
   /** Held-out bits per byte on the Brown corpus (`docs/TRAINING.md`, measured when trained). */
   heldOutBitsPerByte: number;
-  /** The command that reproduces it (same seeds, same bytes, same CID). */
+  /**
+   * The command it was trained with (same seeds, same weights when it was made; `docs/MODELS.md`
+   * says where that stands today).
+   */
   command: string;
 }
 
@@ -53,7 +56,7 @@ export async function trainedModelBytes(size: GptModelSize): Promise<Uint8Array>
   if (!matchesCid(trained.cid, bytes)) {
     throw new Error(
       `${trained.file.pathname} does not match its CID ${trained.cid}: the checked-in model is ` +
-        `damaged (reproduce it with: ${trained.command})`,
+        `damaged (it was trained with: ${trained.command})`,
     );
   }
   return bytes;
