@@ -65,6 +65,11 @@ export interface SampledStep {
 /** Cache input name (`past_key_values.N.key|value` or `kv_cache.N.key|value`) → its tensor. */
 export type PastCache = Record<string, ort.Tensor>;
 
+/** Whether a graph with these inputs has the fixed-capacity cache convention (module doc). */
+export function hasFixedCache(inputNames: readonly string[]): boolean {
+  return inputNames.includes("kv_cache.0.key");
+}
+
 /** Fewest slots a fixed cache has (no input is ever empty; small prompts grow it rarely). */
 export const MIN_CACHE_SLOTS = 16;
 
@@ -107,7 +112,7 @@ export class DecoderSession {
     this.shape = shape;
     this.#hasPositionIds = session.inputNames.includes("position_ids");
     this.#hasAttentionMask = session.inputNames.includes("attention_mask");
-    this.fixedCache = session.inputNames.includes("kv_cache.0.key");
+    this.fixedCache = hasFixedCache(session.inputNames);
     const names: string[] = [];
     const outputs: string[] = [];
     for (let l = 0; l < shape.numLayers; l++) {

@@ -41,6 +41,7 @@ import type { Fingerprint } from "../proof/fingerprint.ts";
 import {
   DecoderSession,
   type DecoderShape,
+  hasFixedCache,
   type SampledStep,
   type StepSampling,
 } from "./_decoder_session.ts";
@@ -769,7 +770,7 @@ function checkDecoderGraph(
   }
   // Either cache convention (`_decoder_session.ts`): a Hugging Face export's past/present, or
   // the built-in models' fixed-capacity cache.
-  const fixed = inputNames.includes("kv_cache.0.key");
+  const fixed = hasFixedCache(inputNames);
   const perLayer = (names: readonly string[], prefix: string, what: string, hint = "") => {
     const found = names.filter((n) => n.startsWith(prefix)).length;
     if (found !== 2 * config.numLayers) {
