@@ -13,9 +13,9 @@
  * the last bits, because onnxruntime's CPU kernels block a product of 8 rows differently from
  * one of 1 (measured ≤ ~1e-6 on the fingerprints, the same tokens:
  * `tests/inference/batch_decoder_test.ts`); the validators' calibrated tolerances absorb that
- * (`tests/proof/batch_invariance_test.ts`). In steady
- * state a step's `present` outputs are the next step's `past` as they are; the batch is copied
- * (rebuilt) only when its membership changes.
+ * (`tests/proof/batch_invariance_test.ts`). The batch's cache is a
+ * `BatchCache` (`_batch_cache.ts`): with the built-in graphs a change of membership copies the
+ * one row that joins or leaves, never the batch, and memory is allocated only to grow.
  *
  * **A step boundary** (a *tick*) runs one batched execution over the members that asked for
  * their next token, then reads waiting prompts, first come first served. Prompts that have not
@@ -49,7 +49,9 @@
  * @module
  */
 import { setImmediate } from "node:timers";
+import { BatchCache } from "./_batch_cache.ts";
 import {
+  copySlots,
   type DecoderSession,
   type PastCache,
   type SampledStep,
@@ -110,8 +112,8 @@ const GATHER_WAIT_MIN_MS = 1;
 const GATHER_WAIT_MAX_MS = 8;
 /**
  * Wait for a straggler at most this fraction of the last tick's compute: waiting costs the
- * others at most that much throughput, while giving up on it costs a batch rebuild (a copy of
- * every member's cache) and a lone step for it later.
+ * others at most that much throughput, while giving up on it costs a copy of its rows out of
+ * the batch and back, and a lone step for it later.
  */
 const GATHER_WAIT_FRACTION = 0.25;
 
@@ -150,8 +152,13 @@ export interface BatchStats {
   decodeRows: number;
   /** Largest batch run. */
   maxBatch: number;
-  /** Times the batch's cache was rebuilt for a change of membership. */
-  rebuilds: number;
+  /** Times a sequence joined the batch (its rows copied in). */
+  joins: number;
+  /**
+   * Times the batch's cache was allocated again: grown (fixed-cache graphs), or copied for a
+   * change of membership (concat-convention graphs; see `_batch_cache.ts`).
+   */
+  reallocations: number;
   /** Prompt pieces run alone. */
   prefillRuns: number;
 }
@@ -254,10 +261,9 @@ export class BatchedDecoder {
   #lastDecodeMs = 0;
   /** Open sequences, in opening order. */
   #open = new Set<SequenceState>();
-  /** The batch's members, by row, and their shared cache `[members, heads, width, headDim]`. */
+  /** The batch's members, by row, and their shared cache (`_batch_cache.ts`). */
   #members: SequenceState[] = [];
-  #past: PastCache | null = null;
-  #width = 0;
+  #cache: BatchCache;
   #ticking = false;
   #immediate = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -269,7 +275,8 @@ export class BatchedDecoder {
     decodeRuns: 0,
     decodeRows: 0,
     maxBatch: 0,
-    rebuilds: 0,
+    joins: 0,
+    reallocations: 0,
     prefillRuns: 0,
   };
 
@@ -295,6 +302,7 @@ export class BatchedDecoder {
       throw new RangeError("prefillGroupTokens must be an integer ≥ 1");
     }
     this.#groupBudget = group;
+    this.#cache = new BatchCache(decoder, this.#maxBatch);
   }
 
   /** The most sequences one execution runs. */
@@ -309,7 +317,7 @@ export class BatchedDecoder {
 
   /** Counters since creation. */
   stats(): BatchStats {
-    return { ...this.#stats };
+    return { ...this.#stats, reallocations: this.#cache.reallocations };
   }
 
   /** A fresh sequence with an empty cache. */
@@ -335,7 +343,7 @@ export class BatchedDecoder {
     }
     this.#open.clear();
     this.#members = [];
-    this.#past = null;
+    this.#cache.drop();
   }
 
   /** @internal {@link BatchedSequence.step}. */
@@ -453,10 +461,10 @@ export class BatchedDecoder {
     state.pending?.reject(new Error("the sequence is closed"));
     state.pending = undefined;
     state.aheads = [];
-    // Its rows leave the batch at the next tick's rebuild (or now, if nobody is left).
+    // Its rows leave the batch at the next tick (or now, if nobody is left).
     if (this.#members.every((m) => m.closed) && !this.#ticking) {
       this.#members = [];
-      this.#past = null;
+      this.#cache.clear();
     }
     this.#schedule();
   }
@@ -520,8 +528,8 @@ export class BatchedDecoder {
     const ready = (s: SequenceState) =>
       !s.closed && s.pending !== undefined && s.length > 0 &&
       s.pending.tokens.length - s.pending.fed === 1;
-    // Current members first (no rebuild while the batch is unchanged), then joiners in order.
-    const rows = this.#members.filter(ready);
+    // Current members first (nothing moves while the batch is unchanged), then joiners in order.
+    let rows = this.#members.filter(ready);
     const joiners = [...this.#open].filter((s) => s.row < 0 && ready(s))
       .sort((a, b) => a.pending!.order - b.pending!.order);
     for (const s of joiners) {
@@ -534,8 +542,10 @@ export class BatchedDecoder {
       return;
     }
     this.#setMembers(rows);
+    rows = this.#members;
+    this.#cache.reserve(1);
     const batch = rows.length;
-    const width = this.#width;
+    const width = this.#cache.width;
     const inputIds = new BigInt64Array(batch);
     const mask = new BigInt64Array(batch * (width + 1));
     const positions = new BigInt64Array(batch);
@@ -550,19 +560,17 @@ export class BatchedDecoder {
     let logits: Float32Array;
     const started = performance.now();
     try {
-      const out = await this.#decoder.runRows(inputIds, batch, mask, positions, this.#past!);
+      const out = await this.#decoder.runRows(inputIds, batch, mask, positions, this.#cache.feed());
       this.#lastDecodeMs = performance.now() - started;
-      this.#past = out.present;
+      this.#cache.stepped(1, out.present);
       logits = out.logits;
     } catch (error) {
       // The batch's cache is in an unknown state: every member loses its generation.
       for (const s of rows) this.#fail(s, error);
       this.#members = [];
-      this.#past = null;
-      this.#width = 0;
+      this.#cache.drop();
       return;
     }
-    this.#width = width + 1;
     this.#stats.decodeRuns++;
     this.#stats.decodeRows += batch;
     this.#stats.maxBatch = Math.max(this.#stats.maxBatch, batch);
@@ -678,7 +686,8 @@ export class BatchedDecoder {
       // Closed (or disposed) while the execution ran: its step was rejected then.
       if (s.closed || s.pending !== p) continue;
       s.length = p.tokens.length;
-      s.cache = this.#copyRows([{ state: s, past: out.present, width, row: i }], s.length);
+      s.cache = this.#decoder.allocatePast(1, s.length);
+      copySlots(this.#decoder, out.present, i, width - s.length, s.cache, 0, 0, s.length);
       p.fed = p.tokens.length;
       s.pending = undefined;
       const last = (i * width + width - 1) * vocab;
@@ -741,77 +750,35 @@ export class BatchedDecoder {
   }
 
   /**
-   * Make `rows` the batch, in that order: members not among them leave it (closed ones are
-   * dropped, open ones get their rows copied into a cache of their own), newcomers' caches are
-   * copied in. Nothing is copied when the membership is unchanged, and a lone sequence's cache
-   * is used as it is.
+   * Make `rows` the batch: members not among them leave it (closed ones are dropped, open ones
+   * get their rows copied into a cache of their own), then newcomers' caches are copied in, in
+   * order. Each change moves one row (`_batch_cache.ts`); `#members` follows the cache's rows.
    */
   #setMembers(rows: SequenceState[]): void {
     const old = this.#members;
     if (old.length === rows.length && old.every((s, i) => s === rows[i])) return;
-    const oldPast = this.#past;
-    const oldWidth = this.#width;
-    const leaving = old.filter((s) => !rows.includes(s));
-    if (old.length > 0) this.#stats.rebuilds++;
-    // Members leaving with their generation still open keep their rows, in a cache of their own.
-    for (const s of leaving) {
+    const staying = new Set(rows);
+    // From the last row down, so a row moved into a leaver's place has been looked at already.
+    for (let row = old.length - 1; row >= 0; row--) {
+      const s = old[row];
+      if (staying.has(s)) continue;
+      const keep = !s.closed && s.failure === undefined;
+      const { own, moved } = this.#cache.remove(row, keep);
       s.row = -1;
-      if (s.closed || s.failure !== undefined) continue;
-      s.cache = old.length === 1 && oldWidth === s.length ? oldPast : this.#copyRows(
-        [{ state: s, past: oldPast!, width: oldWidth, row: old.indexOf(s) }],
-        s.length,
-      );
-    }
-    if (rows.length === 0) {
-      this.#members = [];
-      this.#past = null;
-      this.#width = 0;
-      return;
-    }
-    const sources = rows.map((s) =>
-      s.row >= 0
-        ? { state: s, past: oldPast!, width: oldWidth, row: s.row }
-        : { state: s, past: s.cache!, width: s.length, row: 0 }
-    );
-    const width = Math.max(...rows.map((s) => s.length));
-    // A lone sequence with a cache of its own runs on it as it is: no copy.
-    this.#past = rows.length === 1 && sources[0].width === width && rows[0].row < 0
-      ? sources[0].past
-      : this.#copyRows(sources, width);
-    this.#width = width;
-    for (let i = 0; i < rows.length; i++) {
-      rows[i].row = i;
-      rows[i].cache = null;
-    }
-    this.#members = rows;
-  }
-
-  /**
-   * A new cache of `sources.length` rows, each source's valid slots right-aligned in `width`
-   * (a source's rows are `[heads, slots, headDim]` with its own `width` slots in use: a fixed
-   * cache has free slots after them).
-   */
-  #copyRows(
-    sources: { state: SequenceState; past: PastCache; width: number; row: number }[],
-    width: number,
-  ): PastCache {
-    const { numKeyValueHeads: heads, headDim } = this.#decoder.shape;
-    const out = this.#decoder.allocatePast(sources.length, width);
-    for (const name of this.#decoder.pastNames) {
-      const dst = out[name].data as Float32Array;
-      const dstSlots = out[name].dims[2];
-      for (let i = 0; i < sources.length; i++) {
-        const { state, past, width: srcWidth, row } = sources[i];
-        const src = past[name].data as Float32Array;
-        const srcSlots = past[name].dims[2];
-        const len = state.length;
-        for (let h = 0; h < heads; h++) {
-          const from = ((row * heads + h) * srcSlots + (srcWidth - len)) * headDim;
-          const to = ((i * heads + h) * dstSlots + (width - len)) * headDim;
-          dst.set(src.subarray(from, from + len * headDim), to);
-        }
+      if (keep) s.cache = own;
+      if (moved >= 0) {
+        old[row] = old[moved];
+        old[row].row = row;
       }
+      old.length = this.#cache.rows;
     }
-    return out;
+    for (const s of rows) {
+      if (s.row >= 0) continue;
+      s.row = this.#cache.add(s.cache!, s.length);
+      this.#stats.joins++;
+      s.cache = null;
+      old[s.row] = s;
+    }
+    this.#members = old;
   }
 }

@@ -9,7 +9,9 @@
  * - **fixed** (Veriflow's built-in models): `kv_cache.N.*` in, `[b, h, capacity, d]` buffers this
  *   module owns, and `kv_new.N.*` out, which a step writes into the cache's next slots in place.
  *   A cache's capacity is a power of two (at least {@link MIN_CACHE_SLOTS}), doubled by a copy
- *   when a step would overflow it; its unused slots hold zeros and are masked out.
+ *   when a step would overflow it; its unused slots are masked out. They hold zeros, or in a
+ *   batch's cache (`_batch_cache.ts`) positions of a sequence that left: always finite, since a
+ *   masked slot's weight is exactly 0 and 0 × NaN would not be.
  *
  * Either way a cache is a {@link PastCache} of `[b, h, slots, d]` tensors whose rows keep their
  * valid positions right-aligned in the first `width` slots (`width` = what the caller's
@@ -245,21 +247,41 @@ export class DecoderSession {
 
   /** A copy of fixed cache `past` (its first `width` slots) with room for `needed` positions. */
   #grown(past: PastCache, batch: number, width: number, needed: number): PastCache {
-    const { numKeyValueHeads: heads, headDim } = this.shape;
     const grown = this.allocatePast(batch, needed - 1);
-    const from = past[this.pastNames[0]].dims[2];
-    const to = grown[this.pastNames[0]].dims[2];
-    for (const name of this.pastNames) {
-      const src = past[name].data as Float32Array;
-      const dst = grown[name].data as Float32Array;
-      for (let row = 0; row < batch * heads; row++) {
-        dst.set(
-          src.subarray(row * from * headDim, (row * from + width) * headDim),
-          row * to * headDim,
-        );
-      }
-    }
+    for (let row = 0; row < batch; row++) copySlots(this, past, row, 0, grown, row, 0, width);
     return grown;
+  }
+}
+
+/**
+ * Copy `count` positions of every cache tensor of a decoder: row `srcRow` from slot `srcFrom` of
+ * `src` to row `dstRow` from slot `dstFrom` of `dst` (each with its own slot count; `src` may be
+ * `dst`, the ranges may overlap).
+ */
+export function copySlots(
+  decoder: Pick<DecoderSession, "shape" | "pastNames">,
+  src: PastCache,
+  srcRow: number,
+  srcFrom: number,
+  dst: PastCache,
+  dstRow: number,
+  dstFrom: number,
+  count: number,
+): void {
+  if (count === 0) return;
+  const { numKeyValueHeads: heads, headDim } = decoder.shape;
+  for (const name of decoder.pastNames) {
+    const from = src[name].data as Float32Array;
+    const to = dst[name].data as Float32Array;
+    const fromSlots = src[name].dims[2];
+    const toSlots = dst[name].dims[2];
+    const same = from.buffer === to.buffer && from.byteOffset === to.byteOffset;
+    for (let h = 0; h < heads; h++) {
+      const a = ((srcRow * heads + h) * fromSlots + srcFrom) * headDim;
+      const b = ((dstRow * heads + h) * toSlots + dstFrom) * headDim;
+      if (same) to.copyWithin(b, a, a + count * headDim);
+      else to.set(from.subarray(a, a + count * headDim), b);
+    }
   }
 }
 

@@ -486,7 +486,7 @@ export class TextModel {
   }
 
   /**
-   * The batchers' counters (`BatchStats`: executions, rows, largest batch, rebuilds, prompt
+   * The batchers' counters (`BatchStats`: executions, rows, largest batch, reallocations, prompt
    * pieces): one in-thread, one per worker in worker mode. For diagnostics, benches and tests.
    */
   batchStats(): Promise<BatchStats[]> {

@@ -146,7 +146,10 @@ Deno.test("sequences joining a running batch, and a straggler leaving it, change
     assertSameSteps(results, expected);
     const stats = batched.stats();
     assert.ok(stats.maxBatch <= 4 && stats.maxBatch >= 2, JSON.stringify(stats));
-    assert.ok(stats.rebuilds > 0, "membership changed");
+    assert.ok(stats.joins > PROMPTS.length, `the straggler rejoined: ${JSON.stringify(stats)}`);
+    // A fixed cache moves a row per change of membership; it is allocated only to grow (rows 1 →
+    // 2 → 4, slots 16 → 32 → 64) and, the first time, for the first member.
+    assert.ok(stats.reallocations <= 6, JSON.stringify(stats));
     batched.dispose();
   } finally {
     await decoder.session.release();
