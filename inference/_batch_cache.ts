@@ -11,7 +11,9 @@
  * step that would pass its last slot first moves every row left by the padding they all share
  * (rows of sequences that left make room this way), and only when there is none grows the buffer
  * to the next power of two. The buffer stays when the batch empties, so the next batch starts
- * without allocating; at most `maxBatch` rows of the longest batch yet.
+ * without allocating; at most `maxBatch` rows of the longest batch yet. Every slot outside a row's
+ * positions is zeroed when the row changes hands or moves, as in a fresh cache: a sequence never
+ * sees what another left behind (masked, but 0 × Inf is not 0).
  *
  * Why it matters: a batch rebuilt by copy allocates its whole cache again (on `small`, 8 rows at
  * 512 slots are 100 MB), and on a VM where a fresh page costs ~15 µs such an allocation took
@@ -131,6 +133,7 @@ export class BatchCache {
     const into = this.#view(this.#rowRoom, this.#slots);
     copySlots(this.#decoder, cache, 0, 0, into, row, this.#width - length, length);
     this.#lengths.push(length);
+    this.#zeroOutside(row);
     return row;
   }
 
@@ -161,6 +164,7 @@ export class BatchCache {
       const from = this.#width - length;
       copySlots(this.#decoder, all, last, from, all, row, from, length);
       this.#lengths[row] = length;
+      this.#zeroOutside(row);
     }
     this.#lengths.pop();
     if (this.rows === 0) this.#width = 0;
@@ -231,6 +235,28 @@ export class BatchCache {
     this.#rowRoom = rowRoom;
     this.#slots = slots;
     this.#width += by;
+    // Moved in place, a block leaves its old positions behind, some now in another row's slots.
+    if (inPlace) { for (let row = 0; row < this.rows; row++) this.#zeroOutside(row); }
+  }
+
+  /**
+   * Zero row `row`'s slots outside its positions. A masked slot's weight is exactly 0, but 0 × Inf
+   * or NaN is not 0: a sequence's cache must never hold what another sequence left behind (a
+   * prompt that made the model overflow would otherwise spoil the next sequence in that row).
+   */
+  #zeroOutside(row: number): void {
+    const { numKeyValueHeads: heads, headDim } = this.#decoder.shape;
+    const length = this.#lengths[row];
+    const from = (this.#width - length) * headDim;
+    const to = this.#width * headDim;
+    const stride = this.#slots * headDim;
+    for (const data of Object.values(this.#pool!)) {
+      for (let h = 0; h < heads; h++) {
+        const base = (row * heads + h) * stride;
+        data.fill(0, base, base + from);
+        data.fill(0, base + to, base + stride);
+      }
+    }
   }
 
   /**

@@ -9,9 +9,8 @@
  * - **fixed** (Veriflow's built-in models): `kv_cache.N.*` in, `[b, h, capacity, d]` buffers this
  *   module owns, and `kv_new.N.*` out, which a step writes into the cache's next slots in place.
  *   A cache's capacity is a power of two (at least {@link MIN_CACHE_SLOTS}), doubled by a copy
- *   when a step would overflow it; its unused slots are masked out. They hold zeros, or in a
- *   batch's cache (`_batch_cache.ts`) positions of a sequence that left: always finite, since a
- *   masked slot's weight is exactly 0 and 0 × NaN would not be.
+ *   when a step would overflow it; its unused slots hold zeros and are masked out (zeros, not
+ *   whatever was there: a masked slot's weight is exactly 0, but 0 × NaN is not).
  *
  * Either way a cache is a {@link PastCache} of `[b, h, slots, d]` tensors whose rows keep their
  * valid positions right-aligned in the first `width` slots (`width` = what the caller's

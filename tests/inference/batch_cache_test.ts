@@ -1,7 +1,8 @@
 /**
  * The running batch's cache (`inference/_batch_cache.ts`) keeps every member's positions intact
  * through joins, departures, steps, moves left and growth, in both cache conventions; with a
- * fixed cache a change of membership allocates nothing.
+ * fixed cache a change of membership allocates nothing, and no row ever shows what another
+ * sequence left behind.
  */
 import assert from "node:assert/strict";
 import { BatchCache } from "../../inference/_batch_cache.ts";
@@ -68,6 +69,27 @@ function assertHolds(cache: PastCache, decoder: DecoderSession, seq: number, len
   });
 }
 
+/** Every slot of a used row outside its positions is zero (nothing another sequence left). */
+function assertZeroOutside(batch: BatchCache, decoder: DecoderSession): void {
+  const fed = batch.feed();
+  for (const name of decoder.pastNames) {
+    const data = fed[name].data as Float32Array;
+    const slots = fed[name].dims[2];
+    for (let r = 0; r < batch.rows; r++) {
+      const from = batch.width - batch.length(r);
+      for (let h = 0; h < SHAPE.numKeyValueHeads; h++) {
+        for (let p = 0; p < slots; p++) {
+          if (p >= from && p < batch.width) continue;
+          const base = ((r * SHAPE.numKeyValueHeads + h) * slots + p) * SHAPE.headDim;
+          for (let d = 0; d < SHAPE.headDim; d++) {
+            assert.equal(data[base + d], 0, `row ${r} slot ${p} ${name} h${h} is not zero`);
+          }
+        }
+      }
+    }
+  }
+}
+
 /**
  * One step of one new position on every row, as the decoder writes it: a fixed cache in place
  * at slot `width`, a concat cache as a new one of `width + 1` slots.
@@ -100,6 +122,7 @@ function step(batch: BatchCache, decoder: DecoderSession, seqs: number[]): void 
     }
   });
   batch.stepped(1, present);
+  assertZeroOutside(batch, decoder);
 }
 
 for (const kvCache of ["fixed", "concat"] as const) {
@@ -114,6 +137,7 @@ for (const kvCache of ["fixed", "concat"] as const) {
         assert.equal(row, seqs.length);
         seqs.push(seq);
         lengths.set(seq, length);
+        assertZeroOutside(batch, decoder);
       };
       const leave = (seq: number, keep = true) => {
         const row = seqs.indexOf(seq);
@@ -128,6 +152,7 @@ for (const kvCache of ["fixed", "concat"] as const) {
           seqs[row] = last;
         }
         assert.equal(batch.rows, seqs.length);
+        if (batch.rows > 0) assertZeroOutside(batch, decoder);
       };
       const steps = (n: number) => {
         for (let i = 0; i < n; i++) {
