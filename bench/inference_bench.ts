@@ -14,6 +14,10 @@
  *    binding's own cost is visible; and a bare batch-of-8 loop (8 prompts prefilled in one
  *    execution, then one execution per step for all 8) — the floor for concurrent clients.
  *
+ * A client counts the events that carry text as its tokens (their times give tokens/s, time to
+ * first token and the inter-token gaps); a node's final event (finish reason and receipt, no text)
+ * is not a token, and how long it follows the last one is a column of its own.
+ *
  * Then 8 and 32 concurrent SSE clients on the shipped node: aggregate tokens/s, time to first
  * token and inter-token latency percentiles, errors, and the node's peak RSS (its
  * `/proc/<pid>/status` high-water mark, which includes its model workers). Beside the 8-client
@@ -107,6 +111,8 @@ interface StreamResult {
   tokensPerS: number;
   ttftMs: number;
   tokens: number;
+  /** A node's final event (finish reason, receipt) after its last token, ms; NaN for a loop. */
+  endMs: number;
 }
 
 /**
@@ -210,7 +216,12 @@ async function bareLoop(batch: number, tokens: number): Promise<StreamResult> {
     if (batch === 1 && next[0][0] === EOS) break;
   }
   const seconds = (performance.now() - start) / 1000;
-  return { tokensPerS: batch * produced / seconds, ttftMs: firstAt - start, tokens: produced };
+  return {
+    tokensPerS: batch * produced / seconds,
+    ttftMs: firstAt - start,
+    tokens: produced,
+    endMs: NaN,
+  };
 }
 
 /**
@@ -323,16 +334,23 @@ async function startNode(extra: string[]): Promise<NodeProcess> {
   };
 }
 
-/** One SSE client: arrival time of every token event. */
+/**
+ * One SSE client: arrival time of every event carrying text (the tokens), and of the final one
+ * (`finish_reason` and the receipt, no text), which is not a token: it comes once the receipt is
+ * built, after the last token. Counted as one, it added a token per client and its wait to the
+ * last inter-token gap.
+ */
 interface ClientRun {
   startedAt: number;
   arrivals: number[];
+  finishedAt?: number;
   error?: string;
 }
 
 async function sseClient(node: NodeProcess, maxTokens: number): Promise<ClientRun> {
   const startedAt = performance.now();
   const arrivals: number[] = [];
+  let finishedAt: number | undefined;
   try {
     const response = await fetch(`${node.url}/v1/completions`, {
       method: "POST",
@@ -358,13 +376,16 @@ async function sseClient(node: NodeProcess, maxTokens: number): Promise<ClientRu
         if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
         const body = JSON.parse(event.slice(6));
         if (body.error) return { startedAt, arrivals, error: JSON.stringify(body.error) };
-        if (body.choices?.length > 0) arrivals.push(performance.now());
+        const choice = body.choices?.[0];
+        if (typeof choice?.text === "string" && choice.text !== "") {
+          arrivals.push(performance.now());
+        } else if (choice?.finish_reason) finishedAt = performance.now();
       }
     }
   } catch (error) {
     return { startedAt, arrivals, error: String(error) };
   }
-  return { startedAt, arrivals };
+  return { startedAt, arrivals, finishedAt };
 }
 
 function streamResult(run: ClientRun): StreamResult {
@@ -373,6 +394,7 @@ function streamResult(run: ClientRun): StreamResult {
     tokensPerS: run.arrivals.length / ((end - run.startedAt) / 1000),
     ttftMs: (run.arrivals[0] ?? NaN) - run.startedAt,
     tokens: run.arrivals.length,
+    endMs: (run.finishedAt ?? NaN) - end,
   };
 }
 
@@ -527,6 +549,7 @@ try {
       "TTFT ms": f1(shippedTtft),
       "÷ bare Deno": (shippedTps / bareTps).toFixed(3),
       "TTFT added ms": f1(shippedTtft - bareTtft),
+      "end event after last token ms": f1(med(single.shipped, "endMs")),
     },
     {
       row: "node stripped (no prover/validator/storage)",
@@ -534,6 +557,7 @@ try {
       "TTFT ms": f1(strippedTtft),
       "÷ bare Deno": (strippedTps / bareTps).toFixed(3),
       "TTFT added ms": f1(strippedTtft - bareTtft),
+      "end event after last token ms": f1(med(single.stripped, "endMs")),
     },
     {
       row: "bare loop, Deno",
@@ -541,6 +565,7 @@ try {
       "TTFT ms": f1(bareTtft),
       "÷ bare Deno": "1.000",
       "TTFT added ms": "-",
+      "end event after last token ms": "-",
     },
     ...(withNode
       ? [{
@@ -549,6 +574,7 @@ try {
         "TTFT ms": f1(med(single.bareNode, "ttftMs")),
         "÷ bare Deno": (med(single.bareNode, "tokensPerS") / bareTps).toFixed(3),
         "TTFT added ms": "-",
+        "end event after last token ms": "-",
       }]
       : []),
   ]);
