@@ -529,20 +529,21 @@ export class BatchedDecoder {
       !s.closed && s.pending !== undefined && s.length > 0 &&
       s.pending.tokens.length - s.pending.fed === 1;
     // Current members first (nothing moves while the batch is unchanged), then joiners in order.
-    let rows = this.#members.filter(ready);
+    const stepping = this.#members.filter(ready);
     const joiners = [...this.#open].filter((s) => s.row < 0 && ready(s))
       .sort((a, b) => a.pending!.order - b.pending!.order);
     for (const s of joiners) {
-      if (rows.length >= this.#maxBatch) break;
-      rows.push(s);
+      if (stepping.length >= this.#maxBatch) break;
+      stepping.push(s);
     }
-    if (rows.length === 0) {
+    if (stepping.length === 0) {
       // Nobody to step: the members keep their seats, unless one must read several tokens.
       if (this.#members.some((m) => m.pending && !ready(m))) this.#setMembers([]);
       return;
     }
-    this.#setMembers(rows);
-    rows = this.#members;
+    this.#setMembers(stepping);
+    // In the cache's row order (a member that left had the last row moved into its place).
+    const rows = this.#members;
     this.#cache.reserve(1);
     const batch = rows.length;
     const width = this.#cache.width;
