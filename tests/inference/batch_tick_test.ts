@@ -1,0 +1,115 @@
+/**
+ * When the batcher's ticks start (`inference/_batch_decoder.ts`, "When a tick starts"): in the
+ * steady state the next tick follows the last without waiting for another turn of the event
+ * loop, provided the loop turned while the last one ran; a backend that answers in a microtask
+ * still gets a turn per tick, so it cannot starve timers and messages.
+ *
+ * Both run on a stand-in onnxruntime session (the fixed-cache graph's names and shapes, logits
+ * that make greedy sampling pick the next byte), so what is tested is the scheduling alone.
+ */
+import assert from "node:assert/strict";
+import { setImmediate } from "node:timers";
+import * as ort from "onnxruntime-node";
+import { BatchedDecoder, type BatchedSequence } from "../../inference/_batch_decoder.ts";
+import { DecoderSession } from "../../inference/_decoder_session.ts";
+
+const SHAPE = { numLayers: 1, numKeyValueHeads: 2, headDim: 4, vocabSize: 16 };
+const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 1 };
+
+/**
+ * A session with the fixed-cache decoder's inputs and outputs whose logits make token t + 1
+ * (mod the vocabulary) the likeliest after t; `yieldTurn` answers after a `setImmediate`, as
+ * onnxruntime-node does, else in a microtask.
+ */
+function standInSession(yieldTurn: boolean): ort.InferenceSession {
+  const { numKeyValueHeads: heads, headDim, vocabSize } = SHAPE;
+  const caches = ["kv_cache.0.key", "kv_cache.0.value"];
+  return {
+    inputNames: ["input_ids", "attention_mask", "position_ids", ...caches],
+    outputNames: ["logits", "kv_new.0.key", "kv_new.0.value"],
+    async run(feeds: Record<string, ort.Tensor>) {
+      if (yieldTurn) await new Promise((resolve) => setImmediate(resolve));
+      const [batch, n] = feeds.input_ids.dims;
+      const ids = feeds.input_ids.data as BigInt64Array;
+      const logits = new Float32Array(batch * n * vocabSize);
+      for (let i = 0; i < batch * n; i++) {
+        logits[i * vocabSize + (Number(ids[i]) + 1) % vocabSize] = 1;
+      }
+      const fresh = () =>
+        new ort.Tensor("float32", new Float32Array(batch * heads * n * headDim), [
+          batch,
+          heads,
+          n,
+          headDim,
+        ]);
+      return {
+        logits: new ort.Tensor("float32", logits, [batch, n, vocabSize]),
+        "kv_new.0.key": fresh(),
+        "kv_new.0.value": fresh(),
+      };
+    },
+  } as unknown as ort.InferenceSession;
+}
+
+/** `steps` tokens after `prompt`, each step promising the rest (as `TextModel` does). */
+async function generate(
+  sequence: BatchedSequence,
+  prompt: number[],
+  steps: number,
+  onStep: () => void,
+): Promise<number[]> {
+  const tokens: number[] = [];
+  let feed = prompt;
+  for (let t = 0; t < steps; t++) {
+    const step = await sequence.step(feed, { params: GREEDY, position: t }, 0, steps - 1 - t);
+    tokens.push(step.tokenId);
+    onStep();
+    feed = [step.tokenId];
+  }
+  return tokens;
+}
+
+Deno.test("a backend answering in a microtask still lets timers run between ticks", async () => {
+  const batched = new BatchedDecoder(new DecoderSession(standInSession(false), SHAPE));
+  let steps = 0;
+  let stepsWhenTimerRan = -1;
+  const timer = new Promise<void>((resolve) =>
+    setTimeout(() => {
+      stepsWhenTimerRan = steps;
+      resolve();
+    }, 0)
+  );
+  const runs = [[3], [5, 6]].map((prompt) =>
+    generate(batched.sequence(), prompt, 200, () => steps++)
+  );
+  const [a, b] = await Promise.all(runs);
+  await timer;
+  assert.deepEqual(a.slice(0, 3), [4, 5, 6]);
+  assert.deepEqual(b.slice(0, 3), [7, 8, 9]);
+  // Chaining ticks without a turn would have run all 400 steps before the timer.
+  assert.ok(
+    stepsWhenTimerRan >= 0 && stepsWhenTimerRan < 40,
+    `the timer ran after ${stepsWhenTimerRan} of 400 steps`,
+  );
+  batched.dispose();
+});
+
+Deno.test("in the steady state a tick follows the last one in the same turn of the event loop", async () => {
+  const batched = new BatchedDecoder(new DecoderSession(standInSession(true), SHAPE));
+  // Counts the loop's turns: each callback queues the next, which runs in the following turn.
+  let turns = 0;
+  let counting = true;
+  const count = () => {
+    turns++;
+    if (counting) setImmediate(count);
+  };
+  setImmediate(count);
+  const runs = [[1], [2], [3]].map((prompt) => generate(batched.sequence(), prompt, 100, () => {}));
+  await Promise.all(runs);
+  counting = false;
+  const { ticks } = batched.stats();
+  // Each execution takes a turn; a tick that waited for one more before starting took two.
+  assert.ok(ticks >= 100, `${ticks} ticks`);
+  assert.ok(turns < 1.3 * ticks, `${turns} turns for ${ticks} ticks`);
+  batched.dispose();
+});
