@@ -13,7 +13,7 @@
  * the last bits, because onnxruntime's CPU kernels block a product of 8 rows differently from
  * one of 1 (measured ≤ ~1e-6 on the fingerprints, the same tokens:
  * `tests/inference/batch_decoder_test.ts`); the validators' calibrated tolerances absorb that
- * (`tests/proof/batch_invariance_test.ts`). The batch's cache is a
+ * (`tests/proof/adversarial_test.ts`, the batch cases). The batch's cache is a
  * `BatchCache` (`_batch_cache.ts`): with the built-in graphs a change of membership copies the
  * one row that joins or leaves, never the batch, and memory is allocated only to grow.
  *
