@@ -32,8 +32,9 @@ const session = await ort.InferenceSession.create(readFileSync(join(dir, "model.
 
 // The built-in model's KV cache is the caller's: per layer a key and a value buffer of `slots`
 // positions per head ([1, heads, slots, headDim]); the graph reads the first `length` of them
-// (attention_mask) and returns only the new positions (kv_new.N.*), copied in here. `slots` is a
-// power of two (at least 16), doubled by a copy when full.
+// (attention_mask) and returns only the new positions (kv_new.N.*), copied in here. `slots` grows
+// by a copy when full, as the node's cache does: a power of two (at least 16) up to 64, then the
+// next multiple of 64 (a step reads every slot it is given).
 function cacheOf(slots, from, length) {
   const buffers = [];
   for (let i = 0; i < 2 * layers; i++) {
@@ -86,7 +87,7 @@ async function generate() {
     tokens.push(token);
     if (tokens.length === 1) firstAt = performance.now();
     let slots = cache.slots;
-    while (slots < length + n) slots *= 2;
+    while (slots < length + n) slots = slots < 64 ? 2 * slots : slots + 64;
     if (slots !== cache.slots) cache = cacheOf(slots, cache, length);
     for (let l = 0; l < layers; l++) {
       ["key", "value"].forEach((kv, k) => {

@@ -9,8 +9,11 @@
  * not the batch: a member leaving has the last row moved into its place; a newcomer is copied
  * into the next free row. Nothing is allocated unless the buffer runs out of rows or slots: a
  * step that would pass its last slot first moves every row left by the padding they all share
- * (rows of sequences that left make room this way), and only when there is none grows the buffer
- * to the next power of two. The buffer stays when the batch empties, so the next batch starts
+ * (rows of sequences that left make room this way), and only when there is none grows the rows
+ * to the next capacity (`cacheCapacity`: 64 slots more, past 64). Memory is allocated with room
+ * for the next power of two slots, so such growth moves the rows within it: the step's tensors
+ * cover only the capacity (a step reads every slot it is given), the memory stays allocated
+ * ahead. The buffer stays when the batch empties, so the next batch starts
  * without allocating; at most `maxBatch` rows of the longest batch yet. Every slot outside a row's
  * positions is zeroed when the row changes hands or moves, as in a fresh cache: a sequence never
  * sees what another left behind (masked, but 0 × Inf is not 0).
@@ -84,7 +87,7 @@ export class BatchCache {
   /**
    * Make room for a step of `n` new tokens on every row: afterwards `width + n` slots fit.
    * A fixed cache moves its rows left by their shared padding when that is enough, else takes
-   * the next power of two slots; a concat cache has nothing to do (the step widens it).
+   * the next capacity (`cacheCapacity`); a concat cache has nothing to do (the step widens it).
    */
   reserve(n: number): void {
     if (!this.#decoder.fixedCache || this.#width + n <= this.#slots) return;
@@ -200,7 +203,8 @@ export class BatchCache {
   /**
    * Lay the pool out as `rowRoom` rows of `slots` slots, every used row's positions moved `by`
    * slots (left when negative) on the way: in place when the pool is large enough, else into a
-   * new, larger pool.
+   * new pool with room for the next power of two slots (the capacities up to it then grow in
+   * place).
    */
   #relayout(rowRoom: number, slots: number, by: number): void {
     const { numKeyValueHeads: heads, headDim } = this.#decoder.shape;
@@ -209,7 +213,8 @@ export class BatchCache {
     const inPlace = old !== null && old[this.#decoder.pastNames[0]].length >= size;
     const pool = inPlace ? old : {} as Record<string, Float32Array>;
     if (!inPlace) {
-      for (const name of this.#decoder.pastNames) pool[name] = new Float32Array(size);
+      const room = rowRoom * heads * 2 ** Math.ceil(Math.log2(slots)) * headDim;
+      for (const name of this.#decoder.pastNames) pool[name] = new Float32Array(room);
       this.reallocations++;
     }
     if (old !== null) {

@@ -8,9 +8,10 @@
  *   outputs are the next step's past as they are.
  * - **fixed** (Veriflow's built-in models): `kv_cache.N.*` in, `[b, h, capacity, d]` buffers this
  *   module owns, and `kv_new.N.*` out, which a step writes into the cache's next slots in place.
- *   A cache's capacity is a power of two (at least {@link MIN_CACHE_SLOTS}), doubled by a copy
- *   when a step would overflow it; its unused slots hold zeros and are masked out (zeros, not
- *   whatever was there: a masked slot's weight is exactly 0, but 0 × NaN is not).
+ *   A cache's capacity is {@link cacheCapacity}: a power of two up to {@link CACHE_SLOT_STEP}
+ *   slots, then a multiple of it, grown by a copy when a step would overflow it; its unused
+ *   slots hold zeros and are masked out (zeros, not whatever was there: a masked slot's weight
+ *   is exactly 0, but 0 × NaN is not).
  *
  * Either way a cache is a {@link PastCache} of `[b, h, slots, d]` tensors whose rows keep their
  * valid positions right-aligned in the first `width` slots (`width` = what the caller's
@@ -74,8 +75,21 @@ export function hasFixedCache(inputNames: readonly string[]): boolean {
 /** Fewest slots a fixed cache has (no input is ever empty; small prompts grow it rarely). */
 export const MIN_CACHE_SLOTS = 16;
 
-/** Slots of a fixed cache that holds `needed` positions: the next power of two. */
+/**
+ * Past this many slots a fixed cache grows by this many at a time. A step's attention reads
+ * every slot of the cache, used or not, so its cost follows the capacity: measured on `small`
+ * (2-core VM, 8 rows at 200-250 positions), a step took 7.4-7.6 ms at 256 slots, 8.1-8.4 at
+ * 320, 8.6-9.3 at 384 and 9.7-10.0 at 512. Doubling left a batch at 257 positions paying for
+ * 512; steps of 64 leave at most 63 unused slots, for a copy of the cache every 64 tokens.
+ */
+export const CACHE_SLOT_STEP = 64;
+
+/**
+ * Slots of a fixed cache that holds `needed` positions: the next power of two (at least
+ * {@link MIN_CACHE_SLOTS}) up to {@link CACHE_SLOT_STEP}, the next multiple of it beyond.
+ */
 export function cacheCapacity(needed: number): number {
+  if (needed > CACHE_SLOT_STEP) return Math.ceil(needed / CACHE_SLOT_STEP) * CACHE_SLOT_STEP;
   let slots = MIN_CACHE_SLOTS;
   while (slots < needed) slots *= 2;
   return slots;

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import * as ort from "onnxruntime-node";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import {
+  CACHE_SLOT_STEP,
   cacheCapacity,
   DecoderSession,
   MIN_CACHE_SLOTS,
@@ -47,11 +48,16 @@ function assertSameGeneration(a: TokenChunk[], b: TokenChunk[], label: string): 
   assert.ok(worst < FINGERPRINT_TOLERANCE, `${label}: fingerprint Δ ${worst}`);
 }
 
-Deno.test("a fixed cache holds the next power of two slots, at least MIN_CACHE_SLOTS", () => {
+Deno.test("a fixed cache holds the next power of two slots up to CACHE_SLOT_STEP, then the next multiple of it", () => {
   assert.equal(cacheCapacity(0), MIN_CACHE_SLOTS);
   assert.equal(cacheCapacity(MIN_CACHE_SLOTS), MIN_CACHE_SLOTS);
   assert.equal(cacheCapacity(MIN_CACHE_SLOTS + 1), 2 * MIN_CACHE_SLOTS);
-  assert.equal(cacheCapacity(129), 256);
+  assert.equal(cacheCapacity(CACHE_SLOT_STEP), CACHE_SLOT_STEP);
+  assert.equal(cacheCapacity(CACHE_SLOT_STEP + 1), 2 * CACHE_SLOT_STEP);
+  assert.equal(cacheCapacity(129), 192);
+  // Past 256 positions a batch no longer pays for 512 slots.
+  assert.equal(cacheCapacity(257), 320);
+  assert.equal(cacheCapacity(1024), 1024);
 });
 
 Deno.test("the built-in graph (fixed cache) and the same weights as a past/present export generate the same, alone and batched", async () => {
