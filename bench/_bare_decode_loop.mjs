@@ -33,21 +33,26 @@ const session = await ort.InferenceSession.create(readFileSync(join(dir, "model.
 // The built-in model's KV cache is the caller's: per layer a key and a value buffer of `slots`
 // positions per head ([1, heads, slots, headDim]); the graph reads the first `length` of them
 // (attention_mask) and returns only the new positions (kv_new.N.*), copied in here. `slots` grows
-// by a copy when full, as the node's cache does: a power of two (at least 16) up to 64, then the
-// next multiple of 64 (a step reads every slot it is given).
+// when full as the node's cache does (and the Deno loop of bench/inference_bench.ts): a power of
+// two (at least 16) up to 64, then the next multiple of 64 (a step reads every slot it is given),
+// in buffers with room for the next power of two, within which the heads move in place.
 function cacheOf(slots, from, length) {
+  const room = 2 ** Math.ceil(Math.log2(slots));
+  const inPlace = from !== undefined && from.room >= slots;
   const buffers = [];
   for (let i = 0; i < 2 * layers; i++) {
-    const buffer = new Float32Array(heads * slots * headDim);
+    const buffer = inPlace ? from.buffers[i] : new Float32Array(heads * room * headDim);
     if (from) {
-      for (let h = 0; h < heads; h++) {
+      // Last head first: heads only move towards the end, so none is overwritten before it moves.
+      for (let h = heads - 1; h >= 0; h--) {
         const at = h * from.slots * headDim;
-        buffer.set(from.buffers[i].subarray(at, at + length * headDim), h * slots * headDim);
+        if (inPlace) buffer.copyWithin(h * slots * headDim, at, at + length * headDim);
+        else buffer.set(from.buffers[i].subarray(at, at + length * headDim), h * slots * headDim);
       }
     }
     buffers.push(buffer);
   }
-  return { slots, buffers };
+  return { slots, room: inPlace ? from.room : room, buffers };
 }
 
 async function generate() {
@@ -71,7 +76,8 @@ async function generate() {
     };
     for (let l = 0; l < layers; l++) {
       ["key", "value"].forEach((kv, k) => {
-        feeds[`kv_cache.${l}.${kv}`] = new ort.Tensor("float32", cache.buffers[2 * l + k], [
+        const used = cache.buffers[2 * l + k].subarray(0, heads * cache.slots * headDim);
+        feeds[`kv_cache.${l}.${kv}`] = new ort.Tensor("float32", used, [
           1,
           heads,
           cache.slots,

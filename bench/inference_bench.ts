@@ -121,36 +121,40 @@ interface StreamResult {
  * The built-in model's KV cache, kept by hand: per layer a key and a value buffer of `slots`
  * positions per row and head (`[batch, heads, slots, headDim]`), the graph reading the first
  * `length` of them (`attention_mask`) and returning only the new positions (`kv_new.N.*`), which
- * the loop copies in. `slots` grows by a copy when full, as the node's cache does
- * (`cacheCapacity` in `inference/_decoder_session.ts`): a power of two (at least 16) up to 64,
- * then the next multiple of 64 — a step reads every slot it is given, so slots it does not use
- * cost time. With `doubling`, `slots` is a power of two, doubled when full (an extra row: what
+ * the loop copies in. `slots` grows when full as the node's cache does (`cacheCapacity` in
+ * `inference/_decoder_session.ts`, `inference/_batch_cache.ts`): a power of two (at least 16) up
+ * to 64, then the next multiple of 64 — a step reads every slot it is given, so slots it does not
+ * use cost time — in buffers allocated with room for the next power of two, within which the rows
+ * move in place. With `doubling`, `slots` is a power of two, doubled when full (an extra row: what
  * that growth costs a batch past 256 positions).
  */
 interface BareCache {
   slots: number;
+  /** Slots each row could have in these buffers. */
+  room: number;
   buffers: Float32Array[];
 }
 
 function bareCache(batch: number, slots: number, from?: BareCache, length = 0): BareCache {
-  const buffers = Array.from(
+  const room = 2 ** Math.ceil(Math.log2(slots));
+  const inPlace = from !== undefined && from.room >= slots;
+  const buffers = inPlace ? from.buffers : Array.from(
     { length: 2 * LAYERS },
-    () => new Float32Array(batch * HEADS * slots * HEAD_DIM),
+    () => new Float32Array(batch * HEADS * room * HEAD_DIM),
   );
   if (from) {
     buffers.forEach((buffer, i) => {
-      for (let row = 0; row < batch * HEADS; row++) {
-        buffer.set(
-          from.buffers[i].subarray(
-            row * from.slots * HEAD_DIM,
-            (row * from.slots + length) * HEAD_DIM,
-          ),
-          row * slots * HEAD_DIM,
-        );
+      // Last row first: rows only move towards the end (the stride grows), so in place none is
+      // overwritten before it has moved.
+      for (let row = batch * HEADS - 1; row >= 0; row--) {
+        const src = row * from.slots * HEAD_DIM;
+        const dst = row * slots * HEAD_DIM;
+        if (inPlace) buffer.copyWithin(dst, src, src + length * HEAD_DIM);
+        else buffer.set(from.buffers[i].subarray(src, src + length * HEAD_DIM), dst);
       }
     });
   }
-  return { slots, buffers };
+  return { slots, room: inPlace ? from.room : room, buffers };
 }
 
 /**
@@ -183,7 +187,8 @@ async function bareLoop(batch: number, tokens: number, doubling = false): Promis
     };
     for (let l = 0; l < LAYERS; l++) {
       ["key", "value"].forEach((kv, k) => {
-        feeds[`kv_cache.${l}.${kv}`] = new ort.Tensor("float32", cache.buffers[2 * l + k], [
+        const used = cache.buffers[2 * l + k].subarray(0, batch * HEADS * cache.slots * HEAD_DIM);
+        feeds[`kv_cache.${l}.${kv}`] = new ort.Tensor("float32", used, [
           batch,
           HEADS,
           cache.slots,
