@@ -39,9 +39,10 @@
  * steady state) and the event loop turned while it ran, the next tick starts at once: its
  * execution will turn the loop anyway (onnxruntime-node starts each from a `setImmediate`), and
  * the messages read in that turn still count (a prompt among them is read in that tick, after
- * its decode step; a step of a sequence outside the batch joins at the tick after). The turn
- * saved cost one stream ~0.07 ms per ~3.5 ms step and 8 clients ~0.25 ms per ~8 ms on `small`
- * (2-core VM, the worker's time between executions). A backend that resolves in a microtask
+ * its decode step; a step of a sequence outside the batch joins at the tick after). On `small`
+ * (2-core VM) the turn saved cost one stream ~0.07 ms of a ~3.5 ms step (~3 % more tokens/s in a
+ * worker); with 8 streams that turn was mostly reading the members' requests, which now happens
+ * in the execution's turn instead (no change measured). A backend that resolves in a microtask
  * never turns the loop, so it always waits for the macrotask and cannot starve the loop.
  *
  * **Running ahead.** A step asked with `ahead` = n promises that, unless the sequence is closed,
