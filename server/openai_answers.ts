@@ -27,6 +27,7 @@ import { toJsonValue } from "./json_value.ts";
 import { type ResponseShape, stringifyAnswer } from "./openai_shapes.ts";
 import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
 import { wireUsage } from "./stream_protocol.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 
 /** How an answer is given. */
 export interface AnswerOptions {
@@ -41,6 +42,8 @@ export interface AnswerOptions {
   includeUsage: boolean;
   /** Streams: how long the client may read nothing (`http.clientIdleTimeoutMs`). */
   idleTimeoutMs: number;
+  /** The clock and timers of that deadline; default the system's. */
+  timers?: ConnectionTimers;
   /** Where an idle cut-off is counted. */
   stats: EdgeStats;
   /** Whether the model computes on this thread (yield a turn after each event). */
@@ -270,29 +273,50 @@ export function sseAnswer(
     }
   };
 
-  // Armed while an event waits for the client to read it (the body is pulled only as the
-  // connection takes bytes): a client that stops reading would otherwise hold its job's slot
-  // for as long as it keeps the connection open.
-  let idleTimer: ReturnType<typeof setTimeout> | undefined;
-  const awaitReader = (controller: ReadableStreamDefaultController<Uint8Array>) => {
-    idleTimer = setTimeout(() => {
-      options.stats.idleTimeouts++;
-      handle.cancel();
-      controller.error(
-        new Error(
-          `the client read nothing for ${options.idleTimeoutMs} ms (http.clientIdleTimeoutMs)`,
-        ),
-      );
-    }, options.idleTimeoutMs);
+  // While an event waits for the client to read it (the body is pulled only as the connection
+  // takes bytes), the client has `idleTimeoutMs` to take it: one that stops reading would
+  // otherwise hold its job's slot for as long as it keeps the connection open. Each pull only
+  // notes when the wait began; one timer per stream checks the deadline and, when the client
+  // read in the meantime, sleeps until the current wait's end (re-arming a timer per event cost
+  // ~3 µs of the main thread per token).
+  const timers = options.timers ?? SYSTEM_TIMERS;
+  let waitingSince: number | undefined;
+  let idleTimer: unknown;
+  const stopTimer = () => {
+    if (idleTimer !== undefined) timers.clearTimeout(idleTimer);
+    idleTimer = undefined;
+  };
+  const checkIdle = (controller: ReadableStreamDefaultController<Uint8Array>) => {
+    idleTimer = undefined;
+    if (waitingSince === undefined) return;
+    const left = waitingSince + options.idleTimeoutMs - timers.now();
+    if (left > 0) {
+      idleTimer = timers.setTimeout(() => checkIdle(controller), left);
+      return;
+    }
+    options.stats.idleTimeouts++;
+    handle.cancel();
+    controller.error(
+      new Error(
+        `the client read nothing for ${options.idleTimeoutMs} ms (http.clientIdleTimeoutMs)`,
+      ),
+    );
   };
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
-      clearTimeout(idleTimer);
-      await next(controller);
-      if (!closed) awaitReader(controller);
+      waitingSince = undefined;
+      try {
+        await next(controller);
+      } catch (error) {
+        stopTimer();
+        throw error;
+      }
+      if (closed) return stopTimer();
+      waitingSince = timers.now();
+      idleTimer ??= timers.setTimeout(() => checkIdle(controller), options.idleTimeoutMs);
     },
     cancel() {
-      clearTimeout(idleTimer);
+      stopTimer();
       queue?.close();
       handle.cancel();
     },

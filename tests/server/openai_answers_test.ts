@@ -7,6 +7,7 @@ import { fullAnswer, sseAnswer } from "../../server/openai_answers.ts";
 import { CHAT_SHAPE, COMPLETION_SHAPE } from "../../server/openai_shapes.ts";
 import { EdgeStats } from "../../server/edge_stats.ts";
 import type { InferenceHandle, StreamedToken } from "../../inference/inference_port.ts";
+import { ManualTimers } from "../protocols/_helpers.ts";
 
 const JOB_ID = "ab".repeat(32);
 
@@ -211,4 +212,54 @@ Deno.test("completions top_logprobs always hold the sampled token, under its tex
     ),
     [{ H: -0.1 }, { i: -0.2 }, { "": -0.3 }, { "": -0.4 }, { "。": -0.5 }],
   );
+});
+
+Deno.test("An SSE client is cut off only when it reads nothing for idleTimeoutMs: one that reads each event in time never is, however long the stream", async () => {
+  const tokens = (): StreamedToken[] =>
+    Array.from({ length: 10 }, (_, i) => ({
+      index: i,
+      tokenId: 0x61 + i,
+      text: String.fromCharCode(0x61 + i),
+      ...(i === 9 ? { finishReason: "stop" as const } : {}),
+    }));
+  const counting = () => {
+    const handle = scriptedHandle(tokens());
+    const cancelled = { count: 0 };
+    handle.cancel = () => void cancelled.count++;
+    return { handle, cancelled };
+  };
+
+  // Reads every event 80 ms after the last: far past the 100 ms limit in all, never in one wait.
+  const timers = new ManualTimers();
+  const stats = new EdgeStats();
+  const options = { ...OPTIONS, stops: [], idleTimeoutMs: 100, stats, timers };
+  const steady = counting();
+  const reader = (await sseAnswer(steady.handle, COMPLETION_SHAPE, options)).body!.getReader();
+  let events = 0;
+  for (;;) {
+    const { done } = await reader.read();
+    if (done) break;
+    events++;
+    await timers.advance(80);
+  }
+  assertEquals(events > 10, true);
+  assertEquals(stats.idleTimeouts, 0);
+  assertEquals(steady.cancelled.count, 0);
+  assertEquals(timers.pending, 0); // nothing left armed once the stream ended
+
+  // Stops reading after two events: cut off exactly idleTimeoutMs after the last read.
+  const stalled = counting();
+  const idle = (await sseAnswer(stalled.handle, COMPLETION_SHAPE, options)).body!.getReader();
+  await idle.read();
+  await timers.advance(80);
+  await idle.read();
+  await timers.advance(99);
+  assertEquals(stats.idleTimeouts, 0);
+  await timers.advance(1);
+  assertEquals(stats.idleTimeouts, 1);
+  assertEquals(stalled.cancelled.count, 1);
+  let failed = false;
+  await idle.read().catch(() => failed = true);
+  assertEquals(failed, true);
+  assertEquals(timers.pending, 0);
 });
