@@ -28,12 +28,18 @@ import {
   type WorkerStats,
 } from "./_worker_protocol.ts";
 import { runTensorSession } from "./_tensor_data.ts";
+import { BatchedPost, eachMessage } from "./_batched_post.ts";
 
 /** The worker side of `postMessage`, typed for what this file sends. */
 const port = globalThis as unknown as {
-  postMessage(message: WorkerReply, options?: { transfer?: Transferable[] }): void;
-  onmessage: ((event: MessageEvent<WorkerRequest>) => void) | null;
+  postMessage(message: WorkerReply | WorkerReply[], options?: { transfer?: Transferable[] }): void;
+  onmessage: ((event: MessageEvent<WorkerRequest | WorkerRequest[]>) => void) | null;
 };
+/**
+ * Replies without transfers, posted together: a tick answers the steps of all its generations
+ * at once (`_batched_post.ts`).
+ */
+const outbox = new BatchedPost<WorkerReply>((replies) => port.postMessage(replies));
 
 let session: ort.InferenceSession | undefined;
 let decoder: DecoderSession | undefined;
@@ -41,6 +47,8 @@ let decoder: DecoderSession | undefined;
 let batched: BatchedDecoder | undefined;
 const sequences = new Map<number, BatchedSequence>();
 let runs = 0;
+let requests = 0;
+let messages = 0;
 
 /** A result and the buffers to transfer with it. */
 interface Answer<R> {
@@ -99,7 +107,7 @@ const handlers: Handlers = {
   },
 
   stats() {
-    const result: WorkerStats = { runs, sequences: sequences.size };
+    const result: WorkerStats = { runs, sequences: sequences.size, requests, messages };
     if (batched) result.batch = batched.stats();
     return Promise.resolve({ result });
   },
@@ -149,8 +157,11 @@ const BACKGROUND_OPS: ReadonlySet<WorkerRequest["op"]> = new Set(["forward", "di
 let draining = false;
 
 port.onmessage = (event) => {
-  const request = event.data;
-  (BACKGROUND_OPS.has(request.op) ? background : urgent).push(request);
+  messages++;
+  for (const request of eachMessage(event.data)) {
+    requests++;
+    (BACKGROUND_OPS.has(request.op) ? background : urgent).push(request);
+  }
   if (!draining) void drain();
 };
 
@@ -180,8 +191,12 @@ async function handle(request: WorkerRequest): Promise<void> {
   try {
     const handler = handlers[request.op] as (args: unknown) => Promise<Answer<unknown>>;
     const { result, transfer } = await handler(request);
+    if (transfer === undefined || transfer.length === 0) {
+      return outbox.post({ id, ok: true, result });
+    }
+    outbox.flush();
     port.postMessage({ id, ok: true, result }, { transfer });
   } catch (error) {
-    port.postMessage({ id, ok: false, error: serializeError(error) });
+    outbox.post({ id, ok: false, error: serializeError(error) });
   }
 }

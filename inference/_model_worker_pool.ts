@@ -33,6 +33,7 @@ import type { TensorData } from "../protocols/job.ts";
 import type { DecoderShape, SampledStep, StepSampling } from "./_decoder_session.ts";
 import { cudaProviderInstalled, type SessionOptions } from "./_session.ts";
 import type { PreparedTensor } from "./_tensor_data.ts";
+import { BatchedPost, eachMessage } from "./_batched_post.ts";
 import {
   deserializeError,
   type LoadedSession,
@@ -174,6 +175,8 @@ class WorkerSlot {
   readonly index: number;
   readonly lane: ModelWorkerLane;
   worker!: Worker;
+  /** Posts to `worker`: requests without transfers go together (`_batched_post.ts`). */
+  outbox!: BatchedPost<WorkerRequest>;
   /** Bumped at each death: a sequence opened in an earlier incarnation has lost its cache. */
   incarnation = 0;
   state: ModelWorkerHealth["state"] = "running";
@@ -283,7 +286,7 @@ export class RemoteSequence {
     if (this.#incarnation === undefined || this.#incarnation !== this.#slot.incarnation) return;
     this.#slot.sequences--;
     if (this.#slot.state === "running" && !this.#slot.failure) {
-      this.#slot.worker.postMessage({ op: "drop", seq: this.#seq });
+      this.#slot.outbox.post({ op: "drop", seq: this.#seq });
     }
   }
 }
@@ -448,6 +451,9 @@ export class ModelWorkerPool {
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
       const request = { op, id, ...args } as WorkerRequest;
+      if (transfer.length === 0) return slot.outbox.post(request);
+      // After what is queued, so the worker sees requests in the order they were made.
+      slot.outbox.flush();
       slot.worker.postMessage(request, { transfer });
     });
   }
@@ -459,13 +465,15 @@ export class ModelWorkerPool {
       { type: "module", name: `veriflow-model-worker-${slot.index}` },
     );
     slot.worker = worker;
+    slot.outbox = new BatchedPost((message) => worker.postMessage(message));
     const incarnation = slot.incarnation;
     const died = (reason: string) => {
       // A report from a worker already replaced (or terminated on purpose) is stale.
       if (slot.incarnation === incarnation && slot.worker === worker) this.#onDeath(slot, reason);
     };
-    worker.onmessage = (event: MessageEvent<WorkerReply>) => {
-      if (slot.worker === worker) this.#onReply(slot, event.data);
+    worker.onmessage = (event: MessageEvent<WorkerReply | WorkerReply[]>) => {
+      if (slot.worker !== worker) return;
+      for (const reply of eachMessage(event.data)) this.#onReply(slot, reply);
     };
     worker.onerror = (event: ErrorEvent) => {
       // A worker's uncaught error would otherwise take down the whole process.
@@ -491,6 +499,7 @@ export class ModelWorkerPool {
   /** A worker died: fail what it held, then restart it after a backoff, or give up on it. */
   #onDeath(slot: WorkerSlot, reason: string): void {
     slot.worker.terminate();
+    slot.outbox.discard();
     slot.incarnation++;
     slot.sequences = 0;
     slot.lastError = reason;

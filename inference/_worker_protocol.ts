@@ -52,6 +52,10 @@ export interface WorkerStats {
   runs: number;
   /** Open sequences (KV caches held). */
   sequences: number;
+  /** Requests received. */
+  requests: number;
+  /** Messages received (a message carries one request or several, `_batched_post.ts`). */
+  messages: number;
   /** Its batcher's counters (decoder models only). */
   batch?: BatchStats;
 }

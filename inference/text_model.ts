@@ -155,6 +155,13 @@ export interface ModelWorkerStats {
   runs: number;
   /** Generations whose KV cache it holds now. */
   sequences: number;
+  /** Requests it received (generation steps, passes, …). */
+  requests: number;
+  /**
+   * Messages that carried them: requests made in the same turn travel together, so with several
+   * generations stepping at once this is well below `requests`.
+   */
+  messages: number;
 }
 
 /** Why a generation ended (on the last chunk only). */

@@ -7,13 +7,14 @@
  * @module
  */
 import "../../inference/_model_worker.ts";
+import { eachMessage } from "../../inference/_batched_post.ts";
 import { FAULTS_CHANNEL, type WorkerFault } from "./_worker_faults.ts";
 
 const scope = globalThis as unknown as {
   name: string;
-  onmessage: ((event: MessageEvent<{ op: string }>) => void) | null;
+  onmessage: ((event: MessageEvent<{ op: string } | { op: string }[]>) => void) | null;
 };
-const handle = scope.onmessage!;
+const handle = scope.onmessage! as (event: MessageEvent<{ op: string }>) => void;
 let held: MessageEvent<{ op: string }>[] | undefined;
 /** `?flags=DIR` on this module's URL: the folder of the file-driven faults (see below). */
 const flags = new URL(import.meta.url).searchParams.get("flags");
@@ -36,9 +37,13 @@ function holdsLoad(): boolean {
 }
 
 scope.onmessage = (event) => {
-  if (event.data.op === "load" && holdsLoad()) return;
-  if (held !== undefined && event.data.op === "step") held.push(event);
-  else handle(event);
+  // One request, or several the pool posted together (`_batched_post.ts`): each on its own.
+  for (const data of eachMessage(event.data)) {
+    const request = new MessageEvent("message", { data });
+    if (data.op === "load" && holdsLoad()) continue;
+    if (held !== undefined && data.op === "step") held.push(request);
+    else handle(request);
+  }
 };
 
 const channel = new BroadcastChannel(FAULTS_CHANNEL);

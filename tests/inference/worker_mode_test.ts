@@ -332,6 +332,58 @@ Deno.test("concurrent worker-mode generations each equal their solo in-thread ru
   assert.equal(await openSequences(worker), 0);
 });
 
+Deno.test("generations stepping together on one worker share messages both ways, and each still gets its own tokens", async () => {
+  // Every message the worker sends this thread, beside the pool's own handler.
+  const received: unknown[] = [];
+  const NativeWorker = globalThis.Worker;
+  class RecordingWorker extends NativeWorker {
+    constructor(...args: ConstructorParameters<typeof Worker>) {
+      super(...args);
+      this.addEventListener("message", (event) => received.push((event as MessageEvent).data));
+    }
+  }
+  globalThis.Worker = RecordingWorker;
+  let model: TextModel;
+  try {
+    model = await TextModelClass.load(dir, { worker: true, workerCount: 1, intraOpThreads: 1 });
+  } finally {
+    globalThis.Worker = NativeWorker;
+  }
+  try {
+    const jobs = PROMPTS.map((prompt, i) => ({
+      prompt,
+      params: { ...SAMPLED, maxTokens: 24, seed: 200 + i },
+    }));
+    const expected = await Promise.all(
+      jobs.map((job) => collect(inThread.generate(job.prompt, job.params))),
+    );
+    const [before] = await model.workerStats();
+    received.length = 0;
+    const actual = await Promise.all(
+      jobs.map((job) => collect(model.generate(job.prompt, job.params))),
+    );
+    const [after] = await model.workerStats();
+    const ids = (chunks: TokenChunk[]) => chunks.map((c) => c.tokenId);
+    assert.deepEqual(actual.map(ids), expected.map(ids));
+    // Replies: one per step, several steps' in one message (an array) when a tick answers them.
+    const replies = received.flatMap((m) => Array.isArray(m) ? m : [m]);
+    const tokens = actual.reduce((sum, chunks) => sum + chunks.length, 0);
+    assert.equal(replies.length, tokens + 1, "a reply per step, and the stats' own");
+    assert.ok(
+      received.length < replies.length / 2,
+      `${received.length} messages carried ${replies.length} replies`,
+    );
+    // Requests: those made in the same turn (the next steps of the generations just answered)
+    // travel as one message.
+    const requests = after.requests - before.requests;
+    const messages = after.messages - before.messages;
+    assert.ok(requests >= tokens, `${requests} requests for ${tokens} tokens`);
+    assert.ok(messages < requests / 2, `${messages} messages carried ${requests} requests`);
+  } finally {
+    await model!.dispose();
+  }
+});
+
 Deno.test("typed errors keep their class, code and fields in worker mode", async () => {
   const context = worker.info.contextLength;
   const tooLong = new Array(context + 1).fill(65);
