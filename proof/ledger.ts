@@ -639,6 +639,28 @@ export class Ledger {
       if (existing !== undefined) {
         // Recorded before without its assignment: the requester's announcement came second.
         const open = existing.status === "pending" || existing.status === "challenged";
+        // Meanwhile another worker's assigned receipt took the job from it: the requester
+        // assigned the job twice, and this ends as if both had come with their assignments
+        // (below): the one holding the job loses its credit while open, this one earns nothing.
+        if (requester !== null && first !== undefined && first.receiptId !== check.receiptId) {
+          const firstOpen = first.status === "pending" || first.status === "challenged";
+          if (firstOpen && first.credit > 0) {
+            return {
+              kind: "double_assignment",
+              body: {
+                jobId: receipt.jobId,
+                receiptId: first.receiptId,
+                second: receipt as unknown as Record<string, unknown>,
+                assignment: assignment as unknown as Record<string, unknown>,
+                uncredited: first.credit,
+              },
+            };
+          }
+          throw new LedgerRejectedError(
+            "job_already_recorded",
+            "another receipt for this job is already recorded",
+          );
+        }
         if (requester !== null && open && existing.requester === undefined) {
           // Evidence of a steering conviction is never paid, whenever its assignment comes.
           const steered = this.#index.proofSettled(steeringEvidenceKey(check.receiptId));

@@ -407,7 +407,7 @@ Deno.test("a copier of a worker's receipt is not paid for the job: its own key's
     await ledger.close();
   }));
 
-Deno.test("a requester that assigns one job to two workers pays neither, whichever receipt arrives first; a receipt already paid stays paid", () =>
+Deno.test("a requester that assigns one job to two workers pays neither, whichever receipt arrives first and whenever the assignments come; a receipt already paid stays paid", () =>
   withLedger(async (dir, clock) => {
     // The requester (the key every fixture job names) takes the worker's output and assigns the
     // job to a key of its own as well: two valid assignments of one job.
@@ -437,6 +437,15 @@ Deno.test("a requester that assigns one job to two workers pays neither, whichev
     await assert.rejects(() => ledger.recordReceipt(taken71b, assigned(taken71b)), {
       code: "job_already_recorded",
     });
+    // Job 73: the worker's receipt without its assignment, then the requester's own key's
+    // assigned copy (which takes the job from it), then the worker's assignment after all.
+    const honest73 = receipt(73, 10);
+    const taken73 = resigned(honest73, {}, own);
+    await ledger.recordReceipt(honest73);
+    await ledger.recordReceipt(taken73, assigned(taken73));
+    await assert.rejects(() => ledger.recordReceipt(honest73, assigned(honest73)), {
+      code: "double_assignment",
+    });
     // Job 72: the second assignment comes after the worker's receipt was paid: it stays paid.
     const honest72 = receipt(72, 10);
     await ledger.recordReceipt(honest72, assigned(honest72));
@@ -452,6 +461,8 @@ Deno.test("a requester that assigns one job to two workers pays neither, whichev
       assert.deepEqual(ledger.account(own.publicKey), { balance: 0, stake: 10_000, locked: 0 });
       assert.equal(ledger.receipt(receiptId(honest70))!.credit, 0);
       assert.equal(ledger.receipt(receiptId(taken71))!.credit, 0);
+      assert.equal(ledger.receipt(receiptId(honest73))!.credit, 0);
+      assert.equal(ledger.receipt(receiptId(taken73))!.credit, 0);
     };
     expect();
     await ledger.close();
