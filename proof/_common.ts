@@ -200,7 +200,8 @@ export function reconstructOutput(model: ProofModel, tokens: readonly number[]):
  * A prompt that leaves no room in the context window (`promptLength ≥ contextLength`) is one
  * `generate` refuses before any token, so every receipt for it is a violation at position 0,
  * `prompt_too_long`, whatever its tokens (the validator would otherwise forward more tokens
- * than the model takes).
+ * than the model takes). So is an empty prompt, `empty_prompt`: `generate` has no position to
+ * start from and refuses it too.
  */
 export function terminationViolation(
   model: ProofModel,
@@ -208,7 +209,11 @@ export function terminationViolation(
   tokens: readonly number[],
   params: Pick<GenerationParams, "maxTokens" | "stop">,
   tokenCount: number = tokens.length,
-): { reason: "truncated" | "overrun" | "prompt_too_long"; position: number } | null {
+): {
+  reason: "truncated" | "overrun" | "prompt_too_long" | "empty_prompt";
+  position: number;
+} | null {
+  if (promptLength === 0) return { reason: "empty_prompt", position: 0 };
   if (promptLength >= model.info.contextLength) return { reason: "prompt_too_long", position: 0 };
   const eos = model.info.eosTokenId;
   const stops = params.stop.filter((s) => s.length > 0);

@@ -167,7 +167,7 @@ export async function checkFraudProof(
   const promptIds = textModel.tokenizer.encode((job as TextJob).prompt);
   if (proof.kind === "termination") {
     // An overrun needs the openings up to its stop only: the receipt signs how many tokens
-    // follow; a prompt too long for the context window needs none. A truncation (no stop
+    // follow; a prompt empty or too long for the context window needs none. A truncation (no stop
     // anywhere) needs them all.
     const v = terminationViolation(
       textModel,

@@ -382,9 +382,9 @@ export async function validateReceipt(
     throw e;
   }
   const tokens = unpackTokens(proof.tokens, proof.tokenBytes);
+  // Generation refuses an empty prompt, so no honest receipt exists for one: termination fraud
+  // (below), whatever the output.
   const promptIds = textModel.tokenizer.encode(job.prompt);
-  // Generation refuses an empty prompt, so no honest receipt can exist for one.
-  if (promptIds.length === 0) return finish("invalid", "empty_prompt");
   const allChunks = chunkCount(tokens.length, proof.chunkSize) - 1;
   const base = { job, receipt };
 
@@ -399,7 +399,8 @@ export async function validateReceipt(
   const term = terminationViolation(textModel, promptIds.length, tokens, job.params);
   if (term) {
     // An overrun is proven by the tokens up to its stop (the receipt signs how many follow), a
-    // prompt too long for the context by the job alone; only a truncation needs every token.
+    // prompt empty or too long for the context by the job alone; only a truncation needs every
+    // token.
     // With one position per chunk, all of a long output's openings are more than a frame can
     // carry to the other nodes.
     const lastChunk = term.reason === "truncated"

@@ -277,3 +277,44 @@ Deno.test("a receipt for a prompt that fills the context window is termination f
   );
   assert.equal(res.verdict.outcome, "valid", res.verdict.reason);
 });
+
+Deno.test("a receipt for an empty prompt is termination fraud at position 0 that a checker confirms from the job alone", async () => {
+  // generate refuses an empty prompt, so no honest receipt exists. Such a receipt ended
+  // `invalid` without a fraud proof, which the validator settles as unresolved (unpaid, never
+  // slashed): a worker assigning itself empty-prompt jobs was paid whenever the coin missed.
+  const V = m.info.vocabSize;
+  const params = { maxTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] };
+  assert.throws(() => m.generate([], params), "honest workers refuse");
+  for (const [i, tokens] of [[], [98], [98, 99, 100, 101]].entries()) {
+    const job: TextJob = {
+      kind: "text",
+      model: m.info.cid,
+      prompt: "",
+      params,
+      nonce: `empty-${i}`,
+    };
+    const chunks = tokens.map((tokenId, index) => ({
+      index,
+      tokenId,
+      text: String.fromCharCode(tokenId),
+      fingerprint: { logProb: -1, projection: 0 },
+      vocabSize: V,
+    }));
+    const proved = await proveJob(job, ReadableStream.from(chunks), Identity.generate());
+    const res = await validateReceipt(
+      { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
+      m,
+      Identity.generate(),
+    );
+    const what = `${tokens.length} output tokens`;
+    assert.equal(`${res.verdict.outcome}/${res.verdict.reason}`, "fraud/empty_prompt", what);
+    assert.equal(res.stats.forwardTokens, 0, "no forward pass");
+    const proof = res.fraudProof!;
+    assert.equal(proof.kind, "termination");
+    assert.deepEqual(proof.cited, [{ position: 0 }]);
+    assert.equal(proof.chunks.length, Math.min(1, tokens.length), "chunk 0 at most");
+    assert.ok(await announces(proof));
+    const check = await checkFraudProof(proof, m);
+    assert.ok(check.confirmed, `${what}: ${check.reason}`);
+  }
+});
