@@ -18,9 +18,9 @@
  * Only the loss of the worker fails over: its connection failed (`connection_closed`,
  * `peer_timeout`, or any other way a `Connection` closes under a stream), or it went silent
  * with its connection alive and the job was cancelled there (`worker_stalled`, the remote
- * port's stall or first-token timeout: a job kept queued by a busy worker moves on too). A
- * normal end, the client's cancel, and every error the worker reports itself end the stream as
- * they always did. When no other worker takes the job (none connected, or each refuses), the
+ * port's stall or first-token timeout: a job kept queued by a busy worker moves on too), or its
+ * stream broke the protocol ({@link WORKER_FAULT_CODES}). A normal end, the client's cancel,
+ * and every error the worker reports itself end the stream as they always did. When no other worker takes the job (none connected, or each refuses), the
  * stream ends with the lost worker's code and a message that says so.
  *
  * A job may spend {@link MAX_WORKERS_PER_JOB} workers: lost ones and ones that refused it for
@@ -48,13 +48,31 @@ export const WORKER_LOST_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Codes of a worker's stream that broke the inference protocol, as the requester's side found
+ * it (`inference_stream_invalid`: no `start` first, a resume nobody asked for, a token out of
+ * order, an event where none may come): the worker's own fault, whatever it meant. The job goes
+ * on as if the worker had been lost — to the next worker before its first token, resumed on
+ * another after it — and the router keeps the worker off the model for a while. Ending the
+ * client's job instead let one broken or malicious worker, chosen first for its claims of room,
+ * fail every job for its model.
+ */
+export const WORKER_FAULT_CODES: ReadonlySet<string> = new Set(["inference_stream_invalid"]);
+
+/** Whether `error` says the worker broke the inference protocol ({@link WORKER_FAULT_CODES}). */
+export function isWorkerFault(error: unknown): boolean {
+  return error instanceof VeriflowError && WORKER_FAULT_CODES.has(error.code);
+}
+
+/**
  * Codes of a worker's refusal to start a job that another worker need not share: it is full
  * (`too_many_jobs`, `busy`), its model is gone or failing, it cannot resume, it did not answer
- * in time, or its connection was lost. Any other refusal (bad parameters, an empty prompt, a
- * model of another kind) is about the job, and every worker would give it.
+ * in time, its connection was lost, or its stream broke the protocol. Any other refusal (bad
+ * parameters, an empty prompt, a model of another kind) is about the job, and every worker
+ * would give it.
  */
 export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
   ...WORKER_LOST_CODES,
+  ...WORKER_FAULT_CODES,
   "too_many_jobs",
   "busy",
   "request_timeout",
@@ -269,13 +287,17 @@ class FailoverJob {
       }
       const token = result.value;
       if (token.index !== this.#delivered.length) {
+        // A broken stream: the worker's fault, so the job goes on without it.
         const error = new VeriflowError(
           "inference_stream_invalid",
           `token ${token.index} where ${this.#delivered.length} was due`,
         );
         this.#attempt.handle.cancel();
-        controller.error(error);
-        this.#endWith(error);
+        this.#reader.cancel(error).catch(() => {});
+        const ending = await this.#failOver(error);
+        if (ending === undefined) continue;
+        controller.error(ending);
+        this.#endWith(ending);
         return;
       }
       if (this.#delivered.length === this.#given) this.#firstTokenAt = this.#now();
@@ -300,7 +322,7 @@ class FailoverJob {
     // to resume, like `busy`, and the next worker is asked.
     const refusedResume = this.#resumes > 0 && this.#delivered.length === this.#resumedAt &&
       RESUME_REFUSALS.has(codeOf(error));
-    if (!refusedResume && !isWorkerLost(error)) return error;
+    if (!refusedResume && !isWorkerLost(error) && !isWorkerFault(error)) return error;
     this.#excluded.push(this.#attempt.worker);
     this.#spent++;
     if (!refusedResume) {

@@ -33,6 +33,7 @@ import type { NetworkMessage } from "./network_actor.ts";
 import { BusyRefusals } from "./busy_refusals.ts";
 import {
   isCapacityRefusal,
+  isWorkerFault,
   isWorkerRefusal,
   MAX_WORKERS_ASKED_PER_JOB,
   MAX_WORKERS_PER_JOB,
@@ -191,7 +192,8 @@ export class NetworkInferencePort implements InferencePort {
         const running = error instanceof WorkerStalledError
           ? !error.busy && error.tokens > 0
           : error instanceof VeriflowError && error.code === "worker_stalled";
-        if (running) this.#avoid(worker, job.model);
+        // One whose stream broke the protocol would break the next job's too.
+        if (running || isWorkerFault(error)) this.#avoid(worker, job.model);
       },
     });
   }
@@ -236,16 +238,17 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
-   * A worker that refuses a model it listed (`MODEL_REFUSAL_CODES`) is not picked for it for a
-   * while (`worker_refused_model`): otherwise a peer listing a model it refuses takes a try of
-   * every job for that model. One that refuses as full (`CAPACITY_REFUSAL_CODES`) is asked last
+   * A worker that refuses a model it listed (`MODEL_REFUSAL_CODES`), or whose stream broke the
+   * protocol (`WORKER_FAULT_CODES`), is not picked for it for a while (`worker_refused_model`):
+   * otherwise a peer listing a model it refuses, or answering garbage, takes a try of every job
+   * for that model. One that refuses as full (`CAPACITY_REFUSAL_CODES`) is asked last
    * for a while (`busy_refusals.ts`): otherwise a peer whose hello claims room it does not give
    * (or an honest one that filled up) ranks first for every job.
    */
   #noteRefusal(worker: Uint8Array, model: string, error: unknown): void {
     if (isCapacityRefusal(error)) this.#busy.refused(toHex(worker));
-    if (!(error instanceof VeriflowError) || !MODEL_REFUSAL_CODES.has(error.code)) return;
-    this.#avoid(worker, model);
+    const modelRefusal = error instanceof VeriflowError && MODEL_REFUSAL_CODES.has(error.code);
+    if (modelRefusal || isWorkerFault(error)) this.#avoid(worker, model);
   }
 
   /** Keep `worker` off `model` for a while (the network actor's `worker_refused_model`). */
