@@ -446,6 +446,8 @@ export class RemoteJob {
 
   #resolve(summary: JobSummary): void {
     if (this.#ended) return;
+    // The id the start was checked for (`remote_port.ts`), whatever the end event says.
+    summary = { ...summary, jobId: this.#start.jobId };
     this.#leftQueue();
     this.#clearStallTimer();
     this.#ended = true;

@@ -30,7 +30,7 @@
  */
 import type { Connection } from "../protocols/connection.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
-import type { TextJob } from "../protocols/job.ts";
+import { jobId, type TextJob } from "../protocols/job.ts";
 import { toHex } from "../protocols/hash.ts";
 import { RemoteError } from "../protocols/protocol_errors.ts";
 import {
@@ -299,6 +299,16 @@ export class RemoteInferencePort implements InferencePort {
       }
       throw new InferenceStreamError(
         `the worker resumed from ${first.value.resumedFrom ?? 0}, not from ${from}`,
+      );
+    }
+    // The job this side asked for, not another (its id is what the client, the job monitor and
+    // the summary go by).
+    const id = jobId(checked);
+    if (first.value.jobId !== id) {
+      reader.cancel().catch(() => {});
+      this.#stats.jobsRejected++;
+      throw new InferenceStreamError(
+        `the worker started job ${first.value.jobId.slice(0, 16)}…, not ${id.slice(0, 16)}…`,
       );
     }
     this.#stats.jobsStarted++;

@@ -241,12 +241,16 @@ export class NetworkInferencePort implements InferencePort {
    * A worker that refuses a model it listed (`MODEL_REFUSAL_CODES`), or whose stream broke the
    * protocol (`WORKER_FAULT_CODES`), is not picked for it for a while (`worker_refused_model`):
    * otherwise a peer listing a model it refuses, or answering garbage, takes a try of every job
-   * for that model. One that refuses as full (`CAPACITY_REFUSAL_CODES`) is asked last
-   * for a while (`busy_refusals.ts`): otherwise a peer whose hello claims room it does not give
-   * (or an honest one that filled up) ranks first for every job.
+   * for that model. One that refuses as full (`CAPACITY_REFUSAL_CODES`), or does not start the
+   * job within the start timeout (`request_timeout`), is asked last for a while
+   * (`busy_refusals.ts`): otherwise a peer whose hello claims room it does not give (or an
+   * honest one that filled up) ranks first for every job, and a silent one costs each the wait.
    */
   #noteRefusal(worker: Uint8Array, model: string, error: unknown): void {
-    if (isCapacityRefusal(error)) this.#busy.refused(toHex(worker));
+    // No start within the start timeout: it costs the next job that whole wait again unless the
+    // worker is asked last too (an honest worker, queued or not, starts a job at once).
+    const silent = error instanceof VeriflowError && error.code === "request_timeout";
+    if (isCapacityRefusal(error) || silent) this.#busy.refused(toHex(worker));
     const modelRefusal = error instanceof VeriflowError && MODEL_REFUSAL_CODES.has(error.code);
     if (modelRefusal || isWorkerFault(error)) this.#avoid(worker, model);
   }
@@ -285,11 +289,13 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
-   * The client's summary with the worker's receipt if it checks out: signed by `worker`, for
-   * `job`, over the text relayed and over exactly the tokens relayed (a receipt for more or
-   * fewer would pay, or blame, the worker for tokens the client never got). One that fails is
-   * withheld (`receipt_rejected`, and why), and the worker, faulty, is kept off the model for a
-   * while as one that refuses it.
+   * The client's summary with the worker's receipt if it checks out: for a job that finished
+   * (`stop`, `length`: a prover signs nothing else), signed by `worker`, for `job`, over the
+   * text relayed and over exactly the tokens relayed (a receipt for more or fewer would pay, or
+   * blame, the worker for tokens the client never got). One that fails is withheld
+   * (`receipt_rejected`, and why, unless the job failed with an error of its own), never
+   * reaches the validator, and the worker, faulty, is kept off the model for a while as one
+   * that refuses it.
    */
   #checked(
     summary: JobSummary,
@@ -300,14 +306,14 @@ export class NetworkInferencePort implements InferencePort {
   ): JobSummary {
     if (summary.receipt === undefined) return summary;
     const complete = summary.finishReason === "stop" || summary.finishReason === "length";
-    const check = verifyReceipt(summary.receipt, {
-      job,
-      worker,
-      output: complete ? relayed.output : undefined,
-    });
+    const check = verifyReceipt(summary.receipt, { job, worker, output: relayed.output });
     // Verified: it has the receipt's shape.
     const claimed = check.ok ? (summary.receipt as Receipt).tokenCount : NaN;
-    const failure = !check.ok
+    // A prover signs only a stream that finished: a receipt with a job that ended otherwise
+    // (error, cancelled) is none an honest worker sends, and its output was never checked.
+    const failure = !complete
+      ? `it came with a job that ended ${summary.finishReason}, and only a finished job has one`
+      : !check.ok
       ? check.message
       : claimed !== relayed.tokens
       ? `it claims ${claimed} tokens, and ${relayed.tokens} were relayed to the client`
@@ -317,7 +323,9 @@ export class NetworkInferencePort implements InferencePort {
       const { receipt: _withheld, ...rest } = summary;
       return {
         ...rest,
-        error: { code: "receipt_rejected", message: `the worker's receipt: ${failure}` },
+        // A job that failed keeps the worker's own error: it says what the client lost.
+        error: rest.error ??
+          { code: "receipt_rejected", message: `the worker's receipt: ${failure}` },
       };
     }
     this.#validator?.tell({

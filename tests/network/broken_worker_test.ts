@@ -48,9 +48,11 @@ class Workers implements Actor<NetworkMessage> {
   }
 }
 
-/** Stands in for the ValidatorActor. */
+/** Stands in for the ValidatorActor: records what it is told. */
 class Recorder implements Actor<ValidatorMessage> {
-  receive(): undefined {
+  readonly told: ValidatorMessage[] = [];
+  receive(message: ValidatorMessage): undefined {
+    if (message.type !== "stats") this.told.push(message);
     return undefined;
   }
 }
@@ -105,11 +107,13 @@ function honestWorker(system: ActorSystem, model: TextModel): Promise<TestWorker
 }
 
 /** A worker that answers every job with the events `script` gives. */
-function scriptedWorker(script: (job: TextJob) => InferenceEvent[]): Promise<TestWorker> {
-  return linked((atWorker, _identity, submissions) => {
-    atWorker.handle(SubmitMessage, (body) => {
+function scriptedWorker(
+  script: (job: TextJob, identity: Identity) => InferenceEvent[] | Promise<InferenceEvent[]>,
+): Promise<TestWorker> {
+  return linked((atWorker, identity, submissions) => {
+    atWorker.handle(SubmitMessage, async (body) => {
       submissions.push(body);
-      const events = script(body.job);
+      const events = await script(body.job, identity);
       return new ReadableStream<InferenceEvent>({
         start: (c) => events.forEach((e) => c.enqueue(e)),
       });
@@ -130,7 +134,9 @@ function jobFor(model: TextModel, nonce: string): TextJob {
 
 /** A router whose first choice is a worker answering with `script`, then an honest one. */
 async function setup(
-  script: (model: TextModel) => Promise<(job: TextJob) => InferenceEvent[]>,
+  script: (
+    model: TextModel,
+  ) => Promise<(job: TextJob, identity: Identity) => InferenceEvent[] | Promise<InferenceEvent[]>>,
 ) {
   const model = await loadTinyModel();
   const system = new ActorSystem({ name: "broken-worker" });
@@ -141,9 +147,10 @@ async function setup(
     name: "router/network",
     factory: () => workers,
   });
+  const recorder = new Recorder();
   const validator = await system.spawn<ValidatorMessage>({
     name: "router/validator",
-    factory: () => new Recorder(),
+    factory: () => recorder,
   });
   const port = new NetworkInferencePort(network, validator, Identity.generate());
   const close = async () => {
@@ -151,7 +158,9 @@ async function setup(
     await honest.close();
     await system.shutdown();
   };
-  return { model, port, broken, honest, workers, close };
+  // Mailboxes are FIFO: once an ask is answered, every earlier tell has been handled.
+  const settled = () => validator.ask({ type: "stats" });
+  return { model, port, broken, honest, workers, recorder, settled, close };
 }
 
 /** The job's undisturbed run on the model: what every relay must deliver. */
@@ -172,6 +181,12 @@ async function readAll(stream: ReadableStream<StreamedToken>): Promise<StreamedT
 for (
   const [what, opening] of [
     ["a queued event before its start", () => ({ kind: "queued", position: 1 })],
+    ["a start for another job", (_job: TextJob, model: TextModel) => ({
+      kind: "start",
+      jobId: "ab".repeat(32),
+      model: model.info,
+      promptTokens: 4,
+    })],
     ["a start that claims a resume nobody asked for", (job: TextJob, model: TextModel) => ({
       kind: "start",
       jobId: jobId(job),
@@ -234,6 +249,54 @@ Deno.test("a worker that repeats a token mid-stream is replaced: the job resumes
     assert.equal(summary.finishReason, "length");
     assert.equal(toHex(parseReceipt(summary.receipt).worker), toHex(t.honest.identity.publicKey));
     assert.deepEqual(t.honest.submissions.map((s) => s.resume?.length), [GOOD], "resumed at 3");
+    assert.ok(t.workers.avoided.has(toHex(t.broken.identity.publicKey)));
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a receipt with a job that ended in an error (a prover signs only a finished job) reaches neither the client nor the validator, and the worker is kept off the model", async () => {
+  const TOKENS = 2;
+  let expected: TokenChunk[] = [];
+  const t = await setup(async (model) => {
+    expected = await reference(model, jobFor(model, "error-end"));
+    return async (job, identity) => {
+      // A receipt the worker signed over the true first tokens, all the client gets.
+      const chunks = expected.slice(0, TOKENS);
+      const { receipt } = await proveJob(job, ReadableStream.from(chunks), identity);
+      return [
+        { kind: "start", jobId: jobId(job), model: model.info, promptTokens: 16 },
+        ...chunks.map(({ index, tokenId, text }) => ({
+          kind: "token" as const,
+          index,
+          tokenId,
+          text,
+        })),
+        {
+          kind: "end",
+          summary: {
+            jobId: jobId(job),
+            finishReason: "error",
+            usage: { promptTokens: 16, completionTokens: TOKENS },
+            timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+            receipt,
+            error: { code: "model_worker_failed", message: "the model worker died" },
+          },
+        },
+      ];
+    };
+  });
+  try {
+    const handle = await t.port.submit(jobFor(t.model, "error-end"));
+    const reader = handle.tokens.getReader();
+    for (let i = 0; i < TOKENS; i++) assert.equal((await reader.read()).value?.index, i);
+    await reader.read().catch(() => {});
+    const summary = await handle.done;
+    await t.settled();
+    assert.equal(summary.finishReason, "error");
+    assert.equal(summary.error?.code, "model_worker_failed", "the worker's own error");
+    assert.equal(summary.receipt, undefined, "withheld from the client");
+    assert.deepEqual(t.recorder.told, [], "and from the validator");
     assert.ok(t.workers.avoided.has(toHex(t.broken.identity.publicKey)));
   } finally {
     await t.close();

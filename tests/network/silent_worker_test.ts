@@ -91,7 +91,7 @@ async function settlesWithin<T>(promise: Promise<T>, ms: number, what: string): 
   }
 }
 
-Deno.test("a worker that accepts a job and never starts it is passed over after the start timeout: the job completes on the next worker", async () => {
+Deno.test("a worker that accepts a job and never starts it is passed over after the start timeout: the job completes on the next worker, and the next job does not ask it first", async () => {
   const model = new ScriptedModel();
   const system = new ActorSystem({ name: "silent-worker-test" });
   const models = new StaticModels([model]);
@@ -145,6 +145,12 @@ Deno.test("a worker that accepts a job and never starts it is passed over after 
       "the silent worker's cancel",
     );
     assert(silent.cancelled === 1);
+    // It is asked last for a while: the next job goes straight to the other worker, without
+    // the start timeout's wait.
+    const next = await port.submit({ ...job, nonce: "next" });
+    for await (const _ of next.tokens);
+    assertEquals((await next.done).finishReason, "length");
+    assertEquals(silent.submits, 1, "the silent worker was not asked again");
   } finally {
     for (const c of links) await c.close();
     await system.shutdown();
