@@ -39,6 +39,13 @@ const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
  */
 const MAX_HELD_FRAUD_PROOFS = 64;
 const MAX_HELD_FRAUD_PROOFS_PER_RECEIPT = 4;
+/**
+ * Held proofs per accuser. With the space full, the proof dropped is one of the accuser holding
+ * the most (the longest held of its proofs): a key that floods proofs about receipts that never
+ * come (they cost it nothing) pushes out its own, not an honest finder's, unless it brings as
+ * many staked keys as the space has proofs.
+ */
+const MAX_HELD_FRAUD_PROOFS_PER_ACCUSER = 4;
 
 /** A fraud proof held until its receipt is recorded here ({@link ValidatorMemory.holdFraudProof}). */
 export interface HeldFraudProof {
@@ -69,6 +76,12 @@ export class ValidatorMemory {
   readonly #held = new Map<string, Map<string, HeldFraudProof>>();
   /** How many proofs {@link #held} holds in all. */
   #heldCount = 0;
+  /** Held proofs by accuser (hex key). */
+  readonly #heldBy = new Map<string, number>();
+  /** Accusations taken and not settled (checking, or held), by accuser (hex key). */
+  readonly #accusing = new Map<string, number>();
+  /** The accuser of each fraud proof taken and not settled, by proof hash. */
+  readonly #accuserOf = new Map<string, string>();
 
   /** Keep `message` until `worker` pledges stake here (bounded per worker and in workers). */
   awaitStake(worker: string, message: ReceiptMessage): void {
@@ -131,17 +144,47 @@ export class ValidatorMemory {
     return this.#fraudProofs.get(hash);
   }
 
-  /** A fraud proof taken, with its in-process resolver (oldest forgotten first). */
-  takeFraudProof(hash: string, waiting: PromiseWithResolvers<FraudCheckResult>): void {
+  /**
+   * A fraud proof taken, with its in-process resolver (oldest forgotten first); it counts
+   * against its accuser ({@link accusing}) until {@link fraudProofDone}.
+   */
+  takeFraudProof(
+    hash: string,
+    waiting: PromiseWithResolvers<FraudCheckResult>,
+    accuser: Uint8Array,
+  ): void {
     this.#fraudProofs.set(hash, waiting);
     while (this.#fraudProofs.size > MAX_REMEMBERED_FRAUD_PROOFS) {
       this.#fraudProofs.delete(this.#fraudProofs.keys().next().value!);
+    }
+    const key = toHex(accuser);
+    if (!this.#accuserOf.has(hash)) {
+      this.#accuserOf.set(hash, key);
+      this.#count(this.#accusing, key, 1);
     }
   }
 
   /** A fraud proof settled (or its check failed): still remembered, nobody waits on it. */
   fraudProofDone(hash: string): void {
     this.#fraudProofs.set(hash, null);
+    const key = this.#accuserOf.get(hash);
+    if (key === undefined) return;
+    this.#accuserOf.delete(hash);
+    this.#count(this.#accusing, key, -1);
+  }
+
+  /**
+   * Accusations by `accuser` taken here and not settled yet (being checked, or held for their
+   * receipt): each may cost it the false-accusation penalty, so its stake must cover them all.
+   */
+  accusing(accuser: Uint8Array): number {
+    return this.#accusing.get(toHex(accuser)) ?? 0;
+  }
+
+  #count(counts: Map<string, number>, key: string, delta: number): void {
+    const n = (counts.get(key) ?? 0) + delta;
+    if (n > 0) counts.set(key, n);
+    else counts.delete(key);
   }
 
   /** Whether the fraud proof with this hash, about receipt `id`, is held for its receipt. */
@@ -151,33 +194,56 @@ export class ValidatorMemory {
 
   /**
    * Hold a fraud proof about receipt `id`, not recorded here yet, until the receipt comes in.
-   * Bounded: past {@link MAX_HELD_FRAUD_PROOFS_PER_RECEIPT} for this receipt it is not held
-   * (false); past {@link MAX_HELD_FRAUD_PROOFS} in all, the oldest receipt's proofs are dropped
-   * (their in-process resolvers rejected).
+   * Bounded: past {@link MAX_HELD_FRAUD_PROOFS_PER_RECEIPT} for this receipt, or
+   * {@link MAX_HELD_FRAUD_PROOFS_PER_ACCUSER} for its accuser, it is not held (false); past
+   * {@link MAX_HELD_FRAUD_PROOFS} in all, the longest held proof of the accuser holding the most
+   * is dropped (its in-process resolver rejected).
    */
   holdFraudProof(id: string, hash: string, held: HeldFraudProof): boolean {
     const proofs = this.#held.get(id) ?? new Map<string, HeldFraudProof>();
     if (proofs.size >= MAX_HELD_FRAUD_PROOFS_PER_RECEIPT) return false;
+    const accuser = toHex(held.proof.validator);
+    if ((this.#heldBy.get(accuser) ?? 0) >= MAX_HELD_FRAUD_PROOFS_PER_ACCUSER) return false;
     proofs.set(hash, held);
     this.#held.set(id, proofs);
     this.#heldCount++;
-    while (this.#heldCount > MAX_HELD_FRAUD_PROOFS) {
-      const oldest = this.#held.keys().next().value!;
-      for (const dropped of this.#held.get(oldest)!.values()) {
-        dropped.waiting.reject(new Error("fraud proof dropped: its receipt never came"));
-        this.#heldCount--;
-      }
-      this.#held.delete(oldest);
-    }
+    this.#count(this.#heldBy, accuser, 1);
+    this.#count(this.#accusing, accuser, 1);
+    while (this.#heldCount > MAX_HELD_FRAUD_PROOFS) this.#dropHeld();
     return true;
+  }
+
+  /** Drop the longest held proof of the accuser holding the most. */
+  #dropHeld(): void {
+    let most = 0;
+    for (const n of this.#heldBy.values()) most = Math.max(most, n);
+    for (const [id, proofs] of this.#held) {
+      for (const [hash, held] of proofs) {
+        const accuser = toHex(held.proof.validator);
+        if (this.#heldBy.get(accuser) !== most) continue;
+        held.waiting.reject(new Error("fraud proof dropped: its receipt never came"));
+        this.#forgetHeld(id, proofs, hash, accuser);
+        return;
+      }
+    }
+  }
+
+  #forgetHeld(id: string, proofs: Map<string, HeldFraudProof>, hash: string, accuser: string) {
+    proofs.delete(hash);
+    if (proofs.size === 0) this.#held.delete(id);
+    this.#heldCount--;
+    this.#count(this.#heldBy, accuser, -1);
+    this.#count(this.#accusing, accuser, -1);
   }
 
   /** The proofs held for receipt `id` (now recorded here), in arrival order, forgotten here. */
   takeHeldFraudProofs(id: string): HeldFraudProof[] {
     const proofs = this.#held.get(id);
     if (proofs === undefined) return [];
-    this.#held.delete(id);
-    this.#heldCount -= proofs.size;
-    return [...proofs.values()];
+    const taken = [...proofs.values()];
+    for (const [hash, held] of [...proofs]) {
+      this.#forgetHeld(id, proofs, hash, toHex(held.proof.validator));
+    }
+    return taken;
   }
 }

@@ -47,6 +47,7 @@ import {
   type Receipt,
   receiptContradiction,
   receiptId,
+  verifyReceipt,
 } from "../protocols/receipt.ts";
 import { type Verdict, verdictId } from "../protocols/verdict.ts";
 import {
@@ -761,7 +762,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (record !== undefined && record.status !== "pending" && record.status !== "challenged") {
       return skip("not_pending");
     }
-    if (ledger.account(proof.validator).stake < ledger.economics.falseAccusationPenalty) {
+    // Its stake must cover the penalty of this accusation and of those still being checked or
+    // held here: else one key staked at the penalty buys any number of checks at once.
+    const penalty = ledger.economics.falseAccusationPenalty;
+    const pending = this.#memory.accusing(proof.validator);
+    if (ledger.account(proof.validator).stake < penalty * (pending + 1)) {
       return skip("unstaked_accuser");
     }
     if (ledger.hasAccused(proof.validator, id)) return skip("repeated_accusation");
@@ -772,13 +777,15 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     waiting.promise.catch(() => {});
     if (record === undefined) {
       // The proof outran the receipt's announcement: checked and settled once the receipt is
-      // recorded here through the intake; never recorded from the proof.
+      // recorded here through the intake; never recorded from the proof. Held only about a
+      // receipt its worker signed: made-up receipts would cost a flooder nothing to hold.
+      if (!verifyReceipt(proof.receipt).ok) return skip("bad_signature");
       if (!this.#memory.holdFraudProof(id, hash, { proof, origin, waiting })) {
         return skip("too_many_held");
       }
       return { queued: false, awaitingReceipt: true, result: waiting.promise };
     }
-    this.#memory.takeFraudProof(hash, waiting);
+    this.#memory.takeFraudProof(hash, waiting, proof.validator);
     this.#enqueue(() => this.#checkFraud(proof)).then(
       (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
       (error) => {

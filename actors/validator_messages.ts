@@ -290,12 +290,14 @@ export interface FraudProofHandled {
   /** Whether it was queued to be checked (one forward pass up to the cited positions). */
   queued: boolean;
   /**
-   * Why not: `malformed`, `bad_signature`, `duplicate` (this proof was already taken),
-   * `not_pending` (its receipt is already final or settled here), `unstaked_accuser` (its signer
-   * has no stake to lose here if it is false, so checking it would be free work for anyone),
-   * `repeated_accusation` (its signer already accused this receipt: one accusation each),
-   * `self_accusation` (signed by the receipt's own worker), `too_many_held` (its receipt is not
-   * recorded here and as many proofs about it as are held per receipt wait already).
+   * Why not: `malformed`, `bad_signature` (the proof's, or, for a receipt not recorded here,
+   * the receipt's), `duplicate` (this proof was already taken), `not_pending` (its receipt is
+   * already final or settled here), `unstaked_accuser` (its signer's stake here does not cover
+   * the false-accusation penalty of this proof and of its others still being checked or held,
+   * so checking it would be free work), `repeated_accusation` (its signer already accused this
+   * receipt: one accusation each), `self_accusation` (signed by the receipt's own worker),
+   * `too_many_held` (its receipt is not recorded here, and as many proofs about it, or by its
+   * signer, as are held per receipt or per accuser wait already).
    */
   skipped?:
     | "malformed"

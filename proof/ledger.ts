@@ -979,7 +979,12 @@ export class Ledger {
           receiptId: rec.receiptId,
           fraudProof: settlement.fraudProofHash,
           validator,
-          penalty: this.#economics.falseAccusationPenalty,
+          // What the accuser has, at most: a stake never goes below zero (an accuser with none
+          // here loses nothing, and its proofs are not checked: `ValidatorActor`).
+          penalty: Math.min(
+            this.#economics.falseAccusationPenalty,
+            Math.max(0, this.#state.account(validator).stake),
+          ),
           reason: settlement.reason,
         };
     });

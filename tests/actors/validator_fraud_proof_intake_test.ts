@@ -18,6 +18,7 @@ import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts"
 import { signVerdict } from "../../protocols/verdict.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { validateReceipt } from "../../proof/validation.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
   announceAssigned,
@@ -268,6 +269,95 @@ Deno.test("a proof about a receipt never announced here records nothing and move
       locked: 0,
     });
     assert.equal((await t.account(t.accuser.publicKey)).stake, ACCUSER_STAKE);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a flood of held proofs from staked keys about receipts that never come does not push out an honest finder's: each key holds at most 4, the flooders' go first, and the cheat is slashed when its receipt comes", async () => {
+  const t = await setup(0); // the coin never challenges here: only the finder's proof convicts
+  try {
+    const { job, receipt, id } = await t.prove(true);
+    const { fraudProof } = await validateReceipt(
+      { job, receipt, proof: t.served.get(id)!.proof },
+      f.honest,
+      t.accuser,
+    );
+    const finder = await t.validator.ask<FraudProofHandled>({
+      type: "fraud_proof",
+      proof: fraudProof,
+      origin: "cd".repeat(32),
+    });
+    assert.equal(finder.awaitingReceipt, true);
+    // 17 staked keys, 4 proofs each, about receipts their own worker keys signed and never
+    // announce: 68 held would overflow the 64; a fifth from one key is not held at all.
+    const flood: (string | boolean | undefined)[] = [];
+    for (let k = 0; k < 17; k++) {
+      const flooder = Identity.generate();
+      await t.validator.ask({ type: "deposit", key: flooder.publicKey, amount: ACCUSER_STAKE });
+      for (let i = 0; i < (k === 0 ? 5 : 4); i++) {
+        const { sig: _s, worker: _w, ...body } = receipt;
+        const madeUp = signReceipt({
+          ...body,
+          jobId: toHex(crypto.getRandomValues(new Uint8Array(32))),
+        }, Identity.generate());
+        const h = await t.validator.ask<FraudProofHandled>({
+          type: "fraud_proof",
+          proof: falseProof(madeUp, flooder),
+          origin: "ee".repeat(32),
+        });
+        h.result?.catch(() => {});
+        flood.push(h.awaitingReceipt ?? h.skipped);
+      }
+    }
+    assert.deepEqual(flood.slice(0, 5), [true, true, true, true, "too_many_held"]);
+    assert.equal(flood.filter((x) => x === true).length, 68);
+    // A proof about a receipt nobody signed is not held.
+    const { sig: _s, ...forged } = {
+      ...receipt,
+      jobId: toHex(crypto.getRandomValues(new Uint8Array(32))),
+    };
+    const unsigned = await t.validator.ask<FraudProofHandled>({
+      type: "fraud_proof",
+      proof: falseProof({ ...forged, sig: new Uint8Array(64) } as Receipt, t.accuser),
+      origin: "ee".repeat(32),
+    });
+    assert.equal(unsigned.skipped, "bad_signature");
+    // The colluding requester announces the cheat's receipt only now: the finder's proof,
+    // still held, is checked and settles it.
+    assert.ok((await t.announce(receipt, job)).recorded);
+    assert.equal((await finder.result!).confirmed, true);
+    await t.closeWindow();
+    await assertWorkerSlashed(t, id, receipt.tokenCount);
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("an accuser's stake must cover every accusation it has in flight: a second false proof from a key staked at the penalty is not taken, and no stake goes below zero", async () => {
+  const t = await setup(0);
+  try {
+    const poor = Identity.generate();
+    await t.validator.ask({ type: "deposit", key: poor.publicKey, amount: PENALTY });
+    const receipts = [];
+    for (let i = 0; i < 2; i++) {
+      const { job, receipt } = await t.prove(false);
+      assert.ok((await t.announce(receipt, job)).recorded);
+      receipts.push(receipt);
+    }
+    // Both sent before either is settled (the actor takes messages in order).
+    const sent = receipts.map((receipt) =>
+      t.validator.ask<FraudProofHandled>({
+        type: "fraud_proof",
+        proof: falseProof(receipt, poor),
+        origin: "cd".repeat(32),
+      })
+    );
+    const [first, second] = await Promise.all(sent);
+    assert.equal(first.queued, true);
+    assert.equal(second.skipped, "unstaked_accuser");
+    assert.equal((await first.result!).confirmed, false);
+    assert.deepEqual(await t.account(poor.publicKey), { balance: 0, stake: 0, locked: 0 });
   } finally {
     await t.close();
   }

@@ -63,6 +63,38 @@ Deno.test("ledger: pending receipt becomes final after the window and is credite
     await ledger.close();
   }));
 
+Deno.test("ledger: a refuted accusation costs the accuser its penalty at most what it has staked, never below zero, also after a restart", () =>
+  withLedger(async (dir, clock) => {
+    const options = { now: () => clock.t };
+    let ledger = await Ledger.open(dir, owner, options);
+    await ledger.deposit(worker.publicKey, 1000);
+    const little = Identity.generate();
+    const none = Identity.generate();
+    await ledger.deposit(little.publicKey, 30); // under the penalty (100)
+    const [a, b] = [receipt(3, 10), receipt(4, 10)];
+    await ledger.recordReceipt(a);
+    await ledger.recordReceipt(b);
+    for (const [r, accuser, hash] of [[a, little, "61"], [b, none, "62"]] as const) {
+      const entry = await ledger.settleFraud({
+        receiptId: receiptId(r),
+        fraudProofHash: hash.repeat(32),
+        validator: accuser.publicKey,
+        confirmed: false,
+        reason: "not_reproduced",
+      });
+      assert.equal(entry.body.penalty, accuser === little ? 30 : 0);
+    }
+    const expect = () => {
+      assert.deepEqual(ledger.account(little.publicKey), { balance: 0, stake: 0, locked: 0 });
+      assert.deepEqual(ledger.account(none.publicKey), { balance: 0, stake: 0, locked: 0 });
+    };
+    expect();
+    await ledger.close();
+    ledger = await Ledger.open(dir, owner, options);
+    expect();
+    await ledger.close();
+  }));
+
 Deno.test("ledger: a confirmed fraud slashes and rewards; a refuted one costs the validator", () =>
   withLedger(async (dir, clock) => {
     const ledger = await Ledger.open(dir, owner, { now: () => clock.t });
