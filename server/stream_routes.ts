@@ -9,6 +9,7 @@ import { Hono } from "hono";
 import type { EdgeEnv } from "./client_access.ts";
 import type { EdgeConfig } from "./edge_config.ts";
 import type { EdgeStats } from "./edge_stats.ts";
+import { EdgeError } from "./http_errors.ts";
 import type { InferenceGateway } from "./inference_gateway.ts";
 import { drainBeforeShutdown } from "./serve.ts";
 import { StreamSession } from "./stream_session.ts";
@@ -33,7 +34,19 @@ export function streamRoutes(
         },
       }, 426);
     }
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    let upgraded: ReturnType<typeof Deno.upgradeWebSocket>;
+    try {
+      upgraded = Deno.upgradeWebSocket(c.req.raw);
+    } catch (error) {
+      // An Upgrade request whose handshake is not a WebSocket one (no Sec-WebSocket-Key, a
+      // version other than 13, …): the client's mistake, said as such, not a 500.
+      throw new EdgeError(
+        "invalid_request",
+        `not a valid WebSocket handshake: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    const { socket, response } = upgraded;
     const session = new StreamSession(socket, gateway, {
       maxMessageBytes: edge.maxRequestBytes,
       idleTimeoutMs: edge.clientIdleTimeoutMs,

@@ -210,6 +210,18 @@ Deno.test("GET /v1/stream without an Upgrade header answers 426 in the OpenAI er
   });
 });
 
+Deno.test("GET /v1/stream with an Upgrade header but no WebSocket handshake answers 400 in the OpenAI error shape, naming what is wrong", async () => {
+  await withNode({}, async (node) => {
+    const response = await fetch(`${node.url}/v1/stream`, {
+      headers: { upgrade: "websocket", connection: "Upgrade" },
+    });
+    assertEquals(response.status, 400);
+    const { error } = await response.json();
+    assertEquals([error.code, error.type], ["invalid_request", "invalid_request_error"]);
+    assert(/WebSocket handshake/.test(error.message), error.message);
+  });
+});
+
 Deno.test("WS /v1/stream: a cancel right after the infer (before the job is accepted) ends in done/cancelled, and the job's start and cancel are logged", async () => {
   const log: string[] = [];
   const node = await startTestNode({ log: (line) => log.push(line) });
