@@ -237,6 +237,8 @@ class FailoverJob {
   #firstTokenAt = NaN;
   #cancelled = false;
   #ended = false;
+  /** Between losing a worker and another taking over (or none). */
+  #failingOver = false;
 
   constructor(options: FailoverOptions) {
     this.#o = options;
@@ -333,6 +335,21 @@ class FailoverJob {
     error = this.#lost!.error;
     const maxWorkers = this.#o.maxWorkers ?? MAX_WORKERS_PER_JOB;
     const maxAsked = this.#o.maxAsked ?? MAX_WORKERS_ASKED_PER_JOB;
+    this.#failingOver = true;
+    try {
+      return await this.#nextWorker(lost, error, maxWorkers, maxAsked);
+    } finally {
+      this.#failingOver = false;
+    }
+  }
+
+  /** Ask for workers until one takes the job over (undefined), else the job's ending error. */
+  async #nextWorker(
+    lost: Uint8Array,
+    error: unknown,
+    maxWorkers: number,
+    maxAsked: number,
+  ): Promise<unknown> {
     let why: string | undefined;
     while (this.#spent < maxWorkers && this.#excluded.length < maxAsked) {
       const outcome = await this.#o.resume(this.#excluded, this.#delivered);
@@ -371,7 +388,10 @@ class FailoverJob {
     this.#cancelled = true;
     this.#reader.cancel(reason).catch(() => {});
     this.#attempt.handle.cancel();
-    this.#settle();
+    // Between workers, the current attempt is the one lost: its summary is its failure, not
+    // the client's cancel (a worker starting meanwhile is cancelled as it starts).
+    if (this.#failingOver) this.#endWith(undefined);
+    else this.#settle();
   }
 
   /** The job ended with the current worker: its summary, over every worker's tokens. */
@@ -395,14 +415,18 @@ class FailoverJob {
     });
   }
 
-  /** The job ended in an error this side (a lost worker nobody replaced, a broken stream). */
+  /**
+   * The job ended this side: in an error (a lost worker nobody replaced, a broken stream), or
+   * cancelled by the client between workers (`error` undefined).
+   */
   #endWith(error: unknown): void {
     if (this.#ended) return;
     this.#ended = true;
     const end = this.#now();
+    const cancelled = error === undefined;
     this.#done.resolve({
       jobId: this.#o.first.handle.jobId,
-      finishReason: "error",
+      finishReason: cancelled ? "cancelled" : "error",
       usage: {
         promptTokens: this.#o.first.handle.promptTokens,
         completionTokens: this.#delivered.length - this.#given,
@@ -413,10 +437,12 @@ class FailoverJob {
         totalMs: end - this.#startedAt,
         tokensPerS: NaN,
       },
-      error: {
-        code: codeOf(error),
-        message: error instanceof Error ? error.message : String(error),
-      },
+      ...(cancelled ? {} : {
+        error: {
+          code: codeOf(error),
+          message: error instanceof Error ? error.message : String(error),
+        },
+      }),
     });
   }
 

@@ -98,3 +98,41 @@ Deno.test("failover: a job asks at most MAX_WORKERS_ASKED_PER_JOB workers howeve
   assert.equal(asked.length + 1, MAX_WORKERS_ASKED_PER_JOB);
   assert.equal(done.error?.code, "connection_closed");
 });
+
+Deno.test("failover: a client that cancels while the job is between workers gets done cancelled, and the worker that starts meanwhile is cancelled", async () => {
+  const resumeAsked = Promise.withResolvers<void>();
+  const resumeAnswer = Promise.withResolvers<ResumeOutcome>();
+  let nextCancelled = false;
+  const next = attempt(1, 2);
+  next.handle.cancel = () => void (nextCancelled = true);
+  // The first worker's summary once lost: its failure, which the client's cancel must not get.
+  const lostSummary: JobSummary = {
+    ...summary,
+    finishReason: "error",
+    error: { code: "connection_closed", message: "worker gone" },
+  };
+  const first = attempt(0, 0, 2);
+  first.handle.done = Promise.resolve(lostSummary);
+  const handle = withFailover({
+    first,
+    settle: (s) => s,
+    resume: () => {
+      resumeAsked.resolve();
+      return resumeAnswer.promise;
+    },
+  });
+  const reader = handle.tokens.getReader();
+  await reader.read();
+  await reader.read();
+  const third = reader.read(); // the first worker is lost here: the next one is asked
+  third.catch(() => {});
+  await resumeAsked.promise;
+  handle.cancel(); // the client leaves meanwhile
+  const done = await handle.done;
+  assert.equal(done.finishReason, "cancelled");
+  assert.equal(done.error, undefined);
+  assert.equal(done.usage.completionTokens, 2);
+  resumeAnswer.resolve({ kind: "started", attempt: next }); // that worker started anyway
+  await third.catch(() => {});
+  assert.ok(nextCancelled, "its job is cancelled as it starts");
+});
