@@ -4,9 +4,11 @@
  * histograms (time to first token, inter-token latency, tokens per second).
  *
  * {@link JobMonitor.wrap} returns a port that submits through the real one and observes each
- * token on its way to the requester (a pass-through transform, not a tee: the requester's
- * reading pace still drives the job, and nothing is buffered for the monitor). Listeners are
- * called synchronously and must not block; the text kept per job is bounded.
+ * token as the requester takes it (read from the job's stream on the requester's pull, not a
+ * tee: the requester's reading pace still drives the job, and nothing is buffered for the
+ * monitor). A job's `job_ended` comes once it ended and its requester has read its last token
+ * (or cancelled), after every `job_token`. Listeners are called synchronously and must not
+ * block; the text kept per job is bounded.
  *
  * @module
  */
@@ -180,24 +182,51 @@ export class JobMonitor {
         tokensPerS: job.tokensPerS,
       });
     };
-    const tokens = handle.tokens.pipeThrough(
-      new TransformStream<StreamedToken, StreamedToken>({
-        transform(token, controller) {
-          observe(token);
-          controller.enqueue(token);
-        },
-      }),
-    );
+    // Each token is seen as the requester takes it: one read of the job's stream per pull, so
+    // nothing is read ahead of the requester (a pipe through a transform read the next token,
+    // the job's last one among them, before the requester asked, and the job then ended here
+    // with that token not yet seen).
+    const streamEnded = Promise.withResolvers<void>();
+    const reader = handle.tokens.getReader();
+    const tokens = new ReadableStream<StreamedToken>({
+      pull: async (controller) => {
+        let result: ReadableStreamReadResult<StreamedToken>;
+        try {
+          result = await reader.read();
+        } catch (error) {
+          streamEnded.resolve();
+          throw error;
+        }
+        if (result.done) {
+          controller.close();
+          streamEnded.resolve();
+          return;
+        }
+        observe(result.value);
+        controller.enqueue(result.value);
+      },
+      cancel: (reason) => {
+        streamEnded.resolve();
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
     const done = handle.done.then((summary) => {
-      job.text = job.text.slice(-MAX_KEPT_TEXT);
-      job.state = summary.finishReason;
-      if (job.tokensPerS !== undefined) this.#rate.observe(job.tokensPerS);
-      this.#live.delete(job.jobId);
-      this.#recent.unshift(job);
-      this.#recent.length = Math.min(this.#recent.length, RECENT_JOBS);
-      if (this.#listeners.length > 0) this.#emit({ type: "job_ended", job: { ...job }, summary });
+      // The job's end is reported once the requester has its last token too (or stopped
+      // reading): after every `job_token`, and counting them all.
+      void streamEnded.promise.then(() => this.#ended(job, summary));
       return summary;
     });
     return { ...handle, tokens, done };
+  }
+
+  /** `job` ended with `summary`, and its requester has every token it will read. */
+  #ended(job: WatchedJob, summary: JobSummary): void {
+    job.text = job.text.slice(-MAX_KEPT_TEXT);
+    job.state = summary.finishReason;
+    if (job.tokensPerS !== undefined) this.#rate.observe(job.tokensPerS);
+    this.#live.delete(job.jobId);
+    this.#recent.unshift(job);
+    this.#recent.length = Math.min(this.#recent.length, RECENT_JOBS);
+    if (this.#listeners.length > 0) this.#emit({ type: "job_ended", job: { ...job }, summary });
   }
 }

@@ -85,3 +85,63 @@ Deno.test("listeners hear each token; with none, the job still counts", async ()
   assert.equal(heard.length, 5, "nobody listening: nothing built");
   assert.equal(monitor.snapshot().recent[0].tokens, 4);
 });
+
+/** A port whose one job has ended before its requester reads: `count` tokens wait in a queue. */
+function endedPortOf(count: number): InferencePort {
+  return {
+    ...portOf(count),
+    submit: () =>
+      Promise.resolve({
+        jobId: "e",
+        model: { cid: "m", name: "m", kind: "text" },
+        promptTokens: 1,
+        tokens: ReadableStream.from(
+          Array.from({ length: count }, (_, i): StreamedToken => ({
+            index: i,
+            tokenId: i,
+            text: `t${i} `,
+          })),
+        ),
+        done: Promise.resolve({
+          jobId: "e",
+          finishReason: "length",
+          usage: { promptTokens: 1, completionTokens: count },
+          timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+        } as JobSummary),
+        cancel: () => {},
+      } as unknown as InferenceHandle),
+  };
+}
+
+Deno.test("a job's end is heard after its requester took the last token, even when the job ended first; a requester that stops reading ends it there", async () => {
+  const monitor = new JobMonitor();
+  const heard: JobEvent[] = [];
+  monitor.subscribe((event) => heard.push(event));
+  const types = () => heard.map((e) => e.type === "job_token" ? `token${e.index}` : e.type);
+  const handle = await monitor.wrap(endedPortOf(3)).submit({} as TextJob);
+  await handle.done; // the job is over; its tokens wait for a slow requester
+  const reader = handle.tokens.getReader();
+  for (let i = 0; i < 3; i++) {
+    await reader.read();
+    assert.deepEqual(types().at(-1), `token${i}`, "nothing heard ahead of the requester");
+  }
+  assert.equal((await reader.read()).done, true);
+  await Promise.resolve();
+  assert.deepEqual(types(), ["job_started", "token0", "token1", "token2", "job_ended"]);
+  const [ended] = heard.filter((e) => e.type === "job_ended") as Extract<
+    JobEvent,
+    { type: "job_ended" }
+  >[];
+  assert.equal(ended.job.tokens, 3);
+  // A requester that cancels after one token: the end comes then, with that one token.
+  heard.length = 0;
+  const left = await monitor.wrap(endedPortOf(3)).submit({} as TextJob);
+  const leftReader = left.tokens.getReader();
+  await leftReader.read();
+  await left.done;
+  assert.deepEqual(types(), ["job_started", "token0"]);
+  await leftReader.cancel();
+  await Promise.resolve();
+  assert.deepEqual(types(), ["job_started", "token0", "job_ended"]);
+  assert.equal(monitor.snapshot().recent[0].tokens, 1);
+});
