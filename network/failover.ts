@@ -164,6 +164,11 @@ export interface RelayedOutput {
   output: string | undefined;
   /** Tokens it has: positions `0 … n−1`, its own prefix included. */
   tokens: number;
+  /**
+   * Where the worker that finished took the job over (0: it ran it all). Text before it came
+   * from workers this job lost, which signed none of it.
+   */
+  resumedAt: number;
 }
 
 /** Options of {@link withFailover}. */
@@ -410,6 +415,7 @@ class FailoverJob {
       const relayed = {
         output: this.#given === 0 ? this.#output : undefined,
         tokens: this.#delivered.length,
+        resumedAt: this.#resumes === 0 ? 0 : this.#resumedAt,
       };
       this.#done.resolve(this.#o.settle(whole, attempt, relayed));
     });

@@ -319,7 +319,12 @@ export class NetworkInferencePort implements InferencePort {
       ? `it claims ${claimed} tokens, and ${relayed.tokens} were relayed to the client`
       : undefined;
     if (failure !== undefined) {
-      this.#avoid(worker, job.model);
+      // Text before a resume came from a lost worker that signed none of it: a receipt that
+      // fails only over the text (the resumer signs the text it decodes from the same ids) may
+      // be that worker's doing, not this one's, so this one is not blamed for it.
+      const unattributable = relayed.resumedAt > 0 && !check.ok &&
+        check.reason === "output_mismatch";
+      if (!unattributable) this.#avoid(worker, job.model);
       const { receipt: _withheld, ...rest } = summary;
       return {
         ...rest,

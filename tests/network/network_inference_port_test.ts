@@ -234,6 +234,8 @@ Deno.test("a relayed job's top logprobs reach the client through the forwarding 
 
 /** Stands in for the NetworkActor: several workers, the first open one not excluded. */
 class Workers implements Actor<NetworkMessage> {
+  /** What the router told the network (`worker_refused_model`, …). */
+  readonly told: NetworkMessage[] = [];
   constructor(readonly connections: Connection[], readonly models: unknown[]) {}
   receive(message: NetworkMessage): unknown {
     if (message.type === "worker") {
@@ -241,6 +243,7 @@ class Workers implements Actor<NetworkMessage> {
       return this.connections.find((c) => !c.isClosed && !exclude.includes(toHex(c.peerKey!)));
     }
     if (message.type === "worker_models") return this.models;
+    this.told.push(message);
     return undefined;
   }
 }
@@ -338,9 +341,10 @@ async function routerWith(
   for (let i = 0; i < count; i++) {
     workers.push(await startWorker(system, `worker${i}`, served[i], proofs, limits(i)));
   }
+  const net = new Workers(workers.map((w) => w.toWorker), [served[0].info]);
   const network = await system.spawn<NetworkMessage>({
     name: "router/network",
-    factory: () => new Workers(workers.map((w) => w.toWorker), [served[0].info]),
+    factory: () => net,
   });
   const told: ValidatorMessage[] = [];
   const validator = await system.spawn<ValidatorMessage>({
@@ -358,12 +362,16 @@ async function routerWith(
     // The router names itself in every job it forwards (only it can then assign the job).
     requester: toHex(requester.publicKey),
   });
-  const settled = () => validator.ask({ type: "stats" });
+  // Mailboxes are FIFO: once an ask is answered, every earlier tell has been handled.
+  const settled = async () => {
+    await validator.ask({ type: "stats" });
+    await network.ask({ type: "worker_models" });
+  };
   const close = async () => {
     for (const w of workers) await w.close();
     await system.shutdown();
   };
-  return { model, port, job, workers, told, proofs, settled, close };
+  return { model, port, job, workers, told, net, proofs, settled, close };
 }
 
 /** Read `n` tokens (all when absent) from a reader, as the client gets them. */
@@ -514,6 +522,45 @@ Deno.test("a resume the next worker cannot reproduce (it reports resume_mismatch
       toHex(parseReceipt(summary.receipt).worker),
       toHex(t.workers[2].identity.publicKey),
     );
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("a lost worker that relayed the right ids with altered text does not get the honest worker that resumed after it blamed: the receipt is withheld, nobody is kept off the model for it", async () => {
+  // Worker 0 sends each token's id with "!" for its text, then dies; worker 1 resumes from the
+  // ids and signs over the true text, which is not what the client got.
+  const t = await routerWith(2, (tiny, i) =>
+    i === 0
+      ? {
+        info: tiny.info,
+        tokenizer: tiny.tokenizer,
+        forward: (tokens: readonly number[], o?: { signal?: AbortSignal }) =>
+          tiny.forward(tokens, o),
+        generate: (ids: number[], p: GenerationParams, o?: GenerateOptions) =>
+          tiny.generate(ids, p, o).pipeThrough(
+            new TransformStream<TokenChunk, TokenChunk>({
+              transform: (chunk, out) => out.enqueue({ ...chunk, text: "!" }),
+            }),
+          ),
+      } as GenerativeModel
+      : tiny);
+  try {
+    const job = t.job("altered-then-lost");
+    const reference = await undisturbed(t.model, job);
+    const handle = await t.port.submit(job);
+    const reader = handle.tokens.getReader();
+    const before = await readTokens(reader, 4);
+    t.workers[0].die();
+    const tokens = [...before, ...await readTokens(reader)];
+    assertEquals(tokens.map((x) => x.tokenId), reference.ids, "the ids are the job's");
+    const summary = await handle.done;
+    await t.settled();
+    assertEquals(summary.error?.code, "receipt_rejected");
+    assertEquals(summary.receipt, undefined);
+    assertEquals(t.told.length, 0, "the validator got no receipt");
+    const blamed = t.net.told.filter((m) => m.type === "worker_refused_model");
+    assertEquals(blamed, [], "the resuming worker is not kept off the model");
   } finally {
     await t.close();
   }
