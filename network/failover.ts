@@ -27,7 +27,9 @@
  * a reason that cost something (a failing model, no start in time, a resume it could not
  * replay). A worker that turned it away as full (`CAPACITY_REFUSAL_CODES`) spent nothing — no
  * token, no prefill, one round trip — so it does not count, and the next worker that serves
- * the model is asked, up to {@link MAX_WORKERS_ASKED_PER_JOB} in all.
+ * the model is asked, up to {@link MAX_WORKERS_ASKED_PER_JOB} in all. The budget is one for the
+ * whole job: the workers that refused it before its first worker started it count (and are not
+ * asked to resume it).
  *
  * @module
  */
@@ -194,6 +196,12 @@ export interface FailoverOptions {
   settle(summary: JobSummary, attempt: WorkerAttempt, relayed: RelayedOutput): JobSummary;
   /** Called with each worker the job lost (for the router's bookkeeping), before resuming. */
   lost?(worker: Uint8Array, error: unknown): void;
+  /**
+   * Workers the job already went through before `first` took it (they refused it at its start),
+   * and how many of them it spent: a resume never asks them, and they count against the job's
+   * budget, which is one for the whole job.
+   */
+  before?: { workers: readonly Uint8Array[]; spent: number };
   /** Most workers the job may spend ({@link MAX_WORKERS_PER_JOB}): lost or refusing at a cost. */
   maxWorkers?: number;
   /** Most workers to ask, those full included ({@link MAX_WORKERS_ASKED_PER_JOB}). */
@@ -250,6 +258,8 @@ class FailoverJob {
     this.#now = options.now ?? (() => performance.now());
     this.#startedAt = this.#now();
     this.#attempt = options.first;
+    this.#excluded.push(...options.before?.workers ?? []);
+    this.#spent = options.before?.spent ?? 0;
     this.#delivered = [...options.prefix ?? []];
     this.#given = this.#delivered.length;
     this.#reader = options.first.handle.tokens.getReader();

@@ -168,9 +168,10 @@ export class NetworkInferencePort implements InferencePort {
           `another node may take (its fraud proofs must fit one frame); shorten the prompt`,
       );
     }
-    const first = await this.#start(job, options);
+    const { first, before } = await this.#start(job, options);
     return withFailover({
       first,
+      before,
       prefix: options?.resume,
       resume: (exclude, prefix) => this.#resume(job, options, exclude, prefix),
       // The assignment is signed once the job is done, off the first token's path (an ed25519
@@ -208,7 +209,10 @@ export class NetworkInferencePort implements InferencePort {
    * parameters, an empty prompt) would be every worker's, and goes to the client at once.
    * @throws {NoWorkerError} when no worker serves the model; else the last worker's refusal.
    */
-  async #start(job: TextJob, options: SubmitOptions | undefined): Promise<WorkerAttempt> {
+  async #start(
+    job: TextJob,
+    options: SubmitOptions | undefined,
+  ): Promise<{ first: WorkerAttempt; before: { workers: Uint8Array[]; spent: number } }> {
     const refusedBy: Uint8Array[] = [];
     let spent = 0;
     let refusal: unknown;
@@ -224,7 +228,8 @@ export class NetworkInferencePort implements InferencePort {
       try {
         const handle = await port.submit(job, options);
         this.#busy.took(toHex(worker));
-        return { worker, handle, assignedAt };
+        // Those that refused it count against the job's one budget (`failover.ts`).
+        return { first: { worker, handle, assignedAt }, before: { workers: refusedBy, spent } };
       } catch (error) {
         if (!isWorkerRefusal(error)) throw error;
         refusedBy.push(worker);

@@ -136,3 +136,26 @@ Deno.test("failover: a client that cancels while the job is between workers gets
   await third.catch(() => {});
   assert.ok(nextCancelled, "its job is cancelled as it starts");
 });
+
+Deno.test("failover: the workers that refused the job at its start count against its one budget and are not asked to resume it", async () => {
+  // Two workers refused the job at its start at a cost (say, a failing model): with the first
+  // worker lost, the job may spend one more, and never on them.
+  const refusedAtStart = [new Uint8Array([8]), new Uint8Array([9])];
+  const excludes: number[][] = [];
+  const handle = withFailover({
+    first: attempt(0, 0, 2),
+    before: { workers: refusedAtStart, spent: 2 },
+    settle: (s) => s,
+    resume(exclude) {
+      excludes.push(exclude.map((key) => key[0]));
+      const error = new VeriflowError("model_load_failed", "its model fails");
+      return Promise.resolve({ kind: "refused", worker: new Uint8Array([excludes.length]), error });
+    },
+  });
+  const reader = handle.tokens.getReader();
+  await reader.read();
+  await reader.read();
+  await assert.rejects(() => reader.read(), { code: "connection_closed" });
+  assert.deepEqual(excludes, [[8, 9, 0]], "one resume asked, excluding those already tried");
+  assert.equal((await handle.done).error?.code, "connection_closed");
+});
