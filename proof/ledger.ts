@@ -643,19 +643,8 @@ export class Ledger {
         // assigned the job twice, and this ends as if both had come with their assignments
         // (below): the one holding the job loses its credit while open, this one earns nothing.
         if (requester !== null && first !== undefined && first.receiptId !== check.receiptId) {
-          const firstOpen = first.status === "pending" || first.status === "challenged";
-          if (firstOpen && first.credit > 0) {
-            return {
-              kind: "double_assignment",
-              body: {
-                jobId: receipt.jobId,
-                receiptId: first.receiptId,
-                second: receipt as unknown as Record<string, unknown>,
-                assignment: assignment as unknown as Record<string, unknown>,
-                uncredited: first.credit,
-              },
-            };
-          }
+          const twice = doubleAssignment(first, receipt, assignment);
+          if (twice !== undefined) return twice;
           throw new LedgerRejectedError(
             "job_already_recorded",
             "another receipt for this job is already recorded",
@@ -691,19 +680,8 @@ export class Ledger {
         first !== undefined && requester !== null && first.worker !== worker &&
         first.requester !== undefined
       ) {
-        const open = first.status === "pending" || first.status === "challenged";
-        if (open && first.credit > 0) {
-          return {
-            kind: "double_assignment",
-            body: {
-              jobId: receipt.jobId,
-              receiptId: first.receiptId,
-              second: receipt as unknown as Record<string, unknown>,
-              assignment: assignment as unknown as Record<string, unknown>,
-              uncredited: first.credit,
-            },
-          };
-        }
+        const twice = doubleAssignment(first, receipt, assignment);
+        if (twice !== undefined) return twice;
       }
       if (firstId !== undefined && !supersedes) {
         // One payment per job: the same work re-signed with other timings, signed again under
@@ -1195,4 +1173,24 @@ function closeQuietly(index: LedgerIndex): void {
   } catch {
     // a damaged database may fail to close cleanly: it is deleted next
   }
+}
+
+/**
+ * The entry for a job its requester assigned twice, `first` holding it and `second` the other
+ * worker's receipt with its assignment: the first loses its credit while it is open; undefined
+ * when it has none left to lose (closed, or earning nothing).
+ */
+function doubleAssignment(first: ReceiptRecord, second: Receipt, assignment: unknown) {
+  const open = first.status === "pending" || first.status === "challenged";
+  if (!open || first.credit <= 0) return undefined;
+  return {
+    kind: "double_assignment" as const,
+    body: {
+      jobId: second.jobId,
+      receiptId: first.receiptId,
+      second: second as unknown as Record<string, unknown>,
+      assignment: assignment as unknown as Record<string, unknown>,
+      uncredited: first.credit,
+    },
+  };
 }

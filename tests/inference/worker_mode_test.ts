@@ -126,8 +126,11 @@ function holdsBinary(value: unknown): boolean {
   return Object.values(value).some(holdsBinary);
 }
 
-Deno.test("a model worker posts each generated token as (token, fingerprint): no logits row crosses to this thread", async () => {
-  // Every message the pool's worker sends this thread, seen beside the pool's own handler.
+/**
+ * A one-worker model whose worker's messages to this thread are recorded (`received`), beside
+ * the pool's own handler.
+ */
+async function recordedWorkerModel(): Promise<{ model: TextModel; received: unknown[] }> {
   const received: unknown[] = [];
   const NativeWorker = globalThis.Worker;
   class RecordingWorker extends NativeWorker {
@@ -137,12 +140,20 @@ Deno.test("a model worker posts each generated token as (token, fingerprint): no
     }
   }
   globalThis.Worker = RecordingWorker;
-  let model: TextModel;
   try {
-    model = await TextModelClass.load(dir, { worker: true, workerCount: 1, intraOpThreads: 1 });
+    const model = await TextModelClass.load(dir, {
+      worker: true,
+      workerCount: 1,
+      intraOpThreads: 1,
+    });
+    return { model, received };
   } finally {
     globalThis.Worker = NativeWorker;
   }
+}
+
+Deno.test("a model worker posts each generated token as (token, fingerprint): no logits row crosses to this thread", async () => {
+  const { model, received } = await recordedWorkerModel();
   try {
     const V = model.info.vocabSize;
     received.length = 0;
@@ -333,22 +344,7 @@ Deno.test("concurrent worker-mode generations each equal their solo in-thread ru
 });
 
 Deno.test("generations stepping together on one worker share messages both ways, and each still gets its own tokens", async () => {
-  // Every message the worker sends this thread, beside the pool's own handler.
-  const received: unknown[] = [];
-  const NativeWorker = globalThis.Worker;
-  class RecordingWorker extends NativeWorker {
-    constructor(...args: ConstructorParameters<typeof Worker>) {
-      super(...args);
-      this.addEventListener("message", (event) => received.push((event as MessageEvent).data));
-    }
-  }
-  globalThis.Worker = RecordingWorker;
-  let model: TextModel;
-  try {
-    model = await TextModelClass.load(dir, { worker: true, workerCount: 1, intraOpThreads: 1 });
-  } finally {
-    globalThis.Worker = NativeWorker;
-  }
+  const { model, received } = await recordedWorkerModel();
   try {
     const jobs = PROMPTS.map((prompt, i) => ({
       prompt,
@@ -380,7 +376,7 @@ Deno.test("generations stepping together on one worker share messages both ways,
     assert.ok(requests >= tokens, `${requests} requests for ${tokens} tokens`);
     assert.ok(messages < requests / 2, `${messages} messages carried ${requests} requests`);
   } finally {
-    await model!.dispose();
+    await model.dispose();
   }
 });
 

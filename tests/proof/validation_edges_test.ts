@@ -222,13 +222,29 @@ Deno.test("at the smallest chunk size a ledger records, a proof opening every ch
   }
 });
 
+/** A receipt over `tokens` made up for `job` (no model ran), validated on `m`. */
+async function validateFabricated(job: TextJob, tokens: number[]) {
+  const chunks = tokens.map((tokenId, index) => ({
+    index,
+    tokenId,
+    text: String.fromCharCode(tokenId),
+    fingerprint: { logProb: -1, projection: 0 },
+    vocabSize: m.info.vocabSize,
+  }));
+  const proved = await proveJob(job, ReadableStream.from(chunks), Identity.generate());
+  return await validateReceipt(
+    { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
+    m,
+    Identity.generate(),
+  );
+}
+
 Deno.test("a receipt for a prompt that fills the context window is termination fraud at position 0, before any forward pass", async () => {
   // generate refuses such a prompt, so no honest receipt exists. The termination rule took the
   // window as full at position 0 and accepted one token: at exactly the context length the
   // receipt validated, and beyond it validateReceipt threw ContextLengthError from the forward
   // pass (the actor's inconclusive: unpaid, never slashed).
   const ctx = m.info.contextLength;
-  const V = m.info.vocabSize;
   const params = { maxTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] };
   const base = m.tokenizer.encode("a".repeat(ctx)).length - ctx; // tokens beyond one per char
   for (const [i, extra] of [0, 5].entries()) {
@@ -237,19 +253,7 @@ Deno.test("a receipt for a prompt that fills the context window is termination f
     assert.throws(() => m.generate(m.tokenizer.encode(prompt), params), "honest workers refuse");
     const job: TextJob = { kind: "text", model: m.info.cid, prompt, params, nonce: `long-${i}` };
     for (const tokens of [[], [98], [98, 99]]) {
-      const chunks = tokens.map((tokenId, index) => ({
-        index,
-        tokenId,
-        text: String.fromCharCode(tokenId),
-        fingerprint: { logProb: -1, projection: 0 },
-        vocabSize: V,
-      }));
-      const proved = await proveJob(job, ReadableStream.from(chunks), Identity.generate());
-      const res = await validateReceipt(
-        { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
-        m,
-        Identity.generate(),
-      );
+      const res = await validateFabricated(job, tokens);
       const what = `prompt ${ctx + extra} tokens, ${tokens.length} output`;
       assert.equal(`${res.verdict.outcome}/${res.verdict.reason}`, "fraud/prompt_too_long", what);
       assert.equal(res.stats.forwardTokens, 0, "no forward pass");
@@ -282,7 +286,6 @@ Deno.test("a receipt for an empty prompt is termination fraud at position 0 that
   // generate refuses an empty prompt, so no honest receipt exists. Such a receipt ended
   // `invalid` without a fraud proof, which the validator settles as unresolved (unpaid, never
   // slashed): a worker assigning itself empty-prompt jobs was paid whenever the coin missed.
-  const V = m.info.vocabSize;
   const params = { maxTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] };
   assert.throws(() => m.generate([], params), "honest workers refuse");
   for (const [i, tokens] of [[], [98], [98, 99, 100, 101]].entries()) {
@@ -293,19 +296,7 @@ Deno.test("a receipt for an empty prompt is termination fraud at position 0 that
       params,
       nonce: `empty-${i}`,
     };
-    const chunks = tokens.map((tokenId, index) => ({
-      index,
-      tokenId,
-      text: String.fromCharCode(tokenId),
-      fingerprint: { logProb: -1, projection: 0 },
-      vocabSize: V,
-    }));
-    const proved = await proveJob(job, ReadableStream.from(chunks), Identity.generate());
-    const res = await validateReceipt(
-      { job, receipt: proved.receipt, proof: proved.proof, output: proved.output },
-      m,
-      Identity.generate(),
-    );
+    const res = await validateFabricated(job, tokens);
     const what = `${tokens.length} output tokens`;
     assert.equal(`${res.verdict.outcome}/${res.verdict.reason}`, "fraud/empty_prompt", what);
     assert.equal(res.stats.forwardTokens, 0, "no forward pass");
