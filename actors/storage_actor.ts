@@ -613,7 +613,15 @@ export class StorageActor {
         for (const cid of message.cids) {
           if (isCid(cid) && await this.#servesPeers(cid)) served.push(cid);
         }
-        const proofs = await proveFromStore(store, message.nonce, served);
+        // Bound to this node's key, which peers know it by (`possessionProof`).
+        const prover = this.#options.identity?.publicKey;
+        if (prover === undefined) {
+          throw new VeriflowError(
+            "no_identity",
+            "this storage node has no identity, so it cannot prove possession to peers",
+          );
+        }
+        const proofs = await proveFromStore(store, prover, message.nonce, served);
         // A peer counts a chunk proven to it as given here, and audits this node for it from
         // then on: it is held for the network now, whatever pin brought it (else unpinning this
         // node's own file that shares it would collect it, and the peer blame the loss).

@@ -102,7 +102,10 @@ export const HasChunkMessage: MessageDefinition<ChunkRefBody, HasBody> = defineM
 
 /** Body of `storage.proofs`. */
 export interface ProofsBody {
-  /** SHA-256(nonce ‖ chunk) per challenged CID, `null` for a chunk the peer lacks. */
+  /**
+   * SHA-256(nonce ‖ the peer's public key ‖ chunk) per challenged CID (`possessionProof`),
+   * `null` for a chunk the peer lacks.
+   */
   proofs: (Uint8Array | null)[];
 }
 /** Reply to `storage.prove`. */

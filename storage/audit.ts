@@ -4,9 +4,10 @@
  * Scheme (proof of possession by nonce-bound hashes):
  * 1. The validator picks `sampleSize` chunks at random (crypto RNG, so the holder cannot
  *    predict which) from the CIDs the holder should hold, and a fresh 32-byte nonce.
- * 2. The holder answers SHA-256(nonce ‖ chunk) for each one. Because the nonce is new each
- *    round, the holder cannot have precomputed the answer, and cannot compute it from the CID
- *    alone — it needs the chunk's bytes at the moment of the audit.
+ * 2. The holder answers SHA-256(nonce ‖ its key ‖ chunk) for each one (`possessionProof`).
+ *    Because the nonce is new each round, the holder cannot have precomputed the answer, and
+ *    cannot compute it from the CID alone — it needs the chunk's bytes at the moment of the
+ *    audit; because its key is in it, no other node's answer is its answer.
  * 3. The validator computes the same hashes from its own copy of each chunk (fetched from any
  *    replica and verified against its CID, or held locally) and compares.
  *
@@ -201,7 +202,7 @@ export class StorageAuditor {
         } else failures.push({ cid, reason: "missing_chunk" });
         continue;
       }
-      const expected = await possessionProof(nonce, reference);
+      const expected = await possessionProof(nonce, holder.publicKey, reference);
       if (!(proof instanceof Uint8Array) || !equalBytes(proof, expected)) {
         failures.push({ cid, reason: "wrong_proof" });
       }

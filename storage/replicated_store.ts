@@ -407,9 +407,9 @@ export class ReplicatedStore implements BlockStore {
       if (bytes === undefined) continue;
       await this.#settle(); // let read repair of that get land before we judge the holders
       const nonce = crypto.getRandomValues(new Uint8Array(32));
-      const expected = await possessionProof(nonce, bytes);
       await Promise.all(
         this.holders(cid).map(async (peer) => {
+          const expected = await possessionProof(nonce, peer.publicKey, bytes);
           let proof: Uint8Array | null;
           try {
             [proof] = await this.#call(
@@ -487,11 +487,11 @@ export class ReplicatedStore implements BlockStore {
     );
     const local = await options.local?.(cid).catch(() => undefined);
     const verified = local !== undefined && await verifyCid(cid, local) ? local : undefined;
-    const expected = verified && await possessionProof(nonce, verified);
     const lacking: StoragePeer[] = [];
     for (const [i, peer] of holders.entries()) {
       const proof = proofs[i];
       if (proof === undefined) continue; // no answer: retried on a later pass
+      const expected = verified && await possessionProof(nonce, peer.publicKey, verified);
       if (!(proof instanceof Uint8Array) || (expected && !equalBytes(proof, expected))) {
         lacking.push(peer);
       } else if (expected) this.#wrote(peer, cid, true); // proven against a good copy

@@ -39,8 +39,8 @@ export interface StoragePeer {
   /** Whether the peer claims to hold `cid`. */
   hasChunk(cid: string, options?: PeerCallOptions): Promise<boolean>;
   /**
-   * Proof of possession: for each CID, SHA-256(nonce ‖ chunk bytes), or `null` when the peer
-   * does not hold a valid copy.
+   * Proof of possession: for each CID, {@link possessionProof} under the peer's own key, or
+   * `null` when the peer does not hold a valid copy.
    */
   proveChunks(
     nonce: Uint8Array,
@@ -49,28 +49,42 @@ export interface StoragePeer {
   ): Promise<(Uint8Array | null)[]>;
 }
 
-/** SHA-256(nonce ‖ bytes): the possession proof for one chunk. */
-export async function possessionProof(nonce: Uint8Array, bytes: Uint8Array): Promise<Uint8Array> {
-  const input = new Uint8Array(nonce.length + bytes.length);
+/**
+ * SHA-256(nonce ‖ prover ‖ bytes): the possession proof for one chunk by the holder whose public
+ * key is `prover`. The key binds the answer to the holder asked: without it any node holding the
+ * chunk (another holder, or the auditor itself, which serves `prove` for its own files) computed
+ * the same 32 bytes, so a holder that had thrown the chunk away passed every audit and repair
+ * check by passing the challenge on (a review found it at stop 33). Now only a node with the
+ * bytes can compute a holder's answer, so a relaying holder must fetch the whole chunk to
+ * answer. The nonce comes first, so no midstate over the chunk can be kept in its place.
+ */
+export async function possessionProof(
+  nonce: Uint8Array,
+  prover: Uint8Array,
+  bytes: Uint8Array,
+): Promise<Uint8Array> {
+  const input = new Uint8Array(nonce.length + prover.length + bytes.length);
   input.set(nonce);
-  input.set(bytes, nonce.length);
+  input.set(prover, nonce.length);
+  input.set(bytes, nonce.length + prover.length);
   return await digestOf(input);
 }
 
 /**
- * Answer a proof-of-possession challenge from a local chunk store. A chunk that is missing or
- * fails verification (it is quarantined by the read) yields `null`: an honest holder admits a
- * lost chunk rather than hashing bad bytes.
+ * Answer a proof-of-possession challenge from a local chunk store, as the holder whose public
+ * key is `prover`. A chunk that is missing or fails verification (it is quarantined by the read)
+ * yields `null`: an honest holder admits a lost chunk rather than hashing bad bytes.
  */
 export async function proveFromStore(
   store: ChunkStore,
+  prover: Uint8Array,
   nonce: Uint8Array,
   cids: readonly string[],
 ): Promise<(Uint8Array | null)[]> {
   const out: (Uint8Array | null)[] = [];
   for (const cid of cids) {
     try {
-      out.push(await possessionProof(nonce, await store.get(cid)));
+      out.push(await possessionProof(nonce, prover, await store.get(cid)));
     } catch (error) {
       if (error instanceof ChunkNotFoundError || error instanceof CorruptChunkError) {
         out.push(null);
@@ -140,6 +154,6 @@ export class LocalStoragePeer implements StoragePeer {
 
   /** Prove possession of `cids` under `nonce`. */
   proveChunks(nonce: Uint8Array, cids: readonly string[]): Promise<(Uint8Array | null)[]> {
-    return proveFromStore(this.#store, nonce, cids);
+    return proveFromStore(this.#store, this.publicKey, nonce, cids);
   }
 }

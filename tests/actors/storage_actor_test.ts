@@ -186,11 +186,12 @@ Deno.test("StorageActorPeer lets a replicated store and an auditor use a node th
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: "storage-peer-test" });
   try {
+    const identity = Identity.generate(); // the node's: its possession proofs are bound to it
     const ref = await system.spawn<StorageMessage>({
       name: "node/storage",
-      factory: () => new StorageActor({ dir }),
+      factory: () => new StorageActor({ dir, identity }),
     });
-    const peer = new StorageActorPeer(ref, Identity.generate().publicKey);
+    const peer = new StorageActorPeer(ref, identity.publicKey);
     const bytes = pseudoRandomBytes(1000, 3);
     const store = new ReplicatedStore([peer], { replicas: 1, writeQuorum: 1 });
     const cid = await store.put(bytes);
@@ -848,12 +849,10 @@ Deno.test("with holdHere, a copy a repair writes here is the node's own file's w
 
 Deno.test("a prove batch answers null for a CID this node cannot store and proves the rest", async () => {
   const dir = await Deno.makeTempDir();
-  const actor = new StorageActor({ dir });
+  const identity = Identity.generate();
+  const actor = new StorageActor({ dir, identity });
   await actor.preStart();
-  const peer = new StorageActorPeer(
-    { ask: (m) => actor.receive(m) as never },
-    Identity.generate().publicKey,
-  );
+  const peer = new StorageActorPeer({ ask: (m) => actor.receive(m) as never }, identity.publicKey);
   const bytes = pseudoRandomBytes(2048, 100);
   const cid = cidOf(bytes);
   await peer.putChunk(cid, bytes);
@@ -863,7 +862,7 @@ Deno.test("a prove batch answers null for a CID this node cannot store and prove
   const nonce = crypto.getRandomValues(new Uint8Array(32));
   const proofs = await peer.proveChunks(nonce, [cid, sha512Cid]);
   assert.equal(proofs.length, 2);
-  assert.deepEqual(proofs[0], await possessionProof(nonce, bytes));
+  assert.deepEqual(proofs[0], await possessionProof(nonce, identity.publicKey, bytes));
   assert.equal(proofs[1], null);
   await actor.postStop();
   await Deno.remove(dir, { recursive: true });

@@ -82,6 +82,27 @@ Deno.test("a holder that answers without the bytes (replayed or guessed proofs) 
   await Deno.remove(dir, { recursive: true });
 });
 
+Deno.test("a holder that threw its chunks away fails even when it passes the challenge on to a node that holds them", async () => {
+  const { dir, store, holder, chunks, auditor } = await setup();
+  // Another node holding the same chunks (another holder, or the auditor itself: any node that
+  // serves `prove` for them), which answers under its own key.
+  const other = new LocalStoragePeer(store, Identity.generate().publicKey);
+  const relay: StoragePeer = {
+    id: holder.id,
+    publicKey: holder.publicKey,
+    putChunk: () => Promise.resolve(),
+    getChunk: () => Promise.reject(new Error("dropped")),
+    hasChunk: () => Promise.resolve(true),
+    proveChunks: (nonce, cids) => other.proveChunks(nonce, cids),
+  };
+  const result = await auditor.audit(relay, chunks);
+  assert.equal(result.passed, false);
+  assert.ok(result.failures.every((f) => f.reason === "wrong_proof"));
+  // The same answers under the holder's own key pass: the proof is the holder's.
+  assert.equal((await auditor.audit(holder, chunks)).passed, true);
+  await Deno.remove(dir, { recursive: true });
+});
+
 Deno.test("a holder that does not answer fails with reason no_response", async () => {
   const { dir, holder, chunks, reference } = await setup();
   const silent: StoragePeer = {

@@ -91,10 +91,11 @@ Deno.test("GC in a node keeps the chunks a CLI put in another process has acknow
 
 Deno.test("GC (the node's own, and the CLI's in another process) keeps the replicas a node holds for peers, so it passes their audits", async () => {
   const data = await Deno.makeTempDir();
-  const actor = new StorageActor({ dir: `${data}/store` });
+  const identity = Identity.generate(); // the holder's: its possession proofs are bound to it
+  const actor = new StorageActor({ dir: `${data}/store`, identity });
   const holder = new StorageActorPeer(
     { ask: (message) => actor.receive(message) as Promise<never> },
-    Identity.generate().publicKey,
+    identity.publicKey,
   );
   const chunks = [1, 2, 3].map((seed) => pseudoRandomBytes(5000, seed));
   const cids = chunks.map((bytes) => cidOf(bytes));

@@ -300,7 +300,7 @@ Deno.test("a presence repair sends a copy to a holder that keeps only the CID an
     // Drops the bytes, keeps the name: says it has every chunk, proves none (null, then garbage).
     const sent: string[] = [];
     let answer: "null" | "garbage" = "null";
-    const liar: StoragePeer = {
+    const liar: { -readonly [K in keyof StoragePeer]: StoragePeer[K] } = {
       id: "liar",
       publicKey: Identity.generate().publicKey,
       putChunk: (c) => {
@@ -326,6 +326,13 @@ Deno.test("a presence repair sends a copy to a holder that keeps only the CID an
     const again = await store.repair([cid], { presence: true, local });
     assert.equal(again.repaired, 1);
     assert.deepEqual(sent, [cid, cid]);
+    // So is another holder's proof passed on as its own: the proof is bound to the prover's key.
+    liar.proveChunks = (nonce, cids) => honest[0].proveChunks(nonce, cids);
+    for (const presence of [true, false]) {
+      const relayed = await store.repair([cid], { presence, local });
+      assert.equal(relayed.repaired, 1, `presence ${presence}`);
+    }
+    assert.deepEqual(sent, [cid, cid, cid, cid]);
     // The honest holders proved theirs: nothing was sent to them.
     assert.equal(await honest[0].hasChunk(cid), true);
     assert.equal(await honest[1].hasChunk(cid), true);
