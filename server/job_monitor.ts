@@ -6,8 +6,9 @@
  * {@link JobMonitor.wrap} returns a port that submits through the real one and observes each
  * token as the requester takes it (read from the job's stream on the requester's pull, not a
  * tee: the requester's reading pace still drives the job, and nothing is buffered for the
- * monitor). A job's `job_ended` comes once it ended and its requester has read its last token
- * (or cancelled), after every `job_token`. Listeners are called synchronously and must not
+ * monitor). A finished job's `job_ended` comes once its requester has also read its last token
+ * (or cancelled, through the stream or the handle), after every `job_token`; a job that did not
+ * finish (cancelled, failed) is over when its `done` says so. Listeners are called synchronously and must not
  * block; the text kept per job is bounded.
  *
  * @module
@@ -212,11 +213,20 @@ export class JobMonitor {
     }, { highWaterMark: 0 });
     const done = handle.done.then((summary) => {
       // The job's end is reported once the requester has its last token too (or stopped
-      // reading): after every `job_token`, and counting them all.
+      // reading): after every `job_token`, and counting them all. A job that did not finish
+      // (cancelled, failed) has no last token to wait for: a requester that cancelled through
+      // the handle, or dropped the stream, would hold it live for good.
+      const finished = summary.finishReason === "stop" || summary.finishReason === "length";
+      if (!finished) streamEnded.resolve();
       void streamEnded.promise.then(() => this.#ended(job, summary));
       return summary;
     });
-    return { ...handle, tokens, done };
+    const cancel = () => {
+      streamEnded.resolve();
+      reader.cancel().catch(() => {});
+      handle.cancel();
+    };
+    return { ...handle, tokens, done, cancel };
   }
 
   /** `job` ended with `summary`, and its requester has every token it will read. */

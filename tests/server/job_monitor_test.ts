@@ -145,3 +145,49 @@ Deno.test("a job's end is heard after its requester took the last token, even wh
   assert.deepEqual(types(), ["job_started", "token0", "job_ended"]);
   assert.equal(monitor.snapshot().recent[0].tokens, 1);
 });
+
+/** A port whose one job streams until cancelled through its handle, then ends `cancelled`. */
+function endlessPortOf(): InferencePort {
+  return {
+    ...portOf(0),
+    submit: () => {
+      let i = 0;
+      const done = Promise.withResolvers<JobSummary>();
+      const tokens = new ReadableStream<StreamedToken>({
+        pull: (c) => c.enqueue({ index: i, tokenId: i, text: `t${i++} ` }),
+      }, { highWaterMark: 0 });
+      return Promise.resolve({
+        jobId: "c",
+        model: { cid: "m", name: "m", kind: "text" },
+        promptTokens: 1,
+        tokens,
+        done: done.promise,
+        // As the ports' handles: end the job there (its stream, locked by the monitor, is not
+        // this cancel's to close).
+        cancel: () =>
+          done.resolve({
+            jobId: "c",
+            finishReason: "cancelled",
+            usage: { promptTokens: 1, completionTokens: i },
+            timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+          }),
+      } as unknown as InferenceHandle);
+    },
+  };
+}
+
+Deno.test("a job cancelled through its handle, its stream left unread (an SSE client cut off), leaves the live list and its end is heard", async () => {
+  const monitor = new JobMonitor();
+  const ended: string[] = [];
+  monitor.subscribe((e) => e.type === "job_ended" && ended.push(e.job.state));
+  const handle = await monitor.wrap(endlessPortOf()).submit({} as TextJob);
+  const reader = handle.tokens.getReader();
+  await reader.read();
+  await reader.read();
+  handle.cancel();
+  assert.equal((await handle.done).finishReason, "cancelled");
+  await Promise.resolve();
+  assert.deepEqual(monitor.snapshot().live, []);
+  assert.deepEqual(ended, ["cancelled"]);
+  assert.equal(monitor.snapshot().recent[0].tokens, 2);
+});
