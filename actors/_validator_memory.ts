@@ -40,10 +40,12 @@ const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
 const MAX_HELD_FRAUD_PROOFS = 64;
 const MAX_HELD_FRAUD_PROOFS_PER_RECEIPT = 4;
 /**
- * Held proofs per accuser. With the space full, the proof dropped is one of the accuser holding
- * the most (the longest held of its proofs): a key that floods proofs about receipts that never
- * come (they cost it nothing) pushes out its own, not an honest finder's, unless it brings as
- * many staked keys as the space has proofs.
+ * Held proofs per accuser: its fifth pushes out its own longest held (a proof whose receipt never
+ * came here — an announcement lost, or a flood — must not stop its accuser's next one). With the
+ * space full, the proof dropped is one of the accuser holding the most (the longest held of its
+ * proofs): a key that floods proofs about receipts that never come (they cost it nothing)
+ * pushes out its own, not an honest finder's, unless it brings as many staked keys as the space
+ * has proofs.
  */
 const MAX_HELD_FRAUD_PROOFS_PER_ACCUSER = 4;
 
@@ -194,16 +196,18 @@ export class ValidatorMemory {
 
   /**
    * Hold a fraud proof about receipt `id`, not recorded here yet, until the receipt comes in.
-   * Bounded: past {@link MAX_HELD_FRAUD_PROOFS_PER_RECEIPT} for this receipt, or
-   * {@link MAX_HELD_FRAUD_PROOFS_PER_ACCUSER} for its accuser, it is not held (false); past
-   * {@link MAX_HELD_FRAUD_PROOFS} in all, the longest held proof of the accuser holding the most
-   * is dropped (its in-process resolver rejected).
+   * Bounded: past {@link MAX_HELD_FRAUD_PROOFS_PER_RECEIPT} for this receipt it is not held
+   * (false); past {@link MAX_HELD_FRAUD_PROOFS_PER_ACCUSER} for its accuser, that accuser's
+   * longest held proof is dropped; past {@link MAX_HELD_FRAUD_PROOFS} in all, the longest held
+   * proof of the accuser holding the most is. A dropped proof's in-process resolver is rejected.
    */
   holdFraudProof(id: string, hash: string, held: HeldFraudProof): boolean {
     const proofs = this.#held.get(id) ?? new Map<string, HeldFraudProof>();
     if (proofs.size >= MAX_HELD_FRAUD_PROOFS_PER_RECEIPT) return false;
     const accuser = toHex(held.proof.validator);
-    if ((this.#heldBy.get(accuser) ?? 0) >= MAX_HELD_FRAUD_PROOFS_PER_ACCUSER) return false;
+    if ((this.#heldBy.get(accuser) ?? 0) >= MAX_HELD_FRAUD_PROOFS_PER_ACCUSER) {
+      this.#dropHeld(accuser);
+    }
     proofs.set(hash, held);
     this.#held.set(id, proofs);
     this.#heldCount++;
@@ -213,14 +217,14 @@ export class ValidatorMemory {
     return true;
   }
 
-  /** Drop the longest held proof of the accuser holding the most. */
-  #dropHeld(): void {
+  /** Drop the longest held proof of `of`, or by default of the accuser holding the most. */
+  #dropHeld(of?: string): void {
     let most = 0;
     for (const n of this.#heldBy.values()) most = Math.max(most, n);
     for (const [id, proofs] of this.#held) {
       for (const [hash, held] of proofs) {
         const accuser = toHex(held.proof.validator);
-        if (this.#heldBy.get(accuser) !== most) continue;
+        if (of !== undefined ? accuser !== of : this.#heldBy.get(accuser) !== most) continue;
         held.waiting.reject(new Error("fraud proof dropped: its receipt never came"));
         this.#forgetHeld(id, proofs, hash, accuser);
         return;

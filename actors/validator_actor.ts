@@ -763,9 +763,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       return skip("not_pending");
     }
     // Its stake must cover the penalty of this accusation and of those still being checked or
-    // held here: else one key staked at the penalty buys any number of checks at once.
+    // held here: else one key staked at the penalty buys any number of checks at once. (This
+    // validator's own proofs, from its own challenges, are not a peer's claims to bound.)
     const penalty = ledger.economics.falseAccusationPenalty;
-    const pending = this.#memory.accusing(proof.validator);
+    const pending = own ? 0 : this.#memory.accusing(proof.validator);
     if (ledger.account(proof.validator).stake < penalty * (pending + 1)) {
       return skip("unstaked_accuser");
     }
@@ -778,7 +779,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (record === undefined) {
       // The proof outran the receipt's announcement: checked and settled once the receipt is
       // recorded here through the intake; never recorded from the proof. Held only about a
-      // receipt its worker signed: made-up receipts would cost a flooder nothing to hold.
+      // receipt that is signed (a forged or garbled one is refused at once; any key can still
+      // sign a made-up one, which the bounds per accuser and in all take care of).
       if (!verifyReceipt(proof.receipt).ok) return skip("bad_signature");
       if (!this.#memory.holdFraudProof(id, hash, { proof, origin, waiting })) {
         return skip("too_many_held");

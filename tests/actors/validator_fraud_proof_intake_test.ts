@@ -274,7 +274,7 @@ Deno.test("a proof about a receipt never announced here records nothing and move
   }
 });
 
-Deno.test("a flood of held proofs from staked keys about receipts that never come does not push out an honest finder's: each key holds at most 4, the flooders' go first, and the cheat is slashed when its receipt comes", async () => {
+Deno.test("a flood of held proofs from staked keys about receipts that never come does not push out an honest finder's: each key holds at most 4 (its fifth pushes out its first), the flooders' go first, and the cheat is slashed when its receipt comes", async () => {
   const t = await setup(0); // the coin never challenges here: only the finder's proof convicts
   try {
     const { job, receipt, id } = await t.prove(true);
@@ -290,7 +290,7 @@ Deno.test("a flood of held proofs from staked keys about receipts that never com
     });
     assert.equal(finder.awaitingReceipt, true);
     // 17 staked keys, 4 proofs each, about receipts their own worker keys signed and never
-    // announce: 68 held would overflow the 64; a fifth from one key is not held at all.
+    // announce: 68 held would overflow the 64; a fifth from one key pushes out its own first.
     const flood: (string | boolean | undefined)[] = [];
     for (let k = 0; k < 17; k++) {
       const flooder = Identity.generate();
@@ -310,8 +310,7 @@ Deno.test("a flood of held proofs from staked keys about receipts that never com
         flood.push(h.awaitingReceipt ?? h.skipped);
       }
     }
-    assert.deepEqual(flood.slice(0, 5), [true, true, true, true, "too_many_held"]);
-    assert.equal(flood.filter((x) => x === true).length, 68);
+    assert.equal(flood.filter((x) => x === true).length, 69, "each held, pushing out others");
     // A proof about a receipt nobody signed is not held.
     const { sig: _s, ...forged } = {
       ...receipt,
@@ -358,6 +357,41 @@ Deno.test("an accuser's stake must cover every accusation it has in flight: a se
     assert.equal(second.skipped, "unstaked_accuser");
     assert.equal((await first.result!).confirmed, false);
     assert.deepEqual(await t.account(poor.publicKey), { balance: 0, stake: 0, locked: 0 });
+  } finally {
+    await t.close();
+  }
+});
+
+Deno.test("an honest finder whose four earlier proofs are stuck here (their receipts never came) still has its next one held, and that cheat is slashed when its receipt comes", async () => {
+  const t = await setup(0); // the coin never challenges here: only the finder's proof convicts
+  try {
+    const cheats = [];
+    for (let i = 0; i < 5; i++) {
+      const { job, receipt, id } = await t.prove(true);
+      const { fraudProof } = await validateReceipt(
+        { job, receipt, proof: t.served.get(id)!.proof },
+        f.honest,
+        t.accuser,
+      );
+      cheats.push({ job, receipt, id, fraudProof: fraudProof! });
+    }
+    const answers = [];
+    for (const c of cheats) {
+      const h = await t.validator.ask<FraudProofHandled>({
+        type: "fraud_proof",
+        proof: c.fraudProof,
+        origin: "cd".repeat(32),
+      });
+      h.result?.catch(() => {});
+      answers.push(h);
+    }
+    assert.deepEqual(answers.map((a) => a.awaitingReceipt), [true, true, true, true, true]);
+    // The first four receipts never come here; the fifth is announced after its proof.
+    const last = cheats[4];
+    assert.ok((await t.announce(last.receipt, last.job)).recorded);
+    assert.equal((await answers[4].result!).confirmed, true);
+    await t.closeWindow();
+    await assertWorkerSlashed(t, last.id, last.receipt.tokenCount);
   } finally {
     await t.close();
   }
