@@ -19,11 +19,20 @@
 /** Posts messages, those of one microtask checkpoint as one array (see the module doc). */
 export class BatchedPost<T> {
   readonly #post: (message: T | T[]) => void;
+  readonly #failed: (messages: T[], error: unknown) => void;
   #queue: T[] = [];
 
-  /** @param post Posts one message (a message alone, or an array of several). */
-  constructor(post: (message: T | T[]) => void) {
+  /**
+   * @param post Posts one message (a message alone, or an array of several).
+   * @param failed Called with the messages of a post that threw (one not structured-cloneable,
+   *   say), which reached nobody: they are answered here, as they cannot be by the receiver.
+   */
+  constructor(
+    post: (message: T | T[]) => void,
+    failed: (messages: T[], error: unknown) => void,
+  ) {
     this.#post = post;
+    this.#failed = failed;
   }
 
   /**
@@ -40,7 +49,11 @@ export class BatchedPost<T> {
     if (this.#queue.length === 0) return;
     const queue = this.#queue;
     this.#queue = [];
-    this.#post(queue.length === 1 ? queue[0] : queue);
+    try {
+      this.#post(queue.length === 1 ? queue[0] : queue);
+    } catch (error) {
+      this.#failed(queue, error);
+    }
   }
 
   /** Forget what is queued (its receiver is gone). */

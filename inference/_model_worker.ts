@@ -39,7 +39,13 @@ const port = globalThis as unknown as {
  * Replies without transfers, posted together: a tick answers the steps of all its generations
  * at once (`_batched_post.ts`).
  */
-const outbox = new BatchedPost<WorkerReply>((replies) => port.postMessage(replies));
+const outbox = new BatchedPost<WorkerReply>(
+  (replies) => port.postMessage(replies),
+  (replies, error) => {
+    // A reply that cannot be posted as it is: its request fails instead, each on its own.
+    for (const { id } of replies) port.postMessage({ id, ok: false, error: serializeError(error) });
+  },
+);
 
 let session: ort.InferenceSession | undefined;
 let decoder: DecoderSession | undefined;

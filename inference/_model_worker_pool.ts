@@ -465,7 +465,14 @@ export class ModelWorkerPool {
       { type: "module", name: `veriflow-model-worker-${slot.index}` },
     );
     slot.worker = worker;
-    slot.outbox = new BatchedPost((message) => worker.postMessage(message));
+    slot.outbox = new BatchedPost((message) => worker.postMessage(message), (requests, error) => {
+      // Never sent: each request's caller hears why, as it would from the worker.
+      for (const request of requests) {
+        if (!("id" in request)) continue;
+        slot.pending.get(request.id)?.reject(error);
+        slot.pending.delete(request.id);
+      }
+    });
     const incarnation = slot.incarnation;
     const died = (reason: string) => {
       // A report from a worker already replaced (or terminated on purpose) is stale.

@@ -4,7 +4,14 @@ import { BatchedPost, eachMessage } from "../../inference/_batched_post.ts";
 /** A BatchedPost that records what it posts. */
 function recording() {
   const posted: (string | string[])[] = [];
-  return { posted, post: new BatchedPost<string>((message) => posted.push(message)) };
+  const failed: string[] = [];
+  const post = new BatchedPost<string>((message) => {
+    if (message === "unsendable" || (Array.isArray(message) && message.includes("unsendable"))) {
+      throw new DOMException("could not be cloned", "DataCloneError");
+    }
+    posted.push(message);
+  }, (messages) => failed.push(...messages));
+  return { posted, failed, post };
 }
 
 /** Until the microtasks queued so far (and those they queue) have run. */
@@ -56,4 +63,16 @@ Deno.test("discard forgets what is queued", async () => {
 Deno.test("eachMessage reads a message alone or a batch", () => {
   assert.deepEqual(eachMessage({ op: "step" }), [{ op: "step" }]);
   assert.deepEqual(eachMessage([{ op: "step" }, { op: "drop" }]), [{ op: "step" }, { op: "drop" }]);
+});
+
+Deno.test("a post that throws reaches nobody: its messages are handed back, not lost in a microtask", async () => {
+  const { posted, failed, post } = recording();
+  post.post("a");
+  post.post("unsendable");
+  await settle();
+  assert.deepEqual(posted, []);
+  assert.deepEqual(failed, ["a", "unsendable"]);
+  post.post("b");
+  await settle();
+  assert.deepEqual(posted, ["b"], "later posts go on");
 });
