@@ -422,6 +422,15 @@ class FailoverJob {
           usage: { ...summary.usage, completionTokens: this.#delivered.length - this.#given },
         }
         : this.#acrossWorkers(summary);
+      if (this.#cancelled && summary.finishReason !== "cancelled") {
+        // The client cancelled, and the worker finished anyway with tokens the client never
+        // read (several per event wait in the relay): the client's job ended cancelled. The
+        // worker's receipt covers more than the client got, so it is neither the client's nor
+        // checked against it, and the worker did nothing wrong.
+        const { receipt: _notTheClients, error: _none, ...rest } = whole;
+        this.#done.resolve({ ...rest, finishReason: "cancelled" });
+        return;
+      }
       const relayed = {
         output: this.#given === 0 ? this.#output : undefined,
         tokens: this.#delivered.length,

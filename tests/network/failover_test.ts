@@ -159,3 +159,28 @@ Deno.test("failover: the workers that refused the job at its start count against
   assert.deepEqual(excludes, [[8, 9, 0]], "one resume asked, excluding those already tried");
   assert.equal((await handle.done).error?.code, "connection_closed");
 });
+
+Deno.test("failover: a client that cancels while the worker finishes anyway (its last tokens unread in the relay) ends cancelled, without the worker's receipt, and the worker is not judged", async () => {
+  const first = attempt(0, 0);
+  // The worker's end came with all its tokens: a receipt over more than the client will read.
+  first.handle.done = Promise.resolve({ ...summary, receipt: { tokenCount: TOKENS } as never });
+  let settled = 0;
+  const handle = withFailover({
+    first,
+    settle: (s) => {
+      settled++;
+      return s;
+    },
+    resume: () => Promise.resolve({ kind: "none" }),
+  });
+  const reader = handle.tokens.getReader();
+  await reader.read();
+  await reader.read();
+  await reader.cancel();
+  const done = await handle.done;
+  assert.equal(done.finishReason, "cancelled");
+  assert.equal(done.receipt, undefined);
+  assert.equal(done.error, undefined);
+  assert.equal(done.usage.completionTokens, 2);
+  assert.equal(settled, 0, "nothing to check the receipt against");
+});
