@@ -80,6 +80,7 @@ import { decodeFittingDelta } from "./int8_delta.ts";
 import { useTrainingBackend } from "./tf_backend.ts";
 import { verifyTrainingReceipt } from "./training_receipt.ts";
 import type { ChallengeOutcome, TrainingValidatorMessage } from "./training_validator.ts";
+import type { TrainingReceiptRecorded } from "../actors/validator_messages.ts";
 
 /** Held-out samples the coordinator evaluates each new model on (64 bytes each). */
 const EVAL_SAMPLES = 64;
@@ -461,11 +462,20 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     const outcomes = await Promise.all(
       reports.map(async ({ trainer, report }) => {
         if (validator === undefined) return { challenged: false } as ChallengeOutcome;
-        await validator.ask({
+        const recorded = await validator.ask<TrainingReceiptRecorded>({
           type: "receipt",
           body: { receipt: report.receipt, terms },
           origin: "local",
         });
+        // A receipt the ledger refused (no stake to lock, a convicted trainer) puts nothing at
+        // risk: a fraud proof against it would settle nowhere, so its delta stays out.
+        if (!recorded.recorded) {
+          return {
+            challenged: true,
+            ok: false,
+            reason: `receipt not recorded (${recorded.refusal ?? "refused"}): nothing at stake`,
+          } as ChallengeOutcome;
+        }
         const { result } = await validator.ask<{ result: Promise<ChallengeOutcome> }>({
           type: "challenge",
           report,
