@@ -80,6 +80,8 @@ export async function settleTrainingFraud(
     validator: message.validator,
     confirmed: message.confirmed,
     reason: message.reason,
+    // No answer by the deadline cannot be shown to a third party: the slash is burned.
+    wordOnly: message.confirmed && message.reason === "opening_missing",
   }).catch((error) => {
     if (error instanceof LedgerRejectedError) return undefined;
     throw error;

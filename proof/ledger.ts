@@ -142,6 +142,12 @@ export interface FraudSettlement {
   confirmed: boolean;
   /** Reason code of the check (kept for the record). */
   reason: string;
+  /**
+   * The proof rests on its validator's word (a training challenge with no answer by its
+   * deadline, `opening_missing`): confirmed, the slash is burned and nobody is rewarded, so
+   * nobody gains by claiming it (as for inference proof data withheld, `settleFault`).
+   */
+  wordOnly?: boolean;
 }
 
 /**
@@ -950,7 +956,7 @@ export class Ledger {
           fraudProof: settlement.fraudProofHash,
           validator,
           slashed,
-          reward: slashed * this.#economics.validatorRewardShare,
+          reward: settlement.wordOnly ? 0 : slashed * this.#economics.validatorRewardShare,
           reason: settlement.reason,
         }
         : {

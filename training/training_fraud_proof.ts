@@ -39,6 +39,7 @@ import {
 import type { TrainingBackend } from "./tf_backend.ts";
 import {
   challengeFitsReceipt,
+  DEFAULT_OPENING_DEADLINE_MS,
   type TrainingChallenge,
   trainingChallengeId,
   TrainingChallengeSchema,
@@ -152,6 +153,13 @@ export interface CheckTrainingFraudProofOptions {
   backend?: TrainingBackend;
   /** Clock (unix ms), only to refuse proofs issued in the future. */
   now?: () => number;
+  /**
+   * The shortest answer window (challenge deadline − issue) an `opening_missing` proof may rest
+   * on, ms; default {@link DEFAULT_OPENING_DEADLINE_MS}, a checking node's own window. A
+   * challenge with a shorter one proves nothing about the trainer: its challenger could sign
+   * one with no window at all and its proof at once, the trainer never asked.
+   */
+  minOpeningWindowMs?: number;
 }
 
 /** The checker's answer. */
@@ -193,10 +201,15 @@ export async function checkTrainingFraudProof(
   }
 
   switch (proof.reason) {
-    case "opening_missing":
+    case "opening_missing": {
+      const minWindow = options.minOpeningWindowMs ?? DEFAULT_OPENING_DEADLINE_MS;
+      if (challenge.deadline - challenge.issuedAt < minWindow) {
+        return done(false, "window_too_short");
+      }
       return proof.issuedAt >= challenge.deadline
         ? done(true, "confirmed")
         : done(false, "before_deadline");
+    }
     case "opening_mismatch": {
       if (!proof.answer) return done(false, "malformed");
       const signed = verifyOpeningSignature(

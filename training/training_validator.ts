@@ -392,6 +392,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     return await checkTrainingFraudProof(body.proof, {
       arch: body.arch,
       startWeights: start.weights,
+      // A trainer is owed at least the window this node gives when it challenges.
+      minOpeningWindowMs: this.#options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS,
     });
   }
 

@@ -208,6 +208,22 @@ Deno.test("ledger training: a confirmed fraud proof slashes the locked stake, re
     await ledger.close();
   }));
 
+Deno.test("ledger training: a confirmed word-only proof (no answer by the deadline) slashes the trainer and burns it all: nobody gains by claiming it", () =>
+  withLedgerDir(async (dir, clock) => {
+    const ledger = await staked(dir, clock);
+    const r = trainingReceipt(trainer, 1, 4);
+    await ledger.recordTrainingReceipt(r, terms(1));
+    await ledger.settleTrainingFraud({
+      ...settlement(r, "f3".repeat(32), validator, true),
+      reason: "opening_missing",
+      wordOnly: true,
+    });
+    assert.deepEqual(ledger.account(trainer.publicKey), acct(0, TRAINER_STAKE - locked(4), 0));
+    assert.deepEqual(ledger.account(validator.publicKey), acct(0, VALIDATOR_STAKE, 0));
+    assert.equal(ledger.receipt(trainingReceiptId(r))?.status, "fraud");
+    await ledger.close();
+  }));
+
 Deno.test("ledger training: a refuted accusation costs the validator the penalty; the receipt stays open and is paid", () =>
   withLedgerDir(async (dir, clock) => {
     const ledger = await staked(dir, clock);

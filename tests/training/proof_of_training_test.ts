@@ -18,6 +18,7 @@ import {
 } from "../../training/step_opening.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
 import {
+  DEFAULT_OPENING_DEADLINE_MS,
   drawChallengeSteps,
   drawTrainingChallenge,
   TrainingChallengeSchema,
@@ -316,14 +317,42 @@ Deno.test("no answer by the deadline is opening_missing; the signed challenge is
   const t0 = Date.now();
   const challenge = drawTrainingChallenge(report.receipt, validator, {
     steps: 2,
-    deadlineMs: 1000,
+    deadlineMs: DEFAULT_OPENING_DEADLINE_MS,
     now: () => t0,
   });
-  const r = await check(report, challenge, undefined, { now: () => t0 + 1001 });
+  const r = await check(report, challenge, undefined, {
+    now: () => t0 + DEFAULT_OPENING_DEADLINE_MS + 1,
+  });
   assert.equal(r.ok ? "ok" : r.reason, "opening_missing");
   const proof = (r as { proof: TrainingFraudProof }).proof;
   const c = await checkTrainingFraudProof(proof, { arch: TEST_ARCH, startWeights: start });
   assert.equal(c.reason, "confirmed");
+  // A challenge that left the trainer less than the checker's own window proves nothing: its
+  // challenger could sign one with no window at all and its proof at once, the trainer never
+  // asked (a review found honest trainers slashed that way).
+  for (const deadlineMs of [0, 1000]) {
+    const short = drawTrainingChallenge(report.receipt, validator, {
+      steps: 2,
+      deadlineMs,
+      now: () => t0,
+    });
+    const unfair = signTrainingFraudProof({
+      v: TRAINING_FRAUD_PROOF_VERSION,
+      reason: "opening_missing",
+      receipt: report.receipt,
+      challenge: short,
+      issuedAt: t0 + deadlineMs,
+    }, validator);
+    const refuted = await checkTrainingFraudProof(unfair, { arch: TEST_ARCH, startWeights: start });
+    assert.deepEqual([refuted.confirmed, refuted.reason], [false, "window_too_short"]);
+    // A node that itself gives trainers that short a window (tests) takes it.
+    const taken = await checkTrainingFraudProof(unfair, {
+      arch: TEST_ARCH,
+      startWeights: start,
+      minOpeningWindowMs: deadlineMs,
+    });
+    assert.equal(taken.reason, "confirmed");
+  }
   // Before the deadline it is not a fault yet, and an accusation issued then is refuted.
   const early = await check(report, challenge, undefined, { now: () => t0 + 10 });
   assert.deepEqual(early, { ok: false, reason: "opening_pending" });
