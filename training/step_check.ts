@@ -6,8 +6,10 @@
  * Outcomes (`reason`):
  * - `ok`: every opened step re-runs within tolerance.
  * - `opening_missing` (proof): no answer (`sealed` undefined) once the challenge's deadline has
- *   passed, or a trainer-signed answer that cannot be opened. Before the deadline, `sealed`
- *   undefined gives `opening_pending` (no proof).
+ *   passed, or a trainer-signed answer that cannot be opened, once it has too. Before the
+ *   deadline, `sealed` undefined gives `opening_pending` and a signed answer that cannot be
+ *   opened `opening_unopenable` (no proof: one issued then would be refuted by every checker,
+ *   `before_deadline`; wait for the deadline and check again).
  * - `opening_mismatch` (proof): the trainer's signed plaintext does not open its commitments.
  * - `start_mismatch`, `delta_mismatch`, `step_mismatch`, `loss_mismatch` (proof): see
  *   `step_verify.ts`.
@@ -117,6 +119,8 @@ export async function checkStepOpenings(
   const unsealed = unsealStepOpenings(sealed, challenge, receipt, options.validator);
   if (!unsealed.ok) {
     if (unsealed.reason === "opening_unsigned") return { ok: false, reason: "opening_unsigned" };
+    // The trainer signed it, and it opens nothing: no answer, a fault once the deadline passed.
+    if (Math.floor(now()) < challenge.deadline) return { ok: false, reason: "opening_unopenable" };
     return convict("opening_missing", "the signed answer cannot be opened");
   }
   const structure = verifyOpeningsPlaintext(receipt, challenge, unsealed.plaintext, options.arch);

@@ -349,16 +349,25 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         shardRoot: request.shardRoot,
       });
     let check = await checkAnswer(sealed);
+    const ownConnection = bytesEqual(
+      request.connection.peerKey ?? new Uint8Array(0),
+      receipt.trainer,
+    );
     if (
-      !check.ok && check.reason === "opening_unsigned" &&
-      bytesEqual(request.connection.peerKey ?? new Uint8Array(0), receipt.trainer)
+      !check.ok &&
+      (check.reason === "opening_unopenable" ||
+        (check.reason === "opening_unsigned" && ownConnection))
     ) {
       // An answer that is not the trainer's signed answer is "someone else's": ignored, keep
-      // waiting. But this one came over the trainer's own authenticated connection, and it
-      // answers each part request once: nothing else will come. Past the deadline that is no
-      // answer, with its `opening_missing` proof; a lazy trainer cannot send junk for free.
+      // waiting. But one that came over the trainer's own authenticated connection (it answers
+      // each part request once: nothing else will come), or one the trainer signed that opens
+      // nothing, is no answer: past the deadline, with its `opening_missing` proof. A proof
+      // issued before the deadline would be refuted by every checker, and a lazy trainer
+      // cannot send junk for free.
       this.#log(
-        `training validator: trainer ${trainer} answered with an unsigned opening; waiting for the deadline`,
+        `training validator: trainer ${trainer} answered with an opening that is ${
+          check.reason === "opening_unsigned" ? "unsigned" : "signed but cannot be opened"
+        }; waiting for the deadline`,
       );
       await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
       check = await checkAnswer(undefined);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { cidOf } from "../../protocols/cid.ts";
 import { decodeCbor, encodeCanonical, encodeCbor } from "../../protocols/cbor.ts";
+import { sealInput } from "../../proof/private_input.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { gptModelBytesFromWeights, seededGptWeights } from "../../training/gpt_weights.ts";
 import { batchIndices, sampleAt } from "../../training/brown_corpus.ts";
@@ -10,6 +11,7 @@ import {
   buildStepOpenings,
   ChallengeMismatchError,
   openChallengedSteps,
+  openingContext,
   SealedStepOpeningsSchema,
   sealOpeningBytes,
   sealStepOpenings,
@@ -21,6 +23,7 @@ import {
   DEFAULT_OPENING_DEADLINE_MS,
   drawChallengeSteps,
   drawTrainingChallenge,
+  trainingChallengeId,
   TrainingChallengeSchema,
   verifyTrainingChallenge,
 } from "../../training/training_challenge.ts";
@@ -367,6 +370,36 @@ Deno.test("no answer by the deadline is opening_missing; the signed challenge is
     { arch: TEST_ARCH, startWeights: start },
   );
   assert.deepEqual([c2.confirmed, c2.reason], [false, "before_deadline"]);
+});
+
+Deno.test("an answer the trainer signed that cannot be opened is no answer: nothing before the deadline, opening_missing (confirmed) after it", async () => {
+  const { report, trace } = honestRun;
+  const t0 = Date.now();
+  const challenge = drawTrainingChallenge(report.receipt, validator, {
+    steps: 2,
+    deadlineMs: DEFAULT_OPENING_DEADLINE_MS,
+    now: () => t0,
+  });
+  // Signed by the trainer, its box sealed to another key than the validator's.
+  const plaintext = encodeCanonical({ whatever: 1 });
+  const unopenable = sealOpeningBytes(plaintext, challenge, trace.identity);
+  unopenable.box = sealInput(
+    plaintext,
+    Identity.generate().publicKey,
+    openingContext(challenge.receiptId, trainingChallengeId(challenge)),
+  );
+  // Before the deadline: no proof (one issued now would be refuted, `before_deadline`, and
+  // cost the validator the penalty while the lazy trainer kept its stake).
+  const early = await check(report, challenge, unopenable, { now: () => t0 + 10 });
+  assert.deepEqual(early, { ok: false, reason: "opening_unopenable" });
+  // After it: opening_missing, which a checker confirms.
+  const late = await check(report, challenge, unopenable, {
+    now: () => t0 + DEFAULT_OPENING_DEADLINE_MS,
+  });
+  assert.equal(late.ok ? "ok" : late.reason, "opening_missing");
+  const proof = (late as { proof: TrainingFraudProof }).proof;
+  const c = await checkTrainingFraudProof(proof, { arch: TEST_ARCH, startWeights: start });
+  assert.equal(c.reason, "confirmed");
 });
 
 Deno.test("forged accusations against an honest trainer are refuted", async () => {
