@@ -47,6 +47,7 @@ import {
 } from "../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type {
+  AccountMessage,
   ReceiptStatusMessage,
   TrainingFraudLedgerMessage,
   TrainingReceiptLedgerMessage,
@@ -56,7 +57,7 @@ import type { GptArchitecture } from "../inference/model_builder.ts";
 import { RoundModels } from "./round_models.ts";
 import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
 import { auditRound, type RoundAudit } from "./round_audit.ts";
-import type { TrainingReceipt } from "./training_receipt.ts";
+import { type TrainingReceipt, trainingReceiptId } from "./training_receipt.ts";
 import {
   DEFAULT_OPENING_DEADLINE_MS,
   drawTrainingChallenge,
@@ -113,7 +114,8 @@ export type ChallengeOutcome =
 type LedgerTrainingMessage =
   | TrainingReceiptLedgerMessage
   | TrainingFraudLedgerMessage
-  | ReceiptStatusMessage;
+  | ReceiptStatusMessage
+  | AccountMessage;
 
 /** Options of {@link TrainingValidator}. */
 export interface TrainingValidatorOptions {
@@ -251,6 +253,15 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "credit":
         return await this.#credit(message.receipts, message.terms, ctx);
       case "fraud_proof": {
+        const refusal = await this.#intakeRefusal(
+          message.body.proof,
+          message.origin === "local",
+          ctx,
+        );
+        if (refusal !== undefined) {
+          this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
+          return { queued: false, skipped: refusal };
+        }
         const hash = trainingFraudProofHash(message.body.proof);
         if (!this.#firstTime(`fraud:${hash}`)) return { queued: false };
         // The re-run is outside the mailbox; the settlement comes back as `checked`.
@@ -500,6 +511,33 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         credited: true,
       }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
     }
+  }
+
+  /**
+   * Why a fraud proof is not worth its re-run here (a few steps of training, seconds at a large
+   * batch), or undefined: as the inference intake, its receipt must be recorded and open in this
+   * ledger (the proof never records it: a made-up receipt from a fresh key cost every validator
+   * the re-run, and was then passed on), and a peer's accuser must have stake here to lose
+   * (`unstaked_accuser`; this validator's own proofs come from its own challenges).
+   */
+  async #intakeRefusal(
+    proof: TrainingFraudProofBody["proof"],
+    own: boolean,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<string | undefined> {
+    const record = await this.#ledger<{ status: string } | undefined>(ctx, {
+      type: "receipt_status",
+      receiptId: trainingReceiptId(proof.receipt),
+    }).catch(() => undefined);
+    if (record === undefined) return "receipt_unknown";
+    if (record.status !== "pending" && record.status !== "challenged") return "not_pending";
+    if (own) return undefined;
+    const accuser = await this.#ledger<{ stake: number }>(ctx, {
+      type: "account",
+      key: proof.validator,
+    }).catch(() => ({ stake: 0 }));
+    if (accuser.stake < DEFAULT_ECONOMICS.falseAccusationPenalty) return "unstaked_accuser";
+    return undefined;
   }
 
   /** Redo the round's outer step (`round_audit.ts`) before taking its model. */
