@@ -247,7 +247,11 @@ function serveTraining(connection: Connection, peer: string, services: PeerServi
   });
   connection.handle(ChallengeMessage, async ({ challenge }) => {
     const trainer = actor<TrainerMessage>(services.trainer, "a trainer");
-    const accepted = await trainer.ask<ChallengeAccepted>({ type: "challenge", challenge });
+    const accepted = await trainer.ask<ChallengeAccepted>({
+      type: "challenge",
+      challenge,
+      from: connection.peerKey,
+    });
     return await accepted.openings;
   });
   connection.handle(OpeningPartMessage, async ({ challengeId, index }) => {

@@ -49,8 +49,13 @@ import type { TextShard } from "./brown_corpus.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "./local_trainer.ts";
 import type { RoundModels } from "./round_models.ts";
 import { TrainingError } from "./training_error.ts";
+import { ChallengeMismatchError } from "./step_opening.ts";
 import { commitShard } from "./training_state.ts";
-import { type TrainingChallenge, trainingChallengeId } from "./training_challenge.ts";
+import {
+  TRAINING_CHALLENGE_STEPS,
+  type TrainingChallenge,
+  trainingChallengeId,
+} from "./training_challenge.ts";
 import {
   InProcessTrainerEngine,
   type TrainerEngine,
@@ -60,6 +65,8 @@ import {
 
 export type { TrainFunction } from "./trainer_engine.ts";
 
+/** Challenges remembered by validator and receipt (one each is answered). */
+const MAX_REMEMBERED_CHALLENGES = 4096;
 /** Sealed answers kept for their validators to fetch (one per challenge in flight). */
 const KEPT_ANSWERS = 8;
 /**
@@ -115,7 +122,12 @@ export type TrainerMessage =
   | { type: "round"; body: RoundBody; coordinator: string }
   | { type: "step"; round: number; steps: number; step: number; loss: number }
   | { type: "trained"; losses: number[] }
-  | { type: "challenge"; challenge: TrainingChallenge }
+  | {
+    type: "challenge";
+    challenge: TrainingChallenge;
+    /** The key of the peer it came from: it must be the challenge's validator. */
+    from?: Uint8Array;
+  }
   | { type: "opened"; challengeId: string; bytes: Uint8Array }
   | { type: "part"; challengeId: string; index: number }
   | { type: "stats" };
@@ -151,6 +163,11 @@ export class TrainerService implements Actor<TrainerMessage> {
   readonly #options: TrainerServiceOptions;
   readonly #joined = new Set<string>();
   readonly #answers = new Map<string, Uint8Array>();
+  /**
+   * The challenge each validator made of each receipt (`validator/receipt` → its id and the
+   * opening): one per validator and receipt (asked again, the same one gets the same answer).
+   */
+  readonly #challenged = new Map<string, { id: string; openings: Promise<OpeningsBody> }>();
   #rounds = 0;
   #challenges = 0;
   #current?: { round: number; step: number; steps: number };
@@ -223,8 +240,11 @@ export class TrainerService implements Actor<TrainerMessage> {
         this.#current = undefined;
         this.#losses = message.losses;
         return;
-      case "challenge":
-        return { openings: this.#open(message.challenge, ctx) } satisfies ChallengeAccepted;
+      case "challenge": {
+        const openings = this.#admit(message.challenge, message.from, ctx);
+        openings.catch(() => {}); // the asker awaits it; a refusal is its answer
+        return { openings } satisfies ChallengeAccepted;
+      }
       case "opened":
         this.#answers.set(message.challengeId, message.bytes);
         while (this.#answers.size > KEPT_ANSWERS) {
@@ -389,6 +409,42 @@ export class TrainerService implements Actor<TrainerMessage> {
       }, delta ${report.delta.length} bytes`,
     );
     return { receipt: report.receipt, delta: report.delta };
+  }
+
+  /**
+   * The opening of `challenge`, or a refusal (`challenge_mismatch`) for one this trainer does not
+   * owe: not from its validator's own connection, more steps than a challenge draws
+   * ({@link TRAINING_CHALLENGE_STEPS}), or another challenge of a receipt its validator
+   * challenged already. Openings run one after another, each a few steps of training: junk
+   * challenges from any key, of up to 1024 steps each, queued ahead of a real one made it miss
+   * its deadline, and be slashed (a review found it at stop 33). Decided in the mailbox.
+   */
+  #admit(
+    challenge: TrainingChallenge,
+    from: Uint8Array | undefined,
+    ctx: ActorContext<TrainerMessage>,
+  ): Promise<OpeningsBody> {
+    const refuse = (why: string) => Promise.reject(new ChallengeMismatchError(why));
+    if (from !== undefined && toHex(from) !== toHex(challenge.validator)) {
+      return refuse("a challenge is answered only to its validator, over its own connection");
+    }
+    if (challenge.steps.length > TRAINING_CHALLENGE_STEPS) {
+      return refuse(`a challenge names at most ${TRAINING_CHALLENGE_STEPS} steps`);
+    }
+    const key = `${toHex(challenge.validator)}/${challenge.receiptId}`;
+    const id = trainingChallengeId(challenge);
+    const earlier = this.#challenged.get(key);
+    if (earlier !== undefined) {
+      return earlier.id === id
+        ? earlier.openings
+        : refuse("this validator has challenged this receipt already");
+    }
+    const openings = this.#open(challenge, ctx);
+    this.#challenged.set(key, { id, openings });
+    while (this.#challenged.size > MAX_REMEMBERED_CHALLENGES) {
+      this.#challenged.delete(this.#challenged.keys().next().value!);
+    }
+    return openings;
   }
 
   /** Open and seal the challenged steps outside the mailbox; the bytes come back by `opened`. */

@@ -19,6 +19,7 @@ import { deltaHash, encodeInt8Delta, quantizeDelta } from "../../training/int8_d
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
+  type ChallengeAccepted,
   type RoundAccepted,
   type TrainerMessage,
   TrainerService,
@@ -26,6 +27,11 @@ import {
 } from "../../training/trainer_service.ts";
 import { signTrainingReceipt, TRAINING_RECEIPT_VERSION } from "../../training/training_receipt.ts";
 import type { TrainingTrace } from "../../training/step_opening.ts";
+import {
+  drawTrainingChallenge,
+  TRAINING_CHALLENGE_STEPS,
+  type TrainingChallenge,
+} from "../../training/training_challenge.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 
 /** The trainer's stake, as its pledge would bring it. */
@@ -192,6 +198,44 @@ Deno.test("the signed slots survive a restart whole, and a temp file an interrup
     for await (const entry of Deno.readDir(slotsDir)) left.push(entry.name);
     assert.deepEqual(left, ["signed-slots.json"], "the stray temp file is gone, no new one left");
     assert.equal(await Deno.readTextFile(slotsFile), written, "the record itself untouched");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a trainer opens only the challenges it owes: from the challenge's validator over its own connection, of at most TRAINING_CHALLENGE_STEPS steps, one per validator and receipt (asked again, the same answer)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-trainer-challenges-" });
+  const system = new ActorSystem({ name: "trainer-challenges" });
+  try {
+    const { trainer, round } = await trainerFixture(dir);
+    const ref = await trainer(system, "node/trainer", join(dir, "data"));
+    const H = TRAINING_CHALLENGE_STEPS + 4;
+    const { receipt } = await round(ref, 0, H);
+    const validator = Identity.generate();
+    const ask = (challenge: TrainingChallenge, from: Uint8Array) =>
+      ref.ask<ChallengeAccepted>({ type: "challenge", challenge, from });
+    const refusal = async (accepted: ChallengeAccepted) =>
+      (await accepted.openings.then(() => undefined, (e) => e as { code: string; message: string }))
+        ?.code;
+    const fair = drawTrainingChallenge(receipt, validator);
+    // From another peer than its validator: not owed (junk from any key used to queue ahead).
+    assert.equal(
+      await refusal(await ask(fair, Identity.generate().publicKey)),
+      "challenge_mismatch",
+    );
+    // Every step of the run: more than a challenge draws.
+    const greedy = drawTrainingChallenge(receipt, validator, { steps: H });
+    assert.equal(await refusal(await ask(greedy, validator.publicKey)), "challenge_mismatch");
+    // Its validator's own challenge is taken (this stand-in trainer keeps no trace to open,
+    // so it fails past this gate, not at it) ...
+    const first = await ask(fair, validator.publicKey);
+    const again = await ask(fair, validator.publicKey);
+    assert.equal(again.openings, first.openings, "asked again: the same answer");
+    // ... and a second challenge of that receipt by that validator is not.
+    const second = drawTrainingChallenge(receipt, validator);
+    assert.equal(await refusal(await ask(second, validator.publicKey)), "challenge_mismatch");
+    await first.openings.catch(() => {});
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
