@@ -32,6 +32,7 @@
  * @module
  */
 import { join } from "node:path";
+import { writeFileDurably } from "../proof/_durable_file.ts";
 import { cidCodec, cidDigest, DAG_PB_CODEC, isCid, storageKey } from "../protocols/cid.ts";
 import { assertDagBlockSize } from "./unixfs.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
@@ -473,8 +474,8 @@ export class ChunkStore implements BlockStore {
 
   /**
    * The name, MIME type and locality a pin recorded (a public UnixFS file's id has neither, so
-   * the owner's labels live beside the pin); `undefined` when none, or the pin file does not
-   * parse.
+   * the owner's labels live beside the pin); `undefined` when none; `{ local: true }` when the
+   * pin file does not parse (it may have said so: kept to this node rather than shared).
    */
   async pinLabel(cid: string): Promise<PinLabel | undefined> {
     let text: string;
@@ -493,13 +494,23 @@ export class ChunkStore implements BlockStore {
       if (raw.local === true) label.local = true;
       return label;
     } catch {
-      return undefined;
+      // A label that does not parse (a damaged disk) may have said `local`: kept to this node
+      // rather than shared on a guess.
+      return { local: true };
     }
   }
 
-  /** Create the root file `sub/cid` (empty by default), durably when the store is durable. */
+  /**
+   * Create the root file `sub/cid` (empty by default), durably when the store is durable. A file
+   * with content (a pin's label) is written whole or not at all (a temporary file, fsynced, then
+   * renamed): written in place, a power cut could leave the entry with no content, and a `local`
+   * file's label lost that way made its chunks served to peers after the restart (a review
+   * found it at stop 33).
+   */
   async #touchRoot(sub: string, cid: string, content = new Uint8Array()): Promise<void> {
-    await Deno.writeFile(join(this.#dir, sub, cid), content);
+    const path = join(this.#dir, sub, cid);
+    if (this.#durable && content.length > 0) return await writeFileDurably(path, content);
+    await Deno.writeFile(path, content);
     if (this.#durable) await this.#syncRootDir(join(this.#dir, sub));
   }
 
@@ -544,7 +555,8 @@ export class ChunkStore implements BlockStore {
   async pins(): Promise<string[]> {
     const out: string[] = [];
     for await (const entry of Deno.readDir(join(this.#dir, PINS_DIR))) {
-      if (entry.isFile) out.push(entry.name);
+      // Not a label's temporary file (`#touchRoot`), which a crash may leave behind.
+      if (entry.isFile && isCid(entry.name)) out.push(entry.name);
     }
     return out.sort();
   }

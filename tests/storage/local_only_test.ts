@@ -284,3 +284,25 @@ Deno.test("a peer is never served a local file: get_chunk is chunk_not_found, ha
     for (const d of [dir, ...dirs]) await Deno.remove(d, { recursive: true });
   }
 });
+
+Deno.test("a local pin's label is written whole or not at all, one that does not parse is taken as local, and a label's leftover temporary file is not a pin", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ChunkStore.open(dir);
+    const cid = await store.put(pseudoRandomBytes(2000, 77));
+    await store.pin(cid, { local: true });
+    assert.deepEqual(await store.pinLabel(cid), { local: true });
+    const pinsDir = `${dir}/pins`;
+    // The label went through a temporary file renamed into place: nothing else is left there.
+    assert.deepEqual([...Deno.readDirSync(pinsDir)].map((e) => e.name), [cid]);
+    // A damaged label (what a crash mid-write left before) may have said local: kept local.
+    Deno.writeTextFileSync(`${pinsDir}/${cid}`, '{"local":tr');
+    assert.deepEqual(await store.pinLabel(cid), { local: true });
+    // A temporary file a crash left behind is not a pin (GC would take it for an unreadable
+    // root and remove nothing).
+    Deno.writeTextFileSync(`${pinsDir}/${cid}.0000.tmp`, '{"local":true}');
+    assert.deepEqual(await store.pins(), [cid]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
