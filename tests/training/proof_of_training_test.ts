@@ -149,7 +149,8 @@ Deno.test("challenges: signed, drawn after the receipt, always the last step, bo
   for (let i = 0; i < 50; i++) {
     const s = drawChallengeSteps(100, 8);
     assert.equal(new Set(s).size, 8);
-    assert.ok(s.includes(99) && s.every((x) => x >= 0 && x < 100));
+    // The last step (it ties the chain to the delta) and the first (to the start model).
+    assert.ok(s.includes(99) && s.includes(0) && s.every((x) => x >= 0 && x < 100));
   }
   // A challenge of another receipt: the trainer refuses it, the checker refuses to use it.
   const other = await honest(8);
@@ -501,4 +502,30 @@ Deno.test("aggregateRound drops convicted trainers' deltas and reports why", asy
     trainingReceiptId(honestRun.report.receipt),
   ]);
   assert.deepEqual(round.refused.map((x) => x.reason), ["step_mismatch"]);
+});
+
+Deno.test("a warm start (honest steps from a model of the trainer's own, the jump hidden in the delta) is caught by every challenge: step 0 is always opened and checked against the start model", async () => {
+  const H = 10;
+  const shard = (await testSplit()).shards[0];
+  const o = {
+    arch: TEST_ARCH,
+    startModel,
+    start,
+    shard,
+    steps: H,
+    dataSeed: 11,
+    hyper: TEST_HYPER,
+    identity: Identity.generate(),
+  };
+  const other = await honestStates(o, H, shard, seededGptWeights(TEST_ARCH, 9));
+  const cheat = signStates(o, other.states, other.losses);
+  for (let i = 0; i < 3; i++) {
+    const challenge = drawTrainingChallenge(cheat.report.receipt, validator);
+    assert.ok(challenge.steps.includes(0) && challenge.steps.includes(H - 1));
+    const sealed = await openChallengedSteps(cheat.trace, challenge);
+    const r = await check(cheat.report, challenge, sealed);
+    assert.equal(r.ok ? "ok" : r.reason, "start_mismatch");
+  }
+  // At H = 50 a draw without step 0 was 86 % of them; now there is none.
+  for (let i = 0; i < 1_000; i++) assert.ok(drawChallengeSteps(50).includes(0));
 });
