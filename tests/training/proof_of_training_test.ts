@@ -23,6 +23,7 @@ import {
   DEFAULT_OPENING_DEADLINE_MS,
   drawChallengeSteps,
   drawTrainingChallenge,
+  TRAINING_CHALLENGE_STEPS,
   trainingChallengeId,
   TrainingChallengeSchema,
   verifyTrainingChallenge,
@@ -505,23 +506,14 @@ Deno.test("aggregateRound drops convicted trainers' deltas and reports why", asy
 });
 
 Deno.test("a warm start (honest steps from a model of the trainer's own, the jump hidden in the delta) is caught by every challenge: step 0 is always opened and checked against the start model", async () => {
-  const H = 10;
-  const shard = (await testSplit()).shards[0];
-  const o = {
-    arch: TEST_ARCH,
-    startModel,
-    start,
-    shard,
-    steps: H,
-    dataSeed: 11,
-    hyper: TEST_HYPER,
-    identity: Identity.generate(),
-  };
-  const other = await honestStates(o, H, shard, seededGptWeights(TEST_ARCH, 9));
+  // More steps than a challenge opens, so the draw leaves some out and step 0 is not a given.
+  const steps = TRAINING_CHALLENGE_STEPS + 1;
+  const o = { ...lazy(), steps };
+  const other = await honestStates(o, steps, shard, seededGptWeights(TEST_ARCH, 9));
   const cheat = signStates(o, other.states, other.losses);
   for (let i = 0; i < 3; i++) {
     const challenge = drawTrainingChallenge(cheat.report.receipt, validator);
-    assert.ok(challenge.steps.includes(0) && challenge.steps.includes(H - 1));
+    assert.ok(challenge.steps.includes(0) && challenge.steps.includes(steps - 1));
     const sealed = await openChallengedSteps(cheat.trace, challenge);
     const r = await check(cheat.report, challenge, sealed);
     assert.equal(r.ok ? "ok" : r.reason, "start_mismatch");

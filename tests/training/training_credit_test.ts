@@ -6,6 +6,7 @@
  * pays nothing; the credit comes when an outcome this node audited names the receipt, or when
  * this node coordinated the round itself.
  */
+import { oneRound, reportingTrainer } from "./_reporting_trainer.ts";
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
@@ -25,28 +26,11 @@ import {
   type TrainingValidatorStats,
 } from "../../training/training_validator.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
-import type { Connection } from "../../protocols/connection.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
 import { encodeCanonical } from "../../protocols/cbor.ts";
-import { sha256Hex, toHex } from "../../protocols/hash.ts";
-import {
-  ChallengeMessage,
-  OpeningPartMessage,
-  type RoundBody,
-  RoundMessage,
-} from "../../protocols/training_messages.ts";
-import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
-import { deltaHash, encodeInt8Delta, quantizeDelta } from "../../training/int8_delta.ts";
-import {
-  type CoordinatorMessage,
-  type CoordinatorStatus,
-  RoundCoordinator,
-} from "../../training/round_coordinator.ts";
-import { RoundModels } from "../../training/round_models.ts";
+import { toHex } from "../../protocols/hash.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { TEST_ARCH, TEST_HYPER } from "./_fixtures.ts";
-import { spawnTrainingLedger } from "./_training_ledger.ts";
 
 const SEED_CID = "bafkreihwoyd6pmgo7xulmv67id2d5oadfacqqcqzqju76bvhzkvvjtckom";
 
@@ -138,72 +122,13 @@ const ROUND_STEPS = 3;
 /** The trainers' stake, as their pledges would bring it. */
 const STAKE = 10_000_000;
 
-/**
- * A trainer as a coordinator sees it: it answers the round with a signed report on a small
- * delta (no training: the step check is what decides, and it is injected below), and a
- * challenge with `answer`'s bytes as its sealed opening.
- */
-function reportingTrainer(
-  identity: Identity,
-  start: GptWeights,
-  shard: { size: number; root: string },
-  answer: Uint8Array,
-): Connection {
-  const closed = Promise.withResolvers<void>();
-  return {
-    peerKey: identity.publicKey,
-    closed: closed.promise,
-    request: (definition: unknown, body: RoundBody) => {
-      if (definition === RoundMessage) {
-        const delta = encodeInt8Delta(
-          quantizeDelta(
-            new Map([...start].map(([name, t]) => [name, {
-              shape: [...t.shape],
-              data: t.data.map((_x, i) => 1e-3 * Math.sin(i + 1)),
-            }])),
-          ),
-        );
-        const receipt = signTrainingReceipt({
-          v: TRAINING_RECEIPT_VERSION,
-          round: body.round,
-          startModel: body.startModel,
-          steps: body.steps,
-          dataSeed: body.dataSeed,
-          hyper: body.hyper,
-          samplesRoot: "aa".repeat(32),
-          sampleCount: body.steps * body.hyper.batchSize,
-          checkpointsRoot: "bb".repeat(32),
-          shardRoot: shard.root,
-          shardSize: shard.size,
-          losses: Array.from({ length: body.steps }, () => 3),
-          deltaHash: deltaHash(delta),
-          deltaBytes: delta.length,
-        }, identity);
-        return Promise.resolve({ receipt, delta });
-      }
-      if (definition === ChallengeMessage) {
-        return Promise.resolve({ size: answer.length, parts: 1, sha256: sha256Hex(answer) });
-      }
-      if (definition === OpeningPartMessage) return Promise.resolve({ bytes: answer });
-      return Promise.reject(new Error("not asked in this test"));
-    },
-  } as unknown as Connection;
-}
-
 Deno.test("a coordinator's ledger pays only the trainers whose deltas went into the round's model: a trainer answering its challenge with an unsigned opening is left out, paid nothing and slashed", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-credit-excluded-" });
   const system = new ActorSystem({ name: "credit-excluded" });
-  const clock = { t: Date.now() };
   try {
-    const me = Identity.generate();
-    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
     const honest = Identity.generate();
     const lazy = Identity.generate();
-    const { ledger, training } = await spawnTrainingLedger(system, {
-      identity: me,
-      dir,
-      now: () => clock.t,
-      models,
+    const { clock, ledger, training, start, shard, join, ended } = await oneRound(system, dir, {
       challenge: {
         challengeProbability: 1,
         // The lazy trainer's answer comes by its own connection at once: the wait is for the
@@ -216,43 +141,16 @@ Deno.test("a coordinator's ledger pays only the trainers whose deltas went into 
             ? Promise.resolve({ ok: true })
             : checkStepOpenings(receipt, challenge, sealed, context),
       },
+      steps: ROUND_STEPS,
+      minTrainers: 2,
+      stakes: [[honest, STAKE], [lazy, STAKE]],
     });
-    for (const trainer of [honest, lazy]) {
-      await ledger.ask({ type: "deposit", key: trainer.publicKey, amount: STAKE });
-    }
-    const coordinator = await system.spawn<CoordinatorMessage>({
-      name: "node/coordinator",
-      factory: () =>
-        new RoundCoordinator({
-          identity: me,
-          arch: TEST_ARCH,
-          seed: 0,
-          rounds: 1,
-          steps: ROUND_STEPS,
-          hyper: TEST_HYPER,
-          roundDeadlineMs: 600_000,
-          minTrainers: 2,
-          models,
-          validator: "node/training-validator",
-        }),
-    });
-    const start = seededGptWeights(TEST_ARCH, 0);
-    const shard = { size: 100, root: "cc".repeat(32) };
     // A well-formed CBOR value that is no signed answer at all.
     const junk = encodeCanonical({ junk: "not an opening" });
     for (const trainer of [honest, lazy]) {
-      await coordinator.ask({
-        type: "join",
-        connection: reportingTrainer(trainer, start, shard, junk),
-        shardSize: shard.size,
-        shardRoot: shard.root,
-      });
+      await join(reportingTrainer(trainer, start, shard, { answer: () => junk }));
     }
-    const status = await eventually(async () => {
-      const s = await coordinator.ask<CoordinatorStatus>({ type: "status" });
-      return s.history.length === 1 ? s : undefined;
-    }, "round 0 to end");
-    const [round] = status.history;
+    const round = await ended();
     assert.deepEqual(round.accepted, [toHex(honest.publicKey)]);
     assert.deepEqual(round.excluded.map((e) => e.key), [toHex(lazy.publicKey)]);
     // Its junk answer, past the deadline, is a missing opening: a proof, settled here.
