@@ -1,12 +1,14 @@
 /**
  * The node's persistent identity: a 32-byte ed25519 seed in `<dataDir>/identity.key`, created
- * on first start (owner-only permissions, written atomically so a crash never leaves half a key).
+ * on first start (owner-only permissions, written whole, fsynced and linked into place, so a
+ * crash never leaves half a key and a second creator never replaces it).
  *
  * @module
  */
 import { join } from "node:path";
 import { Identity } from "../protocols/identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { syncDirectory } from "../proof/_durable_file.ts";
 
 /** File name of the identity seed inside the data directory. */
 export const IDENTITY_FILE = "identity.key";
@@ -23,16 +25,18 @@ export class CorruptIdentityError extends VeriflowError {
   }
 }
 
-/** Load the node's identity from `dataDir`, creating it on first use. */
+/**
+ * Load the node's identity from `dataDir`, creating it on first use. Two processes creating it
+ * at once (a node's first start beside a `cli.ts put`) end with the same key: the new file is
+ * published with a link, which fails when one is there already, and the loser reads the
+ * winner's. A rename replaced it, so one of them ran on a key no longer on disk, and the node's
+ * ledger then refused to open under the key that was (a review found it at stop 33). A
+ * dangling symbolic link (a secret volume not mounted yet) is an error, not a missing key.
+ */
 export async function loadOrCreateIdentity(dataDir: string): Promise<Identity> {
   const path = join(dataDir, IDENTITY_FILE);
-  try {
-    const seed = await Deno.readFile(path);
-    if (seed.length !== 32) throw new CorruptIdentityError(path, seed.length);
-    return Identity.fromSecretKey(seed);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
+  const existing = await readIdentity(path);
+  if (existing !== undefined) return existing;
   await Deno.mkdir(dataDir, { recursive: true });
   const identity = Identity.generate();
   const tmp = `${path}.${crypto.randomUUID()}.tmp`;
@@ -44,6 +48,39 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<Identity> {
   } finally {
     file.close();
   }
-  await Deno.rename(tmp, path);
+  try {
+    await Deno.link(tmp, path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    // Another process created it first: its key is the node's.
+    const winner = await readIdentity(path);
+    if (winner === undefined) throw error;
+    return winner;
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
+  }
+  await syncDirectory(dataDir);
   return identity;
+}
+
+/** The identity in `path`, or undefined when there is no file (a dangling link is an error). */
+async function readIdentity(path: string): Promise<Identity | undefined> {
+  try {
+    const seed = await Deno.readFile(path);
+    if (seed.length !== 32) throw new CorruptIdentityError(path, seed.length);
+    return Identity.fromSecretKey(seed);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  try {
+    await Deno.lstat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  throw new VeriflowError(
+    "identity_unreadable",
+    `${path} is a link to nothing (a volume not mounted?): the node's key is not made anew ` +
+      `in its place; mount it, or remove the link to start as a new node`,
+  );
 }
