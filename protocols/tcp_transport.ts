@@ -12,7 +12,7 @@
  *
  * @example
  * ```ts
- * import { connectTcp, listenTcp } from "./tcp_transport.ts";
+import { connectTcp, listenTcp } from "./tcp_transport.ts";
  * const server = listenTcp({ hostname: "127.0.0.1", port: 0 }, (duplex) => {
  *   duplex.readable.pipeTo(duplex.writable); // echo
  * });
@@ -28,6 +28,7 @@
  * @module
  */
 import { type SocketDuplex, socketDuplex, type SocketDuplexOptions } from "./socket_duplex.ts";
+import { acceptEach } from "./_accept_loop.ts";
 
 // Public with the TCP transport (the package's entry point re-exports this module).
 export type { SocketDuplex, SocketDuplexOptions } from "./socket_duplex.ts";
@@ -111,25 +112,19 @@ export function listenTcp(
     port: address.port,
     transport: "tcp",
   });
-  const accepting = (async () => {
-    for (;;) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-      } catch {
-        return; // the listener was closed
-      }
-      const duplex = tcpDuplex(conn, options);
-      try {
-        onDuplex(duplex, duplex.remoteAddr);
-      } catch {
-        duplex.close();
-      }
+  let closed = false;
+  const accepting = acceptEach(listener, (conn) => {
+    const duplex = tcpDuplex(conn, options);
+    try {
+      onDuplex(duplex, duplex.remoteAddr);
+    } catch {
+      duplex.close();
     }
-  })();
+  }, () => closed);
   return {
     addr: listener.addr,
     async close() {
+      closed = true;
       try {
         listener.close();
       } catch {

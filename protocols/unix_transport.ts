@@ -12,7 +12,7 @@
  *
  * @example
  * ```ts
- * import { connectUnix, listenUnix } from "./unix_transport.ts";
+import { connectUnix, listenUnix } from "./unix_transport.ts";
  * const dir = await Deno.makeTempDir(); // mode 0700
  * const server = listenUnix(`${dir}/echo.sock`, (duplex) => {
  *   duplex.readable.pipeTo(duplex.writable); // echo
@@ -30,6 +30,7 @@
  * @module
  */
 import { type SocketDuplex, socketDuplex, type SocketDuplexOptions } from "./socket_duplex.ts";
+import { acceptEach } from "./_accept_loop.ts";
 
 /** A listening Unix socket. */
 export interface UnixListener {
@@ -77,25 +78,19 @@ export function listenUnix(
   options?: SocketDuplexOptions,
 ): UnixListener {
   const listener = Deno.listen({ path, transport: "unix" });
-  const accepting = (async () => {
-    for (;;) {
-      let conn: Deno.UnixConn;
-      try {
-        conn = await listener.accept();
-      } catch {
-        return; // the listener was closed
-      }
-      const duplex = socketDuplex(conn, options);
-      try {
-        onDuplex(duplex);
-      } catch {
-        duplex.close();
-      }
+  let closed = false;
+  const accepting = acceptEach(listener, (conn) => {
+    const duplex = socketDuplex(conn, options);
+    try {
+      onDuplex(duplex);
+    } catch {
+      duplex.close();
     }
-  })();
+  }, () => closed);
   return {
     path,
     async close() {
+      closed = true;
       try {
         listener.close();
       } catch {
