@@ -271,7 +271,12 @@ async function validIndexPosition(
   ownerHex: string,
 ): Promise<IndexPosition | undefined> {
   const at = index.position();
-  if (at === undefined) return undefined;
+  if (at === undefined) {
+    // No position, but rows (an index left so by an earlier version's reset cut short): they
+    // are nobody's, so they go before the rebuild from genesis.
+    if (index.hasRows()) index.reset();
+    return undefined;
+  }
   if (at.owner === ownerHex && at.seq > 0) {
     const found = await entryAt(log, at.last);
     if (found?.end === at.end && found.entry.seq === at.seq - 1 && found.hash === at.head) {

@@ -5,6 +5,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
@@ -69,4 +70,64 @@ Deno.test("ledger repair always rebuilds the index, even when the log verifies",
     bytes.fill(0xff, 100);
     await Deno.writeFile(`${dir}/index.sqlite`, bytes);
     assert.equal((await repairLedger(dir, owner, { now: () => clock.t })).length, 5);
+  }));
+
+Deno.test("ledger: an index left with rows and no position (a reset cut short by a crash) is emptied before the rebuild: nothing of entries not in the log stays", () =>
+  withLedgerDir(async (dir, clock) => {
+    const opts = { now: () => clock.t };
+    let ledger = await Ledger.open(dir, owner, opts);
+    await ledger.deposit(worker.publicKey, 1e6);
+    await ledger.close();
+    // The older copy of the log and its checkpoint (a backup / restore).
+    const oldLog = await Deno.readFile(join(dir, "ledger.log"));
+    const oldCheckpoint = await Deno.readFile(join(dir, "checkpoint.cbor"));
+
+    ledger = await Ledger.open(dir, owner, opts);
+    const r = receipt(1, 10, worker);
+    await ledger.recordReceipt(r, assigned(r));
+    await ledger.openChallenge(receiptId(r));
+    await ledger.settleFault(receiptId(r), owner.publicKey, "proof_unavailable");
+    assert.equal(ledger.convicted(worker.publicKey), true);
+    await ledger.close();
+
+    // Restore the older log + checkpoint; index.sqlite stays ahead of them.
+    await Deno.writeFile(join(dir, "ledger.log"), oldLog);
+    await Deno.writeFile(join(dir, "checkpoint.cbor"), oldCheckpoint);
+
+    // Control: without a crash, open resets the index and nothing of the lost entries remains.
+    const control = `${dir}-control`;
+    await Deno.mkdir(control);
+    for await (const e of Deno.readDir(dir)) {
+      await Deno.copyFile(join(dir, e.name), join(control, e.name));
+    }
+    const c = await Ledger.open(control, owner, opts);
+    const controlView = {
+      convicted: c.convicted(worker.publicKey),
+      job: c.receiptOfJob(r.jobId) ?? null,
+    };
+    await c.close();
+    await Deno.remove(control, { recursive: true });
+    assert.deepEqual(controlView, { convicted: false, job: null });
+
+    // Crash image: reset's first statement (DELETE FROM meta) committed, the rest never ran.
+    const db = new DatabaseSync(join(dir, "index.sqlite"));
+    db.exec("DELETE FROM meta;");
+    db.close();
+
+    ledger = await Ledger.open(dir, owner, opts);
+    const view = {
+      length: ledger.length,
+      account: ledger.account(worker.publicKey),
+      convicted: ledger.convicted(worker.publicKey),
+      job: ledger.receiptOfJob(r.jobId) ?? null,
+      receipt: ledger.receipt(receiptId(r))?.status ?? null,
+    };
+    // The receipt cannot be recorded again either: the stale row says it is already there.
+    const again = await ledger.recordReceipt(r, assigned(r)).then(() => "recorded", (e) => e.code);
+    await ledger.close();
+    assert.deepEqual(
+      { convicted: view.convicted, job: view.job, again },
+      { convicted: false, job: null, again: "recorded" },
+      "the index keeps a conviction and a job the log does not have",
+    );
   }));
