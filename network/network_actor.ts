@@ -182,6 +182,8 @@ export { NETWORK_TOPIC } from "./swarm_topics.ts";
 export type NetworkMessage =
   | { type: "peer_up"; connection: Connection; address: string; outbound: boolean }
   | { type: "peer_down"; connection: Connection }
+  /** The ledger answered whether the peer of `connection` is convicted (internal). */
+  | { type: "peer_checked"; connection: Connection; convicted: boolean }
   | { type: "peer_models"; connection: Connection; models: WireModelInfo[] }
   | { type: "peer_models_failed"; connection: Connection }
   | {
@@ -307,7 +309,15 @@ interface PeerEntry {
   listedAt?: number;
   /** What may still be sent to it of pledges (`pledge_budget.ts`; only in `receive`). */
   pledges: PledgeBudget;
+  /**
+   * Its key's conviction in this node's ledger is still being asked: no job for it until the
+   * answer (a convicted worker that reconnected after a restart was routable until then).
+   */
+  checking?: boolean;
 }
+
+/** How long a new peer waits for the ledger's word on its conviction before it is routable. */
+const CONVICTION_CHECK_TIMEOUT_MS = 5_000;
 
 /** Owns the peer connections; see the module doc. */
 export class NetworkActor implements Actor<NetworkMessage> {
@@ -519,6 +529,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#listener?.addr;
       case "peer_convicted":
         return this.#onConvicted(message.key);
+      case "peer_checked": {
+        const key = toHex(message.connection.peerKey!);
+        const entry = this.#peers.get(key)?.find((p) => p.connection === message.connection);
+        if (entry !== undefined) entry.checking = false;
+        if (message.convicted) return this.#onConvicted(key);
+        return;
+      }
       case "storage_peers":
         return this.#holders();
       case "peer_hello":
@@ -526,7 +543,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "hello_signed":
         return this.#sendHello(message.hello);
       case "peer_standing":
-        this.#standing.set(message.key, message.standing);
+        // Not for a key gone meanwhile (its entry would stay for good).
+        if (this.#peers.has(message.key)) this.#standing.set(message.key, message.standing);
         return;
       case "peer_staked":
         if (this.#peers.has(message.key)) this.#askStanding(message.key, ctx);
@@ -617,7 +635,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
       ? new ConnectionStoragePeer(connection, connection.peerKey!)
       : undefined;
     const pledges = new PledgeBudget({ now: this.#options.now });
-    list.push({ connection, info, models: [], storage, pledges });
+    const validator = this.#services?.validator;
+    const checking = validator !== undefined && !info.convicted;
+    list.push({ connection, info, models: [], storage, pledges, checking });
     this.#peers.set(key, list);
     if (storage !== undefined) this.#storagePeersChanged(ctx);
     this.#log(
@@ -627,14 +647,17 @@ export class NetworkActor implements Actor<NetworkMessage> {
     );
     connection.closed.then(() => tellQuietly(ctx, { type: "peer_down", connection }));
     if (connection.supports(INFERENCE_PROTOCOL.name)) this.#askModels(list.at(-1)!, ctx);
-    // A worker slashed here before (in an earlier connection or run) is not sent jobs.
-    const validator = this.#services?.validator;
-    if (validator !== undefined && !info.convicted) {
-      ctx.system.lookup<{ type: "convicted"; key: Uint8Array }>(validator)
-        ?.ask<boolean>({ type: "convicted", key: connection.peerKey! })
-        .then((convicted) => {
-          if (convicted) tellQuietly(ctx, { type: "peer_convicted", key });
-        }, () => {});
+    // A worker slashed here before (in an earlier connection or run) is not sent jobs, nor
+    // any job until the ledger said (a validator that does not answer in time clears it).
+    if (checking) {
+      const asked = ctx.system.lookup<{ type: "convicted"; key: Uint8Array }>(validator!)
+        ?.ask<boolean>({ type: "convicted", key: connection.peerKey! }, {
+          timeoutMs: CONVICTION_CHECK_TIMEOUT_MS,
+        }) ?? Promise.resolve(false);
+      asked.then(
+        (convicted) => tellQuietly(ctx, { type: "peer_checked", connection, convicted }),
+        () => tellQuietly(ctx, { type: "peer_checked", connection, convicted: false }),
+      );
     }
     if (this.#hello !== undefined && connection.supports(PEER_PROTOCOL.name)) {
       connection.notify(PeerHelloMessage, { hello: this.#hello }).catch(() => {});
@@ -675,8 +698,11 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (key === undefined) return;
     const before = this.#peers.get(key) ?? [];
     const list = before.filter((p) => p.connection !== connection);
-    if (list.length === 0) this.#peers.delete(key);
-    else this.#peers.set(key, list);
+    if (list.length === 0) {
+      this.#peers.delete(key);
+      // Asked again at its next hello: kept, it grew for every key that ever said hello.
+      this.#standing.delete(key);
+    } else this.#peers.set(key, list);
     if (before.some((p) => p.connection === connection && p.storage !== undefined)) {
       this.#storagePeersChanged(ctx);
     }
@@ -777,8 +803,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const candidates: (WorkerCandidate & { connection: Connection })[] = [];
     const now = Date.now();
     for (const list of this.#peers.values()) {
-      for (const { connection, info, hello } of list) {
+      for (const { connection, info, hello, checking } of list) {
         if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
+        if (checking) continue; // its conviction is still being asked
         // A model it lists but refused lately is not its to be picked for.
         const refused = model !== undefined &&
           (this.#refused.get(`${info.key}:${model}`) ?? 0) > now;
