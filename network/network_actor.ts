@@ -83,7 +83,7 @@ import { nodeTopics } from "./swarm_topics.ts";
 import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
-import { PledgeBudget } from "./pledge_budget.ts";
+import { PledgeBudget, PledgeBudgets } from "./pledge_budget.ts";
 import { PledgeSync } from "./pledge_sync.ts";
 import { KeyDials } from "./dial_by_key.ts";
 import { ConnectionLimits, type ConnectionLimitsOptions } from "./connection_limits.ts";
@@ -340,6 +340,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
   #hello?: PeerHello;
   /** Hex key → its account in this node's ledger (asked when its hello arrives). */
   readonly #standing = new Map<string, WorkerCandidate["standing"]>();
+  /** What each peer key may still bring of pledges, across its connections. */
+  readonly #pledgeBudgets: PledgeBudgets;
   /** What goes out to peers of the pledges this node holds (`pledge_sync.ts`). */
   readonly #pledgeSync: PledgeSync;
 
@@ -347,6 +349,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
   constructor(options: NetworkActorOptions) {
     this.#options = options;
     this.#limits = new ConnectionLimits(options.limits);
+    this.#pledgeBudgets = new PledgeBudgets({ now: options.now });
     this.#pledgeSync = new PledgeSync({
       pledge: options.pledge,
       peers: this.#peers,
@@ -599,7 +602,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
       await connection.close();
       throw new Error("the network actor stopped");
     }
-    servePeer(connection, connection.peerKey!, this.#services!);
+    servePeer(connection, connection.peerKey!, {
+      ...this.#services!,
+      pledgeBudgets: this.#pledgeBudgets,
+    });
     connection.handle(PeerHelloMessage, ({ hello }) => {
       tellQuietly(ctx, { type: "peer_hello", connection, hello });
     });

@@ -41,7 +41,7 @@ import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { StorageActorPeer } from "../actors/storage_actor_peer.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import { serveStoragePeer } from "../storage/connection_storage_peer.ts";
-import { PledgeGate } from "./pledge_budget.ts";
+import { type PledgeBudgets, PledgeGate } from "./pledge_budget.ts";
 import {
   ChallengeMessage,
   JoinMessage,
@@ -85,6 +85,8 @@ export interface PeerServices {
   connectionTo?: (key: Uint8Array, protocol: string) => Promise<Connection | undefined>;
   /** Clock of each connection's pledge budget (`pledge_budget.ts`; default `Date.now`). */
   now?: () => number;
+  /** The receiving pledge budgets by peer key, kept across connections (`pledge_budget.ts`). */
+  pledgeBudgets?: PledgeBudgets;
 }
 
 /** How long a relayed proof request may take at the worker. */
@@ -210,7 +212,10 @@ export function servePeer(
     });
     // Pledges are valid from any fresh key and kept for good: what this connection may bring
     // the ledger is budgeted, and a peer that keeps on past it is cut off (`pledge_budget.ts`).
-    const pledges = new PledgeGate(connection, { now: services.now });
+    const pledges = new PledgeGate(connection, {
+      now: services.now,
+      budget: services.pledgeBudgets?.of(peer),
+    });
     connection.handle(StakeAnnouncementMessage, async ({ pledge }) => {
       // A peer's own pledge, one it passes on (gossip), one of those its ledger pushes when we
       // connect, or one we turned out to need (`network_actor.ts`): the ledger checks the
