@@ -874,10 +874,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
 
   #sendHello(hello: PeerHello): void {
     this.#hello = hello;
+    // On every open connection: a peer keeps a hello per connection and weighs each as a
+    // routing candidate, so one sent on the first only left the others claiming the old load.
     for (const list of this.#peers.values()) {
-      const entry = list.find((p) => !p.connection.isClosed);
-      if (entry === undefined || !entry.connection.supports(PEER_PROTOCOL.name)) continue;
-      entry.connection.notify(PeerHelloMessage, { hello }).catch(() => {});
+      for (const { connection } of list) {
+        if (connection.isClosed || !connection.supports(PEER_PROTOCOL.name)) continue;
+        connection.notify(PeerHelloMessage, { hello }).catch(() => {});
+      }
     }
   }
 
