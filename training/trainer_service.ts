@@ -333,8 +333,30 @@ export class TrainerService implements Actor<TrainerMessage> {
       throw error;
     });
     if (text === undefined) return;
-    const entries = JSON.parse(text) as [string, string][];
-    for (const [slot, terms] of entries.slice(-KEPT_SLOTS)) this.#signed.set(slot, terms);
+    let entries: unknown;
+    try {
+      entries = JSON.parse(text);
+    } catch {
+      entries = undefined;
+    }
+    const valid = Array.isArray(entries) &&
+      entries.every((e) =>
+        Array.isArray(e) && e.length === 2 && typeof e[0] === "string" && typeof e[1] === "string"
+      );
+    if (!valid) {
+      // Not dropped: forgetting which slots were signed could make this trainer sign one twice,
+      // an equivocation that slashes it in every ledger. The operator decides.
+      const path = join(dir, SLOTS_FILE);
+      throw new TrainingError(
+        "signed_slots_unreadable",
+        `${path} is not the list of round slots this trainer signed; restore it from a backup, ` +
+          `or move it aside to start anew (any slot signed before may then be signed twice, ` +
+          `which slashes the trainer if its coordinator asks again on other terms)`,
+      );
+    }
+    for (const [slot, terms] of (entries as [string, string][]).slice(-KEPT_SLOTS)) {
+      this.#signed.set(slot, terms);
+    }
   }
 
   /**

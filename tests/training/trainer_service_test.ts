@@ -241,3 +241,30 @@ Deno.test("a trainer opens only the challenges it owes: from the challenge's val
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a damaged signed-slots file stops the trainer with an error that names it and the operator's choice, and is not dropped", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-trainer-slots-" });
+  try {
+    const { trainer } = await trainerFixture(dir);
+    const dataDir = join(dir, "data");
+    await Deno.mkdir(dataDir, { recursive: true });
+    for (const damaged of ["{ not json", '{"an":"object"}', '[["slot", 3]]']) {
+      Deno.writeTextFileSync(join(dataDir, "signed-slots.json"), damaged);
+      const system = new ActorSystem({ name: "trainer-slots" });
+      try {
+        await assert.rejects(
+          () => trainer(system, "node/trainer", dataDir),
+          // The actor's start fails with the trainer's error, which names the file and what to do.
+          (e: Error) =>
+            e.message.includes("signed_slots_unreadable") ||
+            (e.message.includes("signed-slots.json") && e.message.includes("move it aside")),
+        );
+      } finally {
+        await system.shutdown();
+      }
+      assert.equal(Deno.readTextFileSync(join(dataDir, "signed-slots.json")), damaged, "kept");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
