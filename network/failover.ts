@@ -286,42 +286,45 @@ class FailoverJob {
 
   async #pull(controller: ReadableStreamDefaultController<StreamedToken>): Promise<void> {
     for (;;) {
-      let result: ReadableStreamReadResult<StreamedToken>;
+      // What ended the current worker's stream: its error, or a token out of order (a broken
+      // stream, the worker's fault: the job goes on without it).
+      let failed = false;
+      let failure: unknown;
+      let token: StreamedToken | undefined;
       try {
-        result = await this.#reader.read();
+        const result = await this.#reader.read();
+        if (result.done) {
+          // The worker's end came without a last token (or the job was cancelled here).
+          controller.close();
+          this.#settle();
+          return;
+        }
+        token = result.value;
       } catch (error) {
-        const ending = this.#cancelled ? error : await this.#failOver(error);
+        failed = true;
+        failure = error;
+      }
+      if (token !== undefined && token.index !== this.#delivered.length) {
+        failed = true;
+        failure = new VeriflowError(
+          "inference_stream_invalid",
+          `token ${token.index} where ${this.#delivered.length} was due`,
+        );
+        this.#attempt.handle.cancel();
+        this.#reader.cancel(failure).catch(() => {});
+      }
+      if (failed) {
+        const ending = this.#cancelled ? failure : await this.#failOver(failure);
         if (ending === undefined) continue; // another worker took over: read on from it
         controller.error(ending);
         this.#endWith(ending);
         return;
       }
-      if (result.done) {
-        // The worker's end came without a last token (or the job was cancelled here).
-        controller.close();
-        this.#settle();
-        return;
-      }
-      const token = result.value;
-      if (token.index !== this.#delivered.length) {
-        // A broken stream: the worker's fault, so the job goes on without it.
-        const error = new VeriflowError(
-          "inference_stream_invalid",
-          `token ${token.index} where ${this.#delivered.length} was due`,
-        );
-        this.#attempt.handle.cancel();
-        this.#reader.cancel(error).catch(() => {});
-        const ending = await this.#failOver(error);
-        if (ending === undefined) continue;
-        controller.error(ending);
-        this.#endWith(ending);
-        return;
-      }
       if (this.#delivered.length === this.#given) this.#firstTokenAt = this.#now();
-      this.#delivered.push(token.tokenId);
-      this.#output += token.text;
-      controller.enqueue(token);
-      if (token.finishReason !== undefined) {
+      this.#delivered.push(token!.tokenId);
+      this.#output += token!.text;
+      controller.enqueue(token!);
+      if (token!.finishReason !== undefined) {
         controller.close();
         this.#settle();
       }
