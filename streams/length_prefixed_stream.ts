@@ -82,8 +82,10 @@ export class LengthPrefixedEncoderStream extends TransformStream<Uint8Array, Uin
   }
 }
 
-/** Smallest buffer a frame cut in pieces is gathered in (it doubles from there). */
+/** Smallest buffer a frame cut in many pieces is gathered in (it doubles from there). */
 const MIN_FRAME_BUFFER_BYTES = 4096;
+/** Pieces of a frame kept as views of the input before they are gathered in one buffer. */
+const MAX_FRAME_PIECES = 64;
 
 /**
  * Splits bytes into frame payloads, synchronously: the framing of
@@ -93,10 +95,11 @@ const MIN_FRAME_BUFFER_BYTES = 4096;
  * {@link TruncatedFrameError} if the input stopped inside a frame. Payloads that arrive whole
  * inside one chunk are views of that chunk (no copy).
  *
- * A partial frame holds at most twice the bytes that actually arrived (a buffer that doubles,
- * from 4 KiB, capped at the declared length), never its declared length: a prefix is a claim,
- * not a reason to allocate. So a thousand connections that each announce 1 MiB and send ten
- * bytes cost 4 KiB each, not a gigabyte, and a frame sent a byte at a time costs its bytes.
+ * A partial frame holds at most twice the bytes that actually arrived (views of up to 64 pieces,
+ * then a buffer that doubles from 4 KiB, capped at the declared length), never its declared
+ * length: a prefix is a claim, not a reason to allocate. So a thousand connections that each
+ * announce 1 MiB and send ten bytes cost a few views each, not a gigabyte, and a frame sent a
+ * byte at a time costs its bytes.
  */
 export class FrameSplitter {
   readonly #max: number;
@@ -106,12 +109,14 @@ export class FrameSplitter {
   /** Declared length of the frame being read; -1 while reading a prefix. */
   #length = -1;
   /**
-   * The frame being read: its bytes so far, `#filled` of them, in a buffer that doubles as they
-   * come (capped at the declared length), so it holds at most twice what arrived, however the
-   * frame is cut. Views of the input chunks, kept instead, cost ~200 bytes of objects per piece:
-   * a peer sending a 1 MiB frame a byte at a time made one connection hold ~200 MB (a review
-   * measured it at stop 33).
+   * The frame being read, `#filled` bytes so far: views of the input chunks while there are at
+   * most {@link MAX_FRAME_PIECES} of them (a frame in a few reads is copied once, when it is
+   * whole), then gathered in `#buffer`, which doubles as bytes come (capped at the declared
+   * length). Views alone cost ~200 bytes of objects per piece: a peer sending a 1 MiB frame a
+   * byte at a time made one connection hold ~200 MB (a review measured it at stop 33); gathered
+   * from the start, a frame in 64 KiB reads was copied about twice over as the buffer grew.
    */
+  #pieces: Uint8Array[] = [];
   #buffer = new Uint8Array(0);
   #filled = 0;
 
@@ -123,9 +128,9 @@ export class FrameSplitter {
     this.#max = resolveMax(options);
   }
 
-  /** Bytes held for the frame being read (its buffer: at most twice what arrived of it). */
+  /** Bytes held for the frame being read (at most twice what arrived of it). */
   get heldBytes(): number {
-    return this.#buffer.byteLength;
+    return this.#buffer.byteLength + this.#pieces.reduce((n, p) => n + p.byteLength, 0);
   }
 
   /** Feed a chunk; `onFrame` gets each payload completed by it, in order. */
@@ -160,27 +165,55 @@ export class FrameSplitter {
         continue;
       }
       const take = Math.min(this.#length - this.#filled, chunk.byteLength - offset);
-      if (this.#filled + take > this.#buffer.byteLength) {
-        const room = Math.min(
-          this.#length,
-          Math.max(this.#filled + take, 2 * this.#buffer.byteLength, MIN_FRAME_BUFFER_BYTES),
-        );
-        const grown = new Uint8Array(room);
-        grown.set(this.#buffer.subarray(0, this.#filled));
-        this.#buffer = grown;
-      }
-      this.#buffer.set(chunk.subarray(offset, offset + take), this.#filled);
+      const piece = chunk.subarray(offset, offset + take);
+      if (this.#buffer.byteLength === 0 && this.#pieces.length < MAX_FRAME_PIECES) {
+        this.#pieces.push(piece);
+      } else this.#gather(piece);
       this.#filled += take;
       offset += take;
       if (this.#filled === this.#length) {
-        // The buffer grew to the declared length at most: it is the payload.
-        const payload = this.#buffer.subarray(0, this.#filled);
+        const payload = this.#payload();
+        this.#pieces = [];
         this.#buffer = new Uint8Array(0);
         this.#filled = 0;
         this.#length = -1;
         onFrame(payload);
       }
     }
+  }
+
+  /** Append `piece` to the gathered bytes (the views so far first), growing the buffer. */
+  #gather(piece: Uint8Array): void {
+    let at = this.#filled - this.#pieces.reduce((n, p) => n + p.byteLength, 0); // gathered
+    const held = this.#filled + piece.byteLength;
+    if (held > this.#buffer.byteLength) {
+      const room = Math.min(
+        this.#length,
+        Math.max(held, 2 * this.#buffer.byteLength, MIN_FRAME_BUFFER_BYTES),
+      );
+      const grown = new Uint8Array(room);
+      grown.set(this.#buffer.subarray(0, at));
+      this.#buffer = grown;
+    }
+    for (const view of this.#pieces) {
+      this.#buffer.set(view, at);
+      at += view.byteLength;
+    }
+    this.#pieces = [];
+    this.#buffer.set(piece, at);
+  }
+
+  /** The whole frame: the one view, the views joined, or the gathered bytes. */
+  #payload(): Uint8Array {
+    if (this.#buffer.byteLength > 0) return this.#buffer.subarray(0, this.#filled);
+    if (this.#pieces.length === 1) return this.#pieces[0];
+    const out = new Uint8Array(this.#filled);
+    let at = 0;
+    for (const view of this.#pieces) {
+      out.set(view, at);
+      at += view.byteLength;
+    }
+    return out;
   }
 
   /** The input ended: throws {@link TruncatedFrameError} if it ended inside a frame. */
