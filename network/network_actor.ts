@@ -533,10 +533,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "peer_convicted":
         return this.#onConvicted(message.key);
       case "peer_checked": {
-        const key = toHex(message.connection.peerKey!);
-        const entry = this.#peers.get(key)?.find((p) => p.connection === message.connection);
+        const entry = this.#entryOf(message.connection);
         if (entry !== undefined) entry.checking = false;
-        if (message.convicted) return this.#onConvicted(key);
+        if (message.convicted) return this.#onConvicted(toHex(message.connection.peerKey!));
         return;
       }
       case "storage_peers":

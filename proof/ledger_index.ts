@@ -85,6 +85,9 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS receipts_by_worker ON receipts (worker, status);
 `;
 
+/** The tables that hold what entries said (all but `meta`, the index's position). */
+const ENTRY_TABLES = ["receipts", "jobs", "accusations", "proofs", "verdicts"] as const;
+
 /** The history index; see the module doc. */
 export class LedgerIndex {
   readonly #db: DatabaseSync;
@@ -162,17 +165,15 @@ export class LedgerIndex {
    */
   reset(): void {
     this.#db.exec(
-      "BEGIN; DELETE FROM meta; DELETE FROM receipts; DELETE FROM jobs; DELETE FROM accusations; DELETE FROM proofs; DELETE FROM verdicts; COMMIT;",
+      `BEGIN; DELETE FROM meta; ${ENTRY_TABLES.map((t) => `DELETE FROM ${t};`).join(" ")} COMMIT;`,
     );
   }
 
   /** Whether it holds anything but a position (rows of entries). */
   hasRows(): boolean {
-    return this.#db.prepare("SELECT 1 FROM receipts LIMIT 1").get() !== undefined ||
-      this.#db.prepare("SELECT 1 FROM jobs LIMIT 1").get() !== undefined ||
-      this.#db.prepare("SELECT 1 FROM accusations LIMIT 1").get() !== undefined ||
-      this.#db.prepare("SELECT 1 FROM proofs LIMIT 1").get() !== undefined ||
-      this.#db.prepare("SELECT 1 FROM verdicts LIMIT 1").get() !== undefined;
+    return ENTRY_TABLES.some((t) =>
+      this.#db.prepare(`SELECT 1 FROM ${t} LIMIT 1`).get() !== undefined
+    );
   }
 
   /**

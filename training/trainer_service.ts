@@ -50,6 +50,7 @@ import { DEFAULT_LOCAL_HYPER_PARAMS } from "./local_trainer.ts";
 import type { RoundModels } from "./round_models.ts";
 import { TrainingError } from "./training_error.ts";
 import { ChallengeMismatchError } from "./step_opening.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { commitShard } from "./training_state.ts";
 import {
   TRAINING_CHALLENGE_STEPS,
@@ -447,7 +448,7 @@ export class TrainerService implements Actor<TrainerMessage> {
     ctx: ActorContext<TrainerMessage>,
   ): Promise<OpeningsBody> {
     const refuse = (why: string) => Promise.reject(new ChallengeMismatchError(why));
-    if (from !== undefined && toHex(from) !== toHex(challenge.validator)) {
+    if (from !== undefined && !bytesEqual(from, challenge.validator)) {
       return refuse("a challenge is answered only to its validator, over its own connection");
     }
     if (challenge.steps.length > TRAINING_CHALLENGE_STEPS) {
