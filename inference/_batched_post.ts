@@ -18,17 +18,17 @@
 
 /** Posts messages, those of one microtask checkpoint as one array (see the module doc). */
 export class BatchedPost<T> {
-  readonly #post: (message: T | T[]) => void;
+  readonly #post: (message: T | T[], transfer?: Transferable[]) => void;
   readonly #failed: (messages: T[], error: unknown) => void;
   #queue: T[] = [];
 
   /**
-   * @param post Posts one message (a message alone, or an array of several).
+   * @param post Posts one message (a message alone, or an array of several), moving `transfer`.
    * @param failed Called with the messages of a post that threw (one not structured-cloneable,
    *   say), which reached nobody: they are answered here, as they cannot be by the receiver.
    */
   constructor(
-    post: (message: T | T[]) => void,
+    post: (message: T | T[], transfer?: Transferable[]) => void,
     failed: (messages: T[], error: unknown) => void,
   ) {
     this.#post = post;
@@ -37,9 +37,16 @@ export class BatchedPost<T> {
 
   /**
    * Queue `message`; the queue is posted in a microtask, after whatever else runs in this
-   * checkpoint has queued its own.
+   * checkpoint has queued its own. A message with buffers to `transfer` goes at once, alone,
+   * after what is queued (so the receiver sees messages in the order they were posted); a
+   * failure to post it throws here.
    */
-  post(message: T): void {
+  post(message: T, transfer: Transferable[] = []): void {
+    if (transfer.length > 0) {
+      this.flush();
+      this.#post(message, transfer);
+      return;
+    }
     this.#queue.push(message);
     if (this.#queue.length === 1) queueMicrotask(() => this.flush());
   }

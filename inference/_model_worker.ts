@@ -36,11 +36,11 @@ const port = globalThis as unknown as {
   onmessage: ((event: MessageEvent<WorkerRequest | WorkerRequest[]>) => void) | null;
 };
 /**
- * Replies without transfers, posted together: a tick answers the steps of all its generations
- * at once (`_batched_post.ts`).
+ * Replies, those without transfers posted together: a tick answers the steps of all its
+ * generations at once (`_batched_post.ts`).
  */
 const outbox = new BatchedPost<WorkerReply>(
-  (replies) => port.postMessage(replies),
+  (replies, transfer = []) => port.postMessage(replies, { transfer }),
   (replies, error) => {
     // A reply that cannot be posted as it is: its request fails instead, each on its own.
     for (const { id } of replies) port.postMessage({ id, ok: false, error: serializeError(error) });
@@ -197,11 +197,7 @@ async function handle(request: WorkerRequest): Promise<void> {
   try {
     const handler = handlers[request.op] as (args: unknown) => Promise<Answer<unknown>>;
     const { result, transfer } = await handler(request);
-    if (transfer === undefined || transfer.length === 0) {
-      return outbox.post({ id, ok: true, result });
-    }
-    outbox.flush();
-    port.postMessage({ id, ok: true, result }, { transfer });
+    outbox.post({ id, ok: true, result }, transfer);
   } catch (error) {
     outbox.post({ id, ok: false, error: serializeError(error) });
   }

@@ -450,11 +450,7 @@ export class ModelWorkerPool {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
-      const request = { op, id, ...args } as WorkerRequest;
-      if (transfer.length === 0) return slot.outbox.post(request);
-      // After what is queued, so the worker sees requests in the order they were made.
-      slot.outbox.flush();
-      slot.worker.postMessage(request, { transfer });
+      slot.outbox.post({ op, id, ...args } as WorkerRequest, transfer);
     });
   }
 
@@ -465,7 +461,9 @@ export class ModelWorkerPool {
       { type: "module", name: `veriflow-model-worker-${slot.index}` },
     );
     slot.worker = worker;
-    slot.outbox = new BatchedPost((message) => worker.postMessage(message), (requests, error) => {
+    const post = (message: WorkerRequest | WorkerRequest[], transfer: Transferable[] = []) =>
+      worker.postMessage(message, { transfer });
+    slot.outbox = new BatchedPost(post, (requests, error) => {
       // Never sent: each request's caller hears why, as it would from the worker.
       for (const request of requests) {
         if (!("id" in request)) continue;

@@ -76,3 +76,13 @@ Deno.test("a post that throws reaches nobody: its messages are handed back, not 
   await settle();
   assert.deepEqual(posted, ["b"], "later posts go on");
 });
+
+Deno.test("a message with buffers to transfer goes at once, alone, after what is queued", () => {
+  const posted: [string | string[], Transferable[] | undefined][] = [];
+  const post = new BatchedPost<string>((m, t) => posted.push([m, t]), () => {});
+  post.post("step 1");
+  post.post("step 2");
+  const buffer = new ArrayBuffer(8);
+  post.post("forward", [buffer]);
+  assert.deepEqual(posted, [[["step 1", "step 2"], undefined], ["forward", [buffer]]]);
+});
