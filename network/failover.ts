@@ -16,12 +16,13 @@
  * receipt, and the job still has exactly one receipt: A signed none (its job was cut).
  *
  * Only the loss of the worker fails over: its connection failed (`connection_closed`,
- * `peer_timeout`, or any other way a `Connection` closes under a stream), or it went silent
- * with its connection alive and the job was cancelled there (`worker_stalled`, the remote
- * port's stall or first-token timeout: a job kept queued by a busy worker moves on too), or its
- * stream broke the protocol ({@link WORKER_FAULT_CODES}). A normal end, the client's cancel,
- * and every error the worker reports itself end the stream as they always did. When no other worker takes the job (none connected, or each refuses), the
- * stream ends with the lost worker's code and a message that says so.
+ * `peer_timeout`, or any other way a `Connection` closes under a stream), or it went silent with
+ * its connection alive and the job was cancelled there (`worker_stalled`, the remote port's stall
+ * or first-token timeout: a job kept queued by a busy worker moves on too), or its stream broke the
+ * protocol ({@link WORKER_FAULT_CODES}). A normal end, the client's cancel, and every error the
+ * worker reports itself end the stream as they always did. When no other worker takes the job (none
+ * connected, or each refuses), the stream ends with the lost worker's code and a message that says
+ * so.
  *
  * A job may spend {@link MAX_WORKERS_PER_JOB} workers: lost ones and ones that refused it for
  * a reason that cost something (a failing model, no start in time, a resume it could not

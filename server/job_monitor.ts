@@ -3,13 +3,13 @@
  * shows jobs streaming now with their tokens as they come, and `/metrics` gets the latency
  * histograms (time to first token, inter-token latency, tokens per second).
  *
- * {@link JobMonitor.wrap} returns a port that submits through the real one and observes each
- * token as the requester takes it (read from the job's stream on the requester's pull, not a
- * tee: the requester's reading pace still drives the job, and nothing is buffered for the
- * monitor). A finished job's `job_ended` comes once its requester has also read its last token
- * (or cancelled, through the stream or the handle), after every `job_token`; a job that did not
- * finish (cancelled, failed) is over when its `done` says so. Listeners are called synchronously and must not
- * block; the text kept per job is bounded.
+ * {@link JobMonitor.wrap} returns a port that submits through the real one and observes each token
+ * as the requester takes it (read from the job's stream on the requester's pull, not a tee: the
+ * requester's reading pace still drives the job, and nothing is buffered for the monitor). A
+ * finished job's `job_ended` comes once its requester has also read its last token (or cancelled,
+ * through the stream or the handle), after every `job_token`; a job that did not finish (cancelled,
+ * failed) is over when its `done` says so. Listeners are called synchronously and must not block;
+ * the text kept per job is bounded.
  *
  * @module
  */
