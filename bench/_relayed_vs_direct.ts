@@ -9,7 +9,7 @@
 import { StreamClient } from "../client/stream_client.ts";
 import type { NodeProcess } from "../tools/node_process.ts";
 import { median } from "./_stats.ts";
-import { treeCpuSeconds } from "./_cpu.ts";
+import { ownCpuSeconds, treeCpuSeconds } from "./_cpu.ts";
 
 /** One streamed job as the client saw it. */
 export interface StreamRun {
@@ -95,10 +95,14 @@ export async function relayedVsDirect(
   await streamOnce(aUrl, "warm-a", tokens);
   const relayed: StreamRun[] = [];
   const direct: StreamRun[] = [];
-  // CPU seconds A and B (each with its swarm host, if any) spent during the relayed and the
-  // direct runs.
-  const cpuSeconds = (p: NodeProcess) => treeCpuSeconds(p.pid);
-  const cpu = { relayed: { a: 0, b: 0 }, direct: { a: 0, b: 0 } };
+  // CPU seconds A and B spent during the relayed and the direct runs: each with its child
+  // processes (its swarm host, if any), and the children alone.
+  const cpuSeconds = async (p: NodeProcess) => {
+    const [tree, own] = await Promise.all([treeCpuSeconds(p.pid), ownCpuSeconds(p.pid)]);
+    return { tree, children: tree - own };
+  };
+  const zero = () => ({ tree: 0, children: 0 });
+  const cpu = { relayed: { a: zero(), b: zero() }, direct: { a: zero(), b: zero() } };
   for (let run = 0; run < runs; run++) {
     const order = run % 2 === 0 ? ["a", "b"] : ["b", "a"];
     for (const which of order) {
@@ -107,11 +111,16 @@ export async function relayedVsDirect(
       else direct.push(await streamOnce(bUrl, `b${run}`, tokens));
       const [a1, b1] = await Promise.all([cpuSeconds(a), cpuSeconds(b)]);
       const into = which === "a" ? cpu.relayed : cpu.direct;
-      into.a += a1 - a0;
-      into.b += b1 - b0;
+      for (const [sum, start, end] of [[into.a, a0, a1], [into.b, b0, b1]] as const) {
+        sum.tree += end.tree - start.tree;
+        sum.children += end.children - start.children;
+      }
     }
   }
-  const usPerToken = (s: number) => (s / (runs * tokens) * 1e6).toFixed(0);
+  const us = (s: number) => (s / (runs * tokens) * 1e6).toFixed(0);
+  // "940 (250)": the node with its children, and in brackets the children's share, when any.
+  const usPerToken = (s: { tree: number; children: number }) =>
+    s.children > 0 ? `${us(s.tree)} (${us(s.children)})` : us(s.tree);
   const rt = median(relayed.map((r) => r.tokensPerS));
   const dt = median(direct.map((r) => r.tokensPerS));
   const rf = median(relayed.map((r) => r.ttftMs));

@@ -450,7 +450,7 @@ async function routerVsDirect(testnet: LocalTestnet, pinned: boolean): Promise<v
         `(the default model, brown; prover and validator on), router A --no-inference --no-prover, ` +
         `${placement}; ${TOKENS} tokens, ${STREAM_RUNS} interleaved runs each, medians`,
       relayLabel: "via the router",
-      cpuNote: " (+ its swarm host)",
+      cpuNote: " with its swarm host (the host alone)",
       goals: { ratio: 0.9, addedMs: 10 },
     }, 60_000);
   } finally {

@@ -45,6 +45,24 @@ Deno.test("ReadAhead gathers the tokens that come within gatherMs of the last ta
   assert.deepEqual(await peek(ahead.take()), [6]);
 });
 
+Deno.test("ReadAhead arms one timer per gathered event, not one per token", async () => {
+  const { controller, timers, ahead } = source(8, 2);
+  let armed = 0;
+  const setTimeout = timers.setTimeout.bind(timers);
+  timers.setTimeout = (callback, ms) => (armed++, setTimeout(callback, ms));
+  controller.enqueue(0);
+  assert.deepEqual(await ahead.take(), [0]);
+  const next = ahead.take();
+  for (let i = 1; i <= 4; i++) {
+    controller.enqueue(i);
+    await timers.advance(0.4);
+  }
+  await timers.advance(0.4);
+  assert.deepEqual(await peek(next), [1, 2, 3, 4]);
+  assert.equal(armed, 1, "one gathering window, one timer");
+  assert.equal(timers.pending, 0, "and none left armed");
+});
+
 Deno.test("ReadAhead does not wait past a full batch or the end of the stream", async () => {
   const { controller, timers, ahead } = source(3, 50);
   controller.enqueue(0);
