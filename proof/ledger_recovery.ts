@@ -11,9 +11,9 @@
  *
  * The bytes after the last entry that verifies are a torn tail — what a crash mid-append left,
  * never acknowledged — only when they cannot hide an acknowledged entry ({@link judgeTail}): a
- * frame cut short by the end of the file, space allocated but never written (zeros), or a frame
- * that does not decode followed only by zeros, and no whole entry signed by the owner anywhere
- * in them. A torn tail is cut, and copied first to `ledger.log.torn-<time>` next to the log; any
+ * frame cut short by the end of the file, space allocated but never written (zeros), a frame
+ * whose first bytes are still zeros, or a frame that does not decode followed only by zeros,
+ * and no whole entry signed by the owner anywhere in them. A torn tail is cut, and copied first to `ledger.log.torn-<time>` next to the log; any
  * other tail is damage ({@link LedgerTamperedError}), for `ledger repair` to set aside.
  *
  * If the history index fails (a damaged `index.sqlite`), `Ledger.open` deletes it and runs this
@@ -165,7 +165,9 @@ export type TailJudgement =
  * them, and the bytes that are not zero fit in one frame, and they are one of: a frame whose
  * length runs past the end of the file (and whose bytes are not themselves a whole entry: that
  * is a damaged length prefix), zeros only (space the file system allocated, never written),
- * or a frame that does not decode followed only by zeros (its own last byte included).
+ * zeros where the length should be followed by part of a frame (its first page never written;
+ * again not a whole entry), or a frame that does not decode followed only by zeros (its own
+ * last byte included).
  */
 export async function judgeTail(
   log: LedgerLog,
@@ -195,7 +197,20 @@ export async function judgeTail(
   }
   if (bytes.length < FRAME_HEADER_BYTES) return { torn: true }; // a length prefix cut short
   const length = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0);
-  if (length === 0 || length > MAX_ENTRY_BYTES) return { torn: false }; // the caller says so
+  if (length === 0) {
+    // Zeros where the length should be, then the rest of at most one frame (checked above): an
+    // append whose first bytes never reached the disk (a file system may persist the file's
+    // size and a later page before the first). Unless the entry right after the zeroed length
+    // is whole and signed by the owner: an acknowledged entry whose length prefix is damaged.
+    const held = signedEntry(bytes.subarray(FRAME_HEADER_BYTES), owner);
+    if (held === undefined) return { torn: true };
+    return {
+      torn: false,
+      reason: `the frame at byte ${from} declares 0 bytes, yet holds a whole entry signed by ` +
+        `the owner (seq ${held.seq}): its length prefix is damaged`,
+    };
+  }
+  if (length > MAX_ENTRY_BYTES) return { torn: false }; // the caller says so
   const frameEnd = from + FRAME_HEADER_BYTES + length;
   if (frameEnd > size) {
     const held = signedEntry(bytes.subarray(FRAME_HEADER_BYTES), owner);

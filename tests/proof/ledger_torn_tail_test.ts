@@ -105,6 +105,25 @@ Deno.test("ledger: the last entry's length prefix damaged (running past the end)
     }
   }));
 
+Deno.test("ledger: the last entry's length prefix zeroed is damage, not a torn tail", () =>
+  withLedgerDir(async (dir, clock) => {
+    const image = await crashImage(dir, clock, 3);
+    try {
+      const log = `${image}/ledger.log`;
+      const bytes = await Deno.readFile(log);
+      new DataView(bytes.buffer).setUint32(frameOffsets(bytes).at(-1)!, 0);
+      await Deno.writeFile(log, bytes);
+      const refused = await Ledger.open(image, owner).then(() => null, (e) => e);
+      assert.ok(refused instanceof LedgerTamperedError, String(refused));
+      assert.equal(refused.seq, 4);
+      assert.match(refused.reason, /declares 0 bytes.*length prefix is damaged/);
+      assert.deepEqual(await Deno.readFile(log), bytes, "nothing cut");
+      assert.deepEqual(await tornFiles(image), []);
+    } finally {
+      await Deno.remove(image, { recursive: true });
+    }
+  }));
+
 Deno.test("ledger: a torn last append is cut on open as before, and its bytes are kept in ledger.log.torn-<time>", () =>
   withLedgerDir(async (dir, clock) => {
     const image = await crashImage(dir, clock, 3);
@@ -157,6 +176,12 @@ Deno.test("ledger: a crash that left zeros (space allocated, never written) is a
           ...last.subarray(0, 60),
           ...new Uint8Array(last.length - 60),
         ]).subarray(0, last.length),
+        // Its first page's new bytes (the length among them) never reached the disk, a later
+        // page did: the file system persisted the size and that page first.
+        "a frame whose first bytes are still zeros": new Uint8Array([
+          ...new Uint8Array(60),
+          ...last.subarray(60),
+        ]),
       };
       for (const [what, tail] of Object.entries(tails)) {
         await Deno.writeFile(log, new Uint8Array([...intact, ...tail]));
