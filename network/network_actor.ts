@@ -382,7 +382,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
               .catch(() => connection.close()), // stopping: nobody would own it
           (error) => this.#log(`peer ${remote}: handshake failed: ${(error as Error).message}`),
         );
-      });
+      }, (line) => this.#log(line));
       this.#log(`peer listener    ${formatPeerAddress(this.#listener.addr)}`);
     }
     for (const address of peers) void this.#dialLoop(address, ctx);

@@ -32,13 +32,20 @@ export class PeerListenError extends VeriflowError {
   }
 }
 
-/** Listen for peers on `address`; throws {@link PeerListenError} when it cannot be bound. */
+/**
+ * Listen for peers on `address`; throws {@link PeerListenError} when it cannot be bound.
+ * `log` hears accepts that fail and are retried (out of file descriptors), prefixed with the
+ * listener's name.
+ */
 export function listenForPeers(
   address: PeerAddress,
   onDuplex: Parameters<typeof listenTcp>[1],
+  log?: (line: string) => void,
 ): TcpListener {
   try {
-    return listenTcp(address, onDuplex);
+    return listenTcp(address, onDuplex, {
+      log: log && ((line) => log(`peer listener: ${line}`)),
+    });
   } catch (cause) {
     throw new PeerListenError(address, cause);
   }

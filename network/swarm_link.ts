@@ -17,7 +17,7 @@
  * @module
  */
 import { join, resolve } from "node:path";
-import type { SocketDuplex } from "../protocols/socket_duplex.ts";
+import type { ListenOptions, SocketDuplex } from "../protocols/socket_duplex.ts";
 import { listenTcp } from "../protocols/tcp_transport.ts";
 import {
   listenUnix,
@@ -38,7 +38,7 @@ export interface SwarmLinkOptions {
    * directory.
    */
   socketDir?: string;
-  /** Why a Unix link could not be made, when it falls back to TCP. */
+  /** Why a Unix link could not be made, when it falls back to TCP; accepts that fail. */
   log?: (line: string) => void;
 }
 
@@ -80,7 +80,10 @@ export async function openSwarmLink(
   onDuplex: (duplex: SocketDuplex) => void,
   options: SwarmLinkOptions = {},
 ): Promise<SwarmLink> {
-  const duplexOptions = { readBufferBytes: SWARM_LINK_READ_BYTES };
+  const duplexOptions = {
+    readBufferBytes: SWARM_LINK_READ_BYTES,
+    log: options.log && ((line: string) => options.log!(`swarm link: ${line}`)),
+  };
   if ((options.kind ?? "unix") === "unix") {
     try {
       return await openUnix(onDuplex, duplexOptions, options.socketDir);
@@ -100,7 +103,7 @@ export async function openSwarmLink(
 
 async function openUnix(
   onDuplex: (duplex: SocketDuplex) => void,
-  duplexOptions: { readBufferBytes: number },
+  duplexOptions: ListenOptions,
   socketDir: string | undefined,
 ): Promise<SwarmLink> {
   if (!unixSocketsSupported()) throw new Error(`not on ${Deno.build.os}`);

@@ -6,6 +6,9 @@
  * stayed bound, so peers went on connecting into a backlog nobody served (a review showed it
  * at stop 33 under `ulimit -n 128`).
  *
+ * A run of failures is logged as a run, not line by line: its first error, a reminder every
+ * {@link REMIND_EVERY} failures while it lasts, and the first accept that works again.
+ *
  * @module
  */
 
@@ -13,6 +16,16 @@
 const FIRST_RETRY_MS = 50;
 /** Longest wait between retries of a failing accept, ms. */
 const MAX_RETRY_MS = 1_000;
+/** While accepts keep failing, one more log line per this many failures (about a minute). */
+export const REMIND_EVERY = 60;
+
+/** Options of {@link acceptEach}. */
+export interface AcceptOptions {
+  /** Hears how failed accepts go (see the module doc), as log lines. */
+  log?: (line: string) => void;
+  /** Wait `ms` between retries (tests pass one that does not sleep). */
+  wait?: (ms: number) => Promise<void>;
+}
 
 /**
  * Accept from `listener` until it is closed; each connection goes to `onConn`.
@@ -20,27 +33,37 @@ const MAX_RETRY_MS = 1_000;
  * @param listener The listener.
  * @param onConn Takes each accepted connection.
  * @param closed Whether the owner closed the listener (its accept then fails for that reason).
- * @param onError Hears each failed accept that is retried.
+ * @param options Log of failed accepts, the wait between retries.
  */
 export async function acceptEach<C extends Deno.Conn>(
   listener: Deno.Listener<C>,
   onConn: (conn: C) => void,
   closed: () => boolean,
-  onError: (error: unknown) => void = () => {},
+  options: AcceptOptions = {},
 ): Promise<void> {
+  const { log = () => {}, wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms)) } =
+    options;
   let waitMs = FIRST_RETRY_MS;
+  let failures = 0;
   for (;;) {
     let conn: C;
     try {
       conn = await listener.accept();
     } catch (error) {
       if (closed() || error instanceof Deno.errors.BadResource) return;
-      onError(error);
-      await new Promise((resolve) => setTimeout(resolve, waitMs));
+      failures++;
+      const reason = error instanceof Error ? error.message : String(error);
+      if (failures === 1) log(`accept failed (${reason}); retrying`);
+      else if (failures % REMIND_EVERY === 0) {
+        log(`accept still failing after ${failures} tries (${reason})`);
+      }
+      await wait(waitMs);
       waitMs = Math.min(MAX_RETRY_MS, waitMs * 2);
       if (closed()) return;
       continue;
     }
+    if (failures > 0) log(`accepting again after ${failures} failed accept(s)`);
+    failures = 0;
     waitMs = FIRST_RETRY_MS;
     onConn(conn);
   }

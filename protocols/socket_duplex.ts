@@ -49,6 +49,16 @@ export interface SocketDuplexOptions {
   readBufferBytes?: number;
 }
 
+/** Options of a socket listener (TCP, Unix): its accepted duplexes', and its log. */
+export interface ListenOptions extends SocketDuplexOptions {
+  /**
+   * Hears accepts that fail and are retried (out of file descriptors, a connection reset
+   * before it was accepted): a run of failures as its first error, a reminder about once a
+   * minute while it lasts, and the first accept that works again.
+   */
+  log?: (line: string) => void;
+}
+
 /** A byte duplex over one stream socket. */
 export interface SocketDuplex extends ByteDuplex {
   /** Resolves once the socket is closed. */

@@ -27,11 +27,16 @@ import { connectTcp, listenTcp } from "./tcp_transport.ts";
  *
  * @module
  */
-import { type SocketDuplex, socketDuplex, type SocketDuplexOptions } from "./socket_duplex.ts";
+import {
+  type ListenOptions,
+  type SocketDuplex,
+  socketDuplex,
+  type SocketDuplexOptions,
+} from "./socket_duplex.ts";
 import { acceptEach } from "./_accept_loop.ts";
 
 // Public with the TCP transport (the package's entry point re-exports this module).
-export type { SocketDuplex, SocketDuplexOptions } from "./socket_duplex.ts";
+export type { ListenOptions, SocketDuplex, SocketDuplexOptions } from "./socket_duplex.ts";
 
 /** A TCP endpoint. */
 export interface TcpAddress {
@@ -99,13 +104,13 @@ export async function connectTcp(
  * @param address Where (hostname default `127.0.0.1`; port 0 picks a free port).
  * @param onDuplex Called with each accepted duplex and the peer's address; if it throws,
  *   that socket is closed.
- * @param options Linger time of accepted duplexes.
+ * @param options Linger time and read size of accepted duplexes; the log of failed accepts.
  * @returns The listener, with its actual address.
  */
 export function listenTcp(
   address: TcpAddress,
   onDuplex: (duplex: TcpDuplex, remoteAddr: Deno.NetAddr) => void,
-  options?: TcpDuplexOptions,
+  options?: ListenOptions,
 ): TcpListener {
   const listener = Deno.listen({
     hostname: address.hostname ?? DEFAULT_HOSTNAME,
@@ -113,14 +118,19 @@ export function listenTcp(
     transport: "tcp",
   });
   let closed = false;
-  const accepting = acceptEach(listener, (conn) => {
-    const duplex = tcpDuplex(conn, options);
-    try {
-      onDuplex(duplex, duplex.remoteAddr);
-    } catch {
-      duplex.close();
-    }
-  }, () => closed);
+  const accepting = acceptEach(
+    listener,
+    (conn) => {
+      const duplex = tcpDuplex(conn, options);
+      try {
+        onDuplex(duplex, duplex.remoteAddr);
+      } catch {
+        duplex.close();
+      }
+    },
+    () => closed,
+    { log: options?.log },
+  );
   return {
     addr: listener.addr,
     async close() {

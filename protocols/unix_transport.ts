@@ -29,7 +29,12 @@ import { connectUnix, listenUnix } from "./unix_transport.ts";
  *
  * @module
  */
-import { type SocketDuplex, socketDuplex, type SocketDuplexOptions } from "./socket_duplex.ts";
+import {
+  type ListenOptions,
+  type SocketDuplex,
+  socketDuplex,
+  type SocketDuplexOptions,
+} from "./socket_duplex.ts";
 import { acceptEach } from "./_accept_loop.ts";
 
 /** A listening Unix socket. */
@@ -68,25 +73,30 @@ export async function connectUnix(
  * Listen on a Unix socket file; `onDuplex` gets each accepted connection.
  * @param path Where the socket file is created (its directory must exist; no file there yet).
  * @param onDuplex Called with each accepted duplex; if it throws, that socket is closed.
- * @param options Linger time, read size of accepted duplexes.
+ * @param options Linger time and read size of accepted duplexes; the log of failed accepts.
  * @returns The listener.
  * @throws {Deno.errors.PermissionDenied} without read and write permission on the path.
  */
 export function listenUnix(
   path: string,
   onDuplex: (duplex: SocketDuplex) => void,
-  options?: SocketDuplexOptions,
+  options?: ListenOptions,
 ): UnixListener {
   const listener = Deno.listen({ path, transport: "unix" });
   let closed = false;
-  const accepting = acceptEach(listener, (conn) => {
-    const duplex = socketDuplex(conn, options);
-    try {
-      onDuplex(duplex);
-    } catch {
-      duplex.close();
-    }
-  }, () => closed);
+  const accepting = acceptEach(
+    listener,
+    (conn) => {
+      const duplex = socketDuplex(conn, options);
+      try {
+        onDuplex(duplex);
+      } catch {
+        duplex.close();
+      }
+    },
+    () => closed,
+    { log: options?.log },
+  );
   return {
     path,
     async close() {

@@ -32,16 +32,42 @@ Deno.test("a failed accept (out of file descriptors) is retried, not taken for t
   const emfile = new Error("Too many open files (os error 24)");
   const { listener, close, closed } = scriptedListener(["a", emfile, emfile, "b", "c"]);
   const accepted: string[] = [];
-  const errors: unknown[] = [];
+  const waits: number[] = [];
   const loop = acceptEach(
     listener,
     (conn) => accepted.push((conn as unknown as { name: string }).name),
     closed,
-    (error) => errors.push(error),
+    { wait: (ms) => (waits.push(ms), Promise.resolve()) },
   );
-  while (accepted.length < 3) await new Promise((r) => setTimeout(r, 10));
+  while (accepted.length < 3) await new Promise((r) => setTimeout(r, 1));
   assert.deepEqual(accepted, ["a", "b", "c"], "accepting goes on after the errors");
-  assert.deepEqual(errors, [emfile, emfile]);
+  assert.deepEqual(waits, [50, 100], "backing off between retries");
   close();
   await loop; // and ends once closed
+});
+
+Deno.test("a run of failed accepts is logged as a run: its first error, a reminder every 60, and the recovery", async () => {
+  const emfile = new Error("Too many open files (os error 24)");
+  const reset = new Error("Connection reset by peer (os error 104)");
+  const script = ["a", ...Array(130).fill(emfile), "b", reset, "c"];
+  const { listener, close, closed } = scriptedListener(script);
+  const accepted: string[] = [];
+  const lines: string[] = [];
+  const loop = acceptEach(
+    listener,
+    (conn) => accepted.push((conn as unknown as { name: string }).name),
+    closed,
+    { log: (line) => lines.push(line), wait: () => Promise.resolve() },
+  );
+  while (accepted.length < 3) await new Promise((r) => setTimeout(r, 1));
+  assert.deepEqual(lines, [
+    "accept failed (Too many open files (os error 24)); retrying",
+    "accept still failing after 60 tries (Too many open files (os error 24))",
+    "accept still failing after 120 tries (Too many open files (os error 24))",
+    "accepting again after 130 failed accept(s)",
+    "accept failed (Connection reset by peer (os error 104)); retrying",
+    "accepting again after 1 failed accept(s)",
+  ]);
+  close();
+  await loop;
 });
