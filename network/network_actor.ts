@@ -37,6 +37,7 @@ import { Connection, type ConnectionOptions } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
 import { connectTcp, type TcpListener } from "../protocols/tcp_transport.ts";
 import { listenForPeers } from "./peer_listener.ts";
+import { LogLimiter } from "./log_limiter.ts";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { SwarmHost } from "./swarm_host.ts";
@@ -127,7 +128,10 @@ export interface NetworkActorOptions {
    * our validator's ledger recorded (see `PledgeSync.sendPledges`).
    */
   pledge?: StakePledge;
-  /** Clock of the per-peer pledge budgets, both ways (default `Date.now`; tests fake it). */
+  /**
+   * Clock of the per-peer pledge budgets, both ways, and of the limit on log lines peers cause
+   * (default `Date.now`; tests fake it).
+   */
   now?: () => number;
   /** Options of every peer connection (keepalive, idle timeout, budgets). */
   connection?: ConnectionOptions;
@@ -344,12 +348,15 @@ export class NetworkActor implements Actor<NetworkMessage> {
   readonly #pledgeBudgets: PledgeBudgets;
   /** What goes out to peers of the pledges this node holds (`pledge_sync.ts`). */
   readonly #pledgeSync: PledgeSync;
+  /** The log lines peers can cause, a few per kind at a time (`log_limiter.ts`). */
+  readonly #peerLog: LogLimiter;
 
   /** @param options See {@link NetworkActorOptions}. */
   constructor(options: NetworkActorOptions) {
     this.#options = options;
     this.#limits = new ConnectionLimits(options.limits);
     this.#pledgeBudgets = new PledgeBudgets({ now: options.now });
+    this.#peerLog = new LogLimiter((line) => this.#log(line), { now: options.now });
     this.#pledgeSync = new PledgeSync({
       pledge: options.pledge,
       peers: this.#peers,
@@ -380,7 +387,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
           (connection) =>
             ctx.self.tell({ type: "peer_up", connection, address: remote, outbound: false })
               .catch(() => connection.close()), // stopping: nobody would own it
-          (error) => this.#log(`peer ${remote}: handshake failed: ${(error as Error).message}`),
+          (error) => this.#handshakeFailed(remote, error),
         );
       }, (line) => this.#log(line));
       this.#log(`peer listener    ${formatPeerAddress(this.#listener.addr)}`);
@@ -410,7 +417,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
           (connection) =>
             ctx.self.tell({ type: "peer_up", connection, address, outbound: peer.initiator })
               .catch(() => connection.close()),
-          (error) => this.#log(`peer ${address}: handshake failed: ${(error as Error).message}`),
+          (error) => this.#handshakeFailed(address, error),
         );
       },
     });
@@ -448,6 +455,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const all = [...this.#peers.values()].flat();
     this.#peers.clear();
     await Promise.all(all.map((p) => p.connection.close()));
+    this.#peerLog.flush();
   }
 
   /** Handle one message; see {@link NetworkMessage}. */
@@ -483,7 +491,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
             })
               .then((ack) => {
                 if (!ack.recorded) {
-                  this.#log(`peer ${short(c)}: receipt refused (${ack.refusal})`);
+                  this.#peerLog.line(
+                    "receipt refused",
+                    `peer ${short(c)}: receipt refused (${ack.refusal})`,
+                  );
                 }
                 // Its ledger lacks the worker's stake (the pledge was not among those pushed
                 // on connect, or its gossip was dropped): it keeps the receipt until it arrives.
@@ -622,7 +633,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
       total: [...this.#peers.values()].flat().filter((p) => !p.connection.isClosed).length,
     }, message.outbound || this.#dials?.has(connection.peerKey!) === true);
     if (refusal !== undefined) {
-      this.#log(`peer refused ${key.slice(0, 16)} ${message.address}: ${refusal}`);
+      this.#peerLog.line(
+        "peer refused",
+        `peer refused ${key.slice(0, 16)} ${message.address}: ${refusal}`,
+      );
       connection.close().catch(() => {});
       return;
     }
@@ -691,7 +705,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     try {
       connection = await this.#open(duplex, close, ctx);
     } catch (error) {
-      this.#log(`peer ${address}: handshake failed: ${(error as Error).message}`);
+      this.#handshakeFailed(address, error);
       return undefined;
     }
     this.#up({ type: "peer_up", connection, address, outbound }, ctx);
@@ -883,12 +897,19 @@ export class NetworkActor implements Actor<NetworkMessage> {
     }
   }
 
-  /** A peer's hello: kept if it is signed by the key this connection proved, and newer. */
+  /**
+   * A peer's hello: kept if it is signed by the key this connection proved, and newer. One
+   * that is not ends the connection: an honest node signs its hellos with the key it proved,
+   * so anything else is forged or broken, and a peer left connected could send them forever
+   * (each an ed25519 check here).
+   */
   #onHello(connection: Connection, hello: PeerHello, ctx: ActorContext<NetworkMessage>): void {
     const entry = this.#entryOf(connection);
     if (entry === undefined) return;
     if (!verifyPeerHello(hello) || !bytesEqual(hello.key, connection.peerKey!)) {
-      this.#log(`peer ${entry.info.key.slice(0, 16)}: hello refused (not signed by its key)`);
+      const why = "hello refused (not signed by its key)";
+      this.#peerLog.line("hello refused", `peer ${entry.info.key.slice(0, 16)}: ${why}`);
+      connection.close(new Error(why)).catch(() => {});
       return;
     }
     if (entry.hello !== undefined && hello.seq <= entry.hello.seq) return; // a replay, or late
@@ -990,6 +1011,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
       await sleep(wait, ctx.signal);
       wait = Math.min(wait * 2, MAX_REDIAL_MS);
     }
+  }
+
+  #handshakeFailed(address: string, error: unknown): void {
+    this.#peerLog.line(
+      "handshake failed",
+      `peer ${address}: handshake failed: ${(error as Error).message}`,
+    );
   }
 
   #log(line: string): void {

@@ -213,10 +213,8 @@ Deno.test("signed hellos: each peer's roles, load and version reach the other's 
     assert.deepEqual(row.storage, { usedBytes: 1234, quotaBytes: null });
     running = 3; // a job started on B: its next hello says so
     await rowOfB((p) => p.load?.running === 3, "B's refreshed hello");
-    // Someone else's hello on B's connection (or a copy with the load edited) is refused.
-    const mallory = Identity.generate();
-    const forged = signPeerHello(mallory, { ...(await describeB()), roles: [] }, 99, Date.now());
-    await na.tell({ type: "peer_hello", connection: toB, hello: forged });
+    // A copy of B's hello with the load edited is refused, and so is the connection: an honest
+    // peer signs its own hellos.
     const genuine = signPeerHello(b, await describeB(), 1_000_000, Date.now());
     await na.tell({
       type: "peer_hello",
@@ -224,12 +222,33 @@ Deno.test("signed hellos: each peer's roles, load and version reach the other's 
       hello: { ...genuine, load: { ...genuine.load!, running: 0 } },
     });
     await eventually(
-      () => lines.filter((l) => l.includes("hello refused")).length === 2 ? true : undefined,
-      "both refusals",
+      () => lines.some((l) => /^peer [0-9a-f]+: hello refused/.test(l)) ? true : undefined,
+      "the refusal",
     );
-    const [after] = await na.ask<PeerInfo[]>({ type: "peers" });
-    assert.deepEqual(after.roles, ["inference", "storage"]);
-    assert.equal(after.load?.running, 3);
+    await toB.closed;
+    assert.match(String(toB.closeReason), /hello refused \(not signed by its key\)/);
+    await eventually(
+      async () => (await na.ask<PeerInfo[]>({ type: "peers" })).length === 0 ? true : undefined,
+      "B gone from the table",
+    );
+    // Someone else's hello on a new connection from B: the same.
+    const [da2, db2] = memoryDuplexPair();
+    const [toB2] = await Promise.all([
+      na.ask<Connection>({ type: "attach", duplex: da2, address: "mem:b", outbound: true }),
+      nb.ask<Connection>({ type: "attach", duplex: db2, address: "mem:a", outbound: false }),
+    ]);
+    await rowOfB((p) => p.load?.running === 3, "B's hello on the new connection");
+    const mallory = Identity.generate();
+    const forged = signPeerHello(mallory, { ...(await describeB()), roles: [] }, 99, Date.now());
+    await na.tell({ type: "peer_hello", connection: toB2, hello: forged });
+    await toB2.closed;
+    const refusals = lines.filter((l) => /^peer [0-9a-f]+: hello refused/.test(l));
+    assert.equal(refusals.length, 2);
+    assert.ok(
+      lines.includes(
+        `peer down ${toHex(b.publicKey).slice(0, 16)}: hello refused (not signed by its key)`,
+      ),
+    );
   } finally {
     await system.shutdown();
   }
