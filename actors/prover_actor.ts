@@ -42,7 +42,7 @@ import type { ProofData } from "../proof/commitment.ts";
 import { type ProvedJob, proveJob } from "../proof/prover.ts";
 import { DEFAULT_PROOF_BUCKET_MS, ProofStore, ProofStoreError } from "../proof/proof_store.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
-import { PROOF_DEADLINE_MS } from "./validator_actor.ts";
+import { CLOCK_SKEW_MS, MAX_RECEIPT_AGE_MS, PROOF_DEADLINE_MS } from "../proof/challenge_timing.ts";
 
 /** Start proving a job from the prover's branch of its token stream. */
 export interface ProveMessage {
@@ -184,20 +184,14 @@ export interface ProverActorOptions {
 export const DEFAULT_MAX_PROOFS = 4096;
 
 /**
- * Margin on top of the challenge window and the proof deadline: a receipt's window opens when a
- * validator records it, which can be a while after the worker proved the job (a relay, a slow
- * announcement), and nodes' clocks differ.
- */
-const PROOF_RETENTION_MARGIN_MS = 10 * 60_000;
-
-/**
- * How long proof data is kept by default: the last challenge of a receipt opens before its
+ * How long proof data is kept by default: a receipt's window opens when a validator records it,
+ * at most `MAX_RECEIPT_AGE_MS` (5 min) after the worker signed it (by the validator's clock,
+ * which may differ from ours by `CLOCK_SKEW_MS`, 5 min); its last challenge opens before the
  * window closes (10 min by default) and asks for the proof within the proof deadline (60 s,
- * retried while the worker is unreachable); plus a 10-minute margin. 21 minutes.
+ * retried while the worker is unreachable). 21 minutes.
  */
-export const DEFAULT_PROOF_RETENTION_MS: number = DEFAULT_ECONOMICS.challengeWindowMs +
-  PROOF_DEADLINE_MS +
-  PROOF_RETENTION_MARGIN_MS;
+export const DEFAULT_PROOF_RETENTION_MS: number = MAX_RECEIPT_AGE_MS + CLOCK_SKEW_MS +
+  DEFAULT_ECONOMICS.challengeWindowMs + PROOF_DEADLINE_MS;
 
 /** The prover actor. */
 export class ProverActor implements Actor<ProverMessage> {
@@ -324,7 +318,10 @@ export class ProverActor implements Actor<ProverMessage> {
 
   #prove(message: ProveMessage, ctx: ActorContext<ProverMessage>): ProveHandle {
     this.#active++;
-    const run = proveJob(message.job, message.chunks, this.#identity, { signal: ctx.signal });
+    const run = proveJob(message.job, message.chunks, this.#identity, {
+      signal: ctx.signal,
+      now: this.#now, // the receipt's signed times and the retention on one clock
+    });
     const receipt = run.then(async (proved) => {
       // Store before the receipt is released, so a challenge can never outrun its proof.
       const failure = await ctx.self.ask<ProofStoreError | undefined>({

@@ -38,6 +38,7 @@
  *
  * @module
  */
+import { CLOCK_SKEW_MS, MAX_RECEIPT_AGE_MS, PROOF_DEADLINE_MS } from "../proof/challenge_timing.ts";
 import type { Actor, ActorContext } from "./actor.ts";
 import type { ActorSystem } from "./actor_system.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -146,12 +147,7 @@ export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
  * the worker past the cap is dropped instead.
  */
 export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
-/**
- * How long a challenged worker has to serve its proof data (default of
- * {@link ValidatorActorOptions.proofDeadlineMs}): long enough for a loaded peer or a restart,
- * far inside the 10-minute challenge window.
- */
-export const PROOF_DEADLINE_MS = 60_000;
+export { CLOCK_SKEW_MS, MAX_RECEIPT_AGE_MS, PROOF_DEADLINE_MS };
 
 /** The validator actor. */
 export class ValidatorActor implements Actor<ValidatorMessage> {
@@ -380,6 +376,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // Only a receipt new to this ledger is drawn for: the coin is fixed per receipt, so a copy
     // announced again (by the worker, a relay, anyone) must not buy another forward pass.
     const fresh = ledger.receipt(id) === undefined;
+    const signedEnd = receipt.timings.startedAt + receipt.timings.totalMs;
+    if (fresh && this.#now() - signedEnd > MAX_RECEIPT_AGE_MS) return refuse(id, "receipt_stale");
     if (fresh && this.#held.drawnOf(worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) {
       // Not recorded, so not paid here: a worker that floods this validator faster than it can
       // check gets its excess refused, never waved through unchecked. Only this validator's own

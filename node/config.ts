@@ -8,10 +8,7 @@ import { z } from "zod";
 import { VeriflowError } from "../protocols/errors.ts";
 import { parsePeerAddress } from "../network/peer_address.ts";
 import { type EdgeConfig, edgeConfigFields } from "../server/edge_config.ts";
-import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
-
-/** The challenge window plus the proof deadline (60 s): the least proof data must be kept. */
-const MIN_PROOF_RETENTION_MS = DEFAULT_ECONOMICS.challengeWindowMs + 60_000;
+import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
 
 function isPeerAddress(text: string): boolean {
   try {
@@ -206,9 +203,10 @@ const nodeConfigSchema = z.strictObject({
   }).prefault({}),
   /**
    * Proof data the prover keeps for challenges: `retentionMs` after each job (default: the
-   * challenge window + the proof deadline + 10 minutes, 21 minutes). Never less than the window
-   * and the deadline (11 minutes): a worker that deletes proof data a challenge can still ask
-   * for is slashed for withholding it.
+   * oldest a receipt may be when first recorded, 5 minutes, + the clock skew allowed, 5, + the
+   * challenge window, 10, + the proof deadline, 1: 21 minutes). Never less than the age, the
+   * window and the deadline (16 minutes, `proof/challenge_timing.ts`): a worker that deletes
+   * proof data a challenge can still ask for is slashed for withholding it.
    */
   proofs: z.strictObject({
     retentionMs: z.number().int().min(MIN_PROOF_RETENTION_MS).optional(),

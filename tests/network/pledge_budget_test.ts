@@ -97,9 +97,15 @@ async function network(name: string) {
 const pledgesIn = (n: Node) => n.validator.ask<StakePledge[]>({ type: "pledges" });
 const stakeIn = (n: Node, key: Uint8Array) =>
   n.validator.ask<Account>({ type: "account", key }).then((a) => a.stake);
-/** Worker `by`'s receipt for fixture job `n`, committing to the job's own input. */
+/**
+ * Worker `by`'s receipt for fixture job `n`, committing to the job's own input, signed now (the
+ * validators' ledgers run on the real clock, and refuse a receipt first seen long after).
+ */
 const honestReceipt = (n: number, by: Identity) =>
-  resigned(receipt(n, 8, by), { inputHash: inputHashOf(job(n)) }, by);
+  resigned(receipt(n, 8, by), {
+    inputHash: inputHashOf(job(n)),
+    timings: { startedAt: Date.now(), firstTokenMs: 1, totalMs: 2 },
+  }, by);
 const freshPledges = (count: number) =>
   Array.from({ length: count }, () => signStakePledge(Identity.generate(), 1_000, 2));
 
