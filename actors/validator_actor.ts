@@ -760,13 +760,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (record !== undefined && record.status !== "pending" && record.status !== "challenged") {
       return skip("not_pending");
     }
-    // Its stake must cover the penalty of this accusation and of those still being checked or
-    // held here: else one key staked at the penalty buys any number of checks at once. (This
-    // validator's own proofs, from its own challenges, are not a peer's claims to bound.)
+    // A peer's stake must cover the penalty of this accusation and of those still being checked
+    // or held here: else one key staked at the penalty buys any number of checks at once. This
+    // validator's own proofs, from its own challenges, are not a peer's claims to bound: checked
+    // whatever its stake (a refuted one costs it what stake it has), or a validator with none
+    // would catch a cheat and leave it unslashed in its own ledger.
     const penalty = ledger.economics.falseAccusationPenalty;
-    const pending = own ? 0 : this.#memory.accusing(proof.validator);
-    if (ledger.account(proof.validator).stake < penalty * (pending + 1)) {
-      return skip("unstaked_accuser");
+    if (!own) {
+      const pending = this.#memory.accusing(proof.validator);
+      if (ledger.account(proof.validator).stake < penalty * (pending + 1)) {
+        return skip("unstaked_accuser");
+      }
     }
     if (ledger.hasAccused(proof.validator, id)) return skip("repeated_accusation");
     // Checked before the proof takes its slot: a copy with a broken signature, arriving
