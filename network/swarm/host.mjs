@@ -26,7 +26,8 @@
 //                         at the bootstrap, so no peer will be found until one does)
 //   per peer:           a connection to dataPath or 127.0.0.1:dataPort that starts with
 //                       token (32) ‖ remote public key (32) ‖ initiator (1), then the bytes.
-// It exits when stdin closes (the node stopped) or on SIGTERM, leaving the swarm cleanly.
+// It exits when stdin closes (the node stopped) or on SIGTERM, leaving the swarm cleanly; it
+// ignores SIGINT (a terminal's Ctrl-C, meant for the node, which then closes stdin).
 import { createConnection } from "node:net";
 import { createInterface } from "node:readline";
 import Hyperswarm from "hyperswarm";
@@ -388,3 +389,7 @@ async function stop() {
 }
 lines.on("close", stop);
 process.on("SIGTERM", stop);
+// Ctrl-C in a terminal reaches the whole foreground process group, this host with its node.
+// The node stops gracefully and closes our stdin when it is done with the swarm; dying here
+// first made it log a crash and start a new host (joining every topic again) mid-shutdown.
+process.on("SIGINT", () => {});
