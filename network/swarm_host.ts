@@ -106,6 +106,13 @@ export interface SwarmHostOptions {
    */
   restart?: { initialMs: number; maxMs: number };
   /**
+   * How long a started host has to say "ready" (default 30 s). The first one that does not
+   * fails {@link SwarmHost.start}; a restarted one is killed and started again after the
+   * backoff (one hung in start-up used to leave the node without a swarm for good, its joins
+   * waiting forever).
+   */
+  readyTimeoutMs?: number;
+  /**
    * How much of one peer connection's incoming bytes the host may hold while this process does
    * not read them (default 32 MiB); above it, the host closes that connection and logs it. The
    * swarm's transport does not slow a sender down for a slow reader, so without it a peer
@@ -159,6 +166,8 @@ export class SwarmHost {
   #backoff = 0;
   /** When the running host said it was ready (`performance.now()`); undefined while it is not. */
   #upSince: number | undefined;
+  /** The running host's deadline to say "ready" ({@link SwarmHostOptions.readyTimeoutMs}). */
+  #readyTimer: ReturnType<typeof setTimeout> | undefined;
   /** Whether a host has ever been ready: until then an exit fails start(). */
   #cameUp = false;
   #restartTimer: ReturnType<typeof setTimeout> | undefined;
@@ -182,11 +191,7 @@ export class SwarmHost {
         host.#accept(duplex).catch(() => duplex.close());
       }, { kind: options.link, socketDir: options.socketDir, log: options.log });
       host.#spawn();
-      const timeout = setTimeout(
-        () => host.#ready.reject(new SwarmHostError("the swarm host did not come up in time")),
-        READY_TIMEOUT_MS,
-      );
-      await host.#ready.promise.finally(() => clearTimeout(timeout));
+      await host.#ready.promise;
     } catch (error) {
       await host.close();
       throw error instanceof SwarmHostError ? error : new SwarmHostError(
@@ -283,6 +288,7 @@ export class SwarmHost {
   async close(): Promise<void> {
     this.#closing = true;
     clearTimeout(this.#restartTimer);
+    clearTimeout(this.#readyTimer);
     await this.#stdin?.close().catch(() => {});
     const child = this.#child;
     if (child !== undefined) {
@@ -349,6 +355,18 @@ export class SwarmHost {
     });
     const child = command.spawn();
     this.#child = child;
+    const readyMs = this.#options.readyTimeoutMs ?? READY_TIMEOUT_MS;
+    this.#readyTimer = setTimeout(() => {
+      this.#readyTimer = undefined;
+      const what = `the swarm host did not come up in ${readyMs / 1000} s`;
+      this.#ready.reject(new SwarmHostError(what)); // the first start (else already settled)
+      this.#options.log?.(`${what}; stopping it`);
+      try {
+        child.kill("SIGKILL"); // its exit restarts it after the backoff
+      } catch {
+        // already gone
+      }
+    }, readyMs);
     this.#stdin = child.stdin.getWriter();
     this.#lastLines = [];
     const config = {
@@ -370,6 +388,8 @@ export class SwarmHost {
       }),
     ]);
     child.status.then(async (status) => {
+      clearTimeout(this.#readyTimer);
+      this.#readyTimer = undefined;
       // The pipes' last lines first (the reason a start failed), unless something else (a
       // process the host started) holds them open.
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -418,6 +438,8 @@ export class SwarmHost {
           this.#ready.reject(new SwarmHostError("the swarm key pair differs from the identity"));
           return;
         }
+        clearTimeout(this.#readyTimer);
+        this.#readyTimer = undefined;
         this.#publicKey = key;
         this.#cameUp = true;
         this.#upSince = performance.now();
