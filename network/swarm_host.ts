@@ -120,6 +120,11 @@ export interface SwarmHostOptions {
    */
   maxUnreadBytes?: number;
   /**
+   * How much all peer connections together may hold so (default 128 MiB); above it, the host
+   * closes the connections holding the most until the rest fit, and logs each.
+   */
+  maxUnreadTotalBytes?: number;
+  /**
    * The link to the host (`swarm_link.ts`): `unix` (default where supported; falls back to
    * `tcp`, logged, when no socket file can be made) or `tcp` (loopback).
    */
@@ -377,6 +382,9 @@ export class SwarmHost {
       ...(this.#options.bind ? { bind: this.#options.bind } : {}),
       ...(this.#options.maxUnreadBytes !== undefined
         ? { maxUnreadBytes: this.#options.maxUnreadBytes }
+        : {}),
+      ...(this.#options.maxUnreadTotalBytes !== undefined
+        ? { maxUnreadTotalBytes: this.#options.maxUnreadTotalBytes }
         : {}),
     };
     this.#send(config).catch(() => {});

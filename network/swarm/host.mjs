@@ -7,13 +7,13 @@
 //
 // Started by network/swarm_host.ts as `node host.mjs`. Protocol, one JSON object per line:
 //   stdin, first line:  { seed, dataPath | dataPort, token, bootstrap: ["host:port", …] | null,
-//                         bind?, maxUnreadBytes? }
+//                         bind?, maxUnreadBytes?, maxUnreadTotalBytes? }
 //                       seed: the node's 32-byte ed25519 seed (hex) — its swarm key pair
 //                       dataPath (a Unix socket file) or dataPort (127.0.0.1): where each peer
 //                       connection is delivered; token: the 32-byte secret (hex) that proves
 //                       to the node that the host sent it
 //                       bootstrap null: the public DHT; bind "127.0.0.1": local testnet only
-//                       maxUnreadBytes: see MAX_UNREAD_BYTES
+//                       maxUnreadBytes, maxUnreadTotalBytes: see MAX_UNREAD_BYTES
 //   stdin, then:        { op: "join", topic, server, client } | { op: "leave", topic }
 //                       | { op: "dial", key } | { op: "undial", key } (a peer's public key, hex:
 //                         connect to it by its key and keep reconnecting, or stop; no answer)
@@ -88,6 +88,10 @@ function bootstrapName(cfg) {
 // 1.1 MiB, sampled every 100 ms, through three 256 MiB transfers between two hosts on one
 // machine, bench/swarm_bench.ts).
 const MAX_UNREAD_BYTES = 32 * 1024 * 1024;
+// What all connections together may hold so: past it, the connections holding the most are
+// closed until the rest fit. Without it, peers with fresh keys (free to make) could each hold
+// just under the per-connection limit: 100 of them about 3 GiB (a review at stop 34).
+const MAX_UNREAD_TOTAL_BYTES = 128 * 1024 * 1024;
 /** How often the connections' unread bytes are checked. */
 const UNREAD_CHECK_MS = 100;
 const watched = new Set();
@@ -101,16 +105,29 @@ function queuedBytes(socket, local) {
 
 function checkUnread() {
   const cap = config.maxUnreadBytes ?? MAX_UNREAD_BYTES;
+  const totalCap = config.maxUnreadTotalBytes ?? MAX_UNREAD_TOTAL_BYTES;
+  const held = [];
+  let total = 0;
   for (const entry of watched) {
     const queued = queuedBytes(entry.socket, entry.local);
-    if (queued <= cap) continue;
-    watched.delete(entry);
-    process.stderr.write(
-      `peer ${entry.key.slice(0, 16)}: ${mib(queued)} MiB unread by the node, over the ` +
-        `${mib(cap)} MiB limit: connection closed\n`,
-    );
-    entry.socket.destroy();
-    entry.local.destroy();
+    if (queued > cap) {
+      drop(entry, `${mib(queued)} MiB unread by the node, over the ${mib(cap)} MiB limit`);
+    } else if (queued > 0) {
+      held.push({ entry, queued });
+      total += queued;
+    }
+  }
+  if (total > totalCap) {
+    held.sort((a, b) => b.queued - a.queued);
+    for (const { entry, queued } of held) {
+      if (total <= totalCap) break;
+      drop(
+        entry,
+        `${mib(queued)} MiB unread by the node, the most of all connections, which held ` +
+          `${mib(total)} MiB together, over the ${mib(totalCap)} MiB limit`,
+      );
+      total -= queued;
+    }
   }
   if (watched.size === 0) {
     clearInterval(watchTimer);
@@ -120,10 +137,18 @@ function checkUnread() {
 
 const mib = (bytes) => (bytes / (1024 * 1024)).toFixed(1);
 
+function drop(entry, why) {
+  watched.delete(entry);
+  process.stderr.write(`peer ${entry.key.slice(0, 16)}: ${why}: connection closed\n`);
+  entry.socket.destroy();
+  entry.local.destroy();
+}
+
 function watch(socket, local) {
   const entry = { socket, local, key: socket.remotePublicKey.toString("hex") };
   watched.add(entry);
-  socket.on("close", () => watched.delete(entry));
+  // Until the link to the node closes: what a peer sent before it closed still waits there.
+  local.on("close", () => watched.delete(entry));
   if (watchTimer === null) {
     watchTimer = setInterval(checkUnread, UNREAD_CHECK_MS);
     watchTimer.unref();
