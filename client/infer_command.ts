@@ -18,6 +18,12 @@ import {
   type StreamJob,
 } from "./stream_client.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import {
+  notDecimalNumber,
+  notWholeNumber,
+  parseDecimalNumber,
+  parseWholeNumber,
+} from "../node/config.ts";
 
 /** Where the command writes; defaults to the process's stdout and stderr. */
 export interface InferCommandIo {
@@ -144,22 +150,22 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     await io.stderr(`no prompt given\n${USAGE}`);
     return EXIT_USAGE;
   }
+  // Plain decimal only, as `start` reads numbers: Number() also takes "0x10" and "1e1".
   const numbers: Record<string, number | undefined> = {};
-  for (
-    const flag of ["max-tokens", "temperature", "top-k", "top-p", "seed", "idle-timeout"] as const
-  ) {
+  for (const [flag, whole] of NUMBER_FLAGS) {
     const text = values[flag];
     if (text === undefined) continue;
-    const value = Number(text);
-    if (text.trim() === "" || !Number.isFinite(value)) {
-      await io.stderr(`--${flag} needs a number, got ${JSON.stringify(text)}\n`);
+    const value = flag === "seed"
+      ? parseSeed(text)
+      : whole
+      ? parseWholeNumber(text)
+      : parseDecimalNumber(text);
+    if (value === undefined) {
+      const name = `--${flag}`;
+      await io.stderr(`${whole ? notWholeNumber(name, text) : notDecimalNumber(name, text)}\n`);
       return EXIT_USAGE;
     }
     numbers[flag] = value;
-  }
-  if (numbers["idle-timeout"] !== undefined && numbers["idle-timeout"] < 0) {
-    await io.stderr(`--idle-timeout needs seconds, 0 or more (0 = wait forever)\n`);
-    return EXIT_USAGE;
   }
   const badUrl = checkUrl(values.url);
   if (badUrl !== undefined) {
@@ -227,6 +233,24 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     stopListening();
     io.signal?.removeEventListener("abort", onOuterAbort);
   }
+}
+
+/** The number flags, and whether each takes whole numbers only (else plain decimals). */
+const NUMBER_FLAGS = [
+  ["max-tokens", true],
+  ["temperature", false],
+  ["top-k", true],
+  ["top-p", false],
+  ["seed", true],
+  ["idle-timeout", false],
+] as const;
+
+/** A seed: a whole number in decimal digits, which may be negative (the node takes an int64). */
+function parseSeed(text: string): number | undefined {
+  const t = text.trim();
+  const negative = /^-\d/.test(t);
+  const value = parseWholeNumber(negative ? t.slice(1) : t);
+  return value === undefined || !negative ? value : -value;
 }
 
 /**

@@ -22,8 +22,33 @@ import type {
   WsTokenMessage,
 } from "../server/stream_protocol.ts";
 
+/** Options of {@link StreamRequestError}: the standard `cause`, and the server's wait. */
+export interface StreamRequestErrorOptions extends ErrorOptions {
+  /** The server's `retry_after_s`, where it sent one. */
+  retryAfterS?: number;
+}
+
 /** The server refused or failed a request (`code` is the server's error code). */
-export class StreamRequestError extends VeriflowError {}
+export class StreamRequestError extends VeriflowError {
+  /**
+   * How many seconds the server asked the caller to wait before trying again (its
+   * `retry_after_s`, sent with refusals such as `too_many_jobs` and `rate_limited`); absent when
+   * it asked for no wait.
+   */
+  readonly retryAfterS?: number;
+
+  /**
+   * Create it.
+   *
+   * @param code The server's error code.
+   * @param message The server's message.
+   * @param options `retryAfterS` from the server's `retry_after_s`, and a `cause`.
+   */
+  constructor(code: string, message: string, options?: StreamRequestErrorOptions) {
+    super(code, message, options);
+    if (options?.retryAfterS !== undefined) this.retryAfterS = options.retryAfterS;
+  }
+}
 
 /** What a {@link StreamClosedError} knows beyond its message. */
 export interface StreamClosedDetails {
@@ -109,16 +134,20 @@ export interface StreamClientOptions {
   apiKey?: string;
   /**
    * How long the handshake may take before `connect` gives up (default
-   * {@link DEFAULT_STREAM_CONNECT_TIMEOUT_MS}): something that accepts connections but never
-   * answers (a stopped or wedged node) would otherwise hold it forever.
+   * {@link DEFAULT_STREAM_CONNECT_TIMEOUT_MS}; 0 or `Infinity`: no limit; more than
+   * {@link MAX_STREAM_TIMEOUT_MS} counts as that): something that accepts connections but never
+   * answers (a stopped or wedged node) would otherwise hold it forever. `connect` rejects a
+   * negative or NaN value with a `RangeError`.
    */
   connectTimeoutMs?: number;
   /**
    * How long the socket may stay silent while a job runs before every running job fails with
    * {@link StreamClosedError} and the socket is closed (default
-   * {@link DEFAULT_STREAM_IDLE_TIMEOUT_MS}; 0: wait forever). The server sends a job's tokens as
-   * they come, so a long silence means a stopped, wedged or overloaded node or worker (or a job
-   * queued behind others that long: raise it for a node that queues).
+   * {@link DEFAULT_STREAM_IDLE_TIMEOUT_MS}; 0 or `Infinity`: wait forever; more than
+   * {@link MAX_STREAM_TIMEOUT_MS} counts as that). The server sends a job's tokens as they come,
+   * so a long silence means a stopped, wedged or overloaded node or worker (or a job queued
+   * behind others that long: raise it for a node that queues). `connect` rejects a negative or
+   * NaN value with a `RangeError`.
    */
   idleTimeoutMs?: number;
 }
@@ -131,6 +160,12 @@ export const DEFAULT_STREAM_CONNECT_TIMEOUT_MS = 10_000;
  * short enough that a wedged one does not hold a client for good.
  */
 export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 120_000;
+/**
+ * The longest finite {@link StreamClientOptions.connectTimeoutMs} and
+ * {@link StreamClientOptions.idleTimeoutMs}: 2^31−1 ms (about 24.8 days), the longest delay
+ * `setTimeout` keeps. A longer one overflows and fires after 1 ms, so it is cut to this.
+ */
+export const MAX_STREAM_TIMEOUT_MS = 2 ** 31 - 1;
 
 interface PendingJob {
   start: PromiseWithResolvers<WsStartMessage>;
@@ -176,7 +211,8 @@ export class StreamClient {
   #jobs = new Map<string, PendingJob>();
   #nextId = 0;
   #closed = false;
-  #idleTimeoutMs: number;
+  /** The idle watch's delay; undefined: no watch. */
+  #idleTimeoutMs: number | undefined;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #lastMessageAt = 0;
   #detach: () => void = () => {};
@@ -184,7 +220,7 @@ export class StreamClient {
   #closeDetails: StreamClosedDetails | undefined;
   #closeMessage = "the socket is closed";
 
-  private constructor(socket: WebSocket, url: URL, idleTimeoutMs: number) {
+  private constructor(socket: WebSocket, url: URL, idleTimeoutMs: number | undefined) {
     this.#socket = socket;
     this.#url = url;
     this.#idleTimeoutMs = idleTimeoutMs;
@@ -208,13 +244,24 @@ export class StreamClient {
    * @throws {StreamClosedError} the node refused the upgrade (`details.httpStatus`: 401 without
    * the API key, 404 not the API's path, 503 starting), nothing listens there, or nothing
    * answered within the connect timeout (`details.timeout: "connect"`).
+   * @throws {RangeError} `connectTimeoutMs` or `idleTimeoutMs` is negative or NaN.
    */
   static connect(url: string | URL, options?: StreamClientOptions): Promise<StreamClient> {
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     let target: URL;
     let socket: WebSocket;
+    let connectTimeoutMs: number | undefined;
+    let idleTimeoutMs: number | undefined;
     try {
+      connectTimeoutMs = timerDelay(
+        "connectTimeoutMs",
+        options?.connectTimeoutMs ?? DEFAULT_STREAM_CONNECT_TIMEOUT_MS,
+      );
+      idleTimeoutMs = timerDelay(
+        "idleTimeoutMs",
+        options?.idleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+      );
       target = streamUrl(url);
       socket = options?.apiKey === undefined ? new WebSocket(target) : new WebSocket(
         target,
@@ -236,24 +283,20 @@ export class StreamClient {
           : error,
       );
     }
-    const client = new StreamClient(
-      socket,
-      target,
-      options?.idleTimeoutMs ?? DEFAULT_STREAM_IDLE_TIMEOUT_MS,
-    );
+    const client = new StreamClient(socket, target, idleTimeoutMs);
     const { promise, resolve, reject } = Promise.withResolvers<StreamClient>();
-    const connectTimeoutMs = options?.connectTimeoutMs ?? DEFAULT_STREAM_CONNECT_TIMEOUT_MS;
-    const timer = setTimeout(() => {
+    const limit = connectTimeoutMs;
+    const timer = limit === undefined ? undefined : setTimeout(() => {
       reject(
         new StreamClosedError(
-          `no answer from ${target} within ${seconds(connectTimeoutMs)}: something accepts ` +
+          `no answer from ${target} within ${seconds(limit)}: something accepts ` +
             `connections there but does not answer (a stopped, wedged or overloaded node, or ` +
             `another program); check the address and the node's log`,
           { timeout: "connect" },
         ),
       );
       socket.close();
-    }, connectTimeoutMs);
+    }, limit);
     const onAbort = () => {
       reject(signal!.reason);
       client.close();
@@ -341,17 +384,15 @@ export class StreamClient {
   #onMessage(data: unknown): void {
     if (typeof data !== "string") return;
     this.#lastMessageAt = performance.now();
-    let message: WsServerMessage;
+    let parsed: unknown;
     try {
-      message = JSON.parse(data) as WsServerMessage;
+      parsed = JSON.parse(data);
     } catch {
-      // Not this API (a proxy's page, a faulty server): every job fails, typed, and the socket
-      // closes as a protocol error, never an uncaught exception in the caller's process.
-      this.#failAll(`${this.#url} sent a frame that is not JSON: not a Veriflow /v1/stream`);
-      // 1002 (protocol error) is the server's to send; a client closes with a private code.
-      this.#socket.close(4002, "protocol error: a frame that is not JSON");
-      return;
+      return this.#protocolError("a frame that is not JSON");
     }
+    // `null`, a number or an array is JSON too, and reading `id` off `null` would throw here.
+    if (!isMessage(parsed)) return this.#protocolError("a frame that is not a message object");
+    const message = parsed;
     // An `error` without `id` ends no job: a frame the server could not attribute, or one it
     // refused while the job it named runs on (`refused_id`); this client sends neither.
     const job = message.id === undefined ? undefined : this.#jobs.get(message.id);
@@ -375,7 +416,11 @@ export class StreamClient {
       case "error": {
         this.#jobs.delete(message.id!);
         if (this.#jobs.size === 0) this.#stopIdleTimer();
-        const error = new StreamRequestError(message.code, message.message);
+        const error = new StreamRequestError(message.code, message.message, {
+          retryAfterS: typeof message.retry_after_s === "number"
+            ? message.retry_after_s
+            : undefined,
+        });
         job.start.reject(error);
         settle(() => job.tokens.error(error));
         job.done.reject(error);
@@ -385,28 +430,40 @@ export class StreamClient {
   }
 
   /**
+   * A frame that is not this API's (a proxy's page, a faulty server): every job fails, typed,
+   * and the socket closes as a protocol error, never an uncaught exception in the caller's
+   * process. `what` names the frame.
+   */
+  #protocolError(what: string): void {
+    this.#failAll(`${this.#url} sent ${what}: not a Veriflow /v1/stream`);
+    // 1002 (protocol error) is the server's to send; a client closes with a private code.
+    this.#socket.close(4002, `protocol error: ${what}`);
+  }
+
+  /**
    * Watch for silence while jobs run: one timer, re-armed for what is left of the idle timeout
    * when messages came meanwhile (no timer churn per token).
    */
   #startIdleTimer(): void {
-    if (this.#idleTimeoutMs <= 0 || this.#idleTimer !== undefined) return;
+    const idleTimeoutMs = this.#idleTimeoutMs;
+    if (idleTimeoutMs === undefined || this.#idleTimer !== undefined) return;
     this.#lastMessageAt = performance.now();
     const check = () => {
-      const left = this.#lastMessageAt + this.#idleTimeoutMs - performance.now();
+      const left = this.#lastMessageAt + idleTimeoutMs - performance.now();
       if (left > 0) {
         this.#idleTimer = setTimeout(check, left);
         return;
       }
       this.#idleTimer = undefined;
       this.#failAll(
-        `no message from ${this.#url} for ${seconds(this.#idleTimeoutMs)} while a job ran: ` +
+        `no message from ${this.#url} for ${seconds(idleTimeoutMs)} while a job ran: ` +
           `the node or its worker may be stopped, wedged or overloaded; check the node ` +
           `(cli.ts status) and its log`,
         { timeout: "idle" },
       );
       this.close(); // the server cancels the jobs that were still running
     };
-    this.#idleTimer = setTimeout(check, this.#idleTimeoutMs);
+    this.#idleTimer = setTimeout(check, idleTimeoutMs);
   }
 
   #stopIdleTimer(): void {
@@ -445,6 +502,28 @@ function closedMessage(event: CloseEvent): string {
 function errorEventMessage(event: Event): string {
   const message = (event as ErrorEvent).message ?? "";
   return message.replace(/^NetworkError: failed to connect to WebSocket: /, "");
+}
+
+/**
+ * The timer delay for the timeout option `name` set to `ms`: undefined (no timer) for 0 or
+ * `Infinity`, at most {@link MAX_STREAM_TIMEOUT_MS} (setTimeout fires a longer one at once).
+ *
+ * @throws {RangeError} `ms` is negative or NaN.
+ */
+function timerDelay(name: string, ms: number): number | undefined {
+  if (!(ms >= 0)) {
+    throw new RangeError(
+      `${name} must be 0 or more milliseconds (0 or Infinity: no limit), got ${ms}`,
+    );
+  }
+  if (ms === 0 || ms === Infinity) return undefined;
+  return Math.min(ms, MAX_STREAM_TIMEOUT_MS);
+}
+
+/** Whether a parsed frame has a message's shape: an object with a string `type`. */
+function isMessage(frame: unknown): frame is WsServerMessage {
+  return typeof frame === "object" && frame !== null &&
+    typeof (frame as { type?: unknown }).type === "string";
 }
 
 /** `ms` as a person reads it: "10 s", "0.2 s". */

@@ -2,6 +2,11 @@ import { assert, assertEquals } from "../server/_assert.ts";
 import { directText, eventually, startTestNode } from "../server/_fixtures.ts";
 import { silentPort, stallingServer } from "./_stub_servers.ts";
 import { runInfer } from "../../client/infer_command.ts";
+import {
+  DEFAULT_STREAM_CONNECT_TIMEOUT_MS,
+  MAX_STREAM_TIMEOUT_MS,
+} from "../../client/stream_client.ts";
+import { recordTimeouts } from "./_timers.ts";
 
 function captureIo() {
   const out: string[] = [];
@@ -206,4 +211,57 @@ Deno.test("runInfer: Ctrl-C while connecting gives up and exits 130", async () =
   } finally {
     silent.close();
   }
+});
+
+Deno.test("runInfer refuses numbers `start` refuses (0x10, 1e1, 1.5, 1e-1, -1) with exit 2, naming the flag; a negative --seed is taken", async () => {
+  // Port 9 (discard) on loopback: a number that is taken gets as far as connecting (exit 1).
+  const url = "ws://127.0.0.1:9";
+  const refused: [string, string, string][] = [
+    ["--max-tokens", "0x10", `--max-tokens expects a whole number in decimal digits, got "0x10"`],
+    ["--max-tokens", "1e1", `--max-tokens expects a whole number in decimal digits, got "1e1"`],
+    ["--top-k", "1.5", `--top-k expects a whole number in decimal digits, got "1.5"`],
+    ["--temperature", "1e-1", `--temperature expects a decimal number such as 0.05, got "1e-1"`],
+    ["--top-p", "0x1", `--top-p expects a decimal number such as 0.05, got "0x1"`],
+    ["--idle-timeout", "-1", `--idle-timeout must not be negative (0 or more), got "-1"`],
+    ["--seed", "1.5", `--seed expects a whole number in decimal digits, got "1.5"`],
+  ];
+  for (const [flag, text, message] of refused) {
+    const { err, io } = captureIo();
+    assertEquals(await runInfer(["--url", url, `${flag}=${text}`, "hi"], io), 2, `${flag} ${text}`);
+    assertEquals(err.join(""), `${message}\n`);
+  }
+  for (const taken of [["--max-tokens", "16"], ["--temperature", ".5"], ["--seed=-7"]]) {
+    const { err, io } = captureIo();
+    assertEquals(await runInfer(["--url", url, ...taken, "hi"], io), 1, err.join(""));
+  }
+});
+
+Deno.test("runInfer --idle-timeout past setTimeout's limit (3000000 s) waits with a 2^31−1 ms timer, never a 1 ms timer loop", async () => {
+  const server = stallingServer();
+  const stop = new AbortController();
+  const timeouts = recordTimeouts();
+  try {
+    const { out, err } = captureIo();
+    const status = await runInfer([
+      "--url",
+      `ws://127.0.0.1:${server.addr.port}`,
+      "--idle-timeout",
+      "3000000",
+      "hi",
+    ], {
+      stdout: (text) => {
+        out.push(text);
+        stop.abort(); // the job runs and the socket is silent: the idle watch is armed
+      },
+      stderr: (text) => void err.push(text),
+      signal: stop.signal,
+    });
+    assertEquals(status, 130, err.join(""));
+    assertEquals(out.join(""), "A");
+  } finally {
+    timeouts.restore();
+    await server.shutdown();
+  }
+  const [connect, ...idle] = timeouts.delays;
+  assertEquals([connect, idle], [DEFAULT_STREAM_CONNECT_TIMEOUT_MS, [MAX_STREAM_TIMEOUT_MS]]);
 });

@@ -5,10 +5,14 @@
 import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import {
   InvalidStreamUrlError,
+  MAX_STREAM_TIMEOUT_MS,
   StreamClient,
+  type StreamClientOptions,
   StreamClosedError,
+  StreamRequestError,
 } from "../../client/stream_client.ts";
 import { silentPort, stallingServer } from "./_stub_servers.ts";
+import { recordTimeouts } from "./_timers.ts";
 
 /** A `/v1/stream` stand-in that answers nothing; with `closeOnOpen`, it closes each socket. */
 function serveSockets(closeOnOpen: boolean): Deno.HttpServer<Deno.NetAddr> {
@@ -277,5 +281,136 @@ Deno.test("StreamClient: an id the client generates never clashes with one the c
     for (const job of [chosen]) await job.done.catch(() => {});
   } finally {
     await server.shutdown();
+  }
+});
+
+/** A `/v1/stream` stand-in that answers each `infer` with `frame`, then closes the socket. */
+function answeringWith(frame: (id: string) => string): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onmessage = (event) => {
+      socket.send(frame(JSON.parse(event.data).id));
+      // The close comes after the frame: a client that ignored the frame fails the job on it.
+      socket.close(1000);
+    };
+    return response;
+  });
+}
+
+Deno.test("StreamClient: a JSON frame that is not a message (null, a number, an array, an object without a string type) fails every job with StreamClosedError (protocol error), never an uncaught exception", async () => {
+  for (const frame of ["null", "42", '"text"', "[]", '{"id":"r1"}', '{"type":1,"id":"r1"}']) {
+    const server = answeringWith(() => frame);
+    try {
+      const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
+      const error = await assertRejects(
+        () => client.infer({ id: "r1", prompt: "x", max_tokens: 1 }).done,
+        StreamClosedError,
+      );
+      assert(error.message.includes("a frame that is not a message object"), error.message);
+      await client.closed;
+    } finally {
+      await server.shutdown();
+    }
+  }
+});
+
+Deno.test("StreamClient.connect: connectTimeoutMs 0 or Infinity arms no connect timer; one past setTimeout's limit (3e9) arms a 2^31−1 ms timer, not a 1 ms one", async () => {
+  const server = serveSockets(false);
+  try {
+    const cases: [number, number[]][] = [
+      [0, []],
+      [Infinity, []],
+      [3e9, [MAX_STREAM_TIMEOUT_MS]],
+      [MAX_STREAM_TIMEOUT_MS, [MAX_STREAM_TIMEOUT_MS]],
+      [5_000, [5_000]],
+    ];
+    for (const [connectTimeoutMs, expected] of cases) {
+      const timeouts = recordTimeouts();
+      let client: StreamClient;
+      try {
+        client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`, {
+          connectTimeoutMs,
+          idleTimeoutMs: 0,
+        });
+      } finally {
+        timeouts.restore();
+      }
+      assertEquals(timeouts.delays, expected, `connectTimeoutMs ${connectTimeoutMs}`);
+      client.close();
+      await client.closed;
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("StreamClient.connect rejects (never throws) a negative or NaN connectTimeoutMs or idleTimeoutMs with a RangeError naming the option", async () => {
+  const url = "ws://127.0.0.1:9";
+  const refusals: [keyof StreamClientOptions, number][] = [
+    ["connectTimeoutMs", -1],
+    ["connectTimeoutMs", NaN],
+    ["connectTimeoutMs", -Infinity],
+    ["idleTimeoutMs", -1],
+    ["idleTimeoutMs", NaN],
+  ];
+  for (const [option, value] of refusals) {
+    let connecting: Promise<StreamClient> | undefined;
+    try {
+      connecting = StreamClient.connect(url, { [option]: value });
+    } catch (error) {
+      throw new Error(`connect({ ${option}: ${value} }) threw synchronously: ${error}`);
+    }
+    const refusal = await assertRejects(() => connecting!, RangeError);
+    assert(refusal.message.startsWith(`${option} must be 0 or more`), refusal.message);
+    assert(refusal.message.endsWith(`got ${value}`), refusal.message);
+  }
+});
+
+Deno.test("StreamClient: idleTimeoutMs past setTimeout's limit (3e9) arms one 2^31−1 ms idle timer and Infinity none while a job runs, never a 1 ms timer loop", async () => {
+  const server = stallingServer();
+  try {
+    for (
+      const [idleTimeoutMs, expected] of [[3e9, [MAX_STREAM_TIMEOUT_MS]], [Infinity, []]] as const
+    ) {
+      const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`, {
+        idleTimeoutMs,
+      });
+      const timeouts = recordTimeouts();
+      try {
+        const job = client.infer({ prompt: "x", max_tokens: 8 });
+        // The job is running and the socket now silent: the idle watch is armed.
+        assertEquals((await job.tokens.getReader().read()).value?.text, "A");
+      } finally {
+        timeouts.restore();
+      }
+      assertEquals(timeouts.delays, expected, `idleTimeoutMs ${idleTimeoutMs}`);
+      client.close();
+      await client.closed;
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("StreamClient: a refusal's retry_after_s reaches the caller as StreamRequestError.retryAfterS", async () => {
+  const refusal = (id: string, extra: Record<string, unknown>) =>
+    JSON.stringify({ type: "error", id, code: "too_many_jobs", message: "busy", ...extra });
+  for (const [extra, expected] of [[{ retry_after_s: 7 }, 7], [{}, undefined]] as const) {
+    const server = answeringWith((id) => refusal(id, extra));
+    try {
+      const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
+      const error = await assertRejects(
+        () => client.infer({ prompt: "x", max_tokens: 1 }).done,
+        StreamRequestError,
+      );
+      assertEquals([error.code, error.message, error.retryAfterS], [
+        "too_many_jobs",
+        "busy",
+        expected,
+      ]);
+      await client.closed;
+    } finally {
+      await server.shutdown();
+    }
   }
 });
