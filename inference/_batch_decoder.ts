@@ -23,11 +23,11 @@
  * as fit one execution of {@link PREFILL_GROUP_TOKENS} tokens, left-padded to the longest — so
  * clients that arrive together pay one execution's fixed cost and start together; each gets its
  * own cache. A longer prompt is read alone, on its own cache: whole with nobody decoding (a lone
- * stream's first token as fast as unbatched), else in pieces that cost about
- * {@link PREFILL_STALL_FACTOR} decode steps (the length follows the measured cost of a prompt
- * token and of the last decode step) but are never shorter than {@link MIN_PREFILL_PIECE} tokens
- * (each execution has a fixed cost), so it delays the others' next token by one bounded piece,
- * never by the whole prompt. A sequence whose prompt is read joins the batch at its next step.
+ * stream's first token as fast as unbatched), else in pieces of equal length, each within half
+ * a budget of it and never shorter than {@link MIN_PREFILL_PIECE} (each execution has a fixed
+ * cost). The budget is the tokens that cost about {@link PREFILL_STALL_FACTOR} decode steps (it
+ * follows the measured cost of a prompt token and of the last decode step), so the prompt delays
+ * the others' next token by one bounded piece, never by the whole prompt. A sequence whose prompt is read joins the batch at its next step.
  *
  * **When a tick starts.** As soon as every member of the batch has asked for its next step (the
  * usual case: each asks right after its previous token comes back), else after a short wait
@@ -78,10 +78,11 @@ import { ModelDisposedError } from "./errors.ts";
 export const DEFAULT_MAX_BATCH = 8;
 
 /**
- * While others decode, a prompt piece costs about this many decode steps. The running
- * sequences' inter-token latency during a join is then about (1 + this) × a step's, inside the
- * 3 × median that keeps a stream smooth; a larger piece would bring the joiner's first token
- * sooner at the price of the others' smoothness.
+ * While others decode, a prompt piece costs about this many decode steps (a prompt is cut into
+ * pieces of equal length, each within half of this budget of it). The running sequences'
+ * inter-token latency during a join is then about (1 + this), at most (1 + 1.5 × this), × a
+ * step's, within the 3 × median that keeps a stream smooth; a larger piece would bring the
+ * joiner's first token sooner at the price of the others' smoothness.
  */
 export const PREFILL_STALL_FACTOR = 1;
 /**
@@ -91,8 +92,9 @@ export const PREFILL_STALL_FACTOR = 1;
  * a few tokens while the batch was small (a one-row step costs that fixed cost alone), each
  * piece paid it again, and a 128-token prompt took 16 executions instead of one: eight clients
  * arriving together waited ~0.7 s (p50) for a first token. At 64 tokens the fixed cost is at
- * most about a fifth of a piece; the running streams' gap during a join is then at most about
- * one such piece (~25 ms here), below a full batch's step.
+ * most about a fifth of a piece; the running streams' gap during a join is then about one such
+ * piece (~25 ms here), below a full batch's step (pieces of equal length, each at least this
+ * long and at most 1.5 × the budget).
  */
 export const MIN_PREFILL_PIECE = 64;
 /**
@@ -140,8 +142,9 @@ export interface BatchedDecoderOptions {
   /** Most sequences per execution; default {@link DEFAULT_MAX_BATCH} (1 disables batching). */
   maxBatch?: number;
   /**
-   * Prompt tokens read per tick while others decode, fixed; default: adaptive (a piece costs
-   * about {@link PREFILL_STALL_FACTOR} decode steps).
+   * Prompt tokens read per tick while others decode, fixed (pieces of equal length, each within
+   * half of this of it); default: adaptive (a piece costs about {@link PREFILL_STALL_FACTOR}
+   * decode steps, and is at least {@link MIN_PREFILL_PIECE} tokens).
    */
   prefillTokensPerTick?: number;
   /**
@@ -538,6 +541,12 @@ export class BatchedDecoder {
       this.#stats.ticks++;
       await this.#decodeStep();
       await this.#prefillStep();
+    } catch (error) {
+      // Each step fails the sequences its own failures touch; this is for a failure none of
+      // them expected. Nothing the tick touched is known to be sound: the batch's members and
+      // every waiting step fail (which also keeps the next tick from repeating it). A tick is
+      // started with `void`: it must never reject, or the process (the worker) would end.
+      this.#failBatch(error, [...this.#open].filter((s) => s.pending !== undefined));
     } finally {
       this.#lastTickMs = performance.now() - started;
       this.#ticking = false;
@@ -560,40 +569,49 @@ export class BatchedDecoder {
     }
     if (stepping.length === 0) {
       // Nobody to step: the members keep their seats, unless one must read several tokens.
-      if (this.#members.some((m) => m.pending && !ready(m))) this.#setMembers([]);
+      if (this.#members.some((m) => m.pending && !ready(m))) {
+        try {
+          this.#setMembers([]);
+        } catch (error) {
+          this.#failBatch(error, []);
+        }
+      }
       return;
     }
-    this.#setMembers(stepping);
-    // In the cache's row order (a member that left had the last row moved into its place).
-    const rows = this.#members;
-    this.#cache.reserve(1);
-    const batch = rows.length;
-    const width = this.#cache.width;
-    const inputIds = new BigInt64Array(batch);
-    const mask = new BigInt64Array(batch * (width + 1));
-    const positions = new BigInt64Array(batch);
-    const taken = rows.map((s) => s.pending!);
-    for (let i = 0; i < batch; i++) {
-      const s = rows[i];
-      const p = taken[i];
-      inputIds[i] = BigInt(p.tokens[p.tokens.length - 1]);
-      mask.fill(1n, i * (width + 1) + (width - s.length), (i + 1) * (width + 1));
-      positions[i] = BigInt(s.length);
-    }
+    let rows: SequenceState[];
+    let taken: PendingStep[];
     let logits: Float32Array;
-    const started = performance.now();
     try {
+      // The moves of rows in and out of the batch's cache and its growth allocate (and can fail
+      // as the execution can): any failure from here on fails the step's members.
+      this.#setMembers(stepping);
+      // In the cache's row order (a member that left had the last row moved into its place).
+      rows = this.#members;
+      this.#cache.reserve(1);
+      const batch = rows.length;
+      const width = this.#cache.width;
+      const inputIds = new BigInt64Array(batch);
+      const mask = new BigInt64Array(batch * (width + 1));
+      const positions = new BigInt64Array(batch);
+      taken = rows.map((s) => s.pending!);
+      for (let i = 0; i < batch; i++) {
+        const s = rows[i];
+        const p = taken[i];
+        inputIds[i] = BigInt(p.tokens[p.tokens.length - 1]);
+        mask.fill(1n, i * (width + 1) + (width - s.length), (i + 1) * (width + 1));
+        positions[i] = BigInt(s.length);
+      }
+      const started = performance.now();
       const out = await this.#decoder.runRows(inputIds, batch, mask, positions, this.#cache.feed());
       this.#lastDecodeMs = performance.now() - started;
       this.#cache.stepped(1, out.present);
       logits = out.logits;
     } catch (error) {
       // The batch's cache is in an unknown state: every member loses its generation.
-      for (const s of rows) this.#fail(s, error);
-      this.#members = [];
-      this.#cache.drop();
+      this.#failBatch(error, stepping);
       return;
     }
+    const batch = rows.length;
     this.#stats.decodeRuns++;
     this.#stats.decodeRows += batch;
     this.#stats.maxBatch = Math.max(this.#stats.maxBatch, batch);
@@ -624,16 +642,18 @@ export class BatchedDecoder {
     const s = waiting[0];
     const p = s.pending!;
     const remaining = p.tokens.length - p.fed;
-    // Alone in its group: whole, on its own cache (nothing to pad or copy).
-    const piece = p.tokens.slice(
-      p.fed,
-      p.fed + (group.length === 1 ? remaining : this.#pieceLength(remaining)),
-    );
+    let piece: number[];
     let out;
     const started = performance.now();
     try {
+      // Alone in its group: whole, on its own cache (nothing to pad or copy).
+      piece = p.tokens.slice(
+        p.fed,
+        p.fed + (group.length === 1 ? remaining : this.#pieceLength(remaining)),
+      );
       out = await this.#decoder.run(piece, s.length, s.cache ?? this.#decoder.emptyPast());
     } catch (error) {
+      // Only its own cache was touched.
       this.#fail(s, error);
       return;
     }
@@ -672,23 +692,23 @@ export class BatchedDecoder {
     const batch = group.length;
     const taken = group.map((s) => s.pending!);
     const width = Math.max(...taken.map((p) => p.tokens.length));
-    // Left padding: each row's prompt ends in the last column, so its valid cache slots are the
-    // last ones (the layout the batch keeps) and its last logits row is the same for all.
-    const inputIds = new BigInt64Array(batch * width);
-    const mask = new BigInt64Array(batch * width);
-    const positions = new BigInt64Array(batch * width);
-    for (let i = 0; i < batch; i++) {
-      const tokens = taken[i].tokens;
-      const start = i * width + (width - tokens.length);
-      for (let j = 0; j < tokens.length; j++) {
-        inputIds[start + j] = BigInt(tokens[j]);
-        positions[start + j] = BigInt(j);
-      }
-      mask.fill(1n, start, (i + 1) * width);
-    }
     let out;
     const started = performance.now();
     try {
+      // Left padding: each row's prompt ends in the last column, so its valid cache slots are
+      // the last ones (the layout the batch keeps) and its last logits row is the same for all.
+      const inputIds = new BigInt64Array(batch * width);
+      const mask = new BigInt64Array(batch * width);
+      const positions = new BigInt64Array(batch * width);
+      for (let i = 0; i < batch; i++) {
+        const tokens = taken[i].tokens;
+        const start = i * width + (width - tokens.length);
+        for (let j = 0; j < tokens.length; j++) {
+          inputIds[start + j] = BigInt(tokens[j]);
+          positions[start + j] = BigInt(j);
+        }
+        mask.fill(1n, start, (i + 1) * width);
+      }
       out = await this.#decoder.runRows(
         inputIds,
         batch,
@@ -708,10 +728,17 @@ export class BatchedDecoder {
       const p = taken[i];
       // Closed (or disposed) while the execution ran: its step was rejected then.
       if (s.closed || s.pending !== p) continue;
-      s.length = p.tokens.length;
-      s.cache = this.#decoder.allocatePast(1, s.length);
-      copySlots(this.#decoder, out.present, i, width - s.length, s.cache, 0, 0, s.length);
-      p.fed = p.tokens.length;
+      const length = p.tokens.length;
+      try {
+        s.cache = this.#decoder.allocatePast(1, length);
+        copySlots(this.#decoder, out.present, i, width - length, s.cache, 0, 0, length);
+      } catch (error) {
+        // Its own cache could not be made (an allocation): the others' are sound.
+        this.#fail(s, error);
+        continue;
+      }
+      s.length = length;
+      p.fed = length;
       s.pending = undefined;
       const last = (i * width + width - 1) * vocab;
       this.#answer(s, p, out.logits.subarray(last, last + vocab));
@@ -730,10 +757,11 @@ export class BatchedDecoder {
 
   /**
    * Prompt tokens to read this tick, of `remaining`: all of them with nobody decoding, else a
-   * piece that costs about {@link PREFILL_STALL_FACTOR} decode steps but no fewer than
-   * {@link MIN_PREFILL_PIECE} tokens; the prompt is then cut into pieces of equal length (128
-   * tokens at a budget of 100 are read as 64 + 64, not 100 + a 28-token piece that would pay
-   * the fixed cost for little).
+   * piece within half a budget of the budget — the tokens that cost about
+   * {@link PREFILL_STALL_FACTOR} decode steps, no fewer than {@link MIN_PREFILL_PIECE} — and
+   * never shorter than that floor: the prompt is cut into pieces of equal length, as many as
+   * the budget goes into it, rounded (130 tokens at a budget of 64 are read as 65 + 65, not
+   * 64 + 64 + 2 nor 44 + 43 + 43; 128 at a budget of 100 whole; 190 at 100 as 95 + 95).
    */
   #pieceLength(remaining: number): number {
     if (!this.#members.some((m) => !m.closed)) return remaining;
@@ -745,7 +773,15 @@ export class BatchedDecoder {
       );
     }
     if (remaining <= budget) return remaining;
-    return Math.ceil(remaining / Math.ceil(remaining / budget));
+    // Pieces of equal length, as many as the budget goes into the prompt, rounded: each within
+    // half a budget of it (at most 1.5 ×). Never shorter than MIN_PREFILL_PIECE when the budget
+    // is the adaptive one: a short piece pays the fixed cost for little, and is too short for
+    // the cost estimate to count.
+    let pieces = Math.max(1, Math.round(remaining / budget));
+    if (this.#prefillBudget === undefined) {
+      pieces = Math.min(pieces, Math.max(1, Math.floor(remaining / MIN_PREFILL_PIECE)));
+    }
+    return Math.ceil(remaining / pieces);
   }
 
   #answer(s: SequenceState, p: PendingStep, row: Float32Array): void {
@@ -762,6 +798,17 @@ export class BatchedDecoder {
     s.last = { token: step.tokenId, position: p.sampling.position };
     p.resolve(step);
     this.#extendAhead(s, false);
+  }
+
+  /**
+   * The batch's cache is in an unknown state (a step failed part way): every member, and every
+   * sequence of `also` (a step's joiners, not all of them seated yet), loses its generation, and
+   * the cache starts again from nothing.
+   */
+  #failBatch(error: unknown, also: Iterable<SequenceState>): void {
+    for (const s of new Set([...this.#members, ...also])) this.#fail(s, error);
+    this.#members = [];
+    this.#cache.drop();
   }
 
   #fail(s: SequenceState, error: unknown): void {

@@ -375,12 +375,25 @@ async function workerEngine(bytes: Uint8Array, shape: DecoderShape, options: Tex
 }
 
 /**
- * Closes the KV cache of a stream dropped without being cancelled or read to the end: in
- * worker mode the cache lives in the worker, which cannot see the stream being collected.
+ * What a stream leaves behind when it is collected: its KV cache, and the listener it put on
+ * its caller's `AbortSignal` (a long-lived signal, such as a server's shutdown, outlives it).
  */
-const abandonedStreams = new FinalizationRegistry<{ sequence?: TextSequence }>((state) =>
-  state.sequence?.close()
-);
+interface StreamResources {
+  sequence?: TextSequence;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+/**
+ * Closes the KV cache of a stream dropped without being cancelled or read to the end (in
+ * worker mode the cache lives in the worker, which cannot see the stream being collected), and
+ * takes its listener off the signal. Nothing here may reach the stream, or it is never collected:
+ * the listener reaches its controller only through a `WeakRef`.
+ */
+const abandonedStreams = new FinalizationRegistry<StreamResources>((state) => {
+  state.sequence?.close();
+  if (state.onAbort) state.signal?.removeEventListener("abort", state.onAbort);
+});
 
 /**
  * A loaded decoder-only text model.
@@ -590,13 +603,16 @@ export class TextModel {
     const decoder = this.tokenizer.streamDecoder();
     const eos = this.#config.eosTokenId;
     const sequence = [...promptIds];
-    // The KV cache, opened at the first pull (in worker mode: placed on a worker then).
-    const cache: { sequence?: TextSequence } = {};
+    // The KV cache, opened at the first pull (in worker mode: placed on a worker then), and the
+    // abort listener: what `abandonedStreams` frees if the stream is dropped.
+    const cache: StreamResources = {};
     let fed = 0; // tokens of `sequence` already in the cache
     let index = startIndex;
     let output = "";
     let finished = false;
-    let controllerRef: ReadableStreamDefaultController<TokenChunk> | undefined;
+    // Weak: the signal holds `onAbort`, and a signal that outlives the stream must not keep it
+    // (and its cache) alive; a live stream keeps its controller.
+    let controllerRef: WeakRef<ReadableStreamDefaultController<TokenChunk>> | undefined;
     const release = () => {
       cache.sequence?.close();
       abandonedStreams.unregister(cache);
@@ -605,7 +621,7 @@ export class TextModel {
       if (finished) return;
       finished = true;
       release();
-      controllerRef?.error(signal?.reason);
+      controllerRef?.deref()?.error(signal?.reason);
     };
 
     const finish = () => {
@@ -702,8 +718,12 @@ export class TextModel {
 
     const stream = new ReadableStream<TokenChunk>({
       start: (controller) => {
-        controllerRef = controller;
-        signal?.addEventListener("abort", onAbort, { once: true });
+        controllerRef = new WeakRef(controller);
+        if (signal) {
+          signal.addEventListener("abort", onAbort, { once: true });
+          cache.signal = signal;
+          cache.onAbort = onAbort;
+        }
         if (index >= params.maxTokens) {
           finish();
           controller.close();

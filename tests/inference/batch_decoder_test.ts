@@ -156,7 +156,18 @@ Deno.test("sequences joining a running batch, and a straggler leaving it, change
   }
 });
 
-Deno.test("a long prompt is read in pieces between the running sequence's steps", async () => {
+/** The length of every prompt piece `decoder` reads alone from now on (batched steps excluded). */
+function recordPieces(decoder: DecoderSession): number[] {
+  const pieces: number[] = [];
+  const run = decoder.run.bind(decoder);
+  decoder.run = (tokens, ...rest) => {
+    pieces.push(tokens.length);
+    return run(tokens, ...rest);
+  };
+  return pieces;
+}
+
+Deno.test("a long prompt is read in pieces of equal length, about the budget each, between the running sequence's steps", async () => {
   const decoder = await decoderSession();
   try {
     const batched = new BatchedDecoder(decoder, { prefillTokensPerTick: 16 });
@@ -167,6 +178,7 @@ Deno.test("a long prompt is read in pieces between the running sequence's steps"
     const long = batched.sequence();
     const first = await running.step(feed, { params: rule(0), position: 0 });
     feed = [first.tokenId];
+    const pieces = recordPieces(decoder);
     const longStep = long.step(PROMPTS[3], { params: rule(1), position: 0 }).then((s) => {
       longDone = true;
       return s;
@@ -176,49 +188,57 @@ Deno.test("a long prompt is read in pieces between the running sequence's steps"
       feed = [step.tokenId];
       if (!longDone) stepsMeanwhile++;
     }
+    const read = [...pieces];
     const expectedLong = decoder.sequence();
     const expected = await expectedLong.step(PROMPTS[3], { params: rule(1), position: 0 });
     assert.equal((await longStep).tokenId, expected.tokenId);
-    // 90 tokens at 16 a tick: 6 pieces, the running sequence stepping at each.
+    // 90 tokens at 16 a tick: 5.6 budgets, 6 pieces of 15, the running sequence stepping at
+    // each.
+    assert.deepEqual(read, [15, 15, 15, 15, 15, 15]);
     assert.ok(stepsMeanwhile >= 5, `the running sequence stepped ${stepsMeanwhile} times`);
-    assert.ok(batched.stats().prefillRuns >= 7, "the prompt was read in pieces");
+    assert.equal(batched.stats().prefillRuns, 7, "its prompt whole, then the long one in 6 pieces");
     batched.dispose();
   } finally {
     await decoder.session.release();
   }
 });
 
-Deno.test("a joining prompt is read in pieces of at least MIN_PREFILL_PIECE tokens", async () => {
-  // With the pieces sized by the decode step alone, a one-row step (cheap on `tiny`) cut the
-  // prompt into pieces of a few tokens, each paying an execution's fixed cost again. (The group
-  // budget is lowered below the prompt so that it is read in pieces, as a long prompt is.)
-  const decoder = await decoderSession();
-  try {
-    const batched = new BatchedDecoder(decoder, { prefillGroupTokens: 100 });
-    const running = batched.sequence();
-    const long = batched.sequence();
-    const prompt = Array.from({ length: 150 }, (_, i) => 97 + (i * 5) % 26);
-    let feed = [(await running.step(PROMPTS[1], { params: rule(0), position: 0 })).tokenId];
-    const before = batched.stats().prefillRuns;
-    let longDone = false;
-    const longStep = long.step(prompt, { params: rule(1), position: 0 }).then((s) => {
-      longDone = true;
-      return s;
-    });
-    for (let t = 1; !longDone && t < 100; t++) {
-      feed = [(await running.step(feed, { params: rule(0), position: t })).tokenId];
+for (const [length, expected] of [[130, [65, 65]], [150, [75, 75]]] as const) {
+  Deno.test(`a joining prompt is read in pieces of equal length, none shorter than MIN_PREFILL_PIECE (${length} tokens)`, async () => {
+    // With the pieces sized by the decode step alone, a one-row step (cheap on `tiny`) cut the
+    // prompt into pieces of a few tokens, each paying an execution's fixed cost again; cut evenly
+    // into as many pieces as the budget rounded up to, they were all shorter than the floor
+    // (130 tokens: 44 + 43 + 43), and too short to feed the cost estimate. (The group budget is
+    // lowered below the prompt so that it is read in pieces, as a long prompt is.)
+    const decoder = await decoderSession();
+    try {
+      const batched = new BatchedDecoder(decoder, { prefillGroupTokens: 100 });
+      const running = batched.sequence();
+      const long = batched.sequence();
+      const prompt = Array.from({ length }, (_, i) => 97 + (i * 5) % 26);
+      let feed = [(await running.step(PROMPTS[1], { params: rule(0), position: 0 })).tokenId];
+      const pieces = recordPieces(decoder);
+      let longDone = false;
+      const longStep = long.step(prompt, { params: rule(1), position: 0 }).then((s) => {
+        longDone = true;
+        return s;
+      });
+      for (let t = 1; !longDone && t < 100; t++) {
+        feed = [(await running.step(feed, { params: rule(0), position: t })).tokenId];
+      }
+      const read = [...pieces];
+      const want = await decoder.sequence().step(prompt, { params: rule(1), position: 0 });
+      assert.equal((await longStep).tokenId, want.tokenId);
+      // The first piece at the floor's budget (no cost measured yet): 2 budgets, rounded, of
+      // equal length; the rest fits the budget whatever the estimate says by then.
+      assert.ok(MIN_PREFILL_PIECE >= 50, "a piece amortizes an execution's fixed cost");
+      assert.deepEqual(read, expected, `pieces ${JSON.stringify(read)}`);
+      batched.dispose();
+    } finally {
+      await decoder.session.release();
     }
-    const expected = await decoder.sequence().step(prompt, { params: rule(1), position: 0 });
-    assert.equal((await longStep).tokenId, expected.tokenId);
-    const pieces = batched.stats().prefillRuns - before;
-    // 150 tokens in at most 3 pieces (sized by the decode step alone it took ~20 here).
-    assert.ok(MIN_PREFILL_PIECE >= 50, "a piece amortizes an execution's fixed cost");
-    assert.ok(pieces >= 1 && pieces <= 3, `${pieces} pieces`);
-    batched.dispose();
-  } finally {
-    await decoder.session.release();
-  }
-});
+  });
+}
 
 Deno.test("prompts that have not started are read whole and together, in one execution, within the group budget", async () => {
   const decoder = await decoderSession();
