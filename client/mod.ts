@@ -1,0 +1,19 @@
+/**
+ * The streaming client alone, for programs that only consume a Veriflow node's inference: the
+ * package's `./client` entry point. It loads no model runtime and no native module, so it needs
+ * only `--allow-net` (the package's main entry point, `mod.ts`, re-exports it with everything
+ * else, and loads onnxruntime and cbor-x, which need `--allow-env`, `--allow-ffi` and
+ * `--allow-read`).
+ *
+ * @example
+ * ```ts ignore
+ * import { StreamClient } from "@veriflow/node/client";
+ * const client = await StreamClient.connect("ws://127.0.0.1:8080");
+ * const job = client.infer({ prompt: "The history of", max_tokens: 16 });
+ * for await (const token of job.tokens) console.log(token.text);
+ * client.close();
+ * ```
+ *
+ * @module
+ */
+export * from "./stream_client.ts";
