@@ -350,6 +350,9 @@ function dial(message) {
   else swarm.leavePeer(key);
 }
 
+/** The topics joined (hex), each by one Hyperswarm session. */
+const joined = new Set();
+
 async function handle(message) {
   if (message.op === "dial" || message.op === "undial") return dial(message);
   if (typeof message.topic !== "string" || !/^[0-9a-f]{64}$/.test(message.topic)) {
@@ -359,6 +362,10 @@ async function handle(message) {
   if (message.op === "join") {
     const options = { server: message.server !== false, client: message.client !== false };
     stopRefreshing(message.topic);
+    // Joined already: Hyperswarm would add a session beside the old one, which goes on
+    // announcing, so a join as client only kept the topic announced. Left first, then joined
+    // with the options asked now.
+    if (joined.delete(message.topic)) await swarm.leave(topic);
     const discovery = swarm.join(topic, options);
     try {
       await discovery.flushed();
@@ -367,10 +374,12 @@ async function handle(message) {
       await swarm.leave(topic).catch(() => {});
       throw error;
     }
+    joined.add(message.topic);
     refreshEarly(message.topic, discovery, options);
     send({ ev: "joined", topic: message.topic });
   } else if (message.op === "leave") {
     stopRefreshing(message.topic);
+    joined.delete(message.topic);
     await swarm.leave(topic);
     send({ ev: "left", topic: message.topic });
   } else {
