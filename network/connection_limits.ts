@@ -11,6 +11,9 @@
  *   handshake in the host, and a connection this node opens is its own choice);
  * - {@link DEFAULT_MAX_CONNECTIONS_PER_PEER} open connections per peer key (a TCP one each way
  *   and a swarm one, with room for one being replaced): past it, the new one is closed;
+ * - {@link DEFAULT_MAX_CONNECTIONS_PER_ADDRESS} open connections that came in over TCP from one
+ *   address with keys the node does not have yet: past it, the new one is closed (keys are free
+ *   to make, so without it one host could hold every slot of the total below);
  * - {@link DEFAULT_MAX_CONNECTIONS} open connections in all: past it, a connection a stranger
  *   opened is closed — not one from a key the node already has (it stays within the per-peer
  *   bound: a peer replacing a connection is not locked out by strangers), nor one this node
@@ -35,6 +38,8 @@
 export const DEFAULT_MAX_CONNECTIONS = 256;
 /** Default most open connections with one peer key. */
 export const DEFAULT_MAX_CONNECTIONS_PER_PEER = 4;
+/** Default most open inbound TCP connections from one address. */
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 32;
 /** Default most handshakes in progress at once on inbound TCP connections. */
 export const DEFAULT_MAX_HANDSHAKES = 64;
 /** Default most of those from one address. */
@@ -46,6 +51,11 @@ export interface ConnectionLimitsOptions {
   maxConnections?: number;
   /** Most open connections with one key (default {@link DEFAULT_MAX_CONNECTIONS_PER_PEER}). */
   maxConnectionsPerPeer?: number;
+  /**
+   * Most open inbound TCP connections from one address (default
+   * {@link DEFAULT_MAX_CONNECTIONS_PER_ADDRESS}).
+   */
+  maxConnectionsPerAddress?: number;
   /** Most handshakes in progress (default {@link DEFAULT_MAX_HANDSHAKES}). */
   maxHandshakes?: number;
   /**
@@ -59,6 +69,7 @@ export interface ConnectionLimitsOptions {
 export class ConnectionLimits {
   readonly maxConnections: number;
   readonly maxConnectionsPerPeer: number;
+  readonly maxConnectionsPerAddress: number;
   readonly maxHandshakes: number;
   readonly maxHandshakesPerAddress: number;
   #handshakes = 0;
@@ -75,6 +86,11 @@ export class ConnectionLimits {
       "maxConnectionsPerPeer",
       options.maxConnectionsPerPeer,
       DEFAULT_MAX_CONNECTIONS_PER_PEER,
+    );
+    this.maxConnectionsPerAddress = positive(
+      "maxConnectionsPerAddress",
+      options.maxConnectionsPerAddress,
+      DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
     );
     this.maxHandshakes = positive("maxHandshakes", options.maxHandshakes, DEFAULT_MAX_HANDSHAKES);
     this.maxHandshakesPerAddress = positive(
@@ -119,12 +135,20 @@ export class ConnectionLimits {
 
   /**
    * Why a connection that just finished its handshake is not admitted, or undefined when it is.
-   * @param open Open connections now, not counting the new one: with its peer key, and in all.
+   * @param open Open connections now, not counting the new one: with its peer key, in all,
+   *   and (for one that came in over TCP) inbound TCP ones from its address.
    * @param chosen This node opened it (see the module doc): not refused for the total.
    */
-  refusal(open: { ofPeer: number; total: number }, chosen = false): string | undefined {
+  refusal(
+    open: { ofPeer: number; total: number; fromAddress?: number },
+    chosen = false,
+  ): string | undefined {
     if (open.ofPeer >= this.maxConnectionsPerPeer) {
       return `${open.ofPeer} connection(s) from this peer already (at most ${this.maxConnectionsPerPeer})`;
+    }
+    const fromAddress = open.fromAddress ?? 0;
+    if (!chosen && open.ofPeer === 0 && fromAddress >= this.maxConnectionsPerAddress) {
+      return `${fromAddress} peer connections from this address already (at most ${this.maxConnectionsPerAddress})`;
     }
     if (!chosen && open.ofPeer === 0 && open.total >= this.maxConnections) {
       return `${open.total} peer connections already (at most ${this.maxConnections})`;

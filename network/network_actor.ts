@@ -184,7 +184,14 @@ export { NETWORK_TOPIC } from "./swarm_topics.ts";
 
 /** Messages the NetworkActor accepts. */
 export type NetworkMessage =
-  | { type: "peer_up"; connection: Connection; address: string; outbound: boolean }
+  | {
+    type: "peer_up";
+    connection: Connection;
+    address: string;
+    outbound: boolean;
+    /** The remote IP address of a connection that came in over TCP (per-address limit). */
+    host?: string;
+  }
   | { type: "peer_down"; connection: Connection }
   /** The ledger answered whether the peer of `connection` is convicted (internal). */
   | { type: "peer_checked"; connection: Connection; convicted: boolean }
@@ -318,6 +325,8 @@ interface PeerEntry {
    * answer (a convicted worker that reconnected after a restart was routable until then).
    */
   checking?: boolean;
+  /** The remote IP address, for a connection that came in over TCP. */
+  host?: string;
 }
 
 /** How long a new peer waits for the ledger's word on its conviction before it is routable. */
@@ -385,7 +394,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
         const remote = formatPeerAddress(remoteAddr);
         this.#open(duplex, () => duplex.close(), ctx, undefined, remoteAddr.hostname).then(
           (connection) =>
-            ctx.self.tell({ type: "peer_up", connection, address: remote, outbound: false })
+            ctx.self.tell({
+              type: "peer_up",
+              connection,
+              address: remote,
+              outbound: false,
+              host: remoteAddr.hostname,
+            })
               .catch(() => connection.close()), // stopping: nobody would own it
           (error) => this.#handshakeFailed(remote, error),
         );
@@ -628,9 +643,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
   ): void {
     const { connection } = message;
     const key = toHex(connection.peerKey!);
+    const open = [...this.#peers.values()].flat().filter((p) => !p.connection.isClosed);
     const refusal = this.#limits.refusal({
       ofPeer: (this.#peers.get(key) ?? []).filter((p) => !p.connection.isClosed).length,
-      total: [...this.#peers.values()].flat().filter((p) => !p.connection.isClosed).length,
+      total: open.length,
+      fromAddress: message.host === undefined
+        ? undefined
+        : open.filter((p) => p.host === message.host).length,
     }, message.outbound || this.#dials?.has(connection.peerKey!) === true);
     if (refusal !== undefined) {
       this.#peerLog.line(
@@ -656,7 +675,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const pledges = new PledgeBudget({ now: this.#options.now });
     const validator = this.#services?.validator;
     const checking = validator !== undefined && !info.convicted;
-    list.push({ connection, info, models: [], storage, pledges, checking });
+    list.push({ connection, info, models: [], storage, pledges, checking, host: message.host });
     this.#peers.set(key, list);
     if (storage !== undefined) this.#storagePeersChanged(ctx);
     this.#log(

@@ -19,6 +19,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { connectTcp } from "../../protocols/tcp_transport.ts";
 import { eventually } from "../_helpers/wait.ts";
 
 Deno.test("ConnectionLimits: per peer, in all for a stranger only, handshake slots in all and per address; bounds must be positive integers", () => {
@@ -37,6 +38,14 @@ Deno.test("ConnectionLimits: per peer, in all for a stranger only, handshake slo
   );
   assert.equal(limits.refusal({ ofPeer: 0, total: 3 }, true), undefined, "one this node chose");
   assert.equal(limits.refusal({ ofPeer: 1, total: 3 }), undefined, "a known peer within its bound");
+  const perAddress = new ConnectionLimits({ maxConnectionsPerAddress: 2 });
+  assert.equal(perAddress.refusal({ ofPeer: 0, total: 5, fromAddress: 1 }), undefined);
+  assert.match(
+    perAddress.refusal({ ofPeer: 0, total: 5, fromAddress: 2 })!,
+    /2 peer connections from this address already \(at most 2\)/,
+  );
+  assert.equal(perAddress.refusal({ ofPeer: 1, total: 5, fromAddress: 2 }), undefined, "known");
+  assert.equal(perAddress.refusal({ ofPeer: 0, total: 5, fromAddress: 2 }, true), undefined);
   assert.equal(limits.startHandshake("10.0.0.1"), undefined);
   assert.match(limits.startHandshake("10.0.0.1")!, /1 handshakes from 10.0.0.1/);
   assert.equal(limits.startHandshake("10.0.0.2"), undefined);
@@ -45,6 +54,7 @@ Deno.test("ConnectionLimits: per peer, in all for a stranger only, handshake slo
   assert.equal(limits.startHandshake("10.0.0.1"), undefined);
   assert.throws(() => new ConnectionLimits({ maxConnections: 0 }), RangeError);
   assert.throws(() => new ConnectionLimits({ maxHandshakes: 1.5 }), RangeError);
+  assert.throws(() => new ConnectionLimits({ maxConnectionsPerAddress: 0 }), RangeError);
 });
 
 /**
@@ -154,6 +164,45 @@ Deno.test({
     } finally {
       stalled.close();
       refused.close();
+      await system.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "NetworkActor: strangers' TCP connections from one address past its bound are closed after their handshake; other addresses are not counted",
+  sanitizeResources: false,
+  fn: async () => {
+    // Keys are free to make: without the bound, one host held every slot of the total.
+    const { system, network, logs } = await spawnNetwork("limits-address", {
+      listen: { hostname: "127.0.0.1", port: 0 },
+      limits: { maxConnectionsPerAddress: 2 },
+    });
+    const { port } = await network.ask<Deno.NetAddr>({ type: "listening" });
+    const ours: Connection[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const duplex = await connectTcp({ hostname: "127.0.0.1", port });
+        ours.push(
+          await Connection.open(duplex, {
+            identity: Identity.generate(),
+            protocols: [INFERENCE_PROTOCOL],
+          }),
+        );
+      }
+      await ours[2].closed;
+      assert.equal(ours[0].isClosed || ours[1].isClosed, false);
+      assert.equal((await openPeers(network)).length, 2);
+      assert.ok(
+        logs.some((l) => l.includes("2 peer connections from this address already (at most 2)")),
+        logs.join("\n"),
+      );
+      // A peer over another transport (no address: a swarm peer, an in-memory one) is not.
+      ours.push(await connect(network, Identity.generate()));
+      assert.equal((await openPeers(network)).length, 3);
+    } finally {
+      await Promise.all(ours.map((c) => c.close()));
       await system.shutdown();
     }
   },
