@@ -268,6 +268,29 @@ Deno.test("signed envelopes are checked against this session: another session's 
   await connection.close();
 });
 
+Deno.test("an envelope signed by another key than the peer's is refused, and counted, before any verify", async () => {
+  // A peer signing frames under throwaway keys made the node verify each (~0.1–0.6 ms) and was
+  // never refused (a review at stop 33); a genuine signature by another key is refused too.
+  const peerKey = Identity.generate();
+  const { connection, peer, session } = await openWithRawPeer(
+    { identity: Identity.generate(), protocols: [EchoProtocol], maxRefusals: 3 },
+    { identity: peerKey, protocols: [EchoProtocol] },
+  );
+  connection.handle(Echo, (b) => b);
+  const request = { v: 1, type: Echo.type, id: 1, body: { text: "a", n: 1 } };
+  for (let id = 1; id <= 3; id++) {
+    await peer.send(signEnvelope({ ...request, id }, Identity.generate(), session.sessionId));
+    const refusal = await peer.next();
+    assert.deepEqual([refusal.re, (refusal.body as { code: string }).code], [id, "bad_signature"]);
+    assert.match((refusal.body as { message: string }).message, /unexpected key/);
+  }
+  assert.equal(connection.stats().refused, 3);
+  await peer.send(signEnvelope({ ...request, id: 4 }, Identity.generate(), session.sessionId));
+  await connection.closed;
+  assert.ok(connection.closeReason instanceof TooManyRefusalsError, String(connection.closeReason));
+  await peer.close().catch(() => {});
+});
+
 Deno.test("a peer refused more than maxRefusals times within the window is cut off", async () => {
   const timers = new ManualTimers();
   const { connection, peer } = connectionWithRawPeer({
