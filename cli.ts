@@ -9,15 +9,7 @@
  *
  * @module
  */
-import { runStart } from "./node/start_command.ts";
-import { runInfer } from "./client/infer_command.ts";
-import { runGc, runGet, runLs, runPut } from "./storage/storage_commands.ts";
-import { runExport, runImport, runShare } from "./storage/exchange_commands.ts";
-import { runBuildModel } from "./inference/build_model_command.ts";
-import { runCalibrate } from "./node/calibrate_command.ts";
-import { runLedger } from "./node/ledger_command.ts";
-import { runStatus } from "./client/status_command.ts";
-import { runBench, runDemo, runKeygen, runModel } from "./node/tool_commands.ts";
+import { VeriflowError } from "./protocols/errors.ts";
 
 /** Deno version this project is built and tested with. */
 const DENO_VERSION = "2.9.6";
@@ -71,30 +63,35 @@ variables and a config file, in that order (start --print-config shows them).
 Exit codes: 0 done · 1 the work failed (the line says why and what to do) · 2 bad command,
 flags or configuration · 130 interrupted. Built and tested with Deno ${DENO_VERSION}.`;
 
-/** Every command by name: what `main` dispatches to (tests call each with `--help`). */
+/**
+ * Every command by name: what `main` dispatches to (tests call each with `--help`). Each loads
+ * its module only when it runs: a command's imports ask only for the permissions it needs
+ * (cbor-x reads an environment variable as it loads, which `status` and `infer` need not allow),
+ * and training's tfjs is loaded by `train` alone.
+ */
 export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  start: runStart,
-  infer: runInfer,
-  put: runPut,
-  get: runGet,
-  ls: runLs,
-  gc: runGc,
-  export: runExport,
-  import: runImport,
-  share: runShare,
-  "build-model": runBuildModel,
-  calibrate: runCalibrate,
-  // Loaded on use: training pulls in tfjs, which no other command needs.
+  start: async (args) => (await import("./node/start_command.ts")).runStart(args),
+  infer: async (args) => (await import("./client/infer_command.ts")).runInfer(args),
+  put: async (args) => (await import("./storage/storage_commands.ts")).runPut(args),
+  get: async (args) => (await import("./storage/storage_commands.ts")).runGet(args),
+  ls: async (args) => (await import("./storage/storage_commands.ts")).runLs(args),
+  gc: async (args) => (await import("./storage/storage_commands.ts")).runGc(args),
+  export: async (args) => (await import("./storage/exchange_commands.ts")).runExport(args),
+  import: async (args) => (await import("./storage/exchange_commands.ts")).runImport(args),
+  share: async (args) => (await import("./storage/exchange_commands.ts")).runShare(args),
+  "build-model": async (args) =>
+    (await import("./inference/build_model_command.ts")).runBuildModel(args),
+  calibrate: async (args) => (await import("./node/calibrate_command.ts")).runCalibrate(args),
   train: async (args) => (await import("./training/train_command.ts")).runTrain(args),
-  ledger: runLedger,
-  status: runStatus,
-  keygen: runKeygen,
-  model: runModel,
-  demo: runDemo,
-  bench: runBench,
+  ledger: async (args) => (await import("./node/ledger_command.ts")).runLedger(args),
+  status: async (args) => (await import("./client/status_command.ts")).runStatus(args),
+  keygen: async (args) => (await import("./node/tool_commands.ts")).runKeygen(args),
+  model: async (args) => (await import("./node/tool_commands.ts")).runModel(args),
+  demo: async (args) => (await import("./node/tool_commands.ts")).runDemo(args),
+  bench: async (args) => (await import("./node/tool_commands.ts")).runBench(args),
 };
 
-async function main(args: string[]): Promise<number> {
+async function dispatch(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   if (command === undefined || command === "help" || command === "--help" || command === "-h") {
     console.log(USAGE);
@@ -106,6 +103,23 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   return await run(rest);
+}
+
+/**
+ * Run the command line `args`; resolves with the exit code. A command that throws ends as the
+ * usage promises, exit 1 with one line: its message and, for a typed error, its code — not a
+ * stack trace, which tells an operator nothing.
+ *
+ * @param args The process's arguments: a command and its flags.
+ */
+export async function main(args: string[]): Promise<number> {
+  try {
+    return await dispatch(args);
+  } catch (error) {
+    const code = error instanceof VeriflowError ? ` [${error.code}]` : "";
+    console.error(`error${code}: ${error instanceof Error ? error.message : String(error)}`);
+    return 1;
+  }
 }
 
 if (import.meta.main) {

@@ -44,7 +44,13 @@ export const DEFAULT_STATUS_TIMEOUT_MS = 10_000;
 const PROCESS_IO: StatusIo = {
   out: (line) => console.log(line),
   err: (line) => console.error(line),
-  env: (name) => Deno.env.get(name),
+  env: (name) => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined; // run without --allow-env: no key from the environment
+    }
+  },
 };
 
 // deno-lint-ignore no-explicit-any

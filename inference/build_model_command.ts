@@ -31,7 +31,8 @@ const USAGE = `usage: build-model [--kind gpt|mlp] [--size tiny|small] [--seed N
   --out    output directory (created)`;
 
 /**
- * Parse the command arguments and build; returns the process exit code (0 ok, 2 usage).
+ * Parse the command arguments and build; returns the process exit code (0 ok, 1 the directory
+ * cannot be written, 2 usage).
  *
  * @param args Arguments after the command name.
  */
@@ -75,9 +76,20 @@ export async function runBuildModel(args: string[]): Promise<number> {
     return 2;
   }
   const started = performance.now();
-  const built: BuiltModel = values.kind === "mlp"
-    ? await buildMlpModel({ outDir: values.out, seed })
-    : await buildGptModel({ size: values.size as GptModelSize, seed, outDir: values.out });
+  let built: BuiltModel;
+  try {
+    built = values.kind === "mlp"
+      ? await buildMlpModel({ outDir: values.out, seed })
+      : await buildGptModel({ size: values.size as GptModelSize, seed, outDir: values.out });
+  } catch (error) {
+    // A directory that cannot be written is the operator's to fix; anything else is a bug.
+    if (!Object.values(Deno.errors).some((type) => error instanceof type)) throw error;
+    console.error(
+      `error: cannot write the model to ${values.out}: ${(error as Error).message}; give --out a ` +
+        `directory you can write (it is created if missing)`,
+    );
+    return 1;
+  }
   console.log(JSON.stringify({
     cid: built.cid,
     dir: built.dir,

@@ -18,11 +18,13 @@ export class PeerListenError extends VeriflowError {
    * @param cause The system's error.
    */
   constructor(address: PeerAddress, cause: unknown) {
-    // An address this machine does not have is the host's fault, not the port's.
+    // An address this machine does not have is the host's fault; only a taken port the port's.
     const hint = cause instanceof Deno.errors.AddrNotAvailable
       ? `${address.hostname} is not an address of this machine: give one of its own with ` +
         `--p2p-host ADDR, or --no-listen`
-      : `another node on this port? choose one with --p2p-port, or --no-listen`;
+      : cause instanceof Deno.errors.AddrInUse
+      ? `another node on this port? choose one with --p2p-port, or --no-listen`
+      : `check --p2p-host and --p2p-port, or --no-listen`;
     super(
       "peer_listen_failed",
       `cannot accept peers on ${formatPeerAddress(address)}: ${(cause as Error).message} ` +

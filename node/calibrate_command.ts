@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { DEFAULT_MODEL_SEED } from "../inference/model_builder.ts";
+import { ModelLoadError } from "../inference/errors.ts";
 import { calibrateModel, type CalibrationOptions } from "../proof/calibrate_model.ts";
 import {
   type CalibrationProfile,
@@ -35,8 +36,23 @@ import type { ExecutionProvider } from "../inference/_session.ts";
 const DEFAULT_DATA_DIR = ".veriflow";
 /** Exit status for a usage error. */
 const EXIT_USAGE = 2;
-/** Exit status when the measured profile fails its own self-check (nothing is saved). */
-const EXIT_SELF_CHECK = 1;
+/**
+ * Exit status when the measured profile fails its own self-check (nothing is saved), or the
+ * model cannot be loaded or installed, or the profile written.
+ */
+const EXIT_FAILURE = 1;
+
+/** Whether `error` is the system's (a file, a permission), not a bug: said in one line. */
+function isSystemError(error: unknown): error is Error {
+  return Object.values(Deno.errors).some((type) => error instanceof type);
+}
+
+/** The system's reason without its errno and path: "No such file or directory". */
+function osReason(error: unknown): string {
+  return error instanceof Error
+    ? error.message.replace(/\s*\(os error \d+\)[\s\S]*$/, "")
+    : String(error);
+}
 
 /** What {@link runCalibrate} runs besides its arguments. */
 export interface RunCalibrateOptions {
@@ -67,7 +83,8 @@ Example:
 
 /**
  * Parse the command arguments, calibrate, and store the profile; returns the exit code (0 ok,
- * 1 the profile failed its self-check or is not a plausible measurement, and was not saved,
+ * 1 the profile failed its self-check or is not a plausible measurement, and was not saved, or
+ * the model could not be installed or loaded, or the profile written: one line says why,
  * 2 usage).
  *
  * @param args Arguments after the command name.
@@ -145,30 +162,56 @@ export async function runCalibrate(
   if (!["tiny", "small", "brown"].includes(values["model-size"])) {
     return bad(`--model-size expects brown, tiny or small, got "${values["model-size"]}"`);
   }
-  const dir = values.model ??
-    await ensureBuiltinModel(
-      join(values.data, "models"),
-      values["model-size"] as "tiny" | "small" | "brown",
-      seed,
-    );
+  let dir = values.model;
+  if (dir === undefined) {
+    const modelsDir = join(values.data, "models");
+    try {
+      dir = await ensureBuiltinModel(
+        modelsDir,
+        values["model-size"] as "tiny" | "small" | "brown",
+        seed,
+      );
+    } catch (error) {
+      // A seed for a trained size is a flag the model does not take.
+      if (error instanceof RangeError) return bad(error.message);
+      if (!isSystemError(error)) throw error;
+      const reason = osReason(error);
+      console.error(
+        `error: cannot install the built-in model into ${modelsDir}: ${reason}; give --data a ` +
+          `directory you can write (or --model an exported model directory)`,
+      );
+      return EXIT_FAILURE;
+    }
+  }
   const providers: ExecutionProvider[] = [
     "cpu",
     ...(values.cuda ? ["cuda" as const] : []),
     ...(values.webgpu ? ["webgpu" as const] : []),
   ];
   const started = performance.now();
-  const profile = await (options.calibrate ?? calibrateModel)(dir, {
-    jobs,
-    maxTokens: tokens,
-    threads: threads as number[] | undefined,
-    precisions,
-    executionProviders: providers,
-    reference: { threads: referenceThreads },
-    onVariant: (name) =>
-      console.error(
-        `[${Math.round((performance.now() - started) / 1000)} s] measuring ${name}`,
-      ),
-  });
+  let profile: CalibrationProfile;
+  try {
+    profile = await (options.calibrate ?? calibrateModel)(dir, {
+      jobs,
+      maxTokens: tokens,
+      threads: threads as number[] | undefined,
+      precisions,
+      executionProviders: providers,
+      reference: { threads: referenceThreads },
+      onVariant: (name) =>
+        console.error(
+          `[${Math.round((performance.now() - started) / 1000)} s] measuring ${name}`,
+        ),
+    });
+  } catch (error) {
+    if (!(error instanceof ModelLoadError)) throw error;
+    const cause = error.cause === undefined ? "" : ` (${osReason(error.cause)})`;
+    console.error(
+      `error: ${error.message}${cause}; give --model an exported model directory (model.onnx, ` +
+        `tokenizer.json, config.json), or leave --model out for the built-in model`,
+    );
+    return EXIT_FAILURE;
+  }
   // A profile whose tolerances flag the calibration's own honest work would have the validator
   // slash honest workers; one with implausible figures would have it pay cheats. Neither is kept.
   const problems = Object.entries(profile.precisions).flatMap(([precision, noise]) => {
@@ -183,10 +226,20 @@ export async function runCalibrate(
         `fp16 or bf16 failed, --precisions fp32 calibrates fp32 alone; otherwise report it ` +
         `(a safety factor in proof/calibration.ts is too thin for this model)`,
     );
-    return EXIT_SELF_CHECK;
+    return EXIT_FAILURE;
   }
-  const store = await CalibrationStore.open(join(values.data, "calibration"));
-  const path = await store.save(profile);
+  const calibrationDir = join(values.data, "calibration");
+  let path: string;
+  try {
+    path = await (await CalibrationStore.open(calibrationDir)).save(profile);
+  } catch (error) {
+    if (!isSystemError(error)) throw error;
+    console.error(
+      `error: cannot save the profile in ${calibrationDir}: ${osReason(error)}; give --data a ` +
+        `directory you can write and calibrate again`,
+    );
+    return EXIT_FAILURE;
+  }
   const classes: Record<string, unknown> = {};
   for (const precision of precisions) {
     const noise = profile.precisions[precision];

@@ -44,6 +44,12 @@ export class ConfigError extends VeriflowError {
   }
 }
 
+/**
+ * Said of an empty host: the system's own refusal would come at start, blamed on the port.
+ */
+const HOST_REQUIRED = "expected an address to listen on, such as 127.0.0.1 (this machine only) " +
+  "or 0.0.0.0 (every interface), got an empty one";
+
 /** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
 const nodeConfigSchema = z.strictObject({
   /** Where the node keeps its identity, models, chunks and ledger. */
@@ -57,7 +63,7 @@ const nodeConfigSchema = z.strictObject({
   }).prefault({}),
   http: z.strictObject({
     /** Loopback by default: exposing the API to a network is an explicit choice. */
-    hostname: z.string().default("127.0.0.1"),
+    hostname: z.string().min(1, HOST_REQUIRED).default("127.0.0.1"),
     port: z.number().int().min(0).max(65535).default(8080),
     /** The edge's limits and access rules (server/edge_config.ts; README, "Limits"). */
     ...edgeConfigFields,
@@ -113,7 +119,7 @@ const nodeConfigSchema = z.strictObject({
      * beyond this machine is an explicit choice. Port 0 picks a free one (printed at start).
      */
     listen: z.strictObject({
-      hostname: z.string().default("127.0.0.1"),
+      hostname: z.string().min(1, HOST_REQUIRED).default("127.0.0.1"),
       port: z.number().int().min(0).max(65535).default(7700),
     }).prefault({}),
     /** Accept peer connections at all. */

@@ -71,6 +71,23 @@ export class DataDirUnwritableError extends VeriflowError {
   }
 }
 
+/** The data directory's path names a file (or runs through one), not a directory. */
+export class DataDirNotDirectoryError extends VeriflowError {
+  /**
+   * Create the error.
+   * @param dir The data directory.
+   * @param options Standard error options (the OS error as `cause`).
+   */
+  constructor(dir: string, options?: ErrorOptions) {
+    super(
+      "data_dir_not_directory",
+      `--data names a file, not a directory: ${dir}; give the path of a directory (it is ` +
+        `created if missing)`,
+      options,
+    );
+  }
+}
+
 /**
  * OS error codes that mean "this directory cannot be written here": permission (EACCES, EPERM —
  * also an immutable file), a read-only file system (EROFS), no space or quota left (ENOSPC,
@@ -84,10 +101,20 @@ const UNWRITABLE_CODES: ReadonlySet<string> = new Set([
   "EDQUOT",
 ]);
 
-/** `error` as a {@link DataDirUnwritableError} when it says `dir` cannot be written; else itself. */
-function unwritable(dir: string, error: unknown): unknown {
+/**
+ * `error` as a {@link DataDirUnwritableError} when it says `dir` cannot be written, as a
+ * {@link DataDirNotDirectoryError} when `dir` is a file (EEXIST from mkdir) or under one
+ * (ENOTDIR); else itself.
+ */
+function asDataDirError(dir: string, error: unknown): unknown {
   if (!(error instanceof Error)) return error;
   const code = (error as { code?: unknown }).code;
+  if (
+    error instanceof Deno.errors.AlreadyExists || error instanceof Deno.errors.NotADirectory ||
+    code === "EEXIST" || code === "ENOTDIR"
+  ) {
+    return new DataDirNotDirectoryError(dir, { cause: error });
+  }
   const cannotWrite = error instanceof Deno.errors.PermissionDenied ||
     (typeof code === "string" && UNWRITABLE_CODES.has(code));
   if (!cannotWrite) return error;
@@ -126,6 +153,7 @@ export class DataDirLock {
    * @throws {DataDirLockedError} naming the holder when another process (or another holder in
    *   this one) has it.
    * @throws {DataDirUnwritableError} when `dir` cannot be created or its lock file written.
+   * @throws {DataDirNotDirectoryError} when `dir` is a file, or a path through one.
    */
   static async acquire(dir: string, purpose: string): Promise<DataDirLock> {
     const path = join(dir, DATA_DIR_LOCK_FILE);
@@ -134,7 +162,7 @@ export class DataDirLock {
       await Deno.mkdir(dir, { recursive: true });
       file = await Deno.open(path, { read: true, write: true, create: true });
     } catch (error) {
-      throw unwritable(dir, error);
+      throw asDataDirError(dir, error);
     }
     let locked = false;
     try {
@@ -149,7 +177,7 @@ export class DataDirLock {
     } catch (error) {
       if (locked) await file.unlock().catch(() => {});
       file.close();
-      throw unwritable(dir, error);
+      throw asDataDirError(dir, error);
     }
   }
 

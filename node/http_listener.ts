@@ -26,16 +26,16 @@ export class HttpListenError extends VeriflowError {
    */
   constructor(hostname: string, port: number, cause: unknown) {
     const address = `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`;
-    // An address this machine does not have is the host's fault, not the port's.
+    // An address this machine does not have is the host's fault; only a taken port the port's.
     const what = cause instanceof Deno.errors.AddrNotAvailable
       ? `${hostname} is not an address of this machine (${(cause as Error).message}); give ` +
         `one of its own with --host ADDR (127.0.0.1: this machine only; 0.0.0.0: every ` +
         `interface) or http.hostname in the configuration`
-      : `${
-        cause instanceof Deno.errors.AddrInUse
-          ? `port ${port} is already in use (another node, or another program?)`
-          : (cause as Error).message
-      }; choose another port with --port N (0 picks a free one) or http.port in the configuration`;
+      : cause instanceof Deno.errors.AddrInUse
+      ? `port ${port} is already in use (another node, or another program?); choose another ` +
+        `port with --port N (0 picks a free one) or http.port in the configuration`
+      : `${(cause as Error).message}; check --host and --port (http.hostname and http.port in ` +
+        `the configuration)`;
     super("http_listen_failed", `cannot serve the HTTP API on ${address}: ${what}`, { cause });
   }
 }

@@ -30,3 +30,21 @@ Deno.test("build-model writes a loadable model directory and prints its CID; bad
     await Deno.remove(out, { recursive: true });
   }
 });
+
+Deno.test("build-model into a directory it cannot create exits 1 with one line naming --out", async () => {
+  const dir = await Deno.makeTempDir();
+  const errors: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => errors.push(a.join(" "));
+  try {
+    const file = `${dir}/a-file`;
+    await Deno.writeTextFile(file, "");
+    assert.equal(await runBuildModel(["--out", `${file}/model`]), 1);
+    assert.equal(errors.length, 1, errors.join("\n"));
+    assert.match(errors[0], /^error: cannot write the model to .*a-file\/model: .*; give --out a /);
+    assert.doesNotMatch(errors[0], /\n/);
+  } finally {
+    console.error = error;
+    await Deno.remove(dir, { recursive: true });
+  }
+});

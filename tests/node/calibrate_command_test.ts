@@ -5,17 +5,20 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { runCalibrate } from "../../node/calibrate_command.ts";
+import { runCalibrate, type RunCalibrateOptions } from "../../node/calibrate_command.ts";
 import { FINGERPRINT_SCHEME } from "../../proof/fingerprint.ts";
 import type { CalibrationProfile, NoiseProfile } from "../../proof/calibration.ts";
 
 /** Run calibrate with `args`, console.error captured; its exit code and first stderr line. */
-async function calibrate(args: string[]): Promise<{ code: number; first: string }> {
+async function calibrate(
+  args: string[],
+  options?: RunCalibrateOptions,
+): Promise<{ code: number; first: string }> {
   const lines: string[] = [];
   const { error } = console;
   console.error = (...a: unknown[]) => void lines.push(a.join(" "));
   try {
-    const code = await runCalibrate(args);
+    const code = await runCalibrate(args, options);
     return { code, first: lines.join("\n").split("\n")[0] };
   } finally {
     console.error = error;
@@ -36,6 +39,58 @@ Deno.test("calibrate names the bad flag and why on its first line, and exits 2",
     const r = await calibrate(args);
     assert.equal(r.code, 2, args.join(" "));
     assert.match(r.first, first, args.join(" "));
+  }
+});
+
+Deno.test("calibrate that cannot load the model, install the built-in one or save says so in one line, exit 1", async () => {
+  const data = await Deno.makeTempDir({ prefix: "veriflow-calibrate-" });
+  try {
+    const file = join(data, "a-file");
+    await Deno.writeTextFile(file, "");
+    const cases: [string[], RegExp][] = [
+      [
+        ["--model", join(data, "none"), "--data", data],
+        /^error: cannot read model\.onnx and config\.json in .*none \(No such file or directory\); give --model an exported model directory/,
+      ],
+      [
+        ["--data", file],
+        /^error: cannot install the built-in model into .*a-file\/models: .*; give --data a directory you can write/,
+      ],
+    ];
+    for (const [args, first] of cases) {
+      const lines: string[] = [];
+      const { error } = console;
+      console.error = (...a: unknown[]) => void lines.push(a.join(" "));
+      try {
+        assert.equal(await runCalibrate(args), 1, args.join(" "));
+      } finally {
+        console.error = error;
+      }
+      assert.equal(lines.length, 1, lines.join("\n"));
+      assert.match(lines[0], first);
+    }
+    // A profile measured but not writable: said as such, not thrown.
+    const saved = await calibrate([
+      "--model",
+      join(data, "none"),
+      "--data",
+      file,
+      "--precisions",
+      "fp32",
+    ], {
+      calibrate: () => Promise.resolve(measured("M", {})),
+    });
+    assert.equal(saved.code, 1);
+    assert.match(
+      saved.first,
+      /^error: cannot save the profile in .*a-file\/calibration: .*give --data/,
+    );
+    // A seed for the trained size is a flag it does not take: a usage error.
+    const seeded = await calibrate(["--seed", "3", "--data", data]);
+    assert.equal(seeded.code, 2);
+    assert.match(seeded.first, /^the trained model brown has one set of weights/);
+  } finally {
+    await Deno.remove(data, { recursive: true });
   }
 });
 

@@ -25,6 +25,20 @@ Deno.test("a bad configuration names every wrong field", () => {
   );
 });
 
+Deno.test("an empty --host or --p2p-host is refused naming the key and what it takes, before anything binds", async () => {
+  for (
+    const [flag, key] of [["--host", "http.hostname"], ["--p2p-host", "network.listen.hostname"]]
+  ) {
+    await assert.rejects(configFromArgs([flag, ""]), (error: unknown) => {
+      assert.ok(error instanceof ConfigError, String(error));
+      assert.match(error.message, new RegExp(`${key.replaceAll(".", "\\.")}: expected an address`));
+      assert.match(error.message, new RegExp(`\\[from ${flag}\\]`));
+      return true;
+    }, flag);
+  }
+  assert.throws(() => parseNodeConfig({ network: { listen: { hostname: "" } } }), ConfigError);
+});
+
 Deno.test("flags override the configuration file", async () => {
   const dir = await Deno.makeTempDir();
   const file = `${dir}/veriflow.json`;

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   DataDirLock,
   DataDirLockedError,
+  DataDirNotDirectoryError,
   DataDirUnwritableError,
 } from "../../node/data_dir_lock.ts";
 import { parseNodeConfig } from "../../node/config.ts";
@@ -94,6 +95,30 @@ Deno.test("a second node on the same data directory is refused, naming the first
     await again.shutdown();
   } finally {
     await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("a data directory that is a file, or under one, is refused as such, not as a bare OS error", async () => {
+  const parent = await Deno.makeTempDir();
+  try {
+    const file = `${parent}/f.txt`;
+    await Deno.writeTextFile(file, "hi\n");
+    for (const target of [file, `${file}/sub`]) {
+      const refused = await DataDirLock.acquire(target, "node").then(
+        () => assert.fail(`${target} was locked`),
+        (error) => error,
+      );
+      assert.ok(refused instanceof DataDirNotDirectoryError, String(refused));
+      assert.equal(refused.code, "data_dir_not_directory");
+      assert.match(
+        refused.message,
+        new RegExp(`^--data names a file, not a directory: ${target};`),
+      );
+      assert.doesNotMatch(refused.message, /os error/);
+    }
+    assert.equal(await Deno.readTextFile(file), "hi\n");
+  } finally {
+    await Deno.remove(parent, { recursive: true });
   }
 });
 

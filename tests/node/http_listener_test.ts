@@ -1,9 +1,12 @@
 /**
  * The node's HTTP port before the node is up: every request is answered 503 `starting` in the
- * edge's error shape, with `Retry-After`, and the app answers once mounted.
+ * edge's error shape, with `Retry-After`, and the app answers once mounted. A port that cannot
+ * be bound is blamed on what is at fault: the host, a taken port, or (otherwise) neither alone,
+ * for the HTTP port and the peer port alike.
  */
 import assert from "node:assert/strict";
 import { HttpListener, HttpListenError } from "../../node/http_listener.ts";
+import { PeerListenError } from "../../network/peer_listener.ts";
 import { openAiErrorBody } from "../../server/http_errors.ts";
 import { EdgeError } from "../../server/http_errors.ts";
 
@@ -39,4 +42,20 @@ Deno.test("an HTTP address this machine does not have is blamed on --host; a tak
   const taken = new HttpListenError("127.0.0.1", 8080, new Deno.errors.AddrInUse("in use"));
   assert.match(taken.message, /port 8080 is already in use.*choose another port with --port N/);
   assert.doesNotMatch(taken.message, /--host/);
+});
+
+Deno.test("a listen error other than a taken port does not tell the operator to change the port", () => {
+  // What Deno said of an empty host before the configuration refused one.
+  const other = new Error("invalid empty host: ''");
+  const http = new HttpListenError("", 8080, other);
+  assert.match(http.message, /invalid empty host: ''; check --host and --port/);
+  assert.doesNotMatch(http.message, /choose another port/);
+  const peer = new PeerListenError({ hostname: "", port: 7700 }, other);
+  assert.match(peer.message, /invalid empty host: '' \(check --p2p-host and --p2p-port/);
+  assert.doesNotMatch(peer.message, /another node on this port/);
+  const taken = new PeerListenError(
+    { hostname: "127.0.0.1", port: 7700 },
+    new Deno.errors.AddrInUse("in use"),
+  );
+  assert.match(taken.message, /another node on this port\? choose one with --p2p-port/);
 });
