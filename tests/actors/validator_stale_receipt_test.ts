@@ -35,6 +35,39 @@ import { MAX_RECEIPT_AGE_MS } from "../../actors/validator_actor.ts";
 
 const WORKER_STAKE = 10_000;
 
+/**
+ * A worker's prover on `clock`, keeping its proofs in `dir`, and an honest job of `requester`'s
+ * proved on it: its receipt, with the prover that answers for it.
+ */
+async function proveOnWorker(
+  system: ActorSystem,
+  worker: Identity,
+  requester: Identity,
+  dir: string,
+  clock: { t: number },
+) {
+  const prover = await system.spawn<ProverMessage>({
+    name: "worker/prover",
+    factory: () =>
+      new ProverActor({
+        identity: worker,
+        dir: `${dir}/proofs`,
+        now: () => clock.t,
+        sweepEveryMs: 0,
+      }),
+  });
+  const job = textJob(requester, crypto.randomUUID());
+  const ids = f.honest.tokenizer.encode(job.prompt);
+  const handle = await prover.ask<ProveHandle>({
+    type: "prove",
+    job,
+    jobId: jobId(job),
+    chunks: ReadableStream.from(manualStream(() => f.honest, ids, job.params)),
+  });
+  const receipt = await handle.receipt;
+  return { prover, job, receipt, id: receiptId(receipt) };
+}
+
 for (
   const lateMs of [
     0,
@@ -48,41 +81,26 @@ for (
     const requester = Identity.generate();
     const me = Identity.generate();
     const dir = await Deno.makeTempDir();
-    const workerClock = { t: START };
-    const ledgerClock = { t: START };
+    const clock = { t: START };
     const system = new ActorSystem({ name: "stale" });
     try {
-      const prover = await system.spawn<ProverMessage>({
-        name: "worker/prover",
-        factory: () =>
-          new ProverActor({
-            identity: worker,
-            dir: `${dir}/proofs`,
-            now: () => workerClock.t,
-            sweepEveryMs: 0,
-          }),
-      });
-      const job = textJob(requester, crypto.randomUUID());
-      const ids = f.honest.tokenizer.encode(job.prompt);
-      const handle = await prover.ask<ProveHandle>({
-        type: "prove",
-        job,
-        jobId: jobId(job),
-        chunks: ReadableStream.from(manualStream(() => f.honest, ids, job.params)),
-      });
-      const receipt = await handle.receipt;
-      const id = receiptId(receipt);
+      const { prover, job, receipt, id } = await proveOnWorker(
+        system,
+        worker,
+        requester,
+        dir,
+        clock,
+      );
 
       // Time passes; the worker's periodic sweep forgets what its retention says no challenge
       // can ask for any more.
-      workerClock.t += lateMs;
-      ledgerClock.t += lateMs;
+      clock.t += lateMs;
       await prover.ask({ type: "sweep" });
 
       const validator = await spawnValidator(system, {
         identity: me,
         ledgerDir: `${dir}/ledger`,
-        clock: ledgerClock,
+        clock: clock,
         challengeProbability: 1, // the coin hits (p of the time at the default p)
         models: { has: (cid) => cid === f.honest.info.cid, ...HONEST_MODELS },
         // The worker's answer to a proof request, as its node's servePeer gives it.
@@ -93,7 +111,7 @@ for (
       });
       await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
       const handled = await announceAssigned(validator, receipt, job, requester);
-      const ledger = ledgerReads(() => validator, ledgerClock);
+      const ledger = ledgerReads(() => validator, clock);
       const credit = receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
       if (lateMs > MAX_RECEIPT_AGE_MS) {
         assert.deepEqual([handled.recorded, handled.refusal, handled.challenged], [
@@ -137,26 +155,7 @@ Deno.test("an honest worker's receipt that waited for its pledge past the age li
   const clock = { t: START };
   const system = new ActorSystem({ name: "stale-pledge" });
   try {
-    const prover = await system.spawn<ProverMessage>({
-      name: "worker/prover",
-      factory: () =>
-        new ProverActor({
-          identity: worker,
-          dir: `${dir}/proofs`,
-          now: () => clock.t,
-          sweepEveryMs: 0,
-        }),
-    });
-    const job = textJob(requester, crypto.randomUUID());
-    const ids = f.honest.tokenizer.encode(job.prompt);
-    const handle = await prover.ask<ProveHandle>({
-      type: "prove",
-      job,
-      jobId: jobId(job),
-      chunks: ReadableStream.from(manualStream(() => f.honest, ids, job.params)),
-    });
-    const receipt = await handle.receipt;
-    const id = receiptId(receipt);
+    const { prover, job, receipt, id } = await proveOnWorker(system, worker, requester, dir, clock);
     const validator = await spawnValidator(system, {
       identity: Identity.generate(),
       ledgerDir: `${dir}/ledger`,

@@ -1,15 +1,9 @@
 // Look a topic up on the DHT and print the announcers' keys, one JSON array (tests/network/swarm_host_rejoin_test.ts):
 //   node _dht_lookup.mjs <bootstrap host:port> <topic hex>
-import DHT from "hyperdht";
+import { testnetDht } from "./_testnet_dht.mjs";
+
 const [bootstrap, topic] = process.argv.slice(2);
-const at = bootstrap.lastIndexOf(":");
-const dht = new DHT({
-  bootstrap: [{ host: bootstrap.slice(0, at), port: Number(bootstrap.slice(at + 1)) }],
-  host: "127.0.0.1",
-  ephemeral: true,
-  firewalled: false,
-});
-await dht.ready();
+const dht = await testnetDht(bootstrap);
 const keys = new Set();
 for await (const data of dht.lookup(Buffer.from(topic, "hex"))) {
   for (const p of data.peers) keys.add(p.publicKey.toString("hex"));

@@ -4,17 +4,10 @@
 // {"sent": n, "closed": m} once every connection has had all its bytes taken in by the victim's
 // host, or was closed by it.
 //   node _flood_peers.mjs <bootstrap host:port> <victim key hex> <K> <BYTES>
-import DHT from "hyperdht";
+import { DHT, testnetDht } from "./_testnet_dht.mjs";
 
 const [bootstrap, victim, k, bytes] = process.argv.slice(2);
-const at = bootstrap.lastIndexOf(":");
-const dht = new DHT({
-  bootstrap: [{ host: bootstrap.slice(0, at), port: Number(bootstrap.slice(at + 1)) }],
-  host: "127.0.0.1",
-  ephemeral: true,
-  firewalled: false,
-});
-await dht.ready();
+const dht = await testnetDht(bootstrap);
 const chunk = Buffer.alloc(64 * 1024, 0x41);
 let sent = 0;
 let closed = 0;
