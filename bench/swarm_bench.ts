@@ -21,10 +21,14 @@
  *    unpinned (the headline: everything shares the cores), then, as a labelled extra row, with
  *    the worker and its host on one core and the router, its host and the client on the other.
  *    Goals: router/direct tokens/s ≥ 0.9; TTFT added ≤ 10 ms.
+ * 3. **A message through the hosts.** Two peers in this process, each with its host, pass a
+ *    small message back and forth: the round trip, and the CPU each host spends per message it
+ *    carries (its loopback read or write, the sealed UDX packet and its acknowledgement) — what
+ *    every relayed token event pays twice. Information, no goal.
  *
  * ```
  * deno run -A bench/swarm_bench.ts [--runs N (7)] [--size-mib N (256)] [--stream-runs N (15)]
- *   [--tokens N (100)] [--only transfer|stream] [--no-connection] [--no-tcp-link]
+ *   [--tokens N (100)] [--only transfer|stream|messages] [--no-connection] [--no-tcp-link]
  * ```
  *
  * @module
@@ -54,7 +58,7 @@ const { values: flags } = parseArgs({
     "stream-runs": { type: "string", default: "15" },
     // The default model (brown) reads 128 positions: 100 tokens after the 19-byte prompt fit.
     tokens: { type: "string", default: "100" },
-    only: { type: "string" }, // "transfer" or "stream"
+    only: { type: "string" }, // "transfer", "stream" or "messages"
     "no-connection": { type: "boolean" }, // no Connection row in the transfer table
     "no-tcp-link": { type: "boolean" }, // no row for the host link over loopback TCP
     // Internal: this script as one Deno transfer peer.
@@ -460,13 +464,69 @@ async function routerVsDirect(testnet: LocalTestnet, pinned: boolean): Promise<v
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// 3. A message through the hosts
+
+/** Round trips of the message-cost section. */
+const MESSAGE_ROUND_TRIPS = 5_000;
+/** Its message: about a relayed token event's size. */
+const MESSAGE_BYTES = 200;
+
+/** Two peers in this process ping-pong small messages through their hosts; see the module doc. */
+async function messageCost(testnet: LocalTestnet): Promise<void> {
+  const met = [Promise.withResolvers<SwarmPeer>(), Promise.withResolvers<SwarmPeer>()];
+  const hosts = await Promise.all(met.map((m) =>
+    SwarmHost.start({
+      identity: Identity.generate(),
+      bootstrap: testnet.bootstrap,
+      bind: "127.0.0.1",
+      onPeer: (peer) => m.resolve(peer),
+    })
+  ));
+  try {
+    const topic = crypto.getRandomValues(new Uint8Array(32));
+    await Promise.all(hosts.map((h) => h.join(topic)));
+    const [a, b] = await Promise.all(met.map((m) => m.promise));
+    // b echoes whatever comes.
+    b.duplex.readable.pipeTo(b.duplex.writable).catch(() => {});
+    const writer = a.duplex.writable.getWriter();
+    const reader = a.duplex.readable.getReader();
+    const message = new Uint8Array(MESSAGE_BYTES);
+    const roundTrip = async () => {
+      await writer.write(message);
+      for (let got = 0; got < MESSAGE_BYTES;) got += (await reader.read()).value!.byteLength;
+    };
+    for (let i = 0; i < 200; i++) await roundTrip(); // warm up
+    const cpu = () => Promise.all(hosts.map((h) => ownCpuSeconds(h.pid!)));
+    const before = await cpu();
+    const started = performance.now();
+    for (let i = 0; i < MESSAGE_ROUND_TRIPS; i++) await roundTrip();
+    const ms = performance.now() - started;
+    const after = await cpu();
+    // Each host carries every message once: half of them out to the swarm, half in.
+    const perMessage = (i: number) =>
+      ((after[i] - before[i]) / (2 * MESSAGE_ROUND_TRIPS) * 1e6).toFixed(0);
+    console.log(
+      `\na ${MESSAGE_BYTES}-byte message through two swarm hosts (local testnet), ` +
+        `${MESSAGE_ROUND_TRIPS} round trips: ${(ms * 1000 / MESSAGE_ROUND_TRIPS).toFixed(0)} µs ` +
+        `each; CPU per message a host carries: ${perMessage(0)} and ${perMessage(1)} µs ` +
+        `(information)`,
+    );
+    a.close();
+    b.close();
+  } finally {
+    await Promise.all(hosts.map((h) => h.close()));
+  }
+}
+
 if (flags.peer !== undefined) {
   await runPeer(JSON.parse(flags.peer));
 } else {
   const testnet = await startLocalTestnet();
   try {
-    if (flags.only !== "stream") await bulkTransfer(testnet);
-    if (flags.only !== "transfer") {
+    if (flags.only === undefined || flags.only === "transfer") await bulkTransfer(testnet);
+    if (flags.only === undefined || flags.only === "messages") await messageCost(testnet);
+    if (flags.only === undefined || flags.only === "stream") {
       // Headline: the nodes as they run here, sharing the cores. Extra, labelled: each on its own.
       await routerVsDirect(testnet, false);
       if (await canPin()) await routerVsDirect(testnet, true);
