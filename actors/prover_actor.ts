@@ -41,8 +41,7 @@ import type { TokenChunk } from "../inference/text_model.ts";
 import type { ProofData } from "../proof/commitment.ts";
 import { type ProvedJob, proveJob } from "../proof/prover.ts";
 import { DEFAULT_PROOF_BUCKET_MS, ProofStore, ProofStoreError } from "../proof/proof_store.ts";
-import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
-import { CLOCK_SKEW_MS, MAX_RECEIPT_AGE_MS, PROOF_DEADLINE_MS } from "../proof/challenge_timing.ts";
+import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
 
 /** Start proving a job from the prover's branch of its token stream. */
 export interface ProveMessage {
@@ -184,14 +183,10 @@ export interface ProverActorOptions {
 export const DEFAULT_MAX_PROOFS = 4096;
 
 /**
- * How long proof data is kept by default: a receipt's window opens when a validator records it,
- * at most `MAX_RECEIPT_AGE_MS` (5 min) after the worker signed it (by the validator's clock,
- * which may differ from ours by `CLOCK_SKEW_MS`, 5 min); its last challenge opens before the
- * window closes (10 min by default) and asks for the proof within the proof deadline (60 s,
- * retried while the worker is unreachable). 21 minutes.
+ * How long proof data is kept by default: the least that covers every challenge a recorded
+ * receipt can get (`MIN_PROOF_RETENTION_MS`, `proof/challenge_timing.ts`): 21 minutes.
  */
-export const DEFAULT_PROOF_RETENTION_MS: number = MAX_RECEIPT_AGE_MS + CLOCK_SKEW_MS +
-  DEFAULT_ECONOMICS.challengeWindowMs + PROOF_DEADLINE_MS;
+export const DEFAULT_PROOF_RETENTION_MS: number = MIN_PROOF_RETENTION_MS;
 
 /** The prover actor. */
 export class ProverActor implements Actor<ProverMessage> {

@@ -38,7 +38,12 @@
  *
  * @module
  */
-import { CLOCK_SKEW_MS, MAX_RECEIPT_AGE_MS, PROOF_DEADLINE_MS } from "../proof/challenge_timing.ts";
+import {
+  CLOCK_SKEW_MS,
+  MAX_RECEIPT_AGE_MS,
+  PROOF_DEADLINE_MS,
+  STALE_RECEIPT_AGE_MS,
+} from "../proof/challenge_timing.ts";
 import type { Actor, ActorContext } from "./actor.ts";
 import type { ActorSystem } from "./actor_system.ts";
 import type { Identity } from "../protocols/identity.ts";
@@ -147,7 +152,7 @@ export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
  * the worker past the cap is dropped instead.
  */
 export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
-export { CLOCK_SKEW_MS, MAX_RECEIPT_AGE_MS, PROOF_DEADLINE_MS };
+export { CLOCK_SKEW_MS, MAX_RECEIPT_AGE_MS, PROOF_DEADLINE_MS, STALE_RECEIPT_AGE_MS };
 
 /** The validator actor. */
 export class ValidatorActor implements Actor<ValidatorMessage> {
@@ -376,8 +381,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // Only a receipt new to this ledger is drawn for: the coin is fixed per receipt, so a copy
     // announced again (by the worker, a relay, anyone) must not buy another forward pass.
     const fresh = ledger.receipt(id) === undefined;
+    // Its window would open now: only while its worker must still hold its proof data. (One
+    // signed ahead of this clock is taken: its worker only makes itself answerable for longer.)
     const signedEnd = receipt.timings.startedAt + receipt.timings.totalMs;
-    if (fresh && this.#now() - signedEnd > MAX_RECEIPT_AGE_MS) return refuse(id, "receipt_stale");
+    if (fresh && this.#now() - signedEnd > STALE_RECEIPT_AGE_MS) return refuse(id, "receipt_stale");
     if (fresh && this.#held.drawnOf(worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) {
       // Not recorded, so not paid here: a worker that floods this validator faster than it can
       // check gets its excess refused, never waved through unchecked. Only this validator's own

@@ -208,11 +208,11 @@ const nodeConfigSchema = z.strictObject({
     checkpointEvery: z.number().int().min(0).max(1_000_000).default(1_024),
   }).prefault({}),
   /**
-   * Proof data the prover keeps for challenges: `retentionMs` after each job (default: the
-   * oldest a receipt may be when first recorded, 5 minutes, + the clock skew allowed, 5, + the
-   * challenge window, 10, + the proof deadline, 1: 21 minutes). Never less than the age, the
-   * window and the deadline (16 minutes, `proof/challenge_timing.ts`): a worker that deletes
-   * proof data a challenge can still ask for is slashed for withholding it.
+   * Proof data the prover keeps for challenges: `retentionMs` after each job (default and least:
+   * 21 minutes, `MIN_PROOF_RETENTION_MS` in `proof/challenge_timing.ts` — the 5 minutes a receipt
+   * may take to reach a ledger, twice the 2.5 minutes clocks may differ, the 10-minute challenge
+   * window and the 1-minute proof deadline). A worker that deletes proof data a challenge can
+   * still ask for is slashed for withholding it, so less is refused.
    */
   proofs: z.strictObject({
     retentionMs: z.number().int().min(MIN_PROOF_RETENTION_MS).optional(),

@@ -31,7 +31,7 @@ import {
 import { manualStream } from "../proof/_models.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
-import { MAX_RECEIPT_AGE_MS } from "../../actors/validator_actor.ts";
+import { CLOCK_SKEW_MS, MAX_RECEIPT_AGE_MS } from "../../proof/challenge_timing.ts";
 
 const WORKER_STAKE = 10_000;
 
@@ -68,20 +68,38 @@ async function proveOnWorker(
   return { prover, job, receipt, id: receiptId(receipt) };
 }
 
-for (
-  const lateMs of [
-    0,
-    MAX_RECEIPT_AGE_MS,
-    MAX_RECEIPT_AGE_MS + 1,
-    DEFAULT_PROOF_RETENTION_MS + 2 * 60_000,
-  ]
-) {
-  Deno.test(`an honest worker's receipt first announced to a ledger ${lateMs / 1000} s after it was signed: ${lateMs > MAX_RECEIPT_AGE_MS ? "refused as stale, never challenged" : "challenged and paid"}`, async () => {
+/** How a ledger first hears of an honest receipt: its clock against the worker's, and when. */
+interface Arrival {
+  /** The ledger's clock minus the worker's. */
+  skewMs: number;
+  /** Real time from the worker signing it to the ledger recording it. */
+  delayMs: number;
+  /** What the ledger does with it. */
+  outcome: "paid" | "receipt_stale";
+}
+
+const S = CLOCK_SKEW_MS;
+const ARRIVALS: Arrival[] = [
+  { skewMs: 0, delayMs: 0, outcome: "paid" },
+  // The worst honest case allowed: the ledger's clock ahead, the receipt late.
+  { skewMs: S, delayMs: MAX_RECEIPT_AGE_MS, outcome: "paid" },
+  { skewMs: S, delayMs: MAX_RECEIPT_AGE_MS + 1, outcome: "receipt_stale" },
+  // The ledger's clock behind: later in real time, as old by its clock (the worker's retention
+  // covers it: `MIN_PROOF_RETENTION_MS`).
+  { skewMs: -S, delayMs: MAX_RECEIPT_AGE_MS + 2 * S, outcome: "paid" },
+  // Signed ahead of the ledger's clock: taken (its worker answers for it for longer).
+  { skewMs: -4 * S, delayMs: 0, outcome: "paid" },
+  { skewMs: 0, delayMs: DEFAULT_PROOF_RETENTION_MS + 2 * 60_000, outcome: "receipt_stale" },
+];
+
+for (const { skewMs, delayMs, outcome } of ARRIVALS) {
+  Deno.test(`an honest receipt reaching a ledger ${delayMs / 1000} s after it was signed, the ledger's clock ${skewMs / 1000} s ahead: ${outcome === "paid" ? "challenged and paid" : `refused (${outcome}), never challenged`}`, async () => {
     const worker = Identity.generate();
     const requester = Identity.generate();
     const me = Identity.generate();
     const dir = await Deno.makeTempDir();
     const clock = { t: START };
+    const ledgerClock = { t: START + skewMs };
     const system = new ActorSystem({ name: "stale" });
     try {
       const { prover, job, receipt, id } = await proveOnWorker(
@@ -94,13 +112,14 @@ for (
 
       // Time passes; the worker's periodic sweep forgets what its retention says no challenge
       // can ask for any more.
-      clock.t += lateMs;
+      clock.t += delayMs;
+      ledgerClock.t += delayMs;
       await prover.ask({ type: "sweep" });
 
       const validator = await spawnValidator(system, {
         identity: me,
         ledgerDir: `${dir}/ledger`,
-        clock: clock,
+        clock: ledgerClock,
         challengeProbability: 1, // the coin hits (p of the time at the default p)
         models: { has: (cid) => cid === f.honest.info.cid, ...HONEST_MODELS },
         // The worker's answer to a proof request, as its node's servePeer gives it.
@@ -111,12 +130,12 @@ for (
       });
       await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
       const handled = await announceAssigned(validator, receipt, job, requester);
-      const ledger = ledgerReads(() => validator, clock);
+      const ledger = ledgerReads(() => validator, ledgerClock);
       const credit = receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
-      if (lateMs > MAX_RECEIPT_AGE_MS) {
+      if (outcome !== "paid") {
         assert.deepEqual([handled.recorded, handled.refusal, handled.challenged], [
           false,
-          "receipt_stale",
+          outcome,
           false,
         ]);
         assert.equal(await ledger.record(id), undefined);
