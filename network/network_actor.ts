@@ -69,6 +69,7 @@ import {
 } from "../protocols/training_messages.ts";
 import {
   HELLO_MAX_AGE_MS,
+  knownHelloFields,
   PEER_PROTOCOL,
   type PeerHello,
   type PeerHelloBody,
@@ -327,7 +328,12 @@ interface PeerEntry {
   checking?: boolean;
   /** The remote IP address, for a connection that came in over TCP. */
   host?: string;
+  /** Hellos from it whose signature did not verify ({@link MAX_BAD_HELLOS} close it). */
+  badHellos?: number;
 }
+
+/** Hellos with a bad signature that close a connection (see `#onHello`). */
+const MAX_BAD_HELLOS = 3;
 
 /** How long a new peer waits for the ledger's word on its conviction before it is routable. */
 const CONVICTION_CHECK_TIMEOUT_MS = 5_000;
@@ -917,20 +923,30 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 
   /**
-   * A peer's hello: kept if it is signed by the key this connection proved, and newer. One
-   * that is not ends the connection: an honest node signs its hellos with the key it proved,
-   * so anything else is forged or broken, and a peer left connected could send them forever
-   * (each an ed25519 check here).
+   * A peer's hello: kept if it is signed by the key this connection proved, and newer. One for
+   * another key ends the connection (an honest node sends its own); one whose signature does
+   * not verify is dropped, and the {@link MAX_BAD_HELLOS}th ends it: a peer left connected could
+   * send them without end, each an ed25519 check, while a version that signs its hellos in some
+   * way this one cannot check is not cut off at its first.
    */
   #onHello(connection: Connection, hello: PeerHello, ctx: ActorContext<NetworkMessage>): void {
     const entry = this.#entryOf(connection);
     if (entry === undefined) return;
-    if (!verifyPeerHello(hello) || !bytesEqual(hello.key, connection.peerKey!)) {
-      const why = "hello refused (not signed by its key)";
-      this.#peerLog.line("hello refused", `peer ${entry.info.key.slice(0, 16)}: ${why}`);
+    const short = entry.info.key.slice(0, 16);
+    if (!bytesEqual(hello.key, connection.peerKey!)) {
+      const why = "hello refused (for another key than its connection's)";
+      this.#peerLog.line("hello refused", `peer ${short}: ${why}`);
       connection.close(new Error(why)).catch(() => {});
       return;
     }
+    if (!verifyPeerHello(hello)) {
+      entry.badHellos = (entry.badHellos ?? 0) + 1;
+      const why = `hello refused (not signed by its key; ${entry.badHellos} of ${MAX_BAD_HELLOS})`;
+      this.#peerLog.line("hello refused", `peer ${short}: ${why}`);
+      if (entry.badHellos >= MAX_BAD_HELLOS) connection.close(new Error(why)).catch(() => {});
+      return;
+    }
+    hello = knownHelloFields(hello); // what a later version adds is signed, not kept
     if (entry.hello !== undefined && hello.seq <= entry.hello.seq) return; // a replay, or late
     entry.hello = hello;
     entry.info.roles = [...hello.roles];

@@ -84,8 +84,8 @@ const bytes = (len: number) =>
 const count = z.number().int().nonnegative().max(1_000_000);
 const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
-/** Zod schema of a hello on the wire. */
-export const PeerHelloSchema: z.ZodType<PeerHello> = z.object({
+/** The fields of a hello this version knows. */
+const helloFields = {
   v: z.literal(PEER_HELLO_VERSION),
   key: bytes(32),
   version: z.string().max(32),
@@ -96,7 +96,23 @@ export const PeerHelloSchema: z.ZodType<PeerHello> = z.object({
   seq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   issuedAt: z.number().int().nonnegative(),
   sig: bytes(64),
-}) as unknown as z.ZodType<PeerHello>;
+};
+
+/**
+ * Zod schema of a hello on the wire: the fields this version knows, checked, and any others a
+ * later version adds, kept — its signature covers them, so stripping them would make a newer
+ * node's honest hello fail to verify ({@link knownHelloFields} drops them once it has).
+ */
+export const PeerHelloSchema: z.ZodType<PeerHello> = z.looseObject(
+  helloFields,
+) as unknown as z.ZodType<PeerHello>;
+
+const knownFieldsSchema = z.object(helloFields);
+
+/** `hello` with only the fields this version knows (what a node keeps of a verified hello). */
+export function knownHelloFields(hello: PeerHello): PeerHello {
+  return knownFieldsSchema.parse(hello) as unknown as PeerHello;
+}
 
 /** The bytes a hello's signature covers. */
 export function peerHelloSigningBytes(hello: Omit<PeerHello, "sig">): Uint8Array {
