@@ -402,8 +402,9 @@ lines.on("line", (line) => {
     });
     return;
   }
-  // In order, after start (the node sends its first op once "ready" came, but it need not).
-  started.then(() => handle(message)).catch((error) =>
+  // After start (the node sends its first op once "ready" came, but it need not), and after the
+  // ops on the same topic (or peer key) that came before it.
+  inOrder(message.topic ?? message.key, () => handle(message)).catch((error) =>
     send({
       ev: "error",
       topic: message.topic,
@@ -412,6 +413,21 @@ lines.on("line", (line) => {
     })
   );
 });
+
+// Each topic's ops one after another, in the order they came: a join of a topic already joined
+// leaves it first, and a leave sent after that join used to finish during it — the node was
+// told "left" while the join went on to announce the topic again.
+const queues = new Map();
+
+function inOrder(name, run) {
+  const next = (queues.get(name) ?? started).then(run);
+  const tail = next.catch(() => {});
+  queues.set(name, tail);
+  tail.then(() => {
+    if (queues.get(name) === tail) queues.delete(name);
+  });
+  return next;
+}
 
 async function stop() {
   for (const topic of [...refreshTimers.keys()]) stopRefreshing(topic);

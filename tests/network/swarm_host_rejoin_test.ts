@@ -46,3 +46,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "swarm host: a join with other options then a leave at once ends with the topic left",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    // The rejoin leaves the topic first; a leave sent meanwhile used to finish during it, and the
+    // join then announced the topic again after the node was told "left" (a review at stop 34).
+    const testnet = await startLocalTestnet();
+    const host = await SwarmHost.start({
+      identity: Identity.generate(),
+      bootstrap: testnet.bootstrap,
+      bind: "127.0.0.1",
+      onPeer: (p) => p.close(),
+    });
+    try {
+      const topic = crypto.getRandomValues(new Uint8Array(32));
+      await host.join(topic);
+      assert.ok((await announcers(testnet.bootstrap[0], topic)).includes(toHex(host.publicKey)));
+      const rejoin = host.join(topic, { server: true, client: false }).catch((e) => e);
+      await host.leave(topic); // the host answers in order: the join is done by now
+      await rejoin;
+      assert.ok(
+        !(await announcers(testnet.bootstrap[0], topic)).includes(toHex(host.publicKey)),
+        "the node left the topic, yet its host still announces it",
+      );
+    } finally {
+      await host.close();
+      await testnet.stop();
+    }
+  },
+});
