@@ -23,7 +23,7 @@ import {
   notWholeNumber,
   parseDecimalNumber,
   parseWholeNumber,
-} from "../node/config.ts";
+} from "../node/number_flags.ts";
 
 /** Where the command writes; defaults to the process's stdout and stderr. */
 export interface InferCommandIo {

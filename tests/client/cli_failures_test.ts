@@ -1,7 +1,7 @@
 /**
  * `cli.ts` keeps the promise of its usage text: a command that fails exits 1 with one line
  * saying why, never a stack trace; and a command loads only its own modules, so it asks for no
- * permission it does not use (`status` runs with `--allow-net` alone, `--help` with none).
+ * permission it does not use (`status` and `infer` run with `--allow-net` alone, `--help` with none).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -78,6 +78,12 @@ Deno.test("status needs only --allow-net: no other command's import asks for the
   assertOneLine(err, "status");
   assert.match(err, /no node answered at http:\/\/127\.0\.0\.1:1/);
   assert.doesNotMatch(err, /env access/);
+});
+
+Deno.test("infer needs only --allow-net too: it fails on the connection, not a permission", async () => {
+  const { err } = await cli(["--allow-net"], ["infer", "--url", "ws://127.0.0.1:1", "hello"]);
+  assert.doesNotMatch(err, /env access|NotCapable/);
+  assert.match(err, /127\.0\.0\.1:1/);
 });
 
 Deno.test("cli.ts --help and a command's --help need no permission at all", async () => {

@@ -1,0 +1,80 @@
+/**
+ * Numbers as an operator writes them, for flags and `VERIFLOW_*` variables alike: plain decimal
+ * digits, not what `Number()` also reads (`0x50`, `8e3`, `-1`). No imports: a command that reads
+ * numbers (`cli.ts infer`) loads nothing else for it.
+ *
+ * @module
+ */
+
+/**
+ * A whole number as an operator writes one: decimal digits (`80`), not `0x50`, `8e3`, `80.0` or
+ * `-1`, which `Number()` would also read (as 80, 8000, 80, -1): a mistyped or pasted value would
+ * start a node on a port, or with a count, nobody wrote. Flags and `VERIFLOW_*` variables alike.
+ */
+const WHOLE_NUMBER = /^\d+$/;
+
+/**
+ * `text` as a whole number in decimal digits (surrounding blanks ignored), or undefined when it
+ * is not one; {@link notWholeNumber} says so.
+ *
+ * @example
+ * ```ts
+ * import { parseWholeNumber } from "./number_flags.ts";
+ * parseWholeNumber(" 8080 "); // 8080
+ * parseWholeNumber("0x50"); // undefined, where Number() says 80
+ * ```
+ */
+export function parseWholeNumber(text: string): number | undefined {
+  const t = text.trim();
+  return WHOLE_NUMBER.test(t) ? Number(t) : undefined;
+}
+
+/**
+ * Why `text`, given to `name` (`--port`, `VERIFLOW_HTTP_PORT`), was refused: one wording for
+ * flags and variables.
+ */
+export function notWholeNumber(name: string, text: string): string {
+  if (isNegative(text, WHOLE_NUMBER)) return mustNotBeNegative(name, text);
+  return `${name} expects a whole number in decimal digits, got "${text}"`;
+}
+
+/** Whether `text` is `-` before what `number` accepts: a sign, not a typo, is what is wrong. */
+function isNegative(text: string, number: RegExp): boolean {
+  const t = text.trim();
+  return t.startsWith("-") && number.test(t.slice(1));
+}
+
+function mustNotBeNegative(name: string, text: string): string {
+  return `${name} must not be negative (0 or more), got "${text}"`;
+}
+
+/**
+ * A number as an operator writes one: plain decimal notation (`0.05`, `.05`, `1`, `1000000`),
+ * not `0x10`, `1e3` or `-1`, which `Number()` would also read. Flags and variables alike.
+ */
+const DECIMAL_NUMBER = /^(\d+(\.\d*)?|\.\d+)$/;
+
+/**
+ * `text` as a number in plain decimal notation (surrounding blanks ignored), or undefined when
+ * it is not one; {@link notDecimalNumber} says so.
+ *
+ * @example
+ * ```ts
+ * import { parseDecimalNumber } from "./number_flags.ts";
+ * parseDecimalNumber(".05"); // 0.05
+ * parseDecimalNumber("1e3"); // undefined, where Number() says 1000
+ * ```
+ */
+export function parseDecimalNumber(text: string): number | undefined {
+  const t = text.trim();
+  return DECIMAL_NUMBER.test(t) ? Number(t) : undefined;
+}
+
+/**
+ * Why `text`, given to `name`, was refused as a decimal number: one wording for flags and
+ * variables. A negative number is named as such (every number setting is 0 or more).
+ */
+export function notDecimalNumber(name: string, text: string): string {
+  if (isNegative(text, DECIMAL_NUMBER)) return mustNotBeNegative(name, text);
+  return `${name} expects a decimal number such as 0.05, got "${text}"`;
+}
