@@ -7,10 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
-import type { Connection } from "../../protocols/connection.ts";
+import type { PeerInfo } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import {
   knownHelloFields,
   type PeerHelloBody,
@@ -18,10 +16,10 @@ import {
   verifyPeerHello,
 } from "../../protocols/peer_hello.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { helloPair } from "./_hello_pair.ts";
 
 Deno.test("a newer peer's hello with one more signed field: the connection stays", async () => {
   const system = new ActorSystem({ name: "hello-compat" });
-  const [a, b] = [Identity.generate(), Identity.generate()];
   const describeB = (): Promise<PeerHelloBody> =>
     Promise.resolve({
       version: "9.9.9",
@@ -30,22 +28,8 @@ Deno.test("a newer peer's hello with one more signed field: the connection stays
       load: { running: 0, queued: 0, slots: 4, queueLimit: 8 },
       region: "eu-west", // a field a later version adds to its hello
     } as PeerHelloBody);
-  const lines: string[] = [];
   try {
-    const na = await system.spawn<NetworkMessage>({
-      name: "a/network",
-      factory: () => new NetworkActor({ identity: a, services: {}, log: (l) => lines.push(l) }),
-    });
-    const nb = await system.spawn<NetworkMessage>({
-      name: "b/network",
-      factory: () =>
-        new NetworkActor({ identity: b, services: {}, describe: describeB, helloIntervalMs: 50 }),
-    });
-    const [da, db] = memoryDuplexPair();
-    const [toB] = await Promise.all([
-      na.ask<Connection>({ type: "attach", duplex: da, address: "mem:b", outbound: true }),
-      nb.ask<Connection>({ type: "attach", duplex: db, address: "mem:a", outbound: false }),
-    ]);
+    const { na, toB, lines } = await helloPair(system, describeB, 50);
     const peers = await eventually(async () => {
       const rows = await na.ask<PeerInfo[]>({ type: "peers" });
       return rows[0]?.version === "9.9.9" ? rows : undefined;

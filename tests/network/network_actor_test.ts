@@ -16,6 +16,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { helloPair } from "./_hello_pair.ts";
 import { type PeerHelloBody, signPeerHello } from "../../protocols/peer_hello.ts";
 import { ScriptedModel, StaticModels } from "../server/_fixtures.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -176,7 +177,6 @@ Deno.test("a peer that fails its handshake over an attached stream is logged and
 
 Deno.test("signed hellos: each peer's roles, load and version reach the other's table, refreshed on change; a hello signed by another key is refused", async () => {
   const system = new ActorSystem({ name: "hello-test" });
-  const [a, b] = [Identity.generate(), Identity.generate()];
   let running = 0;
   const describeB = (): Promise<PeerHelloBody> =>
     Promise.resolve({
@@ -186,22 +186,8 @@ Deno.test("signed hellos: each peer's roles, load and version reach the other's 
       load: { running, queued: 0, slots: 4, queueLimit: 8 },
       storage: { usedBytes: 1234, quotaBytes: null },
     });
-  const lines: string[] = [];
   try {
-    const na = await system.spawn<NetworkMessage>({
-      name: "a/network",
-      factory: () => new NetworkActor({ identity: a, services: {}, log: (l) => lines.push(l) }),
-    });
-    const nb = await system.spawn<NetworkMessage>({
-      name: "b/network",
-      factory: () =>
-        new NetworkActor({ identity: b, services: {}, describe: describeB, helloIntervalMs: 10 }),
-    });
-    const [da, db] = memoryDuplexPair();
-    const [toB] = await Promise.all([
-      na.ask<Connection>({ type: "attach", duplex: da, address: "mem:b", outbound: true }),
-      nb.ask<Connection>({ type: "attach", duplex: db, address: "mem:a", outbound: false }),
-    ]);
+    const { b, na, nb, toB, lines } = await helloPair(system, describeB, 10);
     const rowOfB = (check: (p: PeerInfo) => boolean, what: string) =>
       eventually(async () => {
         const [row] = await na.ask<PeerInfo[]>({ type: "peers" });
