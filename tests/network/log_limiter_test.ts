@@ -1,17 +1,20 @@
 /**
  * LogLimiter (`network/log_limiter.ts`): each kind writes a few lines per window, the rest are
- * counted and summarized with the last of them; kinds are independent; flush summarizes.
+ * counted and their count written when the window ends, with the last of them; kinds are
+ * independent; flush writes what is pending and stops the timers.
  */
 import assert from "node:assert/strict";
 import { LogLimiter } from "../../network/log_limiter.ts";
+import { ManualTimers } from "../protocols/_helpers.ts";
 
-Deno.test("LogLimiter writes a burst per kind and window, then counts, and says how many it left out", () => {
+Deno.test("LogLimiter writes a burst per kind and window, counts the rest, and writes the count when the window ends", async () => {
   const lines: string[] = [];
-  let t = 0;
+  const timers = new ManualTimers();
   const limiter = new LogLimiter((line) => lines.push(line), {
     burst: 2,
     windowMs: 10_000,
-    now: () => t,
+    now: () => timers.now(),
+    timers,
   });
   for (let i = 0; i < 1_000; i++) limiter.line("handshake failed", `peer ${i}: handshake failed`);
   limiter.line("hello refused", "peer x: hello refused");
@@ -20,23 +23,26 @@ Deno.test("LogLimiter writes a burst per kind and window, then counts, and says 
     "peer 1: handshake failed",
     "peer x: hello refused",
   ]);
-  t = 9_999;
+  assert.equal(timers.pending, 1, "one timer, for the kind that left lines out");
+  await timers.advance(9_999);
   limiter.line("handshake failed", "peer late: handshake failed");
   assert.equal(lines.length, 3, "still the same window");
-  t = 10_000;
-  limiter.line("handshake failed", "peer next: handshake failed");
+  await timers.advance(1); // the window ends: its count, with no further line needed
   assert.deepEqual(lines.slice(3), [
     "handshake failed: 999 more line(s) left out in 10 s (last: peer late: handshake failed)",
-    "peer next: handshake failed",
   ]);
+  assert.equal(timers.pending, 0);
+  limiter.line("handshake failed", "peer next: handshake failed");
+  assert.equal(lines.at(-1), "peer next: handshake failed", "a new window");
   limiter.line("handshake failed", "a");
   limiter.line("handshake failed", "b");
-  t = 12_500;
-  limiter.flush();
+  await timers.advance(2_500);
+  limiter.flush(); // a node stopping: what is pending, now
   assert.deepEqual(lines.slice(5), [
     "a",
     "handshake failed: 1 more line(s) left out in 3 s (last: b)",
   ]);
+  assert.equal(timers.pending, 0, "no timer left armed");
   limiter.flush();
   assert.equal(lines.length, 7, "nothing more to say");
 });
