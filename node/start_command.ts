@@ -49,6 +49,9 @@ VERIFLOW_* environment variable, the configuration file, the default (README, "C
   --api-keys-file F accept the API keys in F, one per line
   --allow-origin O  let browser pages from origin O (https://app.example, or *) use the API
                     (repeatable)
+  --allow-host H    a name (or NAME:PORT) clients on this machine may call the node by, such as a
+                    local reverse proxy's; any name but an address or localhost is refused
+                    (repeatable)
   --data DIR        data directory (default .veriflow)
   --model DIR       serve an exported model directory instead of the built-in model
   --model-size S    built-in model size: brown (default, trained), tiny or small
@@ -114,6 +117,7 @@ const START_OPTIONS = {
   "api-key": { type: "string", multiple: true },
   "api-keys-file": { type: "string" },
   "allow-origin": { type: "string", multiple: true },
+  "allow-host": { type: "string", multiple: true },
   data: { type: "string" },
   model: { type: "string" },
   "model-size": { type: "string" },
@@ -206,6 +210,7 @@ export async function resolveStartConfig(
     ["api-key", "http.apiKeys"],
     ["api-keys-file", "http.apiKeysFile"],
     ["allow-origin", "http.allowedOrigins"],
+    ["allow-host", "http.allowedHosts"],
     ["data", "dataDir"],
     ["model", "model.dir"],
     ["model-size", "model.size"],

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { hostGuard } from "./host_guard.ts";
 import { Hono } from "hono";
 import type { InferencePort, ModelCatalog } from "../inference/inference_port.ts";
 import type { RegisteredModelHealth } from "../inference/model_registry.ts";
@@ -24,6 +25,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import { ApiKeys } from "./api_keys.ts";
 import { clientAccess, type EdgeEnv } from "./client_access.ts";
 import { type DashboardOptions, dashboardRoutes } from "./dashboard_routes.ts";
+import { grantOf } from "./credentials.ts";
 import { type EdgeConfig, edgeConfig } from "./edge_config.ts";
 import { edgeCollector, EdgeStats } from "./edge_stats.ts";
 import { type HealthCondition, healthRoutes, inferenceCollector } from "./health_routes.ts";
@@ -105,6 +107,16 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   });
   app.notFound((c) =>
     errorResponse(new VeriflowError("not_found", `no route for ${c.req.method} ${c.req.path}`))
+  );
+  // Before every route: a request from this machine under a name it was not given is a
+  // DNS-rebinding page's (`host_guard.ts`).
+  app.use(
+    "*",
+    hostGuard(edge.allowedHosts, (authorization) => {
+      const bearer = authorization?.match(/^Bearer\s+(.+)$/i)?.[1];
+      return bearer !== undefined &&
+        grantOf(bearer, keys, options.dashboard?.operatorToken) !== undefined;
+    }),
   );
   if (options.dashboard !== undefined) {
     // Before the origin policy: the page's own origin is this node, checked by the route.

@@ -30,6 +30,8 @@
  *
  * @module
  */
+import { hostIsAnAddress, namesAnAddress } from "./host_guard.ts";
+import { grantOf } from "./credentials.ts";
 import { Hono } from "hono";
 import type { InferencePort, InferenceStats } from "../inference/inference_port.ts";
 import { textJobSchema } from "../protocols/job.ts";
@@ -286,18 +288,6 @@ function blankText(value: unknown): unknown {
   return out;
 }
 
-/** Constant-time comparison of two tokens through their hashes. */
-function sameToken(given: string, expected: string): boolean {
-  const a = sha256Hex(new TextEncoder().encode(given));
-  const b = sha256Hex(new TextEncoder().encode(expected));
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}
-
-/** A dotted IPv4 address as the URL parser writes every IPv4 host (`2130706433` included). */
-const IPV4_ADDRESS = /^\d{1,3}(?:\.\d{1,3}){3}$/;
-
 /**
  * Whether `origin` is the origin of a page this node served, going by the request's `Host`:
  * the same host and port, named by an address or `localhost`. A name proves nothing: a
@@ -313,21 +303,6 @@ function isOwnOrigin(origin: string | undefined, host: string | undefined): bool
   if (url.protocol !== "http:" && url.protocol !== "https:") return false;
   if (url.host !== host.toLowerCase()) return false;
   return namesAnAddress(url.hostname);
-}
-
-/** An address or `localhost`: a host name no DNS-rebinding page can be served under. */
-function namesAnAddress(hostname: string): boolean {
-  return hostname === "localhost" || IPV4_ADDRESS.test(hostname) || hostname.startsWith("[");
-}
-
-/**
- * Whether a request's `Host` names this node by an address or `localhost`. A same-origin read
- * by a DNS-rebinding page carries no `Origin`, but its `Host` is the attacker's name.
- */
-function hostIsAnAddress(host: string | undefined): boolean {
-  if (host === undefined) return false;
-  const url = URL.parse(`http://${host}`);
-  return url !== null && url.host === host.toLowerCase() && namesAnAddress(url.hostname);
 }
 
 /**
@@ -375,16 +350,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   const openRead = (addr: Deno.Addr | undefined, host: string | undefined) =>
     (isLoopback(addr) && hostIsAnAddress(host)) || options.allowUnauthenticatedRemote;
   /** An API key or the operator token: the access it grants, if any. */
-  const grant = (token: string): "read" | "operator" | undefined => {
-    if (sameToken(token, options.operatorToken)) return "operator";
-    if (options.keys.size === 0) return undefined;
-    try {
-      options.keys.identify(`Bearer ${token}`);
-      return "read";
-    } catch {
-      return undefined;
-    }
-  };
+  const grant = (token: string) => grantOf(token, options.keys, options.operatorToken);
 
   routes.get("/dashboard/state", async (c) => {
     const bearer = c.req.header("authorization")?.replace(/^Bearer\s+/i, "");

@@ -43,6 +43,13 @@ export interface EdgeConfig {
    * request with another `Origin` is refused (403 `origin_not_allowed`).
    */
   allowedOrigins: string[];
+  /**
+   * Host names (`NAME` or `NAME:PORT`) a client on this machine may call the node by, besides
+   * an address and `localhost`: a reverse proxy's. A request from this machine under any other
+   * name is refused (421 `misdirected_request`): a DNS-rebinding page's, which would otherwise
+   * read the API, `/metrics` and `/healthz` as a local client.
+   */
+  allowedHosts: string[];
   /** API keys clients send as `Authorization: Bearer KEY`. */
   apiKeys: string[];
   /** A file with more API keys, one per line (`#` starts a comment). */
@@ -83,6 +90,7 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   clientIdleTimeoutMs: 30_000,
   drainTimeoutMs: 30_000,
   allowedOrigins: [],
+  allowedHosts: [],
   apiKeys: [],
   perKeyConcurrency: 4,
   perKeyRequestsPerMinute: 120,
@@ -104,6 +112,8 @@ export const edgeConfigFields = {
   allowedOrigins: z.array(
     z.string().refine((o) => o === "*" || ORIGIN.test(o), 'expected "*" or SCHEME://HOST[:PORT]'),
   ).default([]),
+  allowedHosts: z.array(z.string().min(1).regex(/^[^/\s?#@]+$/, "expected NAME or NAME:PORT"))
+    .default([]),
   apiKeys: z.array(z.string().min(16, "an API key needs at least 16 characters")).default([]),
   apiKeysFile: z.string().min(1).optional(),
   perKeyConcurrency: z.number().int().min(1).max(100_000).default(EDGE_DEFAULTS.perKeyConcurrency),
@@ -114,7 +124,12 @@ export const edgeConfigFields = {
 
 /** {@link EdgeConfig} with the defaults filled in for the fields `partial` leaves out. */
 export function edgeConfig(partial: Partial<EdgeConfig> = {}): EdgeConfig {
-  const config: EdgeConfig = { ...EDGE_DEFAULTS, allowedOrigins: [], apiKeys: [] };
+  const config: EdgeConfig = {
+    ...EDGE_DEFAULTS,
+    allowedOrigins: [],
+    allowedHosts: [],
+    apiKeys: [],
+  };
   for (const [key, value] of Object.entries(partial)) {
     if (value !== undefined) (config as unknown as Record<string, unknown>)[key] = value;
   }

@@ -82,6 +82,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   invalid_api_key: 401,
   api_key_required: 403,
   origin_not_allowed: 403,
+  misdirected_request: 421,
   request_too_large: 413,
   context_length_exceeded: 400,
   empty_prompt: 400,

@@ -29,7 +29,7 @@ const OTHER_KEY = "test-key-fedcba9876543210";
 
 /** A request from `hostname`, straight into the app (tests send traffic to loopback only). */
 function fromHost(node: TestNode, hostname: string, path: string, init?: RequestInit) {
-  return node.app.fetch(new Request(`http://node${path}`, init), {
+  return node.app.fetch(new Request(`http://127.0.0.1${path}`, init), {
     remoteAddr: { transport: "tcp", hostname, port: 40000 },
   });
 }

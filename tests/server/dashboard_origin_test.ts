@@ -69,7 +69,7 @@ async function handshake(
   }
 }
 
-Deno.test("The dashboard socket admits the node's own page (an address or localhost) and listed origins; a DNS-rebinding page and Origin: null get 403 origin_not_allowed, as on /v1", async () => {
+Deno.test("The dashboard socket admits the node's own page (an address or localhost) and listed origins; a DNS-rebinding page is refused by its name (421), Origin: null gets 403 origin_not_allowed, as on /v1", async () => {
   const app = createApp({
     inference: IDLE_PORT,
     edge: { allowedOrigins: ["https://app.example"] },
@@ -87,7 +87,8 @@ Deno.test("The dashboard socket admits the node's own page (an address or localh
     };
     // A DNS-rebinding page: evil.example resolved to this machine, so Host and Origin agree.
     const evil = `evil.example:${port}`;
-    assertEquals(await status(evil, `http://${evil}`), "403 origin_not_allowed");
+    // Refused before any route, by its name (`host_guard.ts`).
+    assertEquals(await status(evil, `http://${evil}`), "421");
     // /v1 refuses that page too: the same rule.
     const v1 = await fetch(`${server.url}/v1/models`, { headers: { origin: `http://${evil}` } });
     assertEquals([v1.status, (await v1.json()).error.code], [403, "origin_not_allowed"]);
@@ -168,7 +169,7 @@ const SECRET_PORT: InferencePort = {
   stats: () => Promise.resolve({} as InferenceStats),
 };
 
-Deno.test("The dashboard's state is read keyless from this machine only under an address or localhost: a DNS-rebinding page's same-origin read (its own name as Host, no Origin) gets 401", async () => {
+Deno.test("The dashboard's state is read keyless from this machine only under an address or localhost: a DNS-rebinding page's same-origin read (its own name as Host, no Origin) is refused (421)", async () => {
   const app = createApp({
     inference: IDLE_PORT,
     dashboard: { sources: IDLE_SOURCES, jobs: new JobMonitor(), operatorToken: "operator" },
@@ -176,7 +177,8 @@ Deno.test("The dashboard's state is read keyless from this machine only under an
   const server = serve({ app, port: 0 });
   try {
     const port = Number(new URL(server.url).port);
-    assertEquals(await getStatus(port, "/dashboard/state", `evil.example:${port}`), 401);
+    // Refused before any route, by its name (`host_guard.ts`).
+    assertEquals(await getStatus(port, "/dashboard/state", `evil.example:${port}`), 421);
     assertEquals(await getStatus(port, "/dashboard/state", `127.0.0.1:${port}`), 200);
     assertEquals(await getStatus(port, "/dashboard/state", `localhost:${port}`), 200);
   } finally {

@@ -138,7 +138,7 @@ Deno.test("An SSE client that stops reading is cut off after http.clientIdleTime
   await withNode({ clientIdleTimeoutMs: 50 }, async (node) => {
     // Straight into the app: the test holds the body stream and decides not to read it.
     const response = await node.app.fetch(
-      new Request("http://node/v1/completions", {
+      new Request("http://127.0.0.1/v1/completions", {
         method: "POST",
         body: JSON.stringify({ model: "gated", prompt: "x", max_tokens: 50, stream: true }),
       }),

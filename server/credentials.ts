@@ -1,0 +1,37 @@
+/**
+ * What a bearer token grants at the edge: the operator token (`operator.token`) grants the
+ * operator's access, a configured API key reading access; anything else nothing. Used by the
+ * dashboard (`dashboard_routes.ts`) and the DNS-rebinding guard (`host_guard.ts`).
+ *
+ * @module
+ */
+import { sha256Hex } from "../protocols/hash.ts";
+import type { ApiKeys } from "./api_keys.ts";
+
+/** Constant-time comparison of two tokens through their hashes. */
+export function sameToken(given: string, expected: string): boolean {
+  const a = sha256Hex(new TextEncoder().encode(given));
+  const b = sha256Hex(new TextEncoder().encode(expected));
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+/**
+ * The access `token` grants: `operator` for the operator token, `read` for an API key, else
+ * undefined.
+ */
+export function grantOf(
+  token: string,
+  keys: ApiKeys,
+  operatorToken: string | undefined,
+): "read" | "operator" | undefined {
+  if (operatorToken !== undefined && sameToken(token, operatorToken)) return "operator";
+  if (keys.size === 0) return undefined;
+  try {
+    keys.identify(`Bearer ${token}`);
+    return "read";
+  } catch {
+    return undefined;
+  }
+}
