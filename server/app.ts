@@ -128,6 +128,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
         keys,
         allowUnauthenticatedRemote: edge.allowUnauthenticatedRemote,
         allowedOrigins: edge.allowedOrigins,
+        maxRequestBytes: edge.maxRequestBytes,
       }),
     );
   }

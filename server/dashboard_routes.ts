@@ -148,6 +148,11 @@ export interface DashboardOptions {
   allowUnauthenticatedRemote: boolean;
   /** Other origins whose pages may open the socket (`http.allowedOrigins`). */
   allowedOrigins: readonly string[];
+  /**
+   * Largest message a page may send once it may read, in bytes (`http.maxRequestBytes`; default
+   * 1 MiB); a larger one closes the socket with 1009, as on `/v1/stream`.
+   */
+  maxRequestBytes?: number;
   /** Milliseconds between snapshots; default {@link DEFAULT_TICK_MS}. */
   tickMs?: number;
   /** Wall clock for the ledger history; default `Date.now`. */
@@ -158,8 +163,17 @@ export interface DashboardOptions {
 export const DEFAULT_TICK_MS = 1_000;
 /** Ledger samples kept for the chart: 30 minutes at one a second. */
 const LEDGER_HISTORY = 1_800;
-/** Largest message a page may send: a job at the edge's prompt limit fits. */
-const MAX_PAGE_MESSAGE_CHARS = 1 << 20;
+/** Largest message a page may send by default: a job at the edge's prompt limit fits. */
+const MAX_PAGE_MESSAGE_BYTES = 1 << 20;
+/**
+ * Largest message before the page may read: an `auth` with a token. Anything larger from a
+ * client nobody let in closes the socket (1009) instead of being parsed.
+ */
+const MAX_UNAUTHENTICATED_MESSAGE_BYTES = 4096;
+/** What a page may leave unread before updates to it are dropped. */
+const MAX_PAGE_BUFFERED_BYTES = 4 << 20;
+/** Tokens a page may get wrong on one socket before it is closed (1008). */
+const MAX_BAD_TOKENS = 3;
 
 const STATIC_FILES: Record<string, string> = {
   "index.html": "text/html; charset=utf-8",
@@ -312,6 +326,7 @@ function isOwnOrigin(origin: string | undefined, host: string | undefined): bool
  */
 export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   const hub = new DashboardHub(options);
+  const maxMessageBytes = options.maxRequestBytes ?? MAX_PAGE_MESSAGE_BYTES;
   const routes = new Hono<EdgeEnv>();
   const otherPages = originPolicy(options.allowedOrigins);
   const cache = new Map<string, Uint8Array>();
@@ -352,6 +367,15 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   /** An API key or the operator token: the access it grants, if any. */
   const grant = (token: string) => grantOf(token, options.keys, options.operatorToken);
 
+  // The state and the socket: the node's own page, or an origin the policy lets in (a page of
+  // another origin could not read the state, but would make the node compute snapshots).
+  for (const path of ["/dashboard/state", "/dashboard/live"]) {
+    routes.use(path, async (c, next) => {
+      if (isOwnOrigin(c.req.header("origin"), c.req.header("host"))) return await next();
+      return await otherPages(c, next);
+    });
+  }
+
   routes.get("/dashboard/state", async (c) => {
     const bearer = c.req.header("authorization")?.replace(/^Bearer\s+/i, "");
     const open = openRead(c.env?.remoteAddr, c.req.header("host"));
@@ -371,10 +395,6 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     return c.json(ownMachine || granted === "operator" ? snapshot : withoutJobText(snapshot));
   });
 
-  routes.use("/dashboard/live", async (c, next) => {
-    if (isOwnOrigin(c.req.header("origin"), c.req.header("host"))) return await next();
-    return await otherPages(c, next);
-  });
   routes.get("/dashboard/live", (c) => {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
       return c.json(
@@ -392,12 +412,13 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
     const forThisPage = (message: unknown) =>
       access === "operator" || onThisMachine ? message : withoutJobText(message);
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    let badTokens = 0;
     let leave: (() => void) | undefined;
     let prompt: AbortController | undefined;
     const send = (message: unknown) => {
       if (socket.readyState !== WebSocket.OPEN) return;
       // A page that stopped reading loses updates, never the node's memory.
-      if (socket.bufferedAmount > 4 * MAX_PAGE_MESSAGE_CHARS) return;
+      if (socket.bufferedAmount > MAX_PAGE_BUFFERED_BYTES) return;
       socket.send(JSON.stringify(message));
     };
     const refuse = (code: string, message: string) => send({ type: "error", code, message });
@@ -423,8 +444,11 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       prompt?.abort();
     };
     socket.onmessage = (event) => {
-      if (typeof event.data !== "string" || event.data.length > MAX_PAGE_MESSAGE_CHARS) {
-        return refuse("bad_message", "messages are JSON text under 1 MiB");
+      if (typeof event.data !== "string") return refuse("bad_message", "messages are JSON text");
+      const limit = access === "none" ? MAX_UNAUTHENTICATED_MESSAGE_BYTES : maxMessageBytes;
+      // Characters first: a string of n characters is at least n bytes.
+      if (event.data.length > limit || new TextEncoder().encode(event.data).length > limit) {
+        return socket.close(1009, `message over ${limit} bytes`);
       }
       let message: { type?: unknown; token?: unknown; job?: unknown; id?: unknown };
       try {
@@ -435,8 +459,14 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       switch (message.type) {
         case "auth": {
           const granted = typeof message.token === "string" ? grant(message.token) : undefined;
-          if (granted === undefined) return refuse("bad_token", "that token is not accepted");
+          if (granted === undefined) {
+            if (++badTokens >= MAX_BAD_TOKENS) return socket.close(1008, "tokens not accepted");
+            return refuse("bad_token", "that token is not accepted");
+          }
+          const before = access;
           if (granted === "operator" || access === "none") access = granted;
+          // A snapshot only when the access changed: repeated auths cost a hello, no more.
+          if (access === before) return send({ type: "hello", node: options.sources.node, access });
           return void welcome();
         }
         case "fraud_proof": {
