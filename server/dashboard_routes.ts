@@ -35,7 +35,6 @@ import { grantOf } from "./credentials.ts";
 import { Hono } from "hono";
 import type { InferencePort, InferenceStats } from "../inference/inference_port.ts";
 import { textJobSchema } from "../protocols/job.ts";
-import { sha256Hex } from "../protocols/hash.ts";
 import type { ApiKeys } from "./api_keys.ts";
 import { type EdgeEnv, isLoopback } from "./client_access.ts";
 import type { JobMonitor } from "./job_monitor.ts";
