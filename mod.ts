@@ -235,6 +235,7 @@ export * from "./proof/private_input.ts";
 export { ProofStoreError } from "./proof/proof_store.ts";
 export * from "./actors/prover_actor.ts";
 export * from "./actors/validator_actor.ts";
+export * from "./proof/challenge_timing.ts";
 
 // Storage
 export * from "./storage/chunk_store.ts";

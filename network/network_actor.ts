@@ -651,7 +651,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const key = toHex(connection.peerKey!);
     const open = [...this.#peers.values()].flat().filter((p) => !p.connection.isClosed);
     const refusal = this.#limits.refusal({
-      ofPeer: (this.#peers.get(key) ?? []).filter((p) => !p.connection.isClosed).length,
+      ofPeer: open.filter((p) => p.info.key === key).length,
       total: open.length,
       fromAddress: message.host === undefined
         ? undefined

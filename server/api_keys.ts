@@ -7,6 +7,7 @@
  * @module
  */
 import { sha256Hex } from "../protocols/hash.ts";
+import { bearerToken } from "./credentials.ts";
 import type { ClientIdentity } from "./client_identity.ts";
 import { EdgeError } from "./http_errors.ts";
 
@@ -61,15 +62,15 @@ export class ApiKeys {
    * saying what is missing: `missing_api_key` or `invalid_api_key` (both 401).
    */
   identify(authorization: string | undefined): ClientIdentity {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
-    if (match === null) {
+    const token = bearerToken(authorization);
+    if (token === undefined) {
       throw new EdgeError(
         "missing_api_key",
         "this node needs an API key: send it as 'Authorization: Bearer KEY' (ask the node's " +
           "operator for one)",
       );
     }
-    const id = sha256Hex(new TextEncoder().encode(match[1]));
+    const id = sha256Hex(new TextEncoder().encode(token));
     if (!this.#ids.has(id)) {
       throw new EdgeError(
         "invalid_api_key",

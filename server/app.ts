@@ -25,7 +25,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import { ApiKeys } from "./api_keys.ts";
 import { clientAccess, type EdgeEnv } from "./client_access.ts";
 import { type DashboardOptions, dashboardRoutes } from "./dashboard_routes.ts";
-import { grantOf } from "./credentials.ts";
+import { bearerToken, grantOf } from "./credentials.ts";
 import { type EdgeConfig, edgeConfig } from "./edge_config.ts";
 import { edgeCollector, EdgeStats } from "./edge_stats.ts";
 import { type HealthCondition, healthRoutes, inferenceCollector } from "./health_routes.ts";
@@ -113,9 +113,9 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   app.use(
     "*",
     hostGuard(edge.allowedHosts, (authorization) => {
-      const bearer = authorization?.match(/^Bearer\s+(.+)$/i)?.[1];
-      return bearer !== undefined &&
-        grantOf(bearer, keys, options.dashboard?.operatorToken) !== undefined;
+      const token = bearerToken(authorization);
+      return token !== undefined &&
+        grantOf(token, keys, options.dashboard?.operatorToken) !== undefined;
     }),
   );
   if (options.dashboard !== undefined) {

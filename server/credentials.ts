@@ -8,6 +8,11 @@
 import { sha256Hex } from "../protocols/hash.ts";
 import type { ApiKeys } from "./api_keys.ts";
 
+/** The token of an `Authorization: Bearer TOKEN` header's value, or undefined without one. */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  return /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "")?.[1];
+}
+
 /** Constant-time comparison of two tokens through their hashes. */
 export function sameToken(given: string, expected: string): boolean {
   const a = sha256Hex(new TextEncoder().encode(given));
