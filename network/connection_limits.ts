@@ -20,6 +20,11 @@
  *   chose (it dialled it: a configured peer, a swarm lookup, a worker it must reach), so
  *   strangers filling the table cannot keep it from the peers it needs.
  *
+ * "One address" is one {@link addressGroup}: an IPv4 address, an IPv6 /64 (the block one host or
+ * one home is given: a host holding a /64 picks among 2^64 source addresses for free), and this
+ * machine's loopback, whichever of `127.0.0.0/8` or `::1` a connection came from. An IPv4 address
+ * written as IPv6 (`::ffff:1.2.3.4`, a dual-stack socket's view) counts as that IPv4 address.
+ *
  * A connection closed for these reasons is logged with the reason; an outbound one is dialled
  * again as any dropped connection is.
  *
@@ -155,6 +160,73 @@ export class ConnectionLimits {
     }
     return undefined;
   }
+}
+
+/**
+ * The group a remote IP address counts in for the per-address bounds (see the module doc):
+ * `loopback`, a dotted IPv4 address, or an IPv6 /64 as `xxxx:xxxx:xxxx:xxxx::/64`. Anything
+ * that does not parse as an IP address (a hostname) is its own group, lower-cased.
+ *
+ * @example
+ * ```ts
+ * import { addressGroup } from "./connection_limits.ts";
+ * console.log(addressGroup("2001:db8:1:2::7"), addressGroup("2001:db8:1:2:ffff::1")); // the same /64
+ * console.log(addressGroup("::ffff:192.0.2.9")); // "192.0.2.9"
+ * console.log(addressGroup("::1") === addressGroup("127.0.0.1")); // true
+ * ```
+ */
+export function addressGroup(address: string): string {
+  const host = address.replace(/^\[|\]$/g, "").replace(/%.*$/, "").toLowerCase();
+  const v4 = ipv4(host);
+  if (v4 !== undefined) return v4.startsWith("127.") ? "loopback" : v4;
+  const groups = ipv6Groups(host);
+  if (groups === undefined) return host;
+  // ::ffff:a.b.c.d (IPv4-mapped): the IPv4 address it is.
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    const v4 = [groups[6] >> 8, groups[6] & 255, groups[7] >> 8, groups[7] & 255].join(".");
+    return v4.startsWith("127.") ? "loopback" : v4;
+  }
+  if (groups.slice(0, 7).every((g) => g === 0) && groups[7] === 1) return "loopback";
+  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(":")}::/64`;
+}
+
+/** A dotted-quad IPv4 address, normalized (no leading zeros), or undefined. */
+function ipv4(host: string): string | undefined {
+  const parts = host.split(".");
+  if (parts.length !== 4 || !parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255)) {
+    return undefined;
+  }
+  return parts.map(Number).join(".");
+}
+
+/** The eight 16-bit groups of an IPv6 address (`::` and a trailing dotted quad allowed). */
+function ipv6Groups(host: string): number[] | undefined {
+  if (!host.includes(":")) return undefined;
+  let text = host;
+  let tail: number[] = [];
+  const lastColon = text.lastIndexOf(":");
+  const dotted = ipv4(text.slice(lastColon + 1));
+  if (dotted !== undefined) {
+    const [a, b, c, d] = dotted.split(".").map(Number);
+    tail = [(a << 8) | b, (c << 8) | d];
+    text = text.slice(0, lastColon + 1);
+    // The colon before the quad separates it ("::ffff:" → "::ffff"), unless it is the "::".
+    if (!text.endsWith("::")) text = text.slice(0, -1);
+  }
+  const halves = text.split("::");
+  if (halves.length > 2) return undefined;
+  const parse = (half: string) => half === "" ? [] : half.split(":");
+  const head = parse(halves[0]);
+  const rest = halves.length === 2 ? parse(halves[1]) : [];
+  if (![...head, ...rest].every((g) => /^[0-9a-f]{1,4}$/.test(g))) return undefined;
+  const given = head.length + rest.length + tail.length;
+  if (halves.length === 1 ? given !== 8 : given > 7) return undefined;
+  const zeros = new Array(8 - given).fill(0);
+  return [...head.map(hex), ...(halves.length === 2 ? zeros : []), ...rest.map(hex), ...tail];
+}
+
+function hex(group: string): number {
+  return parseInt(group, 16);
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {

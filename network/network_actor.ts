@@ -88,7 +88,11 @@ import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 import { PledgeBudget, PledgeBudgets } from "./pledge_budget.ts";
 import { PledgeSync } from "./pledge_sync.ts";
 import { KeyDials } from "./dial_by_key.ts";
-import { ConnectionLimits, type ConnectionLimitsOptions } from "./connection_limits.ts";
+import {
+  addressGroup,
+  ConnectionLimits,
+  type ConnectionLimitsOptions,
+} from "./connection_limits.ts";
 
 /** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */
 export interface PeerInfo {
@@ -190,7 +194,10 @@ export type NetworkMessage =
     connection: Connection;
     address: string;
     outbound: boolean;
-    /** The remote IP address of a connection that came in over TCP (per-address limit). */
+    /**
+     * For a connection that came in over TCP, the {@link addressGroup} of its remote address
+     * (the per-address bounds).
+     */
     host?: string;
   }
   | { type: "peer_down"; connection: Connection }
@@ -326,7 +333,7 @@ interface PeerEntry {
    * answer (a convicted worker that reconnected after a restart was routable until then).
    */
   checking?: boolean;
-  /** The remote IP address, for a connection that came in over TCP. */
+  /** For a connection that came in over TCP, its remote address's {@link addressGroup}. */
   host?: string;
   /** Hellos from it whose signature did not verify ({@link MAX_BAD_HELLOS} close it). */
   badHellos?: number;
@@ -398,14 +405,16 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (listen !== undefined) {
       this.#listener = listenForPeers(listen, (duplex, remoteAddr) => {
         const remote = formatPeerAddress(remoteAddr);
-        this.#open(duplex, () => duplex.close(), ctx, undefined, remoteAddr.hostname).then(
+        // The per-address bounds count an IPv6 /64, and this machine's loopback, as one address.
+        const group = addressGroup(remoteAddr.hostname);
+        this.#open(duplex, () => duplex.close(), ctx, undefined, group).then(
           (connection) =>
             ctx.self.tell({
               type: "peer_up",
               connection,
               address: remote,
               outbound: false,
-              host: remoteAddr.hostname,
+              host: group,
             })
               .catch(() => connection.close()), // stopping: nobody would own it
           (error) => this.#handshakeFailed(remote, error),

@@ -13,7 +13,7 @@ import {
   type NetworkMessage,
   type PeerInfo,
 } from "../../network/network_actor.ts";
-import { ConnectionLimits } from "../../network/connection_limits.ts";
+import { addressGroup, ConnectionLimits } from "../../network/connection_limits.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
@@ -158,12 +158,69 @@ Deno.test({
       const read = await refused.read(new Uint8Array(64)).catch(() => null);
       assert.equal(read, null);
       assert.ok(
-        logs.some((line) => line.includes("refused: 1 handshakes from 127.0.0.1 already")),
+        logs.some((line) => line.includes("refused: 1 handshakes from loopback already")),
         logs.join("\n"),
       );
     } finally {
       stalled.close();
       refused.close();
+      await system.shutdown();
+    }
+  },
+});
+
+Deno.test("addressGroup: an IPv6 /64 is one address, an IPv4 address written as IPv6 is that IPv4 address, and all of this machine's loopback is one", () => {
+  // A host given a /64 picks among 2^64 source addresses: each one its own "address" let it hold
+  // every slot the per-address bounds leave to others.
+  assert.equal(addressGroup("2001:db8:1:2::7"), "2001:db8:1:2::/64");
+  assert.equal(addressGroup("2001:DB8:1:2:ffff:eeee:dddd:1"), "2001:db8:1:2::/64");
+  assert.equal(addressGroup("[2001:db8:1:2::9]"), "2001:db8:1:2::/64");
+  assert.notEqual(addressGroup("2001:db8:1:3::7"), addressGroup("2001:db8:1:2::7"));
+  assert.equal(addressGroup("fe80::1%eth0"), "fe80:0:0:0::/64");
+  // A dual-stack listener sees an IPv4 peer as ::ffff:a.b.c.d.
+  assert.equal(addressGroup("::ffff:192.0.2.9"), "192.0.2.9");
+  assert.equal(addressGroup("::ffff:c000:209"), "192.0.2.9");
+  assert.equal(addressGroup("192.0.2.9"), "192.0.2.9");
+  assert.equal(addressGroup("010.001.0.1"), "10.1.0.1");
+  for (const local of ["127.0.0.1", "127.8.0.3", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1"]) {
+    assert.equal(addressGroup(local), "loopback", local);
+  }
+  // Not an IP address: its own group.
+  assert.equal(addressGroup("Peer.Example"), "peer.example");
+  assert.equal(addressGroup("1::2::3"), "1::2::3");
+  assert.equal(addressGroup("1:2:3:4:5:6:7:8:9"), "1:2:3:4:5:6:7:8:9");
+});
+
+Deno.test({
+  name:
+    "NetworkActor: on a dual-stack listener, strangers over 127.0.0.1 and over ::1 count as one address",
+  sanitizeResources: false,
+  fn: async () => {
+    const { system, network, logs } = await spawnNetwork("limits-loopback", {
+      listen: { hostname: "::", port: 0 },
+      limits: { maxConnectionsPerAddress: 2 },
+    });
+    const { port } = await network.ask<Deno.NetAddr>({ type: "listening" });
+    const ours: Connection[] = [];
+    try {
+      for (const hostname of ["127.0.0.1", "::1", "127.0.0.1"]) {
+        const duplex = await connectTcp({ hostname, port });
+        ours.push(
+          await Connection.open(duplex, {
+            identity: Identity.generate(),
+            protocols: [INFERENCE_PROTOCOL],
+          }),
+        );
+      }
+      await eventually(() => ours[2].isClosed, "the third stranger closed");
+      assert.equal(ours[0].isClosed || ours[1].isClosed, false);
+      assert.equal((await openPeers(network)).length, 2);
+      assert.ok(
+        logs.some((l) => l.includes("2 peer connections from this address already (at most 2)")),
+        logs.join("\n"),
+      );
+    } finally {
+      await Promise.all(ours.map((c) => c.close()));
       await system.shutdown();
     }
   },
