@@ -297,8 +297,6 @@ async function startNode(extra: string[]): Promise<NodeProcess> {
       "0",
       "--data",
       data,
-      "--heartbeat",
-      "0",
       ...(DEVICE === "cpu" ? [] : ["--device", DEVICE]),
       ...extra,
     ],
@@ -488,12 +486,12 @@ if (!withNode) console.log("Node.js is not installed here: the bare Node.js row 
 try {
   // Warm-up: allocator growth and kernel selection on every path.
   await bareLoop(1, 16);
-  await bareLoop(BATCH_CLIENTS, 4);
   await sseClient(shipped, 16);
   await sseClient(stripped, 16);
-  // And one unmeasured round of the nodes' 8 clients: their batch cache's first growth (to 8 rows,
-  // then past 256 positions) allocates fresh pages, as the bare batch loop's warm-up does for
-  // its buffers; without it the first measured round paid for that (first tokens ~200 ms later).
+  // And one unmeasured full-length round of 8 on every path: the batch caches' first growth (to
+  // 8 rows, then past 256 positions) allocates fresh pages; without it the first measured round
+  // paid for that (first tokens ~200 ms later). The bare batch gets the same round as the nodes.
+  await bareLoop(BATCH_CLIENTS, CLIENT_TOKENS);
   await concurrent(shipped, BATCH_CLIENTS);
   await concurrent(stripped, BATCH_CLIENTS);
 
