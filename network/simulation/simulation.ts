@@ -21,6 +21,9 @@
  * - **memory per node**: resident set and JS heap after building and connecting the nodes,
  *   minus before, over N.
  *
+ * Node keys come from the seed (as the topology and the roles do), so a run repeats its
+ * placements and its repair figures; only timings and memory vary.
+ *
  * Stake: a ledger records a receipt only if its worker has stake there, and a peer's verdict
  * only if its validator has. By default (`stake: "global"`) the worker's and the challengers'
  * pledges are put into every ledger before the job: the steady state of a network whose pledges
@@ -33,6 +36,7 @@
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ValidatorStats } from "../../actors/validator_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { sha256 } from "../../protocols/hash.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { signStakePledge, type StakePledge } from "../../protocols/stake_pledge.ts";
 import type { ServedModelInfo } from "../../inference/inference_port.ts";
@@ -167,6 +171,14 @@ export function expectedFrames(
   return { receiptFlood: 2 * sends, verdictFlood: sends + 1 };
 }
 
+/**
+ * Node `index`'s secret key, from the seed: the keys decide where chunks are placed (and so the
+ * repair figures), and with the seed they repeat from run to run.
+ */
+function simulatedSecretKey(seed: number, index: number): Uint8Array {
+  return sha256(new TextEncoder().encode(`veriflow/simulation/key/${seed}/${index}`));
+}
+
 /** Run the simulation of the module doc. */
 export async function runSimulation(
   overrides: Partial<SimulationOptions> = {},
@@ -195,7 +207,10 @@ export async function runSimulation(
   const gate = Promise.withResolvers<void>();
   try {
     // ---- build -------------------------------------------------------------------------
-    const identities = Array.from({ length: n }, () => Identity.generate());
+    const identities = Array.from(
+      { length: n },
+      (_, i) => Identity.fromSecretKey(simulatedSecretKey(options.seed, i)),
+    );
     const before = memory();
     const now = Date.now();
     const pledges = identities.map((id) => signStakePledge(id, SIMULATED_STAKE, now));
