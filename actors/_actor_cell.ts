@@ -300,7 +300,17 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
 
   // ---- incarnation endings --------------------------------------------------------------------
 
-  #crash(reason: unknown, reply: PendingReply | undefined): void {
+  /**
+   * Ends the incarnation as crashed. `inFlight` is a handler still running when the crash came
+   * from outside (linked children gave up): it gets stopTimeoutMs, as under a halt or stop,
+   * before postStop runs and the parent hears of the exit, so neither postStop nor the next
+   * incarnation overlaps it (one message at a time holds across incarnations too).
+   */
+  #crash(
+    reason: unknown,
+    reply: PendingReply | undefined,
+    inFlight: Promise<void> | undefined = undefined,
+  ): void {
     const incarnation = this.#incarnation;
     const crashed = new ActorCrashedError(this.name, reason);
     reply?.reject(crashed);
@@ -317,7 +327,11 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
       discarded,
     });
     const notify = () => this.#parent.childExited(this, incarnation, reason, true);
-    this.#enqueue(() => this.#finishIncarnation()).then(notify, notify);
+    this.#enqueue(async () => {
+      // ctx.signal aborted above, so a signal-aware handler ends quickly; a deaf one is abandoned.
+      if (inFlight !== undefined) await settleWithin(inFlight, this.#env.stopTimeoutMs);
+      await this.#finishIncarnation();
+    }).then(notify, notify);
   }
 
   #exitNormally(): void {
@@ -443,26 +457,38 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
       const instance = this.#spec.factory();
       this.#instance = instance;
       if (instance.preStart !== undefined) {
-        // Unbounded (a model load may take long) until a stop aborts ctx.signal: from then on it
-        // gets stopTimeoutMs, like an in-flight message, so a hung preStart cannot wedge the stop.
+        // Unbounded (a model load may take long) until a halt or stop aborts ctx.signal: from then
+        // on it gets stopTimeoutMs, like an in-flight message, so a hung preStart cannot wedge
+        // the halt or stop (nor the supervisor and shutdown waiting on it).
         if (!await this.#awaitHook(instance.preStart(ctx), controller.signal)) {
           const timedOut = new HookTimeoutError(this.name, "preStart", this.#env.stopTimeoutMs);
           this.#hookFailed("preStart", timedOut);
-          throw timedOut; // only a stop aborts ctx.signal while starting: the #final path below
+          throw timedOut; // only a halt or stop aborts ctx.signal while starting: see below
         }
       }
+      // Halted while preStart ran: this incarnation must not take messages (the halt would end
+      // it mid-message). A stop lets it start and ends it from its own queued step instead.
+      if (controller.signal.aborted && !this.#final) throw controller.signal.reason;
       // Children it spawned gave up meanwhile (see childExited): a failed preStart.
       // (Set by childExited during the await: the cast undoes narrowing from the reset above.)
       const linkedFailure = this.#linkedFailure as { reason: unknown } | undefined;
       if (linkedFailure !== undefined && epoch === this.#epoch) throw linkedFailure.reason;
     } catch (reason) {
       if (epoch !== this.#epoch) return;
-      if (this.#final) {
-        // Stopped while starting: the queued stop reports it; this is no crash.
+      if (controller.signal.aborted) {
+        // Halted or stopped while starting (nothing else aborts ctx.signal before the incarnation
+        // runs): a preStart failing now is the halt's or stop's doing, no crash, and the queued
+        // halt or stop reports it. Messages queued for this incarnation end with it.
+        const ended = controller.signal.reason;
         this.#epoch++;
         this.#state = IDLE;
+        this.#mailbox.clear((_m, r) => r?.reject(ended));
         await this.#finishIncarnation();
-        if (info.initial) throw new ActorStoppedError(this.name, "stopped while starting");
+        // A first start cut by a halt is no failure of the spawn: the child keeps its place and
+        // whoever halted it (a group restart, its supervisor's restart) starts it again.
+        if (info.initial && this.#final) {
+          throw new ActorStoppedError(this.name, "stopped while starting");
+        }
         return;
       }
       this.#epoch++;
@@ -507,8 +533,24 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
   }
 
   halt(reason: StopReason): Promise<void> {
+    const error = new ActorStoppedError(this.name, reason);
+    // A start in progress is cut short now, as a stop does: the halt is queued behind it, and a
+    // preStart that ends on ctx.signal (a model load) would otherwise never end, nor would the
+    // supervisor restart or shutdown waiting on this halt. Aborting also starts its stopTimeoutMs.
+    const cutsStart = this.#state === STARTING && this.#controller?.signal.aborted === false;
+    if (cutsStart) this.#controller!.abort(error);
     return this.#enqueue(async () => {
-      await this.#endFromOutside(reason, new ActorStoppedError(this.name, reason));
+      const ended = await this.#endFromOutside(reason, error);
+      // The start ended without running (see #start); a stop queued meanwhile reports it instead.
+      if (!ended && cutsStart && !this.#final) {
+        this.#env.emit({
+          type: "stopped",
+          kind: "actor",
+          name: this.name,
+          time: Date.now(),
+          reason,
+        });
+      }
     });
   }
 
@@ -590,14 +632,11 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
       return;
     }
     if (this.#state !== RUNNING) return;
-    let inFlight: PendingReply | undefined = undefined;
-    if (this.#busy) {
-      // The message in hand belongs to the crashing incarnation: its ask fails now, and the
-      // handler's eventual result is ignored (its epoch is stale after #crash).
-      inFlight = this.#currentReply;
-      this.#busy = false;
-    }
-    this.#crash(reason, inFlight);
+    // The message in hand belongs to the crashing incarnation: its ask fails now, and the
+    // handler's eventual result is ignored (its epoch is stale after #crash). #crash waits for
+    // the handler itself (bounded) before postStop and the restart; #busy stays set until then.
+    if (this.#busy) this.#crash(reason, this.#currentReply, this.#current);
+    else this.#crash(reason, undefined);
   }
 
   #spawnLinked<C>(spec: ChildSpec<C>, epoch: number): Promise<ActorRef<C>> {

@@ -86,6 +86,31 @@ export class LengthPrefixedEncoderStream extends TransformStream<Uint8Array, Uin
 const MIN_FRAME_BUFFER_BYTES = 4096;
 /** Pieces of a frame kept as views of the input before they are gathered in one buffer. */
 const MAX_FRAME_PIECES = 64;
+/**
+ * A piece is kept as a view only while its backing buffer is at most this many times the piece:
+ * a view pins its whole buffer, and a socket read is a view of a fresh 64 KiB buffer however
+ * few bytes came, so one-byte reads kept as views held 64 KiB each. Two matches the documented
+ * bound (a partial frame holds at most twice what arrived); a smaller piece is copied out.
+ */
+const MAX_PIECE_BACKING_RATIO = 2;
+/**
+ * Backing buffers up to this size are kept as views whatever the ratio: pinning them costs no
+ * more than the view object itself (~200 bytes), so a copy would save nothing.
+ */
+const PIECE_VIEW_SLACK_BYTES = 256;
+
+/**
+ * `piece` itself when keeping it pins little more than its own bytes, else a copy of it (see
+ * {@link MAX_PIECE_BACKING_RATIO}). A whole read kept as is costs no copy: the common case of a
+ * frame spread over large reads.
+ */
+function keepable(piece: Uint8Array): Uint8Array {
+  const backing = piece.buffer.byteLength;
+  if (backing <= PIECE_VIEW_SLACK_BYTES || backing <= MAX_PIECE_BACKING_RATIO * piece.byteLength) {
+    return piece;
+  }
+  return piece.slice();
+}
 
 /**
  * Splits bytes into frame payloads, synchronously: the framing of
@@ -95,11 +120,13 @@ const MAX_FRAME_PIECES = 64;
  * {@link TruncatedFrameError} if the input stopped inside a frame. Payloads that arrive whole
  * inside one chunk are views of that chunk (no copy).
  *
- * A partial frame holds at most twice the bytes that actually arrived (views of up to 64 pieces,
- * then a buffer that doubles from 4 KiB, capped at the declared length), never its declared
- * length: a prefix is a claim, not a reason to allocate. So a thousand connections that each
- * announce 1 MiB and send ten bytes cost a few views each, not a gigabyte, and a frame sent a
- * byte at a time costs its bytes.
+ * A partial frame holds at most twice the bytes that actually arrived (up to 64 pieces, each a
+ * view pinning at most twice its bytes or 256, else a copy; then a buffer that doubles from
+ * 4 KiB, capped at the declared length), never its declared length: a prefix is a claim, not a
+ * reason to allocate. A piece much smaller than the buffer it is a view of is copied, since a
+ * view keeps its whole buffer alive. So a thousand connections
+ * that each announce 1 MiB and send ten bytes cost a few small pieces each, not a gigabyte, and
+ * a frame sent a byte at a time costs its bytes, whatever size of buffer each byte came in.
  */
 export class FrameSplitter {
   readonly #max: number;
@@ -109,9 +136,10 @@ export class FrameSplitter {
   /** Declared length of the frame being read; -1 while reading a prefix. */
   #length = -1;
   /**
-   * The frame being read, `#filled` bytes so far: views of the input chunks while there are at
-   * most {@link MAX_FRAME_PIECES} of them (a frame in a few reads is copied once, when it is
-   * whole), then gathered in `#buffer`, which doubles as bytes come (capped at the declared
+   * The frame being read, `#filled` bytes so far: views of the input chunks (copies of those
+   * that would pin a much larger buffer, see {@link keepable}) while there are at most
+   * {@link MAX_FRAME_PIECES} of them (a frame in a few reads is copied once, when it is whole),
+   * then gathered in `#buffer`, which doubles as bytes come (capped at the declared
    * length). Views alone cost ~200 bytes of objects per piece: a peer sending a 1 MiB frame a
    * byte at a time made one connection hold ~200 MB (a review measured it at stop 33); gathered
    * from the start, a frame in 64 KiB reads was copied about twice over as the buffer grew.
@@ -128,9 +156,12 @@ export class FrameSplitter {
     this.#max = resolveMax(options);
   }
 
-  /** Bytes held for the frame being read (at most twice what arrived of it). */
+  /**
+   * Bytes held for the frame being read (at most twice what arrived of it): the gathered buffer
+   * and, for each piece, the whole buffer it is a view of, since that is what it keeps alive.
+   */
   get heldBytes(): number {
-    return this.#buffer.byteLength + this.#pieces.reduce((n, p) => n + p.byteLength, 0);
+    return this.#buffer.byteLength + this.#pieces.reduce((n, p) => n + p.buffer.byteLength, 0);
   }
 
   /** Feed a chunk; `onFrame` gets each payload completed by it, in order. */
@@ -167,7 +198,10 @@ export class FrameSplitter {
       const take = Math.min(this.#length - this.#filled, chunk.byteLength - offset);
       const piece = chunk.subarray(offset, offset + take);
       if (this.#buffer.byteLength === 0 && this.#pieces.length < MAX_FRAME_PIECES) {
-        this.#pieces.push(piece);
+        // The piece that completes the frame is joined into the payload below, before this
+        // returns: only a piece that waits for more input can pin its buffer.
+        const completes = this.#filled + take === this.#length;
+        this.#pieces.push(completes ? piece : keepable(piece));
       } else this.#gather(piece);
       this.#filled += take;
       offset += take;

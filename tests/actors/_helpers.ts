@@ -39,3 +39,22 @@ export async function isPending(promise: Promise<unknown>): Promise<boolean> {
   await delay(0);
   return !settled;
 }
+
+/**
+ * How long a test waits for something that should settle at once before failing instead of
+ * hanging: a liveness guard generous for a loaded two-core machine, not a performance bound.
+ */
+export const SETTLE_GUARD_MS = 5_000;
+
+/** Resolves `promise`'s value, or fails the test (instead of hanging it) after `ms`. */
+export async function settlesWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} still pending after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

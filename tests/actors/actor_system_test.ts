@@ -11,7 +11,7 @@ import {
   NameTakenError,
 } from "../../actors/errors.ts";
 import type { CrashedEvent } from "../../actors/events.ts";
-import { deferred, recordEvents } from "./_helpers.ts";
+import { deferred, recordEvents, SETTLE_GUARD_MS, settlesWithin } from "./_helpers.ts";
 import { delay, eventually } from "../_helpers/wait.ts";
 
 function recorder(name: string, stops: string[]): { name: string; factory: () => Actor<string> } {
@@ -144,19 +144,6 @@ Deno.test("shutdown waits for the postStop of an actor whose in-flight handler f
   assert.ok((await inFlight) instanceof ActorStoppedError);
   assert.ok(!eventLog.includes("crashed:w"), eventLog.join(" "));
 });
-
-/** Resolves `promise`'s value, or fails the test (instead of hanging it) after `ms`. */
-async function settlesWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} still pending after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, guard]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 Deno.test("shutdown abandons a restart's hung preStart after stopTimeoutMs and reports hook_failed", async () => {
   for (const layout of ["under the root", "under a supervisor", "in a restarting supervisor"]) {
@@ -489,6 +476,84 @@ Deno.test("a restartable linked child that keeps crashing escalates into its par
   await eventually(() => events.some((e) => e.type === "restarted" && e.name === "p"));
   assert.equal(await parent.ask("ping"), "alive");
   assert.equal(system.lookup("p/worker"), undefined);
+  await system.shutdown();
+});
+
+/**
+ * A parent whose "work" handler spawns a permanent linked worker that crashes until its group
+ * gives up (crashing the parent while the handler runs), then waits on `job`. Every other
+ * message answers with the incarnation handling it. `log` records the lifecycle.
+ */
+function busyParent(job: Promise<void>, log: string[]): ChildSpec<string> {
+  let incarnations = 0;
+  return {
+    name: "p",
+    factory: (): Actor<string> => {
+      const me = ++incarnations;
+      return {
+        async receive(m: string, ctx: ActorContext<string>) {
+          if (m !== "work") {
+            log.push(`${m} handled by #${me}`);
+            return me;
+          }
+          await ctx.spawn<string>({
+            name: "p/worker",
+            restart: "permanent",
+            factory: () => ({
+              preStart: (c) => void c.self.tell("go"),
+              receive: () => {
+                throw new Error("worker bug");
+              },
+            }),
+          });
+          await job; // a long job that does not watch ctx.signal
+          log.push(`work of #${me} ends, signal ${ctx.signal.aborted ? "aborted" : "live"}`);
+        },
+        postStop: () => void log.push(`postStop #${me}`),
+      };
+    },
+  };
+}
+
+Deno.test("linked children crashing a busy parent: its ask fails at once, but postStop and the restart wait for the handler in flight", async () => {
+  // stopTimeoutMs far beyond the test: only the handler ending may let the crash go on.
+  const system = new ActorSystem({ name: "t", stopTimeoutMs: 60_000 });
+  const { events } = recordEvents(system);
+  const log: string[] = [];
+  const job = deferred();
+  const parent = await system.spawn(busyParent(job.promise, log));
+  const error = await parent.ask("work", { timeoutMs: Infinity }).catch((e) => e);
+  assert.ok(error instanceof ActorCrashedError, String(error));
+  assert.ok(error.reason instanceof EscalatedError, String(error.reason));
+  assert.ok(events.some((e) => e.type === "crashed" && e.name === "p"));
+  const probe = parent.ask("probe"); // waits in the mailbox for the next incarnation
+  // Room for a wrong implementation to run postStop and restart under the running handler.
+  await delay(20);
+  log.push("job released");
+  job.resolve();
+  assert.equal(await settlesWithin(probe, SETTLE_GUARD_MS, "the restart"), 2);
+  assert.deepEqual(log, [
+    "job released",
+    "work of #1 ends, signal aborted",
+    "postStop #1",
+    "probe handled by #2",
+  ]);
+  await system.shutdown();
+});
+
+Deno.test("linked children crashing a busy parent whose handler ignores ctx.signal: abandoned after stopTimeoutMs, then postStop and the restart", async () => {
+  const system = new ActorSystem({ name: "t", stopTimeoutMs: 30 });
+  const { log: eventLog } = recordEvents(system);
+  const log: string[] = [];
+  const parent = await system.spawn(busyParent(new Promise<void>(() => {}), log));
+  await assert.rejects(parent.ask("work", { timeoutMs: Infinity }), ActorCrashedError);
+  assert.equal(await settlesWithin(parent.ask("probe"), SETTLE_GUARD_MS, "the restart"), 2);
+  assert.deepEqual(log, ["postStop #1", "probe handled by #2"]);
+  assert.deepEqual(eventLog.filter((e) => e.endsWith(":p")), [
+    "started:p",
+    "crashed:p",
+    "restarted:p",
+  ]);
   await system.shutdown();
 });
 

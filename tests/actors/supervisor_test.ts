@@ -1,10 +1,15 @@
 import assert from "node:assert/strict";
-import type { Actor, ChildSpec, RestartPolicy } from "../../actors/actor.ts";
+import type { Actor, ActorContext, ChildSpec, RestartPolicy } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { ActorCrashedError, ActorStoppedError, EscalatedError } from "../../actors/errors.ts";
+import {
+  ActorCrashedError,
+  ActorStoppedError,
+  EscalatedError,
+  HookTimeoutError,
+} from "../../actors/errors.ts";
 import type { CrashedEvent, EscalatedEvent, RestartedEvent } from "../../actors/events.ts";
 import type { SupervisionStrategy } from "../../actors/supervisor.ts";
-import { deferred, recordEvents } from "./_helpers.ts";
+import { deferred, recordEvents, SETTLE_GUARD_MS, settlesWithin } from "./_helpers.ts";
 import { eventually } from "../_helpers/wait.ts";
 
 type Msg = "inc" | "get" | "crash" | "exit";
@@ -366,4 +371,101 @@ Deno.test("system.stop of a child waiting out its backoff is immediate and final
   assert.ok(eventLog.includes("stopped:a"));
   await system.shutdown();
   assert.ok(!eventLog.includes("restarted:a"));
+});
+
+/**
+ * A model load as the docs ask preStart to write it: it ends when ctx.signal aborts, resolving
+ * (`resolves`) or failing like an aborted fetch (`rejects`), or it never ends (`hangs`).
+ */
+type Load = "resolves" | "rejects" | "hangs";
+
+function load(ctx: ActorContext<Msg>, how: Load): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (how === "hangs") return;
+    ctx.signal.addEventListener("abort", () => {
+      if (how === "resolves") resolve();
+      else reject(new DOMException("load aborted", "AbortError"));
+    }, { once: true });
+  });
+}
+
+Deno.test("giving up halts a child still in its restart preStart at once: the preStart is aborted (or abandoned), fatal and shutdown follow", async () => {
+  for (const how of ["resolves", "rejects", "hangs"] as const) {
+    // A signal-aware load must end on the halt's abort alone, long before stopTimeoutMs; one
+    // that ignores the signal gets stopTimeoutMs, as under a stop.
+    const stopTimeoutMs = how === "hangs" ? 30 : 60_000;
+    const system = new ActorSystem({ name: "t", maxRestarts: 0, stopTimeoutMs });
+    const { log: eventLog, events } = recordEvents(system);
+    let loads = 0;
+    const reloading = deferred();
+    await system.supervise({
+      name: "t/sup",
+      children: [{
+        name: "loader",
+        factory: (): Actor<Msg> => ({
+          preStart(ctx) {
+            if (++loads === 1) return;
+            reloading.resolve();
+            return load(ctx, how);
+          },
+          receive(m) {
+            if (m === "crash") throw new Error("loader crashed");
+          },
+        }),
+      }],
+    });
+    const other = await system.spawn(counter("other", []));
+    await assert.rejects(system.lookup<Msg>("loader")!.ask("crash"), ActorCrashedError);
+    await reloading.promise;
+    // The root may not restart anything (maxRestarts 0): it gives up and halts t/sup, which
+    // halts the loader in the middle of its restart.
+    await assert.rejects(other.ask("crash"), ActorCrashedError);
+    const termination = await settlesWithin(system.terminated, SETTLE_GUARD_MS, `fatal (${how})`);
+    assert.equal(termination.reason, "fatal", how);
+    await settlesWithin(system.shutdown(), SETTLE_GUARD_MS, `shutdown (${how})`);
+    // The halt's doing, not a crash of the new incarnation, and reported as its stop.
+    assert.equal(eventLog.filter((e) => e === "crashed:loader").length, 1, eventLog.join(" "));
+    assert.ok(!eventLog.includes("restarted:loader"), eventLog.join(" "));
+    assert.ok(
+      eventLog.indexOf("stopped:loader") < eventLog.indexOf("fatal:t"),
+      eventLog.join(" "),
+    );
+    const failed = events.filter((e) => e.type === "hook_failed");
+    if (how === "hangs") {
+      assert.equal(failed.length, 1, eventLog.join(" "));
+      assert.ok(failed[0].type === "hook_failed" && failed[0].reason instanceof HookTimeoutError);
+    } else assert.equal(failed.length, 0, eventLog.join(" "));
+  }
+});
+
+Deno.test("a group restart halts a sibling still in its first preStart at once: its spawn resolves and it restarts with the group", async () => {
+  // stopTimeoutMs far beyond the guard: only the halt's abort can end the load in time.
+  const system = new ActorSystem({ name: "t", stopTimeoutMs: 60_000 });
+  const { log: eventLog } = recordEvents(system);
+  const sup = await system.supervise({
+    name: "t/sup",
+    strategy: "one_for_all",
+    children: [counter("a", [])],
+  });
+  let loads = 0;
+  const loading = deferred();
+  const spawned = sup.spawn<Msg>({
+    name: "b",
+    factory: (): Actor<Msg> => ({
+      preStart(ctx) {
+        if (++loads > 1) return;
+        loading.resolve();
+        return load(ctx, "resolves");
+      },
+      receive: () => "loaded",
+    }),
+  });
+  await loading.promise;
+  await assert.rejects(system.lookup<Msg>("a")!.ask("crash"), ActorCrashedError);
+  const b = await settlesWithin(spawned, SETTLE_GUARD_MS, "b's spawn");
+  assert.equal(await settlesWithin(b.ask("get"), SETTLE_GUARD_MS, "b after the restart"), "loaded");
+  assert.equal(loads, 2);
+  assert.deepEqual(sup.childNames(), ["a", "b"]);
+  assert.ok(!eventLog.includes("crashed:b"), eventLog.join(" "));
+  await settlesWithin(system.shutdown(), SETTLE_GUARD_MS, "shutdown");
 });

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import v8 from "node:v8";
+import vm from "node:vm";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   FrameSplitter,
@@ -7,6 +9,7 @@ import {
 } from "../../streams/length_prefixed_stream.ts";
 import { FrameTooLargeError, TruncatedFrameError } from "../../protocols/protocol_errors.ts";
 import { prng } from "../_prng.ts";
+import { delay } from "../_helpers/wait.ts";
 
 async function encodeAll(payloads: Uint8Array[]): Promise<Uint8Array> {
   const frames = await Array.fromAsync(
@@ -165,4 +168,74 @@ Deno.test("a frame cut into one-byte pieces is reassembled whole, holding at mos
   // Views of each piece, kept until the frame completed, cost ~200 bytes of objects per byte.
   assert.ok(worst <= 2, `held ${worst.toFixed(2)}× what arrived`);
   assert.equal(splitter.heldBytes, 0, "nothing kept once the frame is out");
+});
+
+/** What a socket read hands over: a view of a fresh buffer of this size, however few bytes came. */
+const READ_BUFFER_BYTES = 64 * 1024;
+
+/** A frame prefix announcing `length` payload bytes. */
+function prefixFor(length: number): Uint8Array {
+  const prefix = new Uint8Array(4);
+  new DataView(prefix.buffer).setUint32(0, length);
+  return prefix;
+}
+
+/**
+ * Pushes `bytes` one byte per read, each a view of its own {@link READ_BUFFER_BYTES} buffer, and
+ * returns weak references to those buffers (in a function, so no local keeps one alive).
+ */
+function pushAsOneByteReads(splitter: FrameSplitter, bytes: Uint8Array): WeakRef<ArrayBuffer>[] {
+  const buffers: WeakRef<ArrayBuffer>[] = [];
+  for (const byte of bytes) {
+    const read = new Uint8Array(new ArrayBuffer(READ_BUFFER_BYTES), 0, 1);
+    read[0] = byte;
+    buffers.push(new WeakRef(read.buffer));
+    splitter.push(read, () => assert.fail("the frame is not complete yet"));
+  }
+  return buffers;
+}
+
+Deno.test("a partial frame sent a byte per read does not keep alive the 64 KiB buffers the bytes came in", async () => {
+  // Node's trick, supported by Deno: V8's gc() at run time, without a command-line flag.
+  v8.setFlagsFromString("--expose-gc");
+  const forceGc = vm.runInNewContext("gc") as () => void;
+  const arrived = 64; // as many pieces as the splitter keeps before gathering them
+  const payload = crypto.getRandomValues(new Uint8Array(arrived + 1));
+  const splitter = new FrameSplitter();
+  splitter.push(prefixFor(payload.length), () => assert.fail("no frame yet"));
+  const buffers = pushAsOneByteReads(splitter, payload.subarray(0, arrived));
+  await delay(0); // a WeakRef keeps its target alive until the current job ends
+  forceGc();
+  const pinned = buffers.filter((b) => b.deref() !== undefined).length;
+  assert.equal(pinned, 0, `${pinned} read buffers of ${READ_BUFFER_BYTES} bytes kept alive`);
+  assert.ok(splitter.heldBytes <= 2 * arrived, `holds ${splitter.heldBytes} for ${arrived}`);
+  const frames: Uint8Array[] = [];
+  splitter.push(payload.subarray(arrived), (p) => frames.push(p));
+  assert.deepEqual(frames, [payload]);
+});
+
+Deno.test("heldBytes counts the whole buffer a kept piece is a view of", () => {
+  // A piece over half its buffer is kept as a view (copying it would save less than it costs),
+  // and pins the whole buffer: that is what the splitter holds.
+  const splitter = new FrameSplitter();
+  const chunk = new Uint8Array(1000);
+  chunk.set(prefixFor(2000), 400);
+  splitter.push(chunk.subarray(400), () => assert.fail("no frame yet"));
+  assert.equal(splitter.heldBytes, 1000);
+});
+
+Deno.test("a frame spread over whole reads keeps them as views until it completes: one copy, into the payload", () => {
+  const splitter = new FrameSplitter();
+  const reads = [0, 1, 2].map((i) => new Uint8Array(READ_BUFFER_BYTES).fill(i));
+  const frames: Uint8Array[] = [];
+  splitter.push(prefixFor(3 * READ_BUFFER_BYTES), () => assert.fail("no frame yet"));
+  splitter.push(reads[0], () => assert.fail("no frame yet"));
+  splitter.push(reads[1], () => assert.fail("no frame yet"));
+  assert.equal(splitter.heldBytes, 2 * READ_BUFFER_BYTES);
+  // Still the caller's buffer, not a copy of it: what is written to it shows in the frame.
+  reads[1].fill(7);
+  splitter.push(reads[2], (p) => frames.push(p));
+  assert.equal(frames.length, 1);
+  assert.deepEqual(frames[0].subarray(READ_BUFFER_BYTES, 2 * READ_BUFFER_BYTES), reads[1]);
+  assert.equal(frames[0][2 * READ_BUFFER_BYTES], 2);
 });
