@@ -14,7 +14,9 @@
  * outside the process go through an `InferencePort` (`LocalInferencePort` wraps this actor).
  *
  * Submissions that find the queue full are answered with a typed {@link TooManyJobsError}
- * (HTTP 429 at the edge) instead of crashing the actor: a refused job is a normal outcome.
+ * (HTTP 429 at the edge) instead of crashing the actor: a refused job is a normal outcome. So
+ * is a model that cannot be loaded, whatever the error (a bad `config.json` is the operator's
+ * input, not a bug of this actor): that job is refused, typed, and every other job goes on.
  *
  * @module
  */
@@ -47,6 +49,7 @@ import {
   ContextLengthError,
   EmptyPromptError,
   InvalidGenerationParamsError,
+  ModelLoadError,
   UnknownModelError,
   WrongModelKindError,
 } from "../inference/errors.ts";
@@ -309,9 +312,10 @@ export class InferenceActor implements Actor<InferenceMessage> {
     try {
       model = await this.#models.get(job.model);
     } catch (error) {
-      // An unknown or unloadable model refuses this job; it does not crash the actor.
-      if (error instanceof VeriflowError) return { accepted: false, error };
-      throw error;
+      // An unknown or unloadable model refuses this job; it does not crash the actor. Any error
+      // at all: a model's files are the operator's input, not this actor's code, so even an
+      // untyped failure there must not take down the jobs running on every other model.
+      return { accepted: false, error: modelUnavailable(job.model, error) };
     }
     if (model === undefined) return { accepted: false, error: new UnknownModelError(job.model) };
     const lane = this.#lane(job.model);
@@ -579,6 +583,15 @@ function tellPosition(entry: JobEntry, position: number): void {
 /** The jobs queued from `from` on moved up one place: tell each its new place. */
 function movedUp(lane: ModelLane, from: number): void {
   for (let i = from; i < lane.queue.length; i++) tellPosition(lane.queue[i], i + 1);
+}
+
+/** Why `cid` cannot serve a job, typed: a source's own typed error as it is, else a load failure. */
+function modelUnavailable(cid: string, error: unknown): VeriflowError {
+  if (error instanceof VeriflowError) return error;
+  return new ModelLoadError(
+    `model ${cid} cannot be loaded: ${error instanceof Error ? error.message : String(error)}`,
+    { cause: error },
+  );
 }
 
 function tellQuietly(ref: ActorRef<InferenceMessage> | undefined, message: InferenceMessage): void {

@@ -46,7 +46,9 @@ export interface OneShotModel {
 export interface ModelSource {
   /**
    * The loaded model with this CID; `undefined` or a rejection with `UnknownModelError` when
-   * the node does not serve it (any typed rejection refuses the job with that error).
+   * the node does not serve it. Any rejection refuses the one job and never stops the actor: a
+   * typed one (`VeriflowError`) with that error, anything else as a `ModelLoadError` whose
+   * `cause` it is.
    */
   get(cid: string): Promise<GenerativeModel | OneShotModel | undefined>;
 }

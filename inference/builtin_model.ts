@@ -1,8 +1,11 @@
 /**
  * The node's built-in model, built on first use and cached by content: the directory is named
  * by the CID of its `model.onnx`, so two nodes that build the same (size, seed) hold the same
- * model under the same id, and a corrupted copy is detected (its bytes no longer match the
- * name) and rebuilt.
+ * model under the same id. The alias file that leads from (size, seed) to that directory also
+ * records the CID of every other file the builder wrote (`config.json`, the tokenizer): the
+ * build is deterministic, so any file that no longer matches — a damaged weight file, a
+ * truncated tokenizer, an edited config that would contradict the graph — is a corrupted copy,
+ * and the model is rebuilt.
  *
  * Most sizes are random weights from a seed (`tiny` runs the tests). A trained size (`brown`,
  * the node's default: trained by `cli.ts train` on the Brown corpus) is not built: its weights
@@ -12,7 +15,7 @@
  * @module
  */
 import { join } from "node:path";
-import { matchesCid } from "../protocols/cid.ts";
+import { cidOf, matchesCid } from "../protocols/cid.ts";
 import {
   BUILDER_VERSION,
   buildGptModel,
@@ -65,6 +68,16 @@ export async function trainedModelBytes(size: GptModelSize): Promise<Uint8Array>
 /** Files a built-in model directory must hold. */
 const MODEL_FILES = ["model.onnx", "config.json", "tokenizer.json"] as const;
 
+/**
+ * What the alias file records of a built model: the CID of its `model.onnx` (the directory's
+ * name) and that of each other file the builder wrote, by name. A cache hit needs every one of
+ * them to match, byte for byte.
+ */
+interface BuiltinRecord {
+  cid: string;
+  files: Record<string, string>;
+}
+
 /** In-process de-duplication of concurrent builds of the same model. */
 const building = new Map<string, Promise<string>>();
 
@@ -107,9 +120,9 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
   const aliasPath = join(modelsDir, `builtin-${size}-seed${seed}-v${BUILDER_VERSION}.cid`);
   const cached = await readAlias(aliasPath);
   if (
-    cached && (!trained || cached === trained.cid) &&
-    (await isIntact(join(modelsDir, cached), cached))
-  ) return join(modelsDir, cached);
+    cached && (!trained || cached.cid === trained.cid) &&
+    (await isIntact(join(modelsDir, cached.cid), cached))
+  ) return join(modelsDir, cached.cid);
 
   // Build beside the target and rename, so a crash never leaves a half-written model dir
   // under a valid-looking CID name.
@@ -122,15 +135,16 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
       await Deno.writeFile(join(staging, "model.onnx"), await trainedModelBytes(size));
       built.cid = trained.cid;
     }
+    const record = await recordOf(staging, built.cid);
     const dir = join(modelsDir, built.cid);
-    if (await isIntact(dir, built.cid)) {
+    if (await isIntact(dir, record)) {
       await Deno.remove(staging, { recursive: true });
     } else {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
       await Deno.rename(staging, dir);
     }
     const aliasTmp = `${aliasPath}.${crypto.randomUUID()}.tmp`;
-    await Deno.writeTextFile(aliasTmp, built.cid + "\n");
+    await Deno.writeTextFile(aliasTmp, JSON.stringify(record) + "\n");
     await Deno.rename(aliasTmp, aliasPath);
     return dir;
   } catch (error) {
@@ -139,18 +153,45 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
   }
 }
 
-async function readAlias(path: string): Promise<string | null> {
+/** The record of a freshly built directory: the CID of each file in it. */
+async function recordOf(dir: string, cid: string): Promise<BuiltinRecord> {
+  const files: Record<string, string> = {};
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isFile && entry.name !== "model.onnx") {
+      files[entry.name] = cidOf(await readWholeFile(join(dir, entry.name)));
+    }
+  }
+  return { cid, files };
+}
+
+/**
+ * The record an alias file holds, or `null` when there is none or it is not one (damaged, or
+ * written before records listed every file: the model is then rebuilt, or found intact, once).
+ */
+async function readAlias(path: string): Promise<BuiltinRecord | null> {
   try {
-    return (await Deno.readTextFile(path)).trim() || null;
+    const record = JSON.parse(await Deno.readTextFile(path));
+    const files = record?.files;
+    if (
+      typeof record?.cid !== "string" || typeof files !== "object" || files === null ||
+      !Object.values(files).every((f) => typeof f === "string")
+    ) return null;
+    return { cid: record.cid, files };
   } catch {
     return null;
   }
 }
 
-async function isIntact(dir: string, cid: string): Promise<boolean> {
+/** Whether `dir` holds every file of `record`, each matching its CID, and the files it needs. */
+async function isIntact(dir: string, record: BuiltinRecord): Promise<boolean> {
   try {
-    for (const f of MODEL_FILES) await Deno.stat(join(dir, f));
-    return matchesCid(cid, await readWholeFile(join(dir, "model.onnx")));
+    for (const f of MODEL_FILES) {
+      if (f !== "model.onnx" && !(f in record.files)) return false;
+    }
+    for (const [name, cid] of Object.entries(record.files)) {
+      if (!matchesCid(cid, await readWholeFile(join(dir, name)))) return false;
+    }
+    return matchesCid(record.cid, await readWholeFile(join(dir, "model.onnx")));
   } catch {
     return false;
   }

@@ -15,6 +15,7 @@ import { TensorModel } from "./tensor_model.ts";
 import { type ExecutionProvider, type ModelWorkerOptions, TextModel } from "./text_model.ts";
 import type { ModelHealth, ModelWorkerEvent } from "./model_health.ts";
 import { readWholeFile } from "../storage/read_whole_file.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 
 /** Metadata of a registered model. */
 export interface RegisteredModel {
@@ -118,7 +119,7 @@ export class ModelRegistry {
       await pathExists(tokenizer).catch((cause) => {
         throw new ModelLoadError(`cannot read ${tokenizer}`, { cause });
       });
-    const veriflow = config?.veriflow as { name?: string; kind?: string } | undefined;
+    const veriflow = config?.veriflow as { name?: unknown; kind?: unknown } | null | undefined;
     const kind = hasTokenizer && veriflow?.kind !== "tensor" ? "text" : "tensor";
     const number = (...keys: string[]) => {
       for (const k of keys) if (typeof config?.[k] === "number") return config[k] as number;
@@ -126,7 +127,7 @@ export class ModelRegistry {
     };
     const meta: RegisteredModel = {
       cid,
-      name: veriflow?.name ?? (config?._name_or_path as string | undefined) ??
+      name: nameIn(veriflow?.name, config?._name_or_path) ??
         path.split(/[\\/]/).filter(Boolean).pop() ?? path,
       kind,
       path,
@@ -212,9 +213,20 @@ export class ModelRegistry {
         ((event: ModelWorkerEvent) =>
           onWorkerEvent({ ...event, message: `model ${meta.name}: ${event.message}` })),
     };
-    const model = meta.kind === "text"
-      ? await TextModel.load(meta.path, options)
-      : await TensorModel.load(meta.path, options);
+    let model: LoadedModel;
+    try {
+      model = meta.kind === "text"
+        ? await TextModel.load(meta.path, options)
+        : await TensorModel.load(meta.path, options);
+    } catch (error) {
+      // The files are the operator's: whatever they make fail is this model's load failure,
+      // typed, so the caller refuses what needed the model rather than crashing on it.
+      if (error instanceof VeriflowError) throw error;
+      throw new ModelLoadError(
+        `cannot load the model at ${meta.path}: ${error instanceof Error ? error.message : error}`,
+        { cause: error },
+      );
+    }
     if (model.info.cid !== meta.cid) {
       await model.dispose();
       throw new ModelLoadError(
@@ -229,6 +241,11 @@ export class ModelRegistry {
     entry.loaded = model;
     return model;
   }
+}
+
+/** The first of `candidates` that is a string: a config may hold anything under its name keys. */
+function nameIn(...candidates: unknown[]): string | undefined {
+  return candidates.find((n): n is string => typeof n === "string");
 }
 
 async function readJson(path: string): Promise<Record<string, unknown> | null> {

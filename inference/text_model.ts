@@ -35,8 +35,9 @@
  * @module
  */
 import { join } from "node:path";
+import type * as ort from "onnxruntime-node";
 import { cidOf } from "../protocols/cid.ts";
-import type { GenerationParams } from "../protocols/job.ts";
+import { GENERATION_LIMITS, type GenerationParams } from "../protocols/job.ts";
 import type { Fingerprint } from "../proof/fingerprint.ts";
 import {
   DecoderSession,
@@ -68,6 +69,7 @@ import { type SamplingParams, validateSamplingParams } from "./sampler.ts";
 import { loadTokenizer, type TextTokenizer } from "./text_tokenizer.ts";
 import { MAX_TOP_LOGPROBS, type TopLogprob } from "./top_logprobs.ts";
 import { readWholeFile } from "../storage/read_whole_file.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 
 export type { ExecutionProvider } from "./_session.ts";
 
@@ -256,35 +258,67 @@ interface ModelConfig {
   name: string | undefined;
 }
 
-/** Hugging Face configs spell the same fields differently across architectures. */
-function parseConfig(config: Record<string, unknown>, dir: string): ModelConfig {
-  const pick = (...keys: string[]): number | undefined => {
-    for (const k of keys) if (typeof config[k] === "number") return config[k] as number;
-    const text = config.text_config as Record<string, unknown> | undefined;
-    for (const k of keys) if (typeof text?.[k] === "number") return text[k] as number;
+/** Whether a parsed JSON value is an object with fields (not `null`, an array or a scalar). */
+function isJsonObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Hugging Face configs spell the same fields differently across architectures. Throws
+ * {@link ModelLoadError} on a config that is not an object, lacks a dimension, or gives one that
+ * is not a positive integer — the per-head width included when it is derived (width / heads):
+ * these numbers size the KV cache and cut the logits rows, so a fraction, 0 or `1e300` would
+ * otherwise surface mid-generation as an untyped onnxruntime or typed-array error.
+ */
+function parseConfig(config: unknown, dir: string): ModelConfig {
+  if (!isJsonObject(config)) throw new ModelLoadError(`config.json in ${dir} is not a JSON object`);
+  const text = isJsonObject(config.text_config) ? config.text_config : undefined;
+  const dimension = (...keys: string[]): number | undefined => {
+    for (const scope of [config, text]) {
+      for (const k of keys) {
+        const value = scope?.[k];
+        if (typeof value !== "number") continue;
+        if (!Number.isSafeInteger(value) || value <= 0) {
+          throw new ModelLoadError(
+            `config.json in ${dir}: ${k} must be a positive integer, got ${value}`,
+          );
+        }
+        return value;
+      }
+    }
     return undefined;
   };
-  const numLayers = pick("n_layer", "num_hidden_layers", "num_layers");
-  const numHeads = pick("n_head", "num_attention_heads");
-  const hiddenSize = pick("n_embd", "hidden_size", "d_model");
-  const vocabSize = pick("vocab_size");
-  const contextLength = pick("n_positions", "max_position_embeddings", "n_ctx", "seq_length");
+  const numLayers = dimension("n_layer", "num_hidden_layers", "num_layers");
+  const numHeads = dimension("n_head", "num_attention_heads");
+  const hiddenSize = dimension("n_embd", "hidden_size", "d_model");
+  const vocabSize = dimension("vocab_size");
+  const contextLength = dimension("n_positions", "max_position_embeddings", "n_ctx", "seq_length");
   if (!numLayers || !numHeads || !hiddenSize || !vocabSize || !contextLength) {
     throw new ModelLoadError(
       `config.json in ${dir} lacks layers/heads/width/vocab/context fields`,
     );
   }
+  const headDim = dimension("head_dim") ?? hiddenSize / numHeads;
+  if (!Number.isSafeInteger(headDim)) {
+    throw new ModelLoadError(
+      `config.json in ${dir}: width ${hiddenSize} is not a multiple of ${numHeads} heads, and ` +
+        `no head_dim says the per-head width`,
+    );
+  }
   const eos = Array.isArray(config.eos_token_id) ? config.eos_token_id[0] : config.eos_token_id;
-  const veriflow = config.veriflow as { name?: string } | undefined;
+  const veriflow = isJsonObject(config.veriflow) ? config.veriflow : undefined;
+  const name = [veriflow?.name, config._name_or_path].find((n): n is string =>
+    typeof n === "string"
+  );
   return {
     numLayers,
-    numKeyValueHeads: pick("num_key_value_heads", "n_head_kv") ?? numHeads,
-    headDim: pick("head_dim") ?? hiddenSize / numHeads,
+    numKeyValueHeads: dimension("num_key_value_heads", "n_head_kv") ?? numHeads,
+    headDim,
     hiddenSize,
     vocabSize,
     contextLength,
     eosTokenId: typeof eos === "number" ? eos : undefined,
-    name: veriflow?.name ?? (config._name_or_path as string | undefined),
+    name,
   };
 }
 
@@ -322,6 +356,9 @@ interface LoadedEngine {
   fallbackReason?: string;
   inputNames: readonly string[];
   outputNames: readonly string[];
+  /** The graph's declared types and shapes, checked against `config.json` at load. */
+  inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
+  outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
 }
 
 async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: SessionOptions) {
@@ -346,6 +383,8 @@ async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: 
     fallbackReason,
     inputNames: session.inputNames,
     outputNames: session.outputNames,
+    inputMetadata: session.inputMetadata,
+    outputMetadata: session.outputMetadata,
   } satisfies LoadedEngine;
 }
 
@@ -371,6 +410,8 @@ async function workerEngine(bytes: Uint8Array, shape: DecoderShape, options: Tex
     fallbackReason: loaded.fallbackReason,
     inputNames: loaded.inputNames,
     outputNames: loaded.outputNames,
+    inputMetadata: loaded.inputMetadata,
+    outputMetadata: loaded.outputMetadata,
   } satisfies LoadedEngine;
 }
 
@@ -436,13 +477,29 @@ export class TextModel {
 
   /**
    * Load a model directory: `model.onnx`, `config.json`, `tokenizer.json` (and optionally
-   * `tokenizer_config.json`). Throws {@link ModelLoadError} on a missing file or a graph that
-   * does not follow the decoder convention. With `worker: true` the sessions are created in
-   * the workers (in parallel), not on this thread.
+   * `tokenizer_config.json`). Throws {@link ModelLoadError} on a missing or malformed file, a
+   * graph that does not follow the decoder convention, or a `config.json` whose dimensions
+   * contradict the graph's (see `checkDecoderGraph`); any other failure while loading is
+   * wrapped in one too, since it comes from the files an operator supplied. With
+   * `worker: true` the sessions are created in the workers (in parallel), not on this thread.
    */
   static async load(dir: string, options?: TextModelOptions): Promise<TextModel> {
+    try {
+      return await TextModel.#load(dir, options);
+    } catch (error) {
+      // Typed errors (a worker that cannot start, …) keep their code; anything else a bad file
+      // provokes becomes a load failure, so a caller refuses the one model instead of crashing.
+      if (error instanceof VeriflowError) throw error;
+      throw new ModelLoadError(
+        `cannot load the model in ${dir}: ${error instanceof Error ? error.message : error}`,
+        { cause: error },
+      );
+    }
+  }
+
+  static async #load(dir: string, options?: TextModelOptions): Promise<TextModel> {
     let bytes: Uint8Array;
-    let rawConfig: Record<string, unknown>;
+    let rawConfig: unknown;
     try {
       bytes = await readWholeFile(join(dir, "model.onnx"));
       rawConfig = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
@@ -457,11 +514,12 @@ export class TextModel {
       headDim: config.headDim,
       vocabSize: config.vocabSize,
     };
-    const { engine, executionProvider, fallbackReason, inputNames, outputNames } = options?.worker
+    const loaded: LoadedEngine = options?.worker
       ? await workerEngine(bytes, shape, options)
       : await inThreadEngine(bytes, shape, options);
+    const { engine, executionProvider, fallbackReason, inputNames } = loaded;
     try {
-      checkDecoderGraph(inputNames, outputNames, config, dir);
+      checkDecoderGraph(loaded, config, dir);
     } catch (error) {
       await engine.dispose();
       throw error;
@@ -569,6 +627,7 @@ export class TextModel {
   ): ReadableStream<TokenChunk> {
     this.#checkUsable();
     validateSamplingParams(params);
+    const stops = checkStopSequences(params.stop);
     if (!Number.isSafeInteger(params.maxTokens) || params.maxTokens < 0) {
       throw new InvalidGenerationParamsError(`maxTokens must be an integer ≥ 0`);
     }
@@ -595,7 +654,6 @@ export class TextModel {
     const signal = options?.signal;
     signal?.throwIfAborted();
 
-    const stops = (params.stop ?? []).filter((s) => s.length > 0);
     // Only what the rule reads travels with each step (not the stop list, not maxTokens).
     const { temperature, topK, topP, seed } = params;
     const rule: SamplingParams = { temperature, topK, topP, seed };
@@ -783,13 +841,32 @@ export class TextModel {
   }
 }
 
-/** Throws {@link ModelLoadError} unless the graph follows the decoder-with-past convention. */
+/** Element type of every cache tensor and of the logits: what the runtime allocates and reads. */
+const FLOAT_TENSOR = "float32";
+/** Element type of the token, mask and position inputs the runtime feeds. */
+const INDEX_TENSOR = "int64";
+/** Rank of a cache tensor: `[batch, heads, positions, head width]`. */
+const CACHE_RANK = 4;
+/** Where a cache tensor's shape gives its heads and its per-head width. */
+const CACHE_HEADS_AXIS = 1;
+const CACHE_HEAD_DIM_AXIS = 3;
+
+/**
+ * Throws {@link ModelLoadError} unless the graph follows the decoder-with-past convention with
+ * the dimensions `config.json` gives. The config sizes every cache tensor the runtime feeds and
+ * cuts the logits into rows, and nothing else ties it to `model.onnx` (the CID names only the
+ * graph): a config that contradicts the graph would load under the model's CID and then sample
+ * from the wrong row, or fail mid-generation. So each cache tensor the runtime names must be
+ * declared, float32, `[batch, heads, positions, head width]`, `logits` float32 with rows of the
+ * vocabulary's length, and the index inputs int64. A dimension the graph declares symbolic is
+ * not checked: nothing here can know it short of running the graph.
+ */
 function checkDecoderGraph(
-  inputNames: readonly string[],
-  outputNames: readonly string[],
+  graph: Pick<LoadedEngine, "inputNames" | "outputNames" | "inputMetadata" | "outputMetadata">,
   config: ModelConfig,
   dir: string,
 ): void {
+  const { inputNames, outputNames } = graph;
   for (const name of ["input_ids", "logits"]) {
     if (!inputNames.includes(name) && !outputNames.includes(name)) {
       throw new ModelLoadError(`model in ${dir} has no "${name}" input/output`);
@@ -808,13 +885,93 @@ function checkDecoderGraph(
       );
     }
   };
-  perLayer(
-    inputNames,
-    fixed ? "kv_cache." : "past_key_values.",
-    "inputs",
-    ' (use an export "with past")',
+  const pastPrefix = fixed ? "kv_cache." : "past_key_values.";
+  const newPrefix = fixed ? "kv_new." : "present.";
+  perLayer(inputNames, pastPrefix, "inputs", ' (use an export "with past")');
+  perLayer(outputNames, newPrefix, "outputs");
+
+  const declared = new Map(
+    [...graph.inputMetadata, ...graph.outputMetadata].map((m) => [m.name, m]),
   );
-  perLayer(outputNames, fixed ? "kv_new." : "present.", "outputs");
+  const tensor = (name: string, type: string) => {
+    const meta = declared.get(name);
+    if (!meta) throw new ModelLoadError(`model in ${dir} has no "${name}" input/output`);
+    if (!meta.isTensor || meta.type !== type) {
+      throw new ModelLoadError(
+        `model in ${dir}: "${name}" is ${meta.isTensor ? meta.type : "not a tensor"}, ` +
+          `expected ${type}`,
+      );
+    }
+    return meta.shape;
+  };
+  const mismatch = (name: string, graphSays: string, configSays: string) =>
+    new ModelLoadError(
+      `config.json in ${dir} contradicts model.onnx: "${name}" has ${graphSays}, ` +
+        `config.json says ${configSays}`,
+    );
+  for (const name of ["input_ids", "attention_mask", "position_ids"]) {
+    if (name === "input_ids" || inputNames.includes(name)) tensor(name, INDEX_TENSOR);
+  }
+  const logits = tensor("logits", FLOAT_TENSOR);
+  const rowLength = logits.at(-1);
+  if (typeof rowLength === "number" && rowLength !== config.vocabSize) {
+    throw mismatch("logits", `rows of ${rowLength} tokens`, `${config.vocabSize}`);
+  }
+  for (let l = 0; l < config.numLayers; l++) {
+    for (const kv of ["key", "value"]) {
+      for (const name of [`${pastPrefix}${l}.${kv}`, `${newPrefix}${l}.${kv}`]) {
+        const shape = tensor(name, FLOAT_TENSOR);
+        // An empty shape is one the graph does not declare at all.
+        if (shape.length === 0) continue;
+        if (shape.length !== CACHE_RANK) {
+          throw new ModelLoadError(
+            `model in ${dir}: "${name}" has ${shape.length} dimensions, expected ${CACHE_RANK}`,
+          );
+        }
+        const heads = shape[CACHE_HEADS_AXIS];
+        if (typeof heads === "number" && heads !== config.numKeyValueHeads) {
+          throw mismatch(name, `${heads} heads`, `${config.numKeyValueHeads}`);
+        }
+        const width = shape[CACHE_HEAD_DIM_AXIS];
+        if (typeof width === "number" && width !== config.headDim) {
+          throw mismatch(name, `heads of width ${width}`, `${config.headDim}`);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * `params.stop` checked by hand against the wire's limits (`generationParamsSchema`, which the
+ * edge and the InferenceActor parse with zod): a direct caller of `generate` gets the same
+ * typed refusal instead of a `TypeError` from a string, silently dropped non-strings, or more
+ * or longer sequences than every job may carry. An empty sequence would end every generation
+ * at its first token, so it is refused too. Absent means none. Returns a copy, so a caller that
+ * reuses its array cannot change a running generation's stop list.
+ */
+function checkStopSequences(stop: unknown): string[] {
+  if (stop === undefined) return [];
+  if (!Array.isArray(stop)) {
+    throw new InvalidGenerationParamsError(
+      `stop must be an array of strings, got ${stop === null ? "null" : typeof stop}`,
+    );
+  }
+  const { maxStopSequences, maxStopChars } = GENERATION_LIMITS;
+  if (stop.length > maxStopSequences) {
+    throw new InvalidGenerationParamsError(
+      `stop holds ${stop.length} sequences, at most ${maxStopSequences} are allowed`,
+    );
+  }
+  for (const s of stop) {
+    if (typeof s !== "string" || s.length === 0 || s.length > maxStopChars) {
+      throw new InvalidGenerationParamsError(
+        `each stop sequence must be a string of 1 to ${maxStopChars} characters, got ${
+          typeof s === "string" ? `${s.length} characters` : typeof s
+        }`,
+      );
+    }
+  }
+  return [...stop];
 }
 
 function maxLength(strings: string[]): number {
