@@ -34,6 +34,7 @@ import { type Identity, verifySignature } from "./identity.ts";
 import type { Job, TensorData } from "./job.ts";
 import { type Receipt, ReceiptSchema } from "./receipt.ts";
 import { VeriflowError } from "./errors.ts";
+import { hasOnlyWellFormedStrings, ILL_FORMED_STRING_MESSAGE } from "./well_formed.ts";
 import { type ServedProof, ServedProofSchema } from "../proof/served_proof.ts";
 
 /** Version of the fraud-proof format. */
@@ -144,7 +145,12 @@ export const FraudProofSchema: z.ZodType<FraudProof> = z.object({
   issuedAt: z.number().nonnegative(),
   validator: bytes.refine((b) => b.length === 32),
   sig: bytes.refine((b) => b.length === 64),
-}) as unknown as z.ZodType<FraudProof>;
+}).refine(
+  // The job and the served proof pass loosely, and signing bytes only exist for well-formed
+  // Unicode (`well_formed.ts`): check every string once, the job's prompt and stops included.
+  hasOnlyWellFormedStrings,
+  ILL_FORMED_STRING_MESSAGE,
+) as unknown as z.ZodType<FraudProof>;
 
 /** A value that is not a well-formed fraud proof. */
 export class MalformedFraudProofError extends VeriflowError {

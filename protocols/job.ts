@@ -13,6 +13,7 @@
 import { z } from "zod";
 import { encodeCanonical } from "./cbor.ts";
 import { sha256Hex } from "./hash.ts";
+import { wellFormed } from "./well_formed.ts";
 
 /**
  * Decoding parameters of a text job. `temperature: 0` (or any temperature below
@@ -192,17 +193,19 @@ export const generationParamsSchema: z.ZodType<GenerationParams> = z.object({
   topP: z.number().gt(0).max(1),
   seed: z.number().int().min(GENERATION_LIMITS.minSeed).max(GENERATION_LIMITS.maxSeed),
   // An empty stop sequence would end every job at its first token: refused, not honoured.
-  stop: z.array(z.string().min(1).max(GENERATION_LIMITS.maxStopChars))
+  // A stop string with a lone surrogate would change when the job crosses the wire (and the
+  // job id with it): refused, as every string of a job is (`well_formed.ts`).
+  stop: z.array(wellFormed(z.string().min(1).max(GENERATION_LIMITS.maxStopChars)))
     .max(GENERATION_LIMITS.maxStopSequences),
 });
 
 /** Zod schema of a {@link TextJob} within {@link GENERATION_LIMITS}; unknown fields are dropped. */
 export const textJobSchema: z.ZodType<TextJob> = z.object({
   kind: z.literal("text"),
-  model: z.string().min(1).max(GENERATION_LIMITS.maxModelChars),
-  prompt: z.string().max(GENERATION_LIMITS.maxPromptChars),
+  model: wellFormed(z.string().min(1).max(GENERATION_LIMITS.maxModelChars)),
+  prompt: wellFormed(z.string().max(GENERATION_LIMITS.maxPromptChars)),
   params: generationParamsSchema,
-  nonce: z.string().max(GENERATION_LIMITS.maxNonceChars),
+  nonce: wellFormed(z.string().max(GENERATION_LIMITS.maxNonceChars)),
   precision: z.enum(["fp32", "fp16", "bf16"]).optional(),
   requester: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
@@ -233,6 +236,29 @@ export interface TensorJob {
 
 /** Any job. */
 export type Job = TextJob | TensorJob;
+
+/**
+ * Zod schema of a {@link TensorData}: its shape only (whether the bytes fit the type and dims is
+ * the model's check). The type name is well-formed Unicode, as every string a job hashes.
+ */
+export const tensorDataSchema: z.ZodType<TensorData> = z.object({
+  type: wellFormed(z.string().min(1)),
+  dims: z.array(z.number().int().nonnegative()),
+  data: z.instanceof(Uint8Array),
+}) as unknown as z.ZodType<TensorData>;
+
+/**
+ * Zod schema of a {@link TensorJob}, for a tensor job built from outside input: input names,
+ * model and nonce are well-formed Unicode (a lone surrogate has no canonical CBOR, so no
+ * {@link jobId}); model and nonce within {@link GENERATION_LIMITS}, as a text job's.
+ */
+export const tensorJobSchema: z.ZodType<TensorJob> = z.object({
+  kind: z.literal("tensor"),
+  model: wellFormed(z.string().min(1).max(GENERATION_LIMITS.maxModelChars)),
+  inputs: z.record(wellFormed(z.string()), tensorDataSchema),
+  nonce: wellFormed(z.string().max(GENERATION_LIMITS.maxNonceChars)),
+  requester: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+}) as unknown as z.ZodType<TensorJob>;
 
 /**
  * Largest job, as canonical CBOR bytes, that crosses between nodes (`inference.submit`,

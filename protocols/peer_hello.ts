@@ -17,6 +17,7 @@ import { encodeCanonical } from "./cbor.ts";
 import { type Identity, verifySignature } from "./identity.ts";
 import { defineMessage, type MessageDefinition } from "./message_registry.ts";
 import { defineProtocol, type Protocol } from "./connection_protocols.ts";
+import { hasOnlyWellFormedStrings, ILL_FORMED_STRING_MESSAGE } from "./well_formed.ts";
 
 /** Version of the hello format. */
 export const PEER_HELLO_VERSION = 1;
@@ -103,8 +104,11 @@ const helloFields = {
  * later version adds, kept — its signature covers them, so stripping them would make a newer
  * node's honest hello fail to verify ({@link knownHelloFields} drops them once it has).
  */
-export const PeerHelloSchema: z.ZodType<PeerHello> = z.looseObject(
-  helloFields,
+export const PeerHelloSchema: z.ZodType<PeerHello> = z.looseObject(helloFields).refine(
+  // Fields a later version adds are signed too: every string, known or not, must be well-formed
+  // Unicode for the signing bytes to exist (`well_formed.ts`).
+  hasOnlyWellFormedStrings,
+  ILL_FORMED_STRING_MESSAGE,
 ) as unknown as z.ZodType<PeerHello>;
 
 const knownFieldsSchema = z.object(helloFields);

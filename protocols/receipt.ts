@@ -27,6 +27,7 @@ import {
 } from "./job.ts";
 import type { TensorData } from "./job.ts";
 import { VeriflowError } from "./errors.ts";
+import { hasOnlyWellFormedStrings, wellFormed } from "./well_formed.ts";
 
 /** Version of the receipt format. */
 export const RECEIPT_VERSION = 1;
@@ -98,13 +99,14 @@ export const ReceiptSchema: z.ZodType<Receipt> = z.object({
   v: z.literal(RECEIPT_VERSION),
   kind: z.enum(["text", "tensor"]),
   jobId: z.string().regex(HEX64),
-  model: z.string().min(1).max(GENERATION_LIMITS.maxModelChars),
+  // Free text is well-formed Unicode, so that the signing bytes exist (`well_formed.ts`).
+  model: wellFormed(z.string().min(1).max(GENERATION_LIMITS.maxModelChars)),
   inputHash: z.string().regex(HEX64),
   // The same bounds a job is accepted under: a receipt for a job no node would run is malformed.
   params: generationParamsSchema.nullable(),
   outputHash: z.string().regex(HEX64),
   commitment: z.object({
-    scheme: z.string().max(32),
+    scheme: wellFormed(z.string().max(32)),
     root: z.string().regex(HEX64),
     chunkSize: z.number().int().min(1).max(255),
     tokenBytes: z.number().int().min(0).max(4),
@@ -276,6 +278,11 @@ export function verifyReceipt(value: unknown, options: VerifyReceiptOptions = {}
   }
   const { job, output } = options;
   if (job) {
+    // A string with a lone surrogate has no canonical CBOR, so such a job has no id: no receipt
+    // is for it (and the checks below would throw).
+    if (!hasOnlyWellFormedStrings(job)) {
+      return fail("job_mismatch", "the job holds a string that is not well-formed Unicode");
+    }
     if (jobId(job) !== receipt.jobId) return fail("job_mismatch", "receipt is for another job");
     if (job.kind !== receipt.kind) return fail("job_mismatch", "receipt kind differs from job");
     if (job.model !== receipt.model) return fail("model_mismatch", "receipt names another model");
@@ -292,6 +299,9 @@ export function verifyReceipt(value: unknown, options: VerifyReceiptOptions = {}
     }
   }
   if (output !== undefined) {
+    if (typeof output !== "string" && !hasOnlyWellFormedStrings(output)) {
+      return fail("output_mismatch", "an output name is not well-formed Unicode");
+    }
     const h = typeof output === "string" ? textOutputHash(output) : tensorOutputHash(output);
     if (h !== receipt.outputHash) return fail("output_mismatch", "output does not match receipt");
   }

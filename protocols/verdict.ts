@@ -16,6 +16,7 @@ import { encodeCanonical } from "./cbor.ts";
 import { sha256Hex } from "./hash.ts";
 import { type Identity, verifySignature } from "./identity.ts";
 import { VeriflowError } from "./errors.ts";
+import { hasOnlyWellFormedStrings, wellFormed } from "./well_formed.ts";
 
 /** Version of the verdict format. */
 export const VERDICT_VERSION = 1;
@@ -68,13 +69,17 @@ export type UnsignedVerdict = Omit<Verdict, "sig" | "validator">;
 /** Zod schema of a verdict on the wire. */
 export const VerdictSchema: z.ZodType<Verdict> = z.object({
   v: z.literal(VERDICT_VERSION),
-  subject: z.string().min(1).max(32),
-  subjectId: z.string().min(1).max(256),
+  // Every string is well-formed Unicode, so that the signing bytes exist (`well_formed.ts`).
+  subject: wellFormed(z.string().min(1).max(32)),
+  subjectId: wellFormed(z.string().min(1).max(256)),
   target: z.instanceof(Uint8Array).refine((b) => b.length === 32),
   outcome: z.enum(["valid", "fraud", "invalid", "inconclusive"]),
-  reason: z.string().max(64),
+  reason: wellFormed(z.string().max(64)),
   fraudProof: z.string().regex(/^[0-9a-f]{64}$/).optional(),
-  details: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+  details: z.record(
+    wellFormed(z.string()),
+    z.union([wellFormed(z.string()), z.number(), z.boolean()]),
+  )
     .refine(detailsFit, `details over ${MAX_VERDICT_DETAILS_BYTES} bytes`)
     .optional(),
   issuedAt: z.number().nonnegative(),
@@ -87,6 +92,9 @@ export const VerdictSchema: z.ZodType<Verdict> = z.object({
  * than the bound cannot fit (a UTF-8 byte per character at least): refused before encoding.
  */
 function detailsFit(details: Record<string, string | number | boolean>): boolean {
+  // Refused above already; checked again because encoding an ill-formed string throws, and a
+  // refinement must answer, not throw.
+  if (!hasOnlyWellFormedStrings(details)) return false;
   for (const [key, value] of Object.entries(details)) {
     if (key.length > MAX_VERDICT_DETAILS_BYTES) return false;
     if (typeof value === "string" && value.length > MAX_VERDICT_DETAILS_BYTES) return false;

@@ -104,6 +104,27 @@ const KEPT_GENESIS_ARCHS = 4;
  */
 export const DEFAULT_GENESIS_SEEDS: readonly number[] = Object.freeze([0]);
 
+/** Random bits in a draw of {@link secureRandom}: all a float64 in [0, 1) holds exactly. */
+const DRAW_BITS = 53;
+/** Of those, the ones taken from the first 32-bit word (the second gives all 32 of its own). */
+const HIGH_WORD_BITS = DRAW_BITS - 32;
+
+/**
+ * A uniform draw in [0, 1) from the platform's CSPRNG (`crypto.getRandomValues`), in steps of
+ * 2^-53: the challenge coin's default source.
+ *
+ * @example
+ * ```ts
+ * import { secureRandom } from "./training_validator.ts";
+ * const u = secureRandom();
+ * u >= 0 && u < 1; // true
+ * ```
+ */
+export function secureRandom(): number {
+  const [high, low] = crypto.getRandomValues(new Uint32Array(2));
+  return ((high >>> (32 - HIGH_WORD_BITS)) * 2 ** 32 + low) / 2 ** DRAW_BITS;
+}
+
 /** How a challenge of one report ended. */
 export type ChallengeOutcome =
   | { challenged: false }
@@ -131,6 +152,12 @@ export interface TrainingValidatorOptions {
   serve?: (dir: string) => Promise<void>;
   /** Chance of challenging a receipt; default {@link DEFAULT_TRAINING_CHALLENGE_PROBABILITY}. */
   challengeProbability?: number;
+  /**
+   * Uniform draws in [0, 1) for the challenge coin; default {@link secureRandom}, a CSPRNG. A
+   * trainer that could predict the coin (Math.random's state is recovered from a few of its
+   * outputs) would train lazily exactly when it is not drawn. Tests inject fixed draws.
+   */
+  random?: () => number;
   /** Time a trainer has to open its steps, ms; default {@link DEFAULT_OPENING_DEADLINE_MS}. */
   openingDeadlineMs?: number;
   /** The step check (re-runs opened steps); default `checkStepOpenings`. */
@@ -328,7 +355,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<ChallengeOutcome> {
     const p = this.#options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY;
-    if (!(Math.random() < p)) return { challenged: false };
+    if (!((this.#options.random ?? secureRandom)() < p)) return { challenged: false };
     const { receipt, delta } = request.report;
     const trainer = toHex(receipt.trainer).slice(0, 16);
     const deadlineMs = this.#options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS;

@@ -1,13 +1,17 @@
 import assert from "node:assert/strict";
+import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
 import {
   DEFAULT_GENERATION_PARAMS,
   GENERATION_LIMITS,
   type GenerationParams,
   generationParamsSchema,
   jobId,
+  type TensorJob,
+  tensorJobSchema,
   type TextJob,
   textJobSchema,
 } from "../../protocols/job.ts";
+import { ILL_FORMED_STRING_MESSAGE } from "../../protocols/well_formed.ts";
 
 const L = GENERATION_LIMITS;
 const params = (p: Partial<GenerationParams> = {}): GenerationParams => ({
@@ -80,4 +84,55 @@ Deno.test("textJobSchema bounds model, prompt and nonce, and drops unknown field
   }
   const parsed = textJobSchema.parse({ ...job(), extra: "smuggled" });
   assert.equal(jobId(parsed), jobId(job()));
+});
+
+Deno.test("textJobSchema refuses a lone surrogate in prompt, stop, nonce or model, naming the field", () => {
+  const cases: [Partial<TextJob>, string][] = [
+    [{ prompt: "hello \uD800" }, "prompt"],
+    [{ params: params({ stop: ["ok", "\uDC00"] }) }, "params.stop.1"],
+    [{ nonce: "n-\uD83D" }, "nonce"],
+    [{ model: "bafk\uDFFF" }, "model"],
+  ];
+  for (const [fields, path] of cases) {
+    const result = textJobSchema.safeParse(job(fields));
+    assert.ok(!result.success, path);
+    assert.equal(result.error.issues[0].path.join("."), path);
+    assert.equal(result.error.issues[0].message, ILL_FORMED_STRING_MESSAGE);
+  }
+  // Characters outside the BMP are surrogate pairs, which are well-formed.
+  assert.ok(
+    textJobSchema.safeParse(job({ prompt: "é 😀 日本", params: params({ stop: ["😀"] }) })).success,
+  );
+});
+
+Deno.test("a job the schema accepts keeps its id when it crosses the wire", () => {
+  const sent = job({
+    prompt: "é 😀 \uE000 日本",
+    params: params({ stop: ["😀", "ü"] }),
+    nonce: "ñ",
+    requester: "ab".repeat(32),
+  });
+  assert.ok(textJobSchema.safeParse(sent).success);
+  const received = textJobSchema.parse(decodeCbor(encodeCbor(sent)));
+  assert.deepEqual(received, sent);
+  assert.equal(jobId(received), jobId(sent));
+});
+
+Deno.test("tensorJobSchema refuses an input name, tensor type, model or nonce with a lone surrogate", () => {
+  const t = { type: "float32", dims: [1], data: new Uint8Array(4) };
+  const tensorJob = (j: Partial<TensorJob> = {}): TensorJob => ({
+    kind: "tensor",
+    model: "bafkreimodel",
+    inputs: { "é": t, ab: t },
+    nonce: "n1",
+    ...j,
+  });
+  assert.ok(tensorJobSchema.safeParse(tensorJob()).success);
+  const bad = [
+    tensorJob({ inputs: { "\uD800": t } }),
+    tensorJob({ inputs: { x: { ...t, type: "float\uDC00" } } }),
+    tensorJob({ model: "m\uD800" }),
+    tensorJob({ nonce: "\uDBFF" }),
+  ];
+  bad.forEach((b, i) => assert.ok(!tensorJobSchema.safeParse(b).success, `case ${i}`));
 });

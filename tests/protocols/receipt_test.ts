@@ -11,7 +11,7 @@ import {
   verifyReceipt,
 } from "../../protocols/receipt.ts";
 import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
-import { sha256Hex } from "../../protocols/hash.ts";
+import { sha256Hex, toHex } from "../../protocols/hash.ts";
 
 const worker = Identity.generate();
 const job: TextJob = {
@@ -81,4 +81,29 @@ Deno.test("a receipt's input commitment is keyed by the job's nonce: a prompt di
   }
   assert.notEqual(inputHashOf({ ...job, nonce: "another" }), committed);
   assert.equal(inputHashOf({ ...job }), committed, "whoever holds the job can check it");
+});
+
+Deno.test("receipt: verifyReceipt answers, never throws, when a string is not well-formed Unicode", () => {
+  const r = make();
+  const check = (value: unknown, o = {}) => {
+    const c = verifyReceipt(value, o);
+    return c.ok ? "ok" : c.reason;
+  };
+  // A receipt as JSON (how clients hand it over) can hold a lone surrogate: no signing bytes.
+  const json = { ...r, worker: toHex(r.worker), sig: toHex(r.sig) };
+  assert.equal(check(json), "ok");
+  assert.equal(check({ ...json, model: "bafk\uD800" }), "malformed");
+  assert.equal(
+    check({ ...json, commitment: { ...r.commitment, scheme: "vf\uDC00" } }),
+    "malformed",
+  );
+  // A job or tensor outputs with one have no id or hash, so the receipt is not for them.
+  assert.equal(check(r, { job: { ...job, prompt: "hi\uD800" } }), "job_mismatch");
+  assert.equal(
+    check(r, { job: { ...job, params: { ...job.params, stop: ["\uDFFF"] } } }),
+    "job_mismatch",
+  );
+  const tensor = { type: "float32", dims: [1], data: new Uint8Array(4) };
+  assert.equal(check(r, { output: { "\uD800": tensor } }), "output_mismatch");
+  assert.throws(() => parseReceipt({ ...json, model: "\uD800" }), MalformedReceiptError);
 });
