@@ -298,7 +298,15 @@ export class InferenceActor implements Actor<InferenceMessage> {
   async #submit(message: SubmitJob, ctx: ActorContext<InferenceMessage>): Promise<SubmitReply> {
     const { job } = message;
     const submittedAt = this.#now();
-    const id = computeJobId(job);
+    let id: string;
+    try {
+      id = computeJobId(job);
+    } catch (error) {
+      // A job with no canonical bytes (a string that is not well-formed Unicode: tensor jobs
+      // have no schema edge before this) has no id: refused, typed, like any bad job.
+      if (error instanceof VeriflowError) return { accepted: false, error };
+      throw error;
+    }
     if (this.#jobs.has(id)) return { accepted: false, error: new DuplicateJobError(id) };
     if (job.kind === "text" && this.#prover !== undefined) {
       // A ledger that cannot answer now (restarting) is not a reason to refuse or to crash.
@@ -660,7 +668,15 @@ export async function submitJob(
     // Gave up waiting (aborted, timed out): the actor still handles the submission, and may
     // accept the job with nobody left to read it. The cancel queues behind the submission, so
     // it reaches the job once it exists.
-    if (sent) tellQuietly(ref, { type: "cancel", jobId: computeJobId(job) });
+    if (sent) {
+      let jobId: string | undefined;
+      try {
+        jobId = computeJobId(job);
+      } catch {
+        // No id (no canonical bytes): the actor refuses such a job, so nothing is left to cancel.
+      }
+      if (jobId !== undefined) tellQuietly(ref, { type: "cancel", jobId });
+    }
     throw error;
   }
   if (!reply.accepted) throw reply.error;

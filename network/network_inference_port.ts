@@ -14,6 +14,7 @@ import type { Connection } from "../protocols/connection.ts";
 import { jobBytes, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
+  checkTextJob,
   emptyInferenceStats,
   type InferenceHandle,
   type InferencePort,
@@ -156,6 +157,8 @@ export class NetworkInferencePort implements InferencePort {
    * receipt that fails is withheld, and `done` says why.
    */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
+    // Checked as every port checks a job (`checkTextJob`): before it is hashed, measured or sent.
+    job = checkTextJob(job);
     // The job names this node as its requester, so only this node can assign it (a copier of
     // the worker's receipt cannot sign an assignment of it to itself; `assignment.ts`).
     if (this.#requester) job = { ...job, requester: toHex(this.#requester.publicKey) };

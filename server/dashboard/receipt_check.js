@@ -24,8 +24,8 @@ export function fromHex(hex) {
 }
 
 /**
- * Canonical CBOR as the node writes it for hashing and signing: map keys sorted by length,
- * then bytewise; shortest headers; integers in [-2^32, 2^32) as integers, every other number
+ * Canonical CBOR as the node writes it for hashing and signing: map keys sorted by the length
+ * of their UTF-8 bytes, then bytewise; shortest headers; integers in [-2^32, 2^32) as integers, every other number
  * as a 64-bit float; `undefined` fields left out.
  *
  * @param {unknown} value
@@ -64,18 +64,27 @@ export function encodeCanonical(value) {
       head(4, v.length);
       v.forEach(write);
     } else if (typeof v === "object") {
+      // RFC 8949 §4.2.3 length-first: the shorter UTF-8 key first, then bytewise (protocols/cbor.ts).
       const entries = Object.entries(v)
         .filter(([, item]) => item !== undefined)
-        .sort(([a], [b]) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0));
+        .map(([key, item]) => [utf8.encode(key), item])
+        .sort(([a], [b]) => a.length - b.length || compareBytes(a, b));
       head(5, entries.length);
       for (const [key, item] of entries) {
-        write(key);
+        head(3, key.length);
+        out.push(...key);
         write(item);
       }
     } else throw new TypeError(`cannot encode ${typeof v}`);
   };
   write(value);
   return new Uint8Array(out);
+}
+
+/** Bytewise order of two byte strings of the same length. @param {Uint8Array} a @param {Uint8Array} b */
+function compareBytes(a, b) {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return 0;
 }
 
 /** @param {Uint8Array} bytes */

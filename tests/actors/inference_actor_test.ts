@@ -8,6 +8,7 @@ import {
   type InferenceStats,
   type OneShotModel,
   submitJob,
+  type SubmitReply,
   type TextJobHandle,
   TooManyJobsError,
 } from "../../actors/inference_actor.ts";
@@ -340,6 +341,30 @@ Deno.test("InferenceActor runs one-shot tensor jobs through the same queue", asy
     const outputs = await handle.outputs;
     assertEquals([...new Float32Array(outputs.y.data.slice().buffer)], [2, 4, 6]);
     await eventually(async () => (await stats(ref)).jobsFinished === 1);
+  });
+});
+
+Deno.test("InferenceActor refuses a tensor job whose input name is not well-formed Unicode (it has no job id) without crashing", async () => {
+  const doubler: OneShotModel = {
+    info: { cid: "bafktensor", name: "doubler", kind: "tensor", executionProvider: "cpu" },
+    run: (inputs: Record<string, TensorData>) => Promise.resolve(inputs),
+  };
+  await withActor({ models: [doubler] }, async (ref) => {
+    const x = { type: "float32", dims: [1], data: new Uint8Array(4) } as TensorData;
+    // Asked directly: the actor's own answer, not what submitJob makes of a crash.
+    const reply = await ref.ask<SubmitReply>({
+      type: "submit",
+      job: { kind: "tensor", model: "bafktensor", inputs: { "\ud800": x }, nonce: "t" },
+    });
+    assert(!reply.accepted);
+    assertEquals(reply.error.code, "ill_formed_string");
+    const handle = await submitJob(ref, {
+      kind: "tensor",
+      model: "bafktensor",
+      inputs: { x },
+      nonce: "t2",
+    });
+    assertEquals(Object.keys(await handle.outputs), ["x"]);
   });
 });
 

@@ -668,6 +668,23 @@ Deno.test("a job too big for its fraud proofs to cross a frame is refused at the
   }
 });
 
+Deno.test("a forwarded job with a string that is not well-formed Unicode is refused as invalid_generation_params before any worker is asked (its id would change in transit)", async () => {
+  const t = await routerWith(1);
+  try {
+    // JSON's "\ud800" is a lone surrogate: no UTF-8 encoding, so no canonical bytes and no id.
+    for (const bad of [{ prompt: "a\ud800b" }, { nonce: "\udc00" }]) {
+      const error = await assertRejects(
+        () => t.port.submit({ ...t.job("ill-formed"), ...bad }),
+        VeriflowError,
+      );
+      assertEquals(error.code, "invalid_generation_params", JSON.stringify(bad));
+    }
+    assertEquals((await t.port.stats()).jobsStarted, 0, "no worker was asked");
+  } finally {
+    await t.close();
+  }
+});
+
 Deno.test("a relayed job the client cancels after two tokens ends cancelled with no receipt error, and its worker stays in favour", async () => {
   const t = await relayTo("worker", undefined, undefined, params({ maxTokens: 64 }));
   try {
