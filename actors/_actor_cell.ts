@@ -542,16 +542,13 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
     return this.#enqueue(async () => {
       const ended = await this.#endFromOutside(reason, error);
       // The start ended without running (see #start); a stop queued meanwhile reports it instead.
-      if (!ended && cutsStart && !this.#final) {
-        this.#env.emit({
-          type: "stopped",
-          kind: "actor",
-          name: this.name,
-          time: Date.now(),
-          reason,
-        });
-      }
+      if (!ended && cutsStart && !this.#final) this.#emitStopped(reason);
     });
+  }
+
+  /** The `stopped` event of an incarnation that ended without running (its end says nothing). */
+  #emitStopped(reason: StopReason): void {
+    this.#env.emit({ type: "stopped", kind: "actor", name: this.name, time: Date.now(), reason });
   }
 
   stop(reason: StopReason): Promise<void> {
@@ -569,15 +566,7 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
       this.#mailbox.clear((_m, r) => r?.reject(error));
       this.#state = STOPPED;
       this.#env.registry.unregister(this.name, this.ref);
-      if (!wasRunning) {
-        this.#env.emit({
-          type: "stopped",
-          kind: "actor",
-          name: this.name,
-          time: Date.now(),
-          reason,
-        });
-      }
+      if (!wasRunning) this.#emitStopped(reason);
     });
   }
 
