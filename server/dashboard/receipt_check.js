@@ -24,8 +24,8 @@ export function fromHex(hex) {
 }
 
 /**
- * Canonical CBOR as the node writes it for hashing and signing: map keys sorted by the length
- * of their UTF-8 bytes, then bytewise; shortest headers; integers in [-2^32, 2^32) as integers, every other number
+ * Canonical CBOR as the node writes it for hashing and signing (`protocols/cbor.ts`): map keys
+ * sorted by length, then by UTF-16 code units, index-like keys first; shortest headers; integers in [-2^32, 2^32) as integers, every other number
  * as a 64-bit float; `undefined` fields left out.
  *
  * @param {unknown} value
@@ -64,27 +64,24 @@ export function encodeCanonical(value) {
       head(4, v.length);
       v.forEach(write);
     } else if (typeof v === "object") {
-      // RFC 8949 §4.2.3 length-first: the shorter UTF-8 key first, then bytewise (protocols/cbor.ts).
-      const entries = Object.entries(v)
-        .filter(([, item]) => item !== undefined)
-        .map(([key, item]) => [utf8.encode(key), item])
-        .sort(([a], [b]) => a.length - b.length || compareBytes(a, b));
+      // The node's order (protocols/cbor.ts): shorter first, then by UTF-16 code units, then as
+      // a JavaScript object lists them (index-like keys first).
+      const sorted = {};
+      for (
+        const [key, item] of Object.entries(v)
+          .filter(([, item]) => item !== undefined)
+          .sort(([a], [b]) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0))
+      ) sorted[key] = item;
+      const entries = Object.entries(sorted);
       head(5, entries.length);
       for (const [key, item] of entries) {
-        head(3, key.length);
-        out.push(...key);
+        write(key);
         write(item);
       }
     } else throw new TypeError(`cannot encode ${typeof v}`);
   };
   write(value);
   return new Uint8Array(out);
-}
-
-/** Bytewise order of two byte strings of the same length. @param {Uint8Array} a @param {Uint8Array} b */
-function compareBytes(a, b) {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i];
-  return 0;
 }
 
 /** @param {Uint8Array} bytes */

@@ -10,7 +10,7 @@ import { toHex } from "../../protocols/hash.ts";
 
 Deno.test("the dashboard's receipt check encodes canonical CBOR byte for byte as the node does, non-ASCII and index-like keys included", () => {
   const values = [
-    { "é": 1, ab: 2, c: 3 }, // "é" is 2 UTF-8 bytes, as long as "ab", and sorts after it
+    { "é": 1, ab: 2, c: 3 }, // "é" is one UTF-16 unit, shorter than "ab"
     { a: 1, "10": 2, bb: [1, "x"] },
     { z: { "\uE000": 1, "𝄞": 2, "ß": null } },
     {
