@@ -21,7 +21,9 @@
  *   strangers filling the table cannot keep it from the peers it needs.
  *
  * "One address" is one {@link addressGroup}: an IPv4 address, an IPv6 /64 (the block one host or
- * one home is given: a host holding a /64 picks among 2^64 source addresses for free), and this
+ * one home is given: a host holding a /64 picks among 2^64 source addresses for free; a cloud
+ * subnet is often one /64 too, so its hosts share the bound, as hosts behind one NAT do), a
+ * link-local IPv6 address whole, and this
  * machine's loopback, whichever of `127.0.0.0/8` or `::1` a connection came from. An IPv4 address
  * written as IPv6 (`::ffff:1.2.3.4`, a dual-stack socket's view) counts as that IPv4 address.
  *
@@ -164,7 +166,8 @@ export class ConnectionLimits {
 
 /**
  * The group a remote IP address counts in for the per-address bounds (see the module doc):
- * `loopback`, a dotted IPv4 address, or an IPv6 /64 as `xxxx:xxxx:xxxx:xxxx::/64`. Anything
+ * `loopback`, a dotted IPv4 address, an IPv6 /64 as `xxxx:xxxx:xxxx:xxxx::/64`, or a link-local
+ * IPv6 address whole, with its interface (all of a link's hosts share fe80::/64). Anything
  * that does not parse as an IP address (a hostname) is its own group, lower-cased.
  *
  * @example
@@ -176,7 +179,9 @@ export class ConnectionLimits {
  * ```
  */
 export function addressGroup(address: string): string {
-  const host = address.replace(/^\[|\]$/g, "").replace(/%.*$/, "").toLowerCase();
+  const bare = address.replace(/^\[|\]$/g, "").toLowerCase();
+  const zone = bare.match(/%.*$/)?.[0] ?? "";
+  const host = bare.slice(0, bare.length - zone.length);
   const v4 = ipv4(host);
   if (v4 !== undefined) return v4.startsWith("127.") ? "loopback" : v4;
   const groups = ipv6Groups(host);
@@ -187,8 +192,17 @@ export function addressGroup(address: string): string {
     return v4.startsWith("127.") ? "loopback" : v4;
   }
   if (groups.slice(0, 7).every((g) => g === 0) && groups[7] === 1) return "loopback";
+  // Link-local (fe80::/10): every host on every link shares the prefix, so the whole address,
+  // with its interface, is the host.
+  if ((groups[0] & LINK_LOCAL_MASK) === LINK_LOCAL_PREFIX) {
+    return `${groups.map((g) => g.toString(16)).join(":")}${zone}`;
+  }
   return `${groups.slice(0, 4).map((g) => g.toString(16)).join(":")}::/64`;
 }
+
+/** fe80::/10, the IPv6 link-local block. */
+const LINK_LOCAL_MASK = 0xffc0;
+const LINK_LOCAL_PREFIX = 0xfe80;
 
 /** A dotted-quad IPv4 address, normalized (no leading zeros), or undefined. */
 function ipv4(host: string): string | undefined {

@@ -176,7 +176,10 @@ Deno.test("addressGroup: an IPv6 /64 is one address, an IPv4 address written as 
   assert.equal(addressGroup("2001:DB8:1:2:ffff:eeee:dddd:1"), "2001:db8:1:2::/64");
   assert.equal(addressGroup("[2001:db8:1:2::9]"), "2001:db8:1:2::/64");
   assert.notEqual(addressGroup("2001:db8:1:3::7"), addressGroup("2001:db8:1:2::7"));
-  assert.equal(addressGroup("fe80::1%eth0"), "fe80:0:0:0::/64");
+  // Link-local: every host on a link shares fe80::/64, so each address (and interface) is its own.
+  assert.equal(addressGroup("fe80::1%eth0"), "fe80:0:0:0:0:0:0:1%eth0");
+  assert.notEqual(addressGroup("fe80::1c2a:3%eth0"), addressGroup("fe80::8e16:4%eth0"));
+  assert.notEqual(addressGroup("fe80::1%eth0"), addressGroup("fe80::1%wlan0"));
   // A dual-stack listener sees an IPv4 peer as ::ffff:a.b.c.d.
   assert.equal(addressGroup("::ffff:192.0.2.9"), "192.0.2.9");
   assert.equal(addressGroup("::ffff:c000:209"), "192.0.2.9");

@@ -39,6 +39,13 @@ Deno.test("the training challenge coin draws from the injected random source", a
     { challenged: false },
   );
   assert.deepEqual(draws, [0.5, 0.7]);
+  // A draw below p goes past the coin: here to the stand-in report, which it then reads.
+  await assert.rejects(
+    () => challenge({ challengeProbability: 0.5, random: random(0.1) }),
+    /report/,
+    "a draw below p challenges",
+  );
+  assert.deepEqual(draws, [0.5, 0.7, 0.1]);
 });
 
 Deno.test("by default the training challenge coin comes from crypto.getRandomValues, not Math.random", async () => {
