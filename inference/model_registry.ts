@@ -45,7 +45,23 @@ export interface RegisteredModel {
  * Options of {@link ModelRegistry}: the session options every model is loaded with, and
  * whether models run in workers (`worker: true`) or on the calling thread (the default).
  */
-export interface ModelRegistryOptions extends SessionOptions, ModelWorkerOptions {}
+export interface ModelRegistryOptions extends SessionOptions, ModelWorkerOptions {
+  /**
+   * How long a failed load answers every `get` with its error before the next `get` tries again
+   * (default {@link FAILED_LOAD_RETRY_MS}).
+   */
+  failedLoadRetryMs?: number;
+  /** Clock for that, in ms (default `performance.now`). */
+  now?: () => number;
+}
+
+/**
+ * Default {@link ModelRegistryOptions.failedLoadRetryMs}. A load builds a whole onnxruntime
+ * session (in every model worker) before the checks that can refuse it, and a peer may name a
+ * model in every job it sends: without a pause, each job naming a broken model built one. Ten
+ * seconds is soon enough for an operator fixing the files not to wait.
+ */
+export const FAILED_LOAD_RETRY_MS = 10_000;
 
 /** Either kind of loaded model. */
 export type LoadedModel = TextModel | TensorModel;
@@ -53,6 +69,8 @@ export type LoadedModel = TextModel | TensorModel;
 interface Entry {
   meta: RegisteredModel;
   loading?: Promise<LoadedModel>;
+  /** When `loading` failed: from then on a `get` tries again (see `failedLoadRetryMs`). */
+  retryAt?: number;
   /** Set once loaded: whose health {@link ModelRegistry.health} reports. */
   loaded?: LoadedModel;
 }
@@ -168,14 +186,25 @@ export class ModelRegistry {
     );
   }
 
-  /** The loaded model `cid` (creating its session on first use). */
+  /**
+   * The loaded model `cid` (creating its session on first use). A failed load answers with its
+   * error for `failedLoadRetryMs`; the first `get` after that tries again.
+   */
   get(cid: string): Promise<LoadedModel> {
     const entry = this.#entries.get(cid);
     if (!entry) return Promise.reject(new UnknownModelError(cid));
+    const now = this.#options.now ?? (() => performance.now());
+    if (entry.retryAt !== undefined && now() >= entry.retryAt) {
+      entry.loading = undefined;
+      entry.retryAt = undefined;
+    }
     if (!entry.loading) {
-      entry.loading = this.#load(entry);
-      // A failed load is not cached: the next get() tries again.
-      entry.loading.catch(() => (entry.loading = undefined));
+      const loading = this.#load(entry);
+      entry.loading = loading;
+      loading.catch(() => {
+        if (entry.loading !== loading) return;
+        entry.retryAt = now() + (this.#options.failedLoadRetryMs ?? FAILED_LOAD_RETRY_MS);
+      });
     }
     return entry.loading;
   }

@@ -27,16 +27,27 @@ Deno.test("TextModel.load wraps an untyped failure while loading (a RangeError f
   assert.ok(error.cause instanceof RangeError);
 });
 
-Deno.test("ModelRegistry.get reports any load failure as model_load_failed, a tensor model's untyped one included, and tries again on the next get", async () => {
+Deno.test("ModelRegistry.get reports any load failure as model_load_failed, a tensor model's untyped one included; the failure answers for failedLoadRetryMs, then the next get tries again", async () => {
   const dir = join(tmp, "mlp");
   await buildMlpModel({ seed: 0, outDir: dir });
-  const registry = new ModelRegistry({ intraOpThreads: -1 });
+  let clock = 0;
+  const registry = new ModelRegistry({
+    intraOpThreads: -1,
+    failedLoadRetryMs: 1_000,
+    now: () => clock,
+  });
   try {
     const { cid } = await registry.register(join(dir, "model.onnx"));
     const first = await registry.get(cid).catch((e) => e);
     isLoadFailure(first);
     assert.ok(first.cause instanceof RangeError, `${first.cause}`);
-    assert.notEqual(await registry.get(cid).catch((e) => e), first, "a failed load is not cached");
+    // Within the interval the same failure answers: no session is built for each job.
+    clock = 999;
+    assert.equal(await registry.get(cid).catch((e) => e), first, "no new load within 1 s");
+    clock = 1_000;
+    const second = await registry.get(cid).catch((e) => e);
+    isLoadFailure(second);
+    assert.notEqual(second, first, "a new load once the interval is over");
   } finally {
     await registry.close();
   }
