@@ -292,14 +292,18 @@ async function storageAcrossTheSwarm(
     `read back through ${reader.name}: ${back.length} bytes, ${same ? "identical" : "DIFFERENT"}`,
   );
   if (!same) throw new Error(`the file did not read back through ${reader.name}`);
-  const repaired = await waitFor("the survivors to restore three copies", () => {
-    for (const o of others) {
-      const line = o.node.lines.find((l) => l.includes("holder(s) left; repaired"));
-      if (line) return Promise.resolve(`[${o.name}] ${line}`);
-    }
-    return Promise.resolve(undefined);
+  // Every survivor that held one of the departed holder's chunks runs a repair pass and logs it;
+  // a pass may find that another survivor is the one to send the copy ("repaired 0"), so wait
+  // for the pass that restored copies, and show every pass so far.
+  const passes = await waitFor("the survivors to restore three copies", () => {
+    const lines = others.flatMap((o) =>
+      o.node.lines.filter((l) => l.includes("holder(s) left; repaired")).map((l) =>
+        `[${o.name}] ${l}`
+      )
+    );
+    return Promise.resolve(lines.some((l) => /repaired [1-9]/.test(l)) ? lines : undefined);
   });
-  detail(repaired);
+  for (const line of passes) detail(line);
 }
 
 /**
