@@ -46,10 +46,10 @@ import {
 } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
+  asModelLoadError,
   ContextLengthError,
   EmptyPromptError,
   InvalidGenerationParamsError,
-  ModelLoadError,
   UnknownModelError,
   WrongModelKindError,
 } from "../inference/errors.ts";
@@ -323,7 +323,10 @@ export class InferenceActor implements Actor<InferenceMessage> {
       // An unknown or unloadable model refuses this job; it does not crash the actor. Any error
       // at all: a model's files are the operator's input, not this actor's code, so even an
       // untyped failure there must not take down the jobs running on every other model.
-      return { accepted: false, error: modelUnavailable(job.model, error) };
+      return {
+        accepted: false,
+        error: asModelLoadError(`model ${job.model} cannot be loaded`, error),
+      };
     }
     if (model === undefined) return { accepted: false, error: new UnknownModelError(job.model) };
     const lane = this.#lane(job.model);
@@ -591,15 +594,6 @@ function tellPosition(entry: JobEntry, position: number): void {
 /** The jobs queued from `from` on moved up one place: tell each its new place. */
 function movedUp(lane: ModelLane, from: number): void {
   for (let i = from; i < lane.queue.length; i++) tellPosition(lane.queue[i], i + 1);
-}
-
-/** Why `cid` cannot serve a job, typed: a source's own typed error as it is, else a load failure. */
-function modelUnavailable(cid: string, error: unknown): VeriflowError {
-  if (error instanceof VeriflowError) return error;
-  return new ModelLoadError(
-    `model ${cid} cannot be loaded: ${error instanceof Error ? error.message : String(error)}`,
-    { cause: error },
-  );
 }
 
 function tellQuietly(ref: ActorRef<InferenceMessage> | undefined, message: InferenceMessage): void {

@@ -76,6 +76,18 @@ export class ModelLoadError extends InferenceError {
   }
 }
 
+/**
+ * `error` as a load failure of the model `what` names: a typed error (`VeriflowError`) as it is,
+ * anything else as a {@link ModelLoadError} `"<what>: <its message>"` whose `cause` it is. A
+ * model's files are the operator's input, so whatever they make fail is a refusal of that model,
+ * never a crash of the code that loads it.
+ */
+export function asModelLoadError(what: string, error: unknown): VeriflowError {
+  if (error instanceof VeriflowError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new ModelLoadError(`${what}: ${message}`, { cause: error });
+}
+
 /** A model CID the registry does not know. */
 export class UnknownModelError extends InferenceError {
   /**

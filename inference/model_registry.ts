@@ -10,12 +10,16 @@ import { join } from "node:path";
 import { cidOf } from "../protocols/cid.ts";
 import { pathExists } from "../storage/path_exists.ts";
 import type { SessionOptions } from "./_session.ts";
-import { ModelLoadError, UnknownModelError, WrongModelKindError } from "./errors.ts";
+import {
+  asModelLoadError,
+  ModelLoadError,
+  UnknownModelError,
+  WrongModelKindError,
+} from "./errors.ts";
 import { TensorModel } from "./tensor_model.ts";
 import { type ExecutionProvider, type ModelWorkerOptions, TextModel } from "./text_model.ts";
 import type { ModelHealth, ModelWorkerEvent } from "./model_health.ts";
 import { readWholeFile } from "../storage/read_whole_file.ts";
-import { VeriflowError } from "../protocols/errors.ts";
 
 /** Metadata of a registered model. */
 export interface RegisteredModel {
@@ -250,11 +254,7 @@ export class ModelRegistry {
     } catch (error) {
       // The files are the operator's: whatever they make fail is this model's load failure,
       // typed, so the caller refuses what needed the model rather than crashing on it.
-      if (error instanceof VeriflowError) throw error;
-      throw new ModelLoadError(
-        `cannot load the model at ${meta.path}: ${error instanceof Error ? error.message : error}`,
-        { cause: error },
-      );
+      throw asModelLoadError(`cannot load the model at ${meta.path}`, error);
     }
     if (model.info.cid !== meta.cid) {
       await model.dispose();

@@ -58,6 +58,7 @@ import {
 } from "./model_health.ts";
 import { createSession, type ExecutionProvider, type SessionOptions } from "./_session.ts";
 import {
+  asModelLoadError,
   ContextLengthError,
   EmptyPromptError,
   InvalidGenerationParamsError,
@@ -69,7 +70,6 @@ import { type SamplingParams, validateSamplingParams } from "./sampler.ts";
 import { loadTokenizer, type TextTokenizer } from "./text_tokenizer.ts";
 import { MAX_TOP_LOGPROBS, type TopLogprob } from "./top_logprobs.ts";
 import { readWholeFile } from "../storage/read_whole_file.ts";
-import { VeriflowError } from "../protocols/errors.ts";
 
 export type { ExecutionProvider } from "./_session.ts";
 
@@ -489,11 +489,7 @@ export class TextModel {
     } catch (error) {
       // Typed errors (a worker that cannot start, …) keep their code; anything else a bad file
       // provokes becomes a load failure, so a caller refuses the one model instead of crashing.
-      if (error instanceof VeriflowError) throw error;
-      throw new ModelLoadError(
-        `cannot load the model in ${dir}: ${error instanceof Error ? error.message : error}`,
-        { cause: error },
-      );
+      throw asModelLoadError(`cannot load the model in ${dir}`, error);
     }
   }
 

@@ -105,16 +105,8 @@ function canonicalize(value: unknown): unknown {
     .sort(([a], [b]) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0));
   const out: Record<string, unknown> = {};
   for (const [k, v] of entries) {
-    if (!isAscii(k) && !k.isWellFormed()) throw new IllFormedStringError("a map key");
+    if (!k.isWellFormed()) throw new IllFormedStringError("a map key");
     out[k] = canonicalize(v);
   }
   return out;
-}
-
-const ASCII_END = 0x80;
-
-/** Hashing is a hot path and keys are almost always ASCII, which is always well-formed. */
-function isAscii(key: string): boolean {
-  for (let i = 0; i < key.length; i++) if (key.charCodeAt(i) >= ASCII_END) return false;
-  return true;
 }

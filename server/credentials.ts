@@ -5,7 +5,8 @@
  *
  * @module
  */
-import { sha256Hex } from "../protocols/hash.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { sha256 } from "../protocols/hash.ts";
 import type { ApiKeys } from "./api_keys.ts";
 
 /** The token of an `Authorization: Bearer TOKEN` header's value, or undefined without one. */
@@ -13,13 +14,10 @@ export function bearerToken(authorization: string | undefined): string | undefin
   return /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "")?.[1];
 }
 
-/** Constant-time comparison of two tokens through their hashes. */
+/** Constant-time comparison of two tokens through their hashes (`bytesEqual`). */
 export function sameToken(given: string, expected: string): boolean {
-  const a = sha256Hex(new TextEncoder().encode(given));
-  const b = sha256Hex(new TextEncoder().encode(expected));
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
+  const utf8 = new TextEncoder();
+  return bytesEqual(sha256(utf8.encode(given)), sha256(utf8.encode(expected)));
 }
 
 /**
