@@ -22,7 +22,7 @@ import type { Verdict } from "../protocols/verdict.ts";
 import { type AuditResult, StorageAuditor } from "../storage/audit.ts";
 import type { BlockStore } from "../storage/block_store.ts";
 import { ChunkStore, type ChunkStoreOptions } from "../storage/chunk_store.ts";
-import { ChunkNotFoundError, StorageError } from "../storage/errors.ts";
+import { ChunkNotFoundError, ReplicaQuotaExceededError, StorageError } from "../storage/errors.ts";
 import { type FileInfo, FileStore, type FileStoreOptions } from "../storage/file_store.ts";
 import { dagBlocks, isDagNode } from "../storage/dag_links.ts";
 import { exportCar } from "../storage/car.ts";
@@ -627,7 +627,11 @@ export class StorageActor {
         // node's own file that shares it would collect it, and the peer blame the loss).
         for (let i = 0; i < served.length; i++) {
           if (proofs[i] === null || await store.isReplica(served[i])) continue;
-          await store.put(await store.get(served[i]), { cid: served[i], replica: true });
+          // Past what it holds for peers, the proof still stands; the chunk stays the owner's.
+          await store.put(await store.get(served[i]), { cid: served[i], replica: true })
+            .catch((error) => {
+              if (!(error instanceof ReplicaQuotaExceededError)) throw error;
+            });
         }
         return message.cids.map((cid) => {
           const i = served.indexOf(cid);

@@ -162,6 +162,18 @@ const nodeConfigSchema = z.strictObject({
      * per pack file); a put past it fails with `quota_exceeded`. Unset: no quota.
      */
     quotaBytes: z.number().int().min(0).optional(),
+    /**
+     * Most bytes held for other nodes (chunks peers put here), each with 512 B; past it a peer's
+     * chunk is refused with `replica_quota_exceeded` and goes to another holder. The node's own
+     * puts do not count. Unset: half of `quotaBytes`, so peers never take more than half of it;
+     * no cap of its own without a quota.
+     */
+    replicaQuotaBytes: z.number().int().min(0).optional(),
+    /**
+     * Free disk space a peer's chunk may never take: one that would leave less is refused with
+     * `replica_quota_exceeded`. Default 1 GiB.
+     */
+    replicaMinFreeBytes: z.number().int().min(0).default(1024 ** 3),
     /** Unreferenced objects younger than this are never collected (a put's objects in flight). */
     gcGraceMs: z.number().int().min(0).default(600_000),
     /** Largest file read whole into memory (`get_bytes`); larger ones must be streamed. */
@@ -282,8 +294,17 @@ export interface NodeConfig {
     idleTimeoutMs: number;
     swarm: { enabled: boolean; bootstrap: string[] | null; bind?: string };
   };
-  /** Chunk store limits: quota (none), GC grace period (10 min), largest in-memory read (64 MiB). */
-  storage: { quotaBytes?: number; gcGraceMs: number; maxInMemoryBytes: number };
+  /**
+   * Chunk store limits: quota (none), what peers may place here (half the quota; 1 GiB of disk
+   * kept free), GC grace period (10 min), largest in-memory read (64 MiB).
+   */
+  storage: {
+    quotaBytes?: number;
+    replicaQuotaBytes?: number;
+    replicaMinFreeBytes: number;
+    gcGraceMs: number;
+    maxInMemoryBytes: number;
+  };
   /** Validator settings: the challenge probability (default: the economics' value). */
   validator: { challengeProbability?: number };
   /** Decentralized training: trainer, coordinator and validator settings (off by default). */
@@ -641,6 +662,15 @@ export function formatResolvedConfig(resolved: ResolvedConfig): string {
   return rows.map(([path, shown, from]) => `${path.padEnd(w0)}  ${shown.padEnd(w1)}  ${from}`).join(
     "\n",
   );
+}
+
+/**
+ * The cap on what peers may place in this node's store: `storage.replicaQuotaBytes`, else half
+ * of `storage.quotaBytes`, else none (`undefined`).
+ */
+export function replicaQuotaOf(storage: NodeConfig["storage"]): number | undefined {
+  if (storage.replicaQuotaBytes !== undefined) return storage.replicaQuotaBytes;
+  return storage.quotaBytes === undefined ? undefined : Math.floor(storage.quotaBytes / 2);
 }
 
 /**

@@ -70,7 +70,7 @@ import { describeAccess } from "../server/client_access.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
 import { nodeCollectors } from "./node_metrics.ts";
 import { startHeartbeat } from "./heartbeat.ts";
-import type { NodeConfig } from "./config.ts";
+import { type NodeConfig, replicaQuotaOf } from "./config.ts";
 import { loadOrCreateIdentity } from "./node_identity.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
 import { CalibrationStore } from "../proof/calibration.ts";
@@ -598,7 +598,12 @@ function nodeChildren(
       factory: () =>
         new StorageActor({
           dir: join(config.dataDir, "store"),
-          store: { quotaBytes: config.storage.quotaBytes, gcGraceMs: config.storage.gcGraceMs },
+          store: {
+            quotaBytes: config.storage.quotaBytes,
+            replicaQuotaBytes: replicaQuotaOf(config.storage),
+            replicaMinFreeBytes: config.storage.replicaMinFreeBytes,
+            gcGraceMs: config.storage.gcGraceMs,
+          },
           maxInMemoryBytes: config.storage.maxInMemoryBytes,
           identity,
           ownerKey,

@@ -127,6 +127,16 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           c.replicaCount,
         ),
         gauge(
+          "veriflow_storage_replica_bytes",
+          "Bytes of the chunks held here for other nodes, 512 B each included: what storage.replicaQuotaBytes caps.",
+          c.replicaBytes,
+        ),
+        gauge(
+          "veriflow_storage_replica_quota_bytes",
+          "The cap on what peers may place here (-1: none of its own).",
+          c.replicaQuotaBytes ?? -1,
+        ),
+        gauge(
           "veriflow_storage_peers",
           "Connected peers with the storage role: where files are replicated (0: local only).",
           (peers ?? []).filter((p) => p.roles.includes("storage")).length,

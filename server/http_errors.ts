@@ -105,6 +105,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   share_expired: 410,
   range_not_satisfiable: 416,
   quota_exceeded: 507,
+  replica_quota_exceeded: 507,
   disk_full: 507,
   replication_failed: 503,
   corrupt_chunk: 502,

@@ -31,6 +31,7 @@
  *
  * @module
  */
+import { statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileDurably } from "../proof/_durable_file.ts";
 import { cidCodec, cidDigest, DAG_PB_CODEC, isCid, storageKey } from "../protocols/cid.ts";
@@ -42,6 +43,7 @@ import {
   CorruptChunkError,
   DamagedPackError,
   QuotaExceededError,
+  ReplicaQuotaExceededError,
 } from "./errors.ts";
 import {
   blocksReferencedBy,
@@ -74,6 +76,8 @@ export interface ChunkStoreFaults {
   afterRead?(cid: string): void | Promise<void>;
   /** Called when a put's object joins the queue of the next pack (tests wait on it, not on time). */
   queued?(cid: string): void;
+  /** The free bytes of the store's filesystem, answered instead of asking the OS (`statfs`). */
+  freeBytes?(): number | Promise<number>;
 }
 
 /** Options of {@link ChunkStore.open}. */
@@ -83,6 +87,19 @@ export interface ChunkStoreOptions {
    * (every copy, with its overhead); a write past it fails with `quota_exceeded`. Default: no quota.
    */
   quotaBytes?: number;
+  /**
+   * Most bytes this store holds for other nodes: the objects under `replicas/` records (peers'
+   * `put_chunk`s), each with {@link OBJECT_OVERHEAD_BYTES}. A replica write past it fails with
+   * `replica_quota_exceeded` and nothing is written; the node's own puts are not counted, so
+   * peers can never take the rest of {@link quotaBytes}. Default: no cap of its own.
+   */
+  replicaQuotaBytes?: number;
+  /**
+   * Free space on the store's filesystem that replica writes never take: one that would leave
+   * less fails with `replica_quota_exceeded` (peers cannot fill the disk under the node's own
+   * puts, its ledger and its log). Default 0: not checked.
+   */
+  replicaMinFreeBytes?: number;
   /**
    * fsync each pack and its directory before acknowledging its objects. Default `true`; turning
    * it off trades crash durability for speed (tests of other layers, throwaway stores).
@@ -124,6 +141,13 @@ export interface ChunkStoreStats {
   pinCount: number;
   /** Number of chunks held for other nodes. */
   replicaCount: number;
+  /**
+   * Bytes of the chunks held for other nodes that are stored here, each with
+   * {@link OBJECT_OVERHEAD_BYTES}: what {@link ChunkStoreOptions.replicaQuotaBytes} caps.
+   */
+  replicaBytes: number;
+  /** The cap on {@link replicaBytes}, or `null` when there is none of its own. */
+  replicaQuotaBytes: number | null;
 }
 
 /** What a garbage collection pass did. */
@@ -230,6 +254,14 @@ export class ChunkStore implements BlockStore {
   readonly #packs = new Map<string, PackInfo>();
   #used = 0;
   #reserved = 0;
+  readonly #replicaQuota: number;
+  readonly #replicaMinFree: number;
+  /** Storage keys with a `replicas/` record, or with a replica write in flight. */
+  readonly #replicaSet = new Set<string>();
+  /** What {@link ChunkStoreStats.replicaBytes} reports: the indexed objects of `#replicaSet`. */
+  #replicaBytes = 0;
+  /** Replica writes in flight, charged until they are indexed (then briefly twice). */
+  #replicaReserved = 0;
   /** Modification time of the packs directory when it was last read; a change means news. */
   #dirStamp = -1;
   /** Writes in flight per CID, so two writers of one chunk in this process share one write. */
@@ -244,6 +276,8 @@ export class ChunkStore implements BlockStore {
     this.#packsDir = join(dir, "packs");
     this.#durable = options?.durable ?? true;
     this.#quota = options?.quotaBytes ?? Infinity;
+    this.#replicaQuota = options?.replicaQuotaBytes ?? Infinity;
+    this.#replicaMinFree = options?.replicaMinFreeBytes ?? 0;
     this.#gcGraceMs = options?.gcGraceMs ?? DEFAULT_GC_GRACE_MS;
     this.#faults = options?.faults;
     this.#clock = options?.clock ?? Date.now;
@@ -277,6 +311,12 @@ export class ChunkStore implements BlockStore {
       await Deno.mkdir(join(dir, sub), { recursive: true });
     }
     await store.#sweepTemp();
+    // Asked once now, so a process not allowed to ask (`--allow-sys=statfs`) fails to open.
+    if (store.#replicaMinFree > 0 && options?.faults?.freeBytes === undefined) {
+      await diskFreeBytes(dir);
+    }
+    // Before the index is read, so indexing each replica's object charges it.
+    for await (const cid of store.replicas()) store.#replicaSet.add(cid);
     await store.#exclusive(() => store.#reload());
     await migrateLegacyChunks(dir, store, join(dir, "quarantine"));
     await markLegacyManifests(dir, (cid) => store.get(cid), store.#durable);
@@ -297,6 +337,8 @@ export class ChunkStore implements BlockStore {
       objectCount: this.#index.size,
       pinCount: (await this.pins()).length,
       replicaCount: await countFiles(join(this.#dir, REPLICAS_DIR)),
+      replicaBytes: this.#replicaBytes,
+      replicaQuotaBytes: Number.isFinite(this.#replicaQuota) ? this.#replicaQuota : null,
     };
   }
 
@@ -305,6 +347,8 @@ export class ChunkStore implements BlockStore {
    * nothing and does not count against the quota twice.
    *
    * @throws {QuotaExceededError} the object does not fit under the quota (nothing written).
+   * @throws {ReplicaQuotaExceededError} `options.replica` and the object would be written past
+   * what the store holds for other nodes, or into the disk's reserve (nothing written).
    * @throws {DiskFullError} the disk filled up (the partial pack was removed).
    * @throws {CorruptChunkError} `options.cid` was given and the bytes do not match it.
    * @throws {BlockTooLargeError} `options.cid` names a dag-pb node over 2 MiB.
@@ -324,7 +368,10 @@ export class ChunkStore implements BlockStore {
     await this.#withSlot(cid, () => this.#writeIfAbsent(cid, bytes, options));
     // Recorded after the write: until then the object is inside the grace period, and a record
     // of an object that failed to store would root nothing.
-    if (options?.replica) await this.#touchRoot(REPLICAS_DIR, cid);
+    if (options?.replica) {
+      await this.#touchRoot(REPLICAS_DIR, cid);
+      this.#holdForPeers(cid);
+    }
     return cid;
   }
 
@@ -352,20 +399,85 @@ export class ChunkStore implements BlockStore {
       // We hold this CID's slot: check in place; a bad copy is quarantined, making room.
       if (await this.#quarantineLocked(cid)) return;
     }
+    const forPeers = options?.replica === true;
+    const free = forPeers && this.#replicaMinFree > 0
+      ? await (this.#faults?.freeBytes?.() ?? diskFreeBytes(this.#dir))
+      : Infinity;
+    // From the checks to the reserves nothing awaits, so concurrent puts see each other's.
     // Charged as a copy in a pack of its own until its pack is written (see PACK_OVERHEAD_BYTES).
     const cost = bytes.length + OBJECT_OVERHEAD_BYTES + PACK_OVERHEAD_BYTES;
     if (this.#used + this.#reserved + cost > this.#quota) {
       throw new QuotaExceededError(cost, this.#quota - this.#used - this.#reserved);
     }
+    const replicaCost = forPeers ? this.#replicaRoom(cid, bytes.length, free) : 0;
+    // Joins the replica set before it is written, so the write is charged from when onPack
+    // indexes it (the reserve and the charge overlap until then, never a gap between them).
+    const joined = forPeers && !this.#replicaSet.has(cid);
+    if (joined) this.#holdForPeers(cid);
     this.#reserved += cost;
+    this.#replicaReserved += replicaCost;
+    let done = false;
     try {
       // A new object is indexed by onPack; a fresh copy over an old one counts as one more copy
       // (both are on disk until a GC keeps one), and is the one read from now on.
       const written = await this.#writer.write(cid, bytes);
       if (existing) this.#setLocation(written);
+      done = true;
     } finally {
       this.#reserved -= cost;
+      this.#replicaReserved -= replicaCost;
+      // A failed write roots nothing: it leaves the set unless a record already put it there.
+      if (joined && !done && !await this.isReplica(cid)) this.#leaveReplicaSet(cid);
     }
+  }
+
+  /**
+   * What a replica write of `length` bytes for `cid` is charged against the replica cap, after
+   * checking it fits there and, with `free` bytes free on the disk, outside the disk's reserve.
+   *
+   * @throws {ReplicaQuotaExceededError} it does not.
+   */
+  #replicaRoom(cid: string, length: number, free: number): number {
+    const cost = length + OBJECT_OVERHEAD_BYTES;
+    // A copy replacing one already charged (a repair after quarantine is charged anew: the
+    // quarantine released it) moves nothing into the cap.
+    const charged = this.#replicaSet.has(cid) && this.#index.has(cid);
+    const held = this.#replicaBytes + this.#replicaReserved;
+    if (!charged && held + cost > this.#replicaQuota) {
+      throw new ReplicaQuotaExceededError(
+        cost,
+        `the ${this.#replicaQuota} bytes it holds for peers (${held} held)`,
+      );
+    }
+    if (this.#replicaMinFree > 0) {
+      // Writes in flight have not reached the disk yet: count them as taken.
+      const left = free - this.#reserved - cost - PACK_OVERHEAD_BYTES;
+      if (left < this.#replicaMinFree) {
+        throw new ReplicaQuotaExceededError(
+          cost,
+          `the ${this.#replicaMinFree} bytes of disk kept free (${free} free)`,
+        );
+      }
+    }
+    return charged ? 0 : cost;
+  }
+
+  /** Record `cid` as held for other nodes (its record was written): charged while indexed. */
+  #holdForPeers(cid: string): void {
+    if (this.#replicaSet.has(cid)) return;
+    this.#replicaSet.add(cid);
+    this.#replicaBytes += this.#replicaCharge(cid);
+  }
+
+  #leaveReplicaSet(cid: string): void {
+    if (!this.#replicaSet.delete(cid)) return;
+    this.#replicaBytes -= this.#replicaCharge(cid);
+  }
+
+  /** What an object counts against the replica cap while indexed: its bytes and overhead. */
+  #replicaCharge(cid: string): number {
+    const location = this.#index.get(cid);
+    return location === undefined ? 0 : location.length + OBJECT_OVERHEAD_BYTES;
   }
 
   /**
@@ -788,7 +900,10 @@ export class ChunkStore implements BlockStore {
   }
 
   #setLocation(location: WrittenObject): void {
+    const replica = this.#replicaSet.has(location.cid);
+    if (replica) this.#replicaBytes -= this.#replicaCharge(location.cid);
     this.#index.set(location.cid, { ...location });
+    if (replica) this.#replicaBytes += this.#replicaCharge(location.cid);
   }
 
   /** Forget pack `name` (deleted, here or by another process): its copies no longer count. */
@@ -804,6 +919,7 @@ export class ChunkStore implements BlockStore {
   #unindex(cid: string, name: string): void {
     const location = this.#index.get(cid);
     if (location?.pack !== name) return;
+    if (this.#replicaSet.has(cid)) this.#replicaBytes -= this.#replicaCharge(cid);
     this.#index.delete(cid);
   }
 
@@ -949,6 +1065,12 @@ function packBytes(entries: readonly PackEntry[]): number {
 }
 
 /** Number of files in `dir`. */
+/** Bytes an unprivileged writer may still take on the filesystem holding `dir`. */
+async function diskFreeBytes(dir: string): Promise<number> {
+  const fs = await statfs(dir);
+  return fs.bavail * fs.bsize;
+}
+
 async function countFiles(dir: string): Promise<number> {
   let n = 0;
   for await (const entry of Deno.readDir(dir)) if (entry.isFile) n++;

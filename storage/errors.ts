@@ -40,6 +40,26 @@ export class ChunkNotFoundError extends StorageError {
   }
 }
 
+/**
+ * A peer's chunk would take what this node holds for other nodes past its cap
+ * (`replicaQuotaBytes`), or leave the disk with less free space than the node keeps for itself
+ * (`replicaMinFreeBytes`). Nothing was written; the peer places the copy on another holder.
+ */
+export class ReplicaQuotaExceededError extends StorageError {
+  /**
+   * Build the error.
+   *
+   * @param needed Bytes the write needed.
+   * @param why Which limit refused it, with its figures.
+   */
+  constructor(needed: number, why: string) {
+    super(
+      "replica_quota_exceeded",
+      `this node holds no more for peers: a chunk of ${needed} bytes would pass ${why}`,
+    );
+  }
+}
+
 /** A write would take the store past its configured quota. Nothing was written. */
 export class QuotaExceededError extends StorageError {
   /**

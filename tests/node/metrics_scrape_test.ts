@@ -132,3 +132,40 @@ Deno.test("the format check fails on what promtool refuses", () => {
   );
   assert.throws(() => parsePrometheusText("# TYPE c counter\nc 1\nc 2\n"), /twice/);
 });
+
+Deno.test({
+  name:
+    "what peers may place here is capped at half the storage quota by default, and shown in /metrics",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const cases = [
+      [{ quotaBytes: 1_000_001 }, 500_000],
+      [{ quotaBytes: 1_000_000, replicaQuotaBytes: 900_000 }, 900_000],
+      [{}, -1],
+    ] as const;
+    for (const [storage, expected] of cases) {
+      const dir = await Deno.makeTempDir();
+      const node = await startNode(parseNodeConfig({
+        dataDir: dir,
+        http: { port: 0 },
+        heartbeatMs: 0,
+        roles: { inference: false, prover: false, validator: false },
+        network: { listening: false },
+        storage,
+      }));
+      try {
+        const scrape = parsePrometheusText(await (await fetch(`${node.url}/metrics`)).text());
+        assert.equal(
+          valueOf(scrape, "veriflow_storage_replica_quota_bytes"),
+          expected,
+          JSON.stringify(storage),
+        );
+        assert.equal(valueOf(scrape, "veriflow_storage_replica_bytes"), 0);
+      } finally {
+        await node.shutdown();
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+    }
+  },
+});

@@ -214,6 +214,8 @@ Deno.test("reopening a store recounts its usage and drops leftover temp files", 
     objectCount: 1,
     pinCount: 0,
     replicaCount: 0,
+    replicaBytes: 0,
+    replicaQuotaBytes: null,
   });
   assert.deepEqual(await tempFilesUnder(dir), []);
   await Deno.remove(dir, { recursive: true });

@@ -1,0 +1,184 @@
+/**
+ * What peers may place in a store: the cap on chunks held for other nodes and the disk space
+ * kept free of them (`replicaQuotaBytes`, `replicaMinFreeBytes`), and that the node's own puts
+ * are never counted against either.
+ */
+import * as assert from "node:assert/strict";
+import { cidOf } from "../../protocols/cid.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import {
+  ChunkStore,
+  type ChunkStoreOptions,
+  OBJECT_OVERHEAD_BYTES,
+} from "../../storage/chunk_store.ts";
+import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
+import type { ReplicaQuotaExceededError } from "../../storage/errors.ts";
+import { FileStore } from "../../storage/file_store.ts";
+import { ReplicatedStore } from "../../storage/replicated_store.ts";
+import { LocalStoragePeer } from "../../storage/storage_peer.ts";
+import { collect, pseudoRandomBytes, streamOf, tempFilesUnder } from "./_helpers.ts";
+
+const held = (...lengths: number[]) =>
+  lengths.reduce((sum, length) => sum + length + OBJECT_OVERHEAD_BYTES, 0);
+
+const refused = (e: ReplicaQuotaExceededError) => e.code === "replica_quota_exceeded";
+
+Deno.test("replica cap: a peer's chunk past it is refused, nothing written; own puts still fit", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir, {
+    quotaBytes: 64_000,
+    replicaQuotaBytes: held(6000, 6000),
+    durable: false,
+  });
+  const a = pseudoRandomBytes(6000, 1);
+  const b = pseudoRandomBytes(6000, 2);
+  const c = pseudoRandomBytes(6000, 3);
+  await store.put(a, { cid: cidOf(a), replica: true });
+  await store.put(b, { cid: cidOf(b), replica: true });
+  assert.equal((await store.stats()).replicaBytes, held(6000, 6000));
+  await assert.rejects(store.put(c, { cid: cidOf(c), replica: true }), refused);
+  assert.equal(await store.has(cidOf(c)), false);
+  assert.equal(await store.isReplica(cidOf(c)), false);
+  assert.equal((await tempFilesUnder(dir)).length, 0);
+  // A peer sending a chunk it already placed here costs nothing and is not refused.
+  await store.put(a, { cid: cidOf(a), replica: true });
+  // The node's own puts are not what peers hold: they fit up to the store's quota.
+  for (let seed = 10; seed < 14; seed++) await store.put(pseudoRandomBytes(6000, seed));
+  const stats = await store.stats();
+  assert.equal(stats.replicaBytes, held(6000, 6000));
+  assert.equal(stats.replicaQuotaBytes, held(6000, 6000));
+  assert.equal(stats.replicaCount, 2);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("replica cap: concurrent chunks from peers never take it past the cap", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = await ChunkStore.open(dir, {
+    replicaQuotaBytes: held(1000, 1000, 1000),
+    durable: false,
+  });
+  const chunks = Array.from({ length: 10 }, (_, i) => pseudoRandomBytes(1000, 100 + i));
+  const results = await Promise.allSettled(
+    chunks.map((bytes) => store.put(bytes, { cid: cidOf(bytes), replica: true })),
+  );
+  assert.equal(results.filter((r) => r.status === "fulfilled").length, 3);
+  for (const r of results) {
+    if (r.status === "rejected") assert.ok(refused(r.reason));
+  }
+  assert.equal((await store.stats()).replicaBytes, held(1000, 1000, 1000));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("replica cap: what is held for peers is counted again after a reopen", async () => {
+  const dir = await Deno.makeTempDir();
+  const options = { replicaQuotaBytes: held(4000, 4000), durable: false };
+  const first = await ChunkStore.open(dir, options);
+  const a = pseudoRandomBytes(4000, 1);
+  await first.put(a, { cid: cidOf(a), replica: true });
+  await first.put(pseudoRandomBytes(9000, 2)); // the node's own, not counted
+  const again = await ChunkStore.open(dir, options);
+  assert.equal((await again.stats()).replicaBytes, held(4000));
+  const b = pseudoRandomBytes(4000, 3);
+  await again.put(b, { cid: cidOf(b), replica: true });
+  const c = pseudoRandomBytes(10, 4);
+  await assert.rejects(again.put(c, { cid: cidOf(c), replica: true }), refused);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("replica cap: a chunk of the node's own that a peer also places here is charged once", async () => {
+  const dir = await Deno.makeTempDir();
+  let now = 0;
+  const store = await ChunkStore.open(dir, {
+    replicaQuotaBytes: held(3000, 3000),
+    durable: false,
+    gcGraceMs: 1000,
+    clock: () => now,
+  });
+  const own = pseudoRandomBytes(3000, 1);
+  await store.put(own);
+  now = 10_000; // past the grace period: the replica put writes a fresh copy of its own
+  await store.put(own, { cid: cidOf(own), replica: true });
+  assert.equal((await store.stats()).replicaBytes, held(3000));
+  const other = pseudoRandomBytes(3000, 2);
+  await store.put(other, { cid: cidOf(other), replica: true });
+  assert.equal((await store.stats()).replicaBytes, held(3000, 3000));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("replica cap: a write that fails leaves nothing charged", async () => {
+  const dir = await Deno.makeTempDir();
+  let fail = true;
+  const store = await ChunkStore.open(dir, {
+    replicaQuotaBytes: held(2000),
+    durable: false,
+    faults: {
+      beforeWrite() {
+        if (fail) throw Object.assign(new Error("No space left on device"), { code: "ENOSPC" });
+      },
+    },
+  });
+  const a = pseudoRandomBytes(2000, 1);
+  await assert.rejects(store.put(a, { cid: cidOf(a), replica: true }));
+  assert.equal((await store.stats()).replicaBytes, 0);
+  fail = false;
+  await store.put(a, { cid: cidOf(a), replica: true }); // the room it had is still there
+  assert.equal((await store.stats()).replicaBytes, held(2000));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("disk reserve: a peer's chunk that would leave less free space is refused; own puts are not", async () => {
+  const dir = await Deno.makeTempDir();
+  let free = 1_000_000;
+  const store = await ChunkStore.open(dir, {
+    replicaMinFreeBytes: 900_000,
+    durable: false,
+    faults: { freeBytes: () => free },
+  });
+  const a = pseudoRandomBytes(50_000, 1);
+  await store.put(a, { cid: cidOf(a), replica: true });
+  free -= 60_000; // what the write took, as the filesystem would report it
+  const b = pseudoRandomBytes(50_000, 2);
+  await assert.rejects(
+    store.put(b, { cid: cidOf(b), replica: true }),
+    (e: ReplicaQuotaExceededError) => refused(e) && /kept free/.test(e.message),
+  );
+  assert.equal(await store.has(cidOf(b)), false);
+  await store.put(b); // the node's own put: the reserve is for it
+  assert.ok(await store.has(cidOf(b)));
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("over the wire: a full holder answers replica_quota_exceeded and the file goes to the others", async () => {
+  const dirs: string[] = [];
+  const connections: Connection[] = [];
+  const node = async (options: ChunkStoreOptions) => {
+    const dir = await Deno.makeTempDir();
+    dirs.push(dir);
+    const store = await ChunkStore.open(dir, { durable: false, ...options });
+    const local = new LocalStoragePeer(store, Identity.generate().publicKey);
+    const [a, b] = memoryDuplexPair();
+    const client = new Connection(a);
+    connections.push(client, serveStoragePeer(new Connection(b), local));
+    return { store, remote: new ConnectionStoragePeer(client, local.publicKey) };
+  };
+  const full = await node({ replicaQuotaBytes: 0 });
+  const others = [await node({}), await node({})];
+  const chunk = pseudoRandomBytes(1000, 1);
+  await assert.rejects(full.remote.putChunk(cidOf(chunk), chunk), refused);
+
+  const replicated = new ReplicatedStore([full.remote, ...others.map((o) => o.remote)], {
+    replicas: 2,
+    writeQuorum: 2,
+  });
+  const files = new FileStore(replicated, { chunkSize: 4096 });
+  const bytes = pseudoRandomBytes(40_000, 2);
+  const { cid: id } = await files.put(streamOf(bytes));
+  await replicated.flush();
+  assert.equal((await full.store.stats()).objectCount, 0);
+  for (const other of others) assert.ok((await other.store.stats()).replicaCount > 0);
+  assert.deepEqual(await collect(await files.get(id)), bytes);
+  for (const c of connections) await c.close();
+  for (const dir of dirs) await Deno.remove(dir, { recursive: true });
+});
