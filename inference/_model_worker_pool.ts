@@ -78,7 +78,11 @@ export const DEFAULT_WORKER_RESTART: Readonly<ModelWorkerRestartPolicy> = {
   withinMs: 60_000,
   backoffInitialMs: 100,
   backoffMaxMs: 5_000,
+  stallMs: 120_000,
 };
+
+/** Most time between two looks for a stalled worker (a quarter of `stallMs` when shorter). */
+const STALL_CHECK_MAX_MS = 5_000;
 
 /**
  * The pool size and per-worker session options for `options`: `workerCount` (default one per
@@ -190,6 +194,14 @@ class WorkerSlot {
   lastError: string | undefined;
   /** Set once the pool gave up on it or was disposed: the error every later request gets. */
   failure: Error | undefined;
+  /**
+   * Since when callers' requests have waited here without a reply (`performance.now()`): set
+   * when the first is posted, moved on by every reply, cleared when none is left. The pool's
+   * own requests (a load, a release) do not count.
+   */
+  waitingSince: number | undefined;
+  /** Callers' requests posted here and not yet answered. */
+  readonly watched = new Set<number>();
 
   constructor(index: number, lane: ModelWorkerLane) {
     this.index = index;
@@ -200,6 +212,14 @@ class WorkerSlot {
   failPending(error: Error): void {
     for (const call of this.pending.values()) call.reject(error);
     this.pending.clear();
+    this.watched.clear();
+    this.waitingSince = undefined;
+  }
+
+  /** Request `id` was answered (or given up). */
+  answered(id: number): void {
+    if (!this.watched.delete(id)) return;
+    this.waitingSince = this.watched.size === 0 ? undefined : performance.now();
   }
 
   /** Work queued here, for placing one-shot requests. */
@@ -304,11 +324,19 @@ export class ModelWorkerPool {
   #nextSeq = 1;
   #disposed = false;
   #disposing: Promise<void> | undefined;
+  #stallTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(bytes: Uint8Array, options: ModelWorkerPoolOptions) {
     this.#bytes = bytes;
     this.#options = options;
     this.#restart = { ...DEFAULT_WORKER_RESTART, ...options.restart };
+    const { stallMs } = this.#restart;
+    if (stallMs > 0) {
+      const every = Math.min(STALL_CHECK_MAX_MS, Math.max(1, stallMs / 4));
+      // Unref'd: a pool nobody disposed does not keep the process alive.
+      this.#stallTimer = setInterval(() => this.#checkStalls(), every);
+      this.#stallTimer.unref();
+    }
     const validation = options.validationWorkers ?? 0;
     if (!Number.isSafeInteger(validation) || validation < 0) {
       throw new RangeError("validationWorkers must be an integer ≥ 0");
@@ -413,6 +441,7 @@ export class ModelWorkerPool {
 
   async #dispose(): Promise<void> {
     this.#disposed = true;
+    clearInterval(this.#stallTimer);
     await Promise.all(this.#slots.map(async (slot) => {
       if (!slot.failure && slot.state === "running") {
         // The worker is about to go: a release failure changes nothing for the caller.
@@ -450,6 +479,10 @@ export class ModelWorkerPool {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
+      if (!internal) {
+        if (slot.watched.size === 0) slot.waitingSince = performance.now();
+        slot.watched.add(id);
+      }
       slot.outbox.post({ op, id, ...args } as WorkerRequest, transfer);
     });
   }
@@ -469,6 +502,7 @@ export class ModelWorkerPool {
         if (!("id" in request)) continue;
         slot.pending.get(request.id)?.reject(error);
         slot.pending.delete(request.id);
+        slot.answered(request.id);
       }
     });
     const incarnation = slot.incarnation;
@@ -499,6 +533,28 @@ export class ModelWorkerPool {
     const bytes = this.#bytes.slice();
     const args = { bytes, session, decoder: this.#options.decoder };
     return this.call(slot, "load", args, [bytes.buffer], true);
+  }
+
+  /**
+   * Treat as dead every running worker that has left callers' requests unanswered for
+   * `stallMs`: a hung worker would otherwise hold its jobs, and every job placed on it later,
+   * for ever while `/healthz` said ok. `terminate()` frees the slot at once; a thread stuck in a
+   * native call may still run until that call returns.
+   */
+  #checkStalls(): void {
+    const { stallMs } = this.#restart;
+    const now = performance.now();
+    for (const slot of this.#slots) {
+      const since = slot.waitingSince;
+      if (slot.state !== "running" || slot.failure || since === undefined) continue;
+      if (now - since < stallMs) continue;
+      this.#onDeath(
+        slot,
+        `it stalled: no answer to its ${slot.watched.size} request(s) for ${
+          Math.round((now - since) / 1000)
+        } s (model.restart.stallMs ${stallMs}); terminated`,
+      );
+    }
   }
 
   /** A worker died: fail what it held, then restart it after a backoff, or give up on it. */
@@ -593,6 +649,7 @@ export class ModelWorkerPool {
     const call = slot.pending.get(reply.id);
     if (!call) return;
     slot.pending.delete(reply.id);
+    slot.answered(reply.id);
     if (reply.ok) call.resolve(reply.result);
     else call.reject(deserializeError(reply.error));
   }

@@ -18,6 +18,12 @@ export interface ModelWorkerRestartPolicy {
   backoffInitialMs: number;
   /** Longest delay before a restart; default 5 000. */
   backoffMaxMs: number;
+  /**
+   * A running worker that leaves the requests it holds unanswered this long (no reply to any of
+   * them) is taken for hung — a graph that never ends, a call stuck in onnxruntime — and treated
+   * as dead: terminated, its requests failed, restarted like a crash. Default 120 000; 0: never.
+   */
+  stallMs: number;
 }
 
 /**

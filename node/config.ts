@@ -111,6 +111,11 @@ const nodeConfigSchema = z.strictObject({
     restart: z.strictObject({
       maxRestarts: z.number().int().min(0).max(1_000).default(5),
       withinMs: z.number().int().min(1).default(60_000),
+      /**
+       * A worker that leaves its requests unanswered this long is taken for hung (a graph that
+       * never ends) and restarted like a crash, its jobs failed; 0: never.
+       */
+      stallMs: z.number().int().min(0).default(120_000),
     }).prefault({}),
   }).prefault({}),
   inference: z.strictObject({
@@ -278,7 +283,7 @@ export interface NodeConfig {
     executionProvider: "cpu" | "cuda" | "webgpu";
     workers: number;
     validationWorkers: number;
-    restart: { maxRestarts: number; withinMs: number };
+    restart: { maxRestarts: number; withinMs: number; stallMs: number };
   };
   /** Jobs computed at once per model, and jobs allowed to wait. Default 4 and 64. */
   inference: { concurrency: number; queueLimit: number };

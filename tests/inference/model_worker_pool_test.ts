@@ -5,7 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { collect, params, tinyModel } from "./_fixtures.ts";
-import { crashModelWorker, FAULTY_WORKER_URL, faultyWorkerUrl } from "./_worker_faults.ts";
+import {
+  crashModelWorker,
+  FAULTY_WORKER_URL,
+  faultyWorkerUrl,
+  holdModelSteps,
+  releaseModelSteps,
+} from "./_worker_faults.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TextModel, type TextModelOptions } from "../../inference/text_model.ts";
 import type { ModelHealth, ModelWorkerEvent } from "../../inference/model_health.ts";
@@ -231,4 +237,27 @@ Deno.test("on WebGPU the pool is one worker with no validation lane, and the nod
   assert.equal(cpu.validationWorkers, 1);
   assert.equal(webgpuPoolClamp({ ...asked, executionProvider: "cpu" }), undefined);
   assert.equal(webgpuPoolClamp({ workerCount: 1, executionProvider: "webgpu" }), undefined);
+});
+
+Deno.test("a model worker that leaves its steps unanswered past stallMs is taken for hung: the generation fails saying so, the worker is restarted and serves again", async () => {
+  await using pool = await crashable({ restart: { backoffInitialMs: 0, stallMs: 1_000 } });
+  const { model, events } = pool;
+  // The worker keeps every step it is sent, as one stuck in a graph that never ends would.
+  holdModelSteps();
+  let error: unknown;
+  try {
+    error = await failureOf(model.generate(PROMPT, GREEDY));
+  } finally {
+    releaseModelSteps();
+  }
+  assert.ok(error instanceof ModelWorkerError, String(error));
+  assert.match(error.message, /stalled: no answer to its 1 request\(s\) for \d+ s/);
+  await eventually(() => events.some((e) => e.type === "restarted"), "the restart");
+  const health = model.health();
+  assert.equal(health.status, "ok");
+  assert.equal(health.restarts, 1);
+  assert.match(health.workers[0].lastError ?? "", /stalled/);
+  assert.deepEqual(events.map((e) => e.type), ["crashed", "restarted"]);
+  const again = await collect(model.generate(PROMPT, GREEDY));
+  assert.deepEqual(again.map((c) => c.tokenId), expected);
 });

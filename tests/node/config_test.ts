@@ -113,11 +113,11 @@ Deno.test("the API flags: --api-key and --allow-origin repeat, --api-keys-file n
 Deno.test("the validation lane and the model workers' restart limit have defaults, a flag and config fields", async () => {
   const defaults = parseNodeConfig({});
   assert.equal(defaults.model.validationWorkers, 1);
-  assert.deepEqual(defaults.model.restart, { maxRestarts: 5, withinMs: 60_000 });
+  assert.deepEqual(defaults.model.restart, { maxRestarts: 5, withinMs: 60_000, stallMs: 120_000 });
   const set = await configFromArgs(["--validation-workers", "0"]);
   assert.equal(set.model.validationWorkers, 0);
-  const configured = parseNodeConfig({ model: { restart: { maxRestarts: 2 } } });
-  assert.deepEqual(configured.model.restart, { maxRestarts: 2, withinMs: 60_000 });
+  const configured = parseNodeConfig({ model: { restart: { maxRestarts: 2, stallMs: 0 } } });
+  assert.deepEqual(configured.model.restart, { maxRestarts: 2, withinMs: 60_000, stallMs: 0 });
   assert.throws(() => parseNodeConfig({ model: { validationWorkers: -1 } }), ConfigError);
 });
 
