@@ -221,19 +221,39 @@ export class RemoteJob {
         }
         const event = result.value;
         if (event.kind === "end") {
-          // Reached only when the last token carried no finish reason (an early end).
+          // Reached only when no token carried a finish reason (an early end). A job that
+          // finished marks its last token (every job asks for at least one), so an end that
+          // says `stop` or `length` here claims an output the worker never streamed: a worker
+          // resuming a job could end it at once with a receipt over the prefix it was handed,
+          // the lost worker's tokens, and the client's would stop short without an error. A
+          // broken stream; only the worker's own failure may end the job this way.
+          const { finishReason } = event.summary;
+          if (finishReason === "stop" || finishReason === "length") {
+            const error = new InferenceStreamError(
+              `the worker ended the job (${finishReason}) after ${this.#tokens} of its tokens ` +
+                `without a last token`,
+            );
+            this.#reader.cancel(error).catch(() => {});
+            this.#end("error", error);
+            controller.error(error);
+            return;
+          }
           this.#resolve(event.summary as JobSummary);
           controller.close();
           return;
         }
-        // One token, or several that were ready together: each in order, once.
+        // One token, or several that were ready together: each in order, once, and none past
+        // the job's last position (`maxTokens − 1`, which ends the job): a token there without
+        // a finish reason would lead the client past its `max_tokens`.
         const items = event.kind === "token"
           ? [event]
           : event.kind === "tokens"
           ? event.tokens
           : undefined;
+        const last = this.#o.job.params.maxTokens - 1;
         const inOrder = items?.every((t, i) => t.index === this.#from + this.#tokens + i) &&
-          items.slice(0, -1).every((t) => t.finishReason === undefined);
+          items.slice(0, -1).every((t) => t.finishReason === undefined) &&
+          items.every((t) => t.index < last || t.finishReason !== undefined);
         if (items === undefined || !inOrder) {
           const error = new InferenceStreamError(`unexpected ${event.kind} event`);
           this.#reader.cancel(error).catch(() => {});

@@ -189,7 +189,7 @@ export function resumeGeneration(
       promptIds.length + chunk.index + 1 >= contextLength;
     const finishReason: FinishReason | undefined = stopped ? "stop" : full ? "length" : undefined;
     if (chunk.finishReason !== undefined && finishReason === undefined) {
-      // Only a stop string matched in the continuation's own (unprimed) text can do this.
+      // Generation ended where the job does not (it is given no stop sequences): not the rule.
       throw new ResumeMismatchError(
         `generation ended at token ${chunk.index}, where the job's output does not end`,
       );
@@ -208,7 +208,11 @@ export function resumeGeneration(
         controller.enqueue(next);
         return;
       }
-      source ??= model.generate([...promptIds, ...prefix], params, {
+      // Without the stop sequences: they are checked here over the whole output (`continued`).
+      // The continuation's own text is not the job's: a character split across the cut starts
+      // it with a lone byte, which decodes as U+FFFD, and a stop sequence that matches it there
+      // would end generation where the job's output goes on.
+      source ??= model.generate([...promptIds, ...prefix], { ...params, stop: [] }, {
         signal,
         topLogprobs: options.topLogprobs,
         startIndex: prefix.length,
@@ -222,7 +226,7 @@ export function resumeGeneration(
       controller.enqueue(chunk);
       if (chunk.finishReason !== undefined) {
         controller.close();
-        // Generation does not know the job ended here (a stop across the cut): stop it.
+        // Generation does not know the job's stop sequences (see above): stop it.
         if (value.finishReason === undefined) source.cancel().catch(() => {});
       }
     },
