@@ -12,7 +12,14 @@
  *
  * @module
  */
-import { CarBlockIterator, CarWriter } from "@ipld/car";
+import { CarWriter } from "@ipld/car";
+import {
+  asyncIterableReader,
+  type BytesReader,
+  limitReader,
+  readBlockHead,
+  readHeader,
+} from "@ipld/car/decoder";
 import * as dagPb from "@ipld/dag-pb";
 import { varint } from "multiformats";
 import { CID } from "multiformats/cid";
@@ -29,6 +36,7 @@ import type { BlockStore } from "./block_store.ts";
 import { dagBlocks } from "./dag_links.ts";
 import { fileRangeBlocks } from "./unixfs.ts";
 import { digestOf, equalBytes } from "./_hash.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 import {
   BlockTooLargeError,
   CorruptChunkError,
@@ -38,6 +46,20 @@ import {
 
 /** Media type of a CAR response (trustless gateway spec). */
 export const CAR_MEDIA_TYPE = "application/vnd.ipld.car";
+
+/**
+ * Largest CAR header an import reads: the header names the roots, ~40 bytes each, and a CAR that
+ * IPFS tools write names one. 1 MiB (~25,000 roots) refuses only a header whose length announces
+ * what no CAR carries, before the reader buffers it: it takes whatever length a CAR announces.
+ */
+export const MAX_CAR_HEADER_BYTES = 1024 * 1024;
+
+/**
+ * Longest CID a CAR section may start with: a sha2-256 CID is 36 bytes, and an identity CID
+ * inlines at most 128 bytes of block (boxo's `verifcid` refuses longer digests). Like a header's,
+ * a CID's length is announced (its multihash's) and would be buffered whatever it says.
+ */
+export const MAX_CAR_CID_BYTES = 256;
 
 /** How much of a DAG an export carries (the gateway's `dag-scope`). */
 export type CarScope = "all" | "block";
@@ -246,47 +268,98 @@ export interface CarImportResult {
 }
 
 /**
- * Read a CAR from `source`, verify every block against its CID and store it in `blocks`.
+ * Read a CAR from `source`, verify every block against its CID and store it in `blocks`. Each
+ * section is judged by the length it announces before its bytes are read, so a CAR cannot make the
+ * import buffer more than one block of the size it takes (`@ipld/car`'s reader buffers whatever
+ * length a section announces, up to the end of the input).
  *
  * @throws {CorruptChunkError} a block whose bytes do not hash to its CID.
  * @throws {BlockTooLargeError} a block over `MAX_CAR_BLOCK_BYTES` (2 MiB; dag-cbor manifests
  * excepted, see there).
  * @throws {InvalidCidError} a block named by a CID Veriflow does not store (not sha2-256 with the
  * raw, dag-pb or dag-cbor codec). CIDv0 roots and blocks are taken as the CIDv1 of the same
- * digest (dag-pb), and their roots returned so.
+ * digest (dag-pb), and their roots returned so. An identity block (sha2-256 aside, the one
+ * multihash taken) is checked against the bytes its CID carries and not stored.
+ * @throws {StorageError} `invalid_car`: not a CAR, a header over {@link MAX_CAR_HEADER_BYTES}, a
+ * section that does not parse, or a CAR cut short (the blocks before it are stored).
  */
 export async function importCar(
   source: ReadableStream<Uint8Array>,
   blocks: BlockStore,
   options?: { signal?: AbortSignal },
 ): Promise<CarImportResult> {
-  let iterator: CarBlockIterator;
-  try {
-    iterator = await CarBlockIterator.fromIterable(source);
-  } catch (cause) {
-    throw new StorageError("invalid_car", `not a CAR file: ${(cause as Error).message}`);
+  // An error of the source itself (a failed read) is passed on as it is, not as a bad CAR.
+  let sourceFailed = false;
+  const input = (async function* () {
+    try {
+      yield* source;
+    } catch (error) {
+      sourceFailed = true;
+      throw error;
+    }
+  })();
+  const malformed = (what: string) => (cause: unknown): never => {
+    if (sourceFailed || cause instanceof VeriflowError) throw cause;
+    throw new StorageError("invalid_car", `${what}: ${(cause as Error).message}`);
+  };
+  let reader = asyncIterableReader(input);
+  const header = await readHeader(boundedReader(reader, MAX_CAR_HEADER_BYTES, "header"))
+    .catch(malformed("not a CAR file"));
+  if (header.version === 2) {
+    // A CARv2 wraps a CARv1: read only its data, as `@ipld/car`'s own decoder does.
+    reader = limitReader(reader, header.dataSize - (reader.pos - header.dataOffset));
   }
   // CIDv0 (`Qm…`, what `ipfs add` writes by default) names a dag-pb block by the same digest as
   // its CIDv1: taken as that, the only CID form Veriflow stores and serves.
-  const roots = (await iterator.getRoots()).map((cid) => cid.toV1().toString());
+  const roots = header.roots.map((cid) => cid.toV1().toString());
   let count = 0;
   let bytes = 0;
-  for await (const block of iterator) {
+  const cut = () => malformed(`the CAR file is cut short or malformed after ${count} blocks`);
+  while ((await reader.upTo(1).catch(cut())).length > 0) {
     options?.signal?.throwIfAborted();
-    const cid = block.cid.toV1().toString();
-    const expected = cidDigest(cid); // throws invalid_cid for codecs and hashes we do not take
-    if (block.bytes.length > MAX_CAR_BLOCK_BYTES && cidCodec(cid) !== DAG_CBOR_CODEC) {
-      throw new BlockTooLargeError(
-        cid,
-        `${block.bytes.length} bytes (limit ${MAX_CAR_BLOCK_BYTES})`,
-      );
+    const head = await readBlockHead(boundedReader(reader, MAX_CAR_CID_BYTES, "CID"))
+      .catch(cut());
+    const cid = head.cid.toV1().toString();
+    const inline = identityBlock(cid);
+    if (inline !== undefined) {
+      // An identity block is the bytes its CID carries (a CAR may hold one, as the gateway's CAR
+      // of an identity CID does): checked against them, stored nowhere, since nothing reads it
+      // from a store.
+      const block = await reader.exactly(head.blockLength, true).catch(cut());
+      if (!equalBytes(inline.bytes, block)) throw new CorruptChunkError(cid, "the CAR file");
+      continue;
     }
-    if (!equalBytes(expected, await digestOf(block.bytes))) {
+    const expected = cidDigest(cid); // throws invalid_cid for codecs and hashes we do not take
+    if (head.blockLength > MAX_CAR_BLOCK_BYTES && cidCodec(cid) !== DAG_CBOR_CODEC) {
+      throw new BlockTooLargeError(cid, `${head.blockLength} bytes (limit ${MAX_CAR_BLOCK_BYTES})`);
+    }
+    const block = await reader.exactly(head.blockLength, true).catch(cut());
+    if (!equalBytes(expected, await digestOf(block))) {
       throw new CorruptChunkError(cid, "the CAR file");
     }
-    await blocks.put(block.bytes, options);
+    await blocks.put(block, options);
     count++;
-    bytes += block.bytes.length;
+    bytes += block.length;
   }
   return { roots, blocks: count, bytes };
+}
+
+/**
+ * `reader`, refusing a read of more than `limit` bytes before it buffers anything: a CAR announces
+ * the length of its header and of each CID before them, and `@ipld/car` reads whatever it says.
+ *
+ * @param what What is read through it, for the error.
+ */
+function boundedReader(reader: BytesReader, limit: number, what: string): BytesReader {
+  return {
+    upTo: (length) => reader.upTo(length),
+    exactly: (length, seek) => {
+      if (length > limit) throw new Error(`a ${what} of ${length} bytes (limit ${limit})`);
+      return reader.exactly(length, seek);
+    },
+    seek: (length) => reader.seek(length),
+    get pos() {
+      return reader.pos;
+    },
+  };
 }

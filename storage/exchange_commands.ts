@@ -8,6 +8,7 @@
  */
 import { join } from "node:path";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
+import { identityBlock } from "../protocols/cid.ts";
 import { exportCar, importCar } from "./car.ts";
 import { ChunkStore } from "./chunk_store.ts";
 import { dagBlocks } from "./dag_links.ts";
@@ -82,8 +83,10 @@ export async function runImport(args: string[]): Promise<number> {
           }
         }
       }
-      for (const root of result.roots) await store.pin(root);
-      if (result.roots.length > 0) await pending.commit(result.roots[0]);
+      // An identity root is the bytes its CID carries: nothing is stored to pin.
+      const pinned = result.roots.filter((root) => identityBlock(root) === undefined);
+      for (const root of pinned) await store.pin(root);
+      if (pinned.length > 0) await pending.commit(pinned[0]);
       for (const root of result.roots) console.log(root);
       console.error(`imported ${result.blocks} blocks (${result.bytes} bytes), all verified`);
     } catch (error) {

@@ -1,0 +1,220 @@
+/**
+ * A hostile or damaged CAR on import: a section or header that announces more bytes than any block
+ * may have is refused from its length, before those bytes are read (the reader buffered them all,
+ * then refused the block, or failed at the end of the input); a CAR cut short or with an unreadable
+ * section is `invalid_car`, a typed error the CLI reports, never an untyped one.
+ */
+import assert from "node:assert/strict";
+import { CarWriter } from "@ipld/car";
+import { varint } from "multiformats";
+import { CID } from "multiformats/cid";
+import * as dagPb from "@ipld/dag-pb";
+import { UnixFS } from "ipfs-unixfs";
+import { identity } from "multiformats/hashes/identity";
+import { cidOf, DAG_PB_CODEC, RAW_CODEC, storageKey } from "../../protocols/cid.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
+import type { BlockStore } from "../../storage/block_store.ts";
+import { exportCar, importCar } from "../../storage/car.ts";
+import {
+  BlockTooLargeError,
+  CorruptChunkError,
+  MAX_CAR_BLOCK_BYTES,
+} from "../../storage/errors.ts";
+import { cidOfAsync } from "../../storage/_hash.ts";
+import { collect } from "./_helpers.ts";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** Bytes per piece of the hostile streams below (a file read's usual piece). */
+const PIECE = 64 * KiB;
+
+/** A {@link BlockStore} in memory that counts what was put. */
+class MemoryBlockStore implements BlockStore {
+  readonly blocks = new Map<string, Uint8Array>();
+  async put(bytes: Uint8Array): Promise<string> {
+    const cid = await cidOfAsync(bytes);
+    this.blocks.set(cid, bytes);
+    return cid;
+  }
+  get(cid: string): Promise<Uint8Array> {
+    const bytes = this.blocks.get(storageKey(cid));
+    return bytes ? Promise.resolve(bytes) : Promise.reject(new Error(`no ${cid}`));
+  }
+  has(cid: string): Promise<boolean> {
+    return Promise.resolve(this.blocks.has(storageKey(cid)));
+  }
+}
+
+/** The bytes of a CAR v1 holding `blocks` under `roots`, as `@ipld/car` writes it. */
+async function carBytes(roots: string[], blocks: Uint8Array[] = []): Promise<Uint8Array> {
+  const { writer, out } = CarWriter.create(roots.map((c) => CID.parse(c)));
+  const reading = (async () => {
+    const parts: Uint8Array[] = [];
+    for await (const part of out) parts.push(part);
+    return parts;
+  })();
+  for (const bytes of blocks) {
+    await writer.put({ cid: CID.parse(cidOf(bytes, RAW_CODEC)), bytes });
+  }
+  await writer.close();
+  const parts = await reading;
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    all.set(part, at);
+    at += part.length;
+  }
+  return all;
+}
+
+/**
+ * `prefix`, then zeros in {@link PIECE}s up to `total` bytes, made as they are pulled, and how
+ * many bytes the reader pulled.
+ */
+function hostileStream(prefix: Uint8Array, total: number) {
+  const pulled = { bytes: 0 };
+  let sent = false;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (!sent) {
+        sent = true;
+        pulled.bytes += prefix.length;
+        controller.enqueue(prefix);
+        return;
+      }
+      if (pulled.bytes >= total) return controller.close();
+      const piece = new Uint8Array(Math.min(PIECE, total - pulled.bytes));
+      pulled.bytes += piece.length;
+      controller.enqueue(piece);
+    },
+  }, { highWaterMark: 0 });
+  return { stream, pulled };
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+Deno.test("a CAR section that announces a block over the limit is refused from its length, before its bytes are read", async () => {
+  const root = cidOf(new Uint8Array([1]), RAW_CODEC);
+  const header = await carBytes([root]);
+  // A raw block announced at 1 GiB; the input holds 32 MiB of it (the reader would take them all).
+  const cid = CID.parse(cidOf(new Uint8Array([2]), RAW_CODEC));
+  const announced = cid.bytes.length + 1024 * MiB;
+  const { stream, pulled } = hostileStream(
+    concat(
+      header,
+      varint.encodeTo(announced, new Uint8Array(varint.encodingLength(announced))),
+      cid.bytes,
+    ),
+    32 * MiB,
+  );
+  const store = new MemoryBlockStore();
+  const rejected = await importCar(stream, store).catch((e) => e);
+  assert.equal(rejected instanceof BlockTooLargeError, true, String(rejected));
+  assert.match(rejected.message, new RegExp(`limit ${MAX_CAR_BLOCK_BYTES}`));
+  assert.equal(pulled.bytes <= 2 * PIECE, true, `read ${pulled.bytes} bytes before refusing`);
+  assert.equal(store.blocks.size, 0);
+});
+
+Deno.test("a CAR section whose CID announces a multihash longer than any CID is invalid_car, refused before it is read", async () => {
+  const root = cidOf(new Uint8Array([1]), RAW_CODEC);
+  const header = await carBytes([root]);
+  // CIDv1, raw, sha2-256 with a digest announced at 1 GiB.
+  const digestLength = 1024 * MiB;
+  const cidHead = concat(
+    new Uint8Array([1, 0x55, 0x12]),
+    varint.encodeTo(digestLength, new Uint8Array(varint.encodingLength(digestLength))),
+  );
+  const section = cidHead.length + digestLength;
+  const { stream, pulled } = hostileStream(
+    concat(
+      header,
+      varint.encodeTo(section, new Uint8Array(varint.encodingLength(section))),
+      cidHead,
+    ),
+    32 * MiB,
+  );
+  const rejected = await importCar(stream, new MemoryBlockStore()).catch((e) => e);
+  assert.equal(rejected instanceof VeriflowError, true, String(rejected));
+  assert.equal(rejected.code, "invalid_car");
+  assert.equal(pulled.bytes <= 2 * PIECE, true, `read ${pulled.bytes} bytes before refusing`);
+});
+
+Deno.test("a CAR header that announces more than any header needs is invalid_car, refused before it is read", async () => {
+  const announced = 1024 * MiB;
+  const { stream, pulled } = hostileStream(
+    varint.encodeTo(announced, new Uint8Array(varint.encodingLength(announced))),
+    32 * MiB,
+  );
+  const rejected = await importCar(stream, new MemoryBlockStore()).catch((e) => e);
+  assert.equal(rejected instanceof VeriflowError, true, String(rejected));
+  assert.equal(rejected.code, "invalid_car");
+  assert.equal(pulled.bytes <= 2 * PIECE, true, `read ${pulled.bytes} bytes before refusing`);
+});
+
+Deno.test("a CAR cut short inside a block, or with a section no reader can parse, is invalid_car after the blocks before it", async () => {
+  const root = cidOf(new Uint8Array([1]), RAW_CODEC);
+  const first = new TextEncoder().encode("a whole block");
+  const second = new Uint8Array(1000).fill(7);
+  const whole = await carBytes([root], [first, second]);
+  const store = new MemoryBlockStore();
+  const cut = await importCar(ReadableStream.from([whole.subarray(0, whole.length - 10)]), store)
+    .catch((e) => e);
+  assert.equal(cut instanceof VeriflowError, true, String(cut));
+  assert.equal(cut.code, "invalid_car");
+  assert.match(cut.message, /end of data|cut short/i);
+  assert.equal(await store.has(cidOf(first, RAW_CODEC)), true);
+  // A section whose CID is version 2 (no such CID).
+  const header = await carBytes([root]);
+  const section = new Uint8Array([4, 2, 0x55, 0x00, 0x00]);
+  const bad = await importCar(ReadableStream.from([concat(header, section)]), store)
+    .catch((e) => e);
+  assert.equal(bad instanceof VeriflowError, true, String(bad));
+  assert.equal(bad.code, "invalid_car");
+});
+
+Deno.test("a CAR that carries identity blocks imports: each is checked against the bytes its CID inlines and stored nowhere (the gateway's own CAR of an identity CID carries one)", async () => {
+  // A directory linking a file inlined in an identity CID, as `ipfs add --inline` makes.
+  const inlined = new TextEncoder().encode("hi");
+  const leaf = CID.createV1(RAW_CODEC, identity.digest(inlined));
+  const dirBytes = dagPb.encode(dagPb.prepare({
+    Data: new UnixFS({ type: "directory" }).marshal(),
+    Links: [{ Name: "hi.txt", Tsize: inlined.length, Hash: leaf }],
+  }));
+  const dir = CID.parse(cidOf(dirBytes, DAG_PB_CODEC));
+  const car = await carOf([dir], [{ cid: dir, bytes: dirBytes }, { cid: leaf, bytes: inlined }]);
+  const store = new MemoryBlockStore();
+  const result = await importCar(ReadableStream.from([car]), store);
+  assert.deepEqual(result.roots, [dir.toString()]);
+  assert.equal(await store.has(dir.toString()), true);
+  assert.equal(store.blocks.size, 1, "an identity block is its CID: nothing stored for it");
+  // The CAR the gateway and `exportCar` write for an identity root carries its one block.
+  const exported = await collect(exportCar(leaf.toString(), (c) => store.get(c)));
+  const again = await importCar(ReadableStream.from([exported]), new MemoryBlockStore());
+  assert.deepEqual(again.roots, [leaf.toString()]);
+  // An identity block whose bytes are not the ones its CID inlines is refused.
+  const lying = await carOf([dir], [{ cid: leaf, bytes: new TextEncoder().encode("no") }]);
+  await assert.rejects(
+    () => importCar(ReadableStream.from([lying]), new MemoryBlockStore()),
+    CorruptChunkError,
+  );
+});
+
+/** A CAR v1 of `blocks` under `roots`, each block as given (any CID). */
+async function carOf(
+  roots: CID[],
+  blocks: { cid: CID; bytes: Uint8Array }[],
+): Promise<Uint8Array> {
+  const { writer, out } = CarWriter.create(roots);
+  const reading = collect(ReadableStream.from(out));
+  for (const block of blocks) await writer.put(block);
+  await writer.close();
+  return await reading;
+}
