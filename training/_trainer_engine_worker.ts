@@ -29,6 +29,8 @@ port.onmessage = (event) => {
         engine = new InProcessTrainerEngine(
           Identity.fromSecretKey(request.secretKey),
           request.shard,
+          undefined,
+          request.traces,
         );
       } else if (engine === undefined) {
         throw new Error("trainer worker used before init");

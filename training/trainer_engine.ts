@@ -34,15 +34,25 @@ import {
 } from "./step_opening.ts";
 import { trainingReceiptId } from "./training_receipt.ts";
 import { TrainingError } from "./training_error.ts";
+import { TraceStore } from "./trace_store.ts";
 
 /** How a trainer trains one round (the honest `trainAndSign`, or a test fixture's). */
 export type TrainFunction = (options: TrainAndSignOptions) => Promise<TrainAndSignResult>;
 
 /**
- * Runs whose traces are kept for challenges: a challenge comes within a round or two of the
- * report (the coordinator checks before it aggregates); older runs are not asked for.
+ * Runs whose traces are kept in memory for challenges: most challenges come within a round or
+ * two of the report (the coordinator checks before it aggregates). Older runs, and runs from
+ * before a restart, are opened from the trainer's {@link TraceStore} when it has one.
  */
 export const KEPT_TRACES = 4;
+
+/** Where an engine keeps its runs' traces on disk (`trace_store.ts`). */
+export interface TraceKeeping {
+  /** The directory of the trace files. */
+  dir: string;
+  /** How long a trace is kept; default `DEFAULT_TRACE_RETAIN_MS`. */
+  retainMs?: number;
+}
 
 /** One round's training, as the engine is asked for it. */
 export interface RoundTraining {
@@ -75,7 +85,8 @@ export interface TrainerEngine {
    */
   train(round: RoundTraining, onStep?: StepListener): Promise<TrainerReport>;
   /**
-   * The challenged steps of a kept run, opened and sealed to the challenge's validator.
+   * The challenged steps of a kept run (in memory, or on disk), opened and sealed to the
+   * challenge's validator.
    * @throws {TrainingError} `unknown_receipt` when no kept run has the challenged receipt.
    */
   open(challenge: TrainingChallenge): Promise<SealedStepOpenings>;
@@ -89,16 +100,25 @@ export class InProcessTrainerEngine implements TrainerEngine {
   readonly #shard: TextShard;
   readonly #train: TrainFunction;
   readonly #traces = new Map<string, TrainingTrace>();
+  readonly #store: TraceStore | undefined;
 
   /**
    * @param identity The trainer's key.
    * @param shard Its private shard.
    * @param train How a round is trained; default `trainAndSign`.
+   * @param traces Where runs' traces are kept on disk (absent: in memory only, the last
+   * {@link KEPT_TRACES}).
    */
-  constructor(identity: Identity, shard: TextShard, train: TrainFunction = trainAndSign) {
+  constructor(
+    identity: Identity,
+    shard: TextShard,
+    train: TrainFunction = trainAndSign,
+    traces?: TraceKeeping,
+  ) {
     this.#identity = identity;
     this.#shard = shard;
     this.#train = train;
+    this.#store = traces && new TraceStore(traces);
   }
 
   /** See {@link TrainerEngine.train}. */
@@ -109,6 +129,8 @@ export class InProcessTrainerEngine implements TrainerEngine {
       identity: this.#identity,
       onStep,
     });
+    // On disk before the receipt leaves: a challenge may come after a restart.
+    await this.#store?.save(trace);
     this.#traces.set(trainingReceiptId(report.receipt), trace);
     while (this.#traces.size > KEPT_TRACES) {
       this.#traces.delete(this.#traces.keys().next().value!);
@@ -118,7 +140,8 @@ export class InProcessTrainerEngine implements TrainerEngine {
 
   /** See {@link TrainerEngine.open}. */
   async open(challenge: TrainingChallenge): Promise<SealedStepOpenings> {
-    const trace = this.#traces.get(challenge.receiptId);
+    const trace = this.#traces.get(challenge.receiptId) ??
+      await this.#store?.load(challenge.receiptId, this.#identity, this.#shard);
     if (trace === undefined) {
       throw new TrainingError("unknown_receipt", "no kept run of this trainer has that receipt");
     }
@@ -134,7 +157,7 @@ export class InProcessTrainerEngine implements TrainerEngine {
 
 /** Main thread → engine worker. */
 export type EngineRequest =
-  | { id: number; op: "init"; secretKey: Uint8Array; shard: TextShard }
+  | { id: number; op: "init"; secretKey: Uint8Array; shard: TextShard; traces?: TraceKeeping }
   | { id: number; op: "train"; round: RoundTraining }
   | { id: number; op: "open"; challenge: TrainingChallenge };
 
@@ -156,8 +179,9 @@ export class WorkerTrainerEngine implements TrainerEngine {
    * Start the worker and hand it the key and the shard.
    * @param identity The trainer's key (its secret goes to the worker, which signs receipts).
    * @param shard The private shard (copied into the worker).
+   * @param traces Where the worker keeps runs' traces on disk (absent: in memory only).
    */
-  constructor(identity: Identity, shard: TextShard) {
+  constructor(identity: Identity, shard: TextShard, traces?: TraceKeeping) {
     this.#worker = new Worker(new URL("./_trainer_engine_worker.ts", import.meta.url).href, {
       type: "module",
     });
@@ -176,7 +200,8 @@ export class WorkerTrainerEngine implements TrainerEngine {
       this.#failAll(new TrainingError("trainer_worker_failed", event.message));
     };
     // Answered before any other request: the worker handles its messages in order.
-    void this.#ask({ op: "init", secretKey: identity.exportSecretKey(), shard }).catch(() => {});
+    void this.#ask({ op: "init", secretKey: identity.exportSecretKey(), shard, traces })
+      .catch(() => {});
   }
 
   /** See {@link TrainerEngine.train}. */
