@@ -248,6 +248,8 @@ class FailoverJob {
   #resumedAt = 0;
   /** The worker lost first, and how: what the job ends with if nobody resumes it. */
   #lost?: { worker: Uint8Array; error: unknown };
+  /** Workers that took the job over but could not resume it, with the last one's code. */
+  #unresumed = { count: 0, code: "" };
   #firstTokenAt = NaN;
   #cancelled = false;
   #ended = false;
@@ -344,6 +346,7 @@ class FailoverJob {
     const refusedResume = this.#resumes > 0 && this.#delivered.length === this.#resumedAt &&
       RESUME_REFUSALS.has(codeOf(error));
     if (!refusedResume && !isWorkerLost(error) && !isWorkerFault(error)) return error;
+    if (refusedResume) this.#unresumed = { count: this.#unresumed.count + 1, code: codeOf(error) };
     this.#excluded.push(this.#attempt.worker);
     this.#spent++;
     if (!refusedResume) {
@@ -393,6 +396,13 @@ class FailoverJob {
       return undefined;
     }
     why ??= `${this.#excluded.length} workers were tried`;
+    // A worker that took the job over and then could not reproduce what was delivered is the
+    // reason more often than a missing worker: say so.
+    const { count, code } = this.#unresumed;
+    if (count > 0) {
+      why += `; ${count} worker(s) that took it over could not reproduce the delivered tokens ` +
+        `(${code})`;
+    }
     const cause = error instanceof Error ? error.message : String(error);
     return new WorkerLostError(
       codeOf(error),

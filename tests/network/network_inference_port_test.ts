@@ -765,3 +765,35 @@ Deno.test("a relayed job's usage counts the tokens the client got, not the worke
     await t.close();
   }
 });
+
+Deno.test("a job whose only other worker cannot reproduce the delivered tokens ends saying so, not only that no worker is left", async () => {
+  // Worker 1's teacher-forced pass disagrees (negated logits): every prefix it replays mismatches.
+  const t = await routerWith(2, (model, i) =>
+    i !== 1 ? model : ({
+      info: model.info,
+      tokenizer: model.tokenizer,
+      forward: async (tokens: readonly number[], options?: { signal?: AbortSignal }) =>
+        (await model.forward(tokens, options)).map((x) => -x),
+      generate: (ids: number[], p: GenerationParams, options?: GenerateOptions) =>
+        model.generate(ids, p, options),
+    } as GenerativeModel));
+  try {
+    const handle = await t.port.submit(t.job("unreproducible"));
+    const reader = handle.tokens.getReader();
+    await readTokens(reader, 6);
+    t.workers[0].die();
+    const error = await assertRejects(async () => {
+      while (!(await reader.read()).done) { /* read until the error */ }
+    }, VeriflowError);
+    assertEquals(error.code, "connection_closed", "the lost worker's code");
+    assert(error.message.includes("no other connected worker"), error.message);
+    assert(
+      error.message.includes("1 worker(s) that took it over could not reproduce") &&
+        error.message.includes("resume_mismatch"),
+      error.message,
+    );
+    assertEquals((await handle.done).finishReason, "error");
+  } finally {
+    await t.close();
+  }
+});
