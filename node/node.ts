@@ -48,6 +48,7 @@ import { StorageActor } from "../actors/storage_actor.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { storageGateway } from "../actors/storage_actor_peer.ts";
 import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
+import type { Account } from "../proof/ledger.ts";
 import { challengeProbabilityWarning, DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { ModelRegistry } from "../inference/model_registry.ts";
@@ -798,6 +799,15 @@ function addTrainingChildren(
             : undefined,
           models: roundModels,
           train: inputs.train,
+          // Openings reveal batches of the shard: owed to the round's coordinator and to keys
+          // with stake in this ledger, the bar a ledger sets for a peer's fraud proof.
+          stakeOf: roles.validator
+            ? async (key) =>
+              (await lookup<ValidatorMessage>(NODE_ACTORS.validator)?.ask<Account>({
+                type: "account",
+                key,
+              }))?.stake ?? 0
+            : undefined,
           refusedModel: validates
             ? async (cid) =>
               await lookup<TrainingValidatorMessage>(TRAINING_ACTORS.validator)?.ask<

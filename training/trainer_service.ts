@@ -9,9 +9,10 @@
  * peer       { connection }  join through it, if it speaks training (coordinators accept)
  * round      { body }        → { report: Promise<ReportBody> }  (trains outside the mailbox)
  * step       { round, step, loss }  internal: one local step taken (progress, dashboard)
- * trained    { losses }      internal: a round's training ended (counted)
+ * trained    { losses, receiptId, coordinator }  internal: a round's training ended (counted;
+ *                              its coordinator is owed openings of that receipt)
  * challenge  { challenge }   → { openings: Promise<OpeningsBody> }: the sealed answer, encoded,
- *                              kept to be fetched
+ *                              kept to be fetched; only for a challenger owed one
  * opened     { challengeId, bytes }  internal: an answer is ready
  * part       { challengeId, index }  → one piece of it
  * stats      → TrainerStats (rounds, challenges, the run in progress, its losses)
@@ -51,7 +52,9 @@ import type { RoundModels } from "./round_models.ts";
 import { TrainingError } from "./training_error.ts";
 import { ChallengeMismatchError } from "./step_opening.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { commitShard } from "./training_state.ts";
+import { trainingReceiptId } from "./training_receipt.ts";
 import {
   TRAINING_CHALLENGE_STEPS,
   type TrainingChallenge,
@@ -79,6 +82,8 @@ const KEPT_ANSWERS = 8;
 const KEPT_SLOTS = 4096;
 /** Where the signed slots are kept under {@link TrainerServiceOptions.dataDir}. */
 const SLOTS_FILE = "signed-slots.json";
+/** Where runs' traces are kept under {@link TrainerServiceOptions.dataDir} (`trace_store.ts`). */
+const TRACES_DIR = "traces";
 
 /** Options of {@link TrainerService}. */
 export interface TrainerServiceOptions {
@@ -110,9 +115,18 @@ export interface TrainerServiceOptions {
   refusedModel?: (cid: string) => Promise<string | null>;
   /**
    * Directory where the round slots this trainer signed are kept (`signed-slots.json`), so a
-   * restarted node still refuses a second request for one; absent: remembered in memory only.
+   * restarted node still refuses a second request for one, and its runs' traces (`traces/`), so
+   * it still answers a challenge of a run from before the restart; absent: in memory only.
    */
   dataDir?: string;
+  /**
+   * The stake this node's ledger holds for a key (absent: this node keeps no ledger). A challenge
+   * is opened for its coordinator's receipt, or for a challenger with at least the stake a
+   * ledger asks of a peer's accuser (`unstaked_accuser` in `training_validator.ts`): an opening
+   * reveals a batch of the shard per step, so a fresh key is owed none, and its
+   * `opening_missing` over one refused is not taken by any ledger.
+   */
+  stakeOf?: (key: Uint8Array) => Promise<number>;
   /** Where one line per join, round and challenge goes. */
   log?: (line: string) => void;
 }
@@ -122,7 +136,7 @@ export type TrainerMessage =
   | { type: "peer"; connection: Connection }
   | { type: "round"; body: RoundBody; coordinator: string }
   | { type: "step"; round: number; steps: number; step: number; loss: number }
-  | { type: "trained"; losses: number[] }
+  | { type: "trained"; losses: number[]; receiptId: string; coordinator: string }
   | {
     type: "challenge";
     challenge: TrainingChallenge;
@@ -174,6 +188,8 @@ export class TrainerService implements Actor<TrainerMessage> {
   #current?: { round: number; step: number; steps: number };
   #losses: number[] = [];
   #commitment?: { size: number; root: string };
+  /** The coordinator (hex key) each recent receipt was trained for: owed its openings. */
+  readonly #coordinatorOf = new Map<string, string>();
   #engine?: TrainerEngine;
   /**
    * Round slots signed here (`round ‖ start model` → the terms trained on), oldest first: a
@@ -202,8 +218,13 @@ export class TrainerService implements Actor<TrainerMessage> {
     if (size === 0) throw new TrainingError("empty_shard", "the trainer's shard has no sample");
     this.#commitment = { size, root };
     await this.#loadSlots();
+    // With a data directory, runs' traces are kept on disk for the challenge window: a
+    // challenge after a restart, or after more rounds than are kept in memory, is answered.
+    // (A test fixture's train function keeps its runs in memory: its traces may be stand-ins.)
+    const dataDir = this.#options.dataDir;
+    const traces = dataDir === undefined ? undefined : { dir: join(dataDir, TRACES_DIR) };
     this.#engine = train === undefined
-      ? new WorkerTrainerEngine(identity, shard)
+      ? new WorkerTrainerEngine(identity, shard, traces)
       : new InProcessTrainerEngine(identity, shard, train);
     this.#log(`trainer: shard of ${size} samples, root ${root.slice(0, 12)} (kept here)`);
   }
@@ -240,12 +261,13 @@ export class TrainerService implements Actor<TrainerMessage> {
         this.#rounds++;
         this.#current = undefined;
         this.#losses = message.losses;
+        this.#coordinatorOf.set(message.receiptId, message.coordinator);
+        while (this.#coordinatorOf.size > MAX_REMEMBERED_CHALLENGES) {
+          this.#coordinatorOf.delete(this.#coordinatorOf.keys().next().value!);
+        }
         return;
-      case "challenge": {
-        const openings = this.#admit(message.challenge, message.from, ctx);
-        openings.catch(() => {}); // the asker awaits it; a refusal is its answer
-        return { openings } satisfies ChallengeAccepted;
-      }
+      case "challenge":
+        return this.#admit(message.challenge, message.from, ctx);
       case "opened":
         this.#answers.set(message.challengeId, message.bytes);
         while (this.#answers.size > KEPT_ANSWERS) {
@@ -422,7 +444,13 @@ export class TrainerService implements Actor<TrainerMessage> {
       (step, loss) =>
         void ctx.self.tell({ type: "step", round, steps, step, loss }).catch(() => {}),
     );
-    await ctx.self.tell({ type: "trained", losses: report.receipt.losses });
+    // Before the report goes back: the coordinator's challenge of it finds it owed.
+    await ctx.self.tell({
+      type: "trained",
+      losses: report.receipt.losses,
+      receiptId: trainingReceiptId(report.receipt),
+      coordinator,
+    });
     const losses = report.receipt.losses;
     this.#log(
       `trainer: round ${body.round} for ${coordinator.slice(0, 16)}: ${body.steps} steps in ${
@@ -437,17 +465,25 @@ export class TrainerService implements Actor<TrainerMessage> {
   /**
    * The opening of `challenge`, or a refusal (`challenge_mismatch`) for one this trainer does not
    * owe: not from its validator's own connection, more steps than a challenge draws
-   * ({@link TRAINING_CHALLENGE_STEPS}), or another challenge of a receipt its validator
-   * challenged already. Openings run one after another, each a few steps of training: junk
-   * challenges from any key, of up to 1024 steps each, queued ahead of a real one made it miss
-   * its deadline, and be slashed (a review found it at stop 33). Decided in the mailbox.
+   * ({@link TRAINING_CHALLENGE_STEPS}), another challenge of a receipt its validator challenged
+   * already, or from a validator that is neither the receipt's coordinator nor staked in this
+   * node's ledger ({@link TrainerServiceOptions.stakeOf}). Openings run one after another, each
+   * a few steps of training: junk challenges from any key, of up to 1024 steps each, queued
+   * ahead of a real one made it miss its deadline, and be slashed (a review found it at stop
+   * 33). And each opening reveals a batch of the shard per step, sealed to its validator: any
+   * fresh key that named itself as the validator of a gossiped receipt read 9 batches, and the
+   * next key 9 more (a review found it). Decided in the mailbox (the stake is awaited there).
    */
-  #admit(
+  async #admit(
     challenge: TrainingChallenge,
     from: Uint8Array | undefined,
     ctx: ActorContext<TrainerMessage>,
-  ): Promise<OpeningsBody> {
-    const refuse = (why: string) => Promise.reject(new ChallengeMismatchError(why));
+  ): Promise<ChallengeAccepted> {
+    const refuse = (why: string): ChallengeAccepted => {
+      const openings = Promise.reject(new ChallengeMismatchError(why));
+      openings.catch(() => {}); // the asker awaits it; a refusal is its answer
+      return { openings };
+    };
     if (from !== undefined && !bytesEqual(from, challenge.validator)) {
       return refuse("a challenge is answered only to its validator, over its own connection");
     }
@@ -459,15 +495,40 @@ export class TrainerService implements Actor<TrainerMessage> {
     const earlier = this.#challenged.get(key);
     if (earlier !== undefined) {
       return earlier.id === id
-        ? earlier.openings
+        ? { openings: earlier.openings }
         : refuse("this validator has challenged this receipt already");
     }
+    if (!await this.#owed(challenge)) {
+      this.#log(
+        `trainer: challenge of receipt ${challenge.receiptId.slice(0, 12)} by ` +
+          `${toHex(challenge.validator).slice(0, 16)} refused: not its coordinator, no stake here`,
+      );
+      return refuse(
+        "openings are owed to the receipt's coordinator and to validators with stake in this " +
+          "node's ledger only",
+      );
+    }
     const openings = this.#open(challenge, ctx);
+    openings.catch(() => {}); // the asker awaits it; a failure is its answer
     this.#challenged.set(key, { id, openings });
     while (this.#challenged.size > MAX_REMEMBERED_CHALLENGES) {
       this.#challenged.delete(this.#challenged.keys().next().value!);
     }
-    return openings;
+    return { openings };
+  }
+
+  /**
+   * Whether `challenge`'s validator may see a batch of the shard: the coordinator this receipt
+   * was trained for, or a key with the stake every ledger asks of a peer's accuser before it
+   * takes its fraud proof. Refusing anyone else costs the trainer nothing: an `opening_missing`
+   * from a key without that stake is not taken by a ledger (`unstaked_accuser`).
+   */
+  async #owed(challenge: TrainingChallenge): Promise<boolean> {
+    if (this.#coordinatorOf.get(challenge.receiptId) === toHex(challenge.validator)) return true;
+    const stakeOf = this.#options.stakeOf;
+    if (stakeOf === undefined) return false;
+    const stake = await stakeOf(challenge.validator).catch(() => 0);
+    return stake >= DEFAULT_ECONOMICS.falseAccusationPenalty;
   }
 
   /** Open and seal the challenged steps outside the mailbox; the bytes come back by `opened`. */

@@ -150,7 +150,11 @@ export function verifyTrainingChallenge(value: unknown): value is TrainingChalle
 
 /**
  * True when `challenge` is a valid challenge of `receipt`: signed, naming this receipt and
- * its trainer, and every step below H with H − 1 among them.
+ * its trainer, at most {@link TRAINING_CHALLENGE_STEPS} steps (what a trainer opens: each step
+ * reveals a batch of its private samples), and every step below H with H − 1 among them. A
+ * trainer refuses a challenge that does not fit, so no proof may rest on one: an
+ * `opening_missing` over a challenge of every step convicted an honest trainer for refusing to
+ * reveal its whole run (found by a review).
  */
 export function challengeFitsReceipt(
   challenge: TrainingChallenge,
@@ -159,6 +163,7 @@ export function challengeFitsReceipt(
   if (!verifyTrainingChallenge(challenge)) return false;
   if (challenge.receiptId !== trainingReceiptId(receipt)) return false;
   if (toHex(challenge.trainer) !== toHex(receipt.trainer)) return false;
+  if (challenge.steps.length > TRAINING_CHALLENGE_STEPS) return false;
   return challenge.steps.every((s) => s < receipt.steps) &&
     challenge.steps.includes(receipt.steps - 1);
 }

@@ -12,6 +12,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
 import type { RoundBody } from "../../protocols/training_messages.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
@@ -82,8 +83,16 @@ async function trainerFixture(dir: string) {
   const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
   const { train, calls } = countingTrain();
   const identity = Identity.generate();
-  /** A TrainerService named `name`, keeping its signed slots in `dataDir`. */
-  const trainer = (system: ActorSystem, name: string, dataDir: string) =>
+  /**
+   * A TrainerService named `name`, keeping its signed slots in `dataDir`; `stakeOf` is its
+   * ledger's stake of a challenger (default: no ledger).
+   */
+  const trainer = (
+    system: ActorSystem,
+    name: string,
+    dataDir: string,
+    stakeOf?: (key: Uint8Array) => Promise<number>,
+  ) =>
     system.spawn<TrainerMessage>({
       name,
       factory: () =>
@@ -94,6 +103,7 @@ async function trainerFixture(dir: string) {
           train,
           sampleBytes: TEST_HYPER.sampleBytes,
           dataDir,
+          stakeOf,
         }),
     });
   /** Ask `ref` for round `n` from the seeded model with H = `steps`; its report. */
@@ -209,10 +219,14 @@ Deno.test("a trainer opens only the challenges it owes: from the challenge's val
   const system = new ActorSystem({ name: "trainer-challenges" });
   try {
     const { trainer, round } = await trainerFixture(dir);
-    const ref = await trainer(system, "node/trainer", join(dir, "data"));
+    const validator = Identity.generate();
+    // The validator has stake in this trainer's ledger (a fresh key is owed nothing:
+    // `privacy_review_test.ts`).
+    const stakeOf = (key: Uint8Array) =>
+      Promise.resolve(toHex(key) === toHex(validator.publicKey) ? STAKE : 0);
+    const ref = await trainer(system, "node/trainer", join(dir, "data"), stakeOf);
     const H = TRAINING_CHALLENGE_STEPS + 4;
     const { receipt } = await round(ref, 0, H);
-    const validator = Identity.generate();
     const ask = (challenge: TrainingChallenge, from: Uint8Array) =>
       ref.ask<ChallengeAccepted>({ type: "challenge", challenge, from });
     const refusal = async (accepted: ChallengeAccepted) =>
