@@ -77,6 +77,11 @@ export interface ReplicaFailure {
   error: unknown;
 }
 
+/** A peer's refusal because it holds no more for peers (`replica_quota_exceeded`). */
+function isFullRefusal(error: unknown): boolean {
+  return (error as { code?: unknown })?.code === "replica_quota_exceeded";
+}
+
 /** Options of {@link ReplicatedStore.repair}. */
 export interface RepairOptions extends BlockStoreCallOptions {
   /**
@@ -407,37 +412,54 @@ export class ReplicatedStore implements BlockStore {
       if (bytes === undefined) continue;
       await this.#settle(); // let read repair of that get land before we judge the holders
       const nonce = crypto.getRandomValues(new Uint8Array(32));
-      await Promise.all(
-        this.holders(cid).map(async (peer) => {
-          const expected = await possessionProof(nonce, peer.publicKey, bytes);
-          let proof: Uint8Array | null;
+      const ranked = rankPeers(cid, this.#peers);
+      // Peers past the r holders, handed a full holder's place in rank order, as a put does.
+      let next = this.#r;
+      /** Whether `peer` holds a good copy now: proven, or given one. Throws its failure. */
+      const ensure = async (peer: StoragePeer): Promise<void> => {
+        const expected = await possessionProof(nonce, peer.publicKey, bytes);
+        let proof: Uint8Array | null;
+        try {
+          [proof] = await this.#call(
+            options?.signal,
+            (s) => peer.proveChunks(nonce, [cid], { signal: s }),
+          );
+        } catch (error) {
+          this.#report("prove", peer, cid, error);
+          throw error;
+        }
+        if (proof && equalBytes(proof, expected)) {
+          this.#wrote(peer, cid, true); // it holds a good copy, however it got it
+          return;
+        }
+        try {
+          await this.#call(
+            options?.signal,
+            (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
+          );
+        } catch (error) {
+          this.#report("repair", peer, cid, error);
+          throw error;
+        }
+        this.#wrote(peer, cid, true);
+        report.repaired++;
+      };
+      await Promise.all(ranked.slice(0, this.#r).map(async (holder) => {
+        let peer = holder;
+        for (;;) {
           try {
-            [proof] = await this.#call(
-              options?.signal,
-              (s) => peer.proveChunks(nonce, [cid], { signal: s }),
-            );
+            return await ensure(peer);
           } catch (error) {
-            this.#report("prove", peer, cid, error);
-            report.failedChecks++;
-            return;
+            // A holder that holds no more for peers keeps its rank: the copy it cannot take goes
+            // to the next peer (which the put that placed the chunk may have given it already).
+            if (!isFullRefusal(error) || next >= ranked.length) {
+              report.failedChecks++;
+              return;
+            }
+            peer = ranked[next++];
           }
-          if (proof && equalBytes(proof, expected)) {
-            this.#wrote(peer, cid, true); // it holds a good copy, however it got it
-            return;
-          }
-          try {
-            await this.#call(
-              options?.signal,
-              (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
-            );
-            this.#wrote(peer, cid, true);
-            report.repaired++;
-          } catch (error) {
-            this.#report("repair", peer, cid, error);
-            report.failedChecks++;
-          }
-        }),
-      );
+        }
+      }));
     }
     await this.#given.flush(); // what the holders proved or were sent is on disk when this returns
     return report;

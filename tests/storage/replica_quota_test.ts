@@ -182,3 +182,40 @@ Deno.test("over the wire: a full holder answers replica_quota_exceeded and the f
   for (const c of connections) await c.close();
   for (const dir of dirs) await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("repair hands a full holder's place to the next peer in rank order, as a put does", async () => {
+  const dirs: string[] = [];
+  const peer = async (options: ChunkStoreOptions) => {
+    const dir = await Deno.makeTempDir();
+    dirs.push(dir);
+    const store = await ChunkStore.open(dir, { durable: false, ...options });
+    return { store, peer: new LocalStoragePeer(store, Identity.generate().publicKey) };
+  };
+  const full = await peer({ replicaQuotaBytes: 0 });
+  const others = [await peer({}), await peer({}), await peer({})];
+  const replicated = new ReplicatedStore([full, ...others].map((p) => p.peer), {
+    replicas: 2,
+    writeQuorum: 2,
+  });
+  // A chunk the full node ranks among the two holders of.
+  let bytes = pseudoRandomBytes(500, 0);
+  for (let seed = 1; !replicated.holders(cidOf(bytes)).includes(full.peer); seed++) {
+    bytes = pseudoRandomBytes(500, seed);
+  }
+  const cid = await replicated.put(bytes);
+  await replicated.flush();
+  const copies = [];
+  for (const o of others) if (await o.store.has(cid)) copies.push(o);
+  assert.equal(copies.length, 2, "the put gave the full holder's copy to the next peer");
+  // The copy beyond the ranked holders is lost; repair restores two copies without the full node.
+  const substitute = copies.find((o) => !replicated.holders(cid).includes(o.peer))!;
+  await substitute.store.delete(cid);
+  const report = await replicated.repair([cid]);
+  assert.equal(report.failedChecks, 0, JSON.stringify(report));
+  assert.equal(report.repaired, 1);
+  let held = 0;
+  for (const o of others) if (await o.store.has(cid)) held++;
+  assert.equal(held, 2);
+  assert.equal(await full.store.has(cid), false);
+  for (const dir of dirs) await Deno.remove(dir, { recursive: true });
+});
