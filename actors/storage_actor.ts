@@ -355,22 +355,6 @@ export class StorageActor {
   }
 
   /**
-   * The blocks the HTTP gateway reads (`get_block`, `export_car`): {@link #blocks}, but an object
-   * that never leaves this node ({@link #localOnly}: a trainer's shard) is not there for it, as it
-   * is not for a peer. Its ciphertext, by a CID the node's log prints, was served to anyone who
-   * asked (a review found it at stop 36).
-   */
-  #gatewayBlocks(): Pick<BlockStore, "get"> {
-    const blocks = this.#blocks();
-    return {
-      get: async (cid, options) => {
-        if (await this.#localOnly(cid)) throw new ChunkNotFoundError(cid);
-        return await blocks.get(cid, options);
-      },
-    };
-  }
-
-  /**
    * True when `cid` is this node's own: reachable from a `local` pin (or stored by a `local` put
    * still running), and neither reachable from another pin nor held for a peer (a `replicas/`
    * record: the network gave it to us). Such an object never leaves this node.
@@ -664,9 +648,9 @@ export class StorageActor {
         await this.#given!.flush(); // who left and who came back
         return undefined;
       case "get_block":
-        return await this.#gatewayBlocks().get(storageKey(message.cid));
+        return await this.#blocks().get(storageKey(message.cid));
       case "export_car": {
-        const blocks = this.#gatewayBlocks();
+        const blocks = this.#blocks();
         // Read the root now, so an unknown CID is answered as an error, not a broken stream.
         await blocks.get(storageKey(message.cid));
         return exportCar(message.cid, (cid, signal) => blocks.get(cid, { signal }), {
