@@ -444,22 +444,24 @@ export class ReplicatedStore implements BlockStore {
         this.#wrote(peer, cid, true);
         report.repaired++;
       };
-      await Promise.all(ranked.slice(0, this.#r).map(async (holder) => {
-        let peer = holder;
-        for (;;) {
-          try {
-            return await ensure(peer);
-          } catch (error) {
-            // A holder that holds no more for peers keeps its rank: the copy it cannot take goes
-            // to the next peer (which the put that placed the chunk may have given it already).
-            if (!isFullRefusal(error) || next >= ranked.length) {
-              report.failedChecks++;
-              return;
+      await Promise.all(
+        ranked.slice(0, this.#r).map(async (holder) => {
+          let peer = holder;
+          for (;;) {
+            try {
+              return await ensure(peer);
+            } catch (error) {
+              // A holder that holds no more for peers keeps its rank: the copy it cannot take goes
+              // to the next peer (which the put that placed the chunk may have given it already).
+              if (!isFullRefusal(error) || next >= ranked.length) {
+                report.failedChecks++;
+                return;
+              }
+              peer = ranked[next++];
             }
-            peer = ranked[next++];
           }
-        }
-      }));
+        }),
+      );
     }
     await this.#given.flush(); // what the holders proved or were sent is on disk when this returns
     return report;
