@@ -17,3 +17,21 @@
  * @module
  */
 export * from "./stream_client.ts";
+// The types the client's API names, so that its users can name them too.
+export { VeriflowError } from "../protocols/errors.ts";
+export type {
+  SamplingRequest,
+  WireTimings,
+  WireUsage,
+  WsCancelMessage,
+  WsClientMessage,
+  WsDoneMessage,
+  WsErrorMessage,
+  WsInferMessage,
+  WsQueuedMessage,
+  WsServerMessage,
+  WsStartMessage,
+  WsTokenMessage,
+  WsTopLogprob,
+} from "../server/stream_protocol.ts";
+export type { FinishReason as JobFinishReason } from "../inference/inference_port.ts";

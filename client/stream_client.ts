@@ -114,7 +114,11 @@ export interface StreamJob {
   id: string;
   /** Resolves with the server's `start` (job id, model, execution provider). */
   start: Promise<WsStartMessage>;
-  /** Tokens as they arrive; errors with {@link StreamRequestError} if the job fails. */
+  /**
+   * Tokens as they arrive. If the job fails ({@link StreamRequestError}) or its socket closes
+   * ({@link StreamClosedError}), the tokens that arrived before still come first; then the
+   * stream errors with the error `done` rejects with.
+   */
   tokens: ReadableStream<WsTokenMessage>;
   /** Resolves with `done` (also after a cancel: `finish_reason: "cancelled"`). */
   done: Promise<WsDoneMessage>;
@@ -171,6 +175,8 @@ interface PendingJob {
   start: PromiseWithResolvers<WsStartMessage>;
   done: PromiseWithResolvers<WsDoneMessage>;
   tokens: ReadableStreamDefaultController<WsTokenMessage>;
+  /** How the job failed while tokens it received were unread: the stream errors after them. */
+  failure?: Error;
   onQueued?: (position: number) => void;
 }
 
@@ -341,8 +347,13 @@ export class StreamClient {
       start: (controller) => {
         tokens = controller;
       },
+      // With a high-water mark of 0, a pull means a read found no token left: the tokens that
+      // came before the job's failure have all been read, and the failure is next.
+      pull: (controller) => {
+        if (job.failure !== undefined) controller.error(job.failure);
+      },
       cancel: () => this.#send({ type: "cancel", id }),
-    });
+    }, { highWaterMark: 0 });
     const job: PendingJob = {
       start: Promise.withResolvers(),
       done: Promise.withResolvers(),
@@ -364,11 +375,16 @@ export class StreamClient {
     };
   }
 
-  /** Close the socket; the server cancels any job still running. */
+  /**
+   * Close the socket; the server cancels any job still running. Those jobs fail at once with
+   * {@link StreamClosedError} (`the client closed the socket`): they do not wait for the server
+   * to answer the close, which a stopped or wedged node never does.
+   */
   close(): void {
     this.#closed = true;
     this.#stopIdleTimer();
     this.#socket.close();
+    this.#failAll("the client closed the socket");
   }
 
   /** Resolves when the socket has closed. */
@@ -421,9 +437,7 @@ export class StreamClient {
             ? message.retry_after_s
             : undefined,
         });
-        job.start.reject(error);
-        settle(() => job.tokens.error(error));
-        job.done.reject(error);
+        failJob(job, error);
         break;
       }
     }
@@ -479,11 +493,7 @@ export class StreamClient {
 
   #failAll(reason: string, details?: StreamClosedDetails): void {
     const error = this.#closedError(reason, details);
-    for (const job of this.#jobs.values()) {
-      job.start.reject(error);
-      settle(() => job.tokens.error(error));
-      job.done.reject(error);
-    }
+    for (const job of this.#jobs.values()) failJob(job, error);
     this.#jobs.clear();
   }
 }
@@ -542,6 +552,18 @@ function failedJob(id: string, error: Error): StreamJob {
     start: (controller) => controller.error(error),
   });
   return { id, start, tokens, done, cancel: () => {} };
+}
+
+/**
+ * Fail a job with `error`: its promises reject, and its tokens error once those it received are
+ * read (at once when none waits: the stream's high-water mark is 0, so a negative desired size
+ * counts the unread tokens).
+ */
+function failJob(job: PendingJob, error: Error): void {
+  job.start.reject(error);
+  if ((job.tokens.desiredSize ?? 0) < 0) job.failure = error;
+  else settle(() => job.tokens.error(error));
+  job.done.reject(error);
 }
 
 /** Run a stream-controller call that throws once the reader has cancelled; then it is moot. */
