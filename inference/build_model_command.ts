@@ -14,6 +14,7 @@
  */
 import { TRAINED_BUILTIN_MODELS } from "./builtin_model.ts";
 import { parseArgs } from "node:util";
+import { parseWholeNumber } from "../node/number_flags.ts";
 import {
   buildGptModel,
   buildMlpModel,
@@ -23,10 +24,15 @@ import {
   type GptModelSize,
 } from "./model_builder.ts";
 
+/** The sizes built from a seed; a trained one (brown) is installed from its weights instead. */
+const BUILT_SIZES = Object.keys(GPT_MODEL_SIZES).filter((size) =>
+  TRAINED_BUILTIN_MODELS[size as GptModelSize] === undefined
+);
+
 const USAGE = `usage: build-model [--kind gpt|mlp] [--size tiny|small] [--seed N] --out DIR
 (a trained size such as brown is installed from its checked-in weights, not built)
   --kind   gpt (decoder text model, default) or mlp (one-shot tensor model)
-  --size   ${Object.keys(GPT_MODEL_SIZES).join(" | ")} (default tiny; gpt only)
+  --size   ${BUILT_SIZES.join(" | ")} (default tiny; gpt only)
   --seed   weight seed, an integer (default ${DEFAULT_MODEL_SEED})
   --out    output directory (created)`;
 
@@ -57,14 +63,23 @@ export async function runBuildModel(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const seed = Number(values.seed);
-  if (
-    !values.out || !Number.isSafeInteger(seed) || !(values.size in GPT_MODEL_SIZES) ||
-    !["gpt", "mlp"].includes(values.kind)
-  ) {
-    console.error(USAGE);
+  // The first bad flag is named with what it takes, then the usage (as calibrate's). The seed in
+  // decimal digits only, as `start` reads numbers: Number() takes "" as 0 and "0x10" as 16.
+  const bad = (line: string) => {
+    console.error(`${line}\n${USAGE}`);
     return 2;
+  };
+  const seed = parseWholeNumber(values.seed);
+  if (!["gpt", "mlp"].includes(values.kind)) {
+    return bad(`--kind expects gpt or mlp, got "${values.kind}"`);
   }
+  if (!Object.hasOwn(GPT_MODEL_SIZES, values.size)) {
+    return bad(`--size expects ${BUILT_SIZES.join(" or ")}, got "${values.size}"`);
+  }
+  if (seed === undefined || !Number.isSafeInteger(seed)) {
+    return bad(`--seed expects a non-negative integer, got "${values.seed}"`);
+  }
+  if (!values.out) return bad("--out DIR is missing: the directory to write the model into");
   const trained = TRAINED_BUILTIN_MODELS[values.size as GptModelSize];
   if (values.kind === "gpt" && trained !== undefined) {
     // Its weights come from training, not from a seed: building would give a random model

@@ -30,6 +30,7 @@ import {
   tolerancesFor,
 } from "../proof/calibration.ts";
 import { JOB_PRECISIONS, type JobPrecision } from "../protocols/job.ts";
+import { parseWholeNumber } from "./number_flags.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
 
 /** Where the node keeps its data unless told otherwise (as `cli.ts start`). */
@@ -123,13 +124,18 @@ export async function runCalibrate(
     console.log(USAGE);
     return 0;
   }
+  // Decimal digits only, as `start` reads numbers: Number() takes "" as 0 and "1e3" as 1000.
+  const whole = (text: string | undefined) => {
+    const n = text === undefined ? undefined : parseWholeNumber(text);
+    return n !== undefined && Number.isSafeInteger(n) ? n : undefined;
+  };
   const positive = (text: string | undefined) => {
-    const n = Number(text);
-    return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+    const n = whole(text);
+    return n !== undefined && n > 0 ? n : undefined;
   };
   const jobs = positive(values.jobs);
   const tokens = positive(values.tokens);
-  const seed = Number(values.seed);
+  const seed = whole(values.seed);
   const threads = values.threads?.split(",").map(positive);
   const referenceThreads = values["reference-threads"] === undefined
     ? undefined
@@ -144,7 +150,7 @@ export async function runCalibrate(
   if (tokens === undefined) {
     return bad(`--tokens expects a positive integer, got "${values.tokens}"`);
   }
-  if (!Number.isSafeInteger(seed) || seed < 0) {
+  if (seed === undefined) {
     return bad(`--seed expects a non-negative integer, got "${values.seed}"`);
   }
   if (threads?.some((n) => n === undefined)) {

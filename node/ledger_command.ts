@@ -15,6 +15,7 @@ import { Identity } from "../protocols/identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { type LedgerVerifyReport, verifyLedger } from "../proof/ledger_verify.ts";
 import { repairLedger } from "../proof/ledger_repair.ts";
+import { LedgerError } from "../proof/ledger_errors.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
 import { IDENTITY_FILE } from "./node_identity.ts";
 
@@ -104,6 +105,14 @@ async function verify(dataDir: string, json: boolean, io: CommandOutput): Promis
 }
 
 async function repair(dataDir: string, io: CommandOutput): Promise<number> {
+  // The lock creates the directory it locks: a mistyped --data is refused first, as `verify`
+  // refuses it, not left behind as a new directory holding only a lock file.
+  try {
+    await Deno.stat(dataDir);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new LedgerError("ledger_missing", `no data directory ${dataDir}: check --data`);
+  }
   const lock = await DataDirLock.acquire(dataDir, "ledger repair");
   try {
     const identity = await readIdentity(dataDir);

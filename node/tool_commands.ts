@@ -69,8 +69,9 @@ export async function runKeygen(args: string[]): Promise<number> {
 
 const MODEL_HELP = `Usage: cli.ts model build [--size tiny|small] [--seed N] --out DIR
 
-Build the built-in GPT-style model (ONNX, tokenizer.json, config.json) into DIR, with a
-progress bar. Serve it with \`cli.ts start --model DIR\`.
+Build the built-in GPT-style model (ONNX, tokenizer.json, config.json) into DIR (a few seconds
+for small) and print its CID, directory, size and time as one JSON line. Serve it with
+\`cli.ts start --model DIR\`.
 
 Examples:
   deno run -A cli.ts model build --out models/tiny

@@ -70,8 +70,14 @@ export async function runImport(args: string[]): Promise<number> {
   if (parsed.positionals.length !== 1) return usage(IMPORT_USAGE, 2);
   const [path] = parsed.positionals;
   return await reportErrors(async () => {
-    const store = await ChunkStore.open(join(dataDir(parsed.values), "store"));
+    // The file first: one that is not there must not leave a new, empty store in --data.
     const source = path === "-" ? Deno.stdin.readable : (await Deno.open(path)).readable;
+    const store = await ChunkStore.open(join(dataDir(parsed.values), "store")).catch(
+      async (error) => {
+        await source.cancel(); // closes the file
+        throw error;
+      },
+    );
     const pending = await PendingPut.begin(store);
     try {
       const result = await importCar(source, pending);

@@ -180,8 +180,11 @@ export async function createShareLink(options: {
   now: number;
   password?: string;
 }): Promise<{ link: string; record: ShareRecord }> {
-  const manifest = await options.files.manifest(options.cid);
-  if (manifest.tier !== "private") {
+  // The tier by the CID and the store's record (`stat`) before the manifest: a public file is a
+  // UnixFS node, and reading its bytes as a manifest would fail as "not CBOR", not as public.
+  const { tier } = await options.files.stat(options.cid);
+  const manifest = tier === "private" ? await options.files.manifest(options.cid) : undefined;
+  if (manifest?.tier !== "private") {
     throw new StorageError("not_private", `${options.cid} is public: its CID is its link`);
   }
   // Opening the sealed metadata proves the owner key is this file's before anything is shared.

@@ -15,6 +15,7 @@
 import { join } from "node:path";
 import { VeriflowError } from "../protocols/errors.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
+import { notWholeNumber, parseWholeNumber } from "../node/number_flags.ts";
 import { KeyRequiredError, StorageError } from "./errors.ts";
 import { ChunkStore, type ChunkStoreOptions } from "./chunk_store.ts";
 import { PendingPut } from "./pending_put.ts";
@@ -74,14 +75,15 @@ export async function runPut(args: string[]): Promise<number> {
   const [path] = positionals;
   const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
   return await reportErrors(async () => {
-    const quota = values.quota === undefined ? undefined : Number(values.quota);
-    if (quota !== undefined && !(quota >= 0)) throw new UsageError("--quota must be a byte count");
+    const quota = wholeNumberFlag("--quota", values.quota);
+    // The path first: one that is not there must not leave a new, empty store in --data, which
+    // `ls` would then show as if the operator's files were gone.
+    const isDir = path !== "-" && (await Deno.stat(path)).isDirectory;
+    if (isDir && values.private) throw new UsageError("a directory is put in the public tier only");
     const store = await ChunkStore.open(join(dataDir, "store"), { quotaBytes: quota });
     const key = values.private ? await ownerKey(dataDir, values["key-file"] as string) : undefined;
     let source: ReadableStream<Uint8Array> | undefined;
     let total: number | null = null;
-    const isDir = path !== "-" && (await Deno.stat(path)).isDirectory;
-    if (isDir && key) throw new UsageError("a directory is put in the public tier only");
     if (path === "-") source = Deno.stdin.readable;
     else if (!isDir) {
       const file = await Deno.open(path, { read: true });
@@ -347,10 +349,7 @@ export async function runGc(args: string[]): Promise<number> {
   if (positionals.length !== 0) return usage(GC_USAGE, 2);
   const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
   return await reportErrors(async () => {
-    const graceMs = values["grace-ms"] === undefined ? undefined : Number(values["grace-ms"]);
-    if (graceMs !== undefined && !(Number.isSafeInteger(graceMs) && graceMs >= 0)) {
-      throw new UsageError("--grace-ms must be a whole number of milliseconds, 0 or more");
-    }
+    const graceMs = wholeNumberFlag("--grace-ms", values["grace-ms"]);
     const store = await openExistingStore(dataDir, { gcGraceMs: graceMs });
     const result = await store.gc();
     if (values.json) console.log(JSON.stringify(result, null, 2));
@@ -421,6 +420,20 @@ async function ownerKey(
   }
   const identity = await loadOrCreateIdentity(dataDir);
   return await OwnerKey.fromSecret(identity.exportSecretKey());
+}
+
+/**
+ * The value of number flag `name` (`--quota`, `--grace-ms`), read as `start` reads its numbers:
+ * decimal digits only. `Number()` would take `""` (an unset shell variable) as 0, a grace period
+ * that collects what a put is still recording, and `0x10` or `1e3` as numbers nobody wrote.
+ *
+ * @throws {UsageError} naming the flag, when `text` is not a whole number.
+ */
+function wholeNumberFlag(name: string, text: unknown): number | undefined {
+  if (text === undefined) return undefined;
+  const value = parseWholeNumber(String(text));
+  if (value === undefined) throw new UsageError(notWholeNumber(name, String(text)));
+  return value;
 }
 
 function basename(path: string): string {
