@@ -8,7 +8,7 @@
  * | type | when | body |
  * | --- | --- | --- |
  * | `hello` | on connect | `node` (key, version), `access` (`read` or `operator`) |
- * | `snapshot` | on connect, then every `tickMs` | tree, peers, jobs, validator, ledger history, storage, training, models; the first also the recent `activity` |
+ * | `snapshot` | on connect, then every `tickMs` | tree, peers, jobs, validator, ledger history, storage, training, models, the parts that did not answer (`unavailable`); the first also the recent `activity` |
  * | `lifecycle` | an actor starts, crashes, restarts, stops | the event |
  * | `job` | a job starts, streams a token, ends | a `JobEvent` (`job_monitor.ts`) |
  * | `activity` | a receipt, challenge, verdict, audit or fraud proof | an `ActivityItem` |
@@ -31,7 +31,7 @@
  * @module
  */
 import { hostIsAnAddress, namesAnAddress } from "./host_guard.ts";
-import { grantOf } from "./credentials.ts";
+import { bearerToken, grantOf } from "./credentials.ts";
 import { Hono } from "hono";
 import type { InferencePort, InferenceStats } from "../inference/inference_port.ts";
 import { textJobSchema } from "../protocols/job.ts";
@@ -214,14 +214,22 @@ class DashboardHub {
    */
   async snapshot(withActivity = true): Promise<Record<string, JsonValue>> {
     const { sources, inference, jobs } = this.#options;
-    const settle = <T>(p: Promise<T>) => p.catch(() => undefined);
+    // A source that fails (an ask to a wedged or restarting actor timing out) is null like an
+    // absent one, and named in `unavailable`: the page must not show it as switched off, nor its
+    // last figures as live.
+    const unavailable: string[] = [];
+    const settle = <T>(name: string, p: Promise<T>) =>
+      p.catch(() => {
+        unavailable.push(name);
+        return undefined;
+      });
     const [peers, validator, storage, models, stats, training] = await Promise.all([
-      settle(sources.peers()),
-      settle(sources.validator()),
-      settle(sources.storage()),
-      settle(inference.models()),
-      settle(inference.stats()) as Promise<InferenceStats | undefined>,
-      settle(sources.training?.() ?? Promise.resolve(undefined)),
+      settle("peers", sources.peers()),
+      settle("validator", sources.validator()),
+      settle("storage", sources.storage()),
+      settle("models", inference.models()),
+      settle("stats", inference.stats()) as Promise<InferenceStats | undefined>,
+      settle("training", sources.training?.() ?? Promise.resolve(undefined)),
     ]);
     if (validator !== undefined) {
       const { balance, stake, locked } = validator.account;
@@ -243,6 +251,7 @@ class DashboardHub {
       storage: storage ?? null,
       training: training ?? null,
       models: models ?? [],
+      unavailable,
       ...(withActivity ? { activity: sources.activity?.recent() ?? [] } : {}),
     }) as Record<string, JsonValue>;
   }
@@ -357,12 +366,20 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   });
 
   /**
+   * Whether a request comes from the operator's own machine, whose pages see every job's text: a
+   * loopback peer that names the node by an address or `localhost`. A reverse proxy on this
+   * machine (its name in `http.allowedHosts`) is a loopback peer too, but relays other machines'
+   * clients.
+   */
+  const ownMachine = (addr: Deno.Addr | undefined, host: string | undefined) =>
+    isLoopback(addr) && hostIsAnAddress(host);
+  /**
    * Whether a request may read without saying who it is: from this machine, to an address or
    * `localhost` (a rebinding page on this machine reaches the node under its own name), unless
    * unauthenticated remote reads are allowed.
    */
   const openRead = (addr: Deno.Addr | undefined, host: string | undefined) =>
-    (isLoopback(addr) && hostIsAnAddress(host)) || options.allowUnauthenticatedRemote;
+    ownMachine(addr, host) || options.allowUnauthenticatedRemote;
   /** An API key or the operator token: the access it grants, if any. */
   const grant = (token: string) => grantOf(token, options.keys, options.operatorToken);
 
@@ -376,7 +393,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   }
 
   routes.get("/dashboard/state", async (c) => {
-    const bearer = c.req.header("authorization")?.replace(/^Bearer\s+/i, "");
+    // Read as `/v1` and the DNS-rebinding guard read it (`credentials.ts`), not more loosely.
+    const bearer = bearerToken(c.req.header("authorization"));
     const open = openRead(c.env?.remoteAddr, c.req.header("host"));
     const granted = bearer === undefined ? undefined : grant(bearer);
     if (!open && granted === undefined) {
@@ -389,9 +407,9 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       }, 401);
     }
     // As on the socket: job text only for this machine and the operator token.
-    const ownMachine = isLoopback(c.env?.remoteAddr) && hostIsAnAddress(c.req.header("host"));
+    const mine = ownMachine(c.env?.remoteAddr, c.req.header("host"));
     const snapshot = await hub.snapshot();
-    return c.json(ownMachine || granted === "operator" ? snapshot : withoutJobText(snapshot));
+    return c.json(mine || granted === "operator" ? snapshot : withoutJobText(snapshot));
   });
 
   routes.get("/dashboard/live", (c) => {
@@ -407,7 +425,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       : "none";
     // Other clients' prompts and outputs are theirs: only the operator's own machine and the
     // operator token see job text; an API key reads everything else.
-    const onThisMachine = isLoopback(c.env?.remoteAddr);
+    const onThisMachine = ownMachine(c.env?.remoteAddr, c.req.header("host"));
     const forThisPage = (message: unknown) =>
       access === "operator" || onThisMachine ? message : withoutJobText(message);
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);

@@ -79,6 +79,14 @@ function connect() {
   };
   socket.onclose = () => {
     setBadge("connection", "offline — reconnecting", "bad");
+    // The node cancels a page's prompt when its socket closes, and the next socket has to be
+    // unlocked again: nothing runs until its hello says so.
+    if (state.prompt) {
+      endPrompt();
+      $("receipt-status").textContent = "the connection dropped: the node cancelled the job";
+      $("receipt-status").className = "bad";
+    }
+    setAccess("none");
     setTimeout(connect, 2000);
   };
   socket.onmessage = (event) => handle(JSON.parse(event.data));
@@ -163,9 +171,10 @@ function render(s) {
   renderTree(s.tree);
   renderPeers(s.peers ?? [], s);
   renderJobs(s.jobs);
-  renderValidator(s.validator);
-  renderLedger(s.ledger ?? []);
-  renderStorage(s.storage);
+  const answering = (part) => !(s.unavailable ?? []).includes(part);
+  renderValidator(s.validator, answering("validator"));
+  renderLedger(s.ledger ?? [], answering("validator"));
+  renderStorage(s.storage, answering("storage"));
   training.render(s.training);
   if ($("activity").childElementCount === 0) {
     for (const item of [...(s.activity ?? [])].reverse()) prependActivity(item);
@@ -306,7 +315,9 @@ function renderPeers(peers, s) {
       make(
         "text",
         { x: cx, y: 20, "text-anchor": "middle", fill: "#8595a6", "font-size": 11 },
-        "no peers connected (--peer HOST:PORT, --swarm)",
+        (s.unavailable ?? []).includes("peers")
+          ? notAnswering("network actor")
+          : "no peers connected (--peer HOST:PORT, --swarm)",
       ),
     );
   }
@@ -331,6 +342,10 @@ function renderPeers(peers, s) {
 
 function renderJobs(jobs) {
   if (!jobs) return;
+  // The snapshot says which jobs are live: one whose `job_ended` this page missed (its socket
+  // dropped, or updates were dropped while it fell behind) is over, not live for good.
+  const live = new Set(jobs.live.map((job) => job.jobId));
+  for (const jobId of state.jobs.keys()) if (!live.has(jobId)) state.jobs.delete(jobId);
   for (const job of jobs.live) {
     if (!state.jobs.has(job.jobId)) state.jobs.set(job.jobId, { ...job });
   }
@@ -380,9 +395,15 @@ function onJob(event) {
   drawJobs();
 }
 
-function renderValidator(validator) {
+/** The line of a part the node has but that did not answer this snapshot. */
+const notAnswering = (actor) =>
+  `the ${actor} is not answering (busy, wedged or restarting: see the supervision tree)`;
+
+function renderValidator(validator, answering) {
   if (!validator) {
-    $("validator-summary").textContent = "this node keeps no ledger (--no-validator)";
+    $("validator-summary").textContent = answering
+      ? "this node keeps no ledger (--no-validator)"
+      : notAnswering("validator");
     return;
   }
   const t = validator.stats;
@@ -413,7 +434,7 @@ function prependActivity(item) {
   while (list.childElementCount > 100) list.lastElementChild?.remove();
 }
 
-function renderLedger(history) {
+function renderLedger(history, answering) {
   ledgerChart.set([
     history.map((p) => p.balance),
     history.map((p) => p.stake),
@@ -423,13 +444,15 @@ function renderLedger(history) {
   $("ledger-summary").textContent = last
     ? `credit ${formatNumber(last.balance)} · stake ${formatNumber(last.stake)} (locked ${
       formatNumber(last.locked)
-    })`
+    })` + (answering ? "" : ` — last known, at ${new Date(last.time).toLocaleTimeString()}`)
     : "no ledger on this node";
 }
 
-function renderStorage(storage) {
+function renderStorage(storage, answering) {
   if (!storage) {
-    $("storage-summary").textContent = "this node stores nothing (--no-storage)";
+    $("storage-summary").textContent = answering
+      ? "this node stores nothing (--no-storage)"
+      : notAnswering("storage actor");
     return;
   }
   const c = storage.capacity;

@@ -35,9 +35,12 @@ export function lineChart(host, options) {
   /** @type {number[][]} */
   let points = options.series.map(() => []);
   return {
-    /** Replace all points. @param {number[][]} values one array per series */
+    /**
+     * Replace all points; a value that is not a finite number (`null`: a NaN or infinity in
+     * JSON) is no point, as in `push`. @param {(number|null)[][]} values one array per series
+     */
     set(values) {
-      points = values.map((v) => v.slice(-keep));
+      points = values.map((v) => v.filter(Number.isFinite).slice(-keep));
       this.draw();
     },
     /** Add one point per series (undefined: no point). @param {(number|undefined)[]} values */

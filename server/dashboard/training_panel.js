@@ -12,6 +12,13 @@ import { lineChart } from "./charts.js";
 const count = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 /**
+ * A round's held-out bits per byte: absent when the round was not evaluated, `null` when the
+ * figure was not finite (JSON has no NaN: a diverged model's loss).
+ */
+const heldOut = (bits) =>
+  bits === undefined ? "–" : Number.isFinite(bits) ? bits.toFixed(3) : "not finite";
+
+/**
  * @param {{ panel: HTMLElement, roundsChart: HTMLElement, stepsChart: HTMLElement,
  *   summary: HTMLElement, rounds: HTMLElement }} hosts
  */
@@ -38,9 +45,7 @@ export function trainingPanel(hosts) {
       hosts.roundsChart.hidden = !c;
       hosts.stepsChart.hidden = !t;
       if (c) {
-        const points = c.rounds.map((r) => r.bitsPerByte).filter((v) => v !== undefined);
-        if (c.initialBitsPerByte !== undefined) points.unshift(c.initialBitsPerByte);
-        roundsChart.set([points]);
+        roundsChart.set([[c.initialBitsPerByte, ...c.rounds.map((r) => r.bitsPerByte)]]);
       }
       if (t) stepsChart.set([t.losses]);
       const parts = [];
@@ -72,7 +77,7 @@ export function trainingPanel(hosts) {
         };
         cell(String(r.round));
         cell(r.model.slice(0, 14) + "…", "mono");
-        cell(r.bitsPerByte === undefined ? "–" : r.bitsPerByte.toFixed(3));
+        cell(heldOut(r.bitsPerByte));
         cell(String(r.accepted));
         cell(
           r.excluded.map((e) => `${e.key.slice(0, 10)}… (${e.reason})`).join(", ") || "–",
