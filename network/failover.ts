@@ -209,6 +209,11 @@ export interface FailoverOptions {
   maxAsked?: number;
   /** Clock in ms for the timings of a job that failed over (default `performance.now`). */
   now?: () => number;
+  /**
+   * The client's signal (`SubmitOptions.signal`): aborting it cancels the job as the handle's
+   * `cancel` does, between workers too, whether or not the client still reads its tokens.
+   */
+  signal?: AbortSignal;
 }
 
 /** Whether `error` means the worker's connection is gone (so the job may resume elsewhere). */
@@ -266,6 +271,19 @@ class FailoverJob {
     this.#delivered = [...options.prefix ?? []];
     this.#given = this.#delivered.length;
     this.#reader = options.first.handle.tokens.getReader();
+    const signal = options.signal;
+    if (signal !== undefined) {
+      // The workers' ports see it too, but a worker's end is read only when the client pulls:
+      // a client that aborted and stopped reading waited for `done` for ever.
+      const abort = () => this.#cancel(signal.reason);
+      if (signal.aborted) abort();
+      else {
+        signal.addEventListener("abort", abort, { once: true });
+        this.#done.promise.finally(() => signal.removeEventListener("abort", abort)).catch(
+          () => {},
+        );
+      }
+    }
   }
 
   handle(): InferenceHandle {

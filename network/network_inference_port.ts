@@ -175,6 +175,7 @@ export class NetworkInferencePort implements InferencePort {
     return withFailover({
       first,
       before,
+      signal: options?.signal,
       prefix: options?.resume,
       resume: (exclude, prefix) => this.#resume(job, options, exclude, prefix),
       // The assignment is signed once the job is done, off the first token's path (an ed25519

@@ -797,3 +797,23 @@ Deno.test("a job whose only other worker cannot reproduce the delivered tokens e
     await t.close();
   }
 });
+
+Deno.test("a client that aborts its signal mid-stream is not failed over: the job ends cancelled and no other worker is asked", async () => {
+  const scripted = new ScriptedModel({ contextLength: 64 });
+  const t = await routerWith(2, () => scripted);
+  try {
+    const abort = new AbortController();
+    const handle = await t.port.submit(t.job("abort"), { signal: abort.signal });
+    const reader = handle.tokens.getReader();
+    await readTokens(reader, 3);
+    abort.abort();
+    // Not read any further: `done` must not wait for the client to drain the stream.
+    const summary = await handle.done;
+    assertEquals(summary.finishReason, "cancelled");
+    await t.settled();
+    assertEquals(t.told.length, 0);
+    assertEquals((await t.port.stats()).jobsStarted, 1, "nobody was asked to resume it");
+  } finally {
+    await t.close();
+  }
+});
