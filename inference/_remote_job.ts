@@ -104,6 +104,12 @@ export interface RemoteJobContext {
   onQueued?: (position: number) => void;
   /** Called once, with the job's summary, when it ends. */
   onEnd: (summary: JobSummary) => void;
+  /**
+   * The submission's signal: aborting it cancels the job as the handle's `cancel` does. The
+   * event stream sees it too, but its end is read only when the client pulls: a client that
+   * aborted and stopped reading waited for `done` for ever.
+   */
+  signal?: AbortSignal;
 }
 
 /** The requester's side of one relayed job. */
@@ -158,6 +164,17 @@ export class RemoteJob {
     this.#reader = reader;
     this.#o = context;
     this.#hold(true); // started, and not read yet
+    const signal = context.signal;
+    if (signal !== undefined) {
+      const abort = () => this.#cancel();
+      if (signal.aborted) abort();
+      else {
+        signal.addEventListener("abort", abort, { once: true });
+        this.#done.promise.finally(() => signal.removeEventListener("abort", abort)).catch(
+          () => {},
+        );
+      }
+    }
   }
 
   handle(): InferenceHandle {

@@ -329,6 +329,7 @@ export class RemoteInferencePort implements InferencePort {
       firstTokenTimeoutMs: this.#firstTokenTimeoutMs,
       progress,
       onQueued: options.onQueued,
+      signal: options.signal,
       onEnd: (summary) => {
         if (--progress.jobs === 0) this.#progress.delete(checked.model);
         this.#live.delete(relayed);

@@ -122,6 +122,20 @@ Deno.test("cancelling the remote token stream stops the job on the worker within
   });
 });
 
+Deno.test("aborting the submit's signal ends the remote job cancelled, whether or not the client reads on, and stops it on the worker", async () => {
+  const model = new ScriptedModel({ contextLength: 4096 });
+  await withRemote(model, async (remote, _worker, local) => {
+    const abort = new AbortController();
+    const handle = await remote.submit(textJob(model.info.cid, 2000), { signal: abort.signal });
+    const reader = handle.tokens.getReader();
+    await reader.read();
+    abort.abort();
+    // Not read any further: `done` must not wait for the client to drain the stream.
+    assertEquals((await handle.done).finishReason, "cancelled");
+    await eventually(async () => (await local.stats()).jobsCancelled === 1, "the worker's cancel");
+  });
+});
+
 Deno.test("a refusal on the worker rejects the remote submit with the worker's code", async () => {
   const model = new ScriptedModel({ gated: true });
   await withRemote(model, async (remote) => {
