@@ -204,16 +204,23 @@ export function describe(s: State): string[] {
   };
   const t = countTree(s.tree);
   lines.push(`actors   ${t.actors} (${t.down} not running, ${t.restarts} restarts)`);
+  // A part whose actor did not answer this time is null like one the node does not run: told
+  // apart by the snapshot's `unavailable` (docs/API.md), not shown as switched off.
+  const silent = (part: string): boolean =>
+    Array.isArray(s.unavailable) && s.unavailable.includes(part);
   const peers: State[] = s.peers ?? [];
-  lines.push(
-    `peers    ${peers.length}` +
-      (peers.length
-        ? ": " +
-          peers.map((p) =>
-            `${p.key.slice(0, 12)} ${p.roles.join("+") || "?"}${p.convicted ? " CONVICTED" : ""}`
-          ).join(", ")
-        : ""),
-  );
+  if (silent("peers")) lines.push("peers    ? (the network actor is not answering)");
+  else {
+    lines.push(
+      `peers    ${peers.length}` +
+        (peers.length
+          ? ": " +
+            peers.map((p) =>
+              `${p.key.slice(0, 12)} ${p.roles.join("+") || "?"}${p.convicted ? " CONVICTED" : ""}`
+            ).join(", ")
+          : ""),
+    );
+  }
   const j = s.jobs?.stats;
   if (j) {
     lines.push(
@@ -230,13 +237,15 @@ export function describe(s: State): string[] {
       `ledger   credit ${a.balance}, stake ${a.stake} (locked ${a.locked}); this run: receipts ` +
         `${v.received}, challenged ${v.challenged}, fraud ${v.verdicts.fraud}, slashes ${v.slashes}`,
     );
-  } else lines.push("ledger   none (--no-validator)");
+  } else if (silent("validator")) lines.push("ledger   ? (the validator is not answering)");
+  else lines.push("ledger   none (--no-validator)");
   if (s.storage) {
     const c = s.storage.capacity;
     lines.push(
       `storage  ${c.usedBytes} bytes${c.quotaBytes ? ` of ${c.quotaBytes}` : ""}, ` +
         `${s.storage.files} files, ${s.storage.storagePeers} storage peers`,
     );
-  } else lines.push("storage  none (--no-storage)");
+  } else if (silent("storage")) lines.push("storage  ? (the storage actor is not answering)");
+  else lines.push("storage  none (--no-storage)");
   return lines;
 }

@@ -27,6 +27,12 @@ import {
   type GptModelSize,
 } from "../inference/model_builder.ts";
 import { TextModel } from "../inference/text_model.ts";
+import {
+  notDecimalNumber,
+  notWholeNumber,
+  parseDecimalNumber,
+  parseWholeNumber,
+} from "../node/number_flags.ts";
 import { loadBrownCorpus, splitCorpus, type TextShard } from "./brown_corpus.ts";
 import {
   gptModelBytesFromWeights,
@@ -357,12 +363,28 @@ to DIR/<cid>. Ends with the model's CID, directory, held-out bits per byte and a
 Example:
   deno run -A cli.ts train --trainers 2 --rounds 4 --steps 30 --out /tmp/veriflow-train`;
 
-/** A positive integer flag, or an error message. */
-function positiveInt(name: string, raw: string | undefined, max = Number.MAX_SAFE_INTEGER) {
-  const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
-    throw new RangeError(`--${name} must be an integer from 1 to ${max}, got ${raw}`);
+/**
+ * An integer flag from `min` to `max`, read as `start` reads its numbers (decimal digits:
+ * `Number()` took "" for 0, and 0x10 and 1e3 besides), or a RangeError saying what it takes.
+ */
+function wholeFlag(name: string, raw: string | undefined, min: number, max: number): number {
+  const value = parseWholeNumber(raw ?? "");
+  if (value === undefined) throw new RangeError(notWholeNumber(`--${name}`, raw ?? ""));
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new RangeError(`--${name} must be an integer from ${min} to ${max}, got ${raw}`);
   }
+  return value;
+}
+
+/** A positive integer flag, or a RangeError. */
+function positiveInt(name: string, raw: string | undefined, max = Number.MAX_SAFE_INTEGER) {
+  return wholeFlag(name, raw, 1, max);
+}
+
+/** A decimal flag (`0.05`, not `5e-2`), or a RangeError saying what it takes. */
+function decimalFlag(name: string, raw: string): number {
+  const value = parseDecimalNumber(raw);
+  if (value === undefined) throw new RangeError(notDecimalNumber(`--${name}`, raw));
   return value;
 }
 
@@ -425,10 +447,7 @@ export async function runTrain(args: string[]): Promise<number> {
         `--width ${arch.hiddenSize} is not a multiple of --heads ${arch.numHeads}`,
       );
     }
-    const seed = Number(values.seed);
-    if (!Number.isSafeInteger(seed) || seed < 0 || seed > 1_000_000) {
-      throw new RangeError(`--seed must be an integer from 0 to 1000000, got ${values.seed}`);
-    }
+    const seed = wholeFlag("seed", values.seed, 0, 1_000_000);
     if (!["text", "json"].includes(values["log-format"])) {
       throw new RangeError(`--log-format must be text or json, got ${values["log-format"]}`);
     }
@@ -446,13 +465,13 @@ export async function runTrain(args: string[]): Promise<number> {
       if (hyper.sampleBytes < 2) throw new RangeError("--sample-bytes must be at least 2");
     }
     if (values.lr) {
-      const lr = Number(values.lr);
+      const lr = decimalFlag("lr", values.lr);
       if (!(lr > 0 && lr < 1)) throw new RangeError(`--lr must be in (0, 1), got ${values.lr}`);
       hyper.learningRate = lr;
     }
     let minutes: number | undefined;
     if (values.minutes !== undefined) {
-      minutes = Number(values.minutes);
+      minutes = decimalFlag("minutes", values.minutes);
       if (!(minutes > 0)) throw new RangeError(`--minutes must be positive, got ${values.minutes}`);
     }
     json = values["log-format"] === "json";

@@ -149,3 +149,15 @@ Deno.test("status labels the validator's receipt counts as this run's, beside th
       "fraud 0, slashes 0",
   );
 });
+
+Deno.test("status tells a part that did not answer (the snapshot's unavailable) from one the node does not run", () => {
+  const base = { node: { key: "ab", version: "0.1.0" }, tree: { status: "running", children: [] } };
+  const silent = describe({ ...base, unavailable: ["validator", "storage", "peers"] });
+  assert.ok(silent.includes("ledger   ? (the validator is not answering)"), silent.join("\n"));
+  assert.ok(silent.includes("storage  ? (the storage actor is not answering)"), silent.join("\n"));
+  assert.ok(silent.includes("peers    ? (the network actor is not answering)"), silent.join("\n"));
+  const off = describe(base);
+  assert.ok(off.includes("ledger   none (--no-validator)"));
+  assert.ok(off.includes("storage  none (--no-storage)"));
+  assert.ok(off.includes("peers    0"));
+});

@@ -95,6 +95,16 @@ Deno.test("bad flags exit 2 with the reason; --help exits 0", async () => {
     assert.match(errors.at(-1)!, /not a multiple/);
     assert.equal(await runTrain(["--out", tmp, "--log-format", "xml"]), 2);
     assert.equal(await runTrain(["--out", tmp, "--bogus"]), 2);
+    // Numbers are read as `start` reads them: "" (an unset "$SEED"), hex and exponents are
+    // refused, not taken as 0, 16 and 1000.
+    for (const [flag, value] of [["--seed", ""], ["--steps", "0x10"], ["--rounds", "1e3"]]) {
+      assert.equal(await runTrain(["--out", tmp, flag, value]), 2, `${flag} ${value}`);
+      assert.match(errors.at(-1)!, /expects a whole number in decimal digits/);
+    }
+    assert.equal(await runTrain(["--out", tmp, "--lr", "5e-3"]), 2);
+    assert.match(errors.at(-1)!, /--lr expects a decimal number/);
+    assert.equal(await runTrain(["--out", tmp, "--minutes", ""]), 2);
+    assert.match(errors.at(-1)!, /--minutes expects a decimal number/);
   } finally {
     console.error = error;
     console.log = log;
