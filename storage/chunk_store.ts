@@ -369,7 +369,11 @@ export class ChunkStore implements BlockStore {
     // Recorded after the write: until then the object is inside the grace period, and a record
     // of an object that failed to store would root nothing.
     if (options?.replica) {
-      await this.#touchRoot(REPLICAS_DIR, cid);
+      await this.#touchRoot(REPLICAS_DIR, cid).catch(async (error) => {
+        // Charged from its write or its check: a record that failed roots nothing.
+        if (!await this.isReplica(cid)) this.#leaveReplicaSet(cid);
+        throw error;
+      });
       this.#holdForPeers(cid);
     }
     return cid;
@@ -394,12 +398,17 @@ export class ChunkStore implements BlockStore {
       this.#clock() - (this.#packs.get(existing.pack)?.mtime ?? 0) < this.#gcGraceMs / 2;
     const rooted = existing !== undefined && !young && options?.replica === true &&
       await this.isReplica(cid);
-    if (existing && (young || rooted)) {
-      if (!verifyExisting) return;
-      // We hold this CID's slot: check in place; a bad copy is quarantined, making room.
-      if (await this.#quarantineLocked(cid)) return;
-    }
     const forPeers = options?.replica === true;
+    // We hold this CID's slot: check in place; a bad copy is quarantined, making room.
+    if (existing && (young || rooted) && (!verifyExisting || await this.#quarantineLocked(cid))) {
+      // A peer's record of a copy already here (the node's own, young) holds it for peers for good:
+      // charged from now, so it must fit as a written one must (nothing is written: no disk check).
+      if (forPeers) {
+        this.#replicaRoom(cid, existing.length, Infinity);
+        this.#holdForPeers(cid);
+      }
+      return;
+    }
     const free = forPeers && this.#replicaMinFree > 0
       ? await (this.#faults?.freeBytes?.() ?? diskFreeBytes(this.#dir))
       : Infinity;

@@ -523,18 +523,44 @@ export class ReplicatedStore implements BlockStore {
     if (lacking.length === 0) return;
     const bytes = verified ?? await this.#copyOf(cid, options, report);
     if (bytes === undefined) return;
-    await Promise.all(lacking.map(async (peer) => {
-      try {
-        // `repair`: a holder whose proof was wrong may hold a bad copy it must replace.
-        await this.#call(
-          options.signal,
-          (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
-        );
-        this.#wrote(peer, cid, true);
-        report.repaired++;
-      } catch (error) {
-        this.#report("repair", peer, cid, error);
-        report.failedChecks++;
+    // Peers past the r holders, handed a full holder's place in rank order, as a full pass does.
+    const ranked = rankPeers(cid, this.#peers);
+    let next = this.#r;
+    /** Whether `peer` proves a good copy (the put that placed the chunk may have given it one). */
+    const proves = async (peer: StoragePeer): Promise<boolean> => {
+      const [proof] = await this.#call(
+        options.signal,
+        (s) => peer.proveChunks(nonce, [cid], { signal: s }),
+      );
+      return proof instanceof Uint8Array &&
+        equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes));
+    };
+    await Promise.all(lacking.map(async (holder) => {
+      let peer = holder;
+      for (;;) {
+        try {
+          // `repair`: a holder whose proof was wrong may hold a bad copy it must replace.
+          await this.#call(
+            options.signal,
+            (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
+          );
+          this.#wrote(peer, cid, true);
+          report.repaired++;
+          return;
+        } catch (error) {
+          this.#report("repair", peer, cid, error);
+          // A holder that holds no more for peers keeps its rank: its copy goes to the next peer.
+          if (!isFullRefusal(error) || next >= ranked.length) {
+            report.failedChecks++;
+            return;
+          }
+        }
+        peer = ranked[next++];
+        try {
+          if (await proves(peer)) return this.#wrote(peer, cid, true);
+        } catch (error) {
+          this.#report("prove", peer, cid, error); // given a copy below, which may still land
+        }
       }
     }));
   }
