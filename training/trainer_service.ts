@@ -9,8 +9,9 @@
  * peer       { connection }  join through it, if it speaks training (coordinators accept)
  * round      { body }        → { report: Promise<ReportBody> }  (trains outside the mailbox)
  * step       { round, step, loss }  internal: one local step taken (progress, dashboard)
- * trained    { losses, receiptId, coordinator }  internal: a round's training ended (counted;
- *                              its coordinator is owed openings of that receipt)
+ * trained    { losses, receiptId, coordinator }  → { saved: Promise<void> }  internal: a round's
+ *                              training ended (counted; its coordinator is owed openings of that
+ *                              receipt, also after a restart: kept in `dataDir` when given)
  * challenge  { challenge }   → { openings: Promise<OpeningsBody> }: the sealed answer, encoded,
  *                              kept to be fetched; only for a challenger owed one
  * opened     { challengeId, bytes }  internal: an answer is ready
@@ -84,6 +85,12 @@ const KEPT_SLOTS = 4096;
 const SLOTS_FILE = "signed-slots.json";
 /** Where runs' traces are kept under {@link TrainerServiceOptions.dataDir} (`trace_store.ts`). */
 const TRACES_DIR = "traces";
+/**
+ * Where the coordinator each recent receipt was trained for is kept under
+ * {@link TrainerServiceOptions.dataDir}: it is owed that run's openings after a restart too, when
+ * the run's trace is opened from disk (refused, its `opening_missing` slashes the trainer).
+ */
+const COORDINATORS_FILE = "trained-for.json";
 
 /** Options of {@link TrainerService}. */
 export interface TrainerServiceOptions {
@@ -115,8 +122,9 @@ export interface TrainerServiceOptions {
   refusedModel?: (cid: string) => Promise<string | null>;
   /**
    * Directory where the round slots this trainer signed are kept (`signed-slots.json`), so a
-   * restarted node still refuses a second request for one, and its runs' traces (`traces/`), so
-   * it still answers a challenge of a run from before the restart; absent: in memory only.
+   * restarted node still refuses a second request for one, and its runs' traces (`traces/`) with
+   * the coordinator each was trained for (`trained-for.json`), so it still answers that
+   * coordinator's challenge of a run from before the restart; absent: in memory only.
    */
   dataDir?: string;
   /**
@@ -159,6 +167,12 @@ export interface RoundAccepted {
   report: Promise<ReportBody>;
 }
 
+/** The answer to a `trained` message: `saved` resolves once its coordinator is on disk. */
+export interface Trained {
+  /** Resolves once the record is durable (at once without a data directory). */
+  saved: Promise<void>;
+}
+
 /** What {@link TrainerService} has done (tests, logs). */
 export interface TrainerStats {
   /** Rounds trained. */
@@ -198,6 +212,10 @@ export class TrainerService implements Actor<TrainerMessage> {
   readonly #signed = new Map<string, string>();
   /** The latest write of {@link #signed} (writes go one after another). */
   #saving: Promise<void> = Promise.resolve();
+  /** Where the coordinators of runs kept on disk are recorded ({@link COORDINATORS_FILE}). */
+  #coordinatorsFile: string | undefined;
+  /** The latest write of {@link COORDINATORS_FILE}, after the ones before it. */
+  #savingCoordinators: Promise<void> = Promise.resolve();
   /** Whether the slots' directory is known to exist, its entry on disk. */
   #slotsDirMade = false;
 
@@ -221,8 +239,13 @@ export class TrainerService implements Actor<TrainerMessage> {
     // With a data directory, runs' traces are kept on disk for the challenge window: a
     // challenge after a restart, or after more rounds than are kept in memory, is answered.
     // (A test fixture's train function keeps its runs in memory: its traces may be stand-ins.)
+    // So are the coordinators they were trained for, owed those openings.
     const dataDir = this.#options.dataDir;
     const traces = dataDir === undefined ? undefined : { dir: join(dataDir, TRACES_DIR) };
+    if (train === undefined && dataDir !== undefined) {
+      this.#coordinatorsFile = join(dataDir, COORDINATORS_FILE);
+      await this.#loadCoordinators(this.#coordinatorsFile);
+    }
     this.#engine = train === undefined
       ? new WorkerTrainerEngine(identity, shard, traces)
       : new InProcessTrainerEngine(identity, shard, train);
@@ -265,7 +288,13 @@ export class TrainerService implements Actor<TrainerMessage> {
         while (this.#coordinatorOf.size > MAX_REMEMBERED_CHALLENGES) {
           this.#coordinatorOf.delete(this.#coordinatorOf.keys().next().value!);
         }
-        return;
+        if (this.#coordinatorsFile !== undefined) {
+          // Each write takes the table as it is then, so the last one is whole.
+          const path = this.#coordinatorsFile;
+          this.#savingCoordinators = this.#savingCoordinators.catch(() => {})
+            .then(() => this.#saveCoordinators(path));
+        }
+        return { saved: this.#savingCoordinators } satisfies Trained;
       case "challenge":
         return this.#admit(message.challenge, message.from, ctx);
       case "opened":
@@ -388,14 +417,56 @@ export class TrainerService implements Actor<TrainerMessage> {
    * equivocation that slashes it.
    */
   async #saveSlots(): Promise<void> {
+    const dir = await this.#makeDataDir();
+    const text = JSON.stringify([...this.#signed]);
+    await writeFileDurably(join(dir, SLOTS_FILE), new TextEncoder().encode(text));
+  }
+
+  /** The data directory, made (with its entry on disk) if it was not. */
+  async #makeDataDir(): Promise<string> {
     const dir = this.#options.dataDir!;
     if (!this.#slotsDirMade) {
       await Deno.mkdir(dir, { recursive: true });
       await syncDirectory(dirname(dir)); // the directory's own entry, if this made it
       this.#slotsDirMade = true;
     }
-    const text = JSON.stringify([...this.#signed]);
-    await writeFileDurably(join(dir, SLOTS_FILE), new TextEncoder().encode(text));
+    return dir;
+  }
+
+  /** Durably: a receipt leaves only once its coordinator is on record here. */
+  async #saveCoordinators(path: string): Promise<void> {
+    await this.#makeDataDir();
+    const text = JSON.stringify([...this.#coordinatorOf]);
+    await writeFileDurably(path, new TextEncoder().encode(text));
+  }
+
+  /**
+   * The coordinators of the receipts trained before a restart. A damaged file is skipped, not
+   * fatal: losing it costs only openings owed to a coordinator, never a second signature.
+   */
+  async #loadCoordinators(path: string): Promise<void> {
+    const text = await Deno.readTextFile(path).catch((error) => {
+      if (error instanceof Deno.errors.NotFound) return undefined;
+      throw error;
+    });
+    if (text === undefined) return;
+    let entries: unknown;
+    try {
+      entries = JSON.parse(text);
+    } catch {
+      entries = undefined;
+    }
+    const valid = Array.isArray(entries) &&
+      entries.every((e) =>
+        Array.isArray(e) && e.length === 2 && typeof e[0] === "string" && typeof e[1] === "string"
+      );
+    if (!valid) {
+      this.#log(`trainer: ${path} is not a list of receipts and coordinators; ignored`);
+      return;
+    }
+    for (const [receiptId, coordinator] of (entries as [string, string][])) {
+      this.#coordinatorOf.set(receiptId, coordinator);
+    }
   }
 
   /** Train one round outside the mailbox (in the engine); counted by `trained`. */
@@ -444,13 +515,15 @@ export class TrainerService implements Actor<TrainerMessage> {
       (step, loss) =>
         void ctx.self.tell({ type: "step", round, steps, step, loss }).catch(() => {}),
     );
-    // Before the report goes back: the coordinator's challenge of it finds it owed.
-    await ctx.self.tell({
+    // Before the report goes back: the coordinator's challenge of it finds it owed, also after
+    // a restart (the record is on disk, as the run's trace is).
+    const { saved } = await ctx.self.ask<Trained>({
       type: "trained",
       losses: report.receipt.losses,
       receiptId: trainingReceiptId(report.receipt),
       coordinator,
     });
+    await saved;
     const losses = report.receipt.losses;
     this.#log(
       `trainer: round ${body.round} for ${coordinator.slice(0, 16)}: ${body.steps} steps in ${
@@ -558,13 +631,14 @@ export class TrainerService implements Actor<TrainerMessage> {
 }
 
 /**
- * Remove the temporary files of slot writes a crash interrupted (`signed-slots.json.<id>.tmp`,
- * `_durable_file.ts`'s naming): never read, they would only pile up, one per crash.
+ * Remove the temporary files of slot and coordinator writes a crash interrupted
+ * (`signed-slots.json.<id>.tmp`, `_durable_file.ts`'s naming): never read, they would only pile up, one per crash.
  */
 async function removeStrayTemps(dir: string): Promise<void> {
   try {
     for await (const entry of Deno.readDir(dir)) {
-      if (entry.isFile && entry.name.startsWith(`${SLOTS_FILE}.`) && entry.name.endsWith(".tmp")) {
+      const ours = [SLOTS_FILE, COORDINATORS_FILE].some((f) => entry.name.startsWith(`${f}.`));
+      if (entry.isFile && ours && entry.name.endsWith(".tmp")) {
         await Deno.remove(join(dir, entry.name)).catch(() => {});
       }
     }
