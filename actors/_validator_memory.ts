@@ -1,8 +1,9 @@
 /**
  * The ValidatorActor's bounded memories (`validator_actor.ts`): receipts refused for a worker
  * whose pledge has not arrived yet, peers' receipts not challenged here yet (with their jobs),
- * whose verdict about which receipt was taken from a peer, the fraud proofs taken, and fraud proofs
- * about receipts not recorded here yet (held until the receipt comes in through the intake). Each
+ * whose verdict about which receipt was taken from a peer, the fraud proofs taken, the accusations
+ * left undecided here, and fraud proofs about receipts not recorded here yet (held until the
+ * receipt comes in through the intake). Each
  * is bounded and forgets its oldest entry first, so no peer can grow the validator's memory
  * without bound. Owned by the actor, read and written only inside its `receive`. Not part of
  * the public API.
@@ -29,6 +30,12 @@ const MAX_REMEMBERED_RECEIPTS = 4096;
 const MAX_REMEMBERED_VERDICT_AUTHORS = 16_384;
 /** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
 const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
+/**
+ * Accusations this validator could not decide (it lacks the model or its profile), by accuser
+ * and receipt: a ledger settles one accusation per accuser and receipt, and one left undecided
+ * here is passed on once, not again for each re-signed copy.
+ */
+const MAX_REMEMBERED_UNDECIDED = 16_384;
 
 /**
  * Fraud proofs held for a receipt not recorded here yet, per receipt and in all. A proof is
@@ -74,6 +81,8 @@ export class ValidatorMemory {
   readonly #judged = new Set<string>();
   /** Fraud proofs taken, by hash (oldest evicted first), with their in-process resolvers. */
   readonly #fraudProofs = new Map<string, PromiseWithResolvers<FraudCheckResult> | null>();
+  /** Accusations checked here and left undecided: `accuser/receiptId` (bounded). */
+  readonly #undecided = new Set<string>();
   /** Fraud proofs about receipts not recorded here yet, by receipt id, then by proof hash. */
   readonly #held = new Map<string, Map<string, HeldFraudProof>>();
   /** How many proofs {@link #held} holds in all. */
@@ -133,6 +142,19 @@ export class ValidatorMemory {
     this.#judged.add(author);
     while (this.#judged.size > MAX_REMEMBERED_VERDICT_AUTHORS) {
       this.#judged.delete(this.#judged.values().next().value!);
+    }
+  }
+
+  /** Whether `accuser`'s accusation of receipt `id` was checked here and left undecided. */
+  undecided(accuser: Uint8Array, id: string): boolean {
+    return this.#undecided.has(`${toHex(accuser)}/${id}`);
+  }
+
+  /** `accuser`'s accusation of receipt `id` could not be decided here (oldest forgotten first). */
+  rememberUndecided(accuser: Uint8Array, id: string): void {
+    this.#undecided.add(`${toHex(accuser)}/${id}`);
+    while (this.#undecided.size > MAX_REMEMBERED_UNDECIDED) {
+      this.#undecided.delete(this.#undecided.values().next().value!);
     }
   }
 

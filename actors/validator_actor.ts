@@ -775,7 +775,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return skip("unstaked_accuser");
       }
     }
-    if (ledger.hasAccused(proof.validator, id)) return skip("repeated_accusation");
+    if (ledger.hasAccused(proof.validator, id) || this.#memory.undecided(proof.validator, id)) {
+      return skip("repeated_accusation");
+    }
     // Checked before the proof takes its slot: a copy with a broken signature, arriving
     // first, must not make the genuine one a "duplicate".
     if (!verifyFraudProofSignature(proof)) return skip("bad_signature");
@@ -832,16 +834,28 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // challenge ends here, whatever the check says.
     const own = message.own === true && ledger.receipt(id)?.status === "challenged";
     try {
-      if (check.inconclusive || check.reason === "malformed" || check.reason === "bad_signature") {
-        // Unattributable or undecidable: nothing to settle (and an own challenge is undecided).
+      if (check.reason === "malformed" || check.reason === "bad_signature") {
+        // Unattributable: nothing to settle, nothing to pass on (and an own challenge is
+        // undecided).
         if (own) await ledger.leaveUnresolved(id, `fraud_check_${check.reason}`);
         waiting?.resolve(check);
         return;
       }
       if (!message.own) {
-        // Gossip: a checked proof from a peer goes on to the other peers (each checks it
-        // itself, and takes it once), so the whole network settles the same evidence.
+        // Gossip: a proof from a peer goes on to the other peers (each checks it itself, and
+        // takes it once), so the whole network settles the same evidence — also one this node
+        // could not decide (it lacks the model or its profile): the ledgers behind it, which the
+        // receipt reached through this one, may hold them.
         this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof, except: message.origin });
+      }
+      if (check.inconclusive) {
+        // Undecidable here: nothing to settle (and an own challenge is undecided). Taken once
+        // per accuser and receipt, as a settled accusation is: the same claim re-signed is
+        // neither checked nor passed on again.
+        this.#memory.rememberUndecided(proof.validator, id);
+        if (own) await ledger.leaveUnresolved(id, `fraud_check_${check.reason}`);
+        waiting?.resolve(check);
+        return;
       }
       // Only a receipt recorded through the intake was checked (`#onFraudProof` holds the
       // others): a proof, confirmed or refuted, never records its receipt.

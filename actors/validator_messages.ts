@@ -295,7 +295,7 @@ export interface FraudProofHandled {
    * already final or settled here), `unstaked_accuser` (its signer's stake here does not cover
    * the false-accusation penalty of this proof and of its others still being checked or held,
    * so checking it would be free work), `repeated_accusation` (its signer already accused this
-   * receipt: one accusation each), `self_accusation` (signed by the receipt's own worker),
+   * receipt, settled here or left undecided here: one accusation each), `self_accusation` (signed by the receipt's own worker),
    * `too_many_held` (its receipt is not recorded here, and as many proofs about it, or by its
    * signer, as are held per receipt or per accuser wait already).
    */
