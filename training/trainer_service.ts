@@ -380,22 +380,9 @@ export class TrainerService implements Actor<TrainerMessage> {
     const dir = this.#options.dataDir;
     if (dir === undefined) return;
     await removeStrayTemps(dir);
-    const text = await Deno.readTextFile(join(dir, SLOTS_FILE)).catch((error) => {
-      if (error instanceof Deno.errors.NotFound) return undefined;
-      throw error;
-    });
-    if (text === undefined) return;
-    let entries: unknown;
-    try {
-      entries = JSON.parse(text);
-    } catch {
-      entries = undefined;
-    }
-    const valid = Array.isArray(entries) &&
-      entries.every((e) =>
-        Array.isArray(e) && e.length === 2 && typeof e[0] === "string" && typeof e[1] === "string"
-      );
-    if (!valid) {
+    const entries = await readPairs(join(dir, SLOTS_FILE));
+    if (entries === undefined) return;
+    if (entries === "damaged") {
       // Not dropped: forgetting which slots were signed could make this trainer sign one twice,
       // an equivocation that slashes it in every ledger. The operator decides.
       const path = join(dir, SLOTS_FILE);
@@ -406,7 +393,7 @@ export class TrainerService implements Actor<TrainerMessage> {
           `which slashes the trainer if its coordinator asks again on other terms)`,
       );
     }
-    for (const [slot, terms] of (entries as [string, string][]).slice(-KEPT_SLOTS)) {
+    for (const [slot, terms] of entries.slice(-KEPT_SLOTS)) {
       this.#signed.set(slot, terms);
     }
   }
@@ -445,26 +432,13 @@ export class TrainerService implements Actor<TrainerMessage> {
    * fatal: losing it costs only openings owed to a coordinator, never a second signature.
    */
   async #loadCoordinators(path: string): Promise<void> {
-    const text = await Deno.readTextFile(path).catch((error) => {
-      if (error instanceof Deno.errors.NotFound) return undefined;
-      throw error;
-    });
-    if (text === undefined) return;
-    let entries: unknown;
-    try {
-      entries = JSON.parse(text);
-    } catch {
-      entries = undefined;
-    }
-    const valid = Array.isArray(entries) &&
-      entries.every((e) =>
-        Array.isArray(e) && e.length === 2 && typeof e[0] === "string" && typeof e[1] === "string"
-      );
-    if (!valid) {
+    const entries = await readPairs(path);
+    if (entries === undefined) return;
+    if (entries === "damaged") {
       this.#log(`trainer: ${path} is not a list of receipts and coordinators; ignored`);
       return;
     }
-    for (const [receiptId, coordinator] of (entries as [string, string][])) {
+    for (const [receiptId, coordinator] of entries) {
       this.#coordinatorOf.set(receiptId, coordinator);
     }
   }
@@ -634,6 +608,29 @@ export class TrainerService implements Actor<TrainerMessage> {
  * Remove the temporary files of slot and coordinator writes a crash interrupted
  * (`signed-slots.json.<id>.tmp`, `_durable_file.ts`'s naming): never read, they would only pile up, one per crash.
  */
+/**
+ * The JSON list of string pairs at `path` (the signed slots, the coordinators of receipts):
+ * undefined when there is no file, "damaged" when it is not such a list.
+ */
+async function readPairs(path: string): Promise<[string, string][] | "damaged" | undefined> {
+  const text = await Deno.readTextFile(path).catch((error) => {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  });
+  if (text === undefined) return undefined;
+  let entries: unknown;
+  try {
+    entries = JSON.parse(text);
+  } catch {
+    return "damaged";
+  }
+  const valid = Array.isArray(entries) &&
+    entries.every((e) =>
+      Array.isArray(e) && e.length === 2 && typeof e[0] === "string" && typeof e[1] === "string"
+    );
+  return valid ? entries as [string, string][] : "damaged";
+}
+
 async function removeStrayTemps(dir: string): Promise<void> {
   try {
     for await (const entry of Deno.readDir(dir)) {
