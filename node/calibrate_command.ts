@@ -32,9 +32,9 @@ import {
 import { JOB_PRECISIONS, type JobPrecision } from "../protocols/job.ts";
 import { parseWholeNumber } from "./number_flags.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
+import { defaultDataDir } from "./default_data_dir.ts";
 
 /** Where the node keeps its data unless told otherwise (as `cli.ts start`). */
-const DEFAULT_DATA_DIR = ".veriflow";
 /** Exit status for a usage error. */
 const EXIT_USAGE = 2;
 /**
@@ -66,7 +66,7 @@ const USAGE = `usage: veriflow calibrate [options]
   --model DIR           an exported model directory (default: the built-in model)
   --model-size S        built-in model size: brown (default, trained), tiny or small
   --seed N              built-in model seed (default ${DEFAULT_MODEL_SEED})
-  --data DIR            the node's data directory (default ${DEFAULT_DATA_DIR}); the profile
+  --data DIR            the node's data directory (default $VERIFLOW_DATA_DIR, else .veriflow); the profile
                         goes to DIR/calibration/<cid>.json
   --jobs N              generations per execution variant (default 24)
   --tokens N            tokens per generation (default 64)
@@ -104,7 +104,7 @@ export async function runCalibrate(
         model: { type: "string" },
         "model-size": { type: "string", default: "brown" },
         seed: { type: "string", default: String(DEFAULT_MODEL_SEED) },
-        data: { type: "string", default: DEFAULT_DATA_DIR },
+        data: { type: "string", default: defaultDataDir() },
         jobs: { type: "string", default: "24" },
         tokens: { type: "string", default: "64" },
         threads: { type: "string" },

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { DEFAULT_DATA_DIR } from "./default_data_dir.ts";
 import { z } from "zod";
 import { VeriflowError } from "../protocols/errors.ts";
 import { parsePeerAddress } from "../network/peer_address.ts";
@@ -62,7 +63,7 @@ const HOST_REQUIRED = "expected an address to listen on, such as 127.0.0.1 (this
 /** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
 const nodeConfigSchema = z.strictObject({
   /** Where the node keeps its identity, models, chunks and ledger. */
-  dataDir: z.string().min(1).default(".veriflow"),
+  dataDir: z.string().min(1).default(DEFAULT_DATA_DIR),
   /** Which actors this node runs. */
   roles: z.strictObject({
     storage: z.boolean().default(true),

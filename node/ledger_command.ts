@@ -18,6 +18,7 @@ import { repairLedger } from "../proof/ledger_repair.ts";
 import { LedgerError } from "../proof/ledger_errors.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
 import { IDENTITY_FILE } from "./node_identity.ts";
+import { defaultDataDir } from "./default_data_dir.ts";
 
 const USAGE = `Usage: cli.ts ledger verify [--data DIR] [--json]
        cli.ts ledger repair [--data DIR]
@@ -27,7 +28,7 @@ const USAGE = `Usage: cli.ts ledger verify [--data DIR] [--json]
   repair   keep every entry that verifies, move the rest to ledger.log.rejected-<time> next
            to the log, rebuild the checkpoint and index; refused while a node runs on DIR
 
-  --data DIR   the node's data directory (default .veriflow)
+  --data DIR   the node's data directory (default $VERIFLOW_DATA_DIR, else .veriflow)
   --json       print the report as JSON`;
 
 /** Where the command's lines go (the console by default; tests capture them). */
@@ -51,7 +52,7 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
       args,
       allowPositionals: true,
       options: {
-        data: { type: "string", default: ".veriflow" },
+        data: { type: "string", default: defaultDataDir() },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { toHex } from "../protocols/hash.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "./node_identity.ts";
 import { runBuildModel } from "../inference/build_model_command.ts";
+import { defaultDataDir } from "./default_data_dir.ts";
 
 const KEYGEN_HELP = `Usage: cli.ts keygen [--data DIR]
 
@@ -17,7 +18,7 @@ Create the node's ed25519 identity (DIR/identity.key, mode 0600) and print its p
 with one already there, print its public key and change nothing. The same key signs receipts
 and verdicts and is the node's Hyperswarm identity.
 
-  --data DIR   data directory (default .veriflow)
+  --data DIR   data directory (default $VERIFLOW_DATA_DIR, else .veriflow)
   -h, --help   this text
 
 Examples:
@@ -35,7 +36,7 @@ export async function runKeygen(args: string[]): Promise<number> {
       args,
       strict: true,
       options: {
-        data: { type: "string", default: ".veriflow" },
+        data: { type: "string", default: defaultDataDir() },
         help: { type: "boolean", short: "h" },
       },
     }));

@@ -17,7 +17,8 @@ import { FileStore } from "./file_store.ts";
 import { PendingPut } from "./pending_put.ts";
 import { OwnerKey } from "./private_tier.ts";
 import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
-import { DEFAULT_DATA_DIR, openExistingStore } from "./storage_commands.ts";
+import { openExistingStore } from "./storage_commands.ts";
+import { defaultDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
   failedPut,
@@ -197,5 +198,5 @@ async function ownerKey(dir: string, keyFile: string | undefined, cid: string): 
 }
 
 function dataDir(values: Record<string, unknown>): string {
-  return String(values.data ?? DEFAULT_DATA_DIR);
+  return String(values.data ?? defaultDataDir());
 }

@@ -1,6 +1,6 @@
 /**
  * The storage commands of the `veriflow` CLI: `put`, `get`, `ls`, `gc`. They work on a node's
- * data directory directly (`--data DIR`, default `./.veriflow`; the store is `DIR/store`), so
+ * data directory directly (`--data DIR`, default `$VERIFLOW_DATA_DIR`, else `.veriflow`; the store is `DIR/store`), so
  * they need no running node, and they are safe while one runs on the same directory: the chunk
  * store is shared across processes (a put is a GC root from its first chunk, see
  * `pending_put.ts`; GC decides under the store lock from what is on disk). Each returns a process exit code: 0 success, 1 a storage failure
@@ -25,6 +25,7 @@ import { formatBytes, ProgressBar } from "./progress_bar.ts";
 import type { DagEntry, DirectoryEntry } from "./unixfs.ts";
 import { blocksReferencedBy, isDagNode } from "./dag_links.ts";
 import { storageKey } from "../protocols/cid.ts";
+import { defaultDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
   failedPut,
@@ -34,9 +35,6 @@ import {
   UsageError,
   writeOutput,
 } from "./_command_support.ts";
-
-/** Default data directory of a node. */
-export const DEFAULT_DATA_DIR = "./.veriflow";
 
 const PUT_USAGE = `usage: put [--private] [--key-file FILE] [--name NAME] [--mime TYPE] [--data DIR]
            [--quota BYTES] [--progress] FILE|DIR
@@ -73,7 +71,7 @@ export async function runPut(args: string[]): Promise<number> {
   if (values.help) return usage(PUT_USAGE, 0);
   if (positionals.length !== 1) return usage(PUT_USAGE, 2);
   const [path] = positionals;
-  const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
+  const dataDir = String(values.data ?? defaultDataDir());
   return await reportErrors(async () => {
     const quota = wholeNumberFlag("--quota", values.quota);
     // The path first: one that is not there must not leave a new, empty store in --data, which
@@ -166,7 +164,7 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
   if (values.help) return usage(GET_USAGE, 0);
   if (positionals.length !== 1) return usage(GET_USAGE, 2);
   const [cid] = positionals;
-  const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
+  const dataDir = String(values.data ?? defaultDataDir());
   const output = values.output as string | undefined;
   return await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
@@ -220,7 +218,7 @@ export async function runLs(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   if (values.help) return usage(LS_USAGE, 0);
   if (positionals.length !== 0) return usage(LS_USAGE, 2);
-  const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
+  const dataDir = String(values.data ?? defaultDataDir());
   return await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
@@ -347,7 +345,7 @@ export async function runGc(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   if (values.help) return usage(GC_USAGE, 0);
   if (positionals.length !== 0) return usage(GC_USAGE, 2);
-  const dataDir = String(values.data ?? DEFAULT_DATA_DIR);
+  const dataDir = String(values.data ?? defaultDataDir());
   return await reportErrors(async () => {
     const graceMs = wholeNumberFlag("--grace-ms", values["grace-ms"]);
     const store = await openExistingStore(dataDir, { gcGraceMs: graceMs });
