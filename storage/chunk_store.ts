@@ -312,9 +312,7 @@ export class ChunkStore implements BlockStore {
     }
     await store.#sweepTemp();
     // Asked once now, so a process not allowed to ask (`--allow-sys=statfs`) fails to open.
-    if (store.#replicaMinFree > 0 && options?.faults?.freeBytes === undefined) {
-      await diskFreeBytes(dir);
-    }
+    if (store.#replicaMinFree > 0) await store.#diskFree();
     // Before the index is read, so indexing each replica's object charges it.
     for await (const cid of store.replicas()) store.#replicaSet.add(cid);
     await store.#exclusive(() => store.#reload());
@@ -409,9 +407,7 @@ export class ChunkStore implements BlockStore {
       }
       return;
     }
-    const free = forPeers && this.#replicaMinFree > 0
-      ? await (this.#faults?.freeBytes?.() ?? diskFreeBytes(this.#dir))
-      : Infinity;
+    const free = forPeers && this.#replicaMinFree > 0 ? await this.#diskFree() : Infinity;
     // From the checks to the reserves nothing awaits, so concurrent puts see each other's.
     // Charged as a copy in a pack of its own until its pack is written (see PACK_OVERHEAD_BYTES).
     const cost = bytes.length + OBJECT_OVERHEAD_BYTES + PACK_OVERHEAD_BYTES;
@@ -469,6 +465,11 @@ export class ChunkStore implements BlockStore {
       }
     }
     return charged ? 0 : cost;
+  }
+
+  /** Free bytes of the store's filesystem: the test hook's answer, else the OS's. */
+  async #diskFree(): Promise<number> {
+    return await (this.#faults?.freeBytes?.() ?? diskFreeBytes(this.#dir));
   }
 
   /** Record `cid` as held for other nodes (its record was written): charged while indexed. */
@@ -1073,13 +1074,13 @@ function packBytes(entries: readonly PackEntry[]): number {
   return bytes;
 }
 
-/** Number of files in `dir`. */
 /** Bytes an unprivileged writer may still take on the filesystem holding `dir`. */
 async function diskFreeBytes(dir: string): Promise<number> {
   const fs = await statfs(dir);
   return fs.bavail * fs.bsize;
 }
 
+/** Number of files in `dir`. */
 async function countFiles(dir: string): Promise<number> {
   let n = 0;
   for await (const entry of Deno.readDir(dir)) if (entry.isFile) n++;

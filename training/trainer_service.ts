@@ -404,9 +404,7 @@ export class TrainerService implements Actor<TrainerMessage> {
    * equivocation that slashes it.
    */
   async #saveSlots(): Promise<void> {
-    const dir = await this.#makeDataDir();
-    const text = JSON.stringify([...this.#signed]);
-    await writeFileDurably(join(dir, SLOTS_FILE), new TextEncoder().encode(text));
+    await writePairs(join(await this.#makeDataDir(), SLOTS_FILE), this.#signed);
   }
 
   /** The data directory, made (with its entry on disk) if it was not. */
@@ -423,8 +421,7 @@ export class TrainerService implements Actor<TrainerMessage> {
   /** Durably: a receipt leaves only once its coordinator is on record here. */
   async #saveCoordinators(path: string): Promise<void> {
     await this.#makeDataDir();
-    const text = JSON.stringify([...this.#coordinatorOf]);
-    await writeFileDurably(path, new TextEncoder().encode(text));
+    await writePairs(path, this.#coordinatorOf);
   }
 
   /**
@@ -605,10 +602,6 @@ export class TrainerService implements Actor<TrainerMessage> {
 }
 
 /**
- * Remove the temporary files of slot and coordinator writes a crash interrupted
- * (`signed-slots.json.<id>.tmp`, `_durable_file.ts`'s naming): never read, they would only pile up, one per crash.
- */
-/**
  * The JSON list of string pairs at `path` (the signed slots, the coordinators of receipts):
  * undefined when there is no file, "damaged" when it is not such a list.
  */
@@ -631,6 +624,16 @@ async function readPairs(path: string): Promise<[string, string][] | "damaged" |
   return valid ? entries as [string, string][] : "damaged";
 }
 
+/** Write `pairs` as {@link readPairs} reads them, durably (`_durable_file.ts`). */
+async function writePairs(path: string, pairs: Iterable<[string, string]>): Promise<void> {
+  await writeFileDurably(path, new TextEncoder().encode(JSON.stringify([...pairs])));
+}
+
+/**
+ * Remove the temporary files of slot and coordinator writes a crash interrupted
+ * (`signed-slots.json.<id>.tmp`, `_durable_file.ts`'s naming): never read, they would only pile
+ * up, one per crash.
+ */
 async function removeStrayTemps(dir: string): Promise<void> {
   try {
     for await (const entry of Deno.readDir(dir)) {
