@@ -16,7 +16,13 @@ import {
   QUEUED_EVENT_REPEAT_MS,
   type StartEvent,
 } from "../protocols/inference_messages.ts";
-import type { FinishReason, InferenceHandle, JobSummary, StreamedToken } from "./inference_port.ts";
+import {
+  cancelOnAbort,
+  type FinishReason,
+  type InferenceHandle,
+  type JobSummary,
+  type StreamedToken,
+} from "./inference_port.ts";
 import {
   CANCELLED,
   errorInfo,
@@ -164,17 +170,7 @@ export class RemoteJob {
     this.#reader = reader;
     this.#o = context;
     this.#hold(true); // started, and not read yet
-    const signal = context.signal;
-    if (signal !== undefined) {
-      const abort = () => this.#cancel();
-      if (signal.aborted) abort();
-      else {
-        signal.addEventListener("abort", abort, { once: true });
-        this.#done.promise.finally(() => signal.removeEventListener("abort", abort)).catch(
-          () => {},
-        );
-      }
-    }
+    cancelOnAbort(context.signal, () => this.#cancel(), this.#done.promise);
   }
 
   handle(): InferenceHandle {

@@ -227,6 +227,24 @@ export interface SubmitOptions {
   onQueued?: (position: number) => void;
 }
 
+/**
+ * Honour {@link SubmitOptions.signal} for a job whose end a port reads only when the client
+ * pulls (a relayed stream): `cancel` runs once the signal aborts, at once if it has, whether or
+ * not the client still reads, until `ended` settles (then the listener is removed). A client
+ * that aborted and stopped reading otherwise waited for `done` for ever.
+ */
+export function cancelOnAbort(
+  signal: AbortSignal | undefined,
+  cancel: (reason: unknown) => void,
+  ended: Promise<unknown>,
+): void {
+  if (signal === undefined) return;
+  const abort = () => cancel(signal.reason);
+  if (signal.aborted) return abort();
+  signal.addEventListener("abort", abort, { once: true });
+  ended.finally(() => signal.removeEventListener("abort", abort)).catch(() => {});
+}
+
 /** Submits text jobs somewhere and hands back their streams. */
 export interface InferencePort {
   /**

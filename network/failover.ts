@@ -37,7 +37,12 @@
 import { VeriflowError } from "../protocols/errors.ts";
 import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
 import { toHex } from "../protocols/hash.ts";
-import type { InferenceHandle, JobSummary, StreamedToken } from "../inference/inference_port.ts";
+import {
+  cancelOnAbort,
+  type InferenceHandle,
+  type JobSummary,
+  type StreamedToken,
+} from "../inference/inference_port.ts";
 
 /**
  * Codes a worker's failure carries when the job lost it: its connection failed, or it sent
@@ -271,19 +276,9 @@ class FailoverJob {
     this.#delivered = [...options.prefix ?? []];
     this.#given = this.#delivered.length;
     this.#reader = options.first.handle.tokens.getReader();
-    const signal = options.signal;
-    if (signal !== undefined) {
-      // The workers' ports see it too, but a worker's end is read only when the client pulls:
-      // a client that aborted and stopped reading waited for `done` for ever.
-      const abort = () => this.#cancel(signal.reason);
-      if (signal.aborted) abort();
-      else {
-        signal.addEventListener("abort", abort, { once: true });
-        this.#done.promise.finally(() => signal.removeEventListener("abort", abort)).catch(
-          () => {},
-        );
-      }
-    }
+    // The workers' ports see the signal too, but a worker's end is read only when the client
+    // pulls, and between workers there is none.
+    cancelOnAbort(options.signal, (reason) => this.#cancel(reason), this.#done.promise);
   }
 
   handle(): InferenceHandle {
