@@ -82,6 +82,32 @@ function isFullRefusal(error: unknown): boolean {
   return (error as { code?: unknown })?.code === "replica_quota_exceeded";
 }
 
+/**
+ * Repair one holder's copy: `attempt`, and while what was tried fails because that peer holds no
+ * more for peers (it keeps its rank), `substitute` on the next peer past the holders, as a put
+ * hands a full holder's place on. A failure that ends it counts in `report.failedChecks`.
+ */
+async function handOnWhenFull(
+  attempt: () => Promise<void>,
+  next: () => StoragePeer | undefined,
+  substitute: (peer: StoragePeer) => Promise<void>,
+  report: RepairReport,
+): Promise<void> {
+  let run = attempt;
+  for (;;) {
+    try {
+      return await run();
+    } catch (error) {
+      const peer = isFullRefusal(error) ? next() : undefined;
+      if (peer === undefined) {
+        report.failedChecks++;
+        return;
+      }
+      run = () => substitute(peer);
+    }
+  }
+}
+
 /** Options of {@link ReplicatedStore.repair}. */
 export interface RepairOptions extends BlockStoreCallOptions {
   /**
@@ -217,6 +243,16 @@ export class ReplicatedStore implements BlockStore {
       missed.add(cid);
       this.#missed.set(peer.id, missed);
     }
+  }
+
+  /**
+   * The peers past `cid`'s r holders, in rank order, one at a time: each takes the place of a
+   * holder that holds no more for peers (see {@link handOnWhenFull}), shared by its holders.
+   */
+  #substitutes(cid: string): () => StoragePeer | undefined {
+    let ranked: StoragePeer[] | undefined; // ranked only when a holder is full
+    let next = this.#r;
+    return () => (ranked ??= rankPeers(cid, this.#peers))[next++];
   }
 
   /** The r peers that should hold `cid`, best first. */
@@ -412,9 +448,7 @@ export class ReplicatedStore implements BlockStore {
       if (bytes === undefined) continue;
       await this.#settle(); // let read repair of that get land before we judge the holders
       const nonce = crypto.getRandomValues(new Uint8Array(32));
-      const ranked = rankPeers(cid, this.#peers);
-      // Peers past the r holders, handed a full holder's place in rank order, as a put does.
-      let next = this.#r;
+      const substitutes = this.#substitutes(cid);
       /** Whether `peer` holds a good copy now: proven, or given one. Throws its failure. */
       const ensure = async (peer: StoragePeer): Promise<void> => {
         const expected = await possessionProof(nonce, peer.publicKey, bytes);
@@ -445,22 +479,9 @@ export class ReplicatedStore implements BlockStore {
         report.repaired++;
       };
       await Promise.all(
-        ranked.slice(0, this.#r).map(async (holder) => {
-          let peer = holder;
-          for (;;) {
-            try {
-              return await ensure(peer);
-            } catch (error) {
-              // A holder that holds no more for peers keeps its rank: the copy it cannot take goes
-              // to the next peer (which the put that placed the chunk may have given it already).
-              if (!isFullRefusal(error) || next >= ranked.length) {
-                report.failedChecks++;
-                return;
-              }
-              peer = ranked[next++];
-            }
-          }
-        }),
+        this.holders(cid).map((holder) =>
+          handOnWhenFull(() => ensure(holder), substitutes, ensure, report)
+        ),
       );
     }
     await this.#given.flush(); // what the holders proved or were sent is on disk when this returns
@@ -523,46 +544,43 @@ export class ReplicatedStore implements BlockStore {
     if (lacking.length === 0) return;
     const bytes = verified ?? await this.#copyOf(cid, options, report);
     if (bytes === undefined) return;
-    // Peers past the r holders, handed a full holder's place in rank order, as a full pass does.
-    const ranked = rankPeers(cid, this.#peers);
-    let next = this.#r;
-    /** Whether `peer` proves a good copy (the put that placed the chunk may have given it one). */
-    const proves = async (peer: StoragePeer): Promise<boolean> => {
-      const [proof] = await this.#call(
-        options.signal,
-        (s) => peer.proveChunks(nonce, [cid], { signal: s }),
-      );
-      return proof instanceof Uint8Array &&
-        equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes));
-    };
-    await Promise.all(lacking.map(async (holder) => {
-      let peer = holder;
-      for (;;) {
-        try {
-          // `repair`: a holder whose proof was wrong may hold a bad copy it must replace.
-          await this.#call(
-            options.signal,
-            (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
-          );
-          this.#wrote(peer, cid, true);
-          report.repaired++;
-          return;
-        } catch (error) {
-          this.#report("repair", peer, cid, error);
-          // A holder that holds no more for peers keeps its rank: its copy goes to the next peer.
-          if (!isFullRefusal(error) || next >= ranked.length) {
-            report.failedChecks++;
-            return;
-          }
-        }
-        peer = ranked[next++];
-        try {
-          if (await proves(peer)) return this.#wrote(peer, cid, true);
-        } catch (error) {
-          this.#report("prove", peer, cid, error); // given a copy below, which may still land
-        }
+    /** Give `peer` a copy; throws its failure. */
+    const give = async (peer: StoragePeer): Promise<void> => {
+      try {
+        // `repair`: a holder whose proof was wrong may hold a bad copy it must replace.
+        await this.#call(
+          options.signal,
+          (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
+        );
+      } catch (error) {
+        this.#report("repair", peer, cid, error);
+        throw error;
       }
-    }));
+      this.#wrote(peer, cid, true);
+      report.repaired++;
+    };
+    /** A peer past the holders: its proof (the put that placed the chunk may have given it a copy), else a copy. */
+    const provesOrGets = async (peer: StoragePeer): Promise<void> => {
+      try {
+        const [proof] = await this.#call(
+          options.signal,
+          (s) => peer.proveChunks(nonce, [cid], { signal: s }),
+        );
+        if (
+          proof instanceof Uint8Array &&
+          equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes))
+        ) return this.#wrote(peer, cid, true);
+      } catch (error) {
+        this.#report("prove", peer, cid, error); // given a copy below, which may still land
+      }
+      await give(peer);
+    };
+    const substitutes = this.#substitutes(cid);
+    await Promise.all(
+      lacking.map((holder) =>
+        handOnWhenFull(() => give(holder), substitutes, provesOrGets, report)
+      ),
+    );
   }
 
   #call<T>(outer: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
