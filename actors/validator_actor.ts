@@ -81,6 +81,7 @@ import { ChallengeHolds } from "./_challenge_holds.ts";
 import { TakeoverBudget } from "./_takeover_budget.ts";
 import { settleSteering } from "./_steering_settlement.ts";
 import { judgedKey, ValidatorMemory } from "./_validator_memory.ts";
+import { OwnFraudProofs } from "./_own_fraud_proofs.ts";
 import { recordTrainingReceipt, settleTrainingFraud } from "./_validator_training.ts";
 import type {
   ChallengedMessage,
@@ -154,6 +155,8 @@ export { PROOF_DEADLINE_MS };
 export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #options: ValidatorActorOptions;
   #ledger?: Ledger;
+  /** This validator's own fraud proofs between verdict and settlement, on disk. */
+  #ownProofs!: OwnFraudProofs;
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
   #system?: ActorSystem;
   #work: Promise<unknown> = Promise.resolve();
@@ -205,12 +208,20 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     );
     // A conviction whose claw-back a crash interrupted is settled now.
     for (const worker of this.#steering.convicted()) await this.#settleSteering(fromHex(worker));
-    // Challenges open when this validator last stopped (a crash, a restart): their material is
-    // gone, so they end undecided — the job is not paid — rather than slip into payment.
+    // Challenges open when this validator last stopped (a crash, a restart): one that had
+    // caught its worker cheating is settled from its fraud proof, kept on disk for this; the
+    // others' material is gone, so they end undecided — the job is not paid — rather than slip
+    // into payment.
+    this.#ownProofs = OwnFraudProofs.in(this.#options.ledgerDir);
+    const kept = await this.#ownProofs.all();
     for (const id of this.#ledger.challenged()) {
+      const proof = kept.get(id);
+      kept.delete(id);
+      if (proof !== undefined && this.#resumeOwnProof(id, proof, ctx)) continue;
       await this.#ledger.leaveUnresolved(id, "validator_restarted");
       this.#stats.unresolved++;
     }
+    for (const id of kept.keys()) await this.#ownProofs.remove(id);
     const every = this.#options.finalizeIntervalMs ?? DEFAULT_FINALIZE_INTERVAL_MS;
     if (every > 0) {
       const timer = setInterval(() => {
@@ -586,6 +597,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#takeovers.foundFalse(claimant, this.#now() + ledger.economics.challengeWindowMs);
     }
     try {
+      // Kept before the verdict is: a stop between the two settles it at the next start.
+      if (result.fraudProof) await this.#ownProofs.save(id, result.fraudProof);
       await ledger.recordVerdict(result.verdict);
       this.#stats.verdicts[outcome]++;
       const worker = toHex(receipt.worker);
@@ -603,7 +616,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // receipt stays `challenged` (unpaid) until then, and settles even after its window.
         const taken = this.#onFraudProof(result.fraudProof, ctx, true);
         settled = taken.result;
-        if (!taken.queued) await this.#end(id, () => ledger.leaveUnresolved(id, "proof_skipped"));
+        if (!taken.queued) {
+          await this.#end(id, () => ledger.leaveUnresolved(id, "proof_skipped"));
+          await this.#ownProofs.remove(id);
+        }
         this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof: result.fraudProof });
       } else if (served || (outcome === "inconclusive" && claimant !== undefined)) {
         // Valid; or, taken over without the model, the proof data the peer said was withheld
@@ -798,6 +814,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     this.#enqueue(() => this.#checkFraud(proof)).then(
       (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
       (error) => {
+        // An own proof's challenge must end: undecided here, as a check without the model is.
+        if (own) {
+          return ctx.self.tell({ type: "fraud_checked", proof, check: failedCheck(hash), own });
+        }
         waiting.reject(error);
         this.#memory.fraudProofDone(hash);
       },
@@ -896,8 +916,28 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       waiting?.reject(error);
       throw error;
     } finally {
-      if (message.own) this.#held.release(id);
+      if (message.own) {
+        this.#held.release(id);
+        await this.#ownProofs.remove(id);
+      }
     }
+  }
+
+  /**
+   * At start: the challenge on `id`, open when this validator stopped, had caught its worker
+   * with `value` (this validator's own fraud proof, as kept on disk): held again and the proof
+   * checked and settled as it would have been. False when the kept bytes are not such a proof.
+   */
+  #resumeOwnProof(id: string, value: unknown, ctx: ActorContext<ValidatorMessage>): boolean {
+    const parsed = FraudProofSchema.safeParse(value);
+    if (!parsed.success) return false;
+    const proof = parsed.data;
+    const mine = bytesEqual(proof.validator, this.#options.identity.publicKey);
+    if (!mine || receiptId(proof.receipt) !== id) return false;
+    this.#held.hold(id, toHex(proof.receipt.worker));
+    if (this.#onFraudProof(proof, ctx, true).queued) return true;
+    this.#held.release(id);
+    return false;
   }
 
   /** Settle a checked training fraud proof; a conviction is told to the network and the log. */
@@ -931,6 +971,21 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       // A watcher's failure is its own.
     }
   }
+}
+
+/**
+ * What a check that threw (the model failed to load, an error in the pass) concluded: nothing,
+ * as a check without the model (`fraud_check_error` when it ends an own challenge).
+ */
+function failedCheck(proofHash: string): FraudCheckResult {
+  return {
+    confirmed: false,
+    inconclusive: true,
+    reason: "error",
+    proofHash,
+    forwardTokens: 0,
+    ms: 0,
+  };
 }
 
 function toHexShort(key: Uint8Array): string {

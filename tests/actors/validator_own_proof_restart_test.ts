@@ -1,0 +1,136 @@
+/**
+ * A validator's own fraud proof outlives a restart between its verdict and its settlement, and
+ * an own proof whose check fails ends its challenge. Before, a validator stopped while it was
+ * checking the proof of a cheat it had just caught (the verdict recorded, the receipt
+ * `challenged`) found the receipt challenged at its next start with its material gone and left
+ * it unresolved: its own ledger neither paid nor slashed the cheat, while every ledger it had
+ * sent the proof to slashed it. And a check that threw left the challenge open for as long as
+ * the validator ran.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { OWN_FRAUD_PROOFS_DIR } from "../../actors/_own_fraud_proofs.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import type { ValidatorMessage, ValidatorModelSource } from "../../actors/validator_messages.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { receiptId } from "../../protocols/receipt.ts";
+import { signServedProof } from "../../proof/served_proof.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { eventually } from "../_helpers/wait.ts";
+import {
+  announceAssigned,
+  f,
+  HONEST_MODELS,
+  ledgerReads,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "./_validator_fixture.ts";
+
+const WORKER_STAKE = 10_000;
+
+/** The honest model for the challenge (the first `get`); each later `get` waits for `gate`. */
+function gatedModels(gate: Promise<void>): ValidatorModelSource {
+  let calls = 0;
+  return {
+    has: (cid) => cid === f.honest.info.cid,
+    get: (cid) => calls++ === 0 ? HONEST_MODELS.get(cid) : gate.then(() => HONEST_MODELS.get(cid)),
+  };
+}
+
+/** A cheat's receipt announced to a validator that challenges everything, on `models`. */
+async function caughtCheat(dir: string, models: ValidatorModelSource, clock: { t: number }) {
+  const worker = Identity.generate();
+  const requester = Identity.generate();
+  const me = Identity.generate();
+  const job = textJob(requester, crypto.randomUUID());
+  const proved = await proveOn(job, worker, f.otherSeed); // a cheat: another model
+  const id = receiptId(proved.receipt);
+  const setup = {
+    identity: me,
+    ledgerDir: `${dir}/ledger`,
+    clock,
+    challengeProbability: 1,
+    source: { proof: () => Promise.resolve(signServedProof(id, proved.proof, worker)) },
+  };
+  const system = new ActorSystem({ name: "own-proof" });
+  const validator = await spawnValidator(system, { ...setup, models });
+  await validator.ask({ type: "deposit", key: worker.publicKey, amount: WORKER_STAKE });
+  const handled = await announceAssigned(validator, proved.receipt, job, requester);
+  handled.result?.catch(() => {});
+  const slash = proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice *
+    DEFAULT_ECONOMICS.slashMultiplier;
+  return { system, validator, setup, worker, id, slash };
+}
+
+/** Wait until `validator` has recorded its fraud verdict (the proof is then being checked). */
+async function verdictRecorded(validator: ActorRef<ValidatorMessage>, clock: { t: number }) {
+  const ledger = ledgerReads(() => validator, clock);
+  await eventually(async () => (await ledger.stats()).verdicts.fraud === 1, "the fraud verdict");
+}
+
+Deno.test("a validator stopped while checking its own fraud proof settles it at its next start: the cheat is slashed in its own ledger", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const gate = Promise.withResolvers<void>();
+  const first = await caughtCheat(dir, gatedModels(gate.promise), clock);
+  let second: ActorSystem | undefined;
+  try {
+    await verdictRecorded(first.validator, clock);
+    const before = ledgerReads(() => first.validator, clock);
+    assert.equal((await before.record(first.id))?.status, "challenged");
+    // Stopped mid-check, as a crash would: the check ends only once the validator stopped
+    // taking messages, so its outcome is never settled.
+    first.system.events.subscribe((event) => {
+      if (event.type === "stopped" && event.name.endsWith("validator")) {
+        gate.reject(new Error("stopped"));
+      }
+    });
+    await first.system.shutdown();
+
+    second = new ActorSystem({ name: "own-proof-restarted" });
+    const validator = await spawnValidator(second, { ...first.setup, models: HONEST_MODELS });
+    const ledger = ledgerReads(() => validator, clock);
+    await ledger.drained();
+    await ledger.closeWindow();
+    const record = (await ledger.record(first.id))!;
+    const account = await ledger.account(first.worker.publicKey);
+    assert.equal(record.status, "fraud", "the caught cheat's receipt did not end as fraud");
+    assert.equal(account.stake, WORKER_STAKE - first.slash, "the caught cheat was not slashed");
+    const kept = await Array.fromAsync(Deno.readDir(`${dir}/ledger/${OWN_FRAUD_PROOFS_DIR}`));
+    assert.deepEqual(kept, [], "the settled proof is still kept");
+  } finally {
+    await second?.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an own fraud proof whose check throws ends its challenge unresolved at once: not paid, nobody slashed, and settled no second time after a restart", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const gate = Promise.withResolvers<void>();
+  gate.reject(new Error("the model failed to load"));
+  gate.promise.catch(() => {});
+  const first = await caughtCheat(dir, gatedModels(gate.promise), clock);
+  let second: ActorSystem | undefined;
+  try {
+    const ledger = ledgerReads(() => first.validator, clock);
+    await ledger.drained(); // hung before: the challenge stayed open
+    await ledger.closeWindow();
+    assert.equal((await ledger.record(first.id))?.status, "unpaid");
+    assert.equal((await ledger.account(first.worker.publicKey)).stake, WORKER_STAKE);
+    await first.system.shutdown();
+
+    second = new ActorSystem({ name: "own-proof-error-restarted" });
+    const validator = await spawnValidator(second, { ...first.setup, models: HONEST_MODELS });
+    const again = ledgerReads(() => validator, clock);
+    await again.drained();
+    assert.equal((await again.record(first.id))?.status, "unpaid");
+    assert.equal((await again.stats()).fraudProofsChecked, 0, "a settled challenge was re-checked");
+  } finally {
+    await first.system.shutdown().catch(() => {});
+    await second?.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
