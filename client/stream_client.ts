@@ -329,8 +329,20 @@ export class StreamClient {
   }
 
   /**
-   * Start a job. On a socket that is closed or closing, the job fails at once with
-   * {@link StreamClosedError}: nothing would ever answer it.
+   * Start a job. It never throws: each failure is a job whose `start` and `done` reject and
+   * whose `tokens` error with it.
+   *
+   * On a socket that is closed or closing, the job fails at once with
+   * {@link StreamClosedError}: nothing would ever answer it. A `request.id` of a job still
+   * running on this socket fails the new job at once with a {@link StreamRequestError} of code
+   * `duplicate_id` naming the id (the code the server refuses such a frame with); nothing is
+   * sent, the running job goes on, and the failed job's `cancel` does nothing to it.
+   *
+   * The client reads the socket as fast as the server sends, so a job's tokens that the caller
+   * has not read yet wait in memory, up to the job's `max_tokens`: the WebSocket API has no way
+   * to stop reading, and so the node's flow control, which pauses a job whose client reads
+   * slowly, never sees this client slow down. Bound what a slow reader holds with `max_tokens`,
+   * or `cancel` a job it has fallen behind on.
    */
   infer(request: InferRequest, options: InferOptions = {}): StreamJob {
     // A generated id skips those the caller chose for jobs still running.
@@ -338,7 +350,16 @@ export class StreamClient {
     while (id === undefined || (request.id === undefined && this.#jobs.has(id))) {
       id = `r${++this.#nextId}`;
     }
-    if (this.#jobs.has(id)) throw new RangeError(`request id ${id} is already in use`);
+    if (this.#jobs.has(id)) {
+      return failedJob(
+        id,
+        new StreamRequestError(
+          "duplicate_id",
+          `request id ${JSON.stringify(id)} is already running on this socket: give each ` +
+            `running job its own id, or leave id out and the client picks one`,
+        ),
+      );
+    }
     if (this.#socket.readyState !== WebSocket.OPEN) {
       return failedJob(id, this.#closedError(this.#closeMessage, this.#closeDetails));
     }

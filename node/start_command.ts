@@ -350,12 +350,17 @@ export async function runStart(args: string[], io: StartCommandIo = PROCESS_IO):
     resolved = await resolveStartConfig(args, io.env?.() ?? {});
   } catch (error) {
     // The key hint only where a key is named: a file that is not JSON, or not there, says
-    // itself what to fix.
+    // itself what to fix. Each problem already names where its value came from, and
+    // --print-config resolves the same configuration, so it fails the same way until the key
+    // is fixed: it is offered as the check afterwards, and not at all to whoever just ran it.
     const hint = !(error instanceof ConfigError) || error instanceof StartUsageError
       ? "\nsee cli.ts start --help"
-      : error.namesKeys
-      ? "\nfix the key named above (cli.ts start --print-config shows every value and its source)"
-      : "";
+      : !error.namesKeys
+      ? ""
+      : args.includes("--print-config")
+      ? "\nfix the key named above"
+      : "\nfix the key named above; then cli.ts start --print-config shows every value and " +
+        "where it came from";
     io.err(`error: ${(error as Error).message}${hint}`);
     return 2;
   }

@@ -7,17 +7,15 @@
  * @module
  */
 import { join } from "node:path";
-import { IDENTITY_FILE, loadOrCreateIdentity } from "../node/node_identity.ts";
 import { identityBlock } from "../protocols/cid.ts";
 import { exportCar, importCar } from "./car.ts";
 import { ChunkStore } from "./chunk_store.ts";
 import { dagBlocks } from "./dag_links.ts";
-import { KeyRequiredError, StorageError } from "./errors.ts";
+import { StorageError } from "./errors.ts";
 import { FileStore } from "./file_store.ts";
 import { PendingPut } from "./pending_put.ts";
-import { OwnerKey } from "./private_tier.ts";
 import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
-import { openExistingStore } from "./storage_commands.ts";
+import { existingStoreDir, openExistingStore, ownerKey } from "./storage_commands.ts";
 import { defaultDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
@@ -126,7 +124,8 @@ export async function runShare(
   const dir = dataDir(values);
   return await reportErrors(async () => {
     if (positionals[0] === "revoke" && positionals.length === 2) {
-      const revoked = await new ShareStore(join(dir, "store")).revoke(positionals[1]);
+      // A mistyped --data is named as such, not taken for a share that is not there.
+      const revoked = await new ShareStore(await existingStoreDir(dir)).revoke(positionals[1]);
       if (!revoked) throw new StorageError("share_not_found", `no share ${positionals[1]}`);
       console.log(`revoked ${positionals[1]}`);
       return;
@@ -184,17 +183,6 @@ async function readPassword(): Promise<string> {
   const line = text.split("\n")[0];
   if (!line) throw new UsageError("--password: no password on stdin");
   return line;
-}
-
-async function ownerKey(dir: string, keyFile: string | undefined, cid: string): Promise<OwnerKey> {
-  if (keyFile !== undefined) return await OwnerKey.fromSecret(await Deno.readFile(keyFile));
-  try {
-    await Deno.stat(join(dir, IDENTITY_FILE));
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new KeyRequiredError(cid);
-    throw error;
-  }
-  return await OwnerKey.fromSecret((await loadOrCreateIdentity(dir)).exportSecretKey());
 }
 
 function dataDir(values: Record<string, unknown>): string {

@@ -381,6 +381,17 @@ export async function openExistingStore(
   dataDir: string,
   options?: ChunkStoreOptions,
 ): Promise<ChunkStore> {
+  return await ChunkStore.open(await existingStoreDir(dataDir), options);
+}
+
+/**
+ * The store directory of `dataDir` (`dataDir/store`) for a command that only reads or removes
+ * files in it without opening the store (`share revoke`); refused, and nothing created, when it
+ * is not there, as {@link openExistingStore} refuses it.
+ *
+ * @throws {StorageError} (`store_missing`) when `dataDir/store` does not exist.
+ */
+export async function existingStoreDir(dataDir: string): Promise<string> {
   const dir = join(dataDir, "store");
   try {
     await Deno.stat(dir);
@@ -388,23 +399,38 @@ export async function openExistingStore(
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     throw new StorageError("store_missing", `no store in ${dataDir} (no ${dir}): check --data`);
   }
-  return await ChunkStore.open(dir, options);
+  return dir;
 }
 
 /**
- * The owner key from `--key-file`, else from the node identity. A put creates the identity if
- * the data directory has none; a get (`readingCid` set) never does, since a fresh key could
- * not open anything.
+ * The fewest bytes a `--key-file` may hold: the minimum `OwnerKey.fromSecret` takes (an HKDF
+ * secret of 256 bits, as strong as the keys derived from it), checked here so that the error
+ * names the file and the flag instead of an anonymous "owner secret".
  */
-async function ownerKey(
+const KEY_FILE_MIN_BYTES = 32;
+
+/**
+ * The owner key from `--key-file`, else from the node identity. A put creates the identity if
+ * the data directory has none; a get or a share (`readingCid` set) never does, since a fresh
+ * key could not open anything.
+ *
+ * @throws {UsageError} the key file holds fewer than 32 bytes (the message names the file, its
+ * size and the minimum).
+ * @throws {KeyRequiredError} `readingCid` is set, no key file is given and the data directory
+ * has no identity.
+ */
+export async function ownerKey(
   dataDir: string,
   keyFile: string | undefined,
   readingCid?: string,
 ): Promise<OwnerKey> {
   if (keyFile !== undefined) {
     const secret = await Deno.readFile(keyFile);
-    if (secret.length < 32) {
-      throw new UsageError(`--key-file ${keyFile} must hold at least 32 bytes of secret material`);
+    if (secret.length < KEY_FILE_MIN_BYTES) {
+      throw new UsageError(
+        `--key-file ${keyFile} holds ${secret.length} bytes; a key file must hold at least ` +
+          `${KEY_FILE_MIN_BYTES} bytes of secret material`,
+      );
     }
     return await OwnerKey.fromSecret(secret);
   }
