@@ -13,6 +13,7 @@ import {
   type GenerationParams,
 } from "../protocols/job.ts";
 import { MAX_TOP_LOGPROBS } from "../inference/top_logprobs.ts";
+import { wellFormed } from "../protocols/well_formed.ts";
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import type { SamplingRequest, WsClientMessage } from "./stream_protocol.ts";
 
@@ -37,10 +38,11 @@ const {
   maxNonceChars,
 } = GENERATION_LIMITS;
 
-const stopSchema = z.union([
-  z.string().min(1).max(maxStopChars),
-  z.array(z.string().min(1).max(maxStopChars)).max(maxStopSequences),
-]);
+// Every text a job carries must be well-formed Unicode (a lone surrogate has no UTF-8 form, so
+// the job's CBOR refuses it): refused here, naming the field, rather than as the job's params.
+const stopText = wellFormed(z.string().min(1).max(maxStopChars));
+const stopSchema = z.union([stopText, z.array(stopText).max(maxStopSequences)]);
+const promptText = wellFormed(z.string().max(maxPromptChars));
 
 const maxTokensSchema = z.number().int().min(1).max(maxTokens);
 
@@ -135,9 +137,9 @@ const STREAM_OPTIONS_WITHOUT_STREAM = {
 export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObject({
   ...samplingFields,
   prompt: z.union([
-    z.string().max(maxPromptChars),
+    promptText,
     // OpenAI accepts a batch of prompts; one job per request here, so a batch must hold one.
-    z.array(z.string().max(maxPromptChars)).length(1),
+    z.array(promptText).length(1),
   ]),
   stream: z.boolean().nullish(),
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
@@ -147,8 +149,8 @@ export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObje
 }).refine(streamOptionsNeedStream, STREAM_OPTIONS_WITHOUT_STREAM);
 
 const chatContentSchema = z.union([
-  z.string().max(maxPromptChars),
-  z.array(z.looseObject({ type: z.literal("text"), text: z.string().max(maxPromptChars) })),
+  promptText,
+  z.array(z.looseObject({ type: z.literal("text"), text: promptText })),
 ]);
 
 /** `POST /v1/chat/completions` body. */
@@ -275,9 +277,9 @@ export function refuseTooManyMessages(raw: unknown, max: number): void {
 const wsInferSchema = z.strictObject({
   type: z.literal("infer"),
   id: z.string().min(1).max(MAX_REQUEST_ID_CHARS),
-  prompt: z.string().max(maxPromptChars),
+  prompt: promptText,
   /** Requester-chosen job nonce; random when absent. */
-  nonce: z.string().max(maxNonceChars).optional(),
+  nonce: wellFormed(z.string().max(maxNonceChars)).optional(),
   /** Each token message carries its logprob and this many top tokens. */
   logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).optional(),
   ...samplingFields,
