@@ -4,8 +4,8 @@
  * the visitor's machine: a `text/plain` POST needs no preflight and would run a job. Requests
  * with an `Origin` that `http.allowedOrigins` does not list are refused (403
  * `origin_not_allowed`) before any route runs; clients that are not browsers send no `Origin`
- * and are not affected. Listed origins get CORS headers and working `OPTIONS` preflights, so a
- * browser client can be allowed on purpose.
+ * and are not affected. Listed origins get CORS headers and working `OPTIONS` preflights (any
+ * request headers the page names), so a browser client can be allowed on purpose.
  *
  * @module
  */
@@ -14,8 +14,20 @@ import { EdgeError } from "./http_errors.ts";
 
 /** Methods the API answers, for preflights. */
 const ALLOWED_METHODS = "GET, POST, OPTIONS";
-/** Request headers a browser client needs: the key and the JSON content type. */
+/**
+ * Request headers allowed when a preflight names none this node can echo: the key and the JSON
+ * content type.
+ */
 const ALLOWED_HEADERS = "authorization, content-type";
+/**
+ * A preflight's `Access-Control-Request-Headers` that is echoed back: a comma-separated list of
+ * header names (RFC 9110 tokens), at most 2 KiB. An allowed page may send any header (the node
+ * reads only the ones it knows, and the key is checked whatever else comes), and the official
+ * OpenAI client sends its own (`x-stainless-*`, `openai-organization`), which a fixed list
+ * refused: its every request failed the preflight.
+ */
+const HEADER_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
+const MAX_HEADER_LIST_CHARS = 2048;
 /** Response headers a browser client may read besides the simple ones. */
 const EXPOSED_HEADERS = "retry-after";
 /** How long a browser may cache a preflight's answer: ten minutes, as most browsers cap it. */
@@ -50,12 +62,15 @@ export function originPolicy(allowedOrigins: readonly string[]): MiddlewareHandl
       "vary": "Origin",
     };
     if (c.req.method === "OPTIONS" && c.req.header("access-control-request-method")) {
+      const requested = c.req.header("access-control-request-headers")?.trim() ?? "";
+      const echo = requested.length <= MAX_HEADER_LIST_CHARS && HEADER_LIST.test(requested);
       return new Response(null, {
         status: 204,
         headers: {
           ...cors,
+          "vary": "Origin, Access-Control-Request-Headers",
           "access-control-allow-methods": ALLOWED_METHODS,
-          "access-control-allow-headers": ALLOWED_HEADERS,
+          "access-control-allow-headers": echo ? requested : ALLOWED_HEADERS,
           "access-control-max-age": String(PREFLIGHT_MAX_AGE_S),
         },
       });

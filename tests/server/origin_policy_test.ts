@@ -101,3 +101,46 @@ Deno.test('The openai client works from an allowed origin with "*"', async () =>
     assertEquals(completion.object, "text_completion");
   });
 });
+
+Deno.test("A browser running the official openai client passes the preflight: the headers it sends (x-stainless-*) are allowed for an allowed origin, and a malformed header list is not echoed", async () => {
+  // The header names the official client sends with a streamed chat request, as it sends them.
+  let sent: string[] = [];
+  const capture = new OpenAI({
+    baseURL: "http://127.0.0.1:9/v1",
+    apiKey: "sk-browser",
+    maxRetries: 0,
+    dangerouslyAllowBrowser: true,
+    fetch: (_url, init) => {
+      sent = [...new Headers(init?.headers).keys()];
+      return Promise.reject(new Error("captured"));
+    },
+  });
+  await capture.chat.completions.create({
+    model: "default",
+    messages: [{ role: "user", content: "Hi" }],
+    stream: true,
+  }).catch(() => {});
+  // What a browser's preflight asks for: not the simple headers, nor those a page cannot set.
+  const custom = sent.filter((name) => !["accept", "content-type", "user-agent"].includes(name));
+  assert(custom.some((name) => name.startsWith("x-stainless-")), `sent: ${sent.join(", ")}`);
+  await withNode({ allowedOrigins: [APP] }, async (node) => {
+    const preflight = (requested: string) =>
+      fetch(`${node.url}/v1/chat/completions`, {
+        method: "OPTIONS",
+        headers: {
+          origin: APP,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": requested,
+        },
+      });
+    const answer = await preflight(custom.join(","));
+    assertEquals(answer.status, 204);
+    const allowed = (answer.headers.get("access-control-allow-headers") ?? "")
+      .split(",").map((name) => name.trim().toLowerCase());
+    for (const name of custom) assert(allowed.includes(name), `${name} not allowed: ${allowed}`);
+    assert(answer.headers.get("vary")!.includes("Access-Control-Request-Headers"));
+    // Only a list of header names is echoed back.
+    const odd = await preflight("x-a, x-b: evil");
+    assertEquals(odd.headers.get("access-control-allow-headers"), "authorization, content-type");
+  });
+});
