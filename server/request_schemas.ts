@@ -62,7 +62,8 @@ const samplingFields = {
   model: z.string().min(1).max(maxModelChars).optional(),
   max_tokens: maxTokensSchema.nullish(),
   temperature: z.number().min(0).max(maxTemperature).nullish(),
-  top_p: z.number().gt(0).max(1).nullish(),
+  // 0, which OpenAI takes, keeps the most likely token only: `top_k` 1 (`toGenerationParams`).
+  top_p: z.number().min(0).max(1).nullish(),
   top_k: z.number().int().min(0).max(maxTopK).nullish(),
   seed: seedSchema.nullish(),
   stop: stopSchema.nullish(),
@@ -359,11 +360,16 @@ export function toGenerationParams(
   maxTokens?: number | null,
 ): GenerationParams {
   const stop = request.stop ?? [];
+  // A nucleus of mass 0 is the most likely token alone: what `top_k` 1 keeps. A job's `topP`
+  // is in (0, 1].
+  const onlyTop = request.top_p === 0;
   return {
     maxTokens: maxTokens ?? request.max_tokens ?? DEFAULT_GENERATION_PARAMS.maxTokens,
     temperature: request.temperature ?? DEFAULT_GENERATION_PARAMS.temperature,
-    topK: request.top_k ?? DEFAULT_GENERATION_PARAMS.topK,
-    topP: request.top_p ?? DEFAULT_GENERATION_PARAMS.topP,
+    topK: onlyTop ? 1 : request.top_k ?? DEFAULT_GENERATION_PARAMS.topK,
+    topP: onlyTop
+      ? DEFAULT_GENERATION_PARAMS.topP
+      : request.top_p ?? DEFAULT_GENERATION_PARAMS.topP,
     seed: request.seed == null ? DEFAULT_GENERATION_PARAMS.seed : jobSeedOf(request.seed),
     stop: typeof stop === "string" ? [stop] : [...stop],
   };

@@ -6,6 +6,7 @@ import { assertEquals } from "./_assert.ts";
 import { startTestNode, type TestNode } from "./_fixtures.ts";
 import { WsProbe } from "./_ws_probe.ts";
 import type { WsErrorMessage } from "../../server/stream_protocol.ts";
+import { CompletionRequestSchema, toGenerationParams } from "../../server/request_schemas.ts";
 
 async function withNode(body: (node: TestNode) => Promise<void>): Promise<void> {
   const node = await startTestNode();
@@ -70,5 +71,27 @@ Deno.test("A lone UTF-16 surrogate in a prompt, a chat message or a stop sequenc
     } finally {
       await probe.close();
     }
+  });
+});
+
+Deno.test("top_p: 0, which OpenAI accepts (evaluation tools send it with temperature 0), keeps only the most likely token, as top_k: 1; a negative one is still refused", async () => {
+  const parsed = CompletionRequestSchema.parse({ prompt: "Hi", top_p: 0, temperature: 0.9 });
+  const params = toGenerationParams(parsed);
+  assertEquals([params.topK, params.topP, params.temperature], [1, 1, 0.9]);
+  assertEquals(toGenerationParams({ top_p: 0.5, top_k: 7 }).topK, 7);
+  await withNode(async (node) => {
+    const response = await fetch(`${node.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "gated", prompt: "Hi", max_tokens: 2, top_p: 0 }),
+    });
+    assertEquals(response.status, 200);
+    assertEquals((await response.json()).object, "text_completion");
+    const negative = await refusal(
+      node,
+      "/v1/completions",
+      `{"model":"gated","prompt":"Hi","top_p":-0.1}`,
+    );
+    assertEquals(negative, { status: 400, code: "invalid_request", param: "top_p" });
   });
 });

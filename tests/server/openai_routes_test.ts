@@ -154,7 +154,7 @@ Deno.test("Bad requests get the right 4xx and the OpenAI error shape", async () 
         ["temperature", GENERATION_LIMITS.maxTemperature + 0.5],
         ["top_k", GENERATION_LIMITS.maxTopK + 1],
         ["stop", Array(GENERATION_LIMITS.maxStopSequences + 1).fill("x")],
-        ["top_p", 0],
+        ["top_p", -0.1],
         ["top_p", 1.5],
         ["top_k", -2],
         ["seed", 0.5],
