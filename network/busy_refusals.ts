@@ -9,12 +9,17 @@
  * of a busy honest worker). Either way its claim is not to be believed for a while: the router
  * asks it only when no other eligible worker is left (`NetworkInferencePort`).
  *
+ * The router counts as such a refusal, too, a job the worker kept without sending its first token
+ * (no `start` in time, or none of its tokens within the stall timeout) and a connection lost
+ * under a job (`NetworkInferencePort`).
+ *
  * The while starts at one hello interval (an honest worker's next hello, within it, tells its
  * real load, which the choice's capacity rule then weighs) and doubles each time the worker,
  * asked again after it, refuses again, up to {@link REFUSED_MODEL_COOLDOWN_MS} (the while a
- * router keeps a worker off a model it refused). A job the worker takes forgets it all. Refusals
- * within the while (a burst of jobs that all picked it before the first refusal came back)
- * do not lengthen it.
+ * router keeps a worker off a model it refused). A job the worker runs to its end forgets it all
+ * (its `start` alone does not: a worker that starts each job and goes silent would be forgiven
+ * each time it is asked). Refusals within the while (a burst of jobs that all picked it before
+ * the first refusal came back) do not lengthen it.
  *
  * @module
  */
@@ -93,7 +98,7 @@ export class BusyRefusals {
     this.#entries.set(key, { until: now + whileMs, whileMs });
   }
 
-  /** Worker `key` took a job: its refusals are forgotten. */
+  /** Worker `key` ran a job to its end: its refusals are forgotten. */
   took(key: string): void {
     this.#entries.delete(key);
   }

@@ -19,10 +19,12 @@
  * `peer_timeout`, or any other way a `Connection` closes under a stream), or it went silent with
  * its connection alive and the job was cancelled there (`worker_stalled`, the remote port's stall
  * or first-token timeout: a job kept queued by a busy worker moves on too), or its stream broke the
- * protocol ({@link WORKER_FAULT_CODES}). A normal end, the client's cancel, and every error the
- * worker reports itself end the stream as they always did. When no other worker takes the job (none
- * connected, or each refuses), the stream ends with the lost worker's code and a message that says
- * so.
+ * protocol ({@link WORKER_FAULT_CODES}), or it failed the job for any other reason of its own (its
+ * model died, it cancelled the job): every error a worker ends a job it started with but one about
+ * the job itself ({@link JOB_ERROR_CODES}), which every worker would give. A normal end, the
+ * client's cancel, and an error about the job end the stream as they always did. When no other
+ * worker takes the job (none connected, or each refuses), the stream ends with the lost worker's
+ * code and a message that says so.
  *
  * A job may spend {@link MAX_WORKERS_PER_JOB} workers: lost ones and ones that refused it for
  * a reason that cost something (a failing model, no start in time, a resume it could not
@@ -90,6 +92,34 @@ export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
   "model_disposed",
   "resume_unsupported",
 ]);
+
+/**
+ * Codes of an error about the job itself or its requester, which every worker would give it (bad
+ * parameters, a prompt that does not fit the model, a model of another kind, a request this side
+ * sent wrong, a requester that stopped reading its tokens): the job ends with it, on its first
+ * worker or after a failover, and the worker is not held to account for it. A worker refuses such
+ * a job before its `start`; any other error it ends a started job with is its own, and the job
+ * goes on elsewhere.
+ */
+export const JOB_ERROR_CODES: ReadonlySet<string> = new Set([
+  "invalid_generation_params",
+  "empty_prompt",
+  "prompt_too_long",
+  "context_length_exceeded",
+  "invalid_token",
+  "invalid_tensor_input",
+  "wrong_model_kind",
+  "invalid_request",
+  "duplicate_id",
+  // The client stopped reading, so this side stopped granting credit: the next worker would
+  // wait on it the same, and an honest worker must not be kept off the model for a slow client.
+  "reader_stalled",
+]);
+
+/** Whether `error` is about the job itself ({@link JOB_ERROR_CODES}). */
+export function isJobError(error: unknown): boolean {
+  return error instanceof VeriflowError && JOB_ERROR_CODES.has(error.code);
+}
 
 /**
  * Codes of a worker's refusal that says only that it is full now: the worker's port queue or its
@@ -358,7 +388,11 @@ class FailoverJob {
     // to resume, like `busy`, and the next worker is asked.
     const refusedResume = this.#resumes > 0 && this.#delivered.length === this.#resumedAt &&
       RESUME_REFUSALS.has(codeOf(error));
-    if (!refusedResume && !isWorkerLost(error) && !isWorkerFault(error)) return error;
+    // After its `start` a worker's failure is its own (its model died, it cancelled the job, it
+    // sent what the protocol forbids), unless it is about the job itself: another worker takes
+    // the job over. Else a worker that starts each job and fails it at once, with whatever code,
+    // ends every client's job it is picked for.
+    if (!refusedResume && isJobError(error)) return error;
     if (refusedResume) this.#unresumed = { count: this.#unresumed.count + 1, code: codeOf(error) };
     this.#excluded.push(this.#attempt.worker);
     this.#spent++;

@@ -4,8 +4,9 @@
  * over a {@link RemoteInferencePort}. The node's HTTP and WebSocket edge cannot tell it from a
  * local port; tokens stream back with the connection's flow control end to end. A worker lost
  * mid-stream is replaced by another that resumes from the last token delivered (`failover.ts`).
- * A worker that refused a job as full is asked last for a while (`busy_refusals.ts`): its hello's
- * claim of room is not believed until then.
+ * A worker that refused a job as full (or kept one without a token, or dropped it with its
+ * connection) is asked last for a while (`busy_refusals.ts`): its hello's claim of room is not
+ * believed until then.
  *
  * @module
  */
@@ -35,6 +36,7 @@ import { BusyRefusals } from "./busy_refusals.ts";
 import {
   isCapacityRefusal,
   isWorkerFault,
+  isWorkerLost,
   isWorkerRefusal,
   MAX_WORKERS_ASKED_PER_JOB,
   MAX_WORKERS_PER_JOB,
@@ -44,8 +46,16 @@ import {
   type WorkerAttempt,
 } from "./failover.ts";
 
-/** A worker's refusals that say it does not run a model it listed. */
-const MODEL_REFUSAL_CODES: ReadonlySet<string> = new Set(["unknown_model", "model_load_failed"]);
+/**
+ * A worker's refusals (or failures of a job it started) that say it does not run a model it
+ * listed: it does not have it, cannot load it, its model's process died, or it unloaded it.
+ */
+const MODEL_REFUSAL_CODES: ReadonlySet<string> = new Set([
+  "unknown_model",
+  "model_load_failed",
+  "model_worker_failed",
+  "model_disposed",
+]);
 
 /** No connected peer serves inference for the job's model. */
 export class NoWorkerError extends VeriflowError {
@@ -181,6 +191,10 @@ export class NetworkInferencePort implements InferencePort {
       // The assignment is signed once the job is done, off the first token's path (an ed25519
       // signature in JS is about a millisecond): it only travels with the receipt.
       settle: (summary, attempt, relayed) => {
+        // Only a job it ran to its end forgives its refusals: a `start` alone is no job taken (a
+        // worker that claims room, starts each job and goes silent would be forgiven each time).
+        const finished = summary.finishReason === "stop" || summary.finishReason === "length";
+        if (finished) this.#busy.took(toHex(attempt.worker));
         const assignment = this.#requester && signAssignment(
           { job, worker: attempt.worker, issuedAt: attempt.assignedAt },
           this.#requester,
@@ -192,13 +206,17 @@ export class NetworkInferencePort implements InferencePort {
         // next job the same wait: kept off the model like one that refuses it. One that never
         // sent this job's first token may only have kept it queued, behind this connection's
         // other jobs (`busy`) or behind jobs from elsewhere this side cannot see (another
-        // router's, its own clients'): the job moves on, the worker stays. A lost connection
-        // needs nothing: the peer is gone.
-        const running = error instanceof WorkerStalledError
-          ? !error.busy && error.tokens > 0
-          : error instanceof VeriflowError && error.code === "worker_stalled";
-        // One whose stream broke the protocol would break the next job's too.
-        if (running || isWorkerFault(error)) this.#avoid(worker, job.model);
+        // router's, its own clients'): the job moves on, and the worker, full in fact whatever
+        // its hello claims, is asked last for a while like one that refused the job as full
+        // (else a worker that claims room, starts each job and says nothing wins every job,
+        // each held for the stall timeout). So is one whose connection was lost (it may dial
+        // back in under its key). One that broke the protocol, or failed the job for a reason
+        // of its own (its model died, ...), would fail the next job too: kept off the model.
+        const stalled = error instanceof VeriflowError && error.code === "worker_stalled";
+        const queued = error instanceof WorkerStalledError && (error.busy || error.tokens === 0);
+        if (queued || (!stalled && (isWorkerLost(error) || isCapacityRefusal(error)))) {
+          this.#busy.refused(toHex(worker));
+        } else this.#avoid(worker, job.model);
       },
     });
   }
@@ -231,7 +249,6 @@ export class NetworkInferencePort implements InferencePort {
       const assignedAt = Date.now();
       try {
         const handle = await port.submit(job, options);
-        this.#busy.took(toHex(worker));
         // Those that refused it count against the job's one budget (`failover.ts`).
         return { first: { worker, handle, assignedAt }, before: { workers: refusedBy, spent } };
       } catch (error) {
@@ -250,16 +267,20 @@ export class NetworkInferencePort implements InferencePort {
    * A worker that refuses a model it listed (`MODEL_REFUSAL_CODES`), or whose stream broke the
    * protocol (`WORKER_FAULT_CODES`), is not picked for it for a while (`worker_refused_model`):
    * otherwise a peer listing a model it refuses, or answering garbage, takes a try of every job
-   * for that model. One that refuses as full (`CAPACITY_REFUSAL_CODES`), or does not start the
-   * job within the start timeout (`request_timeout`), is asked last for a while
-   * (`busy_refusals.ts`): otherwise a peer whose hello claims room it does not give (or an
-   * honest one that filled up) ranks first for every job, and a silent one costs each the wait.
+   * for that model. One that refuses as full (`CAPACITY_REFUSAL_CODES`), does not start the
+   * job within the start timeout (`request_timeout`), or whose connection was lost under the job,
+   * is asked last for a while (`busy_refusals.ts`): otherwise a peer whose hello claims room it
+   * does not give (or an honest one that filled up) ranks first for every job, a silent one
+   * costs each the wait, and one that drops each job it takes and dials back in under its key
+   * spends a try of each (four such keys: every try, while an honest worker had room).
    */
   #noteRefusal(worker: Uint8Array, model: string, error: unknown): void {
     // No start within the start timeout: it costs the next job that whole wait again unless the
     // worker is asked last too (an honest worker, queued or not, starts a job at once).
     const silent = error instanceof VeriflowError && error.code === "request_timeout";
-    if (isCapacityRefusal(error) || silent) this.#busy.refused(toHex(worker));
+    if (isCapacityRefusal(error) || silent || isWorkerLost(error)) {
+      this.#busy.refused(toHex(worker));
+    }
     const modelRefusal = error instanceof VeriflowError && MODEL_REFUSAL_CODES.has(error.code);
     if (modelRefusal || isWorkerFault(error)) this.#avoid(worker, model);
   }
@@ -289,7 +310,6 @@ export class NetworkInferencePort implements InferencePort {
     const assignedAt = Date.now();
     try {
       const handle = await port.submit(job, { ...options, resume: [...prefix] });
-      this.#busy.took(toHex(worker));
       return { kind: "started", attempt: { worker, handle, assignedAt } };
     } catch (error) {
       this.#noteRefusal(worker, job.model, error);
