@@ -30,7 +30,7 @@
 import type { Actor, ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
-import type { Identity } from "../protocols/identity.ts";
+import { type Identity, verifySignature } from "../protocols/identity.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
@@ -55,9 +55,14 @@ import type {
 } from "../actors/validator_messages.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { RoundModels } from "./round_models.ts";
+import { TrainingError } from "./training_error.ts";
 import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
 import { auditRound, type RoundAudit } from "./round_audit.ts";
-import { type TrainingReceipt, trainingReceiptId } from "./training_receipt.ts";
+import {
+  type TrainingReceipt,
+  trainingReceiptId,
+  verifyTrainingReceipt,
+} from "./training_receipt.ts";
 import {
   DEFAULT_OPENING_DEADLINE_MS,
   drawTrainingChallenge,
@@ -74,6 +79,7 @@ import {
   checkTrainingFraudProof,
   type TrainingFraudProof,
   trainingFraudProofHash,
+  trainingFraudProofSigningBytes,
 } from "./training_fraud_proof.ts";
 
 /**
@@ -94,10 +100,27 @@ const SEEN_LIMIT = 4096;
  * deltas and redo the outer step for free.
  */
 const MAX_AUDITS_PER_MODEL = 4;
+/**
+ * Peers' fraud proofs held for a receipt this ledger has not recorded yet, in all and per
+ * accuser. A proof can outrun its receipt (a node that learns the receipt only from the round's
+ * outcome, while auditing it); dropped, it never settled here while every other ledger slashed,
+ * and the audit then credited the receipt. A training proof can be megabytes (an
+ * `opening_mismatch` carries the whole answer), hence few; an accuser's third pushes out its own
+ * oldest, so one key flooding proofs about receipts that never come pushes out its own (with the
+ * space full, the oldest held goes: many staked keys can still push out an honest one).
+ */
+const MAX_HELD_PROOFS = 16;
+const MAX_HELD_PROOFS_PER_ACCUSER = 2;
 /** Momenta of audited rounds kept: the next round starts from the latest. */
 const KEPT_MOMENTA = 4;
 /** Architectures whose genesis CIDs are kept: outcomes name theirs, a few in a network. */
 const KEPT_GENESIS_ARCHS = 4;
+/**
+ * Answers kept to "is this the architecture of that start model" (a model built and hashed, tens
+ * of milliseconds): a proof re-sent under a wrong architecture, which is not marked seen so that
+ * the genuine copy is still checked, costs a lookup.
+ */
+const KEPT_ARCH_CHECKS = 256;
 /**
  * Seeds of the genesis models a coordinator starts from (`seededGptWeights(arch, seed)`): the
  * node's default `training.coordinator.seed`.
@@ -174,6 +197,20 @@ export interface TrainingValidatorOptions {
   genesisSeeds?: readonly number[];
   /** Where one line per challenge, fraud and adopted model goes. */
   log?: (line: string) => void;
+}
+
+/** A peer's fraud proof held until its receipt is recorded here. */
+interface HeldTrainingProof {
+  /** Id of the receipt it accuses. */
+  receiptId: string;
+  /** Hex key of its accuser. */
+  accuser: string;
+  /** Hex hash of the proof. */
+  hash: string;
+  /** The proof as it came, with its architecture and start file. */
+  body: TrainingFraudProofBody;
+  /** The peer it came from (not passed back to it). */
+  origin: string;
 }
 
 /** A report to challenge, with what the check needs. */
@@ -261,6 +298,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #momentum = new Map<string, GptWeights>();
   /** CIDs of the genesis models, by architecture (computed once per architecture). */
   readonly #genesis = new Map<string, Set<string>>();
+  /** Whether an architecture is a start model's, by `cid|arch` ({@link KEPT_ARCH_CHECKS}). */
+  readonly #archChecks = new Map<string, boolean>();
+  /** Peers' proofs whose receipt is not recorded here yet, oldest first ({@link MAX_HELD_PROOFS}). */
+  readonly #heldProofs: HeldTrainingProof[] = [];
 
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
@@ -287,10 +328,13 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         );
         if (refusal !== undefined) {
           this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
-          return { queued: false, skipped: refusal };
+          const held = refusal === "receipt_unknown" &&
+            await this.#holdProof(message.body, message.origin, ctx);
+          return { queued: false, skipped: refusal, ...(held ? { held: true } : {}) };
         }
         const hash = trainingFraudProofHash(message.body.proof);
-        if (!this.#firstTime(`fraud:${hash}`)) return { queued: false };
+        const seen = `fraud:${hash}`;
+        if (!this.#firstTime(seen)) return { queued: false };
         // The re-run is outside the mailbox; the settlement comes back as `checked`.
         void this.#check(message.body).then(
           (check) =>
@@ -301,12 +345,16 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
               ...check,
               origin: message.origin,
             }),
-          (error) =>
+          (error) => {
+            // Nothing settled: another copy (its start model reachable, its architecture the
+            // receipt's) may still be checked.
+            this.#seen.delete(seen);
             this.#log(
               `training validator: fraud proof ${hash.slice(0, 12)} unchecked: ${
                 (error as Error).message
               }`,
-            ),
+            );
+          },
         ).catch(() => {}); // this actor stopped meanwhile: nothing to settle
         return { queued: true };
       }
@@ -436,6 +484,16 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   async #check(body: TrainingFraudProofBody): Promise<{ confirmed: boolean; reason: string }> {
     const receipt = body.proof.receipt;
     const start = await this.#options.models.get(receipt.startModel, body.arch, body.startFile);
+    // `arch` travels beside the signed proof, unsigned: under another architecture an honest
+    // opening does not decode (a false `opening_mismatch` confirmed) and a true step claim
+    // does not either (its accuser charged). The receipt signs its start model's CID, which
+    // the architecture and the start weights must give.
+    if (!this.#archOf(receipt.startModel, body.arch, start.weights)) {
+      throw new TrainingError(
+        "arch_mismatch",
+        `the architecture sent with the proof is not that of start model ${receipt.startModel}`,
+      );
+    }
     return await checkTrainingFraudProof(body.proof, {
       arch: body.arch,
       startWeights: start.weights,
@@ -498,6 +556,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       credited: false,
     }).catch((error) => ({ recorded: false, fresh: false, refusal: (error as Error).message }));
     if (answer.fresh) this.#publish(ctx, { kind: "receipt", body }, origin);
+    if (answer.recorded) this.#releaseHeld(trainingReceiptId(body.receipt), ctx);
     return answer;
   }
 
@@ -513,12 +572,13 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<void> {
     for (const receipt of receipts) {
-      await this.#ledger<TrainingReceiptRecorded>(ctx, {
+      const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
         type: "training_receipt",
         receipt,
         terms,
         credited: true,
       }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
+      if (answer?.recorded) this.#releaseHeld(trainingReceiptId(receipt), ctx);
     }
   }
 
@@ -531,12 +591,66 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<void> {
     for (const { receipt } of body.reports) {
-      await this.#ledger<TrainingReceiptRecorded>(ctx, {
+      const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
         type: "training_receipt",
         receipt,
         terms: { round: body.round, startModel: body.startModel, steps: receipt.steps },
         credited: true,
       }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
+      if (answer?.recorded) this.#releaseHeld(trainingReceiptId(receipt), ctx);
+    }
+  }
+
+  /**
+   * Hold a peer's fraud proof whose receipt this ledger has not recorded yet, until it is
+   * ({@link TrainingValidator.#releaseHeld}); it is then taken through the intake again. Only a
+   * proof its accuser signed, about a receipt its trainer signed, from an accuser with stake
+   * here; bounded (see {@link MAX_HELD_PROOFS}).
+   * @returns Whether it is held.
+   */
+  async #holdProof(
+    body: TrainingFraudProofBody,
+    origin: string,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<boolean> {
+    const { proof } = body;
+    const hash = trainingFraudProofHash(proof);
+    if (this.#heldProofs.some((h) => h.hash === hash)) return false;
+    if (!verifySignature(proof.validator, trainingFraudProofSigningBytes(proof), proof.sig)) {
+      return false;
+    }
+    if (!verifyTrainingReceipt(proof.receipt).ok) return false;
+    const accuser = toHex(proof.validator);
+    const account = await this.#ledger<{ stake: number }>(ctx, {
+      type: "account",
+      key: proof.validator,
+    }).catch(() => ({ stake: 0 }));
+    if (account.stake < DEFAULT_ECONOMICS.falseAccusationPenalty) return false;
+    const own = this.#heldProofs.filter((h) => h.accuser === accuser);
+    if (own.length >= MAX_HELD_PROOFS_PER_ACCUSER) {
+      this.#heldProofs.splice(this.#heldProofs.indexOf(own[0]), 1);
+    } else if (this.#heldProofs.length >= MAX_HELD_PROOFS) this.#heldProofs.shift();
+    this.#heldProofs.push({
+      receiptId: trainingReceiptId(proof.receipt),
+      accuser,
+      hash,
+      body,
+      origin,
+    });
+    return true;
+  }
+
+  /** Receipt `receiptId` is recorded here now: the proofs held for it go through the intake. */
+  #releaseHeld(receiptId: string, ctx: ActorContext<TrainingValidatorMessage>): void {
+    const released = this.#heldProofs.filter((h) => h.receiptId === receiptId);
+    if (released.length === 0) return;
+    this.#heldProofs.splice(
+      0,
+      this.#heldProofs.length,
+      ...this.#heldProofs.filter((h) => h.receiptId !== receiptId),
+    );
+    for (const held of released) {
+      ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin }).catch(() => {});
     }
   }
 
@@ -579,6 +693,24 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           receiptId,
         }).catch(() => undefined))?.status === "fraud",
     });
+  }
+
+  /** Whether `arch` with `weights` is start model `cid` (the builder's graph hashes to it). */
+  #archOf(cid: string, arch: GptArchitecture, weights: GptWeights): boolean {
+    const key = `${cid}|${JSON.stringify(arch)}`;
+    let same = this.#archChecks.get(key);
+    if (same === undefined) {
+      try {
+        same = RoundModels.cidOf(arch, weights) === cid;
+      } catch {
+        same = false; // weights of another shape
+      }
+      this.#archChecks.set(key, same);
+      if (this.#archChecks.size > KEPT_ARCH_CHECKS) {
+        this.#archChecks.delete(this.#archChecks.keys().next().value!);
+      }
+    }
+    return same;
   }
 
   /** The CIDs of the genesis models of `arch` (see {@link TrainingValidatorOptions.genesisSeeds}). */
