@@ -10,6 +10,7 @@
 import { type Ledger, LedgerRejectedError } from "../proof/ledger.ts";
 import { trainingReceiptId } from "../training/training_receipt.ts";
 import type {
+  TrainingChallengeLedgerMessage,
   TrainingFraudLedgerMessage,
   TrainingReceiptLedgerMessage,
   TrainingReceiptRecorded,
@@ -90,4 +91,29 @@ export async function settleTrainingFraud(
     return { settled: settled !== undefined, slashed: 0 };
   }
   return { settled: true, slashed: record.locked };
+}
+
+/**
+ * Open or end the ledger owner's challenge of a training receipt (see
+ * {@link TrainingChallengeLedgerMessage}); a refusal is an answer (false), not a crash.
+ *
+ * @param ledger The validator's ledger.
+ * @param message The receipt and what happens to its challenge.
+ * @returns Whether the ledger changed.
+ */
+export async function holdTrainingChallenge(
+  ledger: Ledger,
+  message: TrainingChallengeLedgerMessage,
+): Promise<boolean> {
+  const { receiptId, step } = message;
+  if (ledger.receipt(receiptId)?.kind !== "training") return false;
+  try {
+    if (step === "open") await ledger.openChallenge(receiptId);
+    else if (step === "passed") await ledger.clearChallenge(receiptId);
+    else await ledger.leaveUnresolved(receiptId, message.reason ?? "undecided");
+    return true;
+  } catch (error) {
+    if (error instanceof LedgerRejectedError) return false;
+    throw error;
+  }
 }

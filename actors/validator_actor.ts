@@ -82,7 +82,11 @@ import { TakeoverBudget } from "./_takeover_budget.ts";
 import { settleSteering } from "./_steering_settlement.ts";
 import { judgedKey, ValidatorMemory } from "./_validator_memory.ts";
 import { OwnFraudProofs } from "./_own_fraud_proofs.ts";
-import { recordTrainingReceipt, settleTrainingFraud } from "./_validator_training.ts";
+import {
+  holdTrainingChallenge,
+  recordTrainingReceipt,
+  settleTrainingFraud,
+} from "./_validator_training.ts";
 import type {
   ChallengedMessage,
   ChallengeSource,
@@ -328,6 +332,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return await recordTrainingReceipt(ledger, message);
       case "training_fraud":
         return await this.#onTrainingFraud(message, ctx);
+      case "training_challenge":
+        return await holdTrainingChallenge(ledger, message);
       case "pledges":
         return ledger.pledges(message);
       case "deposit":

@@ -232,6 +232,24 @@ export interface TrainingFraudLedgerMessage {
   /** The check's reason code. */
   reason: string;
 }
+/**
+ * This ledger's owner opens or ends its challenge of a recorded training receipt
+ * (`training/training_validator.ts`): `open` holds it `challenged` (not paid until the challenge
+ * ends; a restart before that leaves it unresolved, as an inference challenge), `passed` makes
+ * it pending again (paid when its window closes), `undecided` leaves it unpaid with `reason`. A
+ * fraud proof's settlement ends it too. Answers whether the ledger changed (false: the receipt is
+ * not here, not open, past its window, or not a training receipt).
+ */
+export interface TrainingChallengeLedgerMessage {
+  /** Message tag. */
+  type: "training_challenge";
+  /** The training receipt's id. */
+  receiptId: string;
+  /** What happens to the challenge. */
+  step: "open" | "passed" | "undecided";
+  /** Why it ended undecided (a stable code). */
+  reason?: string;
+}
 /** The answer to `training_receipt`. */
 export interface TrainingReceiptRecorded {
   /** Whether it is pending (or settled) in the ledger now. */
@@ -261,7 +279,8 @@ export type ValidatorMessage =
   | ChallengeFailedMessage
   | FraudCheckedMessage
   | TrainingReceiptLedgerMessage
-  | TrainingFraudLedgerMessage;
+  | TrainingFraudLedgerMessage
+  | TrainingChallengeLedgerMessage;
 
 /** The answer to a `receipt` message. */
 export interface ReceiptHandled {

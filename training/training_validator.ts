@@ -49,6 +49,7 @@ import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type {
   AccountMessage,
   ReceiptStatusMessage,
+  TrainingChallengeLedgerMessage,
   TrainingFraudLedgerMessage,
   TrainingReceiptLedgerMessage,
   TrainingReceiptRecorded,
@@ -158,6 +159,7 @@ export type ChallengeOutcome =
 type LedgerTrainingMessage =
   | TrainingReceiptLedgerMessage
   | TrainingFraudLedgerMessage
+  | TrainingChallengeLedgerMessage
   | ReceiptStatusMessage
   | AccountMessage;
 
@@ -300,6 +302,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #genesis = new Map<string, Set<string>>();
   /** Whether an architecture is a start model's, by `cid|arch` ({@link KEPT_ARCH_CHECKS}). */
   readonly #archChecks = new Map<string, boolean>();
+  /** Receipts this validator's challenge holds `challenged` in its ledger (until it ends). */
+  readonly #holding = new Set<string>();
   /** Peers' proofs whose receipt is not recorded here yet, oldest first ({@link MAX_HELD_PROOFS}). */
   readonly #heldProofs: HeldTrainingProof[] = [];
 
@@ -327,6 +331,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           ctx,
         );
         if (refusal !== undefined) {
+          if (message.origin === "local") {
+            const id = trainingReceiptId(message.body.proof.receipt);
+            await this.#endChallenge(ctx, id, "undecided", `proof_${refusal}`);
+          }
           this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
           const held = refusal === "receipt_unknown" &&
             await this.#holdProof(message.body, message.origin, ctx);
@@ -334,7 +342,13 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         }
         const hash = trainingFraudProofHash(message.body.proof);
         const seen = `fraud:${hash}`;
-        if (!this.#firstTime(seen)) return { queued: false };
+        if (!this.#firstTime(seen)) {
+          if (message.origin === "local") {
+            const id = trainingReceiptId(message.body.proof.receipt);
+            await this.#endChallenge(ctx, id, "undecided", "proof_duplicate");
+          }
+          return { queued: false };
+        }
         // The re-run is outside the mailbox; the settlement comes back as `checked`.
         void this.#check(message.body).then(
           (check) =>
@@ -347,8 +361,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
             }),
           (error) => {
             // Nothing settled: another copy (its start model reachable, its architecture the
-            // receipt's) may still be checked.
+            // receipt's) may still be checked. This validator's own challenge ends undecided.
             this.#seen.delete(seen);
+            if (message.origin === "local") {
+              const id = trainingReceiptId(message.body.proof.receipt);
+              void this.#endChallenge(ctx, id, "undecided", "proof_unchecked");
+            }
             this.#log(
               `training validator: fraud proof ${hash.slice(0, 12)} unchecked: ${
                 (error as Error).message
@@ -404,11 +422,32 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   ): Promise<ChallengeOutcome> {
     const p = this.#options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY;
     if (!((this.#options.random ?? secureRandom)() < p)) return { challenged: false };
-    const { receipt, delta } = request.report;
-    const trainer = toHex(receipt.trainer).slice(0, 16);
+    const { receipt } = request.report;
     const deadlineMs = this.#options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS;
     const challenge = drawTrainingChallenge(receipt, this.#options.identity, { deadlineMs });
+    // Held `challenged` in the ledger while it runs (a credited receipt, from an audited round,
+    // is not paid meanwhile, nor after a stop mid-challenge); ended below, or by the settlement
+    // of this challenge's fraud proof.
+    const id = trainingReceiptId(receipt);
+    await this.#ledgerChallenge(ctx, id, "open");
     this.#stats.challenged++;
+    try {
+      return await this.#runChallenge(request, challenge, ctx);
+    } catch (error) {
+      await this.#endChallenge(ctx, id, "undecided", "challenge_failed");
+      throw error;
+    }
+  }
+
+  /** The drawn challenge's work (see {@link TrainingValidator.#challenge}). */
+  async #runChallenge(
+    request: ChallengeRequest,
+    challenge: TrainingChallenge,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<ChallengeOutcome> {
+    const { receipt, delta } = request.report;
+    const id = trainingReceiptId(receipt);
+    const trainer = toHex(receipt.trainer).slice(0, 16);
     let sealed: SealedStepOpenings | undefined;
     try {
       sealed = await fetchOpenings(request.connection, challenge, ctx.signal);
@@ -459,6 +498,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       check = await checkAnswer(undefined);
     }
     if (check.ok) {
+      await this.#endChallenge(ctx, id, "passed");
       this.#stats.passed++;
       this.#log(
         `training validator: trainer ${trainer}'s steps ${
@@ -477,8 +517,42 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         body: { proof: check.proof, arch: request.arch, startFile: request.startFile },
         origin: "local",
       });
-    }
+    } else await this.#endChallenge(ctx, id, "undecided", `training_${check.reason}`);
     return { challenged: true, ok: false, reason: check.reason, proof: check.proof };
+  }
+
+  /**
+   * Tell the ledger to open (`open`: held from then) or end this validator's challenge of
+   * receipt `id` (see `TrainingChallengeLedgerMessage`).
+   */
+  async #ledgerChallenge(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    id: string,
+    step: TrainingChallengeLedgerMessage["step"],
+    reason?: string,
+  ): Promise<void> {
+    // Not held (not recorded here, past its window, no ledger): the challenge runs all the same.
+    const changed = await this.#ledger<boolean>(ctx, {
+      type: "training_challenge",
+      receiptId: id,
+      step,
+      reason,
+    }).catch(() => false);
+    if (step === "open" && changed) this.#holding.add(id);
+  }
+
+  /**
+   * End this validator's challenge of receipt `id` in its ledger, if it holds it: `passed`
+   * (pending again, paid when its window closes) or `undecided` (not paid).
+   */
+  async #endChallenge(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    id: string,
+    step: "passed" | "undecided",
+    reason?: string,
+  ): Promise<void> {
+    if (!this.#holding.delete(id)) return;
+    await this.#ledgerChallenge(ctx, id, step, reason);
   }
 
   async #check(body: TrainingFraudProofBody): Promise<{ confirmed: boolean; reason: string }> {
@@ -538,6 +612,18 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         settled?.settled ? `; slashed ${settled.slashed} in this ledger` : ""
       }`,
     );
+    if (message.origin === "local") {
+      // This validator's own challenge ends with its proof: convicted, the receipt is settled;
+      // refuted here, the work stands; not settled (an error), it is not paid.
+      const id = trainingReceiptId(receipt);
+      if (message.confirmed && settled?.settled) this.#holding.delete(id);
+      else {await this.#endChallenge(
+          ctx,
+          id,
+          message.confirmed ? "undecided" : "passed",
+          "fraud_unsettled",
+        );}
+    }
   }
 
   async #onReceipt(
