@@ -836,8 +836,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     if (this.#proven.size > SEEN_LIMIT) this.#proven.delete(this.#proven.values().next().value!);
     // A bad copy audited before this one no longer speaks for the model.
     this.#stats.refused = this.#stats.refused.filter((r) => r.model !== body.model);
+    // Its receipts are recorded before this node challenges any: a challenge holds its receipt
+    // in the ledger, which it can only once the receipt is there.
+    const credited = audit.verified ? this.#creditRound(body, ctx) : Promise.resolve();
     if (audit.verified) {
-      void this.#creditRound(body, ctx);
       this.#momentum.set(body.model, audit.momentum);
       // Rounds move on: the latest few are enough to audit the next.
       while (this.#momentum.size > KEPT_MOMENTA) {
@@ -852,7 +854,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     if (origin !== "local") {
       body.reports.forEach((report, i) => {
         const delta = audit.verified ? audit.deltas[i] : undefined;
-        void this.#challengeAfterRound(body, report, delta, ctx);
+        void credited.catch(() => {}).then(() =>
+          this.#challengeAfterRound(body, report, delta, ctx)
+        );
       });
     }
     void this.#adopt(body, audit.verified ? "reproduced" : `not audited: ${audit.why}`).then(
