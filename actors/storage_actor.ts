@@ -20,6 +20,7 @@ import { VeriflowError } from "../protocols/errors.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import { type AuditResult, StorageAuditor } from "../storage/audit.ts";
+import { type AuditRoundReport, runAuditRound } from "../storage/audit_round.ts";
 import type { BlockStore } from "../storage/block_store.ts";
 import { ChunkStore, type ChunkStoreOptions } from "../storage/chunk_store.ts";
 import { ChunkNotFoundError, ReplicaQuotaExceededError, StorageError } from "../storage/errors.ts";
@@ -85,6 +86,12 @@ export interface StorageActorOptions {
   network?: string;
   /** Where repair passes are reported. */
   log?: (line: string) => void;
+  /**
+   * Run an audit round (`audit_round`) this often, ms: a few of this node's replicated files
+   * are sampled and their holders asked for a few chunks each; a failure is a signed verdict
+   * (`onVerdict`) and the failed chunks are repaired. Default 0: only when asked.
+   */
+  auditIntervalMs?: number;
 }
 
 /** The part of the runtime's `ActorContext` the actor uses (declared structurally). */
@@ -93,6 +100,8 @@ export interface StorageActorContext {
   signal?: AbortSignal;
   /** The actor system (to find the NetworkActor on start). */
   system?: ActorSystem;
+  /** This actor (its audit timer tells it to run a round). */
+  self?: { tell(message: StorageMessage): Promise<void> };
 }
 
 /**
@@ -230,6 +239,8 @@ export class StorageActor {
    * kept when the replicated store is rebuilt and across restarts.
    */
   #given: GivenChunks | null = null;
+  /** The audit round running, if one is. */
+  #auditing: Promise<AuditRoundReport> | null = null;
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -293,6 +304,12 @@ export class StorageActor {
       });
     }
     this.#setPeers(this.#options.peers ?? [], ctx?.signal);
+    const every = this.#options.auditIntervalMs ?? 0;
+    if (every > 0 && ctx?.self !== undefined) {
+      const self = ctx.self;
+      const timer = setInterval(() => self.tell({ type: "audit_round" }).catch(() => {}), every);
+      ctx.signal?.addEventListener("abort", () => clearInterval(timer), { once: true });
+    }
     // A restart: the network already knows the peers (it tells us on every change after this).
     // Asked without waiting: on the node's first start the network actor starts after this one,
     // so the ask would sit in its mailbox and hold up the whole start (5 s) for nothing. An
@@ -642,6 +659,8 @@ export class StorageActor {
         return await this.#repair(message.cids);
       case "audit":
         return await this.#audit(message.holder, message.cids);
+      case "audit_round":
+        return { done: this.#auditRound() };
       case "set_peers":
         this.#peerUpdates++;
         this.#setPeers(message.peers, ctx?.signal);
@@ -819,6 +838,45 @@ export class StorageActor {
       }
     }
     return await replicated.repair(targets); // the record of what it gave is flushed by it
+  }
+
+  /** One audit round (the `audit_round` message), or the one running. */
+  #auditRound(): Promise<AuditRoundReport> {
+    this.#auditing ??= this.#runAuditRound().finally(() => this.#auditing = null);
+    return this.#auditing;
+  }
+
+  async #runAuditRound(): Promise<AuditRoundReport> {
+    const replicated = this.#replicated;
+    const store = this.#store!;
+    if (!replicated || !this.#options.identity) {
+      throw new StorageError("not_replicated", "audits need storage peers and the node identity");
+    }
+    const roots: string[] = [];
+    for (const root of await store.pins()) {
+      if (!(await store.pinLabel(root))?.local) roots.push(root); // never leaves this node
+    }
+    const files = new FileStore(replicated, this.#fileOptions());
+    const report = await runAuditRound({
+      roots,
+      blocksOf: async (root) => (await files.blocks(root)).map(storageKey),
+      holders: (cid) => replicated.holders(cid),
+      wasGiven: (peerId, cid) => this.#given!.has(peerId, cid),
+      selfId: this.#self?.id,
+      audit: (peer, cids) => this.#audit(peer, cids),
+      repair: (cids) => replicated.repair(cids),
+    });
+    if (report.holders > 0 || report.errors > 0) {
+      this.#options.log?.(
+        `storage: audited ${report.holders} holder(s) on ${report.chunks} chunk(s) of ` +
+          `${report.files} file(s): ${report.failedHolders} failed` +
+          (report.failedChunks.length > 0
+            ? `; ${report.failedChunks.length} chunk(s) restored (${report.repaired} by repair)`
+            : "") +
+          (report.errors > 0 ? `, ${report.errors} not reached (next round)` : ""),
+      );
+    }
+    return report;
   }
 
   async #audit(holder: StoragePeer, cids: string[]): Promise<AuditResult> {

@@ -19,6 +19,7 @@
  */
 import type { VeriflowError } from "../protocols/errors.ts";
 import type { AuditResult } from "../storage/audit.ts";
+import type { AuditRoundReport } from "../storage/audit_round.ts";
 import type { ChunkStoreStats, GcResult } from "../storage/chunk_store.ts";
 import type { FileInfo, PutFileResult } from "../storage/file_store.ts";
 import type { CarScope } from "../storage/car.ts";
@@ -172,6 +173,22 @@ export interface StorageAuditMessage {
   cids: string[];
 }
 
+/**
+ * Run one audit round over this node's replicated files (`storage/audit_round.ts`; the actor
+ * runs one every `auditIntervalMs` by itself). Answered at once with an {@link AuditRoundHandle}:
+ * the round runs without holding the actor's mailbox, and one asked while another runs is that
+ * one.
+ */
+export interface StorageAuditRoundMessage {
+  /** Message tag. */
+  type: "audit_round";
+}
+/** Answer to `audit_round`. */
+export interface AuditRoundHandle {
+  /** Settles when the round (audits, then the repair of what failed) is over. */
+  done: Promise<AuditRoundReport>;
+}
+
 /** One verified block by any CID of it (gateway `?format=raw`). Answered with `Uint8Array`. */
 export interface StorageGetBlockMessage {
   /** Message tag. */
@@ -223,6 +240,7 @@ export type StorageMessage =
   | StorageProveMessage
   | StorageRepairMessage
   | StorageAuditMessage
+  | StorageAuditRoundMessage
   | StorageSetPeersMessage
   | StorageGetBlockMessage
   | StorageExportCarMessage
@@ -286,6 +304,8 @@ export interface StorageAnswers {
   repair: RepairReport;
   /** The audit outcome. */
   audit: AuditResult;
+  /** The round, running. */
+  audit_round: AuditRoundHandle;
   /** Nothing. */
   set_peers: undefined;
   /** The block. */

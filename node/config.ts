@@ -182,6 +182,12 @@ const nodeConfigSchema = z.strictObject({
     replicaMinFreeBytes: z.number().int().min(0).default(1024 ** 3),
     /** Unreferenced objects younger than this are never collected (a put's objects in flight). */
     gcGraceMs: z.number().int().min(0).default(600_000),
+    /**
+     * How often this node audits the holders of its replicated files, ms (0: never): a round
+     * samples a few files and asks each holder for a few chunks it was given; a failure is a
+     * signed verdict in the ledger, and the failed chunks are repaired at once.
+     */
+    auditIntervalMs: z.number().int().min(0).default(600_000),
     /** Largest file read whole into memory (`get_bytes`); larger ones must be streamed. */
     maxInMemoryBytes: z.number().int().min(0).default(64 * 1024 * 1024),
   }).prefault({}),
@@ -302,7 +308,8 @@ export interface NodeConfig {
   };
   /**
    * Chunk store limits: quota (none), what peers may place here (half the quota; 1 GiB of disk
-   * kept free), GC grace period (10 min), largest in-memory read (64 MiB).
+   * kept free), GC grace period (10 min), largest in-memory read (64 MiB); how often the holders
+   * of this node's files are audited (10 min).
    */
   storage: {
     quotaBytes?: number;
@@ -310,6 +317,7 @@ export interface NodeConfig {
     replicaMinFreeBytes: number;
     gcGraceMs: number;
     maxInMemoryBytes: number;
+    auditIntervalMs: number;
   };
   /** Validator settings: the challenge probability (default: the economics' value). */
   validator: { challengeProbability?: number };

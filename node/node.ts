@@ -606,6 +606,7 @@ function nodeChildren(
             gcGraceMs: config.storage.gcGraceMs,
           },
           maxInMemoryBytes: config.storage.maxInMemoryBytes,
+          auditIntervalMs: config.storage.auditIntervalMs,
           identity,
           ownerKey,
           // With storage peers, files are spread over them and this node (r copies each).

@@ -1,0 +1,167 @@
+/**
+ * Which holders a storage node audits in one round, on which chunks (`actors/storage_actor.ts`
+ * runs the rounds on a timer, `storage.auditIntervalMs`): the node picks a few of its own
+ * replicated files at random, and for each peer that should hold some of their chunks (by the
+ * rendezvous placement), up to {@link AUDIT_CHUNKS_PER_HOLDER} of those it knows it gave that
+ * peer, drawn with a CSPRNG so no holder can tell which it will be asked for. A chunk the node
+ * never gave a peer (it was down, or joined later) is not asked: the auditor could not blame it
+ * for lacking one (`audit.ts`, `never_given`).
+ *
+ * @module
+ */
+import type { AuditResult } from "./audit.ts";
+import type { RepairReport } from "./replicated_store.ts";
+import type { StoragePeer } from "./storage_peer.ts";
+
+/** Files sampled per round: each costs listing its blocks (its manifest or DAG nodes read). */
+export const AUDIT_FILES_PER_ROUND = 8;
+/**
+ * Chunks asked of each holder per round (each costs the auditor one verified reference copy,
+ * 256 KiB at most, and the holder one read): a holder that dropped a fraction f of what it was
+ * given passes one round with probability about (1-f)^4, and rounds compound.
+ */
+export const AUDIT_CHUNKS_PER_HOLDER = 4;
+
+/** Where a round's plan reads the placement and the record of what was given. */
+export interface AuditPlanSources {
+  /** The peers that should hold `cid` (the rendezvous placement over the current peers). */
+  holders(cid: string): readonly StoragePeer[];
+  /** Whether this node gave (or saw prove) `cid` to the peer with id `peerId`. */
+  wasGiven(peerId: string, cid: string): boolean;
+  /** This node's own holder id, never audited by itself. */
+  selfId?: string;
+  /** Uniform integers in [0, n); default from `crypto.getRandomValues`. */
+  randomBelow?: (n: number) => number;
+}
+
+/** One holder and the chunks to ask it. */
+export interface AuditAssignment {
+  /** The holder. */
+  peer: StoragePeer;
+  /** Chunks to ask it for (storage keys), at most {@link AUDIT_CHUNKS_PER_HOLDER}. */
+  cids: string[];
+}
+
+/** Up to `k` items of `items`, uniformly, with `randomBelow` (Fisher–Yates on a copy). */
+export function sample<T>(items: readonly T[], k: number, randomBelow = secureBelow): T[] {
+  const pool = [...items];
+  const n = Math.min(k, pool.length);
+  for (let i = 0; i < n; i++) {
+    const j = i + randomBelow(pool.length - i);
+    [pool[i], pool[j]] = [pool[j], pool[i]];
+  }
+  return pool.slice(0, n);
+}
+
+/**
+ * The round's assignments over `chunks` (the storage keys of the sampled files): for each
+ * holder other than this node, up to `perHolder` chunks it should hold and was given.
+ */
+export function planAuditRound(
+  chunks: Iterable<string>,
+  sources: AuditPlanSources,
+  perHolder = AUDIT_CHUNKS_PER_HOLDER,
+): AuditAssignment[] {
+  const byHolder = new Map<string, { peer: StoragePeer; cids: string[] }>();
+  for (const cid of new Set(chunks)) {
+    for (const peer of sources.holders(cid)) {
+      if (peer.id === sources.selfId || !sources.wasGiven(peer.id, cid)) continue;
+      let entry = byHolder.get(peer.id);
+      if (entry === undefined) byHolder.set(peer.id, entry = { peer, cids: [] });
+      entry.cids.push(cid);
+    }
+  }
+  const randomBelow = sources.randomBelow ?? secureBelow;
+  return [...byHolder.values()].map(({ peer, cids }) => ({
+    peer,
+    cids: sample(cids, perHolder, randomBelow),
+  }));
+}
+
+/** A uniform integer in [0, n) from `crypto.getRandomValues` (rejection sampling). */
+function secureBelow(n: number): number {
+  if (n <= 1) return 0;
+  const limit = Math.floor(0x1_0000_0000 / n) * n;
+  const word = new Uint32Array(1);
+  do crypto.getRandomValues(word); while (word[0] >= limit);
+  return word[0] % n;
+}
+
+/** What one audit round did ({@link runAuditRound}). */
+export interface AuditRoundReport {
+  /** Files whose chunks were sampled. */
+  files: number;
+  /** Holders audited. */
+  holders: number;
+  /** Chunks asked, over all holders. */
+  chunks: number;
+  /** Holders that failed on at least one chunk (each a signed verdict, recorded). */
+  failedHolders: number;
+  /** Chunks some holder failed on (storage keys): repaired before the round ends. */
+  failedChunks: string[];
+  /** Chunks a round could not judge (no reference copy, or never given). */
+  unjudged: number;
+  /**
+   * Copies written by the repair of the failed chunks (fewer than they are when fetching the
+   * reference copies already restored some: a read repairs the holders it finds lacking).
+   */
+  repaired: number;
+  /** Files that could not be listed and holders that could not be audited (tried next round). */
+  errors: number;
+}
+
+/** What {@link runAuditRound} works with. */
+export interface AuditRoundDeps extends AuditPlanSources {
+  /** The node's replicated files (their roots), of which a round samples a few. */
+  roots: readonly string[];
+  /** The storage keys of a file's blocks. */
+  blocksOf(root: string): Promise<string[]>;
+  /** Audit `peer` on `cids` (signing a verdict on failure: `StorageAuditor`). */
+  audit(peer: StoragePeer, cids: string[]): Promise<AuditResult>;
+  /** Restore r copies of `cids`. */
+  repair(cids: string[]): Promise<RepairReport>;
+}
+
+/**
+ * One round: sample files, plan ({@link planAuditRound}), audit each holder in turn, then repair
+ * the chunks any holder failed on, so a lost copy is restored as soon as it is found.
+ */
+export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundReport> {
+  const report: AuditRoundReport = {
+    files: 0,
+    holders: 0,
+    chunks: 0,
+    failedHolders: 0,
+    failedChunks: [],
+    unjudged: 0,
+    repaired: 0,
+    errors: 0,
+  };
+  const chunks: string[] = [];
+  for (const root of sample(deps.roots, AUDIT_FILES_PER_ROUND, deps.randomBelow)) {
+    try {
+      chunks.push(...await deps.blocksOf(root));
+      report.files++;
+    } catch {
+      report.errors++; // unreadable now (its holders away): the next round may pick it
+    }
+  }
+  const failed = new Set<string>();
+  for (const { peer, cids } of planAuditRound(chunks, deps)) {
+    let result: AuditResult;
+    try {
+      result = await deps.audit(peer, cids);
+    } catch {
+      report.errors++;
+      continue;
+    }
+    report.holders++;
+    report.chunks += result.sampled.length;
+    report.unjudged += result.unjudged.length;
+    if (result.failures.length > 0) report.failedHolders++;
+    for (const failure of result.failures) failed.add(failure.cid);
+  }
+  report.failedChunks = [...failed];
+  if (failed.size > 0) report.repaired = (await deps.repair(report.failedChunks)).repaired;
+  return report;
+}

@@ -1,0 +1,178 @@
+/**
+ * Audit rounds: a storage node audits the holders of its own replicated files by itself (every
+ * `storage.auditIntervalMs`), signs a verdict against a holder that lost chunks it was given, and
+ * repairs those chunks at once. Before, `audit` ran only when something asked for it, and nothing
+ * in a node did: a holder that threw its copies away was never found out until a read needed them.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import {
+  type AuditRoundHandle,
+  type PutHandle,
+  type StorageMessage,
+  unwrapReply,
+} from "../../actors/storage_actor_messages.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { storageKey } from "../../protocols/cid.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { Verdict } from "../../protocols/verdict.ts";
+import { AUDIT_CHUNKS_PER_HOLDER, planAuditRound } from "../../storage/audit_round.ts";
+import { ChunkStore } from "../../storage/chunk_store.ts";
+import type { FileInfo } from "../../storage/file_store.ts";
+import { rankPeers } from "../../storage/rendezvous.ts";
+import { LocalStoragePeer, type StoragePeer } from "../../storage/storage_peer.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
+
+const REPLICAS = 3;
+
+/** A node's StorageActor over four peers, holding copies itself, as a node runs it. */
+async function storageNode(auditIntervalMs = 0) {
+  const dirs: string[] = [];
+  const tempDir = async () => {
+    const d = await Deno.makeTempDir();
+    dirs.push(d);
+    return d;
+  };
+  const stores = await Promise.all(
+    Array.from({ length: 4 }, async () => ChunkStore.open(await tempDir(), { durable: false })),
+  );
+  const peers = stores.map((store) => new LocalStoragePeer(store, Identity.generate().publicKey));
+  /**
+   * Peer `i` throws away every copy it holds of `chunks`, once the put's copies beyond its write
+   * quorum (written in the background) have all reached it; returns them.
+   */
+  const wipe = async (i: number, chunks: string[]) => {
+    const held = chunks.filter((c) => holds(peers[i], c));
+    await eventually(
+      async () => (await Promise.all(held.map((c) => peers[i].hasChunk(c)))).every(Boolean),
+      "the put's copies to reach the peer",
+    );
+    for (const cid of held) await stores[i].delete(cid);
+    return held;
+  };
+  const identity = Identity.generate();
+  const verdicts: Verdict[] = [];
+  const options = {
+    dir: await tempDir(),
+    chunkSize: 1024,
+    peers,
+    replication: { replicas: REPLICAS, writeQuorum: 2 },
+    identity,
+    holdHere: true,
+    auditIntervalMs,
+    onVerdict: (v: Verdict) => {
+      verdicts.push(v);
+    },
+  };
+  const ranked = [{ id: toHex(identity.publicKey) }, ...peers];
+  const holds = (peer: StoragePeer, cid: string) =>
+    rankPeers(cid, ranked).slice(0, REPLICAS).some((p) => p.id === peer.id);
+  const cleanup = async () => {
+    for (const d of dirs) await Deno.remove(d, { recursive: true });
+  };
+  return { options, peers, verdicts, holds, wipe, cleanup };
+}
+
+async function putFile(actor: StorageActor, seed: number): Promise<string[]> {
+  const handle = await actor.receive({
+    type: "put",
+    source: streamOf(pseudoRandomBytes(16_384, seed)),
+  }) as PutHandle;
+  const { cid } = await handle.done;
+  // Every block a holder is given: the file's root node and its chunks.
+  const { chunks } = unwrapReply<FileInfo>(await actor.receive({ type: "stat", cid }));
+  return [storageKey(cid), ...chunks];
+}
+
+async function round(actor: StorageActor) {
+  return await unwrapReply<AuditRoundHandle>(await actor.receive({ type: "audit_round" })).done;
+}
+
+Deno.test("an audit round asks every holder of the node's files for a few chunks it was given: honest holders pass, nobody is blamed", async () => {
+  const node = await storageNode();
+  const actor = new StorageActor(node.options);
+  await actor.preStart();
+  try {
+    await putFile(actor, 1);
+    const report = await round(actor);
+    assert.equal(report.files, 1);
+    assert.equal(report.holders, node.peers.length, "each peer holding chunks is audited");
+    assert.ok(report.chunks <= node.peers.length * AUDIT_CHUNKS_PER_HOLDER);
+    assert.equal(report.failedHolders, 0);
+    assert.equal(node.verdicts.length, 0);
+  } finally {
+    await actor.postStop();
+    await node.cleanup();
+  }
+});
+
+Deno.test("an audit round convicts a holder that threw away the chunks it was given (a signed verdict) and repairs them at once", async () => {
+  const node = await storageNode();
+  const actor = new StorageActor(node.options);
+  await actor.preStart();
+  try {
+    const chunks = await putFile(actor, 2);
+    const [cheat] = node.peers;
+    const held = await node.wipe(0, chunks);
+
+    const report = await round(actor);
+    assert.equal(report.failedHolders, 1);
+    // Up to the chunks asked of it (a read repair of the put's, still in flight, may have
+    // given one back after the wipe).
+    assert.ok(report.failedChunks.length >= 1);
+    assert.ok(report.failedChunks.length <= AUDIT_CHUNKS_PER_HOLDER);
+    assert.ok(report.failedChunks.every((c) => held.includes(c)));
+    assert.equal(node.verdicts.length, 1);
+    const [verdict] = node.verdicts;
+    assert.equal(verdict.subject, "storage");
+    assert.equal(verdict.outcome, "invalid");
+    assert.equal(verdict.reason, "missing_chunk");
+    assert.deepEqual(verdict.target, cheat.publicKey);
+    // Restored by the round: its reference reads repair what they find lacking, the repair the
+    // rest; both are done when the round is.
+    for (const cid of report.failedChunks) assert.ok(await cheat.hasChunk(cid), cid);
+  } finally {
+    await actor.postStop();
+    await node.cleanup();
+  }
+});
+
+Deno.test("a node audits by itself every auditIntervalMs: a holder that lost its chunks is found without anyone asking", async () => {
+  const node = await storageNode(20);
+  const system = new ActorSystem({ name: "audit-timer" });
+  try {
+    const ref = await system.spawn<StorageMessage>({
+      name: "storage",
+      factory: () => new StorageActor(node.options),
+    });
+    const handle = await ref.ask<PutHandle>({
+      type: "put",
+      source: streamOf(pseudoRandomBytes(16_384, 3)),
+    });
+    const { cid } = await handle.done;
+    const { chunks } = unwrapReply<FileInfo>(await ref.ask({ type: "stat", cid }));
+    await node.wipe(0, [storageKey(cid), ...chunks]);
+    await eventually(() => node.verdicts.length > 0, "a verdict from a timed round");
+    assert.equal(node.verdicts[0].reason, "missing_chunk");
+  } finally {
+    await system.shutdown();
+    await node.cleanup();
+  }
+});
+
+Deno.test("a round's plan never audits the node itself, asks only chunks a holder was given, and at most a few each", () => {
+  const peer = (id: string) => ({ id }) as StoragePeer;
+  const [self, a, b] = [peer("self"), peer("a"), peer("b")];
+  const chunks = Array.from({ length: 10 }, (_, i) => `c${i}`);
+  const plan = planAuditRound(chunks, {
+    holders: () => [self, a, b],
+    wasGiven: (id, cid) => id !== "b" || cid === "c3",
+    selfId: "self",
+    randomBelow: () => 0,
+  });
+  assert.deepEqual(plan.map((p) => p.peer.id).sort(), ["a", "b"]);
+  assert.equal(plan.find((p) => p.peer.id === "a")!.cids.length, AUDIT_CHUNKS_PER_HOLDER);
+  assert.deepEqual(plan.find((p) => p.peer.id === "b")!.cids, ["c3"]);
+});
