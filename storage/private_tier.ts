@@ -14,6 +14,11 @@
  *   encrypted exactly once per file, so nonces never repeat under a key;
  * - the sealed manifest metadata uses a separate HKDF-derived key.
  *
+ * "Exactly once" is enforced, not assumed: only the cipher {@link OwnerKey.newFile} returns
+ * encrypts, its chunk indices must increase and it seals once; a cipher rebuilt from a stored
+ * salt ({@link OwnerKey.file}, {@link FileCipher.fromFileKeys}) only decrypts, since the file's
+ * nonces were spent when it was put. A misuse is `nonce_reuse`, before anything is encrypted.
+ *
  * The chunk index and file salt are bound as additional authenticated data, so chunks cannot be
  * reordered or moved between files without decryption failing. A wrong key fails the GCM tag
  * check and surfaces as {@link AuthenticationError} (`authentication_failed`), never as garbage.
@@ -22,7 +27,7 @@
  */
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
 import { type SealedFileInfo, sealedFileInfoSchema } from "../protocols/manifest.ts";
-import { AuthenticationError, InvalidManifestError } from "./errors.ts";
+import { AuthenticationError, InvalidManifestError, StorageError } from "./errors.ts";
 
 /** Bytes of the per-file random salt. */
 export const FILE_SALT_BYTES = 32;
@@ -68,9 +73,11 @@ export class OwnerKey {
     return new OwnerKey(hkdf);
   }
 
-  /** Keys for a new file, with a fresh random salt. */
-  newFile(): Promise<FileCipher> {
-    return this.file(crypto.getRandomValues(new Uint8Array(FILE_SALT_BYTES)));
+  /** Keys for a new file, with a fresh random salt: the only cipher that encrypts. */
+  async newFile(): Promise<FileCipher> {
+    const cipher = await this.file(crypto.getRandomValues(new Uint8Array(FILE_SALT_BYTES)));
+    SEALING.set(cipher, { nextChunk: 0, infoSealed: false });
+    return cipher;
   }
 
   /** The raw keys of the file with this salt (see {@link exportFileKeys}). */
@@ -87,7 +94,7 @@ export class OwnerKey {
     return out;
   }
 
-  /** Keys of the file with this salt (from its manifest). */
+  /** Keys of the file with this salt (from its manifest), to read it: they do not encrypt. */
   async file(salt: Uint8Array): Promise<FileCipher> {
     const derive = (info: Uint8Array) =>
       crypto.subtle.deriveKey(
@@ -116,6 +123,27 @@ export const FILE_KEYS_BYTES = 64;
  */
 export async function exportFileKeys(owner: OwnerKey, salt: Uint8Array): Promise<Uint8Array> {
   return await owner.fileKeyBytes(salt);
+}
+
+/**
+ * What a cipher from {@link OwnerKey.newFile} has spent of its nonces: chunk indices below
+ * `nextChunk`, and the metadata's once sealed. Kept beside the cipher (not in a field the
+ * public constructor could set), so no other cipher ever encrypts.
+ */
+interface NonceLedger {
+  nextChunk: number;
+  infoSealed: boolean;
+}
+
+const SEALING = new WeakMap<FileCipher, NonceLedger>();
+
+/** A cipher asked to encrypt under a nonce it has spent, or may have (it only reads). */
+function nonceReuse(what: string): StorageError {
+  return new StorageError(
+    "nonce_reuse",
+    `refused to encrypt ${what}: its nonce may already be spent under this file's key (only ` +
+      `the cipher of a new file encrypts, each chunk index once and in increasing order)`,
+  );
 }
 
 /** The keys of one private file. */
@@ -149,10 +177,20 @@ export class FileCipher {
     );
   }
 
-  /** Ciphertext ‖ tag of chunk `index` (nonce = index, never stored). */
+  /**
+   * Ciphertext ‖ tag of chunk `index` (nonce = index, never stored). The index is claimed when
+   * called, before any await: calls must come in increasing index order.
+   *
+   * @throws {StorageError} `nonce_reuse`: not a new file's cipher, or `index` is not above every
+   *   index it encrypted before.
+   */
   async encryptChunk(index: number, plaintext: Uint8Array): Promise<Uint8Array> {
+    const iv = nonceFor(index);
+    const ledger = SEALING.get(this);
+    if (!ledger || index < ledger.nextChunk) throw nonceReuse(`chunk ${index}`);
+    ledger.nextChunk = index + 1;
     const out = await crypto.subtle.encrypt(
-      { name: "AES-GCM", iv: nonceFor(index), additionalData: this.#chunkAad(index) },
+      { name: "AES-GCM", iv, additionalData: this.#chunkAad(index) },
       this.#chunkKey,
       buf(plaintext),
     );
@@ -173,8 +211,15 @@ export class FileCipher {
     }
   }
 
-  /** Seal a private file's metadata. */
+  /**
+   * Seal a private file's metadata (under a fixed nonce: once per file).
+   *
+   * @throws {StorageError} `nonce_reuse`: not a new file's cipher, or it sealed before.
+   */
   async sealInfo(info: SealedFileInfo): Promise<Uint8Array> {
+    const ledger = SEALING.get(this);
+    if (!ledger || ledger.infoSealed) throw nonceReuse("the file's metadata");
+    ledger.infoSealed = true;
     const out = await crypto.subtle.encrypt(
       { name: "AES-GCM", iv: new Uint8Array(GCM_NONCE_BYTES), additionalData: MANIFEST_AAD },
       this.#manifestKey,

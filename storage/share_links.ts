@@ -13,11 +13,16 @@
  *   secret cannot be derived from them.
  * - **With a password** the keys are wrapped with AES-256-GCM under PBKDF2-SHA-256(password,
  *   random salt, {@link PBKDF2_ITERATIONS}); the link alone then opens nothing.
- * - **Expiry and revocation are the node's**: the share record (`<store>/shares/<id>`: the
- *   file id and when it expires) is what lets `GET /share/<id>/<cid>` serve the file's manifest
- *   and chunks — only those. Past `expiresAt`, or once the record is deleted (`revoke`), the
- *   node answers 410/404 and the link opens nothing. (What a holder fetched before stays
- *   readable to them: no scheme can take back bytes already given.)
+ * - **Expiry and revocation are the node's, and only gate its `/share` route**: the share record
+ *   (`<store>/shares/<id>`: the file id and when it expires) is what lets
+ *   `GET /share/<id>/<cid>` serve the file's manifest and chunks — only those. Past
+ *   `expiresAt`, or once the record is deleted (`revoke`), that route answers 410/404. The keys
+ *   are not revoked: they open the file wherever its ciphertext can be had — the same node's
+ *   `/ipfs/<cid>?format=car` serves any stored block to whoever names the CID (the link carries
+ *   it), and so does every storage peer holding a replica. To take access back, put the file
+ *   again (fresh salt, fresh keys) and unpin the old copy. The keys also encrypt: a holder can
+ *   make new files under this salt that open with the owner's key (the file id, not the key,
+ *   says which file is the owner's).
  * - The file's CID is in the fragment too, so the holder verifies the manifest the node serves,
  *   and through it every chunk: a node cannot substitute content.
  *
@@ -83,11 +88,21 @@ export class ShareStore {
     this.#dir = join(storeDir, SHARES_DIR);
   }
 
-  /** Record a new share of `cid`; written atomically (temp file, rename). */
+  /**
+   * Record a new share of `cid`; written atomically (temp file, rename).
+   *
+   * @throws {RangeError} `expiresAt` is neither `null` nor a finite time: JSON writes NaN and
+   *   Infinity as `null`, which the record reads as "until revoked".
+   */
   async create(
     cid: string,
     options: { expiresAt: number | null; now: number },
   ): Promise<ShareRecord> {
+    if (options.expiresAt !== null && !Number.isFinite(options.expiresAt)) {
+      throw new RangeError(
+        `a share expires at a finite time or never (null), not ${options.expiresAt}`,
+      );
+    }
     const id = newShareId();
     const record: ShareRecord = {
       v: 1,

@@ -84,7 +84,7 @@ Deno.test("ciphertext chunks cannot be swapped within a file without failing aut
     (e: { code: string }) => e.code === "corrupt_chunk",
   );
   // ...and decryption is bound to the chunk index too (AAD), independently of the CID check.
-  const fileCipher = await key.file(new Uint8Array(32));
+  const fileCipher = await key.newFile();
   const sealed = await fileCipher.encryptChunk(0, new Uint8Array([1, 2, 3]));
   await assert.rejects(fileCipher.decryptChunk(1, sealed), AuthenticationError);
   assert.deepEqual(await fileCipher.decryptChunk(0, sealed), new Uint8Array([1, 2, 3]));
