@@ -8,27 +8,7 @@ import { join } from "node:path";
 import { runPut } from "../../storage/storage_commands.ts";
 import { runShare } from "../../storage/exchange_commands.ts";
 import { runStart, type StartCommandIo } from "../../node/start_command.ts";
-
-/** Run a command with console.log and console.error captured; its exit code and lines. */
-async function capture(run: () => Promise<number>) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => void out.push(a.join(" "));
-  console.error = (...a: unknown[]) => void err.push(a.join(" "));
-  try {
-    const code = await run();
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
-
-/** Whether `path` exists. */
-function exists(path: string): Promise<boolean> {
-  return Deno.stat(path).then(() => true, () => false);
-}
+import { captureConsole as capture, exists } from "../_helpers/console_capture.ts";
 
 Deno.test("share --key-file shorter than 32 bytes exits 2 naming the flag, the file, its size and the 32 bytes it needs, as put does", async () => {
   const dir = await Deno.makeTempDir();

@@ -12,27 +12,7 @@ import { runCalibrate } from "../../node/calibrate_command.ts";
 import { runModel } from "../../node/tool_commands.ts";
 import { runBuildModel } from "../../inference/build_model_command.ts";
 import { loadOrCreateIdentity } from "../../node/node_identity.ts";
-
-/** Run a command with console.log and console.error captured; its exit code and lines. */
-async function capture(run: () => Promise<number>) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const { log, error } = console;
-  console.log = (...a: unknown[]) => void out.push(a.join(" "));
-  console.error = (...a: unknown[]) => void err.push(a.join(" "));
-  try {
-    const code = await run();
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
-
-/** Whether `path` exists. */
-function exists(path: string): Promise<boolean> {
-  return Deno.stat(path).then(() => true, () => false);
-}
+import { captureConsole as capture, exists } from "../_helpers/console_capture.ts";
 
 Deno.test("put and import of a path that is not there exit 1 naming it, and create no store in --data (ls still says check --data)", async () => {
   const dir = await Deno.makeTempDir();

@@ -4,23 +4,9 @@ import { FileStore } from "../../storage/file_store.ts";
 import { runGc, runGet, runLs, runPut } from "../../storage/storage_commands.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { flipObjectBit, pseudoRandomBytes } from "./_helpers.ts";
+import { captureConsole as capture } from "../_helpers/console_capture.ts";
 
 /** Run a command with console.log/error captured. */
-async function capture(fn: () => Promise<number>) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = console.log;
-  const error = console.error;
-  console.log = (...a: unknown[]) => out.push(a.join(" "));
-  console.error = (...a: unknown[]) => err.push(a.join(" "));
-  try {
-    const code = await fn();
-    return { code, out: out.join("\n"), err: err.join("\n") };
-  } finally {
-    console.log = log;
-    console.error = error;
-  }
-}
 
 Deno.test("cli put prints a CID that cli get writes back byte for byte; ls lists it", async () => {
   const dir = await Deno.makeTempDir();
