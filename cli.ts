@@ -63,27 +63,81 @@ variables and a config file, in that order (start --print-config shows them).
 Exit codes: 0 done · 1 the work failed (the line says why and what to do) · 2 bad command,
 flags or configuration · 130 interrupted. Built and tested with Deno ${DENO_VERSION}.`;
 
+/** A command: runs with the arguments after its name; resolves with the exit code. */
+type Command = (args: string[]) => Promise<number>;
+
+/**
+ * `run`, with `--help` (or `-h`, before any `--`) answered from the text `help` loads, before
+ * `run`'s module loads. The commands that open the store, the ledger or a model load cbor-x, which
+ * reads an environment variable as it loads; their help lives in a module beside them that
+ * imports nothing of the kind, so that every command's `--help` needs no permission.
+ */
+function helpFirst(help: () => Promise<string>, run: Command): Command {
+  return async (args) => {
+    if (!asksForHelp(args)) return await run(args);
+    console.log(await help());
+    return 0;
+  };
+}
+
+/** Whether `args` ask for help: `--help` or `-h` before the `--` that ends the flags. */
+function asksForHelp(args: string[]): boolean {
+  const end = args.indexOf("--");
+  return (end === -1 ? args : args.slice(0, end)).some((arg) => arg === "--help" || arg === "-h");
+}
+
 /**
  * Every command by name: what `main` dispatches to (tests call each with `--help`). Each loads
  * its module only when it runs: a command's imports ask only for the permissions it needs
- * (cbor-x reads an environment variable as it loads, which `status` and `infer` need not allow),
- * and training's tfjs is loaded by `train` alone.
+ * (cbor-x reads an environment variable as it loads, which `status` and `infer` need not allow,
+ * nor any command's `--help`: see {@link helpFirst}), and training's tfjs is loaded by `train`
+ * alone.
  */
-export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  start: async (args) => (await import("./node/start_command.ts")).runStart(args),
+export const COMMANDS: Record<string, Command> = {
+  start: helpFirst(
+    async () => (await import("./node/start_help.ts")).START_HELP,
+    async (args) => (await import("./node/start_command.ts")).runStart(args),
+  ),
   infer: async (args) => (await import("./client/infer_command.ts")).runInfer(args),
-  put: async (args) => (await import("./storage/storage_commands.ts")).runPut(args),
-  get: async (args) => (await import("./storage/storage_commands.ts")).runGet(args),
-  ls: async (args) => (await import("./storage/storage_commands.ts")).runLs(args),
-  gc: async (args) => (await import("./storage/storage_commands.ts")).runGc(args),
-  export: async (args) => (await import("./storage/exchange_commands.ts")).runExport(args),
-  import: async (args) => (await import("./storage/exchange_commands.ts")).runImport(args),
-  share: async (args) => (await import("./storage/exchange_commands.ts")).runShare(args),
+  put: helpFirst(
+    async () => (await import("./storage/storage_help.ts")).PUT_USAGE,
+    async (args) => (await import("./storage/storage_commands.ts")).runPut(args),
+  ),
+  get: helpFirst(
+    async () => (await import("./storage/storage_help.ts")).GET_USAGE,
+    async (args) => (await import("./storage/storage_commands.ts")).runGet(args),
+  ),
+  ls: helpFirst(
+    async () => (await import("./storage/storage_help.ts")).LS_USAGE,
+    async (args) => (await import("./storage/storage_commands.ts")).runLs(args),
+  ),
+  gc: helpFirst(
+    async () => (await import("./storage/storage_help.ts")).GC_USAGE,
+    async (args) => (await import("./storage/storage_commands.ts")).runGc(args),
+  ),
+  export: helpFirst(
+    async () => (await import("./storage/exchange_help.ts")).EXPORT_USAGE,
+    async (args) => (await import("./storage/exchange_commands.ts")).runExport(args),
+  ),
+  import: helpFirst(
+    async () => (await import("./storage/exchange_help.ts")).IMPORT_USAGE,
+    async (args) => (await import("./storage/exchange_commands.ts")).runImport(args),
+  ),
+  share: helpFirst(
+    async () => (await import("./storage/exchange_help.ts")).SHARE_USAGE,
+    async (args) => (await import("./storage/exchange_commands.ts")).runShare(args),
+  ),
   "build-model": async (args) =>
     (await import("./inference/build_model_command.ts")).runBuildModel(args),
-  calibrate: async (args) => (await import("./node/calibrate_command.ts")).runCalibrate(args),
+  calibrate: helpFirst(
+    async () => (await import("./node/calibrate_help.ts")).CALIBRATE_USAGE,
+    async (args) => (await import("./node/calibrate_command.ts")).runCalibrate(args),
+  ),
   train: async (args) => (await import("./training/train_command.ts")).runTrain(args),
-  ledger: async (args) => (await import("./node/ledger_command.ts")).runLedger(args),
+  ledger: helpFirst(
+    async () => (await import("./node/ledger_help.ts")).LEDGER_USAGE,
+    async (args) => (await import("./node/ledger_command.ts")).runLedger(args),
+  ),
   status: async (args) => (await import("./client/status_command.ts")).runStatus(args),
   keygen: async (args) => (await import("./node/tool_commands.ts")).runKeygen(args),
   model: async (args) => (await import("./node/tool_commands.ts")).runModel(args),

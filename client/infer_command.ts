@@ -24,6 +24,7 @@ import {
   parseDecimalNumber,
   parseWholeNumber,
 } from "../node/number_flags.ts";
+import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "./_api_key_variable.ts";
 
 /** Where the command writes; defaults to the process's stdout and stderr. */
 export interface InferCommandIo {
@@ -39,7 +40,11 @@ export interface InferCommandIo {
    * (so it stops computing) and the command exits 130.
    */
   onStopSignal?: (listener: () => void) => () => void;
-  /** Reads an environment variable (`VERIFLOW_API_KEY`); none are read when absent. */
+  /**
+   * Reads an environment variable (`VERIFLOW_API_KEY`, only when `--api-key` is not given); none
+   * are read when absent. Throws `Deno.errors.NotCapable` when the process may not read it, as
+   * the default, `Deno.env.get`, does without `--allow-env`.
+   */
   env?: (name: string) => string | undefined;
   /** How long connecting may take (default: the client's, 10 s); tests shorten it. */
   connectTimeoutMs?: number;
@@ -77,6 +82,11 @@ const USAGE = `usage: veriflow infer [options] PROMPT...
   -h, --help          this text
 
 Ctrl-C cancels the job on the node and exits 130.
+
+Examples:
+  deno run --allow-net cli.ts infer --max-tokens 32 "Once upon a time"
+  VERIFLOW_API_KEY=KEY deno run --allow-net --allow-env=VERIFLOW_API_KEY cli.ts infer \\
+    --url ws://HOST:8080 "Once upon a time"
 `;
 
 const encoder = new TextEncoder();
@@ -89,13 +99,7 @@ function defaultIo(): InferCommandIo {
     stderr: async (text) => {
       await Deno.stderr.write(encoder.encode(text));
     },
-    env: (name) => {
-      try {
-        return Deno.env.get(name);
-      } catch {
-        return undefined; // run without --allow-env: no key from the environment
-      }
-    },
+    env: (name) => Deno.env.get(name),
     onStopSignal: (listener) => {
       Deno.addSignalListener("SIGINT", listener);
       Deno.addSignalListener("SIGTERM", listener);
@@ -191,15 +195,16 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
   if (io.signal?.aborted) interrupt.abort();
   try {
     let client: StreamClient;
+    const fromEnv = values["api-key"] === undefined ? apiKeyFromEnv(io.env) : { unreadable: false };
     const keyFrom = values["api-key"] !== undefined
       ? "--api-key"
-      : io.env?.("VERIFLOW_API_KEY") !== undefined
-      ? "VERIFLOW_API_KEY"
+      : fromEnv.key !== undefined
+      ? API_KEY_VARIABLE
       : undefined;
     try {
       client = await StreamClient.connect(values.url, {
         signal: connection.signal,
-        apiKey: values["api-key"] ?? io.env?.("VERIFLOW_API_KEY"),
+        apiKey: values["api-key"] ?? fromEnv.key,
         connectTimeoutMs: io.connectTimeoutMs,
         idleTimeoutMs: numbers["idle-timeout"] === undefined
           ? io.idleTimeoutMs
@@ -207,7 +212,8 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
       });
     } catch (error) {
       if (interrupt.signal.aborted) return await interrupted(io, "before the job started");
-      await io.stderr(`error: ${(error as Error).message}${connectHint(error, keyFrom)}\n`);
+      const hint = connectHint(error, keyFrom, fromEnv.unreadable);
+      await io.stderr(`error: ${(error as Error).message}${hint}\n`);
       return EXIT_FAILURE;
     }
     try {
@@ -290,14 +296,15 @@ function checkUrl(url: string): string | undefined {
 
 /**
  * What to do about a failed connection, for the statuses a node refuses an upgrade with.
- * `keyFrom` names where the API key sent came from (`--api-key`, `VERIFLOW_API_KEY`), if any.
+ * `keyFrom` names where the API key sent came from (`--api-key`, `VERIFLOW_API_KEY`), if any;
+ * `envUnreadable`: `VERIFLOW_API_KEY` could not be read for want of permission.
  */
-function connectHint(error: unknown, keyFrom: string | undefined): string {
+function connectHint(error: unknown, keyFrom: string | undefined, envUnreadable: boolean): string {
   if (!(error instanceof StreamClosedError)) return "";
   switch (error.details.httpStatus) {
     case 401:
       return keyFrom === undefined
-        ? "\n(pass --api-key KEY or set VERIFLOW_API_KEY)"
+        ? `\n${missingKeyHint(envUnreadable)}`
         : `\n(the node refused the API key given by ${keyFrom}: check it against the node's ` +
           `API keys or operator token)`;
     case 404:

@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { apiKeyFromEnv, missingKeyHint } from "./_api_key_variable.ts";
 
 const HELP = `Usage: cli.ts status [--url URL] [--api-key KEY] [--json]
 
@@ -29,7 +30,11 @@ export interface StatusIo {
   out(line: string): void;
   /** Writes a line to stderr. */
   err(line: string): void;
-  /** Reads an environment variable. */
+  /**
+   * Reads an environment variable (`VERIFLOW_API_KEY`, only when `--api-key` is not given).
+   * Throws `Deno.errors.NotCapable` when the process may not read it, as `Deno.env.get` does
+   * without `--allow-env`.
+   */
   env?(name: string): string | undefined;
   /**
    * How long the node may take to answer, body included (default
@@ -44,13 +49,7 @@ export const DEFAULT_STATUS_TIMEOUT_MS = 10_000;
 const PROCESS_IO: StatusIo = {
   out: (line) => console.log(line),
   err: (line) => console.error(line),
-  env: (name) => {
-    try {
-      return Deno.env.get(name);
-    } catch {
-      return undefined; // run without --allow-env: no key from the environment
-    }
-  },
+  env: (name) => Deno.env.get(name),
 };
 
 // deno-lint-ignore no-explicit-any
@@ -103,7 +102,8 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
   const baseHint = hasPath
     ? `\n(--url should be the node's base URL, like ${url.origin}, without ${url.pathname})`
     : "";
-  const key = values["api-key"] ?? io.env?.("VERIFLOW_API_KEY");
+  const fromEnv = values["api-key"] === undefined ? apiKeyFromEnv(io.env) : { unreadable: false };
+  const key = values["api-key"] ?? fromEnv.key;
   const timeoutMs = io.timeoutMs ?? DEFAULT_STATUS_TIMEOUT_MS;
   const signal = AbortSignal.timeout(timeoutMs);
   const timedOut = () =>
@@ -153,7 +153,7 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
     const dashboardOff = response.status === 404 && !hasPath && error?.code === "not_found";
     io.err(
       `error: ${base} answered ${response.status}: ${error?.message ?? body.slice(0, 300)}` +
-        (response.status === 401 ? "\n(pass --api-key KEY or set VERIFLOW_API_KEY)" : "") +
+        (response.status === 401 ? `\n${missingKeyHint(fromEnv.unreadable)}` : "") +
         (dashboardOff ? "\n(its dashboard is off: start it without --no-dashboard)" : "") +
         (response.status === 404 ? baseHint : ""),
     );

@@ -34,7 +34,11 @@ const USAGE = `usage: build-model [--kind gpt|mlp] [--size tiny|small] [--seed N
   --kind   gpt (decoder text model, default) or mlp (one-shot tensor model)
   --size   ${BUILT_SIZES.join(" | ")} (default tiny; gpt only)
   --seed   weight seed, an integer (default ${DEFAULT_MODEL_SEED})
-  --out    output directory (created)`;
+  --out    output directory (created)
+
+Examples:
+  deno run -A cli.ts build-model --out models/tiny
+  deno run -A cli.ts build-model --size small --seed 1 --out models/small`;
 
 /**
  * Parse the command arguments and build; returns the process exit code (0 ok, 1 the directory

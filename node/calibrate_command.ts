@@ -33,6 +33,7 @@ import { JOB_PRECISIONS, type JobPrecision } from "../protocols/job.ts";
 import { parseWholeNumber } from "./number_flags.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
 import { defaultDataDir } from "./default_data_dir.ts";
+import { CALIBRATE_USAGE } from "./calibrate_help.ts";
 
 /** Where the node keeps its data unless told otherwise (as `cli.ts start`). */
 /** Exit status for a usage error. */
@@ -60,27 +61,6 @@ export interface RunCalibrateOptions {
   /** The measurement (default {@link calibrateModel}); tests substitute their own. */
   calibrate?: (dir: string, options: CalibrationOptions) => Promise<CalibrationProfile>;
 }
-
-const USAGE = `usage: veriflow calibrate [options]
-
-  --model DIR           an exported model directory (default: the built-in model)
-  --model-size S        built-in model size: brown (default, trained), tiny or small
-  --seed N              built-in model seed (default ${DEFAULT_MODEL_SEED})
-  --data DIR            the node's data directory (default $VERIFLOW_DATA_DIR, else .veriflow); the profile
-                        goes to DIR/calibration/<cid>.json
-  --jobs N              generations per execution variant (default 24)
-  --tokens N            tokens per generation (default 64)
-  --threads N,M         intra-op thread counts to measure (default 1 and every core)
-  --reference-threads N the validator's own thread count (default: every core)
-  --precisions LIST     precision classes, of fp32,fp16,bf16 (default all; fp32 always)
-  --cuda                also measure the CUDA execution provider (when installed)
-  --webgpu              also measure the WebGPU execution provider (where an adapter starts)
-  --json                print the result as one JSON object (default: a readable summary)
-
-The validator reads profiles when the node starts: start (or restart) the node after this.
-
-Example:
-  deno run -A cli.ts calibrate --model-size small --data .veriflow`;
 
 /**
  * Parse the command arguments, calibrate, and store the profile; returns the exit code (0 ok,
@@ -117,11 +97,11 @@ export async function runCalibrate(
       },
     }));
   } catch (error) {
-    console.error(`${(error as Error).message}\n${USAGE}`);
+    console.error(`${(error as Error).message}\n${CALIBRATE_USAGE}`);
     return EXIT_USAGE;
   }
   if (values.help) {
-    console.log(USAGE);
+    console.log(CALIBRATE_USAGE);
     return 0;
   }
   // Decimal digits only, as `start` reads numbers: Number() takes "" as 0 and "1e3" as 1000.
@@ -143,7 +123,7 @@ export async function runCalibrate(
   const precisions = values.precisions.split(",") as JobPrecision[];
   // The first bad flag is named with what it takes, then the usage (as parseArgs' own errors).
   const bad = (line: string) => {
-    console.error(`${line}\n${USAGE}`);
+    console.error(`${line}\n${CALIBRATE_USAGE}`);
     return EXIT_USAGE;
   };
   if (jobs === undefined) return bad(`--jobs expects a positive integer, got "${values.jobs}"`);

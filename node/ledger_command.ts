@@ -19,17 +19,7 @@ import { LedgerError } from "../proof/ledger_errors.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
 import { IDENTITY_FILE } from "./node_identity.ts";
 import { defaultDataDir } from "./default_data_dir.ts";
-
-const USAGE = `Usage: cli.ts ledger verify [--data DIR] [--json]
-       cli.ts ledger repair [--data DIR]
-
-  verify   check every entry of DIR/ledger from genesis (links, signatures) and the
-           checkpoint against the state the log gives; read-only, works while a node runs
-  repair   keep every entry that verifies, move the rest to ledger.log.rejected-<time> next
-           to the log, rebuild the checkpoint and index; refused while a node runs on DIR
-
-  --data DIR   the node's data directory (default $VERIFLOW_DATA_DIR, else .veriflow)
-  --json       print the report as JSON`;
+import { LEDGER_USAGE } from "./ledger_help.ts";
 
 /** Where the command's lines go (the console by default; tests capture them). */
 export interface CommandOutput {
@@ -58,17 +48,17 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
       },
     });
   } catch (error) {
-    io.err(`error: ${(error as Error).message}\n\n${USAGE}`);
+    io.err(`error: ${(error as Error).message}\n\n${LEDGER_USAGE}`);
     return 2;
   }
   const { values, positionals } = parsed;
   if (values.help) {
-    io.out(USAGE);
+    io.out(LEDGER_USAGE);
     return 0;
   }
   const [action, ...extra] = positionals;
   if ((action !== "verify" && action !== "repair") || extra.length > 0) {
-    io.err(`${action === undefined ? "" : `unknown: ${positionals.join(" ")}\n\n`}${USAGE}`);
+    io.err(`${action === undefined ? "" : `unknown: ${positionals.join(" ")}\n\n`}${LEDGER_USAGE}`);
     return 2;
   }
   const dataDir = values.data;

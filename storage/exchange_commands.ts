@@ -15,7 +15,7 @@ import { StorageError } from "./errors.ts";
 import { FileStore } from "./file_store.ts";
 import { PendingPut } from "./pending_put.ts";
 import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
-import { existingStoreDir, openExistingStore, ownerKey } from "./storage_commands.ts";
+import { existingStoreDir, notInStore, openExistingStore, ownerKey } from "./storage_commands.ts";
 import { defaultDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
@@ -26,22 +26,7 @@ import {
   UsageError,
   writeOutput,
 } from "./_command_support.ts";
-
-/** Where a share link points by default: a node on this machine, default port. */
-const DEFAULT_NODE_URL = "http://127.0.0.1:8080";
-
-const EXPORT_USAGE = `usage: export CID [--data DIR] [-o FILE]
-  Write the DAG of CID (every block, depth first) as a CAR v1 file to stdout or FILE.`;
-const IMPORT_USAGE = `usage: import [--data DIR] FILE|-
-  Read a CAR file, verify every block against its CID, store and pin its roots; prints them.`;
-const SHARE_USAGE =
-  `usage: share CID [--expires DURATION] [--password] [--url URL] [--key-file F] [--data DIR]
-       share revoke ID [--data DIR]
-       share open LINK [-o FILE] [--password]
-  Print a link that lets someone without your key read private file CID (the key rides in the
-  link's #fragment, or wrapped under a password read from stdin/the terminal) until it expires
-  (--expires 30m|24h|7d; default never) or is revoked. URL: the node serving it (default
-  ${DEFAULT_NODE_URL}).`;
+import { DEFAULT_NODE_URL, EXPORT_USAGE, IMPORT_USAGE, SHARE_USAGE } from "./exchange_help.ts";
 
 /** `export CID`: the file's DAG as a CAR (Ctrl-C while writing `-o FILE` removes it: exit 130). */
 export async function runExport(args: string[], io: CommandIo = {}): Promise<number> {
@@ -53,8 +38,12 @@ export async function runExport(args: string[], io: CommandIo = {}): Promise<num
   if (parsed.positionals.length !== 1) return usage(EXPORT_USAGE, 2);
   const [cid] = parsed.positionals;
   return await reportErrors(async () => {
-    const store = await openExistingStore(dataDir(parsed.values));
-    await store.get(cid); // an unknown root is an error before anything is written
+    const dir = dataDir(parsed.values);
+    const store = await openExistingStore(dir);
+    // An unknown root is an error before anything is written.
+    await store.get(cid).catch((error) => {
+      throw notInStore(error, dir);
+    });
     const car = exportCar(cid, (c, signal) => store.get(c, { signal }), {
       isLegacyManifest: (c) => store.isLegacyManifest(c),
     });

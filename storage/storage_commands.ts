@@ -35,24 +35,7 @@ import {
   UsageError,
   writeOutput,
 } from "./_command_support.ts";
-
-const PUT_USAGE = `usage: put [--private] [--key-file FILE] [--name NAME] [--mime TYPE] [--data DIR]
-           [--quota BYTES] [--progress] FILE|DIR
-  Store FILE (use - for stdin) or the directory DIR and print its CID. A public file's or
-  directory's CID is its UnixFS id, the one \`ipfs add --cid-version 1 --raw-leaves\` gives.
-  --name and --mime are sealed in a private file's manifest (a public id has no name).`;
-const GET_USAGE =
-  `usage: get CID [-o FILE] [--range START-END] [--key-file FILE] [--data DIR] [--progress]
-  Write the file (or bytes START..END-1) to FILE or stdout; every chunk is verified.`;
-const LS_USAGE = `usage: ls [--data DIR] [--json] [--verify]
-  List the pinned files and the store's capacity, and count the objects no pinned file references
-  (gc removes them). A file with chunks missing from the store is flagged DAMAGED; --verify also
-  reads and hashes every chunk (slow: reads the whole store).`;
-const GC_USAGE = `usage: gc [--grace-ms MS] [--data DIR] [--json]
-  Remove the objects that no pinned file, replica held for a peer or running put references
-  (the leftovers of an interrupted put, unpinned files) once they are older than the grace
-  period: --grace-ms, default 600000 (10 min), what a put may take between storing an object
-  and recording it. Safe while a node or other commands use the same directory.`;
+import { GC_USAGE, GET_USAGE, LS_USAGE, PUT_USAGE } from "./storage_help.ts";
 
 /** `put [--private] FILE`: store a file, print its CID. */
 export async function runPut(args: string[]): Promise<number> {
@@ -169,7 +152,14 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
   return await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
-    const { tier } = await files.stat(cid);
+    const { tier } = await files.stat(cid).catch((error) => {
+      throw notInStore(
+        error,
+        dataDir,
+        "or, if other nodes hold it (a public file), read it through a running node: " +
+          `curl -o FILE http://127.0.0.1:8080/v1/files/${cid}`,
+      );
+    });
     const key = tier === "private"
       ? await ownerKey(dataDir, values["key-file"] as string | undefined, cid)
       : undefined;
@@ -198,6 +188,21 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
     await writeOutput(counted, output, io);
     bar?.finish(done);
   });
+}
+
+/**
+ * `error`, when it says that the store in `dataDir` has no object for the CID a command was
+ * given, with what to do next: check the CID and `--data` (`ls` lists what the store holds),
+ * then `elsewhere` when there is another way to the file. Other errors are left as they are. Its
+ * message is completed in place, as `failedPut` does; the store's error stays the store's.
+ */
+export function notInStore(error: unknown, dataDir: string, elsewhere?: string): unknown {
+  if (!(error instanceof VeriflowError) || error.code !== "chunk_not_found") return error;
+  error.message += `; check the CID, and that --data ${dataDir} is the store it was put in ` +
+    `(\`cli.ts ls --data ${dataDir}\` lists the files it holds)${
+      elsewhere === undefined ? "" : `, ${elsewhere}`
+    }`;
+  return error;
 }
 
 /** What `ls` says of one pinned file. */

@@ -1,0 +1,23 @@
+/**
+ * The help of `cli.ts ledger`, apart from the command: this module imports nothing, so `cli.ts`
+ * answers `ledger --help` without loading `ledger_command.ts`, whose imports read the
+ * environment as they load (cbor-x), and help needs no permission.
+ *
+ * @module
+ */
+
+/** What `cli.ts ledger --help` prints. */
+export const LEDGER_USAGE = `Usage: cli.ts ledger verify [--data DIR] [--json]
+       cli.ts ledger repair [--data DIR]
+
+  verify   check every entry of DIR/ledger from genesis (links, signatures) and the
+           checkpoint against the state the log gives; read-only, works while a node runs
+  repair   keep every entry that verifies, move the rest to ledger.log.rejected-<time> next
+           to the log, rebuild the checkpoint and index; refused while a node runs on DIR
+
+  --data DIR   the node's data directory (default $VERIFLOW_DATA_DIR, else .veriflow)
+  --json       print the report as JSON
+
+Examples:
+  deno run -A cli.ts ledger verify --data .veriflow
+  deno run -A cli.ts ledger repair --data .veriflow   # with the node stopped`;

@@ -1,0 +1,76 @@
+/**
+ * The help of `cli.ts start`, apart from the command: this module imports nothing, so `cli.ts`
+ * answers `start --help` without loading `start_command.ts`, whose imports read the environment
+ * as they load (cbor-x), and help needs no permission.
+ *
+ * @module
+ */
+
+/** What `cli.ts start --help` prints. */
+export const START_HELP = `Usage: cli.ts start [options]
+
+Run a node until Ctrl-C (or SIGTERM). Each setting comes from, highest first: a flag, a
+VERIFLOW_* environment variable, the configuration file, the default (README, "Configuration").
+
+  --config FILE     JSON configuration file (or VERIFLOW_CONFIG=FILE); unknown keys are refused
+  --print-config    print the effective configuration, each value with where it came from
+                    (flag, env, file, default), and exit without starting
+  --log-format F    text (default: readable lines) or json (one object per line)
+  --port N          HTTP/WebSocket port (default 8080; 0 picks a free one)
+  --host H          address to listen on (default 127.0.0.1)
+  --api-key KEY     accept this API key (Authorization: Bearer KEY; repeatable). Without keys
+                    only clients on this machine are served
+  --api-keys-file F accept the API keys in F, one per line
+  --allow-origin O  let browser pages from origin O (https://app.example, or *) use the API
+                    (repeatable)
+  --allow-host H    a name (or NAME:PORT) clients on this machine may call the node by, such as a
+                    local reverse proxy's; any name but an address or localhost is refused
+                    (repeatable)
+  --data DIR        data directory (default .veriflow)
+  --model DIR       serve an exported model directory instead of the built-in model
+  --model-size S    built-in model size: brown (default, trained), tiny or small
+  --device D        execution provider: cpu (default), cuda or webgpu (both fall back to CPU,
+                    saying why in the log and in /v1/models)
+  --cuda            the same as --device cuda
+  --workers N       run the model in N worker threads (default 1; 0: on the main thread)
+  --validation-workers N
+                    model workers of their own for the validator's forward passes (default 1;
+                    0: share the generation workers, which serve token steps first)
+  --no-storage, --no-inference, --no-prover, --no-validator
+                    switch a role off
+  --no-dashboard    serve no dashboard at /
+  --p2p-port N      port peers connect to (default 7700; 0 picks a free one)
+  --p2p-host H      address peers connect to (default 127.0.0.1)
+  --no-listen       accept no peer connections (dial out only)
+  --peer HOST:PORT  dial this peer and keep it dialled (repeatable)
+  --swarm           find peers on Hyperswarm's public DHT (needs Node.js 20+ installed)
+  --swarm-bootstrap HOST:PORT
+                    find peers on Hyperswarm through these DHT bootstrap nodes (repeatable)
+  --swarm-bind ADDR bind the DHT to ADDR (127.0.0.1 for a local testnet)
+  --challenge-probability P
+                    chance of challenging another node's receipt (0..1)
+  --heartbeat MS    milliseconds between heartbeat lines (0: off)
+  --train           be a trainer in the network's training rounds (docs/TRAINING.md); its
+                    shard of the corpus stays on this node
+  --train-shard I/N train on shard I of N (default 0/1)
+  --coordinate-training
+                    run training rounds for the trainers that join this node
+  --training-rounds N
+                    rounds to run (default 0: until stopped)
+  --training-steps H
+                    local steps per trainer and round (default 50)
+  --training-deadline MS
+                    how long a round waits for reports (default 120000)
+  --training-min-trainers N
+                    trainers that must have joined before a round starts (default 1)
+  --training-challenge-probability P
+                    chance of challenging a training receipt (0..1)
+
+Examples:
+  deno task start                                   # built-in model on 127.0.0.1:8080
+  deno task start --port 0 --log-format json        # any free port, JSON log lines
+  VERIFLOW_HTTP_PORT=9000 deno task start --print-config
+  deno task start --config veriflow.json --peer 127.0.0.1:7701
+
+Exit codes: 0 stopped cleanly · 1 the node did not start (the line says why) · 2 bad flags
+or configuration (the key and the reason are named) · 130 interrupted.`;

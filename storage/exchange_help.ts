@@ -1,0 +1,41 @@
+/**
+ * The help of the exchange commands (`exchange_commands.ts`: `export`, `import`, `share`), apart
+ * from them: this module imports nothing, so `cli.ts` answers their `--help` without loading the
+ * store, whose imports read the environment as they load (cbor-x), and help needs no permission.
+ *
+ * @module
+ */
+
+/** Where a share link points by default: a node on this machine, default port. */
+export const DEFAULT_NODE_URL = "http://127.0.0.1:8080";
+
+/** What `cli.ts export --help` prints. */
+export const EXPORT_USAGE = `usage: export CID [--data DIR] [-o FILE]
+  Write the DAG of CID (every block, depth first) as a CAR v1 file to stdout or FILE.
+
+Examples:
+  deno run -A cli.ts export CID -o file.car
+  deno run -A cli.ts export CID --data /srv/veriflow > file.car`;
+
+/** What `cli.ts import --help` prints. */
+export const IMPORT_USAGE = `usage: import [--data DIR] FILE|-
+  Read a CAR file, verify every block against its CID, store and pin its roots; prints them.
+
+Examples:
+  deno run -A cli.ts import file.car
+  deno run -A cli.ts export CID --data A | deno run -A cli.ts import --data B -`;
+
+/** What `cli.ts share --help` prints. */
+export const SHARE_USAGE =
+  `usage: share CID [--expires DURATION] [--password] [--url URL] [--key-file F] [--data DIR]
+       share revoke ID [--data DIR]
+       share open LINK [-o FILE] [--password]
+  Print a link that lets someone without your key read private file CID (the key rides in the
+  link's #fragment, or wrapped under a password read from stdin/the terminal) until it expires
+  (--expires 30m|24h|7d; default never) or is revoked. URL: the node serving it (default
+  ${DEFAULT_NODE_URL}).
+
+Examples:
+  deno run -A cli.ts share CID --expires 24h          # the link; stderr: its ID
+  deno run -A cli.ts share open 'LINK' -o notes.txt   # quoted: the link has & in it
+  deno run -A cli.ts share revoke ID`;
