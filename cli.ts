@@ -133,7 +133,10 @@ export const COMMANDS: Record<string, Command> = {
     async () => (await import("./node/calibrate_help.ts")).CALIBRATE_USAGE,
     async (args) => (await import("./node/calibrate_command.ts")).runCalibrate(args),
   ),
-  train: async (args) => (await import("./training/train_command.ts")).runTrain(args),
+  train: helpFirst(
+    async () => (await import("./training/train_help.ts")).TRAIN_USAGE,
+    async (args) => (await import("./training/train_command.ts")).runTrain(args),
+  ),
   ledger: helpFirst(
     async () => (await import("./node/ledger_help.ts")).LEDGER_USAGE,
     async (args) => (await import("./node/ledger_command.ts")).runLedger(args),

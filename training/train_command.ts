@@ -51,15 +51,10 @@ import { aggregateRound } from "./training_round.ts";
 import { TrainingError } from "./training_error.ts";
 import { renderLossChart } from "./loss_chart.ts";
 import { WorkerTrainerEngine } from "./trainer_engine.ts";
+import { DEFAULT_EVAL_SAMPLES, TRAIN_USAGE } from "./train_help.ts";
 
 /** Nats → bits. */
 const BITS_PER_NAT = 1 / Math.LN2;
-/**
- * Held-out samples evaluated after each round by default: enough for a curve that moves
- * smoothly (the estimate's spread is ≈ 0.02 bits/byte at 128), few enough that evaluation
- * costs a few seconds, not a round's worth of training.
- */
-export const DEFAULT_EVAL_SAMPLES = 128;
 /** Bytes of text sampled from the final model. */
 const SAMPLE_TOKENS = 96;
 /** Prompt of the final sample. */
@@ -337,32 +332,6 @@ export async function sampleText(
   }
 }
 
-const USAGE = `usage: train --out DIR [--trainers N] [--rounds R] [--steps H] [--size S] [--seed S]
-             [--minutes M] [--batch B] [--lr X] [--eval-samples K] [--log-format text|json]
-
-DiLoCo training on this machine: N trainers, each a worker on its own Brown corpus shard,
-H local AdamW steps per round, the outer step between rounds; each round's model is written
-to DIR/<cid>. Ends with the model's CID, directory, held-out bits per byte and a sample.
-
-  --trainers N      trainers, one worker (core) each (default 2)
-  --rounds R        rounds (default 10)
-  --steps H         local steps per round (default 50)
-  --size S          ${Object.keys(GPT_MODEL_SIZES).join(" | ")} (default tiny);
-                    --layers, --width, --heads, --context override its fields
-  --seed S          seed of the initial weights and of every batch (default 0)
-  --minutes M       wall budget: stop before a round that would end past it
-  --batch B         samples per step (default ${DEFAULT_LOCAL_HYPER_PARAMS.batchSize})
-  --sample-bytes L  bytes per sample (default context + 1, at most 129)
-  --lr X            inner AdamW learning rate (default ${DEFAULT_LOCAL_HYPER_PARAMS.learningRate})
-  --eval-samples K  held-out samples evaluated after each round (default ${DEFAULT_EVAL_SAMPLES})
-  --corpus-limit D  use D of the 500 corpus documents (default all)
-  --backend B       wasm (default) or cpu
-  --keep-rounds     keep every round's model directory (default: the last only)
-  --log-format F    text (default; redrawn in place on a terminal) or json (one event a line)
-
-Example:
-  deno run -A cli.ts train --trainers 2 --rounds 4 --steps 30 --out /tmp/veriflow-train`;
-
 /**
  * An integer flag from `min` to `max`, read as `start` reads its numbers (decimal digits:
  * `Number()` took "" for 0, and 0x10 and 1e3 besides), or a RangeError saying what it takes.
@@ -424,7 +393,7 @@ export async function runTrain(args: string[]): Promise<number> {
       },
     });
     if (values.help) {
-      console.log(USAGE);
+      console.log(TRAIN_USAGE);
       return 0;
     }
     if (!values.out) throw new RangeError("--out DIR is required");
@@ -494,7 +463,7 @@ export async function runTrain(args: string[]): Promise<number> {
       keepRounds: values["keep-rounds"] ?? false,
     };
   } catch (error) {
-    console.error(`train: ${(error as Error).message}\n\n${USAGE}`);
+    console.error(`train: ${(error as Error).message}\n\n${TRAIN_USAGE}`);
     return 2;
   }
 

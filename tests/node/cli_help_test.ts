@@ -1,7 +1,7 @@
 /**
  * `cli.ts` as a newcomer following the README runs it, with the permissions they would give:
  * every command's `--help` prints its usage with examples of that command and exits 0 with no
- * permission at all (`train`'s aside, which loads the model runtime); `infer` and `status` run
+ * permission at all; `infer` and `status` run
  * with `--allow-net` alone say, when the node asks for a key, that `VERIFLOW_API_KEY` cannot be
  * read without `--allow-env=VERIFLOW_API_KEY`; and `get` of a CID the store does not hold says
  * what to do next.
@@ -55,8 +55,8 @@ async function inBatches<T, R>(items: T[], width: number, fn: (item: T) => Promi
   return results;
 }
 
-Deno.test("every command's --help prints its usage and exits 0 with no permission at all (train's aside)", async () => {
-  const names = Object.keys(COMMANDS).filter((name) => name !== "train");
+Deno.test("every command's --help prints its usage and exits 0 with no permission at all", async () => {
+  const names = Object.keys(COMMANDS);
   const runs = await inBatches(names, 3, (name) => cli([], [name, "--help"]));
   const failed = names.flatMap((name, i) => {
     const { code, out, err } = runs[i];
@@ -69,12 +69,7 @@ Deno.test("every command's --help has an Examples block of that very command, as
   const usage = await cli([], ["--help"]);
   assert.match(usage.out, /Each command takes --help, with examples\./);
   const names = Object.keys(COMMANDS);
-  // train loads the model runtime (onnxruntime, tfjs) before its help: -A, as README runs it.
-  const runs = await inBatches(
-    names,
-    3,
-    (name) => cli(name === "train" ? ["-A"] : [], [name, "--help"]),
-  );
+  const runs = await inBatches(names, 3, (name) => cli([], [name, "--help"]));
   const missing = names.filter((name, i) => {
     const block = /^Examples?:\n((?: {2}.*\n?)+)/m.exec(runs[i].out)?.[1] ?? "";
     // Each example line runs the command itself: `cli.ts NAME` (start's: `deno task start`).
