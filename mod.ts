@@ -252,6 +252,7 @@ export * from "./storage/rendezvous.ts";
 export * from "./storage/storage_peer.ts";
 export * from "./storage/connection_storage_peer.ts";
 export * from "./storage/audit.ts";
+export type { AuditRoundReport } from "./storage/audit_round.ts";
 export * from "./storage/errors.ts";
 export {
   decodeManifest,
