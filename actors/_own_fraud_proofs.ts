@@ -43,7 +43,7 @@ export class OwnFraudProofs {
 
   /**
    * The receipts with a proof kept, and each proof as read (untrusted: the caller parses it;
-   * unreadable bytes come as undefined).
+   * unreadable bytes come as undefined). Removes what a save cut short by a crash left.
    */
   async all(): Promise<Map<string, unknown>> {
     const found = new Map<string, unknown>();
@@ -55,6 +55,12 @@ export class OwnFraudProofs {
       throw error;
     }
     for (const { name, isFile } of entries) {
+      // A save cut short by a crash (`writeFileDurably`'s temporary file): its proof was never
+      // kept, and nothing else will remove it.
+      if (isFile && name.endsWith(".tmp")) {
+        await Deno.remove(join(this.#dir, name)).catch(() => {});
+        continue;
+      }
       const id = name.slice(0, -SUFFIX.length);
       if (!isFile || !name.endsWith(SUFFIX) || !RECEIPT_ID.test(id)) continue;
       const bytes = await Deno.readFile(join(this.#dir, name));

@@ -241,6 +241,8 @@ export class StorageActor {
   #given: GivenChunks | null = null;
   /** The audit round running, if one is. */
   #auditing: Promise<AuditRoundReport> | null = null;
+  /** Aborted when the actor stops: a running audit round ends after its current holder. */
+  readonly #stopping = new AbortController();
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -519,6 +521,8 @@ export class StorageActor {
 
   /** Let in-flight background replication finish (the runtime calls this on stop). */
   async postStop(): Promise<void> {
+    this.#stopping.abort();
+    await this.#auditing?.catch(() => {}); // it writes to the record closed below
     await this.#holderRepair?.idle();
     await this.#replicated?.flush();
     await this.#given?.close();
@@ -842,7 +846,17 @@ export class StorageActor {
 
   /** One audit round (the `audit_round` message), or the one running. */
   #auditRound(): Promise<AuditRoundReport> {
-    this.#auditing ??= this.#runAuditRound().finally(() => this.#auditing = null);
+    if (this.#auditing === null) {
+      const round = this.#runAuditRound().finally(() => this.#auditing = null);
+      // A timed round's handle goes to no one (a `tell`): its failure is logged here, never
+      // left unhandled, which would end the process. A node without storage peers has nothing
+      // to audit: quiet. An asker still gets the rejection through `done`.
+      round.catch((error) => {
+        if (error instanceof StorageError && error.code === "not_replicated") return;
+        this.#options.log?.(`storage: audit round failed: ${String(error)}`);
+      });
+      this.#auditing = round;
+    }
     return this.#auditing;
   }
 
@@ -865,6 +879,7 @@ export class StorageActor {
       selfId: this.#self?.id,
       audit: (peer, cids) => this.#audit(peer, cids),
       repair: (cids) => replicated.repair(cids),
+      signal: this.#stopping.signal,
     });
     if (report.holders > 0 || report.errors > 0) {
       this.#options.log?.(

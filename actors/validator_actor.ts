@@ -220,8 +220,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const kept = await this.#ownProofs.all();
     for (const id of this.#ledger.challenged()) {
       const proof = kept.get(id);
-      kept.delete(id);
-      if (proof !== undefined && this.#resumeOwnProof(id, proof, ctx)) continue;
+      if (proof !== undefined && this.#resumeOwnProof(id, proof, ctx)) {
+        kept.delete(id);
+        continue;
+      }
+      // A kept proof that is not resumed (garbled, not this validator's, not checkable) ends
+      // with its challenge: removed below.
       await this.#ledger.leaveUnresolved(id, "validator_restarted");
       this.#stats.unresolved++;
     }

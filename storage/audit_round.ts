@@ -120,6 +120,8 @@ export interface AuditRoundDeps extends AuditPlanSources {
   audit(peer: StoragePeer, cids: string[]): Promise<AuditResult>;
   /** Restore r copies of `cids`. */
   repair(cids: string[]): Promise<RepairReport>;
+  /** Aborted: the round stops after the holder being audited (the node is stopping). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -148,6 +150,7 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
   }
   const failed = new Set<string>();
   for (const { peer, cids } of planAuditRound(chunks, deps)) {
+    if (deps.signal?.aborted) return report;
     let result: AuditResult;
     try {
       result = await deps.audit(peer, cids);
@@ -162,6 +165,7 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
     for (const failure of result.failures) failed.add(failure.cid);
   }
   report.failedChunks = [...failed];
+  if (deps.signal?.aborted) return report;
   if (failed.size > 0) report.repaired = (await deps.repair(report.failedChunks)).repaired;
   return report;
 }
