@@ -392,7 +392,10 @@ class FailoverJob {
     // sent what the protocol forbids), unless it is about the job itself: another worker takes
     // the job over. Else a worker that starts each job and fails it at once, with whatever code,
     // ends every client's job it is picked for.
-    if (!refusedResume && isJobError(error)) return error;
+    // A failure that is not a worker's coded one (its errors arrive as coded frames) is this
+    // side's own: no worker is to blame, and none would do better.
+    const workers = isWorkerLost(error) || error instanceof VeriflowError;
+    if (!refusedResume && (isJobError(error) || !workers)) return error;
     if (refusedResume) this.#unresumed = { count: this.#unresumed.count + 1, code: codeOf(error) };
     this.#excluded.push(this.#attempt.worker);
     this.#spent++;

@@ -184,3 +184,36 @@ Deno.test("failover: a client that cancels while the worker finishes anyway (its
   assert.equal(done.usage.completionTokens, 2);
   assert.equal(settled, 0, "nothing to check the receipt against");
 });
+
+Deno.test("failover: an error that is not a worker's coded failure (a bug on the router's own side) ends the job, blames no worker and asks no other", async () => {
+  const first = attempt(0, 0);
+  let served = 0;
+  first.handle.tokens = new ReadableStream<StreamedToken>({
+    pull(controller) {
+      if (served === 2) return controller.error(new TypeError("the router's own bug"));
+      controller.enqueue(token(served++));
+    },
+  }, { highWaterMark: 0 });
+  const lost: Uint8Array[] = [];
+  const asked: number[] = [];
+  const handle = withFailover({
+    first,
+    settle: (s) => s,
+    lost: (worker) => void lost.push(worker),
+    resume(exclude, prefix): Promise<ResumeOutcome> {
+      asked.push(exclude.length);
+      return Promise.resolve({ kind: "started", attempt: attempt(1, prefix.length) });
+    },
+  });
+  const got: StreamedToken[] = [];
+  let error: unknown;
+  try {
+    for await (const t of handle.tokens) got.push(t);
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof TypeError);
+  assert.equal(got.length, 2);
+  assert.deepEqual(lost, [], "a worker was blamed for the router's error");
+  assert.deepEqual(asked, []);
+});
