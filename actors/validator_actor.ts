@@ -161,6 +161,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #ledger?: Ledger;
   /** This validator's own fraud proofs between verdict and settlement, on disk. */
   #ownProofs!: OwnFraudProofs;
+  /** Receipts whose own proof was resumed at start: passed on once it is confirmed here. */
+  readonly #resumed = new Set<string>();
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
   #system?: ActorSystem;
   #work: Promise<unknown> = Promise.resolve();
@@ -907,6 +909,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
         if (settled !== undefined && check.confirmed) {
           this.#stats.slashes++;
+          // Resumed after a stop, which may have come before the proof left this node (the
+          // network starts after this actor, so it is passed on now, not at start).
+          if (message.own && this.#resumed.has(id)) {
+            this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof });
+          }
           // The network routes no more jobs to it.
           this.#tellNetwork(ctx, { type: "peer_convicted", key: toHex(proof.receipt.worker) });
           this.#log(
@@ -928,6 +935,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     } finally {
       if (message.own) {
         this.#held.release(id);
+        this.#resumed.delete(id);
         await this.#ownProofs.remove(id);
       }
     }
@@ -945,7 +953,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const mine = bytesEqual(proof.validator, this.#options.identity.publicKey);
     if (!mine || receiptId(proof.receipt) !== id) return false;
     this.#held.hold(id, toHex(proof.receipt.worker));
-    if (this.#onFraudProof(proof, ctx, true).queued) return true;
+    if (this.#onFraudProof(proof, ctx, true).queued) {
+      this.#resumed.add(id);
+      return true;
+    }
     this.#held.release(id);
     return false;
   }

@@ -17,6 +17,8 @@ import { receiptId } from "../../protocols/receipt.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
 import {
   announceAssigned,
   f,
@@ -90,9 +92,23 @@ Deno.test("a validator stopped while checking its own fraud proof settles it at 
     await first.system.shutdown();
 
     second = new ActorSystem({ name: "own-proof-restarted" });
-    const validator = await spawnValidator(second, { ...first.setup, models: HONEST_MODELS });
+    const told: NetworkMessage[] = [];
+    await second.spawn<NetworkMessage>({
+      name: "node/network",
+      factory: () => new RecordingNetwork(told),
+    });
+    const validator = await spawnValidator(second, {
+      ...first.setup,
+      models: HONEST_MODELS,
+      network: "node/network",
+    });
     const ledger = ledgerReads(() => validator, clock);
     await ledger.drained();
+    // Spread again once settled: the stop may have come before the proof left this node.
+    await eventually(
+      () => told.some((m) => m.type === "publish_fraud_proof"),
+      "the resumed proof to be passed on",
+    );
     await ledger.closeWindow();
     const record = (await ledger.record(first.id))!;
     const account = await ledger.account(first.worker.publicKey);
