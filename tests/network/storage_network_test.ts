@@ -6,19 +6,8 @@
  * file still reads back after its first holder is gone too.
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ActorRef } from "../../actors/actor_ref.ts";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import {
-  type PutHandle,
-  type StorageMessage,
-  unwrapReply,
-} from "../../actors/storage_actor_messages.ts";
-import { NetworkActor, type NetworkMessage, type PeerInfo } from "../../network/network_actor.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { toHex } from "../../protocols/hash.ts";
+import { type PutHandle, unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { cidOf } from "../../protocols/cid.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import {
   chunksToRepair,
@@ -26,72 +15,9 @@ import {
   type HolderRepairPass,
 } from "../../storage/holder_repair.ts";
 import type { ReplicatedStore } from "../../storage/replicated_store.ts";
-import type { FileInfo } from "../../storage/file_store.ts";
 import { collect, pseudoRandomBytes, streamOf } from "../storage/_helpers.ts";
 import { eventually } from "../_helpers/wait.ts";
-
-interface TestNode {
-  id: string;
-  system: ActorSystem;
-  storage: ActorRef<StorageMessage>;
-  network: ActorRef<NetworkMessage>;
-  actor: StorageActor;
-  dir: string;
-}
-
-async function startNode(root: string, name: string, lines: string[]): Promise<TestNode> {
-  const identity = Identity.generate();
-  const dir = `${root}/${name}`;
-  const system = new ActorSystem({ name });
-  let actor!: StorageActor;
-  const storage = await system.spawn<StorageMessage>({
-    name: "node/storage",
-    factory: () => {
-      actor = new StorageActor({
-        dir,
-        identity,
-        holdHere: true,
-        network: "node/network",
-        replication: { replicas: 3, writeQuorum: 2, peerTimeoutMs: 2_000 },
-        log: (line) => lines.push(`${name}: ${line}`),
-      });
-      return actor as never;
-    },
-  });
-  const network = await system.spawn<NetworkMessage>({
-    name: "node/network",
-    factory: () => new NetworkActor({ identity, services: { storage: "node/storage" } }),
-  });
-  return { id: toHex(identity.publicKey), system, storage, network, actor, dir };
-}
-
-async function connect(a: TestNode, b: TestNode): Promise<void> {
-  const [da, db] = memoryDuplexPair({ highWaterMarkBytes: 1 << 20 });
-  await Promise.all([
-    a.network.ask({
-      type: "attach",
-      duplex: da,
-      address: `mem:${b.id.slice(0, 8)}`,
-      outbound: true,
-    }),
-    b.network.ask({
-      type: "attach",
-      duplex: db,
-      address: `mem:${a.id.slice(0, 8)}`,
-      outbound: false,
-    }),
-  ]);
-}
-
-/** The chunks (and the manifest) of `cid`, as stored. */
-async function blocksOf(node: TestNode, cid: string): Promise<string[]> {
-  const info = unwrapReply<FileInfo>(await node.storage.ask({ type: "stat", cid }));
-  return [cid, ...info.chunks];
-}
-
-async function holds(node: TestNode, cid: string): Promise<boolean> {
-  return unwrapReply<boolean>(await node.storage.ask({ type: "has_chunk", cid }));
-}
+import { blocksOf, fullMesh, holds, startNode, type TestNode } from "./_storage_mesh.ts";
 
 Deno.test("storage across peers: a put lands on r holders, another node reads it, a departed holder's chunks are repaired to r copies", async () => {
   const root = await Deno.makeTempDir({ prefix: "veriflow-storage-net-" });
@@ -99,15 +25,7 @@ Deno.test("storage across peers: a put lands on r holders, another node reads it
   const nodes: TestNode[] = [];
   try {
     for (const name of ["a", "b", "c", "d", "e"]) nodes.push(await startNode(root, name, lines));
-    for (let i = 0; i < nodes.length; i++) {
-      for (let j = i + 1; j < nodes.length; j++) await connect(nodes[i], nodes[j]);
-    }
-    for (const node of nodes) {
-      await eventually(async () => {
-        const peers = await node.network.ask<PeerInfo[]>({ type: "peers" });
-        return peers.length === nodes.length - 1 ? true : undefined;
-      }, "a full mesh");
-    }
+    await fullMesh(nodes);
     const [a, , , d] = nodes;
     const bytes = pseudoRandomBytes(5 * 64 * 1024 + 123, 7);
     const handle = await a.storage.ask<PutHandle>({
