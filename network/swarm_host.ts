@@ -33,6 +33,7 @@ import { fromHex, toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { LogLimiter } from "./log_limiter.ts";
 
 /** The host program, run by Node.js. */
 export const SWARM_HOST_SCRIPT = fileURLToPath(new URL("./swarm/host.mjs", import.meta.url));
@@ -50,6 +51,23 @@ const DEFAULT_RESTART = { initialMs: 250, maxMs: 10_000 };
 const LAST_LINES = 5;
 /** How long an exited host's pipes may take to deliver their last lines. */
 const LAST_LINES_WAIT_MS = 1_000;
+/**
+ * How long a host that is up may go without a line on its stdout (it is asked every third of
+ * this, and answers at once) before it is taken for hung, killed and restarted. A stuck event
+ * loop used to leave the node with a swarm that delivered nothing, reported up, for good.
+ */
+const HANG_TIMEOUT_MS = 30_000;
+/** How long close() lets the host leave the swarm before it is killed. */
+const STOP_GRACE_MS = 5_000;
+/**
+ * The host's stderr lines written to the node's log per {@link STDERR_WINDOW_MS}: room for a
+ * burst of connections it closed for holding too much (each a line), not for a flood — a host
+ * (or a library in it) printing in a loop wrote every line, as fast as the pipe went.
+ */
+const STDERR_LINES_PER_WINDOW = 100;
+const STDERR_WINDOW_MS = 10_000;
+/** The longest line taken from the host's pipes: the rest of a longer one is dropped. */
+const MAX_LINE_CHARS = 4 * 1024;
 /**
  * glibc's malloc settings for the host, whatever the node's own are (the host would inherit
  * those `deno task start` sets for the node: `storage/freed_memory.ts`). The host's buffers are
@@ -113,6 +131,12 @@ export interface SwarmHostOptions {
    */
   readyTimeoutMs?: number;
   /**
+   * How long a host that is up may go without answering the node (it is asked every third of
+   * this) before it is taken for hung: killed, reported down and restarted after the backoff
+   * (default 30 s).
+   */
+  hangTimeoutMs?: number;
+  /**
    * How much of one peer connection's incoming bytes the host may hold while this process does
    * not read them (default 32 MiB); above it, the host closes that connection and logs it. The
    * swarm's transport does not slow a sender down for a slow reader, so without it a peer
@@ -124,6 +148,12 @@ export interface SwarmHostOptions {
    * closes the connections holding the most until the rest fit, and logs each.
    */
   maxUnreadTotalBytes?: number;
+  /**
+   * How many peer connections the host hands on at once (default 512); past it, the host
+   * closes each new one as it comes and logs it. Hyperswarm bounds only the connections this
+   * node makes, not those peers (with keys free to make) make to it.
+   */
+  maxConnections?: number;
   /**
    * The link to the host (`swarm_link.ts`): `unix` (default where supported; falls back to
    * `tcp`, logged, when no socket file can be made) or `tcp` (loopback).
@@ -176,6 +206,14 @@ export class SwarmHost {
   /** Whether a host has ever been ready: until then an exit fails start(). */
   #cameUp = false;
   #restartTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Asks the running host, once it is up, whether it still answers. */
+  #livenessTimer: ReturnType<typeof setInterval> | undefined;
+  /** When the running host last wrote a line on its stdout (`performance.now()`). */
+  #heardAt = 0;
+  /** The running host's pipes, read to their end. */
+  #pipes: Promise<unknown> | undefined;
+  /** The host's stderr lines, a bounded number at a time (see STDERR_LINES_PER_WINDOW). */
+  readonly #stderrLog: LogLimiter;
   /** The current host's last stderr lines and error events, for a failed start's message. */
   #lastLines: string[] = [];
   readonly #ready = Promise.withResolvers<void>();
@@ -183,6 +221,10 @@ export class SwarmHost {
 
   private constructor(options: SwarmHostOptions) {
     this.#options = options;
+    this.#stderrLog = new LogLimiter((line) => options.log?.(line), {
+      burst: STDERR_LINES_PER_WINDOW,
+      windowMs: STDERR_WINDOW_MS,
+    });
   }
 
   /**
@@ -294,7 +336,10 @@ export class SwarmHost {
     this.#closing = true;
     clearTimeout(this.#restartTimer);
     clearTimeout(this.#readyTimer);
-    await this.#stdin?.close().catch(() => {});
+    clearInterval(this.#livenessTimer);
+    // Not awaited before the kill's timer is set: a hung host with its stdin pipe full never
+    // takes the writes queued behind it, and the close waited for them for ever.
+    void this.#stdin?.close().catch(() => {});
     const child = this.#child;
     if (child !== undefined) {
       const timer = setTimeout(() => {
@@ -303,10 +348,12 @@ export class SwarmHost {
         } catch {
           // already gone
         }
-      }, 5_000);
+      }, STOP_GRACE_MS);
       await child.status.catch(() => {});
       clearTimeout(timer);
+      await this.#lastPipes();
     }
+    this.#stderrLog.flush();
     await this.#link?.close();
     for (const waiting of this.#waiting.values()) {
       waiting.reject(new SwarmHostError("the swarm host stopped"));
@@ -386,28 +433,62 @@ export class SwarmHost {
       ...(this.#options.maxUnreadTotalBytes !== undefined
         ? { maxUnreadTotalBytes: this.#options.maxUnreadTotalBytes }
         : {}),
+      ...(this.#options.maxConnections !== undefined
+        ? { maxConnections: this.#options.maxConnections }
+        : {}),
     };
     this.#send(config).catch(() => {});
-    const pipes = Promise.all([
-      this.#readLines(child.stdout, (line) => this.#onEvent(line)),
+    this.#pipes = Promise.all([
+      this.#readLines(child.stdout, (line) => {
+        this.#heardAt = performance.now();
+        this.#onEvent(line);
+      }),
       this.#readLines(child.stderr, (line) => {
         this.#remember(line);
-        this.#options.log?.(`swarm host: ${line}`);
+        this.#stderrLog.line("swarm host", `swarm host: ${line}`);
       }),
     ]);
     child.status.then(async (status) => {
       clearTimeout(this.#readyTimer);
       this.#readyTimer = undefined;
-      // The pipes' last lines first (the reason a start failed), unless something else (a
-      // process the host started) holds them open.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        pipes,
-        new Promise((resolve) => timer = setTimeout(resolve, LAST_LINES_WAIT_MS)),
-      ]);
-      clearTimeout(timer);
+      if (child === this.#child) clearInterval(this.#livenessTimer);
+      await this.#lastPipes();
       this.#onExit(child, status);
     });
+  }
+
+  /**
+   * The pipes' last lines (the reason a start failed), unless something else (a process the host
+   * started) holds them open.
+   */
+  async #lastPipes(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#pipes,
+      new Promise((resolve) => timer = setTimeout(resolve, LAST_LINES_WAIT_MS)),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Ask the running host, now up, whether it still answers; kill it when it does not. */
+  #watchLiveness(): void {
+    clearInterval(this.#livenessTimer);
+    const child = this.#child!;
+    const hangMs = this.#options.hangTimeoutMs ?? HANG_TIMEOUT_MS;
+    this.#heardAt = performance.now();
+    this.#livenessTimer = setInterval(() => {
+      if (performance.now() - this.#heardAt < hangMs) {
+        this.#send({ op: "ping" }).catch(() => {}); // a write that fails: the host died
+        return;
+      }
+      clearInterval(this.#livenessTimer);
+      this.#options.log?.(`the swarm host did not answer in ${hangMs / 1000} s; stopping it`);
+      try {
+        child.kill("SIGKILL"); // its exit reports the swarm down and restarts it
+      } catch {
+        // already gone
+      }
+    }, hangMs / 3);
   }
 
   #remember(line: string): void {
@@ -417,13 +498,21 @@ export class SwarmHost {
 
   async #readLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
     let buffered = "";
+    /** Within a line too long, its start already handed on: the rest is dropped. */
+    let cut = false;
     try {
       for await (const text of stream.pipeThrough(new TextDecoderStream())) {
         buffered += text;
         let newline;
         while ((newline = buffered.indexOf("\n")) >= 0) {
-          onLine(buffered.slice(0, newline));
+          if (!cut) onLine(buffered.slice(0, newline));
+          cut = false;
           buffered = buffered.slice(newline + 1);
+        }
+        if (buffered.length > MAX_LINE_CHARS) {
+          if (!cut) onLine(`${buffered.slice(0, MAX_LINE_CHARS)}… (cut)`);
+          cut = true;
+          buffered = "";
         }
       }
     } catch {
@@ -452,6 +541,7 @@ export class SwarmHost {
         this.#cameUp = true;
         this.#upSince = performance.now();
         this.#ready.resolve();
+        this.#watchLiveness();
         this.#options.onState?.("up");
         // After a restart: join every topic again, dial every dialled peer again.
         for (const [topic, joined] of this.#topics) {
@@ -482,6 +572,8 @@ export class SwarmHost {
         this.#options.log?.(`swarm host error: ${message}`);
         return;
       }
+      case "pong": // the liveness check's answer: any line counts (#heardAt)
+        return;
       case "warning":
         this.#options.log?.(
           `swarm: ${event.message}: this node finds no peers on the swarm until one does ` +

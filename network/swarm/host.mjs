@@ -7,16 +7,19 @@
 //
 // Started by network/swarm_host.ts as `node host.mjs`. Protocol, one JSON object per line:
 //   stdin, first line:  { seed, dataPath | dataPort, token, bootstrap: ["host:port", …] | null,
-//                         bind?, maxUnreadBytes?, maxUnreadTotalBytes? }
+//                         bind?, maxUnreadBytes?, maxUnreadTotalBytes?, maxConnections? }
 //                       seed: the node's 32-byte ed25519 seed (hex) — its swarm key pair
 //                       dataPath (a Unix socket file) or dataPort (127.0.0.1): where each peer
 //                       connection is delivered; token: the 32-byte secret (hex) that proves
 //                       to the node that the host sent it
 //                       bootstrap null: the public DHT; bind "127.0.0.1": local testnet only
 //                       maxUnreadBytes, maxUnreadTotalBytes: see MAX_UNREAD_BYTES
+//                       maxConnections: see MAX_CONNECTIONS
 //   stdin, then:        { op: "join", topic, server, client } | { op: "leave", topic }
 //                       | { op: "dial", key } | { op: "undial", key } (a peer's public key, hex:
 //                         connect to it by its key and keep reconnecting, or stop; no answer)
+//                       | { op: "ping" } (answered { ev: "pong" } at once: the node's check
+//                         that this host still runs; one that does not answer is restarted)
 //   stdout:             { ev: "ready", publicKey } (once the DHT's socket is bound)
 //                       | { ev: "joined", topic } | { ev: "left", topic }
 //                       | { ev: "error", topic, op, message } (that op failed)
@@ -155,9 +158,26 @@ function watch(socket, local) {
   }
 }
 
+// How many peer connections the host hands on at once (until their link closes); past it, a
+// new one is closed as it arrives. Hyperswarm bounds only the connections it makes (maxPeers):
+// those peers make to it are taken however many come, and keys are free, so one remote peer
+// opened as many as it liked, each a link socket and a handshake in the node (a review at stop
+// 37). Above the node's own bound on open connections (256, network/connection_limits.ts), so
+// that the node, which knows which peers it wants, decides first.
+const MAX_CONNECTIONS = 512;
+
 // Hand one authenticated peer connection (a Noise stream) to the node over the link.
 function deliver(socket, info) {
   socket.on("error", () => {});
+  const most = config.maxConnections ?? MAX_CONNECTIONS;
+  if (watched.size >= most) {
+    process.stderr.write(
+      `peer ${socket.remotePublicKey.toString("hex").slice(0, 16)}: ${watched.size} ` +
+        `connections open, the most there may be: connection refused\n`,
+    );
+    socket.destroy();
+    return;
+  }
   const where = config.dataPath
     ? { path: config.dataPath }
     : { host: "127.0.0.1", port: config.dataPort };
@@ -400,6 +420,12 @@ lines.on("line", (line) => {
       send({ ev: "error", message: String(error && error.message) });
       process.exit(1);
     });
+    return;
+  }
+  // The node's liveness check: answered at once, not behind any topic's ops (a join can take
+  // seconds). A host whose event loop is stuck does not answer, and is restarted.
+  if (message.op === "ping") {
+    send({ ev: "pong" });
     return;
   }
   // After start (the node sends its first op once "ready" came, but it need not), and after the

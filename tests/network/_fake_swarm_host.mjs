@@ -28,6 +28,10 @@ createInterface({ input: process.stdin }).on("line", (line) => {
     send({ ev: "ready", publicKey: spki.subarray(-32).toString("hex") });
     return;
   }
+  if (message.op === "ping") {
+    send({ ev: "pong" }); // the node's liveness check
+    return;
+  }
   if (process.env.FAKE_SWARM_HOST_LOG) {
     const entry = { pid: process.pid, op: message.op, topic: message.topic };
     appendFileSync(process.env.FAKE_SWARM_HOST_LOG, JSON.stringify(entry) + "\n");

@@ -1,0 +1,217 @@
+/**
+ * Review of the swarm host's supervision (network/swarm_host.ts, network/swarm/host.mjs): a host
+ * that hangs after it came up, a hung host whose stdin is full when the node stops, and a host
+ * whose stderr floods the node's log. Stand-in hosts (`_fake_swarm_host.mjs` behind a script)
+ * where the DHT plays no part; the real host with no bootstrap (nothing leaves 127.0.0.1).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { SwarmHost, type SwarmHostOptions, type SwarmPeer } from "../../network/swarm_host.ts";
+import { startLocalTestnet } from "../../network/swarm_testnet.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
+
+const FAKE_HOST = fileURLToPath(new URL("./_fake_swarm_host.mjs", import.meta.url));
+const FLOOD = fileURLToPath(new URL("./_flood_peers.mjs", import.meta.url));
+
+/** `promise`, or a failure once `ms` passed: a give-up time for what would otherwise hang. */
+async function settled<T>(promise: Promise<T>, what: string, ms = 20_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A temporary directory with an executable `node` script in it. */
+async function script(body: string): Promise<{ dir: string; nodePath: string }> {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-swarm-review-" });
+  const nodePath = join(dir, "node");
+  await Deno.writeTextFile(nodePath, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+  return { dir, nodePath };
+}
+
+/** Kill `pid` if it still runs (a test that failed must not leave a stopped process). */
+function killQuietly(pid: number | undefined): void {
+  if (pid === undefined) return;
+  for (const signal of ["SIGCONT", "SIGKILL"] as const) {
+    try {
+      Deno.kill(pid, signal);
+    } catch {
+      // gone
+    }
+  }
+}
+
+/** The states a host reports, and a promise for the next one of a kind. */
+function stateWatch() {
+  const states: string[] = [];
+  const waiters: { state: string; resolve: () => void }[] = [];
+  return {
+    states,
+    onState: (state: "up" | "down") => {
+      states.push(state);
+      for (const w of waiters.splice(0)) {
+        if (w.state === state) w.resolve();
+        else waiters.push(w);
+      }
+    },
+    next(state: "up" | "down"): Promise<void> {
+      return new Promise((resolve) => waiters.push({ state, resolve }));
+    },
+  };
+}
+
+const base = (): Pick<SwarmHostOptions, "identity" | "bootstrap" | "onPeer"> => ({
+  identity: Identity.generate(),
+  bootstrap: [],
+  onPeer: (peer) => peer.close(),
+});
+
+Deno.test({
+  name:
+    "swarm review: a host that stops answering after it came up is taken for hung, reported down, killed and restarted",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const watch = stateWatch();
+    const logs: string[] = [];
+    // The real host (it must answer the liveness check), with no DHT to reach.
+    const host = await SwarmHost.start({
+      ...base(),
+      bind: "127.0.0.1",
+      restart: { initialMs: 10, maxMs: 10 },
+      hangTimeoutMs: 2_000,
+      onState: watch.onState,
+      log: (l) => logs.push(l),
+    });
+    const first = host.pid;
+    try {
+      // A host that answers is left alone (several checks go by).
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+      assert.deepEqual(watch.states, ["up"], logs.join("\n"));
+      // Its event loop stops (SIGSTOP stands for a host stuck in a loop or a dead lock): the
+      // node was left with a swarm that delivers nothing, forever, reporting it up.
+      const down = watch.next("down");
+      const up = watch.next("up");
+      Deno.kill(first!, "SIGSTOP");
+      await settled(down, "the hung host reported down");
+      await settled(up, "a new host up");
+      assert.notEqual(host.pid, first, "a new host process");
+      assert.ok(logs.some((l) => l.includes("did not answer")), logs.join("\n"));
+      assert.equal(host.restarts, 1);
+    } finally {
+      killQuietly(first);
+      await host.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "swarm review: close() returns when the host hung with its stdin full of the node's ops",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const { dir, nodePath } = await script(`exec node ${FAKE_HOST}`);
+    const host = await SwarmHost.start({ ...base(), nodePath });
+    const pid = host.pid;
+    try {
+      Deno.kill(pid!, "SIGSTOP");
+      // More ops than a pipe holds (64 KiB): the writes behind them wait for the host.
+      for (let i = 0; i < 3_000; i++) host.dial(crypto.getRandomValues(new Uint8Array(32)));
+      // close() waited for stdin's pending writes before its 5 s kill: forever.
+      await settled(host.close(), "close()", 15_000);
+    } finally {
+      killQuietly(pid);
+      await host.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "swarm review: the host's stderr reaches the node's log a bounded number of lines at a time, each line cut to a bounded length",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const LINES = 20_000;
+    const { dir, nodePath } = await script(
+      // One line of 1 MiB, then LINES short ones, then the fake host.
+      `head -c 1048576 /dev/zero | tr '\\0' x >&2; echo >&2\n` +
+        `i=0; while [ $i -lt ${LINES} ]; do echo "spam $i"; i=$((i+1)); done >&2\n` +
+        `echo "the last line" >&2\n` +
+        `exec node ${FAKE_HOST}`,
+    );
+    const logs: string[] = [];
+    try {
+      const host = await SwarmHost.start({ ...base(), nodePath, log: (l) => logs.push(l) });
+      await host.close();
+      const longest = Math.max(...logs.map((l) => l.length));
+      assert.ok(longest <= 8 * 1024, `a log line of ${longest} characters`);
+      assert.ok(logs.length < 500, `${logs.length} log lines from the host's stderr`);
+      // What was left out is counted, and the last line is shown: all of it was read.
+      const summary = logs.find((l) => l.includes("left out"));
+      assert.ok(summary?.includes("the last line"), logs.slice(-3).join("\n"));
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "swarm review: the connections peers open to the host are handed on up to maxConnections at once; past it each is closed",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const K = 10;
+    const MOST = 4;
+    const testnet = await startLocalTestnet();
+    const peers: SwarmPeer[] = [];
+    const logs: string[] = [];
+    const victim = await SwarmHost.start({
+      identity: Identity.generate(),
+      bootstrap: testnet.bootstrap,
+      bind: "127.0.0.1",
+      maxConnections: MOST,
+      onPeer: (p) => peers.push(p), // the node holds them (handshakes in progress)
+      log: (l) => logs.push(l),
+    });
+    let attacker: Deno.ChildProcess | undefined;
+    try {
+      await victim.join(crypto.getRandomValues(new Uint8Array(32)));
+      // K fresh keys (free to make) connect to the victim by its key: Hyperswarm's maxPeers
+      // bounds only the connections the victim makes, so every one was handed on.
+      attacker = new Deno.Command("node", {
+        args: [FLOOD, testnet.bootstrap[0], toHex(victim.publicKey), String(K), "65536"],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      const reader = attacker.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      const line = await settled(reader.read(), "the attacker's report", 60_000);
+      assert.ok(line.value, "the attacker reports once every connection is done");
+      assert.equal(peers.length, MOST, `${peers.length} of ${K} connections handed on`);
+      // The host's line for each one it closed (they may come after the attacker's report).
+      const refused = () => logs.filter((l) => l.includes("connection refused")).length;
+      await settled(
+        (async () => {
+          while (refused() < K - MOST) await new Promise((r) => setTimeout(r, 20));
+        })(),
+        `the host's lines for the ${K - MOST} connections it refused`,
+      );
+    } finally {
+      for (const p of peers) p.close();
+      await attacker?.stdin.close().catch(() => {});
+      await attacker?.status;
+      await victim.close();
+      await testnet.stop();
+    }
+  },
+});
