@@ -1,8 +1,9 @@
 /**
- * The ValidatorActor's own fraud proofs between its verdict and their settlement, on disk
- * (`<ledger dir>/own-fraud-proofs/<receipt id>.cbor`): a validator that stops while it checks
- * the proof of a cheat it caught settles it at its next start, as the ledgers it sent the proof
- * to do, instead of leaving the receipt unresolved (neither paid nor slashed) in its own.
+ * A validator's own fraud proofs between its verdict and their settlement, on disk
+ * (`<ledger dir>/own-fraud-proofs/<receipt id>.cbor`; the training validator's in
+ * `own-training-fraud-proofs/`): a validator that stops while it checks the proof of a cheat it
+ * caught settles it at its next start, as the ledgers it sent the proof to do, instead of leaving
+ * the receipt unresolved (neither paid nor slashed) in its own.
  *
  * A proof is written, durably, before its verdict is recorded, and removed once its challenge
  * ended; one whose receipt is no longer `challenged` at start is stale (it ended, and the
@@ -12,11 +13,15 @@
  */
 import { join } from "node:path";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
-import type { FraudProof } from "../protocols/fraud_proof.ts";
 import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
 
-/** The folder under the ledger's directory. */
+/** The folder under the ledger's directory: the ValidatorActor's own inference proofs. */
 export const OWN_FRAUD_PROOFS_DIR = "own-fraud-proofs";
+/**
+ * The folder of the TrainingValidator's own training fraud proofs (each with the architecture
+ * and start file it is checked under), resumed by it at its start.
+ */
+export const OWN_TRAINING_FRAUD_PROOFS_DIR = "own-training-fraud-proofs";
 
 /** A receipt id as {@link receiptId} writes it: the only names this store reads or writes. */
 const RECEIPT_ID = /^[0-9a-f]{64}$/;
@@ -30,13 +35,16 @@ export class OwnFraudProofs {
     this.#dir = dir;
   }
 
-  /** The store in `ledgerDir` (its folder is made on the first save). */
-  static in(ledgerDir: string): OwnFraudProofs {
-    return new OwnFraudProofs(join(ledgerDir, OWN_FRAUD_PROOFS_DIR));
+  /** The store in `folder` of `ledgerDir` (made on the first save). */
+  static in(ledgerDir: string, folder: string = OWN_FRAUD_PROOFS_DIR): OwnFraudProofs {
+    return new OwnFraudProofs(join(ledgerDir, folder));
   }
 
-  /** Keep `proof`, about receipt `id`, until {@link remove}: durable once this returns. */
-  async save(id: string, proof: FraudProof): Promise<void> {
+  /**
+   * Keep `proof` (a `FraudProof`, or a training proof with what it is checked under), about `id`,
+   * until {@link remove}: durable once this returns.
+   */
+  async save(id: string, proof: object): Promise<void> {
     await Deno.mkdir(this.#dir, { recursive: true });
     await writeFileDurably(this.#path(id), encodeCanonical(proof));
   }

@@ -81,7 +81,7 @@ import { ChallengeHolds } from "./_challenge_holds.ts";
 import { TakeoverBudget } from "./_takeover_budget.ts";
 import { settleSteering } from "./_steering_settlement.ts";
 import { judgedKey, ValidatorMemory } from "./_validator_memory.ts";
-import { OwnFraudProofs } from "./_own_fraud_proofs.ts";
+import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "./_own_fraud_proofs.ts";
 import {
   holdTrainingChallenge,
   recordTrainingReceipt,
@@ -131,6 +131,13 @@ export interface ValidatorActorOptions {
   proofDeadlineMs?: number;
   /** How often to finalize due receipts, ms; default 10 s; 0 disables the timer. */
   finalizeIntervalMs?: number;
+  /**
+   * A TrainingValidator on this node resumes, at its own start, the training challenges whose
+   * own fraud proof it kept (`own-training-fraud-proofs/` in the ledger's directory): those are
+   * left `challenged` at this actor's start instead of unresolved. Default false: every
+   * challenge open at start ends unresolved.
+   */
+  trainingProofsResumed?: boolean;
   /**
    * Registry name of the NetworkActor: own receipts are announced, signed verdicts and fraud
    * proofs spread, and proof data fetched through it. Absent: a validator on its own.
@@ -220,7 +227,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // into payment.
     this.#ownProofs = OwnFraudProofs.in(this.#options.ledgerDir);
     const kept = await this.#ownProofs.all();
+    const keptTraining = this.#options.trainingProofsResumed
+      ? await OwnFraudProofs.in(this.#options.ledgerDir, OWN_TRAINING_FRAUD_PROOFS_DIR).all()
+      : new Map<string, unknown>();
     for (const id of this.#ledger.challenged()) {
+      // The training validator's to settle from its kept proof (or end) when it starts.
+      if (keptTraining.has(id) && this.#ledger.receipt(id)?.kind === "training") continue;
       const proof = kept.get(id);
       if (proof !== undefined && this.#resumeOwnProof(id, proof, ctx)) {
         kept.delete(id);

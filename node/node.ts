@@ -658,6 +658,8 @@ function nodeChildren(
           network: NODE_ACTORS.network,
           log,
           onActivity: activity && ((a) => activity.record(a)),
+          // The training validator resumes its own interrupted challenges (addTrainingChildren).
+          trainingProofsResumed: trainingValidates(config, training),
         }),
     });
   }
@@ -720,6 +722,16 @@ function nodeChildren(
 }
 
 /**
+ * Whether this node runs a TrainingValidator: a ledger-keeping node that trains, coordinates or
+ * is told to validate training.
+ */
+function trainingValidates(config: NodeConfig, inputs: TrainingInputs): boolean {
+  const { roles, training } = config;
+  const trains = training.trainer.enabled && inputs.shard !== undefined;
+  return roles.validator && (trains || training.coordinator.enabled || training.validate);
+}
+
+/**
  * The training children (docs/TRAINING.md, "The network round"): a TrainingValidator on a
  * ledger-keeping node that trains, coordinates or is told to validate; a TrainerService with
  * `--train`; a RoundCoordinator with `--coordinate-training`. Returns their registry names for
@@ -737,7 +749,7 @@ function addTrainingChildren(
   const { roles, training } = config;
   const trains = training.trainer.enabled && inputs.shard !== undefined;
   const coordinates = training.coordinator.enabled;
-  const validates = roles.validator && (trains || coordinates || training.validate);
+  const validates = trainingValidates(config, inputs);
   if (!trains && !coordinates && !validates) return {};
   const roundModels = new RoundModels({
     modelsDir: join(config.dataDir, "models"),
@@ -770,6 +782,8 @@ function addTrainingChildren(
           // node's coordinator's (round_audit.ts).
           genesisSeeds: [...new Set([0, training.coordinator.seed])],
           log,
+          // Its own fraud proofs until they settle, beside the ledger (resumed after a stop).
+          ownProofsDir: join(config.dataDir, "ledger"),
         }),
     });
   }

@@ -56,6 +56,7 @@ import type {
 } from "../actors/validator_messages.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { RoundModels } from "./round_models.ts";
+import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "../actors/_own_fraud_proofs.ts";
 import { TrainingError } from "./training_error.ts";
 import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
 import { auditRound, type RoundAudit } from "./round_audit.ts";
@@ -199,6 +200,13 @@ export interface TrainingValidatorOptions {
   genesisSeeds?: readonly number[];
   /** Where one line per challenge, fraud and adopted model goes. */
   log?: (line: string) => void;
+  /**
+   * The ledger's directory: this validator's own fraud proofs are kept in its
+   * `own-training-fraud-proofs/` from the failed challenge to their settlement, and resumed at
+   * start (set the ValidatorActor's `trainingProofsResumed` with it). Absent: not kept, and a
+   * stop before the settlement leaves the receipt unresolved.
+   */
+  ownProofsDir?: string;
 }
 
 /** A peer's fraud proof held until its receipt is recorded here. */
@@ -307,9 +315,48 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   /** Peers' proofs whose receipt is not recorded here yet, oldest first ({@link MAX_HELD_PROOFS}). */
   readonly #heldProofs: HeldTrainingProof[] = [];
 
+  /** This validator's own fraud proofs until they settle, on disk (`ownProofsDir`). */
+  readonly #ownProofs: OwnFraudProofs | undefined;
+
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
     this.#options = options;
+    this.#ownProofs = options.ownProofsDir === undefined
+      ? undefined
+      : OwnFraudProofs.in(options.ownProofsDir, OWN_TRAINING_FRAUD_PROOFS_DIR);
+  }
+
+  /**
+   * Resume the challenges a stop interrupted after they failed with a fraud proof (kept on
+   * disk): each is held again and its proof checked and settled as it would have been. One
+   * whose receipt is no longer challenged here is forgotten; one whose kept bytes are not this
+   * validator's proof ends unresolved.
+   */
+  async preStart(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    const kept = await this.#ownProofs?.all() ?? new Map<string, unknown>();
+    for (const [id, value] of kept) {
+      const record = await this.#ledger<{ status: string } | undefined>(ctx, {
+        type: "receipt_status",
+        receiptId: id,
+      }).catch(() => undefined);
+      if (record?.status !== "challenged") {
+        await this.#ownProofs!.remove(id);
+        continue;
+      }
+      this.#holding.add(id);
+      const body = value as TrainingFraudProofBody | undefined;
+      const proof = body?.proof;
+      const mine = proof?.validator instanceof Uint8Array &&
+        bytesEqual(proof.validator, this.#options.identity.publicKey);
+      let ours = false;
+      try {
+        ours = mine && trainingReceiptId(proof!.receipt) === id;
+      } catch {
+        // not a receipt
+      }
+      if (!ours) await this.#endChallenge(ctx, id, "undecided", "validator_restarted");
+      else ctx.self.tell({ type: "fraud_proof", body: body!, origin: "local" }).catch(() => {});
+    }
   }
 
   /** Handle one message; see {@link TrainingValidatorMessage}. */
@@ -511,12 +558,15 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     if (check.reason === "opening_missing") this.#stats.faults++;
     if (check.proof !== undefined) {
       this.#stats.frauds++;
+      const body: TrainingFraudProofBody = {
+        proof: check.proof,
+        arch: request.arch,
+        ...(request.startFile === undefined ? {} : { startFile: request.startFile }),
+      };
+      // Kept until it settles: a stop before that resumes it at the next start.
+      if (this.#holding.has(id)) await this.#ownProofs?.save(id, body);
       // Settled here and spread like a peer's: the same path checks it before it slashes.
-      await ctx.self.tell({
-        type: "fraud_proof",
-        body: { proof: check.proof, arch: request.arch, startFile: request.startFile },
-        origin: "local",
-      });
+      await ctx.self.tell({ type: "fraud_proof", body, origin: "local" });
     } else await this.#endChallenge(ctx, id, "undecided", `training_${check.reason}`);
     return { challenged: true, ok: false, reason: check.reason, proof: check.proof };
   }
@@ -551,8 +601,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     step: "passed" | "undecided",
     reason?: string,
   ): Promise<void> {
+    // Stopping: left as it is, for the next start (a kept proof resumes it; else it ends
+    // unresolved there), as a crash would leave it.
+    if (ctx.signal.aborted) return;
     if (!this.#holding.delete(id)) return;
     await this.#ledgerChallenge(ctx, id, step, reason);
+    await this.#ownProofs?.remove(id);
   }
 
   async #check(body: TrainingFraudProofBody): Promise<{ confirmed: boolean; reason: string }> {
@@ -616,13 +670,13 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       // This validator's own challenge ends with its proof: convicted, the receipt is settled;
       // refuted here, the work stands; not settled (an error), it is not paid.
       const id = trainingReceiptId(receipt);
-      if (message.confirmed && settled?.settled) this.#holding.delete(id);
-      else {await this.#endChallenge(
-          ctx,
-          id,
-          message.confirmed ? "undecided" : "passed",
-          "fraud_unsettled",
-        );}
+      if (message.confirmed && settled?.settled) {
+        this.#holding.delete(id);
+        await this.#ownProofs?.remove(id);
+      } else {
+        const step = message.confirmed ? "undecided" : "passed";
+        await this.#endChallenge(ctx, id, step, "fraud_unsettled");
+      }
     }
   }
 

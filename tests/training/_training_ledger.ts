@@ -28,6 +28,8 @@ export interface TrainingLedgerOptions {
   models: RoundModels;
   /** The training validator's challenge options (probability, deadline, an injected check). */
   challenge: Omit<TrainingValidatorOptions, "identity" | "models" | "ledger">;
+  /** Keep the training validator's own fraud proofs and resume them at start, as a node does. */
+  resumeOwnProofs?: boolean;
 }
 
 /** Spawn the ledger and the training validator under `system`. */
@@ -38,7 +40,7 @@ export async function spawnTrainingLedger(
   ledger: ActorRef<ValidatorMessage>;
   training: ActorRef<TrainingValidatorMessage>;
 }> {
-  const { identity, dir, now, models, challenge } = options;
+  const { identity, dir, now, models, challenge, resumeOwnProofs } = options;
   const ledger = await system.spawn<ValidatorMessage>({
     name: "node/validator",
     factory: () =>
@@ -48,12 +50,19 @@ export async function spawnTrainingLedger(
         ledger: { now },
         finalizeIntervalMs: 0,
         models: { get: () => Promise.resolve(undefined) },
+        trainingProofsResumed: resumeOwnProofs,
       }),
   });
   const training = await system.spawn<TrainingValidatorMessage>({
     name: "node/training-validator",
     factory: () =>
-      new TrainingValidator({ identity, models, ledger: "node/validator", ...challenge }),
+      new TrainingValidator({
+        identity,
+        models,
+        ledger: "node/validator",
+        ownProofsDir: resumeOwnProofs ? join(dir, "ledger") : undefined,
+        ...challenge,
+      }),
   });
   return { ledger, training };
 }

@@ -16,12 +16,18 @@ import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { trainAndSign } from "../../training/training_round.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
-import type { TrainingValidatorStats } from "../../training/training_validator.ts";
+import type {
+  TrainingValidatorOptions,
+  TrainingValidatorStats,
+} from "../../training/training_validator.ts";
 import { openChallengedSteps } from "../../training/step_opening.ts";
 import type { TrainingChallenge } from "../../training/training_challenge.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
+import { lossFraud } from "./_loss_fraud.ts";
+import { OWN_TRAINING_FRAUD_PROOFS_DIR } from "../../actors/_own_fraud_proofs.ts";
+import { encodeCbor } from "../../protocols/cbor.ts";
 
 const STAKE = 10_000_000;
 
@@ -44,17 +50,47 @@ async function honestRun(startModel: string, start: ReturnType<typeof seededGptW
   return { trainer, run };
 }
 
+/** Round models whose `get`s after the first wait for `gate` (the challenge's own comes first). */
+class GatedModels extends RoundModels {
+  #calls = 0;
+  constructor(dir: string, readonly gate: Promise<void>) {
+    super({ modelsDir: dir, storage: () => undefined });
+  }
+  override get(...args: Parameters<RoundModels["get"]>): ReturnType<RoundModels["get"]> {
+    if (this.#calls++ === 0) return super.get(...args);
+    return this.gate.then(() => super.get(...args));
+  }
+}
+
+/** What a {@link ledgerNode} varies. */
+interface LedgerNodeOptions {
+  /** Models whose later `get`s wait for it (default: none wait). */
+  gate?: Promise<void>;
+  /** The step check (default: the real one). */
+  check?: TrainingValidatorOptions["check"];
+  /** Keep own fraud proofs and resume them at start, as a node does. */
+  resume?: boolean;
+}
+
 /** A ledger with a training validator that challenges every receipt, on clock `clock`. */
-async function ledgerNode(dir: string, me: Identity, clock: { t: number }) {
+async function ledgerNode(
+  dir: string,
+  me: Identity,
+  clock: { t: number },
+  { gate, check, resume }: LedgerNodeOptions = {},
+) {
   const system = new ActorSystem({ name: "challenge-hold" });
-  const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+  const models = gate === undefined
+    ? new RoundModels({ modelsDir: dir, storage: () => undefined })
+    : new GatedModels(dir, gate);
   const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
   const { ledger, training } = await spawnTrainingLedger(system, {
     identity: me,
     dir,
     now: () => clock.t,
     models,
-    challenge: { challengeProbability: 1, random: () => 0 },
+    challenge: { challengeProbability: 1, random: () => 0, check },
+    resumeOwnProofs: resume,
   });
   const status = (id: string) =>
     ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id });
@@ -161,6 +197,65 @@ Deno.test("a credited training receipt whose challenge passes is paid when its w
     assert.ok((await n.account(trainer.publicKey)).balance > 0, "the honest trainer is paid");
   } finally {
     await n.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a validator stopped while it settles its own training fraud proof settles it at its next start: the lazy trainer is slashed, not left unresolved", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-challenge-resume-" });
+  const me = Identity.generate();
+  const clock = { t: Date.now() };
+  const gate = Promise.withResolvers<void>();
+  gate.promise.catch(() => {});
+  const start = seededGptWeights(TEST_ARCH, 0);
+  const startCid = RoundModels.cidOf(TEST_ARCH, start);
+  const proof = lossFraud(startCid, me); // a lazy receipt, and this validator's proof of it
+  const { receipt } = proof;
+  // The step check finds what the proof says (the trainer's answer itself is not the point).
+  const check: TrainingValidatorOptions["check"] = () =>
+    Promise.resolve({ ok: false, reason: proof.reason, proof });
+  const first = await ledgerNode(dir, me, clock, { gate: gate.promise, check, resume: true });
+  let second: Awaited<ReturnType<typeof ledgerNode>> | undefined;
+  try {
+    const id = trainingReceiptId(receipt);
+    const terms = { round: 0, startModel: startCid, steps: receipt.steps };
+    await first.ledger.ask({ type: "deposit", key: receipt.trainer, amount: STAKE });
+    await first.training.ask({ type: "credit", receipts: [receipt], terms });
+    const locked = (await first.account(receipt.trainer)).locked;
+    const trainer = Identity.generate(); // any key: its connection only answers
+    const asked = await first.training.ask<{ result: Promise<{ ok?: boolean }> }>({
+      type: "challenge",
+      report: { receipt, delta: new Uint8Array(1) },
+      connection: trainerConnection(trainer, () => Promise.resolve(encodeCbor({}))),
+      terms,
+      arch: TEST_ARCH,
+      shardSize: receipt.shardSize,
+      shardRoot: receipt.shardRoot,
+    });
+    assert.equal((await asked.result).ok, false, "the challenge fails with the proof");
+    assert.equal((await first.status(id))?.status, "challenged");
+    // Stopped while the proof is checked, as a crash would: the check ends only once the
+    // training validator stopped taking messages, so nothing settles.
+    first.system.events.subscribe((event) => {
+      if (event.type === "stopped" && event.name.endsWith("training-validator")) {
+        gate.reject(new Error("stopped"));
+      }
+    });
+    await first.system.shutdown();
+
+    second = await ledgerNode(dir, me, clock, { resume: true });
+    const n = second;
+    await eventually(async () => (await n.status(id))?.status === "fraud", "the resumed proof");
+    assert.equal((await n.account(receipt.trainer)).stake, STAKE - locked, "slashed");
+    const keptDir = `${dir}/ledger/${OWN_TRAINING_FRAUD_PROOFS_DIR}`;
+    // Removed once the settlement is answered (a moment after the ledger has it).
+    await eventually(
+      async () => (await Array.fromAsync(Deno.readDir(keptDir))).length === 0,
+      "the settled proof to be forgotten",
+    );
+  } finally {
+    await first.system.shutdown();
+    await second?.system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -21,27 +21,11 @@ import { Identity } from "../../protocols/identity.ts";
 import type { GptArchitecture } from "../../inference/model_builder.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { RoundModels } from "../../training/round_models.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
-import {
-  checkpointPath,
-  checkpointsRootOf,
-  commitShard,
-  encodeTrainingState,
-  shardPath,
-  startTrainingState,
-  trainingStateHash,
-} from "../../training/training_state.ts";
-import { batchIndices, sampleAt, type TextShard } from "../../training/brown_corpus.ts";
-import {
-  signTrainingReceipt,
-  TRAINING_RECEIPT_VERSION,
-  trainingReceiptId,
-} from "../../training/training_receipt.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
 import { drawTrainingChallenge } from "../../training/training_challenge.ts";
 import {
   signTrainingFraudProof,
   TRAINING_FRAUD_PROOF_VERSION,
-  type TrainingFraudProof,
 } from "../../training/training_fraud_proof.ts";
 import { openChallengedSteps, unsealStepOpenings } from "../../training/step_opening.ts";
 import { trainAndSign } from "../../training/training_round.ts";
@@ -49,6 +33,7 @@ import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
+import { lossFraud } from "./_loss_fraud.ts";
 
 const STAKE = 10_000_000;
 /** Another architecture: the test model's states do not decode under it. */
@@ -92,59 +77,6 @@ async function node(prefix: string) {
     await Deno.remove(dir, { recursive: true });
   };
   return { model, ledger, training, account, status, proofLines, lines, close };
-}
-
-/**
- * A made-up trainer's receipt whose step 0 claims a loss of 999 (a real fraud every checker
- * confirms), and its accuser's `loss_mismatch` proof.
- */
-function lossFraud(startModel: string): TrainingFraudProof {
-  const start = seededGptWeights(TEST_ARCH, 0);
-  const batchSize = 8;
-  const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, batchSize, sampleBytes: 65 };
-  const bytes = new Uint8Array(batchSize * 65).map((_, i) => 32 + (i * 7) % 90);
-  const shard: TextShard = { documents: [{ id: "x", bytes }] };
-  const commitment = commitShard(shard, 65);
-  const s0 = startTrainingState(start);
-  const hashes = [trainingStateHash(TEST_ARCH, s0), trainingStateHash(TEST_ARCH, s0)];
-  const receipt = signTrainingReceipt({
-    v: TRAINING_RECEIPT_VERSION,
-    round: 0,
-    startModel,
-    steps: 1,
-    dataSeed: 1,
-    hyper,
-    samplesRoot: "aa".repeat(32),
-    sampleCount: batchSize,
-    checkpointsRoot: checkpointsRootOf(hashes),
-    shardRoot: commitment.root,
-    shardSize: commitment.size,
-    losses: [999],
-    deltaHash: "dd".repeat(32),
-    deltaBytes: 1,
-  }, Identity.generate());
-  const accuser = Identity.generate();
-  const challenge = drawTrainingChallenge(receipt, accuser);
-  const opening = {
-    step: 0,
-    before: encodeTrainingState(TEST_ARCH, s0),
-    beforePath: checkpointPath(hashes, 0),
-    after: encodeTrainingState(TEST_ARCH, s0),
-    afterPath: checkpointPath(hashes, 1),
-    samples: batchIndices(1, 0, batchSize, commitment.size).map((index) => ({
-      index,
-      bytes: sampleAt(shard, 65, index).bytes.slice(),
-      path: shardPath(commitment, index),
-    })),
-  };
-  return signTrainingFraudProof({
-    v: TRAINING_FRAUD_PROOF_VERSION,
-    reason: "loss_mismatch",
-    receipt,
-    challenge,
-    opening,
-    issuedAt: Date.now(),
-  }, accuser);
 }
 
 Deno.test("an honest trainer's valid opening, gossiped as `opening_mismatch` under another architecture, slashes nobody and rewards nobody", async () => {

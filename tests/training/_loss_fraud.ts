@@ -1,0 +1,80 @@
+/**
+ * A training fraud every checker confirms, for the tests of how proofs settle: a made-up
+ * trainer's receipt whose step 0 claims a loss of 999, and its accuser's `loss_mismatch` proof.
+ */
+import { Identity } from "../../protocols/identity.ts";
+import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import {
+  checkpointPath,
+  checkpointsRootOf,
+  commitShard,
+  encodeTrainingState,
+  shardPath,
+  startTrainingState,
+  trainingStateHash,
+} from "../../training/training_state.ts";
+import { batchIndices, sampleAt, type TextShard } from "../../training/brown_corpus.ts";
+import { signTrainingReceipt, TRAINING_RECEIPT_VERSION } from "../../training/training_receipt.ts";
+import { drawTrainingChallenge } from "../../training/training_challenge.ts";
+import {
+  signTrainingFraudProof,
+  TRAINING_FRAUD_PROOF_VERSION,
+  type TrainingFraudProof,
+} from "../../training/training_fraud_proof.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+
+/**
+ * The lazy receipt (a fresh trainer's, round 0 from `startModel`, a seeded `TEST_ARCH` model)
+ * and the `loss_mismatch` proof `accuser` (default a fresh key) signs against it.
+ */
+export function lossFraud(
+  startModel: string,
+  accuser: Identity = Identity.generate(),
+): TrainingFraudProof {
+  const start = seededGptWeights(TEST_ARCH, 0);
+  const batchSize = 8;
+  const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, batchSize, sampleBytes: 65 };
+  const bytes = new Uint8Array(batchSize * 65).map((_, i) => 32 + (i * 7) % 90);
+  const shard: TextShard = { documents: [{ id: "x", bytes }] };
+  const commitment = commitShard(shard, 65);
+  const s0 = startTrainingState(start);
+  const hashes = [trainingStateHash(TEST_ARCH, s0), trainingStateHash(TEST_ARCH, s0)];
+  const receipt = signTrainingReceipt({
+    v: TRAINING_RECEIPT_VERSION,
+    round: 0,
+    startModel,
+    steps: 1,
+    dataSeed: 1,
+    hyper,
+    samplesRoot: "aa".repeat(32),
+    sampleCount: batchSize,
+    checkpointsRoot: checkpointsRootOf(hashes),
+    shardRoot: commitment.root,
+    shardSize: commitment.size,
+    losses: [999],
+    deltaHash: "dd".repeat(32),
+    deltaBytes: 1,
+  }, Identity.generate());
+  const challenge = drawTrainingChallenge(receipt, accuser);
+  const opening = {
+    step: 0,
+    before: encodeTrainingState(TEST_ARCH, s0),
+    beforePath: checkpointPath(hashes, 0),
+    after: encodeTrainingState(TEST_ARCH, s0),
+    afterPath: checkpointPath(hashes, 1),
+    samples: batchIndices(1, 0, batchSize, commitment.size).map((index) => ({
+      index,
+      bytes: sampleAt(shard, 65, index).bytes.slice(),
+      path: shardPath(commitment, index),
+    })),
+  };
+  return signTrainingFraudProof({
+    v: TRAINING_FRAUD_PROOF_VERSION,
+    reason: "loss_mismatch",
+    receipt,
+    challenge,
+    opening,
+    issuedAt: Date.now(),
+  }, accuser);
+}
