@@ -352,6 +352,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return await this.#onTrainingFraud(message, ctx);
       case "training_challenge":
         return await holdTrainingChallenge(ledger, message);
+      case "training_challenged":
+        return ledger.challenged().filter((id) => ledger.receipt(id)?.kind === "training");
       case "pledges":
         return ledger.pledges(message);
       case "deposit":

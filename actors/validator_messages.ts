@@ -250,6 +250,14 @@ export interface TrainingChallengeLedgerMessage {
   /** Why it ended undecided (a stable code). */
   reason?: string;
 }
+/**
+ * The training receipts this ledger holds `challenged` (its training validator's open
+ * challenges), for a training validator that starts while the ledger runs on. Answers `string[]`.
+ */
+export interface TrainingChallengedMessage {
+  /** Message tag. */
+  type: "training_challenged";
+}
 /** The answer to `training_receipt`. */
 export interface TrainingReceiptRecorded {
   /** Whether it is pending (or settled) in the ledger now. */
@@ -280,7 +288,8 @@ export type ValidatorMessage =
   | FraudCheckedMessage
   | TrainingReceiptLedgerMessage
   | TrainingFraudLedgerMessage
-  | TrainingChallengeLedgerMessage;
+  | TrainingChallengeLedgerMessage
+  | TrainingChallengedMessage;
 
 /** The answer to a `receipt` message. */
 export interface ReceiptHandled {

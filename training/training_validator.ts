@@ -49,6 +49,7 @@ import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type {
   AccountMessage,
   ReceiptStatusMessage,
+  TrainingChallengedMessage,
   TrainingChallengeLedgerMessage,
   TrainingFraudLedgerMessage,
   TrainingReceiptLedgerMessage,
@@ -161,6 +162,7 @@ type LedgerTrainingMessage =
   | TrainingReceiptLedgerMessage
   | TrainingFraudLedgerMessage
   | TrainingChallengeLedgerMessage
+  | TrainingChallengedMessage
   | ReceiptStatusMessage
   | AccountMessage;
 
@@ -330,7 +332,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * Resume the challenges a stop interrupted after they failed with a fraud proof (kept on
    * disk): each is held again and its proof checked and settled as it would have been. One
    * whose receipt is no longer challenged here is forgotten; one whose kept bytes are not this
-   * validator's proof ends unresolved.
+   * validator's proof ends unresolved, as does every other challenge still open in the ledger.
    */
   async preStart(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
     const kept = await this.#ownProofs?.all() ?? new Map<string, unknown>();
@@ -356,6 +358,16 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       }
       if (!ours) await this.#endChallenge(ctx, id, "undecided", "validator_restarted");
       else ctx.self.tell({ type: "fraud_proof", body: body!, origin: "local" }).catch(() => {});
+    }
+    // Restarted alone, the ledger running on: the challenges this validator had open without a
+    // proof kept lost their material with it, and end undecided (the node's own start ends them
+    // in the ValidatorActor's, before this one).
+    const open = await this.#ledger<string[]>(ctx, { type: "training_challenged" })
+      .catch(() => [] as string[]);
+    for (const id of open) {
+      if (this.#holding.has(id)) continue;
+      this.#holding.add(id);
+      await this.#endChallenge(ctx, id, "undecided", "validator_restarted");
     }
   }
 

@@ -16,9 +16,11 @@ import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { trainAndSign } from "../../training/training_round.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
-import type {
-  TrainingValidatorOptions,
-  TrainingValidatorStats,
+import {
+  TrainingValidator,
+  type TrainingValidatorMessage,
+  type TrainingValidatorOptions,
+  type TrainingValidatorStats,
 } from "../../training/training_validator.ts";
 import { openChallengedSteps } from "../../training/step_opening.ts";
 import type { TrainingChallenge } from "../../training/training_challenge.ts";
@@ -256,6 +258,49 @@ Deno.test("a validator stopped while it settles its own training fraud proof set
   } finally {
     await first.system.shutdown();
     await second?.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a training validator restarted alone, the ledger running on, ends the challenge it had open without a proof: unresolved, not left challenged", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-challenge-alone-" });
+  const me = Identity.generate();
+  const clock = { t: Date.now() };
+  const n = await ledgerNode(dir, me, clock);
+  try {
+    const { trainer, run } = await honestRun(n.model.cid, n.model.weights);
+    const { receipt } = run.report;
+    const id = trainingReceiptId(receipt);
+    const terms = { round: 0, startModel: n.model.cid, steps: receipt.steps };
+    await n.ledger.ask({ type: "deposit", key: trainer.publicKey, amount: STAKE });
+    await n.training.ask({ type: "credit", receipts: [receipt], terms });
+    const asked = await n.training.ask<{ result: Promise<unknown> }>({
+      type: "challenge",
+      report: run.report,
+      connection: trainerConnection(trainer), // never answers
+      terms,
+      arch: TEST_ARCH,
+      shardSize: receipt.shardSize,
+      shardRoot: receipt.shardRoot,
+    });
+    asked.result.catch(() => {});
+    await eventually(async () => (await n.status(id))?.status === "challenged", "the hold");
+    // The training validator alone stops and starts again (as its supervisor restarts it).
+    await n.system.stop("node/training-validator");
+    await n.system.spawn<TrainingValidatorMessage>({
+      name: "node/training-validator",
+      factory: () =>
+        new TrainingValidator({
+          identity: me,
+          models: new RoundModels({ modelsDir: dir, storage: () => undefined }),
+          ledger: "node/validator",
+        }),
+    });
+    await eventually(async () => (await n.status(id))?.status === "unpaid", "the hold to end");
+    await n.closeWindow();
+    assert.equal((await n.account(trainer.publicKey)).balance, 0, "paid after a lost challenge");
+  } finally {
+    await n.system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
 });
