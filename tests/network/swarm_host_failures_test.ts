@@ -6,45 +6,19 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   SWARM_HOST_SCRIPT,
   SwarmHost,
   SwarmHostError,
-  type SwarmHostOptions,
   type SwarmPeer,
 } from "../../network/swarm_host.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { base, FAKE_HOST, script, settled, stateWatch } from "./_swarm_host_fixture.ts";
 import { TextLineStream } from "../../tools/node_process.ts";
 
-const FAKE_HOST = fileURLToPath(new URL("./_fake_swarm_host.mjs", import.meta.url));
 const MIB = 1024 * 1024;
-
-/**
- * `promise`, or a failure if it has not settled after `ms`: what would otherwise hang the run
- * (these bugs did) fails the test instead. Not a deadline the behaviour races: it is ms.
- */
-async function settled<T>(promise: Promise<T>, what: string, ms = 20_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const hung = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, hung]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A temporary directory with an executable `node` script in it. */
-async function script(body: string): Promise<{ dir: string; nodePath: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-swarm-failures-" });
-  const nodePath = join(dir, "node");
-  await Deno.writeTextFile(nodePath, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
-  return { dir, nodePath };
-}
 
 /** The fake host, each op it is sent logged to `log` (see `_fake_swarm_host.mjs`). */
 async function fakeHost(): Promise<{ dir: string; nodePath: string; log: string }> {
@@ -64,37 +38,12 @@ async function opsLogged(log: string): Promise<{ pid: number; op: string; topic:
   return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
 }
 
-/** The states a host reports, and a promise for the next one of a kind. */
-function stateWatch() {
-  const states: string[] = [];
-  const waiters: { state: string; resolve: () => void }[] = [];
-  return {
-    states,
-    onState: (state: "up" | "down") => {
-      states.push(state);
-      for (const w of waiters.splice(0)) {
-        if (w.state === state) w.resolve();
-        else waiters.push(w);
-      }
-    },
-    next(state: "up" | "down"): Promise<void> {
-      return new Promise((resolve) => waiters.push({ state, resolve }));
-    },
-  };
-}
-
 function topicOf(first: number, last: number): Uint8Array {
   const topic = new Uint8Array(32);
   topic[0] = first;
   topic[31] = last;
   return topic;
 }
-
-const base = (): Pick<SwarmHostOptions, "identity" | "bootstrap" | "onPeer"> => ({
-  identity: Identity.generate(),
-  bootstrap: [],
-  onPeer: (peer) => peer.close(),
-});
 
 Deno.test({
   name:

@@ -5,36 +5,14 @@
  * where the DHT plays no part; the real host with no bootstrap (nothing leaves 127.0.0.1).
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SwarmHost, type SwarmHostOptions, type SwarmPeer } from "../../network/swarm_host.ts";
+import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { base, FAKE_HOST, script, settled, stateWatch } from "./_swarm_host_fixture.ts";
 
-const FAKE_HOST = fileURLToPath(new URL("./_fake_swarm_host.mjs", import.meta.url));
 const FLOOD = fileURLToPath(new URL("./_flood_peers.mjs", import.meta.url));
-
-/** `promise`, or a failure once `ms` passed: a give-up time for what would otherwise hang. */
-async function settled<T>(promise: Promise<T>, what: string, ms = 20_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const hung = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, hung]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A temporary directory with an executable `node` script in it. */
-async function script(body: string): Promise<{ dir: string; nodePath: string }> {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-swarm-review-" });
-  const nodePath = join(dir, "node");
-  await Deno.writeTextFile(nodePath, `#!/bin/sh\n${body}\n`, { mode: 0o755 });
-  return { dir, nodePath };
-}
 
 /** Kill `pid` if it still runs (a test that failed must not leave a stopped process). */
 function killQuietly(pid: number | undefined): void {
@@ -47,31 +25,6 @@ function killQuietly(pid: number | undefined): void {
     }
   }
 }
-
-/** The states a host reports, and a promise for the next one of a kind. */
-function stateWatch() {
-  const states: string[] = [];
-  const waiters: { state: string; resolve: () => void }[] = [];
-  return {
-    states,
-    onState: (state: "up" | "down") => {
-      states.push(state);
-      for (const w of waiters.splice(0)) {
-        if (w.state === state) w.resolve();
-        else waiters.push(w);
-      }
-    },
-    next(state: "up" | "down"): Promise<void> {
-      return new Promise((resolve) => waiters.push({ state, resolve }));
-    },
-  };
-}
-
-const base = (): Pick<SwarmHostOptions, "identity" | "bootstrap" | "onPeer"> => ({
-  identity: Identity.generate(),
-  bootstrap: [],
-  onPeer: (peer) => peer.close(),
-});
 
 Deno.test({
   name:
