@@ -25,15 +25,16 @@ import {
 import { TEST_ARCH } from "./_fixtures.ts";
 
 /**
- * The lazy receipt (a fresh trainer's, round 0 from `startModel`, a seeded `TEST_ARCH` model)
- * and the `loss_mismatch` proof `accuser` (default a fresh key) signs against it.
+ * The lazy receipt (a fresh trainer's, round 0 from `startModel`, a seeded `TEST_ARCH` model,
+ * one step of `batchSize` samples) and the `loss_mismatch` proof `accuser` (default a fresh key)
+ * signs against it.
  */
 export function lossFraud(
   startModel: string,
   accuser: Identity = Identity.generate(),
+  batchSize = 8,
 ): TrainingFraudProof {
   const start = seededGptWeights(TEST_ARCH, 0);
-  const batchSize = 8;
   const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, batchSize, sampleBytes: 65 };
   const bytes = new Uint8Array(batchSize * 65).map((_, i) => 32 + (i * 7) % 90);
   const shard: TextShard = { documents: [{ id: "x", bytes }] };

@@ -11,79 +11,12 @@ import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { RoundModels } from "../../training/round_models.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
-import {
-  checkpointPath,
-  checkpointsRootOf,
-  commitShard,
-  encodeTrainingState,
-  shardPath,
-  startTrainingState,
-  trainingStateHash,
-} from "../../training/training_state.ts";
-import { batchIndices, sampleAt, type TextShard } from "../../training/brown_corpus.ts";
-import { signTrainingReceipt, TRAINING_RECEIPT_VERSION } from "../../training/training_receipt.ts";
-import { drawTrainingChallenge } from "../../training/training_challenge.ts";
-import {
-  signTrainingFraudProof,
-  TRAINING_FRAUD_PROOF_VERSION,
-} from "../../training/training_fraud_proof.ts";
 import type { TrainingValidatorStats } from "../../training/training_validator.ts";
 import { TrainingFraudProofMessage } from "../../protocols/training_messages.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
-
-function craftProof(startModel: string, batchSize: number) {
-  const start = seededGptWeights(TEST_ARCH, 0);
-  const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, batchSize, sampleBytes: 65 };
-  const size = batchSize;
-  const bytes = new Uint8Array(size * 65).map((_, i) => 32 + (i * 7) % 90);
-  const shard: TextShard = { documents: [{ id: "x", bytes }] };
-  const commitment = commitShard(shard, 65);
-  const s0 = startTrainingState(start);
-  const hashes = [trainingStateHash(TEST_ARCH, s0), trainingStateHash(TEST_ARCH, s0)];
-  const fakeTrainer = Identity.generate();
-  const receipt = signTrainingReceipt({
-    v: TRAINING_RECEIPT_VERSION,
-    round: 0,
-    startModel,
-    steps: 1,
-    dataSeed: 1,
-    hyper,
-    samplesRoot: "aa".repeat(32),
-    sampleCount: batchSize,
-    checkpointsRoot: checkpointsRootOf(hashes),
-    shardRoot: commitment.root,
-    shardSize: commitment.size,
-    losses: [999], // wrong on purpose: the "fraud" is real, so every checker confirms it
-    deltaHash: "dd".repeat(32),
-    deltaBytes: 1,
-  }, fakeTrainer);
-  const accuser = Identity.generate();
-  const challenge = drawTrainingChallenge(receipt, accuser);
-  const indices = batchIndices(1, 0, batchSize, commitment.size);
-  const opening = {
-    step: 0,
-    before: encodeTrainingState(TEST_ARCH, s0),
-    beforePath: checkpointPath(hashes, 0),
-    after: encodeTrainingState(TEST_ARCH, s0),
-    afterPath: checkpointPath(hashes, 1),
-    samples: indices.map((index) => ({
-      index,
-      bytes: sampleAt(shard, 65, index).bytes.slice(),
-      path: shardPath(commitment, index),
-    })),
-  };
-  return signTrainingFraudProof({
-    v: TRAINING_FRAUD_PROOF_VERSION,
-    reason: "loss_mismatch",
-    receipt,
-    challenge,
-    opening,
-    issuedAt: Date.now(),
-  }, accuser);
-}
+import { lossFraud } from "./_loss_fraud.ts";
 
 Deno.test("a peer's training fraud proof about a receipt this ledger never recorded, or from an accuser with no stake here, is not re-run", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-proof-intake-" });
@@ -104,7 +37,7 @@ Deno.test("a peer's training fraud proof about a receipt this ledger never recor
       models,
       challenge: { challengeProbability: 0, network: "node/network" },
     });
-    const proof = craftProof(model.cid, 8);
+    const proof = lossFraud(model.cid, Identity.generate(), 8);
     const body = { proof, arch: TEST_ARCH };
     assert.ok(TrainingFraudProofMessage.schema.safeParse(body).success, "valid on the wire");
     // Its receipt was never recorded here.
