@@ -17,6 +17,8 @@ import { RoundModels } from "../../training/round_models.ts";
 import { trainAndSign } from "../../training/training_round.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
 import {
+  type ChallengeOutcome,
+  type ChallengeRequest,
   TrainingValidator,
   type TrainingValidatorMessage,
   type TrainingValidatorOptions,
@@ -30,6 +32,7 @@ import { spawnTrainingLedger } from "./_training_ledger.ts";
 import { lossFraud } from "./_loss_fraud.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR } from "../../actors/_own_fraud_proofs.ts";
 import { encodeCbor } from "../../protocols/cbor.ts";
+import { sha256Hex } from "../../protocols/hash.ts";
 
 const STAKE = 10_000_000;
 
@@ -101,7 +104,28 @@ async function ledgerNode(
     clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
     await ledger.ask({ type: "finalize" });
   };
-  return { system, model, ledger, training, status, account, closeWindow };
+  /**
+   * `report`'s trainer staked and its receipt credited, as an audited round's receipts are, then
+   * challenged on this node's coin over `connection`: the receipt's id and the challenge's end.
+   */
+  const creditAndChallenge = async (report: ChallengeRequest["report"], connection: Connection) => {
+    const { receipt } = report;
+    const terms = { round: 0, startModel: receipt.startModel, steps: receipt.steps };
+    await ledger.ask({ type: "deposit", key: receipt.trainer, amount: STAKE });
+    await training.ask({ type: "credit", receipts: [receipt], terms });
+    const { result } = await training.ask<{ result: Promise<ChallengeOutcome> }>({
+      type: "challenge",
+      report,
+      connection,
+      terms,
+      arch: TEST_ARCH,
+      shardSize: receipt.shardSize,
+      shardRoot: receipt.shardRoot,
+    });
+    result.catch(() => {});
+    return { id: trainingReceiptId(receipt), result };
+  };
+  return { system, model, ledger, training, status, account, closeWindow, creditAndChallenge };
 }
 
 /** A connection to the trainer that answers with `answer` (never, when it is undefined). */
@@ -116,7 +140,6 @@ function trainerConnection(
       if (answer === undefined) return await new Promise(() => {});
       if (payload.challenge !== undefined) {
         body = await answer(payload.challenge);
-        const { sha256Hex } = await import("../../protocols/hash.ts");
         return { size: body.length, parts: 1, sha256: sha256Hex(body) };
       }
       return { bytes: body! };
@@ -132,22 +155,8 @@ Deno.test("a validator stopped while it challenges a credited training receipt d
   let second: Awaited<ReturnType<typeof ledgerNode>> | undefined;
   try {
     const { trainer, run } = await honestRun(first.model.cid, first.model.weights);
-    const { receipt } = run.report;
-    const id = trainingReceiptId(receipt);
-    const terms = { round: 0, startModel: first.model.cid, steps: receipt.steps };
-    await first.ledger.ask({ type: "deposit", key: trainer.publicKey, amount: STAKE });
-    // Credited as an audited round's receipts are, then challenged on this node's coin.
-    await first.training.ask({ type: "credit", receipts: [receipt], terms });
-    const asked = await first.training.ask<{ result: Promise<unknown> }>({
-      type: "challenge",
-      report: run.report,
-      connection: trainerConnection(trainer), // the answer never comes before the stop
-      terms,
-      arch: TEST_ARCH,
-      shardSize: receipt.shardSize,
-      shardRoot: receipt.shardRoot,
-    });
-    asked.result.catch(() => {});
+    // The answer never comes before the stop.
+    const { id } = await first.creditAndChallenge(run.report, trainerConnection(trainer));
     await eventually(
       async () =>
         (await first.training.ask<TrainingValidatorStats>({ type: "stats" })).challenged === 1,
@@ -174,25 +183,12 @@ Deno.test("a credited training receipt whose challenge passes is paid when its w
   const n = await ledgerNode(dir, me, clock);
   try {
     const { trainer, run } = await honestRun(n.model.cid, n.model.weights);
-    const { receipt } = run.report;
-    const id = trainingReceiptId(receipt);
-    const terms = { round: 0, startModel: n.model.cid, steps: receipt.steps };
-    await n.ledger.ask({ type: "deposit", key: trainer.publicKey, amount: STAKE });
-    await n.training.ask({ type: "credit", receipts: [receipt], terms });
-    const { encodeCbor } = await import("../../protocols/cbor.ts");
-    const asked = await n.training.ask<{ result: Promise<{ challenged: boolean; ok?: boolean }> }>({
-      type: "challenge",
-      report: run.report,
-      connection: trainerConnection(
-        trainer,
-        async (challenge) => encodeCbor(await openChallengedSteps(run.trace, challenge)),
-      ),
-      terms,
-      arch: TEST_ARCH,
-      shardSize: receipt.shardSize,
-      shardRoot: receipt.shardRoot,
-    });
-    assert.deepEqual(await asked.result, { challenged: true, ok: true });
+    const honest = trainerConnection(
+      trainer,
+      async (challenge) => encodeCbor(await openChallengedSteps(run.trace, challenge)),
+    );
+    const { id, result } = await n.creditAndChallenge(run.report, honest);
+    assert.deepEqual(await result, { challenged: true, ok: true });
     assert.equal((await n.status(id))?.status, "pending", "open again after the pass");
     await n.closeWindow();
     assert.equal((await n.status(id))?.status, "final");
@@ -219,22 +215,13 @@ Deno.test("a validator stopped while it settles its own training fraud proof set
   const first = await ledgerNode(dir, me, clock, { gate: gate.promise, check, resume: true });
   let second: Awaited<ReturnType<typeof ledgerNode>> | undefined;
   try {
-    const id = trainingReceiptId(receipt);
-    const terms = { round: 0, startModel: startCid, steps: receipt.steps };
-    await first.ledger.ask({ type: "deposit", key: receipt.trainer, amount: STAKE });
-    await first.training.ask({ type: "credit", receipts: [receipt], terms });
+    // Any key: its connection only answers.
+    const answers = trainerConnection(Identity.generate(), () => Promise.resolve(encodeCbor({})));
+    const report = { receipt, delta: new Uint8Array(1) };
+    const { id, result } = await first.creditAndChallenge(report, answers);
     const locked = (await first.account(receipt.trainer)).locked;
-    const trainer = Identity.generate(); // any key: its connection only answers
-    const asked = await first.training.ask<{ result: Promise<{ ok?: boolean }> }>({
-      type: "challenge",
-      report: { receipt, delta: new Uint8Array(1) },
-      connection: trainerConnection(trainer, () => Promise.resolve(encodeCbor({}))),
-      terms,
-      arch: TEST_ARCH,
-      shardSize: receipt.shardSize,
-      shardRoot: receipt.shardRoot,
-    });
-    assert.equal((await asked.result).ok, false, "the challenge fails with the proof");
+    const outcome = await result;
+    assert.ok(outcome.challenged && !outcome.ok, "the challenge fails with the proof");
     assert.equal((await first.status(id))?.status, "challenged");
     // Stopped while the proof is checked, as a crash would: the check ends only once the
     // training validator stopped taking messages, so nothing settles.
@@ -269,21 +256,7 @@ Deno.test("a training validator restarted alone, the ledger running on, ends the
   const n = await ledgerNode(dir, me, clock);
   try {
     const { trainer, run } = await honestRun(n.model.cid, n.model.weights);
-    const { receipt } = run.report;
-    const id = trainingReceiptId(receipt);
-    const terms = { round: 0, startModel: n.model.cid, steps: receipt.steps };
-    await n.ledger.ask({ type: "deposit", key: trainer.publicKey, amount: STAKE });
-    await n.training.ask({ type: "credit", receipts: [receipt], terms });
-    const asked = await n.training.ask<{ result: Promise<unknown> }>({
-      type: "challenge",
-      report: run.report,
-      connection: trainerConnection(trainer), // never answers
-      terms,
-      arch: TEST_ARCH,
-      shardSize: receipt.shardSize,
-      shardRoot: receipt.shardRoot,
-    });
-    asked.result.catch(() => {});
+    const { id } = await n.creditAndChallenge(run.report, trainerConnection(trainer)); // silent
     await eventually(async () => (await n.status(id))?.status === "challenged", "the hold");
     // The training validator alone stops and starts again (as its supervisor restarts it).
     await n.system.stop("node/training-validator");
