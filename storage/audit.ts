@@ -32,6 +32,7 @@ import type { Identity } from "../protocols/identity.ts";
 import { signVerdict, type Verdict } from "../protocols/verdict.ts";
 import { digestOf, equalBytes } from "./_hash.ts";
 import { possessionProof, type StoragePeer } from "./storage_peer.ts";
+import { sample } from "./_crypto_sample.ts";
 
 /** Why a chunk failed an audit. Stable codes; they end up in verdicts. */
 export type AuditFailureReason =
@@ -248,19 +249,4 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
     signal.addEventListener("abort", onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
-}
-
-/** Up to `n` distinct items of `items`, chosen with the crypto RNG. */
-function sample(items: readonly string[], n: number): string[] {
-  const pool = [...new Set(items)];
-  const count = Math.min(n, pool.length);
-  const random = new Uint32Array(count);
-  crypto.getRandomValues(random);
-  // Partial Fisher-Yates: the first `count` slots end up a uniform sample. The modulo bias of a
-  // 32-bit draw over a pool of chunk-list size is negligible for audit sampling.
-  for (let i = 0; i < count; i++) {
-    const j = i + (random[i] % (pool.length - i));
-    [pool[i], pool[j]] = [pool[j], pool[i]];
-  }
-  return pool.slice(0, count);
 }

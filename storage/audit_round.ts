@@ -12,6 +12,7 @@
 import type { AuditResult } from "./audit.ts";
 import type { RepairReport } from "./replicated_store.ts";
 import type { StoragePeer } from "./storage_peer.ts";
+import { sample, secureBelow } from "./_crypto_sample.ts";
 
 /** Files sampled per round: each costs listing its blocks (its manifest or DAG nodes read). */
 export const AUDIT_FILES_PER_ROUND = 8;
@@ -42,17 +43,6 @@ export interface AuditAssignment {
   cids: string[];
 }
 
-/** Up to `k` items of `items`, uniformly, with `randomBelow` (Fisher–Yates on a copy). */
-export function sample<T>(items: readonly T[], k: number, randomBelow = secureBelow): T[] {
-  const pool = [...items];
-  const n = Math.min(k, pool.length);
-  for (let i = 0; i < n; i++) {
-    const j = i + randomBelow(pool.length - i);
-    [pool[i], pool[j]] = [pool[j], pool[i]];
-  }
-  return pool.slice(0, n);
-}
-
 /**
  * The round's assignments over `chunks` (the storage keys of the sampled files): for each
  * holder other than this node, up to `perHolder` chunks it should hold and was given.
@@ -76,15 +66,6 @@ export function planAuditRound(
     peer,
     cids: sample(cids, perHolder, randomBelow),
   }));
-}
-
-/** A uniform integer in [0, n) from `crypto.getRandomValues` (rejection sampling). */
-function secureBelow(n: number): number {
-  if (n <= 1) return 0;
-  const limit = Math.floor(0x1_0000_0000 / n) * n;
-  const word = new Uint32Array(1);
-  do crypto.getRandomValues(word); while (word[0] >= limit);
-  return word[0] % n;
 }
 
 /** What one audit round did ({@link runAuditRound}). */
