@@ -228,6 +228,17 @@ export type NetworkMessage =
   }
   /** Training gossip (receipts, fraud proofs, round outcomes) to every training peer. */
   | { type: "publish_training"; gossip: TrainingGossip; except?: string }
+  | {
+    /**
+     * Internal: a fraud proof (`publish_fraud_proof`, or training gossip of one) to pass on,
+     * with its accuser's pledge as our ledger holds it: each peer is sent the pledge just
+     * before the proof (`PledgeSync.sendAhead`).
+     */
+    type: "publish_accusation";
+    accusation: Accusation;
+    pledge?: StakePledge;
+    except?: string;
+  }
   | { type: "connection_to"; key: Uint8Array; protocol: string }
   | {
     /**
@@ -540,16 +551,28 @@ export class NetworkActor implements Actor<NetworkMessage> {
           (c) => c.notify(VerdictAnnouncementMessage, { verdict: message.verdict }),
         );
       case "publish_fraud_proof":
+        return this.#publishAccusation({ kind: "inference", proof: message.proof }, message, ctx);
+      case "publish_accusation": {
+        const { accusation, pledge } = message;
         return this.#broadcast(
-          VALIDATION_PROTOCOL,
+          accusation.kind === "inference" ? VALIDATION_PROTOCOL : TRAINING_PROTOCOL,
           message.except,
-          (c) => c.notify(FraudProofAnnouncementMessage, { proof: message.proof }),
+          (c) => {
+            this.#pledgeSync.sendAhead(c, pledge);
+            return accusation.kind === "inference"
+              ? c.notify(FraudProofAnnouncementMessage, { proof: accusation.proof })
+              : notifyTraining(c, accusation);
+          },
         );
+      }
       case "publish_pledge":
         return this.#pledgeSync.relayPledge(message.pledge, message.except);
       case "push_pledges":
         return this.#pledgeSync.pushPledges(message);
       case "publish_training":
+        if (message.gossip.kind === "fraud_proof") {
+          return this.#publishAccusation(message.gossip, message, ctx);
+        }
         return this.#broadcast(
           TRAINING_PROTOCOL,
           message.except,
@@ -804,6 +827,25 @@ export class NetworkActor implements Actor<NetworkMessage> {
    * Send to one connection of every peer that offers `protocol`, but the peer `except` (hex
    * key); failures are logged.
    */
+  /**
+   * Pass a fraud proof on to every peer but `except`, each after its accuser's pledge: looked up
+   * in our ledger first, then sent (`publish_accusation`).
+   */
+  #publishAccusation(
+    accusation: Accusation,
+    { except }: { except?: string },
+    ctx: ActorContext<NetworkMessage>,
+  ): void {
+    const accuser = accusation.kind === "inference"
+      ? accusation.proof.validator
+      : accusation.body.proof.validator;
+    this.#pledgeSync.lookUpPledge(
+      accuser,
+      ctx,
+      (pledge) => ({ type: "publish_accusation", accusation, pledge, except }),
+    );
+  }
+
   #broadcast(
     protocol: Protocol,
     except: string | undefined,
@@ -1070,6 +1112,11 @@ export class NetworkActor implements Actor<NetworkMessage> {
 }
 
 /** Send one training gossip item on `connection`. */
+/** A fraud proof to pass on: of an inference receipt, or training gossip of one. */
+export type Accusation =
+  | { kind: "inference"; proof: FraudProof }
+  | Extract<TrainingGossip, { kind: "fraud_proof" }>;
+
 function notifyTraining(connection: Connection, gossip: TrainingGossip): Promise<void> {
   switch (gossip.kind) {
     case "receipt":

@@ -46,7 +46,7 @@ export interface PledgeSyncOptions {
   /** Our validator's actor path (undefined: no ledger here, or not started yet). */
   validator: () => string | undefined;
   /** Tell the NetworkActor `message`, quietly (it may be stopping). */
-  tell: (ctx: ActorContext<NetworkMessage>, message: PushPledgesMessage) => void;
+  tell: (ctx: ActorContext<NetworkMessage>, message: NetworkMessage) => void;
   /** Where a failed relay is logged. */
   log: (line: string) => void;
 }
@@ -113,6 +113,47 @@ export class PledgeSync {
         if (pledges.length === 0) return; // a deposit, not a pledge: nothing to pass on
         this.#options.tell(ctx, { type: "push_pledges", connection, pledges, needed: true });
       }, () => {});
+  }
+
+  /**
+   * A fraud proof is about to be passed on: look up its accuser's pledge in our ledger, and tell
+   * the NetworkActor `then(pledge)` (`pledge` undefined: none there — a deposit — or no ledger
+   * here, or it did not answer), so that each peer can be sent the pledge just before the
+   * proof ({@link sendAhead}).
+   */
+  lookUpPledge(
+    accuser: Uint8Array,
+    ctx: ActorContext<NetworkMessage>,
+    then: (pledge: StakePledge | undefined) => NetworkMessage,
+  ): void {
+    const validator = this.#options.validator();
+    const ledger = validator === undefined
+      ? undefined
+      : ctx.system.lookup<{ type: "pledges"; key: Uint8Array }>(validator);
+    if (ledger === undefined) return this.#options.tell(ctx, then(undefined));
+    ledger.ask<StakePledge[]>({ type: "pledges", key: accuser }).then(
+      (pledges) => this.#options.tell(ctx, then(pledges[0])),
+      () => this.#options.tell(ctx, then(undefined)),
+    );
+  }
+
+  /**
+   * Send `pledge` to the peer of `connection` ahead of the fraud proof that follows it on the
+   * connection: a ledger takes a peer's proof only from an accuser with stake there, and never
+   * takes up a skipped proof again. The peer may lack the pledge (not among those pushed on
+   * connect, or its gossip dropped past the budget) though this node, which checked the proof
+   * against it, holds it. Out of the room kept back for pledges a peer needs
+   * ({@link PLEDGE_SEND_RESERVE}); with none left the proof goes alone. Not to the accuser
+   * itself, nor to a peer that keeps no ledger. Frames on a connection go out in the order sent,
+   * and a peer hands them to its validator in that order, so the pledge is recorded first.
+   */
+  sendAhead(connection: Connection, pledge: StakePledge | undefined): void {
+    if (pledge === undefined || connection.isClosed) return;
+    if (bytesEqual(pledge.key, connection.peerKey!)) return;
+    if (!connection.supports(VALIDATION_PROTOCOL.name)) return;
+    const entry = this.#options.entryOf(connection);
+    if (entry === undefined || !entry.pledges.take(0)) return;
+    connection.notify(StakeAnnouncementMessage, { pledge }).catch(() => {}); // closed meanwhile
   }
 
   /**

@@ -32,9 +32,11 @@ export async function spawnLedgerNode(
     models: ValidatorModelSource;
     /** The NetworkActor's clock (default its own). */
     now?: () => number;
+    /** Where peers' training gossip goes (an actor path; default: the node offers no training). */
+    trainingValidator?: string;
   },
 ): Promise<LedgerNode> {
-  const { identity, pledge, models, now } = options;
+  const { identity, pledge, models, now, trainingValidator } = options;
   const validator = await system.spawn<ValidatorMessage>({
     name: `${name}/validator`,
     factory: () =>
@@ -50,7 +52,12 @@ export async function spawnLedgerNode(
   const network = await system.spawn<NetworkMessage>({
     name: `${name}/network`,
     factory: () =>
-      new NetworkActor({ identity, pledge, now, services: { validator: `${name}/validator` } }),
+      new NetworkActor({
+        identity,
+        pledge,
+        now,
+        services: { validator: `${name}/validator`, trainingValidator },
+      }),
   });
   return { validator, network };
 }
