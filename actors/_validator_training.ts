@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type Ledger, LedgerRejectedError } from "../proof/ledger.ts";
+import { type Ledger, LedgerRejectedError, takesFraudProofs } from "../proof/ledger.ts";
 import { trainingReceiptId } from "../training/training_receipt.ts";
 import type {
   TrainingChallengeLedgerMessage,
@@ -72,7 +72,7 @@ export async function settleTrainingFraud(
     });
   }
   const record = ledger.receipt(id);
-  if (record?.status !== "pending" && record?.status !== "challenged") {
+  if (record === undefined || !takesFraudProofs(record.status)) {
     return { settled: false, slashed: 0 };
   }
   const settled = await ledger.settleTrainingFraud({

@@ -70,6 +70,7 @@ import {
   type LedgerOptions,
   LedgerRejectedError,
   type ReceiptRecord,
+  takesFraudProofs,
 } from "../proof/ledger.ts";
 import type { NetworkMessage } from "../network/network_actor.ts";
 
@@ -802,9 +803,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // accusation costs it a flat penalty, a confirmed one rewards it with its own slash).
     if (bytesEqual(proof.validator, proof.receipt.worker)) return skip("self_accusation");
     const record = ledger.receipt(id);
-    if (record !== undefined && record.status !== "pending" && record.status !== "challenged") {
-      return skip("not_pending");
-    }
+    const closed = record?.status === "unpaid" || record?.status === "fraud";
+    if (
+      record !== undefined &&
+      (!takesFraudProofs(record.status) || (closed && this.#now() > record.pendingUntil))
+    ) return skip("not_pending");
     // A peer's stake must cover the penalty of this accusation and of those still being checked
     // or held here: else one key staked at the penalty buys any number of checks at once. This
     // validator's own proofs, from its own challenges, are not a peer's claims to bound: checked
@@ -906,7 +909,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       // Only a receipt recorded through the intake was checked (`#onFraudProof` holds the
       // others): a proof, confirmed or refuted, never records its receipt.
       const record = ledger.receipt(id);
-      if (record?.status === "pending" || record?.status === "challenged") {
+      if (record !== undefined && takesFraudProofs(record.status)) {
         const settled = await ledger.settleFraud({
           receiptId: id,
           fraudProofHash: check.proofHash,

@@ -85,6 +85,7 @@ import {
   type ReceiptKind,
   type ReceiptRecord,
   type ReceiptStatus,
+  takesFraudProofs,
 } from "./ledger_state.ts";
 import { INDEX_FILE, LedgerIndex, positionAfter } from "./ledger_index.ts";
 import { recoverLedger } from "./ledger_recovery.ts";
@@ -96,6 +97,7 @@ export * from "./ledger_errors.ts";
 export { entryHash, entrySigningBytes } from "./ledger_entry.ts";
 export type { LedgerEntry, LedgerEntryKind } from "./ledger_entry.ts";
 export type { Account, ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
+export { takesFraudProofs } from "./ledger_state.ts";
 
 /**
  * Entries between two checkpoints. Opening verifies at most this many entries (about 0.15 ms
@@ -917,14 +919,19 @@ export class Ledger {
         // about a training receipt, nor the reverse.
         throw new LedgerRejectedError("wrong_kind", `receipt is a ${rec.kind} receipt`);
       }
-      if (rec.status !== "pending" && rec.status !== "challenged") {
+      // `unpaid`: this ledger's own challenge ended undecided (`leaveUnresolved`). Inside the
+      // window it still takes a proof, as every ledger that did not challenge does: else the
+      // cheat keeps here the stake it loses everywhere else.
+      const unpaid = rec.status === "unpaid";
+      // A receipt already slashed takes only a refuted proof (see `takesFraudProofs`).
+      if (!takesFraudProofs(rec.status) || (rec.status === "fraud" && settlement.confirmed)) {
         throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
       }
       // After its window, only this ledger's own open challenge still settles a receipt: a
       // proof from elsewhere is refused on every ledger alike (whether or not it challenged).
       if (
         this.#now() > rec.pendingUntil &&
-        (rec.status === "pending" || validator !== this.#owner)
+        (rec.status !== "challenged" || validator !== this.#owner)
       ) {
         throw new LedgerRejectedError(
           "challenge_window_closed",
@@ -949,6 +956,8 @@ export class Ledger {
       }
       // The slash is the lock, or what is left of the worker's stake after a steering
       // conviction cut into it: a reward is a share of what was really taken, never minted.
+      // An unpaid receipt's lock was released: the slash is its amount, out of the stake
+      // (`worker` names whose, as the receipt is no longer open in the working state).
       const slashed = this.#slashable(rec);
       return settlement.confirmed
         ? {
@@ -958,6 +967,7 @@ export class Ledger {
           slashed,
           reward: settlement.wordOnly ? 0 : slashed * this.#economics.validatorRewardShare,
           reason: settlement.reason,
+          ...(unpaid ? { worker: rec.worker } : {}),
         }
         : {
           receiptId: rec.receiptId,

@@ -20,9 +20,22 @@ import { DueQueue } from "./ledger_due_queue.ts";
 /**
  * The state of one receipt in the ledger: `pending` (in its window), `challenged` (this
  * ledger's owner is checking it), `final` (paid), `fraud` (slashed, unpaid) or `unpaid` (a
- * challenge that could not be decided: neither paid nor slashed).
+ * challenge that could not be decided: not paid, not slashed here unless a peer's fraud proof
+ * comes inside its window).
  */
 export type ReceiptStatus = "pending" | "challenged" | "final" | "fraud" | "unpaid";
+
+/**
+ * Whether a fraud proof can still settle a receipt in `status` (its window aside): pending or
+ * challenged; `unpaid` — this ledger's own challenge ended undecided, and a proof from elsewhere
+ * inside the window settles it as it does in every ledger that did not challenge; `fraud` — only
+ * a refuted proof, whose accuser pays as it does in the ledgers that checked it before the
+ * confirmed one. Inside the window, a ledger books the same accusations whatever their order.
+ */
+export function takesFraudProofs(status: ReceiptStatus): boolean {
+  return status === "pending" || status === "challenged" || status === "unpaid" ||
+    status === "fraud";
+}
 
 /**
  * What work a receipt is for: `inference` (a signed `protocols/receipt.ts` receipt, paid
@@ -303,8 +316,15 @@ export class LedgerState {
       }
       case "fraud": {
         const rec = this.#open.get(b.receiptId);
-        if (!rec) return;
-        this.#slash(rec, b.slashed as number);
+        if (rec) {
+          this.#slash(rec, b.slashed as number);
+        } else if (typeof b.worker === "string") {
+          // An unpaid receipt (closed, its lock released): its stake is cut as much.
+          const worker = this.#account(b.worker);
+          worker.stake = Math.max(0, worker.stake - (b.slashed as number));
+        } else {
+          return;
+        }
         this.#account(b.validator).balance += b.reward as number;
         return;
       }

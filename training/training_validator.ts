@@ -46,6 +46,7 @@ import {
   type TrainingReceiptBody,
 } from "../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import { type ReceiptStatus, takesFraudProofs } from "../proof/ledger_state.ts";
 import type {
   AccountMessage,
   ReceiptStatusMessage,
@@ -337,7 +338,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   async preStart(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
     const kept = await this.#ownProofs?.all() ?? new Map<string, unknown>();
     for (const [id, value] of kept) {
-      const record = await this.#ledger<{ status: string } | undefined>(ctx, {
+      const record = await this.#ledger<{ status: ReceiptStatus } | undefined>(ctx, {
         type: "receipt_status",
         receiptId: id,
       }).catch(() => undefined);
@@ -818,12 +819,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     own: boolean,
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<string | undefined> {
-    const record = await this.#ledger<{ status: string } | undefined>(ctx, {
+    const record = await this.#ledger<{ status: ReceiptStatus } | undefined>(ctx, {
       type: "receipt_status",
       receiptId: trainingReceiptId(proof.receipt),
     }).catch(() => undefined);
     if (record === undefined) return "receipt_unknown";
-    if (record.status !== "pending" && record.status !== "challenged") return "not_pending";
+    if (!takesFraudProofs(record.status)) return "not_pending";
     if (own) return undefined;
     const accuser = await this.#ledger<{ stake: number }>(ctx, {
       type: "account",

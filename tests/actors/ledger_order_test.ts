@@ -20,8 +20,11 @@
  * assigned copy came, keeps credit 0 where the other ledger shows 4 (nothing is paid either way).
  *
  * Left out, as known and accepted: two accusers' confirmed proofs of one receipt (the reward goes
- * to whichever a ledger settles first: docs/PROOF.md, "Known limits"), and a false proof of a
- * cheat receipt (refused as `not_pending` once a confirmed one settled it).
+ * to whichever a ledger settles first: docs/PROOF.md, "Known limits"), and one accuser's false
+ * and confirmed proofs of one receipt (one accusation per accuser and receipt: the first taken
+ * stands). Other accusers' false proofs of a cheat receipt are in: refused as `not_pending` once
+ * a confirmed one settled it, they cost their accuser only in the ledgers that checked them
+ * first, until stop 38.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -176,6 +179,17 @@ function evidenceOf(seed: number): Evidence[] {
           label: `fraud(R${i},A${a})`,
           message: { type: "fraud_proof", proof, origin: PEER },
         });
+        for (let other = 0; other < 3; other++) {
+          if (other === a || rand() >= 0.3) continue;
+          out.push({
+            label: `false(R${i},A${other})`,
+            message: {
+              type: "fraud_proof",
+              proof: falseProof(r.receipt, accusers[other]),
+              origin: PEER,
+            },
+          });
+        }
         if (rand() < 0.2) {
           out.push({
             label: `fraud(R${i},A${a})'`,

@@ -17,6 +17,9 @@ import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
 import { lossFraud } from "./_loss_fraud.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { eventually } from "../_helpers/wait.ts";
 
 Deno.test("a peer's training fraud proof about a receipt this ledger never recorded, or from an accuser with no stake here, is not re-run", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-proof-intake-" });
@@ -64,6 +67,57 @@ Deno.test("a peer's training fraud proof about a receipt this ledger never recor
     assert.equal(stats.checked, 0, "nothing re-run");
     const passedOn = told.map((m) => (m as { gossip?: { kind: string } }).gossip?.kind);
     assert.deepEqual(passedOn, ["receipt"], "the receipt passed on, not the proof");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a peer's training fraud proof about a receipt whose challenge here ended undecided is re-run and settled inside the window: the lazy trainer is slashed here too", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-proof-unresolved-" });
+  const system = new ActorSystem({ name: "training-proof-unresolved" });
+  try {
+    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    const { ledger, training } = await spawnTrainingLedger(system, {
+      identity: Identity.generate(),
+      dir,
+      now: Date.now,
+      models,
+      challenge: { challengeProbability: 0 },
+    });
+    const accuser = Identity.generate();
+    const proof = lossFraud(model.cid, accuser, 8);
+    await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: 10_000_000 });
+    await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
+    const recorded = await training.ask<{ recorded: boolean }>({
+      type: "receipt",
+      body: {
+        receipt: proof.receipt,
+        terms: { round: 0, startModel: model.cid, steps: proof.receipt.steps },
+      },
+      origin: "stranger",
+    });
+    assert.equal(recorded.recorded, true);
+    const id = trainingReceiptId(proof.receipt);
+    // This node's own challenge of it ended undecided: unpaid here, its lock released.
+    for (const step of ["open", "undecided"] as const) {
+      assert.equal(await ledger.ask({ type: "training_challenge", receiptId: id, step }), true);
+    }
+    const status = async () =>
+      (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
+        ?.status;
+    assert.equal(await status(), "unpaid");
+
+    const handled = await training.ask<{ queued: boolean; skipped?: string }>({
+      type: "fraud_proof",
+      body: { proof, arch: TEST_ARCH },
+      origin: "stranger",
+    });
+    assert.deepEqual(handled, { queued: true }, "re-run, not skipped as not_pending");
+    await eventually(async () => (await status()) === "fraud", "the proof to settle");
+    const trainer = await ledger.ask<Account>({ type: "account", key: proof.receipt.trainer });
+    assert.ok(trainer.stake < 10_000_000, "the lazy trainer's stake is cut");
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
