@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { EdgeError } from "./http_errors.ts";
+import { EdgeError, RequestValidationError } from "./http_errors.ts";
 
 /** A request body or WebSocket message over `http.maxRequestBytes` (HTTP 413). */
 export class RequestTooLargeError extends EdgeError {
@@ -27,7 +27,9 @@ export class RequestTooLargeError extends EdgeError {
 
 /**
  * The body of `request` as text, or a {@link RequestTooLargeError} once it is known to exceed
- * `maxBytes` (UTF-8 bytes, as sent).
+ * `maxBytes` (UTF-8 bytes, as sent). Bytes that are not UTF-8 are refused (`invalid_json`: JSON
+ * text is UTF-8, RFC 8259 8.1) rather than decoded to U+FFFD, which would run, and sign a
+ * receipt for, a prompt the client never sent.
  */
 export async function readBodyText(request: Request, maxBytes: number): Promise<string> {
   const declared = Number(request.headers.get("content-length") ?? NaN);
@@ -52,5 +54,12 @@ export async function readBodyText(request: Request, maxBytes: number): Promise<
     bytes.set(chunk, offset);
     offset += chunk.byteLength;
   }
-  return new TextDecoder().decode(bytes);
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new RequestValidationError(
+      "invalid_json",
+      "the body is not valid UTF-8 (JSON text must be UTF-8); send the text UTF-8 encoded",
+    );
+  }
 }
