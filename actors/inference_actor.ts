@@ -213,6 +213,11 @@ interface JobEntry {
   start: (ctx: ActorContext<InferenceMessage>) => Promise<void>;
   /** Cancels the job wherever it is. */
   cancel: () => void;
+  /**
+   * Whether the job has already ended (a queued job its requester cancelled), its `job_ended`
+   * still on the way: it is not given a slot that frees meanwhile.
+   */
+  ended: () => boolean;
   state: "queued" | "running";
   /** The submission's {@link SubmitJob.onQueued}. */
   onQueued?: (position: number) => void;
@@ -425,6 +430,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
       // The run reports its end (job_ended) through the mailbox, where the entry leaves the
       // queue or frees its slot: lanes are only ever touched inside receive().
       cancel: () => run.cancel(),
+      ended: () => run.ended,
       start: async (ctx) => {
         await this.#spawnRunner(ctx, id, run);
       },
@@ -460,6 +466,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
           tokens: 0,
         });
       },
+      ended: () => settled,
       start: (ctx) => {
         if (settled) return Promise.resolve(); // cancelled while queued; job_ended is on its way
         const self = ctx.self;
@@ -555,11 +562,12 @@ export class InferenceActor implements Actor<InferenceMessage> {
     }
     lane.running--;
     this.#stats.activeJobs--;
-    const next = lane.queue.shift();
+    // A queued job that has ended (cancelled in the same turn as this one, a client that went
+    // away) keeps its place until its own `job_ended` drops it: the slot goes to the next live one.
+    const next = lane.queue.find((queued) => !queued.ended());
     if (next) {
-      this.#stats.queuedJobs--;
+      this.#dropQueued(next, lane);
       tellPosition(next, 0);
-      movedUp(lane, 0);
       await this.#startEntry(next, lane, ctx);
     }
   }

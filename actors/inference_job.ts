@@ -100,6 +100,14 @@ export class TextJobRun {
     this.#o = options;
   }
 
+  /**
+   * Whether the job has ended (finished, failed or cancelled): set at once, while the actor
+   * hears of it through its mailbox (`job_ended`).
+   */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
   /** The first position the requester's stream delivers: 0, or the resumed prefix's length. */
   get #resumeFrom(): number {
     return this.#o.resume?.length ?? 0;
