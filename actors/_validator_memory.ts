@@ -17,6 +17,7 @@ import { toHex } from "../protocols/hash.ts";
 import type { FraudCheckResult } from "../proof/fraud_check.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import type { ReceiptMessage } from "./validator_messages.ts";
+import type { HeldEvidence } from "./_held_evidence.ts";
 
 /** Receipts kept per worker whose pledge has not arrived yet, and workers kept at once. */
 const MAX_AWAITING_STAKE_PER_WORKER = 16;
@@ -188,6 +189,13 @@ export class ValidatorMemory {
     }
   }
 
+  /** Fraud proofs taken and not settled yet (queued or being checked; not those held). */
+  checking(): number {
+    let n = 0;
+    for (const waiting of this.#fraudProofs.values()) if (waiting !== null) n++;
+    return n;
+  }
+
   /** A fraud proof settled (or its check failed): still remembered, nobody waits on it. */
   fraudProofDone(hash: string): void {
     this.#fraudProofs.set(hash, null);
@@ -260,6 +268,19 @@ export class ValidatorMemory {
     this.#heldCount--;
     this.#count(this.#heldBy, accuser, -1);
     this.#count(this.#accusing, accuser, -1);
+  }
+
+  /**
+   * What waits here for something else to arrive, oldest first, for keeping across a stop
+   * (`_held_evidence.ts`): receipts waiting for their worker's pledge, and fraud proofs held for
+   * their receipt.
+   */
+  waiting(): HeldEvidence {
+    const receipts = [...this.#awaitingStake.values()].flat();
+    const proofs = [...this.#held.values()].flatMap((held) =>
+      [...held.values()].map(({ proof, origin }) => ({ proof, origin }))
+    );
+    return { receipts, proofs };
   }
 
   /** The proofs held for receipt `id` (now recorded here), in arrival order, forgotten here. */

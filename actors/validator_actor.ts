@@ -82,6 +82,7 @@ import { ChallengeHolds } from "./_challenge_holds.ts";
 import { TakeoverBudget } from "./_takeover_budget.ts";
 import { settleSteering } from "./_steering_settlement.ts";
 import { judgedKey, ValidatorMemory } from "./_validator_memory.ts";
+import { keepHeldEvidence, takeHeldEvidence } from "./_held_evidence.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "./_own_fraud_proofs.ts";
 import {
   holdTrainingChallenge,
@@ -198,6 +199,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     slashes: 0,
     unresolved: 0,
     openChallenges: 0,
+    fraudProofsChecking: 0,
   };
 
   /**
@@ -245,6 +247,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#stats.unresolved++;
     }
     for (const id of kept.keys()) await this.#ownProofs.remove(id);
+    // What waited here at the last stop for a pledge or a receipt goes through the intake again.
+    const held = await takeHeldEvidence(this.#options.ledgerDir);
+    for (const message of held.receipts) await this.#onReceipt(message, ctx).catch(() => {});
+    for (const { proof, origin } of held.proofs) {
+      this.#onFraudProof(proof, ctx, false, typeof origin === "string" ? origin : undefined);
+    }
     const every = this.#options.finalizeIntervalMs ?? DEFAULT_FINALIZE_INTERVAL_MS;
     if (every > 0) {
       const timer = setInterval(() => {
@@ -254,9 +262,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
   }
 
-  /** Waits for queued validations and closes the ledger. */
+  /**
+   * Waits for queued validations, keeps what still waits for a pledge or a receipt
+   * (`_held_evidence.ts`) and closes the ledger.
+   */
   async postStop(): Promise<void> {
     await this.#work.catch(() => {});
+    if (this.#ledger !== undefined) {
+      await keepHeldEvidence(this.#options.ledgerDir, this.#memory.waiting()).catch((error) =>
+        this.#log(`validator: could not keep held receipts and proofs: ${error.message}`)
+      );
+    }
     await this.#ledger?.close();
   }
 
@@ -373,7 +389,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "has_staked":
         return ledger.hasStaked(message.key);
       case "stats":
-        return { ...structuredClone(this.#stats), openChallenges: this.#held.size };
+        return {
+          ...structuredClone(this.#stats),
+          openChallenges: this.#held.size,
+          fraudProofsChecking: this.#memory.checking(),
+        };
     }
   }
 

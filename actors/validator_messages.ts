@@ -373,6 +373,8 @@ export interface ValidatorStats {
   unresolved: number;
   /** Challenges open now (queued or running): the depth of the validation queue. */
   openChallenges: number;
+  /** Fraud proofs taken and being checked now (queued or running; not those held). */
+  fraudProofsChecking: number;
 }
 
 /**

@@ -234,6 +234,12 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
         type: "gauge",
         value: t.openChallenges,
       });
+      samples.push({
+        name: "veriflow_validator_fraud_proofs_checking",
+        help: "Fraud proofs taken and being checked (queued or running).",
+        type: "gauge",
+        value: t.fraudProofsChecking,
+      });
       for (const [outcome, value] of Object.entries(t.verdicts)) {
         samples.push({
           name: "veriflow_validator_verdicts_total",

@@ -29,7 +29,11 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { FraudProofHandled, ValidatorMessage } from "../../actors/validator_actor.ts";
+import type {
+  FraudProofHandled,
+  ValidatorMessage,
+  ValidatorStats,
+} from "../../actors/validator_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import type { TextJob } from "../../protocols/job.ts";
@@ -54,8 +58,9 @@ const PEER = "ee".repeat(32);
 /**
  * `LEDGER_ORDER_EXPLORE=1` lifts the constraints below that keep clear of the divergences this
  * test found and that are not fixed (a report names the seed and both orders of each):
- * every pledge comes before the other evidence, each accuser pledges ten penalties, and the
- * restarted ledger has every receipt before any proof (nothing held in memory at the restart).
+ * every pledge comes before the other evidence, and each accuser pledges ten penalties. (Until
+ * stop 38 the restarted ledger also had every receipt before any proof: what it held in memory
+ * for a receipt was lost at the restart. It is kept across a stop now, `_held_evidence.ts`.)
  */
 const EXPLORE = Deno.env.get("LEDGER_ORDER_EXPLORE") === "1";
 /** The first seed run (`LEDGER_ORDER_SEED=n`: only seed n). */
@@ -233,20 +238,16 @@ function evidenceOf(seed: number): Evidence[] {
   return out;
 }
 
-/**
- * `xs` shuffled by `rand` (Fisher–Yates), then (unless exploring) every pledge moved first, and
- * with `receiptsFirst` every receipt next, each group keeping its shuffled order.
- */
-function shuffled(xs: readonly Evidence[], rand: () => number, receiptsFirst = false): Evidence[] {
+/** `xs` shuffled by `rand` (Fisher–Yates), then (unless exploring) every pledge moved first. */
+function shuffled(xs: readonly Evidence[], rand: () => number): Evidence[] {
   const out = [...xs];
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(rand() * (i + 1));
     [out[i], out[j]] = [out[j], out[i]];
   }
   if (EXPLORE) return out;
-  const rank = (e: Evidence) =>
-    e.message.type === "pledge" ? 0 : receiptsFirst && e.message.type === "receipt" ? 1 : 2;
-  return [0, 1, 2].flatMap((r) => out.filter((e) => rank(e) === r));
+  const rank = (e: Evidence) => e.message.type === "pledge" ? 0 : 1;
+  return [0, 1].flatMap((r) => out.filter((e) => rank(e) === r));
 }
 
 /** What is compared: every receipt's record and every party's account, after the windows. */
@@ -290,11 +291,11 @@ async function ledgerOf(system: ActorSystem, name: string, dir: string, clock: {
       await Promise.allSettled(due.map((o) => o.result));
       for (const o of due) o.done = true;
     }
-    await eventually(
-      async () =>
-        (await ref.ask<{ openChallenges: number }>({ type: "stats" })).openChallenges === 0,
-      "takeovers to end",
-    );
+    // And what no result here waits on: takeovers, and proofs taken again after a restart.
+    await eventually(async () => {
+      const stats = await ref.ask<ValidatorStats>({ type: "stats" });
+      return stats.openChallenges === 0 && stats.fraudProofsChecking === 0;
+    }, "takeovers and checks to end");
   };
   return {
     async feed(evidence: Evidence): Promise<void> {
@@ -407,7 +408,7 @@ Deno.test("a ledger restarted part-way through the evidence settles it as one th
   for (let seed = FROM; seed <= SEEDS; seed++) {
     const evidence = evidenceOf(seed);
     const rand = prng(seed ^ 0xbeef);
-    const [one, two] = [shuffled(evidence, rand, true), shuffled(evidence, rand, true)];
+    const [one, two] = [shuffled(evidence, rand), shuffled(evidence, rand)];
     const at = 1 + Math.floor(rand() * (two.length - 1));
     const diff = differences(await run(one, two, at));
     if (diff.length > 0) {
