@@ -18,10 +18,10 @@
  *
  * @module
  */
-import { encodeEnvelope, type Envelope } from "./envelope.ts";
+import { encodeEnvelopeWithHeadroom, type Envelope } from "./envelope.ts";
 import type { ConnectionTimers } from "./connection_timers.ts";
-import { ConnectionClosedError } from "./protocol_errors.ts";
-import { encodeFrame } from "../streams/length_prefixed_stream.ts";
+import { ConnectionClosedError, FrameTooLargeError } from "./protocol_errors.ts";
+import { LENGTH_PREFIX_BYTES } from "../streams/length_prefixed_stream.ts";
 
 /** Options of a {@link WriteQueue}. */
 export interface WriteQueueOptions {
@@ -106,7 +106,14 @@ export class WriteQueue {
    * whole connection).
    */
   encode(envelope: Envelope): Uint8Array {
-    return encodeFrame(encodeEnvelope(envelope), this.#maxFrameBytes);
+    // Encoded behind room for the prefix, not framed after: a storage chunk is copied once.
+    const frame = encodeEnvelopeWithHeadroom(envelope, LENGTH_PREFIX_BYTES);
+    const payloadBytes = frame.byteLength - LENGTH_PREFIX_BYTES;
+    if (payloadBytes > this.#maxFrameBytes) {
+      throw new FrameTooLargeError(payloadBytes, this.#maxFrameBytes);
+    }
+    new DataView(frame.buffer, frame.byteOffset).setUint32(0, payloadBytes);
+    return frame;
   }
 
   /**

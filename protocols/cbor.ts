@@ -8,8 +8,12 @@
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { Decoder, Encoder } from "cbor-x";
 import { VeriflowError } from "./errors.ts";
+
+/** cbor-x's `useBuffer`, documented in its README ("Arena Allocation") but not in its types. */
+type ArenaEncoder = Encoder & { useBuffer(buffer: Uint8Array): void };
 
 const codec = new Encoder({
   useRecords: false,
@@ -17,7 +21,7 @@ const codec = new Encoder({
   tagUint8Array: false,
   // Keep undefined out of the wire: it is not valid in our schemas and other decoders differ on it.
   encodeUndefinedAsNil: true,
-});
+}) as ArenaEncoder;
 // Canonical bytes need the shortest map-length header (RFC 8949 §4.2.1), which costs cbor-x a
 // little speed, so only the hashing path pays for it.
 const canonicalCodec = new Encoder({
@@ -37,6 +41,65 @@ function plain(bytes: Uint8Array): Uint8Array {
 /** Encode a value as CBOR bytes. */
 export function encodeCbor(value: unknown): Uint8Array {
   return plain(codec.encode(value));
+}
+
+/**
+ * Values expected to take at least this many bytes are encoded straight into their own buffer
+ * (see {@link encodeCborWithHeadroom}); smaller ones go through cbor-x's shared buffer and are
+ * copied out, which is cheaper than a buffer of their own each.
+ */
+const DIRECT_ENCODE_MIN_BYTES = 64 * 1024;
+/**
+ * Room a direct encode leaves beyond the size hint, for what the hint does not count (an
+ * envelope's fields, a chunk's CID). cbor-x gives up a buffer with less than 2 KiB free before
+ * it starts, so this is also what keeps it writing into ours.
+ */
+const DIRECT_ENCODE_SLACK_BYTES = 4096;
+/** The buffer cbor-x is handed back after a direct encode: the size it starts with itself. */
+const SHARED_BUFFER_BYTES = 8192;
+
+/**
+ * Encode a value as CBOR — the same bytes as {@link encodeCbor} — into a new buffer after
+ * `headroom` free bytes (a frame's length prefix), so a frame costs no copy of its payload.
+ *
+ * A value of at least 64 KiB by `sizeHint` (its large byte strings: a storage chunk) is written
+ * by cbor-x straight into the result: each byte is copied once, where going through cbor-x's
+ * own buffer copies it twice and makes cbor-x grow that buffer (a fresh MiB every few chunks).
+ * cbor-x's encoders share one buffer: it is handed a new one of its own afterwards, so nothing
+ * encoded later lands in (and pins) the result. If the value outgrows the hint, cbor-x moves
+ * to a buffer of its own mid-way and the result is copied from it: correct, only slower.
+ * @param value The value.
+ * @param headroom Free bytes before the CBOR (left zero).
+ * @param sizeHint Bytes the value is expected to take, at least (0 if unknown).
+ * @returns `headroom` bytes, then the CBOR.
+ */
+export function encodeCborWithHeadroom(
+  value: unknown,
+  headroom: number,
+  sizeHint: number,
+): Uint8Array {
+  if (sizeHint >= DIRECT_ENCODE_MIN_BYTES) {
+    const out = new ArrayBuffer(headroom + sizeHint + DIRECT_ENCODE_SLACK_BYTES);
+    // A Buffer view, not a Uint8Array: cbor-x writes long strings with Buffer's utf8Write.
+    codec.useBuffer(Buffer.from(out, headroom));
+    let encoded: Uint8Array;
+    try {
+      encoded = codec.encode(value);
+    } finally {
+      codec.useBuffer(Buffer.alloc(SHARED_BUFFER_BYTES));
+    }
+    if (encoded.buffer === out && encoded.byteOffset === headroom) {
+      return new Uint8Array(out, 0, headroom + encoded.byteLength);
+    }
+    return withHeadroom(encoded, headroom);
+  }
+  return withHeadroom(codec.encode(value), headroom);
+}
+
+function withHeadroom(encoded: Uint8Array, headroom: number): Uint8Array {
+  const out = new Uint8Array(headroom + encoded.byteLength);
+  out.set(encoded, headroom);
+  return out;
 }
 
 /** Decode CBOR bytes (throws on malformed input). */

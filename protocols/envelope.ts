@@ -19,7 +19,7 @@
  * @module
  */
 import { z } from "zod";
-import { decodeCbor, encodeCbor } from "./cbor.ts";
+import { decodeCbor, encodeCbor, encodeCborWithHeadroom } from "./cbor.ts";
 import { checkCborStructure, DEFAULT_MAX_CBOR_DEPTH } from "./cbor_guard.ts";
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "./identity.ts";
 import type { BodySchema } from "./message_registry.ts";
@@ -83,7 +83,20 @@ export interface DecodeEnvelopeOptions {
 
 /** Encode an envelope as CBOR. Optional fields that are `undefined` are left out. */
 export function encodeEnvelope(envelope: Envelope): Uint8Array {
-  // Build a fresh object so absent optionals are absent on the wire, not CBOR null.
+  return encodeCbor(wireFields(envelope));
+}
+
+/**
+ * {@link encodeEnvelope}'s bytes after `headroom` free bytes (a frame's length prefix), in one
+ * new buffer. A body with large byte strings at its top level (a storage chunk) is encoded with
+ * each of their bytes copied once (see `encodeCborWithHeadroom`).
+ */
+export function encodeEnvelopeWithHeadroom(envelope: Envelope, headroom: number): Uint8Array {
+  return encodeCborWithHeadroom(wireFields(envelope), headroom, topLevelBytes(envelope.body));
+}
+
+/** The envelope as the object that goes on the wire: absent optionals absent, not CBOR null. */
+function wireFields(envelope: Envelope): Record<string, unknown> {
   const out: Record<string, unknown> = {
     v: envelope.v,
     type: envelope.type,
@@ -93,7 +106,18 @@ export function encodeEnvelope(envelope: Envelope): Uint8Array {
   if (envelope.re !== undefined) out.re = envelope.re;
   out.body = envelope.body;
   if (envelope.sig !== undefined) out.sig = envelope.sig;
-  return encodeCbor(out);
+  return out;
+}
+
+/** Bytes of the byte strings among a body's own fields: what most of a bulk body is. */
+function topLevelBytes(body: unknown): number {
+  if (body === null || typeof body !== "object") return 0;
+  let bytes = 0;
+  for (const key in body) {
+    const field = (body as Record<string, unknown>)[key];
+    if (field instanceof Uint8Array) bytes += field.byteLength;
+  }
+  return bytes;
 }
 
 /** What could be read of a rejected envelope, to address an error reply. */
