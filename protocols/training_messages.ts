@@ -47,6 +47,7 @@ import { defineMessage, type MessageDefinition } from "./message_registry.ts";
 import { defineProtocol, type Protocol } from "./connection_protocols.ts";
 import { isCid } from "./cid.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
+import { gptWeightShapes } from "../training/gpt_weights.ts";
 import type { LocalHyperParams } from "../training/local_trainer.ts";
 import {
   LocalHyperParamsSchema,
@@ -66,19 +67,38 @@ const HEX64 = /^[0-9a-f]{64}$/;
  * 950 k parameters (the built-in `tiny` has 150 k); a larger model needs the delta by CID.
  */
 export const MAX_REPORT_DELTA_BYTES = 960 * 1024;
+/**
+ * Most parameters of an architecture on the wire: a round's report carries its delta inline at
+ * one byte a parameter (plus scales), so no larger model can be trained over this protocol. Each
+ * field's own bound allowed 52 billion parameters together, and an outcome from an unknown start
+ * model made a node build the genesis model of the architecture it named.
+ */
+export const MAX_WIRE_MODEL_PARAMETERS = MAX_REPORT_DELTA_BYTES;
 /** Most trainer keys an outcome lists (a round of more trainers lists the first ones). */
 export const MAX_OUTCOME_TRAINERS = 256;
 
 const cid = z.string().max(128).refine(isCid, "expected a CID");
 const hexKey = z.string().regex(HEX64);
 
-/** Zod schema of a GPT architecture on the wire (bounded: a peer cannot ask for a huge model). */
+/** Parameters of the builder's model of `arch` (`gptWeightShapes`). */
+function gptParameterCount(arch: GptArchitecture): number {
+  return gptWeightShapes(arch).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/**
+ * Zod schema of a GPT architecture on the wire, bounded by {@link MAX_WIRE_MODEL_PARAMETERS}:
+ * a peer cannot make a node build a huge model.
+ */
 export const ArchitectureSchema: z.ZodType<GptArchitecture> = z.object({
   numLayers: z.number().int().min(1).max(64),
   hiddenSize: z.number().int().min(1).max(8192),
   numHeads: z.number().int().min(1).max(128),
   contextLength: z.number().int().min(2).max(65_536),
-}).refine((a) => a.hiddenSize % a.numHeads === 0, "hiddenSize must be a multiple of numHeads");
+}).refine((a) => a.hiddenSize % a.numHeads === 0, "hiddenSize must be a multiple of numHeads")
+  .refine(
+    (a) => gptParameterCount(a) <= MAX_WIRE_MODEL_PARAMETERS,
+    `more than ${MAX_WIRE_MODEL_PARAMETERS} parameters`,
+  );
 
 /** Body of `training.joined`: where the network's training stands. */
 export interface JoinedBody {

@@ -1,0 +1,157 @@
+/**
+ * What one `training.outcome` from a hostile peer can make a node do. Outcomes travel unsigned
+ * and any `training/1` peer may send one, so before this node builds or downloads anything for
+ * it, the message must name an architecture a round can train (the genesis check builds a model
+ * of the architecture the outcome names) and receipts their trainers signed (the audit
+ * downloads the start model and every delta an outcome names).
+ */
+import assert from "node:assert/strict";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
+import { cidOf } from "../../protocols/cid.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import {
+  ArchitectureSchema,
+  MAX_REPORT_DELTA_BYTES,
+  type OutcomeBody,
+  OutcomeMessage,
+  RoundMessage,
+} from "../../protocols/training_messages.ts";
+import { gptWeightShapes } from "../../training/gpt_weights.ts";
+import { dataSeedOf } from "../../training/round_coordinator.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { signTrainingReceipt, type TrainingReceipt } from "../../training/training_receipt.ts";
+import {
+  TrainingValidator,
+  type TrainingValidatorMessage,
+  type TrainingValidatorStats,
+} from "../../training/training_validator.ts";
+import { GPT_MODEL_SIZES } from "../../inference/model_builder.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { TEST_ARCH, TEST_HYPER } from "./_fixtures.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+
+const parameters = (arch: Parameters<typeof gptWeightShapes>[0]) =>
+  gptWeightShapes(arch).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+
+const file = (text: string) => cidOf(new TextEncoder().encode(text));
+
+/** A receipt of `round` from `startModel` on the trainer's own seed, signed by `trainer`. */
+function receiptOf(trainer: Identity, round: number, startModel: string): TrainingReceipt {
+  const steps = 1;
+  const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER };
+  return signTrainingReceipt({
+    v: 2,
+    round,
+    startModel,
+    steps,
+    dataSeed: dataSeedOf(round, toHex(trainer.publicKey)),
+    hyper,
+    samplesRoot: "00".repeat(32),
+    sampleCount: steps * hyper.batchSize,
+    checkpointsRoot: "00".repeat(32),
+    shardRoot: "00".repeat(32),
+    shardSize: 100,
+    losses: [1],
+    deltaHash: "00".repeat(32),
+    deltaBytes: 10,
+  }, trainer);
+}
+
+/** An outcome of round `round` from `startModel` naming `receipts`, each with a delta file. */
+function outcomeOf(round: number, startModel: string, receipts: TrainingReceipt[]): OutcomeBody {
+  return {
+    round,
+    startModel,
+    startFile: file(`start ${startModel}`),
+    model: file(`model ${round} ${startModel}`),
+    file: file(`model file ${round} ${startModel}`),
+    arch: TEST_ARCH,
+    accepted: receipts.map((r) => toHex(r.trainer)),
+    reports: receipts.map((receipt, i) => ({ receipt, deltaFile: file(`delta ${i}`) })),
+    excluded: [],
+  };
+}
+
+Deno.test("an architecture a round cannot train is refused at the wire: no outcome, round or proof makes a node build a model of billions of parameters", () => {
+  // Every field within its own bound, together 52 billion parameters (208 GB of float32): the
+  // genesis check of an outcome from an unknown start model built it.
+  const huge = { numLayers: 64, hiddenSize: 8192, numHeads: 128, contextLength: 65_536 };
+  assert.ok(parameters(huge) > 5e10);
+  assert.equal(ArchitectureSchema.safeParse(huge).success, false);
+  const outcome = { ...outcomeOf(1, file("start"), []), arch: huge };
+  const parsed = OutcomeMessage.schema.safeParse(outcome);
+  assert.equal(parsed.success, false);
+  assert.ok(
+    !parsed.success && parsed.error.issues.some((i) => i.path[0] === "arch"),
+    "the architecture is named",
+  );
+  assert.equal(
+    RoundMessage.schema.safeParse({
+      round: 0,
+      startModel: file("start"),
+      startFile: file("start"),
+      arch: huge,
+      steps: 1,
+      dataSeed: 1,
+      hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS },
+      deadline: 1,
+    }).success,
+    false,
+  );
+  // The bound is what a round can carry: a report's delta is one byte a parameter, inline.
+  const widest = { numLayers: 1, hiddenSize: 256, numHeads: 4, contextLength: 64 };
+  const wider = { ...widest, numLayers: 2 };
+  assert.ok(parameters(widest) <= MAX_REPORT_DELTA_BYTES);
+  assert.ok(parameters(wider) > MAX_REPORT_DELTA_BYTES);
+  assert.ok(ArchitectureSchema.safeParse(widest).success);
+  assert.equal(ArchitectureSchema.safeParse(wider).success, false);
+  // What the project trains still passes.
+  for (const arch of [TEST_ARCH, GPT_MODEL_SIZES.tiny, GPT_MODEL_SIZES.brown]) {
+    assert.ok(ArchitectureSchema.safeParse(arch).success, JSON.stringify(arch));
+  }
+});
+
+Deno.test("an outcome naming receipts their trainers did not sign is refused before anything is downloaded for it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-outcome-forged-" });
+  const system = new ActorSystem({ name: "outcome-forged" });
+  try {
+    const fetched: string[] = [];
+    // Storage that records what the audit asks for: a forged outcome must cost no download.
+    const storage = {
+      ask(message: StorageMessage) {
+        fetched.push(`${message.type} ${(message as { cid?: string }).cid}`);
+        return Promise.reject(new Error("not here"));
+      },
+    } as unknown as ActorRef<StorageMessage>;
+    const validator = await system.spawn<TrainingValidatorMessage>({
+      name: "node/training-validator",
+      factory: () =>
+        new TrainingValidator({
+          identity: Identity.generate(),
+          models: new RoundModels({ modelsDir: dir, storage: () => storage }),
+        }),
+    });
+    const start = file("a start model nobody holds");
+    // Fresh keys, each receipt re-signed by someone else: the shape is a receipt's, the
+    // signature not its trainer's. 64 of them, each with a delta file of the peer's choosing.
+    const forged = Array.from({ length: 64 }, () => {
+      const receipt = receiptOf(Identity.generate(), 0, start);
+      return { ...receipt, sig: receiptOf(Identity.generate(), 0, start).sig };
+    });
+    const outcome = outcomeOf(0, start, forged);
+    assert.ok(OutcomeMessage.schema.safeParse(outcome).success, "schema-valid");
+    await validator.tell({ type: "outcome", body: outcome, origin: "peer" });
+    const stats = await eventually(async () => {
+      const s = await validator.ask<TrainingValidatorStats>({ type: "stats" });
+      return s.refused.length === 1 || fetched.length > 0 ? s : undefined;
+    }, "the outcome audited or a download asked");
+    assert.deepEqual(stats.refused.map((r) => r.reason), ["receipt_invalid"]);
+    assert.deepEqual(fetched, [], "nothing fetched for a forged outcome");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
