@@ -16,6 +16,7 @@ import {
   parseWholeNumber,
 } from "./number_flags.ts";
 import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
+import { ArchitectureSchema, MAX_WIRE_MODEL_PARAMETERS } from "../protocols/training_messages.ts";
 
 // Numbers as an operator writes them, read the same way by every command (`number_flags.ts`).
 export { notDecimalNumber, notWholeNumber, parseDecimalNumber, parseWholeNumber };
@@ -215,7 +216,10 @@ const nodeConfigSchema = z.strictObject({
       hiddenSize: z.number().int().min(1).max(8192).default(64),
       numHeads: z.number().int().min(1).max(128).default(4),
       contextLength: z.number().int().min(2).max(65_536).default(256),
-    }).prefault({}),
+    }).refine(
+      (arch) => ArchitectureSchema.safeParse(arch).success,
+      `hiddenSize must be a multiple of numHeads, and the model at most ${MAX_WIRE_MODEL_PARAMETERS} parameters (a round's report carries its delta inline, a byte a parameter)`,
+    ).prefault({}),
     corpusDocs: z.number().int().min(10).max(500).default(500),
     trainer: z.strictObject({
       enabled: z.boolean().default(false),

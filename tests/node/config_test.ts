@@ -147,3 +147,16 @@ Deno.test("--device picks the execution provider (cpu, cuda, webgpu); --cuda is 
   assert.equal((await configFromArgs(["--cuda"])).model.executionProvider, "cuda");
   await assert.rejects(configFromArgs(["--device", "tpu"]), /model\.executionProvider/);
 });
+
+Deno.test("a training architecture no round could carry is refused when the node is configured, naming the key", () => {
+  assert.throws(
+    () => parseNodeConfig({ training: { arch: { hiddenSize: 8192 } } }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /training\.arch/);
+      assert.match(error.message, /parameters/);
+      return true;
+    },
+  );
+  assert.equal(parseNodeConfig({}).training.arch.hiddenSize, 64, "the default fits");
+});
