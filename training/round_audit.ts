@@ -21,6 +21,8 @@
  * |                      | its trainer (`dataSeedOf`): batches of the trainer's choosing  |
  * | `hyper_mismatch`     | carries receipts on different hyper-parameters (a round        |
  * |                      | announces one set to all its trainers)                         |
+ * | `receipt_invalid`    | carries a receipt its trainer did not sign (checked before     |
+ * |                      | anything is fetched for the outcome)                           |
  * | `convicted_included` | averages a delta whose own receipt this node's ledger convicted |
  * | `delta_mismatch`     | names a file that is not the delta its receipt signs, or a     |
  * |                      | delta that does not fit the start weights (as the coordinator  |
@@ -42,7 +44,7 @@ import type { GptWeights } from "./gpt_weights.ts";
 import type { RoundModels } from "./round_models.ts";
 import { dataSeedOf, sameHyperParams } from "./round_coordinator.ts";
 import { aggregateRound } from "./training_round.ts";
-import { trainingReceiptId } from "./training_receipt.ts";
+import { trainingReceiptId, verifyTrainingReceipt } from "./training_receipt.ts";
 
 /** What {@link auditRound} found. */
 export type RoundAudit =
@@ -114,6 +116,12 @@ export async function auditRound(
         `the receipt of ${trainer.slice(0, 16)} is on other hyper-parameters`,
       );
     }
+  }
+  // Outcomes travel unsigned, from any peer: before anything is fetched for one (the start model,
+  // a delta file per report, of the sender's choosing), each receipt must be its trainer's.
+  const forged = reports.findIndex(({ receipt }) => !verifyTrainingReceipt(receipt).ok);
+  if (forged >= 0) {
+    return fail("receipt_invalid", `report ${forged}'s receipt is not signed by its trainer`);
   }
   for (const { receipt } of reports) {
     if (await context.convicted(trainingReceiptId(receipt))) {

@@ -834,20 +834,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     return undefined;
   }
 
-  /**
-   * Redo the round's outer step (`round_audit.ts`) before taking its model. Outcomes travel
-   * unsigned from any peer: each receipt must be its trainer's before anything is fetched for
-   * the outcome (the start model and a delta file per report, of the sender's choosing).
-   */
+  /** Redo the round's outer step (`round_audit.ts`) before taking its model. */
   #audit(body: OutcomeBody, ctx: ActorContext<TrainingValidatorMessage>): Promise<RoundAudit> {
-    const forged = body.reports.findIndex(({ receipt }) => !verifyTrainingReceipt(receipt).ok);
-    if (forged >= 0) {
-      return Promise.resolve({
-        ok: false,
-        reason: "receipt_invalid",
-        detail: `report ${forged}'s receipt is not signed by its trainer`,
-      });
-    }
     return auditRound(body, {
       models: this.#options.models,
       momentumAfter: (cid) => this.#momentum.get(cid),
