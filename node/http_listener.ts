@@ -97,8 +97,10 @@ export class HttpListener {
    * Stop serving once open requests finish: HTTP requests (SSE streams included) and the jobs
    * of open WebSockets, whose clients get their end before the socket closes (1001). New
    * requests are answered 503 `shutting_down` meanwhile, then new connections are refused
-   * (`serve.ts`). What is still open after `drainTimeoutMs` is cut (requests aborted, WebSockets
-   * closed; one log line says how much), and the port closes all the same. Idempotent.
+   * (`serve.ts`). Past `drainTimeoutMs` one log line says how much is still open and the jobs
+   * left are cancelled, each client told (a WebSocket's `done`, an SSE stream's `shutting_down`
+   * error event and `[DONE]`, a request not answered yet 503); what is still open a moment later
+   * is cut, and the port closes all the same. Idempotent.
    */
   close(): Promise<void> {
     this.#closing ??= this.#server.shutdown();

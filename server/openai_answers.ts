@@ -10,6 +10,11 @@
  * `cancel` (the client went away) cancels the token stream, which stops the model. A streaming
  * client that stops reading is cut off after `http.clientIdleTimeoutMs` and its job cancelled.
  *
+ * When the node stops, each answer is one of the server's drains (`serve.ts`): a job that ends
+ * within `http.drainTimeoutMs` is answered as always; past it the job is cancelled and the answer
+ * ends with a `shutting_down` error (an SSE stream: the error event, then `data: [DONE]`), so an
+ * OpenAI client can tell a node that stopped from a network fault.
+ *
  * @module
  */
 import type {
@@ -28,6 +33,7 @@ import { type ResponseShape, stringifyAnswer } from "./openai_shapes.ts";
 import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
 import { wireUsage } from "./stream_protocol.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import type { Drain } from "./serve.ts";
 
 /** How an answer is given. */
 export interface AnswerOptions {
@@ -53,6 +59,59 @@ export interface AnswerOptions {
    * first token; absent: none.
    */
   queue?: QueuePosition;
+  /**
+   * Make the answer one of the server's drains (`drainBeforeShutdown` for the request); returns
+   * the withdrawal. Absent: none (the answer is cut like any response at the deadline).
+   */
+  drainBeforeShutdown?: (drain: Drain) => () => void;
+}
+
+/** What an answer whose job the drain deadline cancelled says. */
+export const SHUTDOWN_MESSAGE =
+  "the node is shutting down: its drain deadline (http.drainTimeoutMs) passed before the job " +
+  "ended, so the job was cancelled; send the request to another node";
+
+/**
+ * An answer's part in the server's drain: the drain lasts until the answer has ended; when its
+ * deadline passes, the job is cancelled and the answer says why ({@link AnswerDrain.failure}).
+ */
+class AnswerDrain {
+  #ended = Promise.withResolvers<void>();
+  #timeUp: AbortSignal | undefined;
+  #withdraw: () => void;
+  #cancel: () => void;
+
+  constructor(handle: InferenceHandle, register: AnswerOptions["drainBeforeShutdown"]) {
+    this.#cancel = () => handle.cancel();
+    this.#withdraw = register?.((timeUp) => {
+      this.#timeUp = timeUp;
+      if (timeUp.aborted) this.#cancel();
+      else timeUp.addEventListener("abort", this.#cancel, { once: true });
+      return this.#ended.promise;
+    }) ?? (() => {});
+  }
+
+  /**
+   * Why a job that did not run to its end failed: `shutting_down` when the drain deadline
+   * cancelled it, else what its summary says; undefined for a job that ran to its end.
+   */
+  failure(summary: JobSummary): VeriflowError | undefined {
+    if (summary.finishReason !== "error" && summary.finishReason !== "cancelled") return undefined;
+    if (summary.finishReason === "cancelled" && this.#timeUp?.aborted) {
+      return new VeriflowError("shutting_down", SHUTDOWN_MESSAGE);
+    }
+    return new VeriflowError(
+      summary.error?.code ?? "job_cancelled",
+      summary.error?.message ?? "the job was cancelled",
+    );
+  }
+
+  /** The answer has ended (sent, failed or cancelled): the drain is over. Idempotent. */
+  ended(): void {
+    this.#timeUp?.removeEventListener("abort", this.#cancel);
+    this.#withdraw();
+    this.#ended.resolve();
+  }
 }
 
 /** Hex characters of the job id used in OpenAI-style response ids. */
@@ -85,6 +144,7 @@ export function fullAnswer(
   shape: ResponseShape,
   options: AnswerOptions,
 ): Response {
+  const drain = new AnswerDrain(handle, options.drainBeforeShutdown);
   const collected = (async () => {
     const trimmer = new StopTrimmer(options.stops);
     const pieces: TextPiece[] = [];
@@ -106,13 +166,9 @@ export function fullAnswer(
     async pull(controller) {
       const { pieces, stop, summary } = await collected;
       let json: Record<string, unknown>;
-      if (summary.finishReason === "error" || summary.finishReason === "cancelled") {
-        json = openAiErrorBody(
-          new VeriflowError(
-            summary.error?.code ?? "job_cancelled",
-            summary.error?.message ?? "the job was cancelled",
-          ),
-        ) as unknown as Record<string, unknown>;
+      const failure = drain.failure(summary);
+      if (failure !== undefined) {
+        json = openAiErrorBody(failure) as unknown as Record<string, unknown>;
       } else {
         const text = pieces.map((piece) => piece.text).join("");
         const logprobs = options.logprobs
@@ -130,9 +186,11 @@ export function fullAnswer(
       }
       controller.enqueue(encoder.encode(answerJson(options)(json)));
       controller.close();
+      drain.ended();
     },
     cancel() {
       handle.cancel();
+      drain.ended();
     },
   }, { highWaterMark: 0 });
   return new Response(body, { headers: { "content-type": "application/json" } });
@@ -161,6 +219,7 @@ export function sseAnswer(
   options: AnswerOptions,
 ): Response {
   const encoder = new TextEncoder();
+  const drain = new AnswerDrain(handle, options.drainBeforeShutdown);
   const reader = handle.tokens.getReader();
   const trimmer = new StopTrimmer(options.stops);
   const id = `${shape.idPrefix}-${handle.jobId.slice(0, RESPONSE_ID_CHARS)}`;
@@ -200,14 +259,15 @@ export function sseAnswer(
   const finish = (controller: ReadableStreamDefaultController<Uint8Array>, summary: JobSummary) => {
     closed = true;
     queue?.close();
-    if (summary.finishReason === "error" || summary.finishReason === "cancelled") {
+    const failure = drain.failure(summary);
+    if (failure !== undefined) {
       // Mid-stream failures cannot change the status any more; OpenAI clients raise on an
       // `error` member in an event.
       const error = {
-        message: summary.error?.message ?? "the job was cancelled",
+        message: failure.message,
         type: "server_error",
         param: null,
-        code: summary.error?.code ?? "job_cancelled",
+        code: failure.code,
       };
       controller.enqueue(encoder.encode(`data: ${JSON.stringify({ error })}\n\n`));
     } else {
@@ -226,6 +286,7 @@ export function sseAnswer(
     }
     controller.enqueue(encoder.encode("data: [DONE]\n\n"));
     controller.close();
+    drain.ended();
   };
 
   const next = async (controller: ReadableStreamDefaultController<Uint8Array>) => {
@@ -296,6 +357,7 @@ export function sseAnswer(
     }
     options.stats.idleTimeouts++;
     handle.cancel();
+    drain.ended();
     controller.error(
       new Error(
         `the client read nothing for ${options.idleTimeoutMs} ms (http.clientIdleTimeoutMs)`,
@@ -309,6 +371,7 @@ export function sseAnswer(
         await next(controller);
       } catch (error) {
         stopTimer();
+        drain.ended();
         throw error;
       }
       if (closed) return stopTimer();
@@ -319,6 +382,7 @@ export function sseAnswer(
       stopTimer();
       queue?.close();
       handle.cancel();
+      drain.ended();
     },
   }, { highWaterMark: 0 });
   return new Response(body, { headers: SSE_HEADERS });

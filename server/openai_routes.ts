@@ -8,6 +8,8 @@
  * defines but this node cannot honour (`tools`, `response_format`, `logit_bias`, ...) are
  * refused with a 400 naming the field rather than ignored. The top tokens a request asks for
  * (chat `top_logprobs`, completions `logprobs: N`) go with the submission, not into the job.
+ * Each accepted job's answer is registered with the server's graceful shutdown (`serve.ts`), so
+ * a stopping node lets it finish, or past the drain deadline ends it with `shutting_down`.
  *
  * @module
  */
@@ -24,6 +26,7 @@ import type { InferenceGateway, TextRequest } from "./inference_gateway.ts";
 import { type AnswerOptions, fullAnswer, sseAnswer } from "./openai_answers.ts";
 import { CHAT_SHAPE, COMPLETION_SHAPE, type ResponseShape } from "./openai_shapes.ts";
 import { readBodyText } from "./body_limit.ts";
+import { drainBeforeShutdown } from "./serve.ts";
 import {
   ChatCompletionRequestSchema,
   CompletionRequestSchema,
@@ -44,6 +47,7 @@ export function openAiRoutes(
   const bodyOf = async (request: Request) =>
     parseJsonText(await readBodyText(request, edge.maxRequestBytes));
   const answer = (
+    raw: Request,
     request: TextRequest,
     shape: ResponseShape,
     client: ClientIdentity,
@@ -53,6 +57,8 @@ export function openAiRoutes(
   ) =>
     respond(gateway, request, shape, client, {
       ...options,
+      drainBeforeShutdown: (drain) =>
+        drainBeforeShutdown(raw, drain, options.stream ? "sse" : "json"),
       stops: request.params.stop,
       idleTimeoutMs: edge.clientIdleTimeoutMs,
       stats,
@@ -65,6 +71,7 @@ export function openAiRoutes(
     const prompt = typeof body.prompt === "string" ? body.prompt : body.prompt[0];
     const topLogprobs = body.logprobs ?? 0;
     return await answer(
+      c.req.raw,
       { model: body.model, prompt, params: toGenerationParams(body), topLogprobs },
       COMPLETION_SHAPE,
       c.get("client"),
@@ -89,6 +96,7 @@ export function openAiRoutes(
     // The schema has checked that top_logprobs comes with logprobs: true.
     const topLogprobs = body.top_logprobs ?? 0;
     return await answer(
+      c.req.raw,
       { model: body.model, prompt, params, promptParam: "messages", topLogprobs },
       CHAT_SHAPE,
       c.get("client"),

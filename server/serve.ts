@@ -5,12 +5,17 @@
  * A graceful {@link RunningServer.shutdown} drains in two steps. `Deno.serve`'s own shutdown
  * lets open HTTP requests (an SSE stream included) finish but closes every WebSocket at once
  * (1001), which would cancel the jobs running on them. So first the work that routes registered
- * with {@link drainBeforeShutdown} (a `/v1/stream` socket's jobs) and the open HTTP requests
- * finish, while new requests are refused (503 `shutting_down`); then `Deno.serve` stops
- * accepting connections. The drain has a deadline ({@link ServeOptions.drainTimeoutMs}): a job
- * that runs for an hour, or a client that never reads, must not keep a stopping node up. Past it,
- * what is still open is cut the way aborting {@link ServeOptions.signal} cuts it (requests
- * aborted, WebSockets closed), and the log says so once. The same deadline bounds `Deno.serve`'s
+ * with {@link drainBeforeShutdown} (a `/v1/stream` socket's jobs, an SSE stream's or a JSON
+ * answer's job) and the open HTTP requests finish, while new requests are refused (503
+ * `shutting_down`); then `Deno.serve` stops accepting connections. The drain has a deadline
+ * ({@link ServeOptions.drainTimeoutMs}): a job that runs for an hour, or a client that never
+ * reads, must not keep a stopping node up. Past it, the log says so once and each registered
+ * drain ends its work at once, telling its client why (a WebSocket's `done` and close 1001, an
+ * SSE stream's `shutting_down` error event and `data: [DONE]`); a request whose handler has not
+ * answered yet gets 503 `shutting_down`. What is still open {@link TIME_UP_GRACE_MS} later is cut
+ * the way aborting {@link ServeOptions.signal} cuts it (requests aborted, WebSockets closed): a
+ * connection drop is all a client then sees, so it is the last resort, for a client that does
+ * not read. The same deadline bounds `Deno.serve`'s
  * own shutdown, which waits for connections whose answer was sent early (a 413 or 503 before the
  * body was read, to a client that sends the rest slowly or never): that shutdown cannot be cut
  * once begun, so past the deadline it is left to finish by itself (or with the process), and the
@@ -73,21 +78,24 @@ export interface RunningServer {
   /**
    * Stop gracefully: new requests are refused (503 `shutting_down`) while open HTTP requests
    * and the work registered with {@link drainBeforeShutdown} finish, then the server stops
-   * accepting connections; WebSockets still open then are closed (1001). Work still open after
-   * {@link ServeOptions.drainTimeoutMs} is cut instead (requests aborted, WebSockets closed), with
-   * one log line saying how much. Resolves once the server has stopped, and never later than
-   * `drainTimeoutMs` + {@link TIME_UP_GRACE_MS}: connections still open past the deadline after
-   * every request was answered (a client that neither sends the rest of its body nor reads its
-   * answer) are left to close by themselves, with one log line, and
-   * {@link RunningServer.finished} waits for them. Idempotent.
+   * accepting connections; WebSockets still open then are closed (1001). After
+   * {@link ServeOptions.drainTimeoutMs} one log line says how much is still open, the registered
+   * drains end their work at once (their jobs cancelled, each client told), requests not answered
+   * yet get 503 `shutting_down`, and what is still open {@link TIME_UP_GRACE_MS} later is cut
+   * (requests aborted, WebSockets closed). Resolves once the server has stopped, and never later
+   * than `drainTimeoutMs` + 2 × {@link TIME_UP_GRACE_MS}: connections still open after every
+   * request was answered (a client that neither sends the rest of its body nor reads its answer)
+   * are left to close by themselves, and {@link RunningServer.finished} waits for them.
+   * Idempotent.
    */
   shutdown(): Promise<void>;
 }
 
 /**
- * How long, once the drain deadline has passed, the WebSockets get to end their jobs and close
- * cleanly ({@link Drain}'s `timeUp`) before the server cuts them: their jobs' ends and close
- * frames are a round trip.
+ * How long, once the drain deadline has passed, the drains get to end their jobs and their
+ * clients to receive the end ({@link Drain}'s `timeUp`: a WebSocket's `done` and close, an SSE
+ * stream's error event and `[DONE]`) before the server cuts what is still open: their ends and
+ * close frames are a round trip.
  */
 export const TIME_UP_GRACE_MS = 2_000;
 
@@ -123,43 +131,58 @@ class PendingWork {
 }
 
 /**
- * A connection's drain: finish its work and close it. `timeUp` aborts when the drain deadline
- * has passed: end the work now, as cleanly as can be done at once (a WebSocket's jobs cancelled,
- * each client told, the socket closed with 1001), before the server cuts what is left.
+ * A connection's or a response's drain: finish its work and close it. `timeUp` aborts when the
+ * drain deadline has passed: end the work now, as cleanly as can be done at once (a WebSocket's
+ * jobs cancelled, each client told, the socket closed with 1001; an SSE stream's job cancelled,
+ * the stream ended with a `shutting_down` error event and `data: [DONE]`), before the server cuts
+ * what is left.
  */
 export type Drain = (timeUp: AbortSignal) => Promise<void>;
 
+/**
+ * What a drain ends, as the log line past the deadline counts it: a WebSocket (`/v1/stream`),
+ * an SSE stream, or a JSON answer (a non-streamed completion) waiting on its job.
+ */
+export type DrainKind = "websocket" | "sse" | "json";
+
 /** What the server awaits before `Deno.serve`'s shutdown; one set per server. */
 class Drains {
-  #hooks = new Set<Drain>();
+  #hooks = new Map<Drain, DrainKind>();
   /** Drains under way, once the shutdown has begun. */
   #running: PendingWork | undefined;
+  /** Drains begun and not finished, by kind. */
+  #pending: Record<DrainKind, number> = { websocket: 0, sse: 0, json: 0 };
   readonly #timeUp = new AbortController();
 
   get draining(): boolean {
     return this.#running !== undefined;
   }
 
-  /** Drains begun and not finished. */
-  get pending(): number {
-    return this.#running?.size ?? 0;
+  /** Aborted once the deadline has passed. */
+  get timeUpSignal(): AbortSignal {
+    return this.#timeUp.signal;
   }
 
-  add(drain: Drain): () => void {
-    // A connection registered after the drain began (its request was already being handled)
-    // drains too.
+  /** Drains of `kind` begun and not finished. */
+  pending(kind: DrainKind): number {
+    return this.#pending[kind];
+  }
+
+  add(drain: Drain, kind: DrainKind): () => void {
+    // A connection or response registered after the drain began (its request was already being
+    // handled) drains too, at once if the deadline has passed.
     if (this.#running !== undefined) {
-      this.#running.add(begin(drain, this.#timeUp.signal));
+      this.#begin(drain, kind);
       return () => {};
     }
-    this.#hooks.add(drain);
+    this.#hooks.set(drain, kind);
     return () => this.#hooks.delete(drain);
   }
 
   /** Begin every drain; resolves once all have finished, those added meanwhile included. */
   run(): Promise<void> {
     this.#running = new PendingWork();
-    for (const drain of this.#hooks) this.#running.add(begin(drain, this.#timeUp.signal));
+    for (const [drain, kind] of this.#hooks) this.#begin(drain, kind);
     this.#hooks.clear();
     return this.#running.idle();
   }
@@ -168,6 +191,14 @@ class Drains {
   timeUp(): void {
     this.#timeUp.abort();
   }
+
+  #begin(drain: Drain, kind: DrainKind): void {
+    this.#pending[kind]++;
+    // A drain that throws has ended all the same.
+    this.#running!.add(
+      drain(this.#timeUp.signal).catch(() => {}).finally(() => this.#pending[kind]--),
+    );
+  }
 }
 
 /** The drains of the server each request came to. */
@@ -175,17 +206,20 @@ const drainsOf = new WeakMap<Request, Drains>();
 
 /**
  * Have a graceful shutdown of the server that received `request` wait for `drain` before it
- * closes connections: for a connection `Deno.serve` does not drain itself (an upgraded
- * WebSocket). `drain` is called when the shutdown begins and resolves once the connection's
- * work is done and it is closed. A request that came another way (`app.fetch` in a test)
- * registers nothing.
+ * closes connections, and call on it to end its work cleanly when the deadline passes: for a
+ * connection `Deno.serve` does not drain itself (an upgraded WebSocket), and for a response
+ * whose client must be told why it ends rather than be cut (an SSE stream's job). `drain` is
+ * called when the shutdown begins (at once if it has begun) and resolves once the work is done
+ * and the connection or response closed. A request that came another way (`app.fetch` in a
+ * test) registers nothing.
  *
  * @param request The request, as `serve` passed it to the app (Hono's `c.req.raw`).
- * @param drain Finish the connection's work, then close it; at once when its `timeUp` aborts.
- * @returns Withdraw `drain` (the connection closed by itself).
+ * @param drain Finish the work, then close; at once when its `timeUp` aborts.
+ * @param kind What `drain` ends, for the log line past the deadline.
+ * @returns Withdraw `drain` (the connection or response closed by itself).
  */
-export function drainBeforeShutdown(request: Request, drain: Drain): () => void {
-  return drainsOf.get(request)?.add(drain) ?? (() => {});
+export function drainBeforeShutdown(request: Request, drain: Drain, kind: DrainKind): () => void {
+  return drainsOf.get(request)?.add(drain, kind) ?? (() => {});
 }
 
 /**
@@ -219,7 +253,7 @@ export function serve(options: ServeOptions): RunningServer {
     requests.add(info.completed);
     if (drains.draining) return shuttingDown();
     drainsOf.set(request, drains);
-    return options.app.fetch(request, info);
+    return answeredBeforeTimeUp(options.app.fetch(request, info), drains.timeUpSignal);
   });
   const { port } = server.addr;
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
@@ -259,13 +293,21 @@ export function serve(options: ServeOptions): RunningServer {
         cutting = true;
         options.log?.(
           `shutdown: the drain did not end within ${drainTimeoutMs} ms (http.drainTimeoutMs); ` +
-            `ending ${count(requests.size, "open HTTP request")} and ` +
-            `${count(drains.pending, "WebSocket")} with jobs still running`,
+            `ending ${count(requests.size, "open HTTP request")}${jobsOf(drains)} and ` +
+            `${count(drains.pending("websocket"), "WebSocket")} with jobs still running`,
         );
-        // The WebSockets first end their jobs themselves (each client told, the socket closed
-        // with 1001), for a moment; what is still open then is cut.
+        // The drains first end their jobs themselves (each client told: a WebSocket closed with
+        // 1001, an SSE stream ended with an error event and `[DONE]`) and requests not answered
+        // yet get 503, for a moment; what is still open then (a client that does not read) is cut.
         drains.timeUp();
-        await within(drainsDone, TIME_UP_GRACE_MS, timers);
+        if (await within(drainsDone.then(() => requests.idle()), TIME_UP_GRACE_MS, timers)) {
+          // Every drain has ended and every request is answered, but an answer's last bytes (an
+          // SSE stream's `[DONE]`, a 503) may still be on their way, and an abort would drop
+          // them: `Deno.serve`'s own shutdown lets them out. It too is bounded; past the grace,
+          // what is left (a client that reads nothing) closes with the process.
+          await within(server.shutdown(), TIME_UP_GRACE_MS, timers);
+          return;
+        }
         cut.abort(new DOMException("the drain outran http.drainTimeoutMs", "TimeoutError"));
         await server.finished;
       })();
@@ -292,19 +334,63 @@ function count(n: number, noun: string): string {
   return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
-function begin(drain: Drain, timeUp: AbortSignal): Promise<void> {
-  // A drain that throws has ended all the same.
-  return drain(timeUp).catch(() => {});
+/** The open requests' jobs, when there are any: ` (1 SSE stream, 2 JSON answers)`. */
+function jobsOf(drains: Drains): string {
+  const jobs = [
+    [drains.pending("sse"), "SSE stream"],
+    [drains.pending("json"), "JSON answer"],
+  ] as const;
+  const named = jobs.filter(([n]) => n > 0).map(([n, noun]) => count(n, noun));
+  return named.length === 0 ? "" : ` (${named.join(", ")})`;
 }
 
-/** A request that came during the drain: this server takes nothing new. */
-function shuttingDown(): Response {
-  const response = errorResponse(
-    new EdgeError(
-      "shutting_down",
-      "the server is shutting down; open requests finish, new ones go elsewhere",
-    ),
-  );
+/**
+ * The app's response, or 503 `shutting_down` if the deadline passes before the app has one (a
+ * request whose body is still coming, or whose job is still being submitted): its client is told
+ * why rather than cut. A response the app makes after that is discarded, its body cancelled
+ * (which cancels a job it streams).
+ */
+function answeredBeforeTimeUp(
+  answer: Response | Promise<Response>,
+  timeUp: AbortSignal,
+): Response | Promise<Response> {
+  if (answer instanceof Response) return answer;
+  const { promise, resolve, reject } = Promise.withResolvers<Response>();
+  let answered = false;
+  const late = () => {
+    if (answered) return;
+    answered = true;
+    resolve(shuttingDown(DEADLINE_PASSED));
+  };
+  if (timeUp.aborted) late();
+  else timeUp.addEventListener("abort", late, { once: true });
+  answer.then((response) => {
+    timeUp.removeEventListener("abort", late);
+    if (!answered) {
+      answered = true;
+      resolve(response);
+    } else response.body?.cancel().catch(() => {});
+  }, (error) => {
+    timeUp.removeEventListener("abort", late);
+    if (!answered) {
+      answered = true;
+      reject(error);
+    }
+  });
+  return promise;
+}
+
+/** Why a request that came during the drain is refused. */
+const NEW_REQUEST_REFUSED =
+  "the server is shutting down; open requests finish, new ones go elsewhere";
+/** Why a request whose answer was not ready at the drain deadline is refused. */
+const DEADLINE_PASSED =
+  "the server is shutting down and its drain deadline (http.drainTimeoutMs) passed before this " +
+  "request was answered; send it elsewhere";
+
+/** A request this server will not answer: it is shutting down. */
+function shuttingDown(message = NEW_REQUEST_REFUSED): Response {
+  const response = errorResponse(new EdgeError("shutting_down", message));
   // `connection: close`: a keep-alive client opens its next request somewhere else.
   response.headers.set("connection", "close");
   return response;

@@ -53,7 +53,11 @@ export function streamRoutes(
       client: c.get("client"),
       stats,
     });
-    const withdraw = drainBeforeShutdown(c.req.raw, (timeUp) => session.drain(timeUp));
+    const withdraw = drainBeforeShutdown(
+      c.req.raw,
+      (timeUp) => session.drain(timeUp),
+      "websocket",
+    );
     session.closed.then(withdraw);
     return response;
   });

@@ -1,12 +1,14 @@
 /**
  * The node's HTTP port stopping gracefully (`HttpListener.close`, what `node.shutdown()` and the
  * first Ctrl-C call): a WebSocket's jobs finish like an SSE stream's, their clients get the end
- * with the receipt, and only then does the socket close (1001).
+ * with the receipt, and only then does the socket close (1001). Past `http.drainTimeoutMs` the
+ * jobs are cancelled and every client told why: a WebSocket's `done`, an SSE stream's
+ * `shutting_down` error event and `[DONE]`, a JSON answer's error body.
  *
  * @module
  */
 import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
-import { startTestNode } from "../server/_fixtures.ts";
+import { eventually, startTestNode } from "../server/_fixtures.ts";
 import { WsProbe } from "../server/_ws_probe.ts";
 import { HttpListener } from "../../node/http_listener.ts";
 import { parseNodeConfig } from "../../node/config.ts";
@@ -148,6 +150,194 @@ Deno.test("HttpListener.close gives a job that outlives http.drainTimeoutMs up: 
     }
     const stats = await node.stats();
     assertEquals([stats.jobsCancelled, stats.jobsFinished, stats.activeJobs], [1, 0, 0]);
+  } finally {
+    node.gated.release(1_000_000);
+    await listener.close();
+    await node.close();
+  }
+});
+
+/** An SSE response read as it comes: its `data:` payloads, and whether it ended cleanly. */
+class SseProbe {
+  readonly data: string[] = [];
+  /** Resolves once the stream has ended: `"end"` (closed by the server) or the error's name. */
+  readonly ended: Promise<string>;
+  #settled = false;
+  #reader: ReadableStreamDefaultReader<string>;
+
+  constructor(response: Response) {
+    this.#reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    this.ended = this.#read().finally(() => this.#settled = true);
+  }
+
+  /** Whether the stream has ended. */
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  async #read(): Promise<string> {
+    let buffer = "";
+    try {
+      while (true) {
+        const { done, value } = await this.#reader.read();
+        if (done) return "end";
+        buffer += value;
+        const events = buffer.split("\n\n");
+        buffer = events.pop()!;
+        for (const event of events) {
+          if (event.startsWith("data: ")) this.data.push(event.slice("data: ".length));
+        }
+      }
+    } catch (error) {
+      return (error as Error).name;
+    }
+  }
+}
+
+function post(url: string, body: Record<string, unknown>): Promise<Response> {
+  return fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+Deno.test("HttpListener.close past http.drainTimeoutMs ends SSE streams cleanly: a running completion's and a queued chat's jobs are cancelled, each stream ends with a shutting_down error event then data: [DONE]; a non-streamed completion gets the error body; one line counts them", async () => {
+  const node = await startTestNode({ concurrency: 1, prover });
+  const { timers, armed } = fakeTimers();
+  const log: string[] = [];
+  const { http } = parseNodeConfig({ http: { port: 0, drainTimeoutMs: 2_500 } });
+  const listener = HttpListener.open({ ...http, timers, log: (line) => void log.push(line) });
+  listener.mount(node.app);
+  try {
+    const running = new SseProbe(
+      await post(`${listener.url}/v1/completions`, {
+        model: "gated",
+        prompt: "x",
+        max_tokens: 50,
+        stream: true,
+      }),
+    );
+    node.gated.release(1);
+    await eventually(() => running.data.length > 0, "the first token");
+    // One slot: these wait in the queue behind it.
+    const chat = new SseProbe(
+      await post(`${listener.url}/v1/chat/completions`, {
+        model: "gated",
+        messages: [{ role: "user", content: "y" }],
+        max_tokens: 5,
+        stream: true,
+      }),
+    );
+    const full = post(`${listener.url}/v1/completions`, {
+      model: "gated",
+      prompt: "z",
+      max_tokens: 5,
+    });
+    await eventually(async () => (await node.stats()).queuedJobs === 2, "two queued jobs");
+
+    const closing = listener.close();
+    const deadlines = [...armed.values()];
+    assertEquals(deadlines.map((t) => t.ms), [2_500]);
+    armed.clear();
+    deadlines[0].callback();
+
+    for (const stream of [running, chat]) {
+      await eventually(() => stream.settled, "the stream's end, before any cut");
+      assertEquals(await stream.ended, "end", "ended by the server, not cut");
+      assertEquals(stream.data.at(-1), "[DONE]");
+      const { error } = JSON.parse(stream.data.at(-2)!);
+      assertEquals([error.code, error.type, error.param], ["shutting_down", "server_error", null]);
+      assert(/node is shutting down/.test(error.message), error.message);
+      assert(/http\.drainTimeoutMs/.test(error.message), error.message);
+    }
+    const answered = await full;
+    const body = await answered.json();
+    assertEquals([answered.status, body.error.code], [200, "shutting_down"]);
+    // Everything was answered within the grace: nothing had to be cut.
+    await closing;
+    assertEquals(log.length, 1, log.join("\n"));
+    assert(
+      /ending 3 open HTTP requests \(2 SSE streams, 1 JSON answer\) and 0 WebSockets /.test(
+        log[0],
+      ),
+      log[0],
+    );
+    const stats = await node.stats();
+    assertEquals([stats.jobsCancelled, stats.jobsFinished, stats.activeJobs, stats.queuedJobs], [
+      3,
+      0,
+      0,
+      0,
+    ]);
+  } finally {
+    node.gated.release(1_000_000);
+    await listener.close();
+    await node.close();
+  }
+});
+
+Deno.test("HttpListener.close lets an SSE stream whose job ends within http.drainTimeoutMs finish as always: its finish_reason, receipt and [DONE], no error, nothing logged", async () => {
+  const node = await startTestNode({ concurrency: 1, prover });
+  const { timers, armed } = fakeTimers();
+  const log: string[] = [];
+  const listener = HttpListener.open({
+    hostname: "127.0.0.1",
+    port: 0,
+    drainTimeoutMs: 2_500,
+    timers,
+    log: (line) => void log.push(line),
+  });
+  listener.mount(node.app);
+  try {
+    const stream = new SseProbe(
+      await post(`${listener.url}/v1/completions`, {
+        model: "gated",
+        prompt: "x",
+        max_tokens: 4,
+        stream: true,
+      }),
+    );
+    node.gated.release(1);
+    await eventually(() => stream.data.length > 0, "the first token");
+    const closing = listener.close();
+    node.gated.release(100);
+    assertEquals(await stream.ended, "end");
+    await closing;
+    assertEquals(stream.data.at(-1), "[DONE]");
+    const last = JSON.parse(stream.data.at(-2)!);
+    assertEquals([last.error, last.choices[0].finish_reason], [undefined, "length"]);
+    assertEquals(last.veriflow_receipt.count, 4);
+    assertEquals([log, armed.size], [[], 0]);
+  } finally {
+    node.gated.release(1_000_000);
+    await listener.close();
+    await node.close();
+  }
+});
+
+Deno.test("HttpListener.close with http.drainTimeoutMs 0 (no drain) still ends an SSE stream cleanly: its job cancelled, a shutting_down error event, then data: [DONE]", async () => {
+  const node = await startTestNode({ concurrency: 1, prover });
+  const log: string[] = [];
+  const { http } = parseNodeConfig({ http: { port: 0, drainTimeoutMs: 0 } });
+  const listener = HttpListener.open({ ...http, log: (line) => void log.push(line) });
+  listener.mount(node.app);
+  try {
+    const stream = new SseProbe(
+      await post(`${listener.url}/v1/completions`, {
+        model: "gated",
+        prompt: "x",
+        max_tokens: 50,
+        stream: true,
+      }),
+    );
+    node.gated.release(1);
+    await eventually(() => stream.data.length > 0, "the first token");
+    await listener.close();
+    assertEquals(await stream.ended, "end");
+    assertEquals(stream.data.at(-1), "[DONE]");
+    assertEquals(JSON.parse(stream.data.at(-2)!).error.code, "shutting_down");
+    assert(/ending 1 open HTTP request \(1 SSE stream\) and 0 WebSockets /.test(log[0]), log[0]);
   } finally {
     node.gated.release(1_000_000);
     await listener.close();

@@ -4,6 +4,7 @@
  */
 import { assertEquals } from "./_assert.ts";
 import { fullAnswer, sseAnswer } from "../../server/openai_answers.ts";
+import type { Drain } from "../../server/serve.ts";
 import { CHAT_SHAPE, COMPLETION_SHAPE } from "../../server/openai_shapes.ts";
 import { EdgeStats } from "../../server/edge_stats.ts";
 import type { InferenceHandle, StreamedToken } from "../../inference/inference_port.ts";
@@ -262,4 +263,34 @@ Deno.test("An SSE client is cut off only when it reads nothing for idleTimeoutMs
   await idle.read().catch(() => failed = true);
   assertEquals(failed, true);
   assertEquals(timers.pending, 0);
+});
+
+Deno.test("An answer is one of the server's drains: it lasts until the answer has ended, and a job that ended by itself keeps its own end when the deadline passes before the client has read it", async () => {
+  for (const stream of [true, false]) {
+    const handle = scriptedHandle(HI_THEN_STOP());
+    let cancels = 0;
+    handle.cancel = () => void cancels++;
+    let drain: Drain | undefined;
+    let withdrawn = 0;
+    const options = {
+      ...OPTIONS,
+      drainBeforeShutdown: (registered: Drain) => {
+        drain = registered;
+        return () => void withdrawn++;
+      },
+    };
+    const response = stream
+      ? sseAnswer(handle, COMPLETION_SHAPE, options)
+      : fullAnswer(handle, COMPLETION_SHAPE, options);
+    let drained = false;
+    // The deadline has already passed when the drain begins.
+    const draining = drain!(AbortSignal.abort()).then(() => drained = true);
+    await Promise.resolve();
+    assertEquals([drained, cancels], [false, 1], "the job is cancelled, the drain waits");
+    const text = await response.text();
+    await draining;
+    assertEquals([drained, withdrawn], [true, 1]);
+    assertEquals(text.includes("shutting_down"), false, text);
+    assertEquals(text.includes('"finish_reason":"stop"'), true, text);
+  }
 });

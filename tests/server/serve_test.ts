@@ -1,7 +1,8 @@
 /**
- * `serve`'s graceful shutdown has a deadline: open work (an HTTP request, an SSE stream, a
- * WebSocket's drain) that outlasts `drainTimeoutMs` is cut as aborting the server cuts it, one
- * line says how much, and the shutdown ends; a drain that ends in time cuts and says nothing.
+ * `serve`'s graceful shutdown has a deadline: past `drainTimeoutMs` one line says how much is
+ * still open, the registered drains (a WebSocket's, an SSE stream's) end their work and tell their
+ * clients, a request not answered yet gets 503 `shutting_down`, and what is still open a moment
+ * later is cut as aborting the server cuts it; a drain that ends in time cuts and says nothing.
  * Requests that come during the drain are refused with the edge's error shape.
  */
 import { assert, assertEquals } from "./_assert.ts";
@@ -12,6 +13,7 @@ import {
   TIME_UP_GRACE_MS,
 } from "../../server/serve.ts";
 import { EdgeError, httpStatusOf, openAiErrorBody } from "../../server/http_errors.ts";
+import { eventually } from "../_helpers/wait.ts";
 
 /** Timers that fire only when the test says so. */
 class FakeTimers implements DrainTimers {
@@ -48,11 +50,12 @@ function tracker(promise: Promise<unknown>): () => boolean {
   return () => settled;
 }
 
-Deno.test("a drain past drainTimeoutMs is cut: the stuck WebSocket, given a moment to end by itself, is closed, the open SSE response aborted, one line says how many, and the shutdown ends", async () => {
+Deno.test("past drainTimeoutMs a registered SSE stream ends itself with an error event and [DONE]; the stuck WebSocket and an unregistered response, given a moment, are cut; one line counts them, the SSE stream by name; the shutdown ends", async () => {
   const timers = new FakeTimers();
   const log: string[] = [];
-  const sseCancelled = Promise.withResolvers<void>();
+  const rawCancelled = Promise.withResolvers<void>();
   const serverSocketClosed = Promise.withResolvers<void>();
+  const encoder = new TextEncoder();
   let drainCalls = 0;
   const server = serve({
     drainTimeoutMs: 4_321,
@@ -60,19 +63,42 @@ Deno.test("a drain past drainTimeoutMs is cut: the stuck WebSocket, given a mome
     log: (line) => void log.push(line),
     app: {
       fetch(request) {
-        if (new URL(request.url).pathname === "/ws") {
+        const path = new URL(request.url).pathname;
+        if (path === "/ws") {
           const { socket, response } = Deno.upgradeWebSocket(request);
           socket.onclose = () => serverSocketClosed.resolve();
           // A job that never ends: its drain never resolves, not even when time is up.
           drainBeforeShutdown(request, () => {
             drainCalls++;
             return new Promise<void>(() => {});
-          });
+          }, "websocket");
           return response;
         }
+        if (path === "/sse") {
+          // A stream whose job runs until time is up, then ends it as the OpenAI routes do.
+          let end: () => void;
+          const ended = new Promise<void>((resolve) => end = resolve);
+          const body = new ReadableStream<Uint8Array>({
+            start(controller) {
+              controller.enqueue(encoder.encode("data: first\n\n"));
+              drainBeforeShutdown(request, (timeUp) => {
+                drainCalls++;
+                timeUp.addEventListener("abort", () => {
+                  controller.enqueue(encoder.encode('data: {"error":"shutting_down"}\n\n'));
+                  controller.enqueue(encoder.encode("data: [DONE]\n\n"));
+                  controller.close();
+                  end();
+                });
+                return ended;
+              }, "sse");
+            },
+          });
+          return new Response(body, { headers: { "content-type": "text/event-stream" } });
+        }
+        // Not registered: only the cut ends it.
         const body = new ReadableStream<Uint8Array>({
-          start: (c) => c.enqueue(new TextEncoder().encode("data: first\n\n")),
-          cancel: () => sseCancelled.resolve(),
+          start: (c) => c.enqueue(encoder.encode("data: first\n\n")),
+          cancel: () => rawCancelled.resolve(),
         });
         return new Response(body, { headers: { "content-type": "text/event-stream" } });
       },
@@ -81,31 +107,81 @@ Deno.test("a drain past drainTimeoutMs is cut: the stuck WebSocket, given a mome
   const client = new WebSocket(`${server.url.replace("http:", "ws:")}/ws`);
   const clientClosed = new Promise<void>((resolve) => client.onclose = () => resolve());
   await new Promise((resolve) => client.onopen = resolve);
-  const sse = await fetch(`${server.url}/sse`);
-  const reader = sse.body!.getReader();
-  assert(!(await reader.read()).done, "the stream is open");
+  const sse = (await fetch(`${server.url}/sse`)).body!.getReader();
+  const raw = (await fetch(`${server.url}/raw`)).body!.getReader();
+  assert(!(await sse.read()).done, "the SSE stream is open");
+  assert(!(await raw.read()).done, "the unregistered stream is open");
 
   const shutdown = server.shutdown();
   const ended = tracker(shutdown);
   assertEquals([...timers.armed.values()].map((t) => t.ms), [4_321]);
   await turns();
-  assertEquals([ended(), drainCalls, log], [false, 1, []]);
+  assertEquals([ended(), drainCalls, log], [false, 2, []]);
 
   timers.fireAll();
-  await turns();
-  // Time is up: the drains get a moment to end by themselves, then what is left is cut.
+  // Time is up: the SSE stream ends itself, its client reads the end, not a cut.
+  let rest = "";
+  for (let read = await sse.read(); !read.done; read = await sse.read()) {
+    rest += new TextDecoder().decode(read.value);
+  }
+  assertEquals(rest, 'data: {"error":"shutting_down"}\n\ndata: [DONE]\n\n');
+  // The stuck WebSocket and the unregistered stream get a moment, then are cut.
   assertEquals([...timers.armed.values()].map((t) => t.ms), [TIME_UP_GRACE_MS]);
   assertEquals(ended(), false);
   timers.fireAll();
   await shutdown;
   assertEquals(log.length, 1, log.join("\n"));
   assert(/4321 ms \(http\.drainTimeoutMs\)/.test(log[0]), log[0]);
-  assert(/ending 1 open HTTP request and 1 WebSocket /.test(log[0]), log[0]);
-  await Promise.all([sseCancelled.promise, serverSocketClosed.promise, clientClosed]);
-  const rest = await reader.read().then(() => "more data", (e: Error) => e.name);
-  assert(rest !== "more data", "the client's stream was cut, not ended");
+  assert(
+    /ending 2 open HTTP requests \(1 SSE stream\) and 1 WebSocket with jobs still running/
+      .test(log[0]),
+    log[0],
+  );
+  await Promise.all([rawCancelled.promise, serverSocketClosed.promise, clientClosed]);
+  const cut = await raw.read().then(() => "more data", (e: Error) => e.name);
+  assert(cut !== "more data", "the unregistered stream was cut, not ended");
   await server.finished;
   assertEquals(await server.shutdown().then(() => log.length), 1, "said once");
+});
+
+Deno.test("a request the app has not answered when the drain deadline passes gets 503 shutting_down, not a cut connection; the app's late answer is discarded, its body cancelled", async () => {
+  const timers = new FakeTimers();
+  const log: string[] = [];
+  const answer = Promise.withResolvers<Response>();
+  const lateBodyCancelled = Promise.withResolvers<void>();
+  const arrived = Promise.withResolvers<void>();
+  const server = serve({
+    drainTimeoutMs: 4_321,
+    timers,
+    log: (line) => void log.push(line),
+    // Still submitting its job (or reading its body) when time is up.
+    app: {
+      fetch: () => {
+        arrived.resolve();
+        return answer.promise;
+      },
+    },
+  });
+  const response = fetch(`${server.url}/v1/completions`, { method: "POST", body: "{}" });
+  await arrived.promise;
+  const shutdown = server.shutdown();
+  await turns();
+  timers.fireAll(); // the deadline
+  const answered = tracker(response);
+  await eventually(answered, "an answer at the deadline, before the cut");
+  const refused = await response;
+  const body = await refused.json();
+  assertEquals([refused.status, body.error.code], [503, "shutting_down"]);
+  assert(/drain deadline \(http\.drainTimeoutMs\)/.test(body.error.message), body.error.message);
+  assert(/ending 1 open HTTP request and 0 WebSockets /.test(log[0]), log[0]);
+
+  answer.resolve(
+    new Response(new ReadableStream({ cancel: () => lateBodyCancelled.resolve() })),
+  );
+  await lateBodyCancelled.promise;
+  await shutdown;
+  assertEquals(timers.armed.size, 0, "answered within the grace: no cut needed");
+  await server.finished;
 });
 
 Deno.test("a drain that ends before drainTimeoutMs cuts nothing and says nothing; its deadline is disarmed", async () => {
@@ -122,7 +198,7 @@ Deno.test("a drain that ends before drainTimeoutMs cuts nothing and says nothing
         drainBeforeShutdown(request, async () => {
           await jobDone.promise;
           socket.close(1001, "server shutting down");
-        });
+        }, "websocket");
         return response;
       },
     },
@@ -149,7 +225,7 @@ Deno.test("a request during the drain gets 503 shutting_down in the edge's error
     app: {
       fetch(request) {
         const { response } = Deno.upgradeWebSocket(request);
-        drainBeforeShutdown(request, () => release.promise);
+        drainBeforeShutdown(request, () => release.promise, "websocket");
         return response;
       },
     },
@@ -182,15 +258,16 @@ Deno.test("when the drain deadline passes, a WebSocket that ends its work at onc
     app: {
       fetch(request) {
         const { socket, response } = Deno.upgradeWebSocket(request);
-        // A job that runs until it is told time is up, then ends and closes the socket.
+        // A job that runs until it is told time is up, then ends and closes the socket; the drain
+        // ends once the socket has closed, as a session's does.
         drainBeforeShutdown(request, (timeUp) =>
           new Promise<void>((resolve) => {
+            socket.onclose = () => resolve();
             timeUp.addEventListener("abort", () => {
               socket.send("job cancelled");
               socket.close(1001, "server shutting down");
-              resolve();
             });
-          }));
+          }), "websocket");
         return response;
       },
     },
