@@ -340,7 +340,8 @@ export async function runUntilStopped(
       startup.abort(new DOMException("start-up interrupted", "AbortError"));
     } else {
       io.out(
-        "\nshutting down: open requests finish, then the actors stop in reverse start order " +
+        "\nshutting down: open requests finish (up to http.drainTimeoutMs; then the jobs left " +
+          "are cancelled, each client told why), then the actors stop in reverse start order " +
           "(Ctrl-C again to exit now, abandoning running jobs)…",
       );
       void node.shutdown();
