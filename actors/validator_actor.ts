@@ -941,6 +941,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           if (error instanceof LedgerRejectedError) return undefined;
           throw error;
         });
+        // Refused (a confirmed proof about a receipt already slashed here, one past the window):
+        // its accuser's claim is still taken once per receipt, as a settled one is, or each
+        // re-signed copy of it would be checked, and passed on, again.
+        if (settled === undefined) this.#memory.rememberUndecided(proof.validator, id);
         if (settled !== undefined) {
           this.#tell({ kind: "fraud", proof, confirmed: check.confirmed, reason: check.reason });
         }

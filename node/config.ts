@@ -16,7 +16,11 @@ import {
   parseWholeNumber,
 } from "./number_flags.ts";
 import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
-import { ArchitectureSchema, MAX_WIRE_MODEL_PARAMETERS } from "../protocols/training_messages.ts";
+import {
+  ArchitectureSchema,
+  MAX_REPORT_DELTA_BYTES,
+  MAX_WIRE_MODEL_PARAMETERS,
+} from "../protocols/training_messages.ts";
 
 // Numbers as an operator writes them, read the same way by every command (`number_flags.ts`).
 export { notDecimalNumber, notWholeNumber, parseDecimalNumber, parseWholeNumber };
@@ -218,7 +222,7 @@ const nodeConfigSchema = z.strictObject({
       contextLength: z.number().int().min(2).max(65_536).default(256),
     }).refine(
       (arch) => ArchitectureSchema.safeParse(arch).success,
-      `hiddenSize must be a multiple of numHeads, and the model at most ${MAX_WIRE_MODEL_PARAMETERS} parameters (a round's report carries its delta inline, a byte a parameter)`,
+      `hiddenSize must be a multiple of numHeads, and the model at most ${MAX_WIRE_MODEL_PARAMETERS} parameters, its delta within ${MAX_REPORT_DELTA_BYTES} bytes (a round's report carries it inline, a byte a parameter and a scale a row)`,
     ).prefault({}),
     corpusDocs: z.number().int().min(10).max(500).default(500),
     trainer: z.strictObject({

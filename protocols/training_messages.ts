@@ -48,6 +48,7 @@ import { defineProtocol, type Protocol } from "./connection_protocols.ts";
 import { isCid } from "./cid.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { gptWeightShapes } from "../training/gpt_weights.ts";
+import { int8DeltaBytes } from "../training/int8_delta.ts";
 import type { LocalHyperParams } from "../training/local_trainer.ts";
 import {
   LocalHyperParamsSchema,
@@ -71,7 +72,9 @@ export const MAX_REPORT_DELTA_BYTES = 960 * 1024;
  * Most parameters of an architecture on the wire: a round's report carries its delta inline at
  * one byte a parameter (plus scales), so no larger model can be trained over this protocol. Each
  * field's own bound allowed 52 billion parameters together, and an outcome from an unknown start
- * model made a node build the genesis model of the architecture it named.
+ * model made a node build the genesis model of the architecture it named. The schema checks the
+ * encoded delta itself against {@link MAX_REPORT_DELTA_BYTES}, which is a little tighter (its
+ * row scales and tensor headers).
  */
 export const MAX_WIRE_MODEL_PARAMETERS = MAX_REPORT_DELTA_BYTES;
 /** Most trainer keys an outcome lists (a round of more trainers lists the first ones). */
@@ -80,14 +83,18 @@ export const MAX_OUTCOME_TRAINERS = 256;
 const cid = z.string().max(128).refine(isCid, "expected a CID");
 const hexKey = z.string().regex(HEX64);
 
-/** Parameters of the builder's model of `arch` (`gptWeightShapes`). */
-function gptParameterCount(arch: GptArchitecture): number {
-  return gptWeightShapes(arch).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+/**
+ * Bytes of a report's delta for `arch` (`int8_delta.ts`: a byte a parameter, a float32 scale a
+ * row, a header a tensor), whatever its values.
+ */
+function gptDeltaBytes(arch: GptArchitecture): number {
+  return int8DeltaBytes(gptWeightShapes(arch).map(([name, shape]) => ({ name, shape })));
 }
 
 /**
- * Zod schema of a GPT architecture on the wire, bounded by {@link MAX_WIRE_MODEL_PARAMETERS}:
- * a peer cannot make a node build a huge model.
+ * Zod schema of a GPT architecture on the wire, bounded by what a report can carry (its delta
+ * within {@link MAX_REPORT_DELTA_BYTES}, so at most {@link MAX_WIRE_MODEL_PARAMETERS}
+ * parameters): a peer cannot make a node build a huge model, and a round of it can be reported.
  */
 export const ArchitectureSchema: z.ZodType<GptArchitecture> = z.object({
   numLayers: z.number().int().min(1).max(64),
@@ -96,8 +103,8 @@ export const ArchitectureSchema: z.ZodType<GptArchitecture> = z.object({
   contextLength: z.number().int().min(2).max(65_536),
 }).refine((a) => a.hiddenSize % a.numHeads === 0, "hiddenSize must be a multiple of numHeads")
   .refine(
-    (a) => gptParameterCount(a) <= MAX_WIRE_MODEL_PARAMETERS,
-    `more than ${MAX_WIRE_MODEL_PARAMETERS} parameters`,
+    (a) => gptDeltaBytes(a) <= MAX_REPORT_DELTA_BYTES,
+    `its delta would take more than the ${MAX_REPORT_DELTA_BYTES} bytes a report carries`,
   );
 
 /** Body of `training.joined`: where the network's training stands. */

@@ -89,6 +89,24 @@ export function dequantizeDelta(tensors: readonly Int8Tensor[]): GptWeights {
   return out;
 }
 
+/**
+ * Bytes {@link encodeInt8Delta} writes for tensors of these names and shapes (their values do
+ * not change the size).
+ * @param tensors Each tensor's name and shape, in order.
+ * @returns The encoded size.
+ */
+export function int8DeltaBytes(
+  tensors: readonly { name: string; shape: readonly number[] }[],
+): number {
+  let size = MAGIC.length + 4;
+  for (const { name, shape } of tensors) {
+    const elements = shape.reduce((a, b) => a * b, 1);
+    const nameBytes = new TextEncoder().encode(name).length;
+    size += 2 + nameBytes + 1 + 4 * shape.length + 4 * rowsOf(shape) + elements;
+  }
+  return size;
+}
+
 /** Serialise quantised tensors (see the module doc for the layout). */
 export function encodeInt8Delta(tensors: readonly Int8Tensor[]): Uint8Array {
   const names = tensors.map((t) => new TextEncoder().encode(t.name));

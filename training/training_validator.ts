@@ -819,12 +819,20 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     own: boolean,
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<string | undefined> {
-    const record = await this.#ledger<{ status: ReceiptStatus } | undefined>(ctx, {
+    const record = await this.#ledger<
+      { status: ReceiptStatus; pendingUntil: number } | undefined
+    >(ctx, {
       type: "receipt_status",
       receiptId: trainingReceiptId(proof.receipt),
     }).catch(() => undefined);
     if (record === undefined) return "receipt_unknown";
-    if (!takesFraudProofs(record.status)) return "not_pending";
+    // A receipt left unpaid or slashed takes a proof only inside its window (as the inference
+    // intake): past it every ledger refuses the settlement, so its accuser would risk nothing
+    // for a re-run here, and a confirmed one passed on to every peer.
+    const closed = record.status === "unpaid" || record.status === "fraud";
+    if (!takesFraudProofs(record.status) || (closed && Date.now() > record.pendingUntil)) {
+      return "not_pending";
+    }
     if (own) return undefined;
     const accuser = await this.#ledger<{ stake: number }>(ctx, {
       type: "account",
