@@ -49,7 +49,7 @@ import {
   textJob,
 } from "./actors/_validator_fixture.ts";
 import { TEST_ARCH } from "./training/_fixtures.ts";
-import { lossFraud } from "./training/_loss_fraud.ts";
+import { lossFraud, recordLazyReceipt } from "./training/_loss_fraud.ts";
 import { spawnTrainingLedger } from "./training/_training_ledger.ts";
 
 Deno.test("an architecture on the wire is refused when its encoded delta would not fit a report, not only past a byte a parameter", () => {
@@ -99,17 +99,8 @@ Deno.test("a peer's training fraud proof about a receipt left unpaid here is not
     });
     const accuser = Identity.generate();
     const proof = lossFraud(model.cid, accuser, 8);
-    await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: 10_000_000 });
     await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
-    const recorded = await training.ask<{ recorded: boolean }>({
-      type: "receipt",
-      body: {
-        receipt: proof.receipt,
-        terms: { round: 0, startModel: model.cid, steps: proof.receipt.steps },
-      },
-      origin: "stranger",
-    });
-    assert.equal(recorded.recorded, true);
+    await recordLazyReceipt(ledger, training, proof, model.cid);
     const id = trainingReceiptId(proof.receipt);
     for (const step of ["open", "undecided"] as const) {
       assert.equal(await ledger.ask({ type: "training_challenge", receiptId: id, step }), true);

@@ -23,6 +23,9 @@ import {
   type TrainingFraudProof,
 } from "../../training/training_fraud_proof.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import type { TrainingValidatorMessage } from "../../training/training_validator.ts";
 
 /**
  * The lazy receipt (a fresh trainer's, round 0 from `startModel`, a seeded `TEST_ARCH` model,
@@ -78,4 +81,27 @@ export function lossFraud(
     opening,
     issuedAt: Date.now(),
   }, accuser);
+}
+
+/** What a test's ledger holds of the lazy trainer's stake (enough for any receipt's lock). */
+export const LAZY_TRAINER_STAKE = 10_000_000;
+
+/**
+ * The lazy trainer of `proof` staked (a deposit of {@link LAZY_TRAINER_STAKE}) in `ledger`, and
+ * its receipt taken by `training` as a peer's gossip of round 0 from `startModel`. Throws when it
+ * is not recorded.
+ */
+export async function recordLazyReceipt(
+  ledger: ActorRef<ValidatorMessage>,
+  training: ActorRef<TrainingValidatorMessage>,
+  proof: TrainingFraudProof,
+  startModel: string,
+): Promise<void> {
+  await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: LAZY_TRAINER_STAKE });
+  const recorded = await training.ask<{ recorded: boolean }>({
+    type: "receipt",
+    body: { receipt: proof.receipt, terms: { round: 0, startModel, steps: proof.receipt.steps } },
+    origin: "stranger",
+  });
+  if (!recorded.recorded) throw new Error("the lazy receipt was not recorded");
 }

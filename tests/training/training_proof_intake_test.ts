@@ -16,7 +16,7 @@ import { TrainingFraudProofMessage } from "../../protocols/training_messages.ts"
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
-import { lossFraud } from "./_loss_fraud.ts";
+import { LAZY_TRAINER_STAKE, lossFraud, recordLazyReceipt } from "./_loss_fraud.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -49,16 +49,7 @@ Deno.test("a peer's training fraud proof about a receipt this ledger never recor
       { queued: false, skipped: "receipt_unknown" },
     );
     // Recorded now (its trainer staked), but the accuser has no stake here.
-    await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: 10_000_000 });
-    const recorded = await training.ask<{ recorded: boolean }>({
-      type: "receipt",
-      body: {
-        receipt: proof.receipt,
-        terms: { round: 0, startModel: model.cid, steps: proof.receipt.steps },
-      },
-      origin: "stranger",
-    });
-    assert.equal(recorded.recorded, true);
+    await recordLazyReceipt(ledger, training, proof, model.cid);
     assert.deepEqual(
       await training.ask({ type: "fraud_proof", body, origin: "stranger" }),
       { queued: false, skipped: "unstaked_accuser" },
@@ -88,17 +79,8 @@ Deno.test("a peer's training fraud proof about a receipt whose challenge here en
     });
     const accuser = Identity.generate();
     const proof = lossFraud(model.cid, accuser, 8);
-    await ledger.ask({ type: "deposit", key: proof.receipt.trainer, amount: 10_000_000 });
     await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
-    const recorded = await training.ask<{ recorded: boolean }>({
-      type: "receipt",
-      body: {
-        receipt: proof.receipt,
-        terms: { round: 0, startModel: model.cid, steps: proof.receipt.steps },
-      },
-      origin: "stranger",
-    });
-    assert.equal(recorded.recorded, true);
+    await recordLazyReceipt(ledger, training, proof, model.cid);
     const id = trainingReceiptId(proof.receipt);
     // This node's own challenge of it ended undecided: unpaid here, its lock released.
     for (const step of ["open", "undecided"] as const) {
@@ -117,7 +99,7 @@ Deno.test("a peer's training fraud proof about a receipt whose challenge here en
     assert.deepEqual(handled, { queued: true }, "re-run, not skipped as not_pending");
     await eventually(async () => (await status()) === "fraud", "the proof to settle");
     const trainer = await ledger.ask<Account>({ type: "account", key: proof.receipt.trainer });
-    assert.ok(trainer.stake < 10_000_000, "the lazy trainer's stake is cut");
+    assert.ok(trainer.stake < LAZY_TRAINER_STAKE, "the lazy trainer's stake is cut");
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
