@@ -388,6 +388,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return ledger.receiptOfJob(message.jobId) !== undefined;
       case "has_staked":
         return ledger.hasStaked(message.key);
+      case "has_accused":
+        return ledger.hasAccused(message.validator, message.receiptId);
       case "stats":
         return {
           ...structuredClone(this.#stats),

@@ -163,6 +163,18 @@ export interface HasStakedMessage {
   /** The key. */
   key: Uint8Array;
 }
+/**
+ * Whether `validator` has accused receipt `receiptId` in this ledger (a settled accusation: one
+ * is taken per accuser and receipt). Answers a boolean.
+ */
+export interface HasAccusedMessage {
+  /** Message tag. */
+  type: "has_accused";
+  /** The accuser's key. */
+  validator: Uint8Array;
+  /** Receipt id. */
+  receiptId: string;
+}
 /** Internal: a fraud proof's check finished; it is settled here. */
 export interface FraudCheckedMessage {
   /** Message tag. */
@@ -281,6 +293,7 @@ export type ValidatorMessage =
   | ReceiptStatusMessage
   | ValidatorStatsMessage
   | HasStakedMessage
+  | HasAccusedMessage
   | JobRecordedMessage
   | ConvictedMessage
   | ChallengedMessage

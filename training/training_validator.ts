@@ -49,6 +49,7 @@ import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { type ReceiptStatus, takesFraudProofs } from "../proof/ledger_state.ts";
 import type {
   AccountMessage,
+  HasAccusedMessage,
   ReceiptStatusMessage,
   TrainingChallengedMessage,
   TrainingChallengeLedgerMessage,
@@ -165,7 +166,8 @@ type LedgerTrainingMessage =
   | TrainingChallengeLedgerMessage
   | TrainingChallengedMessage
   | ReceiptStatusMessage
-  | AccountMessage;
+  | AccountMessage
+  | HasAccusedMessage;
 
 /** Options of {@link TrainingValidator}. */
 export interface TrainingValidatorOptions {
@@ -834,6 +836,14 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       return "not_pending";
     }
     if (own) return undefined;
+    // One accusation per accuser and receipt, as the ledger settles (`repeated_accusation`):
+    // the same claim signed again is a new proof hash, and would be re-run and passed on again.
+    const accused = await this.#ledger<boolean>(ctx, {
+      type: "has_accused",
+      validator: proof.validator,
+      receiptId: trainingReceiptId(proof.receipt),
+    }).catch(() => false);
+    if (accused) return "repeated_accusation";
     const accuser = await this.#ledger<{ stake: number }>(ctx, {
       type: "account",
       key: proof.validator,

@@ -18,6 +18,7 @@ import { TEST_ARCH } from "./_fixtures.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
 import { LAZY_TRAINER_STAKE, lossFraud, recordLazyReceipt } from "./_loss_fraud.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
+import { signTrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
 
@@ -100,6 +101,57 @@ Deno.test("a peer's training fraud proof about a receipt whose challenge here en
     await eventually(async () => (await status()) === "fraud", "the proof to settle");
     const trainer = await ledger.ask<Account>({ type: "account", key: proof.receipt.trainer });
     assert.ok(trainer.stake < LAZY_TRAINER_STAKE, "the lazy trainer's stake is cut");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an accuser's training fraud proof re-signed after it settled is not re-run or passed on again: one accusation per accuser and receipt, as the ledger settles", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-proof-resigned-" });
+  const system = new ActorSystem({ name: "training-proof-resigned" });
+  try {
+    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+    const told: NetworkMessage[] = [];
+    await system.spawn<NetworkMessage>({
+      name: "node/network",
+      factory: () => new RecordingNetwork(told),
+    });
+    const { ledger, training } = await spawnTrainingLedger(system, {
+      identity: Identity.generate(),
+      dir,
+      now: Date.now,
+      models,
+      challenge: { challengeProbability: 0, network: "node/network" },
+    });
+    const accuser = Identity.generate();
+    const proof = lossFraud(model.cid, accuser, 8);
+    await recordLazyReceipt(ledger, training, proof, model.cid);
+    await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
+    const id = trainingReceiptId(proof.receipt);
+    const status = async () =>
+      (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
+        ?.status;
+    const send = (p: typeof proof) =>
+      training.ask<{ queued: boolean; skipped?: string }>({
+        type: "fraud_proof",
+        body: { proof: p, arch: TEST_ARCH },
+        origin: "stranger",
+      });
+    assert.deepEqual(await send(proof), { queued: true });
+    await eventually(async () => (await status()) === "fraud", "the proof to settle");
+
+    // The same claim, signed again a moment later: another proof hash, the same accusation.
+    const { sig: _sig, validator: _validator, ...unsigned } = proof;
+    const again = signTrainingFraudProof({ ...unsigned, issuedAt: proof.issuedAt + 1 }, accuser);
+    assert.deepEqual(await send(again), { queued: false, skipped: "repeated_accusation" });
+    const stats = await training.ask<TrainingValidatorStats>({ type: "stats" });
+    assert.equal(stats.checked, 1, "re-run once");
+    const proofsPassedOn = told.filter((m) =>
+      (m as { gossip?: { kind: string } }).gossip?.kind === "fraud_proof"
+    );
+    assert.equal(proofsPassedOn.length, 1, "passed on once");
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
