@@ -824,10 +824,6 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 
   /**
-   * Send to one connection of every peer that offers `protocol`, but the peer `except` (hex
-   * key); failures are logged.
-   */
-  /**
    * Pass a fraud proof on to every peer but `except`, each after its accuser's pledge: looked up
    * in our ledger first, then sent (`publish_accusation`).
    */
@@ -846,6 +842,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
     );
   }
 
+  /**
+   * Send to one connection of every peer that offers `protocol`, but the peer `except` (hex
+   * key); failures are logged.
+   */
   #broadcast(
     protocol: Protocol,
     except: string | undefined,
@@ -1111,12 +1111,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 }
 
-/** Send one training gossip item on `connection`. */
 /** A fraud proof to pass on: of an inference receipt, or training gossip of one. */
 export type Accusation =
   | { kind: "inference"; proof: FraudProof }
   | Extract<TrainingGossip, { kind: "fraud_proof" }>;
 
+/** Send one training gossip item on `connection`. */
 function notifyTraining(connection: Connection, gossip: TrainingGossip): Promise<void> {
   switch (gossip.kind) {
     case "receipt":
