@@ -106,6 +106,16 @@ const SEEN_LIMIT = 4096;
  */
 const MAX_AUDITS_PER_MODEL = 4;
 /**
+ * Outcomes a peer may have audited here per {@link PEER_AUDIT_WINDOW_MS}. Outcomes travel
+ * unsigned and each audit fetches a start model and a delta file per report and redoes the outer
+ * step, while the per-model bound is keyed by a CID the sender picks: without this, one peer
+ * sending outcomes of fresh models had every one audited. A round makes one outcome, and honest
+ * peers pass on only what held in their own audit, so the bound is far above what they send.
+ */
+export const MAX_AUDITS_PER_PEER = 8;
+/** The window of {@link MAX_AUDITS_PER_PEER}, ms. */
+export const PEER_AUDIT_WINDOW_MS = 10 * 60_000;
+/**
  * Peers' fraud proofs held for a receipt this ledger has not recorded yet, in all and per
  * accuser. A proof can outrun its receipt (a node that learns the receipt only from the round's
  * outcome, while auditing it); dropped, it never settled here while every other ledger slashed,
@@ -191,6 +201,8 @@ export interface TrainingValidatorOptions {
   random?: () => number;
   /** Time a trainer has to open its steps, ms; default {@link DEFAULT_OPENING_DEADLINE_MS}. */
   openingDeadlineMs?: number;
+  /** Clock of the per-peer audit budget ({@link MAX_AUDITS_PER_PEER}), ms; default `Date.now`. */
+  now?: () => number;
   /** The step check (re-runs opened steps); default `checkStepOpenings`. */
   check?: (
     receipt: TrainingReceipt,
@@ -298,6 +310,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #proven = new Set<string>();
   /** Outcome copies audited per model, bounded by {@link MAX_AUDITS_PER_MODEL}. */
   readonly #auditsByModel = new Map<string, number>();
+  /** Outcomes audited per peer (hex key) in its current window ({@link MAX_AUDITS_PER_PEER}). */
+  readonly #auditsByPeer = new Map<string, { audits: number; since: number }>();
   readonly #stats: TrainingValidatorStats = {
     challenged: 0,
     passed: 0,
@@ -447,6 +461,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         // genuine one.
         if (this.#proven.has(message.body.model)) return;
         if (!this.#firstTime(`outcome:${sha256Hex(encodeCbor(message.body))}`)) return;
+        if (!this.#peerAuditBudget(message.origin)) return;
         if (!this.#auditBudget(message.body.model)) return;
         // Audited outside the mailbox; served and passed on only when it holds (`audited`).
         void this.#audit(message.body, ctx).then(
@@ -1036,6 +1051,24 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     if (this.#auditsByModel.size > SEEN_LIMIT) {
       this.#auditsByModel.delete(this.#auditsByModel.keys().next().value!);
     }
+    return true;
+  }
+
+  /** Whether `origin` may have one more outcome audited here now ({@link MAX_AUDITS_PER_PEER}). */
+  #peerAuditBudget(origin: string): boolean {
+    if (origin === "local") return true;
+    const now = (this.#options.now ?? Date.now)();
+    const window = this.#auditsByPeer.get(origin);
+    if (window === undefined || now - window.since >= PEER_AUDIT_WINDOW_MS) {
+      this.#auditsByPeer.delete(origin); // re-inserted last: the oldest window is dropped first
+      this.#auditsByPeer.set(origin, { audits: 1, since: now });
+      if (this.#auditsByPeer.size > SEEN_LIMIT) {
+        this.#auditsByPeer.delete(this.#auditsByPeer.keys().next().value!);
+      }
+      return true;
+    }
+    if (window.audits >= MAX_AUDITS_PER_PEER) return false;
+    window.audits++;
     return true;
   }
 

@@ -24,6 +24,8 @@ import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { signTrainingReceipt, type TrainingReceipt } from "../../training/training_receipt.ts";
 import {
+  MAX_AUDITS_PER_PEER,
+  PEER_AUDIT_WINDOW_MS,
   TrainingValidator,
   type TrainingValidatorMessage,
   type TrainingValidatorStats,
@@ -150,6 +152,49 @@ Deno.test("an outcome naming receipts their trainers did not sign is refused bef
     }, "the outcome audited or a download asked");
     assert.deepEqual(stats.refused.map((r) => r.reason), ["receipt_invalid"]);
     assert.deepEqual(fetched, [], "nothing fetched for a forged outcome");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a peer's outcomes are audited a bounded number per window: fresh model CIDs do not buy it more audits, another peer still gets its own, and the window refills", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-outcome-peer-budget-" });
+  const system = new ActorSystem({ name: "outcome-peer-budget" });
+  const clock = { t: 1_000_000 };
+  try {
+    const validator = await system.spawn<TrainingValidatorMessage>({
+      name: "node/training-validator",
+      factory: () =>
+        new TrainingValidator({
+          identity: Identity.generate(),
+          models: new RoundModels({ modelsDir: dir, storage: () => undefined }),
+          now: () => clock.t,
+        }),
+    });
+    // Each outcome names another start model, so another model CID: the per-model bound never
+    // applies. Each is refused (forged receipts) without a download, so an audit shows as one
+    // entry in `refused`.
+    let n = 0;
+    const send = async (origin: string) => {
+      const start = file(`start ${n++}`);
+      const forged = receiptOf(Identity.generate(), 0, start);
+      const receipt = { ...forged, sig: receiptOf(Identity.generate(), 0, start).sig };
+      await validator.tell({ type: "outcome", body: outcomeOf(0, start, [receipt]), origin });
+    };
+    const audited = async () =>
+      (await validator.ask<TrainingValidatorStats>({ type: "stats" })).refused.length;
+    for (let i = 0; i < MAX_AUDITS_PER_PEER + 4; i++) await send("flooder");
+    await eventually(async () => (await audited()) >= MAX_AUDITS_PER_PEER, "the audits");
+    assert.equal(await audited(), MAX_AUDITS_PER_PEER, "the flooder's excess is not audited");
+    await send("honest");
+    await eventually(async () => (await audited()) === MAX_AUDITS_PER_PEER + 1, "another peer's");
+    clock.t += PEER_AUDIT_WINDOW_MS;
+    await send("flooder");
+    await eventually(
+      async () => (await audited()) === MAX_AUDITS_PER_PEER + 2,
+      "the flooder's, in a new window",
+    );
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
