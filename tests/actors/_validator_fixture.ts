@@ -23,6 +23,7 @@ import { toHex } from "../../protocols/hash.ts";
 import type { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import type { Receipt } from "../../protocols/receipt.ts";
+import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { proveJob } from "../../proof/prover.ts";
@@ -148,4 +149,18 @@ export function ledgerReads(
       await validator().ask({ type: "finalize" });
     },
   };
+}
+
+/** A false `receipt`-kind proof by `by`: it cites another job, so every checker refutes it (no model needed). */
+export function falseProof(receipt: Receipt, by: Identity): FraudProof {
+  const unrelated = { kind: "text", model: receipt.model, nonce: "x", prompt: "", params: {} };
+  return signFraudProof({
+    v: 1,
+    kind: "receipt",
+    job: unrelated as unknown as TextJob,
+    receipt,
+    chunks: [],
+    cited: [],
+    issuedAt: 1,
+  } as never, by);
 }

@@ -38,7 +38,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts";
+import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
@@ -47,7 +47,15 @@ import { validateReceipt } from "../../proof/validation.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { prng } from "../_prng.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { f, HONEST_MODELS, proveOn, spawnValidator, START, textJob } from "./_validator_fixture.ts";
+import {
+  f,
+  falseProof,
+  HONEST_MODELS,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "./_validator_fixture.ts";
 
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
 const WORKER_STAKE = 1_000_000;
@@ -116,20 +124,6 @@ for (const i of CHEATS) {
     proofs.push(fraudProof);
   }
   confirmed.set(i, proofs);
-}
-
-/** A false proof by `by`: it cites another job, so every checker refutes it. */
-function falseProof(receipt: Receipt, by: Identity): FraudProof {
-  const unrelated = { kind: "text", model: receipt.model, nonce: "x", prompt: "", params: {} };
-  return signFraudProof({
-    v: 1,
-    kind: "receipt",
-    job: unrelated as unknown as TextJob,
-    receipt,
-    chunks: [],
-    cited: [],
-    issuedAt: 1,
-  } as never, by);
 }
 
 /** One piece of evidence, as a message to a validator, with a label for reports. */

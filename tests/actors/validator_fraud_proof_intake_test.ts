@@ -14,7 +14,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId, signReceipt } from "../../protocols/receipt.ts";
-import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts";
+import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
@@ -23,6 +23,7 @@ import { eventually } from "../_helpers/wait.ts";
 import {
   announceAssigned,
   f,
+  falseProof,
   HONEST_MODELS,
   ledgerReads,
   proveOn,
@@ -38,20 +39,6 @@ const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
 /** The slash locked behind a receipt of `tokens` tokens under the default economics. */
 function slashOf(tokens: number): number {
   return tokens * DEFAULT_ECONOMICS.defaultTokenPrice * DEFAULT_ECONOMICS.slashMultiplier;
-}
-
-/** A false `receipt`-kind proof by `by`: it cites another job, so it is refuted without a model. */
-function falseProof(receipt: Receipt, by: Identity): FraudProof {
-  const unrelated = { kind: "text", model: receipt.model, nonce: "x", prompt: "", params: {} };
-  return signFraudProof({
-    v: 1,
-    kind: "receipt",
-    job: unrelated as unknown as TextJob,
-    receipt,
-    chunks: [],
-    cited: [],
-    issuedAt: 1,
-  } as never, by);
 }
 
 /** After the window: the receipt `id` settled as fraud, and the worker slashed for `tokens`. */
