@@ -22,11 +22,20 @@ import { signTrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { eventually } from "../_helpers/wait.ts";
 
-Deno.test("a peer's training fraud proof about a receipt this ledger never recorded, or from an accuser with no stake here, is not re-run", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-proof-intake-" });
-  const system = new ActorSystem({ name: "training-proof-intake" });
+/** What each test runs on: a ledger and a training validator over a published start model. */
+interface Intake {
+  model: { cid: string };
+  ledger: Awaited<ReturnType<typeof spawnTrainingLedger>>["ledger"];
+  training: Awaited<ReturnType<typeof spawnTrainingLedger>>["training"];
+  /** What the training validator told the network (gossip it passed on). */
+  told: NetworkMessage[];
+}
+
+/** Run `test` on a fresh {@link Intake} (challenging nothing itself), removed after. */
+async function withIntake(name: string, test: (intake: Intake) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: `veriflow-${name}-` });
+  const system = new ActorSystem({ name });
   try {
-    const me = Identity.generate();
     const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
     const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
     const told: NetworkMessage[] = [];
@@ -35,12 +44,21 @@ Deno.test("a peer's training fraud proof about a receipt this ledger never recor
       factory: () => new RecordingNetwork(told),
     });
     const { ledger, training } = await spawnTrainingLedger(system, {
-      identity: me,
+      identity: Identity.generate(),
       dir,
       now: Date.now,
       models,
       challenge: { challengeProbability: 0, network: "node/network" },
     });
+    await test({ model, ledger, training, told });
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a peer's training fraud proof about a receipt this ledger never recorded, or from an accuser with no stake here, is not re-run", () =>
+  withIntake("proof-intake", async ({ model, ledger, training, told }) => {
     const proof = lossFraud(model.cid, Identity.generate(), 8);
     const body = { proof, arch: TEST_ARCH };
     assert.ok(TrainingFraudProofMessage.schema.safeParse(body).success, "valid on the wire");
@@ -59,25 +77,10 @@ Deno.test("a peer's training fraud proof about a receipt this ledger never recor
     assert.equal(stats.checked, 0, "nothing re-run");
     const passedOn = told.map((m) => (m as { gossip?: { kind: string } }).gossip?.kind);
     assert.deepEqual(passedOn, ["receipt"], "the receipt passed on, not the proof");
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a peer's training fraud proof about a receipt whose challenge here ended undecided is re-run and settled inside the window: the lazy trainer is slashed here too", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-proof-unresolved-" });
-  const system = new ActorSystem({ name: "training-proof-unresolved" });
-  try {
-    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
-    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-    const { ledger, training } = await spawnTrainingLedger(system, {
-      identity: Identity.generate(),
-      dir,
-      now: Date.now,
-      models,
-      challenge: { challengeProbability: 0 },
-    });
+Deno.test("a peer's training fraud proof about a receipt whose challenge here ended undecided is re-run and settled inside the window: the lazy trainer is slashed here too", () =>
+  withIntake("proof-unresolved", async ({ model, ledger, training }) => {
     const accuser = Identity.generate();
     const proof = lossFraud(model.cid, accuser, 8);
     await ledger.ask({ type: "deposit", key: accuser.publicKey, amount: 10_000 });
@@ -101,30 +104,10 @@ Deno.test("a peer's training fraud proof about a receipt whose challenge here en
     await eventually(async () => (await status()) === "fraud", "the proof to settle");
     const trainer = await ledger.ask<Account>({ type: "account", key: proof.receipt.trainer });
     assert.ok(trainer.stake < LAZY_TRAINER_STAKE, "the lazy trainer's stake is cut");
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("an accuser's training fraud proof re-signed after it settled is not re-run or passed on again: one accusation per accuser and receipt, as the ledger settles", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-proof-resigned-" });
-  const system = new ActorSystem({ name: "training-proof-resigned" });
-  try {
-    const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
-    const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-    const told: NetworkMessage[] = [];
-    await system.spawn<NetworkMessage>({
-      name: "node/network",
-      factory: () => new RecordingNetwork(told),
-    });
-    const { ledger, training } = await spawnTrainingLedger(system, {
-      identity: Identity.generate(),
-      dir,
-      now: Date.now,
-      models,
-      challenge: { challengeProbability: 0, network: "node/network" },
-    });
+Deno.test("an accuser's training fraud proof re-signed after it settled is not re-run or passed on again: one accusation per accuser and receipt, as the ledger settles", () =>
+  withIntake("proof-resigned", async ({ model, ledger, training, told }) => {
     const accuser = Identity.generate();
     const proof = lossFraud(model.cid, accuser, 8);
     await recordLazyReceipt(ledger, training, proof, model.cid);
@@ -152,8 +135,4 @@ Deno.test("an accuser's training fraud proof re-signed after it settled is not r
       (m as { gossip?: { kind: string } }).gossip?.kind === "fraud_proof"
     );
     assert.equal(proofsPassedOn.length, 1, "passed on once");
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
