@@ -194,6 +194,28 @@ class SseProbe {
   }
 }
 
+/**
+ * A streamed completion of `maxTokens` on the gated model, its first token let through and
+ * received: a job running when the test closes the listener.
+ */
+async function streamingCompletion(
+  url: string,
+  gated: { release(n: number): void },
+  maxTokens: number,
+): Promise<SseProbe> {
+  const stream = new SseProbe(
+    await post(`${url}/v1/completions`, {
+      model: "gated",
+      prompt: "x",
+      max_tokens: maxTokens,
+      stream: true,
+    }),
+  );
+  gated.release(1);
+  await eventually(() => stream.data.length > 0, "the first token");
+  return stream;
+}
+
 function post(url: string, body: Record<string, unknown>): Promise<Response> {
   return fetch(url, {
     method: "POST",
@@ -210,16 +232,7 @@ Deno.test("HttpListener.close past http.drainTimeoutMs ends SSE streams cleanly:
   const listener = HttpListener.open({ ...http, timers, log: (line) => void log.push(line) });
   listener.mount(node.app);
   try {
-    const running = new SseProbe(
-      await post(`${listener.url}/v1/completions`, {
-        model: "gated",
-        prompt: "x",
-        max_tokens: 50,
-        stream: true,
-      }),
-    );
-    node.gated.release(1);
-    await eventually(() => running.data.length > 0, "the first token");
+    const running = await streamingCompletion(listener.url, node.gated, 50);
     // One slot: these wait in the queue behind it.
     const chat = new SseProbe(
       await post(`${listener.url}/v1/chat/completions`, {
@@ -290,16 +303,7 @@ Deno.test("HttpListener.close lets an SSE stream whose job ends within http.drai
   });
   listener.mount(node.app);
   try {
-    const stream = new SseProbe(
-      await post(`${listener.url}/v1/completions`, {
-        model: "gated",
-        prompt: "x",
-        max_tokens: 4,
-        stream: true,
-      }),
-    );
-    node.gated.release(1);
-    await eventually(() => stream.data.length > 0, "the first token");
+    const stream = await streamingCompletion(listener.url, node.gated, 4);
     const closing = listener.close();
     node.gated.release(100);
     assertEquals(await stream.ended, "end");
@@ -323,16 +327,7 @@ Deno.test("HttpListener.close with http.drainTimeoutMs 0 (no drain) still ends a
   const listener = HttpListener.open({ ...http, log: (line) => void log.push(line) });
   listener.mount(node.app);
   try {
-    const stream = new SseProbe(
-      await post(`${listener.url}/v1/completions`, {
-        model: "gated",
-        prompt: "x",
-        max_tokens: 50,
-        stream: true,
-      }),
-    );
-    node.gated.release(1);
-    await eventually(() => stream.data.length > 0, "the first token");
+    const stream = await streamingCompletion(listener.url, node.gated, 50);
     await listener.close();
     assertEquals(await stream.ended, "end");
     assertEquals(stream.data.at(-1), "[DONE]");
