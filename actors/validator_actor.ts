@@ -71,6 +71,7 @@ import {
   LedgerRejectedError,
   type ReceiptRecord,
   takesFraudProofs,
+  worthFraudCheck,
 } from "../proof/ledger.ts";
 import type { NetworkMessage } from "../network/network_actor.ts";
 
@@ -825,11 +826,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // accusation costs it a flat penalty, a confirmed one rewards it with its own slash).
     if (bytesEqual(proof.validator, proof.receipt.worker)) return skip("self_accusation");
     const record = ledger.receipt(id);
-    const closed = record?.status === "unpaid" || record?.status === "fraud";
-    if (
-      record !== undefined &&
-      (!takesFraudProofs(record.status) || (closed && this.#now() > record.pendingUntil))
-    ) return skip("not_pending");
+    if (record !== undefined && !worthFraudCheck(record, this.#now())) return skip("not_pending");
     // A peer's stake must cover the penalty of this accusation and of those still being checked
     // or held here: else one key staked at the penalty buys any number of checks at once. This
     // validator's own proofs, from its own challenges, are not a peer's claims to bound: checked

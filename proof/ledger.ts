@@ -97,7 +97,7 @@ export * from "./ledger_errors.ts";
 export { entryHash, entrySigningBytes } from "./ledger_entry.ts";
 export type { LedgerEntry, LedgerEntryKind } from "./ledger_entry.ts";
 export type { Account, ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
-export { takesFraudProofs } from "./ledger_state.ts";
+export { takesFraudProofs, worthFraudCheck } from "./ledger_state.ts";
 
 /**
  * Entries between two checkpoints. Opening verifies at most this many entries (about 0.15 ms

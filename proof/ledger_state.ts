@@ -38,6 +38,20 @@ export function takesFraudProofs(status: ReceiptStatus): boolean {
 }
 
 /**
+ * Whether a peer's fraud proof about `record` is worth checking at `now`: its status takes
+ * proofs ({@link takesFraudProofs}) and, closed here (`unpaid`, `fraud`), it is inside its window
+ * — past it every ledger refuses the settlement, so the accuser would risk nothing for the check.
+ * (A pending or challenged receipt past its window is the ledger's to refuse.)
+ */
+export function worthFraudCheck(
+  record: Pick<ReceiptRecord, "status" | "pendingUntil">,
+  now: number,
+): boolean {
+  const closed = record.status === "unpaid" || record.status === "fraud";
+  return takesFraudProofs(record.status) && !(closed && now > record.pendingUntil);
+}
+
+/**
  * What work a receipt is for: `inference` (a signed `protocols/receipt.ts` receipt, paid
  * tokens × price) or `training` (a signed `training/training_receipt.ts` receipt, paid per local
  * step). Both settle the same way; only how they are recorded, and which fraud proof applies,

@@ -46,7 +46,7 @@ import {
   type TrainingReceiptBody,
 } from "../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
-import { type ReceiptStatus, takesFraudProofs } from "../proof/ledger_state.ts";
+import { type ReceiptStatus, worthFraudCheck } from "../proof/ledger_state.ts";
 import type {
   AccountMessage,
   HasAccusedMessage,
@@ -843,13 +843,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       receiptId: trainingReceiptId(proof.receipt),
     }).catch(() => undefined);
     if (record === undefined) return "receipt_unknown";
-    // A receipt left unpaid or slashed takes a proof only inside its window (as the inference
-    // intake): past it every ledger refuses the settlement, so its accuser would risk nothing
-    // for a re-run here, and a confirmed one passed on to every peer.
-    const closed = record.status === "unpaid" || record.status === "fraud";
-    if (!takesFraudProofs(record.status) || (closed && Date.now() > record.pendingUntil)) {
-      return "not_pending";
-    }
+    // As the inference intake: a receipt left unpaid or slashed only inside its window (past it
+    // a confirmed proof would also be passed on to every peer, for nothing).
+    if (!worthFraudCheck(record, Date.now())) return "not_pending";
     if (own) return undefined;
     // One accusation per accuser and receipt, as the ledger settles (`repeated_accusation`):
     // the same claim signed again is a new proof hash, and would be re-run and passed on again.
