@@ -113,3 +113,27 @@ Deno.test("in the steady state a tick follows the last one in the same turn of t
   assert.ok(turns < 1.3 * ticks, `${turns} turns for ${ticks} ticks`);
   batched.dispose();
 });
+
+Deno.test("a first token is answered before the next tick's execution is set up", async () => {
+  // The steady state starts the next tick at once, and setting up its execution (the new
+  // member's prompt cache copied into the batch) is synchronous work: a first token waiting for
+  // its reply behind it reached its client that much later (time to first token).
+  const session = standInSession(true);
+  let runs = 0;
+  const run = session.run.bind(session);
+  session.run = ((feeds: Record<string, ort.Tensor>) => {
+    runs++;
+    return run(feeds);
+  }) as typeof session.run;
+  const batched = new BatchedDecoder(new DecoderSession(session, SHAPE));
+  // The step promises the steps after it, so the batcher queues the next one by itself.
+  const first = batched.sequence().step([1, 2, 3], { params: GREEDY, position: 0 }, 0, 10);
+  // The reply goes out a few promise hops after the step settles (the worker's request handler).
+  const runsWhenAnswered = await first.then(async (step) => {
+    for (let hop = 0; hop < 4; hop++) await Promise.resolve();
+    assert.equal(step.tokenId, 4);
+    return runs;
+  });
+  assert.equal(runsWhenAnswered, 1, "the next execution started before the first token's reply");
+  batched.dispose();
+});
