@@ -5,7 +5,10 @@
  * `generate` returns a pull-based `ReadableStream`: the model computes token t only once the
  * consumer asks for chunk t (high-water mark 0; in worker mode, for chunk t − `runAhead`), so a
  * slow consumer slows the worker rather than filling a buffer, and a cancelled stream or
- * aborted signal stops compute within one step.
+ * aborted signal stops compute within one step. In worker mode the first step (the prompt's
+ * read) is sent when the stream is created, within that window: the consumer is often still
+ * setting up (an HTTP response's head, a WebSocket frame), and the prompt is most of the time
+ * to first token.
  * Each step feeds only the new token and carries the KV cache on (`present.N.*` back as
  * `past_key_values.N.*`, or a fixed-capacity cache updated in place: `_decoder_session.ts`).
  *
@@ -782,6 +785,9 @@ export class TextModel {
           finish();
           controller.close();
         }
+        // Worker mode: the prompt's read starts now, within the run-ahead credit (none
+        // in-thread, where it would block this thread before the stream is even returned).
+        pump();
       },
       pull: async (controller) => {
         if (finished) return;
