@@ -237,6 +237,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     for (const id of this.#ledger.challenged()) {
       // The training validator's to settle from its kept proof (or end) when it starts.
       if (keptTraining.has(id) && this.#ledger.receipt(id)?.kind === "training") continue;
+      if (this.#ledger.hasAccused(this.#options.identity.publicKey, id)) {
+        // Its own accusation was booked before the stop, and did not hold (a confirmed one
+        // ends the receipt as fraud): what the stop cut off is the clearing that follows it.
+        // Re-checked, the proof would be refused a second settlement and the work left unpaid.
+        await this.#ledger.clearChallenge(id);
+        continue;
+      }
       const proof = kept.get(id);
       if (proof !== undefined && this.#resumeOwnProof(id, proof, ctx)) {
         kept.delete(id);

@@ -5,15 +5,20 @@
  * `challenged`) found the receipt challenged at its next start with its material gone and left
  * it unresolved: its own ledger neither paid nor slashed the cheat, while every ledger it had
  * sent the proof to slashed it. And a check that threw left the challenge open for as long as
- * the validator ran.
+ * the validator ran. And a validator that stopped after booking its own refuted proof but before
+ * clearing the challenge re-checked the proof at its next start, was refused a second settlement
+ * (one accusation per accuser and receipt) and left the honest work unresolved: unpaid there.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { OWN_FRAUD_PROOFS_DIR } from "../../actors/_own_fraud_proofs.ts";
+import { OWN_FRAUD_PROOFS_DIR, OwnFraudProofs } from "../../actors/_own_fraud_proofs.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { ValidatorMessage, ValidatorModelSource } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
+import { fraudProofHash } from "../../protocols/fraud_proof.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { Ledger } from "../../proof/ledger.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -22,6 +27,7 @@ import type { NetworkMessage } from "../../network/network_actor.ts";
 import {
   announceAssigned,
   f,
+  falseProof,
   HONEST_MODELS,
   ledgerReads,
   proveOn,
@@ -147,6 +153,65 @@ Deno.test("an own fraud proof whose check throws ends its challenge unresolved a
   } finally {
     await first.system.shutdown().catch(() => {});
     await second?.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a validator stopped between booking its own refuted proof and clearing the challenge clears it at its next start: the honest work is paid", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const me = Identity.generate();
+  const worker = Identity.generate();
+  const requester = Identity.generate();
+  const job = textJob(requester, crypto.randomUUID());
+  const { receipt } = await proveOn(job, worker); // honest work
+  const id = receiptId(receipt);
+  const proof = falseProof(receipt, me); // this validator's accusation, which does not hold
+  const ledgerDir = `${dir}/ledger`;
+  let system: ActorSystem | undefined;
+  try {
+    // The ledger as the stop left it: the challenge open, the refuted accusation booked (its
+    // charge paid), the proof still kept on disk.
+    const before = await Ledger.open(ledgerDir, me, { now: () => clock.t });
+    await before.deposit(worker.publicKey, WORKER_STAKE);
+    await before.deposit(me.publicKey, WORKER_STAKE);
+    await before.recordReceipt(receipt, {
+      assignment: signAssignment({ job, worker: receipt.worker, issuedAt: 0 }, requester),
+    });
+    await before.openChallenge(id);
+    await before.settleFraud({
+      receiptId: id,
+      fraudProofHash: fraudProofHash(proof),
+      validator: me.publicKey,
+      confirmed: false,
+      reason: "refuted",
+    });
+    const charged = before.account(me.publicKey).stake;
+    assert.ok(charged < WORKER_STAKE, "the false accusation was charged");
+    await before.close();
+    await OwnFraudProofs.in(ledgerDir).save(id, proof);
+
+    system = new ActorSystem({ name: "own-refuted-restarted" });
+    const validator = await spawnValidator(system, {
+      identity: me,
+      ledgerDir,
+      clock,
+      challengeProbability: 1,
+      models: HONEST_MODELS,
+    });
+    const ledger = ledgerReads(() => validator, clock);
+    await ledger.drained();
+    await ledger.closeWindow();
+    const record = (await ledger.record(id))!;
+    assert.equal(record.status, "final", "the honest work was left unpaid");
+    const paid = await ledger.account(worker.publicKey);
+    assert.equal(paid.stake, WORKER_STAKE);
+    assert.ok(paid.balance > 0, "the worker earned nothing");
+    assert.equal((await ledger.account(me.publicKey)).stake, charged, "charged once, not twice");
+    const kept = await Array.fromAsync(Deno.readDir(`${ledgerDir}/${OWN_FRAUD_PROOFS_DIR}`));
+    assert.deepEqual(kept, [], "the settled proof is still kept");
+  } finally {
+    await system?.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
 });
