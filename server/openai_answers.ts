@@ -33,7 +33,7 @@ import { type ResponseShape, stringifyAnswer } from "./openai_shapes.ts";
 import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
 import { wireUsage } from "./stream_protocol.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
-import type { Drain } from "./serve.ts";
+import { type Drain, shutdownError } from "./serve.ts";
 
 /** How an answer is given. */
 export interface AnswerOptions {
@@ -66,11 +66,6 @@ export interface AnswerOptions {
   drainBeforeShutdown?: (drain: Drain) => () => void;
 }
 
-/** What an answer whose job the drain deadline cancelled says. */
-export const SHUTDOWN_MESSAGE =
-  "the node is shutting down: its drain deadline (http.drainTimeoutMs) passed before the job " +
-  "ended, so the job was cancelled; send the request to another node";
-
 /**
  * An answer's part in the server's drain: the drain lasts until the answer has ended; when its
  * deadline passes, the job is cancelled and the answer says why ({@link AnswerDrain.failure}).
@@ -98,7 +93,7 @@ class AnswerDrain {
   failure(summary: JobSummary): VeriflowError | undefined {
     if (summary.finishReason !== "error" && summary.finishReason !== "cancelled") return undefined;
     if (summary.finishReason === "cancelled" && this.#timeUp?.aborted) {
-      return new VeriflowError("shutting_down", SHUTDOWN_MESSAGE);
+      return shutdownError();
     }
     return new VeriflowError(
       summary.error?.code ?? "job_cancelled",

@@ -145,6 +145,16 @@ export type Drain = (timeUp: AbortSignal) => Promise<void>;
  */
 export type DrainKind = "websocket" | "sse" | "json";
 
+/** What a client whose job the drain deadline cancelled is told: the job did not fail, the node stopped. */
+export const SHUTDOWN_MESSAGE =
+  "the node is shutting down: its drain deadline (http.drainTimeoutMs) passed before the job " +
+  "ended, so the job was cancelled; send the request to another node";
+
+/** The error a job cut by the drain deadline ends with (every kind of answer: {@link DrainKind}). */
+export function shutdownError(): EdgeError {
+  return new EdgeError("shutting_down", SHUTDOWN_MESSAGE);
+}
+
 /** What the server awaits before `Deno.serve`'s shutdown; one set per server. */
 class Drains {
   #hooks = new Map<Drain, DrainKind>();

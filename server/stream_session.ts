@@ -22,7 +22,8 @@
  * When the node stops, {@link StreamSession.drain} lets the socket's jobs, running or queued,
  * finish and send their end (summary and receipt) while a new `infer` is refused
  * (`shutting_down`); then it closes the socket with 1001. A client that stops reading meanwhile
- * is cut off by the idle watch as always, so the drain ends when the jobs do.
+ * is cut off by the idle watch as always, so the drain ends when the jobs do. Jobs still running
+ * at the drain deadline are cancelled, and each ends with an `error`, `shutting_down`.
  *
  * @module
  */
@@ -35,6 +36,7 @@ import type { ClientIdentity } from "./client_identity.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import { yieldToEventLoop } from "./_event_loop.ts";
 import { RequestValidationError, retryAfterOf } from "./http_errors.ts";
+import { shutdownError } from "./serve.ts";
 import {
   parseJsonText,
   parseRequest,
@@ -131,6 +133,8 @@ export class StreamSession {
   #overHighWater?: Promise<void>;
   /** Set by {@link drain}: new jobs are refused and the socket closes after the last one. */
   #draining = false;
+  /** Set when the drain's deadline passed: the jobs it cancels end with `shutting_down`. */
+  #timeUp = false;
   /** Resolved when the drain has closed the socket (its last job ended). */
   #drainClosed = Promise.withResolvers<void>();
   #closed = Promise.withResolvers<void>();
@@ -161,15 +165,19 @@ export class StreamSession {
    * queued ones finish and send their end, then close with 1001. Idempotent.
    *
    * @param timeUp Aborted when the drain may last no longer: the jobs still running are
-   * cancelled (each client gets its end, `cancelled`), then the socket closes with 1001 as
-   * after a drain.
+   * cancelled (each client gets an `error`, `shutting_down`: it did not cancel them, and may
+   * send them to another node), then the socket closes with 1001 as after a drain.
    * @returns Resolves once the socket has closed, or a second after the session closed it if
    * the client never answers the close.
    */
   async drain(timeUp?: AbortSignal): Promise<void> {
     this.#draining = true;
-    if (timeUp?.aborted) this.#cancelAll();
-    else timeUp?.addEventListener("abort", () => this.#cancelAll(), { once: true });
+    const giveUp = () => {
+      this.#timeUp = true;
+      this.#cancelAll();
+    };
+    if (timeUp?.aborted) giveUp();
+    else timeUp?.addEventListener("abort", giveUp, { once: true });
     this.#closeIfDrained();
     await Promise.race([this.#drainClosed.promise, this.#closed.promise]);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -316,7 +324,12 @@ export class StreamSession {
       signal.removeEventListener("abort", onAbort);
     }
     const summary = await handle.done;
-    if (summary.finishReason === "error") {
+    if (summary.finishReason === "cancelled" && this.#timeUp) {
+      // Cut by the drain deadline, not by its client: told so, as an SSE stream is (not a
+      // refusal: the job ran).
+      const { code, message } = shutdownError();
+      this.#send({ type: "error", id, code, message });
+    } else if (summary.finishReason === "error") {
       this.#send({
         type: "error",
         id,

@@ -2,8 +2,8 @@
  * The node's HTTP port stopping gracefully (`HttpListener.close`, what `node.shutdown()` and the
  * first Ctrl-C call): a WebSocket's jobs finish like an SSE stream's, their clients get the end
  * with the receipt, and only then does the socket close (1001). Past `http.drainTimeoutMs` the
- * jobs are cancelled and every client told why: a WebSocket's `done`, an SSE stream's
- * `shutting_down` error event and `[DONE]`, a JSON answer's error body.
+ * jobs are cancelled and every client told why: a WebSocket's `shutting_down` error, an SSE
+ * stream's `shutting_down` error event and `[DONE]`, a JSON answer's error body.
  *
  * @module
  */
@@ -114,7 +114,7 @@ function fakeTimers() {
   return { timers, armed };
 }
 
-Deno.test("HttpListener.close gives a job that outlives http.drainTimeoutMs up: the job is cancelled, its client told (done: cancelled) and the socket closed with 1001, one line says so, and close resolves", async () => {
+Deno.test("HttpListener.close gives a job that outlives http.drainTimeoutMs up: the job is cancelled, its client told why (error: shutting_down, not a cancel it never sent) and the socket closed with 1001, one line says so, and close resolves", async () => {
   const node = await startTestNode({ concurrency: 1, prover });
   const { timers, armed } = fakeTimers();
   const log: string[] = [];
@@ -138,10 +138,8 @@ Deno.test("HttpListener.close gives a job that outlives http.drainTimeoutMs up: 
     await closing;
     assertEquals(probe.closeEvent, { code: 1001, reason: "server shutting down" });
     const end = probe.messages.find((m) => m.type !== "token" && m.type !== "start");
-    assertEquals([end?.type, (end as { finish_reason?: string })?.finish_reason], [
-      "done",
-      "cancelled",
-    ]);
+    assertEquals([end?.type, (end as WsErrorMessage)?.code], ["error", "shutting_down"]);
+    assert(/send the request to another node/.test((end as WsErrorMessage).message));
     assertEquals(log.length, 1, log.join("\n"));
     assert(/ending 0 open HTTP requests and 1 WebSocket /.test(log[0]), log[0]);
     // The job's slot is freed: the cut socket's job is cancelled, not left running.
