@@ -75,7 +75,7 @@ import type {
   OpenStreamOptions,
   RequestOptions,
 } from "./connection_options.ts";
-import { runSessionHandshake, type Session } from "./session_handshake.ts";
+import { authenticateTransport, type Session } from "./session_handshake.ts";
 import type { ConnectionCore, ControlFrame } from "./_connection_common.ts";
 import { Requester } from "./_connection_requester.ts";
 import { type AnyHandler, Responder } from "./_connection_responder.ts";
@@ -106,6 +106,19 @@ export const DEFAULT_KEEPALIVE_MS = 1_500;
 export const DEFAULT_IDLE_TIMEOUT_MS = 5_000;
 /** Private constructor flag of {@link Connection.open}. */
 const START_AFTER_MACROTASK = Symbol("startAfterMacrotask");
+/** Private constructor option of {@link Connection.open}: bytes read before the transport's. */
+const LEFTOVER = Symbol("leftover");
+/**
+ * Bytes the read loop offers a byte-stream transport (a socket) per read at first: one TCP
+ * socket buffer's worth, what a socket duplex reads by default.
+ */
+const MIN_READ_BYTES = 64 * 1024;
+/**
+ * Most bytes it offers per read: a read that fills its buffer doubles it up to this, so a
+ * bulk transfer (a file's 256 KiB storage chunks) is read in fewer, larger reads, as the swarm
+ * link reads (`SWARM_LINK_READ_BYTES`), and an idle connection keeps only 64 KiB.
+ */
+const MAX_READ_BYTES = 256 * 1024;
 
 /** A multiplexed message connection over a byte duplex. See the module doc. */
 export class Connection {
@@ -116,7 +129,9 @@ export class Connection {
   readonly #responder: Responder;
   readonly #keepalive: Keepalive;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader;
+  /** Bytes read before the transport's (from the handshake), fed to the framing first. */
+  readonly #leftover: Uint8Array;
   readonly #splitter: FrameSplitter;
   readonly #maxDepth: number;
   readonly #requestTimeoutMs: number;
@@ -196,7 +211,8 @@ export class Connection {
     });
     this.#splitter = new FrameSplitter({ maxFrameBytes });
     this.#maxDepth = options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH;
-    this.#reader = duplex.readable.getReader();
+    this.#leftover = (options as { [LEFTOVER]?: Uint8Array })?.[LEFTOVER] ?? new Uint8Array(0);
+    this.#reader = readerOf(duplex.readable);
     if ((options as { [START_AFTER_MACROTASK]?: boolean })?.[START_AFTER_MACROTASK]) {
       // From open(): the peer may have sent requests right behind its proof; reading a
       // macrotask later lets handlers registered right after `await Connection.open` see them.
@@ -219,14 +235,14 @@ export class Connection {
   static async open(duplex: ByteDuplex, options: OpenConnectionOptions): Promise<Connection> {
     const protocols = options.protocols ?? [];
     new NegotiatedProtocols(protocols, []); // throws on overlapping protocols, before any I/O
-    const { session, duplex: rest } = await runSessionHandshake(duplex, {
+    const { session, duplex: transport, leftover } = await authenticateTransport(duplex, {
       identity: options.identity,
       protocols,
       timeoutMs: options.handshakeTimeoutMs ?? (options.idleTimeoutMs || undefined),
       timers: options.timers,
     });
-    const startLater = { ...options, [START_AFTER_MACROTASK]: true };
-    const connection = new Connection(rest, startLater);
+    const startLater = { ...options, [START_AFTER_MACROTASK]: true, [LEFTOVER]: leftover };
+    const connection = new Connection(transport, startLater);
     connection.#adopt(session, protocols);
     return connection;
   }
@@ -507,27 +523,56 @@ export class Connection {
   async #readLoop(): Promise<void> {
     let failure: Error | null = null;
     const decode = { maxDepth: this.#maxDepth };
+    /** The read buffer the splitter is lent now: reused by the next read. */
+    let lent: ArrayBufferLike | null = null;
     const onFrame = (payload: Uint8Array) => {
       // After close() we only drain until the peer ends its side: its last frames are moot.
       if (this.#closing) return;
       this.#framesReceived++;
       // A payload that shares its buffer with other frames (one socket read holds many) is
       // copied first: decoded byte strings are views of it, and whatever a handler keeps (a
-      // key, a signature) must not pin the whole read buffer.
-      const own = payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength;
+      // key, a signature) must not pin the whole read buffer. One in our read buffer is
+      // always copied: the next read reuses that buffer.
+      const own = payload.byteOffset === 0 && payload.byteLength === payload.buffer.byteLength &&
+        payload.buffer !== lent;
       const frame = decodeFrame(own ? payload : payload.slice(), decode);
       if (frame.ok) this.#router.dispatch(frame.envelope);
       else this.#router.refuse(frame.error);
     };
     try {
-      for (;;) {
-        const { done, value } = await this.#reader.read();
-        if (done) {
-          this.#splitter.end();
-          break;
+      if (this.#leftover.byteLength > 0) this.#splitter.push(this.#leftover, onFrame);
+      if (this.#reader instanceof ReadableStreamBYOBReader) {
+        // A byte stream (a socket): each read lands in one buffer of ours, reused, that the
+        // splitter only borrows (it gathers unfinished frames into their own buffer, and a
+        // frame whole in one read is copied above): a frame costs one allocation of its
+        // size, not one per read plus one to join them.
+        let buffer = new Uint8Array(MIN_READ_BYTES);
+        for (;;) {
+          const { done, value } = await this.#reader.read(buffer);
+          if (done) {
+            this.#splitter.end();
+            break;
+          }
+          // The read took the buffer (a BYOB read transfers it): the same memory, a new owner.
+          const filled = value.byteLength === value.buffer.byteLength;
+          buffer = filled && value.byteLength < MAX_READ_BYTES
+            ? new Uint8Array(2 * value.byteLength)
+            : new Uint8Array(value.buffer);
+          this.#keepalive.received();
+          lent = value.buffer;
+          this.#splitter.pushLent(value, onFrame);
+          lent = null;
         }
-        this.#keepalive.received();
-        this.#splitter.push(value, onFrame);
+      } else {
+        for (;;) {
+          const { done, value } = await this.#reader.read();
+          if (done) {
+            this.#splitter.end();
+            break;
+          }
+          this.#keepalive.received();
+          this.#splitter.push(value, onFrame);
+        }
       }
     } catch (error) {
       if (!this.#closing) {
@@ -583,5 +628,16 @@ export class Connection {
         this.#closeGraceMs,
       );
     }
+  }
+}
+
+/** A BYOB reader where the transport is a byte stream (a socket), else a default one. */
+function readerOf(
+  readable: ReadableStream<Uint8Array>,
+): ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader {
+  try {
+    return readable.getReader({ mode: "byob" });
+  } catch {
+    return readable.getReader(); // not a byte stream
   }
 }

@@ -209,12 +209,18 @@ function parse<T>(payload: Uint8Array, type: string, schema: z.ZodType<T>): T {
   return parsed.data;
 }
 
-/** The rest of the byte stream: what was read past the handshake, then the reader's bytes. */
+/**
+ * The rest of the byte stream: what was read past the handshake, then the transport's bytes.
+ * With nothing read past it, the transport's own stream (a byte stream stays one, so a BYOB
+ * reader can still read the socket into its own buffer).
+ */
 function remainder(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
+  readable: ReadableStream<Uint8Array>,
   leftover: Uint8Array,
 ): ReadableStream<Uint8Array> {
-  let pending: Uint8Array | null = leftover.byteLength > 0 ? leftover : null;
+  if (leftover.byteLength === 0) return readable;
+  const reader = readable.getReader();
+  let pending: Uint8Array | null = leftover;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       if (pending) {
@@ -231,6 +237,19 @@ function remainder(
 }
 
 /**
+ * {@link runSessionHandshake}'s outcome with the bytes read past the handshake apart: the
+ * duplex is the transport itself, to be read after `leftover`.
+ */
+export interface HandshakeOutcome {
+  /** Who the peer is. */
+  session: Session;
+  /** The transport, unlocked. */
+  duplex: ByteDuplex;
+  /** Bytes the peer sent after its proof that the handshake already read (often none). */
+  leftover: Uint8Array;
+}
+
+/**
  * Run the handshake on a fresh duplex (both sides call it; roles are symmetric).
  * @param duplex The transport, before any other byte was sent on it.
  * @param options This side's identity, offered protocols and deadline.
@@ -243,6 +262,25 @@ export async function runSessionHandshake(
   duplex: ByteDuplex,
   options: SessionHandshakeOptions,
 ): Promise<AuthenticatedDuplex> {
+  const { session, duplex: transport, leftover } = await authenticateTransport(duplex, options);
+  return {
+    session,
+    duplex: { readable: remainder(transport.readable, leftover), writable: transport.writable },
+  };
+}
+
+/**
+ * {@link runSessionHandshake}, but the bytes read past the handshake are handed back apart and
+ * the transport as it is (what `Connection.open` runs on: it feeds `leftover` to its framing
+ * first and reads the transport with its own buffer). Same errors.
+ * @param duplex The transport, before any other byte was sent on it.
+ * @param options This side's identity, offered protocols and deadline.
+ * @returns The session, the transport and the bytes already read past the handshake.
+ */
+export async function authenticateTransport(
+  duplex: ByteDuplex,
+  options: SessionHandshakeOptions,
+): Promise<HandshakeOutcome> {
   const { identity } = options;
   const timers = options.timers ?? SYSTEM_TIMERS;
   const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
@@ -285,9 +323,11 @@ export async function runSessionHandshake(
     await within(Promise.all([sentHello, sentProof]));
     timers.clearTimeout(timer);
     writer.releaseLock();
+    reader.releaseLock(); // no read is pending: frames are read only when one is needed
     return {
       session: { peerKey: theirs.key, sessionId, peerProtocols: theirs.protocols },
-      duplex: { readable: remainder(reader, frames.leftover), writable: duplex.writable },
+      duplex,
+      leftover: frames.leftover,
     };
   } catch (cause) {
     timers.clearTimeout(timer);

@@ -14,6 +14,10 @@
  *   until the peer's EOF, up to `lingerMs`, so the socket is never closed with unread bytes;
  * - the socket is closed once both halves are done. `close()` cuts it at once.
  *
+ * The readable is a byte stream: a reader in BYOB mode (`getReader({ mode: "byob" })`, as a
+ * `Connection` takes it) gets the socket's bytes read straight into its own buffer, with no
+ * buffer allocated per read; a default reader gets each read as a new chunk of its own.
+ *
  * @example
  * ```ts
  * import { socketDuplex } from "./socket_duplex.ts";
@@ -42,9 +46,11 @@ export interface SocketDuplexOptions {
    */
   lingerMs?: number;
   /**
-   * Most bytes taken from the socket per read (default 64 KiB, one TCP socket buffer's worth).
-   * A bulk link between two local processes (the swarm host's) reads more per wake-up with a
-   * larger buffer; each chunk handed on is copied out of it, so it costs memory only once.
+   * Most bytes taken from the socket per read by a default reader (default 64 KiB, one TCP
+   * socket buffer's worth). A bulk link between two local processes (the swarm host's) reads
+   * more per wake-up with a larger buffer; each chunk handed on is copied out of it, so it
+   * costs memory only once (and only once a default read or the drain needs it). A BYOB
+   * reader reads into its own buffer instead, as much as it offers.
    */
   readBufferBytes?: number;
 }
@@ -96,7 +102,9 @@ function concat(parts: Uint8Array[], total: number): Uint8Array {
  */
 export function socketDuplex(conn: Deno.Conn, options?: SocketDuplexOptions): SocketDuplex {
   const lingerMs = options?.lingerMs ?? DEFAULT_LINGER_MS;
-  const scratch = new Uint8Array(options?.readBufferBytes ?? DEFAULT_READ_BUFFER_BYTES);
+  const readBufferBytes = options?.readBufferBytes ?? DEFAULT_READ_BUFFER_BYTES;
+  // Allocated at the first default read (or drain): a BYOB reader never needs it.
+  let scratch: Uint8Array | null = null;
   const closed = Promise.withResolvers<void>();
   let readDone = false;
   let writeDone = false;
@@ -120,9 +128,14 @@ export function socketDuplex(conn: Deno.Conn, options?: SocketDuplexOptions): So
     readDone = writeDone = true;
     finish();
   };
-  /** One read at a time, shared by the reader and the drain. */
-  const read = (): Promise<number | null> => {
-    reading ??= conn.read(scratch).finally(() => (reading = null));
+  /**
+   * One read at a time, shared by the reader and the drain: into `into` (a BYOB reader's
+   * buffer) or else the scratch buffer.
+   */
+  const read = (into?: Uint8Array): Promise<number | null> => {
+    reading ??= conn.read(into ?? (scratch ??= new Uint8Array(readBufferBytes))).finally(() =>
+      reading = null
+    );
     return reading;
   };
   const drain = async () => {
@@ -138,11 +151,18 @@ export function socketDuplex(conn: Deno.Conn, options?: SocketDuplexOptions): So
     finish();
   };
 
-  const readable = new ReadableStream<Uint8Array>({
+  const readable = new ReadableStream({
+    type: "bytes",
     async pull(controller) {
+      // A BYOB read offers its buffer: the socket reads into it, no copy and no allocation.
+      // (Without `autoAllocateChunkSize` a default read comes without a request.)
+      const request = controller.byobRequest;
+      const into = request?.view
+        ? new Uint8Array(request.view.buffer, request.view.byteOffset, request.view.byteLength)
+        : undefined;
       let n: number | null;
       try {
-        n = await read();
+        n = await read(into);
       } catch (error) {
         readDone = true;
         finish();
@@ -152,10 +172,12 @@ export function socketDuplex(conn: Deno.Conn, options?: SocketDuplexOptions): So
       if (n === null) {
         readDone = true;
         controller.close();
+        request?.respond(0); // a pending BYOB read resolves `done`
         finish();
         return;
       }
-      controller.enqueue(scratch.slice(0, n));
+      if (request) request.respond(n);
+      else controller.enqueue(scratch!.slice(0, n));
     },
     cancel() {
       cancelled = true;

@@ -166,6 +166,20 @@ export class FrameSplitter {
 
   /** Feed a chunk; `onFrame` gets each payload completed by it, in order. */
   push(chunk: Uint8Array, onFrame: (payload: Uint8Array) => void): void {
+    this.#push(chunk, onFrame, false);
+  }
+
+  /**
+   * Feed a chunk that is only lent for this call (a read buffer the caller reuses): nothing of
+   * it is kept, a frame it leaves unfinished is gathered into the splitter's own buffer, and a
+   * payload that `onFrame` gets whole from it is a view of it, valid only during that call
+   * (copy what must outlive it). A frame completed from gathered bytes is the splitter's own.
+   */
+  pushLent(chunk: Uint8Array, onFrame: (payload: Uint8Array) => void): void {
+    this.#push(chunk, onFrame, true);
+  }
+
+  #push(chunk: Uint8Array, onFrame: (payload: Uint8Array) => void, lent: boolean): void {
     let offset = 0;
     while (offset < chunk.byteLength) {
       if (this.#length < 0) {
@@ -197,7 +211,7 @@ export class FrameSplitter {
       }
       const take = Math.min(this.#length - this.#filled, chunk.byteLength - offset);
       const piece = chunk.subarray(offset, offset + take);
-      if (this.#buffer.byteLength === 0 && this.#pieces.length < MAX_FRAME_PIECES) {
+      if (!lent && this.#buffer.byteLength === 0 && this.#pieces.length < MAX_FRAME_PIECES) {
         // The piece that completes the frame is joined into the payload below, before this
         // returns: only a piece that waits for more input can pin its buffer.
         const completes = this.#filled + take === this.#length;
@@ -221,10 +235,9 @@ export class FrameSplitter {
     let at = this.#filled - this.#pieces.reduce((n, p) => n + p.byteLength, 0); // gathered
     const held = this.#filled + piece.byteLength;
     if (held > this.#buffer.byteLength) {
-      const room = Math.min(
-        this.#length,
-        Math.max(held, 2 * this.#buffer.byteLength, MIN_FRAME_BUFFER_BYTES),
-      );
+      // Twice what arrived, so the buffer doubles as bytes come; a frame whose first read
+      // brought half of it or more gets its whole length at once (one buffer, one copy each).
+      const room = Math.min(this.#length, Math.max(2 * held, MIN_FRAME_BUFFER_BYTES));
       const grown = new Uint8Array(room);
       grown.set(this.#buffer.subarray(0, at));
       this.#buffer = grown;
