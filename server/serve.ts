@@ -146,7 +146,7 @@ export type Drain = (timeUp: AbortSignal) => Promise<void>;
 export type DrainKind = "websocket" | "sse" | "json";
 
 /** What a client whose job the drain deadline cancelled is told: the job did not fail, the node stopped. */
-export const SHUTDOWN_MESSAGE =
+export const SHUTDOWN_MESSAGE: string =
   "the node is shutting down: its drain deadline (http.drainTimeoutMs) passed before the job " +
   "ended, so the job was cancelled; send the request to another node";
 
