@@ -29,6 +29,7 @@ import {
   InferenceStreamError,
   typedRefusal,
   WorkerStalledError,
+  WorkerTooSlowError,
 } from "./remote_errors.ts";
 
 /**
@@ -104,6 +105,11 @@ export interface RemoteJobContext {
   timers: ConnectionTimers;
   stallTimeoutMs: number;
   firstTokenTimeoutMs: number;
+  /**
+   * The delivery floor after the first token: most ms per later token, on average, of the time
+   * this side waits on the worker, beyond a head start of `stallTimeoutMs` (Infinity: none).
+   */
+  tokenBudgetMs: number;
   /** The worker's progress on the job's model, shared by the port's jobs of that model. */
   progress: ModelProgress;
   /** The submission's `onQueued`: given each `queued` event's place. */
@@ -127,6 +133,12 @@ export class RemoteJob {
   readonly #o: RemoteJobContext;
   readonly #done = Promise.withResolvers<JobSummary>();
   #tokens = 0;
+  /**
+   * How long this side has waited on the worker for the job's events after its first token:
+   * reads only, so a requester that does not read costs the worker nothing (see the floor,
+   * {@link RemoteJobContext.tokenBudgetMs}).
+   */
+  #waited = 0;
   #firstTokenAt = NaN;
   #ended = false;
   #lastTokenSeen = false;
@@ -180,15 +192,20 @@ export class RemoteJob {
         let failure: unknown;
         if (this.#failedWith === undefined) {
           // A worker that started the job and went silent would hold this read for ever (its
-          // connection stays alive): only the stall timer ends it. Counted per read, so a
-          // worker that is slow but sends something within each timeout is never cut.
+          // connection stays alive): only the stall timer ends it. Counted per read; a worker
+          // that sends something just within each timeout is cut by the delivery floor
+          // instead (`tokenBudgetMs`), which bounds the whole job by its `maxTokens`.
           const { timers, stallTimeoutMs, firstTokenTimeoutMs } = this.#o;
           this.#hold(false);
           const since = timers.now();
-          if (this.#tokens === 0) this.#o.progress.waiting.add(this.#behindStall);
+          // After the first token each read draws on the job's delivery floor as well.
+          const streaming = this.#tokens > 0;
+          if (!streaming) this.#o.progress.waiting.add(this.#behindStall);
           // Re-armed after each `queued` event, never past the first-token deadline.
           const wait = () =>
-            Math.max(0, Math.min(stallTimeoutMs, since + firstTokenTimeoutMs - timers.now()));
+            streaming
+              ? Math.max(0, Math.min(stallTimeoutMs, this.#floorLeft()))
+              : Math.max(0, Math.min(stallTimeoutMs, since + firstTokenTimeoutMs - timers.now()));
           try {
             // A `queued` event (before the first token) is the worker saying the job waits
             // for a slot: passed on, and the read goes on, its silence counted afresh (the
@@ -200,6 +217,7 @@ export class RemoteJob {
                 result = await this.#reader.read();
               } finally {
                 this.#readDue = NaN;
+                if (streaming) this.#waited += timers.now() - since;
                 // The worker answered (an event, or its error), unless the job ended this side.
                 // A `queued` event speaks for this job alone: the worker repeats it on a timer,
                 // which runs as well with a wedged model, so it says nothing of the model's
@@ -340,7 +358,9 @@ export class RemoteJob {
     if (this.#ended) return;
     const { timers, stallTimeoutMs, firstTokenTimeoutMs, progress } = this.#o;
     if (this.#tokens > 0) {
-      this.#stalled(stallTimeoutMs, false);
+      // The timer was armed for the nearer of the stall and the delivery floor.
+      if (timers.now() - since >= stallTimeoutMs) this.#stalled(stallTimeoutMs, false);
+      else this.#tooSlow(timers.now() - since);
       return;
     }
     const now = timers.now();
@@ -392,6 +412,35 @@ export class RemoteJob {
     this.#reader.cancel(error).catch(() => {});
     this.#end("error", error);
     if (!busy) this.#o.progress.stalled();
+  }
+
+  /**
+   * What is left of the delivery floor for the read in progress: the stall timeout plus
+   * `tokenBudgetMs` for each token after the first, less what this side already waited.
+   */
+  #floorLeft(): number {
+    const { stallTimeoutMs, tokenBudgetMs } = this.#o;
+    return stallTimeoutMs + (this.#tokens - 1) * tokenBudgetMs - this.#waited;
+  }
+
+  /**
+   * The worker fell below the delivery floor while a read waited `ms` on it: cancel the job
+   * there and end it here, as a stall marked slow (its other jobs are not judged by it).
+   */
+  #tooSlow(ms: number): void {
+    if (this.#ended) return;
+    const { worker, tokenBudgetMs, stallTimeoutMs } = this.#o;
+    const waited = this.#waited + ms;
+    const error = new WorkerTooSlowError(
+      worker,
+      this.#tokens,
+      waited,
+      tokenBudgetMs,
+      stallTimeoutMs,
+    );
+    this.#failedWith = error;
+    this.#reader.cancel(error).catch(() => {});
+    this.#end("error", error);
   }
 
   /** Another job of the model stalled on the worker while this one waits for its first token. */

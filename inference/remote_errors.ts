@@ -113,6 +113,42 @@ export class WorkerStalledError extends VeriflowError {
   }
 }
 
+/**
+ * The worker streamed the job below the delivery floor: after its first token it took, in the
+ * time this side waited on it, more than the stall timeout plus `tokenBudgetMs` per later token
+ * (`RemoteInferencePortOptions.tokenBudgetMs`). Each token came within the stall timeout, so no
+ * single wait was a stall; together they would hold the client without bound (a worker that
+ * sends one token just inside each stall timeout). Its code is the stall's, `worker_stalled`
+ * (what the edge maps to 504), so a router resumes the job on another worker as for a stall; it
+ * is marked {@link WorkerTooSlowError.slow}, and a router asks the worker last for a while
+ * rather than keep it off the model: it may be honest and only slow.
+ */
+export class WorkerTooSlowError extends WorkerStalledError {
+  /** Always true: set apart from a stall by its class and this field alike. */
+  readonly slow = true;
+
+  /**
+   * Create it.
+   * @param worker The worker's key (hex, or a prefix of it).
+   * @param tokens Tokens the worker had sent in this job.
+   * @param waitedMs How long this side waited on it after its first token.
+   * @param tokenBudgetMs The floor: most ms per token after the first, on average.
+   * @param graceMs The head start the floor allows (the stall timeout).
+   */
+  constructor(
+    worker: string,
+    tokens: number,
+    waitedMs: number,
+    tokenBudgetMs: number,
+    graceMs: number,
+  ) {
+    super(worker, waitedMs, tokens, false);
+    this.message = `the worker ${worker} sent ${tokens} tokens of the job too slowly: ` +
+      `${waitedMs} ms waited on it after its first token, over the ${graceMs} ms plus ` +
+      `${tokenBudgetMs} ms per later token it may take (tokenBudgetMs); the job was cancelled there`;
+  }
+}
+
 /** The requester stopped reading; what `done` reports for a job cancelled this side. */
 export const CANCELLED = "job_cancelled";
 

@@ -19,7 +19,9 @@
  *
  * Two timers cover a worker whose connection stays alive while it says nothing: one for its
  * `start` ({@link StartTimeoutError}), one for each later event this side waits for
- * (`WorkerStalledError`); either cancels the job on the worker. A worker sends `start`
+ * (`WorkerStalledError`); either cancels the job on the worker. A worker that says something
+ * just often enough is held to a delivery floor after its first token (`tokenBudgetMs`,
+ * `WorkerTooSlowError`), which bounds a job by its `maxTokens`. A worker sends `start`
  * when it accepts a job, queued or not, so before its first token a job may be waiting for
  * one of the worker's slots: its stall clock then runs only while the worker is silent on
  * every job of the model this port sent it (see {@link RemoteInferencePortOptions}; each job's
@@ -88,6 +90,16 @@ export const DEFAULT_STALL_TIMEOUT_MS = 60_000;
  */
 export const DEFAULT_FIRST_TOKEN_TIMEOUT_MS = 600_000;
 
+/**
+ * Default of `tokenBudgetMs`: after a job's first token a worker may take, on average, two
+ * seconds per token of the time this side waits on it, beyond a head start of one stall
+ * timeout. A second a step is the slowest honest one this project expects (a large model on a
+ * loaded CPU, see `DEFAULT_STALL_TIMEOUT_MS`); twice that leaves a busy batch room. It bounds a
+ * job's streaming by its `maxTokens`: a 256-token job by 60 s + 255 × 2 s ≈ 9.5 min, where a
+ * worker that sent one token just inside each stall timeout held it for 256 minutes.
+ */
+export const DEFAULT_TOKEN_BUDGET_MS = 2_000;
+
 /** Options of {@link RemoteInferencePort}. */
 export interface RemoteInferencePortOptions {
   /** Clock in ms for the locally measured timings (default `timers.now`). */
@@ -130,6 +142,15 @@ export interface RemoteInferencePortOptions {
    * `WorkerStalledError` marked `busy`. Counted only while this side is reading.
    */
   firstTokenTimeoutMs?: number;
+  /**
+   * The delivery floor of a started job (default {@link DEFAULT_TOKEN_BUDGET_MS}): after its
+   * first token, the time this side waits on the worker may not pass `stallTimeoutMs` plus this
+   * per later token, so a job's streaming is bounded by `stallTimeoutMs + (maxTokens − 1) ×
+   * tokenBudgetMs`. Past it the job is cancelled there and fails with a `WorkerTooSlowError`
+   * (code `worker_stalled`, marked `slow`). Counted only while this side is reading, so a
+   * requester that reads slowly spends none of it. Infinity: no floor, only the stall timeout.
+   */
+  tokenBudgetMs?: number;
 }
 
 /**
@@ -180,6 +201,7 @@ export class RemoteInferencePort implements InferencePort {
   readonly #startTimeoutMs: number;
   readonly #stallTimeoutMs: number;
   readonly #firstTokenTimeoutMs: number;
+  readonly #tokenBudgetMs: number;
   readonly #stats = emptyInferenceStats();
   /** Jobs not yet ended: a closed connection ends them (see the constructor). */
   readonly #live = new Set<RemoteJob>();
@@ -200,6 +222,7 @@ export class RemoteInferencePort implements InferencePort {
       this.#stallTimeoutMs,
       options.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS,
     );
+    this.#tokenBudgetMs = Math.max(0, options.tokenBudgetMs ?? DEFAULT_TOKEN_BUDGET_MS);
     const timers = options.timers ?? SYSTEM_TIMERS;
     this.#timers = timers;
     this.#now = options.now ?? (() => timers.now());
@@ -327,6 +350,7 @@ export class RemoteInferencePort implements InferencePort {
       timers: this.#timers,
       stallTimeoutMs: this.#stallTimeoutMs,
       firstTokenTimeoutMs: this.#firstTokenTimeoutMs,
+      tokenBudgetMs: this.#tokenBudgetMs,
       progress,
       onQueued: options.onQueued,
       signal: options.signal,

@@ -34,10 +34,22 @@
  * whole job: the workers that refused it before its first worker started it count (and are not
  * asked to resume it).
  *
+ * A worker that holds the job without its first token (queued, "place 1", or silent while it
+ * streams other jobs) for {@link DEFAULT_QUEUE_HOLD_MS} while the client waits is not waited on
+ * alone: another worker is asked to take the job over beside it (a *hedge*). The first of the
+ * two to send a token keeps the job, and the other is cancelled; a hedge that queues the job
+ * too, refuses it, or fails is cancelled and the job keeps its place, and another is asked
+ * after the next hold. So a job leaves a queue only for a worker that runs it at once, and a
+ * worker that claims a place it never gives up holds the client for the hold, not for the
+ * remote port's first-token timeout (10 min). A hedge spends none of the job's tries; the
+ * worker it replaced is asked last for a while, as one full against its word.
+ *
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
 import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
+import { WorkerStalledError } from "../inference/remote_errors.ts";
 import { toHex } from "../protocols/hash.ts";
 import {
   cancelOnAbort,
@@ -174,6 +186,17 @@ export class WorkerLostError extends VeriflowError {
   }
 }
 
+/**
+ * Default of `queueHoldMs`: how long the client waits on a worker for the job's first token
+ * before another worker is asked to take the job over beside it. An honest worker that runs the
+ * job at once sends its first token one prefill after its `start` (milliseconds to a few
+ * seconds); thirty seconds (the start timeout) is far past that, and far short of the 10
+ * minutes (`DEFAULT_FIRST_TOKEN_TIMEOUT_MS`) the remote port lets a busy worker keep a job
+ * queued. Asking costs one round trip per hold, and the job keeps its place unless the other
+ * worker runs it at once.
+ */
+export const DEFAULT_QUEUE_HOLD_MS = 30_000;
+
 /** Hex characters of a worker key in messages. */
 const KEY_CHARS = 16;
 
@@ -185,6 +208,16 @@ export interface WorkerAttempt {
   handle: InferenceHandle;
   /** Unix ms when the router gave it the job (the assignment's `issuedAt`). */
   assignedAt: number;
+}
+
+/**
+ * A takeover asked beside a worker that holds the job without its first token
+ * ({@link FailoverOptions.queueHoldMs}): the router asks only a worker it has no reason to
+ * think full, and passes each place the worker reports for the job here (not to the client).
+ */
+export interface HedgeRequest {
+  /** The hedge worker's `queued` places (0: it left its queue). */
+  onQueued(position: number): void;
 }
 
 /** What asking for another worker gave. */
@@ -222,7 +255,11 @@ export interface FailoverOptions {
    * Start the job on a worker whose key is not in `exclude`, resuming after `prefix` (the
    * token ids the client has). Never rejects: a refusal is an outcome.
    */
-  resume(exclude: readonly Uint8Array[], prefix: readonly number[]): Promise<ResumeOutcome>;
+  resume(
+    exclude: readonly Uint8Array[],
+    prefix: readonly number[],
+    hedge?: HedgeRequest,
+  ): Promise<ResumeOutcome>;
   /**
    * The job's summary from the worker that ended it, and what the client got: the whole text
    * (undefined when it resumed after a `prefix` whose text it holds) and how many tokens,
@@ -232,6 +269,15 @@ export interface FailoverOptions {
   settle(summary: JobSummary, attempt: WorkerAttempt, relayed: RelayedOutput): JobSummary;
   /** Called with each worker the job lost (for the router's bookkeeping), before resuming. */
   lost?(worker: Uint8Array, error: unknown): void;
+  /**
+   * Called with each worker that took the job over and refused the delivered tokens before its
+   * first token (`resume_mismatch`, `invalid_resume`), once a later worker has reproduced them
+   * (it streamed on from a prefix that holds them): the refusal was the refuser's, not the
+   * prefix's, and it spent one of the job's tries for nothing. Never called while no worker took
+   * the prefix: a prefix every worker refuses may be the lost worker's invention, and honest
+   * refusers of it are not to be blamed.
+   */
+  unreproduced?(worker: Uint8Array, error: unknown): void;
   /**
    * Workers the job already went through before `first` took it (they refused it at its start),
    * and how many of them it spent: a resume never asks them, and they count against the job's
@@ -244,6 +290,14 @@ export interface FailoverOptions {
   maxAsked?: number;
   /** Clock in ms for the timings of a job that failed over (default `performance.now`). */
   now?: () => number;
+  /**
+   * How long the client waits on a worker for the job's first token from it before another is
+   * asked to take the job over beside it (default {@link DEFAULT_QUEUE_HOLD_MS}; Infinity:
+   * never). Counted only while the client reads.
+   */
+  queueHoldMs?: number;
+  /** The clock of the queue hold (default the real one; tests pass a fake clock). */
+  timers?: ConnectionTimers;
   /**
    * The client's signal (`SubmitOptions.signal`): aborting it cancels the job as the handle's
    * `cancel` does, between workers too, whether or not the client still reads its tokens.
@@ -290,11 +344,20 @@ class FailoverJob {
   #lost?: { worker: Uint8Array; error: unknown };
   /** Workers that took the job over but could not resume it, with the last one's code. */
   #unresumed = { count: 0, code: "" };
+  /**
+   * Those of them no later worker has yet shown wrong, with their refusals: reported to
+   * `unreproduced` at the first token of a worker that took the job over after them.
+   */
+  #unattributed: { worker: Uint8Array; error: unknown }[] = [];
   #firstTokenAt = NaN;
   #cancelled = false;
   #ended = false;
   /** Between losing a worker and another taking over (or none). */
   #failingOver = false;
+  /** Tokens the client had when the current worker took the job (its first token is this one). */
+  #attemptFrom: number;
+  /** A worker asked to take the job over beside the current one, until one of them wins. */
+  #hedging?: WorkerAttempt;
 
   constructor(options: FailoverOptions) {
     this.#o = options;
@@ -305,6 +368,7 @@ class FailoverJob {
     this.#spent = options.before?.spent ?? 0;
     this.#delivered = [...options.prefix ?? []];
     this.#given = this.#delivered.length;
+    this.#attemptFrom = this.#given;
     this.#reader = options.first.handle.tokens.getReader();
     // The workers' ports see the signal too, but a worker's end is read only when the client
     // pulls, and between workers there is none.
@@ -338,7 +402,7 @@ class FailoverJob {
       let failure: unknown;
       let token: StreamedToken | undefined;
       try {
-        const result = await this.#reader.read();
+        const result = await this.#read();
         if (result.done) {
           // The worker's end came without a last token (or the job was cancelled here).
           controller.close();
@@ -367,6 +431,9 @@ class FailoverJob {
         return;
       }
       if (this.#delivered.length === this.#given) this.#firstTokenAt = this.#now();
+      // A token from a worker that took the job over after ones that refused its prefix: it
+      // reproduced what they would not.
+      if (this.#unattributed.length > 0) this.#attributeRefusals();
       this.#delivered.push(token!.tokenId);
       this.#output += token!.text;
       controller.enqueue(token!);
@@ -396,7 +463,10 @@ class FailoverJob {
     // side's own: no worker is to blame, and none would do better.
     const workers = isWorkerLost(error) || error instanceof VeriflowError;
     if (!refusedResume && (isJobError(error) || !workers)) return error;
-    if (refusedResume) this.#unresumed = { count: this.#unresumed.count + 1, code: codeOf(error) };
+    if (refusedResume) {
+      this.#unresumed = { count: this.#unresumed.count + 1, code: codeOf(error) };
+      this.#unattributed.push({ worker: this.#attempt.worker, error });
+    }
     this.#excluded.push(this.#attempt.worker);
     this.#spent++;
     if (!refusedResume) {
@@ -439,10 +509,7 @@ class FailoverJob {
         why = `the last one asked refused (${codeOf(outcome.error)})`;
         continue;
       }
-      this.#attempt = outcome.attempt;
-      this.#reader = outcome.attempt.handle.tokens.getReader();
-      this.#resumes++;
-      this.#resumedAt = this.#delivered.length;
+      this.#takeOver(outcome.attempt, outcome.attempt.handle.tokens.getReader());
       return undefined;
     }
     why ??= `${this.#excluded.length} workers were tried`;
@@ -462,11 +529,139 @@ class FailoverJob {
     );
   }
 
+  /** `attempt` takes the job over from the tokens the client has. */
+  #takeOver(attempt: WorkerAttempt, reader: ReadableStreamDefaultReader<StreamedToken>): void {
+    this.#attempt = attempt;
+    this.#reader = reader;
+    this.#resumes++;
+    this.#resumedAt = this.#delivered.length;
+    this.#attemptFrom = this.#delivered.length;
+  }
+
+  /**
+   * The current worker's next token. Before its first, past each queue hold the client waits
+   * through, another worker is asked to take the job over beside it ({@link #hedge}); the first
+   * token of either is the client's.
+   */
+  async #read(): Promise<ReadableStreamReadResult<StreamedToken>> {
+    const read = this.#reader.read();
+    const holdMs = this.#o.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS;
+    if (this.#delivered.length > this.#attemptFrom || !(holdMs < Infinity)) return read;
+    const settled = read.then(() => true as const, () => true as const);
+    for (;;) {
+      if (!await this.#within(settled, holdMs) && !this.#cancelled) {
+        const taken = await this.#hedge(settled);
+        if (taken !== undefined) return taken;
+        continue;
+      }
+      return read;
+    }
+  }
+
+  /** Whether `settled` resolves within `ms` on the hold's clock. */
+  async #within(settled: Promise<true>, ms: number): Promise<boolean> {
+    const timers = this.#o.timers ?? SYSTEM_TIMERS;
+    let timer: unknown;
+    const held = new Promise<false>((resolve) => {
+      timer = timers.setTimeout(() => resolve(false), ms);
+    });
+    try {
+      return await Promise.race([settled, held]);
+    } finally {
+      timers.clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Ask a worker the router has no reason to think full to take the job over beside the current
+   * one, which has held it without a token for the hold. Resolves with the hedge's first token
+   * when it comes before the current worker's (the hedge then has the job, the current worker's
+   * run is cancelled and it is reported lost as one that kept the job queued); else undefined,
+   * the hedge cancelled, and the job keeps its place on the current worker: when the current
+   * worker's read settles first, when the hedge queues the job too, refuses it or fails, or when
+   * no other worker is there.
+   */
+  async #hedge(
+    current: Promise<true>,
+  ): Promise<ReadableStreamReadResult<StreamedToken> | undefined> {
+    const queued = Promise.withResolvers<"queued">();
+    const asked = this.#o.resume([...this.#excluded, this.#attempt.worker], this.#delivered, {
+      onQueued: (position) => {
+        if (position > 0) queued.resolve("queued");
+      },
+    });
+    const answer = await Promise.race([current.then(() => "current" as const), asked]);
+    if (answer === "current" || answer.kind !== "started" || this.#cancelled) {
+      // Too late (or cancelled): a hedge that starts after all is cancelled as it starts.
+      asked.then((o) => o.kind === "started" && o.attempt.handle.cancel());
+      return undefined;
+    }
+    const hedge = answer.attempt;
+    this.#hedging = hedge;
+    const reader = hedge.handle.tokens.getReader();
+    const first = reader.read().then(
+      (result) => ({ result, error: undefined }),
+      (error: unknown) => ({ result: undefined, error }),
+    );
+    try {
+      const winner = await Promise.race([
+        current.then(() => "current" as const),
+        queued.promise,
+        first,
+      ]);
+      if (
+        typeof winner === "string" || this.#cancelled || winner.result === undefined ||
+        winner.result.done
+      ) {
+        reader.cancel().catch(() => {});
+        hedge.handle.cancel();
+        if (typeof winner !== "string" && winner.error !== undefined) {
+          this.#hedgeFailed(hedge.worker, winner.error);
+        }
+        return undefined;
+      }
+      // The hedge runs the job now, and the current worker still holds it: the hedge keeps it.
+      const held = this.#attempt;
+      this.#reader.cancel().catch(() => {});
+      held.handle.cancel();
+      this.#excluded.push(held.worker); // asked, but it spent nothing of the job: no try spent
+      const holdMs = this.#o.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS;
+      this.#o.lost?.(
+        held.worker,
+        new WorkerStalledError(toHex(held.worker).slice(0, KEY_CHARS), holdMs, 0, true),
+      );
+      this.#takeOver(hedge, reader);
+      return winner.result;
+    } finally {
+      this.#hedging = undefined;
+    }
+  }
+
+  /**
+   * A hedge that failed before its first token: a worker's own failure is reported lost, as any
+   * worker's that failed a job it started (a refused prefix waits for a later worker to show
+   * whose it was); an error about the job is the current worker's to meet too.
+   */
+  #hedgeFailed(worker: Uint8Array, error: unknown): void {
+    if (RESUME_REFUSALS.has(codeOf(error))) this.#unattributed.push({ worker, error });
+    else if (isWorkerLost(error) || (error instanceof VeriflowError && !isJobError(error))) {
+      this.#o.lost?.(worker, error);
+    }
+  }
+
+  /** The workers that refused a prefix the current worker took: theirs was the fault. */
+  #attributeRefusals(): void {
+    const refusals = this.#unattributed;
+    this.#unattributed = [];
+    for (const { worker, error } of refusals) this.#o.unreproduced?.(worker, error);
+  }
+
   #cancel(reason?: unknown): void {
     if (this.#cancelled || this.#ended) return;
     this.#cancelled = true;
     this.#reader.cancel(reason).catch(() => {});
     this.#attempt.handle.cancel();
+    this.#hedging?.handle.cancel();
     // Between workers, the current attempt is the one lost: its summary is its failure, not
     // the client's cancel (a worker starting meanwhile is cancelled as it starts).
     if (this.#failingOver) this.#endWith(undefined);

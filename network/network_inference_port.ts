@@ -6,7 +6,8 @@
  * mid-stream is replaced by another that resumes from the last token delivered (`failover.ts`).
  * A worker that refused a job as full (or kept one without a token, or dropped it with its
  * connection) is asked last for a while (`busy_refusals.ts`): its hello's claim of room is not
- * believed until then.
+ * believed until then. One that took a job over and refused tokens another worker then
+ * reproduced is asked last to take jobs over, for a while of the same kind.
  *
  * @module
  */
@@ -30,10 +31,12 @@ import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import { RemoteInferencePort, type RemoteInferencePortOptions } from "../inference/remote_port.ts";
-import { WorkerStalledError } from "../inference/remote_errors.ts";
+import { WorkerStalledError, WorkerTooSlowError } from "../inference/remote_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 import { BusyRefusals } from "./busy_refusals.ts";
 import {
+  DEFAULT_QUEUE_HOLD_MS,
+  type HedgeRequest,
   isCapacityRefusal,
   isWorkerFault,
   isWorkerLost,
@@ -80,6 +83,15 @@ export class NoWorkerError extends VeriflowError {
   }
 }
 
+/** Options of a {@link NetworkInferencePort}'s worker ports and of its jobs' failover. */
+export interface ForwardingOptions extends RemoteInferencePortOptions {
+  /**
+   * How long a client waits on a worker for its job's first token before another worker is
+   * asked to take the job over beside it (default {@link DEFAULT_QUEUE_HOLD_MS}; `failover.ts`).
+   */
+  queueHoldMs?: number;
+}
+
 /** How long a lookup in the network actor may take (it answers from memory). */
 const LOOKUP_TIMEOUT_MS = 5_000;
 
@@ -91,8 +103,16 @@ export class NetworkInferencePort implements InferencePort {
   /** One remote port per connection, so each connection's jobs are counted once. */
   readonly #ports = new WeakMap<Connection, RemoteInferencePort>();
   readonly #all = new Set<RemoteInferencePort>();
-  readonly #remote: RemoteInferencePortOptions;
+  readonly #remote: ForwardingOptions;
   readonly #busy: BusyRefusals;
+  /**
+   * Workers that took a job over and refused the delivered tokens (`resume_mismatch`,
+   * `invalid_resume`) that a later worker then reproduced: asked last to take a job over (not
+   * to start one) for a while, so that one such worker, honest with an odd machine or claiming
+   * room it never gives, does not spend a try of every failover. Its whiles are those of
+   * `busy_refusals.ts`; a job it resumes and runs to its end forgets them.
+   */
+  readonly #unresumable: BusyRefusals;
 
   /**
    * Create the port.
@@ -102,19 +122,23 @@ export class NetworkInferencePort implements InferencePort {
    *   worker it picked (`protocols/assignment.ts`), which is what lets the worker's receipt be
    *   credited in any ledger. Absent: no assignment, and the work earns nothing.
    * @param remote Options of each worker's {@link RemoteInferencePort} (its start timeout:
-   *   a worker silent past it is passed over for the next).
+   *   a worker silent past it is passed over for the next), and the queue hold of each job.
    * @param busy The workers that lately refused a job as full, asked last (tests pass one with
    *   a fake clock).
+   * @param unresumable The workers that lately refused tokens another worker reproduced, asked
+   *   last to take a job over (tests pass one with a fake clock).
    */
   constructor(
     network: ActorRef<NetworkMessage>,
     validator?: ActorRef<ValidatorMessage>,
     requester?: Identity,
-    remote: RemoteInferencePortOptions = {},
+    remote: ForwardingOptions = {},
     busy: BusyRefusals = new BusyRefusals(),
+    unresumable: BusyRefusals = new BusyRefusals(),
   ) {
     this.#network = network;
     this.#busy = busy;
+    this.#unresumable = unresumable;
     this.#remote = remote;
     this.#validator = validator;
     this.#requester = requester;
@@ -123,17 +147,25 @@ export class NetworkInferencePort implements InferencePort {
   /**
    * The best worker for `model` not in `exclude` by the network actor's choice
    * (`worker_choice.ts`), among those that did not lately refuse a job as full when there is one
-   * (their hellos' claim of room is contradicted by their own answer), else among all.
+   * (their hellos' claim of room is contradicted by their own answer), and, to take a job over
+   * (`resuming`), that did not lately refuse tokens another worker reproduced, when there is
+   * one; else among all, unless `fresh` (a hedge: `failover.ts`), which asks none of them.
    */
   async #port(
     model: string,
     exclude: readonly Uint8Array[] = [],
+    resuming = false,
+    fresh = false,
   ): Promise<RemoteInferencePort | undefined> {
     const tried = exclude.map(toHex);
-    const full = this.#busy.askedLast().filter((key) => !tried.includes(key));
-    const connection =
-      (full.length > 0 ? await this.#lookup(model, [...tried, ...full]) : undefined) ??
-        await this.#lookup(model, tried);
+    const last = resuming
+      ? [...this.#busy.askedLast(), ...this.#unresumable.askedLast()]
+      : this.#busy.askedLast();
+    const full = [...new Set(last)].filter((key) => !tried.includes(key));
+    const connection = full.length === 0
+      ? await this.#lookup(model, tried)
+      : await this.#lookup(model, [...tried, ...full]) ??
+        (fresh ? undefined : await this.#lookup(model, tried));
     if (connection === undefined) return undefined;
     let port = this.#ports.get(connection);
     if (port === undefined) {
@@ -187,7 +219,9 @@ export class NetworkInferencePort implements InferencePort {
       before,
       signal: options?.signal,
       prefix: options?.resume,
-      resume: (exclude, prefix) => this.#resume(job, options, exclude, prefix),
+      resume: (exclude, prefix, hedge) => this.#resume(job, options, exclude, prefix, hedge),
+      queueHoldMs: this.#remote.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS,
+      timers: this.#remote.timers,
       // The assignment is signed once the job is done, off the first token's path (an ed25519
       // signature in JS is about a millisecond): it only travels with the receipt.
       settle: (summary, attempt, relayed) => {
@@ -195,6 +229,9 @@ export class NetworkInferencePort implements InferencePort {
         // worker that claims room, starts each job and goes silent would be forgiven each time).
         const finished = summary.finishReason === "stop" || summary.finishReason === "length";
         if (finished) this.#busy.took(toHex(attempt.worker));
+        // Only a job it took over after tokens were delivered, and ran to its end, shows it
+        // reproduces a prefix (a first start, or a takeover before any token, replays nothing).
+        if (finished && relayed.resumedAt > 0) this.#unresumable.took(toHex(attempt.worker));
         const assignment = this.#requester && signAssignment(
           { job, worker: attempt.worker, issuedAt: attempt.assignedAt },
           this.#requester,
@@ -210,14 +247,22 @@ export class NetworkInferencePort implements InferencePort {
         // its hello claims, is asked last for a while like one that refused the job as full
         // (else a worker that claims room, starts each job and says nothing wins every job,
         // each held for the stall timeout). So is one whose connection was lost (it may dial
-        // back in under its key). One that broke the protocol, or failed the job for a reason
-        // of its own (its model died, ...), would fail the next job too: kept off the model.
+        // back in under its key). So is one that streamed the job below the delivery floor
+        // (`WorkerTooSlowError`): each of its tokens came within the stall timeout, and an honest
+        // worker on a slow or crowded machine does that too, so it is not kept off the model;
+        // the next jobs go to faster workers first. One that broke the protocol, or failed the
+        // job for a reason of its own (its model died, ...), would fail the next job too: kept
+        // off the model.
         const stalled = error instanceof VeriflowError && error.code === "worker_stalled";
         const queued = error instanceof WorkerStalledError && (error.busy || error.tokens === 0);
-        if (queued || (!stalled && (isWorkerLost(error) || isCapacityRefusal(error)))) {
+        const slow = error instanceof WorkerTooSlowError;
+        if (
+          queued || slow || (!stalled && (isWorkerLost(error) || isCapacityRefusal(error)))
+        ) {
           this.#busy.refused(toHex(worker));
         } else this.#avoid(worker, job.model);
       },
+      unreproduced: (worker) => this.#unresumable.refused(toHex(worker)),
     });
   }
 
@@ -292,24 +337,37 @@ export class NetworkInferencePort implements InferencePort {
     );
   }
 
-  /** Start `job` again on a worker not in `exclude`, from after `prefix`. */
+  /**
+   * Start `job` again on a worker not in `exclude`, from after `prefix`. A `hedge` (the job's
+   * worker holds it without a token: `failover.ts`) asks only a worker not asked last, and its
+   * places go to the hedge, not the client: one that queues the job is full against its word,
+   * and is asked last for a while like one that refused it as full.
+   */
   async #resume(
     job: TextJob,
     options: SubmitOptions | undefined,
     exclude: readonly Uint8Array[],
     prefix: readonly number[],
+    hedge?: HedgeRequest,
   ): Promise<ResumeOutcome> {
     let port: RemoteInferencePort | undefined;
     try {
-      port = await this.#port(job.model, exclude);
+      port = await this.#port(job.model, exclude, prefix.length > 0, hedge !== undefined);
     } catch {
       return { kind: "none" }; // the network actor did not answer: nobody to hand the job to
     }
     if (port === undefined) return { kind: "none" };
     const worker = port.connection.peerKey!;
     const assignedAt = Date.now();
+    const submitted: SubmitOptions = { ...options, resume: [...prefix] };
+    if (hedge !== undefined) {
+      submitted.onQueued = (position) => {
+        if (position > 0) this.#busy.refused(toHex(worker));
+        hedge.onQueued(position);
+      };
+    }
     try {
-      const handle = await port.submit(job, { ...options, resume: [...prefix] });
+      const handle = await port.submit(job, submitted);
       return { kind: "started", attempt: { worker, handle, assignedAt } };
     } catch (error) {
       this.#noteRefusal(worker, job.model, error);

@@ -10,10 +10,15 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { InferenceActor, type InferenceMessage } from "../../actors/inference_actor.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import {
+  DEFAULT_TOKEN_BUDGET_MS,
   RemoteInferencePort,
   type RemoteInferencePortOptions,
 } from "../../inference/remote_port.ts";
-import { InferenceStreamError, WorkerStalledError } from "../../inference/remote_errors.ts";
+import {
+  InferenceStreamError,
+  WorkerStalledError,
+  WorkerTooSlowError,
+} from "../../inference/remote_errors.ts";
 import { serveInference, type ServeInferenceOptions } from "../../inference/serve_inference.ts";
 import type { InferencePort, StreamedToken } from "../../inference/inference_port.ts";
 import { Connection } from "../../protocols/connection.ts";
@@ -53,6 +58,7 @@ async function withWorker(
   port: StallingPort,
   body: (remote: RemoteInferencePort, timers: ManualTimers, workerKey: string) => Promise<void>,
   timers = new ManualTimers(),
+  options: RemoteInferencePortOptions = {},
 ): Promise<void> {
   const identity = Identity.generate();
   const [a, b] = memoryDuplexPair();
@@ -64,7 +70,7 @@ async function withWorker(
   serveInference(worker, port);
   try {
     await body(
-      new RemoteInferencePort(client, { timers, stallTimeoutMs: STALL_MS }),
+      new RemoteInferencePort(client, { timers, stallTimeoutMs: STALL_MS, ...options }),
       timers,
       toHex(identity.publicKey),
     );
@@ -114,29 +120,92 @@ Deno.test("a worker that started a job and then sends nothing fails the tokens w
   });
 });
 
-Deno.test("a worker slow but progressing, each token just under the stall timeout after the last, is never cut: the job ends normally", async () => {
+Deno.test("a worker slow but progressing within the delivery floor, each token just under the stall timeout after the last, is never cut: the job ends normally", async () => {
   const tokens = script(5);
   const port = stalling(tokens, { permits: 0 });
+  await withWorker(
+    port,
+    async (remote, timers) => {
+      const handle = await remote.submit(job);
+      const reader = handle.tokens.getReader();
+      const got: StreamedToken[] = [];
+      for (let i = 0; i < tokens.length; i++) {
+        const next = reader.read();
+        const flag = settledFlag(next);
+        await timers.advance(STALL_MS - 1);
+        assert(!flag.settled, "no token was let out yet");
+        port.release(1);
+        const { done, value } = await next;
+        assert(!done, `token ${i}`);
+        got.push(value);
+      }
+      assert(timers.now() > STALL_MS, "the job took longer than one stall timeout");
+      assertEquals(got.map((t) => t.index), tokens.map((t) => t.index));
+      assert((await reader.read()).done);
+      const summary = await handle.done;
+      assertEquals(summary.finishReason, "length");
+      assertEquals(summary.error, undefined);
+      assertEquals(port.cancelled, 0);
+    },
+    undefined,
+    { tokenBudgetMs: STALL_MS },
+  );
+});
+
+Deno.test("a worker that sends each token just inside the stall timeout is cut by the delivery floor once the waits pass the stall timeout plus tokenBudgetMs per later token: worker_stalled marked slow, and the job is cancelled there", async () => {
+  const tokens = script(8);
+  const port = stalling(tokens, { permits: 0 });
+  await withWorker(port, async (remote, timers, workerKey) => {
+    const handle = await remote.submit(job);
+    const reader = handle.tokens.getReader();
+    // The first token, then one more just inside the stall timeout: within the floor (the
+    // stall timeout's head start).
+    port.release(1);
+    assertEquals((await reader.read()).value?.index, 0);
+    const second = reader.read();
+    await timers.advance(STALL_MS - 1);
+    port.release(1);
+    assertEquals((await second).value?.index, 1);
+    // Allowed: STALL_MS + 1 × DEFAULT_TOKEN_BUDGET_MS in all after the first token; spent:
+    // STALL_MS − 1. The next read may wait DEFAULT_TOKEN_BUDGET_MS + 1, not a stall timeout.
+    const third = reader.read().catch((e) => e);
+    const flag = settledFlag(third);
+    await timers.advance(DEFAULT_TOKEN_BUDGET_MS);
+    assert(!flag.settled, "cut before the floor ran out");
+    await timers.advance(1);
+    // The fake clock stands still from here: only the floor could have ended the read.
+    await eventually(() => flag.settled, "the read cut once the floor ran out");
+    const error = await third;
+    assert(error instanceof WorkerTooSlowError, String(error));
+    assertEquals([error.code, error.slow, error.busy, error.tokens], [
+      "worker_stalled",
+      true,
+      false,
+      2,
+    ]);
+    assert(error.message.includes(workerKey.slice(0, 16)), error.message);
+    assert(error.message.includes("too slowly"), error.message);
+    const summary = await handle.done;
+    assertEquals([summary.finishReason, summary.error?.code], ["error", "worker_stalled"]);
+    await eventually(() => port.cancelled === 1, "the worker's cancel");
+  });
+});
+
+Deno.test("the delivery floor counts only the requester's waits: a fast worker read slowly, a stall timeout between reads, is never cut", async () => {
+  const tokens = script(8);
+  const port = stalling(tokens);
   await withWorker(port, async (remote, timers) => {
     const handle = await remote.submit(job);
     const reader = handle.tokens.getReader();
-    const got: StreamedToken[] = [];
-    for (let i = 0; i < tokens.length; i++) {
-      const next = reader.read();
-      const flag = settledFlag(next);
-      await timers.advance(STALL_MS - 1);
-      assert(!flag.settled, "no token was let out yet");
-      port.release(1);
-      const { done, value } = await next;
-      assert(!done, `token ${i}`);
-      got.push(value);
+    const got = [];
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      got.push(value.index);
+      await timers.advance(2 * STALL_MS);
     }
-    assert(timers.now() > STALL_MS, "the job took longer than one stall timeout");
-    assertEquals(got.map((t) => t.index), tokens.map((t) => t.index));
-    assert((await reader.read()).done);
-    const summary = await handle.done;
-    assertEquals(summary.finishReason, "length");
-    assertEquals(summary.error, undefined);
+    assertEquals(got, [0, 1, 2, 3, 4, 5, 6, 7]);
+    assertEquals((await handle.done).finishReason, "length");
     assertEquals(port.cancelled, 0);
   });
 });
@@ -266,7 +335,14 @@ async function withQueuedWorker(
   });
   try {
     await body({
-      remote: new RemoteInferencePort(client, { timers, stallTimeoutMs: STALL_MS, ...options }),
+      // The jobs ahead step just inside the stall timeout: a floor of one stall timeout per
+      // token keeps them within it (the floor has tests of its own).
+      remote: new RemoteInferencePort(client, {
+        timers,
+        stallTimeoutMs: STALL_MS,
+        tokenBudgetMs: STALL_MS,
+        ...options,
+      }),
       local,
       forgePlace: (nonce, position) => places.get(nonce)?.(position),
       model,

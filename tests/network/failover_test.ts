@@ -217,3 +217,51 @@ Deno.test("failover: an error that is not a worker's coded failure (a bug on the
   assert.deepEqual(lost, [], "a worker was blamed for the router's error");
   assert.deepEqual(asked, []);
 });
+
+/** A worker that takes the job over and refuses its prefix before its first token. */
+function refusesPrefix(worker: number): WorkerAttempt {
+  const refusing = attempt(worker, 0);
+  refusing.handle.tokens = new ReadableStream<StreamedToken>({
+    pull: (controller) =>
+      controller.error(new VeriflowError("resume_mismatch", "not what my model gives")),
+  }, { highWaterMark: 0 });
+  return refusing;
+}
+
+/** A job lost after 2 tokens whose takeover worker 1 refuses, then `next` answers. */
+async function refusedThen(next: (prefix: readonly number[]) => ResumeOutcome) {
+  const blamed: number[] = [];
+  let asked = 0;
+  const handle = withFailover({
+    first: attempt(0, 0, 2),
+    settle: (s) => s,
+    unreproduced: (worker) => blamed.push(worker[0]),
+    resume(_exclude, prefix): Promise<ResumeOutcome> {
+      asked++;
+      if (asked === 1) return Promise.resolve({ kind: "started", attempt: refusesPrefix(1) });
+      return Promise.resolve(next(prefix));
+    },
+  });
+  const got: StreamedToken[] = [];
+  try {
+    for await (const t of handle.tokens) got.push(t);
+  } catch { /* the job's end is in `done` */ }
+  return { got, blamed, done: await handle.done };
+}
+
+Deno.test("failover: a worker that refused a takeover is reported unreproduced once a later worker streams on from the same tokens", async () => {
+  const { got, blamed, done } = await refusedThen((prefix) => ({
+    kind: "started",
+    attempt: attempt(2, prefix.length),
+  }));
+  assert.deepEqual(got.map((t) => t.index), [0, 1, 2, 3, 4, 5]);
+  assert.equal(done.finishReason, "length");
+  assert.deepEqual(blamed, [1]);
+});
+
+Deno.test("failover: a prefix no later worker takes blames none of the workers that refused it (it may be the lost worker's invention)", async () => {
+  const { got, blamed, done } = await refusedThen(() => ({ kind: "none" }));
+  assert.equal(got.length, 2);
+  assert.equal(done.error?.code, "connection_closed");
+  assert.deepEqual(blamed, []);
+});

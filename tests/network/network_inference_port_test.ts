@@ -527,6 +527,53 @@ Deno.test("a resume the next worker cannot reproduce (it reports resume_mismatch
   }
 });
 
+Deno.test("a worker that refused a takeover whose tokens the next worker reproduced is asked last to take the next job over: the next failover goes to an honest worker and spends no try on it", async () => {
+  // Worker 1's teacher-forced pass disagrees with the others' (negated logits): it answers every
+  // takeover with resume_mismatch, as a worker claiming room it never gives could, or one whose
+  // machine rounds differently. It counts the takeovers it was given.
+  let takeovers = 0;
+  const t = await routerWith(4, (model, i) =>
+    i !== 1 ? model : ({
+      info: model.info,
+      tokenizer: model.tokenizer,
+      forward: async (tokens: readonly number[], options?: { signal?: AbortSignal }) => {
+        takeovers++;
+        return (await model.forward(tokens, options)).map((x) => -x);
+      },
+      generate: (ids: number[], p: GenerationParams, options?: GenerateOptions) =>
+        model.generate(ids, p, options),
+    } as GenerativeModel));
+  try {
+    // Two jobs on worker 0, which dies under both; each fails over when its client reads on.
+    const jobs = [t.job("unresumable-1"), t.job("unresumable-2")];
+    const handles = await Promise.all(jobs.map((job) => t.port.submit(job)));
+    const readers = handles.map((h) => h.tokens.getReader());
+    const before = await Promise.all(readers.map((r) => readTokens(r, 6)));
+    t.workers[0].die();
+    for (const [i, job] of jobs.entries()) {
+      const reference = await undisturbed(t.model, job);
+      const after = await readTokens(readers[i]);
+      assertEquals([...before[i], ...after].map((x) => x.tokenId), reference.ids);
+      const summary = await handles[i].done;
+      assertEquals([summary.finishReason, summary.error], ["length", undefined]);
+      assertEquals(
+        toHex(parseReceipt(summary.receipt).worker),
+        toHex(t.workers[2].identity.publicKey),
+      );
+    }
+    assertEquals(takeovers, 1, "the second failover asked the worker that refused the first");
+    await t.settled();
+    assert(
+      !t.net.told.some((m) =>
+        m.type === "worker_refused_model" && m.key === toHex(t.workers[1].identity.publicKey)
+      ),
+      "a worker that could not reproduce a prefix is no cheat: it is not kept off the model",
+    );
+  } finally {
+    await t.close();
+  }
+});
+
 Deno.test("a lost worker that relayed the right ids with altered text does not get the honest worker that resumed after it blamed: the receipt is withheld, nobody is kept off the model for it", async () => {
   // Worker 0 sends each token's id with "!" for its text, then dies; worker 1 resumes from the
   // ids and signs over the true text, which is not what the client got.

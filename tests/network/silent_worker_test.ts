@@ -21,6 +21,7 @@ import type {
 } from "../../inference/inference_port.ts";
 import type { TextModel, TokenChunk } from "../../inference/text_model.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import { DEFAULT_TOKEN_BUDGET_MS } from "../../inference/remote_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
@@ -169,7 +170,7 @@ const STALL_MS = 10_000;
  * (its connection alive), and, when `withHonest`, a second worker running the tiny model for
  * real, with a prover. The router's remote ports run on a fake clock.
  */
-async function stallingRouter(silentAfter: number, withHonest = true) {
+async function stallingRouter(silentAfter: number, withHonest = true, permits?: number) {
   const model = await loadTinyModel();
   const system = new ActorSystem({ name: "stalled-worker-test" });
   const requester = Identity.generate();
@@ -182,7 +183,9 @@ async function stallingRouter(silentAfter: number, withHonest = true) {
     requester: toHex(requester.publicKey),
   };
   const reference = await undisturbed(model, job);
-  const stalling = new StallingPort(model.info, reference.tokens.slice(0, silentAfter));
+  const stalling = new StallingPort(model.info, reference.tokens.slice(0, silentAfter), {
+    permits,
+  });
   const honest = Identity.generate();
   const models = new StaticModels([model]);
   const prover = async (job: TextJob, _id: string, chunks: ReadableStream<TokenChunk>) =>
@@ -322,6 +325,34 @@ Deno.test("a worker that stalls mid-stream is replaced as a lost one: the next w
   }
 });
 
+Deno.test("a worker that sends each token just inside the stall timeout is cut by the delivery floor: the next worker resumes after the tokens delivered, each token once, and the slow worker is asked last, not kept off the model", async () => {
+  const t = await stallingRouter(8, true, 0);
+  try {
+    const handle = await t.port.submit(t.job);
+    const reader = handle.tokens.getReader();
+    const before: StreamedToken[] = [];
+    // The first token, then one just inside the stall timeout: within the floor's head start.
+    for (let i = 0; i < 2; i++) {
+      const next = reader.read();
+      await t.timers.advance(STALL_MS - 1);
+      t.stalling.release(1);
+      const { done, value } = await next;
+      assert(!done, `token ${i}`);
+      before.push(value);
+    }
+    // The floor (the stall timeout, plus the default 2 s for the one later token) runs out long
+    // before the next stall timeout would: the job resumes elsewhere, the clock standing still.
+    const next = reader.read();
+    await t.timers.advance(DEFAULT_TOKEN_BUDGET_MS + 1);
+    assert(DEFAULT_TOKEN_BUDGET_MS + 1 < STALL_MS);
+    const resumed = await settlesWithin(next, 5_000, "the job resumed once the floor ran out");
+    assert(!resumed.done);
+    await assertTakenOver(t, handle, [...before, resumed.value, ...await readAll(reader)], false);
+  } finally {
+    await t.close();
+  }
+});
+
 Deno.test("a worker that stalls with no other worker to take the job ends it with worker_stalled, saying how far it got", async () => {
   const t = await stallingRouter(3, false);
   try {
@@ -384,6 +415,9 @@ async function busyRouter(firstTokenTimeoutMs?: number) {
     timers,
     stallTimeoutMs: STALL_MS,
     firstTokenTimeoutMs,
+    // The jobs ahead step just inside the stall timeout: a floor of one stall timeout per token
+    // keeps them within it (the floor has tests of its own).
+    tokenBudgetMs: STALL_MS,
   });
   const job = (nonce: string, n: number): TextJob => ({
     kind: "text",
