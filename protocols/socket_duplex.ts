@@ -160,6 +160,9 @@ export function socketDuplex(conn: Deno.Conn, options?: SocketDuplexOptions): So
       const into = request?.view
         ? new Uint8Array(request.view.buffer, request.view.byteOffset, request.view.byteLength)
         : undefined;
+      // The default reads' buffer (the handshake's, the swarm link token's) is let go once a
+      // BYOB reader reads: else every connection kept two read buffers, that one and its own.
+      if (into !== undefined) scratch = null;
       let n: number | null;
       try {
         n = await read(into);
