@@ -116,7 +116,8 @@ const MIN_READ_BYTES = 64 * 1024;
 /**
  * Most bytes it offers per read: a read that fills its buffer doubles it up to this, so a
  * bulk transfer (a file's 256 KiB storage chunks) is read in fewer, larger reads, as the swarm
- * link reads (`SWARM_LINK_READ_BYTES`), and an idle connection keeps only 64 KiB.
+ * link reads (`SWARM_LINK_READ_BYTES`). A connection that never moved bulk keeps 64 KiB; one that
+ * did keeps the grown buffer (it does not shrink back).
  */
 const MAX_READ_BYTES = 256 * 1024;
 
