@@ -19,6 +19,7 @@ import {
 } from "../../protocols/session_handshake.ts";
 import { connectUnix, listenUnix, unixSocketsSupported } from "../../protocols/unix_transport.ts";
 import { encodeFrame, LengthPrefixedDecoderStream } from "../../streams/length_prefixed_stream.ts";
+import { concatBytes } from "../_helpers/bytes.ts";
 
 const Stored = defineMessage("test.stored", z.object({ n: z.number() }));
 const Put = defineMessage(
@@ -117,17 +118,6 @@ Deno.test("over a byte stream, bodies a handler kept stay intact whatever the re
   }
 });
 
-/** Bytes of `parts` one after another. */
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
 /**
  * A peer that runs the handshake by hand and writes `after(sessionId)` in the same write as its
  * proof; returns the envelopes the connection sends it after its proof.
@@ -148,7 +138,9 @@ async function handshakeThenAtOnce(
   await writer.write(frame({ v: 1, type: "session.hello", id: 0, body: ours }));
   const theirs = decodeEnvelope((await frames.read()).value!).body as SessionHello;
   const sig = identity.sign(sessionProofBytes(sessionIdOf(ours, theirs), ours.key));
-  await writer.write(concat(frame({ v: 1, type: "session.proof", id: 1, body: { sig } }), after));
+  await writer.write(
+    concatBytes(frame({ v: 1, type: "session.proof", id: 1, body: { sig } }), after),
+  );
   writer.releaseLock();
   const proof = decodeEnvelope((await frames.read()).value!);
   assert.equal(proof.type, "session.proof");

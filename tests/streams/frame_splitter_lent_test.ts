@@ -6,22 +6,13 @@
 import assert from "node:assert/strict";
 import { encodeFrame, FrameSplitter } from "../../streams/length_prefixed_stream.ts";
 import { FrameTooLargeError, TruncatedFrameError } from "../../protocols/protocol_errors.ts";
+import { concatBytes } from "../_helpers/bytes.ts";
 
 const MAX = 1 << 20;
 const SCRIBBLE = 0xee;
 
 function payloadOf(length: number, seed: number): Uint8Array {
   return Uint8Array.from({ length }, (_, i) => (i * 31 + seed) & 0xff);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 /**
@@ -56,7 +47,7 @@ Deno.test("a lent chunk: a frame split at every byte boundary comes out whole an
 
 Deno.test("a lent chunk: every frame of a run cut into one-byte reads comes out intact", () => {
   const payloads = [payloadOf(5, 2), payloadOf(0, 3), payloadOf(4096 + 7, 4), payloadOf(1, 5)];
-  const wire = concat(payloads.map((p) => encodeFrame(p, MAX)));
+  const wire = concatBytes(...payloads.map((p) => encodeFrame(p, MAX)));
   const cuts = Array.from({ length: wire.byteLength - 1 }, (_, i) => i + 1);
   assert.deepEqual(feedLent(wire, cuts), payloads);
 });
@@ -65,7 +56,7 @@ Deno.test("a lent chunk: two frames in one read, and a prefix split across reads
   const a = payloadOf(10, 6);
   const b = payloadOf(20, 7);
   const c = payloadOf(70_000, 8);
-  const wire = concat([a, b, c].map((p) => encodeFrame(p, MAX)));
+  const wire = concatBytes(...[a, b, c].map((p) => encodeFrame(p, MAX)));
   // Read 1: frame a, frame b and two bytes of c's prefix; read 2: the rest of the prefix and
   // part of c; read 3: the rest of c.
   const cPrefix = 4 + 10 + 4 + 20;
