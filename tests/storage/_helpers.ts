@@ -1,6 +1,7 @@
 /** Shared helpers of the storage tests. */
 import { storageKey } from "../../protocols/cid.ts";
 import { readPackIndex } from "../../storage/pack_format.ts";
+import { joinBytes } from "../_helpers/bytes.ts";
 
 /** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
 export function pseudoRandomBytes(length: number, seed = 1): Uint8Array {
@@ -31,15 +32,7 @@ export function streamOf(bytes: Uint8Array, pieceSize = 10_007): ReadableStream<
 
 /** Read a whole stream. */
 export async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for await (const p of stream) parts.push(p);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return joinBytes(await Array.fromAsync(stream));
 }
 
 /** Every regular file under `dir`, recursively. */

@@ -22,6 +22,7 @@ import {
 } from "../../storage/errors.ts";
 import { cidOfAsync } from "../../storage/_hash.ts";
 import { collect } from "./_helpers.ts";
+import { concatBytes, joinBytes } from "../_helpers/bytes.ts";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -57,14 +58,7 @@ async function carBytes(roots: string[], blocks: Uint8Array[] = []): Promise<Uin
     await writer.put({ cid: CID.parse(cidOf(bytes, RAW_CODEC)), bytes });
   }
   await writer.close();
-  const parts = await reading;
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    all.set(part, at);
-    at += part.length;
-  }
-  return all;
+  return joinBytes(await reading);
 }
 
 /**
@@ -91,16 +85,6 @@ function hostileStream(prefix: Uint8Array, total: number) {
   return { stream, pulled };
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
-
 Deno.test("a CAR section that announces a block over the limit is refused from its length, before its bytes are read", async () => {
   const root = cidOf(new Uint8Array([1]), RAW_CODEC);
   const header = await carBytes([root]);
@@ -108,7 +92,7 @@ Deno.test("a CAR section that announces a block over the limit is refused from i
   const cid = CID.parse(cidOf(new Uint8Array([2]), RAW_CODEC));
   const announced = cid.bytes.length + 1024 * MiB;
   const { stream, pulled } = hostileStream(
-    concat(
+    concatBytes(
       header,
       varint.encodeTo(announced, new Uint8Array(varint.encodingLength(announced))),
       cid.bytes,
@@ -128,13 +112,13 @@ Deno.test("a CAR section whose CID announces a multihash longer than any CID is 
   const header = await carBytes([root]);
   // CIDv1, raw, sha2-256 with a digest announced at 1 GiB.
   const digestLength = 1024 * MiB;
-  const cidHead = concat(
+  const cidHead = concatBytes(
     new Uint8Array([1, 0x55, 0x12]),
     varint.encodeTo(digestLength, new Uint8Array(varint.encodingLength(digestLength))),
   );
   const section = cidHead.length + digestLength;
   const { stream, pulled } = hostileStream(
-    concat(
+    concatBytes(
       header,
       varint.encodeTo(section, new Uint8Array(varint.encodingLength(section))),
       cidHead,
@@ -174,7 +158,7 @@ Deno.test("a CAR cut short inside a block, or with a section no reader can parse
   // A section whose CID is version 2 (no such CID).
   const header = await carBytes([root]);
   const section = new Uint8Array([4, 2, 0x55, 0x00, 0x00]);
-  const bad = await importCar(ReadableStream.from([concat(header, section)]), store)
+  const bad = await importCar(ReadableStream.from([concatBytes(header, section)]), store)
     .catch((e) => e);
   assert.equal(bad instanceof VeriflowError, true, String(bad));
   assert.equal(bad.code, "invalid_car");

@@ -10,18 +10,14 @@ import {
 import { FrameTooLargeError, TruncatedFrameError } from "../../protocols/protocol_errors.ts";
 import { prng } from "../_prng.ts";
 import { delay } from "../_helpers/wait.ts";
+import { joinBytes } from "../_helpers/bytes.ts";
 
 async function encodeAll(payloads: Uint8Array[]): Promise<Uint8Array> {
-  const frames = await Array.fromAsync(
-    ReadableStream.from(payloads).pipeThrough(new LengthPrefixedEncoderStream()),
+  return joinBytes(
+    await Array.fromAsync(
+      ReadableStream.from(payloads).pipeThrough(new LengthPrefixedEncoderStream()),
+    ),
   );
-  const out = new Uint8Array(frames.reduce((n, f) => n + f.byteLength, 0));
-  let offset = 0;
-  for (const f of frames) {
-    out.set(f, offset);
-    offset += f.byteLength;
-  }
-  return out;
 }
 
 function splitRandomly(bytes: Uint8Array, random: () => number, maxPiece: number): Uint8Array[] {
