@@ -417,9 +417,12 @@ export class RemoteJob {
   /**
    * What is left of the delivery floor for the read in progress: the stall timeout plus
    * `tokenBudgetMs` for each token after the first, less what this side already waited.
+   * Infinite with an infinite budget (no floor: the stall timeout alone bounds each read; the
+   * product is not taken at the first token, where 0 × Infinity would be NaN and disarm it).
    */
   #floorLeft(): number {
     const { stallTimeoutMs, tokenBudgetMs } = this.#o;
+    if (tokenBudgetMs === Infinity) return Infinity;
     return stallTimeoutMs + (this.#tokens - 1) * tokenBudgetMs - this.#waited;
   }
 

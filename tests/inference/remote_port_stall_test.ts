@@ -120,6 +120,33 @@ Deno.test("a worker that started a job and then sends nothing fails the tokens w
   });
 });
 
+Deno.test("with no delivery floor (tokenBudgetMs Infinity) a worker silent after its first token is still cut at the stall timeout", async () => {
+  // One token, then silence. (0 × Infinity is NaN: the floor once disarmed the stall timer
+  // for the reads after the first token, and such a job waited forever.)
+  const port = stalling(script(6), { permits: 1 });
+  await withWorker(
+    port,
+    async (remote, timers) => {
+      const handle = await remote.submit(job);
+      const reader = handle.tokens.getReader();
+      assertEquals((await reader.read()).value?.index, 0);
+      const second = reader.read();
+      const flag = settledFlag(second);
+      await timers.advance(STALL_MS - 1);
+      assert(!flag.settled, "cut before the stall timeout");
+      await timers.advance(1);
+      await eventually(() => flag.settled, "the read cut at the stall timeout");
+      const error = await assertRejects(() => second, WorkerStalledError);
+      assertEquals(error.code, "worker_stalled");
+      assert(!(error instanceof WorkerTooSlowError), "a stall, not the floor");
+      assertEquals((await handle.done).error?.code, "worker_stalled");
+      await eventually(() => port.cancelled === 1, "the worker's cancel");
+    },
+    undefined,
+    { tokenBudgetMs: Infinity },
+  );
+});
+
 Deno.test("a worker slow but progressing within the delivery floor, each token just under the stall timeout after the last, is never cut: the job ends normally", async () => {
   const tokens = script(5);
   const port = stalling(tokens, { permits: 0 });
