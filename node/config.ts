@@ -17,6 +17,17 @@ import {
 } from "./number_flags.ts";
 import { MIN_PROOF_RETENTION_MS } from "../proof/challenge_timing.ts";
 import {
+  DEFAULT_FIRST_TOKEN_TIMEOUT_MS,
+  DEFAULT_GATHER_MS,
+  DEFAULT_STALL_TIMEOUT_MS,
+  DEFAULT_START_TIMEOUT_MS,
+  DEFAULT_TOKEN_BUDGET_MS,
+  DEFAULT_TOKENS_PER_EVENT,
+} from "../inference/remote_port.ts";
+import { DEFAULT_QUEUE_HOLD_MS } from "../network/failover.ts";
+import type { ForwardingOptions } from "../network/network_inference_port.ts";
+import { MAX_GATHER_MS, MAX_TOKENS_PER_EVENT } from "../protocols/inference_messages.ts";
+import {
   ArchitectureSchema,
   MAX_REPORT_DELTA_BYTES,
   MAX_WIRE_MODEL_PARAMETERS,
@@ -64,6 +75,9 @@ export class ConfigError extends VeriflowError {
  */
 const HOST_REQUIRED = "expected an address to listen on, such as 127.0.0.1 (this machine only) " +
   "or 0.0.0.0 (every interface), got an empty one";
+
+/** The longest delay a timer can wait (`setTimeout` takes a signed 32-bit delay): ~24.8 days. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
 const nodeConfigSchema = z.strictObject({
@@ -165,6 +179,36 @@ const nodeConfigSchema = z.strictObject({
         .default(null),
       bind: z.string().optional(),
     }).prefault({}),
+    /**
+     * How a node without a model of its own forwards a client's job to a worker and when it
+     * moves the job on (docs/PROTOCOL.md, "Routing"): the worker's `start` within
+     * `startTimeoutMs`; a started job's next event within `stallTimeoutMs` (counted while the
+     * client reads); its first token within `firstTokenTimeoutMs` while the worker streams
+     * other jobs; another worker asked to take the job over beside the first after
+     * `queueHoldMs` without a first token (0: never); after the first token, at most
+     * `stallTimeoutMs` plus `tokenBudgetMs` per later token waiting on the worker (0: no such
+     * floor, only the stall timeout). `tokensPerEvent` and `gatherMs`: how many ready tokens
+     * the worker may send in one event, and how long it gathers them (1 and 0: each token on
+     * its own at once).
+     */
+    routing: z.strictObject({
+      startTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS).default(DEFAULT_START_TIMEOUT_MS),
+      stallTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS).default(DEFAULT_STALL_TIMEOUT_MS),
+      firstTokenTimeoutMs: z.number().int().min(100).max(MAX_TIMER_MS)
+        .default(DEFAULT_FIRST_TOKEN_TIMEOUT_MS),
+      queueHoldMs: z.number().int().min(0).max(MAX_TIMER_MS).default(DEFAULT_QUEUE_HOLD_MS),
+      tokenBudgetMs: z.number().int().min(0).max(MAX_TIMER_MS).default(DEFAULT_TOKEN_BUDGET_MS),
+      tokensPerEvent: z.number().int().min(1).max(MAX_TOKENS_PER_EVENT)
+        .default(DEFAULT_TOKENS_PER_EVENT),
+      gatherMs: z.number().int().min(0).max(MAX_GATHER_MS).default(DEFAULT_GATHER_MS),
+    }).refine(
+      (r) => r.firstTokenTimeoutMs >= r.stallTimeoutMs,
+      {
+        message: "firstTokenTimeoutMs must be at least stallTimeoutMs (a job queued behind " +
+          "others waits at least as long as a stalled one)",
+        path: ["firstTokenTimeoutMs"],
+      },
+    ).prefault({}),
   }).prefault({}),
   /** The chunk store's limits (README, "Storage limits"). */
   storage: z.strictObject({
@@ -313,6 +357,7 @@ export interface NodeConfig {
     keepaliveMs: number;
     idleTimeoutMs: number;
     swarm: { enabled: boolean; bootstrap: string[] | null; bind?: string };
+    routing: RoutingConfig;
   };
   /**
    * Chunk store limits: quota (none), what peers may place here (half the quota; 1 GiB of disk
@@ -357,6 +402,44 @@ export interface NodeConfig {
   dashboard: { enabled: boolean };
   /** Stake recorded for the node's own key on first start. Default 1 000 000. */
   selfStake: number;
+}
+
+/**
+ * How a routing node forwards jobs (`network.routing`; defaults in parentheses): the worker's
+ * `start` within `startTimeoutMs` (30 s), a started job's next event within `stallTimeoutMs`
+ * (60 s), the first token within `firstTokenTimeoutMs` (10 min) while the worker streams other
+ * jobs, a second worker asked after `queueHoldMs` (30 s; 0: never), `tokenBudgetMs` per token
+ * after the first (2 s; 0: no floor), up to `tokensPerEvent` tokens (8) gathered for
+ * `gatherMs` (5 ms) in one event.
+ */
+export interface RoutingConfig {
+  /** How long the worker may take to answer a job with its `start`. */
+  startTimeoutMs: number;
+  /** How long a started job may wait for the worker's next event while the client reads. */
+  stallTimeoutMs: number;
+  /** How long a job may wait for its first token while the worker streams other jobs. */
+  firstTokenTimeoutMs: number;
+  /** How long without a first token before a second worker is asked; 0: never. */
+  queueHoldMs: number;
+  /** Waiting allowed per token after the first, beyond the stall timeout; 0: no such floor. */
+  tokenBudgetMs: number;
+  /** Most ready tokens the worker may send in one event. */
+  tokensPerEvent: number;
+  /** How long the worker gathers ready tokens into one event. */
+  gatherMs: number;
+}
+
+/**
+ * The routing port's options for `network.routing`: the same values, except that 0 turns the
+ * queue hold and the delivery floor off (Infinity to the port).
+ */
+export function forwardingOptionsOf(routing: RoutingConfig): ForwardingOptions {
+  const { queueHoldMs, tokenBudgetMs, ...rest } = routing;
+  return {
+    ...rest,
+    queueHoldMs: queueHoldMs === 0 ? Infinity : queueHoldMs,
+    tokenBudgetMs: tokenBudgetMs === 0 ? Infinity : tokenBudgetMs,
+  };
 }
 
 // Compile-time proof that the schema produces exactly a NodeConfig.

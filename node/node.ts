@@ -71,7 +71,12 @@ import { describeAccess } from "../server/client_access.ts";
 import { MetricsRegistry } from "../server/metrics_registry.ts";
 import { nodeCollectors } from "./node_metrics.ts";
 import { startHeartbeat } from "./heartbeat.ts";
-import { type NodeConfig, replicaQuotaOf } from "./config.ts";
+import {
+  forwardingOptionsOf,
+  type NodeConfig,
+  replicaQuotaOf,
+  type RoutingConfig,
+} from "./config.ts";
 import { loadOrCreateIdentity } from "./node_identity.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
 import { CalibrationStore } from "../proof/calibration.ts";
@@ -371,7 +376,14 @@ async function startSteps(
   const network = lookup<NetworkMessage>(NODE_ACTORS.network);
   const local = localPort();
   const port: InferencePort | undefined = local ??
-    (network && jobMonitor.wrap(new NetworkInferencePort(network, validator, identity)));
+    (network && jobMonitor.wrap(
+      new NetworkInferencePort(
+        network,
+        validator,
+        identity,
+        forwardingOptionsOf(config.network.routing),
+      ),
+    ));
   let url: string | undefined;
   if (port !== undefined) {
     const metrics = new MetricsRegistry();
@@ -493,6 +505,7 @@ function apiLines(url: string | undefined, config: NodeConfig, localModel: boole
     localModel ? `HTTP API        ${url}` : `HTTP API        ${url}   (this node runs no jobs ` +
       `itself, --no-inference: each job is forwarded to a connected peer that serves its ` +
       `model, and gets 503 no_worker while none is connected)`,
+    ...(localModel ? [] : [`  routing       ${describeRouting(config.network.routing)}`]),
     ...(config.dashboard.enabled
       ? [
         `  dashboard     ${url}/   (read-only; the prompt box needs the operator token in ` +
@@ -508,6 +521,26 @@ function apiLines(url: string | undefined, config: NodeConfig, localModel: boole
     describeAccess(config.http),
     `try: deno run -A cli.ts infer --url ${ws} "Once upon a time"`,
   ];
+}
+
+/** A routing node's timeouts as the start log shows them (`network.routing`). */
+function describeRouting(routing: RoutingConfig): string {
+  const { startTimeoutMs, stallTimeoutMs, firstTokenTimeoutMs, queueHoldMs, tokenBudgetMs } =
+    routing;
+  return `a worker's start within ${duration(startTimeoutMs)}, each event within ` +
+    `${duration(stallTimeoutMs)}, the first token within ${duration(firstTokenTimeoutMs)}; ` +
+    (queueHoldMs === 0
+      ? "no second worker asked"
+      : `a second worker asked after ${duration(queueHoldMs)} without one`) +
+    (tokenBudgetMs === 0 ? "" : `; ${duration(tokenBudgetMs)} a token after the first`) +
+    " (network.routing)";
+}
+
+/** `1500` → "1.5 s", `600000` → "10 min", `250` → "250 ms". */
+function duration(ms: number): string {
+  if (ms < 1_000) return `${ms} ms`;
+  if (ms < 120_000 || ms % 60_000 !== 0) return `${+(ms / 1_000).toFixed(1)} s`;
+  return `${ms / 60_000} min`;
 }
 
 /** Register and load the configured model (a lazy load would land on the first job's TTFT). */
