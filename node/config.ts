@@ -23,9 +23,9 @@ import {
   DEFAULT_START_TIMEOUT_MS,
   DEFAULT_TOKEN_BUDGET_MS,
   DEFAULT_TOKENS_PER_EVENT,
+  type RemoteInferencePortOptions,
 } from "../inference/remote_port.ts";
 import { DEFAULT_QUEUE_HOLD_MS } from "../network/failover.ts";
-import type { ForwardingOptions } from "../network/network_inference_port.ts";
 import { MAX_GATHER_MS, MAX_TOKENS_PER_EVENT } from "../protocols/inference_messages.ts";
 import {
   ArchitectureSchema,
@@ -430,10 +430,13 @@ export interface RoutingConfig {
 }
 
 /**
- * The routing port's options for `network.routing`: the same values, except that 0 turns the
- * queue hold and the delivery floor off (Infinity to the port).
+ * The routing port's options for `network.routing` (its worker ports' options and the
+ * failover's `queueHoldMs`): the same values, except that 0 turns the queue hold and the
+ * delivery floor off (Infinity to the port).
  */
-export function forwardingOptionsOf(routing: RoutingConfig): ForwardingOptions {
+export function forwardingOptionsOf(
+  routing: RoutingConfig,
+): RemoteInferencePortOptions & { queueHoldMs: number } {
   const { queueHoldMs, tokenBudgetMs, ...rest } = routing;
   return {
     ...rest,
