@@ -286,6 +286,7 @@ async function startNode(extra: string[]): Promise<NodeProcess> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
+      "--unstable-no-legacy-abort", // as `deno task start` runs the node
       "-A",
       new URL("../cli.ts", import.meta.url).pathname,
       "start",

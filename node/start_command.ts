@@ -226,7 +226,7 @@ function writeAccessHint(error: unknown): string {
   for (let e = error; e instanceof Error; e = e.cause) {
     if (e instanceof Deno.errors.NotCapable && /write access/.test(e.message)) {
       return " (`deno task start` writes only under .veriflow; for --data DIR elsewhere run " +
-        "`deno run --allow-read --allow-write=DIR --allow-net --allow-env --allow-ffi " +
+        "`deno run --unstable-no-legacy-abort --allow-read --allow-write=DIR --allow-net --allow-env --allow-ffi " +
         "--allow-run=node --allow-sys=statfs cli.ts start --data DIR`: README, Permissions)";
     }
   }

@@ -6,9 +6,10 @@
  * `text + veriflow_stop` is the output the receipt commits to), and both end with `veriflow_job_id` and, when the node runs a prover,
  * `veriflow_receipt` (byte strings as hex).
  *
- * A client that disconnects cancels its job: both answers are response-body streams whose
- * `cancel` (the client went away) cancels the token stream, which stops the model. A streaming
- * client that stops reading is cut off after `http.clientIdleTimeoutMs` and its job cancelled.
+ * A client that disconnects cancels its job, which stops the model: a stream through its body's
+ * `cancel` (the client went away), one body through the request's signal (`clientGone`), since
+ * that answer's status waits for the job's end. A streaming client that stops reading is cut off
+ * after `http.clientIdleTimeoutMs` and its job cancelled.
  *
  * When the node stops, each answer is one of the server's drains (`serve.ts`): a job that ends
  * within `http.drainTimeoutMs` is answered as always; past it the job is cancelled and the answer
@@ -27,7 +28,6 @@ import { type QueuePosition, readOrQueued } from "../inference/queue_position.ts
 import { VeriflowError } from "../protocols/errors.ts";
 import { yieldToEventLoop } from "./_event_loop.ts";
 import type { EdgeStats } from "./edge_stats.ts";
-import { openAiErrorBody } from "./http_errors.ts";
 import { toJsonValue } from "./json_value.ts";
 import { type ResponseShape, stringifyAnswer } from "./openai_shapes.ts";
 import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
@@ -64,6 +64,11 @@ export interface AnswerOptions {
    * the withdrawal. Absent: none (the answer is cut like any response at the deadline).
    */
   drainBeforeShutdown?: (drain: Drain) => () => void;
+  /**
+   * One JSON body: aborted when the client goes away before the answer (the request's
+   * `signal`), which cancels the job. Absent: never.
+   */
+  clientGone?: AbortSignal;
 }
 
 /**
@@ -128,19 +133,28 @@ function veriflowFields(summary: JobSummary, stop: string | undefined): Record<s
 }
 
 /**
- * The non-streamed answer: one JSON body once the job has ended. The body is still a stream,
- * so that a client that goes away cancels the job through the body's `cancel`, as with SSE
- * (watching `request.signal` instead would also fire after every successful response under
- * Deno's legacy abort semantics). The cost: the 200 is committed when the job starts, so a job
- * that fails midway answers 200 with an OpenAI error body.
+ * The non-streamed answer: one JSON body once the job has ended, its status set then, so a job
+ * that fails midway answers with its error's status (504 `worker_stalled`, 503 `shutting_down`,
+ * …), as OpenAI's API does, not a 200 with an error body: the failure is thrown for the app's
+ * error handler. A client that goes away meanwhile (`clientGone`, the request's signal) cancels
+ * the job. (Deno also aborts a served request's signal after each successful response under
+ * its legacy semantics, and says so once in the log: the listener is gone by then, and the
+ * node's tasks run with `--unstable-no-legacy-abort`.)
+ *
+ * @throws {VeriflowError} the job's failure, when it did not run to its end.
  */
-export function fullAnswer(
+export async function fullAnswer(
   handle: InferenceHandle,
   shape: ResponseShape,
   options: AnswerOptions,
-): Response {
+): Promise<Response> {
   const drain = new AnswerDrain(handle, options.drainBeforeShutdown);
-  const collected = (async () => {
+  const gone = options.clientGone;
+  const cancel = () => handle.cancel();
+  if (gone?.aborted) cancel();
+  else gone?.addEventListener("abort", cancel, { once: true });
+  let collected: { pieces: TextPiece[]; stop: string | undefined; summary: JobSummary };
+  try {
     const trimmer = new StopTrimmer(options.stops);
     const pieces: TextPiece[] = [];
     try {
@@ -154,41 +168,30 @@ export function fullAnswer(
     const summary = await handle.done;
     const end = trimmer.finish(summary.finishReason);
     pieces.push(end.piece);
-    return { pieces, stop: end.stop, summary };
-  })();
-  const encoder = new TextEncoder();
-  const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const { pieces, stop, summary } = await collected;
-      let json: Record<string, unknown>;
-      const failure = drain.failure(summary);
-      if (failure !== undefined) {
-        json = openAiErrorBody(failure) as unknown as Record<string, unknown>;
-      } else {
-        const text = pieces.map((piece) => piece.text).join("");
-        const logprobs = options.logprobs
-          ? shape.logprobs(pieces.flatMap((piece) => piece.tokens), 0)
-          : null;
-        json = {
-          id: `${shape.idPrefix}-${summary.jobId.slice(0, RESPONSE_ID_CHARS)}`,
-          object: shape.object,
-          created: Math.floor(Date.now() / MS_PER_S),
-          model: handle.model.cid,
-          choices: [shape.fullChoice(text, logprobs, openAiFinishReason(summary.finishReason))],
-          usage: wireUsage(summary),
-          ...veriflowFields(summary, stop),
-        };
-      }
-      controller.enqueue(encoder.encode(answerJson(options)(json)));
-      controller.close();
-      drain.ended();
-    },
-    cancel() {
-      handle.cancel();
-      drain.ended();
-    },
-  }, { highWaterMark: 0 });
-  return new Response(body, { headers: { "content-type": "application/json" } });
+    collected = { pieces, stop: end.stop, summary };
+  } finally {
+    gone?.removeEventListener("abort", cancel);
+    drain.ended();
+  }
+  const { pieces, stop, summary } = collected;
+  const failure = drain.failure(summary);
+  if (failure !== undefined) throw failure;
+  const text = pieces.map((piece) => piece.text).join("");
+  const logprobs = options.logprobs
+    ? shape.logprobs(pieces.flatMap((piece) => piece.tokens), 0)
+    : null;
+  const json = {
+    id: `${shape.idPrefix}-${summary.jobId.slice(0, RESPONSE_ID_CHARS)}`,
+    object: shape.object,
+    created: Math.floor(Date.now() / MS_PER_S),
+    model: handle.model.cid,
+    choices: [shape.fullChoice(text, logprobs, openAiFinishReason(summary.finishReason))],
+    usage: wireUsage(summary),
+    ...veriflowFields(summary, stop),
+  };
+  return new Response(answerJson(options)(json), {
+    headers: { "content-type": "application/json" },
+  });
 }
 
 /**

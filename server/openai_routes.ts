@@ -63,6 +63,8 @@ export function openAiRoutes(
       idleTimeoutMs: edge.clientIdleTimeoutMs,
       stats,
       computesOnEventLoop: gateway.computesOnEventLoop,
+      // Read only for one body: a stream learns it from its body's cancel.
+      clientGone: options.stream ? undefined : raw.signal,
     });
 
   routes.post("/completions", async (c) => {
@@ -166,5 +168,5 @@ async function respond(
   }
   return options.stream
     ? sseAnswer(handle, shape, { ...options, queue })
-    : fullAnswer(handle, shape, options);
+    : await fullAnswer(handle, shape, options);
 }

@@ -67,7 +67,16 @@ export class NodeProcess {
     script = CLI,
     options: { cpus?: string } = {},
   ): NodeProcess {
-    const deno = ["run", "-A", script, ...(script === CLI ? ["start"] : []), ...args];
+    // The node as `deno task start` runs it: a served request's signal aborts only when its
+    // client goes away (`--unstable-no-legacy-abort`).
+    const deno = [
+      "run",
+      "--unstable-no-legacy-abort",
+      "-A",
+      script,
+      ...(script === CLI ? ["start"] : []),
+      ...args,
+    ];
     // `cpus` (a taskset list, "0" or "0-1") pins the process and all its threads.
     const [command, commandArgs] = options.cpus === undefined
       ? [Deno.execPath(), deno]

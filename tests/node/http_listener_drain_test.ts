@@ -222,7 +222,7 @@ function post(url: string, body: Record<string, unknown>): Promise<Response> {
   });
 }
 
-Deno.test("HttpListener.close past http.drainTimeoutMs ends SSE streams cleanly: a running completion's and a queued chat's jobs are cancelled, each stream ends with a shutting_down error event then data: [DONE]; a non-streamed completion gets the error body; one line counts them", async () => {
+Deno.test("HttpListener.close past http.drainTimeoutMs ends SSE streams cleanly: a running completion's and a queued chat's jobs are cancelled, each stream ends with a shutting_down error event then data: [DONE]; a non-streamed completion gets 503 shutting_down (its status waits for the job's end); one line counts them", async () => {
   const node = await startTestNode({ concurrency: 1, prover });
   const { timers, armed } = fakeTimers();
   const log: string[] = [];
@@ -264,7 +264,7 @@ Deno.test("HttpListener.close past http.drainTimeoutMs ends SSE streams cleanly:
     }
     const answered = await full;
     const body = await answered.json();
-    assertEquals([answered.status, body.error.code], [200, "shutting_down"]);
+    assertEquals([answered.status, body.error.code], [503, "shutting_down"]);
     // Everything was answered within the grace: nothing had to be cut.
     await closing;
     assertEquals(log.length, 1, log.join("\n"));

@@ -279,15 +279,16 @@ Deno.test("An answer is one of the server's drains: it lasts until the answer ha
         return () => void withdrawn++;
       },
     };
+    // One body is answered once the job has ended: a promise of the response.
     const response = stream
-      ? sseAnswer(handle, COMPLETION_SHAPE, options)
+      ? Promise.resolve(sseAnswer(handle, COMPLETION_SHAPE, options))
       : fullAnswer(handle, COMPLETION_SHAPE, options);
     let drained = false;
     // The deadline has already passed when the drain begins.
     const draining = drain!(AbortSignal.abort()).then(() => drained = true);
     await Promise.resolve();
     assertEquals([drained, cancels], [false, 1], "the job is cancelled, the drain waits");
-    const text = await response.text();
+    const text = await (await response).text();
     await draining;
     assertEquals([drained, withdrawn], [true, 1]);
     assertEquals(text.includes("shutting_down"), false, text);
