@@ -16,12 +16,28 @@
  * whole budget goes out alone. The queue also remembers when it last made progress, so the
  * keepalive can cut off a peer that stopped reading.
  *
+ * A frame goes to the writer as one chunk, or, when its body carries a bulk byte string (a
+ * storage chunk, {@link ZERO_COPY_MIN_BYTES} or more at the top of the body), as three chunks
+ * back to back: the prefix and the CBOR up to the byte string, the caller's own buffer, and the
+ * rest of the CBOR. The bulk bytes are not copied on the way (a socket write reads them
+ * straight from the caller's buffer), so the caller lends that buffer: it must not change until
+ * the send has resolved (a request: until it settled; after a timeout or cancel its frame may
+ * still be on the way out, so a caller that reuses its buffer passes a copy).
+ *
  * @module
  */
-import { encodeEnvelopeWithHeadroom, type Envelope } from "./envelope.ts";
+import { encodeCborAround } from "./cbor.ts";
+import { encodeEnvelope, encodeEnvelopeWithHeadroom, type Envelope } from "./envelope.ts";
 import type { ConnectionTimers } from "./connection_timers.ts";
 import { ConnectionClosedError, FrameTooLargeError } from "./protocol_errors.ts";
 import { LENGTH_PREFIX_BYTES } from "../streams/length_prefixed_stream.ts";
+
+/**
+ * A body's byte string this large or larger is sent from the caller's buffer, not copied into
+ * the frame: a copy of 256 KiB (with a fresh, zeroed buffer for it) costs far more than the two
+ * extra small writes that send the frame around it; below 64 KiB the copy is the cheaper.
+ */
+export const ZERO_COPY_MIN_BYTES = 64 * 1024;
 
 /** Options of a {@link WriteQueue}. */
 export interface WriteQueueOptions {
@@ -36,7 +52,7 @@ export interface WriteQueueOptions {
 }
 
 interface Waiter {
-  payloads: Uint8Array[];
+  frames: Uint8Array[][];
   size: number;
   resolve(): void;
   reject(error: unknown): void;
@@ -101,19 +117,30 @@ export class WriteQueue {
   }
 
   /**
-   * Encode an envelope as one frame (length prefix and payload); throws
-   * `FrameTooLargeError` (a local refusal: sending it would make the peer close the
-   * whole connection).
+   * Encode an envelope as one frame (length prefix and payload), in the chunks it is written
+   * as (see the module doc); throws `FrameTooLargeError` (a local refusal: sending it would
+   * make the peer close the whole connection).
    */
-  encode(envelope: Envelope): Uint8Array {
-    // Encoded behind room for the prefix, not framed after: a storage chunk is copied once.
-    const frame = encodeEnvelopeWithHeadroom(envelope, LENGTH_PREFIX_BYTES);
-    const payloadBytes = frame.byteLength - LENGTH_PREFIX_BYTES;
+  encode(envelope: Envelope): Uint8Array[] {
+    const bulk = bulkField(envelope.body);
+    // Encoded behind room for the prefix, not framed after: a storage chunk is copied once, or
+    // not at all when it goes out from its own buffer.
+    const parts = bulk === undefined
+      ? [encodeEnvelopeWithHeadroom(envelope, LENGTH_PREFIX_BYTES)]
+      : encodeCborAround(
+        (placeholder) =>
+          encodeEnvelope({ ...envelope, body: { ...bulk.body, [bulk.key]: placeholder } }),
+        bulk.bytes,
+        LENGTH_PREFIX_BYTES,
+      );
+    const head = parts[0];
+    let payloadBytes = -LENGTH_PREFIX_BYTES;
+    for (const part of parts) payloadBytes += part.byteLength;
     if (payloadBytes > this.#maxFrameBytes) {
       throw new FrameTooLargeError(payloadBytes, this.#maxFrameBytes);
     }
-    new DataView(frame.buffer, frame.byteOffset).setUint32(0, payloadBytes);
-    return frame;
+    new DataView(head.buffer, head.byteOffset).setUint32(0, payloadBytes);
+    return parts[2]?.byteLength === 0 ? parts.slice(0, 2) : parts;
   }
 
   /**
@@ -122,28 +149,26 @@ export class WriteQueue {
    */
   send(envelopes: readonly Envelope[]): Promise<void> {
     if (this.#closed) return Promise.reject(this.#closed);
-    let payloads: Uint8Array[];
+    let frames: Uint8Array[][];
     try {
-      payloads = envelopes.map((e) => this.encode(e));
+      frames = envelopes.map((e) => this.encode(e));
     } catch (error) {
       return Promise.reject(error);
     }
-    const size = payloads.reduce((n, p) => n + p.byteLength, 0);
-    if (this.#waiters.length === 0 && this.#fits(size)) return this.#write(payloads);
-    return new Promise((resolve, reject) =>
-      this.#waiters.push({ payloads, size, resolve, reject })
-    );
+    const size = frames.reduce((n, f) => n + frameBytes(f), 0);
+    if (this.#waiters.length === 0 && this.#fits(size)) return this.#write(frames);
+    return new Promise((resolve, reject) => this.#waiters.push({ frames, size, resolve, reject }));
   }
 
   /** Queue one envelope if it fits now; otherwise drop it. Returns whether it was queued. */
   offer(envelope: Envelope): boolean {
     if (this.#closed) return false;
-    const payload = this.encode(envelope);
-    if (this.#waiters.length > 0 || !this.#fits(payload.byteLength)) {
+    const frame = this.encode(envelope);
+    if (this.#waiters.length > 0 || !this.#fits(frameBytes(frame))) {
       this.dropped++;
       return false;
     }
-    this.#write([payload]).catch(() => {
+    this.#write([frame]).catch(() => {
       // A failed write closes the connection through the pipe; nothing else to do here.
     });
     return true;
@@ -162,20 +187,27 @@ export class WriteQueue {
     return this.#queuedBytes === 0 || this.#queuedBytes + size <= this.#maxQueuedBytes;
   }
 
-  #write(payloads: Uint8Array[]): Promise<void> {
+  #write(frames: Uint8Array[][]): Promise<void> {
     if (this.#queuedBytes === 0) this.#lastProgress = this.#timers.now();
-    const writes = payloads.map((payload) => {
-      const size = payload.byteLength;
-      this.#queuedBytes += size;
+    // Every chunk of every frame is handed over in this one turn, so no other frame's chunks
+    // can come between them.
+    const writes: Promise<void>[] = [];
+    for (const frame of frames) {
       this.framesSent++;
-      return this.#writer.write(payload).then(
-        () => this.#taken(size),
-        (error) => {
-          this.#taken(size);
-          throw new ConnectionClosedError("transport write failed", { cause: error });
-        },
-      );
-    });
+      for (const part of frame) {
+        const size = part.byteLength;
+        this.#queuedBytes += size;
+        writes.push(
+          this.#writer.write(part).then(
+            () => this.#taken(size),
+            (error) => {
+              this.#taken(size);
+              throw new ConnectionClosedError("transport write failed", { cause: error });
+            },
+          ),
+        );
+      }
+    }
     this.#onWrite?.();
     return writes.length === 1 ? writes[0] : Promise.all(writes).then(() => {});
   }
@@ -185,7 +217,33 @@ export class WriteQueue {
     this.#lastProgress = this.#timers.now();
     while (this.#waiters.length > 0 && !this.#closed && this.#fits(this.#waiters[0].size)) {
       const waiter = this.#waiters.shift()!;
-      this.#write(waiter.payloads).then(waiter.resolve, waiter.reject);
+      this.#write(waiter.frames).then(waiter.resolve, waiter.reject);
     }
   }
+}
+
+function frameBytes(frame: Uint8Array[]): number {
+  let bytes = 0;
+  for (const part of frame) bytes += part.byteLength;
+  return bytes;
+}
+
+/**
+ * The first byte string of {@link ZERO_COPY_MIN_BYTES} or more among the own fields of a plain
+ * object body, if any (a class instance is left whole: cbor-x may encode it its own way).
+ */
+function bulkField(
+  body: unknown,
+): { body: Record<string, unknown>; key: string; bytes: Uint8Array } | undefined {
+  if (body === null || typeof body !== "object") return undefined;
+  const proto = Object.getPrototypeOf(body);
+  if (proto !== Object.prototype && proto !== null) return undefined;
+  const fields = body as Record<string, unknown>;
+  for (const key of Object.keys(fields)) {
+    const field = fields[key];
+    if (field instanceof Uint8Array && field.byteLength >= ZERO_COPY_MIN_BYTES) {
+      return { body: fields, key, bytes: field };
+    }
+  }
+  return undefined;
 }

@@ -96,6 +96,60 @@ export function encodeCborWithHeadroom(
   return withHeadroom(codec.encode(value), headroom);
 }
 
+/** Placeholders of {@link encodeCborAround}: an empty byte string (`0x40`) and a one-byte one. */
+const HOLE_EMPTY = new Uint8Array(0);
+const HOLE_ONE = new Uint8Array(1);
+
+/**
+ * The CBOR of a value with one byte string left out of it, so that string can be sent from its
+ * own buffer without a copy: `head` (`headroom` free bytes, the CBOR before the byte string and
+ * the byte string's header) then `bytes` then `tail` are the bytes `encodeCbor` gives the value.
+ *
+ * The value is encoded twice with a small placeholder where `bytes` goes (`encodeWith` builds it
+ * around the placeholder and encodes it with {@link encodeCbor}): where the two encodings first
+ * differ is where the byte string starts. Both are small, whatever the size of `bytes`.
+ * @param encodeWith Encodes the value with its placeholder in place of `bytes` (exactly once).
+ * @param bytes The byte string left out; returned as is, not copied.
+ * @param headroom Free bytes before the CBOR in `head` (left zero).
+ * @returns `[head, bytes, tail]`.
+ * @throws {Error} `encodeWith` did not put its placeholder in exactly once.
+ */
+export function encodeCborAround(
+  encodeWith: (placeholder: Uint8Array) => Uint8Array,
+  bytes: Uint8Array,
+  headroom: number,
+): [Uint8Array, Uint8Array, Uint8Array] {
+  const empty = encodeWith(HOLE_EMPTY);
+  const one = encodeWith(HOLE_ONE);
+  let at = 0;
+  while (at < empty.byteLength && empty[at] === one[at]) at++;
+  const tail = empty.subarray(at + 1);
+  // `0x40` is an empty byte string, `0x41 0x00` a one-byte one; the same CBOR after both.
+  if (
+    empty[at] !== 0x40 || one[at] !== 0x41 || one.byteLength !== empty.byteLength + 1 ||
+    one.subarray(at + 2).some((b, i) => b !== tail[i])
+  ) {
+    throw new Error("encodeCborAround: the placeholder is not in the value exactly once");
+  }
+  const header = byteStringHeader(bytes.byteLength);
+  const head = new Uint8Array(headroom + at + header.byteLength);
+  head.set(empty.subarray(0, at), headroom);
+  head.set(header, headroom + at);
+  return [head, bytes, tail.slice()];
+}
+
+/** The CBOR header of a byte string of `length` bytes (major type 2, shortest form). */
+function byteStringHeader(length: number): Uint8Array {
+  if (length < 24) return Uint8Array.of(0x40 + length);
+  if (length < 0x100) return Uint8Array.of(0x58, length);
+  if (length < 0x1_0000) return Uint8Array.of(0x59, length >> 8, length & 0xff);
+  if (length > 0xffff_ffff) throw new RangeError("byte strings of 4 GiB and over are not sent");
+  const header = new Uint8Array(5);
+  header[0] = 0x5a;
+  new DataView(header.buffer).setUint32(1, length);
+  return header;
+}
+
 function withHeadroom(encoded: Uint8Array, headroom: number): Uint8Array {
   const out = new Uint8Array(headroom + encoded.byteLength);
   out.set(encoded, headroom);

@@ -83,13 +83,45 @@ const DEFAULT_LINGER_MS = 2_000;
  */
 const MAX_COALESCED_BYTES = 64 * 1024;
 
-function concat(parts: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let at = 0;
+/**
+ * A chunk this large is written from its own buffer, never copied into a batch: copying it
+ * (a frame's 256 KiB storage chunk) costs more than the one socket write it would save.
+ */
+const MIN_UNBATCHED_BYTES = 16 * 1024;
+
+/**
+ * The writes that send `parts` in order: each run of small parts joined into one buffer (or
+ * the part itself, alone), each large part on its own.
+ */
+function batches(parts: Uint8Array[]): Uint8Array[] {
+  if (parts.length === 1) return parts;
+  const out: Uint8Array[] = [];
+  let run: Uint8Array[] = [];
+  let runBytes = 0;
+  const endRun = () => {
+    if (run.length === 1) out.push(run[0]);
+    else if (run.length > 1) {
+      const joined = new Uint8Array(runBytes);
+      let at = 0;
+      for (const part of run) {
+        joined.set(part, at);
+        at += part.byteLength;
+      }
+      out.push(joined);
+    }
+    run = [];
+    runBytes = 0;
+  };
   for (const part of parts) {
-    out.set(part, at);
-    at += part.byteLength;
+    if (part.byteLength >= MIN_UNBATCHED_BYTES) {
+      endRun();
+      out.push(part);
+    } else {
+      run.push(part);
+      runBytes += part.byteLength;
+    }
   }
+  endRun();
   return out;
 }
 
@@ -192,17 +224,20 @@ export function socketDuplex(conn: Deno.Conn, options?: SocketDuplexOptions): So
   // Writes coalesce: while one socket write is in flight, later frames gather behind it and go
   // out together in the next (group commit, not a timer), so a busy connection pays one
   // syscall per batch instead of one per frame and an idle one still sends a frame at once.
+  // Only small chunks are joined: a large one goes out from its own buffer (see `batches`).
   let pending: Uint8Array[] = [];
   let pendingBytes = 0;
   let flushing: Promise<void> | null = null;
   let writeFailure: unknown = null;
   const flushLoop = async () => {
     while (pending.length > 0) {
-      const batch = pending.length === 1 ? pending[0] : concat(pending, pendingBytes);
+      const parts = pending;
       pending = [];
       pendingBytes = 0;
-      for (let offset = 0; offset < batch.byteLength;) {
-        offset += await conn.write(batch.subarray(offset));
+      for (const batch of batches(parts)) {
+        for (let offset = 0; offset < batch.byteLength;) {
+          offset += await conn.write(batch.subarray(offset));
+        }
       }
     }
   };
@@ -232,8 +267,12 @@ export function socketDuplex(conn: Deno.Conn, options?: SocketDuplexOptions): So
       pending.push(chunk);
       pendingBytes += chunk.byteLength;
       const done = flush();
-      // Beyond one batch, wait: the connection's budget, not this buffer, is what may grow.
-      if (pendingBytes >= MAX_COALESCED_BYTES) await done;
+      // Beyond one batch, wait: the connection's budget, not this buffer, is what may grow. A
+      // large chunk is written from its own buffer (not copied): its write resolves only once
+      // the socket took all of it, so a writer may reuse a buffer whose write resolved.
+      if (pendingBytes >= MAX_COALESCED_BYTES || chunk.byteLength >= MIN_UNBATCHED_BYTES) {
+        await done;
+      }
       if (writeFailure !== null) throw writeFailure;
     },
     async close() {
