@@ -121,6 +121,9 @@ export interface StreamSessionOptions {
   stats: EdgeStats;
 }
 
+/** The abort reason of the jobs the drain's deadline cancels (they end with `shutting_down`). */
+const DRAIN_DEADLINE = new Error("the drain deadline passed");
+
 /** One WebSocket connection and the jobs it started. */
 export class StreamSession {
   #socket: SessionSocket;
@@ -133,8 +136,6 @@ export class StreamSession {
   #overHighWater?: Promise<void>;
   /** Set by {@link drain}: new jobs are refused and the socket closes after the last one. */
   #draining = false;
-  /** Set when the drain's deadline passed: the jobs it cancels end with `shutting_down`. */
-  #timeUp = false;
   /** Resolved when the drain has closed the socket (its last job ended). */
   #drainClosed = Promise.withResolvers<void>();
   #closed = Promise.withResolvers<void>();
@@ -172,10 +173,7 @@ export class StreamSession {
    */
   async drain(timeUp?: AbortSignal): Promise<void> {
     this.#draining = true;
-    const giveUp = () => {
-      this.#timeUp = true;
-      this.#cancelAll();
-    };
+    const giveUp = () => this.#cancelAll(DRAIN_DEADLINE);
     if (timeUp?.aborted) giveUp();
     else timeUp?.addEventListener("abort", giveUp, { once: true });
     this.#closeIfDrained();
@@ -324,9 +322,10 @@ export class StreamSession {
       signal.removeEventListener("abort", onAbort);
     }
     const summary = await handle.done;
-    if (summary.finishReason === "cancelled" && this.#timeUp) {
-      // Cut by the drain deadline, not by its client: told so, as an SSE stream is (not a
-      // refusal: the job ran).
+    if (summary.finishReason === "cancelled" && signal.reason === DRAIN_DEADLINE) {
+      // Cut by the drain deadline, not by its client (whose cancel, if it came first, is the
+      // abort's reason: that job ends `done`, `cancelled`): told so, as an SSE stream is (not
+      // a refusal: the job ran).
       const { code, message } = shutdownError();
       this.#send({ type: "error", id, code, message });
     } else if (summary.finishReason === "error") {
@@ -433,8 +432,9 @@ export class StreamSession {
     this.#socket.close(WS_CLOSE.policyViolation, reason);
   }
 
-  #cancelAll(): void {
-    for (const abort of this.#jobs.values()) abort.abort();
+  /** Cancel every job of the socket; `reason` is each one's abort reason, unless it had one. */
+  #cancelAll(reason?: unknown): void {
+    for (const abort of this.#jobs.values()) abort.abort(reason);
   }
 
   /** The socket closed or failed: its jobs are cancelled; a drain waits for no handshake. */
