@@ -117,9 +117,16 @@ const MIN_READ_BYTES = 64 * 1024;
  * Most bytes it offers per read: a read that fills its buffer doubles it up to this, so a
  * bulk transfer (a file's 256 KiB storage chunks) is read in fewer, larger reads, as the swarm
  * link reads (`SWARM_LINK_READ_BYTES`). A connection that never moved bulk keeps 64 KiB; one that
- * did keeps the grown buffer (it does not shrink back).
+ * did shrinks back to it after {@link SHRINK_AFTER_SMALL_READS} small reads in a row.
  */
 const MAX_READ_BYTES = 256 * 1024;
+/**
+ * Reads in a row that each fill at most a quarter of a grown read buffer before it goes back to
+ * {@link MIN_READ_BYTES}: the bulk is over (requests, tokens, pings), and a node with hundreds
+ * of peers should not keep 256 KiB for each that once moved a file. A pause inside a transfer
+ * (a few small reads) keeps it.
+ */
+const SHRINK_AFTER_SMALL_READS = 64;
 
 /** A multiplexed message connection over a byte duplex. See the module doc. */
 export class Connection {
@@ -548,6 +555,7 @@ export class Connection {
         // frame whole in one read is copied above): a frame costs one allocation of its
         // size, not one per read plus one to join them.
         let buffer = new Uint8Array(MIN_READ_BYTES);
+        let smallReads = 0;
         for (;;) {
           const { done, value } = await this.#reader.read(buffer);
           if (done) {
@@ -555,10 +563,15 @@ export class Connection {
             break;
           }
           // The read took the buffer (a BYOB read transfers it): the same memory, a new owner.
-          const filled = value.byteLength === value.buffer.byteLength;
-          buffer = filled && value.byteLength < MAX_READ_BYTES
-            ? new Uint8Array(2 * value.byteLength)
-            : new Uint8Array(value.buffer);
+          const size = value.buffer.byteLength;
+          const small = size > MIN_READ_BYTES && value.byteLength <= size / 4;
+          smallReads = small ? smallReads + 1 : 0;
+          if (value.byteLength === size && size < MAX_READ_BYTES) {
+            buffer = new Uint8Array(2 * size);
+          } else if (smallReads >= SHRINK_AFTER_SMALL_READS) {
+            buffer = new Uint8Array(MIN_READ_BYTES);
+            smallReads = 0;
+          } else buffer = new Uint8Array(value.buffer);
           this.#keepalive.received();
           lent = value.buffer;
           this.#splitter.pushLent(value, onFrame);

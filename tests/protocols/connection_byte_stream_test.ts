@@ -41,14 +41,19 @@ function bodyOf(n: number, length: number): Uint8Array {
 function byteStreamOf(
   source: ReadableStream<Uint8Array>,
   readBytes: number,
-): { readable: ReadableStream<Uint8Array>; byobReads: () => number } {
+): { readable: ReadableStream<Uint8Array>; byobReads: () => number; offered: number[] } {
   const reader = source.getReader();
   let pending: Uint8Array = new Uint8Array(0);
   let byobReads = 0;
+  /** The size of each buffer a BYOB read offered, in order. */
+  const offered: number[] = [];
   const readable = new ReadableStream({
     type: "bytes",
     async pull(controller) {
-      if (controller.byobRequest) byobReads++;
+      if (controller.byobRequest) {
+        byobReads++;
+        offered.push(controller.byobRequest.view!.byteLength);
+      }
       while (pending.byteLength === 0) {
         const { done, value } = await reader.read();
         if (done) {
@@ -73,7 +78,7 @@ function byteStreamOf(
     },
     cancel: (reason) => reader.cancel(reason),
   });
-  return { readable, byobReads: () => byobReads };
+  return { readable, byobReads: () => byobReads, offered };
 }
 
 /** Send `count` bodies of `length` bytes to `server`'s handler, which keeps what it gets. */
@@ -116,6 +121,26 @@ Deno.test("over a byte stream, bodies a handler kept stay intact whatever the re
       await server.close();
     }
   }
+});
+
+Deno.test("the read buffer grows for bulk and shrinks back to 64 KiB once the traffic is small again", async () => {
+  const [a, b] = memoryDuplexPair();
+  const wrapped = byteStreamOf(b.readable, 1 << 20);
+  const client = new Connection(a);
+  const server = new Connection({ readable: wrapped.readable, writable: b.writable });
+  await sendAndKeep(client, server, 12, 256 * 1024);
+  assert.equal(Math.max(...wrapped.offered), 256 * 1024, "grown for bulk");
+  const afterBulk = wrapped.offered.length;
+  // Small requests, one at a time (the handler registered above answers them).
+  for (let n = 0; n < 200; n++) {
+    assert.deepEqual(await client.request(Put, { n, bytes: bodyOf(n, 100) }), { n });
+  }
+  const later = wrapped.offered.slice(afterBulk);
+  assert.equal(later.at(-1), 64 * 1024, `offered after small traffic: ${later.slice(-5)}`);
+  // Not at the first small read: a pause inside a bulk transfer keeps the buffer.
+  assert.equal(later[0], 256 * 1024);
+  await client.close();
+  await server.close();
 });
 
 /**
