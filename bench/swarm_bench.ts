@@ -44,6 +44,7 @@ import { Identity } from "../protocols/identity.ts";
 import { Connection } from "../protocols/connection.ts";
 import { PutChunkMessage, STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import { cidOf } from "../protocols/cid.ts";
+import { DEFAULT_FILE_CONCURRENCY } from "../storage/file_store.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
 import { NodeProcess, TextLineStream } from "../tools/node_process.ts";
 import { median } from "./_stats.ts";
@@ -87,8 +88,11 @@ interface PeerConfig {
   link?: SwarmLinkKind;
 }
 
-/** Storage chunks in flight at once in the `Connection` row (1 MiB of 256 KiB chunks). */
-const CHUNKS_IN_FLIGHT = 4;
+/**
+ * Storage chunks in flight at once in the `Connection` row: as many as a node's file put keeps
+ * in flight ({@link DEFAULT_FILE_CONCURRENCY}, 4 MiB of 256 KiB chunks).
+ */
+const CHUNKS_IN_FLIGHT = DEFAULT_FILE_CONCURRENCY;
 
 // ---------------------------------------------------------------------------------------------
 // A Deno transfer peer: the protocol of bench/swarm_transfer_peer.mjs over a SwarmPeer's duplex

@@ -55,8 +55,8 @@ import {
 } from "./errors.ts";
 import type { FileCipher, OwnerKey } from "./private_tier.ts";
 
-/** Default of {@link FileStoreOptions.concurrency}. */
-const DEFAULT_CONCURRENCY = 16;
+/** Default of {@link FileStoreOptions.concurrency}: chunks in flight per put or get. */
+export const DEFAULT_FILE_CONCURRENCY: number = 16;
 /**
  * Default of {@link FileStoreOptions.maxInMemoryBytes}: 64 MiB holds any prompt, output or small
  * model with room to spare, while a manifest that lists one stored chunk hundreds of times (a
@@ -177,7 +177,7 @@ export class FileStore {
   constructor(blocks: BlockStore, options?: FileStoreOptions) {
     this.#blocks = blocks;
     this.#chunkSize = options?.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    this.#concurrency = Math.max(1, options?.concurrency ?? DEFAULT_CONCURRENCY);
+    this.#concurrency = Math.max(1, options?.concurrency ?? DEFAULT_FILE_CONCURRENCY);
     this.#maxInMemoryBytes = options?.maxInMemoryBytes ?? DEFAULT_MAX_IN_MEMORY_BYTES;
   }
 
