@@ -1,19 +1,23 @@
 /**
  * What a ValidatorActor holds in memory waiting for something else to arrive — peers' receipts
  * refused for want of their worker's stake (taken again when the pledge comes), peers' fraud
- * proofs about receipts not recorded here yet (checked when the receipt comes) — kept across a
- * stop in `<ledger dir>/held-evidence.cbor`.
+ * proofs about receipts not recorded here yet (checked when the receipt comes), and peers' fraud
+ * proofs from keys with no pledge here yet (taken again when the pledge comes,
+ * `_pledge_held_proofs.ts`) — kept across a stop in `<ledger dir>/held-evidence.cbor`.
  *
  * Lost at a restart, each was a branch where this ledger settled differently from the others:
  * a proof held for a cheat's receipt, gone when the receipt came after the restart, let this
- * ledger pay the cheat every other ledger slashed; a receipt waiting for its worker's pledge,
- * gone, left honest work unpaid here for good.
+ * ledger pay the cheat every other ledger slashed (as a proof waiting for its accuser's pledge,
+ * gone, would); a receipt waiting for its worker's pledge, gone, left honest work unpaid here for
+ * good.
  *
  * Written once, when the actor stops (its `postStop`, which also runs when its supervisor
  * restarts it after a failure), and read and removed when it starts: what it held then goes
  * through the intake again, as it would have when it arrived. A crash that skips `postStop`
  * (the process killed) still loses it. Bounded by what the memory holds
- * (`_validator_memory.ts`). Not part of the public API.
+ * (`_validator_memory.ts`, `_pledge_held_proofs.ts`). Both kinds of proof are kept in one list:
+ * at the start each goes through the intake again, which holds it for what it still lacks. Not
+ * part of the public API.
  *
  * @module
  */
@@ -37,7 +41,7 @@ export interface KeptProof {
 export interface HeldEvidence {
   /** Receipt messages refused for want of stake, oldest first. */
   receipts: ReceiptMessage[];
-  /** Fraud proofs held for a receipt not recorded yet, oldest first. */
+  /** Fraud proofs held for a receipt not recorded yet, or for their accuser's pledge; oldest first. */
   proofs: KeptProof[];
 }
 

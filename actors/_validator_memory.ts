@@ -42,7 +42,7 @@ const MAX_REMEMBERED_UNDECIDED = 16_384;
  * Fraud proofs held for a receipt not recorded here yet, per receipt and in all. A proof is
  * checked only once its receipt came in through the intake (bound to its job, the contradiction
  * check, the coin), so one that outran the announcement waits; each is at most a frame (1 MiB),
- * so 64 bound the memory a flood of staked keys can take, and 4 per receipt leave room for more
+ * so 64 bound the memory a flood of pledged keys can take, and 4 per receipt leave room for more
  * than one honest accuser of one receipt.
  */
 const MAX_HELD_FRAUD_PROOFS = 64;
@@ -59,7 +59,10 @@ const MAX_HELD_FRAUD_PROOFS_PER_ACCUSER = 4;
 
 /** A fraud proof held until its receipt is recorded here ({@link ValidatorMemory.holdFraudProof}). */
 export interface HeldFraudProof {
-  /** The proof (parsed, its signature verified, its accuser staked when it was held). */
+  /**
+   * The proof (parsed, its signature verified, its accuser pledged here when it was held: backed
+   * by its stake, or to be checked unbacked, `_unbacked_checks.ts`).
+   */
   proof: FraudProof;
   /** Who sent it (the peer it is not passed back to). */
   origin?: string;

@@ -18,7 +18,11 @@
  * to every peer that keeps a ledger, all inside `receive`. Verdicts and fraud proofs from peers
  * enter the same way, each checked before it moves a balance. A receipt enters the ledger only
  * through the receipt intake: a fraud proof about a receipt not recorded here waits (bounded)
- * until the receipt comes in, and one signed by the receipt's own worker is refused. A timer
+ * until the receipt comes in, and one signed by the receipt's own worker is refused. A peer's
+ * proof is checked on its accuser's stake; short of it, it waits for the accuser's pledge
+ * (`_pledge_held_proofs.ts`) or, the accuser having pledged, is checked within a budget per
+ * receipt (`_unbacked_checks.ts`), so a worker's conviction does not hang on the order a pledge
+ * and the proofs reach this ledger. A timer
  * finalizes receipts whose challenge window has closed.
  *
  * A challenge is opened in the ledger first (`challenged`: unpaid, durably) and ends in one
@@ -84,6 +88,8 @@ import { TakeoverBudget } from "./_takeover_budget.ts";
 import { settleSteering } from "./_steering_settlement.ts";
 import { judgedKey, ValidatorMemory } from "./_validator_memory.ts";
 import { keepHeldEvidence, takeHeldEvidence } from "./_held_evidence.ts";
+import { PledgeHeldProofs } from "./_pledge_held_proofs.ts";
+import { UnbackedChecks } from "./_unbacked_checks.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "./_own_fraud_proofs.ts";
 import {
   holdTrainingChallenge,
@@ -180,6 +186,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #held = new ChallengeHolds();
   /** Receipts awaiting stake, peers' receipts, verdict authors and fraud proofs (bounded). */
   readonly #memory = new ValidatorMemory();
+  /** Peers' fraud proofs waiting for their accuser's pledge (bounded). */
+  readonly #pledgeHeld = new PledgeHeldProofs();
+  /** Checks of proofs whose accuser's stake here falls short (bounded per receipt). */
+  readonly #unbacked = new UnbackedChecks();
   /** Credit for taking over peers' "proof withheld" claims, and false claimants held back. */
   readonly #takeovers = new TakeoverBudget();
   /** End choices per worker over this validator's own verdicts (`proof/steering.ts`). */
@@ -277,7 +287,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   async postStop(): Promise<void> {
     await this.#work.catch(() => {});
     if (this.#ledger !== undefined) {
-      await keepHeldEvidence(this.#options.ledgerDir, this.#memory.waiting()).catch((error) =>
+      const held = this.#memory.waiting();
+      held.proofs.push(...this.#pledgeHeld.all());
+      await keepHeldEvidence(this.#options.ledgerDir, held).catch((error) =>
         this.#log(`validator: could not keep held receipts and proofs: ${error.message}`)
       );
     }
@@ -357,6 +369,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         const recorded = await ledger.recordPledge(message.pledge).catch(() => false);
         if (recorded) {
           this.#replayAwaitingStake(toHex(message.pledge.key), ctx);
+          this.#takePledgeHeldProofs(toHex(message.pledge.key), ctx);
           // Its standing changed: the router weighs it again.
           this.#tellNetwork(ctx, { type: "peer_staked", key: toHex(message.pledge.key) });
         }
@@ -382,7 +395,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "pledges":
         return ledger.pledges(message);
       case "deposit":
-        return await ledger.deposit(message.key, message.amount);
+        await ledger.deposit(message.key, message.amount);
+        this.#takePledgeHeldProofs(toHex(message.key), ctx);
+        return undefined;
       case "finalize":
         // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet.
         return await ledger.finalizeDue();
@@ -805,8 +820,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * about a receipt this ledger has not recorded is held (bounded, see `_validator_memory.ts`)
    * and taken again once the receipt comes in through `#onReceipt`, the one intake that binds it
    * to its job and runs the contradiction check and the coin: a proof never records its
-   * receipt, so an accuser cannot make a receipt skip them. `held`: the resolver of a proof
-   * taken again after it was held.
+   * receipt, so an accuser cannot make a receipt skip them. A proof from a key with no pledge
+   * here is held for the pledge (skipped for now, `awaitingPledge`), and taken again when it is
+   * recorded. `held`: the resolver of a proof taken again after it was held for its receipt.
    */
   #onFraudProof(
     value: unknown,
@@ -826,45 +842,63 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const proof = parsed.data;
     const hash = fraudProofHash(proof);
     const id = receiptId(proof.receipt);
-    if (this.#memory.hasFraudProof(hash) || this.#memory.holdsFraudProof(id, hash)) {
+    const taken = this.#memory.hasFraudProof(hash) || this.#memory.holdsFraudProof(id, hash);
+    if (taken || this.#pledgeHeld.holds(hash)) {
       return skip("duplicate");
     }
     // A worker accusing its own receipt can only be shaping its own settlement (a refuted
     // accusation costs it a flat penalty, a confirmed one rewards it with its own slash).
     if (bytesEqual(proof.validator, proof.receipt.worker)) return skip("self_accusation");
     const record = ledger.receipt(id);
-    if (record !== undefined && !worthFraudCheck(record, this.#now())) return skip("not_pending");
+    const now = this.#now();
+    if (record !== undefined && !worthFraudCheck(record, now)) return skip("not_pending");
     // A peer's stake must cover the penalty of this accusation and of those still being checked
     // or held here: else one key staked at the penalty buys any number of checks at once. This
     // validator's own proofs, from its own challenges, are not a peer's claims to bound: checked
     // whatever its stake (a refuted one costs it what stake it has), or a validator with none
     // would catch a cheat and leave it unslashed in its own ledger.
     const penalty = ledger.economics.falseAccusationPenalty;
-    if (!own) {
-      const pending = this.#memory.accusing(proof.validator);
-      if (ledger.account(proof.validator).stake < penalty * (pending + 1)) {
-        return skip("unstaked_accuser");
-      }
+    const accuser = toHex(proof.validator);
+    const backed = own ||
+      ledger.account(proof.validator).stake >=
+        penalty * (this.#memory.accusing(proof.validator) + 1);
+    // Short of stake, a proof still settles the same way whatever came first (a worker's
+    // conviction must not hang on the order a pledge, a refuted proof and this one arrived): from
+    // a key with no pledge here yet it waits for the pledge (`_pledge_held_proofs.ts`: memory,
+    // never a forward pass); from a key that pledged, it is checked all the same while it could
+    // settle its receipt, within a budget per receipt (`_unbacked_checks.ts`). About a receipt
+    // not recorded here, a pledged key's proof is held for the receipt, as a backed one is.
+    const pledged = backed || ledger.hasStaked(proof.validator);
+    const unbacked = !backed && pledged && record !== undefined;
+    if (unbacked && !(now <= record.pendingUntil && this.#unbacked.available(id, accuser))) {
+      return skip("unstaked_accuser");
     }
-    if (ledger.hasAccused(proof.validator, id) || this.#memory.undecided(proof.validator, id)) {
-      return skip("repeated_accusation");
-    }
+    const repeated = (!pledged && this.#pledgeHeld.accuses(accuser, id)) ||
+      ledger.hasAccused(proof.validator, id) || this.#memory.undecided(proof.validator, id);
+    if (repeated) return skip("repeated_accusation");
     // Checked before the proof takes its slot: a copy with a broken signature, arriving
     // first, must not make the genuine one a "duplicate".
     if (!verifyFraudProofSignature(proof)) return skip("bad_signature");
+    // A receipt not recorded here is held only if signed (a forged or garbled one is refused at
+    // once; any key can still sign a made-up one, which the holds' bounds take care of).
+    if (record === undefined && !verifyReceipt(proof.receipt).ok) return skip("bad_signature");
+    if (!pledged) {
+      held?.reject(new Error("fraud proof held for its accuser's pledge"));
+      this.#pledgeHeld.hold({ proof, hash, origin });
+      this.#stats.fraudProofsSkipped++;
+      return { queued: false, skipped: "unstaked_accuser", awaitingPledge: true };
+    }
     const waiting = held ?? Promise.withResolvers<FraudCheckResult>();
     waiting.promise.catch(() => {});
     if (record === undefined) {
       // The proof outran the receipt's announcement: checked and settled once the receipt is
-      // recorded here through the intake; never recorded from the proof. Held only about a
-      // receipt that is signed (a forged or garbled one is refused at once; any key can still
-      // sign a made-up one, which the bounds per accuser and in all take care of).
-      if (!verifyReceipt(proof.receipt).ok) return skip("bad_signature");
+      // recorded here through the intake; never recorded from the proof.
       if (!this.#memory.holdFraudProof(id, hash, { proof, origin, waiting })) {
         return skip("too_many_held");
       }
       return { queued: false, awaitingReceipt: true, result: waiting.promise };
     }
+    if (unbacked) this.#unbacked.take(id, accuser, hash);
     this.#memory.takeFraudProof(hash, waiting, proof.validator);
     this.#enqueue(() => this.#checkFraud(proof)).then(
       (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
@@ -875,9 +909,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
         waiting.reject(error);
         this.#memory.fraudProofDone(hash);
+        this.#unbacked.done(hash);
       },
     ).catch(() => {});
     return { queued: true, result: waiting.promise };
+  }
+
+  /** `accuser` (hex) has stake here now: the fraud proofs held for its pledge are taken again. */
+  #takePledgeHeldProofs(accuser: string, ctx: ActorContext<ValidatorMessage>): void {
+    for (const { proof, origin } of this.#pledgeHeld.take(accuser)) {
+      this.#onFraudProof(proof, ctx, false, origin);
+    }
   }
 
   /** Receipt `id` came in through the intake: the fraud proofs held for it are taken again. */
@@ -904,6 +946,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const hash = check.proofHash || fraudProofHash(proof);
     const waiting = this.#memory.fraudProof(hash);
     this.#memory.fraudProofDone(hash);
+    this.#unbacked.done(hash);
     this.#stats.fraudProofsChecked++;
     // This validator's own proof, from a challenge that holds the receipt `challenged`: the
     // challenge ends here, whatever the check says.

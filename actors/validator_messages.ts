@@ -335,7 +335,9 @@ export interface FraudProofHandled {
    * the receipt's), `duplicate` (this proof was already taken), `not_pending` (its receipt is
    * already final or settled here), `unstaked_accuser` (its signer's stake here does not cover
    * the false-accusation penalty of this proof and of its others still being checked or held,
-   * so checking it would be free work), `repeated_accusation` (its signer already accused this
+   * so checking it would be free work: held for the pledge when the signer has none here yet,
+   * `awaitingPledge`; from a signer that pledged, skipped only once its receipt's unbacked checks
+   * are spent, or past its window, `actors/_unbacked_checks.ts`), `repeated_accusation` (its signer already accused this
    * receipt, settled here or left undecided here: one accusation each), `self_accusation` (signed by the receipt's own worker),
    * `too_many_held` (its receipt is not recorded here, and as many proofs about it, or by its
    * signer, as are held per receipt or per accuser wait already).
@@ -354,6 +356,11 @@ export interface FraudProofHandled {
    * receipt comes in through the intake; it never records the receipt itself.
    */
   awaitingReceipt?: boolean;
+  /**
+   * Skipped as `unstaked_accuser` for now: its signer has no stake pledged here yet, so the proof
+   * is held (bounded, `_pledge_held_proofs.ts`) and taken again when the pledge comes in.
+   */
+  awaitingPledge?: boolean;
   /** In-process only: resolves once the proof is checked and settled. */
   result?: Promise<FraudCheckResult>;
 }

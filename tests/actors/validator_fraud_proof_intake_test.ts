@@ -320,7 +320,7 @@ Deno.test("a flood of held proofs from staked keys about receipts that never com
   }
 });
 
-Deno.test("an accuser's stake must cover every accusation it has in flight: a second false proof from a key staked at the penalty is not taken, and no stake goes below zero", async () => {
+Deno.test("an accuser's stake bounds what it pays, not whether its proof is checked: a second false proof from a key staked at the penalty is checked unbacked (no stake goes below zero), and a receipt takes at most three unbacked checks", async () => {
   const t = await setup(0);
   try {
     const poor = Identity.generate();
@@ -331,7 +331,8 @@ Deno.test("an accuser's stake must cover every accusation it has in flight: a se
       assert.ok((await t.announce(receipt, job)).recorded);
       receipts.push(receipt);
     }
-    // Both sent before either is settled (the actor takes messages in order).
+    // Both sent before either is settled (the actor takes messages in order): the second is not
+    // backed by the stake the first may cost, and is checked all the same (it could convict).
     const sent = receipts.map((receipt) =>
       t.validator.ask<FraudProofHandled>({
         type: "fraud_proof",
@@ -341,9 +342,32 @@ Deno.test("an accuser's stake must cover every accusation it has in flight: a se
     );
     const [first, second] = await Promise.all(sent);
     assert.equal(first.queued, true);
-    assert.equal(second.skipped, "unstaked_accuser");
+    assert.equal(second.queued, true);
     assert.equal((await first.result!).confirmed, false);
+    assert.equal((await second.result!).confirmed, false);
+    // The first penalty took all it had; the second took nothing (never below zero).
     assert.deepEqual(await t.account(poor.publicKey), { balance: 0, stake: 0, locked: 0 });
+    // Keys pledged and spent to nothing, each accusing the second receipt: three more unbacked
+    // checks of it at most (the second receipt had one), whatever the number of keys.
+    const answers = [];
+    for (let i = 0; i < 4; i++) {
+      const spent = Identity.generate();
+      await t.validator.ask({ type: "deposit", key: spent.publicKey, amount: 1 });
+      const h = await t.validator.ask<FraudProofHandled>({
+        type: "fraud_proof",
+        proof: falseProof(receipts[1], spent),
+        origin: "cd".repeat(32),
+      });
+      await h.result?.catch(() => {});
+      answers.push(h.queued ? "queued" : h.skipped);
+    }
+    assert.deepEqual(answers, ["queued", "queued", "unstaked_accuser", "unstaked_accuser"]);
+    // Honest work, falsely accused: paid when the window closes.
+    await t.closeWindow();
+    for (const receipt of receipts) {
+      assert.equal((await t.record(receiptId(receipt)))?.status, "final");
+    }
+    assert.equal((await t.account(t.worker.publicKey)).stake, WORKER_STAKE);
   } finally {
     await t.close();
   }

@@ -1,12 +1,14 @@
 /**
  * A fraud proof passed on goes after its accuser's stake pledge, on the same connection.
  *
- * A ledger takes a peer's fraud proof only from an accuser with stake there
- * (`unstaked_accuser`), and never takes up a skipped proof again. A node that passes a proof on
- * has its accuser's pledge (it checked the proof against that stake), but its peer may not: the
- * pledge was not among the few pushed on connect, or its gossip was dropped by the pledge
- * budget. Before, such a peer skipped the proof for good, and paid the cheat that every other
- * ledger slashed.
+ * A ledger checks a peer's fraud proof only from an accuser with stake there
+ * (`unstaked_accuser`). A node that passes a proof on has its accuser's pledge (it checked the
+ * proof against that stake), but its peer may not: the pledge was not among the few pushed on
+ * connect, or its gossip was dropped by the pledge budget. Before, such a peer skipped the proof
+ * for good, and paid the cheat that every other ledger slashed. (Since stop 40 an inference
+ * ledger also holds such a proof, bounded, until the pledge comes,
+ * `actors/_pledge_held_proofs.ts`; a training ledger does not, so sending the pledge first is
+ * still what keeps it from paying the cheat.)
  */
 import assert from "node:assert/strict";
 import type { Actor, ActorContext } from "../../actors/actor.ts";
