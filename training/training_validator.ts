@@ -16,6 +16,8 @@
  * audited     { body, audit }    internal: reproduced (or not checkable here): serve the
  *                                model and pass on; not reproduced: refuse it
  * model_standing { model }       → why this node refused that round model, or null
+ * end_again   {}                 internal: ask the ledger again to end the challenges whose
+ *                                ending ask failed (see below)
  * ```
  *
  * The ledger belongs to the ValidatorActor: this actor asks it (`training_receipt`,
@@ -24,6 +26,17 @@
  *
  * A trainer that refuses to open its steps, or does not answer by the challenge's deadline, is
  * convicted the same way: the signed challenge without an answer is an `opening_missing` proof.
+ *
+ * A challenge holds its receipt `challenged` in the ledger until this actor ends it there: passed
+ * (paid when its window closes), undecided (unpaid) or settled by its fraud proof (slashed). The
+ * end is kept on disk (`ownProofsDir`, beside the own fraud proofs) before the ledger is asked,
+ * and an ask that fails (the ValidatorActor restarting, a timeout) keeps the receipt held and is
+ * asked again ({@link END_RETRY_MS}, doubling, {@link MAX_END_ATTEMPTS} times), then at the next
+ * start: the kept end makes the ValidatorActor leave the receipt `challenged` at its own restart
+ * (`trainingProofsResumed`), so the verdict stands instead of ending unresolved. Before, a failed
+ * ending ask was dropped: the receipt stayed `challenged` with nobody holding it until a restart
+ * ended it unresolved, so an honest trainer whose challenge passed was never paid in this ledger,
+ * and a convicted one had its stake released instead of slashed.
  *
  * @module
  */
@@ -96,6 +109,21 @@ export const DEFAULT_TRAINING_CHALLENGE_PROBABILITY = DEFAULT_ECONOMICS.challeng
 
 /** Past a challenge's deadline by this much before "no answer" is claimed (clock rounding). */
 const DEADLINE_MARGIN_MS = 50;
+
+/**
+ * First wait before a challenge's ending ask that failed is asked again, ms; it doubles each
+ * time, up to {@link MAX_END_RETRY_MS}. A ValidatorActor that crashed is restarted after 100 ms
+ * (the node supervisor's first restart delay, doubling), so the first retry usually finds it.
+ */
+export const END_RETRY_MS = 1_000;
+/** The longest wait between two asks of one ending, ms. */
+const MAX_END_RETRY_MS = 60_000;
+/**
+ * Asks of one ending before this actor leaves it to its next start (~4 min of waits at the
+ * defaults): bounded, so a ledger gone for good is not asked forever; the kept end is taken up
+ * again when this actor starts.
+ */
+const MAX_END_ATTEMPTS = 10;
 
 /** Fraud proofs and outcomes remembered to take each once (gossip arrives from every peer). */
 const SEEN_LIMIT = 4096;
@@ -224,6 +252,36 @@ export interface TrainingValidatorOptions {
    * stop before the settlement leaves the receipt unresolved.
    */
   ownProofsDir?: string;
+  /**
+   * First wait before an ending ask that failed is asked again, ms; default
+   * {@link END_RETRY_MS} (doubling, at most {@link MAX_END_ATTEMPTS} asks).
+   */
+  endRetryMs?: number;
+}
+
+/**
+ * How this validator's challenge of a receipt ends in its ledger: `passed` (pending again, paid
+ * when its window closes), `undecided` (not paid), or `fraud`: its own checked fraud proof, to
+ * settle (`checked`).
+ */
+type ChallengeEnd =
+  | { step: "passed" | "undecided"; reason?: string }
+  | { step: "fraud"; checked: CheckedMessage };
+
+/** What is kept on disk of an ending until the ledger has it (beside the own fraud proofs). */
+interface KeptEnd {
+  /** The step the ledger is asked for. */
+  end: "passed" | "undecided";
+  /** Why it ended undecided. */
+  reason?: string;
+}
+
+/** An ending whose ask failed, to ask again. */
+interface UnendedChallenge {
+  /** The ending. */
+  end: ChallengeEnd;
+  /** Asks made so far. */
+  attempts: number;
 }
 
 /** A peer's fraud proof held until its receipt is recorded here. */
@@ -278,7 +336,11 @@ export type TrainingValidatorMessage =
   | { type: "audited"; body: OutcomeBody; audit: RoundAudit; origin: string }
   | { type: "adopted"; model: string }
   | { type: "model_standing"; model: string }
-  | { type: "stats" };
+  | { type: "stats" }
+  | { type: "end_again" };
+
+/** The internal `checked` message: a fraud proof checked here, to settle. */
+type CheckedMessage = Extract<TrainingValidatorMessage, { type: "checked" }>;
 
 /** Counters of the training validator. */
 export interface TrainingValidatorStats {
@@ -331,6 +393,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #archChecks = new Map<string, boolean>();
   /** Receipts this validator's challenge holds `challenged` in its ledger (until it ends). */
   readonly #holding = new Set<string>();
+  /** Held receipts whose ending ask failed, to ask again ({@link END_RETRY_MS}). */
+  readonly #unended = new Map<string, UnendedChallenge>();
+  /** Whether an `end_again` is on its way. */
+  #endAgainScheduled = false;
   /** Peers' proofs whose receipt is not recorded here yet, oldest first ({@link MAX_HELD_PROOFS}). */
   readonly #heldProofs: HeldTrainingProof[] = [];
 
@@ -348,18 +414,38 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   /**
    * Resume the challenges a stop interrupted after they failed with a fraud proof (kept on
    * disk): each is held again and its proof checked and settled as it would have been. One
-   * whose receipt is no longer challenged here is forgotten; one whose kept bytes are not this
-   * validator's proof ends unresolved, as does every other challenge still open in the ledger.
+   * whose ending was kept (its ask had failed, or the stop came before the answer) is ended in
+   * the ledger with it: passed, paid when its window closes. One whose receipt is no longer
+   * challenged here is forgotten; one whose kept bytes are neither ends unresolved, as does every
+   * other challenge still open in the ledger.
    */
   async preStart(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
     const kept = await this.#ownProofs?.all() ?? new Map<string, unknown>();
     for (const [id, value] of kept) {
-      const record = await this.#ledger<{ status: ReceiptStatus } | undefined>(ctx, {
-        type: "receipt_status",
-        receiptId: id,
-      }).catch(() => undefined);
+      let record: { status: ReceiptStatus } | undefined;
+      try {
+        record = await this.#ledger<{ status: ReceiptStatus } | undefined>(ctx, {
+          type: "receipt_status",
+          receiptId: id,
+        });
+      } catch (error) {
+        // No answer: not "no longer challenged". Kept for the next start (the ValidatorActor
+        // leaves a kept receipt `challenged` at its own).
+        this.#log(
+          `training validator: challenge of ${id.slice(0, 12)} left to the next start: ${
+            (error as Error).message
+          }`,
+        );
+        continue;
+      }
       if (record?.status !== "challenged") {
         await this.#ownProofs!.remove(id);
+        continue;
+      }
+      // Ended before the stop, the ledger not told: told now, with the verdict it had.
+      const ended = keptEnd(value);
+      if (ended !== undefined) {
+        await this.#askEnd(ctx, id, { step: ended.end, reason: ended.reason }, 0);
         continue;
       }
       this.#holding.add(id);
@@ -377,12 +463,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       else ctx.self.tell({ type: "fraud_proof", body: body!, origin: "local" }).catch(() => {});
     }
     // Restarted alone, the ledger running on: the challenges this validator had open without a
-    // proof kept lost their material with it, and end undecided (the node's own start ends them
-    // in the ValidatorActor's, before this one).
+    // proof or an ending kept lost their material with it, and end undecided (the node's own
+    // start ends them in the ValidatorActor's, before this one).
     const open = await this.#ledger<string[]>(ctx, { type: "training_challenged" })
       .catch(() => [] as string[]);
     for (const id of open) {
-      if (this.#holding.has(id)) continue;
+      if (this.#holding.has(id) || kept.has(id)) continue;
       this.#holding.add(id);
       await this.#endChallenge(ctx, id, "undecided", "validator_restarted");
     }
@@ -489,6 +575,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           unverified: [...this.#stats.unverified],
           refused: [...this.#stats.refused],
         };
+      case "end_again":
+        return await this.#endAgain(ctx);
     }
   }
 
@@ -506,7 +594,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     // is not paid meanwhile, nor after a stop mid-challenge); ended below, or by the settlement
     // of this challenge's fraud proof.
     const id = trainingReceiptId(receipt);
-    await this.#ledgerChallenge(ctx, id, "open");
+    await this.#openChallenge(ctx, id);
     this.#stats.challenged++;
     try {
       return await this.#runChallenge(request, challenge, ctx);
@@ -602,28 +690,23 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   }
 
   /**
-   * Tell the ledger to open (`open`: held from then) or end this validator's challenge of
-   * receipt `id` (see `TrainingChallengeLedgerMessage`).
+   * Ask the ledger to hold receipt `id` `challenged` while this validator challenges it (see
+   * `TrainingChallengeLedgerMessage`): held here from then, until the challenge ends.
    */
-  async #ledgerChallenge(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    id: string,
-    step: TrainingChallengeLedgerMessage["step"],
-    reason?: string,
-  ): Promise<void> {
+  async #openChallenge(ctx: ActorContext<TrainingValidatorMessage>, id: string): Promise<void> {
     // Not held (not recorded here, past its window, no ledger): the challenge runs all the same.
     const changed = await this.#ledger<boolean>(ctx, {
       type: "training_challenge",
       receiptId: id,
-      step,
-      reason,
+      step: "open",
     }).catch(() => false);
-    if (step === "open" && changed) this.#holding.add(id);
+    if (changed) this.#holding.add(id);
   }
 
   /**
    * End this validator's challenge of receipt `id` in its ledger, if it holds it: `passed`
-   * (pending again, paid when its window closes) or `undecided` (not paid).
+   * (pending again, paid when its window closes) or `undecided` (not paid). The ending is kept on
+   * disk until the ledger has it, and asked again when the ask fails ({@link END_RETRY_MS}).
    */
   async #endChallenge(
     ctx: ActorContext<TrainingValidatorMessage>,
@@ -631,12 +714,126 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     step: "passed" | "undecided",
     reason?: string,
   ): Promise<void> {
-    // Stopping: left as it is, for the next start (a kept proof resumes it; else it ends
-    // unresolved there), as a crash would leave it.
+    // Stopping: left as it is, for the next start (a kept proof or ending resumes it; else it
+    // ends unresolved there), as a crash would leave it.
     if (ctx.signal.aborted) return;
     if (!this.#holding.delete(id)) return;
-    await this.#ledgerChallenge(ctx, id, step, reason);
-    await this.#ownProofs?.remove(id);
+    const kept: KeptEnd = { end: step, ...(reason === undefined ? {} : { reason }) };
+    // Before the ask: a ValidatorActor restarting meanwhile leaves the receipt to this ending.
+    await this.#ownProofs?.save(id, kept).catch((error) =>
+      this.#log(
+        `training validator: ending of ${id.slice(0, 12)} not kept: ${(error as Error).message}`,
+      )
+    );
+    await this.#askEnd(ctx, id, { step, reason }, 0);
+  }
+
+  /**
+   * Ask the ledger for `end` of the challenge of `id` (not held here while it is asked).
+   * An answer, whatever it is (false: not held there any more, settled by someone else), ends
+   * it here; a failed ask holds it again and asks later ({@link TrainingValidator.#endLater}).
+   */
+  async #askEnd(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    id: string,
+    end: ChallengeEnd,
+    attempts: number,
+  ): Promise<void> {
+    let settled = false;
+    try {
+      if (end.step === "fraud") settled = (await this.#settleInLedger(ctx, end.checked)).settled;
+      else {
+        await this.#ledger<boolean>(ctx, {
+          type: "training_challenge",
+          receiptId: id,
+          step: end.step,
+          reason: end.reason,
+        });
+      }
+    } catch (error) {
+      this.#holding.add(id);
+      this.#endLater(ctx, id, end, attempts + 1, error as Error);
+      return;
+    }
+    if (end.step !== "fraud") await this.#ownProofs?.remove(id);
+    else {
+      this.#holding.add(id);
+      await this.#endSettled(ctx, id, end.checked.confirmed, settled);
+    }
+  }
+
+  /**
+   * This validator's own proof about `id` was answered by the ledger: convicted, the receipt is
+   * settled; refuted here, the work stands (passed); not settled, it is not paid.
+   */
+  async #endSettled(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    id: string,
+    confirmed: boolean,
+    settled: boolean,
+  ): Promise<void> {
+    if (confirmed && settled) {
+      this.#holding.delete(id);
+      await this.#ownProofs?.remove(id);
+    } else await this.#endChallenge(ctx, id, confirmed ? "undecided" : "passed", "fraud_unsettled");
+  }
+
+  /**
+   * The ask of `end` failed (`attempts` made): held, asked again after a wait that doubles; past
+   * {@link MAX_END_ATTEMPTS}, left to the next start (its kept ending or proof ends it there).
+   */
+  #endLater(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    id: string,
+    end: ChallengeEnd,
+    attempts: number,
+    error: Error,
+  ): void {
+    const what = `ending (${end.step}) of the challenge of ${id.slice(0, 12)}`;
+    if (attempts >= MAX_END_ATTEMPTS) {
+      this.#holding.delete(id);
+      this.#log(`training validator: ${what} left to the next start: ${error.message}`);
+      return;
+    }
+    this.#log(`training validator: ${what} not answered, asked again: ${error.message}`);
+    this.#unended.set(id, { end, attempts });
+    if (this.#endAgainScheduled) return;
+    this.#endAgainScheduled = true;
+    const fewest = Math.min(...[...this.#unended.values()].map((u) => u.attempts));
+    const first = this.#options.endRetryMs ?? END_RETRY_MS;
+    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (fewest - 1));
+    // Told, not run here: the endings change state in `receive` (`end_again`).
+    void sleep(wait, ctx.signal).then(() => {
+      if (!ctx.signal.aborted) return ctx.self.tell({ type: "end_again" });
+    }).catch(() => {}); // this actor stopped meanwhile: the kept endings wait for its next start
+  }
+
+  /** Ask again for every ending whose ask failed. */
+  async #endAgain(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    this.#endAgainScheduled = false;
+    const due = [...this.#unended];
+    this.#unended.clear();
+    for (const [id, { end, attempts }] of due) {
+      if (ctx.signal.aborted) return;
+      if (this.#holding.delete(id)) await this.#askEnd(ctx, id, end, attempts);
+    }
+  }
+
+  /** Settle a checked fraud proof in the ledger; rejects when the ledger did not answer. */
+  #settleInLedger(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    message: CheckedMessage,
+  ): Promise<{ settled: boolean; slashed: number }> {
+    const proof = message.body.proof;
+    return this.#ledger<{ settled: boolean; slashed: number }>(ctx, {
+      type: "training_fraud",
+      receipt: proof.receipt,
+      fraudProofHash: message.hash,
+      validator: proof.validator,
+      confirmed: message.confirmed,
+      // What the trainer did (`delta_mismatch`, …) when confirmed; why not, when refuted.
+      reason: message.confirmed ? proof.reason : message.reason,
+    });
   }
 
   async #check(body: TrainingFraudProofBody): Promise<{ confirmed: boolean; reason: string }> {
@@ -661,7 +858,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   }
 
   async #settle(
-    message: Extract<TrainingValidatorMessage, { type: "checked" }>,
+    message: CheckedMessage,
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<void> {
     this.#stats.checked++;
@@ -673,19 +870,13 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       // Everyone checks for themselves; a refuted proof is not spread (it would cost its author).
       this.#publish(ctx, { kind: "fraud_proof", body: message.body }, message.origin);
     }
-    const settled = await this.#ledger<{ settled: boolean; slashed: number }>(ctx, {
-      type: "training_fraud",
-      receipt,
-      fraudProofHash: message.hash,
-      validator: proof.validator,
-      confirmed: message.confirmed,
-      // What the trainer did (`delta_mismatch`, …) when confirmed; why not, when refuted.
-      reason: message.confirmed ? proof.reason : message.reason,
-    }).catch((error) => {
+    let failed: Error | undefined;
+    const settled = await this.#settleInLedger(ctx, message).catch((error) => {
+      failed = error as Error;
       this.#log(
-        `training validator: fraud proof ${message.hash.slice(0, 12)} not settled: ${
-          (error as Error).message
-        }`,
+        `training validator: fraud proof ${
+          message.hash.slice(0, 12)
+        } not settled: ${failed.message}`,
       );
       return undefined;
     });
@@ -697,16 +888,14 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       }`,
     );
     if (message.origin === "local") {
-      // This validator's own challenge ends with its proof: convicted, the receipt is settled;
-      // refuted here, the work stands; not settled (an error), it is not paid.
+      // This validator's own challenge ends with its proof, once the ledger answered; until
+      // then it stays held (the proof kept) and the settlement is asked again.
       const id = trainingReceiptId(receipt);
-      if (message.confirmed && settled?.settled) {
-        this.#holding.delete(id);
-        await this.#ownProofs?.remove(id);
-      } else {
-        const step = message.confirmed ? "undecided" : "passed";
-        await this.#endChallenge(ctx, id, step, "fraud_unsettled");
-      }
+      if (settled !== undefined) {
+        await this.#endSettled(ctx, id, message.confirmed, settled.settled);
+      } else if (this.#holding.has(id) && !ctx.signal.aborted) {
+        this.#endLater(ctx, id, { step: "fraud", checked: message }, 1, failed!);
+      } else await this.#endChallenge(ctx, id, "undecided", "fraud_unsettled");
     }
   }
 
@@ -1112,4 +1301,12 @@ async function fetchOpenings(
   }
   // Parsed by the check itself: a malformed answer is one that cannot be opened.
   return decodeCbor(bytes) as SealedStepOpenings;
+}
+
+/** The ending kept on disk for a receipt ({@link KeptEnd}), or undefined for anything else. */
+function keptEnd(value: unknown): KeptEnd | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { end, reason } = value as Partial<KeptEnd>;
+  if (end !== "passed" && end !== "undecided") return undefined;
+  return { end, ...(typeof reason === "string" ? { reason } : {}) };
 }
