@@ -18,6 +18,8 @@
  * model_standing { model }       → why this node refused that round model, or null
  * end_again   {}                 internal: ask the ledger again to end the challenges whose
  *                                ending ask failed (see below)
+ * pledges_again {}               internal: the proofs held for their accuser's pledge whose
+ *                                accuser has staked since go through the intake again
  * ```
  *
  * The ledger belongs to the ValidatorActor: this actor asks it (`training_receipt`,
@@ -63,6 +65,7 @@ import { type ReceiptStatus, worthFraudCheck } from "../proof/ledger_state.ts";
 import type {
   AccountMessage,
   HasAccusedMessage,
+  HasStakedMessage,
   ReceiptStatusMessage,
   TrainingChallengedMessage,
   TrainingChallengeLedgerMessage,
@@ -99,6 +102,11 @@ import {
   trainingFraudProofHash,
   trainingFraudProofSigningBytes,
 } from "./training_fraud_proof.ts";
+import {
+  PLEDGE_HOLD_MS,
+  PLEDGE_RECHECK_MS,
+  PledgeHeldTrainingProofs,
+} from "./_pledge_held_training_proofs.ts";
 
 /**
  * Chance that a validator challenges a training receipt in production: the economics'
@@ -205,7 +213,8 @@ type LedgerTrainingMessage =
   | TrainingChallengedMessage
   | ReceiptStatusMessage
   | AccountMessage
-  | HasAccusedMessage;
+  | HasAccusedMessage
+  | HasStakedMessage;
 
 /** Options of {@link TrainingValidator}. */
 export interface TrainingValidatorOptions {
@@ -229,7 +238,10 @@ export interface TrainingValidatorOptions {
   random?: () => number;
   /** Time a trainer has to open its steps, ms; default {@link DEFAULT_OPENING_DEADLINE_MS}. */
   openingDeadlineMs?: number;
-  /** Clock of the per-peer audit budget ({@link MAX_AUDITS_PER_PEER}), ms; default `Date.now`. */
+  /**
+   * Clock of the per-peer audit budget ({@link MAX_AUDITS_PER_PEER}) and of how long a proof is
+   * held for its accuser's pledge, ms; default `Date.now`.
+   */
   now?: () => number;
   /** The step check (re-runs opened steps); default `checkStepOpenings`. */
   check?: (
@@ -257,6 +269,11 @@ export interface TrainingValidatorOptions {
    * {@link END_RETRY_MS} (doubling, at most {@link MAX_END_ATTEMPTS} asks).
    */
   endRetryMs?: number;
+  /**
+   * How often the ledger is asked whether the accusers of the proofs held for their pledge have
+   * staked, ms; default {@link PLEDGE_RECHECK_MS}.
+   */
+  pledgeRecheckMs?: number;
 }
 
 /**
@@ -337,7 +354,8 @@ export type TrainingValidatorMessage =
   | { type: "adopted"; model: string }
   | { type: "model_standing"; model: string }
   | { type: "stats" }
-  | { type: "end_again" };
+  | { type: "end_again" }
+  | { type: "pledges_again" };
 
 /** The internal `checked` message: a fraud proof checked here, to settle. */
 type CheckedMessage = Extract<TrainingValidatorMessage, { type: "checked" }>;
@@ -399,6 +417,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   #endAgainScheduled = false;
   /** Peers' proofs whose receipt is not recorded here yet, oldest first ({@link MAX_HELD_PROOFS}). */
   readonly #heldProofs: HeldTrainingProof[] = [];
+  /** Peers' proofs whose accuser has no pledge here yet (`_pledge_held_training_proofs.ts`). */
+  readonly #pledgeHeld = new PledgeHeldTrainingProofs();
+  /** Whether a `pledges_again` is on its way. */
+  #pledgesAgainScheduled = false;
 
   /** This validator's own fraud proofs until they settle, on disk (`ownProofsDir`). */
   readonly #ownProofs: OwnFraudProofs | undefined;
@@ -500,7 +522,16 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
           const held = refusal === "receipt_unknown" &&
             await this.#holdProof(message.body, message.origin, ctx);
-          return { queued: false, skipped: refusal, ...(held ? { held: true } : {}) };
+          // From a key with no pledge here (yet): held until it has one, then taken again.
+          const awaitingPledge = !held && message.origin !== "local" &&
+            (refusal === "receipt_unknown" || refusal === "unstaked_accuser") &&
+            await this.#holdForPledge(message.body, message.origin, ctx);
+          return {
+            queued: false,
+            skipped: refusal,
+            ...(held ? { held: true } : {}),
+            ...(awaitingPledge ? { awaitingPledge: true } : {}),
+          };
         }
         const hash = trainingFraudProofHash(message.body.proof);
         const seen = `fraud:${hash}`;
@@ -577,6 +608,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         };
       case "end_again":
         return await this.#endAgain(ctx);
+      case "pledges_again":
+        return await this.#pledgesAgain(ctx);
     }
   }
 
@@ -975,10 +1008,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     const { proof } = body;
     const hash = trainingFraudProofHash(proof);
     if (this.#heldProofs.some((h) => h.hash === hash)) return false;
-    if (!verifySignature(proof.validator, trainingFraudProofSigningBytes(proof), proof.sig)) {
-      return false;
-    }
-    if (!verifyTrainingReceipt(proof.receipt).ok) return false;
+    if (!signedProof(proof)) return false;
     const accuser = toHex(proof.validator);
     const account = await this.#ledger<{ stake: number }>(ctx, {
       type: "account",
@@ -1011,6 +1041,68 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     for (const held of released) {
       ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin }).catch(() => {});
     }
+  }
+
+  /**
+   * Hold a peer's fraud proof whose accuser has no pledge in this ledger, until it has
+   * ({@link TrainingValidator.#pledgesAgain}); it is then taken through the intake again, and
+   * settles as it would have had the pledge come first. Only a proof its accuser signed, about a
+   * receipt its trainer signed, from a key that never staked here (one whose stake is spent is
+   * refused in either order); bounded (`_pledge_held_training_proofs.ts`). Costs memory and a
+   * ledger question per recheck, never a re-run.
+   * @returns Whether it is held.
+   */
+  async #holdForPledge(
+    body: TrainingFraudProofBody,
+    origin: string,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<boolean> {
+    const { proof } = body;
+    if (!signedProof(proof)) return false;
+    // No answer: not "never staked" (held for nothing, it would only take a place).
+    const staked = await this.#ledger<boolean>(ctx, { type: "has_staked", key: proof.validator })
+      .catch(() => true);
+    if (staked) return false;
+    const held = this.#pledgeHeld.hold({
+      receiptId: trainingReceiptId(proof.receipt),
+      accuser: toHex(proof.validator),
+      hash: trainingFraudProofHash(proof),
+      body,
+      origin,
+      since: (this.#options.now ?? Date.now)(),
+    });
+    if (held) this.#pledgesAgainLater(ctx);
+    return held;
+  }
+
+  /** Ask the ledger again, after {@link PLEDGE_RECHECK_MS}, while proofs wait for a pledge. */
+  #pledgesAgainLater(ctx: ActorContext<TrainingValidatorMessage>): void {
+    if (this.#pledgesAgainScheduled || this.#pledgeHeld.size === 0) return;
+    this.#pledgesAgainScheduled = true;
+    // Told, not run here: the held proofs change in `receive` (`pledges_again`).
+    void sleep(this.#options.pledgeRecheckMs ?? PLEDGE_RECHECK_MS, ctx.signal).then(() => {
+      if (!ctx.signal.aborted) return ctx.self.tell({ type: "pledges_again" });
+    }).catch(() => {}); // this actor stopped meanwhile: the held proofs go with it
+  }
+
+  /**
+   * The proofs held for a pledge whose accuser has staked here since go through the intake
+   * again; those held past {@link PLEDGE_HOLD_MS} are forgotten (their receipt's window closed).
+   */
+  async #pledgesAgain(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    this.#pledgesAgainScheduled = false;
+    this.#pledgeHeld.expire((this.#options.now ?? Date.now)() - PLEDGE_HOLD_MS);
+    for (const key of this.#pledgeHeld.accusers()) {
+      if (ctx.signal.aborted) return;
+      const staked = await this.#ledger<boolean>(ctx, { type: "has_staked", key })
+        .catch(() => false);
+      if (!staked) continue;
+      for (const held of this.#pledgeHeld.take(toHex(key))) {
+        ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin })
+          .catch(() => {});
+      }
+    }
+    this.#pledgesAgainLater(ctx);
   }
 
   /**
@@ -1309,4 +1401,10 @@ function keptEnd(value: unknown): KeptEnd | undefined {
   const { end, reason } = value as Partial<KeptEnd>;
   if (end !== "passed" && end !== "undecided") return undefined;
   return { end, ...(typeof reason === "string" ? { reason } : {}) };
+}
+
+/** Whether `proof` is signed by its accuser, about a receipt its trainer signed (worth holding). */
+function signedProof(proof: TrainingFraudProofBody["proof"]): boolean {
+  return verifySignature(proof.validator, trainingFraudProofSigningBytes(proof), proof.sig) &&
+    verifyTrainingReceipt(proof.receipt).ok;
 }

@@ -62,12 +62,13 @@ Deno.test("a peer's training fraud proof about a receipt this ledger never recor
     const proof = lossFraud(model.cid, Identity.generate(), 8);
     const body = { proof, arch: TEST_ARCH };
     assert.ok(TrainingFraudProofMessage.schema.safeParse(body).success, "valid on the wire");
-    // Its receipt was never recorded here.
+    // Its receipt was never recorded here, and its accuser never pledged here: held (memory
+    // only) for the pledge, `training_proof_pledge_order_test.ts`.
     assert.deepEqual(
       await training.ask({ type: "fraud_proof", body, origin: "stranger" }),
-      { queued: false, skipped: "receipt_unknown" },
+      { queued: false, skipped: "receipt_unknown", awaitingPledge: true },
     );
-    // Recorded now (its trainer staked), but the accuser has no stake here.
+    // Recorded now (its trainer staked), but the accuser has no stake here (this copy is held).
     await recordLazyReceipt(ledger, training, proof, model.cid);
     assert.deepEqual(
       await training.ask({ type: "fraud_proof", body, origin: "stranger" }),
