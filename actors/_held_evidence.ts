@@ -11,10 +11,12 @@
  * gone, would); a receipt waiting for its worker's pledge, gone, left honest work unpaid here for
  * good.
  *
- * Written once, when the actor stops (its `postStop`, which also runs when its supervisor
- * restarts it after a failure), and read and removed when it starts: what it held then goes
- * through the intake again, as it would have when it arrived. A crash that skips `postStop`
- * (the process killed) still loses it. Bounded by what the memory holds
+ * Written when it changed at each finalize tick (10 s by default) and when the actor stops (its
+ * `postStop`, which also runs when its supervisor restarts it after a failure), and read when it
+ * starts: what it held then goes through the intake again, as it would have when it arrived,
+ * and the file stays until the next write replaces it. A process killed outright loses what
+ * arrived since the last tick, no more; a write per message would let a stranger make the node
+ * fsync at network rate. Bounded by what the memory holds
  * (`_validator_memory.ts`, `_pledge_held_proofs.ts`). Both kinds of proof are kept in one list:
  * at the start each goes through the intake again, which holds it for what it still lacks. Not
  * part of the public API.
@@ -24,6 +26,7 @@
 import { join } from "node:path";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
 import { writeFileDurably } from "../proof/_durable_file.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type { ReceiptMessage } from "./validator_messages.ts";
 
 /** The file under the ledger's directory. */
@@ -45,45 +48,82 @@ export interface HeldEvidence {
   proofs: KeptProof[];
 }
 
-/** Keep `held` in `ledgerDir`, durably (nothing is written when it is empty). */
-export async function keepHeldEvidence(ledgerDir: string, held: HeldEvidence): Promise<void> {
-  if (held.receipts.length === 0 && held.proofs.length === 0) return;
-  const receipts = held.receipts.map((m) => definedOnly({ ...m }));
-  const proofs = held.proofs.map((p) => definedOnly({ ...p }));
-  await writeFileDurably(
-    join(ledgerDir, HELD_EVIDENCE_FILE),
-    encodeCanonical({ receipts, proofs }),
-  );
-}
-
 /**
- * What was kept in `ledgerDir` at the last stop, removed from disk (the caller takes it in again,
- * and keeps what it still holds at its own stop). Unreadable bytes give nothing; entries are
- * untrusted (the intake checks each as it checks a peer's message).
+ * The held-evidence file of one ledger directory, kept in step with what the actor holds: at
+ * most one durable write per {@link HeldEvidenceFile.keep} call, and none when nothing changed.
+ * The actor keeps it at each finalize tick and at its stop, so a process killed outright loses
+ * at most what arrived since the last tick, and a stranger's flood of refused receipts makes it
+ * write no more often than the tick (never once per message).
  */
-export async function takeHeldEvidence(ledgerDir: string): Promise<HeldEvidence> {
-  const path = join(ledgerDir, HELD_EVIDENCE_FILE);
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return { receipts: [], proofs: [] };
-    throw error;
+export class HeldEvidenceFile {
+  readonly #path: string;
+  /** The bytes on disk (undefined: no file). */
+  #kept: Uint8Array | undefined;
+
+  private constructor(path: string, kept: Uint8Array | undefined) {
+    this.#path = path;
+    this.#kept = kept;
   }
-  await Deno.remove(path);
-  let value: unknown;
-  try {
-    value = decodeCbor(bytes);
-  } catch {
-    return { receipts: [], proofs: [] };
+
+  /**
+   * Open the file of `ledgerDir` and read what was kept at the last keep. The file stays until
+   * the next {@link keep} replaces it (a process killed before then keeps it); one that is not
+   * readable CBOR is removed. Entries are untrusted (the intake checks each as it checks a
+   * peer's message).
+   */
+  static async open(ledgerDir: string): Promise<{ file: HeldEvidenceFile; held: HeldEvidence }> {
+    const path = join(ledgerDir, HELD_EVIDENCE_FILE);
+    const none = { receipts: [], proofs: [] };
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(path);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) {
+        return { file: new HeldEvidenceFile(path, undefined), held: none };
+      }
+      throw error;
+    }
+    let value: unknown;
+    try {
+      value = decodeCbor(bytes);
+    } catch {
+      await Deno.remove(path);
+      return { file: new HeldEvidenceFile(path, undefined), held: none };
+    }
+    const kept = value as Partial<HeldEvidence> | null;
+    const list = <T>(xs: unknown): T[] =>
+      Array.isArray(xs) ? xs.filter((x) => typeof x === "object" && x !== null) : [];
+    return {
+      file: new HeldEvidenceFile(path, bytes),
+      held: {
+        receipts: list<ReceiptMessage>(kept?.receipts).map((m) => ({ ...m, type: "receipt" })),
+        proofs: list<KeptProof>(kept?.proofs),
+      },
+    };
   }
-  const kept = value as Partial<HeldEvidence> | null;
-  const list = <T>(xs: unknown): T[] =>
-    Array.isArray(xs) ? xs.filter((x) => typeof x === "object" && x !== null) : [];
-  return {
-    receipts: list<ReceiptMessage>(kept?.receipts).map((m) => ({ ...m, type: "receipt" })),
-    proofs: list<KeptProof>(kept?.proofs),
-  };
+
+  /**
+   * Make the file hold `held`, durably: written when it differs from what is on disk, removed
+   * when nothing is held. Returns whether the disk changed.
+   */
+  async keep(held: HeldEvidence): Promise<boolean> {
+    const empty = held.receipts.length === 0 && held.proofs.length === 0;
+    if (empty) {
+      if (this.#kept === undefined) return false;
+      await Deno.remove(this.#path).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
+      this.#kept = undefined;
+      return true;
+    }
+    const receipts = held.receipts.map((m) => definedOnly({ ...m }));
+    const proofs = held.proofs.map((p) => definedOnly({ ...p }));
+    const bytes = encodeCanonical({ receipts, proofs });
+    if (this.#kept !== undefined && bytesEqual(this.#kept, bytes)) return false;
+    await writeFileDurably(this.#path, bytes);
+    this.#kept = bytes;
+    return true;
+  }
 }
 
 /** `value` without its undefined fields (canonical CBOR has no undefined). */

@@ -87,7 +87,7 @@ import { ChallengeHolds } from "./_challenge_holds.ts";
 import { TakeoverBudget } from "./_takeover_budget.ts";
 import { settleSteering } from "./_steering_settlement.ts";
 import { judgedKey, ValidatorMemory } from "./_validator_memory.ts";
-import { keepHeldEvidence, takeHeldEvidence } from "./_held_evidence.ts";
+import { type HeldEvidence, HeldEvidenceFile } from "./_held_evidence.ts";
 import { PledgeHeldProofs } from "./_pledge_held_proofs.ts";
 import { UnbackedChecks } from "./_unbacked_checks.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "./_own_fraud_proofs.ts";
@@ -186,6 +186,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #held = new ChallengeHolds();
   /** Receipts awaiting stake, peers' receipts, verdict authors and fraud proofs (bounded). */
   readonly #memory = new ValidatorMemory();
+  /** Where what waits for a pledge or a receipt is kept across a stop or a crash. */
+  #heldFile?: HeldEvidenceFile;
   /** Peers' fraud proofs waiting for their accuser's pledge (bounded). */
   readonly #pledgeHeld = new PledgeHeldProofs();
   /** Checks of proofs whose accuser's stake here falls short (bounded per receipt). */
@@ -265,8 +267,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#stats.unresolved++;
     }
     for (const id of kept.keys()) await this.#ownProofs.remove(id);
-    // What waited here at the last stop for a pledge or a receipt goes through the intake again.
-    const held = await takeHeldEvidence(this.#options.ledgerDir);
+    // What waited here at the last keep for a pledge or a receipt goes through the intake again.
+    const { file, held } = await HeldEvidenceFile.open(this.#options.ledgerDir);
+    this.#heldFile = file;
     for (const message of held.receipts) await this.#onReceipt(message, ctx).catch(() => {});
     for (const { proof, origin } of held.proofs) {
       this.#onFraudProof(proof, ctx, false, typeof origin === "string" ? origin : undefined);
@@ -286,14 +289,22 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    */
   async postStop(): Promise<void> {
     await this.#work.catch(() => {});
-    if (this.#ledger !== undefined) {
-      const held = this.#memory.waiting();
-      held.proofs.push(...this.#pledgeHeld.all());
-      await keepHeldEvidence(this.#options.ledgerDir, held).catch((error) =>
-        this.#log(`validator: could not keep held receipts and proofs: ${error.message}`)
-      );
-    }
+    if (this.#ledger !== undefined) await this.#keepHeld();
     await this.#ledger?.close();
+  }
+
+  /** What waits here for a pledge or a receipt, as kept across a stop. */
+  #heldEvidence(): HeldEvidence {
+    const held = this.#memory.waiting();
+    held.proofs.push(...this.#pledgeHeld.all());
+    return held;
+  }
+
+  /** Keep what is held on disk, if it changed since the last keep (`_held_evidence.ts`). */
+  async #keepHeld(): Promise<void> {
+    await this.#heldFile?.keep(this.#heldEvidence()).catch((error) =>
+      this.#log(`validator: could not keep held receipts and proofs: ${error.message}`)
+    );
   }
 
   /** Handle one message (see {@link ValidatorMessage}). */
@@ -398,9 +409,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         await ledger.deposit(message.key, message.amount);
         this.#takePledgeHeldProofs(toHex(message.key), ctx);
         return undefined;
-      case "finalize":
+      case "finalize": {
         // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet.
-        return await ledger.finalizeDue();
+        const finalized = await ledger.finalizeDue();
+        // At most one write a tick, however fast peers' messages come: a process killed outright
+        // loses what arrived since.
+        await this.#keepHeld();
+        return finalized;
+      }
       case "account":
         return ledger.account(message.key);
       case "receipt_status":

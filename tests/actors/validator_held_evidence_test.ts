@@ -79,11 +79,9 @@ Deno.test("a receipt waiting for its worker's pledge and a fraud proof waiting f
     await system.stop("node/validator");
     assert.ok(await pathExists(join(ledgerDir, HELD_EVIDENCE_FILE)), "kept at the stop");
     validator = await spawn();
-    assert.equal(
-      await pathExists(join(ledgerDir, HELD_EVIDENCE_FILE)),
-      false,
-      "taken in at the start",
-    );
+    // Taken in at the start, and kept on disk until a keep replaces it (a process killed now
+    // still has it).
+    assert.ok(await pathExists(join(ledgerDir, HELD_EVIDENCE_FILE)), "kept past the start");
 
     await pledge(honest);
     assert.equal((await ledger.record(receiptId(honestWork.receipt)))?.status, "pending");
@@ -101,6 +99,71 @@ Deno.test("a receipt waiting for its worker's pledge and a fraud proof waiting f
     await ledger.closeWindow();
     assert.ok((await ledger.account(honest.publicKey)).balance > 0, "the honest work is paid");
     assert.equal((await ledger.account(cheat.publicKey)).balance, 0, "the cheat is not");
+    // Nothing waits any more: the tick removed the file.
+    assert.equal(await pathExists(join(ledgerDir, HELD_EVIDENCE_FILE)), false, "removed");
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("what a validator holds is kept at each finalize tick, not only at its stop: a ledger directory as a kill -9 leaves it still takes up the held proof, and the cheat is slashed", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const [me, cheat, accuser, requester] = Array.from({ length: 4 }, Identity.generate);
+  const peer = "ab".repeat(32);
+  const system = new ActorSystem({ name: "held-evidence-kill" });
+  try {
+    const ledgerDir = join(dir, "ledger");
+    const spawnIn = (name: string, ledgerDir: string) =>
+      spawnValidator(system, {
+        name,
+        identity: me,
+        ledgerDir,
+        clock,
+        challengeProbability: 0,
+        models: HONEST_MODELS,
+      });
+    const validator = await spawnIn("validator", ledgerDir);
+    for (const key of [cheat, accuser]) {
+      await validator.ask({ type: "pledge", pledge: signStakePledge(key, STAKE, 1), origin: peer });
+    }
+    const cheatJob = textJob(requester, "held-kill");
+    const cheatWork = await proveOn(cheatJob, cheat, f.otherSeed);
+    const { fraudProof } = await validateReceipt(
+      { job: cheatJob, receipt: cheatWork.receipt, proof: cheatWork.proof },
+      f.honest,
+      accuser,
+      { now: () => START },
+    );
+    assert.ok(fraudProof);
+    const held = await validator.ask<FraudProofHandled>({
+      type: "fraud_proof",
+      proof: fraudProof,
+      origin: peer,
+    });
+    assert.equal(held.awaitingReceipt, true);
+    assert.equal(await pathExists(join(ledgerDir, HELD_EVIDENCE_FILE)), false, "not yet kept");
+    await validator.ask({ type: "finalize" });
+    assert.ok(await pathExists(join(ledgerDir, HELD_EVIDENCE_FILE)), "kept at the tick");
+    // The directory as a process killed outright now leaves it: copied while the validator runs
+    // (its ledger's entries are fsync'd as they are appended), never stopped.
+    const killed = join(dir, "killed");
+    await Deno.mkdir(killed);
+    for await (const entry of Deno.readDir(ledgerDir)) {
+      if (entry.isFile) await Deno.copyFile(join(ledgerDir, entry.name), join(killed, entry.name));
+    }
+    const restarted = await spawnIn("validator-after-kill", killed);
+    const ledger = ledgerReads(() => restarted, clock);
+    const announced = await announceAssigned(restarted, cheatWork.receipt, cheatJob, requester);
+    assert.equal(announced.recorded, true);
+    await eventually(
+      async () => (await ledger.stats()).fraudProofsChecked === 1,
+      "the kept proof to be checked",
+    );
+    assert.equal((await ledger.record(receiptId(cheatWork.receipt)))?.status, "fraud");
+    await ledger.closeWindow();
+    assert.equal((await ledger.account(cheat.publicKey)).balance, 0, "the cheat is not paid");
   } finally {
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
