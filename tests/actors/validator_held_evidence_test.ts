@@ -30,6 +30,33 @@ import {
 
 const STAKE = 100_000;
 
+/**
+ * A cheat's work (another model under the honest CID), and `accuser`'s proof of it sent to
+ * `validator` before the receipt: held for the receipt.
+ */
+async function caughtBeforeItsReceipt(
+  validator: ActorRef<ValidatorMessage>,
+  nonce: string,
+  who: { requester: Identity; cheat: Identity; accuser: Identity; peer: string },
+) {
+  const cheatJob = textJob(who.requester, nonce);
+  const cheatWork = await proveOn(cheatJob, who.cheat, f.otherSeed);
+  const { fraudProof } = await validateReceipt(
+    { job: cheatJob, receipt: cheatWork.receipt, proof: cheatWork.proof },
+    f.honest,
+    who.accuser,
+    { now: () => START },
+  );
+  assert.ok(fraudProof);
+  const held = await validator.ask<FraudProofHandled>({
+    type: "fraud_proof",
+    proof: fraudProof,
+    origin: who.peer,
+  });
+  assert.equal(held.awaitingReceipt, true);
+  return { cheatJob, cheatWork };
+}
+
 Deno.test("a receipt waiting for its worker's pledge and a fraud proof waiting for its receipt are taken up after a restart: the work is recorded, the cheat slashed", async () => {
   const dir = await Deno.makeTempDir();
   const clock = { t: START };
@@ -60,21 +87,12 @@ Deno.test("a receipt waiting for its worker's pledge and a fraud proof waiting f
     assert.equal(refused.refusal, "insufficient_stake");
 
     // A cheat caught elsewhere: the accuser's proof comes before the receipt.
-    const cheatJob = textJob(requester, "held-cheat");
-    const cheatWork = await proveOn(cheatJob, cheat, f.otherSeed);
-    const { fraudProof } = await validateReceipt(
-      { job: cheatJob, receipt: cheatWork.receipt, proof: cheatWork.proof },
-      f.honest,
+    const { cheatJob, cheatWork } = await caughtBeforeItsReceipt(validator, "held-cheat", {
+      requester,
+      cheat,
       accuser,
-      { now: () => START },
-    );
-    assert.ok(fraudProof);
-    const held = await validator.ask<FraudProofHandled>({
-      type: "fraud_proof",
-      proof: fraudProof,
-      origin: peer,
+      peer,
     });
-    assert.equal(held.awaitingReceipt, true);
 
     await system.stop("node/validator");
     assert.ok(await pathExists(join(ledgerDir, HELD_EVIDENCE_FILE)), "kept at the stop");
@@ -128,21 +146,12 @@ Deno.test("what a validator holds is kept at each finalize tick, not only at its
     for (const key of [cheat, accuser]) {
       await validator.ask({ type: "pledge", pledge: signStakePledge(key, STAKE, 1), origin: peer });
     }
-    const cheatJob = textJob(requester, "held-kill");
-    const cheatWork = await proveOn(cheatJob, cheat, f.otherSeed);
-    const { fraudProof } = await validateReceipt(
-      { job: cheatJob, receipt: cheatWork.receipt, proof: cheatWork.proof },
-      f.honest,
+    const { cheatJob, cheatWork } = await caughtBeforeItsReceipt(validator, "held-kill", {
+      requester,
+      cheat,
       accuser,
-      { now: () => START },
-    );
-    assert.ok(fraudProof);
-    const held = await validator.ask<FraudProofHandled>({
-      type: "fraud_proof",
-      proof: fraudProof,
-      origin: peer,
+      peer,
     });
-    assert.equal(held.awaitingReceipt, true);
     assert.equal(await pathExists(join(ledgerDir, HELD_EVIDENCE_FILE)), false, "not yet kept");
     await validator.ask({ type: "finalize" });
     assert.ok(await pathExists(join(ledgerDir, HELD_EVIDENCE_FILE)), "kept at the tick");
