@@ -630,58 +630,45 @@ export class SwarmHost {
     }, delay);
   }
 
-  /** A connection from the host: check its token, read the peer's key, hand it on. */
+  /**
+   * A connection from the host: check its token, read the peer's key, hand it on. The header is
+   * read with a reader of its own size, so the peer's first bytes, even when they came in the
+   * same write, stay in the socket: the peer's readable is the socket's own byte stream, which a
+   * `Connection` reads straight into its buffers. (Read with a default reader, the header's read
+   * could take the peer's first bytes too, and handing them on first needed a stream layer
+   * without BYOB reads: the connection then copied each 256 KiB storage chunk twice more, for
+   * its whole life, whenever the peer spoke first.)
+   */
   async #accept(duplex: SocketDuplex): Promise<void> {
-    const reader = duplex.readable.getReader();
+    const reader = duplex.readable.getReader({ mode: "byob" });
     const timer = setTimeout(() => duplex.close(), HEADER_TIMEOUT_MS);
-    let header = new Uint8Array(0);
+    let header = new Uint8Array(HEADER_BYTES);
     try {
-      while (header.length < HEADER_BYTES) {
-        const { value, done } = await reader.read();
-        if (done) throw new SwarmHostError("connection ended before its header");
-        const joined = new Uint8Array(header.length + value.length);
-        joined.set(header);
-        joined.set(value, header.length);
-        header = joined;
+      for (let filled = 0; filled < HEADER_BYTES;) {
+        const { value, done } = await reader.read(
+          new Uint8Array(header.buffer, filled, HEADER_BYTES - filled),
+        );
+        if (done || value === undefined) {
+          throw new SwarmHostError("connection ended before its header");
+        }
+        // A BYOB read hands the buffer back under a new owner: the same bytes.
+        header = new Uint8Array(value.buffer);
+        filled += value.byteLength;
       }
     } finally {
       clearTimeout(timer);
+      reader.releaseLock();
     }
     if (!constantTimeEqual(header.subarray(0, TOKEN_BYTES), this.#token)) {
       duplex.close(); // not our host
       return;
     }
-    const rest = header.subarray(HEADER_BYTES);
-    const info = {
+    this.#options.onPeer({
+      duplex: { readable: duplex.readable, writable: duplex.writable },
       remoteKey: header.slice(TOKEN_BYTES, TOKEN_BYTES + 32),
       initiator: header[HEADER_BYTES - 1] === 1,
       close: () => duplex.close(),
-    };
-    if (rest.length === 0) {
-      // The usual case (the host writes the header before the peer has sent anything): the
-      // socket's own stream, without a second stream layer on every chunk of a bulk transfer.
-      reader.releaseLock();
-      this.#options.onPeer({
-        duplex: { readable: duplex.readable, writable: duplex.writable },
-        ...info,
-      });
-      return;
-    }
-    // The peer's first bytes came in the header's read: hand them on first.
-    const readable = new ReadableStream<Uint8Array>({
-      start(controller) {
-        controller.enqueue(rest);
-      },
-      async pull(controller) {
-        const { value, done } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
-      },
-      cancel(reason) {
-        return reader.cancel(reason);
-      },
-    }, { highWaterMark: 0 });
-    this.#options.onPeer({ duplex: { readable, writable: duplex.writable }, ...info });
+    });
   }
 }
 
