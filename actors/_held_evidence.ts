@@ -3,7 +3,9 @@
  * refused for want of their worker's stake (taken again when the pledge comes), peers' fraud
  * proofs about receipts not recorded here yet (checked when the receipt comes), and peers' fraud
  * proofs from keys with no pledge here yet (taken again when the pledge comes,
- * `_pledge_held_proofs.ts`) — kept across a stop in `<ledger dir>/held-evidence.cbor`.
+ * `_pledge_held_proofs.ts`) — kept across a stop in `<ledger dir>/held-evidence.cbor`, with the
+ * unbacked checks each receipt still in its window has spent (`_unbacked_checks.ts`: forgotten
+ * at a restart, each start granted every receipt its budget of checks again).
  *
  * Lost at a restart, each was a branch where this ledger settled differently from the others:
  * a proof held for a cheat's receipt, gone when the receipt came after the restart, let this
@@ -28,6 +30,7 @@ import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
 import { writeFileDurably } from "../proof/_durable_file.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import type { ReceiptMessage } from "./validator_messages.ts";
+import type { SpentUnbacked } from "./_unbacked_checks.ts";
 
 /** The file under the ledger's directory. */
 export const HELD_EVIDENCE_FILE = "held-evidence.cbor";
@@ -46,6 +49,11 @@ export interface HeldEvidence {
   receipts: ReceiptMessage[];
   /** Fraud proofs held for a receipt not recorded yet, or for their accuser's pledge; oldest first. */
   proofs: KeptProof[];
+  /**
+   * Unbacked checks spent per receipt still in its window (`_unbacked_checks.ts`): kept, or
+   * each restart would grant every receipt its budget again. Untrusted when read.
+   */
+  unbacked: SpentUnbacked[];
 }
 
 /**
@@ -73,7 +81,7 @@ export class HeldEvidenceFile {
    */
   static async open(ledgerDir: string): Promise<{ file: HeldEvidenceFile; held: HeldEvidence }> {
     const path = join(ledgerDir, HELD_EVIDENCE_FILE);
-    const none = { receipts: [], proofs: [] };
+    const none = { receipts: [], proofs: [], unbacked: [] };
     let bytes: Uint8Array;
     try {
       bytes = await Deno.readFile(path);
@@ -98,6 +106,7 @@ export class HeldEvidenceFile {
       held: {
         receipts: list<ReceiptMessage>(kept?.receipts).map((m) => ({ ...m, type: "receipt" })),
         proofs: list<KeptProof>(kept?.proofs),
+        unbacked: list<SpentUnbacked>(kept?.unbacked),
       },
     };
   }
@@ -107,7 +116,8 @@ export class HeldEvidenceFile {
    * when nothing is held. Returns whether the disk changed.
    */
   async keep(held: HeldEvidence): Promise<boolean> {
-    const empty = held.receipts.length === 0 && held.proofs.length === 0;
+    const empty = held.receipts.length === 0 && held.proofs.length === 0 &&
+      held.unbacked.length === 0;
     if (empty) {
       if (this.#kept === undefined) return false;
       await Deno.remove(this.#path).catch((error) => {
@@ -118,7 +128,7 @@ export class HeldEvidenceFile {
     }
     const receipts = held.receipts.map((m) => definedOnly({ ...m }));
     const proofs = held.proofs.map((p) => definedOnly({ ...p }));
-    const bytes = encodeCanonical({ receipts, proofs });
+    const bytes = encodeCanonical({ receipts, proofs, unbacked: held.unbacked });
     if (this.#kept !== undefined && bytesEqual(this.#kept, bytes)) return false;
     await writeFileDurably(this.#path, bytes);
     this.#kept = bytes;

@@ -14,8 +14,10 @@
  * every order too — within a budget that no number of keys enlarges:
  *
  * - **Per receipt**: at most {@link MAX_UNBACKED_CHECKS_PER_RECEIPT}, ever (while it is
- *   remembered: {@link MAX_REMEMBERED_RECEIPTS}, least recently checked forgotten first; a
- *   restart forgets them all, so each start can cost that many again).
+ *   remembered: {@link MAX_REMEMBERED_RECEIPTS}, least recently checked forgotten first, and
+ *   until its window closes, after which no proof is checked for it). The count is kept across
+ *   a restart with the held evidence (`_held_evidence.ts`: at each finalize tick and at the
+ *   stop); it used to be memory only, so each restart granted every receipt that many again.
  * - **In flight**: at most {@link MAX_UNBACKED_CHECKS_IN_FLIGHT} at once, over every receipt,
  *   and one per accuser and receipt (a re-signed copy is not checked beside the first; once that
  *   settles it is a repeated accusation).
@@ -47,10 +49,20 @@ export const MAX_UNBACKED_CHECKS_IN_FLIGHT = 16;
 /** Receipts whose spent unbacked checks are remembered (least recently checked forgotten first). */
 const MAX_REMEMBERED_RECEIPTS = 4096;
 
+/** The unbacked checks one receipt has spent, as kept across a restart. */
+export interface SpentUnbacked {
+  /** The receipt id. */
+  receiptId: string;
+  /** Unbacked checks spent on it. */
+  checks: number;
+  /** The end of its challenge window (ledger clock, ms): forgotten after it. */
+  until: number;
+}
+
 /** The unbacked checks spent per receipt, and those in flight. */
 export class UnbackedChecks {
   /** Unbacked checks spent per receipt id, least recently checked first. */
-  readonly #spent = new Map<string, number>();
+  readonly #spent = new Map<string, { checks: number; until: number }>();
   /** In flight, by proof hash: `accuser/receiptId`. */
   readonly #inFlight = new Map<string, string>();
 
@@ -62,20 +74,58 @@ export class UnbackedChecks {
   /** Whether `accuser` (hex) may have an unbacked check of receipt `id` now. */
   available(id: string, accuser: string): boolean {
     if (this.#inFlight.size >= MAX_UNBACKED_CHECKS_IN_FLIGHT) return false;
-    if ((this.#spent.get(id) ?? 0) >= MAX_UNBACKED_CHECKS_PER_RECEIPT) return false;
+    if ((this.#spent.get(id)?.checks ?? 0) >= MAX_UNBACKED_CHECKS_PER_RECEIPT) return false;
     for (const pair of this.#inFlight.values()) if (pair === `${accuser}/${id}`) return false;
     return true;
   }
 
-  /** An unbacked check of receipt `id` by `accuser` (hex), proof `hash`, is queued. */
-  take(id: string, accuser: string, hash: string): void {
-    const spent = (this.#spent.get(id) ?? 0) + 1;
+  /**
+   * An unbacked check of receipt `id` by `accuser` (hex), proof `hash`, is queued; `until`: the
+   * end of the receipt's window (ledger clock, ms).
+   */
+  take(id: string, accuser: string, hash: string, until: number): void {
+    this.#spend(id, (this.#spent.get(id)?.checks ?? 0) + 1, until);
+    this.#inFlight.set(hash, `${accuser}/${id}`);
+  }
+
+  /**
+   * The checks spent per receipt whose window is still open at `now` (ledger clock, ms), least
+   * recently checked first, for keeping across a stop; those past it are forgotten.
+   */
+  spent(now: number): SpentUnbacked[] {
+    const kept: SpentUnbacked[] = [];
+    for (const [receiptId, { checks, until }] of this.#spent) {
+      if (until < now) this.#spent.delete(receiptId);
+      else kept.push({ receiptId, checks, until });
+    }
+    return kept;
+  }
+
+  /**
+   * Take back what {@link spent} kept before a stop (untrusted when read: entries that are not
+   * such a count are skipped; a count is never lowered).
+   */
+  restore(kept: readonly unknown[]): void {
+    for (const value of kept) {
+      const entry = value as Partial<SpentUnbacked> | null;
+      const { receiptId, checks, until } = entry ?? {};
+      if (typeof receiptId !== "string" || !Number.isInteger(checks) || checks! < 1) continue;
+      if (typeof until !== "number" || !Number.isFinite(until)) continue;
+      const now = this.#spent.get(receiptId)?.checks ?? 0;
+      this.#spend(
+        receiptId,
+        Math.min(MAX_UNBACKED_CHECKS_PER_RECEIPT, Math.max(now, checks!)),
+        until,
+      );
+    }
+  }
+
+  #spend(id: string, checks: number, until: number): void {
     this.#spent.delete(id); // re-inserted last: the receipt least recently checked goes first
-    this.#spent.set(id, spent);
+    this.#spent.set(id, { checks, until });
     while (this.#spent.size > MAX_REMEMBERED_RECEIPTS) {
       this.#spent.delete(this.#spent.keys().next().value!);
     }
-    this.#inFlight.set(hash, `${accuser}/${id}`);
   }
 
   /** The check of proof `hash` ended (settled, or failed): no longer in flight. */

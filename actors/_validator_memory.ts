@@ -278,7 +278,7 @@ export class ValidatorMemory {
    * (`_held_evidence.ts`): receipts waiting for their worker's pledge, and fraud proofs held for
    * their receipt.
    */
-  waiting(): HeldEvidence {
+  waiting(): Omit<HeldEvidence, "unbacked"> {
     const receipts = [...this.#awaitingStake.values()].flat();
     const proofs = [...this.#held.values()].flatMap((held) =>
       [...held.values()].map(({ proof, origin }) => ({ proof, origin }))

@@ -28,7 +28,9 @@
  * A challenge is opened in the ledger first (`challenged`: unpaid, durably) and ends in one
  * ledger transition: `valid` clears it (paid when the window closes), a fraud proof slashes
  * once checked, proof data withheld past the deadline slashes (burned), and anything
- * undecided — no model, an exception, a restart — leaves the job unpaid. A staked peer's
+ * undecided — no model, an exception, a restart — leaves the job unpaid. A decided ending is
+ * kept on disk before the ledger is asked (`_challenge_endings.ts`, `_own_fraud_proofs.ts`), so a
+ * ledger write that fails and crashes this actor is applied at its restart. A staked peer's
  * "proof withheld" verdict makes this validator ask the worker itself, with or without the
  * model, within a takeover budget of its own (`_takeover_budget.ts`): that claim is about
  * availability, so a validator without the model checks only that the worker serves signed
@@ -91,6 +93,7 @@ import { type HeldEvidence, HeldEvidenceFile } from "./_held_evidence.ts";
 import { PledgeHeldProofs } from "./_pledge_held_proofs.ts";
 import { UnbackedChecks } from "./_unbacked_checks.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "./_own_fraud_proofs.ts";
+import { ChallengeEndings, type ChallengeEndStep } from "./_challenge_endings.ts";
 import {
   holdTrainingChallenge,
   recordTrainingReceipt,
@@ -177,6 +180,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #ledger?: Ledger;
   /** This validator's own fraud proofs between verdict and settlement, on disk. */
   #ownProofs!: OwnFraudProofs;
+  /** How challenges without a fraud proof ended, on disk until the ledger has it. */
+  #endings!: ChallengeEndings;
   /** Receipts whose own proof was resumed at start: passed on once it is confirmed here. */
   readonly #resumed = new Set<string>();
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
@@ -231,6 +236,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#options.identity,
       this.#options.ledger,
     );
+    // Challenges decided before a failed ledger write (or a stop) cut them off: ended as
+    // decided, before anything else reads the ledger (`_challenge_endings.ts`).
+    this.#endings = ChallengeEndings.in(this.#options.ledgerDir);
+    await this.#applyKeptEndings();
     this.#steering = SteeringRecord.fromVerdicts(
       this.#ledger.verdicts(),
       this.#options.identity.publicKey,
@@ -270,6 +279,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // What waited here at the last keep for a pledge or a receipt goes through the intake again.
     const { file, held } = await HeldEvidenceFile.open(this.#options.ledgerDir);
     this.#heldFile = file;
+    // Spent before the stop: still spent (before the held proofs below may spend more).
+    this.#unbacked.restore(held.unbacked);
     for (const message of held.receipts) await this.#onReceipt(message, ctx).catch(() => {});
     for (const { proof, origin } of held.proofs) {
       this.#onFraudProof(proof, ctx, false, typeof origin === "string" ? origin : undefined);
@@ -281,6 +292,51 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       }, every);
       ctx.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
     }
+  }
+
+  /**
+   * At start: end each challenge whose ending was kept before the ledger was asked (the ask
+   * failed and crashed this actor, or a stop came first) as it was decided; one whose receipt is
+   * no longer `challenged` has its ending in the ledger already, and is not applied twice. A
+   * ledger write that fails again fails the start: the supervisor tries again after its backoff,
+   * and the ending stays kept for the next start.
+   */
+  async #applyKeptEndings(): Promise<void> {
+    const ledger = this.#ledger!;
+    const me = this.#options.identity.publicKey;
+    for (const [id, ending] of await this.#endings.all()) {
+      const mine = ending !== undefined && ending.verdict.subjectId === id &&
+        ending.verdict.validator instanceof Uint8Array && bytesEqual(ending.verdict.validator, me);
+      if (mine && ledger.receipt(id)?.status === "challenged") {
+        const recorded = await ledger.recordVerdict(ending.verdict).then(() => true, (error) => {
+          // A verdict that does not verify is not this validator's: its ending is not applied.
+          if (error instanceof LedgerRejectedError) return false;
+          throw error;
+        });
+        if (recorded) {
+          const ended = await this.#transitionOf(id, ending.end, ending.reason)().then(
+            () => true,
+            (error) => {
+              if (error instanceof LedgerRejectedError) return false;
+              throw error;
+            },
+          );
+          if (ended && ending.end === "fault") this.#stats.slashes++;
+          if (ended && ending.end === "unresolved") this.#stats.unresolved++;
+        }
+      }
+      await this.#endings.remove(id);
+    }
+  }
+
+  /** The ledger transition `end` of the challenge on `id`, for {@link ValidatorActor.#end}. */
+  #transitionOf(id: string, end: ChallengeEndStep, reason: string): () => Promise<void> {
+    const ledger = this.#ledger!;
+    if (end === "cleared") return () => ledger.clearChallenge(id);
+    if (end === "fault") {
+      return () => ledger.settleFault(id, this.#options.identity.publicKey, reason);
+    }
+    return () => ledger.leaveUnresolved(id, reason);
   }
 
   /**
@@ -297,7 +353,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #heldEvidence(): HeldEvidence {
     const held = this.#memory.waiting();
     held.proofs.push(...this.#pledgeHeld.all());
-    return held;
+    return { ...held, unbacked: this.#unbacked.spent(this.#now()) };
   }
 
   /** Keep what is held on disk, if it changed since the last keep (`_held_evidence.ts`). */
@@ -684,9 +740,25 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       // The worker served valid proof data here: the claim was false here, held against it.
       this.#takeovers.foundFalse(claimant, this.#now() + ledger.economics.challengeWindowMs);
     }
+    // How the challenge ends in the ledger, unless by its own fraud proof (settled from it):
+    // valid, or a claim found false — cleared; withheld or steering — a fault; else unresolved.
+    const end: ChallengeEndStep | undefined = result.fraudProof
+      ? undefined
+      : served || (outcome === "inconclusive" && claimant !== undefined)
+      ? "cleared"
+      : outcome === "invalid" && FAULTS.has(reason)
+      ? "fault"
+      : "unresolved";
     try {
-      // Kept before the verdict is: a stop between the two settles it at the next start.
+      // Kept before the verdict is: a stop, or a ledger write that fails, between the two
+      // settles it at the next start (`_own_fraud_proofs.ts`, `_challenge_endings.ts`).
       if (result.fraudProof) await this.#ownProofs.save(id, result.fraudProof);
+      if (end !== undefined) {
+        await this.#endings.keep(id, { end, reason, verdict: result.verdict }).catch((error) =>
+          // The ledger is asked all the same: only a failure of that too loses the ending.
+          this.#log(`validator: ending of ${id.slice(0, 12)} not kept: ${error.message}`)
+        );
+      }
       await ledger.recordVerdict(result.verdict);
       this.#stats.verdicts[outcome]++;
       const worker = toHex(receipt.worker);
@@ -709,26 +781,25 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           await this.#ownProofs.remove(id);
         }
         this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof: result.fraudProof });
-      } else if (served || (outcome === "inconclusive" && claimant !== undefined)) {
+      } else if (end === "cleared") {
         // Valid; or, taken over without the model, the proof data the peer said was withheld
         // was served here and opens the commitment: the claim fails, the work stands. A takeover
         // undecided here (this validator's own error) proves nothing either: the work stands as
         // it would without the claim, and the claimant gains nothing. (A worker that delivers
         // nothing here by the deadline, by any route, withheld: a fault, below.)
-        await this.#end(id, () => ledger.clearChallenge(id));
-      } else if (outcome === "invalid" && FAULTS.has(reason)) {
+        await this.#end(id, this.#transitionOf(id, end, reason));
+      } else if (end === "fault") {
         // Withheld past the deadline — no answer, "none", unsigned data, or no route to the
         // worker through the deadline — or the receipt that convicts its worker of steering: the
         // worker's failure, and no fraud proof can carry it. Not paid; the locked slash is burned.
-        const me = this.#options.identity.publicKey;
-        if (await this.#end(id, () => ledger.settleFault(id, me, reason))) {
+        if (await this.#end(id, this.#transitionOf(id, end, reason))) {
           this.#stats.slashes++;
           this.#tellNetwork(ctx, { type: "peer_convicted", key: worker });
         }
         if (reason === "steering") await this.#settleSteering(receipt.worker);
       } else {
         // Undecided here (no model, an error, anything else): not paid, nobody slashed.
-        if (await this.#end(id, () => ledger.leaveUnresolved(id, reason))) {
+        if (await this.#end(id, this.#transitionOf(id, "unresolved", reason))) {
           this.#stats.unresolved++;
         }
       }
@@ -755,18 +826,25 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     await settleSteering(this.#ledger!, me, key, (line) => this.#log(line));
   }
 
-  /** End the challenge on `id` with one ledger transition, and release its hold. */
+  /**
+   * End the challenge on `id` with one ledger transition, and release its hold. Once the ledger
+   * answered, its kept ending is removed; a write that fails (a disk error: the ledger is
+   * poisoned) leaves it kept, and crashes this actor: the restart applies it
+   * (`_challenge_endings.ts`).
+   */
   async #end(id: string, transition: () => Promise<void>): Promise<boolean> {
     try {
       await transition();
-      return true;
     } catch (error) {
       // Settled meanwhile by someone else's checked fraud proof: that outcome stands.
       if (!(error instanceof LedgerRejectedError && error.code === "wrong_status")) throw error;
+      await this.#endings.remove(id);
       return false;
     } finally {
       this.#held.release(id);
     }
+    await this.#endings.remove(id);
+    return true;
   }
 
   #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
@@ -914,7 +992,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       }
       return { queued: false, awaitingReceipt: true, result: waiting.promise };
     }
-    if (unbacked) this.#unbacked.take(id, accuser, hash);
+    if (unbacked) this.#unbacked.take(id, accuser, hash, record.pendingUntil);
     this.#memory.takeFraudProof(hash, waiting, proof.validator);
     this.#enqueue(() => this.#checkFraud(proof)).then(
       (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
@@ -967,6 +1045,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // This validator's own proof, from a challenge that holds the receipt `challenged`: the
     // challenge ends here, whatever the check says.
     const own = message.own === true && ledger.receipt(id)?.status === "challenged";
+    /** A ledger write failed: the own proof stays kept, settled at the restart that follows. */
+    let failed = false;
     try {
       if (check.reason === "malformed" || check.reason === "bad_signature") {
         // Unattributable: nothing to settle, nothing to pass on (and an own challenge is
@@ -1036,13 +1116,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       }
       waiting?.resolve(check);
     } catch (error) {
+      failed = true;
       waiting?.reject(error);
       throw error;
     } finally {
       if (message.own) {
         this.#held.release(id);
         this.#resumed.delete(id);
-        await this.#ownProofs.remove(id);
+        // Removed once settled; after a failed write it is what the restart settles from (the
+        // ledger, poisoned, crashes this actor): removed, the receipt would end unresolved and
+        // the cheat this validator caught keep its stake.
+        if (!failed) await this.#ownProofs.remove(id);
       }
     }
   }
