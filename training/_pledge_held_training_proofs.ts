@@ -11,14 +11,15 @@
  * The ledger belongs to the ValidatorActor, which does not tell this actor of pledges: the
  * holder asks it whether the held proofs' accusers have staked ({@link PLEDGE_RECHECK_MS}, only
  * while something is held). Only a proof worth a re-run then is held: its signature and its
- * receipt's verified, from a key with no pledge here at all (a key that pledged and spent its
- * stake is refused in either order), one per accuser and receipt. It costs this node memory and
- * one ledger question per held accuser and recheck, never a re-run, and that memory is bounded
- * per accuser, per receipt and in all, the longest held pushed out first, and for at most
- * {@link PLEDGE_HOLD_MS}. Keys are free, so a flood of them can push an honest proof out before
- * its pledge comes: it is then skipped, as every such proof was before. Memory only: a restart
- * forgets them. Owned by the actor, read and written only inside its `receive`. Not part of the
- * public API.
+ * receipt's verified, from a key with no pledge here at all (one from a key that pledged and
+ * spent its stake is checked unbacked, in either order), one per accuser and receipt. It costs
+ * this node memory and one ledger question per held accuser and recheck, never a re-run, and
+ * that memory is bounded per accuser, per receipt and in all, the longest held pushed out first,
+ * and for at most {@link PLEDGE_HOLD_MS}. Keys are free, so a flood of them can push an honest
+ * proof out before its pledge comes: it is then skipped, as every such proof was before. The
+ * actor keeps what is held across a stop (`_kept_pledge_held_training_proofs.ts`, when it has a
+ * ledger directory). Owned by the actor, read and written only inside its `receive`. Not part of
+ * the public API.
  *
  * @module
  */
@@ -79,6 +80,11 @@ export class PledgeHeldTrainingProofs {
   /** How many proofs are held. */
   get size(): number {
     return this.#held.size;
+  }
+
+  /** The held proofs, longest held first. */
+  all(): PledgeHeldTrainingProof[] {
+    return [...this.#held.values()];
   }
 
   /** The keys of the accusers with a proof held, each once, longest held first. */

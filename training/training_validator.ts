@@ -19,7 +19,8 @@
  * end_again   {}                 internal: ask the ledger again to end the challenges whose
  *                                ending ask failed (see below)
  * pledges_again {}               internal: the proofs held for their accuser's pledge whose
- *                                accuser has staked since go through the intake again
+ *                                accuser has staked since go through the intake again; the
+ *                                held ones are kept on disk (`ownProofsDir`) for the next start
  * ```
  *
  * The ledger belongs to the ValidatorActor: this actor asks it (`training_receipt`,
@@ -57,6 +58,7 @@ import {
   type ReportBody,
   TRAINING_PROTOCOL,
   type TrainingFraudProofBody,
+  TrainingFraudProofMessage,
   type TrainingGossip,
   type TrainingReceiptBody,
 } from "../protocols/training_messages.ts";
@@ -107,6 +109,8 @@ import {
   PLEDGE_RECHECK_MS,
   PledgeHeldTrainingProofs,
 } from "./_pledge_held_training_proofs.ts";
+import { UnbackedChecks } from "../actors/_unbacked_checks.ts";
+import { KeptPledgeHeldTrainingProofs } from "./_kept_pledge_held_training_proofs.ts";
 
 /**
  * Chance that a validator challenges a training receipt in production: the economics'
@@ -260,8 +264,9 @@ export interface TrainingValidatorOptions {
   /**
    * The ledger's directory: this validator's own fraud proofs are kept in its
    * `own-training-fraud-proofs/` from the failed challenge to their settlement, and resumed at
-   * start (set the ValidatorActor's `trainingProofsResumed` with it). Absent: not kept, and a
-   * stop before the settlement leaves the receipt unresolved.
+   * start (set the ValidatorActor's `trainingProofsResumed` with it); peers' proofs held for
+   * their accuser's pledge are kept in its `pledge-held-training-proofs/` and taken up again at
+   * start. Absent: not kept, and a stop before the settlement leaves the receipt unresolved.
    */
   ownProofsDir?: string;
   /**
@@ -340,7 +345,13 @@ export type TrainingValidatorMessage =
   | ChallengeRequest
   | { type: "receipt"; body: TrainingReceiptBody; origin: string }
   | { type: "credit"; receipts: TrainingReceipt[]; terms: TrainingReceiptBody["terms"] }
-  | { type: "fraud_proof"; body: TrainingFraudProofBody; origin: string }
+  | {
+    type: "fraud_proof";
+    body: TrainingFraudProofBody;
+    origin: string;
+    /** When it was first held for its accuser's pledge, ms: one read back at a start. */
+    since?: number;
+  }
   | {
     type: "checked";
     body: TrainingFraudProofBody;
@@ -421,9 +432,16 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #pledgeHeld = new PledgeHeldTrainingProofs();
   /** Whether a `pledges_again` is on its way. */
   #pledgesAgainScheduled = false;
+  /**
+   * Peers' proofs checked although their pledged accuser's stake here falls short, per receipt
+   * and in flight (`actors/_unbacked_checks.ts`, the inference side's bounds).
+   */
+  readonly #unbacked = new UnbackedChecks();
 
   /** This validator's own fraud proofs until they settle, on disk (`ownProofsDir`). */
   readonly #ownProofs: OwnFraudProofs | undefined;
+  /** The proofs held for their accuser's pledge, across a stop (`ownProofsDir`). */
+  readonly #keptPledgeHeld: KeptPledgeHeldTrainingProofs | undefined;
 
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
@@ -431,6 +449,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     this.#ownProofs = options.ownProofsDir === undefined
       ? undefined
       : OwnFraudProofs.in(options.ownProofsDir, OWN_TRAINING_FRAUD_PROOFS_DIR);
+    this.#keptPledgeHeld = options.ownProofsDir === undefined
+      ? undefined
+      : KeptPledgeHeldTrainingProofs.in(options.ownProofsDir);
   }
 
   /**
@@ -494,6 +515,51 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       this.#holding.add(id);
       await this.#endChallenge(ctx, id, "undecided", "validator_restarted");
     }
+    await this.#resumePledgeHeld(ctx);
+  }
+
+  /** Keep the proofs held for their accuser's pledge for the next start. */
+  async postStop(): Promise<void> {
+    await this.#keepPledgeHeld();
+  }
+
+  /**
+   * The proofs held for their accuser's pledge when this validator last stopped (or at its last
+   * recheck, if it was killed) go through the intake again, as a peer's proof does: signatures
+   * verified, the ledger asked, held again for the time they have left, or checked now that
+   * their accuser has staked. Nothing read is trusted: an entry that is not a proof body with a
+   * peer's origin and a time held inside {@link PLEDGE_HOLD_MS} is dropped (one marked as this
+   * validator's own would skip the stake question). The folder then holds what is held now.
+   */
+  async #resumePledgeHeld(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    if (this.#keptPledgeHeld === undefined) return;
+    const kept = await this.#keptPledgeHeld.read().catch((error) => {
+      this.#log(`training validator: held proofs not read back: ${(error as Error).message}`);
+      return [];
+    });
+    const now = (this.#options.now ?? Date.now)();
+    const again: Extract<TrainingValidatorMessage, { type: "fraud_proof" }>[] = [];
+    for (const { body, origin, since } of kept) {
+      const parsed = TrainingFraudProofMessage.schema.safeParse(body);
+      if (!parsed.success || typeof origin !== "string" || origin === "local") continue;
+      if (typeof since !== "number" || !(since >= now - PLEDGE_HOLD_MS)) continue;
+      const proof = parsed.data as TrainingFraudProofBody;
+      again.push({ type: "fraud_proof", body: proof, origin, since: Math.min(since, now) });
+    }
+    // Longest held first, as they were held: the hold pushes those out first.
+    again.sort((a, b) => a.since! - b.since!);
+    for (const message of again) await this.receive(message, ctx);
+    await this.#keepPledgeHeld();
+  }
+
+  /**
+   * Make the kept folder hold what is held for a pledge now. A failed write costs only the
+   * proofs' survival of a restart, not the hold: logged, and tried again at the next recheck.
+   */
+  async #keepPledgeHeld(): Promise<void> {
+    await this.#keptPledgeHeld?.keep(this.#pledgeHeld.all()).catch((error) =>
+      this.#log(`training validator: held proofs not kept: ${(error as Error).message}`)
+    );
   }
 
   /** Handle one message; see {@link TrainingValidatorMessage}. */
@@ -509,7 +575,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "credit":
         return await this.#credit(message.receipts, message.terms, ctx);
       case "fraud_proof": {
-        const refusal = await this.#intakeRefusal(
+        const { refusal, unbacked } = await this.#intake(
           message.body.proof,
           message.origin === "local",
           ctx,
@@ -525,7 +591,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           // From a key with no pledge here (yet): held until it has one, then taken again.
           const awaitingPledge = !held && message.origin !== "local" &&
             (refusal === "receipt_unknown" || refusal === "unstaked_accuser") &&
-            await this.#holdForPledge(message.body, message.origin, ctx);
+            await this.#holdForPledge(message.body, message.origin, ctx, message.since);
           return {
             queued: false,
             skipped: refusal,
@@ -534,13 +600,18 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           };
         }
         const hash = trainingFraudProofHash(message.body.proof);
+        const id = trainingReceiptId(message.body.proof.receipt);
         const seen = `fraud:${hash}`;
         if (!this.#firstTime(seen)) {
           if (message.origin === "local") {
-            const id = trainingReceiptId(message.body.proof.receipt);
             await this.#endChallenge(ctx, id, "undecided", "proof_duplicate");
           }
           return { queued: false };
+        }
+        // An unbacked check counts against its receipt from here; its in-flight place is freed
+        // when it settles (`checked`) or fails.
+        if (unbacked !== undefined) {
+          this.#unbacked.take(id, toHex(message.body.proof.validator), hash, unbacked);
         }
         // The re-run is outside the mailbox; the settlement comes back as `checked`.
         void this.#check(message.body).then(
@@ -556,8 +627,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
             // Nothing settled: another copy (its start model reachable, its architecture the
             // receipt's) may still be checked. This validator's own challenge ends undecided.
             this.#seen.delete(seen);
+            this.#unbacked.done(hash);
             if (message.origin === "local") {
-              const id = trainingReceiptId(message.body.proof.receipt);
               void this.#endChallenge(ctx, id, "undecided", "proof_unchecked");
             }
             this.#log(
@@ -895,6 +966,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<void> {
     this.#stats.checked++;
+    this.#unbacked.done(message.hash);
     const proof = message.body.proof;
     const receipt = proof.receipt;
     const trainer = toHex(receipt.trainer);
@@ -996,8 +1068,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   /**
    * Hold a peer's fraud proof whose receipt this ledger has not recorded yet, until it is
    * ({@link TrainingValidator.#releaseHeld}); it is then taken through the intake again. Only a
-   * proof its accuser signed, about a receipt its trainer signed, from an accuser with stake
-   * here; bounded (see {@link MAX_HELD_PROOFS}).
+   * proof its accuser signed, about a receipt its trainer signed, from an accuser that pledged
+   * here (its stake spent or not); bounded (see {@link MAX_HELD_PROOFS}).
    * @returns Whether it is held.
    */
   async #holdProof(
@@ -1010,11 +1082,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     if (this.#heldProofs.some((h) => h.hash === hash)) return false;
     if (!signedProof(proof)) return false;
     const accuser = toHex(proof.validator);
-    const account = await this.#ledger<{ stake: number }>(ctx, {
-      type: "account",
-      key: proof.validator,
-    }).catch(() => ({ stake: 0 }));
-    if (account.stake < DEFAULT_ECONOMICS.falseAccusationPenalty) return false;
+    // From a key that pledged here, as the inference side: one whose stake is spent is checked
+    // unbacked once the receipt is in (`#intake`); one that never pledged waits for its pledge.
+    const pledged = await this.#ledger<boolean>(ctx, { type: "has_staked", key: proof.validator })
+      .catch(() => false);
+    if (!pledged) return false;
     const own = this.#heldProofs.filter((h) => h.accuser === accuser);
     if (own.length >= MAX_HELD_PROOFS_PER_ACCUSER) {
       this.#heldProofs.splice(this.#heldProofs.indexOf(own[0]), 1);
@@ -1048,14 +1120,15 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * ({@link TrainingValidator.#pledgesAgain}); it is then taken through the intake again, and
    * settles as it would have had the pledge come first. Only a proof its accuser signed, about a
    * receipt its trainer signed, from a key that never staked here (one whose stake is spent is
-   * refused in either order); bounded (`_pledge_held_training_proofs.ts`). Costs memory and a
-   * ledger question per recheck, never a re-run.
+   * checked unbacked, in either order: `#intake`); bounded (`_pledge_held_training_proofs.ts`).
+   * Costs memory and a ledger question per recheck, never a re-run.
    * @returns Whether it is held.
    */
   async #holdForPledge(
     body: TrainingFraudProofBody,
     origin: string,
     ctx: ActorContext<TrainingValidatorMessage>,
+    since: number = (this.#options.now ?? Date.now)(),
   ): Promise<boolean> {
     const { proof } = body;
     if (!signedProof(proof)) return false;
@@ -1069,7 +1142,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       hash: trainingFraudProofHash(proof),
       body,
       origin,
-      since: (this.#options.now ?? Date.now)(),
+      since,
     });
     if (held) this.#pledgesAgainLater(ctx);
     return held;
@@ -1102,32 +1175,38 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           .catch(() => {});
       }
     }
+    // At most one write per recheck (never one per proof that came): a kill loses one's worth.
+    await this.#keepPledgeHeld();
     this.#pledgesAgainLater(ctx);
   }
 
   /**
    * Why a fraud proof is not worth its re-run here (a few steps of training, seconds at a large
-   * batch), or undefined: as the inference intake, its receipt must be recorded and open in this
+   * batch), or none: as the inference intake, its receipt must be recorded and open in this
    * ledger (the proof never records it: a made-up receipt from a fresh key cost every validator
    * the re-run, and was then passed on), and a peer's accuser must have stake here to lose
-   * (`unstaked_accuser`; this validator's own proofs come from its own challenges).
+   * (`unstaked_accuser`; this validator's own proofs come from its own challenges) — or, short
+   * of it, have pledged here, its receipt inside its window and the unbacked budget room left
+   * (`unbacked`, the end of that window, ledger clock: a conviction must not hang on the
+   * accuser's stake at the moment, see `actors/_unbacked_checks.ts`).
    */
-  async #intakeRefusal(
+  async #intake(
     proof: TrainingFraudProofBody["proof"],
     own: boolean,
     ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<string | undefined> {
+  ): Promise<{ refusal?: string; unbacked?: number }> {
     const record = await this.#ledger<
       { status: ReceiptStatus; pendingUntil: number } | undefined
     >(ctx, {
       type: "receipt_status",
       receiptId: trainingReceiptId(proof.receipt),
     }).catch(() => undefined);
-    if (record === undefined) return "receipt_unknown";
+    if (record === undefined) return { refusal: "receipt_unknown" };
     // As the inference intake: a receipt left unpaid or slashed only inside its window (past it
     // a confirmed proof would also be passed on to every peer, for nothing).
-    if (!worthFraudCheck(record, Date.now())) return "not_pending";
-    if (own) return undefined;
+    const now = Date.now();
+    if (!worthFraudCheck(record, now)) return { refusal: "not_pending" };
+    if (own) return {};
     // One accusation per accuser and receipt, as the ledger settles (`repeated_accusation`):
     // the same claim signed again is a new proof hash, and would be re-run and passed on again.
     const accused = await this.#ledger<boolean>(ctx, {
@@ -1135,13 +1214,24 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       validator: proof.validator,
       receiptId: trainingReceiptId(proof.receipt),
     }).catch(() => false);
-    if (accused) return "repeated_accusation";
+    if (accused) return { refusal: "repeated_accusation" };
     const accuser = await this.#ledger<{ stake: number }>(ctx, {
       type: "account",
       key: proof.validator,
     }).catch(() => ({ stake: 0 }));
-    if (accuser.stake < DEFAULT_ECONOMICS.falseAccusationPenalty) return "unstaked_accuser";
-    return undefined;
+    if (accuser.stake >= DEFAULT_ECONOMICS.falseAccusationPenalty) return {};
+    // Short of stake: a key that never pledged here waits for its pledge (`#holdForPledge`:
+    // memory, never a re-run); one that pledged and spent it is checked all the same while the
+    // receipt could settle, within the unbacked budget. A refuted one costs it what stake it has
+    // left; a confirmed one slashes the trainer and rewards it, as any proof does.
+    const pledged = await this.#ledger<boolean>(ctx, { type: "has_staked", key: proof.validator })
+      .catch(() => false);
+    const id = trainingReceiptId(proof.receipt);
+    const open = now <= record.pendingUntil;
+    if (pledged && open && this.#unbacked.available(id, toHex(proof.validator))) {
+      return { unbacked: record.pendingUntil };
+    }
+    return { refusal: "unstaked_accuser" };
   }
 
   /** Redo the round's outer step (`round_audit.ts`) before taking its model. */

@@ -1,0 +1,127 @@
+/**
+ * The peers' training fraud proofs a TrainingValidator holds for their accuser's pledge
+ * (`_pledge_held_training_proofs.ts`), kept across a stop beside the ledger:
+ * `<ledger dir>/pledge-held-training-proofs/<proof hash>.cbor`, one file per proof.
+ *
+ * Lost at a restart, a held proof was a branch where this ledger settled differently from the
+ * others: the pledge came after the restart, found nothing held, and the lazy trainer every
+ * other ledger slashed was paid here at its window's end (`tests/training/
+ * training_proof_pledge_restart_test.ts`). The inference side keeps its equivalent in one
+ * held-evidence file (`actors/_held_evidence.ts`); a training proof can be megabytes (an
+ * `opening_mismatch` carries the trainer's whole answer), so here each proof is its own file,
+ * written once and removed once it is no longer held, never rewritten whole.
+ *
+ * The actor keeps the folder in step with its hold at each pledge recheck and at its stop, never
+ * once per message: a stranger's flood of proofs from fresh keys makes it write at most what
+ * the hold keeps ({@link MAX_PLEDGE_HELD_TRAINING_PROOFS} files) per recheck, and a process
+ * killed outright loses what arrived since the last one. What is read back at a start is
+ * untrusted: the actor sends each through its intake again, which verifies the signatures and
+ * asks the ledger, as for a peer's proof. Not part of the public API.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
+import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import {
+  MAX_PLEDGE_HELD_TRAINING_PROOFS,
+  type PledgeHeldTrainingProof,
+} from "./_pledge_held_training_proofs.ts";
+
+/** The folder under the ledger's directory. */
+export const PLEDGE_HELD_TRAINING_PROOFS_DIR = "pledge-held-training-proofs";
+
+/** A proof hash as `trainingFraudProofHash` writes it: the only names this store reads. */
+const PROOF_HASH = /^[0-9a-f]{64}$/;
+const SUFFIX = ".cbor";
+
+/** One held proof as kept (untrusted when read back). */
+export interface KeptPledgeHeldProof {
+  /** The proof with its architecture and start file (`TrainingFraudProofBody`). */
+  body: unknown;
+  /** Hex key of the peer it came from. */
+  origin: unknown;
+  /** When it was first held, ms. */
+  since: unknown;
+}
+
+/** The folder of held proofs of one ledger directory (see the module doc). */
+export class KeptPledgeHeldTrainingProofs {
+  readonly #dir: string;
+  /** Proof hashes with a file in the folder, as this store last wrote or read it. */
+  readonly #onDisk = new Set<string>();
+
+  private constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  /** The folder of `ledgerDir` (made at the first {@link keep} with something to keep). */
+  static in(ledgerDir: string): KeptPledgeHeldTrainingProofs {
+    return new KeptPledgeHeldTrainingProofs(join(ledgerDir, PLEDGE_HELD_TRAINING_PROOFS_DIR));
+  }
+
+  /**
+   * What the folder holds: at most {@link MAX_PLEDGE_HELD_TRAINING_PROOFS} proofs (the hold's
+   * bound; any more files, and those that do not decode, are removed at the next {@link keep}).
+   * Removes what a write cut short by a crash left.
+   */
+  async read(): Promise<KeptPledgeHeldProof[]> {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(this.#dir));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return [];
+      throw error;
+    }
+    const kept: KeptPledgeHeldProof[] = [];
+    for (const { name, isFile } of entries) {
+      if (isFile && name.endsWith(".tmp")) {
+        await Deno.remove(join(this.#dir, name)).catch(() => {});
+        continue;
+      }
+      const hash = name.slice(0, -SUFFIX.length);
+      if (!isFile || !name.endsWith(SUFFIX) || !PROOF_HASH.test(hash)) continue;
+      this.#onDisk.add(hash);
+      if (kept.length >= MAX_PLEDGE_HELD_TRAINING_PROOFS) continue;
+      try {
+        const value = decodeCbor(await Deno.readFile(join(this.#dir, name)));
+        if (typeof value === "object" && value !== null) kept.push(value as KeptPledgeHeldProof);
+      } catch {
+        // Not CBOR: held for nothing; removed at the next keep.
+      }
+    }
+    return kept;
+  }
+
+  /**
+   * Make the folder hold `held`, durably: a file written for each proof not on disk yet, and
+   * removed for each no longer held. Returns whether the disk changed.
+   */
+  async keep(held: readonly PledgeHeldTrainingProof[]): Promise<boolean> {
+    const wanted = new Map(held.map((h) => [h.hash, h]));
+    let wrote = false;
+    let removed = false;
+    for (const [hash, { body, origin, since }] of wanted) {
+      if (this.#onDisk.has(hash)) continue;
+      await Deno.mkdir(this.#dir, { recursive: true });
+      await writeFileDurably(this.#path(hash), encodeCanonical({ body, origin, since }));
+      this.#onDisk.add(hash);
+      wrote = true;
+    }
+    for (const hash of [...this.#onDisk]) {
+      if (wanted.has(hash)) continue;
+      await Deno.remove(this.#path(hash)).catch((error) => {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      });
+      this.#onDisk.delete(hash);
+      removed = true;
+    }
+    // Each write synced the folder; the removals, once for all.
+    if (removed) await syncDirectory(this.#dir);
+    return wrote || removed;
+  }
+
+  #path(hash: string): string {
+    return join(this.#dir, `${hash}${SUFFIX}`);
+  }
+}
