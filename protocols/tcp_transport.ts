@@ -12,7 +12,7 @@
  *
  * @example
  * ```ts
-import { connectTcp, listenTcp } from "./tcp_transport.ts";
+ * import { connectTcp, listenTcp } from "./tcp_transport.ts";
  * const server = listenTcp({ hostname: "127.0.0.1", port: 0 }, (duplex) => {
  *   duplex.readable.pipeTo(duplex.writable); // echo
  * });

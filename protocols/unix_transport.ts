@@ -12,7 +12,7 @@
  *
  * @example
  * ```ts
-import { connectUnix, listenUnix } from "./unix_transport.ts";
+ * import { connectUnix, listenUnix } from "./unix_transport.ts";
  * const dir = await Deno.makeTempDir(); // mode 0700
  * const server = listenUnix(`${dir}/echo.sock`, (duplex) => {
  *   duplex.readable.pipeTo(duplex.writable); // echo
