@@ -16,7 +16,13 @@
  * the hold keeps ({@link MAX_PLEDGE_HELD_TRAINING_PROOFS} files) per recheck, and a process
  * killed outright loses what arrived since the last one. What is read back at a start is
  * untrusted: the actor sends each through its intake again, which verifies the signatures and
- * asks the ledger, as for a peer's proof. Not part of the public API.
+ * asks the ledger, as for a peer's proof.
+ *
+ * The same store keeps, in a folder of its own ({@link RECEIPT_HELD_TRAINING_PROOFS_DIR}), the
+ * peers' proofs the actor holds for a receipt not recorded here yet (`MAX_HELD_PROOFS` in
+ * `training_validator.ts`, also 16): lost at a restart between the proof and its receipt, this
+ * ledger paid the lazy trainer the others slashed (`tests/training/
+ * training_proof_hold_restart_test.ts`). Not part of the public API.
  *
  * @module
  */
@@ -30,6 +36,8 @@ import {
 
 /** The folder under the ledger's directory. */
 export const PLEDGE_HELD_TRAINING_PROOFS_DIR = "pledge-held-training-proofs";
+/** The folder of the proofs held for their receipt, under the ledger's directory. */
+export const RECEIPT_HELD_TRAINING_PROOFS_DIR = "receipt-held-training-proofs";
 
 /** A proof hash as `trainingFraudProofHash` writes it: the only names this store reads. */
 const PROOF_HASH = /^[0-9a-f]{64}$/;
@@ -45,25 +53,38 @@ export interface KeptPledgeHeldProof {
   since: unknown;
 }
 
+/** A held proof as it is kept: what the folder needs of either hold's entries. */
+export type HeldProofToKeep = Pick<PledgeHeldTrainingProof, "hash" | "body" | "origin" | "since">;
+
 /** The folder of held proofs of one ledger directory (see the module doc). */
 export class KeptPledgeHeldTrainingProofs {
   readonly #dir: string;
+  readonly #limit: number;
   /** Proof hashes with a file in the folder, as this store last wrote or read it. */
   readonly #onDisk = new Set<string>();
 
-  private constructor(dir: string) {
+  private constructor(dir: string, limit: number) {
     this.#dir = dir;
-  }
-
-  /** The folder of `ledgerDir` (made at the first {@link keep} with something to keep). */
-  static in(ledgerDir: string): KeptPledgeHeldTrainingProofs {
-    return new KeptPledgeHeldTrainingProofs(join(ledgerDir, PLEDGE_HELD_TRAINING_PROOFS_DIR));
+    this.#limit = limit;
   }
 
   /**
-   * What the folder holds: at most {@link MAX_PLEDGE_HELD_TRAINING_PROOFS} proofs (the hold's
-   * bound; any more files, and those that do not decode, are removed at the next {@link keep}).
-   * Removes what a write cut short by a crash left.
+   * The folder `folder` of `ledgerDir` (made at the first {@link keep} with something to keep),
+   * for a hold of at most `limit` proofs; default the pledge hold's
+   * ({@link PLEDGE_HELD_TRAINING_PROOFS_DIR}, {@link MAX_PLEDGE_HELD_TRAINING_PROOFS}).
+   */
+  static in(
+    ledgerDir: string,
+    folder: string = PLEDGE_HELD_TRAINING_PROOFS_DIR,
+    limit: number = MAX_PLEDGE_HELD_TRAINING_PROOFS,
+  ): KeptPledgeHeldTrainingProofs {
+    return new KeptPledgeHeldTrainingProofs(join(ledgerDir, folder), limit);
+  }
+
+  /**
+   * What the folder holds: at most the hold's bound of proofs (any more files, and those that do
+   * not decode, are removed at the next {@link keep}). Removes what a write cut short by a crash
+   * left.
    */
   async read(): Promise<KeptPledgeHeldProof[]> {
     let entries: Deno.DirEntry[];
@@ -82,7 +103,7 @@ export class KeptPledgeHeldTrainingProofs {
       const hash = name.slice(0, -SUFFIX.length);
       if (!isFile || !name.endsWith(SUFFIX) || !PROOF_HASH.test(hash)) continue;
       this.#onDisk.add(hash);
-      if (kept.length >= MAX_PLEDGE_HELD_TRAINING_PROOFS) continue;
+      if (kept.length >= this.#limit) continue;
       try {
         const value = decodeCbor(await Deno.readFile(join(this.#dir, name)));
         if (typeof value === "object" && value !== null) kept.push(value as KeptPledgeHeldProof);
@@ -97,7 +118,7 @@ export class KeptPledgeHeldTrainingProofs {
    * Make the folder hold `held`, durably: a file written for each proof not on disk yet, and
    * removed for each no longer held. Returns whether the disk changed.
    */
-  async keep(held: readonly PledgeHeldTrainingProof[]): Promise<boolean> {
+  async keep(held: readonly HeldProofToKeep[]): Promise<boolean> {
     const wanted = new Map(held.map((h) => [h.hash, h]));
     let wrote = false;
     let removed = false;

@@ -20,7 +20,8 @@
  *                                ending ask failed (see below)
  * pledges_again {}               internal: the proofs held for their accuser's pledge whose
  *                                accuser has staked since go through the intake again; the
- *                                held ones are kept on disk (`ownProofsDir`) for the next start
+ *                                held ones (and those held for their receipt) are kept on disk
+ *                                (`ownProofsDir`) for the next start
  * ```
  *
  * The ledger belongs to the ValidatorActor: this actor asks it (`training_receipt`,
@@ -110,7 +111,12 @@ import {
   PledgeHeldTrainingProofs,
 } from "./_pledge_held_training_proofs.ts";
 import { UnbackedChecks } from "../actors/_unbacked_checks.ts";
-import { KeptPledgeHeldTrainingProofs } from "./_kept_pledge_held_training_proofs.ts";
+import {
+  type KeptPledgeHeldProof,
+  KeptPledgeHeldTrainingProofs,
+  RECEIPT_HELD_TRAINING_PROOFS_DIR,
+} from "./_kept_pledge_held_training_proofs.ts";
+import { KeptUnbackedTrainingChecks } from "./_kept_unbacked_training_checks.ts";
 
 /**
  * Chance that a validator challenges a training receipt in production: the economics'
@@ -162,7 +168,9 @@ export const PEER_AUDIT_WINDOW_MS = 10 * 60_000;
  * and the audit then credited the receipt. A training proof can be megabytes (an
  * `opening_mismatch` carries the whole answer), hence few; an accuser's third pushes out its own
  * oldest, so one key flooding proofs about receipts that never come pushes out its own (with the
- * space full, the oldest held goes: many staked keys can still push out an honest one).
+ * space full, the oldest held goes: many staked keys can still push out an honest one). Kept
+ * across a stop (`_kept_pledge_held_training_proofs.ts`, {@link RECEIPT_HELD_TRAINING_PROOFS_DIR}):
+ * lost at a restart before the receipt came, the proof never settled here.
  */
 const MAX_HELD_PROOFS = 16;
 const MAX_HELD_PROOFS_PER_ACCUSER = 2;
@@ -243,8 +251,9 @@ export interface TrainingValidatorOptions {
   /** Time a trainer has to open its steps, ms; default {@link DEFAULT_OPENING_DEADLINE_MS}. */
   openingDeadlineMs?: number;
   /**
-   * Clock of the per-peer audit budget ({@link MAX_AUDITS_PER_PEER}) and of how long a proof is
-   * held for its accuser's pledge, ms; default `Date.now`.
+   * Clock of the per-peer audit budget ({@link MAX_AUDITS_PER_PEER}), of how long a proof is held
+   * for its accuser's pledge, and of the intake's "is the receipt inside its window" (the
+   * ledger's `pendingUntil`: give the ledger's clock), ms; default `Date.now`.
    */
   now?: () => number;
   /** The step check (re-runs opened steps); default `checkStepOpenings`. */
@@ -265,8 +274,10 @@ export interface TrainingValidatorOptions {
    * The ledger's directory: this validator's own fraud proofs are kept in its
    * `own-training-fraud-proofs/` from the failed challenge to their settlement, and resumed at
    * start (set the ValidatorActor's `trainingProofsResumed` with it); peers' proofs held for
-   * their accuser's pledge are kept in its `pledge-held-training-proofs/` and taken up again at
-   * start. Absent: not kept, and a stop before the settlement leaves the receipt unresolved.
+   * their accuser's pledge are kept in its `pledge-held-training-proofs/`, those held for their
+   * receipt in its `receipt-held-training-proofs/`, both taken up again at start, and the
+   * unbacked checks spent per receipt in its `training-unbacked-checks.cbor`. Absent: not kept,
+   * and a stop before the settlement leaves the receipt unresolved.
    */
   ownProofsDir?: string;
   /**
@@ -318,6 +329,8 @@ interface HeldTrainingProof {
   body: TrainingFraudProofBody;
   /** The peer it came from (not passed back to it). */
   origin: string;
+  /** When it was first held, ms (kept across a stop with it). */
+  since: number;
 }
 
 /** A report to challenge, with what the check needs. */
@@ -349,7 +362,7 @@ export type TrainingValidatorMessage =
     type: "fraud_proof";
     body: TrainingFraudProofBody;
     origin: string;
-    /** When it was first held for its accuser's pledge, ms: one read back at a start. */
+    /** When it was first held (for its accuser's pledge or its receipt), ms: one read back. */
     since?: number;
   }
   | {
@@ -428,6 +441,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   #endAgainScheduled = false;
   /** Peers' proofs whose receipt is not recorded here yet, oldest first ({@link MAX_HELD_PROOFS}). */
   readonly #heldProofs: HeldTrainingProof[] = [];
+  /** Whether {@link TrainingValidator.#heldProofs} changed since it was last kept on disk. */
+  #heldProofsChanged = false;
   /** Peers' proofs whose accuser has no pledge here yet (`_pledge_held_training_proofs.ts`). */
   readonly #pledgeHeld = new PledgeHeldTrainingProofs();
   /** Whether a `pledges_again` is on its way. */
@@ -442,6 +457,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #ownProofs: OwnFraudProofs | undefined;
   /** The proofs held for their accuser's pledge, across a stop (`ownProofsDir`). */
   readonly #keptPledgeHeld: KeptPledgeHeldTrainingProofs | undefined;
+  /** The proofs held for their receipt, across a stop (`ownProofsDir`). */
+  readonly #keptReceiptHeld: KeptPledgeHeldTrainingProofs | undefined;
+  /** The unbacked checks spent per receipt, across a stop (`ownProofsDir`). */
+  readonly #keptUnbacked: KeptUnbackedTrainingChecks | undefined;
 
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
@@ -449,9 +468,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     this.#ownProofs = options.ownProofsDir === undefined
       ? undefined
       : OwnFraudProofs.in(options.ownProofsDir, OWN_TRAINING_FRAUD_PROOFS_DIR);
-    this.#keptPledgeHeld = options.ownProofsDir === undefined
+    const dir = options.ownProofsDir;
+    this.#keptPledgeHeld = dir === undefined ? undefined : KeptPledgeHeldTrainingProofs.in(dir);
+    this.#keptReceiptHeld = dir === undefined
       ? undefined
-      : KeptPledgeHeldTrainingProofs.in(options.ownProofsDir);
+      : KeptPledgeHeldTrainingProofs.in(dir, RECEIPT_HELD_TRAINING_PROOFS_DIR, MAX_HELD_PROOFS);
+    this.#keptUnbacked = dir === undefined ? undefined : KeptUnbackedTrainingChecks.in(dir);
   }
 
   /**
@@ -515,51 +537,83 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       this.#holding.add(id);
       await this.#endChallenge(ctx, id, "undecided", "validator_restarted");
     }
-    await this.#resumePledgeHeld(ctx);
+    // Before the held proofs: those read back are judged against the counts spent before.
+    this.#unbacked.restore(
+      await this.#keptUnbacked?.read().catch((error) => {
+        this.#log(`training validator: unbacked counts not read back: ${(error as Error).message}`);
+        return [];
+      }) ?? [],
+    );
+    await this.#resumeHeld(ctx);
   }
 
-  /** Keep the proofs held for their accuser's pledge for the next start. */
+  /** Keep the held proofs and the spent unbacked checks for the next start. */
   async postStop(): Promise<void> {
-    await this.#keepPledgeHeld();
+    await this.#keepHeld();
+    await this.#keepUnbacked();
   }
 
   /**
-   * The proofs held for their accuser's pledge when this validator last stopped (or at its last
-   * recheck, if it was killed) go through the intake again, as a peer's proof does: signatures
-   * verified, the ledger asked, held again for the time they have left, or checked now that
-   * their accuser has staked. Nothing read is trusted: an entry that is not a proof body with a
-   * peer's origin and a time held inside {@link PLEDGE_HOLD_MS} is dropped (one marked as this
-   * validator's own would skip the stake question). The folder then holds what is held now.
+   * The proofs held for their accuser's pledge or for their receipt when this validator last
+   * stopped (or at its last recheck, if it was killed) go through the intake again, as a peer's
+   * proof does: signatures verified, the ledger asked, held again (for a pledge: for the time
+   * they have left), or checked now that their accuser has staked or their receipt is recorded.
+   * Nothing read is trusted: an entry that is not a proof body with a peer's origin and a time
+   * held (for a pledge: inside {@link PLEDGE_HOLD_MS}; for a receipt, not after now: that hold has
+   * no time bound in memory either) is dropped (one marked as this validator's own would skip the
+   * stake question). The folders then hold what is held now.
    */
-  async #resumePledgeHeld(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    if (this.#keptPledgeHeld === undefined) return;
-    const kept = await this.#keptPledgeHeld.read().catch((error) => {
-      this.#log(`training validator: held proofs not read back: ${(error as Error).message}`);
-      return [];
-    });
+  async #resumeHeld(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    const read = (store: KeptPledgeHeldTrainingProofs | undefined) =>
+      store?.read().catch((error) => {
+        this.#log(`training validator: held proofs not read back: ${(error as Error).message}`);
+        return [];
+      }) ?? Promise.resolve([]);
     const now = (this.#options.now ?? Date.now)();
     const again: Extract<TrainingValidatorMessage, { type: "fraud_proof" }>[] = [];
-    for (const { body, origin, since } of kept) {
-      const parsed = TrainingFraudProofMessage.schema.safeParse(body);
-      if (!parsed.success || typeof origin !== "string" || origin === "local") continue;
-      if (typeof since !== "number" || !(since >= now - PLEDGE_HOLD_MS)) continue;
-      const proof = parsed.data as TrainingFraudProofBody;
-      again.push({ type: "fraud_proof", body: proof, origin, since: Math.min(since, now) });
-    }
-    // Longest held first, as they were held: the hold pushes those out first.
+    const take = (kept: KeptPledgeHeldProof[], oldest: number) => {
+      for (const { body, origin, since } of kept) {
+        const parsed = TrainingFraudProofMessage.schema.safeParse(body);
+        if (!parsed.success || typeof origin !== "string" || origin === "local") continue;
+        if (typeof since !== "number" || !(since >= oldest)) continue;
+        const proof = parsed.data as TrainingFraudProofBody;
+        again.push({ type: "fraud_proof", body: proof, origin, since: Math.min(since, now) });
+      }
+    };
+    take(await read(this.#keptReceiptHeld), -Infinity);
+    take(await read(this.#keptPledgeHeld), now - PLEDGE_HOLD_MS);
+    // Longest held first, as they were held: the holds push those out first.
     again.sort((a, b) => a.since! - b.since!);
     for (const message of again) await this.receive(message, ctx);
-    await this.#keepPledgeHeld();
+    await this.#keepHeld();
   }
 
   /**
-   * Make the kept folder hold what is held for a pledge now. A failed write costs only the
-   * proofs' survival of a restart, not the hold: logged, and tried again at the next recheck.
+   * Make the kept folders hold what is held for a pledge or a receipt now. A failed write costs
+   * only the proofs' survival of a restart, not the hold: logged, and tried again at the next
+   * recheck.
    */
-  async #keepPledgeHeld(): Promise<void> {
+  async #keepHeld(): Promise<void> {
     await this.#keptPledgeHeld?.keep(this.#pledgeHeld.all()).catch((error) =>
       this.#log(`training validator: held proofs not kept: ${(error as Error).message}`)
     );
+    if (this.#keptReceiptHeld === undefined) return;
+    this.#heldProofsChanged = false;
+    await this.#keptReceiptHeld.keep(this.#heldProofs).catch((error) => {
+      this.#heldProofsChanged = true;
+      this.#log(`training validator: held proofs not kept: ${(error as Error).message}`);
+    });
+  }
+
+  /**
+   * Keep the unbacked checks spent per receipt still inside its window (validator clock). A
+   * failed write costs only the count's survival of a restart: logged.
+   */
+  async #keepUnbacked(): Promise<void> {
+    await this.#keptUnbacked?.keep(this.#unbacked.spent((this.#options.now ?? Date.now)()))
+      .catch((error) =>
+        this.#log(`training validator: unbacked counts not kept: ${(error as Error).message}`)
+      );
   }
 
   /** Handle one message; see {@link TrainingValidatorMessage}. */
@@ -587,7 +641,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           }
           this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
           const held = refusal === "receipt_unknown" &&
-            await this.#holdProof(message.body, message.origin, ctx);
+            await this.#holdProof(message.body, message.origin, ctx, message.since);
           // From a key with no pledge here (yet): held until it has one, then taken again.
           const awaitingPledge = !held && message.origin !== "local" &&
             (refusal === "receipt_unknown" || refusal === "unstaked_accuser") &&
@@ -612,6 +666,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         // when it settles (`checked`) or fails.
         if (unbacked !== undefined) {
           this.#unbacked.take(id, toHex(message.body.proof.validator), hash, unbacked);
+          // On disk before the re-run: a restart must not grant the receipt its budget again.
+          // One write per check, bounded by the budget the re-runs are (never per message).
+          await this.#keepUnbacked();
         }
         // The re-run is outside the mailbox; the settlement comes back as `checked`.
         void this.#check(message.body).then(
@@ -803,8 +860,17 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       type: "training_challenge",
       receiptId: id,
       step: "open",
-    }).catch(() => false);
-    if (changed) this.#holding.add(id);
+    }).catch(() => undefined);
+    // No answer (a timeout, the ValidatorActor busy or restarting) is not "not held": a failed
+    // ask does not take its message back, and the ledger may move the receipt to `challenged`
+    // after the ask gave up. Held here all the same, so its ending is asked (after the open, in
+    // the ledger's mailbox order). A ledger that never opened it answers false to a pass (paid
+    // at its window's end) and takes an undecided ending as it would have after an open. Not
+    // held, it stayed `challenged` with nobody holding it: a trainer whose challenge passed was
+    // not paid when its window closed, and the next start ended it unresolved.
+    const ledger = this.#options.ledger;
+    const reachable = ledger !== undefined && ctx.system.lookup(ledger) !== undefined;
+    if (changed === true || (changed === undefined && reachable)) this.#holding.add(id);
   }
 
   /**
@@ -1076,6 +1142,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     body: TrainingFraudProofBody,
     origin: string,
     ctx: ActorContext<TrainingValidatorMessage>,
+    since: number = (this.#options.now ?? Date.now)(),
   ): Promise<boolean> {
     const { proof } = body;
     const hash = trainingFraudProofHash(proof);
@@ -1097,7 +1164,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       hash,
       body,
       origin,
+      since,
     });
+    // Kept at the next recheck (never one write per proof that came).
+    this.#heldProofsChanged = true;
+    this.#pledgesAgainLater(ctx);
     return true;
   }
 
@@ -1110,6 +1181,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       this.#heldProofs.length,
       ...this.#heldProofs.filter((h) => h.receiptId !== receiptId),
     );
+    this.#heldProofsChanged = true;
+    this.#pledgesAgainLater(ctx);
     for (const held of released) {
       ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin }).catch(() => {});
     }
@@ -1148,9 +1221,13 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     return held;
   }
 
-  /** Ask the ledger again, after {@link PLEDGE_RECHECK_MS}, while proofs wait for a pledge. */
+  /**
+   * Ask the ledger again, after {@link PLEDGE_RECHECK_MS}, while proofs wait for a pledge; and
+   * keep the proofs held for their receipt then, when they changed.
+   */
   #pledgesAgainLater(ctx: ActorContext<TrainingValidatorMessage>): void {
-    if (this.#pledgesAgainScheduled || this.#pledgeHeld.size === 0) return;
+    if (this.#pledgesAgainScheduled) return;
+    if (this.#pledgeHeld.size === 0 && !this.#heldProofsChanged) return;
     this.#pledgesAgainScheduled = true;
     // Told, not run here: the held proofs change in `receive` (`pledges_again`).
     void sleep(this.#options.pledgeRecheckMs ?? PLEDGE_RECHECK_MS, ctx.signal).then(() => {
@@ -1176,7 +1253,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       }
     }
     // At most one write per recheck (never one per proof that came): a kill loses one's worth.
-    await this.#keepPledgeHeld();
+    await this.#keepHeld();
     this.#pledgesAgainLater(ctx);
   }
 
@@ -1203,8 +1280,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     }).catch(() => undefined);
     if (record === undefined) return { refusal: "receipt_unknown" };
     // As the inference intake: a receipt left unpaid or slashed only inside its window (past it
-    // a confirmed proof would also be passed on to every peer, for nothing).
-    const now = Date.now();
+    // a confirmed proof would also be passed on to every peer, for nothing). On this actor's
+    // clock, the one `pendingUntil` was set on (a node gives both the same): on the wall's, a
+    // clock behind it refused unbacked proofs of open receipts, and the lazy trainer was paid.
+    const now = (this.#options.now ?? Date.now)();
     if (!worthFraudCheck(record, now)) return { refusal: "not_pending" };
     if (own) return {};
     // One accusation per accuser and receipt, as the ledger settles (`repeated_accusation`):

@@ -1,0 +1,269 @@
+/**
+ * What the training validator holds of peers' fraud proofs outlives a stop and start of it, and
+ * its intake runs on the validator's clock, not the wall's:
+ *
+ * - the unbacked checks a receipt has spent (`actors/_unbacked_checks.ts`, 3 per receipt) were
+ *   memory only: each start granted every receipt 3 more, so a 4th false proof after a restart
+ *   was re-run here and cost its accuser its stake;
+ * - a proof held for a receipt not recorded yet was memory only: a restart between the proof and
+ *   the receipt lost it, and this ledger paid the lazy trainer every other ledger slashed;
+ * - the intake compared the receipt's `pendingUntil` (ledger clock) with `Date.now()`: on a clock
+ *   behind the wall's, an unbacked proof about an open receipt was refused as past its window.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { MAX_UNBACKED_CHECKS_PER_RECEIPT } from "../../actors/_unbacked_checks.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { decodeCbor, encodeCanonical } from "../../protocols/cbor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { signStakePledge } from "../../protocols/stake_pledge.ts";
+import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { drawTrainingChallenge } from "../../training/training_challenge.ts";
+import {
+  signTrainingFraudProof,
+  type TrainingFraudProof,
+} from "../../training/training_fraud_proof.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
+import {
+  TrainingValidator,
+  type TrainingValidatorMessage,
+  type TrainingValidatorStats,
+} from "../../training/training_validator.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
+import { LAZY_TRAINER_STAKE, lossFraud, recordLazyReceipt } from "./_loss_fraud.ts";
+import { spawnTrainingLedger } from "./_training_ledger.ts";
+
+/** Where the gossip comes from. */
+const PEER = "ee".repeat(32);
+const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
+const WINDOW = DEFAULT_ECONOMICS.challengeWindowMs;
+/** The training validator's registry name (`_training_ledger.ts`). */
+const TRAINING = "node/training-validator";
+
+/**
+ * A ledger and training validator on `dir` (the node's layout), both on one test clock starting
+ * at `start`, and a way to stop and start the training validator alone.
+ */
+async function ledgerNode(dir: string, name: string, start = Date.now()) {
+  const system = new ActorSystem({ name });
+  let clock = start;
+  const now = () => clock;
+  const me = Identity.generate();
+  const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+  const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
+  await system.spawn<NetworkMessage>({
+    name: "node/network",
+    factory: () => new RecordingNetwork([]),
+  });
+  const challenge = { challengeProbability: 0, network: "node/network", pledgeRecheckMs: 5, now };
+  const { ledger } = await spawnTrainingLedger(system, {
+    identity: me,
+    dir,
+    now,
+    models,
+    challenge,
+    resumeOwnProofs: true,
+  });
+  const training = () => system.lookup<TrainingValidatorMessage>(TRAINING)!;
+  const restartTraining = async () => {
+    assert.ok(await system.stop(TRAINING), "the training validator stops");
+    await system.spawn<TrainingValidatorMessage>({
+      name: TRAINING,
+      factory: () =>
+        new TrainingValidator({
+          identity: me,
+          models,
+          ledger: "node/validator",
+          ownProofsDir: join(dir, "ledger"),
+          ...challenge,
+        }),
+    });
+  };
+  const status = async (id: string) =>
+    (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
+      ?.status;
+  const account = (key: Uint8Array) => ledger.ask<Account>({ type: "account", key });
+  const pledge = async (key: Identity, amount: number) =>
+    assert.equal(
+      await ledger.ask({ type: "pledge", pledge: signStakePledge(key, amount, 1), origin: PEER }),
+      true,
+    );
+  const send = (proof: TrainingFraudProof) =>
+    training().ask<Record<string, unknown>>({
+      type: "fraud_proof",
+      body: { proof, arch: TEST_ARCH },
+      origin: PEER,
+    });
+  const checked = async () =>
+    (await training().ask<TrainingValidatorStats>({ type: "stats" })).checked;
+  const closeWindow = async () => {
+    clock += WINDOW + 1;
+    await ledger.ask({ type: "finalize" });
+  };
+  return {
+    system,
+    ledger,
+    training,
+    restartTraining,
+    model,
+    status,
+    account,
+    pledge,
+    send,
+    checked,
+    closeWindow,
+  };
+}
+
+/** A false accusation of `lazy`'s receipt by `accuser`, refuted without a re-run. */
+function falseProof(lazy: TrainingFraudProof, accuser: Identity): TrainingFraudProof {
+  const { sig: _sig, validator: _validator, opening: _opening, ...unsigned } = lazy;
+  return signTrainingFraudProof({
+    ...unsigned,
+    reason: "opening_missing",
+    challenge: drawTrainingChallenge(lazy.receipt, accuser),
+    issuedAt: Date.now(),
+  }, accuser);
+}
+
+/** The lazy trainer of `proof` slashed and unpaid in `node`'s ledger, its window closed. */
+async function assertSlashed(
+  node: Awaited<ReturnType<typeof ledgerNode>>,
+  proof: TrainingFraudProof,
+): Promise<void> {
+  const id = trainingReceiptId(proof.receipt);
+  await eventually(async () => (await node.status(id)) === "fraud", "the proof to settle", {
+    timeoutMs: 5_000,
+  }).catch(() => undefined);
+  await node.closeWindow();
+  assert.equal(await node.status(id), "fraud", "the lazy trainer convicted here too");
+  const trainer = await node.account(proof.receipt.trainer);
+  assert.ok(trainer.stake < LAZY_TRAINER_STAKE, "its stake slashed");
+  assert.equal(trainer.balance, 0, "and it is not paid");
+  assert.ok((await node.account(proof.validator)).balance > 0, "its accuser rewarded");
+}
+
+Deno.test("a receipt's unbacked training proof checks stay spent across a restart of the training validator: a 4th false proof after it is skipped and its accuser keeps its stake", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-unbacked-restart-" });
+  const node = await ledgerNode(dir, "unbacked-restart");
+  try {
+    const lazy = lossFraud(node.model.cid, Identity.generate(), 8);
+    const id = trainingReceiptId(lazy.receipt);
+    await recordLazyReceipt(node.ledger, node.training(), lazy, node.model.cid);
+    const short = Array.from({ length: MAX_UNBACKED_CHECKS_PER_RECEIPT + 1 }, Identity.generate);
+    for (const key of short) await node.pledge(key, PENALTY / 2);
+    for (const key of short.slice(0, -1)) {
+      assert.deepEqual(await node.send(falseProof(lazy, key)), { queued: true });
+    }
+    await eventually(
+      async () => (await node.checked()) === MAX_UNBACKED_CHECKS_PER_RECEIPT,
+      "the unbacked checks",
+    );
+
+    await node.restartTraining();
+    const last = short.at(-1)!;
+    const intake = await node.send(falseProof(lazy, last));
+    // Let a wrongly queued check settle before looking at the stake.
+    await eventually(
+      async () => (await node.checked()) > 0 || (await node.account(last.publicKey)).stake === 0,
+      "a wrongly queued check",
+      { timeoutMs: 1_000 },
+    ).catch(() => undefined);
+
+    assert.equal((await node.account(last.publicKey)).stake, PENALTY / 2, "its stake untouched");
+    assert.equal(await node.checked(), 0, "nothing re-run after the restart");
+    assert.deepEqual(intake, { queued: false, skipped: "unstaked_accuser" });
+    assert.equal(await node.status(id), "pending", "false proofs convict nobody");
+  } finally {
+    await node.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a training fraud proof held for a receipt not recorded yet survives a restart of the training validator: the receipt after it is still slashed and the accuser paid", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-receipt-held-restart-" });
+  const node = await ledgerNode(dir, "receipt-held-restart");
+  try {
+    const accuser = Identity.generate();
+    await node.pledge(accuser, 10 * PENALTY);
+    const proof = lossFraud(node.model.cid, accuser, 8);
+    assert.deepEqual(await node.send(proof), {
+      queued: false,
+      skipped: "receipt_unknown",
+      held: true,
+    });
+    await node.restartTraining();
+    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+    await assertSlashed(node, proof);
+    assert.equal((await node.account(accuser.publicKey)).stake, 10 * PENALTY, "charged nothing");
+    assert.equal(await node.checked(), 1, "re-run once, after the receipt");
+  } finally {
+    await node.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a training fraud proof held for its receipt is kept on disk before any stop, and one read back is re-verified: a forged copy is dropped", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-receipt-held-kept-" });
+  const node = await ledgerNode(dir, "receipt-held-kept");
+  try {
+    const accuser = Identity.generate();
+    await node.pledge(accuser, 10 * PENALTY);
+    const proof = lossFraud(node.model.cid, accuser, 8);
+    const forged = { ...proof, issuedAt: proof.issuedAt + 1 };
+    assert.deepEqual(await node.send(proof), {
+      queued: false,
+      skipped: "receipt_unknown",
+      held: true,
+    });
+    const kept = join(dir, "ledger", "receipt-held-training-proofs");
+    const names = () =>
+      Array.fromAsync(Deno.readDir(kept)).then((es) => es.map((e) => e.name), () => []);
+    await eventually(async () => (await names()).length === 1, "the held proof kept", {
+      timeoutMs: 5_000,
+    });
+    // A forged copy beside it on disk: not trusted, dropped at the start.
+    const [name] = await names();
+    const bytes = await Deno.readFile(join(kept, name));
+    const entry = decodeCbor(bytes) as { body: { proof: TrainingFraudProof } };
+    entry.body.proof = forged;
+    await Deno.writeFile(join(kept, `${"ab".repeat(32)}.cbor`), encodeCanonical(entry));
+
+    await node.restartTraining();
+    await eventually(async () => (await names()).length === 1, "the forged copy dropped", {
+      timeoutMs: 5_000,
+    });
+    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+    await assertSlashed(node, proof);
+    assert.equal(await node.checked(), 1, "only the genuine proof re-run");
+    await eventually(async () => (await names()).length === 0, "taken up: no longer kept", {
+      timeoutMs: 5_000,
+    });
+  } finally {
+    await node.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the training intake judges a receipt's window on the validator's clock, not the wall's: on a clock behind it, an unbacked valid proof of an open receipt still slashes the lazy trainer", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-intake-clock-" });
+  // The node's clock two windows behind the wall's: every receipt's window ends before Date.now().
+  const node = await ledgerNode(dir, "intake-clock", Date.now() - 2 * WINDOW);
+  try {
+    const accuser = Identity.generate();
+    await node.pledge(accuser, PENALTY / 2);
+    const proof = lossFraud(node.model.cid, accuser, 8);
+    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+    assert.deepEqual(await node.send(proof), { queued: true }, "checked unbacked");
+    await assertSlashed(node, proof);
+  } finally {
+    await node.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
