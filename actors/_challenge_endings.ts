@@ -61,7 +61,8 @@ export class ChallengeEndings {
 
   /**
    * The endings kept, by receipt id; one whose bytes are not an ending comes as undefined
-   * (untrusted: the verdict's signature is the ledger's to check).
+   * (untrusted: the verdict's signature is the ledger's to check, and the transition and reason,
+   * which no one signed, are taken only where that verdict calls for them).
    */
   async all(): Promise<Map<string, ChallengeEnding | undefined>> {
     const found = new Map<string, ChallengeEnding | undefined>();

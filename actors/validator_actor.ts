@@ -119,6 +119,20 @@ import type {
  */
 const FAULTS: ReadonlySet<string> = new Set(["proof_unavailable", "steering"]);
 
+/**
+ * How a challenge that found no fraud proof ends in the ledger, from its signed verdict: valid
+ * (or, taken over on a peer's claim, the data served or undecided here) — cleared; withheld or
+ * steering — a fault; else unresolved. Also what a kept ending is checked against at the start.
+ */
+function endOf(verdict: Verdict, takenOver: boolean): ChallengeEndStep {
+  const { outcome, reason } = verdict;
+  if (outcome === "valid" || (outcome === "inconclusive" && reason === PROOF_SERVED)) {
+    return "cleared";
+  }
+  if (outcome === "inconclusive" && takenOver) return "cleared";
+  return outcome === "invalid" && FAULTS.has(reason) ? "fault" : "unresolved";
+}
+
 /** Options of {@link ValidatorActor}. */
 export interface ValidatorActorOptions {
   /** The validator identity (signs verdicts, fraud proofs and the ledger). */
@@ -239,7 +253,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // Challenges decided before a failed ledger write (or a stop) cut them off: ended as
     // decided, before anything else reads the ledger (`_challenge_endings.ts`).
     this.#endings = ChallengeEndings.in(this.#options.ledgerDir);
-    await this.#applyKeptEndings();
+    await this.#applyKeptEndings(ctx);
     this.#steering = SteeringRecord.fromVerdicts(
       this.#ledger.verdicts(),
       this.#options.identity.publicKey,
@@ -301,28 +315,45 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * ledger write that fails again fails the start: the supervisor tries again after its backoff,
    * and the ending stays kept for the next start.
    */
-  async #applyKeptEndings(): Promise<void> {
+  async #applyKeptEndings(ctx: ActorContext<ValidatorMessage>): Promise<void> {
     const ledger = this.#ledger!;
     const me = this.#options.identity.publicKey;
     for (const [id, ending] of await this.#endings.all()) {
-      const mine = ending !== undefined && ending.verdict.subjectId === id &&
-        ending.verdict.validator instanceof Uint8Array && bytesEqual(ending.verdict.validator, me);
-      if (mine && ledger.receipt(id)?.status === "challenged") {
-        const recorded = await ledger.recordVerdict(ending.verdict).then(() => true, (error) => {
+      const verdict = ending?.verdict;
+      const mine = verdict !== undefined && verdict.subject === "inference" &&
+        verdict.subjectId === id && verdict.validator instanceof Uint8Array &&
+        bytesEqual(verdict.validator, me);
+      // The transition and its reason are not signed: only one the verdict calls for is taken
+      // (a `valid` verdict beside a `fault` from a file written over is not this validator's).
+      const called = mine && ending!.reason === verdict.reason &&
+        (ending!.end === endOf(verdict, false) || ending!.end === endOf(verdict, true));
+      const record = ledger.receipt(id);
+      if (called && record?.status === "challenged") {
+        const recorded = await ledger.recordVerdict(verdict).then(() => true, (error) => {
           // A verdict that does not verify is not this validator's: its ending is not applied.
           if (error instanceof LedgerRejectedError) return false;
           throw error;
         });
         if (recorded) {
-          const ended = await this.#transitionOf(id, ending.end, ending.reason)().then(
+          const ended = await this.#transitionOf(id, ending!.end, verdict.reason)().then(
             () => true,
             (error) => {
               if (error instanceof LedgerRejectedError) return false;
               throw error;
             },
           );
-          if (ended && ending.end === "fault") this.#stats.slashes++;
-          if (ended && ending.end === "unresolved") this.#stats.unresolved++;
+          if (ended) {
+            this.#stats.verdicts[verdict.outcome]++;
+            if (ending!.end === "fault") this.#stats.slashes++;
+            if (ending!.end === "unresolved") this.#stats.unresolved++;
+            // The write that failed may have been the verdict's own: then it was never passed
+            // on (a copy the peers had is taken once). Reaches a network already up: this
+            // actor's restart, not the node's first start, where the network comes after it.
+            this.#tellNetwork(ctx, { type: "publish_verdict", verdict });
+            if (ending!.end === "fault") {
+              this.#tellNetwork(ctx, { type: "peer_convicted", key: record.worker });
+            }
+          }
         }
       }
       await this.#endings.remove(id);
@@ -742,13 +773,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     // How the challenge ends in the ledger, unless by its own fraud proof (settled from it):
     // valid, or a claim found false — cleared; withheld or steering — a fault; else unresolved.
-    const end: ChallengeEndStep | undefined = result.fraudProof
-      ? undefined
-      : served || (outcome === "inconclusive" && claimant !== undefined)
-      ? "cleared"
-      : outcome === "invalid" && FAULTS.has(reason)
-      ? "fault"
-      : "unresolved";
+    const end = result.fraudProof ? undefined : endOf(result.verdict, claimant !== undefined);
     try {
       // Kept before the verdict is: a stop, or a ledger write that fails, between the two
       // settles it at the next start (`_own_fraud_proofs.ts`, `_challenge_endings.ts`).

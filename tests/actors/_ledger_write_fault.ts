@@ -1,0 +1,194 @@
+/**
+ * A ledger write that fails with a disk error, during a ValidatorActor's challenge: the fake
+ * fault (the ledger log's append throws before writing, or the history index's apply throws
+ * after the entry is durable, once, during one named ledger call) and the run around it — a
+ * worker's job announced to a validator that challenges everything, the crash, the supervisor's
+ * restart with the ledger reopened from disk, and the window closed. For
+ * `validator_ledger_write_failure_test.ts` and `validator_endings_review_test.ts`. No clock is
+ * raced: the ledger's clock is the test's.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import { CHALLENGE_ENDINGS_DIR } from "../../actors/_challenge_endings.ts";
+import { OWN_FRAUD_PROOFS_DIR } from "../../actors/_own_fraud_proofs.ts";
+import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { receiptId } from "../../protocols/receipt.ts";
+import { Ledger } from "../../proof/ledger.ts";
+import { LedgerLog } from "../../proof/ledger_log.ts";
+import { LedgerIndex } from "../../proof/ledger_index.ts";
+import { signServedProof } from "../../proof/served_proof.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { RecordingNetwork } from "../_helpers/recording_network.ts";
+import {
+  announceAssigned,
+  f,
+  HONEST_MODELS,
+  ledgerReads,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "./_validator_fixture.ts";
+
+/** The worker's stake. */
+export const STAKE = 10_000;
+const NETWORK = "test/network";
+
+/** Where the fake disk error strikes: before the entry is written, or after it is durable. */
+export type Fault = "append" | "index";
+
+/** The ledger calls a challenge's ending makes, whose write is made to fail. */
+export type EndingCall = "recordVerdict" | "clearChallenge" | "settleFraud" | "settleFault";
+
+/** An I/O error as the OS reports one. */
+function ioError(): Error {
+  return Object.assign(new Error("Input/output error (os error 5) (simulated)"), { code: "EIO" });
+}
+
+/**
+ * During the first `times` calls of ledger method `method`, one write each fails: `append`, the
+ * log's append throws before writing (the entry is lost); `index`, the history index's apply
+ * throws after the log append (the entry is durable, the crash comes after it). Returns the undo.
+ */
+function failDuring(method: EndingCall, fault: Fault, times: number): () => void {
+  const original = Ledger.prototype[method] as (...args: unknown[]) => Promise<unknown>;
+  const append = LedgerLog.prototype.append;
+  const apply = LedgerIndex.prototype.apply;
+  let armed = times;
+  const restore = () => {
+    Object.assign(Ledger.prototype, { [method]: original });
+    LedgerLog.prototype.append = append;
+    LedgerIndex.prototype.apply = apply;
+  };
+  Object.assign(Ledger.prototype, {
+    [method](this: Ledger, ...args: unknown[]) {
+      if (armed === 0) return original.apply(this, args);
+      armed--;
+      if (fault === "append") {
+        LedgerLog.prototype.append = function () {
+          LedgerLog.prototype.append = append;
+          return Promise.reject(ioError());
+        };
+      } else {
+        LedgerIndex.prototype.apply = function () {
+          LedgerIndex.prototype.apply = apply;
+          throw ioError();
+        };
+      }
+      return original.apply(this, args);
+    },
+  });
+  return restore;
+}
+
+/** What the worker did, and where its proof data comes from. */
+export type Work = "honest" | "cheat" | "withheld";
+
+/** How {@link endingWriteFails} runs, beyond the work and the fault. */
+export interface EndingWriteOptions {
+  /** How many calls of the method fail, one write each; default 1. */
+  times?: number;
+  /** Give the validator a network that records what it is told. */
+  network?: boolean;
+  /** Run before the ledger is reopened at the restart (first restart only). */
+  beforeReopen?: (ledgerDir: string, id: string) => Promise<void>;
+}
+
+/**
+ * `work` announced to a validator that challenges everything, whose ending write fails once
+ * (`fault`, during `method`): the validator crashes, is restarted, and its window closes.
+ * Returns the worker's and the validator's accounts after it, the receipt's status, how many
+ * times the validator crashed (a start that failed included), its stats and what its network
+ * was told.
+ */
+export async function endingWriteFails(
+  work: Work,
+  method: EndingCall,
+  fault: Fault,
+  { times = 1, network = false, beforeReopen }: EndingWriteOptions = {},
+) {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const [me, worker, requester] = Array.from({ length: 3 }, Identity.generate);
+  const job = textJob(requester, crypto.randomUUID());
+  const proved = await proveOn(job, worker, work === "cheat" ? f.otherSeed : f.honest);
+  const id = receiptId(proved.receipt);
+  const system = new ActorSystem({ name: `ledger-write-${work}-${fault}` });
+  let crashes = 0;
+  let restarts = 0;
+  system.events.subscribe((event) => {
+    if (event.name !== "node/validator") return;
+    if (event.type === "crashed") crashes++; // a failed start, too
+    if (event.type === "restarted") restarts++;
+  });
+  const told: NetworkMessage[] = [];
+  if (network) {
+    await system.spawn<NetworkMessage>({
+      name: NETWORK,
+      factory: () => new RecordingNetwork(told),
+    });
+  }
+  const restore = failDuring(method, fault, times);
+  const open = Ledger.open;
+  let opens = 0;
+  Ledger.open = async (...args: Parameters<typeof Ledger.open>) => {
+    if (++opens === 2) await beforeReopen?.(args[0], id);
+    return open.apply(Ledger, args);
+  };
+  try {
+    const validator: ActorRef<ValidatorMessage> = await spawnValidator(system, {
+      identity: me,
+      ledgerDir: `${dir}/ledger`,
+      clock,
+      challengeProbability: 1,
+      network: network ? NETWORK : undefined,
+      models: HONEST_MODELS,
+      source: {
+        proof: () =>
+          Promise.resolve(
+            work === "withheld" ? undefined : signServedProof(id, proved.proof, worker),
+          ),
+      },
+    });
+    await validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
+    const handled = await announceAssigned(validator, proved.receipt, job, requester);
+    assert.equal(handled.challenged, true);
+    handled.result?.catch(() => {});
+    const ledger = ledgerReads(() => validator, clock);
+    await eventually(() => restarts > 0, "the validator to crash and be restarted");
+    await eventually(
+      async () => (await ledger.record(id))?.status !== "challenged",
+      "the challenge to end after the restart",
+    );
+    await ledger.drained();
+    await ledger.closeWindow();
+    // Nothing is left kept once the ledger has every ending.
+    for (const folder of [CHALLENGE_ENDINGS_DIR, OWN_FRAUD_PROOFS_DIR]) {
+      const kept = await Array.fromAsync(Deno.readDir(`${dir}/ledger/${folder}`)).catch(() => []);
+      assert.deepEqual(kept, [], `${folder} still keeps an ending`);
+    }
+    const reward = proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
+    return {
+      status: (await ledger.record(id))?.status,
+      worker: await ledger.account(worker.publicKey),
+      validator: await ledger.account(me.publicKey),
+      reward,
+      /** What slashing the receipt takes (its lock). */
+      slash: reward * DEFAULT_ECONOMICS.slashMultiplier,
+      crashes,
+      stats: await ledger.stats(),
+      told,
+    };
+  } finally {
+    restore();
+    Ledger.open = open;
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
