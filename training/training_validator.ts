@@ -110,7 +110,7 @@ import {
   PLEDGE_RECHECK_MS,
   PledgeHeldTrainingProofs,
 } from "./_pledge_held_training_proofs.ts";
-import { UnbackedChecks } from "../actors/_unbacked_checks.ts";
+import { MAX_UNBACKED_CHECKS_IN_FLIGHT, UnbackedChecks } from "../actors/_unbacked_checks.ts";
 import {
   type KeptPledgeHeldProof,
   KeptPledgeHeldTrainingProofs,
@@ -452,6 +452,16 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * and in flight (`actors/_unbacked_checks.ts`, the inference side's bounds).
    */
   readonly #unbacked = new UnbackedChecks();
+  /**
+   * Unbacked proofs (by hash) whose check failed before its re-run (`arch_mismatch`, the start
+   * model out of reach): another copy of the same proof is checked without charging its receipt
+   * again (a failure in the re-run itself is not: each re-run is charged). The architecture and
+   * start file travel unsigned beside the proof, so a relay with no key could otherwise spend a
+   * receipt's whole unbacked budget on copies of its honest accuser's proof, and the genuine copy
+   * was then skipped (the lazy trainer paid here). Bounded by {@link SEEN_LIMIT}, oldest
+   * forgotten first.
+   */
+  readonly #unbackedFailed = new Set<string>();
 
   /** This validator's own fraud proofs until they settle, on disk (`ownProofsDir`). */
   readonly #ownProofs: OwnFraudProofs | undefined;
@@ -560,7 +570,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * they have left), or checked now that their accuser has staked or their receipt is recorded.
    * Nothing read is trusted: an entry that is not a proof body with a peer's origin and a time
    * held (for a pledge: inside {@link PLEDGE_HOLD_MS}; for a receipt, not after now: that hold has
-   * no time bound in memory either) is dropped (one marked as this validator's own would skip the
+   * no time bound in memory either) is dropped; one marked as this validator's own is taken as a
+   * peer's from its own key when its own key signed it, dropped otherwise (it would skip the
    * stake question). The folders then hold what is held now.
    */
   async #resumeHeld(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
@@ -574,10 +585,17 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     const take = (kept: KeptPledgeHeldProof[], oldest: number) => {
       for (const { body, origin, since } of kept) {
         const parsed = TrainingFraudProofMessage.schema.safeParse(body);
-        if (!parsed.success || typeof origin !== "string" || origin === "local") continue;
+        if (!parsed.success || typeof origin !== "string") continue;
         if (typeof since !== "number" || !(since >= oldest)) continue;
         const proof = parsed.data as TrainingFraudProofBody;
-        again.push({ type: "fraud_proof", body: proof, origin, since: Math.min(since, now) });
+        // This validator's own proof, held for its receipt (its challenge's open refused), comes
+        // back as a peer's from its own key: every check a peer's proof gets, none skipped.
+        // Dropped, it was lost at a restart and the lazy trainer paid here. Any other "local"
+        // entry is dropped (it would skip the stake question).
+        const mine = bytesEqual(proof.proof.validator, this.#options.identity.publicKey);
+        const from = origin === "local" && mine ? toHex(proof.proof.validator) : origin;
+        if (from === "local") continue;
+        again.push({ type: "fraud_proof", body: proof, origin: from, since: Math.min(since, now) });
       }
     };
     take(await read(this.#keptReceiptHeld), -Infinity);
@@ -597,8 +615,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     await this.#keptPledgeHeld?.keep(this.#pledgeHeld.all()).catch((error) =>
       this.#log(`training validator: held proofs not kept: ${(error as Error).message}`)
     );
-    if (this.#keptReceiptHeld === undefined) return;
+    // Cleared with no folder too: left set, it rescheduled the recheck every second for ever.
     this.#heldProofsChanged = false;
+    if (this.#keptReceiptHeld === undefined) return;
     await this.#keptReceiptHeld.keep(this.#heldProofs).catch((error) => {
       this.#heldProofsChanged = true;
       this.#log(`training validator: held proofs not kept: ${(error as Error).message}`);
@@ -664,14 +683,18 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         }
         // An unbacked check counts against its receipt from here; its in-flight place is freed
         // when it settles (`checked`) or fails.
-        if (unbacked !== undefined) {
-          this.#unbacked.take(id, toHex(message.body.proof.validator), hash, unbacked);
+        // A copy of a proof whose charged check failed is not charged again (its in-flight
+        // place is `#seen`'s one per hash; `#intake` still caps it with the others).
+        const charged = unbacked !== undefined && !this.#unbackedFailed.delete(hash);
+        if (charged) {
+          this.#unbacked.take(id, toHex(message.body.proof.validator), hash, unbacked!);
           // On disk before the re-run: a restart must not grant the receipt its budget again.
           // One write per check, bounded by the budget the re-runs are (never per message).
           await this.#keepUnbacked();
         }
         // The re-run is outside the mailbox; the settlement comes back as `checked`.
-        void this.#check(message.body).then(
+        let reran = false;
+        void this.#check(message.body, () => reran = true).then(
           (check) =>
             ctx.self.tell({
               type: "checked",
@@ -685,6 +708,14 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
             // receipt's) may still be checked. This validator's own challenge ends undecided.
             this.#seen.delete(seen);
             this.#unbacked.done(hash);
+            // Failed before its re-run (this copy's start model or architecture): the next
+            // copy is not charged again. One that failed in the re-run is charged again.
+            if (unbacked !== undefined && !reran) {
+              this.#unbackedFailed.add(hash);
+              if (this.#unbackedFailed.size > SEEN_LIMIT) {
+                this.#unbackedFailed.delete(this.#unbackedFailed.values().next().value!);
+              }
+            }
             if (message.origin === "local") {
               void this.#endChallenge(ctx, id, "undecided", "proof_unchecked");
             }
@@ -863,14 +894,26 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     }).catch(() => undefined);
     // No answer (a timeout, the ValidatorActor busy or restarting) is not "not held": a failed
     // ask does not take its message back, and the ledger may move the receipt to `challenged`
-    // after the ask gave up. Held here all the same, so its ending is asked (after the open, in
-    // the ledger's mailbox order). A ledger that never opened it answers false to a pass (paid
-    // at its window's end) and takes an undecided ending as it would have after an open. Not
-    // held, it stayed `challenged` with nobody holding it: a trainer whose challenge passed was
-    // not paid when its window closed, and the next start ended it unresolved.
+    // after the ask gave up. Not held, it stayed `challenged` with nobody holding it: a trainer
+    // whose challenge passed was not paid when its window closed, and the next start ended it
+    // unresolved. So the ledger is asked where the receipt stands, after the open in its
+    // mailbox's order: held if `challenged`, or if that ask fails too (its ending is then
+    // asked, and a ledger that never opened it answers false to a pass). Held on the failed ask
+    // alone, a refused open (its window closed, not finalized yet) let an undecided ending leave
+    // the never-challenged pending receipt unresolved (`leaveUnresolved` takes `pending` ones):
+    // a trainer the answered refusal pays went unpaid here.
+    if (changed === true) this.#holding.add(id);
+    if (changed !== undefined) return;
     const ledger = this.#options.ledger;
-    const reachable = ledger !== undefined && ctx.system.lookup(ledger) !== undefined;
-    if (changed === true || (changed === undefined && reachable)) this.#holding.add(id);
+    if (ledger === undefined || ctx.system.lookup(ledger) === undefined) return;
+    const unanswered = Symbol("unanswered");
+    const record = await this.#ledger<{ status: ReceiptStatus } | undefined>(ctx, {
+      type: "receipt_status",
+      receiptId: id,
+    }).catch(() => unanswered);
+    if (record === unanswered || (record as { status?: string })?.status === "challenged") {
+      this.#holding.add(id);
+    }
   }
 
   /**
@@ -1006,7 +1049,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     });
   }
 
-  async #check(body: TrainingFraudProofBody): Promise<{ confirmed: boolean; reason: string }> {
+  /** Check a fraud proof; `rerunning` is called once its start model and architecture hold. */
+  async #check(
+    body: TrainingFraudProofBody,
+    rerunning?: () => void,
+  ): Promise<{ confirmed: boolean; reason: string }> {
     const receipt = body.proof.receipt;
     const start = await this.#options.models.get(receipt.startModel, body.arch, body.startFile);
     // `arch` travels beside the signed proof, unsigned: under another architecture an honest
@@ -1019,6 +1066,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         `the architecture sent with the proof is not that of start model ${receipt.startModel}`,
       );
     }
+    rerunning?.();
     return await checkTrainingFraudProof(body.proof, {
       arch: body.arch,
       startWeights: start.weights,
@@ -1307,7 +1355,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       .catch(() => false);
     const id = trainingReceiptId(proof.receipt);
     const open = now <= record.pendingUntil;
-    if (pledged && open && this.#unbacked.available(id, toHex(proof.validator))) {
+    // A copy of a proof whose charged check failed unsettled: taken again, not charged again.
+    const retry = this.#unbackedFailed.has(trainingFraudProofHash(proof)) &&
+      this.#unbacked.inFlight < MAX_UNBACKED_CHECKS_IN_FLIGHT;
+    if (pledged && open && (retry || this.#unbacked.available(id, toHex(proof.validator)))) {
       return { unbacked: record.pendingUntil };
     }
     return { refusal: "unstaked_accuser" };
