@@ -94,6 +94,7 @@ import { PledgeHeldProofs } from "./_pledge_held_proofs.ts";
 import { UnbackedChecks } from "./_unbacked_checks.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "./_own_fraud_proofs.ts";
 import { ChallengeEndings, type ChallengeEndStep } from "./_challenge_endings.ts";
+import { StartPublications } from "./_start_publications.ts";
 import {
   holdTrainingChallenge,
   recordTrainingReceipt,
@@ -198,6 +199,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #endings!: ChallengeEndings;
   /** Receipts whose own proof was resumed at start: passed on once it is confirmed here. */
   readonly #resumed = new Set<string>();
+  /** What the start passed on, for the peers that connect later (`_start_publications.ts`). */
+  readonly #startPublications = new StartPublications();
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
   #system?: ActorSystem;
   #work: Promise<unknown> = Promise.resolve();
@@ -347,8 +350,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
             if (ending!.end === "fault") this.#stats.slashes++;
             if (ending!.end === "unresolved") this.#stats.unresolved++;
             // The write that failed may have been the verdict's own: then it was never passed
-            // on (a copy the peers had is taken once). Reaches a network already up: this
-            // actor's restart, not the node's first start, where the network comes after it.
+            // on (a copy the peers had is taken once). Told now, it reaches the peers connected
+            // now (this actor's restart); kept, it reaches those that connect later (the node's
+            // first start, where the network comes after this actor).
+            this.#startPublications.add({ kind: "verdict", verdict }, record.pendingUntil);
             this.#tellNetwork(ctx, { type: "publish_verdict", verdict });
             if (ending!.end === "fault") {
               this.#tellNetwork(ctx, { type: "peer_convicted", key: record.worker });
@@ -492,6 +497,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return ledger.challenged().filter((id) => ledger.receipt(id)?.kind === "training");
       case "pledges":
         return ledger.pledges(message);
+      case "start_publications":
+        return this.#startPublications.current(this.#now());
       case "deposit":
         await ledger.deposit(message.key, message.amount);
         this.#takePledgeHeldProofs(toHex(message.key), ctx);
@@ -1120,9 +1127,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
         if (settled !== undefined && check.confirmed) {
           this.#stats.slashes++;
-          // Resumed after a stop, which may have come before the proof left this node (the
-          // network starts after this actor, so it is passed on now, not at start).
+          // Resumed after a stop, which may have come before the proof left this node: passed
+          // on now, and kept for the peers that connect later (at a node's first start, none
+          // may be connected yet).
           if (message.own && this.#resumed.has(id)) {
+            this.#startPublications.add({ kind: "fraud_proof", proof }, record.pendingUntil);
             this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof });
           }
           // The network routes no more jobs to it.

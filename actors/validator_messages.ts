@@ -149,6 +149,19 @@ export interface ConvictedMessage {
   /** The worker's key. */
   key: Uint8Array;
 }
+/**
+ * What this validator's start passed on (a kept ending's verdict, a resumed own fraud proof once
+ * confirmed) whose receipt's window is still open: the NetworkActor sends it to each
+ * ledger-keeping peer that connects (`_start_publications.ts`). Answers `StartPublication[]`.
+ */
+export interface StartPublicationsMessage {
+  /** Message tag. */
+  type: "start_publications";
+}
+/** One thing a validator's start passed on: its verdict, or its own fraud proof. */
+export type StartPublication =
+  | { kind: "verdict"; verdict: Verdict }
+  | { kind: "fraud_proof"; proof: FraudProof };
 /** Whether a receipt for job `jobId` is recorded here. Answers a boolean. */
 export interface JobRecordedMessage {
   /** Message tag. */
@@ -296,6 +309,7 @@ export type ValidatorMessage =
   | HasAccusedMessage
   | JobRecordedMessage
   | ConvictedMessage
+  | StartPublicationsMessage
   | ChallengedMessage
   | ChallengeFailedMessage
   | FraudCheckedMessage

@@ -9,7 +9,8 @@
  *   recorded (the keys active there first), and later the pledge of a worker whose receipt it
  *   refused for want of stake, so a node that joins late learns the stake gossiped before it
  *   came; every pledge sent to a peer comes out of that peer's budget (`pledge_budget.ts`;
- *   the exchange itself: `pledge_sync.ts`);
+ *   the exchange itself: `pledge_sync.ts`), and after it what this node's validator decided or
+ *   resumed at its start, which no peer was connected to hear (`start_publications.ts`);
  * - a validator's challenge fetches proof data over the worker's own connection (looked up
  *   here, requested by the validator's challenge task, so no peer can hold this mailbox);
  * - the peers that offer the storage protocol are the StorageActor's holders: it is told the
@@ -87,6 +88,7 @@ import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 import { PledgeBudget, PledgeBudgets } from "./pledge_budget.ts";
 import { PledgeSync } from "./pledge_sync.ts";
+import { sendStartPublications } from "./start_publications.ts";
 import { KeyDials } from "./dial_by_key.ts";
 import {
   addressGroup,
@@ -740,6 +742,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
     }
     if (connection.supports(VALIDATION_PROTOCOL.name)) {
       this.#pledgeSync.sendPledges(connection, ctx);
+      // What our validator's start passed on, after our pledge: at the node's first start no
+      // peer was connected to hear it (`start_publications.ts`).
+      if (validator !== undefined) sendStartPublications(connection, validator, ctx);
     }
   }
 
