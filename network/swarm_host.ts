@@ -196,6 +196,8 @@ export class SwarmHost {
   #child: Deno.ChildProcess | undefined;
   #stdin: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #closing = false;
+  /** Link connections whose header is still being read: cut when the host is closed. */
+  readonly #accepting = new Set<SocketDuplex>();
   #restarts = 0;
   /** `n` of the restart delay (see {@link SwarmHostOptions.restart}). */
   #backoff = 0;
@@ -355,6 +357,10 @@ export class SwarmHost {
     }
     this.#stderrLog.flush();
     await this.#link?.close();
+    // A link connection still sending its header would otherwise reach `onPeer` after this
+    // close (the listener's close leaves accepted sockets open), or keep its timer running.
+    for (const duplex of this.#accepting) duplex.close();
+    this.#accepting.clear();
     for (const waiting of this.#waiting.values()) {
       waiting.reject(new SwarmHostError("the swarm host stopped"));
     }
@@ -640,8 +646,10 @@ export class SwarmHost {
    * its whole life, whenever the peer spoke first.)
    */
   async #accept(duplex: SocketDuplex): Promise<void> {
+    if (this.#closing) return duplex.close();
     const reader = duplex.readable.getReader({ mode: "byob" });
     const timer = setTimeout(() => duplex.close(), HEADER_TIMEOUT_MS);
+    this.#accepting.add(duplex);
     let header = new Uint8Array(HEADER_BYTES);
     try {
       for (let filled = 0; filled < HEADER_BYTES;) {
@@ -657,10 +665,11 @@ export class SwarmHost {
       }
     } finally {
       clearTimeout(timer);
+      this.#accepting.delete(duplex);
       reader.releaseLock();
     }
-    if (!constantTimeEqual(header.subarray(0, TOKEN_BYTES), this.#token)) {
-      duplex.close(); // not our host
+    if (this.#closing || !constantTimeEqual(header.subarray(0, TOKEN_BYTES), this.#token)) {
+      duplex.close(); // not our host, or this host is closed
       return;
     }
     this.#options.onPeer({
