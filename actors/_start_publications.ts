@@ -25,7 +25,25 @@ export const MAX_START_PUBLICATIONS = 64;
 
 /** The start's publications, each until its receipt's window closes (ledger clock, ms). */
 export class StartPublications {
+  /** One per ledger directory in this process (see {@link StartPublications.of}). */
+  static readonly #byLedger = new Map<string, StartPublications>();
   readonly #kept: { item: StartPublication; until: number }[] = [];
+
+  /**
+   * The publications of the validator of `ledgerDir`: the same object for every instance of it
+   * in this process, so they outlive its restarts. A crash after the start (a failed ledger
+   * write, say) restarts the actor, which finds the kept endings already applied and does not
+   * publish them again: a list of the instance's own would be empty, and a peer that connects
+   * after the crash would never hear of them.
+   */
+  static of(ledgerDir: string): StartPublications {
+    let kept = StartPublications.#byLedger.get(ledgerDir);
+    if (kept === undefined) {
+      kept = new StartPublications();
+      StartPublications.#byLedger.set(ledgerDir, kept);
+    }
+    return kept;
+  }
 
   /** Keep `item` for the peers that connect until `until`. */
   add(item: StartPublication, until: number): void {

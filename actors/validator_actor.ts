@@ -166,14 +166,6 @@ export interface ValidatorActorOptions {
    */
   trainingProofsResumed?: boolean;
   /**
-   * Where what this actor's start passed on is kept for the peers that connect later
-   * (`_start_publications.ts`). Give one that outlives the actor (the node does): its restart
-   * after a crash finds the kept endings already applied and does not publish them again, so
-   * a list of its own would be empty, and a peer that connects after the crash never hears of
-   * them. Default: one of this instance's own.
-   */
-  startPublications?: StartPublications;
-  /**
    * Registry name of the NetworkActor: own receipts are announced, signed verdicts and fraud
    * proofs spread, and proof data fetched through it. Absent: a validator on its own.
    */
@@ -207,7 +199,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #endings!: ChallengeEndings;
   /** Receipts whose own proof was resumed at start: passed on once it is confirmed here. */
   readonly #resumed = new Set<string>();
-  /** What the start passed on, for the peers that connect later (`_start_publications.ts`). */
+  /**
+   * What the start passed on, for the peers that connect later (`_start_publications.ts`): one
+   * per ledger directory in the process, so it outlives this actor's restarts.
+   */
   readonly #startPublications: StartPublications;
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
   #system?: ActorSystem;
@@ -251,7 +246,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    */
   constructor(options: ValidatorActorOptions) {
     this.#options = options;
-    this.#startPublications = options.startPublications ?? new StartPublications();
+    this.#startPublications = StartPublications.of(options.ledgerDir);
   }
 
   /** Opens the ledger (verifying it) and starts the finalize timer. */

@@ -22,7 +22,7 @@ import type { NetworkMessage } from "./network_actor.ts";
  * Ask the validator at `validator` (an actor path) for its start's publications and send them to
  * the peer of `connection`, one after another (each waits for room in the connection's write
  * budget). A validator that does not answer (restarting) sends nothing to this peer. What its
- * start passed on outlives its restarts (the node gives it one `StartPublications`), so a peer
+ * start passed on outlives its restarts (one `StartPublications` per ledger directory), so a peer
  * that connects after a crash of the validator is still sent it
  * (`tests/network/network_review_s41_test.ts`).
  */

@@ -48,7 +48,6 @@ import { StorageActor } from "../actors/storage_actor.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { storageGateway } from "../actors/storage_actor_peer.ts";
 import { ValidatorActor, type ValidatorMessage } from "../actors/validator_actor.ts";
-import { StartPublications } from "../actors/_start_publications.ts";
 import type { Account } from "../proof/ledger.ts";
 import { challengeProbabilityWarning, DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
@@ -674,8 +673,6 @@ function nodeChildren(
       config.validator.challengeProbability ?? DEFAULT_ECONOMICS.challengeProbability,
     );
     if (unsafe !== undefined) log(`warning: validator: ${unsafe} (validator.challengeProbability)`);
-    // Outlives the validator's restarts: what its start passed on still reaches later peers.
-    const startPublications = new StartPublications();
     add<ValidatorMessage>({
       name: NODE_ACTORS.validator,
       factory: () =>
@@ -696,7 +693,6 @@ function nodeChildren(
           onActivity: activity && ((a) => activity.record(a)),
           // The training validator resumes its own interrupted challenges (addTrainingChildren).
           trainingProofsResumed: trainingValidates(config, training),
-          startPublications,
         }),
     });
   }

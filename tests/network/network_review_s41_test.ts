@@ -15,7 +15,6 @@ import { eventually } from "../_helpers/wait.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { ChallengeEndings } from "../../actors/_challenge_endings.ts";
-import { StartPublications } from "../../actors/_start_publications.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import type { ValidatorStats } from "../../actors/validator_actor.ts";
 import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
@@ -250,8 +249,6 @@ async function startLedgerNode(
     models: HONEST_MODELS,
     challengeProbability: 0,
     network: `${name}/network`,
-    // One for the node, as node.ts gives it: it outlives the validator's restarts.
-    startPublications: new StartPublications(),
   });
   const network = await system.spawn<NetworkMessage>({
     name: `${name}/network`,
