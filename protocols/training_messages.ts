@@ -14,7 +14,7 @@
  *   training.receipt     { receipt, terms }               one-way (gossip)
  *   training.fraud_proof { proof, arch, startFile? }      one-way (gossip)
  *   training.outcome     { round, startModel, startFile?, model, file, arch, accepted,
- *                          reports, excluded, heldOutLoss? } one-way (gossip)
+ *                          reports, excluded, heldOutLoss?, coordinator, sig } one-way (gossip)
  * ```
  *
  * A trainer joins every peer that speaks the protocol; only a coordinator accepts
@@ -34,11 +34,14 @@
  * An outcome carries what makes it checkable: the signed receipt and the storage file of each
  * delta that went in, in the order they were averaged, so any node can redo the outer step and
  * compare the model CID (`training/round_audit.ts`) before it serves or passes on the model.
+ * Its coordinator signs it (`training/signed_outcome.ts`): a node audits only the outcomes of a
+ * coordinator staked in its ledger, charged to that coordinator, whoever relayed them.
  *
  * Receipts, fraud proofs and outcomes are gossip, like `validation.fraud_proof`: a node passes
  * what is new to it to every other peer once, never back, and each checks before it acts.
  * Nothing here carries a per-message signature: the connection's handshake authenticates the
- * peer; what a third party must check (receipts, challenges, fraud proofs) is signed inside.
+ * peer; what a third party must check (receipts, challenges, fraud proofs, outcomes) is signed
+ * inside.
  *
  * @module
  */
@@ -362,6 +365,13 @@ export interface OutcomeBody {
   excluded: string[];
   /** Held-out loss of the new model (nats per byte), as the coordinator measured it. */
   heldOutLoss?: number;
+  /**
+   * The coordinator's public key: it signs the outcome (`training/signed_outcome.ts`), and a
+   * node audits only the outcomes of a coordinator staked in its ledger.
+   */
+  coordinator?: Uint8Array;
+  /** The coordinator's signature over the rest (`outcomeSigningBytes`). */
+  sig?: Uint8Array;
 }
 
 /** A round's result, spread to every node: nodes that serve models fetch and serve the new one. */
@@ -379,6 +389,10 @@ export const OutcomeMessage: MessageDefinition<OutcomeBody> = defineMessage(
       .max(MAX_OUTCOME_TRAINERS),
     excluded: z.array(hexKey).max(MAX_OUTCOME_TRAINERS),
     heldOutLoss: z.number().finite().optional(),
+    // Optional on the wire so that a node can say why it refuses an unsigned outcome
+    // (`outcome_unsigned`) instead of dropping it as malformed.
+    coordinator: z.instanceof(Uint8Array).refine((b) => b.length === 32).optional(),
+    sig: z.instanceof(Uint8Array).refine((b) => b.length === 64).optional(),
   }).refine((b) => new Set(b.accepted).size === b.accepted.length, "a trainer accepted twice"),
 );
 

@@ -7,6 +7,9 @@
  * see {@link RoundAuditContext.isGenesis}), and compares the model CID. A node serves and passes
  * on only a model it could reproduce (or, having missed earlier rounds, could not check: then it
  * says so). A round from a genesis model is always checkable, so it is never taken unchecked.
+ * Which outcomes are audited at all is the TrainingValidator's gate: signed by a coordinator
+ * staked in the node's ledger (`signed_outcome.ts`); the audit itself does not read the
+ * signature, so a failure here is that coordinator's claim.
  *
  * What fails, and why:
  *
@@ -117,8 +120,9 @@ export async function auditRound(
       );
     }
   }
-  // Outcomes travel unsigned, from any peer: before anything is fetched for one (the start model,
-  // a delta file per report, of the sender's choosing), each receipt must be its trainer's.
+  // The outcome's signer is a staked coordinator (the validator checks that before the audit),
+  // but its word is not its trainers': before anything is fetched for it (the start model, a
+  // delta file per report, of the signer's choosing), each receipt must be its trainer's.
   const forged = reports.findIndex(({ receipt }) => !verifyTrainingReceipt(receipt).ok);
   if (forged >= 0) {
     return fail("receipt_invalid", `report ${forged}'s receipt is not signed by its trainer`);

@@ -11,8 +11,8 @@
  * to the TrainingValidator, which challenges the receipts it samples. Deltas of trainers whose
  * challenge failed — and of trainers convicted before — are left out of the outer step; only
  * the receipts whose deltas went into the new model are credited here. The new model is written
- * by CID, published in the node's storage, served here, and its outcome spread to every node,
- * which fetch and serve it.
+ * by CID, published in the node's storage, served here, and its outcome, signed with the node's
+ * key, spread to every node, which audit it (only a staked coordinator's) and serve it.
  *
  * ```
  * join       { connection, key, shardSize, shardRoot } → JoinedBody   (a trainer joins)
@@ -79,6 +79,7 @@ import { TrainingError } from "./training_error.ts";
 import { decodeFittingDelta } from "./int8_delta.ts";
 import { useTrainingBackend } from "./tf_backend.ts";
 import { verifyTrainingReceipt } from "./training_receipt.ts";
+import { signOutcome } from "./signed_outcome.ts";
 import type { ChallengeOutcome, TrainingValidatorMessage } from "./training_validator.ts";
 import type { TrainingReceiptRecorded } from "../actors/validator_messages.ts";
 
@@ -650,11 +651,16 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       await validator.ask({ type: "credit", receipts: delivery.credit, terms: delivery.terms });
     }
     if (ctx.signal.aborted) return;
+    // Signed with this node's key: nodes audit only a staked coordinator's outcomes, charged to
+    // it (`signed_outcome.ts`). Signed here, not where the round is saved, so a delivery saved
+    // before outcomes were signed goes out signed too; the signature is deterministic, so the
+    // same outcome sent again after a restart is the copy validators already took.
+    const outcome = signOutcome(delivery.outcome, this.#options.identity);
     // Through the validator side when there is one: it marks the outcome seen, so the copy
     // that gossip brings back is not taken again.
     if (validator !== undefined) {
-      await validator.tell({ type: "outcome", body: delivery.outcome, origin: "local" });
-    } else this.#publish(ctx, { kind: "outcome", body: delivery.outcome });
+      await validator.tell({ type: "outcome", body: outcome, origin: "local" });
+    } else this.#publish(ctx, { kind: "outcome", body: outcome });
     if (ctx.signal.aborted) return;
     this.#delivery = undefined;
     await this.#state?.save(this.#snapshot(this.#round));

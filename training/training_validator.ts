@@ -12,7 +12,9 @@
  * credit      { receipts, terms } credit receipts whose deltas went into a round's model
  * fraud_proof { body, origin }   check (outside the mailbox) → checked
  * checked     { … }              internal: settle in the ledger; confirmed and new: pass on
- * outcome     { body, origin }   new: audit it (redo the outer step, outside the mailbox)
+ * outcome     { body, origin }   new, signed by a coordinator staked here, within its and its
+ *                                relay's budgets: audit it (redo the outer step, outside the
+ *                                mailbox); otherwise refuse it (`outcomesRefused` in the stats)
  * audited     { body, audit }    internal: reproduced (or not checkable here): serve the
  *                                model and pass on; not reproduced: refuse it
  * model_standing { model }       → why this node refused that round model, or null
@@ -82,6 +84,8 @@ import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "../actors/_own_fr
 import { TrainingError } from "./training_error.ts";
 import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
 import { auditRound, type RoundAudit } from "./round_audit.ts";
+import { AuditBudget } from "./audit_budget.ts";
+import { outcomeSignature } from "./signed_outcome.ts";
 import {
   type TrainingReceipt,
   trainingReceiptId,
@@ -152,15 +156,39 @@ const SEEN_LIMIT = 4096;
  */
 const MAX_AUDITS_PER_MODEL = 4;
 /**
- * Outcomes a peer may have audited here per {@link PEER_AUDIT_WINDOW_MS}. Outcomes travel
- * unsigned and each audit fetches a start model and a delta file per report and redoes the outer
- * step, while the per-model bound is keyed by a CID the sender picks: without this, one peer
- * sending outcomes of fresh models had every one audited. A round makes one outcome, and honest
- * peers pass on only what held in their own audit, so the bound is far above what they send.
+ * Outcomes a peer may have relayed here for audit per {@link PEER_AUDIT_WINDOW_MS}. Each audit
+ * fetches a start model and a delta file per report and redoes the outer step, while the
+ * per-model bound is keyed by a CID the sender picks: before outcomes were signed, one peer
+ * sending outcomes of fresh models had every one audited. Signed, each is charged to its
+ * coordinator too ({@link MAX_AUDITS_PER_COORDINATOR}); this bound stays because stake is
+ * self-pledged: one peer relaying the outcomes of many keys it pledged for gets no more than
+ * this. A round makes one outcome, and honest peers pass on only what held in their own audit,
+ * so the bound is far above what they send.
  */
 export const MAX_AUDITS_PER_PEER = 8;
-/** The window of {@link MAX_AUDITS_PER_PEER}, ms. */
+/** The window of {@link MAX_AUDITS_PER_PEER} and {@link MAX_AUDITS_PER_COORDINATOR}, ms. */
 export const PEER_AUDIT_WINDOW_MS = 10 * 60_000;
+/**
+ * Outcomes one coordinator key may have audited here per {@link PEER_AUDIT_WINDOW_MS}, whoever
+ * relays them: charged to the signer, so relays cannot launder one key's outcomes by passing
+ * them on from many peers. A coordinator signs one outcome a round; the same as a peer's bound.
+ */
+export const MAX_AUDITS_PER_COORDINATOR = MAX_AUDITS_PER_PEER;
+/**
+ * How long a coordinator whose signed outcome failed its audit here has none of its outcomes
+ * audited, ms: an hour, six audit windows. No relay can alter a signed outcome, so a failure is
+ * the signer's own false claim (but for `convicted_included`, see
+ * {@link BLAMELESS_AUDIT_FAILURES}); the ledger has no rule that slashes a coordinator for it,
+ * so this node stops spending audits on that key for a while instead.
+ */
+export const FALSE_OUTCOME_BENCH_MS = 60 * 60_000;
+/**
+ * Audit failures that are not the coordinator's false claim: a delta this node's ledger convicted
+ * after the round may have been averaged honestly before anyone knew (`round_audit.ts`).
+ */
+const BLAMELESS_AUDIT_FAILURES: ReadonlySet<string> = new Set(["convicted_included"]);
+/** Refused outcomes kept in the stats (the latest): a flood of them does not grow the node. */
+const KEPT_OUTCOME_REFUSALS = 64;
 /**
  * Peers' fraud proofs held for a receipt this ledger has not recorded yet, in all and per
  * accuser. A proof can outrun its receipt (a node that learns the receipt only from the round's
@@ -404,6 +432,13 @@ export interface TrainingValidatorStats {
   unverified: string[];
   /** Round models refused: the outer step over their deltas does not give them. */
   refused: { model: string; reason: string }[];
+  /**
+   * Outcomes refused before any audit (the latest {@link KEPT_OUTCOME_REFUSALS}): `outcome_unsigned`,
+   * `outcome_bad_signature`, `unstaked_coordinator`, `coordinator_benched` (its signed outcome
+   * failed an audit here lately), `coordinator_budget`, `peer_budget`. They say nothing about
+   * the model they name (`model_standing` does not count them): anyone can send one naming any.
+   */
+  outcomesRefused: { model: string; coordinator: string | null; reason: string }[];
 }
 
 /** See the module doc. */
@@ -414,8 +449,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #proven = new Set<string>();
   /** Outcome copies audited per model, bounded by {@link MAX_AUDITS_PER_MODEL}. */
   readonly #auditsByModel = new Map<string, number>();
-  /** Outcomes audited per peer (hex key) in its current window ({@link MAX_AUDITS_PER_PEER}). */
-  readonly #auditsByPeer = new Map<string, { audits: number; since: number }>();
+  /** Outcomes audited per relaying peer (hex key) ({@link MAX_AUDITS_PER_PEER}). */
+  readonly #peerAudits: AuditBudget;
+  /** Outcomes audited per signing coordinator (hex key) ({@link MAX_AUDITS_PER_COORDINATOR}). */
+  readonly #coordinatorAudits: AuditBudget;
+  /** Coordinators whose signed outcome failed its audit, until when ({@link FALSE_OUTCOME_BENCH_MS}). */
+  readonly #benched = new Map<string, number>();
   readonly #stats: TrainingValidatorStats = {
     challenged: 0,
     passed: 0,
@@ -426,6 +465,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     adopted: [],
     unverified: [],
     refused: [],
+    outcomesRefused: [],
   };
   /** The momentum after each audited round, by the model it produced (the next audit's start). */
   readonly #momentum = new Map<string, GptWeights>();
@@ -475,6 +515,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
     this.#options = options;
+    const now = () => (this.#options.now ?? Date.now)();
+    const window = { windowMs: PEER_AUDIT_WINDOW_MS, now, maxKeys: SEEN_LIMIT };
+    this.#peerAudits = new AuditBudget({ limit: MAX_AUDITS_PER_PEER, ...window });
+    this.#coordinatorAudits = new AuditBudget({ limit: MAX_AUDITS_PER_COORDINATOR, ...window });
     this.#ownProofs = options.ownProofsDir === undefined
       ? undefined
       : OwnFraudProofs.in(options.ownProofsDir, OWN_TRAINING_FRAUD_PROOFS_DIR);
@@ -731,14 +775,13 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "checked":
         return await this.#settle(message, ctx);
       case "outcome":
-        // Outcomes travel unsigned: a relaying peer can pass on a copy with the honest model's
-        // CID and a report dropped, which fails its audit. Each distinct copy is audited (a few
-        // per model) until one proves the model; a copy that arrived first cannot shut out the
+        // Signed by a staked coordinator, within its budget and its relay's, or refused
+        // (`#mayAudit`). Each distinct copy is audited (a few per model) until one proves the
+        // model: another staked key may sign a copy naming the honest model's CID with a report
+        // dropped, which fails its audit, and a copy that arrived first cannot shut out the
         // genuine one.
         if (this.#proven.has(message.body.model)) return;
-        if (!this.#firstTime(`outcome:${sha256Hex(encodeCbor(message.body))}`)) return;
-        if (!this.#peerAuditBudget(message.origin)) return;
-        if (!this.#auditBudget(message.body.model)) return;
+        if (!await this.#mayAudit(message.body, message.origin, ctx)) return;
         // Audited outside the mailbox; served and passed on only when it holds (`audited`).
         void this.#audit(message.body, ctx).then(
           (audit) =>
@@ -764,6 +807,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           adopted: [...this.#stats.adopted],
           unverified: [...this.#stats.unverified],
           refused: [...this.#stats.refused],
+          outcomesRefused: [...this.#stats.outcomesRefused],
         };
       case "end_again":
         return await this.#endAgain(ctx);
@@ -1420,6 +1464,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   ): void {
     const name = `round ${body.round} model ${body.model.slice(0, 16)}…`;
     if (!audit.ok) {
+      // Signed by its coordinator (`#mayAudit`): a failure is its own claim, not a relay's.
+      if (origin !== "local" && !BLAMELESS_AUDIT_FAILURES.has(audit.reason)) {
+        this.#bench(toHex(body.coordinator!), name, audit.reason);
+      }
       if (this.#proven.has(body.model)) {
         this.#log(`training: a copy of ${name} refused (${audit.reason}); the model stands`);
         return;
@@ -1551,22 +1599,84 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     return true;
   }
 
-  /** Whether `origin` may have one more outcome audited here now ({@link MAX_AUDITS_PER_PEER}). */
-  #peerAuditBudget(origin: string): boolean {
-    if (origin === "local") return true;
-    const now = (this.#options.now ?? Date.now)();
-    const window = this.#auditsByPeer.get(origin);
-    if (window === undefined || now - window.since >= PEER_AUDIT_WINDOW_MS) {
-      this.#auditsByPeer.delete(origin); // re-inserted last: the oldest window is dropped first
-      this.#auditsByPeer.set(origin, { audits: 1, since: now });
-      if (this.#auditsByPeer.size > SEEN_LIMIT) {
-        this.#auditsByPeer.delete(this.#auditsByPeer.keys().next().value!);
-      }
-      return true;
+  /**
+   * Whether an outcome is audited here, taking its audit from its coordinator's and its relay's
+   * budgets (and the model's) when it is: signed by its coordinator (this node's own coordinator
+   * signs too), and, from a peer, by a key that is not benched here and holds in this ledger at
+   * least the stake a ledger asks of a peer's accuser (`unstaked_accuser`; a node without a
+   * ledger audits no peer's outcome). A refused one is logged and counted in the stats, never
+   * passed on. Refusals that a later copy cannot undo (a bad signature, a spent coordinator
+   * budget) mark the copy seen; one a pledge or another relay may undo does not.
+   */
+  async #mayAudit(
+    body: OutcomeBody,
+    origin: string,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<boolean> {
+    const seen = `outcome:${sha256Hex(encodeCbor(body))}`;
+    if (this.#seen.has(seen)) return false;
+    const signature = outcomeSignature(body);
+    if (signature !== "signed") {
+      this.#firstTime(seen);
+      this.#refuseOutcome(body, origin, `outcome_${signature}`);
+      return false;
     }
-    if (window.audits >= MAX_AUDITS_PER_PEER) return false;
-    window.audits++;
-    return true;
+    const coordinator = toHex(body.coordinator!);
+    if (origin !== "local") {
+      const until = this.#benched.get(coordinator);
+      if (until !== undefined && (this.#options.now ?? Date.now)() < until) {
+        this.#refuseOutcome(body, origin, "coordinator_benched");
+        return false;
+      }
+      if (until !== undefined) this.#benched.delete(coordinator);
+      const { stake } = await this.#ledger<{ stake: number }>(ctx, {
+        type: "account",
+        key: body.coordinator!,
+      }).catch(() => ({ stake: 0 }));
+      if (stake < DEFAULT_ECONOMICS.falseAccusationPenalty) {
+        this.#refuseOutcome(body, origin, "unstaked_coordinator");
+        return false;
+      }
+      // The ledger was asked: another copy may have come through meanwhile.
+      if (this.#seen.has(seen) || this.#proven.has(body.model)) return false;
+      if (!this.#peerAudits.has(origin)) {
+        this.#refuseOutcome(body, origin, "peer_budget");
+        return false;
+      }
+      if (!this.#coordinatorAudits.take(coordinator)) {
+        this.#firstTime(seen);
+        this.#refuseOutcome(body, origin, "coordinator_budget");
+        return false;
+      }
+      this.#peerAudits.take(origin);
+    }
+    this.#firstTime(seen);
+    return this.#auditBudget(body.model);
+  }
+
+  /** Log and count an outcome refused before its audit. */
+  #refuseOutcome(body: OutcomeBody, origin: string, reason: string): void {
+    const coordinator = body.coordinator === undefined ? null : toHex(body.coordinator);
+    this.#stats.outcomesRefused.push({ model: body.model, coordinator, reason });
+    if (this.#stats.outcomesRefused.length > KEPT_OUTCOME_REFUSALS) {
+      this.#stats.outcomesRefused.shift();
+    }
+    this.#log(
+      `training: outcome of round ${body.round} model ${body.model.slice(0, 16)}… from ` +
+        `${origin === "local" ? "this node" : origin.slice(0, 16)} refused (${reason}` +
+        `${coordinator === null ? "" : `, coordinator ${coordinator.slice(0, 16)}`}): not audited`,
+    );
+  }
+
+  /** No outcome of `coordinator` is audited here for {@link FALSE_OUTCOME_BENCH_MS}. */
+  #bench(coordinator: string, name: string, reason: string): void {
+    this.#benched.delete(coordinator); // re-inserted last: the oldest is forgotten first
+    this.#benched.set(coordinator, (this.#options.now ?? Date.now)() + FALSE_OUTCOME_BENCH_MS);
+    if (this.#benched.size > SEEN_LIMIT) this.#benched.delete(this.#benched.keys().next().value!);
+    this.#log(
+      `training: coordinator ${coordinator.slice(0, 16)} signed ${name}, which failed its audit ` +
+        `(${reason}): its outcomes are not audited here for ${FALSE_OUTCOME_BENCH_MS / 60_000} min`,
+    );
   }
 
   #firstTime(key: string): boolean {

@@ -35,7 +35,9 @@ import {
   TrainerService,
 } from "../../training/trainer_service.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { signOutcome } from "../../training/signed_outcome.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { spawnStakesLedger } from "./_stakes_ledger.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 
 /** Local steps: the audit does not depend on how far the trainers got. */
@@ -59,6 +61,14 @@ async function auditFixture(dir: string, system: ActorSystem) {
   const auditor = new RoundModels({ modelsDir: join(dir, "a"), storage: () => storage });
   const split = await testSplit();
   const trainers = split.shards.map(() => Identity.generate());
+  // Outcomes are signed by their coordinator, and audited only when it is staked in the node's
+  // ledger; `liar` is another staked key, which signs outcomes that do not hold.
+  const coordinatorKey = Identity.generate();
+  const liar = Identity.generate();
+  const stakes = await spawnStakesLedger(system, [
+    [coordinatorKey.publicKey, 1_000_000],
+    [liar.publicKey, 1_000_000],
+  ]);
 
   /** An honest coordinator's round `round` from `start` (with the momentum carried). */
   const honestRound = async (
@@ -93,7 +103,7 @@ async function auditFixture(dir: string, system: ActorSystem) {
       reports.map((r) => coordinator.putFile(r.delta, `delta-${r.receipt.deltaHash}`)),
     );
     return {
-      outcome: {
+      outcome: signOutcome({
         round,
         startModel: start.cid,
         ...(start.file ? { startFile: start.file } : {}),
@@ -103,14 +113,14 @@ async function auditFixture(dir: string, system: ActorSystem) {
         accepted: reports.map((r) => toHex(r.receipt.trainer)),
         reports: reports.map((r, i) => ({ receipt: r.receipt, deltaFile: files[i]! })),
         excluded: [],
-      },
+      }, coordinatorKey),
       reports,
       weights: result.weights,
       momentum: result.momentum,
     };
   };
   const seed = await coordinator.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-  return { storage, coordinator, auditor, split, honestRound, seed, trainers };
+  return { storage, coordinator, auditor, split, honestRound, seed, trainers, liar, stakes };
 }
 
 Deno.test("a round's outcome is audited by redoing the outer step: honest rounds reproduced, every lie refused", async () => {
@@ -230,7 +240,7 @@ Deno.test("a node's training validator serves only an outcome it reproduced, and
   const dir = await Deno.makeTempDir({ prefix: "veriflow-round-audit-actors-" });
   const system = new ActorSystem({ name: "round-audit-actors" });
   try {
-    const { auditor, honestRound, seed, split } = await auditFixture(dir, system);
+    const { auditor, honestRound, seed, split, liar } = await auditFixture(dir, system);
     const served: string[] = [];
     const validator = await system.spawn<TrainingValidatorMessage>({
       name: "node/training-validator",
@@ -238,12 +248,13 @@ Deno.test("a node's training validator serves only an outcome it reproduced, and
         new TrainingValidator({
           identity: Identity.generate(),
           models: auditor,
+          ledger: "node/validator",
           serve: (modelDir) => Promise.resolve(void served.push(modelDir)),
         }),
     });
     const r0 = await honestRound(0, seed);
-    // A coordinator that publishes the start model again as the round's result.
-    const lie = { ...r0.outcome, model: seed.cid, file: seed.file! };
+    // A (staked) coordinator that publishes the start model again as the round's result.
+    const lie = signOutcome({ ...r0.outcome, model: seed.cid, file: seed.file! }, liar);
     await validator.tell({ type: "outcome", body: lie, origin: "peer" });
     await validator.tell({ type: "outcome", body: r0.outcome, origin: "peer" });
     const stats = await eventually(
@@ -304,18 +315,24 @@ Deno.test("a forged copy of an honest outcome (its model's CID, a report dropped
   const dir = await Deno.makeTempDir({ prefix: "veriflow-round-audit-copies-" });
   const system = new ActorSystem({ name: "round-audit-copies" });
   try {
-    const { auditor, honestRound, seed } = await auditFixture(dir, system);
+    const { auditor, honestRound, seed, liar } = await auditFixture(dir, system);
     const validator = await system.spawn<TrainingValidatorMessage>({
       name: "node/training-validator",
-      factory: () => new TrainingValidator({ identity: Identity.generate(), models: auditor }),
+      factory: () =>
+        new TrainingValidator({
+          identity: Identity.generate(),
+          models: auditor,
+          ledger: "node/validator",
+        }),
     });
     const { outcome } = await honestRound(0, seed);
-    // Outcomes travel unsigned: a relaying peer drops a report from the copy it passes on.
-    const forged = {
+    // A relay cannot alter a signed outcome; another staked key signs a copy with the honest
+    // model's CID and a report dropped.
+    const forged = signOutcome({
       ...outcome,
       accepted: outcome.accepted.slice(0, 1),
       reports: outcome.reports.slice(0, 1),
-    };
+    }, liar);
     const stats = () => validator.ask<TrainingValidatorStats>({ type: "stats" });
     await validator.tell({ type: "outcome", body: forged, origin: "peer" });
     await eventually(async () => (await stats()).refused.length === 1, "the copy refused");
@@ -337,7 +354,7 @@ Deno.test("a coordinator whose round 0 made no model runs round 1 from the genes
   const dir = await Deno.makeTempDir({ prefix: "veriflow-round-audit-genesis-" });
   const system = new ActorSystem({ name: "round-audit-genesis" });
   try {
-    const { auditor, coordinator, honestRound, seed } = await auditFixture(dir, system);
+    const { auditor, coordinator, honestRound, seed, liar } = await auditFixture(dir, system);
     const served: string[] = [];
     const validator = await system.spawn<TrainingValidatorMessage>({
       name: "node/training-validator",
@@ -345,6 +362,7 @@ Deno.test("a coordinator whose round 0 made no model runs round 1 from the genes
         new TrainingValidator({
           identity: Identity.generate(),
           models: auditor,
+          ledger: "node/validator",
           serve: (modelDir) => Promise.resolve(void served.push(modelDir)),
         }),
     });
@@ -365,7 +383,7 @@ Deno.test("a coordinator whose round 0 made no model runs round 1 from the genes
 
     // A "round 1" from the genesis model whose model is not the aggregate of anything.
     const fake = await coordinator.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 12345));
-    const lie = { ...r1.outcome, model: fake.cid, file: fake.file! };
+    const lie = signOutcome({ ...r1.outcome, model: fake.cid, file: fake.file! }, liar);
     await validator.tell({ type: "outcome", body: lie, origin: "peer" });
     await eventually(async () => (await stats()).refused.length === 1, "the fake audited");
     assert.deepEqual((await stats()).refused, [{ model: fake.cid, reason: "aggregate_mismatch" }]);

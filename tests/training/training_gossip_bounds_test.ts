@@ -1,9 +1,11 @@
 /**
- * What one `training.outcome` from a hostile peer can make a node do. Outcomes travel unsigned
- * and any `training/1` peer may send one, so before this node builds or downloads anything for
- * it, the message must name an architecture a round can train (the genesis check builds a model
- * of the architecture the outcome names) and receipts their trainers signed (the audit
- * downloads the start model and every delta an outcome names).
+ * What one `training.outcome` from a hostile peer can make a node do. Any `training/1` peer may
+ * send one, and any staked key may sign one, so before this node builds or downloads anything
+ * for it, the message must name an architecture a round can train (the genesis check builds a
+ * model of the architecture the outcome names) and receipts their trainers signed (the audit
+ * downloads the start model and every delta an outcome names), and a relaying peer has a bounded
+ * number audited per window. (Unsigned outcomes are refused before all of this:
+ * `signed_outcome_test.ts`.)
  */
 import assert from "node:assert/strict";
 import type { ActorRef } from "../../actors/actor_ref.ts";
@@ -31,7 +33,9 @@ import {
   type TrainingValidatorStats,
 } from "../../training/training_validator.ts";
 import { GPT_MODEL_SIZES } from "../../inference/model_builder.ts";
+import { signOutcome } from "../../training/signed_outcome.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { spawnStakesLedger } from "./_stakes_ledger.ts";
 import { TEST_ARCH, TEST_HYPER } from "./_fixtures.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 
@@ -128,12 +132,15 @@ Deno.test("an outcome naming receipts their trainers did not sign is refused bef
         return Promise.reject(new Error("not here"));
       },
     } as unknown as ActorRef<StorageMessage>;
+    const coordinator = Identity.generate();
+    await spawnStakesLedger(system, [[coordinator.publicKey, 1_000_000]]);
     const validator = await system.spawn<TrainingValidatorMessage>({
       name: "node/training-validator",
       factory: () =>
         new TrainingValidator({
           identity: Identity.generate(),
           models: new RoundModels({ modelsDir: dir, storage: () => storage }),
+          ledger: "node/validator",
         }),
     });
     const start = file("a start model nobody holds");
@@ -143,7 +150,8 @@ Deno.test("an outcome naming receipts their trainers did not sign is refused bef
       const receipt = receiptOf(Identity.generate(), 0, start);
       return { ...receipt, sig: receiptOf(Identity.generate(), 0, start).sig };
     });
-    const outcome = outcomeOf(0, start, forged);
+    // Signed by a staked coordinator: the receipts are still checked.
+    const outcome = signOutcome(outcomeOf(0, start, forged), coordinator);
     assert.ok(OutcomeMessage.schema.safeParse(outcome).success, "schema-valid");
     await validator.tell({ type: "outcome", body: outcome, origin: "peer" });
     const stats = await eventually(async () => {
@@ -163,12 +171,17 @@ Deno.test("a peer's outcomes are audited a bounded number per window: fresh mode
   const system = new ActorSystem({ name: "outcome-peer-budget" });
   const clock = { t: 1_000_000 };
   try {
+    // Each outcome signed by another staked key (stake is self-pledged: a peer may hold many),
+    // so the coordinator's own bound never applies and the relay's does.
+    const coordinators = Array.from({ length: MAX_AUDITS_PER_PEER + 8 }, () => Identity.generate());
+    await spawnStakesLedger(system, coordinators.map((c) => [c.publicKey, 1_000_000]));
     const validator = await system.spawn<TrainingValidatorMessage>({
       name: "node/training-validator",
       factory: () =>
         new TrainingValidator({
           identity: Identity.generate(),
           models: new RoundModels({ modelsDir: dir, storage: () => undefined }),
+          ledger: "node/validator",
           now: () => clock.t,
         }),
     });
@@ -177,10 +190,11 @@ Deno.test("a peer's outcomes are audited a bounded number per window: fresh mode
     // entry in `refused`.
     let n = 0;
     const send = async (origin: string) => {
-      const start = file(`start ${n++}`);
+      const start = file(`start ${n}`);
       const forged = receiptOf(Identity.generate(), 0, start);
       const receipt = { ...forged, sig: receiptOf(Identity.generate(), 0, start).sig };
-      await validator.tell({ type: "outcome", body: outcomeOf(0, start, [receipt]), origin });
+      const body = signOutcome(outcomeOf(0, start, [receipt]), coordinators[n++]);
+      await validator.tell({ type: "outcome", body, origin });
     };
     const audited = async () =>
       (await validator.ask<TrainingValidatorStats>({ type: "stats" })).refused.length;
