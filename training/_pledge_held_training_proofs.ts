@@ -17,7 +17,7 @@
  * that memory is bounded per accuser, per receipt and in all, the longest held pushed out first,
  * and for at most {@link PLEDGE_HOLD_MS}. Keys are free, so a flood of them can push an honest
  * proof out before its pledge comes: it is then skipped, as every such proof was before. The
- * actor keeps what is held across a stop (`_kept_pledge_held_training_proofs.ts`, when it has a
+ * actor keeps what is held across a stop (`_kept_held_training_proofs.ts`, when it has a
  * ledger directory). Owned by the actor, read and written only inside its `receive`. Not part of
  * the public API.
  *

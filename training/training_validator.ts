@@ -116,10 +116,10 @@ import {
 } from "./_pledge_held_training_proofs.ts";
 import { MAX_UNBACKED_CHECKS_IN_FLIGHT, UnbackedChecks } from "../actors/_unbacked_checks.ts";
 import {
-  type KeptPledgeHeldProof,
-  KeptPledgeHeldTrainingProofs,
+  type KeptHeldProof,
+  KeptHeldTrainingProofs,
   RECEIPT_HELD_TRAINING_PROOFS_DIR,
-} from "./_kept_pledge_held_training_proofs.ts";
+} from "./_kept_held_training_proofs.ts";
 import { KeptUnbackedTrainingChecks } from "./_kept_unbacked_training_checks.ts";
 
 /**
@@ -197,7 +197,7 @@ const KEPT_OUTCOME_REFUSALS = 64;
  * `opening_mismatch` carries the whole answer), hence few; an accuser's third pushes out its own
  * oldest, so one key flooding proofs about receipts that never come pushes out its own (with the
  * space full, the oldest held goes: many staked keys can still push out an honest one). Kept
- * across a stop (`_kept_pledge_held_training_proofs.ts`, {@link RECEIPT_HELD_TRAINING_PROOFS_DIR}):
+ * across a stop (`_kept_held_training_proofs.ts`, {@link RECEIPT_HELD_TRAINING_PROOFS_DIR}):
  * lost at a restart before the receipt came, the proof never settled here.
  */
 const MAX_HELD_PROOFS = 16;
@@ -506,9 +506,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   /** This validator's own fraud proofs until they settle, on disk (`ownProofsDir`). */
   readonly #ownProofs: OwnFraudProofs | undefined;
   /** The proofs held for their accuser's pledge, across a stop (`ownProofsDir`). */
-  readonly #keptPledgeHeld: KeptPledgeHeldTrainingProofs | undefined;
+  readonly #keptPledgeHeld: KeptHeldTrainingProofs | undefined;
   /** The proofs held for their receipt, across a stop (`ownProofsDir`). */
-  readonly #keptReceiptHeld: KeptPledgeHeldTrainingProofs | undefined;
+  readonly #keptReceiptHeld: KeptHeldTrainingProofs | undefined;
   /** The unbacked checks spent per receipt, across a stop (`ownProofsDir`). */
   readonly #keptUnbacked: KeptUnbackedTrainingChecks | undefined;
 
@@ -523,10 +523,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       ? undefined
       : OwnFraudProofs.in(options.ownProofsDir, OWN_TRAINING_FRAUD_PROOFS_DIR);
     const dir = options.ownProofsDir;
-    this.#keptPledgeHeld = dir === undefined ? undefined : KeptPledgeHeldTrainingProofs.in(dir);
+    this.#keptPledgeHeld = dir === undefined ? undefined : KeptHeldTrainingProofs.in(dir);
     this.#keptReceiptHeld = dir === undefined
       ? undefined
-      : KeptPledgeHeldTrainingProofs.in(dir, RECEIPT_HELD_TRAINING_PROOFS_DIR, MAX_HELD_PROOFS);
+      : KeptHeldTrainingProofs.in(dir, RECEIPT_HELD_TRAINING_PROOFS_DIR, MAX_HELD_PROOFS);
     this.#keptUnbacked = dir === undefined ? undefined : KeptUnbackedTrainingChecks.in(dir);
   }
 
@@ -619,14 +619,14 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * stake question). The folders then hold what is held now.
    */
   async #resumeHeld(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    const read = (store: KeptPledgeHeldTrainingProofs | undefined) =>
+    const read = (store: KeptHeldTrainingProofs | undefined) =>
       store?.read().catch((error) => {
         this.#log(`training validator: held proofs not read back: ${(error as Error).message}`);
         return [];
       }) ?? Promise.resolve([]);
     const now = (this.#options.now ?? Date.now)();
     const again: Extract<TrainingValidatorMessage, { type: "fraud_proof" }>[] = [];
-    const take = (kept: KeptPledgeHeldProof[], oldest: number) => {
+    const take = (kept: KeptHeldProof[], oldest: number) => {
       for (const { body, origin, since } of kept) {
         const parsed = TrainingFraudProofMessage.schema.safeParse(body);
         if (!parsed.success || typeof origin !== "string") continue;

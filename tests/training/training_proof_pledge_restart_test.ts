@@ -6,7 +6,7 @@
  * The hold (`training/_pledge_held_training_proofs.ts`) was memory only: a restart between the
  * proof and the pledge forgot the proof, and this ledger paid, at its window's end, the lazy
  * trainer every other ledger slashed. The held proofs are now kept beside the ledger
- * (`<ledger>/pledge-held-training-proofs/`, `training/_kept_pledge_held_training_proofs.ts`) and
+ * (`<ledger>/pledge-held-training-proofs/`, `training/_kept_held_training_proofs.ts`) and
  * go through the intake again at the start, re-verified, never trusted from the disk.
  */
 import assert from "node:assert/strict";

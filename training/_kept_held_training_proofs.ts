@@ -1,7 +1,8 @@
 /**
- * The peers' training fraud proofs a TrainingValidator holds for their accuser's pledge
- * (`_pledge_held_training_proofs.ts`), kept across a stop beside the ledger:
- * `<ledger dir>/pledge-held-training-proofs/<proof hash>.cbor`, one file per proof.
+ * The training fraud proofs a TrainingValidator holds — for their accuser's pledge
+ * (`_pledge_held_training_proofs.ts`) or for their receipt — kept across a stop beside the
+ * ledger, one folder per hold (`<ledger dir>/pledge-held-training-proofs/<proof hash>.cbor`,
+ * `receipt-held-training-proofs/`), one file per proof.
  *
  * Lost at a restart, a held proof was a branch where this ledger settled differently from the
  * others: the pledge came after the restart, found nothing held, and the lazy trainer every
@@ -44,7 +45,7 @@ const PROOF_HASH = /^[0-9a-f]{64}$/;
 const SUFFIX = ".cbor";
 
 /** One held proof as kept (untrusted when read back). */
-export interface KeptPledgeHeldProof {
+export interface KeptHeldProof {
   /** The proof with its architecture and start file (`TrainingFraudProofBody`). */
   body: unknown;
   /** Hex key of the peer it came from. */
@@ -57,7 +58,7 @@ export interface KeptPledgeHeldProof {
 export type HeldProofToKeep = Pick<PledgeHeldTrainingProof, "hash" | "body" | "origin" | "since">;
 
 /** The folder of held proofs of one ledger directory (see the module doc). */
-export class KeptPledgeHeldTrainingProofs {
+export class KeptHeldTrainingProofs {
   readonly #dir: string;
   readonly #limit: number;
   /** Proof hashes with a file in the folder, as this store last wrote or read it. */
@@ -77,8 +78,8 @@ export class KeptPledgeHeldTrainingProofs {
     ledgerDir: string,
     folder: string = PLEDGE_HELD_TRAINING_PROOFS_DIR,
     limit: number = MAX_PLEDGE_HELD_TRAINING_PROOFS,
-  ): KeptPledgeHeldTrainingProofs {
-    return new KeptPledgeHeldTrainingProofs(join(ledgerDir, folder), limit);
+  ): KeptHeldTrainingProofs {
+    return new KeptHeldTrainingProofs(join(ledgerDir, folder), limit);
   }
 
   /**
@@ -86,7 +87,7 @@ export class KeptPledgeHeldTrainingProofs {
    * not decode, are removed at the next {@link keep}). Removes what a write cut short by a crash
    * left.
    */
-  async read(): Promise<KeptPledgeHeldProof[]> {
+  async read(): Promise<KeptHeldProof[]> {
     let entries: Deno.DirEntry[];
     try {
       entries = await Array.fromAsync(Deno.readDir(this.#dir));
@@ -94,7 +95,7 @@ export class KeptPledgeHeldTrainingProofs {
       if (error instanceof Deno.errors.NotFound) return [];
       throw error;
     }
-    const kept: KeptPledgeHeldProof[] = [];
+    const kept: KeptHeldProof[] = [];
     for (const { name, isFile } of entries) {
       if (isFile && name.endsWith(".tmp")) {
         await Deno.remove(join(this.#dir, name)).catch(() => {});
@@ -106,7 +107,7 @@ export class KeptPledgeHeldTrainingProofs {
       if (kept.length >= this.#limit) continue;
       try {
         const value = decodeCbor(await Deno.readFile(join(this.#dir, name)));
-        if (typeof value === "object" && value !== null) kept.push(value as KeptPledgeHeldProof);
+        if (typeof value === "object" && value !== null) kept.push(value as KeptHeldProof);
       } catch {
         // Not CBOR: held for nothing; removed at the next keep.
       }
