@@ -10,15 +10,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Actor } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Connection } from "../../protocols/connection.ts";
-import { encodeCbor } from "../../protocols/cbor.ts";
-import { sha256Hex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { RoundModels } from "../../training/round_models.ts";
@@ -30,44 +26,13 @@ import {
 } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
+import { answeringConnection, LosesOpenAnswer } from "./_lost_open_answer.ts";
 import { lossFraud } from "./_loss_fraud.ts";
 
 const STAKE = 10_000_000;
 const LEDGER = "node/validator";
 /** What the training validator asks: the ledger, behind a stand-in that loses one answer. */
 const PROXY = "node/validator-proxy";
-
-/**
- * Passes every ask on to the ledger, but its first `open` only as a tell, its answer lost: the
- * ask fails (as one past its timeout does) while the ledger still takes the message.
- */
-class LosesOpenAnswer implements Actor<ValidatorMessage> {
-  static lost = 0;
-  receive(message: ValidatorMessage, ctx: { system: ActorSystem }): Promise<unknown> {
-    const ledger = ctx.system.lookup<ValidatorMessage>(LEDGER)!;
-    const open = message.type === "training_challenge" && message.step === "open";
-    if (open && LosesOpenAnswer.lost++ === 0) {
-      return ledger.tell(message).then(() => {
-        throw new Error("the open's answer was lost (an ask timeout)");
-      });
-    }
-    return ledger.ask(message);
-  }
-}
-
-/** A connection that answers every challenge with `{}` (the injected check decides). */
-function answeringConnection(): Connection {
-  const body = encodeCbor({});
-  return {
-    peerKey: Identity.generate().publicKey,
-    request: (_type: unknown, payload: { challenge?: unknown }) =>
-      Promise.resolve(
-        payload.challenge !== undefined
-          ? { size: body.length, parts: 1, sha256: sha256Hex(body) }
-          : { bytes: body },
-      ),
-  } as unknown as Connection;
-}
 
 Deno.test("a training challenge whose open ask failed after the ledger took it still ends there: the honest trainer whose challenge passed is paid when its window closes", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-open-timeout-" });
@@ -89,8 +54,8 @@ Deno.test("a training challenge whose open ask failed after the ledger took it s
           trainingProofsResumed: true,
         }),
     });
-    LosesOpenAnswer.lost = 0;
-    await system.spawn<ValidatorMessage>({ name: PROXY, factory: () => new LosesOpenAnswer() });
+    const proxy = new LosesOpenAnswer(LEDGER);
+    await system.spawn<ValidatorMessage>({ name: PROXY, factory: () => proxy });
     const training = await system.spawn<TrainingValidatorMessage>({
       name: "node/training-validator",
       factory: () =>
@@ -131,7 +96,7 @@ Deno.test("a training challenge whose open ask failed after the ledger took it s
     clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
     await ledger.ask({ type: "finalize" });
 
-    assert.equal(LosesOpenAnswer.lost, 1, "the open's answer was lost once");
+    assert.equal(proxy.lost, 1, "the open's answer was lost once");
     assert.equal(await status(), "final", "the pass reached the ledger");
     const paid = await ledger.ask<Account>({ type: "account", key: receipt.trainer });
     assert.ok(paid.balance > 0, "the honest trainer is paid");

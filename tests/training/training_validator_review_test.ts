@@ -5,13 +5,10 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { MAX_UNBACKED_CHECKS_PER_RECEIPT } from "../../actors/_unbacked_checks.ts";
-import type { Actor, ActorContext } from "../../actors/actor.ts";
+import type { ActorContext } from "../../actors/actor.ts";
 import { join } from "node:path";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
-import type { Connection } from "../../protocols/connection.ts";
-import { encodeCbor } from "../../protocols/cbor.ts";
-import { sha256Hex } from "../../protocols/hash.ts";
 import type { StepOpeningsCheck } from "../../training/step_check.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
@@ -31,6 +28,7 @@ import type { GptArchitecture } from "../../inference/model_builder.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
+import { answeringConnection, LosesOpenAnswer } from "./_lost_open_answer.ts";
 import { lossFraud, recordLazyReceipt } from "./_loss_fraud.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
 
@@ -169,35 +167,6 @@ Deno.test("without a ledger directory, a proof held for its receipt and released
   }
 });
 
-/** Passes every ask on to `node/validator`, but the first `open` only as a tell, its answer lost. */
-class LosesOpenAnswer implements Actor<ValidatorMessage> {
-  lost = 0;
-  receive(message: ValidatorMessage, ctx: { system: ActorSystem }): Promise<unknown> {
-    const ledger = ctx.system.lookup<ValidatorMessage>("node/validator")!;
-    const open = message.type === "training_challenge" && message.step === "open";
-    if (open && this.lost++ === 0) {
-      return ledger.tell(message).then(() => {
-        throw new Error("the open's answer was lost (an ask timeout)");
-      });
-    }
-    return ledger.ask(message);
-  }
-}
-
-/** A connection that answers every challenge with `{}` (the injected check decides). */
-function answeringConnection(): Connection {
-  const body = encodeCbor({});
-  return {
-    peerKey: Identity.generate().publicKey,
-    request: (_type: unknown, payload: { challenge?: unknown }) =>
-      Promise.resolve(
-        payload.challenge !== undefined
-          ? { size: body.length, parts: 1, sha256: sha256Hex(body) }
-          : { bytes: body },
-      ),
-  } as unknown as Connection;
-}
-
 Deno.test("a training challenge whose open the ledger refused (window closed), its answer lost, does not leave the trainer's pending receipt unresolved when it ends undecided: paid as when the refusal is heard", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-review-open-refused-" });
   const system = new ActorSystem({ name: "review-open-refused" });
@@ -218,7 +187,7 @@ Deno.test("a training challenge whose open the ledger refused (window closed), i
           trainingProofsResumed: true,
         }),
     });
-    const proxy = new LosesOpenAnswer();
+    const proxy = new LosesOpenAnswer("node/validator");
     await system.spawn<ValidatorMessage>({ name: "review/proxy", factory: () => proxy });
     const training = await system.spawn<TrainingValidatorMessage>({
       name: "node/training-validator",
