@@ -16,6 +16,9 @@ import {
   type TrainingValidatorOptions,
 } from "../../training/training_validator.ts";
 
+/** The training validator's registry name. */
+export const TRAINING_VALIDATOR = "node/training-validator";
+
 /** What {@link spawnTrainingLedger} needs. */
 export interface TrainingLedgerOptions {
   /** The node's key. */
@@ -39,6 +42,8 @@ export async function spawnTrainingLedger(
 ): Promise<{
   ledger: ActorRef<ValidatorMessage>;
   training: ActorRef<TrainingValidatorMessage>;
+  /** Stop the training validator and start it again as before (a restart of it alone). */
+  restartTraining: () => Promise<ActorRef<TrainingValidatorMessage>>;
 }> {
   const { identity, dir, now, models, challenge, resumeOwnProofs } = options;
   const ledger = await system.spawn<ValidatorMessage>({
@@ -53,16 +58,22 @@ export async function spawnTrainingLedger(
         trainingProofsResumed: resumeOwnProofs,
       }),
   });
-  const training = await system.spawn<TrainingValidatorMessage>({
-    name: "node/training-validator",
-    factory: () =>
-      new TrainingValidator({
-        identity,
-        models,
-        ledger: "node/validator",
-        ownProofsDir: resumeOwnProofs ? join(dir, "ledger") : undefined,
-        ...challenge,
-      }),
-  });
-  return { ledger, training };
+  const spawnTraining = () =>
+    system.spawn<TrainingValidatorMessage>({
+      name: TRAINING_VALIDATOR,
+      factory: () =>
+        new TrainingValidator({
+          identity,
+          models,
+          ledger: "node/validator",
+          ownProofsDir: resumeOwnProofs ? join(dir, "ledger") : undefined,
+          ...challenge,
+        }),
+    });
+  const training = await spawnTraining();
+  const restartTraining = async () => {
+    if (!await system.stop(TRAINING_VALIDATOR)) throw new Error("the training validator stops");
+    return await spawnTraining();
+  };
+  return { ledger, training, restartTraining };
 }

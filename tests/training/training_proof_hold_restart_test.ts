@@ -28,10 +28,9 @@ import {
   type TrainingFraudProof,
 } from "../../training/training_fraud_proof.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
-import {
-  TrainingValidator,
-  type TrainingValidatorMessage,
-  type TrainingValidatorStats,
+import type {
+  TrainingValidatorMessage,
+  TrainingValidatorStats,
 } from "../../training/training_validator.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -62,7 +61,7 @@ async function ledgerNode(dir: string, name: string, start = Date.now()) {
     factory: () => new RecordingNetwork([]),
   });
   const challenge = { challengeProbability: 0, network: "node/network", pledgeRecheckMs: 5, now };
-  const { ledger } = await spawnTrainingLedger(system, {
+  const { ledger, restartTraining } = await spawnTrainingLedger(system, {
     identity: me,
     dir,
     now,
@@ -71,20 +70,6 @@ async function ledgerNode(dir: string, name: string, start = Date.now()) {
     resumeOwnProofs: true,
   });
   const training = () => system.lookup<TrainingValidatorMessage>(TRAINING)!;
-  const restartTraining = async () => {
-    assert.ok(await system.stop(TRAINING), "the training validator stops");
-    await system.spawn<TrainingValidatorMessage>({
-      name: TRAINING,
-      factory: () =>
-        new TrainingValidator({
-          identity: me,
-          models,
-          ledger: "node/validator",
-          ownProofsDir: join(dir, "ledger"),
-          ...challenge,
-        }),
-    });
-  };
   const status = async (id: string) =>
     (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
       ?.status;
