@@ -47,6 +47,7 @@ import type { GptWeights } from "./gpt_weights.ts";
 import type { RoundModels } from "./round_models.ts";
 import { dataSeedOf, sameHyperParams } from "./round_coordinator.ts";
 import { aggregateRound } from "./training_round.ts";
+import { TrainingError } from "./training_error.ts";
 import { trainingReceiptId, verifyTrainingReceipt } from "./training_receipt.ts";
 
 /** What {@link auditRound} found. */
@@ -156,7 +157,13 @@ export async function auditRound(
       modelsDir: context.models.modelsDir,
     },
   ).catch((error) => error as Error);
-  if (result instanceof Error) return fail("delta_mismatch", result.message);
+  if (result instanceof Error) {
+    // Only the round's own fault (its deltas give no finite step, none fits) is the outcome's;
+    // anything else (this node failing to write the model it reproduced) ends the audit without
+    // a verdict: failed, it benched an honest coordinator for this node's disk error.
+    if (!(result instanceof TrainingError)) throw result;
+    return fail("delta_mismatch", result.message);
+  }
   if (result.refused.length > 0) {
     const { report, reason } = result.refused[0];
     return fail(

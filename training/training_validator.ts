@@ -1605,8 +1605,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * signs too), and, from a peer, by a key that is not benched here and holds in this ledger at
    * least the stake a ledger asks of a peer's accuser (`unstaked_accuser`; a node without a
    * ledger audits no peer's outcome). A refused one is logged and counted in the stats, never
-   * passed on. Refusals that a later copy cannot undo (a bad signature, a spent coordinator
-   * budget) mark the copy seen; one a pledge or another relay may undo does not.
+   * passed on. Refusals that a later copy cannot undo (a bad signature, the model's copies
+   * spent) mark the copy seen; one a pledge, another relay or a new window may undo does not.
    */
   async #mayAudit(
     body: OutcomeBody,
@@ -1639,12 +1639,20 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       }
       // The ledger was asked: another copy may have come through meanwhile.
       if (this.#seen.has(seen) || this.#proven.has(body.model)) return false;
+      // Before anything is charged: a copy the per-model bound refuses costs its coordinator
+      // and its relay nothing (other keys' copies of that model spent it).
+      if (!this.#modelHasAudit(body.model)) {
+        this.#firstTime(seen);
+        return false;
+      }
       if (!this.#peerAudits.has(origin)) {
         this.#refuseOutcome(body, origin, "peer_budget");
         return false;
       }
+      // Not marked seen: the budget comes back with the window, and a signature says who made
+      // an outcome, not when, so anyone may have spent it replaying the coordinator's earlier
+      // outcomes; the same outcome relayed (or sent again by its coordinator) later is taken.
       if (!this.#coordinatorAudits.take(coordinator)) {
-        this.#firstTime(seen);
         this.#refuseOutcome(body, origin, "coordinator_budget");
         return false;
       }
@@ -1652,6 +1660,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     }
     this.#firstTime(seen);
     return this.#auditBudget(body.model);
+  }
+
+  /** Whether a copy of an outcome for `model` may still be audited (nothing is taken). */
+  #modelHasAudit(model: string): boolean {
+    return (this.#auditsByModel.get(model) ?? 0) < MAX_AUDITS_PER_MODEL;
   }
 
   /** Log and count an outcome refused before its audit. */
