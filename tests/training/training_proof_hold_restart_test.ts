@@ -208,8 +208,12 @@ Deno.test("a training fraud proof held for its receipt is kept on disk before an
       held: true,
     });
     const kept = join(dir, "ledger", "receipt-held-training-proofs");
+    // Written files only: a write in progress is a `.tmp` beside them (`writeFileDurably`).
     const names = () =>
-      Array.fromAsync(Deno.readDir(kept)).then((es) => es.map((e) => e.name), () => []);
+      Array.fromAsync(Deno.readDir(kept)).then(
+        (es) => es.map((e) => e.name).filter((n) => n.endsWith(".cbor")),
+        () => [],
+      );
     await eventually(async () => (await names()).length === 1, "the held proof kept", {
       timeoutMs: 5_000,
     });
