@@ -26,9 +26,7 @@
  * @module
  */
 import { join } from "node:path";
-import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
-import { writeFileDurably } from "../proof/_durable_file.ts";
-import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { KeptCborFile } from "../proof/_kept_cbor_file.ts";
 import type { ReceiptMessage } from "./validator_messages.ts";
 import type { SpentUnbacked } from "./_unbacked_checks.ts";
 
@@ -64,13 +62,10 @@ export interface HeldEvidence {
  * write no more often than the tick (never once per message).
  */
 export class HeldEvidenceFile {
-  readonly #path: string;
-  /** The bytes on disk (undefined: no file). */
-  #kept: Uint8Array | undefined;
+  readonly #file: KeptCborFile;
 
-  private constructor(path: string, kept: Uint8Array | undefined) {
-    this.#path = path;
-    this.#kept = kept;
+  private constructor(file: KeptCborFile) {
+    this.#file = file;
   }
 
   /**
@@ -80,29 +75,12 @@ export class HeldEvidenceFile {
    * peer's message).
    */
   static async open(ledgerDir: string): Promise<{ file: HeldEvidenceFile; held: HeldEvidence }> {
-    const path = join(ledgerDir, HELD_EVIDENCE_FILE);
-    const none = { receipts: [], proofs: [], unbacked: [] };
-    let bytes: Uint8Array;
-    try {
-      bytes = await Deno.readFile(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) {
-        return { file: new HeldEvidenceFile(path, undefined), held: none };
-      }
-      throw error;
-    }
-    let value: unknown;
-    try {
-      value = decodeCbor(bytes);
-    } catch {
-      await Deno.remove(path);
-      return { file: new HeldEvidenceFile(path, undefined), held: none };
-    }
-    const kept = value as Partial<HeldEvidence> | null;
+    const file = new KeptCborFile(join(ledgerDir, HELD_EVIDENCE_FILE));
+    const kept = await file.read() as Partial<HeldEvidence> | null | undefined;
     const list = <T>(xs: unknown): T[] =>
       Array.isArray(xs) ? xs.filter((x) => typeof x === "object" && x !== null) : [];
     return {
-      file: new HeldEvidenceFile(path, bytes),
+      file: new HeldEvidenceFile(file),
       held: {
         receipts: list<ReceiptMessage>(kept?.receipts).map((m) => ({ ...m, type: "receipt" })),
         proofs: list<KeptProof>(kept?.proofs),
@@ -115,24 +93,13 @@ export class HeldEvidenceFile {
    * Make the file hold `held`, durably: written when it differs from what is on disk, removed
    * when nothing is held. Returns whether the disk changed.
    */
-  async keep(held: HeldEvidence): Promise<boolean> {
+  keep(held: HeldEvidence): Promise<boolean> {
     const empty = held.receipts.length === 0 && held.proofs.length === 0 &&
       held.unbacked.length === 0;
-    if (empty) {
-      if (this.#kept === undefined) return false;
-      await Deno.remove(this.#path).catch((error) => {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      });
-      this.#kept = undefined;
-      return true;
-    }
+    if (empty) return this.#file.keep(undefined);
     const receipts = held.receipts.map((m) => definedOnly({ ...m }));
     const proofs = held.proofs.map((p) => definedOnly({ ...p }));
-    const bytes = encodeCanonical({ receipts, proofs, unbacked: held.unbacked });
-    if (this.#kept !== undefined && bytesEqual(this.#kept, bytes)) return false;
-    await writeFileDurably(this.#path, bytes);
-    this.#kept = bytes;
-    return true;
+    return this.#file.keep({ receipts, proofs, unbacked: held.unbacked });
   }
 }
 

@@ -18,10 +18,8 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
-import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
-import { writeFileDurably } from "../proof/_durable_file.ts";
-import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { join } from "node:path";
+import { KeptCborFile } from "../proof/_kept_cbor_file.ts";
 import type { SpentUnbacked } from "../actors/_unbacked_checks.ts";
 
 /** The file under the ledger's directory. */
@@ -29,56 +27,30 @@ export const UNBACKED_TRAINING_CHECKS_FILE = "training-unbacked-checks.cbor";
 
 /** The spent unbacked checks of one ledger directory (see the module doc). */
 export class KeptUnbackedTrainingChecks {
-  readonly #path: string;
-  /** The bytes on disk as this store last wrote or read them; undefined: no file. */
-  #kept: Uint8Array | undefined;
+  readonly #file: KeptCborFile;
 
-  private constructor(path: string) {
-    this.#path = path;
+  private constructor(file: KeptCborFile) {
+    this.#file = file;
   }
 
   /** The file of `ledgerDir`. */
   static in(ledgerDir: string): KeptUnbackedTrainingChecks {
-    return new KeptUnbackedTrainingChecks(join(ledgerDir, UNBACKED_TRAINING_CHECKS_FILE));
+    return new KeptUnbackedTrainingChecks(
+      new KeptCborFile(join(ledgerDir, UNBACKED_TRAINING_CHECKS_FILE)),
+    );
   }
 
   /** What the file holds, untrusted (`UnbackedChecks.restore` checks each entry); none: []. */
   async read(): Promise<unknown[]> {
-    let bytes: Uint8Array;
-    try {
-      bytes = await Deno.readFile(this.#path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return [];
-      throw error;
-    }
-    this.#kept = bytes;
-    try {
-      const value = decodeCbor(bytes);
-      return Array.isArray(value) ? value : [];
-    } catch {
-      return []; // not CBOR: rewritten at the next keep
-    }
+    const value = await this.#file.read();
+    return Array.isArray(value) ? value : [];
   }
 
   /** Make the file hold `spent`, durably; removed when empty. Returns whether the disk changed. */
-  async keep(spent: readonly SpentUnbacked[]): Promise<boolean> {
-    if (spent.length === 0) {
-      if (this.#kept === undefined) return false;
-      await Deno.remove(this.#path).catch((error) => {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      });
-      this.#kept = undefined;
-      return true;
-    }
-    const bytes = encodeCanonical(spent.map(({ receiptId, checks, until }) => ({
-      receiptId,
-      checks,
-      until,
-    })));
-    if (this.#kept !== undefined && bytesEqual(this.#kept, bytes)) return false;
-    await Deno.mkdir(dirname(this.#path), { recursive: true });
-    await writeFileDurably(this.#path, bytes);
-    this.#kept = bytes;
-    return true;
+  keep(spent: readonly SpentUnbacked[]): Promise<boolean> {
+    if (spent.length === 0) return this.#file.keep(undefined);
+    return this.#file.keep(
+      spent.map(({ receiptId, checks, until }) => ({ receiptId, checks, until })),
+    );
   }
 }
