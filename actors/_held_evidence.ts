@@ -1,17 +1,19 @@
 /**
  * What a ValidatorActor holds in memory waiting for something else to arrive — peers' receipts
  * refused for want of their worker's stake (taken again when the pledge comes), peers' fraud
- * proofs about receipts not recorded here yet (checked when the receipt comes), and peers' fraud
- * proofs from keys with no pledge here yet (taken again when the pledge comes,
- * `_pledge_held_proofs.ts`) — kept across a stop in `<ledger dir>/held-evidence.cbor`, with the
- * unbacked checks each receipt still in its window has spent (`_unbacked_checks.ts`: forgotten
- * at a restart, each start granted every receipt its budget of checks again).
+ * proofs taken and not settled yet (queued, being checked, or their settlement's ledger write the
+ * one that failed and crashed the actor: checked again), peers' fraud proofs about receipts not
+ * recorded here yet (checked when the receipt comes), and peers' fraud proofs from keys with no
+ * pledge here yet (taken again when the pledge comes, `_pledge_held_proofs.ts`) — kept across a
+ * stop in `<ledger dir>/held-evidence.cbor`, with the unbacked checks each receipt still in its
+ * window has spent (`_unbacked_checks.ts`: forgotten at a restart, each start granted every
+ * receipt its budget of checks again).
  *
  * Lost at a restart, each was a branch where this ledger settled differently from the others:
  * a proof held for a cheat's receipt, gone when the receipt came after the restart, let this
  * ledger pay the cheat every other ledger slashed (as a proof waiting for its accuser's pledge,
- * gone, would); a receipt waiting for its worker's pledge, gone, left honest work unpaid here for
- * good.
+ * or one being checked when a ledger write failed, gone, would); a receipt waiting for its
+ * worker's pledge, gone, left honest work unpaid here for good.
  *
  * Written when it changed at each finalize tick (10 s by default) and when the actor stops (its
  * `postStop`, which also runs when its supervisor restarts it after a failure), and read when it
@@ -19,7 +21,7 @@
  * and the file stays until the next write replaces it. A process killed outright loses what
  * arrived since the last tick, no more; a write per message would let a stranger make the node
  * fsync at network rate. Bounded by what the memory holds
- * (`_validator_memory.ts`, `_pledge_held_proofs.ts`). Both kinds of proof are kept in one list:
+ * (`_validator_memory.ts`, `_pledge_held_proofs.ts`). Every kind of proof is kept in one list:
  * at the start each goes through the intake again, which holds it for what it still lacks. Not
  * part of the public API.
  *
@@ -45,7 +47,10 @@ export interface KeptProof {
 export interface HeldEvidence {
   /** Receipt messages refused for want of stake, oldest first. */
   receipts: ReceiptMessage[];
-  /** Fraud proofs held for a receipt not recorded yet, or for their accuser's pledge; oldest first. */
+  /**
+   * Peers' fraud proofs taken and not settled yet, held for a receipt not recorded yet, or for
+   * their accuser's pledge; oldest first.
+   */
   proofs: KeptProof[];
   /**
    * Unbacked checks spent per receipt still in its window (`_unbacked_checks.ts`): kept, or

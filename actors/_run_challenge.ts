@@ -10,7 +10,7 @@
 import type { Identity } from "../protocols/identity.ts";
 import type { Job } from "../protocols/job.ts";
 import { type Receipt, receiptContradiction, receiptId } from "../protocols/receipt.ts";
-import { signVerdict } from "../protocols/verdict.ts";
+import { signVerdict, type Verdict } from "../protocols/verdict.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { ServedProof } from "../proof/served_proof.ts";
 import { endChoicesOf, type SteeringRecord } from "../proof/steering.ts";
@@ -23,6 +23,20 @@ import {
 import { checkServed } from "./withheld_check.ts";
 import { UNREACHABLE } from "./_proof_fetch.ts";
 import type { ChallengeSource, ValidatorModelSource } from "./validator_messages.ts";
+
+/**
+ * The verdict detail that marks a challenge taken over on a peer's "proof withheld" claim
+ * (`true`). Signed with the verdict, because the ending differs: undecided here, a takeover
+ * clears the challenge (the claim proved nothing), a challenge this validator drew leaves the
+ * job unpaid. Kept unsigned beside the verdict (`_challenge_endings.ts`), that difference could
+ * be rewritten on disk into paying an undecided job.
+ */
+export const TAKEOVER_DETAIL = "takeover";
+
+/** Whether `verdict` is of a challenge taken over on a peer's claim ({@link TAKEOVER_DETAIL}). */
+export function isTakeover(verdict: Verdict): boolean {
+  return verdict.details?.[TAKEOVER_DETAIL] === true;
+}
 
 /** What {@link runChallenge} needs besides the receipt and its job. */
 export interface RunChallengeOptions {
@@ -64,7 +78,10 @@ export async function runChallenge(
   job: Job,
   options: RunChallengeOptions,
 ): Promise<ValidationResult> {
-  const { models, identity, validation, source, steering, enqueue, signal, takeover } = options;
+  const { models, identity, source, steering, enqueue, signal, takeover } = options;
+  const validation = takeover
+    ? { ...options.validation, details: { [TAKEOVER_DETAIL]: true } }
+    : options.validation;
   // A receipt that contradicts its own job is judged without a model or proof data (fraud
   // kind `receipt`); without the model nothing else can be concluded here (`inconclusive`)
   // — except, for a peer's "proof withheld" claim taken over, whether the worker serves.
@@ -107,17 +124,19 @@ export async function runChallenge(
 /**
  * The result of a challenge that failed (an exception, the actor stopping): this validator's
  * own gap, signed as `inconclusive / validator_error`, so the job is left unpaid and nobody is
- * slashed.
+ * slashed (a takeover's is cleared instead: see {@link TAKEOVER_DETAIL}).
  *
  * @param receipt The challenged receipt.
  * @param reason What went wrong (its first 200 characters go into the verdict).
  * @param identity The validator identity (signs the verdict).
+ * @param takeover Whether the challenge was taken over on a peer's claim.
  * @returns The signed verdict, with empty validation stats.
  */
 export function failedChallenge(
   receipt: Receipt,
   reason: string,
   identity: Identity,
+  takeover: boolean,
 ): ValidationResult {
   const verdict = signVerdict({
     v: 1,
@@ -126,7 +145,7 @@ export function failedChallenge(
     target: receipt.worker,
     outcome: "inconclusive",
     reason: "validator_error",
-    details: { message: reason.slice(0, 200) },
+    details: { message: reason.slice(0, 200), ...(takeover ? { [TAKEOVER_DETAIL]: true } : {}) },
     issuedAt: Date.now(),
   }, identity);
   return { verdict, stats: emptyValidationStats() };

@@ -102,6 +102,24 @@ export class UnbackedChecks {
   }
 
   /**
+   * As {@link spent}, less the checks still in flight: for a keeper that keeps each in-flight
+   * check's proof beside the counts (the ValidatorActor's held evidence, `_held_evidence.ts`),
+   * whose proof spends its check again when it is taken up after the stop. Counted, the check
+   * would be spent twice, and the proof could find its receipt's budget gone.
+   */
+  spentSettled(now: number): SpentUnbacked[] {
+    const inFlight = new Map<string, number>();
+    for (const pair of this.#inFlight.values()) {
+      const id = pair.slice(pair.indexOf("/") + 1);
+      inFlight.set(id, (inFlight.get(id) ?? 0) + 1);
+    }
+    return this.spent(now).flatMap((entry) => {
+      const checks = entry.checks - (inFlight.get(entry.receiptId) ?? 0);
+      return checks > 0 ? [{ ...entry, checks }] : [];
+    });
+  }
+
+  /**
    * Take back what {@link spent} kept before a stop (untrusted when read: entries that are not
    * such a count are skipped; a count is never lowered).
    */

@@ -17,7 +17,7 @@ import { toHex } from "../protocols/hash.ts";
 import type { FraudCheckResult } from "../proof/fraud_check.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import type { ReceiptMessage } from "./validator_messages.ts";
-import type { HeldEvidence } from "./_held_evidence.ts";
+import type { HeldEvidence, KeptProof } from "./_held_evidence.ts";
 
 /** Receipts kept per worker whose pledge has not arrived yet, and workers kept at once. */
 const MAX_AWAITING_STAKE_PER_WORKER = 16;
@@ -70,6 +70,18 @@ export interface HeldFraudProof {
   waiting: PromiseWithResolvers<FraudCheckResult>;
 }
 
+/** A fraud proof taken and not settled yet ({@link ValidatorMemory.takeFraudProof}). */
+export interface TakenFraudProof {
+  /** The in-process resolver: the check's result once settled. */
+  waiting: PromiseWithResolvers<FraudCheckResult>;
+  /** The proof (parsed, its signature verified). */
+  proof: FraudProof;
+  /** Who sent it (the peer it is not passed back to). */
+  origin?: string;
+  /** This validator's own (kept on disk by the actor, `_own_fraud_proofs.ts`), not a peer's. */
+  own: boolean;
+}
+
 /** Who judged what: a verdict's validator and subject (checked by the actor's `#worthRecording`). */
 export function judgedKey(verdict: Verdict): string {
   return `${toHex(verdict.validator)}/${verdict.subjectId}`;
@@ -83,8 +95,8 @@ export class ValidatorMemory {
   readonly #recent = new Map<string, { receipt: Receipt; job: Job }>();
   /** Whose verdict about which receipt was taken from a peer: `validator/receiptId` (bounded). */
   readonly #judged = new Set<string>();
-  /** Fraud proofs taken, by hash (oldest evicted first), with their in-process resolvers. */
-  readonly #fraudProofs = new Map<string, PromiseWithResolvers<FraudCheckResult> | null>();
+  /** Fraud proofs taken, by hash (oldest evicted first): null once settled. */
+  readonly #fraudProofs = new Map<string, TakenFraudProof | null>();
   /** Accusations checked here and left undecided: `accuser/receiptId` (bounded). */
   readonly #undecided = new Set<string>();
   /** Fraud proofs about receipts not recorded here yet, by receipt id, then by proof hash. */
@@ -169,19 +181,18 @@ export class ValidatorMemory {
 
   /** The in-process resolver of a fraud proof taken and not settled yet. */
   fraudProof(hash: string): PromiseWithResolvers<FraudCheckResult> | null | undefined {
-    return this.#fraudProofs.get(hash);
+    const taken = this.#fraudProofs.get(hash);
+    return taken === undefined ? undefined : taken?.waiting ?? null;
   }
 
   /**
    * A fraud proof taken, with its in-process resolver (oldest forgotten first); it counts
-   * against its accuser ({@link accusing}) until {@link fraudProofDone}.
+   * against its accuser ({@link accusing}), and a peer's is kept across a stop ({@link waiting}),
+   * until {@link fraudProofDone}.
    */
-  takeFraudProof(
-    hash: string,
-    waiting: PromiseWithResolvers<FraudCheckResult>,
-    accuser: Uint8Array,
-  ): void {
-    this.#fraudProofs.set(hash, waiting);
+  takeFraudProof(hash: string, taken: TakenFraudProof): void {
+    const accuser = taken.proof.validator;
+    this.#fraudProofs.set(hash, taken);
     while (this.#fraudProofs.size > MAX_REMEMBERED_FRAUD_PROOFS) {
       this.#fraudProofs.delete(this.#fraudProofs.keys().next().value!);
     }
@@ -275,13 +286,17 @@ export class ValidatorMemory {
 
   /**
    * What waits here for something else to arrive, oldest first, for keeping across a stop
-   * (`_held_evidence.ts`): receipts waiting for their worker's pledge, and fraud proofs held for
-   * their receipt.
+   * (`_held_evidence.ts`): receipts waiting for their worker's pledge, peers' fraud proofs taken
+   * and not settled yet (queued, being checked, or their settlement cut off by a failed ledger
+   * write), and fraud proofs held for their receipt.
    */
   waiting(): Omit<HeldEvidence, "unbacked"> {
     const receipts = [...this.#awaitingStake.values()].flat();
-    const proofs = [...this.#held.values()].flatMap((held) =>
-      [...held.values()].map(({ proof, origin }) => ({ proof, origin }))
+    // Peers' proofs only: this validator's own are kept in `own-fraud-proofs/`.
+    const unsettled = [...this.#fraudProofs.values()].filter((t) => t !== null && !t.own);
+    const held = [...this.#held.values()].flatMap((proofs) => [...proofs.values()]);
+    const proofs = [...unsettled as TakenFraudProof[], ...held].map(
+      ({ proof, origin }): KeptProof => ({ proof, origin }),
     );
     return { receipts, proofs };
   }

@@ -35,8 +35,9 @@
  * model, within a takeover budget of its own (`_takeover_budget.ts`): that claim is about
  * availability, so a validator without the model checks only that the worker serves signed
  * data opening its commitment (`withheld_check.ts`) and clears the challenge if it does; a
- * takeover that decides nothing clears it too — an unprovable claim never leaves otherwise-paid
- * work unpaid, and never gets a worker's receipts refused.
+ * takeover that decides nothing (its verdict signed as a takeover's) clears it too — an
+ * unprovable claim never leaves otherwise-paid work unpaid, and never gets a worker's receipts
+ * refused.
  *
  * The `receipt` message answers at once (recorded or not, and — in-process only — whether this
  * validator challenges it and a promise of the result), so the mailbox is never held for a
@@ -84,7 +85,7 @@ import type { NetworkMessage } from "../network/network_actor.ts";
 export type * from "./validator_messages.ts";
 import { PROOF_SERVED } from "./withheld_check.ts";
 import { proofOf } from "./_proof_fetch.ts";
-import { failedChallenge, runChallenge } from "./_run_challenge.ts";
+import { failedChallenge, isTakeover, runChallenge } from "./_run_challenge.ts";
 import { ChallengeHolds } from "./_challenge_holds.ts";
 import { TakeoverBudget } from "./_takeover_budget.ts";
 import { settleSteering } from "./_steering_settlement.ts";
@@ -121,16 +122,17 @@ import type {
 const FAULTS: ReadonlySet<string> = new Set(["proof_unavailable", "steering"]);
 
 /**
- * How a challenge that found no fraud proof ends in the ledger, from its signed verdict: valid
- * (or, taken over on a peer's claim, the data served or undecided here) — cleared; withheld or
- * steering — a fault; else unresolved. Also what a kept ending is checked against at the start.
+ * How a challenge that found no fraud proof ends in the ledger, from its signed verdict alone:
+ * valid (or, taken over on a peer's claim — signed in the verdict, `TAKEOVER_DETAIL` — the data
+ * served or undecided here) — cleared; withheld or steering — a fault; else unresolved. Also
+ * what a kept ending is checked against at the start: nothing unsigned decides it.
  */
-function endOf(verdict: Verdict, takenOver: boolean): ChallengeEndStep {
+function endOf(verdict: Verdict): ChallengeEndStep {
   const { outcome, reason } = verdict;
   if (outcome === "valid" || (outcome === "inconclusive" && reason === PROOF_SERVED)) {
     return "cleared";
   }
-  if (outcome === "inconclusive" && takenOver) return "cleared";
+  if (outcome === "inconclusive" && isTakeover(verdict)) return "cleared";
   return outcome === "invalid" && FAULTS.has(reason) ? "fault" : "unresolved";
 }
 
@@ -330,10 +332,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       const mine = verdict !== undefined && verdict.subject === "inference" &&
         verdict.subjectId === id && verdict.validator instanceof Uint8Array &&
         bytesEqual(verdict.validator, me);
-      // The transition and its reason are not signed: only one the verdict calls for is taken
-      // (a `valid` verdict beside a `fault` from a file written over is not this validator's).
-      const called = mine && ending!.reason === verdict.reason &&
-        (ending!.end === endOf(verdict, false) || ending!.end === endOf(verdict, true));
+      // The transition and its reason are not signed: only the one the verdict calls for is
+      // taken (a `valid` verdict beside a `fault`, or an inconclusive one not signed as a
+      // takeover's beside `cleared`, from a file written over is not this validator's).
+      const called = mine && ending!.reason === verdict.reason && ending!.end === endOf(verdict);
       const record = ledger.receipt(id);
       if (called && record?.status === "challenged") {
         const recorded = await ledger.recordVerdict(verdict).then(() => true, (error) => {
@@ -393,7 +395,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #heldEvidence(): HeldEvidence {
     const held = this.#memory.waiting();
     held.proofs.push(...this.#pledgeHeld.all());
-    return { ...held, unbacked: this.#unbacked.spent(this.#now()) };
+    // The proofs in flight are kept above: their checks are spent again when they are taken up.
+    return { ...held, unbacked: this.#unbacked.spentSettled(this.#now()) };
   }
 
   /** Keep what is held on disk, if it changed since the last keep (`_held_evidence.ts`). */
@@ -421,7 +424,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         const { receipt, reason } = message;
         const id = receiptId(receipt);
         this.#log(`validator: challenge of receipt ${id.slice(0, 12)} failed: ${reason}`);
-        const result = failedChallenge(receipt, reason, this.#options.identity);
+        const takeover = this.#held.claimantOf(id) !== undefined;
+        const result = failedChallenge(receipt, reason, this.#options.identity, takeover);
         await this.#onChallenged({ type: "challenged", receipt, result }, ctx);
         return undefined;
       }
@@ -784,7 +788,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     // How the challenge ends in the ledger, unless by its own fraud proof (settled from it):
     // valid, or a claim found false — cleared; withheld or steering — a fault; else unresolved.
-    const end = result.fraudProof ? undefined : endOf(result.verdict, claimant !== undefined);
+    const end = result.fraudProof ? undefined : endOf(result.verdict);
     try {
       // Kept before the verdict is: a stop, or a ledger write that fails, between the two
       // settles it at the next start (`_own_fraud_proofs.ts`, `_challenge_endings.ts`).
@@ -1029,7 +1033,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       return { queued: false, awaitingReceipt: true, result: waiting.promise };
     }
     if (unbacked) this.#unbacked.take(id, accuser, hash, record.pendingUntil);
-    this.#memory.takeFraudProof(hash, waiting, proof.validator);
+    this.#memory.takeFraudProof(hash, { waiting, proof, origin, own });
     this.#enqueue(() => this.#checkFraud(proof)).then(
       (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
       (error) => {
@@ -1075,13 +1079,15 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const id = receiptId(proof.receipt);
     const hash = check.proofHash || fraudProofHash(proof);
     const waiting = this.#memory.fraudProof(hash);
-    this.#memory.fraudProofDone(hash);
-    this.#unbacked.done(hash);
     this.#stats.fraudProofsChecked++;
     // This validator's own proof, from a challenge that holds the receipt `challenged`: the
     // challenge ends here, whatever the check says.
     const own = message.own === true && ledger.receipt(id)?.status === "challenged";
-    /** A ledger write failed: the own proof stays kept, settled at the restart that follows. */
+    /**
+     * A ledger write failed: the proof stays kept (an own one in `own-fraud-proofs/`, a peer's
+     * as taken and not settled, in the held evidence kept at the stop), and is settled at the
+     * restart that follows.
+     */
     let failed = false;
     try {
       if (check.reason === "malformed" || check.reason === "bad_signature") {
@@ -1158,6 +1164,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       waiting?.reject(error);
       throw error;
     } finally {
+      if (!failed) {
+        this.#memory.fraudProofDone(hash);
+        this.#unbacked.done(hash);
+      }
       if (message.own) {
         this.#held.release(id);
         this.#resumed.delete(id);

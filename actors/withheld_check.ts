@@ -72,7 +72,7 @@ export async function checkServed(
       outcome,
       reason,
       fraud,
-      details: { ...details, modelChecked: false },
+      details: { ...options.details, ...details, modelChecked: false },
       now,
       stats,
     });

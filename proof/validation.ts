@@ -123,6 +123,12 @@ export interface ValidationOptions {
    * chose it could have chosen it for its end choices, so it must not feed a steering record.
    */
   countEndChoices?: boolean;
+  /**
+   * Details signed into the verdict beside the validation's own figures (which win on a clash);
+   * default none. The ValidatorActor marks with them a challenge taken over on a peer's claim,
+   * whose undecided ending differs from that of one it drew (`_run_challenge.ts`).
+   */
+  details?: Record<string, string | number | boolean>;
 }
 
 /** What the validator gathered for one challenge. */
@@ -310,6 +316,7 @@ export async function validateReceipt(
       reason,
       fraud,
       details: finiteDetails({
+        ...options.details,
         ...details,
         positions: stats.positions,
         maxDistance: round6(stats.maxDistance),

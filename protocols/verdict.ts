@@ -26,8 +26,9 @@ const VERDICT_DOMAIN = "veriflow/verdict/v1";
  * ledger it reaches and passed on by each, for good: unbounded details would let any staked key
  * grow every ledger in the network by a frame per verdict. The largest honest details are a
  * challenge that failed (`validator_error`: its 200-character message, up to 3 bytes a character
- * in UTF-8, about 610 bytes); a validation's figures with a commitment or receipt message take
- * about 250, a storage audit's about 150. 1 KiB leaves a margin above all of them.
+ * in UTF-8, and a takeover's mark, about 620 bytes); a validation's figures with a commitment or
+ * receipt message take about 250, a storage audit's about 150. 1 KiB leaves a margin above all
+ * of them.
  */
 export const MAX_VERDICT_DETAILS_BYTES = 1024;
 

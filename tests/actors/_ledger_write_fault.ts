@@ -3,9 +3,9 @@
  * fault (the ledger log's append throws before writing, or the history index's apply throws
  * after the entry is durable, once, during one named ledger call) and the run around it — a
  * worker's job announced to a validator that challenges everything, the crash, the supervisor's
- * restart with the ledger reopened from disk, and the window closed. For
- * `validator_ledger_write_failure_test.ts` and `validator_endings_review_test.ts`. No clock is
- * raced: the ledger's clock is the test's.
+ * restart with the ledger reopened from disk, and the window closed; or a peer's fraud proof in
+ * the validator's hands when a write fails. For `validator_ledger_write_failure_test.ts` and
+ * `validator_endings_review_test.ts`. No clock is raced: the ledger's clock is the test's.
  *
  * @module
  */
@@ -14,7 +14,11 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { CHALLENGE_ENDINGS_DIR } from "../../actors/_challenge_endings.ts";
 import { OWN_FRAUD_PROOFS_DIR } from "../../actors/_own_fraud_proofs.ts";
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import type {
+  FraudProofHandled,
+  ValidatorMessage,
+  ValidatorModelSource,
+} from "../../actors/validator_messages.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
@@ -23,6 +27,7 @@ import { LedgerLog } from "../../proof/ledger_log.ts";
 import { LedgerIndex } from "../../proof/ledger_index.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { validateReceipt } from "../../proof/validation.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import {
@@ -49,6 +54,28 @@ export type EndingCall = "recordVerdict" | "clearChallenge" | "settleFraud" | "s
 /** An I/O error as the OS reports one. */
 function ioError(): Error {
   return Object.assign(new Error("Input/output error (os error 5) (simulated)"), { code: "EIO" });
+}
+
+/**
+ * The next ledger log append waits for `fail()`, then throws (nothing written): a write that is
+ * under way while the test lines up what comes next. `called` resolves once it is.
+ */
+function holdNextAppend(): { called: Promise<void>; fail: () => void; restore: () => void } {
+  const append = LedgerLog.prototype.append;
+  const called = Promise.withResolvers<void>();
+  const failed = Promise.withResolvers<void>();
+  LedgerLog.prototype.append = function () {
+    LedgerLog.prototype.append = append;
+    called.resolve();
+    return failed.promise.then(() => Promise.reject(ioError()));
+  };
+  return {
+    called: called.promise,
+    fail: () => failed.resolve(),
+    restore: () => {
+      LedgerLog.prototype.append = append;
+    },
+  };
 }
 
 /**
@@ -98,6 +125,8 @@ export interface EndingWriteOptions {
   network?: boolean;
   /** Run before the ledger is reopened at the restart (first restart only). */
   beforeReopen?: (ledgerDir: string, id: string) => Promise<void>;
+  /** The validator's models; default {@link HONEST_MODELS}. */
+  models?: ValidatorModelSource;
 }
 
 /**
@@ -111,7 +140,7 @@ export async function endingWriteFails(
   work: Work,
   method: EndingCall,
   fault: Fault,
-  { times = 1, network = false, beforeReopen }: EndingWriteOptions = {},
+  { times = 1, network = false, beforeReopen, models = HONEST_MODELS }: EndingWriteOptions = {},
 ) {
   const dir = await Deno.makeTempDir();
   const clock = { t: START };
@@ -148,7 +177,7 @@ export async function endingWriteFails(
       clock,
       challengeProbability: 1,
       network: network ? NETWORK : undefined,
-      models: HONEST_MODELS,
+      models,
       source: {
         proof: () =>
           Promise.resolve(
@@ -188,6 +217,119 @@ export async function endingWriteFails(
   } finally {
     restore();
     Ledger.open = open;
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Where the ledger fails while a peer's fraud proof is in this validator's hands: `settlement`,
+ * the write of its own settlement (after its check); `checked`, another message's write, with
+ * the proof checked and its settlement queued behind that message (discarded with the crash).
+ */
+export type PeerProofFault = "settlement" | "checked";
+
+/**
+ * A cheat's receipt recorded (not drawn here), and a staked peer's fraud proof of it taken while
+ * the ledger fails (`fault`): the validator crashes, is restarted, and the proof's window closes.
+ * Returns the cheat's and the accuser's accounts, the receipt's status and the crashes.
+ */
+export async function peerProofWriteFails(fault: PeerProofFault) {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const [me, cheat, accuser, requester] = Array.from({ length: 4 }, Identity.generate);
+  const job = textJob(requester, crypto.randomUUID());
+  const proved = await proveOn(job, cheat, f.otherSeed);
+  const id = receiptId(proved.receipt);
+  const { fraudProof } = await validateReceipt(
+    { job, receipt: proved.receipt, proof: proved.proof },
+    f.honest,
+    accuser,
+    { now: () => START },
+  );
+  assert.ok(fraudProof);
+  const system = new ActorSystem({ name: `peer-proof-${fault}` });
+  let crashes = 0;
+  let restarts = 0;
+  system.events.subscribe((event) => {
+    if (event.name !== "node/validator") return;
+    if (event.type === "crashed") crashes++;
+    if (event.type === "restarted") restarts++;
+  });
+  // The model the proof is checked on loads only once the test lets it (`checked`).
+  let modelGate: Promise<void> | undefined;
+  const models = {
+    get: async (cid: string) => {
+      await modelGate;
+      return await HONEST_MODELS.get(cid);
+    },
+  };
+  const undo: (() => void)[] = [];
+  try {
+    const validator: ActorRef<ValidatorMessage> = await spawnValidator(system, {
+      identity: me,
+      ledgerDir: `${dir}/ledger`,
+      clock,
+      challengeProbability: 0,
+      models,
+    });
+    for (const key of [cheat, accuser]) {
+      await validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
+    }
+    const handled = await announceAssigned(validator, proved.receipt, job, requester);
+    assert.equal(handled.recorded, true);
+    assert.equal(handled.challenged, false);
+    const ledger = ledgerReads(() => validator, clock);
+    if (fault === "settlement") {
+      undo.push(failDuring("settleFraud", "append", 1));
+      const taken = await validator.ask<FraudProofHandled>({
+        type: "fraud_proof",
+        proof: fraudProof,
+        origin: "ab".repeat(32),
+      });
+      assert.equal(taken.queued, true);
+    } else {
+      const model = Promise.withResolvers<void>();
+      modelGate = model.promise;
+      const taken = await validator.ask<FraudProofHandled>({
+        type: "fraud_proof",
+        proof: fraudProof,
+        origin: "ab".repeat(32),
+      });
+      assert.equal(taken.queued, true);
+      // A deposit whose write is under way, then fails, while the proof's check ends and its
+      // settlement waits in the mailbox behind it.
+      const write = holdNextAppend();
+      undo.push(write.restore);
+      const deposit = validator.ask({ type: "deposit", key: requester.publicKey, amount: 1 });
+      deposit.catch(() => {});
+      await write.called;
+      modelGate = undefined;
+      model.resolve();
+      const queued = () => system.tree().children.find((n) => n.name === "node/validator");
+      await eventually(
+        () => (queued()?.mailbox?.size ?? 0) > 0,
+        "the checked proof's settlement to wait in the mailbox",
+      );
+      write.fail();
+    }
+    await eventually(() => restarts > 0, "the validator to crash and be restarted");
+    // What the restart took up is checked and settled (nothing, if it took up nothing).
+    await eventually(
+      async () => (await ledger.stats()).fraudProofsChecking === 0,
+      "the proofs taken up at the restart to be settled",
+    );
+    await ledger.closeWindow();
+    return {
+      status: (await ledger.record(id))?.status,
+      cheat: await ledger.account(cheat.publicKey),
+      accuser: await ledger.account(accuser.publicKey),
+      slash: proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice *
+        DEFAULT_ECONOMICS.slashMultiplier,
+      crashes,
+    };
+  } finally {
+    for (const restore of undo) restore();
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }

@@ -114,3 +114,14 @@ Deno.test("spent unbacked checks are kept only while their receipt's window is o
   ]);
   assert.equal(restarted.available("flood", "fresh"), false);
 });
+
+Deno.test("an unbacked check still in flight is not kept as spent beside its proof: the proof spends it again when taken up after the stop", () => {
+  const checks = new UnbackedChecks();
+  checks.take("open", "k", "h1", 2_000);
+  checks.take("open", "j", "h2", 2_000);
+  checks.done("h1");
+  assert.deepEqual(checks.spentSettled(1_000), [{ receiptId: "open", checks: 1, until: 2_000 }]);
+  assert.deepEqual(checks.spent(1_000), [{ receiptId: "open", checks: 2, until: 2_000 }]);
+  checks.done("h2");
+  assert.deepEqual(checks.spentSettled(1_000), [{ receiptId: "open", checks: 2, until: 2_000 }]);
+});

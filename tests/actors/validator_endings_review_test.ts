@@ -48,3 +48,24 @@ Deno.test("a fault whose verdict write failed is passed on to the network when t
   assert.equal(out.stats.slashes, 1);
   assert.equal(out.stats.verdicts.invalid, 1, "the verdict recorded at the start was not counted");
 });
+
+Deno.test("a kept ending rewritten to `cleared` beside an inconclusive verdict of a challenge this validator drew (not a takeover) is not applied at the start: the undecided job is not paid", async () => {
+  // The model is listed (the receipt is credited and drawn) but never loads: the challenge ends
+  // `inconclusive / model_unavailable`, unresolved. Its verdict write fails: the validator
+  // crashes with the ending kept. Before the ledger is reopened, the kept file is written over:
+  // same signed verdict, `cleared` — the ending a takeover's inconclusive verdict would call for.
+  const out = await endingWriteFails("honest", "recordVerdict", "append", {
+    models: { has: () => Promise.resolve(true), get: () => Promise.resolve(undefined) },
+    async beforeReopen(ledgerDir, id) {
+      const endings = ChallengeEndings.in(ledgerDir);
+      const kept = (await endings.all()).get(id);
+      assert.equal(kept?.end, "unresolved", "no unresolved ending was kept");
+      assert.equal(kept!.verdict.outcome, "inconclusive");
+      await endings.keep(id, { ...kept!, end: "cleared" });
+    },
+  });
+  assert.equal(out.worker.balance, 0, "the undecided job was paid");
+  assert.notEqual(out.status, "final", "the undecided job was finalized");
+  assert.equal(out.worker.stake, STAKE, "the worker was slashed");
+  assert.equal(out.stats.unresolved, 1, "the challenge did not end unresolved");
+});

@@ -16,7 +16,7 @@
  */
 import assert from "node:assert/strict";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { endingWriteFails, STAKE } from "./_ledger_write_fault.ts";
+import { endingWriteFails, peerProofWriteFails, STAKE } from "./_ledger_write_fault.ts";
 
 Deno.test("a valid challenge whose clearing write fails with a disk error is cleared after the restart: the honest worker is paid", async () => {
   const out = await endingWriteFails("honest", "clearChallenge", "append");
@@ -68,4 +68,21 @@ Deno.test("a fault that reached the ledger before the crash is applied once afte
   assert.equal(out.crashes, 1);
   assert.equal(out.status, "fraud");
   assert.equal(out.worker.stake, STAKE - out.slash, "slashed other than once");
+});
+
+Deno.test("a peer's fraud proof whose settlement write fails with a disk error is settled after the restart: the cheat it caught is slashed here", async () => {
+  const out = await peerProofWriteFails("settlement");
+  assert.equal(out.crashes, 1);
+  assert.equal(out.status, "fraud", `the cheat's receipt ended ${out.status}`);
+  assert.equal(out.cheat.stake, STAKE - out.slash, "the cheat kept its stake");
+  assert.equal(out.cheat.balance, 0, "the cheat was paid");
+  assert.ok(out.accuser.balance > 0, "the accuser was not rewarded");
+});
+
+Deno.test("a peer's fraud proof checked when another write fails (its settlement queued behind it) is settled after the restart: the cheat is slashed here", async () => {
+  const out = await peerProofWriteFails("checked");
+  assert.equal(out.crashes, 1);
+  assert.equal(out.status, "fraud", `the cheat's receipt ended ${out.status}`);
+  assert.equal(out.cheat.stake, STAKE - out.slash, "the cheat kept its stake");
+  assert.equal(out.cheat.balance, 0, "the cheat was paid");
 });

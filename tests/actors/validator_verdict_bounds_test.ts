@@ -71,9 +71,9 @@ Deno.test("padded verdicts from freshly staked keys are neither recorded nor pas
     assert.equal(t.published().length, 0, "nothing was passed on");
     assert.equal((await t.stats()).refusedVerdicts, 3);
 
-    // The largest honest verdicts: a failed challenge's 200-character message, in characters
+    // The largest honest verdicts: a failed takeover's 200-character message, in characters
     // of 3 UTF-8 bytes each, and a full validation's figures.
-    const failed = failedChallenge(proved.receipt, "€".repeat(300), judges[0]).verdict;
+    const failed = failedChallenge(proved.receipt, "€".repeat(300), judges[0], true).verdict;
     const detailBytes = encodeCanonical(failed.details).length;
     assert.ok(detailBytes > 600 && detailBytes <= MAX_VERDICT_DETAILS_BYTES, `${detailBytes}`);
     const validated = (await validateReceipt(
