@@ -12,11 +12,12 @@
  * credit      { receipts, terms } credit receipts whose deltas went into a round's model
  * fraud_proof { body, origin }   check (outside the mailbox) → checked
  * checked     { … }              internal: settle in the ledger; confirmed and new: pass on
- * outcome     { body, origin }   new, signed by a coordinator staked here, within its and its
- *                                relay's budgets: audit it (redo the outer step, outside the
+ * outcome     { body, origin }   let through by the outcome gate (`_outcome_gate.ts`: new,
+ *                                signed by a coordinator staked here, within its and its
+ *                                relay's budgets): audit it (redo the outer step, outside the
  *                                mailbox); otherwise refuse it (`outcomesRefused` in the stats)
  * audited     { body, audit }    internal: reproduced (or not checkable here): serve the
- *                                model and pass on; not reproduced: refuse it
+ *                                model and pass on; not reproduced: the gate refuses it
  * model_standing { model }       → why this node refused that round model, or null
  * end_again   {}                 internal: ask the ledger again to end the challenges whose
  *                                ending ask failed (see below)
@@ -34,15 +35,8 @@
  * convicted the same way: the signed challenge without an answer is an `opening_missing` proof.
  *
  * A challenge holds its receipt `challenged` in the ledger until this actor ends it there: passed
- * (paid when its window closes), undecided (unpaid) or settled by its fraud proof (slashed). The
- * end is kept on disk (`ownProofsDir`, beside the own fraud proofs) before the ledger is asked,
- * and an ask that fails (the ValidatorActor restarting, a timeout) keeps the receipt held and is
- * asked again ({@link END_RETRY_MS}, doubling, {@link MAX_END_ATTEMPTS} times), then at the next
- * start: the kept end makes the ValidatorActor leave the receipt `challenged` at its own restart
- * (`trainingProofsResumed`), so the verdict stands instead of ending unresolved. Before, a failed
- * ending ask was dropped: the receipt stayed `challenged` with nobody holding it until a restart
- * ended it unresolved, so an honest trainer whose challenge passed was never paid in this ledger,
- * and a convicted one had its stake released instead of slashed.
+ * (paid when its window closes), undecided (unpaid) or settled by its fraud proof (slashed); the
+ * ending is kept on disk and asked again until the ledger has it (`_challenge_endings.ts`).
  *
  * @module
  */
@@ -52,7 +46,7 @@ import type { Connection } from "../protocols/connection.ts";
 import { type Identity, verifySignature } from "../protocols/identity.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
+import { decodeCbor } from "../protocols/cbor.ts";
 import {
   ChallengeMessage,
   OpeningPartMessage,
@@ -82,10 +76,17 @@ import type { GptArchitecture } from "../inference/model_builder.ts";
 import { RoundModels } from "./round_models.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "../actors/_own_fraud_proofs.ts";
 import { TrainingError } from "./training_error.ts";
-import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
-import { auditRound, type RoundAudit } from "./round_audit.ts";
-import { AuditBudget } from "./audit_budget.ts";
-import { outcomeSignature } from "./signed_outcome.ts";
+import type { GptWeights } from "./gpt_weights.ts";
+import type { RoundAudit } from "./round_audit.ts";
+import {
+  DEFAULT_GENESIS_SEEDS,
+  FALSE_OUTCOME_BENCH_MS,
+  MAX_AUDITS_PER_COORDINATOR,
+  MAX_AUDITS_PER_PEER,
+  OutcomeGate,
+  type OutcomeGateStats,
+  PEER_AUDIT_WINDOW_MS,
+} from "./_outcome_gate.ts";
 import {
   type TrainingReceipt,
   trainingReceiptId,
@@ -121,6 +122,18 @@ import {
   RECEIPT_HELD_TRAINING_PROOFS_DIR,
 } from "./_kept_held_training_proofs.ts";
 import { KeptUnbackedTrainingChecks } from "./_kept_unbacked_training_checks.ts";
+import { ChallengeEndings, END_RETRY_MS } from "./_challenge_endings.ts";
+
+// The outcome gate's bounds and the endings' first retry, named here as before they had
+// modules of their own.
+export {
+  DEFAULT_GENESIS_SEEDS,
+  END_RETRY_MS,
+  FALSE_OUTCOME_BENCH_MS,
+  MAX_AUDITS_PER_COORDINATOR,
+  MAX_AUDITS_PER_PEER,
+  PEER_AUDIT_WINDOW_MS,
+};
 
 /**
  * Chance that a validator challenges a training receipt in production: the economics'
@@ -132,63 +145,8 @@ export const DEFAULT_TRAINING_CHALLENGE_PROBABILITY = DEFAULT_ECONOMICS.challeng
 /** Past a challenge's deadline by this much before "no answer" is claimed (clock rounding). */
 const DEADLINE_MARGIN_MS = 50;
 
-/**
- * First wait before a challenge's ending ask that failed is asked again, ms; it doubles each
- * time, up to {@link MAX_END_RETRY_MS}. A ValidatorActor that crashed is restarted after 100 ms
- * (the node supervisor's first restart delay, doubling), so the first retry usually finds it.
- */
-export const END_RETRY_MS = 1_000;
-/** The longest wait between two asks of one ending, ms. */
-const MAX_END_RETRY_MS = 60_000;
-/**
- * Asks of one ending before this actor leaves it to its next start (~4 min of waits at the
- * defaults): bounded, so a ledger gone for good is not asked forever; the kept end is taken up
- * again when this actor starts.
- */
-const MAX_END_ATTEMPTS = 10;
-
 /** Fraud proofs and outcomes remembered to take each once (gossip arrives from every peer). */
 const SEEN_LIMIT = 4096;
-/**
- * Distinct copies of a round's outcome audited before its model is given up on: the genuine one
- * and a few bad ones relayed before it; more would let anyone make every auditor re-fetch the
- * deltas and redo the outer step for free.
- */
-const MAX_AUDITS_PER_MODEL = 4;
-/**
- * Outcomes a peer may have relayed here for audit per {@link PEER_AUDIT_WINDOW_MS}. Each audit
- * fetches a start model and a delta file per report and redoes the outer step, while the
- * per-model bound is keyed by a CID the sender picks: before outcomes were signed, one peer
- * sending outcomes of fresh models had every one audited. Signed, each is charged to its
- * coordinator too ({@link MAX_AUDITS_PER_COORDINATOR}); this bound stays because stake is
- * self-pledged: one peer relaying the outcomes of many keys it pledged for gets no more than
- * this. A round makes one outcome, and honest peers pass on only what held in their own audit,
- * so the bound is far above what they send.
- */
-export const MAX_AUDITS_PER_PEER = 8;
-/** The window of {@link MAX_AUDITS_PER_PEER} and {@link MAX_AUDITS_PER_COORDINATOR}, ms. */
-export const PEER_AUDIT_WINDOW_MS = 10 * 60_000;
-/**
- * Outcomes one coordinator key may have audited here per {@link PEER_AUDIT_WINDOW_MS}, whoever
- * relays them: charged to the signer, so relays cannot launder one key's outcomes by passing
- * them on from many peers. A coordinator signs one outcome a round; the same as a peer's bound.
- */
-export const MAX_AUDITS_PER_COORDINATOR = MAX_AUDITS_PER_PEER;
-/**
- * How long a coordinator whose signed outcome failed its audit here has none of its outcomes
- * audited, ms: an hour, six audit windows. No relay can alter a signed outcome, so a failure is
- * the signer's own false claim (but for `convicted_included`, see
- * {@link BLAMELESS_AUDIT_FAILURES}); the ledger has no rule that slashes a coordinator for it,
- * so this node stops spending audits on that key for a while instead.
- */
-export const FALSE_OUTCOME_BENCH_MS = 60 * 60_000;
-/**
- * Audit failures that are not the coordinator's false claim: a delta this node's ledger convicted
- * after the round may have been averaged honestly before anyone knew (`round_audit.ts`).
- */
-const BLAMELESS_AUDIT_FAILURES: ReadonlySet<string> = new Set(["convicted_included"]);
-/** Refused outcomes kept in the stats (the latest): a flood of them does not grow the node. */
-const KEPT_OUTCOME_REFUSALS = 64;
 /**
  * Peers' fraud proofs held for a receipt this ledger has not recorded yet, in all and per
  * accuser. A proof can outrun its receipt (a node that learns the receipt only from the round's
@@ -202,21 +160,12 @@ const KEPT_OUTCOME_REFUSALS = 64;
  */
 const MAX_HELD_PROOFS = 16;
 const MAX_HELD_PROOFS_PER_ACCUSER = 2;
-/** Momenta of audited rounds kept: the next round starts from the latest. */
-const KEPT_MOMENTA = 4;
-/** Architectures whose genesis CIDs are kept: outcomes name theirs, a few in a network. */
-const KEPT_GENESIS_ARCHS = 4;
 /**
  * Answers kept to "is this the architecture of that start model" (a model built and hashed, tens
  * of milliseconds): a proof re-sent under a wrong architecture, which is not marked seen so that
  * the genuine copy is still checked, costs a lookup.
  */
 const KEPT_ARCH_CHECKS = 256;
-/**
- * Seeds of the genesis models a coordinator starts from (`seededGptWeights(arch, seed)`): the
- * node's default `training.coordinator.seed`.
- */
-export const DEFAULT_GENESIS_SEEDS: readonly number[] = Object.freeze([0]);
 
 /** Random bits in a draw of {@link secureRandom}: all a float64 in [0, 1) holds exactly. */
 const DRAW_BITS = 53;
@@ -310,7 +259,7 @@ export interface TrainingValidatorOptions {
   ownProofsDir?: string;
   /**
    * First wait before an ending ask that failed is asked again, ms; default
-   * {@link END_RETRY_MS} (doubling, at most {@link MAX_END_ATTEMPTS} asks).
+   * {@link END_RETRY_MS} (doubling, at most `MAX_END_ATTEMPTS` asks: `_challenge_endings.ts`).
    */
   endRetryMs?: number;
   /**
@@ -318,31 +267,6 @@ export interface TrainingValidatorOptions {
    * staked, ms; default {@link PLEDGE_RECHECK_MS}.
    */
   pledgeRecheckMs?: number;
-}
-
-/**
- * How this validator's challenge of a receipt ends in its ledger: `passed` (pending again, paid
- * when its window closes), `undecided` (not paid), or `fraud`: its own checked fraud proof, to
- * settle (`checked`).
- */
-type ChallengeEnd =
-  | { step: "passed" | "undecided"; reason?: string }
-  | { step: "fraud"; checked: CheckedMessage };
-
-/** What is kept on disk of an ending until the ledger has it (beside the own fraud proofs). */
-interface KeptEnd {
-  /** The step the ledger is asked for. */
-  end: "passed" | "undecided";
-  /** Why it ended undecided. */
-  reason?: string;
-}
-
-/** An ending whose ask failed, to ask again. */
-interface UnendedChallenge {
-  /** The ending. */
-  end: ChallengeEnd;
-  /** Asks made so far. */
-  attempts: number;
 }
 
 /** A peer's fraud proof held until its receipt is recorded here. */
@@ -412,8 +336,8 @@ export type TrainingValidatorMessage =
 /** The internal `checked` message: a fraud proof checked here, to settle. */
 type CheckedMessage = Extract<TrainingValidatorMessage, { type: "checked" }>;
 
-/** Counters of the training validator. */
-export interface TrainingValidatorStats {
+/** Counters of the training validator (the outcome gate's among them). */
+export interface TrainingValidatorStats extends OutcomeGateStats {
   /** Receipts challenged here. */
   challenged: number;
   /** Challenges whose openings re-ran within tolerance. */
@@ -428,34 +352,15 @@ export interface TrainingValidatorStats {
   confirmed: number;
   /** Round models fetched and served here. */
   adopted: string[];
-  /** Of those, the ones served without an audit (earlier rounds not seen here). */
-  unverified: string[];
-  /** Round models refused: the outer step over their deltas does not give them. */
-  refused: { model: string; reason: string }[];
-  /**
-   * Outcomes refused before any audit (the latest {@link KEPT_OUTCOME_REFUSALS}): `outcome_unsigned`,
-   * `outcome_bad_signature`, `unstaked_coordinator`, `coordinator_benched` (its signed outcome
-   * failed an audit here lately), `coordinator_budget`, `peer_budget`. They say nothing about
-   * the model they name (`model_standing` does not count them): anyone can send one naming any.
-   */
-  outcomesRefused: { model: string; coordinator: string | null; reason: string }[];
 }
 
 /** See the module doc. */
 export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #options: TrainingValidatorOptions;
   readonly #seen = new Set<string>();
-  /** Models an outcome audited as holding (or not checkable here): other copies are skipped. */
-  readonly #proven = new Set<string>();
-  /** Outcome copies audited per model, bounded by {@link MAX_AUDITS_PER_MODEL}. */
-  readonly #auditsByModel = new Map<string, number>();
-  /** Outcomes audited per relaying peer (hex key) ({@link MAX_AUDITS_PER_PEER}). */
-  readonly #peerAudits: AuditBudget;
-  /** Outcomes audited per signing coordinator (hex key) ({@link MAX_AUDITS_PER_COORDINATOR}). */
-  readonly #coordinatorAudits: AuditBudget;
-  /** Coordinators whose signed outcome failed its audit, until when ({@link FALSE_OUTCOME_BENCH_MS}). */
-  readonly #benched = new Map<string, number>();
-  readonly #stats: TrainingValidatorStats = {
+  /** Which outcomes are audited, and what is kept of each audit (`_outcome_gate.ts`). */
+  readonly #outcomes: OutcomeGate;
+  readonly #stats: Omit<TrainingValidatorStats, keyof OutcomeGateStats> = {
     challenged: 0,
     passed: 0,
     frauds: 0,
@@ -463,22 +368,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     checked: 0,
     confirmed: 0,
     adopted: [],
-    unverified: [],
-    refused: [],
-    outcomesRefused: [],
   };
-  /** The momentum after each audited round, by the model it produced (the next audit's start). */
-  readonly #momentum = new Map<string, GptWeights>();
-  /** CIDs of the genesis models, by architecture (computed once per architecture). */
-  readonly #genesis = new Map<string, Set<string>>();
   /** Whether an architecture is a start model's, by `cid|arch` ({@link KEPT_ARCH_CHECKS}). */
   readonly #archChecks = new Map<string, boolean>();
-  /** Receipts this validator's challenge holds `challenged` in its ledger (until it ends). */
-  readonly #holding = new Set<string>();
-  /** Held receipts whose ending ask failed, to ask again ({@link END_RETRY_MS}). */
-  readonly #unended = new Map<string, UnendedChallenge>();
-  /** Whether an `end_again` is on its way. */
-  #endAgainScheduled = false;
+  /** The challenges this validator holds in its ledger, until they end (`_challenge_endings.ts`). */
+  readonly #endings: ChallengeEndings;
   /** Peers' proofs whose receipt is not recorded here yet, oldest first ({@link MAX_HELD_PROOFS}). */
   readonly #heldProofs: HeldTrainingProof[] = [];
   /** Whether {@link TrainingValidator.#heldProofs} changed since it was last kept on disk. */
@@ -515,13 +409,24 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
     this.#options = options;
-    const now = () => (this.#options.now ?? Date.now)();
-    const window = { windowMs: PEER_AUDIT_WINDOW_MS, now, maxKeys: SEEN_LIMIT };
-    this.#peerAudits = new AuditBudget({ limit: MAX_AUDITS_PER_PEER, ...window });
-    this.#coordinatorAudits = new AuditBudget({ limit: MAX_AUDITS_PER_COORDINATOR, ...window });
+    this.#outcomes = new OutcomeGate({
+      models: options.models,
+      seen: { has: (key) => this.#seen.has(key), add: (key) => this.#firstTime(key) },
+      genesisSeeds: options.genesisSeeds,
+      now: () => (this.#options.now ?? Date.now)(),
+      log: (line) => this.#log(line),
+    });
     this.#ownProofs = options.ownProofsDir === undefined
       ? undefined
       : OwnFraudProofs.in(options.ownProofsDir, OWN_TRAINING_FRAUD_PROOFS_DIR);
+    this.#endings = new ChallengeEndings({
+      ownProofs: this.#ownProofs,
+      retryMs: options.endRetryMs,
+      askEnd: (ctx, receiptId, step, reason) =>
+        this.#ledger<boolean>(ctx, { type: "training_challenge", receiptId, step, reason }),
+      settleInLedger: (ctx, checked) => this.#settleInLedger(ctx, checked),
+      log: (line) => this.#log(line),
+    });
     const dir = options.ownProofsDir;
     this.#keptPledgeHeld = dir === undefined ? undefined : KeptHeldTrainingProofs.in(dir);
     this.#keptReceiptHeld = dir === undefined
@@ -562,12 +467,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         continue;
       }
       // Ended before the stop, the ledger not told: told now, with the verdict it had.
-      const ended = keptEnd(value);
-      if (ended !== undefined) {
-        await this.#askEnd(ctx, id, { step: ended.end, reason: ended.reason }, 0);
-        continue;
-      }
-      this.#holding.add(id);
+      if (await this.#endings.resumeKept(ctx, id, value)) continue;
+      this.#endings.hold(id);
       const body = value as TrainingFraudProofBody | undefined;
       const proof = body?.proof;
       const mine = proof?.validator instanceof Uint8Array &&
@@ -578,7 +479,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       } catch {
         // not a receipt
       }
-      if (!ours) await this.#endChallenge(ctx, id, "undecided", "validator_restarted");
+      if (!ours) await this.#endings.end(ctx, id, "undecided", "validator_restarted");
       else ctx.self.tell({ type: "fraud_proof", body: body!, origin: "local" }).catch(() => {});
     }
     // Restarted alone, the ledger running on: the challenges this validator had open without a
@@ -587,9 +488,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     const open = await this.#ledger<string[]>(ctx, { type: "training_challenged" })
       .catch(() => [] as string[]);
     for (const id of open) {
-      if (this.#holding.has(id) || kept.has(id)) continue;
-      this.#holding.add(id);
-      await this.#endChallenge(ctx, id, "undecided", "validator_restarted");
+      if (this.#endings.holds(id) || kept.has(id)) continue;
+      this.#endings.hold(id);
+      await this.#endings.end(ctx, id, "undecided", "validator_restarted");
     }
     // Before the held proofs: those read back are judged against the counts spent before.
     this.#unbacked.restore(
@@ -700,7 +601,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         if (refusal !== undefined) {
           if (message.origin === "local") {
             const id = trainingReceiptId(message.body.proof.receipt);
-            await this.#endChallenge(ctx, id, "undecided", `proof_${refusal}`);
+            await this.#endings.end(ctx, id, "undecided", `proof_${refusal}`);
           }
           this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
           const held = refusal === "receipt_unknown" &&
@@ -721,7 +622,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         const seen = `fraud:${hash}`;
         if (!this.#firstTime(seen)) {
           if (message.origin === "local") {
-            await this.#endChallenge(ctx, id, "undecided", "proof_duplicate");
+            await this.#endings.end(ctx, id, "undecided", "proof_duplicate");
           }
           return { queued: false };
         }
@@ -761,7 +662,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
               }
             }
             if (message.origin === "local") {
-              void this.#endChallenge(ctx, id, "undecided", "proof_unchecked");
+              void this.#endings.end(ctx, id, "undecided", "proof_unchecked");
             }
             this.#log(
               `training validator: fraud proof ${hash.slice(0, 12)} unchecked: ${
@@ -775,15 +676,13 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "checked":
         return await this.#settle(message, ctx);
       case "outcome":
-        // Signed by a staked coordinator, within its budget and its relay's, or refused
-        // (`#mayAudit`). Each distinct copy is audited (a few per model) until one proves the
-        // model: another staked key may sign a copy naming the honest model's CID with a report
-        // dropped, which fails its audit, and a copy that arrived first cannot shut out the
-        // genuine one.
-        if (this.#proven.has(message.body.model)) return;
-        if (!await this.#mayAudit(message.body, message.origin, ctx)) return;
+        // Signed by a staked coordinator, within its budget and its relay's, a copy of a model
+        // not proven yet, or refused (`_outcome_gate.ts`).
+        if (!await this.#outcomes.mayAudit(message.body, message.origin, this.#stakeOf(ctx))) {
+          return;
+        }
         // Audited outside the mailbox; served and passed on only when it holds (`audited`).
-        void this.#audit(message.body, ctx).then(
+        void this.#outcomes.audit(message.body, this.#convicted(ctx)).then(
           (audit) =>
             ctx.self.tell({ type: "audited", body: message.body, audit, origin: message.origin }),
           (error) =>
@@ -800,17 +699,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         this.#stats.adopted.push(message.model);
         return;
       case "model_standing":
-        return this.#stats.refused.find((r) => r.model === message.model)?.reason ?? null;
+        return this.#outcomes.standing(message.model);
       case "stats":
-        return {
-          ...this.#stats,
-          adopted: [...this.#stats.adopted],
-          unverified: [...this.#stats.unverified],
-          refused: [...this.#stats.refused],
-          outcomesRefused: [...this.#stats.outcomesRefused],
-        };
+        return { ...this.#stats, adopted: [...this.#stats.adopted], ...this.#outcomes.stats() };
       case "end_again":
-        return await this.#endAgain(ctx);
+        return await this.#endings.again(ctx);
       case "pledges_again":
         return await this.#pledgesAgain(ctx);
     }
@@ -835,7 +728,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     try {
       return await this.#runChallenge(request, challenge, ctx);
     } catch (error) {
-      await this.#endChallenge(ctx, id, "undecided", "challenge_failed");
+      await this.#endings.end(ctx, id, "undecided", "challenge_failed");
       throw error;
     }
   }
@@ -899,7 +792,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       check = await checkAnswer(undefined);
     }
     if (check.ok) {
-      await this.#endChallenge(ctx, id, "passed");
+      await this.#endings.end(ctx, id, "passed");
       this.#stats.passed++;
       this.#log(
         `training validator: trainer ${trainer}'s steps ${
@@ -918,10 +811,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         ...(request.startFile === undefined ? {} : { startFile: request.startFile }),
       };
       // Kept until it settles: a stop before that resumes it at the next start.
-      if (this.#holding.has(id)) await this.#ownProofs?.save(id, body);
+      if (this.#endings.holds(id)) await this.#ownProofs?.save(id, body);
       // Settled here and spread like a peer's: the same path checks it before it slashes.
       await ctx.self.tell({ type: "fraud_proof", body, origin: "local" });
-    } else await this.#endChallenge(ctx, id, "undecided", `training_${check.reason}`);
+    } else await this.#endings.end(ctx, id, "undecided", `training_${check.reason}`);
     return { challenged: true, ok: false, reason: check.reason, proof: check.proof };
   }
 
@@ -946,7 +839,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     // alone, a refused open (its window closed, not finalized yet) let an undecided ending leave
     // the never-challenged pending receipt unresolved (`leaveUnresolved` takes `pending` ones):
     // a trainer the answered refusal pays went unpaid here.
-    if (changed === true) this.#holding.add(id);
+    if (changed === true) this.#endings.hold(id);
     if (changed !== undefined) return;
     const ledger = this.#options.ledger;
     if (ledger === undefined || ctx.system.lookup(ledger) === undefined) return;
@@ -956,123 +849,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       receiptId: id,
     }).catch(() => unanswered);
     if (record === unanswered || (record as { status?: string })?.status === "challenged") {
-      this.#holding.add(id);
-    }
-  }
-
-  /**
-   * End this validator's challenge of receipt `id` in its ledger, if it holds it: `passed`
-   * (pending again, paid when its window closes) or `undecided` (not paid). The ending is kept on
-   * disk until the ledger has it, and asked again when the ask fails ({@link END_RETRY_MS}).
-   */
-  async #endChallenge(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    id: string,
-    step: "passed" | "undecided",
-    reason?: string,
-  ): Promise<void> {
-    // Stopping: left as it is, for the next start (a kept proof or ending resumes it; else it
-    // ends unresolved there), as a crash would leave it.
-    if (ctx.signal.aborted) return;
-    if (!this.#holding.delete(id)) return;
-    const kept: KeptEnd = { end: step, ...(reason === undefined ? {} : { reason }) };
-    // Before the ask: a ValidatorActor restarting meanwhile leaves the receipt to this ending.
-    await this.#ownProofs?.save(id, kept).catch((error) =>
-      this.#log(
-        `training validator: ending of ${id.slice(0, 12)} not kept: ${(error as Error).message}`,
-      )
-    );
-    await this.#askEnd(ctx, id, { step, reason }, 0);
-  }
-
-  /**
-   * Ask the ledger for `end` of the challenge of `id` (not held here while it is asked).
-   * An answer, whatever it is (false: not held there any more, settled by someone else), ends
-   * it here; a failed ask holds it again and asks later ({@link TrainingValidator.#endLater}).
-   */
-  async #askEnd(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    id: string,
-    end: ChallengeEnd,
-    attempts: number,
-  ): Promise<void> {
-    let settled = false;
-    try {
-      if (end.step === "fraud") settled = (await this.#settleInLedger(ctx, end.checked)).settled;
-      else {
-        await this.#ledger<boolean>(ctx, {
-          type: "training_challenge",
-          receiptId: id,
-          step: end.step,
-          reason: end.reason,
-        });
-      }
-    } catch (error) {
-      this.#holding.add(id);
-      this.#endLater(ctx, id, end, attempts + 1, error as Error);
-      return;
-    }
-    if (end.step !== "fraud") await this.#ownProofs?.remove(id);
-    else {
-      this.#holding.add(id);
-      await this.#endSettled(ctx, id, end.checked.confirmed, settled);
-    }
-  }
-
-  /**
-   * This validator's own proof about `id` was answered by the ledger: convicted, the receipt is
-   * settled; refuted here, the work stands (passed); not settled, it is not paid.
-   */
-  async #endSettled(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    id: string,
-    confirmed: boolean,
-    settled: boolean,
-  ): Promise<void> {
-    if (confirmed && settled) {
-      this.#holding.delete(id);
-      await this.#ownProofs?.remove(id);
-    } else await this.#endChallenge(ctx, id, confirmed ? "undecided" : "passed", "fraud_unsettled");
-  }
-
-  /**
-   * The ask of `end` failed (`attempts` made): held, asked again after a wait that doubles; past
-   * {@link MAX_END_ATTEMPTS}, left to the next start (its kept ending or proof ends it there).
-   */
-  #endLater(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    id: string,
-    end: ChallengeEnd,
-    attempts: number,
-    error: Error,
-  ): void {
-    const what = `ending (${end.step}) of the challenge of ${id.slice(0, 12)}`;
-    if (attempts >= MAX_END_ATTEMPTS) {
-      this.#holding.delete(id);
-      this.#log(`training validator: ${what} left to the next start: ${error.message}`);
-      return;
-    }
-    this.#log(`training validator: ${what} not answered, asked again: ${error.message}`);
-    this.#unended.set(id, { end, attempts });
-    if (this.#endAgainScheduled) return;
-    this.#endAgainScheduled = true;
-    const fewest = Math.min(...[...this.#unended.values()].map((u) => u.attempts));
-    const first = this.#options.endRetryMs ?? END_RETRY_MS;
-    const wait = Math.min(MAX_END_RETRY_MS, first * 2 ** (fewest - 1));
-    // Told, not run here: the endings change state in `receive` (`end_again`).
-    void sleep(wait, ctx.signal).then(() => {
-      if (!ctx.signal.aborted) return ctx.self.tell({ type: "end_again" });
-    }).catch(() => {}); // this actor stopped meanwhile: the kept endings wait for its next start
-  }
-
-  /** Ask again for every ending whose ask failed. */
-  async #endAgain(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    this.#endAgainScheduled = false;
-    const due = [...this.#unended];
-    this.#unended.clear();
-    for (const [id, { end, attempts }] of due) {
-      if (ctx.signal.aborted) return;
-      if (this.#holding.delete(id)) await this.#askEnd(ctx, id, end, attempts);
+      this.#endings.hold(id);
     }
   }
 
@@ -1155,10 +932,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       // then it stays held (the proof kept) and the settlement is asked again.
       const id = trainingReceiptId(receipt);
       if (settled !== undefined) {
-        await this.#endSettled(ctx, id, message.confirmed, settled.settled);
-      } else if (this.#holding.has(id) && !ctx.signal.aborted) {
-        this.#endLater(ctx, id, { step: "fraud", checked: message }, 1, failed!);
-      } else await this.#endChallenge(ctx, id, "undecided", "fraud_unsettled");
+        await this.#endings.settled(ctx, id, message.confirmed, settled.settled);
+      } else await this.#endings.unsettled(ctx, id, message, failed!);
     }
   }
 
@@ -1408,18 +1183,22 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     return { refusal: "unstaked_accuser" };
   }
 
-  /** Redo the round's outer step (`round_audit.ts`) before taking its model. */
-  #audit(body: OutcomeBody, ctx: ActorContext<TrainingValidatorMessage>): Promise<RoundAudit> {
-    return auditRound(body, {
-      models: this.#options.models,
-      momentumAfter: (cid) => this.#momentum.get(cid),
-      isGenesis: (cid, arch) => this.#genesisModels(arch).has(cid),
-      convicted: async (receiptId) =>
-        (await this.#ledger<{ status: string } | undefined>(ctx, {
-          type: "receipt_status",
-          receiptId,
-        }).catch(() => undefined))?.status === "fraud",
-    });
+  /** The outcome gate's question: the stake a key holds in the ledger (0: no answer). */
+  #stakeOf(ctx: ActorContext<TrainingValidatorMessage>): (key: Uint8Array) => Promise<number> {
+    return async (key) =>
+      (await this.#ledger<{ stake: number }>(ctx, { type: "account", key })
+        .catch(() => ({ stake: 0 }))).stake;
+  }
+
+  /** The audit's question: whether the ledger convicted a receipt (no answer: not). */
+  #convicted(
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): (receiptId: string) => Promise<boolean> {
+    return async (receiptId) =>
+      (await this.#ledger<{ status: string } | undefined>(ctx, {
+        type: "receipt_status",
+        receiptId,
+      }).catch(() => undefined))?.status === "fraud";
   }
 
   /** Whether `arch` with `weights` is start model `cid` (the builder's graph hashes to it). */
@@ -1440,21 +1219,6 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     return same;
   }
 
-  /** The CIDs of the genesis models of `arch` (see {@link TrainingValidatorOptions.genesisSeeds}). */
-  #genesisModels(arch: GptArchitecture): Set<string> {
-    const key = JSON.stringify(arch);
-    let cids = this.#genesis.get(key);
-    if (cids === undefined) {
-      const seeds = this.#options.genesisSeeds ?? DEFAULT_GENESIS_SEEDS;
-      cids = new Set(seeds.map((seed) => RoundModels.cidOf(arch, seededGptWeights(arch, seed))));
-      this.#genesis.set(key, cids);
-      if (this.#genesis.size > KEPT_GENESIS_ARCHS) {
-        this.#genesis.delete(this.#genesis.keys().next().value!);
-      }
-    }
-    return cids;
-  }
-
   /** Serve and pass on an outcome that holds (or could not be checked here); refuse one that does not. */
   #onAudited(
     body: OutcomeBody,
@@ -1462,37 +1226,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     origin: string,
     ctx: ActorContext<TrainingValidatorMessage>,
   ): void {
+    if (!audit.ok) return this.#outcomes.auditFailed(body, audit, origin);
+    if (!this.#outcomes.auditHeld(body, audit)) return; // another copy proved it first
     const name = `round ${body.round} model ${body.model.slice(0, 16)}…`;
-    if (!audit.ok) {
-      // Signed by its coordinator (`#mayAudit`): a failure is its own claim, not a relay's.
-      if (origin !== "local" && !BLAMELESS_AUDIT_FAILURES.has(audit.reason)) {
-        this.#bench(toHex(body.coordinator!), name, audit.reason);
-      }
-      if (this.#proven.has(body.model)) {
-        this.#log(`training: a copy of ${name} refused (${audit.reason}); the model stands`);
-        return;
-      }
-      this.#stats.refused.push({ model: body.model, reason: audit.reason });
-      this.#log(`training: ${name} refused: ${audit.reason} (${audit.detail})`);
-      return;
-    }
-    if (this.#proven.has(body.model)) return; // another copy proved it first
-    this.#proven.add(body.model);
-    if (this.#proven.size > SEEN_LIMIT) this.#proven.delete(this.#proven.values().next().value!);
-    // A bad copy audited before this one no longer speaks for the model.
-    this.#stats.refused = this.#stats.refused.filter((r) => r.model !== body.model);
     // Its receipts are recorded before this node challenges any: a challenge holds its receipt
     // in the ledger, which it can only once the receipt is there.
     const credited = audit.verified ? this.#creditRound(body, ctx) : Promise.resolve();
-    if (audit.verified) {
-      this.#momentum.set(body.model, audit.momentum);
-      // Rounds move on: the latest few are enough to audit the next.
-      while (this.#momentum.size > KEPT_MOMENTA) {
-        this.#momentum.delete(this.#momentum.keys().next().value!);
-      }
-    } else {
-      this.#stats.unverified.push(body.model);
-    }
     this.#publish(ctx, { kind: "outcome", body }, origin);
     // The coordinator challenged before it aggregated; this node samples the same receipts
     // on its own coin, so no trainer is checked by its coordinator alone.
@@ -1588,110 +1327,6 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       .catch(() => {});
   }
 
-  /** Whether another copy of an outcome for `model` may be audited (a few per model). */
-  #auditBudget(model: string): boolean {
-    const audits = (this.#auditsByModel.get(model) ?? 0) + 1;
-    if (audits > MAX_AUDITS_PER_MODEL) return false;
-    this.#auditsByModel.set(model, audits);
-    if (this.#auditsByModel.size > SEEN_LIMIT) {
-      this.#auditsByModel.delete(this.#auditsByModel.keys().next().value!);
-    }
-    return true;
-  }
-
-  /**
-   * Whether an outcome is audited here, taking its audit from its coordinator's and its relay's
-   * budgets (and the model's) when it is: signed by its coordinator (this node's own coordinator
-   * signs too), and, from a peer, by a key that is not benched here and holds in this ledger at
-   * least the stake a ledger asks of a peer's accuser (`unstaked_accuser`; a node without a
-   * ledger audits no peer's outcome). A refused one is logged and counted in the stats, never
-   * passed on. Refusals that a later copy cannot undo (a bad signature, the model's copies
-   * spent) mark the copy seen; one a pledge, another relay or a new window may undo does not.
-   */
-  async #mayAudit(
-    body: OutcomeBody,
-    origin: string,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<boolean> {
-    const seen = `outcome:${sha256Hex(encodeCbor(body))}`;
-    if (this.#seen.has(seen)) return false;
-    const signature = outcomeSignature(body);
-    if (signature !== "signed") {
-      this.#firstTime(seen);
-      this.#refuseOutcome(body, origin, `outcome_${signature}`);
-      return false;
-    }
-    const coordinator = toHex(body.coordinator!);
-    if (origin !== "local") {
-      const until = this.#benched.get(coordinator);
-      if (until !== undefined && (this.#options.now ?? Date.now)() < until) {
-        this.#refuseOutcome(body, origin, "coordinator_benched");
-        return false;
-      }
-      if (until !== undefined) this.#benched.delete(coordinator);
-      const { stake } = await this.#ledger<{ stake: number }>(ctx, {
-        type: "account",
-        key: body.coordinator!,
-      }).catch(() => ({ stake: 0 }));
-      if (stake < DEFAULT_ECONOMICS.falseAccusationPenalty) {
-        this.#refuseOutcome(body, origin, "unstaked_coordinator");
-        return false;
-      }
-      // The ledger was asked: another copy may have come through meanwhile.
-      if (this.#seen.has(seen) || this.#proven.has(body.model)) return false;
-      // Before anything is charged: a copy the per-model bound refuses costs its coordinator
-      // and its relay nothing (other keys' copies of that model spent it).
-      if (!this.#modelHasAudit(body.model)) {
-        this.#firstTime(seen);
-        return false;
-      }
-      if (!this.#peerAudits.has(origin)) {
-        this.#refuseOutcome(body, origin, "peer_budget");
-        return false;
-      }
-      // Not marked seen: the budget comes back with the window, and a signature says who made
-      // an outcome, not when, so anyone may have spent it replaying the coordinator's earlier
-      // outcomes; the same outcome relayed (or sent again by its coordinator) later is taken.
-      if (!this.#coordinatorAudits.take(coordinator)) {
-        this.#refuseOutcome(body, origin, "coordinator_budget");
-        return false;
-      }
-      this.#peerAudits.take(origin);
-    }
-    this.#firstTime(seen);
-    return this.#auditBudget(body.model);
-  }
-
-  /** Whether a copy of an outcome for `model` may still be audited (nothing is taken). */
-  #modelHasAudit(model: string): boolean {
-    return (this.#auditsByModel.get(model) ?? 0) < MAX_AUDITS_PER_MODEL;
-  }
-
-  /** Log and count an outcome refused before its audit. */
-  #refuseOutcome(body: OutcomeBody, origin: string, reason: string): void {
-    const coordinator = body.coordinator === undefined ? null : toHex(body.coordinator);
-    this.#stats.outcomesRefused.push({ model: body.model, coordinator, reason });
-    if (this.#stats.outcomesRefused.length > KEPT_OUTCOME_REFUSALS) {
-      this.#stats.outcomesRefused.shift();
-    }
-    this.#log(
-      `training: outcome of round ${body.round} model ${body.model.slice(0, 16)}… from ` +
-        `${origin === "local" ? "this node" : origin.slice(0, 16)} refused (${reason}` +
-        `${coordinator === null ? "" : `, coordinator ${coordinator.slice(0, 16)}`}): not audited`,
-    );
-  }
-
-  /** No outcome of `coordinator` is audited here for {@link FALSE_OUTCOME_BENCH_MS}. */
-  #bench(coordinator: string, name: string, reason: string): void {
-    this.#benched.delete(coordinator); // re-inserted last: the oldest is forgotten first
-    this.#benched.set(coordinator, (this.#options.now ?? Date.now)() + FALSE_OUTCOME_BENCH_MS);
-    if (this.#benched.size > SEEN_LIMIT) this.#benched.delete(this.#benched.keys().next().value!);
-    this.#log(
-      `training: coordinator ${coordinator.slice(0, 16)} signed ${name}, which failed its audit ` +
-        `(${reason}): its outcomes are not audited here for ${FALSE_OUTCOME_BENCH_MS / 60_000} min`,
-    );
-  }
-
   #firstTime(key: string): boolean {
     if (this.#seen.has(key)) return false;
     this.#seen.add(key);
@@ -1736,14 +1371,6 @@ async function fetchOpenings(
   }
   // Parsed by the check itself: a malformed answer is one that cannot be opened.
   return decodeCbor(bytes) as SealedStepOpenings;
-}
-
-/** The ending kept on disk for a receipt ({@link KeptEnd}), or undefined for anything else. */
-function keptEnd(value: unknown): KeptEnd | undefined {
-  if (typeof value !== "object" || value === null) return undefined;
-  const { end, reason } = value as Partial<KeptEnd>;
-  if (end !== "passed" && end !== "undecided") return undefined;
-  return { end, ...(typeof reason === "string" ? { reason } : {}) };
 }
 
 /** Whether `proof` is signed by its accuser, about a receipt its trainer signed (worth holding). */

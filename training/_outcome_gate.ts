@@ -1,0 +1,374 @@
+/**
+ * The outcome gate: which round outcomes a TrainingValidator (`training_validator.ts`) audits,
+ * and what it keeps of each audit. An audit (`round_audit.ts`) fetches a start model and a delta
+ * file per report and redoes the outer step, so an outcome is audited only when it is worth that:
+ *
+ * - signed by its coordinator (`signed_outcome.ts`; this node's own coordinator signs too), and,
+ *   from a peer, by a key that holds in this ledger at least the stake a ledger asks of a peer's
+ *   accuser (`unstaked_coordinator`; a node without a ledger audits no peer's outcome) and is
+ *   not benched here ({@link FALSE_OUTCOME_BENCH_MS});
+ * - within its coordinator's budget ({@link MAX_AUDITS_PER_COORDINATOR}) and its relay's
+ *   ({@link MAX_AUDITS_PER_PEER}), per {@link PEER_AUDIT_WINDOW_MS} (`audit_budget.ts`);
+ * - a copy of a model not yet proven here, within the model's few audited copies
+ *   ({@link MAX_AUDITS_PER_MODEL}): another staked key may sign a copy naming the honest model's
+ *   CID with a report dropped, which fails its audit, and a copy that arrived first cannot shut
+ *   out the genuine one.
+ *
+ * A refused outcome is logged and counted (`outcomesRefused`, the latest
+ * {@link KEPT_OUTCOME_REFUSALS}), never passed on. After the audit the gate keeps its verdict: a
+ * model reproduced (or not checkable here) is proven, and the momentum of a reproduced round is
+ * kept for the next round's audit ({@link KEPT_MOMENTA}); a model that did not reproduce is
+ * refused (`model_standing`), and its signer benched. The gate holds state and decisions only:
+ * the validator asks its ledger, serves the model and passes the outcome on.
+ *
+ * @example
+ * ```ts ignore
+ * const gate = new OutcomeGate({ models, seen });
+ * if (await gate.mayAudit(body, origin, stakeOf)) {
+ *   const audit = await gate.audit(body, convicted);
+ *   if (!audit.ok) gate.auditFailed(body, audit, origin);
+ *   else if (gate.auditHeld(body, audit)) serve(body);
+ * }
+ * ```
+ *
+ * Not part of the public API.
+ *
+ * @module
+ */
+import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { encodeCbor } from "../protocols/cbor.ts";
+import type { OutcomeBody } from "../protocols/training_messages.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import { RoundModels } from "./round_models.ts";
+import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
+import { auditRound, type RoundAudit } from "./round_audit.ts";
+import { AuditBudget } from "./audit_budget.ts";
+import { outcomeSignature } from "./signed_outcome.ts";
+
+/**
+ * Outcomes, models and keys each table of the gate remembers: as many as the validator remembers
+ * gossip items, far more than one node hears of in a window.
+ */
+const KEPT_KEYS = 4096;
+/**
+ * Distinct copies of a round's outcome audited before its model is given up on: the genuine one
+ * and a few bad ones relayed before it; more would let anyone make every auditor re-fetch the
+ * deltas and redo the outer step for free.
+ */
+const MAX_AUDITS_PER_MODEL = 4;
+/**
+ * Outcomes a peer may have relayed here for audit per {@link PEER_AUDIT_WINDOW_MS}. Each audit
+ * fetches a start model and a delta file per report and redoes the outer step, while the
+ * per-model bound is keyed by a CID the sender picks: before outcomes were signed, one peer
+ * sending outcomes of fresh models had every one audited. Signed, each is charged to its
+ * coordinator too ({@link MAX_AUDITS_PER_COORDINATOR}); this bound stays because stake is
+ * self-pledged: one peer relaying the outcomes of many keys it pledged for gets no more than
+ * this. A round makes one outcome, and honest peers pass on only what held in their own audit,
+ * so the bound is far above what they send.
+ */
+export const MAX_AUDITS_PER_PEER = 8;
+/** The window of {@link MAX_AUDITS_PER_PEER} and {@link MAX_AUDITS_PER_COORDINATOR}, ms. */
+export const PEER_AUDIT_WINDOW_MS = 10 * 60_000;
+/**
+ * Outcomes one coordinator key may have audited here per {@link PEER_AUDIT_WINDOW_MS}, whoever
+ * relays them: charged to the signer, so relays cannot launder one key's outcomes by passing
+ * them on from many peers. A coordinator signs one outcome a round; the same as a peer's bound.
+ */
+export const MAX_AUDITS_PER_COORDINATOR = MAX_AUDITS_PER_PEER;
+/**
+ * How long a coordinator whose signed outcome failed its audit here has none of its outcomes
+ * audited, ms: an hour, six audit windows. No relay can alter a signed outcome, so a failure is
+ * the signer's own false claim (but for `convicted_included`, see
+ * {@link BLAMELESS_AUDIT_FAILURES}); the ledger has no rule that slashes a coordinator for it,
+ * so this node stops spending audits on that key for a while instead.
+ */
+export const FALSE_OUTCOME_BENCH_MS = 60 * 60_000;
+/**
+ * Audit failures that are not the coordinator's false claim: a delta this node's ledger convicted
+ * after the round may have been averaged honestly before anyone knew (`round_audit.ts`).
+ */
+const BLAMELESS_AUDIT_FAILURES: ReadonlySet<string> = new Set(["convicted_included"]);
+/** Refused outcomes kept in the stats (the latest): a flood of them does not grow the node. */
+const KEPT_OUTCOME_REFUSALS = 64;
+/** Momenta of audited rounds kept: the next round starts from the latest. */
+const KEPT_MOMENTA = 4;
+/** Architectures whose genesis CIDs are kept: outcomes name theirs, a few in a network. */
+const KEPT_GENESIS_ARCHS = 4;
+/**
+ * Seeds of the genesis models a coordinator starts from (`seededGptWeights(arch, seed)`): the
+ * node's default `training.coordinator.seed`.
+ */
+export const DEFAULT_GENESIS_SEEDS: readonly number[] = Object.freeze([0]);
+
+/** The validator's memory of gossip items taken once (its fraud proofs share it). */
+export interface SeenGossip {
+  /** Whether `key` was taken already. */
+  has(key: string): boolean;
+  /** Mark `key` taken; whether it was new. */
+  add(key: string): boolean;
+}
+
+/** Options of {@link OutcomeGate}. */
+export interface OutcomeGateOptions {
+  /** Round models (start weights and deltas to audit; reproduced models are written there). */
+  models: RoundModels;
+  /** Which outcomes were taken already, shared with the validator's other gossip. */
+  seen: SeenGossip;
+  /**
+   * Seeds of the genesis models coordinators start from; default {@link DEFAULT_GENESIS_SEEDS}.
+   * A round from one starts with no momentum, so it is audited whatever its number.
+   */
+  genesisSeeds?: readonly number[];
+  /** Clock of the audit budgets and of the bench, ms; default `Date.now`. */
+  now?: () => number;
+  /** Where one line per refused outcome, refused model and benched coordinator goes. */
+  log?: (line: string) => void;
+}
+
+/** What the gate counts, in the validator's stats. */
+export interface OutcomeGateStats {
+  /** Round models served without an audit (earlier rounds not seen here). */
+  unverified: string[];
+  /** Round models refused: the outer step over their deltas does not give them. */
+  refused: { model: string; reason: string }[];
+  /**
+   * Outcomes refused before any audit (the latest 64): `outcome_unsigned`,
+   * `outcome_bad_signature`, `unstaked_coordinator`, `coordinator_benched` (its signed outcome
+   * failed an audit here lately), `coordinator_budget`, `peer_budget`. They say nothing about
+   * the model they name (`model_standing` does not count them): anyone can send one naming any.
+   */
+  outcomesRefused: { model: string; coordinator: string | null; reason: string }[];
+}
+
+/** An audit that failed: the model is refused. */
+export type FailedAudit = Extract<RoundAudit, { ok: false }>;
+/** An audit that held (reproduced, or not checkable here): the model may be taken. */
+export type HeldAudit = Extract<RoundAudit, { ok: true }>;
+
+/** See the module doc. */
+export class OutcomeGate {
+  readonly #options: OutcomeGateOptions;
+  /** Models an outcome audited as holding (or not checkable here): other copies are skipped. */
+  readonly #proven = new Set<string>();
+  /** Outcome copies audited per model, bounded by {@link MAX_AUDITS_PER_MODEL}. */
+  readonly #auditsByModel = new Map<string, number>();
+  /** Outcomes audited per relaying peer (hex key) ({@link MAX_AUDITS_PER_PEER}). */
+  readonly #peerAudits: AuditBudget;
+  /** Outcomes audited per signing coordinator (hex key) ({@link MAX_AUDITS_PER_COORDINATOR}). */
+  readonly #coordinatorAudits: AuditBudget;
+  /** Coordinators whose signed outcome failed its audit, until when ({@link FALSE_OUTCOME_BENCH_MS}). */
+  readonly #benched = new Map<string, number>();
+  /** The momentum after each audited round, by the model it produced (the next audit's start). */
+  readonly #momentum = new Map<string, GptWeights>();
+  /** CIDs of the genesis models, by architecture (computed once per architecture). */
+  readonly #genesis = new Map<string, Set<string>>();
+  #stats: OutcomeGateStats = { unverified: [], refused: [], outcomesRefused: [] };
+
+  /** @param options See {@link OutcomeGateOptions}. */
+  constructor(options: OutcomeGateOptions) {
+    this.#options = options;
+    const now = () => this.#now();
+    const window = { windowMs: PEER_AUDIT_WINDOW_MS, now, maxKeys: KEPT_KEYS };
+    this.#peerAudits = new AuditBudget({ limit: MAX_AUDITS_PER_PEER, ...window });
+    this.#coordinatorAudits = new AuditBudget({ limit: MAX_AUDITS_PER_COORDINATOR, ...window });
+  }
+
+  /**
+   * Whether an outcome is audited here, taking its audit from its coordinator's and its relay's
+   * budgets (and the model's) when it is (see the module doc). A refused one is logged and
+   * counted in the stats. Refusals that a later copy cannot undo (a bad signature, the model's
+   * copies spent) mark the copy seen; one a pledge, another relay or a new window may undo does
+   * not.
+   * @param origin The relaying peer's hex key, or `"local"` for this node's own coordinator.
+   * @param stakeOf The stake a key holds in this node's ledger (0 when the ledger does not answer).
+   */
+  async mayAudit(
+    body: OutcomeBody,
+    origin: string,
+    stakeOf: (key: Uint8Array) => Promise<number>,
+  ): Promise<boolean> {
+    if (this.#proven.has(body.model)) return false;
+    const seen = `outcome:${sha256Hex(encodeCbor(body))}`;
+    if (this.#options.seen.has(seen)) return false;
+    const signature = outcomeSignature(body);
+    if (signature !== "signed") {
+      this.#options.seen.add(seen);
+      this.#refuseOutcome(body, origin, `outcome_${signature}`);
+      return false;
+    }
+    const coordinator = toHex(body.coordinator!);
+    if (origin !== "local") {
+      const until = this.#benched.get(coordinator);
+      if (until !== undefined && this.#now() < until) {
+        this.#refuseOutcome(body, origin, "coordinator_benched");
+        return false;
+      }
+      if (until !== undefined) this.#benched.delete(coordinator);
+      const stake = await stakeOf(body.coordinator!);
+      if (stake < DEFAULT_ECONOMICS.falseAccusationPenalty) {
+        this.#refuseOutcome(body, origin, "unstaked_coordinator");
+        return false;
+      }
+      // The ledger was asked: another copy may have come through meanwhile.
+      if (this.#options.seen.has(seen) || this.#proven.has(body.model)) return false;
+      // Before anything is charged: a copy the per-model bound refuses costs its coordinator
+      // and its relay nothing (other keys' copies of that model spent it).
+      if (!this.#modelHasAudit(body.model)) {
+        this.#options.seen.add(seen);
+        return false;
+      }
+      if (!this.#peerAudits.has(origin)) {
+        this.#refuseOutcome(body, origin, "peer_budget");
+        return false;
+      }
+      // Not marked seen: the budget comes back with the window, and a signature says who made
+      // an outcome, not when, so anyone may have spent it replaying the coordinator's earlier
+      // outcomes; the same outcome relayed (or sent again by its coordinator) later is taken.
+      if (!this.#coordinatorAudits.take(coordinator)) {
+        this.#refuseOutcome(body, origin, "coordinator_budget");
+        return false;
+      }
+      this.#peerAudits.take(origin);
+    }
+    this.#options.seen.add(seen);
+    return this.#auditBudget(body.model);
+  }
+
+  /**
+   * Redo the round's outer step (`round_audit.ts`) before its model is taken, from the momentum
+   * of the round before it that this gate kept (none from a genesis model).
+   * @param convicted Whether this node's ledger convicted a receipt.
+   */
+  audit(
+    body: OutcomeBody,
+    convicted: (receiptId: string) => Promise<boolean>,
+  ): Promise<RoundAudit> {
+    return auditRound(body, {
+      models: this.#options.models,
+      momentumAfter: (cid) => this.#momentum.get(cid),
+      isGenesis: (cid, arch) => this.#genesisModels(arch).has(cid),
+      convicted,
+    });
+  }
+
+  /**
+   * An audited copy of `body` failed: its model is refused, unless another copy proved it, and
+   * a peer's signer is benched for a false claim ({@link FALSE_OUTCOME_BENCH_MS}).
+   */
+  auditFailed(body: OutcomeBody, audit: FailedAudit, origin: string): void {
+    const name = `round ${body.round} model ${body.model.slice(0, 16)}…`;
+    // Signed by its coordinator (`mayAudit`): a failure is its own claim, not a relay's.
+    if (origin !== "local" && !BLAMELESS_AUDIT_FAILURES.has(audit.reason)) {
+      this.#bench(toHex(body.coordinator!), name, audit.reason);
+    }
+    if (this.#proven.has(body.model)) {
+      this.#log(`training: a copy of ${name} refused (${audit.reason}); the model stands`);
+      return;
+    }
+    this.#stats.refused.push({ model: body.model, reason: audit.reason });
+    this.#log(`training: ${name} refused: ${audit.reason} (${audit.detail})`);
+  }
+
+  /**
+   * An audited copy of `body` held: its model is proven (a refusal of a bad copy before it no
+   * longer speaks for it), and a reproduced round's momentum is kept for the next audit.
+   * @returns Whether this copy is the first to prove its model (the validator then serves it,
+   * passes it on and credits its receipts); false when another copy proved it first.
+   */
+  auditHeld(body: OutcomeBody, audit: HeldAudit): boolean {
+    if (this.#proven.has(body.model)) return false;
+    this.#proven.add(body.model);
+    if (this.#proven.size > KEPT_KEYS) this.#proven.delete(this.#proven.values().next().value!);
+    // A bad copy audited before this one no longer speaks for the model.
+    this.#stats.refused = this.#stats.refused.filter((r) => r.model !== body.model);
+    if (audit.verified) {
+      this.#momentum.set(body.model, audit.momentum);
+      // Rounds move on: the latest few are enough to audit the next.
+      while (this.#momentum.size > KEPT_MOMENTA) {
+        this.#momentum.delete(this.#momentum.keys().next().value!);
+      }
+    } else {
+      this.#stats.unverified.push(body.model);
+    }
+    return true;
+  }
+
+  /** Why round model `model` was refused here, or null (outcomes refused unaudited say nothing). */
+  standing(model: string): string | null {
+    return this.#stats.refused.find((r) => r.model === model)?.reason ?? null;
+  }
+
+  /** A copy of the gate's counts. */
+  stats(): OutcomeGateStats {
+    return {
+      unverified: [...this.#stats.unverified],
+      refused: [...this.#stats.refused],
+      outcomesRefused: [...this.#stats.outcomesRefused],
+    };
+  }
+
+  /** The CIDs of the genesis models of `arch` (see {@link OutcomeGateOptions.genesisSeeds}). */
+  #genesisModels(arch: GptArchitecture): Set<string> {
+    const key = JSON.stringify(arch);
+    let cids = this.#genesis.get(key);
+    if (cids === undefined) {
+      const seeds = this.#options.genesisSeeds ?? DEFAULT_GENESIS_SEEDS;
+      cids = new Set(seeds.map((seed) => RoundModels.cidOf(arch, seededGptWeights(arch, seed))));
+      this.#genesis.set(key, cids);
+      if (this.#genesis.size > KEPT_GENESIS_ARCHS) {
+        this.#genesis.delete(this.#genesis.keys().next().value!);
+      }
+    }
+    return cids;
+  }
+
+  /** Whether another copy of an outcome for `model` may be audited (a few per model). */
+  #auditBudget(model: string): boolean {
+    const audits = (this.#auditsByModel.get(model) ?? 0) + 1;
+    if (audits > MAX_AUDITS_PER_MODEL) return false;
+    this.#auditsByModel.set(model, audits);
+    if (this.#auditsByModel.size > KEPT_KEYS) {
+      this.#auditsByModel.delete(this.#auditsByModel.keys().next().value!);
+    }
+    return true;
+  }
+
+  /** Whether a copy of an outcome for `model` may still be audited (nothing is taken). */
+  #modelHasAudit(model: string): boolean {
+    return (this.#auditsByModel.get(model) ?? 0) < MAX_AUDITS_PER_MODEL;
+  }
+
+  /** Log and count an outcome refused before its audit. */
+  #refuseOutcome(body: OutcomeBody, origin: string, reason: string): void {
+    const coordinator = body.coordinator === undefined ? null : toHex(body.coordinator);
+    this.#stats.outcomesRefused.push({ model: body.model, coordinator, reason });
+    if (this.#stats.outcomesRefused.length > KEPT_OUTCOME_REFUSALS) {
+      this.#stats.outcomesRefused.shift();
+    }
+    this.#log(
+      `training: outcome of round ${body.round} model ${body.model.slice(0, 16)}… from ` +
+        `${origin === "local" ? "this node" : origin.slice(0, 16)} refused (${reason}` +
+        `${coordinator === null ? "" : `, coordinator ${coordinator.slice(0, 16)}`}): not audited`,
+    );
+  }
+
+  /** No outcome of `coordinator` is audited here for {@link FALSE_OUTCOME_BENCH_MS}. */
+  #bench(coordinator: string, name: string, reason: string): void {
+    this.#benched.delete(coordinator); // re-inserted last: the oldest is forgotten first
+    this.#benched.set(coordinator, this.#now() + FALSE_OUTCOME_BENCH_MS);
+    if (this.#benched.size > KEPT_KEYS) this.#benched.delete(this.#benched.keys().next().value!);
+    this.#log(
+      `training: coordinator ${coordinator.slice(0, 16)} signed ${name}, which failed its audit ` +
+        `(${reason}): its outcomes are not audited here for ${FALSE_OUTCOME_BENCH_MS / 60_000} min`,
+    );
+  }
+
+  #now(): number {
+    return (this.#options.now ?? Date.now)();
+  }
+
+  #log(line: string): void {
+    this.#options.log?.(line);
+  }
+}
