@@ -3,9 +3,17 @@
  * one survives a power cut once the call returns: write a temporary file, `fsync` it, rename it
  * over the target, `fsync` the directory (the rename itself lives in the directory).
  *
+ * A process killed between the temporary file's creation and its rename leaves that file
+ * (`<name>.<uuid>.tmp`, beside the target): never read, it would stay for good, one per crash.
+ * A store that owns its files removes those of its own at its start
+ * ({@link removeTemporaries}), when no write of its is in progress.
+ *
  * @module
  */
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
+
+/** A temporary file of {@link writeFileDurably}: the target's name, a UUID, `.tmp`. */
+const TEMPORARY = /^(.+)\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
 
 /**
  * Write `bytes` to `path` atomically and durably (see the module doc); `bytes` may come in
@@ -40,4 +48,27 @@ export async function syncDirectory(path: string): Promise<void> {
   } finally {
     dir.close();
   }
+}
+
+/**
+ * Remove the temporary files {@link writeFileDurably} left in `dir` when a process died
+ * mid-write, of the targets `of` accepts (by file name; default: every one in `dir`). Call it
+ * only where nothing is writing those targets (a store's start): a write in progress has its
+ * temporary file too. A missing directory has none. Returns how many were removed.
+ */
+export async function removeTemporaries(
+  dir: string,
+  of: (target: string) => boolean = () => true,
+): Promise<number> {
+  let removed = 0;
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const target = entry.isFile ? TEMPORARY.exec(entry.name)?.[1] : undefined;
+      if (target === undefined || !of(target)) continue;
+      if (await Deno.remove(join(dir, entry.name)).then(() => true, () => false)) removed++;
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return removed;
 }

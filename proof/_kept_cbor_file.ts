@@ -9,10 +9,10 @@
  *
  * @module
  */
-import { dirname } from "node:path";
+import { basename, dirname } from "node:path";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import { writeFileDurably } from "./_durable_file.ts";
+import { removeTemporaries, writeFileDurably } from "./_durable_file.ts";
 
 /** See the module doc. */
 export class KeptCborFile {
@@ -27,9 +27,11 @@ export class KeptCborFile {
 
   /**
    * What the file holds (undefined: no file). One that is not readable CBOR is removed and reads
-   * as none.
+   * as none. Read at the start, before any {@link KeptCborFile.keep}: the temporary files of a
+   * keep a crash cut short are removed then.
    */
   async read(): Promise<unknown> {
+    await removeTemporaries(dirname(this.#path), (name) => name === basename(this.#path));
     let bytes: Uint8Array;
     try {
       bytes = await Deno.readFile(this.#path);

@@ -89,8 +89,13 @@ import {
 } from "./ledger_state.ts";
 import { INDEX_FILE, LedgerIndex, positionAfter } from "./ledger_index.ts";
 import { recoverLedger } from "./ledger_recovery.ts";
-import { type LedgerCheckpoint, signCheckpoint, writeCheckpoint } from "./ledger_checkpoint.ts";
-import { syncDirectory } from "./_durable_file.ts";
+import {
+  CHECKPOINT_FILE,
+  type LedgerCheckpoint,
+  signCheckpoint,
+  writeCheckpoint,
+} from "./ledger_checkpoint.ts";
+import { removeTemporaries, syncDirectory } from "./_durable_file.ts";
 import { pathExists } from "../storage/path_exists.ts";
 
 export * from "./ledger_errors.ts";
@@ -251,6 +256,11 @@ export class Ledger {
       index: !await pathExists(join(dir, INDEX_FILE), { followSymlinks: false }),
     };
     await Deno.mkdir(dir, { recursive: true });
+    // A checkpoint, or a copy of a log's tail set aside, cut short by a crash: never read.
+    await removeTemporaries(
+      dir,
+      (name) => name === CHECKPOINT_FILE || name.startsWith(`${LOG_FILE}.`),
+    );
     const log = await LedgerLog.open(join(dir, LOG_FILE), { write: true });
     let index: LedgerIndex | undefined;
     try {

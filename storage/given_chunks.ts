@@ -43,8 +43,8 @@
  *
  * @module
  */
-import { basename, dirname, join } from "node:path";
-import { writeFileDurably } from "../proof/_durable_file.ts";
+import { basename, dirname } from "node:path";
+import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
 import { storageKey } from "../protocols/cid.ts";
 import { sha256 } from "../protocols/hash.ts";
 
@@ -204,7 +204,8 @@ export class GivenChunks {
   static async open(path: string, options?: GivenChunksOptions): Promise<GivenChunks> {
     const given = new GivenChunks(options);
     given.#path = path;
-    await given.#sweepTemporaries(path);
+    // A rewrite its process died in left a temporary file beside the log.
+    await removeTemporaries(dirname(path), (name) => name === basename(path));
     await given.#load(path);
     given.#expire();
     // Cut a torn tail now, so it is logged once; expired holders and compaction go with it.
@@ -534,20 +535,6 @@ export class GivenChunks {
     else if (op === "x" && arity === 2) this.#forgetPeer(peerOrKey);
     else return false;
     return true;
-  }
-
-  /** Remove temporary files a rewrite left behind when its process died. */
-  async #sweepTemporaries(path: string): Promise<void> {
-    const prefix = `${basename(path)}.`;
-    try {
-      for await (const entry of Deno.readDir(dirname(path))) {
-        if (entry.isFile && entry.name.startsWith(prefix) && entry.name.endsWith(".tmp")) {
-          await Deno.remove(join(dirname(path), entry.name)).catch(() => {});
-        }
-      }
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
   }
 }
 

@@ -33,7 +33,7 @@
  */
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
-import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import { removeTemporaries, syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
 import { sha256Hex } from "../protocols/hash.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { type GptWeights, gptWeightShapes } from "./gpt_weights.ts";
@@ -277,16 +277,10 @@ export class CoordinatorState {
   async #removeTemporaries(): Promise<void> {
     const name = basename(this.#path);
     const momentumPrefix = `${this.#stem}-momentum-`;
-    try {
-      for await (const entry of Deno.readDir(dirname(this.#path))) {
-        if (!entry.isFile || !entry.name.endsWith(".tmp")) continue;
-        if (entry.name.startsWith(`${name}.`) || entry.name.startsWith(momentumPrefix)) {
-          await Deno.remove(join(dirname(this.#path), entry.name)).catch(() => {});
-        }
-      }
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
+    await removeTemporaries(
+      dirname(this.#path),
+      (target) => target === name || target.startsWith(momentumPrefix),
+    );
   }
 
   async #makeDir(): Promise<void> {

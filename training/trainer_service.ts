@@ -34,7 +34,7 @@
  */
 import { dirname, join } from "node:path";
 import type { Actor, ActorContext } from "../actors/actor.ts";
-import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import { removeTemporaries, syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
@@ -379,7 +379,8 @@ export class TrainerService implements Actor<TrainerMessage> {
   async #loadSlots(): Promise<void> {
     const dir = this.#options.dataDir;
     if (dir === undefined) return;
-    await removeStrayTemps(dir);
+    // Slot and coordinator writes a crash interrupted: never read, they would only pile up.
+    await removeTemporaries(dir, (name) => name === SLOTS_FILE || name === COORDINATORS_FILE);
     const entries = await readPairs(join(dir, SLOTS_FILE));
     if (entries === undefined) return;
     if (entries === "damaged") {
@@ -627,22 +628,4 @@ async function readPairs(path: string): Promise<[string, string][] | "damaged" |
 /** Write `pairs` as {@link readPairs} reads them, durably (`_durable_file.ts`). */
 async function writePairs(path: string, pairs: Iterable<[string, string]>): Promise<void> {
   await writeFileDurably(path, new TextEncoder().encode(JSON.stringify([...pairs])));
-}
-
-/**
- * Remove the temporary files of slot and coordinator writes a crash interrupted
- * (`signed-slots.json.<id>.tmp`, `_durable_file.ts`'s naming): never read, they would only pile
- * up, one per crash.
- */
-async function removeStrayTemps(dir: string): Promise<void> {
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      const ours = [SLOTS_FILE, COORDINATORS_FILE].some((f) => entry.name.startsWith(`${f}.`));
-      if (entry.isFile && ours && entry.name.endsWith(".tmp")) {
-        await Deno.remove(join(dir, entry.name)).catch(() => {});
-      }
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
 }

@@ -1,0 +1,78 @@
+/**
+ * What a process killed inside `writeFileDurably` leaves (its `<name>.<uuid>.tmp`) is removed by
+ * the stores that own the file at their start, and nothing else is.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { removeTemporaries, writeFileDurably } from "../../proof/_durable_file.ts";
+import { KeptCborFile } from "../../proof/_kept_cbor_file.ts";
+import { Ledger } from "../../proof/ledger.ts";
+import { CHECKPOINT_FILE } from "../../proof/ledger_checkpoint.ts";
+import { Identity } from "../../protocols/identity.ts";
+
+/** A temporary file as `writeFileDurably` names one for `target`, left in `dir`. */
+async function leftover(dir: string, target: string): Promise<string> {
+  const name = `${target}.${crypto.randomUUID()}.tmp`;
+  await Deno.writeFile(join(dir, name), new Uint8Array([1, 2, 3]));
+  return name;
+}
+
+async function names(dir: string): Promise<string[]> {
+  return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort();
+}
+
+Deno.test("removeTemporaries removes the crashed writes' files of the targets asked for, and nothing else", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeFileDurably(join(dir, "a.cbor"), new Uint8Array([9]));
+    await leftover(dir, "a.cbor");
+    await leftover(dir, "a.cbor");
+    const other = await leftover(dir, "b.cbor");
+    // Not `writeFileDurably`'s naming: someone else's file, kept.
+    await Deno.writeFile(join(dir, "notes.tmp"), new Uint8Array([1]));
+    await Deno.mkdir(join(dir, `a.cbor.${crypto.randomUUID()}.tmp`)); // a directory: kept
+    const removed = await removeTemporaries(dir, (name) => name === "a.cbor");
+    assert.deepEqual(removed, 2);
+    const left = await names(dir);
+    assert.deepEqual(left.length, 4);
+    assert.deepEqual(left.includes("a.cbor") && left.includes(other), true);
+    assert.deepEqual(left.includes("notes.tmp"), true);
+    // Every target by default.
+    assert.deepEqual(await removeTemporaries(dir), 1);
+    assert.deepEqual(await removeTemporaries(join(dir, "missing")), 0);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a kept CBOR file's read at the start removes the temporary files of a keep cut short, and keeps its value", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "held-evidence.cbor");
+    await new KeptCborFile(path).keep({ kept: 1 });
+    await leftover(dir, "held-evidence.cbor");
+    const neighbour = await leftover(dir, "other.cbor");
+    assert.deepEqual(await new KeptCborFile(path).read(), { kept: 1 });
+    assert.deepEqual(await names(dir), ["held-evidence.cbor", neighbour].sort());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a ledger's open removes a checkpoint's temporary file a crash left, not the validator's beside it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const identity = Identity.generate();
+    await (await Ledger.open(dir, identity)).close();
+    await leftover(dir, CHECKPOINT_FILE);
+    const set = await leftover(dir, "ledger.log.torn-2026-12-03T07-00-00.000Z");
+    const validators = await leftover(dir, "held-evidence.cbor");
+    const ledger = await Ledger.open(dir, identity);
+    await ledger.close();
+    const left = await names(dir);
+    assert.deepEqual(left.filter((n) => n.endsWith(".tmp")), [validators]);
+    assert.deepEqual(left.includes(set), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
