@@ -40,13 +40,13 @@ import type { TrainingValidatorMessage } from "./training_validator.ts";
  */
 export const END_RETRY_MS = 1_000;
 /** The longest wait between two asks of one ending, ms. */
-const MAX_END_RETRY_MS = 60_000;
+export const MAX_END_RETRY_MS = 60_000;
 /**
  * Asks of one ending before the validator leaves it to its next start (~4 min of waits at the
  * defaults): bounded, so a ledger gone for good is not asked forever; the kept end is taken up
  * again when the validator starts.
  */
-const MAX_END_ATTEMPTS = 10;
+export const MAX_END_ATTEMPTS = 10;
 
 /** The validator's internal `checked` message: a fraud proof checked there, to settle. */
 type CheckedMessage = Extract<TrainingValidatorMessage, { type: "checked" }>;

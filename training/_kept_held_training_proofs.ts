@@ -23,7 +23,11 @@
  * peers' proofs the actor holds for a receipt not recorded here yet (`MAX_HELD_PROOFS` in
  * `training_validator.ts`, also 16): lost at a restart between the proof and its receipt, this
  * ledger paid the lazy trainer the others slashed (`tests/training/
- * training_proof_hold_restart_test.ts`). Not part of the public API.
+ * training_proof_hold_restart_test.ts`). And in a third ({@link TAKEN_TRAINING_PROOFS_DIR}), the
+ * peers' proofs taken and not settled yet: one taken up from either hold and waiting in the
+ * mailbox, or being checked, at a stop was in neither hold nor on disk, and this ledger paid the
+ * lazy trainer (the training side of the ValidatorActor's held evidence, `waiting()`). Not part
+ * of the public API.
  *
  * @module
  */
@@ -39,6 +43,12 @@ import {
 export const PLEDGE_HELD_TRAINING_PROOFS_DIR = "pledge-held-training-proofs";
 /** The folder of the proofs held for their receipt, under the ledger's directory. */
 export const RECEIPT_HELD_TRAINING_PROOFS_DIR = "receipt-held-training-proofs";
+/**
+ * The folder of peers' proofs taken and not settled yet (told again from a hold, being checked,
+ * waiting behind another copy's check, or their settlement unanswered), under the ledger's
+ * directory; each file is named by the copy's key (its hash with its architecture and start file).
+ */
+export const TAKEN_TRAINING_PROOFS_DIR = "taken-training-proofs";
 
 /** A proof hash as `trainingFraudProofHash` writes it: the only names this store reads. */
 const PROOF_HASH = /^[0-9a-f]{64}$/;

@@ -12,6 +12,10 @@
  * credit      { receipts, terms } credit receipts whose deltas went into a round's model
  * fraud_proof { body, origin }   check (outside the mailbox) → checked
  * checked     { … }              internal: settle in the ledger; confirmed and new: pass on
+ * unchecked   { … }              internal: the check failed unsettled; the copies that waited
+ *                                behind it go through the intake again
+ * settle_again { key }           internal: ask the ledger again to settle a peer's checked
+ *                                proof whose settlement it did not answer
  * outcome     { body, origin }   let through by the outcome gate (`_outcome_gate.ts`: new,
  *                                signed by a coordinator staked here, within its and its
  *                                relay's budgets): audit it (redo the outer step, outside the
@@ -26,6 +30,12 @@
  *                                held ones (and those held for their receipt) are kept on disk
  *                                (`ownProofsDir`) for the next start
  * ```
+ *
+ * A peer's proof taken and not settled — told again from a hold and waiting in the mailbox, being
+ * checked, a copy waiting behind another copy's check, or checked with its settlement unanswered
+ * (the ValidatorActor crashed on a ledger write) — is kept on disk too (`taken-training-proofs/`)
+ * and taken through the intake again at the next start: lost at a stop, nobody settled it here,
+ * and the lazy trainer every other ledger slashed was paid.
  *
  * The ledger belongs to the ValidatorActor: this actor asks it (`training_receipt`,
  * `training_fraud`), never holds it. Gossip goes out through the NetworkActor
@@ -120,9 +130,15 @@ import {
   type KeptHeldProof,
   KeptHeldTrainingProofs,
   RECEIPT_HELD_TRAINING_PROOFS_DIR,
+  TAKEN_TRAINING_PROOFS_DIR,
 } from "./_kept_held_training_proofs.ts";
 import { KeptUnbackedTrainingChecks } from "./_kept_unbacked_training_checks.ts";
-import { ChallengeEndings, END_RETRY_MS } from "./_challenge_endings.ts";
+import {
+  ChallengeEndings,
+  END_RETRY_MS,
+  MAX_END_ATTEMPTS,
+  MAX_END_RETRY_MS,
+} from "./_challenge_endings.ts";
 
 // The outcome gate's bounds and the endings' first retry, named here as before they had
 // modules of their own.
@@ -166,6 +182,23 @@ const MAX_HELD_PROOFS_PER_ACCUSER = 2;
  * the genuine copy is still checked, costs a lookup.
  */
 const KEPT_ARCH_CHECKS = 256;
+/**
+ * Copies of one proof (one hash) taken at once: the one being checked and those waiting behind
+ * it. The architecture and start file travel unsigned beside the proof, so a relay's copy under
+ * a wrong architecture, its check under way, shut out the genuine copy that came meanwhile (a
+ * duplicate by hash); the bad copy then failed before its re-run and nobody settled the proof.
+ * A copy with another architecture or start file now waits for that check, and goes through the
+ * intake again if it fails unsettled: the genuine one and a few bad ones relayed before it, as
+ * the outcome gate's per-model bound. Past it, a copy is dropped as before.
+ */
+const MAX_COPIES_PER_PROOF = 4;
+/**
+ * Peers' proofs taken and not settled kept on disk at most, oldest first: all that both holds
+ * can release at once ({@link MAX_HELD_PROOFS} and `MAX_PLEDGE_HELD_TRAINING_PROOFS`). A
+ * training proof can be megabytes; more in flight at a stop than this lose their newest, as
+ * every one was lost before.
+ */
+const MAX_KEPT_TAKEN_PROOFS = 32;
 
 /** Random bits in a draw of {@link secureRandom}: all a float64 in [0, 1) holds exactly. */
 const DRAW_BITS = 53;
@@ -285,6 +318,32 @@ interface HeldTrainingProof {
   since: number;
 }
 
+/**
+ * A peer's fraud proof taken and not settled here, by the key of its copy ({@link copyKey}):
+ * kept on disk ({@link TAKEN_TRAINING_PROOFS_DIR}) and taken up again at the next start.
+ */
+interface TakenTrainingProof {
+  /** Hex hash of the proof (shared by its copies). */
+  hash: string;
+  /** Id of the receipt it accuses. */
+  receiptId: string;
+  /** The proof as it came, with its architecture and start file. */
+  body: TrainingFraudProofBody;
+  /** The peer it came from. */
+  origin: string;
+  /** When it was held or taken, ms. */
+  since: number;
+  /**
+   * `queued`: told again from a hold, in the mailbox; `checking`: its check under way (or done,
+   * its settlement unanswered); `waiting`: a copy behind another copy's check.
+   */
+  state: "queued" | "checking" | "waiting";
+  /** Whether its check was charged to its receipt's unbacked budget. */
+  charged: boolean;
+  /** Checked, its settlement unanswered by the ledger: asked again (`settle_again`). */
+  unsettled?: { checked: CheckedMessage; attempts: number };
+}
+
 /** A report to challenge, with what the check needs. */
 export interface ChallengeRequest {
   /** Message tag. */
@@ -325,6 +384,19 @@ export type TrainingValidatorMessage =
     reason: string;
     origin: string;
   }
+  | {
+    type: "unchecked";
+    body: TrainingFraudProofBody;
+    hash: string;
+    origin: string;
+    /** Taken unbacked (charged, or a copy of one whose charged check failed). */
+    unbacked: boolean;
+    /** Whether it failed in the re-run itself (after the architecture and start model held). */
+    reran: boolean;
+    /** Why. */
+    error: string;
+  }
+  | { type: "settle_again"; key: string }
   | { type: "outcome"; body: OutcomeBody; origin: string }
   | { type: "audited"; body: OutcomeBody; audit: RoundAudit; origin: string }
   | { type: "adopted"; model: string }
@@ -375,8 +447,15 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #endings: ChallengeEndings;
   /** Peers' proofs whose receipt is not recorded here yet, oldest first ({@link MAX_HELD_PROOFS}). */
   readonly #heldProofs: HeldTrainingProof[] = [];
-  /** Whether {@link TrainingValidator.#heldProofs} changed since it was last kept on disk. */
-  #heldProofsChanged = false;
+  /**
+   * Whether {@link TrainingValidator.#heldProofs} or {@link TrainingValidator.#taken} changed
+   * since they were last kept on disk.
+   */
+  #keptChanged = false;
+  /** Peers' proofs taken and not settled, by copy key ({@link TakenTrainingProof}), oldest first. */
+  readonly #taken = new Map<string, TakenTrainingProof>();
+  /** The copy keys of {@link TrainingValidator.#taken} on disk at its last keep. */
+  #takenOnDisk = new Set<string>();
   /** Peers' proofs whose accuser has no pledge here yet (`_pledge_held_training_proofs.ts`). */
   readonly #pledgeHeld = new PledgeHeldTrainingProofs();
   /** Whether a `pledges_again` is on its way. */
@@ -403,6 +482,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #keptPledgeHeld: KeptHeldTrainingProofs | undefined;
   /** The proofs held for their receipt, across a stop (`ownProofsDir`). */
   readonly #keptReceiptHeld: KeptHeldTrainingProofs | undefined;
+  /** The peers' proofs taken and not settled, across a stop (`ownProofsDir`). */
+  readonly #keptTaken: KeptHeldTrainingProofs | undefined;
   /** The unbacked checks spent per receipt, across a stop (`ownProofsDir`). */
   readonly #keptUnbacked: KeptUnbackedTrainingChecks | undefined;
 
@@ -432,6 +513,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     this.#keptReceiptHeld = dir === undefined
       ? undefined
       : KeptHeldTrainingProofs.in(dir, RECEIPT_HELD_TRAINING_PROOFS_DIR, MAX_HELD_PROOFS);
+    this.#keptTaken = dir === undefined
+      ? undefined
+      : KeptHeldTrainingProofs.in(dir, TAKEN_TRAINING_PROOFS_DIR, MAX_KEPT_TAKEN_PROOFS);
     this.#keptUnbacked = dir === undefined ? undefined : KeptUnbackedTrainingChecks.in(dir);
   }
 
@@ -502,15 +586,19 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     await this.#resumeHeld(ctx);
   }
 
-  /** Keep the held proofs and the spent unbacked checks for the next start. */
+  /**
+   * Keep the held proofs, the peers' proofs taken and not settled (waiting in the mailbox, being
+   * checked: their answer, told after the stop, is lost) and the spent unbacked checks for the
+   * next start.
+   */
   async postStop(): Promise<void> {
     await this.#keepHeld();
-    await this.#keepUnbacked();
   }
 
   /**
-   * The proofs held for their accuser's pledge or for their receipt when this validator last
-   * stopped (or at its last recheck, if it was killed) go through the intake again, as a peer's
+   * The proofs held for their accuser's pledge or for their receipt, or taken and not settled,
+   * when this validator last stopped (or at its last recheck, if it was killed) go through the
+   * intake again, as a peer's
    * proof does: signatures verified, the ledger asked, held again (for a pledge: for the time
    * they have left), or checked now that their accuser has staked or their receipt is recorded.
    * Nothing read is trusted: an entry that is not a proof body with a peer's origin and a time
@@ -545,6 +633,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     };
     take(await read(this.#keptReceiptHeld), -Infinity);
     take(await read(this.#keptPledgeHeld), now - PLEDGE_HOLD_MS);
+    // Taken and not settled: the intake decides again (its window bounds how long that is).
+    take(await read(this.#keptTaken), -Infinity);
     // Longest held first, as they were held: the holds push those out first.
     again.sort((a, b) => a.since! - b.since!);
     for (const message of again) await this.receive(message, ctx);
@@ -561,23 +651,43 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       this.#log(`training validator: held proofs not kept: ${(error as Error).message}`)
     );
     // Cleared with no folder too: left set, it rescheduled the recheck every second for ever.
-    this.#heldProofsChanged = false;
-    if (this.#keptReceiptHeld === undefined) return;
-    await this.#keptReceiptHeld.keep(this.#heldProofs).catch((error) => {
-      this.#heldProofsChanged = true;
-      this.#log(`training validator: held proofs not kept: ${(error as Error).message}`);
-    });
+    this.#keptChanged = false;
+    const failed = (error: Error) => {
+      this.#keptChanged = true;
+      this.#log(`training validator: held proofs not kept: ${error.message}`);
+    };
+    await this.#keptReceiptHeld?.keep(this.#heldProofs).catch(failed);
+    if (this.#keptTaken !== undefined) {
+      const taken = [...this.#taken].slice(0, MAX_KEPT_TAKEN_PROOFS);
+      await this.#keptTaken.keep(taken.map(([key, t]) => ({ ...t, hash: key }))).then(
+        () => this.#takenOnDisk = new Set(taken.map(([key]) => key)),
+        failed,
+      );
+    }
+    // After the taken proofs: the checks of those on disk are not counted (below).
+    await this.#keepUnbacked();
   }
 
   /**
-   * Keep the unbacked checks spent per receipt still inside its window (validator clock). A
+   * Keep the unbacked checks spent per receipt still inside its window (validator clock), less
+   * those of the taken proofs kept on disk: taken up again at the next start, each spends its
+   * check again (counted twice, the genuine proof could find its receipt's budget gone). A
    * failed write costs only the count's survival of a restart: logged.
    */
   async #keepUnbacked(): Promise<void> {
-    await this.#keptUnbacked?.keep(this.#unbacked.spent((this.#options.now ?? Date.now)()))
-      .catch((error) =>
-        this.#log(`training validator: unbacked counts not kept: ${(error as Error).message}`)
-      );
+    const kept = new Map<string, number>();
+    for (const [key, { charged, receiptId }] of this.#taken) {
+      if (charged && this.#takenOnDisk.has(key)) {
+        kept.set(receiptId, (kept.get(receiptId) ?? 0) + 1);
+      }
+    }
+    const spent = this.#unbacked.spent((this.#options.now ?? Date.now)()).flatMap((entry) => {
+      const checks = entry.checks - (kept.get(entry.receiptId) ?? 0);
+      return checks > 0 ? [{ ...entry, checks }] : [];
+    });
+    await this.#keptUnbacked?.keep(spent).catch((error) =>
+      this.#log(`training validator: unbacked counts not kept: ${(error as Error).message}`)
+    );
   }
 
   /** Handle one message; see {@link TrainingValidatorMessage}. */
@@ -593,88 +703,25 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "credit":
         return await this.#credit(message.receipts, message.terms, ctx);
       case "fraud_proof": {
-        const { refusal, unbacked } = await this.#intake(
-          message.body.proof,
-          message.origin === "local",
-          ctx,
-        );
-        if (refusal !== undefined) {
-          if (message.origin === "local") {
-            const id = trainingReceiptId(message.body.proof.receipt);
-            await this.#endings.end(ctx, id, "undecided", `proof_${refusal}`);
-          }
-          this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
-          const held = refusal === "receipt_unknown" &&
-            await this.#holdProof(message.body, message.origin, ctx, message.since);
-          // From a key with no pledge here (yet): held until it has one, then taken again.
-          const awaitingPledge = !held && message.origin !== "local" &&
-            (refusal === "receipt_unknown" || refusal === "unstaked_accuser") &&
-            await this.#holdForPledge(message.body, message.origin, ctx, message.since);
-          return {
-            queued: false,
-            skipped: refusal,
-            ...(held ? { held: true } : {}),
-            ...(awaitingPledge ? { awaitingPledge: true } : {}),
-          };
+        const key = copyKey(message.body);
+        try {
+          return await this.#onFraudProof(message, key, ctx);
+        } finally {
+          // Told again from a hold, now taken: being checked, waiting, held again or refused.
+          if (this.#taken.get(key)?.state === "queued") this.#forgetTaken(key, ctx);
         }
-        const hash = trainingFraudProofHash(message.body.proof);
-        const id = trainingReceiptId(message.body.proof.receipt);
-        const seen = `fraud:${hash}`;
-        if (!this.#firstTime(seen)) {
-          if (message.origin === "local") {
-            await this.#endings.end(ctx, id, "undecided", "proof_duplicate");
-          }
-          return { queued: false };
-        }
-        // An unbacked check counts against its receipt from here; its in-flight place is freed
-        // when it settles (`checked`) or fails.
-        // A copy of a proof whose charged check failed is not charged again (its in-flight
-        // place is `#seen`'s one per hash; `#intake` still caps it with the others).
-        const charged = unbacked !== undefined && !this.#unbackedFailed.delete(hash);
-        if (charged) {
-          this.#unbacked.take(id, toHex(message.body.proof.validator), hash, unbacked!);
-          // On disk before the re-run: a restart must not grant the receipt its budget again.
-          // One write per check, bounded by the budget the re-runs are (never per message).
-          await this.#keepUnbacked();
-        }
-        // The re-run is outside the mailbox; the settlement comes back as `checked`.
-        let reran = false;
-        void this.#check(message.body, () => reran = true).then(
-          (check) =>
-            ctx.self.tell({
-              type: "checked",
-              body: message.body,
-              hash,
-              ...check,
-              origin: message.origin,
-            }),
-          (error) => {
-            // Nothing settled: another copy (its start model reachable, its architecture the
-            // receipt's) may still be checked. This validator's own challenge ends undecided.
-            this.#seen.delete(seen);
-            this.#unbacked.done(hash);
-            // Failed before its re-run (this copy's start model or architecture): the next
-            // copy is not charged again. One that failed in the re-run is charged again.
-            if (unbacked !== undefined && !reran) {
-              this.#unbackedFailed.add(hash);
-              if (this.#unbackedFailed.size > SEEN_LIMIT) {
-                this.#unbackedFailed.delete(this.#unbackedFailed.values().next().value!);
-              }
-            }
-            if (message.origin === "local") {
-              void this.#endings.end(ctx, id, "undecided", "proof_unchecked");
-            }
-            this.#log(
-              `training validator: fraud proof ${hash.slice(0, 12)} unchecked: ${
-                (error as Error).message
-              }`,
-            );
-          },
-        ).catch(() => {}); // this actor stopped meanwhile: nothing to settle
-        return { queued: true };
       }
+      case "unchecked":
+        return await this.#onUnchecked(message, ctx);
       case "checked":
         return await this.#settle(message, ctx);
+      case "settle_again": {
+        const unsettled = this.#taken.get(message.key)?.unsettled;
+        if (unsettled !== undefined) {
+          await this.#settleInLedgerOnce(unsettled.checked, ctx, unsettled.attempts);
+        }
+        return;
+      }
       case "outcome":
         // Signed by a staked coordinator, within its budget and its relay's, a copy of a model
         // not proven yet, or refused (`_outcome_gate.ts`).
@@ -707,6 +754,200 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "pledges_again":
         return await this.#pledgesAgain(ctx);
     }
+  }
+
+  /**
+   * Take a fraud proof: through the intake (held, or refused), then checked outside the mailbox
+   * (`checked`, or `unchecked` when the check fails unsettled). A peer's is {@link #taken} from
+   * here until it settles; a copy of a proof whose check is under way waits for it when its
+   * unsigned architecture or start file differs ({@link MAX_COPIES_PER_PROOF}).
+   * @param key The copy's key ({@link copyKey}).
+   */
+  async #onFraudProof(
+    message: Extract<TrainingValidatorMessage, { type: "fraud_proof" }>,
+    key: string,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<unknown> {
+    const { refusal, unbacked } = await this.#intake(
+      message.body.proof,
+      message.origin === "local",
+      ctx,
+    );
+    if (refusal !== undefined) {
+      if (message.origin === "local") {
+        const id = trainingReceiptId(message.body.proof.receipt);
+        await this.#endings.end(ctx, id, "undecided", `proof_${refusal}`);
+      }
+      this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
+      const held = refusal === "receipt_unknown" &&
+        await this.#holdProof(message.body, message.origin, ctx, message.since);
+      // From a key with no pledge here (yet): held until it has one, then taken again.
+      const awaitingPledge = !held && message.origin !== "local" &&
+        (refusal === "receipt_unknown" || refusal === "unstaked_accuser") &&
+        await this.#holdForPledge(message.body, message.origin, ctx, message.since);
+      return {
+        queued: false,
+        skipped: refusal,
+        ...(held ? { held: true } : {}),
+        ...(awaitingPledge ? { awaitingPledge: true } : {}),
+      };
+    }
+    const hash = trainingFraudProofHash(message.body.proof);
+    const id = trainingReceiptId(message.body.proof.receipt);
+    const seen = `fraud:${hash}`;
+    if (!this.#firstTime(seen)) {
+      if (message.origin === "local") {
+        await this.#endings.end(ctx, id, "undecided", "proof_duplicate");
+        return { queued: false };
+      }
+      return this.#waitBehind(message, key, hash, id) ? { queued: false, waiting: true } : {
+        queued: false,
+      };
+    }
+    // An unbacked check counts against its receipt from here; its in-flight place is freed
+    // when it settles (`checked`) or fails (`unchecked`).
+    // A copy of a proof whose charged check failed is not charged again (its in-flight
+    // place is `#seen`'s one per hash; `#intake` still caps it with the others).
+    const charged = unbacked !== undefined && !this.#unbackedFailed.delete(hash);
+    if (charged) {
+      this.#unbacked.take(id, toHex(message.body.proof.validator), hash, unbacked!);
+      // On disk before the re-run: a restart must not grant the receipt its budget again.
+      // One write per check, bounded by the budget the re-runs are (never per message).
+      await this.#keepUnbacked();
+    }
+    if (message.origin !== "local") {
+      const now = (this.#options.now ?? Date.now)();
+      const since = this.#taken.get(key)?.since ?? message.since ?? now;
+      this.#take(key, message.body, message.origin, since, {
+        state: "checking",
+        charged,
+      }, ctx);
+    }
+    // The re-run is outside the mailbox; the settlement comes back as `checked`, a failure as
+    // `unchecked` (told, not handled here: state changes in `receive`).
+    let reran = false;
+    const { body, origin } = message;
+    void this.#check(body, () => reran = true).then(
+      (check) => ctx.self.tell({ type: "checked", body, hash, ...check, origin }),
+      (error) =>
+        ctx.self.tell({
+          type: "unchecked",
+          body,
+          hash,
+          origin,
+          unbacked: unbacked !== undefined,
+          reran,
+          error: (error as Error).message,
+        }),
+    ).catch(() => {}); // this actor stopped meanwhile: a peer's proof is kept (`#taken`)
+    return { queued: true };
+  }
+
+  /**
+   * A peer's copy of a proof taken already: it waits for the copy being checked when its
+   * architecture or start file (unsigned, beside the proof) differs from every copy taken, within
+   * {@link MAX_COPIES_PER_PROOF}; otherwise (a copy of one taken, the proof settled or in a
+   * re-run here only as this validator's own) it is dropped.
+   * @returns Whether it waits.
+   */
+  #waitBehind(
+    message: Extract<TrainingValidatorMessage, { type: "fraud_proof" }>,
+    key: string,
+    hash: string,
+    id: string,
+  ): boolean {
+    const copies = [...this.#taken].filter(([k, t]) => t.hash === hash && k !== key);
+    if (!copies.some(([, t]) => t.state === "checking")) return false;
+    if (this.#taken.get(key)?.state !== "queued" && this.#taken.has(key)) return false;
+    if (copies.length + 1 > MAX_COPIES_PER_PROOF) return false;
+    const since = this.#taken.get(key)?.since ?? (this.#options.now ?? Date.now)();
+    this.#taken.delete(key); // re-inserted last, as it now waits
+    this.#taken.set(key, {
+      hash,
+      receiptId: id,
+      body: message.body,
+      origin: message.origin,
+      since,
+      state: "waiting",
+      charged: false,
+    });
+    this.#keptChanged = true;
+    return true;
+  }
+
+  /**
+   * A check failed unsettled: nothing settled, so another copy (its start model reachable, its
+   * architecture the receipt's) may still be checked — those that waited behind it go through
+   * the intake again. This validator's own challenge ends undecided.
+   */
+  async #onUnchecked(
+    message: Extract<TrainingValidatorMessage, { type: "unchecked" }>,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<void> {
+    const { hash, body, origin } = message;
+    this.#seen.delete(`fraud:${hash}`);
+    this.#unbacked.done(hash);
+    // Failed before its re-run (this copy's start model or architecture): the next copy is not
+    // charged again. One that failed in the re-run is charged again.
+    if (message.unbacked && !message.reran) {
+      this.#unbackedFailed.add(hash);
+      if (this.#unbackedFailed.size > SEEN_LIMIT) {
+        this.#unbackedFailed.delete(this.#unbackedFailed.values().next().value!);
+      }
+    }
+    this.#log(`training validator: fraud proof ${hash.slice(0, 12)} unchecked: ${message.error}`);
+    if (origin === "local") {
+      await this.#endings.end(
+        ctx,
+        trainingReceiptId(body.proof.receipt),
+        "undecided",
+        "proof_unchecked",
+      );
+      return;
+    }
+    this.#forgetTaken(copyKey(body), ctx);
+    for (const [key, taken] of [...this.#taken]) {
+      if (taken.hash !== hash || taken.state !== "waiting") continue;
+      taken.state = "queued";
+      this.#taken.set(key, taken);
+      ctx.self.tell({ type: "fraud_proof", body: taken.body, origin: taken.origin })
+        .catch(() => {});
+    }
+  }
+
+  /**
+   * A peer's proof taken (told again from a hold, or its check under way): {@link #taken} until
+   * it settles, and on disk from the next recheck or stop.
+   */
+  #take(
+    key: string,
+    body: TrainingFraudProofBody,
+    origin: string,
+    since: number,
+    how: Pick<TakenTrainingProof, "state" | "charged">,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): void {
+    const { proof } = body;
+    this.#taken.set(key, {
+      hash: trainingFraudProofHash(proof),
+      receiptId: trainingReceiptId(proof.receipt),
+      body,
+      origin,
+      since,
+      ...how,
+    });
+    this.#keptChanged = true;
+    this.#pledgesAgainLater(ctx);
+  }
+
+  /**
+   * A taken copy is no longer taken (settled, failed, held again or refused): off the disk at the
+   * next recheck.
+   */
+  #forgetTaken(key: string, ctx: ActorContext<TrainingValidatorMessage>): void {
+    if (!this.#taken.delete(key)) return;
+    this.#keptChanged = true;
+    this.#pledgesAgainLater(ctx);
   }
 
   /** Draw, ask the trainer, check; runs outside the mailbox. */
@@ -902,14 +1143,29 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   ): Promise<void> {
     this.#stats.checked++;
     this.#unbacked.done(message.hash);
-    const proof = message.body.proof;
-    const receipt = proof.receipt;
-    const trainer = toHex(receipt.trainer);
     if (message.confirmed) {
       this.#stats.confirmed++;
       // Everyone checks for themselves; a refuted proof is not spread (it would cost its author).
       this.#publish(ctx, { kind: "fraud_proof", body: message.body }, message.origin);
     }
+    await this.#settleInLedgerOnce(message, ctx, 0);
+  }
+
+  /**
+   * Ask the ledger to settle a checked proof (`attempts` asks made before). This validator's
+   * own challenge ends with it (`_challenge_endings.ts`); a peer's proof, once the ledger
+   * answered, is no longer taken, with its copies; unanswered (the ValidatorActor crashed on the
+   * ledger write, or is restarting), it stays taken and is asked again ({@link END_RETRY_MS},
+   * doubling, {@link MAX_END_ATTEMPTS} asks), then at the next start, from the disk.
+   */
+  async #settleInLedgerOnce(
+    message: CheckedMessage,
+    ctx: ActorContext<TrainingValidatorMessage>,
+    attempts: number,
+  ): Promise<void> {
+    const proof = message.body.proof;
+    const receipt = proof.receipt;
+    const trainer = toHex(receipt.trainer);
     let failed: Error | undefined;
     const settled = await this.#settleInLedger(ctx, message).catch((error) => {
       failed = error as Error;
@@ -934,7 +1190,32 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       if (settled !== undefined) {
         await this.#endings.settled(ctx, id, message.confirmed, settled.settled);
       } else await this.#endings.unsettled(ctx, id, message, failed!);
+      return;
     }
+    if (settled !== undefined) {
+      for (const [key, taken] of [...this.#taken]) {
+        if (taken.hash === message.hash) this.#forgetTaken(key, ctx);
+      }
+      return;
+    }
+    const key = copyKey(message.body);
+    const taken = this.#taken.get(key);
+    if (taken === undefined) return;
+    taken.unsettled = { checked: message, attempts: attempts + 1 };
+    if (attempts + 1 >= MAX_END_ATTEMPTS || ctx.signal.aborted) {
+      this.#log(
+        `training validator: fraud proof ${message.hash.slice(0, 12)} left to the next start`,
+      );
+      return;
+    }
+    const wait = Math.min(
+      MAX_END_RETRY_MS,
+      (this.#options.endRetryMs ?? END_RETRY_MS) * 2 ** attempts,
+    );
+    // Told, not run here: the taken proofs change in `receive` (`settle_again`).
+    void sleep(wait, ctx.signal).then(() => {
+      if (!ctx.signal.aborted) return ctx.self.tell({ type: "settle_again", key });
+    }).catch(() => {}); // stopped meanwhile: kept on disk, taken up at the next start
   }
 
   async #onReceipt(
@@ -1034,7 +1315,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       since,
     });
     // Kept at the next recheck (never one write per proof that came).
-    this.#heldProofsChanged = true;
+    this.#keptChanged = true;
     this.#pledgesAgainLater(ctx);
     return true;
   }
@@ -1048,11 +1329,24 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       this.#heldProofs.length,
       ...this.#heldProofs.filter((h) => h.receiptId !== receiptId),
     );
-    this.#heldProofsChanged = true;
+    this.#keptChanged = true;
     this.#pledgesAgainLater(ctx);
-    for (const held of released) {
-      ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin }).catch(() => {});
+    for (const held of released) this.#takeUp(held, ctx);
+  }
+
+  /**
+   * A proof released from a hold goes through the intake again, taken meanwhile: in the
+   * mailbox, it is in neither hold, and a stop before it is handled would lose it.
+   */
+  #takeUp(
+    held: { body: TrainingFraudProofBody; origin: string; since: number },
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): void {
+    const key = copyKey(held.body);
+    if (!this.#taken.has(key)) {
+      this.#take(key, held.body, held.origin, held.since, { state: "queued", charged: false }, ctx);
     }
+    ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin }).catch(() => {});
   }
 
   /**
@@ -1094,7 +1388,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    */
   #pledgesAgainLater(ctx: ActorContext<TrainingValidatorMessage>): void {
     if (this.#pledgesAgainScheduled) return;
-    if (this.#pledgeHeld.size === 0 && !this.#heldProofsChanged) return;
+    if (this.#pledgeHeld.size === 0 && !this.#keptChanged) return;
     this.#pledgesAgainScheduled = true;
     // Told, not run here: the held proofs change in `receive` (`pledges_again`).
     void sleep(this.#options.pledgeRecheckMs ?? PLEDGE_RECHECK_MS, ctx.signal).then(() => {
@@ -1114,10 +1408,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       const staked = await this.#ledger<boolean>(ctx, { type: "has_staked", key })
         .catch(() => false);
       if (!staked) continue;
-      for (const held of this.#pledgeHeld.take(toHex(key))) {
-        ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin })
-          .catch(() => {});
-      }
+      for (const held of this.#pledgeHeld.take(toHex(key))) this.#takeUp(held, ctx);
     }
     // At most one write per recheck (never one per proof that came): a kill loses one's worth.
     await this.#keepHeld();
@@ -1377,4 +1668,15 @@ async function fetchOpenings(
 function signedProof(proof: TrainingFraudProofBody["proof"]): boolean {
   return verifySignature(proof.validator, trainingFraudProofSigningBytes(proof), proof.sig) &&
     verifyTrainingReceipt(proof.receipt).ok;
+}
+
+/**
+ * The key of one copy of a fraud proof: its hash with the architecture and start file that
+ * travel unsigned beside it (copies of one proof under another architecture differ by it).
+ */
+function copyKey(body: TrainingFraudProofBody): string {
+  const beside = JSON.stringify([body.arch, body.startFile ?? null]);
+  return sha256Hex(
+    new TextEncoder().encode(`${trainingFraudProofHash(body.proof)}|${beside}`),
+  );
 }

@@ -8,20 +8,28 @@
  * - a proof held for a receipt not recorded yet was memory only: a restart between the proof and
  *   the receipt lost it, and this ledger paid the lazy trainer every other ledger slashed;
  * - the intake compared the receipt's `pendingUntil` (ledger clock) with `Date.now()`: on a clock
- *   behind the wall's, an unbacked proof about an open receipt was refused as past its window.
+ *   behind the wall's, an unbacked proof about an open receipt was refused as past its window;
+ * - a proof taken up from either hold (its receipt recorded, its accuser's pledge come) and being
+ *   checked, or waiting in the mailbox, at a stop was in neither hold nor on disk: lost, and this
+ *   ledger paid the lazy trainer (now kept in `taken-training-proofs/` until it settles);
+ * - a peer's proof whose settlement the ledger did not answer (its write failed, the
+ *   ValidatorActor crashed and was restarted) was dropped: nobody settled it here;
+ * - a copy of a proof under a wrong architecture, its check under way, made the genuine copy
+ *   that came meanwhile be dropped as a duplicate: the bad copy then failed, and nobody settled.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { MAX_UNBACKED_CHECKS_PER_RECEIPT } from "../../actors/_unbacked_checks.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { type Account, Ledger, type ReceiptRecord } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { decodeCbor, encodeCanonical } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
+import type { GptArchitecture } from "../../inference/model_builder.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { RoundModels } from "../../training/round_models.ts";
+import { type RoundModel, RoundModels } from "../../training/round_models.ts";
 import { drawTrainingChallenge } from "../../training/training_challenge.ts";
 import {
   signTrainingFraudProof,
@@ -46,6 +54,32 @@ const WINDOW = DEFAULT_ECONOMICS.challengeWindowMs;
 const TRAINING = "node/training-validator";
 
 /**
+ * Round models whose next `get` (a fraud proof's check loading its start model) waits until the
+ * test opens it: a check under way, at a point the test knows.
+ */
+class GatedModels extends RoundModels {
+  #gate: PromiseWithResolvers<void> | undefined;
+  #entered: PromiseWithResolvers<void> | undefined;
+
+  /** The next `get` waits for `open()`; `entered` resolves once it is waiting. */
+  holdNext(): { entered: Promise<void>; open: () => void } {
+    this.#gate = Promise.withResolvers<void>();
+    this.#entered = Promise.withResolvers<void>();
+    const gate = this.#gate;
+    return { entered: this.#entered.promise, open: () => gate.resolve() };
+  }
+
+  override async get(cid: string, arch: GptArchitecture, file?: string): Promise<RoundModel> {
+    const gate = this.#gate;
+    this.#gate = undefined;
+    this.#entered?.resolve();
+    this.#entered = undefined;
+    await gate?.promise;
+    return await super.get(cid, arch, file);
+  }
+}
+
+/**
  * A ledger and training validator on `dir` (the node's layout), both on one test clock starting
  * at `start`, and a way to stop and start the training validator alone.
  */
@@ -54,13 +88,20 @@ async function ledgerNode(dir: string, name: string, start = Date.now()) {
   let clock = start;
   const now = () => clock;
   const me = Identity.generate();
-  const models = new RoundModels({ modelsDir: dir, storage: () => undefined });
+  const models = new GatedModels({ modelsDir: dir, storage: () => undefined });
   const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
   await system.spawn<NetworkMessage>({
     name: "node/network",
     factory: () => new RecordingNetwork([]),
   });
-  const challenge = { challengeProbability: 0, network: "node/network", pledgeRecheckMs: 5, now };
+  const challenge = {
+    challengeProbability: 0,
+    network: "node/network",
+    pledgeRecheckMs: 5,
+    // A settlement the ledger did not answer is asked again soon.
+    endRetryMs: 5,
+    now,
+  };
   const { ledger, restartTraining } = await spawnTrainingLedger(system, {
     identity: me,
     dir,
@@ -96,6 +137,7 @@ async function ledgerNode(dir: string, name: string, start = Date.now()) {
     ledger,
     training,
     restartTraining,
+    models,
     model,
     status,
     account,
@@ -252,6 +294,110 @@ Deno.test("the training intake judges a receipt's window on the validator's cloc
     assert.deepEqual(await node.send(proof), { queued: true }, "checked unbacked");
     await assertSlashed(node, proof);
   } finally {
+    await node.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a training fraud proof taken up from its receipt hold and being checked when the training validator stops is kept and settled after the restart: the lazy trainer slashed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-taken-receipt-restart-" });
+  const node = await ledgerNode(dir, "taken-receipt-restart");
+  try {
+    const accuser = Identity.generate();
+    await node.pledge(accuser, 10 * PENALTY);
+    const proof = lossFraud(node.model.cid, accuser, 8);
+    assert.deepEqual(await node.send(proof), {
+      queued: false,
+      skipped: "receipt_unknown",
+      held: true,
+    });
+    const check = node.models.holdNext();
+    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+    await check.entered; // taken up from the hold, its check under way
+    await node.restartTraining();
+    check.open();
+    await assertSlashed(node, proof);
+    assert.equal((await node.account(accuser.publicKey)).stake, 10 * PENALTY, "charged nothing");
+  } finally {
+    await node.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a training fraud proof taken up from its pledge hold and being checked when the training validator stops is kept and settled after the restart: the lazy trainer slashed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-taken-pledge-restart-" });
+  const node = await ledgerNode(dir, "taken-pledge-restart");
+  try {
+    const accuser = Identity.generate();
+    const proof = lossFraud(node.model.cid, accuser, 8);
+    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+    assert.deepEqual(await node.send(proof), {
+      queued: false,
+      skipped: "unstaked_accuser",
+      awaitingPledge: true,
+    });
+    const check = node.models.holdNext();
+    await node.pledge(accuser, 10 * PENALTY);
+    await check.entered; // taken up at the recheck after the pledge, its check under way
+    await node.restartTraining();
+    check.open();
+    await assertSlashed(node, proof);
+  } finally {
+    await node.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a copy of a training fraud proof under a wrong architecture, its check under way, does not shut out the genuine copy that comes meanwhile: the lazy trainer slashed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-bad-arch-copy-" });
+  const node = await ledgerNode(dir, "bad-arch-copy");
+  try {
+    const accuser = Identity.generate();
+    await node.pledge(accuser, 10 * PENALTY);
+    const proof = lossFraud(node.model.cid, accuser, 8);
+    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+    const check = node.models.holdNext();
+    // A relay's copy: the same signed proof, the unsigned architecture beside it changed.
+    const bad = await node.training().ask<Record<string, unknown>>({
+      type: "fraud_proof",
+      body: { proof, arch: { ...TEST_ARCH, numHeads: 4 } },
+      origin: "dd".repeat(32),
+    });
+    assert.deepEqual(bad, { queued: true });
+    await check.entered;
+    await node.send(proof); // the genuine copy, while the bad one's check is under way
+    check.open();
+    await assertSlashed(node, proof);
+    assert.equal(await node.checked(), 1, "the genuine copy re-run once");
+  } finally {
+    await node.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a peer's training fraud proof whose settlement crashed the ledger (a failed write) is settled again once the ledger is back: the lazy trainer slashed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-taken-settle-fails-" });
+  const node = await ledgerNode(dir, "taken-settle-fails");
+  const settle = Ledger.prototype.settleTrainingFraud;
+  try {
+    const accuser = Identity.generate();
+    await node.pledge(accuser, 10 * PENALTY);
+    const proof = lossFraud(node.model.cid, accuser, 8);
+    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+    let failures = 0;
+    // The first settlement's write fails as a disk does: the ValidatorActor crashes, restarts.
+    Ledger.prototype.settleTrainingFraud = function () {
+      Ledger.prototype.settleTrainingFraud = settle;
+      failures++;
+      return Promise.reject(Object.assign(new Error("Input/output error (simulated)"), {
+        code: "EIO",
+      }));
+    };
+    assert.deepEqual(await node.send(proof), { queued: true });
+    await assertSlashed(node, proof);
+    assert.equal(failures, 1, "the first settlement failed");
+  } finally {
+    Ledger.prototype.settleTrainingFraud = settle;
     await node.system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
