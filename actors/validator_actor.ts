@@ -95,7 +95,7 @@ import { PledgeHeldProofs } from "./_pledge_held_proofs.ts";
 import { UnbackedChecks } from "./_unbacked_checks.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "./_own_fraud_proofs.ts";
 import { ChallengeEndings, type ChallengeEndStep } from "./_challenge_endings.ts";
-import { StartPublications } from "./_start_publications.ts";
+import { CatchUp } from "./_catch_up.ts";
 import {
   holdTrainingChallenge,
   recordTrainingReceipt,
@@ -202,10 +202,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   /** Receipts whose own proof was resumed at start: passed on once it is confirmed here. */
   readonly #resumed = new Set<string>();
   /**
-   * What the start passed on, for the peers that connect later (`_start_publications.ts`): one
-   * per ledger directory in the process, so it outlives this actor's restarts.
+   * What a ledger-keeping peer that connects later is sent (`_catch_up.ts`): the convictions
+   * settled here, the verdicts the start applied. One per ledger directory in the process, so it
+   * outlives this actor's restarts.
    */
-  readonly #startPublications: StartPublications;
+  readonly #catchUp: CatchUp;
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
   #system?: ActorSystem;
   #work: Promise<unknown> = Promise.resolve();
@@ -248,7 +249,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    */
   constructor(options: ValidatorActorOptions) {
     this.#options = options;
-    this.#startPublications = StartPublications.of(options.ledgerDir);
+    this.#catchUp = CatchUp.of(options.ledgerDir);
   }
 
   /** Opens the ledger (verifying it) and starts the finalize timer. */
@@ -359,7 +360,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
             // on (a copy the peers had is taken once). Told now, it reaches the peers connected
             // now (this actor's restart); kept, it reaches those that connect later (the node's
             // first start, where the network comes after this actor).
-            this.#startPublications.add({ kind: "verdict", verdict }, record.pendingUntil);
+            this.#catchUp.add({ kind: "verdict", verdict }, record.pendingUntil);
             this.#tellNetwork(ctx, { type: "publish_verdict", verdict });
             if (ending!.end === "fault") {
               this.#tellNetwork(ctx, { type: "peer_convicted", key: record.worker });
@@ -505,8 +506,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return ledger.challenged().filter((id) => ledger.receipt(id)?.kind === "training");
       case "pledges":
         return ledger.pledges(message);
-      case "start_publications":
-        return this.#startPublications.current(this.#now());
+      case "catch_up":
+        return this.#catchUp.current(this.#now());
       case "deposit":
         await ledger.deposit(message.key, message.amount);
         this.#takePledgeHeldProofs(toHex(message.key), ctx);
@@ -1137,11 +1138,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
         if (settled !== undefined && check.confirmed) {
           this.#stats.slashes++;
+          // Gossip (above, and at the verdict for an own proof) reached the peers connected
+          // then: kept for those that connect while the window is open, or a ledger the receipt
+          // reached through others, offline now, pays the cheat every other ledger slashed.
+          this.#catchUp.add({ kind: "fraud_proof", proof }, record.pendingUntil);
           // Resumed after a stop, which may have come before the proof left this node: passed
-          // on now, and kept for the peers that connect later (at a node's first start, none
-          // may be connected yet).
+          // on now to the peers connected (at a node's first start, none may be yet).
           if (message.own && this.#resumed.has(id)) {
-            this.#startPublications.add({ kind: "fraud_proof", proof }, record.pendingUntil);
             this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof });
           }
           // The network routes no more jobs to it.

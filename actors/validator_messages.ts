@@ -150,16 +150,17 @@ export interface ConvictedMessage {
   key: Uint8Array;
 }
 /**
- * What this validator's start passed on (a kept ending's verdict, a resumed own fraud proof once
- * confirmed) whose receipt's window is still open: the NetworkActor sends it to each
- * ledger-keeping peer that connects (`_start_publications.ts`). Answers `StartPublication[]`.
+ * What a ledger-keeping peer that connects is sent to catch up, whose receipt's window is still
+ * open: every fraud proof this validator settled as confirmed (its own, a peer's it confirmed),
+ * then the verdict of each challenge ending its start applied (`_catch_up.ts`). Answers
+ * `CatchUpItem[]`.
  */
-export interface StartPublicationsMessage {
+export interface CatchUpMessage {
   /** Message tag. */
-  type: "start_publications";
+  type: "catch_up";
 }
-/** One thing a validator's start passed on: its verdict, or its own fraud proof. */
-export type StartPublication =
+/** One thing a connecting peer is sent to catch up: a confirmed fraud proof, or a verdict. */
+export type CatchUpItem =
   | { kind: "verdict"; verdict: Verdict }
   | { kind: "fraud_proof"; proof: FraudProof };
 /** Whether a receipt for job `jobId` is recorded here. Answers a boolean. */
@@ -309,7 +310,7 @@ export type ValidatorMessage =
   | HasAccusedMessage
   | JobRecordedMessage
   | ConvictedMessage
-  | StartPublicationsMessage
+  | CatchUpMessage
   | ChallengedMessage
   | ChallengeFailedMessage
   | FraudCheckedMessage

@@ -9,8 +9,9 @@
  *   recorded (the keys active there first), and later the pledge of a worker whose receipt it
  *   refused for want of stake, so a node that joins late learns the stake gossiped before it
  *   came; every pledge sent to a peer comes out of that peer's budget (`pledge_budget.ts`;
- *   the exchange itself: `pledge_sync.ts`), and after it what this node's validator decided or
- *   resumed at its start, which no peer was connected to hear (`start_publications.ts`);
+ *   the exchange itself: `pledge_sync.ts`), and after it its catch-up: the convictions this
+ *   node's validator settled and the verdicts its start applied, while their windows are open,
+ *   which gossip reached only the peers connected then (`catch_up.ts`);
  * - a validator's challenge fetches proof data over the worker's own connection (looked up
  *   here, requested by the validator's challenge task, so no peer can hold this mailbox);
  * - the peers that offer the storage protocol are the StorageActor's holders: it is told the
@@ -88,7 +89,7 @@ import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
 import { PledgeBudget, PledgeBudgets } from "./pledge_budget.ts";
 import { PledgeSync } from "./pledge_sync.ts";
-import { sendStartPublications } from "./start_publications.ts";
+import { sendCatchUp } from "./catch_up.ts";
 import { KeyDials } from "./dial_by_key.ts";
 import {
   addressGroup,
@@ -742,9 +743,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
     }
     if (connection.supports(VALIDATION_PROTOCOL.name)) {
       this.#pledgeSync.sendPledges(connection, ctx);
-      // What our validator's start passed on, after our pledge: at the node's first start no
-      // peer was connected to hear it (`start_publications.ts`).
-      if (validator !== undefined) sendStartPublications(connection, validator, ctx);
+      // The convictions and start's verdicts gossip reached only the peers connected then,
+      // after our pledge (`catch_up.ts`).
+      if (validator !== undefined) sendCatchUp(connection, validator, ctx);
     }
   }
 

@@ -1,13 +1,13 @@
 /**
  * Test fixture: a node as far as pledges and ledgers go — a ValidatorActor keeping its ledger
- * (challenging nothing) and a NetworkActor with the node's pledge — and a join of two such nodes
- * over an in-memory pair.
+ * (challenging nothing unless told) and a NetworkActor with the node's pledge, spawned in a node's
+ * start order (the validator first) — and a join of two such nodes over an in-memory pair.
  *
  * @module
  */
 import type { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import { ValidatorActor } from "../../actors/validator_actor.ts";
+import { ValidatorActor, type ValidatorActorOptions } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage, ValidatorModelSource } from "../../actors/validator_messages.ts";
 import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
 import type { Connection } from "../../protocols/connection.ts";
@@ -34,9 +34,13 @@ export async function spawnLedgerNode(
     now?: () => number;
     /** Where peers' training gossip goes (an actor path; default: the node offers no training). */
     trainingValidator?: string;
+    /** The ledger's clock, ms, which the test moves (default its own). */
+    clock?: { t: number };
+    /** The validator's challenges: how many (default none) and where proof data comes from. */
+    validator?: Pick<ValidatorActorOptions, "challengeProbability" | "source">;
   },
 ): Promise<LedgerNode> {
-  const { identity, pledge, models, now, trainingValidator } = options;
+  const { identity, pledge, models, now, trainingValidator, clock } = options;
   const validator = await system.spawn<ValidatorMessage>({
     name: `${name}/validator`,
     factory: () =>
@@ -47,6 +51,8 @@ export async function spawnLedgerNode(
         challengeProbability: 0,
         finalizeIntervalMs: 0,
         network: `${name}/network`,
+        ledger: clock === undefined ? undefined : { now: () => clock.t },
+        ...options.validator,
       }),
   });
   const network = await system.spawn<NetworkMessage>({

@@ -1,6 +1,7 @@
 /**
  * Review of stop 41's swarm link header read (`SwarmHost`'s accept, BYOB since 02a468f) and of
- * the start's publications sent on connect (95562b4).
+ * the start's publications sent on connect (95562b4; now part of a connecting peer's catch-up,
+ * `actors/_catch_up.ts`).
  *
  * The header probes talk to the node's link directly: a stand-in host (written below) answers
  * the host protocol and leaves its config (the link's address and token) in a file, so a test
@@ -230,7 +231,7 @@ Deno.test({
   },
 });
 
-// ---- The start's publications (95562b4) -------------------------------------------------------
+// ---- The start's publications (95562b4), now in the catch-up ------------------------------------
 
 /** A node's ledger-keeping actors in its start order (validator, then network), with a pledge. */
 async function startLedgerNode(
@@ -359,7 +360,7 @@ Deno.test({
       system.events.subscribe((event) => {
         if (event.type === "restarted" && event.name.endsWith("a/validator")) restarts++;
       });
-      assert.equal((await node.validator.ask<unknown[]>({ type: "start_publications" })).length, 1);
+      assert.equal((await node.validator.ask<unknown[]>({ type: "catch_up" })).length, 1);
       // The validator crashes after its start (here: a local verdict whose signature fails, which
       // it does not limp past) and its supervisor restarts it. The kept ending was applied and
       // dropped at the first start: the restart has nothing of its own to tell again.

@@ -1,0 +1,140 @@
+/**
+ * What the ValidatorActor keeps for the ledger-keeping peers that connect after it decided: their
+ * catch-up. Gossip reaches only the peers connected at the moment — none at a node's first start,
+ * where the network starts after this actor and dials its peers after that; not one that was
+ * offline, restarting, or had not joined yet — and a peer that recorded the receipt through
+ * others would otherwise pay a worker every other ledger slashed, or took over. So each
+ * ledger-keeping peer that connects is sent (the NetworkActor asks, `catch_up`), after this
+ * node's pledge, while the receipt's window is open (past it no ledger takes them):
+ *
+ * - every fraud proof this validator settled as confirmed: its own, and a peer's it checked and
+ *   confirmed (the gossip it passed on), so a cheat is slashed in every ledger its receipt
+ *   reached;
+ * - the verdict of each challenge ending its start applied from disk (`_challenge_endings.ts`).
+ *
+ * Bounds and who pays: each connect costs this node at most {@link MAX_CATCH_UP_FRAUD_PROOFS}
+ * fraud proofs of at most {@link MAX_CATCH_UP_FRAUD_PROOF_BYTES} in all, and
+ * {@link MAX_CATCH_UP_VERDICTS} verdicts (about 1.3 KiB each at most), written one after another
+ * under the connection's write budget (a peer that does not read is sent no more). Connections
+ * per key are bounded (`network/connection_limits.ts`), and a peer that reconnects pays a full
+ * handshake for the same items again, never more: it cannot grow them. Only this ledger's
+ * settlements grow them — a kept proof is a worker slashed here (a staked key's loss), at most
+ * one per receipt (the ledger refuses a second conviction); a kept verdict, one of this
+ * validator's own decisions. The two kinds are bounded apart, the oldest of a kind dropped first,
+ * and convictions are sent first: verdicts never push a conviction out, nor delay it.
+ *
+ * A peer takes each once (a verdict by its id; a fraud proof by its hash, and a proof whose
+ * accuser it already settled on that receipt is dropped before its signature is checked — the
+ * model is not run again), so sending them again costs the peer next to nothing.
+ *
+ * Not part of the public API.
+ *
+ * @module
+ */
+import { encodeCanonical } from "../protocols/cbor.ts";
+import type { FraudProof } from "../protocols/fraud_proof.ts";
+import { receiptId } from "../protocols/receipt.ts";
+import type { CatchUpItem } from "./validator_messages.ts";
+
+/**
+ * Most convictions kept. A confirmed fraud proof is a staked worker slashed in this ledger; 64
+ * inside one challenge window (10 minutes by default) is a rate of cheats far past what a
+ * network that slashes them sees, so this is reached only under a flood of convictions, and past
+ * it the oldest go (they were still gossiped at once to the peers connected then).
+ */
+export const MAX_CATCH_UP_FRAUD_PROOFS = 64;
+
+/**
+ * Most bytes of convictions kept (canonical CBOR). A text job's fraud proof is a few KiB, so 64
+ * of them fit far inside this; one about a job near `MAX_NETWORK_JOB_BYTES` fills a 1 MiB frame,
+ * and without this bound the convictions a flood of such cheats left would make each connect
+ * cost 64 MiB. Past it the oldest go.
+ */
+export const MAX_CATCH_UP_FRAUD_PROOF_BYTES = 8 << 20;
+
+/**
+ * Most verdicts kept. A start applies only what a stop or a failed ledger write cut off between a
+ * decision and its write — a few challenges — so this is reached only after a long outage under
+ * load; past it the oldest go (they were still told to the network at once).
+ */
+export const MAX_CATCH_UP_VERDICTS = 64;
+
+interface Kept<T> {
+  item: T;
+  /** End of the receipt's window (ledger clock, ms): sent until then. */
+  until: number;
+  /** Its size (canonical CBOR; fraud proofs only). */
+  bytes?: number;
+}
+
+/** A validator's catch-up for connecting peers, each item until its receipt's window closes. */
+export class CatchUp {
+  /** One per ledger directory in this process (see {@link CatchUp.of}). */
+  static readonly #byLedger = new Map<string, CatchUp>();
+  /** Confirmed fraud proofs by receipt id, the oldest first. */
+  readonly #proofs = new Map<string, Kept<FraudProof>>();
+  /** Bytes of {@link CatchUp.#proofs}. */
+  #proofBytes = 0;
+  readonly #verdicts: Kept<Extract<CatchUpItem, { kind: "verdict" }>>[] = [];
+
+  /**
+   * The catch-up of the validator of `ledgerDir`: the same object for every instance of it in
+   * this process, so it outlives its restarts. A crash (a failed ledger write, say) restarts the
+   * actor, which finds the kept endings already applied and the settled proofs settled, and does
+   * not publish them again: a list of the instance's own would be empty, and a peer that connects
+   * after the crash would never hear of them.
+   */
+  static of(ledgerDir: string): CatchUp {
+    let kept = CatchUp.#byLedger.get(ledgerDir);
+    if (kept === undefined) {
+      kept = new CatchUp();
+      CatchUp.#byLedger.set(ledgerDir, kept);
+    }
+    return kept;
+  }
+
+  /**
+   * Keep `item` for the peers that connect until `until`. A fraud proof about a receipt that has
+   * one kept already is not kept again (one conviction per receipt is all a ledger takes).
+   */
+  add(item: CatchUpItem, until: number): void {
+    if (item.kind === "verdict") {
+      this.#verdicts.push({ item, until });
+      if (this.#verdicts.length > MAX_CATCH_UP_VERDICTS) this.#verdicts.shift();
+      return;
+    }
+    const id = receiptId(item.proof.receipt);
+    if (this.#proofs.has(id)) return;
+    const bytes = encodeCanonical(item.proof).length;
+    this.#proofs.set(id, { item: item.proof, until, bytes });
+    this.#proofBytes += bytes;
+    while (
+      this.#proofs.size > MAX_CATCH_UP_FRAUD_PROOFS ||
+      this.#proofBytes > MAX_CATCH_UP_FRAUD_PROOF_BYTES
+    ) {
+      this.#forget(this.#proofs.keys().next().value!);
+    }
+  }
+
+  #forget(id: string): void {
+    this.#proofBytes -= this.#proofs.get(id)?.bytes ?? 0;
+    this.#proofs.delete(id);
+  }
+
+  /**
+   * Those still inside their window at `now`, convictions first; the others are forgotten.
+   * @returns At most {@link MAX_CATCH_UP_FRAUD_PROOFS} + {@link MAX_CATCH_UP_VERDICTS} items.
+   */
+  current(now: number): CatchUpItem[] {
+    for (const [id, kept] of this.#proofs) if (now > kept.until) this.#forget(id);
+    const open = this.#verdicts.filter((k) => now <= k.until);
+    this.#verdicts.splice(0, this.#verdicts.length, ...open);
+    return [
+      ...[...this.#proofs.values()].map((k): CatchUpItem => ({
+        kind: "fraud_proof",
+        proof: k.item,
+      })),
+      ...open.map((k) => k.item),
+    ];
+  }
+}

@@ -1,0 +1,396 @@
+/**
+ * A ledger-keeping peer that connects catches up (`actors/_catch_up.ts`): gossip reaches only the
+ * peers connected at the moment. A node starts its NetworkActor after its ValidatorActor
+ * (`node/node.ts`), and its peers connect after that: the verdict of a challenge ending kept on
+ * disk (`_challenge_endings.ts`) and applied at the start, or an own fraud proof resumed at the
+ * start (`_own_fraud_proofs.ts`), was told to a network that did not exist yet, or that had no
+ * peer yet, and was lost. A conviction gossiped while a peer was offline (restarting, or not
+ * joined yet) never reached it either, though the cheat's receipt had, through other peers. A
+ * peer's ledger then never heard that the worker withheld its proof data (it took over nothing,
+ * and paid the work), or that it cheated (it paid the cheat). Now each ledger-keeping peer that
+ * connects is sent them, while their receipts' windows are open, and takes each once.
+ *
+ * The node's start order is reproduced with its two actors (validator, then network), joined to
+ * peer nodes in memory. No clock is raced: every ledger runs on the test's clock.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { ChallengeEndings } from "../../actors/_challenge_endings.ts";
+import type { ChallengeSource, ValidatorModelSource } from "../../actors/validator_messages.ts";
+import type { ValidatorStats } from "../../actors/validator_actor.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { TextJob } from "../../protocols/job.ts";
+import { type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { signVerdict } from "../../protocols/verdict.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { Ledger } from "../../proof/ledger.ts";
+import { signServedProof } from "../../proof/served_proof.ts";
+import { eventually } from "../_helpers/wait.ts";
+import {
+  announceAssigned,
+  f,
+  HONEST_MODELS,
+  type LedgerClock,
+  ledgerReads,
+  proveOn,
+  spawnValidator,
+  START,
+  textJob,
+} from "../actors/_validator_fixture.ts";
+import { joinLedgerNodes, type LedgerNode, spawnLedgerNode } from "./_ledger_node.ts";
+
+const STAKE = 10_000;
+
+/** A node's ledger-keeping actors (validator, then network), its ledger under `dir/name`. */
+function startNode(
+  system: ActorSystem,
+  dir: string,
+  name: string,
+  identity: Identity,
+  clock: LedgerClock,
+  validator?: Parameters<typeof spawnLedgerNode>[3]["validator"],
+): Promise<LedgerNode> {
+  return spawnLedgerNode(system, dir, name, { identity, models: HONEST_MODELS, clock, validator });
+}
+
+/** A ledger `name` that holds the worker's receipt (pending) and the stake of both keys. */
+async function peerHolding(
+  system: ActorSystem,
+  dir: string,
+  clock: LedgerClock,
+  work: { receipt: Receipt; job: TextJob; requester: Identity; validator: Identity },
+  name = "b",
+): Promise<LedgerNode> {
+  const peer = await startNode(system, dir, name, Identity.generate(), clock);
+  await peer.validator.ask({ type: "deposit", key: work.receipt.worker, amount: STAKE });
+  await peer.validator.ask({ type: "deposit", key: work.validator.publicKey, amount: STAKE });
+  const handled = await announceAssigned(peer.validator, work.receipt, work.job, work.requester);
+  assert.equal(handled.recorded, true);
+  return peer;
+}
+
+const statsOf = (node: LedgerNode) => node.validator.ask<ValidatorStats>({ type: "stats" });
+
+Deno.test("a fault applied from a kept ending at a node's first start is passed on to the peer that connects after it", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const system = new ActorSystem({ name: "catch-up-fault" });
+  try {
+    const [me, worker, requester] = Array.from({ length: 3 }, Identity.generate);
+    const job = textJob(requester, crypto.randomUUID());
+    const { receipt } = await proveOn(job, worker);
+    const id = receiptId(receipt);
+    // Before the stop: the challenge ended in a fault (the worker withheld its proof data),
+    // kept on disk, and the stop came before the ledger had the verdict.
+    const ledger = await Ledger.open(`${dir}/a`, me, { now: () => clock.t });
+    await ledger.deposit(worker.publicKey, STAKE);
+    await ledger.recordReceipt(receipt, {
+      assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester),
+    });
+    await ledger.openChallenge(id);
+    await ledger.close();
+    const verdict = signVerdict({
+      v: 1,
+      subject: "inference",
+      subjectId: id,
+      target: worker.publicKey,
+      outcome: "invalid",
+      reason: "proof_unavailable",
+      issuedAt: clock.t,
+    }, me);
+    await ChallengeEndings.in(`${dir}/a`).keep(id, {
+      end: "fault",
+      reason: "proof_unavailable",
+      verdict,
+    });
+
+    const peer = await peerHolding(system, dir, clock, { receipt, job, requester, validator: me });
+    const node = await startNode(system, dir, "a", me, clock);
+    const reads = ledgerReads(() => node.validator, clock);
+    assert.equal((await reads.record(id))?.status, "fraud", "the kept fault was not applied");
+    await joinLedgerNodes(node, peer);
+    await eventually(
+      async () => (await statsOf(peer)).peerVerdicts > 0,
+      "the peer to receive the fault verdict applied at the start",
+      { timeoutMs: 5_000 },
+    );
+    // Once: the start's verdict is sent on connect, not again by another path.
+    assert.equal((await statsOf(peer)).peerVerdicts, 1);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("an own fraud proof resumed at a node's first start is passed on to the peer that connects after it: the cheat is slashed there too", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const [me, worker, requester] = Array.from({ length: 3 }, Identity.generate);
+  const job = textJob(requester, crypto.randomUUID());
+  const proved = await proveOn(job, worker, f.otherSeed); // a cheat: another model
+  const id = receiptId(proved.receipt);
+  // Before the stop: the challenge caught the cheat, and the stop came while its proof was
+  // being checked (the check waits on a gate that never opens).
+  const first = new ActorSystem({ name: "catch-up-caught" });
+  const gate = Promise.withResolvers<void>();
+  let gets = 0;
+  const gated: ValidatorModelSource = {
+    has: (cid) => cid === f.honest.info.cid,
+    get: (cid) => gets++ === 0 ? HONEST_MODELS.get(cid) : gate.promise.then(() => undefined),
+  };
+  const caught = await spawnValidator(first, {
+    identity: me,
+    ledgerDir: `${dir}/a`,
+    clock,
+    models: gated,
+    challengeProbability: 1,
+    source: { proof: () => Promise.resolve(signServedProof(id, proved.proof, worker)) },
+  });
+  await caught.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
+  (await announceAssigned(caught, proved.receipt, job, requester)).result?.catch(() => {});
+  await eventually(
+    async () => (await caught.ask<ValidatorStats>({ type: "stats" })).verdicts.fraud === 1,
+    "the fraud verdict",
+  );
+  first.events.subscribe((event) => {
+    if (event.type === "stopped" && event.name.endsWith("validator")) {
+      gate.reject(new Error("stopped"));
+    }
+  });
+  await first.shutdown();
+
+  const system = new ActorSystem({ name: "catch-up-resumed" });
+  try {
+    const peer = await peerHolding(system, dir, clock, {
+      receipt: proved.receipt,
+      job,
+      requester,
+      validator: me,
+    });
+    const node = await startNode(system, dir, "a", me, clock);
+    const reads = ledgerReads(() => node.validator, clock);
+    await reads.drained();
+    await eventually(
+      async () => (await reads.record(id))?.status === "fraud",
+      "the resumed proof to settle here",
+    );
+    await joinLedgerNodes(node, peer);
+    await eventually(
+      async () => (await statsOf(peer)).fraudProofsChecked > 0,
+      "the peer to receive the resumed fraud proof",
+      { timeoutMs: 5_000 },
+    );
+    const peerReads = ledgerReads(() => peer.validator, clock);
+    await eventually(
+      async () => (await peerReads.record(id))?.status === "fraud",
+      "the cheat's receipt to settle as fraud at the peer",
+    );
+    const slash = proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice *
+      DEFAULT_ECONOMICS.slashMultiplier;
+    assert.equal((await peerReads.account(worker.publicKey)).stake, STAKE - slash);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a connecting peer's catch-up holds what is inside its receipt's window only", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const system = new ActorSystem({ name: "catch-up-window" });
+  try {
+    const [me, worker, requester] = Array.from({ length: 3 }, Identity.generate);
+    const job = textJob(requester, crypto.randomUUID());
+    const { receipt } = await proveOn(job, worker);
+    const id = receiptId(receipt);
+    const ledger = await Ledger.open(`${dir}/a`, me, { now: () => clock.t });
+    await ledger.deposit(worker.publicKey, STAKE);
+    await ledger.recordReceipt(receipt, {
+      assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester),
+    });
+    await ledger.openChallenge(id);
+    await ledger.close();
+    const verdict = signVerdict({
+      v: 1,
+      subject: "inference",
+      subjectId: id,
+      target: worker.publicKey,
+      outcome: "invalid",
+      reason: "proof_unavailable",
+      issuedAt: clock.t,
+    }, me);
+    await ChallengeEndings.in(`${dir}/a`).keep(id, {
+      end: "fault",
+      reason: "proof_unavailable",
+      verdict,
+    });
+    const node = await startNode(system, dir, "a", me, clock);
+    assert.equal(
+      (await node.validator.ask<unknown[]>({ type: "catch_up" })).length,
+      1,
+    );
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    assert.deepEqual(await node.validator.ask({ type: "catch_up" }), []);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A cheat's work: a receipt for a job the worker ran on another model, and its served proof. */
+async function cheatsWork() {
+  const [worker, requester] = [Identity.generate(), Identity.generate()];
+  const job = textJob(requester, crypto.randomUUID());
+  const proved = await proveOn(job, worker, f.otherSeed);
+  const id = receiptId(proved.receipt);
+  const source: ChallengeSource = {
+    proof: () => Promise.resolve(signServedProof(id, proved.proof, worker)),
+  };
+  return { worker, requester, job, receipt: proved.receipt, id, source };
+}
+
+/** What the cheat's slash is: its receipt's locked amount. */
+const slashOf = (receipt: Receipt) =>
+  receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice * DEFAULT_ECONOMICS.slashMultiplier;
+
+/**
+ * At `ledger`, which connected to the convicting node after the conviction: once the conviction
+ * it is sent is settled (or, before the catch-up, nothing came), the window closes; the cheat's
+ * receipt is fraud, not paid, and its stake slashed.
+ */
+async function assertSlashedAfterCatchUp(
+  ledger: LedgerNode,
+  clock: LedgerClock,
+  cheat: Awaited<ReturnType<typeof cheatsWork>>,
+): Promise<void> {
+  const reads = ledgerReads(() => ledger.validator, clock);
+  // A bounded wait for the conviction to arrive; without it the window closes on what is there.
+  await eventually(
+    async () => (await reads.record(cheat.id))?.status === "fraud",
+    "the conviction to reach the ledger that connected after it",
+    { timeoutMs: 5_000 },
+  ).catch(() => {});
+  await reads.closeWindow();
+  assert.equal(
+    (await reads.record(cheat.id))?.status,
+    "fraud",
+    "the ledger that connected after the conviction settled the cheat's receipt otherwise",
+  );
+  const account = await reads.account(cheat.worker.publicKey);
+  assert.equal(account.balance, 0, "the cheat was paid");
+  assert.equal(account.stake, STAKE - slashOf(cheat.receipt), "the cheat was not slashed");
+}
+
+/** Node "a" (validator `me`), connected to no one, challenges the cheat's receipt: convicted. */
+async function convicting(
+  system: ActorSystem,
+  dir: string,
+  clock: LedgerClock,
+  me: Identity,
+  cheat: Awaited<ReturnType<typeof cheatsWork>>,
+): Promise<LedgerNode> {
+  const a = await startNode(system, dir, "a", me, clock, {
+    challengeProbability: 1,
+    source: cheat.source,
+  });
+  const reads = ledgerReads(() => a.validator, clock);
+  await a.validator.ask({ type: "deposit", key: cheat.worker.publicKey, amount: STAKE });
+  const handled = await announceAssigned(a.validator, cheat.receipt, cheat.job, cheat.requester);
+  handled.result?.catch(() => {});
+  await eventually(
+    async () => (await reads.record(cheat.id))?.status === "fraud",
+    "the conviction",
+  );
+  await reads.drained();
+  return a;
+}
+
+Deno.test("a cheat this validator convicts while a ledger is offline is slashed in that ledger once it connects", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const system = new ActorSystem({ name: "catch-up-own" });
+  try {
+    const me = Identity.generate();
+    const cheat = await cheatsWork();
+    // C recorded the cheat's receipt (it came through other peers) and is offline now.
+    const c = await peerHolding(system, dir, clock, { ...cheat, validator: me }, "c");
+    const a = await convicting(system, dir, clock, me, cheat);
+    await joinLedgerNodes(a, c);
+    await assertSlashedAfterCatchUp(c, clock, cheat);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a conviction a ledger is sent again when it reconnects is dropped before any check: the model is not run again", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const system = new ActorSystem({ name: "catch-up-again" });
+  try {
+    const me = Identity.generate();
+    const cheat = await cheatsWork();
+    const c = await peerHolding(system, dir, clock, { ...cheat, validator: me }, "c");
+    const a = await convicting(system, dir, clock, me, cheat);
+    const reads = ledgerReads(() => c.validator, clock);
+    await joinLedgerNodes(a, c);
+    await eventually(
+      async () => (await reads.record(cheat.id))?.status === "fraud",
+      "the conviction to reach C",
+    );
+    const before = await statsOf(c);
+    assert.equal(before.fraudProofsChecked, 1);
+    await joinLedgerNodes(a, c); // a second connection: the catch-up is sent again
+    await eventually(
+      async () => (await statsOf(c)).fraudProofsSkipped > before.fraudProofsSkipped,
+      "the copy to be dropped",
+    );
+    assert.equal((await statsOf(c)).fraudProofsChecked, 1);
+    assert.equal(
+      (await reads.account(cheat.worker.publicKey)).stake,
+      STAKE - slashOf(cheat.receipt),
+    );
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a peer's conviction this validator confirmed and passed on reaches a ledger that connects after the gossip: the cheat is slashed there too", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const system = new ActorSystem({ name: "catch-up-relayed" });
+  try {
+    const v = Identity.generate();
+    const cheat = await cheatsWork();
+    // C recorded the cheat's receipt and is connected to neither V nor A.
+    const c = await peerHolding(system, dir, clock, { ...cheat, validator: v }, "c");
+    // A holds the receipt and V's stake; V, which challenges, is connected to A only.
+    const a = await peerHolding(system, dir, clock, { ...cheat, validator: v }, "a");
+    const vNode = await startNode(system, dir, "v", v, clock, {
+      challengeProbability: 1,
+      source: cheat.source,
+    });
+    await joinLedgerNodes(vNode, a);
+    await vNode.validator.ask({ type: "deposit", key: cheat.worker.publicKey, amount: STAKE });
+    const handled = await announceAssigned(
+      vNode.validator,
+      cheat.receipt,
+      cheat.job,
+      cheat.requester,
+    );
+    handled.result?.catch(() => {});
+    const aReads = ledgerReads(() => a.validator, clock);
+    await eventually(
+      async () => (await aReads.record(cheat.id))?.status === "fraud",
+      "A to confirm V's conviction",
+    );
+
+    await joinLedgerNodes(a, c);
+    await assertSlashedAfterCatchUp(c, clock, cheat);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
