@@ -20,8 +20,8 @@
  * asks the ledger, as for a peer's proof.
  *
  * The same store keeps, in a folder of its own ({@link RECEIPT_HELD_TRAINING_PROOFS_DIR}), the
- * peers' proofs the actor holds for a receipt not recorded here yet (`MAX_HELD_PROOFS` in
- * `training_validator.ts`, also 16): lost at a restart between the proof and its receipt, this
+ * peers' proofs the actor holds for a receipt not recorded here yet (`MAX_RECEIPT_HELD_TRAINING_PROOFS` in
+ * `_receipt_held_training_proofs.ts`, also 16): lost at a restart between the proof and its receipt, this
  * ledger paid the lazy trainer the others slashed (`tests/training/
  * training_proof_hold_restart_test.ts`). And in a third ({@link TAKEN_TRAINING_PROOFS_DIR}), the
  * peers' proofs taken and not settled yet: one taken up from either hold and waiting in the

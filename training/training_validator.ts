@@ -31,11 +31,9 @@
  *                                (`ownProofsDir`) for the next start
  * ```
  *
- * A peer's proof taken and not settled — told again from a hold and waiting in the mailbox, being
- * checked, a copy waiting behind another copy's check, or checked with its settlement unanswered
- * (the ValidatorActor crashed on a ledger write) — is kept on disk too (`taken-training-proofs/`)
- * and taken through the intake again at the next start: lost at a stop, nobody settled it here,
- * and the lazy trainer every other ledger slashed was paid.
+ * A peer's proof taken and not settled (in the mailbox, being checked, waiting behind another
+ * copy's check, or its settlement unanswered) is kept on disk too and taken through the intake
+ * again at the next start (`_taken_training_proofs.ts`).
  *
  * The ledger belongs to the ValidatorActor: this actor asks it (`training_receipt`,
  * `training_fraud`), never holds it. Gossip goes out through the NetworkActor
@@ -130,15 +128,14 @@ import {
   type KeptHeldProof,
   KeptHeldTrainingProofs,
   RECEIPT_HELD_TRAINING_PROOFS_DIR,
-  TAKEN_TRAINING_PROOFS_DIR,
 } from "./_kept_held_training_proofs.ts";
 import { KeptUnbackedTrainingChecks } from "./_kept_unbacked_training_checks.ts";
+import { ChallengeEndings, END_RETRY_MS } from "./_challenge_endings.ts";
+import { copyKey, TakenTrainingProofs } from "./_taken_training_proofs.ts";
 import {
-  ChallengeEndings,
-  END_RETRY_MS,
-  MAX_END_ATTEMPTS,
-  MAX_END_RETRY_MS,
-} from "./_challenge_endings.ts";
+  MAX_RECEIPT_HELD_TRAINING_PROOFS,
+  ReceiptHeldTrainingProofs,
+} from "./_receipt_held_training_proofs.ts";
 
 // The outcome gate's bounds and the endings' first retry, named here as before they had
 // modules of their own.
@@ -164,41 +161,11 @@ const DEADLINE_MARGIN_MS = 50;
 /** Fraud proofs and outcomes remembered to take each once (gossip arrives from every peer). */
 const SEEN_LIMIT = 4096;
 /**
- * Peers' fraud proofs held for a receipt this ledger has not recorded yet, in all and per
- * accuser. A proof can outrun its receipt (a node that learns the receipt only from the round's
- * outcome, while auditing it); dropped, it never settled here while every other ledger slashed,
- * and the audit then credited the receipt. A training proof can be megabytes (an
- * `opening_mismatch` carries the whole answer), hence few; an accuser's third pushes out its own
- * oldest, so one key flooding proofs about receipts that never come pushes out its own (with the
- * space full, the oldest held goes: many staked keys can still push out an honest one). Kept
- * across a stop (`_kept_held_training_proofs.ts`, {@link RECEIPT_HELD_TRAINING_PROOFS_DIR}):
- * lost at a restart before the receipt came, the proof never settled here.
- */
-const MAX_HELD_PROOFS = 16;
-const MAX_HELD_PROOFS_PER_ACCUSER = 2;
-/**
  * Answers kept to "is this the architecture of that start model" (a model built and hashed, tens
  * of milliseconds): a proof re-sent under a wrong architecture, which is not marked seen so that
  * the genuine copy is still checked, costs a lookup.
  */
 const KEPT_ARCH_CHECKS = 256;
-/**
- * Copies of one proof (one hash) taken at once: the one being checked and those waiting behind
- * it. The architecture and start file travel unsigned beside the proof, so a relay's copy under
- * a wrong architecture, its check under way, shut out the genuine copy that came meanwhile (a
- * duplicate by hash); the bad copy then failed before its re-run and nobody settled the proof.
- * A copy with another architecture or start file now waits for that check, and goes through the
- * intake again if it fails unsettled: the genuine one and a few bad ones relayed before it, as
- * the outcome gate's per-model bound. Past it, a copy is dropped as before.
- */
-const MAX_COPIES_PER_PROOF = 4;
-/**
- * Peers' proofs taken and not settled kept on disk at most, oldest first: all that both holds
- * can release at once ({@link MAX_HELD_PROOFS} and `MAX_PLEDGE_HELD_TRAINING_PROOFS`). A
- * training proof can be megabytes; more in flight at a stop than this lose their newest, as
- * every one was lost before.
- */
-const MAX_KEPT_TAKEN_PROOFS = 32;
 
 /** Random bits in a draw of {@link secureRandom}: all a float64 in [0, 1) holds exactly. */
 const DRAW_BITS = 53;
@@ -302,48 +269,6 @@ export interface TrainingValidatorOptions {
   pledgeRecheckMs?: number;
 }
 
-/** A peer's fraud proof held until its receipt is recorded here. */
-interface HeldTrainingProof {
-  /** Id of the receipt it accuses. */
-  receiptId: string;
-  /** Hex key of its accuser. */
-  accuser: string;
-  /** Hex hash of the proof. */
-  hash: string;
-  /** The proof as it came, with its architecture and start file. */
-  body: TrainingFraudProofBody;
-  /** The peer it came from (not passed back to it). */
-  origin: string;
-  /** When it was first held, ms (kept across a stop with it). */
-  since: number;
-}
-
-/**
- * A peer's fraud proof taken and not settled here, by the key of its copy ({@link copyKey}):
- * kept on disk ({@link TAKEN_TRAINING_PROOFS_DIR}) and taken up again at the next start.
- */
-interface TakenTrainingProof {
-  /** Hex hash of the proof (shared by its copies). */
-  hash: string;
-  /** Id of the receipt it accuses. */
-  receiptId: string;
-  /** The proof as it came, with its architecture and start file. */
-  body: TrainingFraudProofBody;
-  /** The peer it came from. */
-  origin: string;
-  /** When it was held or taken, ms. */
-  since: number;
-  /**
-   * `queued`: told again from a hold, in the mailbox; `checking`: its check under way (or done,
-   * its settlement unanswered); `waiting`: a copy behind another copy's check.
-   */
-  state: "queued" | "checking" | "waiting";
-  /** Whether its check was charged to its receipt's unbacked budget. */
-  charged: boolean;
-  /** Checked, its settlement unanswered by the ledger: asked again (`settle_again`). */
-  unsettled?: { checked: CheckedMessage; attempts: number };
-}
-
 /** A report to challenge, with what the check needs. */
 export interface ChallengeRequest {
   /** Message tag. */
@@ -445,17 +370,15 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #archChecks = new Map<string, boolean>();
   /** The challenges this validator holds in its ledger, until they end (`_challenge_endings.ts`). */
   readonly #endings: ChallengeEndings;
-  /** Peers' proofs whose receipt is not recorded here yet, oldest first ({@link MAX_HELD_PROOFS}). */
-  readonly #heldProofs: HeldTrainingProof[] = [];
+  /** Peers' proofs whose receipt is not recorded here yet (`_receipt_held_training_proofs.ts`). */
+  readonly #heldProofs = new ReceiptHeldTrainingProofs();
   /**
    * Whether {@link TrainingValidator.#heldProofs} or {@link TrainingValidator.#taken} changed
    * since they were last kept on disk.
    */
   #keptChanged = false;
-  /** Peers' proofs taken and not settled, by copy key ({@link TakenTrainingProof}), oldest first. */
-  readonly #taken = new Map<string, TakenTrainingProof>();
-  /** The copy keys of {@link TrainingValidator.#taken} on disk at its last keep. */
-  #takenOnDisk = new Set<string>();
+  /** Peers' proofs taken and not settled, and their copies (`_taken_training_proofs.ts`). */
+  readonly #taken: TakenTrainingProofs;
   /** Peers' proofs whose accuser has no pledge here yet (`_pledge_held_training_proofs.ts`). */
   readonly #pledgeHeld = new PledgeHeldTrainingProofs();
   /** Whether a `pledges_again` is on its way. */
@@ -482,8 +405,6 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #keptPledgeHeld: KeptHeldTrainingProofs | undefined;
   /** The proofs held for their receipt, across a stop (`ownProofsDir`). */
   readonly #keptReceiptHeld: KeptHeldTrainingProofs | undefined;
-  /** The peers' proofs taken and not settled, across a stop (`ownProofsDir`). */
-  readonly #keptTaken: KeptHeldTrainingProofs | undefined;
   /** The unbacked checks spent per receipt, across a stop (`ownProofsDir`). */
   readonly #keptUnbacked: KeptUnbackedTrainingChecks | undefined;
 
@@ -510,12 +431,16 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     });
     const dir = options.ownProofsDir;
     this.#keptPledgeHeld = dir === undefined ? undefined : KeptHeldTrainingProofs.in(dir);
-    this.#keptReceiptHeld = dir === undefined
-      ? undefined
-      : KeptHeldTrainingProofs.in(dir, RECEIPT_HELD_TRAINING_PROOFS_DIR, MAX_HELD_PROOFS);
-    this.#keptTaken = dir === undefined
-      ? undefined
-      : KeptHeldTrainingProofs.in(dir, TAKEN_TRAINING_PROOFS_DIR, MAX_KEPT_TAKEN_PROOFS);
+    this.#keptReceiptHeld = dir === undefined ? undefined : KeptHeldTrainingProofs.in(
+      dir,
+      RECEIPT_HELD_TRAINING_PROOFS_DIR,
+      MAX_RECEIPT_HELD_TRAINING_PROOFS,
+    );
+    this.#taken = new TakenTrainingProofs({
+      dir,
+      now: () => (this.#options.now ?? Date.now)(),
+      retryMs: options.endRetryMs,
+    });
     this.#keptUnbacked = dir === undefined ? undefined : KeptUnbackedTrainingChecks.in(dir);
   }
 
@@ -608,7 +533,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * stake question). The folders then hold what is held now.
    */
   async #resumeHeld(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    const read = (store: KeptHeldTrainingProofs | undefined) =>
+    const read = (store: { read(): Promise<KeptHeldProof[]> } | undefined) =>
       store?.read().catch((error) => {
         this.#log(`training validator: held proofs not read back: ${(error as Error).message}`);
         return [];
@@ -634,7 +559,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     take(await read(this.#keptReceiptHeld), -Infinity);
     take(await read(this.#keptPledgeHeld), now - PLEDGE_HOLD_MS);
     // Taken and not settled: the intake decides again (its window bounds how long that is).
-    take(await read(this.#keptTaken), -Infinity);
+    take(await read(this.#taken), -Infinity);
     // Longest held first, as they were held: the holds push those out first.
     again.sort((a, b) => a.since! - b.since!);
     for (const message of again) await this.receive(message, ctx);
@@ -656,14 +581,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       this.#keptChanged = true;
       this.#log(`training validator: held proofs not kept: ${error.message}`);
     };
-    await this.#keptReceiptHeld?.keep(this.#heldProofs).catch(failed);
-    if (this.#keptTaken !== undefined) {
-      const taken = [...this.#taken].slice(0, MAX_KEPT_TAKEN_PROOFS);
-      await this.#keptTaken.keep(taken.map(([key, t]) => ({ ...t, hash: key }))).then(
-        () => this.#takenOnDisk = new Set(taken.map(([key]) => key)),
-        failed,
-      );
-    }
+    await this.#keptReceiptHeld?.keep(this.#heldProofs.all()).catch(failed);
+    await this.#taken.keep().catch(failed);
     // After the taken proofs: the checks of those on disk are not counted (below).
     await this.#keepUnbacked();
   }
@@ -675,16 +594,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * failed write costs only the count's survival of a restart: logged.
    */
   async #keepUnbacked(): Promise<void> {
-    const kept = new Map<string, number>();
-    for (const [key, { charged, receiptId }] of this.#taken) {
-      if (charged && this.#takenOnDisk.has(key)) {
-        kept.set(receiptId, (kept.get(receiptId) ?? 0) + 1);
-      }
-    }
-    const spent = this.#unbacked.spent((this.#options.now ?? Date.now)()).flatMap((entry) => {
-      const checks = entry.checks - (kept.get(entry.receiptId) ?? 0);
-      return checks > 0 ? [{ ...entry, checks }] : [];
-    });
+    const spent = this.#taken.lessKept(this.#unbacked.spent((this.#options.now ?? Date.now)()));
     await this.#keptUnbacked?.keep(spent).catch((error) =>
       this.#log(`training validator: unbacked counts not kept: ${(error as Error).message}`)
     );
@@ -708,7 +618,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           return await this.#onFraudProof(message, key, ctx);
         } finally {
           // Told again from a hold, now taken: being checked, waiting, held again or refused.
-          if (this.#taken.get(key)?.state === "queued") this.#forgetTaken(key, ctx);
+          if (this.#taken.handled(key)) this.#keepLater(ctx);
         }
       }
       case "unchecked":
@@ -716,7 +626,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "checked":
         return await this.#settle(message, ctx);
       case "settle_again": {
-        const unsettled = this.#taken.get(message.key)?.unsettled;
+        const unsettled = this.#taken.unsettled(message.key);
         if (unsettled !== undefined) {
           await this.#settleInLedgerOnce(unsettled.checked, ctx, unsettled.attempts);
         }
@@ -758,10 +668,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
 
   /**
    * Take a fraud proof: through the intake (held, or refused), then checked outside the mailbox
-   * (`checked`, or `unchecked` when the check fails unsettled). A peer's is {@link #taken} from
-   * here until it settles; a copy of a proof whose check is under way waits for it when its
-   * unsigned architecture or start file differs ({@link MAX_COPIES_PER_PROOF}).
-   * @param key The copy's key ({@link copyKey}).
+   * (`checked`, or `unchecked` when the check fails unsettled). A peer's is taken from here until
+   * it settles; a copy of a proof whose check is under way waits for it when its unsigned
+   * architecture or start file differs (`_taken_training_proofs.ts`).
+   * @param key The copy's key (`copyKey`).
    */
   async #onFraudProof(
     message: Extract<TrainingValidatorMessage, { type: "fraud_proof" }>,
@@ -800,9 +710,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         await this.#endings.end(ctx, id, "undecided", "proof_duplicate");
         return { queued: false };
       }
-      return this.#waitBehind(message, key, hash, id) ? { queued: false, waiting: true } : {
-        queued: false,
-      };
+      if (!this.#taken.waitBehind(key, message.body, message.origin, hash, id)) {
+        return { queued: false };
+      }
+      // On disk at the next recheck, which this schedules if none is on its way.
+      this.#keepLater(ctx);
+      return { queued: false, waiting: true };
     }
     // An unbacked check counts against its receipt from here; its in-flight place is freed
     // when it settles (`checked`) or fails (`unchecked`).
@@ -817,11 +730,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     }
     if (message.origin !== "local") {
       const now = (this.#options.now ?? Date.now)();
-      const since = this.#taken.get(key)?.since ?? message.since ?? now;
-      this.#take(key, message.body, message.origin, since, {
-        state: "checking",
-        charged,
-      }, ctx);
+      this.#taken.checking(key, message.body, message.origin, message.since ?? now, charged);
+      this.#keepLater(ctx);
     }
     // The re-run is outside the mailbox; the settlement comes back as `checked`, a failure as
     // `unchecked` (told, not handled here: state changes in `receive`).
@@ -841,38 +751,6 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         }),
     ).catch(() => {}); // this actor stopped meanwhile: a peer's proof is kept (`#taken`)
     return { queued: true };
-  }
-
-  /**
-   * A peer's copy of a proof taken already: it waits for the copy being checked when its
-   * architecture or start file (unsigned, beside the proof) differs from every copy taken, within
-   * {@link MAX_COPIES_PER_PROOF}; otherwise (a copy of one taken, the proof settled or in a
-   * re-run here only as this validator's own) it is dropped.
-   * @returns Whether it waits.
-   */
-  #waitBehind(
-    message: Extract<TrainingValidatorMessage, { type: "fraud_proof" }>,
-    key: string,
-    hash: string,
-    id: string,
-  ): boolean {
-    const copies = [...this.#taken].filter(([k, t]) => t.hash === hash && k !== key);
-    if (!copies.some(([, t]) => t.state === "checking")) return false;
-    if (this.#taken.get(key)?.state !== "queued" && this.#taken.has(key)) return false;
-    if (copies.length + 1 > MAX_COPIES_PER_PROOF) return false;
-    const since = this.#taken.get(key)?.since ?? (this.#options.now ?? Date.now)();
-    this.#taken.delete(key); // re-inserted last, as it now waits
-    this.#taken.set(key, {
-      hash,
-      receiptId: id,
-      body: message.body,
-      origin: message.origin,
-      since,
-      state: "waiting",
-      charged: false,
-    });
-    this.#keptChanged = true;
-    return true;
   }
 
   /**
@@ -905,49 +783,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       );
       return;
     }
-    this.#forgetTaken(copyKey(body), ctx);
-    for (const [key, taken] of [...this.#taken]) {
-      if (taken.hash !== hash || taken.state !== "waiting") continue;
-      taken.state = "queued";
-      this.#taken.set(key, taken);
-      ctx.self.tell({ type: "fraud_proof", body: taken.body, origin: taken.origin })
-        .catch(() => {});
+    if (this.#taken.forget(copyKey(body))) this.#keepLater(ctx);
+    for (const again of this.#taken.requeue(hash)) {
+      ctx.self.tell({ type: "fraud_proof", ...again }).catch(() => {});
     }
-  }
-
-  /**
-   * A peer's proof taken (told again from a hold, or its check under way): {@link #taken} until
-   * it settles, and on disk from the next recheck or stop.
-   */
-  #take(
-    key: string,
-    body: TrainingFraudProofBody,
-    origin: string,
-    since: number,
-    how: Pick<TakenTrainingProof, "state" | "charged">,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): void {
-    const { proof } = body;
-    this.#taken.set(key, {
-      hash: trainingFraudProofHash(proof),
-      receiptId: trainingReceiptId(proof.receipt),
-      body,
-      origin,
-      since,
-      ...how,
-    });
-    this.#keptChanged = true;
-    this.#pledgesAgainLater(ctx);
-  }
-
-  /**
-   * A taken copy is no longer taken (settled, failed, held again or refused): off the disk at the
-   * next recheck.
-   */
-  #forgetTaken(key: string, ctx: ActorContext<TrainingValidatorMessage>): void {
-    if (!this.#taken.delete(key)) return;
-    this.#keptChanged = true;
-    this.#pledgesAgainLater(ctx);
   }
 
   /** Draw, ask the trainer, check; runs outside the mailbox. */
@@ -1156,7 +995,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * own challenge ends with it (`_challenge_endings.ts`); a peer's proof, once the ledger
    * answered, is no longer taken, with its copies; unanswered (the ValidatorActor crashed on the
    * ledger write, or is restarting), it stays taken and is asked again ({@link END_RETRY_MS},
-   * doubling, {@link MAX_END_ATTEMPTS} asks), then at the next start, from the disk.
+   * doubling, `MAX_END_ATTEMPTS` asks: `_taken_training_proofs.ts`), then at the next start, from
+   * the disk.
    */
   async #settleInLedgerOnce(
     message: CheckedMessage,
@@ -1193,27 +1033,20 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       return;
     }
     if (settled !== undefined) {
-      for (const [key, taken] of [...this.#taken]) {
-        if (taken.hash === message.hash) this.#forgetTaken(key, ctx);
-      }
+      if (this.#taken.settled(message.hash)) this.#keepLater(ctx);
       return;
     }
     const key = copyKey(message.body);
-    const taken = this.#taken.get(key);
-    if (taken === undefined) return;
-    taken.unsettled = { checked: message, attempts: attempts + 1 };
-    if (attempts + 1 >= MAX_END_ATTEMPTS || ctx.signal.aborted) {
+    const again = this.#taken.unanswered(key, message, attempts);
+    if (again === undefined) return;
+    if (again.wait === undefined || ctx.signal.aborted) {
       this.#log(
         `training validator: fraud proof ${message.hash.slice(0, 12)} left to the next start`,
       );
       return;
     }
-    const wait = Math.min(
-      MAX_END_RETRY_MS,
-      (this.#options.endRetryMs ?? END_RETRY_MS) * 2 ** attempts,
-    );
     // Told, not run here: the taken proofs change in `receive` (`settle_again`).
-    void sleep(wait, ctx.signal).then(() => {
+    void sleep(again.wait, ctx.signal).then(() => {
       if (!ctx.signal.aborted) return ctx.self.tell({ type: "settle_again", key });
     }).catch(() => {}); // stopped meanwhile: kept on disk, taken up at the next start
   }
@@ -1283,7 +1116,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * Hold a peer's fraud proof whose receipt this ledger has not recorded yet, until it is
    * ({@link TrainingValidator.#releaseHeld}); it is then taken through the intake again. Only a
    * proof its accuser signed, about a receipt its trainer signed, from an accuser that pledged
-   * here (its stake spent or not); bounded (see {@link MAX_HELD_PROOFS}).
+   * here (its stake spent or not); bounded (`_receipt_held_training_proofs.ts`).
    * @returns Whether it is held.
    */
   async #holdProof(
@@ -1294,7 +1127,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   ): Promise<boolean> {
     const { proof } = body;
     const hash = trainingFraudProofHash(proof);
-    if (this.#heldProofs.some((h) => h.hash === hash)) return false;
+    if (this.#heldProofs.has(hash)) return false;
     if (!signedProof(proof)) return false;
     const accuser = toHex(proof.validator);
     // From a key that pledged here, as the inference side: one whose stake is spent is checked
@@ -1302,11 +1135,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     const pledged = await this.#ledger<boolean>(ctx, { type: "has_staked", key: proof.validator })
       .catch(() => false);
     if (!pledged) return false;
-    const own = this.#heldProofs.filter((h) => h.accuser === accuser);
-    if (own.length >= MAX_HELD_PROOFS_PER_ACCUSER) {
-      this.#heldProofs.splice(this.#heldProofs.indexOf(own[0]), 1);
-    } else if (this.#heldProofs.length >= MAX_HELD_PROOFS) this.#heldProofs.shift();
-    this.#heldProofs.push({
+    this.#heldProofs.hold({
       receiptId: trainingReceiptId(proof.receipt),
       accuser,
       hash,
@@ -1315,38 +1144,34 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       since,
     });
     // Kept at the next recheck (never one write per proof that came).
-    this.#keptChanged = true;
-    this.#pledgesAgainLater(ctx);
+    this.#keepLater(ctx);
     return true;
   }
 
   /** Receipt `receiptId` is recorded here now: the proofs held for it go through the intake. */
   #releaseHeld(receiptId: string, ctx: ActorContext<TrainingValidatorMessage>): void {
-    const released = this.#heldProofs.filter((h) => h.receiptId === receiptId);
+    const released = this.#heldProofs.release(receiptId);
     if (released.length === 0) return;
-    this.#heldProofs.splice(
-      0,
-      this.#heldProofs.length,
-      ...this.#heldProofs.filter((h) => h.receiptId !== receiptId),
-    );
-    this.#keptChanged = true;
-    this.#pledgesAgainLater(ctx);
+    this.#keepLater(ctx);
     for (const held of released) this.#takeUp(held, ctx);
   }
 
   /**
-   * A proof released from a hold goes through the intake again, taken meanwhile: in the
-   * mailbox, it is in neither hold, and a stop before it is handled would lose it.
+   * A proof released from a hold goes through the intake again, taken meanwhile
+   * (`_taken_training_proofs.ts`): in the mailbox, it is in neither hold.
    */
   #takeUp(
     held: { body: TrainingFraudProofBody; origin: string; since: number },
     ctx: ActorContext<TrainingValidatorMessage>,
   ): void {
-    const key = copyKey(held.body);
-    if (!this.#taken.has(key)) {
-      this.#take(key, held.body, held.origin, held.since, { state: "queued", charged: false }, ctx);
-    }
+    if (this.#taken.takeUp(held)) this.#keepLater(ctx);
     ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin }).catch(() => {});
+  }
+
+  /** What is kept on disk changed (a hold, the taken proofs): kept at the next recheck. */
+  #keepLater(ctx: ActorContext<TrainingValidatorMessage>): void {
+    this.#keptChanged = true;
+    this.#pledgesAgainLater(ctx);
   }
 
   /**
@@ -1668,15 +1493,4 @@ async function fetchOpenings(
 function signedProof(proof: TrainingFraudProofBody["proof"]): boolean {
   return verifySignature(proof.validator, trainingFraudProofSigningBytes(proof), proof.sig) &&
     verifyTrainingReceipt(proof.receipt).ok;
-}
-
-/**
- * The key of one copy of a fraud proof: its hash with the architecture and start file that
- * travel unsigned beside it (copies of one proof under another architecture differ by it).
- */
-function copyKey(body: TrainingFraudProofBody): string {
-  const beside = JSON.stringify([body.arch, body.startFile ?? null]);
-  return sha256Hex(
-    new TextEncoder().encode(`${trainingFraudProofHash(body.proof)}|${beside}`),
-  );
 }
