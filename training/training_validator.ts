@@ -31,6 +31,10 @@
  *                                (`ownProofsDir`) for the next start
  * ```
  *
+ * Whether a fraud proof is worth its re-run here (its receipt recorded and open, its accuser's
+ * stake or unbacked budget), and the holds of peers' proofs not worth it yet (for their receipt,
+ * for their accuser's pledge), are the intake's (`_training_proof_intake.ts`).
+ *
  * A peer's proof taken and not settled (in the mailbox, being checked, waiting behind another
  * copy's check, or its settlement unanswered) is kept on disk too and taken through the intake
  * again at the next start (`_taken_training_proofs.ts`).
@@ -51,7 +55,7 @@
 import type { Actor, ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
-import { type Identity, verifySignature } from "../protocols/identity.ts";
+import type { Identity } from "../protocols/identity.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { decodeCbor } from "../protocols/cbor.ts";
@@ -63,16 +67,12 @@ import {
   type ReportBody,
   TRAINING_PROTOCOL,
   type TrainingFraudProofBody,
-  TrainingFraudProofMessage,
   type TrainingGossip,
   type TrainingReceiptBody,
 } from "../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
-import { type ReceiptStatus, worthFraudCheck } from "../proof/ledger_state.ts";
+import type { ReceiptStatus } from "../proof/ledger_state.ts";
 import type {
-  AccountMessage,
-  HasAccusedMessage,
-  HasStakedMessage,
   ReceiptStatusMessage,
   TrainingChallengedMessage,
   TrainingChallengeLedgerMessage,
@@ -95,11 +95,7 @@ import {
   type OutcomeGateStats,
   PEER_AUDIT_WINDOW_MS,
 } from "./_outcome_gate.ts";
-import {
-  type TrainingReceipt,
-  trainingReceiptId,
-  verifyTrainingReceipt,
-} from "./training_receipt.ts";
+import { type TrainingReceipt, trainingReceiptId } from "./training_receipt.ts";
 import {
   DEFAULT_OPENING_DEADLINE_MS,
   drawTrainingChallenge,
@@ -116,26 +112,10 @@ import {
   checkTrainingFraudProof,
   type TrainingFraudProof,
   trainingFraudProofHash,
-  trainingFraudProofSigningBytes,
 } from "./training_fraud_proof.ts";
-import {
-  PLEDGE_HOLD_MS,
-  PLEDGE_RECHECK_MS,
-  PledgeHeldTrainingProofs,
-} from "./_pledge_held_training_proofs.ts";
-import { MAX_UNBACKED_CHECKS_IN_FLIGHT, UnbackedChecks } from "../actors/_unbacked_checks.ts";
-import {
-  type KeptHeldProof,
-  KeptHeldTrainingProofs,
-  RECEIPT_HELD_TRAINING_PROOFS_DIR,
-} from "./_kept_held_training_proofs.ts";
-import { KeptUnbackedTrainingChecks } from "./_kept_unbacked_training_checks.ts";
 import { ChallengeEndings, END_RETRY_MS } from "./_challenge_endings.ts";
 import { copyKey, TakenTrainingProofs } from "./_taken_training_proofs.ts";
-import {
-  MAX_RECEIPT_HELD_TRAINING_PROOFS,
-  ReceiptHeldTrainingProofs,
-} from "./_receipt_held_training_proofs.ts";
+import { type IntakeLedgerMessage, TrainingProofIntake } from "./_training_proof_intake.ts";
 
 // The outcome gate's bounds and the endings' first retry, named here as before they had
 // modules of their own.
@@ -201,9 +181,7 @@ type LedgerTrainingMessage =
   | TrainingChallengeLedgerMessage
   | TrainingChallengedMessage
   | ReceiptStatusMessage
-  | AccountMessage
-  | HasAccusedMessage
-  | HasStakedMessage;
+  | IntakeLedgerMessage;
 
 /** Options of {@link TrainingValidator}. */
 export interface TrainingValidatorOptions {
@@ -264,7 +242,7 @@ export interface TrainingValidatorOptions {
   endRetryMs?: number;
   /**
    * How often the ledger is asked whether the accusers of the proofs held for their pledge have
-   * staked, ms; default {@link PLEDGE_RECHECK_MS}.
+   * staked, ms; default `PLEDGE_RECHECK_MS` (`_pledge_held_training_proofs.ts`).
    */
   pledgeRecheckMs?: number;
 }
@@ -370,43 +348,16 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #archChecks = new Map<string, boolean>();
   /** The challenges this validator holds in its ledger, until they end (`_challenge_endings.ts`). */
   readonly #endings: ChallengeEndings;
-  /** Peers' proofs whose receipt is not recorded here yet (`_receipt_held_training_proofs.ts`). */
-  readonly #heldProofs = new ReceiptHeldTrainingProofs();
-  /**
-   * Whether {@link TrainingValidator.#heldProofs} or {@link TrainingValidator.#taken} changed
-   * since they were last kept on disk.
-   */
-  #keptChanged = false;
   /** Peers' proofs taken and not settled, and their copies (`_taken_training_proofs.ts`). */
   readonly #taken: TakenTrainingProofs;
-  /** Peers' proofs whose accuser has no pledge here yet (`_pledge_held_training_proofs.ts`). */
-  readonly #pledgeHeld = new PledgeHeldTrainingProofs();
-  /** Whether a `pledges_again` is on its way. */
-  #pledgesAgainScheduled = false;
   /**
-   * Peers' proofs checked although their pledged accuser's stake here falls short, per receipt
-   * and in flight (`actors/_unbacked_checks.ts`, the inference side's bounds).
+   * The intake of fraud proofs, the holds of peers' proofs not worth their re-run yet and the
+   * unbacked checks spent (`_training_proof_intake.ts`).
    */
-  readonly #unbacked = new UnbackedChecks();
-  /**
-   * Unbacked proofs (by hash) whose check failed before its re-run (`arch_mismatch`, the start
-   * model out of reach): another copy of the same proof is checked without charging its receipt
-   * again (a failure in the re-run itself is not: each re-run is charged). The architecture and
-   * start file travel unsigned beside the proof, so a relay with no key could otherwise spend a
-   * receipt's whole unbacked budget on copies of its honest accuser's proof, and the genuine copy
-   * was then skipped (the lazy trainer paid here). Bounded by {@link SEEN_LIMIT}, oldest
-   * forgotten first.
-   */
-  readonly #unbackedFailed = new Set<string>();
+  readonly #intake: TrainingProofIntake;
 
   /** This validator's own fraud proofs until they settle, on disk (`ownProofsDir`). */
   readonly #ownProofs: OwnFraudProofs | undefined;
-  /** The proofs held for their accuser's pledge, across a stop (`ownProofsDir`). */
-  readonly #keptPledgeHeld: KeptHeldTrainingProofs | undefined;
-  /** The proofs held for their receipt, across a stop (`ownProofsDir`). */
-  readonly #keptReceiptHeld: KeptHeldTrainingProofs | undefined;
-  /** The unbacked checks spent per receipt, across a stop (`ownProofsDir`). */
-  readonly #keptUnbacked: KeptUnbackedTrainingChecks | undefined;
 
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
@@ -430,18 +381,20 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       log: (line) => this.#log(line),
     });
     const dir = options.ownProofsDir;
-    this.#keptPledgeHeld = dir === undefined ? undefined : KeptHeldTrainingProofs.in(dir);
-    this.#keptReceiptHeld = dir === undefined ? undefined : KeptHeldTrainingProofs.in(
-      dir,
-      RECEIPT_HELD_TRAINING_PROOFS_DIR,
-      MAX_RECEIPT_HELD_TRAINING_PROOFS,
-    );
     this.#taken = new TakenTrainingProofs({
       dir,
       now: () => (this.#options.now ?? Date.now)(),
       retryMs: options.endRetryMs,
     });
-    this.#keptUnbacked = dir === undefined ? undefined : KeptUnbackedTrainingChecks.in(dir);
+    this.#intake = new TrainingProofIntake({
+      publicKey: options.identity.publicKey,
+      taken: this.#taken,
+      dir,
+      now: () => (this.#options.now ?? Date.now)(),
+      pledgeRecheckMs: options.pledgeRecheckMs,
+      ask: (ctx, message) => this.#ledger(ctx, message),
+      log: (line) => this.#log(line),
+    });
   }
 
   /**
@@ -501,14 +454,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       this.#endings.hold(id);
       await this.#endings.end(ctx, id, "undecided", "validator_restarted");
     }
-    // Before the held proofs: those read back are judged against the counts spent before.
-    this.#unbacked.restore(
-      await this.#keptUnbacked?.read().catch((error) => {
-        this.#log(`training validator: unbacked counts not read back: ${(error as Error).message}`);
-        return [];
-      }) ?? [],
-    );
-    await this.#resumeHeld(ctx);
+    // The unbacked counts spent before, then the held and taken proofs through the intake
+    // again, as a peer's proof goes (`_training_proof_intake.ts`); then kept as held now.
+    for (const message of await this.#intake.readBack()) await this.receive(message, ctx);
+    await this.#intake.keep();
   }
 
   /**
@@ -517,87 +466,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * next start.
    */
   async postStop(): Promise<void> {
-    await this.#keepHeld();
-  }
-
-  /**
-   * The proofs held for their accuser's pledge or for their receipt, or taken and not settled,
-   * when this validator last stopped (or at its last recheck, if it was killed) go through the
-   * intake again, as a peer's
-   * proof does: signatures verified, the ledger asked, held again (for a pledge: for the time
-   * they have left), or checked now that their accuser has staked or their receipt is recorded.
-   * Nothing read is trusted: an entry that is not a proof body with a peer's origin and a time
-   * held (for a pledge: inside {@link PLEDGE_HOLD_MS}; for a receipt, not after now: that hold has
-   * no time bound in memory either) is dropped; one marked as this validator's own is taken as a
-   * peer's from its own key when its own key signed it, dropped otherwise (it would skip the
-   * stake question). The folders then hold what is held now.
-   */
-  async #resumeHeld(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    const read = (store: { read(): Promise<KeptHeldProof[]> } | undefined) =>
-      store?.read().catch((error) => {
-        this.#log(`training validator: held proofs not read back: ${(error as Error).message}`);
-        return [];
-      }) ?? Promise.resolve([]);
-    const now = (this.#options.now ?? Date.now)();
-    const again: Extract<TrainingValidatorMessage, { type: "fraud_proof" }>[] = [];
-    const take = (kept: KeptHeldProof[], oldest: number) => {
-      for (const { body, origin, since } of kept) {
-        const parsed = TrainingFraudProofMessage.schema.safeParse(body);
-        if (!parsed.success || typeof origin !== "string") continue;
-        if (typeof since !== "number" || !(since >= oldest)) continue;
-        const proof = parsed.data as TrainingFraudProofBody;
-        // This validator's own proof, held for its receipt (its challenge's open refused), comes
-        // back as a peer's from its own key: every check a peer's proof gets, none skipped.
-        // Dropped, it was lost at a restart and the lazy trainer paid here. Any other "local"
-        // entry is dropped (it would skip the stake question).
-        const mine = bytesEqual(proof.proof.validator, this.#options.identity.publicKey);
-        const from = origin === "local" && mine ? toHex(proof.proof.validator) : origin;
-        if (from === "local") continue;
-        again.push({ type: "fraud_proof", body: proof, origin: from, since: Math.min(since, now) });
-      }
-    };
-    take(await read(this.#keptReceiptHeld), -Infinity);
-    take(await read(this.#keptPledgeHeld), now - PLEDGE_HOLD_MS);
-    // Taken and not settled: the intake decides again (its window bounds how long that is).
-    take(await read(this.#taken), -Infinity);
-    // Longest held first, as they were held: the holds push those out first.
-    again.sort((a, b) => a.since! - b.since!);
-    for (const message of again) await this.receive(message, ctx);
-    await this.#keepHeld();
-  }
-
-  /**
-   * Make the kept folders hold what is held for a pledge or a receipt now. A failed write costs
-   * only the proofs' survival of a restart, not the hold: logged, and tried again at the next
-   * recheck.
-   */
-  async #keepHeld(): Promise<void> {
-    await this.#keptPledgeHeld?.keep(this.#pledgeHeld.all()).catch((error) =>
-      this.#log(`training validator: held proofs not kept: ${(error as Error).message}`)
-    );
-    // Cleared with no folder too: left set, it rescheduled the recheck every second for ever.
-    this.#keptChanged = false;
-    const failed = (error: Error) => {
-      this.#keptChanged = true;
-      this.#log(`training validator: held proofs not kept: ${error.message}`);
-    };
-    await this.#keptReceiptHeld?.keep(this.#heldProofs.all()).catch(failed);
-    await this.#taken.keep().catch(failed);
-    // After the taken proofs: the checks of those on disk are not counted (below).
-    await this.#keepUnbacked();
-  }
-
-  /**
-   * Keep the unbacked checks spent per receipt still inside its window (validator clock), less
-   * those of the taken proofs kept on disk: taken up again at the next start, each spends its
-   * check again (counted twice, the genuine proof could find its receipt's budget gone). A
-   * failed write costs only the count's survival of a restart: logged.
-   */
-  async #keepUnbacked(): Promise<void> {
-    const spent = this.#taken.lessKept(this.#unbacked.spent((this.#options.now ?? Date.now)()));
-    await this.#keptUnbacked?.keep(spent).catch((error) =>
-      this.#log(`training validator: unbacked counts not kept: ${(error as Error).message}`)
-    );
+    await this.#intake.keep();
   }
 
   /** Handle one message; see {@link TrainingValidatorMessage}. */
@@ -618,7 +487,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           return await this.#onFraudProof(message, key, ctx);
         } finally {
           // Told again from a hold, now taken: being checked, waiting, held again or refused.
-          if (this.#taken.handled(key)) this.#keepLater(ctx);
+          if (this.#taken.handled(key)) this.#intake.keepLater(ctx);
         }
       }
       case "unchecked":
@@ -662,7 +531,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "end_again":
         return await this.#endings.again(ctx);
       case "pledges_again":
-        return await this.#pledgesAgain(ctx);
+        return await this.#intake.pledgesAgain(ctx);
     }
   }
 
@@ -678,10 +547,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     key: string,
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<unknown> {
-    const { refusal, unbacked } = await this.#intake(
+    const { refusal, unbacked } = await this.#intake.admit(
+      ctx,
       message.body.proof,
       message.origin === "local",
-      ctx,
     );
     if (refusal !== undefined) {
       if (message.origin === "local") {
@@ -689,12 +558,14 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         await this.#endings.end(ctx, id, "undecided", `proof_${refusal}`);
       }
       this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
-      const held = refusal === "receipt_unknown" &&
-        await this.#holdProof(message.body, message.origin, ctx, message.since);
-      // From a key with no pledge here (yet): held until it has one, then taken again.
-      const awaitingPledge = !held && message.origin !== "local" &&
-        (refusal === "receipt_unknown" || refusal === "unstaked_accuser") &&
-        await this.#holdForPledge(message.body, message.origin, ctx, message.since);
+      // For its receipt, or from a key with no pledge here (yet) for its pledge; then taken again.
+      const { held, awaitingPledge } = await this.#intake.hold(
+        ctx,
+        message.body,
+        message.origin,
+        refusal,
+        message.since,
+      );
       return {
         queued: false,
         skipped: refusal,
@@ -714,24 +585,15 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return { queued: false };
       }
       // On disk at the next recheck, which this schedules if none is on its way.
-      this.#keepLater(ctx);
+      this.#intake.keepLater(ctx);
       return { queued: false, waiting: true };
     }
-    // An unbacked check counts against its receipt from here; its in-flight place is freed
-    // when it settles (`checked`) or fails (`unchecked`).
-    // A copy of a proof whose charged check failed is not charged again (its in-flight
-    // place is `#seen`'s one per hash; `#intake` still caps it with the others).
-    const charged = unbacked !== undefined && !this.#unbackedFailed.delete(hash);
-    if (charged) {
-      this.#unbacked.take(id, toHex(message.body.proof.validator), hash, unbacked!);
-      // On disk before the re-run: a restart must not grant the receipt its budget again.
-      // One write per check, bounded by the budget the re-runs are (never per message).
-      await this.#keepUnbacked();
-    }
+    // Charged to its receipt's unbacked budget when taken unbacked (`_training_proof_intake.ts`).
+    const charged = await this.#intake.charge(message.body.proof, hash, id, unbacked);
     if (message.origin !== "local") {
       const now = (this.#options.now ?? Date.now)();
       this.#taken.checking(key, message.body, message.origin, message.since ?? now, charged);
-      this.#keepLater(ctx);
+      this.#intake.keepLater(ctx);
     }
     // The re-run is outside the mailbox; the settlement comes back as `checked`, a failure as
     // `unchecked` (told, not handled here: state changes in `receive`).
@@ -764,15 +626,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   ): Promise<void> {
     const { hash, body, origin } = message;
     this.#seen.delete(`fraud:${hash}`);
-    this.#unbacked.done(hash);
+    this.#intake.done(hash);
     // Failed before its re-run (this copy's start model or architecture): the next copy is not
     // charged again. One that failed in the re-run is charged again.
-    if (message.unbacked && !message.reran) {
-      this.#unbackedFailed.add(hash);
-      if (this.#unbackedFailed.size > SEEN_LIMIT) {
-        this.#unbackedFailed.delete(this.#unbackedFailed.values().next().value!);
-      }
-    }
+    if (message.unbacked && !message.reran) this.#intake.failedBeforeRerun(hash);
     this.#log(`training validator: fraud proof ${hash.slice(0, 12)} unchecked: ${message.error}`);
     if (origin === "local") {
       await this.#endings.end(
@@ -783,7 +640,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       );
       return;
     }
-    if (this.#taken.forget(copyKey(body))) this.#keepLater(ctx);
+    if (this.#taken.forget(copyKey(body))) this.#intake.keepLater(ctx);
     for (const again of this.#taken.requeue(hash)) {
       ctx.self.tell({ type: "fraud_proof", ...again }).catch(() => {});
     }
@@ -981,7 +838,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<void> {
     this.#stats.checked++;
-    this.#unbacked.done(message.hash);
+    this.#intake.done(message.hash);
     if (message.confirmed) {
       this.#stats.confirmed++;
       // Everyone checks for themselves; a refuted proof is not spread (it would cost its author).
@@ -1033,7 +890,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       return;
     }
     if (settled !== undefined) {
-      if (this.#taken.settled(message.hash)) this.#keepLater(ctx);
+      if (this.#taken.settled(message.hash)) this.#intake.keepLater(ctx);
       return;
     }
     const key = copyKey(message.body);
@@ -1067,7 +924,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       credited: false,
     }).catch((error) => ({ recorded: false, fresh: false, refusal: (error as Error).message }));
     if (answer.fresh) this.#publish(ctx, { kind: "receipt", body }, origin);
-    if (answer.recorded) this.#releaseHeld(trainingReceiptId(body.receipt), ctx);
+    if (answer.recorded) this.#intake.release(ctx, trainingReceiptId(body.receipt));
     return answer;
   }
 
@@ -1089,7 +946,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         terms,
         credited: true,
       }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
-      if (answer?.recorded) this.#releaseHeld(trainingReceiptId(receipt), ctx);
+      if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
     }
   }
 
@@ -1108,195 +965,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         terms: { round: body.round, startModel: body.startModel, steps: receipt.steps },
         credited: true,
       }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
-      if (answer?.recorded) this.#releaseHeld(trainingReceiptId(receipt), ctx);
+      if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
     }
-  }
-
-  /**
-   * Hold a peer's fraud proof whose receipt this ledger has not recorded yet, until it is
-   * ({@link TrainingValidator.#releaseHeld}); it is then taken through the intake again. Only a
-   * proof its accuser signed, about a receipt its trainer signed, from an accuser that pledged
-   * here (its stake spent or not); bounded (`_receipt_held_training_proofs.ts`).
-   * @returns Whether it is held.
-   */
-  async #holdProof(
-    body: TrainingFraudProofBody,
-    origin: string,
-    ctx: ActorContext<TrainingValidatorMessage>,
-    since: number = (this.#options.now ?? Date.now)(),
-  ): Promise<boolean> {
-    const { proof } = body;
-    const hash = trainingFraudProofHash(proof);
-    if (this.#heldProofs.has(hash)) return false;
-    if (!signedProof(proof)) return false;
-    const accuser = toHex(proof.validator);
-    // From a key that pledged here, as the inference side: one whose stake is spent is checked
-    // unbacked once the receipt is in (`#intake`); one that never pledged waits for its pledge.
-    const pledged = await this.#ledger<boolean>(ctx, { type: "has_staked", key: proof.validator })
-      .catch(() => false);
-    if (!pledged) return false;
-    this.#heldProofs.hold({
-      receiptId: trainingReceiptId(proof.receipt),
-      accuser,
-      hash,
-      body,
-      origin,
-      since,
-    });
-    // Kept at the next recheck (never one write per proof that came).
-    this.#keepLater(ctx);
-    return true;
-  }
-
-  /** Receipt `receiptId` is recorded here now: the proofs held for it go through the intake. */
-  #releaseHeld(receiptId: string, ctx: ActorContext<TrainingValidatorMessage>): void {
-    const released = this.#heldProofs.release(receiptId);
-    if (released.length === 0) return;
-    this.#keepLater(ctx);
-    for (const held of released) this.#takeUp(held, ctx);
-  }
-
-  /**
-   * A proof released from a hold goes through the intake again, taken meanwhile
-   * (`_taken_training_proofs.ts`): in the mailbox, it is in neither hold.
-   */
-  #takeUp(
-    held: { body: TrainingFraudProofBody; origin: string; since: number },
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): void {
-    if (this.#taken.takeUp(held)) this.#keepLater(ctx);
-    ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin }).catch(() => {});
-  }
-
-  /** What is kept on disk changed (a hold, the taken proofs): kept at the next recheck. */
-  #keepLater(ctx: ActorContext<TrainingValidatorMessage>): void {
-    this.#keptChanged = true;
-    this.#pledgesAgainLater(ctx);
-  }
-
-  /**
-   * Hold a peer's fraud proof whose accuser has no pledge in this ledger, until it has
-   * ({@link TrainingValidator.#pledgesAgain}); it is then taken through the intake again, and
-   * settles as it would have had the pledge come first. Only a proof its accuser signed, about a
-   * receipt its trainer signed, from a key that never staked here (one whose stake is spent is
-   * checked unbacked, in either order: `#intake`); bounded (`_pledge_held_training_proofs.ts`).
-   * Costs memory and a ledger question per recheck, never a re-run.
-   * @returns Whether it is held.
-   */
-  async #holdForPledge(
-    body: TrainingFraudProofBody,
-    origin: string,
-    ctx: ActorContext<TrainingValidatorMessage>,
-    since: number = (this.#options.now ?? Date.now)(),
-  ): Promise<boolean> {
-    const { proof } = body;
-    if (!signedProof(proof)) return false;
-    // No answer: not "never staked" (held for nothing, it would only take a place).
-    const staked = await this.#ledger<boolean>(ctx, { type: "has_staked", key: proof.validator })
-      .catch(() => true);
-    if (staked) return false;
-    const held = this.#pledgeHeld.hold({
-      receiptId: trainingReceiptId(proof.receipt),
-      accuser: toHex(proof.validator),
-      hash: trainingFraudProofHash(proof),
-      body,
-      origin,
-      since,
-    });
-    if (held) this.#pledgesAgainLater(ctx);
-    return held;
-  }
-
-  /**
-   * Ask the ledger again, after {@link PLEDGE_RECHECK_MS}, while proofs wait for a pledge; and
-   * keep the proofs held for their receipt then, when they changed.
-   */
-  #pledgesAgainLater(ctx: ActorContext<TrainingValidatorMessage>): void {
-    if (this.#pledgesAgainScheduled) return;
-    if (this.#pledgeHeld.size === 0 && !this.#keptChanged) return;
-    this.#pledgesAgainScheduled = true;
-    // Told, not run here: the held proofs change in `receive` (`pledges_again`).
-    void sleep(this.#options.pledgeRecheckMs ?? PLEDGE_RECHECK_MS, ctx.signal).then(() => {
-      if (!ctx.signal.aborted) return ctx.self.tell({ type: "pledges_again" });
-    }).catch(() => {}); // this actor stopped meanwhile: the held proofs go with it
-  }
-
-  /**
-   * The proofs held for a pledge whose accuser has staked here since go through the intake
-   * again; those held past {@link PLEDGE_HOLD_MS} are forgotten (their receipt's window closed).
-   */
-  async #pledgesAgain(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
-    this.#pledgesAgainScheduled = false;
-    this.#pledgeHeld.expire((this.#options.now ?? Date.now)() - PLEDGE_HOLD_MS);
-    for (const key of this.#pledgeHeld.accusers()) {
-      if (ctx.signal.aborted) return;
-      const staked = await this.#ledger<boolean>(ctx, { type: "has_staked", key })
-        .catch(() => false);
-      if (!staked) continue;
-      for (const held of this.#pledgeHeld.take(toHex(key))) this.#takeUp(held, ctx);
-    }
-    // At most one write per recheck (never one per proof that came): a kill loses one's worth.
-    await this.#keepHeld();
-    this.#pledgesAgainLater(ctx);
-  }
-
-  /**
-   * Why a fraud proof is not worth its re-run here (a few steps of training, seconds at a large
-   * batch), or none: as the inference intake, its receipt must be recorded and open in this
-   * ledger (the proof never records it: a made-up receipt from a fresh key cost every validator
-   * the re-run, and was then passed on), and a peer's accuser must have stake here to lose
-   * (`unstaked_accuser`; this validator's own proofs come from its own challenges) — or, short
-   * of it, have pledged here, its receipt inside its window and the unbacked budget room left
-   * (`unbacked`, the end of that window, ledger clock: a conviction must not hang on the
-   * accuser's stake at the moment, see `actors/_unbacked_checks.ts`).
-   */
-  async #intake(
-    proof: TrainingFraudProofBody["proof"],
-    own: boolean,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<{ refusal?: string; unbacked?: number }> {
-    const record = await this.#ledger<
-      { status: ReceiptStatus; pendingUntil: number } | undefined
-    >(ctx, {
-      type: "receipt_status",
-      receiptId: trainingReceiptId(proof.receipt),
-    }).catch(() => undefined);
-    if (record === undefined) return { refusal: "receipt_unknown" };
-    // As the inference intake: a receipt left unpaid or slashed only inside its window (past it
-    // a confirmed proof would also be passed on to every peer, for nothing). On this actor's
-    // clock, the one `pendingUntil` was set on (a node gives both the same): on the wall's, a
-    // clock behind it refused unbacked proofs of open receipts, and the lazy trainer was paid.
-    const now = (this.#options.now ?? Date.now)();
-    if (!worthFraudCheck(record, now)) return { refusal: "not_pending" };
-    if (own) return {};
-    // One accusation per accuser and receipt, as the ledger settles (`repeated_accusation`):
-    // the same claim signed again is a new proof hash, and would be re-run and passed on again.
-    const accused = await this.#ledger<boolean>(ctx, {
-      type: "has_accused",
-      validator: proof.validator,
-      receiptId: trainingReceiptId(proof.receipt),
-    }).catch(() => false);
-    if (accused) return { refusal: "repeated_accusation" };
-    const accuser = await this.#ledger<{ stake: number }>(ctx, {
-      type: "account",
-      key: proof.validator,
-    }).catch(() => ({ stake: 0 }));
-    if (accuser.stake >= DEFAULT_ECONOMICS.falseAccusationPenalty) return {};
-    // Short of stake: a key that never pledged here waits for its pledge (`#holdForPledge`:
-    // memory, never a re-run); one that pledged and spent it is checked all the same while the
-    // receipt could settle, within the unbacked budget. A refuted one costs it what stake it has
-    // left; a confirmed one slashes the trainer and rewards it, as any proof does.
-    const pledged = await this.#ledger<boolean>(ctx, { type: "has_staked", key: proof.validator })
-      .catch(() => false);
-    const id = trainingReceiptId(proof.receipt);
-    const open = now <= record.pendingUntil;
-    // A copy of a proof whose charged check failed unsettled: taken again, not charged again.
-    const retry = this.#unbackedFailed.has(trainingFraudProofHash(proof)) &&
-      this.#unbacked.inFlight < MAX_UNBACKED_CHECKS_IN_FLIGHT;
-    if (pledged && open && (retry || this.#unbacked.available(id, toHex(proof.validator)))) {
-      return { unbacked: record.pendingUntil };
-    }
-    return { refusal: "unstaked_accuser" };
   }
 
   /** The outcome gate's question: the stake a key holds in the ledger (0: no answer). */
@@ -1487,10 +1157,4 @@ async function fetchOpenings(
   }
   // Parsed by the check itself: a malformed answer is one that cannot be opened.
   return decodeCbor(bytes) as SealedStepOpenings;
-}
-
-/** Whether `proof` is signed by its accuser, about a receipt its trainer signed (worth holding). */
-function signedProof(proof: TrainingFraudProofBody["proof"]): boolean {
-  return verifySignature(proof.validator, trainingFraudProofSigningBytes(proof), proof.sig) &&
-    verifyTrainingReceipt(proof.receipt).ok;
 }

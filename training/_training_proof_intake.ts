@@ -1,0 +1,522 @@
+/**
+ * The intake of the fraud proofs a TrainingValidator (`training_validator.ts`) takes, and the
+ * holds of peers' proofs not worth their re-run yet.
+ *
+ * A proof is re-run (a few steps of training, seconds at a large batch) only when its receipt is
+ * recorded and open in this ledger, and, from a peer, when its accuser has stake here to lose
+ * or, short of it, has pledged here with the receipt's unbacked budget left
+ * (`actors/_unbacked_checks.ts`, kept across a stop: `_kept_unbacked_training_checks.ts`). A
+ * peer's proof that outran its receipt is held until the receipt is recorded
+ * (`_receipt_held_training_proofs.ts`); one whose accuser never pledged here is held until it has
+ * (`_pledge_held_training_proofs.ts`, the ledger asked again every {@link PLEDGE_RECHECK_MS}).
+ * Released, a proof goes through the intake again, taken meanwhile (`_taken_training_proofs.ts`).
+ * What is held, and what was taken and not settled, is kept on disk (`ownProofsDir`) at each
+ * recheck and at the stop, and read back at the next start.
+ *
+ * {@link TrainingProofIntake} holds the state and the decisions; it asks the ledger through the
+ * callback the validator gives, and, as `_challenge_endings.ts` does, tells the validator the
+ * proofs to take again (`fraud_proof`) and its rechecks (`pledges_again`), so every change still
+ * happens in the validator's `receive`. Owned by the validator, read and written only there.
+ *
+ * @example
+ * ```ts ignore
+ * const intake = new TrainingProofIntake({ publicKey, taken, dir, now, ask, log });
+ * const { refusal, unbacked } = await intake.admit(ctx, body.proof, origin === "local");
+ * if (refusal !== undefined) await intake.hold(ctx, body, origin, refusal, since);
+ * else check(body, await intake.charge(body.proof, hash, receiptId, unbacked)); // then `done`
+ * ```
+ *
+ * Not part of the public API.
+ *
+ * @module
+ */
+import type { ActorContext } from "../actors/actor.ts";
+import { sleep } from "../actors/_common.ts";
+import { verifySignature } from "../protocols/identity.ts";
+import { toHex } from "../protocols/hash.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
+import {
+  type TrainingFraudProofBody,
+  TrainingFraudProofMessage,
+} from "../protocols/training_messages.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
+import { type ReceiptStatus, worthFraudCheck } from "../proof/ledger_state.ts";
+import type {
+  AccountMessage,
+  HasAccusedMessage,
+  HasStakedMessage,
+  ReceiptStatusMessage,
+} from "../actors/validator_messages.ts";
+import { MAX_UNBACKED_CHECKS_IN_FLIGHT, UnbackedChecks } from "../actors/_unbacked_checks.ts";
+import { trainingReceiptId, verifyTrainingReceipt } from "./training_receipt.ts";
+import { trainingFraudProofHash, trainingFraudProofSigningBytes } from "./training_fraud_proof.ts";
+import {
+  PLEDGE_HOLD_MS,
+  PLEDGE_RECHECK_MS,
+  PledgeHeldTrainingProofs,
+} from "./_pledge_held_training_proofs.ts";
+import {
+  type KeptHeldProof,
+  KeptHeldTrainingProofs,
+  RECEIPT_HELD_TRAINING_PROOFS_DIR,
+} from "./_kept_held_training_proofs.ts";
+import { KeptUnbackedTrainingChecks } from "./_kept_unbacked_training_checks.ts";
+import type { TakenTrainingProofs } from "./_taken_training_proofs.ts";
+import {
+  MAX_RECEIPT_HELD_TRAINING_PROOFS,
+  ReceiptHeldTrainingProofs,
+} from "./_receipt_held_training_proofs.ts";
+import type { TrainingValidatorMessage } from "./training_validator.ts";
+
+/**
+ * Unbacked proofs whose check failed before its re-run remembered: as many as the validator
+ * remembers gossip items (its `SEEN_LIMIT`), oldest forgotten first.
+ */
+const MAX_UNBACKED_FAILED = 4096;
+
+/** The validator's context, which the intake asks through and tells proofs to. */
+type Context = ActorContext<TrainingValidatorMessage>;
+/** The validator's `fraud_proof` message. */
+type FraudProofMessage = Extract<TrainingValidatorMessage, { type: "fraud_proof" }>;
+
+/** The ledger questions of the intake and the holds (the ValidatorActor's messages). */
+export type IntakeLedgerMessage =
+  | ReceiptStatusMessage
+  | AccountMessage
+  | HasAccusedMessage
+  | HasStakedMessage;
+
+/** Options of {@link TrainingProofIntake}. */
+export interface TrainingProofIntakeOptions {
+  /** The validator's key: its own proof read back from a hold is taken as a peer's from it. */
+  publicKey: Uint8Array;
+  /**
+   * The validator's peers' proofs taken and not settled: a proof released from a hold is taken
+   * there; kept on disk and read back with the holds.
+   */
+  taken: TakenTrainingProofs;
+  /** The ledger's directory (`ownProofsDir`): the holds and unbacked counts are kept there. */
+  dir?: string;
+  /** The ledger's clock, ms (a receipt's `pendingUntil`, how long a proof is held). */
+  now(): number;
+  /**
+   * How often the ledger is asked whether the accusers of the proofs held for their pledge have
+   * staked, ms; default {@link PLEDGE_RECHECK_MS}.
+   */
+  pledgeRecheckMs?: number;
+  /** Ask the ValidatorActor holding the ledger; rejects when it does not answer. */
+  ask<R>(ctx: Context, message: IntakeLedgerMessage): Promise<R>;
+  /** Where one line per failed read or write goes. */
+  log(line: string): void;
+}
+
+/** The intake's verdict on a proof: refused, taken, or taken unbacked. */
+export interface IntakeVerdict {
+  /** Why it is not worth its re-run here. */
+  refusal?: string;
+  /** Taken unbacked: the end of its receipt's window (ledger clock, ms). */
+  unbacked?: number;
+}
+
+/** See the module doc. */
+export class TrainingProofIntake {
+  readonly #options: TrainingProofIntakeOptions;
+  /** Peers' proofs whose receipt is not recorded here yet (`_receipt_held_training_proofs.ts`). */
+  readonly #heldProofs = new ReceiptHeldTrainingProofs();
+  /**
+   * Whether {@link TrainingProofIntake.#heldProofs} or the taken proofs changed since they were
+   * last kept on disk.
+   */
+  #keptChanged = false;
+  /** Peers' proofs whose accuser has no pledge here yet (`_pledge_held_training_proofs.ts`). */
+  readonly #pledgeHeld = new PledgeHeldTrainingProofs();
+  /** Whether a `pledges_again` is on its way. */
+  #pledgesAgainScheduled = false;
+  /**
+   * Peers' proofs checked although their pledged accuser's stake here falls short, per receipt
+   * and in flight (`actors/_unbacked_checks.ts`, the inference side's bounds).
+   */
+  readonly #unbacked = new UnbackedChecks();
+  /**
+   * Unbacked proofs (by hash) whose check failed before its re-run (`arch_mismatch`, the start
+   * model out of reach): another copy of the same proof is checked without charging its receipt
+   * again (a failure in the re-run itself is not: each re-run is charged). The architecture and
+   * start file travel unsigned beside the proof, so a relay with no key could otherwise spend a
+   * receipt's whole unbacked budget on copies of its honest accuser's proof, and the genuine copy
+   * was then skipped (the lazy trainer paid here). Bounded by {@link MAX_UNBACKED_FAILED}, oldest
+   * forgotten first.
+   */
+  readonly #unbackedFailed = new Set<string>();
+  /** The proofs held for their accuser's pledge, across a stop (`ownProofsDir`). */
+  readonly #keptPledgeHeld: KeptHeldTrainingProofs | undefined;
+  /** The proofs held for their receipt, across a stop (`ownProofsDir`). */
+  readonly #keptReceiptHeld: KeptHeldTrainingProofs | undefined;
+  /** The unbacked checks spent per receipt, across a stop (`ownProofsDir`). */
+  readonly #keptUnbacked: KeptUnbackedTrainingChecks | undefined;
+
+  /** @param options See {@link TrainingProofIntakeOptions}. */
+  constructor(options: TrainingProofIntakeOptions) {
+    this.#options = options;
+    const dir = options.dir;
+    this.#keptPledgeHeld = dir === undefined ? undefined : KeptHeldTrainingProofs.in(dir);
+    this.#keptReceiptHeld = dir === undefined ? undefined : KeptHeldTrainingProofs.in(
+      dir,
+      RECEIPT_HELD_TRAINING_PROOFS_DIR,
+      MAX_RECEIPT_HELD_TRAINING_PROOFS,
+    );
+    this.#keptUnbacked = dir === undefined ? undefined : KeptUnbackedTrainingChecks.in(dir);
+  }
+
+  /**
+   * Why a fraud proof is not worth its re-run here (a few steps of training, seconds at a large
+   * batch), or none: as the inference intake, its receipt must be recorded and open in this
+   * ledger (the proof never records it: a made-up receipt from a fresh key cost every validator
+   * the re-run, and was then passed on), and a peer's accuser must have stake here to lose
+   * (`unstaked_accuser`; this validator's own proofs come from its own challenges) — or, short
+   * of it, have pledged here, its receipt inside its window and the unbacked budget room left
+   * (`unbacked`, the end of that window, ledger clock: a conviction must not hang on the
+   * accuser's stake at the moment, see `actors/_unbacked_checks.ts`).
+   */
+  async admit(
+    ctx: Context,
+    proof: TrainingFraudProofBody["proof"],
+    own: boolean,
+  ): Promise<IntakeVerdict> {
+    const record = await this.#options.ask<
+      { status: ReceiptStatus; pendingUntil: number } | undefined
+    >(ctx, {
+      type: "receipt_status",
+      receiptId: trainingReceiptId(proof.receipt),
+    }).catch(() => undefined);
+    if (record === undefined) return { refusal: "receipt_unknown" };
+    // As the inference intake: a receipt left unpaid or slashed only inside its window (past it
+    // a confirmed proof would also be passed on to every peer, for nothing). On this actor's
+    // clock, the one `pendingUntil` was set on (a node gives both the same): on the wall's, a
+    // clock behind it refused unbacked proofs of open receipts, and the lazy trainer was paid.
+    const now = this.#options.now();
+    if (!worthFraudCheck(record, now)) return { refusal: "not_pending" };
+    if (own) return {};
+    // One accusation per accuser and receipt, as the ledger settles (`repeated_accusation`):
+    // the same claim signed again is a new proof hash, and would be re-run and passed on again.
+    const accused = await this.#options.ask<boolean>(ctx, {
+      type: "has_accused",
+      validator: proof.validator,
+      receiptId: trainingReceiptId(proof.receipt),
+    }).catch(() => false);
+    if (accused) return { refusal: "repeated_accusation" };
+    const accuser = await this.#options.ask<{ stake: number }>(ctx, {
+      type: "account",
+      key: proof.validator,
+    }).catch(() => ({ stake: 0 }));
+    if (accuser.stake >= DEFAULT_ECONOMICS.falseAccusationPenalty) return {};
+    // Short of stake: a key that never pledged here waits for its pledge (`#holdForPledge`:
+    // memory, never a re-run); one that pledged and spent it is checked all the same while the
+    // receipt could settle, within the unbacked budget. A refuted one costs it what stake it has
+    // left; a confirmed one slashes the trainer and rewards it, as any proof does.
+    const pledged = await this.#options.ask<boolean>(ctx, {
+      type: "has_staked",
+      key: proof.validator,
+    }).catch(() => false);
+    const id = trainingReceiptId(proof.receipt);
+    const open = now <= record.pendingUntil;
+    // A copy of a proof whose charged check failed unsettled: taken again, not charged again.
+    const retry = this.#unbackedFailed.has(trainingFraudProofHash(proof)) &&
+      this.#unbacked.inFlight < MAX_UNBACKED_CHECKS_IN_FLIGHT;
+    if (pledged && open && (retry || this.#unbacked.available(id, toHex(proof.validator)))) {
+      return { unbacked: record.pendingUntil };
+    }
+    return { refusal: "unstaked_accuser" };
+  }
+
+  /**
+   * A peer's proof the intake refused (`refusal`): held for its receipt when that is unknown here
+   * ({@link TrainingProofIntake.#holdForReceipt}), else, from a key with no pledge here (yet),
+   * held until it has one ({@link TrainingProofIntake.#holdForPledge}); then taken again.
+   */
+  async hold(
+    ctx: Context,
+    body: TrainingFraudProofBody,
+    origin: string,
+    refusal: string,
+    since: number | undefined,
+  ): Promise<{ held: boolean; awaitingPledge: boolean }> {
+    const held = refusal === "receipt_unknown" &&
+      await this.#holdForReceipt(ctx, body, origin, since);
+    const awaitingPledge = !held && origin !== "local" &&
+      (refusal === "receipt_unknown" || refusal === "unstaked_accuser") &&
+      await this.#holdForPledge(ctx, body, origin, since);
+    return { held, awaitingPledge };
+  }
+
+  /**
+   * Charge proof `hash` about receipt `id` to the receipt's unbacked budget when the intake took
+   * it unbacked (`until`: its window's end), kept on disk before its re-run.
+   * @returns Whether it was charged.
+   */
+  async charge(
+    proof: TrainingFraudProofBody["proof"],
+    hash: string,
+    id: string,
+    until: number | undefined,
+  ): Promise<boolean> {
+    // An unbacked check counts against its receipt from here; its in-flight place is freed
+    // when it settles (`checked`) or fails (`unchecked`).
+    // A copy of a proof whose charged check failed is not charged again (its in-flight
+    // place is `#seen`'s one per hash; `admit` still caps it with the others).
+    const charged = until !== undefined && !this.#unbackedFailed.delete(hash);
+    if (charged) {
+      this.#unbacked.take(id, toHex(proof.validator), hash, until!);
+      // On disk before the re-run: a restart must not grant the receipt its budget again.
+      // One write per check, bounded by the budget the re-runs are (never per message).
+      await this.#keepUnbacked();
+    }
+    return charged;
+  }
+
+  /** The check of proof `hash` settled or failed: its unbacked in-flight place is free. */
+  done(hash: string): void {
+    this.#unbacked.done(hash);
+  }
+
+  /**
+   * The unbacked check of proof `hash` failed before its re-run (this copy's start model or
+   * architecture): the next copy is not charged again.
+   */
+  failedBeforeRerun(hash: string): void {
+    this.#unbackedFailed.add(hash);
+    if (this.#unbackedFailed.size > MAX_UNBACKED_FAILED) {
+      this.#unbackedFailed.delete(this.#unbackedFailed.values().next().value!);
+    }
+  }
+
+  /**
+   * Hold a peer's fraud proof whose receipt this ledger has not recorded yet, until it is
+   * ({@link TrainingProofIntake.release}); it is then taken through the intake again. Only a
+   * proof its accuser signed, about a receipt its trainer signed, from an accuser that pledged
+   * here (its stake spent or not); bounded (`_receipt_held_training_proofs.ts`).
+   * @returns Whether it is held.
+   */
+  async #holdForReceipt(
+    ctx: Context,
+    body: TrainingFraudProofBody,
+    origin: string,
+    since: number = this.#options.now(),
+  ): Promise<boolean> {
+    const { proof } = body;
+    const hash = trainingFraudProofHash(proof);
+    if (this.#heldProofs.has(hash)) return false;
+    if (!signedProof(proof)) return false;
+    const accuser = toHex(proof.validator);
+    // From a key that pledged here, as the inference side: one whose stake is spent is checked
+    // unbacked once the receipt is in (`admit`); one that never pledged waits for its pledge.
+    const pledged = await this.#options.ask<boolean>(ctx, {
+      type: "has_staked",
+      key: proof.validator,
+    }).catch(() => false);
+    if (!pledged) return false;
+    this.#heldProofs.hold({
+      receiptId: trainingReceiptId(proof.receipt),
+      accuser,
+      hash,
+      body,
+      origin,
+      since,
+    });
+    // Kept at the next recheck (never one write per proof that came).
+    this.keepLater(ctx);
+    return true;
+  }
+
+  /** Receipt `receiptId` is recorded here now: the proofs held for it go through the intake. */
+  release(ctx: Context, receiptId: string): void {
+    const released = this.#heldProofs.release(receiptId);
+    if (released.length === 0) return;
+    this.keepLater(ctx);
+    for (const held of released) this.#takeUp(ctx, held);
+  }
+
+  /**
+   * A proof released from a hold goes through the intake again, taken meanwhile
+   * (`_taken_training_proofs.ts`): in the mailbox, it is in neither hold.
+   */
+  #takeUp(
+    ctx: Context,
+    held: { body: TrainingFraudProofBody; origin: string; since: number },
+  ): void {
+    if (this.#options.taken.takeUp(held)) this.keepLater(ctx);
+    ctx.self.tell({ type: "fraud_proof", body: held.body, origin: held.origin }).catch(() => {});
+  }
+
+  /** What is kept on disk changed (a hold, the taken proofs): kept at the next recheck. */
+  keepLater(ctx: Context): void {
+    this.#keptChanged = true;
+    this.#pledgesAgainLater(ctx);
+  }
+
+  /**
+   * Hold a peer's fraud proof whose accuser has no pledge in this ledger, until it has
+   * ({@link TrainingProofIntake.pledgesAgain}); it is then taken through the intake again, and
+   * settles as it would have had the pledge come first. Only a proof its accuser signed, about a
+   * receipt its trainer signed, from a key that never staked here (one whose stake is spent is
+   * checked unbacked, in either order: `admit`); bounded (`_pledge_held_training_proofs.ts`).
+   * Costs memory and a ledger question per recheck, never a re-run.
+   * @returns Whether it is held.
+   */
+  async #holdForPledge(
+    ctx: Context,
+    body: TrainingFraudProofBody,
+    origin: string,
+    since: number = this.#options.now(),
+  ): Promise<boolean> {
+    const { proof } = body;
+    if (!signedProof(proof)) return false;
+    // No answer: not "never staked" (held for nothing, it would only take a place).
+    const staked = await this.#options.ask<boolean>(ctx, {
+      type: "has_staked",
+      key: proof.validator,
+    }).catch(() => true);
+    if (staked) return false;
+    const held = this.#pledgeHeld.hold({
+      receiptId: trainingReceiptId(proof.receipt),
+      accuser: toHex(proof.validator),
+      hash: trainingFraudProofHash(proof),
+      body,
+      origin,
+      since,
+    });
+    if (held) this.#pledgesAgainLater(ctx);
+    return held;
+  }
+
+  /**
+   * Ask the ledger again, after {@link PLEDGE_RECHECK_MS}, while proofs wait for a pledge; and
+   * keep the proofs held for their receipt then, when they changed.
+   */
+  #pledgesAgainLater(ctx: Context): void {
+    if (this.#pledgesAgainScheduled) return;
+    if (this.#pledgeHeld.size === 0 && !this.#keptChanged) return;
+    this.#pledgesAgainScheduled = true;
+    // Told, not run here: the held proofs change in `receive` (`pledges_again`).
+    void sleep(this.#options.pledgeRecheckMs ?? PLEDGE_RECHECK_MS, ctx.signal).then(() => {
+      if (!ctx.signal.aborted) return ctx.self.tell({ type: "pledges_again" });
+    }).catch(() => {}); // this actor stopped meanwhile: the held proofs go with it
+  }
+
+  /**
+   * The proofs held for a pledge whose accuser has staked here since go through the intake
+   * again; those held past {@link PLEDGE_HOLD_MS} are forgotten (their receipt's window closed).
+   * The validator's `pledges_again`.
+   */
+  async pledgesAgain(ctx: Context): Promise<void> {
+    this.#pledgesAgainScheduled = false;
+    this.#pledgeHeld.expire(this.#options.now() - PLEDGE_HOLD_MS);
+    for (const key of this.#pledgeHeld.accusers()) {
+      if (ctx.signal.aborted) return;
+      const staked = await this.#options.ask<boolean>(ctx, { type: "has_staked", key })
+        .catch(() => false);
+      if (!staked) continue;
+      for (const held of this.#pledgeHeld.take(toHex(key))) this.#takeUp(ctx, held);
+    }
+    // At most one write per recheck (never one per proof that came): a kill loses one's worth.
+    await this.keep();
+    this.#pledgesAgainLater(ctx);
+  }
+
+  /**
+   * At start: the unbacked checks spent before are restored, and the proofs held for their
+   * accuser's pledge or for their receipt, or taken and not settled, when the validator last
+   * stopped (or at its last recheck, if it was killed) are returned for the intake again, as a
+   * peer's proof goes: signatures verified, the ledger asked, held again (for a pledge: for the
+   * time they have left), or checked now that their accuser has staked or their receipt is
+   * recorded. Nothing read is trusted: an entry that is not a proof body with a peer's origin
+   * and a time held (for a pledge: inside {@link PLEDGE_HOLD_MS}; for a receipt, not after now:
+   * that hold has no time bound in memory either) is dropped; one marked as this validator's own
+   * is taken as a peer's from its own key when its own key signed it, dropped otherwise (it would
+   * skip the stake question). Once they went through, {@link TrainingProofIntake.keep} makes the
+   * folders hold what is held then.
+   * @returns The `fraud_proof` messages to take, longest held first.
+   */
+  async readBack(): Promise<FraudProofMessage[]> {
+    // Before the held proofs: those read back are judged against the counts spent before.
+    this.#unbacked.restore(
+      await this.#keptUnbacked?.read().catch((error) => {
+        this.#options.log(
+          `training validator: unbacked counts not read back: ${(error as Error).message}`,
+        );
+        return [];
+      }) ?? [],
+    );
+    const read = (store: { read(): Promise<KeptHeldProof[]> } | undefined) =>
+      store?.read().catch((error) => {
+        this.#options.log(
+          `training validator: held proofs not read back: ${(error as Error).message}`,
+        );
+        return [];
+      }) ?? Promise.resolve([]);
+    const now = this.#options.now();
+    const again: FraudProofMessage[] = [];
+    const take = (kept: KeptHeldProof[], oldest: number) => {
+      for (const { body, origin, since } of kept) {
+        const parsed = TrainingFraudProofMessage.schema.safeParse(body);
+        if (!parsed.success || typeof origin !== "string") continue;
+        if (typeof since !== "number" || !(since >= oldest)) continue;
+        const proof = parsed.data as TrainingFraudProofBody;
+        // This validator's own proof, held for its receipt (its challenge's open refused), comes
+        // back as a peer's from its own key: every check a peer's proof gets, none skipped.
+        // Dropped, it was lost at a restart and the lazy trainer paid here. Any other "local"
+        // entry is dropped (it would skip the stake question).
+        const mine = bytesEqual(proof.proof.validator, this.#options.publicKey);
+        const from = origin === "local" && mine ? toHex(proof.proof.validator) : origin;
+        if (from === "local") continue;
+        again.push({ type: "fraud_proof", body: proof, origin: from, since: Math.min(since, now) });
+      }
+    };
+    take(await read(this.#keptReceiptHeld), -Infinity);
+    take(await read(this.#keptPledgeHeld), now - PLEDGE_HOLD_MS);
+    // Taken and not settled: the intake decides again (its window bounds how long that is).
+    take(await read(this.#options.taken), -Infinity);
+    // Longest held first, as they were held: the holds push those out first.
+    again.sort((a, b) => a.since! - b.since!);
+    return again;
+  }
+
+  /**
+   * Make the kept folders hold what is held for a pledge or a receipt now, and the taken proofs
+   * and the spent unbacked checks. A failed write costs only the proofs' survival of a restart,
+   * not the hold: logged, and tried again at the next recheck.
+   */
+  async keep(): Promise<void> {
+    await this.#keptPledgeHeld?.keep(this.#pledgeHeld.all()).catch((error) =>
+      this.#options.log(`training validator: held proofs not kept: ${(error as Error).message}`)
+    );
+    // Cleared with no folder too: left set, it rescheduled the recheck every second for ever.
+    this.#keptChanged = false;
+    const failed = (error: Error) => {
+      this.#keptChanged = true;
+      this.#options.log(`training validator: held proofs not kept: ${error.message}`);
+    };
+    await this.#keptReceiptHeld?.keep(this.#heldProofs.all()).catch(failed);
+    await this.#options.taken.keep().catch(failed);
+    // After the taken proofs: the checks of those on disk are not counted (below).
+    await this.#keepUnbacked();
+  }
+
+  /**
+   * Keep the unbacked checks spent per receipt still inside its window (validator clock), less
+   * those of the taken proofs kept on disk: taken up again at the next start, each spends its
+   * check again (counted twice, the genuine proof could find its receipt's budget gone). A
+   * failed write costs only the count's survival of a restart: logged.
+   */
+  async #keepUnbacked(): Promise<void> {
+    const spent = this.#options.taken.lessKept(this.#unbacked.spent(this.#options.now()));
+    await this.#keptUnbacked?.keep(spent).catch((error) =>
+      this.#options.log(`training validator: unbacked counts not kept: ${(error as Error).message}`)
+    );
+  }
+}
+
+/** Whether `proof` is signed by its accuser, about a receipt its trainer signed (worth holding). */
+function signedProof(proof: TrainingFraudProofBody["proof"]): boolean {
+  return verifySignature(proof.validator, trainingFraudProofSigningBytes(proof), proof.sig) &&
+    verifyTrainingReceipt(proof.receipt).ok;
+}
