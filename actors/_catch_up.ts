@@ -20,8 +20,11 @@
  * handshake for the same items again, never more: it cannot grow them. Only this ledger's
  * settlements grow them — a kept proof is a worker slashed here (a staked key's loss), at most
  * one per receipt (the ledger refuses a second conviction); a kept verdict, one of this
- * validator's own decisions. The two kinds are bounded apart, the oldest of a kind dropped first,
- * and convictions are sent first: verdicts never push a conviction out, nor delay it.
+ * validator's own decisions. The two kinds are bounded apart, and convictions are sent first:
+ * verdicts never push a conviction out, nor delay it. Past a bound the oldest verdict goes, and the
+ * longest kept conviction of the worker holding the most (proofs, or bytes past the byte bound):
+ * a key convicted on purpose many times (cheap: a receipt contradicting its own job is convicted
+ * without a model, for 20 × a one-token reward) pushes out its own convictions, not another cheat's.
  *
  * A peer takes each once (a verdict by its id; a fraud proof by its hash, and a proof whose
  * accuser it already settled on that receipt is dropped before its signature is checked — the
@@ -34,13 +37,15 @@
 import { encodeCanonical } from "../protocols/cbor.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import { receiptId } from "../protocols/receipt.ts";
+import { toHex } from "../protocols/hash.ts";
 import type { CatchUpItem } from "./validator_messages.ts";
 
 /**
  * Most convictions kept. A confirmed fraud proof is a staked worker slashed in this ledger; 64
  * inside one challenge window (10 minutes by default) is a rate of cheats far past what a
  * network that slashes them sees, so this is reached only under a flood of convictions, and past
- * it the oldest go (they were still gossiped at once to the peers connected then).
+ * it the longest kept of the worker holding the most go (they were still gossiped at once to the
+ * peers connected then).
  */
 export const MAX_CATCH_UP_FRAUD_PROOFS = 64;
 
@@ -48,7 +53,7 @@ export const MAX_CATCH_UP_FRAUD_PROOFS = 64;
  * Most bytes of convictions kept (canonical CBOR). A text job's fraud proof is a few KiB, so 64
  * of them fit far inside this; one about a job near `MAX_NETWORK_JOB_BYTES` fills a 1 MiB frame,
  * and without this bound the convictions a flood of such cheats left would make each connect
- * cost 64 MiB. Past it the oldest go.
+ * cost 64 MiB. Past it the longest kept of the worker holding the most bytes go.
  */
 export const MAX_CATCH_UP_FRAUD_PROOF_BYTES = 8 << 20;
 
@@ -61,6 +66,8 @@ export const MAX_CATCH_UP_VERDICTS = 64;
 
 interface Kept<T> {
   item: T;
+  /** Hex key of the convicted worker (fraud proofs only). */
+  worker?: string;
   /** End of the receipt's window (ledger clock, ms): sent until then. */
   until: number;
   /** Its size (canonical CBOR; fraud proofs only). */
@@ -106,19 +113,54 @@ export class CatchUp {
     const id = receiptId(item.proof.receipt);
     if (this.#proofs.has(id)) return;
     const bytes = encodeCanonical(item.proof).length;
-    this.#proofs.set(id, { item: item.proof, until, bytes });
+    const worker = toHex(item.proof.receipt.worker);
+    this.#proofs.set(id, { item: item.proof, until, bytes, worker });
     this.#proofBytes += bytes;
-    while (
-      this.#proofs.size > MAX_CATCH_UP_FRAUD_PROOFS ||
-      this.#proofBytes > MAX_CATCH_UP_FRAUD_PROOF_BYTES
-    ) {
-      this.#forget(this.#proofs.keys().next().value!);
+    while (this.#proofs.size > MAX_CATCH_UP_FRAUD_PROOFS) this.#forget(this.#heaviest("count"));
+    while (this.#proofBytes > MAX_CATCH_UP_FRAUD_PROOF_BYTES) {
+      this.#forget(this.#heaviest("bytes"));
     }
+  }
+
+  /**
+   * The receipt id of the longest kept conviction of the worker holding the most (proofs, or
+   * bytes; see the module doc): dropped oldest first over all, one worker's run of convictions
+   * pushed out every other cheat's, which a ledger that connects later then paid
+   * (`tests/actors/review_s42_catch_up_fairness_test.ts`).
+   */
+  #heaviest(by: "count" | "bytes"): string {
+    const weight = new Map<string, number>();
+    for (const kept of this.#proofs.values()) {
+      weight.set(
+        kept.worker!,
+        (weight.get(kept.worker!) ?? 0) + (by === "count" ? 1 : kept.bytes!),
+      );
+    }
+    const most = Math.max(...weight.values());
+    for (const [id, kept] of this.#proofs) if (weight.get(kept.worker!) === most) return id;
+    return this.#proofs.keys().next().value!;
   }
 
   #forget(id: string): void {
     this.#proofBytes -= this.#proofs.get(id)?.bytes ?? 0;
     this.#proofs.delete(id);
+  }
+
+  /**
+   * The accusers (public keys, one each, oldest conviction first) of the convictions still inside
+   * their window at `now`: their pledges go first among those pushed on connect
+   * (`PledgeSync.sendPledges`), or a peer that lacks one holds its conviction for a pledge that
+   * never comes (the connect push carries only `PLEDGES_PUSHED_ON_CONNECT` keys, and gossip
+   * sends a proof's pledge ahead of it, the catch-up does not).
+   */
+  accusers(now: number): Uint8Array[] {
+    const seen = new Map<string, Uint8Array>();
+    for (const kept of this.#proofs.values()) {
+      if (now > kept.until) continue;
+      const key = kept.item.validator;
+      if (!seen.has(toHex(key))) seen.set(toHex(key), key);
+    }
+    return [...seen.values()];
   }
 
   /**

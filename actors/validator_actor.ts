@@ -504,8 +504,19 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return await holdTrainingChallenge(ledger, message);
       case "training_challenged":
         return ledger.challenged().filter((id) => ledger.receipt(id)?.kind === "training");
-      case "pledges":
-        return ledger.pledges(message);
+      case "pledges": {
+        const pledges = ledger.pledges(message);
+        if (message.limit === undefined) return pledges;
+        // The connect push: the accusers of the convictions a connecting peer is sent first
+        // (`_catch_up.ts`); without its accuser's pledge a conviction is held there for good.
+        // One pass over the pledges (a key's look-up is a scan of them all).
+        const keys = new Set(this.#catchUp.accusers(this.#now()).map(toHex));
+        const first = keys.size === 0
+          ? []
+          : ledger.pledges().filter((pledge) => keys.has(toHex(pledge.key)));
+        const rest = pledges.filter((pledge) => !keys.has(toHex(pledge.key)));
+        return [...first, ...rest].slice(0, Math.max(0, message.limit));
+      }
       case "catch_up":
         return this.#catchUp.current(this.#now());
       case "deposit":

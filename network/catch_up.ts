@@ -5,7 +5,9 @@
  * reached only the peers connected when they were decided: at a node's first start, none; a peer
  * that was offline or joined later, never. Sent after this node's own pledge
  * (`PledgeSync.sendPledges` sends it first on connect), so the peer has the accuser's stake when
- * the proof comes; convictions first, so a connection that drops midway carries those. A peer
+ * the proof comes (a peer's conviction's accuser has its pledge among the first pushed on connect,
+ * the validator's `pledges` answer: a peer that lacks it holds the proof until it comes, not for
+ * good, `tests/network/review_s42_catch_up_pledge_test.ts`); convictions first, so a connection that drops midway carries those. A peer
  * that has one already takes it once (a verdict by its id, a fraud proof by its hash or its
  * accuser's settled accusation, without running the model again). The bounds, and who pays for
  * them, are `_catch_up.ts`'s.
