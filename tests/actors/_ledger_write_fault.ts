@@ -19,9 +19,10 @@ import type {
   ValidatorMessage,
   ValidatorModelSource,
 } from "../../actors/validator_messages.ts";
+import type { TextModel } from "../../inference/text_model.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { receiptId } from "../../protocols/receipt.ts";
+import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import { LedgerLog } from "../../proof/ledger_log.ts";
 import { LedgerIndex } from "../../proof/ledger_index.ts";
@@ -39,6 +40,7 @@ import {
   spawnValidator,
   START,
   textJob,
+  type ValidatorSetup,
 } from "./_validator_fixture.ts";
 
 /** The worker's stake. */
@@ -114,6 +116,55 @@ function failDuring(method: EndingCall, fault: Fault, times: number): () => void
   return restore;
 }
 
+/**
+ * What a run works on: a temp dir holding `me`'s ledger, the ledger's clock, system `name` whose
+ * validator's crashes and restarts are counted, and a worker's job proved on `model`.
+ */
+async function faultRun(name: string, model: TextModel) {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const [me, worker, requester] = Array.from({ length: 3 }, Identity.generate);
+  const job = textJob(requester, crypto.randomUUID());
+  const proved = await proveOn(job, worker, model);
+  const id = receiptId(proved.receipt);
+  const system = new ActorSystem({ name });
+  const counts = { crashes: 0, restarts: 0 };
+  system.events.subscribe((event) => {
+    if (event.name !== "node/validator") return;
+    if (event.type === "crashed") counts.crashes++; // a failed start, too
+    if (event.type === "restarted") counts.restarts++;
+  });
+  const ledgerDir = `${dir}/ledger`;
+  return {
+    ledgerDir,
+    clock,
+    system,
+    counts,
+    me,
+    worker,
+    requester,
+    job,
+    proved,
+    id,
+    /** Spawn `me`'s validator, `node/validator`, on the run's ledger and clock. */
+    spawn: (
+      options: Omit<ValidatorSetup, "identity" | "ledgerDir" | "clock">,
+    ): Promise<ActorRef<ValidatorMessage>> =>
+      spawnValidator(system, { identity: me, ledgerDir, clock, ...options }),
+    /** Shut the system down and remove the dir. */
+    async close() {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** What slashing `receipt` takes (its lock). */
+function slashOf(receipt: Receipt): number {
+  return receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice *
+    DEFAULT_ECONOMICS.slashMultiplier;
+}
+
 /** What the worker did, and where its proof data comes from. */
 export type Work = "honest" | "cheat" | "withheld";
 
@@ -142,20 +193,9 @@ export async function endingWriteFails(
   fault: Fault,
   { times = 1, network = false, beforeReopen, models = HONEST_MODELS }: EndingWriteOptions = {},
 ) {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const [me, worker, requester] = Array.from({ length: 3 }, Identity.generate);
-  const job = textJob(requester, crypto.randomUUID());
-  const proved = await proveOn(job, worker, work === "cheat" ? f.otherSeed : f.honest);
-  const id = receiptId(proved.receipt);
-  const system = new ActorSystem({ name: `ledger-write-${work}-${fault}` });
-  let crashes = 0;
-  let restarts = 0;
-  system.events.subscribe((event) => {
-    if (event.name !== "node/validator") return;
-    if (event.type === "crashed") crashes++; // a failed start, too
-    if (event.type === "restarted") restarts++;
-  });
+  const model = work === "cheat" ? f.otherSeed : f.honest;
+  const run = await faultRun(`ledger-write-${work}-${fault}`, model);
+  const { ledgerDir, clock, system, counts, me, worker, requester, job, proved, id } = run;
   const told: NetworkMessage[] = [];
   if (network) {
     await system.spawn<NetworkMessage>({
@@ -171,10 +211,7 @@ export async function endingWriteFails(
     return open.apply(Ledger, args);
   };
   try {
-    const validator: ActorRef<ValidatorMessage> = await spawnValidator(system, {
-      identity: me,
-      ledgerDir: `${dir}/ledger`,
-      clock,
+    const validator = await run.spawn({
       challengeProbability: 1,
       network: network ? NETWORK : undefined,
       models,
@@ -190,7 +227,7 @@ export async function endingWriteFails(
     assert.equal(handled.challenged, true);
     handled.result?.catch(() => {});
     const ledger = ledgerReads(() => validator, clock);
-    await eventually(() => restarts > 0, "the validator to crash and be restarted");
+    await eventually(() => counts.restarts > 0, "the validator to crash and be restarted");
     await eventually(
       async () => (await ledger.record(id))?.status !== "challenged",
       "the challenge to end after the restart",
@@ -199,7 +236,7 @@ export async function endingWriteFails(
     await ledger.closeWindow();
     // Nothing is left kept once the ledger has every ending.
     for (const folder of [CHALLENGE_ENDINGS_DIR, OWN_FRAUD_PROOFS_DIR]) {
-      const kept = await Array.fromAsync(Deno.readDir(`${dir}/ledger/${folder}`)).catch(() => []);
+      const kept = await Array.fromAsync(Deno.readDir(`${ledgerDir}/${folder}`)).catch(() => []);
       assert.deepEqual(kept, [], `${folder} still keeps an ending`);
     }
     const reward = proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice;
@@ -209,16 +246,15 @@ export async function endingWriteFails(
       validator: await ledger.account(me.publicKey),
       reward,
       /** What slashing the receipt takes (its lock). */
-      slash: reward * DEFAULT_ECONOMICS.slashMultiplier,
-      crashes,
+      slash: slashOf(proved.receipt),
+      crashes: counts.crashes,
       stats: await ledger.stats(),
       told,
     };
   } finally {
     restore();
     Ledger.open = open;
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
+    await run.close();
   }
 }
 
@@ -235,12 +271,9 @@ export type PeerProofFault = "settlement" | "checked";
  * Returns the cheat's and the accuser's accounts, the receipt's status and the crashes.
  */
 export async function peerProofWriteFails(fault: PeerProofFault) {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const [me, cheat, accuser, requester] = Array.from({ length: 4 }, Identity.generate);
-  const job = textJob(requester, crypto.randomUUID());
-  const proved = await proveOn(job, cheat, f.otherSeed);
-  const id = receiptId(proved.receipt);
+  const run = await faultRun(`peer-proof-${fault}`, f.otherSeed);
+  const { clock, system, counts, worker: cheat, requester, job, proved, id } = run;
+  const accuser = Identity.generate();
   const { fraudProof } = await validateReceipt(
     { job, receipt: proved.receipt, proof: proved.proof },
     f.honest,
@@ -248,14 +281,6 @@ export async function peerProofWriteFails(fault: PeerProofFault) {
     { now: () => START },
   );
   assert.ok(fraudProof);
-  const system = new ActorSystem({ name: `peer-proof-${fault}` });
-  let crashes = 0;
-  let restarts = 0;
-  system.events.subscribe((event) => {
-    if (event.name !== "node/validator") return;
-    if (event.type === "crashed") crashes++;
-    if (event.type === "restarted") restarts++;
-  });
   // The model the proof is checked on loads only once the test lets it (`checked`).
   let modelGate: Promise<void> | undefined;
   const models = {
@@ -266,13 +291,7 @@ export async function peerProofWriteFails(fault: PeerProofFault) {
   };
   const undo: (() => void)[] = [];
   try {
-    const validator: ActorRef<ValidatorMessage> = await spawnValidator(system, {
-      identity: me,
-      ledgerDir: `${dir}/ledger`,
-      clock,
-      challengeProbability: 0,
-      models,
-    });
+    const validator = await run.spawn({ challengeProbability: 0, models });
     for (const key of [cheat, accuser]) {
       await validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
     }
@@ -280,23 +299,22 @@ export async function peerProofWriteFails(fault: PeerProofFault) {
     assert.equal(handled.recorded, true);
     assert.equal(handled.challenged, false);
     const ledger = ledgerReads(() => validator, clock);
-    if (fault === "settlement") {
-      undo.push(failDuring("settleFraud", "append", 1));
+    // The accuser's proof, from a peer: queued for its check.
+    const take = async () => {
       const taken = await validator.ask<FraudProofHandled>({
         type: "fraud_proof",
         proof: fraudProof,
         origin: "ab".repeat(32),
       });
       assert.equal(taken.queued, true);
+    };
+    if (fault === "settlement") {
+      undo.push(failDuring("settleFraud", "append", 1));
+      await take();
     } else {
       const model = Promise.withResolvers<void>();
       modelGate = model.promise;
-      const taken = await validator.ask<FraudProofHandled>({
-        type: "fraud_proof",
-        proof: fraudProof,
-        origin: "ab".repeat(32),
-      });
-      assert.equal(taken.queued, true);
+      await take();
       // A deposit whose write is under way, then fails, while the proof's check ends and its
       // settlement waits in the mailbox behind it.
       const write = holdNextAppend();
@@ -313,7 +331,7 @@ export async function peerProofWriteFails(fault: PeerProofFault) {
       );
       write.fail();
     }
-    await eventually(() => restarts > 0, "the validator to crash and be restarted");
+    await eventually(() => counts.restarts > 0, "the validator to crash and be restarted");
     // What the restart took up is checked and settled (nothing, if it took up nothing).
     await eventually(
       async () => (await ledger.stats()).fraudProofsChecking === 0,
@@ -324,13 +342,11 @@ export async function peerProofWriteFails(fault: PeerProofFault) {
       status: (await ledger.record(id))?.status,
       cheat: await ledger.account(cheat.publicKey),
       accuser: await ledger.account(accuser.publicKey),
-      slash: proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice *
-        DEFAULT_ECONOMICS.slashMultiplier,
-      crashes,
+      slash: slashOf(proved.receipt),
+      crashes: counts.crashes,
     };
   } finally {
     for (const restore of undo) restore();
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
+    await run.close();
   }
 }

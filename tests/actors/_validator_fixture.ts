@@ -24,6 +24,7 @@ import type { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import type { Receipt } from "../../protocols/receipt.ts";
 import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts";
+import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { proveJob } from "../../proof/prover.ts";
@@ -163,4 +164,24 @@ export function falseProof(receipt: Receipt, by: Identity): FraudProof {
     cited: [],
     issuedAt: 1,
   } as never, by);
+}
+
+/** `by`'s signed "proof withheld" verdict (`invalid / proof_unavailable`) about `target`'s receipt `id`. */
+export function withheldVerdict(
+  id: string,
+  target: Uint8Array,
+  issuedAt: number,
+  by: Identity,
+  details?: Verdict["details"],
+): Verdict {
+  return signVerdict({
+    v: 1,
+    subject: "inference",
+    subjectId: id,
+    target,
+    outcome: "invalid",
+    reason: "proof_unavailable",
+    ...(details === undefined ? {} : { details }),
+    issuedAt,
+  }, by);
 }

@@ -70,19 +70,22 @@ Deno.test("a fault that reached the ledger before the crash is applied once afte
   assert.equal(out.worker.stake, STAKE - out.slash, "slashed other than once");
 });
 
-Deno.test("a peer's fraud proof whose settlement write fails with a disk error is settled after the restart: the cheat it caught is slashed here", async () => {
-  const out = await peerProofWriteFails("settlement");
+/** After one crash and the restart, the cheat a peer's proof caught is slashed here and not paid. */
+function assertCheatSlashedAfterRestart(
+  out: Awaited<ReturnType<typeof peerProofWriteFails>>,
+): void {
   assert.equal(out.crashes, 1);
   assert.equal(out.status, "fraud", `the cheat's receipt ended ${out.status}`);
   assert.equal(out.cheat.stake, STAKE - out.slash, "the cheat kept its stake");
   assert.equal(out.cheat.balance, 0, "the cheat was paid");
+}
+
+Deno.test("a peer's fraud proof whose settlement write fails with a disk error is settled after the restart: the cheat it caught is slashed here", async () => {
+  const out = await peerProofWriteFails("settlement");
+  assertCheatSlashedAfterRestart(out);
   assert.ok(out.accuser.balance > 0, "the accuser was not rewarded");
 });
 
 Deno.test("a peer's fraud proof checked when another write fails (its settlement queued behind it) is settled after the restart: the cheat is slashed here", async () => {
-  const out = await peerProofWriteFails("checked");
-  assert.equal(out.crashes, 1);
-  assert.equal(out.status, "fraud", `the cheat's receipt ended ${out.status}`);
-  assert.equal(out.cheat.stake, STAKE - out.slash, "the cheat kept its stake");
-  assert.equal(out.cheat.balance, 0, "the cheat was paid");
+  assertCheatSlashedAfterRestart(await peerProofWriteFails("checked"));
 });

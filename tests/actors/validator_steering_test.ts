@@ -13,7 +13,6 @@ import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { receiptId } from "../../protocols/receipt.ts";
-import { signVerdict } from "../../protocols/verdict.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { ReceiptRecord } from "../../proof/ledger.ts";
@@ -25,7 +24,13 @@ import {
   WIDE_SAMPLING,
 } from "../proof/_steering_fixtures.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
-import { announceAssigned, ledgerReads, spawnValidator, START } from "./_validator_fixture.ts";
+import {
+  announceAssigned,
+  ledgerReads,
+  spawnValidator,
+  START,
+  withheldVerdict,
+} from "./_validator_fixture.ts";
 
 const NETWORK = "test/network";
 const STAKE = 1_000_000;
@@ -90,16 +95,7 @@ async function start(
     },
     /** A staked peer's signed "proof withheld" claim about `id`: this validator takes it over. */
     async accuse(id: string, worker: Identity, by: Identity) {
-      const verdict = signVerdict({
-        v: 1,
-        subject: "inference",
-        subjectId: id,
-        target: worker.publicKey,
-        outcome: "invalid",
-        reason: "proof_unavailable",
-        details: {},
-        issuedAt: clock.t,
-      }, by);
+      const verdict = withheldVerdict(id, worker.publicKey, clock.t, by, {});
       await validator.ask({ type: "verdict", verdict, origin: toHex(by.publicKey) });
     },
     record: async (id: string): Promise<ReceiptRecord> => (await ledger.record(id))!,

@@ -22,7 +22,6 @@ import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { receiptId } from "../../protocols/receipt.ts";
-import { signVerdict } from "../../protocols/verdict.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
 import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import {
@@ -33,6 +32,7 @@ import {
   spawnValidator,
   START,
   textJob,
+  withheldVerdict,
 } from "./_validator_fixture.ts";
 
 const NETWORK = "test/network";
@@ -98,16 +98,7 @@ async function setup(options: { model: boolean }) {
     },
     /** `by`'s signed "proof withheld" claim about `id`, sent by `by` itself. */
     accuse(id: string, issuedAt: number, by = accuser) {
-      const verdict = signVerdict({
-        v: 1,
-        subject: "inference",
-        subjectId: id,
-        target: worker.publicKey,
-        outcome: "invalid",
-        reason: "proof_unavailable",
-        details: {},
-        issuedAt,
-      }, by);
+      const verdict = withheldVerdict(id, worker.publicKey, issuedAt, by, {});
       return validator.ask<string | undefined>({
         type: "verdict",
         verdict,

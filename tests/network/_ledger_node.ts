@@ -1,19 +1,34 @@
 /**
  * Test fixture: a node as far as pledges and ledgers go — a ValidatorActor keeping its ledger
  * (challenging nothing unless told) and a NetworkActor with the node's pledge, spawned in a node's
- * start order (the validator first) — and a join of two such nodes over an in-memory pair.
+ * start order (the validator first) — a join of two such nodes over an in-memory pair, and a
+ * fault kept on disk before a node's start.
  *
  * @module
  */
 import type { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
+import { ChallengeEndings } from "../../actors/_challenge_endings.ts";
 import { ValidatorActor, type ValidatorActorOptions } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage, ValidatorModelSource } from "../../actors/validator_messages.ts";
 import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
 import type { Connection } from "../../protocols/connection.ts";
-import type { Identity } from "../../protocols/identity.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import type { StakePledge } from "../../protocols/stake_pledge.ts";
+import { Ledger } from "../../proof/ledger.ts";
+import {
+  type LedgerClock,
+  proveOn,
+  textJob,
+  withheldVerdict,
+} from "../actors/_validator_fixture.ts";
+
+/** What each test key deposits. */
+export const STAKE = 10_000;
 
 /** The node's actors. */
 export interface LedgerNode {
@@ -76,4 +91,43 @@ export async function joinLedgerNodes(x: LedgerNode, y: LedgerNode): Promise<Con
     y.network.ask<Connection>({ type: "attach", duplex: dy, address: "mem", outbound: false }),
   ]);
   return connection;
+}
+
+/** A fresh worker's receipt, the job it ran and who asked for it. */
+export interface KeptWork {
+  receipt: Receipt;
+  job: TextJob;
+  requester: Identity;
+  worker: Identity;
+  id: string;
+}
+
+/**
+ * A validator's (`me`) fault kept on disk in `ledgerDir` before a stop, the worker having
+ * withheld its proof data: the challenge is open in the ledger, which does not have the verdict
+ * yet; a start applies it (and passes its verdict on).
+ */
+export async function keptFault(
+  ledgerDir: string,
+  me: Identity,
+  clock: LedgerClock,
+): Promise<KeptWork> {
+  const [worker, requester] = [Identity.generate(), Identity.generate()];
+  const job = textJob(requester, crypto.randomUUID());
+  const { receipt } = await proveOn(job, worker);
+  const id = receiptId(receipt);
+  const ledger = await Ledger.open(ledgerDir, me, { now: () => clock.t });
+  await ledger.deposit(worker.publicKey, STAKE);
+  await ledger.recordReceipt(receipt, {
+    assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester),
+  });
+  await ledger.openChallenge(id);
+  await ledger.close();
+  const verdict = withheldVerdict(id, worker.publicKey, clock.t, me);
+  await ChallengeEndings.in(ledgerDir).keep(id, {
+    end: "fault",
+    reason: "proof_unavailable",
+    verdict,
+  });
+  return { receipt, job, requester, worker, id };
 }

@@ -15,16 +15,17 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { ChallengeEndings } from "../../actors/_challenge_endings.ts";
-import type { ChallengeSource, ValidatorModelSource } from "../../actors/validator_messages.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import type {
+  ChallengeSource,
+  ValidatorMessage,
+  ValidatorModelSource,
+} from "../../actors/validator_messages.ts";
 import type { ValidatorStats } from "../../actors/validator_actor.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { signVerdict } from "../../protocols/verdict.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { Ledger } from "../../proof/ledger.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
@@ -32,15 +33,49 @@ import {
   f,
   HONEST_MODELS,
   type LedgerClock,
+  type LedgerReads,
   ledgerReads,
   proveOn,
   spawnValidator,
   START,
   textJob,
 } from "../actors/_validator_fixture.ts";
-import { joinLedgerNodes, type LedgerNode, spawnLedgerNode } from "./_ledger_node.ts";
+import {
+  joinLedgerNodes,
+  keptFault,
+  type LedgerNode,
+  spawnLedgerNode,
+  STAKE,
+} from "./_ledger_node.ts";
 
-const STAKE = 10_000;
+/** What a test runs on: a temp dir, a ledger clock at {@link START} and an actor system. */
+interface Setting {
+  dir: string;
+  clock: LedgerClock;
+  system: ActorSystem;
+}
+
+/** Run `test` in a fresh {@link Setting} (system `name`), shut down and removed after it. */
+async function inSetting(name: string, test: (setting: Setting) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const system = new ActorSystem({ name });
+  try {
+    await test({ dir, clock, system });
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Wait until `reads` has receipt `id` settled as fraud (`what` names the wait on a timeout). */
+function untilFraud(reads: LedgerReads, id: string, what: string, timeoutMs?: number) {
+  return eventually(
+    async () => (await reads.record(id))?.status === "fraud",
+    what,
+    { timeoutMs },
+  );
+}
 
 /** A node's ledger-keeping actors (validator, then network), its ledger under `dir/name`. */
 function startNode(
@@ -70,40 +105,40 @@ async function peerHolding(
   return peer;
 }
 
+/** A cheat's work: a receipt for a job the worker ran on another model, and its served proof. */
+async function cheatsWork() {
+  const [worker, requester] = [Identity.generate(), Identity.generate()];
+  const job = textJob(requester, crypto.randomUUID());
+  const proved = await proveOn(job, worker, f.otherSeed);
+  const id = receiptId(proved.receipt);
+  const source: ChallengeSource = {
+    proof: () => Promise.resolve(signServedProof(id, proved.proof, worker)),
+  };
+  return { worker, requester, job, receipt: proved.receipt, id, source };
+}
+
+/** A cheat's work, as {@link cheatsWork} makes it. */
+type Cheat = Awaited<ReturnType<typeof cheatsWork>>;
+
+/** The cheat's stake deposited at `validator` and its receipt announced there (its result ignored). */
+async function announceCheat(validator: ActorRef<ValidatorMessage>, cheat: Cheat): Promise<void> {
+  await validator.ask({ type: "deposit", key: cheat.worker.publicKey, amount: STAKE });
+  const handled = await announceAssigned(validator, cheat.receipt, cheat.job, cheat.requester);
+  handled.result?.catch(() => {});
+}
+
+/** What the cheat's slash is: its receipt's locked amount. */
+const slashOf = (receipt: Receipt) =>
+  receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice * DEFAULT_ECONOMICS.slashMultiplier;
+
 const statsOf = (node: LedgerNode) => node.validator.ask<ValidatorStats>({ type: "stats" });
 
-Deno.test("a fault applied from a kept ending at a node's first start is passed on to the peer that connects after it", async () => {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const system = new ActorSystem({ name: "catch-up-fault" });
-  try {
-    const [me, worker, requester] = Array.from({ length: 3 }, Identity.generate);
-    const job = textJob(requester, crypto.randomUUID());
-    const { receipt } = await proveOn(job, worker);
-    const id = receiptId(receipt);
+Deno.test("a fault applied from a kept ending at a node's first start is passed on to the peer that connects after it", () =>
+  inSetting("catch-up-fault", async ({ dir, clock, system }) => {
+    const me = Identity.generate();
     // Before the stop: the challenge ended in a fault (the worker withheld its proof data),
     // kept on disk, and the stop came before the ledger had the verdict.
-    const ledger = await Ledger.open(`${dir}/a`, me, { now: () => clock.t });
-    await ledger.deposit(worker.publicKey, STAKE);
-    await ledger.recordReceipt(receipt, {
-      assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester),
-    });
-    await ledger.openChallenge(id);
-    await ledger.close();
-    const verdict = signVerdict({
-      v: 1,
-      subject: "inference",
-      subjectId: id,
-      target: worker.publicKey,
-      outcome: "invalid",
-      reason: "proof_unavailable",
-      issuedAt: clock.t,
-    }, me);
-    await ChallengeEndings.in(`${dir}/a`).keep(id, {
-      end: "fault",
-      reason: "proof_unavailable",
-      verdict,
-    });
+    const { receipt, job, requester, id } = await keptFault(`${dir}/a`, me, clock);
 
     const peer = await peerHolding(system, dir, clock, { receipt, job, requester, validator: me });
     const node = await startNode(system, dir, "a", me, clock);
@@ -117,64 +152,46 @@ Deno.test("a fault applied from a kept ending at a node's first start is passed 
     );
     // Once: the start's verdict is sent on connect, not again by another path.
     assert.equal((await statsOf(peer)).peerVerdicts, 1);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("an own fraud proof resumed at a node's first start is passed on to the peer that connects after it: the cheat is slashed there too", async () => {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const [me, worker, requester] = Array.from({ length: 3 }, Identity.generate);
-  const job = textJob(requester, crypto.randomUUID());
-  const proved = await proveOn(job, worker, f.otherSeed); // a cheat: another model
-  const id = receiptId(proved.receipt);
-  // Before the stop: the challenge caught the cheat, and the stop came while its proof was
-  // being checked (the check waits on a gate that never opens).
-  const first = new ActorSystem({ name: "catch-up-caught" });
-  const gate = Promise.withResolvers<void>();
-  let gets = 0;
-  const gated: ValidatorModelSource = {
-    has: (cid) => cid === f.honest.info.cid,
-    get: (cid) => gets++ === 0 ? HONEST_MODELS.get(cid) : gate.promise.then(() => undefined),
-  };
-  const caught = await spawnValidator(first, {
-    identity: me,
-    ledgerDir: `${dir}/a`,
-    clock,
-    models: gated,
-    challengeProbability: 1,
-    source: { proof: () => Promise.resolve(signServedProof(id, proved.proof, worker)) },
-  });
-  await caught.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
-  (await announceAssigned(caught, proved.receipt, job, requester)).result?.catch(() => {});
-  await eventually(
-    async () => (await caught.ask<ValidatorStats>({ type: "stats" })).verdicts.fraud === 1,
-    "the fraud verdict",
-  );
-  first.events.subscribe((event) => {
-    if (event.type === "stopped" && event.name.endsWith("validator")) {
-      gate.reject(new Error("stopped"));
-    }
-  });
-  await first.shutdown();
-
-  const system = new ActorSystem({ name: "catch-up-resumed" });
-  try {
-    const peer = await peerHolding(system, dir, clock, {
-      receipt: proved.receipt,
-      job,
-      requester,
-      validator: me,
+Deno.test("an own fraud proof resumed at a node's first start is passed on to the peer that connects after it: the cheat is slashed there too", () =>
+  inSetting("catch-up-resumed", async ({ dir, clock, system }) => {
+    const me = Identity.generate();
+    const cheat = await cheatsWork();
+    // Before the stop: the challenge caught the cheat, and the stop came while its proof was
+    // being checked (the check waits on a gate that never opens).
+    const first = new ActorSystem({ name: "catch-up-caught" });
+    const gate = Promise.withResolvers<void>();
+    let gets = 0;
+    const gated: ValidatorModelSource = {
+      has: (cid) => cid === f.honest.info.cid,
+      get: (cid) => gets++ === 0 ? HONEST_MODELS.get(cid) : gate.promise.then(() => undefined),
+    };
+    const caught = await spawnValidator(first, {
+      identity: me,
+      ledgerDir: `${dir}/a`,
+      clock,
+      models: gated,
+      challengeProbability: 1,
+      source: cheat.source,
     });
+    await announceCheat(caught, cheat);
+    await eventually(
+      async () => (await caught.ask<ValidatorStats>({ type: "stats" })).verdicts.fraud === 1,
+      "the fraud verdict",
+    );
+    first.events.subscribe((event) => {
+      if (event.type === "stopped" && event.name.endsWith("validator")) {
+        gate.reject(new Error("stopped"));
+      }
+    });
+    await first.shutdown();
+
+    const peer = await peerHolding(system, dir, clock, { ...cheat, validator: me });
     const node = await startNode(system, dir, "a", me, clock);
     const reads = ledgerReads(() => node.validator, clock);
     await reads.drained();
-    await eventually(
-      async () => (await reads.record(id))?.status === "fraud",
-      "the resumed proof to settle here",
-    );
+    await untilFraud(reads, cheat.id, "the resumed proof to settle here");
     await joinLedgerNodes(node, peer);
     await eventually(
       async () => (await statsOf(peer)).fraudProofsChecked > 0,
@@ -182,49 +199,17 @@ Deno.test("an own fraud proof resumed at a node's first start is passed on to th
       { timeoutMs: 5_000 },
     );
     const peerReads = ledgerReads(() => peer.validator, clock);
-    await eventually(
-      async () => (await peerReads.record(id))?.status === "fraud",
-      "the cheat's receipt to settle as fraud at the peer",
+    await untilFraud(peerReads, cheat.id, "the cheat's receipt to settle as fraud at the peer");
+    assert.equal(
+      (await peerReads.account(cheat.worker.publicKey)).stake,
+      STAKE - slashOf(cheat.receipt),
     );
-    const slash = proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice *
-      DEFAULT_ECONOMICS.slashMultiplier;
-    assert.equal((await peerReads.account(worker.publicKey)).stake, STAKE - slash);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a connecting peer's catch-up holds what is inside its receipt's window only", async () => {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const system = new ActorSystem({ name: "catch-up-window" });
-  try {
-    const [me, worker, requester] = Array.from({ length: 3 }, Identity.generate);
-    const job = textJob(requester, crypto.randomUUID());
-    const { receipt } = await proveOn(job, worker);
-    const id = receiptId(receipt);
-    const ledger = await Ledger.open(`${dir}/a`, me, { now: () => clock.t });
-    await ledger.deposit(worker.publicKey, STAKE);
-    await ledger.recordReceipt(receipt, {
-      assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester),
-    });
-    await ledger.openChallenge(id);
-    await ledger.close();
-    const verdict = signVerdict({
-      v: 1,
-      subject: "inference",
-      subjectId: id,
-      target: worker.publicKey,
-      outcome: "invalid",
-      reason: "proof_unavailable",
-      issuedAt: clock.t,
-    }, me);
-    await ChallengeEndings.in(`${dir}/a`).keep(id, {
-      end: "fault",
-      reason: "proof_unavailable",
-      verdict,
-    });
+Deno.test("a connecting peer's catch-up holds what is inside its receipt's window only", () =>
+  inSetting("catch-up-window", async ({ dir, clock, system }) => {
+    const me = Identity.generate();
+    await keptFault(`${dir}/a`, me, clock);
     const node = await startNode(system, dir, "a", me, clock);
     assert.equal(
       (await node.validator.ask<unknown[]>({ type: "catch_up" })).length,
@@ -232,27 +217,7 @@ Deno.test("a connecting peer's catch-up holds what is inside its receipt's windo
     );
     clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
     assert.deepEqual(await node.validator.ask({ type: "catch_up" }), []);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-/** A cheat's work: a receipt for a job the worker ran on another model, and its served proof. */
-async function cheatsWork() {
-  const [worker, requester] = [Identity.generate(), Identity.generate()];
-  const job = textJob(requester, crypto.randomUUID());
-  const proved = await proveOn(job, worker, f.otherSeed);
-  const id = receiptId(proved.receipt);
-  const source: ChallengeSource = {
-    proof: () => Promise.resolve(signServedProof(id, proved.proof, worker)),
-  };
-  return { worker, requester, job, receipt: proved.receipt, id, source };
-}
-
-/** What the cheat's slash is: its receipt's locked amount. */
-const slashOf = (receipt: Receipt) =>
-  receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice * DEFAULT_ECONOMICS.slashMultiplier;
+  }));
 
 /**
  * At `ledger`, which connected to the convicting node after the conviction: once the conviction
@@ -262,15 +227,17 @@ const slashOf = (receipt: Receipt) =>
 async function assertSlashedAfterCatchUp(
   ledger: LedgerNode,
   clock: LedgerClock,
-  cheat: Awaited<ReturnType<typeof cheatsWork>>,
+  cheat: Cheat,
 ): Promise<void> {
   const reads = ledgerReads(() => ledger.validator, clock);
   // A bounded wait for the conviction to arrive; without it the window closes on what is there.
-  await eventually(
-    async () => (await reads.record(cheat.id))?.status === "fraud",
+  await untilFraud(
+    reads,
+    cheat.id,
     "the conviction to reach the ledger that connected after it",
-    { timeoutMs: 5_000 },
-  ).catch(() => {});
+    5_000,
+  )
+    .catch(() => {});
   await reads.closeWindow();
   assert.equal(
     (await reads.record(cheat.id))?.status,
@@ -288,29 +255,21 @@ async function convicting(
   dir: string,
   clock: LedgerClock,
   me: Identity,
-  cheat: Awaited<ReturnType<typeof cheatsWork>>,
+  cheat: Cheat,
 ): Promise<LedgerNode> {
   const a = await startNode(system, dir, "a", me, clock, {
     challengeProbability: 1,
     source: cheat.source,
   });
   const reads = ledgerReads(() => a.validator, clock);
-  await a.validator.ask({ type: "deposit", key: cheat.worker.publicKey, amount: STAKE });
-  const handled = await announceAssigned(a.validator, cheat.receipt, cheat.job, cheat.requester);
-  handled.result?.catch(() => {});
-  await eventually(
-    async () => (await reads.record(cheat.id))?.status === "fraud",
-    "the conviction",
-  );
+  await announceCheat(a.validator, cheat);
+  await untilFraud(reads, cheat.id, "the conviction");
   await reads.drained();
   return a;
 }
 
-Deno.test("a cheat this validator convicts while a ledger is offline is slashed in that ledger once it connects", async () => {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const system = new ActorSystem({ name: "catch-up-own" });
-  try {
+Deno.test("a cheat this validator convicts while a ledger is offline is slashed in that ledger once it connects", () =>
+  inSetting("catch-up-own", async ({ dir, clock, system }) => {
     const me = Identity.generate();
     const cheat = await cheatsWork();
     // C recorded the cheat's receipt (it came through other peers) and is offline now.
@@ -318,27 +277,17 @@ Deno.test("a cheat this validator convicts while a ledger is offline is slashed 
     const a = await convicting(system, dir, clock, me, cheat);
     await joinLedgerNodes(a, c);
     await assertSlashedAfterCatchUp(c, clock, cheat);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a conviction a ledger is sent again when it reconnects is dropped before any check: the model is not run again", async () => {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const system = new ActorSystem({ name: "catch-up-again" });
-  try {
+Deno.test("a conviction a ledger is sent again when it reconnects is dropped before any check: the model is not run again", () =>
+  inSetting("catch-up-again", async ({ dir, clock, system }) => {
     const me = Identity.generate();
     const cheat = await cheatsWork();
     const c = await peerHolding(system, dir, clock, { ...cheat, validator: me }, "c");
     const a = await convicting(system, dir, clock, me, cheat);
     const reads = ledgerReads(() => c.validator, clock);
     await joinLedgerNodes(a, c);
-    await eventually(
-      async () => (await reads.record(cheat.id))?.status === "fraud",
-      "the conviction to reach C",
-    );
+    await untilFraud(reads, cheat.id, "the conviction to reach C");
     const before = await statsOf(c);
     assert.equal(before.fraudProofsChecked, 1);
     await joinLedgerNodes(a, c); // a second connection: the catch-up is sent again
@@ -351,17 +300,10 @@ Deno.test("a conviction a ledger is sent again when it reconnects is dropped bef
       (await reads.account(cheat.worker.publicKey)).stake,
       STAKE - slashOf(cheat.receipt),
     );
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a peer's conviction this validator confirmed and passed on reaches a ledger that connects after the gossip: the cheat is slashed there too", async () => {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const system = new ActorSystem({ name: "catch-up-relayed" });
-  try {
+Deno.test("a peer's conviction this validator confirmed and passed on reaches a ledger that connects after the gossip: the cheat is slashed there too", () =>
+  inSetting("catch-up-relayed", async ({ dir, clock, system }) => {
     const v = Identity.generate();
     const cheat = await cheatsWork();
     // C recorded the cheat's receipt and is connected to neither V nor A.
@@ -373,24 +315,10 @@ Deno.test("a peer's conviction this validator confirmed and passed on reaches a 
       source: cheat.source,
     });
     await joinLedgerNodes(vNode, a);
-    await vNode.validator.ask({ type: "deposit", key: cheat.worker.publicKey, amount: STAKE });
-    const handled = await announceAssigned(
-      vNode.validator,
-      cheat.receipt,
-      cheat.job,
-      cheat.requester,
-    );
-    handled.result?.catch(() => {});
+    await announceCheat(vNode.validator, cheat);
     const aReads = ledgerReads(() => a.validator, clock);
-    await eventually(
-      async () => (await aReads.record(cheat.id))?.status === "fraud",
-      "A to confirm V's conviction",
-    );
+    await untilFraud(aReads, cheat.id, "A to confirm V's conviction");
 
     await joinLedgerNodes(a, c);
     await assertSlashedAfterCatchUp(c, clock, cheat);
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));

@@ -15,26 +15,21 @@ import { fromHex } from "../../protocols/hash.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import { ChallengeEndings } from "../../actors/_challenge_endings.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
 import type { ValidatorStats } from "../../actors/validator_actor.ts";
 import { NetworkActor, type NetworkMessage } from "../../network/network_actor.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { receiptId } from "../../protocols/receipt.ts";
 import { signVerdict } from "../../protocols/verdict.ts";
 import { signStakePledge, type StakePledge } from "../../protocols/stake_pledge.ts";
-import { Ledger } from "../../proof/ledger.ts";
 import {
   announceAssigned,
   HONEST_MODELS,
   type LedgerClock,
-  proveOn,
   spawnValidator,
   START,
-  textJob,
 } from "../actors/_validator_fixture.ts";
+import { keptFault, STAKE } from "./_ledger_node.ts";
 
 const QUIET_HOST = `
 import { writeFileSync } from "node:fs";
@@ -273,34 +268,6 @@ async function joinNodes(x: LedgerNode, y: LedgerNode): Promise<Connection> {
   ]);
   return cx;
 }
-
-/** A validator's fault kept on disk before a stop: applied (and its verdict passed on) at start. */
-async function keptFault(dir: string, me: Identity, clock: LedgerClock) {
-  const [worker, requester] = [Identity.generate(), Identity.generate()];
-  const job = textJob(requester, crypto.randomUUID());
-  const { receipt } = await proveOn(job, worker);
-  const id = receiptId(receipt);
-  const ledger = await Ledger.open(dir, me, { now: () => clock.t });
-  await ledger.deposit(worker.publicKey, STAKE);
-  await ledger.recordReceipt(receipt, {
-    assignment: signAssignment({ job, worker: worker.publicKey, issuedAt: 0 }, requester),
-  });
-  await ledger.openChallenge(id);
-  await ledger.close();
-  const verdict = signVerdict({
-    v: 1,
-    subject: "inference",
-    subjectId: id,
-    target: worker.publicKey,
-    outcome: "invalid",
-    reason: "proof_unavailable",
-    issuedAt: clock.t,
-  }, me);
-  await ChallengeEndings.in(dir).keep(id, { end: "fault", reason: "proof_unavailable", verdict });
-  return { receipt, job, requester, worker, id };
-}
-
-const STAKE = 10_000;
 
 Deno.test("a start's verdict reaches a peer that knows the validator's stake only from the pledge sent on connect, and reconnects resend it", async () => {
   const dir = await Deno.makeTempDir();

@@ -132,6 +132,9 @@ async function ledgerNode(dir: string, name: string, start = Date.now()) {
     clock += WINDOW + 1;
     await ledger.ask({ type: "finalize" });
   };
+  /** Record the receipt `proof` accuses (a lazy trainer's), as the coordinator does. */
+  const recordLazy = (proof: TrainingFraudProof) =>
+    recordLazyReceipt(ledger, training(), proof, model.cid);
   return {
     system,
     ledger,
@@ -145,7 +148,46 @@ async function ledgerNode(dir: string, name: string, start = Date.now()) {
     send,
     checked,
     closeWindow,
+    recordLazy,
   };
+}
+
+/** A {@link ledgerNode}. */
+type LedgerNode = Awaited<ReturnType<typeof ledgerNode>>;
+
+/**
+ * Run `test` on a fresh {@link ledgerNode} `name` (its dir prefixed `veriflow-<name>-`, its clock
+ * starting at `start`), shut down and removed after it.
+ */
+async function onLedgerNode(
+  name: string,
+  test: (node: LedgerNode, dir: string) => Promise<void>,
+  start?: number,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: `veriflow-${name}-` });
+  const node = await ledgerNode(dir, name, start);
+  try {
+    await test(node, dir);
+  } finally {
+    await node.system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A fresh accuser, pledged `stake` at `node` if given, and its valid proof of a lazy receipt. */
+async function accusation(node: LedgerNode, stake?: number) {
+  const accuser = Identity.generate();
+  if (stake !== undefined) await node.pledge(accuser, stake);
+  return { accuser, proof: lossFraud(node.model.cid, accuser, 8) };
+}
+
+/** `proof` sent to `node` before its receipt: held for it. */
+async function assertHeldForReceipt(node: LedgerNode, proof: TrainingFraudProof): Promise<void> {
+  assert.deepEqual(await node.send(proof), {
+    queued: false,
+    skipped: "receipt_unknown",
+    held: true,
+  });
 }
 
 /** A false accusation of `lazy`'s receipt by `accuser`, refuted without a re-run. */
@@ -161,7 +203,7 @@ function falseProof(lazy: TrainingFraudProof, accuser: Identity): TrainingFraudP
 
 /** The lazy trainer of `proof` slashed and unpaid in `node`'s ledger, its window closed. */
 async function assertSlashed(
-  node: Awaited<ReturnType<typeof ledgerNode>>,
+  node: LedgerNode,
   proof: TrainingFraudProof,
 ): Promise<void> {
   const id = trainingReceiptId(proof.receipt);
@@ -176,13 +218,11 @@ async function assertSlashed(
   assert.ok((await node.account(proof.validator)).balance > 0, "its accuser rewarded");
 }
 
-Deno.test("a receipt's unbacked training proof checks stay spent across a restart of the training validator: a 4th false proof after it is skipped and its accuser keeps its stake", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-unbacked-restart-" });
-  const node = await ledgerNode(dir, "unbacked-restart");
-  try {
+Deno.test("a receipt's unbacked training proof checks stay spent across a restart of the training validator: a 4th false proof after it is skipped and its accuser keeps its stake", () =>
+  onLedgerNode("unbacked-restart", async (node) => {
     const lazy = lossFraud(node.model.cid, Identity.generate(), 8);
     const id = trainingReceiptId(lazy.receipt);
-    await recordLazyReceipt(node.ledger, node.training(), lazy, node.model.cid);
+    await node.recordLazy(lazy);
     const short = Array.from({ length: MAX_UNBACKED_CHECKS_PER_RECEIPT + 1 }, Identity.generate);
     for (const key of short) await node.pledge(key, PENALTY / 2);
     for (const key of short.slice(0, -1)) {
@@ -207,48 +247,24 @@ Deno.test("a receipt's unbacked training proof checks stay spent across a restar
     assert.equal(await node.checked(), 0, "nothing re-run after the restart");
     assert.deepEqual(intake, { queued: false, skipped: "unstaked_accuser" });
     assert.equal(await node.status(id), "pending", "false proofs convict nobody");
-  } finally {
-    await node.system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a training fraud proof held for a receipt not recorded yet survives a restart of the training validator: the receipt after it is still slashed and the accuser paid", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-receipt-held-restart-" });
-  const node = await ledgerNode(dir, "receipt-held-restart");
-  try {
-    const accuser = Identity.generate();
-    await node.pledge(accuser, 10 * PENALTY);
-    const proof = lossFraud(node.model.cid, accuser, 8);
-    assert.deepEqual(await node.send(proof), {
-      queued: false,
-      skipped: "receipt_unknown",
-      held: true,
-    });
+Deno.test("a training fraud proof held for a receipt not recorded yet survives a restart of the training validator: the receipt after it is still slashed and the accuser paid", () =>
+  onLedgerNode("receipt-held-restart", async (node) => {
+    const { accuser, proof } = await accusation(node, 10 * PENALTY);
+    await assertHeldForReceipt(node, proof);
     await node.restartTraining();
-    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+    await node.recordLazy(proof);
     await assertSlashed(node, proof);
     assert.equal((await node.account(accuser.publicKey)).stake, 10 * PENALTY, "charged nothing");
     assert.equal(await node.checked(), 1, "re-run once, after the receipt");
-  } finally {
-    await node.system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a training fraud proof held for its receipt is kept on disk before any stop, and one read back is re-verified: a forged copy is dropped", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-receipt-held-kept-" });
-  const node = await ledgerNode(dir, "receipt-held-kept");
-  try {
-    const accuser = Identity.generate();
-    await node.pledge(accuser, 10 * PENALTY);
-    const proof = lossFraud(node.model.cid, accuser, 8);
+Deno.test("a training fraud proof held for its receipt is kept on disk before any stop, and one read back is re-verified: a forged copy is dropped", () =>
+  onLedgerNode("receipt-held-kept", async (node, dir) => {
+    const { proof } = await accusation(node, 10 * PENALTY);
     const forged = { ...proof, issuedAt: proof.issuedAt + 1 };
-    assert.deepEqual(await node.send(proof), {
-      queued: false,
-      skipped: "receipt_unknown",
-      held: true,
-    });
+    await assertHeldForReceipt(node, proof);
     const kept = join(dir, "ledger", "receipt-held-training-proofs");
     // Written files only: a write in progress is a `.tmp` beside them (`writeFileDurably`).
     const names = () =>
@@ -270,67 +286,40 @@ Deno.test("a training fraud proof held for its receipt is kept on disk before an
     await eventually(async () => (await names()).length === 1, "the forged copy dropped", {
       timeoutMs: 5_000,
     });
-    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+    await node.recordLazy(proof);
     await assertSlashed(node, proof);
     assert.equal(await node.checked(), 1, "only the genuine proof re-run");
     await eventually(async () => (await names()).length === 0, "taken up: no longer kept", {
       timeoutMs: 5_000,
     });
-  } finally {
-    await node.system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("the training intake judges a receipt's window on the validator's clock, not the wall's: on a clock behind it, an unbacked valid proof of an open receipt still slashes the lazy trainer", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-intake-clock-" });
+Deno.test("the training intake judges a receipt's window on the validator's clock, not the wall's: on a clock behind it, an unbacked valid proof of an open receipt still slashes the lazy trainer", () =>
   // The node's clock two windows behind the wall's: every receipt's window ends before Date.now().
-  const node = await ledgerNode(dir, "intake-clock", Date.now() - 2 * WINDOW);
-  try {
-    const accuser = Identity.generate();
-    await node.pledge(accuser, PENALTY / 2);
-    const proof = lossFraud(node.model.cid, accuser, 8);
-    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+  onLedgerNode("intake-clock", async (node) => {
+    const { proof } = await accusation(node, PENALTY / 2);
+    await node.recordLazy(proof);
     assert.deepEqual(await node.send(proof), { queued: true }, "checked unbacked");
     await assertSlashed(node, proof);
-  } finally {
-    await node.system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }, Date.now() - 2 * WINDOW));
 
-Deno.test("a training fraud proof taken up from its receipt hold and being checked when the training validator stops is kept and settled after the restart: the lazy trainer slashed", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-taken-receipt-restart-" });
-  const node = await ledgerNode(dir, "taken-receipt-restart");
-  try {
-    const accuser = Identity.generate();
-    await node.pledge(accuser, 10 * PENALTY);
-    const proof = lossFraud(node.model.cid, accuser, 8);
-    assert.deepEqual(await node.send(proof), {
-      queued: false,
-      skipped: "receipt_unknown",
-      held: true,
-    });
+Deno.test("a training fraud proof taken up from its receipt hold and being checked when the training validator stops is kept and settled after the restart: the lazy trainer slashed", () =>
+  onLedgerNode("taken-receipt-restart", async (node) => {
+    const { accuser, proof } = await accusation(node, 10 * PENALTY);
+    await assertHeldForReceipt(node, proof);
     const check = node.models.holdNext();
-    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+    await node.recordLazy(proof);
     await check.entered; // taken up from the hold, its check under way
     await node.restartTraining();
     check.open();
     await assertSlashed(node, proof);
     assert.equal((await node.account(accuser.publicKey)).stake, 10 * PENALTY, "charged nothing");
-  } finally {
-    await node.system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a training fraud proof taken up from its pledge hold and being checked when the training validator stops is kept and settled after the restart: the lazy trainer slashed", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-taken-pledge-restart-" });
-  const node = await ledgerNode(dir, "taken-pledge-restart");
-  try {
-    const accuser = Identity.generate();
-    const proof = lossFraud(node.model.cid, accuser, 8);
-    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+Deno.test("a training fraud proof taken up from its pledge hold and being checked when the training validator stops is kept and settled after the restart: the lazy trainer slashed", () =>
+  onLedgerNode("taken-pledge-restart", async (node) => {
+    const { accuser, proof } = await accusation(node);
+    await node.recordLazy(proof);
     assert.deepEqual(await node.send(proof), {
       queued: false,
       skipped: "unstaked_accuser",
@@ -342,20 +331,12 @@ Deno.test("a training fraud proof taken up from its pledge hold and being checke
     await node.restartTraining();
     check.open();
     await assertSlashed(node, proof);
-  } finally {
-    await node.system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a copy of a training fraud proof under a wrong architecture, its check under way, does not shut out the genuine copy that comes meanwhile: the lazy trainer slashed", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-bad-arch-copy-" });
-  const node = await ledgerNode(dir, "bad-arch-copy");
-  try {
-    const accuser = Identity.generate();
-    await node.pledge(accuser, 10 * PENALTY);
-    const proof = lossFraud(node.model.cid, accuser, 8);
-    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
+Deno.test("a copy of a training fraud proof under a wrong architecture, its check under way, does not shut out the genuine copy that comes meanwhile: the lazy trainer slashed", () =>
+  onLedgerNode("bad-arch-copy", async (node) => {
+    const { proof } = await accusation(node, 10 * PENALTY);
+    await node.recordLazy(proof);
     const check = node.models.holdNext();
     // A relay's copy: the same signed proof, the unsigned architecture beside it changed.
     const bad = await node.training().ask<Record<string, unknown>>({
@@ -369,36 +350,27 @@ Deno.test("a copy of a training fraud proof under a wrong architecture, its chec
     check.open();
     await assertSlashed(node, proof);
     assert.equal(await node.checked(), 1, "the genuine copy re-run once");
-  } finally {
-    await node.system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a peer's training fraud proof whose settlement crashed the ledger (a failed write) is settled again once the ledger is back: the lazy trainer slashed", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "veriflow-taken-settle-fails-" });
-  const node = await ledgerNode(dir, "taken-settle-fails");
-  const settle = Ledger.prototype.settleTrainingFraud;
-  try {
-    const accuser = Identity.generate();
-    await node.pledge(accuser, 10 * PENALTY);
-    const proof = lossFraud(node.model.cid, accuser, 8);
-    await recordLazyReceipt(node.ledger, node.training(), proof, node.model.cid);
-    let failures = 0;
-    // The first settlement's write fails as a disk does: the ValidatorActor crashes, restarts.
-    Ledger.prototype.settleTrainingFraud = function () {
+Deno.test("a peer's training fraud proof whose settlement crashed the ledger (a failed write) is settled again once the ledger is back: the lazy trainer slashed", () =>
+  onLedgerNode("taken-settle-fails", async (node) => {
+    const settle = Ledger.prototype.settleTrainingFraud;
+    try {
+      const { proof } = await accusation(node, 10 * PENALTY);
+      await node.recordLazy(proof);
+      let failures = 0;
+      // The first settlement's write fails as a disk does: the ValidatorActor crashes, restarts.
+      Ledger.prototype.settleTrainingFraud = function () {
+        Ledger.prototype.settleTrainingFraud = settle;
+        failures++;
+        return Promise.reject(Object.assign(new Error("Input/output error (simulated)"), {
+          code: "EIO",
+        }));
+      };
+      assert.deepEqual(await node.send(proof), { queued: true });
+      await assertSlashed(node, proof);
+      assert.equal(failures, 1, "the first settlement failed");
+    } finally {
       Ledger.prototype.settleTrainingFraud = settle;
-      failures++;
-      return Promise.reject(Object.assign(new Error("Input/output error (simulated)"), {
-        code: "EIO",
-      }));
-    };
-    assert.deepEqual(await node.send(proof), { queued: true });
-    await assertSlashed(node, proof);
-    assert.equal(failures, 1, "the first settlement failed");
-  } finally {
-    Ledger.prototype.settleTrainingFraud = settle;
-    await node.system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+    }
+  }));
