@@ -13,7 +13,7 @@
  */
 import { join } from "node:path";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
-import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import { removeTemporaries, syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
 
 /** The folder under the ledger's directory: the ValidatorActor's own inference proofs. */
 export const OWN_FRAUD_PROOFS_DIR = "own-fraud-proofs";
@@ -55,6 +55,8 @@ export class OwnFraudProofs {
    */
   async all(): Promise<Map<string, unknown>> {
     const found = new Map<string, unknown>();
+    // A save cut short by a crash left its temporary file: its proof was never kept.
+    await removeTemporaries(this.#dir);
     let entries: Deno.DirEntry[];
     try {
       entries = await Array.fromAsync(Deno.readDir(this.#dir));
@@ -63,12 +65,6 @@ export class OwnFraudProofs {
       throw error;
     }
     for (const { name, isFile } of entries) {
-      // A save cut short by a crash (`writeFileDurably`'s temporary file): its proof was never
-      // kept, and nothing else will remove it.
-      if (isFile && name.endsWith(".tmp")) {
-        await Deno.remove(join(this.#dir, name)).catch(() => {});
-        continue;
-      }
       const id = name.slice(0, -SUFFIX.length);
       if (!isFile || !name.endsWith(SUFFIX) || !RECEIPT_ID.test(id)) continue;
       const bytes = await Deno.readFile(join(this.#dir, name));

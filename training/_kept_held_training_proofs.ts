@@ -33,7 +33,7 @@
  */
 import { join } from "node:path";
 import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
-import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+import { removeTemporaries, syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
 import {
   MAX_PLEDGE_HELD_TRAINING_PROOFS,
   type PledgeHeldTrainingProof,
@@ -98,6 +98,7 @@ export class KeptHeldTrainingProofs {
    * left.
    */
   async read(): Promise<KeptHeldProof[]> {
+    await removeTemporaries(this.#dir);
     let entries: Deno.DirEntry[];
     try {
       entries = await Array.fromAsync(Deno.readDir(this.#dir));
@@ -107,10 +108,6 @@ export class KeptHeldTrainingProofs {
     }
     const kept: KeptHeldProof[] = [];
     for (const { name, isFile } of entries) {
-      if (isFile && name.endsWith(".tmp")) {
-        await Deno.remove(join(this.#dir, name)).catch(() => {});
-        continue;
-      }
       const hash = name.slice(0, -SUFFIX.length);
       if (!isFile || !name.endsWith(SUFFIX) || !PROOF_HASH.test(hash)) continue;
       this.#onDisk.add(hash);

@@ -9,6 +9,11 @@ import { KeptCborFile } from "../../proof/_kept_cbor_file.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import { CHECKPOINT_FILE } from "../../proof/ledger_checkpoint.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { OWN_FRAUD_PROOFS_DIR, OwnFraudProofs } from "../../actors/_own_fraud_proofs.ts";
+import {
+  KeptHeldTrainingProofs,
+  PLEDGE_HELD_TRAINING_PROOFS_DIR,
+} from "../../training/_kept_held_training_proofs.ts";
 
 /** A temporary file as `writeFileDurably` names one for `target`, left in `dir`. */
 async function leftover(dir: string, target: string): Promise<string> {
@@ -72,6 +77,24 @@ Deno.test("a ledger's open removes a checkpoint's temporary file a crash left, n
     const left = await names(dir);
     assert.deepEqual(left.filter((n) => n.endsWith(".tmp")), [validators]);
     assert.deepEqual(left.includes(set), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the proof folders' reads at the start remove the temporary files of saves cut short", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const own = OwnFraudProofs.in(dir);
+    const held = KeptHeldTrainingProofs.in(dir);
+    for (const folder of [OWN_FRAUD_PROOFS_DIR, PLEDGE_HELD_TRAINING_PROOFS_DIR]) {
+      await Deno.mkdir(join(dir, folder));
+      await leftover(join(dir, folder), `${"ab".repeat(32)}.cbor`);
+    }
+    assert.deepEqual([...(await own.all()).keys()], []);
+    assert.deepEqual(await held.read(), []);
+    assert.deepEqual(await names(join(dir, OWN_FRAUD_PROOFS_DIR)), []);
+    assert.deepEqual(await names(join(dir, PLEDGE_HELD_TRAINING_PROOFS_DIR)), []);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
