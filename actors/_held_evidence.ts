@@ -20,8 +20,13 @@
  * starts: what it held then goes through the intake again, as it would have when it arrived,
  * and the file stays until the next write replaces it. A process killed outright loses what
  * arrived since the last tick, no more; a write per message would let a stranger make the node
- * fsync at network rate. Bounded by what the memory holds
- * (`_validator_memory.ts`, `_pledge_held_proofs.ts`). Every kind of proof is kept in one list:
+ * fsync at network rate. Bounded by what the memory keeps of each kind, at most a frame (1 MiB)
+ * a proof: 64 proofs taken and not settled (the memory may remember thousands in flight, one per
+ * accuser and receipt, each backed by its accuser's stake: those past 64 are not kept, the newest
+ * of the accusers with the most in flight first, `_validator_memory.ts`), 64 held for their
+ * receipt, and 64 held for their accuser's pledge (`_pledge_held_proofs.ts`). The unbacked checks
+ * of the proofs kept here are not counted as spent beside them (each spends its check again when
+ * taken up); those of the proofs in flight not kept are. Every kind of proof is kept in one list:
  * at the start each goes through the intake again, which holds it for what it still lacks. Not
  * part of the public API.
  *
@@ -48,8 +53,8 @@ export interface HeldEvidence {
   /** Receipt messages refused for want of stake, oldest first. */
   receipts: ReceiptMessage[];
   /**
-   * Peers' fraud proofs taken and not settled yet, held for a receipt not recorded yet, or for
-   * their accuser's pledge; oldest first.
+   * Peers' fraud proofs taken and not settled yet (at most 64 of them, `_validator_memory.ts`),
+   * held for a receipt not recorded yet, or for their accuser's pledge; oldest first.
    */
   proofs: KeptProof[];
   /**

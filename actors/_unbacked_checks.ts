@@ -102,14 +102,17 @@ export class UnbackedChecks {
   }
 
   /**
-   * As {@link spent}, less the checks still in flight: for a keeper that keeps each in-flight
-   * check's proof beside the counts (the ValidatorActor's held evidence, `_held_evidence.ts`),
-   * whose proof spends its check again when it is taken up after the stop. Counted, the check
-   * would be spent twice, and the proof could find its receipt's budget gone.
+   * As {@link spent}, less the checks in flight whose proof is kept beside the counts (`kept`, by
+   * proof hash: the ValidatorActor's held evidence keeps a bounded number of the proofs in flight,
+   * `_held_evidence.ts`). A kept proof spends its check again when it is taken up after the stop:
+   * counted too, the check would be spent twice, and the proof could find its receipt's budget
+   * gone. A check whose proof is not kept stays counted: forgotten with its proof, the restart
+   * would grant its receipt that check again.
    */
-  spentSettled(now: number): SpentUnbacked[] {
+  spentSettled(now: number, kept: ReadonlySet<string>): SpentUnbacked[] {
     const inFlight = new Map<string, number>();
-    for (const pair of this.#inFlight.values()) {
+    for (const [hash, pair] of this.#inFlight) {
+      if (!kept.has(hash)) continue;
       const id = pair.slice(pair.indexOf("/") + 1);
       inFlight.set(id, (inFlight.get(id) ?? 0) + 1);
     }

@@ -1,12 +1,13 @@
 /**
  * The ValidatorActor's bounded memories (`validator_actor.ts`): receipts refused for a worker
  * whose pledge has not arrived yet, peers' receipts not challenged here yet (with their jobs),
- * whose verdict about which receipt was taken from a peer, the fraud proofs taken, the accusations
- * left undecided here, and fraud proofs about receipts not recorded here yet (held until the
- * receipt comes in through the intake). Each
- * is bounded and forgets its oldest entry first, so no peer can grow the validator's memory
- * without bound. Owned by the actor, read and written only inside its `receive`. Not part of
- * the public API.
+ * whose verdict about which receipt was taken from a peer, the fraud proofs taken (one accusation
+ * per accuser and receipt at a time), the accusations left undecided here, and fraud proofs about
+ * receipts not recorded here yet (held until the receipt comes in through the intake). Each is
+ * bounded and forgets its oldest entry first, so no peer can grow the validator's memory without
+ * bound; what of it is kept across a stop ({@link ValidatorMemory.waiting}) is bounded apart, by
+ * what a durable write at each finalize tick may cost. Owned by the actor, read and written only
+ * inside its `receive`. Not part of the public API.
  *
  * @module
  */
@@ -31,6 +32,27 @@ const MAX_REMEMBERED_RECEIPTS = 4096;
 const MAX_REMEMBERED_VERDICT_AUTHORS = 16_384;
 /** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
 const MAX_REMEMBERED_FRAUD_PROOFS = 4096;
+/**
+ * Peers' fraud proofs taken and not settled (queued, being checked, or their settlement's write
+ * the one that failed) kept across a stop in the held evidence ({@link ValidatorMemory.waiting},
+ * `_held_evidence.ts`), which is re-encoded and written durably at each finalize tick where it
+ * changed. The proofs taken are bounded only by their accusers' stake (one per false-accusation
+ * penalty: a default self-stake backs 10,000) and by {@link MAX_REMEMBERED_FRAUD_PROOFS}, each up
+ * to a frame (1 MiB): kept whole, one staked key made every tick write gigabytes. 64, as for the
+ * proofs held for their receipt ({@link MAX_HELD_FRAUD_PROOFS}): the checks run one at a time and
+ * honest traffic has a handful in flight, so every one is kept, and a flood adds at most 64 MiB to
+ * the file. Past it, those kept are chosen by rounds — each accuser's oldest, then each one's
+ * second oldest, and so on, oldest first within a round — so the one whose settlement's write
+ * failed (the oldest, checks running in the order taken) is kept.
+ *
+ * Who pays: a proof not kept is lost only if the process stops before it settles; after the
+ * restart this ledger settles it only if it comes again (gossip, a peer's catch-up of the
+ * convictions it confirmed, `_catch_up.ts`), else the cheat it caught is paid here. The newest
+ * proofs of the accusers with the most in flight go first: a key that floods loses its own, and an
+ * honest accuser's one proof is dropped only behind 64 other accusers' older ones, each backed by
+ * a penalty's stake.
+ */
+export const MAX_KEPT_TAKEN_FRAUD_PROOFS = 64;
 /**
  * Accusations this validator could not decide (it lacks the model or its profile), by accuser
  * and receipt: a ledger settles one accusation per accuser and receipt, and one left undecided
@@ -82,6 +104,15 @@ export interface TakenFraudProof {
   own: boolean;
 }
 
+/** What {@link ValidatorMemory.waiting} keeps across a stop. */
+export interface Waiting extends Omit<HeldEvidence, "unbacked"> {
+  /**
+   * The hashes of the proofs taken and not settled among `proofs` (their unbacked checks are
+   * spent again when they are taken up after the stop; the others' stay spent).
+   */
+  keptTaken: ReadonlySet<string>;
+}
+
 /** Who judged what: a verdict's validator and subject (checked by the actor's `#worthRecording`). */
 export function judgedKey(verdict: Verdict): string {
   return `${toHex(verdict.validator)}/${verdict.subjectId}`;
@@ -107,8 +138,10 @@ export class ValidatorMemory {
   readonly #heldBy = new Map<string, number>();
   /** Accusations taken and not settled (checking, or held), by accuser (hex key). */
   readonly #accusing = new Map<string, number>();
-  /** The accuser of each fraud proof taken and not settled, by proof hash. */
-  readonly #accuserOf = new Map<string, string>();
+  /** Accusations taken and not settled (checking, or held), by `accuser/receiptId`. */
+  readonly #accusations = new Map<string, number>();
+  /** `accuser/receiptId` of each fraud proof taken and not settled, by proof hash. */
+  readonly #accusationOf = new Map<string, string>();
 
   /** Keep `message` until `worker` pledges stake here (bounded per worker and in workers). */
   awaitStake(worker: string, message: ReceiptMessage): void {
@@ -191,15 +224,16 @@ export class ValidatorMemory {
    * until {@link fraudProofDone}.
    */
   takeFraudProof(hash: string, taken: TakenFraudProof): void {
-    const accuser = taken.proof.validator;
     this.#fraudProofs.set(hash, taken);
     while (this.#fraudProofs.size > MAX_REMEMBERED_FRAUD_PROOFS) {
       this.#fraudProofs.delete(this.#fraudProofs.keys().next().value!);
     }
-    const key = toHex(accuser);
-    if (!this.#accuserOf.has(hash)) {
-      this.#accuserOf.set(hash, key);
+    const key = toHex(taken.proof.validator);
+    if (!this.#accusationOf.has(hash)) {
+      const accusation = `${key}/${receiptId(taken.proof.receipt)}`;
+      this.#accusationOf.set(hash, accusation);
       this.#count(this.#accusing, key, 1);
+      this.#count(this.#accusations, accusation, 1);
     }
   }
 
@@ -213,10 +247,11 @@ export class ValidatorMemory {
   /** A fraud proof settled (or its check failed): still remembered, nobody waits on it. */
   fraudProofDone(hash: string): void {
     this.#fraudProofs.set(hash, null);
-    const key = this.#accuserOf.get(hash);
-    if (key === undefined) return;
-    this.#accuserOf.delete(hash);
-    this.#count(this.#accusing, key, -1);
+    const accusation = this.#accusationOf.get(hash);
+    if (accusation === undefined) return;
+    this.#accusationOf.delete(hash);
+    this.#count(this.#accusing, accusation.slice(0, accusation.indexOf("/")), -1);
+    this.#count(this.#accusations, accusation, -1);
   }
 
   /**
@@ -225,6 +260,14 @@ export class ValidatorMemory {
    */
   accusing(accuser: Uint8Array): number {
     return this.#accusing.get(toHex(accuser)) ?? 0;
+  }
+
+  /**
+   * Whether `accuser` has an accusation of receipt `id` taken here and not settled yet (being
+   * checked, or held for the receipt): the intake takes one per accuser and receipt at a time.
+   */
+  accusesNow(accuser: Uint8Array, id: string): boolean {
+    return this.#accusations.has(`${toHex(accuser)}/${id}`);
   }
 
   #count(counts: Map<string, number>, key: string, delta: number): void {
@@ -257,6 +300,7 @@ export class ValidatorMemory {
     this.#heldCount++;
     this.#count(this.#heldBy, accuser, 1);
     this.#count(this.#accusing, accuser, 1);
+    this.#count(this.#accusations, `${accuser}/${id}`, 1);
     while (this.#heldCount > MAX_HELD_FRAUD_PROOFS) this.#dropHeld();
     return true;
   }
@@ -282,23 +326,48 @@ export class ValidatorMemory {
     this.#heldCount--;
     this.#count(this.#heldBy, accuser, -1);
     this.#count(this.#accusing, accuser, -1);
+    this.#count(this.#accusations, `${accuser}/${id}`, -1);
   }
 
   /**
    * What waits here for something else to arrive, oldest first, for keeping across a stop
    * (`_held_evidence.ts`): receipts waiting for their worker's pledge, peers' fraud proofs taken
    * and not settled yet (queued, being checked, or their settlement cut off by a failed ledger
-   * write), and fraud proofs held for their receipt.
+   * write: at most {@link MAX_KEPT_TAKEN_FRAUD_PROOFS}, chosen as its doc says), and fraud proofs
+   * held for their receipt.
    */
-  waiting(): Omit<HeldEvidence, "unbacked"> {
+  waiting(): Waiting {
     const receipts = [...this.#awaitingStake.values()].flat();
-    // Peers' proofs only: this validator's own are kept in `own-fraud-proofs/`.
-    const unsettled = [...this.#fraudProofs.values()].filter((t) => t !== null && !t.own);
+    const taken = this.#keptTaken();
     const held = [...this.#held.values()].flatMap((proofs) => [...proofs.values()]);
-    const proofs = [...unsettled as TakenFraudProof[], ...held].map(
+    const proofs = [...taken.map(([, t]) => t), ...held].map(
       ({ proof, origin }): KeptProof => ({ proof, origin }),
     );
-    return { receipts, proofs };
+    return { receipts, proofs, keptTaken: new Set(taken.map(([hash]) => hash)) };
+  }
+
+  /**
+   * Peers' fraud proofs taken and not settled yet that are kept across a stop, by hash, oldest
+   * first: all of them up to {@link MAX_KEPT_TAKEN_FRAUD_PROOFS}, past it those the rounds choose
+   * (each accuser's oldest, then each one's second oldest, ...).
+   */
+  #keptTaken(): [string, TakenFraudProof][] {
+    // Peers' proofs only: this validator's own are kept in `own-fraud-proofs/`.
+    const taken: [string, TakenFraudProof][] = [];
+    for (const [hash, t] of this.#fraudProofs) if (t !== null && !t.own) taken.push([hash, t]);
+    if (taken.length <= MAX_KEPT_TAKEN_FRAUD_PROOFS) return taken;
+    const seen = new Map<string, number>();
+    const round = taken.map(([, { proof }]) => {
+      const accuser = toHex(proof.validator);
+      const n = seen.get(accuser) ?? 0;
+      seen.set(accuser, n + 1);
+      return n;
+    });
+    return taken.map((_, i) => i)
+      .sort((a, b) => round[a] - round[b] || a - b)
+      .slice(0, MAX_KEPT_TAKEN_FRAUD_PROOFS)
+      .sort((a, b) => a - b)
+      .map((i) => taken[i]);
   }
 
   /** The proofs held for receipt `id` (now recorded here), in arrival order, forgotten here. */

@@ -394,10 +394,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
 
   /** What waits here for a pledge or a receipt, as kept across a stop. */
   #heldEvidence(): HeldEvidence {
-    const held = this.#memory.waiting();
+    const { keptTaken, ...held } = this.#memory.waiting();
     held.proofs.push(...this.#pledgeHeld.all());
-    // The proofs in flight are kept above: their checks are spent again when they are taken up.
-    return { ...held, unbacked: this.#unbacked.spentSettled(this.#now()) };
+    // The proofs in flight kept above spend their checks again when they are taken up; those
+    // not kept (past the memory's bound) keep theirs spent.
+    return { ...held, unbacked: this.#unbacked.spentSettled(this.#now(), keptTaken) };
   }
 
   /** Keep what is held on disk, if it changed since the last keep (`_held_evidence.ts`). */
@@ -1019,8 +1020,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (unbacked && !(now <= record.pendingUntil && this.#unbacked.available(id, accuser))) {
       return skip("unstaked_accuser");
     }
+    // One accusation per accuser and receipt: refused once one settled or was left undecided
+    // here, and while one is taken and not settled (being checked, or held for its receipt) —
+    // else one key re-signs a claim into any number of checks in flight, each kept across a stop
+    // (`_held_evidence.ts`). This validator's own proof is one per challenge already.
     const repeated = (!pledged && this.#pledgeHeld.accuses(accuser, id)) ||
-      ledger.hasAccused(proof.validator, id) || this.#memory.undecided(proof.validator, id);
+      ledger.hasAccused(proof.validator, id) || this.#memory.undecided(proof.validator, id) ||
+      (!own && this.#memory.accusesNow(proof.validator, id));
     if (repeated) return skip("repeated_accusation");
     // Checked before the proof takes its slot: a copy with a broken signature, arriving
     // first, must not make the genuine one a "duplicate".

@@ -352,10 +352,11 @@ export interface FraudProofHandled {
    * the false-accusation penalty of this proof and of its others still being checked or held,
    * so checking it would be free work: held for the pledge when the signer has none here yet,
    * `awaitingPledge`; from a signer that pledged, skipped only once its receipt's unbacked checks
-   * are spent, or past its window, `actors/_unbacked_checks.ts`), `repeated_accusation` (its signer already accused this
-   * receipt, settled here or left undecided here: one accusation each), `self_accusation` (signed by the receipt's own worker),
-   * `too_many_held` (its receipt is not recorded here, and as many proofs about it, or by its
-   * signer, as are held per receipt or per accuser wait already).
+   * are spent, or past its window, `actors/_unbacked_checks.ts`), `repeated_accusation` (its
+   * signer already accused this receipt, settled here, left undecided here, or still being checked
+   * or held here: one accusation each, one at a time), `self_accusation` (signed by the receipt's
+   * own worker), `too_many_held` (its receipt is not recorded here, and as many proofs about it,
+   * or by its signer, as are held per receipt or per accuser wait already).
    */
   skipped?:
     | "malformed"

@@ -160,7 +160,7 @@ async function faultRun(name: string, model: TextModel) {
 }
 
 /** What slashing `receipt` takes (its lock). */
-function slashOf(receipt: Receipt): number {
+export function slashOf(receipt: Receipt): number {
   return receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice *
     DEFAULT_ECONOMICS.slashMultiplier;
 }

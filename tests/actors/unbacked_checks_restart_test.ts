@@ -120,8 +120,29 @@ Deno.test("an unbacked check still in flight is not kept as spent beside its pro
   checks.take("open", "k", "h1", 2_000);
   checks.take("open", "j", "h2", 2_000);
   checks.done("h1");
-  assert.deepEqual(checks.spentSettled(1_000), [{ receiptId: "open", checks: 1, until: 2_000 }]);
+  const kept = new Set(["h2"]);
+  assert.deepEqual(checks.spentSettled(1_000, kept), [{
+    receiptId: "open",
+    checks: 1,
+    until: 2_000,
+  }]);
   assert.deepEqual(checks.spent(1_000), [{ receiptId: "open", checks: 2, until: 2_000 }]);
   checks.done("h2");
-  assert.deepEqual(checks.spentSettled(1_000), [{ receiptId: "open", checks: 2, until: 2_000 }]);
+  assert.deepEqual(checks.spentSettled(1_000, kept), [{
+    receiptId: "open",
+    checks: 2,
+    until: 2_000,
+  }]);
+});
+
+Deno.test("an unbacked check in flight whose proof is not kept beside the counts stays spent: the restart does not grant its receipt the check again", () => {
+  const checks = new UnbackedChecks();
+  checks.take("open", "k", "h1", 2_000);
+  checks.take("open", "j", "h2", 2_000);
+  assert.deepEqual(checks.spentSettled(1_000, new Set(["h1"])), [
+    { receiptId: "open", checks: 1, until: 2_000 },
+  ]);
+  assert.deepEqual(checks.spentSettled(1_000, new Set()), [
+    { receiptId: "open", checks: 2, until: 2_000 },
+  ]);
 });
