@@ -298,6 +298,8 @@ export type TrainingValidatorMessage =
     reran: boolean;
     /** Why. */
     error: string;
+    /** The incarnation that ran the check ({@link TrainingValidator}'s `#incarnation`). */
+    by: object;
   }
   | { type: "settle_again"; key: string }
   | { type: "outcome"; body: OutcomeBody; origin: string }
@@ -333,6 +335,14 @@ export interface TrainingValidatorStats extends OutcomeGateStats {
 export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #options: TrainingValidatorOptions;
   readonly #seen = new Set<string>();
+  /**
+   * This incarnation, told with each check's failure: `ctx.self` outlives a supervisor's restart,
+   * so a failure of a check the crashed incarnation ran reached the restarted one, which had taken
+   * the same proof again from disk and was checking it: it forgot that copy (its `seen` mark, its
+   * unbacked place, its kept file), and nobody settled the proof here
+   * (`tests/training/review_s42_split_test.ts`).
+   */
+  readonly #incarnation = {};
   /** Which outcomes are audited, and what is kept of each audit (`_outcome_gate.ts`). */
   readonly #outcomes: OutcomeGate;
   readonly #stats: Omit<TrainingValidatorStats, keyof OutcomeGateStats> = {
@@ -491,6 +501,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         }
       }
       case "unchecked":
+        // A crashed incarnation's check: this one took the proof again from disk (see above).
+        if (message.by !== this.#incarnation) return;
         return await this.#onUnchecked(message, ctx);
       case "checked":
         return await this.#settle(message, ctx);
@@ -610,6 +622,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
           unbacked: unbacked !== undefined,
           reran,
           error: (error as Error).message,
+          by: this.#incarnation,
         }),
     ).catch(() => {}); // this actor stopped meanwhile: a peer's proof is kept (`#taken`)
     return { queued: true };
