@@ -369,6 +369,7 @@ export {
   trainingFraudProofHash,
   type TrainingFraudReason,
 } from "./training/training_fraud_proof.ts";
+export type { TrainingFraudProofBody } from "./protocols/training_messages.ts";
 export type { TrainFunction } from "./training/trainer_engine.ts";
 export {
   type RoundRecord as TrainRoundRecord,

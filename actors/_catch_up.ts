@@ -9,7 +9,8 @@
  *
  * - every fraud proof this validator settled as confirmed: its own, and a peer's it checked and
  *   confirmed (the gossip it passed on), so a cheat is slashed in every ledger its receipt
- *   reached;
+ *   reached — of inference receipts, and of training receipts (the training validator's, settled
+ *   here through `training_fraud`: sent as training gossip to the peers that offer training);
  * - the verdict of each challenge ending its start applied from disk (`_challenge_endings.ts`).
  *
  * Bounds and who pays: each connect costs this node at most {@link MAX_CATCH_UP_FRAUD_PROOFS}
@@ -26,18 +27,30 @@
  * a key convicted on purpose many times (cheap: a receipt contradicting its own job is convicted
  * without a model, for 20 × a one-token reward) pushes out its own convictions, not another cheat's.
  *
+ * Training convictions share both bounds, with no byte bound of their own. A training proof
+ * carries model states (12 bytes a parameter each) and can be megabytes, but a connection sends
+ * one in one frame (1 MiB) or not at all, as gossip does: a sendable one is no larger than the
+ * largest inference one, for which the byte bound was sized; a larger one is skipped when sent
+ * (`network/catch_up.ts`), and past the byte bound its key, then holding the most, gives room back
+ * first. Its trainer
+ * pays for it as a worker does: a kept training proof is its locked stake slashed here, one per
+ * receipt, and past a bound the key holding the most (proofs, or bytes) loses its longest kept
+ * first — a trainer's megabyte proofs go before another cheat's few KiB. A bound of their own
+ * would have doubled what a connect may cost (16 MiB) and kept out no cheat the shared one lets in.
+ *
  * A peer takes each once (a verdict by its id; a fraud proof by its hash, and a proof whose
  * accuser it already settled on that receipt is dropped before its signature is checked — the
- * model is not run again), so sending them again costs the peer next to nothing.
+ * model is not run again; a training one, before its re-run: `repeated_accusation` in the
+ * training intake), so sending them again costs the peer next to nothing.
  *
  * Not part of the public API.
  *
  * @module
  */
 import { encodeCanonical } from "../protocols/cbor.ts";
-import type { FraudProof } from "../protocols/fraud_proof.ts";
 import { receiptId } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
+import { trainingReceiptId } from "../training/training_receipt.ts";
 import type { CatchUpItem } from "./validator_messages.ts";
 
 /**
@@ -57,6 +70,9 @@ export const MAX_CATCH_UP_FRAUD_PROOFS = 64;
  */
 export const MAX_CATCH_UP_FRAUD_PROOF_BYTES = 8 << 20;
 
+/** A conviction as it is kept: an inference or a training fraud proof. */
+type Conviction = Extract<CatchUpItem, { kind: "fraud_proof" | "training_fraud_proof" }>;
+
 /**
  * Most verdicts kept. A start applies only what a stop or a failed ledger write cut off between a
  * decision and its write — a few challenges — so this is reached only after a long outage under
@@ -66,8 +82,10 @@ export const MAX_CATCH_UP_VERDICTS = 64;
 
 interface Kept<T> {
   item: T;
-  /** Hex key of the convicted worker (fraud proofs only). */
+  /** Hex key of the convicted worker or trainer (fraud proofs only). */
   worker?: string;
+  /** The accuser's key (fraud proofs only). */
+  accuser?: Uint8Array;
   /** End of the receipt's window (ledger clock, ms): sent until then. */
   until: number;
   /** Its size (canonical CBOR; fraud proofs only). */
@@ -78,8 +96,8 @@ interface Kept<T> {
 export class CatchUp {
   /** One per ledger directory in this process (see {@link CatchUp.of}). */
   static readonly #byLedger = new Map<string, CatchUp>();
-  /** Confirmed fraud proofs by receipt id, the oldest first. */
-  readonly #proofs = new Map<string, Kept<FraudProof>>();
+  /** Confirmed fraud proofs (inference and training) by receipt id, the oldest first. */
+  readonly #proofs = new Map<string, Kept<Conviction>>();
   /** Bytes of {@link CatchUp.#proofs}. */
   #proofBytes = 0;
   readonly #verdicts: Kept<Extract<CatchUpItem, { kind: "verdict" }>>[] = [];
@@ -110,11 +128,16 @@ export class CatchUp {
       if (this.#verdicts.length > MAX_CATCH_UP_VERDICTS) this.#verdicts.shift();
       return;
     }
-    const id = receiptId(item.proof.receipt);
+    const proof = item.kind === "fraud_proof" ? item.proof : item.body.proof;
+    const id = item.kind === "fraud_proof"
+      ? receiptId(item.proof.receipt)
+      : trainingReceiptId(item.body.proof.receipt);
     if (this.#proofs.has(id)) return;
-    const bytes = encodeCanonical(item.proof).length;
-    const worker = toHex(item.proof.receipt.worker);
-    this.#proofs.set(id, { item: item.proof, until, bytes, worker });
+    const bytes = encodeCanonical(item.kind === "fraud_proof" ? item.proof : item.body).length;
+    const worker = toHex(
+      item.kind === "fraud_proof" ? item.proof.receipt.worker : item.body.proof.receipt.trainer,
+    );
+    this.#proofs.set(id, { item, until, bytes, worker, accuser: proof.validator });
     this.#proofBytes += bytes;
     while (this.#proofs.size > MAX_CATCH_UP_FRAUD_PROOFS) this.#forget(this.#heaviest("count"));
     while (this.#proofBytes > MAX_CATCH_UP_FRAUD_PROOF_BYTES) {
@@ -157,7 +180,7 @@ export class CatchUp {
     const seen = new Map<string, Uint8Array>();
     for (const kept of this.#proofs.values()) {
       if (now > kept.until) continue;
-      const key = kept.item.validator;
+      const key = kept.accuser!;
       if (!seen.has(toHex(key))) seen.set(toHex(key), key);
     }
     return [...seen.values()];
@@ -171,12 +194,6 @@ export class CatchUp {
     for (const [id, kept] of this.#proofs) if (now > kept.until) this.#forget(id);
     const open = this.#verdicts.filter((k) => now <= k.until);
     this.#verdicts.splice(0, this.#verdicts.length, ...open);
-    return [
-      ...[...this.#proofs.values()].map((k): CatchUpItem => ({
-        kind: "fraud_proof",
-        proof: k.item,
-      })),
-      ...open.map((k) => k.item),
-    ];
+    return [...[...this.#proofs.values()].map((k) => k.item), ...open.map((k) => k.item)];
   }
 }

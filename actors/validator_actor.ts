@@ -101,6 +101,7 @@ import {
   recordTrainingReceipt,
   settleTrainingFraud,
 } from "./_validator_training.ts";
+import { trainingReceiptId } from "../training/training_receipt.ts";
 import type {
   ChallengedMessage,
   ChallengeSource,
@@ -1228,6 +1229,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const outcome = await settleTrainingFraud(this.#ledger!, message);
     if (!outcome.settled || !message.confirmed) return outcome;
     this.#stats.slashes++;
+    // Gossip reached the peers connected then: kept for those that connect while the window is
+    // open, or a ledger the receipt reached through others, away now, pays the lazy trainer
+    // every other ledger slashed (`tests/training/training_catch_up_test.ts`).
+    const until = this.#ledger!.receipt(trainingReceiptId(receipt))?.pendingUntil;
+    if (message.body !== undefined && until !== undefined) {
+      this.#catchUp.add({ kind: "training_fraud_proof", body: message.body }, until);
+    }
     this.#tellNetwork(ctx, { type: "peer_convicted", key: toHex(receipt.trainer) });
     this.#log(
       `validator: training fraud by trainer ${

@@ -16,6 +16,7 @@ import type { FraudCheckResult } from "../proof/fraud_check.ts";
 import type { ProofModel, ProofTensorModel } from "../proof/_common.ts";
 import type { TrainingReceipt } from "../training/training_receipt.ts";
 import type { TrainingRoundTerms } from "../proof/ledger.ts";
+import type { TrainingFraudProofBody } from "../protocols/training_messages.ts";
 
 /** Where a validator gets what a challenge needs beyond the announcement. */
 export interface ChallengeSource {
@@ -151,18 +152,22 @@ export interface ConvictedMessage {
 }
 /**
  * What a ledger-keeping peer that connects is sent to catch up, whose receipt's window is still
- * open: every fraud proof this validator settled as confirmed (its own, a peer's it confirmed),
- * then the verdict of each challenge ending its start applied (`_catch_up.ts`). Answers
- * `CatchUpItem[]`.
+ * open: every fraud proof this validator settled as confirmed (its own, a peer's it confirmed;
+ * inference and training), then the verdict of each challenge ending its start applied
+ * (`_catch_up.ts`). Answers `CatchUpItem[]`.
  */
 export interface CatchUpMessage {
   /** Message tag. */
   type: "catch_up";
 }
-/** One thing a connecting peer is sent to catch up: a confirmed fraud proof, or a verdict. */
+/**
+ * One thing a connecting peer is sent to catch up: a confirmed fraud proof (of an inference
+ * receipt, or of a training receipt as training gossip carries it), or a verdict.
+ */
 export type CatchUpItem =
   | { kind: "verdict"; verdict: Verdict }
-  | { kind: "fraud_proof"; proof: FraudProof };
+  | { kind: "fraud_proof"; proof: FraudProof }
+  | { kind: "training_fraud_proof"; body: TrainingFraudProofBody };
 /** Whether a receipt for job `jobId` is recorded here. Answers a boolean. */
 export interface JobRecordedMessage {
   /** Message tag. */
@@ -257,6 +262,11 @@ export interface TrainingFraudLedgerMessage {
   confirmed: boolean;
   /** The check's reason code. */
   reason: string;
+  /**
+   * The proof as training gossip carries it: kept for the catch-up of the peers that connect
+   * later when it settles as confirmed (`_catch_up.ts`). Absent: settled, not kept.
+   */
+  body?: TrainingFraudProofBody;
 }
 /**
  * This ledger's owner opens or ends its challenge of a recorded training receipt

@@ -7,10 +7,12 @@
  * (`PledgeSync.sendPledges` sends it first on connect), so the peer has the accuser's stake when
  * the proof comes (a peer's conviction's accuser has its pledge among the first pushed on connect,
  * the validator's `pledges` answer: a peer that lacks it holds the proof until it comes, not for
- * good, `tests/network/review_s42_catch_up_pledge_test.ts`); convictions first, so a connection that drops midway carries those. A peer
- * that has one already takes it once (a verdict by its id, a fraud proof by its hash or its
- * accuser's settled accusation, without running the model again). The bounds, and who pays for
- * them, are `_catch_up.ts`'s.
+ * good, `tests/network/review_s42_catch_up_pledge_test.ts`); convictions first, so a connection
+ * that drops midway carries those. A training conviction goes as training gossip
+ * (`training.fraud_proof`), to a peer that offers training only (its training validator checks
+ * it; `tests/training/training_catch_up_test.ts`). A peer that has one already takes it once (a
+ * verdict by its id, a fraud proof by its hash or its accuser's settled accusation, without
+ * running the model again). The bounds, and who pays for them, are `_catch_up.ts`'s.
  *
  * @module
  */
@@ -21,6 +23,8 @@ import {
   FraudProofAnnouncementMessage,
   VerdictAnnouncementMessage,
 } from "../protocols/inference_messages.ts";
+import { TRAINING_PROTOCOL, TrainingFraudProofMessage } from "../protocols/training_messages.ts";
+import { FrameTooLargeError } from "../protocols/protocol_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 
 /**
@@ -39,14 +43,27 @@ export function sendCatchUp(
   ctx.system.lookup<CatchUpMessage>(validator)
     ?.ask<CatchUpItem[]>({ type: "catch_up" })
     .then(async (items) => {
+      const training = connection.supports(TRAINING_PROTOCOL.name);
       for (const item of items) {
         if (connection.isClosed) return;
-        if (item.kind === "verdict") {
-          await connection.notify(VerdictAnnouncementMessage, { verdict: item.verdict });
-        } else {
-          await connection.notify(FraudProofAnnouncementMessage, { proof: item.proof });
-        }
+        await send(connection, item, training).catch((error) => {
+          // Larger than a frame (a training proof of a large model: gossip could not carry it
+          // either): that one is not sent, the rest are. Anything else: the connection closed.
+          if (!(error instanceof FrameTooLargeError)) throw error;
+        });
       }
     })
     .catch(() => {}); // it closed, or the validator is restarting: nothing left to send
+}
+
+/** Send one catch-up item; a training conviction only to a peer that offers training. */
+function send(connection: Connection, item: CatchUpItem, training: boolean): Promise<void> {
+  switch (item.kind) {
+    case "verdict":
+      return connection.notify(VerdictAnnouncementMessage, { verdict: item.verdict });
+    case "fraud_proof":
+      return connection.notify(FraudProofAnnouncementMessage, { proof: item.proof });
+    case "training_fraud_proof":
+      return training ? connection.notify(TrainingFraudProofMessage, item.body) : Promise.resolve();
+  }
 }

@@ -817,6 +817,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       confirmed: message.confirmed,
       // What the trainer did (`delta_mismatch`, …) when confirmed; why not, when refuted.
       reason: message.confirmed ? proof.reason : message.reason,
+      // Kept there, confirmed and settled, for the peers that connect later (`_catch_up.ts`).
+      body: message.body,
     });
   }
 

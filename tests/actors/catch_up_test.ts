@@ -2,7 +2,7 @@
  * A connecting peer's catch-up (`actors/_catch_up.ts`) is bounded, and convictions are kept apart
  * from verdicts: however many verdicts a start applies, they never push a conviction out, and
  * convictions are sent first. (That a peer connecting later is sent them, and takes each once:
- * `tests/network/catch_up_test.ts`.)
+ * `tests/network/catch_up_test.ts`; for training convictions, `tests/training/training_catch_up_test.ts`.)
  */
 import assert from "node:assert/strict";
 import {
@@ -16,6 +16,8 @@ import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
 import { falseProof, proveOn, START, textJob } from "./_validator_fixture.ts";
+import { TEST_ARCH } from "../training/_fixtures.ts";
+import { lossFraud } from "../training/_loss_fraud.ts";
 
 const [worker, accuser, requester] = Array.from({ length: 3 }, Identity.generate);
 const { receipt } = await proveOn(textJob(requester, "catch-up"), worker);
@@ -88,4 +90,33 @@ Deno.test("the catch-up keeps one conviction per receipt, and only until its win
   assert.equal(kept.current(START).length, 1);
   assert.deepEqual(kept.current(until + 1), []);
   assert.deepEqual(kept.current(START), [], "forgotten once past its window");
+});
+
+Deno.test("training convictions are kept with inference ones under the same bounds, before the verdicts, their accusers' pledges first", () => {
+  const trainingAccuser = Identity.generate();
+  const training = lossFraud("bafy-start", trainingAccuser);
+  const kept = new CatchUp();
+  kept.add({ kind: "verdict", verdict: verdict(0) }, until);
+  kept.add({ kind: "fraud_proof", proof: proofAbout(0) }, until);
+  kept.add({ kind: "training_fraud_proof", body: { proof: training, arch: TEST_ARCH } }, until);
+  // One per receipt, as for inference: another accuser's proof of the same receipt is not kept.
+  const other = lossFraud("bafy-start", Identity.generate());
+  kept.add({
+    kind: "training_fraud_proof",
+    body: { proof: { ...other, receipt: training.receipt }, arch: TEST_ARCH },
+  }, until);
+  assert.deepEqual(kept.current(START).map((item) => item.kind), [
+    "fraud_proof",
+    "training_fraud_proof",
+    "verdict",
+  ]);
+  assert.deepEqual(kept.accusers(START), [accuser.publicKey, trainingAccuser.publicKey]);
+  // The count bound is shared: a flood of inference convictions of one worker pushes out its
+  // own, not the trainer's.
+  for (let i = 1; i <= MAX_CATCH_UP_FRAUD_PROOFS; i++) {
+    kept.add({ kind: "fraud_proof", proof: proofAbout(i) }, until);
+  }
+  const items = kept.current(START);
+  assert.equal(items.filter((item) => item.kind !== "verdict").length, MAX_CATCH_UP_FRAUD_PROOFS);
+  assert.ok(items.some((item) => item.kind === "training_fraud_proof"), "the trainer's went");
 });

@@ -16,11 +16,17 @@
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
+import type { ActorContext } from "../../actors/actor.ts";
 import type {
+  CatchUpItem,
   ChallengeSource,
   ValidatorMessage,
   ValidatorModelSource,
 } from "../../actors/validator_messages.ts";
+import { sendCatchUp } from "../../network/catch_up.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import type { Connection } from "../../protocols/connection.ts";
+import { FrameTooLargeError } from "../../protocols/protocol_errors.ts";
 import type { ValidatorStats } from "../../actors/validator_actor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
@@ -31,6 +37,7 @@ import { eventually } from "../_helpers/wait.ts";
 import {
   announceAssigned,
   f,
+  falseProof,
   HONEST_MODELS,
   type LedgerClock,
   type LedgerReads,
@@ -47,6 +54,8 @@ import {
   spawnLedgerNode,
   STAKE,
 } from "./_ledger_node.ts";
+import { TEST_ARCH } from "../training/_fixtures.ts";
+import { lossFraud } from "../training/_loss_fraud.ts";
 
 /** What a test runs on: a temp dir, a ledger clock at {@link START} and an actor system. */
 interface Setting {
@@ -322,3 +331,36 @@ Deno.test("a peer's conviction this validator confirmed and passed on reaches a 
     await joinLedgerNodes(a, c);
     await assertSlashedAfterCatchUp(c, clock, cheat);
   }));
+
+Deno.test("a catch-up item too large for a frame is skipped and the rest are still sent; a training conviction goes only to a peer that offers training", async () => {
+  const cheat = await cheatsWork();
+  const body = { proof: lossFraud("bafy-start"), arch: TEST_ARCH };
+  const items: CatchUpItem[] = [
+    { kind: "training_fraud_proof", body },
+    { kind: "fraud_proof", proof: falseProof(cheat.receipt, Identity.generate()) },
+  ];
+  const ctx = {
+    system: { lookup: () => ({ ask: () => Promise.resolve(items) }) },
+  } as unknown as ActorContext<NetworkMessage>;
+  /** Sends to a fake connection (offering training or not); what it was sent, by wire type. */
+  const sentTo = async (training: boolean, tooLarge: boolean) => {
+    const sent: string[] = [];
+    const connection = {
+      isClosed: false,
+      supports: (name: string) => name === "training" ? training : true,
+      notify: (definition: { type: string }) => {
+        if (tooLarge && definition.type === "training.fraud_proof") {
+          return Promise.reject(new FrameTooLargeError(2 << 20, 1 << 20));
+        }
+        sent.push(definition.type);
+        return Promise.resolve();
+      },
+    } as unknown as Connection;
+    sendCatchUp(connection, "v", ctx);
+    await eventually(() => sent.includes("validation.fraud_proof"), "the inference conviction");
+    return sent;
+  };
+  assert.deepEqual(await sentTo(true, false), ["training.fraud_proof", "validation.fraud_proof"]);
+  assert.deepEqual(await sentTo(true, true), ["validation.fraud_proof"], "the rest were not sent");
+  assert.deepEqual(await sentTo(false, false), ["validation.fraud_proof"]);
+});
