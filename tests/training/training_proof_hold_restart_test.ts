@@ -19,160 +19,24 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ActorSystem } from "../../actors/actor_system.ts";
 import { MAX_UNBACKED_CHECKS_PER_RECEIPT } from "../../actors/_unbacked_checks.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import { type Account, Ledger, type ReceiptRecord } from "../../proof/ledger.ts";
+import { Ledger } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { decodeCbor, encodeCanonical } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { signStakePledge } from "../../protocols/stake_pledge.ts";
-import type { GptArchitecture } from "../../inference/model_builder.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { type RoundModel, RoundModels } from "../../training/round_models.ts";
 import { drawTrainingChallenge } from "../../training/training_challenge.ts";
 import {
   signTrainingFraudProof,
   type TrainingFraudProof,
 } from "../../training/training_fraud_proof.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
-import type {
-  TrainingValidatorMessage,
-  TrainingValidatorStats,
-} from "../../training/training_validator.ts";
-import { RecordingNetwork } from "../_helpers/recording_network.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { type LedgerNode, onLedgerNode } from "./_gated_ledger_node.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
-import { LAZY_TRAINER_STAKE, lossFraud, recordLazyReceipt } from "./_loss_fraud.ts";
-import { spawnTrainingLedger } from "./_training_ledger.ts";
+import { LAZY_TRAINER_STAKE, lossFraud } from "./_loss_fraud.ts";
 
-/** Where the gossip comes from. */
-const PEER = "ee".repeat(32);
 const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
 const WINDOW = DEFAULT_ECONOMICS.challengeWindowMs;
-/** The training validator's registry name (`_training_ledger.ts`). */
-const TRAINING = "node/training-validator";
-
-/**
- * Round models whose next `get` (a fraud proof's check loading its start model) waits until the
- * test opens it: a check under way, at a point the test knows.
- */
-class GatedModels extends RoundModels {
-  #gate: PromiseWithResolvers<void> | undefined;
-  #entered: PromiseWithResolvers<void> | undefined;
-
-  /** The next `get` waits for `open()`; `entered` resolves once it is waiting. */
-  holdNext(): { entered: Promise<void>; open: () => void } {
-    this.#gate = Promise.withResolvers<void>();
-    this.#entered = Promise.withResolvers<void>();
-    const gate = this.#gate;
-    return { entered: this.#entered.promise, open: () => gate.resolve() };
-  }
-
-  override async get(cid: string, arch: GptArchitecture, file?: string): Promise<RoundModel> {
-    const gate = this.#gate;
-    this.#gate = undefined;
-    this.#entered?.resolve();
-    this.#entered = undefined;
-    await gate?.promise;
-    return await super.get(cid, arch, file);
-  }
-}
-
-/**
- * A ledger and training validator on `dir` (the node's layout), both on one test clock starting
- * at `start`, and a way to stop and start the training validator alone.
- */
-async function ledgerNode(dir: string, name: string, start = Date.now()) {
-  const system = new ActorSystem({ name });
-  let clock = start;
-  const now = () => clock;
-  const me = Identity.generate();
-  const models = new GatedModels({ modelsDir: dir, storage: () => undefined });
-  const model = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-  await system.spawn<NetworkMessage>({
-    name: "node/network",
-    factory: () => new RecordingNetwork([]),
-  });
-  const challenge = {
-    challengeProbability: 0,
-    network: "node/network",
-    pledgeRecheckMs: 5,
-    // A settlement the ledger did not answer is asked again soon.
-    endRetryMs: 5,
-    now,
-  };
-  const { ledger, restartTraining } = await spawnTrainingLedger(system, {
-    identity: me,
-    dir,
-    now,
-    models,
-    challenge,
-    resumeOwnProofs: true,
-  });
-  const training = () => system.lookup<TrainingValidatorMessage>(TRAINING)!;
-  const status = async (id: string) =>
-    (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
-      ?.status;
-  const account = (key: Uint8Array) => ledger.ask<Account>({ type: "account", key });
-  const pledge = async (key: Identity, amount: number) =>
-    assert.equal(
-      await ledger.ask({ type: "pledge", pledge: signStakePledge(key, amount, 1), origin: PEER }),
-      true,
-    );
-  const send = (proof: TrainingFraudProof) =>
-    training().ask<Record<string, unknown>>({
-      type: "fraud_proof",
-      body: { proof, arch: TEST_ARCH },
-      origin: PEER,
-    });
-  const checked = async () =>
-    (await training().ask<TrainingValidatorStats>({ type: "stats" })).checked;
-  const closeWindow = async () => {
-    clock += WINDOW + 1;
-    await ledger.ask({ type: "finalize" });
-  };
-  /** Record the receipt `proof` accuses (a lazy trainer's), as the coordinator does. */
-  const recordLazy = (proof: TrainingFraudProof) =>
-    recordLazyReceipt(ledger, training(), proof, model.cid);
-  return {
-    system,
-    ledger,
-    training,
-    restartTraining,
-    models,
-    model,
-    status,
-    account,
-    pledge,
-    send,
-    checked,
-    closeWindow,
-    recordLazy,
-  };
-}
-
-/** A {@link ledgerNode}. */
-type LedgerNode = Awaited<ReturnType<typeof ledgerNode>>;
-
-/**
- * Run `test` on a fresh {@link ledgerNode} `name` (its dir prefixed `veriflow-<name>-`, its clock
- * starting at `start`), shut down and removed after it.
- */
-async function onLedgerNode(
-  name: string,
-  test: (node: LedgerNode, dir: string) => Promise<void>,
-  start?: number,
-): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: `veriflow-${name}-` });
-  const node = await ledgerNode(dir, name, start);
-  try {
-    await test(node, dir);
-  } finally {
-    await node.system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 /** A fresh accuser, pledged `stake` at `node` if given, and its valid proof of a lazy receipt. */
 async function accusation(node: LedgerNode, stake?: number) {
@@ -307,7 +171,7 @@ Deno.test("a training fraud proof taken up from its receipt hold and being check
   onLedgerNode("taken-receipt-restart", async (node) => {
     const { accuser, proof } = await accusation(node, 10 * PENALTY);
     await assertHeldForReceipt(node, proof);
-    const check = node.models.holdNext();
+    const check = node.models.gate();
     await node.recordLazy(proof);
     await check.entered; // taken up from the hold, its check under way
     await node.restartTraining();
@@ -325,7 +189,7 @@ Deno.test("a training fraud proof taken up from its pledge hold and being checke
       skipped: "unstaked_accuser",
       awaitingPledge: true,
     });
-    const check = node.models.holdNext();
+    const check = node.models.gate();
     await node.pledge(accuser, 10 * PENALTY);
     await check.entered; // taken up at the recheck after the pledge, its check under way
     await node.restartTraining();
@@ -337,7 +201,7 @@ Deno.test("a copy of a training fraud proof under a wrong architecture, its chec
   onLedgerNode("bad-arch-copy", async (node) => {
     const { proof } = await accusation(node, 10 * PENALTY);
     await node.recordLazy(proof);
-    const check = node.models.holdNext();
+    const check = node.models.gate();
     // A relay's copy: the same signed proof, the unsigned architecture beside it changed.
     const bad = await node.training().ask<Record<string, unknown>>({
       type: "fraud_proof",
