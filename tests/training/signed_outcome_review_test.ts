@@ -14,11 +14,10 @@ import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { OutcomeBody } from "../../protocols/training_messages.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { signOutcome } from "../../training/signed_outcome.ts";
-import { signTrainingReceipt, type TrainingReceipt } from "../../training/training_receipt.ts";
+import type { TrainingReceipt } from "../../training/training_receipt.ts";
 import { aggregateRound, trainAndSign } from "../../training/training_round.ts";
 import {
   MAX_AUDITS_PER_COORDINATOR,
@@ -29,36 +28,16 @@ import {
 } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { spawnStakesLedger } from "./_stakes_ledger.ts";
+import { placeholderReceipt } from "./_placeholder_receipt.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 
 const STAKE = 1_000_000;
 const file = (text: string) => cidOf(new TextEncoder().encode(text));
 
-/** A receipt of `round` from `startModel`, signed by a fresh trainer (no delta behind it). */
-function receiptOf(round: number, startModel: string, trainer = Identity.generate()) {
-  const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER };
-  return signTrainingReceipt({
-    v: 2,
-    round,
-    startModel,
-    steps: 1,
-    dataSeed: dataSeedOf(round, toHex(trainer.publicKey)),
-    hyper,
-    samplesRoot: "00".repeat(32),
-    sampleCount: hyper.batchSize,
-    checkpointsRoot: "00".repeat(32),
-    shardRoot: "00".repeat(32),
-    shardSize: 100,
-    losses: [1],
-    deltaHash: "00".repeat(32),
-    deltaBytes: 10,
-  }, trainer);
-}
-
 /** An outcome from a start model this node never saw: audited without a fetch, `unverified`. */
 function outcomeOf(n: string, model = file(`model ${n}`), receipt?: TrainingReceipt): OutcomeBody {
   const start = file(`a start model never seen ${n}`);
-  const r = receipt ?? receiptOf(5, start);
+  const r = receipt ?? placeholderReceipt(5, start);
   return {
     round: 5,
     startModel: start,
@@ -151,7 +130,7 @@ Deno.test("an outcome the per-model bound refuses takes nothing from its coordin
     const model = file("the honest model");
     for (const [i, key] of attackers.entries()) {
       const start = file(`a start model never seen bad ${i}`);
-      const receipt = { ...receiptOf(5, start), sig: receiptOf(5, start).sig };
+      const receipt = { ...placeholderReceipt(5, start), sig: placeholderReceipt(5, start).sig };
       const body = signOutcome(outcomeOf(`bad ${i}`, model, receipt), key);
       await node.training.tell({ type: "outcome", body, origin: `attacker-${i}` });
     }

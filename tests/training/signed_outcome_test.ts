@@ -20,15 +20,10 @@ import { Identity } from "../../protocols/identity.ts";
 import { type OutcomeBody, OutcomeMessage } from "../../protocols/training_messages.ts";
 import type { ReceiptRecord } from "../../proof/ledger_state.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { outcomeSignature, signOutcome } from "../../training/signed_outcome.ts";
-import {
-  signTrainingReceipt,
-  type TrainingReceipt,
-  trainingReceiptId,
-} from "../../training/training_receipt.ts";
+import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
 import { aggregateRound, trainAndSign } from "../../training/training_round.ts";
 import {
   FALSE_OUTCOME_BENCH_MS,
@@ -38,6 +33,7 @@ import {
   type TrainingValidatorStats,
 } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { placeholderReceipt } from "./_placeholder_receipt.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 
 /** Local steps: the gate does not depend on how far the trainers got. */
@@ -89,28 +85,6 @@ async function honestRound(models: RoundModels) {
   return { outcome, trainers, seed };
 }
 
-/** A receipt of `round` from `startModel`, validly signed by a fresh trainer (no delta behind it). */
-function receiptOf(round: number, startModel: string): TrainingReceipt {
-  const trainer = Identity.generate();
-  const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER };
-  return signTrainingReceipt({
-    v: 2,
-    round,
-    startModel,
-    steps: 1,
-    dataSeed: dataSeedOf(round, toHex(trainer.publicKey)),
-    hyper,
-    samplesRoot: "00".repeat(32),
-    sampleCount: hyper.batchSize,
-    checkpointsRoot: "00".repeat(32),
-    shardRoot: "00".repeat(32),
-    shardSize: 100,
-    losses: [1],
-    deltaHash: "00".repeat(32),
-    deltaBytes: 10,
-  }, trainer);
-}
-
 /**
  * An outcome of a later round from a start model this node never saw: its receipts are signed,
  * so it passes every check before the outer step, and it cannot be checked here (served on its
@@ -118,7 +92,7 @@ function receiptOf(round: number, startModel: string): TrainingReceipt {
  */
 function uncheckableOutcome(n: number, coordinator: Identity): OutcomeBody {
   const start = cidOf(new TextEncoder().encode(`a start model never seen ${n}`));
-  const receipt = receiptOf(5, start);
+  const receipt = placeholderReceipt(5, start);
   return signOutcome({
     round: 5,
     startModel: start,

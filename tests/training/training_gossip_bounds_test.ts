@@ -22,9 +22,8 @@ import {
   RoundMessage,
 } from "../../protocols/training_messages.ts";
 import { gptWeightShapes } from "../../training/gpt_weights.ts";
-import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { RoundModels } from "../../training/round_models.ts";
-import { signTrainingReceipt, type TrainingReceipt } from "../../training/training_receipt.ts";
+import type { TrainingReceipt } from "../../training/training_receipt.ts";
 import {
   MAX_AUDITS_PER_PEER,
   PEER_AUDIT_WINDOW_MS,
@@ -36,35 +35,14 @@ import { GPT_MODEL_SIZES } from "../../inference/model_builder.ts";
 import { signOutcome } from "../../training/signed_outcome.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { spawnStakesLedger } from "./_stakes_ledger.ts";
-import { TEST_ARCH, TEST_HYPER } from "./_fixtures.ts";
+import { placeholderReceipt } from "./_placeholder_receipt.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 
 const parameters = (arch: Parameters<typeof gptWeightShapes>[0]) =>
   gptWeightShapes(arch).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
 
 const file = (text: string) => cidOf(new TextEncoder().encode(text));
-
-/** A receipt of `round` from `startModel` on the trainer's own seed, signed by `trainer`. */
-function receiptOf(trainer: Identity, round: number, startModel: string): TrainingReceipt {
-  const steps = 1;
-  const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER };
-  return signTrainingReceipt({
-    v: 2,
-    round,
-    startModel,
-    steps,
-    dataSeed: dataSeedOf(round, toHex(trainer.publicKey)),
-    hyper,
-    samplesRoot: "00".repeat(32),
-    sampleCount: steps * hyper.batchSize,
-    checkpointsRoot: "00".repeat(32),
-    shardRoot: "00".repeat(32),
-    shardSize: 100,
-    losses: [1],
-    deltaHash: "00".repeat(32),
-    deltaBytes: 10,
-  }, trainer);
-}
 
 /** An outcome of round `round` from `startModel` naming `receipts`, each with a delta file. */
 function outcomeOf(round: number, startModel: string, receipts: TrainingReceipt[]): OutcomeBody {
@@ -147,8 +125,8 @@ Deno.test("an outcome naming receipts their trainers did not sign is refused bef
     // Fresh keys, each receipt re-signed by someone else: the shape is a receipt's, the
     // signature not its trainer's. 64 of them, each with a delta file of the peer's choosing.
     const forged = Array.from({ length: 64 }, () => {
-      const receipt = receiptOf(Identity.generate(), 0, start);
-      return { ...receipt, sig: receiptOf(Identity.generate(), 0, start).sig };
+      const receipt = placeholderReceipt(0, start);
+      return { ...receipt, sig: placeholderReceipt(0, start).sig };
     });
     // Signed by a staked coordinator: the receipts are still checked.
     const outcome = signOutcome(outcomeOf(0, start, forged), coordinator);
@@ -191,8 +169,8 @@ Deno.test("a peer's outcomes are audited a bounded number per window: fresh mode
     let n = 0;
     const send = async (origin: string) => {
       const start = file(`start ${n}`);
-      const forged = receiptOf(Identity.generate(), 0, start);
-      const receipt = { ...forged, sig: receiptOf(Identity.generate(), 0, start).sig };
+      const forged = placeholderReceipt(0, start);
+      const receipt = { ...forged, sig: placeholderReceipt(0, start).sig };
       const body = signOutcome(outcomeOf(0, start, [receipt]), coordinators[n++]);
       await validator.tell({ type: "outcome", body, origin });
     };
