@@ -27,28 +27,18 @@
  *
  * @module
  */
-import type { TrainingFraudProofBody } from "../protocols/training_messages.ts";
+import type { PledgeHeldTrainingProof } from "./_pledge_held_training_proofs.ts";
 
 /** Proofs held for their receipt in all (see the module doc). */
 export const MAX_RECEIPT_HELD_TRAINING_PROOFS = 16;
 /** Held proofs per accuser: its third pushes out its own oldest (see the module doc). */
 export const MAX_RECEIPT_HELD_PER_ACCUSER = 2;
 
-/** A peer's fraud proof held until its receipt is recorded here. */
-export interface ReceiptHeldTrainingProof {
-  /** Id of the receipt it accuses. */
-  receiptId: string;
-  /** Hex key of its accuser. */
-  accuser: string;
-  /** Hex hash of the proof. */
-  hash: string;
-  /** The proof as it came, with its architecture and start file. */
-  body: TrainingFraudProofBody;
-  /** The peer it came from (not passed back to it). */
-  origin: string;
-  /** When it was first held, ms (kept across a stop with it). */
-  since: number;
-}
+/**
+ * A peer's fraud proof held until its receipt is recorded here: the same record as one held for
+ * its accuser's pledge (`_pledge_held_training_proofs.ts`), `since` kept across a stop with it.
+ */
+export type ReceiptHeldTrainingProof = PledgeHeldTrainingProof;
 
 /** Training fraud proofs held until their receipt is recorded here, oldest first. */
 export class ReceiptHeldTrainingProofs {
