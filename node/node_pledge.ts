@@ -12,7 +12,7 @@ import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { signStakePledge, type StakePledge, verifyStakePledge } from "../protocols/stake_pledge.ts";
-import { writeFileDurably } from "../proof/_durable_file.ts";
+import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
 
 /** File name of the pledge inside the data directory. */
 export const PLEDGE_FILE = "stake_pledge.cbor";
@@ -20,6 +20,8 @@ export const PLEDGE_FILE = "stake_pledge.cbor";
 /**
  * This node's pledge of `amount`: the one in `dataDir` if there is a valid one by `identity`
  * (whatever its amount: `log` says when it differs), else a new one, written durably first.
+ * The temporary file of a write a crash cut short is removed first: call it only under the
+ * data directory's lock (the node's start), where nothing else writes the pledge.
  */
 export async function loadOrCreatePledge(
   dataDir: string,
@@ -29,6 +31,7 @@ export async function loadOrCreatePledge(
   now: () => number = Date.now,
 ): Promise<StakePledge> {
   const path = join(dataDir, PLEDGE_FILE);
+  await removeTemporaries(dataDir, (name) => name === PLEDGE_FILE);
   try {
     const kept = decodeCbor(await Deno.readFile(path));
     if (verifyStakePledge(kept) && bytesEqual(kept.key, identity.publicKey)) {

@@ -32,3 +32,22 @@ Deno.test("a node pledges once: the same pledge on every run, even when selfStak
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a pledge write a crash cut short leaves no temporary file behind the next start", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // What writeFileDurably leaves when the process dies between creating and renaming it,
+    // beside a file of the same shape that is not the pledge's (not the pledge's to remove).
+    const crashed = `${PLEDGE_FILE}.${crypto.randomUUID()}.tmp`;
+    const foreign = `other.cbor.${crypto.randomUUID()}.tmp`;
+    await Deno.writeFile(join(dir, crashed), new Uint8Array([1, 2]));
+    await Deno.writeFile(join(dir, foreign), new Uint8Array([3]));
+    const pledge = await loadOrCreatePledge(dir, Identity.generate(), 5_000);
+    assert.ok(verifyStakePledge(pledge));
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(names.sort(), [PLEDGE_FILE, foreign].sort());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
