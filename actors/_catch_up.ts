@@ -43,6 +43,28 @@
  * model is not run again; a training one, before its re-run: `repeated_accusation` in the
  * training intake), so sending them again costs the peer next to nothing.
  *
+ * Convictions are kept on disk too (`<ledger dir>/catch-up/<receipt id>.cbor`, one file each,
+ * through the store `_own_fraud_proofs.ts` is: written durably once, when the conviction is
+ * settled here, and removed when it is dropped past a bound or found past its window), and read
+ * back when a process first opens the catch-up of its ledger directory (a node's start). Before,
+ * they were memory only: after a process restart the node resent its own proofs (read back from
+ * `own-fraud-proofs/`) but not a peer's conviction it had confirmed, and a ledger that was away
+ * and reconnected only to it paid the cheat every other ledger slashed
+ * (`tests/network/catch_up_restart_test.ts`). One file per conviction, not one file of them all:
+ * each conviction costs one write of its own size (a frame at most), never a rewrite of up to
+ * 8 MiB for a cheat convicted on purpose. What is read back goes through the same bounds, oldest
+ * first (each keeps the order it was kept in), so a bound holds whatever the folder holds; an
+ * entry that is not a conviction as the wire carries it (damaged, cut short, of another version)
+ * is logged and removed, and a folder that cannot be read is logged and the catch-up starts
+ * empty: neither stops the node. A conviction settled just before the process died, ahead of its
+ * write, is lost from the catch-up (gossip still reached the peers connected then).
+ *
+ * Verdicts stay in memory only: they outlive the validator's restarts in this process, not a
+ * process restart (the next start does not apply those endings again, so it has none to send). A
+ * verdict moves no balance in a peer's ledger by itself: what a peer that connects only after a
+ * second start misses is a "proof withheld" claim it would have taken over (asking the worker
+ * itself) — a gap left open, narrower than a lost conviction's.
+ *
  * Not part of the public API.
  *
  * @module
@@ -50,8 +72,14 @@
 import { encodeCanonical } from "../protocols/cbor.ts";
 import { receiptId } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
+import { FraudProofAnnouncementMessage } from "../protocols/inference_messages.ts";
+import { TrainingFraudProofMessage } from "../protocols/training_messages.ts";
 import { trainingReceiptId } from "../training/training_receipt.ts";
+import { OwnFraudProofs } from "./_own_fraud_proofs.ts";
 import type { CatchUpItem } from "./validator_messages.ts";
+
+/** The folder of kept convictions under the ledger's directory. */
+export const CATCH_UP_DIR = "catch-up";
 
 /**
  * Most convictions kept. A confirmed fraud proof is a staked worker slashed in this ledger; 64
@@ -90,54 +118,143 @@ interface Kept<T> {
   until: number;
   /** Its size (canonical CBOR; fraud proofs only). */
   bytes?: number;
+  /** When it was kept, in this catch-up's order (fraud proofs only; kept on disk with it). */
+  seq?: number;
+}
+
+/** A conviction as its file holds it (untrusted when read). */
+interface KeptFile {
+  /** The order it was kept in: read back oldest first, so the bounds drop what they dropped. */
+  seq: number;
+  /** End of the receipt's window (ledger clock, ms). */
+  until: number;
+  /** The conviction. */
+  item: Conviction;
+}
+
+/** How {@link CatchUp.of} reads a catch-up back. */
+export interface CatchUpReadOptions {
+  /** The ledger's clock, ms: what is past its window is not read back (and is removed). */
+  now: () => number;
+  /** Where a damaged entry, or a folder or write that failed, is reported. */
+  log?: (line: string) => void;
 }
 
 /** A validator's catch-up for connecting peers, each item until its receipt's window closes. */
 export class CatchUp {
   /** One per ledger directory in this process (see {@link CatchUp.of}). */
-  static readonly #byLedger = new Map<string, CatchUp>();
+  static readonly #byLedger = new Map<string, Promise<CatchUp>>();
   /** Confirmed fraud proofs (inference and training) by receipt id, the oldest first. */
   readonly #proofs = new Map<string, Kept<Conviction>>();
   /** Bytes of {@link CatchUp.#proofs}. */
   #proofBytes = 0;
   readonly #verdicts: Kept<Extract<CatchUpItem, { kind: "verdict" }>>[] = [];
+  /** Where the convictions are kept on disk; none: memory only. */
+  readonly #disk?: OwnFraudProofs;
+  /** The disk's writes and removals, one after another (a removal never overtakes its write). */
+  #writes: Promise<void> = Promise.resolve();
+  /** The order of the next conviction kept. */
+  #seq = 0;
+  #log: (line: string) => void = () => {};
+
+  /**
+   * A catch-up kept in memory only, or, with `ledgerDir`, whose convictions are kept on disk
+   * there (read back by {@link CatchUp.read}).
+   */
+  constructor(ledgerDir?: string) {
+    if (ledgerDir !== undefined) this.#disk = OwnFraudProofs.in(ledgerDir, CATCH_UP_DIR);
+  }
 
   /**
    * The catch-up of the validator of `ledgerDir`: the same object for every instance of it in
    * this process, so it outlives its restarts. A crash (a failed ledger write, say) restarts the
    * actor, which finds the kept endings already applied and the settled proofs settled, and does
    * not publish them again: a list of the instance's own would be empty, and a peer that connects
-   * after the crash would never hear of them.
+   * after the crash would never hear of them. Read from disk the first time a process asks
+   * ({@link CatchUp.read}); `options.log` is where it reports from then on.
    */
-  static of(ledgerDir: string): CatchUp {
+  static async of(ledgerDir: string, options: CatchUpReadOptions): Promise<CatchUp> {
     let kept = CatchUp.#byLedger.get(ledgerDir);
     if (kept === undefined) {
-      kept = new CatchUp();
+      kept = CatchUp.read(ledgerDir, options);
       CatchUp.#byLedger.set(ledgerDir, kept);
     }
-    return kept;
+    const catchUp = await kept;
+    if (options.log !== undefined) catchUp.#log = options.log;
+    return catchUp;
+  }
+
+  /**
+   * A new catch-up of `ledgerDir` holding the convictions kept there, read back oldest first
+   * under the bounds (see the module doc). Never throws: what cannot be read is logged and left
+   * out, a damaged entry removed.
+   */
+  static async read(ledgerDir: string, options: CatchUpReadOptions): Promise<CatchUp> {
+    const catchUp = new CatchUp(ledgerDir);
+    const log = options.log ?? (() => {});
+    catchUp.#log = log;
+    const disk = catchUp.#disk!;
+    let kept: Map<string, unknown>;
+    try {
+      kept = await disk.all();
+    } catch (error) {
+      log(`validator: catch-up not read, starting it empty: ${(error as Error).message}`);
+      return catchUp;
+    }
+    const now = options.now();
+    const found: [string, KeptFile][] = [];
+    for (const [id, value] of kept) {
+      const file = convictionOf(value);
+      if (file === undefined || idOf(file.item) !== id) {
+        log(`validator: catch-up entry ${id.slice(0, 12)} is damaged: removed`);
+        catchUp.#remove(id);
+      } else if (now > file.until) {
+        catchUp.#remove(id);
+      } else {
+        found.push([id, file]);
+      }
+    }
+    found.sort(([, a], [, b]) => a.seq - b.seq);
+    for (const [, { seq, until, item }] of found) {
+      catchUp.#seq = Math.max(catchUp.#seq, seq + 1);
+      catchUp.#keep(item, until, seq);
+    }
+    await catchUp.#writes;
+    return catchUp;
   }
 
   /**
    * Keep `item` for the peers that connect until `until`. A fraud proof about a receipt that has
-   * one kept already is not kept again (one conviction per receipt is all a ledger takes).
+   * one kept already is not kept again (one conviction per receipt is all a ledger takes). Kept
+   * in memory at once; a conviction is on disk once the returned promise resolves (a write that
+   * fails is logged: the conviction is still sent until this process ends).
    */
-  add(item: CatchUpItem, until: number): void {
+  add(item: CatchUpItem, until: number): Promise<void> {
     if (item.kind === "verdict") {
       this.#verdicts.push({ item, until });
       if (this.#verdicts.length > MAX_CATCH_UP_VERDICTS) this.#verdicts.shift();
-      return;
+      return Promise.resolve();
     }
+    const id = idOf(item);
+    if (this.#proofs.has(id)) return Promise.resolve();
+    const seq = this.#seq++;
+    this.#keep(item, until, seq);
+    const disk = this.#disk;
+    // Dropped at once past a bound: nothing to write.
+    if (disk === undefined || !this.#proofs.has(id)) return this.#writes;
+    const file: KeptFile = { seq, until, item };
+    return this.#onDisk(() => disk.save(id, file), `conviction ${id.slice(0, 12)} not kept`);
+  }
+
+  /** Keep a conviction in memory, and drop what the bounds then push out. */
+  #keep(item: Conviction, until: number, seq: number): void {
+    const id = idOf(item);
     const proof = item.kind === "fraud_proof" ? item.proof : item.body.proof;
-    const id = item.kind === "fraud_proof"
-      ? receiptId(item.proof.receipt)
-      : trainingReceiptId(item.body.proof.receipt);
-    if (this.#proofs.has(id)) return;
     const bytes = encodeCanonical(item.kind === "fraud_proof" ? item.proof : item.body).length;
     const worker = toHex(
       item.kind === "fraud_proof" ? item.proof.receipt.worker : item.body.proof.receipt.trainer,
     );
-    this.#proofs.set(id, { item, until, bytes, worker, accuser: proof.validator });
+    this.#proofs.set(id, { item, until, bytes, worker, accuser: proof.validator, seq });
     this.#proofBytes += bytes;
     while (this.#proofs.size > MAX_CATCH_UP_FRAUD_PROOFS) this.#forget(this.#heaviest("count"));
     while (this.#proofBytes > MAX_CATCH_UP_FRAUD_PROOF_BYTES) {
@@ -167,6 +284,22 @@ export class CatchUp {
   #forget(id: string): void {
     this.#proofBytes -= this.#proofs.get(id)?.bytes ?? 0;
     this.#proofs.delete(id);
+    this.#remove(id);
+  }
+
+  /** Remove the file of conviction `id`, after the writes before it. */
+  #remove(id: string): void {
+    const disk = this.#disk;
+    if (disk === undefined) return;
+    this.#onDisk(() => disk.remove(id), `conviction ${id.slice(0, 12)} not removed`);
+  }
+
+  /** Run `write` after the disk's earlier writes; a failure is logged (`what`), never thrown. */
+  #onDisk(write: () => Promise<void>, what: string): Promise<void> {
+    this.#writes = this.#writes.then(write).catch((error) =>
+      this.#log(`validator: catch-up ${what}: ${(error as Error).message}`)
+    );
+    return this.#writes;
   }
 
   /**
@@ -187,7 +320,8 @@ export class CatchUp {
   }
 
   /**
-   * Those still inside their window at `now`, convictions first; the others are forgotten.
+   * Those still inside their window at `now`, convictions first; the others are forgotten (and
+   * their files removed).
    * @returns At most {@link MAX_CATCH_UP_FRAUD_PROOFS} + {@link MAX_CATCH_UP_VERDICTS} items.
    */
   current(now: number): CatchUpItem[] {
@@ -196,4 +330,31 @@ export class CatchUp {
     this.#verdicts.splice(0, this.#verdicts.length, ...open);
     return [...[...this.#proofs.values()].map((k) => k.item), ...open.map((k) => k.item)];
   }
+}
+
+/** The receipt id a conviction is about (inference or training). */
+function idOf(item: Conviction): string {
+  return item.kind === "fraud_proof"
+    ? receiptId(item.proof.receipt)
+    : trainingReceiptId(item.body.proof.receipt);
+}
+
+/**
+ * A conviction's file as read back, if it is one: a conviction as the wire carries it (the
+ * schema a peer's copy is parsed with, so none is sent that a peer refuses), its window and order.
+ */
+function convictionOf(value: unknown): KeptFile | undefined {
+  const file = value as Partial<KeptFile> | undefined;
+  const { seq, until, item } = file ?? {};
+  if (!Number.isSafeInteger(seq) || seq! < 0 || !Number.isFinite(until)) return undefined;
+  if (typeof item !== "object" || item === null) return undefined;
+  let valid: boolean;
+  if (item.kind === "fraud_proof") {
+    valid = FraudProofAnnouncementMessage.schema.safeParse({ proof: item.proof }).success;
+  } else if (item.kind === "training_fraud_proof") {
+    valid = TrainingFraudProofMessage.schema.safeParse(item.body).success;
+  } else {
+    valid = false;
+  }
+  return valid ? { seq: seq!, until: until!, item } : undefined;
 }

@@ -205,9 +205,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   /**
    * What a ledger-keeping peer that connects later is sent (`_catch_up.ts`): the convictions
    * settled here, the verdicts the start applied. One per ledger directory in the process, so it
-   * outlives this actor's restarts.
+   * outlives this actor's restarts; its convictions are kept on disk, and read back at the first
+   * start in a process.
    */
-  readonly #catchUp: CatchUp;
+  #catchUp!: CatchUp;
   /** The system, for looking up the NetworkActor by name when work runs outside `receive`. */
   #system?: ActorSystem;
   #work: Promise<unknown> = Promise.resolve();
@@ -250,7 +251,6 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    */
   constructor(options: ValidatorActorOptions) {
     this.#options = options;
-    this.#catchUp = CatchUp.of(options.ledgerDir);
   }
 
   /** Opens the ledger (verifying it) and starts the finalize timer. */
@@ -261,6 +261,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#options.identity,
       this.#options.ledger,
     );
+    this.#catchUp = await CatchUp.of(this.#options.ledgerDir, {
+      now: () => this.#now(),
+      log: (line) => this.#log(line),
+    });
     // Challenges decided before a failed ledger write (or a stop) cut them off: ended as
     // decided, before anything else reads the ledger (`_challenge_endings.ts`).
     this.#endings = ChallengeEndings.in(this.#options.ledgerDir);
@@ -361,7 +365,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
             // on (a copy the peers had is taken once). Told now, it reaches the peers connected
             // now (this actor's restart); kept, it reaches those that connect later (the node's
             // first start, where the network comes after this actor).
-            this.#catchUp.add({ kind: "verdict", verdict }, record.pendingUntil);
+            await this.#catchUp.add({ kind: "verdict", verdict }, record.pendingUntil);
             this.#tellNetwork(ctx, { type: "publish_verdict", verdict });
             if (ending!.end === "fault") {
               this.#tellNetwork(ctx, { type: "peer_convicted", key: record.worker });
@@ -1159,7 +1163,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           // Gossip (above, and at the verdict for an own proof) reached the peers connected
           // then: kept for those that connect while the window is open, or a ledger the receipt
           // reached through others, offline now, pays the cheat every other ledger slashed.
-          this.#catchUp.add({ kind: "fraud_proof", proof }, record.pendingUntil);
+          await this.#catchUp.add({ kind: "fraud_proof", proof }, record.pendingUntil);
           // Resumed after a stop, which may have come before the proof left this node: passed
           // on now to the peers connected (at a node's first start, none may be yet).
           if (message.own && this.#resumed.has(id)) {
@@ -1234,7 +1238,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // every other ledger slashed (`tests/training/training_catch_up_test.ts`).
     const until = this.#ledger!.receipt(trainingReceiptId(receipt))?.pendingUntil;
     if (message.body !== undefined && until !== undefined) {
-      this.#catchUp.add({ kind: "training_fraud_proof", body: message.body }, until);
+      await this.#catchUp.add({ kind: "training_fraud_proof", body: message.body }, until);
     }
     this.#tellNetwork(ctx, { type: "peer_convicted", key: toHex(receipt.trainer) });
     this.#log(

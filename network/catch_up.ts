@@ -33,7 +33,8 @@ import type { NetworkMessage } from "./network_actor.ts";
  * A validator that does not answer (restarting) sends nothing to this peer. The catch-up
  * outlives the validator's restarts (one `CatchUp` per ledger directory), so a peer that
  * connects after a crash of the validator is still sent it
- * (`tests/network/network_review_s41_test.ts`).
+ * (`tests/network/network_review_s41_test.ts`); its convictions are kept on disk, so also after
+ * the node's process restarted (`tests/network/catch_up_restart_test.ts`).
  */
 export function sendCatchUp(
   connection: Connection,
