@@ -85,6 +85,7 @@ export * from "./inference/text_model.ts";
 export type { GraphOptimizationLevel, SessionOptions } from "./inference/_session.ts";
 export * from "./inference/tensor_model.ts";
 export * from "./inference/model_registry.ts";
+export * from "./inference/model_identity.ts";
 export * from "./inference/model_health.ts";
 export * from "./inference/model_builder.ts";
 export * from "./inference/builtin_model.ts";
@@ -305,6 +306,8 @@ export {
 } from "./training/brown_corpus.ts";
 export {
   gptModelBytesFromWeights,
+  gptModelId,
+  gptModelIdOfOnnx,
   type GptWeights,
   seededGptWeights,
   type TrainedModelFiles,

@@ -7,8 +7,8 @@
  * deno run -A tools/build_model.ts --kind mlp --seed N --out DIR
  * ```
  *
- * Prints one JSON line: `{ cid, dir, sizeBytes, ms }`. The same size and seed always give the
- * same bytes, hence the same CID, on every machine.
+ * Prints one JSON line: `{ cid, dir, sizeBytes, ms }`, `cid` the model's id (`model_identity.ts`).
+ * The same size and seed always give the same bytes, hence the same id, on every machine.
  *
  * @module
  */
@@ -90,7 +90,7 @@ export async function runBuildModel(args: string[]): Promise<number> {
     // under the trained one's name.
     console.error(
       `${values.size} is a trained model: the node installs the checked-in weights ` +
-        `(CID ${trained.cid}); to reproduce them: ${trained.command}`,
+        `(model.onnx CID ${trained.cid}); to reproduce them: ${trained.command}`,
     );
     return 2;
   }

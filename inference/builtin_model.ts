@@ -1,11 +1,13 @@
 /**
  * The node's built-in model, built on first use and cached by content: the directory is named
- * by the CID of its `model.onnx`, so two nodes that build the same (size, seed) hold the same
- * model under the same id. The alias file that leads from (size, seed) to that directory also
- * records the CID of every other file the builder wrote (`config.json`, the tokenizer): the
- * build is deterministic, so any file that no longer matches — a damaged weight file, a
- * truncated tokenizer, an edited config that would contradict the graph — is a corrupted copy,
- * and the model is rebuilt.
+ * by the CID of its `model.onnx` (the file's, not the model's id: `model_identity.ts` names the
+ * config and tokenizer too), so two nodes that build the same (size, seed) hold the same files
+ * under the same directory name, and the registry gives both the same model id. The alias file
+ * that leads from (size, seed) to that directory also records the CID of every other file the
+ * builder wrote (`config.json`, the tokenizer): the build is deterministic, so any file that no
+ * longer matches — a damaged weight file, a truncated tokenizer, an edited config that would
+ * contradict the graph — is a corrupted copy, and the model is rebuilt. Every file of the
+ * directory being as built, its model id is the same on every node.
  *
  * Most sizes are random weights from a seed (`tiny` runs the tests). A trained size (`brown`,
  * the node's default: trained by `cli.ts train` on the Brown corpus) is not built: its weights
@@ -26,7 +28,9 @@ import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** A built-in size whose weights were trained and are kept in the repository. */
 export interface TrainedBuiltinModel {
-  /** CID of its `model.onnx`: the checked-in file must match it. */
+  /**
+   * CID of its `model.onnx` (the file's, not the model's id): the checked-in file must match it.
+   */
   cid: string;
   /** The checked-in `model.onnx`. */
   file: URL;
@@ -83,7 +87,7 @@ const building = new Map<string, Promise<string>>();
 
 /**
  * The directory of the built-in model `(size, seed)` under `modelsDir`, building it when it is
- * missing or damaged. Returns `modelsDir/<cid>`.
+ * missing or damaged. Returns `modelsDir/<CID of its model.onnx>`; register it for its model id.
  *
  * @example
  * ```ts ignore
@@ -114,9 +118,9 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
     );
   }
   await Deno.mkdir(modelsDir, { recursive: true });
-  // Alias from (size, seed, builder version) to CID, so a cache hit needs no rebuild to learn the
-  // name, and a model built by an older builder (another graph, another CID) is not taken for
-  // today's. A trained size's CID is known: only that one is a hit.
+  // Alias from (size, seed, builder version) to the CID of model.onnx, so a cache hit needs no
+  // rebuild to learn the name, and a model built by an older builder (another graph, another
+  // CID) is not taken for today's. A trained size's CID is known: only that one is a hit.
   const aliasPath = join(modelsDir, `builtin-${size}-seed${seed}-v${BUILDER_VERSION}.cid`);
   const cached = await readAlias(aliasPath);
   if (
@@ -133,10 +137,10 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
       // The builder wrote the config and tokenizer of the architecture; the weights are the
       // checked-in trained ones.
       await Deno.writeFile(join(staging, "model.onnx"), await trainedModelBytes(size));
-      built.cid = trained.cid;
+      built.onnxCid = trained.cid;
     }
-    const record = await recordOf(staging, built.cid);
-    const dir = join(modelsDir, built.cid);
+    const record = await recordOf(staging, built.onnxCid);
+    const dir = join(modelsDir, built.onnxCid);
     if (await isIntact(dir, record)) {
       await Deno.remove(staging, { recursive: true });
     } else {

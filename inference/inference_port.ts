@@ -27,7 +27,10 @@ import type { TopLogprob } from "./top_logprobs.ts";
  * `ModelInfo` has these fields (and more).
  */
 export interface ServedModelInfo {
-  /** CID of the model file: the model's identity. */
+  /**
+   * The model's identity (`model_identity.ts`): a text model's names its `model.onnx`,
+   * `config.json` and tokenizer files; a tensor model's is the CID of `model.onnx`.
+   */
   readonly cid: string;
   /** Human-readable name (also accepted where a model is named in a request). */
   readonly name: string;

@@ -31,6 +31,7 @@
  */
 import { join } from "node:path";
 import { cidOf } from "../protocols/cid.ts";
+import { tensorModelId, textModelId } from "./model_identity.ts";
 import { SeededRandom } from "./_seeded_random.ts";
 import { GraphBuilder, ONNX_BOOL, ONNX_FLOAT, ONNX_INT64 } from "./_onnx_graph.ts";
 import {
@@ -105,12 +106,17 @@ export interface BuildGptModelOptions extends Partial<GptArchitecture> {
   kvCache?: KvCacheConvention;
 }
 
-/** What {@link buildGptModel} wrote. */
+/** What {@link buildGptModel} (or {@link buildMlpModel}) wrote. */
 export interface BuiltModel {
   /** The directory written. */
   dir: string;
-  /** CID of `model.onnx`, the model's identity. */
+  /**
+   * The model's id (`model_identity.ts`): a GPT's names its `model.onnx`, `config.json` and
+   * tokenizer files; an MLP's (a tensor model) is {@link BuiltModel.onnxCid}.
+   */
   cid: string;
+  /** CID of `model.onnx` alone: the file's content address, not the model's id. */
+  onnxCid: string;
   /** Size of `model.onnx` in bytes. */
   sizeBytes: number;
   /** The architecture built. */
@@ -370,15 +376,25 @@ export function gptModelBytes(
   );
 }
 
+/** What a GPT model is built with besides its architecture: what its `config.json` records. */
+export interface GptBuildExtra {
+  /** Weight seed. */
+  seed: number;
+  /** Named size, when built as one. */
+  size?: GptModelSize;
+  /** Whether the LM head is tied to the token embedding. */
+  tiedEmbeddings: boolean;
+  /** The KV-cache convention (default `"fixed"`). */
+  kvCache?: KvCacheConvention;
+}
+
+/** The files of a built GPT model besides `model.onnx`. */
+export type GptSideFileName = "config.json" | "tokenizer.json" | "tokenizer_config.json";
+
 /** The Hugging Face GPT-2 style `config.json` of a built model. */
 export function gptConfigJson(
   arch: GptArchitecture,
-  extra: {
-    seed: number;
-    size?: GptModelSize;
-    tiedEmbeddings: boolean;
-    kvCache?: KvCacheConvention;
-  },
+  extra: GptBuildExtra,
 ): Record<string, unknown> {
   return {
     model_type: "gpt2",
@@ -410,6 +426,30 @@ export function gptConfigJson(
 }
 
 /**
+ * The bytes of a built GPT model's files besides `model.onnx`, exactly as {@link buildGptModel}
+ * writes them: a pure function of the architecture and `extra`, so a model's id can be computed
+ * from its weights without writing anything (`training/gpt_weights.ts` `gptModelId`).
+ */
+export function gptSideFiles(
+  arch: GptArchitecture,
+  extra: GptBuildExtra,
+): Record<GptSideFileName, Uint8Array> {
+  return {
+    "config.json": jsonFile(gptConfigJson(arch, extra)),
+    "tokenizer.json": jsonFile(byteLevelTokenizerJson()),
+    "tokenizer_config.json": jsonFile({
+      tokenizer_class: "GPT2Tokenizer",
+      model_max_length: arch.contextLength,
+      bos_token: BUILTIN_SPECIAL_TOKENS[0],
+      eos_token: BUILTIN_SPECIAL_TOKENS[0],
+      pad_token: BUILTIN_SPECIAL_TOKENS[1],
+      add_prefix_space: false,
+      clean_up_tokenization_spaces: false,
+    }),
+  };
+}
+
+/**
  * Build a seeded GPT model directory (`model.onnx`, `config.json`, `tokenizer.json`,
  * `tokenizer_config.json`).
  *
@@ -427,24 +467,25 @@ export async function buildGptModel(options: BuildGptModelOptions): Promise<Buil
   const bytes = gptModelBytes(architecture, seed, tiedEmbeddings, kvCache);
   const dir = options.outDir;
   await Deno.mkdir(dir, { recursive: true });
-  const config = gptConfigJson(architecture, { seed, size: options.size, tiedEmbeddings, kvCache });
+  const side = gptSideFiles(architecture, { seed, size: options.size, tiedEmbeddings, kvCache });
   await Deno.writeFile(join(dir, "model.onnx"), bytes);
-  await writeJson(join(dir, "config.json"), config);
-  await writeJson(join(dir, "tokenizer.json"), byteLevelTokenizerJson());
-  await writeJson(join(dir, "tokenizer_config.json"), {
-    tokenizer_class: "GPT2Tokenizer",
-    model_max_length: architecture.contextLength,
-    bos_token: BUILTIN_SPECIAL_TOKENS[0],
-    eos_token: BUILTIN_SPECIAL_TOKENS[0],
-    pad_token: BUILTIN_SPECIAL_TOKENS[1],
-    add_prefix_space: false,
-    clean_up_tokenization_spaces: false,
-  });
-  return { dir, cid: cidOf(bytes), sizeBytes: bytes.byteLength, architecture };
+  for (const [name, file] of Object.entries(side)) await Deno.writeFile(join(dir, name), file);
+  return {
+    dir,
+    cid: textModelId({ "model.onnx": bytes, ...side }),
+    onnxCid: cidOf(bytes),
+    sizeBytes: bytes.byteLength,
+    architecture,
+  };
+}
+
+/** The bytes of a JSON file as the builder writes it: two-space indent, a final newline. */
+function jsonFile(value: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(value, null, 2) + "\n");
 }
 
 async function writeJson(path: string, value: unknown): Promise<void> {
-  await Deno.writeTextFile(path, JSON.stringify(value, null, 2) + "\n");
+  await Deno.writeFile(path, jsonFile(value));
 }
 
 /** Options of {@link buildMlpModel}. */
@@ -507,9 +548,12 @@ export async function buildMlpModel(options: BuildMlpModelOptions): Promise<Buil
       seed,
     },
   });
+  // A tensor model: its id is the CID of `model.onnx` (`model_identity.ts`).
+  const cid = tensorModelId(bytes);
   return {
     dir: options.outDir,
-    cid: cidOf(bytes),
+    cid,
+    onnxCid: cid,
     sizeBytes: bytes.byteLength,
     architecture: { numLayers: 2, hiddenSize, numHeads: 1, contextLength: 1 },
   };

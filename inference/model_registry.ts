@@ -1,14 +1,14 @@
 /**
- * The node's models, known by CID (the CID of `model.onnx`). Registering a model reads only
- * its metadata and hashes its file; the onnxruntime session is created on first use and shared
- * by every later user (concurrent first uses share one load). A model whose file changed since
- * registration refuses to load, because its CID would no longer name it.
+ * The node's models, known by their id (`model_identity.ts`: a text model's names its
+ * `model.onnx`, `config.json` and tokenizer files, a tensor model's is the CID of `model.onnx`).
+ * Registering a model reads only its metadata and hashes its files; the onnxruntime session is
+ * created on first use and shared by every later user (concurrent first uses share one load). A
+ * model any of whose files changed since registration refuses to load, because its id would no
+ * longer name it.
  *
  * @module
  */
 import { join } from "node:path";
-import { cidOf } from "../protocols/cid.ts";
-import { pathExists } from "../storage/path_exists.ts";
 import type { SessionOptions } from "./_session.ts";
 import {
   asModelLoadError,
@@ -19,11 +19,12 @@ import {
 import { TensorModel } from "./tensor_model.ts";
 import { type ExecutionProvider, type ModelWorkerOptions, TextModel } from "./text_model.ts";
 import type { ModelHealth, ModelWorkerEvent } from "./model_health.ts";
+import { readIfPresent, tensorModelId, textModelId } from "./model_identity.ts";
 import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** Metadata of a registered model. */
 export interface RegisteredModel {
-  /** CID of `model.onnx`. */
+  /** The model's id (`model_identity.ts`). */
   cid: string;
   /** Human-readable name. */
   name: string;
@@ -81,7 +82,7 @@ interface Entry {
 
 /** A loaded model's runtime health, from {@link ModelRegistry.health}. */
 export interface RegisteredModelHealth extends ModelHealth {
-  /** The model's CID. */
+  /** The model's id. */
   cid: string;
   /** Its name. */
   name: string;
@@ -111,9 +112,10 @@ export class ModelRegistry {
   }
 
   /**
-   * Register a model directory (`model.onnx` + `config.json`, plus `tokenizer.json` for a text
-   * model) or a bare `.onnx` file (a tensor model). Idempotent: registering the same bytes
-   * again returns the existing entry.
+   * Register a model directory (`model.onnx` + `config.json`, plus `tokenizer.json` and an
+   * optional `tokenizer_config.json` for a text model) or a bare `.onnx` file (a tensor model),
+   * under its id (`model_identity.ts`). Idempotent: registering the same files again returns
+   * the existing entry.
    */
   async register(path: string): Promise<RegisteredModel> {
     let stat: Deno.FileInfo;
@@ -130,19 +132,32 @@ export class ModelRegistry {
     } catch (cause) {
       throw new ModelLoadError(`cannot read ${file}`, { cause });
     }
-    const cid = cidOf(bytes);
+    const configBytes = dir ? await readIfPresent(join(dir, "config.json")) : undefined;
+    const config = configBytes === undefined
+      ? null
+      : parseJson(configBytes, join(dir!, "config.json"));
+    // Unreadable is not absent: a text model must not be registered as a tensor model.
+    const tokenizer = dir ? await readIfPresent(join(dir, "tokenizer.json")) : undefined;
+    const veriflow = config?.veriflow as { name?: unknown; kind?: unknown } | null | undefined;
+    const kind = tokenizer !== undefined && veriflow?.kind !== "tensor" ? "text" : "tensor";
+    let cid: string;
+    if (kind === "text") {
+      if (configBytes === undefined) {
+        throw new ModelLoadError(`no config.json in ${dir}: a text model needs one`);
+      }
+      const tokenizerConfig = await readIfPresent(join(dir!, "tokenizer_config.json"));
+      cid = textModelId({
+        "model.onnx": bytes,
+        "config.json": configBytes,
+        "tokenizer.json": tokenizer!,
+        ...(tokenizerConfig === undefined ? {} : { "tokenizer_config.json": tokenizerConfig }),
+      });
+    } else {
+      cid = tensorModelId(bytes);
+    }
     const existing = this.#entries.get(cid);
     if (existing) return { ...existing.meta };
 
-    const config = dir ? await readJson(join(dir, "config.json")) : null;
-    const tokenizer = dir ? join(dir, "tokenizer.json") : null;
-    // Unreadable is not absent: a text model must not be registered as a tensor model.
-    const hasTokenizer = tokenizer !== null &&
-      await pathExists(tokenizer).catch((cause) => {
-        throw new ModelLoadError(`cannot read ${tokenizer}`, { cause });
-      });
-    const veriflow = config?.veriflow as { name?: unknown; kind?: unknown } | null | undefined;
-    const kind = hasTokenizer && veriflow?.kind !== "tensor" ? "text" : "tensor";
     const number = (...keys: string[]) => {
       for (const k of keys) if (typeof config?.[k] === "number") return config[k] as number;
       return undefined;
@@ -259,7 +274,7 @@ export class ModelRegistry {
     if (model.info.cid !== meta.cid) {
       await model.dispose();
       throw new ModelLoadError(
-        `model file at ${meta.path} changed since registration (now ${model.info.cid})`,
+        `model files at ${meta.path} changed since registration (now ${model.info.cid})`,
       );
     }
     meta.loaded = true;
@@ -277,11 +292,11 @@ function nameIn(...candidates: unknown[]): string | undefined {
   return candidates.find((n): n is string => typeof n === "string");
 }
 
-async function readJson(path: string): Promise<Record<string, unknown> | null> {
+/** A parsed JSON object (or whatever JSON `bytes` hold); {@link ModelLoadError} if not JSON. */
+function parseJson(bytes: Uint8Array, path: string): Record<string, unknown> | null {
   try {
-    return JSON.parse(await Deno.readTextFile(path));
+    return JSON.parse(new TextDecoder().decode(bytes));
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
     throw new ModelLoadError(`bad JSON in ${path}`, { cause: error });
   }
 }

@@ -11,7 +11,6 @@
  */
 import type * as ort from "onnxruntime-node";
 import { join } from "node:path";
-import { cidOf } from "../protocols/cid.ts";
 import type { TensorData } from "../protocols/job.ts";
 import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
 import { createSession, type SessionOptions } from "./_session.ts";
@@ -19,6 +18,7 @@ import { type PreparedTensor, prepareTensor, runTensorSession } from "./_tensor_
 import { InvalidTensorInputError, ModelDisposedError, ModelLoadError } from "./errors.ts";
 import type { BaseModelInfo, ModelWorkerOptions } from "./text_model.ts";
 import { IN_THREAD_HEALTH, type ModelHealth } from "./model_health.ts";
+import { tensorModelId } from "./model_identity.ts";
 import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** Name, element type and shape (numbers or symbolic names) of a model input or output. */
@@ -138,7 +138,7 @@ export class TensorModel {
         shape: m.isTensor ? [...m.shape] : [],
       }));
     const info: TensorModelInfo = {
-      cid: cidOf(bytes),
+      cid: tensorModelId(bytes),
       name: options?.name ?? path.split(/[\\/]/).filter(Boolean).pop() ?? path,
       kind: "tensor",
       sizeBytes: bytes.byteLength,

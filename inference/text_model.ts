@@ -37,9 +37,7 @@
  *
  * @module
  */
-import { join } from "node:path";
 import type * as ort from "onnxruntime-node";
-import { cidOf } from "../protocols/cid.ts";
 import { GENERATION_LIMITS, type GenerationParams } from "../protocols/job.ts";
 import type { Fingerprint } from "../proof/fingerprint.ts";
 import {
@@ -70,15 +68,18 @@ import {
   ModelLoadError,
 } from "./errors.ts";
 import { type SamplingParams, validateSamplingParams } from "./sampler.ts";
-import { loadTokenizer, type TextTokenizer } from "./text_tokenizer.ts";
+import { type TextTokenizer, tokenizerFromFiles } from "./text_tokenizer.ts";
+import { readTextModelFiles, textModelId } from "./model_identity.ts";
 import { MAX_TOP_LOGPROBS, type TopLogprob } from "./top_logprobs.ts";
-import { readWholeFile } from "../storage/read_whole_file.ts";
 
 export type { ExecutionProvider } from "./_session.ts";
 
 /** What the node knows about any loaded model (text or tensor). */
 export interface BaseModelInfo {
-  /** CID of `model.onnx`: the model's identity. */
+  /**
+   * The model's identity (`model_identity.ts`): for a text model, the CID naming its
+   * `model.onnx`, `config.json` and tokenizer files; for a tensor model, the CID of `model.onnx`.
+   */
   cid: string;
   /** Human-readable name (`config.json` `veriflow.name`, `_name_or_path`, or the directory). */
   name: string;
@@ -480,7 +481,8 @@ export class TextModel {
 
   /**
    * Load a model directory: `model.onnx`, `config.json`, `tokenizer.json` (and optionally
-   * `tokenizer_config.json`). Throws {@link ModelLoadError} on a missing or malformed file, a
+   * `tokenizer_config.json`), each read once: `info.cid` is the id of those very bytes
+   * (`model_identity.ts`). Throws {@link ModelLoadError} on a missing or malformed file, a
    * graph that does not follow the decoder convention, or a `config.json` whose dimensions
    * contradict the graph's (see `checkDecoderGraph`); any other failure while loading is
    * wrapped in one too, since it comes from the files an operator supplied. With
@@ -497,16 +499,23 @@ export class TextModel {
   }
 
   static async #load(dir: string, options?: TextModelOptions): Promise<TextModel> {
-    let bytes: Uint8Array;
+    // Each file read once: the id is computed over the very bytes that are parsed and run.
+    const files = await readTextModelFiles(dir);
+    const cid = textModelId(files);
+    const bytes = files["model.onnx"];
     let rawConfig: unknown;
     try {
-      bytes = await readWholeFile(join(dir, "model.onnx"));
-      rawConfig = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+      rawConfig = JSON.parse(new TextDecoder().decode(files["config.json"]));
     } catch (cause) {
-      throw new ModelLoadError(`cannot read model.onnx and config.json in ${dir}`, { cause });
+      throw new ModelLoadError(`config.json in ${dir} is not JSON`, { cause });
     }
     const config = parseConfig(rawConfig, dir);
-    const tokenizer = await loadTokenizer(dir, config.eosTokenId);
+    const tokenizer = tokenizerFromFiles(
+      files["tokenizer.json"],
+      files["tokenizer_config.json"],
+      config.eosTokenId,
+      dir,
+    );
     const shape: DecoderShape = {
       numLayers: config.numLayers,
       numKeyValueHeads: config.numKeyValueHeads,
@@ -524,7 +533,7 @@ export class TextModel {
       throw error;
     }
     const info: ModelInfo = {
-      cid: cidOf(bytes),
+      cid,
       name: options?.name ?? config.name ?? dir.split(/[\\/]/).filter(Boolean).pop() ?? dir,
       kind: "text",
       sizeBytes: bytes.byteLength,
@@ -856,11 +865,12 @@ const CACHE_HEAD_DIM_AXIS = 3;
 /**
  * Throws {@link ModelLoadError} unless the graph follows the decoder-with-past convention with
  * the dimensions `config.json` gives. The config sizes every cache tensor the runtime feeds and
- * cuts the logits into rows, and nothing else ties it to `model.onnx` (the CID names only the
- * graph): a config that contradicts the graph would load under the model's CID and then sample
- * from the wrong row, or fail mid-generation. So each cache tensor the runtime names must be
- * declared, float32, `[batch, heads, positions, head width]`, `logits` float32 with rows of the
- * vocabulary's length, and the index inputs int64. A dimension the graph declares symbolic is
+ * cuts the logits into rows, and nothing else checks that it fits `model.onnx` (the model's id
+ * names both files, a config that contradicts the graph as faithfully as one that fits it): such
+ * a config would load under its id and then sample from the wrong row, or fail mid-generation.
+ * So each cache tensor the runtime names must be declared, float32, `[batch, heads, positions,
+ * head width]`, `logits` float32 with rows of the vocabulary's length, and the index inputs
+ * int64. A dimension the graph declares symbolic is
  * not checked: nothing here can know it short of running the graph.
  */
 function checkDecoderGraph(

@@ -173,18 +173,51 @@ export function createTokenizer(
  * ```
  */
 export async function loadTokenizer(dir: string, eosTokenId?: number): Promise<TextTokenizer> {
+  let json: Uint8Array;
+  try {
+    json = await Deno.readFile(join(dir, "tokenizer.json"));
+  } catch (cause) {
+    throw new ModelLoadError(`cannot read tokenizer.json in ${dir}`, { cause });
+  }
+  let config: Uint8Array | undefined;
+  try {
+    config = await Deno.readFile(join(dir, "tokenizer_config.json"));
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) {
+      throw new ModelLoadError(`bad tokenizer_config.json in ${dir}`, { cause: error });
+    }
+  }
+  return tokenizerFromFiles(json, config, eosTokenId, dir);
+}
+
+/**
+ * The tokenizer of a model directory from the bytes of its files, as read once for the model's
+ * id (`model_identity.ts`): what runs is what the id names.
+ *
+ * @param tokenizerJson The bytes of `tokenizer.json`.
+ * @param tokenizerConfig The bytes of `tokenizer_config.json`; `undefined` when there is none.
+ * @param eosTokenId The end-of-text token the model's config gives, if any.
+ * @param dir Where the files are from, for error messages.
+ * @throws {ModelLoadError} a file is not JSON, or the tokenizer is not one this node runs.
+ */
+export function tokenizerFromFiles(
+  tokenizerJson: Uint8Array,
+  tokenizerConfig: Uint8Array | undefined,
+  eosTokenId: number | undefined,
+  dir: string,
+): TextTokenizer {
   let json: Record<string, unknown>;
   try {
-    json = JSON.parse(await Deno.readTextFile(join(dir, "tokenizer.json")));
+    json = JSON.parse(new TextDecoder().decode(tokenizerJson));
   } catch (cause) {
     throw new ModelLoadError(`cannot read tokenizer.json in ${dir}`, { cause });
   }
   let config: Record<string, unknown> = {};
-  try {
-    config = JSON.parse(await Deno.readTextFile(join(dir, "tokenizer_config.json")));
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) {
-      throw new ModelLoadError(`bad tokenizer_config.json in ${dir}`, { cause: error });
+  if (tokenizerConfig !== undefined) {
+    try {
+      config = JSON.parse(new TextDecoder().decode(tokenizerConfig));
+    } catch (cause) {
+      throw new ModelLoadError(`bad tokenizer_config.json in ${dir}`, { cause });
     }
   }
   try {

@@ -1,9 +1,10 @@
 /**
  * Content identifiers: CIDv1, sha2-256 multihash, base32 string form — the same ids IPFS gives
  * the same bytes, so they mean something outside Veriflow. Three codecs are accepted:
- * - raw (0x55, "bafkrei…"): chunks, UnixFS leaves, models, inputs;
+ * - raw (0x55, "bafkrei…"): chunks, UnixFS leaves, model files (a tensor model's id), inputs;
  * - dag-pb (0x70, "bafybei…"): the UnixFS nodes of public files and directories;
- * - dag-cbor (0x71, "bafyrei…"): the manifests of private files.
+ * - dag-cbor (0x71, "bafyrei…"): the manifests of private files, and text models' ids
+ *   (`inference/model_identity.ts`: the block they name lists the model's file CIDs).
  *
  * A store holds bytes by their sha2-256 digest; the codec only says how to read them. So one
  * object has one storage key whatever codec a CID names it by: {@link storageKey} (the raw

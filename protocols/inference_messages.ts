@@ -86,7 +86,7 @@ const summarySchema = z.object({
 
 /** A model as the wire describes it (the port's `ServedModelInfo`, plain data). */
 export interface WireModelInfo {
-  /** CID of the model file. */
+  /** The model's id (`inference/model_identity.ts`). */
   cid: string;
   /** Human-readable name. */
   name: string;

@@ -93,7 +93,7 @@ export const JOB_PRECISIONS: readonly JobPrecision[] = Object.freeze(["fp32", "f
 export interface TextJob {
   /** Discriminant. */
   kind: "text";
-  /** CID of the model file. */
+  /** The model's id (`inference/model_identity.ts`). */
   model: string;
   /** The prompt, as text. */
   prompt: string;
@@ -224,7 +224,7 @@ export interface TensorData {
 export interface TensorJob {
   /** Discriminant. */
   kind: "tensor";
-  /** CID of the model file. */
+  /** The model's id (`inference/model_identity.ts`). */
   model: string;
   /** Named inputs. */
   inputs: Record<string, TensorData>;

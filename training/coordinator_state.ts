@@ -64,7 +64,7 @@ export interface CoordinatorRun {
 
 /** The current model, by reference. */
 export interface SavedModel {
-  /** CID of its `model.onnx`. */
+  /** Its id (`gpt_weights.ts` `gptModelId`: its `model.onnx`, config and tokenizer). */
   cid: string;
   /** Its storage file id, when it was published in storage. */
   file?: string;

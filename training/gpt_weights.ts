@@ -1,7 +1,7 @@
 /**
  * The weights of the built-in GPT as plain named tensors, moved in and out of the ONNX model
  * that `inference/model_builder.ts` writes — so a trained model is served by the unchanged
- * inference path.
+ * inference path, under the id the inference registry gives it ({@link gptModelId}).
  *
  * The builder writes a model from a seed only. Rather than fork its graph code, a trained
  * model is made by building the seeded model of the same architecture and replacing each
@@ -15,7 +15,14 @@ import { dirname, join } from "node:path";
 import onnxProto from "onnx-proto";
 import { syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
 import { cidOf } from "../protocols/cid.ts";
-import { buildGptModel, type GptArchitecture, gptModelBytes } from "../inference/model_builder.ts";
+import {
+  DEFAULT_MODEL_SEED,
+  type GptArchitecture,
+  gptModelBytes,
+  type GptSideFileName,
+  gptSideFiles,
+} from "../inference/model_builder.ts";
+import { textModelIdFromCids } from "../inference/model_identity.ts";
 import { BUILTIN_VOCAB_SIZE } from "../inference/byte_tokenizer.ts";
 import { TrainingError } from "./training_error.ts";
 
@@ -126,27 +133,84 @@ export function gptModelBytesFromWeights(arch: GptArchitecture, weights: GptWeig
   return onnx.ModelProto.encode(model).finish();
 }
 
-/** The file a model directory's graph and weights are in (the CID is this file's). */
+/** The file a model directory's graph and weights are in. */
 const MODEL_FILE = "model.onnx";
+
+/**
+ * What a trained model's `config.json` records beyond its architecture: the builder's defaults
+ * (the seed-0 template's, untied head, fixed KV cache, no size name). Its config and tokenizer
+ * files are then a pure function of the architecture, so its id is one of (arch, weights).
+ */
+const TRAINED_BUILD = Object.freeze({ seed: DEFAULT_MODEL_SEED, tiedEmbeddings: false });
+
+/** A trained model's files besides `model.onnx`, and the CID of each. */
+interface TrainedSideFiles {
+  bytes: Readonly<Record<GptSideFileName, Uint8Array>>;
+  cids: Readonly<Record<GptSideFileName, string>>;
+}
+
+/**
+ * Side files by architecture: built and hashed once, as every id check of a round (each
+ * report's start model, each outcome's audit) asks for the same few architectures.
+ */
+const sideFilesByArch = new Map<string, TrainedSideFiles>();
+/** Architectures whose side files are kept: a network trains a few. */
+const KEPT_SIDE_FILES = 8;
+
+/** The `config.json` and tokenizer files of a trained model of `arch` (see {@link TRAINED_BUILD}). */
+function trainedSideFiles(arch: GptArchitecture): TrainedSideFiles {
+  const key = JSON.stringify([arch.numLayers, arch.hiddenSize, arch.numHeads, arch.contextLength]);
+  let side = sideFilesByArch.get(key);
+  if (side === undefined) {
+    const bytes = gptSideFiles(arch, TRAINED_BUILD);
+    const cids = Object.fromEntries(
+      Object.entries(bytes).map(([name, file]) => [name, cidOf(file)]),
+    ) as Record<GptSideFileName, string>;
+    side = { bytes, cids };
+    sideFilesByArch.set(key, side);
+    if (sideFilesByArch.size > KEPT_SIDE_FILES) {
+      sideFilesByArch.delete(sideFilesByArch.keys().next().value!);
+    }
+  }
+  return side;
+}
+
+/**
+ * The id of the trained model of `arch` carrying `weights`: the id the inference registry gives
+ * the directory {@link writeTrainedModel} writes for them (`inference/model_identity.ts`: its
+ * `model.onnx` with the builder's `config.json` and tokenizer files of `arch`), computed without
+ * writing anything. Every model CID of training (rounds, receipts, outcomes, audits) is this.
+ */
+export function gptModelId(arch: GptArchitecture, weights: GptWeights): string {
+  return gptModelIdOfOnnx(arch, gptModelBytesFromWeights(arch, weights));
+}
+
+/**
+ * The id of the trained model of `arch` whose `model.onnx` is `onnx` (see {@link gptModelId}):
+ * what checks a model file fetched from storage, which holds only the `model.onnx`.
+ */
+export function gptModelIdOfOnnx(arch: GptArchitecture, onnx: Uint8Array): string {
+  return textModelIdFromCids({ [MODEL_FILE]: cidOf(onnx), ...trainedSideFiles(arch).cids });
+}
 
 /** What {@link writeTrainedModel} wrote. */
 export interface TrainedModelFiles {
-  /** The model directory, `<modelsDir>/<cid>`. */
+  /** The model directory, `<modelsDir>/<id>`. */
   dir: string;
-  /** CID of `model.onnx`. */
+  /** The model's id ({@link gptModelId}). */
   cid: string;
 }
 
 /**
  * Write a loadable model directory (`model.onnx`, `config.json`, tokenizer files) for trained
- * weights under `modelsDir/<cid>`, content-addressed as the built-in models are.
+ * weights under `modelsDir/<id>`, content-addressed by the model's id ({@link gptModelId}).
  *
  * Durably: once it returns, the directory survives a power cut whole. A coordinator's state
- * names its current model by CID and is itself fsynced (`coordinator_state.ts`), so the model
+ * names its current model by id and is itself fsynced (`coordinator_state.ts`), so the model
  * must be on disk first: `model.onnx` goes through the atomic, durable writer (temporary file,
- * fsync, rename, fsync of the directory), the builder's other files are fsynced, and so are the
- * directories holding the model's entry (`modelsDir`, and its parent, which may have just made
- * it).
+ * fsync, rename, fsync of the directory), the config and tokenizer files are fsynced, and so are
+ * the directories holding the model's entry (`modelsDir`, and its parent, which may have just
+ * made it).
  */
 export async function writeTrainedModel(
   modelsDir: string,
@@ -154,15 +218,13 @@ export async function writeTrainedModel(
   weights: GptWeights,
 ): Promise<TrainedModelFiles> {
   const bytes = gptModelBytesFromWeights(arch, weights);
-  const cid = cidOf(bytes);
+  const side = trainedSideFiles(arch);
+  const cid = textModelIdFromCids({ [MODEL_FILE]: cidOf(bytes), ...side.cids });
   const dir = join(modelsDir, cid);
-  // The builder writes config and tokenizer files (and its seeded model.onnx, replaced below).
-  await buildGptModel({ ...arch, outDir: dir });
-  for await (const entry of Deno.readDir(dir)) {
-    // Not another writer's temporary file (the same model, fetched twice at once).
-    if (entry.isFile && entry.name !== MODEL_FILE && !entry.name.endsWith(".tmp")) {
-      await syncFile(join(dir, entry.name));
-    }
+  await Deno.mkdir(dir, { recursive: true });
+  for (const [name, file] of Object.entries(side.bytes)) {
+    await Deno.writeFile(join(dir, name), file);
+    await syncFile(join(dir, name));
   }
   await writeFileDurably(join(dir, MODEL_FILE), bytes);
   await syncDirectory(modelsDir);
@@ -170,7 +232,7 @@ export async function writeTrainedModel(
   return { dir, cid };
 }
 
-/** `fsync` a file written without it (the builder's). */
+/** `fsync` a file written without it. */
 async function syncFile(path: string): Promise<void> {
   const file = await Deno.open(path, { read: true });
   try {

@@ -1,12 +1,17 @@
 /**
- * The models of training rounds, by CID: written as loadable model directories under the
- * node's models directory, published in the node's storage (so any node can fetch a round's
- * model by its file id), and fetched from storage by a node that does not hold one — a trainer
- * that joins late downloads the current model this way.
+ * The models of training rounds, by id: written as loadable model directories under the node's
+ * models directory, published in the node's storage (so any node can fetch a round's model by
+ * its file id), and fetched from storage by a node that does not hold one — a trainer that
+ * joins late downloads the current model this way.
  *
- * A model's CID is that of its `model.onnx` (as the inference registry names models); its
- * storage file id is the UnixFS root of the same bytes. What comes back from storage is checked
- * against the CID before it is written, so a holder cannot substitute another model.
+ * A model's id (its "CID" in every training message) is the one the inference registry gives
+ * its directory (`inference/model_identity.ts`): it names the `model.onnx` and the builder's
+ * `config.json` and tokenizer files of the architecture, and is computed from the architecture
+ * and the weights alone (`gpt_weights.ts` `gptModelId`), so the model a round made is the model
+ * nodes serve under the same id. Storage holds only the `model.onnx` (its file id is the UnixFS
+ * root of those bytes): the other files follow from the architecture. What comes back from
+ * storage is checked against the id, with the architecture's files, before it is written, so a
+ * holder cannot substitute another model; a directory found on disk is checked the same way.
  *
  * A round's model is also published as its **outer update** from the round's start model
  * (`outer_step.ts`): a node holding that start model fetches the int8 update (a quarter of the
@@ -20,9 +25,10 @@ import type { ActorRef } from "../actors/actor_ref.ts";
 import { type StorageMessage, unwrapReply } from "../actors/storage_actor_messages.ts";
 import type { PutFileResult } from "../storage/file_store.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
-import { cidOf } from "../protocols/cid.ts";
+import { readTextModelFiles, textModelId } from "../inference/model_identity.ts";
 import {
-  gptModelBytesFromWeights,
+  gptModelId,
+  gptModelIdOfOnnx,
   type GptWeights,
   weightsFromOnnx,
   writeTrainedModel,
@@ -36,7 +42,7 @@ const FETCH_TIMEOUT_MS = 60_000;
 
 /** A round model held here. */
 export interface RoundModel {
-  /** CID of `model.onnx`. */
+  /** The model's id (`gpt_weights.ts` `gptModelId`). */
   cid: string;
   /** The loadable model directory. */
   dir: string;
@@ -52,7 +58,7 @@ export interface RoundModel {
 
 /** Where a model's outer update is: the model it applies to, and its storage file id. */
 export interface ModelUpdate {
-  /** CID of the model the update applies to (the round's start model). */
+  /** Id of the model the update applies to (the round's start model). */
   from: string;
   /** Storage file id of the encoded int8 update. */
   file: string;
@@ -60,16 +66,16 @@ export interface ModelUpdate {
 
 /** Options of {@link RoundModels}. */
 export interface RoundModelsOptions {
-  /** Where model directories go (`<modelsDir>/<cid>`). */
+  /** Where model directories go (`<modelsDir>/<id>`). */
   modelsDir: string;
   /** The node's StorageActor, looked up per use (absent: no storage on this node). */
   storage: () => ActorRef<StorageMessage> | undefined;
 }
 
-/** Round models by CID; see the module doc. */
+/** Round models by id; see the module doc. */
 export class RoundModels {
   readonly #options: RoundModelsOptions;
-  /** Weights by CID, most recent last (a round needs the current model and the one before). */
+  /** Weights by model id, most recent last (a round needs the current model and the one before). */
   readonly #held = new Map<string, RoundModel>();
 
   /** @param options See {@link RoundModelsOptions}. */
@@ -104,9 +110,9 @@ export class RoundModels {
 
   /**
    * The model `cid`: held, on disk, rebuilt from its outer `update` when this node holds the
-   * model the update applies to, or downloaded from storage by `file` (checked against the CID,
-   * then written as a model directory). An update that is unavailable, malformed or does not
-   * give `cid` falls back to the download.
+   * model the update applies to, or downloaded from storage by `file` (its `model.onnx`, checked
+   * against the id with `arch`'s config and tokenizer, then written as a model directory). An
+   * update that is unavailable, malformed or does not give `cid` falls back to the download.
    * @throws {TrainingError} `model_unavailable` when none of these has it, `model_mismatch` when
    *   the downloaded bytes are another model.
    */
@@ -127,29 +133,38 @@ export class RoundModels {
       throw new TrainingError("model_unavailable", `model ${cid} is not here and not fetchable`);
     }
     const bytes = await this.getFile(file);
-    if (cidOf(bytes) !== cid) {
-      throw new TrainingError("model_mismatch", `file ${file} is not model ${cid}`);
+    if (gptModelIdOfOnnx(arch, bytes) !== cid) {
+      throw new TrainingError(
+        "model_mismatch",
+        `file ${file} is not model ${cid} of this architecture`,
+      );
     }
     const weights = weightsFromOnnx(bytes, arch);
     const written = await writeTrainedModel(this.#options.modelsDir, arch, weights);
     if (written.cid !== cid) {
-      // The builder's graph around these weights is another model: a different architecture.
-      throw new TrainingError("model_mismatch", `model ${cid} is not of this architecture`);
+      // The builder's graph around these weights is another model: not the builder's file.
+      throw new TrainingError("model_mismatch", `model ${cid} is not the builder's graph`);
     }
     const model = this.#keep({ cid, dir: written.dir, file, weights });
     return { ...model, fetched: { via: "model", bytes: bytes.length } };
   }
 
-  /** The model `cid` from its directory here, when it is there and is that model. */
+  /**
+   * The model `cid` from its directory here, when it is there and is that model of `arch`: its
+   * files (as the registry would read them) have that id, and so do its `model.onnx` and
+   * `arch`'s config and tokenizer.
+   */
   async #fromDisk(
     cid: string,
     arch: GptArchitecture,
     file?: string,
   ): Promise<RoundModel | undefined> {
     const dir = join(this.#options.modelsDir, cid);
-    const local = await readWholeFile(join(dir, "model.onnx")).catch(() => undefined);
-    if (local === undefined || cidOf(local) !== cid) return undefined;
-    return this.#keep({ cid, dir, file, weights: weightsFromOnnx(local, arch) });
+    const local = await readTextModelFiles(dir).catch(() => undefined);
+    if (local === undefined) return undefined;
+    const onnx = local["model.onnx"];
+    if (textModelId(local) !== cid || gptModelIdOfOnnx(arch, onnx) !== cid) return undefined;
+    return this.#keep({ cid, dir, file, weights: weightsFromOnnx(onnx, arch) });
   }
 
   /** The model `cid` rebuilt from `update`; undefined when its base is not here or not `cid`. */
@@ -203,9 +218,9 @@ export class RoundModels {
     return this.#options.modelsDir;
   }
 
-  /** The CID `weights` would have as a model of `arch`. */
+  /** The id `weights` would have as a model of `arch` (`gpt_weights.ts` `gptModelId`). */
   static cidOf(arch: GptArchitecture, weights: GptWeights): string {
-    return cidOf(gptModelBytesFromWeights(arch, weights));
+    return gptModelId(arch, weights);
   }
 
   #keep(model: RoundModel): RoundModel {

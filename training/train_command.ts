@@ -18,7 +18,6 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { cidOf } from "../protocols/cid.ts";
 import { Identity } from "../protocols/identity.ts";
 import { DEFAULT_GENERATION_PARAMS } from "../protocols/job.ts";
 import {
@@ -34,12 +33,7 @@ import {
   parseWholeNumber,
 } from "../node/number_flags.ts";
 import { loadBrownCorpus, splitCorpus, type TextShard } from "./brown_corpus.ts";
-import {
-  gptModelBytesFromWeights,
-  type GptWeights,
-  seededGptWeights,
-  writeTrainedModel,
-} from "./gpt_weights.ts";
+import { gptModelId, type GptWeights, seededGptWeights, writeTrainedModel } from "./gpt_weights.ts";
 import {
   DEFAULT_LOCAL_HYPER_PARAMS,
   evaluateLoss,
@@ -212,7 +206,7 @@ export async function trainModel(
     heldOutBitsPerByte(arch, w, heldOut, evalSamples, hyper.sampleBytes);
 
   let weights = seededGptWeights(arch, options.seed);
-  let cid = cidOf(gptModelBytesFromWeights(arch, weights));
+  let cid = gptModelId(arch, weights);
   let dir = "";
   let momentum: GptWeights | undefined;
   const params = [...weights.values()].reduce((s, t) => s + t.data.length, 0);

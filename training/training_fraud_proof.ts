@@ -23,11 +23,10 @@
  */
 import { z } from "zod";
 import type { GptArchitecture } from "../inference/model_builder.ts";
-import { cidOf } from "../protocols/cid.ts";
 import { encodeCanonical } from "../protocols/cbor.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { type Identity, verifySignature } from "../protocols/identity.ts";
-import { gptModelBytesFromWeights, type GptWeights } from "./gpt_weights.ts";
+import { gptModelId, type GptWeights } from "./gpt_weights.ts";
 import { type StepOpening, StepOpeningSchema, verifyOpeningSignature } from "./step_opening.ts";
 import {
   CHECKER_SLACK,
@@ -234,7 +233,7 @@ export async function checkTrainingFraudProof(
           startWeights = typeof options.startWeights === "function"
             ? await options.startWeights(receipt.startModel)
             : options.startWeights;
-          const cid = cidOf(gptModelBytesFromWeights(options.arch, startWeights));
+          const cid = gptModelId(options.arch, startWeights);
           if (cid !== receipt.startModel) return done(false, "start_model_unavailable");
         } catch {
           return done(false, "start_model_unavailable");

@@ -34,7 +34,7 @@ export interface TrainingReceipt {
   v: number;
   /** Round number the work belongs to. */
   round: number;
-  /** CID of the start model (`model.onnx`). */
+  /** Id of the start model (`gpt_weights.ts` `gptModelId`). */
   startModel: string;
   /** Local steps H. */
   steps: number;

@@ -50,7 +50,7 @@ export interface TrainAndSignOptions {
   arch: GptArchitecture;
   /** Round number. */
   round: number;
-  /** Start model CID (must be the CID of `start`'s ONNX model). */
+  /** Start model id (must be `start`'s, `gpt_weights.ts` `gptModelId`). */
   startModel: string;
   /** Start weights. */
   start: GptWeights;

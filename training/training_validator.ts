@@ -1002,7 +1002,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       }).catch(() => undefined))?.status === "fraud";
   }
 
-  /** Whether `arch` with `weights` is start model `cid` (the builder's graph hashes to it). */
+  /** Whether `arch` with `weights` is start model `cid` (their `gptModelId` is it). */
   #archOf(cid: string, arch: GptArchitecture, weights: GptWeights): boolean {
     const key = `${cid}|${JSON.stringify(arch)}`;
     let same = this.#archChecks.get(key);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { runBuildModel } from "../../inference/build_model_command.ts";
 import { matchesCid } from "../../protocols/cid.ts";
+import { readTextModelFiles, textModelId } from "../../inference/model_identity.ts";
 
 Deno.test("build-model writes a loadable model directory and prints its CID; bad arguments and trained sizes exit 2", async () => {
   const out = await Deno.makeTempDir();
@@ -13,9 +14,10 @@ Deno.test("build-model writes a loadable model directory and prints its CID; bad
   try {
     assert.equal(await runBuildModel(["--size", "tiny", "--seed", "2", "--out", out]), 0);
     const { cid } = JSON.parse(lines[0]);
-    assert.ok(matchesCid(cid, await Deno.readFile(`${out}/model.onnx`)));
+    assert.equal(cid, textModelId(await readTextModelFiles(out)), "the model's id");
     assert.equal(await runBuildModel(["--kind", "mlp", "--out", `${out}/mlp`]), 0);
-    await Deno.stat(`${out}/mlp/model.onnx`);
+    // A tensor model's id is its model.onnx's CID.
+    assert.ok(matchesCid(JSON.parse(lines[1]).cid, await Deno.readFile(`${out}/mlp/model.onnx`)));
     assert.equal(await runBuildModel(["--size", "huge", "--out", out]), 2);
     // A trained size is installed from its weights, never built from a seed under its name.
     assert.equal(await runBuildModel(["--size", "brown", "--out", `${out}/brown`]), 2);

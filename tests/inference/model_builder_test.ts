@@ -7,6 +7,7 @@ import {
   resolveArchitecture,
 } from "../../inference/model_builder.ts";
 import { cidOf } from "../../protocols/cid.ts";
+import { readTextModelFiles, textModelId } from "../../inference/model_identity.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "veriflow-builder-test-" });
 Deno.test.afterAll(() => Deno.remove(tmp, { recursive: true }));
@@ -33,7 +34,8 @@ Deno.test("buildGptModel writes model.onnx, a GPT-2 style config.json and an HF 
   assert.equal(tokenizer.model.type, "BPE");
   assert.equal(tokenizer.added_tokens[0].content, "<|endoftext|>");
   const bytes = await Deno.readFile(`${tmp}/tiny/model.onnx`);
-  assert.equal(built.cid, cidOf(bytes));
+  assert.equal(built.onnxCid, cidOf(bytes));
+  assert.equal(built.cid, textModelId(await readTextModelFiles(built.dir)), "the model's id");
   assert.equal(built.sizeBytes, bytes.byteLength);
 });
 

@@ -5,6 +5,8 @@ import { ensureBuiltinModel } from "../../inference/builtin_model.ts";
 import { TextModel } from "../../inference/text_model.ts";
 import { TensorModel } from "../../inference/tensor_model.ts";
 import { ModelLoadError, UnknownModelError, WrongModelKindError } from "../../inference/errors.ts";
+import { readTextModelFiles, textModelId } from "../../inference/model_identity.ts";
+import { cidOf, matchesCid } from "../../protocols/cid.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "veriflow-registry-test-" });
 Deno.test.afterAll(() => Deno.remove(tmp, { recursive: true }));
@@ -66,19 +68,22 @@ Deno.test("a model file changed after registration refuses to load under its old
   }
 });
 
-Deno.test("ensureBuiltinModel builds once into a dir named by the CID and reuses or repairs it", async () => {
+Deno.test("ensureBuiltinModel builds once into a dir named by the CID of its model.onnx and reuses or repairs it", async () => {
   const models = `${tmp}/models`;
   const dir = await ensureBuiltinModel(models, "tiny", 0);
   const cid = dir.split("/").pop()!;
-  assert.ok(cid.startsWith("bafkrei"));
+  assert.ok(matchesCid(cid, await Deno.readFile(`${dir}/model.onnx`)));
   const first = (await Deno.stat(`${dir}/model.onnx`)).mtime;
   assert.equal(await ensureBuiltinModel(models, "tiny", 0), dir);
   assert.deepEqual((await Deno.stat(`${dir}/model.onnx`)).mtime, first, "cache hit, no rebuild");
   // Corrupt it: the next call notices (bytes no longer match the CID) and rebuilds.
   await Deno.writeFile(`${dir}/model.onnx`, new Uint8Array([1, 2, 3]));
   assert.equal(await ensureBuiltinModel(models, "tiny", 0), dir);
+  assert.ok(matchesCid(cid, await Deno.readFile(`${dir}/model.onnx`)), "repaired");
   const model = await TextModel.load(dir, { intraOpThreads: 1 });
-  assert.equal(model.info.cid, cid);
+  // The directory is named by its model.onnx; the model by all its files.
+  assert.equal(model.info.cid, textModelId(await readTextModelFiles(dir)));
+  assert.notEqual(model.info.cid, cid);
   await model.dispose();
   const entries = [...Deno.readDirSync(models)].map((e) => e.name).sort();
   assert.deepEqual(
@@ -98,6 +103,91 @@ Deno.test("a tokenizer.json that cannot be read fails the registration instead o
   try {
     await assert.rejects(registry.register(dir), ModelLoadError);
     assert.deepEqual(registry.list(), []);
+  } finally {
+    await registry.close();
+  }
+});
+
+/** A copy of the model directory `src` at `dst`, every file byte for byte. */
+async function copyModel(src: string, dst: string): Promise<void> {
+  await Deno.mkdir(dst, { recursive: true });
+  for await (const entry of Deno.readDir(src)) {
+    await Deno.copyFile(`${src}/${entry.name}`, `${dst}/${entry.name}`);
+  }
+}
+
+/** `tokenizer.json` in `dir` with one more space in it: still valid, and another file. */
+async function touchTokenizer(dir: string): Promise<void> {
+  const text = await Deno.readTextFile(`${dir}/tokenizer.json`);
+  await Deno.writeTextFile(`${dir}/tokenizer.json`, text.replace("{", "{ "));
+}
+
+Deno.test("two directories with the same model.onnx and different tokenizer.json files register as two models", async () => {
+  const built = await buildGptModel({ size: "tiny", outDir: `${tmp}/same-onnx-a`, seed: 6 });
+  await copyModel(built.dir, `${tmp}/same-onnx-b`);
+  await touchTokenizer(`${tmp}/same-onnx-b`);
+  const registry = new ModelRegistry({ intraOpThreads: 1 });
+  try {
+    const a = await registry.register(built.dir);
+    const b = await registry.register(`${tmp}/same-onnx-b`);
+    assert.equal(a.cid, built.cid);
+    assert.notEqual(a.cid, b.cid, "another tokenizer, another model");
+    assert.notEqual(a.cid, cidOf(await Deno.readFile(`${built.dir}/model.onnx`)));
+    assert.equal(b.cid, textModelId(await readTextModelFiles(`${tmp}/same-onnx-b`)));
+    assert.deepEqual(registry.list().map((m) => m.cid), [a.cid, b.cid]);
+    // Each loads, under its own id.
+    assert.equal((await registry.getText(b.cid)).info.cid, b.cid);
+  } finally {
+    await registry.close();
+  }
+});
+
+for (
+  const [what, change] of [
+    ["tokenizer.json was edited", touchTokenizer],
+    ["config.json was edited", async (dir: string) => {
+      const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+      await Deno.writeTextFile(
+        `${dir}/config.json`,
+        JSON.stringify({ ...config, eos_token_id: 10 }),
+      );
+    }],
+    [
+      "tokenizer_config.json was removed",
+      (dir: string) => Deno.remove(`${dir}/tokenizer_config.json`),
+    ],
+  ] as const
+) {
+  Deno.test(`a model whose ${what} after registration refuses to load under its old id`, async () => {
+    const dir = `${tmp}/changed-${what.replaceAll(/\W+/g, "-")}`;
+    await buildGptModel({ size: "tiny", outDir: dir, seed: 7 });
+    const registry = new ModelRegistry({ intraOpThreads: 1 });
+    try {
+      const { cid } = await registry.register(dir);
+      await change(dir);
+      await assert.rejects(
+        registry.get(cid),
+        (e: unknown) => e instanceof ModelLoadError && /changed since registration/.test(e.message),
+      );
+    } finally {
+      await registry.close();
+    }
+  });
+}
+
+Deno.test("a tensor model's id is the CID of its model.onnx, whatever else its directory holds", async () => {
+  const built = await buildMlpModel({ outDir: `${tmp}/mlp-id`, seed: 3 });
+  const onnx = cidOf(await Deno.readFile(`${built.dir}/model.onnx`));
+  assert.equal(built.cid, onnx);
+  // Its config says tensor: a tokenizer next to it decides nothing and is not named.
+  await Deno.writeTextFile(`${built.dir}/tokenizer.json`, "{}");
+  const registry = new ModelRegistry({ intraOpThreads: 1 });
+  try {
+    const meta = await registry.register(built.dir);
+    assert.equal(meta.kind, "tensor");
+    assert.equal(meta.cid, onnx);
+    assert.equal((await registry.register(`${built.dir}/model.onnx`)).cid, onnx, "bare file");
+    assert.equal((await registry.getTensor(onnx)).info.cid, onnx);
   } finally {
     await registry.close();
   }

@@ -9,6 +9,7 @@ import {
   ModelLoadError,
 } from "../../inference/errors.ts";
 import { TextModel } from "../../inference/text_model.ts";
+import { readTextModelFiles, textModelId } from "../../inference/model_identity.ts";
 import { fingerprintDistance, fingerprintOf } from "../../proof/fingerprint.ts";
 
 const { model, dir, cleanup } = await tinyModel();
@@ -26,7 +27,7 @@ const PROMPTS = ["Hello", "The quick brown fox", "héllo 世界 🚀", "a"];
 
 Deno.test.afterAll(cleanup);
 
-Deno.test("model info reports the built architecture and the CPU provider", () => {
+Deno.test("model info reports the built architecture, the CPU provider and the id of its files", async () => {
   assert.deepEqual(model.info.kind, "text");
   assert.deepEqual(model.info.vocabSize, 260);
   assert.deepEqual(model.info.numLayers, 2);
@@ -34,7 +35,7 @@ Deno.test("model info reports the built architecture and the CPU provider", () =
   assert.deepEqual(model.info.contextLength, 256);
   assert.deepEqual(model.info.executionProvider, "cpu");
   assert.deepEqual(model.info.eosTokenId, 256);
-  assert(model.info.cid.startsWith("bafkrei"));
+  assert.equal(model.info.cid, textModelId(await readTextModelFiles(dir)));
 });
 
 Deno.test("greedy KV-cache generation equals argmax of a teacher-forced forward pass, and each chunk's fingerprint is that row's, position by position", async () => {

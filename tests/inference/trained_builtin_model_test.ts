@@ -8,6 +8,7 @@ import {
 import { TextModel } from "../../inference/text_model.ts";
 import { DEFAULT_GENERATION_PARAMS } from "../../protocols/job.ts";
 import { matchesCid } from "../../protocols/cid.ts";
+import { readTextModelFiles, textModelId } from "../../inference/model_identity.ts";
 
 const tmp = await Deno.makeTempDir({ prefix: "veriflow-trained-builtin-test-" });
 Deno.test.afterAll(() => Deno.remove(tmp, { recursive: true }));
@@ -28,6 +29,11 @@ Deno.test("ensureBuiltinModel installs brown by copying the checked-in weights, 
   assert.deepEqual(await Deno.readFile(join(dir, "model.onnx")), await trainedModelBytes("brown"));
   const config = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
   assert.equal(config.n_positions, 128);
+  // The id it is served under, as docs/MODELS.md gives it: its weights, config and tokenizer.
+  assert.equal(
+    textModelId(await readTextModelFiles(dir)),
+    "bafyreid7pi6me5aqrcjac6gn2upseoxk7kjh7bzliy4qzw6yd5pauq27ma",
+  );
 
   await Deno.writeFile(join(dir, "model.onnx"), new Uint8Array([1, 2, 3]));
   assert.equal(await ensureBuiltinModel(models, "brown"), dir);

@@ -9,7 +9,7 @@
 import onnxProto from "onnx-proto";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import { TextModel } from "../../inference/text_model.ts";
-import { cidOf } from "../../protocols/cid.ts";
+import { readTextModelFiles, textModelId } from "../../inference/model_identity.ts";
 import { fp16Logits, mapModelWeights, roundToBf16, roundToFp16 } from "../../proof/_precision.ts";
 
 const { onnx } = onnxProto;
@@ -41,14 +41,14 @@ export function gaussian(seed: number): () => number {
 /** Files of a model directory besides `model.onnx`. */
 const MODEL_SIDE_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json"];
 
-/** Write `bytes` as the model of a copy of `src` at `dst`; returns the copy's CID. */
+/** Write `bytes` as the model of a copy of `src` at `dst`; returns the copy's model id. */
 async function writeCopy(src: string, dst: string, bytes: Uint8Array): Promise<string> {
   await Deno.mkdir(dst, { recursive: true });
   await Deno.writeFile(`${dst}/model.onnx`, bytes);
   for (const f of MODEL_SIDE_FILES) {
     await Deno.copyFile(`${src}/${f}`, `${dst}/${f}`).catch(() => {});
   }
-  return cidOf(bytes);
+  return textModelId(await readTextModelFiles(dst));
 }
 
 /** Copy a model directory with every float weight multiplied by (1 + rel·N(0,1)). */
@@ -77,7 +77,7 @@ export function variantName(v: ModelVariant): string {
 }
 
 /**
- * Build a variant of the model in `src` at `dst` (see {@link ModelVariant}); returns its CID.
+ * Build a variant of the model in `src` at `dst` (see {@link ModelVariant}); returns its id.
  *
  * - `bf16` / `fp16`: every weight rounded to that format (stored as float32 again);
  * - `int8-tensor` / `int8-channel`: every matrix (MatMul weights, embedding tables) quantized

@@ -5,9 +5,8 @@
  * never opened from.
  */
 import assert from "node:assert/strict";
-import { cidOf } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { gptModelBytesFromWeights, seededGptWeights } from "../../training/gpt_weights.ts";
+import { gptModelId, seededGptWeights } from "../../training/gpt_weights.ts";
 import { openChallengedSteps, type SealedStepOpenings } from "../../training/step_opening.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
@@ -30,7 +29,7 @@ const H = 6;
 const split = await testSplit();
 const [shard, otherShard] = split.shards;
 const start = seededGptWeights(TEST_ARCH, 0);
-const startModel = cidOf(gptModelBytesFromWeights(TEST_ARCH, start));
+const startModel = gptModelId(TEST_ARCH, start);
 const trainer = Identity.generate();
 const validator = Identity.generate();
 const run = await trainAndSign({

@@ -3,11 +3,12 @@ import * as ort from "onnxruntime-node";
 import { gptModelBytes } from "../../inference/model_builder.ts";
 import { TextModel } from "../../inference/text_model.ts";
 import { DEFAULT_GENERATION_PARAMS } from "../../protocols/job.ts";
-import { cidOf } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS, evaluateLoss } from "../../training/local_trainer.ts";
 import {
   gptModelBytesFromWeights,
+  gptModelId,
+  gptModelIdOfOnnx,
   type GptWeights,
   seededGptWeights,
   weightsFromOnnx,
@@ -78,17 +79,17 @@ Deno.test("trained weights go into the builder's graph and come back out bit for
   const bytes = gptModelBytesFromWeights(TEST_ARCH, weights);
   const back = weightsFromOnnx(bytes, TEST_ARCH);
   for (const [name, w] of weights) assert.deepEqual(back.get(name)!.data, w.data, name);
-  // The changed bias is a new model: another CID than the seeded weights give.
+  // The changed bias is a new model: another id than the seeded weights give.
   assert.notEqual(
-    cidOf(bytes),
-    cidOf(gptModelBytesFromWeights(TEST_ARCH, seededGptWeights(TEST_ARCH, 3))),
+    gptModelIdOfOnnx(TEST_ARCH, bytes),
+    gptModelId(TEST_ARCH, seededGptWeights(TEST_ARCH, 3)),
   );
 });
 
 Deno.test("a 2-trainer DiLoCo round lowers held-out loss, and its model loads in TextModel and generates", async () => {
   const split = await testSplit();
   const start = seededGptWeights(TEST_ARCH, 0);
-  const startModel = cidOf(gptModelBytesFromWeights(TEST_ARCH, start));
+  const startModel = gptModelId(TEST_ARCH, start);
   const reports = [];
   for (const [i, shard] of split.shards.entries()) {
     const { report } = await trainAndSign({
@@ -143,7 +144,7 @@ Deno.test("a 2-trainer DiLoCo round lowers held-out loss, and its model loads in
 Deno.test("aggregateRound refuses only the delta that does not fit the start weights: the honest deltas still make the model", async () => {
   const split = await testSplit();
   const start = seededGptWeights(TEST_ARCH, 0);
-  const startModel = cidOf(gptModelBytesFromWeights(TEST_ARCH, start));
+  const startModel = gptModelId(TEST_ARCH, start);
   const honest: TrainerReport[] = [];
   for (const [i, shard] of split.shards.entries()) {
     const { report } = await trainAndSign({
