@@ -1,12 +1,15 @@
 /**
  * A tiny graph builder over `onnx-proto`: just enough to write the built-in models by hand
- * (initializers, nodes with attributes, typed graph I/O with symbolic dimensions).
+ * (initializers, nodes with attributes, typed graph I/O with symbolic dimensions); and the check
+ * every model loader makes that a model keeps all its tensors' data in itself
+ * ({@link refuseExternalData}).
  *
  * Private to `inference/`: the public surface is `model_builder.ts`.
  *
  * @module
  */
 import onnxProto from "onnx-proto";
+import { ModelLoadError } from "./errors.ts";
 
 const { onnx } = onnxProto;
 
@@ -142,4 +145,78 @@ function attribute(name: string, value: AttributeValue): onnxProto.onnx.IAttribu
   if ("float" in value) return { name, type: T.FLOAT, f: value.float };
   if ("ints" in value) return { name, type: T.INTS, ints: value.ints };
   return { name, type: T.STRING, s: new TextEncoder().encode(value.string) };
+}
+
+/** `TensorProto.DataLocation.EXTERNAL`: the tensor's data is in another file. */
+const EXTERNAL_DATA = 1;
+
+/**
+ * The name of a tensor of the ONNX model `bytes` whose data is kept in another file ("external
+ * data"), or `undefined` when every tensor's data is in the model: initializers, sparse ones,
+ * node attributes (a `Constant`'s value), in subgraphs, functions and training info alike.
+ *
+ * @throws {Error} `bytes` is not a protobuf ModelProto.
+ */
+export function externalDataTensor(bytes: Uint8Array): string | undefined {
+  const model = onnx.ModelProto.decode(bytes);
+  const tensors: (onnxProto.onnx.ITensorProto | null | undefined)[] = [];
+  const sparse = (s: onnxProto.onnx.ISparseTensorProto | null | undefined) => {
+    if (s) tensors.push(s.values, s.indices);
+  };
+  const nodes = (list: onnxProto.onnx.INodeProto[] | null | undefined) => {
+    for (const node of list ?? []) {
+      for (const a of node.attribute ?? []) {
+        tensors.push(a.t, ...(a.tensors ?? []));
+        sparse(a.sparseTensor);
+        for (const s of a.sparseTensors ?? []) sparse(s);
+        graph(a.g);
+        for (const g of a.graphs ?? []) graph(g);
+      }
+    }
+  };
+  const graph = (g: onnxProto.onnx.IGraphProto | null | undefined) => {
+    if (!g) return;
+    tensors.push(...(g.initializer ?? []));
+    for (const s of g.sparseInitializer ?? []) sparse(s);
+    nodes(g.node);
+  };
+  graph(model.graph);
+  for (const f of model.functions ?? []) nodes(f.node);
+  for (const t of model.trainingInfo ?? []) {
+    graph(t.initialization);
+    graph(t.algorithm);
+  }
+  const external = tensors.find((t) =>
+    t && (t.dataLocation === EXTERNAL_DATA || (t.externalData?.length ?? 0) > 0)
+  );
+  return external ? external.name || "(unnamed)" : undefined;
+}
+
+/**
+ * Throws {@link ModelLoadError} unless every tensor of the ONNX model `bytes` holds its data in
+ * the model itself (see {@link externalDataTensor}), or when the bytes are not an ONNX model.
+ *
+ * A model is handed to onnxruntime as bytes, so external data would be read from the process's
+ * working directory when a session is created (onnxruntime's graph optimizer refuses it, but not
+ * at `graphOptimizationLevel: "disabled"`): what runs would not be what the model's id names
+ * (`model_identity.ts`: the bytes of `model.onnx`), two nodes could run other weights under one
+ * id, and a worker restarted after a crash could read other data. Every loader calls this before
+ * it creates a session.
+ *
+ * @param bytes The model's `model.onnx`.
+ * @param where Where it is from, for the message.
+ */
+export function refuseExternalData(bytes: Uint8Array, where: string): void {
+  let external: string | undefined;
+  try {
+    external = externalDataTensor(bytes);
+  } catch (cause) {
+    throw new ModelLoadError(`${where} is not an ONNX model`, { cause });
+  }
+  if (external !== undefined) {
+    throw new ModelLoadError(
+      `${where}: tensor ${external} keeps its data in another file; a model's id names the ` +
+        `bytes of its model.onnx only, so every tensor must be in it`,
+    );
+  }
 }

@@ -19,6 +19,7 @@ import { InvalidTensorInputError, ModelDisposedError, ModelLoadError } from "./e
 import type { BaseModelInfo, ModelWorkerOptions } from "./text_model.ts";
 import { IN_THREAD_HEALTH, type ModelHealth } from "./model_health.ts";
 import { tensorModelId } from "./model_identity.ts";
+import { refuseExternalData } from "./_onnx_graph.ts";
 import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** Name, element type and shape (numbers or symbolic names) of a model input or output. */
@@ -102,6 +103,7 @@ export class TensorModel {
     } catch (cause) {
       throw new ModelLoadError(`cannot read model at ${path}`, { cause });
     }
+    refuseExternalData(bytes, file);
     let engine: TensorEngine;
     let executionProvider: TensorModelInfo["executionProvider"];
     let fallbackReason: string | undefined;

@@ -37,6 +37,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import type * as ort from "onnxruntime-node";
 import { GENERATION_LIMITS, type GenerationParams } from "../protocols/job.ts";
 import type { Fingerprint } from "../proof/fingerprint.ts";
@@ -70,6 +71,7 @@ import {
 import { type SamplingParams, validateSamplingParams } from "./sampler.ts";
 import { type TextTokenizer, tokenizerFromFiles } from "./text_tokenizer.ts";
 import { readTextModelFiles, textModelId } from "./model_identity.ts";
+import { refuseExternalData } from "./_onnx_graph.ts";
 import { MAX_TOP_LOGPROBS, type TopLogprob } from "./top_logprobs.ts";
 
 export type { ExecutionProvider } from "./_session.ts";
@@ -483,7 +485,8 @@ export class TextModel {
    * Load a model directory: `model.onnx`, `config.json`, `tokenizer.json` (and optionally
    * `tokenizer_config.json`), each read once: `info.cid` is the id of those very bytes
    * (`model_identity.ts`). Throws {@link ModelLoadError} on a missing or malformed file, a
-   * graph that does not follow the decoder convention, or a `config.json` whose dimensions
+   * graph with a tensor kept in another file (which the id would not name), a graph that does
+   * not follow the decoder convention, or a `config.json` whose dimensions
    * contradict the graph's (see `checkDecoderGraph`); any other failure while loading is
    * wrapped in one too, since it comes from the files an operator supplied. With
    * `worker: true` the sessions are created in the workers (in parallel), not on this thread.
@@ -503,6 +506,7 @@ export class TextModel {
     const files = await readTextModelFiles(dir);
     const cid = textModelId(files);
     const bytes = files["model.onnx"];
+    refuseExternalData(bytes, join(dir, "model.onnx"));
     let rawConfig: unknown;
     try {
       rawConfig = JSON.parse(new TextDecoder().decode(files["config.json"]));

@@ -14,6 +14,11 @@
  * (`inference/_batch_decoder.ts`: a worker serving several jobs at once); and, for the `fp16`
  * and `bf16` classes, the model with its weights rounded to that format.
  *
+ * The profile is filed under the reference's model id (`inference/model_identity.ts`), and each
+ * variant loads the directory again: a load whose files are not that model any more (changed
+ * while calibrating) is refused, as is a rounded copy made from such files, so the profile never
+ * holds another model's noise.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -40,6 +45,8 @@ import {
 } from "./calibration.ts";
 import { fp16Logits, mapModelWeights, weightRounding } from "./_precision.ts";
 import { TextModel } from "../inference/text_model.ts";
+import { ModelLoadError } from "../inference/errors.ts";
+import { readTextModelFiles, textModelId } from "../inference/model_identity.ts";
 import { sampleToken } from "../inference/sampler.ts";
 import {
   cudaProviderInstalled,
@@ -47,7 +54,6 @@ import {
   type GraphOptimizationLevel,
   webgpuProviderBundled,
 } from "../inference/_session.ts";
-import { readWholeFile } from "../storage/read_whole_file.ts";
 
 /** Options of {@link calibrateModel}. */
 export interface CalibrationOptions {
@@ -178,18 +184,24 @@ export async function calibrateModel(
       // A GPU provider that cannot start here (no device, no adapter) measures nothing new: one
       // probe, not a failed session per variant.
       if (provider !== "cpu") {
-        const probe = await TextModel.load(dir, { executionProvider: provider, intraOpThreads: 1 });
+        const probe = await sameModel(
+          reference,
+          await TextModel.load(dir, { executionProvider: provider, intraOpThreads: 1 }),
+        );
         const starts = probe.info.executionProvider === provider;
         await probe.dispose();
         if (!starts) continue;
       }
       for (const n of threads) {
         for (const level of levels) {
-          const model = await TextModel.load(dir, {
-            intraOpThreads: n,
-            graphOptimizationLevel: level,
-            executionProvider: provider,
-          });
+          const model = await sameModel(
+            reference,
+            await TextModel.load(dir, {
+              intraOpThreads: n,
+              graphOptimizationLevel: level,
+              executionProvider: provider,
+            }),
+          );
           try {
             // A CUDA request that fell back to CPU measures nothing new.
             if (model.info.executionProvider === provider) {
@@ -203,7 +215,13 @@ export async function calibrateModel(
     }
     for (const precision of ["fp16", "bf16"] as const) {
       if (!precisions.has(precision)) continue;
-      const model = await roundedModel(dir, join(scratch, precision), precision, refThreads);
+      const model = await roundedModel(
+        dir,
+        reference.info.cid,
+        join(scratch, precision),
+        precision,
+        refThreads,
+      );
       try {
         await measure(model, `cpu/threads=${refThreads}/graph=all`, precision);
       } finally {
@@ -530,22 +548,43 @@ function summarize(variants: VariantNoise[], samples: Sample[]): NoiseProfile {
   return noise;
 }
 
-/** A copy of the model in `dir` with its weights rounded to `precision`, loaded. */
+/**
+ * `model`, when it is the reference's model (the same id: its files did not change since the
+ * reference was loaded); else it is disposed and {@link ModelLoadError} thrown.
+ */
+async function sameModel(reference: TextModel, model: TextModel): Promise<TextModel> {
+  if (model.info.cid === reference.info.cid) return model;
+  await model.dispose();
+  throw new ModelLoadError(
+    `the model files in ${model.info.path} changed while calibrating ${reference.info.cid} ` +
+      `(now ${model.info.cid})`,
+  );
+}
+
+/**
+ * A copy of the model `cid` in `dir` with its weights rounded to `precision`, loaded. Its files
+ * are read once and must still be that model; the copy has the same config and tokenizer files
+ * (an absent `tokenizer_config.json` stays absent, an unreadable one fails).
+ */
 async function roundedModel(
   dir: string,
+  cid: string,
   out: string,
   precision: JobPrecision,
   threads: number,
 ): Promise<TextModel> {
+  const files = await readTextModelFiles(dir);
+  const now = textModelId(files);
+  if (now !== cid) {
+    throw new ModelLoadError(
+      `the model files in ${dir} changed while calibrating ${cid} (now ${now})`,
+    );
+  }
   const round = weightRounding(precision);
-  if (!round) return await TextModel.load(dir, { intraOpThreads: threads });
   await Deno.mkdir(out, { recursive: true });
-  await Deno.writeFile(
-    join(out, "model.onnx"),
-    mapModelWeights(await readWholeFile(join(dir, "model.onnx")), round),
-  );
-  for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) {
-    await Deno.copyFile(join(dir, f), join(out, f)).catch(() => {});
+  for (const [name, bytes] of Object.entries(files)) {
+    const rounded = name === "model.onnx" && round ? mapModelWeights(bytes, round) : bytes;
+    await Deno.writeFile(join(out, name), rounded);
   }
   return await TextModel.load(out, { intraOpThreads: threads });
 }

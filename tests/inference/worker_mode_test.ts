@@ -21,6 +21,9 @@ import { deserializeError, serializeError } from "../../inference/_worker_protoc
 import { VeriflowError } from "../../protocols/errors.ts";
 import { MIN_LOGIT_EPS } from "../../proof/calibration.ts";
 import type { TensorData } from "../../protocols/job.ts";
+import onnxProto from "onnx-proto";
+
+const { onnx } = onnxProto;
 
 /** Two workers: enough to see two generations land on different workers. */
 const WORKERS = 2;
@@ -406,7 +409,16 @@ Deno.test("an error raised inside a worker arrives as the same class with the sa
   try {
     await Deno.copyFile(`${dir}/config.json`, `${broken}/config.json`);
     await Deno.copyFile(`${dir}/tokenizer.json`, `${broken}/tokenizer.json`);
-    await Deno.writeFile(`${broken}/model.onnx`, new TextEncoder().encode("not an onnx model"));
+    // An ONNX ModelProto (so the load's own checks pass it) that onnxruntime cannot load: a
+    // graph whose one node is of an operator no opset has.
+    await Deno.writeFile(
+      `${broken}/model.onnx`,
+      onnx.ModelProto.encode({
+        irVersion: 8,
+        opsetImport: [{ domain: "", version: 17 }],
+        graph: { name: "broken", node: [{ opType: "NoSuchOperator", input: [], output: ["y"] }] },
+      }).finish(),
+    );
     await assert.rejects(
       TextModelClass.load(broken, { worker: true, workerCount: 1 }),
       (e) =>
