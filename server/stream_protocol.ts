@@ -8,7 +8,7 @@
  *
  * ```
  * client: {"type":"infer","id":"a","prompt":"Hello","max_tokens":16}
- * server: {"type":"start","id":"a","job_id":"9f…","model":"bafkrei…","model_name":"veriflow-tiny",
+ * server: {"type":"start","id":"a","job_id":"9f…","model":"bafyrei…","model_name":"veriflow-tiny",
  *          "execution_provider":"cpu","prompt_tokens":5}
  * server: {"type":"queued","id":"a","position":2}      (only while the job waits for a slot)
  * server: {"type":"token","id":"a","index":0,"token_id":44,"text":","}

@@ -157,7 +157,23 @@ Deno.test("without a ledger directory, a proof held for its receipt and released
     });
     assert.equal(held.held, true, "held for its receipt");
     await recordLazyReceipt(ledger, training, proof, model.cid);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // Released with its receipt, checked and settled: the rechecks it caused (one after each
+    // change of what would be kept) come to an end. Waited for, not slept on: on a loaded
+    // machine the check can outlast any fixed pause (the test flaked so). A validator that
+    // rechecks for ever (every 20 ms here) is never quiet for 100 ms, and fails here.
+    const id = trainingReceiptId(proof.receipt);
+    await eventually(
+      async () =>
+        (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))
+          ?.status === "fraud",
+      "the released proof settled",
+    );
+    let last = counting.rechecks;
+    let quietSince = performance.now();
+    await eventually(() => {
+      if (counting.rechecks !== last) [last, quietSince] = [counting.rechecks, performance.now()];
+      return performance.now() - quietSince >= 100;
+    }, "the rechecks coming to an end");
     const before = counting.rechecks;
     await new Promise((resolve) => setTimeout(resolve, 400));
     assert.equal(counting.rechecks - before, 0, "no recheck while nothing is held");
