@@ -44,20 +44,29 @@
  * training intake), so sending them again costs the peer next to nothing.
  *
  * Convictions are kept on disk too (`<ledger dir>/catch-up/<receipt id>.cbor`, one file each,
- * through the store `_own_fraud_proofs.ts` is: written durably once, when the conviction is
- * settled here, and removed when it is dropped past a bound or found past its window), and read
- * back when a process first opens the catch-up of its ledger directory (a node's start). Before,
- * they were memory only: after a process restart the node resent its own proofs (read back from
- * `own-fraud-proofs/`) but not a peer's conviction it had confirmed, and a ledger that was away
- * and reconnected only to it paid the cheat every other ledger slashed
+ * through the store `_own_fraud_proofs.ts` is: written durably once, just before the ledger
+ * settles the conviction — `write`, then kept by `add` once settled, its file removed if the
+ * ledger refuses it — and removed when it is dropped past a bound or found past its window), and
+ * read back when a process first opens the catch-up of its ledger directory (a node's start).
+ * Before, they were memory only: after a process restart the node resent its own proofs (read
+ * back from `own-fraud-proofs/`) but not a peer's conviction it had confirmed, and a ledger that
+ * was away and reconnected only to it paid the cheat every other ledger slashed
  * (`tests/network/catch_up_restart_test.ts`). One file per conviction, not one file of them all:
  * each conviction costs one write of its own size (a frame at most), never a rewrite of up to
  * 8 MiB for a cheat convicted on purpose. What is read back goes through the same bounds, oldest
  * first (each keeps the order it was kept in), so a bound holds whatever the folder holds; an
  * entry that is not a conviction as the wire carries it (damaged, cut short, of another version)
  * is logged and removed, and a folder that cannot be read is logged and the catch-up starts
- * empty: neither stops the node. A conviction settled just before the process died, ahead of its
- * write, is lost from the catch-up (gossip still reached the peers connected then).
+ * empty: neither stops the node. Written ahead of its settlement, a conviction the process died
+ * right after settling is read back (before, written after it, it was lost, and a ledger that
+ * connected only to the restarted node paid the cheat:
+ * `tests/network/review_s43_catch_up_died_test.ts`); so only what the ledger settled as fraud
+ * on that accuser's proof is read back, sent until the receipt's window in the ledger closes
+ * (not the window its file holds, unsigned), and the others' files are removed — also at each
+ * start of the validator in the process, for one written ahead of a ledger write that failed
+ * and crashed it (`tests/actors/review_s43_catch_up_unsettled_test.ts`). A training conviction
+ * whose receipt was not recorded here before its proof (the settlement records it) is written
+ * after its settlement: that one is lost if the process dies in between.
  *
  * Verdicts stay in memory only: they outlive the validator's restarts in this process, not a
  * process restart (the next start does not apply those endings again, so it has none to send). A
@@ -138,6 +147,13 @@ export interface CatchUpReadOptions {
   now: () => number;
   /** Where a damaged entry, or a folder or write that failed, is reported. */
   log?: (line: string) => void;
+  /**
+   * Whether the ledger settled receipt `id` as fraud on `accuser`'s accusation: the end of the
+   * receipt's window if so. A conviction written ahead of its settlement ({@link CatchUp.write})
+   * is kept only then, with the ledger's window, and its file removed otherwise (the ledger
+   * refused it, or the process or the actor died before it settled). Absent: every one kept.
+   */
+  settled?: (id: string, accuser: Uint8Array) => number | undefined;
 }
 
 /** A validator's catch-up for connecting peers, each item until its receipt's window closes. */
@@ -151,6 +167,12 @@ export class CatchUp {
   readonly #verdicts: Kept<Extract<CatchUpItem, { kind: "verdict" }>>[] = [];
   /** Where the convictions are kept on disk; none: memory only. */
   readonly #disk?: OwnFraudProofs;
+  /**
+   * Convictions written ahead of their settlement ({@link CatchUp.write}), or read back from
+   * disk, not kept yet: kept by {@link CatchUp.add} once settled, or at a start if the ledger
+   * settled them (see {@link CatchUpReadOptions.settled}).
+   */
+  readonly #written = new Map<string, KeptFile>();
   /** The disk's writes and removals, one after another (a removal never overtakes its write). */
   #writes: Promise<void> = Promise.resolve();
   /** The order of the next conviction kept. */
@@ -178,16 +200,23 @@ export class CatchUp {
     if (kept === undefined) {
       kept = CatchUp.read(ledgerDir, options);
       CatchUp.#byLedger.set(ledgerDir, kept);
+      // A read the ledger's look-up failed (the start fails with it) is read again next time.
+      kept.catch(() => CatchUp.#byLedger.delete(ledgerDir));
     }
     const catchUp = await kept;
     if (options.log !== undefined) catchUp.#log = options.log;
+    // Written ahead of a settlement a crash cut off (the ledger write failed): kept if the ledger
+    // has it after all, its file removed if not.
+    catchUp.#settle(options);
+    await catchUp.#writes;
     return catchUp;
   }
 
   /**
-   * A new catch-up of `ledgerDir` holding the convictions kept there, read back oldest first
-   * under the bounds (see the module doc). Never throws: what cannot be read is logged and left
-   * out, a damaged entry removed.
+   * A new catch-up of `ledgerDir` holding the convictions kept there that the ledger settled
+   * (`options.settled`), read back oldest first under the bounds (see the module doc). Throws
+   * only what `options.settled` throws: what cannot be read is logged and left out, a damaged
+   * entry removed.
    */
   static async read(ledgerDir: string, options: CatchUpReadOptions): Promise<CatchUp> {
     const catchUp = new CatchUp(ledgerDir);
@@ -214,13 +243,60 @@ export class CatchUp {
         found.push([id, file]);
       }
     }
-    found.sort(([, a], [, b]) => a.seq - b.seq);
-    for (const [, { seq, until, item }] of found) {
-      catchUp.#seq = Math.max(catchUp.#seq, seq + 1);
-      catchUp.#keep(item, until, seq);
+    for (const [id, file] of found) {
+      catchUp.#seq = Math.max(catchUp.#seq, file.seq + 1);
+      catchUp.#written.set(id, file);
     }
+    catchUp.#settle(options);
     await catchUp.#writes;
     return catchUp;
+  }
+
+  /**
+   * Keep, oldest first under the bounds, the convictions written ahead whose settlement the
+   * ledger has (`options.settled`, with the ledger's window) and still inside their window; the
+   * others' files are removed.
+   */
+  #settle(options: CatchUpReadOptions): void {
+    const written = [...this.#written].sort(([, a], [, b]) => a.seq - b.seq);
+    this.#written.clear();
+    const now = options.now();
+    for (const [id, { seq, until, item }] of written) {
+      if (this.#proofs.has(id)) continue; // its file is the kept conviction's
+      const accuser = item.kind === "fraud_proof"
+        ? item.proof.validator
+        : item.body.proof.validator;
+      const end = options.settled === undefined ? until : options.settled(id, accuser);
+      if (end === undefined || now > end) this.#remove(id);
+      else this.#keep(item, end, seq);
+    }
+  }
+
+  /**
+   * Before the ledger settles conviction `item` (a confirmed fraud proof): its file, written
+   * durably, so a process that dies right after the settlement still has it at its next start,
+   * where it is read back only if the ledger settled it ({@link CatchUpReadOptions.settled}).
+   * Not sent before {@link CatchUp.add}; {@link CatchUp.discard} if the ledger refuses it. A
+   * write that fails is logged: the conviction is still kept by {@link CatchUp.add}, in memory.
+   */
+  write(item: Conviction, until: number): Promise<void> {
+    const id = idOf(item);
+    const disk = this.#disk;
+    if (disk === undefined || this.#proofs.has(id)) return Promise.resolve();
+    const file: KeptFile = { seq: this.#seq++, until, item };
+    this.#written.set(id, file);
+    const save = () =>
+      disk.save(id, file).catch((error) => {
+        // Not on disk: {@link CatchUp.add} tries again.
+        if (this.#written.get(id) === file) this.#written.delete(id);
+        throw error;
+      });
+    return this.#onDisk(save, `conviction ${id.slice(0, 12)} not kept`);
+  }
+
+  /** The ledger refused the conviction written ahead about receipt `id`: its file removed. */
+  discard(id: string): void {
+    if (this.#written.delete(id)) this.#remove(id);
   }
 
   /**
@@ -237,11 +313,15 @@ export class CatchUp {
     }
     const id = idOf(item);
     if (this.#proofs.has(id)) return Promise.resolve();
-    const seq = this.#seq++;
+    // Written ahead of its settlement: that file is this conviction's (its order kept).
+    const written = this.#written.get(id);
+    this.#written.delete(id);
+    const seq = written?.seq ?? this.#seq++;
     this.#keep(item, until, seq);
     const disk = this.#disk;
-    // Dropped at once past a bound: nothing to write.
+    // Dropped at once past a bound (its file removed), or written ahead as it is kept.
     if (disk === undefined || !this.#proofs.has(id)) return this.#writes;
+    if (written?.item === item && written.until === until) return this.#writes;
     const file: KeptFile = { seq, until, item };
     return this.#onDisk(() => disk.save(id, file), `conviction ${id.slice(0, 12)} not kept`);
   }

@@ -261,9 +261,16 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#options.identity,
       this.#options.ledger,
     );
+    const ledger = this.#ledger;
     this.#catchUp = await CatchUp.of(this.#options.ledgerDir, {
       now: () => this.#now(),
       log: (line) => this.#log(line),
+      // A conviction written ahead of its settlement is kept only if the ledger settled it.
+      settled: (id, accuser) => {
+        const record = ledger.receipt(id);
+        const fraud = record?.status === "fraud" && ledger.hasAccused(accuser, id);
+        return fraud ? record.pendingUntil : undefined;
+      },
     });
     // Challenges decided before a failed ledger write (or a stop) cut them off: ended as
     // decided, before anything else reads the ledger (`_challenge_endings.ts`).
@@ -1140,6 +1147,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       // others): a proof, confirmed or refuted, never records its receipt.
       const record = ledger.receipt(id);
       if (record !== undefined && takesFraudProofs(record.status)) {
+        // Written ahead of the settlement (a `fraud` receipt takes no other conviction): a
+        // process that dies right after it still has the conviction at its next start, where it
+        // is read back only if the ledger settled it (`_catch_up.ts`).
+        const conviction = { kind: "fraud_proof", proof } as const;
+        if (check.confirmed && record.status !== "fraud") {
+          await this.#catchUp.write(conviction, record.pendingUntil);
+        }
         const settled = await ledger.settleFraud({
           receiptId: id,
           fraudProofHash: check.proofHash,
@@ -1154,7 +1168,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // Refused (a confirmed proof about a receipt already slashed here, one past the window):
         // its accuser's claim is still taken once per receipt, as a settled one is, or each
         // re-signed copy of it would be checked, and passed on, again.
-        if (settled === undefined) this.#memory.rememberUndecided(proof.validator, id);
+        if (settled === undefined) {
+          this.#memory.rememberUndecided(proof.validator, id);
+          if (check.confirmed) this.#catchUp.discard(id);
+        }
         if (settled !== undefined) {
           this.#tell({ kind: "fraud", proof, confirmed: check.confirmed, reason: check.reason });
         }
@@ -1163,7 +1180,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           // Gossip (above, and at the verdict for an own proof) reached the peers connected
           // then: kept for those that connect while the window is open, or a ledger the receipt
           // reached through others, offline now, pays the cheat every other ledger slashed.
-          await this.#catchUp.add({ kind: "fraud_proof", proof }, record.pendingUntil);
+          await this.#catchUp.add(conviction, record.pendingUntil);
           // Resumed after a stop, which may have come before the proof left this node: passed
           // on now to the peers connected (at a node's first start, none may be yet).
           if (message.own && this.#resumed.has(id)) {
@@ -1230,15 +1247,29 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     ctx: ActorContext<ValidatorMessage>,
   ): Promise<{ settled: boolean; slashed: number }> {
     const { receipt } = message;
+    const id = trainingReceiptId(receipt);
+    const conviction = message.body === undefined
+      ? undefined
+      : { kind: "training_fraud_proof", body: message.body } as const;
+    // Written ahead of the settlement, as an inference conviction is (`#onFraudChecked`); a
+    // receipt not recorded here yet (the proof outran it) is recorded by the settlement, and its
+    // conviction written after it.
+    const before = this.#ledger!.receipt(id);
+    if (message.confirmed && conviction !== undefined && before?.kind === "training") {
+      if (before.status !== "fraud") await this.#catchUp.write(conviction, before.pendingUntil);
+    }
     const outcome = await settleTrainingFraud(this.#ledger!, message);
-    if (!outcome.settled || !message.confirmed) return outcome;
+    if (!outcome.settled || !message.confirmed) {
+      if (message.confirmed) this.#catchUp.discard(id);
+      return outcome;
+    }
     this.#stats.slashes++;
     // Gossip reached the peers connected then: kept for those that connect while the window is
     // open, or a ledger the receipt reached through others, away now, pays the lazy trainer
     // every other ledger slashed (`tests/training/training_catch_up_test.ts`).
-    const until = this.#ledger!.receipt(trainingReceiptId(receipt))?.pendingUntil;
-    if (message.body !== undefined && until !== undefined) {
-      await this.#catchUp.add({ kind: "training_fraud_proof", body: message.body }, until);
+    const until = this.#ledger!.receipt(id)?.pendingUntil;
+    if (conviction !== undefined && until !== undefined) {
+      await this.#catchUp.add(conviction, until);
     }
     this.#tellNetwork(ctx, { type: "peer_convicted", key: toHex(receipt.trainer) });
     this.#log(

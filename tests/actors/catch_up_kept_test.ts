@@ -16,7 +16,9 @@ import {
 } from "../../actors/_catch_up.ts";
 import type { CatchUpItem, ValidatorStats } from "../../actors/validator_messages.ts";
 import { encodeCanonical } from "../../protocols/cbor.ts";
-import type { FraudProof } from "../../protocols/fraud_proof.ts";
+import { type FraudProof, fraudProofHash } from "../../protocols/fraud_proof.ts";
+import { signAssignment } from "../../protocols/assignment.ts";
+import { Ledger } from "../../proof/ledger.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
@@ -145,13 +147,13 @@ Deno.test("bounds hold after reading back: 8 MiB of convictions, the worker hold
     assert.deepEqual(await filesIn(ledgerDir), idsOf(items).sort());
   }));
 
-/** Start a validator on `ledgerDir`; its catch-up, and what it logged. */
-async function startOn(ledgerDir: string) {
+/** Start a validator (`identity`) on `ledgerDir`; its catch-up, and what it logged. */
+async function startOn(ledgerDir: string, identity = Identity.generate()) {
   const log: string[] = [];
   const system = new ActorSystem({ name: "catch-up-kept" });
   try {
     const validator = await spawnValidator(system, {
-      identity: Identity.generate(),
+      identity,
       ledgerDir,
       clock: { t: START },
       models: HONEST_MODELS,
@@ -166,7 +168,23 @@ async function startOn(ledgerDir: string) {
 
 Deno.test("a damaged catch-up entry does not stop the validator's start: it is logged and removed, and the sound ones are read back", () =>
   inDir(async (ledgerDir) => {
-    const sound = about(cheatBase, 1);
+    // A conviction the ledger settled (only those are read back at a validator's start).
+    const sound = cheatBase;
+    const me = Identity.generate();
+    const ledger = await Ledger.open(ledgerDir, me, { now });
+    for (const key of [cheat, accuser]) await ledger.deposit(key.publicKey, 10_000);
+    const job = textJob(requester, "kept");
+    await ledger.recordReceipt(sound.receipt, {
+      assignment: signAssignment({ job, worker: cheat.publicKey, issuedAt: 0 }, requester),
+    });
+    await ledger.settleFraud({
+      receiptId: receiptId(sound.receipt),
+      fraudProofHash: fraudProofHash(sound),
+      validator: accuser.publicKey,
+      confirmed: true,
+      reason: "test",
+    });
+    await ledger.close();
     await new CatchUp(ledgerDir).add(conviction(sound), until);
     const folder = join(ledgerDir, CATCH_UP_DIR);
     const name = (i: number) => join(folder, `${i.toString(16).padStart(64, "a")}.cbor`);
@@ -175,7 +193,7 @@ Deno.test("a damaged catch-up entry does not stop the validator's start: it is l
     await Deno.writeFile(name(2), bytes.subarray(0, bytes.length >> 1)); // cut short
     await Deno.writeFile(name(3), encodeCanonical({ seq: 0, until, item: { kind: "x" } }));
     await Deno.writeFile(name(4), bytes); // a sound conviction under another receipt's name
-    const { items, log } = await startOn(ledgerDir);
+    const { items, log } = await startOn(ledgerDir, me);
     assert.deepEqual(idsOf(items), [receiptId(sound.receipt)]);
     assert.equal(log.filter((line) => line.includes("damaged")).length, 4, log.join("\n"));
     assert.deepEqual(await filesIn(ledgerDir), [receiptId(sound.receipt)]);
