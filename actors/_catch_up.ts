@@ -44,7 +44,7 @@
  * training intake), so sending them again costs the peer next to nothing.
  *
  * Convictions are kept on disk too (`<ledger dir>/catch-up/<receipt id>.cbor`, one file each,
- * through the store `_own_fraud_proofs.ts` is: written durably once, just before the ledger
+ * a `ReceiptFiles` folder, `_receipt_files.ts`: written durably once, just before the ledger
  * settles the conviction — `write`, then kept by `add` once settled, its file removed if the
  * ledger refuses it — and removed when it is dropped past a bound or found past its window), and
  * read back when a process first opens the catch-up of its ledger directory (a node's start).
@@ -84,7 +84,7 @@ import { toHex } from "../protocols/hash.ts";
 import { FraudProofAnnouncementMessage } from "../protocols/inference_messages.ts";
 import { TrainingFraudProofMessage } from "../protocols/training_messages.ts";
 import { trainingReceiptId } from "../training/training_receipt.ts";
-import { OwnFraudProofs } from "./_own_fraud_proofs.ts";
+import { ReceiptFiles } from "./_receipt_files.ts";
 import type { CatchUpItem } from "./validator_messages.ts";
 
 /** The folder of kept convictions under the ledger's directory. */
@@ -166,7 +166,7 @@ export class CatchUp {
   #proofBytes = 0;
   readonly #verdicts: Kept<Extract<CatchUpItem, { kind: "verdict" }>>[] = [];
   /** Where the convictions are kept on disk; none: memory only. */
-  readonly #disk?: OwnFraudProofs;
+  readonly #disk?: ReceiptFiles;
   /**
    * Convictions written ahead of their settlement ({@link CatchUp.write}), or read back from
    * disk, not kept yet: kept by {@link CatchUp.add} once settled, or at a start if the ledger
@@ -184,7 +184,7 @@ export class CatchUp {
    * there (read back by {@link CatchUp.read}).
    */
   constructor(ledgerDir?: string) {
-    if (ledgerDir !== undefined) this.#disk = OwnFraudProofs.in(ledgerDir, CATCH_UP_DIR);
+    if (ledgerDir !== undefined) this.#disk = ReceiptFiles.in(ledgerDir, CATCH_UP_DIR);
   }
 
   /**

@@ -4,7 +4,7 @@
  * ledger transition it calls for — `cleared` (valid: paid when the window closes), `fault`
  * (proof data withheld, steering: slashed, burned) or `unresolved` (undecided here: unpaid). A
  * challenge that ends with its own fraud proof is kept in `own-fraud-proofs/` instead
- * (`_own_fraud_proofs.ts`) and settled from it.
+ * (`_receipt_files.ts`) and settled from it.
  *
  * The ledger belongs to the actor: a write that fails (a disk error) poisons it, the actor
  * crashes, and its supervisor restarts it with the ledger reopened from disk (after its backoff,
@@ -21,7 +21,7 @@
  * @module
  */
 import type { Verdict } from "../protocols/verdict.ts";
-import { OwnFraudProofs } from "./_own_fraud_proofs.ts";
+import { ReceiptFiles } from "./_receipt_files.ts";
 
 /** The folder under the ledger's directory. */
 export const CHALLENGE_ENDINGS_DIR = "challenge-endings";
@@ -43,15 +43,15 @@ const STEPS: ReadonlySet<string> = new Set(["cleared", "fault", "unresolved"]);
 
 /** Challenge endings by receipt id, on disk (see the module doc). */
 export class ChallengeEndings {
-  readonly #store: OwnFraudProofs;
+  readonly #store: ReceiptFiles;
 
-  private constructor(store: OwnFraudProofs) {
+  private constructor(store: ReceiptFiles) {
     this.#store = store;
   }
 
   /** The endings of `ledgerDir` (the folder is made on the first keep). */
   static in(ledgerDir: string): ChallengeEndings {
-    return new ChallengeEndings(OwnFraudProofs.in(ledgerDir, CHALLENGE_ENDINGS_DIR));
+    return new ChallengeEndings(ReceiptFiles.in(ledgerDir, CHALLENGE_ENDINGS_DIR));
   }
 
   /** Keep the ending of the challenge of `id` until {@link remove}: durable once this returns. */

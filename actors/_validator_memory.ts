@@ -100,7 +100,7 @@ export interface TakenFraudProof {
   proof: FraudProof;
   /** Who sent it (the peer it is not passed back to). */
   origin?: string;
-  /** This validator's own (kept on disk by the actor, `_own_fraud_proofs.ts`), not a peer's. */
+  /** This validator's own (kept on disk by the actor, `_receipt_files.ts`), not a peer's. */
   own: boolean;
 }
 

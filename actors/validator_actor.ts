@@ -29,7 +29,7 @@
  * ledger transition: `valid` clears it (paid when the window closes), a fraud proof slashes
  * once checked, proof data withheld past the deadline slashes (burned), and anything
  * undecided — no model, an exception, a restart — leaves the job unpaid. A decided ending is
- * kept on disk before the ledger is asked (`_challenge_endings.ts`, `_own_fraud_proofs.ts`), so a
+ * kept on disk before the ledger is asked (`_challenge_endings.ts`, `_receipt_files.ts`), so a
  * ledger write that fails and crashes this actor is applied at its restart. A staked peer's
  * "proof withheld" verdict makes this validator ask the worker itself, with or without the
  * model, within a takeover budget of its own (`_takeover_budget.ts`): that claim is about
@@ -93,7 +93,7 @@ import { judgedKey, ValidatorMemory } from "./_validator_memory.ts";
 import { type HeldEvidence, HeldEvidenceFile } from "./_held_evidence.ts";
 import { PledgeHeldProofs } from "./_pledge_held_proofs.ts";
 import { UnbackedChecks } from "./_unbacked_checks.ts";
-import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "./_own_fraud_proofs.ts";
+import { OWN_TRAINING_FRAUD_PROOFS_DIR, ReceiptFiles } from "./_receipt_files.ts";
 import { ChallengeEndings, type ChallengeEndStep } from "./_challenge_endings.ts";
 import { CatchUp } from "./_catch_up.ts";
 import {
@@ -197,7 +197,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   readonly #options: ValidatorActorOptions;
   #ledger?: Ledger;
   /** This validator's own fraud proofs between verdict and settlement, on disk. */
-  #ownProofs!: OwnFraudProofs;
+  #ownProofs!: ReceiptFiles;
   /** How challenges without a fraud proof ended, on disk until the ledger has it. */
   #endings!: ChallengeEndings;
   /** Receipts whose own proof was resumed at start: passed on once it is confirmed here. */
@@ -286,10 +286,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // caught its worker cheating is settled from its fraud proof, kept on disk for this; the
     // others' material is gone, so they end undecided — the job is not paid — rather than slip
     // into payment.
-    this.#ownProofs = OwnFraudProofs.in(this.#options.ledgerDir);
+    this.#ownProofs = ReceiptFiles.in(this.#options.ledgerDir);
     const kept = await this.#ownProofs.all();
     const keptTraining = this.#options.trainingProofsResumed
-      ? await OwnFraudProofs.in(this.#options.ledgerDir, OWN_TRAINING_FRAUD_PROOFS_DIR).all()
+      ? await ReceiptFiles.in(this.#options.ledgerDir, OWN_TRAINING_FRAUD_PROOFS_DIR).all()
       : new Map<string, unknown>();
     for (const id of this.#ledger.challenged()) {
       // The training validator's to settle from its kept proof (or end) when it starts.
@@ -816,7 +816,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const end = result.fraudProof ? undefined : endOf(result.verdict);
     try {
       // Kept before the verdict is: a stop, or a ledger write that fails, between the two
-      // settles it at the next start (`_own_fraud_proofs.ts`, `_challenge_endings.ts`).
+      // settles it at the next start (`_receipt_files.ts`, `_challenge_endings.ts`).
       if (result.fraudProof) await this.#ownProofs.save(id, result.fraudProof);
       if (end !== undefined) {
         await this.#endings.keep(id, { end, reason, verdict: result.verdict }).catch((error) =>

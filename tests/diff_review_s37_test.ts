@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { ActorSystem } from "../actors/actor_system.ts";
 import { StorageActor } from "../actors/storage_actor.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
-import { OWN_FRAUD_PROOFS_DIR, OwnFraudProofs } from "../actors/_own_fraud_proofs.ts";
+import { OWN_FRAUD_PROOFS_DIR, ReceiptFiles } from "../actors/_receipt_files.ts";
 import type { ValidatorModelSource } from "../actors/validator_messages.ts";
 import { Identity } from "../protocols/identity.ts";
 import { receiptId } from "../protocols/receipt.ts";
@@ -144,7 +144,7 @@ Deno.test("a save of an own fraud proof cut short by a crash leaves a temporary 
     await Deno.mkdir(kept, { recursive: true });
     const torn = `${kept}/${"ab".repeat(32)}.cbor.${crypto.randomUUID()}.tmp`;
     await Deno.writeFile(torn, new Uint8Array([1, 2, 3]));
-    const found = await OwnFraudProofs.in(dir).all();
+    const found = await ReceiptFiles.in(dir).all();
     assert.equal(found.size, 0);
     assert.deepEqual(await Array.fromAsync(Deno.readDir(kept)), [], "the torn save is left");
   } finally {

@@ -30,7 +30,7 @@
  */
 import type { ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
-import type { OwnFraudProofs } from "../actors/_own_fraud_proofs.ts";
+import type { ReceiptFiles } from "../actors/_receipt_files.ts";
 import type { TrainingValidatorMessage } from "./training_validator.ts";
 
 /**
@@ -81,7 +81,7 @@ interface UnendedChallenge {
 /** Options of {@link ChallengeEndings}. */
 export interface ChallengeEndingsOptions {
   /** The validator's own fraud proofs and endings on disk (`ownProofsDir`); absent: not kept. */
-  ownProofs?: OwnFraudProofs;
+  ownProofs?: ReceiptFiles;
   /** First wait before an ending ask that failed is asked again, ms; default {@link END_RETRY_MS}. */
   retryMs?: number;
   /** Ask the ledger to end the challenge of `receiptId`; rejects when it does not answer. */

@@ -82,7 +82,7 @@ import type {
 } from "../actors/validator_messages.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { RoundModels } from "./round_models.ts";
-import { OWN_TRAINING_FRAUD_PROOFS_DIR, OwnFraudProofs } from "../actors/_own_fraud_proofs.ts";
+import { OWN_TRAINING_FRAUD_PROOFS_DIR, ReceiptFiles } from "../actors/_receipt_files.ts";
 import { TrainingError } from "./training_error.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import type { RoundAudit } from "./round_audit.ts";
@@ -367,7 +367,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #intake: TrainingProofIntake;
 
   /** This validator's own fraud proofs until they settle, on disk (`ownProofsDir`). */
-  readonly #ownProofs: OwnFraudProofs | undefined;
+  readonly #ownProofs: ReceiptFiles | undefined;
 
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
@@ -381,7 +381,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     });
     this.#ownProofs = options.ownProofsDir === undefined
       ? undefined
-      : OwnFraudProofs.in(options.ownProofsDir, OWN_TRAINING_FRAUD_PROOFS_DIR);
+      : ReceiptFiles.in(options.ownProofsDir, OWN_TRAINING_FRAUD_PROOFS_DIR);
     this.#endings = new ChallengeEndings({
       ownProofs: this.#ownProofs,
       retryMs: options.endRetryMs,

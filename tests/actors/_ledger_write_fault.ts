@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { CHALLENGE_ENDINGS_DIR } from "../../actors/_challenge_endings.ts";
-import { OWN_FRAUD_PROOFS_DIR } from "../../actors/_own_fraud_proofs.ts";
+import { OWN_FRAUD_PROOFS_DIR } from "../../actors/_receipt_files.ts";
 import type {
   FraudProofHandled,
   ValidatorMessage,

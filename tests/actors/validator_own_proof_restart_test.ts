@@ -11,7 +11,7 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import { OWN_FRAUD_PROOFS_DIR, OwnFraudProofs } from "../../actors/_own_fraud_proofs.ts";
+import { OWN_FRAUD_PROOFS_DIR, ReceiptFiles } from "../../actors/_receipt_files.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { ValidatorMessage, ValidatorModelSource } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -189,7 +189,7 @@ Deno.test("a validator stopped between booking its own refuted proof and clearin
     const charged = before.account(me.publicKey).stake;
     assert.ok(charged < WORKER_STAKE, "the false accusation was charged");
     await before.close();
-    await OwnFraudProofs.in(ledgerDir).save(id, proof);
+    await ReceiptFiles.in(ledgerDir).save(id, proof);
 
     system = new ActorSystem({ name: "own-refuted-restarted" });
     const validator = await spawnValidator(system, {

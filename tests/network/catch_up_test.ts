@@ -3,7 +3,7 @@
  * peers connected at the moment. A node starts its NetworkActor after its ValidatorActor
  * (`node/node.ts`), and its peers connect after that: the verdict of a challenge ending kept on
  * disk (`_challenge_endings.ts`) and applied at the start, or an own fraud proof resumed at the
- * start (`_own_fraud_proofs.ts`), was told to a network that did not exist yet, or that had no
+ * start (`_receipt_files.ts`), was told to a network that did not exist yet, or that had no
  * peer yet, and was lost. A conviction gossiped while a peer was offline (restarting, or not
  * joined yet) never reached it either, though the cheat's receipt had, through other peers. A
  * peer's ledger then never heard that the worker withheld its proof data (it took over nothing,

@@ -9,7 +9,7 @@ import { KeptCborFile } from "../../proof/_kept_cbor_file.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import { CHECKPOINT_FILE } from "../../proof/ledger_checkpoint.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { OWN_FRAUD_PROOFS_DIR, OwnFraudProofs } from "../../actors/_own_fraud_proofs.ts";
+import { OWN_FRAUD_PROOFS_DIR, ReceiptFiles } from "../../actors/_receipt_files.ts";
 import {
   KeptHeldTrainingProofs,
   PLEDGE_HELD_TRAINING_PROOFS_DIR,
@@ -85,7 +85,7 @@ Deno.test("a ledger's open removes a checkpoint's temporary file a crash left, n
 Deno.test("the proof folders' reads at the start remove the temporary files of saves cut short", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const own = OwnFraudProofs.in(dir);
+    const own = ReceiptFiles.in(dir);
     const held = KeptHeldTrainingProofs.in(dir);
     for (const folder of [OWN_FRAUD_PROOFS_DIR, PLEDGE_HELD_TRAINING_PROOFS_DIR]) {
       await Deno.mkdir(join(dir, folder));

@@ -30,7 +30,7 @@ import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
 import { spawnTrainingLedger } from "./_training_ledger.ts";
 import { lossFraud } from "./_loss_fraud.ts";
-import { OWN_TRAINING_FRAUD_PROOFS_DIR } from "../../actors/_own_fraud_proofs.ts";
+import { OWN_TRAINING_FRAUD_PROOFS_DIR } from "../../actors/_receipt_files.ts";
 import { encodeCbor } from "../../protocols/cbor.ts";
 import { sha256Hex } from "../../protocols/hash.ts";
 

@@ -1,0 +1,104 @@
+/**
+ * A folder of CBOR records kept on disk by receipt id (`<folder>/<receipt id>.cbor`), each
+ * written durably and removed when its owner is done with it. Three stores of the validators
+ * are one each:
+ *
+ * - a validator's own fraud proofs between its verdict and their settlement
+ *   (`<ledger dir>/own-fraud-proofs/`; the training validator's in `own-training-fraud-proofs/`):
+ *   a validator that stops while it checks the proof of a cheat it caught settles it at its next
+ *   start, as the ledgers it sent the proof to do, instead of leaving the receipt unresolved
+ *   (neither paid nor slashed) in its own. A proof is written before its verdict is recorded and
+ *   removed once its challenge ended; one whose receipt is no longer `challenged` at start is
+ *   stale (it ended, and the removal did not happen) and is removed;
+ * - challenge endings decided before a ledger write failed (`_challenge_endings.ts`);
+ * - the catch-up's convictions (`_catch_up.ts`).
+ *
+ * Not part of the public API.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
+import { removeTemporaries, syncDirectory, writeFileDurably } from "../proof/_durable_file.ts";
+
+/** The folder under the ledger's directory: the ValidatorActor's own inference proofs. */
+export const OWN_FRAUD_PROOFS_DIR = "own-fraud-proofs";
+/**
+ * The folder of the TrainingValidator's own training fraud proofs (each with the architecture
+ * and start file it is checked under), resumed by it at its start.
+ */
+export const OWN_TRAINING_FRAUD_PROOFS_DIR = "own-training-fraud-proofs";
+
+/** A receipt id as {@link receiptId} writes it: the only names this store reads or writes. */
+const RECEIPT_ID = /^[0-9a-f]{64}$/;
+const SUFFIX = ".cbor";
+
+/** CBOR records by receipt id in one folder, on disk (see the module doc). */
+export class ReceiptFiles {
+  readonly #dir: string;
+
+  private constructor(dir: string) {
+    this.#dir = dir;
+  }
+
+  /** The store in `folder` of `ledgerDir` (made on the first save). */
+  static in(ledgerDir: string, folder: string = OWN_FRAUD_PROOFS_DIR): ReceiptFiles {
+    return new ReceiptFiles(join(ledgerDir, folder));
+  }
+
+  /**
+   * Keep `record` (an own `FraudProof`, a training proof with what it is checked under, a
+   * challenge ending, a conviction), about receipt `id`, until {@link remove}: durable once this
+   * returns.
+   */
+  async save(id: string, record: object): Promise<void> {
+    await Deno.mkdir(this.#dir, { recursive: true });
+    await writeFileDurably(this.#path(id), encodeCanonical(record));
+  }
+
+  /**
+   * The receipts with a record kept, and each record as read (untrusted: the caller parses it;
+   * bytes that do not decode come as undefined; a file that cannot be read fails the call). Removes what a save cut short by a crash left.
+   */
+  async all(): Promise<Map<string, unknown>> {
+    const found = new Map<string, unknown>();
+    // A save cut short by a crash left its temporary file: its record was never kept.
+    await removeTemporaries(this.#dir);
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(this.#dir));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return found;
+      throw error;
+    }
+    for (const { name, isFile } of entries) {
+      const id = name.slice(0, -SUFFIX.length);
+      if (!isFile || !name.endsWith(SUFFIX) || !RECEIPT_ID.test(id)) continue;
+      const bytes = await Deno.readFile(join(this.#dir, name));
+      let record: unknown;
+      try {
+        record = decodeCbor(bytes);
+      } catch {
+        record = undefined;
+      }
+      found.set(id, record);
+    }
+    return found;
+  }
+
+  /** Forget the record about receipt `id`; nothing if none is kept. */
+  async remove(id: string): Promise<void> {
+    try {
+      await Deno.remove(this.#path(id));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return;
+      throw error;
+    }
+    await syncDirectory(this.#dir);
+  }
+
+  #path(id: string): string {
+    if (!RECEIPT_ID.test(id)) throw new RangeError(`not a receipt id: ${id}`);
+    return join(this.#dir, `${id}${SUFFIX}`);
+  }
+}
