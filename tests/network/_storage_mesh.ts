@@ -32,8 +32,8 @@ export async function startNode(
   name: string,
   lines: string[],
   make: StorageActorMaker = (options) => new StorageActor(options),
+  identity: Identity = Identity.generate(),
 ): Promise<TestNode> {
-  const identity = Identity.generate();
   const dir = `${root}/${name}`;
   const system = new ActorSystem({ name });
   let actor!: StorageActor;
