@@ -43,10 +43,16 @@
  * `training_fraud`), never holds it. Gossip goes out through the NetworkActor
  * (`publish_training`), to every peer but the one it came from, once per item.
  *
- * A trainer that refuses to open its steps, or does not answer by the challenge's deadline, is
- * convicted the same way: the signed challenge without an answer is an `opening_missing` proof.
+ * A challenge (the `challenge` message, and each trainer of a round audited here on this node's
+ * own coin) runs outside the mailbox (`_training_challenge_run.ts`): the coin, the trainer's
+ * openings fetched within the deadline, the re-run and its verdict; a failed one tells this actor
+ * its fraud proof (`fraud_proof`, origin `local`), settled as a peer's. A trainer that refuses to
+ * open its steps, or does not answer by the challenge's deadline, is convicted the same way: the
+ * signed challenge without an answer is an `opening_missing` proof. The run reaches this actor
+ * only through what it is given: the ledger asks, the connection to a trainer, the round models,
+ * the log, and the challenge endings below.
  *
- * A challenge holds its receipt `challenged` in the ledger until this actor ends it there: passed
+ * A challenge holds its receipt `challenged` in the ledger until it is ended there: passed
  * (paid when its window closes), undecided (unpaid) or settled by its fraud proof (slashed); the
  * ending is kept on disk and asked again until the ledger has it (`_challenge_endings.ts`).
  *
@@ -56,14 +62,10 @@ import type { Actor, ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { sha256Hex, toHex } from "../protocols/hash.ts";
+import { toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import { decodeCbor } from "../protocols/cbor.ts";
 import {
-  ChallengeMessage,
-  OpeningPartMessage,
   type OutcomeBody,
-  type OutcomeReport,
   type ReportBody,
   TRAINING_PROTOCOL,
   type TrainingFraudProofBody,
@@ -96,12 +98,7 @@ import {
   PEER_AUDIT_WINDOW_MS,
 } from "./_outcome_gate.ts";
 import { type TrainingReceipt, trainingReceiptId } from "./training_receipt.ts";
-import {
-  DEFAULT_OPENING_DEADLINE_MS,
-  drawTrainingChallenge,
-  type TrainingChallenge,
-  trainingChallengeId,
-} from "./training_challenge.ts";
+import { DEFAULT_OPENING_DEADLINE_MS, type TrainingChallenge } from "./training_challenge.ts";
 import type { SealedStepOpenings } from "./step_opening.ts";
 import {
   checkStepOpenings,
@@ -116,6 +113,7 @@ import {
 import { ChallengeEndings, END_RETRY_MS } from "./_challenge_endings.ts";
 import { copyKey, TakenTrainingProofs } from "./_taken_training_proofs.ts";
 import { type IntakeLedgerMessage, TrainingProofIntake } from "./_training_proof_intake.ts";
+import { type ChallengeRunStats, TrainingChallengeRun } from "./_training_challenge_run.ts";
 
 // The outcome gate's bounds and the endings' first retry, named here as before they had
 // modules of their own.
@@ -134,9 +132,6 @@ export {
  * expectation (`proof/economics.ts`: `q·(1 + m) > 1`). Tests set 1.
  */
 export const DEFAULT_TRAINING_CHALLENGE_PROBABILITY = DEFAULT_ECONOMICS.challengeProbability;
-
-/** Past a challenge's deadline by this much before "no answer" is claimed (clock rounding). */
-const DEADLINE_MARGIN_MS = 50;
 
 /** Fraud proofs and outcomes remembered to take each once (gossip arrives from every peer). */
 const SEEN_LIMIT = 4096;
@@ -331,6 +326,12 @@ export interface TrainingValidatorStats extends OutcomeGateStats {
   adopted: string[];
 }
 
+/** The validator's counters that are neither the outcome gate's nor the challenge run's. */
+type ValidatorOwnStats = Omit<
+  TrainingValidatorStats,
+  keyof OutcomeGateStats | keyof ChallengeRunStats
+>;
+
 /** See the module doc. */
 export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #options: TrainingValidatorOptions;
@@ -345,15 +346,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   readonly #incarnation = {};
   /** Which outcomes are audited, and what is kept of each audit (`_outcome_gate.ts`). */
   readonly #outcomes: OutcomeGate;
-  readonly #stats: Omit<TrainingValidatorStats, keyof OutcomeGateStats> = {
-    challenged: 0,
-    passed: 0,
-    frauds: 0,
-    faults: 0,
-    checked: 0,
-    confirmed: 0,
-    adopted: [],
-  };
+  readonly #stats: ValidatorOwnStats = { checked: 0, confirmed: 0, adopted: [] };
   /** Whether an architecture is a start model's, by `cid|arch` ({@link KEPT_ARCH_CHECKS}). */
   readonly #archChecks = new Map<string, boolean>();
   /** The challenges this validator holds in its ledger, until they end (`_challenge_endings.ts`). */
@@ -365,6 +358,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * unbacked checks spent (`_training_proof_intake.ts`).
    */
   readonly #intake: TrainingProofIntake;
+  /**
+   * The challenges this validator runs, outside the mailbox: coin, openings, re-run, verdict
+   * (`_training_challenge_run.ts`).
+   */
+  readonly #challenges: TrainingChallengeRun;
 
   /** This validator's own fraud proofs until they settle, on disk (`ownProofsDir`). */
   readonly #ownProofs: ReceiptFiles | undefined;
@@ -403,6 +401,23 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       now: () => (this.#options.now ?? Date.now)(),
       pledgeRecheckMs: options.pledgeRecheckMs,
       ask: (ctx, message) => this.#ledger(ctx, message),
+      log: (line) => this.#log(line),
+    });
+    this.#challenges = new TrainingChallengeRun({
+      identity: options.identity,
+      models: options.models,
+      challengeProbability: options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY,
+      random: options.random ?? secureRandom,
+      openingDeadlineMs: options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS,
+      check: options.check ?? checkStepOpenings,
+      endings: this.#endings,
+      ownProofs: this.#ownProofs,
+      ask: (ctx, message) => this.#ledger(ctx, message),
+      hasLedger: (ctx) => {
+        const name = this.#options.ledger;
+        return name !== undefined && ctx.system.lookup(name) !== undefined;
+      },
+      connectionTo: (ctx, trainer) => this.#connectionTo(ctx, trainer),
       log: (line) => this.#log(line),
     });
   }
@@ -486,7 +501,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   ): Promise<unknown> {
     switch (message.type) {
       case "challenge":
-        return { result: this.#challenge(message, ctx) };
+        return { result: this.#challenges.challenge(message, ctx) };
       case "receipt":
         return await this.#onReceipt(message.body, message.origin, ctx);
       case "credit":
@@ -539,7 +554,12 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "model_standing":
         return this.#outcomes.standing(message.model);
       case "stats":
-        return { ...this.#stats, adopted: [...this.#stats.adopted], ...this.#outcomes.stats() };
+        return {
+          ...this.#stats,
+          ...this.#challenges.stats(),
+          adopted: [...this.#stats.adopted],
+          ...this.#outcomes.stats(),
+        };
       case "end_again":
         return await this.#endings.again(ctx);
       case "pledges_again":
@@ -656,150 +676,6 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     if (this.#taken.forget(copyKey(body))) this.#intake.keepLater(ctx);
     for (const again of this.#taken.requeue(hash)) {
       ctx.self.tell({ type: "fraud_proof", ...again }).catch(() => {});
-    }
-  }
-
-  /** Draw, ask the trainer, check; runs outside the mailbox. */
-  async #challenge(
-    request: ChallengeRequest,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<ChallengeOutcome> {
-    const p = this.#options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY;
-    if (!((this.#options.random ?? secureRandom)() < p)) return { challenged: false };
-    const { receipt } = request.report;
-    const deadlineMs = this.#options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS;
-    const challenge = drawTrainingChallenge(receipt, this.#options.identity, { deadlineMs });
-    // Held `challenged` in the ledger while it runs (a credited receipt, from an audited round,
-    // is not paid meanwhile, nor after a stop mid-challenge); ended below, or by the settlement
-    // of this challenge's fraud proof.
-    const id = trainingReceiptId(receipt);
-    await this.#openChallenge(ctx, id);
-    this.#stats.challenged++;
-    try {
-      return await this.#runChallenge(request, challenge, ctx);
-    } catch (error) {
-      await this.#endings.end(ctx, id, "undecided", "challenge_failed");
-      throw error;
-    }
-  }
-
-  /** The drawn challenge's work (see {@link TrainingValidator.#challenge}). */
-  async #runChallenge(
-    request: ChallengeRequest,
-    challenge: TrainingChallenge,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<ChallengeOutcome> {
-    const { receipt, delta } = request.report;
-    const id = trainingReceiptId(receipt);
-    const trainer = toHex(receipt.trainer).slice(0, 16);
-    let sealed: SealedStepOpenings | undefined;
-    try {
-      sealed = await fetchOpenings(request.connection, challenge, ctx.signal);
-    } catch (error) {
-      // Refused, silent, or gone: the opening is missing. Its proof (the signed challenge with
-      // no answer) holds only once the challenge's deadline has passed: wait for it.
-      const why = (error as { code?: string }).code ?? (error as Error).message;
-      this.#log(`training validator: trainer ${trainer} did not open its steps (${why})`);
-      sealed = undefined;
-      await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
-    }
-    const start = await this.#options.models.get(
-      request.terms.startModel,
-      request.arch,
-      request.startFile,
-    );
-    const checkAnswer = (answer: typeof sealed) =>
-      (this.#options.check ?? checkStepOpenings)(receipt, challenge, answer, {
-        validator: this.#options.identity,
-        arch: request.arch,
-        startWeights: start.weights,
-        delta,
-        shardSize: request.shardSize,
-        shardRoot: request.shardRoot,
-      });
-    let check = await checkAnswer(sealed);
-    const ownConnection = bytesEqual(
-      request.connection.peerKey ?? new Uint8Array(0),
-      receipt.trainer,
-    );
-    if (
-      !check.ok &&
-      (check.reason === "opening_unopenable" ||
-        (check.reason === "opening_unsigned" && ownConnection))
-    ) {
-      // An answer that is not the trainer's signed answer is "someone else's": ignored, keep
-      // waiting. But one that came over the trainer's own authenticated connection (it answers
-      // each part request once: nothing else will come), or one the trainer signed that opens
-      // nothing, is no answer: past the deadline, with its `opening_missing` proof. A proof
-      // issued before the deadline would be refuted by every checker, and a lazy trainer
-      // cannot send junk for free.
-      this.#log(
-        `training validator: trainer ${trainer} answered with an opening that is ${
-          check.reason === "opening_unsigned" ? "unsigned" : "signed but cannot be opened"
-        }; waiting for the deadline`,
-      );
-      await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
-      check = await checkAnswer(undefined);
-    }
-    if (check.ok) {
-      await this.#endings.end(ctx, id, "passed");
-      this.#stats.passed++;
-      this.#log(
-        `training validator: trainer ${trainer}'s steps ${
-          challenge.steps.join(",")
-        } re-ran within tolerance`,
-      );
-      return { challenged: true, ok: true };
-    }
-    this.#log(`training validator: trainer ${trainer} failed its challenge (${check.reason})`);
-    if (check.reason === "opening_missing") this.#stats.faults++;
-    if (check.proof !== undefined) {
-      this.#stats.frauds++;
-      const body: TrainingFraudProofBody = {
-        proof: check.proof,
-        arch: request.arch,
-        ...(request.startFile === undefined ? {} : { startFile: request.startFile }),
-      };
-      // Kept until it settles: a stop before that resumes it at the next start.
-      if (this.#endings.holds(id)) await this.#ownProofs?.save(id, body);
-      // Settled here and spread like a peer's: the same path checks it before it slashes.
-      await ctx.self.tell({ type: "fraud_proof", body, origin: "local" });
-    } else await this.#endings.end(ctx, id, "undecided", `training_${check.reason}`);
-    return { challenged: true, ok: false, reason: check.reason, proof: check.proof };
-  }
-
-  /**
-   * Ask the ledger to hold receipt `id` `challenged` while this validator challenges it (see
-   * `TrainingChallengeLedgerMessage`): held here from then, until the challenge ends.
-   */
-  async #openChallenge(ctx: ActorContext<TrainingValidatorMessage>, id: string): Promise<void> {
-    // Not held (not recorded here, past its window, no ledger): the challenge runs all the same.
-    const changed = await this.#ledger<boolean>(ctx, {
-      type: "training_challenge",
-      receiptId: id,
-      step: "open",
-    }).catch(() => undefined);
-    // No answer (a timeout, the ValidatorActor busy or restarting) is not "not held": a failed
-    // ask does not take its message back, and the ledger may move the receipt to `challenged`
-    // after the ask gave up. Not held, it stayed `challenged` with nobody holding it: a trainer
-    // whose challenge passed was not paid when its window closed, and the next start ended it
-    // unresolved. So the ledger is asked where the receipt stands, after the open in its
-    // mailbox's order: held if `challenged`, or if that ask fails too (its ending is then
-    // asked, and a ledger that never opened it answers false to a pass). Held on the failed ask
-    // alone, a refused open (its window closed, not finalized yet) let an undecided ending leave
-    // the never-challenged pending receipt unresolved (`leaveUnresolved` takes `pending` ones):
-    // a trainer the answered refusal pays went unpaid here.
-    if (changed === true) this.#endings.hold(id);
-    if (changed !== undefined) return;
-    const ledger = this.#options.ledger;
-    if (ledger === undefined || ctx.system.lookup(ledger) === undefined) return;
-    const unanswered = Symbol("unanswered");
-    const record = await this.#ledger<{ status: ReceiptStatus } | undefined>(ctx, {
-      type: "receipt_status",
-      receiptId: id,
-    }).catch(() => unanswered);
-    if (record === unanswered || (record as { status?: string })?.status === "challenged") {
-      this.#endings.hold(id);
     }
   }
 
@@ -1040,7 +916,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       body.reports.forEach((report, i) => {
         const delta = audit.verified ? audit.deltas[i] : undefined;
         void credited.catch(() => {}).then(() =>
-          this.#challengeAfterRound(body, report, delta, ctx)
+          this.#challenges.afterRound(body, report, delta, ctx)
         );
       });
     }
@@ -1050,50 +926,6 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     ).catch(() => {}); // this actor stopped meanwhile
   }
 
-  /**
-   * Challenge one trainer of a finished round on this validator's own coin, over this node's
-   * connection to it (none: not challenged from here), with the delta the audit fetched (or,
-   * when the round could not be audited here, fetched now). A failure is a fraud proof like the
-   * coordinator's: settled here, gossiped, slashing in every ledger.
-   */
-  async #challengeAfterRound(
-    body: OutcomeBody,
-    report: OutcomeReport,
-    fetched: Uint8Array | undefined,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<void> {
-    const { receipt } = report;
-    if (bytesEqual(receipt.trainer, this.#options.identity.publicKey)) return; // not our own
-    const name = this.#options.network;
-    const network = name === undefined
-      ? undefined
-      : ctx.system.lookup<{ type: "connection_to"; key: Uint8Array; protocol: string }>(name);
-    const connection = await network?.ask<Connection | undefined>({
-      type: "connection_to",
-      key: receipt.trainer,
-      protocol: TRAINING_PROTOCOL.name,
-    }).catch(() => undefined);
-    if (connection === undefined) return;
-    try {
-      const delta = fetched ?? await this.#options.models.getFile(report.deltaFile);
-      await this.#challenge({
-        type: "challenge",
-        report: { receipt, delta },
-        connection,
-        terms: { round: body.round, startModel: body.startModel, steps: receipt.steps },
-        arch: body.arch,
-        startFile: body.startFile,
-        shardSize: receipt.shardSize,
-        shardRoot: receipt.shardRoot,
-      }, ctx);
-    } catch (error) {
-      this.#log(
-        `training validator: trainer ${toHex(receipt.trainer).slice(0, 16)} not challenged ` +
-          `after round ${body.round}: ${(error as Error).message}`,
-      );
-    }
-  }
-
   async #adopt(body: OutcomeBody, how: string): Promise<void> {
     const model = await this.#options.models.get(body.model, body.arch, body.file);
     await this.#options.serve?.(model.dir);
@@ -1101,6 +933,22 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       `training: round ${body.round} model ${body.model.slice(0, 16)}… ${how}, served` +
         (body.heldOutLoss === undefined ? "" : ` (held-out loss ${body.heldOutLoss.toFixed(3)})`),
     );
+  }
+
+  /** This node's connection to `trainer` over `training/1`, from the NetworkActor; none: undefined. */
+  async #connectionTo(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    trainer: Uint8Array,
+  ): Promise<Connection | undefined> {
+    const name = this.#options.network;
+    const network = name === undefined
+      ? undefined
+      : ctx.system.lookup<{ type: "connection_to"; key: Uint8Array; protocol: string }>(name);
+    return await network?.ask<Connection | undefined>({
+      type: "connection_to",
+      key: trainer,
+      protocol: TRAINING_PROTOCOL.name,
+    }).catch(() => undefined);
   }
 
   #ledger<R>(
@@ -1138,38 +986,4 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   #log(line: string): void {
     this.#options.log?.(line);
   }
-}
-
-/**
- * Ask the trainer to answer `challenge` and download the sealed answer part by part, within
- * the challenge's deadline. Throws when the trainer refuses, goes, or runs past the deadline,
- * or when what arrives is not what it announced.
- */
-async function fetchOpenings(
-  connection: Connection,
-  challenge: TrainingChallenge,
-  signal: AbortSignal,
-): Promise<SealedStepOpenings> {
-  const left = () => Math.max(1, challenge.deadline - Date.now());
-  const header = await connection.request(ChallengeMessage, { challenge }, {
-    timeoutMs: left(),
-    signal,
-  });
-  const challengeId = trainingChallengeId(challenge);
-  const bytes = new Uint8Array(header.size);
-  let at = 0;
-  for (let index = 0; index < header.parts; index++) {
-    const part = await connection.request(OpeningPartMessage, { challengeId, index }, {
-      timeoutMs: left(),
-      signal,
-    });
-    if (at + part.bytes.length > bytes.length) throw new Error("answer longer than announced");
-    bytes.set(part.bytes, at);
-    at += part.bytes.length;
-  }
-  if (at !== bytes.length || sha256Hex(bytes) !== header.sha256) {
-    throw new Error("answer does not match its announced hash");
-  }
-  // Parsed by the check itself: a malformed answer is one that cannot be opened.
-  return decodeCbor(bytes) as SealedStepOpenings;
 }
