@@ -3,12 +3,15 @@
  * moves (no finalize timer: the test finalizes), the honest model fixture, a worker's proved job
  * with the requester's assignment, and the ledger reads a test asserts on after the window.
  * What a test varies (its coin, its models, its network, where proof data comes from) it passes.
+ * For the catch-up's tests: a fresh ledger directory, a ledger written holding a conviction's
+ * receipt, and what a validator started on it sends a connecting peer.
  *
  * @module
  */
 import { eventually } from "../_helpers/wait.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ActorSystem } from "../../actors/actor_system.ts";
+import { join } from "node:path";
+import { ActorSystem } from "../../actors/actor_system.ts";
 import {
   type ReceiptHandled,
   ValidatorActor,
@@ -16,17 +19,17 @@ import {
   type ValidatorMessage,
   type ValidatorStats,
 } from "../../actors/validator_actor.ts";
-import type { ValidatorModelSource } from "../../actors/validator_messages.ts";
+import type { CatchUpItem, ValidatorModelSource } from "../../actors/validator_messages.ts";
 import type { TextModel } from "../../inference/text_model.ts";
 import { signAssignment } from "../../protocols/assignment.ts";
 import { toHex } from "../../protocols/hash.ts";
 import type { Identity } from "../../protocols/identity.ts";
 import type { TextJob } from "../../protocols/job.ts";
-import type { Receipt } from "../../protocols/receipt.ts";
-import { type FraudProof, signFraudProof } from "../../protocols/fraud_proof.ts";
+import { type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { type FraudProof, fraudProofHash, signFraudProof } from "../../protocols/fraud_proof.ts";
 import { signVerdict, type Verdict } from "../../protocols/verdict.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { type Account, Ledger, type ReceiptRecord } from "../../proof/ledger.ts";
 import { proveJob } from "../../proof/prover.ts";
 import { loadFixture, manualStream } from "../proof/_models.ts";
 
@@ -184,4 +187,68 @@ export function withheldVerdict(
     ...(details === undefined ? {} : { details }),
     issuedAt,
   }, by);
+}
+
+/** Run `test` with a fresh ledger directory (not yet made), removed after it. */
+export async function inLedgerDir(test: (ledgerDir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await test(join(dir, "ledger"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * Write a ledger in `ledgerDir`, signed by `me` on a clock at `START`: the stakes (10,000 each) of
+ * `proof`'s worker and accuser, and the worker's receipt as `requester` assigned it `job`; settled
+ * as fraud on `proof` (confirmed) where `fraud`.
+ */
+export async function ledgerHolding(
+  ledgerDir: string,
+  me: Identity,
+  proof: FraudProof,
+  { job, requester, fraud }: { job: TextJob; requester: Identity; fraud: boolean },
+): Promise<void> {
+  const ledger = await Ledger.open(ledgerDir, me, { now: () => START });
+  for (const key of [proof.receipt.worker, proof.validator]) await ledger.deposit(key, 10_000);
+  await ledger.recordReceipt(proof.receipt, {
+    assignment: signAssignment({ job, worker: proof.receipt.worker, issuedAt: 0 }, requester),
+  });
+  if (fraud) {
+    await ledger.settleFraud({
+      receiptId: receiptId(proof.receipt),
+      fraudProofHash: fraudProofHash(proof),
+      validator: proof.validator,
+      confirmed: true,
+      reason: "test",
+    });
+  }
+  await ledger.close();
+}
+
+/**
+ * Start a validator (`identity`) on `ledgerDir` at ledger time `t`, in an actor system of its own
+ * shut down after: what it sends a connecting peer (its catch-up), and what it logged.
+ */
+export async function catchUpAtStart(
+  ledgerDir: string,
+  identity: Identity,
+  t = START,
+): Promise<{ items: CatchUpItem[]; log: string[] }> {
+  const log: string[] = [];
+  const system = new ActorSystem({ name: "catch-up-start" });
+  try {
+    const validator = await spawnValidator(system, {
+      identity,
+      ledgerDir,
+      clock: { t },
+      models: HONEST_MODELS,
+      log: (line) => log.push(line),
+    });
+    await validator.ask<ValidatorStats>({ type: "stats" });
+    return { items: await validator.ask<CatchUpItem[]>({ type: "catch_up" }), log };
+  } finally {
+    await system.shutdown();
+  }
 }

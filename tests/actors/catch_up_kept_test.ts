@@ -7,27 +7,25 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ActorSystem } from "../../actors/actor_system.ts";
 import {
   CATCH_UP_DIR,
   CatchUp,
   MAX_CATCH_UP_FRAUD_PROOF_BYTES,
   MAX_CATCH_UP_FRAUD_PROOFS,
 } from "../../actors/_catch_up.ts";
-import type { CatchUpItem, ValidatorStats } from "../../actors/validator_messages.ts";
+import type { CatchUpItem } from "../../actors/validator_messages.ts";
 import { encodeCanonical } from "../../protocols/cbor.ts";
-import { type FraudProof, fraudProofHash } from "../../protocols/fraud_proof.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
-import { Ledger } from "../../proof/ledger.ts";
+import type { FraudProof } from "../../protocols/fraud_proof.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import {
+  catchUpAtStart,
   falseProof,
-  HONEST_MODELS,
+  inLedgerDir,
+  ledgerHolding,
   proveOn,
-  spawnValidator,
   START,
   textJob,
   withheldVerdict,
@@ -63,18 +61,8 @@ const filesIn = async (ledgerDir: string) =>
   (await Array.fromAsync(Deno.readDir(join(ledgerDir, CATCH_UP_DIR))))
     .map((entry) => entry.name.replace(/\.cbor$/, "")).sort();
 
-/** Run `test` with a fresh ledger directory, removed after it. */
-async function inDir(test: (ledgerDir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await test(join(dir, "ledger"));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 Deno.test("convictions are read back from disk, inference and training, and dropped past their window", () =>
-  inDir(async (ledgerDir) => {
+  inLedgerDir(async (ledgerDir) => {
     const kept = new CatchUp(ledgerDir);
     const training = lossFraud("bafy-start", accuser);
     await kept.add(conviction(about(cheatBase, 1)), until);
@@ -103,7 +91,7 @@ Deno.test("convictions are read back from disk, inference and training, and drop
   }));
 
 Deno.test("bounds hold after reading back: 64 convictions, the worker holding the most dropped first, its files removed", () =>
-  inDir(async (ledgerDir) => {
+  inLedgerDir(async (ledgerDir) => {
     // Two writers on one folder (as a process cut short between a write and a removal leaves
     // it): more convictions on disk than the bound.
     const first = new CatchUp(ledgerDir);
@@ -129,7 +117,7 @@ Deno.test("bounds hold after reading back: 64 convictions, the worker holding th
   }));
 
 Deno.test("bounds hold after reading back: 8 MiB of convictions, the worker holding the most bytes dropped first", () =>
-  inDir(async (ledgerDir) => {
+  inLedgerDir(async (ledgerDir) => {
     const kept = new CatchUp(ledgerDir);
     await kept.add(conviction(about(cheatBase, 1)), until);
     const big = MAX_CATCH_UP_FRAUD_PROOF_BYTES / 8; // about a frame each: eight fill the bound
@@ -147,44 +135,13 @@ Deno.test("bounds hold after reading back: 8 MiB of convictions, the worker hold
     assert.deepEqual(await filesIn(ledgerDir), idsOf(items).sort());
   }));
 
-/** Start a validator (`identity`) on `ledgerDir`; its catch-up, and what it logged. */
-async function startOn(ledgerDir: string, identity = Identity.generate()) {
-  const log: string[] = [];
-  const system = new ActorSystem({ name: "catch-up-kept" });
-  try {
-    const validator = await spawnValidator(system, {
-      identity,
-      ledgerDir,
-      clock: { t: START },
-      models: HONEST_MODELS,
-      log: (line) => log.push(line),
-    });
-    await validator.ask<ValidatorStats>({ type: "stats" });
-    return { items: await validator.ask<CatchUpItem[]>({ type: "catch_up" }), log };
-  } finally {
-    await system.shutdown();
-  }
-}
-
 Deno.test("a damaged catch-up entry does not stop the validator's start: it is logged and removed, and the sound ones are read back", () =>
-  inDir(async (ledgerDir) => {
+  inLedgerDir(async (ledgerDir) => {
     // A conviction the ledger settled (only those are read back at a validator's start).
     const sound = cheatBase;
     const me = Identity.generate();
-    const ledger = await Ledger.open(ledgerDir, me, { now });
-    for (const key of [cheat, accuser]) await ledger.deposit(key.publicKey, 10_000);
     const job = textJob(requester, "kept");
-    await ledger.recordReceipt(sound.receipt, {
-      assignment: signAssignment({ job, worker: cheat.publicKey, issuedAt: 0 }, requester),
-    });
-    await ledger.settleFraud({
-      receiptId: receiptId(sound.receipt),
-      fraudProofHash: fraudProofHash(sound),
-      validator: accuser.publicKey,
-      confirmed: true,
-      reason: "test",
-    });
-    await ledger.close();
+    await ledgerHolding(ledgerDir, me, sound, { job, requester, fraud: true });
     await new CatchUp(ledgerDir).add(conviction(sound), until);
     const folder = join(ledgerDir, CATCH_UP_DIR);
     const name = (i: number) => join(folder, `${i.toString(16).padStart(64, "a")}.cbor`);
@@ -193,17 +150,17 @@ Deno.test("a damaged catch-up entry does not stop the validator's start: it is l
     await Deno.writeFile(name(2), bytes.subarray(0, bytes.length >> 1)); // cut short
     await Deno.writeFile(name(3), encodeCanonical({ seq: 0, until, item: { kind: "x" } }));
     await Deno.writeFile(name(4), bytes); // a sound conviction under another receipt's name
-    const { items, log } = await startOn(ledgerDir, me);
+    const { items, log } = await catchUpAtStart(ledgerDir, me);
     assert.deepEqual(idsOf(items), [receiptId(sound.receipt)]);
     assert.equal(log.filter((line) => line.includes("damaged")).length, 4, log.join("\n"));
     assert.deepEqual(await filesIn(ledgerDir), [receiptId(sound.receipt)]);
   }));
 
 Deno.test("a catch-up folder that cannot be read does not stop the validator's start: logged, and the catch-up starts empty", () =>
-  inDir(async (ledgerDir) => {
+  inLedgerDir(async (ledgerDir) => {
     await Deno.mkdir(ledgerDir, { recursive: true });
     await Deno.writeFile(join(ledgerDir, CATCH_UP_DIR), new Uint8Array([1])); // not a folder
-    const { items, log } = await startOn(ledgerDir);
+    const { items, log } = await catchUpAtStart(ledgerDir, Identity.generate());
     assert.deepEqual(items, []);
     assert.ok(log.some((line) => line.includes("catch-up not read")), log.join("\n"));
   }));

@@ -9,20 +9,17 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ActorSystem } from "../../actors/actor_system.ts";
 import { CATCH_UP_DIR, CatchUp } from "../../actors/_catch_up.ts";
-import type { CatchUpItem, ValidatorStats } from "../../actors/validator_messages.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
-import { fraudProofHash } from "../../protocols/fraud_proof.ts";
+import type { CatchUpItem } from "../../actors/validator_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { receiptId } from "../../protocols/receipt.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { Ledger } from "../../proof/ledger.ts";
 import {
+  catchUpAtStart,
   falseProof,
-  HONEST_MODELS,
+  inLedgerDir,
+  ledgerHolding,
   proveOn,
-  spawnValidator,
   START,
   textJob,
 } from "./_validator_fixture.ts";
@@ -36,54 +33,17 @@ const proof = falseProof(receipt, accuser);
 const window = DEFAULT_ECONOMICS.challengeWindowMs;
 
 /** A ledger in `ledgerDir` (signed by `me`) with the cheat's receipt; settled as fraud if told. */
-async function ledgerWith(ledgerDir: string, me: Identity, fraud: boolean): Promise<void> {
-  const ledger = await Ledger.open(ledgerDir, me, { now: () => START });
-  for (const key of [cheat, accuser]) await ledger.deposit(key.publicKey, 10_000);
-  await ledger.recordReceipt(receipt, {
-    assignment: signAssignment({ job, worker: cheat.publicKey, issuedAt: 0 }, requester),
-  });
-  if (fraud) {
-    await ledger.settleFraud({
-      receiptId: id,
-      fraudProofHash: fraudProofHash(proof),
-      validator: accuser.publicKey,
-      confirmed: true,
-      reason: "test",
-    });
-  }
-  await ledger.close();
-}
+const ledgerWith = (ledgerDir: string, me: Identity, fraud: boolean) =>
+  ledgerHolding(ledgerDir, me, proof, { job, requester, fraud });
 
 /** What a validator (`me`) started on `ledgerDir` at ledger time `t` sends a connecting peer. */
-async function sentAt(ledgerDir: string, me: Identity, t: number): Promise<CatchUpItem[]> {
-  const system = new ActorSystem({ name: "review-s43-unsettled" });
-  try {
-    const validator = await spawnValidator(system, {
-      identity: me,
-      ledgerDir,
-      clock: { t },
-      models: HONEST_MODELS,
-    });
-    await validator.ask<ValidatorStats>({ type: "stats" });
-    return await validator.ask<CatchUpItem[]>({ type: "catch_up" });
-  } finally {
-    await system.shutdown();
-  }
-}
-
-async function inDir(test: (ledgerDir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  try {
-    await test(join(dir, "ledger"));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+const sentAt = async (ledgerDir: string, me: Identity, t: number): Promise<CatchUpItem[]> =>
+  (await catchUpAtStart(ledgerDir, me, t)).items;
 
 const fileOf = (ledgerDir: string) => join(ledgerDir, CATCH_UP_DIR, `${id}.cbor`);
 
 Deno.test("review s43: a conviction file for a receipt the ledger did not settle as fraud is not sent to a connecting peer, and is removed", () =>
-  inDir(async (ledgerDir) => {
+  inLedgerDir(async (ledgerDir) => {
     const me = Identity.generate();
     await ledgerWith(ledgerDir, me, false);
     // Written ahead of a settlement the process died before.
@@ -94,7 +54,7 @@ Deno.test("review s43: a conviction file for a receipt the ledger did not settle
   }));
 
 Deno.test("review s43: a conviction read back is sent until its receipt's window in the ledger closes, whatever its file says", () =>
-  inDir(async (ledgerDir) => {
+  inLedgerDir(async (ledgerDir) => {
     const me = Identity.generate();
     await ledgerWith(ledgerDir, me, true);
     // Its window, as the file holds it, written over (unsigned).

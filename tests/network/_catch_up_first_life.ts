@@ -4,7 +4,8 @@
  * and settles it; then the process ends (its actor system shut down first). Writes what the test
  * goes on with to `<dir>/first-life.cbor`: A's secret key (its ledger is signed with it), V's and
  * the cheat's keys, and the cheat's receipt with its job and signed assignment. A's ledger is
- * `<dir>/a`. Every ledger runs on a clock fixed at `START`.
+ * `<dir>/a`. Every ledger runs on a clock fixed at `START`. (The record, the cheat's case and A's
+ * set-up: `_catch_up_second_life.ts`.)
  *
  * Usage: `deno run -A tests/network/_catch_up_first_life.ts <dir>`
  *
@@ -12,42 +13,22 @@
  */
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ChallengeSource } from "../../actors/validator_messages.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
-import { encodeCanonical } from "../../protocols/cbor.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { receiptId } from "../../protocols/receipt.ts";
 import { signServedProof } from "../../proof/served_proof.ts";
 import { eventually } from "../_helpers/wait.ts";
-import {
-  announceAssigned,
-  f,
-  HONEST_MODELS,
-  proveOn,
-  START,
-  textJob,
-} from "../actors/_validator_fixture.ts";
+import { announceAssigned, HONEST_MODELS, START } from "../actors/_validator_fixture.ts";
+import { cheatCase, spawnKnowingA, writeFirstLife } from "./_catch_up_second_life.ts";
 import { joinLedgerNodes, spawnLedgerNode, STAKE } from "./_ledger_node.ts";
 
 const dir = Deno.args[0];
 const clock = { t: START };
-const [a, v, cheat, requester] = Array.from({ length: 4 }, Identity.generate);
-const job = textJob(requester, crypto.randomUUID());
-const proved = await proveOn(job, cheat, f.otherSeed);
-const id = receiptId(proved.receipt);
-const assignment = signAssignment({ job, worker: cheat.publicKey, issuedAt: 0 }, requester);
+const c = await cheatCase();
+const { v, cheat, requester, job, proved, id } = c;
 const source: ChallengeSource = {
   proof: () => Promise.resolve(signServedProof(id, proved.proof, cheat)),
 };
 
 const system = new ActorSystem({ name: "catch-up-first-life" });
-const nodeA = await spawnLedgerNode(system, dir, "a", {
-  identity: a,
-  models: HONEST_MODELS,
-  clock,
-});
-await nodeA.validator.ask({ type: "deposit", key: cheat.publicKey, amount: STAKE });
-await nodeA.validator.ask({ type: "deposit", key: v.publicKey, amount: STAKE });
-await announceAssigned(nodeA.validator, proved.receipt, job, requester);
+const nodeA = await spawnKnowingA(system, dir, c, clock);
 const nodeV = await spawnLedgerNode(system, dir, "v", {
   identity: v,
   models: HONEST_MODELS,
@@ -68,15 +49,5 @@ await eventually(
   "A to confirm V's conviction",
 );
 await system.shutdown();
-await Deno.writeFile(
-  `${dir}/first-life.cbor`,
-  encodeCanonical({
-    a: a.exportSecretKey(),
-    v: v.publicKey,
-    cheat: cheat.publicKey,
-    receipt: proved.receipt,
-    job,
-    assignment,
-  }),
-);
+await writeFirstLife(dir, c);
 Deno.exit(0);

@@ -12,36 +12,18 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { CatchUpItem, ReceiptHandled } from "../../actors/validator_messages.ts";
-import { type JobAssignment, signAssignment } from "../../protocols/assignment.ts";
-import { decodeCbor, encodeCanonical } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
-import type { TextJob } from "../../protocols/job.ts";
-import { type Receipt, receiptId } from "../../protocols/receipt.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { receiptId } from "../../protocols/receipt.ts";
 import { Ledger } from "../../proof/ledger.ts";
-import { validateReceipt } from "../../proof/validation.ts";
-import { eventually } from "../_helpers/wait.ts";
+import { START } from "../actors/_validator_fixture.ts";
 import {
-  announceAssigned,
-  f,
-  HONEST_MODELS,
-  ledgerReads,
-  proveOn,
-  START,
-  textJob,
-} from "../actors/_validator_fixture.ts";
-import { joinLedgerNodes, spawnLedgerNode, STAKE } from "./_ledger_node.ts";
-
-/** What the first life left: A's key, the accuser's and the cheat's, and the cheat's receipt. */
-interface FirstLife {
-  a: Uint8Array;
-  v: Uint8Array;
-  cheat: Uint8Array;
-  receipt: Receipt;
-  job: TextJob;
-  assignment: JobAssignment;
-}
+  cheatCase,
+  fraudProofOf,
+  restartMeetingAwayLedger,
+  runFirstLife,
+  spawnKnowingA,
+  writeFirstLife,
+} from "./_catch_up_second_life.ts";
 
 /**
  * A's first life: it records the cheat's receipt, takes V's fraud proof from a peer, checks it
@@ -49,38 +31,12 @@ interface FirstLife {
  */
 async function firstLifeMain(dir: string): Promise<never> {
   const clock = { t: START };
-  const [a, v, cheat, requester] = Array.from({ length: 4 }, Identity.generate);
-  const job = textJob(requester, crypto.randomUUID());
-  const proved = await proveOn(job, cheat, f.otherSeed);
-  const assignment = signAssignment({ job, worker: cheat.publicKey, issuedAt: 0 }, requester);
-  const { fraudProof } = await validateReceipt(
-    { job, receipt: proved.receipt, proof: proved.proof },
-    f.honest,
-    v,
-    { now: () => START },
-  );
+  const c = await cheatCase();
+  const fraudProof = await fraudProofOf(c);
   if (fraudProof === undefined) throw new Error("no fraud proof");
-  await Deno.writeFile(
-    `${dir}/first-life.cbor`,
-    encodeCanonical({
-      a: a.exportSecretKey(),
-      v: v.publicKey,
-      cheat: cheat.publicKey,
-      receipt: proved.receipt,
-      job,
-      assignment,
-    }),
-  );
+  await writeFirstLife(dir, c);
   const system = new ActorSystem({ name: "review-s43-first-life" });
-  const nodeA = await spawnLedgerNode(system, dir, "a", {
-    identity: a,
-    models: HONEST_MODELS,
-    clock,
-  });
-  for (const key of [cheat, v]) {
-    await nodeA.validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
-  }
-  await announceAssigned(nodeA.validator, proved.receipt, job, requester);
+  const nodeA = await spawnKnowingA(system, dir, c, clock);
   // The process dies once the ledger's conviction is on disk: nothing after it runs.
   const settle = Ledger.prototype.settleFraud;
   Ledger.prototype.settleFraud = async function (this: Ledger, settlement) {
@@ -95,27 +51,11 @@ async function firstLifeMain(dir: string): Promise<never> {
 
 if (Deno.args[0] === "first-life") await firstLifeMain(Deno.args[1]);
 
-/** Run A's first life in a child process on `dir`; what it left. */
-async function firstLife(dir: string): Promise<FirstLife> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", new URL(import.meta.url).pathname, "first-life", dir],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const decoder = new TextDecoder();
-  assert.equal(
-    out.code,
-    0,
-    `the first life failed: ${decoder.decode(out.stdout)}${decoder.decode(out.stderr)}`,
-  );
-  return decodeCbor(await Deno.readFile(`${dir}/first-life.cbor`)) as FirstLife;
-}
-
 Deno.test("review s43: a conviction whose settlement the process died right after still reaches, after the restart, a ledger that connects only to this node: the cheat is slashed there", async () => {
   const dir = await Deno.makeTempDir();
   const system = new ActorSystem({ name: "review-s43-died" });
   try {
-    const life = await firstLife(dir);
+    const life = await runFirstLife(dir, [new URL(import.meta.url).pathname, "first-life", dir]);
     const id = receiptId(life.receipt);
     const clock = { t: START };
     const me = Identity.fromSecretKey(life.a);
@@ -123,53 +63,10 @@ Deno.test("review s43: a conviction whose settlement the process died right afte
     const ledger = await Ledger.open(`${dir}/a`, me, { now: () => clock.t });
     assert.equal(ledger.receipt(id)?.status, "fraud", "A's first life did not settle the proof");
     await ledger.close();
-    // C had the cheat's receipt (through other peers) and the accuser's stake; it was away.
-    const c = await spawnLedgerNode(system, dir, "c", {
-      identity: Identity.generate(),
-      models: HONEST_MODELS,
-      clock,
-    });
-    await c.validator.ask({ type: "deposit", key: life.cheat, amount: STAKE });
-    await c.validator.ask({ type: "deposit", key: life.v, amount: STAKE });
-    const handled = await c.validator.ask<ReceiptHandled>({
-      type: "receipt",
-      receipt: life.receipt,
-      job: life.job,
-      assignment: life.assignment,
-      origin: "ab".repeat(32),
-    });
-    assert.equal(handled.recorded, true);
-    // A's second life, on the same directory.
-    const a = await spawnLedgerNode(system, dir, "a", {
-      identity: me,
-      models: HONEST_MODELS,
-      clock,
-    });
-    const kept = await a.validator.ask<CatchUpItem[]>({ type: "catch_up" });
-    await joinLedgerNodes(a, c);
-    const reads = ledgerReads(() => c.validator, clock);
-    // A bounded wait for the conviction; without it the window closes on what C has.
-    await eventually(async () => (await reads.record(id))?.status === "fraud", "C to slash", {
-      timeoutMs: 5_000,
-    }).catch(() => {});
-    await reads.closeWindow();
-    const slash = life.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice *
-      DEFAULT_ECONOMICS.slashMultiplier;
-    assert.equal(
-      (await reads.record(id))?.status,
-      "fraud",
-      "C settled the cheat's receipt otherwise",
-    );
-    const cheat = await reads.account(life.cheat);
-    assert.equal(cheat.balance, 0, "the cheat was paid");
-    assert.equal(cheat.stake, STAKE - slash, "the cheat was not slashed");
-    assert.equal(
-      (await reads.account(life.v)).balance,
-      slash * DEFAULT_ECONOMICS.validatorRewardShare,
-      "the accuser was not rewarded once",
-    );
+    // C was away with the cheat's receipt; A's second life, on the same directory, joins it only.
+    const kept = await restartMeetingAwayLedger(system, dir, life, clock);
     assert.deepEqual(
-      kept.map((item) => item.kind === "fraud_proof" && receiptId(item.proof.receipt)),
+      kept,
       [id],
       "the restarted node's catch-up lost the conviction its ledger settled",
     );

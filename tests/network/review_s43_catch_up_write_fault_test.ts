@@ -13,25 +13,20 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { FraudProofHandled, ReceiptHandled } from "../../actors/validator_messages.ts";
-import { signAssignment } from "../../protocols/assignment.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { receiptId } from "../../protocols/receipt.ts";
+import type { FraudProofHandled } from "../../actors/validator_messages.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import { LedgerIndex } from "../../proof/ledger_index.ts";
-import { validateReceipt } from "../../proof/validation.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { ledgerReads, START } from "../actors/_validator_fixture.ts";
 import {
-  announceAssigned,
-  f,
-  HONEST_MODELS,
-  ledgerReads,
-  proveOn,
-  START,
-  textJob,
-} from "../actors/_validator_fixture.ts";
-import { joinLedgerNodes, spawnLedgerNode, STAKE } from "./_ledger_node.ts";
+  assertAwaySlashed,
+  cheatCase,
+  fraudProofOf,
+  spawnAwayLedger,
+  spawnKnowingA,
+} from "./_catch_up_second_life.ts";
+import { joinLedgerNodes, STAKE } from "./_ledger_node.ts";
 
 /** During the next `settleFraud`, the index's apply throws once, after the entry is durable. */
 function failIndexDuringSettlement(): () => void {
@@ -66,27 +61,11 @@ Deno.test("review s43: a conviction whose durable ledger write crashed the valid
   let restore = () => {};
   try {
     const clock = { t: START };
-    const [me, v, cheat, requester] = Array.from({ length: 4 }, Identity.generate);
-    const job = textJob(requester, crypto.randomUUID());
-    const proved = await proveOn(job, cheat, f.otherSeed);
-    const id = receiptId(proved.receipt);
-    const assignment = signAssignment({ job, worker: cheat.publicKey, issuedAt: 0 }, requester);
-    const { fraudProof } = await validateReceipt(
-      { job, receipt: proved.receipt, proof: proved.proof },
-      f.honest,
-      v,
-      { now: () => START },
-    );
+    const cheating = await cheatCase();
+    const { cheat, v, id, evidence } = cheating;
+    const fraudProof = await fraudProofOf(cheating);
     assert.ok(fraudProof);
-    const a = await spawnLedgerNode(system, dir, "a", {
-      identity: me,
-      models: HONEST_MODELS,
-      clock,
-    });
-    for (const key of [cheat, v]) {
-      await a.validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
-    }
-    await announceAssigned(a.validator, proved.receipt, job, requester);
+    const a = await spawnKnowingA(system, dir, cheating, clock);
     // V's proof, from a peer: A checks it, and its settlement's write fails once durable.
     restore = failIndexDuringSettlement();
     const taken = await a.validator.ask<FraudProofHandled>({
@@ -103,44 +82,10 @@ Deno.test("review s43: a conviction whose durable ledger write crashed the valid
       "A's restarted validator to hold the settled conviction",
     );
     // C had the cheat's receipt (through other peers) and the accuser's stake; it was away.
-    const c = await spawnLedgerNode(system, dir, "c", {
-      identity: Identity.generate(),
-      models: HONEST_MODELS,
-      clock,
-    });
-    await c.validator.ask({ type: "deposit", key: cheat.publicKey, amount: STAKE });
-    await c.validator.ask({ type: "deposit", key: v.publicKey, amount: STAKE });
-    const handled = await c.validator.ask<ReceiptHandled>({
-      type: "receipt",
-      receipt: proved.receipt,
-      job,
-      assignment,
-      origin: "ab".repeat(32),
-    });
-    assert.equal(handled.recorded, true);
+    const c = await spawnAwayLedger(system, dir, clock, evidence);
     await joinLedgerNodes(a, c);
-    const reads = ledgerReads(() => c.validator, clock);
-    // A bounded wait for the conviction; without it the window closes on what C has.
-    await eventually(async () => (await reads.record(id))?.status === "fraud", "C to slash", {
-      timeoutMs: 5_000,
-    }).catch(() => {});
-    await reads.closeWindow();
-    const slash = proved.receipt.tokenCount * DEFAULT_ECONOMICS.defaultTokenPrice *
-      DEFAULT_ECONOMICS.slashMultiplier;
+    const slash = await assertAwaySlashed(c, clock, evidence);
     assert.equal(counts.crashes, 1);
-    assert.equal(
-      (await reads.record(id))?.status,
-      "fraud",
-      "C settled the cheat's receipt otherwise",
-    );
-    const account = await reads.account(cheat.publicKey);
-    assert.equal(account.balance, 0, "the cheat was paid");
-    assert.equal(account.stake, STAKE - slash, "the cheat was not slashed");
-    assert.equal(
-      (await reads.account(v.publicKey)).balance,
-      slash * DEFAULT_ECONOMICS.validatorRewardShare,
-      "the accuser was not rewarded once",
-    );
     // And A settled it once.
     await readsA.closeWindow();
     assert.equal((await readsA.account(cheat.publicKey)).stake, STAKE - slash);
