@@ -220,6 +220,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #heldFile?: HeldEvidenceFile;
   /** Peers' fraud proofs waiting for their accuser's pledge (bounded). */
   readonly #pledgeHeld = new PledgeHeldProofs();
+  /**
+   * Peers' fraud proofs being checked, by hash: their receipt and when they were taken. The
+   * receipt is not finalized meanwhile, and a proof taken inside its window settles after it.
+   */
+  readonly #checking = new Map<string, { receiptId: string; takenAt: number }>();
   /** Checks of proofs whose accuser's stake here falls short (bounded per receipt). */
   readonly #unbacked = new UnbackedChecks();
   /** Credit for taking over peers' "proof withheld" claims, and false claimants held back. */
@@ -537,8 +542,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         this.#takePledgeHeldProofs(toHex(message.key), ctx);
         return undefined;
       case "finalize": {
-        // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet.
-        const finalized = await ledger.finalizeDue();
+        // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet;
+        // nor is one a peer's fraud proof is being checked against.
+        const checked = new Set([...this.#checking.values()].map((c) => c.receiptId));
+        const finalized = await ledger.finalizeDue((id) => checked.has(id));
         // At most one write a tick, however fast peers' messages come: a process killed outright
         // loses what arrived since.
         await this.#keepHeld();
@@ -1064,6 +1071,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     if (unbacked) this.#unbacked.take(id, accuser, hash, record.pendingUntil);
     this.#memory.takeFraudProof(hash, { waiting, proof, origin, own });
+    if (!own) this.#checking.set(hash, { receiptId: id, takenAt: now });
     this.#enqueue(() => this.#checkFraud(proof)).then(
       (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
       (error) => {
@@ -1072,6 +1080,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           return ctx.self.tell({ type: "fraud_checked", proof, check: failedCheck(hash), own });
         }
         waiting.reject(error);
+        this.#checking.delete(hash);
         this.#memory.fraudProofDone(hash);
         this.#unbacked.done(hash);
       },
@@ -1160,6 +1169,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           validator: proof.validator,
           confirmed: check.confirmed,
           reason: check.reason,
+          takenAt: this.#checking.get(hash)?.takenAt,
         }).catch((error) => {
           // After the window (or raced by a copy): it changes nothing, and crashes nothing.
           if (error instanceof LedgerRejectedError) return undefined;
@@ -1206,6 +1216,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       waiting?.reject(error);
       throw error;
     } finally {
+      this.#checking.delete(hash);
       if (!failed) {
         this.#memory.fraudProofDone(hash);
         this.#unbacked.done(hash);

@@ -150,6 +150,12 @@ export interface FraudSettlement {
   /** Reason code of the check (kept for the record). */
   reason: string;
   /**
+   * When this ledger's owner took the proof for checking (unix ms, its clock). A proof taken
+   * inside the receipt's window settles after it — its check took the time — as in the ledgers
+   * that checked it sooner; absent: now.
+   */
+  takenAt?: number;
+  /**
    * The proof rests on its validator's word (a training challenge with no answer by its
    * deadline, `opening_missing`): confirmed, the slash is burned and nobody is rewarded, so
    * nobody gains by claiming it (as for inference proof data withheld, `settleFault`).
@@ -807,7 +813,8 @@ export class Ledger {
             receiptId: first.receiptId,
             worker: trainer,
             second: receipt as unknown as Record<string, unknown>,
-            slashed: first.locked,
+            // As for inference: what is left of the stake at most, never below zero.
+            slashed: this.#slashable(first),
           },
         };
       }
@@ -873,13 +880,21 @@ export class Ledger {
   /**
    * Make every pending receipt whose window has closed final, crediting it (a `challenged` one
    * waits for its challenge to end). Returns their ids.
+   *
+   * @param held Receipts not to finalize yet (a fraud proof taken inside the window is still
+   *   being checked: paid now, the cheat it catches would keep the pay): still due, finalized by
+   *   a later call.
    */
-  async finalizeDue(): Promise<string[]> {
+  async finalizeDue(held?: (receiptId: string) => boolean): Promise<string[]> {
     const now = this.#now();
     // Only the receipts that are due, from a queue ordered by window end: never a scan of all.
     const due = this.#state.takeDue(now);
     const finalized: string[] = [];
     for (const id of due) {
+      if (held?.(id)) {
+        this.#state.deferDue(id);
+        continue;
+      }
       // Checked again in the writer's turn: a settlement may have come first.
       const entry = await this.#transition("final", () => {
         const rec = this.#state.open(id);
@@ -938,9 +953,10 @@ export class Ledger {
         throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
       }
       // After its window, only this ledger's own open challenge still settles a receipt: a
-      // proof from elsewhere is refused on every ledger alike (whether or not it challenged).
+      // proof from elsewhere is refused on every ledger alike (whether or not it challenged),
+      // unless it was taken inside the window and its check ended after it.
       if (
-        this.#now() > rec.pendingUntil &&
+        Math.min(this.#now(), settlement.takenAt ?? Infinity) > rec.pendingUntil &&
         (rec.status !== "challenged" || validator !== this.#owner)
       ) {
         throw new LedgerRejectedError(

@@ -254,6 +254,14 @@ export class LedgerState {
     return [...ids];
   }
 
+  /** Queue the open receipt `receiptId` again as due: taken out, it was held back unpaid. */
+  deferDue(receiptId: string): void {
+    const rec = this.#open.get(receiptId);
+    const order = this.#orderOf.get(receiptId);
+    if (rec === undefined || order === undefined) return;
+    this.#due.push({ pendingUntil: rec.pendingUntil, order, receiptId });
+  }
+
   #account(key: string): Account {
     let a = this.#accounts.get(key);
     if (!a) {
