@@ -54,7 +54,11 @@ import {
   REPLICAS_DIR,
 } from "./gc_roots.ts";
 import { migrateLegacyChunks } from "./legacy_chunks.ts";
-import { isLegacyManifest, markLegacyManifests } from "./legacy_manifests.ts";
+import {
+  decideLegacyManifest,
+  legacyManifestRecord,
+  markLegacyManifests,
+} from "./legacy_manifests.ts";
 import { type PackEntry, readExactly, readPackIndex } from "./pack_format.ts";
 import {
   isTempName,
@@ -567,9 +571,13 @@ export class ChunkStore implements BlockStore {
   /**
    * True when raw-labelled `cid` is a manifest written before UnixFS, by this store's record
    * (`legacy_manifests.ts`), never by its bytes: any other raw object is a leaf, its own bytes.
+   * A root the record left undecided (unreadable when it was made) is decided now, from its
+   * bytes (`bytes`, already read and verified, or read here: an unreadable one throws).
    */
-  isLegacyManifest(cid: string): Promise<boolean> {
-    return isLegacyManifest(this.#dir, cid);
+  async isLegacyManifest(cid: string, bytes?: Uint8Array): Promise<boolean> {
+    const record = await legacyManifestRecord(this.#dir, cid);
+    if (record !== "undecided") return record;
+    return await decideLegacyManifest(this.#dir, cid, bytes ?? await this.get(cid), this.#durable);
   }
 
   /** Every stored CID (chunks and manifests), in no particular order. */
@@ -737,7 +745,7 @@ export class ChunkStore implements BlockStore {
           if (!result.unreadableRoots.includes(root)) result.unreadableRoots.push(root);
           continue;
         }
-        const legacyManifest = id === root && await this.isLegacyManifest(id);
+        const legacyManifest = id === root && await this.isLegacyManifest(id, good.bytes);
         for (const link of blocksReferencedBy(id, good.bytes, { legacyManifest })) {
           if (isDagNode(link)) walk.push({ id: link, root });
           else live.add(storageKey(link));

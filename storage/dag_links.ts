@@ -99,28 +99,31 @@ export async function* dagBlocks(
   get: (cid: string) => Promise<Uint8Array>,
   options?: { isLegacyManifest?: (cid: string) => Promise<boolean> },
 ): AsyncGenerator<WalkedBlock> {
-  const seen = new Set<string>();
+  const seen = new Set<string>(); // listed, by digest
+  // Read for its links, by digest. Apart from `seen`: a DAG can link one block as a raw leaf and,
+  // by the same digest, as a dag-pb node; met as the leaf first, the node must still be walked,
+  // else what it links is never listed (a CAR import took such a DAG for whole without them).
+  const walked = new Set<string>();
   const stack = [root];
   while (stack.length > 0) {
     const cid = stack.pop()!;
     // An identity CID carries its block: nothing stored under a key, nothing to fetch.
     const inline = identityBlock(cid);
     const key = inline === undefined ? storageKey(cid) : cid;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    if (inline !== undefined) {
-      yield { cid, bytes: inline.bytes };
+    if (inline !== undefined || (cid !== root && !isDagNode(cid))) {
+      if (seen.has(key)) continue;
+      seen.add(key);
+      yield inline === undefined ? { cid } : { cid, bytes: inline.bytes };
       continue;
     }
-    if (cid !== root && !isDagNode(cid)) {
-      yield { cid };
-      continue;
-    }
+    if (walked.has(key)) continue;
+    walked.add(key);
     const bytes = await get(cid);
     // A node too large to walk is an error, not a leaf: a CAR or listing without its children
     // would look complete.
     if (cidCodec(cid) === DAG_PB_CODEC) assertDagBlockSize(cid, bytes.length);
-    yield { cid, bytes };
+    if (!seen.has(key)) yield { cid, bytes };
+    seen.add(key);
     const legacyManifest = cid === root && cidCodec(cid) === RAW_CODEC &&
       (await options?.isLegacyManifest?.(cid) ?? false);
     const links = blocksReferencedBy(cid, bytes, { legacyManifest, refuseTooLarge: true });

@@ -10,6 +10,13 @@
  * first opened, for every pinned raw root that decodes as a manifest. Nothing writes raw
  * manifests any more, so the record never grows after that.
  *
+ * A pinned raw root that cannot be read then (a rotten copy, say) is neither: it is recorded as
+ * undecided (`legacy-manifests/<cid>.undecided`) and decided, by the same rule, the first time
+ * its bytes are read again ({@link decideLegacyManifest}). Taken for a leaf, a manifest repaired
+ * later was a raw leaf to GC, which collected its pinned file's chunks. Deciding from the bytes
+ * is safe there as it is at the first open: the root was pinned before the record existed, and
+ * whoever puts it again puts the same bytes (the CID names them).
+ *
  * @module
  */
 import { join } from "node:path";
@@ -21,6 +28,9 @@ import { pathExists } from "./path_exists.ts";
 
 /** Directory (under the store) of the raw roots that are manifests written before UnixFS. */
 export const LEGACY_MANIFESTS_DIR = "legacy-manifests";
+
+/** Suffix of a root's entry in that directory while it is undecided (unreadable at the record). */
+const UNDECIDED = ".undecided";
 
 /**
  * Record every pinned raw root of the store in `dir` that is a manifest, unless the record
@@ -42,9 +52,10 @@ export async function markLegacyManifests(
     for await (const entry of Deno.readDir(join(dir, PINS_DIR))) {
       if (!entry.isFile || !isCid(entry.name) || cidCodec(entry.name) !== RAW_CODEC) continue;
       const bytes = await read(entry.name).catch(() => undefined);
-      if (bytes === undefined || !isManifest(bytes)) continue;
-      await Deno.writeFile(join(temp, storageKey(entry.name)), new Uint8Array());
-      marked++;
+      if (bytes !== undefined && !isManifest(bytes)) continue;
+      const name = storageKey(entry.name) + (bytes === undefined ? UNDECIDED : "");
+      await Deno.writeFile(join(temp, name), new Uint8Array());
+      if (bytes !== undefined) marked++;
     }
     if (durable) await syncDir(temp);
     try {
@@ -60,8 +71,39 @@ export async function markLegacyManifests(
   return marked;
 }
 
-/** True when the store in `dir` records raw object `cid` as a manifest written before UnixFS. */
-export async function isLegacyManifest(dir: string, cid: string): Promise<boolean> {
+/**
+ * What the store in `dir` records of raw object `cid`: a manifest written before UnixFS (true),
+ * not one (false), or `"undecided"` (unreadable when the record was made: see the module doc).
+ */
+export async function legacyManifestRecord(
+  dir: string,
+  cid: string,
+): Promise<boolean | "undecided"> {
   if (!isCid(cid) || cidCodec(cid) !== RAW_CODEC) return false;
-  return await pathExists(join(dir, LEGACY_MANIFESTS_DIR, storageKey(cid)));
+  const path = join(dir, LEGACY_MANIFESTS_DIR, storageKey(cid));
+  if (await pathExists(path)) return true;
+  return await pathExists(path + UNDECIDED) ? "undecided" : false;
+}
+
+/**
+ * Decide undecided raw root `cid` from its `bytes` (read and verified against the CID): record
+ * it as a manifest if it decodes as one (durably, before the undecided entry goes: a crash in
+ * between leaves both, and the record wins), then drop the undecided entry. Returns the decision.
+ */
+export async function decideLegacyManifest(
+  dir: string,
+  cid: string,
+  bytes: Uint8Array,
+  durable: boolean,
+): Promise<boolean> {
+  const record = join(dir, LEGACY_MANIFESTS_DIR);
+  const path = join(record, storageKey(cid));
+  const manifest = isManifest(bytes);
+  if (manifest) {
+    await Deno.writeFile(path, new Uint8Array());
+    if (durable) await syncDir(record);
+  }
+  await Deno.remove(path + UNDECIDED).catch(() => {});
+  if (durable) await syncDir(record);
+  return manifest;
 }
