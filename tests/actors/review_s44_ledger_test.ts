@@ -24,6 +24,20 @@ import {
 
 const STAKE = 10_000;
 
+/** The honest model, its loads held from `hold()` until `release()`: a check that takes its time. */
+function slowModels() {
+  const gate = Promise.withResolvers<void>();
+  let held = false;
+  const models: ValidatorModelSource = {
+    has: (cid) => cid === f.honest.info.cid,
+    get: async (cid) => {
+      if (held) await gate.promise;
+      return cid === f.honest.info.cid ? f.honest : undefined;
+    },
+  };
+  return { models, hold: () => void (held = true), release: () => gate.resolve() };
+}
+
 Deno.test("review s44: a peer's fraud proof taken inside the window slashes the cheat even when its check ends after the window closed; the cheat is never paid meanwhile", async () => {
   const dir = await Deno.makeTempDir();
   const clock = { t: START };
@@ -39,15 +53,7 @@ Deno.test("review s44: a peer's fraud proof taken inside the window slashes the 
   );
   assert.ok(fraudProof, "the cheat is caught by the accuser");
   // The check's forward pass is slow (a queue of checks, a model to load): held until released.
-  const gate = Promise.withResolvers<void>();
-  let gated = false;
-  const models: ValidatorModelSource = {
-    has: (cid) => cid === f.honest.info.cid,
-    get: async (cid) => {
-      if (gated) await gate.promise;
-      return cid === f.honest.info.cid ? f.honest : undefined;
-    },
-  };
+  const slow = slowModels();
   const system = new ActorSystem({ name: "review-s44-window" });
   try {
     const validator = await spawnValidator(system, {
@@ -55,17 +61,18 @@ Deno.test("review s44: a peer's fraud proof taken inside the window slashes the 
       ledgerDir: `${dir}/ledger`,
       clock,
       challengeProbability: 0,
-      models,
+      models: slow.models,
     });
-    await validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
-    await validator.ask({ type: "deposit", key: accuser.publicKey, amount: STAKE });
+    for (const key of [worker, accuser]) {
+      await validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
+    }
     const handled = await announceAssigned(validator, proved.receipt, job, requester);
     assert.ok(handled.recorded);
     const ledger = ledgerReads(() => validator, clock);
     const rec = (await ledger.record(id))!;
     // The proof arrives a moment before the window closes, and is taken.
     clock.t = rec.pendingUntil - 1;
-    gated = true;
+    slow.hold();
     const taken = await validator.ask<FraudProofHandled>({
       type: "fraud_proof",
       proof: fraudProof,
@@ -75,7 +82,7 @@ Deno.test("review s44: a peer's fraud proof taken inside the window slashes the 
     // The window closes while it is being checked: the finalize tick comes.
     clock.t = rec.pendingUntil + 1;
     await validator.ask({ type: "finalize" });
-    gate.resolve();
+    slow.release();
     await taken.result;
     clock.t += DEFAULT_ECONOMICS.challengeWindowMs;
     await validator.ask({ type: "finalize" });
@@ -101,15 +108,7 @@ Deno.test("review s44: an honest receipt held back while a false proof taken ins
   const job = textJob(requester, "held-then-paid");
   const proved = await proveOn(job, worker);
   const id = receiptId(proved.receipt);
-  const gate = Promise.withResolvers<void>();
-  let gated = false;
-  const models: ValidatorModelSource = {
-    has: (cid) => cid === f.honest.info.cid,
-    get: async (cid) => {
-      if (gated) await gate.promise;
-      return cid === f.honest.info.cid ? f.honest : undefined;
-    },
-  };
+  const slow = slowModels();
   const system = new ActorSystem({ name: "review-s44-held" });
   try {
     const validator = await spawnValidator(system, {
@@ -117,15 +116,16 @@ Deno.test("review s44: an honest receipt held back while a false proof taken ins
       ledgerDir: `${dir}/ledger`,
       clock,
       challengeProbability: 0,
-      models,
+      models: slow.models,
     });
-    await validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
-    await validator.ask({ type: "deposit", key: accuser.publicKey, amount: STAKE });
+    for (const key of [worker, accuser]) {
+      await validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
+    }
     assert.ok((await announceAssigned(validator, proved.receipt, job, requester)).recorded);
     const ledger = ledgerReads(() => validator, clock);
     const rec = (await ledger.record(id))!;
     clock.t = rec.pendingUntil - 1;
-    gated = true;
+    slow.hold();
     const taken = await validator.ask<FraudProofHandled>({
       type: "fraud_proof",
       proof: falseProof(proved.receipt, accuser),
@@ -134,7 +134,7 @@ Deno.test("review s44: an honest receipt held back while a false proof taken ins
     assert.equal(taken.queued, true);
     clock.t = rec.pendingUntil + 1;
     assert.deepEqual(await validator.ask({ type: "finalize" }), [], "not paid while checked");
-    gate.resolve();
+    slow.release();
     await taken.result;
     assert.deepEqual(await validator.ask({ type: "finalize" }), [id], "paid once refuted");
     assert.equal((await ledger.account(worker.publicKey)).balance, rec.credit);
