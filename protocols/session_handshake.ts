@@ -305,6 +305,9 @@ export async function authenticateTransport(
     const sentHello = writer.write(
       frame({ v: PROTOCOL_VERSION, type: HELLO_TYPE, id: 0, body: ours }),
     );
+    // Awaited only once the peer's proof is in: a write that fails before then (the peer hung
+    // up its reading side) must not be an unhandled rejection, which ends a Deno process.
+    sentHello.catch(() => {});
     const theirs = parse(await within(frames.next()), HELLO_TYPE, helloSchema);
     if (bytesEqual(theirs.nonce, ours.nonce)) throw new HandshakeError("the peer echoed our nonce");
     if (isWeakPublicKey(theirs.key)) throw new HandshakeError("the peer's key is a weak point");
@@ -316,6 +319,7 @@ export async function authenticateTransport(
     const sentProof = writer.write(
       frame({ v: PROTOCOL_VERSION, type: PROOF_TYPE, id: 1, body: { sig } }),
     );
+    sentProof.catch(() => {}); // as sentHello
     const proof = parse(await within(frames.next()), PROOF_TYPE, proofSchema);
     if (!verifySignature(theirs.key, sessionProofBytes(sessionId, theirs.key), proof.sig)) {
       throw new HandshakeError("the peer's proof of key does not verify");
