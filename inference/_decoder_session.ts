@@ -331,8 +331,28 @@ export function sampleRow(
 ): SampledStep {
   const { token } = sampleToken(row, sampling.params, sampling.position);
   const sampled: SampledStep = { tokenId: token, fingerprint: fingerprintOf(row, token) };
-  if (topLogprobs > 0) sampled.top = topLogprobsOf(row, topLogprobs);
+  if (topLogprobs > 0) sampled.top = chosenFirst(topLogprobsOf(row, topLogprobs), row, token);
   return sampled;
+}
+
+/**
+ * `top` with `token` first among its entries as likely as it. The list breaks a tie by the
+ * smaller id, greedy decoding by the position's race noise: without this, a tie taken by the
+ * larger id listed another token first, and `top_logprobs: 1` left the chosen one out. Two
+ * passes over at most k entries, only for a step that asked for them.
+ */
+function chosenFirst(top: TokenLogprob[], row: Float32Array, token: number): TokenLogprob[] {
+  const value = row[token];
+  let tie = 0;
+  while (tie < top.length && row[top[tie].tokenId] !== value) tie++;
+  if (tie === top.length || top[tie].tokenId === token) return top;
+  let at = tie + 1;
+  while (at < top.length && top[at].tokenId !== token) at++;
+  const entry = at < top.length ? top[at] : { tokenId: token, logprob: top[tie].logprob };
+  // Shift the tied entries before it down one place (the last falls off when it was not listed).
+  for (let j = Math.min(at, top.length - 1); j > tie; j--) top[j] = top[j - 1];
+  top[tie] = entry;
+  return top;
 }
 
 /** One generation's KV cache on a {@link DecoderSession}. */
