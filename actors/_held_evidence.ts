@@ -46,6 +46,13 @@ export interface KeptProof {
   proof: unknown;
   /** Hex key of the peer that sent it. */
   origin?: string;
+  /**
+   * When it was first taken for checking (unix ms, the ledger's clock), for one taken and not
+   * settled: taken again at the start with it, so one taken inside its receipt's window still
+   * settles after it. Absent (held for its receipt or pledge, or a file written before this was
+   * kept): taken at the start, as then. Untrusted when read.
+   */
+  takenAt?: number;
 }
 
 /** What is kept: receipts waiting for stake and proofs waiting for their receipt, in order. */

@@ -102,6 +102,8 @@ export interface TakenFraudProof {
   origin?: string;
   /** This validator's own (kept on disk by the actor, `_receipt_files.ts`), not a peer's. */
   own: boolean;
+  /** When it was first taken (unix ms, ledger clock): kept across a stop with it. */
+  takenAt?: number;
 }
 
 /** What {@link ValidatorMemory.waiting} keeps across a stop. */
@@ -340,9 +342,10 @@ export class ValidatorMemory {
     const receipts = [...this.#awaitingStake.values()].flat();
     const taken = this.#keptTaken();
     const held = [...this.#held.values()].flatMap((proofs) => [...proofs.values()]);
-    const proofs = [...taken.map(([, t]) => t), ...held].map(
-      ({ proof, origin }): KeptProof => ({ proof, origin }),
-    );
+    const proofs: KeptProof[] = [
+      ...taken.map(([, { proof, origin, takenAt }]) => ({ proof, origin, takenAt })),
+      ...held.map(({ proof, origin }) => ({ proof, origin })),
+    ];
     return { receipts, proofs, keptTaken: new Set(taken.map(([hash]) => hash)) };
   }
 

@@ -81,6 +81,8 @@ export async function settleTrainingFraud(
     validator: message.validator,
     confirmed: message.confirmed,
     reason: message.reason,
+    // Taken inside the window, its re-run ending after it: settled as in faster ledgers.
+    takenAt: message.takenAt,
     // No answer by the deadline cannot be shown to a third party: the slash is burned.
     wordOnly: message.confirmed && message.reason === "opening_missing",
   }).catch((error) => {

@@ -67,6 +67,7 @@ import {
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { challengeTicket } from "../proof/challenge.ts";
 import { SteeringRecord } from "../proof/steering.ts";
 import type { ValidationOptions, ValidationResult } from "../proof/validation.ts";
@@ -189,6 +190,13 @@ export const DEFAULT_FINALIZE_INTERVAL_MS = 10_000;
  * the worker past the cap is dropped instead.
  */
 export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
+
+/**
+ * Longest a peer's fraud proof being checked holds its receipt out of the finalize tick (ms,
+ * from when it was taken): three challenge windows, far past any check's re-run (seconds for an
+ * inference proof, minutes for a training one), so only a check that never reports lapses.
+ */
+const MAX_CHECK_HOLD_MS = 3 * DEFAULT_ECONOMICS.challengeWindowMs;
 // Public here before the challenge game's times had a module of their own (`mod.ts` exports it).
 export { PROOF_DEADLINE_MS };
 
@@ -221,8 +229,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   /** Peers' fraud proofs waiting for their accuser's pledge (bounded). */
   readonly #pledgeHeld = new PledgeHeldProofs();
   /**
-   * Peers' fraud proofs being checked, by hash: their receipt and when they were taken. The
-   * receipt is not finalized meanwhile, and a proof taken inside its window settles after it.
+   * Peers' fraud proofs being checked, by hash: their receipt and when they were taken (kept
+   * across a restart in the held evidence; a training proof's, told by the training validator:
+   * `training_checking`). The receipt is not finalized meanwhile, and a proof taken inside its
+   * window settles after it.
    */
   readonly #checking = new Map<string, { receiptId: string; takenAt: number }>();
   /** Checks of proofs whose accuser's stake here falls short (bounded per receipt). */
@@ -323,8 +333,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // Spent before the stop: still spent (before the held proofs below may spend more).
     this.#unbacked.restore(held.unbacked);
     for (const message of held.receipts) await this.#onReceipt(message, ctx).catch(() => {});
-    for (const { proof, origin } of held.proofs) {
-      this.#onFraudProof(proof, ctx, false, typeof origin === "string" ? origin : undefined);
+    // Each with the time it was first taken (kept: a restart after the window closed must not
+    // make a proof taken inside it too late), before the finalize timer below can pay its receipt.
+    for (const { proof, origin, takenAt } of held.proofs) {
+      const from = typeof origin === "string" ? origin : undefined;
+      const at = typeof takenAt === "number" && Number.isFinite(takenAt) ? takenAt : undefined;
+      this.#onFraudProof(proof, ctx, false, from, undefined, at);
     }
     const every = this.#options.finalizeIntervalMs ?? DEFAULT_FINALIZE_INTERVAL_MS;
     if (every > 0) {
@@ -518,6 +532,20 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return await recordTrainingReceipt(ledger, message);
       case "training_fraud":
         return await this.#onTrainingFraud(message, ctx);
+      case "training_checking": {
+        // A peer's training proof being checked by the training validator: held as a peer's
+        // inference proof is (`#checking`), about a training receipt recorded here only.
+        const { hold } = message;
+        if (hold === undefined || ledger.receipt(hold.receiptId)?.kind !== "training") {
+          this.#checking.delete(message.fraudProofHash);
+        } else {
+          this.#checking.set(message.fraudProofHash, {
+            receiptId: hold.receiptId,
+            takenAt: Math.min(hold.takenAt, this.#now()),
+          });
+        }
+        return undefined;
+      }
       case "training_challenge":
         return await holdTrainingChallenge(ledger, message);
       case "training_challenged":
@@ -544,7 +572,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "finalize": {
         // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet;
         // nor is one a peer's fraud proof is being checked against.
-        const checked = new Set([...this.#checking.values()].map((c) => c.receiptId));
+        const now = this.#now();
+        const checked = new Set<string>();
+        for (const [hash, { receiptId, takenAt }] of this.#checking) {
+          // A check that never reported (its checker died and did not take it again) must not
+          // keep an honest receipt unpaid for good: past the bound the hold lapses.
+          if (now - takenAt > MAX_CHECK_HOLD_MS) this.#checking.delete(hash);
+          else checked.add(receiptId);
+        }
         const finalized = await ledger.finalizeDue((id) => checked.has(id));
         // At most one write a tick, however fast peers' messages come: a process killed outright
         // loses what arrived since.
@@ -989,6 +1024,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * receipt, so an accuser cannot make a receipt skip them. A proof from a key with no pledge
    * here is held for the pledge (skipped for now, `awaitingPledge`), and taken again when it is
    * recorded. `held`: the resolver of a proof taken again after it was held for its receipt.
+   * `takenAt`: when a peer's proof kept across a stop was first taken (now if later or absent).
    */
   #onFraudProof(
     value: unknown,
@@ -996,6 +1032,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     own = false,
     origin?: string,
     held?: PromiseWithResolvers<FraudCheckResult>,
+    takenAt?: number,
   ): FraudProofHandled {
     const ledger = this.#ledger!;
     const skip = (skipped: NonNullable<FraudProofHandled["skipped"]>): FraudProofHandled => {
@@ -1018,6 +1055,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const record = ledger.receipt(id);
     const now = this.#now();
     if (record !== undefined && !worthFraudCheck(record, now)) return skip("not_pending");
+    // Taken now, or when it was first taken before a stop: the window's test is on that time.
+    const since = Math.min(now, takenAt ?? now);
     // A peer's stake must cover the penalty of this accusation and of those still being checked
     // or held here: else one key staked at the penalty buys any number of checks at once. This
     // validator's own proofs, from its own challenges, are not a peer's claims to bound: checked
@@ -1036,7 +1075,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // not recorded here, a pledged key's proof is held for the receipt, as a backed one is.
     const pledged = backed || ledger.hasStaked(proof.validator);
     const unbacked = !backed && pledged && record !== undefined;
-    if (unbacked && !(now <= record.pendingUntil && this.#unbacked.available(id, accuser))) {
+    if (unbacked && !(since <= record.pendingUntil && this.#unbacked.available(id, accuser))) {
       return skip("unstaked_accuser");
     }
     // One accusation per accuser and receipt: refused once one settled or was left undecided
@@ -1070,8 +1109,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       return { queued: false, awaitingReceipt: true, result: waiting.promise };
     }
     if (unbacked) this.#unbacked.take(id, accuser, hash, record.pendingUntil);
-    this.#memory.takeFraudProof(hash, { waiting, proof, origin, own });
-    if (!own) this.#checking.set(hash, { receiptId: id, takenAt: now });
+    this.#memory.takeFraudProof(hash, { waiting, proof, origin, own, takenAt: since });
+    if (!own) this.#checking.set(hash, { receiptId: id, takenAt: since });
     this.#enqueue(() => this.#checkFraud(proof)).then(
       (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
       (error) => {
@@ -1269,7 +1308,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (message.confirmed && conviction !== undefined && before?.kind === "training") {
       if (before.status !== "fraud") await this.#catchUp.write(conviction, before.pendingUntil);
     }
-    const outcome = await settleTrainingFraud(this.#ledger!, message);
+    // Settled or refused, its check is over: the receipt is no longer held for it.
+    const checking = this.#checking.get(message.fraudProofHash);
+    const outcome = await settleTrainingFraud(this.#ledger!, {
+      ...message,
+      takenAt: message.takenAt ?? checking?.takenAt,
+    }).finally(() => this.#checking.delete(message.fraudProofHash));
     if (!outcome.settled || !message.confirmed) {
       if (message.confirmed) this.#catchUp.discard(id);
       return outcome;

@@ -267,6 +267,29 @@ export interface TrainingFraudLedgerMessage {
    * later when it settles as confirmed (`_catch_up.ts`). Absent: settled, not kept.
    */
   body?: TrainingFraudProofBody;
+  /**
+   * When the training validator took the proof for checking (unix ms, the ledger's clock; kept
+   * across its restart): one taken inside the receipt's window settles after it, as an
+   * inference proof does. Absent: when it took it, as told by `training_checking`, else now.
+   */
+  takenAt?: number;
+}
+/**
+ * A peer's training fraud proof is being checked by the training validator (a re-run of training
+ * steps, slow), or no longer is: while it is, its receipt is not finalized here (paid at the
+ * tick, the lazy trainer the proof catches would keep the pay), as for a peer's inference proof
+ * being checked. Its settlement (`training_fraud`) ends the hold too. Answers nothing.
+ */
+export interface TrainingCheckingMessage {
+  /** Message tag. */
+  type: "training_checking";
+  /** Hex hash of the proof. */
+  fraudProofHash: string;
+  /**
+   * The receipt it accuses and when it was taken (unix ms, the ledger's clock): held. Absent:
+   * its check ended unsettled, or the proof was not taken again: released.
+   */
+  hold?: { receiptId: string; takenAt: number };
 }
 /**
  * This ledger's owner opens or ends its challenge of a recorded training receipt
@@ -326,6 +349,7 @@ export type ValidatorMessage =
   | FraudCheckedMessage
   | TrainingReceiptLedgerMessage
   | TrainingFraudLedgerMessage
+  | TrainingCheckingMessage
   | TrainingChallengeLedgerMessage
   | TrainingChallengedMessage;
 

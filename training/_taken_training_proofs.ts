@@ -166,6 +166,8 @@ export class TakenTrainingProofs {
   /**
    * A peer's copy `key` is being checked (`charged`: to its receipt's unbacked budget); `since`,
    * when it was held or came, unless it was taken before. What is kept changes.
+   * @returns When it was taken, as kept: the time its settlement is judged at (one taken inside
+   *   its receipt's window settles after it, as in the ledgers that checked it sooner).
    */
   checking(
     key: string,
@@ -173,9 +175,15 @@ export class TakenTrainingProofs {
     origin: string,
     since: number,
     charged: boolean,
-  ): void {
+  ): number {
     since = this.#taken.get(key)?.since ?? since;
     this.#take(key, body, origin, since, { state: "checking", charged });
+    return since;
+  }
+
+  /** Whether a copy of proof `hash` is being checked (or checked, its settlement unanswered). */
+  checks(hash: string): boolean {
+    return [...this.#taken.values()].some((t) => t.hash === hash && t.state === "checking");
   }
 
   /**

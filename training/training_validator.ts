@@ -78,6 +78,7 @@ import type {
   ReceiptStatusMessage,
   TrainingChallengedMessage,
   TrainingChallengeLedgerMessage,
+  TrainingCheckingMessage,
   TrainingFraudLedgerMessage,
   TrainingReceiptLedgerMessage,
   TrainingReceiptRecorded,
@@ -173,6 +174,7 @@ export type ChallengeOutcome =
 type LedgerTrainingMessage =
   | TrainingReceiptLedgerMessage
   | TrainingFraudLedgerMessage
+  | TrainingCheckingMessage
   | TrainingChallengeLedgerMessage
   | TrainingChallengedMessage
   | ReceiptStatusMessage
@@ -281,6 +283,8 @@ export type TrainingValidatorMessage =
     confirmed: boolean;
     reason: string;
     origin: string;
+    /** When a peer's proof was taken here (kept across a stop), ms; absent: this validator's. */
+    takenAt?: number;
   }
   | {
     type: "unchecked";
@@ -590,6 +594,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         await this.#endings.end(ctx, id, "undecided", `proof_${refusal}`);
       }
       this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
+      // Taken again after a stop and refused now: its receipt is no longer held for it.
+      const refused = trainingFraudProofHash(message.body.proof);
+      if (message.origin !== "local" && !this.#taken.checks(refused)) {
+        await this.#release(ctx, refused);
+      }
       // For its receipt, or from a key with no pledge here (yet) for its pledge; then taken again.
       const { held, awaitingPledge } = await this.#intake.hold(
         ctx,
@@ -622,17 +631,31 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     }
     // Charged to its receipt's unbacked budget when taken unbacked (`_training_proof_intake.ts`).
     const charged = await this.#intake.charge(message.body.proof, hash, id, unbacked);
+    let takenAt: number | undefined;
     if (message.origin !== "local") {
       const now = (this.#options.now ?? Date.now)();
-      this.#taken.checking(key, message.body, message.origin, message.since ?? now, charged);
+      takenAt = this.#taken.checking(
+        key,
+        message.body,
+        message.origin,
+        message.since ?? now,
+        charged,
+      );
       this.#intake.keepLater(ctx);
+      // Its receipt is held out of the ledger's finalize tick while it is re-run (slow): paid
+      // meanwhile, the lazy trainer it catches would keep the pay (as for an inference proof).
+      await this.#ledger(ctx, {
+        type: "training_checking",
+        fraudProofHash: hash,
+        hold: { receiptId: id, takenAt },
+      }).catch(() => {}); // no ledger answering: nothing to hold there
     }
     // The re-run is outside the mailbox; the settlement comes back as `checked`, a failure as
     // `unchecked` (told, not handled here: state changes in `receive`).
     let reran = false;
     const { body, origin } = message;
     void this.#check(body, () => reran = true).then(
-      (check) => ctx.self.tell({ type: "checked", body, hash, ...check, origin }),
+      (check) => ctx.self.tell({ type: "checked", body, hash, ...check, origin, takenAt }),
       (error) =>
         ctx.self.tell({
           type: "unchecked",
@@ -674,9 +697,17 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       return;
     }
     if (this.#taken.forget(copyKey(body))) this.#intake.keepLater(ctx);
-    for (const again of this.#taken.requeue(hash)) {
+    const requeued = this.#taken.requeue(hash);
+    // No copy of it left to check: its receipt is no longer held for it in the ledger.
+    if (requeued.length === 0) await this.#release(ctx, hash);
+    for (const again of requeued) {
       ctx.self.tell({ type: "fraud_proof", ...again }).catch(() => {});
     }
+  }
+
+  /** Proof `hash` is no longer checked here: its receipt is not held for it in the ledger. */
+  async #release(ctx: ActorContext<TrainingValidatorMessage>, hash: string): Promise<void> {
+    await this.#ledger(ctx, { type: "training_checking", fraudProofHash: hash }).catch(() => {});
   }
 
   /** Settle a checked fraud proof in the ledger; rejects when the ledger did not answer. */
@@ -695,6 +726,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       reason: message.confirmed ? proof.reason : message.reason,
       // Kept there, confirmed and settled, for the peers that connect later (`_catch_up.ts`).
       body: message.body,
+      // Taken inside the window, its re-run ending after it: settles as in faster ledgers.
+      takenAt: message.takenAt,
     });
   }
 

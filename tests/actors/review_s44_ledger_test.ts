@@ -147,3 +147,47 @@ Deno.test("review s44: an honest receipt held back while a false proof taken ins
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("review s44: a receipt held for a peer's proof whose check never reports is paid once the hold lapses", async () => {
+  const dir = await Deno.makeTempDir();
+  const clock = { t: START };
+  const [me, worker, accuser, requester] = Array.from({ length: 4 }, Identity.generate);
+  const job = textJob(requester, "held-never-checked");
+  const proved = await proveOn(job, worker);
+  const id = receiptId(proved.receipt);
+  const slow = slowModels();
+  const system = new ActorSystem({ name: "review-s44-lapse" });
+  try {
+    const validator = await spawnValidator(system, {
+      identity: me,
+      ledgerDir: `${dir}/ledger`,
+      clock,
+      challengeProbability: 0,
+      models: slow.models,
+    });
+    for (const key of [worker, accuser]) {
+      await validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
+    }
+    assert.ok((await announceAssigned(validator, proved.receipt, job, requester)).recorded);
+    const ledger = ledgerReads(() => validator, clock);
+    const rec = (await ledger.record(id))!;
+    clock.t = rec.pendingUntil - 1;
+    slow.hold(); // and never released: the check never reports
+    const taken = await validator.ask<FraudProofHandled>({
+      type: "fraud_proof",
+      proof: falseProof(proved.receipt, accuser),
+      origin: "ab".repeat(32),
+    });
+    assert.equal(taken.queued, true);
+    clock.t = rec.pendingUntil + 1;
+    assert.deepEqual(await validator.ask({ type: "finalize" }), [], "held while checked");
+    clock.t = rec.pendingUntil + 3 * DEFAULT_ECONOMICS.challengeWindowMs;
+    assert.deepEqual(await validator.ask({ type: "finalize" }), [id], "paid once the hold lapsed");
+    assert.equal((await ledger.account(worker.publicKey)).balance, rec.credit);
+    slow.release();
+    await taken.result?.catch(() => {});
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
