@@ -76,7 +76,11 @@ export class ConfigError extends VeriflowError {
 const HOST_REQUIRED = "expected an address to listen on, such as 127.0.0.1 (this machine only) " +
   "or 0.0.0.0 (every interface), got an empty one";
 
-/** The longest delay a timer can wait (`setTimeout` takes a signed 32-bit delay): ~24.8 days. */
+/**
+ * The longest delay a timer can wait (`setTimeout` takes a signed 32-bit delay): ~24.8 days.
+ * Every setting that becomes a timer's delay is capped at it: past it Deno warns and waits 1 ms,
+ * so `--heartbeat 3000000000` logged a heartbeat every millisecond.
+ */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
@@ -236,7 +240,7 @@ const nodeConfigSchema = z.strictObject({
      * samples a few files and asks each holder for a few chunks it was given; a failure is a
      * signed verdict in the ledger, and the failed chunks are repaired at once.
      */
-    auditIntervalMs: z.number().int().min(0).default(600_000),
+    auditIntervalMs: z.number().int().min(0).max(MAX_TIMER_MS).default(600_000),
     /** Largest file read whole into memory (`get_bytes`); larger ones must be streamed. */
     maxInMemoryBytes: z.number().int().min(0).default(64 * 1024 * 1024),
   }).prefault({}),
@@ -278,7 +282,7 @@ const nodeConfigSchema = z.strictObject({
       enabled: z.boolean().default(false),
       rounds: z.number().int().min(0).default(0),
       steps: z.number().int().min(1).max(100_000).default(50),
-      deadlineMs: z.number().int().min(100).default(120_000),
+      deadlineMs: z.number().int().min(100).max(MAX_TIMER_MS).default(120_000),
       minTrainers: z.number().int().min(1).max(1_000).default(1),
       seed: z.number().int().min(0).default(0),
     }).prefault({}),
@@ -303,7 +307,7 @@ const nodeConfigSchema = z.strictObject({
     retentionMs: z.number().int().min(MIN_PROOF_RETENTION_MS).optional(),
   }).prefault({}),
   /** Milliseconds between heartbeat lines; 0 turns them off. */
-  heartbeatMs: z.number().int().min(0).default(10_000),
+  heartbeatMs: z.number().int().min(0).max(MAX_TIMER_MS).default(10_000),
   /**
    * How log lines are written: `text` for a terminal (one readable line each), `json` for a log
    * collector (one object per line: time, level, component, msg; see node/log_format.ts).

@@ -64,6 +64,7 @@ import { fromHex, toHex } from "../protocols/hash.ts";
 import type { StakePledge } from "../protocols/stake_pledge.ts";
 import { loadOrCreatePledge } from "./node_pledge.ts";
 import { createApp } from "../server/app.ts";
+import { ApiKeys } from "../server/api_keys.ts";
 import { fileRoutes } from "../server/file_routes.ts";
 import { gatewayRoutes } from "../server/gateway_routes.ts";
 import { nodeHello } from "./node_hello.ts";
@@ -212,6 +213,9 @@ export async function startNode(
   try {
     // The peer port too (the NetworkActor binds it later, once the node is built).
     if (config.network.listening) checkPeerAddress(config.network.listen);
+    // And the API keys file (the edge reads it once the node is built): a mistyped path is
+    // said now, not after a model load that can take minutes.
+    ApiKeys.fromConfig(config.http);
   } catch (error) {
     await http.close();
     throw error;

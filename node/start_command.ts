@@ -178,8 +178,57 @@ export async function resolveStartConfig(
   else if (values["swarm-bootstrap"] !== undefined) {
     set("network.swarm.enabled", true, "swarm-bootstrap");
   }
-  return resolveNodeConfig(layers);
+  const resolved = resolveNodeConfig(layers);
+  refuseIdleFlags(values, resolved.config);
+  return resolved;
 }
+
+/**
+ * Refuse a flag the rest of the configuration leaves without effect (`--model` on a node that
+ * loads no model, `--p2p-port` with `--no-listen`, `--cuda` with `--device cpu`): ignored, it
+ * would start a node other than the one the operator asked for, without a word.
+ */
+function refuseIdleFlags(values: StartFlags, config: NodeConfig): void {
+  const loadsModel = config.roles.inference || config.roles.validator;
+  const device = values.device;
+  const rules: [flags: (keyof StartFlags)[], idle: boolean, because: string][] = [
+    [
+      ["model", "model-size", "device", "cuda", "workers", "validation-workers"],
+      !loadsModel,
+      "this node loads no model: --no-inference and --no-validator (roles.inference and " +
+      "roles.validator off)",
+    ],
+    [["model-size"], config.model.dir !== undefined, "--model (model.dir) is served instead"],
+    [["cuda"], device !== undefined && device !== "cuda", `--device ${device} asks otherwise`],
+    [
+      ["p2p-port", "p2p-host"],
+      !config.network.listening,
+      "--no-listen: this node accepts no peer connections (network.listening false)",
+    ],
+    [
+      ["swarm-bind"],
+      !config.network.swarm.enabled,
+      "the swarm is off: add --swarm or --swarm-bootstrap (network.swarm.enabled)",
+    ],
+    [["challenge-probability"], !config.roles.validator, "--no-validator: nothing challenges"],
+    [["train-shard"], !config.training.trainer.enabled, "this node does not train: add --train"],
+    [
+      ["training-rounds", "training-steps", "training-deadline", "training-min-trainers"],
+      !config.training.coordinator.enabled,
+      "this node runs no training rounds: add --coordinate-training",
+    ],
+  ];
+  for (const [flags, idle, because] of rules) {
+    const given = flags.filter((flag) => values[flag] !== undefined).map((flag) => `--${flag}`);
+    if (idle && given.length > 0) {
+      const verb = given.length === 1 ? "has" : "have";
+      throw new StartUsageError(`${given.join(", ")} ${verb} no effect here: ${because}`);
+    }
+  }
+}
+
+/** The `start` flags as parsed. */
+type StartFlags = ReturnType<typeof parseStartFlags>["values"];
 
 /**
  * `args` against {@link START_OPTIONS}. A flag that is not one of them is refused with the

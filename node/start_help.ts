@@ -66,6 +66,9 @@ VERIFLOW_* environment variable, the configuration file, the default (README, "C
   --training-challenge-probability P
                     chance of challenging a training receipt (0..1)
 
+A flag the other settings leave without effect (--model with --no-inference --no-validator,
+--p2p-port with --no-listen, --cuda with --device cpu, ...) is refused, naming both.
+
 Examples:
   deno task start                                   # built-in model on 127.0.0.1:8080
   deno task start --port 0 --log-format json        # any free port, JSON log lines
