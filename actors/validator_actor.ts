@@ -535,14 +535,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "training_checking": {
         // A peer's training proof being checked by the training validator: held as a peer's
         // inference proof is (`#checking`), about a training receipt recorded here only.
+        // Only for one taken inside the window: past it, it cannot settle the receipt.
         const { hold } = message;
-        if (hold === undefined || ledger.receipt(hold.receiptId)?.kind !== "training") {
+        const takenAt = Math.min(hold?.takenAt ?? Infinity, this.#now());
+        const record = hold && ledger.receipt(hold.receiptId);
+        if (!hold || record?.kind !== "training" || !(takenAt <= record.pendingUntil)) {
           this.#checking.delete(message.fraudProofHash);
         } else {
-          this.#checking.set(message.fraudProofHash, {
-            receiptId: hold.receiptId,
-            takenAt: Math.min(hold.takenAt, this.#now()),
-          });
+          this.#checking.set(message.fraudProofHash, { receiptId: hold.receiptId, takenAt });
         }
         return undefined;
       }
@@ -1110,7 +1110,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     if (unbacked) this.#unbacked.take(id, accuser, hash, record.pendingUntil);
     this.#memory.takeFraudProof(hash, { waiting, proof, origin, own, takenAt: since });
-    if (!own) this.#checking.set(hash, { receiptId: id, takenAt: since });
+    // Held only for a proof that can still settle it: one taken after the window is refused
+    // whatever its check says (its accuser risks nothing), and would only delay the pay.
+    if (!own && since <= record.pendingUntil) {
+      this.#checking.set(hash, { receiptId: id, takenAt: since });
+    }
     this.#enqueue(() => this.#checkFraud(proof)).then(
       (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
       (error) => {
