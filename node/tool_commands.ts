@@ -11,6 +11,7 @@ import { toHex } from "../protocols/hash.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "./node_identity.ts";
 import { runBuildModel } from "../inference/build_model_command.ts";
 import { defaultDataDir } from "./default_data_dir.ts";
+import { DataDirNotDirectoryError } from "./data_dir_lock.ts";
 
 const KEYGEN_HELP = `Usage: cli.ts keygen [--data DIR]
 
@@ -25,8 +26,8 @@ Examples:
   deno run -A cli.ts keygen
   deno run -A cli.ts keygen --data .vf/b
 
-Exit codes: 0 printed · 1 the key file is unreadable or damaged, or cannot be written (the line
-says which) · 2 bad flags.`;
+Exit codes: 0 printed · 1 --data names a file, or the key file is unreadable or damaged, or cannot be
+written (the line says which) · 2 bad flags.`;
 
 /** `cli.ts keygen`: see {@link KEYGEN_HELP}. */
 export async function runKeygen(args: string[]): Promise<number> {
@@ -47,6 +48,11 @@ export async function runKeygen(args: string[]): Promise<number> {
   if (values.help) {
     console.log(KEYGEN_HELP);
     return 0;
+  }
+  // Said as `start` says it, not as the OS error of a read under a file.
+  if (await Deno.stat(values.data).then((s) => !s.isDirectory, () => false)) {
+    console.error(`error: ${new DataDirNotDirectoryError(values.data).message}`);
+    return 1;
   }
   const path = join(values.data, IDENTITY_FILE);
   const existed = await Deno.stat(path).then(() => true, () => false);

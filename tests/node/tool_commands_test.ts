@@ -34,6 +34,22 @@ Deno.test("keygen into a directory it cannot create says no key was written, not
   }
 });
 
+Deno.test("keygen with --data naming a file says so in one line, as start does, and writes nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const data = join(dir, "file");
+    await Deno.writeTextFile(data, "not a directory");
+    const { code, out, err } = await keygen(["--data", data]);
+    assert.equal(code, 1);
+    assert.deepEqual(out, []);
+    assert.equal(err.length, 1, err.join("\n"));
+    assert.match(err[0], new RegExp(`--data names a file, not a directory: ${data}`));
+    assert.equal(await Deno.readTextFile(data), "not a directory");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("keygen with a damaged key says to move it aside, and keeps it", async () => {
   const dir = await Deno.makeTempDir();
   try {
