@@ -23,7 +23,12 @@
  * - sampled: the token must be possibly kept by top-k and top-p, and its score
  *   `l/T + g` (the race noise g of `raceNoise(seed, t)`) within 2ε/T of the best score among the
  *   other ids that are definitely kept. An honest worker's token beat all of those on its own
- *   logits, and no score moves by more than ε/T.
+ *   logits, and no score moves by more than ε/T;
+ * - at a top-k cut (top-p 1), also within 2ε/T of the kept rival the most favourable honest run
+ *   leaves: k ids are kept, the definite ones and `s` of the uncertain ones (possibly but not
+ *   definitely kept), so besides the token (one of the `s` when it is uncertain) an honest run
+ *   keeps at least the `s` (or `s − 1`) lowest-scoring other uncertain ids, and the token beat
+ *   them all.
  *
  * So the accepted set is one token except at genuine near-ties of the rule: two scores within
  * 2ε/T, or an id at a cut-off.
@@ -68,8 +73,9 @@ export interface SamplingCheck {
   ok: boolean;
   /**
    * How far the token is behind: greedy, the largest logit minus its logit; sampled, the best
-   * score of another definitely kept id minus its score (negative when it wins), Infinity when
-   * no honest noise could keep it.
+   * score of another id every honest run keeps (a definitely kept id, or at a top-k cut the
+   * uncertain id the most favourable run must keep) minus its score (negative when it wins),
+   * Infinity when no honest noise could keep it.
    */
   lo: number;
   /** How far behind honest noise allows: 2ε greedy, 2ε/T sampled. */
@@ -159,10 +165,17 @@ interface Mass {
   q: number;
 }
 
+/** `rival − score`, with equal scores a tie, infinite ones included (∞ − ∞ would be NaN). */
+function behind(rival: number, score: number): number {
+  return rival === score ? 0 : rival - score;
+}
+
 /**
  * One sampled row as the check sees it: the ids honest noise may keep (possibly) and must keep
- * (definitely) under top-k and top-p, their race scores, and the two best scores among the
- * definitely kept. Built once per row; {@link ToleratedRace.deficit} is then O(1) per token.
+ * (definitely) under top-k and top-p, their race scores, the two best scores among the
+ * definitely kept, and at a top-k cut the sorted scores of the uncertain ids (possibly but not
+ * definitely kept) with the number of them every honest run keeps. Built once per row in
+ * O(n log n); {@link ToleratedRace.deficit} is then O(1) per token.
  */
 class ToleratedRace {
   /** Largest deficit honest noise explains: 2ε/T. */
@@ -170,6 +183,11 @@ class ToleratedRace {
   readonly #possible: Uint8Array; // by id
   readonly #score: Float64Array; // by id, −Infinity where not possibly kept
   readonly #best: { id: number; score: number }[]; // two best definitely kept
+  // At a top-k cut without top-p: the slots k − |definite| an honest run fills from the
+  // uncertain ids (0 otherwise), their scores ascending, and each uncertain id's index there.
+  readonly #slots: number;
+  readonly #uncertain: Float64Array;
+  readonly #uncertainAt = new Map<number, number>();
   readonly #t: number;
   readonly #tol: SamplingTolerance;
 
@@ -205,7 +223,8 @@ class ToleratedRace {
     // ids can beat it at all.
     const possible = new Uint8Array(n).fill(1);
     const definite = new Uint8Array(n).fill(1);
-    if (params.topK > 0 && n > params.topK) {
+    const cutK = params.topK > 0 && n > params.topK;
+    if (cutK) {
       for (let j = 0; j < n; j++) {
         possible[j] = aboveEnd[j] < params.topK ? 1 : 0;
         definite[j] = tieEnd[j] - 1 < params.topK ? 1 : 0;
@@ -231,18 +250,51 @@ class ToleratedRace {
       else if (score > best[1].score) best.splice(1, 0, { id, score });
     }
     this.#best = best.slice(0, 2);
+    // Every honest run keeps exactly k ids, the definite ones among them, so it fills the other
+    // k − |definite| slots from the uncertain ids. With top-p as well the kept set is a prefix
+    // of those k whose length honest noise moves, so no count of uncertain ids is sure: the
+    // rule there stays the definite rival alone (more permissive, still sound).
+    const uncertain: { id: number; score: number }[] = [];
+    let definiteCount = 0;
+    if (cutK && params.topP >= 1) {
+      for (let j = 0; j < n; j++) {
+        if (definite[j]) definiteCount++;
+        else if (possible[j]) uncertain.push({ id: order[j], score: this.#score[order[j]] });
+      }
+      uncertain.sort((a, b) => a.score - b.score || a.id - b.id);
+      uncertain.forEach(({ id }, at) => this.#uncertainAt.set(id, at));
+    }
+    this.#slots = uncertain.length > 0 ? params.topK - definiteCount : 0;
+    this.#uncertain = Float64Array.from(uncertain, (u) => u.score);
   }
 
   /**
-   * How far `token`'s score is behind the best score of another definitely kept id (negative
-   * when ahead); Infinity when honest noise cannot keep it.
+   * How far `token`'s score is behind the best score of another id every honest run keeps
+   * (negative when ahead); Infinity when honest noise cannot keep it.
    */
   deficit(token: number): number {
     if (!this.#possible[token]) return Infinity;
     const rival = this.#best[0].id === token ? this.#best[1] : this.#best[0];
     const score = this.#score[token];
-    // Equal scores are a tie, infinite ones included (∞ − ∞ would be NaN, a failure).
-    return rival.score === score ? 0 : rival.score - score;
+    return Math.max(behind(rival.score, score), behind(this.#slotRival(token), score));
+  }
+
+  /**
+   * The score the token must beat among the uncertain ids an honest run keeps besides it, in
+   * the run most favourable to it: the one that keeps the lowest-scoring others. Those are `s`
+   * ids, or `s − 1` when the token is uncertain itself and takes a slot; the best of them is
+   * the `s`-th (or `s − 1`-th) lowest score among the uncertain ids other than the token.
+   * −Infinity when no other uncertain id need be kept.
+   */
+  #slotRival(token: number): number {
+    const at = this.#uncertainAt.get(token);
+    const others = at === undefined ? this.#slots : this.#slots - 1;
+    if (others < 1) return -Infinity;
+    // The others-th lowest (1-based) with the token's own entry, at index `at`, left out.
+    const index = at === undefined || at >= others ? others - 1 : others;
+    // Fewer uncertain ids than slots cannot happen in exact arithmetic (an honest run keeps k
+    // possible ids); should rounding at the 2ε edges make it so, assume no such rival.
+    return index < this.#uncertain.length ? this.#uncertain[index] : -Infinity;
   }
 
   /**
