@@ -7,68 +7,22 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { FraudProofHandled, ValidatorModelSource } from "../../actors/validator_messages.ts";
+import type { FraudProofHandled } from "../../actors/validator_messages.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { ReceiptRecord } from "../../proof/ledger.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { receiptId } from "../../protocols/receipt.ts";
 import { drawTrainingChallenge } from "../../training/training_challenge.ts";
 import { signTrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { onLedgerNode } from "../training/_gated_ledger_node.ts";
 import { lossFraud } from "../training/_loss_fraud.ts";
-import {
-  announceAssigned,
-  f,
-  falseProof,
-  ledgerReads,
-  proveOn,
-  spawnValidator,
-  START,
-  textJob,
-} from "./_validator_fixture.ts";
+import { falseProof, START } from "./_validator_fixture.ts";
+import { withHeldReceipt } from "./_held_receipt_fixture.ts";
 
-const STAKE = 10_000;
-
-/** The honest model, its loads held from `hold()` until `release()`: a check that takes its time. */
-function slowModels() {
-  const gate = Promise.withResolvers<void>();
-  let held = false;
-  const models: ValidatorModelSource = {
-    has: (cid) => cid === f.honest.info.cid,
-    get: async (cid) => {
-      if (held) await gate.promise;
-      return cid === f.honest.info.cid ? f.honest : undefined;
-    },
-  };
-  return { models, hold: () => void (held = true), release: () => gate.resolve() };
-}
-
-Deno.test("review s44 diff: a peer's proof taken after the window closed does not hold an honest receipt out of the finalize tick", async () => {
-  const dir = await Deno.makeTempDir();
-  const clock = { t: START };
-  const [me, worker, accuser, requester] = Array.from({ length: 4 }, Identity.generate);
-  const job = textJob(requester, "late-proof-holds-nothing");
-  const proved = await proveOn(job, worker);
-  const id = receiptId(proved.receipt);
-  const slow = slowModels();
-  const system = new ActorSystem({ name: "review-s44-diff-late-proof" });
-  try {
-    const validator = await spawnValidator(system, {
-      identity: me,
-      ledgerDir: `${dir}/ledger`,
-      clock,
-      challengeProbability: 0,
-      models: slow.models,
-    });
-    for (const key of [worker, accuser]) {
-      await validator.ask({ type: "deposit", key: key.publicKey, amount: STAKE });
-    }
-    assert.ok((await announceAssigned(validator, proved.receipt, job, requester)).recorded);
-    const ledger = ledgerReads(() => validator, clock);
-    const rec = (await ledger.record(id))!;
+Deno.test("review s44 diff: a peer's proof taken after the window closed does not hold an honest receipt out of the finalize tick", () =>
+  withHeldReceipt("late-proof-holds-nothing", false, async (held) => {
+    const { validator, ledger, clock, slow, worker, accuser, proved, id, rec } = held;
     // The window has closed; before the finalize tick, a false proof comes (a slow check).
     clock.t = rec.pendingUntil + 1;
     slow.hold();
@@ -85,11 +39,7 @@ Deno.test("review s44 diff: a peer's proof taken after the window closed does no
     assert.equal((await ledger.account(worker.publicKey)).balance, rec.credit);
     slow.release();
     await taken.result?.catch(() => {});
-  } finally {
-    await system.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 Deno.test("review s44 diff: a peer's training proof taken after the window closed does not hold an honest training receipt out of the finalize tick", () =>
   onLedgerNode("review-s44-diff-late-training-proof", async (node) => {
