@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { HELD_EVIDENCE_FILE, HeldEvidenceFile } from "../../actors/_held_evidence.ts";
-import type { FraudProofHandled, ValidatorModelSource } from "../../actors/validator_messages.ts";
+import type { FraudProofHandled } from "../../actors/validator_messages.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { validateReceipt } from "../../proof/validation.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -28,8 +28,7 @@ import {
   START,
   textJob,
 } from "./_validator_fixture.ts";
-
-const STAKE = 10_000;
+import { slowModels, STAKE } from "./_held_receipt_fixture.ts";
 
 Deno.test("review s44: a peer's fraud proof taken inside the window, kept at a kill and taken again after the window closed, still slashes the cheat, which no finalize pays meanwhile", async () => {
   const dir = await Deno.makeTempDir();
@@ -46,15 +45,7 @@ Deno.test("review s44: a peer's fraud proof taken inside the window, kept at a k
   );
   assert.ok(fraudProof, "the cheat is caught by the accuser");
   // The first life's check never ends (a model that does not load): killed while checking.
-  const gate = Promise.withResolvers<void>();
-  let gated = false;
-  const stuck: ValidatorModelSource = {
-    has: (cid) => cid === f.honest.info.cid,
-    get: async (cid) => {
-      if (gated) await gate.promise;
-      return cid === f.honest.info.cid ? f.honest : undefined;
-    },
-  };
+  const stuck = slowModels();
   const system = new ActorSystem({ name: "review-s44-taken-at" });
   try {
     const ledgerDir = join(dir, "ledger");
@@ -64,14 +55,14 @@ Deno.test("review s44: a peer's fraud proof taken inside the window, kept at a k
       ledgerDir,
       clock,
       challengeProbability: 0,
-      models: stuck,
+      models: stuck.models,
     });
     await validator.ask({ type: "deposit", key: worker.publicKey, amount: STAKE });
     await validator.ask({ type: "deposit", key: accuser.publicKey, amount: STAKE });
     assert.ok((await announceAssigned(validator, proved.receipt, job, requester)).recorded);
     const rec = (await ledgerReads(() => validator, clock).record(id))!;
     clock.t = rec.pendingUntil - 1;
-    gated = true;
+    stuck.hold();
     const taken = await validator.ask<FraudProofHandled>({
       type: "fraud_proof",
       proof: fraudProof,
@@ -115,7 +106,7 @@ Deno.test("review s44: a peer's fraud proof taken inside the window, kept at a k
     );
     assert.equal((await ledger.record(id))?.status, "fraud");
   } finally {
-    gate.resolve();
+    stuck.release();
     await system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
