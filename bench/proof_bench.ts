@@ -7,7 +7,11 @@
  * - proof bytes per token (goal ≤ 8): the proof data a worker keeps and serves, CBOR-encoded;
  * - fraud-proof checking against a full validation, for a cheat at an early, a middle and the
  *   last position (the checker's pass stops at the cited position);
- * - the prover's own overhead against plain generation.
+ * - the prover's own overhead against plain generation;
+ * - branch play-outs at their worst (`proof/end_choices.ts`): the validator's picks differ from
+ *   the worker's tokens at the output's first positions, where nothing ends, so the end choices
+ *   play branches out to `maxTokens` (KV-cached, as the node's model does), against one
+ *   validation and against generation.
  *
  * Run: `deno run -A bench/proof_bench.ts [runs] [--device cpu|cuda|webgpu]` (default 3 runs;
  * medians are printed).
@@ -21,6 +25,7 @@ import { encodeCbor } from "../protocols/cbor.ts";
 import { fraudProofSize } from "../protocols/fraud_proof.ts";
 import { proveJob } from "../proof/prover.ts";
 import { validateReceipt } from "../proof/validation.ts";
+import { endChoicesPlayedOut } from "../proof/end_choices.ts";
 import { checkFraudProof } from "../proof/fraud_check.ts";
 import { commitmentRoot } from "../proof/commitment.ts";
 import { FINGERPRINT_BYTES } from "../proof/fingerprint.ts";
@@ -74,6 +79,8 @@ try {
   const val: number[] = [];
   const bytesPerToken: number[] = [];
   const checks: Record<string, number[]> = { early: [], middle: [], last: [] };
+  const playOutMs: number[] = [];
+  let playOutCost = { playOuts: 0, playOutSteps: 0 };
   const proofSizes: Record<string, number> = {};
   for (let run = 0; run < RUNS; run++) {
     let seed = 1000 * run;
@@ -124,6 +131,16 @@ try {
       throw new Error(`honest run flagged: ${result.verdict.reason}`);
     }
     bytesPerToken.push(encodeCbor(proved.proof).length / proved.receipt.tokenCount);
+
+    // Branch play-outs at their worst: the validator's own picks differ from the worker's tokens
+    // at positions 0 to 3 (another byte, none of them EOS), so the budget's play-outs all run.
+    const tokens: number[] = [];
+    for await (const c of model.generate(promptIds, job.params)) tokens.push(c.tokenId);
+    const winners = tokens.map((id, t) => [t < 4 ? (id + 1) % 256 : id]);
+    const t4 = performance.now();
+    const ends = await endChoicesPlayedOut(model, promptIds, tokens, winners, job.params);
+    playOutMs.push(performance.now() - t4);
+    playOutCost = { playOuts: ends.playOuts, playOutSteps: ends.playOutSteps };
 
     // A cheat: one fabricated fingerprint at position p, re-committed and re-signed.
     for (
@@ -220,6 +237,13 @@ try {
       "vs full validation (lower is better)",
     );
   }
+  const pm = median(playOutMs);
+  row(
+    `branch play-outs, worst case (${playOutCost.playOuts} play-outs, ${playOutCost.playOutSteps} steps)`,
+    `${pm.toFixed(1)} ms`,
+    (pm / v).toFixed(2),
+    `vs full validation; ${(pm / base).toFixed(2)} of generation`,
+  );
   console.log(
     "\nratios: generation+prover and validation are against plain generation (the baseline); " +
       "fraud-proof checks are against one full validation. Amortized over challenge probability " +

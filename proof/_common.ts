@@ -43,6 +43,17 @@ export interface ProofModel {
   };
   /** Teacher-forced pass: logits `[tokens.length × vocabSize]`. */
   forward(tokens: readonly number[], options?: { signal?: AbortSignal }): Promise<Float32Array>;
+  /**
+   * KV-cached generation after `promptIds` by the job's rule, its first token at output position
+   * `startIndex` (`TextModel.generate`). Optional: the end choices' branch play-outs
+   * (`end_choices.ts`) use it when present, one cached step per token; without it, one
+   * teacher-forced {@link forward} pass per token.
+   */
+  generate?(
+    promptIds: readonly number[],
+    params: GenerationParams,
+    options?: { signal?: AbortSignal; startIndex?: number },
+  ): ReadableStream<{ readonly tokenId: number }>;
 }
 
 /** The part of a one-shot model (`inference/tensor_model.ts`) tensor checks need. */
@@ -188,6 +199,57 @@ export function reconstructOutput(model: ProofModel, tokens: readonly number[]):
 }
 
 /**
+ * `generate`'s stopping rule, fed one output token at a time: whether generation stops after it
+ * (EOS, a stop string completed in the output text, `maxTokens` reached, the context window
+ * full). One rule for the termination check and the end choices' branch play-outs. A stop string
+ * found now ends within the text the token added, so only the output's last characters are kept
+ * and searched: constant work per token, however long the output.
+ */
+export class GenerationEnd {
+  readonly #eos: number | undefined;
+  readonly #stops: string[];
+  readonly #keep: number;
+  readonly #decoder: { push(id: number): string };
+  readonly #maxTokens: number;
+  readonly #room: number;
+  #tail = "";
+  #count = 0;
+
+  /**
+   * Start at output position 0.
+   * @param model The model's EOS id, context window and stream decoder.
+   * @param promptLength Prompt tokens before the output.
+   * @param params The job's `maxTokens` and stop strings.
+   */
+  constructor(
+    model: Pick<ProofModel, "info" | "tokenizer">,
+    promptLength: number,
+    params: Pick<GenerationParams, "maxTokens" | "stop">,
+  ) {
+    this.#eos = model.info.eosTokenId;
+    this.#stops = params.stop.filter((s) => s.length > 0);
+    this.#keep = Math.max(0, ...this.#stops.map((s) => s.length - 1));
+    this.#decoder = model.tokenizer.streamDecoder();
+    this.#maxTokens = params.maxTokens;
+    this.#room = model.info.contextLength - promptLength;
+  }
+
+  /** Feed the next output token; true when generation stops right after it. */
+  push(token: number): boolean {
+    const t = this.#count++;
+    let finished = t + 1 >= this.#maxTokens || t + 1 >= this.#room;
+    if (token === this.#eos) return true;
+    const piece = this.#decoder.push(token);
+    if (piece.length > 0 && this.#stops.length > 0) {
+      const text = this.#tail + piece;
+      if (this.#stops.some((s) => text.includes(s))) finished = true;
+      this.#tail = this.#keep === 0 ? "" : text.slice(Math.max(0, text.length - this.#keep));
+    }
+    return finished;
+  }
+}
+
+/**
  * Why the output's end breaks `generate`'s stopping rule, or null when it ends exactly where
  * generation would have: at the first position that emits EOS, completes a stop string,
  * reaches `maxTokens`, or fills the context window.
@@ -215,20 +277,11 @@ export function terminationViolation(
 } | null {
   if (promptLength === 0) return { reason: "empty_prompt", position: 0 };
   if (promptLength >= model.info.contextLength) return { reason: "prompt_too_long", position: 0 };
-  const eos = model.info.eosTokenId;
-  const stops = params.stop.filter((s) => s.length > 0);
-  const decoder = model.tokenizer.streamDecoder();
-  let output = "";
+  const end = new GenerationEnd(model, promptLength, params);
   for (let t = 0; t < tokens.length; t++) {
-    let finished = false;
-    if (tokens[t] === eos) finished = true;
-    else {
-      output += decoder.push(tokens[t]);
-      if (stops.some((s) => output.includes(s))) finished = true;
+    if (end.push(tokens[t])) {
+      return t === tokenCount - 1 ? null : { reason: "overrun", position: t };
     }
-    if (t + 1 >= params.maxTokens) finished = true;
-    if (promptLength + t + 1 >= model.info.contextLength) finished = true;
-    if (finished) return t === tokenCount - 1 ? null : { reason: "overrun", position: t };
   }
   if (tokens.length < tokenCount) return null;
   if (tokens.length === 0 && params.maxTokens === 0) return null;

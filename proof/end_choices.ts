@@ -22,6 +22,20 @@
  * worker whose runtime returns fp16 logits follows (fp16 makes exact ties; the greedy rule breaks
  * them by the position's race noise, `inference/sampler.ts`, so they favour no id).
  *
+ * Where neither token ends the output nor moves it toward a stop string, the choice may still
+ * decide where the output ends, a few tokens on: a steerer that plays both branches of a
+ * near-tie out and keeps the longer never meets an end of its own making. So at those positions
+ * ({@link endChoicesPlayedOut}) the validator plays both branches out by the job's rule on its
+ * own logits, until generation would stop, and counts them the same way: the worker's branch
+ * ending later is **passed**, sooner **taken**, at the same length nothing. Both lengths are the
+ * validator's own play-outs, never the worker's actual continuation: that depends on the
+ * worker's later choices, which are counted themselves, and counting one choice twice would
+ * bias the test. The worker's tokens only stand in for the rule's picks up to where the worker
+ * next leaves them. Each position is one event at most, decided by the one-step rule first, and
+ * what decides whether a position is played out (its place, the play-outs spent before it) is
+ * known before the worker's choice there, so the events stay fair coins for an honest worker.
+ * The cost is bounded per receipt ({@link MAX_BRANCH_PLAYOUTS}).
+ *
  * Closeness to a stop string is measured in UTF-8 bytes, not in decoded text: a stop of
  * non-ASCII characters ("é", a CJK word, an emoji) begins inside a character, at a byte token
  * the stream decoder holds back until the character completes, so in decoded text its first
@@ -32,7 +46,8 @@
  * @module
  */
 import type { GenerationParams } from "../protocols/job.ts";
-import type { ProofModel } from "./_common.ts";
+import { sampleToken } from "../inference/sampler.ts";
+import { GenerationEnd, type ProofModel } from "./_common.ts";
 
 /** A receipt's end choices against the validator's own picks. */
 export interface EndChoices {
@@ -61,6 +76,217 @@ export function endChoices(
   winners: readonly (readonly number[])[],
   params: Pick<GenerationParams, "maxTokens" | "stop">,
 ): EndChoices {
+  return oneStepChoices(model, promptLength, tokens, winners, params).choices;
+}
+
+/**
+ * Branch play-outs one receipt's end choices may cost at most. A play-out is a generation by the
+ * job's rule of at most the job's remaining `maxTokens`: one pass over its prefix and one
+ * KV-cached step per token with {@link ProofModel.generate} (about what the worker spent on those
+ * tokens), one teacher-forced pass per token without it. Each branch choice reserves two before it is counted (the
+ * validator's pick's branch, and the worker's from where it next leaves the rule's picks), so a
+ * receipt counts at least two; a play-out shared by two choices is paid once.
+ */
+export const MAX_BRANCH_PLAYOUTS = 4;
+
+/** Play-outs one branch choice may need: its pick's branch and the worker's. */
+const PLAYOUTS_PER_CHOICE = 2;
+
+/** Options of {@link endChoicesPlayedOut}. */
+export interface PlayOutOptions {
+  /** Abort the play-outs' generation. */
+  signal?: AbortSignal;
+  /** Play-outs at most (default {@link MAX_BRANCH_PLAYOUTS}). */
+  maxPlayOuts?: number;
+}
+
+/** {@link EndChoices} counted with branch play-outs, and what they cost. */
+export interface PlayedOutChoices extends EndChoices {
+  /** Branch play-outs run. */
+  playOuts: number;
+  /**
+   * Tokens they generated: one model step each (a KV-cached step with
+   * {@link ProofModel.generate}, else a teacher-forced pass over the whole sequence).
+   */
+  playOutSteps: number;
+}
+
+/**
+ * {@link endChoices}, and at the positions where the worker's token differs from the
+ * validator's picks but neither ends the output nor nears a stop string, the branch choice (see
+ * the module doc): the validator's pick and the worker's token are each played out by the job's
+ * rule on the validator's logits until generation would stop, and the branch that ends later is
+ * the one passed to. Positions are taken in order while {@link MAX_BRANCH_PLAYOUTS} leaves room.
+ * `promptIds` and `tokens` are the receipt's, whose output passed the sampling and termination
+ * checks.
+ *
+ * @example
+ * ```ts ignore
+ * const ends = await endChoicesPlayedOut(model, promptIds, tokens, winners, job.params);
+ * ```
+ */
+export async function endChoicesPlayedOut(
+  model: ProofModel,
+  promptIds: readonly number[],
+  tokens: readonly number[],
+  winners: readonly (readonly number[])[],
+  params: GenerationParams,
+  options: PlayOutOptions = {},
+): Promise<PlayedOutChoices> {
+  const { choices, undecided } = oneStepChoices(model, promptIds.length, tokens, winners, params);
+  const result: PlayedOutChoices = { ...choices, playOuts: 0, playOutSteps: 0 };
+  // Where the worker's token is not the validator's pick as computed: from there on its tokens
+  // no longer show the rule's own continuation.
+  const departures = winners.flatMap((w, t) => w[0] !== undefined && w[0] !== tokens[t] ? [t] : []);
+  const exactEnds = new Map<number, number | undefined>();
+  let budget = options.maxPlayOuts ?? MAX_BRANCH_PLAYOUTS;
+  /** Where the rule's branch from the validator's pick at `t` ends (capped at `limit`). */
+  const branchEnd = async (t: number, limit: number): Promise<number | undefined> => {
+    if (exactEnds.has(t)) return exactEnds.get(t);
+    budget--;
+    result.playOuts++;
+    const end = await playOut(model, promptIds, tokens, t, winners[t][0], params, limit, {
+      signal: options.signal,
+      counted: () => result.playOutSteps++,
+    });
+    if (end === undefined || end < limit) exactEnds.set(t, end);
+    return end;
+  };
+  for (const t of undecided) {
+    // Reserve the most a choice can need, whether or not it does: whether the worker leaves the
+    // rule's picks again later depends on its choice here, and must not decide what is counted.
+    if (budget < PLAYOUTS_PER_CHOICE) break;
+    const next = departures.find((d) => d > t);
+    const mine = next === undefined ? tokens.length : await branchEnd(next, Infinity);
+    if (mine === undefined) continue;
+    const theirs = await branchEnd(t, mine + 1); // beyond `mine` the length no longer matters
+    if (theirs === undefined) continue;
+    if (mine > theirs) result.passed++;
+    else if (theirs > mine) result.taken++;
+  }
+  return result;
+}
+
+/**
+ * Where generation by the job's rule on `model` ends (the output's length) after
+ * `tokens[0 .. t)` and `first` at position t; `limit` when it runs that far; undefined when a
+ * row has no finite logit (no rule picks from it) or the branch cannot be generated at all.
+ * With {@link ProofModel.generate}, one KV-cached step per token after one pass over the prefix;
+ * without it, one teacher-forced pass per token.
+ */
+async function playOut(
+  model: ProofModel,
+  promptIds: readonly number[],
+  tokens: readonly number[],
+  t: number,
+  first: number,
+  params: GenerationParams,
+  limit: number,
+  hooks: { signal?: AbortSignal; counted: () => void },
+): Promise<number | undefined> {
+  const { contextLength } = model.info;
+  if (promptIds.length === 0 || promptIds.length >= contextLength) return undefined;
+  const branch = [...tokens.slice(0, t), first];
+  // The rule `generate` stops by, as the termination check applies it.
+  const end = new GenerationEnd(model, promptIds.length, params);
+  for (let i = 0; i < branch.length; i++) {
+    if (end.push(branch[i])) return i === branch.length - 1 ? branch.length : undefined;
+  }
+  if (branch.length >= limit) return limit;
+  const steps = model.generate
+    ? cachedSteps(model.generate.bind(model), promptIds, branch, params, hooks)
+    : forwardSteps(model, promptIds, branch, params, hooks);
+  try {
+    for (;;) {
+      const next = await steps.next();
+      if (next.done) return next.value === "no_row" ? undefined : branch.length;
+      branch.push(next.value);
+      if (end.push(next.value)) return branch.length;
+      if (branch.length >= limit) return limit;
+    }
+  } finally {
+    await steps.return(undefined);
+  }
+}
+
+/** The rule's next tokens after `branch`; "no_row" when a row has no finite logit. */
+type PlayOutSteps = AsyncGenerator<number, "no_row" | "stopped" | undefined, undefined>;
+
+/** One KV-cached step per token: the model's own generation from position `branch.length`. */
+async function* cachedSteps(
+  generate: NonNullable<ProofModel["generate"]>,
+  promptIds: readonly number[],
+  branch: readonly number[],
+  params: GenerationParams,
+  hooks: { signal?: AbortSignal; counted: () => void },
+): PlayOutSteps {
+  const reader = generate([...promptIds, ...branch], params, {
+    signal: hooks.signal,
+    startIndex: branch.length,
+  }).getReader();
+  try {
+    for (;;) {
+      const chunk = await reader.read();
+      if (chunk.done) return "stopped";
+      hooks.counted();
+      yield chunk.value.tokenId;
+    }
+  } catch (e) {
+    if (isNoFiniteLogit(e)) return "no_row";
+    throw e;
+  } finally {
+    // Frees the KV cache when the play-out stops before generation does.
+    reader.cancel().catch(() => {});
+  }
+}
+
+/** One teacher-forced pass per token, for a model without cached generation. */
+async function* forwardSteps(
+  model: ProofModel,
+  promptIds: readonly number[],
+  branch: readonly number[],
+  params: GenerationParams,
+  hooks: { signal?: AbortSignal; counted: () => void },
+): PlayOutSteps {
+  const vocab = model.info.vocabSize;
+  const sequence = [...promptIds, ...branch];
+  for (;;) {
+    const logits = await model.forward(sequence, { signal: hooks.signal });
+    hooks.counted();
+    let token: number;
+    try {
+      token = sampleToken(
+        logits.subarray(logits.length - vocab),
+        params,
+        sequence.length - promptIds.length,
+      )
+        .token;
+    } catch {
+      return "no_row";
+    }
+    sequence.push(token);
+    yield token;
+  }
+}
+
+/** The sampler's refusal of a row with no finite logit, thrown here or from a model worker. */
+function isNoFiniteLogit(e: unknown): boolean {
+  return e instanceof Error && (e as { code?: unknown }).code === "invalid_generation_params";
+}
+
+/**
+ * The one-step end choices, and the positions where the worker's token differs from the
+ * validator's picks but neither goes further toward an end (in order): where only the branches'
+ * play-outs can tell.
+ */
+function oneStepChoices(
+  model: ProofModel,
+  promptLength: number,
+  tokens: readonly number[],
+  winners: readonly (readonly number[])[],
+  params: Pick<GenerationParams, "maxTokens" | "stop">,
+): { choices: EndChoices; undecided: number[] } {
+  const undecided: number[] = [];
   const eos = model.info.eosTokenId;
   const stops = params.stop.filter((s) => s.length > 0).map((s) => UTF8.encode(s));
   const decoder = model.tokenizer.streamDecoder();
@@ -83,10 +309,11 @@ export function endChoices(
         : progress(stops, before, output.bytesWith(pick, textWith(model, tokens, t, pick)));
       if (theirs > mine) choices.passed++;
       else if (mine > theirs) choices.taken++;
+      else undecided.push(t);
     }
     if (token !== eos) output.push(token, piece);
   }
-  return choices;
+  return { choices, undecided };
 }
 
 const UTF8 = new TextEncoder();

@@ -78,7 +78,7 @@ import {
   tolerancesOf,
 } from "./_common.ts";
 import { verifyServedProof } from "./served_proof.ts";
-import { type EndChoices, endChoices } from "./end_choices.ts";
+import { type EndChoices, endChoicesPlayedOut } from "./end_choices.ts";
 import { END_CHOICE_DETAILS, isSteering } from "./steering.ts";
 
 /** Element-wise tolerance of tensor re-execution: |a − b| ≤ atol + rtol·|b|. */
@@ -178,6 +178,11 @@ export interface ValidationStats {
   endPassed: number;
   /** Positions where the worker took an end the validator's own pick passed over. */
   endTaken: number;
+  /**
+   * Branch play-outs the end choices ran (`end_choices.ts`, at most `MAX_BRANCH_PLAYOUTS`): where
+   * the worker left the validator's pick at a near-tie that ends nothing right away.
+   */
+  branchPlayOuts: number;
   /** Tokens in the forward pass. */
   forwardTokens: number;
   /** Time in the forward pass (ms). */
@@ -218,6 +223,7 @@ export function emptyValidationStats(): ValidationStats {
     samplingFailures: 0,
     endPassed: 0,
     endTaken: 0,
+    branchPlayOuts: 0,
     forwardTokens: 0,
     forwardMs: 0,
     totalMs: 0,
@@ -476,15 +482,17 @@ export async function validateReceipt(
   }
   if (candidates.length === 0) {
     if (!countEnds) return finish("valid", "ok");
-    const ends = endChoices(
+    const ends = await endChoicesPlayedOut(
       textModel,
-      promptIds.length,
+      promptIds,
       tokens,
       results.map((r) => r.winners ?? []),
       job.params,
+      { signal: options.signal },
     );
     stats.endPassed = ends.passed;
     stats.endTaken = ends.taken;
+    stats.branchPlayOuts = ends.playOuts;
     const record = options.steering ?? { passed: 0, taken: 0 };
     const steering = ends.passed > 0 &&
       isSteering({ passed: record.passed + ends.passed, taken: record.taken + ends.taken });
