@@ -870,7 +870,16 @@ export class StorageActor {
     for (const root of await store.pins()) {
       if (!(await store.pinLabel(root))?.local) roots.push(root); // never leaves this node
     }
-    const files = new FileStore(replicated, this.#fileOptions());
+    // No read repair in the round's reads (the file's blocks, the reference copies): a holder
+    // audited later must not be handed, by them, a block it lost before it is challenged on it.
+    // The round repairs what failed.
+    const reads: BlockStore = {
+      put: (bytes, options) => replicated.put(bytes, options),
+      get: (cid, options) => replicated.get(cid, { ...options, readRepair: false }),
+      has: (cid, options) => replicated.has(cid, options),
+      isLegacyManifest: (cid) => store.isLegacyManifest(cid),
+    };
+    const files = new FileStore(reads, this.#fileOptions());
     const report = await runAuditRound({
       roots,
       blocksOf: async (root) => (await files.blocks(root)).map(storageKey),
@@ -901,7 +910,8 @@ export class StorageActor {
     const given = this.#given!;
     const auditor = new StorageAuditor({
       identity,
-      reference: (cid, signal) => blocks.get(cid, { signal }),
+      // No read repair: see the round's reads (#runAuditRound).
+      reference: (cid, signal) => blocks.get(cid, { signal, readRepair: false }),
       // Only a chunk this node knows it gave the holder (or saw it prove) is its fault to lack:
       // one written while it was down or before it joined is not. The record outlives restarts.
       wasGiven: (holderId, cid) => given.has(holderId, cid),

@@ -82,10 +82,7 @@ export interface AuditRoundReport {
   failedChunks: string[];
   /** Chunks a round could not judge (no reference copy, or never given). */
   unjudged: number;
-  /**
-   * Copies written by the repair of the failed chunks (fewer than they are when fetching the
-   * reference copies already restored some: a read repairs the holders it finds lacking).
-   */
+  /** Copies written by the repair of the failed chunks. */
   repaired: number;
   /** Files that could not be listed and holders that could not be audited (tried next round). */
   errors: number;

@@ -11,6 +11,12 @@
 export interface BlockStoreCallOptions {
   /** Aborts the call. */
   signal?: AbortSignal;
+  /**
+   * `get` on a replicated store: false leaves a holder that failed the read without the good
+   * copy (no read repair). An audit's reference read: a holder about to be challenged on the
+   * chunk must not be handed it first. Default true; other stores ignore it.
+   */
+  readRepair?: boolean;
 }
 
 /** A content-addressed store of immutable blobs. */

@@ -346,6 +346,7 @@ export class ReplicatedStore implements BlockStore {
   async get(cid: string, options?: BlockStoreCallOptions): Promise<Uint8Array> {
     const ranked = rankPeers(cid, this.#peers);
     const holders = new Set(ranked.slice(0, this.#r));
+    const readRepair = this.#readRepair && options?.readRepair !== false;
     // Cancels the slower replicas once a good copy is in; unlike the caller's signal and the
     // timeout it does not cut their answers off: one that arrives anyway and proves its copy
     // bad is still reported and repaired.
@@ -378,7 +379,7 @@ export class ReplicatedStore implements BlockStore {
             const bad = error instanceof CorruptChunkError || error instanceof ChunkNotFoundError;
             if (good && bad) {
               this.#report("get", peer, cid, error);
-              if (this.#readRepair && holders.has(peer)) this.#repairReplica(peer, cid, good);
+              if (readRepair && holders.has(peer)) this.#repairReplica(peer, cid, good);
             }
             return;
           }
@@ -403,7 +404,7 @@ export class ReplicatedStore implements BlockStore {
     for (let i = 0; i < Math.min(this.#readParallelism, ranked.length); i++) launch();
     try {
       const bytes = await promise;
-      if (this.#readRepair) {
+      if (readRepair) {
         for (const peer of failed) if (holders.has(peer)) this.#repairReplica(peer, cid, bytes);
       }
       return bytes;

@@ -139,6 +139,58 @@ Deno.test("an audit round convicts a holder that threw away the chunks it was gi
   }
 });
 
+Deno.test("an audit round's reference reads give a holder that lost chunks none of them back before it is challenged on them", async () => {
+  // Each holder's audit fetches reference copies of its sampled chunks; a read that found the
+  // lossy holder lacking used to write the chunk back to it (read repair) before its own turn,
+  // so a holder audited later passed on chunks it had thrown away.
+  for (let seed = 20; seed < 26; seed++) {
+    const node = await storageNode();
+    const inner = node.peers[0];
+    const given: string[] = [];
+    const asked: string[] = [];
+    node.peers[0] = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === "putChunk") {
+          return (...args: Parameters<StoragePeer["putChunk"]>) => {
+            given.push(args[0]);
+            return target.putChunk(...args);
+          };
+        }
+        if (prop === "proveChunks") {
+          return (...args: Parameters<StoragePeer["proveChunks"]>) => {
+            asked.push(...args[1]);
+            return (target as StoragePeer).proveChunks(...args);
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const actor = new StorageActor(node.options);
+    await actor.preStart();
+    try {
+      const held = await node.wipe(0, await putFile(actor, seed));
+      given.length = 0;
+      const report = await round(actor);
+      assert.equal(report.failedHolders, 1, `seed ${seed}`);
+      const challenged = new Set(asked.filter((c) => held.includes(c)));
+      assert.equal(
+        report.failedChunks.length,
+        challenged.size,
+        `seed ${seed}: every lost chunk asked of it failed`,
+      );
+      // What it got back came after the round judged it: the round's repair of what failed.
+      assert.ok(
+        given.every((c) => report.failedChunks.includes(c)),
+        `seed ${seed}: given back ${given}`,
+      );
+    } finally {
+      await actor.postStop();
+      await node.cleanup();
+    }
+  }
+});
+
 Deno.test("a node audits by itself every auditIntervalMs: a holder that lost its chunks is found without anyone asking", async () => {
   const node = await storageNode(20);
   const system = new ActorSystem({ name: "audit-timer" });
