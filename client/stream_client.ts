@@ -122,7 +122,7 @@ export interface StreamJob {
   tokens: ReadableStream<WsTokenMessage>;
   /** Resolves with `done` (also after a cancel: `finish_reason: "cancelled"`). */
   done: Promise<WsDoneMessage>;
-  /** Ask the server to cancel the job. */
+  /** Ask the server to cancel the job; nothing once it has ended (its id may run another job). */
   cancel(): void;
 }
 
@@ -373,13 +373,18 @@ export class StreamClient {
       pull: (controller) => {
         if (job.failure !== undefined) controller.error(job.failure);
       },
-      cancel: () => this.#send({ type: "cancel", id }),
+      cancel: () => cancel(),
     }, { highWaterMark: 0 });
     const job: PendingJob = {
       start: Promise.withResolvers(),
       done: Promise.withResolvers(),
       tokens,
       onQueued: options.onQueued,
+    };
+    // Only while this job runs: once it has ended, its id may name a later job of the caller's,
+    // which a cancel meant for this one must not reach.
+    const cancel = () => {
+      if (this.#jobs.get(id) === job) this.#send({ type: "cancel", id });
     };
     // Callers that only read tokens must not see unhandled rejections from the promises.
     job.start.promise.catch(() => {});
@@ -392,7 +397,7 @@ export class StreamClient {
       start: job.start.promise,
       tokens: stream,
       done: job.done.promise,
-      cancel: () => this.#send({ type: "cancel", id }),
+      cancel,
     };
   }
 

@@ -150,11 +150,14 @@ export interface WireUsage {
 
 /** Timings of a job, milliseconds from its submission. */
 export interface WireTimings {
-  /** Waiting for a slot. */
-  queue_ms: number;
+  /**
+   * Waiting for a slot (`null` when this node did not see it: a relayed job resumed on another
+   * worker).
+   */
+  queue_ms: number | null;
   /** To the first token (`null` when no token came). */
   ttft_ms: number | null;
-  /** Generated tokens per second after the job started. */
+  /** Generated tokens per second after the job started (0 when not measured). */
   tokens_per_s: number;
   /** To the end of the stream. */
   total_ms: number;
@@ -257,14 +260,21 @@ export function wireUsage(summary: JobSummary): WireUsage {
   };
 }
 
-/** Wire timings from a summary, rounded to microseconds (finer is noise). */
+/**
+ * Wire timings from a summary, rounded to microseconds (finer is noise). A summary measured on a
+ * node that relayed the job has NaN for what it could not see (`queueMs`; `tokensPerS` of a
+ * cancelled one), which JSON would write as `null` where clients read numbers: `queue_ms` is
+ * `null` then, as documented, and `tokens_per_s` 0, as a job that generated nothing.
+ */
 export function wireTimings(summary: JobSummary): WireTimings {
   const { queueMs, ttftMs, totalMs, tokensPerS } = summary.timings;
   return {
-    queue_ms: roundMicros(queueMs),
+    queue_ms: Number.isFinite(queueMs) ? roundMicros(queueMs) : null,
     ttft_ms: Number.isFinite(ttftMs) ? roundMicros(ttftMs) : null,
-    tokens_per_s: Math.round(tokensPerS * TOKENS_PER_S_DECIMALS) / TOKENS_PER_S_DECIMALS,
-    total_ms: roundMicros(totalMs),
+    tokens_per_s: Number.isFinite(tokensPerS)
+      ? Math.round(tokensPerS * TOKENS_PER_S_DECIMALS) / TOKENS_PER_S_DECIMALS
+      : 0,
+    total_ms: Number.isFinite(totalMs) ? roundMicros(totalMs) : 0,
   };
 }
 
