@@ -10,6 +10,7 @@
 import type { MiddlewareHandler } from "hono";
 import { ApiKeys } from "./api_keys.ts";
 import { ANONYMOUS_CLIENT, type ClientIdentity, LOOPBACK_CLIENT } from "./client_identity.ts";
+import { hostIsAnAddress } from "./host_guard.ts";
 import { EdgeError } from "./http_errors.ts";
 
 /** Hono environment of the edge's routes: the serve info as bindings, the client as a variable. */
@@ -35,12 +36,20 @@ export function clientAccess(
   return async (c, next) => {
     let client: ClientIdentity;
     if (keys.size > 0) client = keys.identify(c.req.header("authorization"));
-    else if (isLoopback(c.env?.remoteAddr)) client = LOOPBACK_CLIENT;
+    else if (
+      // A loopback peer that names the node by an address or `localhost`: a reverse proxy on
+      // this machine (its name in `http.allowedHosts`) is a loopback peer too, but relays other
+      // machines' clients, which without keys must not be served as this machine's (the
+      // dashboard reads them so too).
+      isLoopback(c.env?.remoteAddr) &&
+      hostIsAnAddress(c.req.header("host") ?? URL.parse(c.req.url)?.host)
+    ) client = LOOPBACK_CLIENT;
     else if (allowUnauthenticatedRemote) client = ANONYMOUS_CLIENT;
     else {
       throw new EdgeError(
         "api_key_required",
-        "this node has no API keys and serves clients on its own machine only; its operator " +
+        "this node has no API keys and serves clients on its own machine only (named by an " +
+          "address or localhost, not through a proxy); its operator " +
           "can add keys (--api-key, http.apiKeysFile) or serve anyone without one " +
           "(http.allowUnauthenticatedRemote)",
       );

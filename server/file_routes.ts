@@ -21,7 +21,8 @@
 import { UNTRUSTED_CONTENT_HEADERS } from "./untrusted_content.ts";
 import { untilCancelled } from "./cancellable_body.ts";
 import { Hono } from "hono";
-import { canonicalCid, isCid } from "../protocols/cid.ts";
+import { canonicalCid, cidCodec, DAG_PB_CODEC, isCid } from "../protocols/cid.ts";
+import { decodeUnixfs } from "../storage/unixfs.ts";
 import type { GatewayStorage } from "../storage/gateway_port.ts";
 import { rangedResponse } from "./http_range.ts";
 import type { EdgeEnv } from "./client_access.ts";
@@ -29,6 +30,14 @@ import { EdgeError, RequestValidationError } from "./http_errors.ts";
 
 /** Longest `name` or `mime` a put may record. */
 const MAX_LABEL = 256;
+/** The type `curl -d` and `curl --data-binary` send when told none. */
+const FORM_TYPE = "application/x-www-form-urlencoded";
+/**
+ * A media type a `Content-Type` header can carry (RFC 9110 §8.3.1): `type/subtype` of token
+ * characters, then parameters in printable ASCII.
+ */
+const MEDIA_TYPE =
+  /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*;[\x20-\x7e\t]*)?$/;
 
 /** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
 export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<EdgeEnv> {
@@ -43,8 +52,21 @@ export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<Edge
 
   app.post("/files", async (c) => {
     const name = label(c.req.query("name"), "name");
-    const mime = label(c.req.query("mime"), "mime") ??
-      c.req.header("content-type")?.split(";")[0];
+    const given = label(c.req.query("mime"), "mime");
+    if (given !== undefined && !MEDIA_TYPE.test(given)) {
+      // Recorded, it would be every read's `Content-Type`: one no header can carry (`%0d%0a`,
+      // a character past U+00FF) made each read of the file, on both routes, a 500.
+      throw new RequestValidationError(
+        "invalid_request",
+        "mime must be a media type (type/subtype, then any ;parameters), in printable ASCII",
+        "mime",
+      );
+    }
+    const sent = c.req.header("content-type")?.split(";")[0].trim();
+    // `curl -d`/`--data-binary @file` sends its default form type, which no file body is: read
+    // as the file's type, it was every later read's, so the gateway never sniffed a video.
+    const typed = sent && MEDIA_TYPE.test(sent) && sent.toLowerCase() !== FORM_TYPE;
+    const mime = given ?? (typed ? sent : undefined);
     const body = c.req.raw.body ?? ReadableStream.from([new Uint8Array(0)]);
     const result = await actor().put(body, {
       name,
@@ -60,6 +82,18 @@ export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<Edge
     if (info.tier !== "public" || info.size === null) {
       throw new EdgeError("key_required", `file ${cid} is private: it is not served over HTTP`);
     }
+    if (cidCodec(cid) === DAG_PB_CODEC) {
+      // The store's stat calls every dag-pb node that is not a directory a file; its read then
+      // fails on a symlink or a HAMT shard only once the 200 and its length are sent (a cut
+      // body). Decided from the node now, as the gateway's plain read does.
+      const node = decodeUnixfs(cid, await port.block(cid));
+      if (node.type !== "file" && node.type !== "raw") {
+        throw new EdgeError(
+          "not_implemented",
+          `${cid} is a UnixFS ${node.type}, not a file: ask /ipfs/${cid}?format=car for it`,
+        );
+      }
+    }
     const headers = {
       ...UNTRUSTED_CONTENT_HEADERS,
       "content-type": info.mime ?? "application/octet-stream",
@@ -70,6 +104,9 @@ export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<Edge
       info.size,
       headers,
       (start, end) => untilCancelled((signal) => port.read(cid, { start, end, signal })),
+      // Hono answers a HEAD with this GET's headers and drops the body: a stream opened for it
+      // would start a read of the file that nothing consumes or cancels.
+      c.req.method === "HEAD",
     );
   });
 

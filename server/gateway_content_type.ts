@@ -70,7 +70,15 @@ export function typeFromBytes(head: Uint8Array): string {
   const ascii = (at: number, text: string) =>
     [...text].every((ch, i) => head[at + i] === ch.charCodeAt(0));
   if (starts(0x1a, 0x45, 0xdf, 0xa3)) return "video/webm";
-  if (ascii(4, "ftyp")) return "video/mp4";
+  if (ascii(4, "ftyp")) {
+    // An ISO-BMFF file: its major brand says which. AVIF and HEIF images are ISO-BMFF too, and
+    // labelled video/mp4 a page's <img> got a "video" (WHATWG MIME Sniffing reads MP4 from the
+    // brand, not from `ftyp` alone).
+    const brand = String.fromCharCode(...head.subarray(8, 12));
+    if (brand === "avif" || brand === "avis") return "image/avif";
+    if (["heic", "heix", "heim", "heis", "mif1", "msf1"].includes(brand)) return "image/heif";
+    return "video/mp4";
+  }
   if (ascii(0, "OggS")) return "audio/ogg";
   if (ascii(0, "RIFF") && ascii(8, "WAVE")) return "audio/wav";
   if (starts(0x89, 0x50, 0x4e, 0x47)) return "image/png";

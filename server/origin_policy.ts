@@ -28,8 +28,14 @@ const ALLOWED_HEADERS = "authorization, content-type";
  */
 const HEADER_LIST = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*,[ \t]*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/;
 const MAX_HEADER_LIST_CHARS = 2048;
-/** Response headers a browser client may read besides the simple ones. */
-const EXPOSED_HEADERS = "retry-after";
+/**
+ * Response headers a browser client may read besides the CORS-safelisted ones: a 429's wait, and
+ * what a gateway or file read answers with that a client acts on (a 206's `Content-Range`, the
+ * `ETag` it revalidates with, the path and CIDs a verifying client such as
+ * `@helia/verified-fetch` checks). Without them an allowed page sees none of these.
+ */
+const EXPOSED_HEADERS = "retry-after, accept-ranges, content-range, content-disposition, etag, " +
+  "x-ipfs-path, x-ipfs-roots, x-content-cid";
 /** How long a browser may cache a preflight's answer: ten minutes, as most browsers cap it. */
 const PREFLIGHT_MAX_AGE_S = 600;
 
@@ -55,7 +61,16 @@ export function originPolicy(allowedOrigins: readonly string[]): MiddlewareHandl
   const allowed = new Set(allowedOrigins);
   return async (c, next) => {
     const origin = c.req.header("origin");
-    if (origin === undefined) return await next();
+    if (origin === undefined) {
+      await next();
+      // The answer to a listed origin differs (its CORS headers): a cache — a browser's own, or
+      // a shared one in front of the gateway's year-long `immutable` answers — that kept this
+      // one under the URL alone would hand it to that origin's `fetch`, which then fails CORS.
+      if (allowedOrigins.length > 0 && c.res.status !== 101) {
+        c.header("vary", "Origin", { append: true });
+      }
+      return;
+    }
     if (!any && !allowed.has(origin)) throw new OriginNotAllowedError(origin);
     const cors: Record<string, string> = {
       "access-control-allow-origin": origin,
