@@ -80,7 +80,10 @@ export const MAX_REPORT_DELTA_BYTES = 960 * 1024;
  * row scales and tensor headers).
  */
 export const MAX_WIRE_MODEL_PARAMETERS = MAX_REPORT_DELTA_BYTES;
-/** Most trainer keys an outcome lists (a round of more trainers lists the first ones). */
+/**
+ * Most trainer keys an outcome lists (accepted, and excluded): a coordinator asks at most this
+ * many trainers a round (`round_coordinator.ts`).
+ */
 export const MAX_OUTCOME_TRAINERS = 256;
 
 const cid = z.string().max(128).refine(isCid, "expected a CID");

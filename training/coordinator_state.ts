@@ -21,7 +21,9 @@
  * rename, fsync of the directory), so a crash leaves the previous state or the new one, never a
  * mix. The momentum file is named by its hash, written before the JSON that names it, and the one
  * that JSON replaced is removed only after it is in place: the JSON always names a whole momentum,
- * and the hash is checked when it is read back. Nothing else is ever removed but the temporary
+ * and the hash is checked when it is read back — unless another state in the directory (one the
+ * operator moved aside) names it too: a new run of the same settings gives the same momentum
+ * bytes, so the same file name. Nothing else is ever removed but the temporary
  * files of interrupted writes: a momentum file no state here names may be another run's, whose
  * state the operator moved aside (renamed) to start a new run, and that run must stay resumable
  * by renaming its state back. (A crash between a momentum's write and its JSON's leaves that one
@@ -239,10 +241,36 @@ export class CoordinatorState {
     this.#named = momentum;
     if (replaced !== undefined && replaced !== momentum) {
       if (this.#momentum?.hash === replaced) this.#momentum = undefined;
+      // A state moved aside beside this one may name the same file (the same run started over
+      // gives the same momentum bytes): it stays, or renaming that state back would not resume.
+      if (await this.#namedElsewhere(replaced)) return;
       await Deno.remove(this.#momentumPath(replaced)).catch((error) => {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
       });
     }
+  }
+
+  /**
+   * Whether a file beside this state, named like it but neither it nor a momentum file (a state
+   * the operator moved aside: `coordinator.json.old`), names momentum `hash`. Unsure (a file that
+   * cannot be read): yes, the file stays.
+   */
+  async #namedElsewhere(hash: string): Promise<boolean> {
+    const dir = dirname(this.#path);
+    const own = basename(this.#path);
+    const momentumPrefix = `${this.#stem}-momentum-`;
+    try {
+      for await (const entry of Deno.readDir(dir)) {
+        const { name } = entry;
+        if (!entry.isFile || name === own || !name.startsWith(this.#stem)) continue;
+        if (name.startsWith(momentumPrefix)) continue;
+        const text = await Deno.readTextFile(join(dir, name));
+        if (text.includes(hash)) return true;
+      }
+    } catch {
+      return true;
+    }
+    return false;
   }
 
   async #readMomentum(hash: string): Promise<GptWeights> {

@@ -56,6 +56,7 @@ import type { Identity } from "../protocols/identity.ts";
 import { sha256, toHex } from "../protocols/hash.ts";
 import {
   type JoinedBody,
+  MAX_OUTCOME_TRAINERS,
   type ReportBody,
   RoundMessage,
   type RoundTerms,
@@ -87,6 +88,8 @@ import type { TrainingReceiptRecorded } from "../actors/validator_messages.ts";
 const EVAL_SAMPLES = 64;
 /** How often the loop looks for enough trainers before a round. */
 const TRAINER_POLL_MS = 200;
+/** Longest pause after rounds that failed in a row (it doubles from {@link TRAINER_POLL_MS}). */
+const MAX_FAILURE_PAUSE_MS = 60_000;
 
 /** Options of {@link RoundCoordinator}. */
 export interface RoundCoordinatorOptions {
@@ -367,40 +370,85 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     const { rounds } = this.#options;
     // What a round that finished before a restart still owes goes out before anything else.
     await ctx.self.ask({ type: "deliver" });
-    let first = true;
+    const state = { first: true, next: 0 };
+    let failures = 0;
     while (!ctx.signal.aborted) {
-      // Rounds finished before a restart count: `rounds` is the run's, not this start's.
-      const finished = (await ctx.self.ask<CoordinatorStatus>({ type: "status" })).history.length;
-      if (rounds !== 0 && finished >= rounds) return;
-      // The first round of a start waits for `minTrainers` (after a node restart they join
-      // again; after a restart of this actor alone they are still joined); later ones go on
-      // with whoever is joined (and not convicted): a trainer that left, or cheated, does not
-      // hold the network up.
-      const needed = first ? this.#options.minTrainers : 1;
-      let trainers: JoinedTrainer[];
-      for (;;) {
-        trainers = await ctx.self.ask<JoinedTrainer[]>({ type: "trainers" });
-        if (trainers.length >= needed || ctx.signal.aborted) break;
-        await sleep(TRAINER_POLL_MS, ctx.signal);
-      }
-      if (ctx.signal.aborted) return;
-      // A trainer convicted by another validator (its proof gossiped and settled in this
-      // node's ledger) is not asked either: every node would refuse an outcome that averages it.
-      const convicted = this.#options.convicted;
-      if (convicted !== undefined) {
-        const flags = await Promise.all(trainers.map((t) => convicted(t.key)));
-        trainers = trainers.filter((_, i) => !flags[i]);
-        if (trainers.length === 0) {
-          await sleep(TRAINER_POLL_MS, ctx.signal);
-          continue;
-        }
-      }
-      const status = await ctx.self.ask<CoordinatorStatus>({ type: "status" });
-      if (ctx.signal.aborted) return;
-      await ctx.self.ask({ type: "announce", round: status.round });
-      first = false;
-      await this.#runRound(status.round, trainers, ctx);
+      // One iteration's failure (a conviction lookup to an actor that is restarting, a storage
+      // write that times out, an evaluation that throws) is not the end of the run: the round
+      // it was in is lost, as at a crash (its number was saved as taken), and the next goes on
+      // after a pause that doubles while failures repeat. Before, it ended this loop for good
+      // while the actor lived on: no round ever again.
+      const go = await this.#iteration(rounds, state, ctx).then(
+        (go) => (failures = 0, go),
+        async (error) => {
+          if (ctx.signal.aborted) return false;
+          const pauseMs = Math.min(TRAINER_POLL_MS * 2 ** failures++, MAX_FAILURE_PAUSE_MS);
+          this.#log(
+            `training: round failed (${(error as Error).message}); going on in ${pauseMs} ms`,
+          );
+          await sleep(pauseMs, ctx.signal).catch(() => {});
+          return true;
+        },
+      );
+      if (!go) return;
     }
+  }
+
+  /** One pass of the loop: false when the run is over. */
+  async #iteration(
+    rounds: number,
+    state: { first: boolean; next: number },
+    ctx: ActorContext<CoordinatorMessage>,
+  ): Promise<boolean> {
+    // Rounds finished before a restart count: `rounds` is the run's, not this start's.
+    const finished = (await ctx.self.ask<CoordinatorStatus>({ type: "status" })).history.length;
+    if (rounds !== 0 && finished >= rounds) return false;
+    // The first round of a start waits for `minTrainers` (after a node restart they join
+    // again; after a restart of this actor alone they are still joined); later ones go on
+    // with whoever is joined (and not convicted): a trainer that left, or cheated, does not
+    // hold the network up.
+    const needed = state.first ? this.#options.minTrainers : 1;
+    let trainers: JoinedTrainer[];
+    for (;;) {
+      trainers = await ctx.self.ask<JoinedTrainer[]>({ type: "trainers" });
+      if (trainers.length >= needed || ctx.signal.aborted) break;
+      await sleep(TRAINER_POLL_MS, ctx.signal);
+    }
+    if (ctx.signal.aborted) return false;
+    // A trainer convicted by another validator (its proof gossiped and settled in this
+    // node's ledger) is not asked either: every node would refuse an outcome that averages it.
+    const convicted = this.#options.convicted;
+    if (convicted !== undefined) {
+      const flags = await Promise.all(trainers.map((t) => convicted(t.key)));
+      trainers = trainers.filter((_, i) => !flags[i]);
+      if (trainers.length === 0) {
+        await sleep(TRAINER_POLL_MS, ctx.signal);
+        return true;
+      }
+    }
+    const status = await ctx.self.ask<CoordinatorStatus>({ type: "status" });
+    if (ctx.signal.aborted) return false;
+    // A number once announced is never announced again, by this incarnation either: a round
+    // that failed (lost) leaves the status at its number, the next takes the one after.
+    const round = Math.max(status.round, state.next);
+    if (trainers.length > MAX_OUTCOME_TRAINERS) {
+      // An outcome lists at most this many trainers (accepted, and excluded): one over it is
+      // refused by every node as malformed, and a restart could not read it back from the state.
+      // A round asks no more, chosen afresh each round (by the data seed's hash), so none is
+      // always left out.
+      const rank = new Map(trainers.map((t) => [t.key, dataSeedOf(round, t.key)]));
+      trainers = trainers.toSorted((a, b) => rank.get(a.key)! - rank.get(b.key)!)
+        .slice(0, MAX_OUTCOME_TRAINERS);
+      this.#log(
+        `training: round ${round} asks ${MAX_OUTCOME_TRAINERS} of ${rank.size} trainers ` +
+          `(an outcome lists at most ${MAX_OUTCOME_TRAINERS})`,
+      );
+    }
+    await ctx.self.ask({ type: "announce", round });
+    state.next = round + 1;
+    state.first = false;
+    await this.#runRound(round, trainers, ctx);
+    return true;
   }
 
   /** One round: announce, collect until the deadline, check, aggregate, publish. */
