@@ -289,10 +289,28 @@ export function terminationViolation(
 }
 
 /**
- * Largest element-wise difference of two float32 tensors relative to `atol + rtol·|b|`. Equal
- * elements differ by 0, the same infinity and two NaNs included (`∞ − ∞` is NaN, which would
- * count as an infinite difference and convict a bit-identical honest output); an infinity or a
- * NaN against anything else differs infinitely.
+ * How the float element types a one-shot model may output are read, and the one rounding step
+ * of each that two honest machines may differ by (relative, and the smallest step near zero).
+ * float32's step is far below any tolerance; a half-precision output's is not (2⁻¹⁰ of it), so
+ * it is allowed on top of the tolerance. Other types (integers, bool) are compared bit for bit.
+ */
+const FLOAT_TYPES: Record<
+  string,
+  { bytes: number; read: (v: DataView, i: number) => number; step: number; tiny: number }
+> = {
+  float32: { bytes: 4, read: (v, i) => v.getFloat32(i, true), step: 0, tiny: 0 },
+  // Before, float64 and float16 outputs were compared bit for bit: an honest worker whose machine
+  // rounded one element differently was convicted (`tests/proof/review_s45_accusation_test.ts`).
+  float64: { bytes: 8, read: (v, i) => v.getFloat64(i, true), step: 0, tiny: 0 },
+  float16: { bytes: 2, read: (v, i) => v.getFloat16(i, true), step: 2 ** -10, tiny: 2 ** -24 },
+};
+
+/**
+ * Largest element-wise difference of two float tensors (float32, float64, float16) relative to
+ * `atol + rtol·|b|` (plus one rounding step of the type, {@link FLOAT_TYPES}). Equal elements
+ * differ by 0, the same infinity and two NaNs included (`∞ − ∞` is NaN, which would count as an
+ * infinite difference and convict a bit-identical honest output); an infinity or a NaN against
+ * anything else differs infinitely. Other types differ infinitely unless bit-identical.
  */
 export function tensorExcess(
   a: TensorData,
@@ -301,16 +319,18 @@ export function tensorExcess(
   atol: number,
 ): number {
   if (a.type !== b.type || a.dims.join(",") !== b.dims.join(",")) return Infinity;
-  if (a.type !== "float32") return bytesEqual(a.data, b.data) ? 0 : Infinity;
-  if (a.data.length !== b.data.length || a.data.length % 4 !== 0) return Infinity;
+  const float = Object.hasOwn(FLOAT_TYPES, a.type) ? FLOAT_TYPES[a.type] : undefined;
+  if (float === undefined) return bytesEqual(a.data, b.data) ? 0 : Infinity;
+  const { bytes, read, step, tiny } = float;
+  if (a.data.length !== b.data.length || a.data.length % bytes !== 0) return Infinity;
   const fa = new DataView(a.data.buffer, a.data.byteOffset, a.data.byteLength);
   const fb = new DataView(b.data.buffer, b.data.byteOffset, b.data.byteLength);
   let worst = 0;
-  for (let i = 0; i < a.data.length; i += 4) {
-    const x = fa.getFloat32(i, true);
-    const y = fb.getFloat32(i, true);
+  for (let i = 0; i < a.data.length; i += bytes) {
+    const x = read(fa, i);
+    const y = read(fb, i);
     if (x === y || (Number.isNaN(x) && Number.isNaN(y))) continue;
-    const excess = Math.abs(x - y) / (atol + rtol * Math.abs(y));
+    const excess = Math.abs(x - y) / (atol + tiny + (rtol + step) * Math.abs(y));
     if (!(excess <= worst)) worst = Number.isNaN(excess) ? Infinity : Math.max(worst, excess);
   }
   return worst;

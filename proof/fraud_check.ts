@@ -133,7 +133,10 @@ export async function checkFraudProof(
     }
   }
   if (proof.kind === "tensor") {
-    if (job.kind !== "tensor" || !proof.tensorOutputs) return done(false, "malformed");
+    // Past the signature, a claim that does not fit its receipt is the accuser's signed word, a
+    // false one: refuted (charged), never `malformed` (unattributable, so free to repeat).
+    if (job.kind !== "tensor") return done(false, "wrong_kind");
+    if (!proof.tensorOutputs) return done(false, "outputs_missing");
     if (tensorOutputHash(proof.tensorOutputs) !== receipt.outputHash) {
       return done(false, "outputs_not_signed");
     }
@@ -146,7 +149,7 @@ export async function checkFraudProof(
     );
     return done(differ, differ ? "confirmed" : "not_reproduced");
   }
-  if (job.kind !== "text") return done(false, "malformed");
+  if (job.kind !== "text") return done(false, "wrong_kind");
   const { chunkSize, tokenBytes, root } = receipt.commitment;
   // Openings must be the contiguous chunks 0..c, each proven against the signed root.
   if (proof.chunks.some((c, i) => c.index !== i)) return done(false, "chunks_not_contiguous");
@@ -228,7 +231,7 @@ export async function checkFraudProof(
     if (!chunk.fingerprints) return done(false, "fingerprints_not_opened");
     const within = x.position - chunk.index * chunkSize;
     if ((within + 1) * FINGERPRINT_BYTES > chunk.fingerprints.length) {
-      return done(false, "malformed");
+      return done(false, "fingerprints_short");
     }
     claimed.push(readFingerprint(chunk.fingerprints, within));
   }
