@@ -46,6 +46,14 @@ const TOKEN_BYTES = 32;
 const READY_TIMEOUT_MS = 30_000;
 /** A peer connection must deliver its header this fast, or it is dropped. */
 const HEADER_TIMEOUT_MS = 5_000;
+/**
+ * Link connections whose header is still awaited, at most; past it, the oldest is cut. The host
+ * writes its header as it connects, so only a connection another local process made waits
+ * long: over loopback TCP any local user could hold one of the node's file descriptors per
+ * connection for HEADER_TIMEOUT_MS, thousands at once (a review at stop 45). Room enough for
+ * a burst of the host's own connections arriving together, each of which waits microseconds.
+ */
+const MAX_PENDING_HEADERS = 256;
 const DEFAULT_RESTART = { initialMs: 250, maxMs: 10_000 };
 /** How many of the host's last stderr lines (and error events) a failed start quotes. */
 const LAST_LINES = 5;
@@ -214,7 +222,7 @@ export class SwarmHost {
   #heardAt = 0;
   /** The running host's pipes, read to their end. */
   #pipes: Promise<unknown> | undefined;
-  /** The host's stderr lines, a bounded number at a time (see STDERR_LINES_PER_WINDOW). */
+  /** The host's stderr and stray stdout lines, a bounded number at a time. */
   readonly #stderrLog: LogLimiter;
   /** The current host's last stderr lines and error events, for a failed start's message. */
   #lastLines: string[] = [];
@@ -409,7 +417,10 @@ export class SwarmHost {
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
-      env: { NODE_NO_WARNINGS: "1", ...HOST_MALLOC_ENV },
+      // Not the node's environment: its API keys (`VERIFLOW_HTTP_API_KEYS`) or a `NODE_OPTIONS`
+      // such as `--inspect` have no business in the process that talks to the internet.
+      clearEnv: true,
+      env: { PATH: Deno.env.get("PATH") ?? "", NODE_NO_WARNINGS: "1", ...HOST_MALLOC_ENV },
     });
     const child = command.spawn();
     this.#child = child;
@@ -531,7 +542,8 @@ export class SwarmHost {
     try {
       event = JSON.parse(line);
     } catch {
-      this.#options.log?.(`swarm host: ${line}`);
+      // What a library in the host prints with console.log: bounded like its stderr.
+      this.#stderrLog.line("swarm host stdout", `swarm host: ${line}`);
       return;
     }
     switch (event.ev) {
@@ -575,7 +587,7 @@ export class SwarmHost {
           return;
         }
         this.#remember(`error: ${message}`);
-        this.#options.log?.(`swarm host error: ${message}`);
+        this.#stderrLog.line("swarm host error", `swarm host error: ${message}`);
         return;
       }
       case "pong": // the liveness check's answer: any line counts (#heardAt)
@@ -649,6 +661,11 @@ export class SwarmHost {
     if (this.#closing) return duplex.close();
     const reader = duplex.readable.getReader({ mode: "byob" });
     const timer = setTimeout(() => duplex.close(), HEADER_TIMEOUT_MS);
+    if (this.#accepting.size >= MAX_PENDING_HEADERS) {
+      const oldest = this.#accepting.values().next().value!;
+      this.#accepting.delete(oldest);
+      oldest.close(); // its read ends, and its #accept with it
+    }
     this.#accepting.add(duplex);
     let header = new Uint8Array(HEADER_BYTES);
     try {

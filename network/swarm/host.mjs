@@ -59,6 +59,15 @@ async function start(cfg) {
   // side of a holepunched connection is often never told (measured: 1 in 4 connections).
   if (cfg.bind) Object.assign(dhtOptions, { host: cfg.bind, ephemeral: true, firewalled: false });
   const dht = new DHT({ ...dhtOptions, keyPair });
+  // Every connection a peer makes to this node is watched from the moment its handshake is done
+  // (see holdBack), before Hyperswarm's own handler, which may hold it back for a while.
+  const createServer = dht.createServer.bind(dht);
+  dht.createServer = (opts, onconnection) => {
+    const server = createServer(opts);
+    server.on("connection", holdBack);
+    if (onconnection) server.on("connection", onconnection);
+    return server;
+  };
   swarm = new Hyperswarm({ dht, keyPair });
   swarm.on("connection", deliver);
   // The DHT's UDP socket, bound (a local bind, no network round trip): an address that cannot
@@ -98,12 +107,20 @@ const MAX_UNREAD_TOTAL_BYTES = 128 * 1024 * 1024;
 /** How often the connections' unread bytes are checked. */
 const UNREAD_CHECK_MS = 100;
 const watched = new Set();
+/**
+ * Connections peers made to this node that Hyperswarm has not handed on (yet), by stream: one
+ * from a peer that already has a connection open waits until the older one closes (see
+ * forward), and what its peer sends meanwhile is held in the host, read by nobody. Counted like
+ * the rest: a peer that kept its first connection open with a byte now and then made the host
+ * hold all its second one sent (a review at stop 45: 96 MiB, counted by no limit).
+ */
+const undelivered = new Map();
 let watchTimer = null;
 
 function queuedBytes(socket, local) {
   const raw = socket.rawStream;
   return (raw?._readableState?.buffered ?? 0) + (socket._readableState?.buffered ?? 0) +
-    local.writableLength;
+    (local?.writableLength ?? 0);
 }
 
 function checkUnread() {
@@ -111,10 +128,11 @@ function checkUnread() {
   const totalCap = config.maxUnreadTotalBytes ?? MAX_UNREAD_TOTAL_BYTES;
   const held = [];
   let total = 0;
-  for (const entry of watched) {
+  for (const entry of [...watched, ...undelivered.values()]) {
     const queued = queuedBytes(entry.socket, entry.local);
     if (queued > cap) {
-      drop(entry, `${mib(queued)} MiB unread by the node, over the ${mib(cap)} MiB limit`);
+      const where = entry.local ? "unread by the node" : "held, not handed on yet";
+      drop(entry, `${mib(queued)} MiB ${where}, over the ${mib(cap)} MiB limit`);
     } else if (queued > 0) {
       held.push({ entry, queued });
       total += queued;
@@ -132,7 +150,7 @@ function checkUnread() {
       total -= queued;
     }
   }
-  if (watched.size === 0) {
+  if (watched.size === 0 && undelivered.size === 0) {
     clearInterval(watchTimer);
     watchTimer = null;
   }
@@ -142,42 +160,65 @@ const mib = (bytes) => (bytes / (1024 * 1024)).toFixed(1);
 
 function drop(entry, why) {
   watched.delete(entry);
+  undelivered.delete(entry.socket);
   process.stderr.write(`peer ${entry.key.slice(0, 16)}: ${why}: connection closed\n`);
   entry.socket.destroy();
-  entry.local.destroy();
+  entry.local?.destroy();
 }
 
 function watch(socket, local) {
+  undelivered.delete(socket);
   const entry = { socket, local, key: socket.remotePublicKey.toString("hex") };
   watched.add(entry);
   // Until the link to the node closes: what a peer sent before it closed still waits there.
   local.on("close", () => watched.delete(entry));
+  startWatching();
+}
+
+/** A connection a peer made, not handed on yet: watched until it is (or closes). */
+function holdBack(socket) {
+  socket.on("error", () => {});
+  // Counted with those handed on: Hyperswarm holds back every further connection of a peer
+  // whose first stays open, however many it makes.
+  if (refused(socket, watched.size + undelivered.size)) return;
+  undelivered.set(socket, { socket, local: null, key: socket.remotePublicKey.toString("hex") });
+  socket.once("close", () => undelivered.delete(socket));
+  startWatching();
+}
+
+function startWatching() {
   if (watchTimer === null) {
     watchTimer = setInterval(checkUnread, UNREAD_CHECK_MS);
     watchTimer.unref();
   }
 }
 
-// How many peer connections the host hands on at once (until their link closes); past it, a
-// new one is closed as it arrives. Hyperswarm bounds only the connections it makes (maxPeers):
+// How many peer connections the host hands on at once (until their link closes), with those it
+// holds not handed on yet (see holdBack); past it, a new one is closed as it arrives. Hyperswarm
+// bounds only the connections it makes (maxPeers):
 // those peers make to it are taken however many come, and keys are free, so one remote peer
 // opened as many as it liked, each a link socket and a handshake in the node (a review at stop
 // 37). Above the node's own bound on open connections (256, network/connection_limits.ts), so
 // that the node, which knows which peers it wants, decides first.
 const MAX_CONNECTIONS = 512;
 
+/** Close `socket` if `open` connections are the most there may be; says whether it did. */
+function refused(socket, open) {
+  if (open < (config.maxConnections ?? MAX_CONNECTIONS)) return false;
+  process.stderr.write(
+    `peer ${socket.remotePublicKey.toString("hex").slice(0, 16)}: ${open} ` +
+      `connections open, the most there may be: connection refused\n`,
+  );
+  socket.destroy();
+  return true;
+}
+
 // Hand one authenticated peer connection (a Noise stream) to the node over the link.
 function deliver(socket, info) {
   socket.on("error", () => {});
-  const most = config.maxConnections ?? MAX_CONNECTIONS;
-  if (watched.size >= most) {
-    process.stderr.write(
-      `peer ${socket.remotePublicKey.toString("hex").slice(0, 16)}: ${watched.size} ` +
-        `connections open, the most there may be: connection refused\n`,
-    );
-    socket.destroy();
-    return;
-  }
+  if (socket.destroying) return; // refused already (holdBack)
+  // One held back is counted already (holdBack).
+  if (!undelivered.has(socket) && refused(socket, watched.size + undelivered.size)) return;
   const where = config.dataPath
     ? { path: config.dataPath }
     : { host: "127.0.0.1", port: config.dataPort };
@@ -412,7 +453,8 @@ lines.on("line", (line) => {
   try {
     message = JSON.parse(line);
   } catch {
-    send({ ev: "error", message: "not JSON: " + line.slice(0, 80) });
+    // Not echoed: the first line (the config) carries the seed.
+    send({ ev: "error", message: `a line of ${line.length} characters that is not JSON` });
     return;
   }
   if (started === null) {
