@@ -10,7 +10,7 @@
 import type { ConnectionTimers } from "../protocols/connection_timers.ts";
 import type { TextJob } from "../protocols/job.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
+import { ConnectionClosedError, RemoteError } from "../protocols/protocol_errors.ts";
 import {
   type InferenceEvent,
   QUEUED_EVENT_REPEAT_MS,
@@ -257,7 +257,7 @@ export class RemoteJob {
           // says `stop` or `length` here claims an output the worker never streamed: a worker
           // resuming a job could end it at once with a receipt over the prefix it was handed,
           // the lost worker's tokens, and the client's would stop short without an error. A
-          // broken stream; only the worker's own failure may end the job this way.
+          // broken stream.
           const { finishReason } = event.summary;
           if (finishReason === "stop" || finishReason === "length") {
             const error = new InferenceStreamError(
@@ -269,8 +269,22 @@ export class RemoteJob {
             controller.error(error);
             return;
           }
-          this.#resolve(event.summary as JobSummary);
-          controller.close();
+          // `cancelled` or `error`: the worker ended a job it started, as its failure. An honest
+          // worker fails the stream with its code for that (`serve_inference.ts`); an end event
+          // instead closed the client's stream as if the job were over, short, with no error to
+          // fail it over on. Failed here with the worker's code, as its error frame would be.
+          const info = event.summary.error;
+          const error = typedRefusal(
+            new RemoteError(
+              info?.code ?? (finishReason === "cancelled" ? CANCELLED : "internal_error"),
+              info?.message ?? `the worker ended the job (${finishReason}) after ${this.#tokens} ` +
+                  `of its tokens`,
+            ),
+            this.#o.job,
+          );
+          this.#reader.cancel(error).catch(() => {});
+          this.#end("error", error);
+          controller.error(error);
           return;
         }
         // One token, or several that were ready together: each in order, once, and none past

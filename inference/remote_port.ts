@@ -334,6 +334,15 @@ export class RemoteInferencePort implements InferencePort {
         `the worker started job ${first.value.jobId.slice(0, 16)}…, not ${id.slice(0, 16)}…`,
       );
     }
+    // On the job's model, not another: the client is told the model its answer came from.
+    if (first.value.model.cid !== checked.model) {
+      reader.cancel().catch(() => {});
+      this.#stats.jobsRejected++;
+      throw new InferenceStreamError(
+        `the worker started the job on model ${first.value.model.cid.slice(0, 64)}, not ` +
+          `${checked.model}`,
+      );
+    }
     this.#stats.jobsStarted++;
     this.#stats.activeJobs++;
     let progress = this.#progress.get(checked.model);

@@ -1,0 +1,281 @@
+/**
+ * Review s45 of the router's failover: a hostile worker, picked first, against an honest one.
+ * Workers are in-memory connections; the hostile one writes raw `inference.event`s.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { Actor } from "../../actors/actor.ts";
+import type { ValidatorMessage } from "../../actors/validator_actor.ts";
+import { serveInference } from "../../inference/serve_inference.ts";
+import {
+  emptyInferenceStats,
+  type InferenceHandle,
+  type InferencePort,
+  type JobSummary,
+  type StreamedToken,
+  type SubmitOptions,
+} from "../../inference/inference_port.ts";
+import { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { Identity } from "../../protocols/identity.ts";
+import {
+  INFERENCE_PROTOCOL,
+  type InferenceEvent,
+  type SubmitBody,
+  SubmitMessage,
+} from "../../protocols/inference_messages.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { params } from "../server/_fixtures.ts";
+import { INFO, MODEL } from "./_router_fixture.ts";
+
+const TOKENS = 6;
+
+/** Position `i` of every job's output. */
+function token(i: number): StreamedToken {
+  return {
+    index: i,
+    tokenId: 97 + i,
+    text: String.fromCharCode(97 + i),
+    ...(i === TOKENS - 1 ? { finishReason: "length" as const } : {}),
+  };
+}
+
+function summaryOf(finishReason: JobSummary["finishReason"], tokens = 0): JobSummary {
+  return {
+    jobId: "",
+    finishReason,
+    usage: { promptTokens: 1, completionTokens: tokens },
+    timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+  };
+}
+
+/** An honest worker's port: runs the job from where it is asked to resume, to its end. */
+class Honest implements InferencePort {
+  readonly resumes: (number | undefined)[] = [];
+  models() {
+    return Promise.resolve([INFO]);
+  }
+  stats() {
+    return Promise.resolve(emptyInferenceStats());
+  }
+  submit(j: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
+    const from = options?.resume?.length ?? 0;
+    this.resumes.push(options?.resume?.length);
+    const done = Promise.withResolvers<JobSummary>();
+    let i = from;
+    const tokens = new ReadableStream<StreamedToken>({
+      pull: (c) => {
+        c.enqueue(token(i));
+        if (++i === TOKENS) {
+          c.close();
+          done.resolve({ ...summaryOf("length", TOKENS - from), jobId: jobId(j) });
+        }
+      },
+    }, { highWaterMark: 0 });
+    return Promise.resolve({
+      jobId: jobId(j),
+      model: INFO,
+      promptTokens: 1,
+      tokens,
+      done: done.promise,
+      cancel: () => done.resolve({ ...summaryOf("cancelled"), jobId: jobId(j) }),
+    });
+  }
+}
+
+/** Stands in for the NetworkActor: the first connection not excluded nor kept off the model. */
+class Workers implements Actor<NetworkMessage> {
+  readonly avoided = new Set<string>();
+  constructor(readonly connections: Connection[]) {}
+  receive(message: NetworkMessage): unknown {
+    if (message.type === "worker") {
+      const exclude = message.exclude ?? [];
+      return this.connections.find((c) =>
+        !exclude.includes(toHex(c.peerKey!)) && !this.avoided.has(toHex(c.peerKey!))
+      );
+    }
+    if (message.type === "worker_models") return [INFO];
+    if (message.type === "worker_refused_model") this.avoided.add(message.key);
+    return undefined;
+  }
+}
+
+/** Stands in for the ValidatorActor: records what it is told. */
+class Recorder implements Actor<ValidatorMessage> {
+  readonly told: ValidatorMessage[] = [];
+  receive(message: ValidatorMessage): undefined {
+    if (message.type !== "stats") this.told.push(message);
+    return undefined;
+  }
+}
+
+interface TestWorker {
+  identity: Identity;
+  toWorker: Connection;
+  submissions: SubmitBody[];
+  close(): Promise<void>;
+}
+
+async function linked(
+  serve: (atWorker: Connection, submissions: SubmitBody[]) => void,
+): Promise<TestWorker> {
+  const identity = Identity.generate();
+  const [a, b] = memoryDuplexPair();
+  const protocols = [INFERENCE_PROTOCOL];
+  const [toWorker, atWorker] = await Promise.all([
+    Connection.open(a, { identity: Identity.generate(), protocols }),
+    Connection.open(b, { identity, protocols }),
+  ]);
+  const submissions: SubmitBody[] = [];
+  serve(atWorker, submissions);
+  return {
+    identity,
+    toWorker,
+    submissions,
+    close: async () => {
+      await toWorker.close();
+      await atWorker.close();
+    },
+  };
+}
+
+function honestWorker(port: Honest): Promise<TestWorker> {
+  return linked((atWorker) => serveInference(atWorker, port));
+}
+
+/** A worker that answers every job with the events `script` gives, then leaves it open. */
+function scriptedWorker(script: (job: TextJob) => InferenceEvent[]): Promise<TestWorker> {
+  return linked((atWorker, submissions) => {
+    atWorker.handle(SubmitMessage, (body) => {
+      submissions.push(body);
+      const events = script(body.job);
+      return Promise.resolve(
+        new ReadableStream<InferenceEvent>({
+          start: (c) => events.forEach((e) => c.enqueue(e)),
+        }),
+      );
+    });
+  });
+}
+
+function jobFor(nonce: string): TextJob {
+  return {
+    kind: "text",
+    model: MODEL,
+    prompt: "hi",
+    params: params({ maxTokens: TOKENS }),
+    nonce,
+  };
+}
+
+async function setup(script: (job: TextJob) => InferenceEvent[]) {
+  const system = new ActorSystem({ name: "review-s45" });
+  const hostile = await scriptedWorker(script);
+  const honestPort = new Honest();
+  const honest = await honestWorker(honestPort);
+  const workers = new Workers([hostile.toWorker, honest.toWorker]);
+  const network = await system.spawn<NetworkMessage>({
+    name: "router/network",
+    factory: () => workers,
+  });
+  const recorder = new Recorder();
+  const validator = await system.spawn<ValidatorMessage>({
+    name: "router/validator",
+    factory: () => recorder,
+  });
+  const port = new NetworkInferencePort(network, validator, Identity.generate(), {
+    tokensPerEvent: 1,
+  });
+  const close = async () => {
+    await hostile.close();
+    await honest.close();
+    await system.shutdown();
+  };
+  const settled = () => validator.ask({ type: "stats" });
+  const run1 = (nonce: string) => run(port, jobFor(nonce));
+  return { port, hostile, honest, honestPort, workers, recorder, settled, close, run1 };
+}
+
+/** Read a job to its end: the indices the client got, and how it ended. */
+async function run(port: NetworkInferencePort, job: TextJob) {
+  const handle = await port.submit(job);
+  const got: number[] = [];
+  let failed: string | undefined;
+  try {
+    for await (const t of handle.tokens) got.push(t.index);
+  } catch (error) {
+    failed = (error as { code?: string }).code ?? String(error);
+  }
+  const summary = await handle.done;
+  return { got, failed, finishReason: summary.finishReason, code: summary.error?.code };
+}
+
+const WHOLE = Array.from({ length: TOKENS }, (_, i) => i);
+
+function start(job: TextJob): InferenceEvent {
+  return { kind: "start", jobId: jobId(job), model: INFO, promptTokens: 1 };
+}
+
+function wireToken(i: number): InferenceEvent {
+  const { index, tokenId, text } = token(i);
+  return { kind: "token", index, tokenId, text };
+}
+
+for (const finishReason of ["cancelled", "error"] as const) {
+  Deno.test(`s45: a worker that ends a started job mid-stream with an end event (${finishReason}) instead of an error does not cut the client's job short: it resumes on the honest worker, and the worker is not asked first again`, async () => {
+    const t = await setup((job) => [
+      start(job),
+      wireToken(0),
+      wireToken(1),
+      {
+        kind: "end",
+        summary: {
+          jobId: jobId(job),
+          finishReason,
+          usage: { promptTokens: 1, completionTokens: 2 },
+          timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+        },
+      },
+    ]);
+    try {
+      assert.deepEqual(await t.run1("a"), {
+        got: WHOLE,
+        failed: undefined,
+        finishReason: "length",
+        code: undefined,
+      });
+      assert.deepEqual(t.honestPort.resumes, [2], "resumed after the 2 tokens delivered");
+      await t.run1("b");
+      assert.equal(t.hostile.submissions.length, 1, "the hostile worker was asked first again");
+    } finally {
+      await t.close();
+    }
+  });
+}
+
+Deno.test("s45: a worker whose start names another model than the job's is passed over for the next and kept off the model: the client is never told it ran another model", async () => {
+  const t = await setup((job) => [
+    {
+      kind: "start",
+      jobId: jobId(job),
+      model: { ...INFO, cid: "bafkothermodel" },
+      promptTokens: 1,
+    },
+    ...WHOLE.map(wireToken),
+  ]);
+  try {
+    const handle = await t.port.submit(jobFor("m"));
+    assert.equal(handle.model.cid, MODEL, "the client was told another model");
+    const got: number[] = [];
+    for await (const x of handle.tokens) got.push(x.index);
+    assert.deepEqual(got, WHOLE);
+    assert.equal((await handle.done).finishReason, "length");
+    assert.deepEqual(t.honestPort.resumes, [undefined], "the honest worker ran it from the start");
+    assert.ok(t.workers.avoided.has(toHex(t.hostile.identity.publicKey)));
+  } finally {
+    await t.close();
+  }
+});
