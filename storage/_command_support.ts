@@ -173,6 +173,11 @@ export async function reportErrors(body: () => Promise<void>): Promise<number> {
  * whole, never overwritten in place with its old tail left behind. On stdout, a reader that
  * stops reading (`| head -c 10`) ends the write quietly.
  *
+ * The file keeps the mode an existing one had (the temporary file took the default, 0644 under
+ * the usual umask, so an owner-only file was replaced by one everyone could read); with
+ * `options.private` (a private file's plaintext) a new one is 0600, and so is the temporary
+ * file while it is written.
+ *
  * @throws {Deno.errors.IsADirectory} `output` is a directory.
  * @throws {InterruptedError} a stop signal came before the file was complete.
  */
@@ -180,6 +185,7 @@ export async function writeOutput(
   stream: ReadableStream<Uint8Array>,
   output: string | undefined,
   io: CommandIo = {},
+  options?: { private?: boolean },
 ): Promise<void> {
   if (output === undefined || output === "-") {
     try {
@@ -204,9 +210,16 @@ export async function writeOutput(
   );
   try {
     interrupt.signal.throwIfAborted();
-    const file = await Deno.open(temp, { write: true, createNew: true });
+    const existing = await modeOf(output);
+    const ownerOnly = options?.private === true || existing !== undefined;
+    const file = await Deno.open(temp, {
+      write: true,
+      createNew: true,
+      ...(ownerOnly ? { mode: 0o600 } : {}),
+    });
     await stream.pipeTo(file.writable, { signal: interrupt.signal });
     interrupt.signal.throwIfAborted();
+    if (existing !== undefined) await Deno.chmod(temp, existing);
     await Deno.rename(temp, output);
   } catch (error) {
     await Deno.remove(temp).catch(() => {});
@@ -216,6 +229,18 @@ export async function writeOutput(
     throw error;
   } finally {
     stopListening();
+  }
+}
+
+/** The permission bits of the file at `path`; `undefined` when none is there (or no modes). */
+async function modeOf(path: string): Promise<number | undefined> {
+  if (Deno.build.os === "windows") return undefined;
+  try {
+    const mode = (await Deno.stat(path)).mode;
+    return mode === null ? undefined : mode & 0o7777;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
   }
 }
 

@@ -20,6 +20,7 @@ import { defaultDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
   failedPut,
+  InterruptedError,
   parseCommand,
   reportErrors,
   usage,
@@ -125,7 +126,7 @@ export async function runShare(
         password,
         timeoutMs: io.timeoutMs,
       });
-      await writeOutput(stream, values.output as string | undefined, io);
+      await writeOutput(stream, values.output as string | undefined, io, { private: true });
       return;
     }
     if (positionals.length !== 1) throw new UsageError(SHARE_USAGE);
@@ -161,10 +162,13 @@ export function parseDuration(text: string): number {
   return Number(match[1]) * unit;
 }
 
-/** The password: prompted on a terminal, else the first line of stdin. */
+/**
+ * The password: prompted on a terminal without echo, else the first line of stdin. (`prompt()`
+ * echoed it: the password showed on the screen, in its scrollback and in any recording of it.)
+ */
 async function readPassword(): Promise<string> {
   if (Deno.stdin.isTerminal()) {
-    const answer = prompt("password:");
+    const answer = await readHiddenLine("password: ");
     if (!answer) throw new UsageError("a password is needed");
     return answer;
   }
@@ -172,6 +176,45 @@ async function readPassword(): Promise<string> {
   const line = text.split("\n")[0];
   if (!line) throw new UsageError("--password: no password on stdin");
   return line;
+}
+
+/**
+ * One line typed on the terminal, not echoed: the terminal is put in raw mode before the prompt
+ * shows (so nothing typed after it is echoed), and restored after. Backspace deletes a character;
+ * Ctrl-C stops the command (raw mode sends no SIGINT); Enter or Ctrl-D ends the line.
+ */
+async function readHiddenLine(label: string): Promise<string> {
+  const encoder = new TextEncoder();
+  const typed: number[] = [];
+  Deno.stdin.setRaw(true);
+  try {
+    await Deno.stderr.write(encoder.encode(label));
+    const buffer = new Uint8Array(256);
+    for (;;) {
+      const n = await Deno.stdin.read(buffer);
+      if (n === null) break;
+      let ended = false;
+      for (const byte of buffer.subarray(0, n)) {
+        if (byte === 0x0d || byte === 0x0a || byte === 0x04) {
+          ended = true;
+          break;
+        }
+        if (byte === 0x03) throw new InterruptedError("no password was given");
+        if (byte === 0x7f || byte === 0x08) {
+          // One character: its UTF-8 continuation bytes, then its first byte.
+          while (typed.length > 0 && (typed[typed.length - 1] & 0xc0) === 0x80) typed.pop();
+          typed.pop();
+          continue;
+        }
+        typed.push(byte);
+      }
+      if (ended) break;
+    }
+  } finally {
+    Deno.stdin.setRaw(false);
+    await Deno.stderr.write(encoder.encode("\n"));
+  }
+  return new TextDecoder().decode(new Uint8Array(typed));
 }
 
 function dataDir(values: Record<string, unknown>): string {

@@ -35,6 +35,7 @@ import type { BlockStore } from "./block_store.ts";
 import { verifyCid } from "./_hash.ts";
 import { ChunkNotFoundError, CorruptChunkError, StorageError } from "./errors.ts";
 import { type FileInfo, FileStore } from "./file_store.ts";
+import { syncDir } from "./pack_writer.ts";
 import { FILE_KEYS_BYTES, FileCipher, type OwnerKey } from "./private_tier.ts";
 
 /** Directory (under the store) of share records. */
@@ -152,16 +153,21 @@ export class ShareStore {
     return record;
   }
 
-  /** Revoke share `id`; true when it existed. */
+  /**
+   * Revoke share `id`; true when it existed. Durable before it resolves: the directory is
+   * fsynced after the record is removed, so a power cut right after `share revoke` said so
+   * cannot bring the record, and the link, back.
+   */
   async revoke(id: string): Promise<boolean> {
     if (!SHARE_ID_PATTERN.test(id)) return false;
     try {
       await Deno.remove(join(this.#dir, id));
-      return true;
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return false;
       throw error;
     }
+    await syncDir(this.#dir);
+    return true;
   }
 }
 

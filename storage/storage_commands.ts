@@ -185,7 +185,7 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
         },
       }),
     );
-    await writeOutput(counted, output, io);
+    await writeOutput(counted, output, io, { private: tier === "private" });
     bar?.finish(done);
   });
 }
