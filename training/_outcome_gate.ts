@@ -161,6 +161,8 @@ export class OutcomeGate {
   readonly #benched = new Map<string, number>();
   /** The momentum after each audited round, by the model it produced (the next audit's start). */
   readonly #momentum = new Map<string, GptWeights>();
+  /** The H of each round whose momentum is kept, by the model it made (a run keeps one H). */
+  readonly #steps = new Map<string, number>();
   /** CIDs of the genesis models, by architecture (computed once per architecture). */
   readonly #genesis = new Map<string, Set<string>>();
   #stats: OutcomeGateStats = { unverified: [], refused: [], outcomesRefused: [] };
@@ -247,6 +249,7 @@ export class OutcomeGate {
     return auditRound(body, {
       models: this.#options.models,
       momentumAfter: (cid) => this.#momentum.get(cid),
+      stepsAfter: (cid) => this.#steps.get(cid),
       isGenesis: (cid, arch) => this.#genesisModels(arch).has(cid),
       convicted,
     });
@@ -284,9 +287,12 @@ export class OutcomeGate {
     this.#stats.refused = this.#stats.refused.filter((r) => r.model !== body.model);
     if (audit.verified) {
       this.#momentum.set(body.model, audit.momentum);
+      this.#steps.set(body.model, body.reports[0].receipt.steps);
       // Rounds move on: the latest few are enough to audit the next.
       while (this.#momentum.size > KEPT_MOMENTA) {
-        this.#momentum.delete(this.#momentum.keys().next().value!);
+        const oldest = this.#momentum.keys().next().value!;
+        this.#momentum.delete(oldest);
+        this.#steps.delete(oldest);
       }
     } else {
       this.#stats.unverified.push(body.model);

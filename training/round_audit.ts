@@ -22,6 +22,10 @@
  * | `receipt_mismatch`   | carries a receipt of another round or start model              |
  * | `seed_mismatch`      | carries a receipt on another data seed than the round's for    |
  * |                      | its trainer (`dataSeedOf`): batches of the trainer's choosing  |
+ * | `steps_mismatch`     | carries receipts on different step counts H (a round announces |
+ * |                      | one H; each ledger credits a receipt by its own steps), or on  |
+ * |                      | another H than the round before it that this node audited (a   |
+ * |                      | run keeps one H)                                               |
  * | `hyper_mismatch`     | carries receipts on different hyper-parameters (a round        |
  * |                      | announces one set to all its trainers)                         |
  * | `receipt_invalid`    | carries a receipt its trainer did not sign (checked before     |
@@ -32,9 +36,10 @@
  * |                      | refuses it: `aggregateRound`)                                  |
  * | `aggregate_mismatch` | names a model the outer step over those deltas does not give   |
  *
- * The outcome does not carry the hyper-parameters the round announced, so a round whose every
- * receipt departs from them in the same way is not caught here; its coordinator refuses such a
- * report (`hyper_mismatch`).
+ * The outcome does not carry the hyper-parameters or the H the round announced, so a round whose
+ * every receipt departs from them in the same way is not caught here (for H, unless this node
+ * audited the round before it: a round from a genesis model has none); its coordinator refuses
+ * such a report (`hyper_mismatch`, `steps_mismatch`).
  *
  * The outer step is float32 arithmetic in a fixed order (`outer_step.ts`), so an honest
  * coordinator's model is reproduced bit for bit, and its CID with it.
@@ -72,6 +77,12 @@ export interface RoundAuditContext {
    * (undefined: not seen). Round 0 starts from none.
    */
   momentumAfter(cid: string): GptWeights | undefined;
+  /**
+   * The H of the round that produced model `cid`, when this node audited that round (undefined:
+   * not seen). A run keeps one H (its coordinator refuses to resume on another), so a round from
+   * that model is on it too.
+   */
+  stepsAfter?(cid: string): number | undefined;
   /**
    * Whether `cid` is a genesis model of `arch` (a coordinator's seeded first start model): no
    * round made it, so a round from it starts with no momentum whatever its number — a
@@ -114,12 +125,32 @@ export async function auditRound(
         `the receipt of ${trainer.slice(0, 16)} is on a seed of its own`,
       );
     }
+    // One round, one H: each ledger credits a receipt by its own steps, so one receipt
+    // claiming more steps than the others (a colluder's, beside honest trainers' on the
+    // announced H) would be paid for work the round never asked for.
+    if (receipt.steps !== reports[0].receipt.steps) {
+      return fail(
+        "steps_mismatch",
+        `the receipt of ${trainer.slice(0, 16)} claims ${receipt.steps} steps, not ${
+          reports[0].receipt.steps
+        }`,
+      );
+    }
     if (!sameHyperParams(receipt.hyper, reports[0].receipt.hyper)) {
       return fail(
         "hyper_mismatch",
         `the receipt of ${trainer.slice(0, 16)} is on other hyper-parameters`,
       );
     }
+  }
+  // The round before it on this run (audited here) says what H is: an outcome that leaves
+  // out every receipt on it (a trainer it claims never reported) cannot bring in another.
+  const before = context.stepsAfter?.(outcome.startModel);
+  if (before !== undefined && reports[0].receipt.steps !== before) {
+    return fail(
+      "steps_mismatch",
+      `its receipts claim ${reports[0].receipt.steps} steps, the round before it was on ${before}`,
+    );
   }
   // The outcome's signer is a staked coordinator (the validator checks that before the audit),
   // but its word is not its trainers': before anything is fetched for it (the start model, a

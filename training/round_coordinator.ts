@@ -88,6 +88,11 @@ import type { TrainingReceiptRecorded } from "../actors/validator_messages.ts";
 const EVAL_SAMPLES = 64;
 /** How often the loop looks for enough trainers before a round. */
 const TRAINER_POLL_MS = 200;
+/**
+ * Longest wait for this node's validator to pass a finished round's outcome on (it audits it
+ * first: the outer step again, seconds); past it the coordinator sends the outcome itself.
+ */
+const OUTCOME_PASS_ON_MS = 120_000;
 /** Longest pause after rounds that failed in a row (it doubles from {@link TRAINER_POLL_MS}). */
 const MAX_FAILURE_PAUSE_MS = 60_000;
 
@@ -705,9 +710,28 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     // same outcome sent again after a restart is the copy validators already took.
     const outcome = signOutcome(delivery.outcome, this.#options.identity);
     // Through the validator side when there is one: it marks the outcome seen, so the copy
-    // that gossip brings back is not taken again.
+    // that gossip brings back is not taken again. It audits the outcome before it passes it
+    // on (seconds, outside its mailbox), so the outcome stays in the state until the validator
+    // says it went out: told and forgotten, a crash meanwhile lost it for every node, and every
+    // later round with it (no node could audit them without this one's momentum). A validator
+    // that stopped before passing it on leaves it to be gossiped from here.
     if (validator !== undefined) {
-      await validator.tell({ type: "outcome", body: outcome, origin: "local" });
+      const { result } = await validator.ask<{ result: Promise<void> }>({
+        type: "outcome",
+        body: outcome,
+        origin: "local",
+      });
+      // Bounded: an audit that never ends must not hold this mailbox (and the next round) for
+      // good; past the bound the outcome goes out from here, and a later copy from the
+      // validator is one every node has taken already.
+      const gaveUp = new AbortController();
+      const passedOn = await Promise.race([
+        result.then(() => true, () => false),
+        sleep(OUTCOME_PASS_ON_MS, AbortSignal.any([ctx.signal, gaveUp.signal]))
+          .then(() => false, () => false),
+      ]).finally(() => gaveUp.abort());
+      if (ctx.signal.aborted) return;
+      if (!passedOn) this.#publish(ctx, { kind: "outcome", body: outcome });
     } else this.#publish(ctx, { kind: "outcome", body: outcome });
     if (ctx.signal.aborted) return;
     this.#delivery = undefined;
@@ -760,10 +784,16 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     if (heldOut === undefined) return undefined;
     const sampleBytes = this.#hyper.sampleBytes;
     await useTrainingBackend("wasm");
-    return await evaluateLoss(this.#options.arch, weights, heldOut, {
+    const loss = await evaluateLoss(this.#options.arch, weights, heldOut, {
       sampleBytes,
       maxSamples: EVAL_SAMPLES,
     });
+    // Not a number (a held-out set with no whole sample: 0 / 0) is no measurement: in an
+    // outcome it made every node refuse the outcome as malformed (its schema takes finite
+    // numbers), and in the saved delivery the restart refuse the state as unreadable.
+    if (Number.isFinite(loss)) return loss;
+    this.#log(`training: held-out loss not measured (${loss}: no whole held-out sample?)`);
+    return undefined;
   }
 
   #publish(ctx: ActorContext<CoordinatorMessage>, gossip: TrainingGossip): void {

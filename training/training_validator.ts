@@ -19,7 +19,10 @@
  * outcome     { body, origin }   let through by the outcome gate (`_outcome_gate.ts`: new,
  *                                signed by a coordinator staked here, within its and its
  *                                relay's budgets): audit it (redo the outer step, outside the
- *                                mailbox); otherwise refuse it (`outcomesRefused` in the stats)
+ *                                mailbox); otherwise refuse it (`outcomesRefused` in the stats).
+ *                                From this node's coordinator (`origin: "local"`) → { result:
+ *                                Promise<void> }, settled once it was passed on or its audit
+ *                                ended without (rejected: this actor stopped first)
  * audited     { body, audit }    internal: reproduced (or not checkable here): serve the
  *                                model and pass on; not reproduced: the gate refuses it
  * model_standing { model }       → why this node refused that round model, or null
@@ -302,7 +305,14 @@ export type TrainingValidatorMessage =
   }
   | { type: "settle_again"; key: string }
   | { type: "outcome"; body: OutcomeBody; origin: string }
-  | { type: "audited"; body: OutcomeBody; audit: RoundAudit; origin: string }
+  | {
+    type: "audited";
+    body: OutcomeBody;
+    audit: RoundAudit;
+    origin: string;
+    /** Called once it was passed on (or refused): see `outcome`'s answer. */
+    ended?: () => void;
+  }
   | { type: "adopted"; model: string }
   | { type: "model_standing"; model: string }
   | { type: "stats" }
@@ -532,26 +542,52 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         }
         return;
       }
-      case "outcome":
+      case "outcome": {
+        // This node's own coordinator waits on `result` before it forgets the outcome (its
+        // state keeps it until then, and a restart sends it again): it settles once the outcome
+        // was passed on, or its audit here ended without (refused, no verdict); it rejects when
+        // this actor stopped before that. A peer's copy is told, its answer unused.
+        const ended = Promise.withResolvers<void>();
+        ended.promise.catch(() => {}); // nobody may be waiting on it
+        // Stopped with its `audited` still to come (told or not): that answer is lost.
+        const stopped = () => ended.reject(new Error("the training validator stopped"));
+        ctx.signal.addEventListener("abort", stopped, { once: true });
+        ended.promise.finally(() => ctx.signal.removeEventListener("abort", stopped))
+          .catch(() => {});
+        const answer = message.origin === "local" ? { result: ended.promise } : undefined;
         // Signed by a staked coordinator, within its budget and its relay's, a copy of a model
         // not proven yet, or refused (`_outcome_gate.ts`).
         if (!await this.#outcomes.mayAudit(message.body, message.origin, this.#stakeOf(ctx))) {
-          return;
+          ended.resolve();
+          return answer;
         }
         // Audited outside the mailbox; served and passed on only when it holds (`audited`).
         void this.#outcomes.audit(message.body, this.#convicted(ctx)).then(
           (audit) =>
-            ctx.self.tell({ type: "audited", body: message.body, audit, origin: message.origin }),
-          (error) =>
+            ctx.self.tell({
+              type: "audited",
+              body: message.body,
+              audit,
+              origin: message.origin,
+              ended: ended.resolve,
+            }),
+          (error) => {
             this.#log(
               `training: model ${message.body.model.slice(0, 16)} not adopted: ${
                 (error as Error).message
               }`,
-            ),
-        ).catch(() => {}); // this actor stopped meanwhile
-        return;
+            );
+            ended.resolve();
+          },
+        ).catch((error) => ended.reject(error)); // this actor stopped meanwhile
+        return answer;
+      }
       case "audited":
-        return this.#onAudited(message.body, message.audit, message.origin, ctx);
+        try {
+          return this.#onAudited(message.body, message.audit, message.origin, ctx);
+        } finally {
+          message.ended?.();
+        }
       case "adopted":
         this.#stats.adopted.push(message.model);
         return;
@@ -882,11 +918,14 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     body: OutcomeBody,
     ctx: ActorContext<TrainingValidatorMessage>,
   ): Promise<void> {
+    // The round's H is the one its receipts share (the audit refuses an outcome whose receipts
+    // differ: `steps_mismatch`), not each receipt's own claim.
+    const steps = body.reports[0]?.receipt.steps ?? 0;
     for (const { receipt } of body.reports) {
       const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
         type: "training_receipt",
         receipt,
-        terms: { round: body.round, startModel: body.startModel, steps: receipt.steps },
+        terms: { round: body.round, startModel: body.startModel, steps },
         credited: true,
       }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
       if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
