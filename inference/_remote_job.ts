@@ -39,6 +39,14 @@ import {
 const END_EVENT_TIMEOUT_MS = 30_000;
 
 /**
+ * How long this side must have waited in a read of a job, granting the worker all its credit,
+ * for the worker's word that it stopped reading (`reader_stalled`) to be a false one: a worker
+ * that had no credit sees the credit granted at the read's start within a round trip, and one
+ * that did pulls its job's events at once.
+ */
+export const READER_STALL_GRACE_MS = 10_000;
+
+/**
  * How long after a worker's last `queued` event the job is taken to have left its queue: the
  * worker repeats the place every `QUEUED_EVENT_REPEAT_MS`, so two and a half of those without
  * one means it stopped repeating.
@@ -232,6 +240,20 @@ export class RemoteJob {
           } catch (error) {
             failure = typedRefusal(error, this.#o.job);
             result = undefined; // what was read (a place further back) is what failed
+            // A worker says this side stopped reading only when it had no credit for its reader
+            // stall timeout, and this side grants all its credit while it waits in a read: one
+            // that says so while this side had been waiting on it past the grace (far more than
+            // a round trip) is not telling the truth, and its stream is broken.
+            const waitedMs = timers.now() - since;
+            if (
+              failure instanceof VeriflowError && failure.code === "reader_stalled" &&
+              waitedMs >= READER_STALL_GRACE_MS
+            ) {
+              failure = new InferenceStreamError(
+                `the worker said the requester stopped reading, while it had been waiting on ` +
+                  `the worker for ${Math.round(waitedMs)} ms`,
+              );
+            }
           } finally {
             this.#o.progress.waiting.delete(this.#behindStall);
             this.#hold(true);
@@ -545,8 +567,13 @@ export class RemoteJob {
 
   #resolve(summary: JobSummary): void {
     if (this.#ended) return;
-    // The id the start was checked for (`remote_port.ts`), whatever the end event says.
-    summary = { ...summary, jobId: this.#start.jobId };
+    // The id the start was checked for (`remote_port.ts`), whatever the end event says, and the
+    // start's count of the prompt's tokens, as bounded there.
+    summary = {
+      ...summary,
+      jobId: this.#start.jobId,
+      usage: { ...summary.usage, promptTokens: this.#start.promptTokens },
+    };
     this.#leftQueue();
     this.#clearStallTimer();
     this.#ended = true;

@@ -40,6 +40,7 @@ import {
   ListModelsMessage,
   MAX_GATHER_MS,
   MAX_TOKENS_PER_EVENT,
+  type StartEvent,
   type SubmitBody,
   SubmitMessage,
 } from "../protocols/inference_messages.ts";
@@ -351,7 +352,10 @@ export class RemoteInferencePort implements InferencePort {
       this.#progress.set(checked.model, progress);
     }
     progress.jobs++;
-    const relayed = new RemoteJob(first.value, from, reader, {
+    // The worker's count of the prompt's tokens goes to the client's usage (what it may be
+    // billed by), and no receipt signs it: it is held to what the prompt sent can be.
+    const start = { ...first.value, promptTokens: boundPromptTokens(first.value, checked) };
+    const relayed = new RemoteJob(start, from, reader, {
       job: checked,
       worker: workerName(this.#connection),
       submittedAt,
@@ -381,6 +385,24 @@ export class RemoteInferencePort implements InferencePort {
     }
     return handle;
   }
+}
+
+/**
+ * The most prompt tokens a worker may say `job` has: one per UTF-8 byte of its prompt, and one
+ * more (a tokenizer that prepends a word marker). Every token of a byte-level vocabulary (the
+ * built-in model's, GPT-2's) or of one with byte fallback covers at least one byte of the
+ * prompt; only a tokenizer whose normalizer lengthens the text could count more, and its client
+ * is then told this many. A claim past it is the worker's invention, and is not passed on.
+ */
+export function maxPromptTokens(job: TextJob): number {
+  return UTF8.encode(job.prompt).length + 1;
+}
+
+const UTF8 = new TextEncoder();
+
+/** The start's count of prompt tokens, at most {@link maxPromptTokens}. */
+function boundPromptTokens(start: StartEvent, job: TextJob): number {
+  return Math.min(start.promptTokens, maxPromptTokens(job));
 }
 
 /** Hex characters of a worker's key in messages. */

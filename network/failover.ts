@@ -20,11 +20,12 @@
  * its connection alive and the job was cancelled there (`worker_stalled`, the remote port's stall
  * or first-token timeout: a job kept queued by a busy worker moves on too), or its stream broke the
  * protocol ({@link WORKER_FAULT_CODES}), or it failed the job for any other reason of its own (its
- * model died, it cancelled the job): every error a worker ends a job it started with but one about
- * the job itself ({@link JOB_ERROR_CODES}), which every worker would give. A normal end, the
- * client's cancel, and an error about the job end the stream as they always did. When no other
- * worker takes the job (none connected, or each refuses), the stream ends with the lost worker's
- * code and a message that says so.
+ * model died, it cancelled the job): every error a worker ends a job it started with but that
+ * its requester stopped reading ({@link STARTED_JOB_ERROR_CODES}). An error about the job itself
+ * ({@link JOB_ERROR_CODES}) every worker would give before its `start`: after it, it is the
+ * worker's own. A normal end, the client's cancel, and a requester that stopped reading end the
+ * stream as they always did. When no other worker takes the job (none connected, or each
+ * refuses), the stream ends with the lost worker's code and a message that says so.
  *
  * A job may spend {@link MAX_WORKERS_PER_JOB} workers: lost ones and ones that refused it for
  * a reason that cost something (a failing model, no start in time, a resume it could not
@@ -108,10 +109,9 @@ export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
 /**
  * Codes of an error about the job itself or its requester, which every worker would give it (bad
  * parameters, a prompt that does not fit the model, a model of another kind, a request this side
- * sent wrong, a requester that stopped reading its tokens): the job ends with it, on its first
- * worker or after a failover, and the worker is not held to account for it. A worker refuses such
- * a job before its `start`; any other error it ends a started job with is its own, and the job
- * goes on elsewhere.
+ * sent wrong, a requester that stopped reading its tokens). A worker refuses such a job before
+ * its `start`, and the refusal goes to the client; once it started the job, only
+ * {@link STARTED_JOB_ERROR_CODES} end the client's job without holding the worker to account.
  */
 export const JOB_ERROR_CODES: ReadonlySet<string> = new Set([
   "invalid_generation_params",
@@ -131,6 +131,22 @@ export const JOB_ERROR_CODES: ReadonlySet<string> = new Set([
 /** Whether `error` is about the job itself ({@link JOB_ERROR_CODES}). */
 export function isJobError(error: unknown): boolean {
   return error instanceof VeriflowError && JOB_ERROR_CODES.has(error.code);
+}
+
+/**
+ * Codes of {@link JOB_ERROR_CODES} a worker may end a job it *started* with: only that the
+ * requester stopped reading (`reader_stalled`, which the remote port already found believable:
+ * a worker that says so while this side waited on it breaks its stream). An honest worker checks
+ * the rest (its parameters, its prompt, that it fits the context) before its `start`, so one
+ * that starts a job and then calls it bad contradicts its own start, whatever it claims: the job
+ * goes on elsewhere, as for any failure of its own, and a job truly bad is refused by the next
+ * worker before its start.
+ */
+export const STARTED_JOB_ERROR_CODES: ReadonlySet<string> = new Set(["reader_stalled"]);
+
+/** Whether `error`, ending a job its worker started, ends the client's job with it. */
+export function isStartedJobError(error: unknown): boolean {
+  return error instanceof VeriflowError && STARTED_JOB_ERROR_CODES.has(error.code);
 }
 
 /**
@@ -456,13 +472,14 @@ class FailoverJob {
     const refusedResume = this.#resumes > 0 && this.#delivered.length === this.#resumedAt &&
       RESUME_REFUSALS.has(codeOf(error));
     // After its `start` a worker's failure is its own (its model died, it cancelled the job, it
-    // sent what the protocol forbids), unless it is about the job itself: another worker takes
-    // the job over. Else a worker that starts each job and fails it at once, with whatever code,
-    // ends every client's job it is picked for.
+    // sent what the protocol forbids, it called the job it started bad), unless it says the
+    // requester stopped reading: another worker takes the job over. Else a worker that starts
+    // each job and fails it at once, with whatever code, ends every client's job it is picked
+    // for.
     // A failure that is not a worker's coded one (its errors arrive as coded frames) is this
     // side's own: no worker is to blame, and none would do better.
     const workers = isWorkerLost(error) || error instanceof VeriflowError;
-    if (!refusedResume && (isJobError(error) || !workers)) return error;
+    if (!refusedResume && (isStartedJobError(error) || !workers)) return error;
     if (refusedResume) {
       this.#unresumed = { count: this.#unresumed.count + 1, code: codeOf(error) };
       this.#unattributed.push({ worker: this.#attempt.worker, error });
@@ -640,11 +657,13 @@ class FailoverJob {
   /**
    * A hedge that failed before its first token: a worker's own failure is reported lost, as any
    * worker's that failed a job it started (a refused prefix waits for a later worker to show
-   * whose it was); an error about the job is the current worker's to meet too.
+   * whose it was); that the requester stopped reading is the current worker's to meet too.
    */
   #hedgeFailed(worker: Uint8Array, error: unknown): void {
     if (RESUME_REFUSALS.has(codeOf(error))) this.#unattributed.push({ worker, error });
-    else if (isWorkerLost(error) || (error instanceof VeriflowError && !isJobError(error))) {
+    else if (
+      isWorkerLost(error) || (error instanceof VeriflowError && !isStartedJobError(error))
+    ) {
       this.#o.lost?.(worker, error);
     }
   }

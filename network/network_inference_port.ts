@@ -227,16 +227,20 @@ export class NetworkInferencePort implements InferencePort {
       settle: (summary, attempt, relayed) => {
         // Only a job it ran to its end forgives its refusals: a `start` alone is no job taken (a
         // worker that claims room, starts each job and goes silent would be forgiven each time).
-        const finished = summary.finishReason === "stop" || summary.finishReason === "length";
-        if (finished) this.#busy.took(toHex(attempt.worker));
-        // Only a job it took over after tokens were delivered, and ran to its end, shows it
-        // reproduces a prefix (a first start, or a takeover before any token, replays nothing).
-        if (finished && relayed.resumedAt > 0) this.#unresumable.took(toHex(attempt.worker));
         const assignment = this.#requester && signAssignment(
           { job, worker: attempt.worker, issuedAt: attempt.assignedAt },
           this.#requester,
         );
-        return this.#checked(summary, job, attempt.worker, relayed, assignment);
+        const told = this.#checked(summary, job, attempt.worker, relayed, assignment);
+        // Nor one whose receipt was withheld: what the client got is not what it signed.
+        const withheld = summary.receipt !== undefined && told.receipt === undefined;
+        const finished = !withheld &&
+          (summary.finishReason === "stop" || summary.finishReason === "length");
+        if (finished) this.#busy.took(toHex(attempt.worker));
+        // Only a job it took over after tokens were delivered, and ran to its end, shows it
+        // reproduces a prefix (a first start, or a takeover before any token, replays nothing).
+        if (finished && relayed.resumedAt > 0) this.#unresumable.took(toHex(attempt.worker));
+        return told;
       },
       lost: (worker, error) => {
         // A worker that went silent on a running job (its connection alive) would cost the
@@ -409,9 +413,13 @@ export class NetworkInferencePort implements InferencePort {
       // Text before a resume came from a lost worker that signed none of it: a receipt that
       // fails only over the text (the resumer signs the text it decodes from the same ids) may
       // be that worker's doing, not this one's, so this one is not blamed for it.
+      // It is asked last to take a job over for a while instead (as one that refused a prefix
+      // another worker reproduced): a resumer that alters the text it streams and signs other
+      // text is not asked first again, and an honest one after a lying lost worker loses little.
       const unattributable = relayed.resumedAt > 0 && !check.ok &&
         check.reason === "output_mismatch";
-      if (!unattributable) this.#avoid(worker, job.model);
+      if (unattributable) this.#unresumable.refused(toHex(worker));
+      else this.#avoid(worker, job.model);
       const { receipt: _withheld, ...rest } = summary;
       return {
         ...rest,

@@ -1,0 +1,532 @@
+/**
+ * Review s45 of the router, continued: what a worker can make the client see or be billed, and
+ * whether the router holds it to account. Workers are in-memory connections that write raw
+ * `inference.event`s (the hostile ones) or serve a port (the honest one); the router's clocks
+ * are fake.
+ */
+import assert from "node:assert/strict";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { Actor } from "../../actors/actor.ts";
+import type { ValidatorMessage } from "../../actors/validator_actor.ts";
+import { serveInference } from "../../inference/serve_inference.ts";
+import {
+  emptyInferenceStats,
+  type InferenceHandle,
+  type InferencePort,
+  type JobSummary,
+  type StreamedToken,
+  type SubmitOptions,
+} from "../../inference/inference_port.ts";
+import { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import { BusyRefusals } from "../../network/busy_refusals.ts";
+import type { NetworkMessage } from "../../network/network_actor.ts";
+import { Connection } from "../../protocols/connection.ts";
+import { Identity } from "../../protocols/identity.ts";
+import {
+  INFERENCE_PROTOCOL,
+  type InferenceEvent,
+  type SubmitBody,
+  SubmitMessage,
+} from "../../protocols/inference_messages.ts";
+import { jobId, type TextJob } from "../../protocols/job.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { VeriflowError } from "../../protocols/errors.ts";
+import { inputHashOf, signReceipt, textOutputHash } from "../../protocols/receipt.ts";
+import { params } from "../server/_fixtures.ts";
+import { ManualTimers, settle } from "../protocols/_helpers.ts";
+import { INFO, MODEL } from "./_router_fixture.ts";
+
+const TOKENS = 6;
+const TEXT = "abcdef";
+
+/** Position `i` of every job's output. */
+function token(i: number, text = TEXT[i]): StreamedToken {
+  return {
+    index: i,
+    tokenId: 97 + i,
+    text,
+    ...(i === TOKENS - 1 ? { finishReason: "length" as const } : {}),
+  };
+}
+
+function summaryOf(finishReason: JobSummary["finishReason"], tokens = 0): JobSummary {
+  return {
+    jobId: "",
+    finishReason,
+    usage: { promptTokens: 1, completionTokens: tokens },
+    timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+  };
+}
+
+/** An honest worker's port: runs the job from where it is asked to resume, to its end. */
+class Honest implements InferencePort {
+  readonly resumes: (number | undefined)[] = [];
+  models() {
+    return Promise.resolve([INFO]);
+  }
+  stats() {
+    return Promise.resolve(emptyInferenceStats());
+  }
+  submit(j: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
+    const from = options?.resume?.length ?? 0;
+    this.resumes.push(options?.resume?.length);
+    const done = Promise.withResolvers<JobSummary>();
+    let i = from;
+    const tokens = new ReadableStream<StreamedToken>({
+      pull: (c) => {
+        c.enqueue(token(i));
+        if (++i === TOKENS) {
+          c.close();
+          done.resolve({ ...summaryOf("length", TOKENS - from), jobId: jobId(j) });
+        }
+      },
+    }, { highWaterMark: 0 });
+    return Promise.resolve({
+      jobId: jobId(j),
+      model: INFO,
+      promptTokens: 1,
+      tokens,
+      done: done.promise,
+      cancel: () => done.resolve({ ...summaryOf("cancelled"), jobId: jobId(j) }),
+    });
+  }
+}
+
+/** Stands in for the NetworkActor: the first connection not excluded nor kept off the model. */
+class Workers implements Actor<NetworkMessage> {
+  readonly avoided = new Set<string>();
+  constructor(readonly connections: Connection[]) {}
+  receive(message: NetworkMessage): unknown {
+    if (message.type === "worker") {
+      const exclude = message.exclude ?? [];
+      return this.connections.find((c) =>
+        !exclude.includes(toHex(c.peerKey!)) && !this.avoided.has(toHex(c.peerKey!))
+      );
+    }
+    if (message.type === "worker_models") return [INFO];
+    if (message.type === "worker_refused_model") this.avoided.add(message.key);
+    return undefined;
+  }
+}
+
+/** Stands in for the ValidatorActor: records what it is told. */
+class Recorder implements Actor<ValidatorMessage> {
+  readonly told: ValidatorMessage[] = [];
+  receive(message: ValidatorMessage): undefined {
+    if (message.type !== "stats") this.told.push(message);
+    return undefined;
+  }
+}
+
+interface TestWorker {
+  identity: Identity;
+  key: string;
+  toWorker: Connection;
+  submissions: SubmitBody[];
+  close(): Promise<void>;
+}
+
+async function linked(
+  serve: (atWorker: Connection, submissions: SubmitBody[], identity: Identity) => void,
+): Promise<TestWorker> {
+  const identity = Identity.generate();
+  const [a, b] = memoryDuplexPair();
+  const protocols = [INFERENCE_PROTOCOL];
+  const [toWorker, atWorker] = await Promise.all([
+    Connection.open(a, { identity: Identity.generate(), protocols }),
+    Connection.open(b, { identity, protocols }),
+  ]);
+  const submissions: SubmitBody[] = [];
+  serve(atWorker, submissions, identity);
+  return {
+    identity,
+    key: toHex(identity.publicKey),
+    toWorker,
+    submissions,
+    close: async () => {
+      await toWorker.close();
+      await atWorker.close();
+    },
+  };
+}
+
+function honestWorker(port: Honest): Promise<TestWorker> {
+  return linked((atWorker) => serveInference(atWorker, port));
+}
+
+/**
+ * A worker that answers each job with the stream `script` gives (its `n`th submission, from 0),
+ * or refuses it by throwing.
+ */
+function scriptedWorker(
+  script: (body: SubmitBody, n: number, identity: Identity) => ReadableStream<InferenceEvent>,
+): Promise<TestWorker> {
+  return linked((atWorker, submissions, identity) => {
+    atWorker.handle(SubmitMessage, (body) => {
+      submissions.push(body);
+      return Promise.resolve().then(() => script(body, submissions.length - 1, identity));
+    });
+  });
+}
+
+/** A stream of `events`, left open (or failed with `error` once `fail` resolves). */
+function events(list: InferenceEvent[], fail?: Promise<VeriflowError>): ReadableStream {
+  let i = 0;
+  return new ReadableStream<InferenceEvent>({
+    // One event per pull: an error fails the stream only once every event went out.
+    pull: async (c) => {
+      if (i < list.length) c.enqueue(list[i++]);
+      else if (fail !== undefined) c.error(await fail);
+      else await new Promise(() => {});
+    },
+  }, { highWaterMark: 0 });
+}
+
+function jobFor(nonce: string): TextJob {
+  return { kind: "text", model: MODEL, prompt: "hi", params: params({ maxTokens: TOKENS }), nonce };
+}
+
+function start(job: TextJob, extra: Partial<InferenceEvent & { kind: "start" }> = {}) {
+  return { kind: "start", jobId: jobId(job), model: INFO, promptTokens: 1, ...extra } as const;
+}
+
+function wireToken(i: number, text = TEXT[i]): InferenceEvent {
+  const { index, tokenId, finishReason } = token(i);
+  return { kind: "token", index, tokenId, text, ...(finishReason ? { finishReason } : {}) };
+}
+
+/** A receipt `identity` signs for `job` over `output` (`TOKENS` tokens). */
+function receiptFor(job: TextJob, identity: Identity, output: string) {
+  return signReceipt({
+    v: 1,
+    kind: "text",
+    jobId: jobId(job),
+    model: job.model,
+    inputHash: inputHashOf(job),
+    params: job.params,
+    outputHash: textOutputHash(output),
+    commitment: { scheme: "vf-fp1", root: "0".repeat(64), chunkSize: 16, tokenBytes: 4 },
+    tokenCount: TOKENS,
+    timings: { startedAt: 0, firstTokenMs: 0, totalMs: 0 },
+  }, identity);
+}
+
+function endEvent(job: TextJob, tokens: number, receipt?: unknown, promptTokens = 1) {
+  return {
+    kind: "end",
+    summary: {
+      jobId: jobId(job),
+      finishReason: "length",
+      usage: { promptTokens, completionTokens: tokens },
+      timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
+      ...(receipt ? { receipt } : {}),
+    },
+  } as InferenceEvent;
+}
+
+async function router(
+  connections: Connection[],
+  timers = new ManualTimers(),
+  queueHoldMs = Infinity,
+) {
+  const system = new ActorSystem({ name: "review-s45-more" });
+  const workers = new Workers(connections);
+  const network = await system.spawn<NetworkMessage>({
+    name: "router/network",
+    factory: () => workers,
+  });
+  const recorder = new Recorder();
+  const validator = await system.spawn<ValidatorMessage>({
+    name: "router/validator",
+    factory: () => recorder,
+  });
+  const now = () => timers.now();
+  const busy = new BusyRefusals({ now });
+  const unresumable = new BusyRefusals({ now });
+  const port = new NetworkInferencePort(
+    network,
+    validator,
+    Identity.generate(),
+    {
+      tokensPerEvent: 1,
+      timers,
+      queueHoldMs,
+    },
+    busy,
+    unresumable,
+  );
+  return { system, workers, recorder, port, busy, unresumable, timers };
+}
+
+/** Read a job to its end: the text the client got, and how it ended. */
+async function run(port: NetworkInferencePort, job: TextJob) {
+  const handle = await port.submit(job);
+  let text = "";
+  let failed: string | undefined;
+  try {
+    for await (const t of handle.tokens) text += t.text;
+  } catch (error) {
+    failed = (error as { code?: string }).code ?? String(error);
+  }
+  const summary = await handle.done;
+  return { handle, text, failed, summary };
+}
+
+// 1. A worker that took a job over and signs a receipt that fails only over the text.
+
+/** A worker that streams the job's first two tokens and then fails it with its own error. */
+function dropper(): Promise<TestWorker> {
+  return scriptedWorker((body) =>
+    events(
+      [start(body.job), wireToken(0), wireToken(1)],
+      Promise.resolve(new VeriflowError("internal_error", "gone")),
+    )
+  );
+}
+
+/**
+ * A worker that takes jobs over and streams the rest with altered text ("X" for each token),
+ * signing a receipt over the honest whole text; `refuseFirst`: it refuses its first job as full.
+ */
+function alterer(refuseFirst = false): Promise<TestWorker> {
+  return scriptedWorker((body, n, identity) => {
+    if (refuseFirst && n === 0) throw new VeriflowError("too_many_jobs", "full");
+    const from = body.resume?.length ?? 0;
+    const list: InferenceEvent[] = [start(body.job, from > 0 ? { resumedFrom: from } : {})];
+    for (let i = from; i < TOKENS; i++) list.push(wireToken(i, "X"));
+    list.push(endEvent(body.job, TOKENS - from, receiptFor(body.job, identity, TEXT)));
+    return events(list);
+  });
+}
+
+Deno.test("s45 more: a worker that takes a job over, streams altered text and signs a receipt over other text is not forgiven its earlier refusals: it stays asked last", async () => {
+  const a = await dropper();
+  const b = await alterer(true);
+  const honestPort = new Honest();
+  const c = await honestWorker(honestPort);
+  const r = await router([b.toWorker]);
+  try {
+    // b refuses a job as full (no other worker yet): asked last for a while.
+    await assert.rejects(r.port.submit(jobFor("full")), { code: "too_many_jobs" });
+    assert.deepEqual(r.busy.askedLast(), [b.key]);
+    // a starts the next job and fails it; b, asked last but the only one left, takes it over.
+    r.workers.connections.unshift(a.toWorker);
+    const got = await run(r.port, jobFor("j1"));
+    assert.equal(got.text, "abXXXX", "what the client got");
+    assert.equal(got.summary.finishReason, "length");
+    assert.equal(got.summary.error?.code, "receipt_rejected");
+    assert.equal(got.summary.receipt, undefined);
+    assert.equal(b.submissions.length, 2);
+    // Its receipt was withheld: the job it took is no job it ran to its end for the client.
+    assert.ok(r.busy.askedLast().includes(b.key), "b was forgiven for a withheld receipt");
+    // The next job goes to c, not back to b.
+    r.workers.connections.push(c.toWorker);
+    const next = await run(r.port, jobFor("j2"));
+    assert.equal(next.text, TEXT);
+    assert.equal(b.submissions.length, 2, "b was asked first again");
+  } finally {
+    await a.close();
+    await b.close();
+    await c.close();
+    await r.system.shutdown();
+  }
+});
+
+Deno.test("s45 more: a worker that takes a job over and signs a receipt that fails only over the text is asked last to take the next job over", async () => {
+  const a = await dropper();
+  const b = await alterer();
+  const honestPort = new Honest();
+  const c = await honestWorker(honestPort);
+  const r = await router([a.toWorker, b.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("j1"));
+    assert.equal(got.text, "abXXXX");
+    assert.equal(got.summary.error?.code, "receipt_rejected");
+    assert.equal(r.recorder.told.length, 0, "the receipt reached the validator");
+    // Not kept off the model: the text before the resume came from a worker that signed none
+    // of it, so which of the two altered the text is not known here.
+    assert.ok(!r.workers.avoided.has(b.key));
+    // A fresh dropper starts the next job, and b and c could take it over: c is asked.
+    const d = await dropper();
+    try {
+      r.workers.connections.splice(0, r.workers.connections.length, d.toWorker, b.toWorker);
+      r.workers.connections.push(c.toWorker);
+      const next = await run(r.port, jobFor("j2"));
+      assert.equal(next.text, TEXT);
+      assert.deepEqual(honestPort.resumes, [2], "c did not take the job over");
+      assert.equal(b.submissions.length, 1, "b was asked to take it over first");
+    } finally {
+      await d.close();
+    }
+  } finally {
+    await a.close();
+    await b.close();
+    await c.close();
+    await r.system.shutdown();
+  }
+});
+
+// 2. The worker's claim of the prompt's size.
+
+Deno.test("s45 more: a worker's claim of the prompt's tokens is bounded by the prompt the router sent (one token per UTF-8 byte, and one more) in what the client is told", async () => {
+  const inflate = 1_000_000;
+  const w = await scriptedWorker((body) =>
+    events([
+      start(body.job, { promptTokens: inflate }),
+      ...Array.from({ length: TOKENS }, (_, i) => wireToken(i)),
+      endEvent(body.job, TOKENS, undefined, inflate),
+    ])
+  );
+  const r = await router([w.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("p")); // prompt "hi": 2 bytes
+    assert.equal(got.text, TEXT);
+    assert.ok(got.handle.promptTokens <= 3, `handle: ${got.handle.promptTokens}`);
+    assert.ok(got.summary.usage.promptTokens <= 3, `usage: ${got.summary.usage.promptTokens}`);
+  } finally {
+    await w.close();
+    await r.system.shutdown();
+  }
+});
+
+Deno.test("s45 more: an honest worker's count of the prompt's tokens reaches the client as it is", async () => {
+  const w = await scriptedWorker((body) =>
+    events([
+      start(body.job, { promptTokens: 2 }),
+      ...Array.from({ length: TOKENS }, (_, i) => wireToken(i)),
+      endEvent(body.job, TOKENS, undefined, 2),
+    ])
+  );
+  const r = await router([w.toWorker]);
+  try {
+    const got = await run(r.port, jobFor("p"));
+    assert.equal(got.handle.promptTokens, 2);
+    assert.equal(got.summary.usage.promptTokens, 2);
+  } finally {
+    await w.close();
+    await r.system.shutdown();
+  }
+});
+
+// 3. A started job failed with an error about the job or its requester.
+
+for (const code of ["context_length_exceeded", "invalid_generation_params", "empty_prompt"]) {
+  Deno.test(`s45 more: a worker that starts a job and then fails it with an error about the job (${code}) contradicts its own start: the job resumes on the honest worker, and the worker is kept off the model`, async () => {
+    const hostile = await scriptedWorker((body) =>
+      events(
+        [start(body.job), wireToken(0), wireToken(1)],
+        Promise.resolve(new VeriflowError(code, "says the job is bad")),
+      )
+    );
+    const honestPort = new Honest();
+    const honest = await honestWorker(honestPort);
+    const r = await router([hostile.toWorker, honest.toWorker]);
+    try {
+      const got = await run(r.port, jobFor("c"));
+      assert.equal(got.failed, undefined);
+      assert.equal(got.text, TEXT);
+      assert.deepEqual(honestPort.resumes, [2]);
+      assert.ok(r.workers.avoided.has(hostile.key));
+    } finally {
+      await hostile.close();
+      await honest.close();
+      await r.system.shutdown();
+    }
+  });
+}
+
+/**
+ * A worker that streams two tokens, then, when `fail` is resolved, says the requester stopped
+ * reading.
+ */
+async function readerStaller() {
+  const fail = Promise.withResolvers<VeriflowError>();
+  const worker = await scriptedWorker((body) =>
+    events([start(body.job), wireToken(0), wireToken(1)], fail.promise)
+  );
+  return {
+    worker,
+    fail: () => fail.resolve(new VeriflowError("reader_stalled", "the requester stopped reading")),
+  };
+}
+
+Deno.test("s45 more: a worker that says the requester stopped reading while the router had been waiting on it for its next token is lost: the job resumes on the honest worker, and the worker is kept off the model", async () => {
+  const { worker, fail } = await readerStaller();
+  const honestPort = new Honest();
+  const honest = await honestWorker(honestPort);
+  const r = await router([worker.toWorker, honest.toWorker]);
+  try {
+    const handle = await r.port.submit(jobFor("s"));
+    const reader = handle.tokens.getReader();
+    let text = "";
+    for (let i = 0; i < 2; i++) text += (await reader.read()).value!.text;
+    // The client reads on, and the worker sends nothing for 30 s (under the stall timeout).
+    const next = reader.read();
+    await r.timers.advance(30_000);
+    fail();
+    for (let result = await next; !result.done; result = await reader.read()) {
+      text += result.value.text;
+    }
+    assert.equal(text, TEXT);
+    assert.deepEqual(honestPort.resumes, [2]);
+    assert.equal((await handle.done).finishReason, "length");
+    assert.ok(r.workers.avoided.has(worker.key));
+  } finally {
+    await worker.close();
+    await honest.close();
+    await r.system.shutdown();
+  }
+});
+
+Deno.test("s45 more: a worker that says the requester stopped reading when the router had stopped reading ends the client's job, and stays in favour", async () => {
+  const { worker, fail } = await readerStaller();
+  const honestPort = new Honest();
+  const honest = await honestWorker(honestPort);
+  const r = await router([worker.toWorker, honest.toWorker]);
+  try {
+    const handle = await r.port.submit(jobFor("s"));
+    const reader = handle.tokens.getReader();
+    for (let i = 0; i < 2; i++) await reader.read();
+    // The client stops reading for a minute; the worker gives up on it meanwhile.
+    await r.timers.advance(60_000);
+    fail();
+    await settle();
+    await assert.rejects(reader.read(), { code: "reader_stalled" });
+    assert.equal((await handle.done).error?.code, "reader_stalled");
+    assert.deepEqual(honestPort.resumes, []);
+    assert.ok(!r.workers.avoided.has(worker.key));
+  } finally {
+    await worker.close();
+    await honest.close();
+    await r.system.shutdown();
+  }
+});
+
+Deno.test("s45 more: a worker asked to take a job over beside one that holds it, that starts it and then calls it bad (context_length_exceeded), is kept off the model", async () => {
+  const holder = await scriptedWorker((body) => events([start(body.job)]));
+  const hedge = await scriptedWorker((body) =>
+    events(
+      [start(body.job)],
+      Promise.resolve(new VeriflowError("context_length_exceeded", "says the job is bad")),
+    )
+  );
+  const r = await router([holder.toWorker, hedge.toWorker], new ManualTimers(), 30_000);
+  try {
+    const handle = await r.port.submit(jobFor("h"));
+    const reader = handle.tokens.getReader();
+    const next = reader.read();
+    next.catch(() => {});
+    await r.timers.advance(30_000); // the queue hold: the hedge is asked, starts, and fails
+    await settle();
+    assert.equal(hedge.submissions.length, 1);
+    handle.cancel();
+    await handle.done;
+    assert.ok(r.workers.avoided.has(hedge.key), "the hedge stayed in favour");
+    assert.ok(!r.workers.avoided.has(holder.key));
+  } finally {
+    await holder.close();
+    await hedge.close();
+    await r.system.shutdown();
+  }
+});
