@@ -297,7 +297,29 @@ export function withoutJobText(message: unknown): unknown {
   const m = message as Record<string, unknown>;
   if (m.type === "snapshot" && m.jobs !== undefined) return { ...m, jobs: blankText(m.jobs) };
   if (m.type === "job" && m.event !== undefined) return { ...m, event: blankText(m.event) };
+  if (m.type === "fraud_proof") return { ...m, proof: proofWithoutJobText(m.proof) };
   return message;
+}
+
+/**
+ * A fraud proof (as JSON) without what would give its job away: the job's prompt or input
+ * tensors, the output's tokens in its opened chunks, the worker's served proof data and tensor
+ * outputs. What is claimed, the receipt, the cited positions and the signatures stay.
+ */
+function proofWithoutJobText(proof: unknown): unknown {
+  if (typeof proof !== "object" || proof === null || Array.isArray(proof)) return proof;
+  const { tensorOutputs: _outputs, served: _served, ...rest } = proof as Record<string, unknown>;
+  const out: Record<string, unknown> = { ...rest };
+  if (typeof rest.job === "object" && rest.job !== null) {
+    const { inputs: _inputs, ...job } = rest.job as Record<string, unknown>;
+    out.job = "prompt" in job ? { ...job, prompt: "" } : job;
+  }
+  if (Array.isArray(rest.chunks)) {
+    out.chunks = rest.chunks.map((chunk) =>
+      typeof chunk === "object" && chunk !== null ? { ...chunk, tokens: "" } : chunk
+    );
+  }
+  return out;
 }
 
 function blankText(value: unknown): unknown {
@@ -438,6 +460,14 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       if (socket.bufferedAmount > MAX_PAGE_BUFFERED_BYTES) return;
       socket.send(JSON.stringify(message));
     };
+    /**
+     * The page's own prompt is never dropped: one runs at a time, its tokens bounded by its
+     * `maxTokens`, and a page missing one of them, or its receipt, would be left "streaming…"
+     * or would find the worker's receipt not matching the text it got.
+     */
+    const sendOwn = (message: unknown) => {
+      if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+    };
     const refuse = (code: string, message: string) => send({ type: "error", code, message });
     const welcome = async () => {
       send({ type: "hello", node: options.sources.node, access });
@@ -490,7 +520,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           if (access === "none") return refuse("api_key_required", "authenticate first");
           const proof = options.sources.activity?.fraudProof(String(message.id));
           if (proof === undefined) return refuse("not_found", "no such fraud proof kept here");
-          return send({ type: "fraud_proof", id: message.id, proof });
+          return send(forThisPage({ type: "fraud_proof", id: message.id, proof }));
         }
         case "cancel":
           prompt?.abort();
@@ -511,7 +541,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
           const running = new AbortController();
           prompt = running;
           // Once it has ended, the page may send the next one.
-          void runPrompt(parsed.data, running.signal, send).finally(() => {
+          void runPrompt(parsed.data, running.signal, sendOwn).finally(() => {
             if (prompt === running) prompt = undefined;
           });
           return;

@@ -98,6 +98,13 @@ function setBadge(id, text, kind) {
   badge.className = `badge ${kind ?? ""}`;
 }
 
+/**
+ * The `error`s that refuse the page's prompt. Any other (a fraud proof no longer kept, a read
+ * refused) is about something else: the prompt runs on at the node, and its receipt is still
+ * to be checked against the job the page built.
+ */
+const PROMPT_REFUSALS = new Set(["operator_token_required", "invalid_job", "busy"]);
+
 /** @param {any} message */
 function handle(message) {
   switch (message.type) {
@@ -143,7 +150,7 @@ function handle(message) {
       if (message.code === "bad_token") {
         sessionStorage.removeItem("veriflow-operator-token");
         $("prompt-hint").textContent = "that token is not this node's operator token";
-      } else if (state.prompt && message.code !== "api_key_required") {
+      } else if (state.prompt && PROMPT_REFUSALS.has(message.code)) {
         endPrompt();
         $("receipt-status").textContent = `${message.code}: ${message.message}`;
         $("receipt-status").className = "bad";
@@ -176,8 +183,13 @@ function render(s) {
   renderLedger(s.ledger ?? [], answering("validator"));
   renderStorage(s.storage, answering("storage"));
   training.render(s.training);
-  if ($("activity").childElementCount === 0) {
-    for (const item of [...(s.activity ?? [])].reverse()) prependActivity(item);
+  // The first snapshot of each socket carries the node's feed (the ticks do not): it replaces
+  // what the page has, so a socket that came back shows what happened while it was down, and
+  // no item twice (a feed of audits only left #activity empty: it was prepended again).
+  if (s.activity !== undefined) {
+    $("activity").replaceChildren();
+    $("audits").replaceChildren();
+    for (const item of [...s.activity].reverse()) prependActivity(item);
   }
 }
 
@@ -518,6 +530,13 @@ async function onPromptDone(summary) {
   const prompt = state.prompt;
   endPrompt();
   const status = $("receipt-status");
+  if (prompt === undefined) {
+    // No job of this page's to check it against: whatever it signs, it is not the page's.
+    status.textContent = "a receipt came for no prompt of this page: not checked";
+    status.className = "bad";
+    status.dataset.verified = "false";
+    return;
+  }
   if (!summary.receipt) {
     status.textContent = `ended (${summary.finishReason}) without a receipt` +
       (summary.error ? `: ${summary.error.message}` : "");
@@ -525,7 +544,7 @@ async function onPromptDone(summary) {
     return;
   }
   const output = $("prompt-output").textContent ?? "";
-  const result = await checkReceipt(summary.receipt, { job: prompt?.job, output });
+  const result = await checkReceipt(summary.receipt, { job: prompt.job, output });
   status.className = result.ok ? "ok" : "bad";
   status.dataset.verified = String(result.ok);
   status.textContent = result.ok

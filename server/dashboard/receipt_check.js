@@ -113,6 +113,48 @@ export function jobIdOf(job) {
   return sha256Hex(encodeCanonical(job));
 }
 
+const HEX64 = /^[0-9a-f]{64}$/;
+const isInt = (n, min, max) => Number.isInteger(n) && n >= min && n <= max;
+const isNonNegative = (n) => typeof n === "number" && Number.isFinite(n) && n >= 0;
+/** Whether `value` is a plain object with exactly these keys. */
+const hasKeys = (value, keys) =>
+  value !== null && typeof value === "object" && !Array.isArray(value) &&
+  Object.keys(value).length === keys.length && keys.every((k) => Object.hasOwn(value, k));
+
+/**
+ * Whether `receipt` is a receipt as the node's `ReceiptSchema` (`protocols/receipt.ts`) takes
+ * one: its version, its fields and no others (the node drops a field it does not know before
+ * it checks the signature), a commitment to its tokens a validator can challenge.
+ * @param {Record<string, any>} r
+ */
+function wellFormed(r) {
+  const c = r.commitment;
+  const t = r.timings;
+  return hasKeys(r, [
+    "v",
+    "kind",
+    "jobId",
+    "model",
+    "inputHash",
+    "params",
+    "outputHash",
+    "commitment",
+    "tokenCount",
+    "worker",
+    "timings",
+    "sig",
+  ]) && r.v === 1 && (r.kind === "text" || r.kind === "tensor") && HEX64.test(r.jobId) &&
+    typeof r.model === "string" && r.model.length > 0 && HEX64.test(r.inputHash) &&
+    HEX64.test(r.outputHash) && isInt(r.tokenCount, 0, Number.MAX_SAFE_INTEGER) &&
+    typeof r.worker === "string" && /^[0-9a-f]{64}$/i.test(r.worker) &&
+    typeof r.sig === "string" && /^[0-9a-f]{128}$/i.test(r.sig) &&
+    hasKeys(c, ["scheme", "root", "chunkSize", "tokenBytes"]) &&
+    typeof c.scheme === "string" && c.scheme.length <= 32 && HEX64.test(c.root) &&
+    isInt(c.chunkSize, 1, 255) && isInt(c.tokenBytes, 0, 4) &&
+    hasKeys(t, ["startedAt", "firstTokenMs", "totalMs"]) && isNonNegative(t.startedAt) &&
+    isNonNegative(t.firstTokenMs) && isNonNegative(t.totalMs);
+}
+
 /**
  * Check `receipt` (as the node sends it: JSON, `worker` and `sig` in hex) against the job the
  * page submitted and the text it received. Never throws.
@@ -126,6 +168,7 @@ export async function checkReceipt(receipt, against = {}) {
   const checks = [];
   const check = (name, ok) => (checks.push({ name, ok }), ok);
   try {
+    check("format", wellFormed(receipt));
     const { sig, ...unsigned } = receipt;
     const worker = fromHex(String(unsigned.worker));
     const signed = encodeCanonical({
@@ -142,6 +185,7 @@ export async function checkReceipt(receipt, against = {}) {
     const { job, output } = against;
     if (job !== undefined) {
       check("job id", (await jobIdOf(job)) === receipt.jobId);
+      check("kind", job.kind === receipt.kind);
       check("model", job.model === receipt.model);
       check("input", (await inputHashOf(job)) === receipt.inputHash);
       check(
