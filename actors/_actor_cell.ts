@@ -219,6 +219,12 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
       this.#scheduled = false;
       return;
     }
+    if (this.#exitRequested) {
+      // ctx.stop() came while no message was in hand (see #makeContext): end before the next one.
+      this.#scheduled = false;
+      this.#exitNormally();
+      return;
+    }
     const mailbox = this.#mailbox;
     const instance = this.#instance!;
     const ctx = this.#ctx!;
@@ -248,9 +254,11 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
         return;
       }
       if (reply !== undefined) reply.resolve(result);
-      if (this.#exitRequested) {
+      // The handler ended this incarnation: ctx.stop(), or a final stop of itself (e.g.
+      // `ctx.system.stop(ctx.name)`), whose queued step then rejects what is still queued.
+      if (this.#exitRequested || this.#final) {
         this.#scheduled = false;
-        this.#exitNormally();
+        if (!this.#final) this.#exitNormally();
         return;
       }
     }
@@ -656,7 +664,15 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
       signal,
       spawn: <C>(spec: ChildSpec<C>) => this.#spawnLinked(spec, epoch),
       stop: () => {
-        if (epoch === this.#epoch) this.#exitRequested = true;
+        if (epoch !== this.#epoch) return;
+        this.#exitRequested = true;
+        // No message in hand (called from a timer or stream callback): nothing would otherwise
+        // get to the request until the next message, which the ending incarnation would handle.
+        // A drain ends it first. In a handler or preStart, its end is checked when it returns.
+        if (this.#state === RUNNING && !this.#busy && !this.#scheduled) {
+          this.#scheduled = true;
+          queueMicrotask(this.#drainBound);
+        }
       },
     };
   }

@@ -406,6 +406,17 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
         await sibling.halt("restart");
       }
     }
+    if (this.strategy === "one_for_one") {
+      // Only this child restarts, and its start runs off the chain: a long preStart (a model
+      // load) must not hold up another child's restart. The child's own lifecycle queue orders
+      // the start against a later halt or stop, and a failed start comes back as an exit.
+      if (this.#children.includes(child)) {
+        child.start(info).catch((error) =>
+          console.error(`supervisor "${this.name}" failed restarting "${child.name}":`, error)
+        );
+      }
+      return;
+    }
     for (const member of group) {
       if (this.#final || !this.#running || signal.aborted) return;
       // A stop (or halt) does not wait for a start still in progress (a hung preStart): it stops
