@@ -86,11 +86,17 @@ export async function runChallenge(
   // kind `receipt`); without the model nothing else can be concluded here (`inconclusive`)
   // — except, for a peer's "proof withheld" claim taken over, whether the worker serves.
   const contradicts = receiptContradiction(receipt, job) !== null;
+  // A takeover asks the worker whatever the model: at once, before the model loads. It can open
+  // at the end of the receipt's window, and the worker keeps its data only for the window and
+  // the deadline from then (`MIN_PROOF_RETENTION_MS`): a fetch started after a slow load could
+  // find it rightly deleted, and slash the honest worker (review, stop 45).
+  const early = takeover && !contradicts && receipt.kind === "text" ? options.proof() : undefined;
+  early?.catch(() => {}); // awaited below; a load that throws first must not leave it unhandled
   const got = contradicts ? undefined : await models.get(receipt.model);
   const model = got?.info.cid === receipt.model ? got : undefined;
   const availabilityOnly = takeover && !contradicts && model === undefined;
   const fetched = receipt.kind === "text" && (model !== undefined || availabilityOnly)
-    ? await options.proof()
+    ? await (early ?? options.proof())
     : undefined;
   const served = fetched === UNREACHABLE ? undefined : fetched;
   const output = await source.output?.(receipt);

@@ -7,7 +7,9 @@
  * (`<dir>/<bucketStartMs>/<receiptId>.cbor`), so forgetting is removing whole directories whose
  * newest record is past the retention, never a scan of files. Each record is written durably
  * before the receipt leaves the worker: a temporary file, `fsync`, rename, `fsync` of the
- * directory. A node that crashed or restarted still answers every challenge it can be asked.
+ * directory (and, at the first record, of the directories that hold the bucket's and the
+ * store's own entries). A node that crashed or restarted still answers every challenge it can
+ * be asked.
  *
  * A write or a removal the file system refuses (a full disk, a read-only mount, permissions)
  * throws a {@link ProofStoreError} naming the directory and the OS's reason: a condition of the
@@ -16,7 +18,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
 import type { TextJob } from "../protocols/job.ts";
 import type { ProofData } from "./commitment.ts";
@@ -96,6 +98,8 @@ export class ProofStore {
   readonly #now: () => number;
   /** Bucket directories known to exist durably (created and their parent synced). */
   readonly #buckets = new Set<number>();
+  /** Whether the store's own directory is known to exist durably (its parent synced). */
+  #dirMade = false;
 
   /**
    * A store in `dir` (created on the first write).
@@ -127,6 +131,12 @@ export class ProofStore {
       if (!this.#buckets.has(bucket)) {
         await Deno.mkdir(bucketDir, { recursive: true });
         await syncDirectory(this.#dir); // the new directory's own entry
+        if (!this.#dirMade) {
+          // The store's own entry, if this made it: else a power cut can drop the directory
+          // with every record written in it (review, stop 45).
+          await syncDirectory(dirname(resolve(this.#dir)));
+          this.#dirMade = true;
+        }
         this.#buckets.add(bucket);
       }
       await writeFileDurably(join(bucketDir, `${record.receiptId}.cbor`), bytes);
