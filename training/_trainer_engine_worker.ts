@@ -17,12 +17,36 @@ const port = globalThis as unknown as {
 };
 
 let engine: InProcessTrainerEngine | undefined;
-/** Requests run one after another, as they came: a challenge never overtakes its round. */
-let queue: Promise<void> = Promise.resolve();
+/**
+ * Rounds run one after another, and so do openings, each in the order they came; an opening
+ * does not wait for a round in progress: the round yields to this worker's event loop before
+ * each step, and the opening runs there. A challenge names a receipt, which exists only once its
+ * round ended, so it never overtakes its own round. (One queue for both held a challenge of an
+ * earlier run behind the whole next round — 60 s and more for a large model or H — and the
+ * honest trainer was slashed for `opening_missing`.)
+ */
+let rounds: Promise<void> = Promise.resolve();
+let openings: Promise<void> = Promise.resolve();
+/**
+ * Let the worker's event loop take messages (an opening) before the round's next step: a
+ * message to itself (~0.04 ms; a `setTimeout(0)` costs ~2 ms a step).
+ */
+const yielder = new MessageChannel();
+let resume: (() => void) | undefined;
+yielder.port1.onmessage = () => {
+  const go = resume;
+  resume = undefined;
+  go?.();
+};
+const between = () =>
+  new Promise<void>((resolve) => {
+    resume = resolve;
+    yielder.port2.postMessage(null);
+  });
 
 port.onmessage = (event) => {
   const request = event.data;
-  queue = queue.then(async () => {
+  const run = async () => {
     try {
       let value: unknown;
       if (request.op === "init") {
@@ -39,6 +63,7 @@ port.onmessage = (event) => {
         value = await engine.train(
           request.round,
           (step, loss) => port.postMessage({ id, step, loss }),
+          between,
         );
       } else {
         value = await engine.open(request.challenge);
@@ -52,5 +77,9 @@ port.onmessage = (event) => {
         message: (error as Error).message,
       });
     }
-  });
+  };
+  // `init` is the first message: both queues start behind it.
+  if (request.op === "init") rounds = openings = rounds.then(run);
+  else if (request.op === "train") rounds = rounds.then(run);
+  else openings = openings.then(run);
 };

@@ -70,6 +70,12 @@ export interface LocalTrainingOptions {
    * steps and the last): what a trainer needs to open challenged steps later.
    */
   record?: { keepEvery: number };
+  /**
+   * Awaited before each step; the run's backend is then selected again. A trainer's worker
+   * yields to its event loop there, so a challenge of an earlier run is opened between two steps
+   * instead of after the whole round (which took it past its deadline: `opening_missing`).
+   */
+  between?: () => Promise<void>;
 }
 
 /** What {@link trainLocal} returns. */
@@ -248,6 +254,10 @@ export async function trainLocal(options: LocalTrainingOptions): Promise<LocalTr
   try {
     await keep(0);
     for (let step = 0; step < options.steps; step++) {
+      if (options.between) {
+        await options.between();
+        await useTrainingBackend(backend); // what ran meanwhile may have selected another
+      }
       const { tokens, ids } = stepBatch(shard, hyper, seed, step);
       sampleIds.push(...ids);
       try {

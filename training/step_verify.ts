@@ -9,7 +9,8 @@
  *    `sampleBytes` long and a leaf of `shardRoot`. A failure is `opening_mismatch`.
  * 2. **Claims** (in this order): state 0 is the start weights with zero moments
  *    (`start_mismatch`); state H's weights are start − the dequantized delta within the int8
- *    bound (`delta_mismatch`); state k + 1's weights are the AdamW update of state k's weights
+ *    bound (`delta_mismatch`); state k + 1's moments obey |m| ≤ K·√v ({@link momentBoundExcess},
+ *    `step_mismatch`); state k + 1's weights are the AdamW update of state k's weights
  *    by state k + 1's moments (`step_mismatch`, no re-run needed); re-running step k from state
  *    k on the batch gives state k + 1's moments within {@link STEP_TOLERANCE} (`step_mismatch`)
  *    and the receipt's loss of step k within {@link LOSS_TOLERANCE} (`loss_mismatch`).
@@ -63,6 +64,17 @@ export const STEP_TOLERANCE = 2e-5;
  */
 export const WEIGHT_UPDATE_TOLERANCE_ULPS = 24;
 /**
+ * Relative slack on the bound AdamW's moments obey ({@link momentBoundExcess}); honest moments
+ * meet the bound with equality after the first step, so this covers float32 rounding only.
+ */
+export const MOMENT_BOUND_TOLERANCE = 1e-3;
+/**
+ * Absolute slack on |m| in {@link momentBoundExcess}: a gradient below ~1e-18 has g² under
+ * float32's normal range (v may round or flush to 0 while m does not). A weight steered within
+ * it moves by at most lr · 1e-15 / (c1 · ε) ≈ 1e-7 · lr a step.
+ */
+export const MOMENT_BOUND_FLOOR = 1e-15;
+/**
  * Largest relative difference between a re-run step's loss and the receipt's: worst honest
  * wasm ↔ cpu 9.93e-7 (same backend: 0); this is 10× that.
  */
@@ -110,6 +122,43 @@ export function weightUpdateUlps(
     }
   }
   return { ulps, worst };
+}
+
+/**
+ * Moments of one gradient history obey |m_t| ≤ K_t · √v_t elementwise (Cauchy–Schwarz over
+ * m_t = (1 − β1) Σ β1^(t−i) g_i and v_t = (1 − β2) Σ β2^(t−i) g_i², from zero moments:
+ * K_t = (1 − β1) · √(Σ_{j<t} (β1²/β2)^j / (1 − β2))), which is what keeps an AdamW step near lr.
+ * The re-run compares moments by relative L2 per tensor, which leaves one element's v free to be
+ * 0 while its m is not: m̂ / (√0 + ε) is then a step of thousands of learning rates, every one
+ * consistent with the claimed moments (a review found a weight moved 240 · H · lr in H steps,
+ * passing every challenge). Returns the worst |m| over its bound (≤ 1 when honest) and where.
+ */
+export function momentBoundExcess(
+  state: TrainingState,
+  hyper: LocalHyperParams,
+  t: number,
+  slack = 1,
+): { excess: number; worst: string } {
+  const r = hyper.beta1 ** 2 / hyper.beta2;
+  const sum = r === 1 ? t : (1 - r ** t) / (1 - r);
+  const k = (1 - hyper.beta1) * Math.sqrt(sum / (1 - hyper.beta2));
+  if (!Number.isFinite(k)) return { excess: 0, worst: "" };
+  let excess = 0;
+  let worst = "";
+  for (const [name, mt] of state.m) {
+    const m = mt.data;
+    const v = state.v.get(name)!.data;
+    for (let i = 0; i < m.length; i++) {
+      const bound = k * Math.sqrt(v[i]) * (1 + MOMENT_BOUND_TOLERANCE * slack) + MOMENT_BOUND_FLOOR;
+      const e = Math.abs(m[i]) / bound;
+      if (!(e <= excess)) {
+        excess = Number.isNaN(e) ? Infinity : e;
+        worst = `${name}[${i}]`;
+        if (excess === Infinity) return { excess, worst };
+      }
+    }
+  }
+  return { excess, worst };
 }
 
 /** An opened step that passed the structural checks. */
@@ -274,6 +323,16 @@ export async function checkVerifiedStep(
   const slack = options.slack ?? 1;
   let updateUlps: number | undefined;
   if (want("step_mismatch")) {
+    const b = momentBoundExcess(v.after, receipt.hyper, v.step + 1, slack);
+    if (!(b.excess <= 1)) {
+      return {
+        ok: false,
+        reason: "step_mismatch",
+        detail: `step ${v.step}: moments no gradient history gives (|m| ${
+          b.excess.toExponential(2)
+        } × its bound K·√v at ${b.worst})`,
+      };
+    }
     const u = weightUpdateUlps(v.before, v.after, receipt.hyper, v.step);
     if (!(u.ulps <= WEIGHT_UPDATE_TOLERANCE_ULPS * slack)) {
       return {

@@ -121,13 +121,21 @@ export class InProcessTrainerEngine implements TrainerEngine {
     this.#store = traces && new TraceStore(traces);
   }
 
-  /** See {@link TrainerEngine.train}. */
-  async train(round: RoundTraining, onStep?: StepListener): Promise<TrainerReport> {
+  /**
+   * See {@link TrainerEngine.train}; `between` is awaited before each step (the worker yields
+   * there, so it opens challenges of earlier runs while it trains).
+   */
+  async train(
+    round: RoundTraining,
+    onStep?: StepListener,
+    between?: () => Promise<void>,
+  ): Promise<TrainerReport> {
     const { report, trace } = await this.#train({
       ...round,
       shard: this.#shard,
       identity: this.#identity,
       onStep,
+      ...(between ? { between } : {}),
     });
     // On disk before the receipt leaves: a challenge may come after a restart.
     await this.#store?.save(trace);

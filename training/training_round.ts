@@ -70,6 +70,8 @@ export interface TrainAndSignOptions {
   onStep?: (step: number, loss: number) => void;
   /** Keep the full training state every this many steps; default {@link DEFAULT_KEEP_EVERY}. */
   keepEvery?: number;
+  /** Awaited before each local step (see `LocalTrainingOptions.between`). */
+  between?: () => Promise<void>;
 }
 
 /** What {@link trainAndSign} returns: the report to send, and the trace to keep. */
@@ -96,6 +98,7 @@ export async function trainAndSign(options: TrainAndSignOptions): Promise<TrainA
     hyper: options.hyper,
     backend: options.backend,
     onStep: options.onStep,
+    between: options.between,
     record: { keepEvery },
   });
   const shardCommitment = commitShard(options.shard, result.hyper.sampleBytes);
