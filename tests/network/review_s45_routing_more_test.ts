@@ -6,154 +6,34 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { Actor } from "../../actors/actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
-import { serveInference } from "../../inference/serve_inference.ts";
-import {
-  emptyInferenceStats,
-  type InferenceHandle,
-  type InferencePort,
-  type JobSummary,
-  type StreamedToken,
-  type SubmitOptions,
-} from "../../inference/inference_port.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { BusyRefusals } from "../../network/busy_refusals.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
-import { Connection } from "../../protocols/connection.ts";
+import type { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import {
-  INFERENCE_PROTOCOL,
   type InferenceEvent,
   type SubmitBody,
   SubmitMessage,
 } from "../../protocols/inference_messages.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import { inputHashOf, signReceipt, textOutputHash } from "../../protocols/receipt.ts";
-import { params } from "../server/_fixtures.ts";
 import { ManualTimers, settle } from "../protocols/_helpers.ts";
-import { INFO, MODEL } from "./_router_fixture.ts";
-
-const TOKENS = 6;
-const TEXT = "abcdef";
-
-/** Position `i` of every job's output. */
-function token(i: number, text = TEXT[i]): StreamedToken {
-  return {
-    index: i,
-    tokenId: 97 + i,
-    text,
-    ...(i === TOKENS - 1 ? { finishReason: "length" as const } : {}),
-  };
-}
-
-function summaryOf(finishReason: JobSummary["finishReason"], tokens = 0): JobSummary {
-  return {
-    jobId: "",
-    finishReason,
-    usage: { promptTokens: 1, completionTokens: tokens },
-    timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-  };
-}
-
-/** An honest worker's port: runs the job from where it is asked to resume, to its end. */
-class Honest implements InferencePort {
-  readonly resumes: (number | undefined)[] = [];
-  models() {
-    return Promise.resolve([INFO]);
-  }
-  stats() {
-    return Promise.resolve(emptyInferenceStats());
-  }
-  submit(j: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
-    const from = options?.resume?.length ?? 0;
-    this.resumes.push(options?.resume?.length);
-    const done = Promise.withResolvers<JobSummary>();
-    let i = from;
-    const tokens = new ReadableStream<StreamedToken>({
-      pull: (c) => {
-        c.enqueue(token(i));
-        if (++i === TOKENS) {
-          c.close();
-          done.resolve({ ...summaryOf("length", TOKENS - from), jobId: jobId(j) });
-        }
-      },
-    }, { highWaterMark: 0 });
-    return Promise.resolve({
-      jobId: jobId(j),
-      model: INFO,
-      promptTokens: 1,
-      tokens,
-      done: done.promise,
-      cancel: () => done.resolve({ ...summaryOf("cancelled"), jobId: jobId(j) }),
-    });
-  }
-}
-
-/** Stands in for the NetworkActor: the first connection not excluded nor kept off the model. */
-class Workers implements Actor<NetworkMessage> {
-  readonly avoided = new Set<string>();
-  constructor(readonly connections: Connection[]) {}
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "worker") {
-      const exclude = message.exclude ?? [];
-      return this.connections.find((c) =>
-        !exclude.includes(toHex(c.peerKey!)) && !this.avoided.has(toHex(c.peerKey!))
-      );
-    }
-    if (message.type === "worker_models") return [INFO];
-    if (message.type === "worker_refused_model") this.avoided.add(message.key);
-    return undefined;
-  }
-}
-
-/** Stands in for the ValidatorActor: records what it is told. */
-class Recorder implements Actor<ValidatorMessage> {
-  readonly told: ValidatorMessage[] = [];
-  receive(message: ValidatorMessage): undefined {
-    if (message.type !== "stats") this.told.push(message);
-    return undefined;
-  }
-}
-
-interface TestWorker {
-  identity: Identity;
-  key: string;
-  toWorker: Connection;
-  submissions: SubmitBody[];
-  close(): Promise<void>;
-}
-
-async function linked(
-  serve: (atWorker: Connection, submissions: SubmitBody[], identity: Identity) => void,
-): Promise<TestWorker> {
-  const identity = Identity.generate();
-  const [a, b] = memoryDuplexPair();
-  const protocols = [INFERENCE_PROTOCOL];
-  const [toWorker, atWorker] = await Promise.all([
-    Connection.open(a, { identity: Identity.generate(), protocols }),
-    Connection.open(b, { identity, protocols }),
-  ]);
-  const submissions: SubmitBody[] = [];
-  serve(atWorker, submissions, identity);
-  return {
-    identity,
-    key: toHex(identity.publicKey),
-    toWorker,
-    submissions,
-    close: async () => {
-      await toWorker.close();
-      await atWorker.close();
-    },
-  };
-}
-
-function honestWorker(port: Honest): Promise<TestWorker> {
-  return linked((atWorker) => serveInference(atWorker, port));
-}
+import { INFO } from "./_router_fixture.ts";
+import {
+  Honest,
+  honestWorker,
+  jobFor,
+  linked,
+  Recorder,
+  type TestWorker,
+  TEXT,
+  token,
+  TOKENS,
+  Workers,
+} from "./_hostile_worker_fixture.ts";
 
 /**
  * A worker that answers each job with the stream `script` gives (its `n`th submission, from 0),
@@ -181,10 +61,6 @@ function events(list: InferenceEvent[], fail?: Promise<VeriflowError>): Readable
       else await new Promise(() => {});
     },
   }, { highWaterMark: 0 });
-}
-
-function jobFor(nonce: string): TextJob {
-  return { kind: "text", model: MODEL, prompt: "hi", params: params({ maxTokens: TOKENS }), nonce };
 }
 
 function start(job: TextJob, extra: Partial<InferenceEvent & { kind: "start" }> = {}) {
