@@ -41,6 +41,21 @@ Deno.test({
 const MIB = 1024 * 1024;
 const DUPLICATE_HOLD = fileURLToPath(new URL("./_duplicate_hold.mjs", import.meta.url));
 
+/**
+ * The victim node's side of a peer connection in these tests: kept, written on first (a
+ * connection both sides wrote on: the peer's next one replaces it), and read to its end (the
+ * node reads all it is given: nothing waits unread on a connection it has).
+ */
+function speakAndDrain(peers: SwarmPeer[], p: SwarmPeer): void {
+  peers.push(p);
+  const writer = p.duplex.writable.getWriter();
+  writer.write(new Uint8Array(16)).catch(() => {});
+  writer.releaseLock();
+  (async () => {
+    for await (const _ of p.duplex.readable) { /* drained */ }
+  })().catch(() => {});
+}
+
 function rssBytes(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   return Number(status.match(/VmRSS:\s+(\d+) kB/)![1]) * 1024;
@@ -63,17 +78,7 @@ Deno.test({
       bind: "127.0.0.1",
       maxUnreadBytes: 4 * MIB,
       maxUnreadTotalBytes: 8 * MIB,
-      onPeer: (p) => {
-        peers.push(p);
-        // It speaks first (a connection both sides wrote on: the peer's next one replaces it).
-        const writer = p.duplex.writable.getWriter();
-        writer.write(new Uint8Array(16)).catch(() => {});
-        writer.releaseLock();
-        // The node reads all it is given: nothing waits unread on a connection it has.
-        (async () => {
-          for await (const _ of p.duplex.readable) { /* drained */ }
-        })().catch(() => {});
-      },
+      onPeer: (p) => speakAndDrain(peers, p),
       log: (l) => logs.push(l),
     });
     let attacker: Deno.ChildProcess | undefined;
@@ -126,15 +131,7 @@ Deno.test({
       bootstrap: testnet.bootstrap,
       bind: "127.0.0.1",
       maxConnections: MOST,
-      onPeer: (p) => {
-        peers.push(p);
-        const writer = p.duplex.writable.getWriter();
-        writer.write(new Uint8Array(16)).catch(() => {});
-        writer.releaseLock();
-        (async () => {
-          for await (const _ of p.duplex.readable) { /* drained */ }
-        })().catch(() => {});
-      },
+      onPeer: (p) => speakAndDrain(peers, p),
       log: (l) => logs.push(l),
     });
     let attacker: Deno.ChildProcess | undefined;
