@@ -32,11 +32,22 @@ export interface HeartbeatOptions {
 /** A heartbeat ask is answered from memory; longer means the actor is wedged (and says so). */
 const ASK_TIMEOUT_MS = 1_000;
 
-/** Start the heartbeat; `stop()` ends it. */
+/**
+ * Start the heartbeat; `stop()` ends it (a beat still waiting on an actor then logs nothing).
+ * A beat is skipped while the one before it still waits.
+ */
 export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
   if (options.everyMs <= 0) return { stop() {} };
   const startedAt = performance.now();
-  const timer = setInterval(() => void beat(), options.everyMs);
+  // One beat at a time: a beat waits up to ASK_TIMEOUT_MS per ask on a wedged actor, and beats
+  // started behind it piled up and logged out of order. None logs once stopped (the node has).
+  let beating = false;
+  let stopped = false;
+  const timer = setInterval(() => {
+    if (beating) return;
+    beating = true;
+    void beat().finally(() => (beating = false));
+  }, options.everyMs);
   async function part(what: string, read: () => Promise<string | undefined>): Promise<string> {
     try {
       return (await read()) ?? "";
@@ -80,9 +91,14 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
           `fraud ${s.verdicts.fraud} slashes ${s.slashes} · credit ${a.balance} stake ${a.stake} (locked ${a.locked})`;
       }),
     ];
-    options.log(parts.filter((p) => p !== "").join(" · "));
+    if (!stopped) options.log(parts.filter((p) => p !== "").join(" · "));
   }
-  return { stop: () => clearInterval(timer) };
+  return {
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
 }
 
 /** `model NAME degraded: 0/1 workers running, 3 restarts`, for a model that is not `ok`. */

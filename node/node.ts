@@ -53,7 +53,7 @@ import { challengeProbabilityWarning, DEFAULT_ECONOMICS } from "../proof/economi
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { ModelRegistry } from "../inference/model_registry.ts";
 import { webgpuPoolClamp } from "../inference/_model_worker_pool.ts";
-import type { InferencePort } from "../inference/inference_port.ts";
+import type { InferencePort, ModelCatalog } from "../inference/inference_port.ts";
 import { LocalInferencePort } from "../inference/local_port.ts";
 import { NetworkActor, type NetworkMessage } from "../network/network_actor.ts";
 import { checkPeerAddress } from "../network/peer_listener.ts";
@@ -239,8 +239,11 @@ export async function startNode(
   }
   const finished = node.finished.finally(() => lock.release());
   const shutdown = async () => {
-    await node.shutdown();
-    await lock.release();
+    try {
+      await node.shutdown();
+    } finally {
+      await lock.release();
+    }
   };
   return { ...node, shutdown, finished };
 }
@@ -342,7 +345,8 @@ async function startSteps(
   const activity = config.roles.validator ? new NodeActivity() : undefined;
   const localPort = (): InferencePort | undefined => {
     const inference = lookup<InferenceMessage>(NODE_ACTORS.inference);
-    return inference && jobMonitor.wrap(new LocalInferencePort({ inference, models }));
+    return inference &&
+      jobMonitor.wrap(new LocalInferencePort({ inference, models: offeredModels(models) }));
   };
 
   await system.supervise({
@@ -461,11 +465,22 @@ async function startSteps(
 
   let stopping: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
+    // Each step runs whatever the one before it did: a port that failed to close must not leave
+    // the actors (the ledger, the proof store) running, nor a model that failed to release
+    // reject the stop, which left the data directory locked and, in `cli.ts start`, ended the
+    // process on an unhandled rejection (a review found it at stop 45).
+    const step = async (what: string, stop: () => Promise<void>) => {
+      try {
+        await stop();
+      } catch (error) {
+        log(`error: stopping ${what}: ${(error as Error)?.message ?? String(error)}`);
+      }
+    };
     stopping ??= (async () => {
       heartbeat.stop();
-      await http.close();
-      await system.shutdown();
-      await models.close();
+      await step("the HTTP API", () => http.close());
+      await step("the actors", () => system.shutdown());
+      await step("the models", () => models.close());
     })();
     return stopping;
   };
@@ -545,6 +560,23 @@ function duration(ms: number): string {
   if (ms < 1_000) return `${ms} ms`;
   if (ms < 120_000 || ms % 60_000 !== 0) return `${+(ms / 1_000).toFixed(1)} s`;
   return `${ms / 60_000} min`;
+}
+
+/**
+ * The models this node offers (`/v1/models`, a peer's model list, the hello): those registered,
+ * less any whose pool gave up on every generation worker (`failed` in `/healthz`), on which every
+ * job fails until the node is restarted. Listed, such a model drew its clients' jobs and, through
+ * the hello, its peers' (a review found it at stop 45); it is offered again once it serves.
+ */
+function offeredModels(models: ModelRegistry): ModelCatalog {
+  return {
+    list: () => {
+      const failed = new Set(
+        models.health().filter((m) => m.status === "failed").map((m) => m.cid),
+      );
+      return models.list().filter((m) => !failed.has(m.cid));
+    },
+  };
 }
 
 /** Register and load the configured model (a lazy load would land on the first job's TTFT). */

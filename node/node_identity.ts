@@ -1,7 +1,8 @@
 /**
  * The node's persistent identity: a 32-byte ed25519 seed in `<dataDir>/identity.key`, created
  * on first start (owner-only permissions, written whole, fsynced and linked into place, so a
- * crash never leaves half a key and a second creator never replaces it).
+ * crash never leaves half a key and a second creator never replaces it). A key found readable
+ * by others is made owner-only (where it can be: not on a read-only volume).
  *
  * @module
  */
@@ -68,6 +69,7 @@ async function readIdentity(path: string): Promise<Identity | undefined> {
   try {
     const seed = await Deno.readFile(path);
     if (seed.length !== 32) throw new CorruptIdentityError(path, seed.length);
+    await ownerOnly(path);
     return Identity.fromSecretKey(seed);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -83,4 +85,19 @@ async function readIdentity(path: string): Promise<Identity | undefined> {
     `${path} is a link to nothing (a volume not mounted?): the node's key is not made anew ` +
       `in its place; mount it, or remove the link to start as a new node`,
   );
+}
+
+/**
+ * Make the key readable by its owner only when others can read it (a copy restored from a
+ * backup, or made under umask 022): as the operator token is. Best effort: a key on a
+ * read-only volume (a mounted secret) or owned by another user keeps its mode, which the
+ * operator set there.
+ */
+async function ownerOnly(path: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  try {
+    if (((await Deno.stat(path)).mode ?? 0) & 0o077) await Deno.chmod(path, 0o600);
+  } catch {
+    // read-only, or not this user's: left as the operator mounted it
+  }
 }
