@@ -140,7 +140,9 @@ async function fetchProof(
       const left = deadline - performance.now();
       if (left <= 0) return routed.any ? undefined : UNREACHABLE;
       const network = networkNow();
-      const direct = await connectionTo(network, worker);
+      // Every lookup is bounded by the time left: a stalled NetworkActor must not hold the
+      // challenge open past its deadline (it ends as no route, or withheld if a route was up).
+      const direct = await connectionTo(network, worker, { timeoutMs: left, signal });
       if (direct !== undefined) {
         routed.any = true;
         try {
@@ -170,13 +172,18 @@ async function fetchProof(
   }
 }
 
-/** This node's open inference connection to `key`, if any. */
+/**
+ * This node's open inference connection to `key`, if any; none when the NetworkActor does not
+ * answer within `timeoutMs` (at least 1 ms).
+ */
 async function connectionTo(
   network: ActorRef<NetworkMessage> | undefined,
   key: Uint8Array,
+  { timeoutMs, signal }: { timeoutMs: number; signal: AbortSignal },
 ): Promise<Connection | undefined> {
   return await network?.ask<Connection | undefined>(
     { type: "connection_to", key, protocol: INFERENCE_PROTOCOL.name },
+    { timeoutMs: Math.max(1, timeoutMs), signal },
   ).catch(() => undefined);
 }
 
@@ -213,17 +220,21 @@ async function throughRelays(
   if (network === undefined || timeoutMs <= 0) return undefined;
   const id = receiptId(receipt);
   const worker = receipt.worker;
-  const keys = await relayKeys(network, worker, requester);
+  const roundEnd = performance.now() + timeoutMs;
+  const keys = await relayKeys(network, worker, requester, { timeoutMs, signal });
   const round = new AbortController();
   const stop = () => round.abort(signal.reason);
   signal.addEventListener("abort", stop, { once: true });
   try {
     const asks = keys.map(async (key) => {
-      const via = await connectionTo(network, key);
-      if (via === undefined) return undefined;
+      const via = await connectionTo(network, key, {
+        timeoutMs: roundEnd - performance.now(),
+        signal: round.signal,
+      });
+      if (via === undefined || performance.now() >= roundEnd) return undefined;
       routed.any = true;
       const { served } = await via.request(ProofRequestMessage, { receiptId: id, worker }, {
-        timeoutMs,
+        timeoutMs: roundEnd - performance.now(),
         signal: round.signal,
       });
       return served && verifyServedProof(served, id, worker) ? served : undefined;
@@ -235,13 +246,20 @@ async function throughRelays(
   }
 }
 
-/** Who to ask to relay: the job's requester first, then ledger-keeping peers (never the worker). */
+/**
+ * Who to ask to relay: the job's requester first, then ledger-keeping peers (never the worker);
+ * only the requester when the NetworkActor does not list its peers within `timeoutMs`.
+ */
 async function relayKeys(
   network: ActorRef<NetworkMessage>,
   worker: Uint8Array,
   requester: Uint8Array | undefined,
+  { timeoutMs, signal }: { timeoutMs: number; signal: AbortSignal },
 ): Promise<Uint8Array[]> {
-  const peers = await network.ask<PeerInfo[] | undefined>({ type: "peers" }).catch(() => []);
+  const peers = await network.ask<PeerInfo[] | undefined>({ type: "peers" }, {
+    timeoutMs: Math.max(1, timeoutMs),
+    signal,
+  }).catch(() => []);
   const seen = new Set([toHex(worker)]);
   const keys: Uint8Array[] = [];
   let others = 0;

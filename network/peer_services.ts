@@ -42,6 +42,7 @@ import { StorageActorPeer } from "../actors/storage_actor_peer.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
 import { serveStoragePeer } from "../storage/connection_storage_peer.ts";
 import { type PledgeBudgets, PledgeGate } from "./pledge_budget.ts";
+import { ProofRequestQueue } from "./proof_request_queue.ts";
 import {
   ChallengeMessage,
   JoinMessage,
@@ -87,6 +88,24 @@ export interface PeerServices {
   now?: () => number;
   /** The receiving pledge budgets by peer key, kept across connections (`pledge_budget.ts`). */
   pledgeBudgets?: PledgeBudgets;
+  /**
+   * The queue every connection's `inference.get_proof` waits in, fair across peer keys
+   * (`proof_request_queue.ts`); default: one per actor system.
+   */
+  proofRequests?: ProofRequestQueue;
+}
+
+/** The default {@link PeerServices.proofRequests}: one queue per actor system (per node). */
+const proofQueues = new WeakMap<ActorSystem, ProofRequestQueue>();
+
+function proofQueueOf(services: PeerServices): ProofRequestQueue {
+  if (services.proofRequests !== undefined) return services.proofRequests;
+  let queue = proofQueues.get(services.system);
+  if (queue === undefined) {
+    queue = new ProofRequestQueue();
+    proofQueues.set(services.system, queue);
+  }
+  return queue;
 }
 
 /** How long a relayed proof request may take at the worker. */
@@ -161,6 +180,7 @@ export function servePeer(
   const { system } = services;
   const peer = toHex(peerKey);
   if (services.inference !== undefined) serveInference(connection, services.inference);
+  const proofRequests = proofQueueOf(services);
   connection.handle(ProofRequestMessage, async ({ receiptId, worker }, { signal }) => {
     if (worker !== undefined && !(services.self && bytesEqual(worker, services.self))) {
       return await relayProof(services, receiptId, worker, signal);
@@ -168,7 +188,13 @@ export function servePeer(
     const name = services.prover;
     const prover = name === undefined ? undefined : system.lookup<ProverMessage>(name);
     if (prover === undefined) throw new ServiceUnavailableError("the prover");
-    const served = await prover.ask<ServedProof | undefined>({ type: "get_proof", receiptId });
+    // In this peer's turn (fair across peer keys), not first come first served: a flood from
+    // other keys must not hold a validator's request past its proof deadline.
+    const served = await proofRequests.run(
+      peer,
+      () => prover.ask<ServedProof | undefined>({ type: "get_proof", receiptId }),
+      signal,
+    );
     return { served: served ?? null };
   });
   if (services.storage !== undefined) {
