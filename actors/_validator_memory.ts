@@ -61,14 +61,15 @@ export const MAX_KEPT_TAKEN_FRAUD_PROOFS = 64;
 const MAX_REMEMBERED_UNDECIDED = 16_384;
 
 /**
- * Fraud proofs held for a receipt not recorded here yet, per receipt and in all. A proof is
- * checked only once its receipt came in through the intake (bound to its job, the contradiction
- * check, the coin), so one that outran the announcement waits; each is at most a frame (1 MiB),
- * so 64 bound the memory a flood of pledged keys can take, and 4 per receipt leave room for more
- * than one honest accuser of one receipt.
+ * Fraud proofs held for a receipt not recorded here yet, in all. A proof is checked only once its
+ * receipt came in through the intake (bound to its job, the contradiction check, the coin), so one
+ * that outran the announcement waits; each is at most a frame (1 MiB), so 64 bound the memory a
+ * flood of pledged keys can take. There is no bound per receipt (review s45: with 4 per receipt,
+ * four staked colluders' false proofs, sent first, had an honest finder's true one refused, never
+ * taken again, and the cheat paid; the four penalties were less than the slash it kept): a receipt
+ * that arrives takes every proof held for it, each backed by its accuser's stake.
  */
 const MAX_HELD_FRAUD_PROOFS = 64;
-const MAX_HELD_FRAUD_PROOFS_PER_RECEIPT = 4;
 /**
  * Held proofs per accuser: its fifth pushes out its own longest held (a proof whose receipt never
  * came here — an announcement lost, or a flood — must not stop its accuser's next one). With the
@@ -285,14 +286,12 @@ export class ValidatorMemory {
 
   /**
    * Hold a fraud proof about receipt `id`, not recorded here yet, until the receipt comes in.
-   * Bounded: past {@link MAX_HELD_FRAUD_PROOFS_PER_RECEIPT} for this receipt it is not held
-   * (false); past {@link MAX_HELD_FRAUD_PROOFS_PER_ACCUSER} for its accuser, that accuser's
+   * Bounded: past {@link MAX_HELD_FRAUD_PROOFS_PER_ACCUSER} for its accuser, that accuser's
    * longest held proof is dropped; past {@link MAX_HELD_FRAUD_PROOFS} in all, the longest held
    * proof of the accuser holding the most is. A dropped proof's in-process resolver is rejected.
    */
-  holdFraudProof(id: string, hash: string, held: HeldFraudProof): boolean {
+  holdFraudProof(id: string, hash: string, held: HeldFraudProof): void {
     const proofs = this.#held.get(id) ?? new Map<string, HeldFraudProof>();
-    if (proofs.size >= MAX_HELD_FRAUD_PROOFS_PER_RECEIPT) return false;
     const accuser = toHex(held.proof.validator);
     if ((this.#heldBy.get(accuser) ?? 0) >= MAX_HELD_FRAUD_PROOFS_PER_ACCUSER) {
       this.#dropHeld(accuser);
@@ -304,7 +303,6 @@ export class ValidatorMemory {
     this.#count(this.#accusing, accuser, 1);
     this.#count(this.#accusations, `${accuser}/${id}`, 1);
     while (this.#heldCount > MAX_HELD_FRAUD_PROOFS) this.#dropHeld();
-    return true;
   }
 
   /** Drop the longest held proof of `of`, or by default of the accuser holding the most. */

@@ -74,6 +74,7 @@ import type { ValidationOptions, ValidationResult } from "../proof/validation.ts
 import { checkFraudProof, type FraudCheckResult } from "../proof/fraud_check.ts";
 import {
   type Account,
+  freeStake,
   Ledger,
   type LedgerOptions,
   LedgerRejectedError,
@@ -197,6 +198,15 @@ export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
  * inference proof, minutes for a training one), so only a check that never reports lapses.
  */
 const MAX_CHECK_HOLD_MS = 3 * DEFAULT_ECONOMICS.challengeWindowMs;
+/**
+ * How many times a peer's fraud proof is checked when its check throws (the model failing to
+ * load, the checker's own error): again at each finalize tick after a failure, the proof still
+ * taken and its receipt held meanwhile; past the last, it is undecided here, as a check without
+ * the model is (passed on, remembered, nobody charged, the hold released). Review s45: a check
+ * that threw dropped the proof, not passed on, not remembered, and the cheat it caught was paid
+ * here and in the ledgers behind this node.
+ */
+const MAX_FRAUD_CHECK_TRIES = 3;
 // Public here before the challenge game's times had a module of their own (`mod.ts` exports it).
 export { PROOF_DEADLINE_MS };
 
@@ -235,6 +245,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * window settles after it.
    */
   readonly #checking = new Map<string, { receiptId: string; takenAt: number }>();
+  /**
+   * Peers' fraud proofs whose check threw, by hash, with the checks tried: checked again at the
+   * next finalize tick (see {@link MAX_FRAUD_CHECK_TRIES}). Still taken meanwhile.
+   */
+  readonly #failedChecks = new Map<string, { proof: FraudProof; origin?: string; tries: number }>();
   /** Checks of proofs whose accuser's stake here falls short (bounded per receipt). */
   readonly #unbacked = new UnbackedChecks();
   /** Credit for taking over peers' "proof withheld" claims, and false claimants held back. */
@@ -573,6 +588,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet;
         // nor is one a peer's fraud proof is being checked against.
         const now = this.#now();
+        // Peers' proofs whose check threw: checked again (their receipt still held).
+        for (const [hash, { proof, origin, tries }] of [...this.#failedChecks]) {
+          this.#failedChecks.delete(hash);
+          this.#checkPeerProof(proof, hash, origin, ctx, tries);
+        }
         const checked = new Set<string>();
         for (const [hash, { receiptId, takenAt }] of this.#checking) {
           // A check that never reported (its checker died and did not take it again) must not
@@ -1064,8 +1084,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // would catch a cheat and leave it unslashed in its own ledger.
     const penalty = ledger.economics.falseAccusationPenalty;
     const accuser = toHex(proof.validator);
+    // Its free stake (review s45): what its own receipts lock as a worker backs their slash, not
+    // its accusations (the ledger charges a penalty out of free stake only).
     const backed = own ||
-      ledger.account(proof.validator).stake >=
+      freeStake(ledger.account(proof.validator)) >=
         penalty * (this.#memory.accusing(proof.validator) + 1);
     // Short of stake, a proof still settles the same way whatever came first (a worker's
     // conviction must not hang on the order a pledge, a refuted proof and this one arrived): from
@@ -1103,9 +1125,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (record === undefined) {
       // The proof outran the receipt's announcement: checked and settled once the receipt is
       // recorded here through the intake; never recorded from the proof.
-      if (!this.#memory.holdFraudProof(id, hash, { proof, origin, waiting })) {
-        return skip("too_many_held");
-      }
+      this.#memory.holdFraudProof(id, hash, { proof, origin, waiting });
       return { queued: false, awaitingReceipt: true, result: waiting.promise };
     }
     if (unbacked) this.#unbacked.take(id, accuser, hash, record.pendingUntil);
@@ -1115,20 +1135,39 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (!own && since <= record.pendingUntil) {
       this.#checking.set(hash, { receiptId: id, takenAt: since });
     }
-    this.#enqueue(() => this.#checkFraud(proof)).then(
-      (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
-      (error) => {
+    if (own) {
+      this.#enqueue(() => this.#checkFraud(proof)).then(
+        (check) => ctx.self.tell({ type: "fraud_checked", proof, check, own, origin }),
         // An own proof's challenge must end: undecided here, as a check without the model is.
-        if (own) {
-          return ctx.self.tell({ type: "fraud_checked", proof, check: failedCheck(hash), own });
+        () => ctx.self.tell({ type: "fraud_checked", proof, check: failedCheck(hash), own }),
+      ).catch(() => {});
+    } else {
+      this.#checkPeerProof(proof, hash, origin, ctx, 0);
+    }
+    return { queued: true, result: waiting.promise };
+  }
+
+  /**
+   * Check a peer's proof taken here (`tries` checks of it threw before). A check that throws is
+   * tried again at the next finalize tick, the proof still taken and its receipt held; past
+   * {@link MAX_FRAUD_CHECK_TRIES} it is undecided here (`failedCheck`).
+   */
+  #checkPeerProof(
+    proof: FraudProof,
+    hash: string,
+    origin: string | undefined,
+    ctx: ActorContext<ValidatorMessage>,
+    tries: number,
+  ): void {
+    this.#enqueue(() => this.#checkFraud(proof)).then(
+      (check) => ctx.self.tell({ type: "fraud_checked", proof, check, origin }),
+      () => {
+        if (tries + 1 >= MAX_FRAUD_CHECK_TRIES) {
+          return ctx.self.tell({ type: "fraud_checked", proof, check: failedCheck(hash), origin });
         }
-        waiting.reject(error);
-        this.#checking.delete(hash);
-        this.#memory.fraudProofDone(hash);
-        this.#unbacked.done(hash);
+        this.#failedChecks.set(hash, { proof, origin, tries: tries + 1 });
       },
     ).catch(() => {});
-    return { queued: true, result: waiting.promise };
   }
 
   /** `accuser` (hex) has stake here now: the fraud proofs held for its pledge are taken again. */

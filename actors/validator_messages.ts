@@ -389,8 +389,7 @@ export interface FraudProofHandled {
    * are spent, or past its window, `actors/_unbacked_checks.ts`), `repeated_accusation` (its
    * signer already accused this receipt, settled here, left undecided here, or still being checked
    * or held here: one accusation each, one at a time), `self_accusation` (signed by the receipt's
-   * own worker), `too_many_held` (its receipt is not recorded here, and as many proofs about it,
-   * or by its signer, as are held per receipt or per accuser wait already).
+   * own worker).
    */
   skipped?:
     | "malformed"
@@ -399,8 +398,7 @@ export interface FraudProofHandled {
     | "not_pending"
     | "unstaked_accuser"
     | "repeated_accusation"
-    | "self_accusation"
-    | "too_many_held";
+    | "self_accusation";
   /**
    * Its receipt is not recorded here yet: the proof is held (bounded) and checked once the
    * receipt comes in through the intake; it never records the receipt itself.

@@ -241,8 +241,9 @@ export class Ledger {
   /**
    * Open (or create) the ledger in `dir`: verify its checkpoint and the entries after it, and
    * bring the history index up to date (a damaged index, one SQLite fails on, is deleted and
-   * built anew from the log). A new ledger's directory is synced once its files exist, so they
-   * survive a power cut before the first checkpoint.
+   * built anew from the log). Its directory (and every directory above it that this open
+   * creates, and its parent) is synced at every open once its files exist, so they survive a
+   * power cut before the first checkpoint, even when an earlier open was killed before its sync.
    *
    * @example
    * ```ts
@@ -256,11 +257,12 @@ export class Ledger {
    *   recover.
    */
   static async open(dir: string, identity: Identity, options: LedgerOptions = {}): Promise<Ledger> {
-    const created = {
-      dir: !await pathExists(dir, { followSymlinks: false }),
-      log: !await pathExists(join(dir, LOG_FILE), { followSymlinks: false }),
-      index: !await pathExists(join(dir, INDEX_FILE), { followSymlinks: false }),
-    };
+    // The directories this open creates (the ledger's, and any missing above it): each one's
+    // name lives in its parent, synced below.
+    const newDirs: string[] = [];
+    for (let d = resolve(dir); !await pathExists(d, { followSymlinks: false }); d = dirname(d)) {
+      newDirs.push(d);
+    }
     await Deno.mkdir(dir, { recursive: true });
     // A checkpoint, or a copy of a log's tail set aside, cut short by a crash: never read.
     await removeTemporaries(
@@ -285,7 +287,6 @@ export class Ledger {
         index = undefined;
         await removeIndex(indexPath);
         index = LedgerIndex.open(indexPath);
-        created.index = true;
         recovered = await recover();
       }
       const ledger = new Ledger(dir, log, index, identity, options);
@@ -297,12 +298,13 @@ export class Ledger {
       if (ledger.#seq === 0) {
         await ledger.#append("genesis", { owner: ledger.#owner, version: 1 });
       }
-      if (created.log || created.index) {
-        // A new file's name lives in its directory: without this, a power cut before the first
-        // checkpoint (which syncs the directory) could lose the log with its acknowledged entries.
-        await syncDirectory(dir);
-        if (created.dir) await syncDirectory(dirname(resolve(dir)));
-      }
+      // A new file's name lives in its directory: without this, a power cut before the first
+      // checkpoint (which syncs the directory) could lose the log with its acknowledged entries.
+      // Synced at every open, not only when this one created the files: an earlier open killed
+      // before its sync left them there, their names not yet durable (review s45). The parent
+      // too, for the same reason, and the parent of every directory this open created.
+      await syncDirectory(dir);
+      for (const d of new Set([resolve(dir), ...newDirs])) await syncDirectory(dirname(d));
       if (
         ledger.#checkpointEvery > 0 &&
         ledger.#seq - ledger.#checkpointSeq >= ledger.#checkpointEvery
@@ -999,11 +1001,13 @@ export class Ledger {
           receiptId: rec.receiptId,
           fraudProof: settlement.fraudProofHash,
           validator,
-          // What the accuser has, at most: a stake never goes below zero (an accuser with none
-          // here loses nothing, and its proofs are not checked: `ValidatorActor`).
+          // What the accuser has free, at most: a stake never goes below zero (an accuser with
+          // none here loses nothing, and its proofs are not checked: `ValidatorActor`), and never
+          // below what its own receipts lock (review s45: a cheat whose stake was all locked
+          // accused for free, out of the slash it was about to lose, its finder's reward cut).
           penalty: Math.min(
             this.#economics.falseAccusationPenalty,
-            Math.max(0, this.#state.account(validator).stake),
+            freeStake(this.#state.account(validator)),
           ),
           reason: settlement.reason,
         };
@@ -1235,4 +1239,9 @@ function doubleAssignment(first: ReceiptRecord, second: Receipt, assignment: unk
       uncredited: first.credit,
     },
   };
+}
+
+/** What of `account`'s stake its pending receipts do not lock (never below zero). */
+export function freeStake(account: Readonly<Account>): number {
+  return Math.max(0, account.stake - account.locked);
 }

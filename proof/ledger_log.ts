@@ -173,6 +173,14 @@ export class LedgerLog {
     this.#size += frame.length;
   }
 
+  /**
+   * `fsync` the log: what was read of it is then on disk, not only in the page cache (an append
+   * a killed process wrote but never synced reads back whole, and is kept).
+   */
+  async sync(): Promise<void> {
+    await this.#file.syncData();
+  }
+
   /** Cut the log to `length` bytes, durably (a torn tail, or what a repair sets aside). */
   async truncate(length: number): Promise<void> {
     await this.#file.truncate(length);

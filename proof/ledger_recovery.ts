@@ -12,9 +12,13 @@
  * The bytes after the last entry that verifies are a torn tail — what a crash mid-append left,
  * never acknowledged — only when they cannot hide an acknowledged entry ({@link judgeTail}): a
  * frame cut short by the end of the file, space allocated but never written (zeros), a frame
- * whose first bytes are still zeros, or a frame that does not decode followed only by zeros,
+ * whose first bytes are still zeros, or a frame that does not decode (or decodes as another
+ * signer's: zeros over its last field) followed only by zeros,
  * and no whole entry signed by the owner anywhere in them. A torn tail is cut, and copied first to `ledger.log.torn-<time>` next to the log; any
  * other tail is damage ({@link LedgerTamperedError}), for `ledger repair` to set aside.
+ *
+ * What is kept is `fsync`'d before the open returns: an append whose process was killed before
+ * its `fsync` returned reads back whole from the page cache, and a checkpoint may cover it next.
  *
  * If the history index fails (a damaged `index.sqlite`), `Ledger.open` deletes it and runs this
  * again, building it anew from the log.
@@ -143,6 +147,12 @@ export async function recoverLedger(
     // A torn tail: the append that wrote it never returned, so nobody relied on it. Its bytes
     // are kept beside the log all the same, for whoever wants to look.
     await setAsideTornTail(log, at.end, now());
+  } else {
+    // What was read may be only in the page cache: the last append of a process killed before
+    // its fsync returned reads back whole. It is kept, so it is made durable before anything
+    // (a checkpoint covering it, a payment it allows) relies on it; else a power cut would leave
+    // a signed checkpoint past the end of the log, and the ledger refused (review s45).
+    await log.sync();
   }
   return { state, seq: at.seq, head: at.head, last: at.last, checkpointSeq: start.seq };
 }
@@ -166,8 +176,8 @@ export type TailJudgement =
  * length runs past the end of the file (and whose bytes are not themselves a whole entry: that
  * is a damaged length prefix), zeros only (space the file system allocated, never written),
  * zeros where the length should be followed by part of a frame (its first page never written;
- * again not a whole entry), or a frame that does not decode followed only by zeros (its own
- * last byte included).
+ * again not a whole entry), or a frame that does not decode, or decodes as another signer's
+ * (zeros over the signer, its last field), followed only by zeros (its own last byte included).
  */
 export async function judgeTail(
   log: LedgerLog,
@@ -225,10 +235,22 @@ export async function judgeTail(
     return { torn: true }; // an append cut short
   }
   const payload = bytes.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + length);
-  if (decodeEntry(payload) === undefined && nonZeroEnd <= frameEnd && nonZeroEnd < size) {
+  if (nonZeroEnd <= frameEnd && nonZeroEnd < size && !namesOwner(payload, owner)) {
     return { torn: true }; // written in part, the rest allocated as zeros
   }
   return { torn: false };
+}
+
+/**
+ * Whether `payload` decodes as an entry that names `owner` as its signer (absent: decodes at
+ * all). A frame whose last page never reached the disk ends in zeros; when they cover only the
+ * signer (an entry's last field) the rest still decodes, but as another signer's, so it cannot
+ * be the owner's acknowledged entry with a damaged byte.
+ */
+function namesOwner(payload: Uint8Array, owner?: Uint8Array): boolean {
+  const entry = decodeEntry(payload);
+  if (entry === undefined) return false;
+  return owner === undefined || toHex(entry.signer) === toHex(owner);
 }
 
 /**
