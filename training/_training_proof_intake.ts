@@ -3,12 +3,13 @@
  * holds of peers' proofs not worth their re-run yet.
  *
  * A proof is re-run (a few steps of training, seconds at a large batch) only when its receipt is
- * recorded and open in this ledger, and, from a peer, when its accuser has stake here to lose
- * or, short of it, has pledged here with the receipt's unbacked budget left
- * (`actors/_unbacked_checks.ts`, kept across a stop: `_kept_unbacked_training_checks.ts`). A
- * peer's proof that outran its receipt is held until the receipt is recorded
- * (`_receipt_held_training_proofs.ts`); one whose accuser never pledged here is held until it has
- * (`_pledge_held_training_proofs.ts`, the ledger asked again every {@link PLEDGE_RECHECK_MS}).
+ * recorded and open in this ledger, and, from a peer, when its accuser has free stake here to
+ * lose (`freeStake`: not what its own receipts lock) or, short of it, has pledged here with the
+ * receipt's unbacked budget left (`actors/_unbacked_checks.ts`, kept across a stop:
+ * `_kept_unbacked_training_checks.ts`). A peer's proof that outran its receipt is held until the
+ * receipt is recorded (`_receipt_held_training_proofs.ts`); one whose accuser never pledged here is
+ * held until it has (`_pledge_held_training_proofs.ts`, the ledger asked again every
+ * {@link PLEDGE_RECHECK_MS}).
  * Released, a proof goes through the intake again, taken meanwhile (`_taken_training_proofs.ts`).
  * What is held, and what was taken and not settled, is kept on disk (`ownProofsDir`) at each
  * recheck and at the stop, and read back at the next start.
@@ -41,6 +42,7 @@ import {
 } from "../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { type ReceiptStatus, worthFraudCheck } from "../proof/ledger_state.ts";
+import { type Account, freeStake } from "../proof/ledger.ts";
 import type {
   AccountMessage,
   HasAccusedMessage,
@@ -171,11 +173,12 @@ export class TrainingProofIntake {
    * Why a fraud proof is not worth its re-run here (a few steps of training, seconds at a large
    * batch), or none: as the inference intake, its receipt must be recorded and open in this
    * ledger (the proof never records it: a made-up receipt from a fresh key cost every validator
-   * the re-run, and was then passed on), and a peer's accuser must have stake here to lose
-   * (`unstaked_accuser`; this validator's own proofs come from its own challenges) — or, short
-   * of it, have pledged here, its receipt inside its window and the unbacked budget room left
-   * (`unbacked`, the end of that window, ledger clock: a conviction must not hang on the
-   * accuser's stake at the moment, see `actors/_unbacked_checks.ts`).
+   * the re-run, and was then passed on), and a peer's accuser must have free stake here to lose
+   * (`freeStake`, not what its own receipts lock; `unstaked_accuser`; this validator's own
+   * proofs come from its own challenges) — or, short of it, have pledged here, its receipt
+   * inside its window and the unbacked budget room left (`unbacked`, the end of that window,
+   * ledger clock: a conviction must not hang on the accuser's stake at the moment, see
+   * `actors/_unbacked_checks.ts`).
    */
   async admit(
     ctx: Context,
@@ -204,15 +207,19 @@ export class TrainingProofIntake {
       receiptId: trainingReceiptId(proof.receipt),
     }).catch(() => false);
     if (accused) return { refusal: "repeated_accusation" };
-    const accuser = await this.#options.ask<{ stake: number }>(ctx, {
+    // Its free stake (review s45, as the inference intake): what its own receipts lock as a
+    // worker backs their slash, not its accusations (the ledger charges a penalty out of free
+    // stake only): counted whole, a key whose stake was all locked was taken as backed, past the
+    // unbacked budget, and each refuted proof cost it nothing.
+    const accuser = await this.#options.ask<Account>(ctx, {
       type: "account",
       key: proof.validator,
-    }).catch(() => ({ stake: 0 }));
-    if (accuser.stake >= DEFAULT_ECONOMICS.falseAccusationPenalty) return {};
-    // Short of stake: a key that never pledged here waits for its pledge (`#holdForPledge`:
+    }).catch(() => ({ balance: 0, stake: 0, locked: 0 }));
+    if (freeStake(accuser) >= DEFAULT_ECONOMICS.falseAccusationPenalty) return {};
+    // Short of free stake: a key that never pledged here waits for its pledge (`#holdForPledge`:
     // memory, never a re-run); one that pledged and spent it is checked all the same while the
-    // receipt could settle, within the unbacked budget. A refuted one costs it what stake it has
-    // left; a confirmed one slashes the trainer and rewards it, as any proof does.
+    // receipt could settle, within the unbacked budget. A refuted one costs it what free stake it
+    // has left; a confirmed one slashes the trainer and rewards it, as any proof does.
     const pledged = await this.#options.ask<boolean>(ctx, {
       type: "has_staked",
       key: proof.validator,
