@@ -339,12 +339,15 @@ export class InferenceActor implements Actor<InferenceMessage> {
       this.#concurrency,
       "batchCapacity" in model ? model.batchCapacity ?? 0 : 0,
     );
-    if (lane.running >= lane.slots && lane.queue.length >= this.#queueLimit) {
+    // A queued job that has already ended (cancelled, its `job_ended` still in the mailbox
+    // behind this submission) holds no place: only live ones count against the limit.
+    const waiting = liveQueued(lane);
+    if (lane.running >= lane.slots && waiting >= this.#queueLimit) {
       this.#stats.jobsRejected++;
       return {
         accepted: false,
         error: new TooManyJobsError(
-          `model ${model.info.name} has ${lane.running} running and ${lane.queue.length} queued jobs`,
+          `model ${model.info.name} has ${lane.running} running and ${waiting} queued jobs`,
         ),
       };
     }
@@ -364,7 +367,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     else {
       lane.queue.push(entry);
       this.#stats.queuedJobs++;
-      tellPosition(entry, lane.queue.length);
+      tellPosition(entry, liveQueued(lane));
     }
     return { accepted: true, handle };
   }
@@ -599,9 +602,25 @@ function tellPosition(entry: JobEntry, position: number): void {
   }
 }
 
-/** The jobs queued from `from` on moved up one place: tell each its new place. */
+/** Jobs in the lane's queue that have not ended (an ended one waits for its `job_ended`). */
+function liveQueued(lane: ModelLane): number {
+  let live = 0;
+  for (const entry of lane.queue) if (!entry.ended()) live++;
+  return live;
+}
+
+/**
+ * The jobs queued from `from` on moved up: tell each live one its new place, counting only the
+ * live jobs ahead of it (an ended one still in the queue is nobody's wait).
+ */
 function movedUp(lane: ModelLane, from: number): void {
-  for (let i = from; i < lane.queue.length; i++) tellPosition(lane.queue[i], i + 1);
+  let place = 0;
+  for (let i = 0; i < lane.queue.length; i++) {
+    const entry = lane.queue[i];
+    if (entry.ended()) continue;
+    place++;
+    if (i >= from) tellPosition(entry, place);
+  }
 }
 
 function tellQuietly(ref: ActorRef<InferenceMessage> | undefined, message: InferenceMessage): void {

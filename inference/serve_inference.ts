@@ -7,8 +7,8 @@
  * with `gatherMs` those that came within it of the last event), and an `end` event with the
  * summary and the signed receipt. The local model computes a token only when the stream is
  * pulled, so a slow requester slows its own job here; a requester that stops reading for
- * `readerStallMs` loses its job, and one connection runs at most `maxJobs` jobs at once
- * ({@link ServeInferenceOptions}).
+ * `readerStallMs` loses its job, and one peer runs at most `maxJobs` jobs at once, over all its
+ * connections ({@link ServeInferenceOptions}).
  *
  * @module
  */
@@ -40,10 +40,19 @@ export interface ServeInferenceOptions {
   /** Called with each job this connection submitted, as it starts (for logs and metrics). */
   onJob?: (jobId: string) => void;
   /**
-   * Jobs one connection may run at once (default {@link DEFAULT_MAX_JOBS_PER_PEER}); more are
-   * refused with `too_many_jobs`, so one peer cannot take every slot of the model.
+   * Jobs one peer may run at once (default {@link DEFAULT_MAX_JOBS_PER_PEER}); more are
+   * refused with `too_many_jobs`, so one peer cannot take every slot of the model. Counted over
+   * every connection of the peer when `shares` and `peer` are given, else per connection.
    */
   maxJobs?: number;
+  /**
+   * The peer's key (hex) the connection's handshake authenticated, and the counts shared by all
+   * connections of the node: a peer key may hold several connections (`connection_limits.ts`),
+   * and must not get a share on each.
+   */
+  peer?: string;
+  /** See {@link peer}. */
+  shares?: PeerJobShares;
   /**
    * A job whose requester takes no event for this long (grants no credit: it stopped reading)
    * is cancelled, freeing its slot (default {@link DEFAULT_READER_STALL_MS}).
@@ -75,7 +84,32 @@ const STALL_CHECKS = 4;
 /** Refusal of a job beyond a peer's share. */
 class PeerJobLimitError extends VeriflowError {
   constructor(limit: number) {
-    super("too_many_jobs", `this connection already runs ${limit} jobs`);
+    super("too_many_jobs", `this peer already runs ${limit} jobs`);
+  }
+}
+
+/** Jobs each peer key runs here, over all its connections (one per node). */
+export class PeerJobShares {
+  readonly #running = new Map<string, number>();
+
+  /** Take one of `peer`'s `limit` places; false when it holds them all. */
+  take(peer: string, limit: number): boolean {
+    const running = this.#running.get(peer) ?? 0;
+    if (running >= limit) return false;
+    this.#running.set(peer, running + 1);
+    return true;
+  }
+
+  /** Give back one place {@link take} gave `peer`. */
+  release(peer: string): void {
+    const running = (this.#running.get(peer) ?? 0) - 1;
+    if (running > 0) this.#running.set(peer, running);
+    else this.#running.delete(peer);
+  }
+
+  /** Jobs `peer` runs here now. */
+  running(peer: string): number {
+    return this.#running.get(peer) ?? 0;
   }
 }
 
@@ -90,12 +124,20 @@ export function serveInference(
 ): void {
   const maxJobs = options.maxJobs ?? DEFAULT_MAX_JOBS_PER_PEER;
   const stallMs = options.readerStallMs ?? DEFAULT_READER_STALL_MS;
-  let running = 0;
+  // Without the peer's key, this connection is the peer.
+  const shares = options.shares ?? new PeerJobShares();
+  const peer = options.shares !== undefined && options.peer !== undefined ? options.peer : "";
+  let taken = 0;
+  const release = () => {
+    if (taken === 0) return;
+    taken--;
+    shares.release(peer);
+  };
   connection.handle(ListModelsMessage, async () => ({ models: [...await port.models()] }));
   connection.handle(SubmitMessage, async (body, ctx) => {
     const { job, topLogprobs, resume, tokensPerEvent, gatherMs } = body;
-    if (running >= maxJobs) throw new PeerJobLimitError(maxJobs);
-    running++;
+    if (!shares.take(peer, maxJobs)) throw new PeerJobLimitError(maxJobs);
+    taken++;
     // Only to a requester that asked: one that predates `queued` events fails on one.
     const queue = body.queued
       ? new QueuePosition({
@@ -114,7 +156,7 @@ export function serveInference(
         onQueued: queue?.update,
       });
     } catch (error) {
-      running--;
+      release();
       queue?.close();
       throw error;
     }
@@ -126,7 +168,7 @@ export function serveInference(
       gatherMs: gatherMs ?? 0,
       timers: options.timers,
       queue,
-      onFinished: () => running--,
+      onFinished: release,
     });
   });
 }

@@ -34,7 +34,7 @@ import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import type { ServedProof } from "../proof/served_proof.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
-import { serveInference } from "../inference/serve_inference.ts";
+import { PeerJobShares, serveInference } from "../inference/serve_inference.ts";
 import type { ProverMessage } from "../actors/prover_actor.ts";
 import type { ReceiptHandled, ValidatorMessage } from "../actors/validator_actor.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
@@ -93,6 +93,24 @@ export interface PeerServices {
    * (`proof_request_queue.ts`); default: one per actor system.
    */
   proofRequests?: ProofRequestQueue;
+  /**
+   * Inference jobs each peer key runs here, counted over all its connections
+   * (`serve_inference.ts`); default: one per actor system.
+   */
+  peerJobs?: PeerJobShares;
+}
+
+/** The default {@link PeerServices.peerJobs}: one count per actor system (per node). */
+const peerJobShares = new WeakMap<ActorSystem, PeerJobShares>();
+
+function peerJobsOf(services: PeerServices): PeerJobShares {
+  if (services.peerJobs !== undefined) return services.peerJobs;
+  let shares = peerJobShares.get(services.system);
+  if (shares === undefined) {
+    shares = new PeerJobShares();
+    peerJobShares.set(services.system, shares);
+  }
+  return shares;
 }
 
 /** The default {@link PeerServices.proofRequests}: one queue per actor system (per node). */
@@ -179,7 +197,10 @@ export function servePeer(
 ): void {
   const { system } = services;
   const peer = toHex(peerKey);
-  if (services.inference !== undefined) serveInference(connection, services.inference);
+  if (services.inference !== undefined) {
+    // One share per peer key, not per connection: a key may hold several connections.
+    serveInference(connection, services.inference, { peer, shares: peerJobsOf(services) });
+  }
   const proofRequests = proofQueueOf(services);
   connection.handle(ProofRequestMessage, async ({ receiptId, worker }, { signal }) => {
     if (worker !== undefined && !(services.self && bytesEqual(worker, services.self))) {
