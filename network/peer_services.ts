@@ -32,6 +32,7 @@ import {
 import { toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
 import { VeriflowError } from "../protocols/errors.ts";
+import { TrainingError } from "../training/training_error.ts";
 import type { ServedProof } from "../proof/served_proof.ts";
 import type { InferencePort } from "../inference/inference_port.ts";
 import { PeerJobShares, serveInference } from "../inference/serve_inference.ts";
@@ -308,7 +309,11 @@ function serveTraining(connection: Connection, peer: string, services: PeerServi
   });
   connection.handle(OpeningPartMessage, async ({ challengeId, index }) => {
     const trainer = actor<TrainerMessage>(services.trainer, "a trainer");
-    return { bytes: await trainer.ask<Uint8Array>({ type: "part", challengeId, index }) };
+    const bytes = await trainer.ask<Uint8Array | undefined>({ type: "part", challengeId, index });
+    if (bytes === undefined) {
+      throw new TrainingError("unknown_opening", "no such answer or part here");
+    }
+    return { bytes };
   });
   const gossip = (message: TrainingValidatorMessage) =>
     actor<TrainingValidatorMessage>(services.trainingValidator, "the training validator")

@@ -228,29 +228,76 @@ function openBatch(trace: TrainingTrace, step: number): OpenedSample[] {
 }
 
 /**
+ * States a trainer recomputed while opening one receipt's challenges, kept for the next
+ * challenge of that receipt: each validator that audits a round challenges its trainers on its
+ * own coin, so a receipt draws several challenges at once, and each re-ran its steps from the
+ * nearest kept state on its own (8 challenges of `tiny` at H = 64: 382 steps, 95 s, the last
+ * ones past their 60 s deadline: `opening_missing`, found by review s45). With this, every step
+ * of a receipt is re-run at most once while its states fit in `maxStates`.
+ */
+export class OpenedStates {
+  readonly #states = new Map<number, TrainingState>();
+  readonly #max: number;
+
+  /** @param maxStates How many recomputed states are kept at most (the rest are recomputed). */
+  constructor(maxStates: number) {
+    this.#max = maxStates;
+  }
+
+  /** State `k`, if kept here. */
+  get(k: number): TrainingState | undefined {
+    return this.#states.get(k);
+  }
+
+  /** The latest state kept here at or before `k`. */
+  nearest(k: number): { k: number; state: TrainingState } | undefined {
+    let best: { k: number; state: TrainingState } | undefined;
+    for (const [at, state] of this.#states) {
+      if (at <= k && (best === undefined || at > best.k)) best = { k: at, state };
+    }
+    return best;
+  }
+
+  /** Keep state `k` (checked against its committed hash), while there is room. */
+  add(k: number, state: TrainingState): void {
+    if (this.#states.size < this.#max) this.#states.set(k, state);
+  }
+}
+
+/**
  * State `k` of the trace: kept, or recomputed from the nearest kept state before it (or from
- * `near`, a state the caller already holds, when that is closer). The result's hash must equal
- * the committed one (else `trace_diverged`).
+ * `near`, a state the caller already holds, or one in `opened`, when that is closer). The
+ * result's hash must equal the committed one (else `trace_diverged`). States recomputed on the
+ * way are added to `opened`.
  */
 export async function traceState(
   trace: TrainingTrace,
   k: number,
   near?: { k: number; state: TrainingState },
+  opened?: OpenedStates,
 ): Promise<TrainingState> {
-  const kept = trace.kept.get(k);
+  const kept = trace.kept.get(k) ?? opened?.get(k);
   if (kept) return kept;
   let from = k;
   while (from > 0 && !trace.kept.has(from)) from--;
   let state = trace.kept.get(from);
-  if (near && near.k <= k && near.k > from) {
-    from = near.k;
-    state = near.state;
+  for (const candidate of [near, opened?.nearest(k)]) {
+    if (candidate && candidate.k <= k && (state === undefined || candidate.k > from)) {
+      from = candidate.k;
+      state = candidate.state;
+    }
   }
   if (!state) throw new TrainingError("trace_diverged", `no kept state at or before ${k}`);
   for (let s = from; s < k; s++) {
     const samples = batchBytes(trace, s);
     state = (await runTrainingStep(trace.arch, trace.hyper, state, samples, s, trace.backend))
       .state;
+    if (opened && s + 1 < k) {
+      if (trainingStateHash(trace.arch, state) !== trace.stateHashes[s + 1]) {
+        throw new TrainingError("trace_diverged", `recomputed state ${s + 1} differs`);
+      }
+      opened.add(s + 1, state);
+    }
   }
   if (trainingStateHash(trace.arch, state) !== trace.stateHashes[k]) {
     throw new TrainingError(
@@ -258,24 +305,28 @@ export async function traceState(
       `recomputed state ${k} differs from the committed one`,
     );
   }
+  opened?.add(k, state);
   return state;
 }
 
 /**
  * The plaintext openings of the challenged steps from a trace (no sealing). Steps are opened
- * in ascending order, each recomputed from the nearest kept state or the previous step's end,
- * whichever is closer: at most `keepEvery` steps of recomputation per opened step.
+ * in ascending order, each recomputed from the nearest kept state, the previous step's end or a
+ * state in `opened` (another challenge of this receipt recomputed it), whichever is closest:
+ * at most `keepEvery` steps of recomputation per opened step, and with `opened` each step of
+ * the receipt re-run at most once over all its challenges.
  */
 export async function buildStepOpenings(
   trace: TrainingTrace,
   challenge: TrainingChallenge,
+  opened?: OpenedStates,
 ): Promise<StepOpenings> {
   const steps: StepOpening[] = [];
   let last: { k: number; state: TrainingState } | undefined;
   for (const k of challenge.steps) {
-    const before = last?.k === k ? last.state : await traceState(trace, k, last);
+    const before = last?.k === k ? last.state : await traceState(trace, k, last, opened);
     // State k + 1: kept, or one step from state k.
-    let after = trace.kept.get(k + 1);
+    let after = trace.kept.get(k + 1) ?? opened?.get(k + 1);
     if (!after) {
       const samples = batchBytes(trace, k);
       after = (await runTrainingStep(trace.arch, trace.hyper, before, samples, k, trace.backend))
@@ -283,6 +334,7 @@ export async function buildStepOpenings(
       if (trainingStateHash(trace.arch, after) !== trace.stateHashes[k + 1]) {
         throw new TrainingError("trace_diverged", `recomputed state ${k + 1} differs`);
       }
+      opened?.add(k + 1, after);
     }
     last = { k: k + 1, state: after };
     steps.push({
@@ -338,12 +390,16 @@ export function sealOpeningBytes(
  * The trainer's answer to `challenge`: the challenged steps opened from `trace`, sealed to the
  * validator and signed.
  *
+ * `opened`: the states recomputed for earlier challenges of this receipt (see
+ * {@link OpenedStates}).
+ *
  * @throws {ChallengeMismatchError} when the challenge is not validly signed, not for this
  * trace's receipt, or names steps the receipt does not have.
  */
 export async function openChallengedSteps(
   trace: TrainingTrace,
   challenge: TrainingChallenge,
+  opened?: OpenedStates,
 ): Promise<SealedStepOpenings> {
   if (!verifyTrainingChallenge(challenge)) {
     throw new ChallengeMismatchError("challenge is malformed or not signed by its validator");
@@ -354,7 +410,11 @@ export async function openChallengedSteps(
   if (challenge.steps.some((s) => s >= trace.receipt.steps)) {
     throw new ChallengeMismatchError("challenge names steps beyond H");
   }
-  return sealStepOpenings(await buildStepOpenings(trace, challenge), challenge, trace.identity);
+  return sealStepOpenings(
+    await buildStepOpenings(trace, challenge, opened),
+    challenge,
+    trace.identity,
+  );
 }
 
 /** Result of {@link unsealStepOpenings}. */

@@ -29,6 +29,7 @@ import {
 import type { TrainingChallenge } from "./training_challenge.ts";
 import {
   openChallengedSteps,
+  OpenedStates,
   type SealedStepOpenings,
   type TrainingTrace,
 } from "./step_opening.ts";
@@ -45,6 +46,16 @@ export type TrainFunction = (options: TrainAndSignOptions) => Promise<TrainAndSi
  * before a restart, are opened from the trainer's {@link TraceStore} when it has one.
  */
 export const KEPT_TRACES = 4;
+
+/**
+ * Receipts whose recomputed states an engine keeps between their challenges, and the memory
+ * each may use ({@link OpenedStates}): the validators auditing a round challenge its receipt at
+ * about the same time, so the latest receipts opened are the ones asked again. 128 MiB is every
+ * state of `tiny` (1.8 MB each) up to H = 70, and 10 states of the largest model on the wire.
+ */
+export const OPENED_RECEIPTS = 2;
+/** See {@link OPENED_RECEIPTS}. */
+export const OPENED_STATES_BYTES = 128 * 1024 * 1024;
 
 /** Where an engine keeps its runs' traces on disk (`trace_store.ts`). */
 export interface TraceKeeping {
@@ -101,6 +112,8 @@ export class InProcessTrainerEngine implements TrainerEngine {
   readonly #train: TrainFunction;
   readonly #traces = new Map<string, TrainingTrace>();
   readonly #store: TraceStore | undefined;
+  /** States recomputed for the challenges of the latest receipts opened (oldest first). */
+  readonly #opened = new Map<string, OpenedStates>();
 
   /**
    * @param identity The trainer's key.
@@ -153,12 +166,35 @@ export class InProcessTrainerEngine implements TrainerEngine {
     if (trace === undefined) {
       throw new TrainingError("unknown_receipt", "no kept run of this trainer has that receipt");
     }
-    return await openChallengedSteps(trace, challenge);
+    return await openChallengedSteps(
+      trace,
+      challenge,
+      this.#openedStates(challenge.receiptId, trace),
+    );
+  }
+
+  /** The states recomputed for `receiptId`'s earlier challenges (made room for, if new). */
+  #openedStates(receiptId: string, trace: TrainingTrace): OpenedStates {
+    let opened = this.#opened.get(receiptId);
+    if (opened === undefined) {
+      const state = trace.kept.get(0) ?? trace.kept.values().next().value;
+      let values = 0;
+      for (const tensor of state?.weights.values() ?? []) values += tensor.data.length;
+      // Weights and both moments, float32.
+      const maxStates = Math.floor(OPENED_STATES_BYTES / Math.max(1, values * 12));
+      opened = new OpenedStates(Math.min(maxStates, trace.receipt.steps + 1));
+      this.#opened.set(receiptId, opened);
+      while (this.#opened.size > OPENED_RECEIPTS) {
+        this.#opened.delete(this.#opened.keys().next().value!);
+      }
+    }
+    return opened;
   }
 
   /** See {@link TrainerEngine.close}. */
   close(): Promise<void> {
     this.#traces.clear();
+    this.#opened.clear();
     return Promise.resolve();
   }
 }

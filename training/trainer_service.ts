@@ -15,7 +15,8 @@
  * challenge  { challenge }   → { openings: Promise<OpeningsBody> }: the sealed answer, encoded,
  *                              kept to be fetched; only for a challenger owed one
  * opened     { challengeId, bytes }  internal: an answer is ready
- * part       { challengeId, index }  → one piece of it
+ * part       { challengeId, index }  → one piece of it (undefined: no such answer or part;
+ *                              an answer is kept until its challenge's deadline)
  * stats      → TrainerStats (rounds, challenges, the run in progress, its losses)
  * ```
  *
@@ -72,8 +73,15 @@ export type { TrainFunction } from "./trainer_engine.ts";
 
 /** Challenges remembered by validator and receipt (one each is answered). */
 const MAX_REMEMBERED_CHALLENGES = 4096;
-/** Sealed answers kept for their validators to fetch (one per challenge in flight). */
-const KEPT_ANSWERS = 8;
+/**
+ * Sealed answers kept for their validators to fetch, at most: an answer is kept until its
+ * challenge's deadline passed, and pushed out before that only past this bound, fetched ones
+ * first, so this only bounds memory (29 MB an answer for `tiny`). Until review s45 the 8
+ * latest were kept whatever their state: with the openings of one receipt sharing their re-run,
+ * nine validators' answers are ready within seconds, and the ninth pushed out the first before
+ * it was fetched (`unknown_opening`: the validator took it as missing, the trainer slashed).
+ */
+const KEPT_ANSWERS = 64;
 /**
  * Round slots (round, start model) remembered as signed. A ledger's equivocation slot is the
  * trainer, the round and the start model; a coordinator asks each slot once, and one restarted
@@ -151,7 +159,7 @@ export type TrainerMessage =
     /** The key of the peer it came from: it must be the challenge's validator. */
     from?: Uint8Array;
   }
-  | { type: "opened"; challengeId: string; bytes: Uint8Array }
+  | { type: "opened"; challengeId: string; bytes: Uint8Array; deadline: number }
   | { type: "part"; challengeId: string; index: number }
   | { type: "stats" };
 
@@ -191,7 +199,14 @@ export interface TrainerStats {
 export class TrainerService implements Actor<TrainerMessage> {
   readonly #options: TrainerServiceOptions;
   readonly #joined = new Set<string>();
-  readonly #answers = new Map<string, Uint8Array>();
+  /**
+   * Sealed answers by challenge id, with their challenge's deadline and whether their last part
+   * was fetched (see {@link KEPT_ANSWERS}).
+   */
+  readonly #answers = new Map<
+    string,
+    { bytes: Uint8Array; deadline: number; fetched: boolean }
+  >();
   /**
    * The challenge each validator made of each receipt (`validator/receipt` → its id and the
    * opening): one per validator and receipt (asked again, the same one gets the same answer).
@@ -297,19 +312,35 @@ export class TrainerService implements Actor<TrainerMessage> {
         return { saved: this.#savingCoordinators } satisfies Trained;
       case "challenge":
         return this.#admit(message.challenge, message.from, ctx);
-      case "opened":
-        this.#answers.set(message.challengeId, message.bytes);
+      case "opened": {
+        this.#answers.set(message.challengeId, {
+          bytes: message.bytes,
+          deadline: message.deadline,
+          fetched: false,
+        });
+        // Past its deadline nobody may fetch an answer; a fetched one goes next, the oldest
+        // unfetched one only past the memory bound.
+        const now = Date.now();
+        for (const [id, answer] of this.#answers) {
+          if (answer.deadline < now) this.#answers.delete(id);
+        }
+        for (const [id, answer] of this.#answers) {
+          if (this.#answers.size <= KEPT_ANSWERS) break;
+          if (answer.fetched) this.#answers.delete(id);
+        }
         while (this.#answers.size > KEPT_ANSWERS) {
           this.#answers.delete(this.#answers.keys().next().value!);
         }
         return;
+      }
       case "part": {
-        const bytes = this.#answers.get(message.challengeId);
+        // Undefined for no such answer or part (the peer service refuses it: `unknown_opening`);
+        // not thrown: a throw here crashed this actor, and any peer could send one.
+        const answer = this.#answers.get(message.challengeId);
         const from = message.index * MAX_OPENING_PART_BYTES;
-        if (bytes === undefined || from >= bytes.length) {
-          throw new TrainingError("unknown_opening", "no such answer or part here");
-        }
-        return bytes.subarray(from, from + MAX_OPENING_PART_BYTES);
+        if (answer === undefined || from >= answer.bytes.length) return undefined;
+        if (from + MAX_OPENING_PART_BYTES >= answer.bytes.length) answer.fetched = true;
+        return answer.bytes.subarray(from, from + MAX_OPENING_PART_BYTES);
       }
       case "stats":
         return {
@@ -589,7 +620,12 @@ export class TrainerService implements Actor<TrainerMessage> {
     );
     const sealed = await this.#engine!.open(challenge);
     const bytes = encodeCanonical(sealed);
-    await ctx.self.tell({ type: "opened", challengeId: trainingChallengeId(challenge), bytes });
+    await ctx.self.tell({
+      type: "opened",
+      challengeId: trainingChallengeId(challenge),
+      bytes,
+      deadline: challenge.deadline,
+    });
     return {
       size: bytes.length,
       parts: Math.ceil(bytes.length / MAX_OPENING_PART_BYTES),
