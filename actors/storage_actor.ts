@@ -610,9 +610,11 @@ export class StorageActor {
       case "list":
         return await this.#list();
       case "put_chunk":
+        // The writer counts this answer as a good copy here (its quorum): a copy already here is
+        // verified first, and a rotten one replaced, repair or not.
         await store.put(message.bytes, {
           cid: message.cid,
-          verifyExisting: message.repair,
+          verifyExisting: true,
           replica: true,
         });
         // Holder repair judges its placement under the peer set it came in under, too.

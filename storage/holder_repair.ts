@@ -86,6 +86,12 @@ export interface PlacementView {
  * newcomers taking places means only they are. With the one view `before` and no newcomer, this
  * is {@link chunksToRepair}, every holder checked.
  *
+ * With `deferred` (what {@link HolderRepair} passes), a holder may have missed the chunk's write
+ * (the put gave its copy to the next-ranked peer): a departure of the peer ranked r + 1 counts as
+ * a holder's, and for a chunk whose best survivor is another node, this node — a surviving holder
+ * below it — repairs it too, every holder checked, after asking the survivors ranked above it
+ * (their ids go in `deferred`; see `RepairOptions.defer`), which lack it if they missed the write.
+ *
  * @example
  * ```ts
  * import { planRepair } from "./holder_repair.ts";
@@ -103,6 +109,7 @@ export function planRepair(
   after: readonly { readonly id: string }[],
   selfId: string,
   r: number,
+  deferred?: Map<string, Set<string>>,
 ): Map<string, RepairTargets> {
   const alive = new Set(after.map((p) => p.id));
   // Per view: can a holder under it have left, or a peer it lacks now hold a place?
@@ -121,12 +128,27 @@ export function planRepair(
     let every = false;
     let some: Set<string> | undefined;
     let holdersAfter: string[] | undefined;
+    let defer: Set<string> | undefined;
     for (const { peers, chunks, newcomers } of judged) {
       if (chunks && !chunks.has(cid)) continue;
-      const holders = rankPeers(cid, peers).slice(0, r);
+      const ranked = rankPeers(cid, peers);
+      const holders = ranked.slice(0, r);
       const survivors = holders.filter((p) => alive.has(p.id));
-      if (survivors.length > 0 && survivors[0].id !== selfId) continue; // theirs to repair
-      if (survivors.length < holders.length) {
+      // A holder that missed the chunk's write (down, slow, full) left its copy to the next-ranked
+      // peer: that one leaving loses a copy too.
+      const lost = survivors.length < holders.length ||
+        (deferred !== undefined && ranked.length > r && !alive.has(ranked[r].id));
+      if (survivors.length > 0 && survivors[0].id !== selfId) {
+        // Theirs to repair — if they have it: one that missed the write has nothing to list. So
+        // a surviving holder below them that has it asks them first (`deferred`).
+        const at = survivors.findIndex((p) => p.id === selfId);
+        if (deferred && at > 0 && lost) {
+          defer ??= new Set();
+          for (const p of survivors.slice(0, at)) defer.add(p.id);
+        }
+        continue;
+      }
+      if (lost) {
         every = true; // a holder left
         continue;
       }
@@ -138,7 +160,10 @@ export function planRepair(
       }
     }
     if (every) out.set(cid, null);
-    else if (some) out.set(cid, some);
+    else if (defer) {
+      out.set(cid, null);
+      deferred!.set(cid, defer);
+    } else if (some) out.set(cid, some);
   }
   return out;
 }
@@ -250,9 +275,17 @@ export class HolderRepair {
         // Ranking is a hash per peer per chunk: done in slices, so a large store does not
         // hold the event loop (HTTP, actors, token streams) for the whole pass.
         const mine = new Map<string, RepairTargets>();
+        const deferred = new Map<string, Set<string>>();
         let slice: string[] = [];
         const rank = async () => {
-          const plan = planRepair(slice, views, after, this.#options.selfId, store.replicas);
+          const plan = planRepair(
+            slice,
+            views,
+            after,
+            this.#options.selfId,
+            store.replicas,
+            deferred,
+          );
           for (const [cid, targets] of plan) mine.set(cid, targets);
           slice = [];
           await new Promise((resolve) => setTimeout(resolve, 0));
@@ -269,6 +302,7 @@ export class HolderRepair {
           presence: true,
           local: this.#options.read,
           only: (cid) => mine.get(cid) ?? undefined,
+          defer: (cid) => deferred.get(cid),
         });
         this.#passes++;
         this.#options.onPass?.({ ...report, departed });

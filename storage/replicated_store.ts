@@ -126,6 +126,13 @@ export interface RepairOptions extends BlockStoreCallOptions {
    * all still there.
    */
   only?: (cid: string) => ReadonlySet<string> | undefined;
+  /**
+   * With `presence`: the ids of peers to ask first for a one-chunk proof of `cid`; when one of
+   * them proves it (against `local` when that gives a verified copy), the chunk is theirs to
+   * repair and nothing more is done here. Holder repair defers so to the better-ranked surviving
+   * holders, which may lack the chunk (they missed its write).
+   */
+  defer?: (cid: string) => ReadonlySet<string> | undefined;
 }
 
 /** What a repair pass did. */
@@ -519,6 +526,33 @@ export class ReplicatedStore implements BlockStore {
     const only = options.only?.(cid);
     const holders = this.holders(cid).filter((peer) => !only || only.has(peer.id));
     const nonce = crypto.getRandomValues(new Uint8Array(32));
+    const local = await options.local?.(cid).catch(() => undefined);
+    const verified = local !== undefined && await verifyCid(cid, local) ? local : undefined;
+    const defer = options.defer?.(cid);
+    if (defer !== undefined && defer.size > 0) {
+      // A better-ranked holder that proves it repairs it; one without it (it missed the write)
+      // or that does not answer leaves it to this node.
+      const above = this.#peers.filter((peer) => defer.has(peer.id));
+      const proven = await Promise.all(above.map(async (peer) => {
+        try {
+          const [proof] = await this.#call(
+            options.signal,
+            (s) => peer.proveChunks(nonce, [cid], { signal: s }),
+          );
+          if (!(proof instanceof Uint8Array)) return false;
+          if (!verified) return true;
+          if (!equalBytes(proof, await possessionProof(nonce, peer.publicKey, verified))) {
+            return false;
+          }
+          this.#wrote(peer, cid, true); // proven against a good copy
+          return true;
+        } catch (error) {
+          this.#report("prove", peer, cid, error);
+          return false;
+        }
+      }));
+      if (proven.some((ok) => ok)) return;
+    }
     const proofs = await Promise.all(
       holders.map((peer) =>
         this.#call(options.signal, (s) => peer.proveChunks(nonce, [cid], { signal: s })).then(
@@ -531,8 +565,6 @@ export class ReplicatedStore implements BlockStore {
         )
       ),
     );
-    const local = await options.local?.(cid).catch(() => undefined);
-    const verified = local !== undefined && await verifyCid(cid, local) ? local : undefined;
     const lacking: StoragePeer[] = [];
     for (const [i, peer] of holders.entries()) {
       const proof = proofs[i];

@@ -26,8 +26,9 @@ export interface StoragePeer {
   /** The peer's ed25519 public key; audit verdicts name it as their target. */
   readonly publicKey: Uint8Array;
   /**
-   * Store `bytes` as `cid`. The peer verifies the bytes against the CID. `repair` asks it to
-   * re-verify an existing copy and replace it when bad.
+   * Store `bytes` as `cid`. The peer verifies the bytes against the CID, and an existing copy
+   * before it answers (the writer counts the answer as a good copy); `repair` says the write is
+   * a repair.
    */
   putChunk(
     cid: string,
@@ -128,7 +129,11 @@ export class LocalStoragePeer implements StoragePeer {
     return this.#store;
   }
 
-  /** Store a chunk after checking it hashes to `cid`. */
+  /**
+   * Store a chunk after checking it hashes to `cid`. A copy already here is verified first
+   * (whether or not this is a `repair`): the writer counts this answer as a good copy towards its
+   * quorum, so a rotten one is replaced, never acknowledged.
+   */
   async putChunk(
     cid: string,
     bytes: Uint8Array,
@@ -136,7 +141,7 @@ export class LocalStoragePeer implements StoragePeer {
   ): Promise<void> {
     await this.#store.put(bytes, {
       cid,
-      verifyExisting: options?.repair,
+      verifyExisting: true,
       signal: options?.signal,
       replica: true, // held for another node: GC keeps it
     });

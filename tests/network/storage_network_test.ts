@@ -133,7 +133,16 @@ Deno.test("a holder-repair pass over a large store ranks it in slices and repair
     onPass: (pass) => passes.push(pass),
   });
   await repair.peersChanged(store, before);
-  assert.deepEqual(asked, [chunksToRepair(held, before, after, "p2", 3)]);
+  // Since stop 45 also the chunks a holder may have missed the write of: the departed peer ranked
+  // just past the holders, or "p2" survives below a better-ranked holder (it asks that one first).
+  const guarded = (cid: string) => {
+    const ranked = rankPeers(cid, before);
+    const survivors = ranked.slice(0, 3).filter((p) => p.id !== "p4");
+    return (survivors.length < 3 || ranked[3].id === "p4") && survivors.some((p) => p.id === "p2");
+  };
+  assert.deepEqual(asked, [
+    held.filter((c) => chunksToRepair([c], before, after, "p2", 3).length > 0 || guarded(c)),
+  ]);
   assert.ok(asked[0].length > 0);
   assert.deepEqual(passes.map((p) => p.departed), [["p4"]]);
   // Nobody left: no pass.

@@ -16,6 +16,24 @@ function placeAll(cids: string[], written: { id: string }[]): Map<string, Set<st
   return new Map(cids.map((c) => [c, new Set(rankPeers(c, written).slice(0, R).map((p) => p.id))]));
 }
 
+/**
+ * Chunks a pass asks about beyond {@link chunksToRepair} since stop 45 (a holder may have missed
+ * the write): the departed peer ranked just past the holders (it may hold the copy a holder
+ * missed), or `self` survives below a better-ranked holder (which it asks first).
+ */
+function missedWriteGuard(
+  cid: string,
+  before: { id: string }[],
+  after: { id: string }[],
+  self: string,
+): boolean {
+  const alive = new Set(after.map((p) => p.id));
+  const ranked = rankPeers(cid, before);
+  const survivors = ranked.slice(0, R).filter((p) => alive.has(p.id));
+  const lost = survivors.length < R || (ranked.length > R && !alive.has(ranked[R].id));
+  return lost && (survivors.length === 0 || survivors.some((p) => p.id === self));
+}
+
 const peers = ["p1", "p2", "p3", "p4", "p5", "p6"].map((id) => ({ id }));
 const sample = Array.from({ length: 400 }, (_, i) => cidOf(new Uint8Array([i & 0xff, i >> 8, 9])));
 
@@ -112,10 +130,23 @@ Deno.test("HolderRepair judges a chunk under the peer set it came in under only 
   repair.noteWrite(partial, late);
   await repair.peersChanged(store(after), before);
   const usual = chunksToRepair(sample, before, after, "p2", R);
-  assert.deepEqual(asked[0].cids.filter((c) => c !== late), usual, "the others as before");
+  assert.deepEqual(
+    asked[0].cids.filter((c) => c !== late && usual.includes(c)),
+    usual,
+    "the others as before",
+  );
+  for (const c of asked[0].cids) {
+    if (c !== late && !usual.includes(c)) assert.ok(missedWriteGuard(c, before, after, "p2"));
+  }
   assert.ok(asked[0].cids.includes(late), "the late chunk is judged under its set too");
   // The next departure judges every chunk under the set before it alone.
   const fewer = after.filter((p) => p.id !== "p5");
   await repair.peersChanged(store(fewer), after);
-  assert.deepEqual(asked[1].cids, chunksToRepair(sample, after, fewer, "p2", R));
+  assert.deepEqual(
+    asked[1].cids,
+    sample.filter((c) =>
+      chunksToRepair([c], after, fewer, "p2", R).length > 0 ||
+      missedWriteGuard(c, after, fewer, "p2")
+    ),
+  );
 });
