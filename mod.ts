@@ -353,6 +353,7 @@ export {
 export {
   openChallengedSteps,
   type OpenedSample,
+  OpenedStates,
   type SealedStepOpenings,
   type StepOpening,
   type TrainingTrace,

@@ -239,7 +239,10 @@ export class OpenedStates {
   readonly #states = new Map<number, TrainingState>();
   readonly #max: number;
 
-  /** @param maxStates How many recomputed states are kept at most (the rest are recomputed). */
+  /**
+   * An empty keep.
+   * @param maxStates How many recomputed states are kept at most (the rest are recomputed).
+   */
   constructor(maxStates: number) {
     this.#max = maxStates;
   }
