@@ -101,30 +101,28 @@ export interface PeerServices {
   peerJobs?: PeerJobShares;
 }
 
-/** The default {@link PeerServices.peerJobs}: one count per actor system (per node). */
+/**
+ * The defaults of {@link PeerServices.peerJobs} and `proofRequests`: one each per actor system
+ * (per node).
+ */
 const peerJobShares = new WeakMap<ActorSystem, PeerJobShares>();
-
-function peerJobsOf(services: PeerServices): PeerJobShares {
-  if (services.peerJobs !== undefined) return services.peerJobs;
-  let shares = peerJobShares.get(services.system);
-  if (shares === undefined) {
-    shares = new PeerJobShares();
-    peerJobShares.set(services.system, shares);
-  }
-  return shares;
-}
-
-/** The default {@link PeerServices.proofRequests}: one queue per actor system (per node). */
 const proofQueues = new WeakMap<ActorSystem, ProofRequestQueue>();
 
+/** `cache`'s value for `system`, made on first use: one per node, shared by its connections. */
+function perSystem<T>(cache: WeakMap<ActorSystem, T>, system: ActorSystem, make: () => T): T {
+  let value = cache.get(system);
+  if (value === undefined) cache.set(system, value = make());
+  return value;
+}
+
+function peerJobsOf(services: PeerServices): PeerJobShares {
+  return services.peerJobs ??
+    perSystem(peerJobShares, services.system, () => new PeerJobShares());
+}
+
 function proofQueueOf(services: PeerServices): ProofRequestQueue {
-  if (services.proofRequests !== undefined) return services.proofRequests;
-  let queue = proofQueues.get(services.system);
-  if (queue === undefined) {
-    queue = new ProofRequestQueue();
-    proofQueues.set(services.system, queue);
-  }
-  return queue;
+  return services.proofRequests ??
+    perSystem(proofQueues, services.system, () => new ProofRequestQueue());
 }
 
 /** How long a relayed proof request may take at the worker. */
