@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { Actor, ActorContext } from "../../actors/actor.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
 import { StorageActor } from "../../actors/storage_actor.ts";
 import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -178,6 +179,20 @@ async function auditingNode(dir: string, system: ActorSystem) {
   };
 }
 
+/** `trainer` joins `coordinator`, answering each round with a receipt it signs over `delta`. */
+async function joinTrainer(
+  coordinator: ActorRef<CoordinatorMessage>,
+  trainer: Identity,
+  delta: Uint8Array,
+): Promise<void> {
+  const { connection } = trainerConnection(trainer, (body: RoundBody) =>
+    Promise.resolve({
+      receipt: craftedReceipt(trainer, body.round, body.startModel, body.steps, delta),
+      delta,
+    }));
+  await coordinator.ask({ type: "join", connection, shardSize: SHARD_SIZE, shardRoot: SHARD_ROOT });
+}
+
 Deno.test("an outcome whose receipts claim different step counts (a colluder's inflated H beside an honest trainer's) is refused: no ledger credits the inflated steps", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-review-s45-audit-" });
   const system = new ActorSystem({ name: "audit-steps" });
@@ -299,17 +314,7 @@ Deno.test("a crash after the coordinator handed its outcome to the validator, be
             log: (line) => lines.push(line),
           }),
       });
-      const { connection } = trainerConnection(trainer, (body: RoundBody) =>
-        Promise.resolve({
-          receipt: craftedReceipt(trainer, body.round, body.startModel, body.steps, delta),
-          delta,
-        }));
-      await coordinator.ask({
-        type: "join",
-        connection,
-        shardSize: SHARD_SIZE,
-        shardRoot: SHARD_ROOT,
-      });
+      await joinTrainer(coordinator, trainer, delta);
       return coordinator;
     };
     const saved = async () => JSON.parse(await Deno.readTextFile(statePath));
@@ -384,17 +389,7 @@ Deno.test("a held-out loss that is not a number (a held-out set with no whole sa
             log: (line) => lines.push(line),
           }),
       });
-      const { connection } = trainerConnection(trainer, (body: RoundBody) =>
-        Promise.resolve({
-          receipt: craftedReceipt(trainer, body.round, body.startModel, body.steps, delta),
-          delta,
-        }));
-      await coordinator.ask({
-        type: "join",
-        connection,
-        shardSize: SHARD_SIZE,
-        shardRoot: SHARD_ROOT,
-      });
+      await joinTrainer(coordinator, trainer, delta);
       return coordinator;
     };
     await start(1);
