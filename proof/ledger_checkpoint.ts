@@ -70,7 +70,10 @@ export function verifyCheckpoint(checkpoint: LedgerCheckpoint, owner: Uint8Array
   return verifySignature(owner, signingBytes(c), c.sig);
 }
 
-/** The checkpoint in ledger directory `dir`: absent, unreadable, or as written (unverified). */
+/**
+ * The checkpoint in ledger directory `dir`: absent, unreadable (not CBOR, or CBOR that is not a
+ * map), or as written (unverified).
+ */
 export async function readCheckpoint(
   dir: string,
 ): Promise<LedgerCheckpoint | "unreadable" | undefined> {
@@ -81,11 +84,17 @@ export async function readCheckpoint(
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
+  let value: unknown;
   try {
-    return decodeCbor(bytes) as LedgerCheckpoint;
+    value = decodeCbor(bytes);
   } catch {
     return "unreadable";
   }
+  // Whatever is not a map is no checkpoint at all (a damaged file can decode as `null`, a
+  // number, an array): unreadable, as bytes that do not decode are.
+  const isMap = typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Uint8Array);
+  return isMap ? value as LedgerCheckpoint : "unreadable";
 }
 
 /** Replace the checkpoint in `dir` atomically and durably. */

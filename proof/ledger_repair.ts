@@ -25,6 +25,7 @@ import { INDEX_FILE } from "./ledger_index.ts";
 import { removeCheckpoint } from "./ledger_checkpoint.ts";
 import { type LedgerVerifyReport, verifyLedger } from "./ledger_verify.ts";
 import { syncDirectory, writeFileDurably } from "./_durable_file.ts";
+import { pathExists } from "../storage/path_exists.ts";
 
 /** What {@link repairLedger} did. */
 export interface LedgerRepairReport {
@@ -74,7 +75,13 @@ export async function repairLedger(
       file.close();
     }
     // Copied aside before the log is cut: a crash between the two leaves both, never neither.
-    setAsidePath = `${path}.rejected-${new Date().toISOString().replaceAll(":", "-")}`;
+    // Never over an earlier repair's file: a clock that repeats (stepped back, a machine without
+    // a real-time clock) would name both alike, and the first one's bytes would be lost.
+    const stamp = new Date((options.now ?? Date.now)()).toISOString().replaceAll(":", "-");
+    setAsidePath = `${path}.rejected-${stamp}`;
+    for (let n = 1; await pathExists(setAsidePath, { followSymlinks: false }); n++) {
+      setAsidePath = `${path}.rejected-${stamp}-${n}`;
+    }
     await writeFileDurably(setAsidePath, rest);
     const log = await LedgerLog.open(path, { write: true });
     try {
