@@ -324,7 +324,8 @@ export interface FilePiece {
   /**
    * The leaf's file data, when the walk already read it: a dag-pb leaf (a file imported without
    * raw leaves, or a root that is its own leaf) is a UnixFS node, and its data is the `Data` field
-   * it carries, not its block. Absent for a raw leaf, whose block is its data: fetch `cid`.
+   * it carries, not its block (a node with links too: the bytes before its links'). Absent for a
+   * raw leaf, whose block is its data: fetch `cid`.
    */
   data?: Uint8Array;
 }
@@ -348,12 +349,10 @@ export async function* filePieces(
   // 5,000 one-link nodes recursed 5,000 generators deep and overflowed the call stack), and each
   // piece came back up every level of `yield*`.
   assertFileNode(root.cid, root);
-  if (root.links.length === 0) {
-    const piece = leafPiece(root.cid, root, 0, start, end);
-    if (piece) yield piece;
-    return;
-  }
-  const stack: WalkFrame[] = [{ cid: root.cid, node: root, index: 0, at: 0 }];
+  const own = leafPiece(root.cid, root, 0, start, end);
+  if (own) yield own;
+  if (root.links.length === 0) return;
+  const stack: WalkFrame[] = [{ cid: root.cid, node: root, index: 0, at: root.data.length }];
   while (stack.length > 0) {
     const frame = stack[stack.length - 1];
     if (frame.index >= frame.node.links.length || frame.at >= end) {
@@ -365,18 +364,18 @@ export async function* filePieces(
     const link = frame.node.links[i];
     const at = frame.at;
     frame.at += size;
-    if (at + size <= start || at >= end) continue;
+    // A link holding no byte has none to read, wherever it sits: walked, a zero-byte subtree that
+    // links the next level 174 times costs 174^depth reads for nothing (a tiny hostile DAG).
+    if (size === 0 || at + size <= start || at >= end) continue;
     if (cidCodec(link.cid) === RAW_CODEC) {
       yield { cid: link.cid, size, from: Math.max(0, start - at), to: Math.min(size, end - at) };
       continue;
     }
     const { node: child } = await fileChild(link.cid, size, get);
-    if (child.links.length === 0) {
-      const piece = leafPiece(link.cid, child, at, start, end);
-      if (piece) yield piece;
-      continue;
-    }
-    stack.push({ cid: link.cid, node: child, index: 0, at });
+    const piece = leafPiece(link.cid, child, at, start, end);
+    if (piece) yield piece;
+    if (child.links.length === 0) continue;
+    stack.push({ cid: link.cid, node: child, index: 0, at: at + child.data.length });
   }
 }
 
@@ -451,7 +450,9 @@ export async function* fileRangeBlocks(
   const listed = new Set<string>([root]);
   /** Nodes every block under which is listed: met again inside the range, nothing to add. */
   const complete = new Set<string>();
-  const stack: RangeFrame[] = [{ cid: root, node: rootNode, index: 0, at: 0, inside: false }];
+  const stack: RangeFrame[] = [
+    { cid: root, node: rootNode, index: 0, at: rootNode.data.length, inside: false },
+  ];
   while (stack.length > 0) {
     const frame = stack[stack.length - 1];
     if (frame.index >= frame.node.links.length || frame.at >= end) {
@@ -478,7 +479,7 @@ export async function* fileRangeBlocks(
     listed.add(link.cid);
     const inside = start <= at && at + size <= end;
     if (child.links.length === 0) complete.add(link.cid); // a dag-pb leaf: its data is its node's
-    else stack.push({ cid: link.cid, node: child, index: 0, at, inside });
+    else stack.push({ cid: link.cid, node: child, index: 0, at: at + child.data.length, inside });
   }
 }
 
@@ -494,7 +495,7 @@ interface WalkFrame {
   node: UnixfsNode;
   /** The next link to visit. */
   index: number;
-  /** File offset of that link's first byte. */
+  /** File offset of that link's first byte (past the node's own data, which comes first). */
   at: number;
 }
 
@@ -516,13 +517,13 @@ async function fileChild(
   return { bytes, node };
 }
 
-/** Throws unless `node` is a file node a walk can read: a leaf, or links without data. */
+/**
+ * Throws unless `node` is a file node a walk can read. Its bytes are its own `Data`, then its
+ * links' in order (UnixFS spec): a node may hold both, as other importers than `ipfs add` write.
+ */
 function assertFileNode(cid: string, node: UnixfsNode): void {
   if (node.type !== "file" && node.type !== "raw") {
     throw new StorageError("not_a_file", `${cid} is a UnixFS ${node.type}, not a file`);
-  }
-  if (node.links.length > 0 && node.data.length > 0) {
-    throw new InvalidManifestError(`${cid}: file node with both data and links is not supported`);
   }
 }
 
