@@ -122,8 +122,9 @@ function keepable(piece: Uint8Array): Uint8Array {
  *
  * A partial frame holds at most twice the bytes that actually arrived (up to 64 pieces, each a
  * view pinning at most twice its bytes or 256, else a copy; then a buffer that doubles from
- * 4 KiB, capped at the declared length), never its declared length: a prefix is a claim, not a
- * reason to allocate. A piece much smaller than the buffer it is a view of is copied, since a
+ * 4 KiB, capped at the declared length; through {@link FrameSplitter.pushLent}, twice the
+ * read that brought the frame's start when that read filled its buffer), never its declared
+ * length: a prefix is a claim, not a reason to allocate. A piece much smaller than the buffer it is a view of is copied, since a
  * view keeps its whole buffer alive. So a thousand connections
  * that each announce 1 MiB and send ten bytes cost a few small pieces each, not a gigabyte, and
  * a frame sent a byte at a time costs its bytes, whatever size of buffer each byte came in.
@@ -216,7 +217,12 @@ export class FrameSplitter {
         // returns: only a piece that waits for more input can pin its buffer.
         const completes = this.#filled + take === this.#length;
         this.#pieces.push(completes ? piece : keepable(piece));
-      } else this.#gather(piece);
+      } else {
+        // A lent read that filled its whole buffer: the peer is sending in bulk, and that many
+        // bytes did arrive, so the frame's buffer may start at twice that (see #gather).
+        const fullRead = lent && chunk.byteLength === chunk.buffer.byteLength;
+        this.#gather(piece, fullRead ? 2 * chunk.byteLength : 0);
+      }
       this.#filled += take;
       offset += take;
       if (this.#filled === this.#length) {
@@ -230,14 +236,21 @@ export class FrameSplitter {
     }
   }
 
-  /** Append `piece` to the gathered bytes (the views so far first), growing the buffer. */
-  #gather(piece: Uint8Array): void {
+  /**
+   * Append `piece` to the gathered bytes (the views so far first), growing the buffer.
+   * `floorBytes` is twice what the read that brought the piece delivered when it filled its
+   * whole (lent) buffer, else 0: the buffer may start that large, as that many bytes did
+   * arrive, so a frame a little larger than one read (a 256 KiB storage chunk through a
+   * 256 KiB read buffer) gets its one buffer at once wherever it starts in the read, instead
+   * of twice its first piece and then a copy into a larger one.
+   */
+  #gather(piece: Uint8Array, floorBytes: number): void {
     let at = this.#filled - this.#pieces.reduce((n, p) => n + p.byteLength, 0); // gathered
     const held = this.#filled + piece.byteLength;
     if (held > this.#buffer.byteLength) {
       // Twice what arrived, so the buffer doubles as bytes come; a frame whose first read
       // brought half of it or more gets its whole length at once (one buffer, one copy each).
-      const room = Math.min(this.#length, Math.max(2 * held, MIN_FRAME_BUFFER_BYTES));
+      const room = Math.min(this.#length, Math.max(2 * held, MIN_FRAME_BUFFER_BYTES, floorBytes));
       const grown = new Uint8Array(room);
       grown.set(this.#buffer.subarray(0, at));
       this.#buffer = grown;

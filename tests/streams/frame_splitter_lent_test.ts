@@ -119,3 +119,43 @@ Deno.test("lent and owned chunks mix: views kept from owned chunks are gathered 
   assert.equal(got.length, 1);
   assert.deepEqual(got[0], payload);
 });
+
+Deno.test("a lent chunk: a frame whose start came at the end of a full read gets one buffer of its length at once", () => {
+  // 256 KiB storage chunks through a 256 KiB read buffer: each frame (payload and prefix) is a
+  // little larger than one read, so it spans two, and where it starts in the first depends on
+  // the frames before it. Growing from twice its first piece copied the frame twice.
+  const readBuffer = new Uint8Array(256 * 1024);
+  const payload = payloadOf(262_263, 12);
+  const before = payloadOf(readBuffer.byteLength - 4 - 36_667, 13);
+  const wire = concatBytes(encodeFrame(before, MAX), encodeFrame(payload, MAX));
+  const splitter = new FrameSplitter();
+  const got: Uint8Array[] = [];
+  for (const [from, to] of [[0, readBuffer.byteLength], [readBuffer.byteLength, wire.byteLength]]) {
+    const chunk = readBuffer.subarray(0, to - from);
+    chunk.set(wire.subarray(from, to));
+    splitter.pushLent(chunk, (p) => got.push(p.buffer === readBuffer.buffer ? p.slice() : p));
+    if (got.length === 1) assert.equal(splitter.heldBytes, payload.byteLength);
+    readBuffer.fill(SCRIBBLE);
+  }
+  assert.equal(got.length, 2);
+  assert.deepEqual(got[0], before);
+  assert.equal(got[1].buffer.byteLength, payload.byteLength);
+  assert.deepEqual(got[1], payload);
+});
+
+Deno.test("a lent chunk: a partial frame holds at most twice what arrived, or what a full read brought", () => {
+  // A peer announcing the largest frame and sending ten bytes of it costs a small buffer, not
+  // the announced length and not the read buffer's size: those bytes did not fill the read.
+  const readBuffer = new Uint8Array(64 * 1024);
+  const splitter = new FrameSplitter({ maxFrameBytes: 16 << 20 });
+  const prefix = new Uint8Array(4);
+  new DataView(prefix.buffer).setUint32(0, 16 << 20);
+  const chunk = readBuffer.subarray(0, 14);
+  chunk.set(prefix);
+  splitter.pushLent(chunk, () => assert.fail("no frame"));
+  assert.ok(splitter.heldBytes <= 4096, `holds ${splitter.heldBytes}`);
+  // As more arrives, the bound grows with it: twice what arrived.
+  const more = readBuffer.subarray(0, 60_000);
+  for (let i = 0; i < 3; i++) splitter.pushLent(more, () => assert.fail("no frame"));
+  assert.ok(splitter.heldBytes <= 2 * (10 + 3 * 60_000), `holds ${splitter.heldBytes}`);
+});
