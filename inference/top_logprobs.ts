@@ -76,12 +76,23 @@ export function topLogprobsOf(row: ArrayLike<number>, k: number): TokenLogprob[]
     values[j] = v;
     ids[j] = i;
   }
-  // The normaliser exactly as the fingerprint computes it, so the chosen token's entry and
-  // its `logProb` agree to the last bit.
-  let expSum = 0;
-  for (let i = 0; i < row.length; i++) expSum += Math.exp(row[i] - max);
-  const lse = max + Math.log(expSum);
+  // The normaliser exactly as the fingerprint computes it (`proof/fingerprint.ts`: over the
+  // finite logits, NaN and −∞ having probability 0; a +∞ logit taking all the mass, shared with
+  // the other +∞ ones), so the chosen token's entry and its `logProb` agree to the last bit.
   const top: TokenLogprob[] = [];
+  if (max === Infinity) {
+    let tied = 0;
+    for (let i = 0; i < row.length; i++) if (row[i] === Infinity) tied++;
+    for (let j = 0; j < kept; j++) {
+      top.push({ tokenId: ids[j], logprob: values[j] === Infinity ? -Math.log(tied) : -Infinity });
+    }
+    return top;
+  }
+  let expSum = 0;
+  for (let i = 0; i < row.length; i++) {
+    if (Number.isFinite(row[i])) expSum += Math.exp(row[i] - max);
+  }
+  const lse = max + Math.log(expSum);
   for (let j = 0; j < kept; j++) top.push({ tokenId: ids[j], logprob: values[j] - lse });
   return top;
 }
