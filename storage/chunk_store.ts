@@ -32,7 +32,7 @@
  * @module
  */
 import { statfs } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { writeFileDurably } from "../proof/_durable_file.ts";
 import { cidCodec, cidDigest, DAG_PB_CODEC, isCid, storageKey } from "../protocols/cid.ts";
 import { assertDagBlockSize } from "./unixfs.ts";
@@ -60,6 +60,7 @@ import {
   markLegacyManifests,
 } from "./legacy_manifests.ts";
 import { type PackEntry, readExactly, readPackIndex } from "./pack_format.ts";
+import { pathExists } from "./path_exists.ts";
 import {
   isTempName,
   PACK_SUFFIX,
@@ -311,8 +312,17 @@ export class ChunkStore implements BlockStore {
    */
   static async open(dir: string, options?: ChunkStoreOptions): Promise<ChunkStore> {
     const store = new ChunkStore(dir, options);
+    // Every directory made here is an entry in its parent: fsynced there before anything is
+    // acknowledged, or a power cut could take `packs/` (or the whole store) with every pack in it.
+    const made: string[] = [];
     for (const sub of ["packs", PINS_DIR, REPLICAS_DIR, PENDING_DIR, "quarantine"]) {
+      for (let path = join(dir, sub); !await pathExists(path); path = dirname(path)) {
+        made.push(path);
+      }
       await Deno.mkdir(join(dir, sub), { recursive: true });
+    }
+    if (store.#durable) {
+      for (const parent of new Set(made.map(dirname))) await syncDir(parent);
     }
     await store.#sweepTemp();
     // Asked once now, so a process not allowed to ask (`--allow-sys=statfs`) fails to open.
@@ -833,23 +843,23 @@ export class ChunkStore implements BlockStore {
   }
 
   /**
-   * Rewrite pack `name` without its copies at the offsets in `drop`, and without extra copies
-   * (objects whose indexed copy is in another pack, and a second copy of an object in this pack):
-   * the survivors, verified, go into a new pack, then the old pack is deleted. A survivor that
-   * fails verification goes to quarantine instead, and the next copy of its object in this pack,
-   * if any, stands in. Objects left unindexed are looked up again in the other packs (a good copy
-   * elsewhere replaces a quarantined one). Runs under {@link #rewriting}.
+   * Rewrite pack `name` without its copies at the offsets in `drop`, and without a second copy of
+   * an object in this pack: the survivors, verified, go into a new pack, then the old pack is
+   * deleted. A survivor that fails verification goes to quarantine instead, and the next copy of
+   * its object in this pack, if any, stands in. Objects left unindexed are looked up again in the
+   * other packs (a good copy elsewhere replaces a quarantined one). Runs under {@link #rewriting}.
    *
    * Copies are named by offset, not by CID, because a pack can hold one object twice (see
-   * {@link gc}): dropping one copy must never take the other with it.
+   * {@link gc}): dropping one copy must never take the other with it. For the same reason a copy
+   * whose object is indexed in another pack survives too: that copy is unverified and may be the
+   * rotten one, while this one, verified on its way, is then the one read. Extra copies are GC's
+   * to drop, after it has found the good one.
    */
   async #removeFromPack(name: string, drop: ReadonlySet<number>): Promise<void> {
     const info = this.#packs.get(name);
     if (!info) return;
     const path = this.#packPath(name);
-    const survivors = info.entries.filter((e) =>
-      !drop.has(e.offset) && this.#index.get(e.cid)?.pack === name
-    );
+    const survivors = info.entries.filter((e) => !drop.has(e.offset));
     const moved: Promise<WrittenObject>[] = [];
     const saved = new Set<string>(); // objects with a good copy on its way to the new pack
     for (const entry of survivors) {
