@@ -142,7 +142,9 @@ export class InboundRouter {
     if (re !== undefined && control && this.#o.responder.abortRefused(re, error)) {
       // A bad control message about a stream we serve: that exchange cannot be trusted.
       this.#sendError(error, { re });
-    } else if (re !== undefined) {
+    } else if (re !== undefined || (error.envelopeId !== undefined && this.#isOneWay(type))) {
+      // Part of an exchange, or a one-way message: nothing on the peer waits on its id, and an
+      // error `re` it would drop as a late answer, so `about` names it (its onRemoteError).
       this.#sendError(error, { about: error.envelopeId });
     } else if (error.envelopeId !== undefined) {
       // Possibly a request: answering with re = its id fails it on the peer's side.
@@ -156,6 +158,14 @@ export class InboundRouter {
   reportFatal(error: ProtocolError): void {
     this.#o.onProtocolError?.(error);
     this.#sendError(error, {});
+  }
+
+  /** Whether `type` is a registered one-way message (not answered, answering nothing). */
+  #isOneWay(type: string | undefined): boolean {
+    const { registry } = this.#o.core;
+    const definition = type === undefined ? undefined : registry.get(type);
+    return definition !== undefined && !definition.reply && !definition.chunk &&
+      !registry.isAnswer(definition.type);
   }
 
   /** Count a refusal in the current window; close and return true when over the limit. */

@@ -130,6 +130,8 @@ function describeIssue(error: { issues: readonly SchemaIssue[] }): string {
 /** The set of message types a connection understands. */
 export class MessageRegistry {
   readonly #types = new Map<string, MessageDefinition>();
+  /** Types registered as another definition's reply or chunk. */
+  readonly #answers = new Set<string>();
 
   /**
    * Creates a registry.
@@ -153,8 +155,14 @@ export class MessageRegistry {
         throw new TypeError(`message type ${JSON.stringify(d.type)} already registered`);
       }
       this.#types.set(d.type, d as MessageDefinition);
-      if (d.reply) this.register(d.reply);
-      if (d.chunk) this.register(d.chunk);
+      if (d.reply) {
+        this.register(d.reply);
+        this.#answers.add(d.reply.type);
+      }
+      if (d.chunk) {
+        this.register(d.chunk);
+        this.#answers.add(d.chunk.type);
+      }
     }
     return this;
   }
@@ -162,6 +170,15 @@ export class MessageRegistry {
   /** Whether `type` is registered. */
   has(type: string): boolean {
     return this.#types.has(type);
+  }
+
+  /**
+   * Whether `type` answers another registered type (is its `reply` or `chunk`): a message of it
+   * belongs to an exchange. A registered type that answers nothing and is answered by nothing
+   * is one-way.
+   */
+  isAnswer(type: string): boolean {
+    return this.#answers.has(type);
   }
 
   /** The definition of `type`, or undefined. */
