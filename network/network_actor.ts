@@ -50,7 +50,11 @@ import type { Receipt } from "../protocols/receipt.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
-import type { StakePledge } from "../protocols/stake_pledge.ts";
+import {
+  PLEDGE_SEND_BURST,
+  PLEDGE_SEND_REFILL_MS,
+  type StakePledge,
+} from "../protocols/stake_pledge.ts";
 import {
   FraudProofAnnouncementMessage,
   INFERENCE_PROTOCOL,
@@ -87,7 +91,7 @@ import { nodeTopics } from "./swarm_topics.ts";
 import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
 import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
-import { PledgeBudget, PledgeBudgets } from "./pledge_budget.ts";
+import { type PledgeBudget, PledgeBudgets } from "./pledge_budget.ts";
 import { PledgeSync } from "./pledge_sync.ts";
 import { sendCatchUp } from "./catch_up.ts";
 import { KeyDials } from "./dial_by_key.ts";
@@ -340,7 +344,10 @@ interface PeerEntry {
   listAgain?: boolean;
   /** When the last `inference.list_models` was sent to it (ms, Date.now). */
   listedAt?: number;
-  /** What may still be sent to it of pledges (`pledge_budget.ts`; only in `receive`). */
+  /**
+   * What may still be sent to its key of pledges, across its connections (`pledge_budget.ts`;
+   * only in `receive`).
+   */
   pledges: PledgeBudget;
   /**
    * Its key's conviction in this node's ledger is still being asked: no job for it until the
@@ -382,6 +389,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
   readonly #standing = new Map<string, WorkerCandidate["standing"]>();
   /** What each peer key may still bring of pledges, across its connections. */
   readonly #pledgeBudgets: PledgeBudgets;
+  /**
+   * What each peer key may still be sent of pledges, across its connections: the peer's
+   * receiving budget is its key's, so one of each connection's own, full at each connect, sent
+   * a peer connected twice (or reconnecting) past it, and the pledge it then needed was refused.
+   */
+  readonly #pledgeSendBudgets: PledgeBudgets;
   /** What goes out to peers of the pledges this node holds (`pledge_sync.ts`). */
   readonly #pledgeSync: PledgeSync;
   /** The log lines peers can cause, a few per kind at a time (`log_limiter.ts`). */
@@ -392,6 +405,11 @@ export class NetworkActor implements Actor<NetworkMessage> {
     this.#options = options;
     this.#limits = new ConnectionLimits(options.limits);
     this.#pledgeBudgets = new PledgeBudgets({ now: options.now });
+    this.#pledgeSendBudgets = new PledgeBudgets({
+      burst: PLEDGE_SEND_BURST,
+      refillMs: PLEDGE_SEND_REFILL_MS,
+      now: options.now,
+    });
     this.#peerLog = new LogLimiter((line) => this.#log(line), { now: options.now });
     this.#pledgeSync = new PledgeSync({
       pledge: options.pledge,
@@ -713,7 +731,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const storage = connection.supports(STORAGE_PROTOCOL.name)
       ? new ConnectionStoragePeer(connection, connection.peerKey!)
       : undefined;
-    const pledges = new PledgeBudget({ now: this.#options.now });
+    const pledges = this.#pledgeSendBudgets.of(key);
     const validator = this.#services?.validator;
     const checking = validator !== undefined && !info.convicted;
     list.push({ connection, info, models: [], storage, pledges, checking, host: message.host });

@@ -1,16 +1,17 @@
 /**
- * The per-connection budget of stake pledges, both ways (the numbers and why:
+ * The per-peer-key budget of stake pledges, both ways (the numbers and why:
  * `protocols/stake_pledge.ts`).
  *
  * A pledge is valid from any fresh key, and every ledger records it for good, passes it on and
  * keeps it in memory: without a bound, one peer could make every ledger of the network grow as
- * fast as it can sign. So each connection has a token bucket of pledges:
+ * fast as it can sign. So each peer key has a token bucket of pledges, across its connections:
  *
  * - receiving ({@link PledgeGate}): a pledge past the budget is refused with
  *   `pledge_budget_exceeded` before it reaches the ledger, and a peer that goes on past the
  *   connection's refusal limit (`DEFAULT_MAX_REFUSALS` in `DEFAULT_REFUSAL_WINDOW_MS`, as for
  *   any other refused message) is disconnected with `too_many_refusals`;
- * - sending ({@link PledgeBudget} held per peer by the NetworkActor): what a node pushes on
+ * - sending ({@link PledgeBudget} held per peer key by the NetworkActor, across the key's
+ *   connections, {@link PledgeBudgets}): what a node pushes on
  *   connect, passes on and sends on need takes room from a bucket half the receiver's size, so
  *   an honest node never meets the receiver's limit; a pledge passed on past it is dropped (the
  *   peer gets it when it needs it).
@@ -133,11 +134,13 @@ export interface PledgeGateOptions {
 export const MAX_REMEMBERED_PLEDGE_BUDGETS = 4_096;
 
 /**
- * The receiving budgets of peer keys, kept across their connections: a budget of the
+ * The budgets of peer keys, kept across their connections. Receiving: a budget of the
  * connection's own started full at every handshake, so one key that connected, sent its 128
  * pledges of fresh keys, hung up and did it again put any number of pledges in every ledger for
- * good (a review measured 5,120 in 9.5 s). Bounded: past {@link MAX_REMEMBERED_PLEDGE_BUDGETS}
- * keys, the one used longest ago is forgotten.
+ * good (a review measured 5,120 in 9.5 s). Sending (the NetworkActor's, with the sending burst
+ * and refill): the receiver's budget being the key's, a sender's of each connection's own pushed
+ * a peer it was connected to more than once (or reconnected to) past it. Bounded: past
+ * {@link MAX_REMEMBERED_PLEDGE_BUDGETS} keys, the one used longest ago is forgotten.
  */
 export class PledgeBudgets {
   readonly #budgets = new Map<string, PledgeBudget>();

@@ -28,7 +28,10 @@ import type { PledgeBudget } from "./pledge_budget.ts";
 export interface PledgePeer {
   /** The connection to the peer. */
   readonly connection: Connection;
-  /** What may still be sent to it of pledges (`pledge_budget.ts`; only in `receive`). */
+  /**
+   * What may still be sent to its key of pledges, shared by the key's connections
+   * (`pledge_budget.ts`; only in `receive`).
+   */
   readonly pledges: PledgeBudget;
 }
 

@@ -14,6 +14,11 @@
  * 4. **Locality**: when the job's input is a CID, one of that CID's storage holders first.
  * 5. **Load**: the least loaded — the larger of its hello's running + queued jobs and this
  *    node's requests in flight to it (hellos lag; our own count does not).
+ *
+ * A worker connected more than once (a TCP connection each way, a swarm one) is a candidate per
+ * connection, and this node's requests in flight to it are those on all of them: counted per
+ * connection, a worker with one slot looked free on its second connection with a job running
+ * from the first, and a peer that opened more connections took that many more jobs.
  * 6. **Track record**: the higher ledger balance (credit for finished, unchallenged work).
  *
  * Ties keep the candidates' order (the order peers connected).
@@ -36,7 +41,7 @@ export interface WorkerCandidate {
   convicted: boolean;
   /** Its last hello's load, if it sent one. */
   load?: PeerLoad;
-  /** Requests this node has in flight to it. */
+  /** Requests this node has in flight to it on this connection (summed over the key's). */
   inFlight: number;
   /** Its account in this node's ledger, if this node keeps one. */
   standing?: { stake: number; locked: number; balance: number };
@@ -72,6 +77,9 @@ export function chooseWorker<C extends WorkerCandidate>(
   needs: WorkerNeeds,
 ): C | undefined {
   const exclude = new Set(needs.exclude ?? []);
+  const sent = new Map<string, number>();
+  for (const c of candidates) sent.set(c.key, (sent.get(c.key) ?? 0) + c.inFlight);
+  const busyness = (c: WorkerCandidate) => busynessOf(c, sent.get(c.key) ?? c.inFlight);
   const eligible = candidates.filter((c) =>
     !c.convicted && !exclude.has(c.key) && c.models.length > 0 &&
     (needs.model === undefined || c.models.includes(needs.model))
@@ -83,7 +91,7 @@ export function chooseWorker<C extends WorkerCandidate>(
   let best: C | undefined;
   let bestScore: number[] = [];
   for (const c of pool) {
-    const score = scoreOf(c);
+    const score = scoreOf(c, busyness(c));
     if (best === undefined || better(score, bestScore)) {
       best = c;
       bestScore = score;
@@ -93,14 +101,17 @@ export function chooseWorker<C extends WorkerCandidate>(
 }
 
 /** Lexicographic score, smaller is better. */
-function scoreOf(c: WorkerCandidate): number[] {
+function scoreOf(c: WorkerCandidate, busyness: number): number[] {
   const backed = c.standing !== undefined && c.standing.stake - c.standing.locked > 0;
-  return [backed ? 0 : 1, c.holdsInput ? 0 : 1, busyness(c), -(c.standing?.balance ?? 0)];
+  return [backed ? 0 : 1, c.holdsInput ? 0 : 1, busyness, -(c.standing?.balance ?? 0)];
 }
 
-/** Jobs at the worker as this router best knows: its hello's count, or what it sent since. */
-function busyness(c: WorkerCandidate): number {
-  return Math.max(c.inFlight, c.load ? c.load.running + c.load.queued : 0);
+/**
+ * Jobs at the worker as this router best knows: its hello's count, or what it sent since
+ * (`inFlight`: on all of the worker's connections).
+ */
+function busynessOf(c: WorkerCandidate, inFlight: number): number {
+  return Math.max(inFlight, c.load ? c.load.running + c.load.queued : 0);
 }
 
 function better(a: number[], b: number[]): boolean {

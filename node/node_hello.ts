@@ -57,15 +57,18 @@ export function nodeHello(
     const storage = sources.storage();
     if (storage !== undefined) {
       if (storageRead === undefined || now() - storageRead.at >= STORAGE_READ_EVERY_MS) {
-        const stats = unwrapReply<ChunkStoreStats>(
-          await storage.ask({ type: "capacity" }, { timeoutMs: 5_000 }),
-        );
-        storageRead = {
-          at: now(),
-          value: { usedBytes: stats.usedBytes, quotaBytes: stats.quotaBytes },
-        };
+        // A reading that fails (the actor restarting or timing out, its store failing to list a
+        // directory) keeps the last one until the next try: it must not stop the hello, whose
+        // load routers weigh (none sent, a worker's last "full" stood while it was idle).
+        const value = await storage.ask({ type: "capacity" }, { timeoutMs: 5_000 })
+          .then((reply) => {
+            const stats = unwrapReply<ChunkStoreStats>(reply);
+            return { usedBytes: stats.usedBytes, quotaBytes: stats.quotaBytes };
+          })
+          .catch(() => storageRead?.value);
+        storageRead = { at: now(), value };
       }
-      body.storage = storageRead.value;
+      if (storageRead.value !== undefined) body.storage = storageRead.value;
     }
     return body;
   };
