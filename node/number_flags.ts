@@ -15,7 +15,9 @@ const WHOLE_NUMBER = /^\d+$/;
 
 /**
  * `text` as a whole number in decimal digits (surrounding blanks ignored), or undefined when it
- * is not one; {@link notWholeNumber} says so.
+ * is not one, or is past 2^53 - 1 (`Number.MAX_SAFE_INTEGER`), where `Number()` would read a
+ * neighbouring number nobody wrote (`9007199254740993` as `…992`); {@link notWholeNumber} says
+ * which.
  *
  * @example
  * ```ts
@@ -26,7 +28,9 @@ const WHOLE_NUMBER = /^\d+$/;
  */
 export function parseWholeNumber(text: string): number | undefined {
   const t = text.trim();
-  return WHOLE_NUMBER.test(t) ? Number(t) : undefined;
+  if (!WHOLE_NUMBER.test(t)) return undefined;
+  const value = Number(t);
+  return Number.isSafeInteger(value) ? value : undefined;
 }
 
 /**
@@ -35,6 +39,9 @@ export function parseWholeNumber(text: string): number | undefined {
  */
 export function notWholeNumber(name: string, text: string): string {
   if (isNegative(text, WHOLE_NUMBER)) return mustNotBeNegative(name, text);
+  if (WHOLE_NUMBER.test(text.trim())) {
+    return `${name} is too large (at most ${Number.MAX_SAFE_INTEGER}), got "${text}"`;
+  }
   return `${name} expects a whole number in decimal digits, got "${text}"`;
 }
 

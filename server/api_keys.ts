@@ -15,6 +15,12 @@ import { EdgeError } from "./http_errors.ts";
 const KEY_LABEL_CHARS = 8;
 /** Shortest key accepted: 16 characters of a random key are beyond guessing over a network. */
 export const MIN_API_KEY_CHARS = 16;
+/**
+ * What a key may be made of: one word of visible ASCII, as `Authorization: Bearer KEY` carries
+ * it. A blank ends the token a client sends, and a header carries other characters as bytes
+ * read back as Latin-1, not as the UTF-8 the key is hashed from: such a key could never match.
+ */
+export const API_KEY_CHARS = /^[\x21-\x7e]+$/;
 
 /** The keys file cannot be read, or holds a key that is too short. */
 export class ApiKeysFileError extends EdgeError {
@@ -95,10 +101,10 @@ function readKeysFile(path: string): string[] {
   for (const [index, line] of text.split("\n").entries()) {
     const key = line.replace(/#.*/, "").trim();
     if (key === "") continue;
-    if (key.length < MIN_API_KEY_CHARS || /\s/.test(key)) {
+    if (key.length < MIN_API_KEY_CHARS || !API_KEY_CHARS.test(key)) {
       throw new ApiKeysFileError(
         `${path}, line ${index + 1}: an API key is one word of at least ${MIN_API_KEY_CHARS} ` +
-          `characters (generate one with: openssl rand -hex 24)`,
+          `visible ASCII characters (generate one with: openssl rand -hex 24)`,
       );
     }
     keys.push(key);

@@ -1,9 +1,10 @@
 /**
  * Who may use the inference API (`/v1/*`). With API keys configured every client needs one
  * (`Authorization: Bearer KEY`, as OpenAI clients send it). Without keys the node serves only
- * clients on its own machine (a loopback peer address), whatever interface it listens on,
- * unless the operator sets `http.allowUnauthenticatedRemote`. The identity found here is on
- * the request context as `client`, for per-key limits and the job log.
+ * clients on its own machine (a loopback peer address, relaying nobody: see
+ * {@link fromThisMachine}), whatever interface it listens on, unless the operator sets
+ * `http.allowUnauthenticatedRemote`. The identity found here is on the request context as
+ * `client`, for per-key limits and the job log.
  *
  * @module
  */
@@ -28,6 +29,28 @@ export function isLoopback(addr: Deno.Addr | undefined): boolean {
   return host === "::1" || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+/**
+ * Headers a reverse proxy adds to name the client it relays: RFC 7239's `Forwarded`, and the
+ * de-facto `X-Forwarded-For` and `X-Real-IP` (Caddy and Traefik send the first by default, nginx
+ * setups one of them). A proxy cannot be told by its `Host` alone: one reached by its public
+ * address keeps that address (an address, like this machine's own clients'), and nginx by
+ * default sends the upstream's (`127.0.0.1:8080`).
+ */
+const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-real-ip"] as const;
+
+/**
+ * Whether `request`, from the peer `addr`, is a client on this machine itself: a loopback peer
+ * that names the node by an address or `localhost` (not a name a DNS-rebinding page uses) and
+ * relays nobody (no forwarding header: a reverse proxy on this machine is a loopback peer too,
+ * but its clients are other machines'). Such a client is served without a key; `/v1` and the
+ * dashboard decide it alike.
+ */
+export function fromThisMachine(addr: Deno.Addr | undefined, request: Request): boolean {
+  return isLoopback(addr) &&
+    hostIsAnAddress(request.headers.get("host") ?? URL.parse(request.url)?.host) &&
+    !FORWARDING_HEADERS.some((name) => request.headers.has(name));
+}
+
 /** The middleware: identify the client or refuse it (401 without a valid key, 403 remote). */
 export function clientAccess(
   keys: ApiKeys,
@@ -36,14 +59,9 @@ export function clientAccess(
   return async (c, next) => {
     let client: ClientIdentity;
     if (keys.size > 0) client = keys.identify(c.req.header("authorization"));
-    else if (
-      // A loopback peer that names the node by an address or `localhost`: a reverse proxy on
-      // this machine (its name in `http.allowedHosts`) is a loopback peer too, but relays other
-      // machines' clients, which without keys must not be served as this machine's (the
-      // dashboard reads them so too).
-      isLoopback(c.env?.remoteAddr) &&
-      hostIsAnAddress(c.req.header("host") ?? URL.parse(c.req.url)?.host)
-    ) client = LOOPBACK_CLIENT;
+    // A reverse proxy on this machine relays other machines' clients, which without keys must
+    // not be served as this machine's (the dashboard reads them so too).
+    else if (fromThisMachine(c.env?.remoteAddr, c.req.raw)) client = LOOPBACK_CLIENT;
     else if (allowUnauthenticatedRemote) client = ANONYMOUS_CLIENT;
     else {
       throw new EdgeError(

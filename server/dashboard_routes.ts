@@ -30,13 +30,13 @@
  *
  * @module
  */
-import { hostIsAnAddress, namesAnAddress } from "./host_guard.ts";
+import { namesAnAddress } from "./host_guard.ts";
 import { bearerToken, grantOf } from "./credentials.ts";
 import { Hono } from "hono";
 import type { InferencePort, InferenceStats } from "../inference/inference_port.ts";
 import { textJobSchema } from "../protocols/job.ts";
 import type { ApiKeys } from "./api_keys.ts";
-import { type EdgeEnv, isLoopback } from "./client_access.ts";
+import { type EdgeEnv, fromThisMachine } from "./client_access.ts";
 import type { JobMonitor } from "./job_monitor.ts";
 import { type JsonValue, toJsonValue } from "./json_value.ts";
 import { originPolicy } from "./origin_policy.ts";
@@ -388,20 +388,18 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   });
 
   /**
-   * Whether a request comes from the operator's own machine, whose pages see every job's text: a
-   * loopback peer that names the node by an address or `localhost`. A reverse proxy on this
-   * machine (its name in `http.allowedHosts`) is a loopback peer too, but relays other machines'
-   * clients.
+   * Whether a request comes from the operator's own machine, whose pages see every job's text:
+   * as `/v1` decides it (`fromThisMachine`: a reverse proxy on this machine is a loopback peer
+   * too, but relays other machines' clients).
    */
-  const ownMachine = (addr: Deno.Addr | undefined, host: string | undefined) =>
-    isLoopback(addr) && hostIsAnAddress(host);
+  const ownMachine = fromThisMachine;
   /**
    * Whether a request may read without saying who it is: from this machine, to an address or
    * `localhost` (a rebinding page on this machine reaches the node under its own name), unless
    * unauthenticated remote reads are allowed.
    */
-  const openRead = (addr: Deno.Addr | undefined, host: string | undefined) =>
-    ownMachine(addr, host) || options.allowUnauthenticatedRemote;
+  const openRead = (addr: Deno.Addr | undefined, request: Request) =>
+    ownMachine(addr, request) || options.allowUnauthenticatedRemote;
   /** An API key or the operator token: the access it grants, if any. */
   const grant = (token: string) => grantOf(token, options.keys, options.operatorToken);
 
@@ -417,7 +415,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
   routes.get("/dashboard/state", async (c) => {
     // Read as `/v1` and the DNS-rebinding guard read it (`credentials.ts`), not more loosely.
     const bearer = bearerToken(c.req.header("authorization"));
-    const open = openRead(c.env?.remoteAddr, c.req.header("host"));
+    const open = openRead(c.env?.remoteAddr, c.req.raw);
     const granted = bearer === undefined ? undefined : grant(bearer);
     if (!open && granted === undefined) {
       return c.json({
@@ -429,7 +427,7 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       }, 401);
     }
     // As on the socket: job text only for this machine and the operator token.
-    const mine = ownMachine(c.env?.remoteAddr, c.req.header("host"));
+    const mine = ownMachine(c.env?.remoteAddr, c.req.raw);
     const snapshot = await hub.snapshot();
     return c.json(mine || granted === "operator" ? snapshot : withoutJobText(snapshot));
   });
@@ -442,12 +440,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       );
     }
     // Read before the upgrade: the request's peer address is gone once it is upgraded.
-    let access: "none" | "read" | "operator" = openRead(c.env?.remoteAddr, c.req.header("host"))
+    let access: "none" | "read" | "operator" = openRead(c.env?.remoteAddr, c.req.raw)
       ? "read"
       : "none";
     // Other clients' prompts and outputs are theirs: only the operator's own machine and the
     // operator token see job text; an API key reads everything else.
-    const onThisMachine = ownMachine(c.env?.remoteAddr, c.req.header("host"));
+    const onThisMachine = ownMachine(c.env?.remoteAddr, c.req.raw);
     const forThisPage = (message: unknown) =>
       access === "operator" || onThisMachine ? message : withoutJobText(message);
     const { socket, response } = Deno.upgradeWebSocket(c.req.raw);

@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import { GENERATION_LIMITS } from "../protocols/job.ts";
+import { API_KEY_CHARS, MIN_API_KEY_CHARS } from "./api_keys.ts";
 
 /** The edge's limits and access rules (all fields of the node configuration's `http`). */
 export interface EdgeConfig {
@@ -114,7 +115,14 @@ export const edgeConfigFields = {
   ).default([]),
   allowedHosts: z.array(z.string().min(1).regex(/^[^/\s?#@]+$/, "expected NAME or NAME:PORT"))
     .default([]),
-  apiKeys: z.array(z.string().min(16, "an API key needs at least 16 characters")).default([]),
+  apiKeys: z.array(
+    z.string().min(MIN_API_KEY_CHARS, `an API key needs at least ${MIN_API_KEY_CHARS} characters`)
+      .regex(
+        API_KEY_CHARS,
+        "an API key is one word of visible ASCII characters, as a client sends it in " +
+          "'Authorization: Bearer KEY' (generate one with: openssl rand -hex 24)",
+      ),
+  ).default([]),
   apiKeysFile: z.string().min(1).optional(),
   perKeyConcurrency: z.number().int().min(1).max(100_000).default(EDGE_DEFAULTS.perKeyConcurrency),
   perKeyRequestsPerMinute: z.number().int().min(1).max(1_000_000)
