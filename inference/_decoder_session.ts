@@ -33,6 +33,7 @@ import * as ort from "onnxruntime-node";
 import { type Fingerprint, fingerprintOf } from "../proof/fingerprint.ts";
 import { sampleToken, type SamplingParams } from "./sampler.ts";
 import { type TokenLogprob, topLogprobsOf } from "./top_logprobs.ts";
+import { ModelLoadError } from "./errors.ts";
 
 /** The dimensions of a decoder's KV cache and logits, from its `config.json`. */
 export interface DecoderShape {
@@ -235,6 +236,7 @@ export class DecoderSession {
     }
     if (this.#hasPositionIds) feeds.position_ids = new ort.Tensor("int64", positions, [batch, n]);
     const out = await this.session.run(feeds);
+    this.#checkOutputs(out, batch, n, width);
     const logits = out.logits.data as Float32Array;
     if (!this.fixedCache) {
       const present: PastCache = {};
@@ -256,6 +258,36 @@ export class DecoderSession {
       }
     });
     return { logits, present };
+  }
+
+  /**
+   * Throws {@link ModelLoadError} unless `logits` is `[batch, n, vocabSize]` and each cache
+   * output `[batch, heads, positions, headDim]` as `config.json` says (positions: the `n` new
+   * ones, or for a concat cache the `width + n` of the next step's past). The load checks the
+   * shapes the graph declares; one it leaves to run time is known only here, and a config that
+   * contradicts it would cut the logits into rows at the wrong places and store keys and values
+   * in the wrong slots: wrong tokens, served as if right.
+   */
+  #checkOutputs(
+    out: ort.InferenceSession.OnnxValueMapType,
+    batch: number,
+    n: number,
+    width: number,
+  ): void {
+    const { numKeyValueHeads: heads, headDim, vocabSize } = this.shape;
+    const expect = (name: string, dims: number[], configSays: string) => {
+      const got = out[name]?.dims;
+      if (got?.length === dims.length && got.every((d, i) => d === dims[i])) return;
+      throw new ModelLoadError(
+        `config.json contradicts model.onnx: "${name}" came out [${got?.join(", ") ?? ""}], ` +
+          `expected [${dims.join(", ")}] (${configSays})`,
+      );
+    };
+    expect("logits", [batch, n, vocabSize], `vocab_size ${vocabSize}`);
+    const positions = this.fixedCache ? n : width + n;
+    for (const name of this.#outputNames) {
+      expect(name, [batch, heads, positions, headDim], `${heads} heads of width ${headDim}`);
+    }
   }
 
   /** A copy of fixed cache `past` (its first `width` slots) with room for `needed` positions. */

@@ -875,7 +875,8 @@ const CACHE_HEAD_DIM_AXIS = 3;
  * So each cache tensor the runtime names must be declared, float32, `[batch, heads, positions,
  * head width]`, `logits` float32 with rows of the vocabulary's length, and the index inputs
  * int64. A dimension the graph declares symbolic is
- * not checked: nothing here can know it short of running the graph.
+ * not checked here: nothing can know it short of running the graph, so each run checks its
+ * outputs' shapes against the config (`DecoderSession`), and fails the job on a contradiction.
  */
 function checkDecoderGraph(
   graph: Pick<LoadedEngine, "inputNames" | "outputNames" | "inputMetadata" | "outputMetadata">,
