@@ -690,7 +690,15 @@ export class SwarmHost {
       return;
     }
     this.#options.onPeer({
-      duplex: { readable: duplex.readable, writable: duplex.writable },
+      duplex: {
+        readable: duplex.readable,
+        writable: duplex.writable,
+        // What the link to the host took, within chunks: a slow peer drains it slowly, and a
+        // Connection counts that as reading (`ByteDuplex.bytesWritten`).
+        get bytesWritten() {
+          return duplex.bytesWritten;
+        },
+      },
       remoteKey: header.slice(TOKEN_BYTES, TOKEN_BYTES + 32),
       initiator: header[HEADER_BYTES - 1] === 1,
       close: () => duplex.close(),

@@ -49,6 +49,12 @@ export interface WriteQueueOptions {
   timers: ConnectionTimers;
   /** Called whenever a frame is handed to the writer (for keepalive). */
   onWrite?: () => void;
+  /**
+   * Bytes the transport has taken so far, counted within chunks (`ByteDuplex.bytesWritten`):
+   * a change counts as progress, so a slow link taking a large chunk piece by piece is not
+   * taken for a peer that stopped reading.
+   */
+  transportBytes?: () => number | undefined;
 }
 
 interface Waiter {
@@ -65,6 +71,9 @@ export class WriteQueue {
   readonly #maxFrameBytes: number;
   readonly #timers: ConnectionTimers;
   readonly #onWrite?: () => void;
+  readonly #transportBytes?: () => number | undefined;
+  /** `transportBytes` when progress was last stamped. */
+  #lastTransportBytes: number | undefined;
   #waiters: Waiter[] = [];
   #queuedBytes = 0;
   #lastProgress = 0;
@@ -84,6 +93,8 @@ export class WriteQueue {
     this.#maxFrameBytes = options.maxFrameBytes;
     this.#timers = options.timers;
     this.#onWrite = options.onWrite;
+    this.#transportBytes = options.transportBytes;
+    this.#lastTransportBytes = this.#transportBytes?.();
   }
 
   /** Bytes handed to the writer and not yet taken by the transport. */
@@ -111,9 +122,19 @@ export class WriteQueue {
     return this.#waiters.length === 0 && this.#queuedBytes < this.#maxQueuedBytes;
   }
 
-  /** Milliseconds the queue has held bytes without the transport taking any (0 when empty). */
+  /**
+   * Milliseconds the queue has held bytes without the transport taking any (0 when empty).
+   * Bytes taken within a chunk (`transportBytes`) are seen when this is asked (the keepalive
+   * asks at least once per ping interval), so they count as progress from then.
+   */
   stalledFor(now: number): number {
-    return this.#queuedBytes === 0 ? 0 : now - this.#lastProgress;
+    if (this.#queuedBytes === 0) return 0;
+    const taken = this.#transportBytes?.();
+    if (taken !== this.#lastTransportBytes) {
+      this.#lastTransportBytes = taken;
+      this.#lastProgress = now;
+    }
+    return now - this.#lastProgress;
   }
 
   /**
@@ -215,6 +236,7 @@ export class WriteQueue {
   #taken(size: number): void {
     this.#queuedBytes -= size;
     this.#lastProgress = this.#timers.now();
+    this.#lastTransportBytes = this.#transportBytes?.();
     while (this.#waiters.length > 0 && !this.#closed && this.#fits(this.#waiters[0].size)) {
       const waiter = this.#waiters.shift()!;
       this.#write(waiter.frames).then(waiter.resolve, waiter.reject);

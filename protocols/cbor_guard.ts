@@ -15,7 +15,8 @@
  *
  * @module
  */
-import { MalformedCborError, NestingTooDeepError } from "./protocol_errors.ts";
+import { decodeCbor } from "./cbor.ts";
+import { MalformedCborError, NestingTooDeepError, ProtocolError } from "./protocol_errors.ts";
 
 /**
  * Default nesting limit. Our envelopes nest 3-6 levels; 64 leaves room for any honest body
@@ -131,4 +132,25 @@ export function checkCborStructure(
     if (remaining.length === 0) break;
   }
   if (pos !== end) throw new MalformedCborError("trailing bytes after the CBOR item");
+}
+
+/**
+ * Decode CBOR that someone else wrote (a peer's frame, a stored block or file its author
+ * made): {@link checkCborStructure} first, then cbor-x. Without the check, cbor-x's tag
+ * extensions (packed-value tables, records, shared references, dates, sets) decode too: a few
+ * hundred bytes can then stand for an array of millions of items. Throws
+ * {@link MalformedCborError} or {@link NestingTooDeepError}.
+ */
+export function decodeCheckedCbor(
+  bytes: Uint8Array,
+  maxDepth: number = DEFAULT_MAX_CBOR_DEPTH,
+): unknown {
+  checkCborStructure(bytes, maxDepth);
+  try {
+    return decodeCbor(bytes);
+  } catch (cause) {
+    // The structural check passed, so this is a value cbor-x itself refuses.
+    if (cause instanceof ProtocolError) throw cause;
+    throw new MalformedCborError("CBOR decoder refused the bytes", { cause });
+  }
 }

@@ -186,6 +186,7 @@ export class Connection {
       maxFrameBytes,
       timers: this.#timers,
       onWrite: () => this.#keepalive?.sent(),
+      transportBytes: () => duplex.bytesWritten,
     });
     const core = this.#core();
     this.#requester = new Requester(core, {

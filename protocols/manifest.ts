@@ -17,7 +17,8 @@
  * @module
  */
 import { z } from "zod";
-import { decodeCbor, encodeCanonical } from "./cbor.ts";
+import { encodeCanonical } from "./cbor.ts";
+import { decodeCheckedCbor } from "./cbor_guard.ts";
 import { cidOf, DAG_CBOR_CODEC, isCid, RAW_CODEC } from "./cid.ts";
 import { VeriflowError } from "./errors.ts";
 
@@ -153,7 +154,7 @@ export function manifestCid(manifest: Manifest): string {
 export function decodeManifest(bytes: Uint8Array): Manifest {
   let raw: unknown;
   try {
-    raw = decodeCbor(view(bytes));
+    raw = decodeCheckedCbor(view(bytes));
   } catch (cause) {
     throw new InvalidManifestError("not CBOR", cause);
   }
@@ -186,7 +187,7 @@ export function looksLikeManifest(bytes: Uint8Array): boolean {
   // A manifest is a CBOR map (major type 5); most raw blobs fail this one-byte test.
   if (bytes.length === 0 || (bytes[0] & CBOR_MAJOR_MASK) !== CBOR_MAP_MAJOR) return false;
   try {
-    const raw = decodeCbor(view(bytes)) as { type?: unknown } | null;
+    const raw = decodeCheckedCbor(view(bytes)) as { type?: unknown } | null;
     return typeof raw === "object" && raw !== null && raw.type === MANIFEST_TYPE;
   } catch {
     return false;

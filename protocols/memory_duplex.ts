@@ -27,6 +27,12 @@ export interface ByteDuplex {
   readable: ReadableStream<Uint8Array>;
   /** Bytes to the peer. */
   writable: WritableStream<Uint8Array>;
+  /**
+   * Bytes the transport has taken so far, if it counts them (a socket does, per socket write).
+   * A write of a large chunk resolves only once all of it is taken, which on a slow link can
+   * outlast the idle timeout; a `Connection` counts growth of this number as the peer reading.
+   */
+  readonly bytesWritten?: number;
 }
 
 /** Options of {@link memoryDuplexPair}. */

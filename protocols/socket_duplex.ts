@@ -71,6 +71,8 @@ export interface SocketDuplex extends ByteDuplex {
   readonly closed: Promise<void>;
   /** Close the socket now, both ways (unsent and unread bytes are lost). */
   close(): void;
+  /** Bytes the socket has taken so far, counted per socket write (see {@link ByteDuplex}). */
+  readonly bytesWritten: number;
 }
 
 /** Bytes read from the socket per read by default: one TCP socket buffer's worth. */
@@ -229,6 +231,9 @@ export function socketDuplex(conn: Deno.Conn, options?: SocketDuplexOptions): So
   let pendingBytes = 0;
   let flushing: Promise<void> | null = null;
   let writeFailure: unknown = null;
+  // Progress within a chunk: a 256 KiB chunk on a slow link takes many socket writes, and its
+  // own write resolves only after the last one (see `ByteDuplex.bytesWritten`).
+  let bytesWritten = 0;
   const flushLoop = async () => {
     while (pending.length > 0) {
       const parts = pending;
@@ -236,7 +241,9 @@ export function socketDuplex(conn: Deno.Conn, options?: SocketDuplexOptions): So
       pendingBytes = 0;
       for (const batch of batches(parts)) {
         for (let offset = 0; offset < batch.byteLength;) {
-          offset += await conn.write(batch.subarray(offset));
+          const n = await conn.write(batch.subarray(offset));
+          offset += n;
+          bytesWritten += n;
         }
       }
     }
@@ -299,5 +306,13 @@ export function socketDuplex(conn: Deno.Conn, options?: SocketDuplexOptions): So
       // not fatal
     }
   }
-  return { readable, writable, closed: closed.promise, close: cut };
+  return {
+    readable,
+    writable,
+    closed: closed.promise,
+    close: cut,
+    get bytesWritten() {
+      return bytesWritten;
+    },
+  };
 }

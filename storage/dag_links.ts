@@ -16,7 +16,7 @@ import {
   RAW_CODEC,
   storageKey,
 } from "../protocols/cid.ts";
-import { decodeCbor } from "../protocols/cbor.ts";
+import { decodeCheckedCbor } from "../protocols/cbor_guard.ts";
 import { decodeManifest, looksLikeManifest } from "../protocols/manifest.ts";
 import { assertDagBlockSize, dagPbLinks } from "./unixfs.ts";
 import { BlockTooLargeError } from "./errors.ts";
@@ -33,7 +33,7 @@ export function chunksReferencedBy(bytes: Uint8Array): string[] {
   try {
     return decodeManifest(bytes).chunks;
   } catch {
-    const raw = decodeCbor(bytes.slice()) as { chunks?: unknown }; // a copy: see manifest.ts
+    const raw = decodeCheckedCbor(bytes.slice()) as { chunks?: unknown }; // a copy: see manifest.ts
     if (!Array.isArray(raw.chunks)) return [];
     return raw.chunks.filter((c): c is string => typeof c === "string" && isCid(c));
   }
