@@ -76,6 +76,31 @@ export function quantizeDelta(delta: GptWeights): Int8Tensor[] {
   return out;
 }
 
+/**
+ * Why `tensor`'s rows are not scaled as {@link quantizeDelta} scales them, or null: each row's
+ * scale is either 0 with every value 0 (a zero row) or a normal positive float32 with some
+ * value of magnitude 127 (`scale = max|row| / 127` puts the row's largest value there). Any
+ * other scale still dequantizes every value within half of it of the original, so it is a free
+ * choice: a scale of twice the row's largest value rounds the whole row to 0 (an empty delta
+ * for honest work), one near it doubles or zeroes each value at the sender's pick. A trainer's
+ * challenge convicts such a delta (`step_verify.ts`'s `delta_mismatch`: slashed); it is not
+ * refused on arrival, which would leave its sender unpaid but unpunished.
+ */
+export function nonCanonicalRow(tensor: Int8Tensor): string | null {
+  const rows = tensor.scales.length;
+  const width = tensor.values.length / rows;
+  for (let r = 0; r < rows; r++) {
+    const scale = tensor.scales[r];
+    let max = 0;
+    for (let i = r * width; i < (r + 1) * width; i++) {
+      max = Math.max(max, Math.abs(tensor.values[i]));
+    }
+    if (scale === 0 ? max === 0 : scale >= MIN_NORMAL_F32 && max === Q_MAX) continue;
+    return `${tensor.name} row ${r}: scale ${scale} with largest |value| ${max}, not max|row| / ${Q_MAX}`;
+  }
+  return null;
+}
+
 /** Back to float tensors. */
 export function dequantizeDelta(tensors: readonly Int8Tensor[]): GptWeights {
   const out: GptWeights = new Map();

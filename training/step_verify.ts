@@ -21,7 +21,7 @@ import type { GptArchitecture } from "../inference/model_builder.ts";
 import { decodeCbor } from "../protocols/cbor.ts";
 import { batchIndices } from "./brown_corpus.ts";
 import type { GptWeights } from "./gpt_weights.ts";
-import { decodeInt8Delta, type Int8Tensor } from "./int8_delta.ts";
+import { decodeInt8Delta, type Int8Tensor, nonCanonicalRow } from "./int8_delta.ts";
 import { type LocalHyperParams, runTrainingStep } from "./local_trainer.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
 import type { TrainingChallenge } from "./training_challenge.ts";
@@ -384,7 +384,9 @@ export async function checkVerifiedStep(
 
 /**
  * Why state H's weights are not `start − dequantize(delta)` within the int8 bound (each value
- * within half its row's scale, plus float32 rounding of the subtraction), or null.
+ * within half its row's scale, plus float32 rounding of the subtraction), or null. The scales
+ * must be the ones the format defines ({@link nonCanonicalRow}): the bound is half of one, so a
+ * scale of the trainer's choosing would let it send any coarser delta, down to an empty one.
  */
 export function deltaMismatch(
   start: GptWeights,
@@ -396,6 +398,10 @@ export function deltaMismatch(
     tensors = decodeInt8Delta(delta);
   } catch {
     return "delta does not decode";
+  }
+  for (const t of tensors) {
+    const why = nonCanonicalRow(t);
+    if (why !== null) return `delta not quantised as defined: ${why}`;
   }
   const byName = new Map(tensors.map((t) => [t.name, t]));
   if (byName.size !== start.size) return "delta has other tensors than the model";
