@@ -75,6 +75,15 @@ export class CommitmentMismatchError extends VeriflowError {
   }
 }
 
+/**
+ * Whether `tokenBytes` is a width proof data packs token ids at (2 or 4, {@link ProofDataSchema}).
+ * A receipt may sign any of 0–4, but a commitment of another width is one no proof data opens
+ * and no opening of it can be read: `Ledger.recordReceipt` refuses such a text receipt.
+ */
+export function isTokenWidth(tokenBytes: number): boolean {
+  return tokenBytes === 2 || tokenBytes === 4;
+}
+
 /** Bytes per token id for a vocabulary of `vocabSize` tokens. */
 export function tokenBytesFor(vocabSize: number): number {
   return vocabSize <= U16_VOCAB_LIMIT ? 2 : 4;
@@ -93,7 +102,7 @@ export function packTokens(tokens: readonly number[], tokenBytes: number): Uint8
 
 /** Unpack token ids packed by {@link packTokens}. */
 export function unpackTokens(bytes: Uint8Array, tokenBytes: number): number[] {
-  if (tokenBytes !== 2 && tokenBytes !== 4) throw new RangeError("tokenBytes must be 2 or 4");
+  if (!isTokenWidth(tokenBytes)) throw new RangeError("tokenBytes must be 2 or 4");
   if (bytes.length % tokenBytes !== 0) throw new RangeError("token bytes not a whole number");
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out: number[] = new Array(bytes.length / tokenBytes);
@@ -273,6 +282,8 @@ export function verifyOpenings(
   chunkSize: number,
   tokenBytes: number,
 ): boolean {
+  // Tokens of another width cannot be read: such openings open nothing a checker can judge.
+  if (!isTokenWidth(tokenBytes)) return false;
   const leafCount = chunkCount(tokenCount, chunkSize);
   const expectRoot = root;
   for (const o of openings) {

@@ -67,7 +67,7 @@ import {
   verifyTrainingReceipt,
 } from "../training/training_receipt.ts";
 import { DEFAULT_ECONOMICS, type EconomicParams } from "./economics.ts";
-import { MIN_COMMITMENT_CHUNK_SIZE } from "./commitment.ts";
+import { isTokenWidth, MIN_COMMITMENT_CHUNK_SIZE } from "./commitment.ts";
 import {
   encodeEntryFrame,
   entryHash,
@@ -599,7 +599,8 @@ export class Ledger {
    *   job's recorded assigned receipt (the requester contradicted itself: the recorded one
    *   loses its credit if still open); `receipt_rejected` for a
    *   text receipt whose commitment has fewer than {@link MIN_COMMITMENT_CHUNK_SIZE} positions
-   *   per chunk (its fraud proofs would not fit the frame that carries them to other nodes).
+   *   per chunk (its fraud proofs would not fit the frame that carries them to other nodes) or
+   *   packs its tokens at a width no proof data has (not 2 or 4: no fraud proof could open it).
    * @throws {InsufficientStakeError} when the worker cannot back the slash.
    *
    * `options.uncredited` (a reason code, kept in the entry): recorded, locked and slashable like
@@ -659,6 +660,14 @@ export class Ledger {
         throw new LedgerRejectedError(
           "receipt_rejected",
           `the commitment has ${receipt.commitment.chunkSize} positions per chunk, fewer than ${MIN_COMMITMENT_CHUNK_SIZE}`,
+        );
+      }
+      if (receipt.kind === "text" && !isTokenWidth(receipt.commitment.tokenBytes)) {
+        // Not recorded, so never paid: no proof data opens a commitment of another width, so
+        // no fraud proof could convict it (review s46: the checker threw on its openings).
+        throw new LedgerRejectedError(
+          "receipt_rejected",
+          `the commitment packs tokens ${receipt.commitment.tokenBytes} bytes wide, not 2 or 4`,
         );
       }
       const existing = this.#record(check.receiptId);
