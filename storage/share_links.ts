@@ -29,14 +29,19 @@
  * @module
  */
 import { join } from "node:path";
-import { isCid } from "../protocols/cid.ts";
+import { isCid, storageKey } from "../protocols/cid.ts";
 import { decodeManifest } from "../protocols/manifest.ts";
 import type { BlockStore } from "./block_store.ts";
 import { verifyCid } from "./_hash.ts";
-import { ChunkNotFoundError, CorruptChunkError, StorageError } from "./errors.ts";
+import {
+  BlockTooLargeError,
+  ChunkNotFoundError,
+  CorruptChunkError,
+  StorageError,
+} from "./errors.ts";
 import { type FileInfo, FileStore } from "./file_store.ts";
 import { syncDir } from "./pack_writer.ts";
-import { FILE_KEYS_BYTES, FileCipher, type OwnerKey } from "./private_tier.ts";
+import { FILE_KEYS_BYTES, FileCipher, GCM_TAG_BYTES, type OwnerKey } from "./private_tier.ts";
 
 /** Directory (under the store) of share records. */
 export const SHARES_DIR = "shares";
@@ -292,8 +297,20 @@ export async function openShareLink(
   const manifest = decodeManifest(await blocks.get(parsed.cid, options));
   if (manifest.tier !== "private") throw new StorageError("not_private", `${parsed.cid} is public`);
   const cipher = await FileCipher.fromFileKeys(manifest.salt, keys);
+  // Every chunk is at most one chunk of ciphertext: the sealed chunk size (which the node cannot
+  // change: the manifest is checked against the link's CID) and its tag, and never past the
+  // manifest's own bound.
+  const { chunkSize } = await cipher.openInfo(manifest.sealed);
+  blocks.chunkLimit = Math.min(chunkSize + GCM_TAG_BYTES, MAX_SHARE_MANIFEST_BYTES);
   return await new FileStore(blocks).getWithCipher(parsed.cid, cipher, { signal: options?.signal });
 }
+
+/**
+ * Largest manifest a share link's node may send: a private manifest lists each chunk's CID (about
+ * 62 bytes), so 16 MiB lists some 270,000 chunks, a 66 GiB file at the default chunk size. Past
+ * it the body is refused as it arrives, so a node cannot make the opener hold what it likes.
+ */
+export const MAX_SHARE_MANIFEST_BYTES = 16 * 1024 * 1024;
 
 /**
  * How long a share link's node may take to answer one request, and then to send its body: a node
@@ -307,6 +324,10 @@ class ShareBlocks implements BlockStore {
   readonly #link: ParsedShareLink;
   readonly #fetch: typeof fetch;
   readonly #timeoutMs: number;
+  /** The manifest's bytes, once fetched: the file's read asks for it again. */
+  #manifest: Uint8Array | undefined;
+  /** Largest chunk body taken (set from the sealed chunk size once the manifest is open). */
+  chunkLimit = MAX_SHARE_MANIFEST_BYTES;
   constructor(link: ParsedShareLink, fetcher: typeof fetch, timeoutMs: number) {
     this.#link = link;
     this.#fetch = fetcher;
@@ -319,6 +340,9 @@ class ShareBlocks implements BlockStore {
     return await this.get(cid).then(() => true, () => false);
   }
   async get(cid: string, options?: { signal?: AbortSignal }): Promise<Uint8Array> {
+    const isManifest = storageKey(cid) === storageKey(this.#link.cid);
+    if (isManifest && this.#manifest !== undefined) return this.#manifest;
+    const limit = isManifest ? MAX_SHARE_MANIFEST_BYTES : this.chunkLimit;
     const timeout = new AbortController();
     let timer = setTimeout(() => timeout.abort(), this.#timeoutMs);
     const signal = options?.signal === undefined
@@ -347,11 +371,13 @@ class ShareBlocks implements BlockStore {
       timer = setTimeout(() => timeout.abort(), this.#timeoutMs);
       let bytes: Uint8Array;
       try {
-        bytes = new Uint8Array(await response.arrayBuffer());
+        bytes = await boundedBody(response, cid, limit);
       } catch (error) {
+        if (error instanceof BlockTooLargeError) throw error;
         throw this.#failure(error, options?.signal, timeout.signal);
       }
       if (!await verifyCid(cid, bytes)) throw new CorruptChunkError(cid, this.#link.url);
+      if (isManifest) this.#manifest = bytes;
       return bytes;
     } finally {
       clearTimeout(timer);
@@ -382,6 +408,34 @@ class ShareBlocks implements BlockStore {
         `wrong; ask whoever shared it whether the node is up`,
     );
   }
+}
+
+/**
+ * The body of `response`, read as it arrives and refused as {@link BlockTooLargeError} as soon
+ * as it passes `limit` bytes (or says it will), before the rest is taken in.
+ */
+async function boundedBody(response: Response, cid: string, limit: number): Promise<Uint8Array> {
+  const tooLarge = (size: number) =>
+    new BlockTooLargeError(cid, `at least ${size} bytes (limit ${limit})`);
+  const declared = Number(response.headers.get("content-length") ?? NaN);
+  if (declared > limit) {
+    await response.body?.cancel();
+    throw tooLarge(declared);
+  }
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const part of response.body ?? []) {
+    total += part.length;
+    if (total > limit) throw tooLarge(total); // leaving the loop cancels the body
+    parts.push(part);
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
 }
 
 function encodeBase64Url(bytes: Uint8Array): string {
