@@ -149,9 +149,9 @@ export interface StreamClientOptions {
    * {@link StreamClosedError} and the socket is closed (default
    * {@link DEFAULT_STREAM_IDLE_TIMEOUT_MS}; 0 or `Infinity`: wait forever; more than
    * {@link MAX_STREAM_TIMEOUT_MS} counts as that). The server sends a job's tokens as they come,
-   * so a long silence means a stopped, wedged or overloaded node or worker (or a job queued
-   * behind others that long: raise it for a node that queues). `connect` rejects a negative or
-   * NaN value with a `RangeError`.
+   * and a queued job's place every 10 s (`queued`), so a long silence means a stopped, wedged
+   * or overloaded node or worker, not a long queue. `connect` rejects a negative or NaN value
+   * with a `RangeError`.
    */
   idleTimeoutMs?: number;
 }
@@ -159,9 +159,10 @@ export interface StreamClientOptions {
 /** Default of {@link StreamClientOptions.connectTimeoutMs}. */
 export const DEFAULT_STREAM_CONNECT_TIMEOUT_MS = 10_000;
 /**
- * Default of {@link StreamClientOptions.idleTimeoutMs}: two minutes. The server says nothing
- * while a job waits in its model's queue, so this is long enough for a busy node's queue and
- * short enough that a wedged one does not hold a client for good.
+ * Default of {@link StreamClientOptions.idleTimeoutMs}: two minutes. A job waiting in its
+ * model's queue is not silence (the server repeats `queued` every 10 s), so this is long enough
+ * for a slow step of a busy node and short enough that a wedged one does not hold a client for
+ * good.
  */
 export const DEFAULT_STREAM_IDLE_TIMEOUT_MS = 120_000;
 /**
