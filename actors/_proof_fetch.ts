@@ -9,14 +9,16 @@
  * deadline is the worker's failure, so an honest worker stays reachable and keeps its proof data
  * for the challenge window (`proofs.retentionMs`). One exception: a validator that had no route
  * at all for the whole deadline (no connection to anyone; a dial that connected nothing is no
- * route) is cut off itself, and says so ({@link UNREACHABLE}). Not part of the public API.
+ * route) is cut off itself, and says so ({@link UNREACHABLE}); so is one that never dialled the
+ * worker because its own dials were all taken (others' receipts can take them): the worker was
+ * given no chance, for the validator's reasons. Not part of the public API.
  *
  * @module
  */
 import { type Receipt, receiptId } from "../protocols/receipt.ts";
 import { type ServedProof, verifyServedProof } from "../proof/served_proof.ts";
 import type { ActorRef } from "./actor_ref.ts";
-import type { NetworkMessage, PeerInfo } from "../network/network_actor.ts";
+import type { NetworkMessage, PeerInfo, ReachAnswer } from "../network/network_actor.ts";
 import type { Connection } from "../protocols/connection.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
 import {
@@ -48,7 +50,9 @@ const MIN_ROUNDS = 4;
  * {@link proofOf}'s answer when this validator had no route at all for the whole deadline: no
  * connection to the worker and none to any peer that could relay. That is the validator's own
  * isolation (its network down), not the worker's failure: `inconclusive / worker_unreachable`,
- * unpaid and not slashed. With any route up, a missing response is the worker's.
+ * unpaid and not slashed. Also when the worker, not connected, was never dialled because this
+ * node's dials were all taken each time (`reach` answered `"full"`). Otherwise, with any route
+ * up, a missing response is the worker's.
  */
 export const UNREACHABLE: unique symbol = Symbol("no route to the worker");
 
@@ -121,6 +125,13 @@ async function fetchProof(
   const worker = receipt.worker;
   /** Whether any route (the worker's connection, or a relay's) was up at some point. */
   const routed = { any: false };
+  /**
+   * Whether the worker ever had its chance: its own connection was up, or it was dialled; and
+   * whether a dial of it was refused by this node's own bound on dials (`MAX_DIALS`). A worker
+   * never given either because this node's dials were all taken (by others' receipts, which
+   * throwaway keys sign cheaply) was not reached for this node's own reasons, not its own.
+   */
+  const chance = { given: false, refused: false };
   // A worker that restarts, or whose connection drops and comes back, is asked again; one
   // that answers "none" on its own connection has refused.
   const deadline = performance.now() + deadlineMs;
@@ -138,13 +149,17 @@ async function fetchProof(
     for (let wait = PROOF_RETRY_MS;; wait = Math.min(wait * 2, PROOF_RETRY_MAX_MS)) {
       signal.throwIfAborted();
       const left = deadline - performance.now();
-      if (left <= 0) return routed.any ? undefined : UNREACHABLE;
+      if (left <= 0) {
+        const ownGap = !routed.any || (chance.refused && !chance.given);
+        return ownGap ? UNREACHABLE : undefined;
+      }
       const network = networkNow();
       // Every lookup is bounded by the time left: a stalled NetworkActor must not hold the
       // challenge open past its deadline (it ends as no route, or withheld if a route was up).
       const direct = await connectionTo(network, worker, { timeoutMs: left, signal });
       if (direct !== undefined) {
         routed.any = true;
+        chance.given = true;
         try {
           const { served } = await direct.request(ProofRequestMessage, { receiptId: id }, {
             timeoutMs: left,
@@ -158,8 +173,10 @@ async function fetchProof(
       }
       // Before the relays, so a connection dialled during their round is found by the next one.
       if (direct === undefined) {
-        reach(network, worker, left, id);
         dialled = true;
+        const answer = await reach(network, worker, left, id, signal);
+        if (answer === "full") chance.refused = true;
+        else if (answer === true) chance.given = true;
       }
       const relayed = await throughRelays(receipt, network, relay, {
         timeoutMs: Math.min(deadline - performance.now(), RELAY_ROUND_MS, deadlineMs / MIN_ROUNDS),
@@ -189,17 +206,22 @@ async function connectionTo(
 
 /**
  * Have the NetworkActor dial `key` (Hyperswarm's DHT) for up to `forMs` when no connection to it
- * is open, on behalf of `holder` (the receipt: released when the fetch ends); fire and forget:
- * the connection, if it comes up, is found by a later {@link connectionTo}. A dial alone is no
- * route: it counts only once it connected.
+ * is open, on behalf of `holder` (the receipt: released when the fetch ends); the connection, if
+ * it comes up, is found by a later {@link connectionTo}. A dial alone is no route: it counts only
+ * once it connected. Answers the NetworkActor's word (`"full"`: refused by its bound on dials);
+ * undefined when it does not answer within `forMs` (at least 1 ms).
  */
-function reach(
+async function reach(
   network: ActorRef<NetworkMessage> | undefined,
   key: Uint8Array,
   forMs: number,
   holder: string,
-): void {
-  network?.tell({ type: "reach", key, forMs, holder }).catch(() => {});
+  signal: AbortSignal,
+): Promise<ReachAnswer | undefined> {
+  return await network?.ask<ReachAnswer>(
+    { type: "reach", key, forMs, holder },
+    { timeoutMs: Math.max(1, forMs), signal },
+  ).catch(() => undefined);
 }
 
 /**

@@ -110,7 +110,8 @@ export async function runChallenge(
       proof: served?.proof,
       proofSig: served?.sig,
       output,
-      // This validator had no route to anyone for the whole deadline: its own isolation.
+      // This validator had no route to anyone, or no dial free for the worker, for the whole
+      // deadline: its own gap, not the worker's failure.
       workerUnreachable: fetched === UNREACHABLE,
     };
     if (availabilityOnly) return checkServed(material, identity, { ...validation, signal });

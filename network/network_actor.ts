@@ -194,6 +194,14 @@ export interface SwarmOptions {
 
 export { NETWORK_TOPIC } from "./swarm_topics.ts";
 
+/**
+ * The answer to a `reach`: `true` when a dial of the key is under way; `false` when there is
+ * nothing to dial (a connection to it is open, it is this node's own key, or there is no swarm);
+ * `"full"` when this node's bound on dials at once (`MAX_DIALS`) refused it: this node's own
+ * limit, not the peer's doing.
+ */
+export type ReachAnswer = boolean | "full";
+
 /** Messages the NetworkActor accepts. */
 export type NetworkMessage =
   | {
@@ -252,7 +260,7 @@ export type NetworkMessage =
      * Connect to this peer by its key, whatever topics it is on (Hyperswarm's DHT), when no
      * connection to it is open: its connection then comes up like any other, and later
      * `connection_to` asks find it. Kept up to `forMs`; without a swarm, or over the
-     * `MAX_DIALS` bound (`dial_by_key.ts`), nothing happens. Answers whether a dial is under way.
+     * `MAX_DIALS` bound (`dial_by_key.ts`), nothing happens. Answers a {@link ReachAnswer}.
      */
     type: "reach";
     key: Uint8Array;
@@ -288,7 +296,8 @@ export type NetworkMessage =
   | { type: "storage_peers" }
   | { type: "peer_hello"; connection: Connection; hello: PeerHello }
   | { type: "hello_signed"; hello: PeerHello }
-  | { type: "peer_standing"; key: string; standing: WorkerCandidate["standing"] }
+  /** A standing ask answered (`standing`), or failed (none). */
+  | { type: "peer_standing"; key: string; standing?: WorkerCandidate["standing"] }
   | { type: "peer_staked"; key: string }
   | {
     /**
@@ -387,6 +396,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
   #hello?: PeerHello;
   /** Hex key → its account in this node's ledger (asked when its hello arrives). */
   readonly #standing = new Map<string, WorkerCandidate["standing"]>();
+  /**
+   * Hex key → its standing asks: whether one is in flight, whether another was wanted meanwhile,
+   * and when a hello last asked. A peer's hellos are its to send: one ask in flight per key, and
+   * one per `helloIntervalMs` for hellos (an honest peer's pace), or each hello re-sent would be
+   * a ledger ask, held open here until answered.
+   */
+  readonly #standingAsks = new Map<string, { inFlight: boolean; again: boolean; at: number }>();
   /** What each peer key may still bring of pledges, across its connections. */
   readonly #pledgeBudgets: PledgeBudgets;
   /**
@@ -629,10 +645,15 @@ export class NetworkActor implements Actor<NetworkMessage> {
         return this.#onHello(message.connection, message.hello, ctx);
       case "hello_signed":
         return this.#sendHello(message.hello);
-      case "peer_standing":
+      case "peer_standing": {
         // Not for a key gone meanwhile (its entry would stay for good).
-        if (this.#peers.has(message.key)) this.#standing.set(message.key, message.standing);
+        if (!this.#peers.has(message.key)) return;
+        if (message.standing !== undefined) this.#standing.set(message.key, message.standing);
+        const asks = this.#standingAsksOf(message.key);
+        asks.inFlight = false;
+        if (asks.again) this.#askStanding(message.key, ctx);
         return;
+      }
       case "peer_staked":
         if (this.#peers.has(message.key)) this.#askStanding(message.key, ctx);
         return;
@@ -802,6 +823,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       this.#peers.delete(key);
       // Asked again at its next hello: kept, it grew for every key that ever said hello.
       this.#standing.delete(key);
+      this.#standingAsks.delete(key);
     } else this.#peers.set(key, list);
     if (before.some((p) => p.connection === connection && p.storage !== undefined)) {
       this.#storagePeersChanged(ctx);
@@ -889,7 +911,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 
   /** See the `reach` message: dial `key` when no connection to it is open. */
-  #reach(key: Uint8Array, forMs: number, holder?: string): boolean {
+  #reach(key: Uint8Array, forMs: number, holder?: string): ReachAnswer {
     if (this.#dials === undefined || bytesEqual(key, this.#options.identity.publicKey)) {
       return false;
     }
@@ -900,7 +922,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
         `reach ${toHex(key).slice(0, 16)}: not dialled, ${this.#dials.size} dials under way`,
       );
     }
-    return dialled;
+    return dialled || "full";
   }
 
   /**
@@ -1028,7 +1050,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     entry.info.version = hello.version;
     entry.info.load = hello.load && { ...hello.load };
     entry.info.storage = hello.storage && { ...hello.storage };
-    if (hello.roles.includes("inference")) this.#askStanding(entry.info.key, ctx);
+    if (hello.roles.includes("inference")) this.#helloStanding(entry.info.key, ctx);
     // It serves another set of models now (a training round's new model): ask for the list.
     if (
       hello.models.join() !== entry.info.models.join() &&
@@ -1068,18 +1090,48 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (entry.listAgain && !entry.connection.isClosed) this.#askModels(entry, ctx);
   }
 
-  /** Ask this node's ledger for a worker's account (its stake, locks and credit). */
+  /** A hello asks for the peer's standing at most once per `helloIntervalMs` (see `#standingAsks`). */
+  #helloStanding(key: string, ctx: ActorContext<NetworkMessage>): void {
+    const asks = this.#standingAsksOf(key);
+    const now = (this.#options.now ?? Date.now)();
+    const every = this.#options.helloIntervalMs ?? DEFAULT_HELLO_INTERVAL_MS;
+    if (now - asks.at < every) return;
+    asks.at = now;
+    this.#askStanding(key, ctx);
+  }
+
+  #standingAsksOf(key: string): { inFlight: boolean; again: boolean; at: number } {
+    let asks = this.#standingAsks.get(key);
+    if (asks === undefined) {
+      asks = { inFlight: false, again: false, at: -Infinity };
+      this.#standingAsks.set(key, asks);
+    }
+    return asks;
+  }
+
+  /**
+   * Ask this node's ledger for a worker's account (its stake, locks and credit): one ask in
+   * flight per key; one wanted meanwhile is made once it is answered (`peer_standing`).
+   */
   #askStanding(key: string, ctx: ActorContext<NetworkMessage>): void {
     const validator = this.#services?.validator;
     if (validator === undefined) return;
-    ctx.system.lookup<{ type: "account"; key: Uint8Array }>(validator)
-      ?.ask<{ stake: number; locked: number; balance: number }>({
-        type: "account",
-        key: fromHex(key),
-      })
+    const asks = this.#standingAsksOf(key);
+    if (asks.inFlight) {
+      asks.again = true;
+      return;
+    }
+    const ref = ctx.system.lookup<{ type: "account"; key: Uint8Array }>(validator);
+    if (ref === undefined) return;
+    asks.inFlight = true;
+    asks.again = false;
+    ref.ask<{ stake: number; locked: number; balance: number }>({
+      type: "account",
+      key: fromHex(key),
+    })
       .then(
         (a) => tellQuietly(ctx, { type: "peer_standing", key, standing: { ...a } }),
-        () => {},
+        () => tellQuietly(ctx, { type: "peer_standing", key }),
       );
   }
 

@@ -4,7 +4,8 @@
  * `level` (`info`, `warn`, `error`), `component` (the word before the first colon: `validator`,
  * `storage`, `network`… or `node`, also for a line led by a word that says its kind, such as
  * `error:` or `try:`) and `msg`. Lines are the node's existing sentences, so both
- * modes say the same thing; only the framing differs.
+ * modes say the same thing; only the framing differs. In both, one call is one line: `text`
+ * shows control characters inside a line escaped ({@link printableLine}), as `json` does.
  *
  * @example
  * ```ts
@@ -56,6 +57,38 @@ const NOT_SPEAKERS: ReadonlySet<string> = new Set([
 const ERROR_WORDS = /^\s*(error|fatal|forced exit)\b|\b(crashed|gave up|escalated)\b/i;
 const WARN_WORDS = /^\s*(warning|interrupted)\b|\b(failed|refused|restarted|restarting)\b/i;
 
+/**
+ * Characters a text line must not carry as they are: the C0 controls but the tab (a newline or
+ * carriage return starts what looks like a line of the node's own, an escape sequence recolours,
+ * moves the cursor or clears the operator's terminal), DEL, the C1 controls, the Unicode line
+ * separators and the bidirectional overrides (which reorder what is shown). Peers' words reach
+ * the log (a refusal, an error's message), so they are shown escaped, in one place: here.
+ */
+// deno-lint-ignore no-control-regex -- matching control characters is its purpose
+const UNPRINTABLE = /[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** `char` written out: `\n`, `\r`, else `\xNN` or `\uNNNN`. */
+function escaped(char: string): string {
+  if (char === "\n") return "\\n";
+  if (char === "\r") return "\\r";
+  const code = char.charCodeAt(0);
+  return code < 0x100
+    ? `\\x${code.toString(16).padStart(2, "0")}`
+    : `\\u${code.toString(16).padStart(4, "0")}`;
+}
+
+/**
+ * `line` as one line of text: every {@link UNPRINTABLE} character inside it escaped, so one log
+ * call is one line whatever a peer put in it. Newlines that lead or end it stay: they are the
+ * node's blank lines around a section.
+ */
+export function printableLine(line: string): string {
+  const lead = /^\n*/.exec(line)![0].length;
+  const body = line.slice(lead).replace(/\n+$/, "");
+  const trail = line.length - lead - body.length;
+  return "\n".repeat(lead) + body.replace(UNPRINTABLE, escaped) + "\n".repeat(trail);
+}
+
 /** The structured form of `line`. */
 export function logRecord(line: string, level?: LogLevel, now: Date = new Date()): LogRecord {
   const trimmed = line.replace(/^\n+|\n+$/g, "");
@@ -83,6 +116,6 @@ export function lineLogger(
   level?: LogLevel,
   now: () => Date = () => new Date(),
 ): (line: string) => void {
-  if (format === "text") return write;
+  if (format === "text") return (line) => write(printableLine(line));
   return (line) => write(JSON.stringify(logRecord(line, level, now())));
 }

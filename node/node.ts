@@ -450,7 +450,10 @@ async function startSteps(
   }
 
   const tree = () => formatTree(system.tree());
-  log(`\nsupervision tree:\n${tree()}\n`);
+  // A line per call: the log writes what one call says as one line.
+  log("\nsupervision tree:");
+  const treeLines = tree().split("\n");
+  treeLines.forEach((line, i) => log(i === treeLines.length - 1 ? `${line}\n` : line));
   for (const line of apiLines(url, config, local !== undefined)) log(line);
 
   const heartbeat = startHeartbeat({
