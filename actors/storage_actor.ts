@@ -294,11 +294,15 @@ export class StorageActor {
         held: () => this.#heldForNetwork(),
         read: (cid) => store.get(cid),
         onPass: (pass) => {
-          if (pass.checked === 0) return;
+          if (pass.checked === 0 && pass.gaveUp.length === 0) return;
           this.#options.log?.(
-            `storage: ${pass.departed.length} holder(s) left; repaired ${pass.repaired} ` +
-              `copies of ${pass.checked} chunks` +
-              (pass.lost.length ? `, ${pass.lost.length} lost` : ""),
+            (pass.departed.length > 0
+              ? `storage: ${pass.departed.length} holder(s) left; `
+              : "storage: repair retried; ") +
+              `repaired ${pass.repaired} copies of ${pass.checked} chunks` +
+              (pass.lost.length ? `, ${pass.lost.length} lost` : "") +
+              (pass.failedChecks ? `, ${pass.failedChecks} checks failed (retried later)` : "") +
+              (pass.gaveUp.length ? `, ${pass.gaveUp.length} still short, given up` : ""),
           );
         },
         onError: (error) =>
@@ -524,6 +528,7 @@ export class StorageActor {
     this.#stopping.abort();
     await this.#auditing?.catch(() => {}); // it writes to the record closed below
     await this.#holderRepair?.idle();
+    this.#holderRepair?.stop(); // its retry timer (queued retries wait for the next change)
     await this.#replicated?.flush();
     await this.#given?.close();
   }

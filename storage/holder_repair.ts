@@ -21,6 +21,14 @@
  * nodes with different views may both repair a chunk (harmless: the second finds it present),
  * and a chunk held only by the departed peers is lost (counted as such in the report).
  *
+ * A pass is not the last word. A holder check that fails (the new holder does not answer, or
+ * refuses the copy) is tried again on a later pass, after a backoff that doubles up to a cap; a
+ * chunk still failing after {@link MAX_RETRIES} tries is given up and reported
+ * (`HolderRepairPass.gaveUp`). And a survivor that left a chunk to a better-ranked one (which
+ * proved it holds it) checks every holder again after {@link HANDOFF_WAIT_MS}, repairing what is
+ * still missing itself: the better-ranked one may never repair (hostile, or gone quiet). With
+ * honest survivors that check finds every copy in place, at a proof per holder and no bytes.
+ *
  * @module
  */
 import { rankPeers } from "./rendezvous.ts";
@@ -179,10 +187,68 @@ const MAX_NOTED = 1 << 16;
 /** Chunks ranked between two turns of the event loop. */
 const RANK_SLICE = 512;
 
-/** What one repair pass after a departure did (for logs and tests). */
+/**
+ * First wait before a failed check is tried again: long enough for a peer that was restarting or
+ * briefly full to be back, short enough that a chunk does not sit at r − 1 copies for long.
+ */
+const RETRY_BASE_MS = 60_000;
+/** Longest wait between tries (the wait doubles each failure up to this). */
+const RETRY_MAX_MS = 3_600_000;
+/**
+ * Tries after the first before a chunk is given up and reported (about three hours with the
+ * waits above): a new holder that refuses that long is for the audits and the next change of the
+ * peer set to deal with, not for a retry at full rate forever.
+ */
+export const MAX_RETRIES = 8;
+/**
+ * How long a survivor that left a chunk to the better-ranked one waits before it checks every
+ * holder itself: the better one's pass normally ends well within it (a proof and a copy per
+ * chunk); one that is merely slower costs a second copy of some chunks, one that never repairs
+ * costs no more than this wait at r − 1 copies.
+ */
+export const HANDOFF_WAIT_MS = 600_000;
+/** Chunks one retry pass checks; the rest wait for the next, which starts right after. */
+const RETRY_SLICE = 1024;
+/** Chunks waiting to be tried again; past this, a new one is given up at once (reported). */
+const MAX_PENDING_RETRIES = 1 << 16;
+
+/** What one repair pass did (for logs and tests). */
 export interface HolderRepairPass extends RepairReport {
-  /** Hex ids of the peers whose departure started it. */
+  /** Hex ids of the peers whose departure started it; empty for a pass that retried chunks. */
   departed: string[];
+  /** Chunks still short after {@link MAX_RETRIES} tries, no longer tried by this node. */
+  gaveUp: string[];
+}
+
+/** The clock and timers retries run on ({@link HolderRepairOptions.clock}). */
+export interface RepairClock {
+  /** Milliseconds, any epoch. */
+  now(): number;
+  /** Run `fn` once after `ms`; returns an id for {@link clearTimeout}. */
+  setTimeout(fn: () => void, ms: number): number;
+  /** Cancel a timer {@link setTimeout} gave. */
+  clearTimeout(id: number): void;
+}
+
+/** The global clock; its timers do not keep the process alive. */
+const systemClock: RepairClock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => {
+    const id = setTimeout(fn, ms) as unknown as number; // Deno's timer ids are numbers
+    Deno.unrefTimer(id);
+    return id;
+  },
+  clearTimeout: (id) => clearTimeout(id),
+};
+
+/** A chunk to check again on a later pass. */
+interface Retry {
+  /** Holders to check, as {@link planRepair} gave them. */
+  targets: RepairTargets;
+  /** Failed tries so far (0: a hand-off to check). */
+  failures: number;
+  /** When it is due ({@link RepairClock.now}). */
+  due: number;
 }
 
 /** Options of {@link HolderRepair}. */
@@ -201,16 +267,28 @@ export interface HolderRepairOptions {
   onPass?: (pass: HolderRepairPass) => void;
   /** Called when a pass fails as a whole (a store error); the next change retries. */
   onError?: (error: unknown) => void;
+  /** Clock and timers of retries. Default: the system's; tests pass one they move by hand. */
+  clock?: RepairClock;
 }
 
 /**
- * Runs {@link planRepair} passes, one at a time, as the peer set changes. A change that
- * comes while a pass runs waits for it (the next pass sees the newest set).
+ * Runs {@link planRepair} passes, one at a time, as the peer set changes, and retry passes for
+ * the chunks a pass could not finish (see the module doc). A change that comes while a pass runs
+ * waits for it (the next pass sees the newest set).
  */
 export class HolderRepair {
   readonly #options: HolderRepairOptions;
+  readonly #clock: RepairClock;
   #running: Promise<void> = Promise.resolve();
   #passes = 0;
+  /** Chunks to check again, by storage key, in the order they were queued. */
+  readonly #retries = new Map<string, Retry>();
+  /** The store and signal of the latest change: retry passes run against them. */
+  #store: ReplicatedStore | null = null;
+  #signal: AbortSignal | undefined;
+  #timer: number | undefined;
+  /** Set by {@link stop}: no timer is armed until the next change. */
+  #stopped = false;
   /**
    * Per peer set (the store's own array), the chunks that came in under it since the last pass
    * (see {@link noteWrite}); `null`: too many to list, so every chunk held.
@@ -220,6 +298,7 @@ export class HolderRepair {
   /** @param options Who this node is, what it holds, where reports go. */
   constructor(options: HolderRepairOptions) {
     this.#options = options;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /** Passes finished so far. */
@@ -260,6 +339,12 @@ export class HolderRepair {
     const alive = new Set(after.map((p) => p.id));
     const departed = before.filter((p) => !alive.has(p.id)).map((p) => p.id);
     if (departed.length === 0) return this.#running;
+    this.#store = store;
+    this.#stopped = false;
+    if (this.#signal !== signal) {
+      this.#signal = signal;
+      signal?.addEventListener("abort", () => this.stop(), { once: true });
+    }
     const pass = this.#running.then(async () => {
       if (signal?.aborted) return;
       // The set just before the change, for every chunk, and the sets chunks came in under since
@@ -297,15 +382,26 @@ export class HolderRepair {
         await rank();
         // Missing copies are what a departure leaves: ask the holders whether they have it
         // (a few bytes each) and send our own copy to those without.
+        const failed = new Set<string>();
         const report = await store.repair(mine.keys(), {
           signal,
           presence: true,
           local: this.#options.read,
           only: (cid) => mine.get(cid) ?? undefined,
           defer: (cid) => deferred.get(cid),
+          onFailedCheck: (cid) => failed.add(cid),
         });
+        // What was left to a better-ranked survivor is checked again once it had time to repair.
+        const gaveUp: string[] = [];
+        const handoff = this.#clock.now() + HANDOFF_WAIT_MS;
+        for (const cid of deferred.keys()) {
+          if (!this.#retries.has(cid) && !failed.has(cid)) {
+            this.#queue(cid, { targets: null, failures: 0, due: handoff }, gaveUp);
+          }
+        }
+        for (const cid of failed) this.#failedAgain(cid, mine.get(cid) ?? null, gaveUp);
         this.#passes++;
-        this.#options.onPass?.({ ...report, departed });
+        this.#options.onPass?.({ ...report, departed, gaveUp });
       } catch (error) {
         for (const [peers, chunks] of noted) {
           for (const cid of chunks ?? []) this.noteWrite(peers, cid);
@@ -313,9 +409,110 @@ export class HolderRepair {
         }
         if (!signal?.aborted) this.#options.onError?.(error);
       }
+      this.#arm();
     });
     this.#running = pass;
     return pass;
+  }
+
+  /** Cancel the retry timer; retries still queued wait for the next change to arm it again. */
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** `cid` failed a check (again): queued after a doubled wait, or given up past the bound. */
+  #failedAgain(cid: string, targets: RepairTargets, gaveUp: string[]): void {
+    const was = this.#retries.get(cid);
+    const failures = (was?.failures ?? 0) + 1;
+    if (failures > MAX_RETRIES) {
+      this.#retries.delete(cid);
+      gaveUp.push(cid);
+      return;
+    }
+    // A chunk queued for two reasons checks the holders of both (`null`: every holder).
+    const both: RepairTargets = was === undefined
+      ? targets
+      : was.targets === null || targets === null
+      ? null
+      : new Set([...was.targets, ...targets]);
+    const wait = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (failures - 1));
+    this.#queue(cid, { targets: both, failures, due: this.#clock.now() + wait }, gaveUp);
+  }
+
+  /** Queue `cid` for a retry pass (bounded: past the bound it is given up). */
+  #queue(cid: string, retry: Retry, gaveUp: string[]): void {
+    this.#retries.delete(cid); // to the back: the queue stays in order of queueing
+    if (this.#retries.size >= MAX_PENDING_RETRIES) gaveUp.push(cid);
+    else this.#retries.set(cid, retry);
+  }
+
+  /** Set the timer for the earliest queued retry (one timer at a time). */
+  #arm(): void {
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#stopped || this.#retries.size === 0 || this.#signal?.aborted) return;
+    let due = Infinity;
+    for (const retry of this.#retries.values()) due = Math.min(due, retry.due);
+    this.#timer = this.#clock.setTimeout(() => {
+      this.#timer = undefined;
+      this.#retryPass();
+    }, Math.max(0, due - this.#clock.now()));
+  }
+
+  /** Queue a pass over the retries that are due (at most {@link RETRY_SLICE}). */
+  #retryPass(): void {
+    const store = this.#store;
+    const signal = this.#signal;
+    if (store === null) return;
+    this.#running = this.#running.then(async () => {
+      if (signal?.aborted) return;
+      const now = this.#clock.now();
+      const due = new Map<string, Retry>();
+      for (const [cid, retry] of this.#retries) {
+        if (retry.due > now) continue;
+        due.set(cid, retry);
+        if (due.size === RETRY_SLICE) break;
+      }
+      try {
+        const failed = new Set<string>();
+        // Every holder is asked again: none is deferred to, so what a better-ranked survivor left
+        // undone is done here.
+        const report = await store.repair(due.keys(), {
+          signal,
+          presence: true,
+          local: this.#options.read,
+          only: (cid) => due.get(cid)?.targets ?? undefined,
+          onFailedCheck: (cid) => failed.add(cid),
+        });
+        const gaveUp: string[] = [];
+        for (const [cid, retry] of due) {
+          if (failed.has(cid)) this.#failedAgain(cid, retry.targets, gaveUp);
+          else if (this.#retries.get(cid) === retry) this.#retries.delete(cid);
+        }
+        this.#passes++;
+        this.#options.onPass?.({ ...report, departed: [], gaveUp });
+      } catch (error) {
+        // A store error: those chunks count one more failure, so a broken store backs off too.
+        const gaveUp: string[] = [];
+        for (const [cid, retry] of due) {
+          if (this.#retries.get(cid) === retry) this.#failedAgain(cid, retry.targets, gaveUp);
+        }
+        if (gaveUp.length > 0) {
+          this.#options.onPass?.({
+            checked: 0,
+            repaired: 0,
+            lost: [],
+            failedChecks: 0,
+            departed: [],
+            gaveUp,
+          });
+        }
+        if (!signal?.aborted) this.#options.onError?.(error);
+      }
+      this.#arm();
+    });
   }
 
   /** Resolves when the queued passes are done. */

@@ -85,13 +85,13 @@ function isFullRefusal(error: unknown): boolean {
 /**
  * Repair one holder's copy: `attempt`, and while what was tried fails because that peer holds no
  * more for peers (it keeps its rank), `substitute` on the next peer past the holders, as a put
- * hands a full holder's place on. A failure that ends it counts in `report.failedChecks`.
+ * hands a full holder's place on. A failure that ends it is a failed check (`failed`).
  */
 async function handOnWhenFull(
   attempt: () => Promise<void>,
   next: () => StoragePeer | undefined,
   substitute: (peer: StoragePeer) => Promise<void>,
-  report: RepairReport,
+  failed: () => void,
 ): Promise<void> {
   let run = attempt;
   for (;;) {
@@ -100,7 +100,7 @@ async function handOnWhenFull(
     } catch (error) {
       const peer = isFullRefusal(error) ? next() : undefined;
       if (peer === undefined) {
-        report.failedChecks++;
+        failed();
         return;
       }
       run = () => substitute(peer);
@@ -133,6 +133,12 @@ export interface RepairOptions extends BlockStoreCallOptions {
    * holders, which may lack the chunk (they missed its write).
    */
   defer?: (cid: string) => ReadonlySet<string> | undefined;
+  /**
+   * Called for each holder check of `cid` that failed for a reason other than the chunk being
+   * lost (the peer did not answer, refused the copy): what `failedChecks` counts, by chunk, so
+   * the caller can try those chunks again later.
+   */
+  onFailedCheck?: (cid: string) => void;
 }
 
 /** What a repair pass did. */
@@ -486,9 +492,10 @@ export class ReplicatedStore implements BlockStore {
         this.#wrote(peer, cid, true);
         report.repaired++;
       };
+      const failed = () => this.#failedCheck(cid, options, report);
       await Promise.all(
         this.holders(cid).map((holder) =>
-          handOnWhenFull(() => ensure(holder), substitutes, ensure, report)
+          handOnWhenFull(() => ensure(holder), substitutes, ensure, failed)
         ),
       );
     }
@@ -559,7 +566,7 @@ export class ReplicatedStore implements BlockStore {
           (answer): unknown => Array.isArray(answer) ? answer[0] ?? null : null,
           (error) => {
             this.#report("prove", peer, cid, error);
-            report.failedChecks++;
+            this.#failedCheck(cid, options, report);
             return undefined;
           },
         )
@@ -609,11 +616,18 @@ export class ReplicatedStore implements BlockStore {
       await give(peer);
     };
     const substitutes = this.#substitutes(cid);
+    const failed = () => this.#failedCheck(cid, options, report);
     await Promise.all(
       lacking.map((holder) =>
-        handOnWhenFull(() => give(holder), substitutes, provesOrGets, report)
+        handOnWhenFull(() => give(holder), substitutes, provesOrGets, failed)
       ),
     );
+  }
+
+  /** A holder check of `cid` failed (no answer, copy refused): counted, and told the caller. */
+  #failedCheck(cid: string, options: RepairOptions | undefined, report: RepairReport): void {
+    report.failedChecks++;
+    options?.onFailedCheck?.(cid);
   }
 
   #call<T>(outer: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
