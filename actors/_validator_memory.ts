@@ -371,13 +371,22 @@ export class ValidatorMemory {
       .map((i) => taken[i]);
   }
 
-  /** The proofs held for receipt `id` (now recorded here), in arrival order, forgotten here. */
-  takeHeldFraudProofs(id: string): HeldFraudProof[] {
-    const proofs = this.#held.get(id);
-    if (proofs === undefined) return [];
-    const taken = [...proofs.values()];
-    for (const [hash, held] of [...proofs]) {
-      this.#forgetHeld(id, proofs, hash, toHex(held.proof.validator));
+  /**
+   * The proofs held for a receipt `worker` (hex) signed for job `jobId`, now that one of its
+   * receipts for the job is recorded here, in arrival order, forgotten here: those about the
+   * receipt recorded, and those about another variant of it the worker signed (each settles
+   * against the one recorded, `Ledger.fraudSubject`). A scan of at most
+   * {@link MAX_HELD_FRAUD_PROOFS}.
+   */
+  takeHeldFraudProofs(jobId: string, worker: string): HeldFraudProof[] {
+    const taken: HeldFraudProof[] = [];
+    for (const [id, proofs] of [...this.#held]) {
+      for (const [hash, held] of [...proofs]) {
+        const { receipt } = held.proof;
+        if (receipt.jobId !== jobId || toHex(receipt.worker) !== worker) continue;
+        taken.push(held);
+        this.#forgetHeld(id, proofs, hash, toHex(held.proof.validator));
+      }
     }
     return taken;
   }

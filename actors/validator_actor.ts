@@ -699,7 +699,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         this.#log(`validator: worker ${worker.slice(0, 16)} equivocated on job ${receipt.jobId}`);
       }
     }
-    if (fresh && recorded) this.#takeHeldFraudProofs(id, ctx);
+    if (fresh && recorded) this.#takeHeldFraudProofs(receipt, ctx);
     // Recorded before without its assignment (the worker's announcement, or a relay that
     // stripped it, came first): the assignment is attached now.
     let gotAssigned = false;
@@ -1072,7 +1072,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // A worker accusing its own receipt can only be shaping its own settlement (a refuted
     // accusation costs it a flat penalty, a confirmed one rewards it with its own slash).
     if (bytesEqual(proof.validator, proof.receipt.worker)) return skip("self_accusation");
-    const record = ledger.receipt(id);
+    // The receipt it settles here: its own, or the variant of it its worker had recorded here
+    // for the job (review s46: a worker sends each ledger another variant of one receipt).
+    const record = ledger.fraudSubject(proof.receipt);
+    const subject = record?.receiptId ?? id;
     const now = this.#now();
     if (record !== undefined && !worthFraudCheck(record, now)) return skip("not_pending");
     // Taken now, or when it was first taken before a stop: the window's test is on that time.
@@ -1097,7 +1100,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // not recorded here, a pledged key's proof is held for the receipt, as a backed one is.
     const pledged = backed || ledger.hasStaked(proof.validator);
     const unbacked = !backed && pledged && record !== undefined;
-    if (unbacked && !(since <= record.pendingUntil && this.#unbacked.available(id, accuser))) {
+    if (
+      unbacked && !(since <= record.pendingUntil && this.#unbacked.available(subject, accuser))
+    ) {
       return skip("unstaked_accuser");
     }
     // One accusation per accuser and receipt: refused once one settled or was left undecided
@@ -1105,7 +1110,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // else one key re-signs a claim into any number of checks in flight, each kept across a stop
     // (`_held_evidence.ts`). This validator's own proof is one per challenge already.
     const repeated = (!pledged && this.#pledgeHeld.accuses(accuser, id)) ||
-      ledger.hasAccused(proof.validator, id) || this.#memory.undecided(proof.validator, id) ||
+      ledger.hasAccused(proof.validator, subject) || this.#memory.undecided(proof.validator, id) ||
       (!own && this.#memory.accusesNow(proof.validator, id));
     if (repeated) return skip("repeated_accusation");
     // Checked before the proof takes its slot: a copy with a broken signature, arriving
@@ -1128,12 +1133,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#memory.holdFraudProof(id, hash, { proof, origin, waiting });
       return { queued: false, awaitingReceipt: true, result: waiting.promise };
     }
-    if (unbacked) this.#unbacked.take(id, accuser, hash, record.pendingUntil);
+    if (unbacked) this.#unbacked.take(subject, accuser, hash, record.pendingUntil);
     this.#memory.takeFraudProof(hash, { waiting, proof, origin, own, takenAt: since });
     // Held only for a proof that can still settle it: one taken after the window is refused
     // whatever its check says (its accuser risks nothing), and would only delay the pay.
     if (!own && since <= record.pendingUntil) {
-      this.#checking.set(hash, { receiptId: id, takenAt: since });
+      this.#checking.set(hash, { receiptId: subject, takenAt: since });
     }
     if (own) {
       this.#enqueue(() => this.#checkFraud(proof)).then(
@@ -1177,9 +1182,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
   }
 
-  /** Receipt `id` came in through the intake: the fraud proofs held for it are taken again. */
-  #takeHeldFraudProofs(id: string, ctx: ActorContext<ValidatorMessage>): void {
-    for (const { proof, origin, waiting } of this.#memory.takeHeldFraudProofs(id)) {
+  /**
+   * `receipt` came in through the intake: the fraud proofs held for it, or for another variant
+   * its worker signed for the job (they settle against it, `Ledger.fraudSubject`), are taken
+   * again.
+   */
+  #takeHeldFraudProofs(receipt: Receipt, ctx: ActorContext<ValidatorMessage>): void {
+    const held = this.#memory.takeHeldFraudProofs(receipt.jobId, toHex(receipt.worker));
+    for (const { proof, origin, waiting } of held) {
       this.#onFraudProof(proof, ctx, false, origin, waiting);
     }
   }
@@ -1236,7 +1246,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       }
       // Only a receipt recorded through the intake was checked (`#onFraudProof` holds the
       // others): a proof, confirmed or refuted, never records its receipt.
-      const record = ledger.receipt(id);
+      const record = ledger.fraudSubject(proof.receipt);
       if (record !== undefined && takesFraudProofs(record.status)) {
         // Written ahead of the settlement (a `fraud` receipt takes no other conviction): a
         // process that dies right after it still has the conviction at its next start, where it
@@ -1247,6 +1257,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
         const settled = await ledger.settleFraud({
           receiptId: id,
+          receipt: proof.receipt,
           fraudProofHash: check.proofHash,
           validator: proof.validator,
           confirmed: check.confirmed,

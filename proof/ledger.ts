@@ -57,7 +57,7 @@ import { decodeCbor } from "../protocols/cbor.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
 import { steeringEvidenceKey } from "./ledger_index.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
+import { type Receipt, receiptId, verifyReceipt } from "../protocols/receipt.ts";
 import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
 import { type StakePledge, verifyStakePledge } from "../protocols/stake_pledge.ts";
 import { verifyAssignment } from "../protocols/assignment.ts";
@@ -141,6 +141,12 @@ export interface LedgerOptions {
 export interface FraudSettlement {
   /** The receipt the proof is about. */
   receiptId: string;
+  /**
+   * That receipt, as its worker signed it (the proof carries it). Given, a proof about a receipt
+   * not recorded here settles against the one its worker had recorded here for the same job
+   * (another variant it signed: see {@link Ledger.fraudSubject}).
+   */
+  receipt?: Receipt;
   /** Hex hash of the fraud proof. */
   fraudProofHash: string;
   /** The validator who submitted it. */
@@ -497,6 +503,33 @@ export class Ledger {
   receipt(receiptId: string): ReceiptRecord | undefined {
     const r = this.#record(receiptId);
     return r && { ...r };
+  }
+
+  /**
+   * The record a fraud proof about `receipt` settles here: the receipt's own; else, when
+   * `receipt` verifies under its worker's key, the inference receipt that same worker had
+   * recorded here for the same job. A worker may sign several variants of its receipt for one
+   * job (other fingerprints, timings or output) and send each ledger another: each records the
+   * first it sees and refuses the rest, yet a proof against any of them convicts the worker that
+   * signed it, on every ledger (review s46). A receipt another key signed never settles
+   * against this worker's.
+   */
+  fraudSubject(receipt: Receipt): ReceiptRecord | undefined {
+    const r = this.#subject(receipt);
+    return r && { ...r };
+  }
+
+  /** {@link Ledger.fraudSubject}, for a proof that names its receipt `id` (another: none). */
+  #subject(receipt: Receipt, id = receiptId(receipt)): ReceiptRecord | undefined {
+    if (id !== receiptId(receipt)) return undefined;
+    const own = this.#record(id);
+    if (own !== undefined) return own;
+    // Only the worker's own signature binds it to a variant it did not send here.
+    if (!verifyReceipt(receipt).ok) return undefined;
+    const recordedId = this.#index.jobReceipt(receipt.jobId);
+    const recorded = recordedId === undefined ? undefined : this.#record(recordedId);
+    const same = recorded?.kind === "inference" && recorded.worker === toHex(receipt.worker);
+    return same ? recorded : undefined;
   }
 
   /** Whether `worker` has ever been slashed here (a confirmed fraud, a fault, equivocation). */
@@ -948,7 +981,10 @@ export class Ledger {
     const validator = toHex(settlement.validator);
     const kind = settlement.confirmed ? "fraud" : "false_accusation";
     const entry = await this.#transition(kind, () => {
-      const rec = this.#record(settlement.receiptId);
+      // The receipt named, or the variant of it its worker had recorded here for the job.
+      const rec = settlement.receipt === undefined
+        ? this.#record(settlement.receiptId)
+        : this.#subject(settlement.receipt, settlement.receiptId);
       if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
       if (rec.kind !== receiptKind) {
         // A fraud proof is checked against one kind of work: an inference proof says nothing
@@ -996,9 +1032,14 @@ export class Ledger {
       // An unpaid receipt's lock was released: the slash is its amount, out of the stake
       // (`worker` names whose, as the receipt is no longer open in the working state).
       const slashed = this.#slashable(rec);
+      // The variant the proof was about, when it is not the receipt recorded here.
+      const variant = rec.receiptId === settlement.receiptId
+        ? {}
+        : { variant: settlement.receiptId };
       return settlement.confirmed
         ? {
           receiptId: rec.receiptId,
+          ...variant,
           fraudProof: settlement.fraudProofHash,
           validator,
           slashed,
@@ -1008,6 +1049,7 @@ export class Ledger {
         }
         : {
           receiptId: rec.receiptId,
+          ...variant,
           fraudProof: settlement.fraudProofHash,
           validator,
           // What the accuser has free, at most: a stake never goes below zero (an accuser with
