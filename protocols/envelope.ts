@@ -19,14 +19,12 @@
  * @module
  */
 import { z } from "zod";
-import { decodeCbor, encodeCbor, encodeCborWithHeadroom } from "./cbor.ts";
-import { checkCborStructure, DEFAULT_MAX_CBOR_DEPTH } from "./cbor_guard.ts";
+import { encodeCbor, encodeCborWithHeadroom } from "./cbor.ts";
+import { decodeCheckedCbor, DEFAULT_MAX_CBOR_DEPTH } from "./cbor_guard.ts";
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from "./identity.ts";
 import type { BodySchema } from "./message_registry.ts";
 import {
   InvalidEnvelopeError,
-  MalformedCborError,
-  ProtocolError,
   type ProtocolErrorOptions,
   UnknownVersionError,
 } from "./protocol_errors.ts";
@@ -136,19 +134,11 @@ function coordinates(raw: unknown): ProtocolErrorOptions {
 
 /**
  * Decode and check an envelope (not its body): well-formed CBOR within the depth limit, the
- * envelope shape, and the protocol version. Throws a {@link ProtocolError} subclass
+ * envelope shape, and the protocol version. Throws a `ProtocolError` subclass
  * (`malformed_cbor`, `nesting_too_deep`, `invalid_envelope`, `unknown_version`).
  */
 export function decodeEnvelope(bytes: Uint8Array, options?: DecodeEnvelopeOptions): Envelope {
-  checkCborStructure(bytes, options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH);
-  let raw: unknown;
-  try {
-    raw = decodeCbor(bytes);
-  } catch (cause) {
-    // The structural check passed, so this is a value cbor-x itself refuses.
-    if (cause instanceof ProtocolError) throw cause;
-    throw new MalformedCborError("CBOR decoder refused the frame", { cause });
-  }
+  const raw = decodeCheckedCbor(bytes, options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH);
   const parsed = envelopeSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -25,7 +25,8 @@
  *
  * @module
  */
-import { decodeCbor, encodeCanonical } from "../protocols/cbor.ts";
+import { encodeCanonical } from "../protocols/cbor.ts";
+import { decodeCheckedCbor } from "../protocols/cbor_guard.ts";
 import { type SealedFileInfo, sealedFileInfoSchema } from "../protocols/manifest.ts";
 import { AuthenticationError, InvalidManifestError, StorageError } from "./errors.ts";
 
@@ -228,7 +229,13 @@ export class FileCipher {
     return new Uint8Array(out);
   }
 
-  /** Open sealed metadata. @throws {AuthenticationError} wrong key or tampered bytes. */
+  /**
+   * Open sealed metadata. Whoever holds the file's keys (a share link's holder too) can seal it,
+   * so its CBOR is decoded as untrusted.
+   *
+   * @throws {AuthenticationError} wrong key or tampered bytes.
+   * @throws {InvalidManifestError} it opens, but to no file's metadata.
+   */
   async openInfo(sealed: Uint8Array): Promise<SealedFileInfo> {
     let plain: ArrayBuffer;
     try {
@@ -240,7 +247,13 @@ export class FileCipher {
     } catch (cause) {
       throw new AuthenticationError("the file manifest", cause);
     }
-    const parsed = sealedFileInfoSchema.safeParse(decodeCbor(new Uint8Array(plain)));
+    let value: unknown;
+    try {
+      value = decodeCheckedCbor(new Uint8Array(plain));
+    } catch (cause) {
+      throw new InvalidManifestError("sealed metadata is not CBOR", cause);
+    }
+    const parsed = sealedFileInfoSchema.safeParse(value);
     if (!parsed.success) throw new InvalidManifestError("sealed metadata has the wrong shape");
     return parsed.data;
   }

@@ -21,8 +21,8 @@
  *
  * @module
  */
-import { decodeCbor, encodeCbor } from "../protocols/cbor.ts";
-import { checkCborStructure, DEFAULT_MAX_CBOR_DEPTH } from "../protocols/cbor_guard.ts";
+import { encodeCbor } from "../protocols/cbor.ts";
+import { decodeCheckedCbor, DEFAULT_MAX_CBOR_DEPTH } from "../protocols/cbor_guard.ts";
 import { decodeEnvelope, encodeEnvelope, type Envelope } from "../protocols/envelope.ts";
 import { MalformedCborError, ProtocolError } from "../protocols/protocol_errors.ts";
 
@@ -73,12 +73,7 @@ export class CborDecoderStream<T = unknown> extends TransformStream<Uint8Array, 
     const maxDepth = options?.maxDepth ?? DEFAULT_MAX_CBOR_DEPTH;
     super({
       transform(payload, controller) {
-        checkCborStructure(payload, maxDepth);
-        try {
-          controller.enqueue(decodeCbor(payload) as T);
-        } catch (cause) {
-          throw new MalformedCborError("CBOR decoder refused the payload", { cause });
-        }
+        controller.enqueue(decodeCheckedCbor(payload, maxDepth) as T);
       },
     });
   }

@@ -35,7 +35,7 @@ import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import { decodeCbor } from "../protocols/cbor.ts";
+import { decodeCheckedCbor } from "../protocols/cbor_guard.ts";
 import {
   ChallengeMessage,
   OpeningPartMessage,
@@ -337,6 +337,7 @@ async function fetchOpenings(
   if (at !== bytes.length || sha256Hex(bytes) !== header.sha256) {
     throw new Error("answer does not match its announced hash");
   }
-  // Parsed by the check itself: a malformed answer is one that cannot be opened.
-  return decodeCbor(bytes) as SealedStepOpenings;
+  // Parsed by the check itself: a malformed answer is one that cannot be opened. The trainer
+  // wrote these bytes: no cbor-x extension may turn them into more than they hold.
+  return decodeCheckedCbor(bytes) as SealedStepOpenings;
 }

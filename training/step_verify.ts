@@ -18,7 +18,7 @@
  * @module
  */
 import type { GptArchitecture } from "../inference/model_builder.ts";
-import { decodeCbor } from "../protocols/cbor.ts";
+import { decodeCheckedCbor } from "../protocols/cbor_guard.ts";
 import { batchIndices } from "./brown_corpus.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import { decodeInt8Delta, type Int8Tensor, nonCanonicalRow } from "./int8_delta.ts";
@@ -240,7 +240,7 @@ export function verifyOpeningsPlaintext(
   | { ok: false; why: string } {
   let value: unknown;
   try {
-    value = decodeCbor(plaintext);
+    value = decodeCheckedCbor(plaintext); // the trainer's bytes
   } catch {
     return { ok: false, why: "not CBOR" };
   }
