@@ -51,11 +51,19 @@ export interface WriteQueueOptions {
   onWrite?: () => void;
   /**
    * Bytes the transport has taken so far, counted within chunks (`ByteDuplex.bytesWritten`):
-   * a change counts as progress, so a slow link taking a large chunk piece by piece is not
-   * taken for a peer that stopped reading.
+   * growth by {@link MIN_PARTIAL_PROGRESS_BYTES} or more counts as progress, so a slow link
+   * taking a large chunk piece by piece is not taken for a peer that stopped reading.
    */
   transportBytes?: () => number | undefined;
 }
+
+/**
+ * Bytes the transport must take within a chunk, since progress was last seen, for that to count
+ * as progress: any growth counted, a peer reading a few bytes per ping interval held a large
+ * write (and its connection) open for good. 4 KiB per idle timeout (5 s by default) is under
+ * 1 KB/s: a slow link keeps up, a trickle is cut off.
+ */
+export const MIN_PARTIAL_PROGRESS_BYTES = 4096;
 
 interface Waiter {
   frames: Uint8Array[][];
@@ -124,13 +132,17 @@ export class WriteQueue {
 
   /**
    * Milliseconds the queue has held bytes without the transport taking any (0 when empty).
-   * Bytes taken within a chunk (`transportBytes`) are seen when this is asked (the keepalive
-   * asks at least once per ping interval), so they count as progress from then.
+   * Bytes taken within a chunk (`transportBytes`, {@link MIN_PARTIAL_PROGRESS_BYTES} or more
+   * since last seen) are seen when this is asked (the keepalive asks at least once per ping
+   * interval), so they count as progress from then.
    */
   stalledFor(now: number): number {
     if (this.#queuedBytes === 0) return 0;
     const taken = this.#transportBytes?.();
-    if (taken !== this.#lastTransportBytes) {
+    if (
+      taken !== undefined &&
+      taken - (this.#lastTransportBytes ?? taken) >= MIN_PARTIAL_PROGRESS_BYTES
+    ) {
       this.#lastTransportBytes = taken;
       this.#lastProgress = now;
     }

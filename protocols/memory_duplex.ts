@@ -30,7 +30,8 @@ export interface ByteDuplex {
   /**
    * Bytes the transport has taken so far, if it counts them (a socket does, per socket write).
    * A write of a large chunk resolves only once all of it is taken, which on a slow link can
-   * outlast the idle timeout; a `Connection` counts growth of this number as the peer reading.
+   * outlast the idle timeout; a `Connection` counts growth of this number (a few KiB at a time)
+   * as the peer reading.
    */
   readonly bytesWritten?: number;
 }

@@ -202,3 +202,16 @@ Deno.test("a peer that stops reading midway through a large chunk is still cut o
   assert.match(connection.closeReason.message, /not read/);
   await end();
 });
+
+Deno.test("a peer taking a trickle (16 bytes a second) of a large chunk is still cut off: partial progress counts only in whole KiBs", async () => {
+  // Any growth counted, a peer reading a few bytes per ping interval held a 256 KiB write (and
+  // its connection) open for good.
+  const { timers, conn, connection, end } = await slowLink(16, 1_000);
+  for (let t = 1; t <= 12 && connection.closeReason === null; t++) {
+    await timers.advance(1_000);
+    conn.push({ v: 1, type: "ping", id: 100 + t, body: { nonce: t } });
+  }
+  assert.ok(connection.closeReason instanceof PeerTimeoutError, String(connection.closeReason));
+  assert.ok(conn.written < 1024, `${conn.written} bytes taken`);
+  await end();
+});
