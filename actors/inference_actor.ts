@@ -284,7 +284,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
       case "submit":
         return this.#submit(message, ctx);
       case "stats":
-        return { ...this.#stats };
+        return this.#statsNow();
       case "cancel": {
         const entry = this.#jobs.get(message.jobId);
         entry?.cancel();
@@ -366,7 +366,6 @@ export class InferenceActor implements Actor<InferenceMessage> {
     if (lane.running < lane.slots) await this.#startEntry(entry, lane, ctx);
     else {
       lane.queue.push(entry);
-      this.#stats.queuedJobs++;
       tellPosition(entry, liveQueued(lane));
     }
     return { accepted: true, handle };
@@ -539,7 +538,6 @@ export class InferenceActor implements Actor<InferenceMessage> {
     const index = lane.queue.indexOf(entry);
     if (index >= 0) {
       lane.queue.splice(index, 1);
-      this.#stats.queuedJobs--;
       movedUp(lane, index);
     }
   }
@@ -573,6 +571,17 @@ export class InferenceActor implements Actor<InferenceMessage> {
       tellPosition(next, 0);
       await this.#startEntry(next, lane, ctx);
     }
+  }
+
+  /**
+   * The counters, and the queue depth counted now: a queued job that has ended (cancelled, its
+   * `job_ended` still in the mailbox) waits for nothing, so a router reading the load does not
+   * see this worker busier than it is.
+   */
+  #statsNow(): InferenceStats {
+    let queuedJobs = 0;
+    for (const lane of this.#lanes.values()) queuedJobs += liveQueued(lane);
+    return { ...this.#stats, queuedJobs };
   }
 
   #lane(cid: string): ModelLane {

@@ -120,9 +120,7 @@ export class TextJobRun {
       pull: async (controller) => {
         reader ??= await this.#started.promise;
         if (!reader) { // failed to start, or cancelled before it started
-          const error = this.#startError ?? new JobCancelledError(this.#o.jobId);
-          if (this.#startError !== undefined) this.#finish("error", error);
-          controller.error(error);
+          controller.error(this.#startError ?? new JobCancelledError(this.#o.jobId));
           return;
         }
         let result: ReadableStreamReadResult<TokenChunk>;
@@ -204,9 +202,11 @@ export class TextJobRun {
         source = resumeGeneration(model, promptIds, resume, job.params, options);
       } else throw new InvalidResumeError(`model ${model.info.name} cannot resume a job here`);
     } catch (error) {
-      // Refused synchronously (bad params the edge let through): the job fails, not the runner.
+      // Refused synchronously (bad params the edge let through): the job fails, not the runner,
+      // and ends now: its slot is not held until a requester next reads the stream.
       this.#startError = error;
       this.#started.resolve(undefined);
+      this.#finish("error", error);
       return;
     }
     this.#started.resolve(source.getReader());

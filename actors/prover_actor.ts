@@ -74,6 +74,8 @@ export interface ProvedMessage {
   proved: ProvedJob;
   /** The job itself (handed to the validator with the receipt). */
   job: TextJob;
+  /** The proving run it ends ({@link ProveFailedMessage.run}). */
+  run: number;
 }
 
 /** Internal: a proof that failed. */
@@ -82,6 +84,11 @@ export interface ProveFailedMessage {
   type: "prove_failed";
   /** Job id. */
   jobId: string;
+  /**
+   * The proving run it ends, unique in the process: a run of an incarnation before a restart
+   * ends in the new one, which never counted it among its active jobs.
+   */
+  run: number;
 }
 
 /** Internal (timer): delete proof data no challenge can ask for any more. */
@@ -188,6 +195,9 @@ export const DEFAULT_MAX_PROOFS = 4096;
  */
 export const DEFAULT_PROOF_RETENTION_MS: number = MIN_PROOF_RETENTION_MS;
 
+/** Proving runs started in this process: each run's id, unique across a prover's restarts. */
+let proveRuns = 0;
+
 /** The prover actor. */
 export class ProverActor implements Actor<ProverMessage> {
   readonly #identity: Identity;
@@ -201,7 +211,8 @@ export class ProverActor implements Actor<ProverMessage> {
   readonly #faults = new Map<ProofStoreFault["operation"], ProofStoreFault>();
   /** Without a store only: the proofs, in memory. */
   readonly #proofs = new Map<string, ProofData>();
-  #active = 0;
+  /** Proving runs this incarnation started that have not ended: the `active` gauge. */
+  readonly #active = new Set<number>();
   #proven = 0;
   #failed = 0;
   #stored = 0;
@@ -248,7 +259,7 @@ export class ProverActor implements Actor<ProverMessage> {
         return this.#prove(message, ctx);
       case "proved": {
         // Answers the store's error when the proof data could not be kept (see the module doc).
-        this.#active--;
+        this.#active.delete(message.run);
         const id = receiptId(message.proved.receipt);
         const { proof } = message.proved;
         if (this.#store === undefined) this.#remember(id, proof);
@@ -285,7 +296,7 @@ export class ProverActor implements Actor<ProverMessage> {
         return undefined;
       }
       case "prove_failed":
-        this.#active--;
+        this.#active.delete(message.run);
         this.#failed++;
         return undefined;
       case "get_proof": {
@@ -300,7 +311,7 @@ export class ProverActor implements Actor<ProverMessage> {
         return undefined;
       case "stats":
         return {
-          active: this.#active,
+          active: this.#active.size,
           proven: this.#proven,
           failed: this.#failed,
           stored: this.#store === undefined ? this.#proofs.size : this.#stored,
@@ -312,7 +323,8 @@ export class ProverActor implements Actor<ProverMessage> {
   }
 
   #prove(message: ProveMessage, ctx: ActorContext<ProverMessage>): ProveHandle {
-    this.#active++;
+    const id = ++proveRuns;
+    this.#active.add(id);
     const run = proveJob(message.job, message.chunks, this.#identity, {
       signal: ctx.signal,
       now: this.#now, // the receipt's signed times and the retention on one clock
@@ -323,11 +335,12 @@ export class ProverActor implements Actor<ProverMessage> {
         type: "proved",
         proved,
         job: message.job,
+        run: id,
       });
       if (failure !== undefined) throw failure;
       return proved.receipt;
     }, async (error) => {
-      await ctx.self.tell({ type: "prove_failed", jobId: message.jobId }).catch(() => {});
+      await ctx.self.tell({ type: "prove_failed", jobId: message.jobId, run: id }).catch(() => {});
       throw error;
     });
     // The handle's owner may drop it; never leave an unhandled rejection behind.
