@@ -79,7 +79,7 @@
  * @module
  */
 import { encodeCanonical } from "../protocols/cbor.ts";
-import { receiptId } from "../protocols/receipt.ts";
+import { type Receipt, receiptId } from "../protocols/receipt.ts";
 import { toHex } from "../protocols/hash.ts";
 import { FraudProofAnnouncementMessage } from "../protocols/inference_messages.ts";
 import { TrainingFraudProofMessage } from "../protocols/training_messages.ts";
@@ -152,8 +152,11 @@ export interface CatchUpReadOptions {
    * receipt's window if so. A conviction written ahead of its settlement ({@link CatchUp.write})
    * is kept only then, with the ledger's window, and its file removed otherwise (the ledger
    * refused it, or the process or the actor died before it settled). Absent: every one kept.
+   * `receipt`: an inference conviction's receipt, as its proof carries it: a proof about one
+   * variant of a receipt settles against the variant its worker had recorded there for the job
+   * (`Ledger.fraudSubject`), whose id is not `id` (`tests/actors/review_s46_variant_restart_test.ts`).
    */
-  settled?: (id: string, accuser: Uint8Array) => number | undefined;
+  settled?: (id: string, accuser: Uint8Array, receipt?: Receipt) => number | undefined;
 }
 
 /** A validator's catch-up for connecting peers, each item until its receipt's window closes. */
@@ -263,10 +266,10 @@ export class CatchUp {
     const now = options.now();
     for (const [id, { seq, until, item }] of written) {
       if (this.#proofs.has(id)) continue; // its file is the kept conviction's
-      const accuser = item.kind === "fraud_proof"
-        ? item.proof.validator
-        : item.body.proof.validator;
-      const end = options.settled === undefined ? until : options.settled(id, accuser);
+      const { validator: accuser, receipt } = item.kind === "fraud_proof"
+        ? item.proof
+        : { ...item.body.proof, receipt: undefined };
+      const end = options.settled === undefined ? until : options.settled(id, accuser, receipt);
       if (end === undefined || now > end) this.#remove(id);
       else this.#keep(item, end, seq);
     }

@@ -224,16 +224,22 @@ export class ValidatorMemory {
   /**
    * A fraud proof taken, with its in-process resolver (oldest forgotten first); it counts
    * against its accuser ({@link accusing}), and a peer's is kept across a stop ({@link waiting}),
-   * until {@link fraudProofDone}.
+   * until {@link fraudProofDone}. `subject`: the id of the receipt it settles (the one its
+   * worker had recorded here, for a proof about another variant of it), what
+   * {@link accusesNow} is asked about; by default the proof's own.
    */
-  takeFraudProof(hash: string, taken: TakenFraudProof): void {
+  takeFraudProof(
+    hash: string,
+    taken: TakenFraudProof,
+    subject = receiptId(taken.proof.receipt),
+  ): void {
     this.#fraudProofs.set(hash, taken);
     while (this.#fraudProofs.size > MAX_REMEMBERED_FRAUD_PROOFS) {
       this.#fraudProofs.delete(this.#fraudProofs.keys().next().value!);
     }
     const key = toHex(taken.proof.validator);
     if (!this.#accusationOf.has(hash)) {
-      const accusation = `${key}/${receiptId(taken.proof.receipt)}`;
+      const accusation = `${key}/${subject}`;
       this.#accusationOf.set(hash, accusation);
       this.#count(this.#accusing, key, 1);
       this.#count(this.#accusations, accusation, 1);

@@ -295,10 +295,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     this.#catchUp = await CatchUp.of(this.#options.ledgerDir, {
       now: () => this.#now(),
       log: (line) => this.#log(line),
-      // A conviction written ahead of its settlement is kept only if the ledger settled it.
-      settled: (id, accuser) => {
-        const record = ledger.receipt(id);
-        const fraud = record?.status === "fraud" && ledger.hasAccused(accuser, id);
+      // A conviction written ahead of its settlement is kept only if the ledger settled it: on
+      // the receipt it settles here (its own, or the variant its worker had recorded here).
+      settled: (id, accuser, receipt) => {
+        const record = receipt === undefined ? ledger.receipt(id) : ledger.fraudSubject(receipt);
+        const fraud = record?.status === "fraud" && ledger.hasAccused(accuser, record.receiptId);
         return fraud ? record.pendingUntil : undefined;
       },
     });
@@ -1075,7 +1076,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // The receipt it settles here: its own, or the variant of it its worker had recorded here
     // for the job (review s46: a worker sends each ledger another variant of one receipt).
     const record = ledger.fraudSubject(proof.receipt);
-    const subject = record?.receiptId ?? id;
+    const subject = record?.receiptId ?? id; // `#subjectId`, with its record
     const now = this.#now();
     if (record !== undefined && !worthFraudCheck(record, now)) return skip("not_pending");
     // Taken now, or when it was first taken before a stop: the window's test is on that time.
@@ -1110,8 +1111,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // else one key re-signs a claim into any number of checks in flight, each kept across a stop
     // (`_held_evidence.ts`). This validator's own proof is one per challenge already.
     const repeated = (!pledged && this.#pledgeHeld.accuses(accuser, id)) ||
-      ledger.hasAccused(proof.validator, subject) || this.#memory.undecided(proof.validator, id) ||
-      (!own && this.#memory.accusesNow(proof.validator, id));
+      ledger.hasAccused(proof.validator, subject) ||
+      this.#memory.undecided(proof.validator, subject) ||
+      (!own && this.#memory.accusesNow(proof.validator, subject));
     if (repeated) return skip("repeated_accusation");
     // Checked before the proof takes its slot: a copy with a broken signature, arriving
     // first, must not make the genuine one a "duplicate".
@@ -1134,7 +1136,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       return { queued: false, awaitingReceipt: true, result: waiting.promise };
     }
     if (unbacked) this.#unbacked.take(subject, accuser, hash, record.pendingUntil);
-    this.#memory.takeFraudProof(hash, { waiting, proof, origin, own, takenAt: since });
+    this.#memory.takeFraudProof(hash, { waiting, proof, origin, own, takenAt: since }, subject);
     // Held only for a proof that can still settle it: one taken after the window is refused
     // whatever its check says (its accuser risks nothing), and would only delay the pay.
     if (!own && since <= record.pendingUntil) {
@@ -1194,6 +1196,16 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
   }
 
+  /**
+   * The id of the receipt a fraud proof about `proof.receipt` settles here: its own, or the
+   * variant its worker had recorded here for the job (`Ledger.fraudSubject`). One accusation per
+   * accuser and receipt is keyed on it, or an accuser re-signing its claim against each variant
+   * of one receipt has each checked again (`tests/actors/review_s46_variant_restart_test.ts`).
+   */
+  #subjectId(proof: FraudProof): string {
+    return this.#ledger!.fraudSubject(proof.receipt)?.receiptId ?? receiptId(proof.receipt);
+  }
+
   /** Recompute the cited positions. Runs outside `receive`; touches no actor state. */
   async #checkFraud(proof: FraudProof): Promise<FraudCheckResult> {
     const model = await this.#options.models.get(proof.receipt.model);
@@ -1239,7 +1251,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // Undecidable here: nothing to settle (and an own challenge is undecided). Taken once
         // per accuser and receipt, as a settled accusation is: the same claim re-signed is
         // neither checked nor passed on again.
-        this.#memory.rememberUndecided(proof.validator, id);
+        this.#memory.rememberUndecided(proof.validator, this.#subjectId(proof));
         if (own) await ledger.leaveUnresolved(id, `fraud_check_${check.reason}`);
         waiting?.resolve(check);
         return;
@@ -1272,7 +1284,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // its accuser's claim is still taken once per receipt, as a settled one is, or each
         // re-signed copy of it would be checked, and passed on, again.
         if (settled === undefined) {
-          this.#memory.rememberUndecided(proof.validator, id);
+          this.#memory.rememberUndecided(proof.validator, record.receiptId);
           if (check.confirmed) this.#catchUp.discard(id);
         }
         if (settled !== undefined) {
