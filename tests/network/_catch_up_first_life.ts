@@ -20,6 +20,8 @@ import { cheatCase, spawnKnowingA, writeFirstLife } from "./_catch_up_second_lif
 import { joinLedgerNodes, spawnLedgerNode, STAKE } from "./_ledger_node.ts";
 
 const dir = Deno.args[0];
+// Run as a test module (a glob naming this file) it has no directory: it would write `undefined/`.
+if (dir === undefined) throw new Error("usage: _catch_up_first_life.ts <dir> (a child of a test)");
 const clock = { t: START };
 const c = await cheatCase();
 const { v, cheat, requester, job, proved, id } = c;
