@@ -1,12 +1,11 @@
 /**
- * Reading a request body within a byte limit: a declared `Content-Length` over the limit is
- * refused before a byte is read, and a body without one (chunked) is read only up to the limit
- * and then cancelled, so a client cannot make the node buffer more than the limit per request
- * whatever it sends.
+ * Reading a request body within a byte limit (`streams/bounded_body.ts`), so a client cannot
+ * make the node buffer more than the limit per request whatever it sends.
  *
  * @module
  */
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
+import { readBoundedBody } from "../streams/bounded_body.ts";
 
 /** A request body or WebSocket message over `http.maxRequestBytes` (HTTP 413). */
 export class RequestTooLargeError extends EdgeError {
@@ -32,28 +31,11 @@ export class RequestTooLargeError extends EdgeError {
  * receipt for, a prompt the client never sent.
  */
 export async function readBodyText(request: Request, maxBytes: number): Promise<string> {
-  const declared = Number(request.headers.get("content-length") ?? NaN);
-  if (declared > maxBytes) throw new RequestTooLargeError("request body", maxBytes);
-  if (request.body === null) return "";
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = request.body.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw new RequestTooLargeError("request body", maxBytes);
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
+  const bytes = await readBoundedBody(
+    request,
+    maxBytes,
+    () => new RequestTooLargeError("request body", maxBytes),
+  );
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {

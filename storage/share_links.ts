@@ -41,6 +41,7 @@ import {
 } from "./errors.ts";
 import { type FileInfo, FileStore } from "./file_store.ts";
 import { syncDir } from "./pack_writer.ts";
+import { readBoundedBody } from "../streams/bounded_body.ts";
 import { FILE_KEYS_BYTES, FileCipher, GCM_TAG_BYTES, type OwnerKey } from "./private_tier.ts";
 
 /** Directory (under the store) of share records. */
@@ -371,7 +372,11 @@ class ShareBlocks implements BlockStore {
       timer = setTimeout(() => timeout.abort(), this.#timeoutMs);
       let bytes: Uint8Array;
       try {
-        bytes = await boundedBody(response, cid, limit);
+        bytes = await readBoundedBody(
+          response,
+          limit,
+          (size) => new BlockTooLargeError(cid, `at least ${size} bytes (limit ${limit})`),
+        );
       } catch (error) {
         if (error instanceof BlockTooLargeError) throw error;
         throw this.#failure(error, options?.signal, timeout.signal);
@@ -408,34 +413,6 @@ class ShareBlocks implements BlockStore {
         `wrong; ask whoever shared it whether the node is up`,
     );
   }
-}
-
-/**
- * The body of `response`, read as it arrives and refused as {@link BlockTooLargeError} as soon
- * as it passes `limit` bytes (or says it will), before the rest is taken in.
- */
-async function boundedBody(response: Response, cid: string, limit: number): Promise<Uint8Array> {
-  const tooLarge = (size: number) =>
-    new BlockTooLargeError(cid, `at least ${size} bytes (limit ${limit})`);
-  const declared = Number(response.headers.get("content-length") ?? NaN);
-  if (declared > limit) {
-    await response.body?.cancel();
-    throw tooLarge(declared);
-  }
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const part of response.body ?? []) {
-    total += part.length;
-    if (total > limit) throw tooLarge(total); // leaving the loop cancels the body
-    parts.push(part);
-  }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 function encodeBase64Url(bytes: Uint8Array): string {
