@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { VeriflowError } from "../protocols/errors.ts";
 import { formatBytes } from "./progress_bar.ts";
@@ -203,7 +204,9 @@ export async function writeOutput(
       }/NAME`,
     );
   }
-  const temp = `${output}.${crypto.randomUUID()}.part`;
+  // Named apart from `output`, not after it: its name plus a suffix could pass the 255 bytes a
+  // file name may have although `output`'s does not.
+  const temp = join(dirname(output), `.veriflow-${crypto.randomUUID()}.part`);
   const interrupt = new AbortController();
   const stopListening = (io.onStopSignal ?? processStopSignals)(() =>
     interrupt.abort(new InterruptedError(`${output} was not written (its partial copy is removed)`))

@@ -60,7 +60,7 @@ export async function runImport(args: string[]): Promise<number> {
   const [path] = parsed.positionals;
   return await reportErrors(async () => {
     // The file first: one that is not there must not leave a new, empty store in --data.
-    const source = path === "-" ? Deno.stdin.readable : (await Deno.open(path)).readable;
+    const source = path === "-" ? Deno.stdin.readable : await openCarFile(path);
     const store = await ChunkStore.open(join(dataDir(parsed.values), "store")).catch(
       async (error) => {
         await source.cancel(); // closes the file
@@ -90,6 +90,23 @@ export async function runImport(args: string[]): Promise<number> {
       await pending.release();
     }
   });
+}
+
+/**
+ * The CAR file at `path`, opened for reading. A directory opens too, and reading it would fail
+ * only later, after the store was created, with an error naming no path.
+ *
+ * @throws {UsageError} `path` is a directory.
+ */
+async function openCarFile(path: string): Promise<ReadableStream<Uint8Array>> {
+  const file = await Deno.open(path, { read: true });
+  if ((await file.stat()).isDirectory) {
+    file.close();
+    throw new UsageError(
+      `${path} is a directory: import takes a CAR file (\`cli.ts export\` writes one)`,
+    );
+  }
+  return file.readable;
 }
 
 /**
@@ -135,6 +152,11 @@ export async function runShare(
     const expiresAt = values.expires === undefined
       ? null
       : now + parseDuration(String(values.expires));
+    // A duration so long that no date shows when it ends (past year 275760) is refused before
+    // the share is stored: the link would work although the command failed.
+    if (expiresAt !== null && Number.isNaN(new Date(expiresAt).getTime())) {
+      throw new UsageError(`--expires ${values.expires} ends past any date: give a shorter one`);
+    }
     const store = await openExistingStore(dir);
     const { link, record } = await createShareLink({
       cid,

@@ -16,6 +16,8 @@ export class ProgressBar {
   readonly #label: string;
   readonly #started = performance.now();
   #lastDraw = 0;
+  /** Whether the line is drawn and not yet ended. */
+  #open = false;
   readonly #encoder = new TextEncoder();
 
   /**
@@ -57,6 +59,16 @@ export class ProgressBar {
     this.#draw(done, true);
   }
 
+  /**
+   * End the line as it stands, when the transfer failed or stopped: the error printed next
+   * starts on a line of its own, not after the bar. Nothing to do once finished.
+   */
+  stop(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    Deno.stderr.writeSync(this.#encoder.encode("\n"));
+  }
+
   #draw(done: number, final: boolean): void {
     const seconds = Math.max((performance.now() - this.#started) / 1000, 1e-3);
     const rate = `${formatBytes(done / seconds)}/s`;
@@ -71,6 +83,7 @@ export class ProgressBar {
       line = `${this.#label} ${formatBytes(done)} ${rate}`;
     }
     Deno.stderr.writeSync(this.#encoder.encode(`\r${line}\x1b[K${final ? "\n" : ""}`));
+    this.#open = !final;
   }
 }
 

@@ -96,6 +96,7 @@ export async function runPut(args: string[]): Promise<number> {
     } catch (error) {
       throw failedPut(error, pending.stored);
     } finally {
+      bar?.stop();
       await pending.release();
     }
   });
@@ -185,8 +186,12 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
         },
       }),
     );
-    await writeOutput(counted, output, io, { private: tier === "private" });
-    bar?.finish(done);
+    try {
+      await writeOutput(counted, output, io, { private: tier === "private" });
+      bar?.finish(done);
+    } finally {
+      bar?.stop();
+    }
   });
 }
 
