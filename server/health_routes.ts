@@ -11,7 +11,9 @@
  * Given the node's other conditions (a proof store the disk refuses: see
  * `actors/prover_actor.ts`), `/healthz` lists those that hold now under `conditions` and its
  * `status` is the worst of them and the models': a node whose proof data cannot be written
- * still serves text, without receipts, so it is `degraded` until a write succeeds again.
+ * still serves text, without receipts, so it is `degraded` until a write succeeds again. An
+ * inference port that does not give its stats (its ask timed out: a wedged actor) is such a
+ * condition too, `failed`: the body says so, with `active_jobs` and `queued_jobs` null.
  *
  * @module
  */
@@ -58,11 +60,19 @@ export function healthRoutes(
 ): Hono {
   const routes = new Hono();
   routes.get("/healthz", async (c) => {
-    const [stats, models, held] = await Promise.all([
-      gateway.stats(),
+    const [counted, models, others] = await Promise.all([
+      gateway.stats().catch((error: unknown) =>
+        error instanceof Error ? error : new Error(String(error))
+      ),
       gateway.listModels(),
       conditions?.() ?? [],
     ]);
+    // Stats that time out or fail (a wedged inference actor) are the node's own condition:
+    // `failed`, with the reason, rather than an error page that says nothing about the node.
+    const stats = counted instanceof Error ? undefined : counted;
+    const held = counted instanceof Error
+      ? [inferenceUnresponsive(counted, Date.now()), ...others]
+      : others;
     const runtime = modelHealth?.();
     const statuses = [...(runtime ?? []), ...held].map((x) => x.status);
     const worst = (status: ModelHealth["status"]) => statuses.includes(status);
@@ -74,8 +84,8 @@ export function healthRoutes(
     const body = {
       status,
       models: models.length,
-      active_jobs: stats.activeJobs,
-      queued_jobs: stats.queuedJobs,
+      active_jobs: stats?.activeJobs ?? null,
+      queued_jobs: stats?.queuedJobs ?? null,
       ...(held.length === 0 ? {} : {
         conditions: held.map((h) => ({
           component: h.component,
@@ -108,6 +118,18 @@ export function healthRoutes(
     });
   });
   return routes;
+}
+
+/** The condition of a node whose inference stats could not be had (see `healthRoutes`). */
+function inferenceUnresponsive(error: Error, now: number): HealthCondition {
+  return {
+    component: "inference",
+    status: "failed",
+    code: "inference_unresponsive",
+    message: `the inference port did not give its stats (${error.message}): its jobs may ` +
+      `hang too; check the node's log and restart it`,
+    since: now,
+  };
 }
 
 /** The Prometheus series of the inference port, by stats field. */

@@ -176,12 +176,19 @@ export async function runShare(
   });
 }
 
-/** `30s`, `15m`, `24h`, `7d` → milliseconds. */
+/**
+ * `30s`, `15m`, `24h`, `7d` → milliseconds. A duration of none (`0s`) is refused: the link it
+ * gave would be expired when printed.
+ */
 export function parseDuration(text: string): number {
   const match = /^(\d+)(s|m|h|d)$/.exec(text);
   if (!match) throw new UsageError(`--expires wants a duration like 30m, 24h or 7d, not ${text}`);
   const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as "s"];
-  return Number(match[1]) * unit;
+  const ms = Number(match[1]) * unit;
+  if (ms <= 0) {
+    throw new UsageError(`--expires ${text} would give a link expired already: give one like 30m`);
+  }
+  return ms;
 }
 
 /**
