@@ -3,7 +3,6 @@
  * a lazy (or steering) trainer passing. Each test failed on the code before its fix.
  */
 import assert from "node:assert/strict";
-import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { gptModelId, seededGptWeights } from "../../training/gpt_weights.ts";
 import { batchIndices, sampleAt } from "../../training/brown_corpus.ts";
@@ -13,13 +12,12 @@ import {
   startTrainingState,
   type TrainingState,
 } from "../../training/training_state.ts";
-import { openChallengedSteps } from "../../training/step_opening.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
 import { STEP_TOLERANCE } from "../../training/step_verify.ts";
 import { drawTrainingChallenge } from "../../training/training_challenge.ts";
 import { WorkerTrainerEngine } from "../../training/trainer_engine.ts";
-import { checkTrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { challengeRun } from "./_challenge_run.ts";
 import { type LazyOptions, signStates } from "./_pot_lazy_trainers.ts";
 
 const split = await testSplit();
@@ -98,22 +96,9 @@ Deno.test("a trainer steering a weight through v = 0 (m̂ / ε: thousands of lea
   console.log(
     `steered weight moved ${moved.toFixed(3)} in ${H} steps (H · lr = ${H * hyper.learningRate})`,
   );
-  const validator = Identity.generate();
-  const challenge = drawTrainingChallenge(run.report.receipt, validator, { steps: H });
-  const sealed = await openChallengedSteps(run.trace, challenge);
-  const r = await checkStepOpenings(run.report.receipt, challenge, sealed, {
-    validator,
-    arch: TEST_ARCH,
-    startWeights: start,
-    delta: run.report.delta,
-    shardSize: run.report.receipt.shardSize,
-  });
+  const { check: r, independent } = await challengeRun(run, start, { steps: H });
   assert.equal(r.ok ? "ok" : r.reason, "step_mismatch", "the steering trainer passed");
-  if (r.ok || !r.proof) throw new Error("no proof");
-  const independent = await checkTrainingFraudProof(decodeCbor(encodeCbor(r.proof)), {
-    arch: TEST_ARCH,
-    startWeights: start,
-  });
+  if (r.ok || !r.proof || !independent) throw new Error("no proof");
   assert.equal(independent.reason, "confirmed");
 });
 

@@ -6,7 +6,6 @@ import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { ValidatorActor } from "../../actors/validator_actor.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
-import { decodeCbor, encodeCbor } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { gptModelId, seededGptWeights } from "../../training/gpt_weights.ts";
@@ -17,12 +16,9 @@ import {
   dequantizeDelta,
   encodeInt8Delta,
 } from "../../training/int8_delta.ts";
-import { openChallengedSteps } from "../../training/step_opening.ts";
-import { checkStepOpenings } from "../../training/step_check.ts";
-import { drawTrainingChallenge } from "../../training/training_challenge.ts";
-import { checkTrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import { signTrainingReceipt, type TrainingReceipt } from "../../training/training_receipt.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { challengeRun } from "./_challenge_run.ts";
 import { honestStates, type LazyOptions, signStates } from "./_pot_lazy_trainers.ts";
 
 const split = await testSplit();
@@ -86,22 +82,13 @@ Deno.test("a trainer whose delta is quantised with a scale other than max|row| /
   // It fits the round (the coordinator takes it in): its challenge is what must catch it.
   decodeFittingDelta(run.report.delta, start);
   const validator = Identity.generate();
-  const challenge = drawTrainingChallenge(run.report.receipt, validator, { steps: H });
-  assert.ok(challenge.steps.includes(H - 1), "the last step is opened");
-  const sealed = await openChallengedSteps(run.trace, challenge);
-  const r = await checkStepOpenings(run.report.receipt, challenge, sealed, {
+  const { challenge, check: r, independent } = await challengeRun(run, start, {
+    steps: H,
     validator,
-    arch: TEST_ARCH,
-    startWeights: start,
-    delta: run.report.delta,
-    shardSize: run.report.receipt.shardSize,
   });
+  assert.ok(challenge.steps.includes(H - 1), "the last step is opened");
   assert.equal(r.ok ? "ok" : r.reason, "delta_mismatch", "the empty delta passed its challenge");
-  if (r.ok || !r.proof) throw new Error("no proof");
-  const independent = await checkTrainingFraudProof(decodeCbor(encodeCbor(r.proof)), {
-    arch: TEST_ARCH,
-    startWeights: start,
-  });
+  if (r.ok || !r.proof || !independent) throw new Error("no proof");
   assert.equal(independent.reason, "confirmed");
 
   // The ledger: the receipt is credited (its round's outcome named it), the proof settles it.
