@@ -261,7 +261,10 @@ export class BatchedSequence {
     return this.#owner.submit(this.#state, tokens, sampling, topLogprobs, ahead);
   }
 
-  /** Leave the batch and drop the cache (a step already running still completes). */
+  /**
+   * Leave the batch and drop the cache. A step still waiting, or running in the batch now, is
+   * rejected ("closed"); the other members' steps are not disturbed.
+   */
   close(): void {
     this.#owner.closeSequence(this.#state);
   }
