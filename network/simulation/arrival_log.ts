@@ -34,6 +34,7 @@ export class ArrivalLog {
   readonly #nodes: number;
   readonly #times = new Map<string, Float64Array>();
   readonly #counts = new Map<string, number>();
+  readonly #first = new Map<string, number>();
   #changed = Promise.withResolvers<void>();
 
   /** @param nodes How many nodes report. */
@@ -47,6 +48,7 @@ export class ArrivalLog {
     if (times === undefined) {
       times = new Float64Array(this.#nodes).fill(NaN);
       this.#times.set(key, times);
+      this.#first.set(key, node);
     }
     if (!Number.isNaN(times[node])) return;
     times[node] = performance.now();
@@ -68,6 +70,14 @@ export class ArrivalLog {
   /** Every key recorded so far that starts with `prefix`. */
   keys(prefix = ""): string[] {
     return [...this.#times.keys()].filter((k) => k.startsWith(prefix));
+  }
+
+  /**
+   * The node that reported `key` first, in the order of the reports (not of their times, which
+   * may tie): its origin, since a node reports its own receipt or verdict before sending it.
+   */
+  first(key: string): number | undefined {
+    return this.#first.get(key);
   }
 
   /** The arrival times of `key` (NaN: not arrived). */

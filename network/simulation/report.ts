@@ -44,7 +44,10 @@ export function formatReport(report: SimulationReport): string {
       `(refused: ${job.refused.receipts} receipts, ${job.refused.verdicts} verdicts)`,
   );
   row("Receipt reaches every ledger", flood(receipt, topology.nodes, "the requester"));
-  row("Verdict reaches every ledger", flood(verdict, topology.nodes, "the challenger"));
+  row(
+    verdicts === 1 ? "Verdict reaches every ledger" : "Verdicts reach every ledger",
+    flood(verdict, topology.nodes, verdicts === 1 ? "the challenger" : "the farthest challenger"),
+  );
   lines.push(
     `${"".padEnd(34)}(message handling in one process, no link latency: add ${verdict.hops} × L ` +
       `for a per-hop latency L)`,

@@ -149,7 +149,10 @@ export interface SimulationReport {
   };
   /** The receipt's spread (from the submission). */
   receipt: FloodReport;
-  /** The verdicts' spread (from the moment the challengers may conclude; the slowest one). */
+  /**
+   * The verdicts' spread, from the moment the challengers may conclude: a node counts once it has
+   * every verdict; the hops are the most any verdict needs from its signer.
+   */
   verdict: FloodReport;
   /** The storage part (absent when `storageFraction` is 0). */
   storage?: StorageRepairReport;
@@ -323,17 +326,18 @@ export async function runSimulation(
     );
     const sum = (f: (s: ValidatorStats) => number) => stats.reduce((a, s) => a + f(s), 0);
     const receiptHops = Math.max(...hopDistances(topology, requester));
-    const verdictReports = verdictKeys().map((k) =>
-      spread(
-        arrivals.times(k),
-        verdictStart,
-        Math.max(...hopDistances(topology, challengers[0])),
-      )
+    // Every verdict's spread at once: a node has them when it has the last of them (NaN while
+    // it lacks one), and the hops are those of the verdict whose signer is farthest from a node.
+    const keys = verdictKeys();
+    const allVerdicts = new Float64Array(keys.length === 0 ? 0 : n).fill(-Infinity);
+    for (const k of keys) {
+      arrivals.times(k).forEach((t, i) => allVerdicts[i] = Math.max(allVerdicts[i], t));
+    }
+    const verdictHops = Math.max(
+      0,
+      ...keys.map((k) => Math.max(...hopDistances(topology, arrivals.first(k)!))),
     );
-    const verdict = verdictReports.reduce(
-      (worst, r) => (r.reached < worst.reached || r.allMs > worst.allMs ? r : worst),
-      verdictReports[0] ?? spread(new Float64Array(0), verdictStart, 0),
-    );
+    const verdict = spread(allVerdicts, verdictStart, verdictHops);
 
     // ---- storage -----------------------------------------------------------------------
     let storage: StorageRepairReport | undefined;

@@ -5,10 +5,12 @@
  * `Connection` over a metered in-memory link (`storage/connection_storage_peer.ts`), so the
  * bytes counted are the storage protocol's own.
  *
- * Two repair passes are measured. The **targeted** pass is what the nodes do
- * (`storage/holder_repair.ts`): each surviving node takes the chunks it holds that a departed
- * node was a holder of and for which it is the best-ranked survivor, asks their holders whether
- * they have them (`has_chunk`) and sends its own copy to those without. The **full** pass then
+ * Two repair passes are measured. The **targeted** pass is what the nodes do: each surviving
+ * node runs its own `HolderRepair` (`storage/holder_repair.ts`) on a store where it is a local
+ * peer and the others are over the wire, so it plans, defers to better-ranked survivors, asks
+ * holders for a possession proof and sends its own copy to those without, exactly as a node
+ * does — its later hand-off checks included (run on a clock moved past their wait). The
+ * **full** pass then
  * asks the holders of every chunk the same question, as a node that does not track placement
  * would; it should find nothing left to restore, so its traffic is the price of not knowing.
  * The ideal is the lost copies × the chunk size: each lost copy sent once.
@@ -20,8 +22,8 @@ import { Connection } from "../../protocols/connection.ts";
 import type { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
-import { chunksToRepair } from "../../storage/holder_repair.ts";
-import { ReplicatedStore } from "../../storage/replicated_store.ts";
+import { HANDOFF_WAIT_MS, HolderRepair, type RepairClock } from "../../storage/holder_repair.ts";
+import { type RepairReport, ReplicatedStore } from "../../storage/replicated_store.ts";
 import { LocalStoragePeer } from "../../storage/storage_peer.ts";
 import { sampleIndices, seededRandom } from "./_random.ts";
 import { SIMULATED_CONNECTION } from "./sim_node.ts";
@@ -74,8 +76,9 @@ export interface StorageRepairReport {
   /** Chunks that had a departed holder. */
   affectedChunks: number;
   /**
-   * The restorable lost copies × chunk size: the least any repair must send (a chunk whose
-   * every holder left cannot be restored, so its copies are not counted).
+   * The copies the survivors' placement lacks × chunk size: the least any repair must send. A
+   * chunk whose every holder left cannot be restored, so its copies are not counted; nor are
+   * copies with no survivor left to hold them (fewer survivors than r).
    */
   idealBytes: number;
   /** Repairing only the affected chunks. */
@@ -129,33 +132,31 @@ export async function simulateStorageRepair(
     let lostCopies = 0;
     let lostEverywhere = 0;
     const affected: string[] = [];
+    const heldBefore = new Map<string, Set<string>>();
     for (const cid of cids) {
-      const gone = store.holders(cid).filter((p) => departedIds.has(p.id)).length;
+      const holders = store.holders(cid);
+      const gone = holders.filter((p) => departedIds.has(p.id)).length;
       lostCopies += gone;
       if (gone > 0) affected.push(cid);
-      if (gone === replicas) lostEverywhere++; // every copy left: nobody can repair it
+      if (gone === holders.length) lostEverywhere++; // every copy left: nobody can repair it
+      else if (gone > 0) heldBefore.set(cid, new Set(holders.map((p) => p.id)));
     }
     const departed = nodes.filter((n) => departedIds.has(n.remote.id));
     await Promise.all(departed.flatMap((n) => n.connections.map((c) => c.close())));
     const staying = nodes.filter((n) => !departedIds.has(n.remote.id));
     store.setPeers(staying.map((n) => n.remote));
+    // The ideal: each copy the new placement lacks sent once. A holder that stayed keeps its
+    // copy; with fewer survivors than r, a lost copy has nowhere to go and costs nothing.
+    let missingCopies = 0;
+    for (const [cid, before] of heldBefore) {
+      missingCopies += store.holders(cid).filter((p) => !before.has(p.id)).length;
+    }
 
-    const everyone = nodes.map((n) => n.remote);
-    const pass = async (
-      work: { cids: string[]; local?: LocalStoragePeer }[],
-    ): Promise<RepairPass> => {
+    /** Run `work` (it resolves to what it repaired) and measure it on the wire. */
+    const pass = async (work: () => Promise<RepairReport>): Promise<RepairPass> => {
       const before = meter.snapshot();
       const t = performance.now();
-      const report = { checked: 0, repaired: 0, lost: [] as string[] };
-      for (const { cids: which, local } of work) {
-        const r = await store.repair(which, {
-          presence: true,
-          local: local && ((cid) => local.getChunk(cid)),
-        });
-        report.checked += r.checked;
-        report.repaired += r.repaired;
-        report.lost.push(...r.lost);
-      }
+      const report = await work();
       await store.flush();
       const traffic = TrafficMeter.between(before, meter.snapshot());
       return {
@@ -166,19 +167,49 @@ export async function simulateStorageRepair(
         ms: performance.now() - t,
       };
     };
-    // Each survivor repairs what it holds and is the best-ranked surviving holder of.
-    const work: { cids: string[]; local?: LocalStoragePeer }[] = [];
-    for (const n of staying) {
-      const held: string[] = [];
-      for await (const cid of n.local.store.list()) held.push(cid);
-      const mine = chunksToRepair(held, everyone, store.peers, n.remote.id, replicas);
-      if (mine.length > 0) work.push({ cids: mine, local: n.local });
-    }
-    // A chunk no survivor holds is lost: the check below counts it.
-    const targeted = await pass(work);
+    // Each survivor runs the nodes' own HolderRepair on a store of its own (itself a local peer,
+    // the others over the wire) whose peer set has just lost the departed: what it plans,
+    // defers, checks and sends is what a node does. Its hand-off checks (a survivor that left a
+    // chunk to a better-ranked one checks every holder again later) run on a clock moved past
+    // their wait, so they are counted too.
+    const clock = new SteppedClock();
+    const targeted = await pass(async () => {
+      const total: RepairReport = { checked: 0, repaired: 0, lost: [], failedChecks: 0 };
+      const errors: unknown[] = [];
+      const repairs: { repair: HolderRepair; own: ReplicatedStore }[] = [];
+      for (const n of staying) {
+        const before = nodes.map((m) => m === n ? n.local : m.remote);
+        const own = new ReplicatedStore(before, { replicas });
+        own.setPeers(before.filter((p) => !departedIds.has(p.id)));
+        const repair = new HolderRepair({
+          selfId: n.local.id,
+          held: () => n.local.store.list(),
+          read: (cid) => n.local.store.get(cid),
+          clock,
+          onPass: (done) => {
+            total.checked += done.checked;
+            total.repaired += done.repaired;
+            total.lost.push(...done.lost);
+            total.failedChecks += done.failedChecks;
+          },
+          onError: (error) => errors.push(error),
+        });
+        await repair.peersChanged(own, before);
+        await own.flush();
+        repairs.push({ repair, own });
+      }
+      clock.advance(HANDOFF_WAIT_MS);
+      for (const { repair, own } of repairs) {
+        await repair.idle();
+        await own.flush();
+        repair.stop();
+      }
+      if (errors.length > 0) throw new AggregateError(errors, "a survivor's repair failed");
+      return total;
+    });
     // A chunk whose holders all left has no repairer (nobody holds it): lost, not attempted.
     targeted.lost += lostEverywhere;
-    const full = await pass([{ cids }]);
+    const full = await pass(() => store.repair(cids, { presence: true }));
 
     // Checked on the nodes' own stores, not over the wire: every holder has its copy.
     const byId = new Map(staying.map((n) => [n.remote.id, n.local]));
@@ -196,7 +227,7 @@ export async function simulateStorageRepair(
       replicas,
       lostCopies,
       affectedChunks: affected.length,
-      idealBytes: (lostCopies - replicas * lostEverywhere) * chunkBytes,
+      idealBytes: missingCopies * chunkBytes,
       targeted,
       full,
       underReplicated,
@@ -236,4 +267,35 @@ function randomBytes(random: () => number, n: number): Uint8Array {
     for (let j = 0; j < 4 && i + j < n; j++) bytes[i + j] = (word >>> (8 * j)) & 0xff;
   }
   return bytes;
+}
+
+/** Timers that fire only when {@link SteppedClock.advance} moves the clock past them. */
+class SteppedClock implements RepairClock {
+  #now = 0;
+  #next = 1;
+  readonly #timers = new Map<number, { at: number; fn: () => void }>();
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(fn: () => void, ms: number): number {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.#now + ms, fn });
+    return id;
+  }
+
+  clearTimeout(id: number): void {
+    this.#timers.delete(id);
+  }
+
+  /** Move on by `ms` and fire the timers then due (those they set wait for the next move). */
+  advance(ms: number): void {
+    this.#now += ms;
+    const due = [...this.#timers].filter(([, t]) => t.at <= this.#now);
+    for (const [id, { fn }] of due) {
+      this.#timers.delete(id);
+      fn();
+    }
+  }
 }
