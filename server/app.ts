@@ -36,6 +36,7 @@ import { MetricsRegistry } from "./metrics_registry.ts";
 import { openAiRoutes } from "./openai_routes.ts";
 import { originPolicy } from "./origin_policy.ts";
 import { streamRoutes } from "./stream_routes.ts";
+import type { DrainTimers } from "./serve.ts";
 
 /** Options of {@link createApp}. */
 export interface AppOptions {
@@ -60,6 +61,8 @@ export interface AppOptions {
    * for what is left out. An unreadable `apiKeysFile` throws here.
    */
   edge?: Partial<EdgeConfig>;
+  /** The timers of the request body deadline (`http.requestBodyTimeoutMs`); default the global. */
+  timers?: DrainTimers;
   /** Where a line per job start, end and cancel goes; nowhere by default. */
   log?: (line: string) => void;
   /** The loaded models' runtime health, reported by `/healthz` (see `health_routes.ts`). */
@@ -135,7 +138,7 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   app.use("*", originPolicy(edge.allowedOrigins));
   app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote));
   app.route("/", healthRoutes(gateway, metrics, options.modelHealth, options.conditions));
-  app.route("/v1", openAiRoutes(gateway, edge, stats));
+  app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers));
   app.route("/v1", streamRoutes(gateway, edge, stats));
   return app;
 }

@@ -35,6 +35,13 @@ export interface EdgeConfig {
    */
   clientIdleTimeoutMs: number;
   /**
+   * Longest a request body (a completion's JSON) may take to arrive whole, from when the route
+   * begins reading it; past it the request gets 408 `request_timeout` and the rest of the body
+   * is not read, so a client that trickles its body or stalls after the headers cannot hold the
+   * request and the bytes it sent.
+   */
+  requestBodyTimeoutMs: number;
+  /**
    * On shutdown, open requests and the jobs of open WebSockets get this long to finish; what is
    * still open then is cut (requests aborted, WebSockets closed) and the node stops anyway.
    */
@@ -78,6 +85,8 @@ export interface EdgeConfig {
  *   in a millisecond or two; a 1 MiB body of one-character messages holds 35,000 (~50 ms).
  * - 30 s of no reading is far beyond any live client's pause and short against a job slot's
  *   worth (minutes of other clients' work).
+ * - 60 s for a body: the largest one (1 MiB) arrives within it at 140 kbit/s, the slowest
+ *   mobile link a client is likely to use; a typical body (a few KiB) takes milliseconds.
  * - 30 s of drain lets a typical job (a few hundred tokens at tens of tokens a second) end with
  *   its receipt, and leaves the actors' own stop time within systemd's default 90 s before it
  *   kills the node; a manager that waits less (`docker stop`: 10 s) needs it lowered.
@@ -89,6 +98,7 @@ export const EDGE_DEFAULTS: Readonly<EdgeConfig> = Object.freeze({
   maxPromptChars: 1 << 16,
   maxChatMessages: 1024,
   clientIdleTimeoutMs: 30_000,
+  requestBodyTimeoutMs: 60_000,
   drainTimeoutMs: 30_000,
   allowedOrigins: [],
   allowedHosts: [],
@@ -109,6 +119,8 @@ export const edgeConfigFields = {
   maxChatMessages: z.number().int().min(1).max(1_000_000).default(EDGE_DEFAULTS.maxChatMessages),
   clientIdleTimeoutMs: z.number().int().min(10).max(86_400_000)
     .default(EDGE_DEFAULTS.clientIdleTimeoutMs),
+  requestBodyTimeoutMs: z.number().int().min(10).max(86_400_000)
+    .default(EDGE_DEFAULTS.requestBodyTimeoutMs),
   drainTimeoutMs: z.number().int().min(0).max(86_400_000).default(EDGE_DEFAULTS.drainTimeoutMs),
   allowedOrigins: z.array(
     z.string().refine((o) => o === "*" || ORIGIN.test(o), 'expected "*" or SCHEME://HOST[:PORT]'),

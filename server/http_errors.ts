@@ -84,6 +84,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   origin_not_allowed: 403,
   misdirected_request: 421,
   request_too_large: 413,
+  request_timeout: 408,
   context_length_exceeded: 400,
   empty_prompt: 400,
   invalid_generation_params: 400,

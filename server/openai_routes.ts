@@ -4,10 +4,11 @@
  * the official clients work unchanged; how an accepted job is answered (SSE or one body, stop
  * sequences, logprobs) is `openai_answers.ts`.
  *
- * Bodies are read within `http.maxRequestBytes` and validated once, here; fields OpenAI
- * defines but this node cannot honour (`tools`, `response_format`, `logit_bias`, ...) are
- * refused with a 400 naming the field rather than ignored. The top tokens a request asks for
- * (chat `top_logprobs`, completions `logprobs: N`) go with the submission, not into the job.
+ * Bodies are read within `http.maxRequestBytes` and `http.requestBodyTimeoutMs` and validated
+ * once, here; fields OpenAI defines but this node cannot honour (`tools`, `response_format`,
+ * `logit_bias`, ...) are refused with a 400 naming the field rather than ignored. The top tokens
+ * a request asks for (chat `top_logprobs`, completions `logprobs: N`) go with the submission, not
+ * into the job.
  * Each accepted job's answer is registered with the server's graceful shutdown (`serve.ts`), so
  * a stopping node lets it finish, or past the drain deadline ends it with `shutting_down`.
  *
@@ -26,7 +27,7 @@ import type { InferenceGateway, TextRequest } from "./inference_gateway.ts";
 import { type AnswerOptions, fullAnswer, sseAnswer } from "./openai_answers.ts";
 import { CHAT_SHAPE, COMPLETION_SHAPE, type ResponseShape } from "./openai_shapes.ts";
 import { readBodyText } from "./body_limit.ts";
-import { drainBeforeShutdown } from "./serve.ts";
+import { drainBeforeShutdown, type DrainTimers } from "./serve.ts";
 import {
   ChatCompletionRequestSchema,
   CompletionRequestSchema,
@@ -42,10 +43,12 @@ export function openAiRoutes(
   gateway: InferenceGateway,
   edge: EdgeConfig,
   stats: EdgeStats,
+  timers?: DrainTimers,
 ): Hono<EdgeEnv> {
   const routes = new Hono<EdgeEnv>();
+  const deadline = { timeoutMs: edge.requestBodyTimeoutMs, timers };
   const bodyOf = async (request: Request) =>
-    parseJsonText(await readBodyText(request, edge.maxRequestBytes));
+    parseJsonText(await readBodyText(request, edge.maxRequestBytes, deadline));
   const answer = (
     raw: Request,
     request: TextRequest,

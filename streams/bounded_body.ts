@@ -2,7 +2,9 @@
  * Reading an HTTP body (a request's or a response's) within a byte limit: a declared
  * `Content-Length` over the limit is refused before a byte is read, and a body without one
  * (chunked) is read as it arrives only up to the limit and then cancelled, so whoever sends it
- * cannot make the reader buffer more than the limit whatever it sends.
+ * cannot make the reader buffer more than the limit whatever it sends. A signal bounds how long
+ * the reading may take: a sender that trickles its body, or stops sending, cannot hold the
+ * reader (and the bytes it buffered) past the deadline the signal stands for.
  *
  * @module
  */
@@ -18,7 +20,8 @@ export interface HttpMessage {
 /**
  * The body of `message` as bytes, at most `maxBytes` of them; past that, the error `tooLarge`
  * makes is thrown (given the declared length, or the bytes that had arrived when the limit was
- * passed) and the body is cancelled.
+ * passed) and the body is cancelled. Once `signal` aborts (a deadline), the body is cancelled
+ * and the signal's reason is thrown.
  *
  * @example
  * ```ts
@@ -31,7 +34,12 @@ export async function readBoundedBody(
   message: HttpMessage,
   maxBytes: number,
   tooLarge: (size: number) => Error,
+  signal?: AbortSignal,
 ): Promise<Uint8Array> {
+  if (signal?.aborted) {
+    await message.body?.cancel(signal.reason).catch(() => {});
+    throw signal.reason;
+  }
   const declared = Number(message.headers.get("content-length") ?? NaN);
   if (declared > maxBytes) {
     await message.body?.cancel().catch(() => {});
@@ -41,15 +49,26 @@ export async function readBoundedBody(
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = message.body.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge(size);
+  // Cancelling ends the pending read (`done`), whatever the sender does next.
+  const onAbort = () => reader.cancel(signal?.reason).catch(() => {});
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    while (true) {
+      const { done, value } = await reader.read().catch((error) => {
+        signal?.throwIfAborted();
+        throw error;
+      });
+      signal?.throwIfAborted();
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge(size);
+      }
+      chunks.push(value);
     }
-    chunks.push(value);
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
   const bytes = new Uint8Array(size);
   let offset = 0;
