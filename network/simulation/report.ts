@@ -49,8 +49,8 @@ export function formatReport(report: SimulationReport): string {
     flood(verdict, topology.nodes, verdicts === 1 ? "the challenger" : "the farthest challenger"),
   );
   lines.push(
-    `${"".padEnd(34)}(message handling in one process, no link latency: add ${verdict.hops} × L ` +
-      `for a per-hop latency L)`,
+    `${"".padEnd(34)}(both rows: message handling in one process, no link latency: add ` +
+      `${receipt.hops} × L and ${verdict.hops} × L for a per-hop latency L)`,
   );
   if (storage !== undefined) {
     lines.push(
