@@ -538,14 +538,26 @@ export class SwarmHost {
   }
 
   #onEvent(line: string): void {
-    let event: { ev?: string; publicKey?: string; topic?: string; op?: string; message?: string };
+    let parsed: unknown;
     try {
-      event = JSON.parse(line);
+      parsed = JSON.parse(line);
     } catch {
-      // What a library in the host prints with console.log: bounded like its stderr.
+      parsed = undefined;
+    }
+    // What a library in the host prints with console.log: bounded like its stderr. Some of it
+    // parses (`null`, a number): an event is an object, and reading `.ev` of `null` threw and
+    // ended the reading of the host's stdout for good (a review at stop 47).
+    if (typeof parsed !== "object" || parsed === null) {
       this.#stderrLog.line("swarm host stdout", `swarm host: ${line}`);
       return;
     }
+    const event = parsed as {
+      ev?: string;
+      publicKey?: string;
+      topic?: string;
+      op?: string;
+      message?: string;
+    };
     switch (event.ev) {
       case "ready": {
         const key = fromHex(event.publicKey ?? "");
@@ -603,6 +615,9 @@ export class SwarmHost {
 
   #onExit(child: Deno.ChildProcess, status: Deno.CommandStatus): void {
     if (child !== this.#child) return;
+    // The pipe to the dead host's stdin: closed, or each restart left one of the node's file
+    // descriptors open (a review at stop 47). What waits to be written there fails.
+    void this.#stdin?.abort().catch(() => {});
     this.#stdin = undefined;
     if (this.#closing) return;
     const how = status.signal ?? `code ${status.code}`;
