@@ -440,7 +440,10 @@ async function startSteps(
         const ref = lookup<StorageMessage>(NODE_ACTORS.storage);
         return ref && storageGateway(ref);
       };
-      app.route("/v1", fileRoutes(storagePort));
+      app.route(
+        "/v1",
+        fileRoutes(storagePort, { requestBodyTimeoutMs: config.http.requestBodyTimeoutMs }),
+      );
       app.route("/", gatewayRoutes(storagePort));
     }
     http.mount(app);

@@ -28,25 +28,35 @@ export class RequestTooLargeError extends EdgeError {
   }
 }
 
-/** A request body not received whole within `http.requestBodyTimeoutMs` (HTTP 408). */
+/**
+ * A request body not received whole within `http.requestBodyTimeoutMs`, or (an upload, which
+ * may be large) one that sent nothing for that long (HTTP 408).
+ */
 export class RequestTimeoutError extends EdgeError {
   /**
    * Create it.
    *
    * @param timeoutMs The time limit in milliseconds.
+   * @param idle Whether the limit is on a silence (an upload's) rather than the whole body.
    */
-  constructor(timeoutMs: number) {
+  constructor(timeoutMs: number, idle = false) {
     super(
       "request_timeout",
-      `the request body did not arrive whole within ${timeoutMs} ms (the node's ` +
-        `http.requestBodyTimeoutMs); send it at once, or ask the operator to raise it`,
+      idle
+        ? `no bytes of the request body arrived for ${timeoutMs} ms (the node's ` +
+          `http.requestBodyTimeoutMs); keep sending, or ask the operator to raise it`
+        : `the request body did not arrive whole within ${timeoutMs} ms (the node's ` +
+          `http.requestBodyTimeoutMs); send it at once, or ask the operator to raise it`,
     );
   }
 }
 
-/** How long {@link readBodyText} waits for a body, and the timers it waits on. */
+/** How long {@link readBodyText} (or {@link idleDeadlineBody}) waits, and the timers it waits on. */
 export interface BodyDeadline {
-  /** Longest the whole body may take to arrive, from when reading it begins. */
+  /**
+   * Longest the whole body may take to arrive, from when reading it begins; for
+   * {@link idleDeadlineBody}, longest a read of it may wait for its next bytes.
+   */
   timeoutMs: number;
   /** The deadline's timer; default the global timers. */
   timers?: DrainTimers;
@@ -89,4 +99,54 @@ export async function readBodyText(
       "the body is not valid UTF-8 (JSON text must be UTF-8); send the text UTF-8 encoded",
     );
   }
+}
+
+/**
+ * `body` as a stream whose reader may wait at most `deadline.timeoutMs` for each next chunk: a
+ * body that may be large (an upload) is limited by the sender's silence, not by its length. Only
+ * a read that waits counts (the stream pulls nothing ahead), so a consumer slow to write what it
+ * read is never blamed on the sender. Past the deadline, `body` is cancelled, the stream errors
+ * with a {@link RequestTimeoutError} and `signal` aborts with it, so the consumer can stop its
+ * own work (and tell why) even where it is not reading.
+ */
+export function idleDeadlineBody(
+  body: ReadableStream<Uint8Array>,
+  deadline: BodyDeadline,
+): { body: ReadableStream<Uint8Array>; signal: AbortSignal } {
+  const timeUp = new AbortController();
+  const timers = deadline.timers ?? SYSTEM_TIMERS;
+  const reader = body.getReader();
+  let timer: unknown;
+  const disarm = () => {
+    if (timer !== undefined) timers.clearTimeout(timer);
+    timer = undefined;
+  };
+  const stream = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      timer = timers.setTimeout(() => {
+        timer = undefined;
+        const error = new RequestTimeoutError(deadline.timeoutMs, true);
+        timeUp.abort(error);
+        controller.error(error);
+        reader.cancel(error).catch(() => {});
+      }, deadline.timeoutMs);
+      let next: ReadableStreamReadResult<Uint8Array>;
+      try {
+        next = await reader.read();
+      } catch (error) {
+        if (!timeUp.signal.aborted) controller.error(error);
+        return;
+      } finally {
+        disarm();
+      }
+      if (timeUp.signal.aborted) return; // errored by the deadline
+      if (next.done) controller.close();
+      else controller.enqueue(next.value);
+    },
+    cancel(reason) {
+      disarm();
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+  return { body: stream, signal: timeUp.signal };
 }

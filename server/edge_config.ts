@@ -38,7 +38,9 @@ export interface EdgeConfig {
    * Longest a request body (a completion's JSON) may take to arrive whole, from when the route
    * begins reading it; past it the request gets 408 `request_timeout` and the rest of the body
    * is not read, so a client that trickles its body or stalls after the headers cannot hold the
-   * request and the bytes it sent.
+   * request and the bytes it sent. A file upload (`POST /v1/files`), which may be any size, is
+   * held to it as a silence instead: no bytes for this long and it gets the 408, its put
+   * abandoned.
    */
   requestBodyTimeoutMs: number;
   /**

@@ -8,8 +8,11 @@
  * | `GET /v1/files/{cid}` | the file's bytes, verified chunk by chunk; one `Range: bytes=a-b` |
  *
  * They sit under `/v1`, so the edge's access rule applies (API keys, or loopback only). A put
- * streams: the body is never held whole. Only public files are served (a private file needs
- * its owner's key, which this node does not lend to HTTP clients: `403 key_required`).
+ * streams: the body is never held whole. A put's body may be large, so its deadline is on
+ * silence: no bytes for `http.requestBodyTimeoutMs` and the put is abandoned (`408
+ * request_timeout`), releasing what it held as an interrupted put does. Only public files are
+ * served (a private file needs its owner's key, which this node does not lend to HTTP clients:
+ * `403 key_required`).
  *
  * A client that goes away stops the work without `request.signal`, which Deno aborts after every
  * successful response too (its legacy semantics, and a warning in the operator's log on first
@@ -27,6 +30,9 @@ import type { GatewayStorage } from "../storage/gateway_port.ts";
 import { rangedResponse } from "./http_range.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
+import { idleDeadlineBody } from "./body_limit.ts";
+import { EDGE_DEFAULTS } from "./edge_config.ts";
+import type { DrainTimers } from "./serve.ts";
 
 /** Longest `name` or `mime` a put may record. */
 const MAX_LABEL = 256;
@@ -39,8 +45,26 @@ const FORM_TYPE = "application/x-www-form-urlencoded";
 const MEDIA_TYPE =
   /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*;[\x20-\x7e\t]*)?$/;
 
+/** Options of {@link fileRoutes}. */
+export interface FileRoutesOptions {
+  /**
+   * Longest an upload may send nothing (`http.requestBodyTimeoutMs`); default
+   * `EDGE_DEFAULTS.requestBodyTimeoutMs`.
+   */
+  requestBodyTimeoutMs?: number;
+  /** The timers of that deadline; default the global timers. */
+  timers?: DrainTimers;
+}
+
 /** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
-export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<EdgeEnv> {
+export function fileRoutes(
+  storage: () => GatewayStorage | undefined,
+  options: FileRoutesOptions = {},
+): Hono<EdgeEnv> {
+  const deadline = {
+    timeoutMs: options.requestBodyTimeoutMs ?? EDGE_DEFAULTS.requestBodyTimeoutMs,
+    timers: options.timers,
+  };
   const app = new Hono<EdgeEnv>();
   const actor = () => {
     const ref = storage();
@@ -67,11 +91,24 @@ export function fileRoutes(storage: () => GatewayStorage | undefined): Hono<Edge
     // as the file's type, it was every later read's, so the gateway never sniffed a video.
     const typed = sent && MEDIA_TYPE.test(sent) && sent.toLowerCase() !== FORM_TYPE;
     const mime = given ?? (typed ? sent : undefined);
-    const body = c.req.raw.body ?? ReadableStream.from([new Uint8Array(0)]);
-    const result = await actor().put(body, {
-      name,
-      mime: mime && mime !== "application/octet-stream" ? mime : undefined,
-    });
+    const port = actor();
+    // A client that stalls mid-upload would hold the put (its pending record, its store) for as
+    // long as it keeps the connection: past the deadline the body fails and the put is told to
+    // stop, and the client is told why whatever the store makes of it.
+    const { body, signal } = idleDeadlineBody(
+      c.req.raw.body ?? ReadableStream.from([new Uint8Array(0)]),
+      deadline,
+    );
+    let result;
+    try {
+      result = await port.put(body, {
+        name,
+        mime: mime && mime !== "application/octet-stream" ? mime : undefined,
+        signal,
+      });
+    } catch (error) {
+      throw signal.aborted ? signal.reason : error;
+    }
     return c.json({ cid: result.cid, size: result.size, chunks: result.chunkCount }, 201);
   });
 

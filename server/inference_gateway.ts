@@ -69,6 +69,16 @@ const PROMPT_REFUSALS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * The port's refusals for want of room on the node, before the job started: the node's, not
+ * the client's, so they do not cost the client's key a start ({@link KeyLimits.admit}).
+ */
+const NODE_REFUSALS: ReadonlySet<string> = new Set([
+  "too_many_jobs", // the model's slots and queue are full
+  "no_worker", // no peer to forward the job to
+  "shutting_down", // the node is draining
+]);
+
+/**
  * The port's refusal of the prompt ({@link PROMPT_REFUSALS}), naming the request field the
  * prompt came from, as OpenAI does (`prompt`, `messages`): the port knows tokens, not request
  * fields. Any other error is returned as it is.
@@ -207,7 +217,7 @@ export class InferenceGateway {
         onQueued: options.onQueued,
       });
     } catch (error) {
-      release?.();
+      release?.(error instanceof VeriflowError && NODE_REFUSALS.has(error.code));
       throw namingPromptParam(error, request.promptParam ?? "prompt");
     }
     const who = [options.via, options.client?.label].filter((part) => part !== undefined);

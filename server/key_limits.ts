@@ -50,9 +50,10 @@ export class KeyLimits {
   /**
    * Admit one job of `keyId`, or throw a 429 (`key_concurrency_exceeded`, `rate_limited`)
    * with the seconds after which a retry can succeed. Call the returned function when the job
-   * has ended.
+   * has ended; with `refund` true when the node refused it before it started (no room), which
+   * gives its start back: the key pays for the jobs it starts, not for the node being full.
    */
-  admit(keyId: string): () => void {
+  admit(keyId: string): (refund?: boolean) => void {
     const now = this.#now();
     const state = this.#keys.get(keyId) ?? { running: 0, tokens: this.#perMinute, at: now };
     state.tokens = Math.min(
@@ -81,10 +82,11 @@ export class KeyLimits {
     state.tokens -= 1;
     state.running++;
     let released = false;
-    return () => {
+    return (refund = false) => {
       if (released) return;
       released = true;
       state.running--;
+      if (refund) state.tokens = Math.min(this.#perMinute, state.tokens + 1);
     };
   }
 }
