@@ -468,8 +468,10 @@ class FailoverJob {
   async #failOver(error: unknown): Promise<unknown> {
     // A resuming worker reports a prefix it cannot reproduce (another machine's rounding at a
     // near-tie) only after its `start`, as an error before its first token: that is a refusal
-    // to resume, like `busy`, and the next worker is asked.
-    const refusedResume = this.#resumes > 0 && this.#delivered.length === this.#resumedAt &&
+    // to resume, like `busy`, and the next worker is asked. So is the first worker's, when the
+    // job started after the client's own prefix (`prefix`): it took the job over as well.
+    const resuming = this.#resumes > 0 || this.#given > 0;
+    const refusedResume = resuming && this.#delivered.length === this.#attemptFrom &&
       RESUME_REFUSALS.has(codeOf(error));
     // After its `start` a worker's failure is its own (its model died, it cancelled the job, it
     // sent what the protocol forbids, it called the job it started bad), unless it says the
@@ -490,8 +492,11 @@ class FailoverJob {
       this.#lost = { worker: this.#attempt.worker, error };
       this.#o.lost?.(this.#attempt.worker, error);
     }
-    const lost = this.#lost!.worker;
-    error = this.#lost!.error;
+    // No worker lost yet (the first one refused the client's prefix): the job ends, if nobody
+    // takes it, with that refusal.
+    const ending = this.#lost ?? { worker: this.#attempt.worker, error };
+    const lost = ending.worker;
+    error = ending.error;
     const maxWorkers = this.#o.maxWorkers ?? MAX_WORKERS_PER_JOB;
     const maxAsked = this.#o.maxAsked ?? MAX_WORKERS_ASKED_PER_JOB;
     this.#failingOver = true;
