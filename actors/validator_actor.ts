@@ -1022,17 +1022,20 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
 
   /**
    * Whether a peer's verdict concerns this ledger: an inference verdict about a receipt it
-   * holds and that is still open (pending or challenged, inside its window), by a validator
-   * with stake here. A peer's verdict moves no balance; what it can do — a takeover here, a
-   * takeover on the ledgers it is passed on to — ends with the receipt's window. Anything else
-   * would be free disk and memory, in every ledger, for anyone with a key.
+   * holds, inside the receipt's window here (not final), by a validator with stake here. A
+   * peer's verdict moves no balance; what it can do — a takeover here, a takeover on the ledgers
+   * it is passed on to — ends with the receipt's window. Anything else would be free disk and
+   * memory, in every ledger, for anyone with a key. A receipt this ledger has already settled
+   * (its own challenge ended undecided, or slashed) takes no takeover here, but the verdict is
+   * still passed on: the ledgers behind this one may hold the receipt pending, and hear the
+   * claim only through it (review s47: one verdict reached 1 of 20 ledgers, and a ledger behind
+   * one that had settled paid the worker that withheld).
    */
   #worthRecording(verdict: Verdict): boolean {
     const ledger = this.#ledger!;
     if (verdict?.subject !== "inference" || typeof verdict.subjectId !== "string") return false;
     const record = ledger.receipt(verdict.subjectId);
-    if (record === undefined) return false;
-    if (record.status !== "pending" && record.status !== "challenged") return false;
+    if (record === undefined || record.status === "final") return false;
     if (this.#now() > record.pendingUntil) return false;
     return verdict.validator instanceof Uint8Array && ledger.hasStaked(verdict.validator);
   }
