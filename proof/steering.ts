@@ -132,10 +132,16 @@ export class SteeringRecord {
     return choices ? { ...choices } : { passed: 0, taken: 0 };
   }
 
-  /** Add one verdict's end choices to the worker's (hex key). */
+  /**
+   * Add one verdict's end choices to the worker's (hex key). A convicted worker's record is kept
+   * as it was at the conviction: the test rejects once the evidence ever reaches the limit (Ville's
+   * bound is on ever reaching it), so ends taken afterwards do not clear it. Summed on, a steerer
+   * convicted here took a few ends, fell back under the limit, and was paid for steering again.
+   */
   add(worker: string, choices: EndChoices): void {
     if (choices.passed === 0 && choices.taken === 0) return;
     const sum = this.of(worker);
+    if (isSteering(sum)) return;
     sum.passed += choices.passed;
     sum.taken += choices.taken;
     this.#byWorker.delete(worker); // re-inserted last: the least recently seen go first

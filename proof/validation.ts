@@ -494,8 +494,11 @@ export async function validateReceipt(
     stats.endTaken = ends.taken;
     stats.branchPlayOuts = ends.playOuts;
     const record = options.steering ?? { passed: 0, taken: 0 };
+    // A worker convicted before stays convicted: its receipts that pass over an end are
+    // steering, whatever ends they also take.
     const steering = ends.passed > 0 &&
-      isSteering({ passed: record.passed + ends.passed, taken: record.taken + ends.taken });
+      (isSteering(record) ||
+        isSteering({ passed: record.passed + ends.passed, taken: record.taken + ends.taken }));
     return steering ? finish("invalid", "steering") : finish("valid", "ok");
   }
   candidates.sort((a, b) => Math.max(...a.cited) - Math.max(...b.cited));
