@@ -85,33 +85,42 @@ const bytes = (len: number) =>
 const count = z.number().int().nonnegative().max(1_000_000);
 const byteCount = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
-/** The fields of a hello this version knows. */
+/** The fields of a hello this version knows, but for its objects (`storage`, `load`). */
 const helloFields = {
   v: z.literal(PEER_HELLO_VERSION),
   key: bytes(32),
   version: z.string().max(32),
   roles: z.array(z.enum(PEER_ROLES)).max(PEER_ROLES.length),
   models: z.array(z.string().max(128)).max(MAX_HELLO_MODELS),
-  storage: z.object({ usedBytes: byteCount, quotaBytes: byteCount.nullable() }).optional(),
-  load: z.object({ running: count, queued: count, slots: count, queueLimit: count }).optional(),
   seq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   issuedAt: z.number().int().nonnegative(),
   sig: bytes(64),
 };
+const storageFields = { usedBytes: byteCount, quotaBytes: byteCount.nullable() };
+const loadFields = { running: count, queued: count, slots: count, queueLimit: count };
 
 /**
  * Zod schema of a hello on the wire: the fields this version knows, checked, and any others a
- * later version adds, kept — its signature covers them, so stripping them would make a newer
- * node's honest hello fail to verify ({@link knownHelloFields} drops them once it has).
+ * later version adds, kept — at the top and inside `storage` and `load` alike: its signature
+ * covers them, so stripping them would make a newer node's honest hello fail to verify
+ * ({@link knownHelloFields} drops them once it has).
  */
-export const PeerHelloSchema: z.ZodType<PeerHello> = z.looseObject(helloFields).refine(
+export const PeerHelloSchema: z.ZodType<PeerHello> = z.looseObject({
+  ...helloFields,
+  storage: z.looseObject(storageFields).optional(),
+  load: z.looseObject(loadFields).optional(),
+}).refine(
   // Fields a later version adds are signed too: every string, known or not, must be well-formed
   // Unicode for the signing bytes to exist (`well_formed.ts`).
   hasOnlyWellFormedStrings,
   ILL_FORMED_STRING_MESSAGE,
 ) as unknown as z.ZodType<PeerHello>;
 
-const knownFieldsSchema = z.object(helloFields);
+const knownFieldsSchema = z.object({
+  ...helloFields,
+  storage: z.object(storageFields).optional(),
+  load: z.object(loadFields).optional(),
+});
 
 /** `hello` with only the fields this version knows (what a node keeps of a verified hello). */
 export function knownHelloFields(hello: PeerHello): PeerHello {
