@@ -149,7 +149,8 @@ export class RemoteJob {
   #waited = 0;
   #firstTokenAt = NaN;
   #ended = false;
-  #lastTokenSeen = false;
+  /** The finish reason the job's last token carried, once it came (what the job ended with). */
+  #lastTokenSeen: "stop" | "length" | undefined;
   /** The job's last place in the worker's queue (0: none reported). */
   #place = 0;
   /** When the last `queued` event of the job came. */
@@ -311,16 +312,23 @@ export class RemoteJob {
         }
         // One token, or several that were ready together: each in order, once, and none past
         // the job's last position (`maxTokens − 1`, which ends the job): a token there without
-        // a finish reason would lead the client past its `max_tokens`.
+        // a finish reason would lead the client past its `max_tokens`. Nor one that ends the job
+        // for its length where it cannot: before that position, unless the prompt and the
+        // output fill the context window the worker's start names (a start that names none
+        // cannot be held to one): the client would be told its answer was cut at its limit.
         const items = event.kind === "token"
           ? [event]
           : event.kind === "tokens"
           ? event.tokens
           : undefined;
         const last = this.#o.job.params.maxTokens - 1;
+        const { promptTokens, model: { contextLength } } = this.#start;
+        const full = (index: number) =>
+          index >= last || contextLength === undefined || promptTokens + index + 1 >= contextLength;
         const inOrder = items?.every((t, i) => t.index === this.#from + this.#tokens + i) &&
           items.slice(0, -1).every((t) => t.finishReason === undefined) &&
-          items.every((t) => t.index < last || t.finishReason !== undefined);
+          items.every((t) => t.index < last || t.finishReason !== undefined) &&
+          items.every((t) => t.finishReason !== "length" || full(t.index));
         if (items === undefined || !inOrder) {
           const error = new InferenceStreamError(`unexpected ${event.kind} event`);
           this.#reader.cancel(error).catch(() => {});
@@ -344,9 +352,10 @@ export class RemoteJob {
           if (item.finishReason !== undefined) token.finishReason = item.finishReason;
           controller.enqueue(token);
         }
-        if (items[items.length - 1].finishReason !== undefined) {
+        const finishReason = items[items.length - 1].finishReason;
+        if (finishReason !== undefined) {
           // The last token: close now, and take the end event (summary, receipt) behind it.
-          this.#lastTokenSeen = true;
+          this.#lastTokenSeen = finishReason;
           controller.close();
           this.#awaitEnd();
         }
@@ -499,7 +508,10 @@ export class RemoteJob {
         throw new InferenceStreamError("expected the end event after the last token");
       }
       progress.delivered(timers.now());
-      this.#resolve(value.summary as JobSummary);
+      // The job ended as its last token said, which the client was streamed: the end event's
+      // word for it (and any error it names) is the worker's, and no receipt signs it.
+      const { error: _theWorkers, ...summary } = value.summary as JobSummary;
+      this.#resolve({ ...summary, finishReason: this.#lastTokenSeen! });
     } catch (error) {
       this.#end("error", error);
     }

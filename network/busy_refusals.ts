@@ -37,7 +37,7 @@ export interface BusyRefusalsOptions {
   firstMs?: number;
   /** The longest while, ms (default {@link REFUSED_MODEL_COOLDOWN_MS}). */
   maxMs?: number;
-  /** Most workers remembered (default {@link MAX_BUSY_WORKERS}). */
+  /** Most workers remembered, at least 1 (default {@link MAX_BUSY_WORKERS}). */
   maxWorkers?: number;
   /** Clock in ms (default `Date.now`; tests pass a fake one). */
   now?: () => number;
@@ -75,11 +75,16 @@ export class BusyRefusals {
   /**
    * Create an empty memory.
    * @param options See {@link BusyRefusalsOptions}.
+   * @throws {RangeError} when `maxWorkers` is below 1 (or NaN): none could be remembered, and
+   *   making room for one would never end.
    */
   constructor(options: BusyRefusalsOptions = {}) {
     this.#firstMs = options.firstMs ?? DEFAULT_HELLO_INTERVAL_MS;
     this.#maxMs = options.maxMs ?? REFUSED_MODEL_COOLDOWN_MS;
     this.#maxWorkers = options.maxWorkers ?? MAX_BUSY_WORKERS;
+    if (!(this.#maxWorkers >= 1)) {
+      throw new RangeError(`maxWorkers must be at least 1, got ${this.#maxWorkers}`);
+    }
     this.#now = options.now ?? Date.now;
   }
 

@@ -32,6 +32,7 @@ import { toHex } from "../protocols/hash.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
 import { RemoteInferencePort, type RemoteInferencePortOptions } from "../inference/remote_port.ts";
 import { WorkerStalledError, WorkerTooSlowError } from "../inference/remote_errors.ts";
+import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 import { BusyRefusals } from "./busy_refusals.ts";
 import {
@@ -256,15 +257,16 @@ export class NetworkInferencePort implements InferencePort {
         // worker on a slow or crowded machine does that too, so it is not kept off the model;
         // the next jobs go to faster workers first. One that broke the protocol, or failed the
         // job for a reason of its own (its model died, ...), would fail the next job too: kept
-        // off the model.
-        const stalled = error instanceof VeriflowError && error.code === "worker_stalled";
+        // off the model. Each mild case is one this side saw itself (its own connection closed,
+        // its own timers ran out): a worker's error frame after its `start` is its own failure
+        // whatever code it names — `connection_closed` or `peer_timeout` with its connection up,
+        // or `too_many_jobs` / `busy` for a job it accepted — else a broken or cheating worker
+        // would pick the code that costs it least.
         const queued = error instanceof WorkerStalledError && (error.busy || error.tokens === 0);
         const slow = error instanceof WorkerTooSlowError;
-        if (
-          queued || slow || (!stalled && (isWorkerLost(error) || isCapacityRefusal(error)))
-        ) {
-          this.#busy.refused(toHex(worker));
-        } else this.#avoid(worker, job.model);
+        const closed = error instanceof ConnectionClosedError;
+        if (queued || slow || closed) this.#busy.refused(toHex(worker));
+        else this.#avoid(worker, job.model);
       },
       unreproduced: (worker) => this.#unresumable.refused(toHex(worker)),
     });

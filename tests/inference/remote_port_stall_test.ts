@@ -153,7 +153,8 @@ Deno.test("a worker slow but progressing within the delivery floor, each token j
   await withWorker(
     port,
     async (remote, timers) => {
-      const handle = await remote.submit(job);
+      // The job asks for the tokens scripted: a `length` before `maxTokens` breaks the stream.
+      const handle = await remote.submit({ ...job, params: params({ maxTokens: tokens.length }) });
       const reader = handle.tokens.getReader();
       const got: StreamedToken[] = [];
       for (let i = 0; i < tokens.length; i++) {
@@ -263,7 +264,7 @@ Deno.test("a relayed job's tokens do not each arm a timer: one stall timer per j
 Deno.test("a requester that does not read is not a stall: the timeout runs only while it waits for the worker", async () => {
   const port = stalling(script(3));
   await withWorker(port, async (remote, timers) => {
-    const handle = await remote.submit(job);
+    const handle = await remote.submit({ ...job, params: params({ maxTokens: 3 }) });
     await timers.advance(5 * STALL_MS);
     const got = [];
     for await (const token of handle.tokens) got.push(token.index);
