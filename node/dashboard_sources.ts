@@ -48,6 +48,13 @@ export interface DashboardWiring {
   trainer?: () => ActorRef<TrainerMessage> | undefined;
 }
 
+/**
+ * Finished rounds the training view carries: the page's rounds chart keeps this many (its table
+ * the last 20 of them). A coordinator runs until stopped by default, and every snapshot (one a
+ * second, to every open page) carried each round it ever finished.
+ */
+const TRAINING_ROUNDS_SHOWN = 200;
+
 /** Losses are kept in nats per byte; the page shows bits per byte, as the bench does. */
 const bitsPerByte = (nats: number): number => nats / Math.LN2;
 
@@ -70,7 +77,7 @@ async function trainingView(wiring: DashboardWiring): Promise<TrainingView | und
         : bitsPerByte(status.initialLoss),
       trainers: status.trainers.length,
       convicted: status.convicted,
-      rounds: status.history.map((r) => ({
+      rounds: status.history.slice(-TRAINING_ROUNDS_SHOWN).map((r) => ({
         round: r.round,
         model: r.model,
         bitsPerByte: r.heldOutLoss === undefined ? undefined : bitsPerByte(r.heldOutLoss),

@@ -113,7 +113,7 @@ export interface TrainingView {
     trainers: number;
     /** Trainers convicted of lazy work (hex keys), never asked again. */
     convicted: string[];
-    /** Finished rounds, oldest first. */
+    /** The latest finished rounds (200 in `node/dashboard_sources.ts`), oldest first. */
     rounds: TrainingRoundView[];
   };
   /** This node's own training work. */
@@ -332,6 +332,17 @@ function blankText(value: unknown): unknown {
   return out;
 }
 
+/** Whether a WebSocket message (text, or binary: `ArrayBuffer`, `Blob`) is over `limit` bytes. */
+function messageBytesOver(data: unknown, limit: number): boolean {
+  // Characters first: a string of n characters is at least n bytes.
+  if (typeof data === "string") {
+    return data.length > limit || new TextEncoder().encode(data).length > limit;
+  }
+  if (data instanceof ArrayBuffer) return data.byteLength > limit;
+  if (data instanceof Blob) return data.size > limit;
+  return false;
+}
+
 /**
  * Whether `origin` is the origin of a page this node served, going by the request's `Host`:
  * the same host and port, named by an address or `localhost`. A name proves nothing: a
@@ -489,12 +500,12 @@ export function dashboardRoutes(options: DashboardOptions): Hono<EdgeEnv> {
       prompt?.abort();
     };
     socket.onmessage = (event) => {
-      if (typeof event.data !== "string") return refuse("bad_message", "messages are JSON text");
       const limit = access === "none" ? MAX_UNAUTHENTICATED_MESSAGE_BYTES : maxMessageBytes;
-      // Characters first: a string of n characters is at least n bytes.
-      if (event.data.length > limit || new TextEncoder().encode(event.data).length > limit) {
+      // Binary messages too: refused, but one over the limit closes the socket as text does.
+      if (messageBytesOver(event.data, limit)) {
         return socket.close(1009, `message over ${limit} bytes`);
       }
+      if (typeof event.data !== "string") return refuse("bad_message", "messages are JSON text");
       let message: { type?: unknown; token?: unknown; job?: unknown; id?: unknown };
       try {
         message = JSON.parse(event.data);
