@@ -55,7 +55,7 @@
 import { dirname, join, resolve } from "node:path";
 import { decodeCbor } from "../protocols/cbor.ts";
 import { fromHex, toHex } from "../protocols/hash.ts";
-import { steeringEvidenceKey } from "./ledger_index.ts";
+import { steeringEvidenceKey, uncreditedReceiptKey } from "./ledger_index.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { type Receipt, receiptId, verifyReceipt } from "../protocols/receipt.ts";
 import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
@@ -638,7 +638,8 @@ export class Ledger {
    *
    * `options.uncredited` (a reason code, kept in the entry): recorded, locked and slashable like
    * any receipt, but earning 0 here even with its assignment (the ledger's owner cannot check
-   * it: `model_unavailable`).
+   * it: `model_unavailable`). Decided when the receipt is recorded: a later call that attaches
+   * its assignment neither lifts it nor adds it.
    */
   async recordReceipt(
     receipt: Receipt,
@@ -720,15 +721,15 @@ export class Ledger {
         }
         if (requester !== null && open && existing.requester === undefined) {
           // Evidence of a steering conviction is never paid, whenever its assignment comes.
-          const steered = this.#index.proofSettled(steeringEvidenceKey(check.receiptId));
+          // Whether the owner could check it was decided at intake, where it was drawn or not:
+          // recorded uncredited (its model was not here), it earns nothing whatever the owner
+          // holds when its assignment comes; recorded checkable, it is credited even if the
+          // model has left since (review s47: the late announcement decided both ways).
+          const unpaid = this.#index.proofSettled(steeringEvidenceKey(check.receiptId)) ||
+            this.#index.proofSettled(uncreditedReceiptKey(check.receiptId));
           return {
             kind: "assigned",
-            body: {
-              receiptId: check.receiptId,
-              requester,
-              credit: steered ? 0 : credit,
-              ...(uncredited === undefined ? {} : { uncredited }),
-            },
+            body: { receiptId: check.receiptId, requester, credit: unpaid ? 0 : reward },
           };
         }
         throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");

@@ -27,6 +27,15 @@ export function steeringEvidenceKey(receiptId: string): string {
   return `steering-evidence/${receiptId}`;
 }
 
+/**
+ * The key under which the index remembers that receipt `receiptId` was recorded uncredited
+ * (`recordReceipt`'s `uncredited`: its model was not here at intake, so it was never drawn): a
+ * late assignment of it is not credited, whatever the owner holds by then.
+ */
+export function uncreditedReceiptKey(receiptId: string): string {
+  return `uncredited/${receiptId}`;
+}
+
 /** File name of the index inside the ledger directory. */
 export const INDEX_FILE = "index.sqlite";
 
@@ -234,6 +243,7 @@ export class LedgerIndex {
           typeof b.outputHash === "string" ? b.outputHash : null,
           typeof b.outputHash === "string" ? b.tokens : null,
         );
+        if (typeof b.uncredited === "string") q.settle.run(uncreditedReceiptKey(b.receiptId));
         return;
       case "training_receipt":
         q.insertReceipt.run(
