@@ -20,9 +20,9 @@
  * ```
  *
  * The proof path: the InferenceActor tees each text job's tokens to the prover, which signs
- * the receipt (returned to the requester with the job's end) and tells the validator (origin
- * `local`). The validator records it and has the NetworkActor announce it to other nodes'
- * validators — it never challenges its own. Receipts, verdicts and fraud proofs from peers
+ * the receipt; the validator records it (origin `local`) before it is returned to the requester
+ * with the job's end, and has the NetworkActor announce it to other nodes' validators — it never
+ * challenges its own. Receipts, verdicts and fraud proofs from peers
  * arrive through the NetworkActor at the same validator; a challenge fetches the worker's proof
  * data through it; verdicts and fraud proofs go back out through it.
  *
@@ -705,7 +705,8 @@ function nodeChildren(
           identity,
           dir: join(config.dataDir, "proofs"),
           proofRetentionMs: config.proofs.retentionMs,
-          validator: roles.validator ? NODE_ACTORS.validator : undefined,
+          // Its receipts reach the validator through the inference actor's hook, recorded before
+          // they leave (see recordedBeforeRelease), not told on the side.
           log,
         }),
     });
@@ -750,7 +751,7 @@ function nodeChildren(
           models,
           concurrency: config.inference.concurrency,
           queueLimit: config.inference.queueLimit,
-          prover: prover && proverHook(prover),
+          prover: prover && recordedBeforeRelease(proverHook(prover), validator),
           // One receipt per job, across restarts: the ledger remembers every one this node signed.
           receiptSigned: validator &&
             ((jobId) => validator.ask<boolean>({ type: "job_recorded", jobId })),
@@ -794,6 +795,29 @@ function nodeChildren(
       }),
   });
   return children;
+}
+
+/**
+ * The inference actor's prover hook on this node: a receipt leaves the worker only once the
+ * validator has recorded it (origin `local`, announced to peers as new) in the ledger, which is
+ * what refuses the same job after a restart (`receiptSigned`). Told on the side instead, a
+ * receipt handed out just before a `kill -9` was missing from the ledger, the job was accepted
+ * again after the restart and signed again with other timings: two different receipts for one
+ * job, which every validator slashes as equivocation, from an honest worker (a review found it
+ * at stop 47). A validator that refuses or does not answer (restarting) holds nothing back: the
+ * receipt goes out as it did.
+ */
+function recordedBeforeRelease(
+  prove: ReturnType<typeof proverHook>,
+  validator: ActorRef<ValidatorMessage> | undefined,
+): ReturnType<typeof proverHook> {
+  if (validator === undefined) return prove;
+  return async (job, jobId, chunks) => {
+    const receipt = await prove(job, jobId, chunks);
+    await validator.ask({ type: "receipt", receipt, job, origin: "local", announce: true })
+      .catch(() => {});
+    return receipt;
+  };
 }
 
 /**
