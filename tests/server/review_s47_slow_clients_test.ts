@@ -10,45 +10,7 @@ import { EDGE_DEFAULTS } from "../../server/edge_config.ts";
 import { resolveStartConfig } from "../../node/start_command.ts";
 import { serve } from "../../server/serve.ts";
 import { eventually } from "../_helpers/wait.ts";
-
-/** Timers that fire only when the test says so. */
-class FakeTimers {
-  readonly armed = new Map<number, { callback: () => void; ms: number }>();
-  #next = 1;
-
-  now(): number {
-    return 0;
-  }
-
-  setTimeout(callback: () => void, ms: number): unknown {
-    const handle = this.#next++;
-    this.armed.set(handle, { callback, ms });
-    return handle;
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.armed.delete(handle as number);
-  }
-
-  /** Fire every armed timer. */
-  fireAll(): void {
-    const due = [...this.armed.values()];
-    this.armed.clear();
-    for (const { callback } of due) callback();
-  }
-}
-
-/** Let the event loop turn a few times, so pending work can run. */
-async function turns(n = 10): Promise<void> {
-  for (let i = 0; i < n; i++) await new Promise((resolve) => setTimeout(resolve, 0));
-}
-
-/** Whether `promise` has settled, without waiting for it. */
-function tracker(promise: Promise<unknown>): () => boolean {
-  let settled = false;
-  promise.then(() => settled = true, () => settled = true);
-  return () => settled;
-}
+import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";
 
 /** A port that counts submissions and accepts none (the tests never get that far). */
 function countingPort(): { port: InferencePort; submitted: () => number } {
@@ -96,12 +58,12 @@ Deno.test("review s47: a request body that stalls after its first bytes is answe
   ));
   const answered = tracker(answer);
   const bodyCancelled = tracker(cancelled.promise);
-  await turns();
+  await turns(10);
   assert(!answered(), "answered before the deadline");
   const deadline = [...timers.armed.values()].find((t) => t.ms === 5_000);
   assert(deadline !== undefined, "no body deadline armed at http.requestBodyTimeoutMs");
   timers.fireAll();
-  await turns();
+  await turns(10);
   assert(answered(), "still waiting on a body that will never end, past the deadline");
   const response = await answer;
   const { error } = await response.json();

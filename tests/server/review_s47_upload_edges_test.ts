@@ -23,45 +23,7 @@ import { KeyLimits } from "../../server/key_limits.ts";
 import { serve } from "../../server/serve.ts";
 import type { GatewayStorage } from "../../storage/gateway_port.ts";
 import { eventually } from "../_helpers/wait.ts";
-
-/** Timers that fire only when the test says so. */
-class FakeTimers {
-  readonly armed = new Map<number, { callback: () => void; ms: number }>();
-  #next = 1;
-
-  now(): number {
-    return 0;
-  }
-
-  setTimeout(callback: () => void, ms: number): unknown {
-    const handle = this.#next++;
-    this.armed.set(handle, { callback, ms });
-    return handle;
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.armed.delete(handle as number);
-  }
-
-  /** Fire every armed timer. */
-  fireAll(): void {
-    const due = [...this.armed.values()];
-    this.armed.clear();
-    for (const { callback } of due) callback();
-  }
-}
-
-/** Let the event loop turn a few times, so pending work can run. */
-async function turns(n = 10): Promise<void> {
-  for (let i = 0; i < n; i++) await new Promise((resolve) => setTimeout(resolve, 0));
-}
-
-/** Whether `promise` has settled, without waiting for it. */
-function tracker(promise: Promise<unknown>): () => boolean {
-  let settled = false;
-  promise.then(() => settled = true, () => settled = true);
-  return () => settled;
-}
+import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";
 
 const LOOPBACK: Deno.Addr = { transport: "tcp", hostname: "127.0.0.1", port: 40000 };
 
@@ -125,7 +87,7 @@ Deno.test("review s47: an upload that stalls mid-body is answered 408 request_ti
     const bodyCancelled = tracker(cancelled.promise);
     // The put is under way: its pending record holds what it stored so far from GC.
     await eventually(async () => pulls > 3 && (await pendingRecords(dir)).length > 0, "a put");
-    await turns();
+    await turns(10);
     assert(!answered(), "answered before the deadline");
     const deadline = [...timers.armed.values()].find((t) => t.ms === 5_000);
     assert(deadline !== undefined, "no upload idle deadline armed at http.requestBodyTimeoutMs");
@@ -179,7 +141,7 @@ Deno.test("review s47: an upload is limited by idleness, not length: each chunk 
   for (let i = 0; i < 5; i++) {
     await eventually(() => timers.armed.size === 1, "a deadline armed while waiting");
     next[i].resolve();
-    await turns();
+    await turns(10);
   }
   const response = await answer;
   assertEquals(response.status, 201);

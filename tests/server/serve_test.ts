@@ -6,49 +6,10 @@
  * Requests that come during the drain are refused with the edge's error shape.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import {
-  drainBeforeShutdown,
-  type DrainTimers,
-  serve,
-  TIME_UP_GRACE_MS,
-} from "../../server/serve.ts";
+import { drainBeforeShutdown, serve, TIME_UP_GRACE_MS } from "../../server/serve.ts";
 import { EdgeError, httpStatusOf, openAiErrorBody } from "../../server/http_errors.ts";
 import { eventually } from "../_helpers/wait.ts";
-
-/** Timers that fire only when the test says so. */
-class FakeTimers implements DrainTimers {
-  readonly armed = new Map<number, { callback: () => void; ms: number }>();
-  #next = 1;
-
-  setTimeout(callback: () => void, ms: number): unknown {
-    const handle = this.#next++;
-    this.armed.set(handle, { callback, ms });
-    return handle;
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.armed.delete(handle as number);
-  }
-
-  /** Fire every armed timer. */
-  fireAll(): void {
-    const due = [...this.armed.values()];
-    this.armed.clear();
-    for (const { callback } of due) callback();
-  }
-}
-
-/** Let the event loop turn a few times (I/O and timers included), so pending work can run. */
-async function turns(n = 5): Promise<void> {
-  for (let i = 0; i < n; i++) await new Promise((resolve) => setTimeout(resolve, 0));
-}
-
-/** Whether `promise` has settled, without waiting for it. */
-function tracker(promise: Promise<unknown>): () => boolean {
-  let settled = false;
-  promise.then(() => settled = true, () => settled = true);
-  return () => settled;
-}
+import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";
 
 Deno.test("past drainTimeoutMs a registered SSE stream ends itself with an error event and [DONE]; the stuck WebSocket and an unregistered response, given a moment, are cut; one line counts them, the SSE stream by name; the shutdown ends", async () => {
   const timers = new FakeTimers();
@@ -115,7 +76,7 @@ Deno.test("past drainTimeoutMs a registered SSE stream ends itself with an error
   const shutdown = server.shutdown();
   const ended = tracker(shutdown);
   assertEquals([...timers.armed.values()].map((t) => t.ms), [4_321]);
-  await turns();
+  await turns(5);
   assertEquals([ended(), drainCalls, log], [false, 2, []]);
 
   timers.fireAll();
@@ -165,7 +126,7 @@ Deno.test("a request the app has not answered when the drain deadline passes get
   const response = fetch(`${server.url}/v1/completions`, { method: "POST", body: "{}" });
   await arrived.promise;
   const shutdown = server.shutdown();
-  await turns();
+  await turns(5);
   timers.fireAll(); // the deadline
   const answered = tracker(response);
   await eventually(answered, "an answer at the deadline, before the cut");
@@ -210,7 +171,7 @@ Deno.test("a drain that ends before drainTimeoutMs cuts nothing and says nothing
   const shutdown = server.shutdown();
   const ended = tracker(shutdown);
   assertEquals(timers.armed.size, 1, "the deadline is armed");
-  await turns();
+  await turns(5);
   assertEquals(ended(), false, "the drain waits for the job");
   jobDone.resolve();
   await shutdown;
@@ -278,7 +239,7 @@ Deno.test("when the drain deadline passes, a WebSocket that ends its work at onc
   const closed = new Promise<CloseEvent>((resolve) => client.onclose = resolve);
   await new Promise((resolve) => client.onopen = resolve);
   const shutdown = server.shutdown();
-  await turns();
+  await turns(5);
   timers.fireAll(); // the deadline
   await shutdown;
   const event = await closed;
@@ -317,12 +278,12 @@ Deno.test("a client that got an early answer (413) before sending its whole body
 
     const shutdown = server.shutdown();
     const ended = tracker(shutdown);
-    await turns();
+    await turns(5);
     // The request is answered, but the connection still waits for its body: the deadline is
     // what ends the wait.
     assertEquals([ended(), [...timers.armed.values()].map((t) => t.ms)], [false, [4_321]]);
     timers.fireAll();
-    await turns();
+    await turns(5);
     assertEquals(ended(), true, "the shutdown ended at the deadline");
     assertEquals(log.length, 1, log.join("\n"));
     assert(/4321 ms \(http\.drainTimeoutMs\)/.test(log[0]), log[0]);
