@@ -176,7 +176,9 @@ export interface ProverActorOptions {
   now?: () => number;
   /**
    * Registry name of the node's ValidatorActor: each signed receipt goes there with its job
-   * (origin `local`), to be recorded and announced to other nodes' validators. Absent: none.
+   * (origin `local`), to be recorded and announced to other nodes' validators, and the receipt
+   * is released only once the validator has answered (the ledger is what refuses the same job
+   * after a restart). Absent: none.
    */
   validator?: string;
   /**
@@ -283,16 +285,6 @@ export class ProverActor implements Actor<ProverMessage> {
           this.#recovered("write");
         }
         this.#proven++;
-        if (this.#validator !== undefined) {
-          // Stored first, so a validator's challenge can never outrun the proof it asks for.
-          ctx.system.lookup<ValidatorMessage>(this.#validator)?.tell({
-            type: "receipt",
-            receipt: message.proved.receipt,
-            job: message.job,
-            origin: "local",
-            announce: true,
-          }).catch(() => {});
-        }
         return undefined;
       }
       case "prove_failed":
@@ -338,6 +330,7 @@ export class ProverActor implements Actor<ProverMessage> {
         run: id,
       });
       if (failure !== undefined) throw failure;
+      await this.#record(proved.receipt, message.job, ctx);
       return proved.receipt;
     }, async (error) => {
       await ctx.self.tell({ type: "prove_failed", jobId: message.jobId, run: id }).catch(() => {});
@@ -346,6 +339,21 @@ export class ProverActor implements Actor<ProverMessage> {
     // The handle's owner may drop it; never leave an unhandled rejection behind.
     receipt.catch(() => {});
     return { receipt };
+  }
+
+  /**
+   * Hand a stored receipt to the node's validator and wait until it is recorded (outside the
+   * mailbox: the validator's ledger write holds no other job's proof). Stored first, so a
+   * challenge can never outrun the proof it asks for; recorded before release, so a `kill -9`
+   * right after cannot let the restarted node accept the job again and sign a second, different
+   * receipt for it, which every validator slashes as equivocation (a review found it at stop 47).
+   * A validator that refuses or does not answer (restarting) holds nothing back.
+   */
+  async #record(receipt: Receipt, job: TextJob, ctx: ActorContext<ProverMessage>): Promise<void> {
+    if (this.#validator === undefined) return;
+    await ctx.system.lookup<ValidatorMessage>(this.#validator)
+      ?.ask({ type: "receipt", receipt, job, origin: "local", announce: true })
+      .catch(() => {});
   }
 
   /** Delete what has expired; a refused removal is a fault, not a crash. */

@@ -705,8 +705,8 @@ function nodeChildren(
           identity,
           dir: join(config.dataDir, "proofs"),
           proofRetentionMs: config.proofs.retentionMs,
-          // Its receipts reach the validator through the inference actor's hook, recorded before
-          // they leave (see recordedBeforeRelease), not told on the side.
+          // Each receipt is recorded in this node's ledger before it leaves the prover.
+          validator: roles.validator ? NODE_ACTORS.validator : undefined,
           log,
         }),
     });
@@ -751,7 +751,7 @@ function nodeChildren(
           models,
           concurrency: config.inference.concurrency,
           queueLimit: config.inference.queueLimit,
-          prover: prover && recordedBeforeRelease(proverHook(prover), validator),
+          prover: prover && proverHook(prover),
           // One receipt per job, across restarts: the ledger remembers every one this node signed.
           receiptSigned: validator &&
             ((jobId) => validator.ask<boolean>({ type: "job_recorded", jobId })),
@@ -795,29 +795,6 @@ function nodeChildren(
       }),
   });
   return children;
-}
-
-/**
- * The inference actor's prover hook on this node: a receipt leaves the worker only once the
- * validator has recorded it (origin `local`, announced to peers as new) in the ledger, which is
- * what refuses the same job after a restart (`receiptSigned`). Told on the side instead, a
- * receipt handed out just before a `kill -9` was missing from the ledger, the job was accepted
- * again after the restart and signed again with other timings: two different receipts for one
- * job, which every validator slashes as equivocation, from an honest worker (a review found it
- * at stop 47). A validator that refuses or does not answer (restarting) holds nothing back: the
- * receipt goes out as it did.
- */
-function recordedBeforeRelease(
-  prove: ReturnType<typeof proverHook>,
-  validator: ActorRef<ValidatorMessage> | undefined,
-): ReturnType<typeof proverHook> {
-  if (validator === undefined) return prove;
-  return async (job, jobId, chunks) => {
-    const receipt = await prove(job, jobId, chunks);
-    await validator.ask({ type: "receipt", receipt, job, origin: "local", announce: true })
-      .catch(() => {});
-    return receipt;
-  };
 }
 
 /**

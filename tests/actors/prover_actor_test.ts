@@ -214,3 +214,62 @@ Deno.test("prover actor persists proof data and serves it after a restart", asyn
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("prover actor releases a receipt only once its validator has answered for it; a refusing validator holds nothing back", async () => {
+  const f = await loadFixture();
+  const identity = Identity.generate();
+  const job: TextJob = {
+    kind: "text",
+    model: f.honest.info.cid,
+    prompt: "record me",
+    params: { maxTokens: 4, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [] },
+    nonce: "r",
+  };
+  const system = new ActorSystem({ name: "record" });
+  try {
+    // A stand-in validator whose answer the test holds: it records what it is asked.
+    const asked: { receipt: Receipt; origin: unknown; announce: unknown }[] = [];
+    let answer = () => {};
+    let refuse = false;
+    await system.spawn<ValidatorMessage>({
+      name: "node/validator",
+      factory: () => ({
+        receive: (message: ValidatorMessage) => {
+          if (message.type !== "receipt") return undefined;
+          const m = message as { receipt: Receipt; origin?: unknown; announce?: unknown };
+          asked.push({ receipt: m.receipt, origin: m.origin, announce: m.announce });
+          if (refuse) throw new Error("validator down");
+          return new Promise<void>((resolve) => answer = resolve);
+        },
+      }),
+    });
+    const prover = await system.spawn<ProverMessage>({
+      name: "prover",
+      factory: () => new ProverActor({ identity, validator: "node/validator" }),
+    });
+    const prove = () =>
+      proverHook(prover)(
+        job,
+        jobId(job),
+        f.honest.generate(f.honest.tokenizer.encode(job.prompt), job.params),
+      );
+    let released: Receipt | undefined;
+    const first = prove().then((r) => released = r);
+    while (asked.length === 0) await new Promise((r) => setTimeout(r, 0));
+    // Asked, not yet answered: the receipt has not left.
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 0));
+    assert.equal(released, undefined);
+    assert.equal(asked[0].origin, "local");
+    assert.equal(asked[0].announce, true);
+    answer();
+    await first;
+    assert.equal(receiptId(released!), receiptId(asked[0].receipt));
+    // A validator that fails its answer does not keep the client's receipt.
+    refuse = true;
+    const second = await prove();
+    assert.equal(asked.length, 2);
+    assert.equal(receiptId(second), receiptId(asked[1].receipt));
+  } finally {
+    await system.shutdown();
+  }
+});
