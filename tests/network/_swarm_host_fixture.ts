@@ -1,11 +1,13 @@
 /**
  * What the swarm host's failure tests share: stand-in `node` scripts, a give-up time for what
- * would otherwise hang, a watch on the states a host reports, and a host's minimal options.
+ * would otherwise hang, a watch on the states a host reports, a host's minimal options, and the
+ * victim's and the attacker's sides of the duplicate-connection tests.
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { SwarmHostOptions } from "../../network/swarm_host.ts";
+import type { SwarmHostOptions, SwarmPeer } from "../../network/swarm_host.ts";
 import { Identity } from "../../protocols/identity.ts";
+import { toHex } from "../../protocols/hash.ts";
 
 /** A stand-in host that speaks the host protocol without a DHT. */
 export const FAKE_HOST = fileURLToPath(new URL("./_fake_swarm_host.mjs", import.meta.url));
@@ -62,3 +64,39 @@ export const base = (): Pick<SwarmHostOptions, "identity" | "bootstrap" | "onPee
   bootstrap: [],
   onPeer: (peer) => peer.close(),
 });
+
+/**
+ * The victim node's side of a peer connection in the duplicate-connection tests: kept, written
+ * on first (a connection both sides wrote on: the peer's next one replaces it), and read to its
+ * end (the node reads all it is given: nothing waits unread on a connection it has).
+ */
+export function speakAndDrain(peers: SwarmPeer[], p: SwarmPeer): void {
+  peers.push(p);
+  const writer = p.duplex.writable.getWriter();
+  writer.write(new Uint8Array(16)).catch(() => {});
+  writer.releaseLock();
+  (async () => {
+    for await (const _ of p.duplex.readable) { /* drained */ }
+  })().catch(() => {});
+}
+
+const DUPLICATE_HOLD = fileURLToPath(new URL("./_duplicate_hold.mjs", import.meta.url));
+
+/**
+ * A remote attacker (`_duplicate_hold.mjs`, in its own `node` process) that holds a first
+ * connection to `victim` open and makes more of the same key: `args` are the script's after the
+ * victim's key. Its stdout's lines are its reports.
+ */
+export function duplicateHolder(
+  bootstrap: string,
+  victim: Uint8Array,
+  args: (string | number)[],
+): { child: Deno.ChildProcess; reports: ReadableStreamDefaultReader<string> } {
+  const child = new Deno.Command("node", {
+    args: [DUPLICATE_HOLD, bootstrap, toHex(victim), ...args.map(String)],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  return { child, reports: child.stdout.pipeThrough(new TextDecoderStream()).getReader() };
+}

@@ -4,12 +4,17 @@
  * nothing leaves the machine.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { toHex } from "../../protocols/hash.ts";
-import { base, FAKE_HOST, script, settled } from "./_swarm_host_fixture.ts";
+import {
+  base,
+  duplicateHolder,
+  FAKE_HOST,
+  script,
+  settled,
+  speakAndDrain,
+} from "./_swarm_host_fixture.ts";
 
 Deno.test({
   name:
@@ -39,22 +44,6 @@ Deno.test({
 });
 
 const MIB = 1024 * 1024;
-const DUPLICATE_HOLD = fileURLToPath(new URL("./_duplicate_hold.mjs", import.meta.url));
-
-/**
- * The victim node's side of a peer connection in these tests: kept, written on first (a
- * connection both sides wrote on: the peer's next one replaces it), and read to its end (the
- * node reads all it is given: nothing waits unread on a connection it has).
- */
-function speakAndDrain(peers: SwarmPeer[], p: SwarmPeer): void {
-  peers.push(p);
-  const writer = p.duplex.writable.getWriter();
-  writer.write(new Uint8Array(16)).catch(() => {});
-  writer.releaseLock();
-  (async () => {
-    for await (const _ of p.duplex.readable) { /* drained */ }
-  })().catch(() => {});
-}
 
 function rssBytes(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -85,14 +74,9 @@ Deno.test({
     try {
       await victim.join(crypto.getRandomValues(new Uint8Array(32)));
       const before = rssBytes(victim.pid!);
-      attacker = new Deno.Command("node", {
-        args: [DUPLICATE_HOLD, testnet.bootstrap[0], toHex(victim.publicKey), String(BYTES)],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      const reader = attacker.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      const line = await settled(reader.read(), "the attacker's report", 90_000);
+      const held = duplicateHolder(testnet.bootstrap[0], victim.publicKey, [BYTES]);
+      attacker = held.child;
+      const line = await settled(held.reports.read(), "the attacker's report", 90_000);
       const report = JSON.parse(line.value!) as { sent: number; closed: boolean };
       const grown = rssBytes(victim.pid!) - before;
       // The second connection was never handed to the node (Hyperswarm holds it until the first
@@ -141,22 +125,14 @@ Deno.test({
       // Hyperswarm holds back (each a live stream in the host) until the first closes: never.
       // The host handed on one connection and held MORE, with maxConnections at MOST.
       const closedAtLeast = MORE - (MOST - 1);
-      attacker = new Deno.Command("node", {
-        args: [
-          DUPLICATE_HOLD,
-          testnet.bootstrap[0],
-          toHex(victim.publicKey),
-          "0",
-          String(MORE),
-          String(closedAtLeast),
-        ],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      const reader = attacker.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      const held = duplicateHolder(testnet.bootstrap[0], victim.publicKey, [
+        0,
+        MORE,
+        closedAtLeast,
+      ]);
+      attacker = held.child;
       const line = await settled(
-        reader.read(),
+        held.reports.read(),
         `${closedAtLeast} of the ${MORE} connections closed by the host`,
         30_000,
       );

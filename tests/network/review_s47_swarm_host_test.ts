@@ -4,26 +4,20 @@
  * (`_fake_swarm_host.mjs` behind a script): nothing leaves the machine.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { base, FAKE_HOST, script, settled, stateWatch } from "./_swarm_host_fixture.ts";
-
-const DUPLICATE_HOLD = fileURLToPath(new URL("./_duplicate_hold.mjs", import.meta.url));
-
-/** Kept, written on first (so the peer's next connection replaces it), and read to its end. */
-function speakAndDrain(peers: SwarmPeer[], p: SwarmPeer): void {
-  peers.push(p);
-  const writer = p.duplex.writable.getWriter();
-  writer.write(new Uint8Array(16)).catch(() => {});
-  writer.releaseLock();
-  (async () => {
-    for await (const _ of p.duplex.readable) { /* drained */ }
-  })().catch(() => {});
-}
+import {
+  base,
+  duplicateHolder,
+  FAKE_HOST,
+  script,
+  settled,
+  speakAndDrain,
+  stateWatch,
+} from "./_swarm_host_fixture.ts";
 
 Deno.test({
   name:
@@ -59,21 +53,13 @@ Deno.test({
       // counted toward maxConnections for as long as it stayed, so this one peer filled the
       // host's every slot and every other peer's connection was refused.
       const closedAtLeast = MORE - (MOST - 1);
-      attacker = new Deno.Command("node", {
-        args: [
-          DUPLICATE_HOLD,
-          testnet.bootstrap[0],
-          toHex(victim.publicKey),
-          "0",
-          String(MORE),
-          String(closedAtLeast),
-        ],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      const reader = attacker.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      const line = await settled(reader.read(), "the attacker's connections", 60_000);
+      const held = duplicateHolder(testnet.bootstrap[0], victim.publicKey, [
+        0,
+        MORE,
+        closedAtLeast,
+      ]);
+      attacker = held.child;
+      const line = await settled(held.reports.read(), "the attacker's connections", 60_000);
       assert.ok(line.value, "the attacker's report");
       // An honest peer dials the victim by its key: its connection must be handed on.
       honest = await SwarmHost.start({
