@@ -11,46 +11,8 @@ import {
   type WorkerAttempt,
 } from "../../network/failover.ts";
 import type { JobSummary, StreamedToken } from "../../inference/inference_port.ts";
-import { ConnectionClosedError } from "../../protocols/protocol_errors.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
-
-const TOKENS = 6;
-const token = (i: number): StreamedToken => ({
-  index: i,
-  tokenId: 100 + i,
-  text: String.fromCharCode(97 + i),
-  ...(i === TOKENS - 1 ? { finishReason: "length" as const } : {}),
-});
-const summary: JobSummary = {
-  jobId: "j",
-  finishReason: "length",
-  usage: { promptTokens: 1, completionTokens: TOKENS },
-  timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-};
-
-/** A worker's run of the job from position `from`; it is lost after `until` when given. */
-function attempt(worker: number, from: number, until?: number): WorkerAttempt {
-  let next = from;
-  const tokens = new ReadableStream<StreamedToken>({
-    pull(controller) {
-      if (next === until) return controller.error(new ConnectionClosedError("worker gone"));
-      controller.enqueue(token(next));
-      if (++next === TOKENS) controller.close();
-    },
-  }, { highWaterMark: 0 });
-  return {
-    worker: new Uint8Array([worker]),
-    handle: {
-      jobId: "j",
-      model: { cid: "m", name: "m", kind: "text" },
-      promptTokens: 1,
-      tokens,
-      done: Promise.resolve(summary),
-      cancel: () => {},
-    },
-    assignedAt: 0,
-  };
-}
+import { attempt, summary, token, TOKENS } from "./_failover_fixture.ts";
 
 /**
  * A job whose first worker is lost after 2 tokens; `full` other workers then refuse its resume
