@@ -159,6 +159,50 @@ export function admissibleTokens(
   return ids;
 }
 
+/**
+ * Ids up to this many sort as one float64 each ({@link ruleOrder}): 2^21 ids beside the 32 bits
+ * of a logit fill the 53 bits a double holds exactly. Larger vocabularies sort by comparator.
+ */
+const PACKED_SORT_MAX_IDS = 2 ** 21;
+
+/** Scratch for a float32 logit's bits. */
+const logitBits = new Float32Array(1);
+const logitBitsU32 = new Uint32Array(logitBits.buffer);
+
+/**
+ * The ids of `logits[offset .. offset+vocabSize)` that are above −∞ (NaN left out), in the
+ * sampling rule's order: logit descending, id ascending among equal logits (±0 equal).
+ *
+ * Built once per checked position, so it sorts numbers, not ids through a comparator: each id
+ * becomes one exact float64, its logit's bits flipped so that larger logits sort first (an
+ * order-preserving map of floats to unsigned integers), times 2^21, plus the id. Equal logits
+ * have equal bits (−0 is first made +0), so ties fall to the id, exactly as the comparator
+ * `logits[b] − logits[a] || a − b` orders them.
+ */
+function ruleOrder(logits: Float32Array, offset: number, vocabSize: number): Int32Array {
+  if (vocabSize > PACKED_SORT_MAX_IDS) {
+    const order: number[] = [];
+    for (let i = 0; i < vocabSize; i++) if (logits[offset + i] > -Infinity) order.push(i);
+    order.sort((a, b) => logits[offset + b] - logits[offset + a] || a - b);
+    return Int32Array.from(order);
+  }
+  const keys = new Float64Array(vocabSize);
+  let n = 0;
+  for (let i = 0; i < vocabSize; i++) {
+    const v = logits[offset + i];
+    if (!(v > -Infinity)) continue;
+    logitBits[0] = v === 0 ? 0 : v;
+    const bits = logitBitsU32[0];
+    // Ascending as unsigned integers in the floats' order: negatives flipped, positives shifted up.
+    const ascending = bits & 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0;
+    keys[n++] = (0xffffffff - ascending) * PACKED_SORT_MAX_IDS + i;
+  }
+  const sorted = keys.subarray(0, n).sort();
+  const order = new Int32Array(n);
+  for (let j = 0; j < n; j++) order[j] = sorted[j] % PACKED_SORT_MAX_IDS;
+  return order;
+}
+
 /** A weight sum and its sum of squares. */
 interface Mass {
   w: number;
@@ -203,11 +247,10 @@ class ToleratedRace {
     this.#tol = tol;
     this.allowed = (2 * tol.logitEps) / params.temperature;
     // Rule order (step 2), for the cut-offs.
-    const order: number[] = [];
-    for (let i = 0; i < vocabSize; i++) if (logits[offset + i] > -Infinity) order.push(i);
-    order.sort((a, b) => logits[offset + b] - logits[offset + a] || a - b);
+    const order = ruleOrder(logits, offset, vocabSize);
     const n = order.length;
-    const l = Float64Array.from(order, (i) => logits[offset + i]);
+    const l = new Float64Array(n);
+    for (let j = 0; j < n; j++) l[j] = logits[offset + order[j]];
     // aboveEnd[j]: ranks [0, aboveEnd) beat rank j by more than 2ε (surely before it);
     // tieEnd[j]: ranks [0, tieEnd) are not surely after it (beat it, or within 2ε of it).
     const eps2 = 2 * tol.logitEps;

@@ -138,3 +138,31 @@ Deno.test("sampling check: an id at the top-k cut is possibly kept only within 2
   assert.ok(nearOk > 0, "a near-tie at the cut can win the race");
   assert.equal(farOk, 0, "an id surely cut never passes");
 });
+
+Deno.test("sampling check: rows with ±0, exact ties, NaN and infinities accept the sampler's token at zero tolerance", () => {
+  // The check sorts each row in the rule's order (logit descending, NaN and −∞ left out) by
+  // packing each logit's bits with its id into one number: an order that is not the rule's
+  // moves the top-k and top-p cuts, and the token the sampler drew from this very row fails.
+  const exact: SamplingTolerance = { ...DEFAULT_SAMPLING_TOLERANCE, logitEps: 0 };
+  const values = [0, -0, 0.5, -0.5, 1, 1, -1, 2, Infinity, -Infinity, NaN];
+  let seed = 7;
+  const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  for (let trial = 0; trial < 400; trial++) {
+    const row = Float32Array.from(
+      { length: 12 },
+      () => values[Math.floor(next() * (trial % 2 ? values.length : 7))],
+    );
+    if (!row.some((v) => v > -Infinity)) continue;
+    for (const s of [...SETTINGS, { temperature: 1, topK: 3, topP: 1 }]) {
+      const params = { ...s, seed: trial };
+      const { token } = sampleToken(row, params, trial);
+      const check = checkSampledToken(row, token, trial, params, exact);
+      assert.ok(check.ok, `row [${Array.from(row)}] ${JSON.stringify(s)}: token ${token} failed`);
+      for (let id = 0; id < row.length; id++) {
+        if (!(row[id] > -Infinity)) {
+          assert.equal(checkSampledToken(row, id, trial, params, exact).ok, false, `id ${id}`);
+        }
+      }
+    }
+  }
+});
