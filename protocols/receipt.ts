@@ -328,13 +328,17 @@ const CONTRADICTIONS = new Set([
  * fraud proof of kind `receipt`.
  */
 export function receiptContradiction(receipt: unknown, job: Job): string | null {
-  const signed = verifyReceipt(receipt);
-  if (!signed.ok) return null;
   try {
-    if (jobId(job) !== (receipt as { jobId: string }).jobId) return null;
+    const named = receipt !== null && typeof receipt === "object"
+      ? (receipt as { jobId?: unknown }).jobId
+      : undefined;
+    if (jobId(job) !== named) return null;
   } catch {
     return null; // not a job at all
   }
+  // One check, signature first: a malformed or unsigned receipt fails as such (no
+  // contradiction), and every reason in CONTRADICTIONS comes only after its signature verified.
+  // (A first `verifyReceipt` without the job used to verify the same signature once more.)
   const check = verifyReceipt(receipt, { job });
   return !check.ok && CONTRADICTIONS.has(check.reason) ? check.reason : null;
 }

@@ -6,6 +6,7 @@ import {
   MalformedReceiptError,
   parseReceipt,
   type Receipt,
+  receiptContradiction,
   signReceipt,
   textOutputHash,
   verifyReceipt,
@@ -106,4 +107,29 @@ Deno.test("receipt: verifyReceipt answers, never throws, when a string is not we
   const tensor = { type: "float32", dims: [1], data: new Uint8Array(4) };
   assert.equal(check(r, { output: { "\uD800": tensor } }), "output_mismatch");
   assert.throws(() => parseReceipt({ ...json, model: "\uD800" }), MalformedReceiptError);
+});
+
+Deno.test("receipt: a contradiction is named only for the worker's validly signed receipt of that very job", () => {
+  // The worker's own signature on a receipt the job does not allow is evidence on its face.
+  assert.equal(receiptContradiction(make({ tokenCount: 9 }), job), "token_count");
+  assert.equal(receiptContradiction(make({ model: "bafkreiother" }), job), "model_mismatch");
+  assert.equal(
+    receiptContradiction(make({ params: { ...job.params, seed: 1 } }), job),
+    "params_mismatch",
+  );
+  assert.equal(receiptContradiction(make({ inputHash: "00".repeat(32) }), job), "input_mismatch");
+  assert.equal(receiptContradiction(make({ kind: "tensor" }), job), "job_mismatch");
+  const signed = make({ tokenCount: 9 });
+  const json = { ...signed, worker: toHex(signed.worker), sig: toHex(signed.sig) };
+  assert.equal(receiptContradiction(json, job), "token_count", "the JSON form too");
+  // Not evidence: a receipt that agrees, one whose signature fails (anyone could have written
+  // it), one for another job, a malformed one, or a job that has no id.
+  assert.equal(receiptContradiction(make(), job), null);
+  assert.equal(receiptContradiction({ ...signed, tokenCount: 10 }, job), null);
+  assert.equal(receiptContradiction({ ...signed, sig: new Uint8Array(64) }, job), null);
+  assert.equal(receiptContradiction(signed, { ...job, nonce: "y" }), null);
+  assert.equal(receiptContradiction({ ...signed, v: 2 }, job), null);
+  assert.equal(receiptContradiction(null, job), null);
+  assert.equal(receiptContradiction(signed, { ...job, prompt: "hi\uD800" }), null);
+  assert.equal(receiptContradiction(signed, { kind: "text" } as unknown as TextJob), null);
 });
