@@ -10,9 +10,11 @@
  * They sit under `/v1`, so the edge's access rule applies (API keys, or loopback only). A put
  * streams: the body is never held whole. A put's body may be large, so its deadline is on
  * silence: no bytes for `http.requestBodyTimeoutMs` and the put is abandoned (`408
- * request_timeout`), releasing what it held as an interrupted put does. Only public files are
- * served (a private file needs its owner's key, which this node does not lend to HTTP clients:
- * `403 key_required`).
+ * request_timeout`), releasing what it held as an interrupted put does. So a client that sends a
+ * byte within each deadline keeps its put open as long as it likes, and what bounds such puts is
+ * their number: past {@link MAX_OPEN_UPLOADS} under way the next is refused at once (`429
+ * too_many_uploads`). Only public files are served (a private file needs its owner's key, which
+ * this node does not lend to HTTP clients: `403 key_required`).
  *
  * A client that goes away stops the work without `request.signal`, which Deno aborts after every
  * successful response too (its legacy semantics, and a warning in the operator's log on first
@@ -45,6 +47,14 @@ const FORM_TYPE = "application/x-www-form-urlencoded";
 const MEDIA_TYPE =
   /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*;[\x20-\x7e\t]*)?$/;
 
+/**
+ * Most uploads under way at once, on the whole node. Each holds up to a chunk of its file
+ * unstored (256 KiB by default), a locked pending record and its connection, for as long as its
+ * client keeps sending a byte within each silence deadline: 32 of them hold 8 MiB and 64
+ * descriptors at most, while uploads a person or a script runs in parallel rarely pass a few.
+ */
+export const MAX_OPEN_UPLOADS = 32;
+
 /** Options of {@link fileRoutes}. */
 export interface FileRoutesOptions {
   /**
@@ -54,6 +64,8 @@ export interface FileRoutesOptions {
   requestBodyTimeoutMs?: number;
   /** The timers of that deadline; default the global timers. */
   timers?: DrainTimers;
+  /** Most uploads under way at once; default {@link MAX_OPEN_UPLOADS}. */
+  maxUploads?: number;
 }
 
 /** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
@@ -65,6 +77,8 @@ export function fileRoutes(
     timeoutMs: options.requestBodyTimeoutMs ?? EDGE_DEFAULTS.requestBodyTimeoutMs,
     timers: options.timers,
   };
+  const maxUploads = options.maxUploads ?? MAX_OPEN_UPLOADS;
+  let uploads = 0;
   const app = new Hono<EdgeEnv>();
   const actor = () => {
     const ref = storage();
@@ -92,6 +106,13 @@ export function fileRoutes(
     const typed = sent && MEDIA_TYPE.test(sent) && sent.toLowerCase() !== FORM_TYPE;
     const mime = given ?? (typed ? sent : undefined);
     const port = actor();
+    if (uploads >= maxUploads) {
+      throw new EdgeError(
+        "too_many_uploads",
+        `this node has ${uploads} uploads under way, its limit; retry after the Retry-After seconds`,
+        { retryAfterS: 1 },
+      );
+    }
     // A client that stalls mid-upload would hold the put (its pending record, its store) for as
     // long as it keeps the connection: past the deadline the body fails and the put is told to
     // stop, and the client is told why whatever the store makes of it.
@@ -100,6 +121,7 @@ export function fileRoutes(
       deadline,
     );
     let result;
+    uploads++; // until the put has ended, whichever way: what it held is let go by then
     try {
       result = await port.put(body, {
         name,
@@ -108,6 +130,8 @@ export function fileRoutes(
       });
     } catch (error) {
       throw signal.aborted ? signal.reason : error;
+    } finally {
+      uploads--;
     }
     return c.json({ cid: result.cid, size: result.size, chunks: result.chunkCount }, 201);
   });

@@ -96,6 +96,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   not_found: 404,
   duplicate_job: 409,
   too_many_jobs: 429,
+  too_many_uploads: 429,
   rate_limited: 429,
   key_concurrency_exceeded: 429,
   // Files (`file_routes.ts`).
