@@ -314,8 +314,10 @@ export class RemoteJob {
         // the job's last position (`maxTokens − 1`, which ends the job): a token there without
         // a finish reason would lead the client past its `max_tokens`. Nor one that ends the job
         // for its length where it cannot: before that position, unless the prompt and the
-        // output fill the context window the worker's start names (a start that names none
-        // cannot be held to one): the client would be told its answer was cut at its limit.
+        // output fill the context window the worker's start names: the client would be told its
+        // answer was cut at its limit. A start that names none has no window to fill (an honest
+        // worker's model without one runs unlimited, `actors/inference_actor.ts`), so leaving
+        // the field out cannot excuse an early end.
         const items = event.kind === "token"
           ? [event]
           : event.kind === "tokens"
@@ -324,7 +326,8 @@ export class RemoteJob {
         const last = this.#o.job.params.maxTokens - 1;
         const { promptTokens, model: { contextLength } } = this.#start;
         const full = (index: number) =>
-          index >= last || contextLength === undefined || promptTokens + index + 1 >= contextLength;
+          index >= last ||
+          (contextLength !== undefined && promptTokens + index + 1 >= contextLength);
         const inOrder = items?.every((t, i) => t.index === this.#from + this.#tokens + i) &&
           items.slice(0, -1).every((t) => t.finishReason === undefined) &&
           items.every((t) => t.index < last || t.finishReason !== undefined) &&
