@@ -40,6 +40,15 @@ export function uncreditedReceiptKey(receiptId: string): string {
 export const INDEX_FILE = "index.sqlite";
 
 /**
+ * What an index's rows mean, kept in `meta` (absent: 1). Raised whenever `apply` comes to write
+ * rows an earlier version did not for the same entries: an index of an older format is emptied
+ * at open and built anew from the log, once, or it would answer from rows the log contradicts.
+ * 2: receipts recorded uncredited carry {@link uncreditedReceiptKey} (stop 47; an index of
+ * format 1 paid them on a late assignment after an upgrade, review s48).
+ */
+const INDEX_FORMAT = 2;
+
+/**
  * SQLite's page cache for the index, in KiB: what the index may hold in memory. Lookups touch a
  * few B-tree pages each; hot pages stay cached, the rest is read back from the OS's file cache.
  */
@@ -94,8 +103,11 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS receipts_by_worker ON receipts (worker, status);
 `;
 
-/** The tables that hold what entries said (all but `meta`, the index's position). */
+/** The tables that hold what entries said (all but `meta`, the index's position and format). */
 const ENTRY_TABLES = ["receipts", "jobs", "accusations", "proofs", "verdicts"] as const;
+
+/** SQL that deletes every row of {@link ENTRY_TABLES}. */
+const FORGET_ROWS = ENTRY_TABLES.map((t) => `DELETE FROM ${t};`).join(" ");
 
 /** The history index; see the module doc. */
 export class LedgerIndex {
@@ -152,7 +164,9 @@ export class LedgerIndex {
       );
       db.exec(SCHEMA);
       addKindColumn(db);
-      return new LedgerIndex(db);
+      const index = new LedgerIndex(db);
+      index.#upgrade();
+      return index;
     } catch (error) {
       db.close();
       throw error;
@@ -166,15 +180,26 @@ export class LedgerIndex {
   }
 
   /**
-   * Forget everything (the index does not match the log: it is rebuilt from genesis), in one
-   * transaction: deleted one table at a time, a crash after the position went and before the
-   * rows did left an index with no position and stale rows, which the rebuild then ran on top
-   * of (a worker convicted, a job never recordable, with no entry in the log saying so; a review
-   * showed it at stop 33).
+   * Forget everything but the format (the index does not match the log: it is rebuilt from
+   * genesis, by this version), in one transaction: deleted one table at a time, a crash after
+   * the position went and before the rows did left an index with no position and stale rows,
+   * which the rebuild then ran on top of (a worker convicted, a job never recordable, with no
+   * entry in the log saying so; a review showed it at stop 33).
    */
   reset(): void {
+    this.#db.exec(`BEGIN; DELETE FROM meta WHERE k <> 'format'; ${FORGET_ROWS} COMMIT;`);
+  }
+
+  /**
+   * An index of an older {@link INDEX_FORMAT} (or of none: an earlier version's) is emptied,
+   * its position with it, so the ledger builds it anew from the log; in one transaction with the
+   * new format, so a crash leaves either the old index whole or an empty new one.
+   */
+  #upgrade(): void {
+    const raw = this.#q.meta.get("format") as { v: unknown } | undefined;
+    if (raw?.v === INDEX_FORMAT) return;
     this.#db.exec(
-      `BEGIN; DELETE FROM meta; ${ENTRY_TABLES.map((t) => `DELETE FROM ${t};`).join(" ")} COMMIT;`,
+      `BEGIN; DELETE FROM meta; ${FORGET_ROWS} INSERT INTO meta (k, v) VALUES ('format', ${INDEX_FORMAT}); COMMIT;`,
     );
   }
 
