@@ -623,7 +623,8 @@ export class Ledger {
    * another key ({@link verifyAssignment}); unrequested work is recorded (and can be slashed)
    * but earns 0. The slash `slashMultiplier × reward` is locked from the worker's free stake
    * until it is final. A receipt recorded without an assignment gets one attached by a later
-   * call that brings it (the requester's announcement may arrive after the worker's).
+   * call that brings it (the requester's announcement may arrive after the worker's), while it
+   * is open, or left unpaid by its owner's undecided challenge (earning nothing then).
    *
    * @throws {LedgerRejectedError} for a receipt that does not verify, is already recorded, or is
    *   for a job another receipt was recorded for (one payment per job; except that an assigned
@@ -719,13 +720,20 @@ export class Ledger {
             "another receipt for this job is already recorded",
           );
         }
-        if (requester !== null && open && existing.requester === undefined) {
+        // Left unpaid by the owner's own undecided challenge, it takes its assignment all the
+        // same, earning nothing here: as if the assigned copy had come first, the job is
+        // assigned here (another worker's assigned receipt for it is a double assignment, not a
+        // takeover of the job), and the owner passes the assigned receipt on, once, to the
+        // ledgers that hear it only through it and pay it (review s48: they never heard it).
+        const undecided = existing.status === "unpaid";
+        if (requester !== null && (open || undecided) && existing.requester === undefined) {
           // Evidence of a steering conviction is never paid, whenever its assignment comes.
           // Whether the owner could check it was decided at intake, where it was drawn or not:
           // recorded uncredited (its model was not here), it earns nothing whatever the owner
           // holds when its assignment comes; recorded checkable, it is credited even if the
           // model has left since (review s47: the late announcement decided both ways).
-          const unpaid = this.#index.proofSettled(steeringEvidenceKey(check.receiptId)) ||
+          const unpaid = undecided ||
+            this.#index.proofSettled(steeringEvidenceKey(check.receiptId)) ||
             this.#index.proofSettled(uncreditedReceiptKey(check.receiptId));
           return {
             kind: "assigned",
