@@ -11,6 +11,10 @@
  *   removed once its challenge ended; one whose receipt is no longer `challenged` at start is
  *   stale (it ended, and the removal did not happen) and is removed;
  * - challenge endings decided before a ledger write failed (`_challenge_endings.ts`);
+ * - receipts drawn for a challenge, with their jobs, between the draw and the challenge's opening
+ *   (`<ledger dir>/drawn-challenges/`): the receipt is recorded, then its challenge opened, in two
+ *   ledger writes; a validator that stops between them opens it at its next start (review s48:
+ *   it never did, and the cheat it had drawn was paid unchecked when its window closed);
  * - the catch-up's convictions (`_catch_up.ts`).
  *
  * Not part of the public API.
@@ -28,6 +32,8 @@ export const OWN_FRAUD_PROOFS_DIR = "own-fraud-proofs";
  * and start file it is checked under), resumed by it at its start.
  */
 export const OWN_TRAINING_FRAUD_PROOFS_DIR = "own-training-fraud-proofs";
+/** The folder of the receipts drawn for a challenge not opened yet, each with its job. */
+export const DRAWN_CHALLENGES_DIR = "drawn-challenges";
 
 /** A receipt id as {@link receiptId} writes it: the only names this store reads or writes. */
 const RECEIPT_ID = /^[0-9a-f]{64}$/;

@@ -25,7 +25,9 @@
  * and the proofs reach this ledger. A timer
  * finalizes receipts whose challenge window has closed.
  *
- * A challenge is opened in the ledger first (`challenged`: unpaid, durably) and ends in one
+ * A receipt drawn is kept on disk with its job before it is recorded (`_receipt_files.ts`), so
+ * a stop between its record and its challenge has the next start open the challenge it owes. A
+ * challenge is opened in the ledger first (`challenged`: unpaid, durably) and ends in one
  * ledger transition: `valid` clears it (paid when the window closes), a fraud proof slashes
  * once checked, proof data withheld past the deadline slashes (burned), and anything
  * undecided — no model, an exception, a restart — leaves the job unpaid. A decided ending is
@@ -95,7 +97,11 @@ import { judgedKey, ValidatorMemory } from "./_validator_memory.ts";
 import { type HeldEvidence, HeldEvidenceFile } from "./_held_evidence.ts";
 import { PledgeHeldProofs } from "./_pledge_held_proofs.ts";
 import { UnbackedChecks } from "./_unbacked_checks.ts";
-import { OWN_TRAINING_FRAUD_PROOFS_DIR, ReceiptFiles } from "./_receipt_files.ts";
+import {
+  DRAWN_CHALLENGES_DIR,
+  OWN_TRAINING_FRAUD_PROOFS_DIR,
+  ReceiptFiles,
+} from "./_receipt_files.ts";
 import { ChallengeEndings, type ChallengeEndStep } from "./_challenge_endings.ts";
 import { CatchUp } from "./_catch_up.ts";
 import {
@@ -218,6 +224,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #ownProofs!: ReceiptFiles;
   /** How challenges without a fraud proof ended, on disk until the ledger has it. */
   #endings!: ChallengeEndings;
+  /** Receipts drawn for a challenge, with their jobs, on disk until the challenge is open. */
+  #drawn!: ReceiptFiles;
   /** Receipts whose own proof was resumed at start: passed on once it is confirmed here. */
   readonly #resumed = new Set<string>();
   /**
@@ -318,6 +326,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // others' material is gone, so they end undecided — the job is not paid — rather than slip
     // into payment.
     this.#ownProofs = ReceiptFiles.in(this.#options.ledgerDir);
+    this.#drawn = ReceiptFiles.in(this.#options.ledgerDir, DRAWN_CHALLENGES_DIR);
     const kept = await this.#ownProofs.all();
     const keptTraining = this.#options.trainingProofsResumed
       ? await ReceiptFiles.in(this.#options.ledgerDir, OWN_TRAINING_FRAUD_PROOFS_DIR).all()
@@ -343,6 +352,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#stats.unresolved++;
     }
     for (const id of kept.keys()) await this.#ownProofs.remove(id);
+    // After the challenges open at the stop have ended above: not one of those just opened.
+    await this.#resumeDrawn(ctx);
     // What waited here at the last keep for a pledge or a receipt goes through the intake again.
     const { file, held } = await HeldEvidenceFile.open(this.#options.ledgerDir);
     this.#heldFile = file;
@@ -362,6 +373,34 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         ctx.self.tell({ type: "finalize" }).catch(() => {});
       }, every);
       ctx.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+    }
+  }
+
+  /**
+   * At start: open the challenge of each receipt drawn before the stop whose challenge the stop
+   * cut off (the receipt recorded, its challenge not opened yet), from the receipt and job kept
+   * at its draw: judged as it would have been, a cheat slashed and honest work paid. One whose
+   * window closed meanwhile, or whose kept record does not read back, is left unpaid: its draw
+   * was owed, and nothing here checked it. A record whose receipt was never recorded, or is no
+   * longer `pending` (its challenge was opened), is removed.
+   */
+  async #resumeDrawn(ctx: ActorContext<ValidatorMessage>): Promise<void> {
+    const ledger = this.#ledger!;
+    for (const [id, kept] of await this.#drawn.all()) {
+      if (ledger.receipt(id)?.status !== "pending") {
+        await this.#drawn.remove(id);
+        continue;
+      }
+      const drawn = readDrawn(id, kept);
+      const opened = drawn !== undefined &&
+        await this.#open(drawn.receipt, drawn.job, ctx).then(() => true, (error) => {
+          if (error instanceof LedgerRejectedError) return false;
+          throw error;
+        });
+      if (opened) continue;
+      await ledger.leaveUnresolved(id, "validator_restarted");
+      this.#stats.unresolved++;
+      await this.#drawn.remove(id);
     }
   }
 
@@ -613,8 +652,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         return ledger.receipt(message.receiptId);
       case "convicted":
         return ledger.convicted(message.key);
-      case "job_recorded":
-        return ledger.receiptOfJob(message.jobId) !== undefined;
+      case "job_recorded": {
+        const id = ledger.receiptOfJob(message.jobId);
+        if (id === undefined || message.worker === undefined) return id !== undefined;
+        return ledger.receipt(id)?.worker === toHex(message.worker);
+      }
       case "has_staked":
         return ledger.hasStaked(message.key);
       case "has_accused":
@@ -683,9 +725,22 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // is recorded (locked, slashable, passed on) but earns nothing here, whatever the coin; the
     // ledgers of validators that hold the model pay it.
     const uncredited = await this.#holdsModel(receipt.model) ? undefined : "model_unavailable";
+    const own = bytesEqual(receipt.worker, this.#options.identity.publicKey);
+    const p = this.#options.challengeProbability ?? ledger.economics.challengeProbability;
+    // The coin counts only for a receipt new here and recorded: one the ledger refused is not
+    // paid here, so nothing is computed for it (and nothing about the coin ever leaves). One
+    // earning nothing here for want of its model is not challenged on the coin: nothing here
+    // could decide it (a contradiction needs no model, so it still is).
+    const draw = fresh && !own ? challengeTicket(this.#options.identity, id).draw : 1;
+    const owed = fresh && !own &&
+      (contradiction !== null || (uncredited === undefined && draw < p));
+    // Its challenge is opened by a second ledger write: kept first, a crash between the two
+    // does not let it slip into payment unchecked (the start opens it, `#resumeDrawn`).
+    if (owed) await this.#drawn.save(id, { receipt, job });
     try {
       if (fresh) await ledger.recordReceipt(receipt, { assignment, uncredited });
     } catch (e) {
+      if (owed) await this.#drawn.remove(id);
       recorded = false;
       refusal = (e as { code?: string }).code ?? "refused";
       this.#stats.refused++;
@@ -739,32 +794,25 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         challenged,
         tokens: receipt.tokenCount,
       });
-    if (bytesEqual(receipt.worker, this.#options.identity.publicKey)) {
+    if (own) {
       // Our own work: others judge it.
       this.#stats.own++;
       seen(false);
       return { receiptId: id, recorded, refusal, uncredited, challenged: false, draw: 1 };
     }
-    const p = this.#options.challengeProbability ?? ledger.economics.challengeProbability;
     if (fresh && recorded) {
       this.#memory.remember(receipt, job);
       // Takeovers are paid for by traffic, at the coin's own rate (see `_takeover_budget.ts`).
       this.#takeovers.earn(p);
     }
-    // The coin is drawn only for a receipt new here and recorded: one the ledger refused is not
-    // paid here, so nothing is computed for it (and nothing about the coin ever leaves). One
-    // earning nothing here for want of its model is not challenged on the coin: nothing here
-    // could decide it (a contradiction needs no model, so it still is).
-    const draw = fresh && recorded ? challengeTicket(this.#options.identity, id).draw : 1;
-    const drawn = uncredited === undefined && draw < p;
-    const challenged = fresh && recorded && (contradiction !== null || drawn);
+    const challenged = owed && recorded;
     const handled: ReceiptHandled = {
       receiptId: id,
       recorded,
       refusal,
       uncredited,
       challenged,
-      draw,
+      draw: fresh && recorded ? draw : 1,
     };
     seen(challenged);
     if (challenged) handled.result = (await this.#open(receipt, job, ctx)).result;
@@ -785,6 +833,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   ): Promise<{ result: Promise<ValidationResult> }> {
     const id = receiptId(receipt);
     await this.#ledger!.openChallenge(id);
+    // `challenged` in the ledger now: what its draw kept is done with.
+    await this.#drawn.remove(id);
     this.#stats.challenged++;
     // Challenged here once: no peer's claim makes this validator ask the worker again.
     this.#memory.forgetRecent(id);
@@ -1416,6 +1466,24 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     } catch {
       // A watcher's failure is its own.
     }
+  }
+}
+
+/**
+ * The receipt and job kept at a receipt's draw (`#resumeDrawn`), or undefined when the record
+ * does not read back as the receipt `id` bound to its job.
+ */
+function readDrawn(id: string, kept: unknown): { receipt: Receipt; job: Job } | undefined {
+  const record = kept as { receipt?: unknown; job?: Job } | undefined;
+  try {
+    const receipt = parseReceipt(record?.receipt);
+    const job = record?.job;
+    if (job === undefined || receiptId(receipt) !== id || jobIdOf(job) !== receipt.jobId) {
+      return undefined;
+    }
+    return { receipt, job };
+  } catch {
+    return undefined;
   }
 }
 

@@ -168,12 +168,18 @@ export type CatchUpItem =
   | { kind: "verdict"; verdict: Verdict }
   | { kind: "fraud_proof"; proof: FraudProof }
   | { kind: "training_fraud_proof"; body: TrainingFraudProofBody };
-/** Whether a receipt for job `jobId` is recorded here. Answers a boolean. */
+/**
+ * Whether a receipt for job `jobId` is recorded here (signed by `worker`, when given: a worker
+ * asks about its own, since a receipt any other key signed for the job says nothing of whether
+ * it ran the job). Answers a boolean.
+ */
 export interface JobRecordedMessage {
   /** Message tag. */
   type: "job_recorded";
   /** Hex job id. */
   jobId: string;
+  /** The receipt's signer; default any. */
+  worker?: Uint8Array;
 }
 /** Whether `key` has stake recorded here. Answers a boolean. */
 export interface HasStakedMessage {

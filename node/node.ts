@@ -753,8 +753,11 @@ function nodeChildren(
           queueLimit: config.inference.queueLimit,
           prover: prover && proverHook(prover),
           // One receipt per job, across restarts: the ledger remembers every one this node signed.
+          // Asked about this node's own: another key's receipt for the job (a requester, a router
+          // or a failover's first worker knew the job first) must not make it refuse the job.
           receiptSigned: validator &&
-            ((jobId) => validator.ask<boolean>({ type: "job_recorded", jobId })),
+            ((jobId) =>
+              validator.ask<boolean>({ type: "job_recorded", jobId, worker: identity.publicKey })),
         });
       },
     });
