@@ -228,7 +228,7 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
         stop: values.stop,
         nonce: values.nonce,
       }, { onQueued: queueReporter(io) });
-      const status = await printJob(job, io, interrupt.signal);
+      const status = await printJob(job, io, interrupt.signal, values.url);
       return interrupt.signal.aborted
         ? await interrupted(io, "the job was cancelled on the node")
         : status;
@@ -312,7 +312,19 @@ function connectHint(error: unknown, keyFrom: string | undefined, envUnreadable:
     case 503:
       return "\n(the node is starting or stopping: try again in a moment)";
   }
-  return error.details.timeout === "connect" ? "\n(is --url the node's address?)" : "";
+  if (error.details.timeout === "connect") return "\n(is --url the node's address?)";
+  // Nothing answered the connection at all: the first thing a newcomer meets with no node up.
+  return error.details.httpStatus === undefined && error.details.closeCode === undefined
+    ? "\n(no node answered there: start one with `deno task start`, or give its address with --url)"
+    : "";
+}
+
+/** The node's model list (`GET /v1/models`) beside the API at `url`, which `checkUrl` passed. */
+function modelsUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.protocol === "ws:") parsed.protocol = "http:";
+  else if (parsed.protocol === "wss:") parsed.protocol = "https:";
+  return `${parsed.origin}/v1/models`;
 }
 
 /** Print the job's tokens and summary; silent about a failure that `interrupt` caused. */
@@ -320,6 +332,7 @@ async function printJob(
   job: StreamJob,
   io: InferCommandIo,
   interrupt: AbortSignal,
+  url: string,
 ): Promise<number> {
   try {
     for await (const token of job.tokens) {
@@ -344,6 +357,9 @@ async function printJob(
     const code = error instanceof VeriflowError ? ` (${error.code})` : "";
     const hint = error instanceof StreamClosedError && error.details.timeout === "idle"
       ? "\n(allow a longer silence with --idle-timeout SECONDS, or 0 to wait forever)"
+      : error instanceof VeriflowError && error.code === "unknown_model"
+      ? `\n(the node lists the models it serves at ${modelsUrl(url)}; without --model it runs ` +
+        "its default)"
       : "";
     await io.stderr(`\nerror${code}: ${(error as Error).message}${hint}\n`);
     return EXIT_FAILURE;
