@@ -122,7 +122,12 @@ export class ModelRegistry {
     try {
       stat = await Deno.stat(path);
     } catch (cause) {
-      throw new ModelLoadError(`no model at ${path}`, { cause });
+      // The start command prints this message alone (not its cause): it must carry the why.
+      throw new ModelLoadError(
+        `no model at ${path} (${reasonOf(cause)}): give a directory with model.onnx, ` +
+          "config.json and tokenizer.json, or a .onnx file",
+        { cause },
+      );
     }
     const dir = stat.isDirectory ? path : null;
     const file = dir ? join(dir, "model.onnx") : path;
@@ -130,7 +135,7 @@ export class ModelRegistry {
     try {
       bytes = await readWholeFile(file);
     } catch (cause) {
-      throw new ModelLoadError(`cannot read ${file}`, { cause });
+      throw new ModelLoadError(`cannot read ${file} (${reasonOf(cause)})`, { cause });
     }
     const configBytes = dir ? await readIfPresent(join(dir, "config.json")) : undefined;
     const config = configBytes === undefined
@@ -299,4 +304,9 @@ function parseJson(bytes: Uint8Array, path: string): Record<string, unknown> | n
   } catch (error) {
     throw new ModelLoadError(`bad JSON in ${path}`, { cause: error });
   }
+}
+
+/** What the OS (or whatever threw) said about a path: the "why" of a load failure. */
+function reasonOf(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause);
 }
