@@ -30,6 +30,15 @@ const dash = Deno.args.indexOf("--");
 const names = dash === -1 ? Deno.args : Deno.args.slice(0, dash);
 const passThrough = dash === -1 ? [] : Deno.args.slice(dash + 1);
 
+if (names.includes("--help") || names.includes("-h")) {
+  console.log(
+    `Usage: deno task bench [NAME...] [-- FLAGS]\n\n` +
+      `Runs each named benchmark (all of them without a name) in its own process; FLAGS after ` +
+      `\`--\` go to every one (e.g. \`-- --size-mib 64\`).\n\nNames: ${BENCHES.join(", ")}`,
+  );
+  Deno.exit(0);
+}
+
 const unknown = names.filter((n) => !(BENCHES as readonly string[]).includes(n));
 if (unknown.length > 0) {
   console.error(`unknown bench: ${unknown.join(", ")} (known: ${BENCHES.join(", ")})`);

@@ -58,7 +58,12 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
   }
   const [action, ...extra] = positionals;
   if ((action !== "verify" && action !== "repair") || extra.length > 0) {
-    io.err(`${action === undefined ? "" : `unknown: ${positionals.join(" ")}\n\n`}${LEDGER_USAGE}`);
+    const why = action === undefined
+      ? ""
+      : action !== "verify" && action !== "repair"
+      ? `unknown ledger action ${JSON.stringify(action)} (it takes verify or repair)`
+      : `unexpected ${JSON.stringify(extra.join(" "))} after ledger ${action} (flags only)`;
+    io.err(`${why === "" ? "" : `error: ${why}\n\n`}${LEDGER_USAGE}`);
     return 2;
   }
   const dataDir = values.data;

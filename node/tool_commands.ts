@@ -113,7 +113,7 @@ async function runScript(script: string, args: string[]): Promise<number> {
 const BENCH_HELP = `Usage: cli.ts bench [NAME...] [-- FLAGS]
 
 Run the benchmarks (bench/main.ts): each prints ratios against a baseline measured in the same
-run. Without a name, all of them; names: see bench/README or \`deno task bench --help\`.
+run. Without a name, all of them; \`deno task bench --help\` lists the names.
 
 Examples:
   deno run -A cli.ts bench ledger
