@@ -228,25 +228,109 @@ const tokenFields = {
   finishReason: z.enum(["stop", "length"]).optional(),
 };
 
+/** Every `inference.event` body, as zod checks it (the whole rule; see {@link tokenEventFast}). */
+const inferenceEventSchema = z.discriminatedUnion("kind", [
+  z.object({
+    kind: z.literal("start"),
+    jobId: z.string().regex(HEX64),
+    model: modelInfoSchema,
+    promptTokens: z.number().int().nonnegative(),
+    resumedFrom: z.number().int().nonnegative().max(GENERATION_LIMITS.maxTokens).optional(),
+  }),
+  z.object({ kind: z.literal("queued"), position: z.number().int().min(1).max(MAX_QUEUE_PLACE) }),
+  z.object({ kind: z.literal("token"), ...tokenFields }),
+  z.object({
+    kind: z.literal("tokens"),
+    tokens: z.array(z.object(tokenFields)).min(2).max(MAX_TOKENS_PER_EVENT),
+  }),
+  z.object({ kind: z.literal("end"), summary: summarySchema }),
+]) as unknown as z.ZodType<InferenceEvent>;
+
+/** The keys a token may carry that {@link tokenFast} takes itself (`top` goes to zod). */
+const FAST_TOKEN_KEYS: ReadonlySet<string> = new Set([
+  "index",
+  "tokenId",
+  "text",
+  "logprob",
+  "finishReason",
+]);
+
+/** A plain object, as CBOR decodes a map: no prototype but `Object.prototype`'s to read through. */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" &&
+    Object.getPrototypeOf(value) === Object.prototype;
+}
+
+/**
+ * One token (`extra` = the other key its object may hold: `kind` in a `token` event) as zod
+ * parses it — a fresh object with its keys in the schema's order — or undefined when this is
+ * not sure zod would take it as is: any other key, an absent-but-present (`undefined`) value,
+ * `top`, or a value out of range. Undefined is never a refusal: the caller asks zod then.
+ */
+function tokenFast(
+  value: Record<string, unknown>,
+  extra: string | undefined,
+): Omit<TokenEvent, "kind"> | undefined {
+  for (const key in value) {
+    if (key !== extra && !FAST_TOKEN_KEYS.has(key)) return undefined;
+    if (value[key] === undefined) return undefined;
+  }
+  const { index, tokenId, text, logprob, finishReason } = value;
+  if (typeof index !== "number" || !Number.isSafeInteger(index) || index < 0) return undefined;
+  if (typeof tokenId !== "number" || !Number.isSafeInteger(tokenId) || tokenId < 0) {
+    return undefined;
+  }
+  if (typeof text !== "string" || text.length > MAX_TOKEN_TEXT_LENGTH) return undefined;
+  const token: Omit<TokenEvent, "kind"> = { index, tokenId, text };
+  if ("logprob" in value) {
+    if (typeof logprob !== "number" || !Number.isFinite(logprob)) return undefined;
+    token.logprob = logprob;
+  }
+  if ("finishReason" in value) {
+    if (finishReason !== "stop" && finishReason !== "length") return undefined;
+    token.finishReason = finishReason;
+  }
+  return token;
+}
+
+/**
+ * A `token` or `tokens` event (what a job's stream is made of) checked by hand, with exactly
+ * the output zod gives it; undefined for anything it is not sure of, which zod then parses in
+ * full. It only ever takes what zod takes, so what is refused and why stays zod's, pinned by
+ * `tests/protocols/inference_event_fast_test.ts`. Why: a router parses every event it
+ * relays, and in one zod took twice as long (about 35 µs a `tokens` event against 15).
+ */
+function tokenEventFast(input: unknown): InferenceEvent | undefined {
+  if (!isPlainObject(input)) return undefined;
+  if (input.kind === "token") {
+    const token = tokenFast(input, "kind");
+    return token && { kind: "token", ...token };
+  }
+  if (input.kind !== "tokens") return undefined;
+  for (const key in input) if (key !== "kind" && key !== "tokens") return undefined;
+  const items = input.tokens;
+  if (!Array.isArray(items) || Object.getPrototypeOf(items) !== Array.prototype) return undefined;
+  if (items.length < 2 || items.length > MAX_TOKENS_PER_EVENT) return undefined;
+  const tokens: Omit<TokenEvent, "kind">[] = [];
+  for (const item of items) {
+    const token = isPlainObject(item) ? tokenFast(item, undefined) : undefined;
+    if (token === undefined) return undefined;
+    tokens.push(token);
+  }
+  return { kind: "tokens", tokens };
+}
+
 /** A chunk of `inference.submit`'s stream. */
 export const InferenceEventMessage: MessageDefinition<InferenceEvent> = defineMessage(
   "inference.event",
-  z.discriminatedUnion("kind", [
-    z.object({
-      kind: z.literal("start"),
-      jobId: z.string().regex(HEX64),
-      model: modelInfoSchema,
-      promptTokens: z.number().int().nonnegative(),
-      resumedFrom: z.number().int().nonnegative().max(GENERATION_LIMITS.maxTokens).optional(),
-    }),
-    z.object({ kind: z.literal("queued"), position: z.number().int().min(1).max(MAX_QUEUE_PLACE) }),
-    z.object({ kind: z.literal("token"), ...tokenFields }),
-    z.object({
-      kind: z.literal("tokens"),
-      tokens: z.array(z.object(tokenFields)).min(2).max(MAX_TOKENS_PER_EVENT),
-    }),
-    z.object({ kind: z.literal("end"), summary: summarySchema }),
-  ]) as unknown as z.ZodType<InferenceEvent>,
+  {
+    safeParse(input: unknown, context?: object) {
+      const fast = tokenEventFast(input);
+      return fast === undefined
+        ? inferenceEventSchema.safeParse(input, context)
+        : { success: true, data: fast };
+    },
+  },
 );
 
 /**
