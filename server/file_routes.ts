@@ -12,8 +12,8 @@
  * silence: no bytes for `http.requestBodyTimeoutMs` and the put is abandoned (`408
  * request_timeout`), releasing what it held as an interrupted put does. So a client that sends a
  * byte within each deadline keeps its put open as long as it likes, and what bounds such puts is
- * their number: past {@link MAX_OPEN_UPLOADS} under way the next is refused at once (`429
- * too_many_uploads`). Only public files are served (a private file needs its owner's key, which
+ * their number: past {@link MAX_OPEN_UPLOADS} under way, or {@link MAX_OPEN_UPLOADS_PER_KEY} of
+ * one API key's, the next is refused at once (`429 too_many_uploads`). Only public files are served (a private file needs its owner's key, which
  * this node does not lend to HTTP clients: `403 key_required`).
  *
  * A client that goes away stops the work without `request.signal`, which Deno aborts after every
@@ -55,6 +55,13 @@ const MEDIA_TYPE =
  */
 export const MAX_OPEN_UPLOADS = 32;
 
+/**
+ * Most uploads one API key may have under way at once: a quarter of the node's, so one client
+ * that trickles cannot take every slot and shut the others out. Without keys (a loopback-only
+ * node) every client is the operator, and only the node's limit applies.
+ */
+export const MAX_OPEN_UPLOADS_PER_KEY = 8;
+
 /** Options of {@link fileRoutes}. */
 export interface FileRoutesOptions {
   /**
@@ -66,6 +73,8 @@ export interface FileRoutesOptions {
   timers?: DrainTimers;
   /** Most uploads under way at once; default {@link MAX_OPEN_UPLOADS}. */
   maxUploads?: number;
+  /** Most uploads one API key may have under way; default {@link MAX_OPEN_UPLOADS_PER_KEY}. */
+  maxUploadsPerKey?: number;
 }
 
 /** The routes, over the storage port `storage()` returns (looked up per request: restarts). */
@@ -78,7 +87,10 @@ export function fileRoutes(
     timers: options.timers,
   };
   const maxUploads = options.maxUploads ?? MAX_OPEN_UPLOADS;
+  const maxPerKey = options.maxUploadsPerKey ?? MAX_OPEN_UPLOADS_PER_KEY;
   let uploads = 0;
+  /** Uploads under way per API key id; a key is dropped when its last one ends. */
+  const byKey = new Map<string, number>();
   const app = new Hono<EdgeEnv>();
   const actor = () => {
     const ref = storage();
@@ -113,6 +125,16 @@ export function fileRoutes(
         { retryAfterS: 1 },
       );
     }
+    const keyId = c.get("client")?.keyId;
+    const keyUploads = keyId === undefined ? 0 : byKey.get(keyId) ?? 0;
+    if (keyId !== undefined && keyUploads >= maxPerKey) {
+      throw new EdgeError(
+        "too_many_uploads",
+        `this API key has ${keyUploads} uploads under way, its limit; retry after the ` +
+          `Retry-After seconds`,
+        { retryAfterS: 1 },
+      );
+    }
     // A client that stalls mid-upload would hold the put (its pending record, its store) for as
     // long as it keeps the connection: past the deadline the body fails and the put is told to
     // stop, and the client is told why whatever the store makes of it.
@@ -122,6 +144,7 @@ export function fileRoutes(
     );
     let result;
     uploads++; // until the put has ended, whichever way: what it held is let go by then
+    if (keyId !== undefined) byKey.set(keyId, keyUploads + 1);
     try {
       result = await port.put(body, {
         name,
@@ -132,6 +155,11 @@ export function fileRoutes(
       throw signal.aborted ? signal.reason : error;
     } finally {
       uploads--;
+      if (keyId !== undefined) {
+        const left = byKey.get(keyId)! - 1;
+        if (left === 0) byKey.delete(keyId);
+        else byKey.set(keyId, left);
+      }
     }
     return c.json({ cid: result.cid, size: result.size, chunks: result.chunkCount }, 201);
   });

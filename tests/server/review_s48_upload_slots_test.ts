@@ -25,7 +25,12 @@ const LOOPBACK: Deno.Addr = { transport: "tcp", hostname: "127.0.0.1", port: 400
  */
 const filesWith = fileRoutes as unknown as (
   storage: () => GatewayStorage | undefined,
-  options: { requestBodyTimeoutMs: number; timers: FakeTimers; maxUploads: number },
+  options: {
+    requestBodyTimeoutMs: number;
+    timers: FakeTimers;
+    maxUploads: number;
+    maxUploadsPerKey?: number;
+  },
 ) => Hono<EdgeEnv>;
 
 /** A store whose put reads its source to the end; counts the puts under way. */
@@ -46,13 +51,15 @@ function readingStore(): { port: GatewayStorage; open: () => number } {
   return { port, open: () => open };
 }
 
-function upload(app: Hono<EdgeEnv>, body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>) {
+function upload(
+  app: Hono<EdgeEnv>,
+  body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer>,
+  key?: string,
+) {
+  const headers: Record<string, string> = { host: "127.0.0.1" };
+  if (key !== undefined) headers.authorization = `Bearer ${key}`;
   return Promise.resolve(app.fetch(
-    new Request("http://127.0.0.1/v1/files", {
-      method: "POST",
-      headers: { host: "127.0.0.1" },
-      body,
-    }),
+    new Request("http://127.0.0.1/v1/files", { method: "POST", headers, body }),
     { remoteAddr: LOOPBACK },
   ));
 }
@@ -94,6 +101,50 @@ Deno.test("review s48: uploads that trickle hold at most the node's open uploads
   assertEquals((await next.json()).size, 300);
   // And so does a finished one's: as many again fit.
   const again = await Promise.all([upload(app, new Uint8Array(1)), upload(app, new Uint8Array(2))]);
+  assertEquals(again.map((r) => r.status), [201, 201]);
+  await Promise.all(again.map((r) => r.body?.cancel()));
+});
+
+Deno.test("review s49: one API key's trickling uploads hold at most its share of the slots: its next is refused (429 too_many_uploads, naming the key's limit) while another key's still fit, and its slot comes back when one ends", async () => {
+  const timers = new FakeTimers();
+  const { port, open } = readingStore();
+  const [first, second] = ["first-key-0123456789abcdef", "second-key-0123456789abcdef"];
+  const app = createApp({ inference: {} as InferencePort, edge: { apiKeys: [first, second] } });
+  app.route(
+    "/v1",
+    filesWith(() => port, {
+      requestBodyTimeoutMs: 5_000,
+      timers,
+      maxUploads: 4,
+      maxUploadsPerKey: 2,
+    }),
+  );
+  const held = [upload(app, trickling(), first), upload(app, trickling(), first)];
+  await eventually(() => open() === 2, "the first key's two uploads under way");
+  const third = upload(app, trickling(), first);
+  const answered = tracker(third);
+  await turns(10);
+  assert(answered(), "the key's third trickling upload was taken on past its limit");
+  const refused = await third;
+  const { error } = await refused.json();
+  assertEquals([refused.status, error?.code], [429, "too_many_uploads"]);
+  assert(/API key/.test(error?.message), `not the key's limit: ${error?.message}`);
+  assert(refused.headers.get("retry-after") !== null, "a 429 without Retry-After");
+  assertEquals(open(), 2, "the refused upload reached the store");
+  // The other key is not shut out by the first one's trickles.
+  const other = [upload(app, trickling(), second), upload(app, trickling(), second)];
+  await eventually(
+    () => open() === 4 && timers.armed.size === 4,
+    "the second key's uploads under way beside the first's",
+  );
+  // Past the deadline every trickle ends (408) and each key has its slots back.
+  timers.fireAll();
+  for (const answer of [...held, ...other]) assertEquals((await answer).status, 408);
+  await eventually(() => open() === 0, "the abandoned puts ended");
+  const again = await Promise.all([
+    upload(app, new Uint8Array(1), first),
+    upload(app, new Uint8Array(2), first),
+  ]);
   assertEquals(again.map((r) => r.status), [201, 201]);
   await Promise.all(again.map((r) => r.body?.cancel()));
 });
