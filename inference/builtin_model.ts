@@ -118,6 +118,7 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
     );
   }
   await Deno.mkdir(modelsDir, { recursive: true });
+  await sweepLeftovers(modelsDir);
   // Alias from (size, seed, builder version) to the CID of model.onnx, so a cache hit needs no
   // rebuild to learn the name, and a model built by an older builder (another graph, another
   // CID) is not taken for today's. A trained size's CID is known: only that one is a hit.
@@ -154,6 +155,31 @@ async function ensure(modelsDir: string, size: GptModelSize, seed: number): Prom
   } catch (error) {
     await Deno.remove(staging, { recursive: true }).catch(() => {});
     throw error;
+  }
+}
+
+/**
+ * How old a build's leftover (a `.staging-*` directory, an alias's `.tmp`) must be to be taken
+ * for a crashed build's and removed: far longer than a build takes, so one under way in another
+ * process sharing the directory is left alone.
+ */
+const LEFTOVER_AGE_MS = 60 * 60 * 1000;
+
+/**
+ * Remove what builds that crashed left in `modelsDir`: a process killed mid-build leaves its
+ * staging directory (the small model's is ~100 MB) and nothing else would ever remove it.
+ */
+async function sweepLeftovers(modelsDir: string): Promise<void> {
+  const now = Date.now();
+  for await (const entry of Deno.readDir(modelsDir)) {
+    const leftover = (entry.isDirectory && entry.name.startsWith(".staging-")) ||
+      (entry.isFile && entry.name.startsWith("builtin-") && entry.name.endsWith(".tmp"));
+    if (!leftover) continue;
+    const path = join(modelsDir, entry.name);
+    const mtime = (await Deno.lstat(path).catch(() => undefined))?.mtime;
+    if (mtime && now - mtime.getTime() > LEFTOVER_AGE_MS) {
+      await Deno.remove(path, { recursive: true }).catch(() => {});
+    }
   }
 }
 

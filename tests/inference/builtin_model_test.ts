@@ -72,3 +72,27 @@ Deno.test("a model cached under a one-line alias (before aliases listed every fi
     "no staging dirs left",
   );
 });
+
+Deno.test("review s49: what a build killed mid-way left (a staging directory, an alias's .tmp) is removed once it is an hour old; a fresh one, maybe another process's build under way, is left alone", async () => {
+  const models = join(tmp, `models-${++cases}`);
+  await Deno.mkdir(models, { recursive: true });
+  const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000);
+  const crashed = join(models, ".staging-crashed");
+  await Deno.mkdir(crashed);
+  await Deno.writeFile(join(crashed, "model.onnx"), new Uint8Array(1000));
+  const crashedAlias = join(models, `builtin-tiny-seed0-v${BUILDER_VERSION}.cid.1234.tmp`);
+  await Deno.writeTextFile(crashedAlias, "{");
+  for (const path of [crashed, crashedAlias]) await Deno.utime(path, twoHoursAgo, twoHoursAgo);
+  const underWay = join(models, ".staging-under-way");
+  await Deno.mkdir(underWay);
+  const dir = await ensureBuiltinModel(models, "tiny", 0);
+  const cid = dir.split("/").pop()!;
+  assert.deepEqual(
+    [...Deno.readDirSync(models)].map((e) => e.name).sort(),
+    [".staging-under-way", cid, `builtin-tiny-seed0-v${BUILDER_VERSION}.cid`].sort(),
+  );
+  // A cache hit sweeps too: a node that restarts after a crash finds its model built.
+  await Deno.utime(underWay, twoHoursAgo, twoHoursAgo);
+  assert.equal(await ensureBuiltinModel(models, "tiny", 0), dir);
+  assert.equal(await Deno.stat(underWay).catch(() => undefined), undefined, "left behind");
+});
