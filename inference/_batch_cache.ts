@@ -8,12 +8,12 @@
  * step writes the new positions into it in place. A change of membership then copies one row,
  * not the batch: a member leaving has the last row moved into its place; a newcomer is copied
  * into the next free row. Nothing is allocated unless the buffer runs out of rows or slots: a
- * step that would pass its last slot first moves every row left by the padding they all share
- * (rows of sequences that left make room this way), and only when there is none grows the rows
- * to the next capacity (`cacheCapacity`: 64 slots more, past 64). Memory is allocated with room
- * for the next power of two slots, so such growth moves the rows within it: the step's tensors
- * cover only the capacity (a step reads every slot it is given), the memory stays allocated
- * ahead. The buffer stays when the batch empties, so the next batch starts
+ * step (or a join) that would pass its last slot first moves every row left by the padding they
+ * all share (rows of sequences that left make room this way), and only when there is none grows
+ * the rows to the next capacity (`cacheCapacity`: 64 slots more, past 64). Memory is allocated
+ * with room for the next power of two slots, so such growth moves the rows within it: the
+ * step's tensors cover only the capacity (a step reads every slot it is given), the memory stays
+ * allocated ahead. The buffer stays when the batch empties, so the next batch starts
  * without allocating; at most `maxBatch` rows of the longest batch yet. Every slot outside a row's
  * positions is zeroed when the row changes hands or moves, as in a fresh cache: a sequence never
  * sees what another left behind (masked, but 0 × Inf is not 0).
@@ -124,13 +124,18 @@ export class BatchCache {
       this.#width = length;
       this.#relayout(Math.max(1, this.#rowRoom), cacheCapacity(length + 1), 0);
     } else {
-      const widen = Math.max(0, length - this.#width);
+      // Widened to the newcomer when the next step still fits; else first without the rows'
+      // shared padding, as `reserve` does: the padding left by members that were longer must not
+      // grow the slots, or a batch that never empties (someone joins as its slots fill) would
+      // grow them at each fill, without bound, every step reading them all.
+      let width = Math.max(this.#width, length);
+      if (width + 1 > this.#slots) width = Math.max(length, ...this.#lengths);
       const rowRoom = row < this.#rowRoom
         ? this.#rowRoom
         : Math.min(this.#maxRows, Math.max(2 * this.#rowRoom, row + 1));
-      const slots = Math.max(this.#slots, cacheCapacity(this.#width + widen + 1));
-      if (widen > 0 || rowRoom !== this.#rowRoom || slots !== this.#slots) {
-        this.#relayout(rowRoom, slots, widen);
+      const slots = Math.max(this.#slots, cacheCapacity(width + 1));
+      if (width !== this.#width || rowRoom !== this.#rowRoom || slots !== this.#slots) {
+        this.#relayout(rowRoom, slots, width - this.#width);
       }
     }
     const into = this.#view(this.#rowRoom, this.#slots);
