@@ -16,6 +16,7 @@ import {
   StreamClient,
   StreamClosedError,
   type StreamJob,
+  StreamRequestError,
 } from "./stream_client.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
@@ -360,6 +361,9 @@ async function printJob(
       : error instanceof VeriflowError && error.code === "unknown_model"
       ? `\n(the node lists the models it serves at ${modelsUrl(url)}; without --model it runs ` +
         "its default)"
+      : error instanceof StreamRequestError && error.retryAfterS !== undefined
+      // The node's message may point at HTTP's Retry-After, which a terminal never shows.
+      ? `\n(the node asks to retry in ${error.retryAfterS} s)`
       : "";
     await io.stderr(`\nerror${code}: ${(error as Error).message}${hint}\n`);
     return EXIT_FAILURE;

@@ -178,6 +178,8 @@ interface PendingJob {
   tokens: ReadableStreamDefaultController<WsTokenMessage>;
   /** How the job failed while tokens it received were unread: the stream errors after them. */
   failure?: Error;
+  /** Whether its `start` has come: a `token` or `done` before it is not this API's. */
+  started?: boolean;
   onQueued?: (position: number) => void;
 }
 
@@ -217,7 +219,11 @@ export class StreamClient {
   #url: URL;
   #jobs = new Map<string, PendingJob>();
   #nextId = 0;
-  #closed = false;
+  /**
+   * Why the client itself closed the socket (`close()`, the idle timeout, a protocol error), once
+   * it has: what the jobs it fails, and any started later, are told.
+   */
+  #closedBy: { message: string; details?: StreamClosedDetails } | undefined;
   /** The idle watch's delay; undefined: no watch. */
   #idleTimeoutMs: number | undefined;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
@@ -226,6 +232,12 @@ export class StreamClient {
   /** How the server closed the socket, for jobs started after (their error says it too). */
   #closeDetails: StreamClosedDetails | undefined;
   #closeMessage = "the socket is closed";
+  /**
+   * Resolved once the close event has been handled: its jobs failed with its code and reason.
+   * Deno's socket reads CLOSED a step before that event (it answers the server's close frame
+   * first), and nothing tells the code and reason meanwhile.
+   */
+  #closeHandled = Promise.withResolvers<void>();
 
   private constructor(socket: WebSocket, url: URL, idleTimeoutMs: number | undefined) {
     this.#socket = socket;
@@ -238,6 +250,7 @@ export class StreamClient {
       this.#closeMessage = closedMessage(event);
       this.#closeDetails = { closeCode: event.code, closeReason: event.reason };
       this.#failAll(this.#closeMessage, this.#closeDetails);
+      this.#closeHandled.resolve();
     };
   }
 
@@ -334,10 +347,14 @@ export class StreamClient {
    * whose `tokens` error with it.
    *
    * On a socket that is closed or closing, the job fails at once with
-   * {@link StreamClosedError}: nothing would ever answer it. A `request.id` of a job still
+   * {@link StreamClosedError}: nothing would ever answer it (while the server's close is still on
+   * its way, as soon as it arrives, so that the error carries its code and reason). A `request.id` of a job still
    * running on this socket fails the new job at once with a {@link StreamRequestError} of code
    * `duplicate_id` naming the id (the code the server refuses such a frame with); nothing is
-   * sent, the running job goes on, and the failed job's `cancel` does nothing to it.
+   * sent, the running job goes on, and the failed job's `cancel` does nothing to it. A request
+   * that cannot go on the wire (an `id` that is not a string, which the server could not name in
+   * its answer; a value JSON cannot encode, such as a BigInt) fails the job at once with a
+   * {@link StreamRequestError} of code `invalid_request`; nothing is sent.
    *
    * The client reads the socket as fast as the server sends, so a job's tokens that the caller
    * has not read yet wait in memory, up to the job's `max_tokens`: the WebSocket API has no way
@@ -348,6 +365,18 @@ export class StreamClient {
   infer(request: InferRequest, options: InferOptions = {}): StreamJob {
     // A generated id skips those the caller chose for jobs still running.
     let id = request.id;
+    if (id !== undefined && typeof id !== "string") {
+      // A JavaScript caller's: the server's refusal could not name it, so the job would wait
+      // for the idle timeout and then blame the node.
+      return failedJob(
+        String(id),
+        new StreamRequestError(
+          "invalid_request",
+          `request id ${String(id)} is not a string: give each job a string id, or leave id ` +
+            `out and the client picks one`,
+        ),
+      );
+    }
     while (id === undefined || (request.id === undefined && this.#jobs.has(id))) {
       id = `r${++this.#nextId}`;
     }
@@ -362,7 +391,29 @@ export class StreamClient {
       );
     }
     if (this.#socket.readyState !== WebSocket.OPEN) {
-      return failedJob(id, this.#closedError(this.#closeMessage, this.#closeDetails));
+      const failure = () => this.#closedError(this.#closeMessage, this.#closeDetails);
+      // The server's close is on its way: the job fails with its code and reason (a 1001 says
+      // the node is stopping: go to another), as soon as they are known.
+      if (this.#closedBy === undefined && this.#closeDetails === undefined) {
+        return failingJob(id, this.#closeHandled.promise.then(failure));
+      }
+      return failedJob(id, failure());
+    }
+    // Encoded before the job is registered: a request that cannot be sent is no running job
+    // (it would hold its id and keep the idle watch armed until that closed the socket).
+    let frame: string;
+    try {
+      frame = JSON.stringify({ ...request, type: "infer", id });
+    } catch (error) {
+      return failedJob(
+        id,
+        new StreamRequestError(
+          "invalid_request",
+          `the request cannot be sent as JSON: ${(error as Error).message} (give numbers as ` +
+            `numbers, text as strings)`,
+          { cause: error },
+        ),
+      );
     }
     let tokens!: ReadableStreamDefaultController<WsTokenMessage>;
     const stream = new ReadableStream<WsTokenMessage>({
@@ -392,7 +443,7 @@ export class StreamClient {
     job.done.promise.catch(() => {});
     this.#jobs.set(id, job);
     this.#startIdleTimer();
-    this.#send({ ...request, type: "infer", id });
+    this.#socket.send(frame); // open: checked above, and nothing has run since
     return {
       id,
       start: job.start.promise,
@@ -408,16 +459,15 @@ export class StreamClient {
    * to answer the close, which a stopped or wedged node never does.
    */
   close(): void {
-    this.#closed = true;
-    this.#stopIdleTimer();
-    this.#socket.close();
-    this.#failAll("the client closed the socket");
+    this.#closeSocket({ message: "the client closed the socket" });
   }
 
-  /** Resolves when the socket has closed. */
+  /**
+   * Resolves when the socket has closed and its jobs have failed with why (a job started after
+   * then fails at once, with the server's close code and reason when it closed the socket).
+   */
   get closed(): Promise<void> {
-    if (this.#socket.readyState === WebSocket.CLOSED) return Promise.resolve();
-    return new Promise((resolve) => this.#socket.addEventListener("close", () => resolve()));
+    return this.#closeHandled.promise;
   }
 
   #send(message: unknown): void {
@@ -440,8 +490,14 @@ export class StreamClient {
     // refused while the job it named runs on (`refused_id`); this client sends neither.
     const job = message.id === undefined ? undefined : this.#jobs.get(message.id);
     if (!job) return;
+    // Every `token` and `done` of a job follows its `start`: a server that ends a job it never
+    // started would leave `start` waiting for good.
+    if ((message.type === "token" || message.type === "done") && !job.started) {
+      return this.#protocolError(`a ${message.type} frame before its job's start`);
+    }
     switch (message.type) {
       case "start":
+        job.started = true;
         job.start.resolve(message);
         break;
       case "queued":
@@ -476,9 +532,11 @@ export class StreamClient {
    * process. `what` names the frame.
    */
   #protocolError(what: string): void {
-    this.#failAll(`${this.#url} sent ${what}: not a Veriflow /v1/stream`);
     // 1002 (protocol error) is the server's to send; a client closes with a private code.
-    this.#socket.close(4002, `protocol error: ${what}`);
+    this.#closeSocket(
+      { message: `${this.#url} sent ${what}: not a Veriflow /v1/stream` },
+      { code: 4002, reason: `protocol error: ${what}` },
+    );
   }
 
   /**
@@ -496,13 +554,13 @@ export class StreamClient {
         return;
       }
       this.#idleTimer = undefined;
-      this.#failAll(
-        `no message from ${this.#url} for ${seconds(idleTimeoutMs)} while a job ran: ` +
-          `the node or its worker may be stopped, wedged or overloaded; check the node ` +
+      // The server cancels the jobs that were still running.
+      this.#closeSocket({
+        message: `no message from ${this.#url} for ${seconds(idleTimeoutMs)} while a job ` +
+          `ran: the node or its worker may be stopped, wedged or overloaded; check the node ` +
           `(cli.ts status) and its log`,
-        { timeout: "idle" },
-      );
-      this.close(); // the server cancels the jobs that were still running
+        details: { timeout: "idle" },
+      });
     };
     this.#idleTimer = setTimeout(check, idleTimeoutMs);
   }
@@ -512,10 +570,27 @@ export class StreamClient {
     this.#idleTimer = undefined;
   }
 
+  /**
+   * Close the socket from this side, `why` being what its jobs, and any started later, are
+   * told (the first reason stays: a `close()` after the idle timeout's does not hide it), with
+   * `frame`'s close code and reason when given.
+   */
+  #closeSocket(
+    why: { message: string; details?: StreamClosedDetails },
+    frame?: { code: number; reason: string },
+  ): void {
+    this.#closedBy ??= why;
+    this.#stopIdleTimer();
+    if (frame === undefined) this.#socket.close();
+    else this.#socket.close(frame.code, frame.reason);
+    this.#failAll(why.message, why.details);
+  }
+
   #closedError(reason: string, details?: StreamClosedDetails): StreamClosedError {
-    return this.#closed
-      ? new StreamClosedError("the client closed the socket")
-      : new StreamClosedError(reason, details);
+    const why = this.#closedBy;
+    return why === undefined
+      ? new StreamClosedError(reason, details)
+      : new StreamClosedError(why.message, why.details);
   }
 
   #failAll(reason: string, details?: StreamClosedDetails): void {
@@ -577,6 +652,22 @@ function failedJob(id: string, error: Error): StreamJob {
   done.catch(() => {});
   const tokens = new ReadableStream<WsTokenMessage>({
     start: (controller) => controller.error(error),
+  });
+  return { id, start, tokens, done, cancel: () => {} };
+}
+
+/**
+ * A job that fails, unsent, once `failure` resolves with its error: as {@link failedJob}, for a
+ * reason not known yet.
+ */
+function failingJob(id: string, failure: Promise<Error>): StreamJob {
+  const reject = () => failure.then((error) => Promise.reject(error));
+  const start = reject();
+  const done = reject();
+  start.catch(() => {});
+  done.catch(() => {});
+  const tokens = new ReadableStream<WsTokenMessage>({
+    start: (controller) => void failure.then((error) => controller.error(error)),
   });
   return { id, start, tokens, done, cancel: () => {} };
 }
