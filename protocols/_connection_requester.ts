@@ -37,7 +37,7 @@ interface PendingStream {
   definition: MessageDefinition;
   /** Received chunks not yet read (at most `window`). */
   queue: unknown[];
-  /** Credits granted so far, in total. */
+  /** Credits granted so far, in total: sent to the peer (owed credit counts once it is sent). */
   granted: number;
   /** Chunks received so far, in total. */
   received: number;
@@ -235,6 +235,26 @@ export class Requester {
       },
     };
     const isLive = () => id !== undefined && this.#pending.get(id) === state;
+    // One credit frame of this stream on its way out at a time: credit must arrive, so it waits
+    // for room (outside the budget) when the peer does not read, and a peer that kept sending
+    // what it knew it may send made us queue one more frame per half window read, without end.
+    // What the reader frees while one waits is owed, and goes out in one frame once it is taken;
+    // it counts as granted only then, when the peer can know of it, so it stays within a window.
+    let creditOwed = 0;
+    let creditSending = false;
+    const sendCredit = (): void => {
+      const chunks = creditOwed;
+      creditOwed = 0;
+      creditSending = true;
+      state.granted += chunks;
+      const credit = { v: PROTOCOL_VERSION, type: CreditMessage.type, id: this.#core.nextId() };
+      this.#core.send([{ ...credit, re: id, body: { chunks } }]).then(() => {
+        creditSending = false;
+        if (creditOwed > 0 && isLive()) sendCredit();
+      }, () => {
+        creditSending = false; // fails only when the connection closes: nobody left to tell
+      });
+    };
     const onAbort = () => {
       const error = new StreamCancelledError("stream aborted", { cause: signal?.reason });
       if (isLive()) this.sendCancel(id!, error);
@@ -251,10 +271,9 @@ export class Requester {
           controller.enqueue(state.queue.shift());
           if (state.done || state.error) return;
           if (++state.ungranted >= grantBatch) {
-            const chunks = state.ungranted;
+            creditOwed += state.ungranted;
             state.ungranted = 0;
-            state.granted += chunks;
-            this.#core.post({ type: CreditMessage.type, re: id, body: { chunks } });
+            if (!creditSending) sendCredit();
           }
           return;
         }

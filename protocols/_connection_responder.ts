@@ -263,6 +263,13 @@ export class Responder {
           }]);
           return;
         }
+        if (!this.#core.hasRoomForReply) {
+          // A chunk waits for room like a reply, and like one only up to a budget's worth: a
+          // burst of streams is admitted while nothing is owed yet, and each pump then held one
+          // encoded chunk outside the budget (1024 of them of up to a frame each). Past that
+          // the stream ends `busy` (its requester asks again), its source cancelled below.
+          throw new BusyError(NOT_READING, { envelopeId: re });
+        }
         exchange.credits--;
         exchange.inFlight++;
         await this.#core.send([{ v: PROTOCOL_VERSION, type: chunkType, id, re, body: value }]);
