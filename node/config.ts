@@ -77,6 +77,14 @@ const HOST_REQUIRED = "expected an address to listen on, such as 127.0.0.1 (this
   "or 0.0.0.0 (every interface), got an empty one";
 
 /**
+ * Said of an empty model path (`--model "$DIR"` with the variable unset): accepted, it bound the
+ * port, took the data directory and wrote the identity before the load failed on "".
+ */
+const MODEL_DIR_REQUIRED = "expected the directory of an exported model (model.onnx, " +
+  "config.json, tokenizer.json) or a .onnx file, got an empty path; leave it out for the " +
+  "built-in model";
+
+/**
  * The longest delay a timer can wait (`setTimeout` takes a signed 32-bit delay): ~24.8 days.
  * Every setting that becomes a timer's delay is capped at it: past it Deno warns and waits 1 ms,
  * so `--heartbeat 3000000000` logged a heartbeat every millisecond.
@@ -103,7 +111,7 @@ const nodeConfigSchema = z.strictObject({
   }).prefault({}),
   model: z.strictObject({
     /** Directory of an exported model (model.onnx, tokenizer.json, config.json); built-in when absent. */
-    dir: z.string().optional(),
+    dir: z.string().min(1, MODEL_DIR_REQUIRED).optional(),
     /** Size of the built-in model. */
     size: z.enum(["tiny", "small", "brown"]).default("brown"),
     /** Seed of the built-in model's weights. */
@@ -181,7 +189,7 @@ const nodeConfigSchema = z.strictObject({
       enabled: z.boolean().default(false),
       bootstrap: z.array(z.string().refine(isPeerAddress, "expected HOST:PORT")).nullable()
         .default(null),
-      bind: z.string().optional(),
+      bind: z.string().min(1, HOST_REQUIRED).optional(),
     }).prefault({}),
     /**
      * How a node without a model of its own forwards a client's job to a worker and when it
@@ -213,7 +221,16 @@ const nodeConfigSchema = z.strictObject({
         path: ["firstTokenTimeoutMs"],
       },
     ).prefault({}),
-  }).prefault({}),
+  }).refine(
+    // An idle connection hears only pings: peers that ping no sooner than they give up on each
+    // other drop every idle connection at the timeout, and redial, for ever.
+    (n) => n.keepaliveMs < n.idleTimeoutMs,
+    {
+      message: "keepaliveMs must be below idleTimeoutMs (an idle peer is heard only by its " +
+        "pings: a third of it lets two be lost)",
+      path: ["keepaliveMs"],
+    },
+  ).prefault({}),
   /** The chunk store's limits (README, "Storage limits"). */
   storage: z.strictObject({
     /**
@@ -851,7 +868,9 @@ export async function readConfigFile(path: string): Promise<Record<string, unkno
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    // One byte-order mark is the encoding's, not the JSON's (Notepad and PowerShell 5 write
+    // it): JSON.parse refused it as an invisible "Unexpected token".
+    raw = JSON.parse(text.startsWith("\uFEFF") ? text.slice(1) : text);
   } catch (cause) {
     throw new ConfigError(`${path} is not valid JSON: ${(cause as Error).message}`, { cause });
   }

@@ -20,6 +20,7 @@ import { DataDirLock } from "./data_dir_lock.ts";
 import { IDENTITY_FILE } from "./node_identity.ts";
 import { defaultDataDir } from "./default_data_dir.ts";
 import { LEDGER_USAGE } from "./ledger_help.ts";
+import { nearestName } from "./config.ts";
 
 /** Where the command's lines go (the console by default; tests capture them). */
 export interface CommandOutput {
@@ -37,18 +38,15 @@ const CONSOLE: CommandOutput = {
 /** Run `ledger verify|repair`; resolves with the process exit code. */
 export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Promise<number> {
   let parsed;
+  const options = {
+    data: { type: "string", default: defaultDataDir() },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  } as const;
   try {
-    parsed = parseArgs({
-      args,
-      allowPositionals: true,
-      options: {
-        data: { type: "string", default: defaultDataDir() },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
+    parsed = parseArgs({ args, allowPositionals: true, options });
   } catch (error) {
-    io.err(`error: ${(error as Error).message}\n\n${LEDGER_USAGE}`);
+    io.err(`error: ${flagProblem(error, Object.keys(options))}\n\n${LEDGER_USAGE}`);
     return 2;
   }
   const { values, positionals } = parsed;
@@ -90,6 +88,19 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
     }
     throw error;
   }
+}
+
+/**
+ * What parseArgs refused, said as `start` says it: an unknown flag with the one it is near
+ * (`--dat` → `did you mean --data?`), rather than parseArgs' advice about positionals.
+ */
+function flagProblem(error: unknown, flags: readonly string[]): string {
+  const unknown = (error as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION"
+    ? /^Unknown option '([^']+)'/.exec((error as Error).message)?.[1]
+    : undefined;
+  if (unknown === undefined) return (error as Error).message;
+  const near = nearestName(unknown, flags.map((flag) => `--${flag}`));
+  return `unknown flag ${unknown}${near === undefined ? "" : ` (did you mean ${near}?)`}`;
 }
 
 async function verify(dataDir: string, json: boolean, io: CommandOutput): Promise<number> {

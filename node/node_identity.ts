@@ -1,15 +1,16 @@
 /**
  * The node's persistent identity: a 32-byte ed25519 seed in `<dataDir>/identity.key`, created
  * on first start (owner-only permissions, written whole, fsynced and linked into place, so a
- * crash never leaves half a key and a second creator never replaces it). A key found readable
- * by others is made owner-only (where it can be: not on a read-only volume).
+ * crash never leaves half a key and a second creator never replaces it; the temporary file a
+ * crash leaves beside it is removed at the next load). A key found readable by others is made
+ * owner-only (where it can be: not on a read-only volume).
  *
  * @module
  */
 import { join } from "node:path";
 import { Identity } from "../protocols/identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
-import { syncDirectory } from "../proof/_durable_file.ts";
+import { removeTemporaries, syncDirectory } from "../proof/_durable_file.ts";
 
 /** File name of the identity seed inside the data directory. */
 export const IDENTITY_FILE = "identity.key";
@@ -37,7 +38,7 @@ export class CorruptIdentityError extends VeriflowError {
 export async function loadOrCreateIdentity(dataDir: string): Promise<Identity> {
   const path = join(dataDir, IDENTITY_FILE);
   const existing = await readIdentity(path);
-  if (existing !== undefined) return existing;
+  if (existing !== undefined) return await withoutTemporaries(dataDir, existing);
   await Deno.mkdir(dataDir, { recursive: true });
   const identity = Identity.generate();
   const tmp = `${path}.${crypto.randomUUID()}.tmp`;
@@ -52,8 +53,11 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<Identity> {
   try {
     await Deno.link(tmp, path);
   } catch (error) {
-    if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-    // Another process created it first: its key is the node's.
+    // Another process created it first (and may have swept our temporary file since: it
+    // sweeps only once the key is published): its key is the node's.
+    const lost = error instanceof Deno.errors.AlreadyExists ||
+      error instanceof Deno.errors.NotFound;
+    if (!lost) throw error;
     const winner = await readIdentity(path);
     if (winner === undefined) throw error;
     return winner;
@@ -61,6 +65,18 @@ export async function loadOrCreateIdentity(dataDir: string): Promise<Identity> {
     await Deno.remove(tmp).catch(() => {});
   }
   await syncDirectory(dataDir);
+  return await withoutTemporaries(dataDir, identity);
+}
+
+/**
+ * `identity`, once the temporary files of creations a crash cut short are removed: each holds a
+ * secret key, an orphan one (killed before the key was published) or a second name for the
+ * node's own (killed just after), which moving `identity.key` aside would leave behind. Only
+ * once the key is on disk: a creator still under way then loses the race to publish whether
+ * its file is swept or not, and reads the published key.
+ */
+async function withoutTemporaries(dataDir: string, identity: Identity): Promise<Identity> {
+  await removeTemporaries(dataDir, (target) => target === IDENTITY_FILE);
   return identity;
 }
 
