@@ -15,6 +15,9 @@
  *   (`<ledger dir>/drawn-challenges/`): the receipt is recorded, then its challenge opened, in two
  *   ledger writes; a validator that stops between them opens it at its next start (review s48:
  *   it never did, and the cheat it had drawn was paid unchecked when its window closed);
+ * - this node's own receipts its ledger refused (`<ledger dir>/own-refused-receipts/`, each with
+ *   its job id, kept for good): the prover releases them all the same, so the job is one this
+ *   node signed a receipt for even though its ledger holds none of its own (review s49);
  * - the catch-up's convictions (`_catch_up.ts`).
  *
  * Not part of the public API.
@@ -34,6 +37,8 @@ export const OWN_FRAUD_PROOFS_DIR = "own-fraud-proofs";
 export const OWN_TRAINING_FRAUD_PROOFS_DIR = "own-training-fraud-proofs";
 /** The folder of the receipts drawn for a challenge not opened yet, each with its job. */
 export const DRAWN_CHALLENGES_DIR = "drawn-challenges";
+/** The folder of this node's own receipts its ledger refused, each with its job id. */
+export const OWN_REFUSED_RECEIPTS_DIR = "own-refused-receipts";
 
 /** A receipt id as {@link receiptId} writes it: the only names this store reads or writes. */
 const RECEIPT_ID = /^[0-9a-f]{64}$/;

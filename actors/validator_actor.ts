@@ -99,6 +99,7 @@ import { PledgeHeldProofs } from "./_pledge_held_proofs.ts";
 import { UnbackedChecks } from "./_unbacked_checks.ts";
 import {
   DRAWN_CHALLENGES_DIR,
+  OWN_REFUSED_RECEIPTS_DIR,
   OWN_TRAINING_FRAUD_PROOFS_DIR,
   ReceiptFiles,
 } from "./_receipt_files.ts";
@@ -226,6 +227,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #endings!: ChallengeEndings;
   /** Receipts drawn for a challenge, with their jobs, on disk until the challenge is open. */
   #drawn!: ReceiptFiles;
+  /** This node's own receipts its ledger refused, each with its job id, on disk for good. */
+  #ownRefused!: ReceiptFiles;
+  /**
+   * The jobs of those receipts: jobs this node signed a receipt for though its ledger holds none
+   * of its own (`job_recorded`).
+   */
+  readonly #ownRefusedJobs = new Set<string>();
   /** Receipts whose own proof was resumed at start: passed on once it is confirmed here. */
   readonly #resumed = new Set<string>();
   /**
@@ -327,6 +335,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // into payment.
     this.#ownProofs = ReceiptFiles.in(this.#options.ledgerDir);
     this.#drawn = ReceiptFiles.in(this.#options.ledgerDir, DRAWN_CHALLENGES_DIR);
+    this.#ownRefused = ReceiptFiles.in(this.#options.ledgerDir, OWN_REFUSED_RECEIPTS_DIR);
+    for (const kept of (await this.#ownRefused.all()).values()) {
+      const jobId = (kept as { jobId?: unknown } | undefined)?.jobId;
+      if (typeof jobId === "string") this.#ownRefusedJobs.add(jobId);
+    }
     const kept = await this.#ownProofs.all();
     const keptTraining = this.#options.trainingProofsResumed
       ? await ReceiptFiles.in(this.#options.ledgerDir, OWN_TRAINING_FRAUD_PROOFS_DIR).all()
@@ -653,6 +666,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "convicted":
         return ledger.convicted(message.key);
       case "job_recorded": {
+        if (
+          message.worker !== undefined && this.#ownRefusedJobs.has(message.jobId) &&
+          bytesEqual(message.worker, this.#options.identity.publicKey)
+        ) {
+          return true; // signed here, refused by this ledger, released (`#onReceipt`)
+        }
         const id = ledger.receiptOfJob(message.jobId);
         if (id === undefined || message.worker === undefined) return id !== undefined;
         return ledger.receipt(id)?.worker === toHex(message.worker);
@@ -743,6 +762,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       if (owed) await this.#drawn.remove(id);
       recorded = false;
       refusal = (e as { code?: string }).code ?? "refused";
+      if (own && origin === "local" && refusal === "job_already_recorded") {
+        // Its prover releases it all the same (`ProverActor`): the job is one this node signed a
+        // receipt for, though this ledger holds none of its own (another key's took the job
+        // first). Kept, or after a restart the job would be run again here, and a second
+        // receipt with another output is equivocation where the first was recorded (review s49).
+        await this.#ownRefused.save(id, { jobId: receipt.jobId });
+        this.#ownRefusedJobs.add(receipt.jobId);
+      }
       this.#stats.refused++;
       if (refusal === "insufficient_stake" && !ledger.hasStaked(receipt.worker)) {
         // Its pledge may just not have arrived yet (it comes on the worker's own connection,
