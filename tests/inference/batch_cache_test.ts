@@ -8,27 +8,21 @@ import assert from "node:assert/strict";
 import { BatchCache } from "../../inference/_batch_cache.ts";
 import {
   CACHE_SLOT_STEP,
-  DecoderSession,
+  type DecoderSession,
   type PastCache,
 } from "../../inference/_decoder_session.ts";
-import { createSession } from "../../inference/_session.ts";
-import { buildGptModel } from "../../inference/model_builder.ts";
+import {
+  assertZeroOutside,
+  decoderOf as decoderIn,
+  ownCache as ownCacheOf,
+  SHAPE,
+} from "./_batch_cache_fixture.ts";
 
 const root = await Deno.makeTempDir({ prefix: "veriflow-batch-cache-test-" });
 Deno.test.afterAll(() => Deno.remove(root, { recursive: true }));
-const SHAPE = { numLayers: 2, numKeyValueHeads: 4, headDim: 16, vocabSize: 260 };
 
-async function decoderOf(kvCache: "fixed" | "concat"): Promise<DecoderSession> {
-  const { dir } = await buildGptModel({
-    size: "tiny",
-    seed: 3,
-    outDir: `${root}/${kvCache}`,
-    kvCache,
-  });
-  const { session } = await createSession(await Deno.readFile(`${dir}/model.onnx`), {
-    intraOpThreads: 1,
-  });
-  return new DecoderSession(session, SHAPE);
+function decoderOf(kvCache: "fixed" | "concat"): Promise<DecoderSession> {
+  return decoderIn(`${root}/${kvCache}`, kvCache, 3);
 }
 
 /** The value a sequence holds at one position, cache tensor, head and lane. */
@@ -38,19 +32,7 @@ function value(seq: number, pos: number, k: number, h: number, d: number): numbe
 
 /** A sequence's own cache holding `length` positions of {@link value}. */
 function ownCache(decoder: DecoderSession, seq: number, length: number): PastCache {
-  const cache = decoder.allocatePast(1, length);
-  decoder.pastNames.forEach((name, k) => {
-    const data = cache[name].data as Float32Array;
-    const slots = cache[name].dims[2];
-    for (let h = 0; h < SHAPE.numKeyValueHeads; h++) {
-      for (let p = 0; p < length; p++) {
-        for (let d = 0; d < SHAPE.headDim; d++) {
-          data[(h * slots + p) * SHAPE.headDim + d] = value(seq, p, k, h, d);
-        }
-      }
-    }
-  });
-  return cache;
+  return ownCacheOf(decoder, seq, length, value);
 }
 
 /** Check a cache of one row holds `length` positions of sequence `seq`. */
@@ -71,27 +53,6 @@ function assertHolds(cache: PastCache, decoder: DecoderSession, seq: number, len
       }
     }
   });
-}
-
-/** Every slot of a used row outside its positions is zero (nothing another sequence left). */
-function assertZeroOutside(batch: BatchCache, decoder: DecoderSession): void {
-  const fed = batch.feed();
-  for (const name of decoder.pastNames) {
-    const data = fed[name].data as Float32Array;
-    const slots = fed[name].dims[2];
-    for (let r = 0; r < batch.rows; r++) {
-      const from = batch.width - batch.length(r);
-      for (let h = 0; h < SHAPE.numKeyValueHeads; h++) {
-        for (let p = 0; p < slots; p++) {
-          if (p >= from && p < batch.width) continue;
-          const base = ((r * SHAPE.numKeyValueHeads + h) * slots + p) * SHAPE.headDim;
-          for (let d = 0; d < SHAPE.headDim; d++) {
-            assert.equal(data[base + d], 0, `row ${r} slot ${p} ${name} h${h} is not zero`);
-          }
-        }
-      }
-    }
-  }
 }
 
 /**

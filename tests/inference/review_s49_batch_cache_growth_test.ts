@@ -10,24 +10,23 @@ import { BatchCache } from "../../inference/_batch_cache.ts";
 import { BatchedDecoder } from "../../inference/_batch_decoder.ts";
 import {
   cacheCapacity,
-  DecoderSession,
+  type DecoderSession,
   type PastCache,
   type SampledStep,
 } from "../../inference/_decoder_session.ts";
-import { createSession } from "../../inference/_session.ts";
-import { buildGptModel } from "../../inference/model_builder.ts";
+import {
+  assertZeroOutside,
+  decoderOf,
+  ownCache as ownCacheOf,
+  SHAPE,
+} from "./_batch_cache_fixture.ts";
 import type { SamplingParams } from "../../inference/sampler.ts";
 
 const root = await Deno.makeTempDir({ prefix: "veriflow-review-s49-cache-" });
 Deno.test.afterAll(() => Deno.remove(root, { recursive: true }));
-const SHAPE = { numLayers: 2, numKeyValueHeads: 4, headDim: 16, vocabSize: 260 };
 
-async function fixedDecoder(): Promise<DecoderSession> {
-  const { dir } = await buildGptModel({ size: "tiny", seed: 5, outDir: root, kvCache: "fixed" });
-  const { session } = await createSession(await Deno.readFile(`${dir}/model.onnx`), {
-    intraOpThreads: 1,
-  });
-  return new DecoderSession(session, SHAPE);
+function fixedDecoder(): Promise<DecoderSession> {
+  return decoderOf(root, "fixed", 5);
 }
 
 /** The value sequence `seq` holds at one position, cache tensor, head and lane. */
@@ -37,41 +36,7 @@ function value(seq: number, pos: number, k: number, h: number, d: number): numbe
 
 /** A sequence's own cache holding `length` positions of {@link value}. */
 function ownCache(decoder: DecoderSession, seq: number, length: number): PastCache {
-  const cache = decoder.allocatePast(1, length);
-  decoder.pastNames.forEach((name, k) => {
-    const data = cache[name].data as Float32Array;
-    const slots = cache[name].dims[2];
-    for (let h = 0; h < SHAPE.numKeyValueHeads; h++) {
-      for (let p = 0; p < length; p++) {
-        for (let d = 0; d < SHAPE.headDim; d++) {
-          data[(h * slots + p) * SHAPE.headDim + d] = value(seq, p, k, h, d);
-        }
-      }
-    }
-  });
-  return cache;
-}
-
-/** Every slot of a used row outside its positions is zero (nothing another row left there). */
-function assertZeroOutside(batch: BatchCache, decoder: DecoderSession): void {
-  const fed = batch.feed();
-  for (const name of decoder.pastNames) {
-    const data = fed[name].data as Float32Array;
-    const slots = fed[name].dims[2];
-    for (let r = 0; r < batch.rows; r++) {
-      const from = batch.width - batch.length(r);
-      for (let h = 0; h < SHAPE.numKeyValueHeads; h++) {
-        for (let p = 0; p < slots; p++) {
-          if (p >= from && p < batch.width) continue;
-          const base = ((r * SHAPE.numKeyValueHeads + h) * slots + p) * SHAPE.headDim;
-          assert.ok(
-            data.subarray(base, base + SHAPE.headDim).every((x) => x === 0),
-            `row ${r} slot ${p}`,
-          );
-        }
-      }
-    }
-  }
+  return ownCacheOf(decoder, seq, length, value);
 }
 
 function slotsOf(batch: BatchCache, decoder: DecoderSession): number {
