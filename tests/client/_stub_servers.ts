@@ -1,9 +1,42 @@
 /**
  * Stand-ins for a node that misbehaves, for the client tests: one that accepts connections and
- * never answers, one whose stream goes silent mid-job.
+ * never answers, one whose stream goes silent mid-job; and the frames a scripted stub sends.
  *
  * @module
  */
+
+/** The `start` frame a stub server sends for job `id` (a one-token prompt on model `x`). */
+export function startFrame(id: string): Record<string, unknown> {
+  return {
+    type: "start",
+    id,
+    job_id: "ab".repeat(32),
+    model: "x",
+    model_name: "x",
+    execution_provider: "cpu",
+    prompt_tokens: 1,
+  };
+}
+
+/** The `done` frame a stub server ends job `id` with, after `completionTokens` tokens. */
+export function doneFrame(
+  id: string,
+  completionTokens: number,
+  finishReason = "length",
+): Record<string, unknown> {
+  return {
+    type: "done",
+    id,
+    job_id: "ab".repeat(32),
+    finish_reason: finishReason,
+    usage: {
+      prompt_tokens: 1,
+      completion_tokens: completionTokens,
+      total_tokens: 1 + completionTokens,
+    },
+    timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 0, total_ms: 0 },
+  };
+}
 
 /**
  * A port that accepts TCP connections and never answers: a stopped (SIGSTOP), swapped-out or
@@ -41,15 +74,7 @@ export function stallingServer(): Deno.HttpServer<Deno.NetAddr> & { messages: un
       const message = JSON.parse(event.data);
       messages.push(message);
       if (message.type !== "infer") return;
-      socket.send(JSON.stringify({
-        type: "start",
-        id: message.id,
-        job_id: "ab".repeat(32),
-        model: "x",
-        model_name: "x",
-        execution_provider: "cpu",
-        prompt_tokens: 1,
-      }));
+      socket.send(JSON.stringify(startFrame(message.id)));
       socket.send(
         JSON.stringify({ type: "token", id: message.id, index: 0, token_id: 65, text: "A" }),
       );
@@ -154,15 +179,7 @@ export function wedgedServer(): WedgedServer {
       const message = JSON.parse(new TextDecoder().decode(payload));
       messages.push(message);
       if (message.type !== "infer") continue;
-      await send({
-        type: "start",
-        id: message.id,
-        job_id: "ab".repeat(32),
-        model: "x",
-        model_name: "x",
-        execution_provider: "cpu",
-        prompt_tokens: 1,
-      });
+      await send(startFrame(message.id));
       await send({ type: "token", id: message.id, index: 0, token_id: 65, text: "A" });
     }
   };

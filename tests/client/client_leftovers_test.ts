@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { StreamClient, StreamRequestError } from "../../client/stream_client.ts";
+import { doneFrame, startFrame } from "./_stub_servers.ts";
 
 /**
  * A `/v1/stream` stand-in that starts each job and ends it only when cancelled (`done`,
@@ -17,24 +18,9 @@ function cancellableServer(): Deno.HttpServer<Deno.NetAddr> & { messages: unknow
       const message = JSON.parse(event.data);
       messages.push(message);
       if (message.type === "infer") {
-        socket.send(JSON.stringify({
-          type: "start",
-          id: message.id,
-          job_id: "ab".repeat(32),
-          model: "x",
-          model_name: "x",
-          execution_provider: "cpu",
-          prompt_tokens: 1,
-        }));
+        socket.send(JSON.stringify(startFrame(message.id)));
       } else if (message.type === "cancel") {
-        socket.send(JSON.stringify({
-          type: "done",
-          id: message.id,
-          job_id: "ab".repeat(32),
-          finish_reason: "cancelled",
-          usage: { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 },
-          timings: {},
-        }));
+        socket.send(JSON.stringify(doneFrame(message.id, 0, "cancelled")));
       }
     };
     return response;

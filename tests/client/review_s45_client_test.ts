@@ -4,6 +4,7 @@
  */
 import { assertEquals } from "../server/_assert.ts";
 import { StreamClient } from "../../client/stream_client.ts";
+import { doneFrame, startFrame } from "./_stub_servers.ts";
 
 /**
  * A `/v1/stream` stand-in: the first `infer` of each id ends at once (`start`, one token,
@@ -20,27 +21,12 @@ function scriptedServer(): Deno.HttpServer<Deno.NetAddr> & { messages: { type: s
       messages.push(message);
       if (message.type !== "infer") return;
       const id = message.id;
-      socket.send(JSON.stringify({
-        type: "start",
-        id,
-        job_id: "ab".repeat(32),
-        model: "x",
-        model_name: "x",
-        execution_provider: "cpu",
-        prompt_tokens: 1,
-      }));
+      socket.send(JSON.stringify(startFrame(id)));
       socket.send(JSON.stringify({ type: "token", id, index: 0, token_id: 65, text: "A" }));
       socket.send(JSON.stringify({ type: "token", id, index: 1, token_id: 66, text: "B" }));
       if (seen.has(id)) return; // the second job under this id runs on
       seen.add(id);
-      socket.send(JSON.stringify({
-        type: "done",
-        id,
-        job_id: "ab".repeat(32),
-        finish_reason: "length",
-        usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 },
-        timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 0, total_ms: 0 },
-      }));
+      socket.send(JSON.stringify(doneFrame(id, 2)));
     };
     return response;
   });

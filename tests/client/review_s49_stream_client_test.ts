@@ -9,7 +9,7 @@
 import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import { StreamClient, StreamClosedError, StreamRequestError } from "../../client/stream_client.ts";
 import { tracker } from "../_helpers/fake_timers.ts";
-import { stallingServer } from "./_stub_servers.ts";
+import { doneFrame, stallingServer, startFrame } from "./_stub_servers.ts";
 import { recordTimeouts } from "./_timers.ts";
 
 /**
@@ -35,24 +35,9 @@ function answeringServer(): Deno.HttpServer<Deno.NetAddr> & { messages: unknown[
         return;
       }
       const send = (frame: unknown) => socket.send(JSON.stringify(frame));
-      send({
-        type: "start",
-        id,
-        job_id: "ab".repeat(32),
-        model: "x",
-        model_name: "x",
-        execution_provider: "cpu",
-        prompt_tokens: 1,
-      });
+      send(startFrame(id));
       send({ type: "token", id, index: 0, token_id: 65, text: "A" });
-      send({
-        type: "done",
-        id,
-        job_id: "ab".repeat(32),
-        finish_reason: "length",
-        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-        timings: { queue_ms: 0, ttft_ms: 1, tokens_per_s: 1, total_ms: 1 },
-      });
+      send(doneFrame(id, 1));
     };
     return response;
   });
@@ -157,14 +142,7 @@ function startlessServer(withToken: boolean): Deno.HttpServer<Deno.NetAddr> {
       if (withToken) {
         socket.send(JSON.stringify({ type: "token", id, index: 0, token_id: 65, text: "A" }));
       }
-      socket.send(JSON.stringify({
-        type: "done",
-        id,
-        job_id: "ab".repeat(32),
-        finish_reason: "length",
-        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-        timings: { queue_ms: 0, ttft_ms: 1, tokens_per_s: 1, total_ms: 1 },
-      }));
+      socket.send(JSON.stringify(doneFrame(id, 1)));
     };
     return response;
   });
