@@ -4,31 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { configFromArgs, runStart, type StartCommandIo } from "../../node/start_command.ts";
+import { configFromArgs, runStart } from "../../node/start_command.ts";
+import { quietProcess } from "./_quiet_process.ts";
 import { ConfigError, parseNodeConfig } from "../../node/config.ts";
-
-/**
- * A process for `runStart` that records its output and presses Ctrl-C as soon as a node starts
- * coming up (its first line), so that a start that should have been refused ends, as 130.
- */
-function quietProcess() {
-  const out: string[] = [];
-  const err: string[] = [];
-  let ctrlC: (() => void) | undefined;
-  const io: StartCommandIo = {
-    onStopSignal: (listener) => {
-      ctrlC = listener;
-      return () => (ctrlC = undefined);
-    },
-    out: (line) => {
-      out.push(line);
-      if (line.startsWith("veriflow node ")) ctrlC?.();
-    },
-    err: (line) => void err.push(line),
-    now: () => 0,
-  };
-  return { out, err, io };
-}
 
 /** Flags of a node on free ports, no heartbeat, the quick built-in model. */
 const flags = (dataDir: string, ...more: string[]) => [

@@ -9,7 +9,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { configFromArgs, runStart, type StartCommandIo } from "../../node/start_command.ts";
+import { configFromArgs, runStart } from "../../node/start_command.ts";
+import { quietProcess } from "./_quiet_process.ts";
 import { ConfigError, parseNodeConfig } from "../../node/config.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "../../node/node_identity.ts";
 import { runLedger } from "../../node/ledger_command.ts";
@@ -21,29 +22,6 @@ import { Connection } from "../../protocols/connection.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { PeerTimeoutError } from "../../protocols/protocol_errors.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
-
-/**
- * A process for `runStart` that records its output and presses Ctrl-C as soon as a node starts
- * coming up (its first line), so that a start that should have been refused ends, as 130.
- */
-function quietProcess() {
-  const out: string[] = [];
-  const err: string[] = [];
-  let ctrlC: (() => void) | undefined;
-  const io: StartCommandIo = {
-    onStopSignal: (listener) => {
-      ctrlC = listener;
-      return () => (ctrlC = undefined);
-    },
-    out: (line) => {
-      out.push(line);
-      if (line.startsWith("veriflow node ")) ctrlC?.();
-    },
-    err: (line) => void err.push(line),
-    now: () => 0,
-  };
-  return { out, err, io };
-}
 
 Deno.test("an empty --model or --swarm-bind (a script's unset variable) is refused naming its key, exit 2, before the data directory is made", async () => {
   const parent = await Deno.makeTempDir();
