@@ -1135,12 +1135,16 @@ export class NetworkActor implements Actor<NetworkMessage> {
       );
   }
 
-  /** Every model some open worker connection listed, once per CID. */
+  /**
+   * Every model some open worker connection listed, once per CID, but not a convicted worker's:
+   * no job goes to it, and its listing, first, took the name and the default a client names a
+   * model by (`InferenceGateway.resolveModel`), so every such job failed with `no_worker`.
+   */
   #workerModels(): WireModelInfo[] {
     const seen = new Map<string, WireModelInfo>();
     for (const list of this.#peers.values()) {
-      for (const { connection, models } of list) {
-        if (connection.isClosed) continue;
+      for (const { connection, models, info } of list) {
+        if (connection.isClosed || info.convicted) continue;
         for (const m of models) if (!seen.has(m.cid)) seen.set(m.cid, m);
       }
     }

@@ -290,9 +290,10 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
         },
         {
           name: "veriflow_peer_workers",
-          help: "Connected peers that listed a model (jobs can be forwarded to them).",
+          help: "Connected peers that listed a model (jobs can be forwarded to them): not " +
+            "one this node's ledger has slashed (the heartbeat's count of workers).",
           type: "gauge",
-          value: peers.filter((p) => p.models.length > 0).length,
+          value: peers.filter((p) => p.models.length > 0 && !p.convicted).length,
         },
         // The peer table: one series per connection, its facts as labels.
         ...peers.map((p) => ({
