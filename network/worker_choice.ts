@@ -11,7 +11,10 @@
  *    is refused with `too_many_jobs`).
  * 3. **Standing**: a worker with free stake in this node's ledger (it can back the receipt,
  *    so validators will record and pay it) before one without.
- * 4. **Locality**: when the job's input is a CID, one of that CID's storage holders first.
+ * 4. **Locality**: when the job's input is a CID, one of that CID's storage holders first. No
+ *    job a router forwards has such an input yet (a text job's prompt travels inline; tensor
+ *    jobs are not forwarded), so the router never sets `holdsInput`: the rule is tested here,
+ *    not exercised by the network.
  * 5. **Load**: the least loaded — the larger of its hello's running + queued jobs and this
  *    node's requests in flight to it (hellos lag; our own count does not).
  *
