@@ -904,6 +904,9 @@ export class StorageActor {
           (report.failedChunks.length > 0
             ? `; ${report.failedChunks.length} chunk(s) restored (${report.repaired} by repair)`
             : "") +
+          (report.unplaced > 0
+            ? `; ${report.unplaced} chunk(s) checked on holders never given them`
+            : "") +
           (report.errors > 0 ? `, ${report.errors} not reached (next round)` : ""),
       );
     }

@@ -68,6 +68,36 @@ export function planAuditRound(
   }));
 }
 
+/**
+ * The chunks among `chunks` that some holder other than this node should hold but was never
+ * given (nor proved), up to `perHolder` per holder, drawn like {@link planAuditRound}'s: nobody
+ * can blame that holder for lacking one, but nothing else ever gives it one either — an owner
+ * that crashed between a put's quorum and its remaining copies, or a holder that joined after the
+ * write, leaves the chunk below r copies until it is checked. A round repairs them (a proof from
+ * each holder, a copy where one lacks it), and what a holder proves or is given is recorded.
+ */
+export function planPlacementChecks(
+  chunks: Iterable<string>,
+  sources: AuditPlanSources,
+  perHolder = AUDIT_CHUNKS_PER_HOLDER,
+): string[] {
+  const byHolder = new Map<string, string[]>();
+  for (const cid of new Set(chunks)) {
+    for (const peer of sources.holders(cid)) {
+      if (peer.id === sources.selfId || sources.wasGiven(peer.id, cid)) continue;
+      let cids = byHolder.get(peer.id);
+      if (cids === undefined) byHolder.set(peer.id, cids = []);
+      cids.push(cid);
+    }
+  }
+  const randomBelow = sources.randomBelow ?? secureBelow;
+  const out = new Set<string>();
+  for (const cids of byHolder.values()) {
+    for (const cid of sample(cids, perHolder, randomBelow)) out.add(cid);
+  }
+  return [...out];
+}
+
 /** What one audit round did ({@link runAuditRound}). */
 export interface AuditRoundReport {
   /** Files whose chunks were sampled. */
@@ -82,7 +112,12 @@ export interface AuditRoundReport {
   failedChunks: string[];
   /** Chunks a round could not judge (no reference copy, or never given). */
   unjudged: number;
-  /** Copies written by the repair of the failed chunks. */
+  /**
+   * Chunks checked because a holder was never given them ({@link planPlacementChecks}),
+   * repaired with the failed ones.
+   */
+  unplaced: number;
+  /** Copies written by the repair of the failed and unplaced chunks. */
   repaired: number;
   /** Files that could not be listed and holders that could not be audited (tried next round). */
   errors: number;
@@ -104,7 +139,8 @@ export interface AuditRoundDeps extends AuditPlanSources {
 
 /**
  * One round: sample files, plan ({@link planAuditRound}), audit each holder in turn, then repair
- * the chunks any holder failed on, so a lost copy is restored as soon as it is found.
+ * the chunks any holder failed on, so a lost copy is restored as soon as it is found, and a few
+ * that some holder was never given ({@link planPlacementChecks}), so a copy never placed is.
  */
 export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundReport> {
   const report: AuditRoundReport = {
@@ -114,6 +150,7 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
     failedHolders: 0,
     failedChunks: [],
     unjudged: 0,
+    unplaced: 0,
     repaired: 0,
     errors: 0,
   };
@@ -143,7 +180,10 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
     for (const failure of result.failures) failed.add(failure.cid);
   }
   report.failedChunks = [...failed];
+  const unplaced = planPlacementChecks(chunks, deps).filter((cid) => !failed.has(cid));
+  report.unplaced = unplaced.length;
   if (deps.signal?.aborted) return report;
-  if (failed.size > 0) report.repaired = (await deps.repair(report.failedChunks)).repaired;
+  const repair = [...report.failedChunks, ...unplaced];
+  if (repair.length > 0) report.repaired = (await deps.repair(repair)).repaired;
   return report;
 }

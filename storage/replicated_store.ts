@@ -112,10 +112,11 @@ async function handOnWhenFull(
 export interface RepairOptions extends BlockStoreCallOptions {
   /**
    * Ask each holder for a one-chunk possession proof (a few bytes; checked against `local` when
-   * that gives a verified copy, else any proof counts) instead of a full check against a fetched
-   * copy, and read the chunk only when some holder lacks it. Finds missing copies (rotten ones
-   * only against `local`): what a repair after a holder left needs (the survivors' copies were audited
-   * and read-verified as usual). Default `false`.
+   * that gives a verified copy, else against the copy read for a holder that lacks it, else any
+   * proof counts) instead of a full check against a fetched copy, and read the chunk only when
+   * some holder lacks it. Finds missing copies (rotten ones only against a verified copy): what a
+   * repair after a holder left needs (the survivors' copies were audited and read-verified as
+   * usual). Default `false`.
    */
   presence?: boolean;
   /** A verified local copy, tried before any replica is read (the repairer's own store). */
@@ -527,7 +528,8 @@ export class ReplicatedStore implements BlockStore {
    * `has_chunk` would be) and those that cannot get it. A holder that keeps only the CID answers
    * `has_chunk` true but cannot prove; checked against a verified local copy, a wrong proof
    * counts as lacking too. Without a local copy a proof is taken as presence, so nothing is read
-   * while every holder has its copy.
+   * while every holder has its copy; once a copy is read for a holder that lacks it, every proof
+   * is checked against it.
    */
   async #repairPresence(cid: string, options: RepairOptions, report: RepairReport): Promise<void> {
     const only = options.only?.(cid);
@@ -584,6 +586,17 @@ export class ReplicatedStore implements BlockStore {
     if (lacking.length === 0) return;
     const bytes = verified ?? await this.#copyOf(cid, options, report);
     if (bytes === undefined) return;
+    if (!verified) {
+      // A verified copy is here now: the proofs taken as presence without one are checked
+      // against it, so a holder claiming a chunk it lacks is not counted as a copy.
+      for (const [i, peer] of holders.entries()) {
+        const proof = proofs[i];
+        if (!(proof instanceof Uint8Array)) continue; // lacking already, or no answer
+        if (equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes))) {
+          this.#wrote(peer, cid, true); // proven against a good copy
+        } else lacking.push(peer);
+      }
+    }
     /** Give `peer` a copy; throws its failure. */
     const give = async (peer: StoragePeer): Promise<void> => {
       try {
