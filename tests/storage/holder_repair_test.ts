@@ -6,51 +6,22 @@
  * plus the placement rule on its own.
  */
 import assert from "node:assert/strict";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import {
-  type PutHandle,
-  type StorageMessage,
-  unwrapReply,
-} from "../../actors/storage_actor_messages.ts";
-import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
+import type { StorageActor } from "../../actors/storage_actor.ts";
+import { type PutHandle, unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { storageKey } from "../../protocols/cid.ts";
-import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
+import { storageActors } from "./_storage_actors.ts";
 
 const R = 3;
 
 Deno.test("a departure after a join restores r copies of every chunk, though the joiner never had them (StorageActors)", async () => {
-  const ids = Array.from({ length: 5 }, () => Identity.generate());
-  const dirs = await Promise.all(ids.map(() => Deno.makeTempDir()));
-  const actors = ids.map((identity, i) =>
-    new StorageActor({
-      dir: dirs[i],
-      chunkSize: 1024,
-      identity,
-      holdHere: true,
-      store: { durable: false },
-      replication: { replicas: R, writeQuorum: R },
-    })
-  );
+  const net = await storageActors(5, { replicas: R, writeQuorum: R });
+  const { hexIds, dirs, actors, setPeers } = net;
   try {
     for (const a of actors) await a.preStart();
-    const peerOf = (i: number) =>
-      new StorageActorPeer(
-        { ask: (m: StorageMessage) => actors[i].receive(m) as never },
-        ids[i].publicKey,
-      );
-    const hexIds = ids.map((identity) => toHex(identity.publicKey));
-    const setPeers = async (live: number[]) => {
-      for (const i of live) {
-        const peers = live.filter((j) => j !== i).map(peerOf);
-        unwrapReply(await actors[i].receive({ type: "set_peers", peers }));
-      }
-      for (const i of live) await actors[i].repairIdle();
-    };
     // Node 4 is away while a file of 64 chunks is written over nodes 0–3.
     await setPeers([0, 1, 2, 3]);
     const data = pseudoRandomBytes(64 * 1024, 21);
@@ -86,7 +57,7 @@ Deno.test("a departure after a join restores r copies of every chunk, though the
     assert.deepEqual(short, [], `${short.length} of ${blocks.length} blocks below r copies`);
     assert.deepEqual(await collectBytes(actors[4], cid), data, "read back through the joiner");
   } finally {
-    for (const d of dirs) await Deno.remove(d, { recursive: true });
+    await net.remove();
   }
 });
 

@@ -11,7 +11,6 @@ import {
 } from "../../actors/storage_actor_messages.ts";
 import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
 import { storageKey } from "../../protocols/cid.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
@@ -20,23 +19,13 @@ import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { LocalStoragePeer, proveFromStore } from "../../storage/storage_peer.ts";
 import { cidOfAsync } from "../../storage/_hash.ts";
 import { flipObjectBit, pseudoRandomBytes } from "./_helpers.ts";
+import { storageActors } from "./_storage_actors.ts";
 
 const R = 3;
 
 Deno.test("a holder that missed a chunk's write is its best survivor after a departure: the chunk still gets back to r copies", async () => {
-  const ids = Array.from({ length: 5 }, () => Identity.generate());
-  const hexIds = ids.map((identity) => toHex(identity.publicKey));
-  const dirs = await Promise.all(ids.map(() => Deno.makeTempDir()));
-  const actors = ids.map((identity, i) =>
-    new StorageActor({
-      dir: dirs[i],
-      chunkSize: 1024,
-      identity,
-      holdHere: true,
-      store: { durable: false },
-      replication: { replicas: R, writeQuorum: 2 },
-    })
-  );
+  const net = await storageActors(5, { replicas: R, writeQuorum: 2 });
+  const { ids, hexIds, dirs, actors } = net;
   // Node 1 refuses every chunk while the file is written (full, or slow past the timeout): its
   // place goes to the next-ranked peer, as a put does.
   let refusing = true;
@@ -54,13 +43,7 @@ Deno.test("a holder that missed a chunk's write is its best survivor after a dep
         },
         ids[i].publicKey,
       );
-    const setPeers = async (live: number[]) => {
-      for (const i of live) {
-        const peers = live.filter((j) => j !== i).map(peerOf);
-        unwrapReply(await actors[i].receive({ type: "set_peers", peers }));
-      }
-      for (const i of live) await actors[i].repairIdle();
-    };
+    const setPeers = (live: number[]) => net.setPeers(live, peerOf);
     await setPeers([0, 1, 2, 3, 4]);
     const data = pseudoRandomBytes(128 * 1024, 45);
     const handle = await actors[0].receive({ type: "put", source: ReadableStream.from([data]) });
@@ -98,7 +81,7 @@ Deno.test("a holder that missed a chunk's write is its best survivor after a dep
         `which missed their write, as their best survivor)`,
     );
   } finally {
-    for (const d of dirs) await Deno.remove(d, { recursive: true });
+    await net.remove();
   }
 });
 

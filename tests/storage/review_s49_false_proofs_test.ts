@@ -10,15 +10,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import {
-  type PutHandle,
-  type StorageMessage,
-  unwrapReply,
-} from "../../actors/storage_actor_messages.ts";
-import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
+import { type PutHandle, unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { storageKey } from "../../protocols/cid.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
@@ -31,6 +24,7 @@ import {
   type StoragePeer,
 } from "../../storage/storage_peer.ts";
 import { flipObjectBit, pseudoRandomBytes } from "./_helpers.ts";
+import { storageActors } from "./_storage_actors.ts";
 
 /**
  * A holder that stores what it is sent but claims, with made-up proofs, what it lacks; asked for
@@ -98,27 +92,14 @@ Deno.test("a presence repair that fetched a copy checks every holder's proof aga
 
 Deno.test("after a departure, a survivor whose own copy rotted does not count a new holder's false claim as a copy (StorageActors)", async () => {
   const R = 3;
-  const ids = Array.from({ length: 5 }, () => Identity.generate());
-  const dirs = await Promise.all(ids.map(() => Deno.makeTempDir({ prefix: "review_s49_" })));
-  const actors = ids.map((identity, i) =>
-    new StorageActor({
-      dir: dirs[i],
-      chunkSize: 1024,
-      identity,
-      holdHere: true,
-      store: { durable: false },
-      replication: { replicas: R, writeQuorum: R },
-    })
-  );
+  const net = await storageActors(5, { replicas: R, writeQuorum: R });
+  const { hexIds, dirs, actors } = net;
   const CLAIMER = 3;
   const LEAVER = 4;
   try {
     for (const a of actors) await a.preStart();
     const peerOf = (i: number): StoragePeer => {
-      const peer = new StorageActorPeer(
-        { ask: (m: StorageMessage) => actors[i].receive(m) as never },
-        ids[i].publicKey,
-      );
+      const peer = net.peerOf(i);
       if (i !== CLAIMER) return peer;
       // Node 3 as the others see it: it claims what it lacks, and serves no reads.
       return {
@@ -137,14 +118,7 @@ Deno.test("after a departure, a survivor whose own copy rotted does not count a 
           ),
       };
     };
-    const hexIds = ids.map((identity) => toHex(identity.publicKey));
-    const setPeers = async (live: number[]) => {
-      for (const i of live) {
-        const peers = live.filter((j) => j !== i).map(peerOf);
-        unwrapReply(await actors[i].receive({ type: "set_peers", peers }));
-      }
-      for (const i of live) await actors[i].repairIdle();
-    };
+    const setPeers = (live: number[]) => net.setPeers(live, peerOf);
     await setPeers([0, 1, 2, 3, 4]);
     const data = pseudoRandomBytes(64 * 1024, 51);
     const handle = await actors[0].receive({ type: "put", source: ReadableStream.from([data]) });
@@ -180,6 +154,6 @@ Deno.test("after a departure, a survivor whose own copy rotted does not count a 
     }
     assert.deepEqual(short, [], `${short.length} of ${targets.length} chunks below r real copies`);
   } finally {
-    for (const d of dirs) await Deno.remove(d, { recursive: true });
+    await net.remove();
   }
 });

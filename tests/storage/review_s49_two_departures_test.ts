@@ -7,51 +7,21 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import {
-  type PutHandle,
-  type StorageMessage,
-  unwrapReply,
-} from "../../actors/storage_actor_messages.ts";
-import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
+import { type PutHandle, unwrapReply } from "../../actors/storage_actor_messages.ts";
 import { storageKey } from "../../protocols/cid.ts";
-import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
+import { storageActors } from "./_storage_actors.ts";
 
 const R = 3;
 
 Deno.test("two holders leaving in one change: every chunk is back at r copies on its holders under the new set", async () => {
-  const ids = Array.from({ length: 6 }, () => Identity.generate());
-  const dirs = await Promise.all(ids.map(() => Deno.makeTempDir({ prefix: "review_s49_" })));
-  const actors = ids.map((identity, i) =>
-    new StorageActor({
-      dir: dirs[i],
-      chunkSize: 1024,
-      identity,
-      holdHere: true,
-      store: { durable: false },
-      replication: { replicas: R, writeQuorum: R },
-    })
-  );
+  const net = await storageActors(6, { replicas: R, writeQuorum: R });
+  const { ids, hexIds, dirs, actors, setPeers } = net;
   try {
     for (const a of actors) await a.preStart();
-    const peerOf = (i: number) =>
-      new StorageActorPeer(
-        { ask: (m: StorageMessage) => actors[i].receive(m) as never },
-        ids[i].publicKey,
-      );
-    const hexIds = ids.map((identity) => toHex(identity.publicKey));
-    const setPeers = async (live: number[]) => {
-      for (const i of live) {
-        const peers = live.filter((j) => j !== i).map(peerOf);
-        unwrapReply(await actors[i].receive({ type: "set_peers", peers }));
-      }
-      for (const i of live) await actors[i].repairIdle();
-    };
     await setPeers([0, 1, 2, 3, 4, 5]);
     const data = pseudoRandomBytes(64 * 1024, 49);
     const handle = await actors[1].receive({ type: "put", source: ReadableStream.from([data]) });
@@ -87,6 +57,6 @@ Deno.test("two holders leaving in one change: every chunk is back at r copies on
       `${short.length} holder copies missing (${both.length} chunks both left held)`,
     );
   } finally {
-    for (const d of dirs) await Deno.remove(d, { recursive: true });
+    await net.remove();
   }
 });
