@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { apiKeyFromEnv, missingKeyHint } from "./_api_key_variable.ts";
+import { bearerAuthorization } from "./_bearer.ts";
 
 const HELP = `Usage: cli.ts status [--url URL] [--api-key KEY] [--json]
 
@@ -112,12 +113,16 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
         `${Number((timeoutMs / 1000).toFixed(3))} s: the node may be stopped, wedged or ` +
         `overloaded (check its log), or another program is on that port (check --url)`,
     );
+  let headers: Record<string, string> = {};
+  try {
+    if (key) headers = { authorization: bearerAuthorization(key) };
+  } catch (error) {
+    io.err(`error: ${(error as Error).message}`);
+    return 2;
+  }
   let response: Response;
   try {
-    response = await fetch(`${base}/dashboard/state`, {
-      headers: key ? { authorization: `Bearer ${key}` } : {},
-      signal,
-    });
+    response = await fetch(`${base}/dashboard/state`, { headers, signal });
   } catch (error) {
     if (signal.aborted) {
       timedOut();

@@ -14,6 +14,7 @@
  * @module
  */
 import { VeriflowError } from "../protocols/errors.ts";
+import { bearerAuthorization } from "./_bearer.ts";
 import type {
   WsDoneMessage,
   WsInferMessage,
@@ -134,7 +135,11 @@ export interface StreamClientOptions {
    * already aborted).
    */
   signal?: AbortSignal;
-  /** The node's API key, sent as `Authorization: Bearer` in the handshake (not from browsers). */
+  /**
+   * The node's API key, sent as `Authorization: Bearer` in the handshake (not from browsers). A
+   * key a header cannot carry (a space, a line break, a letter past ASCII) rejects `connect` with
+   * a `TypeError` that does not show it.
+   */
   apiKey?: string;
   /**
    * How long the handshake may take before `connect` gives up (default
@@ -286,7 +291,7 @@ export class StreamClient {
       socket = options?.apiKey === undefined ? new WebSocket(target) : new WebSocket(
         target,
         // Deno's WebSocket takes handshake headers; the DOM typings do not know the option.
-        { headers: { authorization: `Bearer ${options.apiKey}` } } as unknown as string[],
+        { headers: { authorization: bearerAuthorization(options.apiKey) } } as unknown as string[],
       );
     } catch (error) {
       // A promise API rejects, so one `.catch` sees every failure. The constructor throws a
