@@ -11,6 +11,7 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { unknownFlagMessage } from "./_unknown_flag.ts";
 import { Identity } from "../protocols/identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { type LedgerVerifyReport, verifyLedger } from "../proof/ledger_verify.ts";
@@ -20,7 +21,6 @@ import { DataDirLock } from "./data_dir_lock.ts";
 import { IDENTITY_FILE } from "./node_identity.ts";
 import { defaultDataDir } from "./default_data_dir.ts";
 import { LEDGER_USAGE } from "./ledger_help.ts";
-import { nearestName } from "./config.ts";
 
 /** Where the command's lines go (the console by default; tests capture them). */
 export interface CommandOutput {
@@ -99,8 +99,7 @@ function flagProblem(error: unknown, flags: readonly string[]): string {
     ? /^Unknown option '([^']+)'/.exec((error as Error).message)?.[1]
     : undefined;
   if (unknown === undefined) return (error as Error).message;
-  const near = nearestName(unknown, flags.map((flag) => `--${flag}`));
-  return `unknown flag ${unknown}${near === undefined ? "" : ` (did you mean ${near}?)`}`;
+  return unknownFlagMessage(unknown, flags.map((flag) => `--${flag}`));
 }
 
 async function verify(dataDir: string, json: boolean, io: CommandOutput): Promise<number> {

@@ -10,13 +10,13 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { unknownFlagMessage } from "./_unknown_flag.ts";
 import {
   ConfigError,
   type ConfigLayer,
   envLayer,
   fileLayer,
   formatResolvedConfig,
-  nearestName,
   type NodeConfig,
   notDecimalNumber,
   notWholeNumber,
@@ -239,9 +239,7 @@ function parseStartFlags(args: string[]) {
   const known = Object.keys(START_OPTIONS).map((name) => `--${name}`);
   for (const token of tokens) {
     if (token.kind !== "option" || Object.hasOwn(START_OPTIONS, token.name)) continue;
-    const near = nearestName(token.rawName, known);
-    const hint = near === undefined ? "" : ` (did you mean ${near}?)`;
-    throw new StartUsageError(`unknown flag ${token.rawName}${hint}`);
+    throw new StartUsageError(unknownFlagMessage(token.rawName, known));
   }
   return parseArgs({ args, strict: true, options: START_OPTIONS });
 }
