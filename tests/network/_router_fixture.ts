@@ -83,13 +83,18 @@ export class TwoTokenWorker implements InferencePort {
   }
 }
 
-/** Connect `worker` to the router's network actor `net`; it says `load` in a signed hello. */
+/**
+ * Connect `worker` to the router's network actor `net`; it says `load` in a signed hello, under
+ * `as.identity` (a new one by default), serving `as.model` (the fixture's model by default).
+ * Resolves with the router's end of the connection.
+ */
 export async function connectWorker(
   net: ActorRef<NetworkMessage>,
   worker: InferencePort,
   load: PeerLoad,
-): Promise<void> {
-  const identity = Identity.generate();
+  as: { identity?: Identity; model?: string } = {},
+): Promise<Connection> {
+  const identity = as.identity ?? Identity.generate();
   const [a, b] = memoryDuplexPair();
   const protocols = [INFERENCE_PROTOCOL, PEER_PROTOCOL];
   const opened = Connection.open(b, { identity, protocols }).then((c) => {
@@ -100,6 +105,12 @@ export async function connectWorker(
     net.ask({ type: "attach", duplex: a, address: "mem", outbound: true }),
     opened,
   ]);
-  const hello: PeerHelloBody = { version: "1.0.0", roles: ["inference"], models: [MODEL], load };
+  const hello: PeerHelloBody = {
+    version: "1.0.0",
+    roles: ["inference"],
+    models: [as.model ?? MODEL],
+    load,
+  };
   await peer.notify(PeerHelloMessage, { hello: signPeerHello(identity, hello, 1, Date.now()) });
+  return peer;
 }

@@ -11,12 +11,8 @@ import { NetworkActor, type NetworkMessage } from "../../network/network_actor.t
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { InferenceGateway } from "../../server/inference_gateway.ts";
 import type { ServedModelInfo } from "../../inference/inference_port.ts";
-import { serveInference } from "../../inference/serve_inference.ts";
-import { Connection } from "../../protocols/connection.ts";
+import type { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { PEER_PROTOCOL, PeerHelloMessage, signPeerHello } from "../../protocols/peer_hello.ts";
 import { toHex } from "../../protocols/hash.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -24,7 +20,7 @@ import { params } from "../server/_fixtures.ts";
 import { nodeCollectors } from "../../node/node_metrics.ts";
 import { startHeartbeat } from "../../node/heartbeat.ts";
 import { MetricsRegistry } from "../../server/metrics_registry.ts";
-import { INFO, TwoTokenWorker } from "./_router_fixture.ts";
+import { connectWorker, INFO, TwoTokenWorker } from "./_router_fixture.ts";
 
 /** A worker that lists another model under the honest model's name. */
 class OtherModelWorker extends TwoTokenWorker {
@@ -34,27 +30,15 @@ class OtherModelWorker extends TwoTokenWorker {
   }
 }
 
-/** Connect `worker` under `identity`; its hello lists `cid` and says it is idle. */
-async function connect(
+/** A worker serving `cid` under `identity`, connected to the router with room for 4 jobs. */
+function connect(
   net: ActorRef<NetworkMessage>,
   worker: TwoTokenWorker,
   identity: Identity,
   cid: string,
 ): Promise<Connection> {
-  const [a, b] = memoryDuplexPair();
-  const protocols = [INFERENCE_PROTOCOL, PEER_PROTOCOL];
-  const opened = Connection.open(b, { identity, protocols }).then((c) => {
-    serveInference(c, worker);
-    return c;
-  });
-  const [, peer] = await Promise.all([
-    net.ask({ type: "attach", duplex: a, address: "mem", outbound: true }),
-    opened,
-  ]);
   const load = { running: 0, queued: 0, slots: 4, queueLimit: 0 };
-  const body = { version: "1.0.0", roles: ["inference" as const], models: [cid], load };
-  await peer.notify(PeerHelloMessage, { hello: signPeerHello(identity, body, 1, Date.now()) });
-  return peer;
+  return connectWorker(net, worker, load, { identity, model: cid });
 }
 
 Deno.test("s49: a convicted worker still connected no longer offers its model to the router's clients: a job by the honest model's name, or by none, runs on the honest worker", async () => {
