@@ -11,7 +11,7 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { unknownFlagMessage } from "./_unknown_flag.ts";
+import { flagProblem } from "./_unknown_flag.ts";
 import { Identity } from "../protocols/identity.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { type LedgerVerifyReport, verifyLedger } from "../proof/ledger_verify.ts";
@@ -88,18 +88,6 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
     }
     throw error;
   }
-}
-
-/**
- * What parseArgs refused, said as `start` says it: an unknown flag with the one it is near
- * (`--dat` → `did you mean --data?`), rather than parseArgs' advice about positionals.
- */
-function flagProblem(error: unknown, flags: readonly string[]): string {
-  const unknown = (error as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION"
-    ? /^Unknown option '([^']+)'/.exec((error as Error).message)?.[1]
-    : undefined;
-  if (unknown === undefined) return (error as Error).message;
-  return unknownFlagMessage(unknown, flags.map((flag) => `--${flag}`));
 }
 
 async function verify(dataDir: string, json: boolean, io: CommandOutput): Promise<number> {

@@ -6,6 +6,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { flagProblem } from "./_unknown_flag.ts";
 import { join } from "node:path";
 import { toHex } from "../protocols/hash.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "./node_identity.ts";
@@ -29,20 +30,19 @@ Examples:
 Exit codes: 0 printed · 1 --data names a file, or the key file is unreadable or damaged, or cannot be
 written (the line says which) · 2 bad flags.`;
 
+/** The flags `keygen` takes. */
+const KEYGEN_OPTIONS = {
+  data: { type: "string", default: defaultDataDir() },
+  help: { type: "boolean", short: "h" },
+} as const;
+
 /** `cli.ts keygen`: see {@link KEYGEN_HELP}. */
 export async function runKeygen(args: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      options: {
-        data: { type: "string", default: defaultDataDir() },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
+    ({ values } = parseArgs({ args, strict: true, options: KEYGEN_OPTIONS }));
   } catch (error) {
-    console.error(`error: ${(error as Error).message}\n\n${KEYGEN_HELP}`);
+    console.error(`error: ${flagProblem(error, Object.keys(KEYGEN_OPTIONS))}\n\n${KEYGEN_HELP}`);
     return 2;
   }
   if (values.help) {

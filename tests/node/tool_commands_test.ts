@@ -62,3 +62,9 @@ Deno.test("keygen with a damaged key says to move it aside, and keeps it", async
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("keygen with a mistyped flag names it with the flag it is near, as start and ledger do, exit 2", async () => {
+  const { code, err } = await keygen(["--dat", "x"]);
+  assert.equal(code, 2);
+  assert.match(err.join("\n"), /unknown flag --dat \(did you mean --data\?\)/);
+});
