@@ -97,6 +97,15 @@ export async function resolveStartConfig(
   const { values } = parseStartFlags(args);
   const layers: ConfigLayer[] = [];
   const file = values.config ?? env.VERIFLOW_CONFIG;
+  if (file !== undefined && file.trim() === "") {
+    // Read as a path, "" failed as "cannot read configuration file  (No such file …)".
+    throw new ConfigError(
+      values.config !== undefined
+        ? "--config is empty: give it the path of a JSON configuration file"
+        : "VERIFLOW_CONFIG is set but empty: unset it, or set it to the path of a JSON " +
+          "configuration file",
+    );
+  }
   if (file !== undefined) layers.push(fileLayer(await readConfigFile(file), file));
   layers.push(envLayer(env));
   const flags: ConfigLayer = { source: "flag", values: {}, setBy: new Map() };
@@ -252,8 +261,12 @@ export async function configFromArgs(
   return (await resolveStartConfig(args, env)).config;
 }
 
-/** The first reason below the supervision wrappers (`actor … crashed: …`) of a failed start. */
-function rootReason(error: unknown): string {
+/**
+ * The first reason below the supervision wrappers (`actor … crashed: …`) of a failed start, as
+ * `error [code]: the node did not start: …` says it: a typed reason's code (` [data_dir_locked]`,
+ * as `cli.ts` names every other command's) and its message.
+ */
+function rootReason(error: unknown): { code: string; message: string } {
   let reason = error;
   while (
     reason instanceof Error && reason.cause instanceof Error &&
@@ -261,7 +274,13 @@ function rootReason(error: unknown): string {
   ) {
     reason = reason.cause;
   }
-  return reason instanceof Error ? reason.message : String(reason);
+  const typed = reason instanceof VeriflowError && !(reason instanceof ActorError)
+    ? reason
+    : undefined;
+  return {
+    code: typed === undefined ? "" : ` [${typed.code}]`,
+    message: reason instanceof Error ? reason.message : String(reason),
+  };
 }
 
 /**
@@ -411,7 +430,8 @@ export async function runUntilStopped(
         return INTERRUPTED_EXIT_CODE;
       }
       // A role that cannot start (a taken port, an unreadable model): say why, once, plainly.
-      io.err(`error: the node did not start: ${rootReason(error)}${writeAccessHint(error)}`);
+      const { code, message } = rootReason(error);
+      io.err(`error${code}: the node did not start: ${message}${writeAccessHint(error)}`);
       return 1;
     }
     // A Ctrl-C that raced the last step of start-up still stops the node.

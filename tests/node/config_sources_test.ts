@@ -348,3 +348,15 @@ Deno.test("a negative number, by variable or flag, is refused as negative, not a
     /VERIFLOW_SELF_STAKE expects a decimal number such as 0.05, got "-lots"/,
   );
 });
+
+Deno.test("an empty VERIFLOW_CONFIG or --config is refused saying so, not read as a file named ''", async () => {
+  await assert.rejects(
+    resolveStartConfig([], { VERIFLOW_CONFIG: "" }),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /^VERIFLOW_CONFIG is set but empty: unset it, or set it to/);
+      return true;
+    },
+  );
+  await assert.rejects(resolveStartConfig(["--config", " "]), /--config is empty: give it/);
+});

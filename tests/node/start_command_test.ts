@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { runStart, runUntilStopped, type StartCommandIo } from "../../node/start_command.ts";
 import { startNode, type VeriflowNode } from "../../node/node.ts";
 import { parseNodeConfig } from "../../node/config.ts";
-import { DataDirLock } from "../../node/data_dir_lock.ts";
+import { DataDirLock, DataDirLockedError } from "../../node/data_dir_lock.ts";
 import { buildGptModel } from "../../inference/model_builder.ts";
 import { ModelRegistry } from "../../inference/model_registry.ts";
 import { eventually } from "../_helpers/wait.ts";
@@ -247,5 +247,19 @@ Deno.test("a write Deno's permissions refused at start names the README's comman
   assert.match(
     fake.err[0],
     /deno run --unstable-no-legacy-abort --allow-read --allow-write=DIR --allow-net --allow-env --allow-ffi --allow-run=node --allow-sys=statfs cli\.ts start --data DIR`: README, Permissions\)$/,
+  );
+});
+
+Deno.test("a start refused for a typed reason names its code, as every other command's error does", async () => {
+  const fake = fakeProcess();
+  const locked = new DataDirLockedError("/srv/vf", undefined);
+  const code = await runUntilStopped(
+    () => Promise.reject(new Error("the storage actor failed", { cause: locked })),
+    fake.io,
+  );
+  assert.equal(code, 1);
+  assert.match(
+    fake.err[0],
+    /^error \[data_dir_locked\]: the node did not start: data directory \/srv\/vf is in use/,
   );
 });
