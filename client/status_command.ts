@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { apiKeyFromEnv, missingKeyHint } from "./_api_key_variable.ts";
 import { bearerAuthorization } from "./_bearer.ts";
+import { readBoundedBody } from "../streams/bounded_body.ts";
 
 const HELP = `Usage: cli.ts status [--url URL] [--api-key KEY] [--json]
 
@@ -136,10 +137,17 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
   }
   let body: string;
   try {
-    body = await response.text();
+    body = new TextDecoder().decode(
+      await readBoundedBody(response, STATUS_MAX_BYTES, () => new StatusTooLargeError(), signal),
+    );
   } catch (error) {
     if (signal.aborted) timedOut();
-    else io.err(`error: ${base} broke off its answer: ${(error as Error).message}`);
+    else if (error instanceof StatusTooLargeError) {
+      io.err(
+        `error: ${base} sent an answer larger than ${STATUS_MAX_BYTES / (1 << 20)} MiB: a ` +
+          `node's state is far smaller; is --url the node's address?${baseHint}`,
+      );
+    } else io.err(`error: ${base} broke off its answer: ${(error as Error).message}`);
     return 1;
   }
   const notVeriflow = () =>
@@ -181,6 +189,14 @@ export async function runStatus(args: string[], io: StatusIo = PROCESS_IO): Prom
   for (const line of lines) io.out(line);
   return 0;
 }
+
+/**
+ * The most of an answer `status` reads: a node's state (a thousand peers, its jobs and ledger
+ * history) is well under a MiB, and whatever answers with more is not a node to believe.
+ */
+export const STATUS_MAX_BYTES = 16 << 20;
+
+class StatusTooLargeError extends Error {}
 
 /** The `{ error: { code, message } }` a Veriflow node answers a refusal with, if `body` is one. */
 function veriflowError(body: string): { code: string; message: string } | undefined {

@@ -186,6 +186,10 @@ interface PendingJob {
   /** Whether its `start` has come: a `token` or `done` before it is not this API's. */
   started?: boolean;
   onQueued?: (position: number) => void;
+  /** The request's `max_tokens`, when it gave one: a server that sends more is faulty. */
+  maxTokens?: number;
+  /** Tokens received so far: the index the next must carry. */
+  received: number;
 }
 
 /** The API's path, appended to a URL given without one. */
@@ -437,6 +441,8 @@ export class StreamClient {
       done: Promise.withResolvers(),
       tokens,
       onQueued: options.onQueued,
+      maxTokens: typeof request.max_tokens === "number" ? request.max_tokens : undefined,
+      received: 0,
     };
     // Only while this job runs: once it has ended, its id may name a later job of the caller's,
     // which a cancel meant for this one must not reach.
@@ -509,6 +515,17 @@ export class StreamClient {
         settle(() => job.onQueued?.(message.position));
         break;
       case "token":
+        // The caller's memory is bounded by its max_tokens (see `infer`), and its text by the
+        // order of the tokens: a server that breaks either is not to be believed further.
+        if (message.index !== job.received) {
+          return this.#protocolError(
+            `token ${message.index} out of order (expected ${job.received})`,
+          );
+        }
+        if (job.maxTokens !== undefined && job.received >= job.maxTokens) {
+          return this.#protocolError(`more tokens than the job's max_tokens (${job.maxTokens})`);
+        }
+        job.received++;
         settle(() => job.tokens.enqueue(message));
         break;
       case "done":

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describe, runStatus } from "../../client/status_command.ts";
+import { describe, runStatus, STATUS_MAX_BYTES } from "../../client/status_command.ts";
 import { parseNodeConfig } from "../../node/config.ts";
 import { startNode } from "../../node/node.ts";
 import { silentPort } from "./_stub_servers.ts";
@@ -160,4 +160,34 @@ Deno.test("status tells a part that did not answer (the snapshot's unavailable) 
   assert.ok(off.includes("ledger   none (--no-validator)"));
   assert.ok(off.includes("storage  none (--no-storage)"));
   assert.ok(off.includes("peers    0"));
+});
+
+Deno.test("status reads at most STATUS_MAX_BYTES of an answer: a server that sends more is named, not buffered whole", async () => {
+  const chunk = new Uint8Array(1 << 20).fill(0x20);
+  let sent = 0;
+  const server = answering(() =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          // Far past the bound, and finite: a client without one buffers all of it.
+          if (sent >= 3 * STATUS_MAX_BYTES) return controller.close();
+          sent += chunk.length;
+          controller.enqueue(chunk);
+        },
+      }),
+      { headers: { "content-type": "application/json" } },
+    )
+  );
+  try {
+    const text = io();
+    const url = `http://127.0.0.1:${server.addr.port}`;
+    assert.equal(await runStatus(["--url", url], text.io), 1);
+    assert.match(
+      text.err.join("\n"),
+      new RegExp(`${url} sent an answer larger than ${STATUS_MAX_BYTES / (1 << 20)} MiB`),
+    );
+    assert.ok(sent < 3 * STATUS_MAX_BYTES, `the server was read to its end (${sent} bytes)`);
+  } finally {
+    await server.shutdown();
+  }
 });
