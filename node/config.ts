@@ -31,6 +31,7 @@ import { MAX_GATHER_MS, MAX_TOKENS_PER_EVENT } from "../protocols/inference_mess
 import {
   ArchitectureSchema,
   MAX_REPORT_DELTA_BYTES,
+  MAX_ROUND_STEPS,
   MAX_WIRE_MODEL_PARAMETERS,
 } from "../protocols/training_messages.ts";
 
@@ -299,7 +300,7 @@ const nodeConfigSchema = z.strictObject({
     coordinator: z.strictObject({
       enabled: z.boolean().default(false),
       rounds: z.number().int().min(0).default(0),
-      steps: z.number().int().min(1).max(100_000).default(50),
+      steps: z.number().int().min(1).max(MAX_ROUND_STEPS).default(50),
       deadlineMs: z.number().int().min(100).max(MAX_TIMER_MS).default(120_000),
       minTrainers: z.number().int().min(1).max(1_000).default(1),
       seed: z.number().int().min(0).default(0),

@@ -58,7 +58,8 @@ VERIFLOW_* environment variable, the configuration file, the default (README, "C
   --training-rounds N
                     rounds to run (default 0: until stopped)
   --training-steps H
-                    local steps per trainer and round (default 50)
+                    local steps per trainer and round (default 50, at most 1000:
+                    trainers refuse longer rounds)
   --training-deadline MS
                     how long a round waits for reports (default 120000)
   --training-min-trainers N

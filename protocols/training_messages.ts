@@ -188,6 +188,15 @@ export interface RoundBody {
   deadline: number;
 }
 
+/**
+ * The most local steps (H) a trainer takes in one round by default
+ * (`TrainerServiceOptions.maxRoundSteps`), and so the most a node's coordinator asks for
+ * (`training.coordinator.steps`): 20 times the default H of 50, a few minutes of training for
+ * the built-in models on two cores. Rounds run one after another at a trainer, and one of the
+ * 100,000 steps the wire allows would hold every other coordinator's for hours.
+ */
+export const MAX_ROUND_STEPS = 1000;
+
 /** A coordinator's round; the reply is the trainer's report. */
 export const RoundMessage: MessageDefinition<RoundBody, ReportBody> = defineMessage(
   "training.round",

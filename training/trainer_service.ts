@@ -43,6 +43,7 @@ import { encodeCanonical } from "../protocols/cbor.ts";
 import {
   JoinMessage,
   MAX_OPENING_PART_BYTES,
+  MAX_ROUND_STEPS,
   type OpeningsBody,
   type ReportBody,
   type RoundBody,
@@ -145,6 +146,11 @@ export interface TrainerServiceOptions {
   stakeOf?: (key: Uint8Array) => Promise<number>;
   /** Where one line per join, round and challenge goes. */
   log?: (line: string) => void;
+  /**
+   * The most local steps (H) a round may ask of this trainer; default {@link MAX_ROUND_STEPS}.
+   * A longer one is refused (`too_many_steps`).
+   */
+  maxRoundSteps?: number;
 }
 
 /** Messages the TrainerService accepts. */
@@ -233,6 +239,14 @@ export class TrainerService implements Actor<TrainerMessage> {
   #savingCoordinators: Promise<void> = Promise.resolve();
   /** Whether the slots' directory is known to exist, its entry on disk. */
   #slotsDirMade = false;
+  /**
+   * The round each coordinator has waiting or running here (see {@link #admitRound}): its
+   * number, the request (its body but the deadline, hashed) and its report.
+   */
+  readonly #roundOf = new Map<
+    string,
+    { round: number; request: string; report: Promise<ReportBody> }
+  >();
 
   /** @param options See {@link TrainerServiceOptions}. */
   constructor(options: TrainerServiceOptions) {
@@ -277,16 +291,8 @@ export class TrainerService implements Actor<TrainerMessage> {
     switch (message.type) {
       case "peer":
         return this.#join(message.connection);
-      case "round": {
-        // The slot is taken here, in the mailbox, before any await: two requests for one slot
-        // cannot both pass, however close together they come.
-        const refusal = this.#claimSlot(message.body, message.coordinator);
-        const report = refusal === undefined
-          ? this.#train(message.body, message.coordinator, ctx)
-          : Promise.reject(refusal);
-        report.catch(() => {}); // the asker awaits it; a refusal is its answer, not a crash
-        return { report } as RoundAccepted;
-      }
+      case "round":
+        return this.#admitRound(message.body, message.coordinator, ctx);
       case "step":
         if (this.#current?.round !== message.round) {
           this.#current = { round: message.round, step: 0, steps: message.steps };
@@ -368,6 +374,64 @@ export class TrainerService implements Actor<TrainerMessage> {
       },
       () => {}, // not a coordinator, or gone: nothing to join there
     );
+  }
+
+  /**
+   * Train a round for `coordinator`, or refuse it at once. Rounds run one after another, so any
+   * peer that can ask for one could hold this trainer's real coordinators' rounds behind its own
+   * past their deadlines (the review of stop 49 found it): a round of more than
+   * {@link TrainerServiceOptions.maxRoundSteps} steps is refused (`too_many_steps`), and so is a
+   * second round from a coordinator while one of its rounds waits or runs here
+   * (`round_in_progress`) — the same request again (a coordinator that lost its connection and
+   * asks again) gets the running round's report instead. Decided in the mailbox, before any
+   * await: two requests cannot both pass, however close together they come.
+   */
+  #admitRound(
+    body: RoundBody,
+    coordinator: string,
+    ctx: ActorContext<TrainerMessage>,
+  ): RoundAccepted {
+    const refused = (error: TrainingError): RoundAccepted => {
+      const report = Promise.reject(error);
+      report.catch(() => {}); // the asker awaits it; a refusal is its answer, not a crash
+      return { report };
+    };
+    const maxSteps = this.#options.maxRoundSteps ?? MAX_ROUND_STEPS;
+    if (body.steps > maxSteps) {
+      this.#log(
+        `trainer: round ${body.round} refused for ${coordinator.slice(0, 16)}: H = ` +
+          `${body.steps} is more than ${maxSteps}`,
+      );
+      return refused(
+        new TrainingError(
+          "too_many_steps",
+          `this trainer takes rounds of at most ${maxSteps} local steps, not ${body.steps}`,
+        ),
+      );
+    }
+    const request = sha256Hex(encodeCanonical({ ...body, deadline: 0 }));
+    const running = this.#roundOf.get(coordinator);
+    if (running !== undefined) {
+      if (running.request === request) return { report: running.report };
+      return refused(
+        new TrainingError(
+          "round_in_progress",
+          `round ${running.round} of this coordinator is still waiting or running here: ` +
+            `one round at a time per coordinator`,
+        ),
+      );
+    }
+    const refusal = this.#claimSlot(body, coordinator);
+    if (refusal !== undefined) return refused(refusal);
+    const report = this.#train(body, coordinator, ctx);
+    report.catch(() => {}); // the asker awaits it; a failure is its answer, not a crash
+    const entry = { round: body.round, request, report };
+    this.#roundOf.set(coordinator, entry);
+    const done = () => {
+      if (this.#roundOf.get(coordinator) === entry) this.#roundOf.delete(coordinator);
+    };
+    report.then(done, done);
+    return { report };
   }
 
   /**

@@ -42,10 +42,13 @@ const STAKE = 10_000_000;
  * Stands in for `trainAndSign` (no tfjs): a delta and a receipt that are a pure function of
  * what the round asked, as honest training is. Counts its calls.
  */
-function countingTrain(): { train: TrainFunction; calls: () => number } {
+function countingTrain(
+  gate?: Promise<void>,
+): { train: TrainFunction; calls: () => number } {
   let calls = 0;
-  const train: TrainFunction = (options) => {
+  const train: TrainFunction = async (options) => {
     calls++;
+    await gate;
     const delta = encodeInt8Delta(
       quantizeDelta(
         new Map([...options.start].map(([name, t]) => [name, {
@@ -71,17 +74,23 @@ function countingTrain(): { train: TrainFunction; calls: () => number } {
       deltaHash: deltaHash(delta),
       deltaBytes: delta.length,
     }, options.identity);
-    return Promise.resolve({ report: { receipt, delta }, trace: {} as TrainingTrace });
+    return { report: { receipt, delta }, trace: {} as TrainingTrace };
   };
   return { train, calls: () => calls };
 }
 
-/** What both tests run a trainer on: a shard, the round models, a seeded start model. */
-async function trainerFixture(dir: string) {
+/**
+ * What the tests run a trainer on: a shard, the round models, a seeded start model. Training
+ * waits for `options.gate` when given; `options.maxRoundSteps` is the trainer's.
+ */
+async function trainerFixture(
+  dir: string,
+  options: { gate?: Promise<void>; maxRoundSteps?: number } = {},
+) {
   const split = await testSplit();
   const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
   const seed = await models.publish(TEST_ARCH, seededGptWeights(TEST_ARCH, 0));
-  const { train, calls } = countingTrain();
+  const { train, calls } = countingTrain(options.gate);
   const identity = Identity.generate();
   /**
    * A TrainerService named `name`, keeping its signed slots in `dataDir`; `stakeOf` is its
@@ -104,13 +113,15 @@ async function trainerFixture(dir: string) {
           sampleBytes: TEST_HYPER.sampleBytes,
           dataDir,
           stakeOf,
+          maxRoundSteps: options.maxRoundSteps,
         }),
     });
-  /** Ask `ref` for round `n` from the seeded model with H = `steps`; its report. */
+  /** Ask `ref` for round `n` from the seeded model with H = `steps` for `coordinator`. */
   const round = async (
     ref: Awaited<ReturnType<typeof trainer>>,
     n: number,
     steps: number,
+    coordinator = "c0",
   ) => {
     const body: RoundBody = {
       round: n,
@@ -122,7 +133,7 @@ async function trainerFixture(dir: string) {
       hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
       deadline: Date.now() + 60_000,
     };
-    const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator: "c0" });
+    const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator });
     return await report;
   };
   return { seed, identity, calls, trainer, round };
@@ -279,6 +290,51 @@ Deno.test("a damaged signed-slots file stops the trainer with an error that name
       assert.equal(Deno.readTextFileSync(join(dataDir, "signed-slots.json")), damaged, "kept");
     }
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a round asking more local steps than the trainer takes is refused (too_many_steps), never trained; one at the bound is", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-trainer-steps-" });
+  const system = new ActorSystem({ name: "trainer-steps" });
+  try {
+    const { trainer, round, calls } = await trainerFixture(dir, { maxRoundSteps: 5 });
+    const ref = await trainer(system, "node/trainer", dir);
+    await assert.rejects(round(ref, 0, 6), (e: { code?: string }) => e.code === "too_many_steps");
+    assert.equal(calls(), 0);
+    await round(ref, 0, 5);
+    assert.equal(calls(), 1);
+  } finally {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("one round at a time per coordinator: a second while its first waits or runs is refused (round_in_progress), the same request again shares the running one's report, another coordinator's is taken", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-trainer-one-round-" });
+  const system = new ActorSystem({ name: "trainer-one-round" });
+  const gate = Promise.withResolvers<void>();
+  try {
+    const { trainer, round, calls } = await trainerFixture(dir, { gate: gate.promise });
+    const ref = await trainer(system, "node/trainer", dir);
+    const first = round(ref, 0, 3, "c0");
+    const again = round(ref, 0, 3, "c0");
+    await assert.rejects(
+      round(ref, 1, 3, "c0"),
+      (e: { code?: string }) => e.code === "round_in_progress",
+    );
+    const other = round(ref, 0, 3, "c1");
+    gate.resolve();
+    const [a, b] = await Promise.all([first, again]);
+    assert.equal(a, b, "the same request again got the running round's report");
+    await other;
+    assert.equal(calls(), 2, "c0's round trained once, c1's once");
+    // Its round over, the coordinator's next round is taken.
+    await round(ref, 1, 3, "c0");
+    assert.equal(calls(), 3);
+  } finally {
+    gate.resolve();
+    await system.shutdown();
     await Deno.remove(dir, { recursive: true });
   }
 });
