@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { listenForStopSignals } from "../node/stop_signals.ts";
 import { parseArgs } from "node:util";
 import {
   DEFAULT_STREAM_IDLE_TIMEOUT_MS,
@@ -101,14 +102,7 @@ function defaultIo(): InferCommandIo {
       await Deno.stderr.write(encoder.encode(text));
     },
     env: (name) => Deno.env.get(name),
-    onStopSignal: (listener) => {
-      Deno.addSignalListener("SIGINT", listener);
-      Deno.addSignalListener("SIGTERM", listener);
-      return () => {
-        Deno.removeSignalListener("SIGINT", listener);
-        Deno.removeSignalListener("SIGTERM", listener);
-      };
-    },
+    onStopSignal: listenForStopSignals,
   };
 }
 

@@ -29,7 +29,7 @@ import {
 } from "./config.ts";
 import { lineLogger } from "./log_format.ts";
 import { startNode, type VeriflowNode } from "./node.ts";
-import { StopSignals } from "./stop_signals.ts";
+import { listenForStopSignals, StopSignals } from "./stop_signals.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { ActorError } from "../actors/errors.ts";
 import { START_HELP } from "./start_help.ts";
@@ -315,14 +315,7 @@ export interface StartCommandIo {
 
 /** The real process: its signals, stdout and stderr, `performance.now`. */
 export const PROCESS_IO: StartCommandIo = {
-  onStopSignal(listener) {
-    Deno.addSignalListener("SIGINT", listener);
-    Deno.addSignalListener("SIGTERM", listener);
-    return () => {
-      Deno.removeSignalListener("SIGINT", listener);
-      Deno.removeSignalListener("SIGTERM", listener);
-    };
-  },
+  onStopSignal: listenForStopSignals,
   out: (line) => console.log(line),
   err: (line) => console.error(line),
   now: () => performance.now(),

@@ -46,3 +46,25 @@ export class StopSignals {
     return this.#count === 1 ? "stop" : "force";
   }
 }
+
+/**
+ * The signals that ask a command to stop on `os`: SIGINT (Ctrl-C) and SIGTERM (what systemd,
+ * Docker and `kill` send); on Windows, where Deno listens only for SIGINT and SIGBREAK and
+ * registering SIGTERM throws, SIGINT and SIGBREAK (Ctrl-Break).
+ */
+export function stopSignalNames(os: typeof Deno.build.os = Deno.build.os): Deno.Signal[] {
+  return os === "windows" ? ["SIGINT", "SIGBREAK"] : ["SIGINT", "SIGTERM"];
+}
+
+/**
+ * Call `listener` on each of the process's stop signals ({@link stopSignalNames}); returns a
+ * function that stops listening. While a listener is registered, the signal no longer kills the
+ * process: the command stops itself.
+ */
+export function listenForStopSignals(listener: () => void): () => void {
+  const names = stopSignalNames();
+  for (const name of names) Deno.addSignalListener(name, listener);
+  return () => {
+    for (const name of names) Deno.removeSignalListener(name, listener);
+  };
+}

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { listenForStopSignals } from "../node/stop_signals.ts";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { VeriflowError } from "../protocols/errors.ts";
@@ -33,18 +34,11 @@ export class InterruptedError extends VeriflowError {
 export type OnStopSignal = (listener: () => void) => () => void;
 
 /**
- * The process's stop signals, SIGINT (Ctrl-C) and SIGTERM, as `cli.ts start` listens for them
- * (`PROCESS_IO.onStopSignal` in node/start_command.ts). While a listener is registered, the
+ * The process's stop signals, SIGINT (Ctrl-C) and SIGTERM (SIGBREAK on Windows), as `cli.ts
+ * start` listens for them (`listenForStopSignals` in node/stop_signals.ts). While a listener is registered, the
  * signal no longer kills the process: the command cleans up and exits 130 itself.
  */
-export const processStopSignals: OnStopSignal = (listener) => {
-  Deno.addSignalListener("SIGINT", listener);
-  Deno.addSignalListener("SIGTERM", listener);
-  return () => {
-    Deno.removeSignalListener("SIGINT", listener);
-    Deno.removeSignalListener("SIGTERM", listener);
-  };
-};
+export const processStopSignals: OnStopSignal = listenForStopSignals;
 
 /** What a command takes from the process besides its arguments; tests substitute their own. */
 export interface CommandIo {

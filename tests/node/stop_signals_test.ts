@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DUPLICATE_SIGNAL_MS, StopSignals } from "../../node/stop_signals.ts";
+import { DUPLICATE_SIGNAL_MS, stopSignalNames, StopSignals } from "../../node/stop_signals.ts";
 
 Deno.test("the first stop signal stops gracefully, a forwarded copy of it is ignored, a second one forces", () => {
   let now = 1_000;
@@ -14,4 +14,10 @@ Deno.test("the first stop signal stops gracefully, a forwarded copy of it is ign
   assert.equal(signals.next(), "force");
   now += DUPLICATE_SIGNAL_MS;
   assert.equal(signals.next(), "force");
+});
+
+Deno.test("the stop signals are SIGINT and SIGTERM, and on Windows (where registering SIGTERM throws) SIGINT and SIGBREAK", () => {
+  assert.deepEqual(stopSignalNames("linux"), ["SIGINT", "SIGTERM"]);
+  assert.deepEqual(stopSignalNames("darwin"), ["SIGINT", "SIGTERM"]);
+  assert.deepEqual(stopSignalNames("windows"), ["SIGINT", "SIGBREAK"]);
 });
