@@ -90,7 +90,7 @@ export async function carResponse(
   const headers = {
     ...common,
     "content-type": `${CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n`,
-    "content-disposition": attachment(root, "car"),
+    "content-disposition": attachment(root, "car", request.filename),
     "cache-control": IMMUTABLE,
     etag,
   };

@@ -7,8 +7,13 @@
  * @module
  */
 
-/** Bytes sniffed to guess a plain read's content type. */
-export const SNIFF_BYTES = 16;
+/**
+ * Bytes sniffed to guess a plain read's content type: what WHATWG MIME Sniffing and Go's
+ * `http.DetectContentType` (kubo's) read, enough to tell text from binary. Magic bytes need 16;
+ * text has none, and binary data shows its control bytes within a few hundred. Inside the first
+ * leaf, which a read verifies whole anyway.
+ */
+export const SNIFF_BYTES = 512;
 
 /** Type of a name's extension: what a browser needs to show, play or load the file. */
 const TYPE_BY_EXTENSION: Readonly<Record<string, string>> = {
@@ -57,7 +62,11 @@ export function typeFromName(name: string | undefined): string | undefined {
 
 /**
  * A content type from a file's first bytes ({@link SNIFF_BYTES} of them): the few formats a browser
- * must be told to play or show; anything else is bytes.
+ * must be told to play or show, by their magic bytes; then text, which has none: no byte WHATWG
+ * MIME Sniffing calls binary data (a control character other than tab, LF, FF, CR and ESC) is
+ * `text/plain`, with `charset=utf-8` when the bytes are UTF-8 (the Path Gateway spec: "detect
+ * plain text file and return text/plain instead of application/octet-stream"). Anything else is
+ * bytes.
  *
  * @example
  * ```ts
@@ -83,5 +92,28 @@ export function typeFromBytes(head: Uint8Array): string {
   if (ascii(0, "RIFF") && ascii(8, "WAVE")) return "audio/wav";
   if (starts(0x89, 0x50, 0x4e, 0x47)) return "image/png";
   if (starts(0xff, 0xd8, 0xff)) return "image/jpeg";
+  if (ascii(0, "GIF87a") || ascii(0, "GIF89a")) return "image/gif";
+  if (ascii(0, "RIFF") && ascii(8, "WEBP")) return "image/webp";
+  // A PDF starts as text: told apart before the text rule.
+  if (ascii(0, "%PDF-")) return "application/pdf";
+  if (!head.some(isBinaryDataByte)) {
+    return isUtf8(head) ? "text/plain; charset=utf-8" : "text/plain";
+  }
   return "application/octet-stream";
+}
+
+/** A byte WHATWG MIME Sniffing calls binary data: no text holds it. */
+function isBinaryDataByte(byte: number): boolean {
+  return byte <= 0x08 || byte === 0x0b || (byte >= 0x0e && byte <= 0x1a) ||
+    (byte >= 0x1c && byte <= 0x1f);
+}
+
+/** True when `head` is UTF-8, but for a character cut at its end (a sniffed prefix may cut one). */
+function isUtf8(head: Uint8Array): boolean {
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(head, { stream: true });
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -41,6 +41,10 @@ export interface GatewayRequest {
   readBlock: (cid: string, signal?: AbortSignal) => Promise<Uint8Array>;
   /** Headers every answer carries: `X-Ipfs-Path` (as requested), `X-Ipfs-Roots`, `nosniff`. */
   common: Record<string, string>;
+  /** The `filename` query parameter, when given: the name the answer is saved and typed by. */
+  filename: string | undefined;
+  /** True for `download=true`: the answer is an attachment, never rendered. */
+  download: boolean;
 }
 
 /** The codec of any CID the gateway takes, identity CIDs included. */
@@ -85,8 +89,46 @@ export function notModified(common: Record<string, string>, etag: string): Respo
 
 /**
  * A block or a CAR is not for a browser to render: the trustless gateway spec has it downloaded
- * under the CID's name.
+ * under the CID's name, or under the request's `filename` when it gave one.
  */
-export function attachment(cid: string, extension: "bin" | "car"): string {
-  return `attachment; filename="${cid}.${extension}"`;
+export function attachment(
+  cid: string,
+  extension: "bin" | "car",
+  filename: string | undefined,
+): string {
+  return contentDisposition("attachment", filename ?? `${cid}.${extension}`);
 }
+
+/**
+ * A `Content-Disposition` of `kind`, naming `name` if given (Path Gateway spec,
+ * "Content-Disposition"). A name comes from the request's query and may hold any character (`"`,
+ * CR LF, non-ASCII): it is sent as an ASCII `filename` with every other character (and `"`, `\`)
+ * as `_`, and, when that lost anything, as an RFC 8187 `filename*` of its UTF-8 as well, which
+ * browsers prefer.
+ *
+ * @example
+ * ```ts
+ * import { contentDisposition } from "./gateway_request.ts";
+ * contentDisposition("inline", "testтест.pdf");
+ * // inline; filename="test____.pdf"; filename*=UTF-8''test%D1%82%D0%B5%D1%81%D1%82.pdf
+ * ```
+ */
+export function contentDisposition(kind: "inline" | "attachment", name?: string): string {
+  if (name === undefined) return kind;
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/gu, "_"); // one `_` per character
+  const plain = `${kind}; filename="${ascii}"`;
+  return ascii === name ? plain : `${plain}; filename*=UTF-8''${rfc8187(name)}`;
+}
+
+/** `text`'s UTF-8 with every byte but RFC 8187's `attr-char` percent-encoded. */
+function rfc8187(text: string): string {
+  let out = "";
+  for (const byte of new TextEncoder().encode(text)) {
+    const char = String.fromCharCode(byte);
+    out += ATTR_CHAR.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/** RFC 8187 `attr-char`: what a `filename*` value carries unencoded. */
+const ATTR_CHAR = /^[A-Za-z0-9!#$&+\-.^_`|~]$/;

@@ -14,7 +14,9 @@
  * `{path}` is resolved name by name through UnixFS directories (`storage/unixfs_path.ts`): a missing
  * name, or one asked of a file, is 404 `path_not_found` naming it; a HAMT-sharded directory on the
  * way is 501. Every answer names the requested path (`X-Ipfs-Path`) and the CID of each step of it
- * (`X-Ipfs-Roots`). CAR answers are `gateway_car.ts`'s.
+ * (`X-Ipfs-Roots`). CAR answers are `gateway_car.ts`'s. `?filename=` and `?download=true` name a
+ * file's, a block's or a CAR's `Content-Disposition` (and type a file by the name); a
+ * `Service-Worker: script` request for `/ipfs/{cid}` itself is 400 (its scope would be `/ipfs/`).
  *
  * A client that verifies (such as `@helia/verified-fetch`) can use a Veriflow node as its
  * gateway: every block is the bytes of its CID. These routes are outside `/v1` and need no API
@@ -52,6 +54,7 @@ import {
   attachment,
   type BlockSource,
   codecOf,
+  contentDisposition,
   type GatewayRequest,
   IMMUTABLE,
   noneMatch,
@@ -113,6 +116,16 @@ export function gatewayRoutes(
     // `new URL()` each normalize it their own way (`%2e%2e`), and could name different roots.
     const { pathname, search } = rawTarget(c.req.url);
     const path = contentPath(pathname);
+    if (c.req.header("service-worker") === "script" && path.rest === "") {
+      // Path Gateway spec: a worker's scope is its script's directory, here `/ipfs/`, every CID
+      // on this origin; under `/ipfs/{cid}/` it is that content root's alone.
+      throw new RequestValidationError(
+        "invalid_request",
+        "a service worker may be registered under /ipfs/{cid}/, not at /ipfs/{cid}: its scope " +
+          "would be every CID on this origin",
+        "path",
+      );
+    }
     const root = edgeCid(path.cid);
     const format = responseFormat(c.req.query("format"), c.req.header("accept"));
     const source = (cid: string): BlockSource => {
@@ -135,6 +148,10 @@ export function gatewayRoutes(
         "x-ipfs-roots": resolved.roots.join(","),
         "x-content-type-options": "nosniff",
       },
+      // Path Gateway spec: the name an answer is saved (and a file typed) by, and whether a
+      // browser must save it rather than render it.
+      filename: c.req.query("filename") || undefined,
+      download: c.req.query("download") === "true",
     };
     if (format === "raw") return await blockResponse(request);
     if (format === "car") return await carResponse(request, options);
@@ -216,7 +233,7 @@ async function blockResponse(request: GatewayRequest): Promise<Response> {
   const headers = {
     ...common,
     "content-type": RAW_MEDIA_TYPE,
-    "content-disposition": attachment(cid, "bin"),
+    "content-disposition": attachment(cid, "bin", request.filename),
     "content-length": String(bytes.length),
     "cache-control": IMMUTABLE,
     etag,
@@ -319,7 +336,11 @@ function refused(error: EdgeError): PlainEntity {
   return { kind: "refused", error };
 }
 
-/** A public file's bytes, `Range` answered; typed by its pin, its `name`, or its first bytes. */
+/**
+ * A public file's bytes, `Range` answered; typed by its pin's type, the request's `filename` or
+ * its `name`, its pin's name, or its first bytes; with a `Content-Disposition` when `filename` or
+ * `download=true` asked for one (Path Gateway spec: `inline` unless `download=true`).
+ */
 async function fileResponse(
   request: GatewayRequest,
   cid: string,
@@ -331,14 +352,23 @@ async function fileResponse(
   const fileSize = info.size;
   const etag = `"${cid}"`;
   if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
-  const type = info.mime ?? typeFromName(name) ?? await sniff(source, cid, fileSize);
-  const headers = {
+  const { filename, download } = request;
+  // The type the put recorded; else a name's: the URL's, else the put's (`cli put notes.txt`
+  // records the name alone); else the bytes'.
+  const type = info.mime ?? typeFromName(filename ?? name) ?? typeFromName(info.name) ??
+    await sniff(source, cid, fileSize);
+  const headers: Record<string, string> = {
     ...common,
     ...UNTRUSTED_CONTENT_HEADERS,
     "content-type": type,
     "cache-control": IMMUTABLE,
     etag,
   };
+  if (filename !== undefined || download) {
+    headers["content-disposition"] = download
+      ? contentDisposition("attachment", filename ?? name)
+      : contentDisposition("inline", filename);
+  }
   return await rangedResponse(
     c.req.header("range"),
     fileSize,

@@ -48,6 +48,13 @@ export async function rangedResponse(
   const parsed = parseRange(range, size);
   const out: Record<string, string> = { ...headers, "accept-ranges": "bytes" };
   if (parsed === "unsatisfiable") {
+    // An error, not the body: the body's `Cache-Control` (the gateway's is a year, immutable)
+    // would let a shared cache, which keys on the URL and not on `Range`, replay this 416 to every
+    // later read of the URL. Without one a 416 is not stored (not heuristically cacheable,
+    // RFC 9111 §4.2.2).
+    for (const name of Object.keys(out)) {
+      if (name.toLowerCase() === "cache-control") delete out[name];
+    }
     out["content-range"] = `bytes */${size}`;
     return new Response(null, { status: 416, headers: out });
   }

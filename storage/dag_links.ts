@@ -44,6 +44,11 @@ export function chunksReferencedBy(bytes: Uint8Array): string[] {
  * reader fails on it anyway), a dag-cbor manifest's chunks ({@link chunksReferencedBy}), and a
  * raw object's only when `options.legacyManifest` says the store records it as a manifest: a
  * raw block is otherwise a leaf, and a file's bytes shaped like a manifest name nothing.
+ *
+ * Stored blocks only: an identity CID carries its block and is stored nowhere, so it has no
+ * storage key for GC, repair or a listing to keep or ask for (one made every GC of the store fail
+ * with `invalid_cid`). An inline dag-pb node's own links stand in its place (`ipfs add --inline`
+ * with an `--inline-limit` over ~50 bytes inlines a one-entry directory that links a stored file).
  */
 export function blocksReferencedBy(
   id: string,
@@ -53,7 +58,7 @@ export function blocksReferencedBy(
   const codec = cidCodec(id);
   if (codec === DAG_PB_CODEC) {
     try {
-      return dagPbLinks(bytes, id);
+      return storedLinks(dagPbLinks(bytes, id));
     } catch (error) {
       // A walk that hands blocks on (a CAR, a listing) must not pass an oversized node off as a
       // leaf; GC, which cannot read one anyway, keeps just the node.
@@ -65,6 +70,29 @@ export function blocksReferencedBy(
     return chunksReferencedBy(bytes);
   }
   return [];
+}
+
+/**
+ * `links` with each identity CID replaced by the links of the node it inlines (none for an inline
+ * leaf), in order. Each inline node is smaller than the CID that carries it, so this ends.
+ */
+function storedLinks(links: readonly string[]): string[] {
+  const out: string[] = [];
+  const stack = [...links].reverse();
+  while (stack.length > 0) {
+    const link = stack.pop()!;
+    const inline = identityBlock(link);
+    if (inline === undefined) out.push(link);
+    else if (inline.codec === DAG_PB_CODEC) {
+      try {
+        stack.push(...dagPbLinks(inline.bytes, link).reverse());
+      } catch {
+        // An inline node that does not decode links nothing (its reader fails on it), and must
+        // not cost its parent's other links their place: the parent's decode is what counts.
+      }
+    }
+  }
+  return out;
 }
 
 /**
@@ -91,8 +119,9 @@ export interface WalkedBlock {
  * order of a CAR export. The root and every linking node are read with `get` (they must be,
  * to find their links); leaves are listed, not read. A raw root links nothing unless
  * `options.isLegacyManifest` (the store's record) says it is a manifest written before UnixFS.
- * An identity block comes with the bytes its CID carries, never read with `get`, and is not
- * walked into (an inline node is a few dozen bytes: `ipfs add --inline` links nothing from one).
+ * An identity root comes with the bytes its CID carries, never read with `get`, and is not walked
+ * into; below the root, an identity block is no stored block and is not listed, but an inline
+ * node's links are ({@link blocksReferencedBy}).
  */
 export async function* dagBlocks(
   root: string,

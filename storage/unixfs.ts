@@ -20,6 +20,7 @@ import * as dagPb from "@ipld/dag-pb";
 import { UnixFS } from "ipfs-unixfs";
 import { CID } from "multiformats/cid";
 import {
+  type CidCodec,
   cidCodec,
   cidDigest,
   cidFromDigest,
@@ -206,7 +207,7 @@ export interface UnixfsNode {
  * @throws {InvalidManifestError} a dag-pb node that is not UnixFS, or whose sizes disagree.
  */
 export function decodeUnixfs(cid: string, bytes: Uint8Array): UnixfsNode {
-  const codec = identityBlock(cid)?.codec ?? cidCodec(cid); // an inline node has no sha2-256
+  const codec = codecOf(cid);
   if (codec === RAW_CODEC) {
     return { type: "file", fileSize: bytes.length, links: [], data: bytes, blockSizes: [] };
   }
@@ -236,7 +237,9 @@ export function decodeUnixfs(cid: string, bytes: Uint8Array): UnixfsNode {
     if (blockSizes.length !== links.length) {
       throw new InvalidManifestError(`${cid}: ${links.length} links, ${blockSizes.length} sizes`);
     }
-    for (const link of links) storageKey(link.cid); // a link we could not fetch is invalid
+    // A link we could not fetch is invalid; an identity link carries its block (`ipfs add --inline`
+    // inlines a chunk or a node of up to 32 bytes), so it needs no storage key.
+    for (const link of links) if (identityBlock(link.cid) === undefined) storageKey(link.cid);
   }
   return {
     type: unixfs.type,
@@ -244,6 +247,22 @@ export function decodeUnixfs(cid: string, bytes: Uint8Array): UnixfsNode {
     links,
     data: unixfs.data ?? new Uint8Array(0),
     blockSizes,
+  };
+}
+
+/** The codec of `cid`, an identity CID's too (an inline block has no sha2-256 digest). */
+function codecOf(cid: string): CidCodec {
+  return identityBlock(cid)?.codec ?? cidCodec(cid);
+}
+
+/**
+ * `get`, except that an identity CID's block is the bytes the CID carries: nothing is stored under
+ * it to fetch (a file `ipfs add --inline` wrote links its small last chunk so).
+ */
+function inlineAware(get: GetBlock): GetBlock {
+  return (cid) => {
+    const inline = identityBlock(cid);
+    return inline === undefined ? get(cid) : Promise.resolve(inline.bytes);
   };
 }
 
@@ -324,8 +343,9 @@ export interface FilePiece {
   /**
    * The leaf's file data, when the walk already read it: a dag-pb leaf (a file imported without
    * raw leaves, or a root that is its own leaf) is a UnixFS node, and its data is the `Data` field
-   * it carries, not its block (a node with links too: the bytes before its links'). Absent for a
-   * raw leaf, whose block is its data: fetch `cid`.
+   * it carries, not its block (a node with links too: the bytes before its links'); an identity
+   * raw leaf's is the bytes its CID carries. Absent for a raw leaf stored under its CID, whose
+   * block is its data: fetch `cid`.
    */
   data?: Uint8Array;
 }
@@ -343,8 +363,9 @@ export async function* filePieces(
   root: UnixfsNode & { cid: string },
   start: number,
   end: number,
-  get: GetBlock,
+  getStored: GetBlock,
 ): AsyncGenerator<FilePiece> {
+  const get = inlineAware(getStored);
   // Iterative, with a stack of its own: a DAG is as deep as whoever made it chose (a chain of
   // 5,000 one-link nodes recursed 5,000 generators deep and overflowed the call stack), and each
   // piece came back up every level of `yield*`.
@@ -367,8 +388,13 @@ export async function* filePieces(
     // A link holding no byte has none to read, wherever it sits: walked, a zero-byte subtree that
     // links the next level 174 times costs 174^depth reads for nothing (a tiny hostile DAG).
     if (size === 0 || at + size <= start || at >= end) continue;
-    if (cidCodec(link.cid) === RAW_CODEC) {
-      yield { cid: link.cid, size, from: Math.max(0, start - at), to: Math.min(size, end - at) };
+    if (codecOf(link.cid) === RAW_CODEC) {
+      const from = Math.max(0, start - at);
+      const to = Math.min(size, end - at);
+      const inline = identityBlock(link.cid);
+      yield inline === undefined
+        ? { cid: link.cid, size, from, to }
+        : { cid: link.cid, size, from, to, data: inline.bytes };
       continue;
     }
     const { node: child } = await fileChild(link.cid, size, get);
@@ -438,9 +464,10 @@ export async function* fileRangeBlocks(
   root: string,
   start: number,
   end: number,
-  get: GetBlock,
+  getStored: GetBlock,
   options?: FileRangeOptions,
 ): AsyncGenerator<RangeBlock> {
+  const get = inlineAware(getStored);
   const maxSteps = options?.maxSteps ?? MAX_RANGE_STEPS;
   let steps = 0;
   const rootBytes = await get(root);
@@ -468,7 +495,7 @@ export async function* fileRangeBlocks(
     if (at + size <= start || at >= end) continue;
     if (++steps > maxSteps) throw new RangeTooLargeError(root, maxSteps);
     if (complete.has(link.cid)) continue;
-    if (cidCodec(link.cid) === RAW_CODEC) {
+    if (codecOf(link.cid) === RAW_CODEC) {
       complete.add(link.cid); // a raw leaf is one block, listed whole
       if (!listed.has(link.cid)) yield { cid: link.cid };
       listed.add(link.cid);
