@@ -74,9 +74,17 @@ export function blocksReferencedBy(
 
 /**
  * `links` with each identity CID replaced by the links of the node it inlines (none for an inline
- * leaf), in order. Each inline node is smaller than the CID that carries it, so this ends.
+ * leaf), in order: the stored blocks they name. Each inline node is smaller than the CID that
+ * carries it, so this ends.
+ *
+ * @example
+ * ```ts
+ * import { storedLinks } from "./dag_links.ts";
+ * // An inlined leaf (`ipfs add --inline`) names no stored block.
+ * storedLinks(["bafkqaaa"]); // []
+ * ```
  */
-function storedLinks(links: readonly string[]): string[] {
+export function storedLinks(links: readonly string[]): string[] {
   const out: string[] = [];
   const stack = [...links].reverse();
   while (stack.length > 0) {

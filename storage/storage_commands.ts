@@ -23,7 +23,7 @@ import { type FileInfo, FileStore } from "./file_store.ts";
 import { OwnerKey } from "./private_tier.ts";
 import { formatBytes, ProgressBar } from "./progress_bar.ts";
 import type { DagEntry, DirectoryEntry } from "./unixfs.ts";
-import { blocksReferencedBy, isDagNode } from "./dag_links.ts";
+import { blocksReferencedBy, isDagNode, storedLinks } from "./dag_links.ts";
 import { storageKey } from "../protocols/cid.ts";
 import { defaultDataDir } from "../node/default_data_dir.ts";
 import {
@@ -307,7 +307,8 @@ async function damageOf(
 ): Promise<{ missing: number; corrupt: number }> {
   const damage = { missing: 0, corrupt: 0 };
   const seen = new Set<string>();
-  const stack = [...chunks];
+  // A file's inlined (identity CID) links are stored nowhere: no key to look up, no damage.
+  const stack = storedLinks(chunks);
   while (stack.length > 0) {
     const cid = stack.pop()!;
     if (seen.has(cid)) continue;

@@ -4,7 +4,9 @@
  * DAGs and a CAR import pins them, but GC took every link for a stored block and asked its storage
  * key, which an identity CID has none of: one such pin made every GC of the store fail with
  * `invalid_cid`. Fixed in `dag_links.ts` (`blocksReferencedBy` names the stored blocks a node
- * links, an inline node's own links in its place). The test here failed on the code before it.
+ * links, an inline node's own links in its place), and `cli ls` listed such a file as
+ * `ERROR invalid_cid` (`storage_commands.ts` walks a file's links the same way now). Each test
+ * failed on the code before it.
  */
 import assert from "node:assert/strict";
 import * as dagPb from "@ipld/dag-pb";
@@ -14,6 +16,8 @@ import { identity } from "multiformats/hashes/identity";
 import { cidDigest, cidFromDigest, DAG_PB_CODEC, RAW_CODEC } from "../../protocols/cid.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { dagBlocks } from "../../storage/dag_links.ts";
+import { runLs, runPut } from "../../storage/storage_commands.ts";
+import { captureConsole as capture } from "../_helpers/console_capture.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 
@@ -79,6 +83,38 @@ Deno.test("GC of a store holding pinned DAGs that link identity CIDs (an inlined
     const listed: string[] = [];
     for await (const block of dagBlocks(site, (c) => store.get(c))) listed.push(block.cid);
     assert.deepEqual(listed, [site, other, deep]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("cli ls lists a file with an inlined (identity CID) leaf as whole, with and without --verify, not as ERROR invalid_cid", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const node = `${dir}/node`;
+    await Deno.writeTextFile(`${dir}/seed.txt`, "makes the data directory");
+    assert.equal((await capture(() => runPut(["--data", node, `${dir}/seed.txt`]))).code, 0);
+    const store = await ChunkStore.open(`${node}/store`);
+    const leaf = cidFromDigest(cidDigest(await store.put(encode("0123456789"))), RAW_CODEC);
+    const tiny = CID.createV1(RAW_CODEC, identity.digest(encode("abc"))).toString();
+    const children = [{ cid: leaf, size: 10 }, { cid: tiny, size: 3 }];
+    const file = cidFromDigest(
+      cidDigest(await store.put(pbNode(fileData(children), children))),
+      DAG_PB_CODEC,
+    );
+    await store.pin(file);
+    for (const flags of [[], ["--verify"]]) {
+      const listed = await capture(() => runLs(["--data", node, ...flags]));
+      assert.equal(listed.code, 0, listed.err);
+      const line = listed.out.split("\n").find((l) => l.startsWith(file));
+      assert.ok(line !== undefined, listed.out);
+      assert.doesNotMatch(line, /ERROR|DAMAGED/);
+    }
+    // A lost stored leaf is still counted, and the inlined one never is.
+    await store.delete(leaf);
+    const json = JSON.parse((await capture(() => runLs(["--data", node, "--json"]))).out);
+    const entry = json.files.find((f: { cid: string }) => f.cid === file);
+    assert.deepEqual(entry.damage, { missing: 1, corrupt: 0 });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
