@@ -118,7 +118,9 @@ export {
   ResumeUnsupportedError,
   StartTimeoutError,
   WorkerStalledError,
+  WorkerTooSlowError,
 } from "./inference/remote_errors.ts";
+export { InvalidResumeError, ResumeMismatchError } from "./inference/resumed_generation.ts";
 export {
   type CancelJob,
   DEFAULT_CONCURRENCY,
@@ -242,7 +244,12 @@ export * from "./proof/challenge_timing.ts";
 export * from "./storage/chunk_store.ts";
 export * from "./storage/pending_put.ts";
 export * from "./storage/file_store.ts";
-export type { DagEntry, DirectoryEntry } from "./storage/unixfs.ts";
+export {
+  type DagEntry,
+  type DirectoryEntry,
+  DirectoryTooLargeError,
+  RangeTooLargeError,
+} from "./storage/unixfs.ts";
 export type { CarScope } from "./storage/car.ts";
 export type { GatewayStorage } from "./storage/gateway_port.ts";
 export type { ShareRecord } from "./storage/share_links.ts";
@@ -288,6 +295,10 @@ export {
 } from "./network/peer_address.ts";
 export * from "./node/node_identity.ts";
 export * from "./node/data_dir_lock.ts";
+// What startNode refuses a port or an API keys file with.
+export { HttpListenError } from "./node/http_listener.ts";
+export { PeerListenError } from "./network/peer_listener.ts";
+export { ApiKeysFileError } from "./server/api_keys.ts";
 
 // Training (docs/TRAINING.md): corpus, local AdamW, int8 deltas, receipts, DiLoCo rounds, the
 // proof of training work, and `cli.ts train`'s runner.
@@ -351,6 +362,7 @@ export {
   verifyTrainingChallenge,
 } from "./training/training_challenge.ts";
 export {
+  ChallengeMismatchError,
   openChallengedSteps,
   type OpenedSample,
   OpenedStates,

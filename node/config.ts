@@ -34,6 +34,7 @@ import {
   MAX_ROUND_STEPS,
   MAX_WIRE_MODEL_PARAMETERS,
 } from "../protocols/training_messages.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../training/local_trainer.ts";
 
 // Numbers as an operator writes them, read the same way by every command (`number_flags.ts`).
 export { notDecimalNumber, notWholeNumber, parseDecimalNumber, parseWholeNumber };
@@ -92,6 +93,14 @@ const MODEL_DIR_REQUIRED = "expected the directory of an exported model (model.o
  * so `--heartbeat 3000000000` logged a heartbeat every millisecond.
  */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The shortest `training.arch.contextLength` a node can train or coordinate: its rounds train on
+ * samples of `DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes` bytes (the length each trainer commits its
+ * shard at), and the model reads all of a sample but its last byte at once. A shorter context
+ * crashed the coordinator at start, naming no setting.
+ */
+const MIN_TRAINING_CONTEXT = DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes - 1;
 
 /** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
 const nodeConfigSchema = z.strictObject({
@@ -286,7 +295,11 @@ const nodeConfigSchema = z.strictObject({
       numLayers: z.number().int().min(1).max(64).default(2),
       hiddenSize: z.number().int().min(1).max(8192).default(64),
       numHeads: z.number().int().min(1).max(128).default(4),
-      contextLength: z.number().int().min(2).max(65_536).default(256),
+      contextLength: z.number().int().min(
+        MIN_TRAINING_CONTEXT,
+        `expected at least ${MIN_TRAINING_CONTEXT}: a round trains on samples of ` +
+          `${DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes} bytes, read ${MIN_TRAINING_CONTEXT} at once`,
+      ).max(65_536).default(256),
     }).refine(
       (arch) => ArchitectureSchema.safeParse(arch).success,
       `hiddenSize must be a multiple of numHeads, and the model at most ${MAX_WIRE_MODEL_PARAMETERS} parameters, its delta within ${MAX_REPORT_DELTA_BYTES} bytes (a round's report carries it inline, a byte a parameter and a scale a row)`,

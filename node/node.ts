@@ -195,6 +195,16 @@ export interface VeriflowNode {
 /**
  * Start a node.
  *
+ * Every failure is a rejection, and what it took (the ports, the data directory) is released
+ * first. A role whose actor fails to start rejects it with an `ActorCrashedError` carrying
+ * the role's error as `reason`.
+ *
+ * @throws {HttpListenError} the HTTP port cannot be bound (taken, not this machine's).
+ * @throws {PeerListenError} the peer port cannot be bound.
+ * @throws {ApiKeysFileError} `http.apiKeysFile` cannot be read, or holds a malformed key.
+ * @throws {DataDirLockedError} another node or command holds the data directory.
+ * @throws {ModelLoadError} the configured model cannot be loaded.
+ *
  * @example
  * ```ts ignore
  * const node = await startNode(parseNodeConfig({ http: { port: 0 } }), { log: console.log });

@@ -122,9 +122,13 @@ export interface FileInfo {
   cid: string;
   /** Tier. */
   tier: StorageTier;
-  /** Plaintext size (private files: only known with the key, else `null`). */
+  /** Plaintext size; `null` for a directory, and for a private file stated without its key. */
   size: number | null;
-  /** Chunk size (private files: only known with the key, else `null`). */
+  /**
+   * Chunk size where the file records one: a private file stated with its key, a public file
+   * written before UnixFS. `null` for a UnixFS file (its leaves carry their own sizes) and for a
+   * private file stated without its key.
+   */
   chunkSize: number | null;
   /**
    * Chunk CIDs as stored: a manifest's chunks (ciphertext CIDs for private files), a UnixFS
@@ -243,9 +247,11 @@ export class FileStore {
   }
 
   /**
-   * A UnixFS directory of files and directories already stored (each entry: its name, and the
-   * `cid`, `size` and `tsize` its put returned; a directory's size is 0); resolves with its
-   * entry. Entries are sorted by name, as dag-pb requires.
+   * A UnixFS directory of files and directories already stored (each entry: its `name`, and the
+   * `cid` and `tsize` its put returned with the put's `size` as `fileSize` —
+   * `{ name, fileSize: file.size, ...file }` — or, for a subdirectory, `{ name, ...dir }` with
+   * the entry its `putDirectory` resolved with); resolves with its entry. Entries are sorted by
+   * name, as dag-pb requires.
    *
    * @throws {DirectoryTooLargeError} so many entries that IPFS would shard the directory.
    */
