@@ -28,7 +28,12 @@
  *   leaves: k ids are kept, the definite ones and `s` of the uncertain ones (possibly but not
  *   definitely kept), so besides the token (one of the `s` when it is uncertain) an honest run
  *   keeps at least the `s` (or `s − 1`) lowest-scoring other uncertain ids, and the token beat
- *   them all.
+ *   them all;
+ * - within 2ε/T of every id surely before it (a logit more than 2ε above its own): the kept ids
+ *   are a prefix of the rule order, so a run that keeps the token keeps those; and with top-p,
+ *   the ids that may come before the earliest id beating it by more than 2ε/T, those ids left
+ *   out, must be able to end an honest run's prefix (k of them, or topP of the mass top-k
+ *   keeps), since a run that keeps none of the ids beating it ends its prefix before them.
  *
  * So the accepted set is one token except at genuine near-ties of the rule: two scores within
  * 2ε/T, or an id at a cut-off.
@@ -232,6 +237,21 @@ class ToleratedRace {
   readonly #slots: number;
   readonly #uncertain: Float64Array;
   readonly #uncertainAt = new Map<number, number>();
+  // By id: the best race score among the ids that beat it by more than 2ε (surely before it in
+  // every honest order, so kept wherever it is: the kept set is a prefix of that order).
+  readonly #surelyBeforeBest: Float64Array;
+  // Top-p: what the mass rule ({@link ToleratedRace.#canReachTopP}) reads.
+  readonly #mass?: {
+    topP: number;
+    topK: number; // 0 without a top-k cut
+    keptByK: number; // ranks [0, keptByK) are kept by every honest run's top-k
+    maybeByK: number; // ranks [0, maybeByK) are kept by some honest run's top-k
+    order: Int32Array;
+    tieEnd: Int32Array;
+    w: Float64Array; // weights by rank
+    wAll: Float64Array; // prefix sums of w by rank
+    qAll: Float64Array; // prefix sums of w² by rank
+  };
   readonly #t: number;
   readonly #tol: SamplingTolerance;
 
@@ -275,19 +295,39 @@ class ToleratedRace {
     }
     if (params.topP < 1 && n > 0) {
       const w = l.map((v) => Math.exp((v - l[0]) / params.temperature));
+      // The ids top-k possibly and definitely keeps are prefixes of the rule order.
+      const keptByK = definite.indexOf(0) < 0 ? n : definite.indexOf(0);
+      const maybeByK = possible.indexOf(0) < 0 ? n : possible.indexOf(0);
       this.#cutTopP(params.topP, w, aboveEnd, tieEnd, possible, definite);
+      const ones = new Uint8Array(n).fill(1);
+      const { wPos: wAll, qPos: qAll } = prefixSums(w, ones, ones);
+      const topK = cutK ? params.topK : 0;
+      this.#mass = { topP: params.topP, topK, keptByK, maybeByK, order, tieEnd, w, wAll, qAll };
     }
     // Race scores (steps 6–7) of the ids possibly kept; the two best definitely kept.
     const noise = raceNoise(params.seed, position);
     this.#possible = new Uint8Array(vocabSize);
     this.#score = new Float64Array(vocabSize).fill(-Infinity);
+    this.#surelyBeforeBest = new Float64Array(vocabSize).fill(-Infinity);
     const best = [{ id: -1, score: -Infinity }, { id: -1, score: -Infinity }];
+    // Scores by rank up to the last possible one (the possible ids are a prefix of the rule
+    // order, and every rank surely before one of them is below it), with their running best:
+    // `bestBefore[a]` is the best score among ranks [0, a).
+    let span = 0;
+    for (let j = 0; j < n; j++) if (possible[j]) span = j + 1;
+    const rankScore = new Float64Array(span);
+    const bestBefore = new Float64Array(span + 1).fill(-Infinity);
+    for (let j = 0; j < span; j++) {
+      rankScore[j] = l[j] / params.temperature + noise(order[j]);
+      bestBefore[j + 1] = Math.max(bestBefore[j], rankScore[j]);
+    }
     for (let j = 0; j < n; j++) {
       if (!possible[j]) continue;
       const id = order[j];
-      const score = l[j] / params.temperature + noise(id);
+      const score = rankScore[j];
       this.#possible[id] = 1;
       this.#score[id] = score;
+      this.#surelyBeforeBest[id] = bestBefore[aboveEnd[j]];
       if (!definite[j]) continue;
       if (score > best[0].score) best.unshift({ id, score });
       else if (score > best[1].score) best.splice(1, 0, { id, score });
@@ -319,7 +359,69 @@ class ToleratedRace {
     if (!this.#possible[token]) return Infinity;
     const rival = this.#best[0].id === token ? this.#best[1] : this.#best[0];
     const score = this.#score[token];
-    return Math.max(behind(rival.score, score), behind(this.#slotRival(token), score));
+    const deficit = Math.max(
+      behind(rival.score, score),
+      behind(this.#slotRival(token), score),
+      behind(this.#surelyBeforeBest[token], score),
+    );
+    return deficit <= this.allowed && !this.#canReachTopP(token) ? Infinity : deficit;
+  }
+
+  /**
+   * The mass rule of a top-p cut: whether an honest run can keep `token` and none of the ids H
+   * whose scores beat its score by more than 2ε/T. Keeping none of H, the kept prefix ends
+   * before the earliest of them, h, so it holds only ids F outside H that honest noise may order
+   * before h (a logit at least h's − 2ε). A prefix ends there either at top-k (F holds at least
+   * k ids) or at top-p, once its mass reaches topP of what top-k kept. What top-k kept besides
+   * the prefix holds the ids it keeps in every run that are outside F, and at least k − |F| ids
+   * (it keeps exactly k), no lighter than the lightest it may keep: F's share against the
+   * heavier of those two bounds must reach topP under honest noise. When neither can, no honest
+   * run picks the token. Without it a tied run of tail ids at the cut, none of them definitely
+   * kept, let a worker pick the head or any of them that beat the definite rival, though an
+   * honest run keeps nearly all of them and so their best
+   * (`tests/proof/review_s50_top_p_race_test.ts`).
+   */
+  #canReachTopP(token: number): boolean {
+    const m = this.#mass;
+    if (m === undefined) return true;
+    const bar = this.#score[token] + this.allowed;
+    let first = -1; // the earliest rank in H
+    for (let j = 0; j < m.order.length; j++) {
+      if (this.#score[m.order[j]] > bar) {
+        first = j;
+        break;
+      }
+    }
+    if (first < 0) return true;
+    const end = m.tieEnd[first]; // F: ranks [0, end) outside H
+    let count = end;
+    let w = m.wAll[end];
+    let q = m.qAll[end];
+    // Outside F but kept by top-k in every run: ranks [end, keptByK), and H's ranks below both.
+    let rw = m.keptByK > end ? m.wAll[m.keptByK] - m.wAll[end] : 0;
+    let rq = m.keptByK > end ? m.qAll[m.keptByK] - m.qAll[end] : 0;
+    for (let j = first; j < end; j++) {
+      if (this.#score[m.order[j]] > bar) {
+        count--;
+        w -= m.w[j];
+        q -= m.w[j] * m.w[j];
+        if (j < m.keptByK) {
+          rw += m.w[j];
+          rq += m.w[j] * m.w[j];
+        }
+      }
+    }
+    if (m.topK > 0 && count >= m.topK) return true;
+    const lightest = m.topK - count; // top-k keeps at least this many ids beyond the prefix
+    if (m.topK > 0 && lightest <= m.maybeByK) {
+      const lw = m.wAll[m.maybeByK] - m.wAll[m.maybeByK - lightest];
+      if (lw > rw) {
+        rw = lw;
+        rq = m.qAll[m.maybeByK] - m.qAll[m.maybeByK - lightest];
+      }
+    }
+    const most = this.#shifted({ w, q }, { w: rw, q: rq }, 1);
+    return most >= m.topP - this.#tol.cdfMargin;
   }
 
   /**
