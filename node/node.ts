@@ -138,7 +138,9 @@ export interface StartNodeOptions {
   log?: (line: string) => void;
   /**
    * The models to serve and validate with, already registered. Default: a registry holding
-   * the configured model (`model.dir`, or the built-in model of `model.size`).
+   * the configured model (`model.dir`, or the built-in model of `model.size`). The node takes a
+   * registry given here over: its `shutdown()` closes it (and the worker pools it holds), so a
+   * second node needs a registry of its own. A start that fails leaves it open.
    */
   models?: ModelRegistry;
   /**
