@@ -63,7 +63,10 @@ export interface AppOptions {
   edge?: Partial<EdgeConfig>;
   /** The timers of the request body deadline (`http.requestBodyTimeoutMs`); default the global. */
   timers?: DrainTimers;
-  /** Where a line per job start, end and cancel goes; nowhere by default. */
+  /**
+   * Where a line per job start, end and cancel goes, and one per untyped error a request ran into
+   * (answered 500 `internal_error`), with its stack; nowhere by default.
+   */
   log?: (line: string) => void;
   /** The loaded models' runtime health, reported by `/healthz` (see `health_routes.ts`). */
   modelHealth?: () => RegisteredModelHealth[];
@@ -104,8 +107,18 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   metrics.register(inferenceCollector(gateway));
   metrics.register(edgeCollector(stats));
   const app = new Hono<EdgeEnv>();
-  app.onError((error) => {
+  app.onError((error, c) => {
     stats.countRefusal(error);
+    // An untyped error (a bug) is answered 500 `internal_error` without its message, which may
+    // name internals: its cause goes to the operator's log, the one place that records it. A
+    // typed one says what it is in the body, and a job's failure is in the job's own log line.
+    if (!(error instanceof VeriflowError)) {
+      options.log?.(
+        `error: internal error answering ${c.req.method} ${c.req.path}: ${
+          error instanceof Error ? error.stack ?? `${error.name}: ${error.message}` : String(error)
+        }`,
+      );
+    }
     return errorResponse(error);
   });
   app.notFound((c) =>
@@ -139,6 +152,6 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   app.use("/v1/*", clientAccess(keys, edge.allowUnauthenticatedRemote));
   app.route("/", healthRoutes(gateway, metrics, options.modelHealth, options.conditions));
   app.route("/v1", openAiRoutes(gateway, edge, stats, options.timers));
-  app.route("/v1", streamRoutes(gateway, edge, stats));
+  app.route("/v1", streamRoutes(gateway, edge, stats, options.log));
   return app;
 }

@@ -167,14 +167,17 @@ export class InferenceGateway {
 
   /**
    * The model a request names: by CID or by name; the default model for `undefined` or
-   * `"default"`. Throws `UnknownModelError` (404 at the edge).
+   * `"default"`. A CID is matched before any name: it names its content, where a name is
+   * whatever a model's lister (another node's worker, on a router) chose, another model's CID
+   * included. Throws `UnknownModelError` (404 at the edge).
    */
   async resolveModel(name?: string): Promise<ServedModelInfo> {
     const models = await this.listModels();
     const wanted = name === undefined || name === DEFAULT_MODEL_ALIAS ? this.#defaultModel : name;
     const found = wanted === undefined
       ? models.find((model) => model.kind === "text")
-      : models.find((model) => model.cid === wanted || model.name === wanted);
+      : models.find((model) => model.cid === wanted) ??
+        models.find((model) => model.name === wanted);
     if (!found) throw new UnknownModelError(name ?? DEFAULT_MODEL_ALIAS);
     return found;
   }

@@ -240,6 +240,7 @@ export function sseAnswer(
       }\n\n`,
     );
   let opened = shape.openingChoice === undefined;
+  /** The stream has ended: closed after its last event, or cancelled by its reader. */
   let closed = false;
   let queue = options.queue;
   /** The read in progress across a `queued` comment. */
@@ -377,6 +378,8 @@ export function sseAnswer(
       idleTimer ??= timers.setTimeout(() => checkIdle(controller), options.idleTimeoutMs);
     },
     cancel() {
+      // A pull still finishing (its event read, its continuation not run yet) arms no timer.
+      closed = true;
       stopTimer();
       queue?.close();
       handle.cancel();

@@ -118,7 +118,9 @@ export function openAiRoutes(
     return c.json({ object: "list", data: models.map(modelObject) });
   });
 
-  routes.get("/models/:id", async (c) => {
+  // The id runs to the end of the path: a Hugging Face model's name has a slash in it
+  // (`org/name`, its `_name_or_path`), which curl sends as is (the openai Node client as `%2F`).
+  routes.get("/models/:id{.+}", async (c) => {
     // By CID or name, as requests name models; unknown: 404 `unknown_model`.
     return c.json(modelObject(await gateway.resolveModel(c.req.param("id"))));
   });

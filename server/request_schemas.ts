@@ -305,7 +305,7 @@ export const WsClientMessageSchema: z.ZodType<WsClientMessage> = z.discriminated
 export function parseRequest<T>(schema: z.ZodType<T>, value: unknown): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
+  const issue = withinUnion(result.error.issues[0]);
   const path = issue.path.map(String);
   // An unknown field is named as the field at fault, not as its parent object.
   if (issue.code === "unrecognized_keys") path.push(issue.keys[0]);
@@ -315,6 +315,24 @@ export function parseRequest<T>(schema: z.ZodType<T>, value: unknown): T {
     ? "unknown field (check its spelling; docs/API.md lists the fields)"
     : issue.message;
   throw new RequestValidationError("invalid_request", `${where}: ${message}`, param || undefined);
+}
+
+/**
+ * What is wrong with a value a union (string or array: `stop`, `prompt`, chat `content`) refused:
+ * when the value is of one branch's type (the others fail on the type itself), that branch's
+ * first issue, under the union's path — five stop sequences are over the array's four, an image
+ * part has the wrong `type` — where the union alone says only "Invalid input".
+ */
+function withinUnion(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  while (issue.code === "invalid_union") {
+    const ofItsType = issue.errors.filter((branch) =>
+      !(branch[0]?.code === "invalid_type" && branch[0].path.length === 0)
+    );
+    const inner = ofItsType.length === 1 ? ofItsType[0][0] : undefined;
+    if (inner === undefined) break;
+    issue = { ...inner, path: [...issue.path, ...inner.path] };
+  }
+  return issue;
 }
 
 /** Parse a JSON text, or throw a {@link RequestValidationError} with code `invalid_json`. */

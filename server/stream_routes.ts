@@ -16,11 +16,15 @@ import { StreamSession } from "./stream_session.ts";
 
 export { WS_HIGH_WATER_BYTES } from "./stream_session.ts";
 
-/** Routes of the WebSocket API; mount under `/v1`. */
+/**
+ * Routes of the WebSocket API; mount under `/v1`. `log` takes a line per untyped error a frame
+ * ran into (answered `internal_error`); nowhere by default.
+ */
 export function streamRoutes(
   gateway: InferenceGateway,
   edge: EdgeConfig,
   stats: EdgeStats,
+  log?: (line: string) => void,
 ): Hono<EdgeEnv> {
   const routes = new Hono<EdgeEnv>();
   routes.get("/stream", (c) => {
@@ -52,6 +56,7 @@ export function streamRoutes(
       idleTimeoutMs: edge.clientIdleTimeoutMs,
       client: c.get("client"),
       stats,
+      log,
     });
     const withdraw = drainBeforeShutdown(
       c.req.raw,

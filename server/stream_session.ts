@@ -119,6 +119,11 @@ export interface StreamSessionOptions {
   client: ClientIdentity;
   /** Where refusals and idle cut-offs are counted. */
   stats: EdgeStats;
+  /**
+   * Where an untyped error a frame ran into (a bug, answered `internal_error` without its
+   * message) is logged, with its stack; nowhere by default.
+   */
+  log?: (line: string) => void;
 }
 
 /** The abort reason of the jobs the drain's deadline cancels (they end with `shutting_down`). */
@@ -416,6 +421,13 @@ export class StreamSession {
     this.#options.stats.countRefusal(error);
     const code = error instanceof VeriflowError ? error.code : "internal_error";
     const message = error instanceof VeriflowError ? error.message : "internal error";
+    if (!(error instanceof VeriflowError)) {
+      this.#options.log?.(
+        `error: internal error answering a /v1/stream frame: ${
+          error instanceof Error ? error.stack ?? `${error.name}: ${error.message}` : String(error)
+        }`,
+      );
+    }
     const retryAfterS = retryAfterOf(error);
     this.#send({
       type: "error",
