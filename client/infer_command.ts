@@ -75,7 +75,7 @@ const USAGE = `usage: veriflow infer [options] PROMPT...
   --max-tokens N      new tokens at most
   --temperature T     0 = greedy (default), up to 2
   --top-k K           keep the K most likely tokens (0 = off)
-  --top-p P           nucleus mass in (0, 1]
+  --top-p P           nucleus mass in [0, 1] (0: the most likely token only)
   --seed S            seed of the sampling RNG
   --stop TEXT         stop sequence (repeatable)
   --nonce TEXT        job nonce (default random)

@@ -82,8 +82,9 @@ export async function runCalibrate(
       strict: true,
       options: {
         model: { type: "string" },
-        "model-size": { type: "string", default: "brown" },
-        seed: { type: "string", default: String(DEFAULT_MODEL_SEED) },
+        // No defaults here: given beside --model they are refused, so their absence must show.
+        "model-size": { type: "string" },
+        seed: { type: "string" },
         data: { type: "string", default: defaultDataDir() },
         jobs: { type: "string", default: "24" },
         tokens: { type: "string", default: "64" },
@@ -115,7 +116,7 @@ export async function runCalibrate(
   };
   const jobs = positive(values.jobs);
   const tokens = positive(values.tokens);
-  const seed = whole(values.seed);
+  const seed = whole(values.seed ?? String(DEFAULT_MODEL_SEED));
   const threads = values.threads?.split(",").map(positive);
   const referenceThreads = values["reference-threads"] === undefined
     ? undefined
@@ -145,8 +146,19 @@ export async function runCalibrate(
   if (unknown !== undefined) {
     return bad(`--precisions expects some of ${JOB_PRECISIONS.join(",")}, got "${unknown}"`);
   }
-  if (!["tiny", "small", "brown"].includes(values["model-size"])) {
-    return bad(`--model-size expects brown, tiny or small, got "${values["model-size"]}"`);
+  const modelSize = values["model-size"] ?? "brown";
+  if (!["tiny", "small", "brown"].includes(modelSize)) {
+    return bad(`--model-size expects brown, tiny or small, got "${modelSize}"`);
+  }
+  // Both pick a built-in model: beside --model they would be ignored, and the profile would be
+  // another model's than the operator asked for (start refuses --model-size beside --model too).
+  for (const flag of ["model-size", "seed"] as const) {
+    if (values.model !== undefined && values[flag] !== undefined) {
+      return bad(
+        `--${flag} has no effect beside --model: it picks a built-in model, --model DIR ` +
+          "another; give one of the two",
+      );
+    }
   }
   let dir = values.model;
   if (dir === undefined) {
@@ -154,7 +166,7 @@ export async function runCalibrate(
     try {
       dir = await ensureBuiltinModel(
         modelsDir,
-        values["model-size"] as "tiny" | "small" | "brown",
+        modelSize as "tiny" | "small" | "brown",
         seed,
       );
     } catch (error) {

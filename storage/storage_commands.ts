@@ -171,6 +171,8 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
       if (!m) throw new UsageError("--range must be START-END (END exclusive)");
       start = Number(m[1]);
       end = Number(m[2]);
+      // An inverted range is a bad flag whatever the file holds, not a range outside it.
+      if (end < start) throw new UsageError(`--range ${values.range}: END is before START`);
     }
     const info = await files.stat(cid, { key });
     const stream = await files.get(cid, { key, start, end });
