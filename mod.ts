@@ -8,7 +8,17 @@
  * ```ts ignore
  * import { parseNodeConfig, startNode } from "./mod.ts";
  *
- * const node = await startNode(parseNodeConfig({ http: { port: 0 } }), { log: console.log });
+ * // Its own data directory and ports, so it runs beside a `deno task start` node (whose are
+ * // ./.veriflow, 8080 and 7700). It rejects with a typed error (HttpListenError,
+ * // DataDirLockedError, ConfigError, ModelLoadError …) and releases what it took.
+ * const node = await startNode(
+ *   parseNodeConfig({
+ *     dataDir: "./.veriflow/embedded",
+ *     http: { port: 0 },
+ *     network: { listen: { port: 0 } },
+ *   }),
+ *   { log: console.log },
+ * );
  * console.log(node.url, node.tree());
  * await node.shutdown();
  * ```
