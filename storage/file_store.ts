@@ -357,7 +357,11 @@ export class FileStore {
       const node = resolved.unixfs;
       const type = node.type === "directory" ? "directory" : "file";
       if (type === "directory" && needKey) {
-        throw new StorageError("not_a_file", `${cid} is a directory, not a file`);
+        throw new StorageError(
+          "not_a_file",
+          `${cid} is a directory, not a file: its listing and its files are served by path ` +
+            `through a node's gateway (/ipfs/${cid}/ and /ipfs/${cid}/NAME)`,
+        );
       }
       const chunks = node.links.length === 0 && cidCodec(cid) === RAW_CODEC
         ? [cid]

@@ -3,7 +3,7 @@
  * a local Hyperswarm DHT testnet, and four node processes that find each other on it, knowing
  * no addresses:
  *
- * - **router** — runs no model; takes the client's jobs and forwards them to a worker;
+ * - **router** — runs no jobs itself (its model serves only its validator); takes the client's jobs and forwards them to a worker;
  * - **worker** — runs the model and signs receipts;
  * - **validator** — runs no jobs; challenges every receipt it hears of (probability 1 here);
  * - **cheater** — joins later: a worker that serves the model's CID with other weights.
