@@ -78,7 +78,10 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
     actors: () => {
       const samples: MetricSample[] = [];
       const walk = (node: ActorTreeNode) => {
-        if (node.kind !== "system") {
+        // A temporary actor is never restarted (its count is 0 for good) and lives for one
+        // piece of work: the inference actor's runner of each job, named after the job. A series
+        // of each would grow Prometheus' series with every job peers and clients send.
+        if (node.kind !== "system" && node.restart !== "temporary") {
           samples.push({
             name: "veriflow_actor_restarts_total",
             help: "Restarts of each actor and supervisor in the supervision tree.",
@@ -314,14 +317,14 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           },
         })),
         // Load as each worker's last hello states it (what routing weighs).
-        ...peers.filter((p) => p.load !== undefined).map((p) => ({
+        ...onePerKey(peers.filter((p) => p.load !== undefined)).map((p) => ({
           name: "veriflow_peer_jobs",
           help: "Jobs running or queued on a worker peer, from its last signed hello.",
           type: "gauge" as const,
           value: p.load!.running + p.load!.queued,
           labels: { key: p.key },
         })),
-        ...peers.filter((p) => p.storage !== undefined).map((p) => ({
+        ...onePerKey(peers.filter((p) => p.storage !== undefined)).map((p) => ({
           name: "veriflow_peer_stored_bytes",
           help: "Bytes a storage peer holds, from its last signed hello.",
           type: "gauge" as const,
@@ -331,4 +334,17 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
       ];
     },
   };
+}
+
+/**
+ * The first connection of each peer key in `peers` (the table lists a key's connections oldest
+ * first, and a key may be connected twice): series labelled by key alone must not repeat one.
+ */
+function onePerKey(peers: PeerInfo[]): PeerInfo[] {
+  const seen = new Set<string>();
+  return peers.filter((p) => {
+    if (seen.has(p.key)) return false;
+    seen.add(p.key);
+    return true;
+  });
 }

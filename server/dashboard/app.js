@@ -388,6 +388,13 @@ function drawJobs(recent = state.snapshot?.jobs?.recent ?? []) {
   ));
 }
 
+/**
+ * Output kept per live job: what the node keeps (`MAX_KEPT_TEXT` in `server/job_monitor.ts`), so
+ * a long job of long tokens (a worker peer's may each be 1,024 characters) does not grow the page
+ * and its redraw at every token.
+ */
+const KEPT_JOB_TEXT = 4_096;
+
 function onJob(event) {
   if (event.type === "job_started") state.jobs.set(event.job.jobId, { ...event.job });
   else if (event.type === "job_token") {
@@ -395,7 +402,7 @@ function onJob(event) {
     if (!job) return;
     if (job.tokens === 0) job.state = "streaming";
     job.tokens++;
-    job.text += event.text;
+    job.text = (job.text + event.text).slice(-KEPT_JOB_TEXT);
     job.tokensPerS = event.tokensPerS;
   } else if (event.type === "job_ended") {
     state.jobs.delete(event.job.jobId);
