@@ -73,7 +73,11 @@ import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import { challengeTicket } from "../proof/challenge.ts";
 import { SteeringRecord } from "../proof/steering.ts";
 import type { ValidationOptions, ValidationResult } from "../proof/validation.ts";
-import { checkFraudProof, type FraudCheckResult } from "../proof/fraud_check.ts";
+import {
+  checkFraudProof,
+  type FraudCheckResult,
+  fraudProofNeedsModel,
+} from "../proof/fraud_check.ts";
 import {
   type Account,
   freeStake,
@@ -982,7 +986,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         const taken = this.#onFraudProof(result.fraudProof, ctx, true);
         settled = taken.result;
         if (!taken.queued) {
-          await this.#end(id, () => ledger.leaveUnresolved(id, "proof_skipped"));
+          await this.#end(id, () => this.#ownProofUndecided(id, "proof_skipped"));
           await this.#ownProofs.remove(id);
         }
         this.#tellNetwork(ctx, { type: "publish_fraud_proof", proof: result.fraudProof });
@@ -1286,9 +1290,17 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     return this.#ledger!.fraudSubject(proof.receipt)?.receiptId ?? receiptId(proof.receipt);
   }
 
-  /** Recompute the cited positions. Runs outside `receive`; touches no actor state. */
+  /**
+   * Recompute the cited positions. Runs outside `receive`; touches no actor state. A kind
+   * checked without a model is checked without one when the model fails to load: that failure
+   * must not leave a conviction anyone can check undecided (review s50: the cheat kept its
+   * stake, or was paid).
+   */
   async #checkFraud(proof: FraudProof): Promise<FraudCheckResult> {
-    const model = await this.#options.models.get(proof.receipt.model);
+    const model = await this.#options.models.get(proof.receipt.model).catch((error) => {
+      if (fraudProofNeedsModel(proof)) throw error;
+      return undefined;
+    });
     return await checkFraudProof(proof, model, this.#options.validation);
   }
 
@@ -1316,7 +1328,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       if (check.reason === "malformed" || check.reason === "bad_signature") {
         // Unattributable: nothing to settle, nothing to pass on (and an own challenge is
         // undecided).
-        if (own) await ledger.leaveUnresolved(id, `fraud_check_${check.reason}`);
+        if (own) await this.#ownProofUndecided(id, `fraud_check_${check.reason}`);
         waiting?.resolve(check);
         return;
       }
@@ -1332,7 +1344,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // per accuser and receipt, as a settled accusation is: the same claim re-signed is
         // neither checked nor passed on again.
         this.#memory.rememberUndecided(proof.validator, this.#subjectId(proof));
-        if (own) await ledger.leaveUnresolved(id, `fraud_check_${check.reason}`);
+        if (own) await this.#ownProofUndecided(id, `fraud_check_${check.reason}`);
         waiting?.resolve(check);
         return;
       }
@@ -1392,7 +1404,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           // Our own accusation did not hold up (its false-accusation charge is booked above):
           // the work stands, and is paid when its window closes.
           if (settled !== undefined) await ledger.clearChallenge(id);
-          else await ledger.leaveUnresolved(id, "fraud_unsettled");
+          else await this.#ownProofUndecided(id, "fraud_unsettled");
         }
       }
       waiting?.resolve(check);
@@ -1435,6 +1447,19 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     this.#held.release(id);
     return false;
+  }
+
+  /**
+   * This validator's own fraud proof settled nothing (its check threw or was undecided, or the
+   * ledger refused it): the challenge it holds ends undecided — unpaid, the lock released — or,
+   * for a takeover, cleared: a peer's claim can only convict, and what this validator could not
+   * decide leaves the work paid as it would have been without the claim (review s50: it was left
+   * unpaid, an honest worker paying for a false claim and this validator's own gap).
+   */
+  async #ownProofUndecided(id: string, reason: string): Promise<void> {
+    const ledger = this.#ledger!;
+    if (this.#held.claimantOf(id) !== undefined) await ledger.clearChallenge(id);
+    else await ledger.leaveUnresolved(id, reason);
   }
 
   /** Settle a checked training fraud proof; a conviction is told to the network and the log. */

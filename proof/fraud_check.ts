@@ -81,6 +81,24 @@ export interface FraudCheckResult {
 }
 
 /**
+ * Whether checking `proof` needs the receipt's model: not for a receipt that contradicts its own
+ * job (`receipt`) nor for served data that does not open its commitment (`commitment`), which
+ * {@link checkFraudProof} decides without one. A checker whose model fails to load still
+ * decides those, so the failure does not leave such a conviction undecided (review s50).
+ *
+ * @example
+ * ```ts ignore
+ * const model = await models.get(cid).catch((e) => {
+ *   if (fraudProofNeedsModel(proof)) throw e;
+ *   return undefined;
+ * });
+ * ```
+ */
+export function fraudProofNeedsModel(proof: Pick<FraudProof, "kind">): boolean {
+  return proof.kind !== "receipt" && proof.kind !== "commitment";
+}
+
+/**
  * Check a fraud proof with `model` (the text or one-shot model the receipt names).
  *
  * @example

@@ -155,6 +155,21 @@ export function ledgerReads(
   };
 }
 
+/**
+ * `model` answering under `as`'s identity (its info, so its CID): a model file swapped for other
+ * weights under the same name. A validator on it finds honest work "fraud" with a fraud proof
+ * whose check needs the model (a citation), which the real model refutes.
+ */
+export function disguised(model: TextModel, as: TextModel): TextModel {
+  return new Proxy(model, {
+    get(target, key) {
+      if (key === "info") return as.info;
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 /** A false `receipt`-kind proof by `by`: it cites another job, so every checker refutes it (no model needed). */
 export function falseProof(receipt: Receipt, by: Identity): FraudProof {
   const unrelated = { kind: "text", model: receipt.model, nonce: "x", prompt: "", params: {} };

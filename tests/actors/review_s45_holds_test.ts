@@ -30,6 +30,7 @@ import { validateReceipt } from "../../proof/validation.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
   announceAssigned,
+  disguised,
   f,
   falseProof,
   HONEST_MODELS,
@@ -203,7 +204,17 @@ Deno.test("s45 holds: a peer's proof whose check always throws is undecided afte
     assert.equal((await t.announce(honest)).recorded, true);
     const accuser = Identity.generate();
     await t.deposit(accuser, ACCUSER_STAKE);
-    const taken = await t.accuse(falseProof(honest.receipt, accuser));
+    // A false claim whose check needs the model (a citation, found on other weights under the
+    // receipt's model name): a `receipt` proof is decided without a model, so a model that fails
+    // to load no longer makes its check throw (review s50).
+    const { fraudProof } = await validateReceipt(
+      { job: honest.job, receipt: honest.receipt, proof: honest.proof },
+      disguised(f.otherSeed, f.honest),
+      accuser,
+      { now: () => START },
+    );
+    assert.ok(fraudProof);
+    const taken = await t.accuse(fraudProof);
     assert.equal(taken.queued, true);
     taken.result?.catch(() => {});
     await eventually(async () => {
