@@ -227,8 +227,13 @@ interface JobEntry {
 interface ModelLane {
   running: number;
   queue: JobEntry[];
-  /** Jobs run at once: the actor's concurrency, or the model's batch capacity when larger. */
-  slots: number;
+  /**
+   * Jobs run at once: the actor's concurrency, or the model's batch capacity when larger. Read
+   * whenever a slot may be taken, not once: a model's capacity shrinks when one of its workers
+   * is given up on (`TextModel.batchCapacity`), and a slot that frees then must not go to a
+   * queued job that would only wait inside the model for a seat.
+   */
+  slots: () => number;
 }
 
 /**
@@ -335,14 +340,12 @@ export class InferenceActor implements Actor<InferenceMessage> {
     }
     if (model === undefined) return { accepted: false, error: new UnknownModelError(job.model) };
     const lane = this.#lane(job.model);
-    lane.slots = Math.max(
-      this.#concurrency,
-      "batchCapacity" in model ? model.batchCapacity ?? 0 : 0,
-    );
+    lane.slots = () =>
+      Math.max(this.#concurrency, "batchCapacity" in model ? model.batchCapacity ?? 0 : 0);
     // A queued job that has already ended (cancelled, its `job_ended` still in the mailbox
     // behind this submission) holds no place: only live ones count against the limit.
     const waiting = liveQueued(lane);
-    if (lane.running >= lane.slots && waiting >= this.#queueLimit) {
+    if (lane.running >= lane.slots() && waiting >= this.#queueLimit) {
       this.#stats.jobsRejected++;
       return {
         accepted: false,
@@ -363,7 +366,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     const { entry, handle } = prepared;
     entry.onQueued = message.onQueued;
     this.#jobs.set(id, entry);
-    if (lane.running < lane.slots) await this.#startEntry(entry, lane, ctx);
+    if (lane.running < lane.slots()) await this.#startEntry(entry, lane, ctx);
     else {
       lane.queue.push(entry);
       tellPosition(entry, liveQueued(lane));
@@ -564,9 +567,10 @@ export class InferenceActor implements Actor<InferenceMessage> {
     lane.running--;
     this.#stats.activeJobs--;
     // A queued job that has ended (cancelled in the same turn as this one, a client that went
-    // away) keeps its place until its own `job_ended` drops it: the slot goes to the next live one.
+    // away) keeps its place until its own `job_ended` drops it: the slot goes to the next live
+    // one, unless the model now seats fewer than run (see `ModelLane.slots`).
     const next = lane.queue.find((queued) => !queued.ended());
-    if (next) {
+    if (next && lane.running < lane.slots()) {
       this.#dropQueued(next, lane);
       tellPosition(next, 0);
       await this.#startEntry(next, lane, ctx);
@@ -587,7 +591,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
   #lane(cid: string): ModelLane {
     let lane = this.#lanes.get(cid);
     if (!lane) {
-      lane = { running: 0, queue: [], slots: this.#concurrency };
+      lane = { running: 0, queue: [], slots: () => this.#concurrency };
       this.#lanes.set(cid, lane);
     }
     return lane;

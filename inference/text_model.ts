@@ -569,10 +569,18 @@ export class TextModel {
 
   /**
    * Generations computed together: the batch size (`maxBatch`) times the generation workers,
-   * each of which batches its own generations. Jobs beyond it wait for a seat.
+   * each of which batches its own generations. Jobs beyond it wait for a seat. A worker the
+   * pool has given up on seats nobody (every generation goes to the others), so it is not
+   * counted: else the InferenceActor would start jobs that wait inside a surviving worker's
+   * batch, past their first token, for another job to end, instead of in its queue. A worker
+   * being restarted still counts: it is back within its backoff.
    */
   get batchCapacity(): number {
-    return this.#maxBatch * Math.max(1, this.#workerCount);
+    const workers = this.#workerCount === 0
+      ? 1
+      : this.#engine.health().workers.filter((w) => w.lane === "generation" && w.state !== "failed")
+        .length;
+    return this.#maxBatch * Math.max(1, workers);
   }
 
   /**
