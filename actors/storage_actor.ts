@@ -891,6 +891,7 @@ export class StorageActor {
       roots,
       blocksOf: async (root) => (await files.blocks(root)).map(storageKey),
       holders: (cid) => replicated.holders(cid),
+      standIns: (cid) => replicated.standIns(cid),
       wasGiven: (peerId, cid) => this.#given!.has(peerId, cid),
       selfId: this.#self?.id,
       audit: (peer, cids) => this.#audit(peer, cids),

@@ -27,6 +27,12 @@ export const AUDIT_CHUNKS_PER_HOLDER = 4;
 export interface AuditPlanSources {
   /** The peers that should hold `cid` (the rendezvous placement over the current peers). */
   holders(cid: string): readonly StoragePeer[];
+  /**
+   * The peers past the holders that were given `cid` (`ReplicatedStore.standIns`): a stand-in
+   * for a full holder holds one of its r copies and is audited like a holder; without this
+   * nobody ever asked it. Default none.
+   */
+  standIns?(cid: string): readonly StoragePeer[];
   /** Whether this node gave (or saw prove) `cid` to the peer with id `peerId`. */
   wasGiven(peerId: string, cid: string): boolean;
   /** This node's own holder id, never audited by itself. */
@@ -45,7 +51,8 @@ export interface AuditAssignment {
 
 /**
  * The round's assignments over `chunks` (the storage keys of the sampled files): for each
- * holder other than this node, up to `perHolder` chunks it should hold and was given.
+ * holder other than this node, and each stand-in past the holders, up to `perHolder` chunks it
+ * should hold and was given.
  */
 export function planAuditRound(
   chunks: Iterable<string>,
@@ -54,7 +61,7 @@ export function planAuditRound(
 ): AuditAssignment[] {
   const byHolder = new Map<string, { peer: StoragePeer; cids: string[] }>();
   for (const cid of new Set(chunks)) {
-    for (const peer of sources.holders(cid)) {
+    for (const peer of [...sources.holders(cid), ...sources.standIns?.(cid) ?? []]) {
       if (peer.id === sources.selfId || !sources.wasGiven(peer.id, cid)) continue;
       let entry = byHolder.get(peer.id);
       if (entry === undefined) byHolder.set(peer.id, entry = { peer, cids: [] });

@@ -275,6 +275,15 @@ export class ReplicatedStore implements BlockStore {
   }
 
   /**
+   * The peers past the first r that this store knows were given `cid` ({@link wasGiven}), best
+   * first: stand-ins that took a full holder's copy (it keeps its rank), or holders a join pushed
+   * down. Each counts as one of the chunk's copies, so an audit asks them too.
+   */
+  standIns(cid: string): StoragePeer[] {
+    return rankPeers(cid, this.#peers).slice(this.#r).filter((p) => this.#given.has(p.id, cid));
+  }
+
+  /**
    * Resolves when background writes (beyond the quorum) and read repairs have finished, and
    * the record of what each peer was given is written ({@link GivenChunks.flush}).
    */

@@ -1,0 +1,116 @@
+/**
+ * Review (stop 50) of who audits a stand-in holder (`storage/audit_round.ts`, run by the
+ * StorageActor): a holder that claims room but refuses every `put_chunk` as full
+ * (`replica_quota_exceeded`) keeps its rank, and the copy it refused goes to the next-ranked
+ * peer, past the first r — the stand-in. The audit round asked only the first r holders of a
+ * chunk, so the stand-in, given the chunk and counted as one of its r copies, was never
+ * challenged on it: one that deleted what it stood in for was never blamed, and its copy came
+ * back only when a placement check of the full holder happened to sample the chunk.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { StorageActor } from "../../actors/storage_actor.ts";
+import {
+  type AuditRoundHandle,
+  type PutHandle,
+  type StorageMessage,
+  unwrapReply,
+} from "../../actors/storage_actor_messages.ts";
+import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
+import { storageKey } from "../../protocols/cid.ts";
+import { toHex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import type { Verdict } from "../../protocols/verdict.ts";
+import { ChunkStore } from "../../storage/chunk_store.ts";
+import { ChunkNotFoundError, ReplicaQuotaExceededError } from "../../storage/errors.ts";
+import { FileStore } from "../../storage/file_store.ts";
+import { rankPeers } from "../../storage/rendezvous.ts";
+import type { PeerCallOptions, StoragePeer } from "../../storage/storage_peer.ts";
+import { pseudoRandomBytes } from "./_helpers.ts";
+
+const R = 3;
+
+Deno.test("a stand-in that took a full holder's copy and deleted it fails the next audit round, and the chunk is back at r copies", async () => {
+  const ids = Array.from({ length: 5 }, () => Identity.generate());
+  const dirs = await Promise.all(ids.map(() => Deno.makeTempDir({ prefix: "review_s50_" })));
+  const verdicts: Verdict[] = [];
+  const actors = ids.map((identity, i) =>
+    new StorageActor({
+      dir: dirs[i],
+      chunkSize: 1024,
+      identity,
+      holdHere: true,
+      store: { durable: false },
+      onVerdict: (v) => void verdicts.push(v),
+      replication: { replicas: R, writeQuorum: 2 },
+    })
+  );
+  const peerOf = (i: number) =>
+    new StorageActorPeer(
+      { ask: (m: StorageMessage) => actors[i].receive(m) as never },
+      ids[i].publicKey,
+    );
+  // As node 0 (the owner) sees them: node 1 refuses every copy as full; every other node may
+  // delete what it was given (`dropped`), and stores it again when given it again.
+  const dropped = new Map<number, Set<string>>();
+  const liar = (i: number): StoragePeer => {
+    const real = peerOf(i);
+    return {
+      id: real.id,
+      publicKey: real.publicKey,
+      putChunk: (cid: string, bytes: Uint8Array, o?: PeerCallOptions & { repair?: boolean }) => {
+        if (i === 1) return Promise.reject(new ReplicaQuotaExceededError(bytes.length, "a lie"));
+        dropped.get(i)?.delete(storageKey(cid));
+        return real.putChunk(cid, bytes, o);
+      },
+      getChunk: (cid: string, o?: PeerCallOptions) =>
+        dropped.get(i)?.has(storageKey(cid))
+          ? Promise.reject(new ChunkNotFoundError(cid))
+          : real.getChunk(cid, o),
+      hasChunk: async (cid: string, o?: PeerCallOptions) =>
+        !dropped.get(i)?.has(storageKey(cid)) && await real.hasChunk(cid, o),
+      proveChunks: async (n: Uint8Array, cids: readonly string[], o?: PeerCallOptions) =>
+        (await real.proveChunks(n, cids, o)).map((p, k) =>
+          dropped.get(i)?.has(storageKey(cids[k])) ? null : p
+        ),
+    };
+  };
+  try {
+    for (const a of actors) await a.preStart();
+    unwrapReply(await actors[0].receive({ type: "set_peers", peers: [1, 2, 3, 4].map(liar) }));
+    for (const i of [1, 2, 3, 4]) {
+      const peers = [0, 1, 2, 3, 4].filter((j) => j !== i).map(peerOf);
+      unwrapReply(await actors[i].receive({ type: "set_peers", peers }));
+    }
+    // One-chunk files until one has node 1 among its holders and, ranked r + 1 by the owner, a
+    // stand-in other than the owner (which audits no one for its own copy); the others are
+    // unpinned, so the round samples that one file, and the stand-in deletes its chunk.
+    const everyone = ids.map((id, i) => ({ id: toHex(id.publicKey), i }));
+    let chunk: string | undefined;
+    let standIn = -1;
+    for (let seed = 1; chunk === undefined; seed++) {
+      assert.ok(seed < 64, "some file has node 1 among its holders");
+      const data = pseudoRandomBytes(1000, seed);
+      const handle = await actors[0].receive({ type: "put", source: ReadableStream.from([data]) });
+      const { cid } = await (handle as PutHandle).done;
+      const ranked = rankPeers(storageKey(cid), everyone);
+      if (ranked.slice(0, R).some((p) => p.i === 1) && ranked[R].i !== 0) {
+        [chunk, standIn] = [storageKey(cid), ranked[R].i];
+      } else unwrapReply(await actors[0].receive({ type: "unpin", cid }));
+    }
+    const blocks = await new FileStore(await ChunkStore.open(dirs[0])).blocks(chunk);
+    assert.deepEqual(blocks.map(storageKey), [chunk], "a one-chunk file is one block");
+    const [proof] = await liar(standIn).proveChunks(new Uint8Array(32), [chunk]);
+    assert.ok(proof, "the stand-in was given the copy the full holder refused");
+    dropped.set(standIn, new Set([chunk]));
+
+    await unwrapReply<AuditRoundHandle>(await actors[0].receive({ type: "audit_round" })).done;
+    const blamed = verdicts.map((v) => toHex(v.target));
+    assert.ok(blamed.includes(toHex(ids[standIn].publicKey)), "the stand-in is blamed");
+    assert.ok(!dropped.get(standIn)!.has(chunk), "the stand-in got its copy back");
+  } finally {
+    for (const a of actors) await a.postStop().catch(() => {});
+    for (const d of dirs) await Deno.remove(d, { recursive: true });
+  }
+});
