@@ -582,12 +582,17 @@ export class RemoteJob {
 
   #resolve(summary: JobSummary): void {
     if (this.#ended) return;
-    // The id the start was checked for (`remote_port.ts`), whatever the end event says, and the
-    // start's count of the prompt's tokens, as bounded there.
+    // The id the start was checked for (`remote_port.ts`), whatever the end event says, the
+    // start's count of the prompt's tokens, as bounded there, and the tokens the worker streamed
+    // (an honest worker's own count; a claim of more went to the port's `tokensGenerated`).
     summary = {
       ...summary,
       jobId: this.#start.jobId,
-      usage: { ...summary.usage, promptTokens: this.#start.promptTokens },
+      usage: {
+        ...summary.usage,
+        promptTokens: this.#start.promptTokens,
+        completionTokens: this.#tokens,
+      },
     };
     this.#leftQueue();
     this.#clearStallTimer();

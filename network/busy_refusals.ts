@@ -14,12 +14,14 @@
  * under a job (`NetworkInferencePort`).
  *
  * The while starts at one hello interval (an honest worker's next hello, within it, tells its
- * real load, which the choice's capacity rule then weighs) and doubles each time the worker,
- * asked again after it, refuses again, up to {@link REFUSED_MODEL_COOLDOWN_MS} (the while a
- * router keeps a worker off a model it refused). A job the worker runs to its end forgets it all
- * (its `start` alone does not: a worker that starts each job and goes silent would be forgiven
- * each time it is asked). Refusals within the while (a burst of jobs that all picked it before
- * the first refusal came back) do not lengthen it.
+ * real load, which the choice's capacity rule then weighs), or at what the job waited on the
+ * worker when that was longer (a job kept without a token for the queue hold: asked again
+ * sooner, the worker costs the next job that wait again, whatever its hellos claim), and doubles
+ * each time the worker, asked again after it, refuses again, up to
+ * {@link REFUSED_MODEL_COOLDOWN_MS} (the while a router keeps a worker off a model it refused). A
+ * job the worker runs to its end forgets it all (its `start` alone does not: a worker that starts
+ * each job and goes silent would be forgiven each time it is asked). Refusals within the while (a
+ * burst of jobs that all picked it before the first refusal came back) do not lengthen it.
  *
  * @module
  */
@@ -88,16 +90,23 @@ export class BusyRefusals {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Worker `key` refused a job as full. */
-  refused(key: string): void {
+  /**
+   * Worker `key` refused a job as full.
+   * @param costMs How long the job waited on the worker before it moved on (default 0: a
+   *   refusal, one round trip). The while is at least this long (up to the longest while): a
+   *   worker that kept a job without a token for the queue hold, asked again one hello interval
+   *   later, cost the next job the hold again, until its doubled whiles outgrew the hold.
+   */
+  refused(key: string, costMs = 0): void {
     const now = this.#now();
     const last = this.#entries.get(key);
     if (last !== undefined && now < last.until) return; // the same while: one refusal
     // Asked again after its while and refused again: twice as long. Quiet for the longest
     // while since: it starts over.
-    const whileMs = last === undefined || now >= last.until + this.#maxMs
+    const doubled = last === undefined || now >= last.until + this.#maxMs
       ? this.#firstMs
-      : Math.min(last.whileMs * 2, this.#maxMs);
+      : last.whileMs * 2;
+    const whileMs = Math.min(Math.max(doubled, costMs), this.#maxMs);
     this.#entries.delete(key);
     this.#makeRoom(now);
     this.#entries.set(key, { until: now + whileMs, whileMs });

@@ -30,7 +30,12 @@ import { type JobAssignment, signAssignment } from "../protocols/assignment.ts";
 import type { Identity } from "../protocols/identity.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { ValidatorMessage } from "../actors/validator_actor.ts";
-import { RemoteInferencePort, type RemoteInferencePortOptions } from "../inference/remote_port.ts";
+import {
+  DEFAULT_STALL_TIMEOUT_MS,
+  DEFAULT_START_TIMEOUT_MS,
+  RemoteInferencePort,
+  type RemoteInferencePortOptions,
+} from "../inference/remote_port.ts";
 import { WorkerStalledError, WorkerTooSlowError } from "../inference/remote_errors.ts";
 import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
@@ -262,10 +267,13 @@ export class NetworkInferencePort implements InferencePort {
         // whatever code it names — `connection_closed` or `peer_timeout` with its connection up,
         // or `too_many_jobs` / `busy` for a job it accepted — else a broken or cheating worker
         // would pick the code that costs it least.
+        // One that kept the job without a token cost it the queue hold at least (a hedge took it
+        // over then; else the stall timeout moved it, later): asked last for at least that long.
         const queued = error instanceof WorkerStalledError && (error.busy || error.tokens === 0);
         const slow = error instanceof WorkerTooSlowError;
         const closed = error instanceof ConnectionClosedError;
-        if (queued || slow || closed) this.#busy.refused(toHex(worker));
+        if (queued) this.#busy.refused(toHex(worker), this.#heldMs());
+        else if (slow || closed) this.#busy.refused(toHex(worker));
         else this.#avoid(worker, job.model);
       },
       unreproduced: (worker) => this.#unresumable.refused(toHex(worker)),
@@ -327,13 +335,25 @@ export class NetworkInferencePort implements InferencePort {
    */
   #noteRefusal(worker: Uint8Array, model: string, error: unknown): void {
     // No start within the start timeout: it costs the next job that whole wait again unless the
-    // worker is asked last too (an honest worker, queued or not, starts a job at once).
+    // worker is asked last too (an honest worker, queued or not, starts a job at once), for at
+    // least that long (asked again after one hello interval, it cost the next job the same).
     const silent = error instanceof VeriflowError && error.code === "request_timeout";
-    if (isCapacityRefusal(error) || silent || isWorkerLost(error)) {
-      this.#busy.refused(toHex(worker));
-    }
+    if (silent) {
+      this.#busy.refused(toHex(worker), this.#remote.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+    } else if (isCapacityRefusal(error) || isWorkerLost(error)) this.#busy.refused(toHex(worker));
     const modelRefusal = error instanceof VeriflowError && MODEL_REFUSAL_CODES.has(error.code);
     if (modelRefusal || isWorkerFault(error)) this.#avoid(worker, model);
+  }
+
+  /**
+   * The least a job kept without its first token waited on its worker before it moved on: the
+   * queue hold (a hedge took it over), or the stall timeout when that comes first.
+   */
+  #heldMs(): number {
+    return Math.min(
+      this.#remote.queueHoldMs ?? DEFAULT_QUEUE_HOLD_MS,
+      this.#remote.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+    );
   }
 
   /** Keep `worker` off `model` for a while (the network actor's `worker_refused_model`). */
