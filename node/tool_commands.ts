@@ -136,7 +136,7 @@ A Veriflow network on this machine, narrated (tools/demo.ts): a DHT testnet and 
 processes on 127.0.0.1 — a router, a worker, a validator and later a cheating worker — a job
 streamed through the router, its receipt and verdict, the cheater convicted and routed around; a
 file put, its first holder killed, the file read back and repaired; then a training round over
-TCP with a lazy trainer caught. Needs Node.js 20+ (the swarm host). A minute or two.
+TCP with a lazy trainer caught. Needs Node.js 20+ (the swarm host). About 30 s on a quiet machine.
 
 Examples:
   deno run -A cli.ts demo
