@@ -8,7 +8,6 @@
 import { assert, assertEquals } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { TooManyJobsError } from "../../actors/inference_errors.ts";
-import type { Actor } from "../../actors/actor.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
 import type {
   InferenceHandle,
@@ -27,42 +26,10 @@ import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
-import { eventually, params, ScriptedModel } from "../server/_fixtures.ts";
+import { eventually } from "../server/_fixtures.ts";
 import { StallingPort } from "../inference/_stalling_port.ts";
-
-const served = new ScriptedModel().info;
-const TOKENS = 4;
-
-/** `TOKENS` tokens, the last one ending the job. */
-const script: StreamedToken[] = Array.from({ length: TOKENS }, (_, i) => ({
-  index: i,
-  tokenId: 97 + i,
-  text: String.fromCharCode(97 + i),
-  finishReason: i === TOKENS - 1 ? "length" : undefined,
-}));
-
-const job = (nonce: string): TextJob => ({
-  kind: "text",
-  model: served.cid,
-  prompt: "x",
-  params: params({ maxTokens: TOKENS }),
-  nonce,
-});
-
-/** Stands in for the NetworkActor: the first open worker not excluded. */
-class Workers implements Actor<NetworkMessage> {
-  constructor(readonly connections: Connection[]) {}
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "worker") {
-      const exclude = message.exclude ?? [];
-      return this.connections.find((c) => !c.isClosed && !exclude.includes(toHex(c.peerKey!)));
-    }
-    if (message.type === "worker_models") return [served];
-    return undefined;
-  }
-}
+import { job, script, served, TOKENS, Workers } from "./_scripted_workers.ts";
 
 /**
  * A worker that starts every job and says it is at place 1 of its queue, for ever (its `queued`

@@ -9,9 +9,8 @@
  */
 import { assertEquals } from "../server/_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { Actor } from "../../actors/actor.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
-import type { InferencePort, StreamedToken } from "../../inference/inference_port.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
 import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { BusyRefusals } from "../../network/busy_refusals.ts";
 import { DEFAULT_QUEUE_HOLD_MS } from "../../network/failover.ts";
@@ -21,43 +20,11 @@ import type { NetworkMessage } from "../../network/network_actor.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import type { TextJob } from "../../protocols/job.ts";
 import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { ManualTimers } from "../protocols/_helpers.ts";
-import { eventually, params, ScriptedModel } from "../server/_fixtures.ts";
+import { eventually } from "../server/_fixtures.ts";
 import { StallingPort } from "../inference/_stalling_port.ts";
-
-const served = new ScriptedModel().info;
-const TOKENS = 4;
-
-const script: StreamedToken[] = Array.from({ length: TOKENS }, (_, i) => ({
-  index: i,
-  tokenId: 97 + i,
-  text: String.fromCharCode(97 + i),
-  finishReason: i === TOKENS - 1 ? "length" : undefined,
-}));
-
-const job = (nonce: string): TextJob => ({
-  kind: "text",
-  model: served.cid,
-  prompt: "x",
-  params: params({ maxTokens: TOKENS }),
-  nonce,
-});
-
-/** Stands in for the NetworkActor: the first open worker not excluded (the stalling one first). */
-class Workers implements Actor<NetworkMessage> {
-  constructor(readonly connections: Connection[]) {}
-  receive(message: NetworkMessage): unknown {
-    if (message.type === "worker") {
-      const exclude = message.exclude ?? [];
-      return this.connections.find((c) => !c.isClosed && !exclude.includes(toHex(c.peerKey!)));
-    }
-    if (message.type === "worker_models") return [served];
-    return undefined;
-  }
-}
+import { job, script, served, Workers } from "./_scripted_workers.ts";
 
 /** A router over `ports`, in the order the network picks them, on one fake clock. */
 async function routerOver(ports: InferencePort[]) {
