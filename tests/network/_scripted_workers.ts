@@ -1,16 +1,25 @@
 /**
  * What the router tests with scripted workers share (`queue_hold_test.ts`,
  * `review_s50_stalled_worker_test.ts`): the model the workers serve, its scripted tokens, a job
- * for it, and a stand-in for the NetworkActor that hands out workers.
+ * for it, a stand-in for the NetworkActor that hands out workers, and a router over them on one
+ * fake clock.
  *
  * @module
  */
 import type { Actor } from "../../actors/actor.ts";
-import type { StreamedToken } from "../../inference/inference_port.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import { serveInference } from "../../inference/serve_inference.ts";
+import type { InferencePort, StreamedToken } from "../../inference/inference_port.ts";
+import type { BusyRefusals } from "../../network/busy_refusals.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
-import type { Connection } from "../../protocols/connection.ts";
+import { NetworkInferencePort } from "../../network/network_inference_port.ts";
+import { Connection } from "../../protocols/connection.ts";
 import { toHex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import type { TextJob } from "../../protocols/job.ts";
+import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
+import { ManualTimers } from "../protocols/_helpers.ts";
 import { params, ScriptedModel } from "../server/_fixtures.ts";
 
 /** The model every scripted worker serves. */
@@ -48,4 +57,46 @@ export class Workers implements Actor<NetworkMessage> {
     if (message.type === "worker_models") return [served];
     return undefined;
   }
+}
+
+/**
+ * A router over `ports`, in the order the network picks them, on one fake clock: each port is
+ * served over an in-memory connection as a worker's. `options.busy` makes the router's memory of
+ * refusals (on the same clock); `options.name` names the actor system.
+ */
+export async function routerOver(
+  ports: InferencePort[],
+  options: { name?: string; busy?: (timers: ManualTimers) => BusyRefusals } = {},
+) {
+  const system = new ActorSystem({ name: options.name ?? "scripted-workers" });
+  const timers = new ManualTimers();
+  const links: Connection[] = [];
+  const toWorkers: Connection[] = [];
+  for (const port of ports) {
+    const [a, b] = memoryDuplexPair();
+    const protocols = [INFERENCE_PROTOCOL];
+    const [toWorker, atWorker] = await Promise.all([
+      Connection.open(a, { identity: Identity.generate(), protocols }),
+      Connection.open(b, { identity: Identity.generate(), protocols }),
+    ]);
+    serveInference(atWorker, port, { timers });
+    links.push(toWorker, atWorker);
+    toWorkers.push(toWorker);
+  }
+  const network = await system.spawn<NetworkMessage>({
+    name: "router/network",
+    factory: () => new Workers(toWorkers),
+  });
+  const port = new NetworkInferencePort(
+    network,
+    undefined,
+    undefined,
+    { timers },
+    options.busy?.(timers),
+  );
+  const close = async () => {
+    for (const c of links) await c.close();
+    await system.shutdown();
+  };
+  return { port, timers, close };
 }

@@ -6,9 +6,7 @@
  * timers are a fake clock the tests advance: no real time is waited on.
  */
 import { assert, assertEquals } from "../server/_assert.ts";
-import { ActorSystem } from "../../actors/actor_system.ts";
 import { TooManyJobsError } from "../../actors/inference_errors.ts";
-import { serveInference } from "../../inference/serve_inference.ts";
 import type {
   InferenceHandle,
   InferencePort,
@@ -18,18 +16,11 @@ import type {
   SubmitOptions,
 } from "../../inference/inference_port.ts";
 import { DEFAULT_FIRST_TOKEN_TIMEOUT_MS } from "../../inference/remote_port.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { DEFAULT_QUEUE_HOLD_MS } from "../../network/failover.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import { Connection } from "../../protocols/connection.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { ManualTimers } from "../protocols/_helpers.ts";
 import { eventually } from "../server/_fixtures.ts";
 import { StallingPort } from "../inference/_stalling_port.ts";
-import { job, script, served, TOKENS, Workers } from "./_scripted_workers.ts";
+import { job, routerOver, script, served, TOKENS } from "./_scripted_workers.ts";
 
 /**
  * A worker that starts every job and says it is at place 1 of its queue, for ever (its `queued`
@@ -71,35 +62,6 @@ class FullPort implements InferencePort {
   stats(): Promise<InferenceStats> {
     return Promise.reject(new Error("not asked"));
   }
-}
-
-/** A router over `ports`, in the order the network picks them, on one fake clock. */
-async function routerOver(ports: InferencePort[]) {
-  const system = new ActorSystem({ name: "queue-hold-test" });
-  const timers = new ManualTimers();
-  const links: Connection[] = [];
-  const toWorkers: Connection[] = [];
-  for (const port of ports) {
-    const [a, b] = memoryDuplexPair();
-    const protocols = [INFERENCE_PROTOCOL];
-    const [toWorker, atWorker] = await Promise.all([
-      Connection.open(a, { identity: Identity.generate(), protocols }),
-      Connection.open(b, { identity: Identity.generate(), protocols }),
-    ]);
-    serveInference(atWorker, port, { timers });
-    links.push(toWorker, atWorker);
-    toWorkers.push(toWorker);
-  }
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => new Workers(toWorkers),
-  });
-  const port = new NetworkInferencePort(network, undefined, undefined, { timers });
-  const close = async () => {
-    for (const c of links) await c.close();
-    await system.shutdown();
-  };
-  return { port, timers, close };
 }
 
 /** Whether `promise` has settled (after the turns the fake clock already let run). */

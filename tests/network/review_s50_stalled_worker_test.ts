@@ -8,53 +8,21 @@
  * is waited on.
  */
 import { assertEquals } from "../server/_assert.ts";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { serveInference } from "../../inference/serve_inference.ts";
 import type { InferencePort } from "../../inference/inference_port.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { BusyRefusals } from "../../network/busy_refusals.ts";
 import { DEFAULT_QUEUE_HOLD_MS } from "../../network/failover.ts";
 import { DEFAULT_HELLO_INTERVAL_MS } from "../../network/network_actor.ts";
 import { DEFAULT_START_TIMEOUT_MS } from "../../inference/remote_port.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import { Connection } from "../../protocols/connection.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { INFERENCE_PROTOCOL } from "../../protocols/inference_messages.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
-import { ManualTimers } from "../protocols/_helpers.ts";
 import { eventually } from "../server/_fixtures.ts";
 import { StallingPort } from "../inference/_stalling_port.ts";
-import { job, script, served, Workers } from "./_scripted_workers.ts";
+import { job, routerOver as scriptedRouter, script, served } from "./_scripted_workers.ts";
 
-/** A router over `ports`, in the order the network picks them, on one fake clock. */
-async function routerOver(ports: InferencePort[]) {
-  const system = new ActorSystem({ name: "review-s50-stalled-worker" });
-  const timers = new ManualTimers();
-  const links: Connection[] = [];
-  const toWorkers: Connection[] = [];
-  for (const port of ports) {
-    const [a, b] = memoryDuplexPair();
-    const protocols = [INFERENCE_PROTOCOL];
-    const [toWorker, atWorker] = await Promise.all([
-      Connection.open(a, { identity: Identity.generate(), protocols }),
-      Connection.open(b, { identity: Identity.generate(), protocols }),
-    ]);
-    serveInference(atWorker, port, { timers });
-    links.push(toWorker, atWorker);
-    toWorkers.push(toWorker);
-  }
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => new Workers(toWorkers),
+/** A router over `ports` whose memory of refusals is on its fake clock. */
+const routerOver = (ports: InferencePort[]) =>
+  scriptedRouter(ports, {
+    name: "review-s50-stalled-worker",
+    busy: (timers) => new BusyRefusals({ now: () => timers.now() }),
   });
-  const busy = new BusyRefusals({ now: () => timers.now() });
-  const port = new NetworkInferencePort(network, undefined, undefined, { timers }, busy);
-  const close = async () => {
-    for (const c of links) await c.close();
-    await system.shutdown();
-  };
-  return { port, timers, close };
-}
 
 /** Read a job to its end on the fake clock, advancing it by the queue hold when it waits. */
 async function runThroughHold(
