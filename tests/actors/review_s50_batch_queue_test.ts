@@ -151,7 +151,11 @@ async function checkQueue(model: TextModel): Promise<void> {
   }
 }
 
-Deno.test("after a model worker is given up on, jobs beyond the seats left wait in the actor's queue, not inside the surviving worker's batch", async () => {
+/**
+ * The model on two workers of two seats each that can be crashed (`crashModelWorker`) and are
+ * given up on at their first crash; `events` has the pool's worker events.
+ */
+async function twoFaultyWorkers(): Promise<{ model: TextModel; events: string[] }> {
   const events: string[] = [];
   const model = await TextModel.load(dir, {
     intraOpThreads: 1,
@@ -162,6 +166,11 @@ Deno.test("after a model worker is given up on, jobs beyond the seats left wait 
     restart: { maxRestarts: 0 },
     onWorkerEvent: (event) => events.push(event.type),
   });
+  return { model, events };
+}
+
+Deno.test("after a model worker is given up on, jobs beyond the seats left wait in the actor's queue, not inside the surviving worker's batch", async () => {
+  const { model, events } = await twoFaultyWorkers();
   const system = new ActorSystem({ name: "review-s50-gave-up" });
   try {
     crashModelWorker(1);
@@ -197,16 +206,7 @@ Deno.test("after a model worker is given up on, jobs beyond the seats left wait 
 });
 
 Deno.test("jobs queued when a model worker is given up on start only as the seats left free up, not one for each job that worker failed", async () => {
-  const events: string[] = [];
-  const model = await TextModel.load(dir, {
-    intraOpThreads: 1,
-    worker: true,
-    workerCount: 2,
-    maxBatch: 2,
-    workerUrl: FAULTY_WORKER_URL,
-    restart: { maxRestarts: 0 },
-    onWorkerEvent: (event) => events.push(event.type),
-  });
+  const { model, events } = await twoFaultyWorkers();
   const system = new ActorSystem({ name: "review-s50-gave-up-queued" });
   holdModelSteps();
   try {
