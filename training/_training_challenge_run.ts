@@ -50,14 +50,19 @@ import type {
 } from "../actors/validator_messages.ts";
 import type { ReceiptFiles } from "../actors/_receipt_files.ts";
 import type { RoundModels } from "./round_models.ts";
-import { trainingReceiptId } from "./training_receipt.ts";
+import { type TrainingReceipt, trainingReceiptId } from "./training_receipt.ts";
+import type { GptArchitecture } from "../inference/model_builder.ts";
+import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import {
   drawTrainingChallenge,
   type TrainingChallenge,
   trainingChallengeId,
 } from "./training_challenge.ts";
 import type { SealedStepOpenings } from "./step_opening.ts";
+import { checkOpeningsServed, type StepOpeningsCheck } from "./step_check.ts";
+import type { TrainingFraudProof } from "./training_fraud_proof.ts";
 import type { ChallengeEndings } from "./_challenge_endings.ts";
+import type { ChallengedReceipts } from "./_challenged_receipts.ts";
 import type {
   ChallengeOutcome,
   ChallengeRequest,
@@ -78,8 +83,29 @@ export type ChallengeRunLedgerMessage = TrainingChallengeLedgerMessage | Receipt
 /** The counters of the validator's stats that are the challenge run's. */
 export type ChallengeRunStats = Pick<
   TrainingValidatorStats,
-  "challenged" | "passed" | "frauds" | "faults"
+  "challenged" | "passed" | "frauds" | "faults" | "takeovers" | "falseClaims"
 >;
+
+/** A takeover of a peer's `opening_missing` claim (see {@link TrainingChallengeRun.takeover}). */
+export interface TakeoverRequest {
+  /** The receipt the claim is about. */
+  receipt: TrainingReceipt;
+  /** Its start model's architecture (checked against the start model by the claim's check). */
+  arch: GptArchitecture;
+  /** Storage file id of the start model, if known (for this validator's own fraud proof). */
+  startFile?: string;
+  /** This node's connection to the trainer. */
+  connection: Connection;
+  /** When the receipt's challenge window closes in this ledger (ms, the ledger's clock). */
+  pendingUntil: number;
+}
+
+/**
+ * How a takeover ended: the trainer served its answer (the claim was false here), did not (this
+ * validator's own fraud proof is told to the validator), or nothing was decided (cleared: a
+ * takeover can only convict).
+ */
+export type TakeoverOutcome = "served" | "convicted" | "cleared";
 
 /** Options of {@link TrainingChallengeRun}: what it needs from the validator. */
 export interface TrainingChallengeRunOptions {
@@ -99,6 +125,10 @@ export interface TrainingChallengeRunOptions {
   endings: ChallengeEndings;
   /** The validator's own fraud proofs on disk until they settle (`ownProofsDir`); absent: not kept. */
   ownProofs?: ReceiptFiles;
+  /** The receipts this validator challenged: never challenged twice (`_challenged_receipts.ts`). */
+  challenged: ChallengedReceipts;
+  /** The ledger's clock (ms): how long a challenged receipt is remembered. */
+  now: () => number;
   /** Ask the ValidatorActor holding the ledger; rejects when it does not answer (or is none). */
   ask<R>(ctx: Context, message: ChallengeRunLedgerMessage): Promise<R>;
   /** Whether a ValidatorActor holding the ledger is on this node now. */
@@ -112,7 +142,14 @@ export interface TrainingChallengeRunOptions {
 /** See the module doc. */
 export class TrainingChallengeRun {
   readonly #options: TrainingChallengeRunOptions;
-  readonly #stats: ChallengeRunStats = { challenged: 0, passed: 0, frauds: 0, faults: 0 };
+  readonly #stats: ChallengeRunStats = {
+    challenged: 0,
+    passed: 0,
+    frauds: 0,
+    faults: 0,
+    takeovers: 0,
+    falseClaims: 0,
+  };
 
   /** @param options See {@link TrainingChallengeRunOptions}. */
   constructor(options: TrainingChallengeRunOptions) {
@@ -130,15 +167,21 @@ export class TrainingChallengeRun {
       return { challenged: false };
     }
     const { receipt } = request.report;
+    const id = trainingReceiptId(receipt);
+    // A second challenge of a receipt is refused by its trainer, and that refusal would be an
+    // `opening_missing`: a receipt challenged here (by the coin, or a takeover) is not again.
+    if (this.challengedHere(id)) return { challenged: false };
+    const remembered = this.#remember(id, undefined);
+    remembered.catch(() => {}); // awaited below, after the open: not an unhandled rejection
     const deadlineMs = this.#options.openingDeadlineMs;
     const challenge = drawTrainingChallenge(receipt, this.#options.identity, { deadlineMs });
     // Held `challenged` in the ledger while it runs (a credited receipt, from an audited round,
     // is not paid meanwhile, nor after a stop mid-challenge); ended below, or by the settlement
     // of this challenge's fraud proof.
-    const id = trainingReceiptId(receipt);
     await this.#open(ctx, id);
     this.#stats.challenged++;
     try {
+      await remembered;
       return await this.#run(request, challenge, ctx);
     } catch (error) {
       await this.#options.endings.end(ctx, id, "undecided", "challenge_failed");
@@ -191,55 +234,22 @@ export class TrainingChallengeRun {
     const { receipt, delta } = request.report;
     const id = trainingReceiptId(receipt);
     const trainer = toHex(receipt.trainer).slice(0, 16);
-    let sealed: SealedStepOpenings | undefined;
-    try {
-      sealed = await fetchOpenings(request.connection, challenge, ctx.signal);
-    } catch (error) {
-      // Refused, silent, or gone: the opening is missing. Its proof (the signed challenge with
-      // no answer) holds only once the challenge's deadline has passed: wait for it.
-      const why = (error as { code?: string }).code ?? (error as Error).message;
-      this.#options.log(`training validator: trainer ${trainer} did not open its steps (${why})`);
-      sealed = undefined;
-      await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
-    }
-    const start = await this.#options.models.get(
-      request.terms.startModel,
-      request.arch,
-      request.startFile,
-    );
-    const checkAnswer = (answer: typeof sealed) =>
-      this.#options.check(receipt, challenge, answer, {
-        validator: this.#options.identity,
-        arch: request.arch,
-        startWeights: start.weights,
-        delta,
-        shardSize: request.shardSize,
-        shardRoot: request.shardRoot,
-      });
-    let check = await checkAnswer(sealed);
-    const ownConnection = bytesEqual(
-      request.connection.peerKey ?? new Uint8Array(0),
-      receipt.trainer,
-    );
-    if (
-      !check.ok &&
-      (check.reason === "opening_unopenable" ||
-        (check.reason === "opening_unsigned" && ownConnection))
-    ) {
-      // An answer that is not the trainer's signed answer is "someone else's": ignored, keep
-      // waiting. But one that came over the trainer's own authenticated connection (it answers
-      // each part request once: nothing else will come), or one the trainer signed that opens
-      // nothing, is no answer: past the deadline, with its `opening_missing` proof. A proof
-      // issued before the deadline would be refuted by every checker, and a lazy trainer
-      // cannot send junk for free.
-      this.#options.log(
-        `training validator: trainer ${trainer} answered with an opening that is ${
-          check.reason === "opening_unsigned" ? "unsigned" : "signed but cannot be opened"
-        }; waiting for the deadline`,
+    const check = await this.#answer(receipt, request.connection, challenge, ctx, async () => {
+      const start = await this.#options.models.get(
+        request.terms.startModel,
+        request.arch,
+        request.startFile,
       );
-      await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
-      check = await checkAnswer(undefined);
-    }
+      return (answer) =>
+        this.#options.check(receipt, challenge, answer, {
+          validator: this.#options.identity,
+          arch: request.arch,
+          startWeights: start.weights,
+          delta,
+          shardSize: request.shardSize,
+          shardRoot: request.shardRoot,
+        });
+    });
     const endings = this.#options.endings;
     if (check.ok) {
       await endings.end(ctx, id, "passed");
@@ -254,21 +264,165 @@ export class TrainingChallengeRun {
     this.#options.log(
       `training validator: trainer ${trainer} failed its challenge (${check.reason})`,
     );
-    if (check.reason === "opening_missing") this.#stats.faults++;
-    if (check.proof !== undefined) {
-      this.#stats.frauds++;
-      const body: TrainingFraudProofBody = {
-        proof: check.proof,
-        arch: request.arch,
-        ...(request.startFile === undefined ? {} : { startFile: request.startFile }),
-      };
-      // Kept until it settles: a stop before that resumes it at the next start.
-      if (endings.holds(id)) await this.#options.ownProofs?.save(id, body);
-      // Settled by the validator and spread like a peer's: the same path checks it before it
-      // slashes.
-      await ctx.self.tell({ type: "fraud_proof", body, origin: "local" });
-    } else await endings.end(ctx, id, "undecided", `training_${check.reason}`);
+    if (check.proof !== undefined) await this.#convict(check.proof, request, ctx);
+    else await endings.end(ctx, id, "undecided", `training_${check.reason}`);
     return { challenged: true, ok: false, reason: check.reason, proof: check.proof };
+  }
+
+  /**
+   * Take over a peer's `opening_missing` claim about `request.receipt` (`training_validator.ts`
+   * decides whether, within its takeover budget): challenge the trainer on this validator's own
+   * key, as a drawn challenge would, and ask only whether it serves its answer — signed, openable,
+   * opening the receipt's commitments (`checkOpeningsServed`: no model, no delta). Served, the
+   * challenge ends `passed` (paid when its window closes) and the claim was false here; not served
+   * by the deadline, or an answer that does not open the commitments, is this validator's own
+   * `opening_missing` or `opening_mismatch` proof, settled and spread as any. Anything else —
+   * the ledger would not hold the receipt, an error here — clears the challenge: a takeover can
+   * only convict. Runs outside the validator's mailbox.
+   */
+  async takeover(request: TakeoverRequest, ctx: Context): Promise<TakeoverOutcome> {
+    const { receipt } = request;
+    const id = trainingReceiptId(receipt);
+    if (this.challengedHere(id)) return "cleared";
+    const remembered = this.#remember(id, request.pendingUntil);
+    remembered.catch(() => {}); // awaited below, after the open: not an unhandled rejection
+    const deadlineMs = this.#options.openingDeadlineMs;
+    const challenge = drawTrainingChallenge(receipt, this.#options.identity, { deadlineMs });
+    await this.#open(ctx, id);
+    const endings = this.#options.endings;
+    // Not held `challenged` here (its window closed, the ledger gone): nothing to decide.
+    if (!endings.holds(id)) return "cleared";
+    this.#stats.takeovers++;
+    const trainer = toHex(receipt.trainer).slice(0, 16);
+    try {
+      await remembered;
+      const served = (answer: SealedStepOpenings | undefined) =>
+        Promise.resolve(checkOpeningsServed(receipt, challenge, answer, {
+          validator: this.#options.identity,
+          arch: request.arch,
+        }));
+      const check = await this.#answer(
+        receipt,
+        request.connection,
+        challenge,
+        ctx,
+        () => Promise.resolve(served),
+      );
+      if (check.ok) {
+        await endings.end(ctx, id, "passed");
+        this.#stats.falseClaims++;
+        this.#options.log(
+          `training validator: trainer ${trainer} served its openings to this validator's ` +
+            `takeover: the claim that it withheld them is not taken here`,
+        );
+        return "served";
+      }
+      if (check.proof !== undefined) {
+        this.#options.log(
+          `training validator: trainer ${trainer} failed this validator's takeover too ` +
+            `(${check.reason})`,
+        );
+        await this.#convict(check.proof, request, ctx);
+        return "convicted";
+      }
+      await endings.end(ctx, id, "passed");
+      this.#options.log(
+        `training validator: takeover of trainer ${trainer}'s receipt decided nothing ` +
+          `(${check.reason}): cleared`,
+      );
+      return "cleared";
+    } catch (error) {
+      await endings.end(ctx, id, "passed");
+      throw error;
+    }
+  }
+
+  /** Whether receipt `id` was challenged here (by the coin or a takeover) within its window. */
+  challengedHere(id: string): boolean {
+    return this.#options.challenged.has(id);
+  }
+
+  /**
+   * Mark receipt `id` challenged here, until `pendingUntil` or, unknown, a challenge window from
+   * now (the ledger's clock): resolves once kept on disk.
+   */
+  #remember(id: string, pendingUntil: number | undefined): Promise<void> {
+    const until = Math.max(
+      pendingUntil ?? 0,
+      this.#options.now() + DEFAULT_ECONOMICS.challengeWindowMs + this.#options.openingDeadlineMs,
+    );
+    return this.#options.challenged.mark(id, until);
+  }
+
+  /**
+   * The trainer's answer to `challenge`, checked by the check `prepare` gives (its model loaded
+   * only after the fetch: a takeover may open at the window's very end, and the trainer's
+   * retention leaves it only the deadline). A refusal, silence or a failed fetch waits for the
+   * deadline and is checked as no answer; so is an answer that is not the trainer's signed answer
+   * when it came over the trainer's own connection, or one it signed that opens nothing.
+   */
+  async #answer(
+    receipt: TrainingReceipt,
+    connection: Connection,
+    challenge: TrainingChallenge,
+    ctx: Context,
+    prepare: () => Promise<(answer: SealedStepOpenings | undefined) => Promise<StepOpeningsCheck>>,
+  ): Promise<StepOpeningsCheck> {
+    const trainer = toHex(receipt.trainer).slice(0, 16);
+    let sealed: SealedStepOpenings | undefined;
+    try {
+      sealed = await fetchOpenings(connection, challenge, ctx.signal);
+    } catch (error) {
+      // Refused, silent, or gone: the opening is missing. Its proof (the signed challenge with
+      // no answer) holds only once the challenge's deadline has passed: wait for it.
+      const why = (error as { code?: string }).code ?? (error as Error).message;
+      this.#options.log(`training validator: trainer ${trainer} did not open its steps (${why})`);
+      sealed = undefined;
+      await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
+    }
+    const checkAnswer = await prepare();
+    const check = await checkAnswer(sealed);
+    const ownConnection = bytesEqual(connection.peerKey ?? new Uint8Array(0), receipt.trainer);
+    if (
+      check.ok ||
+      !(check.reason === "opening_unopenable" ||
+        (check.reason === "opening_unsigned" && ownConnection))
+    ) return check;
+    // An answer that is not the trainer's signed answer is "someone else's": ignored, keep
+    // waiting. But one that came over the trainer's own authenticated connection (it answers
+    // each part request once: nothing else will come), or one the trainer signed that opens
+    // nothing, is no answer: past the deadline, with its `opening_missing` proof. A proof
+    // issued before the deadline would be refuted by every checker, and a lazy trainer
+    // cannot send junk for free.
+    this.#options.log(
+      `training validator: trainer ${trainer} answered with an opening that is ${
+        check.reason === "opening_unsigned" ? "unsigned" : "signed but cannot be opened"
+      }; waiting for the deadline`,
+    );
+    await sleep(challenge.deadline - Date.now() + DEADLINE_MARGIN_MS, ctx.signal);
+    return await checkAnswer(undefined);
+  }
+
+  /**
+   * This validator's own fraud proof from a challenge of `request`'s receipt: kept until it
+   * settles (a stop before that resumes it at the next start), then told to the validator,
+   * which checks it, settles it and spreads it like a peer's.
+   */
+  async #convict(
+    proof: TrainingFraudProof,
+    request: { arch: GptArchitecture; startFile?: string },
+    ctx: Context,
+  ): Promise<void> {
+    const id = trainingReceiptId(proof.receipt);
+    if (proof.reason === "opening_missing") this.#stats.faults++;
+    this.#stats.frauds++;
+    const body: TrainingFraudProofBody = {
+      proof,
+      arch: request.arch,
+      ...(request.startFile === undefined ? {} : { startFile: request.startFile }),
+    };
+    if (this.#options.endings.holds(id)) await this.#options.ownProofs?.save(id, body);
+    await ctx.self.tell({ type: "fraud_proof", body, origin: "local" });
   }
 
   /**

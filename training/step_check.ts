@@ -63,9 +63,25 @@ export interface CheckStepOpeningsOptions {
 }
 
 /** Result of {@link checkStepOpenings}. */
-export type StepOpeningsCheck =
-  | { ok: true }
-  | { ok: false; reason: string; detail?: string; proof?: TrainingFraudProof };
+export type StepOpeningsCheck = { ok: true } | StepOpeningsFailure;
+
+/** A failed {@link StepOpeningsCheck}: why, and the signed fraud proof where one holds. */
+export type StepOpeningsFailure = {
+  ok: false;
+  reason: string;
+  detail?: string;
+  proof?: TrainingFraudProof;
+};
+
+/** What {@link checkOpeningsServed} needs: no model, no delta, no shard registration. */
+export interface CheckOpeningsServedOptions {
+  /** The validator (it challenged; the answer is sealed to it; it signs proofs). */
+  validator: Identity;
+  /** Architecture (the openings' states decode for it). */
+  arch: GptArchitecture;
+  /** Clock (unix ms) for the deadline and the proof's `issuedAt`. */
+  now?: () => number;
+}
 
 /**
  * Check the trainer's answer `sealed` to `challenge` of `receipt` (pass `undefined` once the
@@ -82,21 +98,79 @@ export async function checkStepOpenings(
     startModel: options.startModel,
   });
   if (!rc.ok) return { ok: false, reason: "bad_receipt", detail: rc.reason };
-  if (
-    !challengeFitsReceipt(challenge, receipt) ||
-    toHex(challenge.validator) !== toHex(options.validator.publicKey)
-  ) return { ok: false, reason: "challenge_mismatch" };
+  if (!isOwnChallenge(receipt, challenge, options.validator)) {
+    return { ok: false, reason: "challenge_mismatch" };
+  }
   if (
     receipt.shardSize !== options.shardSize ||
     (options.shardRoot !== undefined && receipt.shardRoot !== options.shardRoot)
   ) return { ok: false, reason: "shard_mismatch" };
+  const opened = openAnswer(receipt, challenge, sealed, options);
+  if (!opened.ok) return opened;
+  const convict = convictor(receipt, challenge, options);
+  for (const [i, step] of opened.steps.entries()) {
+    const r = await checkVerifiedStep(receipt, step, {
+      arch: options.arch,
+      startWeights: options.startWeights,
+      delta: options.delta,
+      backend: options.backend,
+    });
+    options.onStep?.(step.step, { distance: r.distance, lossError: r.lossError });
+    if (!r.ok) {
+      return convict(r.reason, r.detail, {
+        opening: opened.openings.steps[i],
+        ...(r.reason === "delta_mismatch" ? { delta: options.delta } : {}),
+      });
+    }
+  }
+  return { ok: true };
+}
 
+/**
+ * Whether the trainer served its answer to `challenge`: signed, openable, and opening the
+ * receipt's commitments (steps 1–3 of {@link checkStepOpenings}, without the re-run, so neither
+ * the start model's weights nor the delta nor the shard's registration is needed). What a
+ * takeover of a peer's `opening_missing` asks (`training_validator.ts`): that claim is about
+ * availability. Failures are those of {@link checkStepOpenings}: `opening_missing` or
+ * `opening_mismatch` with a proof, the rest without.
+ */
+export function checkOpeningsServed(
+  receipt: TrainingReceipt,
+  challenge: TrainingChallenge,
+  sealed: SealedStepOpenings | undefined | null,
+  options: CheckOpeningsServedOptions,
+): StepOpeningsCheck {
+  const rc = verifyTrainingReceipt(receipt);
+  if (!rc.ok) return { ok: false, reason: "bad_receipt", detail: rc.reason };
+  if (!isOwnChallenge(receipt, challenge, options.validator)) {
+    return { ok: false, reason: "challenge_mismatch" };
+  }
+  const opened = openAnswer(receipt, challenge, sealed, options);
+  return opened.ok ? { ok: true } : opened;
+}
+
+/** Whether `challenge` fits `receipt` and is `validator`'s. */
+function isOwnChallenge(
+  receipt: TrainingReceipt,
+  challenge: TrainingChallenge,
+  validator: Identity,
+): boolean {
+  return challengeFitsReceipt(challenge, receipt) &&
+    toHex(challenge.validator) === toHex(validator.publicKey);
+}
+
+/** A failure with `validator`'s signed fraud proof against `receipt` on `challenge`. */
+function convictor(
+  receipt: TrainingReceipt,
+  challenge: TrainingChallenge,
+  options: CheckOpeningsServedOptions,
+) {
   const now = options.now ?? Date.now;
-  const convict = (
+  return (
     reason: UnsignedTrainingFraudProof["reason"],
     detail: string,
     extra: Partial<UnsignedTrainingFraudProof> = {},
-  ): StepOpeningsCheck => ({
+  ): StepOpeningsFailure => ({
     ok: false,
     reason,
     detail,
@@ -109,7 +183,17 @@ export async function checkStepOpenings(
       issuedAt: Math.floor(now()),
     }, options.validator),
   });
+}
 
+/** Unseal the answer and check its structure against the receipt's commitments (no model). */
+function openAnswer(
+  receipt: TrainingReceipt,
+  challenge: TrainingChallenge,
+  sealed: SealedStepOpenings | undefined | null,
+  options: CheckOpeningsServedOptions,
+): Extract<ReturnType<typeof verifyOpeningsPlaintext>, { ok: true }> | StepOpeningsFailure {
+  const now = options.now ?? Date.now;
+  const convict = convictor(receipt, challenge, options);
   if (sealed === undefined || sealed === null) {
     // Before the deadline a missing answer is not (yet) a fault: a proof issued now would be
     // refuted by every checker (`before_deadline`).
@@ -129,20 +213,5 @@ export async function checkStepOpenings(
       answer: { plaintext: unsealed.plaintext, sig: sealed.sig },
     });
   }
-  for (const [i, step] of structure.steps.entries()) {
-    const r = await checkVerifiedStep(receipt, step, {
-      arch: options.arch,
-      startWeights: options.startWeights,
-      delta: options.delta,
-      backend: options.backend,
-    });
-    options.onStep?.(step.step, { distance: r.distance, lossError: r.lossError });
-    if (!r.ok) {
-      return convict(r.reason, r.detail, {
-        opening: structure.openings.steps[i],
-        ...(r.reason === "delta_mismatch" ? { delta: options.delta } : {}),
-      });
-    }
-  }
-  return { ok: true };
+  return structure;
 }

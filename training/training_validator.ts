@@ -11,7 +11,11 @@
  * receipt     { body, origin }   record in the ledger (uncredited); new: pass on
  * credit      { receipts, terms } credit receipts whose deltas went into a round's model
  * fraud_proof { body, origin }   check (outside the mailbox) → checked
- * checked     { … }              internal: settle in the ledger; confirmed and new: pass on
+ * checked     { … }              internal: settle in the ledger; confirmed and new: pass on. A
+ *                                peer's confirmed `opening_missing` is a claim, not settled on
+ *                                its word: taken over instead (`_claim_takeovers.ts`)
+ * takeover_ended { claimant, outcome } internal: a takeover of a claim ended (served: the claim
+ *                                was false here)
  * unchecked   { … }              internal: the check failed unsettled; the copies that waited
  *                                behind it go through the intake again
  * settle_again { key }           internal: ask the ledger again to settle a peer's checked
@@ -117,7 +121,13 @@ import {
 import { ChallengeEndings, END_RETRY_MS } from "./_challenge_endings.ts";
 import { copyKey, TakenTrainingProofs } from "./_taken_training_proofs.ts";
 import { type IntakeLedgerMessage, TrainingProofIntake } from "./_training_proof_intake.ts";
-import { type ChallengeRunStats, TrainingChallengeRun } from "./_training_challenge_run.ts";
+import {
+  type ChallengeRunStats,
+  type TakeoverOutcome,
+  TrainingChallengeRun,
+} from "./_training_challenge_run.ts";
+import { ChallengedReceipts } from "./_challenged_receipts.ts";
+import { ClaimTakeovers } from "./_claim_takeovers.ts";
 
 // The outcome gate's bounds and the endings' first retry, named here as before they had
 // modules of their own.
@@ -317,7 +327,14 @@ export type TrainingValidatorMessage =
   | { type: "model_standing"; model: string }
   | { type: "stats" }
   | { type: "end_again" }
-  | { type: "pledges_again" };
+  | { type: "pledges_again" }
+  | {
+    type: "takeover_ended";
+    /** The claimant's key (hex). */
+    claimant: string;
+    /** How it ended (undefined: it threw). */
+    outcome?: TakeoverOutcome;
+  };
 
 /** The internal `checked` message: a fraud proof checked here, to settle. */
 type CheckedMessage = Extract<TrainingValidatorMessage, { type: "checked" }>;
@@ -332,6 +349,10 @@ export interface TrainingValidatorStats extends OutcomeGateStats {
   frauds: number;
   /** Refusals and missed deadlines (among the fraud proofs: `opening_missing`). */
   faults: number;
+  /** Peers' `opening_missing` claims taken over: this validator asked the trainer itself. */
+  takeovers: number;
+  /** Takeovers the trainer answered: the claim was false here, and not taken. */
+  falseClaims: number;
   /** Fraud proofs checked here (own and peers'). */
   checked: number;
   /** Fraud proofs confirmed here. */
@@ -380,6 +401,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
 
   /** This validator's own fraud proofs until they settle, on disk (`ownProofsDir`). */
   readonly #ownProofs: ReceiptFiles | undefined;
+  /** The receipts challenged here, never challenged twice (`_challenged_receipts.ts`). */
+  readonly #challenged: ChallengedReceipts;
+  /** Takeovers of peers' `opening_missing` claims (`_claim_takeovers.ts`). */
+  readonly #claims: ClaimTakeovers;
 
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
@@ -417,8 +442,11 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       ask: (ctx, message) => this.#ledger(ctx, message),
       log: (line) => this.#log(line),
     });
+    this.#challenged = new ChallengedReceipts(dir, () => this.#now());
     this.#challenges = new TrainingChallengeRun({
       identity: options.identity,
+      challenged: this.#challenged,
+      now: () => this.#now(),
       models: options.models,
       challengeProbability: options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY,
       random: options.random ?? secureRandom,
@@ -434,6 +462,15 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       connectionTo: (ctx, trainer) => this.#connectionTo(ctx, trainer),
       log: (line) => this.#log(line),
     });
+    this.#claims = new ClaimTakeovers({
+      identity: options.identity,
+      challenges: this.#challenges,
+      challengeProbability: options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY,
+      now: () => this.#now(),
+      ask: (ctx, message) => this.#ledger(ctx, message),
+      connectionTo: (ctx, trainer) => this.#connectionTo(ctx, trainer),
+      log: (line) => this.#log(line),
+    });
   }
 
   /**
@@ -445,6 +482,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
    * other challenge still open in the ledger.
    */
   async preStart(ctx: ActorContext<TrainingValidatorMessage>): Promise<void> {
+    await this.#challenged.readBack();
     const kept = await this.#ownProofs?.all() ?? new Map<string, unknown>();
     for (const [id, value] of kept) {
       let record: { status: ReceiptStatus } | undefined;
@@ -604,6 +642,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return await this.#endings.again(ctx);
       case "pledges_again":
         return await this.#intake.pledgesAgain(ctx);
+      case "takeover_ended":
+        return this.#claims.ended(message.claimant, message.outcome);
     }
   }
 
@@ -804,7 +844,30 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       // Everyone checks for themselves; a refuted proof is not spread (it would cost its author).
       this.#publish(ctx, { kind: "fraud_proof", body: message.body }, message.origin);
     }
+    if (
+      message.confirmed && message.origin !== "local" &&
+      message.body.proof.reason === "opening_missing"
+    ) return await this.#onClaim(message, ctx);
     await this.#settleInLedgerOnce(message, ctx, 0);
+  }
+
+  /**
+   * A peer's `opening_missing`, confirmed, is a claim on its author's word, not a proof: passed
+   * on, not settled here, and taken over within this validator's budget (`_claim_takeovers.ts`).
+   */
+  async #onClaim(
+    message: CheckedMessage,
+    ctx: ActorContext<TrainingValidatorMessage>,
+  ): Promise<void> {
+    // No longer taken, nor held in the ledger for it: nothing of it is settled here.
+    if (this.#taken.settled(message.hash)) this.#intake.keepLater(ctx);
+    await this.#release(ctx, message.hash);
+    await this.#claims.consider(message.body, ctx);
+  }
+
+  /** The ledger's clock (ms). */
+  #now(): number {
+    return (this.#options.now ?? Date.now)();
   }
 
   /**
@@ -883,7 +946,10 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       // `credit` from the coordinator, or an outcome this node audits (`#creditRound`).
       credited: false,
     }).catch((error) => ({ recorded: false, fresh: false, refusal: (error as Error).message }));
-    if (answer.fresh) this.#publish(ctx, { kind: "receipt", body }, origin);
+    if (answer.fresh) {
+      this.#publish(ctx, { kind: "receipt", body }, origin);
+      this.#claims.earn();
+    }
     if (answer.recorded) this.#intake.release(ctx, trainingReceiptId(body.receipt));
     return answer;
   }
@@ -906,6 +972,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         terms,
         credited: true,
       }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
+      if (answer?.fresh) this.#claims.earn();
       if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
     }
   }
@@ -928,6 +995,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         terms: { round: body.round, startModel: body.startModel, steps },
         credited: true,
       }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
+      if (answer?.fresh) this.#claims.earn();
       if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
     }
   }
