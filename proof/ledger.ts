@@ -75,6 +75,7 @@ import {
   GENESIS_PREV,
   type LedgerEntry,
   type LedgerEntryKind,
+  MAX_ENTRY_BYTES,
   signEntry,
 } from "./ledger_entry.ts";
 import { InsufficientStakeError, LedgerError, LedgerRejectedError } from "./ledger_errors.ts";
@@ -110,6 +111,14 @@ export { takesFraudProofs, worthFraudCheck } from "./ledger_state.ts";
  * history; each checkpoint is one signed, `fsync`'d write of the working state.
  */
 export const DEFAULT_CHECKPOINT_EVERY = 1024;
+
+/**
+ * Paid receipts a `steering` entry lists by id at most (about 66 bytes each: 4,096 take 270 KB),
+ * the most recent; the rest are counted (`evidence`). The list is a record nothing replays (the
+ * cut is `slashed`, the unpaid ones are `uncredited`), and unbounded it outgrew
+ * `MAX_ENTRY_BYTES` past about 15,900 receipts: an entry the next open refuses (review s51).
+ */
+const MAX_STEERING_RECEIPTS_LISTED = 4096;
 
 /** Which pledges {@link Ledger.pledges} lists. */
 export interface PledgeQuery {
@@ -371,6 +380,17 @@ export class Ledger {
         signer: this.#identity.publicKey,
       }, this.#identity);
       const frame = encodeEntryFrame(entry);
+      if (frame.length - FRAME_HEADER_BYTES > MAX_ENTRY_BYTES) {
+        // The log's reader takes a longer frame for damage (an impossible length): written, the
+        // acknowledged entry would stop the ledger from opening, and a repair would set it aside
+        // with every entry after it (review s51). Refused before the write: nothing poisoned.
+        throw new LedgerRejectedError(
+          "entry_too_large",
+          `a ${kind} entry of ${
+            frame.length - FRAME_HEADER_BYTES
+          } bytes is over ${MAX_ENTRY_BYTES}`,
+        );
+      }
       const offset = this.#log.size;
       try {
         // Durable before acknowledged: an entry the caller saw succeed survives a crash.
@@ -1175,7 +1195,9 @@ export class Ledger {
         worker: key,
         validator: this.#owner,
         settlement,
-        receipts: evidence,
+        // Bounded, so the entry fits one frame however long the worker served (see the const).
+        receipts: evidence.slice(-MAX_STEERING_RECEIPTS_LISTED),
+        evidence: evidence.length,
         uncredited: pending,
         slashed,
       };

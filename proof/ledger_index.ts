@@ -173,10 +173,24 @@ export class LedgerIndex {
     }
   }
 
-  /** Where the index stands, with the owner it was built for; undefined when empty. */
+  /**
+   * Where the index stands, with the owner it was built for; undefined when empty, or when what
+   * is kept does not parse as a position (a damaged row SQLite reads without complaint: the
+   * ledger then rebuilds the index from the log, where a parse error stopped it from opening,
+   * review s51).
+   */
   position(): (IndexPosition & { owner: string }) | undefined {
-    const raw = this.#q.meta.get("position") as { v: string } | undefined;
-    return raw === undefined ? undefined : JSON.parse(raw.v);
+    const raw = this.#q.meta.get("position") as { v: unknown } | undefined;
+    if (raw === undefined || typeof raw.v !== "string") return undefined;
+    let at: unknown;
+    try {
+      at = JSON.parse(raw.v);
+    } catch {
+      return undefined;
+    }
+    return typeof at === "object" && at !== null
+      ? at as IndexPosition & { owner: string }
+      : undefined;
   }
 
   /**
