@@ -155,6 +155,11 @@ export class ClaimTakeovers {
       receiptId: id,
     }).catch(() => undefined);
     if (record?.status !== "pending") return "not_pending";
+    // Past its window (not finalized yet: the ledger's tick comes later) the ledger will not hold
+    // it for a challenge, and the takeover is cleared unasked: refused before a credit is spent,
+    // or any key drained the budget for free with claims about receipts just past their window,
+    // and a withholding trainer's true claims then found none left.
+    if (this.#options.now() > record.pendingUntil) return "window_closed";
     // The trainer opens its steps only to a key with a peer accuser's stake in its ledger: one
     // without would be refused, and that refusal taken for withholding.
     const { stake } = await this.#options.ask<{ stake: number }>(ctx, {

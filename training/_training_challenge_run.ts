@@ -59,7 +59,7 @@ import {
   trainingChallengeId,
 } from "./training_challenge.ts";
 import type { SealedStepOpenings } from "./step_opening.ts";
-import { checkOpeningsServed, type StepOpeningsCheck } from "./step_check.ts";
+import type { StepOpeningsCheck } from "./step_check.ts";
 import type { TrainingFraudProof } from "./training_fraud_proof.ts";
 import type { ChallengeEndings } from "./_challenge_endings.ts";
 import type { ChallengedReceipts } from "./_challenged_receipts.ts";
@@ -272,11 +272,12 @@ export class TrainingChallengeRun {
   /**
    * Take over a peer's `opening_missing` claim about `request.receipt` (`training_validator.ts`
    * decides whether, within its takeover budget): challenge the trainer on this validator's own
-   * key, as a drawn challenge would, and ask only whether it serves its answer — signed, openable,
-   * opening the receipt's commitments (`checkOpeningsServed`: no model, no delta). Served, the
-   * challenge ends `passed` (paid when its window closes) and the claim was false here; not served
-   * by the deadline, or an answer that does not open the commitments, is this validator's own
-   * `opening_missing` or `opening_mismatch` proof, settled and spread as any. Anything else —
+   * key, as a drawn challenge would, and check its answer as one: signed, openable, opening the
+   * receipt's commitments, and its steps re-run (the validator's step check, without the delta,
+   * which a claim does not carry). Served and holding, the challenge ends `passed` (paid when its
+   * window closes) and the claim was false here; not served by the deadline, or an answer that
+   * fails the check, is this validator's own proof (`opening_missing`, `opening_mismatch`,
+   * `step_mismatch`, …), settled and spread as any. Anything else —
    * the ledger would not hold the receipt, an error here — clears the challenge: a takeover can
    * only convict. Runs outside the validator's mailbox.
    */
@@ -296,18 +297,26 @@ export class TrainingChallengeRun {
     const trainer = toHex(receipt.trainer).slice(0, 16);
     try {
       await remembered;
-      const served = (answer: SealedStepOpenings | undefined) =>
-        Promise.resolve(checkOpeningsServed(receipt, challenge, answer, {
-          validator: this.#options.identity,
-          arch: request.arch,
-        }));
-      const check = await this.#answer(
-        receipt,
-        request.connection,
-        challenge,
-        ctx,
-        () => Promise.resolve(served),
-      );
+      // Re-run, not just "served": a lazy trainer refuses its challenger (slashed in that
+      // ledger alone) and serves each takeover openings that open its commitments but are not
+      // training; checked for availability only, it was paid in every other ledger, and the
+      // takeover's mark kept those ledgers' own coins from ever re-running it. No delta here:
+      // state H against the delta is left to the audit and the coin.
+      const check = await this.#answer(receipt, request.connection, challenge, ctx, async () => {
+        const start = await this.#options.models.get(
+          receipt.startModel,
+          request.arch,
+          request.startFile,
+        );
+        return (answer) =>
+          this.#options.check(receipt, challenge, answer, {
+            validator: this.#options.identity,
+            arch: request.arch,
+            startWeights: start.weights,
+            shardSize: receipt.shardSize,
+            shardRoot: receipt.shardRoot,
+          });
+      });
       if (check.ok) {
         await endings.end(ctx, id, "passed");
         this.#stats.falseClaims++;
@@ -335,6 +344,22 @@ export class TrainingChallengeRun {
       await endings.end(ctx, id, "passed");
       throw error;
     }
+  }
+
+  /**
+   * Receipt `id` was newly recorded in the ledger, its window there starting now. A challenge
+   * made of it before (an outcome's coin, with the receipt's gossip late) was remembered for a
+   * window from the challenge only: past that, inside the window here, a peer's claim opened a
+   * takeover, the trainer refused this validator's second challenge, and the honest trainer was
+   * slashed here. So it is remembered again from now (kept on disk as any mark).
+   */
+  recorded(id: string): void {
+    if (!this.challengedHere(id)) return;
+    this.#remember(id, undefined).catch((error) =>
+      this.#options.log(
+        `training validator: challenge of ${id.slice(0, 12)} not kept: ${(error as Error).message}`,
+      )
+    );
   }
 
   /** Whether receipt `id` was challenged here (by the coin or a takeover) within its window. */

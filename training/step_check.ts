@@ -46,8 +46,11 @@ export interface CheckStepOpeningsOptions {
   arch: GptArchitecture;
   /** The round's start weights. */
   startWeights: GptWeights;
-  /** The encoded delta that came with the receipt. */
-  delta: Uint8Array;
+  /**
+   * The encoded delta that came with the receipt; absent, state H is not checked against it
+   * (a takeover of a peer's claim has no delta, and still re-runs the opened steps).
+   */
+  delta?: Uint8Array;
   /** The round's start model CID, when known (must match the receipt). */
   startModel?: string;
   /** The trainer's shard size as registered when it joined (must match the receipt). */
@@ -73,8 +76,8 @@ export type StepOpeningsFailure = {
   proof?: TrainingFraudProof;
 };
 
-/** What {@link checkOpeningsServed} needs: no model, no delta, no shard registration. */
-export interface CheckOpeningsServedOptions {
+/** What opening an answer needs (no model, no delta, no shard registration). */
+interface OpenAnswerOptions {
   /** The validator (it challenged; the answer is sealed to it; it signs proofs). */
   validator: Identity;
   /** Architecture (the openings' states decode for it). */
@@ -126,29 +129,6 @@ export async function checkStepOpenings(
   return { ok: true };
 }
 
-/**
- * Whether the trainer served its answer to `challenge`: signed, openable, and opening the
- * receipt's commitments (steps 1–3 of {@link checkStepOpenings}, without the re-run, so neither
- * the start model's weights nor the delta nor the shard's registration is needed). What a
- * takeover of a peer's `opening_missing` asks (`training_validator.ts`): that claim is about
- * availability. Failures are those of {@link checkStepOpenings}: `opening_missing` or
- * `opening_mismatch` with a proof, the rest without.
- */
-export function checkOpeningsServed(
-  receipt: TrainingReceipt,
-  challenge: TrainingChallenge,
-  sealed: SealedStepOpenings | undefined | null,
-  options: CheckOpeningsServedOptions,
-): StepOpeningsCheck {
-  const rc = verifyTrainingReceipt(receipt);
-  if (!rc.ok) return { ok: false, reason: "bad_receipt", detail: rc.reason };
-  if (!isOwnChallenge(receipt, challenge, options.validator)) {
-    return { ok: false, reason: "challenge_mismatch" };
-  }
-  const opened = openAnswer(receipt, challenge, sealed, options);
-  return opened.ok ? { ok: true } : opened;
-}
-
 /** Whether `challenge` fits `receipt` and is `validator`'s. */
 function isOwnChallenge(
   receipt: TrainingReceipt,
@@ -163,7 +143,7 @@ function isOwnChallenge(
 function convictor(
   receipt: TrainingReceipt,
   challenge: TrainingChallenge,
-  options: CheckOpeningsServedOptions,
+  options: OpenAnswerOptions,
 ) {
   const now = options.now ?? Date.now;
   return (
@@ -190,7 +170,7 @@ function openAnswer(
   receipt: TrainingReceipt,
   challenge: TrainingChallenge,
   sealed: SealedStepOpenings | undefined | null,
-  options: CheckOpeningsServedOptions,
+  options: OpenAnswerOptions,
 ): Extract<ReturnType<typeof verifyOpeningsPlaintext>, { ok: true }> | StepOpeningsFailure {
   const now = options.now ?? Date.now;
   const convict = convictor(receipt, challenge, options);

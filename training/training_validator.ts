@@ -948,7 +948,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     }).catch((error) => ({ recorded: false, fresh: false, refusal: (error as Error).message }));
     if (answer.fresh) {
       this.#publish(ctx, { kind: "receipt", body }, origin);
-      this.#claims.earn();
+      this.#recordedHere(body.receipt);
     }
     if (answer.recorded) this.#intake.release(ctx, trainingReceiptId(body.receipt));
     return answer;
@@ -972,7 +972,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         terms,
         credited: true,
       }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
-      if (answer?.fresh) this.#claims.earn();
+      if (answer?.fresh) this.#recordedHere(receipt);
       if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
     }
   }
@@ -995,9 +995,19 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         terms: { round: body.round, startModel: body.startModel, steps },
         credited: true,
       }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
-      if (answer?.fresh) this.#claims.earn();
+      if (answer?.fresh) this.#recordedHere(receipt);
       if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
     }
+  }
+
+  /**
+   * Receipt `receipt` was newly recorded in the ledger: it earns takeover credit, and a challenge
+   * this validator made of it before (its window here starting only now) is remembered for that
+   * window (`TrainingChallengeRun.recorded`).
+   */
+  #recordedHere(receipt: TrainingReceipt): void {
+    this.#claims.earn();
+    this.#challenges.recorded(trainingReceiptId(receipt));
   }
 
   /** The outcome gate's question: the stake a key holds in the ledger (0: no answer). */
