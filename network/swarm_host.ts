@@ -522,12 +522,16 @@ export class SwarmHost {
         buffered += text;
         let newline;
         while ((newline = buffered.indexOf("\n")) >= 0) {
-          if (!cut) onLine(buffered.slice(0, newline));
+          // Cut here too: a long line whose end came in the same read as its start (one pipe
+          // read holds up to 64 KiB) used to be handed on whole (review s51).
+          if (!cut) {
+            onLine(newline > MAX_LINE_CHARS ? cutLine(buffered) : buffered.slice(0, newline));
+          }
           cut = false;
           buffered = buffered.slice(newline + 1);
         }
         if (buffered.length > MAX_LINE_CHARS) {
-          if (!cut) onLine(`${buffered.slice(0, MAX_LINE_CHARS)}… (cut)`);
+          if (!cut) onLine(cutLine(buffered));
           cut = true;
           buffered = "";
         }
@@ -719,6 +723,11 @@ export class SwarmHost {
       close: () => duplex.close(),
     });
   }
+}
+
+/** The first {@link MAX_LINE_CHARS} of a line too long, marked as cut. */
+function cutLine(text: string): string {
+  return `${text.slice(0, MAX_LINE_CHARS)}… (cut)`;
 }
 
 function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -38,6 +38,10 @@ import DHT from "hyperdht";
 
 const lines = createInterface({ input: process.stdin });
 const send = (event) => process.stdout.write(JSON.stringify(event) + "\n");
+// An error's message, cut: the node cuts every line from this host at 4 KiB, and an event cut
+// there no longer parses (a join's error would then never reach the join waiting for it).
+const MAX_ERROR_CHARS = 1_000;
+const errorText = (error) => String(error && error.message).slice(0, MAX_ERROR_CHARS);
 let swarm = null;
 let config = null;
 /** start()'s promise once the first line came: every op waits for it. */
@@ -69,6 +73,7 @@ async function start(cfg) {
     return server;
   };
   swarm = new Hyperswarm({ dht, keyPair });
+  countOwnConnectionsOnly(swarm);
   swarm.on("connection", deliver);
   // The DHT's UDP socket, bound (a local bind, no network round trip): an address that cannot
   // be bound fails here, and the node's start fails with the reason instead of every join.
@@ -81,6 +86,22 @@ async function start(cfg) {
       send({ ev: "warning", message: `no DHT node answered at ${bootstrapName(cfg)}` });
     }
   }, () => {});
+}
+
+// Hyperswarm connects to the peers its lookups find only while its connections are fewer than
+// maxPeers (64; a share of it while peers are dialled by key), and it counted those peers made to
+// it too: strangers (keys are free) holding 64 connections to this node, well within the node's
+// own bound of 256, stopped it connecting to any peer on its topics, for as long as they held
+// them (a review at stop 51). What peers open here is bounded apart (MAX_CONNECTIONS, and the
+// node's own bounds), so Hyperswarm's rule, its share for dialled peers included, is applied to
+// the connections this node opens only.
+function countOwnConnectionsOnly(swarm) {
+  const withinMaxPeers = swarm._withinMaxPeers;
+  if (typeof withinMaxPeers !== "function") return; // another Hyperswarm: its own rule stands
+  swarm._withinMaxPeers = function () {
+    const own = { size: this._clientConnections };
+    return withinMaxPeers.call(Object.assign(Object.create(this), { _allConnections: own }));
+  };
 }
 
 function bootstrapName(cfg) {
@@ -468,7 +489,7 @@ lines.on("line", (line) => {
   }
   if (started === null) {
     started = start(message).catch((error) => {
-      send({ ev: "error", message: String(error && error.message) });
+      send({ ev: "error", message: errorText(error) });
       process.exit(1);
     });
     return;
@@ -486,7 +507,7 @@ lines.on("line", (line) => {
       ev: "error",
       topic: message.topic,
       op: message.op,
-      message: String(error && error.message),
+      message: errorText(error),
     })
   );
 });
