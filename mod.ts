@@ -384,6 +384,7 @@ export {
   checkStepOpenings,
   type CheckStepOpeningsOptions,
   type StepOpeningsCheck,
+  type StepOpeningsFailure,
 } from "./training/step_check.ts";
 export type { StepClaimReason, StepMeasure } from "./training/step_verify.ts";
 export {
