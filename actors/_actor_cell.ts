@@ -568,7 +568,7 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
       this.#mailbox.close(error);
       this.#controller?.abort(error);
     }
-    return this.#enqueue(async () => {
+    const stopped = this.#enqueue(async () => {
       if (this.#state === STOPPED) return;
       const wasRunning = await this.#endFromOutside(reason, error);
       this.#mailbox.clear((_m, r) => r?.reject(error));
@@ -576,6 +576,11 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
       this.#env.registry.unregister(this.name, this.ref);
       if (!wasRunning) this.#emitStopped(reason);
     });
+    // A crash or normal exit that came after this call but before the step above ran (a handler
+    // that stopped itself and then threw, a `crashed` listener calling system.stop) queued its
+    // postStop and linked-children stop behind that step: the stop (and a shutdown waiting on
+    // it) is not over until those ran too.
+    return stopped.then(() => this.#ops);
   }
 
   tree(): ActorTreeNode {

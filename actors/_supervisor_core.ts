@@ -71,6 +71,12 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
   #restarts = 0;
   #controller = new AbortController();
   #chain: Promise<void> = Promise.resolve();
+  /**
+   * Stops of children already taken off the list but not yet stopped (`stopChild`, a failed
+   * add): they run off the chain, and a stop of this supervisor must still wait for them, or a
+   * shutdown would resolve while a cancelled job's postStop still runs.
+   */
+  readonly #removals = new Set<Promise<void>>();
 
   constructor(
     env: RuntimeEnv,
@@ -157,7 +163,7 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       await child.start({ initial: true, delayMs: 0 });
     } catch (error) {
       this.#children = this.#children.filter((c) => c !== child);
-      await child.stop("removed");
+      await this.#remove(child);
       throw error;
     }
     return child;
@@ -169,8 +175,17 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
     const child = this.#children.find((c) => c.name === name);
     if (child === undefined) return false;
     this.#children = this.#children.filter((c) => c !== child);
-    await child.stop("removed");
+    await this.#remove(child);
     return true;
+  }
+
+  /** Stops a child already taken off the list, tracked in #removals until it is stopped. */
+  #remove(child: SupervisedChild): Promise<void> {
+    const stopping = child.stop("removed");
+    this.#removals.add(stopping);
+    const forget = () => void this.#removals.delete(stopping);
+    stopping.then(forget, forget);
+    return stopping;
   }
 
   childNames(): string[] {
@@ -237,8 +252,12 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
         }
       }
       if (signal.aborted) {
-        // Stopped or halted while starting: the queued stop/halt ends what did start.
-        if (!info.initial) return;
+        // Stopped or halted while starting: the queued stop/halt ends what did start. A first
+        // start cut by a halt (a group restart or give-up of the parent) is no failure of the
+        // spawn, as for an actor: this supervisor keeps its place (#running stays set so the
+        // halt ends its children) and whoever halted it starts it again. Throwing made
+        // `supervise()` reject and tore down the subtree because a sibling crashed.
+        if (!info.initial || !this.#final) return;
         this.#running = false;
         throw new ActorStoppedError(this.name, "stopped while starting");
       }
@@ -278,6 +297,7 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       const children = this.#children;
       for (let i = children.length - 1; i >= 0; i--) await children[i].stop(reason);
       this.#children = [];
+      await Promise.allSettled(this.#removals);
       if (this.#options.registered) this.#env.registry.unregister(this.name, this.handle);
       this.#announceStopped(reason);
     });
