@@ -50,7 +50,11 @@ import type {
 } from "../actors/validator_messages.ts";
 import type { ReceiptFiles } from "../actors/_receipt_files.ts";
 import type { RoundModels } from "./round_models.ts";
-import { type TrainingReceipt, trainingReceiptId } from "./training_receipt.ts";
+import {
+  type TrainingReceipt,
+  trainingReceiptId,
+  verifyTrainingReceipt,
+} from "./training_receipt.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import {
@@ -58,9 +62,15 @@ import {
   type TrainingChallenge,
   trainingChallengeId,
 } from "./training_challenge.ts";
-import type { SealedStepOpenings } from "./step_opening.ts";
+import type { SealedStepOpenings, StepOpening } from "./step_opening.ts";
+import type { GptWeights } from "./gpt_weights.ts";
+import { deltaMismatch } from "./step_verify.ts";
 import type { StepOpeningsCheck } from "./step_check.ts";
-import type { TrainingFraudProof } from "./training_fraud_proof.ts";
+import {
+  signTrainingFraudProof,
+  TRAINING_FRAUD_PROOF_VERSION,
+  type TrainingFraudProof,
+} from "./training_fraud_proof.ts";
 import type { ChallengeEndings } from "./_challenge_endings.ts";
 import type { ChallengedReceipts } from "./_challenged_receipts.ts";
 import type {
@@ -70,6 +80,25 @@ import type {
   TrainingValidatorOptions,
   TrainingValidatorStats,
 } from "./training_validator.ts";
+
+/**
+ * Takeovers' last opened steps kept for the delta check their round's outcome brings (each one
+ * state pair: 3.6 MB for `tiny`), the oldest dropped first.
+ */
+const MAX_KEPT_LAST_STEPS = 8;
+
+/** A takeover's last opened step, kept until the delta comes (see {@link MAX_KEPT_LAST_STEPS}). */
+interface KeptLastStep {
+  /** The takeover's challenge (a delta proof rests on it). */
+  challenge: TrainingChallenge;
+  /** The opening of step H − 1. */
+  opening: StepOpening;
+  /** State H's weights. */
+  endWeights: GptWeights;
+  /** The start model's architecture and file. */
+  arch: GptArchitecture;
+  startFile?: string;
+}
 
 /** Past a challenge's deadline by this much before "no answer" is claimed (clock rounding). */
 const DEADLINE_MARGIN_MS = 50;
@@ -142,6 +171,8 @@ export interface TrainingChallengeRunOptions {
 /** See the module doc. */
 export class TrainingChallengeRun {
   readonly #options: TrainingChallengeRunOptions;
+  /** Takeovers' last opened steps, by receipt id, until their delta comes. */
+  readonly #lastSteps = new Map<string, KeptLastStep>();
   readonly #stats: ChallengeRunStats = {
     challenged: 0,
     passed: 0,
@@ -163,6 +194,12 @@ export class TrainingChallengeRun {
 
   /** Draw, ask the trainer, check; runs outside the validator's mailbox. */
   async challenge(request: ChallengeRequest, ctx: Context): Promise<ChallengeOutcome> {
+    // Taken over before: its delta is checked against the kept last step, whatever the coin.
+    if (this.#lastSteps.size > 0) {
+      const { receipt, delta } = request.report;
+      const checked = await this.#checkKeptDelta(receipt, delta, ctx);
+      if (checked !== undefined) return checked;
+    }
     if (!(this.#options.random() < this.#options.challengeProbability)) {
       return { challenged: false };
     }
@@ -203,6 +240,20 @@ export class TrainingChallengeRun {
   ): Promise<void> {
     const { receipt } = report;
     if (bytesEqual(receipt.trainer, this.#options.identity.publicKey)) return; // not our own
+    if (this.#lastSteps.has(trainingReceiptId(receipt))) {
+      // Taken over here: no challenge (the trainer refuses a second), only the delta check,
+      // which needs no connection.
+      try {
+        const delta = fetched ?? await this.#options.models.getFile(report.deltaFile);
+        await this.#checkKeptDelta(receipt, delta, ctx);
+      } catch (error) {
+        this.#options.log(
+          `training validator: trainer ${toHex(receipt.trainer).slice(0, 16)}'s delta not ` +
+            `checked after round ${body.round}: ${(error as Error).message}`,
+        );
+      }
+      return;
+    }
     const connection = await this.#options.connectionTo(ctx, receipt.trainer);
     if (connection === undefined) return;
     try {
@@ -295,6 +346,7 @@ export class TrainingChallengeRun {
     if (!endings.holds(id)) return "cleared";
     this.#stats.takeovers++;
     const trainer = toHex(receipt.trainer).slice(0, 16);
+    let last: { opening: StepOpening; endWeights: GptWeights } | undefined;
     try {
       await remembered;
       // Re-run, not just "served": a lazy trainer refuses its challenger (slashed in that
@@ -315,9 +367,20 @@ export class TrainingChallengeRun {
             startWeights: start.weights,
             shardSize: receipt.shardSize,
             shardRoot: receipt.shardRoot,
+            onLastStep: (opening, endWeights) => last = { opening, endWeights },
           });
       });
       if (check.ok) {
+        // State H is checked against the delta once the round's outcome (or the coordinator's
+        // report) brings it: the challenge its coin would have made is this one.
+        if (last !== undefined) {
+          this.#keepLastStep(id, {
+            challenge,
+            ...last,
+            arch: request.arch,
+            ...startFileOf(request),
+          });
+        }
         await endings.end(ctx, id, "passed");
         this.#stats.falseClaims++;
         this.#options.log(
@@ -360,6 +423,57 @@ export class TrainingChallengeRun {
         `training validator: challenge of ${id.slice(0, 12)} not kept: ${(error as Error).message}`,
       )
     );
+  }
+
+  /** Keep a takeover's last opened step for its delta check ({@link MAX_KEPT_LAST_STEPS}). */
+  #keepLastStep(id: string, kept: KeptLastStep): void {
+    this.#lastSteps.delete(id);
+    this.#lastSteps.set(id, kept);
+    while (this.#lastSteps.size > MAX_KEPT_LAST_STEPS) {
+      this.#lastSteps.delete(this.#lastSteps.keys().next().value!);
+    }
+  }
+
+  /**
+   * A takeover's receipt whose delta came (the coordinator's report, a round's outcome): its
+   * delta checked against the end state the takeover's last opened step holds. A takeover checks
+   * no delta (a claim carries none), and it takes this validator's one challenge of the receipt,
+   * so without this a trainer's own second key, claiming at once, kept the delta from every
+   * ledger's coin. A mismatch is this validator's `delta_mismatch` proof on the takeover's
+   * challenge, settled and spread as any. Undefined when no step is kept for the receipt.
+   */
+  async #checkKeptDelta(
+    receipt: TrainingReceipt,
+    delta: Uint8Array,
+    ctx: Context,
+  ): Promise<ChallengeOutcome | undefined> {
+    const id = trainingReceiptId(receipt);
+    const kept = this.#lastSteps.get(id);
+    if (kept === undefined) return undefined;
+    // Not the delta this receipt signs: nothing to check it against (kept for the right one).
+    if (!verifyTrainingReceipt(receipt, { delta }).ok) return { challenged: false };
+    this.#lastSteps.delete(id);
+    const start = await this.#options.models.get(receipt.startModel, kept.arch, kept.startFile);
+    const why = deltaMismatch(start.weights, kept.endWeights, delta);
+    const trainer = toHex(receipt.trainer).slice(0, 16);
+    if (why === null) {
+      this.#options.log(`training validator: trainer ${trainer}'s delta is its trained end state`);
+      return { challenged: true, ok: true };
+    }
+    this.#options.log(
+      `training validator: trainer ${trainer}'s delta is not the end state it opened (${why})`,
+    );
+    const proof = signTrainingFraudProof({
+      v: TRAINING_FRAUD_PROOF_VERSION,
+      reason: "delta_mismatch",
+      receipt,
+      challenge: kept.challenge,
+      opening: kept.opening,
+      delta,
+      issuedAt: Math.floor(Date.now()),
+    }, this.#options.identity);
+    await this.#convict(proof, kept, ctx);
+    return { challenged: true, ok: false, reason: "delta_mismatch", proof };
   }
 
   /** Whether receipt `id` was challenged here (by the coin or a takeover) within its window. */
@@ -484,6 +598,11 @@ export class TrainingChallengeRun {
       endings.hold(id);
     }
   }
+}
+
+/** `request`'s start file, as an optional field. */
+function startFileOf(request: { startFile?: string }): { startFile?: string } {
+  return request.startFile === undefined ? {} : { startFile: request.startFile };
 }
 
 /**

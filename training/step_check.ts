@@ -25,7 +25,7 @@ import type { GptArchitecture } from "../inference/model_builder.ts";
 import { toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
 import type { GptWeights } from "./gpt_weights.ts";
-import type { SealedStepOpenings } from "./step_opening.ts";
+import type { SealedStepOpenings, StepOpening } from "./step_opening.ts";
 import { unsealStepOpenings } from "./step_opening.ts";
 import { checkVerifiedStep, type StepMeasure, verifyOpeningsPlaintext } from "./step_verify.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
@@ -63,6 +63,13 @@ export interface CheckStepOpeningsOptions {
   now?: () => number;
   /** Per-step measurements, for calibration and logs. */
   onStep?: (step: number, measure: StepMeasure) => void;
+  /**
+   * Called, when no `delta` was given, with the last step's opening (step H − 1, always among a
+   * challenge's) and its end state's weights once every opened step re-ran within tolerance:
+   * what the delta check needs when the delta comes later (a takeover keeps it until the round's
+   * outcome brings the delta: `_training_challenge_run.ts`).
+   */
+  onLastStep?: (opening: StepOpening, endWeights: GptWeights) => void;
 }
 
 /** Result of {@link checkStepOpenings}. */
@@ -111,6 +118,7 @@ export async function checkStepOpenings(
   const opened = openAnswer(receipt, challenge, sealed, options);
   if (!opened.ok) return opened;
   const convict = convictor(receipt, challenge, options);
+  let last: { opening: StepOpening; endWeights: GptWeights } | undefined;
   for (const [i, step] of opened.steps.entries()) {
     const r = await checkVerifiedStep(receipt, step, {
       arch: options.arch,
@@ -125,6 +133,12 @@ export async function checkStepOpenings(
         ...(r.reason === "delta_mismatch" ? { delta: options.delta } : {}),
       });
     }
+    if (step.step === receipt.steps - 1) {
+      last = { opening: opened.openings.steps[i], endWeights: step.after.weights };
+    }
+  }
+  if (options.delta === undefined && last !== undefined) {
+    options.onLastStep?.(last.opening, last.endWeights);
   }
   return { ok: true };
 }

@@ -34,7 +34,8 @@ import {
   ChallengedReceipts,
 } from "../../training/_challenged_receipts.ts";
 import { ChallengeMismatchError } from "../../training/step_opening.ts";
-import { InProcessTrainerEngine } from "../../training/trainer_engine.ts";
+import { InProcessTrainerEngine, type TrainFunction } from "../../training/trainer_engine.ts";
+import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
 import {
   DEFAULT_OPENING_DEADLINE_MS,
   drawTrainingChallenge,
@@ -72,9 +73,9 @@ const start = seededGptWeights(TEST_ARCH, 0);
 type Behaviour = "answer" | "refuse";
 
 /** A trainer whose engine trained `rounds` receipts, answering challenges as `behaviour` says. */
-async function trainer(startModel: string, rounds: number) {
+async function trainer(startModel: string, rounds: number, train?: TrainFunction) {
   const identity = Identity.generate();
-  const engine = new InProcessTrainerEngine(identity, split.shards[0]);
+  const engine = new InProcessTrainerEngine(identity, split.shards[0], train);
   const receipts: { receipt: TrainingReceipt; delta: Uint8Array }[] = [];
   for (let round = 0; round < rounds; round++) {
     receipts.push(
@@ -226,11 +227,12 @@ async function withNode(
     t: Awaited<ReturnType<typeof trainer>>,
   ) => Promise<void>,
   linked = true,
+  train?: TrainFunction,
 ): Promise<void> {
   let link: Connection | undefined;
   const n = await node(name, () => link);
   try {
-    const t = await trainer(n.model.cid, rounds);
+    const t = await trainer(n.model.cid, rounds, train);
     if (linked) link = t.connection;
     await test(n, t);
   } finally {
@@ -374,6 +376,44 @@ Deno.test("review s51: a receipt this validator challenged already (its coin, pa
     assert.equal((await n.stats()).takeovers, 0);
     assert.equal(t.challenges.length, 1, "asked once, by the coin");
   }));
+
+Deno.test("review s51: a takeover checks no delta, but keeps the last opened step: when the delta comes (the coordinator's report, a round's outcome) a delta that is not the trained end state is convicted on the takeover's challenge", () =>
+  withNode(
+    "takeover-delta",
+    1,
+    async (n, t) => {
+      const { receipt, delta } = t.receipts[0];
+      const claimant = Identity.generate(); // the lazy trainer's own second key, say
+      const record = await credited(n, receipt, claimant);
+      await n.claim(claim(receipt, claimant));
+      await eventually(async () => (await n.stats()).falseClaims === 1, "the takeover");
+      // Its steps re-ran: the takeover passed. Then the delta comes with the report.
+      const { result } = await n.training().ask<{ result: Promise<{ reason?: string }> }>({
+        type: "challenge",
+        report: { receipt, delta },
+        connection: t.connection,
+        terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
+        arch: TEST_ARCH,
+        shardSize: receipt.shardSize,
+        shardRoot: receipt.shardRoot,
+      });
+      assert.equal((await result).reason, "delta_mismatch");
+      assert.equal(t.challenges.length, 1, "no second challenge: the kept step is enough");
+      await eventually(
+        async () => (await n.record(record.receiptId)).status === "fraud",
+        "the delta proof to settle",
+      );
+      await n.closeWindow();
+      assert.equal((await n.record(record.receiptId)).status, "fraud");
+      const trainerAccount = await n.account(receipt.trainer);
+      assert.equal(trainerAccount.balance, 0);
+      assert.equal(trainerAccount.stake, TRAINER_STAKE - record.locked);
+      const own = await n.account(n.identity.publicKey);
+      assert.ok(own.balance > 0, "a delta proof is a proof: its validator is rewarded");
+    },
+    true,
+    shuffledDeltaTrainer,
+  ));
 
 Deno.test("review s51: the challenged receipts read back from disk are untrusted: junk is skipped, a receipt past its window is forgotten, the rest remembered", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s51-challenged-" });
