@@ -173,6 +173,14 @@ export class TrainingChallengeRun {
   readonly #options: TrainingChallengeRunOptions;
   /** Takeovers' last opened steps, by receipt id, until their delta comes. */
   readonly #lastSteps = new Map<string, KeptLastStep>();
+  /**
+   * Takeovers under way, by receipt id: settled when the takeover ended (its step kept or not).
+   * A delta that comes meanwhile waits for it: checked then against the kept step. Without this
+   * the delta went to the coin, which a takeover's mark refuses (`challengedHere`), and came no
+   * more: a lazy trainer whose own key claimed at once and who stalled its takeover answer until
+   * the round's outcome came kept its delta from every ledger that took the claim over.
+   */
+  readonly #takingOver = new Map<string, Promise<void>>();
   readonly #stats: ChallengeRunStats = {
     challenged: 0,
     passed: 0,
@@ -195,7 +203,7 @@ export class TrainingChallengeRun {
   /** Draw, ask the trainer, check; runs outside the validator's mailbox. */
   async challenge(request: ChallengeRequest, ctx: Context): Promise<ChallengeOutcome> {
     // Taken over before: its delta is checked against the kept last step, whatever the coin.
-    if (this.#lastSteps.size > 0) {
+    if (this.#lastSteps.size > 0 || this.#takingOver.size > 0) {
       const { receipt, delta } = request.report;
       const checked = await this.#checkKeptDelta(receipt, delta, ctx);
       if (checked !== undefined) return checked;
@@ -240,9 +248,10 @@ export class TrainingChallengeRun {
   ): Promise<void> {
     const { receipt } = report;
     if (bytesEqual(receipt.trainer, this.#options.identity.publicKey)) return; // not our own
-    if (this.#lastSteps.has(trainingReceiptId(receipt))) {
-      // Taken over here: no challenge (the trainer refuses a second), only the delta check,
-      // which needs no connection.
+    const taken = trainingReceiptId(receipt);
+    if (this.#lastSteps.has(taken) || this.#takingOver.has(taken)) {
+      // Taken over here (or being taken over: its kept step is waited for): no challenge (the
+      // trainer refuses a second), only the delta check, which needs no connection.
       try {
         const delta = fetched ?? await this.#options.models.getFile(report.deltaFile);
         await this.#checkKeptDelta(receipt, delta, ctx);
@@ -336,6 +345,20 @@ export class TrainingChallengeRun {
     const { receipt } = request;
     const id = trainingReceiptId(receipt);
     if (this.challengedHere(id)) return "cleared";
+    // Under way until it ends: a delta that comes meanwhile waits for its kept step.
+    const ended = Promise.withResolvers<void>();
+    this.#takingOver.set(id, ended.promise);
+    try {
+      return await this.#takeover(request, id, ctx);
+    } finally {
+      this.#takingOver.delete(id);
+      ended.resolve();
+    }
+  }
+
+  /** {@link TrainingChallengeRun.takeover}'s work, marked under way there. */
+  async #takeover(request: TakeoverRequest, id: string, ctx: Context): Promise<TakeoverOutcome> {
+    const { receipt } = request;
     const remembered = this.#remember(id, request.pendingUntil);
     remembered.catch(() => {}); // awaited below, after the open: not an unhandled rejection
     const deadlineMs = this.#options.openingDeadlineMs;
@@ -448,6 +471,8 @@ export class TrainingChallengeRun {
     ctx: Context,
   ): Promise<ChallengeOutcome | undefined> {
     const id = trainingReceiptId(receipt);
+    // A takeover under way keeps its step when it passes: waited for (it ends by its deadline).
+    await this.#takingOver.get(id);
     const kept = this.#lastSteps.get(id);
     if (kept === undefined) return undefined;
     // Not the delta this receipt signs: nothing to check it against (kept for the right one).

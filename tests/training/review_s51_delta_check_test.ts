@@ -1,0 +1,389 @@
+/**
+ * Review of 80f269d: a takeover of a peer's `opening_missing` claim keeps the last opened step
+ * (step H − 1) and checks the delta against it when the delta comes (the coordinator's report, a
+ * round's outcome). The node stand-in is copied from `review_s51_claim_takeover_test.ts`; its
+ * trainer stand-in can hold back its answer to a challenge until the test lets it go.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { Actor, ActorContext } from "../../actors/actor.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { encodeCanonical } from "../../protocols/cbor.ts";
+import type { Connection } from "../../protocols/connection.ts";
+import { sha256Hex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { signStakePledge } from "../../protocols/stake_pledge.ts";
+import { ChallengeMessage, OpeningPartMessage } from "../../protocols/training_messages.ts";
+import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import { ChallengeEndings } from "../../training/_challenge_endings.ts";
+import { ChallengedReceipts } from "../../training/_challenged_receipts.ts";
+import { TrainingChallengeRun } from "../../training/_training_challenge_run.ts";
+import { checkStepOpenings } from "../../training/step_check.ts";
+import type { OutcomeBody } from "../../protocols/training_messages.ts";
+import { InProcessTrainerEngine, type TrainFunction } from "../../training/trainer_engine.ts";
+import {
+  DEFAULT_OPENING_DEADLINE_MS,
+  drawTrainingChallenge,
+  type TrainingChallenge,
+  trainingChallengeId,
+} from "../../training/training_challenge.ts";
+import {
+  checkTrainingFraudProof,
+  signTrainingFraudProof,
+  TRAINING_FRAUD_PROOF_VERSION,
+  type TrainingFraudProof,
+} from "../../training/training_fraud_proof.ts";
+import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
+import type {
+  TrainingValidatorMessage,
+  TrainingValidatorStats,
+} from "../../training/training_validator.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
+import { spawnTrainingLedger } from "./_training_ledger.ts";
+
+const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
+const STAKE = 10 * PENALTY;
+const TRAINER_STAKE = 10_000_000;
+/** The ledger clock's start (ms): a fixed clock, never the wall's. */
+const START = 1_000_000;
+/** The validator's own answer window (wall clock): room for the test to hold an answer back. */
+const WINDOW_MS = 3_000;
+const H = 3;
+const PEER = "ee".repeat(32);
+
+/** A `challenge` message's outcome (`ChallengeOutcome`), read loosely. */
+type Outcome = { challenged: boolean; ok?: boolean; reason?: string; proof?: TrainingFraudProof };
+
+const split = await testSplit();
+const start = seededGptWeights(TEST_ARCH, 0);
+
+/** A trainer of one receipt; `hold()` makes it hold back its next answer until `release()`. */
+async function trainer(startModel: string, train?: TrainFunction) {
+  const identity = Identity.generate();
+  const engine = new InProcessTrainerEngine(identity, split.shards[0], train);
+  const { receipt, delta } = await engine.train({
+    arch: TEST_ARCH,
+    round: 0,
+    startModel,
+    start,
+    steps: H,
+    dataSeed: 11,
+    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+  });
+  const challenges: TrainingChallenge[] = [];
+  const answers = new Map<string, Uint8Array>();
+  let gate: PromiseWithResolvers<void> | undefined;
+  const connection = {
+    peerKey: identity.publicKey,
+    closed: new Promise(() => {}),
+    request: async (definition: unknown, body: Record<string, unknown>) => {
+      if (definition === ChallengeMessage) {
+        const challenge = body.challenge as TrainingChallenge;
+        challenges.push(challenge);
+        await gate?.promise;
+        const bytes = encodeCanonical(await engine.open(challenge));
+        answers.set(trainingChallengeId(challenge), bytes);
+        return { size: bytes.length, parts: 1, sha256: sha256Hex(bytes) };
+      }
+      if (definition === OpeningPartMessage) {
+        return { bytes: answers.get(body.challengeId as string)! };
+      }
+      throw new Error("unexpected request");
+    },
+  } as unknown as Connection;
+  return {
+    identity,
+    receipt,
+    delta,
+    connection,
+    challenges,
+    hold: () => gate = Promise.withResolvers<void>(),
+    release: () => gate?.resolve(),
+  };
+}
+
+/** The NetworkActor as the training validator sees it: a connection to the trainer. */
+class TrainerNetwork implements Actor<{ type: string }> {
+  constructor(readonly connection: () => Connection | undefined) {}
+  receive(message: { type: string }): unknown {
+    if (message.type === "connection_to") return this.connection();
+    return undefined;
+  }
+}
+
+/** A ledger and training validator on a test clock, with `link` as its way to the trainer. */
+async function node(name: string, link: () => Connection | undefined) {
+  const dir = await Deno.makeTempDir({ prefix: `veriflow-s51-delta-${name}-` });
+  const system = new ActorSystem({ name });
+  let clock = START;
+  const now = () => clock;
+  const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+  const model = await models.publish(TEST_ARCH, start);
+  await system.spawn({ name: "node/network", factory: () => new TrainerNetwork(link) });
+  const identity = Identity.generate();
+  const { ledger } = await spawnTrainingLedger(system, {
+    identity,
+    dir,
+    now,
+    models,
+    challenge: {
+      challengeProbability: 1,
+      random: () => 0,
+      openingDeadlineMs: WINDOW_MS,
+      network: "node/network",
+      endRetryMs: 5,
+      now,
+    },
+    resumeOwnProofs: true,
+  });
+  await ledger.ask({ type: "deposit", key: identity.publicKey, amount: STAKE });
+  const training = () => system.lookup<TrainingValidatorMessage>("node/training-validator")!;
+  return {
+    identity,
+    training,
+    model,
+    stats: () => training().ask<TrainingValidatorStats>({ type: "stats" }),
+    account: (key: Uint8Array) => ledger.ask<Account>({ type: "account", key }),
+    record: async (id: string) =>
+      (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))!,
+    /** Pledge `claimant`, record and credit `receipt` (paid when final), the trainer staked. */
+    credited: async (receipt: TrainingReceipt, claimant: Identity) => {
+      await ledger.ask({
+        type: "pledge",
+        pledge: signStakePledge(claimant, STAKE, 1),
+        origin: PEER,
+      });
+      await ledger.ask({ type: "deposit", key: receipt.trainer, amount: TRAINER_STAKE });
+      await training().ask({
+        type: "credit",
+        receipts: [receipt],
+        terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
+      });
+      const record = (await ledger.ask<ReceiptRecord | undefined>({
+        type: "receipt_status",
+        receiptId: trainingReceiptId(receipt),
+      }))!;
+      assert.ok(record.credit > 0 && record.locked > 0, "credited and locked: paid when final");
+      return record;
+    },
+    claim: (proof: TrainingFraudProof) =>
+      training().ask<Record<string, unknown>>({
+        type: "fraud_proof",
+        body: { proof, arch: TEST_ARCH },
+        origin: PEER,
+      }),
+    /**
+     * The delta comes: the coordinator's report (`challenge`); a round's outcome (`afterRound`)
+     * takes the same way for a receipt whose step is not kept: its coin, `challenge`.
+     */
+    deltaComes: (receipt: TrainingReceipt, delta: Uint8Array, connection: Connection) =>
+      training().ask<{ result: Promise<Outcome> }>({
+        type: "challenge",
+        report: { receipt, delta },
+        connection,
+        terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
+        arch: TEST_ARCH,
+        shardSize: receipt.shardSize,
+        shardRoot: receipt.shardRoot,
+      }),
+    closeWindow: async () => {
+      clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+      await ledger.ask({ type: "finalize" });
+    },
+    close: async () => {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** `claimant`'s `opening_missing` claim about `receipt`, as every checker confirms it. */
+function claim(receipt: TrainingReceipt, claimant: Identity): TrainingFraudProof {
+  return signTrainingFraudProof({
+    v: TRAINING_FRAUD_PROOF_VERSION,
+    reason: "opening_missing",
+    receipt,
+    challenge: drawTrainingChallenge(receipt, claimant, {
+      now: () => START - DEFAULT_OPENING_DEADLINE_MS - 1,
+    }),
+    issuedAt: START,
+  }, claimant);
+}
+
+/** Run `test` on a fresh node linked to a fresh trainer (trained by `train`). */
+async function withNode(
+  name: string,
+  train: TrainFunction | undefined,
+  test: (
+    n: Awaited<ReturnType<typeof node>>,
+    t: Awaited<ReturnType<typeof trainer>>,
+  ) => Promise<void>,
+): Promise<void> {
+  let link: Connection | undefined;
+  const n = await node(name, () => link);
+  try {
+    const t = await trainer(n.model.cid, train);
+    link = t.connection;
+    await test(n, t);
+  } finally {
+    await n.close();
+  }
+}
+
+/** As any other ledger checks it: `proof` confirmed, with the start weights loaded by CID. */
+async function assertConfirmedElsewhere(proof: TrainingFraudProof | undefined): Promise<void> {
+  assert.ok(proof !== undefined, "a proof");
+  assert.equal(proof.reason, "delta_mismatch");
+  const check = await checkTrainingFraudProof(structuredClone(proof), {
+    arch: TEST_ARCH,
+    startWeights: (cid) => {
+      assert.equal(cid, proof.receipt.startModel);
+      return Promise.resolve(seededGptWeights(TEST_ARCH, 0));
+    },
+    now: Date.now,
+  });
+  assert.equal(check.reason, "confirmed");
+  assert.ok(check.confirmed);
+}
+
+Deno.test("review s51 delta: a delta that comes while the takeover is under way (the lazy trainer held its answer back until the round's outcome came) is checked against the step the takeover keeps, not lost to the coin the takeover's mark refuses", () =>
+  withNode("in-flight", shuffledDeltaTrainer, async (n, t) => {
+    const claimant = Identity.generate(); // the lazy trainer's own second key
+    const record = await n.credited(t.receipt, claimant);
+    t.hold(); // it answers the takeover only once the delta has come
+    await n.claim(claim(t.receipt, claimant));
+    await eventually(() => Promise.resolve(t.challenges.length === 1), "the takeover's ask");
+    // The delta comes meanwhile (a report, or an outcome's `afterRound`, whose coin path this is).
+    const { result } = await n.deltaComes(t.receipt, t.delta, t.connection);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    t.release();
+    await eventually(async () => (await n.stats()).falseClaims === 1, "the takeover to pass");
+    const outcome = await result;
+    assert.equal(outcome.reason, "delta_mismatch", "the delta checked against the kept step");
+    await assertConfirmedElsewhere(outcome.proof);
+    assert.equal(t.challenges.length, 1, "no second challenge");
+    await eventually(
+      async () => (await n.record(record.receiptId)).status === "fraud",
+      "the delta proof to settle",
+    );
+    await n.closeWindow();
+    assert.equal((await n.record(record.receiptId)).status, "fraud");
+    const account = await n.account(t.identity.publicKey);
+    assert.equal(account.balance, 0);
+    assert.equal(account.stake, TRAINER_STAKE - record.locked);
+    assert.ok((await n.account(n.identity.publicKey)).balance > 0, "its validator rewarded");
+  }));
+
+Deno.test("review s51 delta: the proof a kept step gives is what any other ledger confirms (checkTrainingFraudProof: the takeover's challenge, step H − 1's opening, the receipt's delta)", () =>
+  withNode("peer-check", shuffledDeltaTrainer, async (n, t) => {
+    const claimant = Identity.generate();
+    await n.credited(t.receipt, claimant);
+    await n.claim(claim(t.receipt, claimant));
+    await eventually(async () => (await n.stats()).falseClaims === 1, "the takeover to pass");
+    const outcome = await (await n.deltaComes(t.receipt, t.delta, t.connection)).result;
+    await assertConfirmedElsewhere(outcome.proof);
+    const proof = outcome.proof!;
+    assert.equal(trainingChallengeId(proof.challenge), trainingChallengeId(t.challenges[0]));
+    assert.equal(proof.opening?.step, H - 1);
+    assert.equal(sha256Hex(proof.delta!), t.receipt.deltaHash);
+  }));
+
+Deno.test("review s51 delta: an honest trainer's delta passes the kept step's check: not convicted, paid in full", () =>
+  withNode("honest", undefined, async (n, t) => {
+    const claimant = Identity.generate();
+    const record = await n.credited(t.receipt, claimant);
+    await n.claim(claim(t.receipt, claimant));
+    await eventually(async () => (await n.stats()).falseClaims === 1, "the takeover to pass");
+    const outcome = await (await n.deltaComes(t.receipt, t.delta, t.connection)).result;
+    assert.deepEqual(outcome, { challenged: true, ok: true });
+    assert.equal(t.challenges.length, 1);
+    await n.closeWindow();
+    assert.equal((await n.record(record.receiptId)).status, "final");
+    assert.deepEqual(await n.account(t.identity.publicKey), {
+      balance: record.credit,
+      stake: TRAINER_STAKE,
+      locked: 0,
+    });
+    assert.equal((await n.stats()).frauds, 0);
+  }));
+
+/**
+ * A bare TrainingChallengeRun takes over `t`'s receipt, and a round's outcome brings its delta
+ * (`afterRound`): while the takeover is under way (`inFlight`: the trainer holds its answer back
+ * until then), or after it passed. The proofs it tells the validator.
+ */
+async function takeoverThenOutcome(inFlight: boolean): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-s51-delta-after-round-" });
+  try {
+    const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+    const model = await models.publish(TEST_ARCH, start);
+    const t = await trainer(model.cid, shuffledDeltaTrainer);
+    const now = () => START;
+    const told: { type: string; body?: { proof: TrainingFraudProof } }[] = [];
+    const ctx = {
+      signal: new AbortController().signal,
+      self: { tell: (message: (typeof told)[number]) => (told.push(message), Promise.resolve()) },
+    } as unknown as ActorContext<TrainingValidatorMessage>;
+    const run = new TrainingChallengeRun({
+      identity: Identity.generate(),
+      models,
+      challengeProbability: 1,
+      random: () => 0,
+      openingDeadlineMs: WINDOW_MS,
+      check: checkStepOpenings,
+      endings: new ChallengeEndings({
+        askEnd: () => Promise.resolve(true),
+        settleInLedger: () => Promise.resolve({ settled: true }),
+        log: () => {},
+      }),
+      challenged: new ChallengedReceipts(undefined, now),
+      now,
+      // The ledger holds the receipt `challenged` for the takeover, and ends it when asked.
+      ask: <R>(_ctx: unknown, message: { type: string }) =>
+        Promise.resolve((message.type === "training_challenge" ? true : undefined) as R),
+      hasLedger: () => true,
+      connectionTo: () => Promise.resolve(t.connection),
+      log: () => {},
+    });
+    if (inFlight) t.hold();
+    const takeover = run.takeover({
+      receipt: t.receipt,
+      arch: TEST_ARCH,
+      connection: t.connection,
+      pendingUntil: START + DEFAULT_ECONOMICS.challengeWindowMs,
+    }, ctx);
+    await eventually(() => Promise.resolve(t.challenges.length === 1), "the takeover's ask");
+    const body = {
+      round: 0,
+      startModel: model.cid,
+      arch: TEST_ARCH,
+      reports: [{ receipt: t.receipt, deltaFile: "unused" }],
+    } as unknown as OutcomeBody;
+    if (!inFlight) assert.equal(await takeover, "served");
+    const afterRound = run.afterRound(body, body.reports[0], t.delta, ctx);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    t.release();
+    assert.equal(await takeover, "served");
+    await afterRound;
+    const proofs = told.filter((m) => m.type === "fraud_proof").map((m) => m.body!.proof);
+    assert.equal(proofs.length, 1, "the delta proof, told to the validator");
+    await assertConfirmedElsewhere(proofs[0]);
+    assert.equal(t.challenges.length, 1, "no second challenge");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("review s51 delta: a round's outcome audited after the takeover passed (afterRound) checks the delta against the kept step and convicts one that is not its end state, with no second challenge", () =>
+  takeoverThenOutcome(false));
+
+Deno.test("review s51 delta: a round's outcome audited while the takeover is under way (afterRound) waits for the takeover's kept step and convicts a delta that is not its end state", () =>
+  takeoverThenOutcome(true));
