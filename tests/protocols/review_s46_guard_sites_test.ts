@@ -5,6 +5,7 @@
  * Without it, cbor-x's tag extensions decode too, and a few hundred bytes stand for an array of
  * a million items (review at stop 46).
  */
+import { ChallengedReceipts } from "../../training/_challenged_receipts.ts";
 import assert from "node:assert/strict";
 import { encodeCbor } from "../../protocols/cbor.ts";
 import { Identity } from "../../protocols/identity.ts";
@@ -110,6 +111,8 @@ Deno.test("a trainer's answer of a few hundred bytes standing for a million item
       return Promise.resolve({ ok: false, reason: "opening_unsigned" });
     },
     endings: { hold() {}, holds: () => false, end: () => Promise.resolve() },
+    challenged: new ChallengedReceipts(undefined, () => 0),
+    now: () => 0,
     ask: () => Promise.reject(new Error("no ledger")),
     hasLedger: () => false,
     connectionTo: () => Promise.resolve(undefined),
