@@ -65,7 +65,7 @@ import {
 import type { SealedStepOpenings, StepOpening } from "./step_opening.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import { deltaMismatch } from "./step_verify.ts";
-import type { StepOpeningsCheck } from "./step_check.ts";
+import type { CheckStepOpeningsOptions, StepOpeningsCheck } from "./step_check.ts";
 import {
   signTrainingFraudProof,
   TRAINING_FRAUD_PROOF_VERSION,
@@ -294,22 +294,21 @@ export class TrainingChallengeRun {
     const { receipt, delta } = request.report;
     const id = trainingReceiptId(receipt);
     const trainer = toHex(receipt.trainer).slice(0, 16);
-    const check = await this.#answer(receipt, request.connection, challenge, ctx, async () => {
-      const start = await this.#options.models.get(
-        request.terms.startModel,
-        request.arch,
-        request.startFile,
-      );
-      return (answer) =>
-        this.#options.check(receipt, challenge, answer, {
-          validator: this.#options.identity,
+    const check = await this.#answer(
+      receipt,
+      request.connection,
+      challenge,
+      ctx,
+      () =>
+        this.#stepCheck(receipt, challenge, {
+          startModel: request.terms.startModel,
           arch: request.arch,
-          startWeights: start.weights,
+          startFile: request.startFile,
           delta,
           shardSize: request.shardSize,
           shardRoot: request.shardRoot,
-        });
-    });
+        }),
+    );
     const endings = this.#options.endings;
     if (check.ok) {
       await endings.end(ctx, id, "passed");
@@ -376,23 +375,22 @@ export class TrainingChallengeRun {
       // ledger alone) and serves each takeover openings that open its commitments but are not
       // training; checked for availability only, it was paid in every other ledger, and the
       // takeover's mark kept those ledgers' own coins from ever re-running it. No delta here:
-      // state H against the delta is left to the audit and the coin.
-      const check = await this.#answer(receipt, request.connection, challenge, ctx, async () => {
-        const start = await this.#options.models.get(
-          receipt.startModel,
-          request.arch,
-          request.startFile,
-        );
-        return (answer) =>
-          this.#options.check(receipt, challenge, answer, {
-            validator: this.#options.identity,
+      // state H is checked against it when it comes (the last step kept, below).
+      const check = await this.#answer(
+        receipt,
+        request.connection,
+        challenge,
+        ctx,
+        () =>
+          this.#stepCheck(receipt, challenge, {
+            startModel: receipt.startModel,
             arch: request.arch,
-            startWeights: start.weights,
+            startFile: request.startFile,
             shardSize: receipt.shardSize,
             shardRoot: receipt.shardRoot,
             onLastStep: (opening, endWeights) => last = { opening, endWeights },
-          });
-      });
+          }),
+      );
       if (check.ok) {
         // State H is checked against the delta once the round's outcome (or the coordinator's
         // report) brings it: the challenge its coin would have made is this one.
@@ -516,6 +514,28 @@ export class TrainingChallengeRun {
       this.#options.now() + DEFAULT_ECONOMICS.challengeWindowMs + this.#options.openingDeadlineMs,
     );
     return this.#options.challenged.mark(id, until);
+  }
+
+  /**
+   * The validator's step check of an answer to `challenge` (`check`, its default
+   * `checkStepOpenings`), with the start model loaded first.
+   */
+  async #stepCheck(
+    receipt: TrainingReceipt,
+    challenge: TrainingChallenge,
+    options: Omit<CheckStepOpeningsOptions, "validator" | "startWeights"> & {
+      startModel: string;
+      startFile?: string;
+    },
+  ): Promise<(answer: SealedStepOpenings | undefined) => Promise<StepOpeningsCheck>> {
+    const { startModel, startFile, ...rest } = options;
+    const start = await this.#options.models.get(startModel, options.arch, startFile);
+    return (answer) =>
+      this.#options.check(receipt, challenge, answer, {
+        ...rest,
+        validator: this.#options.identity,
+        startWeights: start.weights,
+      });
   }
 
   /**

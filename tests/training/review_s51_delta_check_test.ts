@@ -1,104 +1,62 @@
 /**
  * Review of 80f269d: a takeover of a peer's `opening_missing` claim keeps the last opened step
  * (step H − 1) and checks the delta against it when the delta comes (the coordinator's report, a
- * round's outcome). The node stand-in is copied from `review_s51_claim_takeover_test.ts`; its
- * trainer stand-in can hold back its answer to a challenge until the test lets it go.
+ * round's outcome). The node is `_claim_node.ts`'s; its trainer stand-in can hold back its answer
+ * to a challenge until the test lets it go.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Actor, ActorContext } from "../../actors/actor.ts";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import type { ActorContext } from "../../actors/actor.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { encodeCanonical } from "../../protocols/cbor.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { sha256Hex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { signStakePledge } from "../../protocols/stake_pledge.ts";
-import { ChallengeMessage, OpeningPartMessage } from "../../protocols/training_messages.ts";
+import type { OutcomeBody } from "../../protocols/training_messages.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { ChallengeEndings } from "../../training/_challenge_endings.ts";
 import { ChallengedReceipts } from "../../training/_challenged_receipts.ts";
 import { TrainingChallengeRun } from "../../training/_training_challenge_run.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
-import type { OutcomeBody } from "../../protocols/training_messages.ts";
-import { InProcessTrainerEngine, type TrainFunction } from "../../training/trainer_engine.ts";
-import {
-  DEFAULT_OPENING_DEADLINE_MS,
-  drawTrainingChallenge,
-  type TrainingChallenge,
-  trainingChallengeId,
-} from "../../training/training_challenge.ts";
+import { trainingChallengeId } from "../../training/training_challenge.ts";
+import type { TrainFunction } from "../../training/trainer_engine.ts";
 import {
   checkTrainingFraudProof,
-  signTrainingFraudProof,
-  TRAINING_FRAUD_PROOF_VERSION,
   type TrainingFraudProof,
 } from "../../training/training_fraud_proof.ts";
-import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
-import type {
-  TrainingValidatorMessage,
-  TrainingValidatorStats,
-} from "../../training/training_validator.ts";
+import type { TrainingValidatorMessage } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH } from "./_fixtures.ts";
 import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
-import { spawnTrainingLedger } from "./_training_ledger.ts";
+import {
+  claim,
+  type ClaimNode,
+  claimNode,
+  H,
+  START,
+  start,
+  trainedEngine,
+  TRAINER_STAKE,
+  trainerLink,
+} from "./_claim_node.ts";
 
-const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
-const STAKE = 10 * PENALTY;
-const TRAINER_STAKE = 10_000_000;
-/** The ledger clock's start (ms): a fixed clock, never the wall's. */
-const START = 1_000_000;
 /** The validator's own answer window (wall clock): room for the test to hold an answer back. */
 const WINDOW_MS = 3_000;
-const H = 3;
-const PEER = "ee".repeat(32);
-
-/** A `challenge` message's outcome (`ChallengeOutcome`), read loosely. */
-type Outcome = { challenged: boolean; ok?: boolean; reason?: string; proof?: TrainingFraudProof };
-
-const split = await testSplit();
-const start = seededGptWeights(TEST_ARCH, 0);
 
 /** A trainer of one receipt; `hold()` makes it hold back its next answer until `release()`. */
 async function trainer(startModel: string, train?: TrainFunction) {
-  const identity = Identity.generate();
-  const engine = new InProcessTrainerEngine(identity, split.shards[0], train);
-  const { receipt, delta } = await engine.train({
-    arch: TEST_ARCH,
-    round: 0,
+  const { identity, engine, receipts: [{ receipt, delta }] } = await trainedEngine(
     startModel,
-    start,
-    steps: H,
-    dataSeed: 11,
-    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-  });
-  const challenges: TrainingChallenge[] = [];
-  const answers = new Map<string, Uint8Array>();
+    1,
+    { train },
+  );
   let gate: PromiseWithResolvers<void> | undefined;
-  const connection = {
-    peerKey: identity.publicKey,
-    closed: new Promise(() => {}),
-    request: async (definition: unknown, body: Record<string, unknown>) => {
-      if (definition === ChallengeMessage) {
-        const challenge = body.challenge as TrainingChallenge;
-        challenges.push(challenge);
-        await gate?.promise;
-        const bytes = encodeCanonical(await engine.open(challenge));
-        answers.set(trainingChallengeId(challenge), bytes);
-        return { size: bytes.length, parts: 1, sha256: sha256Hex(bytes) };
-      }
-      if (definition === OpeningPartMessage) {
-        return { bytes: answers.get(body.challengeId as string)! };
-      }
-      throw new Error("unexpected request");
-    },
-  } as unknown as Connection;
+  const { connection, challenges } = trainerLink(identity, async (challenge) => {
+    await gate?.promise;
+    return await engine.open(challenge);
+  });
   return {
     identity,
     receipt,
@@ -110,125 +68,17 @@ async function trainer(startModel: string, train?: TrainFunction) {
   };
 }
 
-/** The NetworkActor as the training validator sees it: a connection to the trainer. */
-class TrainerNetwork implements Actor<{ type: string }> {
-  constructor(readonly connection: () => Connection | undefined) {}
-  receive(message: { type: string }): unknown {
-    if (message.type === "connection_to") return this.connection();
-    return undefined;
-  }
-}
-
-/** A ledger and training validator on a test clock, with `link` as its way to the trainer. */
-async function node(name: string, link: () => Connection | undefined) {
-  const dir = await Deno.makeTempDir({ prefix: `veriflow-s51-delta-${name}-` });
-  const system = new ActorSystem({ name });
-  let clock = START;
-  const now = () => clock;
-  const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
-  const model = await models.publish(TEST_ARCH, start);
-  await system.spawn({ name: "node/network", factory: () => new TrainerNetwork(link) });
-  const identity = Identity.generate();
-  const { ledger } = await spawnTrainingLedger(system, {
-    identity,
-    dir,
-    now,
-    models,
-    challenge: {
-      challengeProbability: 1,
-      random: () => 0,
-      openingDeadlineMs: WINDOW_MS,
-      network: "node/network",
-      endRetryMs: 5,
-      now,
-    },
-    resumeOwnProofs: true,
-  });
-  await ledger.ask({ type: "deposit", key: identity.publicKey, amount: STAKE });
-  const training = () => system.lookup<TrainingValidatorMessage>("node/training-validator")!;
-  return {
-    identity,
-    training,
-    model,
-    stats: () => training().ask<TrainingValidatorStats>({ type: "stats" }),
-    account: (key: Uint8Array) => ledger.ask<Account>({ type: "account", key }),
-    record: async (id: string) =>
-      (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))!,
-    /** Pledge `claimant`, record and credit `receipt` (paid when final), the trainer staked. */
-    credited: async (receipt: TrainingReceipt, claimant: Identity) => {
-      await ledger.ask({
-        type: "pledge",
-        pledge: signStakePledge(claimant, STAKE, 1),
-        origin: PEER,
-      });
-      await ledger.ask({ type: "deposit", key: receipt.trainer, amount: TRAINER_STAKE });
-      await training().ask({
-        type: "credit",
-        receipts: [receipt],
-        terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
-      });
-      const record = (await ledger.ask<ReceiptRecord | undefined>({
-        type: "receipt_status",
-        receiptId: trainingReceiptId(receipt),
-      }))!;
-      assert.ok(record.credit > 0 && record.locked > 0, "credited and locked: paid when final");
-      return record;
-    },
-    claim: (proof: TrainingFraudProof) =>
-      training().ask<Record<string, unknown>>({
-        type: "fraud_proof",
-        body: { proof, arch: TEST_ARCH },
-        origin: PEER,
-      }),
-    /**
-     * The delta comes: the coordinator's report (`challenge`); a round's outcome (`afterRound`)
-     * takes the same way for a receipt whose step is not kept: its coin, `challenge`.
-     */
-    deltaComes: (receipt: TrainingReceipt, delta: Uint8Array, connection: Connection) =>
-      training().ask<{ result: Promise<Outcome> }>({
-        type: "challenge",
-        report: { receipt, delta },
-        connection,
-        terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
-        arch: TEST_ARCH,
-        shardSize: receipt.shardSize,
-        shardRoot: receipt.shardRoot,
-      }),
-    closeWindow: async () => {
-      clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-      await ledger.ask({ type: "finalize" });
-    },
-    close: async () => {
-      await system.shutdown();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-/** `claimant`'s `opening_missing` claim about `receipt`, as every checker confirms it. */
-function claim(receipt: TrainingReceipt, claimant: Identity): TrainingFraudProof {
-  return signTrainingFraudProof({
-    v: TRAINING_FRAUD_PROOF_VERSION,
-    reason: "opening_missing",
-    receipt,
-    challenge: drawTrainingChallenge(receipt, claimant, {
-      now: () => START - DEFAULT_OPENING_DEADLINE_MS - 1,
-    }),
-    issuedAt: START,
-  }, claimant);
-}
-
 /** Run `test` on a fresh node linked to a fresh trainer (trained by `train`). */
 async function withNode(
   name: string,
   train: TrainFunction | undefined,
   test: (
-    n: Awaited<ReturnType<typeof node>>,
+    n: ClaimNode,
     t: Awaited<ReturnType<typeof trainer>>,
   ) => Promise<void>,
 ): Promise<void> {
   let link: Connection | undefined;
-  const n = await node(name, () => link);
+  const n = await claimNode(name, () => link, WINDOW_MS);
   try {
     const t = await trainer(n.model.cid, train);
     link = t.connection;

@@ -7,58 +7,26 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import type { Actor } from "../../actors/actor.ts";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ActorRef } from "../../actors/actor_ref.ts";
-import type { ValidatorMessage } from "../../actors/validator_messages.ts";
-import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
-import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import { encodeCanonical } from "../../protocols/cbor.ts";
 import type { Connection } from "../../protocols/connection.ts";
-import { sha256Hex } from "../../protocols/hash.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { signStakePledge } from "../../protocols/stake_pledge.ts";
-import { ChallengeMessage, OpeningPartMessage } from "../../protocols/training_messages.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
-import { RoundModels } from "../../training/round_models.ts";
-import { ChallengeMismatchError, openChallengedSteps } from "../../training/step_opening.ts";
-import {
-  DEFAULT_OPENING_DEADLINE_MS,
-  drawTrainingChallenge,
-  type TrainingChallenge,
-  trainingChallengeId,
-} from "../../training/training_challenge.ts";
-import {
-  signTrainingFraudProof,
-  TRAINING_FRAUD_PROOF_VERSION,
-  type TrainingFraudProof,
-} from "../../training/training_fraud_proof.ts";
-import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
-import type {
-  TrainingValidatorMessage,
-  TrainingValidatorStats,
-} from "../../training/training_validator.ts";
-import { eventually } from "../_helpers/wait.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
-import { randomDeltaTrainer } from "./_pot_lazy_trainers.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { InProcessTrainerEngine } from "../../training/trainer_engine.ts";
-import { spawnTrainingLedger } from "./_training_ledger.ts";
-
-const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
-const STAKE = 10 * PENALTY;
-const TRAINER_STAKE = 10_000_000;
-/** The ledger clock's start (ms): a fixed clock, never the wall's. */
-const START = 1_000_000;
-/** The validator's own answer window. */
-const WINDOW_MS = 400;
-const H = 3;
-const PEER = "ee".repeat(32);
-
-const split = await testSplit();
-const start = seededGptWeights(TEST_ARCH, 0);
+import { ChallengeMismatchError, openChallengedSteps } from "../../training/step_opening.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
+import { eventually } from "../_helpers/wait.ts";
+import { TEST_ARCH, TEST_HYPER } from "./_fixtures.ts";
+import { randomDeltaTrainer } from "./_pot_lazy_trainers.ts";
+import {
+  claim,
+  claimNode,
+  H,
+  split,
+  STAKE,
+  start,
+  trainedEngine,
+  TRAINER_STAKE,
+  trainerLink,
+} from "./_claim_node.ts";
 
 /**
  * A lazy trainer: it signs a receipt over states it never trained (a random delta, states
@@ -78,25 +46,10 @@ function lazyTrainer(startModel: string) {
     hyper: TEST_HYPER,
     identity,
   });
-  const challenges: TrainingChallenge[] = [];
-  const answers = new Map<string, Uint8Array>();
-  const connection = {
-    peerKey: identity.publicKey,
-    closed: new Promise(() => {}),
-    request: async (definition: unknown, body: Record<string, unknown>) => {
-      if (definition === ChallengeMessage) {
-        const challenge = body.challenge as TrainingChallenge;
-        challenges.push(challenge);
-        const bytes = encodeCanonical(await openChallengedSteps(trace, challenge));
-        answers.set(trainingChallengeId(challenge), bytes);
-        return { size: bytes.length, parts: 1, sha256: sha256Hex(bytes) };
-      }
-      if (definition === OpeningPartMessage) {
-        return { bytes: answers.get(body.challengeId as string)! };
-      }
-      throw new Error("unexpected request");
-    },
-  } as unknown as Connection;
+  const { connection, challenges } = trainerLink(
+    identity,
+    (challenge) => openChallengedSteps(trace, challenge),
+  );
   return { identity, receipt: report.receipt, connection, challenges };
 }
 
@@ -105,166 +58,31 @@ function lazyTrainer(startModel: string) {
  * challenge per validator and receipt and refuses a second.
  */
 async function honestTrainer(startModel: string) {
-  const identity = Identity.generate();
-  const engine = new InProcessTrainerEngine(identity, split.shards[0]);
-  const { receipt, delta } = await engine.train({
-    arch: TEST_ARCH,
-    round: 0,
-    startModel,
-    start,
-    steps: H,
-    dataSeed: 11,
-    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-  });
-  const challenges: TrainingChallenge[] = [];
+  const { identity, engine, receipts: [{ receipt, delta }] } = await trainedEngine(startModel, 1);
   const answered = new Set<string>();
-  const answers = new Map<string, Uint8Array>();
-  const connection = {
-    peerKey: identity.publicKey,
-    closed: new Promise(() => {}),
-    request: async (definition: unknown, body: Record<string, unknown>) => {
-      if (definition === ChallengeMessage) {
-        const challenge = body.challenge as TrainingChallenge;
-        challenges.push(challenge);
-        const key = `${toHex(challenge.validator)}/${challenge.receiptId}`;
-        if (answered.has(key)) {
-          throw new ChallengeMismatchError("this validator has challenged this receipt already");
-        }
-        answered.add(key);
-        const bytes = encodeCanonical(await engine.open(challenge));
-        answers.set(trainingChallengeId(challenge), bytes);
-        return { size: bytes.length, parts: 1, sha256: sha256Hex(bytes) };
-      }
-      if (definition === OpeningPartMessage) {
-        return { bytes: answers.get(body.challengeId as string)! };
-      }
-      throw new Error("unexpected request");
-    },
-  } as unknown as Connection;
+  const { connection, challenges } = trainerLink(identity, (challenge) => {
+    const key = `${toHex(challenge.validator)}/${challenge.receiptId}`;
+    if (answered.has(key)) {
+      throw new ChallengeMismatchError("this validator has challenged this receipt already");
+    }
+    answered.add(key);
+    return engine.open(challenge);
+  });
   return { identity, receipt, delta, connection, challenges };
 }
 
 /** A trainer with `rounds` receipts (one per round) that refuses every challenge: it withholds. */
 async function withholdingTrainer(startModel: string, rounds: number) {
-  const identity = Identity.generate();
-  const engine = new InProcessTrainerEngine(identity, split.shards[0]);
-  const receipts: TrainingReceipt[] = [];
-  for (let round = 0; round < rounds; round++) {
-    receipts.push(
-      (await engine.train({
-        arch: TEST_ARCH,
-        round,
-        startModel,
-        start,
-        steps: 1,
-        dataSeed: 11 + round,
-        hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-      })).receipt,
-    );
-  }
-  const challenges: TrainingChallenge[] = [];
-  const connection = {
-    peerKey: identity.publicKey,
-    closed: new Promise(() => {}),
-    request: (definition: unknown, body: Record<string, unknown>) => {
-      if (definition === ChallengeMessage) challenges.push(body.challenge as TrainingChallenge);
-      return Promise.reject(new ChallengeMismatchError("withheld"));
-    },
-  } as unknown as Connection;
-  return { identity, receipts, connection, challenges };
-}
-
-/** The NetworkActor as the training validator sees it: a connection to the trainer, or none. */
-class TrainerNetwork implements Actor<{ type: string }> {
-  constructor(readonly connection: () => Connection | undefined, readonly published: unknown[]) {}
-  receive(message: { type: string; gossip?: unknown }): unknown {
-    if (message.type === "connection_to") return this.connection();
-    if (message.type === "publish_training") this.published.push(message.gossip);
-    return undefined;
-  }
-}
-
-/** A ledger and training validator on a test clock, with `link` as its way to the trainer. */
-async function node(name: string, link: () => Connection | undefined) {
-  const dir = await Deno.makeTempDir({ prefix: `veriflow-s51-attack-${name}-` });
-  const system = new ActorSystem({ name });
-  let clock = START;
-  const now = () => clock;
-  const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
-  const model = await models.publish(TEST_ARCH, start);
-  const published: unknown[] = [];
-  await system.spawn({ name: "node/network", factory: () => new TrainerNetwork(link, published) });
-  const identity = Identity.generate();
-  const { ledger } = await spawnTrainingLedger(system, {
-    identity,
-    dir,
-    now,
-    models,
-    challenge: {
-      challengeProbability: 1,
-      random: () => 0,
-      openingDeadlineMs: WINDOW_MS,
-      network: "node/network",
-      endRetryMs: 5,
-      now,
-    },
-    resumeOwnProofs: true,
+  const { identity, receipts } = await trainedEngine(startModel, rounds, { steps: 1 });
+  const { connection, challenges } = trainerLink(identity, () => {
+    throw new ChallengeMismatchError("withheld");
   });
-  await ledger.ask({ type: "deposit", key: identity.publicKey, amount: STAKE });
-  const training = () => system.lookup<TrainingValidatorMessage>("node/training-validator")!;
-  return {
-    identity,
-    ledger: ledger as ActorRef<ValidatorMessage>,
-    training,
-    model,
-    stats: () => training().ask<TrainingValidatorStats>({ type: "stats" }),
-    account: (key: Uint8Array) => ledger.ask<Account>({ type: "account", key }),
-    record: async (id: string) =>
-      (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))!,
-    pledge: (key: Identity) =>
-      ledger.ask({ type: "pledge", pledge: signStakePledge(key, STAKE, 1), origin: PEER }),
-    credit: async (receipt: TrainingReceipt) => {
-      await ledger.ask({ type: "deposit", key: receipt.trainer, amount: TRAINER_STAKE });
-      await training().ask({
-        type: "credit",
-        receipts: [receipt],
-        terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
-      });
-    },
-    claim: (proof: TrainingFraudProof) =>
-      training().ask<Record<string, unknown>>({
-        type: "fraud_proof",
-        body: { proof, arch: TEST_ARCH },
-        origin: PEER,
-      }),
-    advance: (ms: number) => clock += ms,
-    closeWindow: async () => {
-      clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
-      await ledger.ask({ type: "finalize" });
-    },
-    close: async () => {
-      await system.shutdown();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
-
-/** `claimant`'s `opening_missing` claim about `receipt`, as every checker confirms it. */
-function claim(receipt: TrainingReceipt, claimant: Identity): TrainingFraudProof {
-  return signTrainingFraudProof({
-    v: TRAINING_FRAUD_PROOF_VERSION,
-    reason: "opening_missing",
-    receipt,
-    challenge: drawTrainingChallenge(receipt, claimant, {
-      now: () => START - DEFAULT_OPENING_DEADLINE_MS - 1,
-    }),
-    issuedAt: START,
-  }, claimant);
+  return { identity, receipts: receipts.map((r) => r.receipt), connection, challenges };
 }
 
 Deno.test("review s51 attack: a lazy trainer that withheld from its challenger cannot serve a takeover openings that only open its commitments — the takeover re-runs them, and the trainer is slashed here instead of paid", async () => {
   let link: Connection | undefined;
-  const n = await node("lazy", () => link);
+  const n = await claimNode("lazy", () => link);
   try {
     const t = lazyTrainer(n.model.cid);
     link = t.connection;
@@ -307,7 +125,7 @@ Deno.test("review s51 attack: a lazy trainer that withheld from its challenger c
 
 Deno.test("review s51 attack: a receipt this validator challenged before it was recorded here is remembered for its whole window here: a claim near that window's end opens no second challenge, and the honest trainer is paid", async () => {
   let link: Connection | undefined;
-  const n = await node("late-record", () => link);
+  const n = await claimNode("late-record", () => link);
   try {
     const t = await honestTrainer(n.model.cid);
     link = t.connection;
@@ -357,7 +175,7 @@ Deno.test("review s51 attack: a receipt this validator challenged before it was 
 
 Deno.test("review s51 attack: claims about receipts whose window closed here (not finalized yet) cost the ledger no takeover budget, so a true claim after them is still taken over and the withholding trainer slashed", async () => {
   let link: Connection | undefined;
-  const n = await node("drain", () => link);
+  const n = await claimNode("drain", () => link);
   try {
     const t = await withholdingTrainer(n.model.cid, 9);
     link = t.connection;

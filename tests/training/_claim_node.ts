@@ -1,0 +1,258 @@
+/**
+ * The set-up of the stop 51 tests of claims and takeovers (`review_s51_claim_takeover_test.ts`,
+ * `review_s51_takeover_attack_test.ts`, `review_s51_delta_check_test.ts`): a ledger and a
+ * training validator on one test clock whose network stand-in gives a connection to a trainer
+ * stand-in, the trainers' engines, and a peer's `opening_missing` claim as every checker confirms
+ * it.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { Actor } from "../../actors/actor.ts";
+import { ActorSystem } from "../../actors/actor_system.ts";
+import type { ActorRef } from "../../actors/actor_ref.ts";
+import type { ValidatorMessage } from "../../actors/validator_messages.ts";
+import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { encodeCanonical } from "../../protocols/cbor.ts";
+import type { Connection } from "../../protocols/connection.ts";
+import { sha256Hex } from "../../protocols/hash.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { signStakePledge } from "../../protocols/stake_pledge.ts";
+import { ChallengeMessage, OpeningPartMessage } from "../../protocols/training_messages.ts";
+import { seededGptWeights } from "../../training/gpt_weights.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { RoundModels } from "../../training/round_models.ts";
+import type { SealedStepOpenings } from "../../training/step_opening.ts";
+import { InProcessTrainerEngine, type TrainFunction } from "../../training/trainer_engine.ts";
+import {
+  DEFAULT_OPENING_DEADLINE_MS,
+  drawTrainingChallenge,
+  type TrainingChallenge,
+  trainingChallengeId,
+} from "../../training/training_challenge.ts";
+import {
+  signTrainingFraudProof,
+  TRAINING_FRAUD_PROOF_VERSION,
+  type TrainingFraudProof,
+} from "../../training/training_fraud_proof.ts";
+import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
+import type {
+  TrainingValidatorMessage,
+  TrainingValidatorStats,
+} from "../../training/training_validator.ts";
+import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { spawnTrainingLedger } from "./_training_ledger.ts";
+
+/** A ledger's penalty for a false accusation. */
+export const PENALTY = DEFAULT_ECONOMICS.falseAccusationPenalty;
+/** What a claimant pledges and the validator deposits. */
+export const STAKE = 10 * PENALTY;
+/** What a trainer deposits with each receipt credited. */
+export const TRAINER_STAKE = 10_000_000;
+/** The ledger clock's start (ms): a fixed clock, never the wall's. */
+export const START = 1_000_000;
+/** Where gossip comes from. */
+export const PEER = "ee".repeat(32);
+/** Local steps of a test receipt. */
+export const H = 3;
+
+/** The test shards. */
+export const split = await testSplit();
+/** The start model's weights. */
+export const start = seededGptWeights(TEST_ARCH, 0);
+
+/** A `challenge` message's outcome (`ChallengeOutcome`), read loosely. */
+export type Outcome = {
+  challenged: boolean;
+  ok?: boolean;
+  reason?: string;
+  proof?: TrainingFraudProof;
+};
+
+/**
+ * A connection to the trainer `identity`, as the validator sees it: a challenge is answered with
+ * `answer(challenge)` (throw to refuse it), its bytes served as one part; every challenge asked
+ * is in `challenges`.
+ */
+export function trainerLink(
+  identity: Identity,
+  answer: (challenge: TrainingChallenge) => Promise<SealedStepOpenings>,
+): { connection: Connection; challenges: TrainingChallenge[] } {
+  const challenges: TrainingChallenge[] = [];
+  const answers = new Map<string, Uint8Array>();
+  const connection = {
+    peerKey: identity.publicKey,
+    closed: new Promise(() => {}),
+    request: async (definition: unknown, body: Record<string, unknown>) => {
+      if (definition === ChallengeMessage) {
+        const challenge = body.challenge as TrainingChallenge;
+        challenges.push(challenge);
+        const bytes = encodeCanonical(await answer(challenge));
+        answers.set(trainingChallengeId(challenge), bytes);
+        return { size: bytes.length, parts: 1, sha256: sha256Hex(bytes) };
+      }
+      if (definition === OpeningPartMessage) {
+        return { bytes: answers.get(body.challengeId as string)! };
+      }
+      throw new Error("unexpected request");
+    },
+  } as unknown as Connection;
+  return { connection, challenges };
+}
+
+/** A trainer's engine that trained `rounds` receipts of `steps` steps each (by `train`). */
+export async function trainedEngine(
+  startModel: string,
+  rounds: number,
+  options: { train?: TrainFunction; steps?: number } = {},
+) {
+  const identity = Identity.generate();
+  const engine = new InProcessTrainerEngine(identity, split.shards[0], options.train);
+  const receipts: { receipt: TrainingReceipt; delta: Uint8Array }[] = [];
+  for (let round = 0; round < rounds; round++) {
+    receipts.push(
+      await engine.train({
+        arch: TEST_ARCH,
+        round,
+        startModel,
+        start,
+        steps: options.steps ?? H,
+        dataSeed: 11 + round,
+        hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+      }),
+    );
+  }
+  return { identity, engine, receipts };
+}
+
+/** The NetworkActor as the training validator sees it: a connection to the trainer, or none. */
+class TrainerNetwork implements Actor<{ type: string }> {
+  constructor(readonly connection: () => Connection | undefined, readonly published: unknown[]) {}
+  receive(message: { type: string; gossip?: unknown }): unknown {
+    if (message.type === "connection_to") return this.connection();
+    if (message.type === "publish_training") this.published.push(message.gossip);
+    return undefined;
+  }
+}
+
+/**
+ * A ledger and training validator on a test clock (challenge probability 1, its own answer
+ * window `windowMs`), staked, with `link` as its way to the trainer.
+ */
+export async function claimNode(
+  name: string,
+  link: () => Connection | undefined,
+  windowMs = 400,
+) {
+  const dir = await Deno.makeTempDir({ prefix: `veriflow-s51-${name}-` });
+  const system = new ActorSystem({ name });
+  let clock = START;
+  const now = () => clock;
+  const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
+  const model = await models.publish(TEST_ARCH, start);
+  const published: unknown[] = [];
+  await system.spawn({ name: "node/network", factory: () => new TrainerNetwork(link, published) });
+  const identity = Identity.generate();
+  const { ledger, restartTraining } = await spawnTrainingLedger(system, {
+    identity,
+    dir,
+    now,
+    models,
+    challenge: {
+      challengeProbability: 1,
+      random: () => 0,
+      openingDeadlineMs: windowMs,
+      network: "node/network",
+      endRetryMs: 5,
+      now,
+    },
+    resumeOwnProofs: true,
+  });
+  // This validator's own stake: a trainer opens its steps only to a staked key.
+  await ledger.ask({ type: "deposit", key: identity.publicKey, amount: STAKE });
+  const training = () => system.lookup<TrainingValidatorMessage>("node/training-validator")!;
+  const record = async (id: string) =>
+    (await ledger.ask<ReceiptRecord | undefined>({ type: "receipt_status", receiptId: id }))!;
+  /** `key` pledges {@link STAKE} here (as a peer's pledge). */
+  const pledge = (key: Identity) =>
+    ledger.ask({ type: "pledge", pledge: signStakePledge(key, STAKE, 1), origin: PEER });
+  /** Record and credit `receipt` (paid when final), its trainer staked. */
+  const credit = async (receipt: TrainingReceipt) => {
+    await ledger.ask({ type: "deposit", key: receipt.trainer, amount: TRAINER_STAKE });
+    await training().ask({
+      type: "credit",
+      receipts: [receipt],
+      terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
+    });
+  };
+  return {
+    identity,
+    system,
+    ledger: ledger as ActorRef<ValidatorMessage>,
+    training,
+    restartTraining,
+    model,
+    published,
+    stats: () => training().ask<TrainingValidatorStats>({ type: "stats" }),
+    account: (key: Uint8Array) => ledger.ask<Account>({ type: "account", key }),
+    record,
+    pledge,
+    credit,
+    /** Pledge `claimant`; record and credit `receipt` (paid when final), its trainer staked. */
+    credited: async (receipt: TrainingReceipt, claimant: Identity): Promise<ReceiptRecord> => {
+      await pledge(claimant);
+      await credit(receipt);
+      const recorded = await record(trainingReceiptId(receipt));
+      assert.ok(recorded.credit > 0 && recorded.locked > 0, "credited and locked: paid when final");
+      return recorded;
+    },
+    claim: (proof: TrainingFraudProof) =>
+      training().ask<Record<string, unknown>>({
+        type: "fraud_proof",
+        body: { proof, arch: TEST_ARCH },
+        origin: PEER,
+      }),
+    /**
+     * The delta comes with the coordinator's report (`challenge`); a round's outcome
+     * (`afterRound`) takes the same way for a receipt whose step is not kept: its coin.
+     */
+    deltaComes: (receipt: TrainingReceipt, delta: Uint8Array, connection: Connection) =>
+      training().ask<{ result: Promise<Outcome> }>({
+        type: "challenge",
+        report: { receipt, delta },
+        connection,
+        terms: { round: receipt.round, startModel: receipt.startModel, steps: receipt.steps },
+        arch: TEST_ARCH,
+        shardSize: receipt.shardSize,
+        shardRoot: receipt.shardRoot,
+      }),
+    advance: (ms: number) => clock += ms,
+    closeWindow: async () => {
+      clock += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+      await ledger.ask({ type: "finalize" });
+    },
+    close: async () => {
+      await system.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** A {@link claimNode}. */
+export type ClaimNode = Awaited<ReturnType<typeof claimNode>>;
+
+/**
+ * `claimant`'s `opening_missing` claim about `receipt`: a challenge with the full 60 s window,
+ * issued a window before START, and the proof signed at START — what every checker confirms.
+ */
+export function claim(receipt: TrainingReceipt, claimant: Identity): TrainingFraudProof {
+  return signTrainingFraudProof({
+    v: TRAINING_FRAUD_PROOF_VERSION,
+    reason: "opening_missing",
+    receipt,
+    challenge: drawTrainingChallenge(receipt, claimant, {
+      now: () => START - DEFAULT_OPENING_DEADLINE_MS - 1,
+    }),
+    issuedAt: START,
+  }, claimant);
+}
