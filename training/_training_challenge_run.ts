@@ -9,7 +9,10 @@
  *
  * A challenge comes from the validator's `challenge` message (the coordinator's reports) or from
  * an outcome audited there ({@link TrainingChallengeRun.afterRound}: each trainer of a finished
- * round, on this node's own coin and connection). It runs outside the validator's mailbox, for
+ * round, on this node's own coin and connection). A takeover of a peer's `opening_missing` claim
+ * ({@link TrainingChallengeRun.takeover}, decided in `_claim_takeovers.ts`) is a challenge made
+ * without the coin; its last opened step is kept until the receipt's delta comes, and checked
+ * against it then. No receipt is challenged twice (`_challenged_receipts.ts`). It runs outside the validator's mailbox, for
  * up to the challenge's deadline and a re-run, so one trainer does not hold the mailbox; as it
  * did inside the validator, it holds and ends the validator's challenges (`ChallengeEndings`,
  * given) and saves its own fraud proofs (`ReceiptFiles`, given) from there, outside the mailbox.
