@@ -8,6 +8,7 @@ import { type StorageMessage, unwrapReply } from "../../actors/storage_actor_mes
 import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
+import type { Verdict } from "../../protocols/verdict.ts";
 import type { StoragePeer } from "../../storage/storage_peer.ts";
 
 /** What {@link storageActors} gives a test. */
@@ -28,10 +29,14 @@ export interface StorageActors {
   remove(): Promise<void>;
 }
 
-/** `n` nodes replicating `replicas` copies, a put waiting for `writeQuorum` of them. */
+/**
+ * `n` nodes replicating `replicas` copies, a put waiting for `writeQuorum` of them; each audit
+ * verdict a node signs goes to `onVerdict`, if given.
+ */
 export async function storageActors(
   n: number,
   replication: { replicas: number; writeQuorum: number },
+  onVerdict?: (verdict: Verdict) => void,
 ): Promise<StorageActors> {
   const ids = Array.from({ length: n }, () => Identity.generate());
   const dirs = await Promise.all(ids.map(() => Deno.makeTempDir({ prefix: "storage-actors-" })));
@@ -43,6 +48,7 @@ export async function storageActors(
       holdHere: true,
       store: { durable: false },
       replication,
+      ...(onVerdict === undefined ? {} : { onVerdict }),
     })
   );
   const peerOf = (i: number) =>

@@ -10,17 +10,13 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { StorageActor } from "../../actors/storage_actor.ts";
 import {
   type AuditRoundHandle,
   type PutHandle,
-  type StorageMessage,
   unwrapReply,
 } from "../../actors/storage_actor_messages.ts";
-import { StorageActorPeer } from "../../actors/storage_actor_peer.ts";
 import { storageKey } from "../../protocols/cid.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { Identity } from "../../protocols/identity.ts";
 import type { Verdict } from "../../protocols/verdict.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { ChunkNotFoundError, ReplicaQuotaExceededError } from "../../storage/errors.ts";
@@ -28,29 +24,17 @@ import { FileStore } from "../../storage/file_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
 import type { PeerCallOptions, StoragePeer } from "../../storage/storage_peer.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
+import { storageActors } from "./_storage_actors.ts";
 
 const R = 3;
 
 Deno.test("a stand-in that took a full holder's copy and deleted it fails the next audit round, and the chunk is back at r copies", async () => {
-  const ids = Array.from({ length: 5 }, () => Identity.generate());
-  const dirs = await Promise.all(ids.map(() => Deno.makeTempDir({ prefix: "review_s50_" })));
   const verdicts: Verdict[] = [];
-  const actors = ids.map((identity, i) =>
-    new StorageActor({
-      dir: dirs[i],
-      chunkSize: 1024,
-      identity,
-      holdHere: true,
-      store: { durable: false },
-      onVerdict: (v) => void verdicts.push(v),
-      replication: { replicas: R, writeQuorum: 2 },
-    })
+  const { ids, dirs, actors, peerOf } = await storageActors(
+    5,
+    { replicas: R, writeQuorum: 2 },
+    (v) => void verdicts.push(v),
   );
-  const peerOf = (i: number) =>
-    new StorageActorPeer(
-      { ask: (m: StorageMessage) => actors[i].receive(m) as never },
-      ids[i].publicKey,
-    );
   // As node 0 (the owner) sees them: node 1 refuses every copy as full; every other node may
   // delete what it was given (`dropped`), and stores it again when given it again.
   const dropped = new Map<number, Set<string>>();
