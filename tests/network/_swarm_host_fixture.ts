@@ -9,6 +9,38 @@ import type { SwarmHostOptions, SwarmPeer } from "../../network/swarm_host.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 
+/** The remote attacker of the flood tests. */
+const FLOOD = fileURLToPath(new URL("./_flood_peers.mjs", import.meta.url));
+
+/**
+ * `count` fresh keys connect to `victim` by its key through the DHT at `bootstrap`, each sending
+ * `bytes`, and hold their connections open (`_flood_peers.mjs`, a `node` process). `report()` is
+ * its one line `{"sent": n, "closed": m}`, once every connection is done (given up on after
+ * `ms`: not a deadline the behaviour races); `stop()` ends the process.
+ */
+export function floodPeers(
+  bootstrap: string,
+  victim: Uint8Array,
+  count: number,
+  bytes: number,
+): { report(ms?: number): Promise<string | undefined>; stop(): Promise<void> } {
+  const child = new Deno.Command("node", {
+    args: [FLOOD, bootstrap, toHex(victim), String(count), String(bytes)],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  return {
+    report: async (ms = 60_000) =>
+      (await settled(reader.read(), "the attacker's report", ms)).value,
+    stop: async () => {
+      await child.stdin.close().catch(() => {});
+      await child.status;
+    },
+  };
+}
+
 /** A stand-in host that speaks the host protocol without a DHT. */
 export const FAKE_HOST = fileURLToPath(new URL("./_fake_swarm_host.mjs", import.meta.url));
 

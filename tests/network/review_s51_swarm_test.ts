@@ -5,15 +5,11 @@
  * leaves 127.0.0.1.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
-import { toHex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { base, FAKE_HOST, script, settled } from "./_swarm_host_fixture.ts";
-
-const FLOOD = fileURLToPath(new URL("./_flood_peers.mjs", import.meta.url));
+import { base, FAKE_HOST, floodPeers, script, settled } from "./_swarm_host_fixture.ts";
 
 /** A `node` command line that writes `text` to `fd` (1 or 2) in one write, then exits. */
 const oneWrite = (fd: 1 | 2, text: string) =>
@@ -74,20 +70,13 @@ Deno.test({
         if (bytesEqual(p.remoteKey, honest.publicKey)) found.resolve(p);
       },
     });
-    let attacker: Deno.ChildProcess | undefined;
+    let attacker: ReturnType<typeof floodPeers> | undefined;
     try {
       await honest.join(topic, { client: false }); // announces only: it never connects itself
       // Listening, so that peers can connect to it by its key.
       await victim.join(crypto.getRandomValues(new Uint8Array(32)), { client: false });
-      attacker = new Deno.Command("node", {
-        args: [FLOOD, testnet.bootstrap[0], toHex(victim.publicKey), String(K), "0"],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      const reader = attacker.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      const line = await settled(reader.read(), "the attacker's report", 60_000);
-      assert.ok(line.value, "the attacker reports once its connections are open");
+      attacker = floodPeers(testnet.bootstrap[0], victim.publicKey, K, 0);
+      assert.ok(await attacker.report(), "the attacker reports once its connections are open");
       // Each handed on to the node (which the attacker's report may come ahead of).
       await settled(
         (async () => {
@@ -101,8 +90,7 @@ Deno.test({
       assert.equal(peer.initiator, true);
     } finally {
       for (const p of peers) p.close();
-      await attacker?.stdin.close().catch(() => {});
-      await attacker?.status;
+      await attacker?.stop();
       await victim.close();
       await honest.close();
       await testnet.stop();

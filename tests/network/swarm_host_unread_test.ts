@@ -6,14 +6,12 @@
  * most are closed until the rest fit.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { toHex } from "../../protocols/hash.ts";
+import { floodPeers } from "./_swarm_host_fixture.ts";
 
 const MIB = 1024 * 1024;
-const FLOOD = fileURLToPath(new URL("./_flood_peers.mjs", import.meta.url));
 
 Deno.test({
   name:
@@ -36,18 +34,12 @@ Deno.test({
       onPeer: (p) => peers.push(p), // the node is busy: it does not read them yet
       log: (l) => logs.push(l),
     });
-    let attacker: Deno.ChildProcess | undefined;
+    let attacker: ReturnType<typeof floodPeers> | undefined;
     try {
       await victim.join(crypto.getRandomValues(new Uint8Array(32)));
-      attacker = new Deno.Command("node", {
-        args: [FLOOD, testnet.bootstrap[0], toHex(victim.publicKey), String(K), String(PER_PEER)],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
+      attacker = floodPeers(testnet.bootstrap[0], victim.publicKey, K, PER_PEER);
       // Every byte taken in by the host, or its connection closed by it.
-      const reader = attacker.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      const done = JSON.parse((await reader.read()).value!) as { closed: number };
+      const done = JSON.parse((await attacker.report())!) as { closed: number };
       assert.ok(done.closed > 0, "some connections were closed");
       // The host checks every 100 ms and closes in one pass: its lines, once all came.
       const closed = () => logs.filter((l) => l.includes("connection closed")).length;
@@ -80,8 +72,7 @@ Deno.test({
       // The limit, plus what each link's socket holds in the kernel on the node's side.
       assert.ok(total <= TOTAL + K * 512 * 1024, `${(total / MIB).toFixed(1)} MiB were held`);
     } finally {
-      await attacker?.stdin.close().catch(() => {});
-      await attacker?.status;
+      await attacker?.stop();
       await victim.close();
       await testnet.stop();
     }

@@ -5,14 +5,10 @@
  * where the DHT plays no part; the real host with no bootstrap (nothing leaves 127.0.0.1).
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
 import { startLocalTestnet } from "../../network/swarm_testnet.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { toHex } from "../../protocols/hash.ts";
-import { base, FAKE_HOST, script, settled, stateWatch } from "./_swarm_host_fixture.ts";
-
-const FLOOD = fileURLToPath(new URL("./_flood_peers.mjs", import.meta.url));
+import { base, FAKE_HOST, floodPeers, script, settled, stateWatch } from "./_swarm_host_fixture.ts";
 
 /** Kill `pid` if it still runs (a test that failed must not leave a stopped process). */
 function killQuietly(pid: number | undefined): void {
@@ -136,20 +132,13 @@ Deno.test({
       onPeer: (p) => peers.push(p), // the node holds them (handshakes in progress)
       log: (l) => logs.push(l),
     });
-    let attacker: Deno.ChildProcess | undefined;
+    let attacker: ReturnType<typeof floodPeers> | undefined;
     try {
       await victim.join(crypto.getRandomValues(new Uint8Array(32)));
       // K fresh keys (free to make) connect to the victim by its key: Hyperswarm's maxPeers
       // bounds only the connections the victim makes, so every one was handed on.
-      attacker = new Deno.Command("node", {
-        args: [FLOOD, testnet.bootstrap[0], toHex(victim.publicKey), String(K), "65536"],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      const reader = attacker.stdout.pipeThrough(new TextDecoderStream()).getReader();
-      const line = await settled(reader.read(), "the attacker's report", 60_000);
-      assert.ok(line.value, "the attacker reports once every connection is done");
+      attacker = floodPeers(testnet.bootstrap[0], victim.publicKey, K, 65536);
+      assert.ok(await attacker.report(), "the attacker reports once every connection is done");
       assert.equal(peers.length, MOST, `${peers.length} of ${K} connections handed on`);
       // The host's line for each one it closed (they may come after the attacker's report).
       const refused = () => logs.filter((l) => l.includes("connection refused")).length;
@@ -161,8 +150,7 @@ Deno.test({
       );
     } finally {
       for (const p of peers) p.close();
-      await attacker?.stdin.close().catch(() => {});
-      await attacker?.status;
+      await attacker?.stop();
       await victim.close();
       await testnet.stop();
     }
