@@ -84,6 +84,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   origin_not_allowed: 403,
   misdirected_request: 421,
   request_too_large: 413,
+  // The edge's own: the client's body was too slow. A port's is the upstream's (504, below).
   request_timeout: 408,
   context_length_exceeded: 400,
   empty_prompt: 400,
@@ -131,9 +132,21 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   worker_stalled: 504,
 };
 
+/**
+ * Status of a `request_timeout` that is not the edge's own: a port's, when a forwarded job's
+ * worker accepted it and never started it (`StartTimeoutError`) or a peer never replied. That is
+ * the upstream's silence, a gateway timeout; the table's 408 says the client's body was too slow,
+ * which only the edge's `RequestTimeoutError` (an {@link EdgeError}) knows.
+ */
+const UPSTREAM_TIMEOUT_STATUS = 504;
+
 /** HTTP status for an error: its code's entry in the table, else 500. */
 export function httpStatusOf(error: unknown): number {
-  return error instanceof VeriflowError ? STATUS_BY_CODE[error.code] ?? 500 : 500;
+  if (!(error instanceof VeriflowError)) return 500;
+  if (error.code === "request_timeout" && !(error instanceof EdgeError)) {
+    return UPSTREAM_TIMEOUT_STATUS;
+  }
+  return STATUS_BY_CODE[error.code] ?? 500;
 }
 
 /** The OpenAI `type` that goes with a status. */

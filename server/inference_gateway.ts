@@ -69,13 +69,18 @@ const PROMPT_REFUSALS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * The port's refusals for want of room on the node, before the job started: the node's, not
- * the client's, so they do not cost the client's key a start ({@link KeyLimits.admit}).
+ * The port's refusals for want of room on the node, or of a worker that starts the job, before
+ * the job started: the node's, not the client's, so they do not cost the client's key a start
+ * ({@link KeyLimits.admit}).
  */
 const NODE_REFUSALS: ReadonlySet<string> = new Set([
   "too_many_jobs", // the model's slots and queue are full
   "no_worker", // no peer to forward the job to
   "shutting_down", // the node is draining
+  // No worker started it: the last one asked went silent (`StartTimeoutError`) or was lost.
+  "request_timeout",
+  "connection_closed",
+  "peer_timeout",
 ]);
 
 /**
