@@ -20,13 +20,16 @@ export interface ApiKeyFromEnv {
 
 /**
  * Read {@link API_KEY_VARIABLE} with `env`, which throws `Deno.errors.NotCapable` (as
- * `Deno.env.get` does) when the process may not read it.
+ * `Deno.env.get` does) when the process may not read it. Set to nothing (`export
+ * VERIFLOW_API_KEY=`, a CI template whose secret is missing) it is no key: sent, it would be
+ * refused as one no header can carry, and a node that needs none would never be asked.
  *
  * @param env Reads an environment variable; none is read when absent.
  */
 export function apiKeyFromEnv(env?: (name: string) => string | undefined): ApiKeyFromEnv {
   try {
-    return { key: env?.(API_KEY_VARIABLE), unreadable: false };
+    const key = env?.(API_KEY_VARIABLE);
+    return { key: key === "" ? undefined : key, unreadable: false };
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) return { unreadable: true };
     throw error;

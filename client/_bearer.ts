@@ -16,6 +16,12 @@ const CARRIABLE = /^[\x21-\x7e]+$/;
  * @param key The API key.
  */
 export function bearerAuthorization(key: string): string {
+  // Said as such: "a character a header cannot carry" sends its reader looking for a stray space.
+  if (key === "") {
+    throw new TypeError(
+      "the API key is empty: give the key itself, or none for a node without keys",
+    );
+  }
   if (!CARRIABLE.test(key)) {
     throw new TypeError(
       `the API key (${key.length} characters, not shown) has a character an HTTP header cannot ` +
