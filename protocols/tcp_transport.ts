@@ -74,11 +74,13 @@ const DEFAULT_HOSTNAME = "127.0.0.1";
  * @returns The duplex, with the socket's addresses.
  */
 export function tcpDuplex(conn: Deno.TcpConn, options?: TcpDuplexOptions): TcpDuplex {
-  return {
-    ...socketDuplex(conn, options),
+  // Added to the socket duplex itself, not spread into a new object: a spread reads its
+  // `bytesWritten` getter once, and a frozen 0 hid a slow peer's progress through a large
+  // chunk from the connection's keepalive, which then cut that peer off as not reading.
+  return Object.assign(socketDuplex(conn, options), {
     localAddr: conn.localAddr,
     remoteAddr: conn.remoteAddr,
-  };
+  });
 }
 
 /**
