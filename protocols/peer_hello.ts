@@ -100,21 +100,57 @@ const storageFields = { usedBytes: byteCount, quotaBytes: byteCount.nullable() }
 const loadFields = { running: count, queued: count, slots: count, queueLimit: count };
 
 /**
+ * Most values a hello may hold: map entries and array items, at any depth. An honest one holds
+ * about a hundred at most ({@link MAX_HELLO_MODELS} models, a dozen fields); what a later version
+ * adds is kept and signed, so it is bounded here. Unbounded, one validly signed hello of 1 MiB
+ * standing for ~95,000 fields passed and verified, ~1.5 s of parsing, canonical encoding and
+ * hashing on its receiver each time it was sent, and was never refused.
+ */
+export const MAX_HELLO_VALUES = 1024;
+
+/**
+ * Whether `value` holds at most `max` values (map entries and array items, at any depth),
+ * counted by keys before any is read: an oversized hello is refused at its first oversized map.
+ */
+function holdsAtMost(value: unknown, max: number): boolean {
+  let count = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const item = stack.pop();
+    if (item === null || typeof item !== "object" || ArrayBuffer.isView(item)) continue;
+    const keys = Array.isArray(item) ? undefined : Object.keys(item);
+    count += keys === undefined ? (item as unknown[]).length : keys.length;
+    if (count > max) return false;
+    if (keys === undefined) stack.push(...(item as unknown[]));
+    else for (const key of keys) stack.push((item as Record<string, unknown>)[key]);
+  }
+  return true;
+}
+
+/**
  * Zod schema of a hello on the wire: the fields this version knows, checked, and any others a
  * later version adds, kept — at the top and inside `storage` and `load` alike: its signature
  * covers them, so stripping them would make a newer node's honest hello fail to verify
- * ({@link knownHelloFields} drops them once it has).
+ * ({@link knownHelloFields} drops them once it has). At most {@link MAX_HELLO_VALUES} values,
+ * counted before anything else is checked.
  */
-export const PeerHelloSchema: z.ZodType<PeerHello> = z.looseObject({
-  ...helloFields,
-  storage: z.looseObject(storageFields).optional(),
-  load: z.looseObject(loadFields).optional(),
-}).refine(
-  // Fields a later version adds are signed too: every string, known or not, must be well-formed
-  // Unicode for the signing bytes to exist (`well_formed.ts`).
-  hasOnlyWellFormedStrings,
-  ILL_FORMED_STRING_MESSAGE,
-) as unknown as z.ZodType<PeerHello>;
+export const PeerHelloSchema: z.ZodType<PeerHello> = z.unknown()
+  .refine(
+    (value) => holdsAtMost(value, MAX_HELLO_VALUES),
+    `a hello holds at most ${MAX_HELLO_VALUES} values`,
+  )
+  .pipe(
+    z.looseObject({
+      ...helloFields,
+      storage: z.looseObject(storageFields).optional(),
+      load: z.looseObject(loadFields).optional(),
+    }).refine(
+      // Fields a later version adds are signed too: every string, known or not, must be
+      // well-formed Unicode for the signing bytes to exist (`well_formed.ts`).
+      hasOnlyWellFormedStrings,
+      ILL_FORMED_STRING_MESSAGE,
+    ),
+  ) as unknown as z.ZodType<PeerHello>;
 
 const knownFieldsSchema = z.object({
   ...helloFields,
