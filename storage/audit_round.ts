@@ -23,6 +23,16 @@ export const AUDIT_FILES_PER_ROUND = 8;
  */
 export const AUDIT_CHUNKS_PER_HOLDER = 4;
 
+/**
+ * Blocks a round ranks between two turns of the event loop: ranking is a hash per peer per block
+ * (20,000 blocks among 10 peers took ~3 s here), so a round over large files yields as holder
+ * repair does.
+ */
+const RANK_SLICE = 512;
+
+/** No stand-ins: one array for every block that has none. */
+const NO_PEERS: readonly StoragePeer[] = [];
+
 /** Where a round's plan reads the placement and the record of what was given. */
 export interface AuditPlanSources {
   /** The peers that should hold `cid` (the rendezvous placement over the current peers). */
@@ -164,14 +174,35 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
   const chunks: string[] = [];
   for (const root of sample(deps.roots, AUDIT_FILES_PER_ROUND, deps.randomBelow)) {
     try {
-      chunks.push(...await deps.blocksOf(root));
+      // One push per block, not `push(...blocks)`: an argument per block overflowed the stack
+      // past ~125,000 blocks (a 32 GB file), and such a file was never audited.
+      for (const block of await deps.blocksOf(root)) chunks.push(block);
       report.files++;
     } catch {
       report.errors++; // unreadable now (its holders away): the next round may pick it
     }
   }
+  // Each block ranked once for both plans, a slice at a time: planned in one go, a round held the
+  // event loop (HTTP, actors, token streams) for seconds and ranked every block twice.
+  const placement = new Map<
+    string,
+    { holders: readonly StoragePeer[]; standIns: readonly StoragePeer[] }
+  >();
+  for (const cid of chunks) {
+    if (placement.has(cid)) continue;
+    placement.set(cid, { holders: deps.holders(cid), standIns: deps.standIns?.(cid) ?? NO_PEERS });
+    if (placement.size % RANK_SLICE === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      if (deps.signal?.aborted) return report;
+    }
+  }
+  const placed: AuditPlanSources = {
+    ...deps,
+    holders: (cid) => placement.get(cid)?.holders ?? NO_PEERS,
+    standIns: (cid) => placement.get(cid)?.standIns ?? NO_PEERS,
+  };
   const failed = new Set<string>();
-  for (const { peer, cids } of planAuditRound(chunks, deps)) {
+  for (const { peer, cids } of planAuditRound(chunks, placed)) {
     if (deps.signal?.aborted) return report;
     let result: AuditResult;
     try {
@@ -187,7 +218,7 @@ export async function runAuditRound(deps: AuditRoundDeps): Promise<AuditRoundRep
     for (const failure of result.failures) failed.add(failure.cid);
   }
   report.failedChunks = [...failed];
-  const unplaced = planPlacementChecks(chunks, deps).filter((cid) => !failed.has(cid));
+  const unplaced = planPlacementChecks(chunks, placed).filter((cid) => !failed.has(cid));
   report.unplaced = unplaced.length;
   if (deps.signal?.aborted) return report;
   const repair = [...report.failedChunks, ...unplaced];
