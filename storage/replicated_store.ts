@@ -4,8 +4,9 @@
  * - **Placement**: rendezvous hashing ranks the peers for each CID; the first r hold it.
  * - **Writes**: sent to the r holders at once; `put` resolves as soon as w of them acknowledged
  *   (the rest finish in the background, even if the caller's signal aborts after that —
- *   {@link ReplicatedStore.flush} waits for them). A holder that fails is replaced by the next
- *   peer in rank order, so one dead peer does not fail writes while enough others live.
+ *   {@link ReplicatedStore.flush} waits for them) and the copies still in the background hold at
+ *   most `maxBackgroundBytes`. A holder that fails is replaced by the next peer in rank order, so
+ *   one dead peer does not fail writes while enough others live.
  * - **Reads**: `readParallelism` replicas are asked at once; the first copy that verifies
  *   against the CID wins and the others are cancelled. A failed or corrupt replica makes the
  *   read fall back to the next one, and (read repair) the good bytes are written back to it.
@@ -36,6 +37,12 @@ export interface ReplicatedStoreOptions {
   readParallelism?: number;
   /** Per-peer-call timeout in ms. Default 10 000: several 256 KiB transfers on a slow link. */
   peerTimeoutMs?: number;
+  /**
+   * Most bytes of chunks whose puts resolved (w holders acknowledged) while copies past the
+   * quorum are still being written; a put past it waits for room before it resolves. Default
+   * {@link DEFAULT_MAX_BACKGROUND_BYTES}.
+   */
+  maxBackgroundBytes?: number;
   /** Write good bytes back to a replica that failed a read. Default `true`. */
   readRepair?: boolean;
   /** Observer of replica failures (for logs and metrics). */
@@ -64,6 +71,15 @@ export interface ReplicatedPutOptions extends BlockStoreCallOptions {
     options: PeerCallOptions,
   ): Promise<void>;
 }
+
+/**
+ * Default of {@link ReplicatedStoreOptions.maxBackgroundBytes}: 64 MiB, 256 chunks of 256 KiB.
+ * Each copy past the quorum holds its chunk until its holder answers or the peer timeout ends it,
+ * so without a bound a file put behind a holder that answers slowly, or never, held everything it
+ * read in the last `peerTimeoutMs` (gigabytes at disk speed). With it a holder that lags hides
+ * behind the quorum for 64 MiB; one that lags further slows the put to its pace.
+ */
+export const DEFAULT_MAX_BACKGROUND_BYTES: number = 64 * 1024 * 1024;
 
 /** A replica that failed an operation. */
 export interface ReplicaFailure {
@@ -164,6 +180,9 @@ export class ReplicatedStore implements BlockStore {
   readonly #readRepair: boolean;
   readonly #onFailure: ((event: ReplicaFailure) => void) | undefined;
   readonly #background = new Set<Promise<unknown>>();
+  /** Bytes of the chunks whose puts resolved while copies past the quorum are in flight. */
+  #backgroundBytes = 0;
+  readonly #maxBackgroundBytes: number;
   /** Per peer id: chunks whose write it missed as a holder, until a write to it succeeds. */
   readonly #missed = new Map<string, Set<string>>();
   /** Chunks each peer was given or proved; kept across {@link setPeers}. */
@@ -201,6 +220,7 @@ export class ReplicatedStore implements BlockStore {
     this.#readParallelism = Math.max(1, options?.readParallelism ?? 2);
     this.#timeoutMs = options?.peerTimeoutMs ?? 10_000;
     this.#readRepair = options?.readRepair ?? true;
+    this.#maxBackgroundBytes = options?.maxBackgroundBytes ?? DEFAULT_MAX_BACKGROUND_BYTES;
     this.#onFailure = options?.onReplicaFailure;
     this.#given = options?.given ?? new GivenChunks();
     this.#given.setPeers(this.#peers.map((p) => p.id));
@@ -298,9 +318,10 @@ export class ReplicatedStore implements BlockStore {
   }
 
   /**
-   * Store `bytes` on its holders; resolves with the CID once w holders acknowledged. The
-   * caller's signal cancels the put until then; the copies beyond the quorum are written
-   * whatever it does after.
+   * Store `bytes` on its holders; resolves with the CID once w holders acknowledged, and the
+   * copies still being written past the quorum (this put's and earlier ones') hold at most
+   * `maxBackgroundBytes`. The caller's signal cancels the put until then; the copies beyond the
+   * quorum are written whatever it does after.
    * @throws {ReplicationError} fewer than w peers could store it.
    */
   async put(bytes: Uint8Array, options?: ReplicatedPutOptions): Promise<string> {
@@ -322,6 +343,7 @@ export class ReplicatedStore implements BlockStore {
     let acks = 0;
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     let pending = 0;
+    let background = false; // this put's bytes count in #backgroundBytes
     const launch = () => {
       const peer = ranked[next++];
       pending++;
@@ -338,7 +360,12 @@ export class ReplicatedStore implements BlockStore {
           if (next < ranked.length && !cancel.signal.aborted) launch();
         })
         .finally(() => {
-          if (--pending === 0 && acks < this.#w) {
+          if (--pending > 0) return;
+          if (background) {
+            background = false;
+            this.#backgroundBytes -= bytes.length;
+          }
+          if (acks < this.#w) {
             reject(
               new ReplicationError(
                 `only ${acks} of the ${this.#w} required peers stored ${cid}`,
@@ -358,7 +385,33 @@ export class ReplicatedStore implements BlockStore {
     } finally {
       options?.signal?.removeEventListener("abort", follow);
     }
+    // Its copies past the quorum hold `bytes` until they land: the caller reads no more (a file
+    // put, its next chunk) while those of every put hold more than the bound.
+    if (pending > 0) {
+      background = true;
+      this.#backgroundBytes += bytes.length;
+    }
+    if (this.#backgroundBytes > this.#maxBackgroundBytes) await this.#room(options?.signal);
     return cid;
+  }
+
+  /**
+   * Resolves once the copies past the quorum hold at most `maxBackgroundBytes` (each that lands or
+   * fails gives back its put's bytes); rejects with `signal`'s reason if it aborts first.
+   */
+  async #room(signal: AbortSignal | undefined): Promise<void> {
+    const { promise: abort, resolve } = Promise.withResolvers<void>();
+    const onAbort = () => resolve();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      while (this.#backgroundBytes > this.#maxBackgroundBytes && this.#background.size > 0) {
+        signal?.throwIfAborted();
+        const settled = [...this.#background].map((p) => p.then(() => {}, () => {}));
+        await Promise.race([abort, ...settled]);
+      }
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
   }
 
   /**
@@ -404,6 +457,13 @@ export class ReplicatedStore implements BlockStore {
               this.#report("get", peer, cid, error);
               if (readRepair && holders.has(peer)) this.#repairReplica(peer, cid, good);
             }
+            return;
+          }
+          if (options?.signal?.aborted) {
+            // The caller gave up: no replica failed, and every next one would fail the same way.
+            // Its reason, not `chunk_not_found`, which a repair would count as a lost chunk.
+            settled = true;
+            reject(options.signal.reason);
             return;
           }
           if (error instanceof CorruptChunkError) sawCorrupt = true;
