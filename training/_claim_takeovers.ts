@@ -60,7 +60,7 @@ export interface ClaimTakeoversOptions {
     ctx: Context,
     message: ReceiptStatusMessage | { type: "account"; key: Uint8Array },
   ): Promise<R>;
-  /** This node's connection to a trainer over `training/1`; none: undefined. */
+  /** This node's connection to a trainer over `training/1`; none: undefined (it is dialled). */
   connectionTo(ctx: Context, trainer: Uint8Array): Promise<Connection | undefined>;
   /** Where one line per claim goes. */
   log(line: string): void;
@@ -167,15 +167,15 @@ export class ClaimTakeovers {
       key: self,
     }).catch(() => ({ stake: 0 }));
     if (stake < DEFAULT_ECONOMICS.falseAccusationPenalty) return "unstaked";
+    // None open: the takeover dials the trainer by its key (`TrainingChallengeRun.takeover`).
     const connection = await this.#options.connectionTo(ctx, receipt.trainer);
-    if (connection === undefined) return "no_connection";
     // Challenged meanwhile (the asks above await): not again.
     if (challenges.challengedHere(id)) return "challenged_here";
     return {
       receipt,
       arch: body.arch,
       ...(body.startFile === undefined ? {} : { startFile: body.startFile }),
-      connection,
+      ...(connection === undefined ? {} : { connection }),
       pendingUntil: record.pendingUntil,
     };
   }

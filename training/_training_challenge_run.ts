@@ -9,7 +9,8 @@
  *
  * A challenge comes from the validator's `challenge` message (the coordinator's reports) or from
  * an outcome audited there ({@link TrainingChallengeRun.afterRound}: each trainer of a finished
- * round, on this node's own coin and connection). A takeover of a peer's `opening_missing` claim
+ * round, on this node's own coin and connection, the trainer dialled by its key when
+ * none is open). A takeover of a peer's `opening_missing` claim
  * ({@link TrainingChallengeRun.takeover}, decided in `_claim_takeovers.ts`) is a challenge made
  * without the coin; its last opened step is kept until the receipt's delta comes, and checked
  * against it then. No receipt is challenged twice (`_challenged_receipts.ts`). It runs outside the validator's mailbox, for
@@ -126,8 +127,11 @@ export interface TakeoverRequest {
   arch: GptArchitecture;
   /** Storage file id of the start model, if known (for this validator's own fraud proof). */
   startFile?: string;
-  /** This node's connection to the trainer. */
-  connection: Connection;
+  /**
+   * This node's connection to the trainer; absent: none was open, and the trainer is dialled by
+   * its key first (see {@link TrainingChallengeRunOptions.reach}).
+   */
+  connection?: Connection;
   /** When the receipt's challenge window closes in this ledger (ms, the ledger's clock). */
   pendingUntil: number;
 }
@@ -167,6 +171,19 @@ export interface TrainingChallengeRunOptions {
   hasLedger(ctx: Context): boolean;
   /** This node's connection to a trainer over `training/1`; none: not challenged from here. */
   connectionTo(ctx: Context, trainer: Uint8Array): Promise<Connection | undefined>;
+  /**
+   * Dial a trainer this node has no connection to, by its key, for up to `forMs` on behalf of
+   * `holder` (the receipt's id), and answer the connection once it is up; undefined when none
+   * came up in that time (or this node has no swarm). Only a takeover dials: a claim about a
+   * trainer this node was not connected to was left untaken before (review s52), so a trainer
+   * that kept its connections to a few validators was slashed in those ledgers alone.
+   */
+  reach(
+    ctx: Context,
+    trainer: Uint8Array,
+    forMs: number,
+    holder: string,
+  ): Promise<Connection | undefined>;
   /** Where one line per challenge goes. */
   log(line: string): void;
 }
@@ -204,7 +221,20 @@ export class TrainingChallengeRun {
   }
 
   /** Draw, ask the trainer, check; runs outside the validator's mailbox. */
-  async challenge(request: ChallengeRequest, ctx: Context): Promise<ChallengeOutcome> {
+  challenge(request: ChallengeRequest, ctx: Context): Promise<ChallengeOutcome> {
+    return this.#challenge(request, () => Promise.resolve(request.connection), ctx);
+  }
+
+  /**
+   * {@link TrainingChallengeRun.challenge} over the connection `connect` answers once the coin
+   * has drawn the report (none: not challenged, the receipt marked challenged here all the same,
+   * so a takeover does not race the dial with a second challenge).
+   */
+  async #challenge(
+    request: Omit<ChallengeRequest, "connection">,
+    connect: () => Promise<Connection | undefined>,
+    ctx: Context,
+  ): Promise<ChallengeOutcome> {
     // Taken over before: its delta is checked against the kept last step, whatever the coin.
     if (this.#lastSteps.size > 0 || this.#takingOver.size > 0) {
       const { receipt, delta } = request.report;
@@ -221,6 +251,16 @@ export class TrainingChallengeRun {
     if (this.challengedHere(id)) return { challenged: false };
     const remembered = this.#remember(id, undefined);
     remembered.catch(() => {}); // awaited below, after the open: not an unhandled rejection
+    // Connected (dialled) before the challenge is drawn: the dial does not eat the trainer's
+    // time to answer. Not reached: nothing is decided here (this node's reach may have failed).
+    const connection = await connect();
+    if (connection === undefined) {
+      this.#options.log(
+        `training validator: trainer ${toHex(receipt.trainer).slice(0, 16)} drawn for a ` +
+          `challenge but not reached: not challenged from here`,
+      );
+      return { challenged: false };
+    }
     const deadlineMs = this.#options.openingDeadlineMs;
     const challenge = drawTrainingChallenge(receipt, this.#options.identity, { deadlineMs });
     // Held `challenged` in the ledger while it runs (a credited receipt, from an audited round,
@@ -230,7 +270,7 @@ export class TrainingChallengeRun {
     this.#stats.challenged++;
     try {
       await remembered;
-      return await this.#run(request, challenge, ctx);
+      return await this.#run({ ...request, connection }, challenge, ctx);
     } catch (error) {
       await this.#options.endings.end(ctx, id, "undecided", "challenge_failed");
       throw error;
@@ -239,7 +279,8 @@ export class TrainingChallengeRun {
 
   /**
    * Challenge one trainer of a finished round on this validator's own coin, over this node's
-   * connection to it (none: not challenged from here), with the delta the audit fetched (or,
+   * connection to it (none: the trainer is dialled once drawn, and not challenged from here when
+   * the dial brings none), with the delta the audit fetched (or,
    * when the round could not be audited here, fetched now). A failure is a fraud proof like the
    * coordinator's: settled here, gossiped, slashing in every ledger.
    */
@@ -266,20 +307,26 @@ export class TrainingChallengeRun {
       }
       return;
     }
-    const connection = await this.#options.connectionTo(ctx, receipt.trainer);
-    if (connection === undefined) return;
     try {
       const delta = fetched ?? await this.#options.models.getFile(report.deltaFile);
-      await this.challenge({
-        type: "challenge",
-        report: { receipt, delta },
-        connection,
-        terms: { round: body.round, startModel: body.startModel, steps: receipt.steps },
-        arch: body.arch,
-        startFile: body.startFile,
-        shardSize: receipt.shardSize,
-        shardRoot: receipt.shardRoot,
-      }, ctx);
+      // A trainer this node has no connection to is dialled by its key once the coin drew it:
+      // one that kept its connections to a few validators escaped every other ledger's coin.
+      const connect = async () =>
+        await this.#options.connectionTo(ctx, receipt.trainer) ??
+          await this.#options.reach(ctx, receipt.trainer, this.#options.openingDeadlineMs, taken);
+      await this.#challenge(
+        {
+          type: "challenge",
+          report: { receipt, delta },
+          terms: { round: body.round, startModel: body.startModel, steps: receipt.steps },
+          arch: body.arch,
+          startFile: body.startFile,
+          shardSize: receipt.shardSize,
+          shardRoot: receipt.shardRoot,
+        },
+        connect,
+        ctx,
+      );
     } catch (error) {
       this.#options.log(
         `training validator: trainer ${toHex(receipt.trainer).slice(0, 16)} not challenged ` +
@@ -361,6 +408,17 @@ export class TrainingChallengeRun {
   /** {@link TrainingChallengeRun.takeover}'s work, marked under way there. */
   async #takeover(request: TakeoverRequest, id: string, ctx: Context): Promise<TakeoverOutcome> {
     const { receipt } = request;
+    const trainer = toHex(receipt.trainer).slice(0, 16);
+    // Dialled before the challenge is drawn, so the dial does not eat the trainer's time to
+    // answer. Not reached: nothing is decided here (this node's reach may be what failed).
+    const connection = request.connection ??
+      await this.#options.reach(ctx, receipt.trainer, this.#options.openingDeadlineMs, id);
+    if (connection === undefined) {
+      this.#options.log(
+        `training validator: trainer ${trainer} not reached for a takeover: nothing decided here`,
+      );
+      return "cleared";
+    }
     const remembered = this.#remember(id, request.pendingUntil);
     remembered.catch(() => {}); // awaited below, after the open: not an unhandled rejection
     const deadlineMs = this.#options.openingDeadlineMs;
@@ -370,7 +428,6 @@ export class TrainingChallengeRun {
     // Not held `challenged` here (its window closed, the ledger gone): nothing to decide.
     if (!endings.holds(id)) return "cleared";
     this.#stats.takeovers++;
-    const trainer = toHex(receipt.trainer).slice(0, 16);
     let last: { opening: StepOpening; endWeights: GptWeights } | undefined;
     try {
       await remembered;
@@ -381,7 +438,7 @@ export class TrainingChallengeRun {
       // state H is checked against it when it comes (the last step kept, below).
       const check = await this.#answer(
         receipt,
-        request.connection,
+        connection,
         challenge,
         ctx,
         () =>
@@ -472,7 +529,8 @@ export class TrainingChallengeRun {
     ctx: Context,
   ): Promise<ChallengeOutcome | undefined> {
     const id = trainingReceiptId(receipt);
-    // A takeover under way keeps its step when it passes: waited for (it ends by its deadline).
+    // A takeover under way keeps its step when it passes: waited for (it ends by its dial's
+    // time and its deadline).
     await this.#takingOver.get(id);
     const kept = this.#lastSteps.get(id);
     if (kept === undefined) return undefined;

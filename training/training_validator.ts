@@ -156,6 +156,13 @@ const SEEN_LIMIT = 4096;
  */
 const KEPT_ARCH_CHECKS = 256;
 
+/**
+ * How often a takeover's dial of a trainer (`reach`) looks for the connection it brings up, ms:
+ * a Hyperswarm connection takes a DHT lookup and a handshake (hundreds of ms), so a quarter
+ * second costs at most that much of the dial and few asks of the NetworkActor.
+ */
+const REACH_POLL_MS = 250;
+
 /** Random bits in a draw of {@link secureRandom}: all a float64 in [0, 1) holds exactly. */
 const DRAW_BITS = 53;
 /** Of those, the ones taken from the first 32-bit word (the second gives all 32 of its own). */
@@ -460,6 +467,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         return name !== undefined && ctx.system.lookup(name) !== undefined;
       },
       connectionTo: (ctx, trainer) => this.#connectionTo(ctx, trainer),
+      reach: (ctx, trainer, forMs, holder) => this.#reach(ctx, trainer, forMs, holder),
       log: (line) => this.#log(line),
     });
     this.#claims = new ClaimTakeovers({
@@ -1099,6 +1107,48 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       key: trainer,
       protocol: TRAINING_PROTOCOL.name,
     }).catch(() => undefined);
+  }
+
+  /**
+   * Have the NetworkActor dial `trainer` by its key (`reach`, on behalf of `holder`) and answer
+   * the `training/1` connection once it is up; undefined when none came up within `forMs`, or
+   * the node has no network or swarm. The dial is released however this ends.
+   */
+  async #reach(
+    ctx: ActorContext<TrainingValidatorMessage>,
+    trainer: Uint8Array,
+    forMs: number,
+    holder: string,
+  ): Promise<Connection | undefined> {
+    const name = this.#options.network;
+    const network = name === undefined ? undefined : ctx.system.lookup<
+      | { type: "reach"; key: Uint8Array; forMs: number; holder: string }
+      | { type: "release_reach"; key: Uint8Array; holder: string }
+    >(name);
+    if (network === undefined) return undefined;
+    const until = performance.now() + forMs;
+    let dialled = false;
+    try {
+      for (;;) {
+        const connection = await this.#connectionTo(ctx, trainer);
+        if (connection !== undefined) return connection;
+        const left = until - performance.now();
+        if (left <= 0 || ctx.signal.aborted) return undefined;
+        if (!dialled) {
+          // `false` (nothing to dial: no swarm, or a connection came up meanwhile) or "full"
+          // (this node's bound on dials): looked for once more, then no dial is waited for.
+          const answer = await network.ask<boolean | "full">(
+            { type: "reach", key: trainer, forMs: left, holder },
+            { timeoutMs: Math.max(1, left), signal: ctx.signal },
+          ).catch(() => undefined);
+          dialled = true;
+          if (answer !== true) return await this.#connectionTo(ctx, trainer);
+        }
+        await sleep(Math.min(REACH_POLL_MS, left), ctx.signal);
+      }
+    } finally {
+      if (dialled) network.tell({ type: "release_reach", key: trainer, holder }).catch(() => {});
+    }
   }
 
   #ledger<R>(

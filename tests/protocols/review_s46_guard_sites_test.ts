@@ -116,6 +116,7 @@ Deno.test("a trainer's answer of a few hundred bytes standing for a million item
     ask: () => Promise.reject(new Error("no ledger")),
     hasLedger: () => false,
     connectionTo: () => Promise.resolve(undefined),
+    reach: () => Promise.resolve(undefined),
     log: (line: string) => {
       lines.push(line);
       stop.abort(); // the run now waits for the deadline: the test has seen what it needs

@@ -125,24 +125,42 @@ export async function trainedEngine(
   return { identity, engine, receipts };
 }
 
-/** The NetworkActor as the training validator sees it: a connection to the trainer, or none. */
+/** A `reach` or `release_reach` the validator sent the network stand-in. */
+export type DialMessage = { type: "reach" | "release_reach"; key: Uint8Array; holder?: string };
+
+/**
+ * The NetworkActor as the training validator sees it: a connection to the trainer, or none; a
+ * dial by key (`reach`) answered `reach(message)` (default `false`: no swarm), every dial message
+ * kept in `dials`.
+ */
 class TrainerNetwork implements Actor<{ type: string }> {
-  constructor(readonly connection: () => Connection | undefined, readonly published: unknown[]) {}
+  constructor(
+    readonly connection: () => Connection | undefined,
+    readonly published: unknown[],
+    readonly dials: DialMessage[],
+    readonly reach: (message: DialMessage) => boolean | "full",
+  ) {}
   receive(message: { type: string; gossip?: unknown }): unknown {
     if (message.type === "connection_to") return this.connection();
     if (message.type === "publish_training") this.published.push(message.gossip);
+    if (message.type === "reach" || message.type === "release_reach") {
+      this.dials.push(message as DialMessage);
+      if (message.type === "reach") return this.reach(message as DialMessage);
+    }
     return undefined;
   }
 }
 
 /**
  * A ledger and training validator on a test clock (challenge probability 1, its own answer
- * window `windowMs`), staked, with `link` as its way to the trainer.
+ * window `windowMs`), staked, with `link` as its way to the trainer and `reach` as its network's
+ * answer to a dial by key (default: no swarm).
  */
 export async function claimNode(
   name: string,
   link: () => Connection | undefined,
   windowMs = 400,
+  reach: (message: DialMessage) => boolean | "full" = () => false,
 ) {
   const dir = await Deno.makeTempDir({ prefix: `veriflow-s51-${name}-` });
   const system = new ActorSystem({ name });
@@ -151,7 +169,11 @@ export async function claimNode(
   const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
   const model = await models.publish(TEST_ARCH, start);
   const published: unknown[] = [];
-  await system.spawn({ name: "node/network", factory: () => new TrainerNetwork(link, published) });
+  const dials: DialMessage[] = [];
+  await system.spawn({
+    name: "node/network",
+    factory: () => new TrainerNetwork(link, published, dials, reach),
+  });
   const identity = Identity.generate();
   const { ledger, restartTraining } = await spawnTrainingLedger(system, {
     identity,
@@ -193,6 +215,8 @@ export async function claimNode(
     restartTraining,
     model,
     published,
+    /** Every `reach` and `release_reach` the validator sent its network. */
+    dials,
     stats: () => training().ask<TrainingValidatorStats>({ type: "stats" }),
     account: (key: Uint8Array) => ledger.ask<Account>({ type: "account", key }),
     record,

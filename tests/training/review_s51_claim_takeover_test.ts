@@ -145,7 +145,7 @@ Deno.test("review s51: a true claim — the trainer refuses this ledger's takeov
     assert.equal(stats.faults, 1);
   }));
 
-Deno.test("review s51: a claim this ledger cannot take over (no connection to the trainer) leaves the trainer paid here", () =>
+Deno.test("review s51: a claim this ledger cannot take over (no connection to the trainer, and no swarm to dial it) leaves the trainer paid here", () =>
   withNode("no-link", 1, async (n, t) => {
     const { receipt } = t.receipts[0];
     const claimant = Identity.generate();

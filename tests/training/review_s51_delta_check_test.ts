@@ -201,6 +201,7 @@ async function takeoverThenOutcome(inFlight: boolean): Promise<void> {
         Promise.resolve((message.type === "training_challenge" ? true : undefined) as R),
       hasLedger: () => true,
       connectionTo: () => Promise.resolve(t.connection),
+      reach: () => Promise.resolve(t.connection),
       log: () => {},
     });
     if (inFlight) t.hold();
