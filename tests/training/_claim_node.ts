@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { Actor } from "../../actors/actor.ts";
+import type { Actor, ActorContext } from "../../actors/actor.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import type { ValidatorMessage } from "../../actors/validator_messages.ts";
@@ -22,6 +22,13 @@ import { ChallengeMessage, OpeningPartMessage } from "../../protocols/training_m
 import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { RoundModels } from "../../training/round_models.ts";
+import { ChallengeEndings } from "../../training/_challenge_endings.ts";
+import { ChallengedReceipts } from "../../training/_challenged_receipts.ts";
+import {
+  TrainingChallengeRun,
+  type TrainingChallengeRunOptions,
+} from "../../training/_training_challenge_run.ts";
+import { checkStepOpenings } from "../../training/step_check.ts";
 import type { SealedStepOpenings } from "../../training/step_opening.ts";
 import { InProcessTrainerEngine, type TrainFunction } from "../../training/trainer_engine.ts";
 import {
@@ -279,4 +286,57 @@ export function claim(receipt: TrainingReceipt, claimant: Identity): TrainingFra
     }),
     issuedAt: START,
   }, claimant);
+}
+
+/** What a bare challenge run (`bareChallengeRun`) told the validator. */
+export type Told = { type: string; body?: { proof: TrainingFraudProof } };
+
+/**
+ * A TrainingChallengeRun outside any validator, on the ledger clock START: its ledger holds each
+ * receipt `challenged` when asked and ends it; its coin draws `random()` against `probability`;
+ * `connectionTo` and `reach` are its ways to the trainer. What it tells the validator lands in
+ * `told`; `ctx` is the context to pass to its calls.
+ */
+export function bareChallengeRun(options: {
+  models: RoundModels;
+  openingDeadlineMs: number;
+  connectionTo: TrainingChallengeRunOptions["connectionTo"];
+  reach: TrainingChallengeRunOptions["reach"];
+  probability?: number;
+  random?: () => number;
+}) {
+  const told: Told[] = [];
+  const ctx = {
+    signal: new AbortController().signal,
+    self: { tell: (message: Told) => (told.push(message), Promise.resolve()) },
+  } as unknown as ActorContext<TrainingValidatorMessage>;
+  const now = () => START;
+  const run = new TrainingChallengeRun({
+    identity: Identity.generate(),
+    models: options.models,
+    challengeProbability: options.probability ?? 1,
+    random: options.random ?? (() => 0),
+    openingDeadlineMs: options.openingDeadlineMs,
+    check: checkStepOpenings,
+    endings: new ChallengeEndings({
+      askEnd: () => Promise.resolve(true),
+      settleInLedger: () => Promise.resolve({ settled: true }),
+      log: () => {},
+    }),
+    challenged: new ChallengedReceipts(undefined, now),
+    now,
+    // The ledger holds the receipt `challenged` for the challenge, and ends it when asked.
+    ask: <R>(_ctx: unknown, message: { type: string }) =>
+      Promise.resolve((message.type === "training_challenge" ? true : undefined) as R),
+    hasLedger: () => true,
+    connectionTo: options.connectionTo,
+    reach: options.reach,
+    log: () => {},
+  });
+  return { run, ctx, told };
+}
+
+/** The fraud proofs a {@link bareChallengeRun} told its validator. */
+export function toldProofs(told: Told[]): TrainingFraudProof[] {
+  return told.filter((m) => m.type === "fraud_proof").map((m) => m.body!.proof);
 }

@@ -8,7 +8,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { ActorContext } from "../../actors/actor.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { sha256Hex } from "../../protocols/hash.ts";
@@ -16,27 +15,24 @@ import { Identity } from "../../protocols/identity.ts";
 import type { OutcomeBody } from "../../protocols/training_messages.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { RoundModels } from "../../training/round_models.ts";
-import { ChallengeEndings } from "../../training/_challenge_endings.ts";
-import { ChallengedReceipts } from "../../training/_challenged_receipts.ts";
-import { TrainingChallengeRun } from "../../training/_training_challenge_run.ts";
-import { checkStepOpenings } from "../../training/step_check.ts";
 import { trainingChallengeId } from "../../training/training_challenge.ts";
 import type { TrainFunction } from "../../training/trainer_engine.ts";
 import {
   checkTrainingFraudProof,
   type TrainingFraudProof,
 } from "../../training/training_fraud_proof.ts";
-import type { TrainingValidatorMessage } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
 import {
+  bareChallengeRun,
   claim,
   type ClaimNode,
   claimNode,
   H,
   START,
   start,
+  toldProofs,
   trainedEngine,
   TRAINER_STAKE,
   trainerLink,
@@ -176,33 +172,11 @@ async function takeoverThenOutcome(inFlight: boolean): Promise<void> {
     const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
     const model = await models.publish(TEST_ARCH, start);
     const t = await trainer(model.cid, shuffledDeltaTrainer);
-    const now = () => START;
-    const told: { type: string; body?: { proof: TrainingFraudProof } }[] = [];
-    const ctx = {
-      signal: new AbortController().signal,
-      self: { tell: (message: (typeof told)[number]) => (told.push(message), Promise.resolve()) },
-    } as unknown as ActorContext<TrainingValidatorMessage>;
-    const run = new TrainingChallengeRun({
-      identity: Identity.generate(),
+    const { run, ctx, told } = bareChallengeRun({
       models,
-      challengeProbability: 1,
-      random: () => 0,
       openingDeadlineMs: WINDOW_MS,
-      check: checkStepOpenings,
-      endings: new ChallengeEndings({
-        askEnd: () => Promise.resolve(true),
-        settleInLedger: () => Promise.resolve({ settled: true }),
-        log: () => {},
-      }),
-      challenged: new ChallengedReceipts(undefined, now),
-      now,
-      // The ledger holds the receipt `challenged` for the takeover, and ends it when asked.
-      ask: <R>(_ctx: unknown, message: { type: string }) =>
-        Promise.resolve((message.type === "training_challenge" ? true : undefined) as R),
-      hasLedger: () => true,
       connectionTo: () => Promise.resolve(t.connection),
       reach: () => Promise.resolve(t.connection),
-      log: () => {},
     });
     if (inFlight) t.hold();
     const takeover = run.takeover({
@@ -224,7 +198,7 @@ async function takeoverThenOutcome(inFlight: boolean): Promise<void> {
     t.release();
     assert.equal(await takeover, "served");
     await afterRound;
-    const proofs = told.filter((m) => m.type === "fraud_proof").map((m) => m.body!.proof);
+    const proofs = toldProofs(told);
     assert.equal(proofs.length, 1, "the delta proof, told to the validator");
     await assertConfirmedElsewhere(proofs[0]);
     assert.equal(t.challenges.length, 1, "no second challenge");

@@ -13,31 +13,25 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { ActorContext } from "../../actors/actor.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { OutcomeBody } from "../../protocols/training_messages.ts";
-import { ChallengeEndings } from "../../training/_challenge_endings.ts";
-import { ChallengedReceipts } from "../../training/_challenged_receipts.ts";
-import { TrainingChallengeRun } from "../../training/_training_challenge_run.ts";
 import { RoundModels } from "../../training/round_models.ts";
-import { checkStepOpenings } from "../../training/step_check.ts";
 import { ChallengeMismatchError } from "../../training/step_opening.ts";
-import type { TrainingFraudProof } from "../../training/training_fraud_proof.ts";
 import { trainingReceiptId } from "../../training/training_receipt.ts";
-import type { TrainingValidatorMessage } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
 import {
+  bareChallengeRun,
   claim,
   type ClaimNode,
   claimNode,
   type DialMessage,
   STAKE,
-  START,
   start,
+  toldProofs,
   trainedEngine,
   TRAINER_STAKE,
   trainerLink,
@@ -171,35 +165,16 @@ async function outcomeForUnlinkedTrainer({ drawn, reached }: { drawn: boolean; r
     );
     const { connection, challenges } = trainerLink(identity, (c) => engine.open(c));
     const dials: { key: Uint8Array; holder: string }[] = [];
-    const told: { type: string; body?: { proof: TrainingFraudProof } }[] = [];
-    const ctx = {
-      signal: new AbortController().signal,
-      self: { tell: (message: (typeof told)[number]) => (told.push(message), Promise.resolve()) },
-    } as unknown as ActorContext<TrainingValidatorMessage>;
-    const challenged = new ChallengedReceipts(undefined, () => START);
-    const run = new TrainingChallengeRun({
-      identity: Identity.generate(),
+    const { run, ctx, told } = bareChallengeRun({
       models,
-      challengeProbability: 0.5,
-      random: () => drawn ? 0.1 : 0.9,
       openingDeadlineMs: 2_000,
-      check: checkStepOpenings,
-      endings: new ChallengeEndings({
-        askEnd: () => Promise.resolve(true),
-        settleInLedger: () => Promise.resolve({ settled: true }),
-        log: () => {},
-      }),
-      challenged,
-      now: () => START,
-      ask: <R>(_ctx: unknown, message: { type: string }) =>
-        Promise.resolve((message.type === "training_challenge" ? true : undefined) as R),
-      hasLedger: () => true,
+      probability: 0.5,
+      random: () => drawn ? 0.1 : 0.9,
       connectionTo: () => Promise.resolve(undefined),
       reach: (_ctx, key, _forMs, holder) => {
         dials.push({ key, holder });
         return Promise.resolve(reached ? connection : undefined);
       },
-      log: () => {},
     });
     const body = {
       round: 0,
@@ -208,7 +183,7 @@ async function outcomeForUnlinkedTrainer({ drawn, reached }: { drawn: boolean; r
       reports: [{ receipt, deltaFile: "unused" }],
     } as unknown as OutcomeBody;
     await run.afterRound(body, body.reports[0], delta, ctx);
-    const proofs = told.filter((m) => m.type === "fraud_proof").map((m) => m.body!.proof);
+    const proofs = toldProofs(told);
     return {
       identity,
       receiptId: trainingReceiptId(receipt),
