@@ -13,7 +13,9 @@
  * `status` is the worst of them and the models': a node whose proof data cannot be written
  * still serves text, without receipts, so it is `degraded` until a write succeeds again. An
  * inference port that does not give its stats (its ask timed out: a wedged actor) is such a
- * condition too, `failed`: the body says so, with `active_jobs` and `queued_jobs` null.
+ * condition too, `failed`: the body says so, with `active_jobs` and `queued_jobs` null. So is
+ * a port that does not list its models (a router with no worker connected: `no_worker`), with
+ * `models` null: no job can be served until it does.
  *
  * @module
  */
@@ -60,19 +62,22 @@ export function healthRoutes(
 ): Hono {
   const routes = new Hono();
   routes.get("/healthz", async (c) => {
-    const [counted, models, others] = await Promise.all([
-      gateway.stats().catch((error: unknown) =>
-        error instanceof Error ? error : new Error(String(error))
-      ),
-      gateway.listModels(),
+    const [counted, listed, others] = await Promise.all([
+      gateway.stats().catch(asError),
+      gateway.listModels().catch(asError),
       conditions?.() ?? [],
     ]);
-    // Stats that time out or fail (a wedged inference actor) are the node's own condition:
-    // `failed`, with the reason, rather than an error page that says nothing about the node.
+    // Stats or a model list that time out or fail (a wedged inference actor; a router with no
+    // worker connected) are the node's own conditions: `failed`, with the reason, rather than
+    // an error page that says nothing about the node.
+    const now = Date.now();
     const stats = counted instanceof Error ? undefined : counted;
-    const held = counted instanceof Error
-      ? [inferenceUnresponsive(counted, Date.now()), ...others]
-      : others;
+    const models = listed instanceof Error ? undefined : listed;
+    const held = [
+      ...(counted instanceof Error ? [inferenceUnresponsive(counted, now)] : []),
+      ...(listed instanceof Error ? [modelsUnavailable(listed, now)] : []),
+      ...others,
+    ];
     const runtime = modelHealth?.();
     const statuses = [...(runtime ?? []), ...held].map((x) => x.status);
     const worst = (status: ModelHealth["status"]) => statuses.includes(status);
@@ -83,7 +88,7 @@ export function healthRoutes(
       : "ok";
     const body = {
       status,
-      models: models.length,
+      models: models?.length ?? null,
       active_jobs: stats?.activeJobs ?? null,
       queued_jobs: stats?.queuedJobs ?? null,
       ...(held.length === 0 ? {} : {
@@ -130,6 +135,26 @@ function inferenceUnresponsive(error: Error, now: number): HealthCondition {
       `hang too; check the node's log and restart it`,
     since: now,
   };
+}
+
+/**
+ * The condition of a node whose models could not be listed (see `healthRoutes`): every job
+ * names a model, so none can be served meanwhile.
+ */
+function modelsUnavailable(error: Error, now: number): HealthCondition {
+  return {
+    component: "models",
+    status: "failed",
+    code: "models_unavailable",
+    message: `the inference port did not list its models (${error.message}): no job can be ` +
+      `served until it does; on a node that forwards jobs, check that a worker is connected`,
+    since: now,
+  };
+}
+
+/** A rejection's reason as an `Error`, to be told apart from a value. */
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
 }
 
 /** The Prometheus series of the inference port, by stats field. */

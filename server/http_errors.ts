@@ -126,11 +126,27 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   shutting_down: 503,
   // The node's port is bound but the node is not up yet (`node/http_listener.ts`).
   starting: 503,
+  // The node's own actors restarting or overloaded (`actors/errors.ts`): see NODE_OVERLOAD_CODES.
+  actor_stopped: 503,
+  ask_timeout: 503,
+  mailbox_full: 503,
   connection_closed: 502,
   peer_timeout: 504,
   // A forwarded job's worker started it and then sent nothing for the stall timeout.
   worker_stalled: 504,
 };
+
+/**
+ * The actor runtime's errors that reach a client when an actor of the node (its InferenceActor)
+ * is being restarted (`actor_stopped`), too busy to answer in time (`ask_timeout`) or has a full
+ * mailbox (`mailbox_full`): transient overload of the node, not a bug, so a 503 with
+ * `Retry-After` ({@link DEFAULT_RETRY_AFTER_S}) rather than a 500.
+ */
+const NODE_OVERLOAD_CODES: ReadonlySet<string> = new Set([
+  "actor_stopped",
+  "ask_timeout",
+  "mailbox_full",
+]);
 
 /**
  * Status of a `request_timeout` that is not the edge's own: a port's, when a forwarded job's
@@ -171,26 +187,31 @@ export function openAiErrorBody(error: unknown): OpenAiErrorBody {
 }
 
 /**
- * `Retry-After` of a 429 when the refusal does not know better (a full job queue): one second,
- * about one token's worth of work on a busy node, so a client backs off without giving up.
+ * `Retry-After` of a 429 when the refusal does not know better (a full job queue), and of a 503
+ * for the node's overload ({@link NODE_OVERLOAD_CODES}): one second, about one token's worth of
+ * work on a busy node (or an actor's restart), so a client backs off without giving up.
  */
 export const DEFAULT_RETRY_AFTER_S = 1;
 
 /**
- * Seconds a client should wait before retrying a refused request: every 429 (by default
- * {@link DEFAULT_RETRY_AFTER_S}), and a 503 whose error says when (a node still starting).
+ * Seconds a client should wait before retrying a refused request: every 429 and every 503 for
+ * the node's overload ({@link NODE_OVERLOAD_CODES}), by default {@link DEFAULT_RETRY_AFTER_S},
+ * and a 503 whose error says when (a node still starting).
  */
 export function retryAfterOf(error: unknown): number | undefined {
   const status = httpStatusOf(error);
   const seconds = error instanceof EdgeError ? error.retryAfterS : undefined;
   if (status === 503 && seconds !== undefined) return Math.max(1, Math.ceil(seconds));
-  if (status !== 429) return undefined;
+  const overloaded = status === 503 && error instanceof VeriflowError &&
+    NODE_OVERLOAD_CODES.has(error.code);
+  if (status !== 429 && !overloaded) return undefined;
   return Math.max(1, Math.ceil(seconds ?? DEFAULT_RETRY_AFTER_S));
 }
 
 /**
  * A JSON response in the OpenAI error shape with the right status; a 429 (and a 503 that knows
- * when) carries `Retry-After`, a 401 `WWW-Authenticate: Bearer` (what OpenAI clients expect).
+ * when, or is the node's overload) carries `Retry-After`, a 401 `WWW-Authenticate: Bearer`
+ * (what OpenAI clients expect).
  */
 export function errorResponse(error: unknown): Response {
   const status = httpStatusOf(error);

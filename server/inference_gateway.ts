@@ -77,6 +77,12 @@ const NODE_REFUSALS: ReadonlySet<string> = new Set([
   "too_many_jobs", // the model's slots and queue are full
   "no_worker", // no peer to forward the job to
   "shutting_down", // the node is draining
+  // Its InferenceActor restarting or overloaded: refused before the job started (a timed-out
+  // submission is cancelled behind it: `submitJob`). A job that started and then failed ends
+  // through its handle's `done`, which never refunds.
+  "actor_stopped",
+  "ask_timeout",
+  "mailbox_full",
   // No worker started it: the last one asked went silent (`StartTimeoutError`) or was lost.
   "request_timeout",
   "connection_closed",

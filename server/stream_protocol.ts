@@ -201,7 +201,10 @@ export interface WsErrorMessage {
   code: string;
   /** Human-readable explanation. */
   message: string;
-  /** For a refusal over a limit (`too_many_jobs`, `rate_limited`): seconds to wait first. */
+  /**
+   * For a refusal over a limit (`too_many_jobs`, `rate_limited`) or for the node's overload
+   * (`mailbox_full`, `ask_timeout`, `actor_stopped`): seconds to wait first.
+   */
   retry_after_s?: number;
 }
 
