@@ -3,7 +3,6 @@ import { z } from "zod";
 import { encodeCbor } from "../../protocols/cbor.ts";
 import { cidOf, RAW_CODEC } from "../../protocols/cid.ts";
 import { Connection } from "../../protocols/connection.ts";
-import { encodeEnvelope, type Envelope } from "../../protocols/envelope.ts";
 import {
   decodeManifest,
   encodeManifest,
@@ -16,6 +15,7 @@ import { PeerTimeoutError } from "../../protocols/protocol_errors.ts";
 import { socketDuplex } from "../../protocols/socket_duplex.ts";
 import { chunksReferencedBy } from "../../storage/dag_links.ts";
 import { ManualTimers, settle } from "./_helpers.ts";
+import { SlowConn } from "./_slow_conn.ts";
 
 // --- (1) manifests are untrusted CBOR: the wire's structure guard applies to them too ---
 
@@ -87,76 +87,6 @@ const Payload = defineMessage("test.payload", z.object({ data: z.instanceof(Uint
 const Fetch = defineMessage("test.fetch", z.object({ size: z.number().int() }), {
   reply: Payload,
 });
-
-/**
- * The part of a `Deno.Conn` that `socketDuplex` uses, on the manual clock: each write takes at
- * most `bytesPerWrite` bytes after `writeMs` (a slow link whose kernel buffer is full), until
- * `stall()`; reads return what the test `push`es (the peer's frames).
- */
-class SlowConn {
-  readonly localAddr = { transport: "unix", path: "" } as const;
-  written = 0;
-  #stalled = false;
-  #closed = false;
-  #inbox: Uint8Array[] = [];
-  #wake: (() => void) | undefined;
-  readonly #stuck: Array<(error: unknown) => void> = [];
-
-  constructor(
-    readonly timers: ManualTimers,
-    readonly bytesPerWrite: number,
-    readonly writeMs: number,
-  ) {}
-
-  write(p: Uint8Array): Promise<number> {
-    return new Promise((resolve, reject) => {
-      if (this.#closed) return reject(new Deno.errors.BadResource("closed"));
-      this.timers.setTimeout(() => {
-        if (this.#closed) return reject(new Deno.errors.BadResource("closed"));
-        if (this.#stalled) return this.#stuck.push(reject);
-        const n = Math.min(p.byteLength, this.bytesPerWrite);
-        this.written += n;
-        resolve(n);
-      }, this.writeMs);
-    });
-  }
-
-  async read(into: Uint8Array): Promise<number | null> {
-    while (this.#inbox.length === 0) {
-      if (this.#closed) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-    const head = this.#inbox[0];
-    const n = Math.min(head.byteLength, into.byteLength);
-    into.set(head.subarray(0, n));
-    if (n === head.byteLength) this.#inbox.shift();
-    else this.#inbox[0] = head.subarray(n);
-    return n;
-  }
-
-  push(envelope: Envelope): void {
-    const payload = encodeEnvelope(envelope);
-    const frame = new Uint8Array(4 + payload.byteLength);
-    new DataView(frame.buffer).setUint32(0, payload.byteLength);
-    frame.set(payload, 4);
-    this.#inbox.push(frame);
-    this.#wake?.();
-  }
-
-  stall(): void {
-    this.#stalled = true;
-  }
-
-  closeWrite(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  close(): void {
-    this.#closed = true;
-    for (const reject of this.#stuck.splice(0)) reject(new Deno.errors.BadResource("closed"));
-    this.#wake?.();
-  }
-}
 
 async function slowLink(bytesPerWrite: number, writeMs: number) {
   const timers = new ManualTimers();

@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
 import { Connection } from "../../protocols/connection.ts";
-import { encodeEnvelope, type Envelope } from "../../protocols/envelope.ts";
 import { defineMessage } from "../../protocols/message_registry.ts";
 import { connectTcp, listenTcp, type TcpDuplex, tcpDuplex } from "../../protocols/tcp_transport.ts";
 import { ManualTimers, settle } from "./_helpers.ts";
+import { SlowConn } from "./_slow_conn.ts";
 
 const LOCALHOST = "127.0.0.1";
 
@@ -41,75 +41,10 @@ const Fetch = defineMessage("test.fetch", z.object({ size: z.number().int() }), 
   reply: Payload,
 });
 
-/**
- * The part of a `Deno.TcpConn` that `tcpDuplex` uses, on the manual clock: each write takes at
- * most `bytesPerWrite` bytes after `writeMs` (a slow link whose kernel buffer is full); reads
- * return what the test `push`es (the peer's frames).
- */
-class SlowTcpConn {
-  readonly localAddr = { transport: "tcp", hostname: LOCALHOST, port: 1 } as const;
-  readonly remoteAddr = { transport: "tcp", hostname: LOCALHOST, port: 2 } as const;
-  written = 0;
-  #closed = false;
-  #inbox: Uint8Array[] = [];
-  #wake: (() => void) | undefined;
-
-  constructor(
-    readonly timers: ManualTimers,
-    readonly bytesPerWrite: number,
-    readonly writeMs: number,
-  ) {}
-
-  setNoDelay(): void {}
-
-  write(p: Uint8Array): Promise<number> {
-    return new Promise((resolve, reject) => {
-      if (this.#closed) return reject(new Deno.errors.BadResource("closed"));
-      this.timers.setTimeout(() => {
-        if (this.#closed) return reject(new Deno.errors.BadResource("closed"));
-        const n = Math.min(p.byteLength, this.bytesPerWrite);
-        this.written += n;
-        resolve(n);
-      }, this.writeMs);
-    });
-  }
-
-  async read(into: Uint8Array): Promise<number | null> {
-    while (this.#inbox.length === 0) {
-      if (this.#closed) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-    const head = this.#inbox[0];
-    const n = Math.min(head.byteLength, into.byteLength);
-    into.set(head.subarray(0, n));
-    if (n === head.byteLength) this.#inbox.shift();
-    else this.#inbox[0] = head.subarray(n);
-    return n;
-  }
-
-  push(envelope: Envelope): void {
-    const payload = encodeEnvelope(envelope);
-    const frame = new Uint8Array(4 + payload.byteLength);
-    new DataView(frame.buffer).setUint32(0, payload.byteLength);
-    frame.set(payload, 4);
-    this.#inbox.push(frame);
-    this.#wake?.();
-  }
-
-  closeWrite(): Promise<void> {
-    return Promise.resolve();
-  }
-
-  close(): void {
-    this.#closed = true;
-    this.#wake?.();
-  }
-}
-
 Deno.test("a Connection over a TCP duplex does not cut off a peer reading a 256 KiB chunk steadily at 32 KiB/s", async () => {
   const timers = new ManualTimers();
   // 8 KiB per 250 ms: the chunk takes 8 s, longer than the 5 s idle timeout.
-  const conn = new SlowTcpConn(timers, 8 * 1024, 250);
+  const conn = new SlowConn(timers, 8 * 1024, 250, "tcp");
   const duplex = tcpDuplex(conn as unknown as Deno.TcpConn, { lingerMs: 0 });
   const connection = new Connection(duplex, { timers, keepaliveMs: 1_000, idleTimeoutMs: 5_000 });
   connection.handle(Fetch, ({ size }) => ({ data: new Uint8Array(size) }));
