@@ -9,69 +9,35 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { Identity } from "../../protocols/identity.ts";
-import { ChunkNotFoundError } from "../../storage/errors.ts";
 import { type ReplicaFailure, ReplicatedStore } from "../../storage/replicated_store.ts";
-import {
-  type PeerCallOptions,
-  possessionProof,
-  type StoragePeer,
-} from "../../storage/storage_peer.ts";
+import type { PeerCallOptions } from "../../storage/storage_peer.ts";
 import { pseudoRandomBytes } from "./_helpers.ts";
+import { MemoryPeer } from "./_memory_peer.ts";
 
 /** A holder in memory whose reads, once `slow`, answer only when their signal aborts them. */
-class MemoryPeer implements StoragePeer {
-  readonly id: string;
-  readonly publicKey: Uint8Array;
-  readonly chunks = new Map<string, Uint8Array>();
+class SlowReadPeer extends MemoryPeer {
   slow = false;
   #readStarted = Promise.withResolvers<void>();
-
-  constructor() {
-    this.publicKey = Identity.generate().publicKey;
-    this.id = Array.from(this.publicKey, (b) => b.toString(16).padStart(2, "0")).join("");
-  }
 
   /** Resolves once a read has started here. */
   get readStarted(): Promise<void> {
     return this.#readStarted.promise;
   }
 
-  putChunk(cid: string, bytes: Uint8Array): Promise<void> {
-    this.chunks.set(cid, bytes);
-    return Promise.resolve();
-  }
-
-  getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
+  override getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
     this.#readStarted.resolve();
-    if (this.slow) {
-      return new Promise((_, reject) => {
-        const signal = options?.signal;
-        if (signal?.aborted) return reject(signal.reason);
-        signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
-      });
-    }
-    const bytes = this.chunks.get(cid);
-    return bytes ? Promise.resolve(bytes) : Promise.reject(new ChunkNotFoundError(cid));
-  }
-
-  hasChunk(cid: string): Promise<boolean> {
-    return Promise.resolve(this.chunks.has(cid));
-  }
-
-  async proveChunks(nonce: Uint8Array, cids: readonly string[]): Promise<(Uint8Array | null)[]> {
-    const out: (Uint8Array | null)[] = [];
-    for (const cid of cids) {
-      const bytes = this.chunks.get(cid);
-      out.push(bytes ? await possessionProof(nonce, this.publicKey, bytes) : null);
-    }
-    return out;
+    if (!this.slow) return super.getChunk(cid);
+    return new Promise((_, reject) => {
+      const signal = options?.signal;
+      if (signal?.aborted) return reject(signal.reason);
+      signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+    });
   }
 }
 
 /** Three holders of one chunk, every one slow to read from now on. */
 async function slowHolders() {
-  const peers = [new MemoryPeer(), new MemoryPeer(), new MemoryPeer()];
+  const peers = [new SlowReadPeer(), new SlowReadPeer(), new SlowReadPeer()];
   const failures: ReplicaFailure[] = [];
   const store = new ReplicatedStore(peers, {
     replicas: 3,

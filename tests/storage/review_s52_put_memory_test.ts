@@ -11,19 +11,14 @@
  */
 import assert from "node:assert/strict";
 import { cidOf } from "../../protocols/cid.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { ChunkNotFoundError } from "../../storage/errors.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { ReplicatedStore, type ReplicatedStoreOptions } from "../../storage/replicated_store.ts";
-import { possessionProof, type StoragePeer } from "../../storage/storage_peer.ts";
 import { tracker, turns } from "../_helpers/fake_timers.ts";
 import { pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { MemoryPeer } from "./_memory_peer.ts";
 
 /** A holder in memory; `held` keeps its writes waiting (unanswered) until `answer()`. */
-class MemoryPeer implements StoragePeer {
-  readonly id: string;
-  readonly publicKey: Uint8Array;
-  readonly chunks = new Map<string, Uint8Array>();
+class HeldWritePeer extends MemoryPeer {
   /** Writes not answered yet, each holding its chunk. */
   readonly waiting: (() => void)[] = [];
   /** Most writes waiting at once. */
@@ -31,43 +26,24 @@ class MemoryPeer implements StoragePeer {
   #held: boolean;
 
   constructor(held = false) {
-    this.publicKey = Identity.generate().publicKey;
-    this.id = Array.from(this.publicKey, (b) => b.toString(16).padStart(2, "0")).join("");
+    super();
     this.#held = held;
   }
 
-  async putChunk(cid: string, bytes: Uint8Array): Promise<void> {
+  override async putChunk(cid: string, bytes: Uint8Array): Promise<void> {
     if (this.#held) {
       const answered = Promise.withResolvers<void>();
       this.waiting.push(answered.resolve);
       this.mostWaiting = Math.max(this.mostWaiting, this.waiting.length);
       await answered.promise;
     }
-    this.chunks.set(cid, bytes);
+    await super.putChunk(cid, bytes);
   }
 
   /** Answer every waiting write, and every write from now on at once. */
   answer(): void {
     this.#held = false;
     for (const resolve of this.waiting.splice(0)) resolve();
-  }
-
-  getChunk(cid: string): Promise<Uint8Array> {
-    const bytes = this.chunks.get(cid);
-    return bytes ? Promise.resolve(bytes) : Promise.reject(new ChunkNotFoundError(cid));
-  }
-
-  hasChunk(cid: string): Promise<boolean> {
-    return Promise.resolve(this.chunks.has(cid));
-  }
-
-  async proveChunks(nonce: Uint8Array, cids: readonly string[]): Promise<(Uint8Array | null)[]> {
-    const out: (Uint8Array | null)[] = [];
-    for (const cid of cids) {
-      const bytes = this.chunks.get(cid);
-      out.push(bytes ? await possessionProof(nonce, this.publicKey, bytes) : null);
-    }
-    return out;
   }
 }
 
@@ -78,8 +54,8 @@ const CONCURRENCY = 4;
 const BACKGROUND_BYTES = 4 * CHUNK;
 
 Deno.test("a file put behind a holder that does not answer holds a bounded number of chunks, and every copy lands once it answers", async () => {
-  const fast = [new MemoryPeer(), new MemoryPeer()];
-  const slow = new MemoryPeer(true);
+  const fast = [new HeldWritePeer(), new HeldWritePeer()];
+  const slow = new HeldWritePeer(true);
   const store = new ReplicatedStore([...fast, slow], {
     replicas: 3,
     writeQuorum: 2,
@@ -111,8 +87,8 @@ Deno.test("a file put behind a holder that does not answer holds a bounded numbe
 });
 
 Deno.test("a put waiting for room behind a holder that does not answer ends with its caller's abort, and its copies still land", async () => {
-  const fast = [new MemoryPeer(), new MemoryPeer()];
-  const slow = new MemoryPeer(true);
+  const fast = [new HeldWritePeer(), new HeldWritePeer()];
+  const slow = new HeldWritePeer(true);
   const store = new ReplicatedStore([...fast, slow], {
     replicas: 3,
     writeQuorum: 2,
