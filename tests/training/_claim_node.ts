@@ -15,7 +15,7 @@ import type { Account, ReceiptRecord } from "../../proof/ledger.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { encodeCanonical } from "../../protocols/cbor.ts";
 import type { Connection } from "../../protocols/connection.ts";
-import { sha256Hex } from "../../protocols/hash.ts";
+import { fromHex, sha256Hex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { ChallengeMessage, OpeningPartMessage } from "../../protocols/training_messages.ts";
@@ -339,4 +339,15 @@ export function bareChallengeRun(options: {
 /** The fraud proofs a {@link bareChallengeRun} told its validator. */
 export function toldProofs(told: Told[]): TrainingFraudProof[] {
   return told.filter((m) => m.type === "fraud_proof").map((m) => m.body!.proof);
+}
+
+/** After the window: `record`'s trainer paid in full on `n`, its stake whole. */
+export async function assertPaid(n: ClaimNode, record: ReceiptRecord): Promise<void> {
+  await n.closeWindow();
+  assert.equal((await n.record(record.receiptId)).status, "final");
+  assert.deepEqual(await n.account(fromHex(record.worker)), {
+    balance: record.credit,
+    stake: TRAINER_STAKE,
+    locked: 0,
+  });
 }

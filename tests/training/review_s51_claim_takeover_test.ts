@@ -26,6 +26,7 @@ import { ChallengeMismatchError } from "../../training/step_opening.ts";
 import type { TrainFunction } from "../../training/trainer_engine.ts";
 import { eventually } from "../_helpers/wait.ts";
 import {
+  assertPaid,
   claim,
   type ClaimNode,
   claimNode,
@@ -82,22 +83,6 @@ async function withNode(
   }
 }
 
-/** After the window: `record`'s trainer paid in full, its stake whole. */
-async function paid(n: ClaimNode, record: ReceiptRecord): Promise<void> {
-  await n.closeWindow();
-  assert.equal((await n.record(record.receiptId)).status, "final");
-  assert.deepEqual(await n.account(fromHexKey(record.worker)), {
-    balance: record.credit,
-    stake: TRAINER_STAKE,
-    locked: 0,
-  });
-}
-
-/** A hex key as bytes. */
-function fromHexKey(hex: string): Uint8Array {
-  return Uint8Array.from(hex.match(/../g)!.map((b) => parseInt(b, 16)));
-}
-
 Deno.test("review s51: a staked key's false opening_missing claim about an honest trainer does not slash it: the ledger asks the trainer itself, it answers, and it is paid", () =>
   withNode("false-claim", 1, async (n, t) => {
     const { receipt } = t.receipts[0];
@@ -112,7 +97,7 @@ Deno.test("review s51: a staked key's false opening_missing claim about an hones
       1,
       "the claim is passed on: other ledgers judge it on their own takeover",
     );
-    await paid(n, record);
+    await assertPaid(n, record);
     assert.deepEqual(await n.account(claimant.publicKey), { balance: 0, stake: STAKE, locked: 0 });
   }));
 
@@ -152,7 +137,7 @@ Deno.test("review s51: a claim this ledger cannot take over (no connection to th
     const record = await n.credited(receipt, claimant);
     await n.claim(claim(receipt, claimant));
     await eventually(async () => (await n.stats()).confirmed === 1, "the claim's check");
-    await paid(n, record);
+    await assertPaid(n, record);
     assert.equal((await n.stats()).takeovers, 0);
   }, false));
 
@@ -193,7 +178,7 @@ Deno.test("review s51: a receipt this validator challenged already (its coin, pa
     t.behave("refuse");
     await n.claim(claim(receipt, claimant));
     await eventually(async () => (await n.stats()).confirmed === 1, "the claim's check");
-    await paid(n, record);
+    await assertPaid(n, record);
     assert.equal((await n.stats()).takeovers, 0);
     assert.equal(t.challenges.length, 1, "asked once, by the coin");
   }));

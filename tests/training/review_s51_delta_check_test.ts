@@ -25,6 +25,7 @@ import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
 import {
+  assertPaid,
   bareChallengeRun,
   claim,
   type ClaimNode,
@@ -151,13 +152,7 @@ Deno.test("review s51 delta: an honest trainer's delta passes the kept step's ch
     const outcome = await (await n.deltaComes(t.receipt, t.delta, t.connection)).result;
     assert.deepEqual(outcome, { challenged: true, ok: true });
     assert.equal(t.challenges.length, 1);
-    await n.closeWindow();
-    assert.equal((await n.record(record.receiptId)).status, "final");
-    assert.deepEqual(await n.account(t.identity.publicKey), {
-      balance: record.credit,
-      stake: TRAINER_STAKE,
-      locked: 0,
-    });
+    await assertPaid(n, record);
     assert.equal((await n.stats()).frauds, 0);
   }));
 

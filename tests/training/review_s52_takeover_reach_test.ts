@@ -24,6 +24,7 @@ import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
 import {
+  assertPaid,
   bareChallengeRun,
   claim,
   type ClaimNode,
@@ -113,13 +114,7 @@ Deno.test("review s52: a false claim about a trainer this ledger has no connecti
     await eventually(async () => (await n.stats()).falseClaims === 1, "the takeover to end");
     assert.equal(t.challenges.length, 1, "asked once, over the connection the dial brought up");
     assert.deepEqual(t.challenges[0].validator, n.identity.publicKey);
-    await n.closeWindow();
-    assert.equal((await n.record(record.receiptId)).status, "final");
-    assert.deepEqual(await n.account(t.receipt.trainer), {
-      balance: record.credit,
-      stake: TRAINER_STAKE,
-      locked: 0,
-    });
+    await assertPaid(n, record);
     assert.deepEqual(await n.account(claimant.publicKey), { balance: 0, stake: STAKE, locked: 0 });
   }));
 
@@ -135,13 +130,7 @@ for (const dial of ["silent", "full"] as const) {
       );
       assert.equal(dialsOf(n, t.identity.publicKey, "reach").length, 1, "dialled once");
       assert.equal(t.challenges.length, 0);
-      await n.closeWindow();
-      assert.equal((await n.record(record.receiptId)).status, "final");
-      assert.deepEqual(await n.account(t.receipt.trainer), {
-        balance: record.credit,
-        stake: TRAINER_STAKE,
-        locked: 0,
-      });
+      await assertPaid(n, record);
       const stats = await n.stats();
       assert.equal(stats.takeovers, 0, "no challenge was made");
       assert.equal(stats.falseClaims, 0, "not the claimant's doing");
