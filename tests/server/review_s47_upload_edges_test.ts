@@ -9,11 +9,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { StorageActor } from "../../actors/storage_actor.ts";
 import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
 import { storageGateway } from "../../actors/storage_actor_peer.ts";
-import type {
-  InferenceHandle,
-  InferencePort,
-  InferenceStats,
-} from "../../inference/inference_port.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import { createApp } from "../../server/app.ts";
 import type { EdgeEnv } from "../../server/client_access.ts";
@@ -23,6 +19,7 @@ import { KeyLimits } from "../../server/key_limits.ts";
 import { serve } from "../../server/serve.ts";
 import type { GatewayStorage } from "../../storage/gateway_port.ts";
 import { eventually } from "../_helpers/wait.ts";
+import { codesOfRetries, refusingPort } from "./_refusing_port.ts";
 import { FakeTimers, tracker, turns } from "../_helpers/fake_timers.ts";
 
 const LOOPBACK: Deno.Addr = { transport: "tcp", hostname: "127.0.0.1", port: 40000 };
@@ -198,52 +195,14 @@ Deno.test("review s47: over TCP, an upload that sends its headers and part of it
   }
 });
 
-/** A handle for a job that runs until the test ends. */
-function runningHandle(): InferenceHandle {
-  return {
-    jobId: "ab".repeat(32),
-    promptTokens: 1,
-    done: new Promise(() => {}),
-  } as unknown as InferenceHandle;
-}
-
-/** A port that refuses every job with `code` while `full()`, and starts it otherwise. */
-function nodePort(full: () => string | undefined): InferencePort {
-  return {
-    submit: () => {
-      const code = full();
-      return code === undefined
-        ? Promise.resolve(runningHandle())
-        : Promise.reject(new VeriflowError(code, "the node has no room"));
-    },
-    models: () => Promise.resolve([{ cid: "bafkmodel", name: "m", kind: "text" }] as never),
-    stats: () => Promise.resolve({} as InferenceStats),
-  };
-}
-
 const KEY = "a-long-random-key-for-tests-1234";
 
 Deno.test("review s47: a client retrying while the node is full (too_many_jobs) keeps its API key's starts a minute: it is told too_many_jobs every time, never rate_limited", async () => {
   const app = createApp({
-    inference: nodePort(() => "too_many_jobs"),
+    inference: refusingPort(() => new VeriflowError("too_many_jobs", "the node has no room")),
     edge: { apiKeys: [KEY], perKeyRequestsPerMinute: 2 },
   });
-  const codes: string[] = [];
-  for (let i = 0; i < 5; i++) {
-    const response = await app.fetch(
-      new Request("http://127.0.0.1/v1/completions", {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          host: "127.0.0.1",
-          authorization: `Bearer ${KEY}`,
-        },
-        body: JSON.stringify({ prompt: "hi", max_tokens: 1 }),
-      }),
-      { remoteAddr: { transport: "tcp", hostname: "203.0.113.9", port: 1 } },
-    );
-    codes.push((await response.json()).error?.code);
-  }
+  const codes = await codesOfRetries(app, KEY);
   assertEquals(codes, Array(5).fill("too_many_jobs"));
 });
 
@@ -251,7 +210,9 @@ Deno.test("review s47: a start given back for the node's refusal does not lift t
   let now = 0;
   let refusal: string | undefined = "too_many_jobs";
   const gateway = new InferenceGateway({
-    inference: nodePort(() => refusal),
+    inference: refusingPort(() =>
+      refusal === undefined ? undefined : new VeriflowError(refusal, "the node has no room")
+    ),
     keyLimits: new KeyLimits({ concurrency: 100, requestsPerMinute: 2, now: () => now }),
   });
   const client = { label: "key k", keyId: "k" };

@@ -14,14 +14,10 @@
  */
 import { Hono } from "hono";
 import { assert, assertEquals } from "./_assert.ts";
+import { refusingPort } from "./_refusing_port.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import { ActorStoppedError, AskTimeoutError, MailboxFullError } from "../../actors/errors.ts";
-import type {
-  InferenceHandle,
-  InferencePort,
-  InferenceStats,
-  ServedModelInfo,
-} from "../../inference/inference_port.ts";
+import type { InferencePort, ServedModelInfo } from "../../inference/inference_port.ts";
 import { emptyInferenceStats } from "../../inference/inference_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
 import { NetworkInferencePort, NoWorkerError } from "../../network/network_inference_port.ts";
@@ -161,12 +157,7 @@ for (const [code, overload] of OVERLOAD) {
 
   Deno.test(`review s52: a client retrying while the node's inference actor refuses its job (${code}) keeps its API key's starts a minute: it is told ${code} every time, never rate_limited`, async () => {
     let refusing = true;
-    const port: InferencePort = {
-      submit: () =>
-        refusing ? Promise.reject(overload()) : Promise.resolve(runningHandle() as InferenceHandle),
-      models: () => Promise.resolve([MODEL]),
-      stats: () => Promise.resolve({} as InferenceStats),
-    };
+    const port = refusingPort(() => refusing ? overload() : undefined);
     const gateway = new InferenceGateway({
       inference: port,
       keyLimits: new KeyLimits({ concurrency: 100, requestsPerMinute: 2, now: () => 0 }),
@@ -188,13 +179,4 @@ for (const [code, overload] of OVERLOAD) {
       "rate_limited",
     ]);
   });
-}
-
-/** A handle for a job that runs until the test ends. */
-function runningHandle(): InferenceHandle {
-  return {
-    jobId: "ab".repeat(32),
-    promptTokens: 1,
-    done: new Promise(() => {}),
-  } as unknown as InferenceHandle;
 }

@@ -15,6 +15,7 @@
  */
 import OpenAI from "openai";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
+import { codesOfRetries, refusingPort } from "./_refusing_port.ts";
 import { createApp } from "../../server/app.ts";
 import { serve } from "../../server/serve.ts";
 import type {
@@ -130,15 +131,6 @@ Deno.test("review s52: the edge's own body timeout is still the client's 408; on
 
 const KEY = "a-long-random-key-for-tests-1234";
 
-/** A router's port whose workers never start a job, each refusal made by `refusal`. */
-function refusingPort(refusal: () => Error): InferencePort {
-  return {
-    submit: () => Promise.reject(refusal()),
-    models: () => Promise.resolve([MODEL]),
-    stats: () => Promise.resolve(emptyInferenceStats()),
-  };
-}
-
 const NOT_STARTED: [string, () => Error][] = [
   ["request_timeout", () => new StartTimeoutError(START_TIMEOUT_MS)],
   ["connection_closed", () => new VeriflowError("connection_closed", "the worker went away")],
@@ -151,18 +143,7 @@ for (const [code, refusal] of NOT_STARTED) {
       inference: refusingPort(refusal),
       edge: { apiKeys: [KEY], perKeyRequestsPerMinute: 2 },
     });
-    const codes: string[] = [];
-    for (let i = 0; i < 5; i++) {
-      const response = await app.fetch(
-        new Request("http://127.0.0.1/v1/completions", {
-          method: "POST",
-          headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
-          body: JSON.stringify({ model: "forwarded", prompt: "hi", max_tokens: 1 }),
-        }),
-        { remoteAddr: { transport: "tcp", hostname: "203.0.113.9", port: 1 } },
-      );
-      codes.push((await response.json()).error?.code);
-    }
+    const codes = await codesOfRetries(app, KEY);
     assertEquals(codes, Array(5).fill(code));
   });
 }
