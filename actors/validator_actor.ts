@@ -758,12 +758,21 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const owed = fresh && !own &&
       (contradiction !== null || (uncredited === undefined && draw < p));
     // Its challenge is opened by a second ledger write: kept first, a crash between the two
-    // does not let it slip into payment unchecked (the start opens it, `#resumeDrawn`).
-    if (owed) await this.#drawn.save(id, { receipt, job });
+    // does not let it slip into payment unchecked (the start opens it, `#resumeDrawn`). Kept
+    // only for a receipt the ledger takes (this actor alone writes it, so the answer holds for
+    // the write below): the work of keeping one it refuses made that refusal take longer exactly
+    // when the coin drew it, and anyone announcing a receipt it cannot get recorded (its stake
+    // locked, its job held) learnt the coin of each variant without committing to any (review
+    // s52). Asked whatever the coin, so asking takes no longer when it drew.
+    const refused = fresh && !own
+      ? ledger.receiptRefusal(receipt, { assignment, uncredited })
+      : undefined;
+    const kept = owed && refused === undefined;
+    if (kept) await this.#drawn.save(id, { receipt, job });
     try {
       if (fresh) await ledger.recordReceipt(receipt, { assignment, uncredited });
     } catch (e) {
-      if (owed) await this.#drawn.remove(id);
+      if (kept) await this.#drawn.remove(id);
       recorded = false;
       refusal = (e as { code?: string }).code ?? "refused";
       if (own && origin === "local" && refusal === "job_already_recorded") {

@@ -120,6 +120,17 @@ export const DEFAULT_CHECKPOINT_EVERY = 1024;
  */
 const MAX_STEERING_RECEIPTS_LISTED = 4096;
 
+/**
+ * Pending receipts one `steering` entry marks unpaid at most (`uncredited`, about 66 bytes each:
+ * with the paid ones listed, an entry stays near 540 KB). The replay needs every id, so a
+ * conviction with more is settled in several entries: `part` entries first, each marking the
+ * next ones and cutting nothing, then the conviction's own with the rest and the cut. Listed in
+ * one entry, past about 11,800 pending receipts it was over `MAX_ENTRY_BYTES` and refused: the
+ * conviction never settled, the steerer was paid, and the validator failed every start (review
+ * s52).
+ */
+const MAX_STEERING_UNCREDITED_PER_ENTRY = 4096;
+
 /** Which pledges {@link Ledger.pledges} lists. */
 export interface PledgeQuery {
   /** Only this key's pledge. */
@@ -668,6 +679,58 @@ export class Ledger {
   ): Promise<ReceiptRecord> {
     const check = verifyReceipt(receipt);
     if (!check.ok) throw new LedgerRejectedError("receipt_rejected", check.message);
+    // One turn of the writer decides what this receipt is, so two calls racing (the worker's
+    // announcement and the requester's, or two receipts of one worker for one job) each see
+    // what the other recorded.
+    const entry = await this.#transitionOf(this.#receiptDecision(receipt, check, options));
+    if (entry?.kind === "equivocation") {
+      throw new LedgerRejectedError(
+        "equivocation",
+        "the worker signed two different receipts for one job: its stake is slashed",
+      );
+    }
+    if (entry?.kind === "double_assignment") {
+      throw new LedgerRejectedError(
+        "double_assignment",
+        "the job's requester assigned it to two workers: neither receipt is paid",
+      );
+    }
+    return this.receipt(check.receiptId)!;
+  }
+
+  /**
+   * The code {@link Ledger.recordReceipt} would refuse `receipt` with now (`equivocation` and
+   * `double_assignment` included: refused, though they write an entry), or undefined when it
+   * would record it (or attach its assignment). Writes nothing. A caller that must do work for a
+   * receipt only once it is recorded asks first: the ValidatorActor keeps a drawn receipt on disk
+   * before recording it, and doing that for one the ledger then refuses made the refusal take
+   * longer exactly when the coin drew it, so anyone could learn the coin of a receipt without
+   * committing to it (review s52).
+   */
+  receiptRefusal(
+    receipt: Receipt,
+    options: { assignment?: unknown; uncredited?: string } = {},
+  ): string | undefined {
+    const check = verifyReceipt(receipt);
+    if (!check.ok) return "receipt_rejected";
+    try {
+      const { kind } = this.#receiptDecision(receipt, check, options)();
+      return kind === "equivocation" || kind === "double_assignment" ? kind : undefined;
+    } catch (error) {
+      if (error instanceof LedgerError) return error.code;
+      throw error;
+    }
+  }
+
+  /**
+   * What recording `receipt` (`check`: its signature verified) is, decided when called, on what
+   * is recorded then: the entry to write, or a refusal thrown (see {@link Ledger.recordReceipt}).
+   */
+  #receiptDecision(
+    receipt: Receipt,
+    check: { receiptId: string },
+    options: { assignment?: unknown; uncredited?: string },
+  ): () => { kind: LedgerEntryKind; body: Record<string, unknown> } {
     const worker = toHex(receipt.worker);
     // Useful work: tokens × the model's price; a one-shot (tensor) job counts as one unit.
     const units = receipt.kind === "tensor" ? 1 : receipt.tokenCount;
@@ -678,10 +741,7 @@ export class Ledger {
     const requester = assigned ? toHex(assignment.requester) : null;
     const uncredited = options.uncredited;
     const credit = assigned && uncredited === undefined ? reward : 0;
-    // One turn of the writer decides what this receipt is, so two calls racing (the worker's
-    // announcement and the requester's, or two receipts of one worker for one job) each see
-    // what the other recorded.
-    const entry = await this.#transitionOf(() => {
+    return () => {
       const firstId = this.#index.jobReceipt(receipt.jobId);
       const first = firstId === undefined ? undefined : this.#record(firstId);
       // Another receipt of this worker for a job it already has one recorded for, claiming
@@ -807,20 +867,7 @@ export class Ledger {
           ...(uncredited === undefined ? {} : { uncredited }),
         },
       };
-    });
-    if (entry?.kind === "equivocation") {
-      throw new LedgerRejectedError(
-        "equivocation",
-        "the worker signed two different receipts for one job: its stake is slashed",
-      );
-    }
-    if (entry?.kind === "double_assignment") {
-      throw new LedgerRejectedError(
-        "double_assignment",
-        "the job's requester assigned it to two workers: neither receipt is paid",
-      );
-    }
-    return this.receipt(check.receiptId)!;
+    };
   }
 
   /**
@@ -1159,7 +1206,9 @@ export class Ledger {
    * already paid are clawed back; and each is slashed `slashMultiplier ×` its credit: `(1 + m) ×`
    * the paid ones' credit and `m ×` the pending ones' is cut from the worker's stake (the part
    * open receipts lock included; never below zero). Only receipts of this worker that are or will
-   * be paid (pending or final) count. Settled once per worker here.
+   * be paid (pending or final) count. Settled once per worker here: in one entry, or, with more
+   * pending evidence than one lists ({@link MAX_STEERING_UNCREDITED_PER_ENTRY}), in several, the
+   * cut in the last; a call that a crash cut off between them is finished by the next.
    *
    * @param worker The convicted worker.
    * @param receiptIds The worker's receipts whose verdicts by this owner passed over an end.
@@ -1169,40 +1218,67 @@ export class Ledger {
   async settleSteering(worker: Uint8Array, receiptIds: readonly string[]): Promise<number> {
     const key = toHex(worker);
     const settlement = this.#steeringSettlement(key);
-    const entry = await this.#transition("steering", () => {
-      if (this.#index.proofSettled(settlement)) {
-        throw new LedgerRejectedError("already_settled", "this worker's steering was settled");
-      }
-      const evidence = [...new Set(receiptIds)].filter((id) => {
-        const rec = this.#record(id);
-        return rec?.worker === key && (rec.status === "pending" || rec.status === "final");
+    const ids = [...new Set(receiptIds)];
+    for (;;) {
+      const entry = await this.#transition("steering", () => {
+        if (this.#index.proofSettled(settlement)) {
+          throw new LedgerRejectedError("already_settled", "this worker's steering was settled");
+        }
+        return this.#steeringEntry(key, settlement, ids);
       });
-      // Receipts still pending are not paid at all (their credit goes to 0, as a doubly
-      // assigned job's); those already paid are clawed back from the stake. Either way each is
-      // slashed `m` times its credit as well.
-      const pending = evidence.filter((id) => this.#record(id)!.status === "pending");
-      const sum = (ids: string[], of: (rec: ReceiptRecord) => number) =>
-        ids.reduce((total, id) => total + of(this.#record(id)!), 0);
-      const m = this.#economics.slashMultiplier;
-      const paid = evidence.filter((id) => !pending.includes(id));
-      // A pending receipt's slash is its lock (m × its reward), credited yet or not: one whose
-      // assignment comes later is not paid either (`steeringEvidenceKey`).
-      const owed = sum(paid, (rec) => rec.credit) * (1 + m) + sum(pending, (rec) => rec.locked);
-      // From the whole stake, the part open receipts lock included: a steerer that keeps its
-      // stake at its locks must not be convicted for free. Never below zero.
-      const slashed = Math.min(Math.max(0, this.account(worker).stake), owed);
+      // A `part` marked some pending evidence unpaid: decided again with the rest (a crash
+      // between the parts leaves the conviction unsettled, and its next settlement goes on).
+      if (entry!.body.part !== true) return entry!.body.slashed as number;
+    }
+  }
+
+  /**
+   * The next `steering` entry of the conviction of `key` (hex) over `ids`, decided in the
+   * writer's turn: the conviction's own, or, while more of its pending evidence is not marked
+   * unpaid than one entry lists, a `part` that marks the next {@link
+   * MAX_STEERING_UNCREDITED_PER_ENTRY} of them and cuts nothing.
+   */
+  #steeringEntry(key: string, settlement: string, ids: string[]): Record<string, unknown> {
+    const evidence = ids.filter((id) => {
+      const rec = this.#record(id);
+      return rec?.worker === key && (rec.status === "pending" || rec.status === "final");
+    });
+    // Receipts still pending are not paid at all (their credit goes to 0, as a doubly
+    // assigned job's); those already paid are clawed back from the stake. Either way each is
+    // slashed `m` times its credit as well.
+    const pending = evidence.filter((id) => this.#record(id)!.status === "pending");
+    // Those an earlier part of this conviction marked unpaid are not listed again.
+    const unmarked = pending.filter((id) => !this.#index.proofSettled(steeringEvidenceKey(id)));
+    if (unmarked.length > MAX_STEERING_UNCREDITED_PER_ENTRY) {
       return {
         worker: key,
         validator: this.#owner,
-        settlement,
-        // Bounded, so the entry fits one frame however long the worker served (see the const).
-        receipts: evidence.slice(-MAX_STEERING_RECEIPTS_LISTED),
-        evidence: evidence.length,
-        uncredited: pending,
-        slashed,
+        part: true,
+        uncredited: unmarked.slice(0, MAX_STEERING_UNCREDITED_PER_ENTRY),
+        slashed: 0,
       };
-    });
-    return (entry!.body.slashed as number);
+    }
+    const sum = (ids: string[], of: (rec: ReceiptRecord) => number) =>
+      ids.reduce((total, id) => total + of(this.#record(id)!), 0);
+    const m = this.#economics.slashMultiplier;
+    const open = new Set(pending); // a Set: the evidence may be tens of thousands of receipts
+    const paid = evidence.filter((id) => !open.has(id));
+    // A pending receipt's slash is its lock (m × its reward), credited yet or not: one whose
+    // assignment comes later is not paid either (`steeringEvidenceKey`).
+    const owed = sum(paid, (rec) => rec.credit) * (1 + m) + sum(pending, (rec) => rec.locked);
+    // From the whole stake, the part open receipts lock included: a steerer that keeps its
+    // stake at its locks must not be convicted for free. Never below zero.
+    const slashed = Math.min(Math.max(0, this.#state.account(key).stake), owed);
+    return {
+      worker: key,
+      validator: this.#owner,
+      settlement,
+      // Bounded, so the entry fits one frame however long the worker served (see the const).
+      receipts: evidence.slice(-MAX_STEERING_RECEIPTS_LISTED),
+      evidence: evidence.length,
+      uncredited: unmarked,
+      slashed,
+    };
   }
 
   /**

@@ -327,12 +327,14 @@ export class LedgerIndex {
         return void status("unpaid");
       case "steering":
         // Settled once per worker and validator (`Ledger.settleSteering`); its pending evidence
-        // is not paid, now or when its assignment comes.
+        // is not paid, now or when its assignment comes. A `part` of a conviction too large for
+        // one entry marks evidence only: the conviction is settled by its last entry.
         for (const id of (b.uncredited as unknown as string[] | undefined) ?? []) {
           q.uncredit.run(id);
           q.settle.run(steeringEvidenceKey(id));
         }
-        return void q.settle.run(b.settlement);
+        if (typeof b.settlement === "string") q.settle.run(b.settlement);
+        return;
       case "verdict": {
         const v = b.verdict as unknown as Verdict;
         return void q.verdict.run(entry.seq, verdictId(v), encodeCbor(v));

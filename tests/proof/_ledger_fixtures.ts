@@ -94,3 +94,20 @@ export function frameOffsets(bytes: Uint8Array): number[] {
   }
   return offsets;
 }
+
+/**
+ * Run `fn` with `fsync` made a no-op: building a ledger of thousands of receipts is then quick.
+ * Durability is not what the building is for; the crashes the tests simulate are a close (or a
+ * log cut at an entry's end) and an open.
+ */
+export async function withoutFsync<T>(fn: () => Promise<T>): Promise<T> {
+  const proto = Deno.FsFile.prototype;
+  const { sync, syncData } = proto;
+  proto.sync = proto.syncData = () => Promise.resolve();
+  try {
+    return await fn();
+  } finally {
+    proto.sync = sync;
+    proto.syncData = syncData;
+  }
+}

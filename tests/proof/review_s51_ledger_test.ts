@@ -16,26 +16,9 @@ import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { Ledger, LedgerRejectedError } from "../../proof/ledger.ts";
 import { MAX_ENTRY_BYTES } from "../../proof/ledger_entry.ts";
 import { verifyLedger } from "../../proof/ledger_verify.ts";
-import { assigned, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
+import { assigned, receipt, withLedgerDir, withoutFsync } from "./_ledger_fixtures.ts";
 
 const M = DEFAULT_ECONOMICS.slashMultiplier;
-
-/**
- * Run `fn` with `fsync` made a no-op: building a ledger of thousands of receipts is then quick.
- * Durability is not what the building is for; the crash each test simulates is a close and an
- * open, after it.
- */
-async function withoutFsync<T>(fn: () => Promise<T>): Promise<T> {
-  const proto = Deno.FsFile.prototype;
-  const { sync, syncData } = proto;
-  proto.sync = proto.syncData = () => Promise.resolve();
-  try {
-    return await fn();
-  } finally {
-    proto.sync = sync;
-    proto.syncData = syncData;
-  }
-}
 
 Deno.test("review s51: a steering conviction over more paid receipts than one entry can list is settled, and the ledger still opens with the cut", () =>
   withLedgerDir(async (dir, clock) => {
