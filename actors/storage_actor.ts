@@ -845,7 +845,9 @@ export class StorageActor {
       const files = new FileStore(replicated, this.#fileOptions());
       for (const root of await this.#store!.pins()) {
         if ((await this.#store!.pinLabel(root))?.local) continue; // never leaves this node
-        targets.push(...(await files.blocks(root)).map(storageKey));
+        // One push per block: spread as arguments, a file of ~125,000 blocks (32 GB at 256 KiB)
+        // overflowed the stack and failed every repair of all pins (as the audit round did).
+        for (const block of await files.blocks(root)) targets.push(storageKey(block));
       }
     }
     return await replicated.repair(targets); // the record of what it gave is flushed by it
