@@ -210,3 +210,44 @@ Deno.test("review s52: a drawn trainer the dial does not reach is not challenged
   assert.equal(r.proofs.length, 0, "no opening_missing on this node's failed reach");
   assert.equal(r.challengedHere, true);
 });
+
+Deno.test("review s52: a takeover a restart of the training validator cuts off decides nothing against anyone: the receipt ends unresolved here (the trainer unpaid, its lock released, not slashed), the claimant is not counted false, and no challenge is made again", async () => {
+  let link: Connection | undefined;
+  const n = await claimNode("restart-mid-takeover", () => link, 2_000);
+  try {
+    const { identity, engine, receipts: [{ receipt }] } = await trainedEngine(n.model.cid, 1);
+    const gate = Promise.withResolvers<void>();
+    const linked = trainerLink(identity, async (challenge) => {
+      await gate.promise; // the trainer is still re-running its steps when the validator stops
+      return await engine.open(challenge);
+    });
+    link = linked.connection;
+    const claimant = Identity.generate();
+    const record = await n.credited(receipt, claimant);
+    await n.claim(claim(receipt, claimant));
+    await eventually(() => linked.challenges.length === 1, "the takeover's challenge");
+    await eventually(
+      async () => (await n.record(record.receiptId)).status === "challenged",
+      "the receipt held for the takeover",
+    );
+    await n.restartTraining();
+    gate.resolve();
+    await eventually(
+      async () => (await n.record(record.receiptId)).status === "unpaid",
+      "the cut-off challenge to end unresolved",
+    );
+    await n.closeWindow();
+    assert.equal((await n.record(record.receiptId)).status, "unpaid");
+    assert.deepEqual(await n.account(receipt.trainer), {
+      balance: 0,
+      stake: TRAINER_STAKE,
+      locked: 0,
+    });
+    assert.deepEqual(await n.account(claimant.publicKey), { balance: 0, stake: STAKE, locked: 0 });
+    const stats = await n.stats();
+    assert.equal(stats.falseClaims, 0);
+    assert.equal(linked.challenges.length, 1, "not challenged again after the restart");
+  } finally {
+    await n.close();
+  }
+});
