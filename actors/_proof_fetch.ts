@@ -118,7 +118,10 @@ async function fetchProof(
   receipt: Receipt,
   { source, network: lookup, deadlineMs, signal, relay }: ProofFetchOptions,
 ): Promise<ServedProof | typeof UNREACHABLE | undefined> {
-  if (source.proof !== undefined) return await source.proof(receipt).catch(() => undefined);
+  // The embedding's own way to the worker: its answer is the worker's word (undefined: withheld),
+  // but its throw is its own failure, as no route is: taken for withholding, it slashed honest
+  // workers for the embedding's outage (review s52).
+  if (source.proof !== undefined) return await source.proof(receipt).catch(() => UNREACHABLE);
   if (lookup === undefined) return undefined;
   const networkNow = lookup; // narrowed for the rounds below
   const id = receiptId(receipt);

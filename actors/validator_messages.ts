@@ -24,7 +24,8 @@ export interface ChallengeSource {
   job?(receipt: Receipt): Promise<Job | undefined>;
   /**
    * The worker's proof data (text jobs) as it served it, signed; default: fetched from the
-   * worker over the network. Undefined, or not signed by the worker: withheld.
+   * worker over the network. Undefined, or not signed by the worker: withheld. A throw is this
+   * node's failure, not the worker's: `inconclusive / worker_unreachable` (unpaid, not slashed).
    */
   proof?(receipt: Receipt): Promise<ServedProof | undefined>;
   /** The output as delivered (needed for tensor jobs; optional for text). */
