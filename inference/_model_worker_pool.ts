@@ -149,6 +149,36 @@ export function webgpuPoolClamp(options: PoolSizing | undefined): string | undef
     `WebGPU device per process, and sessions run on it from two threads at once crash`;
 }
 
+/**
+ * The pool whose workers hold this process's WebGPU device, if any. onnxruntime-node has one per
+ * process, and sessions running on it from two threads at once crash the process (see
+ * {@link poolSizing}); but every model has a pool of its own, and a node on `webgpu` that serves a
+ * second model (a training round's model, beside its own) put a second thread on it, and the two
+ * models' jobs ran on it at once. So a pool asked for `webgpu` while another holds the device
+ * runs on CPU and says why ({@link WEBGPU_HELD}); the holder gives it back when its workers did
+ * not get it (no adapter) or when it is disposed.
+ */
+let webgpuHolder: ModelWorkerPool | undefined;
+
+/** Why a pool asked for `webgpu` runs on CPU: another pool holds the device. */
+export const WEBGPU_HELD = "webgpu unavailable, running on cpu: another model's worker holds " +
+  "this process's WebGPU device (onnxruntime-node has one per process, and sessions running on " +
+  "it from two threads at once crash the process)";
+
+/** `options` with every worker's session on CPU. */
+function onCpu(options: ModelWorkerPoolOptions): ModelWorkerPoolOptions {
+  const cpu = (session: SessionOptions): SessionOptions => ({
+    ...session,
+    executionProvider: "cpu",
+  });
+  const validation = options.validationSession;
+  return {
+    ...options,
+    session: cpu(options.session),
+    ...(validation === undefined ? {} : { validationSession: cpu(validation) }),
+  };
+}
+
 /** Options of {@link ModelWorkerPool.start}. */
 export interface ModelWorkerPoolOptions {
   /** Generation workers (sessions) to start. */
@@ -350,7 +380,9 @@ export class ModelWorkerPool {
 
   /**
    * Start the workers and create a session in each (in parallel). Rejects with the worker's own
-   * error (`ModelLoadError`, …) after terminating every worker if any load fails.
+   * error (`ModelLoadError`, …) after terminating every worker if any load fails. Asked for
+   * `webgpu` while another pool holds the process's WebGPU device, the workers run on CPU and
+   * `loaded.fallbackReason` is {@link WEBGPU_HELD}.
    *
    * @param bytes The model file (copied to each worker; `start` never detaches it).
    * @param options Pool size, lanes, session options, decoder shape, restart policy.
@@ -360,10 +392,21 @@ export class ModelWorkerPool {
     bytes: Uint8Array,
     options: ModelWorkerPoolOptions,
   ): Promise<{ pool: ModelWorkerPool; loaded: LoadedSession }> {
-    const pool = new ModelWorkerPool(bytes, options);
+    const asksWebgpu = [options.session, options.validationSession].some((session) =>
+      session?.executionProvider === "webgpu"
+    );
+    // Another model's workers hold the process's one WebGPU device: this pool runs on CPU.
+    const held = asksWebgpu && webgpuHolder !== undefined;
+    const pool = new ModelWorkerPool(bytes, held ? onCpu(options) : options);
+    // Taken before the loads, so two pools starting together do not both get the device.
+    if (asksWebgpu && !held) webgpuHolder = pool;
     try {
       const loads = await Promise.all(pool.#slots.map((slot) => pool.#load(slot)));
-      return { pool, loaded: loads[0] };
+      // No adapter here (the workers fell back to CPU): the device is free for another pool.
+      if (webgpuHolder === pool && !loads.some((l) => l.executionProvider === "webgpu")) {
+        webgpuHolder = undefined;
+      }
+      return { pool, loaded: held ? { ...loads[0], fallbackReason: WEBGPU_HELD } : loads[0] };
     } catch (error) {
       await pool.dispose();
       throw error;
@@ -431,7 +474,8 @@ export class ModelWorkerPool {
 
   /**
    * Release every session and terminate every worker. Requests already queued in a worker
-   * finish first (at most one step each); later ones fail with `ModelDisposedError`.
+   * finish first (at most one step each); later ones fail with `ModelDisposedError`. A worker
+   * that leaves them unanswered for `stallMs` is terminated as hung, as at any other time.
    * Idempotent.
    */
   dispose(): Promise<void> {
@@ -441,7 +485,8 @@ export class ModelWorkerPool {
 
   async #dispose(): Promise<void> {
     this.#disposed = true;
-    clearInterval(this.#stallTimer);
+    // The stall watch runs until the workers are gone: a worker hung in a step (a graph that
+    // never ends) never answers `dispose`, and only the watch terminates it.
     await Promise.all(this.#slots.map(async (slot) => {
       if (!slot.failure && slot.state === "running") {
         // The worker is about to go: a release failure changes nothing for the caller.
@@ -452,6 +497,9 @@ export class ModelWorkerPool {
       slot.failPending(slot.failure);
       this.#settleReady(slot);
     }));
+    clearInterval(this.#stallTimer);
+    // Its workers are gone: the next pool asked for WebGPU may have the device.
+    if (webgpuHolder === this) webgpuHolder = undefined;
   }
 
   /**
