@@ -110,7 +110,9 @@ export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
  * Codes of an error about the job itself or its requester, which every worker would give it (bad
  * parameters, a prompt that does not fit the model, a model of another kind, a request this side
  * sent wrong, a requester that stopped reading its tokens). A worker refuses such a job before
- * its `start`, and the refusal goes to the client; once it started the job, only
+ * its `start`, and the refusal goes to the client when no other worker starts the job
+ * (`NetworkInferencePort`: one worker's word alone ended every job it was picked for); once it
+ * started the job, only
  * {@link STARTED_JOB_ERROR_CODES} end the client's job without holding the worker to account.
  */
 export const JOB_ERROR_CODES: ReadonlySet<string> = new Set([

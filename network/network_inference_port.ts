@@ -36,14 +36,15 @@ import {
   RemoteInferencePort,
   type RemoteInferencePortOptions,
 } from "../inference/remote_port.ts";
-import { WorkerStalledError, WorkerTooSlowError } from "../inference/remote_errors.ts";
-import { ConnectionClosedError } from "../protocols/protocol_errors.ts";
+import { CANCELLED, WorkerStalledError, WorkerTooSlowError } from "../inference/remote_errors.ts";
+import { ConnectionClosedError, RemoteError } from "../protocols/protocol_errors.ts";
 import type { NetworkMessage } from "./network_actor.ts";
 import { BusyRefusals } from "./busy_refusals.ts";
 import {
   DEFAULT_QUEUE_HOLD_MS,
   type HedgeRequest,
   isCapacityRefusal,
+  isJobError,
   isWorkerFault,
   isWorkerLost,
   isWorkerRefusal,
@@ -65,6 +66,20 @@ const MODEL_REFUSAL_CODES: ReadonlySet<string> = new Set([
   "model_worker_failed",
   "model_disposed",
 ]);
+
+/**
+ * Whether `error`, a worker's refusal of a job, is a failure of its own though its code is none
+ * this side knows as a refusal (`isWorkerRefusal`) nor as one about the job (`isJobError`): a
+ * code it made up (its error frame, a {@link RemoteError}, names no typed refusal), or that the
+ * job was cancelled, which nobody here asked. The next worker is asked, and this one is kept off
+ * the model as one that fails it: ended the client's job instead, one worker picked first ended
+ * every job with any code it liked (`invalid_api_key` told clients with good keys that theirs
+ * were not).
+ */
+function isOwnFailure(error: unknown): boolean {
+  return error instanceof RemoteError ||
+    (error instanceof VeriflowError && error.code === CANCELLED);
+}
 
 /** No connected peer serves inference for the job's model. */
 export class NoWorkerError extends VeriflowError {
@@ -287,7 +302,10 @@ export class NetworkInferencePort implements InferencePort {
    * after {@link MAX_WORKERS_PER_JOB}; one that it is full costs one round trip and does not
    * count, so the job goes on to the next worker that serves the model, up to
    * {@link MAX_WORKERS_ASKED_PER_JOB} asked in all. A refusal about the job itself (bad
-   * parameters, an empty prompt) would be every worker's, and goes to the client at once.
+   * parameters, a prompt too long for the model) would be every worker's: it costs nothing of
+   * the job either, and goes to the client when no other worker starts the job (one that does
+   * shows it untrue, and its workers are kept off the model). A refusal with a code that is
+   * neither is the worker's own failure (`isOwnFailure`).
    * @throws {NoWorkerError} when no worker serves the model; else the last worker's refusal.
    */
   async #start(
@@ -297,6 +315,8 @@ export class NetworkInferencePort implements InferencePort {
     const refusedBy: Uint8Array[] = [];
     let spent = 0;
     let refusal: unknown;
+    /** Workers that called the job itself bad before its start (see below). */
+    const calledBad: Uint8Array[] = [];
     while (spent < MAX_WORKERS_PER_JOB && refusedBy.length < MAX_WORKERS_ASKED_PER_JOB) {
       // After a refusal, a lookup that fails ends the search with that refusal.
       const port = await this.#port(job.model, refusedBy).catch((error) => {
@@ -308,12 +328,21 @@ export class NetworkInferencePort implements InferencePort {
       const assignedAt = Date.now();
       try {
         const handle = await port.submit(job, options);
+        // An error about the job is every worker's: those that gave this one, which a worker
+        // serving the same model has now started, said what was not true of it.
+        for (const liar of calledBad) this.#avoid(liar, job.model);
         // Those that refused it count against the job's one budget (`failover.ts`).
         return { first: { worker, handle, assignedAt }, before: { workers: refusedBy, spent } };
       } catch (error) {
-        if (!isWorkerRefusal(error)) throw error;
+        // A worker's word that the job itself is bad is believed only when no other worker
+        // starts it: believed at once, one worker, picked first for the room its hellos claim,
+        // turned every client's job away with the code of its choice and stayed first. Like a
+        // refusal as full it cost the worker no prefill, so it spends none of the job's tries.
+        const claimedBad = isJobError(error);
+        if (!isWorkerRefusal(error) && !claimedBad && !isOwnFailure(error)) throw error;
         refusedBy.push(worker);
-        if (!isCapacityRefusal(error)) spent++;
+        if (claimedBad) calledBad.push(worker);
+        else if (!isCapacityRefusal(error)) spent++;
         refusal = error;
         this.#noteRefusal(worker, job.model, error);
       }
@@ -342,7 +371,7 @@ export class NetworkInferencePort implements InferencePort {
       this.#busy.refused(toHex(worker), this.#remote.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS);
     } else if (isCapacityRefusal(error) || isWorkerLost(error)) this.#busy.refused(toHex(worker));
     const modelRefusal = error instanceof VeriflowError && MODEL_REFUSAL_CODES.has(error.code);
-    if (modelRefusal || isWorkerFault(error)) this.#avoid(worker, model);
+    if (modelRefusal || isWorkerFault(error) || isOwnFailure(error)) this.#avoid(worker, model);
   }
 
   /**
