@@ -158,8 +158,9 @@ export interface SwarmHostOptions {
   maxUnreadTotalBytes?: number;
   /**
    * How many peer connections the host hands on at once (default 512); past it, the host
-   * closes each new one as it comes and logs it. Hyperswarm bounds only the connections this
-   * node makes, not those peers (with keys free to make) make to it.
+   * closes each new one a peer makes as it comes and logs it. Hyperswarm bounds only the
+   * connections this node makes, not those peers (with keys free to make) make to it; those this
+   * node makes are handed on whatever peers hold.
    */
   maxConnections?: number;
   /**

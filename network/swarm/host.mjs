@@ -215,7 +215,8 @@ function startWatching() {
 }
 
 // How many peer connections the host hands on at once (until their link closes), with those it
-// holds not handed on yet (see holdBack); past it, a new one is closed as it arrives. Hyperswarm
+// holds not handed on yet (see holdBack); past it, a new one a peer made is closed as it arrives
+// (one this node made is not: see deliver). Hyperswarm
 // bounds only the connections it makes (maxPeers):
 // those peers make to it are taken however many come, and keys are free, so one remote peer
 // opened as many as it liked, each a link socket and a handshake in the node (a review at stop
@@ -238,8 +239,14 @@ function refused(socket, open) {
 function deliver(socket, info) {
   socket.on("error", () => {});
   if (socket.destroying) return; // refused already (holdBack)
-  // One held back is counted already (holdBack).
-  if (!undelivered.has(socket) && refused(socket, watched.size + undelivered.size)) return;
+  // One held back is counted already (holdBack). One this node made (a topic lookup's, a dial
+  // by key's) is its own choice, bounded by Hyperswarm's maxPeers and the node's dials: refused
+  // here too, strangers holding the bound kept the node from the peers it wanted, a worker it
+  // dialled for a challenge's proof included (a review at stop 52).
+  if (
+    !undelivered.has(socket) && !socket.isInitiator &&
+    refused(socket, watched.size + undelivered.size)
+  ) return;
   const where = config.dataPath
     ? { path: config.dataPath }
     : { host: "127.0.0.1", port: config.dataPort };
