@@ -133,7 +133,14 @@ export function dashboardSources(wiring: DashboardWiring): DashboardSources {
         storage.ask({ type: "list" }, ask).then((r) => unwrapReply<StorageAnswers["list"]>(r)),
         peers().catch(() => undefined),
       ]);
-      const storagePeers = (known ?? []).filter((p) => p.roles.includes("storage"));
+      // One per key (its oldest connection, listed first): a peer connected twice holds its
+      // files once, and its hello on each connection says the same bytes.
+      const seen = new Set<string>();
+      const storagePeers = (known ?? []).filter((p) => {
+        if (!p.roles.includes("storage") || seen.has(p.key)) return false;
+        seen.add(p.key);
+        return true;
+      });
       return {
         capacity,
         files: files.length,

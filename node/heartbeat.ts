@@ -73,8 +73,11 @@ export function startHeartbeat(options: HeartbeatOptions): { stop(): void } {
           timeoutMs: ASK_TIMEOUT_MS,
         });
         if (peers === undefined) return undefined;
-        const workers = peers.filter((p) => p.models.length > 0 && !p.convicted).length;
-        const convicted = peers.filter((p) => p.convicted).length;
+        // Keys, not connections: a peer connected twice (both nodes dialled each other) is one
+        // worker, as on /metrics.
+        const keys = (list: PeerInfo[]) => new Set(list.map((p) => p.key)).size;
+        const workers = keys(peers.filter((p) => p.models.length > 0 && !p.convicted));
+        const convicted = keys(peers.filter((p) => p.convicted));
         return `peers ${peers.length} (workers ${workers}` +
           (convicted > 0 ? `, convicted ${convicted})` : ")");
       }),

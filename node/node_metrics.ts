@@ -142,7 +142,8 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
         gauge(
           "veriflow_storage_peers",
           "Connected peers with the storage role: where files are replicated (0: local only).",
-          (peers ?? []).filter((p) => p.roles.includes("storage")).length,
+          // Per key: a peer connected twice holds files once (`NetworkActor`'s holders).
+          onePerKey((peers ?? []).filter((p) => p.roles.includes("storage"))).length,
         ),
       ];
     },
@@ -296,7 +297,8 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           help: "Connected peers that listed a model (jobs can be forwarded to them): not " +
             "one this node's ledger has slashed (the heartbeat's count of workers).",
           type: "gauge",
-          value: peers.filter((p) => p.models.length > 0 && !p.convicted).length,
+          // Per key: a worker connected twice is one worker (jobs go to the key).
+          value: onePerKey(peers.filter((p) => p.models.length > 0 && !p.convicted)).length,
         },
         // The peer table: one series per connection, its facts as labels.
         ...peers.map((p) => ({
