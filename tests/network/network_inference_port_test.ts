@@ -664,7 +664,7 @@ Deno.test("a client that cancels mid-stream is not failed over: the job stops on
   }
 });
 
-Deno.test("a job the chosen worker refuses for a reason of its own (it is full) starts on the next worker; a refusal about the job itself is not retried", async () => {
+Deno.test("a job the chosen worker refuses for a reason of its own (it is full) starts on the next worker; a job every worker refuses as bad ends with that code", async () => {
   // Worker 0, the router's first choice, runs one job at a time and queues none; its model
   // computes a step only when the test lets it, so the first job holds worker 0's one slot.
   const gated = new ScriptedModel({ contextLength: 64, gated: true });
@@ -688,7 +688,7 @@ Deno.test("a job the chosen worker refuses for a reason of its own (it is full) 
     busy.cancel();
     gated.release(1_000);
     await busy.done;
-    // Bad parameters are the job's fault: every worker would refuse; the client hears at once.
+    // Bad parameters are the job's fault: every worker refuses, and the client hears that code.
     const bad = { ...t.job("bad"), prompt: "" };
     const error = await assertRejects(() => t.port.submit(bad), VeriflowError);
     assertEquals(error.code, "empty_prompt");
