@@ -1,6 +1,6 @@
 /**
  * A model worker entry for supervision and life-cycle tests: the real worker, plus hooks driven
- * over {@link FAULTS_CHANNEL} (see `_worker_faults.ts`): `crash` makes the named worker throw an
+ * over its test module's channel (`faultsChannel`, see `_worker_faults.ts`): `crash` makes the named worker throw an
  * uncaught error; `hold` makes every worker keep the generation steps it receives until
  * `release`, so jobs stay running for as long as a test needs.
  *
@@ -8,7 +8,7 @@
  */
 import "../../inference/_model_worker.ts";
 import { eachMessage } from "../../inference/_batched_post.ts";
-import { FAULTS_CHANNEL, type WorkerFault } from "./_worker_faults.ts";
+import { faultsChannel, type WorkerFault } from "./_worker_faults.ts";
 
 const scope = globalThis as unknown as {
   name: string;
@@ -18,6 +18,8 @@ const handle = scope.onmessage! as (event: MessageEvent<{ op: string }>) => void
 let held: MessageEvent<{ op: string }>[] | undefined;
 /** `?flags=DIR` on this module's URL: the folder of the file-driven faults (see below). */
 const flags = new URL(import.meta.url).searchParams.get("flags");
+/** `?scope=…`: the test module that started this worker (its faults alone reach it). */
+const scopeId = new URL(import.meta.url).searchParams.get("scope");
 
 /**
  * Whether this worker takes the `hold-load` fault: the file `DIR/hold-load` is consumed (one
@@ -46,7 +48,7 @@ scope.onmessage = (event) => {
   }
 };
 
-const channel = new BroadcastChannel(FAULTS_CHANNEL);
+const channel = new BroadcastChannel(faultsChannel(scopeId));
 channel.onmessage = ({ data: fault }: MessageEvent<WorkerFault>) => {
   if (fault.type === "crash" && fault.worker === scope.name) {
     // Thrown from a timer, outside any request: an uncaught error, not an error reply.

@@ -8,8 +8,21 @@
  * @module
  */
 
-/** The broadcast channel the hooks listen on. */
+/** The broadcast channels the hooks listen on: this name, then the test module's scope. */
 export const FAULTS_CHANNEL = "veriflow-test-model-worker-faults";
+
+/**
+ * This test module's scope (each test module has its own copy of this module): its faults reach
+ * only the workers it started. A BroadcastChannel reaches every worker of the process, and
+ * `deno test --parallel` runs test modules side by side in one: one module's `crash` of
+ * `veriflow-model-worker-1` killed another module's worker of that name mid-test.
+ */
+const SCOPE = crypto.randomUUID();
+
+/** The channel of the workers started from `workerUrl` (its `scope` parameter). */
+export function faultsChannel(scope: string | null): string {
+  return `${FAULTS_CHANNEL}/${scope ?? ""}`;
+}
 
 /** A fault, as broadcast to the workers. */
 export type WorkerFault =
@@ -17,12 +30,17 @@ export type WorkerFault =
   | { type: "hold" }
   | { type: "release" };
 
-/** The worker entry with the hooks, as a `workerUrl`. */
-export const FAULTY_WORKER_URL: string = new URL("./_faulty_model_worker.ts", import.meta.url)
-  .href;
+/** The worker entry with the hooks, as a `workerUrl`, in this test module's scope. */
+export const FAULTY_WORKER_URL: string = workerUrlWith({ scope: SCOPE });
+
+function workerUrlWith(params: Record<string, string>): string {
+  const url = new URL("./_faulty_model_worker.ts", import.meta.url);
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+  return url.href;
+}
 
 function broadcast(fault: WorkerFault): void {
-  const channel = new BroadcastChannel(FAULTS_CHANNEL);
+  const channel = new BroadcastChannel(faultsChannel(SCOPE));
   channel.postMessage(fault);
   channel.close();
 }
@@ -33,10 +51,10 @@ function broadcast(fault: WorkerFault): void {
  * writes `dir/load-held` (see `_faulty_model_worker.ts`).
  */
 export function faultyWorkerUrl(dir: string): string {
-  return `${FAULTY_WORKER_URL}?flags=${encodeURIComponent(dir)}`;
+  return workerUrlWith({ scope: SCOPE, flags: dir });
 }
 
-/** Crash worker `index` of every pool started with {@link FAULTY_WORKER_URL}. */
+/** Crash worker `index` of every pool this test module started with {@link FAULTY_WORKER_URL}. */
 export function crashModelWorker(index: number): void {
   broadcast({ type: "crash", worker: `veriflow-model-worker-${index}` });
 }
