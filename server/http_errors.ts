@@ -94,6 +94,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   wrong_model_kind: 400,
   model_not_found: 404,
   unknown_model: 404,
+  // A name two listed models claim (`AmbiguousModelError`): the client asks by CID.
+  ambiguous_model: 400,
   not_found: 404,
   duplicate_job: 409,
   too_many_jobs: 429,

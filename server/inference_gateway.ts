@@ -41,6 +41,29 @@ export interface TextRequest {
   topLogprobs?: number;
 }
 
+/**
+ * A model name that more than one listed model claims (400): on a router the names are what
+ * connected workers list, and a name names nothing (a CID names content), so a stranger listing
+ * its own model under a popular name took the requests by that name. Ask by CID.
+ */
+export class AmbiguousModelError extends EdgeError {
+  /**
+   * Create it.
+   *
+   * @param name The name asked for.
+   * @param cids The CIDs of the models listed under it.
+   */
+  constructor(name: string, cids: readonly string[]) {
+    super(
+      "ambiguous_model",
+      `the model name ${JSON.stringify(name)} is claimed by ${cids.length} models ` +
+        `(${cids.join(", ")}): a name is only what a model's lister chose, so ask by the CID of ` +
+        `the one you want`,
+      { param: "model" },
+    );
+  }
+}
+
 /** A prompt over `http.maxPromptChars`, refused before it is tokenised (400). */
 export class PromptTooLongError extends EdgeError {
   /**
@@ -180,17 +203,26 @@ export class InferenceGateway {
    * The model a request names: by CID or by name; the default model for `undefined` or
    * `"default"`. A CID is matched before any name: it names its content, where a name is
    * whatever a model's lister (another node's worker, on a router) chose, another model's CID
-   * included. Throws `UnknownModelError` (404 at the edge).
+   * included. Throws `UnknownModelError` (404 at the edge), or {@link AmbiguousModelError} (400)
+   * for a name more than one model is listed under.
    */
   async resolveModel(name?: string): Promise<ServedModelInfo> {
     const models = await this.listModels();
     const wanted = name === undefined || name === DEFAULT_MODEL_ALIAS ? this.#defaultModel : name;
-    const found = wanted === undefined
-      ? models.find((model) => model.kind === "text")
-      : models.find((model) => model.cid === wanted) ??
-        models.find((model) => model.name === wanted);
-    if (!found) throw new UnknownModelError(name ?? DEFAULT_MODEL_ALIAS);
-    return found;
+    if (wanted === undefined) {
+      const found = models.find((model) => model.kind === "text");
+      if (!found) throw new UnknownModelError(name ?? DEFAULT_MODEL_ALIAS);
+      return found;
+    }
+    const byCid = models.find((model) => model.cid === wanted);
+    if (byCid) return byCid;
+    // Each model a name is listed under: one, it is that one; more, whichever was listed first
+    // would have it, a stranger's as well as any (review s52).
+    const named = models.filter((model) => model.name === wanted);
+    const cids = [...new Set(named.map((model) => model.cid))];
+    if (cids.length > 1) throw new AmbiguousModelError(wanted, cids);
+    if (named.length === 0) throw new UnknownModelError(wanted);
+    return named[0];
   }
 
   /** The job a request describes (exported for clients that want to predict the job id). */
