@@ -36,6 +36,7 @@ import { type Receipt, ReceiptSchema } from "./receipt.ts";
 import { VeriflowError } from "./errors.ts";
 import { hasOnlyWellFormedStrings, ILL_FORMED_STRING_MESSAGE } from "./well_formed.ts";
 import { type ServedProof, ServedProofSchema } from "../proof/served_proof.ts";
+import { holdsAtMostValues } from "./value_count.ts";
 
 /** Version of the fraud-proof format. */
 export const FRAUD_PROOF_VERSION = 1;
@@ -111,6 +112,16 @@ export type UnsignedFraudProof = Omit<FraudProof, "sig" | "validator">;
 const bytes = z.instanceof(Uint8Array);
 const tensorSchema = z.object({ type: z.string(), dims: z.array(z.number().int()), data: bytes });
 
+/**
+ * Most values a fraud proof's job may hold (map entries and array items, at any depth), counted
+ * before its schema reads any. The job is kept loosely (a later version's fields pass: the checker
+ * re-derives the job's id from all of them), and unbounded a proof whose job held ~100,000 extra
+ * fields was read, encoded and hashed whole before its id came out wrong, each time a peer sent
+ * it (review s52). A text job, the only kind that crosses between nodes, holds about twenty; a
+ * tensor job, its inputs and their dims.
+ */
+export const MAX_FRAUD_PROOF_JOB_VALUES = 4096;
+
 /** Zod schema of a fraud proof on the wire (the job is checked loosely; the checker re-derives its id). */
 export const FraudProofSchema: z.ZodType<FraudProof> = z.object({
   v: z.literal(FRAUD_PROOF_VERSION),
@@ -123,8 +134,15 @@ export const FraudProofSchema: z.ZodType<FraudProof> = z.object({
     "receipt",
     "commitment",
   ]),
-  job: z.object({ kind: z.enum(["text", "tensor"]), model: z.string(), nonce: z.string() })
-    .passthrough(),
+  job: z.unknown()
+    .refine(
+      (job) => holdsAtMostValues(job, MAX_FRAUD_PROOF_JOB_VALUES),
+      `a fraud proof's job holds at most ${MAX_FRAUD_PROOF_JOB_VALUES} values`,
+    )
+    .pipe(
+      z.object({ kind: z.enum(["text", "tensor"]), model: z.string(), nonce: z.string() })
+        .passthrough(),
+    ),
   receipt: ReceiptSchema,
   chunks: z.array(z.object({
     index: z.number().int().nonnegative(),

@@ -18,6 +18,7 @@ import { type Identity, verifySignature } from "./identity.ts";
 import { defineMessage, type MessageDefinition } from "./message_registry.ts";
 import { defineProtocol, type Protocol } from "./connection_protocols.ts";
 import { hasOnlyWellFormedStrings, ILL_FORMED_STRING_MESSAGE } from "./well_formed.ts";
+import { holdsAtMostValues } from "./value_count.ts";
 
 /** Version of the hello format. */
 export const PEER_HELLO_VERSION = 1;
@@ -109,25 +110,6 @@ const loadFields = { running: count, queued: count, slots: count, queueLimit: co
 export const MAX_HELLO_VALUES = 1024;
 
 /**
- * Whether `value` holds at most `max` values (map entries and array items, at any depth),
- * counted by keys before any is read: an oversized hello is refused at its first oversized map.
- */
-function holdsAtMost(value: unknown, max: number): boolean {
-  let count = 0;
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const item = stack.pop();
-    if (item === null || typeof item !== "object" || ArrayBuffer.isView(item)) continue;
-    const keys = Array.isArray(item) ? undefined : Object.keys(item);
-    count += keys === undefined ? (item as unknown[]).length : keys.length;
-    if (count > max) return false;
-    if (keys === undefined) stack.push(...(item as unknown[]));
-    else for (const key of keys) stack.push((item as Record<string, unknown>)[key]);
-  }
-  return true;
-}
-
-/**
  * Zod schema of a hello on the wire: the fields this version knows, checked, and any others a
  * later version adds, kept — at the top and inside `storage` and `load` alike: its signature
  * covers them, so stripping them would make a newer node's honest hello fail to verify
@@ -136,7 +118,7 @@ function holdsAtMost(value: unknown, max: number): boolean {
  */
 export const PeerHelloSchema: z.ZodType<PeerHello> = z.unknown()
   .refine(
-    (value) => holdsAtMost(value, MAX_HELLO_VALUES),
+    (value) => holdsAtMostValues(value, MAX_HELLO_VALUES),
     `a hello holds at most ${MAX_HELLO_VALUES} values`,
   )
   .pipe(
