@@ -50,7 +50,7 @@ export class ApiKeys {
 
   /**
    * The keys of the configuration: `apiKeys` plus those of `apiKeysFile` (read now, once; one
-   * key per line, blank lines and `#` comments skipped).
+   * key per line, blank lines and `#` comments skipped: a comment starts a line or follows a space).
    */
   static fromConfig(config: { apiKeys: readonly string[]; apiKeysFile?: string }): ApiKeys {
     const keys = [...config.apiKeys];
@@ -99,7 +99,9 @@ function readKeysFile(path: string): string[] {
   }
   const keys: string[] = [];
   for (const [index, line] of text.split("\n").entries()) {
-    const key = line.replace(/#.*/, "").trim();
+    // A comment starts the line or follows a space: a key may hold `#` (`--api-key` takes any
+    // visible ASCII), and cut at it, the file's key was not the one clients send (review s52).
+    const key = line.replace(/(^|\s)#.*/, "").trim();
     if (key === "") continue;
     if (key.length < MIN_API_KEY_CHARS || !API_KEY_CHARS.test(key)) {
       throw new ApiKeysFileError(
