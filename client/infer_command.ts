@@ -27,11 +27,17 @@ import {
   parseWholeNumber,
 } from "../node/number_flags.ts";
 import { API_KEY_VARIABLE, apiKeyFromEnv, missingKeyHint } from "./_api_key_variable.ts";
+import { terminalText } from "./_terminal_text.ts";
 
 /** Where the command writes; defaults to the process's stdout and stderr. */
 export interface InferCommandIo {
   /** Receives generated text. */
   stdout: (text: string) => void | Promise<void>;
+  /**
+   * Whether `stdout` is a terminal: then the node's control characters (escape sequences) are
+   * shown as `\xNN`, not obeyed. Default false; the process's own io says what its stdout is.
+   */
+  stdoutIsTerminal?: boolean;
   /** Receives the summary line and errors. */
   stderr: (text: string) => void | Promise<void>;
   /** Aborting it cancels the job, as a stop signal does (exit 130). */
@@ -101,6 +107,7 @@ function defaultIo(): InferCommandIo {
     stderr: async (text) => {
       await Deno.stderr.write(encoder.encode(text));
     },
+    stdoutIsTerminal: Deno.stdout.isTerminal(),
     env: (name) => Deno.env.get(name),
     onStopSignal: listenForStopSignals,
   };
@@ -330,8 +337,10 @@ async function printJob(
   url: string,
 ): Promise<number> {
   try {
+    // A worker's text, printed: on a terminal its escape sequences would drive it (review s52).
+    const shown = io.stdoutIsTerminal === true ? terminalText : (text: string) => text;
     for await (const token of job.tokens) {
-      if (token.text !== "") await io.stdout(token.text);
+      if (token.text !== "") await io.stdout(shown(token.text));
     }
     const done = await job.done;
     const { completion_tokens } = done.usage;
