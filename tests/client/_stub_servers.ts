@@ -210,3 +210,26 @@ export function wedgedServer(): WedgedServer {
     },
   };
 }
+
+/**
+ * A `/v1/stream` stand-in that answers each job with `start`, then a `token` frame for each of
+ * `tokens` (its index and text, as given: in order or not, as many as given), then `done`.
+ */
+export function scriptedServer(
+  tokens: readonly { index: number; text: string }[],
+): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.type !== "infer") return;
+      const send = (frame: unknown) => socket.send(JSON.stringify(frame));
+      send(startFrame(message.id));
+      for (const { index, text } of tokens) {
+        send({ type: "token", id: message.id, index, token_id: 65, text });
+      }
+      send(doneFrame(message.id, tokens.length));
+    };
+    return response;
+  });
+}

@@ -8,24 +8,11 @@
  */
 import { assert, assertEquals, assertRejects } from "../server/_assert.ts";
 import { StreamClient, StreamClosedError } from "../../client/stream_client.ts";
-import { doneFrame, startFrame } from "./_stub_servers.ts";
+import { scriptedServer } from "./_stub_servers.ts";
 
 /** A server that answers each job with `start`, then the token indices given, then `done`. */
-function scriptedServer(indices: number[]): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
-    const { socket, response } = Deno.upgradeWebSocket(request);
-    socket.onmessage = (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type !== "infer") return;
-      const send = (frame: unknown) => socket.send(JSON.stringify(frame));
-      send(startFrame(message.id));
-      for (const index of indices) {
-        send({ type: "token", id: message.id, index, token_id: 65, text: "A" });
-      }
-      send(doneFrame(message.id, indices.length));
-    };
-    return response;
-  });
+function indexedServer(indices: number[]): Deno.HttpServer<Deno.NetAddr> {
+  return scriptedServer(indices.map((index) => ({ index, text: "A" })));
 }
 
 async function readAll(stream: ReadableStream<{ index: number }>): Promise<number[]> {
@@ -35,7 +22,7 @@ async function readAll(stream: ReadableStream<{ index: number }>): Promise<numbe
 }
 
 Deno.test("review s50: a server that sends more tokens than the job's max_tokens fails the job as a protocol error, after the tokens it was owed", async () => {
-  const server = scriptedServer([0, 1, 2, 3, 4]);
+  const server = indexedServer([0, 1, 2, 3, 4]);
   const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
   try {
     const job = client.infer({ prompt: "x", max_tokens: 2 });
@@ -54,7 +41,7 @@ Deno.test("review s50: a server that sends more tokens than the job's max_tokens
 
 Deno.test("review s50: a token out of order (an index skipped or repeated) fails the job as a protocol error", async () => {
   for (const indices of [[0, 2], [0, 0]]) {
-    const server = scriptedServer(indices);
+    const server = indexedServer(indices);
     const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
     try {
       const job = client.infer({ prompt: "x", max_tokens: 8 });
@@ -68,7 +55,7 @@ Deno.test("review s50: a token out of order (an index skipped or repeated) fails
 });
 
 Deno.test("review s50: tokens in order and within max_tokens still arrive whole", async () => {
-  const server = scriptedServer([0, 1, 2]);
+  const server = indexedServer([0, 1, 2]);
   const client = await StreamClient.connect(`ws://127.0.0.1:${server.addr.port}`);
   try {
     const job = client.infer({ prompt: "x", max_tokens: 3 });

@@ -9,32 +9,14 @@
  */
 import { assertEquals } from "../server/_assert.ts";
 import { runInfer } from "../../client/infer_command.ts";
-import { doneFrame, startFrame } from "./_stub_servers.ts";
+import { scriptedServer } from "./_stub_servers.ts";
 
 /** What a hostile worker streams: a clipboard write, a title change and a cleared line. */
 const HOSTILE = ["Hi", "\x1b]52;c;Y3VybCBldmlsLnNo\x07", "\x1b]0;owned\x07", "\r\x1b[2K", "\n\tok"];
 
-/** A `/v1/stream` stand-in that streams `HOSTILE` as the job's tokens. */
-function hostileServer(): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
-    const { socket, response } = Deno.upgradeWebSocket(request);
-    socket.onmessage = (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type !== "infer") return;
-      const send = (frame: unknown) => socket.send(JSON.stringify(frame));
-      send(startFrame(message.id));
-      HOSTILE.forEach((text, index) =>
-        send({ type: "token", id: message.id, index, token_id: 65, text })
-      );
-      send(doneFrame(message.id, HOSTILE.length));
-    };
-    return response;
-  });
-}
-
 /** What `infer` printed on stdout, to a terminal or not. */
 async function printed(stdoutIsTerminal: boolean): Promise<string> {
-  const server = hostileServer();
+  const server = scriptedServer(HOSTILE.map((text, index) => ({ index, text })));
   try {
     const out: string[] = [];
     const status = await runInfer(["--url", `ws://127.0.0.1:${server.addr.port}`, "hi"], {
