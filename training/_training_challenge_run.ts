@@ -9,8 +9,8 @@
  *
  * A challenge comes from the validator's `challenge` message (the coordinator's reports) or from
  * an outcome audited there ({@link TrainingChallengeRun.afterRound}: each trainer of a finished
- * round, on this node's own coin and connection, the trainer dialled by its key when
- * none is open). A takeover of a peer's `opening_missing` claim
+ * round, on this node's own coin and connection, the trainer dialled by its key when none is
+ * open). A takeover of a peer's `opening_missing` claim
  * ({@link TrainingChallengeRun.takeover}, decided in `_claim_takeovers.ts`) is a challenge made
  * without the coin; its last opened step is kept until the receipt's delta comes, and checked
  * against it then. No receipt is challenged twice (`_challenged_receipts.ts`). It runs outside the validator's mailbox, for
@@ -174,9 +174,10 @@ export interface TrainingChallengeRunOptions {
   /**
    * Dial a trainer this node has no connection to, by its key, for up to `forMs` on behalf of
    * `holder` (the receipt's id), and answer the connection once it is up; undefined when none
-   * came up in that time (or this node has no swarm). Only a takeover dials: a claim about a
-   * trainer this node was not connected to was left untaken before (review s52), so a trainer
-   * that kept its connections to a few validators was slashed in those ledgers alone.
+   * came up in that time (or this node has no swarm). A takeover dials, and so does a round's
+   * outcome for a trainer its coin drew: before (review s52) neither reached a trainer this node
+   * was not connected to, so one that kept its connections to a few validators was challenged,
+   * and slashed for withholding, in those ledgers alone.
    */
   reach(
     ctx: Context,
@@ -280,8 +281,8 @@ export class TrainingChallengeRun {
   /**
    * Challenge one trainer of a finished round on this validator's own coin, over this node's
    * connection to it (none: the trainer is dialled once drawn, and not challenged from here when
-   * the dial brings none), with the delta the audit fetched (or,
-   * when the round could not be audited here, fetched now). A failure is a fraud proof like the
+   * the dial brings none), with the delta the audit fetched (or, when the round could not be
+   * audited here, fetched now). A failure is a fraud proof like the
    * coordinator's: settled here, gossiped, slashing in every ledger.
    */
   async afterRound(
