@@ -158,9 +158,9 @@ const KEPT_ARCH_CHECKS = 256;
 
 /**
  * How often a dial of a trainer (`reach`: a takeover's, or a drawn trainer's after a round) looks
- * for the connection it brings up, ms:
- * a Hyperswarm connection takes a DHT lookup and a handshake (hundreds of ms), so a quarter
- * second costs at most that much of the dial and few asks of the NetworkActor.
+ * for the connection it brings up, ms: a Hyperswarm connection takes a DHT lookup and a handshake
+ * (hundreds of ms), so a quarter second costs at most that much of the dial and few asks of the
+ * NetworkActor.
  */
 const REACH_POLL_MS = 250;
 
