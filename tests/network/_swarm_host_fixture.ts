@@ -1,11 +1,14 @@
 /**
  * What the swarm host's failure tests share: stand-in `node` scripts, a give-up time for what
- * would otherwise hang, a watch on the states a host reports, a host's minimal options, and the
- * victim's and the attacker's sides of the duplicate-connection tests.
+ * would otherwise hang, a watch on the states a host reports, a host's minimal options, the
+ * victim's and the attacker's sides of the duplicate-connection tests, and a victim flooded by
+ * strangers beside an honest peer (`floodedVictim`).
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { SwarmHostOptions, SwarmPeer } from "../../network/swarm_host.ts";
+import { SwarmHost, type SwarmHostOptions, type SwarmPeer } from "../../network/swarm_host.ts";
+import { startLocalTestnet } from "../../network/swarm_testnet.ts";
+import { bytesEqual } from "../../protocols/bytes_equal.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 
@@ -131,4 +134,67 @@ export function duplicateHolder(
     stderr: "inherit",
   }).spawn();
   return { child, reports: child.stdout.pipeThrough(new TextDecoderStream()).getReader() };
+}
+
+/**
+ * On a local testnet, an honest host (listening; announcing on `honestTopic` when given) and a
+ * victim host (listening, with `maxConnections` and `log` as given) that `count` strangers'
+ * connections are held open on (`floodPeers`), every one handed on to the victim's node, which
+ * holds them (`peers`). `found` resolves with the victim's connection to the honest peer, once
+ * there is one; `close()` ends everything, as does a failure while setting it up.
+ */
+export async function floodedVictim(options: {
+  count: number;
+  honestTopic?: Uint8Array;
+  maxConnections?: number;
+  log?: (line: string, honest: Uint8Array) => void;
+}) {
+  const testnet = await startLocalTestnet();
+  const honest = await SwarmHost.start({
+    ...base(),
+    bootstrap: testnet.bootstrap,
+    bind: "127.0.0.1",
+  });
+  const peers: SwarmPeer[] = [];
+  const found = Promise.withResolvers<SwarmPeer>();
+  const victim = await SwarmHost.start({
+    identity: Identity.generate(),
+    bootstrap: testnet.bootstrap,
+    bind: "127.0.0.1",
+    ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections }),
+    onPeer: (p) => {
+      peers.push(p); // the node holds them (strangers mid-handshake, say)
+      if (bytesEqual(p.remoteKey, honest.publicKey)) found.resolve(p);
+    },
+    ...(options.log === undefined ? {} : { log: (line) => options.log!(line, honest.publicKey) }),
+  });
+  let attacker: ReturnType<typeof floodPeers> | undefined;
+  const close = async () => {
+    for (const p of peers) p.close();
+    await attacker?.stop();
+    await victim.close();
+    await honest.close();
+    await testnet.stop();
+  };
+  try {
+    // Both listen, so that peers can connect to them by their keys; the honest one announces
+    // only, when on a topic: it never connects itself.
+    await honest.join(options.honestTopic ?? crypto.getRandomValues(new Uint8Array(32)), {
+      client: false,
+    });
+    await victim.join(crypto.getRandomValues(new Uint8Array(32)), { client: false });
+    attacker = floodPeers(testnet.bootstrap[0], victim.publicKey, options.count, 0);
+    if (!await attacker.report()) throw new Error("the attacker did not report its connections");
+    // Each handed on to the node (which the attacker's report may come ahead of).
+    await settled(
+      (async () => {
+        while (peers.length < options.count) await new Promise((r) => setTimeout(r, 20));
+      })(),
+      `the ${options.count} strangers' connections handed on`,
+    );
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { honest, victim, found, close };
 }

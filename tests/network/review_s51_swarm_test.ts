@@ -5,11 +5,8 @@
  * leaves 127.0.0.1.
  */
 import assert from "node:assert/strict";
-import { SwarmHost, type SwarmPeer } from "../../network/swarm_host.ts";
-import { startLocalTestnet } from "../../network/swarm_testnet.ts";
-import { bytesEqual } from "../../protocols/bytes_equal.ts";
-import { Identity } from "../../protocols/identity.ts";
-import { base, FAKE_HOST, floodPeers, script, settled } from "./_swarm_host_fixture.ts";
+import { SwarmHost } from "../../network/swarm_host.ts";
+import { base, FAKE_HOST, floodedVictim, script, settled } from "./_swarm_host_fixture.ts";
 
 /** A `node` command line that writes `text` to `fd` (1 or 2) in one write, then exits. */
 const oneWrite = (fd: 1 | 2, text: string) =>
@@ -52,48 +49,15 @@ Deno.test({
   fn: async () => {
     // More than Hyperswarm's maxPeers (64): each a fresh key (free to make), held open.
     const K = 70;
-    const testnet = await startLocalTestnet();
     const topic = crypto.getRandomValues(new Uint8Array(32));
-    const honest = await SwarmHost.start({
-      ...base(),
-      bootstrap: testnet.bootstrap,
-      bind: "127.0.0.1",
-    });
-    const peers: SwarmPeer[] = [];
-    const found = Promise.withResolvers<SwarmPeer>();
-    const victim = await SwarmHost.start({
-      identity: Identity.generate(),
-      bootstrap: testnet.bootstrap,
-      bind: "127.0.0.1",
-      onPeer: (p) => {
-        peers.push(p); // the node holds them (a stranger's is under its own bound of 256)
-        if (bytesEqual(p.remoteKey, honest.publicKey)) found.resolve(p);
-      },
-    });
-    let attacker: ReturnType<typeof floodPeers> | undefined;
+    const scene = await floodedVictim({ count: K, honestTopic: topic });
     try {
-      await honest.join(topic, { client: false }); // announces only: it never connects itself
-      // Listening, so that peers can connect to it by its key.
-      await victim.join(crypto.getRandomValues(new Uint8Array(32)), { client: false });
-      attacker = floodPeers(testnet.bootstrap[0], victim.publicKey, K, 0);
-      assert.ok(await attacker.report(), "the attacker reports once its connections are open");
-      // Each handed on to the node (which the attacker's report may come ahead of).
-      await settled(
-        (async () => {
-          while (peers.length < K) await new Promise((r) => setTimeout(r, 20));
-        })(),
-        `the ${K} connections handed on`,
-      );
       // The victim looks the topic up: it finds the honest peer, and must connect to it.
-      await victim.join(topic, { server: false });
-      const peer = await settled(found.promise, "the victim's connection to the honest peer");
+      await scene.victim.join(topic, { server: false });
+      const peer = await settled(scene.found.promise, "the victim's connection to the honest peer");
       assert.equal(peer.initiator, true);
     } finally {
-      for (const p of peers) p.close();
-      await attacker?.stop();
-      await victim.close();
-      await honest.close();
-      await testnet.stop();
+      await scene.close();
     }
   },
 });
