@@ -1,9 +1,10 @@
 /**
- * What the router's review tests of stop 45 share: an honest worker's port, stand-ins for the
+ * What the router's review tests share: an honest worker's port, stand-ins for the
  * NetworkActor and the ValidatorActor, and in-memory worker connections
  * (`review_s45_routing_test.ts`, `review_s45_routing_more_test.ts`).
  */
 import type { Actor } from "../../actors/actor.ts";
+import type { ActorSystem } from "../../actors/actor_system.ts";
 import type { ValidatorMessage } from "../../actors/validator_actor.ts";
 import { serveInference } from "../../inference/serve_inference.ts";
 import {
@@ -15,6 +16,8 @@ import {
   type SubmitOptions,
 } from "../../inference/inference_port.ts";
 import type { NetworkMessage } from "../../network/network_actor.ts";
+import type { BusyRefusals } from "../../network/busy_refusals.ts";
+import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { INFERENCE_PROTOCOL, type SubmitBody } from "../../protocols/inference_messages.ts";
@@ -144,4 +147,27 @@ export function honestWorker(port: Honest): Promise<TestWorker> {
 
 export function jobFor(nonce: string): TextJob {
   return { kind: "text", model: MODEL, prompt: "hi", params: params({ maxTokens: TOKENS }), nonce };
+}
+
+/**
+ * A router's inference port in `system` over `workers` (its NetworkActor stand-in, as
+ * `router/network`) and a {@link Recorder} as its ValidatorActor, one token per event; `busy`
+ * its record of workers that refused as full (default the port's own).
+ */
+export async function routerPort(
+  system: ActorSystem,
+  workers: Workers,
+  busy?: BusyRefusals,
+): Promise<NetworkInferencePort> {
+  const network = await system.spawn<NetworkMessage>({
+    name: "router/network",
+    factory: () => workers,
+  });
+  const validator = await system.spawn<ValidatorMessage>({
+    name: "router/validator",
+    factory: () => new Recorder(),
+  });
+  return new NetworkInferencePort(network, validator, Identity.generate(), {
+    tokensPerEvent: 1,
+  }, busy);
 }

@@ -8,11 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
 import { BusyRefusals } from "../../network/busy_refusals.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { type InferenceEvent, SubmitMessage } from "../../protocols/inference_messages.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { INFO } from "./_router_fixture.ts";
@@ -21,7 +17,7 @@ import {
   honestWorker,
   jobFor,
   linked,
-  Recorder,
+  routerPort,
   token,
   TOKENS,
   Workers,
@@ -71,17 +67,7 @@ Deno.test("review s48: a token that ends the job with length before max_tokens, 
   const honest = await honestWorker(honestPort);
   const workers = new Workers([cutter.toWorker, honest.toWorker]);
   try {
-    const network = await system.spawn<NetworkMessage>({
-      name: "router/network",
-      factory: () => workers,
-    });
-    const validator = await system.spawn<ValidatorMessage>({
-      name: "router/validator",
-      factory: () => new Recorder(),
-    });
-    const port = new NetworkInferencePort(network, validator, Identity.generate(), {
-      tokensPerEvent: 1,
-    }, new BusyRefusals({ now: () => 0 }));
+    const port = await routerPort(system, workers, new BusyRefusals({ now: () => 0 }));
     const handle = await port.submit(jobFor("a"));
     const got: number[] = [];
     for await (const t of handle.tokens) got.push(t.index);

@@ -12,10 +12,6 @@
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";
-import type { ValidatorMessage } from "../../actors/validator_actor.ts";
-import { NetworkInferencePort } from "../../network/network_inference_port.ts";
-import type { NetworkMessage } from "../../network/network_actor.ts";
-import { Identity } from "../../protocols/identity.ts";
 import { SubmitMessage } from "../../protocols/inference_messages.ts";
 import { VeriflowError } from "../../protocols/errors.ts";
 import {
@@ -23,7 +19,7 @@ import {
   honestWorker,
   jobFor,
   linked,
-  Recorder,
+  routerPort,
   type TestWorker,
   TOKENS,
   Workers,
@@ -45,17 +41,7 @@ async function setup(first: TestWorker, second?: TestWorker) {
   const honestPort = new Honest();
   const other = second ?? await honestWorker(honestPort);
   const workers = new Workers([first.toWorker, other.toWorker]);
-  const network = await system.spawn<NetworkMessage>({
-    name: "router/network",
-    factory: () => workers,
-  });
-  const validator = await system.spawn<ValidatorMessage>({
-    name: "router/validator",
-    factory: () => new Recorder(),
-  });
-  const port = new NetworkInferencePort(network, validator, Identity.generate(), {
-    tokensPerEvent: 1,
-  });
+  const port = await routerPort(system, workers);
   /** Run one job to its end: how many tokens the client got, or the code it was refused with. */
   const run = async (nonce: string) => {
     let handle;
