@@ -17,6 +17,7 @@ import { sha256Hex } from "./hash.ts";
 import { type Identity, verifySignature } from "./identity.ts";
 import { VeriflowError } from "./errors.ts";
 import { hasOnlyWellFormedStrings, wellFormed } from "./well_formed.ts";
+import { holdsAtMostValues } from "./value_count.ts";
 
 /** Version of the verdict format. */
 export const VERDICT_VERSION = 1;
@@ -80,7 +81,10 @@ export const VerdictSchema: z.ZodType<Verdict> = z.object({
   // Counted before the record is parsed: zod reads (and `detailsFit` encodes) every entry, and
   // a 1 MiB frame of ~95,000 entries cost ~0.7 s of schema work before it was refused.
   details: z.unknown()
-    .refine(fewDetails, `details over ${MAX_VERDICT_DETAILS_BYTES} bytes`)
+    .refine(
+      (details) => holdsAtMostValues(details, MAX_VERDICT_DETAILS_ENTRIES),
+      `details over ${MAX_VERDICT_DETAILS_BYTES} bytes`,
+    )
     .pipe(
       z.record(
         wellFormed(z.string()),
@@ -98,15 +102,6 @@ export const VerdictSchema: z.ZodType<Verdict> = z.object({
  * bytes at least (an empty key's header, a one-byte value).
  */
 const MAX_VERDICT_DETAILS_ENTRIES = MAX_VERDICT_DETAILS_BYTES / 2;
-
-/**
- * Whether `details` has few enough entries to fit (anything else is left to the record schema):
- * counting the keys reads no value, so an oversized map costs its refusal only.
- */
-function fewDetails(details: unknown): boolean {
-  return details === null || typeof details !== "object" ||
-    Object.keys(details).length <= MAX_VERDICT_DETAILS_ENTRIES;
-}
 
 /**
  * Whether `details` fit {@link MAX_VERDICT_DETAILS_BYTES} as canonical CBOR. A string longer
