@@ -20,7 +20,8 @@
  * **A step boundary** (a *tick*) runs one batched execution over the members that asked for
  * their next token, then reads waiting prompts, first come first served. Prompts that have not
  * started are read whole and together — the first waiting one and those right after it, as many
- * as fit one execution of {@link PREFILL_GROUP_TOKENS} tokens, left-padded to the longest — so
+ * as fit one execution of {@link PREFILL_GROUP_TOKENS} tokens ({@link GPU_PREFILL_GROUP_TOKENS} on
+ * a GPU provider), left-padded to the longest — so
  * clients that arrive together pay one execution's fixed cost and start together; each gets its
  * own cache. A longer prompt is read alone, on its own cache: whole with nobody decoding (a lone
  * stream's first token as fast as unbatched), else in pieces of equal length, each within half
@@ -73,6 +74,7 @@ import {
   type StepSampling,
 } from "./_decoder_session.ts";
 import { ModelDisposedError } from "./errors.ts";
+import type { ExecutionProvider } from "./_session.ts";
 
 /**
  * Default most sequences in one execution. Measured on the `small` model, one intra-op thread
@@ -110,6 +112,21 @@ export const MIN_PREFILL_PIECE = 64;
  * alone, in pieces.
  */
 export const PREFILL_GROUP_TOKENS = 512;
+/**
+ * The group budget on a GPU provider (`cuda`, `webgpu`). There an execution's cost barely
+ * depends on its length at these sizes (H200, WebGPU, `small`: one execution of 128 prompt
+ * tokens or of 1,024 cost about the same), so reading four prompts at a time made the 5th of
+ * eight clients arriving together wait for a second group, and their time to first token was
+ * 4.65 × one stream's. At this budget every waiting prompt up to the batch's seats is read in
+ * one execution for prompts up to 512 tokens; the bound keeps one prefill's attention scores
+ * (heads × tokens × its row's length) within device memory for longer prompts.
+ */
+export const GPU_PREFILL_GROUP_TOKENS = 4096;
+
+/** The group budget for a session on `provider` (see {@link GPU_PREFILL_GROUP_TOKENS}). */
+export function prefillGroupTokensFor(provider: ExecutionProvider): number {
+  return provider === "cpu" ? PREFILL_GROUP_TOKENS : GPU_PREFILL_GROUP_TOKENS;
+}
 /** Weight of the newest measurement in the running per-token prefill cost. */
 const PREFILL_COST_SMOOTHING = 0.25;
 
@@ -154,7 +171,7 @@ export interface BatchedDecoderOptions {
   /**
    * Most tokens (padding included) of one execution reading prompts that have not started,
    * whole and together; default {@link PREFILL_GROUP_TOKENS}, `prefillTokensPerTick` when that
-   * is set.
+   * is set (the model runtime passes {@link prefillGroupTokensFor} its session's provider).
    */
   prefillGroupTokens?: number;
 }

@@ -16,7 +16,7 @@
  * @module
  */
 import type * as ort from "onnxruntime-node";
-import { BatchedDecoder, type BatchedSequence } from "./_batch_decoder.ts";
+import { BatchedDecoder, type BatchedSequence, prefillGroupTokensFor } from "./_batch_decoder.ts";
 import { DecoderSession } from "./_decoder_session.ts";
 import { createSession } from "./_session.ts";
 import {
@@ -72,7 +72,10 @@ const handlers: Handlers = {
     session = created.session;
     if (shape) {
       decoder = new DecoderSession(session, shape);
-      batched = new BatchedDecoder(decoder, { maxBatch: options.maxBatch });
+      batched = new BatchedDecoder(decoder, {
+        maxBatch: options.maxBatch,
+        prefillGroupTokens: prefillGroupTokensFor(created.executionProvider),
+      });
     }
     const result: LoadedSession = {
       executionProvider: created.executionProvider,

@@ -48,7 +48,12 @@ import {
   type SampledStep,
   type StepSampling,
 } from "./_decoder_session.ts";
-import { BatchedDecoder, type BatchStats, DEFAULT_MAX_BATCH } from "./_batch_decoder.ts";
+import {
+  BatchedDecoder,
+  type BatchStats,
+  DEFAULT_MAX_BATCH,
+  prefillGroupTokensFor,
+} from "./_batch_decoder.ts";
 
 export type { BatchStats } from "./_batch_decoder.ts";
 import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
@@ -371,7 +376,10 @@ async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: 
   const { session, executionProvider, fallbackReason } = await createSession(bytes, options);
   const decoder = new DecoderSession(session, shape);
   // Concurrent generations share each execution (continuous batching), as in a worker.
-  const batched = new BatchedDecoder(decoder, { maxBatch: options?.maxBatch });
+  const batched = new BatchedDecoder(decoder, {
+    maxBatch: options?.maxBatch,
+    prefillGroupTokens: prefillGroupTokensFor(executionProvider),
+  });
   const engine: TextEngine = {
     sequence: () => batched.sequence(),
     batchStats: () => Promise.resolve([batched.stats()]),

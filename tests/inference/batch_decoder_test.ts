@@ -9,6 +9,8 @@ import {
   type BatchedSequence,
   MAX_RUN_AHEAD,
   MIN_PREFILL_PIECE,
+  PREFILL_GROUP_TOKENS,
+  prefillGroupTokensFor,
 } from "../../inference/_batch_decoder.ts";
 import {
   DecoderSession,
@@ -263,6 +265,17 @@ Deno.test("prompts that have not started are read whole and together, in one exe
     );
     assert.ok(oneByOne.stats().prefillRuns >= 8, JSON.stringify(oneByOne.stats()));
     oneByOne.dispose();
+    // On a GPU provider's budget the eight are read in one execution (the CPU's keeps 512).
+    assert.equal(prefillGroupTokensFor("cpu"), PREFILL_GROUP_TOKENS);
+    const onGpu = new BatchedDecoder(decoder, {
+      prefillGroupTokens: prefillGroupTokensFor("webgpu"),
+    });
+    assertSameSteps(
+      await Promise.all(PROMPTS.map((p, i) => drive(onGpu.sequence(), p, rule(i), lengths[i]))),
+      expected,
+    );
+    assert.equal(onGpu.stats().prefillRuns, 1, JSON.stringify(onGpu.stats()));
+    onGpu.dispose();
   } finally {
     await decoder.session.release();
   }
