@@ -9,6 +9,15 @@
  * @module
  */
 
+/**
+ * Smallest buffer a body is gathered in; it doubles from there as bytes arrive, capped at the
+ * limit. Gathered, not kept as the reads came: Deno hands each read of an HTTP body over as a
+ * view of a fresh 64 KiB buffer however few bytes came, so a body sent in one-byte chunks,
+ * kept read by read, held 64 KiB per byte (a review measured 1 GiB held for 96 KB sent, at
+ * stop 53); gathered, it holds at most twice what arrived.
+ */
+const MIN_BODY_BUFFER_BYTES = 4096;
+
 /** What has a body and headers: a `Request` or a `Response`. */
 export interface HttpMessage {
   /** Its headers (`Content-Length` is read). */
@@ -46,7 +55,7 @@ export async function readBoundedBody(
     throw tooLarge(declared);
   }
   if (message.body === null) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
+  let buffer = new Uint8Array(0);
   let size = 0;
   const reader = message.body.getReader();
   // Cancelling ends the pending read (`done`), whatever the sender does next.
@@ -60,21 +69,24 @@ export async function readBoundedBody(
       });
       signal?.throwIfAborted();
       if (done) break;
-      size += value.byteLength;
-      if (size > maxBytes) {
+      const held = size + value.byteLength;
+      if (held > maxBytes) {
         await reader.cancel().catch(() => {});
-        throw tooLarge(size);
+        throw tooLarge(held);
       }
-      chunks.push(value);
+      if (held > buffer.byteLength) {
+        const grown = new Uint8Array(
+          Math.min(maxBytes, Math.max(2 * held, MIN_BODY_BUFFER_BYTES)),
+        );
+        grown.set(buffer.subarray(0, size));
+        buffer = grown;
+      }
+      buffer.set(value, size);
+      size = held;
     }
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
+  // Exactly the body: a caller may keep it, and must not keep the slack with it.
+  return buffer.byteLength === size ? buffer : buffer.slice(0, size);
 }

@@ -4,8 +4,10 @@
  * uses it so a file's chunk boundaries, and therefore its chunk CIDs, do not depend on how the
  * source happened to split its reads.
  *
- * Memory stays bounded by one chunk: input is copied into a single buffer that is handed off
- * when full, so a 10 GB stream never needs more than `chunkSize` bytes of buffering here.
+ * Memory stays bounded by one chunk: a chunk that straddles pieces is copied into a single
+ * buffer that is handed off when full, and a chunk whole inside a piece is passed on as a view
+ * of it, so a 10 GB stream never needs more than `chunkSize` bytes of buffering here, however
+ * large its pieces.
  *
  * @module
  */
@@ -49,13 +51,16 @@ export class ChunkerStream extends TransformStream<Uint8Array, Uint8Array> {
     super({
       transform(piece, controller) {
         let offset = 0;
-        // Fast path: a piece that is exactly one chunk and nothing is buffered passes through
-        // without a copy (common when the source already reads in chunk-sized blocks).
-        if (filled === 0 && piece.length === chunkSize) {
-          controller.enqueue(piece);
-          return;
-        }
         while (offset < piece.length) {
+          if (filled === 0 && piece.length - offset >= chunkSize) {
+            // A whole chunk inside the piece passes on as a view of it, without a copy (a
+            // source that reads in chunk-sized blocks costs nothing here): all the chunks of
+            // one piece are queued at once, whatever the reader has asked for, so copying them
+            // held a second copy of the piece (a 1 GB model put at once held 2 GB).
+            controller.enqueue(piece.subarray(offset, offset + chunkSize));
+            offset += chunkSize;
+            continue;
+          }
           buffer ??= new Uint8Array(chunkSize);
           const n = Math.min(chunkSize - filled, piece.length - offset);
           buffer.set(piece.subarray(offset, offset + n), filled);
