@@ -34,18 +34,13 @@ import type { EdgeEnv } from "./client_access.ts";
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import { idleDeadlineBody } from "./body_limit.ts";
 import { EDGE_DEFAULTS } from "./edge_config.ts";
+import { headerType, MEDIA_TYPE } from "./gateway_content_type.ts";
 import type { DrainTimers } from "./serve.ts";
 
 /** Longest `name` or `mime` a put may record. */
 const MAX_LABEL = 256;
 /** The type `curl -d` and `curl --data-binary` send when told none. */
 const FORM_TYPE = "application/x-www-form-urlencoded";
-/**
- * A media type a `Content-Type` header can carry (RFC 9110 §8.3.1): `type/subtype` of token
- * characters, then parameters in printable ASCII.
- */
-const MEDIA_TYPE =
-  /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*;[\x20-\x7e\t]*)?$/;
 
 /**
  * Most uploads under way at once, on the whole node. Each holds up to a chunk of its file
@@ -168,6 +163,14 @@ export function fileRoutes(
     const cid = storedCid(c.req.param("cid"));
     const port = actor();
     const info = await port.stat(cid);
+    if (info.type === "directory") {
+      // A public directory has no size either: read as a private file it was a 403 saying the
+      // directory is private. Its listing and its files are the gateway's, by path.
+      throw new EdgeError(
+        "not_implemented",
+        `${cid} is a UnixFS directory, not a file: its listing and its files are at /ipfs/${cid}/`,
+      );
+    }
     if (info.tier !== "public" || info.size === null) {
       throw new EdgeError("key_required", `file ${cid} is private: it is not served over HTTP`);
     }
@@ -185,7 +188,7 @@ export function fileRoutes(
     }
     const headers = {
       ...UNTRUSTED_CONTENT_HEADERS,
-      "content-type": info.mime ?? "application/octet-stream",
+      "content-type": headerType(info.mime) ?? "application/octet-stream",
       "x-content-cid": cid,
     };
     return await rangedResponse(

@@ -46,6 +46,31 @@ const TYPE_BY_EXTENSION: Readonly<Record<string, string>> = {
 };
 
 /**
+ * A media type a `Content-Type` header can carry (RFC 9110 §8.3.1): `type/subtype` of token
+ * characters, then parameters in printable ASCII.
+ */
+export const MEDIA_TYPE =
+  /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*;[\x20-\x7e\t]*)?$/;
+
+/**
+ * A file's recorded type (its pin's label) as a `Content-Type`, or `undefined` when it is no
+ * media type: `POST /v1/files` checks `mime`, but `cli.ts put --mime` records what it is given,
+ * as did stores written before that check, and one no header carries (CR LF, a character past
+ * U+00FF) made every read of the file, on both routes, a 500. Such a label is ignored: the file
+ * is typed as if none were recorded.
+ *
+ * @example
+ * ```ts
+ * import { headerType } from "./gateway_content_type.ts";
+ * headerType("video/mp4"); // "video/mp4"
+ * headerType("text/plain\r\nx: 1"); // undefined
+ * ```
+ */
+export function headerType(recorded: string | undefined): string | undefined {
+  return recorded !== undefined && MEDIA_TYPE.test(recorded) ? recorded : undefined;
+}
+
+/**
  * The type a file `name` is known by, from its extension (case ignored), or `undefined`.
  *
  * @example

@@ -47,7 +47,7 @@ import { decodeUnixfs, sameName, type UnixfsNode } from "../storage/unixfs.ts";
 import { encodeNameSegment, nameText, resolveUnixfsPath } from "../storage/unixfs_path.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import { carResponse } from "./gateway_car.ts";
-import { SNIFF_BYTES, typeFromBytes, typeFromName } from "./gateway_content_type.ts";
+import { headerType, SNIFF_BYTES, typeFromBytes, typeFromName } from "./gateway_content_type.ts";
 import { DIRECTORY_INDEX_VERSION, directoryIndex, type IndexEntry } from "./gateway_directory.ts";
 import { contentPath, rawTarget } from "./gateway_paths.ts";
 import {
@@ -353,10 +353,10 @@ async function fileResponse(
   const etag = `"${cid}"`;
   if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
   const { filename, download } = request;
-  // The type the put recorded; else a name's: the URL's, else the put's (`cli put notes.txt`
-  // records the name alone); else the bytes'.
-  const type = info.mime ?? typeFromName(filename ?? name) ?? typeFromName(info.name) ??
-    await sniff(source, cid, fileSize);
+  // The type the put recorded (one a header can carry: `headerType`); else a name's: the URL's,
+  // else the put's (`cli put notes.txt` records the name alone); else the bytes'.
+  const type = headerType(info.mime) ?? typeFromName(filename ?? name) ??
+    typeFromName(info.name) ?? await sniff(source, cid, fileSize);
   const headers: Record<string, string> = {
     ...common,
     ...UNTRUSTED_CONTENT_HEADERS,
