@@ -11,8 +11,10 @@
  * Assistant:
  * ```
  *
- * Generation also stops at {@link CHAT_TURN_STOP} (a new user turn), unless the request gives
- * its own stop sequences.
+ * Generation always stops at {@link CHAT_TURN_STOP} (a new user turn), the request's own stop
+ * sequences added to it ({@link withTurnStop}), as a model's end-of-turn token stays a stop
+ * under vLLM and OpenAI whatever `stop` says: without it the model runs on into a user turn it
+ * makes up, and answers it.
  *
  * @module
  */
@@ -25,8 +27,26 @@ export interface ChatMessage {
   content: string;
 }
 
-/** The stop sequence added to chat requests without their own: the start of a user turn. */
+/** The stop sequence every chat request gets, with its own: the start of a user turn. */
 export const CHAT_TURN_STOP = "\nUser:";
+
+/**
+ * The stop sequences of a chat job: the request's, and {@link CHAT_TURN_STOP} unless one of them
+ * is part of it (`"\n"`, the turn stop itself): that one ends the output where the turn stop
+ * would, or sooner, so the job's list is not lengthened for nothing.
+ *
+ * @example
+ * ```ts
+ * import { withTurnStop } from "./chat_template.ts";
+ * withTurnStop(["\n\n"]); // ["\n\n", "\nUser:"]
+ * withTurnStop(["\n"]); // ["\n"]
+ * ```
+ */
+export function withTurnStop(stops: readonly string[]): string[] {
+  return stops.some((stop) => CHAT_TURN_STOP.includes(stop))
+    ? [...stops]
+    : [...stops, CHAT_TURN_STOP];
+}
 
 const ROLE_LABELS: Readonly<Record<string, string>> = {
   system: "System",
@@ -53,7 +73,15 @@ export function renderChatPrompt(messages: readonly ChatMessage[]): string {
   return prompt + "Assistant:";
 }
 
-/** Text of a chat message's content: a string, or the concatenated text parts. */
+/**
+ * Between a message's text parts: a newline, as vLLM joins them for a template that takes text,
+ * so `[{text: "Translate this:"}, {text: "Good morning"}]` does not read "this:Good".
+ */
+const CONTENT_PART_SEPARATOR = "\n";
+
+/** Text of a chat message's content: a string, or its text parts, one per line. */
 export function flattenChatContent(content: string | ReadonlyArray<{ text: string }>): string {
-  return typeof content === "string" ? content : content.map((part) => part.text).join("");
+  return typeof content === "string"
+    ? content
+    : content.map((part) => part.text).join(CONTENT_PART_SEPARATOR);
 }

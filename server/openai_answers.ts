@@ -28,6 +28,7 @@ import { type QueuePosition, readOrQueued } from "../inference/queue_position.ts
 import { VeriflowError } from "../protocols/errors.ts";
 import { yieldToEventLoop } from "./_event_loop.ts";
 import type { EdgeStats } from "./edge_stats.ts";
+import { openAiErrorBody } from "./http_errors.ts";
 import { toJsonValue } from "./json_value.ts";
 import { type ResponseShape, stringifyAnswer } from "./openai_shapes.ts";
 import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
@@ -261,14 +262,10 @@ export function sseAnswer(
     const failure = drain.failure(summary);
     if (failure !== undefined) {
       // Mid-stream failures cannot change the status any more; OpenAI clients raise on an
-      // `error` member in an event.
-      const error = {
-        message: failure.message,
-        type: "server_error",
-        param: null,
-        code: failure.code,
-      };
-      controller.enqueue(encoder.encode(`data: ${JSON.stringify({ error })}\n\n`));
+      // `error` member in an event. Its body (its `type` above all: the request's fault, a
+      // rate limit or the node's) is the one the same failure gets as a status, so a streaming
+      // client can tell as well as any whether sending the request again can help.
+      controller.enqueue(encoder.encode(`data: ${JSON.stringify(openAiErrorBody(failure))}\n\n`));
     } else {
       const end = trimmer.finish(summary.finishReason);
       // A job cut off inside a character (length) ends with tokens but no text.

@@ -18,7 +18,13 @@ import { Hono } from "hono";
 import type { InferenceHandle, ServedModelInfo } from "../inference/inference_port.ts";
 import { QueuePosition } from "../inference/queue_position.ts";
 import { QUEUED_EVENT_REPEAT_MS } from "../protocols/inference_messages.ts";
-import { CHAT_TURN_STOP, flattenChatContent, renderChatPrompt } from "./chat_template.ts";
+import { GENERATION_LIMITS } from "../protocols/job.ts";
+import {
+  CHAT_TURN_STOP,
+  flattenChatContent,
+  renderChatPrompt,
+  withTurnStop,
+} from "./chat_template.ts";
 import type { EdgeEnv } from "./client_access.ts";
 import type { ClientIdentity } from "./client_identity.ts";
 import type { EdgeConfig } from "./edge_config.ts";
@@ -27,6 +33,7 @@ import type { InferenceGateway, TextRequest } from "./inference_gateway.ts";
 import { type AnswerOptions, fullAnswer, sseAnswer } from "./openai_answers.ts";
 import { CHAT_SHAPE, COMPLETION_SHAPE, type ResponseShape } from "./openai_shapes.ts";
 import { readBodyText } from "./body_limit.ts";
+import { RequestValidationError } from "./http_errors.ts";
 import { drainBeforeShutdown, type DrainTimers } from "./serve.ts";
 import {
   ChatCompletionRequestSchema,
@@ -97,7 +104,19 @@ export function openAiRoutes(
       body.messages.map((m) => ({ role: m.role, content: flattenChatContent(m.content) })),
     );
     const params = toGenerationParams(body, body.max_completion_tokens);
-    if (body.stop == null) params.stop = [CHAT_TURN_STOP];
+    // The end of the turn stays a stop whatever the request's `stop` (`withTurnStop`). A list
+    // already as long as a job's may be leaves it no room: refused here, naming the field,
+    // rather than sent on as a job every port refuses (or run without the turn's end).
+    params.stop = withTurnStop(params.stop);
+    if (params.stop.length > GENERATION_LIMITS.maxStopSequences) {
+      throw new RequestValidationError(
+        "invalid_request",
+        `'stop': at most ${GENERATION_LIMITS.maxStopSequences - 1} stop sequences here, ` +
+          `unless one is part of ${JSON.stringify(CHAT_TURN_STOP)}: the chat template's end ` +
+          `of turn takes the last of a job's ${GENERATION_LIMITS.maxStopSequences}`,
+        "stop",
+      );
+    }
     // The schema has checked that top_logprobs comes with logprobs: true.
     const topLogprobs = body.top_logprobs ?? 0;
     return await answer(
