@@ -145,11 +145,22 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
   // ---- public operations (via Supervisor) ---------------------------------------------------
 
   async spawn<M>(spec: ChildSpec<M>): Promise<ActorRef<M>> {
+    // #create tells the kinds apart by the factory alone: an actor spec that lost its factory
+    // (built from untyped input) would otherwise become an empty supervisor under its name, and
+    // spawn would resolve with no ref at all.
+    if (typeof spec?.factory !== "function") {
+      throw new TypeError(`child spec "${spec?.name}" needs a factory function`);
+    }
     const cell = await this.#add(spec) as ActorCell<M>;
     return cell.ref;
   }
 
   async supervise(spec: SupervisorSpec): Promise<Supervisor> {
+    // The converse: an actor spec would start as an actor and supervise would resolve undefined.
+    if (!isSupervisorSpec(spec)) {
+      const name = (spec as { name?: unknown }).name;
+      throw new TypeError(`supervisor spec "${name}" must not have a factory`);
+    }
     const core = await this.#add(spec) as SupervisorCore;
     return core.handle;
   }

@@ -23,7 +23,8 @@ export interface ActorRef<M> {
   /**
    * Enqueues a message without waiting for it to be handled. Resolves once the mailbox has
    * accepted it: immediately when there is space, later under backpressure. Rejects with
-   * `MailboxFullError` (overflow `fail`) or `ActorStoppedError` (actor gone), so await it.
+   * `MailboxFullError` (overflow `fail`, or `MAX_WAITING_SENDERS` senders already waiting) or
+   * `ActorStoppedError` (actor gone), so await it.
    */
   tell(message: M): Promise<void>;
   /**

@@ -60,12 +60,13 @@ export interface ActorSystemOptions {
   withinMs?: number;
   /** Root restart backoff. Default none. */
   backoff?: BackoffOptions;
-  /** Default `ask` timeout. Default {@link DEFAULT_ASK_TIMEOUT_MS}. */
+  /** Default `ask` timeout, >= 0 (`Infinity`: none). Default {@link DEFAULT_ASK_TIMEOUT_MS}. */
   askTimeoutMs?: number;
   /**
    * How long stopping an actor waits for the message it is handling before abandoning it (its
    * ask is then rejected), and for a `preStart` caught by the stop or a `postStop` before
-   * abandoning the hook (reported as `hook_failed`). Default {@link DEFAULT_STOP_TIMEOUT_MS}.
+   * abandoning the hook (reported as `hook_failed`). Default {@link DEFAULT_STOP_TIMEOUT_MS}; at
+   * most {@link MAX_STOP_TIMEOUT_MS} (a `RangeError` otherwise).
    */
   stopTimeoutMs?: number;
   /**
@@ -82,6 +83,12 @@ export interface ActorSystemOptions {
 export const DEFAULT_ASK_TIMEOUT_MS = 30_000;
 /** Default grace period for the in-flight message of a stopping actor. */
 export const DEFAULT_STOP_TIMEOUT_MS = 5_000;
+/**
+ * Largest `stopTimeoutMs`: the longest wait a timer takes (2^31 - 1 ms, about 24.8 days). The
+ * runtime clamps a longer one (or `Infinity`) to 1 ms, which abandoned every in-flight message
+ * and hook of a stop at once instead of never.
+ */
+export const MAX_STOP_TIMEOUT_MS = 2_147_483_647;
 /**
  * Default drain batch: big enough that the per-batch yield (about a microsecond) is amortized
  * to noise, small enough that one busy actor lets timers and I/O in every fraction of a ms.
@@ -148,14 +155,25 @@ export class ActorSystem {
     if (!Number.isInteger(drainBatch) || drainBatch < 1) {
       throw new RangeError(`drainBatch must be a positive integer, got ${drainBatch}`);
     }
+    const stopTimeoutMs = options?.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+    if (!(stopTimeoutMs >= 0 && stopTimeoutMs <= MAX_STOP_TIMEOUT_MS)) {
+      throw new RangeError(
+        `stopTimeoutMs must be in 0..${MAX_STOP_TIMEOUT_MS}, got ${stopTimeoutMs}`,
+      );
+    }
+    // Checked here rather than at every ask that uses it as its default.
+    const askTimeoutMs = options?.askTimeoutMs ?? DEFAULT_ASK_TIMEOUT_MS;
+    if (!(askTimeoutMs >= 0)) {
+      throw new RangeError(`askTimeoutMs must be >= 0, got ${askTimeoutMs}`);
+    }
     const events = this.events;
     const env: RuntimeEnv = {
       system: this,
       registry: this.#registry,
       emit: (event: ActorEvent) => events.emit(event),
-      askTimeoutMs: options?.askTimeoutMs ?? DEFAULT_ASK_TIMEOUT_MS,
+      askTimeoutMs,
       deadlines: new AskDeadlines(),
-      stopTimeoutMs: options?.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS,
+      stopTimeoutMs,
       drainBatch,
     };
     this.#root = new SupervisorCore(

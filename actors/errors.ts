@@ -97,7 +97,10 @@ export class ActorStoppedError extends ActorError {
   }
 }
 
-/** A mailbox with the `fail` (or, for asks, `drop`) overflow policy was full. Code `mailbox_full`. */
+/**
+ * A mailbox with the `fail` (or, for asks, `drop`) overflow policy was full, or a `backpressure`
+ * one had `MAX_WAITING_SENDERS` senders waiting already. Code `mailbox_full`.
+ */
 export class MailboxFullError extends ActorError {
   /** The mailbox capacity that was reached. */
   readonly capacity: number;

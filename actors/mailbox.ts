@@ -8,11 +8,14 @@
  *   costs a microtask but no allocation;
  * - only a sender that meets a full mailbox (policy `backpressure`) gets a promise of its own. It
  *   keeps its message until a slot frees, so the ring never exceeds `capacity` and waiting
- *   senders are admitted strictly in arrival order.
+ *   senders are admitted strictly in arrival order. At most {@link MAX_WAITING_SENDERS} wait: a
+ *   sender that does not await its `tell` (a timer, a stream callback) cannot be slowed down,
+ *   only refused, and without that bound a stuck actor's waiting queue grew with every send.
  *
  * Overflow policies when the mailbox is full:
  * - `backpressure` (default): `push` returns a pending promise that resolves once the message
- *   is admitted.
+ *   is admitted; with {@link MAX_WAITING_SENDERS} already waiting it is rejected with
+ *   {@link MailboxFullError}.
  * - `drop`: a tell is discarded (counted in {@link Mailbox.dropped}); an ask is rejected with
  *   {@link MailboxFullError}, because a silently dropped ask would only hang its caller.
  * - `fail`: the push is rejected with {@link MailboxFullError}.
@@ -42,6 +45,14 @@ export const DEFAULT_MAILBOX_CAPACITY = 1024;
 
 /** Largest accepted capacity; the ring is preallocated, so this bounds its memory. */
 export const MAX_MAILBOX_CAPACITY = 1 << 24;
+
+/**
+ * Most senders that may wait for space in one `backpressure` mailbox; the next one is rejected
+ * with {@link MailboxFullError}. Far above any fan-in of senders that await their push (each of
+ * those is a task of its own), so only senders ignoring backpressure meet it; it bounds what a
+ * stuck actor holds to this many messages beyond its capacity.
+ */
+export const MAX_WAITING_SENDERS = 1 << 16;
 
 /** Waiter-queue prefix length after which the consumed prefix is compacted away. */
 const WAITERS_COMPACT_THRESHOLD = 1024;
@@ -173,11 +184,12 @@ export class Mailbox<T, R> {
   }
 
   #overflowPush(message: T, reply: R | undefined): Promise<void> {
-    if (this.#overflow === "backpressure") {
+    if (this.#overflow === "backpressure" && this.waiting < MAX_WAITING_SENDERS) {
       return new Promise<void>((resolve, reject) => {
         this.#waiters.push({ message, reply, resolve, reject });
       });
     }
+    // Past here: `drop`, `fail`, or a `backpressure` mailbox with MAX_WAITING_SENDERS waiting.
     if (this.#overflow === "drop" && reply === undefined) {
       this.#dropped++;
       return ADMITTED;
