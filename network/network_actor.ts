@@ -87,6 +87,7 @@ import {
   verifyPeerHello,
 } from "../protocols/peer_hello.ts";
 import { chooseWorker, type WorkerCandidate } from "./worker_choice.ts";
+import { listedModels, type ModelListing } from "./model_listing.ts";
 import { nodeTopics } from "./swarm_topics.ts";
 import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
@@ -1136,19 +1137,21 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 
   /**
-   * Every model some open worker connection listed, once per CID, but not a convicted worker's:
-   * no job goes to it, and its listing, first, took the name and the default a client names a
-   * model by (`InferenceGateway.resolveModel`), so every such job failed with `no_worker`.
+   * Every model some open worker connection listed, once per CID, named and ordered by what
+   * the most keys list (`model_listing.ts`: the first listing named it, a stranger's as well),
+   * but not a convicted worker's: no job goes to it, and its listing, first, took the name and
+   * the default a client names a model by (`InferenceGateway.resolveModel`), so every such job
+   * failed with `no_worker`.
    */
   #workerModels(): WireModelInfo[] {
-    const seen = new Map<string, WireModelInfo>();
+    const listings: ModelListing[] = [];
     for (const list of this.#peers.values()) {
       for (const { connection, models, info } of list) {
         if (connection.isClosed || info.convicted) continue;
-        for (const m of models) if (!seen.has(m.cid)) seen.set(m.cid, m);
+        listings.push({ key: info.key, standing: this.#standing.get(info.key), models });
       }
     }
-    return [...seen.values()];
+    return listedModels(listings);
   }
 
   async #dialLoop(address: PeerAddress, ctx: ActorContext<NetworkMessage>): Promise<void> {

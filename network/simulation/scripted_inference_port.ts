@@ -26,7 +26,7 @@
  * @module
  */
 import type { Identity } from "../../protocols/identity.ts";
-import { cidOf } from "../../protocols/cid.ts";
+import { cidOf, DAG_CBOR_CODEC } from "../../protocols/cid.ts";
 import { jobId, type TextJob } from "../../protocols/job.ts";
 import { sha256Hex } from "../../protocols/hash.ts";
 import { inputHashOf, signReceipt, textOutputHash } from "../../protocols/receipt.ts";
@@ -40,9 +40,13 @@ import {
   type StreamedToken,
 } from "../../inference/inference_port.ts";
 
-/** The one model a scripted worker lists: a CID of a fixed label, never loaded by anyone. */
+/**
+ * The one model a scripted worker lists: a CID of a fixed label, never loaded by anyone. A
+ * dag-cbor one, as a text model's id is: a router does not believe a text model listed under a
+ * raw CID, a tensor model's (`network/model_listing.ts`).
+ */
 export const SCRIPTED_MODEL: ServedModelInfo = Object.freeze({
-  cid: cidOf(new TextEncoder().encode("veriflow/simulation/scripted-model/v1")),
+  cid: cidOf(new TextEncoder().encode("veriflow/simulation/scripted-model/v1"), DAG_CBOR_CODEC),
   name: "simulated",
   kind: "text",
   contextLength: 2048,
