@@ -77,6 +77,7 @@ import {
 } from "./training_fraud_proof.ts";
 import type { ChallengeEndings } from "./_challenge_endings.ts";
 import type { ChallengedReceipts } from "./_challenged_receipts.ts";
+import { KeptLastSteps } from "./_kept_last_steps.ts";
 import type {
   ChallengeOutcome,
   ChallengeRequest,
@@ -84,25 +85,6 @@ import type {
   TrainingValidatorOptions,
   TrainingValidatorStats,
 } from "./training_validator.ts";
-
-/**
- * Takeovers' last opened steps kept for the delta check their round's outcome brings (each one
- * state pair: 3.6 MB for `tiny`), the oldest dropped first.
- */
-const MAX_KEPT_LAST_STEPS = 8;
-
-/** A takeover's last opened step, kept until the delta comes (see {@link MAX_KEPT_LAST_STEPS}). */
-interface KeptLastStep {
-  /** The takeover's challenge (a delta proof rests on it). */
-  challenge: TrainingChallenge;
-  /** The opening of step H − 1. */
-  opening: StepOpening;
-  /** State H's weights. */
-  endWeights: GptWeights;
-  /** The start model's architecture and file. */
-  arch: GptArchitecture;
-  startFile?: string;
-}
 
 /** Past a challenge's deadline by this much before "no answer" is claimed (clock rounding). */
 const DEADLINE_MARGIN_MS = 50;
@@ -161,6 +143,12 @@ export interface TrainingChallengeRunOptions {
   endings: ChallengeEndings;
   /** The validator's own fraud proofs on disk until they settle (`ownProofsDir`); absent: not kept. */
   ownProofs?: ReceiptFiles;
+  /**
+   * Where takeovers' last opened steps are kept on disk until their delta comes
+   * (`_kept_last_steps.ts`: `<ownProofsDir>/takeover-last-steps`); absent: memory only, the
+   * latest 8, lost with a stop.
+   */
+  lastStepsDir?: string;
   /** The receipts this validator challenged: never challenged twice (`_challenged_receipts.ts`). */
   challenged: ChallengedReceipts;
   /** The ledger's clock (ms): how long a challenged receipt is remembered. */
@@ -192,8 +180,11 @@ export interface TrainingChallengeRunOptions {
 /** See the module doc. */
 export class TrainingChallengeRun {
   readonly #options: TrainingChallengeRunOptions;
-  /** Takeovers' last opened steps, by receipt id, until their delta comes. */
-  readonly #lastSteps = new Map<string, KeptLastStep>();
+  /**
+   * Takeovers' last opened steps, by receipt id, until their delta comes: in memory and, with
+   * {@link TrainingChallengeRunOptions.lastStepsDir}, on disk (`_kept_last_steps.ts`).
+   */
+  readonly #lastSteps: KeptLastSteps;
   /**
    * Takeovers under way, by receipt id: settled when the takeover ended (its step kept or not).
    * A delta that comes meanwhile waits for it: checked then against the kept step. Without this
@@ -214,6 +205,7 @@ export class TrainingChallengeRun {
   /** @param options See {@link TrainingChallengeRunOptions}. */
   constructor(options: TrainingChallengeRunOptions) {
     this.#options = options;
+    this.#lastSteps = new KeptLastSteps(options.lastStepsDir, options.now, options.log);
   }
 
   /** This run's counters, for the validator's `stats`. */
@@ -237,7 +229,7 @@ export class TrainingChallengeRun {
     ctx: Context,
   ): Promise<ChallengeOutcome> {
     // Taken over before: its delta is checked against the kept last step, whatever the coin.
-    if (this.#lastSteps.size > 0 || this.#takingOver.size > 0) {
+    if (this.#takingOver.size > 0 || await this.#lastSteps.any()) {
       const { receipt, delta } = request.report;
       const checked = await this.#checkKeptDelta(receipt, delta, ctx);
       if (checked !== undefined) return checked;
@@ -294,7 +286,7 @@ export class TrainingChallengeRun {
     const { receipt } = report;
     if (bytesEqual(receipt.trainer, this.#options.identity.publicKey)) return; // not our own
     const taken = trainingReceiptId(receipt);
-    if (this.#lastSteps.has(taken) || this.#takingOver.has(taken)) {
+    if (this.#takingOver.has(taken) || await this.#lastSteps.has(taken)) {
       // Taken over here (or being taken over: its kept step is waited for): no challenge (the
       // trainer refuses a second), only the delta check, which needs no connection.
       try {
@@ -455,13 +447,14 @@ export class TrainingChallengeRun {
       if (check.ok) {
         // State H is checked against the delta once the round's outcome (or the coordinator's
         // report) brings it: the challenge its coin would have made is this one.
+        // Kept (on disk too) before the challenge ends `passed`: a stop after that finds it.
         if (last !== undefined) {
-          this.#keepLastStep(id, {
+          await this.#lastSteps.keep(id, {
             challenge,
             ...last,
             arch: request.arch,
             ...startFileOf(request),
-          });
+          }, request.pendingUntil);
         }
         await endings.end(ctx, id, "passed");
         this.#stats.falseClaims++;
@@ -507,15 +500,6 @@ export class TrainingChallengeRun {
     );
   }
 
-  /** Keep a takeover's last opened step for its delta check ({@link MAX_KEPT_LAST_STEPS}). */
-  #keepLastStep(id: string, kept: KeptLastStep): void {
-    this.#lastSteps.delete(id);
-    this.#lastSteps.set(id, kept);
-    while (this.#lastSteps.size > MAX_KEPT_LAST_STEPS) {
-      this.#lastSteps.delete(this.#lastSteps.keys().next().value!);
-    }
-  }
-
   /**
    * A takeover's receipt whose delta came (the coordinator's report, a round's outcome): its
    * delta checked against the end state the takeover's last opened step holds. A takeover checks
@@ -533,16 +517,17 @@ export class TrainingChallengeRun {
     // A takeover under way keeps its step when it passes: waited for (it ends by its dial's
     // time and its deadline).
     await this.#takingOver.get(id);
-    const kept = this.#lastSteps.get(id);
-    if (kept === undefined) return undefined;
+    if (!await this.#lastSteps.has(id)) return undefined;
     // Not the delta this receipt signs: nothing to check it against (kept for the right one).
     if (!verifyTrainingReceipt(receipt, { delta }).ok) return { challenged: false };
-    this.#lastSteps.delete(id);
+    const kept = await this.#lastSteps.take(id);
+    if (kept === undefined) return undefined;
     const start = await this.#options.models.get(receipt.startModel, kept.arch, kept.startFile);
     const why = deltaMismatch(start.weights, kept.endWeights, delta);
     const trainer = toHex(receipt.trainer).slice(0, 16);
     if (why === null) {
       this.#options.log(`training validator: trainer ${trainer}'s delta is its trained end state`);
+      await this.#lastSteps.forget(id);
       return { challenged: true, ok: true };
     }
     this.#options.log(
@@ -558,6 +543,7 @@ export class TrainingChallengeRun {
       issuedAt: Math.floor(Date.now()),
     }, this.#options.identity);
     await this.#convict(proof, kept, ctx);
+    await this.#lastSteps.forget(id); // only now: the proof is this validator's, kept with its own
     return { challenged: true, ok: false, reason: "delta_mismatch", proof };
   }
 

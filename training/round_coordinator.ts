@@ -93,7 +93,10 @@ const TRAINER_POLL_MS = 200;
  * first: the outer step again, seconds); past it the coordinator sends the outcome itself.
  */
 const OUTCOME_PASS_ON_MS = 120_000;
-/** Longest pause after rounds that failed in a row (it doubles from {@link TRAINER_POLL_MS}). */
+/**
+ * Longest pause after rounds that failed, or that no trainer reported for, in a row (it doubles
+ * from {@link TRAINER_POLL_MS}).
+ */
 const MAX_FAILURE_PAUSE_MS = 60_000;
 
 /** Options of {@link RoundCoordinator}. */
@@ -383,28 +386,37 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       // it was in is lost, as at a crash (its number was saved as taken), and the next goes on
       // after a pause that doubles while failures repeat. Before, it ended this loop for good
       // while the actor lived on: no round ever again.
+      const pause = async (why: string) => {
+        const pauseMs = Math.min(TRAINER_POLL_MS * 2 ** failures++, MAX_FAILURE_PAUSE_MS);
+        this.#log(`training: ${why}; going on in ${pauseMs} ms`);
+        await sleep(pauseMs, ctx.signal).catch(() => {});
+        return true;
+      };
+      // A round no trainer reported for is followed by a pause too. After a restart of this
+      // coordinator its trainers still train the round it lost (nothing cancels it) and refuse
+      // its next rounds (`round_in_progress`, one at a time per coordinator) within a round
+      // trip: announced at once, round after round ended empty, each saved and counted among
+      // the run's rounds, until the lost round was done (review s53).
       const go = await this.#iteration(rounds, state, ctx).then(
-        (go) => (failures = 0, go),
+        (go) => go === "unheard" ? pause("no trainer reported for the round") : (failures = 0, go),
         async (error) => {
           if (ctx.signal.aborted) return false;
-          const pauseMs = Math.min(TRAINER_POLL_MS * 2 ** failures++, MAX_FAILURE_PAUSE_MS);
-          this.#log(
-            `training: round failed (${(error as Error).message}); going on in ${pauseMs} ms`,
-          );
-          await sleep(pauseMs, ctx.signal).catch(() => {});
-          return true;
+          return await pause(`round failed (${(error as Error).message})`);
         },
       );
       if (!go) return;
     }
   }
 
-  /** One pass of the loop: false when the run is over. */
+  /**
+   * One pass of the loop: false when the run is over, "unheard" when it ran a round no trainer
+   * reported for.
+   */
   async #iteration(
     rounds: number,
     state: { first: boolean; next: number },
     ctx: ActorContext<CoordinatorMessage>,
-  ): Promise<boolean> {
+  ): Promise<boolean | "unheard"> {
     // Rounds finished before a restart count: `rounds` is the run's, not this start's.
     const finished = (await ctx.self.ask<CoordinatorStatus>({ type: "status" })).history.length;
     if (rounds !== 0 && finished >= rounds) return false;
@@ -452,16 +464,18 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     await ctx.self.ask({ type: "announce", round });
     state.next = round + 1;
     state.first = false;
-    await this.#runRound(round, trainers, ctx);
-    return true;
+    return await this.#runRound(round, trainers, ctx) ? true : "unheard";
   }
 
-  /** One round: announce, collect until the deadline, check, aggregate, publish. */
+  /**
+   * One round: announce, collect until the deadline, check, aggregate, publish. False when no
+   * trainer reported (every request refused, failed or timed out).
+   */
   async #runRound(
     round: number,
     trainers: JoinedTrainer[],
     ctx: ActorContext<CoordinatorMessage>,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const { arch, steps } = this.#options;
     const start = this.#model!;
     const hyper = this.#hyper;
@@ -490,7 +504,8 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     );
     // Stopped (a crash, a restart): this incarnation's round is lost, whatever came back. The
     // restart goes on from the saved state; nothing of this round may reach it.
-    if (ctx.signal.aborted) return;
+    if (ctx.signal.aborted) return true;
+    const heard = settled.some((result) => result.status === "fulfilled");
     const excluded = new Map<string, string>();
     const reports: { trainer: JoinedTrainer; report: ReportBody }[] = [];
     settled.forEach((result, i) => {
@@ -551,7 +566,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         }))
       ),
     );
-    if (ctx.signal.aborted) return; // nothing aggregated, nobody credited: the round is lost
+    if (ctx.signal.aborted) return true; // nothing aggregated, nobody credited: the round is lost
     const convicted: string[] = [];
     outcomes.forEach((outcome, i) => {
       if (outcome.challenged && !outcome.ok) {
@@ -656,7 +671,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     }
     // Stopped before the round is saved as finished: it is lost, and nothing of it went out —
     // no credit, no outcome — so no ledger pays for it and every node runs on without it.
-    if (ctx.signal.aborted) return;
+    if (ctx.signal.aborted) return true;
     await ctx.self.ask({
       type: "round_done",
       record,
@@ -674,6 +689,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           : "") +
         (heldOutLoss === undefined ? "" : `, held-out loss ${heldOutLoss.toFixed(3)} nats/byte`),
     );
+    return heard;
   }
 
   /**

@@ -65,6 +65,7 @@
  *
  * @module
  */
+import { join } from "node:path";
 import type { Actor, ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
@@ -127,6 +128,7 @@ import {
   TrainingChallengeRun,
 } from "./_training_challenge_run.ts";
 import { ChallengedReceipts } from "./_challenged_receipts.ts";
+import { TAKEOVER_LAST_STEPS_DIR } from "./_kept_last_steps.ts";
 import { ClaimTakeovers } from "./_claim_takeovers.ts";
 
 // The outcome gate's bounds and the endings' first retry, named here as before they had
@@ -462,6 +464,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       check: options.check ?? checkStepOpenings,
       endings: this.#endings,
       ownProofs: this.#ownProofs,
+      lastStepsDir: dir === undefined ? undefined : join(dir, TAKEOVER_LAST_STEPS_DIR),
       ask: (ctx, message) => this.#ledger(ctx, message),
       hasLedger: (ctx) => {
         const name = this.#options.ledger;
