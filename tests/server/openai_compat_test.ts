@@ -386,7 +386,8 @@ Deno.test("chat top_logprobs: each logprobs.content entry lists the k most likel
   await withNode(async (node, client) => {
     const K = 5;
     const messages = [{ role: "user" as const, content: "Say hi." }];
-    // stop [] so every generated token is returned (no chat-turn stop trimmed).
+    // stop [] adds no stop of the request's own; the chat-turn stop still applies, and the
+    // comparison with the direct chunks below holds only while these tokens never write it.
     const request = { model: "default", messages, max_tokens: 12, stop: [], logprobs: true };
     const encoder = new TextEncoder();
     const expected = (await directChunks(node, renderChatPrompt(messages), 12, K)).map((c) => ({
