@@ -39,14 +39,21 @@ import { DEFAULT_LOCAL_HYPER_PARAMS } from "../training/local_trainer.ts";
 // Numbers as an operator writes them, read the same way by every command (`number_flags.ts`).
 export { notDecimalNumber, notWholeNumber, parseDecimalNumber, parseWholeNumber };
 
-function isPeerAddress(text: string): boolean {
+/**
+ * Whether `text` is an address to dial: `HOST:PORT` with a port of 1–65535. Port 0 means "any"
+ * only when binding: as a peer or a DHT bootstrap node it names no listener, and the node
+ * dialled it forever, every attempt refused.
+ */
+function isDialAddress(text: string): boolean {
   try {
-    parsePeerAddress(text);
-    return true;
+    return parsePeerAddress(text).port > 0;
   } catch {
     return false;
   }
 }
+
+/** What {@link isDialAddress} refuses, as the refusal says it. */
+const DIAL_ADDRESS = "expected HOST:PORT with a port 1–65535";
 
 /** Options of a {@link ConfigError}. */
 export interface ConfigErrorOptions extends ErrorOptions {
@@ -182,7 +189,7 @@ const nodeConfigSchema = z.strictObject({
     /** Accept peer connections at all. */
     listening: z.boolean().default(true),
     /** Static peers to dial and keep dialled, `HOST:PORT` or `[IPV6]:PORT`. */
-    peers: z.array(z.string().refine(isPeerAddress, "expected HOST:PORT")).default([]),
+    peers: z.array(z.string().refine(isDialAddress, DIAL_ADDRESS)).default([]),
     /**
      * Send a ping after this long without traffic. A third of the idle timeout: two pings can
      * be lost before a live peer is taken for dead.
@@ -198,7 +205,7 @@ const nodeConfigSchema = z.strictObject({
      */
     swarm: z.strictObject({
       enabled: z.boolean().default(false),
-      bootstrap: z.array(z.string().refine(isPeerAddress, "expected HOST:PORT")).nullable()
+      bootstrap: z.array(z.string().refine(isDialAddress, DIAL_ADDRESS)).nullable()
         .default(null),
       bind: z.string().min(1, HOST_REQUIRED).optional(),
     }).prefault({}),
