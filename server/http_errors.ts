@@ -175,6 +175,12 @@ function errorTypeOf(status: number): string {
 }
 
 /**
+ * The message a client gets in place of an internal error's (a 500's): what failed may name
+ * files, internals or peers, so its text stays in the node's log.
+ */
+export const INTERNAL_ERROR_MESSAGE = "internal server error";
+
+/**
  * The OpenAI error body for an error. Internal errors keep their message out of the body
  * (it may name files or internals); the code says enough to find the log line.
  */
@@ -182,7 +188,7 @@ export function openAiErrorBody(error: unknown): OpenAiErrorBody {
   const status = httpStatusOf(error);
   const code = error instanceof VeriflowError ? error.code : "internal_error";
   const message = status >= 500 && !(error instanceof VeriflowError)
-    ? "internal server error"
+    ? INTERNAL_ERROR_MESSAGE
     : (error as Error).message;
   const param = error instanceof EdgeError ? error.param : null;
   return { error: { message, type: errorTypeOf(status), param, code } };

@@ -278,7 +278,11 @@ export class InferenceGateway {
       } ms`;
       if (summary.finishReason === "cancelled") log(`${tag} cancelled after ${tokens}`);
       else if (summary.finishReason === "error") {
-        log(`${tag} failed after ${tokens}: ${summary.error?.code ?? "internal_error"}`);
+        // The one record of why: a client is not told an internal failure's text (its message
+        // may name files, internals or peers; `openai_answers.ts`), so the operator is, here.
+        const error = summary.error;
+        const cause = error === undefined ? "internal_error" : `${error.code}: ${error.message}`;
+        log(`${tag} failed after ${tokens}: ${cause}`);
       } else log(`${tag} ended (${summary.finishReason}) after ${tokens}`);
     });
     return handle;

@@ -28,7 +28,7 @@ import { type QueuePosition, readOrQueued } from "../inference/queue_position.ts
 import { VeriflowError } from "../protocols/errors.ts";
 import { yieldToEventLoop } from "./_event_loop.ts";
 import type { EdgeStats } from "./edge_stats.ts";
-import { openAiErrorBody } from "./http_errors.ts";
+import { httpStatusOf, INTERNAL_ERROR_MESSAGE, openAiErrorBody } from "./http_errors.ts";
 import { toJsonValue } from "./json_value.ts";
 import { type ResponseShape, stringifyAnswer } from "./openai_shapes.ts";
 import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
@@ -72,6 +72,11 @@ export interface AnswerOptions {
   clientGone?: AbortSignal;
 }
 
+/** The status of an internal error: a bug's, a crashed actor's, any code the edge does not list. */
+const INTERNAL_ERROR_STATUS = 500;
+/** The code of a cancelled job: a 500 too, but its message is the node's own and says only that. */
+const JOB_CANCELLED = "job_cancelled";
+
 /**
  * An answer's part in the server's drain: the drain lasts until the answer has ended; when its
  * deadline passes, the job is cancelled and the answer says why ({@link AnswerDrain.failure}).
@@ -94,17 +99,25 @@ class AnswerDrain {
 
   /**
    * Why a job that did not run to its end failed: `shutting_down` when the drain deadline
-   * cancelled it, else what its summary says; undefined for a job that ran to its end.
+   * cancelled it, else what its summary says, an internal failure's (a 500's) message withheld;
+   * undefined for a job that ran to its end.
    */
   failure(summary: JobSummary): VeriflowError | undefined {
     if (summary.finishReason !== "error" && summary.finishReason !== "cancelled") return undefined;
     if (summary.finishReason === "cancelled" && this.#timeUp?.aborted) {
       return shutdownError();
     }
-    return new VeriflowError(
-      summary.error?.code ?? "job_cancelled",
+    const failure = new VeriflowError(
+      summary.error?.code ?? JOB_CANCELLED,
       summary.error?.message ?? "the job was cancelled",
     );
+    // An internal failure's text (a plain Error's message, a crashed actor's reason) may name
+    // files, internals or peers: the client gets its code, and the gateway's log line of the
+    // job has the text. The client's own errors and the node's 5xx keep theirs, meant for it.
+    if (failure.code === JOB_CANCELLED || httpStatusOf(failure) !== INTERNAL_ERROR_STATUS) {
+      return failure;
+    }
+    return new VeriflowError(failure.code, INTERNAL_ERROR_MESSAGE);
   }
 
   /** The answer has ended (sent, failed or cancelled): the drain is over. Idempotent. */
