@@ -180,6 +180,22 @@ function errorTypeOf(status: number): string {
  */
 export const INTERNAL_ERROR_MESSAGE = "internal server error";
 
+/** The code of a cancelled job: a 500 too, but its message is the node's own and says only that. */
+const JOB_CANCELLED = "job_cancelled";
+
+/**
+ * A failed job's error as its client is told it, over HTTP (JSON, SSE) and WebSocket alike: an
+ * internal failure's (a 500's: a plain Error's message, a crashed actor's reason) with
+ * {@link INTERNAL_ERROR_MESSAGE} for its text, which the gateway's log line of the job keeps;
+ * the client's own errors, the node's 503/504 that say which worker or why, and a cancelled
+ * job's keep their message, meant for the client.
+ */
+export function jobFailureForClient(code: string, message: string): VeriflowError {
+  const failure = new VeriflowError(code, message);
+  if (code === JOB_CANCELLED || httpStatusOf(failure) !== 500) return failure;
+  return new VeriflowError(code, INTERNAL_ERROR_MESSAGE);
+}
+
 /**
  * The OpenAI error body for an error. Internal errors keep their message out of the body
  * (it may name files or internals); the code says enough to find the log line.

@@ -25,10 +25,10 @@ import type {
   StreamedToken,
 } from "../inference/inference_port.ts";
 import { type QueuePosition, readOrQueued } from "../inference/queue_position.ts";
-import { VeriflowError } from "../protocols/errors.ts";
+import type { VeriflowError } from "../protocols/errors.ts";
 import { yieldToEventLoop } from "./_event_loop.ts";
 import type { EdgeStats } from "./edge_stats.ts";
-import { httpStatusOf, INTERNAL_ERROR_MESSAGE, openAiErrorBody } from "./http_errors.ts";
+import { jobFailureForClient, openAiErrorBody } from "./http_errors.ts";
 import { toJsonValue } from "./json_value.ts";
 import { type ResponseShape, stringifyAnswer } from "./openai_shapes.ts";
 import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
@@ -72,11 +72,6 @@ export interface AnswerOptions {
   clientGone?: AbortSignal;
 }
 
-/** The status of an internal error: a bug's, a crashed actor's, any code the edge does not list. */
-const INTERNAL_ERROR_STATUS = 500;
-/** The code of a cancelled job: a 500 too, but its message is the node's own and says only that. */
-const JOB_CANCELLED = "job_cancelled";
-
 /**
  * An answer's part in the server's drain: the drain lasts until the answer has ended; when its
  * deadline passes, the job is cancelled and the answer says why ({@link AnswerDrain.failure}).
@@ -107,17 +102,12 @@ class AnswerDrain {
     if (summary.finishReason === "cancelled" && this.#timeUp?.aborted) {
       return shutdownError();
     }
-    const failure = new VeriflowError(
-      summary.error?.code ?? JOB_CANCELLED,
+    // An internal failure's text may name files, internals or peers: the client gets its code,
+    // and the gateway's log line of the job has the text (`jobFailureForClient`).
+    return jobFailureForClient(
+      summary.error?.code ?? "job_cancelled",
       summary.error?.message ?? "the job was cancelled",
     );
-    // An internal failure's text (a plain Error's message, a crashed actor's reason) may name
-    // files, internals or peers: the client gets its code, and the gateway's log line of the
-    // job has the text. The client's own errors and the node's 5xx keep theirs, meant for it.
-    if (failure.code === JOB_CANCELLED || httpStatusOf(failure) !== INTERNAL_ERROR_STATUS) {
-      return failure;
-    }
-    return new VeriflowError(failure.code, INTERNAL_ERROR_MESSAGE);
   }
 
   /** The answer has ended (sent, failed or cancelled): the drain is over. Idempotent. */

@@ -35,7 +35,7 @@ import type { InferenceGateway } from "./inference_gateway.ts";
 import type { ClientIdentity } from "./client_identity.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import { yieldToEventLoop } from "./_event_loop.ts";
-import { RequestValidationError, retryAfterOf } from "./http_errors.ts";
+import { jobFailureForClient, RequestValidationError, retryAfterOf } from "./http_errors.ts";
 import { shutdownError } from "./serve.ts";
 import {
   parseJsonText,
@@ -334,12 +334,12 @@ export class StreamSession {
       const { code, message } = shutdownError();
       this.#send({ type: "error", id, code, message });
     } else if (summary.finishReason === "error") {
-      this.#send({
-        type: "error",
-        id,
-        code: summary.error?.code ?? "internal_error",
-        message: summary.error?.message ?? "generation failed",
-      });
+      // As over HTTP: an internal failure's text stays in the node's log (`jobFailureForClient`).
+      const { code, message } = jobFailureForClient(
+        summary.error?.code ?? "internal_error",
+        summary.error?.message ?? "generation failed",
+      );
+      this.#send({ type: "error", id, code, message });
     } else {
       this.#send(doneMessage(id, summary));
     }
