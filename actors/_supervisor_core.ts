@@ -29,6 +29,7 @@ import {
   DEFAULT_MAX_RESTARTS,
   DEFAULT_RESTART_WINDOW_MS,
   isSupervisorSpec,
+  MAX_BACKOFF_MS,
   type SupervisionStrategy,
   Supervisor,
   type SupervisorSpec,
@@ -48,6 +49,23 @@ export interface SupervisorCoreOptions {
 }
 
 const BACKOFF_DEFAULT_FACTOR = 2;
+
+/**
+ * Refuses backoff values no timer can honour: a negative or `NaN` delay or factor silently meant
+ * no backoff, and a delay past {@link MAX_BACKOFF_MS} (or `Infinity`) is clamped to 1 ms.
+ */
+function checkBackoff(backoff: BackoffOptions): void {
+  const { initialMs, maxMs, factor } = backoff;
+  if (!(initialMs >= 0 && initialMs <= MAX_BACKOFF_MS)) {
+    throw new RangeError(`backoff.initialMs must be in 0..${MAX_BACKOFF_MS}, got ${initialMs}`);
+  }
+  if (maxMs !== undefined && !(maxMs >= 0 && maxMs <= MAX_BACKOFF_MS)) {
+    throw new RangeError(`backoff.maxMs must be in 0..${MAX_BACKOFF_MS}, got ${maxMs}`);
+  }
+  if (factor !== undefined && !(factor >= 0 && Number.isFinite(factor))) {
+    throw new RangeError(`backoff.factor must be a finite number >= 0, got ${factor}`);
+  }
+}
 
 /** See the module docs. */
 export class SupervisorCore implements SupervisedChild, ChildParent {
@@ -69,6 +87,10 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
   #final = false;
   #stopped = false;
   #restarts = 0;
+  /** Uncapped delay of the next restart of the current crash streak; see #backoffDelay. */
+  #backoffNextMs = 0;
+  /** When the last restart was due (its exit plus its delay); -Infinity: no streak. */
+  #backoffRestartAt = -Infinity;
   #controller = new AbortController();
   #chain: Promise<void> = Promise.resolve();
   /**
@@ -90,9 +112,7 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       throw new RangeError(`maxRestarts must be a non-negative integer, got ${maxRestarts}`);
     }
     if (!(withinMs > 0)) throw new RangeError(`withinMs must be positive, got ${withinMs}`);
-    if (spec.backoff !== undefined && !(spec.backoff.initialMs >= 0)) {
-      throw new RangeError(`backoff.initialMs must be >= 0, got ${spec.backoff.initialMs}`);
-    }
+    if (spec.backoff !== undefined) checkBackoff(spec.backoff);
     const strategy = spec.strategy ?? "one_for_one";
     if (strategy !== "one_for_one" && strategy !== "one_for_all" && strategy !== "rest_for_one") {
       throw new RangeError(`unknown supervision strategy: ${strategy}`);
@@ -241,6 +261,7 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       const incarnation = ++this.#incarnation;
       this.#running = true;
       this.#restartTimes = [];
+      this.#backoffRestartAt = -Infinity;
       this.#controller = new AbortController();
       const signal = this.#controller.signal;
       const started: SupervisedChild[] = [];
@@ -399,7 +420,7 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       await this.#giveUp(reason, restartsInWindow - 1);
       return;
     }
-    const delayMs = this.#backoffDelay(restartsInWindow);
+    const delayMs = this.#backoffDelay(exitedAt);
     const signal = this.#controller.signal;
     if (this.strategy === "one_for_one" && delayMs > 0) {
       // Only this child restarts: it waits out its backoff off the chain, so one child's backoff
@@ -469,12 +490,25 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
     this.#parent.childExited(this, this.#incarnation, new EscalatedError(this.name, reason), true);
   }
 
-  #backoffDelay(restartsInWindow: number): number {
+  /**
+   * The backoff before the restart for an exit at `exitedAt`. It grows per restart of a crash
+   * streak, which ends once the children stayed up for `withinMs` after the last restart. It
+   * used to grow per restart inside the intensity window instead; that window includes the
+   * backoff wait, so once delays outgrew `withinMs` it held only the latest exit, and a crash
+   * loop restarted at `initialMs` forever, neither backing off to `maxMs` nor escalating.
+   */
+  #backoffDelay(exitedAt: number): number {
     const backoff = this.#backoff;
     if (backoff === undefined) return 0;
     const factor = backoff.factor ?? BACKOFF_DEFAULT_FACTOR;
     const maxMs = backoff.maxMs ?? DEFAULT_BACKOFF_MAX_MS;
-    return Math.min(maxMs, backoff.initialMs * factor ** (restartsInWindow - 1));
+    if (exitedAt - this.#backoffRestartAt > this.#withinMs) this.#backoffNextMs = backoff.initialMs;
+    const delayMs = Math.min(maxMs, this.#backoffNextMs);
+    // Grown step by step rather than as initialMs * factor ** n: an endless streak overflows
+    // to Infinity at worst, never to NaN (0 * Infinity).
+    this.#backoffNextMs *= factor;
+    this.#backoffRestartAt = exitedAt + delayMs;
+    return delayMs;
   }
 
   #enqueue<T>(op: () => Promise<T>): Promise<T> {

@@ -58,7 +58,7 @@ export interface ActorSystemOptions {
   maxRestarts?: number;
   /** Root intensity window in milliseconds. Default 5000. */
   withinMs?: number;
-  /** Root restart backoff. Default none. */
+  /** Root restart backoff. Default none. Bad values are a `RangeError`, see `BackoffOptions`. */
   backoff?: BackoffOptions;
   /** Default `ask` timeout, >= 0 (`Infinity`: none). Default {@link DEFAULT_ASK_TIMEOUT_MS}. */
   askTimeoutMs?: number;

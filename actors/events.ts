@@ -141,7 +141,8 @@ export class EventFeed {
   #listeners: ActorEventListener[] = [];
 
   /**
-   * Registers a listener; returns the function that unregisters it.
+   * Registers a listener; returns the function that unregisters it. A function subscribed twice
+   * is called twice per event, and each unsubscribe removes one of its subscriptions.
    *
    * @param listener Called synchronously with each event.
    * @returns An unsubscribe function (idempotent).
@@ -149,8 +150,14 @@ export class EventFeed {
   subscribe(listener: ActorEventListener): () => void {
     // Copy-on-write so emitting never sees a list mutated by a listener mid-loop.
     this.#listeners = [...this.#listeners, listener];
+    let subscribed = true;
     return () => {
-      this.#listeners = this.#listeners.filter((l) => l !== listener);
+      // Removes this subscription's copy only: filtering by identity also dropped the other
+      // subscriptions of the same function (a shared module-level logger, say).
+      if (!subscribed) return;
+      subscribed = false;
+      const index = this.#listeners.indexOf(listener);
+      this.#listeners = [...this.#listeners.slice(0, index), ...this.#listeners.slice(index + 1)];
     };
   }
 

@@ -13,7 +13,9 @@
  * not help. The supervisor then stops its children and escalates: its parent sees it fail with
  * an `EscalatedError` and applies its own policy. At the root, escalation is fatal: the system
  * emits a `fatal` event and shuts down. An optional exponential backoff delays each restart
- * (`initialMs`, doubled per restart already in the window, capped at `maxMs`).
+ * (`initialMs`, then multiplied by `factor` per restart, capped at `maxMs`); it starts over at
+ * `initialMs` once the children stayed up for `withinMs` since the last restart, the backoff
+ * wait not counted, so a crash loop keeps backing off even when its delays outgrow `withinMs`.
  *
  * A restarted supervisor starts its children again from their specs (fresh state everywhere);
  * `temporary` children are not brought back.
@@ -46,13 +48,19 @@ import type { SupervisorCore } from "./_supervisor_core.ts";
 /** Which children restart together when one fails. */
 export type SupervisionStrategy = "one_for_one" | "one_for_all" | "rest_for_one";
 
-/** Exponential backoff between restarts. */
+/**
+ * Exponential backoff between restarts. Values a timer cannot wait for (negative, `NaN`, over
+ * {@link MAX_BACKOFF_MS}) are refused with a `RangeError` when the system or supervisor is built.
+ */
 export interface BackoffOptions {
-  /** Delay before the first restart in a window, in milliseconds. */
+  /**
+   * Delay before the first restart of a crash streak, in milliseconds; 0..{@link MAX_BACKOFF_MS}.
+   * The streak ends once the children stayed up for `withinMs` since the last restart.
+   */
   initialMs: number;
-  /** Upper bound of the delay. Default {@link DEFAULT_BACKOFF_MAX_MS}. */
+  /** Upper bound of the delay; 0..{@link MAX_BACKOFF_MS}. Default {@link DEFAULT_BACKOFF_MAX_MS}. */
   maxMs?: number;
-  /** Growth per restart already counted in the window. Default 2. */
+  /** Growth per restart of the streak; finite, >= 0 (below 1 shrinks). Default 2. */
   factor?: number;
 }
 
@@ -84,6 +92,12 @@ export const DEFAULT_MAX_RESTARTS = 3;
 export const DEFAULT_RESTART_WINDOW_MS = 5_000;
 /** Default backoff cap: long enough to ride out a restarting dependency, short enough to notice. */
 export const DEFAULT_BACKOFF_MAX_MS = 30_000;
+/**
+ * Largest `initialMs` and `maxMs`: the longest wait a timer takes (2^31 - 1 ms, about 24.8
+ * days). The runtime clamps a longer one (or `Infinity`) to 1 ms, which turned the longest
+ * backoff into none at all.
+ */
+export const MAX_BACKOFF_MS = 2_147_483_647;
 
 /** Whether a spec describes a nested supervisor (rather than an actor). */
 // deno-lint-ignore no-explicit-any
