@@ -34,7 +34,8 @@ import type { EdgeEnv } from "./client_access.ts";
 import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import { idleDeadlineBody } from "./body_limit.ts";
 import { EDGE_DEFAULTS } from "./edge_config.ts";
-import { headerType, MEDIA_TYPE } from "./gateway_content_type.ts";
+import { headerType } from "./gateway_content_type.ts";
+import { MEDIA_TYPE } from "../protocols/media_type.ts";
 import type { DrainTimers } from "./serve.ts";
 
 /** Longest `name` or `mime` a put may record. */

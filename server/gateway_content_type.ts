@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { MEDIA_TYPE } from "../protocols/media_type.ts";
 
 /**
  * Bytes sniffed to guess a plain read's content type: what WHATWG MIME Sniffing and Go's
@@ -44,13 +45,6 @@ const TYPE_BY_EXTENSION: Readonly<Record<string, string>> = {
   wasm: "application/wasm",
   woff2: "font/woff2",
 };
-
-/**
- * A media type a `Content-Type` header can carry (RFC 9110 §8.3.1): `type/subtype` of token
- * characters, then parameters in printable ASCII.
- */
-export const MEDIA_TYPE =
-  /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*;[\x20-\x7e\t]*)?$/;
 
 /**
  * A file's recorded type (its pin's label) as a `Content-Type`, or `undefined` when it is no

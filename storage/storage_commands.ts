@@ -36,6 +36,7 @@ import {
   writeOutput,
 } from "./_command_support.ts";
 import { GC_USAGE, GET_USAGE, LS_USAGE, PUT_USAGE } from "./storage_help.ts";
+import { MEDIA_TYPE } from "../protocols/media_type.ts";
 
 /** `put [--private] FILE`: store a file, print its CID. */
 export async function runPut(args: string[]): Promise<number> {
@@ -57,6 +58,15 @@ export async function runPut(args: string[]): Promise<number> {
   const dataDir = String(values.data ?? defaultDataDir());
   return await reportErrors(async () => {
     const quota = wholeNumberFlag("--quota", values.quota);
+    const mime = values.mime as string | undefined;
+    if (mime !== undefined && !MEDIA_TYPE.test(mime)) {
+      // Recorded, it is every read's `Content-Type`: one no header can carry (CR LF, NUL, a
+      // character past U+00FF, nothing) made each read of the file fail.
+      throw new UsageError(
+        `--mime ${JSON.stringify(mime)} is no media type: give type/subtype, then any ` +
+          "; parameters, in printable ASCII (like text/plain; charset=utf-8)",
+      );
+    }
     // The path first: one that is not there must not leave a new, empty store in --data, which
     // `ls` would then show as if the operator's files were gone.
     const isDir = path !== "-" && (await Deno.stat(path)).isDirectory;
@@ -82,7 +92,6 @@ export async function runPut(args: string[]): Promise<number> {
       }
       const name = (values.name as string | undefined) ??
         (path === "-" ? undefined : basename(path));
-      const mime = values.mime as string | undefined;
       const result = await new FileStore(pending).put(source!, {
         key,
         name,

@@ -1,0 +1,15 @@
+/**
+ * Media types as a file's recorded type: what `POST /v1/files` and `cli.ts put --mime` accept,
+ * and what a read serves as its `Content-Type`. One pattern for both ways in, since a label no
+ * header can carry (CR LF, NUL, a character past U+00FF, nothing) made every read of the file
+ * fail.
+ *
+ * @module
+ */
+
+/**
+ * A media type a `Content-Type` header can carry (RFC 9110 §8.3.1): `type/subtype` of token
+ * characters, then parameters in printable ASCII.
+ */
+export const MEDIA_TYPE =
+  /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:[ \t]*;[\x20-\x7e\t]*)?$/;
