@@ -677,8 +677,17 @@ export class StorageActor {
         this.#setPeers(message.peers, ctx?.signal);
         await this.#given!.flush(); // who left and who came back
         return undefined;
-      case "get_block":
-        return await this.#blocks().get(storageKey(message.cid));
+      case "get_block": {
+        const signal = message.signal;
+        return await this.#blocks().get(storageKey(message.cid), { signal }).catch((error) => {
+          // The reader gave up (its client went away): its reason, an AbortError, is no failure
+          // of this actor, which a plain error thrown from here would crash and restart.
+          if (!signal?.aborted || error instanceof VeriflowError) throw error;
+          throw new StorageError("read_aborted", `the read of ${message.cid} was aborted`, {
+            cause: signal.reason,
+          });
+        });
+      }
       case "export_car": {
         const blocks = this.#blocks();
         // Read the root now, so an unknown CID is answered as an error, not a broken stream.

@@ -195,6 +195,8 @@ export interface StorageGetBlockMessage {
   type: "get_block";
   /** The block's CID (raw, dag-pb or dag-cbor). */
   cid: string;
+  /** Aborts the read, and its fetch from the storage peers. */
+  signal?: AbortSignal;
 }
 /** A CAR of a DAG. Answered with a `ReadableStream<Uint8Array>`. */
 export interface StorageExportCarMessage {

@@ -83,12 +83,14 @@ export class StorageActorPeer implements StoragePeer {
  * @param ref The StorageActor's ref (anything with its `ask`).
  */
 export function storageGateway(ref: StorageAsker): GatewayStorage {
-  const ask = async <T>(message: StorageMessage): Promise<T> =>
-    unwrapReply<T>(await ref.ask(message));
+  const ask = async <T>(message: StorageMessage, signal?: AbortSignal): Promise<T> =>
+    unwrapReply<T>(await ref.ask(message, signal && { signal }));
   return {
     put: async (source, options) =>
       await (await ref.ask<PutHandle>({ type: "put", source, ...options })).done,
-    block: (cid) => ask<Uint8Array>({ type: "get_block", cid }),
+    // The caller's signal goes to the peer fetch itself: a read whose client went away must not
+    // hold a connection slot and a chunk's memory until the peer call's own timeout.
+    block: (cid, signal) => ask<Uint8Array>({ type: "get_block", cid, signal }, signal),
     stat: (cid) => ask<FileInfo>({ type: "stat", cid }),
     read: (cid, range) => ask<ReadableStream<Uint8Array>>({ type: "get", cid, ...range }),
     car: (cid, scope, signal) =>
