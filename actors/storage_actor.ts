@@ -362,6 +362,20 @@ export class StorageActor {
    * store only: asking the peers for it would name it to them, and a read repair would write
    * this node's copy to every holder that answered `chunk_not_found`.
    */
+  /**
+   * A block read for a caller with `signal`: the replicas' fetch is cancelled with it, and a
+   * read its caller gave up on (its client went away) is answered `read_aborted`: its reason, an
+   * AbortError, is no failure of this actor, which a plain error thrown here would crash.
+   */
+  async #readBlock(cid: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
+    return await this.#blocks().get(storageKey(cid), { signal }).catch((error) => {
+      if (!signal?.aborted || error instanceof VeriflowError) throw error;
+      throw new StorageError("read_aborted", `the read of ${cid} was aborted`, {
+        cause: signal.reason,
+      });
+    });
+  }
+
   #blocks(): BlockStore {
     const store = this.#store!;
     const replicated = this.#replicated;
@@ -677,21 +691,12 @@ export class StorageActor {
         this.#setPeers(message.peers, ctx?.signal);
         await this.#given!.flush(); // who left and who came back
         return undefined;
-      case "get_block": {
-        const signal = message.signal;
-        return await this.#blocks().get(storageKey(message.cid), { signal }).catch((error) => {
-          // The reader gave up (its client went away): its reason, an AbortError, is no failure
-          // of this actor, which a plain error thrown from here would crash and restart.
-          if (!signal?.aborted || error instanceof VeriflowError) throw error;
-          throw new StorageError("read_aborted", `the read of ${message.cid} was aborted`, {
-            cause: signal.reason,
-          });
-        });
-      }
+      case "get_block":
+        return await this.#readBlock(message.cid, message.signal);
       case "export_car": {
         const blocks = this.#blocks();
         // Read the root now, so an unknown CID is answered as an error, not a broken stream.
-        await blocks.get(storageKey(message.cid));
+        await this.#readBlock(message.cid, message.signal);
         return exportCar(message.cid, (cid, signal) => blocks.get(cid, { signal }), {
           scope: message.scope,
           signal: message.signal,

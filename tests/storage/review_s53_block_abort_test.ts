@@ -107,3 +107,23 @@ Deno.test("a block read aborted mid-fetch is answered as a read_aborted error, n
     await close();
   }
 });
+
+Deno.test("a CAR export aborted while its root block is fetched aborts that fetch and is answered read_aborted", async () => {
+  // The export read its root with no signal: a client gone before the first block came held
+  // the actor for the peer timeout, as a plain block read did.
+  const { peer, actor, cid, close } = await silentNetwork();
+  try {
+    const client = new AbortController();
+    const reply = actor.receive({ type: "export_car", cid, signal: client.signal });
+    await peer.asked;
+    const reason = new DOMException("the client went away", "AbortError");
+    client.abort(reason);
+    assert.equal(peer.signals[0]?.aborted, true, "the root's fetch is aborted with the export");
+    peer.release();
+    const answer = await reply as StorageReply<ReadableStream<Uint8Array>>;
+    assert.equal(answer.ok, false);
+    assert.equal((answer as { error: VeriflowError }).error.code, "read_aborted");
+  } finally {
+    await close();
+  }
+});
