@@ -10,13 +10,7 @@ import { assert, assertEquals } from "./_assert.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { ActorCrashedError } from "../../actors/errors.ts";
 import { InferenceActor } from "../../actors/inference_actor.ts";
-import type {
-  InferenceHandle,
-  InferencePort,
-  InferenceStats,
-  JobSummary,
-  StreamedToken,
-} from "../../inference/inference_port.ts";
+import { failingPort } from "./_failing_port.ts";
 import { LocalInferencePort } from "../../inference/local_port.ts";
 import type { TokenChunk } from "../../inference/text_model.ts";
 import { createApp } from "../../server/app.ts";
@@ -59,35 +53,6 @@ async function complete(
 function errorOf(text: string): { code: string; message: string; type: string } {
   const event = text.split("\n").find((line) => line.startsWith('data: {"error"'));
   return JSON.parse(event === undefined ? text : event.slice("data: ".length)).error;
-}
-
-/** A port whose every job ends at once with `error` (no tokens). */
-function failingPort(error: { code: string; message: string }): InferencePort {
-  const model = { cid: "bafkfailing", name: "failing", kind: "text" } as const;
-  let jobs = 0;
-  return {
-    submit: () => {
-      const jobId = String(++jobs).padStart(64, "0");
-      const summary: JobSummary = {
-        jobId,
-        finishReason: "error",
-        usage: { promptTokens: 1, completionTokens: 0 },
-        timings: { queueMs: 0, ttftMs: 0, totalMs: 1, tokensPerS: 0 },
-        error,
-      };
-      const handle: InferenceHandle = {
-        jobId,
-        model,
-        promptTokens: 1,
-        tokens: new ReadableStream<StreamedToken>({ start: (c) => c.close() }),
-        done: Promise.resolve(summary),
-        cancel: () => {},
-      };
-      return Promise.resolve(handle);
-    },
-    models: () => Promise.resolve([model]),
-    stats: () => Promise.resolve({} as InferenceStats),
-  };
 }
 
 Deno.test("a job that fails with a plain Error answers 500 internal_error without its message, as JSON and as SSE, and the node's log names the cause once per job", async () => {

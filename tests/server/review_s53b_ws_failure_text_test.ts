@@ -6,47 +6,12 @@
  */
 import { assert, assertEquals } from "./_assert.ts";
 import { ActorCrashedError } from "../../actors/errors.ts";
-import type {
-  InferenceHandle,
-  InferencePort,
-  InferenceStats,
-  JobSummary,
-  StreamedToken,
-} from "../../inference/inference_port.ts";
+import { failingPort } from "./_failing_port.ts";
 import { createApp } from "../../server/app.ts";
 import { WsProbe } from "./_ws_probe.ts";
 
 /** What an internal failure may say that no client should read. */
 const SECRET = "/var/lib/veriflow/models/secret.onnx";
-
-/** A port whose every job ends at once with `error` (no tokens). */
-function failingPort(error: { code: string; message: string }): InferencePort {
-  const model = { cid: "bafkfailing", name: "failing", kind: "text" } as const;
-  let jobs = 0;
-  return {
-    submit: () => {
-      const jobId = String(++jobs).padStart(64, "0");
-      const summary: JobSummary = {
-        jobId,
-        finishReason: "error",
-        usage: { promptTokens: 1, completionTokens: 0 },
-        timings: { queueMs: 0, ttftMs: 0, totalMs: 1, tokensPerS: 0 },
-        error,
-      };
-      const handle: InferenceHandle = {
-        jobId,
-        model,
-        promptTokens: 1,
-        tokens: new ReadableStream<StreamedToken>({ start: (c) => c.close() }),
-        done: Promise.resolve(summary),
-        cancel: () => {},
-      };
-      return Promise.resolve(handle);
-    },
-    models: () => Promise.resolve([model]),
-    stats: () => Promise.resolve({} as InferenceStats),
-  };
-}
 
 /** The `error` message ending one WebSocket job on a node whose jobs fail with `error`. */
 async function wsFailure(error: { code: string; message: string }) {
