@@ -17,6 +17,7 @@ import { storageGateway } from "../../actors/storage_actor_peer.ts";
 import type { InferencePort } from "../../inference/inference_port.ts";
 import { cidDigest, cidFromDigest, DAG_PB_CODEC, RAW_CODEC } from "../../protocols/cid.ts";
 import { createApp } from "../../server/app.ts";
+import { fileRoutes } from "../../server/file_routes.ts";
 import { gatewayRoutes, type GatewayRoutesOptions } from "../../server/gateway_routes.ts";
 import type { ChunkStore } from "../../storage/chunk_store.ts";
 import type { GatewayStorage } from "../../storage/gateway_port.ts";
@@ -157,4 +158,33 @@ export async function readCar(body: Uint8Array): Promise<{ roots: string[]; bloc
     blocks.push({ cid, bytes: block.bytes });
   }
   return { roots, blocks };
+}
+
+/** Where in-process requests come from: this machine. */
+const LOOPBACK = { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 } };
+
+/**
+ * A node's StorageActor over the store in `dir` (chunks of 1 KiB) behind the file routes and the
+ * gateway, asked in-process as from 127.0.0.1: `request` answers a path with its response and
+ * body; `close` stops the actor and removes `dir`.
+ */
+export async function storageEdge(dir: string, name: string) {
+  const system = new ActorSystem({ name });
+  const storage = await system.spawn<StorageMessage>({
+    name: "node/storage",
+    factory: () => new StorageActor({ dir, chunkSize: 1024 }) as never,
+  });
+  const port = () => storageGateway(storage);
+  const app = createApp({ inference: {} as InferencePort });
+  app.route("/v1", fileRoutes(port));
+  app.route("/", gatewayRoutes(port));
+  const request = async (path: string, init?: RequestInit) => {
+    const response = await app.request(path, init, LOOPBACK as never);
+    return { response, body: new Uint8Array(await response.arrayBuffer()) };
+  };
+  const close = async () => {
+    await system.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  };
+  return { request, close };
 }

@@ -9,36 +9,14 @@ import * as dagPb from "@ipld/dag-pb";
 import { UnixFS } from "ipfs-unixfs";
 import { CID } from "multiformats/cid";
 import { identity } from "multiformats/hashes/identity";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
-import { storageGateway } from "../../actors/storage_actor_peer.ts";
-import type { InferencePort } from "../../inference/inference_port.ts";
-import { createApp } from "../../server/app.ts";
-import { fileRoutes } from "../../server/file_routes.ts";
-import { gatewayRoutes } from "../../server/gateway_routes.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
-import { blockMaker, readCar, startGatewayNode } from "./_gateway_node.ts";
-
-const LOOPBACK = { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 } };
+import { blockMaker, readCar, startGatewayNode, storageEdge } from "./_gateway_node.ts";
 
 /** A node's storage behind the gateway and the file routes, asked in-process as from 127.0.0.1. */
 async function setup() {
   const dir = await Deno.makeTempDir();
-  const system = new ActorSystem({ name: "s50-gateway-test" });
-  const storage = await system.spawn<StorageMessage>({
-    name: "node/storage",
-    factory: () => new StorageActor({ dir, chunkSize: 1024 }) as never,
-  });
-  const port = () => storageGateway(storage);
-  const app = createApp({ inference: {} as InferencePort });
-  app.route("/v1", fileRoutes(port));
-  app.route("/", gatewayRoutes(port));
-  const request = async (path: string, init?: RequestInit) => {
-    const response = await app.request(path, init, LOOPBACK as never);
-    return { response, body: new Uint8Array(await response.arrayBuffer()) };
-  };
+  const { request, close } = await storageEdge(dir, "s50-gateway-test");
   /** Put `bytes` as a public file, with no name or type recorded; its CID. */
   const put = async (bytes: Uint8Array<ArrayBuffer>): Promise<string> => {
     const { response, body } = await request("/v1/files", { method: "POST", body: bytes });
@@ -48,10 +26,7 @@ async function setup() {
   return {
     request,
     put,
-    close: async () => {
-      await system.shutdown();
-      await Deno.remove(dir, { recursive: true });
-    },
+    close,
   };
 }
 

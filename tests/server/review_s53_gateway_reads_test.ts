@@ -5,18 +5,10 @@
  * test here failed on the code before its fix.
  */
 import assert from "node:assert/strict";
-import { ActorSystem } from "../../actors/actor_system.ts";
-import { StorageActor } from "../../actors/storage_actor.ts";
-import type { StorageMessage } from "../../actors/storage_actor_messages.ts";
-import { storageGateway } from "../../actors/storage_actor_peer.ts";
-import type { InferencePort } from "../../inference/inference_port.ts";
-import { createApp } from "../../server/app.ts";
-import { fileRoutes } from "../../server/file_routes.ts";
-import { gatewayRoutes } from "../../server/gateway_routes.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
+import { storageEdge } from "./_gateway_node.ts";
 
-const LOOPBACK = { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 } };
 const text = (s: string) => new TextEncoder().encode(s);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
@@ -28,26 +20,11 @@ async function setup<T>(fill: (store: ChunkStore, files: FileStore) => Promise<T
   const dir = await Deno.makeTempDir();
   const store = await ChunkStore.open(dir);
   const filled = await fill(store, new FileStore(store, { chunkSize: 1024 }));
-  const system = new ActorSystem({ name: "s53-gateway-test" });
-  const storage = await system.spawn<StorageMessage>({
-    name: "node/storage",
-    factory: () => new StorageActor({ dir, chunkSize: 1024 }) as never,
-  });
-  const port = () => storageGateway(storage);
-  const app = createApp({ inference: {} as InferencePort });
-  app.route("/v1", fileRoutes(port));
-  app.route("/", gatewayRoutes(port));
-  const request = async (path: string, init?: RequestInit) => {
-    const response = await app.request(path, init, LOOPBACK as never);
-    return { response, body: new Uint8Array(await response.arrayBuffer()) };
-  };
+  const { request, close } = await storageEdge(dir, "s53-gateway-test");
   return {
     filled,
     request,
-    close: async () => {
-      await system.shutdown();
-      await Deno.remove(dir, { recursive: true });
-    },
+    close,
   };
 }
 
