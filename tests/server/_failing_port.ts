@@ -12,8 +12,14 @@ import type {
   StreamedToken,
 } from "../../inference/inference_port.ts";
 
-/** A port whose every job ends at once with `error` (no tokens). */
-export function failingPort(error: { code: string; message: string }): InferencePort {
+/**
+ * A port whose every job fails with `error`: at once (no tokens), or after `tokens` tokens ("a"
+ * each), its token stream then erroring as a worker's does mid-generation.
+ */
+export function failingPort(
+  error: { code: string; message: string },
+  tokens = 0,
+): InferencePort {
   const model = { cid: "bafkfailing", name: "failing", kind: "text" } as const;
   let jobs = 0;
   return {
@@ -22,15 +28,23 @@ export function failingPort(error: { code: string; message: string }): Inference
       const summary: JobSummary = {
         jobId,
         finishReason: "error",
-        usage: { promptTokens: 1, completionTokens: 0 },
+        usage: { promptTokens: 1, completionTokens: tokens },
         timings: { queueMs: 0, ttftMs: 0, totalMs: 1, tokensPerS: 0 },
         error,
       };
+      let sent = 0;
       const handle: InferenceHandle = {
         jobId,
         model,
         promptTokens: 1,
-        tokens: new ReadableStream<StreamedToken>({ start: (c) => c.close() }),
+        tokens: new ReadableStream<StreamedToken>({
+          pull: (controller) => {
+            if (sent === tokens) {
+              return tokens === 0 ? controller.close() : controller.error(new Error(error.code));
+            }
+            controller.enqueue({ index: sent++, tokenId: 0x61, text: "a" });
+          },
+        }, { highWaterMark: 0 }),
         done: Promise.resolve(summary),
         cancel: () => {},
       };

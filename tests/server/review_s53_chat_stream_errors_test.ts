@@ -6,57 +6,16 @@
  * sending the request again can help; before, every such event said `server_error`.
  */
 import { assertEquals } from "./_assert.ts";
-import type { TextJob } from "../../protocols/job.ts";
-import type {
-  InferenceHandle,
-  InferencePort,
-  InferenceStats,
-  JobSummary,
-  ServedModelInfo,
-  StreamedToken,
-} from "../../inference/inference_port.ts";
 import { createApp } from "../../server/app.ts";
+import { failingPort } from "./_failing_port.ts";
 
 const LOOPBACK = { transport: "tcp", hostname: "127.0.0.1", port: 40000 } as const;
-const MODEL: ServedModelInfo = { cid: "bafkfailingmodel", name: "failing", kind: "text" };
-
-/** A port whose every job sends one token, then fails with `code`. */
-function failingPort(code: string): InferencePort {
-  return {
-    submit: (_job: TextJob) => {
-      const jobId = "ab".repeat(32);
-      const summary: JobSummary = {
-        jobId,
-        finishReason: "error",
-        usage: { promptTokens: 3, completionTokens: 1 },
-        timings: { queueMs: 0, ttftMs: 0, totalMs: 0, tokensPerS: 0 },
-        error: { code, message: `the job failed (${code})` },
-      };
-      let sent = false;
-      const handle: InferenceHandle = {
-        jobId,
-        model: MODEL,
-        promptTokens: 3,
-        tokens: new ReadableStream<StreamedToken>({
-          pull: (controller) => {
-            if (sent) return controller.error(new Error(code));
-            sent = true;
-            controller.enqueue({ index: 0, tokenId: 0x61, text: "a" });
-          },
-        }, { highWaterMark: 0 }),
-        done: Promise.resolve(summary),
-        cancel: () => {},
-      };
-      return Promise.resolve(handle);
-    },
-    models: () => Promise.resolve([MODEL]),
-    stats: () => Promise.resolve({} as InferenceStats),
-  };
-}
 
 /** The error of a failed job, as one body (with its status) and as the stream's last event. */
 async function bothAnswers(code: string, path: "/v1/chat/completions" | "/v1/completions") {
-  const app = createApp({ inference: failingPort(code) });
+  const app = createApp({
+    inference: failingPort({ code, message: `the job failed (${code})` }, 1),
+  });
   const request = path === "/v1/completions"
     ? { prompt: "Hi" }
     : { messages: [{ role: "user", content: "Hi" }] };
