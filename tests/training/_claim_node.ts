@@ -38,6 +38,7 @@ import {
   trainingChallengeId,
 } from "../../training/training_challenge.ts";
 import {
+  checkTrainingFraudProof,
   signTrainingFraudProof,
   TRAINING_FRAUD_PROOF_VERSION,
   type TrainingFraudProof,
@@ -304,6 +305,8 @@ export function bareChallengeRun(options: {
   reach: TrainingChallengeRunOptions["reach"];
   probability?: number;
   random?: () => number;
+  /** Where it keeps takeovers' last steps (`TrainingChallengeRunOptions.lastStepsDir`). */
+  lastStepsDir?: string;
 }) {
   const told: Told[] = [];
   const ctx = {
@@ -331,6 +334,7 @@ export function bareChallengeRun(options: {
     hasLedger: () => true,
     connectionTo: options.connectionTo,
     reach: options.reach,
+    lastStepsDir: options.lastStepsDir,
     log: () => {},
   });
   return { run, ctx, told };
@@ -350,4 +354,24 @@ export async function assertPaid(n: ClaimNode, record: ReceiptRecord): Promise<v
     stake: TRAINER_STAKE,
     locked: 0,
   });
+}
+
+/**
+ * As any other ledger checks it: `proof` a `delta_mismatch` proof, confirmed, with the start
+ * weights loaded by its receipt's CID.
+ */
+export async function assertConfirmedElsewhere(
+  proof: TrainingFraudProof | undefined,
+): Promise<void> {
+  assert.ok(proof !== undefined, "a delta proof");
+  assert.equal(proof.reason, "delta_mismatch");
+  const check = await checkTrainingFraudProof(structuredClone(proof), {
+    arch: TEST_ARCH,
+    startWeights: (cid) => {
+      assert.equal(cid, proof.receipt.startModel);
+      return Promise.resolve(seededGptWeights(TEST_ARCH, 0));
+    },
+    now: Date.now,
+  });
+  assert.equal(check.reason, "confirmed");
 }

@@ -13,18 +13,14 @@ import type { Connection } from "../../protocols/connection.ts";
 import { sha256Hex } from "../../protocols/hash.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { OutcomeBody } from "../../protocols/training_messages.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { trainingChallengeId } from "../../training/training_challenge.ts";
 import type { TrainFunction } from "../../training/trainer_engine.ts";
-import {
-  checkTrainingFraudProof,
-  type TrainingFraudProof,
-} from "../../training/training_fraud_proof.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
 import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
 import {
+  assertConfirmedElsewhere,
   assertPaid,
   bareChallengeRun,
   claim,
@@ -83,22 +79,6 @@ async function withNode(
   } finally {
     await n.close();
   }
-}
-
-/** As any other ledger checks it: `proof` confirmed, with the start weights loaded by CID. */
-async function assertConfirmedElsewhere(proof: TrainingFraudProof | undefined): Promise<void> {
-  assert.ok(proof !== undefined, "a proof");
-  assert.equal(proof.reason, "delta_mismatch");
-  const check = await checkTrainingFraudProof(structuredClone(proof), {
-    arch: TEST_ARCH,
-    startWeights: (cid) => {
-      assert.equal(cid, proof.receipt.startModel);
-      return Promise.resolve(seededGptWeights(TEST_ARCH, 0));
-    },
-    now: Date.now,
-  });
-  assert.equal(check.reason, "confirmed");
-  assert.ok(check.confirmed);
 }
 
 Deno.test("review s51 delta: a delta that comes while the takeover is under way (the lazy trainer held its answer back until the round's outcome came) is checked against the step the takeover keeps, not lost to the coin the takeover's mark refuses", () =>

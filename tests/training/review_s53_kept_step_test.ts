@@ -13,32 +13,20 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
-import type { ActorContext } from "../../actors/actor.ts";
 import type { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { OutcomeBody } from "../../protocols/training_messages.ts";
-import { seededGptWeights } from "../../training/gpt_weights.ts";
 import { RoundModels } from "../../training/round_models.ts";
-import { ChallengeEndings } from "../../training/_challenge_endings.ts";
-import { ChallengedReceipts } from "../../training/_challenged_receipts.ts";
 import { KeptLastSteps } from "../../training/_kept_last_steps.ts";
-import {
-  TrainingChallengeRun,
-  type TrainingChallengeRunOptions,
-} from "../../training/_training_challenge_run.ts";
-import { checkStepOpenings } from "../../training/step_check.ts";
 import { InProcessTrainerEngine, type TrainFunction } from "../../training/trainer_engine.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
-import {
-  checkTrainingFraudProof,
-  type TrainingFraudProof,
-} from "../../training/training_fraud_proof.ts";
-import type { TrainingValidatorMessage } from "../../training/training_validator.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER } from "./_fixtures.ts";
 import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";
 import {
+  assertConfirmedElsewhere,
   assertPaid,
+  bareChallengeRun,
   claim,
   type ClaimNode,
   claimNode,
@@ -46,7 +34,6 @@ import {
   split,
   START,
   start,
-  type Told,
   toldProofs,
   trainedEngine,
   TRAINER_STAKE,
@@ -109,18 +96,6 @@ async function withNode(
   }
 }
 
-/** As any other ledger checks it: a `delta_mismatch` proof, confirmed. */
-async function assertConfirmedElsewhere(proof: TrainingFraudProof | undefined): Promise<void> {
-  assert.ok(proof !== undefined, "a delta proof");
-  assert.equal(proof.reason, "delta_mismatch");
-  const check = await checkTrainingFraudProof(structuredClone(proof), {
-    arch: TEST_ARCH,
-    startWeights: () => Promise.resolve(seededGptWeights(TEST_ARCH, 0)),
-    now: Date.now,
-  });
-  assert.equal(check.reason, "confirmed");
-}
-
 Deno.test("review s53 kept step: a takeover's last opened step survives a restart of the training validator — the lazy trainer's delta that comes after it is convicted on the takeover's challenge and slashed here, not paid", () =>
   withNode("restart-lazy", shuffledDeltaTrainer, async (n, t) => {
     const [{ receipt, delta }] = t.receipts;
@@ -160,50 +135,19 @@ Deno.test("review s53 kept step: after a restart an honest trainer's delta passe
     assert.equal((await n.stats()).frauds, 0);
   }));
 
-/**
- * A challenge run outside any validator (as `_claim_node.ts`'s `bareChallengeRun`), on the ledger
- * clock START, keeping takeovers' last steps under `dir` as the validator has it do.
- */
-function challengeRun(models: RoundModels, connection: Connection, dir: string) {
-  const told: Told[] = [];
-  const ctx = {
-    signal: new AbortController().signal,
-    self: { tell: (message: Told) => (told.push(message), Promise.resolve()) },
-  } as unknown as ActorContext<TrainingValidatorMessage>;
-  const now = () => START;
-  const options: TrainingChallengeRunOptions = {
-    identity: Identity.generate(),
-    models,
-    challengeProbability: 1,
-    random: () => 0,
-    openingDeadlineMs: WINDOW_MS,
-    check: checkStepOpenings,
-    endings: new ChallengeEndings({
-      askEnd: () => Promise.resolve(true),
-      settleInLedger: () => Promise.resolve({ settled: true }),
-      log: () => {},
-    }),
-    challenged: new ChallengedReceipts(undefined, now),
-    now,
-    ask: <R>(_ctx: unknown, message: { type: string }) =>
-      Promise.resolve((message.type === "training_challenge" ? true : undefined) as R),
-    hasLedger: () => true,
-    connectionTo: () => Promise.resolve(connection),
-    reach: () => Promise.resolve(connection),
-    log: () => {},
-  };
-  // Spread, so that the option this review adds is no type error on the code before it.
-  const run = new TrainingChallengeRun({ ...options, ...{ lastStepsDir: dir } });
-  return { run, ctx, told };
-}
-
 Deno.test("review s53 kept step: eight later takeovers do not push out the first one's kept step — the first lazy delta that comes with the round's outcome is still convicted, with no second challenge", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-s53-kept-steps-" });
   try {
     const models = new RoundModels({ modelsDir: join(dir, "models"), storage: () => undefined });
     const model = await models.publish(TEST_ARCH, start);
     const t = await diskTrainer(model.cid, KEPT_IN_MEMORY_BEFORE + 1, join(dir, "traces"));
-    const { run, ctx, told } = challengeRun(models, t.connection, join(dir, "kept"));
+    const { run, ctx, told } = bareChallengeRun({
+      models,
+      openingDeadlineMs: WINDOW_MS,
+      connectionTo: () => Promise.resolve(t.connection),
+      reach: () => Promise.resolve(t.connection),
+      lastStepsDir: join(dir, "kept"),
+    });
     for (const { receipt } of t.receipts) {
       const outcome = await run.takeover({
         receipt,
