@@ -104,7 +104,13 @@ async function crashAndRestart(
   return waited;
 }
 
-Deno.test("a crash-looping child whose backoff outgrows withinMs still backs off to maxMs", async () => {
+/**
+ * `test` with a fake clock installed and a system whose `t/sup` supervises the crashy child
+ * (3 restarts within 1 s; backoff from 2 s, doubling, to 16 s), its events recorded.
+ */
+async function withCrashLoop(
+  test: (clock: FakeClock, system: ActorSystem, events: ActorEvent[]) => Promise<void>,
+): Promise<void> {
   const clock = new FakeClock();
   const restore = clock.install();
   try {
@@ -118,30 +124,23 @@ Deno.test("a crash-looping child whose backoff outgrows withinMs still backs off
       backoff: { initialMs: 2_000, factor: 2, maxMs: 16_000 },
       children: [crashy],
     });
-    const delays: number[] = [];
-    for (let i = 0; i < 6; i++) delays.push(await crashAndRestart(clock, system, events));
-    // Every crash comes right after its restart: a crash loop, which must back off.
-    assert.deepEqual(delays, [2_000, 4_000, 8_000, 16_000, 16_000, 16_000]);
+    await test(clock, system, events);
     await system.shutdown();
   } finally {
     restore();
   }
-});
+}
 
-Deno.test("the backoff starts over at initialMs once the children stayed up a whole withinMs", async () => {
-  const clock = new FakeClock();
-  const restore = clock.install();
-  try {
-    const system = new ActorSystem({ name: "t" });
-    const events: ActorEvent[] = [];
-    system.events.subscribe((e) => void events.push(e));
-    await system.supervise({
-      name: "t/sup",
-      maxRestarts: 3,
-      withinMs: 1_000,
-      backoff: { initialMs: 2_000, factor: 2, maxMs: 16_000 },
-      children: [crashy],
-    });
+Deno.test("a crash-looping child whose backoff outgrows withinMs still backs off to maxMs", () =>
+  withCrashLoop(async (clock, system, events) => {
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) delays.push(await crashAndRestart(clock, system, events));
+    // Every crash comes right after its restart: a crash loop, which must back off.
+    assert.deepEqual(delays, [2_000, 4_000, 8_000, 16_000, 16_000, 16_000]);
+  }));
+
+Deno.test("the backoff starts over at initialMs once the children stayed up a whole withinMs", () =>
+  withCrashLoop(async (clock, system, events) => {
     const delays: number[] = [];
     for (let i = 0; i < 3; i++) delays.push(await crashAndRestart(clock, system, events));
     clock.now += 1_001; // up for longer than withinMs since its last restart
@@ -150,8 +149,4 @@ Deno.test("the backoff starts over at initialMs once the children stayed up a wh
     clock.now += 999; // not quite: the loop goes on
     delays.push(await crashAndRestart(clock, system, events));
     assert.deepEqual(delays, [2_000, 4_000, 8_000, 2_000, 4_000, 8_000]);
-    await system.shutdown();
-  } finally {
-    restore();
-  }
-});
+  }));
