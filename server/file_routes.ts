@@ -179,7 +179,7 @@ export function fileRoutes(
       // The store's stat calls every dag-pb node that is not a directory a file; its read then
       // fails on a symlink or a HAMT shard only once the 200 and its length are sent (a cut
       // body). Decided from the node now, as the gateway's plain read does.
-      const node = decodeUnixfs(cid, await port.block(cid));
+      const node = decodeUnixfs(cid, await port.block(cid, c.req.raw.signal));
       if (node.type !== "file" && node.type !== "raw") {
         throw new EdgeError(
           "not_implemented",

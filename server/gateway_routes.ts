@@ -133,7 +133,9 @@ export function gatewayRoutes(
       return inline ? inlineBlocks(inline.bytes) : port();
     };
     const readBlock = (cid: string, signal?: AbortSignal) => source(cid).block(cid, signal);
-    const resolved = await resolveUnixfsPath(root, path.names, (cid) => readBlock(cid));
+    // A client that goes away cancels the reads made for it (a silent peer's fetch included).
+    const signal = c.req.raw.signal;
+    const resolved = await resolveUnixfsPath(root, path.names, (cid) => readBlock(cid, signal));
     const request: GatewayRequest = {
       c,
       root,
@@ -167,7 +169,7 @@ export function gatewayRoutes(
     if (record.expiresAt !== null && now() >= record.expiresAt) {
       return shareRefusal(new ShareUnavailableError("share_expired", id));
     }
-    const manifestBytes = await storagePort.block(record.cid);
+    const manifestBytes = await storagePort.block(record.cid, c.req.raw.signal);
     const wanted = storageKey(cid);
     if (wanted !== storageKey(record.cid)) {
       const chunks = decodeManifest(manifestBytes).chunks.map(storageKey);
@@ -175,7 +177,9 @@ export function gatewayRoutes(
         throw new EdgeError("chunk_not_found", `${cid} is not part of share ${id}`);
       }
     }
-    const bytes = wanted === storageKey(record.cid) ? manifestBytes : await storagePort.block(cid);
+    const bytes = wanted === storageKey(record.cid)
+      ? manifestBytes
+      : await storagePort.block(cid, c.req.raw.signal);
     return new Response(bytes as Uint8Array<ArrayBuffer>, {
       headers: { "content-type": RAW_MEDIA_TYPE, "cache-control": "private, no-store" },
     });
@@ -227,7 +231,7 @@ function inlineBlocks(bytes: Uint8Array): BlockSource {
 async function blockResponse(request: GatewayRequest): Promise<Response> {
   const { c, common, head } = request;
   const cid = request.resolved.cid;
-  const bytes = await request.readBlock(cid);
+  const bytes = await request.readBlock(cid, c.req.raw.signal);
   const etag = `"${cid}.raw"`;
   if (noneMatch(c.req.header("if-none-match"), etag)) return notModified(common, etag);
   const headers = {
@@ -311,7 +315,7 @@ async function plainEntity(request: GatewayRequest, cid: string): Promise<PlainE
     return refused(new EdgeError("key_required", `${cid} is private: open it with a share link`));
   }
   if (codecOf(cid) !== DAG_PB_CODEC) return fileOf(info);
-  const node = decodeUnixfs(cid, await source.block(cid));
+  const node = decodeUnixfs(cid, await source.block(cid, request.c.req.raw.signal));
   if (node.type === "directory") return { kind: "directory", node };
   if (node.type === "file" || node.type === "raw") return fileOf(info);
   return refused(

@@ -10,10 +10,13 @@ import assert from "node:assert/strict";
 import { StorageActor } from "../../actors/storage_actor.ts";
 import { storageGateway } from "../../actors/storage_actor_peer.ts";
 import type { StorageMessage, StorageReply } from "../../actors/storage_actor_messages.ts";
-import { cidOf } from "../../protocols/cid.ts";
+import { cidOf, DAG_PB_CODEC } from "../../protocols/cid.ts";
 import type { VeriflowError } from "../../protocols/errors.ts";
 import type { PeerCallOptions } from "../../storage/storage_peer.ts";
 import { MemoryPeer } from "./_memory_peer.ts";
+import type { InferencePort } from "../../inference/inference_port.ts";
+import { createApp } from "../../server/app.ts";
+import { gatewayRoutes } from "../../server/gateway_routes.ts";
 
 /** A storage peer whose reads never answer: they end only when their signal aborts them. */
 class SilentPeer extends MemoryPeer {
@@ -123,6 +126,32 @@ Deno.test("a CAR export aborted while its root block is fetched aborts that fetc
     const answer = await reply as StorageReply<ReadableStream<Uint8Array>>;
     assert.equal(answer.ok, false);
     assert.equal((answer as { error: VeriflowError }).error.code, "read_aborted");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a gateway request whose client goes away while a path's block is fetched aborts that fetch", async () => {
+  // The gateway read its blocks with no signal: a path resolved against a silent peer ran on to
+  // the peer timeout after its client had gone, as the actor's own reads did.
+  const { peer, actor, close } = await silentNetwork();
+  // A directory's CID (dag-pb), so its path is resolved by reading it.
+  const cid = cidOf(new TextEncoder().encode("a directory no one here holds"), DAG_PB_CODEC);
+  const app = createApp({ inference: {} as InferencePort });
+  app.route("/", gatewayRoutes(() => storageGateway({ ask: (m) => actor.receive(m) as never })));
+  try {
+    const client = new AbortController();
+    const answer = Promise.resolve(
+      app.request(`/ipfs/${cid}/a.txt`, { signal: client.signal }, {
+        remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+      } as never),
+    );
+    answer.catch(() => {}); // its status is not the point: the fetch is
+    await peer.asked;
+    client.abort(new DOMException("the client went away", "AbortError"));
+    assert.equal(peer.signals[0]?.aborted, true, "the path's block fetch is aborted");
+    peer.release();
+    await answer.then((response) => response.body?.cancel(), () => {});
   } finally {
     await close();
   }
