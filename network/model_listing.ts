@@ -93,9 +93,27 @@ export function listedModels(listings: Iterable<ModelListing>): WireModelInfo[] 
       count(perCid.get(model.cid)!, backed);
     }
   }
-  return [...perCid].sort(([, a], [, b]) => compare(a, b)).map(([cid]) =>
-    [...claims.get(cid)!.values()].sort((a, b) => compare(a.support, b.support))[0].model
+  const chosen = [...perCid].sort(([, a], [, b]) => compare(a, b)).map(([cid]) =>
+    [...claims.get(cid)!.values()].sort((a, b) => compare(a.support, b.support))[0]
   );
+  // 4. A name two models are listed under belongs to the one strictly more keys list under it;
+  //    the others are listed by their CID (still there to ask for by it). A tie names neither,
+  //    and the edge refuses the name as ambiguous.
+  const byName = new Map<string, { model: WireModelInfo; support: Support }[]>();
+  for (const claim of chosen) {
+    const same = byName.get(claim.model.name);
+    if (same === undefined) byName.set(claim.model.name, [claim]);
+    else same.push(claim);
+  }
+  return chosen.map(({ model, support }) => {
+    const outnumbered = byName.get(model.name)!.some((other) => stronger(other.support, support));
+    return outnumbered ? { ...model, name: model.cid } : model;
+  });
+}
+
+/** Whether `a` has more backed keys than `b`, or as many and more keys (not which came first). */
+function stronger(a: Support, b: Support): boolean {
+  return a.backed > b.backed || (a.backed === b.backed && a.keys > b.keys);
 }
 
 function count(support: Support, backed: boolean): void {

@@ -198,3 +198,44 @@ Deno.test("s53: a model stays listed while one worker still serves it, and drops
     await system.shutdown();
   }
 });
+
+Deno.test("s53: a stranger that lists a model of its own under a name two workers serve another model by does not make that name ambiguous: it resolves to the model the most keys name so, and the stranger's is listed by its CID", async () => {
+  const { system, net, port } = await router("s53-name-squat");
+  const squat = { ...INFO, cid: cidOf(new TextEncoder().encode("squat"), DAG_CBOR_CODEC) };
+  const peers: Connection[] = [];
+  try {
+    // The stranger connects first, with the name the honest workers use for their model.
+    peers.push(await connectWorker(net, new ListingWorker([squat]), LOAD));
+    for (let i = 0; i < 2; i++) {
+      peers.push(await connectWorker(net, new ListingWorker([INFO]), LOAD));
+    }
+    await listed(net, 3);
+    const gateway = new InferenceGateway({ inference: port });
+    assert.equal((await gateway.resolveModel(INFO.name)).cid, MODEL);
+    assert.deepEqual(
+      (await port.models()).map((m) => [m.cid, m.name]),
+      [[MODEL, INFO.name], [squat.cid, squat.cid]],
+    );
+    // By its CID the stranger's model is still there to ask for.
+    assert.equal((await gateway.resolveModel(squat.cid)).cid, squat.cid);
+  } finally {
+    await Promise.all(peers.map((p) => p.close()));
+    await system.shutdown();
+  }
+});
+
+Deno.test("s53: two models each listed under one name by as many keys stay ambiguous: a tie names neither", async () => {
+  const { system, net, port } = await router("s53-name-tie");
+  const other = { ...INFO, cid: cidOf(new TextEncoder().encode("other"), DAG_CBOR_CODEC) };
+  const peers: Connection[] = [];
+  try {
+    peers.push(await connectWorker(net, new ListingWorker([other]), LOAD));
+    peers.push(await connectWorker(net, new ListingWorker([INFO]), LOAD));
+    await listed(net, 2);
+    const gateway = new InferenceGateway({ inference: port });
+    await assert.rejects(gateway.resolveModel(INFO.name), { code: "ambiguous_model" });
+  } finally {
+    await Promise.all(peers.map((p) => p.close()));
+    await system.shutdown();
+  }
+});
