@@ -353,12 +353,17 @@ async function printJob(
     if (done.receipt === undefined && done.receipt_error !== undefined) {
       // The text is all there, but nothing this node signed vouches for it.
       const { code, message } = done.receipt_error;
-      await io.stderr(`warning: the job ended without a receipt (${code}): ${message}\n`);
+      await io.stderr(
+        `warning: the job ended without a receipt (${terminalText(code)}): ` +
+          `${terminalText(message)}\n`,
+      );
     }
     return done.finish_reason === "cancelled" ? EXIT_FAILURE : 0;
   } catch (error) {
     if (interrupt.aborted) return EXIT_INTERRUPTED;
-    const code = error instanceof VeriflowError ? ` (${error.code})` : "";
+    // The node's words (on a router, a worker's): escaped as its text is, since stderr is the
+    // user's terminal as often as stdout is.
+    const code = error instanceof VeriflowError ? ` (${terminalText(error.code)})` : "";
     const hint = error instanceof StreamClosedError && error.details.timeout === "idle"
       ? "\n(allow a longer silence with --idle-timeout SECONDS, or 0 to wait forever)"
       : error instanceof VeriflowError && error.code === "unknown_model"
@@ -368,7 +373,7 @@ async function printJob(
       // The node's message may point at HTTP's Retry-After, which a terminal never shows.
       ? `\n(the node asks to retry in ${error.retryAfterS} s)`
       : "";
-    await io.stderr(`\nerror${code}: ${(error as Error).message}${hint}\n`);
+    await io.stderr(`\nerror${code}: ${terminalText((error as Error).message)}${hint}\n`);
     return EXIT_FAILURE;
   }
 }

@@ -213,10 +213,12 @@ export function wedgedServer(): WedgedServer {
 
 /**
  * A `/v1/stream` stand-in that answers each job with `start`, then a `token` frame for each of
- * `tokens` (its index and text, as given: in order or not, as many as given), then `done`.
+ * `tokens` (its index and text, as given: in order or not, as many as given), then `done`, or
+ * the frame `end` makes of the job's id (an `error`, a `done` with more in it).
  */
 export function scriptedServer(
   tokens: readonly { index: number; text: string }[],
+  end?: (id: string) => Record<string, unknown>,
 ): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
     const { socket, response } = Deno.upgradeWebSocket(request);
@@ -228,7 +230,7 @@ export function scriptedServer(
       for (const { index, text } of tokens) {
         send({ type: "token", id: message.id, index, token_id: 65, text });
       }
-      send(doneFrame(message.id, tokens.length));
+      send(end?.(message.id) ?? doneFrame(message.id, tokens.length));
     };
     return response;
   });
