@@ -34,6 +34,7 @@ import { fingerprintOf } from "../proof/fingerprint.ts";
 import { sampleToken } from "./sampler.ts";
 import type { FinishReason, TokenChunk } from "./text_model.ts";
 import type { TokenStreamDecoder } from "./token_stream_decoder.ts";
+import { endTokenIds } from "./end_tokens.ts";
 
 /** The resume cannot be honoured here: wrong shape, or a model that cannot resume. */
 export class InvalidResumeError extends VeriflowError {
@@ -67,6 +68,8 @@ export interface ResumableModel {
     readonly vocabSize: number;
     readonly contextLength: number;
     readonly eosTokenId: number | undefined;
+    /** Every end id (`TextModel`'s `info.eosTokenIds`); without it, `eosTokenId` alone. */
+    readonly eosTokenIds?: readonly number[];
   };
   /** The streaming decoder generation uses. */
   readonly tokenizer: { streamDecoder(): TokenStreamDecoder };
@@ -90,8 +93,8 @@ export function isResumable(model: object): model is ResumableModel {
 
 /**
  * The checks that need no model run, done when the job is submitted so a bad resume is refused
- * before it takes a slot: every id in the vocabulary and not EOS, and room left after the prefix
- * for at least one more token (by `maxTokens` and by the context window).
+ * before it takes a slot: every id in the vocabulary and not an end token, and room left after
+ * the prefix for at least one more token (by `maxTokens` and by the context window).
  * Throws {@link InvalidResumeError}.
  */
 export function checkResumePrefix(
@@ -100,7 +103,8 @@ export function checkResumePrefix(
   prefix: readonly number[],
   params: Pick<GenerationParams, "maxTokens">,
 ): void {
-  const { vocabSize, contextLength, eosTokenId } = model.info;
+  const { vocabSize, contextLength } = model.info;
+  const ends = endTokenIds(model.info);
   const k = prefix.length;
   if (k >= params.maxTokens) {
     throw new InvalidResumeError(
@@ -116,7 +120,7 @@ export function checkResumePrefix(
     if (!Number.isSafeInteger(id) || id < 0 || id >= vocabSize) {
       throw new InvalidResumeError(`prefix token ${t} (${id}) is outside the vocabulary`);
     }
-    if (id === eosTokenId) throw new InvalidResumeError(`prefix token ${t} is end-of-text`);
+    if (ends.has(id)) throw new InvalidResumeError(`prefix token ${t} is end-of-text`);
   });
 }
 
@@ -143,7 +147,8 @@ export function resumeGeneration(
   options: ResumeOptions = {},
 ): ReadableStream<TokenChunk> {
   checkResumePrefix(model, promptIds.length, prefix, params);
-  const { vocabSize, contextLength, eosTokenId } = model.info;
+  const { vocabSize, contextLength } = model.info;
+  const ends = endTokenIds(model.info);
   const signal = options.signal;
   const stops = params.stop.filter((s) => s.length > 0);
   const longestStop = stops.reduce((n, s) => Math.max(n, s.length), 0);
@@ -154,7 +159,7 @@ export function resumeGeneration(
 
   /** Add one token's text to the output; whether it completes a stop sequence. */
   const append = (tokenId: number): { text: string; stopped: boolean } => {
-    if (tokenId === eosTokenId) return { text: "", stopped: true };
+    if (ends.has(tokenId)) return { text: "", stopped: true };
     const text = decoder.push(tokenId);
     const searchFrom = Math.max(0, output.length - longestStop + 1);
     output += text;

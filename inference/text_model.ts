@@ -78,6 +78,7 @@ import { type TextTokenizer, tokenizerFromFiles } from "./text_tokenizer.ts";
 import { readTextModelFiles, textModelId } from "./model_identity.ts";
 import { refuseExternalData } from "./_onnx_graph.ts";
 import { MAX_TOP_LOGPROBS, type TopLogprob } from "./top_logprobs.ts";
+import { endTokenIds } from "./end_tokens.ts";
 
 export type { ExecutionProvider } from "./_session.ts";
 
@@ -118,8 +119,13 @@ export interface ModelInfo extends BaseModelInfo {
   numKeyValueHeads: number;
   /** Per-head width of the cache. */
   headDim: number;
-  /** End-of-text token id, if any. */
+  /** End-of-text token id, if any: the first of {@link eosTokenIds}. */
   eosTokenId: number | undefined;
+  /**
+   * Every end token id, in `config.json`'s order (`eos_token_id`, one id or a list: Llama 3
+   * Instruct lists three and ends a turn at the last). Generation stops at any of them.
+   */
+  eosTokenIds: readonly number[];
 }
 
 /** Worker execution mode: options shared by text models, tensor models and the registry. */
@@ -266,6 +272,7 @@ interface ModelConfig {
   vocabSize: number;
   contextLength: number;
   eosTokenId: number | undefined;
+  eosTokenIds: readonly number[];
   name: string | undefined;
 }
 
@@ -316,7 +323,15 @@ function parseConfig(config: unknown, dir: string): ModelConfig {
         `no head_dim says the per-head width`,
     );
   }
-  const eos = Array.isArray(config.eos_token_id) ? config.eos_token_id[0] : config.eos_token_id;
+  // One id or a list, every one an end: keeping only the first ran a model that ends its turn at
+  // a later one (Llama 3 Instruct's `<|eot_id|>`) on to `maxTokens`, billed. Not numbers are
+  // skipped, as a non-number `eos_token_id` always was; a repeated id is kept once.
+  const eosTokenIds = [
+    ...new Set(
+      (Array.isArray(config.eos_token_id) ? config.eos_token_id : [config.eos_token_id])
+        .filter((id): id is number => typeof id === "number"),
+    ),
+  ];
   const veriflow = isJsonObject(config.veriflow) ? config.veriflow : undefined;
   const name = [veriflow?.name, config._name_or_path].find((n): n is string =>
     typeof n === "string"
@@ -328,7 +343,8 @@ function parseConfig(config: unknown, dir: string): ModelConfig {
     hiddenSize,
     vocabSize,
     contextLength,
-    eosTokenId: typeof eos === "number" ? eos : undefined,
+    eosTokenId: eosTokenIds[0],
+    eosTokenIds,
     name,
   };
 }
@@ -559,6 +575,7 @@ export class TextModel {
       numKeyValueHeads: config.numKeyValueHeads,
       headDim: config.headDim,
       eosTokenId: config.eosTokenId,
+      eosTokenIds: config.eosTokenIds,
     };
     const workerCount = options?.worker ? poolSizing(options).workerCount : 0;
     // The operator asked for a GPU and gets CPU: say so where they look first.
@@ -645,8 +662,9 @@ export class TextModel {
    *
    * Throws synchronously (typed) on bad params, an empty prompt, an out-of-vocabulary id, or a
    * prompt that leaves no room in the context window. Generation ends after `maxTokens`
-   * outputs, on the EOS token (emitted, with text ""), when the output text contains a stop
-   * sequence (the token completing it is emitted), or when the context window is full.
+   * outputs, on an end token (any of `info.eosTokenIds`: emitted, with text ""), when the output
+   * text contains a stop sequence (the token completing it is emitted), or when the context
+   * window is full.
    */
   generate(
     promptIds: readonly number[],
@@ -687,7 +705,7 @@ export class TextModel {
     const rule: SamplingParams = { temperature, topK, topP, seed };
     const vocabSize = this.#config.vocabSize;
     const decoder = this.tokenizer.streamDecoder();
-    const eos = this.#config.eosTokenId;
+    const ends = endTokenIds(this.#config);
     const sequence = [...promptIds];
     // The KV cache, opened at the first pull (in worker mode: placed on a worker then), and the
     // abort listener: what `abandonedStreams` frees if the stream is dropped.
@@ -756,7 +774,7 @@ export class TextModel {
       sequence.push(token);
       let finishReason: FinishReason | undefined;
       let text = "";
-      if (token === eos) {
+      if (ends.has(token)) {
         finishReason = "stop";
       } else {
         text = decoder.push(token);

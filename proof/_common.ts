@@ -20,6 +20,7 @@ import {
 import { type CalibrationLookup, type Tolerances, tolerancesFor } from "./calibration.ts";
 import { fp16Logits } from "./_precision.ts";
 import { sampleToken } from "../inference/sampler.ts";
+import { endTokenIds } from "../inference/end_tokens.ts";
 
 /** The part of a text model (`inference/text_model.ts` `TextModel`) proofs need. */
 export interface ProofModel {
@@ -29,6 +30,11 @@ export interface ProofModel {
     readonly vocabSize: number;
     readonly contextLength: number;
     readonly eosTokenId: number | undefined;
+    /**
+     * Every end id (`TextModel`'s `info.eosTokenIds`: an output ends at any of them); without
+     * it, `eosTokenId` alone.
+     */
+    readonly eosTokenIds?: readonly number[];
   };
   /** Prompt encoding and streaming decoding exactly as generation does it. */
   readonly tokenizer: {
@@ -189,24 +195,25 @@ function winnersOf(
   }
 }
 
-/** The output text `generate` would have streamed for `tokens` (EOS renders as ""). */
+/** The output text `generate` would have streamed for `tokens` (an end token renders as ""). */
 export function reconstructOutput(model: ProofModel, tokens: readonly number[]): string {
   const decoder = model.tokenizer.streamDecoder();
-  const eos = model.info.eosTokenId;
+  const ends = endTokenIds(model.info);
   let out = "";
-  for (const t of tokens) if (t !== eos) out += decoder.push(t);
+  for (const t of tokens) if (!ends.has(t)) out += decoder.push(t);
   return out + decoder.flush();
 }
 
 /**
  * `generate`'s stopping rule, fed one output token at a time: whether generation stops after it
- * (EOS, a stop string completed in the output text, `maxTokens` reached, the context window
- * full). One rule for the termination check and the end choices' branch play-outs. A stop string
- * found now ends within the text the token added, so only the output's last characters are kept
- * and searched: constant work per token, however long the output.
+ * (an end token: any of the model's `eosTokenIds`, a stop string completed in the output text,
+ * `maxTokens` reached, the context window full). One rule for the termination check and the end
+ * choices' branch play-outs. A stop string found now ends within the text the token added, so
+ * only the output's last characters are kept and searched: constant work per token, however long
+ * the output.
  */
 export class GenerationEnd {
-  readonly #eos: number | undefined;
+  readonly #ends: ReadonlySet<number>;
   readonly #stops: string[];
   readonly #keep: number;
   readonly #decoder: { push(id: number): string };
@@ -217,7 +224,7 @@ export class GenerationEnd {
 
   /**
    * Start at output position 0.
-   * @param model The model's EOS id, context window and stream decoder.
+   * @param model The model's end ids, context window and stream decoder.
    * @param promptLength Prompt tokens before the output.
    * @param params The job's `maxTokens` and stop strings.
    */
@@ -226,7 +233,7 @@ export class GenerationEnd {
     promptLength: number,
     params: Pick<GenerationParams, "maxTokens" | "stop">,
   ) {
-    this.#eos = model.info.eosTokenId;
+    this.#ends = endTokenIds(model.info);
     this.#stops = params.stop.filter((s) => s.length > 0);
     this.#keep = Math.max(0, ...this.#stops.map((s) => s.length - 1));
     this.#decoder = model.tokenizer.streamDecoder();
@@ -238,7 +245,7 @@ export class GenerationEnd {
   push(token: number): boolean {
     const t = this.#count++;
     let finished = t + 1 >= this.#maxTokens || t + 1 >= this.#room;
-    if (token === this.#eos) return true;
+    if (this.#ends.has(token)) return true;
     const piece = this.#decoder.push(token);
     if (piece.length > 0 && this.#stops.length > 0) {
       const text = this.#tail + piece;
@@ -251,8 +258,8 @@ export class GenerationEnd {
 
 /**
  * Why the output's end breaks `generate`'s stopping rule, or null when it ends exactly where
- * generation would have: at the first position that emits EOS, completes a stop string,
- * reaches `maxTokens`, or fills the context window.
+ * generation would have: at the first position that emits an end token, completes a stop
+ * string, reaches `maxTokens`, or fills the context window.
  *
  * `tokens` may be a prefix of an output of `tokenCount` tokens (the receipt signs the count): a
  * stop inside the prefix before the output's last position is an `overrun` there, which the

@@ -4,10 +4,10 @@
  *
  * The sampling check (`sampling_check.ts`) must admit every token honest noise could make the
  * rule pick, so at a genuine near-tie it admits two. A worker that wants to bill more tokens
- * can then pass over an ending token (EOS, or one that completes a stop string), or over one
- * that would start or extend a stop string of several tokens, for another admitted one, and no
- * single receipt shows it. What a validator can count is on which side of the end the worker's
- * choice fell wherever it differs from the validator's own pick:
+ * can then pass over an ending token (any of the model's end tokens, or one that completes a
+ * stop string), or over one that would start or extend a stop string of several tokens, for
+ * another admitted one, and no single receipt shows it. What a validator can count is on which
+ * side of the end the worker's choice fell wherever it differs from the validator's own pick:
  *
  * - **passed**: the validator's pick ends the output here, or brings the text closer to a stop
  *   string (a longer prefix of one at its end), and the worker's token does less;
@@ -48,6 +48,7 @@
 import type { GenerationParams } from "../protocols/job.ts";
 import { sampleToken } from "../inference/sampler.ts";
 import { GenerationEnd, type ProofModel } from "./_common.ts";
+import { endTokenIds } from "../inference/end_tokens.ts";
 
 /** A receipt's end choices against the validator's own picks. */
 export interface EndChoices {
@@ -287,7 +288,7 @@ function oneStepChoices(
   params: Pick<GenerationParams, "maxTokens" | "stop">,
 ): { choices: EndChoices; undecided: number[] } {
   const undecided: number[] = [];
-  const eos = model.info.eosTokenId;
+  const ends = endTokenIds(model.info);
   const stops = params.stop.filter((s) => s.length > 0).map((s) => UTF8.encode(s));
   const decoder = model.tokenizer.streamDecoder();
   const output = new OutputBytes(model);
@@ -295,23 +296,23 @@ function oneStepChoices(
   const counted = Math.min(winners.length, tokens.length);
   for (let t = 0; t < counted; t++) {
     const token = tokens[t];
-    const piece = token === eos ? "" : decoder.push(token);
+    const piece = ends.has(token) ? "" : decoder.push(token);
     const endsAnyway = t + 1 >= params.maxTokens ||
       promptLength + t + 1 >= model.info.contextLength;
     const pick = winners[t][0];
     if (pick !== undefined && !winners[t].includes(token) && !endsAnyway) {
       const before = output.bytes();
-      const mine = token === eos
+      const mine = ends.has(token)
         ? Infinity
         : progress(stops, before, output.bytesWith(token, piece));
-      const theirs = pick === eos
+      const theirs = ends.has(pick)
         ? Infinity
         : progress(stops, before, output.bytesWith(pick, textWith(model, tokens, t, pick)));
       if (theirs > mine) choices.passed++;
       else if (mine > theirs) choices.taken++;
       else undecided.push(t);
     }
-    if (token !== eos) output.push(token, piece);
+    if (!ends.has(token)) output.push(token, piece);
   }
   return { choices, undecided };
 }
@@ -433,7 +434,7 @@ function textWith(
   candidate: number,
 ): string {
   const decoder = model.tokenizer.streamDecoder();
-  const eos = model.info.eosTokenId;
-  for (let i = 0; i < t; i++) if (tokens[i] !== eos) decoder.push(tokens[i]);
+  const ends = endTokenIds(model.info);
+  for (let i = 0; i < t; i++) if (!ends.has(tokens[i])) decoder.push(tokens[i]);
   return decoder.push(candidate);
 }
