@@ -325,11 +325,12 @@ function parseConfig(config: unknown, dir: string): ModelConfig {
   }
   // One id or a list, every one an end: keeping only the first ran a model that ends its turn at
   // a later one (Llama 3 Instruct's `<|eot_id|>`) on to `maxTokens`, billed. Not numbers are
-  // skipped, as a non-number `eos_token_id` always was; a repeated id is kept once.
+  // skipped, as a non-number `eos_token_id` always was; a repeated id is kept once. Looked up
+  // where the dimensions are: at the top, else under `text_config` (a multimodal export's).
+  const eos = config.eos_token_id ?? text?.eos_token_id;
   const eosTokenIds = [
     ...new Set(
-      (Array.isArray(config.eos_token_id) ? config.eos_token_id : [config.eos_token_id])
-        .filter((id): id is number => typeof id === "number"),
+      (Array.isArray(eos) ? eos : [eos]).filter((id): id is number => typeof id === "number"),
     ),
   ];
   const veriflow = isJsonObject(config.veriflow) ? config.veriflow : undefined;

@@ -10,6 +10,8 @@ import {
   InvalidResumeError,
   resumeGeneration,
 } from "../../inference/resumed_generation.ts";
+import { buildGptModel } from "../../inference/model_builder.ts";
+import { TextModel } from "../../inference/text_model.ts";
 import { collect } from "./_fixtures.ts";
 import { GREEDY, listedEndsFixture, PROMPT } from "./_review_s53_eos_fixture.ts";
 
@@ -53,4 +55,24 @@ Deno.test("a resumed generation ends at the second listed end id, as the undistu
   assert.equal(chunks[f.stopAt].tokenId, f.second);
   assert.equal(chunks[f.stopAt].finishReason, "stop");
   assert.equal(chunks[f.stopAt].text, "");
+});
+
+Deno.test("end ids given only under text_config (a multimodal export's config) are read there, as its dimensions are", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "veriflow-eos-text-config-" });
+  try {
+    await buildGptModel({ size: "tiny", seed: 0, outDir: dir });
+    const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+    const ids = [config.eos_token_id, f.second];
+    delete config.eos_token_id;
+    config.text_config = { eos_token_id: ids };
+    await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
+    const model = await TextModel.load(dir, { intraOpThreads: 1 });
+    try {
+      assert.deepEqual(model.info.eosTokenIds, ids);
+    } finally {
+      await model.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
