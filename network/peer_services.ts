@@ -291,9 +291,16 @@ function serveTraining(connection: Connection, peer: string, services: PeerServi
     return await actor<CoordinatorMessage>(services.coordinator, "the coordinator")
       .ask<JoinedBody>({ type: "join", connection, shardSize, shardRoot });
   });
-  connection.handle(RoundMessage, async (body) => {
+  connection.handle(RoundMessage, async (body, { signal }) => {
     const trainer = actor<TrainerMessage>(services.trainer, "a trainer");
-    const accepted = await trainer.ask<RoundAccepted>({ type: "round", body, coordinator: peer });
+    // The signal aborts when this connection closes: a coordinator gone (restarted) no longer
+    // holds its one round slot at the trainer with a round nobody will read the report of.
+    const accepted = await trainer.ask<RoundAccepted>({
+      type: "round",
+      body,
+      coordinator: peer,
+      gone: signal,
+    });
     return await accepted.report;
   });
   connection.handle(ChallengeMessage, async ({ challenge }) => {

@@ -7,7 +7,9 @@
  *
  * ```
  * peer       { connection }  join through it, if it speaks training (coordinators accept)
- * round      { body }        → { report: Promise<ReportBody> }  (trains outside the mailbox)
+ * round      { body, gone? } → { report: Promise<ReportBody> }  (trains outside the mailbox;
+ *                              `gone`: aborted once the asker no longer waits — its connection
+ *                              closed — which frees its coordinator's round slot)
  * step       { round, step, loss }  internal: one local step taken (progress, dashboard)
  * trained    { losses, receiptId, coordinator }  → { saved: Promise<void> }  internal: a round's
  *                              training ended (counted; its coordinator is owed openings of that
@@ -50,6 +52,8 @@ import {
   TRAINING_PROTOCOL,
 } from "../protocols/training_messages.ts";
 import type { TextShard } from "./brown_corpus.ts";
+import { KeptCborFile } from "../proof/_kept_cbor_file.ts";
+import { DEFAULT_TRACE_RETAIN_MS } from "./trace_store.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "./local_trainer.ts";
 import type { RoundModels } from "./round_models.ts";
 import { TrainingError } from "./training_error.ts";
@@ -75,14 +79,26 @@ export type { TrainFunction } from "./trainer_engine.ts";
 /** Challenges remembered by validator and receipt (one each is answered). */
 const MAX_REMEMBERED_CHALLENGES = 4096;
 /**
- * Sealed answers kept for their validators to fetch, at most: an answer is kept until its
- * challenge's deadline passed, and pushed out before that only past this bound, fetched ones
- * first, so this only bounds memory (29 MB an answer for `tiny`). Until review s45 the 8
- * latest were kept whatever their state: with the openings of one receipt sharing their re-run,
- * nine validators' answers are ready within seconds, and the ninth pushed out the first before
- * it was fetched (`unknown_opening`: the validator took it as missing, the trainer slashed).
+ * Bytes of sealed answers held in memory for their validators to fetch, by default. An answer is
+ * kept until its challenge's deadline passed; past this bound the fetched ones are dropped
+ * first, then the oldest unfetched ones are written to the data directory ({@link ANSWERS_DIR})
+ * and their parts read from there. Not dropped: an answer gone before it was fetched is
+ * `unknown_opening` to its validator, which takes it as missing, and its `opening_missing`
+ * slashes the honest trainer (review s45: the 9th of nine validators' answers pushed out the
+ * first). 320 MiB holds one receipt's audit — nine answers of `tiny`, 29 MB each, ready within
+ * seconds — with room; the count bound before it (64 answers) let them hold ~1.9 GB (review s53).
  */
-const KEPT_ANSWERS = 64;
+const KEPT_ANSWER_BYTES = 320 * 1024 * 1024;
+/**
+ * Bytes of answers kept at most, in memory and on disk together (in memory alone without a data
+ * directory). Each is kept only until its challenge's deadline (a minute by default), so only a
+ * flood of challenges from staked validators comes near it. Past it the oldest are dropped, the
+ * fetched ones first, and the trainer pays for an unfetched one (its validator's
+ * `opening_missing`): the bound on the node's disk is its operator's choice to make.
+ */
+const KEPT_ANSWER_TOTAL_BYTES = 2 * 1024 * 1024 * 1024;
+/** Where unfetched answers past the memory bound wait, under the data directory (see above). */
+const ANSWERS_DIR = "answers";
 /**
  * Round slots (round, start model) remembered as signed. A ledger's equivocation slot is the
  * trainer, the round and the start model; a coordinator asks each slot once, and one restarted
@@ -92,6 +108,20 @@ const KEPT_ANSWERS = 64;
 const KEPT_SLOTS = 4096;
 /** Where the signed slots are kept under {@link TrainerServiceOptions.dataDir}. */
 const SLOTS_FILE = "signed-slots.json";
+/**
+ * Where the challenge each validator made of each receipt is kept under
+ * {@link TrainerServiceOptions.dataDir}: one challenge per validator and receipt bounds the
+ * batches of the shard a validator reads, and a record lost with a restart let a staked validator
+ * challenge the same receipt again (review s53). Each entry is kept for
+ * {@link CHALLENGED_KEPT_MS} from its challenge, at most {@link MAX_REMEMBERED_CHALLENGES}.
+ */
+const CHALLENGED_FILE = "challenged-by.cbor";
+/**
+ * How long a challenge is remembered on disk: as long as the trace of its receipt is kept
+ * (`trace_store.ts`, from when the run was saved, which is before any challenge of it), so no
+ * run that can still be opened after a restart is opened twice for one validator.
+ */
+const CHALLENGED_KEPT_MS = DEFAULT_TRACE_RETAIN_MS;
 /** Where runs' traces are kept under {@link TrainerServiceOptions.dataDir} (`trace_store.ts`). */
 const TRACES_DIR = "traces";
 /**
@@ -133,7 +163,9 @@ export interface TrainerServiceOptions {
    * Directory where the round slots this trainer signed are kept (`signed-slots.json`), so a
    * restarted node still refuses a second request for one, and its runs' traces (`traces/`) with
    * the coordinator each was trained for (`trained-for.json`), so it still answers that
-   * coordinator's challenge of a run from before the restart; absent: in memory only.
+   * coordinator's challenge of a run from before the restart, and which validator challenged
+   * which receipt (`challenged-by.cbor`), so none reads a second opening of one after a restart;
+   * absent: in memory only.
    */
   dataDir?: string;
   /**
@@ -146,6 +178,8 @@ export interface TrainerServiceOptions {
   stakeOf?: (key: Uint8Array) => Promise<number>;
   /** Where one line per join, round and challenge goes. */
   log?: (line: string) => void;
+  /** Bytes of sealed answers held in memory; default {@link KEPT_ANSWER_BYTES} (tests). */
+  keptAnswerBytes?: number;
   /**
    * The most local steps (H) a round may ask of this trainer; default {@link MAX_ROUND_STEPS}.
    * A longer one is refused (`too_many_steps`).
@@ -156,7 +190,16 @@ export interface TrainerServiceOptions {
 /** Messages the TrainerService accepts. */
 export type TrainerMessage =
   | { type: "peer"; connection: Connection }
-  | { type: "round"; body: RoundBody; coordinator: string }
+  | {
+    type: "round";
+    body: RoundBody;
+    coordinator: string;
+    /**
+     * Aborted once the asker no longer waits for the report (the peer service's request
+     * signal: its connection closed, or it cancelled); absent: waited on to its end.
+     */
+    gone?: AbortSignal;
+  }
   | { type: "step"; round: number; steps: number; step: number; loss: number }
   | { type: "trained"; losses: number[]; receiptId: string; coordinator: string }
   | {
@@ -199,6 +242,8 @@ export interface TrainerStats {
   current?: { round: number; step: number; steps: number };
   /** Training loss (nats per byte) of each step of the current or latest run. */
   losses: number[];
+  /** Bytes of sealed answers held in memory (see {@link KEPT_ANSWER_BYTES}). */
+  answerBytes: number;
 }
 
 /** A node's trainer; see the module doc. */
@@ -206,18 +251,22 @@ export class TrainerService implements Actor<TrainerMessage> {
   readonly #options: TrainerServiceOptions;
   readonly #joined = new Set<string>();
   /**
-   * Sealed answers by challenge id, with their challenge's deadline and whether their last part
-   * was fetched (see {@link KEPT_ANSWERS}).
+   * Sealed answers by challenge id, oldest first (see {@link KEPT_ANSWER_BYTES}).
    */
-  readonly #answers = new Map<
-    string,
-    { bytes: Uint8Array; deadline: number; fetched: boolean }
-  >();
+  readonly #answers = new Map<string, KeptAnswer>();
   /**
-   * The challenge each validator made of each receipt (`validator/receipt` → its id and the
-   * opening): one per validator and receipt (asked again, the same one gets the same answer).
+   * The challenge each validator made of each receipt (`validator/receipt` → its id, until when
+   * it is remembered, and the opening: none for one read back after a restart): one per validator
+   * and receipt (asked again, the same one gets the same answer), oldest first.
    */
-  readonly #challenged = new Map<string, { id: string; openings: Promise<OpeningsBody> }>();
+  readonly #challenged = new Map<
+    string,
+    { id: string; until: number; openings?: Promise<OpeningsBody> }
+  >();
+  /** Where {@link #challenged} is kept ({@link CHALLENGED_FILE}); absent: memory only. */
+  #challengedFile: KeptCborFile | undefined;
+  /** The latest write of {@link #challengedFile}, after the ones before it. */
+  #savingChallenged: Promise<unknown> = Promise.resolve();
   #rounds = 0;
   #challenges = 0;
   #current?: { round: number; step: number; steps: number };
@@ -241,12 +290,10 @@ export class TrainerService implements Actor<TrainerMessage> {
   #slotsDirMade = false;
   /**
    * The round each coordinator has waiting or running here (see {@link #admitRound}): its
-   * number, the request (its body but the deadline, hashed) and its report.
+   * number, the request (its body but the deadline, hashed), its report, how many askers still
+   * wait for it (none: its coordinator is gone, the slot is free) and whether it was abandoned.
    */
-  readonly #roundOf = new Map<
-    string,
-    { round: number; request: string; report: Promise<ReportBody> }
-  >();
+  readonly #roundOf = new Map<string, RoundInProgress>();
 
   /** @param options See {@link TrainerServiceOptions}. */
   constructor(options: TrainerServiceOptions) {
@@ -265,6 +312,14 @@ export class TrainerService implements Actor<TrainerMessage> {
     if (size === 0) throw new TrainingError("empty_shard", "the trainer's shard has no sample");
     this.#commitment = { size, root };
     await this.#loadSlots();
+    await this.#loadChallenged();
+    if (this.#options.dataDir !== undefined) {
+      // Answers a run before this one left: nobody can fetch them now (their ids are forgotten).
+      await Deno.remove(join(this.#options.dataDir, ANSWERS_DIR), { recursive: true })
+        .catch((error) => {
+          if (!(error instanceof Deno.errors.NotFound)) throw error;
+        });
+    }
     // With a data directory, runs' traces are kept on disk for the challenge window: a
     // challenge after a restart, or after more rounds than are kept in memory, is answered.
     // (A test fixture's train function keeps its runs in memory: its traces may be stand-ins.)
@@ -292,7 +347,7 @@ export class TrainerService implements Actor<TrainerMessage> {
       case "peer":
         return this.#join(message.connection);
       case "round":
-        return this.#admitRound(message.body, message.coordinator, ctx);
+        return this.#admitRound(message.body, message.coordinator, message.gone, ctx);
       case "step":
         if (this.#current?.round !== message.round) {
           this.#current = { round: message.round, step: 0, steps: message.steps };
@@ -319,24 +374,15 @@ export class TrainerService implements Actor<TrainerMessage> {
       case "challenge":
         return this.#admit(message.challenge, message.from, ctx);
       case "opened": {
+        this.#answers.delete(message.challengeId);
         this.#answers.set(message.challengeId, {
+          size: message.bytes.length,
           bytes: message.bytes,
           deadline: message.deadline,
           fetched: false,
+          writing: false,
         });
-        // Past its deadline nobody may fetch an answer; a fetched one goes next, the oldest
-        // unfetched one only past the memory bound.
-        const now = Date.now();
-        for (const [id, answer] of this.#answers) {
-          if (answer.deadline < now) this.#answers.delete(id);
-        }
-        for (const [id, answer] of this.#answers) {
-          if (this.#answers.size <= KEPT_ANSWERS) break;
-          if (answer.fetched) this.#answers.delete(id);
-        }
-        while (this.#answers.size > KEPT_ANSWERS) {
-          this.#answers.delete(this.#answers.keys().next().value!);
-        }
+        this.#trimAnswers();
         return;
       }
       case "part": {
@@ -344,9 +390,13 @@ export class TrainerService implements Actor<TrainerMessage> {
         // not thrown: a throw here crashed this actor, and any peer could send one.
         const answer = this.#answers.get(message.challengeId);
         const from = message.index * MAX_OPENING_PART_BYTES;
-        if (answer === undefined || from >= answer.bytes.length) return undefined;
-        if (from + MAX_OPENING_PART_BYTES >= answer.bytes.length) answer.fetched = true;
-        return answer.bytes.subarray(from, from + MAX_OPENING_PART_BYTES);
+        if (answer === undefined || from >= answer.size) return undefined;
+        if (from + MAX_OPENING_PART_BYTES >= answer.size) answer.fetched = true;
+        if (answer.bytes !== undefined) {
+          return answer.bytes.subarray(from, from + MAX_OPENING_PART_BYTES);
+        }
+        return readPart(answer.file!, from, Math.min(MAX_OPENING_PART_BYTES, answer.size - from))
+          .catch(() => undefined); // its file gone: no such answer here any more
       }
       case "stats":
         return {
@@ -355,8 +405,82 @@ export class TrainerService implements Actor<TrainerMessage> {
           joined: [...this.#joined],
           current: this.#current && { ...this.#current },
           losses: [...this.#losses],
+          answerBytes: [...this.#answers.values()]
+            .reduce((sum, a) => sum + (a.bytes === undefined ? 0 : a.size), 0),
         } satisfies TrainerStats;
     }
+  }
+
+  /**
+   * Keep the answers within their bounds ({@link KEPT_ANSWER_BYTES},
+   * {@link KEPT_ANSWER_TOTAL_BYTES}): past its deadline nobody may fetch an answer; past the
+   * memory bound the fetched ones leave memory first, then the oldest unfetched ones go to disk
+   * (with a data directory); past the total bound the oldest are dropped, fetched ones first.
+   */
+  #trimAnswers(): void {
+    const now = Date.now();
+    for (const [id, answer] of this.#answers) {
+      if (answer.deadline < now) this.#dropAnswer(id);
+    }
+    const bound = this.#options.keptAnswerBytes ?? KEPT_ANSWER_BYTES;
+    const dir = this.#options.dataDir;
+    // In memory and staying there (one being written leaves it once written).
+    let held = 0;
+    for (const a of this.#answers.values()) if (a.bytes && !a.writing) held += a.size;
+    for (const [id, answer] of this.#answers) {
+      if (held <= bound) break;
+      if (answer.fetched && answer.bytes && !answer.writing) {
+        held -= answer.size;
+        this.#dropAnswer(id);
+      }
+    }
+    if (dir !== undefined) {
+      for (const [id, answer] of this.#answers) {
+        if (held <= bound) break;
+        if (answer.bytes && !answer.writing) {
+          held -= answer.size;
+          this.#writeAnswer(join(dir, ANSWERS_DIR), id, answer);
+        }
+      }
+    }
+    let total = 0;
+    for (const a of this.#answers.values()) total += a.size;
+    for (const fetchedOnly of [true, false]) {
+      for (const [id, answer] of this.#answers) {
+        if (total <= KEPT_ANSWER_TOTAL_BYTES) return;
+        if (fetchedOnly && !answer.fetched) continue;
+        total -= answer.size;
+        this.#dropAnswer(id);
+      }
+    }
+  }
+
+  /** Move `answer` to a file of `dir` (kept in memory if that fails). */
+  #writeAnswer(dir: string, id: string, answer: KeptAnswer): void {
+    const path = join(dir, id);
+    answer.writing = true;
+    answer.written = Deno.mkdir(dir, { recursive: true })
+      .then(() => Deno.writeFile(path, answer.bytes!))
+      .then(
+        () => {
+          answer.file = path;
+          answer.bytes = undefined;
+        },
+        (error) => {
+          this.#log(`trainer: answer ${id.slice(0, 12)} kept in memory: ${error.message}`);
+        },
+      )
+      .finally(() => (answer.writing = false));
+  }
+
+  /** Forget answer `id`, and remove its file if it has one (once written). */
+  #dropAnswer(id: string): void {
+    const answer = this.#answers.get(id);
+    if (answer === undefined) return;
+    this.#answers.delete(id);
+    if (answer.written === undefined) return;
+    void answer.written.then(() => answer.file === undefined ? undefined : Deno.remove(answer.file))
+      .catch(() => {});
   }
 
   /** Offer this trainer to the peer; only a coordinator accepts (outside the mailbox). */
@@ -385,10 +509,19 @@ export class TrainerService implements Actor<TrainerMessage> {
    * (`round_in_progress`) — the same request again (a coordinator that lost its connection and
    * asks again) gets the running round's report instead. Decided in the mailbox, before any
    * await: two requests cannot both pass, however close together they come.
+   *
+   * A round nobody waits for any more (`gone` aborted: the connection that asked closed — a
+   * coordinator restarted, or cut off) no longer holds its coordinator's slot: the restarted
+   * coordinator's next round was refused until the lost one ended (review s53). If it has not
+   * started training it is abandoned (`round_abandoned`): nothing is signed for it, so no ledger
+   * pays or slashes anything. One already training runs to its end (the engine cannot stop a
+   * run midway); its receipt is its honest run, and with nobody to report it to, it earns
+   * nothing.
    */
   #admitRound(
     body: RoundBody,
     coordinator: string,
+    gone: AbortSignal | undefined,
     ctx: ActorContext<TrainerMessage>,
   ): RoundAccepted {
     const refused = (error: TrainingError): RoundAccepted => {
@@ -411,21 +544,43 @@ export class TrainerService implements Actor<TrainerMessage> {
     }
     const request = sha256Hex(encodeCanonical({ ...body, deadline: 0 }));
     const running = this.#roundOf.get(coordinator);
-    if (running !== undefined) {
-      if (running.request === request) return { report: running.report };
-      return refused(
-        new TrainingError(
-          "round_in_progress",
-          `round ${running.round} of this coordinator is still waiting or running here: ` +
-            `one round at a time per coordinator`,
-        ),
-      );
+    if (running !== undefined && !running.abandoned) {
+      if (running.request === request) {
+        waitFor(running, gone);
+        return { report: running.report };
+      }
+      if (running.waiting === 0) {
+        this.#log(
+          `trainer: round ${running.round} of ${coordinator.slice(0, 16)} lost with its ` +
+            `connection; round ${body.round} taken`,
+        );
+      } else {
+        return refused(
+          new TrainingError(
+            "round_in_progress",
+            `round ${running.round} of this coordinator is still waiting or running here: ` +
+              `one round at a time per coordinator`,
+          ),
+        );
+      }
     }
     const refusal = this.#claimSlot(body, coordinator);
     if (refusal !== undefined) return refused(refusal);
-    const report = this.#train(body, coordinator, ctx);
+    // Called once the training's first awaits are past, `entry` set by then.
+    const report = this.#train(body, coordinator, ctx, () => {
+      if (entry.waiting > 0) return false;
+      entry.abandoned = true;
+      return true;
+    });
     report.catch(() => {}); // the asker awaits it; a failure is its answer, not a crash
-    const entry = { round: body.round, request, report };
+    const entry: RoundInProgress = {
+      round: body.round,
+      request,
+      report,
+      waiting: 0,
+      abandoned: false,
+    };
+    waitFor(entry, gone);
     this.#roundOf.set(coordinator, entry);
     const done = () => {
       if (this.#roundOf.get(coordinator) === entry) this.#roundOf.delete(coordinator);
@@ -536,11 +691,56 @@ export class TrainerService implements Actor<TrainerMessage> {
     }
   }
 
-  /** Train one round outside the mailbox (in the engine); counted by `trained`. */
+  /**
+   * The challenges made before a restart (see {@link CHALLENGED_FILE}). What is read back is
+   * untrusted: entries that are not a key, an id and a time, or past their time, are skipped; a
+   * file that is not CBOR is removed. Losing the record costs at most one more challenge per
+   * validator and receipt, never an answer owed (refused, it would slash this trainer).
+   */
+  async #loadChallenged(): Promise<void> {
+    const dir = this.#options.dataDir;
+    if (dir === undefined) return;
+    this.#challengedFile = new KeptCborFile(join(dir, CHALLENGED_FILE));
+    const value = await this.#challengedFile.read();
+    if (value === undefined) return;
+    if (!Array.isArray(value)) {
+      this.#log(`trainer: ${join(dir, CHALLENGED_FILE)} is not a list of challenges; ignored`);
+      return;
+    }
+    const now = Date.now();
+    for (const entry of value.slice(-MAX_REMEMBERED_CHALLENGES)) {
+      const [key, id, until] = Array.isArray(entry) ? entry : [];
+      if (typeof key !== "string" || typeof id !== "string") continue;
+      if (typeof until !== "number" || !Number.isFinite(until) || until < now) continue;
+      this.#challenged.delete(key);
+      this.#challenged.set(key, { id, until });
+    }
+  }
+
+  /** Write {@link #challenged} as it is now, after the writes before (durably). */
+  #saveChallenged(): Promise<unknown> {
+    const file = this.#challengedFile;
+    if (file === undefined) return Promise.resolve();
+    // Memory keeps the latest MAX_REMEMBERED_CHALLENGES whatever their age (a run kept in
+    // memory may be opened later than its trace on disk); the file, only those a restarted
+    // trainer could still open a run for.
+    this.#savingChallenged = this.#savingChallenged.catch(() => {}).then(() => {
+      const now = Date.now();
+      const live = [...this.#challenged].filter(([, { until }]) => until >= now);
+      return file.keep(live.length === 0 ? undefined : live.map(([k, e]) => [k, e.id, e.until]));
+    });
+    return this.#savingChallenged;
+  }
+
+  /**
+   * Train one round outside the mailbox (in the engine); counted by `trained`. `lost` says
+   * (and marks) that nobody waits for it any more: it is then not started.
+   */
   async #train(
     body: RoundBody,
     coordinator: string,
     ctx: ActorContext<TrainerMessage>,
+    lost: () => boolean,
   ): Promise<ReportBody> {
     const started = performance.now();
     await this.#saving; // the slot is on disk before anything is signed for it
@@ -566,6 +766,16 @@ export class TrainerService implements Actor<TrainerMessage> {
           (start.fetched.via === "update"
             ? `rebuilt from its outer update (${start.fetched.bytes} bytes)`
             : `downloaded (${start.fetched.bytes} bytes)`),
+      );
+    }
+    if (lost()) {
+      this.#log(
+        `trainer: round ${body.round} for ${coordinator.slice(0, 16)} abandoned: nobody waits ` +
+          `for it (its connection closed)`,
+      );
+      throw new TrainingError(
+        "round_abandoned",
+        `round ${body.round}'s coordinator is gone: not trained, nothing signed`,
       );
     }
     const { round, steps } = body;
@@ -634,9 +844,14 @@ export class TrainerService implements Actor<TrainerMessage> {
     const id = trainingChallengeId(challenge);
     const earlier = this.#challenged.get(key);
     if (earlier !== undefined) {
-      return earlier.id === id
-        ? { openings: earlier.openings }
-        : refuse("this validator has challenged this receipt already");
+      if (earlier.id !== id) return refuse("this validator has challenged this receipt already");
+      if (earlier.openings !== undefined) return { openings: earlier.openings };
+      // Read back after a restart, its answer lost: the same steps are opened again (nothing
+      // more of the shard), or its validator's opening_missing would slash this trainer.
+      const openings = this.#open(challenge, ctx);
+      openings.catch(() => {}); // the asker awaits it; a failure is its answer
+      earlier.openings = openings;
+      return { openings };
     }
     if (!await this.#owed(challenge)) {
       this.#log(
@@ -648,12 +863,25 @@ export class TrainerService implements Actor<TrainerMessage> {
           "node's ledger only",
       );
     }
-    const openings = this.#open(challenge, ctx);
-    openings.catch(() => {}); // the asker awaits it; a failure is its answer
-    this.#challenged.set(key, { id, openings });
+    // Marked now (a second challenge in the next message sees it), and on disk before the
+    // opening starts: no answer leaves that a restart could let its validator ask past.
+    const entry: { id: string; until: number; openings?: Promise<OpeningsBody> } = {
+      id,
+      until: Date.now() + CHALLENGED_KEPT_MS,
+    };
+    this.#challenged.delete(key);
+    this.#challenged.set(key, entry);
     while (this.#challenged.size > MAX_REMEMBERED_CHALLENGES) {
       this.#challenged.delete(this.#challenged.keys().next().value!);
     }
+    const saved = this.#saveChallenged().catch((error) => {
+      // Still answered: refused, its validator's opening_missing would slash this trainer; the
+      // record is then only in memory until the next write.
+      this.#log(`trainer: challenges not recorded on disk (${(error as Error).message})`);
+    });
+    const openings = saved.then(() => this.#open(challenge, ctx));
+    openings.catch(() => {}); // the asker awaits it; a failure is its answer
+    entry.openings = openings;
     return { openings };
   }
 
@@ -700,6 +928,64 @@ export class TrainerService implements Actor<TrainerMessage> {
   #log(line: string): void {
     this.#options.log?.(line);
   }
+}
+
+/** A sealed answer kept for its validator to fetch (see `KEPT_ANSWER_BYTES`). */
+interface KeptAnswer {
+  /** Its length in bytes. */
+  size: number;
+  /** Its bytes, while held in memory. */
+  bytes?: Uint8Array;
+  /** Its file, once written there (then not in memory). */
+  file?: string;
+  /** Set while it is being written to its file. */
+  writing: boolean;
+  /** Its write to the file, once started. */
+  written?: Promise<void>;
+  /** Its challenge's deadline (ms since the epoch). */
+  deadline: number;
+  /** Whether its last part was fetched. */
+  fetched: boolean;
+}
+
+/** `length` bytes of the file at `path` from `from`. */
+async function readPart(path: string, from: number, length: number): Promise<Uint8Array> {
+  const file = await Deno.open(path);
+  try {
+    await file.seek(from, Deno.SeekMode.Start);
+    const bytes = new Uint8Array(length);
+    for (let at = 0; at < length;) {
+      const n = await file.read(bytes.subarray(at));
+      if (n === null) throw new Error("answer file shorter than its answer");
+      at += n;
+    }
+    return bytes;
+  } finally {
+    file.close();
+  }
+}
+
+/** A round waiting or running for a coordinator (see `TrainerService.#admitRound`). */
+interface RoundInProgress {
+  round: number;
+  /** The request, its body but the deadline, hashed. */
+  request: string;
+  report: Promise<ReportBody>;
+  /** How many askers wait for its report (Infinity: one without a signal, waited on to its end). */
+  waiting: number;
+  /** Set when it was not started because nobody waited for it any more. */
+  abandoned: boolean;
+}
+
+/** Count one more asker of `entry` waiting, until `gone` aborts (absent: to the end). */
+function waitFor(entry: RoundInProgress, gone: AbortSignal | undefined): void {
+  if (gone === undefined) {
+    entry.waiting = Infinity;
+    return;
+  }
+  if (gone.aborted) return;
+  entry.waiting++;
+  gone.addEventListener("abort", () => entry.waiting--, { once: true });
 }
 
 /**
