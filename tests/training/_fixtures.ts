@@ -1,5 +1,7 @@
 /** Shared small configuration of the training tests: a model that trains in seconds. */
 import type { GptArchitecture } from "../../inference/model_builder.ts";
+import type { RoundBody } from "../../protocols/training_messages.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { type CorpusSplit, loadBrownCorpus, splitCorpus } from "../../training/brown_corpus.ts";
 
 /** One block, width 32: ~30 k parameters, about 0.1 s a step on one core (wasm). */
@@ -19,4 +21,21 @@ let split: Promise<CorpusSplit> | undefined;
 export function testSplit(): Promise<CorpusSplit> {
   split ??= loadBrownCorpus({ limit: 40 }).then((docs) => splitCorpus(docs, 2));
   return split;
+}
+
+/**
+ * Round 0 of `steps` local steps from the published start model `cid` (data seed 11, the test
+ * hyperparameters), due in ten minutes: the round a test asks a trainer for.
+ */
+export function testRoundBody(cid: string, steps: number): RoundBody {
+  return {
+    round: 0,
+    startModel: cid,
+    startFile: cid,
+    arch: TEST_ARCH,
+    steps,
+    dataSeed: 11,
+    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
+    deadline: Date.now() + 600_000,
+  };
 }

@@ -9,9 +9,7 @@ import { join } from "node:path";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import type { RoundBody } from "../../protocols/training_messages.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
   type ChallengeAccepted,
@@ -20,7 +18,7 @@ import {
   TrainerService,
 } from "../../training/trainer_service.ts";
 import { drawTrainingChallenge } from "../../training/training_challenge.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH, TEST_HYPER, testRoundBody, testSplit } from "./_fixtures.ts";
 
 Deno.test("a restarted trainer still opens a challenge from the coordinator it trained the run for (no ledger here)", async () => {
   const dir = await Deno.makeTempDir({ prefix: "veriflow-diff-review-" });
@@ -42,16 +40,7 @@ Deno.test("a restarted trainer still opens a challenge from the coordinator it t
           dataDir: join(dir, "training"),
         }),
     });
-  const body: RoundBody = {
-    round: 0,
-    startModel: seed.cid,
-    startFile: seed.cid,
-    arch: TEST_ARCH,
-    steps: 4,
-    dataSeed: 11,
-    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-    deadline: Date.now() + 600_000,
-  };
+  const body = testRoundBody(seed.cid, 4);
   const before = new ActorSystem({ name: "trainer-before-restart" });
   let receipt;
   try {

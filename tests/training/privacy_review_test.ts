@@ -19,10 +19,8 @@ import { keepShardPrivate } from "../../training/private_shard.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { decodeCbor } from "../../protocols/cbor.ts";
 import { toHex } from "../../protocols/hash.ts";
-import type { RoundBody } from "../../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
   type ChallengeAccepted,
@@ -50,7 +48,7 @@ import {
   TRAINING_FRAUD_PROOF_VERSION,
 } from "../../training/training_fraud_proof.ts";
 import type { TrainingReceipt } from "../../training/training_receipt.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH, TEST_HYPER, testRoundBody, testSplit } from "./_fixtures.ts";
 
 /** Local steps of the rounds here: enough for a challenge of 9 steps, a few seconds at most. */
 const H = 10;
@@ -79,16 +77,7 @@ async function trainedTrainer(
         ...options,
       }),
   });
-  const body: RoundBody = {
-    round: 0,
-    startModel: seed.cid,
-    startFile: seed.cid,
-    arch: TEST_ARCH,
-    steps: H,
-    dataSeed: 11,
-    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-    deadline: Date.now() + 600_000,
-  };
+  const body = testRoundBody(seed.cid, H);
   const accepted = await ref.ask<RoundAccepted>({
     type: "round",
     body,

@@ -11,9 +11,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
 import { encodeCanonical } from "../../protocols/cbor.ts";
-import type { RoundBody } from "../../protocols/training_messages.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
   type ChallengeAccepted,
@@ -26,7 +24,7 @@ import {
   drawTrainingChallenge,
   type TrainingChallenge,
 } from "../../training/training_challenge.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH, TEST_HYPER, testRoundBody, testSplit } from "./_fixtures.ts";
 
 /** A stake every ledger takes a peer's fraud proof from. */
 const STAKE = 10_000_000;
@@ -55,16 +53,7 @@ async function trainerFixture(dir: string, staked: Identity[]) {
           stakeOf: (key) => Promise.resolve(keys.has(toHex(key)) ? STAKE : 0),
         }),
     });
-  const body: RoundBody = {
-    round: 0,
-    startModel: seed.cid,
-    startFile: seed.cid,
-    arch: TEST_ARCH,
-    steps: 6,
-    dataSeed: 11,
-    hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-    deadline: Date.now() + 600_000,
-  };
+  const body = testRoundBody(seed.cid, 6);
   return { spawn, body, dataDir };
 }
 

@@ -11,13 +11,8 @@ import { join } from "node:path";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { sha256Hex, toHex } from "../../protocols/hash.ts";
-import {
-  MAX_OPENING_PART_BYTES,
-  type OpeningsBody,
-  type RoundBody,
-} from "../../protocols/training_messages.ts";
+import { MAX_OPENING_PART_BYTES, type OpeningsBody } from "../../protocols/training_messages.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
   type ChallengeAccepted,
@@ -27,7 +22,7 @@ import {
   type TrainerStats,
 } from "../../training/trainer_service.ts";
 import { drawTrainingChallenge, trainingChallengeId } from "../../training/training_challenge.ts";
-import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { TEST_ARCH, TEST_HYPER, testRoundBody, testSplit } from "./_fixtures.ts";
 
 /** A stake every ledger takes a peer's fraud proof from. */
 const STAKE = 10_000_000;
@@ -56,16 +51,7 @@ Deno.test("review s53b kept answers: answers past the memory bound are not dropp
           keptAnswerBytes: KEPT_BYTES,
         }),
     });
-    const body: RoundBody = {
-      round: 0,
-      startModel: seed.cid,
-      startFile: seed.cid,
-      arch: TEST_ARCH,
-      steps: 6,
-      dataSeed: 11,
-      hyper: { ...DEFAULT_LOCAL_HYPER_PARAMS, ...TEST_HYPER },
-      deadline: Date.now() + 600_000,
-    };
+    const body = testRoundBody(seed.cid, 6);
     const { report } = await ref.ask<RoundAccepted>({ type: "round", body, coordinator: "c0" });
     const { receipt } = await report;
     // Three validators' answers are made before any is fetched (they audit one round).

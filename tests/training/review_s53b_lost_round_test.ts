@@ -21,7 +21,6 @@ import {
 } from "../../protocols/training_messages.ts";
 import { servePeer } from "../../network/peer_services.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { deltaHash, encodeInt8Delta, quantizeDelta } from "../../training/int8_delta.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
@@ -30,9 +29,8 @@ import {
   TrainerService,
   type TrainFunction,
 } from "../../training/trainer_service.ts";
-import { signTrainingReceipt, TRAINING_RECEIPT_VERSION } from "../../training/training_receipt.ts";
-import type { TrainingTrace } from "../../training/step_opening.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { standInTraining } from "./_stand_in_train.ts";
 
 /**
  * A trainer whose training (a stand-in for `trainAndSign`: a receipt that is a pure function of
@@ -48,33 +46,8 @@ async function fixture(dir: string, gates: { train?: Promise<void>; model?: Prom
   const train: TrainFunction = async (options) => {
     entered.push(options.round);
     await gates.train;
-    const delta = encodeInt8Delta(
-      quantizeDelta(
-        new Map([...options.start].map(([name, t]) => [name, {
-          shape: [...t.shape],
-          data: t.data.map((_x, i) => 1e-3 * Math.sin(i + options.round)),
-        }])),
-      ),
-    );
-    const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...options.hyper };
     signed.push(options.round);
-    const receipt = signTrainingReceipt({
-      v: TRAINING_RECEIPT_VERSION,
-      round: options.round,
-      startModel: options.startModel,
-      steps: options.steps,
-      dataSeed: options.dataSeed,
-      hyper,
-      samplesRoot: "aa".repeat(32),
-      sampleCount: options.steps * hyper.batchSize,
-      checkpointsRoot: "bb".repeat(32),
-      shardRoot: "cc".repeat(32),
-      shardSize: 100,
-      losses: Array.from({ length: options.steps }, () => 3),
-      deltaHash: deltaHash(delta),
-      deltaBytes: delta.length,
-    }, options.identity);
-    return { report: { receipt, delta }, trace: {} as TrainingTrace };
+    return standInTraining(options, (i, o) => 1e-3 * Math.sin(i + o.round));
   };
   const system = new ActorSystem({ name: "s53b-lost-round" });
   const ref = await system.spawn<TrainerMessage>({

@@ -16,7 +16,6 @@ import { toHex } from "../../protocols/hash.ts";
 import type { RoundBody } from "../../protocols/training_messages.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { deltaHash, encodeInt8Delta, quantizeDelta } from "../../training/int8_delta.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
@@ -26,14 +25,13 @@ import {
   TrainerService,
   type TrainFunction,
 } from "../../training/trainer_service.ts";
-import { signTrainingReceipt, TRAINING_RECEIPT_VERSION } from "../../training/training_receipt.ts";
-import type { TrainingTrace } from "../../training/step_opening.ts";
 import {
   drawTrainingChallenge,
   TRAINING_CHALLENGE_STEPS,
   type TrainingChallenge,
 } from "../../training/training_challenge.ts";
 import { TEST_ARCH, TEST_HYPER, testSplit } from "./_fixtures.ts";
+import { standInTraining } from "./_stand_in_train.ts";
 
 /** The trainer's stake, as its pledge would bring it. */
 const STAKE = 10_000_000;
@@ -49,32 +47,7 @@ function countingTrain(
   const train: TrainFunction = async (options) => {
     calls++;
     await gate;
-    const delta = encodeInt8Delta(
-      quantizeDelta(
-        new Map([...options.start].map(([name, t]) => [name, {
-          shape: [...t.shape],
-          data: t.data.map((_x, i) => 1e-3 * Math.sin(i + options.steps + options.dataSeed)),
-        }])),
-      ),
-    );
-    const hyper = { ...DEFAULT_LOCAL_HYPER_PARAMS, ...options.hyper };
-    const receipt = signTrainingReceipt({
-      v: TRAINING_RECEIPT_VERSION,
-      round: options.round,
-      startModel: options.startModel,
-      steps: options.steps,
-      dataSeed: options.dataSeed,
-      hyper,
-      samplesRoot: "aa".repeat(32),
-      sampleCount: options.steps * hyper.batchSize,
-      checkpointsRoot: "bb".repeat(32),
-      shardRoot: "cc".repeat(32),
-      shardSize: 100,
-      losses: Array.from({ length: options.steps }, () => 3),
-      deltaHash: deltaHash(delta),
-      deltaBytes: delta.length,
-    }, options.identity);
-    return { report: { receipt, delta }, trace: {} as TrainingTrace };
+    return standInTraining(options, (i, o) => 1e-3 * Math.sin(i + o.steps + o.dataSeed));
   };
   return { train, calls: () => calls };
 }
