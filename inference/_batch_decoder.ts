@@ -23,9 +23,8 @@
  * either way; a sequence whose prompt was just read joins that execution). Prompts that have not
  * started are read whole and together — the first waiting one and those right after it, as many
  * as fit one execution of {@link PREFILL_GROUP_TOKENS} tokens ({@link GPU_PREFILL_GROUP_TOKENS} on
- * a GPU provider), left-padded to the longest — so
- * clients that arrive together pay one execution's fixed cost and start together; each gets its
- * own cache. A longer prompt is read alone, on its own cache: whole with nobody decoding (a lone
+ * a GPU provider), left-padded to the longest — so clients that arrive together pay one
+ * execution's fixed cost and start together; each gets its own cache. A longer prompt is read alone, on its own cache: whole with nobody decoding (a lone
  * stream's first token as fast as unbatched), else in pieces of equal length, each within half
  * a budget of it and never shorter than {@link MIN_PREFILL_PIECE} (each execution has a fixed
  * cost). The budget is the tokens that cost about {@link PREFILL_STALL_FACTOR} decode steps (it
@@ -151,6 +150,11 @@ const GATHER_WAIT_MAX_MS = 8;
  * the batch and back, and a lone step for it later.
  */
 const GATHER_WAIT_FRACTION = 0.25;
+
+/** Resolves at the next macrotask turn of the event loop (`setImmediate`). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 
 /** How long a tick waits for members that have not asked yet, given the last tick's duration. */
 export function gatherWaitMs(lastTickMs: number): number {
@@ -579,11 +583,11 @@ export class BatchedDecoder {
         // came between, and clients arriving together behind one got their first tokens a
         // step later (H200, WebGPU, 8 clients: TTFT p50 132 ms, one stream's 39). A longer
         // one waits for its pieces (the running streams' stall stays bounded).
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await nextTurn();
         if (this.#prefillGroup(this.#waitingPrompts()).length > 0) {
           this.#answeredPrompt = false;
           await this.#prefillStep();
-          if (this.#answeredPrompt) await new Promise<void>((resolve) => setImmediate(resolve));
+          if (this.#answeredPrompt) await nextTurn();
         }
       }
       await this.#decodeStep();
