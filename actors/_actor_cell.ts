@@ -426,8 +426,12 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
     this.#env.emit({ type: "hook_failed", hook, name: this.name, time: Date.now(), reason });
   }
 
-  /** Ends a running incarnation from outside (halt or stop); waits for an in-flight handler. */
-  async #endFromOutside(reason: StopReason, error: ActorStoppedError): Promise<boolean> {
+  /**
+   * Ends a running incarnation from outside (halt or stop); waits for an in-flight handler.
+   * Resolves whether one was running. The caller emits `stopped`: a final stop only once the
+   * name is free, so a listener may take it over at once.
+   */
+  async #endFromOutside(error: ActorStoppedError): Promise<boolean> {
     if (this.#state === IDLE || this.#state === STOPPED) return false;
     this.#epoch++;
     this.#state = IDLE;
@@ -440,7 +444,6 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
       if (!finished) this.#currentReply?.reject(error);
     }
     await this.#finishIncarnation();
-    this.#env.emit({ type: "stopped", kind: "actor", name: this.name, time: Date.now(), reason });
     return true;
   }
 
@@ -548,13 +551,13 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
     const cutsStart = this.#state === STARTING && this.#controller?.signal.aborted === false;
     if (cutsStart) this.#controller!.abort(error);
     return this.#enqueue(async () => {
-      const ended = await this.#endFromOutside(reason, error);
-      // The start ended without running (see #start); a stop queued meanwhile reports it instead.
-      if (!ended && cutsStart && !this.#final) this.#emitStopped(reason);
+      const ended = await this.#endFromOutside(error);
+      // Or the start ended without running (see #start); a stop queued meanwhile reports it instead.
+      if (ended || (cutsStart && !this.#final)) this.#emitStopped(reason);
     });
   }
 
-  /** The `stopped` event of an incarnation that ended without running (its end says nothing). */
+  /** The `stopped` event of an incarnation ended by a halt or stop. */
   #emitStopped(reason: StopReason): void {
     this.#env.emit({ type: "stopped", kind: "actor", name: this.name, time: Date.now(), reason });
   }
@@ -570,11 +573,13 @@ export class ActorCell<M> implements SupervisedChild, ChildParent {
     }
     const stopped = this.#enqueue(async () => {
       if (this.#state === STOPPED) return;
-      const wasRunning = await this.#endFromOutside(reason, error);
+      await this.#endFromOutside(error);
       this.#mailbox.clear((_m, r) => r?.reject(error));
       this.#state = STOPPED;
+      // The name is free before `stopped` goes out: a listener that replaces the actor under its
+      // name (a watchdog) got NameTakenError when the event came first.
       this.#env.registry.unregister(this.name, this.ref);
-      if (!wasRunning) this.#emitStopped(reason);
+      this.#emitStopped(reason);
     });
     // A crash or normal exit that came after this call but before the step above ran (a handler
     // that stopped itself and then threw, a `crashed` listener calling system.stop) queued its

@@ -50,6 +50,14 @@ export interface SupervisorCoreOptions {
 
 const BACKOFF_DEFAULT_FACTOR = 2;
 
+/** Where a child's crash streak stands; see `SupervisorCore.#backoffDelay`. */
+interface BackoffStreak {
+  /** Uncapped delay of the next restart of the streak. */
+  nextMs: number;
+  /** When the last restart was due (its exit plus its delay). */
+  restartAt: number;
+}
+
 /**
  * Refuses backoff values no timer can honour: a negative or `NaN` delay or factor silently meant
  * no backoff, and a delay past {@link MAX_BACKOFF_MS} (or `Infinity`) is clamped to 1 ms.
@@ -87,10 +95,8 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
   #final = false;
   #stopped = false;
   #restarts = 0;
-  /** Uncapped delay of the next restart of the current crash streak; see #backoffDelay. */
-  #backoffNextMs = 0;
-  /** When the last restart was due (its exit plus its delay); -Infinity: no streak. */
-  #backoffRestartAt = -Infinity;
+  /** Each child's crash streak (none: the child has not been restarted in this incarnation). */
+  #streaks = new WeakMap<SupervisedChild, BackoffStreak>();
   #controller = new AbortController();
   #chain: Promise<void> = Promise.resolve();
   /**
@@ -261,13 +267,17 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       const incarnation = ++this.#incarnation;
       this.#running = true;
       this.#restartTimes = [];
-      this.#backoffRestartAt = -Infinity;
+      this.#streaks = new WeakMap();
       this.#controller = new AbortController();
       const signal = this.#controller.signal;
       const started: SupervisedChild[] = [];
       for (const child of [...this.#children]) {
         if (signal.aborted) break;
         if (!info.initial) {
+          // A temporary child never comes back. One still on the list here was added while this
+          // supervisor was down (a halt removes the others): running, or ended with its exit
+          // report still on its way, which removes it.
+          if (child.restart === "temporary") continue;
           // Failures are reported back to this supervisor as exits and handled on the chain.
           // A stop (or halt) does not wait for a start still in progress (a hung preStart): it
           // stops the child itself, which bounds that preStart by stopTimeoutMs.
@@ -403,15 +413,20 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
     crashed: boolean,
     exitedAt: number,
   ): Promise<void> {
-    if (this.#final || !this.#running) return;
+    if (this.#final) return;
     // A stale report: the child was restarted (or removed) since that incarnation ended.
     if (!this.#children.includes(child) || child.incarnation !== incarnation) return;
     const restartIt = child.restart === "permanent" || (child.restart === "transient" && crashed);
     if (!restartIt) {
+      // Removed even while this supervisor is down (halted, or gave up and awaits its parent's
+      // restart): ignoring the exit then kept a child that had ended for good on the list, and
+      // the supervisor's restart brought it back.
       this.#children = this.#children.filter((c) => c !== child);
       await child.stop("removed");
       return;
     }
+    // Down: its own restart starts every child again.
+    if (!this.#running) return;
     const windowStart = exitedAt - this.#withinMs;
     this.#restartTimes = this.#restartTimes.filter((t) => t > windowStart);
     this.#restartTimes.push(exitedAt);
@@ -420,7 +435,7 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
       await this.#giveUp(reason, restartsInWindow - 1);
       return;
     }
-    const delayMs = this.#backoffDelay(exitedAt);
+    const delayMs = this.#backoffDelay(child, exitedAt);
     const signal = this.#controller.signal;
     if (this.strategy === "one_for_one" && delayMs > 0) {
       // Only this child restarts: it waits out its backoff off the chain, so one child's backoff
@@ -437,16 +452,21 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
     await this.#restartGroup(child, delayMs, signal);
   }
 
+  /** The children that restart with `child` under the strategy (empty if it is gone). */
+  #groupOf(child: SupervisedChild): SupervisedChild[] {
+    const index = this.#children.indexOf(child);
+    if (index < 0) return [];
+    if (this.strategy === "one_for_one") return [child];
+    if (this.strategy === "one_for_all") return [...this.#children];
+    return this.#children.slice(index);
+  }
+
   /** Restarts `child` (with its group under the strategy) once its backoff is over. */
   async #restartGroup(child: SupervisedChild, delayMs: number, signal: AbortSignal): Promise<void> {
     if (this.#final || !this.#running || signal.aborted) return;
     const info: StartInfo = { initial: false, delayMs };
-    const index = this.#children.indexOf(child);
-    if (index < 0) return;
-    let group: SupervisedChild[];
-    if (this.strategy === "one_for_one") group = [child];
-    else if (this.strategy === "one_for_all") group = [...this.#children];
-    else group = this.#children.slice(index);
+    const group = this.#groupOf(child);
+    if (group.length === 0) return;
     // Siblings go down in reverse start order, then the group comes back in start order.
     for (let i = group.length - 1; i >= 0; i--) {
       const sibling = group[i];
@@ -491,23 +511,32 @@ export class SupervisorCore implements SupervisedChild, ChildParent {
   }
 
   /**
-   * The backoff before the restart for an exit at `exitedAt`. It grows per restart of a crash
-   * streak, which ends once the children stayed up for `withinMs` after the last restart. It
+   * The backoff before the restart for `child`'s exit at `exitedAt`. It grows per restart of the
+   * child's crash streak, which ends once it stayed up for `withinMs` after its last restart. It
    * used to grow per restart inside the intensity window instead; that window includes the
    * backoff wait, so once delays outgrew `withinMs` it held only the latest exit, and a crash
    * loop restarted at `initialMs` forever, neither backing off to `maxMs` nor escalating.
+   *
+   * The streak is the child's, not the supervisor's: with one streak for all, a stable child's
+   * first crash waited as long as a flapping sibling's latest restart (up to `maxMs`) and grew
+   * that sibling's next delay. The members of a group restart (`one_for_all`, `rest_for_one`)
+   * came back with the failed child, so they carry on its streak.
    */
-  #backoffDelay(exitedAt: number): number {
+  #backoffDelay(child: SupervisedChild, exitedAt: number): number {
     const backoff = this.#backoff;
     if (backoff === undefined) return 0;
     const factor = backoff.factor ?? BACKOFF_DEFAULT_FACTOR;
     const maxMs = backoff.maxMs ?? DEFAULT_BACKOFF_MAX_MS;
-    if (exitedAt - this.#backoffRestartAt > this.#withinMs) this.#backoffNextMs = backoff.initialMs;
-    const delayMs = Math.min(maxMs, this.#backoffNextMs);
+    const streak = this.#streaks.get(child);
+    let nextMs = streak !== undefined && exitedAt - streak.restartAt <= this.#withinMs
+      ? streak.nextMs
+      : backoff.initialMs;
+    const delayMs = Math.min(maxMs, nextMs);
     // Grown step by step rather than as initialMs * factor ** n: an endless streak overflows
     // to Infinity at worst, never to NaN (0 * Infinity).
-    this.#backoffNextMs *= factor;
-    this.#backoffRestartAt = exitedAt + delayMs;
+    nextMs *= factor;
+    const restartAt = exitedAt + delayMs;
+    for (const member of this.#groupOf(child)) this.#streaks.set(member, { nextMs, restartAt });
     return delayMs;
   }
 

@@ -79,7 +79,10 @@ export interface RestartedEvent extends ActorEventBase {
   delayMs: number;
 }
 
-/** An incarnation ended without crashing. */
+/**
+ * An incarnation ended without crashing. When it ends for good (removed or shut down, not halted
+ * for a restart), this comes once the name is free: a listener may spawn a replacement under it.
+ */
 export interface StoppedEvent extends ActorEventBase {
   /** Discriminant. */
   type: "stopped";

@@ -13,12 +13,15 @@
  * not help. The supervisor then stops its children and escalates: its parent sees it fail with
  * an `EscalatedError` and applies its own policy. At the root, escalation is fatal: the system
  * emits a `fatal` event and shuts down. An optional exponential backoff delays each restart
- * (`initialMs`, then multiplied by `factor` per restart, capped at `maxMs`); it starts over at
- * `initialMs` once the children stayed up for `withinMs` since the last restart, the backoff
- * wait not counted, so a crash loop keeps backing off even when its delays outgrow `withinMs`.
+ * (`initialMs`, then multiplied by `factor` per restart, capped at `maxMs`); it follows each
+ * child's own crash streak, which starts over at `initialMs` once the child stayed up for
+ * `withinMs` since its last restart, the backoff wait not counted, so a crash loop keeps backing
+ * off even when its delays outgrow `withinMs`, and a sibling's crash loop does not lengthen a
+ * stable child's restart. Children brought back by a group restart carry on its streak.
  *
  * A restarted supervisor starts its children again from their specs (fresh state everywhere);
- * `temporary` children are not brought back.
+ * `temporary` children are not brought back. A child that exits for good (`temporary`, or
+ * `transient` after a normal exit) is removed even while its supervisor is down.
  *
  * @example
  * ```ts
@@ -54,8 +57,9 @@ export type SupervisionStrategy = "one_for_one" | "one_for_all" | "rest_for_one"
  */
 export interface BackoffOptions {
   /**
-   * Delay before the first restart of a crash streak, in milliseconds; 0..{@link MAX_BACKOFF_MS}.
-   * The streak ends once the children stayed up for `withinMs` since the last restart.
+   * Delay before the first restart of a child's crash streak, in milliseconds;
+   * 0..{@link MAX_BACKOFF_MS}. The streak ends once the child stayed up for `withinMs` since its
+   * last restart.
    */
   initialMs: number;
   /** Upper bound of the delay; 0..{@link MAX_BACKOFF_MS}. Default {@link DEFAULT_BACKOFF_MAX_MS}. */
