@@ -29,7 +29,7 @@ import { bearerToken, grantOf } from "./credentials.ts";
 import { type EdgeConfig, edgeConfig } from "./edge_config.ts";
 import { edgeCollector, EdgeStats } from "./edge_stats.ts";
 import { type HealthCondition, healthRoutes, inferenceCollector } from "./health_routes.ts";
-import { errorResponse } from "./http_errors.ts";
+import { errorResponse, isInternalError } from "./http_errors.ts";
 import { InferenceGateway } from "./inference_gateway.ts";
 import { KeyLimits } from "./key_limits.ts";
 import { MetricsRegistry } from "./metrics_registry.ts";
@@ -64,8 +64,9 @@ export interface AppOptions {
   /** The timers of the request body deadline (`http.requestBodyTimeoutMs`); default the global. */
   timers?: DrainTimers;
   /**
-   * Where a line per job start, end and cancel goes, and one per untyped error a request ran into
-   * (answered 500 `internal_error`), with its stack; nowhere by default.
+   * Where a line per job start, end and cancel goes, and one per internal error a request ran
+   * into (answered 500 without its message: untyped, or typed with no status of its own), with
+   * its stack; nowhere by default.
    */
   log?: (line: string) => void;
   /** The loaded models' runtime health, reported by `/healthz` (see `health_routes.ts`). */
@@ -109,12 +110,15 @@ export function createApp(options: AppOptions): Hono<EdgeEnv> {
   const app = new Hono<EdgeEnv>();
   app.onError((error, c) => {
     stats.countRefusal(error);
-    // An untyped error (a bug) is answered 500 `internal_error` without its message, which may
-    // name internals: its cause goes to the operator's log, the one place that records it. A
-    // typed one says what it is in the body, and a job's failure is in the job's own log line.
-    if (!(error instanceof VeriflowError)) {
+    // An internal error (a 500: untyped, a bug, or typed with no status of its own, such as
+    // `model_load_failed` or `actor_crashed` at submission) is answered without its message,
+    // which may name internals: its cause goes to the operator's log, the one place that
+    // records it. Any other says what it is in the body (the client's fault, or a 503/504 that
+    // says why), and a job's failure is in the job's own log line.
+    if (isInternalError(error)) {
+      const code = error instanceof VeriflowError ? ` (${error.code})` : "";
       options.log?.(
-        `error: internal error answering ${c.req.method} ${c.req.path}: ${
+        `error: internal error${code} answering ${c.req.method} ${c.req.path}: ${
           error instanceof Error ? error.stack ?? `${error.name}: ${error.message}` : String(error)
         }`,
       );

@@ -35,11 +35,9 @@ import { EdgeError, RequestValidationError } from "./http_errors.ts";
 import { idleDeadlineBody } from "./body_limit.ts";
 import { EDGE_DEFAULTS } from "./edge_config.ts";
 import { headerType } from "./gateway_content_type.ts";
-import { MEDIA_TYPE } from "../protocols/media_type.ts";
+import { MAX_FILE_LABEL_CHARS, MEDIA_TYPE } from "../protocols/media_type.ts";
 import type { DrainTimers } from "./serve.ts";
 
-/** Longest `name` or `mime` a put may record. */
-const MAX_LABEL = 256;
 /** The type `curl -d` and `curl --data-binary` send when told none. */
 const FORM_TYPE = "application/x-www-form-urlencoded";
 
@@ -229,10 +227,10 @@ function storedCid(input: string): string {
 
 function label(value: string | undefined, param: string): string | undefined {
   if (value === undefined || value === "") return undefined;
-  if (value.length > MAX_LABEL) {
+  if (value.length > MAX_FILE_LABEL_CHARS) {
     throw new RequestValidationError(
       "invalid_request",
-      `${param} is over ${MAX_LABEL} chars`,
+      `${param} is over ${MAX_FILE_LABEL_CHARS} chars`,
       param,
     );
   }

@@ -180,32 +180,61 @@ function errorTypeOf(status: number): string {
  */
 export const INTERNAL_ERROR_MESSAGE = "internal server error";
 
-/** The code of a cancelled job: a 500 too, but its message is the node's own and says only that. */
-const JOB_CANCELLED = "job_cancelled";
+/**
+ * Codes with no status of their own (a 500 by the table) whose message is the node's own words
+ * for the client, naming nothing internal: a cancelled job's, and a forwarded job's worker
+ * receipt that did not check out (`receipt_rejected`: what in it was wrong).
+ */
+const CLIENT_MESSAGE_CODES: ReadonlySet<string> = new Set(["job_cancelled", "receipt_rejected"]);
 
 /**
- * A failed job's error as its client is told it, over HTTP (JSON, SSE) and WebSocket alike: an
- * internal failure's (a 500's: a plain Error's message, a crashed actor's reason) with
- * {@link INTERNAL_ERROR_MESSAGE} for its text, which the gateway's log line of the job keeps;
- * the client's own errors, the node's 503/504 that say which worker or why, and a cancelled
- * job's keep their message, meant for the client.
+ * Whether `error` is internal: a 500 (an untyped error, or a typed one the table does not list:
+ * `proof_store_failed`, `actor_crashed`, `model_load_failed`, a peer's unknown code) whose
+ * message may name files, internals or peers, so the client is not told it and the operator's
+ * log is. Not so for {@link CLIENT_MESSAGE_CODES}.
  */
-export function jobFailureForClient(code: string, message: string): VeriflowError {
-  const failure = new VeriflowError(code, message);
-  if (code === JOB_CANCELLED || httpStatusOf(failure) !== 500) return failure;
-  return new VeriflowError(code, INTERNAL_ERROR_MESSAGE);
+export function isInternalError(error: unknown): boolean {
+  if (httpStatusOf(error) !== 500) return false;
+  return !(error instanceof VeriflowError && CLIENT_MESSAGE_CODES.has(error.code));
 }
 
 /**
- * The OpenAI error body for an error. Internal errors keep their message out of the body
- * (it may name files or internals); the code says enough to find the log line.
+ * A failed job's error as its client is told it, over HTTP (JSON, SSE) and WebSocket alike: an
+ * internal failure's ({@link isInternalError}: a plain Error's message, a crashed actor's
+ * reason) with {@link INTERNAL_ERROR_MESSAGE} for its text, which the gateway's log line of the
+ * job keeps; the client's own errors, the node's 503/504 that say which worker or why, and a
+ * cancelled job's keep their message, meant for the client.
+ */
+export function jobFailureForClient(code: string, message: string): VeriflowError {
+  const failure = new VeriflowError(code, message);
+  return isInternalError(failure) ? new VeriflowError(code, INTERNAL_ERROR_MESSAGE) : failure;
+}
+
+/**
+ * Why a finished job has no receipt, as its client is told it (`veriflow_receipt_error`, the
+ * WebSocket `done`'s `receipt_error`), by {@link jobFailureForClient}'s rule: an internal
+ * failure's text (a proof store's directory and the OS's reason, a prover's bug) is
+ * {@link INTERNAL_ERROR_MESSAGE}, and the code says which. The operator reads a proof store's
+ * fault in the prover's log line and `/healthz`, a crashed prover's in the actor's crash line. A
+ * forwarded job's `receipt_rejected` and a prover that did not answer in time (`ask_timeout`, a
+ * 503) keep their text.
+ */
+export function receiptErrorForClient(
+  error: { code: string; message: string },
+): { code: string; message: string } {
+  const { code, message } = jobFailureForClient(error.code, error.message);
+  return { code, message };
+}
+
+/**
+ * The OpenAI error body for an error. Internal errors ({@link isInternalError}: untyped, or
+ * typed with no status of their own) keep their message out of the body (it may name files or
+ * internals); the code says enough to find the log line.
  */
 export function openAiErrorBody(error: unknown): OpenAiErrorBody {
   const status = httpStatusOf(error);
   const code = error instanceof VeriflowError ? error.code : "internal_error";
-  const message = status >= 500 && !(error instanceof VeriflowError)
-    ? INTERNAL_ERROR_MESSAGE
-    : (error as Error).message;
+  const message = isInternalError(error) ? INTERNAL_ERROR_MESSAGE : (error as Error).message;
   const param = error instanceof EdgeError ? error.param : null;
   return { error: { message, type: errorTypeOf(status), param, code } };
 }

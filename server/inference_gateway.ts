@@ -283,7 +283,15 @@ export class InferenceGateway {
         const error = summary.error;
         const cause = error === undefined ? "internal_error" : `${error.code}: ${error.message}`;
         log(`${tag} failed after ${tokens}: ${cause}`);
-      } else log(`${tag} ended (${summary.finishReason}) after ${tokens}`);
+      } else {
+        // A finished job without its receipt: its client is told an internal cause's code only
+        // (`receiptErrorForClient`), so the operator is told its text, here.
+        const error = summary.receipt === undefined ? summary.error : undefined;
+        const why = error === undefined
+          ? ""
+          : `, without a receipt: ${error.code}: ${error.message}`;
+        log(`${tag} ended (${summary.finishReason}) after ${tokens}${why}`);
+      }
     });
     return handle;
   }

@@ -28,7 +28,7 @@ import { type QueuePosition, readOrQueued } from "../inference/queue_position.ts
 import type { VeriflowError } from "../protocols/errors.ts";
 import { yieldToEventLoop } from "./_event_loop.ts";
 import type { EdgeStats } from "./edge_stats.ts";
-import { jobFailureForClient, openAiErrorBody } from "./http_errors.ts";
+import { jobFailureForClient, openAiErrorBody, receiptErrorForClient } from "./http_errors.ts";
 import { toJsonValue } from "./json_value.ts";
 import { type ResponseShape, stringifyAnswer } from "./openai_shapes.ts";
 import { StopTrimmer, type TextPiece } from "./stop_trimmer.ts";
@@ -132,7 +132,10 @@ function veriflowFields(summary: JobSummary, stop: string | undefined): Record<s
   const fields: Record<string, unknown> = { veriflow_job_id: summary.jobId };
   if (stop !== undefined) fields.veriflow_stop = stop;
   if (summary.receipt !== undefined) fields.veriflow_receipt = toJsonValue(summary.receipt);
-  else if (summary.error !== undefined) fields.veriflow_receipt_error = summary.error;
+  // Why it has none, an internal failure's text withheld (`receiptErrorForClient`).
+  else if (summary.error !== undefined) {
+    fields.veriflow_receipt_error = receiptErrorForClient(summary.error);
+  }
   return fields;
 }
 

@@ -27,6 +27,7 @@ import type {
   JobSummary,
   StreamedToken,
 } from "../inference/inference_port.ts";
+import { receiptErrorForClient } from "./http_errors.ts";
 import { toJsonValue } from "./json_value.ts";
 
 /**
@@ -181,7 +182,8 @@ export interface WsDoneMessage {
   receipt?: unknown;
   /**
    * Why a job that finished carries no receipt: its prover failed, or (on a node that
-   * forwarded the job) the worker's receipt did not check out (`receipt_rejected`).
+   * forwarded the job) the worker's receipt did not check out (`receipt_rejected`). An internal
+   * failure's message (a proof store's directory) is withheld: `internal server error`.
    */
   receipt_error?: { code: string; message: string };
 }
@@ -292,7 +294,10 @@ export function doneMessage(id: string, summary: JobSummary): WsDoneMessage {
     timings: wireTimings(summary),
   };
   if (summary.receipt !== undefined) message.receipt = toJsonValue(summary.receipt);
-  else if (summary.error !== undefined) message.receipt_error = summary.error;
+  // As over HTTP: an internal failure's text stays out (`receiptErrorForClient`).
+  else if (summary.error !== undefined) {
+    message.receipt_error = receiptErrorForClient(summary.error);
+  }
   return message;
 }
 

@@ -36,7 +36,7 @@ import {
   writeOutput,
 } from "./_command_support.ts";
 import { GC_USAGE, GET_USAGE, LS_USAGE, PUT_USAGE } from "./storage_help.ts";
-import { MEDIA_TYPE } from "../protocols/media_type.ts";
+import { MAX_FILE_LABEL_CHARS, MEDIA_TYPE } from "../protocols/media_type.ts";
 
 /** `put [--private] FILE`: store a file, print its CID. */
 export async function runPut(args: string[]): Promise<number> {
@@ -59,6 +59,16 @@ export async function runPut(args: string[]): Promise<number> {
   return await reportErrors(async () => {
     const quota = wholeNumberFlag("--quota", values.quota);
     const mime = values.mime as string | undefined;
+    // Refused before anything is stored, as `POST /v1/files` refuses them: a longer label was
+    // stored and then read as none (past the pin label's size), the type given with it lost too.
+    for (const flag of ["name", "mime"] as const) {
+      const label = values[flag] as string | undefined;
+      if (label !== undefined && label.length > MAX_FILE_LABEL_CHARS) {
+        throw new UsageError(
+          `--${flag} is ${label.length} chars, over the ${MAX_FILE_LABEL_CHARS} a put records`,
+        );
+      }
+    }
     if (mime !== undefined && !MEDIA_TYPE.test(mime)) {
       // Recorded, it is every read's `Content-Type`: one no header can carry (CR LF, NUL, a
       // character past U+00FF, nothing) made each read of the file fail.
@@ -71,6 +81,13 @@ export async function runPut(args: string[]): Promise<number> {
     // `ls` would then show as if the operator's files were gone.
     const isDir = path !== "-" && (await Deno.stat(path)).isDirectory;
     if (isDir && values.private) throw new UsageError("a directory is put in the public tier only");
+    // A UnixFS directory has no name or type of its own (its entries are named by their files'
+    // names): a label given for one was dropped without a word.
+    for (const flag of ["name", "mime"] as const) {
+      if (isDir && values[flag] !== undefined) {
+        throw new UsageError(`--${flag} labels a file; ${path} is a directory, which has none`);
+      }
+    }
     const store = await ChunkStore.open(join(dataDir, "store"), { quotaBytes: quota });
     const key = values.private ? await ownerKey(dataDir, values["key-file"] as string) : undefined;
     let source: ReadableStream<Uint8Array> | undefined;

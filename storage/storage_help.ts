@@ -12,7 +12,8 @@ export const PUT_USAGE =
            [--quota BYTES] [--progress] FILE|DIR
   Store FILE (use - for stdin) or the directory DIR and print its CID. A public file's or
   directory's CID is its UnixFS id, the one \`ipfs add --cid-version 1 --raw-leaves\` gives.
-  --name and --mime are sealed in a private file's manifest (a public id has no name).
+  --name and --mime are sealed in a private file's manifest (a public id has no name); each is
+  at most 256 chars, and a directory takes neither (its entries are named by their files).
 
 Examples:
   deno run -A cli.ts put README.md                    # prints its CID
