@@ -21,7 +21,9 @@
  * {@link REFUSED_MODEL_COOLDOWN_MS} (the while a router keeps a worker off a model it refused). A
  * job the worker runs to its end forgets it all (its `start` alone does not: a worker that starts
  * each job and goes silent would be forgiven each time it is asked). Refusals within the while (a
- * burst of jobs that all picked it before the first refusal came back) do not lengthen it.
+ * burst of jobs that all picked it before the first refusal came back) do not double it; one that
+ * cost its job a wait longer than the while has left makes it last that wait from now (review
+ * s54), as it would have had it come first.
  *
  * @module
  */
@@ -100,7 +102,18 @@ export class BusyRefusals {
   refused(key: string, costMs = 0): void {
     const now = this.#now();
     const last = this.#entries.get(key);
-    if (last !== undefined && now < last.until) return; // the same while: one refusal
+    if (last !== undefined && now < last.until) {
+      // The same while: one refusal, but not a shorter one than what this job waited (it was
+      // sent before the refusal that started the while; dropped, a worker that refused one job
+      // at once just before another's wait ran out was asked again after the first while and
+      // cost the next job that wait again).
+      const costlier = Math.min(costMs, this.#maxMs);
+      if (now + costlier > last.until) {
+        last.until = now + costlier;
+        last.whileMs = Math.max(last.whileMs, costlier);
+      }
+      return;
+    }
     // Asked again after its while and refused again: twice as long. Quiet for the longest
     // while since: it starts over.
     const doubled = last === undefined || now >= last.until + this.#maxMs

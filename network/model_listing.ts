@@ -7,13 +7,20 @@
  * 1. **Kind**: the CID says it — a text model's id is a dag-cbor CID, a tensor model's a raw
  *    one. A listing whose kind its CID contradicts is not believed (a CID of neither form, as
  *    tests use, says nothing).
- * 2. **Name**: a CID's name and kind are those the most peer keys list it under — those backed
- *    by free stake in this node's ledger counted first, as a worker is picked
- *    (`worker_choice.ts`) — a key counted once however many connections or entries it lists
- *    the CID in; a tie keeps the listing seen first. The first listing seen named it before:
- *    one stranger that connected first renamed (or called a tensor model) an honest model every
- *    other worker listed, and clients asking by its name were told it did not exist.
- * 3. **Order**: the CIDs the most keys serve first (backed first), ties in the order seen. The
+ * 2. **Name**: a CID's name and kind are those the most peer keys list it under — counted by
+ *    their standing in this node's ledger: keys with credit for work done here first, then
+ *    keys with stake, then all — a key counted once however many connections or entries it
+ *    lists the CID in; a tie keeps the listing seen first. The first listing seen named it
+ *    before: one stranger that connected first renamed (or called a tensor model) an honest
+ *    model every other worker listed, and clients asking by its name were told it did not
+ *    exist. Credit comes first because it is the one standing a key cannot give itself: stake
+ *    is a pledge any fresh key signs on connect (`protocols/stake_pledge.ts`), so two fresh
+ *    keys that pledged took the name of a model whose worker had done the network's work for
+ *    it, and one made it ambiguous. Stake counts free or locked: it is not the free stake a
+ *    worker is picked by (`worker_choice.ts`: can it back one more receipt?), and a busy
+ *    worker's stake is all locked by the receipts it just signed (review s54: counted as a
+ *    stranger's, its models' names went to two fresh keys).
+ * 3. **Order**: the CIDs the most keys serve first (counted as in 2), ties in the order seen. The
  *    default model is thus the text model the most workers serve: it was the first connected
  *    peer's, so one stranger took every job that named no model.
  *
@@ -40,9 +47,13 @@ export interface ModelListing {
   models: readonly WireModelInfo[];
 }
 
-/** How many keys back a claim: those with free stake, all of them, and when it was first seen. */
+/**
+ * How many keys back a claim, by standing (rule 2): with credit for work, with stake, all of
+ * them; and when it was first seen.
+ */
 interface Support {
-  backed: number;
+  earned: number;
+  staked: number;
   keys: number;
   first: number;
 }
@@ -70,7 +81,8 @@ export function listedModels(listings: Iterable<ModelListing>): WireModelInfo[] 
   const counted = new Set<string>();
   let seen = 0;
   for (const { key, standing, models } of listings) {
-    const backed = standing !== undefined && standing.stake - standing.locked > 0;
+    const earned = standing !== undefined && standing.balance > 0;
+    const staked = earned || (standing !== undefined && standing.stake > 0);
     for (const model of models) {
       if (!kindFitsCid(model)) continue;
       const pair = `${key} ${model.cid}`; // a key is hex: no space in it
@@ -80,25 +92,25 @@ export function listedModels(listings: Iterable<ModelListing>): WireModelInfo[] 
       if (byClaim === undefined) {
         byClaim = new Map();
         claims.set(model.cid, byClaim);
-        perCid.set(model.cid, { backed: 0, keys: 0, first: seen });
+        perCid.set(model.cid, { earned: 0, staked: 0, keys: 0, first: seen });
       }
       const claimKey = `${model.kind} ${model.name}`; // a kind has no space in it
       let claim = byClaim.get(claimKey);
       if (claim === undefined) {
-        claim = { model, support: { backed: 0, keys: 0, first: seen } };
+        claim = { model, support: { earned: 0, staked: 0, keys: 0, first: seen } };
         byClaim.set(claimKey, claim);
       }
       seen++;
-      count(claim.support, backed);
-      count(perCid.get(model.cid)!, backed);
+      count(claim.support, earned, staked);
+      count(perCid.get(model.cid)!, earned, staked);
     }
   }
   const chosen = [...perCid].sort(([, a], [, b]) => compare(a, b)).map(([cid]) =>
     [...claims.get(cid)!.values()].sort((a, b) => compare(a.support, b.support))[0]
   );
-  // 4. A name two models are listed under belongs to the one strictly more keys list under it;
-  //    the others are listed by their CID (still there to ask for by it). A tie names neither,
-  //    and the edge refuses the name as ambiguous.
+  // 4. A name two models are listed under belongs to the one strictly more keys list under it
+  //    (counted as in 2); the others are listed by their CID (still there to ask for by it). A
+  //    tie names neither, and the edge refuses the name as ambiguous.
   const byName = new Map<string, { model: WireModelInfo; support: Support }[]>();
   for (const claim of chosen) {
     const same = byName.get(claim.model.name);
@@ -111,19 +123,25 @@ export function listedModels(listings: Iterable<ModelListing>): WireModelInfo[] 
   });
 }
 
-/** Whether `a` has more backed keys than `b`, or as many and more keys (not which came first). */
+/** Whether `a` has more keys than `b` by rule 2's standing (not which came first). */
 function stronger(a: Support, b: Support): boolean {
-  return a.backed > b.backed || (a.backed === b.backed && a.keys > b.keys);
+  return bySupport(a, b) < 0;
 }
 
-function count(support: Support, backed: boolean): void {
+function count(support: Support, earned: boolean, staked: boolean): void {
   support.keys++;
-  if (backed) support.backed++;
+  if (staked) support.staked++;
+  if (earned) support.earned++;
 }
 
-/** More backed keys first, then more keys, then the one seen first. */
+/** More keys with credit first, then more with stake, then more keys (0: as many). */
+function bySupport(a: Support, b: Support): number {
+  return b.earned - a.earned || b.staked - a.staked || b.keys - a.keys;
+}
+
+/** By support, then the one seen first. */
 function compare(a: Support, b: Support): number {
-  return b.backed - a.backed || b.keys - a.keys || a.first - b.first;
+  return bySupport(a, b) || a.first - b.first;
 }
 
 /**

@@ -1146,8 +1146,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
   #workerModels(): WireModelInfo[] {
     const listings: ModelListing[] = [];
     for (const list of this.#peers.values()) {
-      for (const { connection, models, info } of list) {
-        if (connection.isClosed || info.convicted) continue;
+      for (const { connection, models, info, checking } of list) {
+        // Nor one whose conviction is still being asked: it is routed no job (`#worker`).
+        if (connection.isClosed || info.convicted || checking) continue;
         listings.push({ key: info.key, standing: this.#standing.get(info.key), models });
       }
     }

@@ -57,3 +57,23 @@ Deno.test("busy refusals: at most maxWorkers remembered; those whose while ended
   busy.refused("d");
   assert.deepEqual(busy.askedLast(), ["b", "c", "d"], "the oldest live one made room");
 });
+
+Deno.test("busy refusals (s54): a job that waited on the worker, reported within a while a quick refusal started, still keeps it asked last for that wait from its report, and the next while doubles it as if it came first", () => {
+  const { clock, busy } = clocked();
+  busy.refused("aa"); // a quick refusal: 1 s, until 1 000
+  clock.now = 500;
+  // A job it kept without a token since before that refusal moves on after waiting 5 s.
+  busy.refused("aa", 5_000);
+  clock.now = 1_000;
+  assert.deepEqual(busy.askedLast(), ["aa"], "asked again after 1 s, it costs the next job 5 s");
+  clock.now = 5_499;
+  assert.deepEqual(busy.askedLast(), ["aa"]);
+  clock.now = 5_500;
+  assert.deepEqual(busy.askedLast(), [], "for as long as that job waited, from its report");
+  // Refused again after it: twice the 5 s, at most the longest while (8 s).
+  busy.refused("aa");
+  clock.now = 13_499;
+  assert.deepEqual(busy.askedLast(), ["aa"]);
+  clock.now = 13_500;
+  assert.deepEqual(busy.askedLast(), []);
+});
