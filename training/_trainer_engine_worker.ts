@@ -2,7 +2,8 @@
  * The worker of a {@link WorkerTrainerEngine} (`trainer_engine.ts`): an
  * {@link InProcessTrainerEngine} on a thread of its own, so a round's steps and the opening of
  * challenged steps never hold the node's event loop. It gets the trainer's key and shard once
- * (`init`), then trains and opens on request, answering each by its id, in order.
+ * (`init`), then trains and opens on request, answering each by its id, in order; a `cancel`
+ * stops the round of its id at its next step (its round is lost).
  *
  * Not imported by anything: started by `WorkerTrainerEngine` with `new Worker(...)`.
  *
@@ -44,8 +45,21 @@ const between = () =>
     yielder.port2.postMessage(null);
   });
 
+/**
+ * The rounds asked for and not yet answered, each with what stops it: a `cancel` is handled at
+ * once (not queued), and the run stops before its next step — or does not start, if it waits
+ * behind another.
+ */
+const cancels = new Map<number, AbortController>();
+
 port.onmessage = (event) => {
   const request = event.data;
+  if (request.op === "cancel") {
+    cancels.get(request.id)?.abort();
+    return;
+  }
+  const cancel = request.op === "train" ? new AbortController() : undefined;
+  if (cancel !== undefined) cancels.set(request.id, cancel);
   const run = async () => {
     try {
       let value: unknown;
@@ -63,6 +77,7 @@ port.onmessage = (event) => {
         value = await engine.train(
           request.round,
           (step, loss) => port.postMessage({ id, step, loss }),
+          cancel!.signal,
           between,
         );
       } else {
@@ -76,6 +91,8 @@ port.onmessage = (event) => {
         code: (error as { code?: string }).code ?? "trainer_error",
         message: (error as Error).message,
       });
+    } finally {
+      cancels.delete(request.id);
     }
   };
   // `init` is the first message: both queues start behind it.

@@ -13,7 +13,7 @@
  * On disk, beside each other in one directory:
  *
  * ```
- * coordinator.json                    { v: 1, run, round, model, momentum?, delivery?, history, convicted, initialLoss? }
+ * coordinator.json                    { v: 1, run, round, model, momentum?, delivery?, history, finished?, convicted, initialLoss? }
  * coordinator-momentum-<sha256>.f32   the momentum: float32 little-endian, tensors in gptWeightShapes order
  * ```
  *
@@ -90,8 +90,13 @@ export interface CoordinatorSnapshot {
    * they are out, or that round made no model).
    */
   delivery?: RoundDelivery;
-  /** Finished rounds, oldest first. */
+  /** The latest finished rounds, oldest first (the coordinator keeps a bounded number). */
   history: RoundRecord[];
+  /**
+   * Rounds finished over the run, those no longer in `history` too (absent when saved: the
+   * history's length; a state written before review s54 has none).
+   */
+  finished?: number;
   /** Hex keys of the trainers this coordinator convicted. */
   convicted: string[];
   /** Held-out loss of the first start model. */
@@ -123,6 +128,7 @@ const StateFileSchema = z.object({
   momentum: z.string().regex(HEX64).optional(),
   delivery: z.string().regex(/^[0-9a-f]+$/).optional(),
   history: z.array(RoundRecordSchema),
+  finished: z.number().int().nonnegative().optional(),
   convicted: z.array(z.string()),
   initialLoss: optionalNumber,
 });
@@ -203,6 +209,7 @@ export class CoordinatorState {
       momentum,
       delivery,
       history: parsed.history,
+      finished: Math.max(parsed.finished ?? 0, parsed.history.length),
       convicted: parsed.convicted,
       initialLoss: parsed.initialLoss,
     };
@@ -231,6 +238,7 @@ export class CoordinatorState {
         ? undefined
         : encodeRoundDelivery(snapshot.delivery),
       history: snapshot.history,
+      finished: snapshot.finished ?? snapshot.history.length,
       convicted: snapshot.convicted,
       initialLoss: snapshot.initialLoss,
     };

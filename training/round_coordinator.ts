@@ -98,6 +98,13 @@ const OUTCOME_PASS_ON_MS = 120_000;
  * from {@link TRAINER_POLL_MS}).
  */
 const MAX_FAILURE_PAUSE_MS = 60_000;
+/**
+ * Round records kept by default (in memory, in `status`, in the state file): the dashboard shows
+ * the latest 200, and a record lists up to {@link MAX_OUTCOME_TRAINERS} keys (~17 KB), so a run
+ * of `--rounds 0` kept without bound was copied by every `status` and rewritten twice a round
+ * (review s54). Older rounds are still counted ({@link CoordinatorStatus.finished}).
+ */
+const DEFAULT_KEPT_ROUND_RECORDS = 1000;
 
 /** Options of {@link RoundCoordinator}. */
 export interface RoundCoordinatorOptions {
@@ -145,6 +152,8 @@ export interface RoundCoordinatorOptions {
   trainers?: JoinedTrainers;
   /** Where one line per round goes. */
   log?: (line: string) => void;
+  /** Finished rounds' records kept (the latest); default {@link DEFAULT_KEPT_ROUND_RECORDS}. */
+  keptRoundRecords?: number;
 }
 
 /** One finished round, as the status shows it. */
@@ -171,8 +180,16 @@ export interface CoordinatorStatus {
   model: string;
   /** Held-out loss of the first start model. */
   initialLoss?: number;
-  /** Finished rounds. */
+  /**
+   * The latest finished rounds, oldest first (at most
+   * {@link RoundCoordinatorOptions.keptRoundRecords}).
+   */
   history: RoundRecord[];
+  /**
+   * Rounds finished over the run, those no longer in `history` too (set by the coordinator;
+   * absent: `history.length`).
+   */
+  finished?: number;
   /** Hex keys of joined trainers. */
   trainers: string[];
   /** Hex keys of trainers convicted (never asked again). */
@@ -208,6 +225,8 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   readonly #trainers: JoinedTrainers;
   readonly #convicted = new Set<string>();
   readonly #history: RoundRecord[] = [];
+  /** Rounds finished over the run (`#history` keeps only the latest). */
+  #finished = 0;
   #round = 0;
   #model?: RoundModel;
   #momentum?: GptWeights;
@@ -277,6 +296,8 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     this.#momentum = saved.momentum;
     this.#delivery = saved.delivery;
     this.#history.push(...saved.history);
+    this.#finished = saved.finished ?? saved.history.length;
+    this.#trimHistory();
     for (const key of saved.convicted) this.#convicted.add(key);
     this.#initialLoss = saved.initialLoss;
     this.#round = saved.round;
@@ -286,7 +307,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     const joined = this.#trainers.open().length;
     this.#log(
       `training: resuming at round ${saved.round} from model ${cid}` +
-        ` (${saved.history.length} of ${roundsText(this.#options.rounds)} finished)` +
+        ` (${this.#finished} of ${roundsText(this.#options.rounds)} finished)` +
         (lost === undefined
           ? ""
           : `; round ${lost} was in flight at the stop and is not run again: its reports ` +
@@ -308,9 +329,16 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
       momentum: this.#momentum,
       delivery: this.#delivery,
       history: [...this.#history],
+      finished: this.#finished,
       convicted: [...this.#convicted],
       initialLoss: this.#initialLoss,
     };
+  }
+
+  /** Keep the latest {@link RoundCoordinatorOptions.keptRoundRecords} round records. */
+  #trimHistory(): void {
+    const kept = this.#options.keptRoundRecords ?? DEFAULT_KEPT_ROUND_RECORDS;
+    if (this.#history.length > kept) this.#history.splice(0, this.#history.length - kept);
   }
 
   /** Handle one message; see {@link CoordinatorMessage}. */
@@ -332,6 +360,8 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         return this.#state?.save(this.#snapshot(message.round + 1));
       case "round_done":
         this.#history.push(message.record);
+        this.#finished++;
+        this.#trimHistory();
         this.#model = message.model;
         this.#momentum = message.resetMomentum ? undefined : message.momentum ?? this.#momentum;
         for (const key of message.convicted) this.#convicted.add(key);
@@ -346,6 +376,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
           model: this.#model!.cid,
           initialLoss: this.#initialLoss,
           history: [...this.#history],
+          finished: this.#finished,
           trainers: this.#trainers.open().map((t) => t.key),
           convicted: [...this.#convicted],
         } satisfies CoordinatorStatus;
@@ -393,10 +424,12 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         return true;
       };
       // A round no trainer reported for is followed by a pause too. After a restart of this
-      // coordinator its trainers still train the round it lost (nothing cancels it) and refuse
-      // its next rounds (`round_in_progress`, one at a time per coordinator) within a round
-      // trip: announced at once, round after round ended empty, each saved and counted among
-      // the run's rounds, until the lost round was done (review s53).
+      // coordinator its trainers trained the round it lost to its end and refused its next
+      // rounds (`round_in_progress`, one at a time per coordinator) within a round trip:
+      // announced at once, round after round ended empty, each saved and counted among the
+      // run's rounds, until the lost round was done (review s53). Trainers now take the next
+      // round and stop the lost one at its next step (review s54); the pause stays for any
+      // round nobody answers.
       const go = await this.#iteration(rounds, state, ctx).then(
         (go) => go === "unheard" ? pause("no trainer reported for the round") : (failures = 0, go),
         async (error) => {
@@ -418,7 +451,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     ctx: ActorContext<CoordinatorMessage>,
   ): Promise<boolean | "unheard"> {
     // Rounds finished before a restart count: `rounds` is the run's, not this start's.
-    const finished = (await ctx.self.ask<CoordinatorStatus>({ type: "status" })).history.length;
+    const finished = (await ctx.self.ask<CoordinatorStatus>({ type: "status" })).finished!;
     if (rounds !== 0 && finished >= rounds) return false;
     // The first round of a start waits for `minTrainers` (after a node restart they join
     // again; after a restart of this actor alone they are still joined); later ones go on

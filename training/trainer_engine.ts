@@ -92,9 +92,12 @@ export type StepListener = (step: number, loss: number) => void;
 export interface TrainerEngine {
   /**
    * Train one round on the engine's shard; the run's trace is kept for {@link open}.
-   * `onStep` hears each step's loss (nats per byte) as it is taken.
+   * `onStep` hears each step's loss (nats per byte) as it is taken. Once `signal` aborts (its
+   * round is lost: nobody will read the report) the run stops before its next step, nothing
+   * signed, and this rejects with `round_abandoned`: the engine's next round does not wait
+   * behind up to H steps of work nobody pays for.
    */
-  train(round: RoundTraining, onStep?: StepListener): Promise<TrainerReport>;
+  train(round: RoundTraining, onStep?: StepListener, signal?: AbortSignal): Promise<TrainerReport>;
   /**
    * The challenged steps of a kept run (in memory, or on disk), opened and sealed to the
    * challenge's validator.
@@ -136,20 +139,37 @@ export class InProcessTrainerEngine implements TrainerEngine {
 
   /**
    * See {@link TrainerEngine.train}; `between` is awaited before each step (the worker yields
-   * there, so it opens challenges of earlier runs while it trains).
+   * there, so it opens challenges of earlier runs while it trains). `signal` is looked at there
+   * too, before and after `between`.
    */
   async train(
     round: RoundTraining,
     onStep?: StepListener,
+    signal?: AbortSignal,
     between?: () => Promise<void>,
   ): Promise<TrainerReport> {
+    const stop = () => {
+      if (signal?.aborted) {
+        throw new TrainingError(
+          "round_abandoned",
+          `round ${round.round} was abandoned while it trained: stopped, nothing signed`,
+        );
+      }
+    };
+    stop();
+    const before = signal === undefined ? between : async () => {
+      stop();
+      await between?.();
+      stop();
+    };
     const { report, trace } = await this.#train({
       ...round,
       shard: this.#shard,
       identity: this.#identity,
       onStep,
-      ...(between ? { between } : {}),
+      ...(before ? { between: before } : {}),
     });
+    stop(); // aborted during the last step: the receipt signed never leaves
     // On disk before the receipt leaves: a challenge may come after a restart.
     await this.#store?.save(trace);
     this.#traces.set(trainingReceiptId(report.receipt), trace);
@@ -203,7 +223,9 @@ export class InProcessTrainerEngine implements TrainerEngine {
 export type EngineRequest =
   | { id: number; op: "init"; secretKey: Uint8Array; shard: TextShard; traces?: TraceKeeping }
   | { id: number; op: "train"; round: RoundTraining }
-  | { id: number; op: "open"; challenge: TrainingChallenge };
+  | { id: number; op: "open"; challenge: TrainingChallenge }
+  /** Stop the `train` request `id` before its next step (see {@link TrainerEngine.train}). */
+  | { id: number; op: "cancel" };
 
 /** Engine worker → main thread: an answer, or a step of the `train` request `id`. */
 export type EngineReply =
@@ -248,9 +270,28 @@ export class WorkerTrainerEngine implements TrainerEngine {
       .catch(() => {});
   }
 
-  /** See {@link TrainerEngine.train}. */
-  async train(round: RoundTraining, onStep?: StepListener): Promise<TrainerReport> {
-    return await this.#ask({ op: "train", round }, onStep) as TrainerReport;
+  /**
+   * See {@link TrainerEngine.train}: an abort of `signal` is passed to the worker (`cancel`),
+   * which stops the run at its next step and answers `round_abandoned`; a run still queued
+   * there behind another does not start.
+   */
+  async train(
+    round: RoundTraining,
+    onStep?: StepListener,
+    signal?: AbortSignal,
+  ): Promise<TrainerReport> {
+    const id = this.#next;
+    const answer = this.#ask({ op: "train", round }, onStep);
+    const cancel = () => {
+      if (!this.#closed) this.#worker.postMessage({ id, op: "cancel" } satisfies EngineRequest);
+    };
+    if (signal?.aborted) cancel();
+    else signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      return await answer as TrainerReport;
+    } finally {
+      signal?.removeEventListener("abort", cancel);
+    }
   }
 
   /** See {@link TrainerEngine.open}. */
@@ -268,7 +309,10 @@ export class WorkerTrainerEngine implements TrainerEngine {
     return Promise.resolve();
   }
 
-  #ask(request: DistributiveOmit<EngineRequest, "id">, onStep?: StepListener): Promise<unknown> {
+  #ask(
+    request: DistributiveOmit<Exclude<EngineRequest, { op: "cancel" }>, "id">,
+    onStep?: StepListener,
+  ): Promise<unknown> {
     if (this.#closed) {
       return Promise.reject(new TrainingError("trainer_stopped", "the trainer stopped"));
     }

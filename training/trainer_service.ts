@@ -9,8 +9,10 @@
  * peer       { connection }  join through it, if it speaks training (coordinators accept)
  * round      { body, gone? } → { report: Promise<ReportBody> }  (trains outside the mailbox;
  *                              `gone`: aborted once the asker no longer waits — its connection
- *                              closed — which frees its coordinator's round slot)
- * step       { round, step, loss }  internal: one local step taken (progress, dashboard)
+ *                              closed — which frees its coordinator's round slot; a round lost
+ *                              for good stops at its next step, `round_abandoned`)
+ * step       { coordinator, round, step, loss }  internal: one local step taken (progress,
+ *                              dashboard; a lost round past its deadline is stopped here)
  * trained    { losses, receiptId, coordinator }  → { saved: Promise<void> }  internal: a round's
  *                              training ended (counted; its coordinator is owed openings of that
  *                              receipt, also after a restart: kept in `dataDir` when given)
@@ -181,6 +183,13 @@ export interface TrainerServiceOptions {
   /** Bytes of sealed answers held in memory; default {@link KEPT_ANSWER_BYTES} (tests). */
   keptAnswerBytes?: number;
   /**
+   * The trainer's clock (ms since the epoch): a round's deadline is read on it (a round nobody
+   * waits for any more is stopped once its deadline has passed, see `TrainerService.#admitRound`),
+   * and so are its answers' deadlines and how long challenges are remembered; default `Date.now`
+   * (tests inject one).
+   */
+  now?: () => number;
+  /**
    * The most local steps (H) a round may ask of this trainer; default {@link MAX_ROUND_STEPS}.
    * A longer one is refused (`too_many_steps`).
    */
@@ -200,7 +209,14 @@ export type TrainerMessage =
      */
     gone?: AbortSignal;
   }
-  | { type: "step"; round: number; steps: number; step: number; loss: number }
+  | {
+    type: "step";
+    coordinator: string;
+    round: number;
+    steps: number;
+    step: number;
+    loss: number;
+  }
   | { type: "trained"; losses: number[]; receiptId: string; coordinator: string }
   | {
     type: "challenge";
@@ -355,6 +371,7 @@ export class TrainerService implements Actor<TrainerMessage> {
         }
         this.#current.step = message.step + 1;
         this.#losses[message.step] = message.loss;
+        this.#stopIfPastDeadline(message.coordinator, message.round);
         return;
       case "trained":
         this.#rounds++;
@@ -418,7 +435,7 @@ export class TrainerService implements Actor<TrainerMessage> {
    * (with a data directory); past the total bound the oldest are dropped, fetched ones first.
    */
   #trimAnswers(): void {
-    const now = Date.now();
+    const now = this.#now();
     for (const [id, answer] of this.#answers) {
       if (answer.deadline < now) this.#dropAnswer(id);
     }
@@ -514,9 +531,14 @@ export class TrainerService implements Actor<TrainerMessage> {
    * coordinator restarted, or cut off) no longer holds its coordinator's slot: the restarted
    * coordinator's next round was refused until the lost one ended (review s53). If it has not
    * started training it is abandoned (`round_abandoned`): nothing is signed for it, so no ledger
-   * pays or slashes anything. One already training runs to its end (the engine cannot stop a
-   * run midway); its receipt is its honest run, and with nobody to report it to, it earns
-   * nothing.
+   * pays or slashes anything. One already training goes on while the same request may still
+   * come again (a coordinator whose connection blipped asks again, and shares its report), and
+   * stops before its next step (`round_abandoned`, nothing signed) once it is lost for good:
+   * its coordinator asked for another round, or its deadline passed
+   * ({@link TrainerServiceOptions.now}). Before review s54 it ran all its H steps, and the
+   * rounds after it in the engine — the restarted coordinator's, other coordinators' — waited
+   * behind work nobody reads, past their deadlines; and one key could queue round after round
+   * there, closing its connection once each had started.
    */
   #admitRound(
     body: RoundBody,
@@ -546,14 +568,16 @@ export class TrainerService implements Actor<TrainerMessage> {
     const running = this.#roundOf.get(coordinator);
     if (running !== undefined && !running.abandoned) {
       if (running.request === request) {
-        waitFor(running, gone);
+        waitFor(running, gone, () => this.#stopIfPastDeadline(coordinator, running.round));
         return { report: running.report };
       }
       if (running.waiting === 0) {
         this.#log(
           `trainer: round ${running.round} of ${coordinator.slice(0, 16)} lost with its ` +
-            `connection; round ${body.round} taken`,
+            `connection: stopped; round ${body.round} taken`,
         );
+        running.abandoned = true;
+        running.stop.abort();
       } else {
         return refused(
           new TrainingError(
@@ -566,12 +590,13 @@ export class TrainerService implements Actor<TrainerMessage> {
     }
     const refusal = this.#claimSlot(body, coordinator);
     if (refusal !== undefined) return refused(refusal);
+    const stop = new AbortController();
     // Called once the training's first awaits are past, `entry` set by then.
     const report = this.#train(body, coordinator, ctx, () => {
       if (entry.waiting > 0) return false;
       entry.abandoned = true;
       return true;
-    });
+    }, stop.signal);
     report.catch(() => {}); // the asker awaits it; a failure is its answer, not a crash
     const entry: RoundInProgress = {
       round: body.round,
@@ -579,14 +604,33 @@ export class TrainerService implements Actor<TrainerMessage> {
       report,
       waiting: 0,
       abandoned: false,
+      deadline: body.deadline,
+      stop,
     };
-    waitFor(entry, gone);
+    waitFor(entry, gone, () => this.#stopIfPastDeadline(coordinator, entry.round));
     this.#roundOf.set(coordinator, entry);
     const done = () => {
       if (this.#roundOf.get(coordinator) === entry) this.#roundOf.delete(coordinator);
     };
     report.then(done, done);
     return { report };
+  }
+
+  /**
+   * Stop `coordinator`'s round `round` if it is lost for good: nobody waits for its report and
+   * its deadline has passed, so no coordinator could take it (see {@link #admitRound}). Looked
+   * at when an asker leaves and on each step the round takes: it stops before its next one.
+   */
+  #stopIfPastDeadline(coordinator: string, round: number): void {
+    const entry = this.#roundOf.get(coordinator);
+    if (entry === undefined || entry.round !== round || entry.stop.signal.aborted) return;
+    if (entry.waiting > 0 || this.#now() <= entry.deadline) return;
+    this.#log(
+      `trainer: round ${round} of ${coordinator.slice(0, 16)} stopped: nobody waits for it ` +
+        `and its deadline has passed`,
+    );
+    entry.abandoned = true;
+    entry.stop.abort();
   }
 
   /**
@@ -707,7 +751,7 @@ export class TrainerService implements Actor<TrainerMessage> {
       this.#log(`trainer: ${join(dir, CHALLENGED_FILE)} is not a list of challenges; ignored`);
       return;
     }
-    const now = Date.now();
+    const now = this.#now();
     for (const entry of value.slice(-MAX_REMEMBERED_CHALLENGES)) {
       const [key, id, until] = Array.isArray(entry) ? entry : [];
       if (typeof key !== "string" || typeof id !== "string") continue;
@@ -725,7 +769,7 @@ export class TrainerService implements Actor<TrainerMessage> {
     // memory may be opened later than its trace on disk); the file, only those a restarted
     // trainer could still open a run for.
     this.#savingChallenged = this.#savingChallenged.catch(() => {}).then(() => {
-      const now = Date.now();
+      const now = this.#now();
       const live = [...this.#challenged].filter(([, { until }]) => until >= now);
       return file.keep(live.length === 0 ? undefined : live.map(([k, e]) => [k, e.id, e.until]));
     });
@@ -734,13 +778,15 @@ export class TrainerService implements Actor<TrainerMessage> {
 
   /**
    * Train one round outside the mailbox (in the engine); counted by `trained`. `lost` says
-   * (and marks) that nobody waits for it any more: it is then not started.
+   * (and marks) that nobody waits for it any more: it is then not started. `stop` aborts once
+   * it is lost for good while it trains: the engine stops it at its next step.
    */
   async #train(
     body: RoundBody,
     coordinator: string,
     ctx: ActorContext<TrainerMessage>,
     lost: () => boolean,
+    stop: AbortSignal,
   ): Promise<ReportBody> {
     const started = performance.now();
     await this.#saving; // the slot is on disk before anything is signed for it
@@ -790,7 +836,9 @@ export class TrainerService implements Actor<TrainerMessage> {
         hyper: body.hyper,
       },
       (step, loss) =>
-        void ctx.self.tell({ type: "step", round, steps, step, loss }).catch(() => {}),
+        void ctx.self.tell({ type: "step", coordinator, round, steps, step, loss })
+          .catch(() => {}),
+      stop,
     );
     // Before the report goes back: the coordinator's challenge of it finds it owed, also after
     // a restart (the record is on disk, as the run's trace is).
@@ -867,7 +915,7 @@ export class TrainerService implements Actor<TrainerMessage> {
     // opening starts: no answer leaves that a restart could let its validator ask past.
     const entry: { id: string; until: number; openings?: Promise<OpeningsBody> } = {
       id,
-      until: Date.now() + CHALLENGED_KEPT_MS,
+      until: this.#now() + CHALLENGED_KEPT_MS,
     };
     this.#challenged.delete(key);
     this.#challenged.set(key, entry);
@@ -925,6 +973,11 @@ export class TrainerService implements Actor<TrainerMessage> {
     };
   }
 
+  /** The trainer's clock ({@link TrainerServiceOptions.now}). */
+  #now(): number {
+    return (this.#options.now ?? Date.now)();
+  }
+
   #log(line: string): void {
     this.#options.log?.(line);
   }
@@ -973,19 +1026,34 @@ interface RoundInProgress {
   report: Promise<ReportBody>;
   /** How many askers wait for its report (Infinity: one without a signal, waited on to its end). */
   waiting: number;
-  /** Set when it was not started because nobody waited for it any more. */
+  /** Set when it was not started, or stopped, because nobody waited for it any more. */
   abandoned: boolean;
+  /** Its deadline (the coordinator's, ms since the epoch): lost for good past it. */
+  deadline: number;
+  /** Aborted to stop it while it trains (lost for good; see `TrainerService.#admitRound`). */
+  stop: AbortController;
 }
 
-/** Count one more asker of `entry` waiting, until `gone` aborts (absent: to the end). */
-function waitFor(entry: RoundInProgress, gone: AbortSignal | undefined): void {
+/**
+ * Count one more asker of `entry` waiting, until `gone` aborts (absent: to the end); `left` is
+ * called when it does (the coordinator's request timed out at the round's deadline: a round still
+ * queued in the engine then never starts).
+ */
+function waitFor(
+  entry: RoundInProgress,
+  gone: AbortSignal | undefined,
+  left: () => void,
+): void {
   if (gone === undefined) {
     entry.waiting = Infinity;
     return;
   }
   if (gone.aborted) return;
   entry.waiting++;
-  gone.addEventListener("abort", () => entry.waiting--, { once: true });
+  gone.addEventListener("abort", () => {
+    entry.waiting--;
+    left();
+  }, { once: true });
 }
 
 /**
