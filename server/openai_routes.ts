@@ -84,7 +84,12 @@ export function openAiRoutes(
     const topLogprobs = body.logprobs ?? 0;
     return await answer(
       c.req.raw,
-      { model: body.model, prompt, params: toGenerationParams(body), topLogprobs },
+      {
+        model: body.model,
+        prompt,
+        params: toGenerationParams(body, body.max_completion_tokens),
+        topLogprobs,
+      },
       COMPLETION_SHAPE,
       c.get("client"),
       {

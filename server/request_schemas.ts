@@ -80,6 +80,8 @@ export interface StreamOptions {
  * OpenAI fields this node cannot honour ({@link refuseUnsupportedFields}).
  */
 export interface CompletionRequest extends SamplingRequest {
+  /** OpenAI's newer name for `max_tokens`, taken here as on chat (it wins over `max_tokens`). */
+  max_completion_tokens?: number | null;
   /** The prompt (a batch must hold exactly one). */
   prompt: string | string[];
   /** Stream server-sent events. */
@@ -134,13 +136,29 @@ const STREAM_OPTIONS_WITHOUT_STREAM = {
   path: ["stream_options"],
 };
 
+/**
+ * Whether a completions `prompt` array is token ids: numbers, or arrays of them (a batch). A job's
+ * prompt is text, what its receipt commits to, and the ids of one tokenizer are not that.
+ */
+const isTokenIdPrompt = (items: readonly unknown[]) =>
+  items.some((item) => typeof item === "number" || Array.isArray(item));
+const TOKEN_ID_PROMPT =
+  "token ids are not taken as a prompt (a job's prompt is text, which its receipt commits to); " +
+  "send the prompt as a string";
+
 /** `POST /v1/completions` body. Unknown fields are ignored, as OpenAI clients send many. */
 export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObject({
   ...samplingFields,
+  // Clients that send the newer name everywhere would otherwise get the default length.
+  max_completion_tokens: maxTokensSchema.nullish(),
   prompt: z.union([
     promptText,
     // OpenAI accepts a batch of prompts; one job per request here, so a batch must hold one.
-    z.array(promptText).length(1),
+    // A prompt of token ids (OpenAI's "array of tokens", or a batch of them) is refused as
+    // such first, or it would be told it is a batch of too many prompts.
+    z.array(z.unknown())
+      .refine((items) => !isTokenIdPrompt(items), { message: TOKEN_ID_PROMPT, abort: true })
+      .pipe(z.array(promptText).length(1)),
   ]),
   stream: z.boolean().nullish(),
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
@@ -189,8 +207,9 @@ const TOOLS = "the node runs plain text generation, without tool calling";
 
 /**
  * The OpenAI fields the node refuses rather than ignores: ignoring them would return an answer
- * that silently differs from what was asked. Fields that change nothing in the output (`user`,
- * `metadata`, `store`, `parallel_tool_calls` without tools) are ignored.
+ * that silently differs from what was asked (a web search, a shorter answer). Fields that change
+ * nothing in the output (`user`, `metadata`, `store`, `service_tier`, `parallel_tool_calls`
+ * without tools) are ignored.
  */
 const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
   tools: { harmless: isEmptyArray, why: TOOLS },
@@ -215,6 +234,13 @@ const UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
     why: "the node generates text only",
   },
   prediction: { harmless: () => false, why: "there are no predicted outputs" },
+  // Any object turns the search on (`{}` with OpenAI's default context size).
+  web_search_options: { harmless: () => false, why: "the node does not search the web" },
+  verbosity: {
+    // OpenAI's default: what every answer here is.
+    harmless: (value) => value === "medium",
+    why: "answers are not steered shorter or longer (max_tokens bounds their length)",
+  },
 };
 
 /**
