@@ -198,6 +198,8 @@ export function fileRoutes(
       // Hono answers a HEAD with this GET's headers and drops the body: a stream opened for it
       // would start a read of the file that nothing consumes or cancels.
       c.req.method === "HEAD",
+      // No ETag is sent here, so an `If-Range` matches nothing and the whole file is the answer.
+      c.req.header("if-range"),
     );
   });
 

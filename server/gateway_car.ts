@@ -61,8 +61,11 @@ export async function carResponse(
   const bytes = entityBytes(c.req.query("entity-bytes"));
   // `entity-bytes` implies `dag-scope=entity`, `0:*` too (a narrower `block` still wins).
   const entity = scope === "entity" || (bytes !== undefined && scope !== "block");
+  // Everything read before the answer starts (the node, a HEAD's or a byte range's walk) stops
+  // when the client goes away: a walk reads a block per node, and a manifest's chunks one by one.
+  const signal = c.req.raw.signal;
   // Read the node the path names now, so a missing one is an error, not a broken CAR.
-  const node = await request.readBlock(cid);
+  const node = await request.readBlock(cid, signal);
   const shape = entity ? await entityShape(request, cid, node) : undefined;
   let served: CarScope = scope === "block" || shape?.scope === "block" ? "block" : "all";
   // Only a UnixFS file has bytes to range over; elsewhere the spec has `entity-bytes` ignored.
@@ -98,7 +101,10 @@ export async function carResponse(
     // A byte range's walk, made before a byte is sent; a HEAD's length, without the CAR. (A HEAD
     // without a length would not do: Hono answers one with its GET's headers and no body, and the
     // runtime then sends `Content-Length: 0`, which the GET contradicts.)
-    const length = await checkedWalk(carLength(cid, request.readBlock, car), bytes?.text);
+    const length = await checkedWalk(
+      carLength(cid, request.readBlock, { ...car, signal }),
+      bytes?.text,
+    );
     if (head) return new Response(null, { headers: { ...headers, "content-length": `${length}` } });
   }
   // Stopped when the client goes away by the body's cancel, not `request.signal` (which Deno

@@ -6,7 +6,7 @@
  * | --- | --- |
  * | `GET /ipfs/{cid}[/{path}]?format=raw` (or `Accept: application/vnd.ipld.raw`) | the one block the path names, verified |
  * | `GET /ipfs/{cid}[/{path}]?format=car` (or `Accept: application/vnd.ipld.car`) | a CAR rooted at `{cid}`: the path's directory blocks in order, then the named node's DAG (`dag-scope=all`, `entity` or `block`; `entity-bytes=from:to` of a file: only the blocks of those bytes), depth first, no duplicates |
- * | `GET /ipfs/{cid}[/{path}]` | a public file's bytes, `Range: bytes=a-b` answered 206 (a `<video>` seeks with it); a directory: 301 to `…/`, then its `index.html` or a generated index |
+ * | `GET /ipfs/{cid}[/{path}]` | a public file's bytes, `Range: bytes=a-b` answered 206 (a `<video>` seeks with it) unless an `If-Range` names another version; a directory: 301 to `…/`, then its `index.html` or a generated index |
  * | `GET /share/{id}/{cid}` | while share `id` is valid: its private file's manifest or one of its chunks (ciphertext) |
  *
  * (`HEAD` for each `/ipfs` route.) The CID and `{path}` are read from the request's raw path
@@ -130,7 +130,7 @@ export function gatewayRoutes(
     const format = responseFormat(c.req.query("format"), c.req.header("accept"));
     const source = (cid: string): BlockSource => {
       const inline = identityBlock(cid);
-      return inline ? inlineBlocks(inline.bytes) : port();
+      return inline ? inlineBlocks(cid, inline) : port();
     };
     const readBlock = (cid: string, signal?: AbortSignal) => source(cid).block(cid, signal);
     // A client that goes away cancels the reads made for it (a silent peer's fetch included).
@@ -180,8 +180,14 @@ export function gatewayRoutes(
     const bytes = wanted === storageKey(record.cid)
       ? manifestBytes
       : await storagePort.block(cid, c.req.raw.signal);
+    // The length named, not left to the runtime: Hono answers a HEAD with these headers and no
+    // body, which the runtime would otherwise send as `Content-Length: 0`.
     return new Response(bytes as Uint8Array<ArrayBuffer>, {
-      headers: { "content-type": RAW_MEDIA_TYPE, "cache-control": "private, no-store" },
+      headers: {
+        "content-type": RAW_MEDIA_TYPE,
+        "content-length": String(bytes.length),
+        "cache-control": "private, no-store",
+      },
     });
   });
 
@@ -207,23 +213,27 @@ function edgeCid(input: string): string {
 
 /**
  * The blocks of an identity CID: its one block is the bytes the CID carries, so nothing is
- * stored or fetched. Its plain read is those bytes for the raw codec (an inline dag-pb or dag-cbor
- * node is served as a block or a CAR only: see `plainEntity`).
+ * stored or fetched. Its file bytes (`stat`, `read`) are the block's for the raw codec and the
+ * node's own data for a dag-pb UnixFS file node that links nothing (`ipfs add --inline` without
+ * raw leaves writes one); `plainEntity` reads no other inline node as a file (an inline directory
+ * is listed; anything else is served as a block or a CAR only).
  */
-function inlineBlocks(bytes: Uint8Array): BlockSource {
+function inlineBlocks(cid: string, inline: { codec: number; bytes: Uint8Array }): BlockSource {
+  const fileBytes = () =>
+    inline.codec === DAG_PB_CODEC ? decodeUnixfs(cid, inline.bytes).data : inline.bytes;
   return {
-    block: () => Promise.resolve(bytes),
-    stat: (cid) =>
+    block: () => Promise.resolve(inline.bytes),
+    stat: () =>
       Promise.resolve({
         cid,
         tier: "public",
         type: "file",
-        size: bytes.length,
+        size: fileBytes().length,
         chunkSize: null,
         chunks: [cid],
       }),
     read: (_, range) =>
-      Promise.resolve(ReadableStream.from([bytes.subarray(range.start, range.end)])),
+      Promise.resolve(ReadableStream.from([fileBytes().subarray(range.start, range.end)])),
   };
 }
 
@@ -296,16 +306,26 @@ type PlainEntity =
  * manifest is a file; a UnixFS directory is a directory; a private file (also another owner's,
  * which this node's key does not open) is `403 key_required`; a HAMT-sharded directory, a symlink
  * or another UnixFS type is `501` (bytes read from one would be its node's, not a file's); an
- * inline dag-pb or dag-cbor node is `400` (ask for its block or CAR).
+ * inline dag-pb directory is a directory, an inline UnixFS file node that links nothing a file of
+ * its data, any other inline dag-pb or dag-cbor node `501` (ask for its block or CAR).
  */
 async function plainEntity(request: GatewayRequest, cid: string): Promise<PlainEntity> {
   const inline = identityBlock(cid);
   if (inline !== undefined && inline.codec !== RAW_CODEC) {
+    // A well-formed CID (`ipfs add --inline` writes them): a directory is listed as its paths are
+    // followed (`unixfs_path.ts`), a file node that holds all its bytes is read; a file node that
+    // links its bytes, or any other node, is what this gateway does not read as a file through an
+    // inline root: 501, not a 400 that blames the request.
+    const node = inline.codec === DAG_PB_CODEC ? decodeUnixfs(cid, inline.bytes) : undefined;
+    if (node?.type === "directory") return { kind: "directory", node };
+    if ((node?.type === "file" || node?.type === "raw") && node.links.length === 0) {
+      return fileOf(await request.source(cid).stat(cid));
+    }
     return refused(
-      new RequestValidationError(
-        "invalid_request",
-        `${cid} inlines a dag-pb or dag-cbor node: ask for ?format=raw or ?format=car`,
-        "cid",
+      new EdgeError(
+        "not_implemented",
+        `${cid} inlines a ${node ? `UnixFS ${node.type}` : "dag-cbor"} node, which this ` +
+          "gateway does not read as a file: ask for ?format=raw or ?format=car",
       ),
     );
   }
@@ -341,9 +361,10 @@ function refused(error: EdgeError): PlainEntity {
 }
 
 /**
- * A public file's bytes, `Range` answered; typed by its pin's type, the request's `filename` or
- * its `name`, its pin's name, or its first bytes; with a `Content-Disposition` when `filename` or
- * `download=true` asked for one (Path Gateway spec: `inline` unless `download=true`).
+ * A public file's bytes, `Range` answered (under `If-Range`, judged against the ETag); typed by
+ * its pin's type, the request's `filename` or its `name`, its pin's name, or its first bytes; with
+ * a `Content-Disposition` when `filename` or `download=true` asked for one (Path Gateway spec:
+ * `inline` unless `download=true`).
  */
 async function fileResponse(
   request: GatewayRequest,
@@ -379,6 +400,7 @@ async function fileResponse(
     headers,
     (start, end) => untilCancelled((signal) => source.read(cid, { start, end, signal })),
     head,
+    c.req.header("if-range"),
   );
 }
 

@@ -1,7 +1,9 @@
 /**
  * HTTP byte ranges (RFC 9110 §14), shared by the file routes and the gateway: one `bytes=` range
  * is answered 206 with its `Content-Range`; none (or several, which RFC 9110 lets a server
- * ignore) the whole body, 200; a range outside the body 416.
+ * ignore) the whole body, 200; a range outside the body 416. An `If-Range` that does not name the
+ * body's own strong ETag makes the `Range` ignored (RFC 9110 §13.1.5): a client resuming a
+ * download of another version gets the whole body, never a piece of this one spliced onto its own.
  *
  * @module
  */
@@ -34,9 +36,30 @@ export function parseRange(
 }
 
 /**
+ * True when a `Range` is to be honoured under the request's `If-Range` (RFC 9110 §13.1.5): there is
+ * none, or it is an entity tag that matches `etag` strongly (neither is weak, the opaque tags are
+ * equal). A date never matches: these answers send no `Last-Modified` to compare it with, and an
+ * answer without an ETag matches no `If-Range` at all.
+ *
+ * @example
+ * ```ts
+ * import { rangeApplies } from "./http_range.ts";
+ * rangeApplies('"abc"', '"abc"'); // true
+ * rangeApplies('W/"abc"', '"abc"'); // false
+ * ```
+ */
+export function rangeApplies(ifRange: string | undefined, etag: string | undefined): boolean {
+  if (ifRange === undefined) return true;
+  const tag = ifRange.trim();
+  return etag !== undefined && !etag.startsWith("W/") && tag.startsWith('"') && tag === etag;
+}
+
+/**
  * The response to a GET of a `size`-byte body under the `Range` header `range`: 200, 206 or 416,
  * with `Accept-Ranges`, `Content-Length` and `Content-Range` set beside `headers`. `open` is
- * called only for a satisfiable request; `head` answers without a body.
+ * called only for a satisfiable request; `head` answers without a body. `ifRange`, the request's
+ * `If-Range`, is judged against the `ETag` in `headers` ({@link rangeApplies}): when it does not
+ * match, the `Range` is ignored and the whole body is the answer.
  */
 export async function rangedResponse(
   range: string | undefined,
@@ -44,8 +67,10 @@ export async function rangedResponse(
   headers: Record<string, string>,
   open: (start: number, end: number) => Promise<ReadableStream<Uint8Array>>,
   head = false,
+  ifRange?: string,
 ): Promise<Response> {
-  const parsed = parseRange(range, size);
+  const etag = Object.entries(headers).find(([name]) => name.toLowerCase() === "etag")?.[1];
+  const parsed = rangeApplies(ifRange, etag) ? parseRange(range, size) : undefined;
   const out: Record<string, string> = { ...headers, "accept-ranges": "bytes" };
   if (parsed === "unsatisfiable") {
     // An error, not the body: the body's `Cache-Control` (the gateway's is a year, immutable)

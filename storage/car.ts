@@ -324,7 +324,11 @@ export async function importCar(
     if (inline !== undefined) {
       // An identity block is the bytes its CID carries (a CAR may hold one, as the gateway's CAR
       // of an identity CID does): checked against them, stored nowhere, since nothing reads it
-      // from a store.
+      // from a store. Its length is known from the CID: a section announcing another one is
+      // refused before its bytes are read (the reader would buffer whatever it announces).
+      if (head.blockLength !== inline.bytes.length) {
+        throw new CorruptChunkError(cid, "the CAR file");
+      }
       const block = await reader.exactly(head.blockLength, true).catch(cut());
       if (!equalBytes(inline.bytes, block)) throw new CorruptChunkError(cid, "the CAR file");
       continue;

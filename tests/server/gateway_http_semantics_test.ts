@@ -339,11 +339,14 @@ Deno.test("a CID in any form IPFS tools print (CIDv0, base36, base58btc, upper c
     assert.equal(empty.response.status, 200);
     assert.equal(empty.body.length, 0);
 
-    // An inline dag-pb node is a block or a CAR, not a file to read: a clear 400.
+    // An inline dag-pb node (here the empty UnixFS directory) is read by its UnixFS type, as a
+    // stored one is: a directory is redirected to its directory form and listed there.
     const node_ = CID.createV1(0x70, identity.digest(new Uint8Array([0x0a, 0x02, 0x08, 0x01])));
-    const plain = await node.get(`/ipfs/${node_}`);
-    assert.equal(plain.response.status, 400);
-    assert.match(new TextDecoder().decode(plain.body), /format=raw/);
+    const plain = await node.get(`/ipfs/${node_}`, { redirect: "manual" });
+    assert.equal(plain.response.status, 301);
+    const listing = await node.get(`/ipfs/${node_}/`);
+    assert.equal(listing.response.status, 200);
+    assert.match(new TextDecoder().decode(listing.body), /Index of/);
     assert.equal((await node.get(`/ipfs/${node_}?format=raw`)).response.status, 200);
 
     for (

@@ -202,3 +202,24 @@ async function carOf(
   await writer.close();
   return await reading;
 }
+
+Deno.test("a CAR section of an identity CID that announces more bytes than its CID inlines is refused from its length, before they are read", async () => {
+  const root = cidOf(new Uint8Array([1]), RAW_CODEC);
+  const header = await carBytes([root]);
+  // The identity CID of "hi", its section announcing 1 GiB; the input holds 32 MiB of it.
+  const cid = CID.createV1(RAW_CODEC, identity.digest(new TextEncoder().encode("hi")));
+  const announced = cid.bytes.length + 1024 * MiB;
+  const { stream, pulled } = hostileStream(
+    concatBytes(
+      header,
+      varint.encodeTo(announced, new Uint8Array(varint.encodingLength(announced))),
+      cid.bytes,
+    ),
+    32 * MiB,
+  );
+  const store = new MemoryBlockStore();
+  const rejected = await importCar(stream, store).catch((e) => e);
+  assert.equal(rejected instanceof CorruptChunkError, true, String(rejected));
+  assert.equal(pulled.bytes <= 2 * PIECE, true, `read ${pulled.bytes} bytes before refusing`);
+  assert.equal(store.blocks.size, 0);
+});
