@@ -98,6 +98,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   ambiguous_model: 400,
   not_found: 404,
   duplicate_job: 409,
+  // A WebSocket `infer` whose id names a job of that socket still running.
+  duplicate_id: 409,
   too_many_jobs: 429,
   too_many_uploads: 429,
   rate_limited: 429,

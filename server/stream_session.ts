@@ -35,7 +35,13 @@ import type { InferenceGateway } from "./inference_gateway.ts";
 import type { ClientIdentity } from "./client_identity.ts";
 import type { EdgeStats } from "./edge_stats.ts";
 import { yieldToEventLoop } from "./_event_loop.ts";
-import { jobFailureForClient, RequestValidationError, retryAfterOf } from "./http_errors.ts";
+import {
+  INTERNAL_ERROR_MESSAGE,
+  isInternalError,
+  jobFailureForClient,
+  RequestValidationError,
+  retryAfterOf,
+} from "./http_errors.ts";
 import { shutdownError } from "./serve.ts";
 import {
   parseJsonText,
@@ -420,10 +426,15 @@ export class StreamSession {
   #sendError(about: Pick<WsErrorMessage, "id" | "refused_id">, error: unknown): void {
     this.#options.stats.countRefusal(error);
     const code = error instanceof VeriflowError ? error.code : "internal_error";
-    const message = error instanceof VeriflowError ? error.message : "internal error";
-    if (!(error instanceof VeriflowError)) {
+    // An internal error (any 500: untyped, or typed as `model_load_failed` and `actor_crashed`
+    // at submission are) keeps its text, which may name files or internals, for the operator's
+    // log, as over HTTP (`app.ts`); the client gets the code.
+    const internal = isInternalError(error);
+    const message = internal ? INTERNAL_ERROR_MESSAGE : (error as Error).message;
+    if (internal) {
+      const typed = error instanceof VeriflowError ? ` (${error.code})` : "";
       this.#options.log?.(
-        `error: internal error answering a /v1/stream frame: ${
+        `error: internal error${typed} answering a /v1/stream frame: ${
           error instanceof Error ? error.stack ?? `${error.name}: ${error.message}` : String(error)
         }`,
       );

@@ -108,7 +108,7 @@ Deno.test("review s50: an internal error a WebSocket frame runs into is logged w
       type: "error",
       id: "r1",
       code: "internal_error",
-      message: "internal error",
+      message: "internal server error",
     });
     const logged = lines.filter((line) => line.includes("submit read a field of undefined"));
     assertEquals(logged.length, 1, `log: ${JSON.stringify(lines)}`);
@@ -116,6 +116,37 @@ Deno.test("review s50: an internal error a WebSocket frame runs into is logged w
     ws.send({ type: "infer", id: "r2", prompt: "hi", max_tokens: 0 });
     assertEquals((await ws.end("r2")).type, "error");
     assertEquals(lines.length, 1, `log: ${JSON.stringify(lines)}`);
+  } finally {
+    await ws.close();
+    abort.abort();
+    await server.finished;
+  }
+});
+
+Deno.test("review s54: a typed internal error (a 500) at a WebSocket submission is sent with its code, not its text, which the operator's log keeps", async () => {
+  const secret = "/var/lib/veriflow/models/secret.onnx";
+  const lines: string[] = [];
+  const port = portOf(() => Promise.resolve([HF_MODEL]));
+  port.submit = () =>
+    Promise.reject(new VeriflowError("model_load_failed", `cannot read ${secret}`));
+  const abort = new AbortController();
+  const server = serve({
+    app: createApp({ inference: port, log: (line) => lines.push(line) }),
+    port: 0,
+    signal: abort.signal,
+  });
+  const ws = await WsProbe.open(`${server.url.replace("http:", "ws:")}/v1/stream`);
+  try {
+    ws.send({ type: "infer", id: "r1", prompt: "hi" });
+    assertEquals(await ws.end("r1"), {
+      type: "error",
+      id: "r1",
+      code: "model_load_failed",
+      message: "internal server error",
+    });
+    const logged = lines.filter((line) => line.includes(secret));
+    assertEquals(logged.length, 1, `log: ${JSON.stringify(lines)}`);
+    assert(logged[0].includes("model_load_failed"), logged[0]);
   } finally {
     await ws.close();
     abort.abort();

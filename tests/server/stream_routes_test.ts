@@ -164,6 +164,8 @@ Deno.test("WS /v1/stream: a frame refused while its id runs (duplicate_id, inval
     assertEquals(duplicate.code, "duplicate_id");
     assertEquals(duplicate.id, undefined);
     assertEquals(duplicate.refused_id, "g");
+    // The client's own mistake, not an internal error: its text is meant for the client.
+    assertEquals(duplicate.message, "request id g is already running");
     probe.send({ type: "infer", id: "g", prompt: "x", temperature: 9 });
     const invalid = await probe.next((m) =>
       m.type === "error" && m.code === "invalid_request"
