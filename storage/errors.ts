@@ -122,7 +122,10 @@ export class KeyRequiredError extends StorageError {
   }
 }
 
-/** Fewer storage peers acknowledged a write than the write quorum needs. */
+/**
+ * Fewer storage peers acknowledged a write than the write quorum needs, or no replica of a read
+ * answered with a good copy while some did not answer at all (the chunk may exist: try later).
+ */
 export class ReplicationError extends StorageError {
   /**
    * Build the error.

@@ -251,6 +251,18 @@ interface Retry {
   due: number;
 }
 
+/** A pass of {@link HolderRepair.peersChanged} waiting for the one before it. */
+interface QueuedPass {
+  store: ReplicatedStore;
+  signal: AbortSignal | undefined;
+  /** The sets just before each change it took, first first. */
+  befores: (readonly { readonly id: string }[])[];
+  /** Ids of the peers those changes saw leave. */
+  departed: Set<string>;
+  /** Resolves when it is done. */
+  pass: Promise<void>;
+}
+
 /** Options of {@link HolderRepair}. */
 export interface HolderRepairOptions {
   /** This node's holder id (hex public key). */
@@ -294,6 +306,8 @@ export class HolderRepair {
    * (see {@link noteWrite}); `null`: too many to list, so every chunk held.
    */
   #views = new Map<readonly { readonly id: string }[], Set<string> | null>();
+  /** The pass queued behind the running one and not started: later changes join it. */
+  #queued: QueuedPass | null = null;
 
   /** @param options Who this node is, what it holds, where reports go. */
   constructor(options: HolderRepairOptions) {
@@ -328,15 +342,16 @@ export class HolderRepair {
 
   /**
    * The peer set of `store` changed from `before` (its peers are already `after`): queue a pass
-   * if anyone left. Resolves when that pass is done (never rejects).
+   * if anyone left — or, while a pass queued earlier has not started yet, add this change to it:
+   * it judges under the set before each change it took, against the peer set it finds when it
+   * starts. Resolves when that pass is done (never rejects).
    */
   peersChanged(
     store: ReplicatedStore,
     before: readonly { readonly id: string }[],
     signal?: AbortSignal,
   ): Promise<void> {
-    const after = store.peers;
-    const alive = new Set(after.map((p) => p.id));
+    const alive = new Set(store.peers.map((p) => p.id));
     const departed = before.filter((p) => !alive.has(p.id)).map((p) => p.id);
     if (departed.length === 0) return this.#running;
     this.#store = store;
@@ -345,16 +360,46 @@ export class HolderRepair {
       this.#signal = signal;
       signal?.addEventListener("abort", () => this.stop(), { once: true });
     }
+    // A pass still waiting for the one running takes this change too: it judges under every set
+    // before a change it took, against the set it finds when it starts. Before, each change
+    // queued a pass of its own, so a holder that flapped while a pass ran (a connection that
+    // drops and comes back) queued one full pass — every chunk held listed and ranked, a proof
+    // per holder of each it held — per departure, each planned against a set already out of date
+    // (a holder back by then was still taken for gone).
+    const queued = this.#queued;
+    if (queued !== null && queued.store === store && queued.signal === signal) {
+      if (!queued.befores.some((peers) => sameIds(peers, before))) {
+        queued.befores.push(before);
+        // Bounded: keep the first (the placement the chunks had) and the newest sets.
+        if (queued.befores.length > MAX_VIEWS) queued.befores.splice(MAX_VIEWS / 2, 1);
+      }
+      for (const id of departed) queued.departed.add(id);
+      return queued.pass;
+    }
+    const next: QueuedPass = {
+      store,
+      signal,
+      befores: [before],
+      departed: new Set(departed),
+      pass: Promise.resolve(),
+    };
+    this.#queued = next;
     const pass = this.#running.then(async () => {
+      if (this.#queued === next) this.#queued = null; // a change from now on queues another
       if (signal?.aborted) return;
-      // The set just before the change, for every chunk, and the sets chunks came in under since
-      // the last pass, for those chunks; taken now (chunks that come in meanwhile wait for the
-      // next pass), and put back if this pass fails.
+      const after = store.peers;
+      const present = new Set(after.map((p) => p.id));
+      const departed = [...next.departed].filter((id) => !present.has(id)); // not back since
+      // The sets just before the changes, for every chunk, and the sets chunks came in under
+      // since the last pass, for those chunks; taken now (chunks that come in meanwhile wait for
+      // the next pass), and put back if this pass fails.
       const noted = this.#views;
       this.#views = new Map();
-      const views: PlacementView[] = [{ peers: before }];
+      const views: PlacementView[] = next.befores.map((peers) => ({ peers }));
       for (const [peers, chunks] of noted) {
-        if (!sameIds(peers, before)) views.push({ peers, chunks: chunks ?? undefined });
+        if (!next.befores.some((b) => sameIds(peers, b))) {
+          views.push({ peers, chunks: chunks ?? undefined });
+        }
       }
       try {
         // Ranking is a hash per peer per chunk: done in slices, so a large store does not
@@ -411,6 +456,7 @@ export class HolderRepair {
       }
       this.#arm();
     });
+    next.pass = pass;
     this.#running = pass;
     return pass;
   }

@@ -9,11 +9,15 @@
  *   one dead peer does not fail writes while enough others live.
  * - **Reads**: `readParallelism` replicas are asked at once; the first copy that verifies
  *   against the CID wins and the others are cancelled. A failed or corrupt replica makes the
- *   read fall back to the next one, and (read repair) the good bytes are written back to it.
+ *   read fall back to the next one, and (read repair) the good bytes are written back to one that
+ *   answered `chunk_not_found` or a corrupt copy (not to one that timed out: it may hold a good
+ *   one), one copy at a time per holder and chunk, within `maxBackgroundBytes`.
  * - **Repair**: {@link ReplicatedStore.repair} checks every holder of the given CIDs with a
  *   possession proof (cheap: 32 bytes per chunk back, not the chunk) and re-sends the chunk to
  *   any holder that is missing it or holds a bad copy, restoring r copies after a peer was
  *   lost (remove it from the peer set: the next-ranked peer becomes a holder) or a copy rotted.
+ *   A holder that times out in a repair is asked nothing more by it (its checks fail at once, for
+ *   a later try), so one silent holder costs a repair one peer timeout, not one per chunk.
  *
  * @module
  */
@@ -39,7 +43,8 @@ export interface ReplicatedStoreOptions {
   peerTimeoutMs?: number;
   /**
    * Most bytes of chunks whose puts resolved (w holders acknowledged) while copies past the
-   * quorum are still being written; a put past it waits for room before it resolves. Default
+   * quorum are still being written, and of read repairs in flight; a put past it waits for room
+   * before it resolves, a read repair that would pass it is not sent. Default
    * {@link DEFAULT_MAX_BACKGROUND_BYTES}.
    */
   maxBackgroundBytes?: number;
@@ -91,6 +96,15 @@ export interface ReplicaFailure {
   cid: string;
   /** What went wrong. */
   error: unknown;
+}
+
+/** Per peer id, how a peer timed out in one repair (see `ReplicatedStore.#ask`). */
+type Silent = Map<string, unknown>;
+
+/** A call that ran out of time: the store's peer timeout, or the connection's request timeout. */
+function isTimeout(error: unknown): boolean {
+  const e = error as { name?: unknown; code?: unknown } | null;
+  return e?.name === "TimeoutError" || e?.code === "request_timeout";
 }
 
 /** A peer's refusal because it holds no more for peers (`replica_quota_exceeded`). */
@@ -180,8 +194,13 @@ export class ReplicatedStore implements BlockStore {
   readonly #readRepair: boolean;
   readonly #onFailure: ((event: ReplicaFailure) => void) | undefined;
   readonly #background = new Set<Promise<unknown>>();
-  /** Bytes of the chunks whose puts resolved while copies past the quorum are in flight. */
+  /**
+   * Bytes of the chunks whose puts resolved while copies past the quorum are in flight, and of
+   * the read repairs in flight.
+   */
   #backgroundBytes = 0;
+  /** Read repairs in flight, as `<peer id> <cid>`: one at a time per holder and chunk. */
+  readonly #readRepairs = new Set<string>();
   readonly #maxBackgroundBytes: number;
   /** Per peer id: chunks whose write it missed as a holder, until a write to it succeeds. */
   readonly #missed = new Map<string, Set<string>>();
@@ -191,7 +210,7 @@ export class ReplicatedStore implements BlockStore {
   /**
    * A store replicating over `peers`.
    *
-   * @param peers The storage peers.
+   * @param peers The storage peers (one entry per id: a peer listed again is kept once).
    * @param options Replication factor, quorum, timeouts.
    *
    * @example
@@ -211,7 +230,7 @@ export class ReplicatedStore implements BlockStore {
    * ```
    */
   constructor(peers: readonly StoragePeer[], options?: ReplicatedStoreOptions) {
-    this.#peers = [...peers];
+    this.#peers = distinctById(peers);
     this.#r = options?.replicas ?? 3;
     this.#w = options?.writeQuorum ?? Math.min(2, this.#r);
     if (this.#w < 1 || this.#w > this.#r) {
@@ -236,9 +255,12 @@ export class ReplicatedStore implements BlockStore {
     return this.#peers;
   }
 
-  /** Replace the peer set (a peer joined or was declared lost); run {@link repair} after. */
+  /**
+   * Replace the peer set (a peer joined or was declared lost); run {@link repair} after. A peer
+   * listed twice (by id) is kept once, as in the constructor.
+   */
   setPeers(peers: readonly StoragePeer[]): void {
-    this.#peers = [...peers];
+    this.#peers = distinctById(peers);
     const ids = new Set(peers.map((p) => p.id));
     for (const id of this.#missed.keys()) if (!ids.has(id)) this.#missed.delete(id);
     this.#given.setPeers(ids);
@@ -312,9 +334,12 @@ export class ReplicatedStore implements BlockStore {
     await this.#given.flush();
   }
 
-  /** Resolves when background writes and read repairs have finished. */
-  async #settle(): Promise<void> {
-    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+  /**
+   * Resolves when the background work in `tasks` has finished (default: all of it, put copies
+   * and read repairs).
+   */
+  async #settle(tasks: Set<Promise<unknown>> = this.#background): Promise<void> {
+    while (tasks.size > 0) await Promise.allSettled([...tasks]);
   }
 
   /**
@@ -416,10 +441,21 @@ export class ReplicatedStore implements BlockStore {
 
   /**
    * The verified bytes of `cid` from the first replica that has a good copy.
-   * @throws {ChunkNotFoundError} no peer has it.
+   * @throws {ChunkNotFoundError} no peer has it (every peer asked said so).
    * @throws {CorruptChunkError} only bad copies exist.
+   * @throws {ReplicationError} no good copy came back and some peer did not answer (timed out,
+   *   unreachable): the chunk may exist, try again later.
    */
-  async get(cid: string, options?: BlockStoreCallOptions): Promise<Uint8Array> {
+  get(cid: string, options?: BlockStoreCallOptions): Promise<Uint8Array> {
+    return this.#get(cid, options);
+  }
+
+  /** {@link get}, its late answers and read repairs also tracked in `tasks`. */
+  async #get(
+    cid: string,
+    options: BlockStoreCallOptions | undefined,
+    tasks?: Set<Promise<unknown>>,
+  ): Promise<Uint8Array> {
     const ranked = rankPeers(cid, this.#peers);
     const holders = new Set(ranked.slice(0, this.#r));
     const readRepair = this.#readRepair && options?.readRepair !== false;
@@ -427,8 +463,11 @@ export class ReplicatedStore implements BlockStore {
     // timeout it does not cut their answers off: one that arrives anyway and proves its copy
     // bad is still reported and repaired.
     const done = new AbortController();
+    /** Replicas whose answer proved their copy bad (missing or corrupt): read repair's. */
     const failed: StoragePeer[] = [];
     let sawCorrupt = false;
+    /** Failures that say nothing of the replica's copy (a timeout, a peer unreachable). */
+    const unanswered: unknown[] = [];
     let good: Uint8Array | undefined;
     let next = 0;
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
@@ -455,7 +494,7 @@ export class ReplicatedStore implements BlockStore {
             const bad = error instanceof CorruptChunkError || error instanceof ChunkNotFoundError;
             if (good && bad) {
               this.#report("get", peer, cid, error);
-              if (readRepair && holders.has(peer)) this.#repairReplica(peer, cid, good);
+              if (readRepair && holders.has(peer)) this.#repairReplica(peer, cid, good, tasks);
             }
             return;
           }
@@ -467,28 +506,45 @@ export class ReplicatedStore implements BlockStore {
             return;
           }
           if (error instanceof CorruptChunkError) sawCorrupt = true;
-          failed.push(peer);
+          // Read repair only for an answer that proves the copy bad: a holder that timed out or
+          // could not be reached may well hold a good one, and one that is slow because it is
+          // overloaded was sent a chunk to write for each it failed to serve.
+          if (error instanceof CorruptChunkError || error instanceof ChunkNotFoundError) {
+            failed.push(peer);
+          } else unanswered.push(error);
           this.#report("get", peer, cid, error);
           if (next < ranked.length) launch();
         })
         .finally(() => {
           if (--pending === 0 && !settled) {
             settled = true;
+            // `chunk_not_found` only when every replica asked said so (or gave bad bytes): a
+            // replica that did not answer may hold it. Before, holders all unreachable made a
+            // file that exists read as one that does not (a 404 a client may cache), and a
+            // repair count the chunk lost and never try it again.
             reject(
-              sawCorrupt
+              unanswered.length > 0
+                ? new ReplicationError(
+                  `no replica of ${cid} could be read: ${unanswered.length} of the storage ` +
+                    `peers asked did not answer`,
+                  new AggregateError(unanswered),
+                )
+                : sawCorrupt
                 ? new CorruptChunkError(cid, "every replica")
                 : new ChunkNotFoundError(cid, "any storage peer"),
             );
           }
         });
-      this.#track(read); // flush() waits for late answers and the repairs they start
+      this.#track(read, tasks); // flush() waits for late answers and the repairs they start
     };
     if (ranked.length === 0) throw new ChunkNotFoundError(cid, "any storage peer (none known)");
     for (let i = 0; i < Math.min(this.#readParallelism, ranked.length); i++) launch();
     try {
       const bytes = await promise;
       if (readRepair) {
-        for (const peer of failed) if (holders.has(peer)) this.#repairReplica(peer, cid, bytes);
+        for (const peer of failed) {
+          if (holders.has(peer)) this.#repairReplica(peer, cid, bytes, tasks);
+        }
       }
       return bytes;
     } finally {
@@ -496,12 +552,35 @@ export class ReplicatedStore implements BlockStore {
     }
   }
 
-  /** Write the good `bytes` back to a holder that failed a read (read repair), in the background. */
-  #repairReplica(peer: StoragePeer, cid: string, bytes: Uint8Array): void {
+  /**
+   * Write the good `bytes` back to a holder that failed a read (read repair), in the background.
+   * Best effort, and bounded like the copies past a put's quorum: each holds its chunk until its
+   * holder answers or the peer timeout ends it, so one is sent only while the background copies
+   * hold at most `maxBackgroundBytes` with it, and only one at a time per holder and chunk.
+   * Without that a holder that answers reads `chunk_not_found` at once and writes never held a
+   * chunk per read for `peerTimeoutMs` (a file read at link speed: gigabytes), and concurrent
+   * reads of one chunk each sent it a copy. One not sent is left to the audit rounds and repairs.
+   */
+  #repairReplica(
+    peer: StoragePeer,
+    cid: string,
+    bytes: Uint8Array,
+    tasks?: Set<Promise<unknown>>,
+  ): void {
+    const key = `${peer.id} ${cid}`;
+    if (this.#readRepairs.has(key)) return; // a copy is on its way
+    if (this.#backgroundBytes + bytes.length > this.#maxBackgroundBytes) return;
+    this.#readRepairs.add(key);
+    this.#backgroundBytes += bytes.length;
     this.#track(
       this.#call(undefined, (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }))
         .then(() => this.#wrote(peer, cid, true))
-        .catch((error) => this.#report("repair", peer, cid, error)),
+        .catch((error) => this.#report("repair", peer, cid, error))
+        .finally(() => {
+          this.#readRepairs.delete(key);
+          this.#backgroundBytes -= bytes.length;
+        }),
+      tasks,
     );
   }
 
@@ -521,16 +600,22 @@ export class ReplicatedStore implements BlockStore {
    */
   async repair(cids: Iterable<string>, options?: RepairOptions): Promise<RepairReport> {
     const report: RepairReport = { checked: 0, repaired: 0, lost: [], failedChecks: 0 };
+    // Holders that timed out in this repair: asked nothing more by it (see `#ask`).
+    const silent: Silent = new Map();
     for (const cid of cids) {
       options?.signal?.throwIfAborted();
       report.checked++;
       if (options?.presence) {
-        await this.#repairPresence(cid, options, report);
+        await this.#repairPresence(cid, options, report, silent);
         continue;
       }
-      const bytes = await this.#copyOf(cid, options, report);
+      const read = new Set<Promise<unknown>>();
+      const bytes = await this.#copyOf(cid, options, report, read);
       if (bytes === undefined) continue;
-      await this.#settle(); // let read repair of that get land before we judge the holders
+      // Let the read repairs of that get land before the holders are judged — those alone: the
+      // whole background (other puts' copies to a slow holder, other reads' repairs) held each
+      // chunk's repair for up to the peer timeout, and never let it go while uploads went on.
+      await this.#settle(read);
       const nonce = crypto.getRandomValues(new Uint8Array(32));
       const substitutes = this.#substitutes(cid);
       /** Whether `peer` holds a good copy now: proven, or given one. Throws its failure. */
@@ -538,7 +623,9 @@ export class ReplicatedStore implements BlockStore {
         const expected = await possessionProof(nonce, peer.publicKey, bytes);
         let proof: Uint8Array | null;
         try {
-          [proof] = await this.#call(
+          [proof] = await this.#ask(
+            peer,
+            silent,
             options?.signal,
             (s) => peer.proveChunks(nonce, [cid], { signal: s }),
           );
@@ -551,7 +638,9 @@ export class ReplicatedStore implements BlockStore {
           return;
         }
         try {
-          await this.#call(
+          await this.#ask(
+            peer,
+            silent,
             options?.signal,
             (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
           );
@@ -573,19 +662,27 @@ export class ReplicatedStore implements BlockStore {
     return report;
   }
 
-  /** A verified copy of `cid` (local first), or undefined when it is lost (noted in `report`). */
+  /**
+   * A verified copy of `cid` (local first), or undefined when it is lost (noted in `report`) or no
+   * replica answered (a failed check: tried again later).
+   */
   async #copyOf(
     cid: string,
     options: RepairOptions | undefined,
     report: RepairReport,
+    tasks?: Set<Promise<unknown>>,
   ): Promise<Uint8Array | undefined> {
     const local = await options?.local?.(cid).catch(() => undefined);
     if (local !== undefined && await verifyCid(cid, local)) return local;
     try {
-      return await this.get(cid, options);
+      return await this.#get(cid, options, tasks);
     } catch (error) {
       if (error instanceof ChunkNotFoundError || error instanceof CorruptChunkError) {
         report.lost.push(cid);
+        return undefined;
+      }
+      if (error instanceof ReplicationError && !options?.signal?.aborted) {
+        this.#failedCheck(cid, options, report);
         return undefined;
       }
       throw error;
@@ -600,7 +697,12 @@ export class ReplicatedStore implements BlockStore {
    * while every holder has its copy; once a copy is read for a holder that lacks it, every proof
    * is checked against it.
    */
-  async #repairPresence(cid: string, options: RepairOptions, report: RepairReport): Promise<void> {
+  async #repairPresence(
+    cid: string,
+    options: RepairOptions,
+    report: RepairReport,
+    silent: Silent,
+  ): Promise<void> {
     const only = options.only?.(cid);
     const holders = this.holders(cid).filter((peer) => !only || only.has(peer.id));
     const nonce = crypto.getRandomValues(new Uint8Array(32));
@@ -613,7 +715,9 @@ export class ReplicatedStore implements BlockStore {
       const above = this.#peers.filter((peer) => defer.has(peer.id));
       const proven = await Promise.all(above.map(async (peer) => {
         try {
-          const [proof] = await this.#call(
+          const [proof] = await this.#ask(
+            peer,
+            silent,
             options.signal,
             (s) => peer.proveChunks(nonce, [cid], { signal: s }),
           );
@@ -633,14 +737,20 @@ export class ReplicatedStore implements BlockStore {
     }
     const proofs = await Promise.all(
       holders.map((peer) =>
-        this.#call(options.signal, (s) => peer.proveChunks(nonce, [cid], { signal: s })).then(
-          (answer): unknown => Array.isArray(answer) ? answer[0] ?? null : null,
-          (error) => {
-            this.#report("prove", peer, cid, error);
-            this.#failedCheck(cid, options, report);
-            return undefined;
-          },
+        this.#ask(
+          peer,
+          silent,
+          options.signal,
+          (s) => peer.proveChunks(nonce, [cid], { signal: s }),
         )
+          .then(
+            (answer): unknown => Array.isArray(answer) ? answer[0] ?? null : null,
+            (error) => {
+              this.#report("prove", peer, cid, error);
+              this.#failedCheck(cid, options, report);
+              return undefined;
+            },
+          )
       ),
     );
     const lacking: StoragePeer[] = [];
@@ -670,7 +780,9 @@ export class ReplicatedStore implements BlockStore {
     const give = async (peer: StoragePeer): Promise<void> => {
       try {
         // `repair`: a holder whose proof was wrong may hold a bad copy it must replace.
-        await this.#call(
+        await this.#ask(
+          peer,
+          silent,
           options.signal,
           (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
         );
@@ -684,7 +796,9 @@ export class ReplicatedStore implements BlockStore {
     /** A peer past the holders: its proof (the put that placed the chunk may have given it a copy), else a copy. */
     const provesOrGets = async (peer: StoragePeer): Promise<void> => {
       try {
-        const [proof] = await this.#call(
+        const [proof] = await this.#ask(
+          peer,
+          silent,
           options.signal,
           (s) => peer.proveChunks(nonce, [cid], { signal: s }),
         );
@@ -712,6 +826,27 @@ export class ReplicatedStore implements BlockStore {
     options?.onFailedCheck?.(cid);
   }
 
+  /**
+   * {@link #call} for a repair, unless `peer` already timed out in it (`silent`): then it fails at
+   * once, as it did. A repair checks its chunks one after another, so a holder that never answers
+   * (gone quiet, hostile) held each chunk it holds for the peer timeout (10 s): a pass over a
+   * departed peer's chunks sat for hours behind one such new holder, the chunks after them short
+   * meanwhile. Now it costs one timeout per repair, and its chunks are failed checks (holder
+   * repair tries them again after a backoff; an audit round's, at a later round).
+   */
+  #ask<T>(
+    peer: StoragePeer,
+    silent: Silent,
+    outer: AbortSignal | undefined,
+    fn: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    if (silent.has(peer.id)) return Promise.reject(silent.get(peer.id));
+    return this.#call(outer, fn).catch((error) => {
+      if (isTimeout(error) && !outer?.aborted) silent.set(peer.id, error);
+      throw error;
+    });
+  }
+
   #call<T>(outer: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = outer ? AbortSignal.any([outer, timeout]) : timeout;
@@ -728,14 +863,31 @@ export class ReplicatedStore implements BlockStore {
     return Promise.race([fn(signal), aborted]);
   }
 
-  #track(p: Promise<unknown>): void {
+  /** Background work: {@link flush} waits for it, and `tasks` (a caller's own set) holds it too. */
+  #track(p: Promise<unknown>, tasks?: Set<Promise<unknown>>): void {
     this.#background.add(p);
-    p.finally(() => this.#background.delete(p)).catch(() => {});
+    tasks?.add(p);
+    p.finally(() => {
+      this.#background.delete(p);
+      tasks?.delete(p);
+    }).catch(() => {});
   }
 
   #report(op: ReplicaFailure["op"], peer: StoragePeer, cid: string, error: unknown): void {
     this.#onFailure?.({ op, peerId: peer.id, cid, error });
   }
+}
+
+/**
+ * `peers` with one entry per id, the first: each entry is counted as one copy (a quorum's
+ * acknowledgement, one of r holders), so a peer listed twice by a caller (reached by two objects)
+ * made one copy count as two, and a put whose only other holder refused met a quorum of two with
+ * one.
+ */
+function distinctById(peers: readonly StoragePeer[]): StoragePeer[] {
+  const byId = new Map<string, StoragePeer>();
+  for (const peer of peers) if (!byId.has(peer.id)) byId.set(peer.id, peer);
+  return [...byId.values()];
 }
 
 /** Hex id of a public key, the form {@link StoragePeer.id} uses. */

@@ -194,7 +194,9 @@ Deno.test("reads fall back across replicas when holders are down", async () => {
   ranked[1].down = true;
   assert.deepEqual(await store.get(cid), bytes);
   ranked[2].down = true;
-  await assert.rejects(store.get(cid), (e: { code: string }) => e.code === "chunk_not_found");
+  // Every holder down is not every holder saying it lacks the chunk: unavailable, not missing
+  // (stop 54, `review_s54_replication_test.ts`).
+  await assert.rejects(store.get(cid), (e: { code: string }) => e.code === "replication_failed");
   await cleanup(dirs);
 });
 
