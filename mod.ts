@@ -57,6 +57,7 @@ export {
   type TextJob,
 } from "./protocols/job.ts";
 export * from "./protocols/cid.ts";
+export * from "./protocols/job_input.ts";
 
 // Actor runtime
 export * from "./actors/actor.ts";

@@ -31,6 +31,7 @@ import {
   TextJobRun,
 } from "./inference_job.ts";
 import type { GenerativeModel, ModelSource, OneShotModel, ProverHook } from "./inference_models.ts";
+import { jobPromptText } from "../protocols/job_input.ts";
 import {
   emptyInferenceStats,
   type InferenceStats,
@@ -122,6 +123,13 @@ export interface SubmitJob {
    * resume or for a prefix that cannot be the job's. Absent or empty: from the start.
    */
   resume?: readonly number[];
+  /**
+   * Text jobs that name an `input` (`protocols/job_input.ts`): its bytes, read by the submitter
+   * from storage; checked here against the CID, the model reads their text before the prompt,
+   * and the prover keeps them with the job's proof data for its validators. Refused with a
+   * `JobInputError` when missing or not the named block.
+   */
+  input?: Uint8Array;
   /**
    * Called while the job waits for a slot, with its place in the model's queue (1: next), each
    * time it changes, and with 0 when it leaves the queue for a slot (`SubmitOptions.onQueued`).
@@ -357,7 +365,15 @@ export class InferenceActor implements Actor<InferenceMessage> {
     let prepared: PreparedJob;
     try {
       prepared = job.kind === "text"
-        ? this.#prepareText(job, id, model, submittedAt, message.topLogprobs ?? 0, message.resume)
+        ? this.#prepareText(
+          job,
+          id,
+          model,
+          submittedAt,
+          message.topLogprobs ?? 0,
+          message.resume,
+          message.input,
+        )
         : this.#prepareTensor(job, id, model);
     } catch (error) {
       if (error instanceof VeriflowError) return { accepted: false, error };
@@ -381,6 +397,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     submittedAt: number,
     topLogprobs: number,
     resume: readonly number[] = [],
+    input?: Uint8Array,
   ): PreparedJob {
     if (!("generate" in model)) {
       throw new WrongModelKindError(model.info.cid, "text", model.info.kind);
@@ -398,7 +415,8 @@ export class InferenceActor implements Actor<InferenceMessage> {
       const field = ["params", ...issue.path.map(String)].join(".");
       throw new InvalidGenerationParamsError(`${field}: ${issue.message}`);
     }
-    const promptIds = model.tokenizer.encode(job.prompt);
+    // The input's text, then the prompt: checked against the job's input CID first.
+    const promptIds = model.tokenizer.encode(jobPromptText(job, input));
     const contextLength = model.info.contextLength ?? Infinity;
     if (promptIds.length === 0) throw new EmptyPromptError();
     // Refused up front (not by the model mid-stream) so the edge can answer 400 before any
@@ -421,6 +439,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
       topLogprobs,
       resume: resume.length > 0 ? resume : undefined,
       prover: this.#prover,
+      input: job.input === undefined ? undefined : input,
       submittedAt,
       now: this.#now,
       // The run reports its end through the mailbox: the actor's state is only ever touched
@@ -654,6 +673,8 @@ export interface SubmitJobOptions {
   topLogprobs?: number;
   /** Text jobs: resume after these delivered token ids ({@link SubmitJob.resume}). */
   resume?: readonly number[];
+  /** Text jobs: the bytes of the job's `input` ({@link SubmitJob.input}). */
+  input?: Uint8Array;
   /** The job's place in its model's queue while it waits ({@link SubmitJob.onQueued}). */
   onQueued?: (position: number) => void;
 }
@@ -694,6 +715,7 @@ export async function submitJob(
         job,
         topLogprobs: options?.topLogprobs,
         resume: options?.resume,
+        input: options?.input,
         onQueued: options?.onQueued,
       },
       { timeoutMs: options?.timeoutMs ?? SUBMIT_TIMEOUT_MS, signal },

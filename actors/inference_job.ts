@@ -69,6 +69,8 @@ export interface TextJobRunOptions {
   resume?: readonly number[];
   /** The prover hook, if the node runs a prover. */
   prover?: ProverHook;
+  /** The bytes of the job's `input`, for the prover (`protocols/job_input.ts`). */
+  input?: Uint8Array;
   /** When the job was submitted (`now()` clock). */
   submittedAt: number;
   /** Clock in milliseconds. */
@@ -190,7 +192,7 @@ export class TextJobRun {
         },
         // The prover never pushes back on generation (see the module comment for the bound).
       }, { highWaterMark: Infinity });
-      this.#proverResult = this.#o.prover(this.#o.job, this.#o.jobId, branch);
+      this.#proverResult = this.#o.prover(this.#o.job, this.#o.jobId, branch, this.#o.input);
       this.#proverResult.catch(() => {}); // awaited in #finish; avoid an unhandled rejection
     }
     let source: ReadableStream<TokenChunk>;

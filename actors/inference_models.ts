@@ -54,12 +54,14 @@ export interface ModelSource {
 }
 
 /**
- * The prover hook: receives the job, its id and the prover's branch of the token stream (the
- * model's own chunks, with whatever evidence they carry), and resolves to the job's receipt
- * when the stream ends.
+ * The prover hook: receives the job, its id, the prover's branch of the token stream (the
+ * model's own chunks, with whatever evidence they carry) and, for a job that names an input, its
+ * bytes (kept with the proof data for validators), and resolves to the job's receipt when the
+ * stream ends.
  */
 export type ProverHook = (
   job: TextJob,
   jobId: string,
   chunks: ReadableStream<TokenChunk>,
+  input?: Uint8Array,
 ) => Promise<unknown>;

@@ -53,6 +53,8 @@ export interface ProveMessage {
   jobId: string;
   /** The prover's branch; chunks carry their fingerprint (no logits row). */
   chunks: ReadableStream<TokenChunk>;
+  /** The bytes of the job's `input`, if it names one: kept in the proof data. */
+  input?: Uint8Array;
 }
 
 /**
@@ -319,6 +321,7 @@ export class ProverActor implements Actor<ProverMessage> {
     this.#active.add(id);
     const run = proveJob(message.job, message.chunks, this.#identity, {
       signal: ctx.signal,
+      input: message.input,
       now: this.#now, // the receipt's signed times and the retention on one clock
     });
     const receipt = run.then(async (proved) => {
@@ -420,9 +423,14 @@ export class ProverActor implements Actor<ProverMessage> {
  */
 export function proverHook(
   ref: ActorRef<ProverMessage>,
-): (job: TextJob, jobId: string, chunks: ReadableStream<TokenChunk>) => Promise<Receipt> {
-  return async (job, jobId, chunks) => {
-    const handle = await ref.ask<ProveHandle>({ type: "prove", job, jobId, chunks });
+): (
+  job: TextJob,
+  jobId: string,
+  chunks: ReadableStream<TokenChunk>,
+  input?: Uint8Array,
+) => Promise<Receipt> {
+  return async (job, jobId, chunks, input) => {
+    const handle = await ref.ask<ProveHandle>({ type: "prove", job, jobId, chunks, input });
     return await handle.receipt;
   };
 }

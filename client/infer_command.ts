@@ -73,7 +73,7 @@ const EXIT_FAILURE = 1;
 /** Exit status after a stop signal: 128 + SIGINT, as shells report. */
 const EXIT_INTERRUPTED = 130;
 
-const USAGE = `usage: veriflow infer [options] PROMPT...
+const USAGE = `usage: veriflow infer [options] [PROMPT...]
 
   --url URL           node's API (default ${DEFAULT_INFER_URL}; /v1/stream is added)
   --model ID          model CID or name (default: the node's default model)
@@ -85,6 +85,8 @@ const USAGE = `usage: veriflow infer [options] PROMPT...
   --seed S            seed of the sampling RNG
   --stop TEXT         stop sequence (repeatable)
   --nonce TEXT        job nonce (default random)
+  --input CID         a stored text file (one chunk, bafkrei...) the model reads
+                      before the prompt; the node reads it from its storage
   --idle-timeout S    give up when a running job sends nothing for S seconds
                       (default ${DEFAULT_STREAM_IDLE_TIMEOUT_MS / 1000}; 0 = wait forever)
   -h, --help          this text
@@ -139,6 +141,7 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
         seed: { type: "string" },
         stop: { type: "string", multiple: true },
         nonce: { type: "string" },
+        input: { type: "string" },
         "idle-timeout": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -152,7 +155,8 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
     await io.stdout(USAGE);
     return 0;
   }
-  if (positionals.length === 0) {
+  // A job about a stored file may have no prompt of its own: the file is what the model reads.
+  if (positionals.length === 0 && values.input === undefined) {
     await io.stderr(`no prompt given\n${USAGE}`);
     return EXIT_USAGE;
   }
@@ -229,6 +233,7 @@ export async function runInfer(args: string[], io: InferCommandIo = defaultIo())
         seed: numbers["seed"],
         stop: values.stop,
         nonce: values.nonce,
+        input: values.input,
       }, { onQueued: queueReporter(io) });
       const status = await printJob(job, io, interrupt.signal, values.url);
       return interrupt.signal.aborted

@@ -19,7 +19,9 @@
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
 import { type InferenceMessage, submitJob } from "../actors/inference_actor.ts";
-import type { TextJob } from "../protocols/job.ts";
+import { jobBytes, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
+import { JobInputError, type JobInputReader, MAX_JOB_INPUT_BYTES } from "../protocols/job_input.ts";
+import { VeriflowError } from "../protocols/errors.ts";
 import {
   checkTextJob,
   type InferenceHandle,
@@ -40,6 +42,12 @@ export interface LocalInferencePortOptions {
   submitTimeoutMs?: number;
   /** How long a stats ask may take. Default 5 s: it is answered from memory. */
   statsTimeoutMs?: number;
+  /**
+   * Reads a job's `input` (`protocols/job_input.ts`) from this node's storage: its own chunks
+   * first, then its storage peers'. Absent (a node without storage), a job that names an input
+   * is refused with `input_unavailable`.
+   */
+  readInput?: JobInputReader;
 }
 
 /** Default of {@link LocalInferencePortOptions.statsTimeoutMs}; longer means a wedged actor. */
@@ -51,6 +59,7 @@ export class LocalInferencePort implements InferencePort {
   #models: ModelCatalog;
   #submitTimeoutMs?: number;
   #statsTimeoutMs: number;
+  #readInput?: JobInputReader;
 
   /**
    * Create it.
@@ -62,20 +71,26 @@ export class LocalInferencePort implements InferencePort {
     this.#models = options.models;
     this.#submitTimeoutMs = options.submitTimeoutMs;
     this.#statsTimeoutMs = options.statsTimeoutMs ?? LOCAL_STATS_TIMEOUT_MS;
+    this.#readInput = options.readInput;
   }
 
   /**
    * Submit a text job. Rejects with `invalid_generation_params` when the job fails
    * `textJobSchema` (as `RemoteInferencePort` and the wire refuse it), else with the actor's
    * typed refusal (`too_many_jobs`, `unknown_model`, `context_length_exceeded`,
-   * `invalid_generation_params`, ...); aborting `options.signal` cancels the job, queued or
-   * running.
+   * `invalid_generation_params`, ...), or for a job that names an input, `input_not_found`,
+   * `input_unavailable`, `input_too_large` or `input_not_text`; aborting `options.signal`
+   * cancels the job, queued or running.
    */
   async submit(job: TextJob, options?: SubmitOptions): Promise<InferenceHandle> {
     // The actor checks the parameters but not the rest of the job (a requester key that is not
     // one would be signed into a receipt): the same schema as the wire, so both ports agree.
     const checked = checkTextJob(job);
+    const input = checked.input === undefined
+      ? undefined
+      : await readJobInput(checked, this.#readInput, options?.signal);
     const handle = await submitJob(this.#inference, checked, {
+      input,
       signal: options?.signal,
       timeoutMs: this.#submitTimeoutMs,
       topLogprobs: options?.topLogprobs,
@@ -103,6 +118,53 @@ export class LocalInferencePort implements InferencePort {
       timeoutMs: this.#statsTimeoutMs,
     });
   }
+}
+
+/**
+ * The bytes of `job`'s input, read through `read` and bounded: at most
+ * {@link MAX_JOB_INPUT_BYTES}, and with the job within `MAX_NETWORK_JOB_BYTES` (a fraud proof
+ * carries both to every node in one frame). A read that finds it nowhere is `input_not_found`;
+ * any other failure (no storage here, peers unreachable) `input_unavailable`, which a router
+ * takes as this worker's and asks another (`network/failover.ts`). The actor checks the bytes
+ * against the CID.
+ */
+async function readJobInput(
+  job: TextJob,
+  read: JobInputReader | undefined,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array> {
+  const cid = job.input!;
+  if (read === undefined) {
+    throw new JobInputError(
+      "input_unavailable",
+      `this node stores nothing: it cannot read input ${cid}`,
+    );
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = await read(cid, signal);
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    const code = error instanceof VeriflowError ? error.code : "";
+    if (code === "chunk_not_found") {
+      throw new JobInputError(
+        "input_not_found",
+        `input ${cid} is not stored on any node this one reaches`,
+      );
+    }
+    throw new JobInputError(
+      "input_unavailable",
+      `input ${cid} could not be read here${code === "" ? "" : ` (${code})`}`,
+    );
+  }
+  const room = Math.min(MAX_JOB_INPUT_BYTES, MAX_NETWORK_JOB_BYTES - jobBytes(job));
+  if (bytes.length > room) {
+    throw new JobInputError(
+      "input_too_large",
+      `input ${cid} is ${bytes.length} bytes; a job may read at most ${room} (one chunk, and with the job one frame)`,
+    );
+  }
+  return bytes;
 }
 
 /**

@@ -104,6 +104,10 @@ export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
   "model_worker_failed",
   "model_disposed",
   "resume_unsupported",
+  // The job's input could not be read there (not reached, or no storage): another worker, a
+  // holder of it, may read it.
+  "input_not_found",
+  "input_unavailable",
 ]);
 
 /**
@@ -125,6 +129,11 @@ export const JOB_ERROR_CODES: ReadonlySet<string> = new Set([
   "wrong_model_kind",
   "invalid_request",
   "duplicate_id",
+  // The job's input is not text, or too large, or not the block it names: so for every worker.
+  "input_required",
+  "input_mismatch",
+  "input_not_text",
+  "input_too_large",
   // The client stopped reading, so this side stopped granting credit: the next worker would
   // wait on it the same, and an honest worker must not be kept off the model for a slow client.
   "reader_stalled",

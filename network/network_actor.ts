@@ -33,6 +33,9 @@
  *
  * @module
  */
+import { storageKey } from "../protocols/cid.ts";
+import { rankPeers } from "../storage/rendezvous.ts";
+import { DEFAULT_REPLICAS } from "../storage/replicated_store.ts";
 import type { Actor, ActorContext } from "../actors/actor.ts";
 import { sleep } from "../actors/_common.ts";
 import { Connection, type ConnectionOptions } from "../protocols/connection.ts";
@@ -276,6 +279,8 @@ export type NetworkMessage =
     model?: string;
     /** Hex keys of workers not to pick (one that just failed this job). */
     exclude?: readonly string[];
+    /** The job's input CID (`protocols/job_input.ts`): its storage holders are preferred. */
+    input?: string;
   }
   | {
     /**
@@ -623,7 +628,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "release_reach":
         return this.#dials?.release(message.key, message.holder);
       case "worker":
-        return this.#worker(message.model, message.exclude);
+        return this.#worker(message.model, message.exclude, message.input);
       case "worker_refused_model":
         return this.#refusedModel(message.key, message.model);
       case "worker_models":
@@ -939,10 +944,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
   /**
    * A connection to the worker for a job on `model` (any when absent), by the rules of
    * `worker_choice.ts`: serves the model, not convicted here, has capacity, backed by stake in
-   * this node's ledger, least loaded, best track record.
+   * this node's ledger, a holder of the job's `input` (when it names one), least loaded, best
+   * track record.
    */
-  #worker(model?: string, exclude: readonly string[] = []): Connection | undefined {
+  #worker(model?: string, exclude: readonly string[] = [], input?: string): Connection | undefined {
     const candidates: (WorkerCandidate & { connection: Connection })[] = [];
+    const holders = input === undefined ? undefined : this.#inputHolders(input);
     const now = Date.now();
     for (const list of this.#peers.values()) {
       for (const { connection, info, hello, checking } of list) {
@@ -960,10 +967,37 @@ export class NetworkActor implements Actor<NetworkMessage> {
           load: hello?.load,
           inFlight: connection.stats().pendingRequests,
           standing: this.#standing.get(info.key),
+          holdsInput: holders?.has(info.key) ?? false,
         });
       }
     }
     return chooseWorker(candidates, { model, exclude })?.connection;
+  }
+
+  /**
+   * Hex keys of the nodes that hold `cid` by the placement storage uses (`storage/rendezvous.ts`):
+   * the first r of the storing nodes this node sees (its storage peers, peers whose hello says
+   * they store, and itself when it stores), ranked for the CID's storage key. Every node with the same peers computes the same holders;
+   * a peer this node does not see may hold it too, and is simply not preferred.
+   */
+  #inputHolders(cid: string): Set<string> {
+    // Its storage peers, and those whose hello says they store (a router that stores nothing
+    // itself speaks no storage protocol with them, but ranks them as a storing node would).
+    const ids = new Set(this.#holders().map((holder) => holder.id));
+    for (const [key, list] of this.#peers) {
+      if (list.some((p) => !p.connection.isClosed && p.hello?.roles.includes("storage"))) {
+        ids.add(key);
+      }
+    }
+    if (this.#services?.storage !== undefined) ids.add(toHex(this.#options.identity.publicKey));
+    const peers = [...ids].map((id) => ({ id }));
+    let key: string;
+    try {
+      key = storageKey(cid);
+    } catch {
+      return new Set(); // not a CID: the worker refuses the job, wherever it goes
+    }
+    return new Set(rankPeers(key, peers).slice(0, DEFAULT_REPLICAS).map((peer) => peer.id));
   }
 
   /** Note that worker `key` refused a job for `model` it listed (see `worker_refused_model`). */

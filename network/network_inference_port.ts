@@ -166,14 +166,14 @@ export class NetworkInferencePort implements InferencePort {
   }
 
   /**
-   * The best worker for `model` not in `exclude` by the network actor's choice
-   * (`worker_choice.ts`), among those that did not lately refuse a job as full when there is one
+   * The best worker for `job` (its model; a holder of its input, if it names one) not in
+   * `exclude` by the network actor's choice (`worker_choice.ts`), among those that did not lately refuse a job as full when there is one
    * (their hellos' claim of room is contradicted by their own answer), and, to take a job over
    * (`resuming`), that did not lately refuse tokens another worker reproduced, when there is
    * one; else among all, unless `fresh` (a hedge: `failover.ts`), which asks none of them.
    */
   async #port(
-    model: string,
+    job: TextJob,
     exclude: readonly Uint8Array[] = [],
     resuming = false,
     fresh = false,
@@ -184,9 +184,9 @@ export class NetworkInferencePort implements InferencePort {
       : this.#busy.askedLast();
     const full = [...new Set(last)].filter((key) => !tried.includes(key));
     const connection = full.length === 0
-      ? await this.#lookup(model, tried)
-      : await this.#lookup(model, [...tried, ...full]) ??
-        (fresh ? undefined : await this.#lookup(model, tried));
+      ? await this.#lookup(job, tried)
+      : await this.#lookup(job, [...tried, ...full]) ??
+        (fresh ? undefined : await this.#lookup(job, tried));
     if (connection === undefined) return undefined;
     let port = this.#ports.get(connection);
     if (port === undefined) {
@@ -198,10 +198,10 @@ export class NetworkInferencePort implements InferencePort {
     return port;
   }
 
-  /** The network actor's choice of worker for `model`, none of `exclude` (hex keys). */
-  #lookup(model: string, exclude: string[]): Promise<Connection | undefined> {
+  /** The network actor's choice of worker for `job`, none of `exclude` (hex keys). */
+  #lookup(job: TextJob, exclude: string[]): Promise<Connection | undefined> {
     return this.#network.ask<Connection | undefined>(
-      { type: "worker", model, exclude },
+      { type: "worker", model: job.model, exclude, input: job.input },
       { timeoutMs: LOOKUP_TIMEOUT_MS },
     );
   }
@@ -319,7 +319,7 @@ export class NetworkInferencePort implements InferencePort {
     const calledBad: Uint8Array[] = [];
     while (spent < MAX_WORKERS_PER_JOB && refusedBy.length < MAX_WORKERS_ASKED_PER_JOB) {
       // After a refusal, a lookup that fails ends the search with that refusal.
-      const port = await this.#port(job.model, refusedBy).catch((error) => {
+      const port = await this.#port(job, refusedBy).catch((error) => {
         if (refusedBy.length === 0) throw error;
         return undefined;
       });
@@ -407,7 +407,7 @@ export class NetworkInferencePort implements InferencePort {
   ): Promise<ResumeOutcome> {
     let port: RemoteInferencePort | undefined;
     try {
-      port = await this.#port(job.model, exclude, prefix.length > 0, hedge !== undefined);
+      port = await this.#port(job, exclude, prefix.length > 0, hedge !== undefined);
     } catch {
       return { kind: "none" }; // the network actor did not answer: nobody to hand the job to
     }

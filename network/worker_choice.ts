@@ -11,10 +11,10 @@
  *    is refused with `too_many_jobs`).
  * 3. **Standing**: a worker with free stake in this node's ledger (it can back the receipt,
  *    so validators will record and pay it) before one without.
- * 4. **Locality**: when the job's input is a CID, one of that CID's storage holders first. No
- *    job a router forwards has such an input yet (a text job's prompt travels inline; tensor
- *    jobs are not forwarded), so the router never sets `holdsInput`: the rule is tested here,
- *    not exercised by the network.
+ * 4. **Locality**: when the job names an input by CID (`protocols/job_input.ts`), one of that
+ *    CID's storage holders first: it reads the input from its own disk, where another fetches it
+ *    from them. The router computes the holders as its storage places chunks (rendezvous over its
+ *    storage peers and itself, `NetworkActor`), and sets `holdsInput` for them.
  * 5. **Load**: the least loaded — the larger of its hello's running + queued jobs and this
  *    node's requests in flight to it (hellos lag; our own count does not).
  *

@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { JobInputError, type JobInputReader } from "../protocols/job_input.ts";
 import { join } from "node:path";
 import { ActorSystem, formatTree } from "../actors/actor_system.ts";
 import type { ActorRef } from "../actors/actor_ref.ts";
@@ -355,10 +356,25 @@ async function startSteps(
   // dashboard's live jobs, the latency histograms); the validator tells what it judged.
   const jobMonitor = new JobMonitor();
   const activity = config.roles.validator ? new NodeActivity() : undefined;
+  // A job's input (`protocols/job_input.ts`) is read from this node's storage: its own chunks
+  // first, then its storage peers'. A node without the storage role reads none.
+  const readInput: JobInputReader | undefined = config.roles.storage
+    ? (cid, signal) => {
+      const storage = lookup<StorageMessage>(NODE_ACTORS.storage);
+      if (storage === undefined) {
+        return Promise.reject(
+          new JobInputError("input_unavailable", `storage is not running: input ${cid} unread`),
+        );
+      }
+      return storageGateway(storage).block(cid, signal);
+    }
+    : undefined;
   const localPort = (): InferencePort | undefined => {
     const inference = lookup<InferenceMessage>(NODE_ACTORS.inference);
     return inference &&
-      jobMonitor.wrap(new LocalInferencePort({ inference, models: offeredModels(models) }));
+      jobMonitor.wrap(
+        new LocalInferencePort({ inference, models: offeredModels(models), readInput }),
+      );
   };
 
   await system.supervise({

@@ -53,6 +53,12 @@ export interface ProofData {
   tokens: Uint8Array;
   /** Quantized fingerprints, packed ({@link FINGERPRINT_BYTES} per position). */
   fingerprints: Uint8Array;
+  /**
+   * The bytes of the job's `input` (`protocols/job_input.ts`), for a job that names one: a
+   * validator re-runs the job on them and checks them against the CID, so it need not find the
+   * file itself. Not part of the commitment (the job's id commits to the input's CID).
+   */
+  input?: Uint8Array;
 }
 
 /** Zod schema of proof data on the wire (a worker's answer to a challenge). */
@@ -62,6 +68,7 @@ export const ProofDataSchema: z.ZodType<ProofData> = z.object({
   tokenBytes: z.union([z.literal(2), z.literal(4)]),
   tokens: z.instanceof(Uint8Array),
   fingerprints: z.instanceof(Uint8Array),
+  input: z.instanceof(Uint8Array).optional(),
 }) as unknown as z.ZodType<ProofData>;
 
 /** Proof data does not match the commitment it claims to open. */

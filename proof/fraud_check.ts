@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { JobInputError, jobPromptText } from "../protocols/job_input.ts";
 import { receiptContradiction, verifyReceipt } from "../protocols/receipt.ts";
 import {
   type FraudProof,
@@ -185,7 +186,16 @@ export async function checkFraudProof(
     const differs = textOutputHash(reconstructOutput(textModel, prefix)) !== receipt.outputHash;
     return done(differs, differs ? "confirmed" : "not_reproduced");
   }
-  const promptIds = textModel.tokenizer.encode((job as TextJob).prompt);
+  // The input's bytes come with the proof (checked against the job's CID): without them, or with
+  // others, nothing can be re-run, and the proof does not hold up.
+  let promptText: string;
+  try {
+    promptText = jobPromptText(job as TextJob, proof.input);
+  } catch (e) {
+    if (e instanceof JobInputError) return done(false, "input_mismatch");
+    throw e;
+  }
+  const promptIds = textModel.tokenizer.encode(promptText);
   if (proof.kind === "termination") {
     // An overrun needs the openings up to its stop only: the receipt signs how many tokens
     // follow; a prompt empty or too long for the context window needs none. A truncation (no stop

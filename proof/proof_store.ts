@@ -245,5 +245,11 @@ async function readLegacy(path: string, receiptId: string): Promise<StoredProof 
 }
 
 function plainProof(p: ProofData): ProofData {
-  return { ...p, tokens: new Uint8Array(p.tokens), fingerprints: new Uint8Array(p.fingerprints) };
+  const plain = {
+    ...p,
+    tokens: new Uint8Array(p.tokens),
+    fingerprints: new Uint8Array(p.fingerprints),
+  };
+  if (p.input !== undefined) plain.input = new Uint8Array(p.input);
+  return plain;
 }

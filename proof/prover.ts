@@ -42,6 +42,8 @@ export interface ProveOptions {
   now?: () => number;
   /** Stop reading (and fail) when aborted. */
   signal?: AbortSignal;
+  /** The bytes of the job's `input`, kept in the proof data for its validators. */
+  input?: Uint8Array;
 }
 
 /** What {@link proveJob} produces: the receipt for everyone, the proof data for challenges. */
@@ -139,6 +141,7 @@ export async function proveJob(
     tokens: packTokens(tokens, tokenBytesFor(vocabSize)),
     fingerprints: fingerprints.slice(0, tokens.length * FINGERPRINT_BYTES),
   };
+  if (job.input !== undefined && options.input !== undefined) proof.input = options.input;
   const receipt = signReceipt({
     v: 1,
     kind: "text",

@@ -78,6 +78,7 @@ import {
   tolerancesOf,
 } from "./_common.ts";
 import { verifyServedProof } from "./served_proof.ts";
+import { JobInputError, jobPromptText } from "../protocols/job_input.ts";
 import { type EndChoices, endChoicesPlayedOut } from "./end_choices.ts";
 import { END_CHOICE_DETAILS, isSteering } from "./steering.ts";
 
@@ -395,11 +396,24 @@ export async function validateReceipt(
     throw e;
   }
   const tokens = unpackTokens(proof.tokens, proof.tokenBytes);
+  // A job that names an input is re-run on the input's bytes as the worker served them with its
+  // proof data, checked against the CID: served without them (or others), the proof data is not
+  // whole, and that is the worker's fault as withheld data is.
+  let promptText: string;
+  try {
+    promptText = jobPromptText(job, proof.input);
+  } catch (e) {
+    if (!(e instanceof JobInputError)) throw e;
+    return finish("invalid", "proof_unavailable", undefined, {
+      message: `the proof data served does not hold the job's input: ${e.message}`,
+    });
+  }
   // Generation refuses an empty prompt, so no honest receipt exists for one: termination fraud
   // (below), whatever the output.
-  const promptIds = textModel.tokenizer.encode(job.prompt);
+  const promptIds = textModel.tokenizer.encode(promptText);
   const allChunks = chunkCount(tokens.length, proof.chunkSize) - 1;
-  const base = { job, receipt };
+  // Every fraud proof of an input job carries its bytes, so any node can re-run it.
+  const base = job.input === undefined ? { job, receipt } : { job, receipt, input: proof.input };
 
   if (textOutputHash(reconstructOutput(textModel, tokens)) !== receipt.outputHash) {
     return finish("fraud", "output_mismatch", {

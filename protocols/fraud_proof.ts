@@ -98,6 +98,12 @@ export interface FraudProof {
   tensorOutputs?: Record<string, TensorData>;
   /** Kind `commitment`: the proof data as the worker served and signed it. */
   served?: ServedProof;
+  /**
+   * A text job that names an `input` (`protocols/job_input.ts`): its bytes, as the worker served
+   * them with its proof data. Every checker re-runs the job on them after checking them against
+   * the CID, so none needs the file; the job and they fit one frame together (`MAX_JOB_INPUT_BYTES`).
+   */
+  input?: Uint8Array;
   /** Unix ms of issue. */
   issuedAt: number;
   /** The validator's public key. */
@@ -160,6 +166,7 @@ export const FraudProofSchema: z.ZodType<FraudProof> = z.object({
   })).max(4096),
   tensorOutputs: z.record(z.string(), tensorSchema).optional(),
   served: ServedProofSchema.optional(),
+  input: bytes.optional(),
   issuedAt: z.number().nonnegative(),
   validator: bytes.refine((b) => b.length === 32),
   sig: bytes.refine((b) => b.length === 64),

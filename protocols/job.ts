@@ -14,6 +14,7 @@ import { z } from "zod";
 import { encodeCanonical } from "./cbor.ts";
 import { sha256Hex } from "./hash.ts";
 import { wellFormed } from "./well_formed.ts";
+import { isJobInputCid } from "./job_input.ts";
 
 /**
  * Decoding parameters of a text job. `temperature: 0` (or any temperature below
@@ -106,6 +107,13 @@ export interface TextJob {
    * of a job without it is what it always was.
    */
   precision?: JobPrecision;
+  /**
+   * CID of a stored public file of one chunk (a raw block, `bafkrei…`) whose UTF-8 text the
+   * model reads before `prompt` (`protocols/job_input.ts`); absent, the prompt alone. The job
+   * carries the CID, not the text: the worker reads it from storage (a router prefers a holder),
+   * and checks it against the CID, as validators do. Absent, it is not encoded.
+   */
+  input?: string;
   /**
    * Hex ed25519 key of the node that requests the job and signs its assignment to a worker
    * (`protocols/assignment.ts`); absent for work a node does for its own clients, which earns
@@ -207,6 +215,9 @@ export const textJobSchema: z.ZodType<TextJob> = z.object({
   params: generationParamsSchema,
   nonce: wellFormed(z.string().max(GENERATION_LIMITS.maxNonceChars)),
   precision: z.enum(["fp32", "fp16", "bf16"]).optional(),
+  input: z.string().max(GENERATION_LIMITS.maxModelChars).refine(isJobInputCid, {
+    message: "must be the CID of a stored public file of one chunk (raw, bafkrei…)",
+  }).optional(),
   requester: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 

@@ -98,6 +98,14 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   ambiguous_model: 400,
   not_found: 404,
   duplicate_job: 409,
+  // A job's `input` (`protocols/job_input.ts`): the client's (not text, too large, not the
+  // named block), or no node has it (404), or this node could not read it now (503).
+  input_required: 400,
+  input_mismatch: 400,
+  input_not_text: 400,
+  input_too_large: 400,
+  input_not_found: 404,
+  input_unavailable: 503,
   // A WebSocket `infer` whose id names a job of that socket still running.
   duplicate_id: 409,
   too_many_jobs: 429,

@@ -28,6 +28,11 @@ export interface TextRequest {
   model?: string;
   /** Prompt text. */
   prompt: string;
+  /**
+   * CID of a stored public file of one chunk whose text the model reads before the prompt (the
+   * job's `input`, `protocols/job_input.ts`); the worker reads it from storage.
+   */
+  input?: string;
   /** Decoding parameters. */
   params: GenerationParams;
   /** Job nonce; random when absent, so identical requests are distinct jobs. */
@@ -241,6 +246,7 @@ export class InferenceGateway {
       kind: "text",
       model: model.cid,
       prompt: request.prompt,
+      ...(request.input === undefined ? {} : { input: request.input }),
       params: request.params,
       nonce: request.nonce ?? crypto.randomUUID(),
     };

@@ -87,6 +87,7 @@ export function openAiRoutes(
       {
         model: body.model,
         prompt,
+        input: body.veriflow_input ?? undefined,
         params: toGenerationParams(body, body.max_completion_tokens),
         topLogprobs,
       },

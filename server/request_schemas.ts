@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { isJobInputCid, MAX_JOB_INPUT_BYTES } from "../protocols/job_input.ts";
 import { z } from "zod";
 import {
   DEFAULT_GENERATION_PARAMS,
@@ -46,6 +47,13 @@ const promptText = wellFormed(z.string().max(maxPromptChars));
 
 const maxTokensSchema = z.number().int().min(1).max(maxTokens);
 
+/** A job's input CID (`protocols/job_input.ts`), refused at the edge with what it must be. */
+const inputCid = z.string().max(maxModelChars).refine(isJobInputCid, {
+  message: `must be the CID of a stored public file of at most ${
+    MAX_JOB_INPUT_BYTES / 1024
+  } KiB (one chunk: a raw CID, bafkrei…)`,
+});
+
 /**
  * Largest `seed` magnitude a request may send: OpenAI's `seed` is an int64, and clients send
  * seeds up to 2^63 − 1 (Python's `random.getrandbits(63)`), which a JSON double reads as 2^63.
@@ -84,6 +92,11 @@ export interface CompletionRequest extends SamplingRequest {
   max_completion_tokens?: number | null;
   /** The prompt (a batch must hold exactly one). */
   prompt: string | string[];
+  /**
+   * Veriflow's: the CID of a stored public file of one chunk whose text the model reads before
+   * the prompt (the job's `input`, `protocols/job_input.ts`).
+   */
+  veriflow_input?: string | null;
   /** Stream server-sent events. */
   stream?: boolean | null;
   /** Streaming options. */
@@ -160,6 +173,7 @@ export const CompletionRequestSchema: z.ZodType<CompletionRequest> = z.looseObje
       .refine((items) => !isTokenIdPrompt(items), { message: TOKEN_ID_PROMPT, abort: true })
       .pipe(z.array(promptText).length(1)),
   ]),
+  veriflow_input: inputCid.nullish(),
   stream: z.boolean().nullish(),
   stream_options: z.looseObject({ include_usage: z.boolean().nullish() }).nullish(),
   n: z.literal(1).nullish(),
@@ -305,6 +319,8 @@ const wsInferSchema = z.strictObject({
   type: z.literal("infer"),
   id: z.string().min(1).max(MAX_REQUEST_ID_CHARS),
   prompt: promptText,
+  /** A stored file the model reads before the prompt, by CID (the job's `input`). */
+  input: inputCid.optional(),
   /** Requester-chosen job nonce; random when absent. */
   nonce: wellFormed(z.string().max(maxNonceChars)).optional(),
   /** Each token message carries its logprob and this many top tokens. */

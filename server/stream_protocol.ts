@@ -59,6 +59,11 @@ export interface WsInferMessage extends SamplingRequest {
   id: string;
   /** Prompt text. */
   prompt: string;
+  /**
+   * CID of a stored public file of one chunk whose text the model reads before the prompt (the
+   * job's `input`, `protocols/job_input.ts`).
+   */
+  input?: string;
   /** Job nonce; random when absent. */
   nonce?: string;
   /**

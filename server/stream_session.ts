@@ -287,6 +287,7 @@ export class StreamSession {
       handle = await this.#gateway.startText({
         model: request.model,
         prompt: request.prompt,
+        input: request.input,
         params: toGenerationParams(request),
         nonce: request.nonce,
         topLogprobs: request.logprobs,

@@ -184,6 +184,9 @@ export interface RepairReport {
   failedChecks: number;
 }
 
+/** Default of {@link ReplicatedStoreOptions.replicas}: copies of each chunk. */
+export const DEFAULT_REPLICAS = 3;
+
 /** Chunks replicated over storage peers by rendezvous hashing. */
 export class ReplicatedStore implements BlockStore {
   #peers: StoragePeer[];
@@ -231,7 +234,7 @@ export class ReplicatedStore implements BlockStore {
    */
   constructor(peers: readonly StoragePeer[], options?: ReplicatedStoreOptions) {
     this.#peers = distinctById(peers);
-    this.#r = options?.replicas ?? 3;
+    this.#r = options?.replicas ?? DEFAULT_REPLICAS;
     this.#w = options?.writeQuorum ?? Math.min(2, this.#r);
     if (this.#w < 1 || this.#w > this.#r) {
       throw new RangeError(`writeQuorum must be in [1, replicas], got ${this.#w}`);

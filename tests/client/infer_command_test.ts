@@ -2,6 +2,7 @@ import { assert, assertEquals } from "../server/_assert.ts";
 import { directText, eventually, startTestNode } from "../server/_fixtures.ts";
 import { silentPort, stallingServer } from "./_stub_servers.ts";
 import { runInfer } from "../../client/infer_command.ts";
+import { cidOf } from "../../protocols/cid.ts";
 import {
   DEFAULT_STREAM_CONNECT_TIMEOUT_MS,
   MAX_STREAM_TIMEOUT_MS,
@@ -264,4 +265,30 @@ Deno.test("runInfer --idle-timeout past setTimeout's limit (3000000 s) waits wit
   }
   const [connect, ...idle] = timeouts.delays;
   assertEquals([connect, idle], [DEFAULT_STREAM_CONNECT_TIMEOUT_MS, [MAX_STREAM_TIMEOUT_MS]]);
+});
+
+Deno.test("runInfer --input: the node reads the stored text before the prompt; with --input the prompt may be left out", async () => {
+  const stored = new TextEncoder().encode("A stored note about the sea. ");
+  const input = cidOf(stored);
+  const node = await startTestNode({
+    readInput: (cid) => cid === input ? Promise.resolve(stored) : Promise.reject(new Error(cid)),
+  });
+  try {
+    const url = node.url.replace("http:", "ws:");
+    const withPrompt = captureIo();
+    const args = ["--url", url, "--max-tokens", "12", "--input", input];
+    assertEquals(await runInfer([...args, "Then"], withPrompt.io), 0, withPrompt.err.join(""));
+    assertEquals(
+      withPrompt.out.join(""),
+      await directText(node.model, "A stored note about the sea. Then", { maxTokens: 12 }),
+    );
+    const alone = captureIo();
+    assertEquals(await runInfer(args, alone.io), 0, alone.err.join(""));
+    assertEquals(
+      alone.out.join(""),
+      await directText(node.model, "A stored note about the sea. ", { maxTokens: 12 }),
+    );
+  } finally {
+    await node.close();
+  }
 });

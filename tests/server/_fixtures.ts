@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { JobInputReader } from "../../protocols/job_input.ts";
 import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorRef } from "../../actors/actor_ref.ts";
 import {
@@ -217,6 +218,8 @@ export interface TestNodeOptions {
   edge?: Partial<EdgeConfig>;
   /** Where the edge logs job starts, ends and cancels. */
   log?: (line: string) => void;
+  /** Reads a job's input by CID (a node's storage); none by default. */
+  readInput?: JobInputReader;
 }
 
 /** A running test node. */
@@ -259,7 +262,7 @@ export async function startTestNode(options: TestNodeOptions = {}): Promise<Test
         prover: options.prover,
       }),
   });
-  const port = new LocalInferencePort({ inference, models });
+  const port = new LocalInferencePort({ inference, models, readInput: options.readInput });
   const app = createApp({
     inference: port,
     defaultModel: model.info.cid,
