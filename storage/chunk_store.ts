@@ -543,16 +543,26 @@ export class ChunkStore implements BlockStore {
     return (await this.#locate(cid)) !== undefined;
   }
 
-  /** Remove `cid`; true when it was there. */
+  /**
+   * Remove `cid`, every copy of it in every pack; true when it was there. A copy left in another
+   * pack (a fresh put over an old copy, a second process's write) would be indexed in its place,
+   * and the object would still be stored.
+   */
   async delete(id: string): Promise<boolean> {
     const cid = storageKey(id);
     if (!await this.#locate(cid)) return false;
     return await this.#rewriting(async () => {
-      const location = this.#index.get(cid); // where it is now, after any rewrite before us
-      if (!location) return false;
-      const copies = this.#packs.get(location.pack)?.entries.filter((e) => e.cid === cid) ?? [];
-      await this.#removeFromPack(location.pack, new Set(copies.map((e) => e.offset)));
-      return true;
+      // Where its copies are now, after any rewrite before us.
+      const copies = new Map<string, Set<number>>();
+      for (const [name, info] of this.#packs) {
+        for (const entry of info.entries) {
+          if (entry.cid === cid) {
+            copies.set(name, (copies.get(name) ?? new Set()).add(entry.offset));
+          }
+        }
+      }
+      for (const [pack, offsets] of copies) await this.#removeFromPack(pack, offsets);
+      return copies.size > 0;
     });
   }
 
@@ -599,17 +609,30 @@ export class ChunkStore implements BlockStore {
   /**
    * Pin a root (a file id): GC keeps it and, when it is a manifest, every chunk it lists.
    *
+   * Checked and written under the store lock, after re-reading the packs, as GC decides: this
+   * process's index may still hold an object another process on the directory has collected
+   * (`cli.ts gc` beside the node), and a GC must not collect the object between the check and the
+   * pin.
+   *
+   * Without a `label`, a root pinned already keeps what its pin recorded: there is nothing to
+   * record, and rewriting the pin empty dropped its `local` (a local file's chunks then went to
+   * the peers) when `cli.ts import` pinned the roots of that file's CAR. A `label` replaces it.
+   *
    * @throws {ChunkNotFoundError} the object is not stored here: a pin of nothing would stop
    * every GC (it cannot know what the missing object references). Put it first.
    */
   async pin(cid: string, label?: PinLabel): Promise<void> {
-    if (!await this.has(cid)) {
-      throw new ChunkNotFoundError(cid, "the local store; put it before pinning it");
-    }
+    const key = storageKey(cid);
     const text = label?.name !== undefined || label?.mime !== undefined || label?.local
       ? JSON.stringify({ name: label.name, mime: label.mime, local: label.local || undefined })
       : "";
-    await this.#touchRoot(PINS_DIR, cid, new TextEncoder().encode(text));
+    await this.#rewriting(async () => {
+      if (!this.#index.has(key)) {
+        throw new ChunkNotFoundError(cid, "the local store; put it before pinning it");
+      }
+      if (label === undefined && await pathExists(join(this.#dir, PINS_DIR, cid))) return;
+      await this.#touchRoot(PINS_DIR, cid, new TextEncoder().encode(text));
+    });
   }
 
   /**
@@ -655,8 +678,8 @@ export class ChunkStore implements BlockStore {
   }
 
   /**
-   * fsync a root directory for every file created in it so far. Group commit: callers that
-   * arrive while a sync runs share the next one (a peer's put_chunks, 16 at a time, pay a few
+   * fsync a root directory for every file created or removed in it so far. Group commit: callers
+   * that arrive while a sync runs share the next one (a peer's put_chunks, 16 at a time, pay a few
    * directory syncs rather than one each).
    */
   #syncRootDir(path: string): Promise<void> {
@@ -671,16 +694,21 @@ export class ChunkStore implements BlockStore {
     return done;
   }
 
-  /** Unpin a root; true when it was pinned. Its objects go at the next GC. */
+  /**
+   * Unpin a root; true when it was pinned. Its objects go at the next GC. Durable before it
+   * resolves (when the store is): a pin brought back by a power cut after a GC collected its
+   * objects would be a root over nothing, and stop every GC.
+   */
   async unpin(cid: string): Promise<boolean> {
     cidDigest(cid);
     try {
       await Deno.remove(join(this.#dir, PINS_DIR, cid));
-      return true;
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return false;
       throw error;
     }
+    if (this.#durable) await this.#syncRootDir(join(this.#dir, PINS_DIR));
+    return true;
   }
 
   /**

@@ -28,7 +28,8 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { writeFileDurably } from "../proof/_durable_file.ts";
 import { isCid, storageKey } from "../protocols/cid.ts";
 import { decodeManifest } from "../protocols/manifest.ts";
 import type { BlockStore } from "./block_store.ts";
@@ -41,6 +42,7 @@ import {
 } from "./errors.ts";
 import { type FileInfo, FileStore } from "./file_store.ts";
 import { syncDir } from "./pack_writer.ts";
+import { pathExists } from "./path_exists.ts";
 import { readBoundedBody } from "../streams/bounded_body.ts";
 import { FILE_KEYS_BYTES, FileCipher, GCM_TAG_BYTES, type OwnerKey } from "./private_tier.ts";
 
@@ -96,7 +98,9 @@ export class ShareStore {
   }
 
   /**
-   * Record a new share of `cid`; written atomically (temp file, rename).
+   * Record a new share of `cid`; written atomically and durably (temp file, fsync, rename, fsync
+   * of `shares/`, and of the store directory when `shares/` is new) before the link is handed
+   * out: a power cut after `share create` printed it must not leave a link that answers 404.
    *
    * @throws {RangeError} `expiresAt` is neither `null` nor a finite time: JSON writes NaN and
    *   Infinity as `null`, which the record reads as "until revoked".
@@ -118,10 +122,11 @@ export class ShareStore {
       expiresAt: options.expiresAt,
       createdAt: options.now,
     };
-    await Deno.mkdir(this.#dir, { recursive: true });
-    const temp = join(this.#dir, `.${id}.tmp`);
-    await Deno.writeTextFile(temp, JSON.stringify(record));
-    await Deno.rename(temp, join(this.#dir, id));
+    if (!await pathExists(this.#dir)) {
+      await Deno.mkdir(this.#dir, { recursive: true });
+      await syncDir(dirname(this.#dir));
+    }
+    await writeFileDurably(join(this.#dir, id), new TextEncoder().encode(JSON.stringify(record)));
     return record;
   }
 
