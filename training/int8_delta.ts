@@ -79,7 +79,8 @@ export function quantizeDelta(delta: GptWeights): Int8Tensor[] {
 /**
  * Why `tensor`'s rows are not scaled as {@link quantizeDelta} scales them, or null: each row's
  * scale is either 0 with every value 0 (a zero row) or a normal positive float32 with some
- * value of magnitude 127 (`scale = max|row| / 127` puts the row's largest value there). Any
+ * value of magnitude 127 (`scale = max|row| / 127` puts the row's largest value there; never
+ * Infinity, which is not a normal float32 and which no finite row gives). Any
  * other scale still dequantizes every value within half of it of the original, so it is a free
  * choice: a scale of twice the row's largest value rounds the whole row to 0 (an empty delta
  * for honest work), one near it doubles or zeroes each value at the sender's pick. A trainer's
@@ -95,7 +96,11 @@ export function nonCanonicalRow(tensor: Int8Tensor): string | null {
     for (let i = r * width; i < (r + 1) * width; i++) {
       max = Math.max(max, Math.abs(tensor.values[i]));
     }
-    if (scale === 0 ? max === 0 : scale >= MIN_NORMAL_F32 && max === Q_MAX) continue;
+    // Finite: a row scaled by Infinity (every value nonzero) dequantizes to ±Infinity, which
+    // every end weight is "within half a scale" of — it passed the challenge's delta check.
+    if (
+      scale === 0 ? max === 0 : scale >= MIN_NORMAL_F32 && Number.isFinite(scale) && max === Q_MAX
+    ) continue;
     return `${tensor.name} row ${r}: scale ${scale} with largest |value| ${max}, not max|row| / ${Q_MAX}`;
   }
   return null;
@@ -202,6 +207,37 @@ export function deltaHash(encoded: Uint8Array): string {
 }
 
 /**
+ * Why `tensors` are not a delta of `start`'s form, or null: the same tensors as `start` (no
+ * more, no fewer, none twice), each of the same shape. What the round asks of a report's delta
+ * ({@link decodeFittingDelta}) and what a challenge's delta check asks of it
+ * (`step_verify.ts`'s `deltaMismatch`), so that a delta the round refuses for its form never
+ * passes a challenge: a tensor named twice passed that check (it kept the last copy).
+ *
+ * @param tensors A decoded delta's tensors (names and shapes).
+ * @param start The round's start weights.
+ * @returns Why not, or null when they fit.
+ */
+export function unfitTensors(
+  tensors: readonly { name: string; shape: readonly number[] }[],
+  start: GptWeights,
+): string | null {
+  if (tensors.length !== start.size) {
+    return `delta has ${tensors.length} tensors, not ${start.size}`;
+  }
+  const seen = new Set<string>();
+  for (const { name, shape } of tensors) {
+    const w = start.get(name);
+    if (w === undefined) return `delta has ${name}, which the model lacks`;
+    if (seen.has(name)) return `delta has ${name} twice`;
+    seen.add(name);
+    if (shape.length !== w.shape.length || shape.some((n, i) => n !== w.shape[i])) {
+      return `delta's ${name} is [${shape}], not [${w.shape}]`;
+    }
+  }
+  return null;
+}
+
+/**
  * Decode and dequantize one report's delta and check it fits the start weights: the same
  * tensors (no more, no fewer, none twice), each of the same shape, every value finite and, for
  * a trainer's delta, within `maxValue` ({@link MAX_DELTA_VALUE}). The outer step would otherwise
@@ -224,20 +260,11 @@ export function decodeFittingDelta(
   maxValue: number = MAX_DELTA_VALUE,
 ): GptWeights {
   const tensors = decodeInt8Delta(encoded);
+  const unfit = unfitTensors(tensors, start);
+  if (unfit !== null) throw new TrainingError("bad_delta", unfit);
   const delta = dequantizeDelta(tensors);
-  if (tensors.length !== start.size || delta.size !== start.size) {
-    throw new TrainingError("bad_delta", `delta has ${tensors.length} tensors, not ${start.size}`);
-  }
-  for (const [name, w] of start) {
-    const d = delta.get(name);
-    if (d === undefined) throw new TrainingError("bad_delta", `delta lacks ${name}`);
-    if (d.shape.length !== w.shape.length || d.shape.some((n, i) => n !== w.shape[i])) {
-      throw new TrainingError(
-        "bad_delta",
-        `delta's ${name} is [${d.shape}], not [${w.shape}]`,
-      );
-    }
-    for (const x of d.data) {
+  for (const name of start.keys()) {
+    for (const x of delta.get(name)!.data) {
       if (!Number.isFinite(x)) {
         throw new TrainingError("bad_delta", `delta's ${name} has a value that is not finite`);
       }

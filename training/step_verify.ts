@@ -21,7 +21,7 @@ import type { GptArchitecture } from "../inference/model_builder.ts";
 import { decodeCheckedCbor } from "../protocols/cbor_guard.ts";
 import { batchIndices } from "./brown_corpus.ts";
 import type { GptWeights } from "./gpt_weights.ts";
-import { decodeInt8Delta, type Int8Tensor, nonCanonicalRow } from "./int8_delta.ts";
+import { decodeInt8Delta, type Int8Tensor, nonCanonicalRow, unfitTensors } from "./int8_delta.ts";
 import { type LocalHyperParams, runTrainingStep } from "./local_trainer.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
 import type { TrainingChallenge } from "./training_challenge.ts";
@@ -387,6 +387,7 @@ export async function checkVerifiedStep(
  * within half its row's scale, plus float32 rounding of the subtraction), or null. The scales
  * must be the ones the format defines ({@link nonCanonicalRow}): the bound is half of one, so a
  * scale of the trainer's choosing would let it send any coarser delta, down to an empty one.
+ * Nor may the delta's form be other than the model's ({@link unfitTensors}: the round's rule).
  */
 export function deltaMismatch(
   start: GptWeights,
@@ -403,8 +404,11 @@ export function deltaMismatch(
     const why = nonCanonicalRow(t);
     if (why !== null) return `delta not quantised as defined: ${why}`;
   }
+  // The form the round asks of a delta (`decodeFittingDelta`): one the round refuses must not
+  // pass here (a tensor named twice did, its last copy checked).
+  const unfit = unfitTensors(tensors, start);
+  if (unfit !== null) return unfit;
   const byName = new Map(tensors.map((t) => [t.name, t]));
-  if (byName.size !== start.size) return "delta has other tensors than the model";
   for (const [name, s] of start) {
     const t = byName.get(name);
     const e = endWeights.get(name);
