@@ -557,6 +557,22 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         );
         return;
       }
+      // One piece of work is paid once: a report whose trajectory (checkpoints root) or delta
+      // another report of the round already has is a copy signed under a second key (a shard of
+      // one repeated sample makes the batches independent of the data seed, so every challenge
+      // of the copy passes), and its delta would weigh twice in the mean (review s54).
+      const { checkpointsRoot, deltaHash } = report.receipt;
+      const original = reports.find(({ report: r }) =>
+        r.receipt.checkpointsRoot === checkpointsRoot || r.receipt.deltaHash === deltaHash
+      );
+      if (original !== undefined) {
+        const why = `duplicate_work: the same training as ${original.trainer.key.slice(0, 16)}'s`;
+        excluded.set(trainer.key, why);
+        this.#log(
+          `training: round ${round}: report of ${trainer.key.slice(0, 16)} refused (${why})`,
+        );
+        return;
+      }
       reports.push({ trainer, report });
     });
     // Every receipt goes to the ledgers before any challenge of it can settle there.

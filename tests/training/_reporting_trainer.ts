@@ -35,7 +35,10 @@ import { spawnTrainingLedger, type TrainingLedgerOptions } from "./_training_led
 
 /** What a {@link reportingTrainer} answers. */
 export interface ReportingTrainerOptions {
-  /** Each delta value by its index (default: small, 1e-3 · sin(i + 1)). */
+  /**
+   * Each delta value by its index (default: small, 1e-3 · sin(i + 1 + k), k the key's first byte:
+   * two trainers' made-up work differs, as a coordinator pays one piece of work once).
+   */
   value?: (i: number) => number;
   /** The bytes of its answer to a challenge (default: none: the challenge is refused). */
   answer?: (challenge: TrainingChallenge) => Uint8Array;
@@ -50,7 +53,8 @@ export function reportingTrainer(
   shard: { size: number; root: string },
   options: ReportingTrainerOptions = {},
 ): Connection {
-  const value = options.value ?? ((i: number) => 1e-3 * Math.sin(i + 1));
+  const phase = identity.publicKey[0];
+  const value = options.value ?? ((i: number) => 1e-3 * Math.sin(i + 1 + phase));
   let answer: Uint8Array | undefined;
   return {
     peerKey: identity.publicKey,
@@ -73,7 +77,8 @@ export function reportingTrainer(
           hyper: b.hyper,
           samplesRoot: "aa".repeat(32),
           sampleCount: b.steps * b.hyper.batchSize,
-          checkpointsRoot: "bb".repeat(32), // no training was done at all
+          // No training was done at all: a root of nothing, the trainer's own.
+          checkpointsRoot: sha256Hex(identity.publicKey),
           shardRoot: shard.root,
           shardSize: shard.size,
           losses: Array.from({ length: b.steps }, () => 3),
