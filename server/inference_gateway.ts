@@ -290,12 +290,15 @@ export class InferenceGateway {
         const cause = error === undefined ? "internal_error" : `${error.code}: ${error.message}`;
         log(`${tag} failed after ${tokens}: ${cause}`);
       } else {
-        // A finished job without its receipt: its client is told an internal cause's code only
-        // (`receiptErrorForClient`), so the operator is told its text, here.
+        // A finished job without its receipt says so, by its code. Its text only for an untyped
+        // failure (a prover's bug), which no other line records and its client is not told
+        // (`receiptErrorForClient`); a proof store's fault is the prover's one line, not one per job.
         const error = summary.receipt === undefined ? summary.error : undefined;
         const why = error === undefined
           ? ""
-          : `, without a receipt: ${error.code}: ${error.message}`;
+          : `, without a receipt: ${error.code}${
+            error.code === "internal_error" ? `: ${error.message}` : ""
+          }`;
         log(`${tag} ended (${summary.finishReason}) after ${tokens}${why}`);
       }
     });
