@@ -31,6 +31,7 @@ import {
 } from "../proof/calibration.ts";
 import { JOB_PRECISIONS, type JobPrecision } from "../protocols/job.ts";
 import { parseWholeNumber } from "./number_flags.ts";
+import { flagProblem } from "./_unknown_flag.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
 import { defaultDataDir } from "./default_data_dir.ts";
 import { CALIBRATE_USAGE } from "./calibrate_help.ts";
@@ -76,29 +77,27 @@ export async function runCalibrate(
   options: RunCalibrateOptions = {},
 ): Promise<number> {
   let values;
+  const flags = {
+    model: { type: "string" },
+    // No defaults here: given beside --model they are refused, so their absence must show.
+    "model-size": { type: "string" },
+    seed: { type: "string" },
+    data: { type: "string", default: defaultDataDir() },
+    jobs: { type: "string", default: "24" },
+    tokens: { type: "string", default: "64" },
+    threads: { type: "string" },
+    "reference-threads": { type: "string" },
+    precisions: { type: "string", default: JOB_PRECISIONS.join(",") },
+    cuda: { type: "boolean" },
+    webgpu: { type: "boolean" },
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  } as const;
   try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      options: {
-        model: { type: "string" },
-        // No defaults here: given beside --model they are refused, so their absence must show.
-        "model-size": { type: "string" },
-        seed: { type: "string" },
-        data: { type: "string", default: defaultDataDir() },
-        jobs: { type: "string", default: "24" },
-        tokens: { type: "string", default: "64" },
-        threads: { type: "string" },
-        "reference-threads": { type: "string" },
-        precisions: { type: "string", default: JOB_PRECISIONS.join(",") },
-        cuda: { type: "boolean" },
-        webgpu: { type: "boolean" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }));
+    ({ values } = parseArgs({ args, strict: true, options: flags }));
   } catch (error) {
-    console.error(`${(error as Error).message}\n${CALIBRATE_USAGE}`);
+    // A mistyped flag with the one it is near (`--job` → `--jobs`), as the other commands say it.
+    console.error(`error: ${flagProblem(error, Object.keys(flags))}\n${CALIBRATE_USAGE}`);
     return EXIT_USAGE;
   }
   if (values.help) {

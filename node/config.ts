@@ -95,11 +95,31 @@ const MODEL_DIR_REQUIRED = "expected the directory of an exported model (model.o
   "built-in model";
 
 /**
+ * Said of a path led by `~`: only a shell expands it, and not everywhere (`--data=~/vf`, a
+ * systemd `Environment=` line, a JSON file). Taken as it is, the node made a folder named `~` in
+ * its working directory (under systemd, `/~`) and kept its key and ledger there.
+ */
+const NO_TILDE = "starts with ~, which only a shell expands (not after = nor in a file or a " +
+  "service's environment): write the full path, such as /home/you/.veriflow";
+
+/** Whether `path` is free of a leading `~` ({@link NO_TILDE}). */
+function notShellHome(path: string): boolean {
+  return !path.startsWith("~");
+}
+
+/**
  * The longest delay a timer can wait (`setTimeout` takes a signed 32-bit delay): ~24.8 days.
  * Every setting that becomes a timer's delay is capped at it: past it Deno warns and waits 1 ms,
  * so `--heartbeat 3000000000` logged a heartbeat every millisecond.
  */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The shortest heartbeat: a line a second is already more than a person reads. Below it is a
+ * unit taken for seconds (`--heartbeat 10`), which logged a line — and asked three actors —
+ * every 10 ms.
+ */
+const MIN_HEARTBEAT_MS = 1_000;
 
 /**
  * The shortest `training.arch.contextLength` a node can train or coordinate: its rounds train on
@@ -112,7 +132,7 @@ const MIN_TRAINING_CONTEXT = DEFAULT_LOCAL_HYPER_PARAMS.sampleBytes - 1;
 /** Schema of the node configuration (JSON file `veriflow.json` and command-line flags). */
 const nodeConfigSchema = z.strictObject({
   /** Where the node keeps its identity, models, chunks and ledger. */
-  dataDir: z.string().min(1).default(DEFAULT_DATA_DIR),
+  dataDir: z.string().min(1).refine(notShellHome, NO_TILDE).default(DEFAULT_DATA_DIR),
   /** Which actors this node runs. */
   roles: z.strictObject({
     storage: z.boolean().default(true),
@@ -129,7 +149,7 @@ const nodeConfigSchema = z.strictObject({
   }).prefault({}),
   model: z.strictObject({
     /** Directory of an exported model (model.onnx, tokenizer.json, config.json); built-in when absent. */
-    dir: z.string().min(1, MODEL_DIR_REQUIRED).optional(),
+    dir: z.string().min(1, MODEL_DIR_REQUIRED).refine(notShellHome, NO_TILDE).optional(),
     /** Size of the built-in model. */
     size: z.enum(["tiny", "small", "brown"]).default("brown"),
     /** Seed of the built-in model's weights. */
@@ -345,8 +365,13 @@ const nodeConfigSchema = z.strictObject({
   proofs: z.strictObject({
     retentionMs: z.number().int().min(MIN_PROOF_RETENTION_MS).optional(),
   }).prefault({}),
-  /** Milliseconds between heartbeat lines; 0 turns them off. */
-  heartbeatMs: z.number().int().min(0).max(MAX_TIMER_MS).default(10_000),
+  /** Milliseconds between heartbeat lines, at least {@link MIN_HEARTBEAT_MS}; 0 turns them off. */
+  heartbeatMs: z.number().int().min(0).max(MAX_TIMER_MS)
+    .refine((ms) => ms === 0 || ms >= MIN_HEARTBEAT_MS, {
+      message: `is in milliseconds, at least ${MIN_HEARTBEAT_MS} (10000: a line every 10 s), ` +
+        "or 0 for none",
+    })
+    .default(10_000),
   /**
    * How log lines are written: `text` for a terminal (one readable line each), `json` for a log
    * collector (one object per line: time, level, component, msg; see node/log_format.ts).
@@ -367,7 +392,33 @@ const nodeConfigSchema = z.strictObject({
    * default backs about two hundred 256-token jobs per window at the default price.
    */
   selfStake: z.number().min(0).default(1_000_000),
+}).superRefine((c, ctx) => {
+  // The HTTP API binds first: the peer listener then failed on the node's own port, blamed on
+  // "another node on this port?", after the data directory was taken and the model loaded.
+  if (!c.network.listening || !sharePort(c.http, c.network.listen)) return;
+  ctx.addIssue({
+    code: "custom",
+    message: `the same as http.port (${c.http.port}) on ${c.network.listen.hostname}, which ` +
+      `the HTTP API takes first: give peers a port of their own (--p2p-port), or --no-listen`,
+    path: ["network", "listen", "port"],
+  });
 });
+
+/** Addresses that bind a port on every interface of the machine. */
+const EVERY_INTERFACE: ReadonlySet<string> = new Set(["0.0.0.0", "::", "[::]"]);
+
+/**
+ * Whether two listeners would ask for one port: the same non-zero port on the same address, or
+ * with either on every interface (port 0 picks a free one each).
+ */
+function sharePort(
+  a: { hostname: string; port: number },
+  b: { hostname: string; port: number },
+): boolean {
+  if (a.port === 0 || a.port !== b.port) return false;
+  return a.hostname === b.hostname || EVERY_INTERFACE.has(a.hostname) ||
+    EVERY_INTERFACE.has(b.hostname);
+}
 
 /** A validated node configuration with every default filled in (see README, "Configuration"). */
 export interface NodeConfig {

@@ -18,7 +18,7 @@ import { type LedgerVerifyReport, verifyLedger } from "../proof/ledger_verify.ts
 import { repairLedger } from "../proof/ledger_repair.ts";
 import { LedgerError } from "../proof/ledger_errors.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
-import { IDENTITY_FILE } from "./node_identity.ts";
+import { CorruptIdentityError, IDENTITY_FILE } from "./node_identity.ts";
 import { defaultDataDir } from "./default_data_dir.ts";
 import { LEDGER_USAGE } from "./ledger_help.ts";
 
@@ -75,9 +75,15 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
       return 1;
     }
     if (error instanceof Deno.errors.NotADirectory) {
+      // The file in the way may be the data directory's `ledger`, not the data directory.
+      const ledgerDir = join(dataDir, "ledger");
+      const dataIsDirectory = await Deno.stat(dataDir).then((s) => s.isDirectory, () => false);
       io.err(
-        `error: --data ${dataDir} is not a directory: give the node's data directory ` +
-          `(${error.message})`,
+        dataIsDirectory
+          ? `error: ${ledgerDir} is not a directory: a file is where the node keeps its ledger; ` +
+            `move it aside, or check --data (${error.message})`
+          : `error: --data ${dataDir} is not a directory: give the node's data directory ` +
+            `(${error.message})`,
       );
       return 1;
     }
@@ -91,7 +97,11 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
 }
 
 async function verify(dataDir: string, json: boolean, io: CommandOutput): Promise<number> {
-  const owner = await readIdentity(dataDir);
+  // A damaged key file leaves the owner unknown: the log still verifies entry by entry.
+  const owner = await readIdentity(dataDir).catch((error) => {
+    if (error instanceof CorruptIdentityError) return undefined;
+    throw error;
+  });
   const report = await verifyLedger(join(dataDir, "ledger"), { owner: owner?.publicKey });
   if (json) io.out(JSON.stringify(report, null, 2));
   else for (const line of describe(report, dataDir)) io.out(line);
@@ -170,11 +180,18 @@ function describe(report: LedgerVerifyReport, dataDir: string): string[] {
   return lines;
 }
 
-/** The node's identity, if the data directory has one (never created here). */
+/**
+ * The node's identity, if the data directory has one (never created here).
+ *
+ * @throws {CorruptIdentityError} when the key file is there but not a 32-byte seed: taken for
+ * absent, `repair` said the file was "not found" while it sat in the directory.
+ */
 async function readIdentity(dataDir: string): Promise<Identity | undefined> {
+  const path = join(dataDir, IDENTITY_FILE);
   try {
-    const seed = await Deno.readFile(join(dataDir, IDENTITY_FILE));
-    return seed.length === 32 ? Identity.fromSecretKey(seed) : undefined;
+    const seed = await Deno.readFile(path);
+    if (seed.length !== 32) throw new CorruptIdentityError(path, seed.length);
+    return Identity.fromSecretKey(seed);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;

@@ -20,4 +20,8 @@ export const LEDGER_USAGE = `Usage: cli.ts ledger verify [--data DIR] [--json]
 
 Examples:
   deno run -A cli.ts ledger verify --data .veriflow
-  deno run -A cli.ts ledger repair --data .veriflow   # with the node stopped`;
+  deno run -A cli.ts ledger repair --data .veriflow   # with the node stopped
+
+Exit codes: 0 the ledger verifies (or was repaired) · 1 it does not, or there is no ledger in
+DIR, or (repair) a node runs on DIR, or its identity.key is missing or damaged (the line says
+which) · 2 bad flags or action.`;

@@ -5,7 +5,9 @@
  * `storage`, `network`… or `node`, also for a line led by a word that says its kind, such as
  * `error:` or `try:`) and `msg`. Lines are the node's existing sentences, so both
  * modes say the same thing; only the framing differs. In both, one call is one line: `text`
- * shows control characters inside a line escaped ({@link printableLine}), as `json` does.
+ * shows control characters inside a line escaped ({@link printableLine}), and `json` escapes
+ * the same characters as JSON (`\u202e`), so neither lets a peer's words recolour, clear or
+ * reorder the operator's terminal.
  *
  * @example
  * ```ts
@@ -117,5 +119,24 @@ export function lineLogger(
   now: () => Date = () => new Date(),
 ): (line: string) => void {
   if (format === "text") return (line) => write(printableLine(line));
-  return (line) => write(JSON.stringify(logRecord(line, level, now())));
+  return (line) => write(jsonLine(logRecord(line, level, now())));
+}
+
+/**
+ * The characters of {@link UNPRINTABLE} that `JSON.stringify` leaves as they are: DEL, the C1
+ * controls, the Unicode line separators and the bidirectional overrides (it escapes the C0
+ * controls only).
+ */
+const UNESCAPED_BY_JSON = /[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * `record` as one line of JSON with every {@link UNPRINTABLE} character escaped (`\u202e`), so a
+ * peer's words reorder nothing on a terminal that shows the log (`tail -f`, `jq`) and end no
+ * line for a reader that splits at U+2028; the JSON reads back the same.
+ */
+function jsonLine(record: LogRecord): string {
+  return JSON.stringify(record).replace(
+    UNESCAPED_BY_JSON,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

@@ -49,7 +49,7 @@ VERIFLOW_* environment variable, the configuration file, the default (README, "C
   --swarm-bind ADDR bind the DHT to ADDR (127.0.0.1 for a local testnet)
   --challenge-probability P
                     chance of challenging another node's receipt (0..1)
-  --heartbeat MS    milliseconds between heartbeat lines (0: off)
+  --heartbeat MS    milliseconds between heartbeat lines (default 10000, at least 1000; 0: off)
   --train           be a trainer in the network's training rounds (docs/TRAINING.md); its
                     shard of the corpus stays on this node
   --train-shard I/N train on shard I of N (default 0/1)

@@ -8,6 +8,7 @@
 import { parseArgs } from "node:util";
 import { flagProblem } from "./_unknown_flag.ts";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { toHex } from "../protocols/hash.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "./node_identity.ts";
 import { runBuildModel } from "../inference/build_model_command.ts";
@@ -100,9 +101,11 @@ export async function runModel(args: string[]): Promise<number> {
 
 /** A child Deno running `script` with `args`; its exit code. */
 async function runScript(script: string, args: string[]): Promise<number> {
-  const url = new URL(`../${script}`, import.meta.url);
+  // The file's path, not the URL's: `pathname` keeps the percent-encoding (`My%20Projects`),
+  // and a checkout under a path with a space in it sent the child to a folder that is not there.
+  const path = fileURLToPath(new URL(`../${script}`, import.meta.url));
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", url.pathname, ...args],
+    args: ["run", "-A", path, ...args],
     stdin: "inherit",
     stdout: "inherit",
     stderr: "inherit",

@@ -10,6 +10,13 @@
  * `veriflow_metrics_collector_failures_total{collector, reason}` (`reason` `timeout` or
  * `error`), so a gap in a series comes with its cause.
  *
+ * A counter never goes down while the process runs, whatever its source does: a router's job
+ * counts are sums over the worker connections open now, and an actor's counts start again from 0
+ * when its supervisor restarts it. Prometheus reads any drop as a reset of the process and
+ * `rate()` books what is left as new work, so the registry holds each counter series at its
+ * highest value through a drop and adds the source's increases from there on (a drop to 400
+ * from 1000, then 450: 1000, then 1050).
+ *
  * @example
  * ```ts
  * import { MetricsRegistry } from "./metrics_registry.ts";
@@ -159,6 +166,11 @@ export class MetricsRegistry {
   #timeoutMs: number;
   /** Failures by `collector\0reason`. */
   #failures = new Map<string, number>();
+  /**
+   * Per counter series (name and labels): the source's last value, and what is added to it so
+   * that the series never goes down (see the module doc).
+   */
+  #counters = new Map<string, { last: number; offset: number }>();
 
   /** An empty registry. */
   constructor(options: MetricsRegistryOptions = {}) {
@@ -186,7 +198,22 @@ export class MetricsRegistry {
    */
   async collect(): Promise<MetricSample[]> {
     const batches = await Promise.all(this.#collectors.map((entry) => this.#run(entry)));
-    return [...batches.flat(), ...this.#failureSamples()];
+    return [...batches.flat().map((sample) => this.#monotonic(sample)), ...this.#failureSamples()];
+  }
+
+  /** `sample`, a counter held through a drop of its source (see the module doc). */
+  #monotonic(sample: MetricSample): MetricSample {
+    if (sample.type !== "counter" || !Number.isFinite(sample.value)) return sample;
+    const key = `${sample.name}${JSON.stringify(Object.entries(sample.labels ?? {}).sort())}`;
+    const seen = this.#counters.get(key);
+    if (seen === undefined) {
+      this.#counters.set(key, { last: sample.value, offset: 0 });
+      return sample;
+    }
+    // A drop keeps the series where it was: the difference joins the offset.
+    if (sample.value < seen.last) seen.offset += seen.last - sample.value;
+    seen.last = sample.value;
+    return seen.offset === 0 ? sample : { ...sample, value: sample.value + seen.offset };
   }
 
   /** The Prometheus text exposition of all current samples, grouped by metric name. */

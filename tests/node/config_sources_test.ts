@@ -15,15 +15,15 @@ async function tempFile(value: unknown): Promise<string> {
 }
 
 Deno.test("precedence is flag > env > file > default, and each value knows its source", async () => {
-  const file = await tempFile({ http: { port: 9001, hostname: "127.0.0.2" }, heartbeatMs: 5 });
+  const file = await tempFile({ http: { port: 9001, hostname: "127.0.0.2" }, heartbeatMs: 5000 });
   const { config, origins } = await resolveStartConfig(["--config", file, "--port", "9003"], {
     VERIFLOW_HTTP_PORT: "9002",
-    VERIFLOW_HEARTBEAT_MS: "7",
+    VERIFLOW_HEARTBEAT_MS: "7000",
     VERIFLOW_NETWORK_PEERS: "127.0.0.1:7701, 127.0.0.1:7702",
     VERIFLOW_ROLES_VALIDATOR: "false",
   });
   assert.equal(config.http.port, 9003, "the flag beats env and file");
-  assert.equal(config.heartbeatMs, 7, "env beats the file");
+  assert.equal(config.heartbeatMs, 7000, "env beats the file");
   assert.equal(config.http.hostname, "127.0.0.2", "the file beats the default");
   assert.equal(config.model.size, "brown", "the default");
   assert.deepEqual(config.network.peers, ["127.0.0.1:7701", "127.0.0.1:7702"]);
