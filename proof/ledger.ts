@@ -732,9 +732,7 @@ export class Ledger {
     options: { assignment?: unknown; uncredited?: string },
   ): () => { kind: LedgerEntryKind; body: Record<string, unknown> } {
     const worker = toHex(receipt.worker);
-    // Useful work: tokens × the model's price; a one-shot (tensor) job counts as one unit.
-    const units = receipt.kind === "tensor" ? 1 : receipt.tokenCount;
-    const reward = units * this.#tokenPrice(receipt.model);
+    const reward = this.#rewardOf(receipt);
     const locked = reward * this.#economics.slashMultiplier;
     const assignment = options.assignment;
     const assigned = verifyAssignment(assignment, { jobId: receipt.jobId, worker: receipt.worker });
@@ -747,17 +745,19 @@ export class Ledger {
       // Another receipt of this worker for a job it already has one recorded for, claiming
       // other work (another output or token count): two signed answers to one job. Its own
       // signatures convict it; the first receipt is slashed (or, if already paid, its stake is
-      // cut as much).
+      // cut as much), by the larger of the two claims (`#equivocationSlash`).
       if (
         first !== undefined && first.receiptId !== check.receiptId && first.worker === worker &&
-        first.status !== "fraud" && !this.#index.equivocated(receipt.jobId)
+        !this.#index.equivocated(receipt.jobId)
       ) {
         const claim = this.#index.claim(receipt.jobId);
         // The same claim signed twice (fingerprints' last bits) is not equivocation: it is
         // refused below, not paid twice.
+        const slashed = this.#equivocationSlash(first, locked);
         if (
           claim !== undefined &&
-          (claim.outputHash !== receipt.outputHash || claim.tokens !== receipt.tokenCount)
+          (claim.outputHash !== receipt.outputHash || claim.tokens !== receipt.tokenCount) &&
+          (first.status !== "fraud" || slashed > 0)
         ) {
           return {
             kind: "equivocation",
@@ -765,7 +765,7 @@ export class Ledger {
               jobId: receipt.jobId,
               receiptId: first.receiptId,
               second: receipt as unknown as Record<string, unknown>,
-              slashed: this.#slashable(first),
+              slashed,
             },
           };
         }
@@ -870,6 +870,35 @@ export class Ledger {
     };
   }
 
+  /** Useful work: tokens × the model's price; a one-shot (tensor) job counts as one unit. */
+  #rewardOf(receipt: Receipt): number {
+    const units = receipt.kind === "tensor" ? 1 : receipt.tokenCount;
+    return units * this.#tokenPrice(receipt.model);
+  }
+
+  /**
+   * The other claim `receipt` makes for the job of `rec` (the receipt its worker had recorded
+   * here, which a proof about `receipt` settles: {@link Ledger.fraudSubject}): its job and the
+   * stake it would lock, when it claims other work (another output or token count) and the job
+   * was not slashed for equivocation yet; else undefined (the same receipt, or the same claim).
+   */
+  #otherClaim(
+    rec: ReceiptRecord,
+    receipt: Receipt | undefined,
+  ): { jobId: string; locked: number } | undefined {
+    if (receipt === undefined || receiptId(receipt) === rec.receiptId) return undefined;
+    if (this.#index.equivocated(receipt.jobId)) return undefined;
+    const claim = this.#index.claim(receipt.jobId);
+    if (claim === undefined) return undefined;
+    if (claim.outputHash === receipt.outputHash && claim.tokens === receipt.tokenCount) {
+      return undefined;
+    }
+    return {
+      jobId: receipt.jobId,
+      locked: this.#rewardOf(receipt) * this.#economics.slashMultiplier,
+    };
+  }
+
   /**
    * Record a signed training receipt as pending, against the terms of its round. Its reward is
    * `trainingCreditPerStep × steps`, credited when final unless `options.credited` is false: the
@@ -922,9 +951,10 @@ export class Ledger {
       // (signing is deterministic, so a different id is a different claim).
       const firstId = this.#index.jobReceipt(slot);
       const first = firstId === undefined ? undefined : this.#record(firstId);
+      const slashed = first === undefined ? 0 : this.#equivocationSlash(first, locked);
       if (
-        first !== undefined && first.receiptId !== receiptId && first.status !== "fraud" &&
-        !this.#index.equivocated(slot)
+        first !== undefined && first.receiptId !== receiptId &&
+        (first.status !== "fraud" || slashed > 0) && !this.#index.equivocated(slot)
       ) {
         return {
           kind: "training_equivocation",
@@ -933,8 +963,8 @@ export class Ledger {
             receiptId: first.receiptId,
             worker: trainer,
             second: receipt as unknown as Record<string, unknown>,
-            // As for inference: what is left of the stake at most, never below zero.
-            slashed: this.#slashable(first),
+            // As for inference: the larger claim's lock, what is left of the stake at most.
+            slashed,
           },
         };
       }
@@ -1027,7 +1057,9 @@ export class Ledger {
 
   /**
    * Settle a fraud proof that has been independently checked. Confirmed: the worker loses the
-   * locked slash and is not paid, the validator earns `validatorRewardShare` of it. Refuted: the
+   * locked slash and is not paid, the validator earns `validatorRewardShare` of it (a proof about
+   * another claim of the worker's for the job, `settlement.receipt`, proves its equivocation too:
+   * the slash is the larger claim's, as for two receipts recorded). Refuted: the
    * validator loses `falseAccusationPenalty` of stake and the receipt stays pending.
    *
    * @throws {LedgerRejectedError} when the receipt is unknown or no longer pending, the window has
@@ -1107,7 +1139,15 @@ export class Ledger {
       // conviction cut into it: a reward is a share of what was really taken, never minted.
       // An unpaid receipt's lock was released: the slash is its amount, out of the stake
       // (`worker` names whose, as the receipt is no longer open in the working state).
-      const slashed = this.#slashable(rec);
+      // A confirmed proof about another claim the worker signed for the job (another output
+      // or token count) also proves its equivocation: the slash is the larger claim's, as where
+      // that claim was recorded, and the job is marked so that the claim coming here later is
+      // not slashed again (review s54: 10 tokens recorded here, a proof about its 1,000-token
+      // variant cut 200 here and 20,000 there, its accuser rewarded 100 here and 10,000 there).
+      const other = settlement.confirmed ? this.#otherClaim(rec, settlement.receipt) : undefined;
+      const slashed = other === undefined
+        ? this.#slashable(rec)
+        : this.#equivocationSlash(rec, other.locked);
       // The variant the proof was about, when it is not the receipt recorded here.
       const variant = rec.receiptId === settlement.receiptId
         ? {}
@@ -1122,6 +1162,7 @@ export class Ledger {
           reward: settlement.wordOnly ? 0 : slashed * this.#economics.validatorRewardShare,
           reason: settlement.reason,
           ...(unpaid ? { worker: rec.worker } : {}),
+          ...(other === undefined ? {} : { equivocated: other.jobId }),
         }
         : {
           receiptId: rec.receiptId,
@@ -1189,6 +1230,26 @@ export class Ledger {
    */
   #slashable(rec: ReceiptRecord): number {
     return Math.min(rec.locked, Math.max(0, this.account(fromHex(rec.worker)).stake));
+  }
+
+  /**
+   * What equivocation on `first` (the receipt recorded for the job or round) takes, the
+   * worker's other signed claim for it locking `other`: `slashMultiplier ×` the larger of the two
+   * claims' rewards, so the cut does not depend on which of the two a ledger recorded first (it
+   * used to be the lock of that one: 10 tokens claimed first and 1,000 second cost 200 there and
+   * 20,000 where the 1,000 came first, and nothing after a fraud proof against the 10; review
+   * s54). `first`'s own part as before (its lock, from what is left of the stake; nothing when
+   * a fraud proof or a fault already slashed it); what the larger claim adds, only from stake no
+   * open receipt locks: recorded first, that claim would have needed as much free, and the locks
+   * of the worker's other receipts still back their slashes.
+   */
+  #equivocationSlash(first: ReceiptRecord, other: number): number {
+    const account = this.account(fromHex(first.worker));
+    const open = first.status === "pending" || first.status === "challenged";
+    const own = first.status === "fraud" ? 0 : Math.min(first.locked, Math.max(0, account.stake));
+    // An open `first`'s lock is among the locks: its part comes out of it, not out of the free.
+    const free = Math.max(0, account.stake - account.locked - (open ? 0 : own));
+    return own + Math.min(Math.max(0, other - first.locked), free);
   }
 
   /** Whether this ledger's owner has settled a steering conviction of `worker` here. */

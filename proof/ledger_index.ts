@@ -305,6 +305,8 @@ export class LedgerIndex {
       case "fraud":
         q.accuse.run(b.validator, b.receiptId);
         q.settle.run(b.fraudProof);
+        // A proof about another claim of the worker's for the job: its equivocation too.
+        if (typeof b.equivocated === "string") q.equivocate.run(b.equivocated);
         return void status("fraud");
       case "false_accusation":
         q.accuse.run(b.validator, b.receiptId);
