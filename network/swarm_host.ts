@@ -60,11 +60,19 @@ const LAST_LINES = 5;
 /** How long an exited host's pipes may take to deliver their last lines. */
 const LAST_LINES_WAIT_MS = 1_000;
 /**
- * How long a host that is up may go without a line on its stdout (it is asked every third of
- * this, and answers at once) before it is taken for hung, killed and restarted. A stuck event
- * loop used to leave the node with a swarm that delivered nothing, reported up, for good.
+ * How long a ping to a host that is up may go unanswered (it answers at once) before the host
+ * is taken for hung, killed and restarted. A stuck event loop used to leave the node with a
+ * swarm that delivered nothing, reported up, for good.
  */
 const HANG_TIMEOUT_MS = 30_000;
+/**
+ * The liveness checks per hang timeout (one every third of it), and how many of them a ping
+ * must have gone unanswered through before the host is taken for hung. Counted in checks as
+ * well as time: after the node's own event loop stalled (a long synchronous step, a process
+ * stopped and continued, a starved machine), the host's answer waits in the pipe until the
+ * node reads it, and time alone took a host that had answered every ping for hung (review s54).
+ */
+const LIVENESS_CHECKS = 3;
 /** How long close() lets the host leave the swarm before it is killed. */
 const STOP_GRACE_MS = 5_000;
 /**
@@ -139,9 +147,10 @@ export interface SwarmHostOptions {
    */
   readyTimeoutMs?: number;
   /**
-   * How long a host that is up may go without answering the node (it is asked every third of
-   * this) before it is taken for hung: killed, reported down and restarted after the backoff
-   * (default 30 s).
+   * How long a ping to a host that is up may go unanswered (it is asked every third of this)
+   * before the host is taken for hung: killed, reported down and restarted after the backoff
+   * (default 30 s). The node's own checks count too: a ping is unanswered for that long only
+   * over three of them, so a node whose event loop stalled reads the host's answer first.
    */
   hangTimeoutMs?: number;
   /**
@@ -494,11 +503,22 @@ export class SwarmHost {
     const child = this.#child!;
     const hangMs = this.#options.hangTimeoutMs ?? HANG_TIMEOUT_MS;
     this.#heardAt = performance.now();
+    /** When the ping not answered yet was sent (undefined: none is outstanding). */
+    let askedAt: number | undefined;
+    /** Checks that found that ping still unanswered. */
+    let missed = 0;
     this.#livenessTimer = setInterval(() => {
-      if (performance.now() - this.#heardAt < hangMs) {
+      const now = performance.now();
+      if (askedAt !== undefined && this.#heardAt >= askedAt) askedAt = undefined; // answered
+      if (askedAt === undefined) {
+        askedAt = now;
+        missed = 0;
         this.#send({ op: "ping" }).catch(() => {}); // a write that fails: the host died
         return;
       }
+      // Unanswered: hung once it has been so for hangMs, over enough of this node's own checks
+      // for an answer that came while this node was busy to have been read (LIVENESS_CHECKS).
+      if (++missed < LIVENESS_CHECKS || now - askedAt < hangMs) return;
       clearInterval(this.#livenessTimer);
       this.#options.log?.(`the swarm host did not answer in ${hangMs / 1000} s; stopping it`);
       try {
@@ -506,7 +526,7 @@ export class SwarmHost {
       } catch {
         // already gone
       }
-    }, hangMs / 3);
+    }, hangMs / LIVENESS_CHECKS);
   }
 
   #remember(line: string): void {
@@ -514,10 +534,24 @@ export class SwarmHost {
     if (this.#lastLines.length > LAST_LINES) this.#lastLines.shift();
   }
 
-  async #readLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void) {
+  async #readLines(stream: ReadableStream<Uint8Array>, handle: (line: string) => void) {
     let buffered = "";
     /** Within a line too long, its start already handed on: the rest is dropped. */
     let cut = false;
+    // One line the node cannot take (an event with a field of the wrong type: `{"topic": 7}`
+    // threw in #onEvent) is logged, not the end of the reading: a throw here ended the loop
+    // below for good, and every later event of the host (its answers to joins, its pongs) went
+    // unread, as with the stray `null` of review s47 (review s54).
+    const onLine = (line: string) => {
+      try {
+        handle(line);
+      } catch (error) {
+        this.#stderrLog.line(
+          "swarm host line",
+          `swarm host: a line the node could not take (${(error as Error)?.message}): ${line}`,
+        );
+      }
+    };
     try {
       for await (const text of stream.pipeThrough(new TextDecoderStream())) {
         buffered += text;
@@ -565,6 +599,10 @@ export class SwarmHost {
     };
     switch (event.ev) {
       case "ready": {
+        // A host restarted just before close() may finish its start-up while it is being
+        // stopped: no transport comes up then, and the liveness check close() cleared must
+        // not be started again (it outlived the close and took the gone host for hung).
+        if (this.#closing) return;
         const key = fromHex(event.publicKey ?? "");
         if (!bytesEqual(key, this.#options.identity.publicKey)) {
           this.#ready.reject(new SwarmHostError("the swarm key pair differs from the identity"));

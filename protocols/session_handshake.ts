@@ -153,9 +153,16 @@ function frame(envelope: Envelope): Uint8Array {
   return out;
 }
 
-/** Reads whole frames off a byte reader, keeping what arrives after them. */
+/**
+ * Reads whole frames off a transport. A byte stream (a socket) is read with a BYOB reader into
+ * buffers of the frame's own size, so nothing past the frame is read and no read buffer of the
+ * transport's is taken: a socket duplex allocates its `readBufferBytes` (256 KiB on the swarm
+ * link) for a default reader and keeps it until the connection's BYOB reader takes over, so
+ * every connection in its handshake held one (512 strangers stalling theirs: 128 MiB, review
+ * s54). Any other stream is read with a default reader, keeping what arrives after a frame.
+ */
 class FrameReader {
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader;
   /**
    * Bytes read and not yet handed out, as the chunks they came in: joined once enough is in,
    * not on every read, so a peer that sends its frame a byte at a time costs copying linear in
@@ -165,21 +172,31 @@ class FrameReader {
   #chunks: Uint8Array[] = [];
   #bufferedBytes = 0;
 
-  constructor(reader: ReadableStreamDefaultReader<Uint8Array>) {
-    this.#reader = reader;
+  constructor(readable: ReadableStream<Uint8Array>) {
+    this.#reader = byobReaderOf(readable) ?? readable.getReader();
   }
 
-  /** Bytes read past the last frame. */
+  /** The reader, to release or cancel. */
+  get reader(): ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader {
+    return this.#reader;
+  }
+
+  /** Bytes read past the last frame (none from a byte stream). */
   get leftover(): Uint8Array {
     return this.#joined();
   }
 
   async next(): Promise<Uint8Array> {
-    const head = await this.#fill(LENGTH_PREFIX_BYTES);
+    const reader = this.#reader;
+    const exact = reader instanceof ReadableStreamBYOBReader;
+    const head = exact
+      ? await readExactly(reader, LENGTH_PREFIX_BYTES)
+      : await this.#fill(LENGTH_PREFIX_BYTES);
     const length = new DataView(head.buffer, head.byteOffset).getUint32(0);
     if (length > MAX_HANDSHAKE_FRAME_BYTES) {
       throw new FrameTooLargeError(length, MAX_HANDSHAKE_FRAME_BYTES);
     }
+    if (exact) return await readExactly(reader, length);
     const buffered = await this.#fill(LENGTH_PREFIX_BYTES + length);
     const payload = buffered.slice(LENGTH_PREFIX_BYTES, LENGTH_PREFIX_BYTES + length);
     const rest = buffered.subarray(LENGTH_PREFIX_BYTES + length);
@@ -190,8 +207,9 @@ class FrameReader {
 
   /** Read until `n` bytes are buffered; all that is buffered, as one array. */
   async #fill(n: number): Promise<Uint8Array> {
+    const reader = this.#reader as ReadableStreamDefaultReader<Uint8Array>;
     while (this.#bufferedBytes < n) {
-      const { done, value } = await this.#reader.read();
+      const { done, value } = await reader.read();
       if (done) throw new TruncatedFrameError(n - this.#bufferedBytes);
       if (value.byteLength === 0) continue; // nothing to keep, not even an entry
       this.#chunks.push(value);
@@ -213,6 +231,30 @@ class FrameReader {
     }
     return this.#chunks[0];
   }
+}
+
+/** A BYOB reader of `readable` if it is a byte stream, else undefined. */
+function byobReaderOf(readable: ReadableStream<Uint8Array>): ReadableStreamBYOBReader | undefined {
+  try {
+    return readable.getReader({ mode: "byob" });
+  } catch {
+    return undefined; // not a byte stream
+  }
+}
+
+/**
+ * Read exactly `n` bytes into one buffer of that size, filled in place read by read (a peer
+ * sending a byte at a time costs no copying).
+ */
+async function readExactly(reader: ReadableStreamBYOBReader, n: number): Promise<Uint8Array> {
+  let buffer = new Uint8Array(n);
+  for (let filled = 0; filled < n;) {
+    const { done, value } = await reader.read(new Uint8Array(buffer.buffer, filled, n - filled));
+    if (done || value === undefined) throw new TruncatedFrameError(n - filled);
+    buffer = new Uint8Array(value.buffer); // the same bytes, handed back under a new owner
+    filled += value.byteLength;
+  }
+  return buffer;
 }
 
 /** Parse a handshake frame of `type`, or throw why not (the peer's `error` included). */
@@ -308,9 +350,9 @@ export async function authenticateTransport(
   const { identity } = options;
   const timers = options.timers ?? SYSTEM_TIMERS;
   const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-  const reader = duplex.readable.getReader();
+  const frames = new FrameReader(duplex.readable);
+  const reader = frames.reader;
   const writer = duplex.writable.getWriter();
-  const frames = new FrameReader(reader);
   let timer: unknown;
   const deadline = new Promise<never>((_, reject) => {
     timer = timers.setTimeout(

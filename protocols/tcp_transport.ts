@@ -34,6 +34,8 @@ import {
   type SocketDuplexOptions,
 } from "./socket_duplex.ts";
 import { acceptEach } from "./_accept_loop.ts";
+import { type ConnectionTimers, SYSTEM_TIMERS } from "./connection_timers.ts";
+import { PeerTimeoutError } from "./protocol_errors.ts";
 
 // Public with the TCP transport (the package's entry point re-exports this module).
 export type { ListenOptions, SocketDuplex, SocketDuplexOptions } from "./socket_duplex.ts";
@@ -48,6 +50,23 @@ export interface TcpAddress {
 
 /** Options of a TCP duplex (linger time, read size: see {@link SocketDuplexOptions}). */
 export type TcpDuplexOptions = SocketDuplexOptions;
+
+/**
+ * Default deadline of {@link connectTcp}: 10 s. A peer that is up answers a connect in a round
+ * trip; one whose address drops the SYN (a host that is down, a firewall, a full accept queue)
+ * would otherwise hold the connect for the system's SYN retries, about two minutes on Linux.
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Options of {@link connectTcp}: the duplex's, and the connect's deadline. */
+export interface TcpConnectOptions extends TcpDuplexOptions {
+  /** Give up when the peer has not answered within this (default {@link CONNECT_TIMEOUT_MS}). */
+  timeoutMs?: number;
+  /** Abort to give up at once (the connect rejects with the signal's reason). */
+  signal?: AbortSignal;
+  /** The clock of the deadline (default the real one; tests fake it). */
+  timers?: ConnectionTimers;
+}
 
 /** A byte duplex over one TCP socket. */
 export interface TcpDuplex extends SocketDuplex {
@@ -86,19 +105,44 @@ export function tcpDuplex(conn: Deno.TcpConn, options?: TcpDuplexOptions): TcpDu
 /**
  * Connect to a TCP peer.
  * @param address Where (hostname default `127.0.0.1`).
- * @param options Linger time.
+ * @param options Linger time and read size; the connect's deadline and signal.
  * @returns The duplex to the peer.
+ * @throws {PeerTimeoutError} the peer did not answer within the deadline.
  */
 export async function connectTcp(
   address: TcpAddress,
-  options?: TcpDuplexOptions,
+  options?: TcpConnectOptions,
 ): Promise<TcpDuplex> {
-  const conn = await Deno.connect({
-    hostname: address.hostname ?? DEFAULT_HOSTNAME,
-    port: address.port,
-    transport: "tcp",
-  });
-  return tcpDuplex(conn, options);
+  const timers = options?.timers ?? SYSTEM_TIMERS;
+  const timeoutMs = options?.timeoutMs ?? CONNECT_TIMEOUT_MS;
+  // One signal for both ways to give up: Deno closes a socket whose connect it abandons.
+  const giveUp = new AbortController();
+  const onAbort = () => giveUp.abort(options?.signal?.reason);
+  if (options?.signal?.aborted) onAbort();
+  else options?.signal?.addEventListener("abort", onAbort, { once: true });
+  const timer = timers.setTimeout(
+    () =>
+      giveUp.abort(
+        new PeerTimeoutError(
+          `${address.hostname ?? DEFAULT_HOSTNAME}:${address.port} did not answer the connect ` +
+            `within ${timeoutMs} ms`,
+        ),
+      ),
+    timeoutMs,
+  );
+  try {
+    giveUp.signal.throwIfAborted();
+    const conn = await Deno.connect({
+      hostname: address.hostname ?? DEFAULT_HOSTNAME,
+      port: address.port,
+      transport: "tcp",
+      signal: giveUp.signal,
+    });
+    return tcpDuplex(conn, options);
+  } finally {
+    timers.clearTimeout(timer);
+    options?.signal?.removeEventListener("abort", onAbort);
+  }
 }
 
 /**
