@@ -1195,7 +1195,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
     const text = formatPeerAddress(address);
     while (!ctx.signal.aborted) {
       try {
-        const duplex = await connectTcp(address);
+        // Stopped with the actor: a dial under way does not outlive it.
+        const duplex = await connectTcp(address, { signal: ctx.signal });
         const connection = await this.#open(duplex, () => duplex.close(), ctx);
         const since = performance.now();
         try {
