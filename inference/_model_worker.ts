@@ -115,6 +115,12 @@ const handlers: Handlers = {
     return { result, transfer };
   },
 
+  drop({ seq }) {
+    sequences.get(seq)?.close();
+    sequences.delete(seq);
+    return Promise.resolve({ result: undefined });
+  },
+
   stats() {
     const result: WorkerStats = { runs, sequences: sequences.size, requests, messages };
     if (batched) result.batch = batched.stats();
@@ -191,11 +197,6 @@ async function drain(): Promise<void> {
 }
 
 async function handle(request: WorkerRequest): Promise<void> {
-  if (request.op === "drop") {
-    sequences.get(request.seq)?.close();
-    sequences.delete(request.seq);
-    return;
-  }
   const { id } = request;
   try {
     const handler = handlers[request.op] as (args: unknown) => Promise<Answer<unknown>>;

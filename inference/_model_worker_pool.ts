@@ -22,7 +22,8 @@
  * **Supervision.** The pool supervises its workers, one for one: a worker that dies (an uncaught
  * error, an unreadable message) fails the requests it held — its generations lose their KV
  * cache, so they end with `ModelWorkerError` — and is replaced by a fresh worker that loads the
- * same model, after a backoff. Requests for it wait for the replacement. Past `maxRestarts`
+ * same model, after a backoff. Requests for it wait for the replacement (one whose load hangs
+ * past `stallMs` is taken for dead too, and the next one is started). Past `maxRestarts`
  * within `withinMs` (a model that crashes every worker it loads into) the pool gives up on it:
  * its requests fail with a `ModelWorkerError` that says so, and {@link ModelWorkerPool.health}
  * reports it, as `/healthz` does. After `dispose()` requests fail with `ModelDisposedError`.
@@ -80,6 +81,14 @@ export const DEFAULT_WORKER_RESTART: Readonly<ModelWorkerRestartPolicy> = {
   backoffMaxMs: 5_000,
   stallMs: 120_000,
 };
+
+/**
+ * A replacement's load is taken for hung past `stallMs` or this many times as long as the pool's
+ * first loads took, whichever is longer: it loads the same bytes with the same options, so its
+ * time is known, and a model that takes longer to load than `stallMs` (set for steps) is not
+ * restarted in a loop for it; a margin because a crash often comes with the machine under load.
+ */
+const LOAD_STALL_FACTOR = 4;
 
 /** Most time between two looks for a stalled worker (a quarter of `stallMs` when shorter). */
 const STALL_CHECK_MAX_MS = 5_000;
@@ -227,11 +236,16 @@ class WorkerSlot {
   /**
    * Since when callers' requests have waited here without a reply (`performance.now()`): set
    * when the first is posted, moved on by every reply, cleared when none is left. The pool's
-   * own requests (a load, a release) do not count.
+   * own requests do not count (a load: see `loadingSince`), but for its `dispose`.
    */
   waitingSince: number | undefined;
-  /** Callers' requests posted here and not yet answered. */
+  /** Callers' requests (and the pool's `dispose`) posted here and not yet answered. */
   readonly watched = new Set<number>();
+  /**
+   * Since when a replacement's load has gone unanswered (`performance.now()`), while it restarts:
+   * the requests waiting for it (`ready`) are no worker's yet, so only this shows it hung.
+   */
+  loadingSince: number | undefined;
 
   constructor(index: number, lane: ModelWorkerLane) {
     this.index = index;
@@ -336,7 +350,9 @@ export class RemoteSequence {
     if (this.#incarnation === undefined || this.#incarnation !== this.#slot.incarnation) return;
     this.#slot.sequences--;
     if (this.#slot.state === "running" && !this.#slot.failure) {
-      this.#slot.outbox.post({ op: "drop", seq: this.#seq });
+      // Nobody awaits it, but the stall watch does (`_worker_protocol.ts`); a worker that dies
+      // first took the cache with it.
+      this.#pool.call(this.#slot, "drop", { seq: this.#seq }, []).catch(() => {});
     }
   }
 }
@@ -354,6 +370,8 @@ export class ModelWorkerPool {
   #nextSeq = 1;
   #disposed = false;
   #disposing: Promise<void> | undefined;
+  /** How long the first loads took (ms): the yardstick of a replacement's. */
+  #loadMs = 0;
   #stallTimer: ReturnType<typeof setInterval> | undefined;
 
   private constructor(bytes: Uint8Array, options: ModelWorkerPoolOptions) {
@@ -401,7 +419,9 @@ export class ModelWorkerPool {
     // Taken before the loads, so two pools starting together do not both get the device.
     if (asksWebgpu && !held) webgpuHolder = pool;
     try {
+      const began = performance.now();
       const loads = await Promise.all(pool.#slots.map((slot) => pool.#load(slot)));
+      pool.#loadMs = performance.now() - began;
       // No adapter here (the workers fell back to CPU): the device is free for another pool.
       if (webgpuHolder === pool && !loads.some((l) => l.executionProvider === "webgpu")) {
         webgpuHolder = undefined;
@@ -486,11 +506,14 @@ export class ModelWorkerPool {
   async #dispose(): Promise<void> {
     this.#disposed = true;
     // The stall watch runs until the workers are gone: a worker hung in a step (a graph that
-    // never ends) never answers `dispose`, and only the watch terminates it.
+    // never ends) never answers `dispose`, and only the watch terminates it. So the watch counts
+    // that request too: the hung step may be one the worker computes ahead of its caller
+    // (`_batch_decoder.ts`), whose requests have all been answered, and then nothing else is
+    // waited for.
     await Promise.all(this.#slots.map(async (slot) => {
       if (!slot.failure && slot.state === "running") {
         // The worker is about to go: a release failure changes nothing for the caller.
-        await this.call(slot, "dispose", {}, [], true).catch(() => {});
+        await this.call(slot, "dispose", {}, [], true, true).catch(() => {});
       }
       slot.worker.terminate();
       slot.failure ??= new ModelDisposedError();
@@ -511,6 +534,7 @@ export class ModelWorkerPool {
    * @param args Its arguments.
    * @param transfer Buffers to move (not copy) to the worker.
    * @param internal Whether the pool itself sends it (allowed while disposing or restarting).
+   * @param watch Whether the stall watch waits for its reply (default: a caller's request).
    */
   call<K extends WorkerOp>(
     slot: WorkerSlot,
@@ -518,6 +542,7 @@ export class ModelWorkerPool {
     args: WorkerOps[K]["args"],
     transfer: Transferable[],
     internal = false,
+    watch = !internal,
   ): Promise<WorkerOps[K]["result"]> {
     if (slot.failure) return Promise.reject(slot.failure);
     if (this.#disposed && !internal) return Promise.reject(new ModelDisposedError());
@@ -527,7 +552,7 @@ export class ModelWorkerPool {
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       slot.pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
-      if (!internal) {
+      if (watch) {
         if (slot.watched.size === 0) slot.waitingSince = performance.now();
         slot.watched.add(id);
       }
@@ -547,7 +572,6 @@ export class ModelWorkerPool {
     slot.outbox = new BatchedPost(post, (requests, error) => {
       // Never sent: each request's caller hears why, as it would from the worker.
       for (const request of requests) {
-        if (!("id" in request)) continue;
         slot.pending.get(request.id)?.reject(error);
         slot.pending.delete(request.id);
         slot.answered(request.id);
@@ -587,14 +611,31 @@ export class ModelWorkerPool {
    * Treat as dead every running worker that has left callers' requests unanswered for
    * `stallMs`: a hung worker would otherwise hold its jobs, and every job placed on it later,
    * for ever while `/healthz` said ok. `terminate()` frees the slot at once; a thread stuck in a
-   * native call may still run until that call returns.
+   * native call may still run until that call returns. A replacement whose load has gone
+   * unanswered that long (or {@link LOAD_STALL_FACTOR} × the first loads' time, if longer) is
+   * hung too (a crash of its own, counted against the restart limit): the requests waiting for
+   * it would otherwise wait for ever, as `/healthz` said degraded.
    */
   #checkStalls(): void {
     const { stallMs } = this.#restart;
     const now = performance.now();
+    const loadLimit = Math.max(stallMs, LOAD_STALL_FACTOR * this.#loadMs);
     for (const slot of this.#slots) {
+      if (slot.failure) continue;
+      const loading = slot.state === "restarting" ? slot.loadingSince : undefined;
+      if (loading !== undefined && now - loading >= loadLimit) {
+        this.#onDeath(
+          slot,
+          `it stalled loading the model: no answer for ${
+            Math.round((now - loading) / 1000)
+          } s (the first load took ${
+            Math.round(this.#loadMs)
+          } ms; model.restart.stallMs ${stallMs}); terminated`,
+        );
+        continue;
+      }
       const since = slot.waitingSince;
-      if (slot.state !== "running" || slot.failure || since === undefined) continue;
+      if (slot.state !== "running" || since === undefined) continue;
       if (now - since < stallMs) continue;
       this.#onDeath(
         slot,
@@ -611,6 +652,7 @@ export class ModelWorkerPool {
     slot.outbox.discard();
     slot.incarnation++;
     slot.sequences = 0;
+    slot.loadingSince = undefined;
     slot.lastError = reason;
     const error = new ModelWorkerError(`model worker ${slot.index} died: ${reason}`);
     slot.failPending(error);
@@ -656,6 +698,7 @@ export class ModelWorkerPool {
     if (this.#disposed || slot.failure) return this.#settleReady(slot);
     this.#spawn(slot);
     const incarnation = slot.incarnation;
+    slot.loadingSince = performance.now();
     try {
       await this.#load(slot);
     } catch (error) {
@@ -663,6 +706,7 @@ export class ModelWorkerPool {
       if (slot.incarnation === incarnation) this.#onDeath(slot, (error as Error).message);
       return;
     }
+    slot.loadingSince = undefined;
     if (this.#disposed) return this.#settleReady(slot);
     slot.state = "running";
     slot.restarts++;

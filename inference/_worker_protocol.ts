@@ -2,7 +2,7 @@
  * The private message protocol between a model and its workers (worker execution mode), and
  * the codec that carries typed errors across the boundary.
  *
- * Every request but `drop` carries an `id` and gets exactly one reply with that `id`: its result,
+ * Every request carries an `id` and gets exactly one reply with that `id`: its result,
  * or a serialized error that the main side turns back into an instance of the same class with
  * the same `code` and fields (`ContextLengthError.tokens`, …). A worker handles one request at
  * a time, in arrival order except that queued `forward` passes wait for the other requests
@@ -92,6 +92,12 @@ export interface WorkerOps {
   run: { args: { feeds: Record<string, PreparedTensor> }; result: Record<string, TensorData> };
   /** Counters. */
   stats: { args: Record<never, never>; result: WorkerStats };
+  /**
+   * Forget sequence `seq` and its cache. Answered like any request, though nobody needs its
+   * result: the pool's stall watch waits for the reply, so a worker hung in a step it computes
+   * ahead of a caller who has gone (`_batch_decoder.ts`) is found out, not left holding a seat.
+   */
+  drop: { args: { seq: number }; result: void };
   /** Release the session (the main side terminates the worker afterwards). */
   dispose: { args: Record<never, never>; result: void };
 }
@@ -100,10 +106,9 @@ export interface WorkerOps {
 export type WorkerOp = keyof WorkerOps;
 
 /** A message from the main side to a worker. */
-export type WorkerRequest =
-  | { [K in WorkerOp]: { op: K; id: number } & WorkerOps[K]["args"] }[WorkerOp]
-  /** Forget sequence `seq` and its cache; no reply. */
-  | { op: "drop"; seq: number };
+export type WorkerRequest = {
+  [K in WorkerOp]: { op: K; id: number } & WorkerOps[K]["args"];
+}[WorkerOp];
 
 /** A worker's answer to request `id`. */
 export type WorkerReply =

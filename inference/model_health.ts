@@ -20,8 +20,12 @@ export interface ModelWorkerRestartPolicy {
   backoffMaxMs: number;
   /**
    * A running worker that leaves the requests it holds unanswered this long (no reply to any of
-   * them) is taken for hung — a graph that never ends, a call stuck in onnxruntime — and treated
-   * as dead: terminated, its requests failed, restarted like a crash. Default 120 000; 0: never.
+   * them; the release of a finished generation's cache and the pool's `dispose` count, so a
+   * worker hung in a step it computed ahead of a client who left is found out too) is taken for
+   * hung — a graph that never ends, a call stuck in onnxruntime — and treated as dead:
+   * terminated, its requests failed, restarted like a crash; so is a replacement whose load goes
+   * unanswered this long, or four times as long as the model's first load took if that is longer
+   * (the requests waiting for it wait for the next replacement). Default 120 000; 0: never.
    */
   stallMs: number;
 }
