@@ -15,6 +15,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import type { ActorEvent, RestartedEvent } from "../../actors/events.ts";
 import type { Supervisor } from "../../actors/supervisor.ts";
 import { ActorStoppedError } from "../../actors/errors.ts";
+import { FakeClock, until } from "./_fake_clock.ts";
 
 type Msg = "get" | "boom" | "exit";
 
@@ -52,64 +53,6 @@ Deno.test("a stopped listener can respawn a running actor's name as soon as it h
 });
 
 // ---- backoff: one crash streak per child ----------------------------------------------------
-
-const realSetTimeout = globalThis.setTimeout;
-const realClearTimeout = globalThis.clearTimeout;
-
-/** Event-loop turns a step may take before the test calls it stuck (a liveness guard). */
-const MAX_TURNS = 1_000;
-
-/** A clock stuck until the test moves it; `setTimeout`s wait for {@link FakeClock.fireNext}. */
-class FakeClock {
-  now = 1_000_000;
-  readonly #timers = new Map<number, { due: number; callback: () => void }>();
-  #next = 1;
-
-  get pending(): number {
-    return this.#timers.size;
-  }
-
-  /** Moves the clock to the earliest timer, fires it, and returns the wait it stood for. */
-  fireNext(): number {
-    let first: [number, { due: number; callback: () => void }] | undefined;
-    for (const entry of this.#timers) {
-      if (first === undefined || entry[1].due < first[1].due) first = entry;
-    }
-    assert.ok(first !== undefined, "no timer to fire");
-    const [handle, { due, callback }] = first;
-    this.#timers.delete(handle);
-    const waited = due - this.now;
-    this.now = Math.max(this.now, due);
-    callback();
-    return waited;
-  }
-
-  install(): () => void {
-    // deno-lint-ignore no-explicit-any
-    const g = globalThis as any;
-    g.setTimeout = (callback: () => void, ms = 0) => {
-      const handle = this.#next++;
-      this.#timers.set(handle, { due: this.now + ms, callback });
-      return handle;
-    };
-    g.clearTimeout = (handle: number) => void this.#timers.delete(handle);
-    Object.defineProperty(performance, "now", { value: () => this.now, configurable: true });
-    return () => {
-      g.setTimeout = realSetTimeout;
-      g.clearTimeout = realClearTimeout;
-      delete (performance as { now?: unknown }).now;
-    };
-  }
-}
-
-/** Lets real event-loop turns pass until `done()`; fails after {@link MAX_TURNS}. */
-async function until(done: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < MAX_TURNS; i++) {
-    if (done()) return;
-    await new Promise((resolve) => realSetTimeout(resolve, 0));
-  }
-  assert.fail(`stuck waiting for ${what}`);
-}
 
 /** Crashes `name`, fires its backoff timer, waits for its restart; returns the delay. */
 async function crashAndRestart(
