@@ -10,16 +10,10 @@ import { DatabaseSync } from "node:sqlite";
 import { Identity } from "../../protocols/identity.ts";
 import { type Account, Ledger, type TrainingRoundTerms } from "../../proof/ledger.ts";
 import { verifyLedger } from "../../proof/ledger_verify.ts";
-import {
-  signTrainingReceipt,
-  TRAINING_RECEIPT_VERSION,
-  type TrainingReceipt,
-  trainingReceiptId,
-  type UnsignedTrainingReceipt,
-  verifyTrainingReceipt,
-} from "../../training/training_receipt.ts";
+import { type TrainingReceipt, trainingReceiptId } from "../../training/training_receipt.ts";
 import { assigned, copyDir, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
 import { receiptId } from "../../protocols/receipt.ts";
+import { START, trainingReceipt } from "./_training_receipt.ts";
 
 const owner = Identity.generate();
 const trainer = Identity.generate();
@@ -33,7 +27,6 @@ const REWARD_SHARE = 0.5;
 const PENALTY = 100;
 const TRAINER_STAKE = 10_000;
 const VALIDATOR_STAKE = 1_000;
-const START = "bafkreistartmodel";
 
 /** Round `n`'s terms: H = 4 local steps from {@link START}. */
 const terms = (round: number, steps = 4): TrainingRoundTerms => ({
@@ -41,45 +34,6 @@ const terms = (round: number, steps = 4): TrainingRoundTerms => ({
   startModel: START,
   steps,
 });
-
-/** `by`'s signed receipt for `round` claiming `steps` steps; `delta` varies the claim. */
-function trainingReceipt(
-  by: Identity,
-  round: number,
-  steps: number,
-  delta = "d1",
-): TrainingReceipt {
-  const batchSize = 2;
-  // Cast, not typed: the receipt format grows (version 2 added the checkpoints' and the shard's
-  // roots), and the ledger reads none of these fields but round, start model and steps.
-  const unsigned = {
-    v: TRAINING_RECEIPT_VERSION,
-    round,
-    startModel: START,
-    steps,
-    dataSeed: 7,
-    hyper: {
-      learningRate: 1e-3,
-      beta1: 0.9,
-      beta2: 0.99,
-      epsilon: 1e-8,
-      weightDecay: 0.01,
-      batchSize,
-      sampleBytes: 65,
-    },
-    samplesRoot: "aa".repeat(32),
-    sampleCount: steps * batchSize,
-    checkpointsRoot: "bb".repeat(32),
-    shardRoot: "cc".repeat(32),
-    shardSize: 100,
-    losses: Array.from({ length: steps }, (_, i) => 5 - i / 10),
-    deltaHash: delta.repeat(32),
-    deltaBytes: 1_000,
-  } as Omit<UnsignedTrainingReceipt, "trainer">;
-  const signed = signTrainingReceipt(unsigned, by);
-  assert.ok(verifyTrainingReceipt(signed).ok, "the fixture must be a valid receipt");
-  return signed;
-}
 
 /** Credit of a receipt of `steps` steps, and the stake it locks. */
 const credit = (steps: number) => steps * PER_STEP;

@@ -7,14 +7,9 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { Ledger, type TrainingRoundTerms } from "../../proof/ledger.ts";
-import {
-  signTrainingReceipt,
-  TRAINING_RECEIPT_VERSION,
-  type TrainingReceipt,
-  trainingReceiptId,
-  type UnsignedTrainingReceipt,
-} from "../../training/training_receipt.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
 import { withLedgerDir } from "./_ledger_fixtures.ts";
+import { START, trainingReceipt } from "./_training_receipt.ts";
 
 const owner = Identity.generate();
 const trainer = Identity.generate();
@@ -22,39 +17,8 @@ const accuser = Identity.generate();
 const WINDOW = 100;
 const PER_STEP = 10;
 const MULTIPLIER = 20;
-const START = "bafkreistartmodel";
 
 const terms = (round: number): TrainingRoundTerms => ({ round, startModel: START, steps: 4 });
-
-/** `by`'s signed receipt for `round` claiming `steps` steps; `delta` varies the claim. */
-function trainingReceipt(by: Identity, round: number, steps: number, delta = "d1") {
-  const batchSize = 2;
-  const unsigned = {
-    v: TRAINING_RECEIPT_VERSION,
-    round,
-    startModel: START,
-    steps,
-    dataSeed: 7,
-    hyper: {
-      learningRate: 1e-3,
-      beta1: 0.9,
-      beta2: 0.99,
-      epsilon: 1e-8,
-      weightDecay: 0.01,
-      batchSize,
-      sampleBytes: 65,
-    },
-    samplesRoot: "aa".repeat(32),
-    sampleCount: steps * batchSize,
-    checkpointsRoot: "bb".repeat(32),
-    shardRoot: "cc".repeat(32),
-    shardSize: 100,
-    losses: Array.from({ length: steps }, (_, i) => 5 - i / 10),
-    deltaHash: delta.repeat(32),
-    deltaBytes: 1_000,
-  } as Omit<UnsignedTrainingReceipt, "trainer">;
-  return signTrainingReceipt(unsigned, by) as TrainingReceipt;
-}
 
 Deno.test("review s44: a trainer's equivocation on a paid round after a slash took its stake never drives the stake below zero, live or reopened", () =>
   withLedgerDir(async (dir, clock) => {

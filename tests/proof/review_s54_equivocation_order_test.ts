@@ -11,14 +11,9 @@ import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { Ledger, type TrainingRoundTerms } from "../../proof/ledger.ts";
-import {
-  signTrainingReceipt,
-  TRAINING_RECEIPT_VERSION,
-  type TrainingReceipt,
-  trainingReceiptId,
-  type UnsignedTrainingReceipt,
-} from "../../training/training_receipt.ts";
+import { trainingReceiptId } from "../../training/training_receipt.ts";
 import { assigned, receipt, resigned, withLedgerDir } from "./_ledger_fixtures.ts";
+import { START, trainingReceipt } from "./_training_receipt.ts";
 
 const owner = Identity.generate();
 const accuser = Identity.generate();
@@ -106,44 +101,13 @@ Deno.test("review s54: a worker's two contradicting receipts for one job cost it
   }
 });
 
-const START = "bafkreistartmodel";
 const PER_STEP = 10;
 const terms: TrainingRoundTerms = { round: 1, startModel: START, steps: 8 };
 
-/** `by`'s signed training receipt for round 1 claiming `steps` steps. */
-function trainingReceipt(by: Identity, steps: number, delta: string): TrainingReceipt {
-  const batchSize = 2;
-  const unsigned = {
-    v: TRAINING_RECEIPT_VERSION,
-    round: 1,
-    startModel: START,
-    steps,
-    dataSeed: 7,
-    hyper: {
-      learningRate: 1e-3,
-      beta1: 0.9,
-      beta2: 0.99,
-      epsilon: 1e-8,
-      weightDecay: 0.01,
-      batchSize,
-      sampleBytes: 65,
-    },
-    samplesRoot: "aa".repeat(32),
-    sampleCount: steps * batchSize,
-    checkpointsRoot: "bb".repeat(32),
-    shardRoot: "cc".repeat(32),
-    shardSize: 100,
-    losses: Array.from({ length: steps }, (_, i) => 5 - i / 10),
-    deltaHash: delta.repeat(32),
-    deltaBytes: 1_000,
-  } as Omit<UnsignedTrainingReceipt, "trainer">;
-  return signTrainingReceipt(unsigned, by) as TrainingReceipt;
-}
-
 Deno.test("review s54: a trainer's two receipts for one round cost it the same on every ledger, whichever arrives first, and whether a fraud proof convicted the first", async () => {
   const trainer = Identity.generate();
-  const small = trainingReceipt(trainer, 1, "d1");
-  const big = trainingReceipt(trainer, 8, "d2");
+  const small = trainingReceipt(trainer, 1, 1, "d1");
+  const big = trainingReceipt(trainer, 1, 8, "d2");
   const expected = { balance: 0, stake: STAKE - M * 8 * PER_STEP, locked: 0 };
   for (
     const order of [
