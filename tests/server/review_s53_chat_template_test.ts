@@ -7,47 +7,15 @@
  * keeps its parts apart as vLLM does (joined by a newline) instead of gluing their words.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { VeriflowError } from "../../protocols/errors.ts";
-import { GENERATION_LIMITS, type TextJob } from "../../protocols/job.ts";
-import type {
-  InferencePort,
-  InferenceStats,
-  ServedModelInfo,
-} from "../../inference/inference_port.ts";
-import { createApp } from "../../server/app.ts";
+import { GENERATION_LIMITS } from "../../protocols/job.ts";
+import type { ServedModelInfo } from "../../inference/inference_port.ts";
 import { CHAT_TURN_STOP } from "../../server/chat_template.ts";
+import { recordingApp } from "./_recording_app.ts";
 
-const LOOPBACK = { transport: "tcp", hostname: "127.0.0.1", port: 40000 } as const;
 const MODEL: ServedModelInfo = { cid: "bafkchatmodel", name: "chat", kind: "text" };
 
-/**
- * An app whose port records each job it is given and refuses it (the tests look at the job the
- * request became, not at an answer).
- */
-function recordingApp() {
-  const jobs: TextJob[] = [];
-  const port: InferencePort = {
-    submit: (job: TextJob) => {
-      jobs.push(job);
-      return Promise.reject(new VeriflowError("too_many_jobs", "recorded"));
-    },
-    models: () => Promise.resolve([MODEL]),
-    stats: () => Promise.resolve({} as InferenceStats),
-  };
-  const app = createApp({ inference: port });
-  const chat = (body: Record<string, unknown>) =>
-    app.fetch(
-      new Request("http://127.0.0.1/v1/chat/completions", {
-        method: "POST",
-        body: JSON.stringify({ messages: [{ role: "user", content: "Hi" }], ...body }),
-      }),
-      { remoteAddr: LOOPBACK },
-    );
-  return { jobs, chat };
-}
-
 Deno.test("review s53: a chat request's own stop sequences are added to the end-of-turn stop, not put in its place (a list, a string, an empty list)", async () => {
-  const { jobs, chat } = recordingApp();
+  const { jobs, chat } = recordingApp(MODEL);
   await chat({ stop: ["\n\n"] });
   await chat({ stop: "END" });
   await chat({ stop: [] });
@@ -66,7 +34,7 @@ Deno.test("review s53: a chat request's own stop sequences are added to the end-
 });
 
 Deno.test("review s53: chat stops that already end every turn (the turn stop itself, or a part of it such as a newline) take no extra slot; a full list of other stops is a 400 naming 'stop', never a job over the limit", async () => {
-  const { jobs, chat } = recordingApp();
+  const { jobs, chat } = recordingApp(MODEL);
   const full = ["a", "b", "c", "\n"].slice(0, GENERATION_LIMITS.maxStopSequences);
   // "\n" ends the output at the turn's first character, so the list stops every turn already.
   await chat({ stop: full });
@@ -76,7 +44,7 @@ Deno.test("review s53: chat stops that already end every turn (the turn stop its
   const others = ["w", "x", "y", "z"].slice(0, GENERATION_LIMITS.maxStopSequences);
   const refused = await chat({ stop: others });
   assertEquals(refused.status, 400);
-  const error = (await refused.json()).error;
+  const error = refused.error;
   assertEquals([error.code, error.param, error.type], [
     "invalid_request",
     "stop",
@@ -89,7 +57,7 @@ Deno.test("review s53: chat stops that already end every turn (the turn stop its
 });
 
 Deno.test("review s53: chat content given as text parts keeps the parts apart (joined by a newline, as vLLM does), so their words are not glued together", async () => {
-  const { jobs, chat } = recordingApp();
+  const { jobs, chat } = recordingApp(MODEL);
   await chat({
     messages: [{
       role: "user",

@@ -6,51 +6,14 @@
  * lm-evaluation-harness sends by default) is refused saying so, not told it is too long a batch.
  */
 import { assert, assertEquals } from "./_assert.ts";
-import { VeriflowError } from "../../protocols/errors.ts";
-import { GENERATION_LIMITS, type TextJob } from "../../protocols/job.ts";
-import type {
-  InferencePort,
-  InferenceStats,
-  ServedModelInfo,
-} from "../../inference/inference_port.ts";
-import { createApp } from "../../server/app.ts";
+import { GENERATION_LIMITS } from "../../protocols/job.ts";
+import type { ServedModelInfo } from "../../inference/inference_port.ts";
+import { recordingApp } from "./_recording_app.ts";
 
-const LOOPBACK = { transport: "tcp", hostname: "127.0.0.1", port: 40000 } as const;
 const MODEL: ServedModelInfo = { cid: "bafkfieldsmodel", name: "fields", kind: "text" };
 
-/**
- * An app whose port records each job it is given and refuses it (429 `too_many_jobs`): a request
- * that became a job answers 429, one refused at the edge its 400, and the job shows what it asked.
- */
-function recordingApp() {
-  const jobs: TextJob[] = [];
-  const port: InferencePort = {
-    submit: (job: TextJob) => {
-      jobs.push(job);
-      return Promise.reject(new VeriflowError("too_many_jobs", "recorded"));
-    },
-    models: () => Promise.resolve([MODEL]),
-    stats: () => Promise.resolve({} as InferenceStats),
-  };
-  const app = createApp({ inference: port });
-  const post = async (path: string, body: Record<string, unknown>) => {
-    const response = await app.fetch(
-      new Request(`http://127.0.0.1/v1/${path}`, { method: "POST", body: JSON.stringify(body) }),
-      { remoteAddr: LOOPBACK },
-    );
-    const json = await response.json();
-    return { status: response.status, error: json.error };
-  };
-  return {
-    jobs,
-    chat: (body: Record<string, unknown>) =>
-      post("chat/completions", { messages: [{ role: "user", content: "Hi" }], ...body }),
-    completions: (body: Record<string, unknown>) => post("completions", { prompt: "Hi", ...body }),
-  };
-}
-
 Deno.test("review s54: chat web_search_options and a verbosity other than medium are refused with 400 unsupported_field naming them, not ignored; verbosity medium and null pass", async () => {
-  const { jobs, chat } = recordingApp();
+  const { jobs, chat } = recordingApp(MODEL);
   for (
     const [field, value] of [
       ["web_search_options", {}],
@@ -75,7 +38,7 @@ Deno.test("review s54: chat web_search_options and a verbosity other than medium
 });
 
 Deno.test("review s54: /v1/completions takes max_completion_tokens as chat does (not ignored for the default 64); out of range is a 400 naming it", async () => {
-  const { jobs, completions } = recordingApp();
+  const { jobs, completions } = recordingApp(MODEL);
   assertEquals((await completions({ max_completion_tokens: 100 })).status, 429);
   assertEquals((await completions({ max_tokens: 10, max_completion_tokens: 200 })).status, 429);
   assertEquals(jobs.map((job) => job.params.maxTokens), [100, 200]);
@@ -91,7 +54,7 @@ Deno.test("review s54: /v1/completions takes max_completion_tokens as chat does 
 });
 
 Deno.test("review s54: a completions prompt of token ids ([1, 2, 3] or [[1, 2, 3]]) is a 400 naming 'prompt' that says token ids are not taken, not that the array is too long", async () => {
-  const { jobs, completions } = recordingApp();
+  const { jobs, completions } = recordingApp(MODEL);
   for (const prompt of [[1, 2, 3], [[1, 2, 3]], [7]]) {
     const { status, error } = await completions({ prompt });
     assertEquals([status, error.code, error.param], [400, "invalid_request", "prompt"]);
