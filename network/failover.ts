@@ -481,9 +481,11 @@ class FailoverJob {
     // near-tie) only after its `start`, as an error before its first token: that is a refusal
     // to resume, like `busy`, and the next worker is asked. So is the first worker's, when the
     // job started after the client's own prefix (`prefix`): it took the job over as well.
-    const resuming = this.#resumes > 0 || this.#given > 0;
-    const refusedResume = resuming && this.#delivered.length === this.#attemptFrom &&
-      RESUME_REFUSALS.has(codeOf(error));
+    // Only a worker handed tokens to replay can refuse them: one that took the job over before
+    // any was delivered (the first worker lost after its `start`) was asked for the job from its
+    // beginning, and a `resume_mismatch` from it is a failure of its own, whatever it claims.
+    const refusedResume = this.#attemptFrom > 0 &&
+      this.#delivered.length === this.#attemptFrom && RESUME_REFUSALS.has(codeOf(error));
     // After its `start` a worker's failure is its own (its model died, it cancelled the job, it
     // sent what the protocol forbids, it called the job it started bad), unless it says the
     // requester stopped reading: another worker takes the job over. Else a worker that starts
@@ -673,10 +675,13 @@ class FailoverJob {
   /**
    * A hedge that failed before its first token: a worker's own failure is reported lost, as any
    * worker's that failed a job it started (a refused prefix waits for a later worker to show
-   * whose it was); that the requester stopped reading is the current worker's to meet too.
+   * whose it was, and there is one only when tokens were delivered); that the requester stopped
+   * reading is the current worker's to meet too.
    */
   #hedgeFailed(worker: Uint8Array, error: unknown): void {
-    if (RESUME_REFUSALS.has(codeOf(error))) this.#unattributed.push({ worker, error });
+    // It was handed the delivered tokens: with none, it had no prefix to refuse (`#failOver`).
+    const refusedResume = this.#delivered.length > 0 && RESUME_REFUSALS.has(codeOf(error));
+    if (refusedResume) this.#unattributed.push({ worker, error });
     else if (
       isWorkerLost(error) || (error instanceof VeriflowError && !isStartedJobError(error))
     ) {
