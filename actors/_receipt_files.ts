@@ -39,6 +39,12 @@ export const OWN_TRAINING_FRAUD_PROOFS_DIR = "own-training-fraud-proofs";
 export const DRAWN_CHALLENGES_DIR = "drawn-challenges";
 /** The folder of this node's own receipts its ledger refused, each with its job id. */
 export const OWN_REFUSED_RECEIPTS_DIR = "own-refused-receipts";
+/**
+ * The folder of the peers' "proof withheld" claims this validator's open takeovers were opened
+ * on, each with the claim, until the challenge ends: a takeover a stop cuts off ends as one
+ * undecided here does (cleared), not as a challenge this validator drew (unpaid).
+ */
+export const TAKEN_OVER_CLAIMS_DIR = "taken-over-claims";
 
 /** A receipt id as {@link receiptId} writes it: the only names this store reads or writes. */
 const RECEIPT_ID = /^[0-9a-f]{64}$/;

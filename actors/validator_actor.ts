@@ -106,6 +106,7 @@ import {
   OWN_REFUSED_RECEIPTS_DIR,
   OWN_TRAINING_FRAUD_PROOFS_DIR,
   ReceiptFiles,
+  TAKEN_OVER_CLAIMS_DIR,
 } from "./_receipt_files.ts";
 import { ChallengeEndings, type ChallengeEndStep } from "./_challenge_endings.ts";
 import { CatchUp } from "./_catch_up.ts";
@@ -233,6 +234,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #drawn!: ReceiptFiles;
   /** This node's own receipts its ledger refused, each with its job id, on disk for good. */
   #ownRefused!: ReceiptFiles;
+  /** The claims open takeovers were opened on, on disk until the challenge ends. */
+  #takenOver!: ReceiptFiles;
   /**
    * The jobs of those receipts: jobs this node signed a receipt for though its ledger holds none
    * of its own (`job_recorded`).
@@ -345,6 +348,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       if (typeof jobId === "string") this.#ownRefusedJobs.add(jobId);
     }
     const kept = await this.#ownProofs.all();
+    // Which of the challenges open at the stop were taken over on a peer's claim: those end as a
+    // takeover undecided here does (review s54: ended unresolved, an honest worker lost its pay
+    // to anyone's free claim and this validator's restart).
+    this.#takenOver = ReceiptFiles.in(this.#options.ledgerDir, TAKEN_OVER_CLAIMS_DIR);
+    const claims = await this.#takenOver.all();
     const keptTraining = this.#options.trainingProofsResumed
       ? await ReceiptFiles.in(this.#options.ledgerDir, OWN_TRAINING_FRAUD_PROOFS_DIR).all()
       : new Map<string, unknown>();
@@ -358,9 +366,16 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         await this.#ledger.clearChallenge(id);
         continue;
       }
+      const claimant = this.#claimantKept(id, claims.get(id));
       const proof = kept.get(id);
-      if (proof !== undefined && this.#resumeOwnProof(id, proof, ctx)) {
+      if (proof !== undefined && this.#resumeOwnProof(id, proof, ctx, claimant)) {
         kept.delete(id);
+        continue;
+      }
+      if (claimant !== undefined) {
+        // A takeover the stop cut off is undecided here, this validator's own gap: cleared, the
+        // work stands as it would without the claim (see `TAKEOVER_DETAIL`).
+        await this.#ledger.clearChallenge(id);
         continue;
       }
       // A kept proof that is not resumed (garbled, not this validator's, not checkable) ends
@@ -369,6 +384,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#stats.unresolved++;
     }
     for (const id of kept.keys()) await this.#ownProofs.remove(id);
+    // Kept only while its takeover is open (one resumed from its fraud proof above).
+    for (const id of claims.keys()) {
+      if (this.#ledger.receipt(id)?.status !== "challenged") await this.#takenOver.remove(id);
+    }
     // After the challenges open at the stop have ended above: not one of those just opened.
     await this.#resumeDrawn(ctx);
     // What waited here at the last keep for a pledge or a receipt goes through the intake again.
@@ -472,6 +491,26 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         }
       }
       await this.#endings.remove(id);
+    }
+  }
+
+  /**
+   * The claimant (hex) of the takeover on `id` kept on disk as `value` (see
+   * `TAKEN_OVER_CLAIMS_DIR`); undefined if none. The claim counts only if this ledger recorded
+   * it (so verified it) before the takeover: a file written over cannot make a challenge this
+   * validator drew end as a takeover, paid.
+   */
+  #claimantKept(id: string, value: unknown): string | undefined {
+    const claim = (value as { claim?: Verdict } | undefined)?.claim;
+    if (typeof claim !== "object" || claim === null) return undefined;
+    if (
+      claim.subject !== "inference" || claim.subjectId !== id || claim.outcome !== "invalid" ||
+      claim.reason !== "proof_unavailable" || !(claim.validator instanceof Uint8Array)
+    ) return undefined;
+    try {
+      return this.#ledger!.hasVerdict(verdictId(claim)) ? toHex(claim.validator) : undefined;
+    } catch {
+      return undefined; // not a verdict
     }
   }
 
@@ -862,17 +901,26 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   /**
    * Open a challenge on a recorded receipt: durably `challenged` in the ledger first (so not
    * even a crash lets it slip into payment), then the material is gathered and validated off
-   * the mailbox. Resolves once its verdict is recorded and settled. `claimant` (hex): taken over
-   * on that peer's "proof withheld" claim, which is about availability (see `withheld_check.ts`).
+   * the mailbox. Resolves once its verdict is recorded and settled. `claim`: taken over on that
+   * peer's "proof withheld" verdict, which is about availability (see `withheld_check.ts`); kept
+   * on disk while the challenge is open, so that a stop ends it as a takeover
+   * (`TAKEN_OVER_CLAIMS_DIR`).
    */
   async #open(
     receipt: Receipt,
     job: Job,
     ctx: ActorContext<ValidatorMessage>,
-    claimant?: string,
+    claim?: Verdict,
   ): Promise<{ result: Promise<ValidationResult> }> {
     const id = receiptId(receipt);
-    await this.#ledger!.openChallenge(id);
+    const claimant = claim === undefined ? undefined : toHex(claim.validator);
+    if (claim !== undefined) await this.#takenOver.save(id, { claim });
+    try {
+      await this.#ledger!.openChallenge(id);
+    } catch (error) {
+      if (claim !== undefined) await this.#takenOver.remove(id);
+      throw error;
+    }
     // `challenged` in the ledger now: what its draw kept is done with.
     await this.#drawn.remove(id);
     this.#stats.challenged++;
@@ -940,7 +988,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const open = this.#held.takenOverFor(claimant);
     if (this.#takeovers.refusal(claimant, this.#now(), open) !== undefined) return;
     this.#takeovers.spend();
-    await this.#open(recent.receipt, recent.job, ctx, claimant).catch(() => {});
+    await this.#open(recent.receipt, recent.job, ctx, verdict).catch(() => {});
   }
 
   /** The ledger's clock (ms): injected by tests through the ledger options. */
@@ -1012,6 +1060,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // worker's failure, and no fraud proof can carry it. Not paid; the locked slash is burned.
         if (await this.#end(id, this.#transitionOf(id, end, reason))) {
           this.#stats.slashes++;
+          // The verdict is the claim other ledgers take over on: kept for the peers that connect
+          // while the window is open, as a fault applied at the start is (`_catch_up.ts`).
+          // Gossip alone reached only the peers connected now, and a ledger away meanwhile paid
+          // the worker that withheld here (review s54).
+          const until = ledger.receipt(id)?.pendingUntil;
+          if (until !== undefined) {
+            await this.#catchUp.add({ kind: "verdict", verdict: result.verdict }, until);
+          }
           this.#tellNetwork(ctx, { type: "peer_convicted", key: worker });
         }
         if (reason === "steering") await this.#settleSteering(receipt.worker);
@@ -1051,18 +1107,20 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * (`_challenge_endings.ts`).
    */
   async #end(id: string, transition: () => Promise<void>): Promise<boolean> {
+    const takeover = this.#held.claimantOf(id) !== undefined;
+    let ended = true;
     try {
       await transition();
     } catch (error) {
       // Settled meanwhile by someone else's checked fraud proof: that outcome stands.
       if (!(error instanceof LedgerRejectedError && error.code === "wrong_status")) throw error;
-      await this.#endings.remove(id);
-      return false;
+      ended = false;
     } finally {
       this.#held.release(id);
     }
     await this.#endings.remove(id);
-    return true;
+    if (takeover) await this.#takenOver.remove(id);
+    return ended;
   }
 
   #tellNetwork(ctx: ActorContext<ValidatorMessage>, message: NetworkMessage): void {
@@ -1434,6 +1492,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // ledger, poisoned, crashes this actor): removed, the receipt would end unresolved and
         // the cheat this validator caught keep its stake.
         if (!failed) await this.#ownProofs.remove(id);
+        if (!failed) await this.#takenOver.remove(id);
       }
     }
   }
@@ -1442,14 +1501,21 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * At start: the challenge on `id`, open when this validator stopped, had caught its worker
    * with `value` (this validator's own fraud proof, as kept on disk): held again and the proof
    * checked and settled as it would have been. False when the kept bytes are not such a proof.
+   * `claimant` (hex): the challenge was taken over on that peer's claim (kept on disk), so an
+   * undecided ending clears it, as before the stop.
    */
-  #resumeOwnProof(id: string, value: unknown, ctx: ActorContext<ValidatorMessage>): boolean {
+  #resumeOwnProof(
+    id: string,
+    value: unknown,
+    ctx: ActorContext<ValidatorMessage>,
+    claimant: string | undefined,
+  ): boolean {
     const parsed = FraudProofSchema.safeParse(value);
     if (!parsed.success) return false;
     const proof = parsed.data;
     const mine = bytesEqual(proof.validator, this.#options.identity.publicKey);
     if (!mine || receiptId(proof.receipt) !== id) return false;
-    this.#held.hold(id, toHex(proof.receipt.worker));
+    this.#held.hold(id, toHex(proof.receipt.worker), claimant);
     if (this.#onFraudProof(proof, ctx, true).queued) {
       this.#resumed.add(id);
       return true;
