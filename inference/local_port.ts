@@ -19,8 +19,8 @@
  */
 import type { ActorRef } from "../actors/actor_ref.ts";
 import { type InferenceMessage, submitJob } from "../actors/inference_actor.ts";
-import { jobBytes, MAX_NETWORK_JOB_BYTES, type TextJob } from "../protocols/job.ts";
-import { JobInputError, type JobInputReader, MAX_JOB_INPUT_BYTES } from "../protocols/job_input.ts";
+import type { TextJob } from "../protocols/job.ts";
+import { JobInputError, type JobInputReader, jobInputRoom } from "../protocols/job_input.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import {
   checkTextJob,
@@ -121,8 +121,8 @@ export class LocalInferencePort implements InferencePort {
 }
 
 /**
- * The bytes of `job`'s input, read through `read` and bounded: at most
- * {@link MAX_JOB_INPUT_BYTES}, and with the job within `MAX_NETWORK_JOB_BYTES` (a fraud proof
+ * The bytes of `job`'s input, read through `read` and bounded by `jobInputRoom`: at most
+ * `MAX_JOB_INPUT_BYTES`, and with the job within `MAX_NETWORK_JOB_BYTES` (a fraud proof
  * carries both to every node in one frame). A read that finds it nowhere is `input_not_found`;
  * any other failure (no storage here, peers unreachable) `input_unavailable`, which a router
  * takes as this worker's and asks another (`network/failover.ts`). The actor checks the bytes
@@ -157,7 +157,7 @@ async function readJobInput(
       `input ${cid} could not be read here${code === "" ? "" : ` (${code})`}`,
     );
   }
-  const room = Math.min(MAX_JOB_INPUT_BYTES, MAX_NETWORK_JOB_BYTES - jobBytes(job));
+  const room = jobInputRoom(job);
   if (bytes.length > room) {
     throw new JobInputError(
       "input_too_large",

@@ -30,6 +30,7 @@
  *
  * @module
  */
+import { jobInputRoom } from "../protocols/job_input.ts";
 import type { Connection } from "../protocols/connection.ts";
 import { type ConnectionTimers, SYSTEM_TIMERS } from "../protocols/connection_timers.ts";
 import { jobId, type TextJob } from "../protocols/job.ts";
@@ -392,10 +393,13 @@ export class RemoteInferencePort implements InferencePort {
  * more (a tokenizer that prepends a word marker). Every token of a byte-level vocabulary (the
  * built-in model's, GPT-2's) or of one with byte fallback covers at least one byte of the
  * prompt; only a tokenizer whose normalizer lengthens the text could count more, and its client
- * is then told this many. A claim past it is the worker's invention, and is not passed on.
+ * is then told this many. A claim past it is the worker's invention, and is not passed on. A job
+ * that names an input (`protocols/job_input.ts`) may have as many more as its input may have
+ * bytes ({@link jobInputRoom}): the model reads the input's text before the prompt.
  */
 export function maxPromptTokens(job: TextJob): number {
-  return UTF8.encode(job.prompt).length + 1;
+  const input = job.input === undefined ? 0 : Math.max(0, jobInputRoom(job));
+  return UTF8.encode(job.prompt).length + input + 1;
 }
 
 const UTF8 = new TextEncoder();

@@ -104,10 +104,11 @@ export const WORKER_REFUSAL_CODES: ReadonlySet<string> = new Set([
   "model_worker_failed",
   "model_disposed",
   "resume_unsupported",
-  // The job's input could not be read there (not reached, or no storage): another worker, a
-  // holder of it, may read it.
+  // The job's input could not be read there (not reached, no storage, other bytes): another
+  // worker, a holder of it, may read it.
   "input_not_found",
   "input_unavailable",
+  "input_mismatch",
 ]);
 
 /**
@@ -129,9 +130,9 @@ export const JOB_ERROR_CODES: ReadonlySet<string> = new Set([
   "wrong_model_kind",
   "invalid_request",
   "duplicate_id",
-  // The job's input is not text, or too large, or not the block it names: so for every worker.
+  // The job's input is not text, or too large: so for every worker. (`input_mismatch` is not:
+  // at a worker it means its own storage gave other bytes, and another worker may read them.)
   "input_required",
-  "input_mismatch",
   "input_not_text",
   "input_too_large",
   // The client stopped reading, so this side stopped granting credit: the next worker would

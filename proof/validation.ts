@@ -360,7 +360,15 @@ export async function validateReceipt(
     return finish("invalid", check.reason, undefined, { message: check.message });
   }
   const receipt = material.receipt as Receipt;
-  if (model?.info.cid !== receipt.model) return finish("inconclusive", "model_unavailable");
+  if (model?.info.cid !== receipt.model) {
+    // Whether served proof data holds the job's input needs no model (the CID is its hash): a
+    // validator without it (one taking over a "withheld" claim, `withheld_check.ts`) finds the
+    // same fault as one with it, rather than clearing data that cannot be re-run.
+    const missing = servedWithoutInput(material, receipt);
+    return missing === undefined
+      ? finish("inconclusive", "model_unavailable")
+      : finish("invalid", "proof_unavailable", undefined, { message: missing });
+  }
 
   if (material.job.kind === "tensor") {
     return await validateTensor(material, receipt, model as ProofTensorModel, options, finish);
@@ -404,9 +412,7 @@ export async function validateReceipt(
     promptText = jobPromptText(job, proof.input);
   } catch (e) {
     if (!(e instanceof JobInputError)) throw e;
-    return finish("invalid", "proof_unavailable", undefined, {
-      message: `the proof data served does not hold the job's input: ${e.message}`,
-    });
+    return finish("invalid", "proof_unavailable", undefined, { message: notHeld(e) });
   }
   // Generation refuses an empty prompt, so no honest receipt exists for one: termination fraud
   // (below), whatever the output.
@@ -542,6 +548,31 @@ export async function validateReceipt(
     chunks: openChunks(proof, Math.floor(last / proof.chunkSize), citedChunks),
     cited,
   });
+}
+
+/** The message of an `invalid / proof_unavailable` verdict on proof data without its input. */
+function notHeld(e: JobInputError): string {
+  return `the proof data served does not hold the job's input: ${e.message}`;
+}
+
+/**
+ * For a text job that names an input and proof data served that opens the receipt's commitment:
+ * why the data does not hold the input (missing, other bytes, over the job's room), else
+ * undefined. Data that does not open the commitment is judged as such elsewhere (`commitment`).
+ */
+function servedWithoutInput(material: ChallengeMaterial, receipt: Receipt): string | undefined {
+  if (material.job.kind !== "text" || material.job.input === undefined) return undefined;
+  const parsed = ProofDataSchema.safeParse(material.proof);
+  if (!parsed.success) return undefined;
+  try {
+    assertOpens(parsed.data, receipt.commitment, receipt.tokenCount);
+    jobPromptText(material.job, parsed.data.input);
+  } catch (e) {
+    if (e instanceof JobInputError) return notHeld(e);
+    if (e instanceof CommitmentMismatchError) return undefined;
+    throw e;
+  }
+  return undefined;
 }
 
 async function validateTensor(

@@ -14,7 +14,7 @@
  */
 import { cidDigest, matchesCid } from "./cid.ts";
 import { VeriflowError } from "./errors.ts";
-import type { TextJob } from "./job.ts";
+import { jobBytes, MAX_NETWORK_JOB_BYTES, type TextJob } from "./job.ts";
 
 /**
  * Largest input a job may name, in bytes: one chunk (`DEFAULT_CHUNK_SIZE`), so the input is a
@@ -22,6 +22,29 @@ import type { TextJob } from "./job.ts";
  * `MAX_NETWORK_JOB_BYTES` (a fraud proof carries both to every node in one frame).
  */
 export const MAX_JOB_INPUT_BYTES = 256 * 1024;
+
+/**
+ * Most bytes `job`'s input may have: {@link MAX_JOB_INPUT_BYTES}, and no more than leaves the job
+ * and its input within `MAX_NETWORK_JOB_BYTES` together, since every fraud proof about the job
+ * carries both beside its openings in one frame to the other ledgers. Negative for a job that
+ * leaves no room. The worker refuses an input past it (`inference/local_port.ts`), and
+ * {@link jobPromptText} too, so a validator does not re-run a cheat's receipt for such a job into
+ * a fraud proof no frame carries: the proof data is not what an honest worker serves.
+ *
+ * @example
+ * ```ts
+ * import { jobInputRoom, MAX_JOB_INPUT_BYTES } from "./job_input.ts";
+ * import { DEFAULT_GENERATION_PARAMS, type TextJob } from "./job.ts";
+ * const job: TextJob = {
+ *   kind: "text", model: "m", prompt: "Summary:", params: { ...DEFAULT_GENERATION_PARAMS },
+ *   nonce: "1", input: "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy",
+ * };
+ * jobInputRoom(job) === MAX_JOB_INPUT_BYTES; // true: a short job leaves a whole chunk
+ * ```
+ */
+export function jobInputRoom(job: TextJob): number {
+  return Math.min(MAX_JOB_INPUT_BYTES, MAX_NETWORK_JOB_BYTES - jobBytes(job));
+}
 
 /** How a node reads a job's input: the verified bytes of a stored block. */
 export type JobInputReader = (cid: string, signal?: AbortSignal) => Promise<Uint8Array>;
@@ -73,7 +96,8 @@ const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  * well-formed, as every string of a job is). Without an input, the prompt.
  *
  * @throws {JobInputError} `input_required` (the job names an input and none was given),
- *   `input_too_large`, `input_mismatch` (the bytes are not the named block), `input_not_text`.
+ *   `input_too_large` (past {@link jobInputRoom}), `input_mismatch` (the bytes are not the named
+ *   block), `input_not_text`.
  * @example
  * ```ts
  * import { jobPromptText } from "./job_input.ts";
@@ -95,10 +119,12 @@ export function jobPromptText(job: TextJob, input?: Uint8Array): string {
       `job names input ${job.input}; its bytes are missing`,
     );
   }
-  if (input.length > MAX_JOB_INPUT_BYTES) {
+  // The cheap bound first: the room needs the job's canonical CBOR.
+  const room = input.length > MAX_JOB_INPUT_BYTES ? MAX_JOB_INPUT_BYTES : jobInputRoom(job);
+  if (input.length > room) {
     throw new JobInputError(
       "input_too_large",
-      `input ${job.input} is ${input.length} bytes, over the ${MAX_JOB_INPUT_BYTES} a job may read`,
+      `input ${job.input} is ${input.length} bytes; this job may read at most ${room} (one chunk, and with the job one frame)`,
     );
   }
   if (!matchesCid(job.input, input)) {

@@ -270,14 +270,30 @@ const COMPLETION_UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> 
 };
 
 /**
+ * Chat reads no stored input: its prompt is the rendered conversation, and an input's text before
+ * it would come before the template's own start. Refused, not ignored: a chat answer that never
+ * read the file a client named differs silently from what was asked.
+ */
+const CHAT_UNSUPPORTED_FIELDS: Readonly<Record<string, UnsupportedField>> = {
+  ...UNSUPPORTED_FIELDS,
+  veriflow_input: {
+    harmless: () => false,
+    why: "chat takes no stored input (its prompt is the conversation); use /v1/completions",
+  },
+};
+
+/**
  * Throw a 400 `unsupported_field` naming the first field of `body` the node cannot honour
- * (`tools`, `response_format`, `logit_bias`, ...). `null` counts as absent.
+ * (`tools`, `response_format`, `logit_bias`, `veriflow_input` on chat, ...). `null` counts as
+ * absent.
  */
 export function refuseUnsupportedFields(
   body: Record<string, unknown>,
   endpoint: "completions" | "chat",
 ): void {
-  const table = endpoint === "completions" ? COMPLETION_UNSUPPORTED_FIELDS : UNSUPPORTED_FIELDS;
+  const table = endpoint === "completions"
+    ? COMPLETION_UNSUPPORTED_FIELDS
+    : CHAT_UNSUPPORTED_FIELDS;
   for (const [field, rule] of Object.entries(table)) {
     const value = body[field];
     if (value === undefined || value === null || rule.harmless(value)) continue;

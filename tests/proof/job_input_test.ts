@@ -18,9 +18,11 @@ import { jobId, type TextJob, textJobSchema } from "../../protocols/job.ts";
 import {
   isJobInputCid,
   type JobInputReader,
+  jobInputRoom,
   jobPromptText,
   MAX_JOB_INPUT_BYTES,
 } from "../../protocols/job_input.ts";
+import { maxPromptTokens } from "../../inference/remote_port.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { checkFraudProof } from "../../proof/fraud_check.ts";
 import { type ServedProof, signServedProof } from "../../proof/served_proof.ts";
@@ -238,4 +240,13 @@ Deno.test("a worker refuses a job whose input it cannot use: no storage, stored 
   } finally {
     await system.shutdown();
   }
+});
+
+Deno.test("a router believes a worker's prompt-token count up to the input's room more for a job with an input: it reads the input's text too", () => {
+  const plain: TextJob = { kind: "text", model: "m", prompt: "Then ", params: PARAMS, nonce: "n" };
+  assert.equal(maxPromptTokens(plain), 6);
+  const withInput = inputJob("m");
+  // The stored text alone is longer than the prompt: a count of both is the worker's truth.
+  assert.ok(maxPromptTokens(withInput) >= STORED.length + "Then ".length);
+  assert.equal(maxPromptTokens(withInput), 6 + jobInputRoom(withInput));
 });

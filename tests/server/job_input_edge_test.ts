@@ -98,3 +98,30 @@ Deno.test("WS infer with input streams the same tokens as the stored text sent i
     }
   });
 });
+
+Deno.test("review s54: veriflow_input on /v1/chat/completions is a 400 unsupported_field, not a chat answer that ignored the file", async () => {
+  await withApp(async (app) => {
+    const chat = async (body: Record<string, unknown>) => {
+      const response = await app.fetch(
+        new Request("http://127.0.0.1/v1/chat/completions", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            max_tokens: 4,
+            seed: 3,
+            messages: [{ role: "user", content: "Summarize the file." }],
+            ...body,
+          }),
+        }),
+        { remoteAddr: LOOPBACK },
+      );
+      return { status: response.status, body: await response.json() };
+    };
+    const refused = await chat({ veriflow_input: INPUT });
+    assertEquals(refused.status, 400, JSON.stringify(refused.body));
+    assertEquals(refused.body.error.code, "unsupported_field");
+    assertEquals(refused.body.error.param, "veriflow_input");
+    // null asks for nothing, as for the other refused fields.
+    assertEquals((await chat({ veriflow_input: null })).status, 200);
+  });
+});
