@@ -40,13 +40,17 @@ Deno.test("a replacement worker whose load never ends is taken for hung after st
     await assert.rejects(async () => {
       while (!(await reader.read()).done) { /* the chunks computed before the crash */ }
     }, ModelWorkerError);
-    await eventually(() => Deno.statSync(`${FLAGS}/load-held`), "the replacement loading");
+    // Real time (the pool's stall watch reads `performance.now`): the hung load is given up after
+    // stallMs or 4 × the first load's time, which a busy machine stretches past the default wait.
+    const slow = { timeoutMs: 60_000 };
+    await eventually(() => Deno.statSync(`${FLAGS}/load-held`), "the replacement loading", slow);
     // Opened while the only worker's replacement hangs in its load: its first step waits.
     const during = collect(model.generate(PROMPT, GREEDY));
     during.catch(() => {}); // awaited below
     await eventually(
       () => events.some((e) => e.type === "restarted"),
       "a replacement that runs (the hung one given up as stalled)",
+      slow,
     );
     assert.deepEqual((await during).map((c) => c.tokenId), expected);
     assert.deepEqual(events.map((e) => e.type), ["crashed", "crashed", "restarted"]);

@@ -4,6 +4,7 @@
  * training runs. No real-time sleep races a deadline: the rounds' deadlines are far away and the
  * tests only poll for an effect.
  */
+import { sha256Hex } from "../../protocols/hash.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ActorSystem } from "../../actors/actor_system.ts";
@@ -61,7 +62,8 @@ function craftedReport(identity: Identity, body: RoundBody, delta: Uint8Array): 
     hyper: body.hyper,
     samplesRoot: "01".repeat(32),
     sampleCount: body.steps * body.hyper.batchSize,
-    checkpointsRoot: "02".repeat(32),
+    // Each trainer's own (made-up) work: a round pays one piece of work once (`duplicate_work`).
+    checkpointsRoot: sha256Hex(identity.publicKey),
     shardRoot: SHARD_ROOT,
     shardSize: SHARD_SIZE,
     losses: Array.from({ length: body.steps }, () => 3),
@@ -71,9 +73,12 @@ function craftedReport(identity: Identity, body: RoundBody, delta: Uint8Array): 
   return { receipt, delta };
 }
 
+/** Trainers crafted so far: each one's delta differs a little from the others'. */
+let crafted = 0;
+
 /** A trainer that answers every round with a crafted report. */
 function craftedTrainer(identity: Identity): { connection: Connection } {
-  const delta = constantDelta(0.01);
+  const delta = constantDelta(0.01 * (1 + crafted++ / 1000));
   return trainerConnection(
     identity,
     (body) => Promise.resolve(craftedReport(identity, body, delta)),
