@@ -337,10 +337,9 @@ export {
   type WeightTensor,
   writeTrainedModel,
 } from "./training/gpt_weights.ts";
+export { DEFAULT_LOCAL_HYPER_PARAMS, type LocalHyperParams } from "./training/hyper_params.ts";
 export {
-  DEFAULT_LOCAL_HYPER_PARAMS,
   evaluateLoss,
-  type LocalHyperParams,
   type LocalTrainingOptions,
   type LocalTrainingResult,
   trainLocal,

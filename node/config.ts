@@ -34,7 +34,7 @@ import {
   MAX_ROUND_STEPS,
   MAX_WIRE_MODEL_PARAMETERS,
 } from "../protocols/training_messages.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../training/hyper_params.ts";
 
 // Numbers as an operator writes them, read the same way by every command (`number_flags.ts`).
 export { notDecimalNumber, notWholeNumber, parseDecimalNumber, parseWholeNumber };

@@ -52,7 +52,7 @@ import { isCid } from "./cid.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { gptWeightShapes } from "../training/gpt_weights.ts";
 import { int8DeltaBytes } from "../training/int8_delta.ts";
-import type { LocalHyperParams } from "../training/local_trainer.ts";
+import type { LocalHyperParams } from "../training/hyper_params.ts";
 import {
   LocalHyperParamsSchema,
   type TrainingReceipt,

@@ -40,7 +40,7 @@ import { sha256Hex } from "../protocols/hash.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { type GptWeights, gptWeightShapes } from "./gpt_weights.ts";
 import { decodeRoundDelivery, encodeRoundDelivery, type RoundDelivery } from "./round_delivery.ts";
-import type { LocalHyperParams } from "./local_trainer.ts";
+import type { LocalHyperParams } from "./hyper_params.ts";
 import type { OuterHyperParams } from "./outer_step.ts";
 import type { ModelUpdate } from "./round_models.ts";
 import type { RoundRecord } from "./round_coordinator.ts";

@@ -65,11 +65,7 @@ import {
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import type { TextShard } from "./brown_corpus.ts";
 import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
-import {
-  DEFAULT_LOCAL_HYPER_PARAMS,
-  evaluateLoss,
-  type LocalHyperParams,
-} from "./local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS, type LocalHyperParams } from "./hyper_params.ts";
 import type { RoundModel, RoundModels } from "./round_models.ts";
 import { aggregateRound } from "./training_round.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "./outer_step.ts";
@@ -78,7 +74,7 @@ import { type JoinedTrainer, JoinedTrainers } from "./joined_trainers.ts";
 import type { RoundDelivery } from "./round_delivery.ts";
 import { TrainingError } from "./training_error.ts";
 import { decodeFittingDelta } from "./int8_delta.ts";
-import { useTrainingBackend } from "./tf_backend.ts";
+import { loadTrainingEngine } from "./training_engine.ts";
 import { verifyTrainingReceipt } from "./training_receipt.ts";
 import { signOutcome } from "./signed_outcome.ts";
 import type { ChallengeOutcome, TrainingValidatorMessage } from "./training_validator.ts";
@@ -848,6 +844,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     const heldOut = this.#options.heldOut;
     if (heldOut === undefined) return undefined;
     const sampleBytes = this.#hyper.sampleBytes;
+    const { evaluateLoss, useTrainingBackend } = await loadTrainingEngine();
     await useTrainingBackend("wasm");
     const loss = await evaluateLoss(this.#options.arch, weights, heldOut, {
       sampleBytes,

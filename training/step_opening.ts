@@ -27,7 +27,8 @@ import { sha256Hex, toHex } from "../protocols/hash.ts";
 import { type Identity, verifySignature } from "../protocols/identity.ts";
 import { openInput, type SealedInput, sealInput } from "../proof/private_input.ts";
 import { batchIndices, sampleAt, type TextShard } from "./brown_corpus.ts";
-import { type LocalHyperParams, runTrainingStep } from "./local_trainer.ts";
+import { loadTrainingEngine } from "./training_engine.ts";
+import type { LocalHyperParams } from "./hyper_params.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
 import {
   type TrainingChallenge,
@@ -293,6 +294,7 @@ export async function traceState(
   if (!state) throw new TrainingError("trace_diverged", `no kept state at or before ${k}`);
   for (let s = from; s < k; s++) {
     const samples = batchBytes(trace, s);
+    const { runTrainingStep } = await loadTrainingEngine();
     state = (await runTrainingStep(trace.arch, trace.hyper, state, samples, s, trace.backend))
       .state;
     if (opened && s + 1 < k) {
@@ -332,6 +334,7 @@ export async function buildStepOpenings(
     let after = trace.kept.get(k + 1) ?? opened?.get(k + 1);
     if (!after) {
       const samples = batchBytes(trace, k);
+      const { runTrainingStep } = await loadTrainingEngine();
       after = (await runTrainingStep(trace.arch, trace.hyper, before, samples, k, trace.backend))
         .state;
       if (trainingStateHash(trace.arch, after) !== trace.stateHashes[k + 1]) {

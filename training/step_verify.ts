@@ -22,7 +22,8 @@ import { decodeCheckedCbor } from "../protocols/cbor_guard.ts";
 import { batchIndices } from "./brown_corpus.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import { decodeInt8Delta, type Int8Tensor, nonCanonicalRow, unfitTensors } from "./int8_delta.ts";
-import { type LocalHyperParams, runTrainingStep } from "./local_trainer.ts";
+import { loadTrainingEngine } from "./training_engine.ts";
+import type { LocalHyperParams } from "./hyper_params.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
 import type { TrainingChallenge } from "./training_challenge.ts";
 import { trainingChallengeId } from "./training_challenge.ts";
@@ -346,6 +347,7 @@ export async function checkVerifiedStep(
     }
     updateUlps = u.ulps;
   }
+  const { runTrainingStep } = await loadTrainingEngine();
   const rerun = await runTrainingStep(
     arch,
     receipt.hyper,

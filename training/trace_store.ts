@@ -28,7 +28,7 @@ import { writeFileDurably } from "../proof/_durable_file.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { TextShard } from "./brown_corpus.ts";
-import type { LocalHyperParams } from "./local_trainer.ts";
+import type { LocalHyperParams } from "./hyper_params.ts";
 import type { TrainingTrace } from "./step_opening.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
 import { DEFAULT_OPENING_DEADLINE_MS } from "./training_challenge.ts";

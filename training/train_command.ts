@@ -34,11 +34,8 @@ import {
 } from "../node/number_flags.ts";
 import { loadBrownCorpus, splitCorpus, type TextShard } from "./brown_corpus.ts";
 import { gptModelId, type GptWeights, seededGptWeights, writeTrainedModel } from "./gpt_weights.ts";
-import {
-  DEFAULT_LOCAL_HYPER_PARAMS,
-  evaluateLoss,
-  type LocalHyperParams,
-} from "./local_trainer.ts";
+import { evaluateLoss } from "./local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS, type LocalHyperParams } from "./hyper_params.ts";
 import type { OuterHyperParams } from "./outer_step.ts";
 import { type TrainingBackend, useTrainingBackend } from "./tf_backend.ts";
 import { aggregateRound } from "./training_round.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 import { GPT_MODEL_SIZES } from "../inference/model_builder.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "./local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "./hyper_params.ts";
 
 /**
  * Held-out samples evaluated after each round by default: enough for a curve that moves

@@ -19,7 +19,7 @@ import type { Identity } from "../protocols/identity.ts";
 import type { TextShard } from "./brown_corpus.ts";
 import type { GptWeights } from "./gpt_weights.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
-import type { LocalHyperParams } from "./local_trainer.ts";
+import type { LocalHyperParams } from "./hyper_params.ts";
 import {
   trainAndSign,
   type TrainAndSignOptions,

@@ -56,7 +56,7 @@ import {
 import type { TextShard } from "./brown_corpus.ts";
 import { KeptCborFile } from "../proof/_kept_cbor_file.ts";
 import { DEFAULT_TRACE_RETAIN_MS } from "./trace_store.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "./local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "./hyper_params.ts";
 import type { RoundModels } from "./round_models.ts";
 import { TrainingError } from "./training_error.ts";
 import { ChallengeMismatchError } from "./step_opening.ts";

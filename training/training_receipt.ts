@@ -17,7 +17,7 @@ import { encodeCanonical } from "../protocols/cbor.ts";
 import { sha256, sha256Hex, toHex } from "../protocols/hash.ts";
 import { type Identity, verifySignature } from "../protocols/identity.ts";
 import { merkleRoot } from "../proof/merkle.ts";
-import type { LocalHyperParams } from "./local_trainer.ts";
+import type { LocalHyperParams } from "./hyper_params.ts";
 
 /** Version of the training receipt format. */
 export const TRAINING_RECEIPT_VERSION = 2;

@@ -15,7 +15,8 @@ import type { Identity } from "../protocols/identity.ts";
 import type { TextShard } from "./brown_corpus.ts";
 import { type GptWeights, writeTrainedModel } from "./gpt_weights.ts";
 import { decodeFittingDelta, deltaHash, encodeInt8Delta, quantizeDelta } from "./int8_delta.ts";
-import { type LocalHyperParams, trainLocal } from "./local_trainer.ts";
+import { loadTrainingEngine } from "./training_engine.ts";
+import type { LocalHyperParams } from "./hyper_params.ts";
 import type { TrainingBackend } from "./tf_backend.ts";
 import {
   DEFAULT_OUTER_HYPER_PARAMS,
@@ -89,6 +90,7 @@ export interface TrainAndSignResult {
  */
 export async function trainAndSign(options: TrainAndSignOptions): Promise<TrainAndSignResult> {
   const keepEvery = options.keepEvery ?? DEFAULT_KEEP_EVERY;
+  const { trainLocal } = await loadTrainingEngine();
   const result = await trainLocal({
     arch: options.arch,
     start: options.start,

@@ -15,7 +15,7 @@ import {
   RoundMessage,
   TRAINING_PROTOCOL,
 } from "../../protocols/training_messages.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { TEST_ARCH } from "../training/_fixtures.ts";
 
 const cid = cidOf(new TextEncoder().encode("a model"));

@@ -20,7 +20,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { signStakePledge } from "../../protocols/stake_pledge.ts";
 import { ChallengeMessage, OpeningPartMessage } from "../../protocols/training_messages.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { ChallengeEndings } from "../../training/_challenge_endings.ts";
 import { ChallengedReceipts } from "../../training/_challenged_receipts.ts";

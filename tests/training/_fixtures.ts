@@ -1,7 +1,7 @@
 /** Shared small configuration of the training tests: a model that trains in seconds. */
 import type { GptArchitecture } from "../../inference/model_builder.ts";
 import type { RoundBody } from "../../protocols/training_messages.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { type CorpusSplit, loadBrownCorpus, splitCorpus } from "../../training/brown_corpus.ts";
 
 /** One block, width 32: ~30 k parameters, about 0.1 s a step on one core (wasm). */

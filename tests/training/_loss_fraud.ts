@@ -4,7 +4,7 @@
  */
 import { Identity } from "../../protocols/identity.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import {
   checkpointPath,
   checkpointsRootOf,

@@ -1,7 +1,7 @@
 /** A validly signed training receipt with no delta behind it, for tests of gossip and outcomes. */
 import { Identity } from "../../protocols/identity.ts";
 import { toHex } from "../../protocols/hash.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { dataSeedOf } from "../../training/round_coordinator.ts";
 import { signTrainingReceipt, type TrainingReceipt } from "../../training/training_receipt.ts";
 import { TEST_HYPER } from "./_fixtures.ts";

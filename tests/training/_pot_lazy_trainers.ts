@@ -13,11 +13,8 @@ import {
 import type { TextShard } from "../../training/brown_corpus.ts";
 import type { GptWeights } from "../../training/gpt_weights.ts";
 import { deltaHash, encodeInt8Delta, quantizeDelta } from "../../training/int8_delta.ts";
-import {
-  DEFAULT_LOCAL_HYPER_PARAMS,
-  type LocalHyperParams,
-  trainLocal,
-} from "../../training/local_trainer.ts";
+import { trainLocal } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS, type LocalHyperParams } from "../../training/hyper_params.ts";
 import type { TrainingTrace } from "../../training/step_opening.ts";
 import type { TrainerReport } from "../../training/training_round.ts";
 import {

@@ -6,7 +6,7 @@
  * @module
  */
 import { deltaHash, encodeInt8Delta, quantizeDelta } from "../../training/int8_delta.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import type { TrainFunction } from "../../training/trainer_service.ts";
 import { signTrainingReceipt, TRAINING_RECEIPT_VERSION } from "../../training/training_receipt.ts";
 import type { TrainingTrace } from "../../training/step_opening.ts";

@@ -30,7 +30,7 @@ import { type CoordinatorRun, CoordinatorState } from "../../training/coordinato
 import { RoundModels } from "../../training/round_models.ts";
 import { JoinedTrainers } from "../../training/joined_trainers.ts";
 import { type GptWeights, seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "../../training/outer_step.ts";
 import type { TrainingError } from "../../training/training_error.ts";
 import type { TrainingValidatorStats } from "../../training/training_validator.ts";

@@ -4,7 +4,8 @@ import { sealInput } from "../../proof/private_input.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { gptModelId, seededGptWeights } from "../../training/gpt_weights.ts";
 import { batchIndices, sampleAt } from "../../training/brown_corpus.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS, runTrainingStep } from "../../training/local_trainer.ts";
+import { runTrainingStep } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { commitShard } from "../../training/training_state.ts";
 import {
   buildStepOpenings,

@@ -22,7 +22,7 @@ import {
 } from "../../protocols/training_messages.ts";
 import { type GptWeights, gptWeightShapes, seededGptWeights } from "../../training/gpt_weights.ts";
 import { deltaHash, encodeInt8Delta, quantizeDelta } from "../../training/int8_delta.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import {
   type CoordinatorMessage,
   dataSeedOf,

@@ -28,7 +28,7 @@ import {
 } from "../../training/trainer_service.ts";
 import { Ledger } from "../../proof/ledger.ts";
 import { gptModelId, seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import type { SealedStepOpenings } from "../../training/step_opening.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
 import { InProcessTrainerEngine, type TrainFunction } from "../../training/trainer_engine.ts";

@@ -28,7 +28,7 @@ import {
 import { RoundModels } from "../../training/round_models.ts";
 import { type GptWeights, gptWeightShapes, seededGptWeights } from "../../training/gpt_weights.ts";
 import { type CoordinatorRun, CoordinatorState } from "../../training/coordinator_state.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "../../training/outer_step.ts";
 import { deltaHash, encodeInt8Delta, quantizeDelta } from "../../training/int8_delta.ts";
 import { signTrainingReceipt, TRAINING_RECEIPT_VERSION } from "../../training/training_receipt.ts";

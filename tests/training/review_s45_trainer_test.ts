@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { gptModelId, seededGptWeights } from "../../training/gpt_weights.ts";
 import { batchIndices, sampleAt } from "../../training/brown_corpus.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS, runTrainingStep } from "../../training/local_trainer.ts";
+import { runTrainingStep } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import {
   commitShard,
   startTrainingState,

@@ -19,7 +19,7 @@ import type { OutcomeBody } from "../../protocols/training_messages.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { KeptLastSteps } from "../../training/_kept_last_steps.ts";
 import { InProcessTrainerEngine, type TrainFunction } from "../../training/trainer_engine.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { TEST_ARCH, TEST_HYPER } from "./_fixtures.ts";
 import { shuffledDeltaTrainer } from "./_shuffled_delta.ts";

@@ -21,7 +21,7 @@ import {
 } from "../../protocols/training_messages.ts";
 import { servePeer } from "../../network/peer_services.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
   type RoundAccepted,

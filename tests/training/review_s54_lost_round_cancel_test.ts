@@ -14,7 +14,7 @@ import { ActorSystem } from "../../actors/actor_system.ts";
 import { Identity } from "../../protocols/identity.ts";
 import type { ReportBody, RoundBody } from "../../protocols/training_messages.ts";
 import { gptModelId, seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import { WorkerTrainerEngine } from "../../training/trainer_engine.ts";
 import {

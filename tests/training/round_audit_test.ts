@@ -34,7 +34,7 @@ import {
   type TrainerMessage,
   TrainerService,
 } from "../../training/trainer_service.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { signOutcome } from "../../training/signed_outcome.ts";
 import { eventually } from "../_helpers/wait.ts";
 import { spawnStakesLedger } from "./_stakes_ledger.ts";

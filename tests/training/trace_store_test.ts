@@ -9,7 +9,7 @@ import { Identity } from "../../protocols/identity.ts";
 import { gptModelId, seededGptWeights } from "../../training/gpt_weights.ts";
 import { openChallengedSteps, type SealedStepOpenings } from "../../training/step_opening.ts";
 import { checkStepOpenings } from "../../training/step_check.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { TraceStore } from "../../training/trace_store.ts";
 import {
   InProcessTrainerEngine,

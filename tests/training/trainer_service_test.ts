@@ -16,7 +16,7 @@ import { toHex } from "../../protocols/hash.ts";
 import type { RoundBody } from "../../protocols/training_messages.ts";
 import type { Account } from "../../proof/ledger.ts";
 import { seededGptWeights } from "../../training/gpt_weights.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { RoundModels } from "../../training/round_models.ts";
 import {
   type ChallengeAccepted,

@@ -25,7 +25,7 @@ import {
   type TrainingValidatorMessage,
   type TrainingValidatorStats,
 } from "../../training/training_validator.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import { bytesEqual } from "../../protocols/bytes_equal.ts";
 import { encodeCanonical } from "../../protocols/cbor.ts";
 import { toHex } from "../../protocols/hash.ts";

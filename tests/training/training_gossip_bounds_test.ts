@@ -37,7 +37,7 @@ import { eventually } from "../_helpers/wait.ts";
 import { spawnStakesLedger } from "./_stakes_ledger.ts";
 import { placeholderReceipt } from "./_placeholder_receipt.ts";
 import { TEST_ARCH } from "./_fixtures.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 
 const parameters = (arch: Parameters<typeof gptWeightShapes>[0]) =>
   gptWeightShapes(arch).reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);

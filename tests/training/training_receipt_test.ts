@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Identity } from "../../protocols/identity.ts";
 import { sha256Hex } from "../../protocols/hash.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import {
   samplesRootOf,
   signTrainingReceipt,

@@ -4,7 +4,8 @@ import { gptModelBytes } from "../../inference/model_builder.ts";
 import { TextModel } from "../../inference/text_model.ts";
 import { DEFAULT_GENERATION_PARAMS } from "../../protocols/job.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { DEFAULT_LOCAL_HYPER_PARAMS, evaluateLoss } from "../../training/local_trainer.ts";
+import { evaluateLoss } from "../../training/local_trainer.ts";
+import { DEFAULT_LOCAL_HYPER_PARAMS } from "../../training/hyper_params.ts";
 import {
   gptModelBytesFromWeights,
   gptModelId,
