@@ -4,13 +4,15 @@
  * received two generation steps never ends. That is a step its batcher computes ahead of the
  * caller (`_batch_decoder.ts`, "Running ahead"): the requests for the steps before it have been
  * answered already. The worker writes `?flag=PATH` when it hangs, and a worker started once that
- * file exists (a replacement) runs as the real one; only `terminate()` stops the hung one.
+ * file exists (a replacement) runs as the real one. The hung thread blocks, not spinning (see
+ * `_hang.ts`).
  *
  * @module
  */
 import * as ort from "onnxruntime-node";
 import "../../inference/_model_worker.ts";
 import { eachMessage } from "../../inference/_batched_post.ts";
+import { hangForever } from "./_hang.ts";
 
 const flag = new URL(import.meta.url).searchParams.get("flag");
 const scope = globalThis as unknown as {
@@ -48,7 +50,7 @@ prototype.run = function (this: ort.InferenceSession, ...args: Parameters<typeof
     return new Promise(() => {
       setTimeout(() => {
         if (flag) Deno.writeTextFileSync(flag, "");
-        for (;;) { /* the graph that never ends */ }
+        hangForever(); // the graph that never ends (blocked, not spinning: see `_hang.ts`)
       });
     });
   }
