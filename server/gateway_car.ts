@@ -11,20 +11,25 @@
  * cut a CAR after its `200`, as the spec allows.
  *
  * A `HEAD` walks what its `GET` would walk but writes nothing and reads no leaf: its
- * `Content-Length` is counted from the nodes it reads and the sizes their links record.
+ * `Content-Length` is counted from the nodes it reads and the sizes their links record. A
+ * manifest's chunks are sized by nothing it reads (a private one seals its chunk size): a `HEAD`
+ * of a CAR that holds them says no length, as its `GET`, which streams, says none
+ * (`serve.ts` keeps the runtime from sending `Content-Length: 0` in its place).
  *
  * @module
  */
-import { DAG_CBOR_CODEC, identityBlock, RAW_CODEC } from "../protocols/cid.ts";
+import { DAG_CBOR_CODEC, identityBlock, RAW_CODEC, storageKey } from "../protocols/cid.ts";
 import { untilCancelled } from "./cancellable_body.ts";
 import { VeriflowError } from "../protocols/errors.ts";
 import { isManifest } from "../protocols/manifest.ts";
+import { chunksReferencedBy } from "../storage/dag_links.ts";
 import {
   CAR_MEDIA_TYPE,
   carLength,
   type CarScope,
   exportCar,
   type ExportCarOptions,
+  type ReadBlock,
 } from "../storage/car.ts";
 import { decodeUnixfs } from "../storage/unixfs.ts";
 import {
@@ -98,14 +103,20 @@ export async function carResponse(
     etag,
   };
   if (head || range !== undefined) {
-    // A byte range's walk, made before a byte is sent; a HEAD's length, without the CAR. (A HEAD
-    // without a length would not do: Hono answers one with its GET's headers and no body, and the
-    // runtime then sends `Content-Length: 0`, which the GET contradicts.)
+    // A byte range's walk, made before a byte is sent; a HEAD's length, without the CAR, or none
+    // where only reading a manifest's chunks would tell it (their bytes are the GET's to read).
     const length = await checkedWalk(
-      carLength(cid, request.readBlock, { ...car, signal }),
+      carLength(cid, head ? sizedOnly(request.readBlock) : request.readBlock, { ...car, signal }),
       bytes?.text,
-    );
-    if (head) return new Response(null, { headers: { ...headers, "content-length": `${length}` } });
+    ).catch((error) => {
+      if (error instanceof UnsizedLeaf) return undefined;
+      throw error;
+    });
+    if (head) {
+      return new Response(null, {
+        headers: length === undefined ? headers : { ...headers, "content-length": `${length}` },
+      });
+    }
   }
   // Stopped when the client goes away by the body's cancel, not `request.signal` (which Deno
   // also aborts after a successful response: `cancellable_body.ts`).
@@ -162,6 +173,27 @@ async function isLegacyManifest(request: GatewayRequest, cid: string): Promise<b
   if (codecOf(cid) !== RAW_CODEC) return false;
   const info = await statOf(request.source(cid), cid);
   return info === undefined || info.chunks.length !== 1 || info.chunks[0] !== cid;
+}
+
+/** What {@link sizedOnly}'s reader throws in place of reading a chunk a manifest lists. */
+class UnsizedLeaf extends Error {}
+
+/**
+ * `read` for a `HEAD`'s `carLength`, which reads a leaf only when no link records its size: a
+ * manifest's chunks (a private manifest seals its chunk size, and even a public one's last chunk
+ * is its own length). Refused with {@link UnsizedLeaf} rather than read: the length is not worth
+ * the whole file (fetched from the storage peers, maybe), and the `GET` sends none either. A
+ * manifest is known by its bytes as the walk reads it, before its chunks are listed.
+ */
+function sizedOnly(read: ReadBlock): ReadBlock {
+  /** Storage keys of the chunks of the manifests read. */
+  const chunks = new Set<string>();
+  return async (cid, signal) => {
+    if (chunks.has(storageKey(cid))) throw new UnsizedLeaf(cid);
+    const bytes = await read(cid, signal);
+    for (const chunk of chunksReferencedBy(bytes)) chunks.add(storageKey(chunk));
+    return bytes;
+  };
 }
 
 /**

@@ -21,6 +21,9 @@
  * once begun, so past the deadline it is left to finish by itself (or with the process), and the
  * log says so once.
  *
+ * A `HEAD`'s answer that names no `Content-Length` goes without one, never with the runtime's
+ * `Content-Length: 0` for its missing body (`headWithoutLength`).
+ *
  * @module
  */
 import { EdgeError, errorResponse } from "./http_errors.ts";
@@ -263,7 +266,8 @@ export function serve(options: ServeOptions): RunningServer {
     requests.add(info.completed);
     if (drains.draining) return shuttingDown();
     drainsOf.set(request, drains);
-    return answeredBeforeTimeUp(options.app.fetch(request, info), drains.timeUpSignal);
+    const answer = answeredBeforeTimeUp(options.app.fetch(request, info), drains.timeUpSignal);
+    return request.method === "HEAD" ? Promise.resolve(answer).then(headWithoutLength) : answer;
   });
   const { port } = server.addr;
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
@@ -324,6 +328,27 @@ export function serve(options: ServeOptions): RunningServer {
       return stopping;
     },
   };
+}
+
+/** Statuses whose answer never has a body (the Fetch spec's null body statuses). */
+const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
+
+/**
+ * A `HEAD`'s answer that names no length, with an empty body that is never sent, so that the
+ * runtime sends no `Content-Length` either. Hono answers a `HEAD` with its `GET`'s headers and no
+ * body, and for no body `Deno.serve` sends `Content-Length: 0`, which contradicts a `GET` that
+ * streams its body, or whose length the runtime counts: RFC 9110 §8.6 allows a `HEAD` no length,
+ * never a wrong one. An answer that names its length keeps it.
+ */
+function headWithoutLength(response: Response): Response {
+  if (
+    response.body !== null || response.headers.has("content-length") ||
+    NULL_BODY_STATUSES.has(response.status)
+  ) {
+    return response;
+  }
+  const empty = new ReadableStream<Uint8Array>({ start: (controller) => controller.close() });
+  return new Response(empty, response);
 }
 
 /** Whether `work` settles within `ms`. */
