@@ -4,7 +4,11 @@
  *
  * @module
  */
-import { DEFAULT_DATA_DIR } from "./default_data_dir.ts";
+import {
+  DEFAULT_DATA_DIR,
+  SHELL_HOME_REFUSAL as NO_TILDE,
+  startsAtShellHome,
+} from "./default_data_dir.ts";
 import { z } from "zod";
 import { VeriflowError } from "../protocols/errors.ts";
 import { nearestName } from "./nearest_name.ts";
@@ -94,17 +98,9 @@ const MODEL_DIR_REQUIRED = "expected the directory of an exported model (model.o
   "config.json, tokenizer.json) or a .onnx file, got an empty path; leave it out for the " +
   "built-in model";
 
-/**
- * Said of a path led by `~`: only a shell expands it, and not everywhere (`--data=~/vf`, a
- * systemd `Environment=` line, a JSON file). Taken as it is, the node made a folder named `~` in
- * its working directory (under systemd, `/~`) and kept its key and ledger there.
- */
-const NO_TILDE = "starts with ~, which only a shell expands (not after = nor in a file or a " +
-  "service's environment): write the full path, such as /home/you/.veriflow";
-
-/** Whether `path` is free of a leading `~` ({@link NO_TILDE}). */
+/** Whether `path` is free of a leading `~` (`SHELL_HOME_REFUSAL`, in `default_data_dir.ts`). */
 function notShellHome(path: string): boolean {
-  return !path.startsWith("~");
+  return !startsAtShellHome(path);
 }
 
 /**
@@ -894,8 +890,18 @@ export function parseNodeConfig(
   return result.data;
 }
 
-/** Read a JSON configuration file (not yet validated: a layer for {@link resolveNodeConfig}). */
+/**
+ * Read a JSON configuration file (not yet validated: a layer for {@link resolveNodeConfig}); a
+ * path led by `~` is refused like a configured one (`SHELL_HOME_REFUSAL`).
+ */
 export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  if (startsAtShellHome(path)) {
+    // Refused as such: "no such file" sent the operator looking for a file that is there.
+    throw new ConfigError(
+      `configuration file ${path} ${NO_TILDE} (check the path given to --config or ` +
+        `VERIFLOW_CONFIG)`,
+    );
+  }
   let text: string;
   try {
     text = await Deno.readTextFile(path);

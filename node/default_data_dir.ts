@@ -3,18 +3,44 @@
  * (the variable `start` reads for `dataDir`), else `.veriflow`. So `cli.ts put` beside a node
  * started with that variable writes into the node's store, not a `./.veriflow` of its own.
  *
+ * Also the one rule on paths an operator configures ({@link startsAtShellHome}): `config.ts`
+ * applies it to `dataDir` and `model.dir`, `server/edge_config.ts` to `http.apiKeysFile`.
+ *
  * @module
  */
+import { VeriflowError } from "../protocols/errors.ts";
 
 /** The node's default data directory (`config.ts`'s `dataDir`). */
 export const DEFAULT_DATA_DIR = ".veriflow";
 
 /**
+ * Said of a configured path led by `~`: only a shell expands it, and not everywhere
+ * (`--data=~/vf`, a systemd `Environment=` line, a JSON file). Taken as it is, the node made a
+ * folder named `~` in its working directory (under systemd, `/~`) and kept its key and ledger
+ * there. Refused rather than expanded: the home of the user a service runs as is seldom the
+ * one the operator had in mind.
+ */
+export const SHELL_HOME_REFUSAL: string =
+  "starts with ~, which only a shell expands (not after = nor " +
+  "in a file or a service's environment): write the full path, such as /home/you/.veriflow";
+
+/** Whether `path` is led by `~` ({@link SHELL_HOME_REFUSAL}); a `~` elsewhere is a name. */
+export function startsAtShellHome(path: string): boolean {
+  return path.startsWith("~");
+}
+
+/**
  * `VERIFLOW_DATA_DIR` when it is set and may be read (a command run without `--allow-env`
  * falls back quietly), else {@link DEFAULT_DATA_DIR}.
+ * @throws {VeriflowError} `invalid_config`: the variable is led by `~`
+ *   ({@link SHELL_HOME_REFUSAL}), as `start` refuses it.
  */
 export function defaultDataDir(): string {
   const query = { name: "env", variable: "VERIFLOW_DATA_DIR" } as const;
   if (Deno.permissions.querySync(query).state !== "granted") return DEFAULT_DATA_DIR;
-  return Deno.env.get("VERIFLOW_DATA_DIR") || DEFAULT_DATA_DIR;
+  const dir = Deno.env.get("VERIFLOW_DATA_DIR") || DEFAULT_DATA_DIR;
+  if (startsAtShellHome(dir)) {
+    throw new VeriflowError("invalid_config", `VERIFLOW_DATA_DIR ${dir} ${SHELL_HOME_REFUSAL}`);
+  }
+  return dir;
 }

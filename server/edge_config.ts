@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { GENERATION_LIMITS } from "../protocols/job.ts";
 import { API_KEY_CHARS, MIN_API_KEY_CHARS } from "./api_keys.ts";
+import { SHELL_HOME_REFUSAL, startsAtShellHome } from "../node/default_data_dir.ts";
 
 /** The edge's limits and access rules (all fields of the node configuration's `http`). */
 export interface EdgeConfig {
@@ -62,7 +63,10 @@ export interface EdgeConfig {
   allowedHosts: string[];
   /** API keys clients send as `Authorization: Bearer KEY`. */
   apiKeys: string[];
-  /** A file with more API keys, one per line (`#` starts a comment). */
+  /**
+   * A file with more API keys, one per line (`#` starts a comment). A full or relative path, not
+   * one led by `~` (refused: only a shell expands it).
+   */
   apiKeysFile?: string;
   /** Jobs one API key may have running or queued at once (429 `key_concurrency_exceeded`). */
   perKeyConcurrency: number;
@@ -137,7 +141,8 @@ export const edgeConfigFields = {
           "'Authorization: Bearer KEY' (generate one with: openssl rand -hex 24)",
       ),
   ).default([]),
-  apiKeysFile: z.string().min(1).optional(),
+  apiKeysFile: z.string().min(1).refine((path) => !startsAtShellHome(path), SHELL_HOME_REFUSAL)
+    .optional(),
   perKeyConcurrency: z.number().int().min(1).max(100_000).default(EDGE_DEFAULTS.perKeyConcurrency),
   perKeyRequestsPerMinute: z.number().int().min(1).max(1_000_000)
     .default(EDGE_DEFAULTS.perKeyRequestsPerMinute),

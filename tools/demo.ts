@@ -28,6 +28,7 @@
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
 import { StreamClient } from "../client/stream_client.ts";
 import { ensureBuiltinModel } from "../inference/builtin_model.ts";
 import { type LocalTestnet, startLocalTestnet } from "../network/swarm_testnet.ts";
@@ -52,8 +53,12 @@ function parseFlags(args: string[]): { quiet?: boolean } {
 }
 
 const values = parseFlags(Deno.args);
-const CHEATING_WORKER = new URL("../tests/network/_tampered_worker.ts", import.meta.url).pathname;
-const LAZY_TRAINER = new URL("../tests/training/_lazy_trainer.ts", import.meta.url).pathname;
+// File paths, not URL pathnames: those are percent-encoded (a space is `%20`) and named no file
+// in a checkout whose path has a space.
+const CHEATING_WORKER = fileURLToPath(
+  new URL("../tests/network/_tampered_worker.ts", import.meta.url),
+);
+const LAZY_TRAINER = fileURLToPath(new URL("../tests/training/_lazy_trainer.ts", import.meta.url));
 const STEP_TIMEOUT_MS = 60_000;
 
 const say = (text: string) => console.log(`\n▶ ${text}`);

@@ -5,8 +5,13 @@
  *
  * @module
  */
+import { fileURLToPath } from "node:url";
 
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
+/**
+ * A file path, not the URL's `pathname`: that is percent-encoded, and in a checkout under a
+ * folder with a space (`My%20Projects`) it named no file, so no node started.
+ */
+const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
 /** How long a node may take to print a line we wait for (a model load on a busy 2-core box). */
 const LINE_TIMEOUT_MS = 60_000;
 /** `/proc` reports CPU time in USER_HZ ticks, 100 per second on every Linux ABI Deno runs on. */
