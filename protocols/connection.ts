@@ -64,7 +64,7 @@ import {
   UnknownTypeError,
 } from "./protocol_errors.ts";
 import { DEFAULT_MAX_CBOR_DEPTH } from "./cbor_guard.ts";
-import { type ConnectionTimers, SYSTEM_TIMERS } from "./connection_timers.ts";
+import { type ConnectionTimers, MAX_TIMER_MS, SYSTEM_TIMERS } from "./connection_timers.ts";
 import { NegotiatedProtocols, type Protocol, type ProtocolOffer } from "./connection_protocols.ts";
 import type {
   ConnectionOptions,
@@ -242,6 +242,16 @@ export class Connection {
    * @throws {PeerTimeoutError} the peer did not finish the handshake in time.
    */
   static async open(duplex: ByteDuplex, options: OpenConnectionOptions): Promise<Connection> {
+    const handshakeMs = options.handshakeTimeoutMs;
+    if (handshakeMs !== undefined && !(handshakeMs > 0 && handshakeMs <= MAX_TIMER_MS)) {
+      // Before any I/O. 0 is not "never" here, as for idleTimeoutMs: a peer that never proves
+      // its key would hold the socket for ever; taken as a deadline already due, it failed every
+      // handshake over a real transport.
+      throw new RangeError(
+        `handshakeTimeoutMs must be a positive number of milliseconds up to ${MAX_TIMER_MS}, ` +
+          `got ${handshakeMs}`,
+      );
+    }
     const protocols = options.protocols ?? [];
     new NegotiatedProtocols(protocols, []); // throws on overlapping protocols, before any I/O
     const { session, duplex: transport, leftover } = await authenticateTransport(duplex, {

@@ -94,7 +94,12 @@ export interface OpenConnectionOptions extends ConnectionOptions {
    * other types fail with `protocol_not_supported` on this connection, both ways.
    */
   protocols?: readonly Protocol[];
-  /** Give up on the handshake after this long (default: `idleTimeoutMs`, else 5 s). */
+  /**
+   * Give up on the handshake after this long (default: `idleTimeoutMs`, else 5 s). A positive
+   * number of milliseconds up to 2³¹ − 1, else `Connection.open` throws a `RangeError`: unlike
+   * `idleTimeoutMs` and `keepaliveMs`, 0 does not mean "never" (a peer that never proves its key
+   * would hold the socket for ever).
+   */
   handshakeTimeoutMs?: number;
 }
 

@@ -14,6 +14,9 @@
  * @module
  */
 
+/** The longest delay a timer takes (a longer one fires at once: setTimeout's 32-bit bound). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** A monotonic clock in milliseconds and one-shot timers on it. */
 export interface ConnectionTimers {
   /** Current time in milliseconds (monotonic; only differences matter). */
