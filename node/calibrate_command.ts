@@ -33,7 +33,7 @@ import { JOB_PRECISIONS, type JobPrecision } from "../protocols/job.ts";
 import { parseWholeNumber } from "./number_flags.ts";
 import { flagProblem } from "./_unknown_flag.ts";
 import type { ExecutionProvider } from "../inference/_session.ts";
-import { defaultDataDir } from "./default_data_dir.ts";
+import { commandDataDir } from "./default_data_dir.ts";
 import { CALIBRATE_USAGE } from "./calibrate_help.ts";
 
 /** Where the node keeps its data unless told otherwise (as `cli.ts start`). */
@@ -82,7 +82,7 @@ export async function runCalibrate(
     // No defaults here: given beside --model they are refused, so their absence must show.
     "model-size": { type: "string" },
     seed: { type: "string" },
-    data: { type: "string", default: defaultDataDir() },
+    data: { type: "string" },
     jobs: { type: "string", default: "24" },
     tokens: { type: "string", default: "64" },
     threads: { type: "string" },
@@ -104,6 +104,7 @@ export async function runCalibrate(
     console.log(CALIBRATE_USAGE);
     return 0;
   }
+  const dataDir = commandDataDir(values.data);
   // Decimal digits only, as `start` reads numbers: Number() takes "" as 0 and "1e3" as 1000.
   const whole = (text: string | undefined) => {
     const n = text === undefined ? undefined : parseWholeNumber(text);
@@ -161,7 +162,7 @@ export async function runCalibrate(
   }
   let dir = values.model;
   if (dir === undefined) {
-    const modelsDir = join(values.data, "models");
+    const modelsDir = join(dataDir, "models");
     try {
       dir = await ensureBuiltinModel(
         modelsDir,
@@ -225,7 +226,7 @@ export async function runCalibrate(
     );
     return EXIT_FAILURE;
   }
-  const calibrationDir = join(values.data, "calibration");
+  const calibrationDir = join(dataDir, "calibration");
   let path: string;
   try {
     path = await (await CalibrationStore.open(calibrationDir)).save(profile);

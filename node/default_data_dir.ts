@@ -30,17 +30,24 @@ export function startsAtShellHome(path: string): boolean {
 }
 
 /**
- * `VERIFLOW_DATA_DIR` when it is set and may be read (a command run without `--allow-env`
- * falls back quietly), else {@link DEFAULT_DATA_DIR}.
- * @throws {VeriflowError} `invalid_config`: the variable is led by `~`
+ * The data directory a command other than `start` uses: `flag` (its `--data`, as parsed) when
+ * given, else `VERIFLOW_DATA_DIR` when it is set and may be read (a command run without
+ * `--allow-env` falls back quietly), else {@link DEFAULT_DATA_DIR}. The variable is read only
+ * without a flag, as `start` lets `--data` win over it.
+ * @throws {VeriflowError} `invalid_config`: the one used is led by `~`
  *   ({@link SHELL_HOME_REFUSAL}), as `start` refuses it.
  */
-export function defaultDataDir(): string {
-  const query = { name: "env", variable: "VERIFLOW_DATA_DIR" } as const;
-  if (Deno.permissions.querySync(query).state !== "granted") return DEFAULT_DATA_DIR;
-  const dir = Deno.env.get("VERIFLOW_DATA_DIR") || DEFAULT_DATA_DIR;
+export function commandDataDir(flag?: unknown): string {
+  let dir = flag === undefined ? undefined : String(flag);
+  let source = "--data";
+  if (dir === undefined) {
+    const query = { name: "env", variable: "VERIFLOW_DATA_DIR" } as const;
+    if (Deno.permissions.querySync(query).state !== "granted") return DEFAULT_DATA_DIR;
+    dir = Deno.env.get("VERIFLOW_DATA_DIR") || DEFAULT_DATA_DIR;
+    source = "VERIFLOW_DATA_DIR";
+  }
   if (startsAtShellHome(dir)) {
-    throw new VeriflowError("invalid_config", `VERIFLOW_DATA_DIR ${dir} ${SHELL_HOME_REFUSAL}`);
+    throw new VeriflowError("invalid_config", `${source} ${dir} ${SHELL_HOME_REFUSAL}`);
   }
   return dir;
 }

@@ -19,7 +19,7 @@ import { repairLedger } from "../proof/ledger_repair.ts";
 import { LedgerError } from "../proof/ledger_errors.ts";
 import { DataDirLock } from "./data_dir_lock.ts";
 import { CorruptIdentityError, IDENTITY_FILE } from "./node_identity.ts";
-import { defaultDataDir } from "./default_data_dir.ts";
+import { commandDataDir } from "./default_data_dir.ts";
 import { LEDGER_USAGE } from "./ledger_help.ts";
 
 /** Where the command's lines go (the console by default; tests capture them). */
@@ -39,7 +39,7 @@ const CONSOLE: CommandOutput = {
 export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Promise<number> {
   let parsed;
   const options = {
-    data: { type: "string", default: defaultDataDir() },
+    data: { type: "string" },
     json: { type: "boolean" },
     help: { type: "boolean", short: "h" },
   } as const;
@@ -64,7 +64,7 @@ export async function runLedger(args: string[], io: CommandOutput = CONSOLE): Pr
     io.err(`${why === "" ? "" : `error: ${why}\n\n`}${LEDGER_USAGE}`);
     return 2;
   }
-  const dataDir = values.data;
+  const dataDir = commandDataDir(values.data);
   try {
     return action === "verify"
       ? await verify(dataDir, values.json === true, io)

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { toHex } from "../protocols/hash.ts";
 import { IDENTITY_FILE, loadOrCreateIdentity } from "./node_identity.ts";
 import { runBuildModel } from "../inference/build_model_command.ts";
-import { defaultDataDir } from "./default_data_dir.ts";
+import { commandDataDir } from "./default_data_dir.ts";
 import { DataDirNotDirectoryError } from "./data_dir_lock.ts";
 
 const KEYGEN_HELP = `Usage: cli.ts keygen [--data DIR]
@@ -33,7 +33,7 @@ written (the line says which) · 2 bad flags.`;
 
 /** The flags `keygen` takes. */
 const KEYGEN_OPTIONS = {
-  data: { type: "string", default: defaultDataDir() },
+  data: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -50,15 +50,16 @@ export async function runKeygen(args: string[]): Promise<number> {
     console.log(KEYGEN_HELP);
     return 0;
   }
+  const dataDir = commandDataDir(values.data);
   // Said as `start` says it, not as the OS error of a read under a file.
-  if (await Deno.stat(values.data).then((s) => !s.isDirectory, () => false)) {
-    console.error(`error: ${new DataDirNotDirectoryError(values.data).message}`);
+  if (await Deno.stat(dataDir).then((s) => !s.isDirectory, () => false)) {
+    console.error(`error: ${new DataDirNotDirectoryError(dataDir).message}`);
     return 1;
   }
-  const path = join(values.data, IDENTITY_FILE);
+  const path = join(dataDir, IDENTITY_FILE);
   const existed = await Deno.stat(path).then(() => true, () => false);
   try {
-    const identity = await loadOrCreateIdentity(values.data);
+    const identity = await loadOrCreateIdentity(dataDir);
     console.log(toHex(identity.publicKey));
     console.error(existed ? `(the key already in ${path})` : `(new key written to ${path})`);
     return 0;
@@ -68,7 +69,7 @@ export async function runKeygen(args: string[]): Promise<number> {
       existed
         ? `error: ${(error as Error).message}; move ${path} aside to make a new identity (the ` +
           `node's ledger account and stake belong to the old key)`
-        : `error: ${(error as Error).message}; no key was written: check that ${values.data} ` +
+        : `error: ${(error as Error).message}; no key was written: check that ${dataDir} ` +
           `can be created and written (a writable file system, this user's permissions)`,
     );
     return 1;

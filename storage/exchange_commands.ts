@@ -16,7 +16,7 @@ import { FileStore } from "./file_store.ts";
 import { PendingPut } from "./pending_put.ts";
 import { createShareLink, openShareLink, ShareStore } from "./share_links.ts";
 import { existingStoreDir, notInStore, openExistingStore, ownerKey } from "./storage_commands.ts";
-import { defaultDataDir } from "../node/default_data_dir.ts";
+import { commandDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
   failedPut,
@@ -247,5 +247,5 @@ async function readHiddenLine(label: string): Promise<string> {
 }
 
 function dataDir(values: Record<string, unknown>): string {
-  return String(values.data ?? defaultDataDir());
+  return commandDataDir(values.data);
 }

@@ -25,7 +25,7 @@ import { formatBytes, ProgressBar } from "./progress_bar.ts";
 import type { DagEntry, DirectoryEntry } from "./unixfs.ts";
 import { blocksReferencedBy, isDagNode, storedLinks } from "./dag_links.ts";
 import { storageKey } from "../protocols/cid.ts";
-import { defaultDataDir } from "../node/default_data_dir.ts";
+import { commandDataDir } from "../node/default_data_dir.ts";
 import {
   type CommandIo,
   failedPut,
@@ -55,7 +55,7 @@ export async function runPut(args: string[]): Promise<number> {
   if (values.help) return usage(PUT_USAGE, 0);
   if (positionals.length !== 1) return usage(PUT_USAGE, 2);
   const [path] = positionals;
-  const dataDir = String(values.data ?? defaultDataDir());
+  const dataDir = commandDataDir(values.data);
   return await reportErrors(async () => {
     const quota = wholeNumberFlag("--quota", values.quota);
     const mime = values.mime as string | undefined;
@@ -174,7 +174,7 @@ export async function runGet(args: string[], io: CommandIo = {}): Promise<number
   if (values.help) return usage(GET_USAGE, 0);
   if (positionals.length !== 1) return usage(GET_USAGE, 2);
   const [cid] = positionals;
-  const dataDir = String(values.data ?? defaultDataDir());
+  const dataDir = commandDataDir(values.data);
   const output = values.output as string | undefined;
   return await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
@@ -256,7 +256,7 @@ export async function runLs(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   if (values.help) return usage(LS_USAGE, 0);
   if (positionals.length !== 0) return usage(LS_USAGE, 2);
-  const dataDir = String(values.data ?? defaultDataDir());
+  const dataDir = commandDataDir(values.data);
   return await reportErrors(async () => {
     const store = await openExistingStore(dataDir);
     const files = new FileStore(store);
@@ -384,7 +384,7 @@ export async function runGc(args: string[]): Promise<number> {
   const { values, positionals } = parsed;
   if (values.help) return usage(GC_USAGE, 0);
   if (positionals.length !== 0) return usage(GC_USAGE, 2);
-  const dataDir = String(values.data ?? defaultDataDir());
+  const dataDir = commandDataDir(values.data);
   return await reportErrors(async () => {
     const graceMs = wholeNumberFlag("--grace-ms", values["grace-ms"]);
     const store = await openExistingStore(dataDir, { gcGraceMs: graceMs });
