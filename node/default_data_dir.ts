@@ -1,7 +1,8 @@
 /**
- * The data directory a command uses when it is given no `--data`: `VERIFLOW_DATA_DIR` when set
- * (the variable `start` reads for `dataDir`), else `.veriflow`. So `cli.ts put` beside a node
- * started with that variable writes into the node's store, not a `./.veriflow` of its own.
+ * The data directory of the commands other than `start` ({@link commandDataDir}): their
+ * `--data`, else `VERIFLOW_DATA_DIR` when set (the variable `start` reads for `dataDir`), else
+ * `.veriflow`. So `cli.ts put` beside a node started with that variable writes into the node's
+ * store, not a `./.veriflow` of its own.
  *
  * Also the one rule on paths an operator configures ({@link startsAtShellHome}): `config.ts`
  * applies it to `dataDir` and `model.dir`, `server/edge_config.ts` to `http.apiKeysFile`.
