@@ -611,7 +611,9 @@ export class ModelWorkerPool {
    * Treat as dead every running worker that has left callers' requests unanswered for
    * `stallMs`: a hung worker would otherwise hold its jobs, and every job placed on it later,
    * for ever while `/healthz` said ok. `terminate()` frees the slot at once; a thread stuck in a
-   * native call may still run until that call returns. A replacement whose load has gone
+   * native call may still run until that call returns, and one spinning in JavaScript runs on
+   * (Deno 2.9.6's `terminate()` does not interrupt it, measured): either keeps its core until the
+   * process ends. A replacement whose load has gone
    * unanswered that long (or {@link LOAD_STALL_FACTOR} × the first loads' time, if longer) is
    * hung too (a crash of its own, counted against the restart limit): the requests waiting for
    * it would otherwise wait for ever, as `/healthz` said degraded.
