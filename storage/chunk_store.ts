@@ -9,7 +9,8 @@
  * ```
  * packs/<time>-<random>.pack        immutable once renamed into place
  * packs/.<name>.tmp                 a pack being written; a crashed writer's is swept on open
- * pins/<cid>                        one empty file per pinned root (file id)
+ * pins/<cid>                        one file per pinned root (file id), holding its label
+ * pins/<cid>.<uuid>.tmp             a label being written; a crashed writer's is swept on open
  * legacy-manifests/<cid>            raw roots that are manifests written before UnixFS (see
  *                                   `legacy_manifests.ts`)
  * quarantine/                       objects that failed verification, and damaged packs
@@ -33,7 +34,7 @@
  */
 import { statfs } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { writeFileDurably } from "../proof/_durable_file.ts";
+import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
 import { cidCodec, cidDigest, DAG_PB_CODEC, isCid, storageKey } from "../protocols/cid.ts";
 import { assertDagBlockSize } from "./unixfs.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
@@ -89,7 +90,8 @@ export interface ChunkStoreFaults {
 export interface ChunkStoreOptions {
   /**
    * Maximum bytes the store may take, counted as {@link ChunkStoreStats.usedBytes} counts them
-   * (every copy, with its overhead); a write past it fails with `quota_exceeded`. Default: no quota.
+   * (every copy, with its overhead, and what `quarantine/` holds); a write past it fails with
+   * `quota_exceeded`. Default: no quota.
    */
   quotaBytes?: number;
   /**
@@ -135,9 +137,16 @@ export interface ChunkStoreOptions {
 export interface ChunkStoreStats {
   /**
    * Bytes charged against the quota: every copy of every object on disk, each with
-   * {@link OBJECT_OVERHEAD_BYTES}, and {@link PACK_OVERHEAD_BYTES} per pack file.
+   * {@link OBJECT_OVERHEAD_BYTES}, and {@link PACK_OVERHEAD_BYTES} per pack file; and
+   * {@link quarantineBytes}.
    */
   usedBytes: number;
+  /**
+   * Bytes `quarantine/` holds (bad copies and damaged packs set aside for forensics), each file
+   * with {@link PACK_OVERHEAD_BYTES}: part of {@link usedBytes}. Nothing removes them but the
+   * operator; deleting the files gives the room back.
+   */
+  quarantineBytes: number;
   /** The quota, or `null` when unlimited. */
   quotaBytes: number | null;
   /** Number of stored objects (chunks and manifests). */
@@ -258,6 +267,13 @@ export class ChunkStore implements BlockStore {
   readonly #index = new Map<string, WrittenObject>();
   readonly #packs = new Map<string, PackInfo>();
   #used = 0;
+  /**
+   * What `quarantine/` takes (see {@link ChunkStoreStats.quarantineBytes}). Charged against the
+   * quota like the packs: each quarantined copy leaves the packs (freeing its charge there) while
+   * its bytes stay on disk, so a disk that kept rotting a chunk, repaired each time, took the
+   * store past its quota by one copy per repair, unnoticed (a review found it at stop 56).
+   */
+  #quarantined = 0;
   #reserved = 0;
   readonly #replicaQuota: number;
   readonly #replicaMinFree: number;
@@ -269,6 +285,8 @@ export class ChunkStore implements BlockStore {
   #replicaReserved = 0;
   /** Modification time of the packs directory when it was last read; a change means news. */
   #dirStamp = -1;
+  /** Modification time of `quarantine/` when {@link #quarantined} was counted. */
+  #quarantineStamp = -1;
   /** Writes in flight per CID, so two writers of one chunk in this process share one write. */
   readonly #inflight = new Map<string, Promise<unknown>>();
   /** The latest directory sync per root directory (see {@link #syncRootDir}). */
@@ -325,6 +343,7 @@ export class ChunkStore implements BlockStore {
       for (const parent of new Set(made.map(dirname))) await syncDir(parent);
     }
     await store.#sweepTemp();
+    await store.#sweepPinTemporaries();
     // Asked once now, so a process not allowed to ask (`--allow-sys=statfs`) fails to open.
     if (store.#replicaMinFree > 0) await store.#diskFree();
     // Before the index is read, so indexing each replica's object charges it.
@@ -332,6 +351,7 @@ export class ChunkStore implements BlockStore {
     await store.#exclusive(() => store.#reload());
     await migrateLegacyChunks(dir, store, join(dir, "quarantine"));
     await markLegacyManifests(dir, (cid) => store.get(cid), store.#durable);
+    await store.#exclusive(() => store.#countQuarantine());
     return store;
   }
 
@@ -344,7 +364,8 @@ export class ChunkStore implements BlockStore {
   async stats(): Promise<ChunkStoreStats> {
     await this.#reloadIfChanged();
     return {
-      usedBytes: this.#used,
+      usedBytes: this.#used + this.#quarantined,
+      quarantineBytes: this.#quarantined,
       quotaBytes: Number.isFinite(this.#quota) ? this.#quota : null,
       objectCount: this.#index.size,
       pinCount: (await this.pins()).length,
@@ -425,8 +446,9 @@ export class ChunkStore implements BlockStore {
     // From the checks to the reserves nothing awaits, so concurrent puts see each other's.
     // Charged as a copy in a pack of its own until its pack is written (see PACK_OVERHEAD_BYTES).
     const cost = bytes.length + OBJECT_OVERHEAD_BYTES + PACK_OVERHEAD_BYTES;
-    if (this.#used + this.#reserved + cost > this.#quota) {
-      throw new QuotaExceededError(cost, this.#quota - this.#used - this.#reserved);
+    const taken = this.#used + this.#quarantined + this.#reserved;
+    if (taken + cost > this.#quota) {
+      throw new QuotaExceededError(cost, this.#quota - taken);
     }
     const replicaCost = forPeers ? this.#replicaRoom(cid, bytes.length, free) : 0;
     // Joins the replica set before it is written, so the write is charged from when onPack
@@ -934,7 +956,9 @@ export class ChunkStore implements BlockStore {
 
   /** Copy bad bytes to quarantine/ for forensics (the pack itself is about to be rewritten). */
   async #keepForensics(cid: string, bytes: Uint8Array): Promise<void> {
-    await Deno.writeFile(join(this.#dir, "quarantine", `${cid}.${Date.now()}`), bytes);
+    const quarantine = join(this.#dir, "quarantine");
+    await Deno.mkdir(quarantine, { recursive: true }); // an operator may have removed it whole
+    await Deno.writeFile(join(quarantine, `${cid}.${Date.now()}`), bytes);
   }
 
   /**
@@ -982,6 +1006,35 @@ export class ChunkStore implements BlockStore {
   async #reloadIfChanged(): Promise<void> {
     const stamp = await this.#packsDirStamp();
     if (stamp !== this.#dirStamp) await this.#exclusive(() => this.#reload());
+    // Quarantined here, by another process, or emptied by the operator: counted again.
+    const quarantine = await dirStamp(join(this.#dir, "quarantine")).catch((error) => {
+      if (error instanceof Deno.errors.NotFound) return null; // removed whole: made again
+      throw error;
+    });
+    if (quarantine === null || quarantine !== this.#quarantineStamp) {
+      await this.#exclusive(() => this.#countQuarantine());
+    }
+  }
+
+  /**
+   * Count what `quarantine/` holds into {@link #quarantined}: each file's bytes and
+   * {@link PACK_OVERHEAD_BYTES} (a file of its own, like a lone pack: its last block's unused end,
+   * its inode and directory entry). Runs under {@link #exclusive}.
+   */
+  async #countQuarantine(): Promise<void> {
+    const readAt = Date.now();
+    const path = join(this.#dir, "quarantine");
+    await Deno.mkdir(path, { recursive: true }); // an operator may have removed it whole
+    const stamp = await dirStamp(path);
+    let bytes = 0;
+    for await (const entry of Deno.readDir(path)) {
+      if (!entry.isFile) continue;
+      const size = await Deno.stat(join(path, entry.name)).then((s) => s.size, () => null);
+      if (size !== null) bytes += size + PACK_OVERHEAD_BYTES; // null: removed meanwhile
+    }
+    this.#quarantined = bytes;
+    // As for the packs directory (see #reload): a stamp from the last second proves nothing.
+    this.#quarantineStamp = readAt - stamp < STAMP_TRUST_MS ? -1 : stamp;
   }
 
   /**
@@ -1032,9 +1085,8 @@ export class ChunkStore implements BlockStore {
     this.#dirStamp = readAt - stamp < STAMP_TRUST_MS ? -1 : stamp;
   }
 
-  async #packsDirStamp(): Promise<number> {
-    const info = await Deno.stat(this.#packsDir);
-    return info.mtime?.getTime() ?? 0;
+  #packsDirStamp(): Promise<number> {
+    return dirStamp(this.#packsDir);
   }
 
   /** Remove temp files whose writer is gone: unlocked, and not brand new. */
@@ -1058,6 +1110,26 @@ export class ChunkStore implements BlockStore {
       } finally {
         file.close();
       }
+    }
+  }
+
+  /**
+   * Remove the temporary files of pin labels ({@link #touchRoot}) that a process killed between
+   * writing one and renaming it left in `pins/`: never read, they stayed for good, one per crash.
+   * A label is written under the store lock, so while this holds it no pin is being written; when
+   * another process holds it (a pin, or a GC, which can take long) the sweep is left to a later
+   * open rather than waited for.
+   */
+  async #sweepPinTemporaries(): Promise<void> {
+    const lock = await Deno.open(join(this.#dir, STORE_LOCK), {
+      read: true,
+      write: true,
+      create: true,
+    });
+    try {
+      if (await lock.tryLock(true)) await removeTemporaries(join(this.#dir, PINS_DIR), isCid);
+    } finally {
+      lock.close(); // releases the lock
     }
   }
 
@@ -1118,6 +1190,11 @@ function packBytes(entries: readonly PackEntry[]): number {
   let bytes = PACK_OVERHEAD_BYTES;
   for (const entry of entries) bytes += entry.length + OBJECT_OVERHEAD_BYTES;
   return bytes;
+}
+
+/** Modification time (ms) of directory `dir`: it changes when an entry is added or removed. */
+async function dirStamp(dir: string): Promise<number> {
+  return (await Deno.stat(dir)).mtime?.getTime() ?? 0;
 }
 
 /** Bytes an unprivileged writer may still take on the filesystem holding `dir`. */

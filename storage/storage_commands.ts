@@ -297,10 +297,15 @@ export async function runLs(args: string[]): Promise<number> {
     }
     const quota = stats.quotaBytes === null ? "no quota" : `quota ${formatBytes(stats.quotaBytes)}`;
     const replicas = stats.replicaCount > 0 ? `, ${stats.replicaCount} chunks held for peers` : "";
+    // Counted in the usage and the quota; only the operator removes it (see ChunkStoreStats).
+    const quarantined = stats.quarantineBytes > 0
+      ? ` (${formatBytes(stats.quarantineBytes)} of it in quarantine/: bad copies set aside, ` +
+        `delete them once looked at)`
+      : "";
     console.log(
       `${listed.length} files, ${stats.objectCount} objects${replicas}, ${
         formatBytes(stats.usedBytes)
-      } used, ${quota}`,
+      } used${quarantined}, ${quota}`,
     );
     const unreferenced = reached && await countUnreferenced(store, reached);
     if (unreferenced) {
