@@ -11,7 +11,9 @@
  *   against the CID wins and the others are cancelled. A failed or corrupt replica makes the
  *   read fall back to the next one, and (read repair) the good bytes are written back to one that
  *   answered `chunk_not_found` or a corrupt copy (not to one that timed out: it may hold a good
- *   one), one copy at a time per holder and chunk, within `maxBackgroundBytes`.
+ *   one), one copy at a time per holder and chunk, within `maxBackgroundBytes`. A peer that
+ *   answered a read of a chunk with bytes that do not match it is asked for that chunk after every
+ *   other, until it serves it right.
  * - **Repair**: {@link ReplicatedStore.repair} checks every holder of the given CIDs with a
  *   possession proof (cheap: 32 bytes per chunk back, not the chunk) and re-sends the chunk to
  *   any holder that is missing it or holds a bad copy, restoring r copies after a peer was
@@ -60,7 +62,29 @@ export interface ReplicatedStoreOptions {
    * it across restarts; default: a new one, in memory.
    */
   given?: GivenChunks;
+  /**
+   * Most (holder, chunk) pairs {@link ReplicatedStore.missedWrite} remembers; past it the oldest
+   * miss is forgotten. Default {@link DEFAULT_MAX_MISSED_WRITES}.
+   */
+  maxMissedWrites?: number;
 }
+
+/**
+ * Default of {@link ReplicatedStoreOptions.maxMissedWrites}: 65 536 pairs, a few MiB of memory.
+ * A holder that stays in the peer set but refuses every write (full, or hostile) misses the write
+ * of every chunk it ranks for, and unbounded that record grew with everything the node ever wrote
+ * (a review found it at stop 56). Forgetting an old miss blames no one: an auditor holds a holder
+ * to what {@link ReplicatedStore.wasGiven} records, and a missed write is never given.
+ */
+export const DEFAULT_MAX_MISSED_WRITES: number = 65_536;
+
+/**
+ * Most (holder, chunk) pairs remembered as having served garbage (see
+ * `ReplicatedStore.#readOrder`); past it the oldest is forgotten, and that holder is asked in its
+ * rank again. The bound of the missed writes, for the same reason: a few MiB however many reads
+ * the node serves.
+ */
+const MAX_SERVED_GARBAGE = DEFAULT_MAX_MISSED_WRITES;
 
 /** Options of {@link ReplicatedStore.put}. */
 export interface ReplicatedPutOptions extends BlockStoreCallOptions {
@@ -205,8 +229,17 @@ export class ReplicatedStore implements BlockStore {
   /** Read repairs in flight, as `<peer id> <cid>`: one at a time per holder and chunk. */
   readonly #readRepairs = new Set<string>();
   readonly #maxBackgroundBytes: number;
-  /** Per peer id: chunks whose write it missed as a holder, until a write to it succeeds. */
-  readonly #missed = new Map<string, Set<string>>();
+  /**
+   * `<peer id> <cid>` of each chunk whose write a holder missed, until a write to it succeeds;
+   * oldest first, at most {@link #maxMissed}.
+   */
+  readonly #missed = new Set<string>();
+  readonly #maxMissed: number;
+  /**
+   * `<peer id> <cid>` of each read answer whose bytes did not match the CID, until that peer
+   * serves the chunk right; oldest first, at most {@link MAX_SERVED_GARBAGE}.
+   */
+  readonly #servedGarbage = new Set<string>();
   /** Chunks each peer was given or proved; kept across {@link setPeers}. */
   readonly #given: GivenChunks;
 
@@ -245,6 +278,7 @@ export class ReplicatedStore implements BlockStore {
     this.#maxBackgroundBytes = options?.maxBackgroundBytes ?? DEFAULT_MAX_BACKGROUND_BYTES;
     this.#onFailure = options?.onReplicaFailure;
     this.#given = options?.given ?? new GivenChunks();
+    this.#maxMissed = options?.maxMissedWrites ?? DEFAULT_MAX_MISSED_WRITES;
     this.#given.setPeers(this.#peers.map((p) => p.id));
   }
 
@@ -265,7 +299,9 @@ export class ReplicatedStore implements BlockStore {
   setPeers(peers: readonly StoragePeer[]): void {
     this.#peers = distinctById(peers);
     const ids = new Set(peers.map((p) => p.id));
-    for (const id of this.#missed.keys()) if (!ids.has(id)) this.#missed.delete(id);
+    for (const pairs of [this.#missed, this.#servedGarbage]) {
+      for (const key of pairs) if (!ids.has(key.slice(0, key.indexOf(" ")))) pairs.delete(key);
+    }
     this.#given.setPeers(ids);
   }
 
@@ -273,10 +309,11 @@ export class ReplicatedStore implements BlockStore {
    * True when `peerId` was a holder of `cid` but missed its write (it was down; the next-ranked
    * peer took the copy) and no write to it has succeeded since — so an auditor does not blame it
    * for not holding the chunk. Kept in memory until {@link repair} (or a read repair) gives it
-   * the chunk, or the peer leaves the peer set.
+   * the chunk, or the peer leaves the peer set, or {@link ReplicatedStoreOptions.maxMissedWrites}
+   * later misses pushed it out.
    */
   missedWrite(peerId: string, cid: string): boolean {
-    return this.#missed.get(peerId)?.has(cid) ?? false;
+    return this.#missed.has(`${peerId} ${cid}`);
   }
 
   /**
@@ -292,16 +329,28 @@ export class ReplicatedStore implements BlockStore {
 
   /** Record the outcome of a write of `cid` to `peer` for {@link missedWrite} and {@link wasGiven}. */
   #wrote(peer: StoragePeer, cid: string, ok: boolean): void {
+    const key = `${peer.id} ${cid}`;
     if (ok) {
       this.#given.add(peer.id, cid);
-      const missed = this.#missed.get(peer.id);
-      missed?.delete(cid);
-      if (missed?.size === 0) this.#missed.delete(peer.id);
+      this.#missed.delete(key);
     } else if (this.holders(cid).includes(peer)) {
-      const missed = this.#missed.get(peer.id) ?? new Set<string>();
-      missed.add(cid);
-      this.#missed.set(peer.id, missed);
+      remember(this.#missed, key, this.#maxMissed);
     }
+  }
+
+  /**
+   * The peers to read `cid` from, in order: its rank order (`ranked`), except that a peer that
+   * served garbage for it (bytes not matching the CID) comes after every other, until it serves it
+   * right.
+   * Kept in rank, that peer was asked first on every read and sent a read-repair copy each time:
+   * one that keeps the chunk for audits (its possession proofs are right) but answers reads with
+   * a few bytes of garbage served nothing and had every reader upload the chunk to it again, read
+   * after read (a review found it at stop 56). Placement (writes, repairs, audits) keeps the rank.
+   */
+  #readOrder(cid: string, ranked: StoragePeer[]): StoragePeer[] {
+    if (this.#servedGarbage.size === 0) return ranked;
+    const last = (peer: StoragePeer) => this.#servedGarbage.has(`${peer.id} ${cid}`);
+    return [...ranked.filter((p) => !last(p)), ...ranked.filter(last)];
   }
 
   /**
@@ -459,8 +508,9 @@ export class ReplicatedStore implements BlockStore {
     options: BlockStoreCallOptions | undefined,
     tasks?: Set<Promise<unknown>>,
   ): Promise<Uint8Array> {
-    const ranked = rankPeers(cid, this.#peers);
-    const holders = new Set(ranked.slice(0, this.#r));
+    const placed = rankPeers(cid, this.#peers);
+    const holders = new Set(placed.slice(0, this.#r));
+    const ranked = this.#readOrder(cid, placed);
     const readRepair = this.#readRepair && options?.readRepair !== false;
     // Cancels the slower replicas once a good copy is in; unlike the caller's signal and the
     // timeout it does not cut their answers off: one that arrives anyway and proves its copy
@@ -484,7 +534,12 @@ export class ReplicatedStore implements BlockStore {
         (s) => peer.getChunk(cid, { signal: AbortSignal.any([s, done.signal]) }),
       )
         .then(async (bytes) => {
-          if (!(await verifyCid(cid, bytes))) throw new CorruptChunkError(cid, `peer ${peer.id}`);
+          const key = `${peer.id} ${cid}`;
+          if (!(await verifyCid(cid, bytes))) {
+            remember(this.#servedGarbage, key, MAX_SERVED_GARBAGE);
+            throw new CorruptChunkError(cid, `peer ${peer.id}`);
+          }
+          this.#servedGarbage.delete(key);
           if (settled) return;
           settled = true;
           good = bytes;
@@ -891,6 +946,16 @@ function distinctById(peers: readonly StoragePeer[]): StoragePeer[] {
   const byId = new Map<string, StoragePeer>();
   for (const peer of peers) if (!byId.has(peer.id)) byId.set(peer.id, peer);
   return [...byId.values()];
+}
+
+/** Add `key` to `pairs` as its latest entry, forgetting the oldest past `max`. */
+function remember(pairs: Set<string>, key: string, max: number): void {
+  pairs.delete(key); // re-added as the latest
+  pairs.add(key);
+  for (const oldest of pairs) {
+    if (pairs.size <= max) break;
+    pairs.delete(oldest);
+  }
 }
 
 /** Hex id of a public key, the form {@link StoragePeer.id} uses. */
