@@ -3,17 +3,19 @@
  * refused for want of their worker's stake (taken again when the pledge comes), peers' fraud
  * proofs taken and not settled yet (queued, being checked, or their settlement's ledger write the
  * one that failed and crashed the actor: checked again), peers' fraud proofs about receipts not
- * recorded here yet (checked when the receipt comes), and peers' fraud proofs from keys with no
- * pledge here yet (taken again when the pledge comes, `_pledge_held_proofs.ts`) — kept across a
- * stop in `<ledger dir>/held-evidence.cbor`, with the unbacked checks each receipt still in its
- * window has spent (`_unbacked_checks.ts`: forgotten at a restart, each start granted every
- * receipt its budget of checks again).
+ * recorded here yet (checked when the receipt comes), peers' fraud proofs from keys with no
+ * pledge here yet (taken again when the pledge comes, `_pledge_held_proofs.ts`), and peers'
+ * "proof withheld" claims that outran their receipt or their author's pledge (taken, within the
+ * takeover budget, when those come) — kept across a stop in `<ledger dir>/held-evidence.cbor`,
+ * with the unbacked checks each receipt still in its window has spent (`_unbacked_checks.ts`:
+ * forgotten at a restart, each start granted every receipt its budget of checks again).
  *
  * Lost at a restart, each was a branch where this ledger settled differently from the others:
  * a proof held for a cheat's receipt, gone when the receipt came after the restart, let this
  * ledger pay the cheat every other ledger slashed (as a proof waiting for its accuser's pledge,
- * or one being checked when a ledger write failed, gone, would); a receipt waiting for its
- * worker's pledge, gone, left honest work unpaid here for good.
+ * or one being checked when a ledger write failed, gone, would; and a claim gone, the worker that
+ * withheld from its claimant and from here); a receipt waiting for its worker's pledge, gone, left
+ * honest work unpaid here for good.
  *
  * Written when it changed at each finalize tick (10 s by default) and when the actor stops (its
  * `postStop`, which also runs when its supervisor restarts it after a failure), and read when it
@@ -24,9 +26,10 @@
  * a proof: 64 proofs taken and not settled (the memory may remember thousands in flight, one per
  * accuser and receipt, each backed by its accuser's stake: those past 64 are not kept, the newest
  * of the accusers with the most in flight first, `_validator_memory.ts`), 64 held for their
- * receipt, and 64 held for their accuser's pledge (`_pledge_held_proofs.ts`). The unbacked checks
- * of the proofs kept here are not counted as spent beside them (each spends its check again when
- * taken up); those of the proofs in flight not kept are. Every kind of proof is kept in one list:
+ * receipt, 64 held for their accuser's pledge (`_pledge_held_proofs.ts`), and 256 claims (a
+ * verdict each, about 1.3 KiB at most). The unbacked checks of the proofs kept here are not
+ * counted as spent beside them (each spends its check again when taken up); those of the proofs
+ * in flight not kept are. Every kind of proof is kept in one list:
  * at the start each goes through the intake again, which holds it for what it still lacks. Not
  * part of the public API.
  *
@@ -55,6 +58,14 @@ export interface KeptProof {
   takenAt?: number;
 }
 
+/** A "proof withheld" claim held for what it lacks, as kept: the verdict and its sender. */
+export interface KeptClaim {
+  /** The claim (a signed verdict; untrusted when read: it goes through the verdict intake). */
+  verdict: unknown;
+  /** Hex key of the peer that sent it. */
+  origin?: string;
+}
+
 /** What is kept: receipts waiting for stake and proofs waiting for their receipt, in order. */
 export interface HeldEvidence {
   /** Receipt messages refused for want of stake, oldest first. */
@@ -69,6 +80,11 @@ export interface HeldEvidence {
    * each restart would grant every receipt its budget again. Untrusted when read.
    */
   unbacked: SpentUnbacked[];
+  /**
+   * Peers' "proof withheld" claims held for their receipt or their author's pledge (at most 256,
+   * `_validator_memory.ts`), oldest first. Absent in a file written before they were kept.
+   */
+  claims?: KeptClaim[];
 }
 
 /**
@@ -102,6 +118,7 @@ export class HeldEvidenceFile {
         receipts: list<ReceiptMessage>(kept?.receipts).map((m) => ({ ...m, type: "receipt" })),
         proofs: list<KeptProof>(kept?.proofs),
         unbacked: list<SpentUnbacked>(kept?.unbacked),
+        claims: list<KeptClaim>(kept?.claims),
       },
     };
   }
@@ -111,12 +128,15 @@ export class HeldEvidenceFile {
    * when nothing is held. Returns whether the disk changed.
    */
   keep(held: HeldEvidence): Promise<boolean> {
+    const claims = (held.claims ?? []).map((c) => definedOnly({ ...c }));
     const empty = held.receipts.length === 0 && held.proofs.length === 0 &&
-      held.unbacked.length === 0;
+      held.unbacked.length === 0 && claims.length === 0;
     if (empty) return this.#file.keep(undefined);
     const receipts = held.receipts.map((m) => definedOnly({ ...m }));
     const proofs = held.proofs.map((p) => definedOnly({ ...p }));
-    return this.#file.keep({ receipts, proofs, unbacked: held.unbacked });
+    // Written only when there are claims: a file of a node that holds none reads as before.
+    const kept = claims.length === 0 ? {} : { claims };
+    return this.#file.keep({ receipts, proofs, unbacked: held.unbacked, ...kept });
   }
 }
 

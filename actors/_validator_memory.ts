@@ -2,11 +2,12 @@
  * The ValidatorActor's bounded memories (`validator_actor.ts`): receipts refused for a worker
  * whose pledge has not arrived yet, peers' receipts not challenged here yet (with their jobs),
  * whose verdict about which receipt was taken from a peer, the fraud proofs taken (one accusation
- * per accuser and receipt at a time), the accusations left undecided here, and fraud proofs about
- * receipts not recorded here yet (held until the receipt comes in through the intake). Each is
- * bounded and forgets its oldest entry first, so no peer can grow the validator's memory without
- * bound; what of it is kept across a stop ({@link ValidatorMemory.waiting}) is bounded apart, by
- * what a durable write at each finalize tick may cost. Owned by the actor, read and written only
+ * per accuser and receipt at a time), the accusations left undecided here, fraud proofs about
+ * receipts not recorded here yet (held until the receipt comes in through the intake), and
+ * "proof withheld" claims that outran their receipt or their author's pledge. Each is bounded
+ * and forgets its oldest entry first, so no peer can grow the validator's memory without bound;
+ * what of it is kept across a stop ({@link ValidatorMemory.waiting}) is bounded apart, by what a
+ * durable write at each finalize tick may cost. Owned by the actor, read and written only
  * inside its `receive`. Not part of the public API.
  *
  * @module
@@ -80,6 +81,37 @@ const MAX_HELD_FRAUD_PROOFS = 64;
  */
 const MAX_HELD_FRAUD_PROOFS_PER_ACCUSER = 4;
 
+/**
+ * Peers' "proof withheld" claims (`invalid / proof_unavailable` verdicts) held for what they lack
+ * here, in all: their receipt (not recorded here yet), or their author's pledge. Gossip order is
+ * not guaranteed (the claim comes on its author's connection or through any peer, the receipt on
+ * the requester's): refused, a claim that outran its receipt left the worker that withheld paid
+ * here and slashed in the ledgers that saw the receipt first (review s56). A claim is a verdict
+ * (its details at most `MAX_VERDICT_DETAILS_BYTES`, about 1.3 KiB in all), kept across a stop
+ * with the other held evidence (`_held_evidence.ts`): 256 bound both the memory and the file's
+ * write at a tick to about 330 KiB. Honest claims outrun their receipt by moments, a handful at a
+ * time; a claim held costs no takeover budget (spent only once it is taken, within the same
+ * budget and caps as a claim that came after its receipt).
+ */
+export const MAX_HELD_CLAIMS = 256;
+/**
+ * Held claims per claimant: its next pushes out its own longest held (a claim about a receipt that
+ * never comes here costs its author nothing). With the space full, the claim dropped is the
+ * longest held of the claimant holding the most — among claimants with no stake here first (keys
+ * cost nothing; a pledge at least leaves a record in every ledger) — as for fraud proofs held for
+ * their receipt. A worker's cap of open challenges (`MAX_OPEN_CHALLENGES_PER_WORKER`, 16): more
+ * claims than that about one withholding worker's receipts could not all be taken over at once.
+ */
+export const MAX_HELD_CLAIMS_PER_CLAIMANT = 16;
+
+/** A peer's "proof withheld" claim held until its receipt (or its author's pledge) is here. */
+export interface HeldClaim {
+  /** The claim (its signature verified when it was held). */
+  verdict: Verdict;
+  /** Who sent it (the peer it is not passed back to). */
+  origin?: string;
+}
+
 /** A fraud proof held until its receipt is recorded here ({@link ValidatorMemory.holdFraudProof}). */
 export interface HeldFraudProof {
   /**
@@ -145,6 +177,14 @@ export class ValidatorMemory {
   readonly #accusations = new Map<string, number>();
   /** `accuser/receiptId` of each fraud proof taken and not settled, by proof hash. */
   readonly #accusationOf = new Map<string, string>();
+  /**
+   * Claims held for their receipt or their author's pledge, by {@link judgedKey} (one per
+   * claimant and receipt), oldest first, each with its claimant (hex) and whether it had stake
+   * here when held.
+   */
+  readonly #claims = new Map<string, HeldClaim & { claimant: string; staked: boolean }>();
+  /** Held claims by claimant (hex key). */
+  readonly #claimsBy = new Map<string, number>();
 
   /** Keep `message` until `worker` pledges stake here (bounded per worker and in workers). */
   awaitStake(worker: string, message: ReceiptMessage): void {
@@ -336,11 +376,87 @@ export class ValidatorMemory {
   }
 
   /**
+   * Hold a peer's "proof withheld" claim until what it lacks comes in: its receipt
+   * ({@link takeHeldClaims}) or its author's stake ({@link takeHeldClaimsBy}; `staked`: its author
+   * has stake here already). One per claimant and receipt (a re-signed copy holds nothing more).
+   * Bounded: past {@link MAX_HELD_CLAIMS_PER_CLAIMANT} for its claimant, that claimant's longest
+   * held claim is dropped; past {@link MAX_HELD_CLAIMS} in all, the longest held claim of the
+   * claimant holding the most, among those with no stake here first.
+   */
+  holdClaim(verdict: Verdict, origin: string | undefined, staked: boolean): void {
+    const key = judgedKey(verdict);
+    if (this.#claims.has(key)) return;
+    const claimant = toHex(verdict.validator);
+    if ((this.#claimsBy.get(claimant) ?? 0) >= MAX_HELD_CLAIMS_PER_CLAIMANT) {
+      this.#dropClaim(claimant);
+    }
+    this.#claims.set(key, { verdict, origin, claimant, staked });
+    this.#count(this.#claimsBy, claimant, 1);
+    while (this.#claims.size > MAX_HELD_CLAIMS) this.#dropClaim();
+  }
+
+  /**
+   * Drop the longest held claim of `of`, or by default of the claimant holding the most among
+   * those with no stake here (among all, when every claim held has a staked author).
+   */
+  #dropClaim(of?: string): void {
+    const unstaked = of === undefined && [...this.#claims.values()].some((c) => !c.staked);
+    let most = 0;
+    for (const { claimant, staked } of this.#claims.values()) {
+      if (!unstaked || !staked) most = Math.max(most, this.#claimsBy.get(claimant) ?? 0);
+    }
+    for (const [key, { claimant, staked }] of this.#claims) {
+      if (of !== undefined && claimant !== of) continue;
+      if (of === undefined && ((unstaked && staked) || this.#claimsBy.get(claimant) !== most)) {
+        continue;
+      }
+      this.#claims.delete(key);
+      this.#count(this.#claimsBy, claimant, -1);
+      return;
+    }
+  }
+
+  /**
+   * The claims held for receipt `id`, now that it is recorded here, oldest first, forgotten here.
+   * A scan of at most {@link MAX_HELD_CLAIMS}.
+   */
+  takeHeldClaims(id: string): HeldClaim[] {
+    const taken: HeldClaim[] = [];
+    for (const [key, { verdict, origin, claimant }] of [...this.#claims]) {
+      if (verdict.subjectId !== id) continue;
+      this.#claims.delete(key);
+      this.#count(this.#claimsBy, claimant, -1);
+      taken.push({ verdict, origin });
+    }
+    return taken;
+  }
+
+  /**
+   * The claims `claimant` (hex) made that are held, now that its stake is here, oldest first,
+   * forgotten here. A scan of at most {@link MAX_HELD_CLAIMS}.
+   */
+  takeHeldClaimsBy(claimant: string): HeldClaim[] {
+    const taken: HeldClaim[] = [];
+    for (const [key, held] of [...this.#claims]) {
+      if (held.claimant !== claimant) continue;
+      this.#claims.delete(key);
+      taken.push({ verdict: held.verdict, origin: held.origin });
+    }
+    this.#claimsBy.delete(claimant);
+    return taken;
+  }
+
+  /** The claims held, oldest first (kept across a stop, {@link waiting}). */
+  heldClaims(): HeldClaim[] {
+    return [...this.#claims.values()].map(({ verdict, origin }) => ({ verdict, origin }));
+  }
+
+  /**
    * What waits here for something else to arrive, oldest first, for keeping across a stop
    * (`_held_evidence.ts`): receipts waiting for their worker's pledge, peers' fraud proofs taken
    * and not settled yet (queued, being checked, or their settlement cut off by a failed ledger
-   * write: at most {@link MAX_KEPT_TAKEN_FRAUD_PROOFS}, chosen as its doc says), and fraud proofs
-   * held for their receipt.
+   * write: at most {@link MAX_KEPT_TAKEN_FRAUD_PROOFS}, chosen as its doc says), fraud proofs
+   * held for their receipt, and peers' "proof withheld" claims held ({@link holdClaim}).
    */
   waiting(): Waiting {
     const receipts = [...this.#awaitingStake.values()].flat();
@@ -350,7 +466,8 @@ export class ValidatorMemory {
       ...taken.map(([, { proof, origin, takenAt }]) => ({ proof, origin, takenAt })),
       ...held.map(({ proof, origin }) => ({ proof, origin })),
     ];
-    return { receipts, proofs, keptTaken: new Set(taken.map(([hash]) => hash)) };
+    const claims = this.heldClaims();
+    return { receipts, proofs, claims, keptTaken: new Set(taken.map(([hash]) => hash)) };
   }
 
   /**

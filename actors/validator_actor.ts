@@ -34,10 +34,11 @@
  * kept on disk before the ledger is asked (`_challenge_endings.ts`, `_receipt_files.ts`), so a
  * ledger write that fails and crashes this actor is applied at its restart. A staked peer's
  * "proof withheld" verdict makes this validator ask the worker itself, with or without the
- * model, within a takeover budget of its own (`_takeover_budget.ts`): that claim is about
- * availability, so a validator without the model checks only that the worker serves signed
- * data opening its commitment (`withheld_check.ts`) and clears the challenge if it does; a
- * takeover that decides nothing (its verdict signed as a takeover's) clears it too — an
+ * model, within a takeover budget of its own (`_takeover_budget.ts`; a claim that outran its
+ * receipt or its author's pledge is held, bounded, until they come, as a fraud proof is): that
+ * claim is about availability, so a validator without the model checks only that the worker
+ * serves signed data opening its commitment (`withheld_check.ts`) and clears the challenge if it
+ * does; a takeover that decides nothing (its verdict signed as a takeover's) clears it too — an
  * unprovable claim never leaves otherwise-paid work unpaid, and never gets a worker's receipts
  * refused.
  *
@@ -59,7 +60,7 @@ import {
   receiptId,
   verifyReceipt,
 } from "../protocols/receipt.ts";
-import { type Verdict, verdictId } from "../protocols/verdict.ts";
+import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
 import {
   type FraudProof,
   fraudProofHash,
@@ -403,6 +404,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       const at = typeof takenAt === "number" && Number.isFinite(takenAt) ? takenAt : undefined;
       this.#onFraudProof(proof, ctx, false, from, undefined, at);
     }
+    // Peers' "proof withheld" claims held for their receipt: through the verdict intake again
+    // (taken over now if a receipt replayed above recorded theirs, else held again).
+    for (const { verdict, origin } of held.claims ?? []) {
+      if (typeof origin !== "string" || origin === "local") continue;
+      await this.receive({ type: "verdict", verdict: verdict as Verdict, origin }, ctx)
+        .catch(() => {});
+    }
     const every = this.#options.finalizeIntervalMs ?? DEFAULT_FINALIZE_INTERVAL_MS;
     if (every > 0) {
       const timer = setInterval(() => {
@@ -576,6 +584,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "verdict": {
         const fromPeer = message.origin !== undefined && message.origin !== "local";
         if (fromPeer && !this.#worthRecording(message.verdict)) {
+          if (this.#awaitsEvidence(message.verdict)) {
+            // A claim that outran its receipt or its author's pledge: held, taken again when
+            // what it lacks comes.
+            const staked = ledger.hasStaked(message.verdict.validator);
+            this.#memory.holdClaim(message.verdict, message.origin, staked);
+            return undefined;
+          }
           this.#stats.refusedVerdicts++;
           return undefined;
         }
@@ -625,6 +640,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         if (recorded) {
           this.#replayAwaitingStake(toHex(message.pledge.key), ctx);
           this.#takePledgeHeldProofs(toHex(message.pledge.key), ctx);
+          this.#takeClaimsOf(toHex(message.pledge.key), ctx);
           // Its standing changed: the router weighs it again.
           this.#tellNetwork(ctx, { type: "peer_staked", key: toHex(message.pledge.key) });
         }
@@ -679,6 +695,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       case "deposit":
         await ledger.deposit(message.key, message.amount);
         this.#takePledgeHeldProofs(toHex(message.key), ctx);
+        this.#takeClaimsOf(toHex(message.key), ctx);
         return undefined;
       case "finalize": {
         // A receipt whose challenge is open here is `challenged` in the ledger: not paid yet;
@@ -834,7 +851,10 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         this.#log(`validator: worker ${worker.slice(0, 16)} equivocated on job ${receipt.jobId}`);
       }
     }
-    if (fresh && recorded) this.#takeHeldFraudProofs(receipt, ctx);
+    if (fresh && recorded) {
+      this.#takeHeldFraudProofs(receipt, ctx);
+      this.#takeHeldClaims(id, ctx);
+    }
     // Recorded before without its assignment (the worker's announcement, or a relay that
     // stripped it, came first): the assignment is attached now.
     let gotAssigned = false;
@@ -962,6 +982,54 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const waiting = this.#memory.takeAwaitingStake(worker);
     if (waiting === undefined) return;
     for (const message of waiting) ctx.self.tell(message).catch(() => {});
+  }
+
+  /**
+   * Whether a peer's verdict, refused for now, is a claim to hold until what it lacks comes in: a
+   * signed "proof withheld" claim (what a takeover acts on), the first of its author about its
+   * receipt, about a receipt this ledger has not recorded, or about one pending here (inside its
+   * window) by a validator whose pledge has not reached this ledger yet. Gossip order is not
+   * guaranteed (the claim comes on its author's connection or through any peer, the receipt on
+   * the requester's, the pledge on whichever connection pushed it; a receipt may wait here for
+   * its worker's pledge): refused, a claim that outran either left the worker that withheld paid
+   * here, slashed by the ledgers that saw the claim last (review s56). Bounded per claimant and in
+   * all (`_validator_memory.ts`), as fraud proofs waiting for their receipt or their accuser's
+   * pledge are; no takeover budget is spent until the claim is taken.
+   */
+  #awaitsEvidence(verdict: Verdict): boolean {
+    const ledger = this.#ledger!;
+    if (verdict?.subject !== "inference" || typeof verdict.subjectId !== "string") return false;
+    if (verdict.outcome !== "invalid" || verdict.reason !== "proof_unavailable") return false;
+    if (!(verdict.validator instanceof Uint8Array)) return false;
+    const record = ledger.receipt(verdict.subjectId);
+    if (record !== undefined) {
+      // Recorded here: it waits only for its author's stake, while it could still be taken.
+      const open = record.status !== "final" && this.#now() <= record.pendingUntil;
+      if (!open || ledger.hasStaked(verdict.validator)) return false;
+    }
+    // Checked last, the costly one: a forged copy must not take the genuine claim's place.
+    return !this.#memory.hasJudged(judgedKey(verdict)) && verifyVerdict(verdict);
+  }
+
+  /**
+   * Receipt `id` came in through the intake: the claims held for it go through the verdict intake
+   * again, in order, after this message (as a claim that came after the receipt: recorded, passed
+   * on, and taken over within the takeover budget and caps).
+   */
+  #takeHeldClaims(id: string, ctx: ActorContext<ValidatorMessage>): void {
+    for (const { verdict, origin } of this.#memory.takeHeldClaims(id)) {
+      ctx.self.tell({ type: "verdict", verdict, origin }).catch(() => {});
+    }
+  }
+
+  /**
+   * `claimant` (hex) has stake here now: the claims it made that were held go through the
+   * verdict intake again, in order (held again if their receipt is still to come).
+   */
+  #takeClaimsOf(claimant: string, ctx: ActorContext<ValidatorMessage>): void {
+    for (const { verdict, origin } of this.#memory.takeHeldClaimsBy(claimant)) {
+      ctx.self.tell({ type: "verdict", verdict, origin }).catch(() => {});
+    }
   }
 
   /**
