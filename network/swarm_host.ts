@@ -73,8 +73,19 @@ const HANG_TIMEOUT_MS = 30_000;
  * node reads it, and time alone took a host that had answered every ping for hung (review s54).
  */
 const LIVENESS_CHECKS = 3;
-/** How long close() lets the host leave the swarm before it is killed. */
+/**
+ * How long close() lets the host leave the swarm before it is killed (logged): the host bounds
+ * its own leave below it ({@link DEFAULT_LEAVE_GRACE_MS}), so only a hung host gets here.
+ */
 const STOP_GRACE_MS = 5_000;
+/**
+ * Default of {@link SwarmHostOptions.leaveGraceMs}: 3 s, two below {@link STOP_GRACE_MS}, and
+ * inside the 5 s a node's actors have to stop. With no DHT node reachable at the stop (the
+ * network gone, a testnet stopped first) Hyperswarm's leave waits on requests that only time out:
+ * the host was killed after 5 s, the network actor's stop abandoned at the same moment
+ * ("postStop … did not finish within 5000 ms"), and every such stop took that long.
+ */
+export const DEFAULT_LEAVE_GRACE_MS = 3_000;
 /**
  * The host's stderr lines written to the node's log per {@link STDERR_WINDOW_MS}: room for a
  * burst of connections it closed for holding too much (each a line), not for a flood — a host
@@ -173,6 +184,12 @@ export interface SwarmHostOptions {
    */
   maxConnections?: number;
   /**
+   * How long the host, asked to stop, tries to leave the swarm cleanly (unannounce its topics,
+   * close the DHT) before it exits anyway, logging that it did (default
+   * {@link DEFAULT_LEAVE_GRACE_MS}; 1 … 4,000 ms, below the kill after {@link STOP_GRACE_MS}).
+   */
+  leaveGraceMs?: number;
+  /**
    * The link to the host (`swarm_link.ts`): `unix` (default where supported; falls back to
    * `tcp`, logged, when no socket file can be made) or `tcp` (loopback).
    */
@@ -240,6 +257,15 @@ export class SwarmHost {
   #publicKey: Uint8Array | undefined;
 
   private constructor(options: SwarmHostOptions) {
+    const { leaveGraceMs } = options;
+    if (
+      leaveGraceMs !== undefined &&
+      !(Number.isInteger(leaveGraceMs) && leaveGraceMs >= 1 && leaveGraceMs < STOP_GRACE_MS)
+    ) {
+      throw new RangeError(
+        `leaveGraceMs must be an integer from 1 to ${STOP_GRACE_MS - 1}, got ${leaveGraceMs}`,
+      );
+    }
     this.#options = options;
     this.#stderrLog = new LogLimiter((line) => options.log?.(line), {
       burst: STDERR_LINES_PER_WINDOW,
@@ -365,6 +391,9 @@ export class SwarmHost {
       const timer = setTimeout(() => {
         try {
           child.kill("SIGKILL");
+          this.#options.log?.(
+            `swarm host: not stopped ${STOP_GRACE_MS / 1000} s after it was asked to: killed`,
+          );
         } catch {
           // already gone
         }
@@ -463,6 +492,7 @@ export class SwarmHost {
       ...(this.#options.maxConnections !== undefined
         ? { maxConnections: this.#options.maxConnections }
         : {}),
+      leaveGraceMs: this.#options.leaveGraceMs ?? DEFAULT_LEAVE_GRACE_MS,
     };
     this.#send(config).catch(() => {});
     this.#pipes = Promise.all([

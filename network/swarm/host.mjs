@@ -15,6 +15,7 @@
 //                       bootstrap null: the public DHT; bind "127.0.0.1": local testnet only
 //                       maxUnreadBytes, maxUnreadTotalBytes: see MAX_UNREAD_BYTES
 //                       maxConnections: see MAX_CONNECTIONS
+//                       leaveGraceMs: see LEAVE_GRACE_MS
 //   stdin, then:        { op: "join", topic, server, client } | { op: "leave", topic }
 //                       | { op: "dial", key } | { op: "undial", key } (a peer's public key, hex:
 //                         connect to it by its key and keep reconnecting, or stop; no answer)
@@ -534,10 +535,29 @@ function inOrder(name, run) {
   return next;
 }
 
+// How long stop() lets Hyperswarm leave the swarm (unannounce every topic, close the DHT) before
+// the host exits anyway (config.leaveGraceMs overrides it). With no DHT node reachable (the
+// network gone, the bootstrap nodes stopped) the leave waits on requests that only time out:
+// the node killed the host after 5 s and its own stop was abandoned at that moment. Below
+// that kill, so the host always exits on its own.
+const LEAVE_GRACE_MS = 3_000;
+
 async function stop() {
   for (const topic of [...refreshTimers.keys()]) stopRefreshing(topic);
   try {
-    if (swarm) await swarm.destroy();
+    if (swarm) {
+      const graceMs = config?.leaveGraceMs ?? LEAVE_GRACE_MS;
+      let timer;
+      const expired = new Promise((resolve) => timer = setTimeout(resolve, graceMs, true));
+      const left = swarm.destroy().then(() => false, () => false);
+      if (await Promise.race([left, expired])) {
+        process.stderr.write(
+          `could not leave the swarm within ${graceMs} ms (no DHT node answered): ` +
+            `exiting without unannouncing\n`,
+        );
+      }
+      clearTimeout(timer);
+    }
   } finally {
     process.exit(0);
   }
