@@ -123,7 +123,15 @@ export class NetworkInferencePort implements InferencePort {
   readonly #requester?: Identity;
   /** One remote port per connection, so each connection's jobs are counted once. */
   readonly #ports = new WeakMap<Connection, RemoteInferencePort>();
+  /** The remote ports of the connections open now. */
   readonly #all = new Set<RemoteInferencePort>();
+  /**
+   * Ports whose connection closed while jobs of theirs had not ended yet: counted as they end,
+   * then folded into {@link #retired} (see {@link stats}).
+   */
+  readonly #closing = new Set<RemoteInferencePort>();
+  /** The counters of ports whose connection closed and whose jobs had all ended. */
+  readonly #retired: InferenceStats = emptyInferenceStats();
   readonly #remote: ForwardingOptions;
   readonly #busy: BusyRefusals;
   /**
@@ -193,7 +201,10 @@ export class NetworkInferencePort implements InferencePort {
       port = new RemoteInferencePort(connection, this.#remote);
       this.#ports.set(connection, port);
       this.#all.add(port);
-      connection.closed.then(() => this.#all.delete(port!));
+      connection.closed.then(() => {
+        this.#all.delete(port!);
+        this.#closing.add(port!);
+      });
     }
     return port;
   }
@@ -511,12 +522,29 @@ export class NetworkInferencePort implements InferencePort {
     return models;
   }
 
-  /** Jobs forwarded, over every connection used so far that is still open. */
+  /**
+   * Jobs forwarded, over every connection used so far: the counters never go down (`/metrics`
+   * exports them as counters), and the gauges (`activeJobs`, `queuedJobs`) are what runs now.
+   * Summed over the open connections only, the counters fell back when a worker's connection
+   * closed: a scraper read a counter reset, and the heartbeat's totals forgot every departed
+   * worker. A closed connection's port is kept until its jobs have ended (they end at once, as
+   * failed or cancelled), then only its counters are.
+   */
   async stats(): Promise<InferenceStats> {
-    const total = emptyInferenceStats();
-    for (const port of this.#all) {
-      const s = await port.stats();
+    const total = { ...this.#retired };
+    const add = (s: InferenceStats) => {
       for (const key of Object.keys(total) as (keyof InferenceStats)[]) total[key] += s[key];
+    };
+    for (const port of this.#all) add(await port.stats());
+    for (const port of [...this.#closing]) {
+      const s = await port.stats();
+      add(s);
+      // Folded once (a concurrent call may have done it while this one awaited).
+      if (s.activeJobs === 0 && s.queuedJobs === 0 && this.#closing.delete(port)) {
+        for (const key of Object.keys(this.#retired) as (keyof InferenceStats)[]) {
+          this.#retired[key] += s[key];
+        }
+      }
     }
     return total;
   }

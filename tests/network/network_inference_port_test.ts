@@ -864,3 +864,34 @@ Deno.test("a client that aborts its signal mid-stream is not failed over: the jo
     await t.close();
   }
 });
+
+Deno.test("a router's job counters never go down: a worker's connection closing keeps what its jobs counted", async () => {
+  const t = await relayTo("worker");
+  const handle = await t.port.submit(t.job);
+  for await (const _ of handle.tokens) { /* relay every token */ }
+  await handle.done;
+  const before = await t.port.stats();
+  assertEquals([before.jobsStarted, before.jobsFinished, before.tokensGenerated], [1, 1, 4]);
+  await t.close(); // the worker's connection is gone
+  const after = await t.port.stats();
+  // Counters (`/metrics` exports them as `_total` counters, the heartbeat logs them) went back
+  // to 0 here: a scraper read a counter reset, and a router's totals forgot every departed worker.
+  assertEquals(after, { ...before, activeJobs: 0, queuedJobs: 0 });
+  assertEquals(await t.port.stats(), after, "and stay counted once, however often asked");
+});
+
+Deno.test("a job running when its worker's connection closes is counted once it has ended, and is no longer active", async () => {
+  const t = await relayTo("worker", new ScriptedModel(), undefined, params({ maxTokens: 64 }));
+  const handle = await t.port.submit(t.job);
+  const reader = handle.tokens.getReader();
+  await reader.read(); // started, streaming
+  assertEquals((await t.port.stats()).activeJobs, 1);
+  await t.close();
+  await reader.cancel().catch(() => {});
+  const summary = await handle.done;
+  const stats = await t.port.stats();
+  assertEquals(stats.activeJobs, 0);
+  assertEquals(stats.jobsStarted, 1);
+  const ended = stats.jobsFinished + stats.jobsCancelled + stats.jobsFailed;
+  assertEquals(ended, 1, `ended ${summary.finishReason}: ${JSON.stringify(stats)}`);
+});
