@@ -26,9 +26,12 @@ const MAX_AWAITING_STAKE_PER_WORKER = 16;
 const MAX_AWAITING_STAKE_WORKERS = 256;
 /**
  * Peers' receipts not challenged here yet, remembered with their jobs for taking over a
- * withheld-proof challenge (once: a receipt leaves when its challenge opens).
+ * withheld-proof challenge (once: a receipt leaves when its challenge opens, or when it is no
+ * longer pending). The actor keeps each on disk too while it is remembered
+ * (`PENDING_RECEIPTS_DIR`), so this bounds that folder as well: a job is at most
+ * `MAX_NETWORK_JOB_BYTES` (448 KiB), each receipt backed by its worker's locked stake.
  */
-const MAX_REMEMBERED_RECEIPTS = 4096;
+export const MAX_REMEMBERED_RECEIPTS = 4096;
 /** Peers' verdicts remembered by (validator, receipt): one is taken per validator per receipt. */
 const MAX_REMEMBERED_VERDICT_AUTHORS = 16_384;
 /** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
@@ -206,12 +209,29 @@ export class ValidatorMemory {
     return waiting;
   }
 
-  /** Peers' recorded receipts with their jobs, for taking over a challenge (bounded). */
-  remember(receipt: Receipt, job: Job): void {
+  /**
+   * Peers' recorded receipts with their jobs, for taking over a challenge (bounded): returns the
+   * ids of those forgotten to make room (the oldest), whose kept copies the actor removes.
+   */
+  remember(receipt: Receipt, job: Job): string[] {
     this.#recent.set(receiptId(receipt), { receipt, job });
+    const forgotten: string[] = [];
     while (this.#recent.size > MAX_REMEMBERED_RECEIPTS) {
-      this.#recent.delete(this.#recent.keys().next().value!);
+      const oldest = this.#recent.keys().next().value!;
+      this.#recent.delete(oldest);
+      forgotten.push(oldest);
     }
+    return forgotten;
+  }
+
+  /**
+   * Forget the remembered receipts `open` says no longer are (paid, slashed, left unpaid: no
+   * claim can be taken over on them): returns their ids.
+   */
+  forgetRecentUnless(open: (id: string) => boolean): string[] {
+    const closed = [...this.#recent.keys()].filter((id) => !open(id));
+    for (const id of closed) this.#recent.delete(id);
+    return closed;
   }
 
   /** A remembered peer's receipt not challenged here yet, with its job. */

@@ -26,7 +26,9 @@
  * finalizes receipts whose challenge window has closed.
  *
  * A receipt drawn is kept on disk with its job before it is recorded (`_receipt_files.ts`), so
- * a stop between its record and its challenge has the next start open the challenge it owes. A
+ * a stop between its record and its challenge has the next start open the challenge it owes; a
+ * peer's receipt not drawn is kept so too while it is pending, so a peer's "proof withheld" claim
+ * that comes after a restart can still be taken over (below). A
  * challenge is opened in the ledger first (`challenged`: unpaid, durably) and ends in one
  * ledger transition: `valid` clears it (paid when the window closes), a fraud proof slashes
  * once checked, proof data withheld past the deadline slashes (burned), and anything
@@ -106,6 +108,7 @@ import {
   DRAWN_CHALLENGES_DIR,
   OWN_REFUSED_RECEIPTS_DIR,
   OWN_TRAINING_FRAUD_PROOFS_DIR,
+  PENDING_RECEIPTS_DIR,
   ReceiptFiles,
   TAKEN_OVER_CLAIMS_DIR,
 } from "./_receipt_files.ts";
@@ -233,6 +236,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
   #endings!: ChallengeEndings;
   /** Receipts drawn for a challenge, with their jobs, on disk until the challenge is open. */
   #drawn!: ReceiptFiles;
+  /**
+   * Peers' receipts recorded and not drawn, with their jobs, on disk while this validator
+   * remembers them (`#memory.recent`): a claim that comes after a restart is taken over too.
+   */
+  #pending!: ReceiptFiles;
   /** This node's own receipts its ledger refused, each with its job id, on disk for good. */
   #ownRefused!: ReceiptFiles;
   /** The claims open takeovers were opened on, on disk until the challenge ends. */
@@ -343,6 +351,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     // into payment.
     this.#ownProofs = ReceiptFiles.in(this.#options.ledgerDir);
     this.#drawn = ReceiptFiles.in(this.#options.ledgerDir, DRAWN_CHALLENGES_DIR);
+    this.#pending = ReceiptFiles.in(this.#options.ledgerDir, PENDING_RECEIPTS_DIR, {
+      durable: false,
+    });
     this.#ownRefused = ReceiptFiles.in(this.#options.ledgerDir, OWN_REFUSED_RECEIPTS_DIR);
     for (const kept of (await this.#ownRefused.all()).values()) {
       const jobId = (kept as { jobId?: unknown } | undefined)?.jobId;
@@ -391,6 +402,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     // After the challenges open at the stop have ended above: not one of those just opened.
     await this.#resumeDrawn(ctx);
+    // Before the held evidence below: a claim held for its receipt may be about one of these.
+    await this.#restorePending();
     // What waited here at the last keep for a pledge or a receipt goes through the intake again.
     const { file, held } = await HeldEvidenceFile.open(this.#options.ledgerDir);
     this.#heldFile = file;
@@ -446,6 +459,31 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#stats.unresolved++;
       await this.#drawn.remove(id);
     }
+  }
+
+  /**
+   * At start: remember again, with their jobs, the peers' receipts kept at their intake that are
+   * still `pending` here inside their window (oldest window first, as they were remembered), so
+   * that a peer's "proof withheld" claim that comes after the restart is taken over as one that
+   * came before it (review s56: the receipt and job were in memory only, and the worker that
+   * withheld from everyone was paid here, slashed in the ledgers that had not restarted). A
+   * record whose receipt is no longer open (paid, slashed, left unpaid, challenged here: asked
+   * once; or past its window: no claim about it is recorded, `#worthRecording`), or that does
+   * not read back, is removed.
+   */
+  async #restorePending(): Promise<void> {
+    const ledger = this.#ledger!;
+    const open: { receipt: Receipt; job: Job; pendingUntil: number }[] = [];
+    const stale: string[] = [];
+    for (const [id, kept] of await this.#pending.all()) {
+      const record = ledger.receipt(id);
+      const pending = this.#inWindow(record) ? readDrawn(id, kept) : undefined;
+      if (pending === undefined) stale.push(id);
+      else open.push({ ...pending, pendingUntil: record!.pendingUntil });
+    }
+    open.sort((a, b) => a.pendingUntil - b.pendingUntil);
+    for (const { receipt, job } of open) stale.push(...this.#memory.remember(receipt, job));
+    await this.#pending.removeAll(stale);
   }
 
   /**
@@ -714,6 +752,13 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
           else checked.add(receiptId);
         }
         const finalized = await ledger.finalizeDue((id) => checked.has(id));
+        // Peers' receipts no longer open (paid, slashed, left unpaid, past their window) take
+        // no claim over: forgotten, and no longer kept on disk (a copy left by a failed removal
+        // goes at the next start).
+        const closed = this.#memory.forgetRecentUnless((id) => this.#inWindow(ledger.receipt(id)));
+        await this.#pending.removeAll(closed).catch((error) =>
+          this.#log(`validator: could not remove closed receipts: ${error.message}`)
+        );
         // At most one write a tick, however fast peers' messages come: a process killed outright
         // loses what arrived since.
         await this.#keepHeld();
@@ -823,12 +868,16 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const refused = fresh && !own
       ? ledger.receiptRefusal(receipt, { assignment, uncredited })
       : undefined;
-    const kept = owed && refused === undefined;
-    if (kept) await this.#drawn.save(id, { receipt, job });
+    // A peer's receipt not drawn is kept too, until it leaves `pending` (`#pending`): a claim
+    // that it was withheld, coming after a restart, is taken over on it. So every receipt the
+    // ledger takes is written once here, whatever the coin.
+    const kept = fresh && !own && refused === undefined;
+    const keptIn = owed ? this.#drawn : this.#pending;
+    if (kept) await keptIn.save(id, { receipt, job });
     try {
       if (fresh) await ledger.recordReceipt(receipt, { assignment, uncredited });
     } catch (e) {
-      if (kept) await this.#drawn.remove(id);
+      if (kept) await keptIn.remove(id);
       recorded = false;
       refusal = (e as { code?: string }).code ?? "refused";
       if (own && origin === "local" && refusal === "job_already_recorded") {
@@ -900,7 +949,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       return { receiptId: id, recorded, refusal, uncredited, challenged: false, draw: 1 };
     }
     if (fresh && recorded) {
-      this.#memory.remember(receipt, job);
+      // Those forgotten to make room are no longer kept on disk either.
+      await this.#pending.removeAll(this.#memory.remember(receipt, job));
       // Takeovers are paid for by traffic, at the coin's own rate (see `_takeover_budget.ts`).
       this.#takeovers.earn(p);
     }
@@ -941,8 +991,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       if (claim !== undefined) await this.#takenOver.remove(id);
       throw error;
     }
-    // `challenged` in the ledger now: what its draw kept is done with.
+    // `challenged` in the ledger now: what its draw, or its intake, kept is done with.
     await this.#drawn.remove(id);
+    await this.#pending.remove(id);
     this.#stats.challenged++;
     // Challenged here once: no peer's claim makes this validator ask the worker again.
     this.#memory.forgetRecent(id);
@@ -1057,6 +1108,14 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     if (this.#takeovers.refusal(claimant, this.#now(), open) !== undefined) return;
     this.#takeovers.spend();
     await this.#open(recent.receipt, recent.job, ctx, verdict).catch(() => {});
+  }
+
+  /**
+   * Whether `record` is pending inside its window: a peer's claim about it is recorded and may be
+   * taken over (`#worthRecording`, `#takeOverWithheld`).
+   */
+  #inWindow(record: ReceiptRecord | undefined): record is ReceiptRecord {
+    return record?.status === "pending" && this.#now() <= record.pendingUntil;
   }
 
   /** The ledger's clock (ms): injected by tests through the ledger options. */
