@@ -4,7 +4,10 @@
  * with backoff when they drop — and everything that goes out to peers goes through it:
  *
  * - a local receipt is announced to every peer that keeps a ledger (`validation.receipt`);
- * - a verdict or fraud proof this node's validator signed is spread to every such peer;
+ * - a verdict or fraud proof this node's validator signed is spread to every such peer; a fraud
+ *   proof, or a "proof withheld" claim (`invalid / proof_unavailable`), after its author's pledge
+ *   where that connection has not carried it yet (a ledger takes either only from a key with stake
+ *   there: `PledgeSync.sendAhead`);
  * - such a peer is sent, on connect, this node's stake pledge and a bounded few its ledger
  *   recorded (the keys active there first), and later the pledge of a worker whose receipt it
  *   refused for want of stake, so a node that joins late learns the stake gossiped before it
@@ -232,6 +235,10 @@ export type NetworkMessage =
     /** Hex key of the peer it came from: not sent back there. */
     except?: string;
   }
+  /**
+   * A verdict to spread; a "proof withheld" claim goes as an accusation (`publish_accusation`),
+   * after its author's pledge.
+   */
   | { type: "publish_verdict"; verdict: Verdict; except?: string }
   | { type: "publish_fraud_proof"; proof: FraudProof; except?: string }
   | { type: "publish_pledge"; pledge: StakePledge; except?: string }
@@ -249,9 +256,10 @@ export type NetworkMessage =
   | { type: "publish_training"; gossip: TrainingGossip; except?: string }
   | {
     /**
-     * Internal: a fraud proof (`publish_fraud_proof`, or training gossip of one) to pass on,
-     * with its accuser's pledge as our ledger holds it: each peer is sent the pledge just
-     * before the proof (`PledgeSync.sendAhead`).
+     * Internal: a fraud proof (`publish_fraud_proof`, or training gossip of one) or a "proof
+     * withheld" claim (`publish_verdict`) to pass on, with its author's pledge as our ledger
+     * holds it: each peer is sent the pledge just before the evidence, once per connection
+     * (`PledgeSync.sendAhead`).
      */
     type: "publish_accusation";
     accusation: Accusation;
@@ -588,6 +596,14 @@ export class NetworkActor implements Actor<NetworkMessage> {
               }),
         );
       case "publish_verdict":
+        // A claim a ledger takes over only from a claimant with stake there: after its pledge.
+        if (isWithheldClaim(message.verdict)) {
+          return this.#publishAccusation(
+            { kind: "withheld", verdict: message.verdict },
+            message,
+            ctx,
+          );
+        }
         return this.#broadcast(
           VALIDATION_PROTOCOL,
           message.except,
@@ -598,13 +614,11 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "publish_accusation": {
         const { accusation, pledge } = message;
         return this.#broadcast(
-          accusation.kind === "inference" ? VALIDATION_PROTOCOL : TRAINING_PROTOCOL,
+          accusation.kind === "fraud_proof" ? TRAINING_PROTOCOL : VALIDATION_PROTOCOL,
           message.except,
           (c) => {
             this.#pledgeSync.sendAhead(c, pledge);
-            return accusation.kind === "inference"
-              ? c.notify(FraudProofAnnouncementMessage, { proof: accusation.proof })
-              : notifyTraining(c, accusation);
+            return notifyAccusation(c, accusation);
           },
         );
       }
@@ -876,19 +890,16 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 
   /**
-   * Pass a fraud proof on to every peer but `except`, each after its accuser's pledge: looked up
-   * in our ledger first, then sent (`publish_accusation`).
+   * Pass a fraud proof or a "proof withheld" claim on to every peer but `except`, each after its
+   * author's pledge: looked up in our ledger first, then sent (`publish_accusation`).
    */
   #publishAccusation(
     accusation: Accusation,
     { except }: { except?: string },
     ctx: ActorContext<NetworkMessage>,
   ): void {
-    const accuser = accusation.kind === "inference"
-      ? accusation.proof.validator
-      : accusation.body.proof.validator;
     this.#pledgeSync.lookUpPledge(
-      accuser,
+      accuserOf(accusation),
       ctx,
       (pledge) => ({ type: "publish_accusation", accusation, pledge, except }),
     );
@@ -1230,10 +1241,49 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 }
 
-/** A fraud proof to pass on: of an inference receipt, or training gossip of one. */
+/**
+ * Evidence against a worker to pass on, which a ledger takes only from an author with stake
+ * there: a fraud proof of an inference receipt, training gossip of one, or a "proof withheld"
+ * claim (a validator's `invalid / proof_unavailable` verdict: a ledger asks the worker itself on
+ * a staked claimant's word, and slashes it if it withholds there too).
+ */
 export type Accusation =
   | { kind: "inference"; proof: FraudProof }
-  | Extract<TrainingGossip, { kind: "fraud_proof" }>;
+  | Extract<TrainingGossip, { kind: "fraud_proof" }>
+  | { kind: "withheld"; verdict: Verdict };
+
+/**
+ * Whether `verdict` is a "proof withheld" claim about an inference receipt: what a ledger takes
+ * over (`ValidatorActor`'s `#takeOverWithheld`) only from a claimant with stake there.
+ */
+function isWithheldClaim(verdict: Verdict): boolean {
+  return verdict.subject === "inference" && verdict.outcome === "invalid" &&
+    verdict.reason === "proof_unavailable";
+}
+
+/** The key whose stake `accusation` counts on: its accuser's, or its claimant's. */
+function accuserOf(accusation: Accusation): Uint8Array {
+  switch (accusation.kind) {
+    case "inference":
+      return accusation.proof.validator;
+    case "fraud_proof":
+      return accusation.body.proof.validator;
+    case "withheld":
+      return accusation.verdict.validator;
+  }
+}
+
+/** Send `accusation` on `connection`, as the message of its protocol. */
+function notifyAccusation(connection: Connection, accusation: Accusation): Promise<void> {
+  switch (accusation.kind) {
+    case "inference":
+      return connection.notify(FraudProofAnnouncementMessage, { proof: accusation.proof });
+    case "fraud_proof":
+      return notifyTraining(connection, accusation);
+    case "withheld":
+      return connection.notify(VerdictAnnouncementMessage, { verdict: accusation.verdict });
+  }
+}
 
 /** Send one training gossip item on `connection`. */
 function notifyTraining(connection: Connection, gossip: TrainingGossip): Promise<void> {

@@ -4,6 +4,9 @@
  * a bounded few its ledger recorded (the keys active there first), and later the pledge of a
  * worker whose receipt it refused for want of stake, so a node that joins late learns the stake
  * gossiped before it came; a pledge new to this node's ledger is passed on to its other peers.
+ * The evidence that counts in a ledger only from a key with stake there — a fraud proof, a "proof
+ * withheld" claim — is passed on after its author's pledge, on the same connection, unless that
+ * connection has carried the pledge already ({@link PledgeSync.sendAhead}).
  * Every pledge sent to a peer comes out of that peer's budget (`pledge_budget.ts`), held in the
  * NetworkActor's table: {@link PledgeSync} only reads the table, from the actor's `receive`, and
  * what it learns in the background (the validator's answers) comes back to the actor as a
@@ -38,6 +41,18 @@ export interface PledgePeer {
 /** The NetworkActor's `push_pledges` message: pledges our ledger holds, for one peer. */
 export type PushPledgesMessage = Extract<NetworkMessage, { type: "push_pledges" }>;
 
+/**
+ * Pledgers (keys) a connection is remembered to have carried, either way, so that
+ * {@link PledgeSync.sendAhead} sends a pledge once per connection rather than ahead of each of
+ * its author's fraud proofs and claims: a claimant's claims come one per receipt it challenged,
+ * and each copy would take room from the budget the pledges a peer needs are sent out of. Past
+ * it the oldest is forgotten, and sent again at most once more: a connection sends 64 pledges at
+ * once and one per 12 s after (`pledge_budget.ts`), so it takes over half an hour to carry more.
+ * About 30 KB per connection (256 hex keys in a set), 7 MB at the 256 connections a node holds
+ * by default.
+ */
+export const MAX_CARRIED_PLEDGES = 256;
+
 /** Options of {@link PledgeSync}: what it needs of the NetworkActor. */
 export interface PledgeSyncOptions {
   /** Our stake pledge, sent first to every ledger-keeping peer on connect. */
@@ -60,6 +75,12 @@ export interface PledgeSyncOptions {
  */
 export class PledgeSync {
   readonly #options: PledgeSyncOptions;
+  /**
+   * Per connection, the pledgers whose pledge it carried, oldest first (bounded:
+   * {@link MAX_CARRIED_PLEDGES}); gone with the connection. A peer that connects again is sent
+   * a pledge ahead once more: a copy it has costs it one look-up.
+   */
+  readonly #carried = new WeakMap<Connection, Set<string>>();
 
   /**
    * The exchange of one NetworkActor, over its table.
@@ -119,10 +140,10 @@ export class PledgeSync {
   }
 
   /**
-   * A fraud proof is about to be passed on: look up its accuser's pledge in our ledger, and tell
-   * the NetworkActor `then(pledge)` (`pledge` undefined: none there — a deposit — or no ledger
-   * here, or it did not answer), so that each peer can be sent the pledge just before the
-   * proof ({@link sendAhead}).
+   * A fraud proof or a "proof withheld" claim is about to be passed on: look up its author's
+   * pledge in our ledger, and tell the NetworkActor `then(pledge)` (`pledge` undefined: none
+   * there — a deposit — or no ledger here, or it did not answer), so that each peer can be sent
+   * the pledge just before the evidence ({@link sendAhead}).
    */
   lookUpPledge(
     accuser: Uint8Array,
@@ -141,21 +162,27 @@ export class PledgeSync {
   }
 
   /**
-   * Send `pledge` to the peer of `connection` ahead of the fraud proof that follows it on the
-   * connection: a ledger takes a peer's proof only from an accuser with stake there, and never
-   * takes up a skipped proof again. The peer may lack the pledge (not among those pushed on
-   * connect, or its gossip dropped past the budget) though this node, which checked the proof
-   * against it, holds it. Out of the room kept back for pledges a peer needs
-   * ({@link PLEDGE_SEND_RESERVE}); with none left the proof goes alone. Not to the accuser
-   * itself, nor to a peer that keeps no ledger. Frames on a connection go out in the order sent,
-   * and a peer hands them to its validator in that order, so the pledge is recorded first.
+   * Send `pledge` to the peer of `connection` ahead of the evidence that follows it on the
+   * connection: a fraud proof, which a ledger takes only from an accuser with stake there, or a
+   * "proof withheld" claim, which a ledger takes over (asks the worker itself, and slashes it if
+   * it withholds there too) only from a claimant with stake there. The peer may lack the pledge
+   * (not among those pushed on connect, or its gossip dropped past the budget) though this node,
+   * which checked the evidence against it, holds it; without it the peer holds the evidence
+   * until the pledge comes, which nothing else asks for. Out of the room kept back for pledges a
+   * peer needs ({@link PLEDGE_SEND_RESERVE}); with none left the evidence goes alone. Not to the
+   * author itself, nor to a peer that keeps no ledger, nor again on a connection that has
+   * carried the pledge already, either way ({@link MAX_CARRIED_PLEDGES}). Frames on a connection
+   * go out in the order sent, and a peer hands them to its validator in that order, so the
+   * pledge is recorded first.
    */
   sendAhead(connection: Connection, pledge: StakePledge | undefined): void {
     if (pledge === undefined || connection.isClosed) return;
     if (bytesEqual(pledge.key, connection.peerKey!)) return;
     if (!connection.supports(VALIDATION_PROTOCOL.name)) return;
+    if (this.#hasCarried(connection, pledge)) return;
     const entry = this.#options.entryOf(connection);
     if (entry === undefined || !entry.pledges.take(0)) return;
+    this.#carry(connection, pledge);
     connection.notify(StakeAnnouncementMessage, { pledge }).catch(() => {}); // closed meanwhile
   }
 
@@ -173,6 +200,7 @@ export class PledgeSync {
     for (const pledge of message.pledges) {
       if (!entry.pledges.take(reserve)) break;
       fits.push(pledge);
+      this.#carry(connection, pledge);
     }
     if (fits.length === 0) return;
     (async () => {
@@ -191,17 +219,37 @@ export class PledgeSync {
    */
   relayPledge(pledge: StakePledge, except: string | undefined): number {
     const pledger = toHex(pledge.key);
+    // The peer it came from has it: not sent it ahead of its author's evidence either.
+    for (const { connection } of this.#options.peers.get(except ?? "") ?? []) {
+      this.#carry(connection, pledge);
+    }
     let sent = 0;
     for (const [key, list] of this.#options.peers) {
       if (key === except || key === pledger) continue;
       const entry = list.find((p) => !p.connection.isClosed);
       if (entry === undefined || !entry.connection.supports(VALIDATION_PROTOCOL.name)) continue;
       if (!entry.pledges.take(PLEDGE_SEND_RESERVE)) continue;
+      this.#carry(entry.connection, pledge);
       sent++;
       entry.connection.notify(StakeAnnouncementMessage, { pledge }).catch((error) =>
         this.#options.log(`peer ${key.slice(0, 16)}: ${(error as Error).message}`)
       );
     }
     return sent;
+  }
+
+  /** Whether `connection` carried `pledge`'s pledger's pledge (see {@link MAX_CARRIED_PLEDGES}). */
+  #hasCarried(connection: Connection, pledge: StakePledge): boolean {
+    return this.#carried.get(connection)?.has(toHex(pledge.key)) ?? false;
+  }
+
+  /** Note that `connection` carried `pledge` (the oldest noted is forgotten past the bound). */
+  #carry(connection: Connection, pledge: StakePledge): void {
+    let carried = this.#carried.get(connection);
+    if (carried === undefined) this.#carried.set(connection, carried = new Set());
+    const key = toHex(pledge.key);
+    carried.delete(key); // to the back: carried again now
+    carried.add(key);
+    if (carried.size > MAX_CARRIED_PLEDGES) carried.delete(carried.values().next().value!);
   }
 }
