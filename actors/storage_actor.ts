@@ -357,18 +357,18 @@ export class StorageActor {
   }
 
   /**
-   * Where blocks are read and written: the peers when there are any, else the local store — but
-   * an object only `local` pins (or a running `local` put) here reach is read from this node's
-   * store only: asking the peers for it would name it to them, and a read repair would write
-   * this node's copy to every holder that answered `chunk_not_found`.
-   */
-  /**
    * A block read for a caller with `signal`: the replicas' fetch is cancelled with it, and a
    * read its caller gave up on (its client went away) is answered `read_aborted`: its reason, an
-   * AbortError, is no failure of this actor, which a plain error thrown here would crash.
+   * AbortError, is no failure of this actor, which a plain error thrown here would crash. With
+   * `local`, from this node's own store only (a block not here is `chunk_not_found`).
    */
-  async #readBlock(cid: string, signal: AbortSignal | undefined): Promise<Uint8Array> {
-    return await this.#blocks().get(storageKey(cid), { signal }).catch((error) => {
+  async #readBlock(
+    cid: string,
+    signal: AbortSignal | undefined,
+    local = false,
+  ): Promise<Uint8Array> {
+    const blocks = local ? this.#store! : this.#blocks();
+    return await blocks.get(storageKey(cid), { signal }).catch((error) => {
       if (!signal?.aborted || error instanceof VeriflowError) throw error;
       throw new StorageError("read_aborted", `the read of ${cid} was aborted`, {
         cause: signal.reason,
@@ -376,6 +376,12 @@ export class StorageActor {
     });
   }
 
+  /**
+   * Where blocks are read and written: the peers when there are any, else the local store — but
+   * an object only `local` pins (or a running `local` put) here reach is read from this node's
+   * store only: asking the peers for it would name it to them, and a read repair would write
+   * this node's copy to every holder that answered `chunk_not_found`.
+   */
   #blocks(): BlockStore {
     const store = this.#store!;
     const replicated = this.#replicated;
@@ -583,8 +589,9 @@ export class StorageActor {
         }, ctx);
         return await done;
       }
+      // `local` (the gateway's `only-if-cached`): this node's own store only, as `get_bytes`.
       case "get":
-        return await files.get(message.cid, {
+        return await (message.local ? this.#local! : files).get(message.cid, {
           key: this.#options.ownerKey,
           start: message.start,
           end: message.end,
@@ -595,7 +602,9 @@ export class StorageActor {
           key: this.#options.ownerKey,
         });
       case "stat": {
-        const info = await files.stat(message.cid, { key: this.#options.ownerKey });
+        const info = await (message.local ? this.#local! : files).stat(message.cid, {
+          key: this.#options.ownerKey,
+        });
         // A public UnixFS id has no name or type: the pin here may have recorded them.
         return info.tier === "public" ? { ...info, ...await store.pinLabel(message.cid) } : info;
       }
@@ -692,11 +701,11 @@ export class StorageActor {
         await this.#given!.flush(); // who left and who came back
         return undefined;
       case "get_block":
-        return await this.#readBlock(message.cid, message.signal);
+        return await this.#readBlock(message.cid, message.signal, message.local);
       case "export_car": {
-        const blocks = this.#blocks();
+        const blocks = message.local ? store : this.#blocks();
         // Read the root now, so an unknown CID is answered as an error, not a broken stream.
-        await this.#readBlock(message.cid, message.signal);
+        await this.#readBlock(message.cid, message.signal, message.local);
         return exportCar(message.cid, (cid, signal) => blocks.get(cid, { signal }), {
           scope: message.scope,
           signal: message.signal,

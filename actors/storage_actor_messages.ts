@@ -61,6 +61,11 @@ export interface StorageGetMessage {
   end?: number;
   /** Aborts the transfer. */
   signal?: AbortSignal;
+  /**
+   * Read this node's own store only, never the storage peers (the gateway's
+   * `Cache-Control: only-if-cached`): a block not held here is `chunk_not_found`. Default `false`.
+   */
+  local?: boolean;
 }
 /**
  * The whole content named by a CID, as bytes (a file id or a raw object CID). This is what
@@ -97,6 +102,11 @@ export interface StorageStatMessage {
   type: "stat";
   /** File id. */
   cid: string;
+  /**
+   * Read this node's own store only, never the storage peers (the gateway's
+   * `Cache-Control: only-if-cached`): a block not held here is `chunk_not_found`. Default `false`.
+   */
+  local?: boolean;
 }
 /** Pin or unpin a root. Answered with `true` when the pin set changed (pin: always `true`). */
 export interface StoragePinMessage {
@@ -197,6 +207,11 @@ export interface StorageGetBlockMessage {
   cid: string;
   /** Aborts the read, and its fetch from the storage peers. */
   signal?: AbortSignal;
+  /**
+   * Read this node's own store only, never the storage peers (the gateway's
+   * `Cache-Control: only-if-cached`): a block not held here is `chunk_not_found`. Default `false`.
+   */
+  local?: boolean;
 }
 /** A CAR of a DAG. Answered with a `ReadableStream<Uint8Array>`. */
 export interface StorageExportCarMessage {
@@ -208,6 +223,11 @@ export interface StorageExportCarMessage {
   scope?: CarScope;
   /** Aborts the export. */
   signal?: AbortSignal;
+  /**
+   * Read this node's own store only, never the storage peers (the gateway's
+   * `Cache-Control: only-if-cached`): a block not held here is `chunk_not_found`. Default `false`.
+   */
+  local?: boolean;
 }
 /** A share record (`<store>/shares/<id>`). Answered with {@link ShareRecord} or `null`. */
 export interface StorageShareMessage {

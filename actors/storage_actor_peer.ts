@@ -89,12 +89,21 @@ export function storageGateway(ref: StorageAsker): GatewayStorage {
     put: async (source, options) =>
       await (await ref.ask<PutHandle>({ type: "put", source, ...options })).done,
     // The caller's signal goes to the peer fetch itself: a read whose client went away must not
-    // hold a connection slot and a chunk's memory until the peer call's own timeout.
-    block: (cid, signal) => ask<Uint8Array>({ type: "get_block", cid, signal }, signal),
-    stat: (cid) => ask<FileInfo>({ type: "stat", cid }),
-    read: (cid, range) => ask<ReadableStream<Uint8Array>>({ type: "get", cid, ...range }),
-    car: (cid, scope, signal) =>
-      ask<ReadableStream<Uint8Array>>({ type: "export_car", cid, scope, signal }),
+    // hold a connection slot and a chunk's memory until the peer call's own timeout. `local`
+    // (`only-if-cached`) keeps each read to this node's own store.
+    block: (cid, signal, options) =>
+      ask<Uint8Array>({ type: "get_block", cid, signal, local: options?.local }, signal),
+    stat: (cid, options) => ask<FileInfo>({ type: "stat", cid, local: options?.local }),
+    read: (cid, range, options) =>
+      ask<ReadableStream<Uint8Array>>({ type: "get", cid, ...range, local: options?.local }),
+    car: (cid, scope, signal, options) =>
+      ask<ReadableStream<Uint8Array>>({
+        type: "export_car",
+        cid,
+        scope,
+        signal,
+        local: options?.local,
+      }),
     share: async (id) => (await ask<ShareRecord | null>({ type: "share", id })) ?? undefined,
   };
 }

@@ -33,7 +33,10 @@ export interface GatewayRequest {
   resolved: ResolvedPath;
   /** True for a `HEAD`: the answer's status and headers, no body. */
   head: boolean;
-  /** The node's storage (`service_unavailable` when it runs none). */
+  /**
+   * The node's storage (`service_unavailable` when it runs none); for an `only-if-cached` request,
+   * its own store only ({@link localReads}).
+   */
   port: () => GatewayStorage;
   /** The blocks of `cid`: the storage port, or an identity CID's own bytes. */
   source: (cid: string) => BlockSource;
@@ -45,6 +48,32 @@ export interface GatewayRequest {
   filename: string | undefined;
   /** True for `download=true`: the answer is an attachment, never rendered. */
   download: boolean;
+}
+
+/**
+ * True when a request's `Cache-Control` holds the `only-if-cached` directive (RFC 9111 §5.2.1.7;
+ * directives are a comma-separated list, case-insensitive): the client wants what this node holds,
+ * with no fetch from the network (Path Gateway spec).
+ */
+export function onlyIfCached(cacheControl: string | undefined): boolean {
+  if (cacheControl === undefined) return false;
+  return cacheControl.split(",").some((d) => d.trim().toLowerCase() === "only-if-cached");
+}
+
+/**
+ * `port` with every read kept to this node's own store (`{ local: true }`): what an
+ * `only-if-cached` request is answered from. A block not held here is `chunk_not_found`, never
+ * fetched from (nor named to) the storage peers.
+ */
+export function localReads(port: GatewayStorage): GatewayStorage {
+  const local = { local: true };
+  return {
+    ...port,
+    block: (cid, signal) => port.block(cid, signal, local),
+    stat: (cid) => port.stat(cid, local),
+    read: (cid, range) => port.read(cid, range, local),
+    car: (cid, scope, signal) => port.car(cid, scope, signal, local),
+  };
 }
 
 /** The codec of any CID the gateway takes, identity CIDs included. */

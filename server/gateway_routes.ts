@@ -17,6 +17,9 @@
  * (`X-Ipfs-Roots`). CAR answers are `gateway_car.ts`'s. `?filename=` and `?download=true` name a
  * file's, a block's or a CAR's `Content-Disposition` (and type a file by the name); a
  * `Service-Worker: script` request for `/ipfs/{cid}` itself is 400 (its scope would be `/ipfs/`).
+ * `Cache-Control: only-if-cached` keeps every read of the request to the node's own store
+ * (`localReads`): what it holds is answered as usual, a block it would have fetched from its
+ * storage peers is 412 `not_cached` (Path Gateway spec).
  *
  * A client that verifies (such as `@helia/verified-fetch`) can use a Veriflow node as its
  * gateway: every block is the bytes of its CID. These routes are outside `/v1` and need no API
@@ -57,8 +60,10 @@ import {
   contentDisposition,
   type GatewayRequest,
   IMMUTABLE,
+  localReads,
   noneMatch,
   notModified,
+  onlyIfCached,
   statOf,
 } from "./gateway_request.ts";
 import { EdgeError, errorResponse, RequestValidationError } from "./http_errors.ts";
@@ -104,6 +109,13 @@ export function gatewayRoutes(
       c.res = errorResponse(
         new EdgeError("invalid_manifest", c.error.message, { param: "cid", cause: c.error }),
       );
+    } else if (
+      c.error instanceof VeriflowError && c.error.code === "chunk_not_found" &&
+      onlyIfCached(c.req.header("cache-control"))
+    ) {
+      // Every read of an `only-if-cached` request is this node's own store's: a block it lacks
+      // is one the client asked it not to fetch, not one missing from the network (404).
+      c.res = notCachedResponse(c.error);
     }
     // One URL answers a file, a block or a CAR by `Accept`, each cached for a year: a shared
     // cache that did not key on `Accept` would hand one client's CAR to the next one's <video>.
@@ -128,9 +140,15 @@ export function gatewayRoutes(
     }
     const root = edgeCid(path.cid);
     const format = responseFormat(c.req.query("format"), c.req.header("accept"));
+    // Path Gateway spec: `Cache-Control: only-if-cached` asks for what this node holds, with no
+    // fetch from the network: every read of the request (the path's directories, the node it
+    // names, a file's bytes, a CAR's blocks) is kept to its own store, and a miss before the
+    // answer starts is a 412 (the middleware above). A HEAD so asked reads what its GET reads
+    // before the status, never a file's or a CAR's leaves: the cheap "do you have it?" probe.
+    const storage = onlyIfCached(c.req.header("cache-control")) ? () => localReads(port()) : port;
     const source = (cid: string): BlockSource => {
       const inline = identityBlock(cid);
-      return inline ? inlineBlocks(cid, inline) : port();
+      return inline ? inlineBlocks(cid, inline) : storage();
     };
     const readBlock = (cid: string, signal?: AbortSignal) => source(cid).block(cid, signal);
     // A client that goes away cancels the reads made for it (a silent peer's fetch included).
@@ -142,7 +160,7 @@ export function gatewayRoutes(
       path,
       resolved,
       head: c.req.method === "HEAD",
-      port,
+      port: storage,
       source,
       readBlock,
       common: {
@@ -483,6 +501,22 @@ function responseFormat(
     `no acceptable type in Accept: this gateway sends ${RAW_MEDIA_TYPE}, ` +
       `${CAR_MEDIA_TYPE}; version=1, or the file's bytes`,
     { param: "accept" },
+  );
+}
+
+/**
+ * The `412 Precondition Failed` answer (`not_cached`) to an `only-if-cached` request whose
+ * content (`miss`: the block not held here) this node would have had to fetch from its storage
+ * peers. A HEAD gets its status alone.
+ */
+function notCachedResponse(miss: VeriflowError): Response {
+  return errorResponse(
+    new EdgeError(
+      "not_cached",
+      `not held by this node (${miss.message}), and Cache-Control: only-if-cached forbids ` +
+        "fetching it from the network: ask without only-if-cached to fetch it",
+      { param: "cache-control", cause: miss },
+    ),
   );
 }
 

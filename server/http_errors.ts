@@ -131,6 +131,9 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   block_too_large: 422,
   not_acceptable: 406,
   not_implemented: 501,
+  // `Cache-Control: only-if-cached` for content this node would have had to fetch (Path Gateway
+  // spec: 412, the client's own condition not met, rather than RFC 9111's 504).
+  not_cached: 412,
   // A forwarded job: no worker peer, or the worker went away before answering.
   no_worker: 503,
   service_unavailable: 503,

@@ -9,7 +9,14 @@ import type { CarScope } from "./car.ts";
 import type { FileInfo, PutFileResult } from "./file_store.ts";
 import type { ShareRecord } from "./share_links.ts";
 
-/** The storage side of the gateway and the file routes. */
+/**
+ * The storage side of the gateway and the file routes.
+ *
+ * Its reads (`block`, `stat`, `read`, `car`) look in the node's own store and its storage peers
+ * (replicas over the network) by default; with `{ local: true }` they keep to this node's own
+ * store, as the gateway's `Cache-Control: only-if-cached` asks: a block not held here is
+ * `chunk_not_found`, and no peer is asked for it, nor told that it was wanted.
+ */
 export interface GatewayStorage {
   /** Store a public file (pinned, with its labels); resolves once stored. */
   put(
@@ -17,16 +24,22 @@ export interface GatewayStorage {
     options: { name?: string; mime?: string; signal?: AbortSignal },
   ): Promise<PutFileResult>;
   /** One verified block, by any CID of it (local or from the storage peers). */
-  block(cid: string, signal?: AbortSignal): Promise<Uint8Array>;
+  block(cid: string, signal?: AbortSignal, options?: { local?: boolean }): Promise<Uint8Array>;
   /** A file's metadata (with the labels its pin recorded). */
-  stat(cid: string): Promise<FileInfo>;
+  stat(cid: string, options?: { local?: boolean }): Promise<FileInfo>;
   /** A public file's bytes `[start, end)`, verified chunk by chunk. */
   read(
     cid: string,
     range: { start: number; end: number; signal?: AbortSignal },
+    options?: { local?: boolean },
   ): Promise<ReadableStream<Uint8Array>>;
   /** A CAR of the DAG under `cid`. */
-  car(cid: string, scope: CarScope, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
+  car(
+    cid: string,
+    scope: CarScope,
+    signal?: AbortSignal,
+    options?: { local?: boolean },
+  ): Promise<ReadableStream<Uint8Array>>;
   /** The record of share `id`, if there is one (valid or not: the gateway judges expiry). */
   share(id: string): Promise<ShareRecord | undefined>;
 }
