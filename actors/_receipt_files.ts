@@ -26,7 +26,7 @@
  *   after it is not taken over here, as before they were kept. Removed when its challenge opens,
  *   at the first finalize tick after it left `pending` (paid, slashed, left unpaid: its window
  *   bounds what is kept), and when the validator's memory of receipts forgets it
- *   (`_validator_memory.ts`: the newest 4096 at most);
+ *   (`_validator_memory.ts`: the newest 4096, and 64 MiB of records, at most);
  * - this node's own receipts its ledger refused (`<ledger dir>/own-refused-receipts/`, each with
  *   its job id, kept for good): the prover releases them all the same, so the job is one this
  *   node signed a receipt for even though its ledger holds none of its own (review s49);

@@ -16,6 +16,7 @@ import type { Job } from "../protocols/job.ts";
 import { type Receipt, receiptId } from "../protocols/receipt.ts";
 import type { Verdict } from "../protocols/verdict.ts";
 import { toHex } from "../protocols/hash.ts";
+import { encodeCanonical } from "../protocols/cbor.ts";
 import type { FraudCheckResult } from "../proof/fraud_check.ts";
 import type { FraudProof } from "../protocols/fraud_proof.ts";
 import type { ReceiptMessage } from "./validator_messages.ts";
@@ -28,10 +29,23 @@ const MAX_AWAITING_STAKE_WORKERS = 256;
  * Peers' receipts not challenged here yet, remembered with their jobs for taking over a
  * withheld-proof challenge (once: a receipt leaves when its challenge opens, or when it is no
  * longer pending). The actor keeps each on disk too while it is remembered
- * (`PENDING_RECEIPTS_DIR`), so this bounds that folder as well: a job is at most
- * `MAX_NETWORK_JOB_BYTES` (448 KiB), each receipt backed by its worker's locked stake.
+ * (`PENDING_RECEIPTS_DIR`), so this bounds that folder as well, with
+ * {@link MAX_REMEMBERED_RECEIPT_BYTES}.
  */
 export const MAX_REMEMBERED_RECEIPTS = 4096;
+/**
+ * The remembered receipts' bytes in all (each counted as the canonical CBOR of its receipt and
+ * job: the record the actor keeps on disk for it), besides their count. A job crossing nodes may
+ * take `MAX_NETWORK_JOB_BYTES` (448 KiB), and a receipt locks only its token count times the slash
+ * multiplier (a default self-stake backs thousands), so by count alone one staked key filled the
+ * memory, and the folder, with about 1.8 GB (review s56). Honest jobs are a few KiB, and 4096 of
+ * them averaging under 16 KiB fit, so the count is the bound that binds; 64 MiB is what the validator's
+ * other floods may add (64 frames: {@link MAX_HELD_FRAUD_PROOFS},
+ * {@link MAX_KEPT_TAKEN_FRAUD_PROOFS}), about 146 receipts of the largest jobs. Past it the oldest
+ * are forgotten, as past the count: a claim about one is no longer taken over here. There is no
+ * share per worker, by count or by bytes: one key's flood pushes out everyone's oldest receipts.
+ */
+export const MAX_REMEMBERED_RECEIPT_BYTES = 64 * 1024 * 1024;
 /** Peers' verdicts remembered by (validator, receipt): one is taken per validator per receipt. */
 const MAX_REMEMBERED_VERDICT_AUTHORS = 16_384;
 /** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
@@ -151,6 +165,14 @@ export interface Waiting extends Omit<HeldEvidence, "unbacked"> {
   keptTaken: ReadonlySet<string>;
 }
 
+/**
+ * The bytes a remembered receipt counts against {@link MAX_REMEMBERED_RECEIPT_BYTES}: the canonical
+ * CBOR of `{ receipt, job }`, the record the actor keeps on disk for it (`_receipt_files.ts`).
+ */
+function keptRecordBytes(receipt: Receipt, job: Job): number {
+  return encodeCanonical({ receipt, job }).length;
+}
+
 /** Who judged what: a verdict's validator and subject (checked by the actor's `#worthRecording`). */
 export function judgedKey(verdict: Verdict): string {
   return `${toHex(verdict.validator)}/${verdict.subjectId}`;
@@ -160,8 +182,14 @@ export function judgedKey(verdict: Verdict): string {
 export class ValidatorMemory {
   /** Receipts refused for a worker with no stake here yet, by worker, until its pledge comes. */
   readonly #awaitingStake = new Map<string, ReceiptMessage[]>();
-  /** Peers' receipts not challenged here yet, with their jobs (see the actor's `#takeOverWithheld`). */
-  readonly #recent = new Map<string, { receipt: Receipt; job: Job }>();
+  /**
+   * Peers' receipts not challenged here yet, with their jobs (see the actor's
+   * `#takeOverWithheld`), oldest first, each with its bytes (see
+   * {@link MAX_REMEMBERED_RECEIPT_BYTES}).
+   */
+  readonly #recent = new Map<string, { receipt: Receipt; job: Job; bytes: number }>();
+  /** The bytes of {@link #recent} in all. */
+  #recentBytes = 0;
   /** Whose verdict about which receipt was taken from a peer: `validator/receiptId` (bounded). */
   readonly #judged = new Set<string>();
   /** Fraud proofs taken, by hash (oldest evicted first): null once settled. */
@@ -210,15 +238,23 @@ export class ValidatorMemory {
   }
 
   /**
-   * Peers' recorded receipts with their jobs, for taking over a challenge (bounded): returns the
-   * ids of those forgotten to make room (the oldest), whose kept copies the actor removes.
+   * Peers' recorded receipts with their jobs, for taking over a challenge (bounded by
+   * {@link MAX_REMEMBERED_RECEIPTS} and {@link MAX_REMEMBERED_RECEIPT_BYTES}): returns the ids of
+   * those forgotten to make room (the oldest), whose kept copies the actor removes.
    */
   remember(receipt: Receipt, job: Job): string[] {
-    this.#recent.set(receiptId(receipt), { receipt, job });
+    const id = receiptId(receipt);
+    const bytes = keptRecordBytes(receipt, job);
+    this.forgetRecent(id); // remembered again: counted once, as the newest
+    this.#recent.set(id, { receipt, job, bytes });
+    this.#recentBytes += bytes;
     const forgotten: string[] = [];
-    while (this.#recent.size > MAX_REMEMBERED_RECEIPTS) {
+    while (
+      this.#recent.size > MAX_REMEMBERED_RECEIPTS ||
+      this.#recentBytes > MAX_REMEMBERED_RECEIPT_BYTES
+    ) {
       const oldest = this.#recent.keys().next().value!;
-      this.#recent.delete(oldest);
+      this.forgetRecent(oldest);
       forgotten.push(oldest);
     }
     return forgotten;
@@ -230,7 +266,7 @@ export class ValidatorMemory {
    */
   forgetRecentUnless(open: (id: string) => boolean): string[] {
     const closed = [...this.#recent.keys()].filter((id) => !open(id));
-    for (const id of closed) this.#recent.delete(id);
+    for (const id of closed) this.forgetRecent(id);
     return closed;
   }
 
@@ -241,7 +277,10 @@ export class ValidatorMemory {
 
   /** Challenged here once: the receipt is not taken over again. */
   forgetRecent(id: string): void {
+    const remembered = this.#recent.get(id);
+    if (remembered === undefined) return;
     this.#recent.delete(id);
+    this.#recentBytes -= remembered.bytes;
   }
 
   /** Whether a verdict by this author (see {@link judgedKey}) was taken already. */

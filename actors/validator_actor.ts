@@ -463,7 +463,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
 
   /**
    * At start: remember again, with their jobs, the peers' receipts kept at their intake that are
-   * still `pending` here inside their window (oldest window first, as they were remembered), so
+   * still `pending` here inside their window (oldest window first, as they were remembered; past
+   * the memory's bounds, in count and bytes, the oldest are forgotten and removed again), so
    * that a peer's "proof withheld" claim that comes after the restart is taken over as one that
    * came before it (review s56: the receipt and job were in memory only, and the worker that
    * withheld from everyone was paid here, slashed in the ledgers that had not restarted). A
@@ -949,7 +950,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       return { receiptId: id, recorded, refusal, uncredited, challenged: false, draw: 1 };
     }
     if (fresh && recorded) {
-      // Those forgotten to make room are no longer kept on disk either.
+      // Those forgotten to make room (past 4096, or 64 MiB with their jobs: the oldest) are no
+      // longer kept on disk either.
       await this.#pending.removeAll(this.#memory.remember(receipt, job));
       // Takeovers are paid for by traffic, at the coin's own rate (see `_takeover_budget.ts`).
       this.#takeovers.earn(p);
