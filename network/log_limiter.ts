@@ -59,6 +59,8 @@ export class LogLimiter {
   readonly #now: () => number;
   readonly #timers: NonNullable<LogLimiterOptions["timers"]>;
   readonly #kinds = new Map<string, KindWindow>();
+  /** When {@link #sweep} last ran. */
+  #sweptAt = -Infinity;
 
   /**
    * @param log Where the lines go.
@@ -72,9 +74,15 @@ export class LogLimiter {
     this.#timers = options.timers ?? GLOBAL_TIMERS;
   }
 
+  /** Kinds with a window open now (what this limiter holds in memory). */
+  get kinds(): number {
+    return this.#kinds.size;
+  }
+
   /** Write `text`, or count it if `kind` has written its lines for this window. */
   line(kind: string, text: string): void {
     const now = this.#now();
+    this.#sweep(now);
     let window = this.#kinds.get(kind);
     if (window !== undefined && now - window.start >= this.#windowMs) {
       this.#end(kind, window, now);
@@ -104,6 +112,19 @@ export class LogLimiter {
   flush(): void {
     const now = this.#now();
     for (const [kind, window] of [...this.#kinds]) this.#end(kind, window, now);
+  }
+
+  /**
+   * Forget the kinds whose window has ended, at most once a window. A kind whose window left
+   * nothing out has no timer to end it, and stayed until its next line: with a kind per peer key
+   * (`storage: peer <key>`, and keys are free), one entry per peer ever logged, for good.
+   */
+  #sweep(now: number): void {
+    if (now - this.#sweptAt < this.#windowMs) return;
+    this.#sweptAt = now;
+    for (const [kind, window] of [...this.#kinds]) {
+      if (now - window.start >= this.#windowMs) this.#end(kind, window, now);
+    }
   }
 
   /** End `kind`'s `window`: its count written, its timer stopped, a new window next time. */

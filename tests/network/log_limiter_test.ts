@@ -46,3 +46,28 @@ Deno.test("LogLimiter writes a burst per kind and window, counts the rest, and w
   limiter.flush();
   assert.equal(lines.length, 7, "nothing more to say");
 });
+
+Deno.test("LogLimiter forgets kinds whose window has ended: one kind per peer key does not grow it without end", async () => {
+  const lines: string[] = [];
+  const timers = new ManualTimers();
+  const limiter = new LogLimiter((line) => lines.push(line), {
+    windowMs: 10_000,
+    now: () => timers.now(),
+    timers,
+  });
+  // Keys are free: a kind per failing peer (`storage: peer <key>`), each one line and gone.
+  for (let i = 0; i < 5_000; i++) limiter.line(`peer ${i}`, `peer ${i}: failed`);
+  assert.equal(limiter.kinds, 5_000, "all inside their window");
+  await timers.advance(10_000);
+  limiter.line("peer next", "peer next: failed");
+  assert.equal(limiter.kinds, 1, "the ended windows are gone, their lines all written");
+  assert.equal(lines.length, 5_001);
+  // A kind that left lines out still has its count written when its window ends.
+  for (let i = 0; i < 7; i++) limiter.line("peer busy", `peer busy: failed ${i}`);
+  await timers.advance(10_000);
+  assert.equal(
+    lines.at(-1),
+    "peer busy: 2 more line(s) left out in 10 s (last: peer busy: failed 6)",
+  );
+  assert.equal(limiter.kinds, 1, "'peer next' stays until a later line sweeps it");
+});
