@@ -33,9 +33,13 @@ import { PendingPut } from "../storage/pending_put.ts";
 import type { OwnerKey } from "../storage/private_tier.ts";
 import {
   type RepairReport,
+  REPLICA_FAILURE_REASONS,
+  type ReplicaFailure,
+  type ReplicaFailureReason,
   ReplicatedStore,
   type ReplicatedStoreOptions,
 } from "../storage/replicated_store.ts";
+import { LogLimiter } from "../network/log_limiter.ts";
 import { GIVEN_CHUNKS_FILE, GivenChunks } from "../storage/given_chunks.ts";
 import { type PeerCallOptions, proveFromStore, type StoragePeer } from "../storage/storage_peer.ts";
 import type { ActorSystem } from "./actor_system.ts";
@@ -43,6 +47,7 @@ import { HolderRepair } from "../storage/holder_repair.ts";
 import { LocalStoragePeer } from "../storage/storage_peer.ts";
 import type {
   PutHandle,
+  StorageCapacity,
   StorageMessage,
   StoragePutMessage,
   StorageReply,
@@ -68,7 +73,10 @@ export interface StorageActorOptions {
    * Include a peer for this node itself if it should hold copies too.
    */
   peers?: readonly StoragePeer[];
-  /** Replication options (r, w, timeouts). */
+  /**
+   * Replication options (r, w, timeouts). Its `onReplicaFailure`, if any, is told each failure
+   * after the actor has counted and logged it.
+   */
   replication?: ReplicatedStoreOptions;
   /** The node identity; needed for `audit` (it signs verdicts). */
   identity?: Identity;
@@ -84,7 +92,10 @@ export interface StorageActorOptions {
    * (re)starts; it sends `set_peers` on every change after that.
    */
   network?: string;
-  /** Where repair passes are reported. */
+  /**
+   * Where repair passes, audit rounds and storage peers' failures (a few lines per peer at a
+   * time) are reported.
+   */
   log?: (line: string) => void;
   /**
    * Run an audit round (`audit_round`) this often, ms: a few of this node's replicated files
@@ -218,6 +229,8 @@ export class StorageActor {
   #local: FileStore | null = null;
   #files: FileStore | null = null;
   #replicated: ReplicatedStore | null = null;
+  /** The share records (`<dir>/shares/`), opened with the store (its crashed creates swept). */
+  #shares: ShareStore | null = null;
   /** `set_peers` messages taken so far (a peer set asked for before one is out of date). */
   #peerUpdates = 0;
   #opening: Promise<void> | null = null;
@@ -243,6 +256,16 @@ export class StorageActor {
   #auditing: Promise<AuditRoundReport> | null = null;
   /** Aborted when the actor stops: a running audit round ends after its current holder. */
   readonly #stopping = new AbortController();
+  /**
+   * Storage peers' failures (reads, writes, proofs, repair copies) since this actor started, by
+   * reason: the `capacity` answer's `replicaFailures`, `/metrics`'
+   * `veriflow_storage_replica_failures_total`.
+   */
+  readonly #replicaFailures = Object.fromEntries(
+    REPLICA_FAILURE_REASONS.map((reason) => [reason, 0]),
+  ) as Record<ReplicaFailureReason, number>;
+  /** The log lines storage peers cause: a few per peer at a time (`log_limiter.ts`). */
+  readonly #peerLog: LogLimiter;
 
   /**
    * An actor over the store in `options.dir` (opened in `preStart`).
@@ -265,6 +288,7 @@ export class StorageActor {
    */
   constructor(options: StorageActorOptions) {
     this.#options = options;
+    this.#peerLog = new LogLimiter((line) => this.#options.log?.(line));
   }
 
   /** Open the store (the runtime calls this before the first message). */
@@ -281,6 +305,7 @@ export class StorageActor {
       log: this.#options.log,
     });
     this.#local = new FileStore(store, this.#fileOptions());
+    this.#shares = await ShareStore.open(this.#options.dir);
     const { identity, holdHere } = this.#options;
     if (holdHere && identity !== undefined) {
       this.#self = new SelfPeer(store, identity.publicKey, {
@@ -351,9 +376,34 @@ export class StorageActor {
       this.#replicated = new ReplicatedStore(peers, {
         ...this.#options.replication,
         given: this.#given!,
+        onReplicaFailure: (event) => {
+          this.#replicaFailed(event);
+          this.#options.replication?.onReplicaFailure?.(event);
+        },
       });
     }
     this.#files = new FileStore(this.#blocks(), this.#fileOptions());
+  }
+
+  /**
+   * Count a storage peer's failure by reason and log it, a few lines per peer at a time (the rest
+   * are counted in one line when its window ends). Before, the replicated store's failures went to
+   * no one: a holder answering reads with garbage, timing out or refusing every write showed in no
+   * log line and no metric, and its operator could not see it (a review found it at stop 56).
+   */
+  #replicaFailed(event: ReplicaFailure): void {
+    this.#replicaFailures[event.reason]++;
+    const short = event.peerId.slice(0, 16);
+    const error = event.error as { code?: unknown; message?: unknown } | null;
+    const detail = typeof error?.code === "string"
+      ? error.code
+      : typeof error?.message === "string"
+      ? error.message
+      : String(event.error);
+    this.#peerLog.line(
+      `storage: peer ${short}`,
+      `storage: peer ${short}: ${event.op} of ${event.cid} failed: ${event.reason} (${detail})`,
+    );
   }
 
   /**
@@ -551,6 +601,7 @@ export class StorageActor {
     this.#holderRepair?.stop(); // its retry timer (queued retries wait for the next change)
     await this.#replicated?.flush();
     await this.#given?.close();
+    this.#peerLog.flush(); // the count of the peers' lines left out, and their timers stopped
   }
 
   /**
@@ -633,8 +684,13 @@ export class StorageActor {
           await this.#holdLocally(root).catch(() => {});
         }
         return await store.gc({ graceMs: message.graceMs });
-      case "capacity":
-        return await store.stats();
+      case "capacity": {
+        const capacity: StorageCapacity = {
+          ...await store.stats(),
+          replicaFailures: { ...this.#replicaFailures },
+        };
+        return capacity;
+      }
       case "list":
         return await this.#list();
       case "put_chunk":
@@ -713,7 +769,7 @@ export class StorageActor {
         });
       }
       case "share":
-        return (await new ShareStore(this.#options.dir).get(message.id)) ?? null;
+        return (await this.#shares!.get(message.id)) ?? null;
       default: {
         const unknown: never = message;
         throw new StorageError(

@@ -24,7 +24,7 @@ import type { ChunkStoreStats, GcResult } from "../storage/chunk_store.ts";
 import type { FileInfo, PutFileResult } from "../storage/file_store.ts";
 import type { CarScope } from "../storage/car.ts";
 import type { ShareRecord } from "../storage/share_links.ts";
-import type { RepairReport } from "../storage/replicated_store.ts";
+import type { RepairReport, ReplicaFailureReason } from "../storage/replicated_store.ts";
 import type { StoragePeer } from "../storage/storage_peer.ts";
 
 /** Store a file. Answered at once with a {@link PutHandle}. */
@@ -122,11 +122,21 @@ export interface StorageGcMessage {
   /** Override the grace period (ms). */
   graceMs?: number;
 }
-/** Capacity and usage. Answered with {@link ChunkStoreStats}. */
+/** Capacity and usage. Answered with {@link StorageCapacity}. */
 export interface StorageCapacityMessage {
   /** Message tag. */
   type: "capacity";
 }
+/** Answer to `capacity`: the store's usage, and how its storage peers have failed it. */
+export interface StorageCapacity extends ChunkStoreStats {
+  /**
+   * Storage peers' failures since the actor started, by reason (`ReplicaFailureReason`): reads
+   * answered with garbage (`corrupt`) or not at all, writes refused, proofs and repair copies
+   * failed. Each is logged too, a few lines per peer at a time.
+   */
+  replicaFailures: Record<ReplicaFailureReason, number>;
+}
+
 /** The pinned files. Answered with {@link FileInfo}[]. */
 export interface StorageListMessage {
   /** Message tag. */
@@ -310,8 +320,8 @@ export interface StorageAnswers {
   unpin: boolean;
   /** What GC did. */
   gc: GcResult;
-  /** Usage and quota. */
-  capacity: ChunkStoreStats;
+  /** Usage and quota, and the storage peers' failures. */
+  capacity: StorageCapacity;
   /** Pinned files. */
   list: FileInfo[];
   /** Nothing. */

@@ -145,6 +145,17 @@ export function nodeCollectors(sources: NodeCollectorSources): Record<string, Me
           // Per key: a peer connected twice holds files once (`NetworkActor`'s holders).
           onePerKey((peers ?? []).filter((p) => p.roles.includes("storage"))).length,
         ),
+        // By reason only: which peer is in the log line (a series per peer key would grow with
+        // every peer ever met). A stand-in store that does not count them gives none.
+        ...Object.entries(c.replicaFailures ?? {}).map(([reason, value]) => ({
+          name: "veriflow_storage_replica_failures_total",
+          help: "Storage peers' failed reads, writes, proofs and repair copies, by reason: " +
+            "corrupt (bytes not matching the CID), missing, timeout, full, error. The log " +
+            "names the peer.",
+          type: "counter" as const,
+          value,
+          labels: { reason },
+        })),
       ];
     },
     process: () => [{

@@ -52,7 +52,11 @@ export interface ReplicatedStoreOptions {
   maxBackgroundBytes?: number;
   /** Write good bytes back to a replica that failed a read. Default `true`. */
   readRepair?: boolean;
-  /** Observer of replica failures (for logs and metrics). */
+  /**
+   * Observer of replica failures (for logs and metrics; the StorageActor counts them by reason
+   * and logs the peer): each failure once, and none of a call its caller cut off (see
+   * `ReplicatedStore.#report`).
+   */
   onReplicaFailure?(event: ReplicaFailure): void;
   /**
    * Where this store records which chunks each peer was given (see
@@ -110,6 +114,27 @@ export interface ReplicatedPutOptions extends BlockStoreCallOptions {
  */
 export const DEFAULT_MAX_BACKGROUND_BYTES: number = 64 * 1024 * 1024;
 
+/**
+ * Why a replica failed, in a few classes an operator can count (the node's
+ * `veriflow_storage_replica_failures_total`):
+ * - `corrupt`: it answered a read with bytes that do not match the CID (garbage), or said so of
+ *   its own copy;
+ * - `missing`: it does not hold the chunk (`chunk_not_found`);
+ * - `timeout`: it did not answer within the peer timeout (or the connection's);
+ * - `full`: it holds no more (`replica_quota_exceeded`, `quota_exceeded`, `disk_full`);
+ * - `error`: anything else (unreachable, refused, an error of its own).
+ */
+export type ReplicaFailureReason = "corrupt" | "missing" | "timeout" | "full" | "error";
+
+/** Every {@link ReplicaFailureReason}, in a fixed order (metrics list each from the start). */
+export const REPLICA_FAILURE_REASONS: readonly ReplicaFailureReason[] = [
+  "corrupt",
+  "missing",
+  "timeout",
+  "full",
+  "error",
+];
+
 /** A replica that failed an operation. */
 export interface ReplicaFailure {
   /** Which operation. */
@@ -120,6 +145,25 @@ export interface ReplicaFailure {
   cid: string;
   /** What went wrong. */
   error: unknown;
+  /** `error`'s class (see {@link ReplicaFailureReason}). */
+  reason: ReplicaFailureReason;
+}
+
+/** The {@link ReplicaFailureReason} of a replica's failure `error`. */
+export function replicaFailureReason(error: unknown): ReplicaFailureReason {
+  if (isTimeout(error)) return "timeout";
+  switch ((error as { code?: unknown } | null)?.code) {
+    case "corrupt_chunk":
+      return "corrupt";
+    case "chunk_not_found":
+      return "missing";
+    case "replica_quota_exceeded":
+    case "quota_exceeded":
+    case "disk_full":
+      return "full";
+    default:
+      return "error";
+  }
 }
 
 /** Per peer id, how a peer timed out in one repair (see `ReplicatedStore.#ask`). */
@@ -220,6 +264,8 @@ export class ReplicatedStore implements BlockStore {
   readonly #timeoutMs: number;
   readonly #readRepair: boolean;
   readonly #onFailure: ((event: ReplicaFailure) => void) | undefined;
+  /** Failures already told to {@link #onFailure} (see {@link #report}). */
+  readonly #reported = new WeakSet<object>();
   readonly #background = new Set<Promise<unknown>>();
   /**
    * Bytes of the chunks whose puts resolved while copies past the quorum are in flight, and of
@@ -431,7 +477,7 @@ export class ReplicatedStore implements BlockStore {
         }, (error) => {
           this.#wrote(peer, cid, false);
           errors.push(error);
-          this.#report("put", peer, cid, error);
+          this.#report("put", peer, cid, error, cancel.signal);
           // Keep r writes going: hand this one's place to the next peer in rank order (unless
           // the caller gave up, in which case every peer would fail the same way).
           if (next < ranked.length && !cancel.signal.aborted) launch();
@@ -688,7 +734,7 @@ export class ReplicatedStore implements BlockStore {
             (s) => peer.proveChunks(nonce, [cid], { signal: s }),
           );
         } catch (error) {
-          this.#report("prove", peer, cid, error);
+          this.#report("prove", peer, cid, error, options?.signal);
           throw error;
         }
         if (proof && equalBytes(proof, expected)) {
@@ -703,7 +749,7 @@ export class ReplicatedStore implements BlockStore {
             (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
           );
         } catch (error) {
-          this.#report("repair", peer, cid, error);
+          this.#report("repair", peer, cid, error, options?.signal);
           throw error;
         }
         this.#wrote(peer, cid, true);
@@ -787,7 +833,7 @@ export class ReplicatedStore implements BlockStore {
           this.#wrote(peer, cid, true); // proven against a good copy
           return true;
         } catch (error) {
-          this.#report("prove", peer, cid, error);
+          this.#report("prove", peer, cid, error, options.signal);
           return false;
         }
       }));
@@ -804,7 +850,7 @@ export class ReplicatedStore implements BlockStore {
           .then(
             (answer): unknown => Array.isArray(answer) ? answer[0] ?? null : null,
             (error) => {
-              this.#report("prove", peer, cid, error);
+              this.#report("prove", peer, cid, error, options.signal);
               this.#failedCheck(cid, options, report);
               return undefined;
             },
@@ -845,7 +891,7 @@ export class ReplicatedStore implements BlockStore {
           (s) => peer.putChunk(cid, bytes, { signal: s, repair: true }),
         );
       } catch (error) {
-        this.#report("repair", peer, cid, error);
+        this.#report("repair", peer, cid, error, options.signal);
         throw error;
       }
       this.#wrote(peer, cid, true);
@@ -865,7 +911,7 @@ export class ReplicatedStore implements BlockStore {
           equalBytes(proof, await possessionProof(nonce, peer.publicKey, bytes))
         ) return this.#wrote(peer, cid, true);
       } catch (error) {
-        this.#report("prove", peer, cid, error); // given a copy below, which may still land
+        this.#report("prove", peer, cid, error, options.signal); // given a copy below, which may still land
       }
       await give(peer);
     };
@@ -931,8 +977,26 @@ export class ReplicatedStore implements BlockStore {
     }).catch(() => {});
   }
 
-  #report(op: ReplicaFailure["op"], peer: StoragePeer, cid: string, error: unknown): void {
-    this.#onFailure?.({ op, peerId: peer.id, cid, error });
+  /**
+   * Tell the observer that `peer` failed `op` on `cid`, unless the call was cut off by its caller
+   * (`outer` aborted: a client gone, the node stopping): every holder in flight then fails the
+   * same way, and none of them misbehaved.
+   */
+  #report(
+    op: ReplicaFailure["op"],
+    peer: StoragePeer,
+    cid: string,
+    error: unknown,
+    outer?: AbortSignal,
+  ): void {
+    if (outer?.aborted) return;
+    if (typeof error === "object" && error !== null) {
+      // One failure told once: a holder that timed out in a repair fails its later checks with
+      // that same timeout (`#ask`), which is not one more timeout per chunk.
+      if (this.#reported.has(error)) return;
+      this.#reported.add(error);
+    }
+    this.#onFailure?.({ op, peerId: peer.id, cid, error, reason: replicaFailureReason(error) });
   }
 }
 

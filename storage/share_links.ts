@@ -53,6 +53,15 @@ export const SHARES_DIR = "shares";
  * (~0.3 s here), paid once per open.
  */
 export const PBKDF2_ITERATIONS = 600_000;
+/**
+ * Age past which a share record's temporary file (`shares/<id>.<uuid>.tmp`, written by
+ * `writeFileDurably` and renamed to `<id>` a moment later) is a create that died, and
+ * {@link ShareStore.open} removes it: 5 minutes. No lock covers share writes (`cli.ts share create`
+ * writes while the node runs), so age is what tells a crash's leftover from a write in progress,
+ * which takes milliseconds (a record is ~150 bytes and one fsync). A write stalled past this
+ * loses its temporary, and its create fails before any link is handed out.
+ */
+export const SHARE_TEMPORARY_MAX_AGE_MS: number = 5 * 60 * 1000;
 const SHARE_ID_BYTES = 16;
 const WRAP_SALT_BYTES = 16;
 const WRAP_NONCE_BYTES = 12;
@@ -95,6 +104,36 @@ export class ShareStore {
    */
   constructor(storeDir: string) {
     this.#dir = join(storeDir, SHARES_DIR);
+  }
+
+  /**
+   * Shares of the store at `storeDir`, after removing the temporary files that creates killed
+   * mid-write left in `shares/` (older than {@link SHARE_TEMPORARY_MAX_AGE_MS}, by mtime; younger
+   * ones may be a create in progress in another process). Before, nothing removed them: one file
+   * for good per crash (a review found it at stop 56). The node opens its shares so at start.
+   *
+   * @param storeDir The chunk store's directory (`<data>/store`).
+   */
+  static async open(storeDir: string): Promise<ShareStore> {
+    const store = new ShareStore(storeDir);
+    await store.#sweepTemporaries(Date.now());
+    return store;
+  }
+
+  /** Remove the share temporaries in `shares/` older than the limit at `now` (see {@link open}). */
+  async #sweepTemporaries(now: number): Promise<void> {
+    try {
+      for await (const entry of Deno.readDir(this.#dir)) {
+        if (!entry.isFile || !SHARE_TEMPORARY_PATTERN.test(entry.name)) continue;
+        const path = join(this.#dir, entry.name);
+        // Gone meanwhile (its create renamed it), or no mtime to judge by: left alone.
+        const mtime = (await Deno.stat(path).catch(() => undefined))?.mtime?.getTime();
+        if (mtime === undefined || now - mtime < SHARE_TEMPORARY_MAX_AGE_MS) continue;
+        await Deno.remove(path).catch(() => {}); // renamed or removed meanwhile
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error; // no shares yet
+    }
   }
 
   /**
@@ -183,6 +222,9 @@ export class ShareStore {
 }
 
 const SHARE_ID_PATTERN = /^[A-Za-z0-9_-]{22}$/;
+/** A temporary file of a share record: `<id>.<uuid>.tmp` (`writeFileDurably`'s naming). */
+const SHARE_TEMPORARY_PATTERN =
+  /^[A-Za-z0-9_-]{22}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
 
 /**
  * A fresh random share id (16 bytes, base64url). Never one that starts with `-`: one id in 64
