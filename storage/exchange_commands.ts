@@ -132,7 +132,9 @@ export async function runShare(
   return await reportErrors(async () => {
     if (positionals[0] === "revoke" && positionals.length === 2) {
       // A mistyped --data is named as such, not taken for a share that is not there.
-      const revoked = await new ShareStore(await existingStoreDir(dir)).revoke(positionals[1]);
+      // Opened as the node opens it: a crashed create's temporaries are swept here too.
+      const shares = await ShareStore.open(await existingStoreDir(dir));
+      const revoked = await shares.revoke(positionals[1]);
       if (!revoked) throw new StorageError("share_not_found", `no share ${positionals[1]}`);
       console.log(`revoked ${positionals[1]}`);
       return;
@@ -162,7 +164,7 @@ export async function runShare(
       cid,
       owner: await ownerKey(dir, values["key-file"] as string | undefined, cid),
       files: new FileStore(store),
-      shares: new ShareStore(join(dir, "store")),
+      shares: await ShareStore.open(join(dir, "store")),
       baseUrl: String(values.url ?? DEFAULT_NODE_URL),
       expiresAt,
       now,

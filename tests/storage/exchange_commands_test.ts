@@ -230,3 +230,30 @@ Deno.test("export and share on a data directory with no store refuse (check --da
   }
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("cli share create and share revoke sweep the temporaries a crashed create left in shares/, as the node's start does", async () => {
+  const dir = await Deno.makeTempDir();
+  const data = join(dir, "d");
+  await Deno.writeFile(join(dir, "s.txt"), new TextEncoder().encode("private"));
+  const put = await cli(["put", "--private", "--data", data, join(dir, "s.txt")]);
+  const cid = new TextDecoder().decode(put.stdout).trim();
+  const shares = join(data, "store", "shares");
+  const leftover = async () => {
+    const path = join(shares, `${newShareId()}.${crypto.randomUUID()}.tmp`);
+    await Deno.mkdir(shares, { recursive: true });
+    await Deno.writeFile(path, new Uint8Array(8));
+    const old = new Date(Date.now() - 3_600_000); // an hour: no create still in progress
+    await Deno.utime(path, old, old);
+    return path;
+  };
+  const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
+  const beforeCreate = await leftover();
+  const shared = await cli(["share", cid, "--data", data, "--url", "http://127.0.0.1:9"]);
+  assert.equal(shared.code, 0, shared.err);
+  assert.equal(await exists(beforeCreate), false, "swept by share create");
+  const id = new TextDecoder().decode(shared.stdout).trim().split("/share/")[1].split("#")[0];
+  const beforeRevoke = await leftover();
+  assert.equal((await cli(["share", "revoke", id, "--data", data])).code, 0);
+  assert.equal(await exists(beforeRevoke), false, "swept by share revoke");
+  await Deno.remove(dir, { recursive: true });
+});
