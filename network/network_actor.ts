@@ -617,7 +617,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
           accusation.kind === "fraud_proof" ? TRAINING_PROTOCOL : VALIDATION_PROTOCOL,
           message.except,
           (c) => {
-            this.#pledgeSync.sendAhead(c, pledge);
+            this.#pledgeSync.sendAhead(c, pledge, accusation.kind);
             return notifyAccusation(c, accusation);
           },
         );

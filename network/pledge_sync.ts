@@ -24,7 +24,7 @@ import {
   type StakePledge,
 } from "../protocols/stake_pledge.ts";
 import { StakeAnnouncementMessage, VALIDATION_PROTOCOL } from "../protocols/inference_messages.ts";
-import type { NetworkMessage } from "./network_actor.ts";
+import type { Accusation, NetworkMessage } from "./network_actor.ts";
 import type { PledgeBudget } from "./pledge_budget.ts";
 
 /** One connection in the NetworkActor's table, as the pledge exchange sees it. */
@@ -52,6 +52,18 @@ export type PushPledgesMessage = Extract<NetworkMessage, { type: "push_pledges" 
  * by default.
  */
 export const MAX_CARRIED_PLEDGES = 256;
+
+/**
+ * Room a "proof withheld" claim's pledge sent ahead ({@link PledgeSync.sendAhead}) leaves to the
+ * pledges a peer needs: half of {@link PLEDGE_SEND_RESERVE}. A claim is cheap — any key with a
+ * pledge may sign one about any receipt still pending, and a pledge is valid from any fresh key —
+ * so a stream of fresh claimants (each pledge gossiped until the budget is down to the reserve,
+ * then one claim each) spent the whole reserve to every peer (review s56), and a worker's pledge
+ * a peer refused its receipts for want of could not be sent. Half, not none: right after the
+ * connect push the budget is down to the reserve, and a claim then still goes with its pledge.
+ * A fraud proof's pledge may use all of it (a proof needs a receipt proven false).
+ */
+export const CLAIM_PLEDGE_RESERVE = PLEDGE_SEND_RESERVE / 2;
 
 /** Options of {@link PledgeSync}: what it needs of the NetworkActor. */
 export interface PledgeSyncOptions {
@@ -169,19 +181,26 @@ export class PledgeSync {
    * (not among those pushed on connect, or its gossip dropped past the budget) though this node,
    * which checked the evidence against it, holds it; without it the peer holds the evidence
    * until the pledge comes, which nothing else asks for. Out of the room kept back for pledges a
-   * peer needs ({@link PLEDGE_SEND_RESERVE}); with none left the evidence goes alone. Not to the
+   * peer needs ({@link PLEDGE_SEND_RESERVE}): all of it for a fraud proof (`kind`, the default),
+   * half for a claim (`withheld`, {@link CLAIM_PLEDGE_RESERVE}); with none left the evidence goes
+   * alone (and is held there until the pledge comes). Not to the
    * author itself, nor to a peer that keeps no ledger, nor again on a connection that has
    * carried the pledge already, either way ({@link MAX_CARRIED_PLEDGES}). Frames on a connection
    * go out in the order sent, and a peer hands them to its validator in that order, so the
    * pledge is recorded first.
    */
-  sendAhead(connection: Connection, pledge: StakePledge | undefined): void {
+  sendAhead(
+    connection: Connection,
+    pledge: StakePledge | undefined,
+    kind: Accusation["kind"] = "inference",
+  ): void {
     if (pledge === undefined || connection.isClosed) return;
     if (bytesEqual(pledge.key, connection.peerKey!)) return;
     if (!connection.supports(VALIDATION_PROTOCOL.name)) return;
     if (this.#hasCarried(connection, pledge)) return;
     const entry = this.#options.entryOf(connection);
-    if (entry === undefined || !entry.pledges.take(0)) return;
+    const reserve = kind === "withheld" ? CLAIM_PLEDGE_RESERVE : 0;
+    if (entry === undefined || !entry.pledges.take(reserve)) return;
     this.#carry(connection, pledge);
     connection.notify(StakeAnnouncementMessage, { pledge }).catch(() => {}); // closed meanwhile
   }

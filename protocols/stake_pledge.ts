@@ -50,7 +50,9 @@ export const PLEDGE_SEND_REFILL_MS = 12_000;
 /**
  * Room kept back from gossip and the connect push for pledges the peer turned out to need (it
  * refused a receipt we announced with `insufficient_stake`): a flood passed on through this node
- * cannot use up the room an honest worker's pledge needs.
+ * cannot use up the room an honest worker's pledge needs. The pledge sent ahead of a fraud proof
+ * may use all of it, the one ahead of a "proof withheld" claim half (`network/pledge_sync.ts`,
+ * `CLAIM_PLEDGE_RESERVE`).
  */
 export const PLEDGE_SEND_RESERVE = 16;
 /**
