@@ -201,10 +201,7 @@ export class NetworkInferencePort implements InferencePort {
       port = new RemoteInferencePort(connection, this.#remote);
       this.#ports.set(connection, port);
       this.#all.add(port);
-      connection.closed.then(() => {
-        this.#all.delete(port!);
-        this.#closing.add(port!);
-      });
+      connection.closed.then(() => this.#retire(port!));
     }
     return port;
   }
@@ -531,21 +528,42 @@ export class NetworkInferencePort implements InferencePort {
    * failed or cancelled), then only its counters are.
    */
   async stats(): Promise<InferenceStats> {
+    // Who is where read at once, before any await: a connection that closes while this call
+    // awaits moves its port from the open ones to the closing ones (and may be folded by another
+    // call), and read from each set in turn it was counted twice, or not at all (review s56).
     const total = { ...this.#retired };
+    const open = [...this.#all];
+    const closing = [...this.#closing];
     const add = (s: InferenceStats) => {
       for (const key of Object.keys(total) as (keyof InferenceStats)[]) total[key] += s[key];
     };
-    for (const port of this.#all) add(await port.stats());
-    for (const port of [...this.#closing]) {
+    for (const port of open) add(await port.stats());
+    for (const port of closing) {
       const s = await port.stats();
       add(s);
-      // Folded once (a concurrent call may have done it while this one awaited).
-      if (s.activeJobs === 0 && s.queuedJobs === 0 && this.#closing.delete(port)) {
-        for (const key of Object.keys(this.#retired) as (keyof InferenceStats)[]) {
-          this.#retired[key] += s[key];
-        }
-      }
+      this.#fold(port, s);
     }
     return total;
+  }
+
+  /**
+   * `port`'s connection closed: its counters are kept, folded into {@link #retired} once its jobs
+   * have ended — at once when they have (they end as the connection closes), else by a later
+   * {@link stats}. Folded only there, a router whose stats nobody read (no heartbeat, no scrape)
+   * kept every worker connection it ever used (review s56).
+   */
+  async #retire(port: RemoteInferencePort): Promise<void> {
+    this.#all.delete(port);
+    this.#closing.add(port);
+    this.#fold(port, await port.stats());
+  }
+
+  /** Fold closing `port` (its stats `s`) into the retired counters if its jobs have all ended. */
+  #fold(port: RemoteInferencePort, s: InferenceStats): void {
+    // Once: a concurrent call may have folded it while this one awaited.
+    if (s.activeJobs !== 0 || s.queuedJobs !== 0 || !this.#closing.delete(port)) return;
+    for (const key of Object.keys(this.#retired) as (keyof InferenceStats)[]) {
+      this.#retired[key] += s[key];
+    }
   }
 }
