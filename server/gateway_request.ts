@@ -53,11 +53,16 @@ export interface GatewayRequest {
 /**
  * True when a request's `Cache-Control` holds the `only-if-cached` directive (RFC 9111 §5.2.1.7;
  * directives are a comma-separated list, case-insensitive): the client wants what this node holds,
- * with no fetch from the network (Path Gateway spec).
+ * with no fetch from the network (Path Gateway spec). A comma inside a quoted argument separates
+ * nothing: `no-cache="set-cookie, only-if-cached"` names header fields, not the directive (split
+ * at every comma, it was taken for one, review s56).
  */
 export function onlyIfCached(cacheControl: string | undefined): boolean {
   if (cacheControl === undefined) return false;
-  return cacheControl.split(",").some((d) => d.trim().toLowerCase() === "only-if-cached");
+  // Runs of anything but a comma or a quote, and quoted strings (escapes kept, an unclosed one
+  // to the end): the list's members, each whole.
+  const directives = cacheControl.match(/(?:[^,"]|"(?:[^"\\]|\\.)*"?)+/g) ?? [];
+  return directives.some((d) => d.trim().toLowerCase() === "only-if-cached");
 }
 
 /**

@@ -18,8 +18,8 @@
  * file's, a block's or a CAR's `Content-Disposition` (and type a file by the name); a
  * `Service-Worker: script` request for `/ipfs/{cid}` itself is 400 (its scope would be `/ipfs/`).
  * `Cache-Control: only-if-cached` keeps every read of the request to the node's own store
- * (`localReads`): what it holds is answered as usual, a block it would have fetched from its
- * storage peers is 412 `not_cached` (Path Gateway spec).
+ * (`localReads`), a share link's as well: what it holds is answered as usual, a block it would have
+ * fetched from its storage peers is 412 `not_cached` (Path Gateway spec).
  *
  * A client that verifies (such as `@helia/verified-fetch`) can use a Veriflow node as its
  * gateway: every block is the bytes of its CID. These routes are outside `/v1` and need no API
@@ -109,13 +109,8 @@ export function gatewayRoutes(
       c.res = errorResponse(
         new EdgeError("invalid_manifest", c.error.message, { param: "cid", cause: c.error }),
       );
-    } else if (
-      c.error instanceof VeriflowError && c.error.code === "chunk_not_found" &&
-      onlyIfCached(c.req.header("cache-control"))
-    ) {
-      // Every read of an `only-if-cached` request is this node's own store's: a block it lacks
-      // is one the client asked it not to fetch, not one missing from the network (404).
-      c.res = notCachedResponse(c.error);
+    } else if (isNotCached(c.error, c.req.header("cache-control"))) {
+      c.res = notCachedResponse(c.error as VeriflowError);
     }
     // One URL answers a file, a block or a CAR by `Accept`, each cached for a year: a shared
     // cache that did not key on `Accept` would hand one client's CAR to the next one's <video>.
@@ -178,10 +173,19 @@ export function gatewayRoutes(
     return await plainResponse(request, search);
   });
 
+  // A share link's reads keep to this node's own store under `only-if-cached` too: they asked
+  // the storage peers whatever the header said (review s56).
+  app.use("/share/*", async (c, next) => {
+    await next();
+    if (isNotCached(c.error, c.req.header("cache-control"))) {
+      c.res = notCachedResponse(c.error as VeriflowError);
+    }
+  });
+
   app.get("/share/:id/:cid", async (c) => {
     const { id, cid } = c.req.param();
     if (!isCid(cid)) throw new RequestValidationError("invalid_request", "not a CID", "cid");
-    const storagePort = port();
+    const storagePort = onlyIfCached(c.req.header("cache-control")) ? localReads(port()) : port();
     const record = await storagePort.share(id);
     if (!record) return shareRefusal(new ShareUnavailableError("share_not_found", id));
     if (record.expiresAt !== null && now() >= record.expiresAt) {
@@ -502,6 +506,18 @@ function responseFormat(
       `${CAR_MEDIA_TYPE}; version=1, or the file's bytes`,
     { param: "accept" },
   );
+}
+
+/**
+ * True when `error` is a block missing from this node's own store, read for an `only-if-cached`
+ * request (`cacheControl`): every read of one is this node's own store's, so a block it lacks is
+ * one the client asked it not to fetch, not one missing from the network (404). A route's own
+ * refusal under the same code (an {@link EdgeError}: a chunk a share does not list) stays what
+ * it is.
+ */
+function isNotCached(error: unknown, cacheControl: string | undefined): boolean {
+  return error instanceof VeriflowError && !(error instanceof EdgeError) &&
+    error.code === "chunk_not_found" && onlyIfCached(cacheControl);
 }
 
 /**
