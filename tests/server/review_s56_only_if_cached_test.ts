@@ -22,24 +22,8 @@ import { serve } from "../../server/serve.ts";
 import { ChunkStore } from "../../storage/chunk_store.ts";
 import type { PutFileResult } from "../../storage/file_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
-import { LocalStoragePeer, type PeerCallOptions } from "../../storage/storage_peer.ts";
+import { CountingPeer } from "./_counting_peer.ts";
 import { blockMaker, readCar } from "./_gateway_node.ts";
-
-/** A storage peer that counts every read it is asked for (`getChunk`, `hasChunk`). */
-class CountingPeer extends LocalStoragePeer {
-  /** CIDs this node asked the peer to read, or whether it holds. */
-  readonly asked: string[] = [];
-
-  override getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
-    this.asked.push(cid);
-    return super.getChunk(cid, options);
-  }
-
-  override hasChunk(cid: string): Promise<boolean> {
-    this.asked.push(cid);
-    return super.hasChunk(cid);
-  }
-}
 
 const text = (s: string) => new TextEncoder().encode(s);
 const ONLY_IF_CACHED = { "cache-control": "only-if-cached" };

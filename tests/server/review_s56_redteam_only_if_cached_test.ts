@@ -25,22 +25,7 @@ import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore, type PutFileResult } from "../../storage/file_store.ts";
 import { OwnerKey } from "../../storage/private_tier.ts";
 import { ShareStore } from "../../storage/share_links.ts";
-import { LocalStoragePeer, type PeerCallOptions } from "../../storage/storage_peer.ts";
-
-/** A storage peer that counts every read it is asked for. */
-class CountingPeer extends LocalStoragePeer {
-  readonly asked: string[] = [];
-
-  override getChunk(cid: string, options?: PeerCallOptions): Promise<Uint8Array> {
-    this.asked.push(cid);
-    return super.getChunk(cid, options);
-  }
-
-  override hasChunk(cid: string): Promise<boolean> {
-    this.asked.push(cid);
-    return super.hasChunk(cid);
-  }
-}
+import { CountingPeer } from "./_counting_peer.ts";
 
 Deno.test("red team s56: a share link's read under only-if-cached keeps to the node's own store (412 not_cached, the peer never asked)", async () => {
   const dir = await Deno.makeTempDir();
