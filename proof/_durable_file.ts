@@ -54,18 +54,27 @@ export async function syncDirectory(path: string): Promise<void> {
  * Remove the temporary files {@link writeFileDurably} left in `dir` when a process died
  * mid-write, of the targets `of` accepts (by file name; default: every one in `dir`). Call it
  * only where nothing is writing those targets (a store's start): a write in progress has its
- * temporary file too. A missing directory has none. Returns how many were removed.
+ * temporary file too — or, where no lock keeps writers out, with `olderThanMs`: only temporaries
+ * last modified at least that long before `now` (default `Date.now()`) go, as no write lasts that
+ * long. A missing directory has none. Returns how many were removed.
  */
 export async function removeTemporaries(
   dir: string,
   of: (target: string) => boolean = () => true,
+  { olderThanMs, now = Date.now() }: { olderThanMs?: number; now?: number } = {},
 ): Promise<number> {
   let removed = 0;
   try {
     for await (const entry of Deno.readDir(dir)) {
       const target = entry.isFile ? TEMPORARY.exec(entry.name)?.[1] : undefined;
       if (target === undefined || !of(target)) continue;
-      if (await Deno.remove(join(dir, entry.name)).then(() => true, () => false)) removed++;
+      const path = join(dir, entry.name);
+      if (olderThanMs !== undefined) {
+        // Gone meanwhile (its write renamed it), or no mtime to judge by: left alone.
+        const mtime = (await Deno.stat(path).catch(() => undefined))?.mtime?.getTime();
+        if (mtime === undefined || now - mtime < olderThanMs) continue;
+      }
+      if (await Deno.remove(path).then(() => true, () => false)) removed++;
     }
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;

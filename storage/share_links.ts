@@ -29,7 +29,7 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { writeFileDurably } from "../proof/_durable_file.ts";
+import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
 import { isCid, storageKey } from "../protocols/cid.ts";
 import { decodeManifest } from "../protocols/manifest.ts";
 import type { BlockStore } from "./block_store.ts";
@@ -116,24 +116,10 @@ export class ShareStore {
    */
   static async open(storeDir: string): Promise<ShareStore> {
     const store = new ShareStore(storeDir);
-    await store.#sweepTemporaries(Date.now());
+    await removeTemporaries(store.#dir, (name) => SHARE_ID_PATTERN.test(name), {
+      olderThanMs: SHARE_TEMPORARY_MAX_AGE_MS,
+    });
     return store;
-  }
-
-  /** Remove the share temporaries in `shares/` older than the limit at `now` (see {@link open}). */
-  async #sweepTemporaries(now: number): Promise<void> {
-    try {
-      for await (const entry of Deno.readDir(this.#dir)) {
-        if (!entry.isFile || !SHARE_TEMPORARY_PATTERN.test(entry.name)) continue;
-        const path = join(this.#dir, entry.name);
-        // Gone meanwhile (its create renamed it), or no mtime to judge by: left alone.
-        const mtime = (await Deno.stat(path).catch(() => undefined))?.mtime?.getTime();
-        if (mtime === undefined || now - mtime < SHARE_TEMPORARY_MAX_AGE_MS) continue;
-        await Deno.remove(path).catch(() => {}); // renamed or removed meanwhile
-      }
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error; // no shares yet
-    }
   }
 
   /**
@@ -222,9 +208,6 @@ export class ShareStore {
 }
 
 const SHARE_ID_PATTERN = /^[A-Za-z0-9_-]{22}$/;
-/** A temporary file of a share record: `<id>.<uuid>.tmp` (`writeFileDurably`'s naming). */
-const SHARE_TEMPORARY_PATTERN =
-  /^[A-Za-z0-9_-]{22}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.tmp$/;
 
 /**
  * A fresh random share id (16 bytes, base64url). Never one that starts with `-`: one id in 64
