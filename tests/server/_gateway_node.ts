@@ -50,13 +50,13 @@ export async function startGatewayNode(dir: string, options?: GatewayNodeOptions
   const reads = { blocks: [] as string[], cars: [] as string[] };
   const counting = (port: GatewayStorage): GatewayStorage => ({
     ...port,
-    block: (cid, signal) => {
+    block: (cid, signal, options) => {
       reads.blocks.push(cid);
-      return port.block(cid, signal);
+      return port.block(cid, signal, options);
     },
-    car: (cid, scope, signal) => {
+    car: (cid, scope, signal, options) => {
       reads.cars.push(cid);
-      return port.car(cid, scope, signal);
+      return port.car(cid, scope, signal, options);
     },
   });
   const app = createApp({ inference: {} as InferencePort });
