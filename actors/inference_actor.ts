@@ -176,10 +176,12 @@ export interface InferenceActorOptions {
   /** Where models are found by CID. */
   models: ModelSource;
   /**
-   * Jobs computed at once per model, at least: a model that batches generations
-   * (`GenerativeModel.batchCapacity`) runs as many as its batches seat when that is more, since
-   * jobs in one batch share each step instead of splitting the compute. Default 4; the node
-   * config overrides it.
+   * Jobs computed at once per model that does not report its batch seats. A model that does
+   * (`GenerativeModel.batchCapacity`) runs exactly as many as it seats, more or fewer: jobs in
+   * one batch share each step instead of splitting the compute, and a job started beyond the
+   * seats would have its prompt read and its first token sent, then stand still mid-stream for
+   * another job's whole generation (a seat stays with the sequence holding it); it waits in the
+   * queue instead, told its place. Default 4; the node config overrides it.
    */
   concurrency?: number;
   /**
@@ -236,7 +238,8 @@ interface ModelLane {
   running: number;
   queue: JobEntry[];
   /**
-   * Jobs run at once: the actor's concurrency, or the model's batch capacity when larger. Read
+   * Jobs run at once: the model's batch seats, or the actor's concurrency for a model that does
+   * not report them (see {@link InferenceActorOptions.concurrency}). Read
    * whenever a slot may be taken, not once: a model's capacity shrinks when one of its workers
    * is given up on (`TextModel.batchCapacity`), and a slot that frees then must not go to a
    * queued job that would only wait inside the model for a seat.
@@ -348,8 +351,7 @@ export class InferenceActor implements Actor<InferenceMessage> {
     }
     if (model === undefined) return { accepted: false, error: new UnknownModelError(job.model) };
     const lane = this.#lane(job.model);
-    lane.slots = () =>
-      Math.max(this.#concurrency, "batchCapacity" in model ? model.batchCapacity ?? 0 : 0);
+    lane.slots = () => seatsOf(model) ?? this.#concurrency;
     // A queued job that has already ended (cancelled, its `job_ended` still in the mailbox
     // behind this submission) holds no place: only live ones count against the limit.
     const waiting = liveQueued(lane);
@@ -759,3 +761,13 @@ function cancelOnAbort(signal: AbortSignal, handle: TextJobHandle | TensorJobHan
  * for a large ONNX file); after that, answers take microseconds.
  */
 const SUBMIT_TIMEOUT_MS = 120_000;
+
+/**
+ * The jobs `model` runs at once, if it says: its batch seats (`batchCapacity`; a worker given up
+ * on takes its seats with it), at least one so the lane never stops; undefined for a model that
+ * does not report them.
+ */
+function seatsOf(model: object): number | undefined {
+  const seats = "batchCapacity" in model ? model.batchCapacity : undefined;
+  return typeof seats === "number" ? Math.max(1, seats) : undefined;
+}

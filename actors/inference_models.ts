@@ -18,8 +18,9 @@ export interface GenerativeModel {
   readonly tokenizer: { encode(text: string): number[] };
   /**
    * Generations the model computes together in one batched step (`TextModel.batchCapacity`:
-   * its batch size × workers). The actor runs at least this many of its jobs at once, so that
-   * a batch's seats are not left empty while jobs wait in the queue. Absent: no batching.
+   * its batch size × workers). The actor runs this many of its jobs at once, whatever its
+   * `concurrency`: a batch's seats are not left empty while jobs wait in the queue, and no job
+   * starts beyond them only to stand still mid-stream. Absent: the actor's `concurrency`.
    */
   readonly batchCapacity?: number;
   /**

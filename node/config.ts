@@ -186,8 +186,8 @@ const nodeConfigSchema = z.strictObject({
   }).prefault({}),
   inference: z.strictObject({
     /**
-     * Jobs computed at once per model, at least: a model that batches raises it to its batch
-     * capacity (batch size × workers). More wait in the queue.
+     * Jobs computed at once per model that does not report its batch seats; a text model runs
+     * as many as it seats (batch size × workers), more or fewer. More wait in the queue.
      */
     concurrency: z.number().int().min(1).max(256).default(4),
     /** Jobs allowed to wait; beyond that requests get 429. */

@@ -515,3 +515,30 @@ Deno.test("InferenceActor runs as many jobs as a batching model seats, beyond `c
     assertEquals((await Promise.all(texts)).length, 4);
   });
 });
+
+Deno.test("InferenceActor runs no more jobs than a model seats, below `concurrency`: the rest wait in the queue, told their place", async () => {
+  // A model that cannot batch seats one sequence per worker: a job started beyond its seats would
+  // have its prompt read and its first token sent, then stand still for another job's whole
+  // generation (`inference/_batch_decoder.ts` keeps a seat with the sequence holding it).
+  class OneSeatModel extends ScriptedModel {
+    readonly batchCapacity = 1;
+  }
+  const model = new OneSeatModel({ gated: true });
+  await withActor({ models: [model], concurrency: 4, queueLimit: 4 }, async (ref) => {
+    const handles = [];
+    const places: number[][] = [];
+    for (const prompt of ["a", "b", "c"]) {
+      const told: number[] = [];
+      places.push(told);
+      handles.push(
+        await submitJob(ref, textJob(model.info.cid, prompt, 1), { onQueued: (p) => told.push(p) }),
+      );
+    }
+    const now = await stats(ref);
+    assertEquals([now.activeJobs, now.queuedJobs], [1, 2], "one seat, two waiting");
+    assertEquals(places.map((told) => told[0]), [undefined, 1, 2]);
+    const texts = handles.map(readAll);
+    model.release(3);
+    assertEquals((await Promise.all(texts)).length, 3);
+  });
+});
