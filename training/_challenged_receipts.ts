@@ -4,7 +4,7 @@
  * challenge window has closed.
  *
  * A trainer answers one challenge per validator and receipt and refuses a second
- * (`trainer_service.ts`), and a refusal is no answer: past the deadline it is an
+ * (`_challenge_admission.ts`), and a refusal is no answer: past the deadline it is an
  * `opening_missing` proof. So a validator must never challenge a receipt twice. It would, without
  * this memory, when its own coin challenged a receipt, the challenge passed (the receipt pending
  * again), and a peer's `opening_missing` claim about it then opened a takeover
