@@ -10,6 +10,15 @@
  * state and the entry, so a checkpoint's snapshot plus the entries after it rebuild exactly the
  * state a replay from genesis does.
  *
+ * Amounts are kept to a millionth of a credit ({@link roundCredits}): every balance a move
+ * leaves, and every amount the ledger computes for an entry. Prices need not be whole (`tokens ×
+ * 0.1`), and binary floating point left sums an ulp off, differently in each order: a lock of
+ * 6.000000000000001 refused to a worker with 6 free, `locked` at −1.8e-15 with nothing open,
+ * two ledgers that met the same receipts in other orders with other balances (review s57). Kept
+ * to the quantum, each balance is the double nearest its exact decimal value, whatever the order
+ * of the moves that made it (up to about a billion credits; past 2^53 millionths, about nine
+ * billion, an amount is left as it is). Entries and checkpoints hold plain numbers as before.
+ *
  * @module
  */
 import { fromHex, toHex } from "../protocols/hash.ts";
@@ -132,6 +141,33 @@ function pledgeOf(body: Record<string, unknown>): StakePledge | undefined {
 
 const NO_ACCOUNT: Readonly<Account> = { balance: 0, stake: 0, locked: 0 };
 
+/** Millionths of a credit per credit: the ledger's quantum of amounts (see the module doc). */
+const PER_CREDIT = 1e6;
+
+/**
+ * `amount` to the nearest millionth of a credit: the double nearest that decimal value (never
+ * −0), so the same sum made in any order gives the same number. An amount of 2^53 millionths or
+ * more (about nine billion credits), or not finite, is returned as it is: a double holds no finer
+ * fraction there, and `Math.round` of it would change nothing but its last bits.
+ *
+ * @example
+ * ```ts
+ * import { roundCredits } from "./ledger_state.ts";
+ * roundCredits(3 * 0.1 * 20); // 6, not 6.000000000000001
+ * roundCredits(0.1 + 0.2); // 0.3
+ * ```
+ */
+export function roundCredits(amount: number): number {
+  const scaled = amount * PER_CREDIT;
+  if (!(Math.abs(scaled) < Number.MAX_SAFE_INTEGER)) return amount;
+  return Math.round(scaled) / PER_CREDIT || 0;
+}
+
+/** `account[field] += delta`, kept to the quantum ({@link roundCredits}). */
+function move(account: Account, field: keyof Account, delta: number): void {
+  account[field] = roundCredits(account[field] + delta);
+}
+
 /** Balances and open receipts; see the module doc. */
 export class LedgerState {
   readonly #accounts = new Map<string, Account>();
@@ -150,7 +186,13 @@ export class LedgerState {
   static restore(snapshot: LedgerStateSnapshot): LedgerState {
     const state = new LedgerState();
     for (const [key, balance, stake, locked, staked] of snapshot.accounts) {
-      state.#accounts.set(key, { balance, stake, locked });
+      // Kept to the quantum: a checkpoint written before amounts were held a balance an ulp off
+      // (review s57), which a replay from genesis now gives rounded.
+      state.#accounts.set(key, {
+        balance: roundCredits(balance),
+        stake: roundCredits(stake),
+        locked: roundCredits(locked),
+      });
       if (staked) state.#staked.add(key);
     }
     for (const [key, amount, issuedAt, sig, v] of snapshot.pledges ?? []) {
@@ -283,10 +325,10 @@ export class LedgerState {
   #slash(rec: ReceiptRecord, amount: number): void {
     this.#close(rec);
     const worker = this.#account(rec.worker);
-    worker.locked -= rec.locked;
+    move(worker, "locked", -rec.locked);
     // Never below zero: only a steering conviction (`settleSteering`) cuts stake that open
     // receipts lock, and a slash after it takes what is left.
-    worker.stake = Math.max(0, worker.stake - amount);
+    worker.stake = Math.max(0, roundCredits(worker.stake - amount));
   }
 
   #close(rec: ReceiptRecord): void {
@@ -302,10 +344,10 @@ export class LedgerState {
       case "verdict":
         return; // verdicts move no balance; the history index keeps them
       case "false_accusation":
-        this.#account(b.validator).stake -= b.penalty as number;
+        move(this.#account(b.validator), "stake", -b.penalty);
         return;
       case "stake": {
-        this.#account(b.key).stake += b.amount as number;
+        move(this.#account(b.key), "stake", b.amount);
         this.#staked.add(b.key);
         const pledge = pledgeOf(b);
         if (pledge !== undefined) this.#pledges.set(b.key, pledge);
@@ -324,7 +366,7 @@ export class LedgerState {
         };
         if (b.requester) rec.requester = b.requester;
         this.#admit(rec);
-        this.#account(rec.worker).locked += rec.locked;
+        move(this.#account(rec.worker), "locked", rec.locked);
         return;
       }
       case "final": {
@@ -332,8 +374,8 @@ export class LedgerState {
         if (!rec) return;
         this.#close(rec);
         const acc = this.#account(rec.worker);
-        acc.locked -= rec.locked;
-        acc.balance += rec.credit;
+        move(acc, "locked", -rec.locked);
+        move(acc, "balance", rec.credit);
         return;
       }
       case "fraud": {
@@ -343,11 +385,11 @@ export class LedgerState {
         } else if (typeof b.worker === "string") {
           // An unpaid receipt (closed, its lock released): its stake is cut as much.
           const worker = this.#account(b.worker);
-          worker.stake = Math.max(0, worker.stake - (b.slashed as number));
+          worker.stake = Math.max(0, roundCredits(worker.stake - b.slashed));
         } else {
           return;
         }
-        this.#account(b.validator).balance += b.reward as number;
+        move(this.#account(b.validator), "balance", b.reward);
         return;
       }
       case "equivocation": {
@@ -358,7 +400,7 @@ export class LedgerState {
           // The first receipt was already closed (paid or unpaid): its stake is cut as much.
           // The second receipt is the same worker's (the ledger checked that before writing).
           const second = b.second as unknown as { worker: Uint8Array };
-          this.#account(toHex(second.worker)).stake -= b.slashed as number;
+          move(this.#account(toHex(second.worker)), "stake", -b.slashed);
         }
         return;
       }
@@ -366,7 +408,7 @@ export class LedgerState {
         // As `equivocation`: the first receipt slashed, or its stake cut as much if it closed.
         const rec = this.#open.get(b.receiptId);
         if (rec) this.#slash(rec, b.slashed as number);
-        else this.#account(b.worker).stake -= b.slashed as number;
+        else move(this.#account(b.worker), "stake", -b.slashed);
         return;
       }
       case "double_assignment": {
@@ -402,7 +444,7 @@ export class LedgerState {
         const rec = this.#open.get(b.receiptId);
         if (!rec) return;
         this.#close(rec);
-        this.#account(rec.worker).locked -= rec.locked;
+        move(this.#account(rec.worker), "locked", -rec.locked);
         return;
       }
       case "steering": {
@@ -412,7 +454,7 @@ export class LedgerState {
           const rec = this.#open.get(id);
           if (rec) rec.credit = 0;
         }
-        this.#account(b.worker).stake -= b.slashed as number;
+        move(this.#account(b.worker), "stake", -b.slashed);
         return;
       }
     }

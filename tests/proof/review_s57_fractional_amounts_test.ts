@@ -1,0 +1,103 @@
+/**
+ * Fractional prices (review s57): amounts are `tokens × price` (× `slashMultiplier`), and with a
+ * price like 0.1 binary floating point made them, and the balances summed from them, drift by an
+ * ulp: a lock of 3 tokens at 0.1 × 20 was 6.000000000000001, so a worker with exactly 6 free was
+ * refused it; `locked` ended at ±1.8e-15 instead of 0 once every receipt was final; and two
+ * ledgers that met the same receipts in another order ended with other balances (0.6 here,
+ * 0.6000000000000001 there). Amounts and balances are now kept to a millionth of a credit.
+ */
+import assert from "node:assert/strict";
+import { Ledger } from "../../proof/ledger.ts";
+import { roundCredits } from "../../proof/ledger_state.ts";
+import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
+import { Identity } from "../../protocols/identity.ts";
+import { type Receipt, receiptId } from "../../protocols/receipt.ts";
+import { assigned, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
+
+const PRICE = 0.1;
+const M = DEFAULT_ECONOMICS.slashMultiplier;
+
+Deno.test("a worker whose free stake is exactly a receipt's lock at a fractional price can take it", async () => {
+  await withLedgerDir(async (dir, clock) => {
+    const worker = Identity.generate();
+    const ledger = await Ledger.open(dir, Identity.generate(), {
+      now: () => clock.t,
+      tokenPrice: () => PRICE,
+    });
+    await ledger.deposit(worker.publicKey, 6); // 3 tokens × 0.1 × m (20)
+    const r = receipt(5711, 3, worker);
+    const rec = await ledger.recordReceipt(r, assigned(r));
+    assert.equal(rec.locked, 6);
+    assert.equal(rec.credit, 0.3);
+    assert.deepEqual(ledger.account(worker.publicKey), { balance: 0, stake: 6, locked: 6 });
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger.finalizeDue();
+    assert.deepEqual(ledger.account(worker.publicKey), { balance: 0.3, stake: 6, locked: 0 });
+    await ledger.close();
+  });
+});
+
+/** A ledger of its own that records `receipts` in that order and lets every one become final. */
+async function settleAll(worker: Identity, receipts: Receipt[]) {
+  let result;
+  await withLedgerDir(async (dir, clock) => {
+    const ledger = await Ledger.open(dir, Identity.generate(), {
+      now: () => clock.t,
+      tokenPrice: () => PRICE,
+    });
+    await ledger.deposit(worker.publicKey, 1000);
+    for (const r of receipts) await ledger.recordReceipt(r, assigned(r));
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    const finalized = await ledger.finalizeDue();
+    assert.deepEqual(finalized, receipts.map(receiptId), "final in the order recorded");
+    result = ledger.account(worker.publicKey);
+    await ledger.close();
+  });
+  return result!;
+}
+
+Deno.test("two ledgers that record and pay the same fractionally priced receipts in other orders agree on every balance, and nothing stays locked", async () => {
+  const worker = Identity.generate();
+  const receipts = [1, 2, 3].map((tokens, i) => receipt(5720 + i, tokens, worker));
+  const forward = await settleAll(worker, receipts);
+  const backward = await settleAll(worker, [...receipts].reverse());
+  assert.deepEqual(backward, forward, "both ledgers settle the same evidence the same way");
+  assert.deepEqual(forward, { balance: 0.6, stake: 1000, locked: 0 });
+});
+
+Deno.test("a replay from genesis and a checkpoint give the same fractional balances", async () => {
+  await withLedgerDir(async (dir, clock) => {
+    const owner = Identity.generate();
+    const worker = Identity.generate();
+    const options = { now: () => clock.t, tokenPrice: () => PRICE, checkpointEvery: 2 };
+    let ledger = await Ledger.open(dir, owner, options);
+    await ledger.deposit(worker.publicKey, 100.7);
+    for (const tokens of [1, 2, 5, 7]) {
+      const r = receipt(5730 + tokens, tokens, worker);
+      await ledger.recordReceipt(r, assigned(r));
+      clock.t += 1;
+    }
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger.finalizeDue();
+    const expected = { balance: 1.5, stake: 100.7, locked: 0 };
+    assert.deepEqual(ledger.account(worker.publicKey), expected);
+    await ledger.close();
+    ledger = await Ledger.open(dir, owner, options); // from the checkpoint
+    assert.deepEqual(ledger.account(worker.publicKey), expected);
+    await ledger.close();
+    await Deno.remove(`${dir}/checkpoint.cbor`);
+    ledger = await Ledger.open(dir, owner, { ...options, checkpointEvery: 0 }); // from genesis
+    assert.deepEqual(ledger.account(worker.publicKey), expected);
+    await ledger.close();
+  });
+});
+
+Deno.test("roundCredits keeps amounts to a millionth of a credit, canonical whatever the order of the sums", () => {
+  assert.equal(roundCredits(3 * PRICE * M), 6);
+  assert.equal(roundCredits(0.1 + 0.2), 0.3);
+  assert.equal(roundCredits(1.0000004), 1);
+  assert.equal(roundCredits(-1.7763568394002505e-15), 0);
+  assert.ok(Object.is(roundCredits(-1e-9), 0), "never -0");
+  assert.equal(roundCredits(1_000_000.5), 1_000_000.5);
+  assert.equal(roundCredits(Number.MAX_SAFE_INTEGER), Number.MAX_SAFE_INTEGER);
+});
