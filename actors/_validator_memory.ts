@@ -42,10 +42,23 @@ export const MAX_REMEMBERED_RECEIPTS = 4096;
  * them averaging under 16 KiB fit, so the count is the bound that binds; 64 MiB is what the validator's
  * other floods may add (64 frames: {@link MAX_HELD_FRAUD_PROOFS},
  * {@link MAX_KEPT_TAKEN_FRAUD_PROOFS}), about 146 receipts of the largest jobs. Past it the oldest
- * are forgotten, as past the count: a claim about one is no longer taken over here. There is no
- * share per worker, by count or by bytes: one key's flood pushes out everyone's oldest receipts.
+ * are forgotten, as past the count: a claim about one that comes alone is no longer taken over
+ * here. There is no share per worker, by count or by bytes: one key's flood pushes out everyone's
+ * oldest receipts (a share would not help: the flooder's own oldest is the one it withheld). So a
+ * claim comes after its receipt and job (`ClaimEvidence`, review s57), and a copy of one recorded
+ * here, still pending, forgotten and never challenged here, is remembered again (the actor's
+ * `#forgottenPending`), as the newest, within these same bounds.
  */
 export const MAX_REMEMBERED_RECEIPT_BYTES = 64 * 1024 * 1024;
+/**
+ * Receipts challenged here (drawn or taken over), remembered so that a copy that comes after (a
+ * claim's evidence, `ClaimEvidence`) does not have the memory of recent receipts take them again:
+ * challenged here once, a worker is not asked again on a peer's claim. Only a challenge opened
+ * here adds one (the coin's draws, the takeover budget), not a receipt that comes; past the bound
+ * the oldest is forgotten, and a copy of it may be taken over once more (as after a restart: kept
+ * in memory only). 16,384, as the verdict authors: far more challenges than a window opens here.
+ */
+const MAX_REMEMBERED_CHALLENGED = 16_384;
 /** Peers' verdicts remembered by (validator, receipt): one is taken per validator per receipt. */
 const MAX_REMEMBERED_VERDICT_AUTHORS = 16_384;
 /** Fraud proofs remembered by hash, so a copy (from another peer, or replayed) costs nothing. */
@@ -190,6 +203,8 @@ export class ValidatorMemory {
   readonly #recent = new Map<string, { receipt: Receipt; job: Job; bytes: number }>();
   /** The bytes of {@link #recent} in all. */
   #recentBytes = 0;
+  /** Receipts challenged here, oldest first (see {@link MAX_REMEMBERED_CHALLENGED}). */
+  readonly #challenged = new Set<string>();
   /** Whose verdict about which receipt was taken from a peer: `validator/receiptId` (bounded). */
   readonly #judged = new Set<string>();
   /** Fraud proofs taken, by hash (oldest evicted first): null once settled. */
@@ -275,7 +290,26 @@ export class ValidatorMemory {
     return this.#recent.get(id);
   }
 
-  /** Challenged here once: the receipt is not taken over again. */
+  /**
+   * Receipt `id` is challenged here: forgotten from the recent receipts, and remembered as
+   * challenged (oldest forgotten first), so no copy of it makes it recent again
+   * ({@link wasChallenged}).
+   */
+  challenged(id: string): void {
+    this.forgetRecent(id);
+    this.#challenged.delete(id);
+    this.#challenged.add(id);
+    while (this.#challenged.size > MAX_REMEMBERED_CHALLENGED) {
+      this.#challenged.delete(this.#challenged.values().next().value!);
+    }
+  }
+
+  /** Whether receipt `id` was challenged here (see {@link challenged}; bounded, in memory). */
+  wasChallenged(id: string): boolean {
+    return this.#challenged.has(id);
+  }
+
+  /** No longer remembered as a recent receipt (forgotten, or no longer open). */
   forgetRecent(id: string): void {
     const remembered = this.#recent.get(id);
     if (remembered === undefined) return;

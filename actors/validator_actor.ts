@@ -28,7 +28,10 @@
  * A receipt drawn is kept on disk with its job before it is recorded (`_receipt_files.ts`), so
  * a stop between its record and its challenge has the next start open the challenge it owes; a
  * peer's receipt not drawn is kept so too while it is pending, so a peer's "proof withheld" claim
- * that comes after a restart can still be taken over (below). A
+ * that comes after a restart can still be taken over (below); and a claim travels after its receipt
+ * and job (`ClaimEvidence`: handed to the network with the claim; a copy of a receipt recorded
+ * here, pending, that the bounded memory forgot is remembered again), so one that comes after a
+ * flood of receipts pushed them out can too. A
  * challenge is opened in the ledger first (`challenged`: unpaid, durably) and ends in one
  * ledger transition: `valid` clears it (paid when the window closes), a fraud proof slashes
  * once checked, proof data withheld past the deadline slashes (burned), and anything
@@ -91,7 +94,7 @@ import {
   takesFraudProofs,
   worthFraudCheck,
 } from "../proof/ledger.ts";
-import type { NetworkMessage } from "../network/network_actor.ts";
+import type { ClaimEvidence, NetworkMessage } from "../network/network_actor.ts";
 
 export type * from "./validator_messages.ts";
 import { PROOF_SERVED } from "./withheld_check.ts";
@@ -153,6 +156,22 @@ function endOf(verdict: Verdict): ChallengeEndStep {
   }
   if (outcome === "inconclusive" && isTakeover(verdict)) return "cleared";
   return outcome === "invalid" && FAULTS.has(reason) ? "fault" : "unresolved";
+}
+
+/**
+ * What a "proof withheld" verdict about `receipt` is passed on after (`ClaimEvidence`): the
+ * receipt and its job, for a text job (what `validation.receipt` carries); undefined for any
+ * other verdict, or without them.
+ */
+function claimEvidence(
+  verdict: Verdict,
+  receipt: Receipt | undefined,
+  job: Job | undefined,
+): ClaimEvidence | undefined {
+  if (verdict.outcome !== "invalid" || verdict.reason !== "proof_unavailable") return undefined;
+  if (receipt === undefined || job?.kind !== "text") return undefined;
+  if (verdict.subjectId !== receiptId(receipt)) return undefined;
+  return { receipt, job };
 }
 
 /** Options of {@link ValidatorActor}. */
@@ -340,7 +359,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     this.#endings = ChallengeEndings.in(this.#options.ledgerDir);
     await this.#applyKeptEndings(ctx);
     this.#steering = SteeringRecord.fromVerdicts(
-      this.#ledger.verdicts(),
+      this.#ledger.verdictsBy(this.#options.identity.publicKey),
       this.#options.identity.publicKey,
     );
     // A conviction whose claw-back a crash interrupted is settled now.
@@ -402,6 +421,15 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     }
     // After the challenges open at the stop have ended above: not one of those just opened.
     await this.#resumeDrawn(ctx);
+    // Receipts challenged here before the stop that are open again (cleared: paid when their
+    // window closes): a copy of one that comes ahead of a peer's claim must not have this validator
+    // ask the worker again (`#forgottenPending`). Each such challenge ended in a verdict signed
+    // here, or was a takeover the stop cut off (cleared above). One read of this validator's own
+    // verdicts, at the start only.
+    const me = this.#options.identity.publicKey;
+    for (const id of [...this.#ledger.verdictsBy(me).map((v) => v.subjectId), ...claims.keys()]) {
+      if (this.#inWindow(this.#ledger.receipt(id))) this.#memory.challenged(id);
+    }
     // Before the held evidence below: a claim held for its receipt may be about one of these.
     await this.#restorePending();
     // What waited here at the last keep for a pledge or a receipt goes through the intake again.
@@ -469,8 +497,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
    * came before it (review s56: the receipt and job were in memory only, and the worker that
    * withheld from everyone was paid here, slashed in the ledgers that had not restarted). A
    * record whose receipt is no longer open (paid, slashed, left unpaid, challenged here: asked
-   * once; or past its window: no claim about it is recorded, `#worthRecording`), or that does
-   * not read back, is removed.
+   * once, before this stop or an earlier one: `ValidatorMemory.challenged`; or past its window:
+   * no claim about it is recorded, `#worthRecording`), or that does not read back, is removed.
    */
   async #restorePending(): Promise<void> {
     const ledger = this.#ledger!;
@@ -478,7 +506,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const stale: string[] = [];
     for (const [id, kept] of await this.#pending.all()) {
       const record = ledger.receipt(id);
-      const pending = this.#inWindow(record) ? readDrawn(id, kept) : undefined;
+      const takeable = this.#inWindow(record) && !this.#memory.wasChallenged(id);
+      const pending = takeable ? readDrawn(id, kept) : undefined;
       if (pending === undefined) stale.push(id);
       else open.push({ ...pending, pendingUntil: record!.pendingUntil });
     }
@@ -652,10 +681,15 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
             if (!known) {
               // Gossip: new here, so passed on to every peer but the one it came from (who
               // pass it on in turn, once each): it reaches nodes not connected to its author.
+              // A claim goes after the receipt and job it is about, as this validator remembers
+              // them (before its takeover below forgets them): a ledger that forgot them takes
+              // it over all the same (`ClaimEvidence`).
+              const recent = this.#memory.recent(message.verdict.subjectId);
               this.#tellNetwork(ctx, {
                 type: "publish_verdict",
                 verdict: message.verdict,
                 except: message.origin,
+                evidence: claimEvidence(message.verdict, recent?.receipt, recent?.job),
               });
             }
             // Once per verdict: a replay of one already recorded (by anyone, any number of
@@ -955,6 +989,12 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       await this.#pending.removeAll(this.#memory.remember(receipt, job));
       // Takeovers are paid for by traffic, at the coin's own rate (see `_takeover_budget.ts`).
       this.#takeovers.earn(p);
+    } else if (!fresh && this.#forgottenPending(receipt, id)) {
+      // A copy of a receipt recorded here, still open, that the memory forgot (pushed out by
+      // others): remembered again, so the "proof withheld" claim it came ahead of is taken over
+      // (`ClaimEvidence`). Nothing is recorded or credited again, no takeover budget earned.
+      await this.#pending.save(id, { receipt, job });
+      await this.#pending.removeAll(this.#memory.remember(receipt, job));
     }
     const challenged = owed && recorded;
     const handled: ReceiptHandled = {
@@ -997,8 +1037,9 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     await this.#drawn.remove(id);
     await this.#pending.remove(id);
     this.#stats.challenged++;
-    // Challenged here once: no peer's claim makes this validator ask the worker again.
-    this.#memory.forgetRecent(id);
+    // Challenged here once: no peer's claim makes this validator ask the worker again (nor a
+    // copy of the receipt that comes ahead of one, `#forgottenPending`).
+    this.#memory.challenged(id);
     const waiting = Promise.withResolvers<ValidationResult>();
     waiting.promise.catch(() => {});
     this.#waiting.set(id, waiting);
@@ -1008,7 +1049,7 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     const requester = this.#ledger!.receipt(id)?.requester;
     const relay = requester === undefined ? undefined : fromHex(requester);
     this.#challenge(receipt, job, ctx.signal, relay, claimant !== undefined).then(
-      (result) => ctx.self.tell({ type: "challenged", receipt, result }),
+      (result) => ctx.self.tell({ type: "challenged", receipt, job, result }),
       (error) => ctx.self.tell({ type: "challenge_failed", receipt, reason: String(error) }),
     ).catch(() => {});
     return { result: waiting.promise };
@@ -1120,6 +1161,21 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
     return record?.status === "pending" && this.#now() <= record.pendingUntil;
   }
 
+  /**
+   * Whether a copy of receipt `id`, recorded here before, is one to remember again (review s57):
+   * pending here inside its window, neither remembered nor challenged here (ever: asked once, a
+   * worker is not asked again on a peer's claim; `ValidatorMemory.challenged`), and the very
+   * receipt recorded — same id (its job checked against it by the intake), signed by its worker
+   * (the id leaves the signature out: a copy signed by anyone else must not stand in for it). The
+   * signature is checked last, only for such a copy: any other copy costs a look-up.
+   */
+  #forgottenPending(receipt: Receipt, id: string): boolean {
+    const record = this.#ledger!.receipt(id);
+    if (!this.#inWindow(record) || record.kind !== "inference") return false;
+    if (this.#memory.recent(id) !== undefined || this.#memory.wasChallenged(id)) return false;
+    return record.worker === toHex(receipt.worker) && verifyReceipt(receipt).ok;
+  }
+
   /** The ledger's clock (ms): injected by tests through the ledger options. */
   #now(): number {
     return (this.#options.ledger?.now ?? Date.now)();
@@ -1164,7 +1220,11 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         validationMs: result.stats.totalMs,
         fraudProof: result.fraudProof,
       });
-      this.#tellNetwork(ctx, { type: "publish_verdict", verdict: result.verdict });
+      this.#tellNetwork(ctx, {
+        type: "publish_verdict",
+        verdict: result.verdict,
+        evidence: claimEvidence(result.verdict, receipt, message.job),
+      });
       let settled: Promise<unknown> | undefined;
       if (result.fraudProof) {
         // Checked and settled like anyone's, on the work queue: never inside this message. The

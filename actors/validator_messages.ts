@@ -229,6 +229,11 @@ export interface ChallengedMessage {
   type: "challenged";
   /** The challenged receipt. */
   receipt: Receipt;
+  /**
+   * Its job, when the challenge had it: a "proof withheld" verdict is passed on after the receipt
+   * and job (the evidence a ledger that forgot them takes it over with, `ClaimEvidence`).
+   */
+  job?: Job;
   /** What the validation concluded. */
   result: ValidationResult;
 }

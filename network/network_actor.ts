@@ -7,7 +7,9 @@
  * - a verdict or fraud proof this node's validator signed is spread to every such peer; a fraud
  *   proof, or a "proof withheld" claim (`invalid / proof_unavailable`), after its author's pledge
  *   where that connection has not carried it yet (a ledger takes either only from a key with stake
- *   there: `PledgeSync.sendAhead`);
+ *   there: `PledgeSync.sendAhead`); a claim also after the receipt and job it is about, where the
+ *   validator handed them over (a ledger takes a claim over only while it remembers them:
+ *   {@link ClaimEvidence});
  * - such a peer is sent, on connect, this node's stake pledge and a bounded few its ledger
  *   recorded (the keys active there first), and later the pledge of a worker whose receipt it
  *   refused for want of stake, so a node that joins late learns the stake gossiped before it
@@ -237,9 +239,9 @@ export type NetworkMessage =
   }
   /**
    * A verdict to spread; a "proof withheld" claim goes as an accusation (`publish_accusation`),
-   * after its author's pledge.
+   * after its author's pledge, and after `evidence` where the validator gave it.
    */
-  | { type: "publish_verdict"; verdict: Verdict; except?: string }
+  | { type: "publish_verdict"; verdict: Verdict; except?: string; evidence?: ClaimEvidence }
   | { type: "publish_fraud_proof"; proof: FraudProof; except?: string }
   | { type: "publish_pledge"; pledge: StakePledge; except?: string }
   | {
@@ -427,6 +429,12 @@ export class NetworkActor implements Actor<NetworkMessage> {
   readonly #pledgeSendBudgets: PledgeBudgets;
   /** What goes out to peers of the pledges this node holds (`pledge_sync.ts`). */
   readonly #pledgeSync: PledgeSync;
+  /**
+   * Per connection, the receipts it carried ahead of a claim, by id, oldest first (bounded:
+   * {@link MAX_CARRIED_CLAIM_RECEIPTS}), each with the promise of the peer's answer; gone with
+   * the connection.
+   */
+  readonly #carriedReceipts = new WeakMap<Connection, Map<string, Promise<unknown>>>();
   /** The log lines peers can cause, a few per kind at a time (`log_limiter.ts`). */
   readonly #peerLog: LogLimiter;
 
@@ -598,11 +606,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "publish_verdict":
         // A claim a ledger takes over only from a claimant with stake there: after its pledge.
         if (isWithheldClaim(message.verdict)) {
-          return this.#publishAccusation(
-            { kind: "withheld", verdict: message.verdict },
-            message,
-            ctx,
-          );
+          const { verdict, evidence } = message;
+          return this.#publishAccusation({ kind: "withheld", verdict, evidence }, message, ctx);
         }
         return this.#broadcast(
           VALIDATION_PROTOCOL,
@@ -618,7 +623,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
           message.except,
           (c) => {
             this.#pledgeSync.sendAhead(c, pledge, accusation.kind);
-            return notifyAccusation(c, accusation);
+            const ahead = this.#receiptAhead(c, accusation);
+            if (ahead === undefined) return notifyAccusation(c, accusation);
+            return ahead.then(() => notifyAccusation(c, accusation));
           },
         );
       }
@@ -887,6 +894,28 @@ export class NetworkActor implements Actor<NetworkMessage> {
     return key === undefined
       ? undefined
       : this.#peers.get(key)?.find((p) => p.connection === connection);
+  }
+
+  /**
+   * What a claim waits for on `connection` before it goes: the peer's answer for its receipt
+   * (`ClaimEvidence`), sent now if the claim brings it and the connection has not carried it
+   * ({@link MAX_CARRIED_CLAIM_RECEIPTS}), whatever the answer (the peer's validator handled the
+   * receipt: remembers it again, or records it). A request may wait for a slot on the connection,
+   * so a claim sent at once would overtake it, and so would a later claimant's claim about the
+   * same receipt sent while it is on its way. Undefined: nothing to wait for.
+   */
+  #receiptAhead(connection: Connection, accusation: Accusation): Promise<unknown> | undefined {
+    if (accusation.kind !== "withheld") return undefined;
+    const id = accusation.verdict.subjectId;
+    let carried = this.#carriedReceipts.get(connection);
+    const sent = carried?.get(id);
+    if (sent !== undefined || accusation.evidence === undefined) return sent;
+    if (carried === undefined) this.#carriedReceipts.set(connection, carried = new Map());
+    const answered = connection.request(ReceiptAnnouncementMessage, accusation.evidence)
+      .catch(() => {});
+    carried.set(id, answered);
+    if (carried.size > MAX_CARRIED_CLAIM_RECEIPTS) carried.delete(carried.keys().next().value!);
+    return answered;
   }
 
   /**
@@ -1250,7 +1279,39 @@ export class NetworkActor implements Actor<NetworkMessage> {
 export type Accusation =
   | { kind: "inference"; proof: FraudProof }
   | Extract<TrainingGossip, { kind: "fraud_proof" }>
-  | { kind: "withheld"; verdict: Verdict };
+  | { kind: "withheld"; verdict: Verdict; evidence?: ClaimEvidence };
+
+/**
+ * Receipts a connection is remembered to have carried ahead of a "proof withheld" claim
+ * ({@link ClaimEvidence}), so that each goes once per connection, not ahead of each claimant's
+ * claim about it: a job may take `MAX_NETWORK_JOB_BYTES` (448 KiB), and any staked key may sign a
+ * claim about any pending receipt (a claim is taken over within the takeover budget, but recorded
+ * and passed on past it), so keys claiming about receipts of large jobs multiplied what each
+ * claim, about 1.3 KiB, costs every connection. Past the bound the oldest is forgotten, and sent
+ * again at most once more. About 30 KB per connection (256 hex ids), as
+ * `MAX_CARRIED_PLEDGES`. A peer that forgot a receipt again after it was carried (a flood pushed
+ * it out of its memory anew) and did not take the first claim over takes a later claim alone.
+ */
+export const MAX_CARRIED_CLAIM_RECEIPTS = 256;
+
+/**
+ * The receipt a "proof withheld" claim is about, with its job: sent on each connection ahead of
+ * the claim (once per connection, {@link MAX_CARRIED_CLAIM_RECEIPTS}), as a `validation.receipt`
+ * announcement (no assignment: a ledger that has the receipt
+ * recorded needs none, and one that has not records it uncredited until its assignment comes).
+ * A ledger takes a claim over only while it remembers the receipt and job (a bounded memory, one
+ * queue for every worker, `actors/_validator_memory.ts`); one that forgot them, pushed out by a
+ * flood of receipts (which only lock stake), remembers them again from this copy (the very
+ * receipt recorded there, its worker's signature checked), and one that never had them records
+ * them (review s57: the claim alone was not taken over there, and the worker that withheld was
+ * paid there, slashed in the claimant's ledger).
+ */
+export interface ClaimEvidence {
+  /** The worker's signed receipt. */
+  receipt: Receipt;
+  /** Its job (a text job: what `validation.receipt` carries). */
+  job: TextJob;
+}
 
 /**
  * Whether `verdict` is a "proof withheld" claim about an inference receipt: what a ledger takes
@@ -1281,6 +1342,7 @@ function notifyAccusation(connection: Connection, accusation: Accusation): Promi
     case "fraud_proof":
       return notifyTraining(connection, accusation);
     case "withheld":
+      // After its receipt, where it brings one (`NetworkActor`'s `#receiptAhead`).
       return connection.notify(VerdictAnnouncementMessage, { verdict: accusation.verdict });
   }
 }
