@@ -115,7 +115,10 @@ export async function verifyLedger(
       ? "unreadable"
       : "beyond_log") as CheckpointCheck;
     let damage: LedgerDamage | undefined;
-    // A checkpoint written before pledges were kept has no `pledges`: compare the rest.
+    // A checkpoint written before pledges were kept has no `pledges`: compare the rest. The
+    // checkpoint is compared as the ledger opens it (`LedgerState.restore`), its balances kept
+    // to a millionth of a credit as a replay now keeps them: one written before (review s57)
+    // may hold a balance an ulp off, which is not damage.
     const comparable = (replayed: LedgerState) => {
       const snapshot = replayed.snapshot();
       if (checkpoint?.state.pledges === undefined) {
@@ -134,7 +137,10 @@ export async function verifyLedger(
             ? "bad_signature"
             : checkpoint.head !== chain.head || checkpoint.end !== frame.end ||
                 checkpoint.last !== frame.offset ||
-                !sameBytes(encodeCanonical(checkpoint.state), encodeCanonical(comparable(state)))
+                !sameBytes(
+                  encodeCanonical(comparable(LedgerState.restore(checkpoint.state))),
+                  encodeCanonical(comparable(state)),
+                )
             ? "does_not_match"
             : "matches";
         }

@@ -13,6 +13,9 @@ import { DEFAULT_ECONOMICS } from "../../proof/economics.ts";
 import { Identity } from "../../protocols/identity.ts";
 import { type Receipt, receiptId } from "../../protocols/receipt.ts";
 import { assigned, receipt, withLedgerDir } from "./_ledger_fixtures.ts";
+import { readCheckpoint, signCheckpoint, writeCheckpoint } from "../../proof/ledger_checkpoint.ts";
+import { verifyLedger } from "../../proof/ledger_verify.ts";
+import { toHex } from "../../protocols/hash.ts";
 
 const PRICE = 0.1;
 const M = DEFAULT_ECONOMICS.slashMultiplier;
@@ -100,4 +103,40 @@ Deno.test("roundCredits keeps amounts to a millionth of a credit, canonical what
   assert.ok(Object.is(roundCredits(-1e-9), 0), "never -0");
   assert.equal(roundCredits(1_000_000.5), 1_000_000.5);
   assert.equal(roundCredits(Number.MAX_SAFE_INTEGER), Number.MAX_SAFE_INTEGER);
+});
+
+Deno.test("ledger verify: a checkpoint written before amounts were kept to the quantum (a balance an ulp off) matches the replay; one a credit off does not", async () => {
+  await withLedgerDir(async (dir, clock) => {
+    const owner = Identity.generate();
+    const worker = Identity.generate();
+    const ledger = await Ledger.open(dir, owner, { now: () => clock.t, tokenPrice: () => PRICE });
+    await ledger.deposit(worker.publicKey, 1000);
+    for (const n of [1, 2, 3]) {
+      const r = receipt(5800 + n, n, worker);
+      await ledger.recordReceipt(r, assigned(r));
+    }
+    clock.t += DEFAULT_ECONOMICS.challengeWindowMs + 1;
+    await ledger.finalizeDue();
+    await ledger.close(); // writes the checkpoint
+    const written = await readCheckpoint(dir);
+    assert.ok(typeof written === "object");
+    assert.equal((await verifyLedger(dir)).checkpoint.check, "matches");
+    const key = worker.publicKey;
+    /** The checkpoint again, signed by its owner, with the worker's balance moved by `delta`. */
+    const rewrite = async (delta: number) => {
+      const { v: _v, sig: _sig, signer: _signer, ...unsigned } = written;
+      const accounts = written.state.accounts.map((row) =>
+        row[0] === toHex(key) ? [row[0], row[1] + delta, ...row.slice(2)] : row
+      ) as typeof written.state.accounts;
+      await writeCheckpoint(
+        dir,
+        signCheckpoint({ ...unsigned, state: { ...written.state, accounts } }, owner),
+      );
+    };
+    // As the code before the quantum summed 0.1 + 0.2 + 0.3: 0.6000000000000001.
+    await rewrite(0.1 + 0.2 + 0.3 - 0.6);
+    assert.equal((await verifyLedger(dir)).checkpoint.check, "matches", "an ulp is no damage");
+    await rewrite(1);
+    assert.equal((await verifyLedger(dir)).checkpoint.check, "does_not_match");
+  });
 });
