@@ -8,7 +8,7 @@
  * `opening_missing` proof. So a validator must never challenge a receipt twice. It would, without
  * this memory, when its own coin challenged a receipt, the challenge passed (the receipt pending
  * again), and a peer's `opening_missing` claim about it then opened a takeover
- * (`training_validator.ts`); or when a round's outcome challenged one of its trainers after a
+ * (`_claim_takeovers.ts`); or when a round's outcome challenged one of its trainers after a
  * takeover had. Both must be remembered across a restart too, or the restarted validator would
  * slash the honest trainer for refusing the second challenge.
  *

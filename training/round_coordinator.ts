@@ -27,7 +27,8 @@
  * The rounds run in a loop outside the mailbox, started in `preStart`: everything they change
  * comes back by `announce` and `round_done`, so the trainer table and the round state change
  * only in `receive`. The trainer table is the node's ({@link JoinedTrainers}): a coordinator
- * restarted by its supervisor keeps its trainers, who do not join again.
+ * restarted by its supervisor keeps its trainers, who do not join again. The loop is
+ * `_round_loop.ts`, one round in it `_round_run.ts`.
  *
  * With {@link RoundCoordinatorOptions.statePath}, the round state survives a crash or a restart
  * (`coordinator_state.ts`), and `preStart` resumes from it. It is saved before each round is
@@ -53,52 +54,40 @@ import type { ActorRef } from "../actors/actor_ref.ts";
 import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { sha256, toHex } from "../protocols/hash.ts";
-import {
-  type JoinedBody,
-  MAX_OUTCOME_TRAINERS,
-  type ReportBody,
-  RoundMessage,
-  type RoundTerms,
-  type TrainingGossip,
-} from "../protocols/training_messages.ts";
+import { toHex } from "../protocols/hash.ts";
+import type { JoinedBody, TrainingGossip } from "../protocols/training_messages.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
 import type { TextShard } from "./brown_corpus.ts";
 import { type GptWeights, seededGptWeights } from "./gpt_weights.ts";
 import { DEFAULT_LOCAL_HYPER_PARAMS, type LocalHyperParams } from "./hyper_params.ts";
 import type { RoundModel, RoundModels } from "./round_models.ts";
-import { aggregateRound } from "./training_round.ts";
 import { DEFAULT_OUTER_HYPER_PARAMS } from "./outer_step.ts";
 import { type CoordinatorSnapshot, CoordinatorState } from "./coordinator_state.ts";
-import { type JoinedTrainer, JoinedTrainers } from "./joined_trainers.ts";
+import { JoinedTrainers } from "./joined_trainers.ts";
 import type { RoundDelivery } from "./round_delivery.ts";
 import { TrainingError } from "./training_error.ts";
-import { decodeFittingDelta } from "./int8_delta.ts";
 import { loadTrainingEngine } from "./training_engine.ts";
-import { verifyTrainingReceipt } from "./training_receipt.ts";
 import { signOutcome } from "./signed_outcome.ts";
-import type { ChallengeOutcome, TrainingValidatorMessage } from "./training_validator.ts";
-import type { TrainingReceiptRecorded } from "../actors/validator_messages.ts";
+import type { TrainingValidatorMessage } from "./training_validator.ts";
+import { RoundRun } from "./_round_run.ts";
+import { RoundLoop } from "./_round_loop.ts";
+
+// The round's rules a validator checks again, named here as before they moved with the round.
+export { dataSeedOf, sameHyperParams } from "./_round_run.ts";
 
 /** Held-out samples the coordinator evaluates each new model on (64 bytes each). */
 const EVAL_SAMPLES = 64;
-/** How often the loop looks for enough trainers before a round. */
-const TRAINER_POLL_MS = 200;
 /**
  * Longest wait for this node's validator to pass a finished round's outcome on (it audits it
  * first: the outer step again, seconds); past it the coordinator sends the outcome itself.
  */
 const OUTCOME_PASS_ON_MS = 120_000;
 /**
- * Longest pause after rounds that failed, or that no trainer reported for, in a row (it doubles
- * from {@link TRAINER_POLL_MS}).
- */
-const MAX_FAILURE_PAUSE_MS = 60_000;
-/**
  * Round records kept by default (in memory, in `status`, in the state file): the dashboard shows
- * the latest 200, and a record lists up to {@link MAX_OUTCOME_TRAINERS} keys (~17 KB), so a run
- * of `--rounds 0` kept without bound was copied by every `status` and rewritten twice a round
- * (review s54). Older rounds are still counted ({@link CoordinatorStatus.finished}).
+ * the latest 200, and a record lists up to `MAX_OUTCOME_TRAINERS` (`training_messages.ts`) keys
+ * (~17 KB), so a run of `--rounds 0` kept without bound was copied by every `status` and
+ * rewritten twice a round (review s54). Older rounds are still counted
+ * ({@link CoordinatorStatus.finished}).
  */
 const DEFAULT_KEPT_ROUND_RECORDS = 1000;
 
@@ -230,6 +219,9 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   #delivery?: RoundDelivery;
   #initialLoss?: number;
 
+  /** The rounds, run in a loop outside the mailbox (`_round_loop.ts`). */
+  readonly #loop: RoundLoop;
+
   /** @param options See {@link RoundCoordinatorOptions}. */
   constructor(options: RoundCoordinatorOptions) {
     this.#options = options;
@@ -244,6 +236,19 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
         outer: { ...DEFAULT_OUTER_HYPER_PARAMS },
       });
     }
+    this.#loop = new RoundLoop({
+      settings: options,
+      rounds: new RoundRun({
+        settings: options,
+        hyper: this.#hyper,
+        model: () => this.#model,
+        momentum: () => this.#momentum,
+        validator: (ctx) => this.#validator(ctx),
+        evaluate: (weights) => this.#evaluate(weights),
+        log: (line) => this.#log(line),
+      }),
+      log: (line) => this.#log(line),
+    });
   }
 
   /**
@@ -257,7 +262,7 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     const saved = await this.#state?.load();
     if (saved !== undefined) await this.#resume(saved);
     else await this.#begin();
-    void this.#loop(ctx).catch((error) => {
+    void this.#loop.run(ctx).catch((error) => {
       if (!ctx.signal.aborted) this.#log(`training: rounds stopped: ${(error as Error).message}`);
     });
   }
@@ -401,342 +406,6 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     return { round: this.#round, model: model.cid, file: model.file ?? model.cid };
   }
 
-  async #loop(ctx: ActorContext<CoordinatorMessage>): Promise<void> {
-    const { rounds } = this.#options;
-    // What a round that finished before a restart still owes goes out before anything else.
-    await ctx.self.ask({ type: "deliver" });
-    const state = { first: true, next: 0 };
-    let failures = 0;
-    while (!ctx.signal.aborted) {
-      // One iteration's failure (a conviction lookup to an actor that is restarting, a storage
-      // write that times out, an evaluation that throws) is not the end of the run: the round
-      // it was in is lost, as at a crash (its number was saved as taken), and the next goes on
-      // after a pause that doubles while failures repeat. Before, it ended this loop for good
-      // while the actor lived on: no round ever again.
-      const pause = async (why: string) => {
-        const pauseMs = Math.min(TRAINER_POLL_MS * 2 ** failures++, MAX_FAILURE_PAUSE_MS);
-        this.#log(`training: ${why}; going on in ${pauseMs} ms`);
-        await sleep(pauseMs, ctx.signal).catch(() => {});
-        return true;
-      };
-      // A round no trainer reported for is followed by a pause too. After a restart of this
-      // coordinator its trainers trained the round it lost to its end and refused its next
-      // rounds (`round_in_progress`, one at a time per coordinator) within a round trip:
-      // announced at once, round after round ended empty, each saved and counted among the
-      // run's rounds, until the lost round was done (review s53). Trainers now take the next
-      // round and stop the lost one at its next step (review s54); the pause stays for any
-      // round nobody answers.
-      const go = await this.#iteration(rounds, state, ctx).then(
-        (go) => go === "unheard" ? pause("no trainer reported for the round") : (failures = 0, go),
-        async (error) => {
-          if (ctx.signal.aborted) return false;
-          return await pause(`round failed (${(error as Error).message})`);
-        },
-      );
-      if (!go) return;
-    }
-  }
-
-  /**
-   * One pass of the loop: false when the run is over, "unheard" when it ran a round no trainer
-   * reported for.
-   */
-  async #iteration(
-    rounds: number,
-    state: { first: boolean; next: number },
-    ctx: ActorContext<CoordinatorMessage>,
-  ): Promise<boolean | "unheard"> {
-    // Rounds finished before a restart count: `rounds` is the run's, not this start's.
-    const finished = (await ctx.self.ask<CoordinatorStatus>({ type: "status" })).finished!;
-    if (rounds !== 0 && finished >= rounds) return false;
-    // The first round of a start waits for `minTrainers` (after a node restart they join
-    // again; after a restart of this actor alone they are still joined); later ones go on
-    // with whoever is joined (and not convicted): a trainer that left, or cheated, does not
-    // hold the network up.
-    const needed = state.first ? this.#options.minTrainers : 1;
-    let trainers: JoinedTrainer[];
-    for (;;) {
-      trainers = await ctx.self.ask<JoinedTrainer[]>({ type: "trainers" });
-      if (trainers.length >= needed || ctx.signal.aborted) break;
-      await sleep(TRAINER_POLL_MS, ctx.signal);
-    }
-    if (ctx.signal.aborted) return false;
-    // A trainer convicted by another validator (its proof gossiped and settled in this
-    // node's ledger) is not asked either: every node would refuse an outcome that averages it.
-    const convicted = this.#options.convicted;
-    if (convicted !== undefined) {
-      const flags = await Promise.all(trainers.map((t) => convicted(t.key)));
-      trainers = trainers.filter((_, i) => !flags[i]);
-      if (trainers.length === 0) {
-        await sleep(TRAINER_POLL_MS, ctx.signal);
-        return true;
-      }
-    }
-    const status = await ctx.self.ask<CoordinatorStatus>({ type: "status" });
-    if (ctx.signal.aborted) return false;
-    // A number once announced is never announced again, by this incarnation either: a round
-    // that failed (lost) leaves the status at its number, the next takes the one after.
-    const round = Math.max(status.round, state.next);
-    if (trainers.length > MAX_OUTCOME_TRAINERS) {
-      // An outcome lists at most this many trainers (accepted, and excluded): one over it is
-      // refused by every node as malformed, and a restart could not read it back from the state.
-      // A round asks no more, chosen afresh each round (by the data seed's hash), so none is
-      // always left out.
-      const rank = new Map(trainers.map((t) => [t.key, dataSeedOf(round, t.key)]));
-      trainers = trainers.toSorted((a, b) => rank.get(a.key)! - rank.get(b.key)!)
-        .slice(0, MAX_OUTCOME_TRAINERS);
-      this.#log(
-        `training: round ${round} asks ${MAX_OUTCOME_TRAINERS} of ${rank.size} trainers ` +
-          `(an outcome lists at most ${MAX_OUTCOME_TRAINERS})`,
-      );
-    }
-    await ctx.self.ask({ type: "announce", round });
-    state.next = round + 1;
-    state.first = false;
-    return await this.#runRound(round, trainers, ctx) ? true : "unheard";
-  }
-
-  /**
-   * One round: announce, collect until the deadline, check, aggregate, publish. False when no
-   * trainer reported (every request refused, failed or timed out).
-   */
-  async #runRound(
-    round: number,
-    trainers: JoinedTrainer[],
-    ctx: ActorContext<CoordinatorMessage>,
-  ): Promise<boolean> {
-    const { arch, steps } = this.#options;
-    const start = this.#model!;
-    const hyper = this.#hyper;
-    const deadline = Date.now() + this.#options.roundDeadlineMs;
-    const terms: RoundTerms = { round, startModel: start.cid, steps };
-    this.#log(
-      `training: round ${round} starts with ${trainers.length} trainers from ${
-        start.cid.slice(0, 16)
-      }…` +
-        ` (H = ${steps}, deadline in ${this.#options.roundDeadlineMs} ms)`,
-    );
-    const settled = await Promise.allSettled(
-      trainers.map((t) =>
-        t.connection.request(RoundMessage, {
-          round,
-          startModel: start.cid,
-          startFile: start.file ?? start.cid,
-          startUpdate: start.update,
-          arch,
-          steps,
-          dataSeed: dataSeedOf(round, t.key),
-          hyper,
-          deadline,
-        }, { timeoutMs: Math.max(1, deadline - Date.now()), signal: ctx.signal })
-      ),
-    );
-    // Stopped (a crash, a restart): this incarnation's round is lost, whatever came back. The
-    // restart goes on from the saved state; nothing of this round may reach it.
-    if (ctx.signal.aborted) return true;
-    const heard = settled.some((result) => result.status === "fulfilled");
-    const excluded = new Map<string, string>();
-    const reports: { trainer: JoinedTrainer; report: ReportBody }[] = [];
-    settled.forEach((result, i) => {
-      const trainer = trainers[i];
-      if (result.status === "rejected") {
-        const why = (result.reason as { code?: string }).code ?? String(result.reason);
-        this.#log(`training: round ${round}: no report from ${trainer.key.slice(0, 16)} (${why})`);
-        return;
-      }
-      const report = result.value;
-      const problem = this.#reportProblem(report, trainer, { ...terms, hyper }, start.weights);
-      if (problem !== undefined) {
-        excluded.set(trainer.key, problem);
-        this.#log(
-          `training: round ${round}: report of ${trainer.key.slice(0, 16)} refused (${problem})`,
-        );
-        return;
-      }
-      // One piece of work is paid once: a report whose trajectory (checkpoints root) or delta
-      // another report of the round already has is a copy signed under a second key (a shard of
-      // one repeated sample makes the batches independent of the data seed, so every challenge
-      // of the copy passes), and its delta would weigh twice in the mean (review s54).
-      const { checkpointsRoot, deltaHash } = report.receipt;
-      const original = reports.find(({ report: r }) =>
-        r.receipt.checkpointsRoot === checkpointsRoot || r.receipt.deltaHash === deltaHash
-      );
-      if (original !== undefined) {
-        const why = `duplicate_work: the same training as ${original.trainer.key.slice(0, 16)}'s`;
-        excluded.set(trainer.key, why);
-        this.#log(
-          `training: round ${round}: report of ${trainer.key.slice(0, 16)} refused (${why})`,
-        );
-        return;
-      }
-      reports.push({ trainer, report });
-    });
-    // Every receipt goes to the ledgers before any challenge of it can settle there.
-    const validator = this.#validator(ctx);
-    const outcomes = await Promise.all(
-      reports.map(async ({ trainer, report }) => {
-        if (validator === undefined) return { challenged: false } as ChallengeOutcome;
-        const recorded = await validator.ask<TrainingReceiptRecorded>({
-          type: "receipt",
-          body: { receipt: report.receipt, terms },
-          origin: "local",
-        });
-        // A receipt the ledger refused (no stake to lock, a convicted trainer) puts nothing at
-        // risk: a fraud proof against it would settle nowhere, so its delta stays out.
-        if (!recorded.recorded) {
-          return {
-            challenged: true,
-            ok: false,
-            reason: `receipt not recorded (${recorded.refusal ?? "refused"}): nothing at stake`,
-          } as ChallengeOutcome;
-        }
-        const { result } = await validator.ask<{ result: Promise<ChallengeOutcome> }>({
-          type: "challenge",
-          report,
-          connection: trainer.connection,
-          terms,
-          arch,
-          startFile: start.file,
-          shardSize: trainer.shardSize,
-          shardRoot: trainer.shardRoot,
-        });
-        return await result;
-      }).map((outcome) =>
-        // The validator's own failure (no start model, an exception) blames nobody, but an
-        // unchecked delta does not go in either.
-        outcome.catch((error): ChallengeOutcome => ({
-          challenged: true,
-          ok: false,
-          reason: `unchecked: ${(error as Error).message}`.slice(0, 120),
-        }))
-      ),
-    );
-    if (ctx.signal.aborted) return true; // nothing aggregated, nobody credited: the round is lost
-    const convicted: string[] = [];
-    outcomes.forEach((outcome, i) => {
-      if (outcome.challenged && !outcome.ok) {
-        const key = reports[i].trainer.key;
-        excluded.set(key, outcome.reason);
-        if (outcome.proof !== undefined) convicted.push(key);
-      }
-    });
-    let accepted = reports.filter((r) => !excluded.has(r.trainer.key));
-    let model = start;
-    let momentum: GptWeights | undefined;
-    let resetMomentum = false;
-    if (accepted.length > 0) {
-      try {
-        const result = await aggregateRound(accepted.map((r) => r.report), {
-          arch,
-          startModel: start.cid,
-          start: start.weights,
-          momentum: this.#momentum,
-          modelsDir: this.#options.models.modelsDir,
-          excluded,
-        });
-        // What the outer step refused (a delta that does not fit the start weights) is left
-        // out alone: the round, its record and its outcome name only the deltas averaged.
-        for (const { report, reason } of result.refused) {
-          const key = toHex(report.receipt.trainer);
-          excluded.set(key, reason);
-          this.#log(`training: round ${round}: delta of ${key.slice(0, 16)} refused (${reason})`);
-        }
-        accepted = accepted.filter((r) => !excluded.has(r.trainer.key));
-        if (result.momentumReset) {
-          this.#log(
-            `training: round ${round}: aggregation fault: the outer step with the carried ` +
-              `momentum is not finite; momentum reset`,
-          );
-        }
-        model = await this.#options.models.publish(arch, result.weights, {
-          from: start.cid,
-          bytes: result.update,
-        });
-        momentum = result.momentum;
-        await this.#options.serve?.(model.dir);
-      } catch (error) {
-        // No usable delta after all (`no_reports`), or the model could not be stored: the
-        // round ends on its start model, with nothing accepted, and the next one tries again.
-        // An outer step that is not finite (`aggregate_fault`) is no trainer's doing: reported
-        // as a fault of the aggregation, and the momentum goes, so the next round can succeed.
-        const fault = (error as { code?: string }).code === "aggregate_fault";
-        this.#log(
-          `training: round ${round}: ${fault ? "aggregation fault" : "no new model"} (${
-            (error as Error).message
-          })` + (fault ? "; momentum reset" : ""),
-        );
-        model = start;
-        momentum = undefined;
-        resetMomentum = fault;
-        accepted = [];
-      }
-    }
-    const heldOutLoss = model === start ? undefined : await this.#evaluate(model.weights);
-    const record: RoundRecord = {
-      round,
-      startModel: start.cid,
-      model: model.cid,
-      accepted: accepted.map((r) => r.trainer.key),
-      excluded: [...excluded].map(([key, reason]) => ({ key, reason })),
-      // Absent rather than undefined: the record reads the same once saved and read back.
-      ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
-    };
-    let delivery: RoundDelivery | undefined;
-    if (model !== start) {
-      // Each delta that went in, stored, so any node can redo the outer step (round_audit.ts).
-      const reports = await Promise.all(accepted.map(async ({ report }) => ({
-        receipt: report.receipt,
-        deltaFile: await this.#options.models.putFile(
-          report.delta,
-          `delta-${report.receipt.deltaHash}.bin`,
-        ),
-      })));
-      delivery = {
-        terms,
-        // Paid are the reports whose deltas are in the model, and no other: the receipts were
-        // recorded uncredited before their challenge, so one left out for any reason — a
-        // challenge failed without a proof, a check this node could not run, a delta the outer
-        // step refused — earns nothing in this ledger.
-        credit: accepted.map((r) => r.report.receipt),
-        outcome: {
-          round,
-          startModel: start.cid,
-          ...(start.file === undefined ? {} : { startFile: start.file }),
-          model: model.cid,
-          file: model.file ?? model.cid,
-          arch,
-          accepted: record.accepted,
-          reports: reports.flatMap((r) =>
-            r.deltaFile === undefined ? [] : [{ receipt: r.receipt, deltaFile: r.deltaFile }]
-          ),
-          excluded: record.excluded.map((e) => e.key),
-          ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
-        },
-      };
-    }
-    // Stopped before the round is saved as finished: it is lost, and nothing of it went out —
-    // no credit, no outcome — so no ledger pays for it and every node runs on without it.
-    if (ctx.signal.aborted) return true;
-    await ctx.self.ask({
-      type: "round_done",
-      record,
-      model,
-      momentum,
-      resetMomentum,
-      convicted,
-      delivery,
-    });
-    this.#log(
-      `training: round ${round} done: model ${model.cid} from ${accepted.length} of ${trainers.length} ` +
-        `trainers` +
-        (excluded.size > 0
-          ? `, excluded ${[...excluded].map(([k, r]) => `${k.slice(0, 16)} (${r})`).join(", ")}`
-          : "") +
-        (heldOutLoss === undefined ? "" : `, held-out loss ${heldOutLoss.toFixed(3)} nats/byte`),
-    );
-    return heard;
-  }
-
   /**
    * A round has finished (its record, model, momentum and what it owes are in place): save it,
    * then send what it owes. Saved first, the round stands from here on, whatever stops this
@@ -807,39 +476,6 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
     return name === undefined ? undefined : ctx.system.lookup<TrainingValidatorMessage>(name);
   }
 
-  /** Why a report cannot enter the round (undefined: it can). */
-  #reportProblem(
-    report: ReportBody,
-    trainer: JoinedTrainer,
-    terms: RoundTerms & { hyper: LocalHyperParams },
-    start: GptWeights,
-  ): string | undefined {
-    const check = verifyTrainingReceipt(report.receipt, {
-      startModel: terms.startModel,
-      delta: report.delta,
-    });
-    if (!check.ok) return check.reason;
-    const r = check.receipt;
-    if (toHex(r.trainer) !== trainer.key) return "not_its_receipt";
-    if (r.round !== terms.round) return "round_mismatch";
-    if (r.steps !== terms.steps) return "steps_mismatch";
-    // The batches and the work are the coordinator's to choose: a seed of the trainer's own
-    // picks the batches that suit it, a smaller batch or a larger learning rate is less work or
-    // a scaled delta — each one a receipt that opens consistently and passes its challenge.
-    if (r.dataSeed !== dataSeedOf(terms.round, trainer.key)) return "seed_mismatch";
-    if (!sameHyperParams(r.hyper, terms.hyper)) return "hyper_mismatch";
-    if (r.shardRoot !== trainer.shardRoot || r.shardSize !== trainer.shardSize) {
-      return "shard_mismatch";
-    }
-    // Refused here, before a challenge is spent on it; `aggregateRound` applies the same rule.
-    try {
-      decodeFittingDelta(report.delta, start);
-    } catch (error) {
-      return (error as { code?: string }).code ?? "bad_delta";
-    }
-    return undefined;
-  }
-
   async #evaluate(weights: GptWeights): Promise<number | undefined> {
     const heldOut = this.#options.heldOut;
     if (heldOut === undefined) return undefined;
@@ -868,27 +504,6 @@ export class RoundCoordinator implements Actor<CoordinatorMessage> {
   #log(line: string): void {
     this.#options.log?.(line);
   }
-}
-
-/**
- * A trainer's data seed for a round: drawn by the coordinator, not the trainer, so a trainer
- * cannot pick batches that suit it; a hash of the round and the trainer's key (stable, so a
- * validator can see it is the one announced).
- */
-export function dataSeedOf(round: number, trainerKey: string): number {
-  const digest = sha256(
-    new TextEncoder().encode(`veriflow/training-seed/v1\n${round}\n${trainerKey}`),
-  );
-  return new DataView(digest.buffer, digest.byteOffset).getUint32(0);
-}
-
-/**
- * Whether two sets of inner hyper-parameters are the same, every field exactly: a receipt's
- * against the ones its round announced.
- */
-export function sameHyperParams(a: LocalHyperParams, b: LocalHyperParams): boolean {
-  const keys = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof LocalHyperParams>;
-  return [...keys].every((key) => a[key] === b[key]);
 }
 
 function roundsText(rounds: number): string {

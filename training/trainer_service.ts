@@ -121,7 +121,7 @@ export interface TrainerServiceOptions {
   /**
    * The stake this node's ledger holds for a key (absent: this node keeps no ledger). A challenge
    * is opened for its coordinator's receipt, or for a challenger with at least the stake a
-   * ledger asks of a peer's accuser (`unstaked_accuser` in `training_validator.ts`): an opening
+   * ledger asks of a peer's accuser (`unstaked_accuser` in `_training_proof_intake.ts`): an opening
    * reveals a batch of the shard per step, so a fresh key is owed none, and its
    * `opening_missing` over one refused is not taken by any ledger.
    */

@@ -63,22 +63,23 @@
  * (paid when its window closes), undecided (unpaid) or settled by its fraud proof (slashed); the
  * ending is kept on disk and asked again until the ledger has it (`_challenge_endings.ts`).
  *
+ * The parts, each in its own private module: the fraud proofs checked and settled here
+ * (`_fraud_proof_checks.ts`), the receipts recorded and credited (`_receipt_credits.ts`), the
+ * round outcomes audited and their models served (`_outcome_audits.ts`), and the ways to the
+ * NetworkActor (`_training_network.ts`).
+ *
  * @module
  */
 import { join } from "node:path";
 import type { Actor, ActorContext } from "../actors/actor.ts";
-import { sleep } from "../actors/_common.ts";
 import type { Connection } from "../protocols/connection.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { toHex } from "../protocols/hash.ts";
 import { bytesEqual } from "../protocols/bytes_equal.ts";
-import {
-  type OutcomeBody,
-  type ReportBody,
-  TRAINING_PROTOCOL,
-  type TrainingFraudProofBody,
-  type TrainingGossip,
-  type TrainingReceiptBody,
+import type {
+  OutcomeBody,
+  ReportBody,
+  TrainingFraudProofBody,
+  TrainingReceiptBody,
 } from "../protocols/training_messages.ts";
 import { DEFAULT_ECONOMICS } from "../proof/economics.ts";
 import type { ReceiptStatus } from "../proof/ledger_state.ts";
@@ -89,13 +90,10 @@ import type {
   TrainingCheckingMessage,
   TrainingFraudLedgerMessage,
   TrainingReceiptLedgerMessage,
-  TrainingReceiptRecorded,
 } from "../actors/validator_messages.ts";
 import type { GptArchitecture } from "../inference/model_builder.ts";
-import { RoundModels } from "./round_models.ts";
+import type { RoundModels } from "./round_models.ts";
 import { OWN_TRAINING_FRAUD_PROOFS_DIR, ReceiptFiles } from "../actors/_receipt_files.ts";
-import { TrainingError } from "./training_error.ts";
-import type { GptWeights } from "./gpt_weights.ts";
 import type { RoundAudit } from "./round_audit.ts";
 import {
   DEFAULT_GENESIS_SEEDS,
@@ -114,11 +112,7 @@ import {
   type CheckStepOpeningsOptions,
   type StepOpeningsCheck,
 } from "./step_check.ts";
-import {
-  checkTrainingFraudProof,
-  type TrainingFraudProof,
-  trainingFraudProofHash,
-} from "./training_fraud_proof.ts";
+import type { TrainingFraudProof } from "./training_fraud_proof.ts";
 import { ChallengeEndings, END_RETRY_MS } from "./_challenge_endings.ts";
 import { copyKey, TakenTrainingProofs } from "./_taken_training_proofs.ts";
 import { type IntakeLedgerMessage, TrainingProofIntake } from "./_training_proof_intake.ts";
@@ -130,6 +124,10 @@ import {
 import { ChallengedReceipts } from "./_challenged_receipts.ts";
 import { TAKEOVER_LAST_STEPS_DIR } from "./_kept_last_steps.ts";
 import { ClaimTakeovers } from "./_claim_takeovers.ts";
+import { TrainingNetwork } from "./_training_network.ts";
+import { FraudProofChecks } from "./_fraud_proof_checks.ts";
+import { ReceiptCredits } from "./_receipt_credits.ts";
+import { OutcomeAudits } from "./_outcome_audits.ts";
 
 // The outcome gate's bounds and the endings' first retry, named here as before they had
 // modules of their own.
@@ -151,20 +149,6 @@ export const DEFAULT_TRAINING_CHALLENGE_PROBABILITY = DEFAULT_ECONOMICS.challeng
 
 /** Fraud proofs and outcomes remembered to take each once (gossip arrives from every peer). */
 const SEEN_LIMIT = 4096;
-/**
- * Answers kept to "is this the architecture of that start model" (a model built and hashed, tens
- * of milliseconds): a proof re-sent under a wrong architecture, which is not marked seen so that
- * the genuine copy is still checked, costs a lookup.
- */
-const KEPT_ARCH_CHECKS = 256;
-
-/**
- * How often a dial of a trainer (`reach`: a takeover's, or a drawn trainer's after a round) looks
- * for the connection it brings up, ms: a Hyperswarm connection takes a DHT lookup and a handshake
- * (hundreds of ms), so a quarter second costs at most that much of the dial and few asks of the
- * NetworkActor.
- */
-const REACH_POLL_MS = 250;
 
 /** Random bits in a draw of {@link secureRandom}: all a float64 in [0, 1) holds exactly. */
 const DRAW_BITS = 53;
@@ -346,9 +330,6 @@ export type TrainingValidatorMessage =
     outcome?: TakeoverOutcome;
   };
 
-/** The internal `checked` message: a fraud proof checked here, to settle. */
-type CheckedMessage = Extract<TrainingValidatorMessage, { type: "checked" }>;
-
 /** Counters of the training validator (the outcome gate's among them). */
 export interface TrainingValidatorStats extends OutcomeGateStats {
   /** Receipts challenged here. */
@@ -392,8 +373,6 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   /** Which outcomes are audited, and what is kept of each audit (`_outcome_gate.ts`). */
   readonly #outcomes: OutcomeGate;
   readonly #stats: ValidatorOwnStats = { checked: 0, confirmed: 0, adopted: [] };
-  /** Whether an architecture is a start model's, by `cid|arch` ({@link KEPT_ARCH_CHECKS}). */
-  readonly #archChecks = new Map<string, boolean>();
   /** The challenges this validator holds in its ledger, until they end (`_challenge_endings.ts`). */
   readonly #endings: ChallengeEndings;
   /** Peers' proofs taken and not settled, and their copies (`_taken_training_proofs.ts`). */
@@ -416,9 +395,19 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
   /** Takeovers of peers' `opening_missing` claims (`_claim_takeovers.ts`). */
   readonly #claims: ClaimTakeovers;
 
+  /** The fraud proofs checked and settled here (`_fraud_proof_checks.ts`). */
+  readonly #proofs: FraudProofChecks;
+  /** The receipts recorded and credited in the ledger (`_receipt_credits.ts`). */
+  readonly #credits: ReceiptCredits;
+  /** The round outcomes audited here, and their models served (`_outcome_audits.ts`). */
+  readonly #audits: OutcomeAudits;
+  /** The ways to the NetworkActor: connections, dials, gossip (`_training_network.ts`). */
+  readonly #network: TrainingNetwork;
+
   /** @param options See {@link TrainingValidatorOptions}. */
   constructor(options: TrainingValidatorOptions) {
     this.#options = options;
+    this.#network = new TrainingNetwork(options);
     this.#outcomes = new OutcomeGate({
       models: options.models,
       seen: { has: (key) => this.#seen.has(key), add: (key) => this.#firstTime(key) },
@@ -434,7 +423,7 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       retryMs: options.endRetryMs,
       askEnd: (ctx, receiptId, step, reason) =>
         this.#ledger<boolean>(ctx, { type: "training_challenge", receiptId, step, reason }),
-      settleInLedger: (ctx, checked) => this.#settleInLedger(ctx, checked),
+      settleInLedger: (ctx, checked) => this.#proofs.settleInLedger(ctx, checked),
       log: (line) => this.#log(line),
     });
     const dir = options.ownProofsDir;
@@ -470,8 +459,8 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
         const name = this.#options.ledger;
         return name !== undefined && ctx.system.lookup(name) !== undefined;
       },
-      connectionTo: (ctx, trainer) => this.#connectionTo(ctx, trainer),
-      reach: (ctx, trainer, forMs, holder) => this.#reach(ctx, trainer, forMs, holder),
+      connectionTo: (ctx, trainer) => this.#network.connectionTo(ctx, trainer),
+      reach: (ctx, trainer, forMs, holder) => this.#network.reach(ctx, trainer, forMs, holder),
       log: (line) => this.#log(line),
     });
     this.#claims = new ClaimTakeovers({
@@ -480,7 +469,36 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       challengeProbability: options.challengeProbability ?? DEFAULT_TRAINING_CHALLENGE_PROBABILITY,
       now: () => this.#now(),
       ask: (ctx, message) => this.#ledger(ctx, message),
-      connectionTo: (ctx, trainer) => this.#connectionTo(ctx, trainer),
+      connectionTo: (ctx, trainer) => this.#network.connectionTo(ctx, trainer),
+      log: (line) => this.#log(line),
+    });
+    this.#credits = new ReceiptCredits({
+      intake: this.#intake,
+      claims: this.#claims,
+      challenges: this.#challenges,
+      ask: (ctx, message) => this.#ledger(ctx, message),
+      publish: (ctx, gossip, origin) => this.#network.publish(ctx, gossip, origin),
+    });
+    this.#proofs = new FraudProofChecks({
+      settings: options,
+      incarnation: this.#incarnation,
+      stats: this.#stats,
+      seen: { add: (key) => this.#firstTime(key), delete: (key) => this.#seen.delete(key) },
+      endings: this.#endings,
+      taken: this.#taken,
+      intake: this.#intake,
+      claims: this.#claims,
+      ask: (ctx, message) => this.#ledger(ctx, message),
+      publish: (ctx, gossip, origin) => this.#network.publish(ctx, gossip, origin),
+      log: (line) => this.#log(line),
+    });
+    this.#audits = new OutcomeAudits({
+      settings: options,
+      gate: this.#outcomes,
+      credits: this.#credits,
+      challenges: this.#challenges,
+      ask: (ctx, message) => this.#ledger(ctx, message),
+      publish: (ctx, gossip, origin) => this.#network.publish(ctx, gossip, origin),
       log: (line) => this.#log(line),
     });
   }
@@ -567,13 +585,13 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "challenge":
         return { result: this.#challenges.challenge(message, ctx) };
       case "receipt":
-        return await this.#onReceipt(message.body, message.origin, ctx);
+        return await this.#credits.record(message.body, message.origin, ctx);
       case "credit":
-        return await this.#credit(message.receipts, message.terms, ctx);
+        return await this.#credits.credit(message.receipts, message.terms, ctx);
       case "fraud_proof": {
         const key = copyKey(message.body);
         try {
-          return await this.#onFraudProof(message, key, ctx);
+          return await this.#proofs.take(message, key, ctx);
         } finally {
           // Told again from a hold, now taken: being checked, waiting, held again or refused.
           if (this.#taken.handled(key)) this.#intake.keepLater(ctx);
@@ -582,59 +600,21 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
       case "unchecked":
         // A crashed incarnation's check: this one took the proof again from disk (see above).
         if (message.by !== this.#incarnation) return;
-        return await this.#onUnchecked(message, ctx);
+        return await this.#proofs.unchecked(message, ctx);
       case "checked":
-        return await this.#settle(message, ctx);
+        return await this.#proofs.settle(message, ctx);
       case "settle_again": {
         const unsettled = this.#taken.unsettled(message.key);
         if (unsettled !== undefined) {
-          await this.#settleInLedgerOnce(unsettled.checked, ctx, unsettled.attempts);
+          await this.#proofs.settleInLedgerOnce(unsettled.checked, ctx, unsettled.attempts);
         }
         return;
       }
-      case "outcome": {
-        // This node's own coordinator waits on `result` before it forgets the outcome (its
-        // state keeps it until then, and a restart sends it again): it settles once the outcome
-        // was passed on, or its audit here ended without (refused, no verdict); it rejects when
-        // this actor stopped before that. A peer's copy is told, its answer unused.
-        const ended = Promise.withResolvers<void>();
-        ended.promise.catch(() => {}); // nobody may be waiting on it
-        // Stopped with its `audited` still to come (told or not): that answer is lost.
-        const stopped = () => ended.reject(new Error("the training validator stopped"));
-        ctx.signal.addEventListener("abort", stopped, { once: true });
-        ended.promise.finally(() => ctx.signal.removeEventListener("abort", stopped))
-          .catch(() => {});
-        const answer = message.origin === "local" ? { result: ended.promise } : undefined;
-        // Signed by a staked coordinator, within its budget and its relay's, a copy of a model
-        // not proven yet, or refused (`_outcome_gate.ts`).
-        if (!await this.#outcomes.mayAudit(message.body, message.origin, this.#stakeOf(ctx))) {
-          ended.resolve();
-          return answer;
-        }
-        // Audited outside the mailbox; served and passed on only when it holds (`audited`).
-        void this.#outcomes.audit(message.body, this.#convicted(ctx)).then(
-          (audit) =>
-            ctx.self.tell({
-              type: "audited",
-              body: message.body,
-              audit,
-              origin: message.origin,
-              ended: ended.resolve,
-            }),
-          (error) => {
-            this.#log(
-              `training: model ${message.body.model.slice(0, 16)} not adopted: ${
-                (error as Error).message
-              }`,
-            );
-            ended.resolve();
-          },
-        ).catch((error) => ended.reject(error)); // this actor stopped meanwhile
-        return answer;
-      }
+      case "outcome":
+        return await this.#audits.take(message, ctx);
       case "audited":
         try {
-          return this.#onAudited(message.body, message.audit, message.origin, ctx);
+          return this.#audits.audited(message.body, message.audit, message.origin, ctx);
         } finally {
           message.ended?.();
         }
@@ -659,500 +639,9 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     }
   }
 
-  /**
-   * Take a fraud proof: through the intake (held, or refused), then checked outside the mailbox
-   * (`checked`, or `unchecked` when the check fails unsettled). A peer's is taken from here until
-   * it settles; a copy of a proof whose check is under way waits for it when its unsigned
-   * architecture or start file differs (`_taken_training_proofs.ts`).
-   * @param key The copy's key (`copyKey`).
-   */
-  async #onFraudProof(
-    message: Extract<TrainingValidatorMessage, { type: "fraud_proof" }>,
-    key: string,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<unknown> {
-    const { refusal, unbacked } = await this.#intake.admit(
-      ctx,
-      message.body.proof,
-      message.origin === "local",
-    );
-    if (refusal !== undefined) {
-      if (message.origin === "local") {
-        const id = trainingReceiptId(message.body.proof.receipt);
-        await this.#endings.end(ctx, id, "undecided", `proof_${refusal}`);
-      }
-      this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
-      // Taken again after a stop and refused now: its receipt is no longer held for it.
-      const refused = trainingFraudProofHash(message.body.proof);
-      if (message.origin !== "local" && !this.#taken.checks(refused)) {
-        await this.#release(ctx, refused);
-      }
-      // For its receipt, or from a key with no pledge here (yet) for its pledge; then taken again.
-      const { held, awaitingPledge } = await this.#intake.hold(
-        ctx,
-        message.body,
-        message.origin,
-        refusal,
-        message.since,
-      );
-      return {
-        queued: false,
-        skipped: refusal,
-        ...(held ? { held: true } : {}),
-        ...(awaitingPledge ? { awaitingPledge: true } : {}),
-      };
-    }
-    const hash = trainingFraudProofHash(message.body.proof);
-    const id = trainingReceiptId(message.body.proof.receipt);
-    const seen = `fraud:${hash}`;
-    if (!this.#firstTime(seen)) {
-      if (message.origin === "local") {
-        await this.#endings.end(ctx, id, "undecided", "proof_duplicate");
-        return { queued: false };
-      }
-      if (!this.#taken.waitBehind(key, message.body, message.origin, hash, id)) {
-        return { queued: false };
-      }
-      // On disk at the next recheck, which this schedules if none is on its way.
-      this.#intake.keepLater(ctx);
-      return { queued: false, waiting: true };
-    }
-    // Charged to its receipt's unbacked budget when taken unbacked (`_training_proof_intake.ts`).
-    const charged = await this.#intake.charge(message.body.proof, hash, id, unbacked);
-    let takenAt: number | undefined;
-    if (message.origin !== "local") {
-      const now = (this.#options.now ?? Date.now)();
-      takenAt = this.#taken.checking(
-        key,
-        message.body,
-        message.origin,
-        message.since ?? now,
-        charged,
-      );
-      this.#intake.keepLater(ctx);
-      // Its receipt is held out of the ledger's finalize tick while it is re-run (slow): paid
-      // meanwhile, the lazy trainer it catches would keep the pay (as for an inference proof).
-      await this.#ledger(ctx, {
-        type: "training_checking",
-        fraudProofHash: hash,
-        hold: { receiptId: id, takenAt },
-      }).catch(() => {}); // no ledger answering: nothing to hold there
-    }
-    // The re-run is outside the mailbox; the settlement comes back as `checked`, a failure as
-    // `unchecked` (told, not handled here: state changes in `receive`).
-    let reran = false;
-    const { body, origin } = message;
-    void this.#check(body, () => reran = true).then(
-      (check) => ctx.self.tell({ type: "checked", body, hash, ...check, origin, takenAt }),
-      (error) =>
-        ctx.self.tell({
-          type: "unchecked",
-          body,
-          hash,
-          origin,
-          unbacked: unbacked !== undefined,
-          reran,
-          error: (error as Error).message,
-          by: this.#incarnation,
-        }),
-    ).catch(() => {}); // this actor stopped meanwhile: a peer's proof is kept (`#taken`)
-    return { queued: true };
-  }
-
-  /**
-   * A check failed unsettled: nothing settled, so another copy (its start model reachable, its
-   * architecture the receipt's) may still be checked — those that waited behind it go through
-   * the intake again. This validator's own challenge ends undecided.
-   */
-  async #onUnchecked(
-    message: Extract<TrainingValidatorMessage, { type: "unchecked" }>,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<void> {
-    const { hash, body, origin } = message;
-    this.#seen.delete(`fraud:${hash}`);
-    this.#intake.done(hash);
-    // Failed before its re-run (this copy's start model or architecture): the next copy is not
-    // charged again. One that failed in the re-run is charged again.
-    if (message.unbacked && !message.reran) this.#intake.failedBeforeRerun(hash);
-    this.#log(`training validator: fraud proof ${hash.slice(0, 12)} unchecked: ${message.error}`);
-    if (origin === "local") {
-      await this.#endings.end(
-        ctx,
-        trainingReceiptId(body.proof.receipt),
-        "undecided",
-        "proof_unchecked",
-      );
-      return;
-    }
-    if (this.#taken.forget(copyKey(body))) this.#intake.keepLater(ctx);
-    const requeued = this.#taken.requeue(hash);
-    // No copy of it left to check: its receipt is no longer held for it in the ledger.
-    if (requeued.length === 0) await this.#release(ctx, hash);
-    for (const again of requeued) {
-      ctx.self.tell({ type: "fraud_proof", ...again }).catch(() => {});
-    }
-  }
-
-  /** Proof `hash` is no longer checked here: its receipt is not held for it in the ledger. */
-  async #release(ctx: ActorContext<TrainingValidatorMessage>, hash: string): Promise<void> {
-    await this.#ledger(ctx, { type: "training_checking", fraudProofHash: hash }).catch(() => {});
-  }
-
-  /** Settle a checked fraud proof in the ledger; rejects when the ledger did not answer. */
-  #settleInLedger(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    message: CheckedMessage,
-  ): Promise<{ settled: boolean; slashed: number }> {
-    const proof = message.body.proof;
-    return this.#ledger<{ settled: boolean; slashed: number }>(ctx, {
-      type: "training_fraud",
-      receipt: proof.receipt,
-      fraudProofHash: message.hash,
-      validator: proof.validator,
-      confirmed: message.confirmed,
-      // What the trainer did (`delta_mismatch`, …) when confirmed; why not, when refuted.
-      reason: message.confirmed ? proof.reason : message.reason,
-      // Kept there, confirmed and settled, for the peers that connect later (`_catch_up.ts`).
-      body: message.body,
-      // Taken inside the window, its re-run ending after it: settles as in faster ledgers.
-      takenAt: message.takenAt,
-    });
-  }
-
-  /** Check a fraud proof; `rerunning` is called once its start model and architecture hold. */
-  async #check(
-    body: TrainingFraudProofBody,
-    rerunning?: () => void,
-  ): Promise<{ confirmed: boolean; reason: string }> {
-    const receipt = body.proof.receipt;
-    const start = await this.#options.models.get(receipt.startModel, body.arch, body.startFile);
-    // `arch` travels beside the signed proof, unsigned: under another architecture an honest
-    // opening does not decode (a false `opening_mismatch` confirmed) and a true step claim
-    // does not either (its accuser charged). The receipt signs its start model's CID, which
-    // the architecture and the start weights must give.
-    if (!this.#archOf(receipt.startModel, body.arch, start.weights)) {
-      throw new TrainingError(
-        "arch_mismatch",
-        `the architecture sent with the proof is not that of start model ${receipt.startModel}`,
-      );
-    }
-    rerunning?.();
-    return await checkTrainingFraudProof(body.proof, {
-      arch: body.arch,
-      startWeights: start.weights,
-      // A trainer is owed at least the window this node gives when it challenges.
-      minOpeningWindowMs: this.#options.openingDeadlineMs ?? DEFAULT_OPENING_DEADLINE_MS,
-    });
-  }
-
-  async #settle(
-    message: CheckedMessage,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<void> {
-    this.#stats.checked++;
-    this.#intake.done(message.hash);
-    if (message.confirmed) {
-      this.#stats.confirmed++;
-      // Everyone checks for themselves; a refuted proof is not spread (it would cost its author).
-      this.#publish(ctx, { kind: "fraud_proof", body: message.body }, message.origin);
-    }
-    if (
-      message.confirmed && message.origin !== "local" &&
-      message.body.proof.reason === "opening_missing"
-    ) return await this.#onClaim(message, ctx);
-    await this.#settleInLedgerOnce(message, ctx, 0);
-  }
-
-  /**
-   * A peer's `opening_missing`, confirmed, is a claim on its author's word, not a proof: passed
-   * on, not settled here, and taken over within this validator's budget (`_claim_takeovers.ts`).
-   */
-  async #onClaim(
-    message: CheckedMessage,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<void> {
-    // No longer taken, nor held in the ledger for it: nothing of it is settled here.
-    if (this.#taken.settled(message.hash)) this.#intake.keepLater(ctx);
-    await this.#release(ctx, message.hash);
-    await this.#claims.consider(message.body, ctx);
-  }
-
   /** The ledger's clock (ms). */
   #now(): number {
     return (this.#options.now ?? Date.now)();
-  }
-
-  /**
-   * Ask the ledger to settle a checked proof (`attempts` asks made before). This validator's
-   * own challenge ends with it (`_challenge_endings.ts`); a peer's proof, once the ledger
-   * answered, is no longer taken, with its copies; unanswered (the ValidatorActor crashed on the
-   * ledger write, or is restarting), it stays taken and is asked again ({@link END_RETRY_MS},
-   * doubling, `MAX_END_ATTEMPTS` asks: `_taken_training_proofs.ts`), then at the next start, from
-   * the disk.
-   */
-  async #settleInLedgerOnce(
-    message: CheckedMessage,
-    ctx: ActorContext<TrainingValidatorMessage>,
-    attempts: number,
-  ): Promise<void> {
-    const proof = message.body.proof;
-    const receipt = proof.receipt;
-    const trainer = toHex(receipt.trainer);
-    let failed: Error | undefined;
-    const settled = await this.#settleInLedger(ctx, message).catch((error) => {
-      failed = error as Error;
-      this.#log(
-        `training validator: fraud proof ${
-          message.hash.slice(0, 12)
-        } not settled: ${failed.message}`,
-      );
-      return undefined;
-    });
-    this.#log(
-      `training: fraud proof against trainer ${trainer.slice(0, 16)} ${
-        message.confirmed ? "confirmed" : "refuted"
-      } (${message.confirmed ? proof.reason : message.reason})${
-        settled?.settled ? `; slashed ${settled.slashed} in this ledger` : ""
-      }`,
-    );
-    if (message.origin === "local") {
-      // This validator's own challenge ends with its proof, once the ledger answered; until
-      // then it stays held (the proof kept) and the settlement is asked again.
-      const id = trainingReceiptId(receipt);
-      if (settled !== undefined) {
-        await this.#endings.settled(ctx, id, message.confirmed, settled.settled);
-      } else await this.#endings.unsettled(ctx, id, message, failed!);
-      return;
-    }
-    if (settled !== undefined) {
-      if (this.#taken.settled(message.hash)) this.#intake.keepLater(ctx);
-      return;
-    }
-    const key = copyKey(message.body);
-    const again = this.#taken.unanswered(key, message, attempts);
-    if (again === undefined) return;
-    if (again.wait === undefined || ctx.signal.aborted) {
-      this.#log(
-        `training validator: fraud proof ${message.hash.slice(0, 12)} left to the next start`,
-      );
-      return;
-    }
-    // Told, not run here: the taken proofs change in `receive` (`settle_again`).
-    void sleep(again.wait, ctx.signal).then(() => {
-      if (!ctx.signal.aborted) return ctx.self.tell({ type: "settle_again", key });
-    }).catch(() => {}); // stopped meanwhile: kept on disk, taken up at the next start
-  }
-
-  async #onReceipt(
-    body: TrainingReceiptBody,
-    origin: string,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<TrainingReceiptRecorded> {
-    const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
-      type: "training_receipt",
-      receipt: body.receipt,
-      terms: body.terms,
-      // Recorded (so a fraud proof can slash it), never paid from here: gossip alone is the
-      // trainer's word about a round, and this node's own coordinator records each report
-      // before its challenge and the outer step. It is paid once its delta went into a model:
-      // `credit` from the coordinator, or an outcome this node audits (`#creditRound`).
-      credited: false,
-    }).catch((error) => ({ recorded: false, fresh: false, refusal: (error as Error).message }));
-    if (answer.fresh) {
-      this.#publish(ctx, { kind: "receipt", body }, origin);
-      this.#recordedHere(body.receipt);
-    }
-    if (answer.recorded) this.#intake.release(ctx, trainingReceiptId(body.receipt));
-    return answer;
-  }
-
-  /**
-   * Credit receipts whose deltas went into a round's model this node's coordinator made
-   * (recording those this ledger has not seen): only the accepted ones, after the challenge
-   * and the outer step. A report left out — a failed challenge with or without a proof, a
-   * check this validator could not run, a round that made no model — earns nothing.
-   */
-  async #credit(
-    receipts: readonly TrainingReceipt[],
-    terms: TrainingReceiptBody["terms"],
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<void> {
-    for (const receipt of receipts) {
-      const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
-        type: "training_receipt",
-        receipt,
-        terms,
-        credited: true,
-      }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
-      if (answer?.fresh) this.#recordedHere(receipt);
-      if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
-    }
-  }
-
-  /**
-   * Credit the receipts a reproduced round averaged (recording those this ledger has not seen):
-   * the round ran, and their deltas are what made its model.
-   */
-  async #creditRound(
-    body: OutcomeBody,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): Promise<void> {
-    // The round's H is the one its receipts share (the audit refuses an outcome whose receipts
-    // differ: `steps_mismatch`), not each receipt's own claim.
-    const steps = body.reports[0]?.receipt.steps ?? 0;
-    for (const { receipt } of body.reports) {
-      const answer = await this.#ledger<TrainingReceiptRecorded>(ctx, {
-        type: "training_receipt",
-        receipt,
-        terms: { round: body.round, startModel: body.startModel, steps },
-        credited: true,
-      }).catch(() => undefined); // refused (no stake, convicted): it earns nothing here
-      if (answer?.fresh) this.#recordedHere(receipt);
-      if (answer?.recorded) this.#intake.release(ctx, trainingReceiptId(receipt));
-    }
-  }
-
-  /**
-   * Receipt `receipt` was newly recorded in the ledger: it earns takeover credit, and a challenge
-   * this validator made of it before (its window here starting only now) is remembered for that
-   * window (`TrainingChallengeRun.recorded`).
-   */
-  #recordedHere(receipt: TrainingReceipt): void {
-    this.#claims.earn();
-    this.#challenges.recorded(trainingReceiptId(receipt));
-  }
-
-  /** The outcome gate's question: the stake a key holds in the ledger (0: no answer). */
-  #stakeOf(ctx: ActorContext<TrainingValidatorMessage>): (key: Uint8Array) => Promise<number> {
-    return async (key) =>
-      (await this.#ledger<{ stake: number }>(ctx, { type: "account", key })
-        .catch(() => ({ stake: 0 }))).stake;
-  }
-
-  /** The audit's question: whether the ledger convicted a receipt (no answer: not). */
-  #convicted(
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): (receiptId: string) => Promise<boolean> {
-    return async (receiptId) =>
-      (await this.#ledger<{ status: string } | undefined>(ctx, {
-        type: "receipt_status",
-        receiptId,
-      }).catch(() => undefined))?.status === "fraud";
-  }
-
-  /** Whether `arch` with `weights` is start model `cid` (their `gptModelId` is it). */
-  #archOf(cid: string, arch: GptArchitecture, weights: GptWeights): boolean {
-    const key = `${cid}|${JSON.stringify(arch)}`;
-    let same = this.#archChecks.get(key);
-    if (same === undefined) {
-      try {
-        same = RoundModels.cidOf(arch, weights) === cid;
-      } catch {
-        same = false; // weights of another shape
-      }
-      this.#archChecks.set(key, same);
-      if (this.#archChecks.size > KEPT_ARCH_CHECKS) {
-        this.#archChecks.delete(this.#archChecks.keys().next().value!);
-      }
-    }
-    return same;
-  }
-
-  /** Serve and pass on an outcome that holds (or could not be checked here); refuse one that does not. */
-  #onAudited(
-    body: OutcomeBody,
-    audit: RoundAudit,
-    origin: string,
-    ctx: ActorContext<TrainingValidatorMessage>,
-  ): void {
-    if (!audit.ok) return this.#outcomes.auditFailed(body, audit, origin);
-    if (!this.#outcomes.auditHeld(body, audit)) return; // another copy proved it first
-    const name = `round ${body.round} model ${body.model.slice(0, 16)}…`;
-    // Its receipts are recorded before this node challenges any: a challenge holds its receipt
-    // in the ledger, which it can only once the receipt is there.
-    const credited = audit.verified ? this.#creditRound(body, ctx) : Promise.resolve();
-    this.#publish(ctx, { kind: "outcome", body }, origin);
-    // The coordinator challenged before it aggregated; this node samples the same receipts
-    // on its own coin, so no trainer is checked by its coordinator alone.
-    if (origin !== "local") {
-      body.reports.forEach((report, i) => {
-        const delta = audit.verified ? audit.deltas[i] : undefined;
-        void credited.catch(() => {}).then(() =>
-          this.#challenges.afterRound(body, report, delta, ctx)
-        );
-      });
-    }
-    void this.#adopt(body, audit.verified ? "reproduced" : `not audited: ${audit.why}`).then(
-      () => ctx.self.tell({ type: "adopted", model: body.model }),
-      (error) => this.#log(`training: ${name} not adopted: ${(error as Error).message}`),
-    ).catch(() => {}); // this actor stopped meanwhile
-  }
-
-  async #adopt(body: OutcomeBody, how: string): Promise<void> {
-    const model = await this.#options.models.get(body.model, body.arch, body.file);
-    await this.#options.serve?.(model.dir);
-    this.#log(
-      `training: round ${body.round} model ${body.model.slice(0, 16)}… ${how}, served` +
-        (body.heldOutLoss === undefined ? "" : ` (held-out loss ${body.heldOutLoss.toFixed(3)})`),
-    );
-  }
-
-  /** This node's connection to `trainer` over `training/1`, from the NetworkActor; none: undefined. */
-  async #connectionTo(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    trainer: Uint8Array,
-  ): Promise<Connection | undefined> {
-    const name = this.#options.network;
-    const network = name === undefined
-      ? undefined
-      : ctx.system.lookup<{ type: "connection_to"; key: Uint8Array; protocol: string }>(name);
-    return await network?.ask<Connection | undefined>({
-      type: "connection_to",
-      key: trainer,
-      protocol: TRAINING_PROTOCOL.name,
-    }).catch(() => undefined);
-  }
-
-  /**
-   * Have the NetworkActor dial `trainer` by its key (`reach`, on behalf of `holder`) and answer
-   * the `training/1` connection once it is up; undefined when none came up within `forMs`, or
-   * the node has no network or swarm. The dial is released however this ends.
-   */
-  async #reach(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    trainer: Uint8Array,
-    forMs: number,
-    holder: string,
-  ): Promise<Connection | undefined> {
-    const name = this.#options.network;
-    const network = name === undefined ? undefined : ctx.system.lookup<
-      | { type: "reach"; key: Uint8Array; forMs: number; holder: string }
-      | { type: "release_reach"; key: Uint8Array; holder: string }
-    >(name);
-    if (network === undefined) return undefined;
-    const until = performance.now() + forMs;
-    let dialled = false;
-    try {
-      for (;;) {
-        const connection = await this.#connectionTo(ctx, trainer);
-        if (connection !== undefined) return connection;
-        const left = until - performance.now();
-        if (left <= 0 || ctx.signal.aborted) return undefined;
-        if (!dialled) {
-          // `false` (nothing to dial: no swarm, or a connection came up meanwhile) or "full"
-          // (this node's bound on dials): looked for once more, then no dial is waited for.
-          const answer = await network.ask<boolean | "full">(
-            { type: "reach", key: trainer, forMs: left, holder },
-            { timeoutMs: Math.max(1, left), signal: ctx.signal },
-          ).catch(() => undefined);
-          dialled = true;
-          if (answer !== true) return await this.#connectionTo(ctx, trainer);
-        }
-        await sleep(Math.min(REACH_POLL_MS, left), ctx.signal);
-      }
-    } finally {
-      if (dialled) network.tell({ type: "release_reach", key: trainer, holder }).catch(() => {});
-    }
   }
 
   #ledger<R>(
@@ -1163,21 +652,6 @@ export class TrainingValidator implements Actor<TrainingValidatorMessage> {
     const ref = name === undefined ? undefined : ctx.system.lookup<LedgerTrainingMessage>(name);
     if (ref === undefined) return Promise.reject(new Error("no ledger on this node"));
     return ref.ask<R>(message);
-  }
-
-  #publish(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    gossip: TrainingGossip,
-    origin: string,
-  ): void {
-    const name = this.#options.network;
-    const ref = name === undefined
-      ? undefined
-      : ctx.system.lookup<{ type: "publish_training"; gossip: TrainingGossip; except?: string }>(
-        name,
-      );
-    ref?.tell({ type: "publish_training", gossip, except: origin === "local" ? undefined : origin })
-      .catch(() => {});
   }
 
   #firstTime(key: string): boolean {

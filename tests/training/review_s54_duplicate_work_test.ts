@@ -3,7 +3,7 @@
  * sample trains batches that do not depend on its data seed, so a second key of its own can sign
  * the very same trace and pass every challenge; the coordinator takes the first report of a
  * trajectory or delta and leaves out (unpaid, not averaged) any other report of the same.
- * The test failed before `round_coordinator.ts` refused the copy: both were accepted.
+ * The test failed before the coordinator (`training/_round_run.ts`) refused the copy: both were accepted.
  */
 import assert from "node:assert/strict";
 import { ActorSystem } from "../../actors/actor_system.ts";

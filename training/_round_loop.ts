@@ -1,0 +1,163 @@
+/**
+ * The round loop of a RoundCoordinator (`round_coordinator.ts`): started in its `preStart`, it
+ * runs outside the mailbox. It sends first what a round that finished before a restart still owes
+ * (`deliver`), then, round after round until the run's `rounds` are finished, waits for enough
+ * trainers (`minTrainers` for a start's first round, then one), leaves out those this node's
+ * ledger convicted and those over {@link MAX_OUTCOME_TRAINERS}, takes the round's number
+ * (`announce`) and runs the round (`_round_run.ts`). A round that failed, or that no trainer
+ * reported for, is followed by a pause that doubles while it repeats.
+ *
+ * Holds no state of its own: it asks the coordinator (`status`, `trainers`, `announce`), so the
+ * trainer table and the round state change only in the coordinator's `receive`. Not part of the
+ * public API.
+ *
+ * @module
+ */
+import type { ActorContext } from "../actors/actor.ts";
+import { sleep } from "../actors/_common.ts";
+import { MAX_OUTCOME_TRAINERS } from "../protocols/training_messages.ts";
+import type { JoinedTrainer } from "./joined_trainers.ts";
+import { dataSeedOf, type RoundRun } from "./_round_run.ts";
+import type {
+  CoordinatorMessage,
+  CoordinatorStatus,
+  RoundCoordinatorOptions,
+} from "./round_coordinator.ts";
+
+/** How often the loop looks for enough trainers before a round. */
+const TRAINER_POLL_MS = 200;
+/**
+ * Longest pause after rounds that failed, or that no trainer reported for, in a row (it doubles
+ * from {@link TRAINER_POLL_MS}).
+ */
+const MAX_FAILURE_PAUSE_MS = 60_000;
+
+/** What {@link RoundLoop} needs from the coordinator. */
+export interface RoundLoopOptions {
+  /** The coordinator's options, read at each use (`rounds`, `minTrainers`, `convicted`). */
+  settings: Pick<RoundCoordinatorOptions, "rounds" | "minTrainers" | "convicted">;
+  /** One round, run by the loop. */
+  rounds: RoundRun;
+  /** Where one line per round goes. */
+  log(line: string): void;
+}
+
+/** See the module doc. */
+export class RoundLoop {
+  readonly #options: RoundLoopOptions["settings"];
+  readonly #parts: RoundLoopOptions;
+
+  /** @param options See {@link RoundLoopOptions}. */
+  constructor(options: RoundLoopOptions) {
+    this.#options = options.settings;
+    this.#parts = options;
+  }
+
+  /** Run the rounds until the run is over or the coordinator stops. */
+  async run(ctx: ActorContext<CoordinatorMessage>): Promise<void> {
+    const { rounds } = this.#options;
+    // What a round that finished before a restart still owes goes out before anything else.
+    await ctx.self.ask({ type: "deliver" });
+    const state = { first: true, next: 0 };
+    let failures = 0;
+    while (!ctx.signal.aborted) {
+      // One iteration's failure (a conviction lookup to an actor that is restarting, a storage
+      // write that times out, an evaluation that throws) is not the end of the run: the round
+      // it was in is lost, as at a crash (its number was saved as taken), and the next goes on
+      // after a pause that doubles while failures repeat. Before, it ended this loop for good
+      // while the actor lived on: no round ever again.
+      const pause = async (why: string) => {
+        const pauseMs = Math.min(TRAINER_POLL_MS * 2 ** failures++, MAX_FAILURE_PAUSE_MS);
+        this.#log(`training: ${why}; going on in ${pauseMs} ms`);
+        await sleep(pauseMs, ctx.signal).catch(() => {});
+        return true;
+      };
+      // A round no trainer reported for is followed by a pause too. After a restart of this
+      // coordinator its trainers trained the round it lost to its end and refused its next
+      // rounds (`round_in_progress`, one at a time per coordinator) within a round trip:
+      // announced at once, round after round ended empty, each saved and counted among the
+      // run's rounds, until the lost round was done (review s53). Trainers now take the next
+      // round and stop the lost one at its next step (review s54); the pause stays for any
+      // round nobody answers.
+      const go = await this.#iteration(rounds, state, ctx).then(
+        (go) => go === "unheard" ? pause("no trainer reported for the round") : (failures = 0, go),
+        async (error) => {
+          if (ctx.signal.aborted) return false;
+          return await pause(`round failed (${(error as Error).message})`);
+        },
+      );
+      if (!go) return;
+    }
+  }
+
+  /**
+   * One pass of the loop: false when the run is over, "unheard" when it ran a round no trainer
+   * reported for.
+   */
+  async #iteration(
+    rounds: number,
+    state: { first: boolean; next: number },
+    ctx: ActorContext<CoordinatorMessage>,
+  ): Promise<boolean | "unheard"> {
+    // Rounds finished before a restart count: `rounds` is the run's, not this start's.
+    const finished = (await ctx.self.ask<CoordinatorStatus>({ type: "status" })).finished!;
+    if (rounds !== 0 && finished >= rounds) return false;
+    // The first round of a start waits for `minTrainers` (after a node restart they join
+    // again; after a restart of this actor alone they are still joined); later ones go on
+    // with whoever is joined (and not convicted): a trainer that left, or cheated, does not
+    // hold the network up.
+    const needed = state.first ? this.#options.minTrainers : 1;
+    let trainers: JoinedTrainer[];
+    for (;;) {
+      trainers = await ctx.self.ask<JoinedTrainer[]>({ type: "trainers" });
+      if (trainers.length >= needed || ctx.signal.aborted) break;
+      await sleep(TRAINER_POLL_MS, ctx.signal);
+    }
+    if (ctx.signal.aborted) return false;
+    // A trainer convicted by another validator (its proof gossiped and settled in this
+    // node's ledger) is not asked either: every node would refuse an outcome that averages it.
+    const convicted = this.#options.convicted;
+    if (convicted !== undefined) {
+      const flags = await Promise.all(trainers.map((t) => convicted(t.key)));
+      trainers = trainers.filter((_, i) => !flags[i]);
+      if (trainers.length === 0) {
+        await sleep(TRAINER_POLL_MS, ctx.signal);
+        return true;
+      }
+    }
+    const status = await ctx.self.ask<CoordinatorStatus>({ type: "status" });
+    if (ctx.signal.aborted) return false;
+    // A number once announced is never announced again, by this incarnation either: a round
+    // that failed (lost) leaves the status at its number, the next takes the one after.
+    const round = Math.max(status.round, state.next);
+    if (trainers.length > MAX_OUTCOME_TRAINERS) {
+      // An outcome lists at most this many trainers (accepted, and excluded): one over it is
+      // refused by every node as malformed, and a restart could not read it back from the state.
+      // A round asks no more, chosen afresh each round (by the data seed's hash), so none is
+      // always left out.
+      const rank = new Map(trainers.map((t) => [t.key, dataSeedOf(round, t.key)]));
+      trainers = trainers.toSorted((a, b) => rank.get(a.key)! - rank.get(b.key)!)
+        .slice(0, MAX_OUTCOME_TRAINERS);
+      this.#log(
+        `training: round ${round} asks ${MAX_OUTCOME_TRAINERS} of ${rank.size} trainers ` +
+          `(an outcome lists at most ${MAX_OUTCOME_TRAINERS})`,
+      );
+    }
+    await ctx.self.ask({ type: "announce", round });
+    state.next = round + 1;
+    state.first = false;
+    return await this.#runRound(round, trainers, ctx) ? true : "unheard";
+  }
+
+  #runRound(
+    round: number,
+    trainers: JoinedTrainer[],
+    ctx: ActorContext<CoordinatorMessage>,
+  ): Promise<boolean> {
+    return this.#parts.rounds.run(round, trainers, ctx);
+  }
+
+  #log(line: string): void {
+    this.#parts.log(line);
+  }
+}

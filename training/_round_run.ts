@@ -1,0 +1,394 @@
+/**
+ * One round of a RoundCoordinator (`round_coordinator.ts`), from its announcement to its
+ * `round_done`: each trainer asked for the round (start model, H, its data seed, the
+ * hyper-parameters, the deadline), the reports that came back by the deadline checked
+ * (`#reportProblem`: signature, start model, delta hash, the shard it joined with, the seed and
+ * hyper-parameters announced, a delta that fits; a copy of another report's work refused), each
+ * receipt recorded and challenged through this node's TrainingValidator, the accepted deltas
+ * averaged by the outer step (`aggregateRound`), the new model published, served and evaluated,
+ * and the round's record and what it owes ({@link RoundDelivery}) handed back to the coordinator.
+ * Also the round's rules a validator checks again: {@link dataSeedOf} and
+ * {@link sameHyperParams} (re-exported by `round_coordinator.ts`).
+ *
+ * Runs outside the coordinator's mailbox, in its round loop (`_round_loop.ts`); holds no state of
+ * its own: it reads the coordinator's model and momentum when it needs them, and everything it
+ * changes goes back in the coordinator's `round_done` message. Not part of the public API.
+ *
+ * @module
+ */
+import type { ActorContext } from "../actors/actor.ts";
+import type { ActorRef } from "../actors/actor_ref.ts";
+import { sha256, toHex } from "../protocols/hash.ts";
+import { type ReportBody, RoundMessage, type RoundTerms } from "../protocols/training_messages.ts";
+import type { GptWeights } from "./gpt_weights.ts";
+import type { LocalHyperParams } from "./hyper_params.ts";
+import type { RoundModel } from "./round_models.ts";
+import { aggregateRound } from "./training_round.ts";
+import type { JoinedTrainer } from "./joined_trainers.ts";
+import type { RoundDelivery } from "./round_delivery.ts";
+import { decodeFittingDelta } from "./int8_delta.ts";
+import { verifyTrainingReceipt } from "./training_receipt.ts";
+import type { ChallengeOutcome, TrainingValidatorMessage } from "./training_validator.ts";
+import type { TrainingReceiptRecorded } from "../actors/validator_messages.ts";
+import type {
+  CoordinatorMessage,
+  RoundCoordinatorOptions,
+  RoundRecord,
+} from "./round_coordinator.ts";
+
+/** What {@link RoundRun} needs from the coordinator. */
+export interface RoundRunOptions {
+  /**
+   * The coordinator's options, read at each use (`arch`, `steps`, `roundDeadlineMs`, `models`,
+   * `serve`).
+   */
+  settings: Pick<
+    RoundCoordinatorOptions,
+    "arch" | "steps" | "roundDeadlineMs" | "models" | "serve"
+  >;
+  /** The inner hyper-parameters every round announces. */
+  hyper: LocalHyperParams;
+  /** The coordinator's current model: the round's start. */
+  model(): RoundModel | undefined;
+  /** The coordinator's momentum, carried into the outer step. */
+  momentum(): GptWeights | undefined;
+  /** This node's TrainingValidator, when the coordinator has one. */
+  validator(ctx: ActorContext<CoordinatorMessage>): ActorRef<TrainingValidatorMessage> | undefined;
+  /** The held-out loss of a model (undefined: not evaluated). */
+  evaluate(weights: GptWeights): Promise<number | undefined>;
+  /** Where one line per round goes. */
+  log(line: string): void;
+}
+
+/** See the module doc. */
+export class RoundRun {
+  readonly #options: RoundRunOptions["settings"];
+  readonly #parts: RoundRunOptions;
+  /** The inner hyper-parameters every round announces. */
+  readonly #hyper: LocalHyperParams;
+
+  /** @param options See {@link RoundRunOptions}. */
+  constructor(options: RoundRunOptions) {
+    this.#options = options.settings;
+    this.#parts = options;
+    this.#hyper = options.hyper;
+  }
+
+  /**
+   * One round: announce, collect until the deadline, check, aggregate, publish. False when no
+   * trainer reported (every request refused, failed or timed out).
+   */
+  async run(
+    round: number,
+    trainers: JoinedTrainer[],
+    ctx: ActorContext<CoordinatorMessage>,
+  ): Promise<boolean> {
+    const { arch, steps } = this.#options;
+    const start = this.#model!;
+    const hyper = this.#hyper;
+    const deadline = Date.now() + this.#options.roundDeadlineMs;
+    const terms: RoundTerms = { round, startModel: start.cid, steps };
+    this.#log(
+      `training: round ${round} starts with ${trainers.length} trainers from ${
+        start.cid.slice(0, 16)
+      }…` +
+        ` (H = ${steps}, deadline in ${this.#options.roundDeadlineMs} ms)`,
+    );
+    const settled = await Promise.allSettled(
+      trainers.map((t) =>
+        t.connection.request(RoundMessage, {
+          round,
+          startModel: start.cid,
+          startFile: start.file ?? start.cid,
+          startUpdate: start.update,
+          arch,
+          steps,
+          dataSeed: dataSeedOf(round, t.key),
+          hyper,
+          deadline,
+        }, { timeoutMs: Math.max(1, deadline - Date.now()), signal: ctx.signal })
+      ),
+    );
+    // Stopped (a crash, a restart): this incarnation's round is lost, whatever came back. The
+    // restart goes on from the saved state; nothing of this round may reach it.
+    if (ctx.signal.aborted) return true;
+    const heard = settled.some((result) => result.status === "fulfilled");
+    const excluded = new Map<string, string>();
+    const reports: { trainer: JoinedTrainer; report: ReportBody }[] = [];
+    settled.forEach((result, i) => {
+      const trainer = trainers[i];
+      if (result.status === "rejected") {
+        const why = (result.reason as { code?: string }).code ?? String(result.reason);
+        this.#log(`training: round ${round}: no report from ${trainer.key.slice(0, 16)} (${why})`);
+        return;
+      }
+      const report = result.value;
+      const problem = this.#reportProblem(report, trainer, { ...terms, hyper }, start.weights);
+      if (problem !== undefined) {
+        excluded.set(trainer.key, problem);
+        this.#log(
+          `training: round ${round}: report of ${trainer.key.slice(0, 16)} refused (${problem})`,
+        );
+        return;
+      }
+      // One piece of work is paid once: a report whose trajectory (checkpoints root) or delta
+      // another report of the round already has is a copy signed under a second key (a shard of
+      // one repeated sample makes the batches independent of the data seed, so every challenge
+      // of the copy passes), and its delta would weigh twice in the mean (review s54).
+      const { checkpointsRoot, deltaHash } = report.receipt;
+      const original = reports.find(({ report: r }) =>
+        r.receipt.checkpointsRoot === checkpointsRoot || r.receipt.deltaHash === deltaHash
+      );
+      if (original !== undefined) {
+        const why = `duplicate_work: the same training as ${original.trainer.key.slice(0, 16)}'s`;
+        excluded.set(trainer.key, why);
+        this.#log(
+          `training: round ${round}: report of ${trainer.key.slice(0, 16)} refused (${why})`,
+        );
+        return;
+      }
+      reports.push({ trainer, report });
+    });
+    // Every receipt goes to the ledgers before any challenge of it can settle there.
+    const validator = this.#validator(ctx);
+    const outcomes = await Promise.all(
+      reports.map(async ({ trainer, report }) => {
+        if (validator === undefined) return { challenged: false } as ChallengeOutcome;
+        const recorded = await validator.ask<TrainingReceiptRecorded>({
+          type: "receipt",
+          body: { receipt: report.receipt, terms },
+          origin: "local",
+        });
+        // A receipt the ledger refused (no stake to lock, a convicted trainer) puts nothing at
+        // risk: a fraud proof against it would settle nowhere, so its delta stays out.
+        if (!recorded.recorded) {
+          return {
+            challenged: true,
+            ok: false,
+            reason: `receipt not recorded (${recorded.refusal ?? "refused"}): nothing at stake`,
+          } as ChallengeOutcome;
+        }
+        const { result } = await validator.ask<{ result: Promise<ChallengeOutcome> }>({
+          type: "challenge",
+          report,
+          connection: trainer.connection,
+          terms,
+          arch,
+          startFile: start.file,
+          shardSize: trainer.shardSize,
+          shardRoot: trainer.shardRoot,
+        });
+        return await result;
+      }).map((outcome) =>
+        // The validator's own failure (no start model, an exception) blames nobody, but an
+        // unchecked delta does not go in either.
+        outcome.catch((error): ChallengeOutcome => ({
+          challenged: true,
+          ok: false,
+          reason: `unchecked: ${(error as Error).message}`.slice(0, 120),
+        }))
+      ),
+    );
+    if (ctx.signal.aborted) return true; // nothing aggregated, nobody credited: the round is lost
+    const convicted: string[] = [];
+    outcomes.forEach((outcome, i) => {
+      if (outcome.challenged && !outcome.ok) {
+        const key = reports[i].trainer.key;
+        excluded.set(key, outcome.reason);
+        if (outcome.proof !== undefined) convicted.push(key);
+      }
+    });
+    let accepted = reports.filter((r) => !excluded.has(r.trainer.key));
+    let model = start;
+    let momentum: GptWeights | undefined;
+    let resetMomentum = false;
+    if (accepted.length > 0) {
+      try {
+        const result = await aggregateRound(accepted.map((r) => r.report), {
+          arch,
+          startModel: start.cid,
+          start: start.weights,
+          momentum: this.#momentum,
+          modelsDir: this.#options.models.modelsDir,
+          excluded,
+        });
+        // What the outer step refused (a delta that does not fit the start weights) is left
+        // out alone: the round, its record and its outcome name only the deltas averaged.
+        for (const { report, reason } of result.refused) {
+          const key = toHex(report.receipt.trainer);
+          excluded.set(key, reason);
+          this.#log(`training: round ${round}: delta of ${key.slice(0, 16)} refused (${reason})`);
+        }
+        accepted = accepted.filter((r) => !excluded.has(r.trainer.key));
+        if (result.momentumReset) {
+          this.#log(
+            `training: round ${round}: aggregation fault: the outer step with the carried ` +
+              `momentum is not finite; momentum reset`,
+          );
+        }
+        model = await this.#options.models.publish(arch, result.weights, {
+          from: start.cid,
+          bytes: result.update,
+        });
+        momentum = result.momentum;
+        await this.#options.serve?.(model.dir);
+      } catch (error) {
+        // No usable delta after all (`no_reports`), or the model could not be stored: the
+        // round ends on its start model, with nothing accepted, and the next one tries again.
+        // An outer step that is not finite (`aggregate_fault`) is no trainer's doing: reported
+        // as a fault of the aggregation, and the momentum goes, so the next round can succeed.
+        const fault = (error as { code?: string }).code === "aggregate_fault";
+        this.#log(
+          `training: round ${round}: ${fault ? "aggregation fault" : "no new model"} (${
+            (error as Error).message
+          })` + (fault ? "; momentum reset" : ""),
+        );
+        model = start;
+        momentum = undefined;
+        resetMomentum = fault;
+        accepted = [];
+      }
+    }
+    const heldOutLoss = model === start ? undefined : await this.#evaluate(model.weights);
+    const record: RoundRecord = {
+      round,
+      startModel: start.cid,
+      model: model.cid,
+      accepted: accepted.map((r) => r.trainer.key),
+      excluded: [...excluded].map(([key, reason]) => ({ key, reason })),
+      // Absent rather than undefined: the record reads the same once saved and read back.
+      ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
+    };
+    let delivery: RoundDelivery | undefined;
+    if (model !== start) {
+      // Each delta that went in, stored, so any node can redo the outer step (round_audit.ts).
+      const reports = await Promise.all(accepted.map(async ({ report }) => ({
+        receipt: report.receipt,
+        deltaFile: await this.#options.models.putFile(
+          report.delta,
+          `delta-${report.receipt.deltaHash}.bin`,
+        ),
+      })));
+      delivery = {
+        terms,
+        // Paid are the reports whose deltas are in the model, and no other: the receipts were
+        // recorded uncredited before their challenge, so one left out for any reason — a
+        // challenge failed without a proof, a check this node could not run, a delta the outer
+        // step refused — earns nothing in this ledger.
+        credit: accepted.map((r) => r.report.receipt),
+        outcome: {
+          round,
+          startModel: start.cid,
+          ...(start.file === undefined ? {} : { startFile: start.file }),
+          model: model.cid,
+          file: model.file ?? model.cid,
+          arch,
+          accepted: record.accepted,
+          reports: reports.flatMap((r) =>
+            r.deltaFile === undefined ? [] : [{ receipt: r.receipt, deltaFile: r.deltaFile }]
+          ),
+          excluded: record.excluded.map((e) => e.key),
+          ...(heldOutLoss === undefined ? {} : { heldOutLoss }),
+        },
+      };
+    }
+    // Stopped before the round is saved as finished: it is lost, and nothing of it went out —
+    // no credit, no outcome — so no ledger pays for it and every node runs on without it.
+    if (ctx.signal.aborted) return true;
+    await ctx.self.ask({
+      type: "round_done",
+      record,
+      model,
+      momentum,
+      resetMomentum,
+      convicted,
+      delivery,
+    });
+    this.#log(
+      `training: round ${round} done: model ${model.cid} from ${accepted.length} of ${trainers.length} ` +
+        `trainers` +
+        (excluded.size > 0
+          ? `, excluded ${[...excluded].map(([k, r]) => `${k.slice(0, 16)} (${r})`).join(", ")}`
+          : "") +
+        (heldOutLoss === undefined ? "" : `, held-out loss ${heldOutLoss.toFixed(3)} nats/byte`),
+    );
+    return heard;
+  }
+  /** Why a report cannot enter the round (undefined: it can). */
+  #reportProblem(
+    report: ReportBody,
+    trainer: JoinedTrainer,
+    terms: RoundTerms & { hyper: LocalHyperParams },
+    start: GptWeights,
+  ): string | undefined {
+    const check = verifyTrainingReceipt(report.receipt, {
+      startModel: terms.startModel,
+      delta: report.delta,
+    });
+    if (!check.ok) return check.reason;
+    const r = check.receipt;
+    if (toHex(r.trainer) !== trainer.key) return "not_its_receipt";
+    if (r.round !== terms.round) return "round_mismatch";
+    if (r.steps !== terms.steps) return "steps_mismatch";
+    // The batches and the work are the coordinator's to choose: a seed of the trainer's own
+    // picks the batches that suit it, a smaller batch or a larger learning rate is less work or
+    // a scaled delta — each one a receipt that opens consistently and passes its challenge.
+    if (r.dataSeed !== dataSeedOf(terms.round, trainer.key)) return "seed_mismatch";
+    if (!sameHyperParams(r.hyper, terms.hyper)) return "hyper_mismatch";
+    if (r.shardRoot !== trainer.shardRoot || r.shardSize !== trainer.shardSize) {
+      return "shard_mismatch";
+    }
+    // Refused here, before a challenge is spent on it; `aggregateRound` applies the same rule.
+    try {
+      decodeFittingDelta(report.delta, start);
+    } catch (error) {
+      return (error as { code?: string }).code ?? "bad_delta";
+    }
+    return undefined;
+  }
+
+  /** The coordinator's current model. */
+  get #model(): RoundModel | undefined {
+    return this.#parts.model();
+  }
+
+  /** The coordinator's momentum. */
+  get #momentum(): GptWeights | undefined {
+    return this.#parts.momentum();
+  }
+
+  #validator(
+    ctx: ActorContext<CoordinatorMessage>,
+  ): ActorRef<TrainingValidatorMessage> | undefined {
+    return this.#parts.validator(ctx);
+  }
+
+  #evaluate(weights: GptWeights): Promise<number | undefined> {
+    return this.#parts.evaluate(weights);
+  }
+
+  #log(line: string): void {
+    this.#parts.log(line);
+  }
+}
+
+/**
+ * A trainer's data seed for a round: drawn by the coordinator, not the trainer, so a trainer
+ * cannot pick batches that suit it; a hash of the round and the trainer's key (stable, so a
+ * validator can see it is the one announced).
+ */
+export function dataSeedOf(round: number, trainerKey: string): number {
+  const digest = sha256(
+    new TextEncoder().encode(`veriflow/training-seed/v1\n${round}\n${trainerKey}`),
+  );
+  return new DataView(digest.buffer, digest.byteOffset).getUint32(0);
+}
+
+/**
+ * Whether two sets of inner hyper-parameters are the same, every field exactly: a receipt's
+ * against the ones its round announced.
+ */
+export function sameHyperParams(a: LocalHyperParams, b: LocalHyperParams): boolean {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof LocalHyperParams>;
+  return [...keys].every((key) => a[key] === b[key]);
+}
