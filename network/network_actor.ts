@@ -38,21 +38,13 @@
  *
  * @module
  */
-import { storageKey } from "../protocols/cid.ts";
-import { rankPeers } from "../storage/rendezvous.ts";
-import { DEFAULT_REPLICAS } from "../storage/replicated_store.ts";
 import type { Actor, ActorContext } from "../actors/actor.ts";
-import { sleep } from "../actors/_common.ts";
-import { Connection, type ConnectionOptions } from "../protocols/connection.ts";
+import type { Connection, ConnectionOptions } from "../protocols/connection.ts";
 import type { Protocol } from "../protocols/connection_protocols.ts";
-import { connectTcp, type TcpListener } from "../protocols/tcp_transport.ts";
-import { listenForPeers } from "./peer_listener.ts";
 import { LogLimiter } from "./log_limiter.ts";
 import type { ByteDuplex } from "../protocols/memory_duplex.ts";
-import { bytesEqual } from "../protocols/bytes_equal.ts";
-import { SwarmHost } from "./swarm_host.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { fromHex, toHex } from "../protocols/hash.ts";
+import { toHex } from "../protocols/hash.ts";
 import type { TextJob } from "../protocols/job.ts";
 import type { Receipt } from "../protocols/receipt.ts";
 import type { JobAssignment } from "../protocols/assignment.ts";
@@ -64,51 +56,44 @@ import {
   type StakePledge,
 } from "../protocols/stake_pledge.ts";
 import {
-  FraudProofAnnouncementMessage,
   INFERENCE_PROTOCOL,
-  ListModelsMessage,
   ReceiptAnnouncementMessage,
   VALIDATION_PROTOCOL,
   VerdictAnnouncementMessage,
   type WireModelInfo,
 } from "../protocols/inference_messages.ts";
-import { offeredProtocols, type PeerServices, servePeer } from "./peer_services.ts";
+import { offeredProtocols, type PeerServices } from "./peer_services.ts";
 import { STORAGE_PROTOCOL } from "../protocols/storage_messages.ts";
+import { TRAINING_PROTOCOL, type TrainingGossip } from "../protocols/training_messages.ts";
 import {
-  OutcomeMessage,
-  TRAINING_PROTOCOL,
-  TrainingFraudProofMessage,
-  type TrainingGossip,
-  TrainingReceiptMessage,
-} from "../protocols/training_messages.ts";
-import {
-  HELLO_MAX_AGE_MS,
-  knownHelloFields,
   PEER_PROTOCOL,
   type PeerHello,
   type PeerHelloBody,
   PeerHelloMessage,
   type PeerLoad,
-  type PeerRole,
   type PeerStorage,
-  signPeerHello,
-  verifyPeerHello,
 } from "../protocols/peer_hello.ts";
-import { chooseWorker, type WorkerCandidate } from "./worker_choice.ts";
-import { listedModels, type ModelListing } from "./model_listing.ts";
-import { nodeTopics } from "./swarm_topics.ts";
+import type { WorkerCandidate } from "./worker_choice.ts";
 import { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
 import type { StorageMessage } from "../actors/storage_actor_messages.ts";
-import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
-import { type PledgeBudget, PledgeBudgets } from "./pledge_budget.ts";
+import type { PeerAddress } from "./peer_address.ts";
+import { PledgeBudgets } from "./pledge_budget.ts";
 import { PledgeSync } from "./pledge_sync.ts";
 import { sendCatchUp } from "./catch_up.ts";
-import { KeyDials } from "./dial_by_key.ts";
+import { ConnectionLimits, type ConnectionLimitsOptions } from "./connection_limits.ts";
 import {
-  addressGroup,
-  ConnectionLimits,
-  type ConnectionLimitsOptions,
-} from "./connection_limits.ts";
+  type Accusation,
+  accuserOf,
+  CarriedClaimReceipts,
+  type ClaimEvidence,
+  isWithheldClaim,
+  notifyAccusation,
+  notifyTraining,
+} from "./_accusations.ts";
+import type { PeerEntry } from "./_peer_entry.ts";
+import { DEFAULT_HELLO_INTERVAL_MS, PeerHellos } from "./_peer_hellos.ts";
+import { MAX_REDIAL_MS, PeerTransports } from "./_peer_transports.ts";
+import { REFUSED_MODEL_COOLDOWN_MS, WorkerRouting } from "./_worker_routing.ts";
 
 /** A connected peer as the table shows it (plain data: `/metrics`, heartbeat, tests). */
 export interface PeerInfo {
@@ -219,8 +204,8 @@ export type NetworkMessage =
     address: string;
     outbound: boolean;
     /**
-     * For a connection that came in over TCP, the {@link addressGroup} of its remote address
-     * (the per-address bounds).
+     * For a connection that came in over TCP, the `addressGroup` (`connection_limits.ts`) of its
+     * remote address (the per-address bounds).
      */
     host?: string;
   }
@@ -331,62 +316,9 @@ export type NetworkMessage =
     close?: () => void;
   };
 
-/**
- * Default `helloIntervalMs`: a peer's load is at most a second old when a job is routed, for
- * one small signed message a second per peer.
- */
-export const DEFAULT_HELLO_INTERVAL_MS = 1_000;
-
-/**
- * How long a worker that refused a job for a model it listed is not picked for that model: a
- * peer that lists a model and refuses every job for it (four fresh keys did so in a review, and
- * turned away every job, each using up a job's tries) costs each model's jobs one try per minute
- * instead of all of them. Its next listing does not lift it early.
- */
-export const REFUSED_MODEL_COOLDOWN_MS = 60_000;
-/** Most refusals remembered; past it, expired ones go first, then the oldest. */
-const MAX_REFUSED_MODELS = 4_096;
-
-/** Most a redial waits: a restarted peer is found again within this. */
-export const MAX_REDIAL_MS = 10_000;
-/** A dialled connection that lasted this long starts the redial backoff from its first step. */
-const STABLE_CONNECTION_MS = 10_000;
-/** Default first redial delay. */
-const DEFAULT_REDIAL_MS = 250;
-
-interface PeerEntry {
-  connection: Connection;
-  info: PeerInfo;
-  /** Its storage role seen as a holder (when it offered the storage protocol). */
-  storage?: ConnectionStoragePeer;
-  /** What it answered to `inference.list_models` on connect (empty: it runs no model). */
-  models: WireModelInfo[];
-  /** Its latest signed hello. */
-  hello?: PeerHello;
-  /** An `inference.list_models` to it is in flight (or waits for its turn): never two. */
-  listing?: boolean;
-  /** A hello named other models while one was in flight: ask again when it answers. */
-  listAgain?: boolean;
-  /** When the last `inference.list_models` was sent to it (ms, Date.now). */
-  listedAt?: number;
-  /**
-   * What may still be sent to its key of pledges, across its connections (`pledge_budget.ts`;
-   * only in `receive`).
-   */
-  pledges: PledgeBudget;
-  /**
-   * Its key's conviction in this node's ledger is still being asked: no job for it until the
-   * answer (a convicted worker that reconnected after a restart was routable until then).
-   */
-  checking?: boolean;
-  /** For a connection that came in over TCP, its remote address's {@link addressGroup}. */
-  host?: string;
-  /** Hellos from it whose signature did not verify ({@link MAX_BAD_HELLOS} close it). */
-  badHellos?: number;
-}
-
-/** Hellos with a bad signature that close a connection (see `#onHello`). */
-const MAX_BAD_HELLOS = 3;
+export { DEFAULT_HELLO_INTERVAL_MS, MAX_REDIAL_MS, REFUSED_MODEL_COOLDOWN_MS };
+export type { Accusation, ClaimEvidence };
+export { MAX_CARRIED_CLAIM_RECEIPTS } from "./_accusations.ts";
 
 /** How long a new peer waits for the ledger's word on its conviction before it is routable. */
 const CONVICTION_CHECK_TIMEOUT_MS = 5_000;
@@ -398,27 +330,10 @@ export class NetworkActor implements Actor<NetworkMessage> {
   readonly #peers = new Map<string, PeerEntry[]>();
   /** Hex keys of workers slashed in this node's ledger (told by the validator). */
   readonly #convicted = new Set<string>();
-  #listener?: TcpListener;
-  /** `key:model` → until when (ms) that worker is not picked for that model (it refused it). */
-  readonly #refused = new Map<string, number>();
-  #swarm?: SwarmHost;
   /** Bounds on connections and handshakes (`connection_limits.ts`). */
   readonly #limits: ConnectionLimits;
-  /** Peers dialled by key (`reach`); only with a swarm. */
-  #dials?: KeyDials;
   #protocols: Protocol[] = [];
   #services?: PeerServices;
-  /** This node's latest signed hello, sent to each peer on connect. */
-  #hello?: PeerHello;
-  /** Hex key → its account in this node's ledger (asked when its hello arrives). */
-  readonly #standing = new Map<string, WorkerCandidate["standing"]>();
-  /**
-   * Hex key → its standing asks: whether one is in flight, whether another was wanted meanwhile,
-   * and when a hello last asked. A peer's hellos are its to send: one ask in flight per key, and
-   * one per `helloIntervalMs` for hellos (an honest peer's pace), or each hello re-sent would be
-   * a ledger ask, held open here until answered.
-   */
-  readonly #standingAsks = new Map<string, { inFlight: boolean; again: boolean; at: number }>();
   /** What each peer key may still bring of pledges, across its connections. */
   readonly #pledgeBudgets: PledgeBudgets;
   /**
@@ -429,14 +344,16 @@ export class NetworkActor implements Actor<NetworkMessage> {
   readonly #pledgeSendBudgets: PledgeBudgets;
   /** What goes out to peers of the pledges this node holds (`pledge_sync.ts`). */
   readonly #pledgeSync: PledgeSync;
-  /**
-   * Per connection, the receipts it carried ahead of a claim, by id, oldest first (bounded:
-   * {@link MAX_CARRIED_CLAIM_RECEIPTS}), each with the promise of the peer's answer; gone with
-   * the connection.
-   */
-  readonly #carriedReceipts = new WeakMap<Connection, Map<string, Promise<unknown>>>();
+  /** The receipts each connection carried ahead of a claim (`_accusations.ts`). */
+  readonly #carriedReceipts = new CarriedClaimReceipts();
   /** The log lines peers can cause, a few per kind at a time (`log_limiter.ts`). */
   readonly #peerLog: LogLimiter;
+  /** The listener, the dials and the swarm (`_peer_transports.ts`). */
+  readonly #transports: PeerTransports;
+  /** This node's hello and its peers', their models and standings (`_peer_hellos.ts`). */
+  readonly #hellos: PeerHellos;
+  /** Which worker a job goes to, and who lately refused a model (`_worker_routing.ts`). */
+  readonly #routing: WorkerRouting;
 
   /** @param options See {@link NetworkActorOptions}. */
   constructor(options: NetworkActorOptions) {
@@ -457,6 +374,31 @@ export class NetworkActor implements Actor<NetworkMessage> {
       tell: tellQuietly,
       log: (line) => this.#log(line),
     });
+    this.#transports = new PeerTransports({
+      options,
+      limits: this.#limits,
+      pledgeBudgets: this.#pledgeBudgets,
+      peerLog: this.#peerLog,
+      peers: this.#peers,
+      protocols: () => this.#protocols,
+      services: () => this.#services,
+      tell: tellQuietly,
+    });
+    this.#hellos = new PeerHellos({
+      options,
+      peers: this.#peers,
+      entryOf: (connection) => this.#entryOf(connection),
+      services: () => this.#services,
+      peerLog: this.#peerLog,
+      tell: tellQuietly,
+    });
+    this.#routing = new WorkerRouting({
+      options,
+      peers: this.#peers,
+      standing: this.#hellos.standing,
+      holders: () => this.#holders(),
+      services: () => this.#services,
+    });
   }
 
   /** Start listening and dialling, and join the swarm when configured. */
@@ -470,88 +412,15 @@ export class NetworkActor implements Actor<NetworkMessage> {
         ctx.self.ask<Connection | undefined>({ type: "connection_to", key, protocol }),
     };
     this.#protocols = [...offeredProtocols(this.#services), PEER_PROTOCOL];
-    if (this.#options.describe !== undefined) void this.#helloLoop(this.#options.describe, ctx);
-    const { listen, peers = [] } = this.#options;
-    if (listen !== undefined) {
-      this.#listener = listenForPeers(listen, (duplex, remoteAddr) => {
-        const remote = formatPeerAddress(remoteAddr);
-        // The per-address bounds count an IPv6 /64, and this machine's loopback, as one address.
-        const group = addressGroup(remoteAddr.hostname);
-        this.#open(duplex, () => duplex.close(), ctx, undefined, group).then(
-          (connection) =>
-            ctx.self.tell({
-              type: "peer_up",
-              connection,
-              address: remote,
-              outbound: false,
-              host: group,
-            })
-              .catch(() => connection.close()), // stopping: nobody would own it
-          (error) => this.#handshakeFailed(remote, error),
-        );
-      }, (line) => this.#log(line));
-      this.#log(`peer listener    ${formatPeerAddress(this.#listener.addr)}`);
+    if (this.#options.describe !== undefined) {
+      void this.#hellos.helloLoop(this.#options.describe, ctx);
     }
-    for (const address of peers) void this.#dialLoop(address, ctx);
-    if (this.#options.swarm !== undefined) {
-      // In the background: start-up does not wait for the DHT, and a swarm that cannot start
-      // (no Node.js) leaves the node on its TCP peers, saying why.
-      this.#joinSwarm(this.#options.swarm, ctx).catch((error) =>
-        this.#log(`swarm unavailable: ${(error as Error).message}`)
-      );
-    }
-  }
-
-  async #joinSwarm(options: SwarmOptions, ctx: ActorContext<NetworkMessage>): Promise<void> {
-    const swarm = await SwarmHost.start({
-      identity: this.#options.identity,
-      bootstrap: options.bootstrap,
-      bind: options.bind,
-      nodePath: options.nodePath,
-      socketDir: options.socketDir,
-      log: (line) => this.#log(line),
-      onState: (state) => this.#log(`swarm ${state}`),
-      onPeer: (peer) => {
-        const address = `swarm:${toHex(peer.remoteKey).slice(0, 16)}`;
-        this.#open(peer.duplex, peer.close, ctx, peer.remoteKey).then(
-          (connection) =>
-            ctx.self.tell({ type: "peer_up", connection, address, outbound: peer.initiator })
-              .catch(() => connection.close()),
-          (error) => this.#handshakeFailed(address, error),
-        );
-      },
-    });
-    if (ctx.signal.aborted) {
-      await swarm.close(); // stopped while the host was starting
-      return;
-    }
-    this.#swarm = swarm;
-    this.#dials = new KeyDials({
-      dial: (key) => swarm.dial(key),
-      undial: (key) => swarm.undial(key),
-    });
-    const about = await this.#options.describe?.().catch(() => undefined);
-    const topics = nodeTopics(
-      (about?.roles ?? []) as PeerRole[],
-      about?.models ?? [],
-      true, // its edge forwards clients' jobs when it runs no model
-      options.topic,
-    );
-    for (const join of topics) {
-      await swarm.join(join.topic, { server: join.server, client: join.client });
-    }
-    this.#log(
-      `swarm joined     ${
-        options.bootstrap === null ? "the public DHT" : `bootstrap ${options.bootstrap.join(", ")}`
-      } (topics ${topics.map((t) => t.name).join(", ")})`,
-    );
+    this.#transports.start(ctx);
   }
 
   /** Close the listener and every connection. */
   async postStop(): Promise<void> {
-    await this.#listener?.close();
-    this.#dials?.stop();
-    await this.#swarm?.close();
+    await this.#transports.close();
     const all = [...this.#peers.values()].flat();
     this.#peers.clear();
     await Promise.all(all.map((p) => p.connection.close()));
@@ -570,13 +439,13 @@ export class NetworkActor implements Actor<NetworkMessage> {
         if (entry) {
           entry.models = message.models;
           entry.info.models = message.models.map((m) => m.cid);
-          this.#listed(entry, ctx);
+          this.#hellos.listed(entry, ctx);
         }
         return;
       }
       case "peer_models_failed": {
         const entry = this.#entryOf(message.connection);
-        if (entry) this.#listed(entry, ctx);
+        if (entry) this.#hellos.listed(entry, ctx);
         return;
       }
       case "announce_receipt":
@@ -623,7 +492,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
           message.except,
           (c) => {
             this.#pledgeSync.sendAhead(c, pledge, accusation.kind);
-            const ahead = this.#receiptAhead(c, accusation);
+            const ahead = this.#carriedReceipts.receiptAhead(c, accusation);
             if (ahead === undefined) return notifyAccusation(c, accusation);
             return ahead.then(() => notifyAccusation(c, accusation));
           },
@@ -645,19 +514,19 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "connection_to":
         return this.#connectionTo(message.key, message.protocol);
       case "reach":
-        return this.#reach(message.key, message.forMs, message.holder);
+        return this.#transports.reach(message.key, message.forMs, message.holder);
       case "release_reach":
-        return this.#dials?.release(message.key, message.holder);
+        return this.#transports.dials?.release(message.key, message.holder);
       case "worker":
-        return this.#worker(message.model, message.exclude, message.input);
+        return this.#routing.worker(message.model, message.exclude, message.input);
       case "worker_refused_model":
-        return this.#refusedModel(message.key, message.model);
+        return this.#routing.refusedModel(message.key, message.model);
       case "worker_models":
-        return this.#workerModels();
+        return this.#routing.workerModels();
       case "peers":
         return [...this.#peers.values()].flat().map((p) => ({ ...p.info }));
       case "listening":
-        return this.#listener?.addr;
+        return this.#transports.listening;
       case "peer_convicted":
         return this.#onConvicted(message.key);
       case "peer_checked": {
@@ -669,79 +538,26 @@ export class NetworkActor implements Actor<NetworkMessage> {
       case "storage_peers":
         return this.#holders();
       case "peer_hello":
-        return this.#onHello(message.connection, message.hello, ctx);
+        return this.#hellos.onHello(message.connection, message.hello, ctx);
       case "hello_signed":
-        return this.#sendHello(message.hello);
+        return this.#hellos.sendHello(message.hello);
       case "peer_standing": {
         // Not for a key gone meanwhile (its entry would stay for good).
         if (!this.#peers.has(message.key)) return;
-        if (message.standing !== undefined) this.#standing.set(message.key, message.standing);
-        const asks = this.#standingAsksOf(message.key);
+        if (message.standing !== undefined) {
+          this.#hellos.standing.set(message.key, message.standing);
+        }
+        const asks = this.#hellos.standingAsksOf(message.key);
         asks.inFlight = false;
-        if (asks.again) this.#askStanding(message.key, ctx);
+        if (asks.again) this.#hellos.askStanding(message.key, ctx);
         return;
       }
       case "peer_staked":
-        if (this.#peers.has(message.key)) this.#askStanding(message.key, ctx);
+        if (this.#peers.has(message.key)) this.#hellos.askStanding(message.key, ctx);
         return;
       case "attach":
         return this.#attach(message, ctx);
     }
-  }
-
-  /**
-   * Open a connection over `duplex`; `close` cuts the transport. `expectedKey`: the key the
-   * transport already authenticated (the swarm's Noise handshake) — the peer must prove it.
-   * `inboundFrom`: the address of a connection that came in over TCP, whose handshake takes a
-   * slot (`connection_limits.ts`).
-   */
-  async #open(
-    duplex: ByteDuplex,
-    close: () => void,
-    ctx: ActorContext<NetworkMessage>,
-    expectedKey?: Uint8Array,
-    inboundFrom?: string,
-  ): Promise<Connection> {
-    if (inboundFrom !== undefined) {
-      const refused = this.#limits.startHandshake(inboundFrom);
-      if (refused !== undefined) {
-        close();
-        throw new Error(`refused: ${refused}`);
-      }
-    }
-    let connection: Connection;
-    try {
-      connection = await Connection.open(duplex, {
-        ...this.#options.connection,
-        identity: this.#options.identity,
-        protocols: this.#protocols,
-      });
-    } catch (error) {
-      close(); // a failed handshake leaves nothing worth lingering for
-      throw error;
-    } finally {
-      if (inboundFrom !== undefined) this.#limits.endHandshake(inboundFrom);
-    }
-    if (expectedKey !== undefined && !bytesEqual(connection.peerKey!, expectedKey)) {
-      await connection.close();
-      close();
-      throw new Error("the peer proved another key than the one its swarm connection has");
-    }
-    // Once the connection is done, so is the socket, even if a peer that stopped reading
-    // still holds our last writes (a half-closed peer never ends them).
-    connection.closed.then(() => close());
-    if (ctx.signal.aborted) {
-      await connection.close();
-      throw new Error("the network actor stopped");
-    }
-    servePeer(connection, connection.peerKey!, {
-      ...this.#services!,
-      pledgeBudgets: this.#pledgeBudgets,
-    });
-    connection.handle(PeerHelloMessage, ({ hello }) => {
-      tellQuietly(ctx, { type: "peer_hello", connection, hello });
-    });
-    return connection;
   }
 
   #up(
@@ -757,7 +573,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       fromAddress: message.host === undefined
         ? undefined
         : open.filter((p) => p.host === message.host).length,
-    }, message.outbound || this.#dials?.has(connection.peerKey!) === true);
+    }, message.outbound || this.#transports.dials?.has(connection.peerKey!) === true);
     if (refusal !== undefined) {
       this.#peerLog.line(
         "peer refused",
@@ -791,7 +607,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
       })`,
     );
     connection.closed.then(() => tellQuietly(ctx, { type: "peer_down", connection }));
-    if (connection.supports(INFERENCE_PROTOCOL.name)) this.#askModels(list.at(-1)!, ctx);
+    if (connection.supports(INFERENCE_PROTOCOL.name)) this.#hellos.askModels(list.at(-1)!, ctx);
     // A worker slashed here before (in an earlier connection or run) is not sent jobs, nor
     // any job until the ledger said (a validator that does not answer in time clears it).
     if (checking) {
@@ -804,8 +620,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
         () => tellQuietly(ctx, { type: "peer_checked", connection, convicted: false }),
       );
     }
-    if (this.#hello !== undefined && connection.supports(PEER_PROTOCOL.name)) {
-      connection.notify(PeerHelloMessage, { hello: this.#hello }).catch(() => {});
+    if (this.#hellos.hello !== undefined && connection.supports(PEER_PROTOCOL.name)) {
+      connection.notify(PeerHelloMessage, { hello: this.#hellos.hello }).catch(() => {});
     }
     if (connection.supports(VALIDATION_PROTOCOL.name)) {
       this.#pledgeSync.sendPledges(connection, ctx);
@@ -832,9 +648,9 @@ export class NetworkActor implements Actor<NetworkMessage> {
     });
     let connection: Connection;
     try {
-      connection = await this.#open(duplex, close, ctx);
+      connection = await this.#transports.open(duplex, close, ctx);
     } catch (error) {
-      this.#handshakeFailed(address, error);
+      this.#transports.handshakeFailed(address, error);
       return undefined;
     }
     this.#up({ type: "peer_up", connection, address, outbound }, ctx);
@@ -849,8 +665,7 @@ export class NetworkActor implements Actor<NetworkMessage> {
     if (list.length === 0) {
       this.#peers.delete(key);
       // Asked again at its next hello: kept, it grew for every key that ever said hello.
-      this.#standing.delete(key);
-      this.#standingAsks.delete(key);
+      this.#hellos.forget(key);
     } else this.#peers.set(key, list);
     if (before.some((p) => p.connection === connection && p.storage !== undefined)) {
       this.#storagePeersChanged(ctx);
@@ -897,28 +712,6 @@ export class NetworkActor implements Actor<NetworkMessage> {
   }
 
   /**
-   * What a claim waits for on `connection` before it goes: the peer's answer for its receipt
-   * (`ClaimEvidence`), sent now if the claim brings it and the connection has not carried it
-   * ({@link MAX_CARRIED_CLAIM_RECEIPTS}), whatever the answer (the peer's validator handled the
-   * receipt: remembers it again, or records it). A request may wait for a slot on the connection,
-   * so a claim sent at once would overtake it, and so would a later claimant's claim about the
-   * same receipt sent while it is on its way. Undefined: nothing to wait for.
-   */
-  #receiptAhead(connection: Connection, accusation: Accusation): Promise<unknown> | undefined {
-    if (accusation.kind !== "withheld") return undefined;
-    const id = accusation.verdict.subjectId;
-    let carried = this.#carriedReceipts.get(connection);
-    const sent = carried?.get(id);
-    if (sent !== undefined || accusation.evidence === undefined) return sent;
-    if (carried === undefined) this.#carriedReceipts.set(connection, carried = new Map());
-    const answered = connection.request(ReceiptAnnouncementMessage, accusation.evidence)
-      .catch(() => {});
-    carried.set(id, answered);
-    if (carried.size > MAX_CARRIED_CLAIM_RECEIPTS) carried.delete(carried.keys().next().value!);
-    return answered;
-  }
-
-  /**
    * Pass a fraud proof or a "proof withheld" claim on to every peer but `except`, each after its
    * author's pledge: looked up in our ledger first, then sent (`publish_accusation`).
    */
@@ -956,21 +749,6 @@ export class NetworkActor implements Actor<NetworkMessage> {
     return sent;
   }
 
-  /** See the `reach` message: dial `key` when no connection to it is open. */
-  #reach(key: Uint8Array, forMs: number, holder?: string): ReachAnswer {
-    if (this.#dials === undefined || bytesEqual(key, this.#options.identity.publicKey)) {
-      return false;
-    }
-    if (this.#peers.has(toHex(key))) return false; // connected: nothing to dial
-    const dialled = this.#dials.reach(key, forMs, holder);
-    if (!dialled) {
-      this.#log(
-        `reach ${toHex(key).slice(0, 16)}: not dialled, ${this.#dials.size} dials under way`,
-      );
-    }
-    return dialled || "full";
-  }
-
   /**
    * An open connection to the peer with `key` that speaks `protocol`. Answered from memory: the
    * caller makes its request outside this actor, so a slow or dead peer never holds the mailbox.
@@ -981,381 +759,8 @@ export class NetworkActor implements Actor<NetworkMessage> {
     )?.connection;
   }
 
-  /**
-   * A connection to the worker for a job on `model` (any when absent), by the rules of
-   * `worker_choice.ts`: serves the model, not convicted here, has capacity, backed by stake in
-   * this node's ledger, a holder of the job's `input` (when it names one), least loaded, best
-   * track record.
-   */
-  #worker(model?: string, exclude: readonly string[] = [], input?: string): Connection | undefined {
-    const candidates: (WorkerCandidate & { connection: Connection })[] = [];
-    const holders = input === undefined ? undefined : this.#inputHolders(input);
-    const now = Date.now();
-    for (const list of this.#peers.values()) {
-      for (const { connection, info, hello, checking } of list) {
-        if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
-        if (checking) continue; // its conviction is still being asked
-        // A model it lists but refused lately is not its to be picked for.
-        const refused = model !== undefined &&
-          (this.#refused.get(`${info.key}:${model}`) ?? 0) > now;
-        candidates.push({
-          connection,
-          key: info.key,
-          // A peer that listed no model runs no jobs (it would only forward them again).
-          models: refused ? info.models.filter((m) => m !== model) : info.models,
-          convicted: info.convicted,
-          load: hello?.load,
-          inFlight: connection.stats().pendingRequests,
-          standing: this.#standing.get(info.key),
-          holdsInput: holders?.has(info.key) ?? false,
-        });
-      }
-    }
-    return chooseWorker(candidates, { model, exclude })?.connection;
-  }
-
-  /**
-   * Hex keys of the nodes that hold `cid` by the placement storage uses (`storage/rendezvous.ts`):
-   * the first r of the storing nodes this node sees (its storage peers, peers whose hello says
-   * they store, and itself when it stores), ranked for the CID's storage key. Every node with the same peers computes the same holders;
-   * a peer this node does not see may hold it too, and is simply not preferred.
-   */
-  #inputHolders(cid: string): Set<string> {
-    // Its storage peers, and those whose hello says they store (a router that stores nothing
-    // itself speaks no storage protocol with them, but ranks them as a storing node would).
-    const ids = new Set(this.#holders().map((holder) => holder.id));
-    for (const [key, list] of this.#peers) {
-      if (list.some((p) => !p.connection.isClosed && p.hello?.roles.includes("storage"))) {
-        ids.add(key);
-      }
-    }
-    if (this.#services?.storage !== undefined) ids.add(toHex(this.#options.identity.publicKey));
-    const peers = [...ids].map((id) => ({ id }));
-    let key: string;
-    try {
-      key = storageKey(cid);
-    } catch {
-      return new Set(); // not a CID: the worker refuses the job, wherever it goes
-    }
-    return new Set(rankPeers(key, peers).slice(0, DEFAULT_REPLICAS).map((peer) => peer.id));
-  }
-
-  /** Note that worker `key` refused a job for `model` it listed (see `worker_refused_model`). */
-  #refusedModel(key: string, model: string): void {
-    const now = Date.now();
-    if (this.#refused.size >= MAX_REFUSED_MODELS) {
-      for (const [pair, until] of this.#refused) if (until <= now) this.#refused.delete(pair);
-      // Still full of live entries: the oldest go first (a Map keeps insertion order).
-      while (this.#refused.size >= MAX_REFUSED_MODELS) {
-        this.#refused.delete(this.#refused.keys().next().value!);
-      }
-    }
-    this.#refused.delete(`${key}:${model}`);
-    this.#refused.set(`${key}:${model}`, now + REFUSED_MODEL_COOLDOWN_MS);
-  }
-
-  /** Sign and send this node's hello whenever what it says changes (and at least every 30 s). */
-  async #helloLoop(
-    describe: () => Promise<PeerHelloBody>,
-    ctx: ActorContext<NetworkMessage>,
-  ): Promise<void> {
-    const every = this.#options.helloIntervalMs ?? DEFAULT_HELLO_INTERVAL_MS;
-    let last = "";
-    let lastAt = 0;
-    let seq = 0;
-    while (!ctx.signal.aborted) {
-      try {
-        const body = await describe();
-        const text = JSON.stringify(body);
-        const now = Date.now();
-        if (text !== last || now - lastAt >= HELLO_MAX_AGE_MS) {
-          const hello = signPeerHello(this.#options.identity, body, ++seq, now);
-          last = text;
-          lastAt = now;
-          await ctx.self.tell({ type: "hello_signed", hello });
-        }
-      } catch (error) {
-        if (ctx.signal.aborted) return;
-        this.#log(`hello: ${(error as Error).message}`);
-      }
-      await sleep(every, ctx.signal);
-    }
-  }
-
-  #sendHello(hello: PeerHello): void {
-    this.#hello = hello;
-    // On every open connection: a peer keeps a hello per connection and weighs each as a
-    // routing candidate, so one sent on the first only left the others claiming the old load.
-    for (const list of this.#peers.values()) {
-      for (const { connection } of list) {
-        if (connection.isClosed || !connection.supports(PEER_PROTOCOL.name)) continue;
-        connection.notify(PeerHelloMessage, { hello }).catch(() => {});
-      }
-    }
-  }
-
-  /**
-   * A peer's hello: kept if it is signed by the key this connection proved, and newer. One for
-   * another key ends the connection (an honest node sends its own); one whose signature does
-   * not verify is dropped, and the {@link MAX_BAD_HELLOS}th ends it: a peer left connected could
-   * send them without end, each an ed25519 check, while a version that signs its hellos in some
-   * way this one cannot check is not cut off at its first.
-   */
-  #onHello(connection: Connection, hello: PeerHello, ctx: ActorContext<NetworkMessage>): void {
-    const entry = this.#entryOf(connection);
-    if (entry === undefined) return;
-    const short = entry.info.key.slice(0, 16);
-    if (!bytesEqual(hello.key, connection.peerKey!)) {
-      const why = "hello refused (for another key than its connection's)";
-      this.#peerLog.line("hello refused", `peer ${short}: ${why}`);
-      connection.close(new Error(why)).catch(() => {});
-      return;
-    }
-    if (!verifyPeerHello(hello)) {
-      entry.badHellos = (entry.badHellos ?? 0) + 1;
-      const why = `hello refused (not signed by its key; ${entry.badHellos} of ${MAX_BAD_HELLOS})`;
-      this.#peerLog.line("hello refused", `peer ${short}: ${why}`);
-      if (entry.badHellos >= MAX_BAD_HELLOS) connection.close(new Error(why)).catch(() => {});
-      return;
-    }
-    hello = knownHelloFields(hello); // what a later version adds is signed, not kept
-    if (entry.hello !== undefined && hello.seq <= entry.hello.seq) return; // a replay, or late
-    entry.hello = hello;
-    entry.info.roles = [...hello.roles];
-    entry.info.version = hello.version;
-    entry.info.load = hello.load && { ...hello.load };
-    entry.info.storage = hello.storage && { ...hello.storage };
-    if (hello.roles.includes("inference")) this.#helloStanding(entry.info.key, ctx);
-    // It serves another set of models now (a training round's new model): ask for the list.
-    if (
-      hello.models.join() !== entry.info.models.join() &&
-      connection.supports(INFERENCE_PROTOCOL.name)
-    ) {
-      this.#askModels(entry, ctx);
-    }
-  }
-
-  /**
-   * Ask a peer for its models. A flood of hellos must not become a flood of requests (each
-   * one held here until answered): one is in flight per connection, and another waits until
-   * `helloIntervalMs` after it; a hello that names other models meanwhile only marks that the
-   * list is to be asked again once this answer is in (`#listed`).
-   */
-  #askModels(entry: PeerEntry, ctx: ActorContext<NetworkMessage>): void {
-    if (entry.listing) {
-      entry.listAgain = true;
-      return;
-    }
-    entry.listing = true;
-    entry.listAgain = false;
-    const { connection } = entry;
-    const every = this.#options.helloIntervalMs ?? DEFAULT_HELLO_INTERVAL_MS;
-    const now = Date.now();
-    const wait = entry.listedAt === undefined ? 0 : Math.max(0, entry.listedAt + every - now);
-    entry.listedAt = now + wait;
-    sleep(wait, ctx.signal).then(() => connection.request(ListModelsMessage, {})).then(
-      ({ models }) => tellQuietly(ctx, { type: "peer_models", connection, models }),
-      () => tellQuietly(ctx, { type: "peer_models_failed", connection }),
-    );
-  }
-
-  /** A peer's model list answered (or failed): ask again if a hello asked for it meanwhile. */
-  #listed(entry: PeerEntry, ctx: ActorContext<NetworkMessage>): void {
-    entry.listing = false;
-    if (entry.listAgain && !entry.connection.isClosed) this.#askModels(entry, ctx);
-  }
-
-  /** A hello asks for the peer's standing at most once per `helloIntervalMs` (see `#standingAsks`). */
-  #helloStanding(key: string, ctx: ActorContext<NetworkMessage>): void {
-    const asks = this.#standingAsksOf(key);
-    const now = (this.#options.now ?? Date.now)();
-    const every = this.#options.helloIntervalMs ?? DEFAULT_HELLO_INTERVAL_MS;
-    if (now - asks.at < every) return;
-    asks.at = now;
-    this.#askStanding(key, ctx);
-  }
-
-  #standingAsksOf(key: string): { inFlight: boolean; again: boolean; at: number } {
-    let asks = this.#standingAsks.get(key);
-    if (asks === undefined) {
-      asks = { inFlight: false, again: false, at: -Infinity };
-      this.#standingAsks.set(key, asks);
-    }
-    return asks;
-  }
-
-  /**
-   * Ask this node's ledger for a worker's account (its stake, locks and credit): one ask in
-   * flight per key; one wanted meanwhile is made once it is answered (`peer_standing`).
-   */
-  #askStanding(key: string, ctx: ActorContext<NetworkMessage>): void {
-    const validator = this.#services?.validator;
-    if (validator === undefined) return;
-    const asks = this.#standingAsksOf(key);
-    if (asks.inFlight) {
-      asks.again = true;
-      return;
-    }
-    const ref = ctx.system.lookup<{ type: "account"; key: Uint8Array }>(validator);
-    if (ref === undefined) return;
-    asks.inFlight = true;
-    asks.again = false;
-    ref.ask<{ stake: number; locked: number; balance: number }>({
-      type: "account",
-      key: fromHex(key),
-    })
-      .then(
-        (a) => tellQuietly(ctx, { type: "peer_standing", key, standing: { ...a } }),
-        () => tellQuietly(ctx, { type: "peer_standing", key }),
-      );
-  }
-
-  /**
-   * Every model some open worker connection listed, once per CID, named and ordered by what
-   * the most keys list (`model_listing.ts`: the first listing named it, a stranger's as well),
-   * but not a convicted worker's: no job goes to it, and its listing, first, took the name and
-   * the default a client names a model by (`InferenceGateway.resolveModel`), so every such job
-   * failed with `no_worker`.
-   */
-  #workerModels(): WireModelInfo[] {
-    const listings: ModelListing[] = [];
-    for (const list of this.#peers.values()) {
-      for (const { connection, models, info, checking } of list) {
-        // Nor one whose conviction is still being asked: it is routed no job (`#worker`).
-        if (connection.isClosed || info.convicted || checking) continue;
-        listings.push({ key: info.key, standing: this.#standing.get(info.key), models });
-      }
-    }
-    return listedModels(listings);
-  }
-
-  async #dialLoop(address: PeerAddress, ctx: ActorContext<NetworkMessage>): Promise<void> {
-    const first = this.#options.redialMs ?? DEFAULT_REDIAL_MS;
-    let wait = first;
-    const text = formatPeerAddress(address);
-    while (!ctx.signal.aborted) {
-      try {
-        // Stopped with the actor: a dial under way does not outlive it.
-        const duplex = await connectTcp(address, { signal: ctx.signal });
-        const connection = await this.#open(duplex, () => duplex.close(), ctx);
-        const since = performance.now();
-        try {
-          await ctx.self.tell({ type: "peer_up", connection, address: text, outbound: true });
-        } catch (error) {
-          await connection.close(); // stopping: nobody would own it
-          throw error;
-        }
-        await connection.closed;
-        // Only a connection that lasted starts the backoff again: one the peer refuses at once
-        // (its connection limits) is not redialled every `redialMs` with a handshake each time.
-        if (performance.now() - since >= STABLE_CONNECTION_MS) wait = first;
-      } catch (error) {
-        if (ctx.signal.aborted) return;
-        this.#log(`peer ${text}: ${(error as Error).message}; retrying in ${wait} ms`);
-      }
-      await sleep(wait, ctx.signal);
-      wait = Math.min(wait * 2, MAX_REDIAL_MS);
-    }
-  }
-
-  #handshakeFailed(address: string, error: unknown): void {
-    this.#peerLog.line(
-      "handshake failed",
-      `peer ${address}: handshake failed: ${(error as Error).message}`,
-    );
-  }
-
   #log(line: string): void {
     this.#options.log?.(line);
-  }
-}
-
-/**
- * Evidence against a worker to pass on, which a ledger takes only from an author with stake
- * there: a fraud proof of an inference receipt, training gossip of one, or a "proof withheld"
- * claim (a validator's `invalid / proof_unavailable` verdict: a ledger asks the worker itself on
- * a staked claimant's word, and slashes it if it withholds there too).
- */
-export type Accusation =
-  | { kind: "inference"; proof: FraudProof }
-  | Extract<TrainingGossip, { kind: "fraud_proof" }>
-  | { kind: "withheld"; verdict: Verdict; evidence?: ClaimEvidence };
-
-/**
- * Receipts a connection is remembered to have carried ahead of a "proof withheld" claim
- * ({@link ClaimEvidence}), so that each goes once per connection, not ahead of each claimant's
- * claim about it: a job may take `MAX_NETWORK_JOB_BYTES` (448 KiB), and any staked key may sign a
- * claim about any pending receipt (a claim is taken over within the takeover budget, but recorded
- * and passed on past it), so keys claiming about receipts of large jobs multiplied what each
- * claim, about 1.3 KiB, costs every connection. Past the bound the oldest is forgotten, and sent
- * again at most once more. About 30 KB per connection (256 hex ids), as
- * `MAX_CARRIED_PLEDGES`. A peer that forgot a receipt again after it was carried (a flood pushed
- * it out of its memory anew) and did not take the first claim over takes a later claim alone.
- */
-export const MAX_CARRIED_CLAIM_RECEIPTS = 256;
-
-/**
- * The receipt a "proof withheld" claim is about, with its job: sent on each connection ahead of
- * the claim (once per connection, {@link MAX_CARRIED_CLAIM_RECEIPTS}), as a `validation.receipt`
- * announcement (no assignment: a ledger that has the receipt
- * recorded needs none, and one that has not records it uncredited until its assignment comes).
- * A ledger takes a claim over only while it remembers the receipt and job (a bounded memory, one
- * queue for every worker, `actors/_validator_memory.ts`); one that forgot them, pushed out by a
- * flood of receipts (which only lock stake), remembers them again from this copy (the very
- * receipt recorded there, its worker's signature checked), and one that never had them records
- * them (review s57: the claim alone was not taken over there, and the worker that withheld was
- * paid there, slashed in the claimant's ledger).
- */
-export interface ClaimEvidence {
-  /** The worker's signed receipt. */
-  receipt: Receipt;
-  /** Its job (a text job: what `validation.receipt` carries). */
-  job: TextJob;
-}
-
-/**
- * Whether `verdict` is a "proof withheld" claim about an inference receipt: what a ledger takes
- * over (`ValidatorActor`'s `#takeOverWithheld`) only from a claimant with stake there.
- */
-function isWithheldClaim(verdict: Verdict): boolean {
-  return verdict.subject === "inference" && verdict.outcome === "invalid" &&
-    verdict.reason === "proof_unavailable";
-}
-
-/** The key whose stake `accusation` counts on: its accuser's, or its claimant's. */
-function accuserOf(accusation: Accusation): Uint8Array {
-  switch (accusation.kind) {
-    case "inference":
-      return accusation.proof.validator;
-    case "fraud_proof":
-      return accusation.body.proof.validator;
-    case "withheld":
-      return accusation.verdict.validator;
-  }
-}
-
-/** Send `accusation` on `connection`, as the message of its protocol. */
-function notifyAccusation(connection: Connection, accusation: Accusation): Promise<void> {
-  switch (accusation.kind) {
-    case "inference":
-      return connection.notify(FraudProofAnnouncementMessage, { proof: accusation.proof });
-    case "fraud_proof":
-      return notifyTraining(connection, accusation);
-    case "withheld":
-      // After its receipt, where it brings one (`NetworkActor`'s `#receiptAhead`).
-      return connection.notify(VerdictAnnouncementMessage, { verdict: accusation.verdict });
-  }
-}
-
-/** Send one training gossip item on `connection`. */
-function notifyTraining(connection: Connection, gossip: TrainingGossip): Promise<void> {
-  switch (gossip.kind) {
-    case "receipt":
-      return connection.notify(TrainingReceiptMessage, gossip.body);
-    case "fraud_proof":
-      return connection.notify(TrainingFraudProofMessage, gossip.body);
-    case "outcome":
-      return connection.notify(OutcomeMessage, gossip.body);
   }
 }
 

@@ -70,7 +70,8 @@ class CheckingLedger implements Actor<{ type: string; key?: Uint8Array }> {
   }
 }
 
-// Failed before `network_actor.ts`'s `#workerModels` skipped a `checking` entry, as `#worker` does.
+// Failed before the worker routing's `workerModels` (`network/_worker_routing.ts`) skipped a
+// `checking` entry, as its `worker` does.
 Deno.test({
   name:
     "s54: a peer whose conviction the ledger has not yet answered (it routes no job) does not list its model: a worker convicted in an earlier run, reconnecting with another model under an honest model's name, neither makes that name ambiguous nor shows in /v1/models",

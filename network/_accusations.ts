@@ -1,0 +1,153 @@
+/**
+ * Accusations, and what goes ahead of them: the evidence against a worker that the
+ * NetworkActor passes on to its peers — a fraud proof of an inference receipt, training gossip of
+ * one, or a "proof withheld" claim — which a ledger takes only from an author with stake there.
+ * This module holds the {@link Accusation} and {@link ClaimEvidence} types, how an accusation
+ * goes on the wire ({@link notifyAccusation}, {@link notifyTraining}), whose stake it counts on
+ * ({@link accuserOf}), and {@link CarriedClaimReceipts}: the receipt a claim is about, sent on
+ * each connection once, ahead of the claim. The author's pledge that goes ahead of each is
+ * `pledge_sync.ts`'s (`PledgeSync.sendAhead`). Owned and used by the NetworkActor
+ * (`network_actor.ts`, which re-exports the public names); not part of the public API.
+ *
+ * @module
+ */
+import type { Connection } from "../protocols/connection.ts";
+import type { TextJob } from "../protocols/job.ts";
+import type { Receipt } from "../protocols/receipt.ts";
+import type { Verdict } from "../protocols/verdict.ts";
+import type { FraudProof } from "../protocols/fraud_proof.ts";
+import {
+  FraudProofAnnouncementMessage,
+  ReceiptAnnouncementMessage,
+  VerdictAnnouncementMessage,
+} from "../protocols/inference_messages.ts";
+import {
+  OutcomeMessage,
+  TrainingFraudProofMessage,
+  type TrainingGossip,
+  TrainingReceiptMessage,
+} from "../protocols/training_messages.ts";
+
+/**
+ * Evidence against a worker to pass on, which a ledger takes only from an author with stake
+ * there: a fraud proof of an inference receipt, training gossip of one, or a "proof withheld"
+ * claim (a validator's `invalid / proof_unavailable` verdict: a ledger asks the worker itself on
+ * a staked claimant's word, and slashes it if it withholds there too).
+ */
+export type Accusation =
+  | { kind: "inference"; proof: FraudProof }
+  | Extract<TrainingGossip, { kind: "fraud_proof" }>
+  | { kind: "withheld"; verdict: Verdict; evidence?: ClaimEvidence };
+
+/**
+ * Receipts a connection is remembered to have carried ahead of a "proof withheld" claim
+ * ({@link ClaimEvidence}), so that each goes once per connection, not ahead of each claimant's
+ * claim about it: a job may take `MAX_NETWORK_JOB_BYTES` (448 KiB), and any staked key may sign a
+ * claim about any pending receipt (a claim is taken over within the takeover budget, but recorded
+ * and passed on past it), so keys claiming about receipts of large jobs multiplied what each
+ * claim, about 1.3 KiB, costs every connection. Past the bound the oldest is forgotten, and sent
+ * again at most once more. About 30 KB per connection (256 hex ids), as
+ * `MAX_CARRIED_PLEDGES`. A peer that forgot a receipt again after it was carried (a flood pushed
+ * it out of its memory anew) and did not take the first claim over takes a later claim alone.
+ */
+export const MAX_CARRIED_CLAIM_RECEIPTS = 256;
+
+/**
+ * The receipt a "proof withheld" claim is about, with its job: sent on each connection ahead of
+ * the claim (once per connection, {@link MAX_CARRIED_CLAIM_RECEIPTS}), as a `validation.receipt`
+ * announcement (no assignment: a ledger that has the receipt
+ * recorded needs none, and one that has not records it uncredited until its assignment comes).
+ * A ledger takes a claim over only while it remembers the receipt and job (a bounded memory, one
+ * queue for every worker, `actors/_validator_memory.ts`); one that forgot them, pushed out by a
+ * flood of receipts (which only lock stake), remembers them again from this copy (the very
+ * receipt recorded there, its worker's signature checked), and one that never had them records
+ * them (review s57: the claim alone was not taken over there, and the worker that withheld was
+ * paid there, slashed in the claimant's ledger).
+ */
+export interface ClaimEvidence {
+  /** The worker's signed receipt. */
+  receipt: Receipt;
+  /** Its job (a text job: what `validation.receipt` carries). */
+  job: TextJob;
+}
+
+/**
+ * Whether `verdict` is a "proof withheld" claim about an inference receipt: what a ledger takes
+ * over (`ValidatorActor`'s `#takeOverWithheld`) only from a claimant with stake there.
+ */
+export function isWithheldClaim(verdict: Verdict): boolean {
+  return verdict.subject === "inference" && verdict.outcome === "invalid" &&
+    verdict.reason === "proof_unavailable";
+}
+
+/** The key whose stake `accusation` counts on: its accuser's, or its claimant's. */
+export function accuserOf(accusation: Accusation): Uint8Array {
+  switch (accusation.kind) {
+    case "inference":
+      return accusation.proof.validator;
+    case "fraud_proof":
+      return accusation.body.proof.validator;
+    case "withheld":
+      return accusation.verdict.validator;
+  }
+}
+
+/** Send `accusation` on `connection`, as the message of its protocol. */
+export function notifyAccusation(connection: Connection, accusation: Accusation): Promise<void> {
+  switch (accusation.kind) {
+    case "inference":
+      return connection.notify(FraudProofAnnouncementMessage, { proof: accusation.proof });
+    case "fraud_proof":
+      return notifyTraining(connection, accusation);
+    case "withheld":
+      // After its receipt, where it brings one ({@link CarriedClaimReceipts.receiptAhead}).
+      return connection.notify(VerdictAnnouncementMessage, { verdict: accusation.verdict });
+  }
+}
+
+/** Send one training gossip item on `connection`. */
+export function notifyTraining(connection: Connection, gossip: TrainingGossip): Promise<void> {
+  switch (gossip.kind) {
+    case "receipt":
+      return connection.notify(TrainingReceiptMessage, gossip.body);
+    case "fraud_proof":
+      return connection.notify(TrainingFraudProofMessage, gossip.body);
+    case "outcome":
+      return connection.notify(OutcomeMessage, gossip.body);
+  }
+}
+
+/**
+ * The receipts each connection carried ahead of a "proof withheld" claim (see
+ * {@link ClaimEvidence}); owned by the NetworkActor, used from its `receive` only.
+ */
+export class CarriedClaimReceipts {
+  /**
+   * Per connection, the receipts it carried ahead of a claim, by id, oldest first (bounded:
+   * {@link MAX_CARRIED_CLAIM_RECEIPTS}), each with the promise of the peer's answer; gone with
+   * the connection.
+   */
+  readonly #carriedReceipts = new WeakMap<Connection, Map<string, Promise<unknown>>>();
+
+  /**
+   * What a claim waits for on `connection` before it goes: the peer's answer for its receipt
+   * (`ClaimEvidence`), sent now if the claim brings it and the connection has not carried it
+   * ({@link MAX_CARRIED_CLAIM_RECEIPTS}), whatever the answer (the peer's validator handled the
+   * receipt: remembers it again, or records it). A request may wait for a slot on the connection,
+   * so a claim sent at once would overtake it, and so would a later claimant's claim about the
+   * same receipt sent while it is on its way. Undefined: nothing to wait for.
+   */
+  receiptAhead(connection: Connection, accusation: Accusation): Promise<unknown> | undefined {
+    if (accusation.kind !== "withheld") return undefined;
+    const id = accusation.verdict.subjectId;
+    let carried = this.#carriedReceipts.get(connection);
+    const sent = carried?.get(id);
+    if (sent !== undefined || accusation.evidence === undefined) return sent;
+    if (carried === undefined) this.#carriedReceipts.set(connection, carried = new Map());
+    const answered = connection.request(ReceiptAnnouncementMessage, accusation.evidence)
+      .catch(() => {});
+    carried.set(id, answered);
+    if (carried.size > MAX_CARRIED_CLAIM_RECEIPTS) carried.delete(carried.keys().next().value!);
+    return answered;
+  }
+}

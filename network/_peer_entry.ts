@@ -1,0 +1,52 @@
+/**
+ * One connection in the NetworkActor's table (`network_actor.ts`, which keeps them by hex peer
+ * key, the oldest first): what the actor, its hellos (`_peer_hellos.ts`) and its worker routing
+ * (`_worker_routing.ts`) know of a peer. Only touched in the actor's `receive`. Not part of the
+ * public API.
+ *
+ * @module
+ */
+import type { Connection } from "../protocols/connection.ts";
+import type { PeerHello } from "../protocols/peer_hello.ts";
+import type { WireModelInfo } from "../protocols/inference_messages.ts";
+import type { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
+import type { PledgeBudget } from "./pledge_budget.ts";
+import type { PeerInfo } from "./network_actor.ts";
+
+/** One connection in the NetworkActor's table; see the module doc. */
+export interface PeerEntry {
+  connection: Connection;
+  info: PeerInfo;
+  /** Its storage role seen as a holder (when it offered the storage protocol). */
+  storage?: ConnectionStoragePeer;
+  /** What it answered to `inference.list_models` on connect (empty: it runs no model). */
+  models: WireModelInfo[];
+  /** Its latest signed hello. */
+  hello?: PeerHello;
+  /** An `inference.list_models` to it is in flight (or waits for its turn): never two. */
+  listing?: boolean;
+  /** A hello named other models while one was in flight: ask again when it answers. */
+  listAgain?: boolean;
+  /** When the last `inference.list_models` was sent to it (ms, Date.now). */
+  listedAt?: number;
+  /**
+   * What may still be sent to its key of pledges, across its connections (`pledge_budget.ts`;
+   * only in `receive`).
+   */
+  pledges: PledgeBudget;
+  /**
+   * Its key's conviction in this node's ledger is still being asked: no job for it until the
+   * answer (a convicted worker that reconnected after a restart was routable until then).
+   */
+  checking?: boolean;
+  /**
+   * For a connection that came in over TCP, its remote address's `addressGroup`
+   * (`connection_limits.ts`).
+   */
+  host?: string;
+  /**
+   * Hellos from it whose signature did not verify (`MAX_BAD_HELLOS` of them close it,
+   * `_peer_hellos.ts`).
+   */
+  badHellos?: number;
+}

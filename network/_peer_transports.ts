@@ -1,0 +1,305 @@
+/**
+ * How the NetworkActor's peer connections come to be: the TCP listener, the static peers dialled
+ * and redialled with backoff when they drop ({@link MAX_REDIAL_MS}), the Hyperswarm host and
+ * its topics, the peers dialled by key (`reach`, `dial_by_key.ts`), and the authenticated
+ * handshake every connection is opened with, whatever its transport
+ * ({@link PeerTransports.open}: the bounds on handshakes at once, `connection_limits.ts`; the
+ * key a swarm connection's Noise handshake proved; the peer services served on it). A connection
+ * opened here is handed to the actor as a `peer_up` message: the actor's table is only touched
+ * in its `receive`. Owned and used by the NetworkActor (`network_actor.ts`, which re-exports
+ * {@link MAX_REDIAL_MS}); not part of the public API.
+ *
+ * @module
+ */
+import type { ActorContext } from "../actors/actor.ts";
+import { sleep } from "../actors/_common.ts";
+import { Connection } from "../protocols/connection.ts";
+import type { Protocol } from "../protocols/connection_protocols.ts";
+import { connectTcp, type TcpListener } from "../protocols/tcp_transport.ts";
+import { listenForPeers } from "./peer_listener.ts";
+import type { LogLimiter } from "./log_limiter.ts";
+import type { ByteDuplex } from "../protocols/memory_duplex.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { SwarmHost } from "./swarm_host.ts";
+import { toHex } from "../protocols/hash.ts";
+import { PeerHelloMessage, type PeerRole } from "../protocols/peer_hello.ts";
+import { type PeerServices, servePeer } from "./peer_services.ts";
+import { nodeTopics } from "./swarm_topics.ts";
+import { formatPeerAddress, type PeerAddress } from "./peer_address.ts";
+import type { PledgeBudgets } from "./pledge_budget.ts";
+import { KeyDials } from "./dial_by_key.ts";
+import { addressGroup, type ConnectionLimits } from "./connection_limits.ts";
+import type {
+  NetworkActorOptions,
+  NetworkMessage,
+  ReachAnswer,
+  SwarmOptions,
+} from "./network_actor.ts";
+
+/** Most a redial waits: a restarted peer is found again within this. */
+export const MAX_REDIAL_MS = 10_000;
+/** A dialled connection that lasted this long starts the redial backoff from its first step. */
+const STABLE_CONNECTION_MS = 10_000;
+/** Default first redial delay. */
+const DEFAULT_REDIAL_MS = 250;
+
+/** Options of {@link PeerTransports}: what it needs of the NetworkActor. */
+export interface PeerTransportsOptions {
+  /**
+   * The actor's options: read for `identity`, `listen`, `peers`, `swarm`, `connection`,
+   * `redialMs`, `describe` and `log`.
+   */
+  options: NetworkActorOptions;
+  /** Bounds on connections and handshakes (`connection_limits.ts`), shared with the actor. */
+  limits: ConnectionLimits;
+  /** What each peer key may still bring of pledges (served on every connection). */
+  pledgeBudgets: PledgeBudgets;
+  /** The log lines peers can cause, a few per kind at a time (`log_limiter.ts`). */
+  peerLog: LogLimiter;
+  /** The actor's open connections by hex peer key (only read: `reach` dials no connected key). */
+  peers: ReadonlyMap<string, unknown>;
+  /** The protocols every connection offers (set in the actor's `preStart`). */
+  protocols: () => Protocol[];
+  /** What this node serves to peers (set in the actor's `preStart`). */
+  services: () => PeerServices | undefined;
+  /** Tell the NetworkActor `message`, quietly (it may be stopping). */
+  tell: (ctx: ActorContext<NetworkMessage>, message: NetworkMessage) => void;
+}
+
+/** The NetworkActor's listener, dials and swarm; see the module doc. */
+export class PeerTransports {
+  readonly #options: NetworkActorOptions;
+  readonly #parts: PeerTransportsOptions;
+  readonly #peers: ReadonlyMap<string, unknown>;
+  #listener?: TcpListener;
+  #swarm?: SwarmHost;
+  /** Bounds on connections and handshakes (`connection_limits.ts`). */
+  readonly #limits: ConnectionLimits;
+  /** Peers dialled by key (`reach`); only with a swarm. */
+  #dials?: KeyDials;
+  readonly #pledgeBudgets: PledgeBudgets;
+  readonly #peerLog: LogLimiter;
+
+  /** @param parts See {@link PeerTransportsOptions}. */
+  constructor(parts: PeerTransportsOptions) {
+    this.#parts = parts;
+    this.#options = parts.options;
+    this.#peers = parts.peers;
+    this.#limits = parts.limits;
+    this.#pledgeBudgets = parts.pledgeBudgets;
+    this.#peerLog = parts.peerLog;
+  }
+
+  /** Where this node accepts peer connections (undefined: it listens nowhere). */
+  get listening(): Deno.NetAddr | undefined {
+    return this.#listener?.addr;
+  }
+
+  /** Peers dialled by key (`reach`); only with a swarm, once it started. */
+  get dials(): KeyDials | undefined {
+    return this.#dials;
+  }
+
+  get #protocols(): Protocol[] {
+    return this.#parts.protocols();
+  }
+
+  get #services(): PeerServices | undefined {
+    return this.#parts.services();
+  }
+
+  /** Start listening and dialling, and join the swarm when configured (the actor's `preStart`). */
+  start(ctx: ActorContext<NetworkMessage>): void {
+    const { listen, peers = [] } = this.#options;
+    if (listen !== undefined) {
+      this.#listener = listenForPeers(listen, (duplex, remoteAddr) => {
+        const remote = formatPeerAddress(remoteAddr);
+        // The per-address bounds count an IPv6 /64, and this machine's loopback, as one address.
+        const group = addressGroup(remoteAddr.hostname);
+        this.open(duplex, () => duplex.close(), ctx, undefined, group).then(
+          (connection) =>
+            ctx.self.tell({
+              type: "peer_up",
+              connection,
+              address: remote,
+              outbound: false,
+              host: group,
+            })
+              .catch(() => connection.close()), // stopping: nobody would own it
+          (error) => this.handshakeFailed(remote, error),
+        );
+      }, (line) => this.#log(line));
+      this.#log(`peer listener    ${formatPeerAddress(this.#listener.addr)}`);
+    }
+    for (const address of peers) void this.#dialLoop(address, ctx);
+    if (this.#options.swarm !== undefined) {
+      // In the background: start-up does not wait for the DHT, and a swarm that cannot start
+      // (no Node.js) leaves the node on its TCP peers, saying why.
+      this.#joinSwarm(this.#options.swarm, ctx).catch((error) =>
+        this.#log(`swarm unavailable: ${(error as Error).message}`)
+      );
+    }
+  }
+
+  async #joinSwarm(options: SwarmOptions, ctx: ActorContext<NetworkMessage>): Promise<void> {
+    const swarm = await SwarmHost.start({
+      identity: this.#options.identity,
+      bootstrap: options.bootstrap,
+      bind: options.bind,
+      nodePath: options.nodePath,
+      socketDir: options.socketDir,
+      log: (line) => this.#log(line),
+      onState: (state) => this.#log(`swarm ${state}`),
+      onPeer: (peer) => {
+        const address = `swarm:${toHex(peer.remoteKey).slice(0, 16)}`;
+        this.open(peer.duplex, peer.close, ctx, peer.remoteKey).then(
+          (connection) =>
+            ctx.self.tell({ type: "peer_up", connection, address, outbound: peer.initiator })
+              .catch(() => connection.close()),
+          (error) => this.handshakeFailed(address, error),
+        );
+      },
+    });
+    if (ctx.signal.aborted) {
+      await swarm.close(); // stopped while the host was starting
+      return;
+    }
+    this.#swarm = swarm;
+    this.#dials = new KeyDials({
+      dial: (key) => swarm.dial(key),
+      undial: (key) => swarm.undial(key),
+    });
+    const about = await this.#options.describe?.().catch(() => undefined);
+    const topics = nodeTopics(
+      (about?.roles ?? []) as PeerRole[],
+      about?.models ?? [],
+      true, // its edge forwards clients' jobs when it runs no model
+      options.topic,
+    );
+    for (const join of topics) {
+      await swarm.join(join.topic, { server: join.server, client: join.client });
+    }
+    this.#log(
+      `swarm joined     ${
+        options.bootstrap === null ? "the public DHT" : `bootstrap ${options.bootstrap.join(", ")}`
+      } (topics ${topics.map((t) => t.name).join(", ")})`,
+    );
+  }
+
+  /** Close the listener, the dials and the swarm (in the actor's `postStop`, first). */
+  async close(): Promise<void> {
+    await this.#listener?.close();
+    this.#dials?.stop();
+    await this.#swarm?.close();
+  }
+
+  /**
+   * Open a connection over `duplex`; `close` cuts the transport. `expectedKey`: the key the
+   * transport already authenticated (the swarm's Noise handshake) — the peer must prove it.
+   * `inboundFrom`: the address of a connection that came in over TCP, whose handshake takes a
+   * slot (`connection_limits.ts`).
+   */
+  async open(
+    duplex: ByteDuplex,
+    close: () => void,
+    ctx: ActorContext<NetworkMessage>,
+    expectedKey?: Uint8Array,
+    inboundFrom?: string,
+  ): Promise<Connection> {
+    if (inboundFrom !== undefined) {
+      const refused = this.#limits.startHandshake(inboundFrom);
+      if (refused !== undefined) {
+        close();
+        throw new Error(`refused: ${refused}`);
+      }
+    }
+    let connection: Connection;
+    try {
+      connection = await Connection.open(duplex, {
+        ...this.#options.connection,
+        identity: this.#options.identity,
+        protocols: this.#protocols,
+      });
+    } catch (error) {
+      close(); // a failed handshake leaves nothing worth lingering for
+      throw error;
+    } finally {
+      if (inboundFrom !== undefined) this.#limits.endHandshake(inboundFrom);
+    }
+    if (expectedKey !== undefined && !bytesEqual(connection.peerKey!, expectedKey)) {
+      await connection.close();
+      close();
+      throw new Error("the peer proved another key than the one its swarm connection has");
+    }
+    // Once the connection is done, so is the socket, even if a peer that stopped reading
+    // still holds our last writes (a half-closed peer never ends them).
+    connection.closed.then(() => close());
+    if (ctx.signal.aborted) {
+      await connection.close();
+      throw new Error("the network actor stopped");
+    }
+    servePeer(connection, connection.peerKey!, {
+      ...this.#services!,
+      pledgeBudgets: this.#pledgeBudgets,
+    });
+    connection.handle(PeerHelloMessage, ({ hello }) => {
+      this.#parts.tell(ctx, { type: "peer_hello", connection, hello });
+    });
+    return connection;
+  }
+
+  /** See the `reach` message: dial `key` when no connection to it is open. */
+  reach(key: Uint8Array, forMs: number, holder?: string): ReachAnswer {
+    if (this.#dials === undefined || bytesEqual(key, this.#options.identity.publicKey)) {
+      return false;
+    }
+    if (this.#peers.has(toHex(key))) return false; // connected: nothing to dial
+    const dialled = this.#dials.reach(key, forMs, holder);
+    if (!dialled) {
+      this.#log(
+        `reach ${toHex(key).slice(0, 16)}: not dialled, ${this.#dials.size} dials under way`,
+      );
+    }
+    return dialled || "full";
+  }
+
+  async #dialLoop(address: PeerAddress, ctx: ActorContext<NetworkMessage>): Promise<void> {
+    const first = this.#options.redialMs ?? DEFAULT_REDIAL_MS;
+    let wait = first;
+    const text = formatPeerAddress(address);
+    while (!ctx.signal.aborted) {
+      try {
+        // Stopped with the actor: a dial under way does not outlive it.
+        const duplex = await connectTcp(address, { signal: ctx.signal });
+        const connection = await this.open(duplex, () => duplex.close(), ctx);
+        const since = performance.now();
+        try {
+          await ctx.self.tell({ type: "peer_up", connection, address: text, outbound: true });
+        } catch (error) {
+          await connection.close(); // stopping: nobody would own it
+          throw error;
+        }
+        await connection.closed;
+        // Only a connection that lasted starts the backoff again: one the peer refuses at once
+        // (its connection limits) is not redialled every `redialMs` with a handshake each time.
+        if (performance.now() - since >= STABLE_CONNECTION_MS) wait = first;
+      } catch (error) {
+        if (ctx.signal.aborted) return;
+        this.#log(`peer ${text}: ${(error as Error).message}; retrying in ${wait} ms`);
+      }
+      await sleep(wait, ctx.signal);
+      wait = Math.min(wait * 2, MAX_REDIAL_MS);
+    }
+  }
+
+  handshakeFailed(address: string, error: unknown): void {
+    this.#peerLog.line(
+      "handshake failed",
+      `peer ${address}: handshake failed: ${(error as Error).message}`,
+    );
+  }
+
+  #log(line: string): void {
+    this.#options.log?.(line);
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Which peer the edge's jobs go to: the NetworkActor's answer to `worker` (a connection to the
+ * worker for a job, by the rules of `worker_choice.ts`: serves the model, not convicted here, has
+ * capacity, backed by stake in this node's ledger, a holder of the job's input, least loaded,
+ * best track record), to `worker_models` (the models some open worker lists,
+ * `model_listing.ts`), and the workers that lately refused a job for a model they listed
+ * (`worker_refused_model`: not picked for it for {@link REFUSED_MODEL_COOLDOWN_MS}). It reads the
+ * actor's table (`_peer_entry.ts`) and the standings its hellos asked (`_peer_hellos.ts`), from
+ * the actor's `receive` only. Owned and used by the NetworkActor (`network_actor.ts`, which
+ * re-exports {@link REFUSED_MODEL_COOLDOWN_MS}); not part of the public API.
+ *
+ * @module
+ */
+import { storageKey } from "../protocols/cid.ts";
+import { rankPeers } from "../storage/rendezvous.ts";
+import { DEFAULT_REPLICAS } from "../storage/replicated_store.ts";
+import type { Connection } from "../protocols/connection.ts";
+import { toHex } from "../protocols/hash.ts";
+import { INFERENCE_PROTOCOL, type WireModelInfo } from "../protocols/inference_messages.ts";
+import type { ConnectionStoragePeer } from "../storage/connection_storage_peer.ts";
+import { chooseWorker, type WorkerCandidate } from "./worker_choice.ts";
+import { listedModels, type ModelListing } from "./model_listing.ts";
+import type { PeerServices } from "./peer_services.ts";
+import type { PeerEntry } from "./_peer_entry.ts";
+import type { NetworkActorOptions } from "./network_actor.ts";
+
+/**
+ * How long a worker that refused a job for a model it listed is not picked for that model: a
+ * peer that lists a model and refuses every job for it (four fresh keys did so in a review, and
+ * turned away every job, each using up a job's tries) costs each model's jobs one try per minute
+ * instead of all of them. Its next listing does not lift it early.
+ */
+export const REFUSED_MODEL_COOLDOWN_MS = 60_000;
+/** Most refusals remembered; past it, expired ones go first, then the oldest. */
+const MAX_REFUSED_MODELS = 4_096;
+
+/** Options of {@link WorkerRouting}: what it needs of the NetworkActor. */
+export interface WorkerRoutingOptions {
+  /** The actor's options: read for `identity`. */
+  options: NetworkActorOptions;
+  /** The actor's open connections by hex peer key, the oldest first (only read). */
+  peers: ReadonlyMap<string, readonly PeerEntry[]>;
+  /** Hex key → its account in this node's ledger (`PeerHellos.standing`; only read). */
+  standing: ReadonlyMap<string, WorkerCandidate["standing"]>;
+  /** One storage holder per peer key that offers the storage protocol. */
+  holders: () => ConnectionStoragePeer[];
+  /** What this node serves to peers (set in the actor's `preStart`): whether it stores. */
+  services: () => PeerServices | undefined;
+}
+
+/** Picks the worker for a job; see the module doc. */
+export class WorkerRouting {
+  readonly #options: NetworkActorOptions;
+  readonly #parts: WorkerRoutingOptions;
+  readonly #peers: ReadonlyMap<string, readonly PeerEntry[]>;
+  readonly #standing: ReadonlyMap<string, WorkerCandidate["standing"]>;
+  /** `key:model` → until when (ms) that worker is not picked for that model (it refused it). */
+  readonly #refused = new Map<string, number>();
+
+  /** @param parts See {@link WorkerRoutingOptions}. */
+  constructor(parts: WorkerRoutingOptions) {
+    this.#parts = parts;
+    this.#options = parts.options;
+    this.#peers = parts.peers;
+    this.#standing = parts.standing;
+  }
+
+  get #services(): PeerServices | undefined {
+    return this.#parts.services();
+  }
+
+  #holders(): ConnectionStoragePeer[] {
+    return this.#parts.holders();
+  }
+
+  /**
+   * A connection to the worker for a job on `model` (any when absent), by the rules of
+   * `worker_choice.ts`: serves the model, not convicted here, has capacity, backed by stake in
+   * this node's ledger, a holder of the job's `input` (when it names one), least loaded, best
+   * track record.
+   */
+  worker(model?: string, exclude: readonly string[] = [], input?: string): Connection | undefined {
+    const candidates: (WorkerCandidate & { connection: Connection })[] = [];
+    const holders = input === undefined ? undefined : this.#inputHolders(input);
+    const now = Date.now();
+    for (const list of this.#peers.values()) {
+      for (const { connection, info, hello, checking } of list) {
+        if (connection.isClosed || !connection.supports(INFERENCE_PROTOCOL.name)) continue;
+        if (checking) continue; // its conviction is still being asked
+        // A model it lists but refused lately is not its to be picked for.
+        const refused = model !== undefined &&
+          (this.#refused.get(`${info.key}:${model}`) ?? 0) > now;
+        candidates.push({
+          connection,
+          key: info.key,
+          // A peer that listed no model runs no jobs (it would only forward them again).
+          models: refused ? info.models.filter((m) => m !== model) : info.models,
+          convicted: info.convicted,
+          load: hello?.load,
+          inFlight: connection.stats().pendingRequests,
+          standing: this.#standing.get(info.key),
+          holdsInput: holders?.has(info.key) ?? false,
+        });
+      }
+    }
+    return chooseWorker(candidates, { model, exclude })?.connection;
+  }
+
+  /**
+   * Hex keys of the nodes that hold `cid` by the placement storage uses (`storage/rendezvous.ts`):
+   * the first r of the storing nodes this node sees (its storage peers, peers whose hello says
+   * they store, and itself when it stores), ranked for the CID's storage key. Every node with the same peers computes the same holders;
+   * a peer this node does not see may hold it too, and is simply not preferred.
+   */
+  #inputHolders(cid: string): Set<string> {
+    // Its storage peers, and those whose hello says they store (a router that stores nothing
+    // itself speaks no storage protocol with them, but ranks them as a storing node would).
+    const ids = new Set(this.#holders().map((holder) => holder.id));
+    for (const [key, list] of this.#peers) {
+      if (list.some((p) => !p.connection.isClosed && p.hello?.roles.includes("storage"))) {
+        ids.add(key);
+      }
+    }
+    if (this.#services?.storage !== undefined) ids.add(toHex(this.#options.identity.publicKey));
+    const peers = [...ids].map((id) => ({ id }));
+    let key: string;
+    try {
+      key = storageKey(cid);
+    } catch {
+      return new Set(); // not a CID: the worker refuses the job, wherever it goes
+    }
+    return new Set(rankPeers(key, peers).slice(0, DEFAULT_REPLICAS).map((peer) => peer.id));
+  }
+
+  /** Note that worker `key` refused a job for `model` it listed (see `worker_refused_model`). */
+  refusedModel(key: string, model: string): void {
+    const now = Date.now();
+    if (this.#refused.size >= MAX_REFUSED_MODELS) {
+      for (const [pair, until] of this.#refused) if (until <= now) this.#refused.delete(pair);
+      // Still full of live entries: the oldest go first (a Map keeps insertion order).
+      while (this.#refused.size >= MAX_REFUSED_MODELS) {
+        this.#refused.delete(this.#refused.keys().next().value!);
+      }
+    }
+    this.#refused.delete(`${key}:${model}`);
+    this.#refused.set(`${key}:${model}`, now + REFUSED_MODEL_COOLDOWN_MS);
+  }
+
+  /**
+   * Every model some open worker connection listed, once per CID, named and ordered by what
+   * the most keys list (`model_listing.ts`: the first listing named it, a stranger's as well),
+   * but not a convicted worker's: no job goes to it, and its listing, first, took the name and
+   * the default a client names a model by (`InferenceGateway.resolveModel`), so every such job
+   * failed with `no_worker`.
+   */
+  workerModels(): WireModelInfo[] {
+    const listings: ModelListing[] = [];
+    for (const list of this.#peers.values()) {
+      for (const { connection, models, info, checking } of list) {
+        // Nor one whose conviction is still being asked: it is routed no job (`worker`).
+        if (connection.isClosed || info.convicted || checking) continue;
+        listings.push({ key: info.key, standing: this.#standing.get(info.key), models });
+      }
+    }
+    return listedModels(listings);
+  }
+}
