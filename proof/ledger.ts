@@ -50,61 +50,60 @@
  * end a challenge of it, and `settleTrainingFraud` settles a checked fraud proof (a failed or
  * refused step opening) against it. `ReceiptRecord.kind` tells the two apart.
  *
+ * This file holds the public API: the `Ledger` class, its options and what it takes and
+ * returns. Private modules beside it hold the pieces it composes: the one writer that signs,
+ * appends, applies and checkpoints every entry in turn (`_ledger_writer.ts`); the amounts a
+ * receipt earns, locks and loses, and the read-only view of the ledger the decisions take
+ * (`_ledger_amounts.ts`); and the decisions made in the writer's turn — recording an inference
+ * receipt (`_ledger_receipts.ts`), recording and crediting a training receipt
+ * (`_ledger_training.ts`), settling a fraud proof (`_ledger_accusations.ts`), and settling a
+ * steering conviction (`_ledger_steering.ts`).
+ *
  * @module
  */
 import { dirname, join, resolve } from "node:path";
 import { decodeCbor } from "../protocols/cbor.ts";
-import { fromHex, toHex } from "../protocols/hash.ts";
-import { steeringEvidenceKey, uncreditedReceiptKey } from "./ledger_index.ts";
+import { toHex } from "../protocols/hash.ts";
 import type { Identity } from "../protocols/identity.ts";
-import { type Receipt, receiptId, verifyReceipt } from "../protocols/receipt.ts";
+import { type Receipt, verifyReceipt } from "../protocols/receipt.ts";
 import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
 import { type StakePledge, verifyStakePledge } from "../protocols/stake_pledge.ts";
-import { verifyAssignment } from "../protocols/assignment.ts";
 import {
   type TrainingReceipt,
   trainingReceiptId,
   verifyTrainingReceipt,
 } from "../training/training_receipt.ts";
 import { DEFAULT_ECONOMICS, type EconomicParams } from "./economics.ts";
-import { isTokenWidth, MIN_COMMITMENT_CHUNK_SIZE } from "./commitment.ts";
-import {
-  encodeEntryFrame,
-  entryHash,
-  FRAME_HEADER_BYTES,
-  GENESIS_PREV,
-  type LedgerEntry,
-  type LedgerEntryKind,
-  MAX_ENTRY_BYTES,
-  signEntry,
-} from "./ledger_entry.ts";
-import { InsufficientStakeError, LedgerError, LedgerRejectedError } from "./ledger_errors.ts";
+import { FRAME_HEADER_BYTES, type LedgerEntry } from "./ledger_entry.ts";
+import { LedgerError, LedgerRejectedError } from "./ledger_errors.ts";
 import { LedgerLog, LOG_FILE } from "./ledger_log.ts";
 import {
   type Account,
-  LedgerState,
+  type LedgerState,
   type ReceiptKind,
   type ReceiptRecord,
   type ReceiptStatus,
   roundCredits,
-  takesFraudProofs,
 } from "./ledger_state.ts";
-import { INDEX_FILE, LedgerIndex, positionAfter } from "./ledger_index.ts";
-import { recoverLedger } from "./ledger_recovery.ts";
-import {
-  CHECKPOINT_FILE,
-  type LedgerCheckpoint,
-  signCheckpoint,
-  writeCheckpoint,
-} from "./ledger_checkpoint.ts";
+import { INDEX_FILE, LedgerIndex } from "./ledger_index.ts";
+import { type RecoveredLedger, recoverLedger } from "./ledger_recovery.ts";
+import { CHECKPOINT_FILE } from "./ledger_checkpoint.ts";
 import { removeTemporaries, syncDirectory } from "./_durable_file.ts";
 import { pathExists } from "../storage/path_exists.ts";
+import { LedgerWriter } from "./_ledger_writer.ts";
+import { type LedgerView, slashable } from "./_ledger_amounts.ts";
+import { receiptDecision } from "./_ledger_receipts.ts";
+import { trainingCreditDecision, trainingReceiptDecision } from "./_ledger_training.ts";
+import { fraudDecision, fraudSubjectOf } from "./_ledger_accusations.ts";
+import { steeringEntry, steeringSettlement } from "./_ledger_steering.ts";
 
 export * from "./ledger_errors.ts";
 export { entryHash, entrySigningBytes } from "./ledger_entry.ts";
 export type { LedgerEntry, LedgerEntryKind } from "./ledger_entry.ts";
 export type { Account, ReceiptKind, ReceiptRecord, ReceiptStatus } from "./ledger_state.ts";
 export { roundCredits, takesFraudProofs, worthFraudCheck } from "./ledger_state.ts";
+export { trainingSlot } from "./_ledger_training.ts";
+export { freeStake } from "./_ledger_amounts.ts";
 
 /**
  * Entries between two checkpoints. Opening verifies at most this many entries (about 0.15 ms
@@ -112,25 +111,6 @@ export { roundCredits, takesFraudProofs, worthFraudCheck } from "./ledger_state.
  * history; each checkpoint is one signed, `fsync`'d write of the working state.
  */
 export const DEFAULT_CHECKPOINT_EVERY = 1024;
-
-/**
- * Paid receipts a `steering` entry lists by id at most (about 66 bytes each: 4,096 take 270 KB),
- * the most recent; the rest are counted (`evidence`). The list is a record nothing replays (the
- * cut is `slashed`, the unpaid ones are `uncredited`), and unbounded it outgrew
- * `MAX_ENTRY_BYTES` past about 15,900 receipts: an entry the next open refuses (review s51).
- */
-const MAX_STEERING_RECEIPTS_LISTED = 4096;
-
-/**
- * Pending receipts one `steering` entry marks unpaid at most (`uncredited`, about 66 bytes each:
- * with the paid ones listed, an entry stays near 540 KB). The replay needs every id, so a
- * conviction with more is settled in several entries: `part` entries first, each marking the
- * next ones and cutting nothing, then the conviction's own with the rest and the cut. Listed in
- * one entry, past about 11,800 pending receipts it was over `MAX_ENTRY_BYTES` and refused: the
- * conviction never settled, the steerer was paid, and the validator failed every start (review
- * s52).
- */
-const MAX_STEERING_UNCREDITED_PER_ENTRY = 4096;
 
 /** Which pledges {@link Ledger.pledges} lists. */
 export interface PledgeQuery {
@@ -203,16 +183,6 @@ export interface TrainingRoundTerms {
   steps: number;
 }
 
-/**
- * The trainer's slot in a round: a round is its number and start model (a coordinator that
- * restarts a round gives it a new number), and a trainer has one receipt per round. Kept in
- * the history index where jobs are (one payment per slot, equivocation by slot); the prefix
- * keeps it apart from inference job ids.
- */
-export function trainingSlot(trainer: string, round: number, startModel: string): string {
-  return `training/${round}/${startModel}/${trainer}`;
-}
-
 /** How much of the ledger is held in memory (see {@link Ledger.workingSet}). */
 export interface LedgerWorkingSet {
   /** Keys with balances in memory. */
@@ -226,26 +196,18 @@ export interface LedgerWorkingSet {
  * data-directory lock, `node/data_dir_lock.ts`, keeps it so).
  */
 export class Ledger {
-  readonly #dir: string;
   readonly #log: LedgerLog;
   readonly #index: LedgerIndex;
-  readonly #identity: Identity;
   readonly #owner: string;
   readonly #economics: EconomicParams;
   readonly #tokenPrice: (model: string) => number;
   readonly #now: () => number;
-  readonly #checkpointEvery: number;
-  #state = new LedgerState();
-  #head = GENESIS_PREV;
-  #seq = 0;
-  /** Byte offset of the last entry (its end is the log's size). */
-  #last = 0;
-  /** Entries the last checkpoint written covers. */
-  #checkpointSeq = 0;
-  #closed = false;
-  /** Set when a write failed: the file may hold a torn entry; see `#transition`. */
-  #poisoned: Error | null = null;
-  #queue: Promise<unknown> = Promise.resolve();
+  /** The one writer: every change goes through it (`_ledger_writer.ts`). */
+  readonly #writer: LedgerWriter;
+  /** The writer's working state. */
+  readonly #state: LedgerState;
+  /** What the decisions in the `_ledger_*.ts` modules read. */
+  readonly #view: LedgerView;
 
   private constructor(
     dir: string,
@@ -253,16 +215,34 @@ export class Ledger {
     index: LedgerIndex,
     identity: Identity,
     options: LedgerOptions,
+    recovered: RecoveredLedger,
   ) {
-    this.#dir = dir;
     this.#log = log;
     this.#index = index;
-    this.#identity = identity;
     this.#owner = toHex(identity.publicKey);
     this.#economics = { ...DEFAULT_ECONOMICS, ...options.economics };
     this.#tokenPrice = options.tokenPrice ?? (() => this.#economics.defaultTokenPrice);
     this.#now = options.now ?? Date.now;
-    this.#checkpointEvery = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
+    this.#writer = new LedgerWriter({
+      dir,
+      log,
+      index,
+      identity,
+      owner: this.#owner,
+      now: () => this.#now(),
+      checkpointEvery: options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY,
+    }, recovered);
+    this.#state = this.#writer.state;
+    this.#view = {
+      state: this.#state,
+      index,
+      owner: this.#owner,
+      economics: this.#economics,
+      tokenPrice: (model) => this.#tokenPrice(model),
+      now: () => this.#now(),
+      record: (receiptId) => this.#record(receiptId),
+      account: (key) => this.account(key),
+    };
   }
 
   /**
@@ -316,14 +296,9 @@ export class Ledger {
         index = LedgerIndex.open(indexPath);
         recovered = await recover();
       }
-      const ledger = new Ledger(dir, log, index, identity, options);
-      ledger.#state = recovered.state;
-      ledger.#seq = recovered.seq;
-      ledger.#head = recovered.head;
-      ledger.#last = recovered.last;
-      ledger.#checkpointSeq = recovered.checkpointSeq;
-      if (ledger.#seq === 0) {
-        await ledger.#append("genesis", { owner: ledger.#owner, version: 1 });
+      const ledger = new Ledger(dir, log, index, identity, options, recovered);
+      if (ledger.#writer.seq === 0) {
+        await ledger.#writer.append("genesis", { owner: ledger.#owner, version: 1 });
       }
       // A new file's name lives in its directory: without this, a power cut before the first
       // checkpoint (which syncs the directory) could lose the log with its acknowledged entries.
@@ -332,125 +307,13 @@ export class Ledger {
       // too, for the same reason, and the parent of every directory this open created.
       await syncDirectory(dir);
       for (const d of new Set([resolve(dir), ...newDirs])) await syncDirectory(dirname(d));
-      if (
-        ledger.#checkpointEvery > 0 &&
-        ledger.#seq - ledger.#checkpointSeq >= ledger.#checkpointEvery
-      ) {
-        await ledger.#checkpoint(); // a long unverified tail is not left for the next open
-      }
+      await ledger.#writer.checkpointIfDue();
       return ledger;
     } catch (e) {
       index?.close();
       log.close();
       throw e;
     }
-  }
-
-  /** Serialize appends: one writer, entries in call order. */
-  #append(kind: LedgerEntryKind, body: Record<string, unknown>): Promise<LedgerEntry> {
-    return this.#transition(kind, () => body) as Promise<LedgerEntry>;
-  }
-
-  /**
-   * One state transition, atomic: `decide` runs in the writer's turn, after every earlier
-   * append has been applied, and returns the entry's body (or null: nothing to do); its checks
-   * and the append are one step, so two settlements of one receipt, or a settlement racing
-   * `finalizeDue`, cannot both pass their checks. A write that fails leaves the file in an
-   * unknown state: the ledger is poisoned (every later call fails) and its owner reopens it
-   * from disk, where a torn tail is cut.
-   */
-  #transition(
-    kind: LedgerEntryKind,
-    decide: () => Record<string, unknown> | null,
-  ): Promise<LedgerEntry | null> {
-    return this.#transitionOf(() => {
-      const body = decide();
-      return body === null ? null : { kind, body };
-    });
-  }
-
-  /**
-   * {@link Ledger.#transition} where `decide` also chooses the entry's kind: one call whose
-   * outcome depends on what is recorded (a receipt that is equivocation, a late assignment, or
-   * new) decides it in one turn, so two such calls racing cannot both decide on stale state.
-   */
-  #transitionOf(
-    decide: () => { kind: LedgerEntryKind; body: Record<string, unknown> } | null,
-  ): Promise<LedgerEntry | null> {
-    const run = this.#queue.then(async () => {
-      if (this.#closed) throw new LedgerError("ledger_closed", "ledger is closed");
-      this.#throwIfPoisoned();
-      const decided = decide();
-      if (decided === null) return null;
-      const { kind, body } = decided;
-      const entry = signEntry({
-        seq: this.#seq,
-        prev: this.#head,
-        at: this.#now(),
-        kind,
-        body,
-        signer: this.#identity.publicKey,
-      }, this.#identity);
-      const frame = encodeEntryFrame(entry);
-      if (frame.length - FRAME_HEADER_BYTES > MAX_ENTRY_BYTES) {
-        // The log's reader takes a longer frame for damage (an impossible length): written, the
-        // acknowledged entry would stop the ledger from opening, and a repair would set it aside
-        // with every entry after it (review s51). Refused before the write: nothing poisoned.
-        throw new LedgerRejectedError(
-          "entry_too_large",
-          `a ${kind} entry of ${
-            frame.length - FRAME_HEADER_BYTES
-          } bytes is over ${MAX_ENTRY_BYTES}`,
-        );
-      }
-      const offset = this.#log.size;
-      try {
-        // Durable before acknowledged: an entry the caller saw succeed survives a crash.
-        await this.#log.append(frame);
-        this.#state.apply(entry);
-        this.#index.apply(entry, positionAfter(entry, offset, offset + frame.length, this.#owner));
-      } catch (error) {
-        this.#poisoned = error as Error;
-        throw error;
-      }
-      this.#head = entryHash(entry);
-      this.#seq = entry.seq + 1;
-      this.#last = offset;
-      if (this.#checkpointEvery > 0 && this.#seq - this.#checkpointSeq >= this.#checkpointEvery) {
-        // The entry is durable and applied: a checkpoint that fails to write only means the
-        // next open verifies more entries; it is tried again at the next one.
-        await this.#checkpoint().catch(() => {});
-      }
-      return entry;
-    });
-    this.#queue = run.catch(() => {});
-    return run;
-  }
-
-  /**
-   * After a failed write the state in memory may hold an entry the log does not (or the reverse):
-   * nothing is appended, and no checkpoint signed, until the ledger is reopened from disk.
-   */
-  #throwIfPoisoned(): void {
-    if (this.#poisoned) {
-      throw new LedgerError("ledger_poisoned", "a write failed: reopen the ledger", {
-        cause: this.#poisoned,
-      });
-    }
-  }
-
-  /** Sign and write a checkpoint of the working state as it is now (in the writer's turn). */
-  async #checkpoint(): Promise<void> {
-    const checkpoint: LedgerCheckpoint = signCheckpoint({
-      seq: this.#seq,
-      head: this.#head,
-      last: this.#last,
-      end: this.#log.size,
-      at: this.#now(),
-      state: this.#state.snapshot(),
-    }, this.#identity);
-    await writeCheckpoint(this.#dir, checkpoint);
-    this.#checkpointSeq = checkpoint.seq;
   }
 
   /**
@@ -461,13 +324,7 @@ export class Ledger {
    *   the log's: reopen the ledger), `ledger_closed` once closed.
    */
   async checkpoint(): Promise<void> {
-    const run = this.#queue.then(() => {
-      if (this.#closed) throw new LedgerError("ledger_closed", "ledger is closed");
-      this.#throwIfPoisoned();
-      return this.#checkpoint();
-    });
-    this.#queue = run.catch(() => {});
-    await run;
+    await this.#writer.checkpoint();
   }
 
   /** The record of a receipt, open or closed (the live one when open: do not hand it out). */
@@ -482,12 +339,12 @@ export class Ledger {
 
   /** Number of entries (including genesis). */
   get length(): number {
-    return this.#seq;
+    return this.#writer.seq;
   }
 
   /** Hex hash of the last entry: commits to the whole log (what a chain would anchor). */
   get head(): string {
-    return this.#head;
+    return this.#writer.head;
   }
 
   /**
@@ -547,21 +404,8 @@ export class Ledger {
    * against this worker's.
    */
   fraudSubject(receipt: Receipt): ReceiptRecord | undefined {
-    const r = this.#subject(receipt);
+    const r = fraudSubjectOf(this.#view, receipt);
     return r && { ...r };
-  }
-
-  /** {@link Ledger.fraudSubject}, for a proof that names its receipt `id` (another: none). */
-  #subject(receipt: Receipt, id = receiptId(receipt)): ReceiptRecord | undefined {
-    if (id !== receiptId(receipt)) return undefined;
-    const own = this.#record(id);
-    if (own !== undefined) return own;
-    // Only the worker's own signature binds it to a variant it did not send here.
-    if (!verifyReceipt(receipt).ok) return undefined;
-    const recordedId = this.#index.jobReceipt(receipt.jobId);
-    const recorded = recordedId === undefined ? undefined : this.#record(recordedId);
-    const same = recorded?.kind === "inference" && recorded.worker === toHex(receipt.worker);
-    return same ? recorded : undefined;
   }
 
   /** Whether `worker` has ever been slashed here (a confirmed fraud, a fault, equivocation). */
@@ -611,7 +455,7 @@ export class Ledger {
   /** Credit `amount` of stake to `key` (a deposit; there is no token, this is bookkeeping). */
   async deposit(key: Uint8Array, amount: number): Promise<void> {
     if (!(amount > 0) || !Number.isFinite(amount)) throw new RangeError("amount must be > 0");
-    await this.#append("stake", { key: toHex(key), amount });
+    await this.#writer.append("stake", { key: toHex(key), amount });
   }
 
   /**
@@ -628,7 +472,7 @@ export class Ledger {
       throw new LedgerRejectedError("pledge_rejected", "stake pledge signature does not verify");
     }
     const key = toHex(pledge.key);
-    const entry = await this.#transition("stake", () =>
+    const entry = await this.#writer.transition("stake", () =>
       this.#state.hasStaked(key) ? null : {
         key,
         amount: pledge.amount,
@@ -707,7 +551,9 @@ export class Ledger {
     // One turn of the writer decides what this receipt is, so two calls racing (the worker's
     // announcement and the requester's, or two receipts of one worker for one job) each see
     // what the other recorded.
-    const entry = await this.#transitionOf(this.#receiptDecision(receipt, check, options));
+    const entry = await this.#writer.transitionOf(
+      receiptDecision(this.#view, receipt, check, options),
+    );
     if (entry?.kind === "equivocation") {
       throw new LedgerRejectedError(
         "equivocation",
@@ -739,197 +585,12 @@ export class Ledger {
     const check = verifyReceipt(receipt);
     if (!check.ok) return "receipt_rejected";
     try {
-      const { kind } = this.#receiptDecision(receipt, check, options)();
+      const { kind } = receiptDecision(this.#view, receipt, check, options)();
       return kind === "equivocation" || kind === "double_assignment" ? kind : undefined;
     } catch (error) {
       if (error instanceof LedgerError) return error.code;
       throw error;
     }
-  }
-
-  /**
-   * What recording `receipt` (`check`: its signature verified) is, decided when called, on what
-   * is recorded then: the entry to write, or a refusal thrown (see {@link Ledger.recordReceipt}).
-   */
-  #receiptDecision(
-    receipt: Receipt,
-    check: { receiptId: string },
-    options: { assignment?: unknown; uncredited?: string },
-  ): () => { kind: LedgerEntryKind; body: Record<string, unknown> } {
-    const worker = toHex(receipt.worker);
-    const reward = this.#rewardOf(receipt);
-    const locked = this.#lockOf(reward);
-    const assignment = options.assignment;
-    const assigned = verifyAssignment(assignment, { jobId: receipt.jobId, worker: receipt.worker });
-    const requester = assigned ? toHex(assignment.requester) : null;
-    const uncredited = options.uncredited;
-    const credit = assigned && uncredited === undefined ? reward : 0;
-    return () => {
-      const firstId = this.#index.jobReceipt(receipt.jobId);
-      const first = firstId === undefined ? undefined : this.#record(firstId);
-      // Another receipt of this worker for a job it already has one recorded for, claiming
-      // other work (another output or token count): two signed answers to one job. Its own
-      // signatures convict it; the first receipt is slashed (or, if already paid, its stake is
-      // cut as much), by the larger of the two claims (`#equivocationSlash`).
-      if (
-        first !== undefined && first.receiptId !== check.receiptId && first.worker === worker &&
-        !this.#index.equivocated(receipt.jobId)
-      ) {
-        const claim = this.#index.claim(receipt.jobId);
-        // The same claim signed twice (fingerprints' last bits) is not equivocation: it is
-        // refused below, not paid twice.
-        const slashed = this.#equivocationSlash(first, locked);
-        if (
-          claim !== undefined &&
-          (claim.outputHash !== receipt.outputHash || claim.tokens !== receipt.tokenCount) &&
-          (first.status !== "fraud" || slashed > 0)
-        ) {
-          return {
-            kind: "equivocation",
-            body: {
-              jobId: receipt.jobId,
-              receiptId: first.receiptId,
-              second: receipt as unknown as Record<string, unknown>,
-              slashed,
-            },
-          };
-        }
-      }
-      if (receipt.kind === "text" && receipt.commitment.chunkSize < MIN_COMMITMENT_CHUNK_SIZE) {
-        // Not recorded, so never paid: no fraud proof against it would reach the other ledgers.
-        throw new LedgerRejectedError(
-          "receipt_rejected",
-          `the commitment has ${receipt.commitment.chunkSize} positions per chunk, fewer than ${MIN_COMMITMENT_CHUNK_SIZE}`,
-        );
-      }
-      if (receipt.kind === "text" && !isTokenWidth(receipt.commitment.tokenBytes)) {
-        // Not recorded, so never paid: no proof data opens a commitment of another width, so
-        // no fraud proof could convict it (review s46: the checker threw on its openings).
-        throw new LedgerRejectedError(
-          "receipt_rejected",
-          `the commitment packs tokens ${receipt.commitment.tokenBytes} bytes wide, not 2 or 4`,
-        );
-      }
-      const existing = this.#record(check.receiptId);
-      if (existing !== undefined) {
-        // Recorded before without its assignment: the requester's announcement came second.
-        const open = existing.status === "pending" || existing.status === "challenged";
-        // Meanwhile another worker's assigned receipt took the job from it: the requester
-        // assigned the job twice, and this ends as if both had come with their assignments
-        // (below): the one holding the job loses its credit while open, this one earns nothing.
-        if (requester !== null && first !== undefined && first.receiptId !== check.receiptId) {
-          const twice = doubleAssignment(first, receipt, assignment);
-          if (twice !== undefined) return twice;
-          throw new LedgerRejectedError(
-            "job_already_recorded",
-            "another receipt for this job is already recorded",
-          );
-        }
-        // Left unpaid by the owner's own undecided challenge, it takes its assignment all the
-        // same, earning nothing here: as if the assigned copy had come first, the job is
-        // assigned here (another worker's assigned receipt for it is a double assignment, not a
-        // takeover of the job), and the owner passes the assigned receipt on, once, to the
-        // ledgers that hear it only through it and pay it (review s48: they never heard it).
-        const undecided = existing.status === "unpaid";
-        if (requester !== null && (open || undecided) && existing.requester === undefined) {
-          // Evidence of a steering conviction is never paid, whenever its assignment comes.
-          // Whether the owner could check it was decided at intake, where it was drawn or not:
-          // recorded uncredited (its model was not here), it earns nothing whatever the owner
-          // holds when its assignment comes; recorded checkable, it is credited even if the
-          // model has left since (review s47: the late announcement decided both ways).
-          const unpaid = undecided ||
-            this.#index.proofSettled(steeringEvidenceKey(check.receiptId)) ||
-            this.#index.proofSettled(uncreditedReceiptKey(check.receiptId));
-          return {
-            kind: "assigned",
-            body: { receiptId: check.receiptId, requester, credit: unpaid ? 0 : reward },
-          };
-        }
-        throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
-      }
-      // An assigned receipt takes the job from another worker's receipt recorded without one: a
-      // copier that re-signed the worker's announced receipt under its own key and got here
-      // first cannot be assigned the job (only the requester the job names can sign that), so
-      // it keeps its record (and its lock) but not the job's one payment.
-      const supersedes = first !== undefined && requester !== null && first.worker !== worker &&
-        first.requester === undefined;
-      // Two workers' receipts for one job, each with a valid assignment: the requester (the one
-      // key the job names) signed two contradicting assignments, say to take a worker's output
-      // for a key of its own. Neither is paid, whichever came first: the first loses its credit
-      // while it is open (a paid receipt stays paid), the second is not recorded. One entry per
-      // job keeps the evidence (the second receipt and its assignment).
-      if (
-        first !== undefined && requester !== null && first.worker !== worker &&
-        first.requester !== undefined
-      ) {
-        const twice = doubleAssignment(first, receipt, assignment);
-        if (twice !== undefined) return twice;
-      }
-      if (firstId !== undefined && !supersedes) {
-        // One payment per job: the same work re-signed with other timings, signed again under
-        // another key, or answered again from a cache is not paid twice.
-        throw new LedgerRejectedError(
-          "job_already_recorded",
-          "another receipt for this job is already recorded",
-        );
-      }
-      const acc = this.#state.account(worker);
-      const free = roundCredits(acc.stake - acc.locked);
-      if (locked > free) throw new InsufficientStakeError(locked, free);
-      return {
-        kind: "receipt",
-        body: {
-          receiptId: check.receiptId,
-          jobId: receipt.jobId,
-          model: receipt.model,
-          worker,
-          tokens: receipt.tokenCount,
-          outputHash: receipt.outputHash,
-          credit,
-          requester,
-          locked,
-          pendingUntil: this.#now() + this.#economics.challengeWindowMs,
-          ...(uncredited === undefined ? {} : { uncredited }),
-        },
-      };
-    };
-  }
-
-  /**
-   * Useful work: tokens × the model's price; a one-shot (tensor) job counts as one unit. To a
-   * millionth of a credit, as every amount ({@link roundCredits}).
-   */
-  #rewardOf(receipt: Receipt): number {
-    const units = receipt.kind === "tensor" ? 1 : receipt.tokenCount;
-    return roundCredits(units * this.#tokenPrice(receipt.model));
-  }
-
-  /** The stake a receipt earning `reward` locks: `slashMultiplier ×` it, to the quantum. */
-  #lockOf(reward: number): number {
-    return roundCredits(reward * this.#economics.slashMultiplier);
-  }
-
-  /**
-   * The other claim `receipt` makes for the job of `rec` (the receipt its worker had recorded
-   * here, which a proof about `receipt` settles: {@link Ledger.fraudSubject}): its job and the
-   * stake it would lock, when it claims other work (another output or token count) and the job
-   * was not slashed for equivocation yet; else undefined (the same receipt, or the same claim).
-   */
-  #otherClaim(
-    rec: ReceiptRecord,
-    receipt: Receipt | undefined,
-  ): { jobId: string; locked: number } | undefined {
-    if (receipt === undefined || receiptId(receipt) === rec.receiptId) return undefined;
-    if (this.#index.equivocated(receipt.jobId)) return undefined;
-    const claim = this.#index.claim(receipt.jobId);
-    if (claim === undefined) return undefined;
-    if (claim.outputHash === receipt.outputHash && claim.tokens === receipt.tokenCount) {
-      return undefined;
-    }
-    return {
-      jobId: receipt.jobId,
-      locked: this.#lockOf(this.#rewardOf(receipt)),
-    };
   }
 
   /**
@@ -972,64 +633,11 @@ export class Ledger {
       );
     }
     const receiptId = trainingReceiptId(receipt);
-    const trainer = toHex(receipt.trainer);
-    const slot = trainingSlot(trainer, receipt.round, receipt.startModel);
-    const reward = roundCredits(receipt.steps * this.#economics.trainingCreditPerStep);
-    const locked = this.#lockOf(reward);
-    const credit = options.credited === false ? 0 : reward;
     // Decided in one turn of the writer, as for inference: two receipts of one trainer for one
     // round racing each other are equivocation, not a refusal of whichever comes second.
-    const entry = await this.#transitionOf(() => {
-      // Two signed receipts of one trainer for one round: its own signatures convict it
-      // (signing is deterministic, so a different id is a different claim).
-      const firstId = this.#index.jobReceipt(slot);
-      const first = firstId === undefined ? undefined : this.#record(firstId);
-      const slashed = first === undefined ? 0 : this.#equivocationSlash(first, locked);
-      if (
-        first !== undefined && first.receiptId !== receiptId &&
-        (first.status !== "fraud" || slashed > 0) && !this.#index.equivocated(slot)
-      ) {
-        return {
-          kind: "training_equivocation",
-          body: {
-            slot,
-            receiptId: first.receiptId,
-            worker: trainer,
-            second: receipt as unknown as Record<string, unknown>,
-            // As for inference: the larger claim's lock, what is left of the stake at most.
-            slashed,
-          },
-        };
-      }
-      if (this.#record(receiptId) !== undefined) {
-        throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
-      }
-      if (firstId !== undefined) {
-        throw new LedgerRejectedError(
-          "round_already_recorded",
-          "another receipt of this trainer for this round is already recorded",
-        );
-      }
-      const acc = this.#state.account(trainer);
-      const free = roundCredits(acc.stake - acc.locked);
-      if (locked > free) throw new InsufficientStakeError(locked, free);
-      return {
-        kind: "training_receipt",
-        body: {
-          receiptId,
-          slot,
-          round: receipt.round,
-          startModel: receipt.startModel,
-          steps: receipt.steps,
-          roundSteps: terms.steps,
-          deltaHash: receipt.deltaHash,
-          worker: trainer,
-          credit,
-          locked,
-          pendingUntil: this.#now() + this.#economics.challengeWindowMs,
-        },
-      };
-    });
+    const entry = await this.#writer.transitionOf(
+      trainingReceiptDecision(this.#view, receipt, receiptId, terms, options),
+    );
     if (entry?.kind === "training_equivocation") {
       throw new LedgerRejectedError(
         "equivocation",
@@ -1046,17 +654,10 @@ export class Ledger {
    * Returns whether it changed anything (a receipt unknown, closed or already credited: no).
    */
   async creditTrainingReceipt(receiptId: string): Promise<boolean> {
-    const entry = await this.#transition("assigned", () => {
-      const rec = this.#record(receiptId);
-      const open = rec?.status === "pending" || rec?.status === "challenged";
-      if (rec === undefined || !open || rec.kind !== "training" || rec.credit > 0) return null;
-      // Its slash was locked as `slashMultiplier ×` the credit it was recorded without.
-      return {
-        receiptId,
-        requester: this.#owner,
-        credit: roundCredits(rec.locked / this.#economics.slashMultiplier),
-      };
-    });
+    const entry = await this.#writer.transition(
+      "assigned",
+      trainingCreditDecision(this.#view, receiptId),
+    );
     return entry !== null;
   }
 
@@ -1079,7 +680,7 @@ export class Ledger {
         continue;
       }
       // Checked again in the writer's turn: a settlement may have come first.
-      const entry = await this.#transition("final", () => {
+      const entry = await this.#writer.transition("final", () => {
         const rec = this.#state.open(id);
         return rec?.status === "pending" && rec.pendingUntil <= now ? { receiptId: id } : null;
       });
@@ -1119,102 +720,11 @@ export class Ledger {
   }
 
   async #settleFraud(settlement: FraudSettlement, receiptKind: ReceiptKind): Promise<LedgerEntry> {
-    const validator = toHex(settlement.validator);
     const kind = settlement.confirmed ? "fraud" : "false_accusation";
-    const entry = await this.#transition(kind, () => {
-      // The receipt named, or the variant of it its worker had recorded here for the job.
-      const rec = settlement.receipt === undefined
-        ? this.#record(settlement.receiptId)
-        : this.#subject(settlement.receipt, settlement.receiptId);
-      if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
-      if (rec.kind !== receiptKind) {
-        // A fraud proof is checked against one kind of work: an inference proof says nothing
-        // about a training receipt, nor the reverse.
-        throw new LedgerRejectedError("wrong_kind", `receipt is a ${rec.kind} receipt`);
-      }
-      // `unpaid`: this ledger's own challenge ended undecided (`leaveUnresolved`). Inside the
-      // window it still takes a proof, as every ledger that did not challenge does: else the
-      // cheat keeps here the stake it loses everywhere else.
-      const unpaid = rec.status === "unpaid";
-      // A receipt already slashed takes only a refuted proof (see `takesFraudProofs`).
-      if (!takesFraudProofs(rec.status) || (rec.status === "fraud" && settlement.confirmed)) {
-        throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
-      }
-      // After its window, only this ledger's own open challenge still settles a receipt: a
-      // proof from elsewhere is refused on every ledger alike (whether or not it challenged),
-      // unless it was taken inside the window and its check ended after it.
-      if (
-        Math.min(this.#now(), settlement.takenAt ?? Infinity) > rec.pendingUntil &&
-        (rec.status !== "challenged" || validator !== this.#owner)
-      ) {
-        throw new LedgerRejectedError(
-          "challenge_window_closed",
-          "the challenge window has closed",
-        );
-      }
-      if (this.#index.proofSettled(settlement.fraudProofHash)) {
-        throw new LedgerRejectedError("already_settled", "this fraud proof was settled before");
-      }
-      if (this.#index.hasAccused(validator, rec.receiptId)) {
-        // One accusation per accuser and receipt: a refuted accuser cannot re-roll with a
-        // fresh timestamp, making every ledger re-check (and re-book) the same claim.
-        throw new LedgerRejectedError(
-          "repeated_accusation",
-          "this validator has already accused this receipt",
-        );
-      }
-      if (rec.worker === validator) {
-        // The worker accusing its own receipt only shapes its own settlement: refuted, a flat
-        // penalty in place of checks; confirmed, a reward out of its own slash.
-        throw new LedgerRejectedError("self_accusation", "the worker accused its own receipt");
-      }
-      // The slash is the lock, or what is left of the worker's stake after a steering
-      // conviction cut into it: a reward is a share of what was really taken, never minted.
-      // An unpaid receipt's lock was released: the slash is its amount, out of the stake
-      // (`worker` names whose, as the receipt is no longer open in the working state).
-      // A confirmed proof about another claim the worker signed for the job (another output
-      // or token count) also proves its equivocation: the slash is the larger claim's, as where
-      // that claim was recorded, and the job is marked so that the claim coming here later is
-      // not slashed again (review s54: 10 tokens recorded here, a proof about its 1,000-token
-      // variant cut 200 here and 20,000 there, its accuser rewarded 100 here and 10,000 there).
-      const other = settlement.confirmed ? this.#otherClaim(rec, settlement.receipt) : undefined;
-      const slashed = other === undefined
-        ? this.#slashable(rec)
-        : this.#equivocationSlash(rec, other.locked);
-      // The variant the proof was about, when it is not the receipt recorded here.
-      const variant = rec.receiptId === settlement.receiptId
-        ? {}
-        : { variant: settlement.receiptId };
-      return settlement.confirmed
-        ? {
-          receiptId: rec.receiptId,
-          ...variant,
-          fraudProof: settlement.fraudProofHash,
-          validator,
-          slashed,
-          reward: settlement.wordOnly
-            ? 0
-            : roundCredits(slashed * this.#economics.validatorRewardShare),
-          reason: settlement.reason,
-          ...(unpaid ? { worker: rec.worker } : {}),
-          ...(other === undefined ? {} : { equivocated: other.jobId }),
-        }
-        : {
-          receiptId: rec.receiptId,
-          ...variant,
-          fraudProof: settlement.fraudProofHash,
-          validator,
-          // What the accuser has free, at most: a stake never goes below zero (an accuser with
-          // none here loses nothing, and its proofs are not checked: `ValidatorActor`), and never
-          // below what its own receipts lock (review s45: a cheat whose stake was all locked
-          // accused for free, out of the slash it was about to lose, its finder's reward cut).
-          penalty: roundCredits(Math.min(
-            this.#economics.falseAccusationPenalty,
-            freeStake(this.#state.account(validator)),
-          )),
-          reason: settlement.reason,
-        };
-    });
+    const entry = await this.#writer.transition(
+      kind,
+      fraudDecision(this.#view, settlement, receiptKind),
+    );
     return entry!;
   }
 
@@ -1226,7 +736,7 @@ export class Ledger {
    * @throws {LedgerRejectedError} when the receipt is unknown, not pending, or past its window.
    */
   async openChallenge(receiptId: string): Promise<void> {
-    await this.#transition("challenge", () => {
+    await this.#writer.transition("challenge", () => {
       const rec = this.#pendingRecord(receiptId, ["pending"]);
       if (this.#now() > rec.pendingUntil) {
         throw new LedgerRejectedError("challenge_window_closed", "the challenge window has closed");
@@ -1237,7 +747,7 @@ export class Ledger {
 
   /** The challenge ended `valid`: the receipt is pending again and paid when its window closes. */
   async clearChallenge(receiptId: string): Promise<void> {
-    await this.#transition("cleared", () => {
+    await this.#writer.transition("cleared", () => {
       this.#pendingRecord(receiptId, ["challenged"]);
       return { receiptId };
     });
@@ -1253,47 +763,20 @@ export class Ledger {
    * @param reason Stable reason code (`proof_unavailable`, ...).
    */
   async settleFault(receiptId: string, validator: Uint8Array, reason: string): Promise<void> {
-    await this.#transition("fault", () => {
+    await this.#writer.transition("fault", () => {
       const rec = this.#pendingRecord(receiptId, ["challenged"]);
-      return { receiptId, validator: toHex(validator), reason, slashed: this.#slashable(rec) };
+      return {
+        receiptId,
+        validator: toHex(validator),
+        reason,
+        slashed: slashable(this.#view, rec),
+      };
     });
-  }
-
-  /**
-   * What slashing `rec` takes: its lock, or less when a steering conviction
-   * ({@link Ledger.settleSteering}) has cut the worker's stake below its locks.
-   */
-  #slashable(rec: ReceiptRecord): number {
-    return roundCredits(Math.min(rec.locked, Math.max(0, this.account(fromHex(rec.worker)).stake)));
-  }
-
-  /**
-   * What equivocation on `first` (the receipt recorded for the job or round) takes, the
-   * worker's other signed claim for it locking `other`: `slashMultiplier ×` the larger of the two
-   * claims' rewards, so the cut does not depend on which of the two a ledger recorded first (it
-   * used to be the lock of that one: 10 tokens claimed first and 1,000 second cost 200 there and
-   * 20,000 where the 1,000 came first, and nothing after a fraud proof against the 10; review
-   * s54). `first`'s own part as before (its lock, from what is left of the stake; nothing when
-   * a fraud proof or a fault already slashed it); what the larger claim adds, only from stake no
-   * open receipt locks: recorded first, that claim would have needed as much free, and the locks
-   * of the worker's other receipts still back their slashes.
-   */
-  #equivocationSlash(first: ReceiptRecord, other: number): number {
-    const account = this.account(fromHex(first.worker));
-    const open = first.status === "pending" || first.status === "challenged";
-    const own = first.status === "fraud" ? 0 : Math.min(first.locked, Math.max(0, account.stake));
-    // An open `first`'s lock is among the locks: its part comes out of it, not out of the free.
-    const free = Math.max(0, roundCredits(account.stake - account.locked - (open ? 0 : own)));
-    return roundCredits(own + Math.min(Math.max(0, other - first.locked), free));
   }
 
   /** Whether this ledger's owner has settled a steering conviction of `worker` here. */
   steeringSettled(worker: Uint8Array): boolean {
-    return this.#index.proofSettled(this.#steeringSettlement(toHex(worker)));
-  }
-
-  #steeringSettlement(worker: string): string {
-    return `steering/${this.#owner}/${worker}`;
+    return this.#index.proofSettled(steeringSettlement(this.#owner, toHex(worker)));
   }
 
   /**
@@ -1303,8 +786,9 @@ export class Ledger {
    * the paid ones' credit and `m ×` the pending ones' is cut from the worker's stake (the part
    * open receipts lock included; never below zero). Only receipts of this worker that are or will
    * be paid (pending or final) count. Settled once per worker here: in one entry, or, with more
-   * pending evidence than one lists ({@link MAX_STEERING_UNCREDITED_PER_ENTRY}), in several, the
-   * cut in the last; a call that a crash cut off between them is finished by the next.
+   * pending evidence than one lists (`MAX_STEERING_UNCREDITED_PER_ENTRY` in
+   * `_ledger_steering.ts`), in several, the cut in the last; a call that a crash cut off between
+   * them is finished by the next.
    *
    * @param worker The convicted worker.
    * @param receiptIds The worker's receipts whose verdicts by this owner passed over an end.
@@ -1313,14 +797,14 @@ export class Ledger {
    */
   async settleSteering(worker: Uint8Array, receiptIds: readonly string[]): Promise<number> {
     const key = toHex(worker);
-    const settlement = this.#steeringSettlement(key);
+    const settlement = steeringSettlement(this.#owner, key);
     const ids = [...new Set(receiptIds)];
     for (;;) {
-      const entry = await this.#transition("steering", () => {
+      const entry = await this.#writer.transition("steering", () => {
         if (this.#index.proofSettled(settlement)) {
           throw new LedgerRejectedError("already_settled", "this worker's steering was settled");
         }
-        return this.#steeringEntry(key, settlement, ids);
+        return steeringEntry(this.#view, key, settlement, ids);
       });
       // A `part` marked some pending evidence unpaid: decided again with the rest (a crash
       // between the parts leaves the conviction unsettled, and its next settlement goes on).
@@ -1329,62 +813,11 @@ export class Ledger {
   }
 
   /**
-   * The next `steering` entry of the conviction of `key` (hex) over `ids`, decided in the
-   * writer's turn: the conviction's own, or, while more of its pending evidence is not marked
-   * unpaid than one entry lists, a `part` that marks the next {@link
-   * MAX_STEERING_UNCREDITED_PER_ENTRY} of them and cuts nothing.
-   */
-  #steeringEntry(key: string, settlement: string, ids: string[]): Record<string, unknown> {
-    const evidence = ids.filter((id) => {
-      const rec = this.#record(id);
-      return rec?.worker === key && (rec.status === "pending" || rec.status === "final");
-    });
-    // Receipts still pending are not paid at all (their credit goes to 0, as a doubly
-    // assigned job's); those already paid are clawed back from the stake. Either way each is
-    // slashed `m` times its credit as well.
-    const pending = evidence.filter((id) => this.#record(id)!.status === "pending");
-    // Those an earlier part of this conviction marked unpaid are not listed again.
-    const unmarked = pending.filter((id) => !this.#index.proofSettled(steeringEvidenceKey(id)));
-    if (unmarked.length > MAX_STEERING_UNCREDITED_PER_ENTRY) {
-      return {
-        worker: key,
-        validator: this.#owner,
-        part: true,
-        uncredited: unmarked.slice(0, MAX_STEERING_UNCREDITED_PER_ENTRY),
-        slashed: 0,
-      };
-    }
-    const sum = (ids: string[], of: (rec: ReceiptRecord) => number) =>
-      ids.reduce((total, id) => total + of(this.#record(id)!), 0);
-    const m = this.#economics.slashMultiplier;
-    const open = new Set(pending); // a Set: the evidence may be tens of thousands of receipts
-    const paid = evidence.filter((id) => !open.has(id));
-    // A pending receipt's slash is its lock (m × its reward), credited yet or not: one whose
-    // assignment comes later is not paid either (`steeringEvidenceKey`).
-    const owed = roundCredits(
-      sum(paid, (rec) => rec.credit) * (1 + m) + sum(pending, (rec) => rec.locked),
-    );
-    // From the whole stake, the part open receipts lock included: a steerer that keeps its
-    // stake at its locks must not be convicted for free. Never below zero.
-    const slashed = Math.min(Math.max(0, this.#state.account(key).stake), owed);
-    return {
-      worker: key,
-      validator: this.#owner,
-      settlement,
-      // Bounded, so the entry fits one frame however long the worker served (see the const).
-      receipts: evidence.slice(-MAX_STEERING_RECEIPTS_LISTED),
-      evidence: evidence.length,
-      uncredited: unmarked,
-      slashed,
-    };
-  }
-
-  /**
    * The challenge could not be decided (the validator lacks the model, failed, restarted): the
    * job is not paid, and the worker's locked stake is released.
    */
   async leaveUnresolved(receiptId: string, reason: string): Promise<void> {
-    await this.#transition("unresolved", () => {
+    await this.#writer.transition("unresolved", () => {
       this.#pendingRecord(receiptId, ["pending", "challenged"]);
       return { receiptId, reason };
     });
@@ -1421,7 +854,7 @@ export class Ledger {
       throw new LedgerRejectedError("verdict_rejected", "verdict signature does not verify");
     }
     const id = verdictId(verdict);
-    await this.#transition(
+    await this.#writer.transition(
       "verdict",
       () =>
         this.#index.hasVerdict(id)
@@ -1433,17 +866,7 @@ export class Ledger {
 
   /** Wait for pending appends, write a checkpoint if entries came since the last, and close. */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    await this.#queue;
-    this.#closed = true;
-    try {
-      if (this.#checkpointEvery > 0 && this.#seq > this.#checkpointSeq && this.#poisoned === null) {
-        await this.#checkpoint().catch(() => {}); // the next open verifies more, that is all
-      }
-    } finally {
-      this.#index.close();
-      this.#log.close();
-    }
+    await this.#writer.close();
   }
 }
 
@@ -1475,29 +898,4 @@ function closeQuietly(index: LedgerIndex): void {
   } catch {
     // a damaged database may fail to close cleanly: it is deleted next
   }
-}
-
-/**
- * The entry for a job its requester assigned twice, `first` holding it and `second` the other
- * worker's receipt with its assignment: the first loses its credit while it is open; undefined
- * when it has none left to lose (closed, or earning nothing).
- */
-function doubleAssignment(first: ReceiptRecord, second: Receipt, assignment: unknown) {
-  const open = first.status === "pending" || first.status === "challenged";
-  if (!open || first.credit <= 0) return undefined;
-  return {
-    kind: "double_assignment" as const,
-    body: {
-      jobId: second.jobId,
-      receiptId: first.receiptId,
-      second: second as unknown as Record<string, unknown>,
-      assignment: assignment as unknown as Record<string, unknown>,
-      uncredited: first.credit,
-    },
-  };
-}
-
-/** What of `account`'s stake its pending receipts do not lock: never below zero, to the quantum. */
-export function freeStake(account: Readonly<Account>): number {
-  return Math.max(0, roundCredits(account.stake - account.locked));
 }

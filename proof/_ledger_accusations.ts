@@ -1,0 +1,176 @@
+/**
+ * Settling accusations: which receipt a fraud proof settles here ({@link fraudSubjectOf}: the
+ * receipt it names, or the variant of it its worker had recorded here for the same job), the
+ * other claim a proof about a variant reveals ({@link otherClaim}: equivocation too), and what a
+ * checked fraud proof does to the ledger ({@link fraudDecision}: confirmed, the worker is slashed
+ * and the validator rewarded; refuted, the validator pays for a false accusation). Used by
+ * `Ledger.fraudSubject`, `Ledger.settleFraud` and `Ledger.settleTrainingFraud` (`ledger.ts`),
+ * inside the writer's turn. Not part of the public API.
+ *
+ * @module
+ */
+import { toHex } from "../protocols/hash.ts";
+import { type Receipt, receiptId, verifyReceipt } from "../protocols/receipt.ts";
+import { LedgerRejectedError } from "./ledger_errors.ts";
+import {
+  type ReceiptKind,
+  type ReceiptRecord,
+  roundCredits,
+  takesFraudProofs,
+} from "./ledger_state.ts";
+import {
+  equivocationSlash,
+  freeStake,
+  type LedgerView,
+  lockOf,
+  rewardOf,
+  slashable,
+} from "./_ledger_amounts.ts";
+import type { FraudSettlement } from "./ledger.ts";
+
+/** `Ledger.fraudSubject`, for a proof that names its receipt `id` (another: none). */
+export function fraudSubjectOf(
+  view: LedgerView,
+  receipt: Receipt,
+  id = receiptId(receipt),
+): ReceiptRecord | undefined {
+  if (id !== receiptId(receipt)) return undefined;
+  const own = view.record(id);
+  if (own !== undefined) return own;
+  // Only the worker's own signature binds it to a variant it did not send here.
+  if (!verifyReceipt(receipt).ok) return undefined;
+  const recordedId = view.index.jobReceipt(receipt.jobId);
+  const recorded = recordedId === undefined ? undefined : view.record(recordedId);
+  const same = recorded?.kind === "inference" && recorded.worker === toHex(receipt.worker);
+  return same ? recorded : undefined;
+}
+
+/**
+ * The other claim `receipt` makes for the job of `rec` (the receipt its worker had recorded
+ * here, which a proof about `receipt` settles: `Ledger.fraudSubject`): its job and the
+ * stake it would lock, when it claims other work (another output or token count) and the job
+ * was not slashed for equivocation yet; else undefined (the same receipt, or the same claim).
+ */
+export function otherClaim(
+  view: LedgerView,
+  rec: ReceiptRecord,
+  receipt: Receipt | undefined,
+): { jobId: string; locked: number } | undefined {
+  if (receipt === undefined || receiptId(receipt) === rec.receiptId) return undefined;
+  if (view.index.equivocated(receipt.jobId)) return undefined;
+  const claim = view.index.claim(receipt.jobId);
+  if (claim === undefined) return undefined;
+  if (claim.outputHash === receipt.outputHash && claim.tokens === receipt.tokenCount) {
+    return undefined;
+  }
+  return {
+    jobId: receipt.jobId,
+    locked: lockOf(view, rewardOf(view, receipt)),
+  };
+}
+
+/**
+ * What settling `settlement` (a checked fraud proof about a receipt of `receiptKind`) is,
+ * decided when called, in the writer's turn, on what is recorded then: the body of its `fraud`
+ * (confirmed) or `false_accusation` (refuted) entry, or a refusal thrown (see
+ * `Ledger.settleFraud` and `Ledger.settleTrainingFraud`).
+ */
+export function fraudDecision(
+  view: LedgerView,
+  settlement: FraudSettlement,
+  receiptKind: ReceiptKind,
+): () => Record<string, unknown> {
+  const validator = toHex(settlement.validator);
+  return () => {
+    // The receipt named, or the variant of it its worker had recorded here for the job.
+    const rec = settlement.receipt === undefined
+      ? view.record(settlement.receiptId)
+      : fraudSubjectOf(view, settlement.receipt, settlement.receiptId);
+    if (!rec) throw new LedgerRejectedError("unknown_receipt", "no such receipt in the ledger");
+    if (rec.kind !== receiptKind) {
+      // A fraud proof is checked against one kind of work: an inference proof says nothing
+      // about a training receipt, nor the reverse.
+      throw new LedgerRejectedError("wrong_kind", `receipt is a ${rec.kind} receipt`);
+    }
+    // `unpaid`: this ledger's own challenge ended undecided (`leaveUnresolved`). Inside the
+    // window it still takes a proof, as every ledger that did not challenge does: else the
+    // cheat keeps here the stake it loses everywhere else.
+    const unpaid = rec.status === "unpaid";
+    // A receipt already slashed takes only a refuted proof (see `takesFraudProofs`).
+    if (!takesFraudProofs(rec.status) || (rec.status === "fraud" && settlement.confirmed)) {
+      throw new LedgerRejectedError("not_pending", `receipt is ${rec.status}, not pending`);
+    }
+    // After its window, only this ledger's own open challenge still settles a receipt: a
+    // proof from elsewhere is refused on every ledger alike (whether or not it challenged),
+    // unless it was taken inside the window and its check ended after it.
+    if (
+      Math.min(view.now(), settlement.takenAt ?? Infinity) > rec.pendingUntil &&
+      (rec.status !== "challenged" || validator !== view.owner)
+    ) {
+      throw new LedgerRejectedError(
+        "challenge_window_closed",
+        "the challenge window has closed",
+      );
+    }
+    if (view.index.proofSettled(settlement.fraudProofHash)) {
+      throw new LedgerRejectedError("already_settled", "this fraud proof was settled before");
+    }
+    if (view.index.hasAccused(validator, rec.receiptId)) {
+      // One accusation per accuser and receipt: a refuted accuser cannot re-roll with a
+      // fresh timestamp, making every ledger re-check (and re-book) the same claim.
+      throw new LedgerRejectedError(
+        "repeated_accusation",
+        "this validator has already accused this receipt",
+      );
+    }
+    if (rec.worker === validator) {
+      // The worker accusing its own receipt only shapes its own settlement: refuted, a flat
+      // penalty in place of checks; confirmed, a reward out of its own slash.
+      throw new LedgerRejectedError("self_accusation", "the worker accused its own receipt");
+    }
+    // The slash is the lock, or what is left of the worker's stake after a steering
+    // conviction cut into it: a reward is a share of what was really taken, never minted.
+    // An unpaid receipt's lock was released: the slash is its amount, out of the stake
+    // (`worker` names whose, as the receipt is no longer open in the working state).
+    // A confirmed proof about another claim the worker signed for the job (another output
+    // or token count) also proves its equivocation: the slash is the larger claim's, as where
+    // that claim was recorded, and the job is marked so that the claim coming here later is
+    // not slashed again (review s54: 10 tokens recorded here, a proof about its 1,000-token
+    // variant cut 200 here and 20,000 there, its accuser rewarded 100 here and 10,000 there).
+    const other = settlement.confirmed ? otherClaim(view, rec, settlement.receipt) : undefined;
+    const slashed = other === undefined
+      ? slashable(view, rec)
+      : equivocationSlash(view, rec, other.locked);
+    // The variant the proof was about, when it is not the receipt recorded here.
+    const variant = rec.receiptId === settlement.receiptId ? {} : { variant: settlement.receiptId };
+    return settlement.confirmed
+      ? {
+        receiptId: rec.receiptId,
+        ...variant,
+        fraudProof: settlement.fraudProofHash,
+        validator,
+        slashed,
+        reward: settlement.wordOnly
+          ? 0
+          : roundCredits(slashed * view.economics.validatorRewardShare),
+        reason: settlement.reason,
+        ...(unpaid ? { worker: rec.worker } : {}),
+        ...(other === undefined ? {} : { equivocated: other.jobId }),
+      }
+      : {
+        receiptId: rec.receiptId,
+        ...variant,
+        fraudProof: settlement.fraudProofHash,
+        validator,
+        // What the accuser has free, at most: a stake never goes below zero (an accuser with
+        // none here loses nothing, and its proofs are not checked: `ValidatorActor`), and never
+        // below what its own receipts lock (review s45: a cheat whose stake was all locked
+        // accused for free, out of the slash it was about to lose, its finder's reward cut).
+        penalty: roundCredits(Math.min(
+          view.economics.falseAccusationPenalty,
+          freeStake(view.state.account(validator)),
+        )),
+        reason: settlement.reason,
+      };
+  };
+}

@@ -1,0 +1,89 @@
+/**
+ * The amounts the ledger's decisions compute, and the view of a ledger they read. What a receipt
+ * earns ({@link rewardOf}) and locks ({@link lockOf}), what slashing it takes ({@link slashable},
+ * {@link equivocationSlash}) and what of a key's stake is free ({@link freeStake}, re-exported by
+ * `ledger.ts`). {@link LedgerView} is what `ledger.ts` hands every decision module
+ * (`_ledger_receipts.ts`, `_ledger_training.ts`, `_ledger_accusations.ts`,
+ * `_ledger_steering.ts`): the working state, the history index and the economics, read in the
+ * writer's turn. Every amount is kept to a millionth of a credit ({@link roundCredits}). Not part
+ * of the public API (but `freeStake`).
+ *
+ * @module
+ */
+import { fromHex } from "../protocols/hash.ts";
+import type { Receipt } from "../protocols/receipt.ts";
+import type { EconomicParams } from "./economics.ts";
+import type { LedgerIndex } from "./ledger_index.ts";
+import {
+  type Account,
+  type LedgerState,
+  type ReceiptRecord,
+  roundCredits,
+} from "./ledger_state.ts";
+
+/** What of a ledger its decisions read (built by `Ledger`'s constructor). */
+export interface LedgerView {
+  /** The working state (balances, pledges, open receipts). */
+  readonly state: LedgerState;
+  /** The history index (every receipt, job, settled accusation and verdict). */
+  readonly index: LedgerIndex;
+  /** Hex key of the ledger's owner. */
+  readonly owner: string;
+  /** Economics in force. */
+  readonly economics: EconomicParams;
+  /** Price per output token of a model CID. */
+  tokenPrice(model: string): number;
+  /** Clock in unix ms. */
+  now(): number;
+  /** The record of a receipt, open or closed (the live one when open: do not hand it out). */
+  record(receiptId: string): ReceiptRecord | undefined;
+  /** Balances of a key (a copy; zeros when unknown). */
+  account(key: Uint8Array): Account;
+}
+
+/**
+ * Useful work: tokens × the model's price; a one-shot (tensor) job counts as one unit. To a
+ * millionth of a credit, as every amount ({@link roundCredits}).
+ */
+export function rewardOf(view: LedgerView, receipt: Receipt): number {
+  const units = receipt.kind === "tensor" ? 1 : receipt.tokenCount;
+  return roundCredits(units * view.tokenPrice(receipt.model));
+}
+
+/** The stake a receipt earning `reward` locks: `slashMultiplier ×` it, to the quantum. */
+export function lockOf(view: LedgerView, reward: number): number {
+  return roundCredits(reward * view.economics.slashMultiplier);
+}
+
+/**
+ * What slashing `rec` takes: its lock, or less when a steering conviction
+ * (`Ledger.settleSteering`) has cut the worker's stake below its locks.
+ */
+export function slashable(view: LedgerView, rec: ReceiptRecord): number {
+  return roundCredits(Math.min(rec.locked, Math.max(0, view.account(fromHex(rec.worker)).stake)));
+}
+
+/**
+ * What equivocation on `first` (the receipt recorded for the job or round) takes, the
+ * worker's other signed claim for it locking `other`: `slashMultiplier ×` the larger of the two
+ * claims' rewards, so the cut does not depend on which of the two a ledger recorded first (it
+ * used to be the lock of that one: 10 tokens claimed first and 1,000 second cost 200 there and
+ * 20,000 where the 1,000 came first, and nothing after a fraud proof against the 10; review
+ * s54). `first`'s own part as before (its lock, from what is left of the stake; nothing when
+ * a fraud proof or a fault already slashed it); what the larger claim adds, only from stake no
+ * open receipt locks: recorded first, that claim would have needed as much free, and the locks
+ * of the worker's other receipts still back their slashes.
+ */
+export function equivocationSlash(view: LedgerView, first: ReceiptRecord, other: number): number {
+  const account = view.account(fromHex(first.worker));
+  const open = first.status === "pending" || first.status === "challenged";
+  const own = first.status === "fraud" ? 0 : Math.min(first.locked, Math.max(0, account.stake));
+  // An open `first`'s lock is among the locks: its part comes out of it, not out of the free.
+  const free = Math.max(0, roundCredits(account.stake - account.locked - (open ? 0 : own)));
+  return roundCredits(own + Math.min(Math.max(0, other - first.locked), free));
+}
+
+/** What of `account`'s stake its pending receipts do not lock: never below zero, to the quantum. */
+export function freeStake(account: Readonly<Account>): number {
+  return Math.max(0, roundCredits(account.stake - account.locked));
+}

@@ -1,0 +1,189 @@
+/**
+ * Recording an inference receipt: what a receipt brought to the ledger is
+ * ({@link receiptDecision}), decided in the writer's turn on what is recorded then — a new
+ * pending receipt, its assignment arriving late, equivocation (a second, different receipt of
+ * the same worker for the job: slashed on arrival), a job its requester assigned twice
+ * ({@link doubleAssignment}: neither paid), or a refusal. `Ledger.recordReceipt` writes what it
+ * decides; `Ledger.receiptRefusal` asks it and writes nothing (`ledger.ts`). Not part of the
+ * public API.
+ *
+ * @module
+ */
+import { toHex } from "../protocols/hash.ts";
+import { steeringEvidenceKey, uncreditedReceiptKey } from "./ledger_index.ts";
+import type { Receipt } from "../protocols/receipt.ts";
+import { verifyAssignment } from "../protocols/assignment.ts";
+import { isTokenWidth, MIN_COMMITMENT_CHUNK_SIZE } from "./commitment.ts";
+import type { LedgerEntryKind } from "./ledger_entry.ts";
+import { InsufficientStakeError, LedgerRejectedError } from "./ledger_errors.ts";
+import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
+import { equivocationSlash, type LedgerView, lockOf, rewardOf } from "./_ledger_amounts.ts";
+
+/**
+ * What recording `receipt` (`check`: its signature verified) is, decided when called, on what
+ * is recorded then: the entry to write, or a refusal thrown (see `Ledger.recordReceipt`).
+ */
+export function receiptDecision(
+  view: LedgerView,
+  receipt: Receipt,
+  check: { receiptId: string },
+  options: { assignment?: unknown; uncredited?: string },
+): () => { kind: LedgerEntryKind; body: Record<string, unknown> } {
+  const worker = toHex(receipt.worker);
+  const reward = rewardOf(view, receipt);
+  const locked = lockOf(view, reward);
+  const assignment = options.assignment;
+  const assigned = verifyAssignment(assignment, { jobId: receipt.jobId, worker: receipt.worker });
+  const requester = assigned ? toHex(assignment.requester) : null;
+  const uncredited = options.uncredited;
+  const credit = assigned && uncredited === undefined ? reward : 0;
+  return () => {
+    const firstId = view.index.jobReceipt(receipt.jobId);
+    const first = firstId === undefined ? undefined : view.record(firstId);
+    // Another receipt of this worker for a job it already has one recorded for, claiming
+    // other work (another output or token count): two signed answers to one job. Its own
+    // signatures convict it; the first receipt is slashed (or, if already paid, its stake is
+    // cut as much), by the larger of the two claims (`equivocationSlash`).
+    if (
+      first !== undefined && first.receiptId !== check.receiptId && first.worker === worker &&
+      !view.index.equivocated(receipt.jobId)
+    ) {
+      const claim = view.index.claim(receipt.jobId);
+      // The same claim signed twice (fingerprints' last bits) is not equivocation: it is
+      // refused below, not paid twice.
+      const slashed = equivocationSlash(view, first, locked);
+      if (
+        claim !== undefined &&
+        (claim.outputHash !== receipt.outputHash || claim.tokens !== receipt.tokenCount) &&
+        (first.status !== "fraud" || slashed > 0)
+      ) {
+        return {
+          kind: "equivocation",
+          body: {
+            jobId: receipt.jobId,
+            receiptId: first.receiptId,
+            second: receipt as unknown as Record<string, unknown>,
+            slashed,
+          },
+        };
+      }
+    }
+    if (receipt.kind === "text" && receipt.commitment.chunkSize < MIN_COMMITMENT_CHUNK_SIZE) {
+      // Not recorded, so never paid: no fraud proof against it would reach the other ledgers.
+      throw new LedgerRejectedError(
+        "receipt_rejected",
+        `the commitment has ${receipt.commitment.chunkSize} positions per chunk, fewer than ${MIN_COMMITMENT_CHUNK_SIZE}`,
+      );
+    }
+    if (receipt.kind === "text" && !isTokenWidth(receipt.commitment.tokenBytes)) {
+      // Not recorded, so never paid: no proof data opens a commitment of another width, so
+      // no fraud proof could convict it (review s46: the checker threw on its openings).
+      throw new LedgerRejectedError(
+        "receipt_rejected",
+        `the commitment packs tokens ${receipt.commitment.tokenBytes} bytes wide, not 2 or 4`,
+      );
+    }
+    const existing = view.record(check.receiptId);
+    if (existing !== undefined) {
+      // Recorded before without its assignment: the requester's announcement came second.
+      const open = existing.status === "pending" || existing.status === "challenged";
+      // Meanwhile another worker's assigned receipt took the job from it: the requester
+      // assigned the job twice, and this ends as if both had come with their assignments
+      // (below): the one holding the job loses its credit while open, this one earns nothing.
+      if (requester !== null && first !== undefined && first.receiptId !== check.receiptId) {
+        const twice = doubleAssignment(first, receipt, assignment);
+        if (twice !== undefined) return twice;
+        throw new LedgerRejectedError(
+          "job_already_recorded",
+          "another receipt for this job is already recorded",
+        );
+      }
+      // Left unpaid by the owner's own undecided challenge, it takes its assignment all the
+      // same, earning nothing here: as if the assigned copy had come first, the job is
+      // assigned here (another worker's assigned receipt for it is a double assignment, not a
+      // takeover of the job), and the owner passes the assigned receipt on, once, to the
+      // ledgers that hear it only through it and pay it (review s48: they never heard it).
+      const undecided = existing.status === "unpaid";
+      if (requester !== null && (open || undecided) && existing.requester === undefined) {
+        // Evidence of a steering conviction is never paid, whenever its assignment comes.
+        // Whether the owner could check it was decided at intake, where it was drawn or not:
+        // recorded uncredited (its model was not here), it earns nothing whatever the owner
+        // holds when its assignment comes; recorded checkable, it is credited even if the
+        // model has left since (review s47: the late announcement decided both ways).
+        const unpaid = undecided ||
+          view.index.proofSettled(steeringEvidenceKey(check.receiptId)) ||
+          view.index.proofSettled(uncreditedReceiptKey(check.receiptId));
+        return {
+          kind: "assigned",
+          body: { receiptId: check.receiptId, requester, credit: unpaid ? 0 : reward },
+        };
+      }
+      throw new LedgerRejectedError("duplicate_receipt", "receipt already recorded");
+    }
+    // An assigned receipt takes the job from another worker's receipt recorded without one: a
+    // copier that re-signed the worker's announced receipt under its own key and got here
+    // first cannot be assigned the job (only the requester the job names can sign that), so
+    // it keeps its record (and its lock) but not the job's one payment.
+    const supersedes = first !== undefined && requester !== null && first.worker !== worker &&
+      first.requester === undefined;
+    // Two workers' receipts for one job, each with a valid assignment: the requester (the one
+    // key the job names) signed two contradicting assignments, say to take a worker's output
+    // for a key of its own. Neither is paid, whichever came first: the first loses its credit
+    // while it is open (a paid receipt stays paid), the second is not recorded. One entry per
+    // job keeps the evidence (the second receipt and its assignment).
+    if (
+      first !== undefined && requester !== null && first.worker !== worker &&
+      first.requester !== undefined
+    ) {
+      const twice = doubleAssignment(first, receipt, assignment);
+      if (twice !== undefined) return twice;
+    }
+    if (firstId !== undefined && !supersedes) {
+      // One payment per job: the same work re-signed with other timings, signed again under
+      // another key, or answered again from a cache is not paid twice.
+      throw new LedgerRejectedError(
+        "job_already_recorded",
+        "another receipt for this job is already recorded",
+      );
+    }
+    const acc = view.state.account(worker);
+    const free = roundCredits(acc.stake - acc.locked);
+    if (locked > free) throw new InsufficientStakeError(locked, free);
+    return {
+      kind: "receipt",
+      body: {
+        receiptId: check.receiptId,
+        jobId: receipt.jobId,
+        model: receipt.model,
+        worker,
+        tokens: receipt.tokenCount,
+        outputHash: receipt.outputHash,
+        credit,
+        requester,
+        locked,
+        pendingUntil: view.now() + view.economics.challengeWindowMs,
+        ...(uncredited === undefined ? {} : { uncredited }),
+      },
+    };
+  };
+}
+
+/**
+ * The entry for a job its requester assigned twice, `first` holding it and `second` the other
+ * worker's receipt with its assignment: the first loses its credit while it is open; undefined
+ * when it has none left to lose (closed, or earning nothing).
+ */
+export function doubleAssignment(first: ReceiptRecord, second: Receipt, assignment: unknown) {
+  const open = first.status === "pending" || first.status === "challenged";
+  if (!open || first.credit <= 0) return undefined;
+  return {
+    kind: "double_assignment" as const,
+    body: {
+      jobId: second.jobId,
+      receiptId: first.receiptId,
+      second: second as unknown as Record<string, unknown>,
+      assignment: assignment as unknown as Record<string, unknown>,
+      uncredited: first.credit,
+    },
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * Settling a steering conviction: when this ledger's owner convicts a worker of steering
+ * (`steering.ts`), the evidence receipts still pending go unpaid, those paid are clawed back,
+ * and each is slashed. {@link steeringSettlement} names the conviction (settled once per owner
+ * and worker); {@link steeringEntry} decides, in the writer's turn, the next `steering` entry,
+ * bounded so each fits one frame: `part` entries marking pending evidence unpaid, then the
+ * conviction's own with the cut. `Ledger.settleSteering` and `Ledger.steeringSettled`
+ * (`ledger.ts`) use them. Not part of the public API.
+ *
+ * @module
+ */
+import { steeringEvidenceKey } from "./ledger_index.ts";
+import { type ReceiptRecord, roundCredits } from "./ledger_state.ts";
+import type { LedgerView } from "./_ledger_amounts.ts";
+
+/**
+ * Paid receipts a `steering` entry lists by id at most (about 66 bytes each: 4,096 take 270 KB),
+ * the most recent; the rest are counted (`evidence`). The list is a record nothing replays (the
+ * cut is `slashed`, the unpaid ones are `uncredited`), and unbounded it outgrew
+ * `MAX_ENTRY_BYTES` past about 15,900 receipts: an entry the next open refuses (review s51).
+ */
+const MAX_STEERING_RECEIPTS_LISTED = 4096;
+
+/**
+ * Pending receipts one `steering` entry marks unpaid at most (`uncredited`, about 66 bytes each:
+ * with the paid ones listed, an entry stays near 540 KB). The replay needs every id, so a
+ * conviction with more is settled in several entries: `part` entries first, each marking the
+ * next ones and cutting nothing, then the conviction's own with the rest and the cut. Listed in
+ * one entry, past about 11,800 pending receipts it was over `MAX_ENTRY_BYTES` and refused: the
+ * conviction never settled, the steerer was paid, and the validator failed every start (review
+ * s52).
+ */
+const MAX_STEERING_UNCREDITED_PER_ENTRY = 4096;
+
+/** The key under which `owner` settles its steering conviction of hex `worker`, once. */
+export function steeringSettlement(owner: string, worker: string): string {
+  return `steering/${owner}/${worker}`;
+}
+
+/**
+ * The next `steering` entry of the conviction of `key` (hex) over `ids`, decided in the
+ * writer's turn: the conviction's own, or, while more of its pending evidence is not marked
+ * unpaid than one entry lists, a `part` that marks the next {@link
+ * MAX_STEERING_UNCREDITED_PER_ENTRY} of them and cuts nothing.
+ */
+export function steeringEntry(
+  view: LedgerView,
+  key: string,
+  settlement: string,
+  ids: string[],
+): Record<string, unknown> {
+  const evidence = ids.filter((id) => {
+    const rec = view.record(id);
+    return rec?.worker === key && (rec.status === "pending" || rec.status === "final");
+  });
+  // Receipts still pending are not paid at all (their credit goes to 0, as a doubly
+  // assigned job's); those already paid are clawed back from the stake. Either way each is
+  // slashed `m` times its credit as well.
+  const pending = evidence.filter((id) => view.record(id)!.status === "pending");
+  // Those an earlier part of this conviction marked unpaid are not listed again.
+  const unmarked = pending.filter((id) => !view.index.proofSettled(steeringEvidenceKey(id)));
+  if (unmarked.length > MAX_STEERING_UNCREDITED_PER_ENTRY) {
+    return {
+      worker: key,
+      validator: view.owner,
+      part: true,
+      uncredited: unmarked.slice(0, MAX_STEERING_UNCREDITED_PER_ENTRY),
+      slashed: 0,
+    };
+  }
+  const sum = (ids: string[], of: (rec: ReceiptRecord) => number) =>
+    ids.reduce((total, id) => total + of(view.record(id)!), 0);
+  const m = view.economics.slashMultiplier;
+  const open = new Set(pending); // a Set: the evidence may be tens of thousands of receipts
+  const paid = evidence.filter((id) => !open.has(id));
+  // A pending receipt's slash is its lock (m × its reward), credited yet or not: one whose
+  // assignment comes later is not paid either (`steeringEvidenceKey`).
+  const owed = roundCredits(
+    sum(paid, (rec) => rec.credit) * (1 + m) + sum(pending, (rec) => rec.locked),
+  );
+  // From the whole stake, the part open receipts lock included: a steerer that keeps its
+  // stake at its locks must not be convicted for free. Never below zero.
+  const slashed = Math.min(Math.max(0, view.state.account(key).stake), owed);
+  return {
+    worker: key,
+    validator: view.owner,
+    settlement,
+    // Bounded, so the entry fits one frame however long the worker served (see the const).
+    receipts: evidence.slice(-MAX_STEERING_RECEIPTS_LISTED),
+    evidence: evidence.length,
+    uncredited: unmarked,
+    slashed,
+  };
+}
