@@ -1,6 +1,6 @@
 /**
  * The ValidatorActor's budget for taking over peers' "proof withheld" claims
- * (`validator_actor.ts`, `#takeOverWithheld`). A claim costs its author nothing (stake is
+ * (`_peer_verdicts.ts`, `#takeOverWithheld`). A claim costs its author nothing (stake is
  * self-pledged, keys are free), and each takeover costs this ledger a proof fetch and a full
  * validation, and the worker a proof served: without a budget, one key claiming every receipt
  * it sees turns this ledger's challenge rate from p into 1. So takeovers run on credit of their

@@ -46,8 +46,8 @@ export const MAX_REMEMBERED_RECEIPTS = 4096;
  * here. There is no share per worker, by count or by bytes: one key's flood pushes out everyone's
  * oldest receipts (a share would not help: the flooder's own oldest is the one it withheld). So a
  * claim comes after its receipt and job (`ClaimEvidence`, review s57), and a copy of one recorded
- * here, still pending, forgotten and never challenged here, is remembered again (the actor's
- * `#forgottenPending`), as the newest, within these same bounds.
+ * here, still pending, forgotten and never challenged here, is remembered again (the intake's
+ * `#forgottenPending`, `_receipt_intake.ts`), as the newest, within these same bounds.
  */
 export const MAX_REMEMBERED_RECEIPT_BYTES = 64 * 1024 * 1024;
 /**
@@ -186,7 +186,7 @@ function keptRecordBytes(receipt: Receipt, job: Job): number {
   return encodeCanonical({ receipt, job }).length;
 }
 
-/** Who judged what: a verdict's validator and subject (checked by the actor's `#worthRecording`). */
+/** Who judged what: a verdict's validator and subject (checked by `_peer_verdicts.ts`'s `#worthRecording`). */
 export function judgedKey(verdict: Verdict): string {
   return `${toHex(verdict.validator)}/${verdict.subjectId}`;
 }
@@ -196,7 +196,7 @@ export class ValidatorMemory {
   /** Receipts refused for a worker with no stake here yet, by worker, until its pledge comes. */
   readonly #awaitingStake = new Map<string, ReceiptMessage[]>();
   /**
-   * Peers' receipts not challenged here yet, with their jobs (see the actor's
+   * Peers' receipts not challenged here yet, with their jobs (see `_peer_verdicts.ts`'s
    * `#takeOverWithheld`), oldest first, each with its bytes (see
    * {@link MAX_REMEMBERED_RECEIPT_BYTES}).
    */

@@ -1,0 +1,193 @@
+/**
+ * Peers' verdicts at the ValidatorActor (`validator_actor.ts`, the `verdict` message): a verdict
+ * is recorded only if it concerns this ledger (`#worthRecording`), one verdict per validator per
+ * receipt; new here, it is passed on to every other peer (a "proof withheld" claim after the
+ * receipt and job it is about, `ClaimEvidence`), and a staked peer's claim is taken over within
+ * the takeover budget (`#takeOverWithheld`, `_takeover_budget.ts`). A claim that outran its
+ * receipt or its author's pledge is held, bounded (`_validator_memory.ts`), and taken again when
+ * what it lacks comes (`takeHeldClaims`, `takeClaimsOf`). Owned by the actor, built in its
+ * constructor on its {@link ValidatorCore}; read and written only inside its `receive` (and its
+ * start). Not part of the public API.
+ *
+ * @module
+ */
+import type { ActorContext } from "./actor.ts";
+import { type Verdict, verdictId, verifyVerdict } from "../protocols/verdict.ts";
+import { toHex } from "../protocols/hash.ts";
+import { judgedKey } from "./_validator_memory.ts";
+import { type Challenges, claimEvidence } from "./_challenges.ts";
+import { MAX_OPEN_CHALLENGES_PER_WORKER } from "./_receipt_intake.ts";
+import type { ValidatorCore } from "./_validator_core.ts";
+import type { ValidatorMessage, VerdictMessage } from "./validator_messages.ts";
+
+/** Peers' verdicts and claims (see the module doc). */
+export class PeerVerdicts {
+  readonly #core: ValidatorCore;
+  readonly #challenges: Challenges;
+
+  /**
+   * Create the part (the actor's constructor calls this).
+   * @param core What the actor's parts share.
+   * @param challenges Where a peer's claim is taken over.
+   */
+  constructor(core: ValidatorCore, challenges: Challenges) {
+    this.#core = core;
+    this.#challenges = challenges;
+  }
+
+  /** A verdict from elsewhere (the `verdict` message): answers its id once recorded. */
+  async onVerdict(
+    message: VerdictMessage,
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<string | undefined> {
+    const ledger = this.#core.ledger();
+    const fromPeer = message.origin !== undefined && message.origin !== "local";
+    if (fromPeer && !this.#worthRecording(message.verdict)) {
+      if (this.#awaitsEvidence(message.verdict)) {
+        // A claim that outran its receipt or its author's pledge: held, taken again when
+        // what it lacks comes.
+        const staked = ledger.hasStaked(message.verdict.validator);
+        this.#core.memory.holdClaim(message.verdict, message.origin, staked);
+        return undefined;
+      }
+      this.#core.stats.refusedVerdicts++;
+      return undefined;
+    }
+    try {
+      const known = ledger.hasVerdict(verdictId(message.verdict));
+      // One verdict per validator per receipt: the same claim re-signed (a new timestamp,
+      // other details) is neither recorded, nor passed on, nor taken over again. An
+      // honest validator signs one per receipt (one challenge each).
+      const author = fromPeer ? judgedKey(message.verdict) : undefined;
+      if (!known && author !== undefined && this.#core.memory.hasJudged(author)) {
+        this.#core.stats.refusedVerdicts++;
+        return undefined;
+      }
+      const id = await ledger.recordVerdict(message.verdict);
+      // Only once it verified: a forged copy must not take the genuine verdict's place.
+      if (author !== undefined) this.#core.memory.rememberJudged(author);
+      if (!known) this.#core.tell({ kind: "verdict", verdict: message.verdict, own: false });
+      if (fromPeer) {
+        this.#core.stats.peerVerdicts++;
+        if (!known) {
+          // Gossip: new here, so passed on to every peer but the one it came from (who
+          // pass it on in turn, once each): it reaches nodes not connected to its author.
+          // A claim goes after the receipt and job it is about, as this validator remembers
+          // them (before its takeover below forgets them): a ledger that forgot them takes
+          // it over all the same (`ClaimEvidence`).
+          const recent = this.#core.memory.recent(message.verdict.subjectId);
+          this.#core.tellNetwork(ctx, {
+            type: "publish_verdict",
+            verdict: message.verdict,
+            except: message.origin,
+            evidence: claimEvidence(message.verdict, recent?.receipt, recent?.job),
+          });
+        }
+        // Once per verdict: a replay of one already recorded (by anyone, any number of
+        // times) must not make this validator challenge the receipt again.
+        if (!known) await this.#takeOverWithheld(message.verdict, ctx);
+      }
+      return id;
+    } catch (error) {
+      // A peer's forged verdict is refused, not a reason to crash the ledger's owner.
+      if (!fromPeer) throw error;
+      this.#core.stats.refusedVerdicts++;
+      return undefined;
+    }
+  }
+
+  /**
+   * Whether a peer's verdict, refused for now, is a claim to hold until what it lacks comes in: a
+   * signed "proof withheld" claim (what a takeover acts on), the first of its author about its
+   * receipt, about a receipt this ledger has not recorded, or about one pending here (inside its
+   * window) by a validator whose pledge has not reached this ledger yet. Gossip order is not
+   * guaranteed (the claim comes on its author's connection or through any peer, the receipt on
+   * the requester's, the pledge on whichever connection pushed it; a receipt may wait here for
+   * its worker's pledge): refused, a claim that outran either left the worker that withheld paid
+   * here, slashed by the ledgers that saw the claim last (review s56). Bounded per claimant and in
+   * all (`_validator_memory.ts`), as fraud proofs waiting for their receipt or their accuser's
+   * pledge are; no takeover budget is spent until the claim is taken.
+   */
+  #awaitsEvidence(verdict: Verdict): boolean {
+    const ledger = this.#core.ledger();
+    if (verdict?.subject !== "inference" || typeof verdict.subjectId !== "string") return false;
+    if (verdict.outcome !== "invalid" || verdict.reason !== "proof_unavailable") return false;
+    if (!(verdict.validator instanceof Uint8Array)) return false;
+    const record = ledger.receipt(verdict.subjectId);
+    if (record !== undefined) {
+      // Recorded here: it waits only for its author's stake, while it could still be taken.
+      const open = record.status !== "final" && this.#core.now() <= record.pendingUntil;
+      if (!open || ledger.hasStaked(verdict.validator)) return false;
+    }
+    // Checked last, the costly one: a forged copy must not take the genuine claim's place.
+    return !this.#core.memory.hasJudged(judgedKey(verdict)) && verifyVerdict(verdict);
+  }
+
+  /**
+   * Receipt `id` came in through the intake: the claims held for it go through the verdict intake
+   * again, in order, after this message (as a claim that came after the receipt: recorded, passed
+   * on, and taken over within the takeover budget and caps).
+   */
+  takeHeldClaims(id: string, ctx: ActorContext<ValidatorMessage>): void {
+    for (const { verdict, origin } of this.#core.memory.takeHeldClaims(id)) {
+      ctx.self.tell({ type: "verdict", verdict, origin }).catch(() => {});
+    }
+  }
+
+  /**
+   * `claimant` (hex) has stake here now: the claims it made that were held go through the
+   * verdict intake again, in order (held again if their receipt is still to come).
+   */
+  takeClaimsOf(claimant: string, ctx: ActorContext<ValidatorMessage>): void {
+    for (const { verdict, origin } of this.#core.memory.takeHeldClaimsBy(claimant)) {
+      ctx.self.tell({ type: "verdict", verdict, origin }).catch(() => {});
+    }
+  }
+
+  /**
+   * A staked peer's verdict says the worker withheld its proof data from it. That cannot be
+   * proven to a third party, so this validator asks for the data itself: a challenge passes on,
+   * and the worker that withholds from this node too is slashed here; one that serves is judged
+   * on what it served — with the model, fully; without it, on whether the data it served opens
+   * its commitment (cleared if it does: the claim, not the inference, is what is checked).
+   *
+   * The claim costs its author nothing, so it is taken over only within this ledger's takeover
+   * budget (`_takeover_budget.ts`: bounded, fair between claimants, none for a claimant found
+   * false twice lately), and never at the worker's expense: a takeover that would take the
+   * worker past its open-challenge cap is dropped, not the worker's receipts. A dropped claim
+   * is still recorded and passed on; only this validator does not ask on its word.
+   */
+  async #takeOverWithheld(verdict: Verdict, ctx: ActorContext<ValidatorMessage>): Promise<void> {
+    if (verdict.outcome !== "invalid" || verdict.reason !== "proof_unavailable") return;
+    const id = verdict.subjectId;
+    const record = this.#core.ledger().receipt(id);
+    const recent = this.#core.memory.recent(id);
+    if (record?.status !== "pending" || recent === undefined || this.#core.held.has(id)) return;
+    if (this.#core.held.openOf(record.worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) return;
+    const claimant = toHex(verdict.validator);
+    const open = this.#core.held.takenOverFor(claimant);
+    if (this.#core.takeovers.refusal(claimant, this.#core.now(), open) !== undefined) return;
+    this.#core.takeovers.spend();
+    await this.#challenges.open(recent.receipt, recent.job, ctx, verdict).catch(() => {});
+  }
+
+  /**
+   * Whether a peer's verdict concerns this ledger: an inference verdict about a receipt it
+   * holds, inside the receipt's window here (not final), by a validator with stake here. A
+   * peer's verdict moves no balance; what it can do — a takeover here, a takeover on the ledgers
+   * it is passed on to — ends with the receipt's window. Anything else would be free disk and
+   * memory, in every ledger, for anyone with a key. A receipt this ledger has already settled
+   * (its own challenge ended undecided, or slashed) takes no takeover here, but the verdict is
+   * still passed on: the ledgers behind this one may hold the receipt pending, and hear the
+   * claim only through it (review s47: one verdict reached 1 of 20 ledgers, and a ledger behind
+   * one that had settled paid the worker that withheld).
+   */
+  #worthRecording(verdict: Verdict): boolean {
+    const ledger = this.#core.ledger();
+    if (verdict?.subject !== "inference" || typeof verdict.subjectId !== "string") return false;
+    const record = ledger.receipt(verdict.subjectId);
+    if (record === undefined || record.status === "final") return false;
+    if (this.#core.now() > record.pendingUntil) return false;
+    return verdict.validator instanceof Uint8Array && ledger.hasStaked(verdict.validator);
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * The ValidatorActor's receipt intake (`validator_actor.ts`, the `receipt` message): the one way
+ * a receipt enters the ledger. A receipt is recorded only bound to its job and backed by its
+ * worker's stake, credited only if this validator can get its model, refused when stale or when
+ * its worker already holds {@link MAX_OPEN_CHALLENGES_PER_WORKER} challenges drawn here; the
+ * validator's coin decides whether it is challenged (`_challenges.ts`), and what it is kept on
+ * disk as meanwhile (`_receipt_files.ts`). What waited for the receipt (peers' fraud proofs,
+ * `_fraud_proofs.ts`, and peers' claims, `_peer_verdicts.ts`) is taken again once it is recorded. Owned by the actor, built
+ * in its constructor on its {@link ValidatorCore}; read and written only inside its `receive`
+ * (and its start). Not part of the public API.
+ *
+ * @module
+ */
+import { STALE_RECEIPT_AGE_MS } from "../proof/challenge_timing.ts";
+import type { ActorContext } from "./actor.ts";
+import { jobId as jobIdOf } from "../protocols/job.ts";
+import {
+  parseReceipt,
+  type Receipt,
+  receiptContradiction,
+  receiptId,
+  verifyReceipt,
+} from "../protocols/receipt.ts";
+import { bytesEqual } from "../protocols/bytes_equal.ts";
+import { toHex } from "../protocols/hash.ts";
+import type { JobAssignment } from "../protocols/assignment.ts";
+import { challengeTicket } from "../proof/challenge.ts";
+import type { Challenges } from "./_challenges.ts";
+import type { FraudProofs } from "./_fraud_proofs.ts";
+import type { PeerVerdicts } from "./_peer_verdicts.ts";
+import type { ValidatorCore } from "./_validator_core.ts";
+import type { ReceiptHandled, ReceiptMessage, ValidatorMessage } from "./validator_messages.ts";
+
+/**
+ * Most open challenges per worker: beyond it, that worker's new receipts are refused here (not
+ * paid) until its challenges drain. At the default p = 0.1 a worker reaches 16 only with about
+ * 160 receipts in flight at once, far past an honest node's queue. Only the challenges this
+ * validator drew count toward refusing receipts; a takeover (a peer's claim) that would take
+ * the worker past the cap is dropped instead.
+ */
+export const MAX_OPEN_CHALLENGES_PER_WORKER = 16;
+
+/** The validator's receipt intake (see the module doc). */
+export class ReceiptIntake {
+  readonly #core: ValidatorCore;
+  readonly #challenges: Challenges;
+  readonly #fraudProofs: FraudProofs;
+  readonly #peerVerdicts: PeerVerdicts;
+
+  /**
+   * Create the part (the actor's constructor calls this).
+   * @param core What the actor's parts share.
+   * @param challenges Where a receipt drawn is challenged.
+   * @param fraudProofs Where the fraud proofs held for a receipt are taken again.
+   * @param peerVerdicts Where the claims held for a receipt are taken again.
+   */
+  constructor(
+    core: ValidatorCore,
+    challenges: Challenges,
+    fraudProofs: FraudProofs,
+    peerVerdicts: PeerVerdicts,
+  ) {
+    this.#core = core;
+    this.#challenges = challenges;
+    this.#fraudProofs = fraudProofs;
+    this.#peerVerdicts = peerVerdicts;
+  }
+
+  async onReceipt(
+    message: ReceiptMessage,
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<ReceiptHandled> {
+    const ledger = this.#core.ledger();
+    const origin = message.origin;
+    this.#core.stats.received++;
+    if (origin !== undefined && origin !== "local") this.#core.stats.fromPeers++;
+    const refuse = (receiptId: string, refusal: string): ReceiptHandled => {
+      this.#core.stats.refused++;
+      return { receiptId, recorded: false, refusal, challenged: false, draw: 1 };
+    };
+    let receipt: Receipt;
+    try {
+      receipt = parseReceipt(message.receipt);
+    } catch {
+      // Garbage from a peer is a normal outcome, not a reason to crash the validator.
+      return refuse("", "malformed_receipt");
+    }
+    const id = receiptId(receipt);
+    // A receipt is recorded only bound to its job: one whose job nobody here can name is never
+    // paid here (and a validator could not check it anyway).
+    const job = message.job ??
+      await this.#core.options.source?.job?.(receipt).catch(() => undefined);
+    if (job === undefined) return refuse(id, "job_unbound");
+    let boundJobId: string | undefined;
+    try {
+      boundJobId = jobIdOf(job);
+    } catch {
+      // not a job
+    }
+    if (boundJobId !== receipt.jobId) return refuse(id, "job_mismatch");
+    // The worker signed a receipt for this job that the job does not allow (more tokens than
+    // maxTokens, another model or parameters): evidence on its face, checked on every receipt.
+    const contradiction = receiptContradiction(receipt, job);
+    const worker = toHex(receipt.worker);
+    // Only a receipt new to this ledger is drawn for: the coin is fixed per receipt, so a copy
+    // announced again (by the worker, a relay, anyone) must not buy another forward pass.
+    const fresh = ledger.receipt(id) === undefined;
+    // Its window would open now: only while its worker must still hold its proof data. (One
+    // signed ahead of this clock is taken: its worker only makes itself answerable for longer.)
+    const signedEnd = receipt.timings.startedAt + receipt.timings.totalMs;
+    if (fresh && this.#core.now() - signedEnd > STALE_RECEIPT_AGE_MS) {
+      return refuse(id, "receipt_stale");
+    }
+    if (fresh && this.#core.held.drawnOf(worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) {
+      // Not recorded, so not paid here: a worker that floods this validator faster than it can
+      // check gets its excess refused, never waved through unchecked. Only this validator's own
+      // draws count: peers' claims taken over must not get a worker's receipts refused.
+      return refuse(id, "validator_busy");
+    }
+    let recorded = true;
+    let refusal: string | undefined;
+    const { assignment } = message;
+    // Credit only what this ledger can check: a receipt on a model this validator cannot get
+    // is recorded (locked, slashable, passed on) but earns nothing here, whatever the coin; the
+    // ledgers of validators that hold the model pay it.
+    const uncredited = await this.#holdsModel(receipt.model) ? undefined : "model_unavailable";
+    const own = bytesEqual(receipt.worker, this.#core.options.identity.publicKey);
+    const p = this.#core.options.challengeProbability ?? ledger.economics.challengeProbability;
+    // The coin counts only for a receipt new here and recorded: one the ledger refused is not
+    // paid here, so nothing is computed for it (and nothing about the coin ever leaves). One
+    // earning nothing here for want of its model is not challenged on the coin: nothing here
+    // could decide it (a contradiction needs no model, so it still is).
+    const draw = fresh && !own ? challengeTicket(this.#core.options.identity, id).draw : 1;
+    const owed = fresh && !own &&
+      (contradiction !== null || (uncredited === undefined && draw < p));
+    // Its challenge is opened by a second ledger write: kept first, a crash between the two
+    // does not let it slip into payment unchecked (the start opens it, `_validator_restart.ts`). Kept
+    // only for a receipt the ledger takes (this actor alone writes it, so the answer holds for
+    // the write below): the work of keeping one it refuses made that refusal take longer exactly
+    // when the coin drew it, and anyone announcing a receipt it cannot get recorded (its stake
+    // locked, its job held) learnt the coin of each variant without committing to any (review
+    // s52). Asked whatever the coin, so asking takes no longer when it drew.
+    const refused = fresh && !own
+      ? ledger.receiptRefusal(receipt, { assignment, uncredited })
+      : undefined;
+    // A peer's receipt not drawn is kept too, until it leaves `pending` (`pending`): a claim
+    // that it was withheld, coming after a restart, is taken over on it. So every receipt the
+    // ledger takes is written once here, whatever the coin.
+    const kept = fresh && !own && refused === undefined;
+    const keptIn = owed ? this.#core.drawn() : this.#core.pending();
+    if (kept) await keptIn.save(id, { receipt, job });
+    try {
+      if (fresh) await ledger.recordReceipt(receipt, { assignment, uncredited });
+    } catch (e) {
+      if (kept) await keptIn.remove(id);
+      recorded = false;
+      refusal = (e as { code?: string }).code ?? "refused";
+      if (own && origin === "local" && refusal === "job_already_recorded") {
+        // Its prover releases it all the same (`ProverActor`): the job is one this node signed a
+        // receipt for, though this ledger holds none of its own (another key's took the job
+        // first). Kept, or after a restart the job would be run again here, and a second
+        // receipt with another output is equivocation where the first was recorded (review s49).
+        await this.#core.ownRefused().save(id, { jobId: receipt.jobId });
+        this.#core.ownRefusedJobs.add(receipt.jobId);
+      }
+      this.#core.stats.refused++;
+      if (refusal === "insufficient_stake" && !ledger.hasStaked(receipt.worker)) {
+        // Its pledge may just not have arrived yet (it comes on the worker's own connection,
+        // the receipt on the requester's): taken again once it does.
+        this.#core.memory.awaitStake(worker, message);
+      }
+      if (refusal === "equivocation") {
+        this.#core.stats.slashes++;
+        this.#core.tellNetwork(ctx, { type: "peer_convicted", key: worker });
+        this.#core.log(
+          `validator: worker ${worker.slice(0, 16)} equivocated on job ${receipt.jobId}`,
+        );
+      }
+    }
+    if (fresh && recorded) {
+      this.#fraudProofs.takeHeldFraudProofs(receipt, ctx);
+      this.#peerVerdicts.takeHeldClaims(id, ctx);
+    }
+    // Recorded before without its assignment (the worker's announcement, or a relay that
+    // stripped it, came first): the assignment is attached now.
+    let gotAssigned = false;
+    if (!fresh && assignment !== undefined) {
+      const before = ledger.receipt(id)?.requester;
+      await ledger.recordReceipt(receipt, { assignment, uncredited }).catch(() => undefined);
+      gotAssigned = before === undefined && ledger.receipt(id)?.requester !== undefined;
+    }
+    // The ledger checked the assignment when it recorded the receipt: a requester means a valid one.
+    const assigned = recorded && ledger.receipt(id)?.requester !== undefined;
+    const fromPeer = origin !== undefined && origin !== "local";
+    if (
+      (message.announce || fromPeer) && (fresh || gotAssigned) && assigned && job.kind === "text"
+    ) {
+      // Once, when it is new here as an assigned receipt (recorded now, or its assignment just
+      // attached): a job we relayed, with the assignment we signed, or a peer's (gossip:
+      // passed on to every other peer, so validators not connected to the relay see it too —
+      // also when a relay stripped the assignment from the copy that came first). Work
+      // nobody else requested earns nothing anywhere: not announced.
+      this.#core.tellNetwork(ctx, {
+        type: "announce_receipt",
+        receipt,
+        job,
+        assignment: assignment as JobAssignment,
+        except: fromPeer ? origin : undefined,
+      });
+    }
+    const seen = (challenged: boolean) =>
+      this.#core.tell({
+        kind: "receipt",
+        receiptId: id,
+        jobId: receipt.jobId,
+        worker,
+        origin: origin ?? "local",
+        recorded,
+        challenged,
+        tokens: receipt.tokenCount,
+      });
+    if (own) {
+      // Our own work: others judge it.
+      this.#core.stats.own++;
+      seen(false);
+      return { receiptId: id, recorded, refusal, uncredited, challenged: false, draw: 1 };
+    }
+    if (fresh && recorded) {
+      // Those forgotten to make room (past 4096, or 64 MiB with their jobs: the oldest) are no
+      // longer kept on disk either.
+      await this.#core.pending().removeAll(this.#core.memory.remember(receipt, job));
+      // Takeovers are paid for by traffic, at the coin's own rate (see `_takeover_budget.ts`).
+      this.#core.takeovers.earn(p);
+    } else if (!fresh && this.#forgottenPending(receipt, id)) {
+      // A copy of a receipt recorded here, still open, that the memory forgot (pushed out by
+      // others): remembered again, so the "proof withheld" claim it came ahead of is taken over
+      // (`ClaimEvidence`). Nothing is recorded or credited again, no takeover budget earned.
+      await this.#core.pending().save(id, { receipt, job });
+      await this.#core.pending().removeAll(this.#core.memory.remember(receipt, job));
+    }
+    const challenged = owed && recorded;
+    const handled: ReceiptHandled = {
+      receiptId: id,
+      recorded,
+      refusal,
+      uncredited,
+      challenged,
+      draw: fresh && recorded ? draw : 1,
+    };
+    seen(challenged);
+    if (challenged) handled.result = (await this.#challenges.open(receipt, job, ctx)).result;
+    return handled;
+  }
+
+  /**
+   * Whether this validator can get model `cid` to check a receipt on it, asked at intake:
+   * cheaply through `ValidatorModelSource.has` when the source has it, else by `get`. A source
+   * that throws counts as holding it: a model that fails to load is this validator's own gap,
+   * judged in the challenge (unpaid, nobody slashed), not the worker's.
+   */
+  async #holdsModel(cid: string): Promise<boolean> {
+    const { models } = this.#core.options;
+    try {
+      if (models.has !== undefined) return await models.has(cid);
+      return (await models.get(cid))?.info.cid === cid;
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * Whether a copy of receipt `id`, recorded here before, is one to remember again (review s57):
+   * pending here inside its window, neither remembered nor challenged here (ever: asked once, a
+   * worker is not asked again on a peer's claim; `ValidatorMemory.challenged`), and the very
+   * receipt recorded — same id (its job checked against it by the intake), signed by its worker
+   * (the id leaves the signature out: a copy signed by anyone else must not stand in for it). The
+   * signature is checked last, only for such a copy: any other copy costs a look-up.
+   */
+  #forgottenPending(receipt: Receipt, id: string): boolean {
+    const record = this.#core.ledger().receipt(id);
+    if (!this.#core.inWindow(record) || record.kind !== "inference") return false;
+    if (this.#core.memory.recent(id) !== undefined || this.#core.memory.wasChallenged(id)) {
+      return false;
+    }
+    return record.worker === toHex(receipt.worker) && verifyReceipt(receipt).ok;
+  }
+}
