@@ -119,7 +119,7 @@ export class FraudProofChecks {
         const id = trainingReceiptId(message.body.proof.receipt);
         await this.#endings.end(ctx, id, "undecided", `proof_${refusal}`);
       }
-      this.#log(`training validator: a peer's fraud proof not checked (${refusal})`);
+      this.#parts.log(`training validator: a peer's fraud proof not checked (${refusal})`);
       // Taken again after a stop and refused now: its receipt is no longer held for it.
       const refused = trainingFraudProofHash(message.body.proof);
       if (message.origin !== "local" && !this.#taken.checks(refused)) {
@@ -212,7 +212,9 @@ export class FraudProofChecks {
     // Failed before its re-run (this copy's start model or architecture): the next copy is not
     // charged again. One that failed in the re-run is charged again.
     if (message.unbacked && !message.reran) this.#intake.failedBeforeRerun(hash);
-    this.#log(`training validator: fraud proof ${hash.slice(0, 12)} unchecked: ${message.error}`);
+    this.#parts.log(
+      `training validator: fraud proof ${hash.slice(0, 12)} unchecked: ${message.error}`,
+    );
     if (origin === "local") {
       await this.#endings.end(
         ctx,
@@ -266,7 +268,7 @@ export class FraudProofChecks {
     if (message.confirmed) {
       this.#stats.confirmed++;
       // Everyone checks for themselves; a refuted proof is not spread (it would cost its author).
-      this.#publish(ctx, { kind: "fraud_proof", body: message.body }, message.origin);
+      this.#parts.publish(ctx, { kind: "fraud_proof", body: message.body }, message.origin);
     }
     if (
       message.confirmed && message.origin !== "local" &&
@@ -308,14 +310,14 @@ export class FraudProofChecks {
     let failed: Error | undefined;
     const settled = await this.settleInLedger(ctx, message).catch((error) => {
       failed = error as Error;
-      this.#log(
+      this.#parts.log(
         `training validator: fraud proof ${
           message.hash.slice(0, 12)
         } not settled: ${failed.message}`,
       );
       return undefined;
     });
-    this.#log(
+    this.#parts.log(
       `training: fraud proof against trainer ${trainer.slice(0, 16)} ${
         message.confirmed ? "confirmed" : "refuted"
       } (${message.confirmed ? proof.reason : message.reason})${
@@ -339,7 +341,7 @@ export class FraudProofChecks {
     const again = this.#taken.unanswered(key, message, attempts);
     if (again === undefined) return;
     if (again.wait === undefined || ctx.signal.aborted) {
-      this.#log(
+      this.#parts.log(
         `training validator: fraud proof ${message.hash.slice(0, 12)} left to the next start`,
       );
       return;
@@ -355,17 +357,5 @@ export class FraudProofChecks {
     message: TrainingCheckingMessage | TrainingFraudLedgerMessage,
   ): Promise<R> {
     return this.#parts.ask<R>(ctx, message);
-  }
-
-  #publish(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    gossip: TrainingGossip,
-    origin: string,
-  ): void {
-    this.#parts.publish(ctx, gossip, origin);
-  }
-
-  #log(line: string): void {
-    this.#parts.log(line);
   }
 }

@@ -100,7 +100,7 @@ export class OutcomeAudits {
           ended: ended.resolve,
         }),
       (error) => {
-        this.#log(
+        this.#parts.log(
           `training: model ${message.body.model.slice(0, 16)} not adopted: ${
             (error as Error).message
           }`,
@@ -124,7 +124,7 @@ export class OutcomeAudits {
     // Its receipts are recorded before this node challenges any: a challenge holds its receipt
     // in the ledger, which it can only once the receipt is there.
     const credited = audit.verified ? this.#creditRound(body, ctx) : Promise.resolve();
-    this.#publish(ctx, { kind: "outcome", body }, origin);
+    this.#parts.publish(ctx, { kind: "outcome", body }, origin);
     // The coordinator challenged before it aggregated; this node samples the same receipts
     // on its own coin, so no trainer is checked by its coordinator alone.
     if (origin !== "local") {
@@ -137,14 +137,14 @@ export class OutcomeAudits {
     }
     void this.#adopt(body, audit.verified ? "reproduced" : `not audited: ${audit.why}`).then(
       () => ctx.self.tell({ type: "adopted", model: body.model }),
-      (error) => this.#log(`training: ${name} not adopted: ${(error as Error).message}`),
+      (error) => this.#parts.log(`training: ${name} not adopted: ${(error as Error).message}`),
     ).catch(() => {}); // this actor stopped meanwhile
   }
 
   async #adopt(body: OutcomeBody, how: string): Promise<void> {
     const model = await this.#options.models.get(body.model, body.arch, body.file);
     await this.#options.serve?.(model.dir);
-    this.#log(
+    this.#parts.log(
       `training: round ${body.round} model ${body.model.slice(0, 16)}… ${how}, served` +
         (body.heldOutLoss === undefined ? "" : ` (held-out loss ${body.heldOutLoss.toFixed(3)})`),
     );
@@ -179,17 +179,5 @@ export class OutcomeAudits {
     message: AccountMessage | ReceiptStatusMessage,
   ): Promise<R> {
     return this.#parts.ask<R>(ctx, message);
-  }
-
-  #publish(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    gossip: TrainingGossip,
-    origin: string,
-  ): void {
-    this.#parts.publish(ctx, gossip, origin);
-  }
-
-  #log(line: string): void {
-    this.#parts.log(line);
   }
 }

@@ -82,7 +82,7 @@ export class ReceiptCredits {
       credited: false,
     }).catch((error) => ({ recorded: false, fresh: false, refusal: (error as Error).message }));
     if (answer.fresh) {
-      this.#publish(ctx, { kind: "receipt", body }, origin);
+      this.#parts.publish(ctx, { kind: "receipt", body }, origin);
       this.#recordedHere(body.receipt);
     }
     if (answer.recorded) this.#intake.release(ctx, trainingReceiptId(body.receipt));
@@ -150,13 +150,5 @@ export class ReceiptCredits {
     message: TrainingReceiptLedgerMessage,
   ): Promise<R> {
     return this.#parts.ask<R>(ctx, message);
-  }
-
-  #publish(
-    ctx: ActorContext<TrainingValidatorMessage>,
-    gossip: TrainingGossip,
-    origin: string,
-  ): void {
-    this.#parts.publish(ctx, gossip, origin);
   }
 }
