@@ -73,7 +73,7 @@ export interface ClaimEvidence {
 
 /**
  * Whether `verdict` is a "proof withheld" claim about an inference receipt: what a ledger takes
- * over (`ValidatorActor`'s `#takeOverWithheld`) only from a claimant with stake there.
+ * over (`#takeOverWithheld`, `actors/_peer_verdicts.ts`) only from a claimant with stake there.
  */
 export function isWithheldClaim(verdict: Verdict): boolean {
   return verdict.subject === "inference" && verdict.outcome === "invalid" &&
