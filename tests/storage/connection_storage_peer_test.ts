@@ -1,52 +1,20 @@
 import assert from "node:assert/strict";
 import { cidOf } from "../../protocols/cid.ts";
-import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import { verifyVerdict } from "../../protocols/verdict.ts";
 import { StorageAuditor } from "../../storage/audit.ts";
-import { ChunkStore } from "../../storage/chunk_store.ts";
-import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
 import { ChunkNotFoundError, CorruptChunkError } from "../../storage/errors.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
-import { LocalStoragePeer } from "../../storage/storage_peer.ts";
 import { flipObjectBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { type ServedNode, servedNode } from "./_served_peer.ts";
 
-interface RemoteNode {
-  dir: string;
-  local: LocalStoragePeer;
-  remote: ConnectionStoragePeer;
-  connections: Connection[];
-}
-
-async function remoteNode(): Promise<RemoteNode> {
-  const dir = await Deno.makeTempDir();
-  const local = new LocalStoragePeer(
-    await ChunkStore.open(dir, { durable: false }),
-    Identity.generate().publicKey,
-  );
-  const [a, b] = memoryDuplexPair();
-  const server = serveStoragePeer(new Connection(b), local);
-  const client = new Connection(a);
-  return {
-    dir,
-    local,
-    remote: new ConnectionStoragePeer(client, local.publicKey),
-    connections: [client, server],
-  };
-}
-
-async function shutdown(nodes: RemoteNode[]) {
-  for (const n of nodes) {
-    await n.connections[0].close();
-    await n.connections[1].close();
-    await Deno.remove(n.dir, { recursive: true });
-  }
+async function shutdown(nodes: ServedNode[]) {
+  for (const n of nodes) await n.shutdown();
 }
 
 Deno.test("chunks cross a Connection verified; remote failures keep their storage codes", async () => {
-  const node = await remoteNode();
+  const node = await servedNode();
   const bytes = pseudoRandomBytes(100_000);
   const cid = cidOf(bytes);
   await node.remote.putChunk(cid, bytes);
@@ -65,7 +33,7 @@ Deno.test("chunks cross a Connection verified; remote failures keep their storag
 });
 
 Deno.test("a file replicated over connections survives a bit flip and audits fail a dropper", async () => {
-  const nodes = await Promise.all([remoteNode(), remoteNode(), remoteNode()]);
+  const nodes = await Promise.all([servedNode(), servedNode(), servedNode()]);
   const store = new ReplicatedStore(nodes.map((n) => n.remote), {
     replicas: 2,
     writeQuorum: 2,

@@ -5,20 +5,18 @@
  */
 import * as assert from "node:assert/strict";
 import { cidOf } from "../../protocols/cid.ts";
-import { Connection } from "../../protocols/connection.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { memoryDuplexPair } from "../../protocols/memory_duplex.ts";
 import {
   ChunkStore,
   type ChunkStoreOptions,
   OBJECT_OVERHEAD_BYTES,
 } from "../../storage/chunk_store.ts";
-import { ConnectionStoragePeer, serveStoragePeer } from "../../storage/connection_storage_peer.ts";
 import type { ReplicaQuotaExceededError } from "../../storage/errors.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { LocalStoragePeer } from "../../storage/storage_peer.ts";
 import { collect, pseudoRandomBytes, streamOf, tempFilesUnder } from "./_helpers.ts";
+import { servedNode } from "./_served_peer.ts";
 
 const held = (...lengths: number[]) =>
   lengths.reduce((sum, length) => sum + length + OBJECT_OVERHEAD_BYTES, 0);
@@ -151,20 +149,8 @@ Deno.test("disk reserve: a peer's chunk that would leave less free space is refu
 });
 
 Deno.test("over the wire: a full holder answers replica_quota_exceeded and the file goes to the others", async () => {
-  const dirs: string[] = [];
-  const connections: Connection[] = [];
-  const node = async (options: ChunkStoreOptions) => {
-    const dir = await Deno.makeTempDir();
-    dirs.push(dir);
-    const store = await ChunkStore.open(dir, { durable: false, ...options });
-    const local = new LocalStoragePeer(store, Identity.generate().publicKey);
-    const [a, b] = memoryDuplexPair();
-    const client = new Connection(a);
-    connections.push(client, serveStoragePeer(new Connection(b), local));
-    return { store, remote: new ConnectionStoragePeer(client, local.publicKey) };
-  };
-  const full = await node({ replicaQuotaBytes: 0 });
-  const others = [await node({}), await node({})];
+  const full = await servedNode({ replicaQuotaBytes: 0 });
+  const others = [await servedNode(), await servedNode()];
   const chunk = pseudoRandomBytes(1000, 1);
   await assert.rejects(full.remote.putChunk(cidOf(chunk), chunk), refused);
 
@@ -179,8 +165,7 @@ Deno.test("over the wire: a full holder answers replica_quota_exceeded and the f
   assert.equal((await full.store.stats()).objectCount, 0);
   for (const other of others) assert.ok((await other.store.stats()).replicaCount > 0);
   assert.deepEqual(await collect(await files.get(id)), bytes);
-  for (const c of connections) await c.close();
-  for (const dir of dirs) await Deno.remove(dir, { recursive: true });
+  for (const node of [full, ...others]) await node.shutdown();
 });
 
 Deno.test("repair hands a full holder's place to the next peer in rank order, as a put does", async () => {
