@@ -7,7 +7,7 @@ import { ChunkNotFoundError, CorruptChunkError } from "../../storage/errors.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { flipObjectBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
-import { type ServedNode, servedNode } from "./_served_peer.ts";
+import { type ServedNode, servedNode } from "./_tracked_peer.ts";
 
 async function shutdown(nodes: ServedNode[]) {
   for (const n of nodes) await n.shutdown();

@@ -16,7 +16,7 @@ import { FileStore } from "../../storage/file_store.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { LocalStoragePeer } from "../../storage/storage_peer.ts";
 import { collect, pseudoRandomBytes, streamOf, tempFilesUnder } from "./_helpers.ts";
-import { servedNode } from "./_served_peer.ts";
+import { servedNode } from "./_tracked_peer.ts";
 
 const held = (...lengths: number[]) =>
   lengths.reduce((sum, length) => sum + length + OBJECT_OVERHEAD_BYTES, 0);

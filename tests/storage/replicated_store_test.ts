@@ -2,37 +2,19 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { cidOf } from "../../protocols/cid.ts";
 import { Identity } from "../../protocols/identity.ts";
-import { ChunkStore } from "../../storage/chunk_store.ts";
 import { FileStore } from "../../storage/file_store.ts";
 import { ChunkNotFoundError, type ReplicationError } from "../../storage/errors.ts";
 import { GIVEN_CHUNKS_FILE, GivenChunks } from "../../storage/given_chunks.ts";
 import { ReplicatedStore } from "../../storage/replicated_store.ts";
 import { rankPeers } from "../../storage/rendezvous.ts";
-import {
-  LocalStoragePeer,
-  type PeerCallOptions,
-  type StoragePeer,
-} from "../../storage/storage_peer.ts";
+import type { LocalStoragePeer, PeerCallOptions, StoragePeer } from "../../storage/storage_peer.ts";
 import { flipObjectBit, pseudoRandomBytes, streamOf } from "./_helpers.ts";
+import { removePeers, trackedPeer, type TrackedStoragePeer } from "./_tracked_peer.ts";
 
-async function makePeers(n: number): Promise<{ peers: LocalStoragePeer[]; dirs: string[] }> {
-  const dirs: string[] = [];
-  const peers: LocalStoragePeer[] = [];
-  for (let i = 0; i < n; i++) {
-    const dir = await Deno.makeTempDir();
-    dirs.push(dir);
-    peers.push(
-      new LocalStoragePeer(
-        await ChunkStore.open(dir, { durable: false }),
-        Identity.generate().publicKey,
-      ),
-    );
-  }
-  return { peers, dirs };
-}
-
-async function cleanup(dirs: string[]) {
-  for (const d of dirs) await Deno.remove(d, { recursive: true });
+async function makePeers(n: number): Promise<{ peers: TrackedStoragePeer[] }> {
+  const peers: TrackedStoragePeer[] = [];
+  for (let i = 0; i < n; i++) peers.push(await trackedPeer());
+  return { peers };
 }
 
 /** A peer wrapper whose operations can be made to hang or fail. */
@@ -83,7 +65,7 @@ Deno.test("rendezvous ranking is order-independent and moves only the lost peer'
 });
 
 Deno.test("a replicated put stores r copies on the rendezvous holders", async () => {
-  const { peers, dirs } = await makePeers(5);
+  const { peers } = await makePeers(5);
   const store = new ReplicatedStore(peers, { replicas: 3, writeQuorum: 2 });
   const bytes = pseudoRandomBytes(3000);
   const cid = await store.put(bytes);
@@ -93,11 +75,11 @@ Deno.test("a replicated put stores r copies on the rendezvous holders", async ()
     assert.equal(await peer.hasChunk(cid), holders.includes(peer.id), peer.id);
   }
   assert.deepEqual(await store.get(cid), bytes);
-  await cleanup(dirs);
+  await removePeers(peers);
 });
 
 Deno.test("a put returns once w holders acknowledged, before the slowest one", async () => {
-  const { peers, dirs } = await makePeers(3);
+  const { peers } = await makePeers(3);
   const faulty = peers.map((p) => new FaultyPeer(p));
   const store = new ReplicatedStore(faulty, { replicas: 3, writeQuorum: 2 });
   const bytes = pseudoRandomBytes(2000, 7);
@@ -109,11 +91,11 @@ Deno.test("a put returns once w holders acknowledged, before the slowest one", a
   release.resolve();
   await store.flush();
   assert.equal(await slowest.inner.hasChunk(cid), true);
-  await cleanup(dirs);
+  await removePeers(peers);
 });
 
 Deno.test("a dead holder is replaced by the next-ranked peer; too few peers is replication_failed", async () => {
-  const { peers, dirs } = await makePeers(4);
+  const { peers } = await makePeers(4);
   const faulty = peers.map((p) => new FaultyPeer(p));
   const store = new ReplicatedStore(faulty, { replicas: 3, writeQuorum: 3 });
   const bytes = pseudoRandomBytes(2000, 8);
@@ -127,11 +109,11 @@ Deno.test("a dead holder is replaced by the next-ranked peer; too few peers is r
     store.put(pseudoRandomBytes(100, 9)),
     (e: ReplicationError) => e.code === "replication_failed",
   );
-  await cleanup(dirs);
+  await removePeers(peers);
 });
 
 Deno.test("a bit flip in one replica is detected on read, served from another, and repaired", async () => {
-  const { peers, dirs } = await makePeers(3);
+  const { peers } = await makePeers(3);
   const store = new ReplicatedStore(peers, { replicas: 3, writeQuorum: 3, readParallelism: 1 });
   const bytes = pseudoRandomBytes(10_000, 3);
   const cid = await store.put(bytes);
@@ -147,11 +129,11 @@ Deno.test("a bit flip in one replica is detected on read, served from another, a
   assert.deepEqual(failures, ["get:corrupt_chunk"]);
   await watched.flush(); // read repair
   assert.deepEqual(await first.store.get(cid), bytes);
-  await cleanup(dirs);
+  await removePeers(peers);
 });
 
 Deno.test("a repair pass restores r copies after a holder is lost and a copy rots", async () => {
-  const { peers, dirs } = await makePeers(5);
+  const { peers } = await makePeers(5);
   const store = new ReplicatedStore(peers, { replicas: 3, writeQuorum: 3 });
   const files = new FileStore(store, { chunkSize: 1024 });
   const data = pseudoRandomBytes(8000, 4);
@@ -180,11 +162,11 @@ Deno.test("a repair pass restores r copies after a holder is lost and a copy rot
   // A second pass finds nothing to do.
   assert.equal((await store.repair(all)).repaired, 0);
   assert.deepEqual(await files.bytes(cid), data);
-  await cleanup(dirs);
+  await removePeers(peers);
 });
 
 Deno.test("reads fall back across replicas when holders are down", async () => {
-  const { peers, dirs } = await makePeers(3);
+  const { peers } = await makePeers(3);
   const faulty = peers.map((p) => new FaultyPeer(p));
   const store = new ReplicatedStore(faulty, { replicas: 3, writeQuorum: 3, readParallelism: 2 });
   const bytes = pseudoRandomBytes(5000, 5);
@@ -197,11 +179,11 @@ Deno.test("reads fall back across replicas when holders are down", async () => {
   // Every holder down is not every holder saying it lacks the chunk: unavailable, not missing
   // (stop 54, `review_s54_replication_test.ts`).
   await assert.rejects(store.get(cid), (e: { code: string }) => e.code === "replication_failed");
-  await cleanup(dirs);
+  await removePeers(peers);
 });
 
 Deno.test("an aborted replicated put rejects with the abort reason, not a replication error", async () => {
-  const { peers, dirs } = await makePeers(3);
+  const { peers } = await makePeers(3);
   const store = new ReplicatedStore(peers, { replicas: 3, writeQuorum: 2 });
   const abort = new AbortController();
   abort.abort(new Error("caller gave up"));
@@ -209,11 +191,11 @@ Deno.test("an aborted replicated put rejects with the abort reason, not a replic
     store.put(pseudoRandomBytes(100, 12), { signal: abort.signal }),
     /caller gave up/,
   );
-  await cleanup(dirs);
+  await removePeers(peers);
 });
 
 Deno.test("read repair also fixes a replica whose bad answer arrives after the first good copy", async () => {
-  const { peers, dirs } = await makePeers(3);
+  const { peers } = await makePeers(3);
   const bytes = pseudoRandomBytes(10_000, 13);
   const cid = await new ReplicatedStore(peers, { replicas: 3, writeQuorum: 3 }).put(bytes);
   const [fast, slow] = rankPeers(cid, peers);
@@ -243,7 +225,7 @@ Deno.test("read repair also fixes a replica whose bad answer arrives after the f
   await store.flush();
   assert.deepEqual(failures, [`get:${slow.id}:CorruptChunkError`]);
   assert.deepEqual(await slow.store.get(cid), bytes, "the late bad copy was repaired");
-  await cleanup(dirs);
+  await removePeers(peers);
 });
 
 /** Counts reads, so a test can tell a repair that read nothing from one that read. */
@@ -256,7 +238,7 @@ class CountingPeer extends FaultyPeer {
 }
 
 Deno.test("a presence repair reads nothing when every holder has its copy, and sends the local copy to a new holder", async () => {
-  const { peers: inner, dirs } = await makePeers(5);
+  const { peers: inner } = await makePeers(5);
   try {
     const peers = inner.map((p) => new CountingPeer(p));
     const store = new ReplicatedStore(peers, { replicas: 3, writeQuorum: 3 });
@@ -292,12 +274,12 @@ Deno.test("a presence repair reads nothing when every holder has its copy, and s
     assert.ok(reads() >= 1);
     assert.equal(await other.hasChunk(cid), true);
   } finally {
-    await cleanup(dirs);
+    await removePeers(inner);
   }
 });
 
 Deno.test("a presence repair sends a copy to a holder that keeps only the CID and cannot prove it", async () => {
-  const { peers: honest, dirs } = await makePeers(2);
+  const { peers: honest } = await makePeers(2);
   try {
     // Drops the bytes, keeps the name: says it has every chunk, proves none (null, then garbage).
     const sent: string[] = [];
@@ -339,14 +321,13 @@ Deno.test("a presence repair sends a copy to a holder that keeps only the CID an
     assert.equal(await honest[0].hasChunk(cid), true);
     assert.equal(await honest[1].hasChunk(cid), true);
   } finally {
-    await cleanup(dirs);
+    await removePeers(honest);
   }
 });
 
 Deno.test("a peer out of the peer set past the record's retention is no longer counted as given, on disk too; one that flaps back in time still is", async () => {
-  const { peers, dirs } = await makePeers(3);
+  const { peers } = await makePeers(3);
   const recordDir = await Deno.makeTempDir();
-  dirs.push(recordDir);
   const path = join(recordDir, GIVEN_CHUNKS_FILE);
   let now = 5_000_000;
   const options = { now: () => now, departedRetentionMs: 60_000 };
@@ -378,6 +359,7 @@ Deno.test("a peer out of the peer set past the record's retention is no longer c
     assert.equal(reopened.has(stayers[0].id, cid), true);
     await reopened.close();
   } finally {
-    await cleanup(dirs);
+    await removePeers(peers);
+    await Deno.remove(recordDir, { recursive: true });
   }
 });
