@@ -30,46 +30,40 @@
  * Several stores (processes) may share a directory: each writes its own packs, and a lookup that
  * misses re-reads the directory when it has changed.
  *
+ * The store's parts live in private modules beside this file, each owned by the store: the index
+ * (`_pack_index.ts`), what the quota charges (`_chunk_costs.ts`), the cap on what peers place
+ * (`_replica_cap.ts`), `quarantine/` and what it takes (`_quarantine.ts`), the `pins/` and
+ * `replicas/` records (`_root_records.ts`), a GC pass (`_chunk_gc.ts`), the per-CID slots, the
+ * maintenance turn and the store lock (`_chunk_locks.ts`), the sweeps of crashed writers' temp
+ * files (`_temp_sweeps.ts`) and directory stamps (`_dir_stamp.ts`).
+ *
  * @module
  */
-import { statfs } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { removeTemporaries, writeFileDurably } from "../proof/_durable_file.ts";
 import { cidCodec, cidDigest, DAG_PB_CODEC, isCid, storageKey } from "../protocols/cid.ts";
 import { assertDagBlockSize } from "./unixfs.ts";
 import type { BlockStore, BlockStoreCallOptions } from "./block_store.ts";
 import { cidOfAsync, verifyCid } from "./_hash.ts";
-import {
-  ChunkNotFoundError,
-  CorruptChunkError,
-  DamagedPackError,
-  QuotaExceededError,
-  ReplicaQuotaExceededError,
-} from "./errors.ts";
-import {
-  blocksReferencedBy,
-  isDagNode,
-  PENDING_DIR,
-  PINS_DIR,
-  readGcRoots,
-  REPLICAS_DIR,
-} from "./gc_roots.ts";
+import { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
+import { collectGarbage } from "./_chunk_gc.ts";
+import { CidSlots, MaintenanceTurn, openStoreLock } from "./_chunk_locks.ts";
+import { PackIndex, readRange } from "./_pack_index.ts";
+import { Quarantine } from "./_quarantine.ts";
+import { ReplicaCap } from "./_replica_cap.ts";
+import { countFiles, readPinLabel, RootRecords } from "./_root_records.ts";
+import { sweepPackTemporaries, sweepPinTemporaries } from "./_temp_sweeps.ts";
+import { ChunkNotFoundError, CorruptChunkError, QuotaExceededError } from "./errors.ts";
+import { PENDING_DIR, PINS_DIR, REPLICAS_DIR } from "./gc_roots.ts";
 import { migrateLegacyChunks } from "./legacy_chunks.ts";
 import {
   decideLegacyManifest,
   legacyManifestRecord,
   markLegacyManifests,
 } from "./legacy_manifests.ts";
-import { type PackEntry, readExactly, readPackIndex } from "./pack_format.ts";
 import { pathExists } from "./path_exists.ts";
-import {
-  isTempName,
-  PACK_SUFFIX,
-  packTimeOf,
-  PackWriter,
-  syncDir,
-  type WrittenObject,
-} from "./pack_writer.ts";
+import { PackWriter, syncDir, type WrittenObject } from "./pack_writer.ts";
+
+export { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
 
 /** Test hooks that inject faults into the write path. */
 export interface ChunkStoreFaults {
@@ -193,8 +187,6 @@ export interface PinLabel {
   local?: boolean;
 }
 
-/** A pin file larger than this is not a label we wrote: ignored. */
-const MAX_PIN_LABEL_BYTES = 4096;
 /** Options of {@link ChunkStore.put}. */
 export interface ChunkPutOptions extends BlockStoreCallOptions {
   /**
@@ -214,43 +206,7 @@ export interface ChunkPutOptions extends BlockStoreCallOptions {
   replica?: boolean;
 }
 
-/** What the store knows of one pack. */
-interface PackInfo {
-  entries: PackEntry[];
-  /** Creation time (ms), for the GC grace period. */
-  mtime: number;
-}
-
-/**
- * What each stored copy costs beyond its bytes, charged against the quota: its pack index entry
- * (36 bytes), the record that roots most objects (a `replicas/` or `pins/` file: an inode and a
- * directory entry, a few hundred bytes) and its place in the in-memory index, rounded up. Without
- * it a peer's `put_chunk` of tiny objects filled the disk many times over the quota: 1024 objects
- * of 4 bytes under a 4096-byte quota took 1331 files and 1.3 MiB.
- */
-export const OBJECT_OVERHEAD_BYTES = 512;
-/**
- * What each pack file costs beyond its objects, charged against the quota: its header's fixed part
- * and the unused end of its last disk block (files take whole 4 KiB blocks). A put is judged as if
- * its object went into a pack of its own (a lone put does), then charged for the pack it shared.
- */
-export const PACK_OVERHEAD_BYTES = 4096;
-
 const DEFAULT_GC_GRACE_MS = 10 * 60 * 1000;
-/**
- * A temp file this young is left alone on open even if unlocked: its writer may be between
- * creating it and locking it (microseconds; a second is plenty).
- */
-const TEMP_SWEEP_MIN_AGE_MS = 1000;
-/** How old the packs directory's mtime must be before an unchanged one proves nothing changed. */
-const STAMP_TRUST_MS = 1000;
-/**
- * Lock file (in the store directory) held while any process collects garbage or rewrites packs,
- * so two processes never remove objects at once and each decides on the other's packs.
- */
-const STORE_LOCK = "store.lock";
-/** Pack headers read at once when (re)loading the index. */
-const RELOAD_CONCURRENCY = 32;
 /** Attempts of a read whose pack vanished (rewritten by GC here or in another process). */
 const READ_ATTEMPTS = 3;
 
@@ -264,53 +220,49 @@ export class ChunkStore implements BlockStore {
   readonly #faults: ChunkStoreFaults | undefined;
   readonly #clock: () => number;
   readonly #writer: PackWriter;
-  readonly #index = new Map<string, WrittenObject>();
-  readonly #packs = new Map<string, PackInfo>();
-  #used = 0;
-  /**
-   * What `quarantine/` takes (see {@link ChunkStoreStats.quarantineBytes}). Charged against the
-   * quota like the packs: each quarantined copy leaves the packs (freeing its charge there) while
-   * its bytes stay on disk, so a disk that kept rotting a chunk, repaired each time, took the
-   * store past its quota by one copy per repair, unnoticed (a review found it at stop 56).
-   */
-  #quarantined = 0;
+  /** Where each object is read from, and what the packs take (see `_pack_index.ts`). */
+  readonly #index: PackIndex;
+  /** What `quarantine/` holds, charged against the quota (see `_quarantine.ts`). */
+  readonly #quarantine: Quarantine;
   #reserved = 0;
-  readonly #replicaQuota: number;
-  readonly #replicaMinFree: number;
-  /** Storage keys with a `replicas/` record, or with a replica write in flight. */
-  readonly #replicaSet = new Set<string>();
-  /** What {@link ChunkStoreStats.replicaBytes} reports: the indexed objects of `#replicaSet`. */
-  #replicaBytes = 0;
-  /** Replica writes in flight, charged until they are indexed (then briefly twice). */
-  #replicaReserved = 0;
-  /** Modification time of the packs directory when it was last read; a change means news. */
-  #dirStamp = -1;
-  /** Modification time of `quarantine/` when {@link #quarantined} was counted. */
-  #quarantineStamp = -1;
+  /** The chunks held for other nodes and their cap (see `_replica_cap.ts`). */
+  readonly #replicas: ReplicaCap;
   /** Writes in flight per CID, so two writers of one chunk in this process share one write. */
-  readonly #inflight = new Map<string, Promise<unknown>>();
-  /** The latest directory sync per root directory (see {@link #syncRootDir}). */
-  readonly #dirSyncs = new Map<string, { started: boolean; done: Promise<void> }>();
+  readonly #slots = new CidSlots();
+  /** The `pins/` and `replicas/` records, written durably (see `_root_records.ts`). */
+  readonly #roots: RootRecords;
   /** Serializes index rebuilds and pack rewrites. */
-  #maintenance: Promise<unknown> = Promise.resolve();
+  readonly #maintenance = new MaintenanceTurn();
 
   private constructor(dir: string, options: ChunkStoreOptions | undefined) {
     this.#dir = dir;
     this.#packsDir = join(dir, "packs");
     this.#durable = options?.durable ?? true;
     this.#quota = options?.quotaBytes ?? Infinity;
-    this.#replicaQuota = options?.replicaQuotaBytes ?? Infinity;
-    this.#replicaMinFree = options?.replicaMinFreeBytes ?? 0;
+    this.#clock = options?.clock ?? Date.now;
+    this.#index = new PackIndex(dir, this.#clock, {
+      uncharge: (cid) => this.#replicas.uncharge(cid),
+      charge: (cid) => this.#replicas.charge(cid),
+    });
+    this.#replicas = new ReplicaCap({
+      quotaBytes: options?.replicaQuotaBytes ?? Infinity,
+      minFreeBytes: options?.replicaMinFreeBytes ?? 0,
+      dir,
+      index: this.#index,
+      reserved: () => this.#reserved,
+      faults: options?.faults,
+    });
+    this.#quarantine = new Quarantine(dir);
+    this.#roots = new RootRecords(dir, this.#durable);
     this.#gcGraceMs = options?.gcGraceMs ?? DEFAULT_GC_GRACE_MS;
     this.#faults = options?.faults;
-    this.#clock = options?.clock ?? Date.now;
     this.#writer = new PackWriter(this.#packsDir, {
       durable: this.#durable,
       maxPackBytes: options?.maxPackBytes,
       beforeWrite: options?.faults?.beforeWrite,
       queued: options?.faults?.queued,
       clock: this.#clock,
-      onPack: (name, entries) => this.#addPack(name, entries),
+      onPack: (name, entries) => this.#index.addPack(name, entries),
     });
   }
 
@@ -342,16 +294,16 @@ export class ChunkStore implements BlockStore {
     if (store.#durable) {
       for (const parent of new Set(made.map(dirname))) await syncDir(parent);
     }
-    await store.#sweepTemp();
-    await store.#sweepPinTemporaries();
+    await sweepPackTemporaries(store.#packsDir);
+    await sweepPinTemporaries(store.#dir);
     // Asked once now, so a process not allowed to ask (`--allow-sys=statfs`) fails to open.
-    if (store.#replicaMinFree > 0) await store.#diskFree();
+    if (store.#replicas.minFree > 0) await store.#replicas.diskFree();
     // Before the index is read, so indexing each replica's object charges it.
-    for await (const cid of store.replicas()) store.#replicaSet.add(cid);
-    await store.#exclusive(() => store.#reload());
+    for await (const cid of store.replicas()) store.#replicas.add(cid);
+    await store.#exclusive(() => store.#index.reload());
     await migrateLegacyChunks(dir, store, join(dir, "quarantine"));
     await markLegacyManifests(dir, (cid) => store.get(cid), store.#durable);
-    await store.#exclusive(() => store.#countQuarantine());
+    await store.#exclusive(() => store.#quarantine.count());
     return store;
   }
 
@@ -364,14 +316,14 @@ export class ChunkStore implements BlockStore {
   async stats(): Promise<ChunkStoreStats> {
     await this.#reloadIfChanged();
     return {
-      usedBytes: this.#used + this.#quarantined,
-      quarantineBytes: this.#quarantined,
+      usedBytes: this.#index.used + this.#quarantine.bytes,
+      quarantineBytes: this.#quarantine.bytes,
       quotaBytes: Number.isFinite(this.#quota) ? this.#quota : null,
       objectCount: this.#index.size,
       pinCount: (await this.pins()).length,
       replicaCount: await countFiles(join(this.#dir, REPLICAS_DIR)),
-      replicaBytes: this.#replicaBytes,
-      replicaQuotaBytes: Number.isFinite(this.#replicaQuota) ? this.#replicaQuota : null,
+      replicaBytes: this.#replicas.bytes,
+      replicaQuotaBytes: Number.isFinite(this.#replicas.quota) ? this.#replicas.quota : null,
     };
   }
 
@@ -398,16 +350,16 @@ export class ChunkStore implements BlockStore {
     if (options?.cid !== undefined && cidCodec(options.cid) === DAG_PB_CODEC) {
       assertDagBlockSize(options.cid, bytes.length);
     }
-    await this.#withSlot(cid, () => this.#writeIfAbsent(cid, bytes, options));
+    await this.#slots.run(cid, () => this.#writeIfAbsent(cid, bytes, options));
     // Recorded after the write: until then the object is inside the grace period, and a record
     // of an object that failed to store would root nothing.
     if (options?.replica) {
-      await this.#touchRoot(REPLICAS_DIR, cid).catch(async (error) => {
+      await this.#roots.touchRoot(REPLICAS_DIR, cid).catch(async (error) => {
         // Charged from its write or its check: a record that failed roots nothing.
-        if (!await this.isReplica(cid)) this.#leaveReplicaSet(cid);
+        if (!await this.isReplica(cid)) this.#replicas.leaveReplicaSet(cid);
         throw error;
       });
-      this.#holdForPeers(cid);
+      this.#replicas.holdForPeers(cid);
     }
     return cid;
   }
@@ -428,7 +380,7 @@ export class ChunkStore implements BlockStore {
     // recorded under `replicas/` is rooted for good (records are never removed), so no GC can take
     // its copy: a peer sending it again refreshes nothing and writes nothing.
     const young = existing !== undefined &&
-      this.#clock() - (this.#packs.get(existing.pack)?.mtime ?? 0) < this.#gcGraceMs / 2;
+      this.#clock() - (this.#index.packs.get(existing.pack)?.mtime ?? 0) < this.#gcGraceMs / 2;
     const rooted = existing !== undefined && !young && options?.replica === true &&
       await this.isReplica(cid);
     const forPeers = options?.replica === true;
@@ -437,93 +389,41 @@ export class ChunkStore implements BlockStore {
       // A peer's record of a copy already here (the node's own, young) holds it for peers for good:
       // charged from now, so it must fit as a written one must (nothing is written: no disk check).
       if (forPeers) {
-        this.#replicaRoom(cid, existing.length, Infinity);
-        this.#holdForPeers(cid);
+        this.#replicas.room(cid, existing.length, Infinity);
+        this.#replicas.holdForPeers(cid);
       }
       return;
     }
-    const free = forPeers && this.#replicaMinFree > 0 ? await this.#diskFree() : Infinity;
+    const free = forPeers && this.#replicas.minFree > 0
+      ? await this.#replicas.diskFree()
+      : Infinity;
     // From the checks to the reserves nothing awaits, so concurrent puts see each other's.
     // Charged as a copy in a pack of its own until its pack is written (see PACK_OVERHEAD_BYTES).
     const cost = bytes.length + OBJECT_OVERHEAD_BYTES + PACK_OVERHEAD_BYTES;
-    const taken = this.#used + this.#quarantined + this.#reserved;
+    const taken = this.#index.used + this.#quarantine.bytes + this.#reserved;
     if (taken + cost > this.#quota) {
       throw new QuotaExceededError(cost, this.#quota - taken);
     }
-    const replicaCost = forPeers ? this.#replicaRoom(cid, bytes.length, free) : 0;
+    const replicaCost = forPeers ? this.#replicas.room(cid, bytes.length, free) : 0;
     // Joins the replica set before it is written, so the write is charged from when onPack
     // indexes it (the reserve and the charge overlap until then, never a gap between them).
-    const joined = forPeers && !this.#replicaSet.has(cid);
-    if (joined) this.#holdForPeers(cid);
+    const joined = forPeers && !this.#replicas.has(cid);
+    if (joined) this.#replicas.holdForPeers(cid);
     this.#reserved += cost;
-    this.#replicaReserved += replicaCost;
+    this.#replicas.reserved += replicaCost;
     let done = false;
     try {
       // A new object is indexed by onPack; a fresh copy over an old one counts as one more copy
       // (both are on disk until a GC keeps one), and is the one read from now on.
       const written = await this.#writer.write(cid, bytes);
-      if (existing) this.#setLocation(written);
+      if (existing) this.#index.setLocation(written);
       done = true;
     } finally {
       this.#reserved -= cost;
-      this.#replicaReserved -= replicaCost;
+      this.#replicas.reserved -= replicaCost;
       // A failed write roots nothing: it leaves the set unless a record already put it there.
-      if (joined && !done && !await this.isReplica(cid)) this.#leaveReplicaSet(cid);
+      if (joined && !done && !await this.isReplica(cid)) this.#replicas.leaveReplicaSet(cid);
     }
-  }
-
-  /**
-   * What a replica write of `length` bytes for `cid` is charged against the replica cap, after
-   * checking it fits there and, with `free` bytes free on the disk, outside the disk's reserve.
-   *
-   * @throws {ReplicaQuotaExceededError} it does not.
-   */
-  #replicaRoom(cid: string, length: number, free: number): number {
-    const cost = length + OBJECT_OVERHEAD_BYTES;
-    // A copy replacing one already charged (a repair after quarantine is charged anew: the
-    // quarantine released it) moves nothing into the cap.
-    const charged = this.#replicaSet.has(cid) && this.#index.has(cid);
-    const held = this.#replicaBytes + this.#replicaReserved;
-    if (!charged && held + cost > this.#replicaQuota) {
-      throw new ReplicaQuotaExceededError(
-        cost,
-        `the ${this.#replicaQuota} bytes it holds for peers (${held} held)`,
-      );
-    }
-    if (this.#replicaMinFree > 0) {
-      // Writes in flight have not reached the disk yet: count them as taken.
-      const left = free - this.#reserved - cost - PACK_OVERHEAD_BYTES;
-      if (left < this.#replicaMinFree) {
-        throw new ReplicaQuotaExceededError(
-          cost,
-          `the ${this.#replicaMinFree} bytes of disk kept free (${free} free)`,
-        );
-      }
-    }
-    return charged ? 0 : cost;
-  }
-
-  /** Free bytes of the store's filesystem: the test hook's answer, else the OS's. */
-  async #diskFree(): Promise<number> {
-    return await (this.#faults?.freeBytes?.() ?? diskFreeBytes(this.#dir));
-  }
-
-  /** Record `cid` as held for other nodes (its record was written): charged while indexed. */
-  #holdForPeers(cid: string): void {
-    if (this.#replicaSet.has(cid)) return;
-    this.#replicaSet.add(cid);
-    this.#replicaBytes += this.#replicaCharge(cid);
-  }
-
-  #leaveReplicaSet(cid: string): void {
-    if (!this.#replicaSet.delete(cid)) return;
-    this.#replicaBytes -= this.#replicaCharge(cid);
-  }
-
-  /** What an object counts against the replica cap while indexed: its bytes and overhead. */
-  #replicaCharge(cid: string): number {
-    const location = this.#index.get(cid);
-    return location === undefined ? 0 : location.length + OBJECT_OVERHEAD_BYTES;
   }
 
   /**
@@ -540,21 +440,25 @@ export class ChunkStore implements BlockStore {
       if (!location) break;
       let bytes: Uint8Array;
       try {
-        bytes = await readRange(this.#packPath(location.pack), location.offset, location.length);
+        bytes = await readRange(
+          this.#index.packPath(location.pack),
+          location.offset,
+          location.length,
+        );
       } catch (error) {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
         // Its pack was rewritten (GC, quarantine) since we looked it up: look again.
-        await this.#exclusive(() => this.#reload());
+        await this.#exclusive(() => this.#index.reload());
         continue;
       }
       await this.#faults?.afterRead?.(cid);
       if (await verifyCid(cid, bytes)) return bytes;
       // The bytes were bad when we read them, but a repair may have replaced them since:
       // re-check under the CID's slot, and only quarantine the copy we proved bad.
-      const good = await this.#withSlot(cid, () => this.#quarantineLocked(cid, location));
+      const good = await this.#slots.run(cid, () => this.#quarantineLocked(cid, location));
       if (good) return good;
       if (this.#index.has(cid)) continue; // another copy (here or from another process) stands in
-      throw new CorruptChunkError(id, `${this.#packPath(location.pack)}@${location.offset}`);
+      throw new CorruptChunkError(id, `${this.#index.packPath(location.pack)}@${location.offset}`);
     }
     throw new ChunkNotFoundError(id);
   }
@@ -576,7 +480,7 @@ export class ChunkStore implements BlockStore {
     return await this.#rewriting(async () => {
       // Where its copies are now, after any rewrite before us.
       const copies = new Map<string, Set<number>>();
-      for (const [name, info] of this.#packs) {
+      for (const [name, info] of this.#index.packs) {
         for (const entry of info.entries) {
           if (entry.cid === cid) {
             copies.set(name, (copies.get(name) ?? new Set()).add(entry.offset));
@@ -653,7 +557,7 @@ export class ChunkStore implements BlockStore {
         throw new ChunkNotFoundError(cid, "the local store; put it before pinning it");
       }
       if (label === undefined && await pathExists(join(this.#dir, PINS_DIR, cid))) return;
-      await this.#touchRoot(PINS_DIR, cid, new TextEncoder().encode(text));
+      await this.#roots.touchRoot(PINS_DIR, cid, new TextEncoder().encode(text));
     });
   }
 
@@ -663,57 +567,7 @@ export class ChunkStore implements BlockStore {
    * pin file does not parse (it may have said so: kept to this node rather than shared).
    */
   async pinLabel(cid: string): Promise<PinLabel | undefined> {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(join(this.#dir, PINS_DIR, cid));
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return undefined;
-      throw error;
-    }
-    if (text === "" || text.length > MAX_PIN_LABEL_BYTES) return undefined;
-    try {
-      const raw = JSON.parse(text) as Record<string, unknown>;
-      const label: PinLabel = {};
-      if (typeof raw.name === "string") label.name = raw.name;
-      if (typeof raw.mime === "string") label.mime = raw.mime;
-      if (raw.local === true) label.local = true;
-      return label;
-    } catch {
-      // A label that does not parse (a damaged disk) may have said `local`: kept to this node
-      // rather than shared on a guess.
-      return { local: true };
-    }
-  }
-
-  /**
-   * Create the root file `sub/cid` (empty by default), durably when the store is durable. A file
-   * with content (a pin's label) is written whole or not at all (a temporary file, fsynced, then
-   * renamed): written in place, a power cut could leave the entry with no content, and a `local`
-   * file's label lost that way made its chunks served to peers after the restart (a review
-   * found it at stop 33).
-   */
-  async #touchRoot(sub: string, cid: string, content = new Uint8Array()): Promise<void> {
-    const path = join(this.#dir, sub, cid);
-    if (this.#durable && content.length > 0) return await writeFileDurably(path, content);
-    await Deno.writeFile(path, content);
-    if (this.#durable) await this.#syncRootDir(join(this.#dir, sub));
-  }
-
-  /**
-   * fsync a root directory for every file created or removed in it so far. Group commit: callers
-   * that arrive while a sync runs share the next one (a peer's put_chunks, 16 at a time, pay a few
-   * directory syncs rather than one each).
-   */
-  #syncRootDir(path: string): Promise<void> {
-    const queued = this.#dirSyncs.get(path);
-    if (queued?.started === false) return queued.done;
-    const done = (queued?.done ?? Promise.resolve()).catch(() => {}).then(() => {
-      sync.started = true;
-      return syncDir(path);
-    });
-    const sync = { started: false, done };
-    this.#dirSyncs.set(path, sync);
-    return done;
+    return await readPinLabel(join(this.#dir, PINS_DIR, cid));
   }
 
   /**
@@ -729,7 +583,7 @@ export class ChunkStore implements BlockStore {
       if (error instanceof Deno.errors.NotFound) return false;
       throw error;
     }
-    if (this.#durable) await this.#syncRootDir(join(this.#dir, PINS_DIR));
+    if (this.#durable) await this.#roots.syncRootDir(join(this.#dir, PINS_DIR));
     return true;
   }
 
@@ -745,7 +599,7 @@ export class ChunkStore implements BlockStore {
   async pins(): Promise<string[]> {
     const out: string[] = [];
     for await (const entry of Deno.readDir(join(this.#dir, PINS_DIR))) {
-      // Not a label's temporary file (`#touchRoot`), which a crash may leave behind.
+      // Not a label's temporary file (`RootRecords.touchRoot`), which a crash may leave behind.
       if (entry.isFile && isCid(entry.name)) out.push(entry.name);
     }
     return out.sort();
@@ -763,102 +617,16 @@ export class ChunkStore implements BlockStore {
    */
   gc(options?: { graceMs?: number }): Promise<GcResult> {
     const graceMs = options?.graceMs ?? this.#gcGraceMs;
-    return this.#rewriting(async () => {
-      const cutoff = this.#clock() - graceMs;
-      const result: GcResult = {
-        removed: 0,
-        freedBytes: 0,
-        kept: 0,
-        young: 0,
-        abandonedPuts: 0,
-        unreadableRoots: [],
-      };
-      const ageOf = (copy: WrittenObject) => this.#packs.get(copy.pack)?.mtime ?? 0;
-      const copies = new Map<string, WrittenObject[]>();
-      for (const [pack, info] of this.#packs) {
-        for (const entry of info.entries) {
-          const list = copies.get(entry.cid) ?? [];
-          list.push({ ...entry, pack });
-          copies.set(entry.cid, list);
-        }
-      }
-      // Youngest first. An object is as young as its youngest copy: a put that just wrote a
-      // fresh copy over an old one is protected by the grace period whichever copy an index
-      // (here or in another process) points at.
-      for (const list of copies.values()) list.sort((a, b) => ageOf(b) - ageOf(a));
-
-      const roots = await readGcRoots(this.#dir);
-      result.abandonedPuts = roots.abandonedPuts;
-      const live = new Set([...roots.pending, ...roots.replicas].map(storageKey));
-      // Walk every pinned DAG: a UnixFS file of more than 174 chunks has inner dag-pb nodes,
-      // and a directory links files. A node that cannot be read stops the GC like a lost root.
-      const walk = roots.pins.map((root) => ({ id: root, root }));
-      const walked = new Set<string>();
-      while (walk.length > 0) {
-        const { id, root } = walk.pop()!;
-        const key = storageKey(id);
-        if (walked.has(key)) continue;
-        walked.add(key);
-        live.add(key);
-        const good = await this.#firstGoodCopy(copies.get(key) ?? []);
-        if (!good) {
-          if (!result.unreadableRoots.includes(root)) result.unreadableRoots.push(root);
-          continue;
-        }
-        const legacyManifest = id === root && await this.isLegacyManifest(id, good.bytes);
-        for (const link of blocksReferencedBy(id, good.bytes, { legacyManifest })) {
-          if (isDagNode(link)) walk.push({ id: link, root });
-          else live.add(storageKey(link));
-        }
-      }
-      if (result.unreadableRoots.length > 0) return result;
-
-      // Dead copies by pack and offset, never by CID: one pack can hold an object twice (a GC
-      // moving it while a put writes a fresh copy, both taken by one group commit), and dropping
-      // the extra copy must leave the one kept.
-      const dead = new Map<string, Set<number>>();
-      const drop = (copy: WrittenObject) => {
-        const set = dead.get(copy.pack) ?? new Set<number>();
-        set.add(copy.offset);
-        dead.set(copy.pack, set);
-        result.freedBytes += copy.length;
-      };
-      for (const [cid, list] of copies) {
-        const rooted = live.has(cid) || this.#inflight.has(cid);
-        if (!rooted && ageOf(list[0]) <= cutoff) {
-          list.forEach(drop);
-          result.removed++;
-          continue;
-        }
-        if (rooted) result.kept++;
-        else result.young++;
-        if (list.length === 1) continue;
-        // Extra copies (two processes wrote one object, a crash mid-rewrite, a fresh copy over
-        // an old one): keep the youngest copy that verifies, so a rotten copy never outlives a
-        // good one; while none verifies, keep them all for the reads to sort out.
-        const keep = (await this.#firstGoodCopy(list))?.copy;
-        if (!keep) continue;
-        this.#setLocation(keep);
-        for (const copy of list) if (copy !== keep) drop(copy);
-      }
-      for (const [pack, offsets] of dead) await this.#removeFromPack(pack, offsets);
-      return result;
-    });
-  }
-
-  /**
-   * The first of `copies` whose bytes verify, with its bytes. Runs under the store lock, where
-   * the index was just reloaded and no pack can vanish (a plain {@link get} would wait for the
-   * lock's own maintenance turn).
-   */
-  async #firstGoodCopy(
-    copies: WrittenObject[],
-  ): Promise<{ copy: WrittenObject; bytes: Uint8Array } | undefined> {
-    for (const copy of copies) {
-      const bytes = await readRange(this.#packPath(copy.pack), copy.offset, copy.length);
-      if (await verifyCid(copy.cid, bytes)) return { copy, bytes };
-    }
-    return undefined;
+    return this.#rewriting(() =>
+      collectGarbage({
+        dir: this.#dir,
+        index: this.#index,
+        clock: this.#clock,
+        writing: (cid) => this.#slots.has(cid),
+        isLegacyManifest: (cid, bytes) => this.isLegacyManifest(cid, bytes),
+        removeFromPack: (name, drop) => this.#removeFromPack(name, drop),
+      }, graceMs)
+    );
   }
 
   /** The location of `cid`, re-reading the packs directory once if it changed and `cid` is unknown. */
@@ -880,14 +648,18 @@ export class ChunkStore implements BlockStore {
     if (!location) return null; // another reader already moved it
     let bytes: Uint8Array;
     try {
-      bytes = await readRange(this.#packPath(location.pack), location.offset, location.length);
+      bytes = await readRange(
+        this.#index.packPath(location.pack),
+        location.offset,
+        location.length,
+      );
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return null;
       throw error;
     }
     if (await verifyCid(cid, bytes)) return bytes;
     if (seen && (seen.pack !== location.pack || seen.offset !== location.offset)) return null;
-    await this.#keepForensics(cid, bytes);
+    await this.#quarantine.keep(cid, bytes);
     await this.#rewriting(() => this.#removeFromPack(location.pack, new Set([location.offset])));
     return null;
   }
@@ -906,9 +678,9 @@ export class ChunkStore implements BlockStore {
    * to drop, after it has found the good one.
    */
   async #removeFromPack(name: string, drop: ReadonlySet<number>): Promise<void> {
-    const info = this.#packs.get(name);
+    const info = this.#index.packs.get(name);
     if (!info) return;
-    const path = this.#packPath(name);
+    const path = this.#index.packPath(name);
     const survivors = info.entries.filter((e) => !drop.has(e.offset));
     const moved: Promise<WrittenObject>[] = [];
     const saved = new Set<string>(); // objects with a good copy on its way to the new pack
@@ -921,320 +693,54 @@ export class ChunkStore implements BlockStore {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
         // Another process rewrote or removed this pack first: take the directory as it is now.
         await Promise.all(moved);
-        return await this.#reload();
+        return await this.#index.reload();
       }
       if (await verifyCid(entry.cid, bytes)) {
         saved.add(entry.cid);
         moved.push(this.#writer.write(entry.cid, bytes));
       } else {
-        await this.#keepForensics(entry.cid, bytes);
-        this.#unindex(entry.cid, name);
+        await this.#quarantine.keep(entry.cid, bytes);
+        this.#index.unindex(entry.cid, name);
       }
     }
-    for (const written of await Promise.all(moved)) this.#setLocation(written);
+    for (const written of await Promise.all(moved)) this.#index.setLocation(written);
     await Deno.remove(path).catch((error) => {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     });
     if (this.#durable) await syncDir(this.#packsDir);
-    this.#dropPack(name);
-    for (const entry of info.entries) this.#unindex(entry.cid, name);
-    this.#indexOtherCopies(new Set(info.entries.map((e) => e.cid)));
-  }
-
-  /** Index a copy from any known pack for each of `cids` that has none indexed. */
-  #indexOtherCopies(cids: Set<string>): void {
-    for (const cid of cids) if (this.#index.has(cid)) cids.delete(cid);
-    if (cids.size === 0) return;
-    for (const [name, info] of this.#packs) {
-      for (const entry of info.entries) {
-        if (cids.has(entry.cid) && !this.#index.has(entry.cid)) {
-          this.#setLocation({ ...entry, pack: name });
-        }
-      }
-    }
-  }
-
-  /** Copy bad bytes to quarantine/ for forensics (the pack itself is about to be rewritten). */
-  async #keepForensics(cid: string, bytes: Uint8Array): Promise<void> {
-    const quarantine = join(this.#dir, "quarantine");
-    await Deno.mkdir(quarantine, { recursive: true }); // an operator may have removed it whole
-    await Deno.writeFile(join(quarantine, `${cid}.${Date.now()}`), bytes);
-  }
-
-  /**
-   * Register a durable pack (one the writer just made, or one found on disk): its objects that
-   * have no indexed copy yet become readable from it.
-   */
-  #addPack(
-    name: string,
-    entries: readonly PackEntry[],
-    mtime = packTimeOf(name) ?? this.#clock(),
-  ): void {
-    const known = this.#packs.get(name);
-    if (known) this.#used -= packBytes(known.entries);
-    this.#packs.set(name, { entries: [...entries], mtime });
-    this.#used += packBytes(entries);
-    for (const entry of entries) {
-      if (!this.#index.has(entry.cid)) this.#setLocation({ ...entry, pack: name });
-    }
-  }
-
-  #setLocation(location: WrittenObject): void {
-    const replica = this.#replicaSet.has(location.cid);
-    if (replica) this.#replicaBytes -= this.#replicaCharge(location.cid);
-    this.#index.set(location.cid, { ...location });
-    if (replica) this.#replicaBytes += this.#replicaCharge(location.cid);
-  }
-
-  /** Forget pack `name` (deleted, here or by another process): its copies no longer count. */
-  #dropPack(name: string): PackInfo | undefined {
-    const info = this.#packs.get(name);
-    if (!info) return undefined;
-    this.#packs.delete(name);
-    this.#used -= packBytes(info.entries);
-    return info;
-  }
-
-  /** Forget `cid` if its indexed copy is in pack `name`. */
-  #unindex(cid: string, name: string): void {
-    const location = this.#index.get(cid);
-    if (location?.pack !== name) return;
-    if (this.#replicaSet.has(cid)) this.#replicaBytes -= this.#replicaCharge(cid);
-    this.#index.delete(cid);
+    this.#index.dropPack(name);
+    for (const entry of info.entries) this.#index.unindex(entry.cid, name);
+    this.#index.indexOtherCopies(new Set(info.entries.map((e) => e.cid)));
   }
 
   async #reloadIfChanged(): Promise<void> {
-    const stamp = await this.#packsDirStamp();
-    if (stamp !== this.#dirStamp) await this.#exclusive(() => this.#reload());
-    // Quarantined here, by another process, or emptied by the operator: counted again.
-    const quarantine = await dirStamp(join(this.#dir, "quarantine")).catch((error) => {
-      if (error instanceof Deno.errors.NotFound) return null; // removed whole: made again
-      throw error;
-    });
-    if (quarantine === null || quarantine !== this.#quarantineStamp) {
-      await this.#exclusive(() => this.#countQuarantine());
-    }
-  }
-
-  /**
-   * Count what `quarantine/` holds into {@link #quarantined}: each file's bytes and
-   * {@link PACK_OVERHEAD_BYTES} (a file of its own, like a lone pack: its last block's unused end,
-   * its inode and directory entry). Runs under {@link #exclusive}.
-   */
-  async #countQuarantine(): Promise<void> {
-    const readAt = Date.now();
-    const path = join(this.#dir, "quarantine");
-    await Deno.mkdir(path, { recursive: true }); // an operator may have removed it whole
-    const stamp = await dirStamp(path);
-    let bytes = 0;
-    for await (const entry of Deno.readDir(path)) {
-      if (!entry.isFile) continue;
-      const size = await Deno.stat(join(path, entry.name)).then((s) => s.size, () => null);
-      if (size !== null) bytes += size + PACK_OVERHEAD_BYTES; // null: removed meanwhile
-    }
-    this.#quarantined = bytes;
-    // As for the packs directory (see #reload): a stamp from the last second proves nothing.
-    this.#quarantineStamp = readAt - stamp < STAMP_TRUST_MS ? -1 : stamp;
-  }
-
-  /**
-   * Bring the index in line with the packs directory: read the headers of packs not seen yet and
-   * forget packs that are gone (then look for other copies of their objects). An object already
-   * indexed keeps its place while its pack exists, so a reload never moves it under a reader.
-   * Runs under {@link #exclusive}.
-   */
-  async #reload(): Promise<void> {
-    const readAt = Date.now();
-    const stamp = await this.#packsDirStamp();
-    // Packs the writer registers while this reload runs were not in the listing; keep them.
-    const known = new Set(this.#packs.keys());
-    const present = new Set<string>();
-    for await (const entry of Deno.readDir(this.#packsDir)) {
-      if (entry.isFile && entry.name.endsWith(PACK_SUFFIX) && !isTempName(entry.name)) {
-        present.add(entry.name);
-      }
-    }
-    const unseen = [...present].filter((name) => !this.#packs.has(name));
-    // Header reads in parallel: a store of many small packs opens in a fraction of the time.
-    const read = await mapConcurrently(unseen, RELOAD_CONCURRENCY, async (name) => {
-      const path = this.#packPath(name);
-      try {
-        const entries = await readPackIndex(path);
-        const mtime = packTimeOf(name) ?? (await Deno.stat(path)).mtime?.getTime() ?? Date.now();
-        return { name, entries, mtime };
-      } catch (error) {
-        if (error instanceof Deno.errors.NotFound) return null;
-        if (!(error instanceof DamagedPackError)) throw error;
-        await Deno.rename(path, join(this.#dir, "quarantine", name)).catch(() => {});
-        return null;
-      }
-    });
-    for (const pack of read) if (pack) this.#addPack(pack.name, pack.entries, pack.mtime);
-    const orphans = new Set<string>();
-    for (const [name, info] of this.#packs) {
-      if (present.has(name) || !known.has(name)) continue;
-      this.#dropPack(name);
-      for (const entry of info.entries) {
-        this.#unindex(entry.cid, name);
-        orphans.add(entry.cid);
-      }
-    }
-    this.#indexOtherCopies(orphans);
-    // A stamp from the last second cannot tell a change made later in the same tick (mtimes
-    // have millisecond resolution here): distrust it, so the next miss looks again.
-    this.#dirStamp = readAt - stamp < STAMP_TRUST_MS ? -1 : stamp;
-  }
-
-  #packsDirStamp(): Promise<number> {
-    return dirStamp(this.#packsDir);
-  }
-
-  /** Remove temp files whose writer is gone: unlocked, and not brand new. */
-  async #sweepTemp(): Promise<void> {
-    for await (const entry of Deno.readDir(this.#packsDir)) {
-      if (!entry.isFile || !isTempName(entry.name)) continue;
-      const path = join(this.#packsDir, entry.name);
-      let file: Deno.FsFile;
-      try {
-        file = await Deno.open(path, { read: true, write: true });
-      } catch {
-        continue; // renamed or removed meanwhile
-      }
-      try {
-        if (!await file.tryLock(true)) continue; // a live writer holds it
-        const info = await file.stat();
-        const age = Date.now() - (info.mtime?.getTime() ?? 0);
-        if (info.size > 0 || age >= TEMP_SWEEP_MIN_AGE_MS) {
-          await Deno.remove(path).catch(() => {}); // its writer may have renamed it meanwhile
-        }
-      } finally {
-        file.close();
-      }
-    }
-  }
-
-  /**
-   * Remove the temporary files of pin labels ({@link #touchRoot}) that a process killed between
-   * writing one and renaming it left in `pins/`: never read, they stayed for good, one per crash.
-   * A label is written under the store lock, so while this holds it no pin is being written; when
-   * another process holds it (a pin, or a GC, which can take long) the sweep is left to a later
-   * open rather than waited for.
-   */
-  async #sweepPinTemporaries(): Promise<void> {
-    const lock = await Deno.open(join(this.#dir, STORE_LOCK), {
-      read: true,
-      write: true,
-      create: true,
-    });
-    try {
-      if (await lock.tryLock(true)) await removeTemporaries(join(this.#dir, PINS_DIR), isCid);
-    } finally {
-      lock.close(); // releases the lock
-    }
-  }
-
-  /** Run `fn` while holding `cid`'s slot (after any write of `cid` already in flight). */
-  async #withSlot<T>(cid: string, fn: () => Promise<T>): Promise<T> {
-    for (let pending = this.#inflight.get(cid); pending; pending = this.#inflight.get(cid)) {
-      await pending.catch(() => {});
-    }
-    const run = fn();
-    this.#inflight.set(cid, run);
-    try {
-      return await run;
-    } finally {
-      if (this.#inflight.get(cid) === run) this.#inflight.delete(cid);
+    if (await this.#index.changed()) await this.#exclusive(() => this.#index.reload());
+    if (await this.#quarantine.changed()) {
+      await this.#exclusive(() => this.#quarantine.count());
     }
   }
 
   /** Run `fn` after every earlier maintenance task (reloads, rewrites) has finished. */
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#maintenance.then(fn);
-    this.#maintenance = run.catch(() => {});
-    return run;
+    return this.#maintenance.run(fn);
   }
 
   /**
    * Run `fn` (which removes objects from packs) under {@link #exclusive} and an exclusive lock
-   * on `packs/.rewrite.lock` shared by every process using this directory, after reloading the
+   * on `store.lock` shared by every process using this directory, after reloading the
    * index: so two processes never rewrite at once, and each sees the other's packs before it
    * decides which copies are extra.
    */
   #rewriting<T>(fn: () => Promise<T>): Promise<T> {
     return this.#exclusive(async () => {
-      const lock = await Deno.open(join(this.#dir, STORE_LOCK), {
-        read: true,
-        write: true,
-        create: true,
-      });
+      const lock = await openStoreLock(this.#dir);
       try {
         await lock.lock(true);
-        await this.#reload();
+        await this.#index.reload();
         return await fn();
       } finally {
         lock.close(); // releases the lock
       }
     });
-  }
-
-  #packPath(name: string): string {
-    return join(this.#packsDir, name);
-  }
-}
-
-/**
- * What a pack adds to the store's usage: its copies' bytes, each copy's overhead and the pack's
- * own ({@link OBJECT_OVERHEAD_BYTES}, {@link PACK_OVERHEAD_BYTES}).
- */
-function packBytes(entries: readonly PackEntry[]): number {
-  let bytes = PACK_OVERHEAD_BYTES;
-  for (const entry of entries) bytes += entry.length + OBJECT_OVERHEAD_BYTES;
-  return bytes;
-}
-
-/** Modification time (ms) of directory `dir`: it changes when an entry is added or removed. */
-async function dirStamp(dir: string): Promise<number> {
-  return (await Deno.stat(dir)).mtime?.getTime() ?? 0;
-}
-
-/** Bytes an unprivileged writer may still take on the filesystem holding `dir`. */
-async function diskFreeBytes(dir: string): Promise<number> {
-  const fs = await statfs(dir);
-  return fs.bavail * fs.bsize;
-}
-
-/** Number of files in `dir`. */
-async function countFiles(dir: string): Promise<number> {
-  let n = 0;
-  for await (const entry of Deno.readDir(dir)) if (entry.isFile) n++;
-  return n;
-}
-
-/** `fn` over `items` with at most `limit` calls in flight; results in input order. */
-async function mapConcurrently<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
-
-/** `length` bytes at `offset` of the file at `path` (fewer if the file is shorter). */
-async function readRange(path: string, offset: number, length: number): Promise<Uint8Array> {
-  const file = await Deno.open(path, { read: true });
-  try {
-    await file.seek(offset, Deno.SeekMode.Start);
-    return await readExactly(file, length);
-  } finally {
-    file.close();
   }
 }

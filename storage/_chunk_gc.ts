@@ -1,0 +1,133 @@
+/**
+ * A garbage collection pass of the chunk store: the objects no root reaches and whose every copy
+ * is older than the grace period, and the extra copies of the objects that stay, are removed.
+ * `ChunkStore.gc` (where the whole rule is documented) runs {@link collectGarbage} under the store
+ * lock, right after reloading its index, over a {@link GcStore} view of itself; the roots are
+ * those `gc_roots.ts` reads from disk. Not part of the public API.
+ *
+ * @module
+ */
+import { storageKey } from "../protocols/cid.ts";
+import { verifyCid } from "./_hash.ts";
+import { type PackIndex, readRange } from "./_pack_index.ts";
+import type { GcResult } from "./chunk_store.ts";
+import { blocksReferencedBy, isDagNode, readGcRoots } from "./gc_roots.ts";
+import type { WrittenObject } from "./pack_writer.ts";
+
+/** What a garbage collection reads and changes of its store. */
+export interface GcStore {
+  /** The store directory, whose roots (`gc_roots.ts`) are read. */
+  readonly dir: string;
+  /** The store's index, just reloaded under the store lock. */
+  readonly index: PackIndex;
+  /** Milliseconds since the epoch (the store's clock), for the grace period. */
+  clock(): number;
+  /** True while a write of `cid` holds its slot in this process: rooted like a pinned object. */
+  writing(cid: string): boolean;
+  /** `ChunkStore.isLegacyManifest`. */
+  isLegacyManifest(cid: string, bytes: Uint8Array): Promise<boolean>;
+  /** Rewrite pack `name` without its copies at the offsets in `drop` (the store's rewrite). */
+  removeFromPack(name: string, drop: ReadonlySet<number>): Promise<void>;
+}
+
+/**
+ * Collect `store`'s garbage, keeping every unrooted object with a copy younger than `graceMs`
+ * (see `ChunkStore.gc`). Runs under the store lock.
+ */
+export async function collectGarbage(store: GcStore, graceMs: number): Promise<GcResult> {
+  const cutoff = store.clock() - graceMs;
+  const result: GcResult = {
+    removed: 0,
+    freedBytes: 0,
+    kept: 0,
+    young: 0,
+    abandonedPuts: 0,
+    unreadableRoots: [],
+  };
+  const ageOf = (copy: WrittenObject) => store.index.packs.get(copy.pack)?.mtime ?? 0;
+  const copies = new Map<string, WrittenObject[]>();
+  for (const [pack, info] of store.index.packs) {
+    for (const entry of info.entries) {
+      const list = copies.get(entry.cid) ?? [];
+      list.push({ ...entry, pack });
+      copies.set(entry.cid, list);
+    }
+  }
+  // Youngest first. An object is as young as its youngest copy: a put that just wrote a
+  // fresh copy over an old one is protected by the grace period whichever copy an index
+  // (here or in another process) points at.
+  for (const list of copies.values()) list.sort((a, b) => ageOf(b) - ageOf(a));
+
+  const roots = await readGcRoots(store.dir);
+  result.abandonedPuts = roots.abandonedPuts;
+  const live = new Set([...roots.pending, ...roots.replicas].map(storageKey));
+  // Walk every pinned DAG: a UnixFS file of more than 174 chunks has inner dag-pb nodes,
+  // and a directory links files. A node that cannot be read stops the GC like a lost root.
+  const walk = roots.pins.map((root) => ({ id: root, root }));
+  const walked = new Set<string>();
+  while (walk.length > 0) {
+    const { id, root } = walk.pop()!;
+    const key = storageKey(id);
+    if (walked.has(key)) continue;
+    walked.add(key);
+    live.add(key);
+    const good = await firstGoodCopy(store.index, copies.get(key) ?? []);
+    if (!good) {
+      if (!result.unreadableRoots.includes(root)) result.unreadableRoots.push(root);
+      continue;
+    }
+    const legacyManifest = id === root && await store.isLegacyManifest(id, good.bytes);
+    for (const link of blocksReferencedBy(id, good.bytes, { legacyManifest })) {
+      if (isDagNode(link)) walk.push({ id: link, root });
+      else live.add(storageKey(link));
+    }
+  }
+  if (result.unreadableRoots.length > 0) return result;
+
+  // Dead copies by pack and offset, never by CID: one pack can hold an object twice (a GC
+  // moving it while a put writes a fresh copy, both taken by one group commit), and dropping
+  // the extra copy must leave the one kept.
+  const dead = new Map<string, Set<number>>();
+  const drop = (copy: WrittenObject) => {
+    const set = dead.get(copy.pack) ?? new Set<number>();
+    set.add(copy.offset);
+    dead.set(copy.pack, set);
+    result.freedBytes += copy.length;
+  };
+  for (const [cid, list] of copies) {
+    const rooted = live.has(cid) || store.writing(cid);
+    if (!rooted && ageOf(list[0]) <= cutoff) {
+      list.forEach(drop);
+      result.removed++;
+      continue;
+    }
+    if (rooted) result.kept++;
+    else result.young++;
+    if (list.length === 1) continue;
+    // Extra copies (two processes wrote one object, a crash mid-rewrite, a fresh copy over
+    // an old one): keep the youngest copy that verifies, so a rotten copy never outlives a
+    // good one; while none verifies, keep them all for the reads to sort out.
+    const keep = (await firstGoodCopy(store.index, list))?.copy;
+    if (!keep) continue;
+    store.index.setLocation(keep);
+    for (const copy of list) if (copy !== keep) drop(copy);
+  }
+  for (const [pack, offsets] of dead) await store.removeFromPack(pack, offsets);
+  return result;
+}
+
+/**
+ * The first of `copies` whose bytes verify, with its bytes. Runs under the store lock, where
+ * the index was just reloaded and no pack can vanish (a plain `ChunkStore.get` would wait for the
+ * lock's own maintenance turn).
+ */
+async function firstGoodCopy(
+  index: PackIndex,
+  copies: WrittenObject[],
+): Promise<{ copy: WrittenObject; bytes: Uint8Array } | undefined> {
+  for (const copy of copies) {
+    const bytes = await readRange(index.packPath(copy.pack), copy.offset, copy.length);
+    if (await verifyCid(copy.cid, bytes)) return { copy, bytes };
+  }
+  return undefined;
+}

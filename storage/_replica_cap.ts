@@ -1,0 +1,163 @@
+/**
+ * The chunk store's cap on what it holds for other nodes: the objects under `replicas/` records
+ * (peers' `put_chunk`s), each charged with its bytes and {@link OBJECT_OVERHEAD_BYTES} while it is
+ * indexed, checked against `ChunkStoreOptions.replicaQuotaBytes`, and the disk's reserve
+ * (`replicaMinFreeBytes`) that replica writes never take. `ChunkStore` owns one
+ * {@link ReplicaCap}: it asks {@link ReplicaCap.room} before a replica write, holds a recorded
+ * CID for peers, and tells it around every change of its index so the charge follows the copy
+ * indexed. Not part of the public API.
+ *
+ * @module
+ */
+import { statfs } from "node:fs/promises";
+import { OBJECT_OVERHEAD_BYTES, PACK_OVERHEAD_BYTES } from "./_chunk_costs.ts";
+import { ReplicaQuotaExceededError } from "./errors.ts";
+import type { ChunkStoreFaults } from "./chunk_store.ts";
+import type { WrittenObject } from "./pack_writer.ts";
+
+/** What a {@link ReplicaCap} is built from. */
+export interface ReplicaCapOptions {
+  /** The cap on the bytes held for peers (`Infinity`: none of its own). */
+  quotaBytes: number;
+  /** Free disk bytes replica writes never take (0: not checked). */
+  minFreeBytes: number;
+  /** The store directory, whose filesystem's free space is asked. */
+  dir: string;
+  /** The store's index (`_pack_index.ts`), read for the length of each indexed copy. */
+  index: Pick<ReadonlyMap<string, WrittenObject>, "get" | "has">;
+  /** Bytes the store has reserved for writes in flight (every write, not only replicas). */
+  reserved(): number;
+  /** The store's test hooks: `freeBytes` answers instead of the OS. */
+  faults: ChunkStoreFaults | undefined;
+}
+
+/** The replica set and what it is charged against the replica cap and the disk's reserve. */
+export class ReplicaCap {
+  readonly #replicaQuota: number;
+  readonly #replicaMinFree: number;
+  readonly #dir: string;
+  readonly #index: Pick<ReadonlyMap<string, WrittenObject>, "get" | "has">;
+  readonly #reserved: () => number;
+  readonly #faults: ChunkStoreFaults | undefined;
+  /** Storage keys with a `replicas/` record, or with a replica write in flight. */
+  readonly #replicaSet = new Set<string>();
+  /** What `ChunkStoreStats.replicaBytes` reports: the indexed objects of `#replicaSet`. */
+  #replicaBytes = 0;
+  /**
+   * Replica writes in flight, charged until they are indexed (then briefly twice). The store adds
+   * each write's {@link room} before it and takes it off after.
+   */
+  reserved = 0;
+
+  /** A cap as `options` describe it, over an empty replica set. */
+  constructor(options: ReplicaCapOptions) {
+    this.#replicaQuota = options.quotaBytes;
+    this.#replicaMinFree = options.minFreeBytes;
+    this.#dir = options.dir;
+    this.#index = options.index;
+    this.#reserved = options.reserved;
+    this.#faults = options.faults;
+  }
+
+  /** The cap on the bytes held for peers (`Infinity`: none of its own). */
+  get quota(): number {
+    return this.#replicaQuota;
+  }
+
+  /** Free disk bytes replica writes never take (0: not checked). */
+  get minFree(): number {
+    return this.#replicaMinFree;
+  }
+
+  /** What the indexed objects held for peers take, each with its overhead. */
+  get bytes(): number {
+    return this.#replicaBytes;
+  }
+
+  /** True when `cid` is in the replica set (recorded, or its replica write in flight). */
+  has(cid: string): boolean {
+    return this.#replicaSet.has(cid);
+  }
+
+  /**
+   * Put `cid` in the set without charging it (a record found on open, before the index is read:
+   * indexing its object charges it).
+   */
+  add(cid: string): void {
+    this.#replicaSet.add(cid);
+  }
+
+  /**
+   * What a replica write of `length` bytes for `cid` is charged against the replica cap, after
+   * checking it fits there and, with `free` bytes free on the disk, outside the disk's reserve.
+   *
+   * @throws {ReplicaQuotaExceededError} it does not.
+   */
+  room(cid: string, length: number, free: number): number {
+    const cost = length + OBJECT_OVERHEAD_BYTES;
+    // A copy replacing one already charged (a repair after quarantine is charged anew: the
+    // quarantine released it) moves nothing into the cap.
+    const charged = this.#replicaSet.has(cid) && this.#index.has(cid);
+    const held = this.#replicaBytes + this.reserved;
+    if (!charged && held + cost > this.#replicaQuota) {
+      throw new ReplicaQuotaExceededError(
+        cost,
+        `the ${this.#replicaQuota} bytes it holds for peers (${held} held)`,
+      );
+    }
+    if (this.#replicaMinFree > 0) {
+      // Writes in flight have not reached the disk yet: count them as taken.
+      const left = free - this.#reserved() - cost - PACK_OVERHEAD_BYTES;
+      if (left < this.#replicaMinFree) {
+        throw new ReplicaQuotaExceededError(
+          cost,
+          `the ${this.#replicaMinFree} bytes of disk kept free (${free} free)`,
+        );
+      }
+    }
+    return charged ? 0 : cost;
+  }
+
+  /** Free bytes of the store's filesystem: the test hook's answer, else the OS's. */
+  async diskFree(): Promise<number> {
+    return await (this.#faults?.freeBytes?.() ?? diskFreeBytes(this.#dir));
+  }
+
+  /** Record `cid` as held for other nodes (its record was written): charged while indexed. */
+  holdForPeers(cid: string): void {
+    if (this.#replicaSet.has(cid)) return;
+    this.#replicaSet.add(cid);
+    this.#replicaBytes += this.#replicaCharge(cid);
+  }
+
+  /** Take `cid` out of the set (its write or record failed): no longer charged. */
+  leaveReplicaSet(cid: string): void {
+    if (!this.#replicaSet.delete(cid)) return;
+    this.#replicaBytes -= this.#replicaCharge(cid);
+  }
+
+  /**
+   * Take off what `cid` is charged for its indexed copy: called before that copy leaves the index
+   * or is replaced there (then {@link charge} charges the new one).
+   */
+  uncharge(cid: string): void {
+    if (this.#replicaSet.has(cid)) this.#replicaBytes -= this.#replicaCharge(cid);
+  }
+
+  /** Charge `cid` for its indexed copy: called after the index took a copy of it. */
+  charge(cid: string): void {
+    if (this.#replicaSet.has(cid)) this.#replicaBytes += this.#replicaCharge(cid);
+  }
+
+  /** What an object counts against the replica cap while indexed: its bytes and overhead. */
+  #replicaCharge(cid: string): number {
+    const location = this.#index.get(cid);
+    return location === undefined ? 0 : location.length + OBJECT_OVERHEAD_BYTES;
+  }
+}
+
+/** Bytes an unprivileged writer may still take on the filesystem holding `dir`. */
+async function diskFreeBytes(dir: string): Promise<number> {
+  const fs = await statfs(dir);
+  return fs.bavail * fs.bsize;
+}
