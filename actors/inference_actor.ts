@@ -142,6 +142,13 @@ export interface SubmitJob {
 export interface GetInferenceStats {
   /** Message tag. */
   type: "stats";
+  /**
+   * The models whose slots `slots` sums: the ones the node serves (`LocalInferencePort` passes
+   * its catalog's). A model no job has named yet is looked up in the source to learn its seats
+   * (a model loaded at the node's start: a map read); one the source does not give counts none.
+   * Absent: the models jobs have named so far.
+   */
+  models?: readonly string[];
 }
 
 /** Cancel a queued or running job by id; answered with `true` when such a job existed. */
@@ -295,12 +302,12 @@ export class InferenceActor implements Actor<InferenceMessage> {
   receive(
     message: InferenceMessage,
     ctx: ActorContext<InferenceMessage>,
-  ): Promise<SubmitReply> | Promise<void> | InferenceStats | boolean {
+  ): Promise<SubmitReply> | Promise<void> | Promise<InferenceStats> | InferenceStats | boolean {
     switch (message.type) {
       case "submit":
         return this.#submit(message, ctx);
       case "stats":
-        return this.#statsNow();
+        return message.models === undefined ? this.#statsNow() : this.#servedStats(message.models);
       case "cancel": {
         const entry = this.#jobs.get(message.jobId);
         entry?.cancel();
@@ -603,10 +610,38 @@ export class InferenceActor implements Actor<InferenceMessage> {
    * `job_ended` still in the mailbox) waits for nothing, so a router reading the load does not
    * see this worker busier than it is.
    */
-  #statsNow(): InferenceStats {
+  #statsNow(models?: readonly string[]): InferenceStats {
     let queuedJobs = 0;
     for (const lane of this.#lanes.values()) queuedJobs += liveQueued(lane);
-    return { ...this.#stats, queuedJobs };
+    // The slots are the lanes' own (a model's seats, read now: they shrink with a lost worker),
+    // so a router reading the hello sees the jobs that start at once here, not the concurrency.
+    const counted = models === undefined
+      ? [...this.#lanes.values()]
+      : [...new Set(models)].flatMap((cid) => this.#lanes.get(cid) ?? []);
+    let slots = 0;
+    for (const lane of counted) slots += lane.slots();
+    return { ...this.#stats, queuedJobs, slots };
+  }
+
+  /**
+   * {@link #statsNow} over `models`, each with a lane seated as a submission seats it: a model no
+   * job has named yet is looked up first (see {@link GetInferenceStats.models}).
+   */
+  async #servedStats(models: readonly string[]): Promise<InferenceStats> {
+    for (const cid of new Set(models)) {
+      if (this.#lanes.has(cid)) continue;
+      // A model that cannot be found or loaded refuses its jobs (see `#submit`); here it only
+      // counts no slot. A source that loads lazily loads it now, as a submission would.
+      let model: GenerativeModel | OneShotModel | undefined;
+      try {
+        model = await this.#models.get(cid);
+      } catch {
+        continue;
+      }
+      if (model === undefined) continue;
+      this.#lane(cid).slots = () => seatsOf(model) ?? this.#concurrency;
+    }
+    return this.#statsNow(models);
   }
 
   #lane(cid: string): ModelLane {

@@ -169,6 +169,13 @@ export interface InferenceStats {
   activeJobs: number;
   /** Jobs waiting for a slot now. */
   queuedJobs: number;
+  /**
+   * Jobs run side by side when every slot is taken, over the models served: each model's batch
+   * seats (`GenerativeModel.batchCapacity`), or the InferenceActor's `concurrency` for one that
+   * reports none, summed (the actor keeps a lane per model). What a node's hello advertises as
+   * its `slots`. 0 from a port that runs no job itself (a remote or forwarding one).
+   */
+  slots: number;
 }
 
 /** All-zero {@link InferenceStats}: where every port's counters start. */
@@ -182,6 +189,7 @@ export function emptyInferenceStats(): InferenceStats {
     tokensGenerated: 0,
     activeJobs: 0,
     queuedJobs: 0,
+    slots: 0,
   };
 }
 

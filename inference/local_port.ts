@@ -112,9 +112,13 @@ export class LocalInferencePort implements InferencePort {
     return (await this.#models.list()).map(servedModelInfo);
   }
 
-  /** The actor's counters and gauges. */
+  /**
+   * The actor's counters and gauges, its `slots` summed over the models the catalog lists (the
+   * ones served: a model dropped from it, its pool given up, runs nothing a router could send).
+   */
   async stats(): Promise<InferenceStats> {
-    return await this.#inference.ask<InferenceStats>({ type: "stats" }, {
+    const models = (await this.#models.list()).map((m) => m.cid);
+    return await this.#inference.ask<InferenceStats>({ type: "stats", models }, {
       timeoutMs: this.#statsTimeoutMs,
     });
   }

@@ -11,18 +11,23 @@
  *    is refused with `too_many_jobs`).
  * 3. **Standing**: a worker with free stake in this node's ledger (it can back the receipt,
  *    so validators will record and pay it) before one without.
- * 4. **Locality**: when the job names an input by CID (`protocols/job_input.ts`), one of that
+ * 4. **A free slot**: a worker where the job starts at once (its running + queued jobs, or this
+ *    node's requests in flight to it, below its hello's `slots`) before one where it would wait in
+ *    the queue, however less loaded: a queued job waits for a whole generation to end. The slots
+ *    are the jobs the worker really runs side by side (its models' batch seats, `node_hello.ts`):
+ *    a worker that seats 8 and runs 5 takes the job before one that seats 1 and runs 1.
+ * 5. **Locality**: when the job names an input by CID (`protocols/job_input.ts`), one of that
  *    CID's storage holders first: it reads the input from its own disk, where another fetches it
  *    from them. The router computes the holders as its storage places chunks (rendezvous over its
  *    storage peers and itself, `NetworkActor`), and sets `holdsInput` for them.
- * 5. **Load**: the least loaded — the larger of its hello's running + queued jobs and this
+ * 6. **Load**: the least loaded — the larger of its hello's running + queued jobs and this
  *    node's requests in flight to it (hellos lag; our own count does not).
  *
  * A worker connected more than once (a TCP connection each way, a swarm one) is a candidate per
  * connection, and this node's requests in flight to it are those on all of them: counted per
  * connection, a worker with one slot looked free on its second connection with a job running
  * from the first, and a peer that opened more connections took that many more jobs.
- * 6. **Track record**: the higher ledger balance (credit for finished, unchallenged work).
+ * 7. **Track record**: the higher ledger balance (credit for finished, unchallenged work).
  *
  * Ties keep the candidates' order (the order peers connected).
  *
@@ -106,7 +111,15 @@ export function chooseWorker<C extends WorkerCandidate>(
 /** Lexicographic score, smaller is better. */
 function scoreOf(c: WorkerCandidate, busyness: number): number[] {
   const backed = c.standing !== undefined && c.standing.stake - c.standing.locked > 0;
-  return [backed ? 0 : 1, c.holdsInput ? 0 : 1, busyness, -(c.standing?.balance ?? 0)];
+  // No hello yet: its slots are unknown, and it is not taken for full.
+  const queues = c.load !== undefined && busyness >= c.load.slots;
+  return [
+    backed ? 0 : 1,
+    queues ? 1 : 0,
+    c.holdsInput ? 0 : 1,
+    busyness,
+    -(c.standing?.balance ?? 0),
+  ];
 }
 
 /**

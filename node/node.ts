@@ -812,7 +812,6 @@ function nodeChildren(
           roles,
           inference: localPort,
           storage: () => roles.storage ? lookup<StorageMessage>(NODE_ACTORS.storage) : undefined,
-          slots: config.inference.concurrency,
           queueLimit: config.inference.queueLimit,
         }),
         swarm: network.swarm.enabled

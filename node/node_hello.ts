@@ -19,9 +19,7 @@ export interface NodeHelloSources {
   inference: () => InferencePort | undefined;
   /** The StorageActor (absent: no storage here). */
   storage: () => ActorRef<StorageMessage> | undefined;
-  /** Jobs run side by side. */
-  slots: number;
-  /** Jobs queued beyond the slots. */
+  /** Jobs queued per model beyond its slots (`inference.queueLimit`). */
   queueLimit: number;
 }
 
@@ -47,10 +45,17 @@ export function nodeHello(
     if (port !== undefined) {
       const [models, stats] = await Promise.all([port.models(), port.stats()]);
       body.models = models.map((m) => m.cid).slice(0, 64);
+      // The slots are the port's (the InferenceActor's lanes: each served model's batch seats),
+      // not `inference.concurrency`, which a model that reports its seats does not run: a worker
+      // running 4 of its 8 seats looked full to its routers, and one with a single seat taken
+      // looked like it had 3 free, drawing jobs that waited in its queue (review s58). The
+      // actor's lanes are per model and the load is per node: `slots` sums them over the models
+      // served, as running and queued count every model's jobs. A node serves one model as the
+      // CLI configures it, so the sum is that model's; the format stays as older peers know it.
       body.load = {
         running: stats.activeJobs,
         queued: stats.queuedJobs,
-        slots: sources.slots,
+        slots: stats.slots,
         queueLimit: sources.queueLimit,
       };
     }

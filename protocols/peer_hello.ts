@@ -39,9 +39,13 @@ export interface PeerLoad {
   running: number;
   /** Jobs waiting for a slot. */
   queued: number;
-  /** Jobs it runs side by side. */
+  /**
+   * Jobs it runs side by side: over the models it serves, each one's batch seats (or the node's
+   * `inference.concurrency` for a model that reports none), summed (`node/node_hello.ts`). A node
+   * older than review s58 says its `inference.concurrency` here, whatever its models seat.
+   */
   slots: number;
-  /** Jobs it queues beyond its slots before refusing. */
+  /** Jobs it queues beyond its slots before refusing (per model: each has its own queue). */
   queueLimit: number;
 }
 

@@ -77,6 +77,7 @@ Deno.test("InferenceActor runs at most `concurrency` jobs per model, queues the 
         tokensGenerated: 0,
         activeJobs: 1,
         queuedJobs: 1,
+        slots: 1,
       },
     );
     // The queued job must not compute before the running one ends.

@@ -203,7 +203,6 @@ Deno.test("s46: a storage reading that fails does not stop the hello: the load i
     roles: { inference: true, storage: true, prover: false, validator: false },
     inference: () => port,
     storage: () => storage,
-    slots: 4,
     queueLimit: 0,
   }, () => clock.t);
   assert.equal((await describe()).load?.running, 4);

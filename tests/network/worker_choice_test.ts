@@ -73,3 +73,22 @@ Deno.test("worker choice: capacity counts our own requests in flight too, so a b
     "backed",
   );
 });
+
+Deno.test("worker choice: a worker where the job starts at once before a less loaded one where it would wait in the queue", () => {
+  // "wide" seats 8 and runs 5; "narrow" seats 1 and runs it: the job would queue there.
+  const wide = worker("wide", { load: { running: 5, queued: 0, slots: 8, queueLimit: 64 } });
+  const narrow = worker("narrow", { load: { running: 1, queued: 0, slots: 1, queueLimit: 64 } });
+  assert.equal(chooseWorker([narrow, wide], {})?.key, "wide");
+  // By our own count too: a burst this router just sent fills the seats its hello showed free.
+  const filled = worker("wide", {
+    load: { running: 5, queued: 0, slots: 8, queueLimit: 64 },
+    inFlight: 8,
+  });
+  const emptyQueue = worker("narrow", {
+    load: { running: 1, queued: 0, slots: 1, queueLimit: 64 },
+  });
+  assert.equal(chooseWorker([filled, emptyQueue], {})?.key, "narrow");
+  // Where both would queue, the least loaded as before.
+  const queued = worker("queued", { load: { running: 1, queued: 2, slots: 1, queueLimit: 64 } });
+  assert.equal(chooseWorker([queued, narrow], {})?.key, "narrow");
+});

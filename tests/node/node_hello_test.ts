@@ -9,7 +9,8 @@ Deno.test("the hello reads the load on every call and the storage use at most ev
   let running = 0;
   const port = {
     models: () => Promise.resolve([{ cid: "bafk-m", name: "m", kind: "text" }]),
-    stats: () => Promise.resolve({ ...emptyInferenceStats(), activeJobs: running, queuedJobs: 1 }),
+    stats: () =>
+      Promise.resolve({ ...emptyInferenceStats(), activeJobs: running, queuedJobs: 1, slots: 8 }),
   } as unknown as InferencePort;
   let reads = 0;
   let used = 100;
@@ -27,7 +28,6 @@ Deno.test("the hello reads the load on every call and the storage use at most ev
     roles: { inference: true, storage: true, prover: true, validator: false },
     inference: () => port,
     storage: () => storage,
-    slots: 8,
     queueLimit: 64,
   }, () => clock.t);
   const first = await describe();
