@@ -5,8 +5,9 @@
  * one that failed and crashed the actor: checked again), peers' fraud proofs about receipts not
  * recorded here yet (checked when the receipt comes), peers' fraud proofs from keys with no
  * pledge here yet (taken again when the pledge comes, `_pledge_held_proofs.ts`), and peers'
- * "proof withheld" claims that outran their receipt or their author's pledge (taken, within the
- * takeover budget, when those come) — kept across a stop in `<ledger dir>/held-evidence.cbor`,
+ * "proof withheld" claims that outran their receipt or their author's pledge, or that came here
+ * without the evidence of a receipt this validator had forgotten (taken, within the takeover
+ * budget, when those come) — kept across a stop in `<ledger dir>/held-evidence.cbor`,
  * with the unbacked checks each receipt still in its window has spent (`_unbacked_checks.ts`:
  * forgotten at a restart, each start granted every receipt its budget of checks again).
  *
@@ -64,6 +65,12 @@ export interface KeptClaim {
   verdict: unknown;
   /** Hex key of the peer that sent it. */
   origin?: string;
+  /**
+   * Recorded here already, held for its receipt's evidence (`HeldClaim.recorded`,
+   * `_validator_memory.ts`): restored as held, not through the verdict intake (which would find it
+   * known and not take it over). Untrusted when read.
+   */
+  recorded?: true;
 }
 
 /** What is kept: receipts waiting for stake and proofs waiting for their receipt, in order. */
@@ -81,8 +88,9 @@ export interface HeldEvidence {
    */
   unbacked: SpentUnbacked[];
   /**
-   * Peers' "proof withheld" claims held for their receipt or their author's pledge (at most 256,
-   * `_validator_memory.ts`), oldest first. Absent in a file written before they were kept.
+   * Peers' "proof withheld" claims held for their receipt or their author's pledge, or recorded
+   * and held for their receipt's evidence (at most 256 in all, `_validator_memory.ts`), oldest
+   * first. Absent in a file written before they were kept.
    */
   claims?: KeptClaim[];
 }

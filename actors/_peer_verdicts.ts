@@ -5,7 +5,9 @@
  * receipt and job it is about, `ClaimEvidence`), and a staked peer's claim is taken over within
  * the takeover budget (`#takeOverWithheld`, `_takeover_budget.ts`). A claim that outran its
  * receipt or its author's pledge is held, bounded (`_validator_memory.ts`), and taken again when
- * what it lacks comes (`takeHeldClaims`, `takeClaimsOf`). Owned by the actor, built in its
+ * what it lacks comes (`takeHeldClaims`, `takeClaimsOf`); one recorded about a receipt this
+ * validator had forgotten is held for the receipt's evidence, and taken over when a copy of it
+ * is remembered again (`takeRecordedClaims`, review s58). Owned by the actor, built in its
  * constructor on its {@link ValidatorCore}; read and written only inside its `receive` (and its
  * start). Not part of the public API.
  *
@@ -85,7 +87,7 @@ export class PeerVerdicts {
         }
         // Once per verdict: a replay of one already recorded (by anyone, any number of
         // times) must not make this validator challenge the receipt again.
-        if (!known) await this.#takeOverWithheld(message.verdict, ctx);
+        if (!known) await this.#takeOverWithheld(message.verdict, ctx, message.origin);
       }
       return id;
     } catch (error) {
@@ -145,6 +147,43 @@ export class PeerVerdicts {
   }
 
   /**
+   * Receipt `id`, recorded here and forgotten, is remembered again (a copy of it came:
+   * `ClaimEvidence`, `_receipt_intake.ts`): the claims recorded about it meanwhile, held for it
+   * (`HeldClaim.recorded`), are taken over now, in order, as a claim that came after it is (the
+   * first the budget and caps allow opens the one takeover; the others find it open).
+   */
+  async takeRecordedClaims(id: string, ctx: ActorContext<ValidatorMessage>): Promise<void> {
+    for (const { verdict, origin } of this.#core.memory.takeRecordedClaims(id)) {
+      await this.#takeOverWithheld(verdict, ctx, origin);
+    }
+  }
+
+  /**
+   * At the start: a claim kept across the stop as recorded and held for its receipt's evidence
+   * (`_held_evidence.ts`, untrusted): held again (or taken over, if the receipt is remembered
+   * now) if it is a signed "proof withheld" claim this ledger recorded, still open here; else
+   * dropped. Not through the verdict intake, where it is known: recorded, never taken over.
+   */
+  async restoreRecordedClaim(
+    verdict: Verdict,
+    origin: string,
+    ctx: ActorContext<ValidatorMessage>,
+  ): Promise<void> {
+    if (verdict?.subject !== "inference" || typeof verdict.subjectId !== "string") return;
+    if (verdict.outcome !== "invalid" || verdict.reason !== "proof_unavailable") return;
+    if (!(verdict.validator instanceof Uint8Array)) return;
+    const author = judgedKey(verdict);
+    if (this.#core.memory.hasJudged(author)) return;
+    try {
+      if (!this.#core.ledger().hasVerdict(verdictId(verdict)) || !verifyVerdict(verdict)) return;
+    } catch {
+      return; // not a verdict
+    }
+    this.#core.memory.rememberJudged(author);
+    await this.#takeOverWithheld(verdict, ctx, origin);
+  }
+
+  /**
    * A staked peer's verdict says the worker withheld its proof data from it. That cannot be
    * proven to a third party, so this validator asks for the data itself: a challenge passes on,
    * and the worker that withholds from this node too is slashed here; one that serves is judged
@@ -156,12 +195,32 @@ export class PeerVerdicts {
    * false twice lately), and never at the worker's expense: a takeover that would take the
    * worker past its open-challenge cap is dropped, not the worker's receipts. A dropped claim
    * is still recorded and passed on; only this validator does not ask on its word.
+   *
+   * A claim about a receipt pending here that this validator no longer remembers (pushed out of
+   * its bounded memory, `_validator_memory.ts`; not this node's own receipts, never remembered
+   * here) cannot be taken over yet: it is held for the receipt's evidence, with the
+   * claims held for what they lack (bounded, kept across a stop; `HeldClaim.recorded`), and taken
+   * over when a copy of the receipt is remembered again (`takeRecordedClaims`). Until review s58
+   * it was not: a claim that reached a ledger first without its evidence (passed on by a node
+   * where the receipt was settled or forgotten, or a fault a peer's start applied, sent in its
+   * catch-up) was recorded, and the copy that came later with the evidence was the same verdict,
+   * never taken over: the worker that withheld was paid here, slashed in the claimant's ledger.
+   * No budget is spent on a claim held; once per receipt, as any takeover (a receipt challenged
+   * here is never remembered again).
    */
-  async #takeOverWithheld(verdict: Verdict, ctx: ActorContext<ValidatorMessage>): Promise<void> {
+  async #takeOverWithheld(
+    verdict: Verdict,
+    ctx: ActorContext<ValidatorMessage>,
+    origin?: string,
+  ): Promise<void> {
     if (verdict.outcome !== "invalid" || verdict.reason !== "proof_unavailable") return;
     const id = verdict.subjectId;
     const record = this.#core.ledger().receipt(id);
     const recent = this.#core.memory.recent(id);
+    if (recent === undefined && this.#awaitsReceiptEvidence(id)) {
+      this.#core.memory.holdClaim(verdict, origin, true, true);
+      return;
+    }
     if (record?.status !== "pending" || recent === undefined || this.#core.held.has(id)) return;
     if (this.#core.held.openOf(record.worker) >= MAX_OPEN_CHALLENGES_PER_WORKER) return;
     const claimant = toHex(verdict.validator);
@@ -169,6 +228,18 @@ export class PeerVerdicts {
     if (this.#core.takeovers.refusal(claimant, this.#core.now(), open) !== undefined) return;
     this.#core.takeovers.spend();
     await this.#challenges.open(recent.receipt, recent.job, ctx, verdict).catch(() => {});
+  }
+
+  /**
+   * Whether receipt `id`, not remembered here, is one whose evidence (a copy of it) the intake
+   * would remember again (`_receipt_intake.ts`'s `#forgottenPending`): a peer's inference receipt
+   * pending here inside its window, never challenged here.
+   */
+  #awaitsReceiptEvidence(id: string): boolean {
+    const record = this.#core.ledger().receipt(id);
+    if (!this.#core.inWindow(record) || record.kind !== "inference") return false;
+    if (this.#core.held.has(id) || this.#core.memory.wasChallenged(id)) return false;
+    return record.worker !== toHex(this.#core.options.identity.publicKey);
   }
 
   /**

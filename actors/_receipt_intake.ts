@@ -234,9 +234,12 @@ export class ReceiptIntake {
     } else if (!fresh && this.#forgottenPending(receipt, id)) {
       // A copy of a receipt recorded here, still open, that the memory forgot (pushed out by
       // others): remembered again, so the "proof withheld" claim it came ahead of is taken over
-      // (`ClaimEvidence`). Nothing is recorded or credited again, no takeover budget earned.
+      // (`ClaimEvidence`), and so is one recorded here before it, held for it (it reached this
+      // ledger first without its evidence, review s58). Nothing is recorded or credited again,
+      // no takeover budget earned.
       await this.#core.pending().save(id, { receipt, job });
       await this.#core.pending().removeAll(this.#core.memory.remember(receipt, job));
+      await this.#peerVerdicts.takeRecordedClaims(id, ctx);
     }
     const challenged = owed && recorded;
     const handled: ReceiptHandled = {

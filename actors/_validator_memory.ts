@@ -4,11 +4,12 @@
  * whose verdict about which receipt was taken from a peer, the fraud proofs taken (one accusation
  * per accuser and receipt at a time), the accusations left undecided here, fraud proofs about
  * receipts not recorded here yet (held until the receipt comes in through the intake), and
- * "proof withheld" claims that outran their receipt or their author's pledge. Each is bounded
- * and forgets its oldest entry first, so no peer can grow the validator's memory without bound;
- * what of it is kept across a stop ({@link ValidatorMemory.waiting}) is bounded apart, by what a
- * durable write at each finalize tick may cost. Owned by the actor, read and written only
- * inside its `receive`. Not part of the public API.
+ * "proof withheld" claims that outran their receipt or their author's pledge, or that came without
+ * the evidence of a receipt forgotten here. Each is bounded and forgets its oldest entry first, so
+ * no peer can grow the validator's memory without bound; what of it is kept across a stop
+ * ({@link ValidatorMemory.waiting}) is bounded apart, by what a durable write at each finalize
+ * tick may cost. Owned by the actor, read and written only inside its `receive`. Not part of the
+ * public API.
  *
  * @module
  */
@@ -113,15 +114,18 @@ const MAX_HELD_FRAUD_PROOFS_PER_ACCUSER = 4;
 
 /**
  * Peers' "proof withheld" claims (`invalid / proof_unavailable` verdicts) held for what they lack
- * here, in all: their receipt (not recorded here yet), or their author's pledge. Gossip order is
- * not guaranteed (the claim comes on its author's connection or through any peer, the receipt on
- * the requester's): refused, a claim that outran its receipt left the worker that withheld paid
- * here and slashed in the ledgers that saw the receipt first (review s56). A claim is a verdict
- * (its details at most `MAX_VERDICT_DETAILS_BYTES`, about 1.3 KiB in all), kept across a stop
- * with the other held evidence (`_held_evidence.ts`): 256 bound both the memory and the file's
- * write at a tick to about 330 KiB. Honest claims outrun their receipt by moments, a handful at a
- * time; a claim held costs no takeover budget (spent only once it is taken, within the same
- * budget and caps as a claim that came after its receipt).
+ * here, in all: their receipt (not recorded here yet), or their author's pledge; or, recorded
+ * here about a receipt this validator had forgotten, a copy of the receipt to take them over on
+ * ({@link HeldClaim.recorded}: a staked author's, about a receipt pending here, one per claimant
+ * and receipt, dropped at the tick the receipt closes). Gossip order is not guaranteed (the
+ * claim comes on its author's connection or through any peer, the receipt on the requester's):
+ * refused, a claim that outran its receipt left the worker that withheld paid here and slashed in
+ * the ledgers that saw the receipt first (review s56). A claim is a verdict (its details at most
+ * `MAX_VERDICT_DETAILS_BYTES`, about 1.3 KiB in all), kept across a stop with the other held
+ * evidence (`_held_evidence.ts`): 256 bound both the memory and the file's write at a tick to
+ * about 330 KiB. Honest claims outrun their receipt by moments, a handful at a time; a claim held
+ * costs no takeover budget (spent only once it is taken, within the same budget and caps as a
+ * claim that came after its receipt).
  */
 export const MAX_HELD_CLAIMS = 256;
 /**
@@ -134,12 +138,23 @@ export const MAX_HELD_CLAIMS = 256;
  */
 export const MAX_HELD_CLAIMS_PER_CLAIMANT = 16;
 
-/** A peer's "proof withheld" claim held until its receipt (or its author's pledge) is here. */
+/**
+ * A peer's "proof withheld" claim held until its receipt (or its author's pledge) is here, or,
+ * `recorded`, until the receipt's evidence is.
+ */
 export interface HeldClaim {
   /** The claim (its signature verified when it was held). */
   verdict: Verdict;
   /** Who sent it (the peer it is not passed back to). */
   origin?: string;
+  /**
+   * Recorded here already, about a receipt pending here that this validator had forgotten (review
+   * s58): held for a copy of the receipt and its job, taken over when the intake remembers it
+   * again ({@link ValidatorMemory.takeRecordedClaims}), never through the verdict intake again (it
+   * is the same verdict there: known, not taken over). Absent for a claim held for its receipt
+   * or its author's pledge.
+   */
+  recorded?: true;
 }
 
 /** A fraud proof held until its receipt is recorded here ({@link ValidatorMemory.holdFraudProof}). */
@@ -471,19 +486,22 @@ export class ValidatorMemory {
   /**
    * Hold a peer's "proof withheld" claim until what it lacks comes in: its receipt
    * ({@link takeHeldClaims}) or its author's stake ({@link takeHeldClaimsBy}; `staked`: its author
-   * has stake here already). One per claimant and receipt (a re-signed copy holds nothing more).
-   * Bounded: past {@link MAX_HELD_CLAIMS_PER_CLAIMANT} for its claimant, that claimant's longest
-   * held claim is dropped; past {@link MAX_HELD_CLAIMS} in all, the longest held claim of the
-   * claimant holding the most, among those with no stake here first.
+   * has stake here already); or, `recorded` (see {@link HeldClaim.recorded}), the evidence of a
+   * receipt recorded here and forgotten ({@link takeRecordedClaims}). One per claimant and receipt
+   * (a re-signed copy holds nothing more). Bounded: past {@link MAX_HELD_CLAIMS_PER_CLAIMANT} for
+   * its claimant, that claimant's longest held claim is dropped; past {@link MAX_HELD_CLAIMS} in
+   * all, the longest held claim of the claimant holding the most, among those with no stake here
+   * first.
    */
-  holdClaim(verdict: Verdict, origin: string | undefined, staked: boolean): void {
+  holdClaim(verdict: Verdict, origin: string | undefined, staked: boolean, recorded = false): void {
     const key = judgedKey(verdict);
     if (this.#claims.has(key)) return;
     const claimant = toHex(verdict.validator);
     if ((this.#claimsBy.get(claimant) ?? 0) >= MAX_HELD_CLAIMS_PER_CLAIMANT) {
       this.#dropClaim(claimant);
     }
-    this.#claims.set(key, { verdict, origin, claimant, staked });
+    const held = { verdict, origin, claimant, staked };
+    this.#claims.set(key, recorded ? { ...held, recorded } : held);
     this.#count(this.#claimsBy, claimant, 1);
     while (this.#claims.size > MAX_HELD_CLAIMS) this.#dropClaim();
   }
@@ -510,38 +528,58 @@ export class ValidatorMemory {
   }
 
   /**
-   * The claims held for receipt `id`, now that it is recorded here, oldest first, forgotten here.
-   * A scan of at most {@link MAX_HELD_CLAIMS}.
+   * The claims held for receipt `id`, now that it is recorded here, oldest first, forgotten here
+   * (not those {@link HeldClaim.recorded}: {@link takeRecordedClaims}). A scan of at most
+   * {@link MAX_HELD_CLAIMS}.
    */
   takeHeldClaims(id: string): HeldClaim[] {
-    const taken: HeldClaim[] = [];
-    for (const [key, { verdict, origin, claimant }] of [...this.#claims]) {
-      if (verdict.subjectId !== id) continue;
-      this.#claims.delete(key);
-      this.#count(this.#claimsBy, claimant, -1);
-      taken.push({ verdict, origin });
-    }
-    return taken;
+    return this.#takeClaims((held) => !held.recorded && held.verdict.subjectId === id);
+  }
+
+  /**
+   * The claims recorded here and held for the evidence of receipt `id` (see
+   * {@link HeldClaim.recorded}), now that this validator remembers it again, oldest first,
+   * forgotten here. A scan of at most {@link MAX_HELD_CLAIMS}.
+   */
+  takeRecordedClaims(id: string): HeldClaim[] {
+    return this.#takeClaims((held) => held.recorded === true && held.verdict.subjectId === id);
   }
 
   /**
    * The claims `claimant` (hex) made that are held, now that its stake is here, oldest first,
-   * forgotten here. A scan of at most {@link MAX_HELD_CLAIMS}.
+   * forgotten here (not those {@link HeldClaim.recorded}: recorded, its stake was here). A scan of
+   * at most {@link MAX_HELD_CLAIMS}.
    */
   takeHeldClaimsBy(claimant: string): HeldClaim[] {
+    return this.#takeClaims((held) => !held.recorded && held.claimant === claimant);
+  }
+
+  /**
+   * Forget the claims recorded here and held for their evidence (see {@link HeldClaim.recorded})
+   * whose receipt `open` says no longer is (paid, slashed, challenged, past its window): no
+   * takeover could be opened on them.
+   */
+  forgetRecordedClaimsUnless(open: (id: string) => boolean): void {
+    this.#takeClaims((held) => held.recorded === true && !open(held.verdict.subjectId));
+  }
+
+  /** The held claims `which` picks, oldest first, forgotten here. */
+  #takeClaims(which: (held: HeldClaim & { claimant: string }) => boolean): HeldClaim[] {
     const taken: HeldClaim[] = [];
     for (const [key, held] of [...this.#claims]) {
-      if (held.claimant !== claimant) continue;
+      if (!which(held)) continue;
       this.#claims.delete(key);
+      this.#count(this.#claimsBy, held.claimant, -1);
       taken.push({ verdict: held.verdict, origin: held.origin });
     }
-    this.#claimsBy.delete(claimant);
     return taken;
   }
 
   /** The claims held, oldest first (kept across a stop, {@link waiting}). */
   heldClaims(): HeldClaim[] {
-    return [...this.#claims.values()].map(({ verdict, origin }) => ({ verdict, origin }));
+    return [...this.#claims.values()].map(({ verdict, origin, recorded }) =>
+      recorded ? { verdict, origin, recorded } : { verdict, origin }
+    );
   }
 
   /**

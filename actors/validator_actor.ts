@@ -330,11 +330,15 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
       this.#fraudProofs.onFraudProof(proof, ctx, false, from, undefined, at);
     }
     // Peers' "proof withheld" claims held for their receipt: through the verdict intake again
-    // (taken over now if a receipt replayed above recorded theirs, else held again).
-    for (const { verdict, origin } of held.claims ?? []) {
+    // (taken over now if a receipt replayed above recorded theirs, else held again). One recorded
+    // here and held for its receipt's evidence is held again as it was: the verdict intake would
+    // find it known, and never take it over (review s58).
+    for (const { verdict, origin, recorded } of held.claims ?? []) {
       if (typeof origin !== "string" || origin === "local") continue;
-      await this.receive({ type: "verdict", verdict: verdict as Verdict, origin }, ctx)
-        .catch(() => {});
+      const restored = recorded === true
+        ? this.#peerVerdicts.restoreRecordedClaim(verdict as Verdict, origin, ctx)
+        : this.receive({ type: "verdict", verdict: verdict as Verdict, origin }, ctx);
+      await restored.catch(() => {});
     }
     const every = this.#options.finalizeIntervalMs ?? DEFAULT_FINALIZE_INTERVAL_MS;
     if (every > 0) {
@@ -477,6 +481,8 @@ export class ValidatorActor implements Actor<ValidatorMessage> {
         // no claim over: forgotten, and no longer kept on disk (a copy left by a failed removal
         // goes at the next start).
         const closed = this.#memory.forgetRecentUnless((id) => this.#inWindow(ledger.receipt(id)));
+        // Nor a claim held for one's evidence (`HeldClaim.recorded`).
+        this.#memory.forgetRecordedClaimsUnless((id) => this.#inWindow(ledger.receipt(id)));
         await this.#pending.removeAll(closed).catch((error) =>
           this.#log(`validator: could not remove closed receipts: ${error.message}`)
         );
