@@ -35,35 +35,24 @@
  *   stops pulling stops the worker after the window (plus the two steps its batcher may run
  *   ahead of the last asked) and a cancel stops it within one step.
  *
+ * The parts live beside it, in private modules: `config.json` read into the model's dimensions
+ * (`_model_config.ts`) and the graph held to them (`_decoder_graph_check.ts`); where the model
+ * computes, in-thread or in workers (`_text_engine.ts`); the token stream with its run-ahead
+ * credit and its clean-up when dropped (`_generation_stream.ts`); and the stop sequences
+ * (`_stop_sequences.ts`). This file holds the public types and `TextModel`, which composes them.
+ *
  * @module
  */
 import { join } from "node:path";
-import type * as ort from "onnxruntime-node";
-import { GENERATION_LIMITS, type GenerationParams } from "../protocols/job.ts";
+import type { GenerationParams } from "../protocols/job.ts";
 import type { Fingerprint } from "../proof/fingerprint.ts";
-import {
-  DecoderSession,
-  type DecoderShape,
-  hasFixedCache,
-  type SampledStep,
-  type StepSampling,
-} from "./_decoder_session.ts";
-import {
-  BatchedDecoder,
-  type BatchStats,
-  DEFAULT_MAX_BATCH,
-  prefillGroupTokensFor,
-} from "./_batch_decoder.ts";
+import type { DecoderShape } from "./_decoder_session.ts";
+import { type BatchStats, DEFAULT_MAX_BATCH } from "./_batch_decoder.ts";
 
 export type { BatchStats } from "./_batch_decoder.ts";
-import { ModelWorkerPool, poolSizing } from "./_model_worker_pool.ts";
-import {
-  IN_THREAD_HEALTH,
-  type ModelHealth,
-  type ModelWorkerEvent,
-  type ModelWorkerRestartPolicy,
-} from "./model_health.ts";
-import { createSession, type ExecutionProvider, type SessionOptions } from "./_session.ts";
+import { poolSizing } from "./_model_worker_pool.ts";
+import type { ModelHealth, ModelWorkerEvent, ModelWorkerRestartPolicy } from "./model_health.ts";
+import type { ExecutionProvider, SessionOptions } from "./_session.ts";
 import {
   asModelLoadError,
   ContextLengthError,
@@ -73,12 +62,21 @@ import {
   ModelDisposedError,
   ModelLoadError,
 } from "./errors.ts";
-import { type SamplingParams, validateSamplingParams } from "./sampler.ts";
+import { validateSamplingParams } from "./sampler.ts";
 import { type TextTokenizer, tokenizerFromFiles } from "./text_tokenizer.ts";
 import { readTextModelFiles, textModelId } from "./model_identity.ts";
 import { refuseExternalData } from "./_onnx_graph.ts";
 import { MAX_TOP_LOGPROBS, type TopLogprob } from "./top_logprobs.ts";
-import { endTokenIds } from "./end_tokens.ts";
+import { type ModelConfig, parseConfig } from "./_model_config.ts";
+import { checkDecoderGraph } from "./_decoder_graph_check.ts";
+import {
+  inThreadEngine,
+  type LoadedEngine,
+  type TextEngine,
+  workerEngine,
+} from "./_text_engine.ts";
+import { checkStopSequences } from "./_stop_sequences.ts";
+import { generationStream, type StreamModel } from "./_generation_stream.ts";
 
 export type { ExecutionProvider } from "./_session.ts";
 
@@ -264,209 +262,6 @@ export interface ForwardOptions {
   signal?: AbortSignal;
 }
 
-interface ModelConfig {
-  numLayers: number;
-  numKeyValueHeads: number;
-  headDim: number;
-  hiddenSize: number;
-  vocabSize: number;
-  contextLength: number;
-  eosTokenId: number | undefined;
-  eosTokenIds: readonly number[];
-  name: string | undefined;
-}
-
-/** Whether a parsed JSON value is an object with fields (not `null`, an array or a scalar). */
-function isJsonObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/**
- * Hugging Face configs spell the same fields differently across architectures. Throws
- * {@link ModelLoadError} on a config that is not an object, lacks a dimension, or gives one that
- * is not a positive integer — the per-head width included when it is derived (width / heads):
- * these numbers size the KV cache and cut the logits rows, so a fraction, 0 or `1e300` would
- * otherwise surface mid-generation as an untyped onnxruntime or typed-array error.
- */
-function parseConfig(config: unknown, dir: string): ModelConfig {
-  if (!isJsonObject(config)) throw new ModelLoadError(`config.json in ${dir} is not a JSON object`);
-  const text = isJsonObject(config.text_config) ? config.text_config : undefined;
-  const dimension = (...keys: string[]): number | undefined => {
-    for (const scope of [config, text]) {
-      for (const k of keys) {
-        const value = scope?.[k];
-        if (typeof value !== "number") continue;
-        if (!Number.isSafeInteger(value) || value <= 0) {
-          throw new ModelLoadError(
-            `config.json in ${dir}: ${k} must be a positive integer, got ${value}`,
-          );
-        }
-        return value;
-      }
-    }
-    return undefined;
-  };
-  const numLayers = dimension("n_layer", "num_hidden_layers", "num_layers");
-  const numHeads = dimension("n_head", "num_attention_heads");
-  const hiddenSize = dimension("n_embd", "hidden_size", "d_model");
-  const vocabSize = dimension("vocab_size");
-  const contextLength = dimension("n_positions", "max_position_embeddings", "n_ctx", "seq_length");
-  if (!numLayers || !numHeads || !hiddenSize || !vocabSize || !contextLength) {
-    throw new ModelLoadError(
-      `config.json in ${dir} lacks layers/heads/width/vocab/context fields`,
-    );
-  }
-  const headDim = dimension("head_dim") ?? hiddenSize / numHeads;
-  if (!Number.isSafeInteger(headDim)) {
-    throw new ModelLoadError(
-      `config.json in ${dir}: width ${hiddenSize} is not a multiple of ${numHeads} heads, and ` +
-        `no head_dim says the per-head width`,
-    );
-  }
-  // One id or a list, every one an end: keeping only the first ran a model that ends its turn at
-  // a later one (Llama 3 Instruct's `<|eot_id|>`) on to `maxTokens`, billed. Not numbers are
-  // skipped, as a non-number `eos_token_id` always was; a repeated id is kept once. Looked up
-  // where the dimensions are: at the top, else under `text_config` (a multimodal export's).
-  const eos = config.eos_token_id ?? text?.eos_token_id;
-  const eosTokenIds = [
-    ...new Set(
-      (Array.isArray(eos) ? eos : [eos]).filter((id): id is number => typeof id === "number"),
-    ),
-  ];
-  const veriflow = isJsonObject(config.veriflow) ? config.veriflow : undefined;
-  const name = [veriflow?.name, config._name_or_path].find((n): n is string =>
-    typeof n === "string"
-  );
-  return {
-    numLayers,
-    numKeyValueHeads: dimension("num_key_value_heads", "n_head_kv") ?? numHeads,
-    headDim,
-    hiddenSize,
-    vocabSize,
-    contextLength,
-    eosTokenId: eosTokenIds[0],
-    eosTokenIds,
-    name,
-  };
-}
-
-/** A generation's KV cache, wherever the session runs. */
-interface TextSequence {
-  /**
-   * Feed `tokens` after the cached ones; the token sampled under `sampling` from the logits row
-   * of the last of them, that row's fingerprint and, with `topLogprobs` > 0, its most likely
-   * tokens (the row stays where it was computed).
-   */
-  step(
-    tokens: readonly number[],
-    sampling: StepSampling,
-    topLogprobs: number,
-    ahead: number,
-  ): Promise<SampledStep>;
-  /** Free the cache (after any step already running). */
-  close(): void;
-}
-
-/** Where the model computes: this thread's session, or a pool of workers. */
-interface TextEngine {
-  sequence(): TextSequence;
-  batchStats(): Promise<BatchStats[]>;
-  forward(tokens: readonly number[]): Promise<Float32Array>;
-  stats(): Promise<ModelWorkerStats[]>;
-  health(): ModelHealth;
-  dispose(): Promise<void>;
-}
-
-/** What an engine reports once its session exists. */
-interface LoadedEngine {
-  engine: TextEngine;
-  executionProvider: ExecutionProvider;
-  fallbackReason?: string;
-  inputNames: readonly string[];
-  outputNames: readonly string[];
-  /** The graph's declared types and shapes, checked against `config.json` at load. */
-  inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
-  outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
-}
-
-async function inThreadEngine(bytes: Uint8Array, shape: DecoderShape, options?: SessionOptions) {
-  const { session, executionProvider, fallbackReason } = await createSession(bytes, options);
-  const decoder = new DecoderSession(session, shape);
-  // Concurrent generations share each execution (continuous batching), as in a worker.
-  const batched = new BatchedDecoder(decoder, {
-    maxBatch: options?.maxBatch,
-    prefillGroupTokens: prefillGroupTokensFor(executionProvider),
-  });
-  const engine: TextEngine = {
-    sequence: () => batched.sequence(),
-    batchStats: () => Promise.resolve([batched.stats()]),
-    forward: (tokens) => decoder.forward(tokens),
-    stats: () => Promise.resolve([]),
-    health: () => structuredClone(IN_THREAD_HEALTH),
-    dispose: () => {
-      batched.dispose();
-      return session.release();
-    },
-  };
-  return {
-    engine,
-    executionProvider,
-    fallbackReason,
-    inputNames: session.inputNames,
-    outputNames: session.outputNames,
-    inputMetadata: session.inputMetadata,
-    outputMetadata: session.outputMetadata,
-  } satisfies LoadedEngine;
-}
-
-async function workerEngine(bytes: Uint8Array, shape: DecoderShape, options: TextModelOptions) {
-  const { pool, loaded } = await ModelWorkerPool.start(bytes, {
-    ...poolSizing(options),
-    decoder: shape,
-    restart: options.restart,
-    onEvent: options.onWorkerEvent,
-    workerUrl: options.workerUrl,
-  });
-  const engine: TextEngine = {
-    sequence: () => pool.openSequence(),
-    batchStats: async () => (await pool.stats()).flatMap((s) => s.batch ? [s.batch] : []),
-    forward: (tokens) => pool.forward(tokens),
-    stats: () => pool.stats(),
-    health: () => pool.health(),
-    dispose: () => pool.dispose(),
-  };
-  return {
-    engine,
-    executionProvider: loaded.executionProvider,
-    fallbackReason: loaded.fallbackReason,
-    inputNames: loaded.inputNames,
-    outputNames: loaded.outputNames,
-    inputMetadata: loaded.inputMetadata,
-    outputMetadata: loaded.outputMetadata,
-  } satisfies LoadedEngine;
-}
-
-/**
- * What a stream leaves behind when it is collected: its KV cache, and the listener it put on
- * its caller's `AbortSignal` (a long-lived signal, such as a server's shutdown, outlives it).
- */
-interface StreamResources {
-  sequence?: TextSequence;
-  signal?: AbortSignal;
-  onAbort?: () => void;
-}
-
-/**
- * Closes the KV cache of a stream dropped without being cancelled or read to the end (in
- * worker mode the cache lives in the worker, which cannot see the stream being collected), and
- * takes its listener off the signal. Nothing here may reach the stream, or it is never collected:
- * the listener reaches its controller only through a `WeakRef`.
- */
-const abandonedStreams = new FinalizationRegistry<StreamResources>((state) => {
-  state.sequence?.close();
-  if (state.onAbort) state.signal?.removeEventListener("abort", state.onAbort);
-});
-
 /**
  * A loaded decoder-only text model.
  *
@@ -491,6 +286,8 @@ export class TextModel {
   #config: ModelConfig;
   #runs = 0;
   #disposing: Promise<void> | undefined;
+  /** What `generate`'s streams read of this model (`_generation_stream.ts`). */
+  readonly #streamModel: StreamModel;
 
   private constructor(
     engine: TextEngine,
@@ -504,6 +301,16 @@ export class TextModel {
     this.#config = config;
     this.info = info;
     this.tokenizer = tokenizer;
+    this.#streamModel = {
+      tokenizer,
+      config,
+      workerCount,
+      checkUsable: () => this.#checkUsable(),
+      sequence: () => this.#engine.sequence(),
+      countRun: () => {
+        this.#runs++;
+      },
+    };
   }
 
   /**
@@ -701,172 +508,15 @@ export class TextModel {
     const signal = options?.signal;
     signal?.throwIfAborted();
 
-    // Only what the rule reads travels with each step (not the stop list, not maxTokens).
-    const { temperature, topK, topP, seed } = params;
-    const rule: SamplingParams = { temperature, topK, topP, seed };
-    const vocabSize = this.#config.vocabSize;
-    const decoder = this.tokenizer.streamDecoder();
-    const ends = endTokenIds(this.#config);
-    const sequence = [...promptIds];
-    // The KV cache, opened at the first pull (in worker mode: placed on a worker then), and the
-    // abort listener: what `abandonedStreams` frees if the stream is dropped.
-    const cache: StreamResources = {};
-    let fed = 0; // tokens of `sequence` already in the cache
-    let index = startIndex;
-    let output = "";
-    let finished = false;
-    // Weak: the signal holds `onAbort`, and a signal that outlives the stream must not keep it
-    // (and its cache) alive; a live stream keeps its controller.
-    let controllerRef: WeakRef<ReadableStreamDefaultController<TokenChunk>> | undefined;
-    const release = () => {
-      cache.sequence?.close();
-      abandonedStreams.unregister(cache);
-    };
-    const onAbort = () => {
-      if (finished) return;
-      finished = true;
-      release();
-      controllerRef?.deref()?.error(signal?.reason);
-    };
-
-    const finish = () => {
-      finished = true;
-      release();
-      signal?.removeEventListener("abort", onAbort);
-    };
-
-    // Run-ahead (worker mode): the step of chunk t+1 is sent as soon as chunk t is back, so
-    // the worker computes it while this thread delivers chunk t. The consumer's pulls are the
-    // credit: a step starts only while fewer than `runAhead` computed chunks wait beyond what
-    // was pulled, so a consumer that stops pulling stops the worker after the window.
-    const runAhead = this.#workerCount > 0 ? requestedRunAhead : 0;
-    const ready: TokenChunk[] = []; // computed, not yet delivered
-    let failure: { error: unknown } | undefined; // a failed step, delivered after `ready`
-    let producing: Promise<void> | undefined; // the step in flight, if any
-    let produced = startIndex; // index of the next chunk to compute
-    let pulled = startIndex; // chunks the consumer has asked for (last asked index + 1)
-    let exhausted = false; // the last chunk has been computed
-
-    /** Compute and sample one chunk (where the model runs), then decode it here. */
-    const produce = async () => {
-      this.#checkUsable();
-      const newTokens = sequence.slice(fed);
-      cache.sequence ??= this.#engine.sequence();
-      this.#runs++;
-      // With a run-ahead window the worker may compute the next steps (each feeding back the
-      // token before) before they are asked for: as many as there can be (this promises them),
-      // of which it runs at most two beyond the last asked; a stop sequence or a cancel then
-      // wastes those.
-      const ahead = runAhead > 0
-        ? Math.max(0, Math.min(params.maxTokens - index - 1, contextLength - sequence.length - 1))
-        : 0;
-      const { tokenId: token, fingerprint, top } = await cache.sequence.step(
-        newTokens,
-        {
-          params: rule,
-          position: index,
-        },
-        topLogprobs,
-        ahead,
-      );
-      // Aborted or cancelled while the step ran: drop its result, compute nothing more.
-      if (finished) return;
-      fed = sequence.length;
-      sequence.push(token);
-      let finishReason: FinishReason | undefined;
-      let text = "";
-      if (ends.has(token)) {
-        finishReason = "stop";
-      } else {
-        text = decoder.push(token);
-        const searchFrom = Math.max(0, output.length - maxLength(stops) + 1);
-        output += text;
-        if (stops.some((s) => output.indexOf(s, searchFrom) >= 0)) finishReason = "stop";
-      }
-      if (!finishReason && index + 1 >= params.maxTokens) finishReason = "length";
-      if (!finishReason && sequence.length >= contextLength) finishReason = "length";
-      if (finishReason) text += decoder.flush();
-      const chunk: TokenChunk = {
-        index,
-        tokenId: token,
-        text,
-        fingerprint,
-        vocabSize,
-        finishReason,
-      };
-      if (top !== undefined) {
-        chunk.topLogprobs = top.map(({ tokenId, logprob }) => ({
-          tokenId,
-          text: this.tokenizer.decode([tokenId]),
-          logprob,
-        }));
-      }
-      ready.push(chunk);
-      index++;
-      produced++;
-      if (finishReason) exhausted = true;
-    };
-
-    /** Start the next step if none is running and the consumer's credit allows it. */
-    const pump = () => {
-      if (producing || finished || exhausted || failure) return;
-      if (produced >= pulled + runAhead) return;
-      producing = produce().catch((error) => {
-        failure = { error };
-        // The cache is useless after a failed step: free it now, not at the next pull.
-        release();
-      }).finally(() => {
-        producing = undefined;
-        pump();
-      });
-    };
-
-    const stream = new ReadableStream<TokenChunk>({
-      start: (controller) => {
-        controllerRef = new WeakRef(controller);
-        if (signal) {
-          signal.addEventListener("abort", onAbort, { once: true });
-          cache.signal = signal;
-          cache.onAbort = onAbort;
-        }
-        if (index >= params.maxTokens) {
-          finish();
-          controller.close();
-        }
-        // Worker mode: the prompt's read starts now, within the run-ahead credit (none
-        // in-thread, where it would block this thread before the stream is even returned).
-        pump();
-      },
-      pull: async (controller) => {
-        if (finished) return;
-        try {
-          // A chunk computed ahead must not outlive the model's disposal.
-          this.#checkUsable();
-        } catch (error) {
-          finish();
-          throw error;
-        }
-        pulled++;
-        pump();
-        while (ready.length === 0 && !failure && !finished && producing) await producing;
-        if (finished) return;
-        const chunk = ready.shift();
-        if (!chunk) {
-          finish();
-          throw failure?.error ?? new Error("generation stalled without a chunk or an error");
-        }
-        controller.enqueue(chunk);
-        if (chunk.finishReason) {
-          finish();
-          controller.close();
-        }
-      },
-      cancel: () => {
-        finish();
-      },
-    }, { highWaterMark: 0 });
-    abandonedStreams.register(stream, cache, cache);
-    return stream;
+    return generationStream(this.#streamModel, {
+      promptIds,
+      params,
+      stops,
+      startIndex,
+      requestedRunAhead,
+      topLogprobs,
+      signal,
+    });
   }
 
   /**
@@ -889,145 +539,4 @@ export class TextModel {
       if (!Number.isSafeInteger(t) || t < 0 || t >= vocab) throw new InvalidTokenError(t, vocab);
     }
   }
-}
-
-/** Element type of every cache tensor and of the logits: what the runtime allocates and reads. */
-const FLOAT_TENSOR = "float32";
-/** Element type of the token, mask and position inputs the runtime feeds. */
-const INDEX_TENSOR = "int64";
-/** Rank of a cache tensor: `[batch, heads, positions, head width]`. */
-const CACHE_RANK = 4;
-/** Where a cache tensor's shape gives its heads and its per-head width. */
-const CACHE_HEADS_AXIS = 1;
-const CACHE_HEAD_DIM_AXIS = 3;
-
-/**
- * Throws {@link ModelLoadError} unless the graph follows the decoder-with-past convention with
- * the dimensions `config.json` gives. The config sizes every cache tensor the runtime feeds and
- * cuts the logits into rows, and nothing else checks that it fits `model.onnx` (the model's id
- * names both files, a config that contradicts the graph as faithfully as one that fits it): such
- * a config would load under its id and then sample from the wrong row, or fail mid-generation.
- * So each cache tensor the runtime names must be declared, float32, `[batch, heads, positions,
- * head width]`, `logits` float32 with rows of the vocabulary's length, and the index inputs
- * int64. A dimension the graph declares symbolic is
- * not checked here: nothing can know it short of running the graph, so each run checks its
- * outputs' shapes against the config (`DecoderSession`), and fails the job on a contradiction.
- */
-function checkDecoderGraph(
-  graph: Pick<LoadedEngine, "inputNames" | "outputNames" | "inputMetadata" | "outputMetadata">,
-  config: ModelConfig,
-  dir: string,
-): void {
-  const { inputNames, outputNames } = graph;
-  for (const name of ["input_ids", "logits"]) {
-    if (!inputNames.includes(name) && !outputNames.includes(name)) {
-      throw new ModelLoadError(`model in ${dir} has no "${name}" input/output`);
-    }
-  }
-  // Either cache convention (`_decoder_session.ts`): a Hugging Face export's past/present, or
-  // the built-in models' fixed-capacity cache.
-  const fixed = hasFixedCache(inputNames);
-  const perLayer = (names: readonly string[], prefix: string, what: string, hint = "") => {
-    const found = names.filter((n) => n.startsWith(prefix)).length;
-    if (found !== 2 * config.numLayers) {
-      throw new ModelLoadError(
-        `model in ${dir} has ${found} ${prefix.slice(0, -1)} ${what}, expected ${
-          2 * config.numLayers
-        }${hint}`,
-      );
-    }
-  };
-  const pastPrefix = fixed ? "kv_cache." : "past_key_values.";
-  const newPrefix = fixed ? "kv_new." : "present.";
-  perLayer(inputNames, pastPrefix, "inputs", ' (use an export "with past")');
-  perLayer(outputNames, newPrefix, "outputs");
-
-  const declared = new Map(
-    [...graph.inputMetadata, ...graph.outputMetadata].map((m) => [m.name, m]),
-  );
-  const tensor = (name: string, type: string) => {
-    const meta = declared.get(name);
-    if (!meta) throw new ModelLoadError(`model in ${dir} has no "${name}" input/output`);
-    if (!meta.isTensor || meta.type !== type) {
-      throw new ModelLoadError(
-        `model in ${dir}: "${name}" is ${meta.isTensor ? meta.type : "not a tensor"}, ` +
-          `expected ${type}`,
-      );
-    }
-    return meta.shape;
-  };
-  const mismatch = (name: string, graphSays: string, configSays: string) =>
-    new ModelLoadError(
-      `config.json in ${dir} contradicts model.onnx: "${name}" has ${graphSays}, ` +
-        `config.json says ${configSays}`,
-    );
-  for (const name of ["input_ids", "attention_mask", "position_ids"]) {
-    if (name === "input_ids" || inputNames.includes(name)) tensor(name, INDEX_TENSOR);
-  }
-  const logits = tensor("logits", FLOAT_TENSOR);
-  const rowLength = logits.at(-1);
-  if (typeof rowLength === "number" && rowLength !== config.vocabSize) {
-    throw mismatch("logits", `rows of ${rowLength} tokens`, `${config.vocabSize}`);
-  }
-  for (let l = 0; l < config.numLayers; l++) {
-    for (const kv of ["key", "value"]) {
-      for (const name of [`${pastPrefix}${l}.${kv}`, `${newPrefix}${l}.${kv}`]) {
-        const shape = tensor(name, FLOAT_TENSOR);
-        // An empty shape is one the graph does not declare at all.
-        if (shape.length === 0) continue;
-        if (shape.length !== CACHE_RANK) {
-          throw new ModelLoadError(
-            `model in ${dir}: "${name}" has ${shape.length} dimensions, expected ${CACHE_RANK}`,
-          );
-        }
-        const heads = shape[CACHE_HEADS_AXIS];
-        if (typeof heads === "number" && heads !== config.numKeyValueHeads) {
-          throw mismatch(name, `${heads} heads`, `${config.numKeyValueHeads}`);
-        }
-        const width = shape[CACHE_HEAD_DIM_AXIS];
-        if (typeof width === "number" && width !== config.headDim) {
-          throw mismatch(name, `heads of width ${width}`, `${config.headDim}`);
-        }
-      }
-    }
-  }
-}
-
-/**
- * `params.stop` checked by hand against the wire's limits (`generationParamsSchema`, which the
- * edge and the InferenceActor parse with zod): a direct caller of `generate` gets the same
- * typed refusal instead of a `TypeError` from a string, silently dropped non-strings, or more
- * or longer sequences than every job may carry. An empty sequence would end every generation
- * at its first token, so it is refused too. Absent means none. Returns a copy, so a caller that
- * reuses its array cannot change a running generation's stop list.
- */
-function checkStopSequences(stop: unknown): string[] {
-  if (stop === undefined) return [];
-  if (!Array.isArray(stop)) {
-    throw new InvalidGenerationParamsError(
-      `stop must be an array of strings, got ${stop === null ? "null" : typeof stop}`,
-    );
-  }
-  const { maxStopSequences, maxStopChars } = GENERATION_LIMITS;
-  if (stop.length > maxStopSequences) {
-    throw new InvalidGenerationParamsError(
-      `stop holds ${stop.length} sequences, at most ${maxStopSequences} are allowed`,
-    );
-  }
-  for (const s of stop) {
-    if (typeof s !== "string" || s.length === 0 || s.length > maxStopChars) {
-      throw new InvalidGenerationParamsError(
-        `each stop sequence must be a string of 1 to ${maxStopChars} characters, got ${
-          typeof s === "string" ? `${s.length} characters` : typeof s
-        }`,
-      );
-    }
-  }
-  return [...stop];
-}
-
-function maxLength(strings: string[]): number {
-  let max = 0;
-  for (const s of strings) max = Math.max(max, s.length);
-  return max;
 }

@@ -1,6 +1,6 @@
 /**
  * A `generate()` stream dropped without being cancelled or read to the end frees its KV cache
- * once it is collected (`abandonedStreams` in `inference/text_model.ts`), also when it was given
+ * once it is collected (`abandonedStreams` in `inference/_generation_stream.ts`), also when it was given
  * an `AbortSignal` that lives on (a server's shutdown signal): the listener on the signal must
  * not keep the stream alive, and goes with it. Collection needs `gc`, which the test runner does
  * not expose: the streams live in a child process (`_abandoned_stream_child.ts`).
